@@ -1,0 +1,87 @@
+"""Settings: the only module that reads the environment.
+
+Everything else receives a `Settings` value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from donjon.errors import Error
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+DEFAULT_PORT = 8443
+
+
+class ConfigError(Error):
+    """A setting is missing or malformed."""
+
+    title = "Configuration error"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Donjon keeps its state and how clients reach it."""
+
+    data_dir: Path
+    url: str
+    api_key: str | None
+    debug: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "donjon.db"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / "master.key"
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return self.data_dir / "tls" / "cert.pem"
+
+    @property
+    def tls_key_path(self) -> Path:
+        return self.data_dir / "tls" / "key.pem"
+
+    @property
+    def bundles_dir(self) -> Path:
+        return self.data_dir / "bundles"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "donjon"
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read ``DONJON_*`` variables (or the given mapping) into `Settings`."""
+    env = dict(os.environ) if environ is None else environ
+    raw_dir = env.get("DONJON_DATA_DIR")
+    data_dir = Path(raw_dir).expanduser() if raw_dir else _default_data_dir()
+    if not data_dir.is_absolute():
+        data_dir = Path.cwd() / data_dir
+    url = env.get("DONJON_URL", f"https://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"DONJON_URL must start with https:// (got {url!r})",
+            hint="set DONJON_URL=https://HOST:PORT",
+        )
+    return Settings(
+        data_dir=data_dir,
+        url=url,
+        api_key=env.get("DONJON_API_KEY") or None,
+        debug=env.get("DONJON_DEBUG", "") not in ("", "0", "false"),
+    )
