@@ -1,0 +1,183 @@
+"""Appending to the audit log, with group commit.
+
+One writer thread owns the appends. Callers on the event loop `await
+record(...)`; the writer takes everything queued, appends it in one
+transaction, commits, and only then wakes the callers. So a response that
+waits for its record is never sent before the record is durable, and calls
+in flight together share one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+
+from donjon.audit.chain import GENESIS, chain_hash, head_mac
+from donjon.errors import Error
+from donjon.store.tables import audit_head, audit_log, invocation_logs
+
+__all__ = ["AuditError", "AuditEvent", "AuditLog", "InvocationLog"]
+
+
+class AuditError(Error):
+    """The audit log could not be written or read."""
+
+    title = "Audit error"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Metadata of one security-relevant event. Never payloads, never secrets."""
+
+    actor: str
+    action: str
+    target: str
+    outcome: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationLog:
+    """A function's captured output for one call, written with its audit record."""
+
+    function: str
+    version: int
+    request_id: str
+    outcome: str
+    output: str
+
+
+_Item = tuple[AuditEvent, InvocationLog | None, "Any"]
+
+
+class AuditLog:
+    """The single appender of one database's audit log."""
+
+    def __init__(self, engine: Engine, mac_key: bytes) -> None:
+        self._engine = engine
+        self._mac_key = mac_key
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._seq, self._head = self._load_head()
+
+    def _load_head(self) -> tuple[int, bytes]:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
+        return (0, GENESIS) if row is None else (int(row.seq), bytes(row.hash))
+
+    # -- writing ---------------------------------------------------------------
+
+    def _encode(self, seq: int, event: AuditEvent) -> bytes:
+        body = {
+            "seq": seq,
+            "ts": round(time.time(), 6),
+            "actor": event.actor,
+            "action": event.action,
+            "target": event.target,
+            "outcome": event.outcome,
+            "detail": dict(event.detail),
+        }
+        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+    def _write(self, items: list[tuple[AuditEvent, InvocationLog | None]]) -> None:
+        """Append `items` in one transaction; the head moves only on commit."""
+        with self._lock:
+            seq, head = self._seq, self._head
+            rows = []
+            logs = []
+            now = time.time()
+            for event, log in items:
+                seq += 1
+                record = self._encode(seq, event)
+                head = chain_hash(head, record)
+                rows.append({"seq": seq, "record": record, "hash": head})
+                if log is not None:
+                    logs.append(
+                        {
+                            "function": log.function,
+                            "version": log.version,
+                            "request_id": log.request_id,
+                            "ts": now,
+                            "outcome": log.outcome,
+                            "output": log.output,
+                        }
+                    )
+            mac = head_mac(self._mac_key, seq, head)
+            with self._engine.begin() as conn:
+                conn.execute(insert(audit_log), rows)
+                if logs:
+                    conn.execute(insert(invocation_logs), logs)
+                updated = conn.execute(
+                    audit_head.update().where(audit_head.c.id == 1).values(
+                        seq=seq, hash=head, mac=mac
+                    )
+                )
+                if updated.rowcount == 0:
+                    conn.execute(insert(audit_head).values(id=1, seq=seq, hash=head, mac=mac))
+            self._seq, self._head = seq, head
+
+    def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
+        """Append synchronously (CLI and start-up paths, no event loop)."""
+        self._write([(event, log)])
+
+    # -- group commit for the event loop ----------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def record(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
+        """Append and return once the record is durable."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put((event, log, done))
+        await done
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch: list[_Item] = [first]
+            while len(batch) < 4096:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            error: BaseException | None = None
+            try:
+                self._write([(event, log) for event, log, _ in batch])
+            except Exception as e:  # noqa: BLE001 - every waiter must hear of the failure
+                error = e
+            for _, _, fut in batch:
+                fut.get_loop().call_soon_threadsafe(_settle, fut, error)
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(AuditError(f"audit append failed: {error}"))

@@ -1,0 +1,84 @@
+"""Checking the whole chain: any edit, deletion, reordering or truncation shows."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from donjon.audit.chain import GENESIS, head_mac
+from donjon.store.tables import audit_head
+
+__all__ = ["VerifyResult", "verify_log"]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    #: The first record found bad (its seq), when not ok.
+    bad_seq: int | None = None
+    reason: str = ""
+
+
+def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
+    """Recompute the chain from genesis and compare it with the signed head."""
+    with engine.connect() as conn:
+        head_row = conn.execute(select(audit_head.c.seq, audit_head.c.hash, audit_head.c.mac)).first()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("SELECT seq, record, hash FROM audit_log ORDER BY seq")
+        expected_seq = 1
+        prev = GENESIS
+        count = 0
+        while True:
+            rows = cur.fetchmany(20000)
+            if not rows:
+                break
+            for seq, record, stored in rows:
+                if seq != expected_seq:
+                    return VerifyResult(
+                        False, count, expected_seq,
+                        f"record {expected_seq} is missing (next present is {seq})",
+                    )
+                record = bytes(record)
+                h = sha256(b"\x01" + prev + sha256(b"\x00" + record).digest()).digest()
+                if h != bytes(stored):
+                    return VerifyResult(False, count, seq, _why(seq, record))
+                prev = h
+                expected_seq += 1
+                count += 1
+        cur.close()
+    finally:
+        raw.close()
+    if head_row is None:
+        if count == 0:
+            return VerifyResult(True, 0)
+        return VerifyResult(False, count, 1, "the signed head of the log is missing")
+    if not hmac.compare_digest(bytes(head_row.mac), head_mac(mac_key, head_row.seq, bytes(head_row.hash))):
+        return VerifyResult(False, count, int(head_row.seq), "the head's signature does not match")
+    if head_row.seq > count:
+        return VerifyResult(
+            False, count, count + 1,
+            f"the log was truncated: the head says {head_row.seq} records, {count} remain",
+        )
+    if head_row.seq < count or bytes(head_row.hash) != prev:
+        return VerifyResult(
+            False, count, int(head_row.seq) + 1, "records after the signed head were not written by Donjon"
+        )
+    return VerifyResult(True, count)
+
+
+def _why(seq: int, record: bytes) -> str:
+    try:
+        body: Any = json.loads(record)
+    except ValueError:
+        return f"record {seq} is not valid JSON: it was edited"
+    if isinstance(body, dict) and body.get("seq") != seq:
+        return f"record {seq} holds the record of seq {body.get('seq')}: the log was reordered"
+    return f"record {seq} does not match its hash: it was edited or a record before it changed"

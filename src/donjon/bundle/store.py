@@ -1,0 +1,67 @@
+"""Content-addressed bundle storage on the node: bundles/<sha256>/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from donjon.bundle.archive import BundleError, tree_digest, unpack
+
+__all__ = ["BundleStore"]
+
+
+class BundleStore:
+    """Unpacked, read-only bundle trees, one per content digest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest
+
+    def add(self, archive: bytes) -> tuple[str, Path]:
+        """Unpack `archive`, and keep it under its digest; returns (digest, path)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
+        try:
+            unpack(archive, staging)
+            digest = tree_digest(staging)
+            final = self.path(digest)
+            if final.exists():
+                return digest, final
+            _make_read_only(staging)
+            os.rename(staging, final)
+            return digest, final
+        except BundleError:
+            raise
+        except OSError as e:
+            raise BundleError(f"cannot store bundle: {e}") from e
+        finally:
+            if staging.exists():
+                _make_writable(staging)
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def remove(self, digest: str) -> None:
+        path = self.path(digest)
+        if path.exists():
+            _make_writable(path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _make_read_only(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            os.chmod(p, 0o555 if os.access(p, os.X_OK) else 0o444)
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o555)
+    os.chmod(root, 0o555)
+
+
+def _make_writable(root: Path) -> None:
+    os.chmod(root, 0o755)
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)

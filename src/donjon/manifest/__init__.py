@@ -1,0 +1,30 @@
+"""The function manifest (donjon.yaml): model, loading, validation."""
+
+from __future__ import annotations
+
+from donjon.manifest.loader import load_manifest, parse_manifest
+from donjon.manifest.model import (
+    FunctionName,
+    HttpTrigger,
+    Isolation,
+    Limits,
+    Manifest,
+    ManifestError,
+    Permissions,
+    Rate,
+    ScheduleTrigger,
+)
+
+__all__ = [
+    "FunctionName",
+    "HttpTrigger",
+    "Isolation",
+    "Limits",
+    "Manifest",
+    "ManifestError",
+    "Permissions",
+    "Rate",
+    "ScheduleTrigger",
+    "load_manifest",
+    "parse_manifest",
+]

@@ -1,0 +1,237 @@
+"""The donjon.yaml contract as frozen pydantic models.
+
+Unknown fields are errors everywhere: a typo in a security setting must not be
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal, NewType
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from donjon.errors import Error
+
+__all__ = [
+    "FunctionName",
+    "HttpTrigger",
+    "Isolation",
+    "Limits",
+    "Manifest",
+    "ManifestError",
+    "Permissions",
+    "Rate",
+    "ScheduleTrigger",
+]
+
+FunctionName = NewType("FunctionName", str)
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
+_HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Za-z_][A-Za-z0-9_]*$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_EGRESS_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+_RATE_RE = re.compile(r"^([1-9][0-9]*)/(second|minute|hour|day)$")
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_CRON_FIELD = re.compile(r"^(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*$")
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+class ManifestError(Error):
+    """donjon.yaml is missing, malformed or invalid."""
+
+    status = 422
+    title = "Invalid manifest"
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Isolation(str, Enum):
+    """How invocations of one function share processes."""
+
+    INVOCATION = "invocation"
+    WARM = "warm"
+
+
+class Rate(_Strict):
+    """A rate such as ``100/minute``."""
+
+    count: int
+    period_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        m = _RATE_RE.match(text)
+        if not m:
+            raise ValueError(f"rate must look like '100/minute' (second|minute|hour|day), got {text!r}")
+        return cls(count=int(m.group(1)), period_s=_PERIODS[m.group(2)])
+
+
+class Permissions(_Strict):
+    """Everything not listed is denied."""
+
+    secrets: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")], ...] = ()
+    egress: tuple[str, ...] = ()
+    invoke: tuple[Annotated[str, Field(pattern=NAME_RE)], ...] = ()
+
+    @field_validator("egress")
+    @classmethod
+    def _egress(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _EGRESS_RE.match(item) or "*" in item:
+                raise ValueError(f"egress entries are host:port with no wildcard, got {item!r}")
+            port = int(item.rsplit(":", 1)[1])
+            if not 0 < port < 65536:
+                raise ValueError(f"port out of range in {item!r}")
+        return value
+
+
+class HttpSpec(_Strict):
+    path: str
+    methods: tuple[str, ...] = ("POST",)
+    auth: Literal["key", "jwt", "public"] = "key"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not _PATH_RE.match(value) or "//" in value or "/../" in f"{value}/":
+            raise ValueError(f"path must be an absolute URL path like /resize, got {value!r}")
+        return value.rstrip("/") or "/"
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("methods must name at least one HTTP method")
+        upper = tuple(m.upper() for m in value)
+        bad = [m for m in upper if m not in _METHODS]
+        if bad:
+            raise ValueError(f"unknown HTTP methods {bad}; use {sorted(_METHODS)}")
+        return upper
+
+
+class HttpTrigger(_Strict):
+    http: HttpSpec
+
+
+class ScheduleTrigger(_Strict):
+    schedule: str
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ValueError(f"schedule must be a 5-field cron expression, got {value!r}")
+        return value
+
+
+def _trigger_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kinds = [k for k in ("http", "schedule") if k in value]
+        return kinds[0] if len(kinds) == 1 else None
+    if isinstance(value, HttpTrigger):
+        return "http"
+    if isinstance(value, ScheduleTrigger):
+        return "schedule"
+    return None
+
+
+Trigger = Annotated[
+    Annotated[HttpTrigger, Tag("http")] | Annotated[ScheduleTrigger, Tag("schedule")],
+    Discriminator(
+        _trigger_kind,
+        custom_error_type="trigger_kind",
+        custom_error_message="a trigger has exactly one of the keys http, schedule",
+    ),
+]
+
+
+class Limits(_Strict):
+    rate: str | None = None
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            Rate.parse(value)
+        return value
+
+    @property
+    def parsed_rate(self) -> Rate | None:
+        return Rate.parse(self.rate) if self.rate else None
+
+
+class Manifest(_Strict):
+    """A validated donjon.yaml."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    handler: str
+    memory_mb: int = Field(default=128, ge=16, le=8192)
+    timeout_s: float = Field(default=10.0, gt=0, le=900)
+    isolation: Isolation = Isolation.INVOCATION
+    permissions: Permissions = Permissions()
+    triggers: tuple[Trigger, ...] = ()
+    limits: Limits = Limits()
+    input_schema: dict[str, Any] | None = None
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, value: str) -> str:
+        if not _HANDLER_RE.match(value):
+            raise ValueError(f"handler must be module.function (like main.handler), got {value!r}")
+        return value
+
+    @field_validator("input_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as e:
+            raise ValueError(f"not a valid JSON Schema: {e.message}") from e
+        return value
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> Manifest:
+        seen: set[tuple[str, str]] = set()
+        for trig in self.triggers:
+            if isinstance(trig, HttpTrigger):
+                for method in trig.http.methods:
+                    key = (trig.http.path, method)
+                    if key in seen:
+                        raise ValueError(f"two http triggers for {method} {trig.http.path}")
+                    seen.add(key)
+        return self
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def function(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+    @property
+    def http_triggers(self) -> tuple[HttpSpec, ...]:
+        return tuple(t.http for t in self.triggers if isinstance(t, HttpTrigger))

@@ -1,0 +1,35 @@
+"""Function isolation: bubblewrap sandboxes, resource limits, zygotes, the pool."""
+
+from __future__ import annotations
+
+from donjon.sandbox.errors import (
+    FunctionCrashed,
+    FunctionFailed,
+    FunctionMemoryExceeded,
+    FunctionTimeout,
+    SandboxError,
+    SandboxUnavailable,
+    TooManyInvocations,
+)
+from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
+from donjon.sandbox.limits import ResourceControl, ResourceMode, detect_resource_control
+from donjon.sandbox.pool import SandboxPool
+from donjon.sandbox.probe import check_sandbox
+
+__all__ = [
+    "CallResult",
+    "FunctionCrashed",
+    "FunctionFailed",
+    "FunctionMemoryExceeded",
+    "FunctionTimeout",
+    "Instance",
+    "InstanceConfig",
+    "ResourceControl",
+    "ResourceMode",
+    "SandboxError",
+    "SandboxPool",
+    "SandboxUnavailable",
+    "TooManyInvocations",
+    "check_sandbox",
+    "detect_resource_control",
+]

@@ -1,0 +1,48 @@
+"""Async framing on the host side of a sandbox's sockets (mirrors runtime/frames.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+__all__ = ["ChannelClosed", "read_frames", "write_frames"]
+
+_LEN = struct.Struct(">I")
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class ChannelClosed(Exception):
+    """The sandbox closed the channel before a whole reply arrived."""
+
+
+async def write_frames(sock: socket.socket, *payloads: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    parts = []
+    for payload in payloads:
+        parts.append(_LEN.pack(len(payload)))
+        parts.append(payload)
+    await loop.sock_sendall(sock, b"".join(parts))
+
+
+async def read_frames(sock: socket.socket, count: int) -> list[bytes]:
+    """Read `count` frames; raise `ChannelClosed` on an early end."""
+    loop = asyncio.get_running_loop()
+    buf = bytearray()
+    frames: list[bytes] = []
+    pos = 0
+    while len(frames) < count:
+        while True:
+            if len(buf) - pos >= 4:
+                (size,) = _LEN.unpack_from(buf, pos)
+                if size > MAX_FRAME:
+                    raise ChannelClosed(f"reply frame of {size} bytes is over the limit")
+                if len(buf) - pos - 4 >= size:
+                    frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
+                    pos += 4 + size
+                    break
+            chunk = await loop.sock_recv(sock, 262144)
+            if not chunk:
+                raise ChannelClosed("the sandbox closed the channel")
+            buf += chunk
+    return frames

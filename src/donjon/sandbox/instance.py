@@ -1,0 +1,266 @@
+"""One running sandbox (a zygote or a warm process) seen from the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from donjon.sandbox.channel import ChannelClosed, read_frames, write_frames
+from donjon.sandbox.errors import (
+    FunctionCrashed,
+    FunctionFailed,
+    FunctionMemoryExceeded,
+    FunctionTimeout,
+    SandboxError,
+    SandboxUnavailable,
+)
+from donjon.sandbox.limits import Cgroup, ResourceControl
+from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+
+__all__ = ["CallResult", "Instance", "InstanceConfig"]
+
+_START_TIMEOUT_S = 30.0
+_GRACE_S = 1.0
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """What one sandbox runs, and under which limits."""
+
+    function: str
+    version: int
+    bundle: Path
+    module: str
+    handler: str
+    warm: bool
+    memory_mb: int
+    tmp_mb: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A handler's answer: `body` is its JSON result, `output` its captured stdout/stderr."""
+
+    body: bytes
+    output: str
+
+
+class Instance:
+    """A sandbox process and its control channel."""
+
+    def __init__(self, config: InstanceConfig, resources: ResourceControl,
+                 seccomp_fd: int | None) -> None:
+        self.config = config
+        self._resources = resources
+        self._seccomp_fd = seccomp_fd
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ctrl: socket.socket | None = None
+        self._cgroup: Cgroup | None = None
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._exits: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next_id = 0
+        self._stderr = b""
+        self.active = 0
+        self.last_used = time.monotonic()
+        self.closed = False
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn the sandbox and wait until the handler is imported."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._ctrl = ours
+        spec = SandboxSpec(
+            bundle=self.config.bundle,
+            tmp_mb=self.config.tmp_mb,
+            per_call_tmp=not self.config.warm,
+            seccomp_fd=self._seccomp_fd,
+        )
+        argv = bwrap_argv(spec, theirs.fileno())
+        fds = [theirs.fileno()] + ([self._seccomp_fd] if self._seccomp_fd is not None else [])
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError as e:
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed") from e
+        finally:
+            theirs.close()
+        if self._seccomp_fd is not None:
+            os.lseek(self._seccomp_fd, 0, os.SEEK_SET)
+        loop = asyncio.get_running_loop()
+        ours.setblocking(False)
+        loop.add_reader(ours.fileno(), self._on_control)
+        try:
+            hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
+            if hello.get("op") != "hello":
+                raise SandboxError(f"unexpected first message from sandbox: {hello}")
+            self._cgroup = self._resources.create(
+                f"{self.config.function}-v{self.config.version}",
+                memory_bytes=(self.config.memory_mb * self.config.concurrency + 64) * 1024 * 1024,
+                pids_max=16 * self.config.concurrency + 16,
+            )
+            if self._cgroup is not None:
+                for pid in _process_tree(self._proc.pid):
+                    self._cgroup.add(pid)
+            ours.send(json.dumps({
+                "module": self.config.module,
+                "function": self.config.handler,
+                "mode": "warm" if self.config.warm else "invocation",
+                "memory_mb": self.config.memory_mb,
+                "tmp_mb": self.config.tmp_mb,
+            }).encode())
+            ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
+        except (TimeoutError, ChannelClosed, OSError) as e:
+            await self.close()
+            raise SandboxUnavailable(
+                f"the sandbox of {self.config.function} did not start: {e} "
+                f"{self._stderr.decode(errors='replace').strip()}".strip()
+            ) from e
+        if ready.get("op") != "ready":
+            await self.close()
+            error = FunctionFailed(f"the handler failed to import: {ready.get('error')}")
+            error.trace = str(ready.get("trace", ""))
+            raise error
+
+    def _on_control(self) -> None:
+        assert self._ctrl is not None  # noqa: S101 - registered only while open
+        while True:
+            try:
+                data = self._ctrl.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._on_eof()
+                return
+            msg = json.loads(data)
+            if msg.get("op") == "exit":
+                fut = self._exits.pop(int(msg["id"]), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            else:
+                self._inbox.put_nowait(msg)
+
+    def _on_eof(self) -> None:
+        self.closed = True
+        if self._ctrl is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._ctrl.fileno())
+        self._inbox.put_nowait({"op": "eof"})
+        for fut in self._exits.values():
+            if not fut.done():
+                fut.set_result({"op": "exit", "status": "sandbox-gone"})
+        self._exits.clear()
+
+    async def close(self) -> None:
+        """Kill the sandbox (die-with-parent takes everything inside with it)."""
+        self.closed = True
+        if self._ctrl is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._ctrl.fileno())
+            self._ctrl.close()
+            self._ctrl = None
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                if self._proc.stderr is not None:
+                    self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
+            await self._proc.wait()
+        if self._cgroup is not None:
+            self._cgroup.remove()
+            self._cgroup = None
+
+    # -- calls ----------------------------------------------------------------
+
+    async def call(self, meta: bytes, event: bytes, timeout_s: float) -> CallResult:
+        """Run one invocation; raise a `SandboxError` subclass on failure."""
+        if self.closed or self._ctrl is None:
+            raise FunctionCrashed("the function's sandbox is gone")
+        self._next_id += 1
+        call_id = self._next_id
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        exit_fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._exits[call_id] = exit_fut
+        self.active += 1
+        try:
+            msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
+            socket.send_fds(self._ctrl, [msg], [theirs.fileno()])
+            theirs.close()
+            await write_frames(ours, meta, event)
+            try:
+                head, body = await asyncio.wait_for(read_frames(ours, 2), timeout_s + _GRACE_S)
+            except TimeoutError:
+                await self.close()
+                raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
+            except (ChannelClosed, OSError):
+                raise await self._why_gone(exit_fut, timeout_s) from None
+            return _result(json.loads(head), body)
+        finally:
+            self.active -= 1
+            self.last_used = time.monotonic()
+            self._exits.pop(call_id, None)
+            ours.close()
+            theirs.close()
+
+    async def _why_gone(self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float) -> SandboxError:
+        if self.config.warm:
+            await self.close()
+            return FunctionCrashed("the function's process died during the call")
+        try:
+            report = await asyncio.wait_for(exit_fut, 2.0)
+        except TimeoutError:
+            return FunctionCrashed("the function's process ended without an answer")
+        status = report.get("status")
+        if status == "timeout":
+            return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
+        if status == "signal" and report.get("signal") == signal.SIGKILL:
+            return FunctionMemoryExceeded(
+                f"the function was killed: over its {self.config.memory_mb} MB memory limit"
+            )
+        return FunctionCrashed(f"the function's process ended without an answer ({status})")
+
+
+def _result(head: dict[str, Any], body: bytes) -> CallResult:
+    output = str(head.get("out", ""))
+    if head.get("ok"):
+        return CallResult(body=body, output=output)
+    kind = head.get("kind")
+    error: SandboxError
+    if kind == "memory":
+        error = FunctionMemoryExceeded("the function exceeded its memory limit")
+    elif kind == "result":
+        error = FunctionFailed(str(head.get("error")))
+    else:
+        error = FunctionFailed(str(head.get("error", "the function failed")))
+    error.output = output
+    error.trace = str(head.get("trace", ""))
+    raise error
+
+
+def _process_tree(root: int) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out

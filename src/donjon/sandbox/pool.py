@@ -1,0 +1,125 @@
+"""The sandbox pool: zygotes and warm processes per function version.
+
+`invocation` functions get one zygote per version that forks a child per
+call, so calls run concurrently up to the function's limit. `warm`
+functions get up to `concurrency` processes, each serving one call at a
+time. Idle sandboxes are reaped; a new version or a removal retires the old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+from donjon.sandbox.errors import TooManyInvocations
+from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
+from donjon.sandbox.limits import ResourceControl
+
+__all__ = ["SandboxPool"]
+
+_QUEUE_WAIT_S = 5.0
+
+
+@dataclass
+class _Slot:
+    """Everything running for one function version."""
+
+    config: InstanceConfig
+    gate: asyncio.Semaphore
+    instances: list[Instance] = field(default_factory=list)
+    starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class SandboxPool:
+    """Runs calls in sandboxes, starting them on first use (the cold start)."""
+
+    def __init__(self, resources: ResourceControl, seccomp_fd: int | None,
+                 idle_timeout_s: float = 300.0) -> None:
+        self._resources = resources
+        self._seccomp_fd = seccomp_fd
+        self._idle_timeout_s = idle_timeout_s
+        self._slots: dict[tuple[str, int], _Slot] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for key in list(self._slots):
+            await self._retire_slot(key)
+
+    async def invoke(self, config: InstanceConfig, meta: bytes, event: bytes,
+                     timeout_s: float) -> CallResult:
+        key = (config.function, config.version)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = _Slot(config, asyncio.Semaphore(config.concurrency))
+            self._slots[key] = slot
+        try:
+            await asyncio.wait_for(slot.gate.acquire(), _QUEUE_WAIT_S)
+        except TimeoutError:
+            raise TooManyInvocations(
+                f"{config.function} is at its concurrency limit ({config.concurrency})",
+                hint="retry later, or raise limits.concurrency in donjon.yaml",
+            ) from None
+        try:
+            instance = await self._instance_for(slot)
+            try:
+                return await instance.call(meta, event, timeout_s)
+            finally:
+                if instance.closed and instance in slot.instances:
+                    slot.instances.remove(instance)
+                    await instance.close()
+        finally:
+            slot.gate.release()
+
+    async def _instance_for(self, slot: _Slot) -> Instance:
+        if slot.config.warm:
+            for inst in slot.instances:
+                # call() counts itself active before its first await, so no
+                # other task can take this instance in between.
+                if inst.active == 0 and not inst.closed:
+                    return inst
+        else:
+            live = [i for i in slot.instances if not i.closed]
+            if live:
+                return live[0]
+        async with slot.starting:
+            if not slot.config.warm:
+                live = [i for i in slot.instances if not i.closed]
+                if live:
+                    return live[0]
+            inst = Instance(slot.config, self._resources, self._seccomp_fd)
+            await inst.start()
+            slot.instances.append(inst)
+            return inst
+
+    async def retire(self, function: str, keep_version: int | None = None) -> None:
+        """Stop every sandbox of `function` except those of `keep_version`."""
+        for key in [k for k in self._slots if k[0] == function and k[1] != keep_version]:
+            await self._retire_slot(key)
+
+    async def _retire_slot(self, key: tuple[str, int]) -> None:
+        slot = self._slots.pop(key, None)
+        if slot is not None:
+            for inst in slot.instances:
+                await inst.close()
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self._idle_timeout_s / 2))
+            now = time.monotonic()
+            for slot in list(self._slots.values()):
+                for inst in list(slot.instances):
+                    if inst.active == 0 and now - inst.last_used > self._idle_timeout_s:
+                        slot.instances.remove(inst)
+                        await inst.close()
+
+    def running(self) -> int:
+        return sum(len(s.instances) for s in self._slots.values())

@@ -1,0 +1,55 @@
+"""Checking, before serving, that the sandbox really works on this host."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from donjon.sandbox.errors import SandboxUnavailable
+from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+
+__all__ = ["check_sandbox"]
+
+_PROBE = (
+    "import os,socket\n"
+    "assert os.getuid() == 65534\n"
+    "assert not os.path.exists('/etc/passwd')\n"
+    "try:\n"
+    "    socket.create_connection(('127.0.0.1', 22), timeout=0.5)\n"
+    "    raise SystemExit('network reachable')\n"
+    "except OSError:\n"
+    "    pass\n"
+    "print('ok')\n"
+)
+
+
+def check_sandbox(seccomp_fd: int | None = None) -> str:
+    """Run a probe in a real sandbox; raise `SandboxUnavailable` if anything is off."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed; Donjon never runs a function unsandboxed",
+            hint="run scripts/setup.sh, or: apt-get install bubblewrap",
+        )
+    with tempfile.TemporaryDirectory(prefix="donjon-probe-") as tmp:
+        Path(tmp, "probe.py").write_text(_PROBE)
+        spec = SandboxSpec(bundle=Path(tmp), tmp_mb=1, per_call_tmp=False, seccomp_fd=seccomp_fd)
+        argv = bwrap_argv(spec, control_fd=0)
+        # Replace the runtime entry with the probe script.
+        argv = argv[: argv.index("/opt/donjon/donjon_runtime/boot.py")] + ["/fn/probe.py"]
+        pass_fds = (seccomp_fd,) if seccomp_fd is not None else ()
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=pass_fds
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise SandboxUnavailable(f"bubblewrap could not start: {e}") from e
+    if done.returncode != 0 or done.stdout.strip() != "ok":
+        raise SandboxUnavailable(
+            "bubblewrap cannot create its namespaces here: "
+            + (done.stderr.strip()[-500:] or done.stdout.strip()[-500:]),
+            hint="user and network namespaces must be enabled (kernel.unprivileged_userns_clone)",
+        )
+    return bwrap

@@ -1,0 +1,89 @@
+"""Running one invocation: read the event, call the handler, send the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import traceback
+from typing import Any, Callable
+
+from donjon_runtime.context import Context
+from donjon_runtime.frames import recv_frame, send_frames
+
+MAX_OUTPUT = 64 * 1024
+
+
+class CapturedOutput:
+    """fd 1 and 2 point at a fresh memfd for the length of one call."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = (os.dup(1), os.dup(2))
+        self._fd = os.memfd_create("output", os.MFD_CLOEXEC)
+        os.dup2(self._fd, 1)
+        os.dup2(self._fd, 2)
+
+    def collect(self) -> str:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        os.lseek(self._fd, max(0, size - MAX_OUTPUT), os.SEEK_SET)
+        data = os.read(self._fd, MAX_OUTPUT)
+        text = data.decode("utf-8", "replace")
+        if size > MAX_OUTPUT:
+            text = f"[{size - MAX_OUTPUT} earlier bytes dropped]\n" + text
+        return text
+
+    def restore(self) -> None:
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in (*self._saved, self._fd):
+            os.close(fd)
+
+
+def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> None:
+    """Serve one invocation on `sock`; never raises."""
+    output = CapturedOutput()
+    meta: dict[str, Any]
+    body = b""
+    try:
+        ctx_meta = json.loads(recv_frame(sock))
+        event = json.loads(recv_frame(sock))
+        context = Context(ctx_meta)
+        try:
+            result = handler(event, context)
+        except MemoryError:
+            meta = {"ok": False, "kind": "memory", "error": "the function ran out of memory"}
+        except BaseException as e:  # noqa: BLE001 - anything the handler raises is its error
+            meta = {
+                "ok": False,
+                "kind": "error",
+                "error": f"{type(e).__name__}: {e}"[:2000],
+                "trace": traceback.format_exc()[-8000:],
+            }
+        else:
+            try:
+                body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
+                meta = {"ok": True}
+            except (TypeError, ValueError) as e:
+                meta = {
+                    "ok": False,
+                    "kind": "result",
+                    "error": f"the handler returned a value that is not JSON: {e}"[:2000],
+                }
+    except MemoryError:
+        meta = {"ok": False, "kind": "memory", "error": "the function ran out of memory"}
+    except Exception as e:  # noqa: BLE001 - a broken frame is reported, not raised
+        meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
+    meta["out"] = output.collect()
+    output.restore()
+    try:
+        send_frames(sock, json.dumps(meta, separators=(",", ":")).encode(), body)
+    except OSError:
+        pass

@@ -1,0 +1,19 @@
+"""Persistent state: SQLAlchemy Core tables and queries (SQLite by default)."""
+
+from __future__ import annotations
+
+from donjon.store.database import StoreError, connect, create_schema
+from donjon.store.functions import FunctionRecord, FunctionStore
+from donjon.store.keys import KeyRecord, KeyStore
+from donjon.store.tables import metadata
+
+__all__ = [
+    "FunctionRecord",
+    "FunctionStore",
+    "KeyRecord",
+    "KeyStore",
+    "StoreError",
+    "connect",
+    "create_schema",
+    "metadata",
+]

@@ -1,0 +1,81 @@
+"""Deployed functions and their versions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from donjon.store.tables import function_versions, functions
+
+__all__ = ["FunctionRecord", "FunctionStore"]
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    """One deployed version of a function."""
+
+    name: str
+    version: int
+    digest: str
+    manifest: str
+    created_at: float
+    created_by: str
+
+
+class FunctionStore:
+    """Queries over `functions` and `function_versions`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add_version(self, name: str, digest: str, manifest: str, created_by: str) -> FunctionRecord:
+        """Record the next version of `name` and make it current, in one transaction."""
+        with self._engine.begin() as conn:
+            last = conn.execute(
+                select(func.max(function_versions.c.version)).where(
+                    function_versions.c.name == name
+                )
+            ).scalar_one_or_none()
+            version = (last or 0) + 1
+            record = FunctionRecord(name, version, digest, manifest, time.time(), created_by)
+            conn.execute(
+                insert(function_versions).values(
+                    name=name,
+                    version=version,
+                    digest=digest,
+                    manifest=manifest,
+                    created_at=record.created_at,
+                    created_by=created_by,
+                )
+            )
+            updated = conn.execute(
+                update(functions).where(functions.c.name == name).values(version=version)
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(functions).values(name=name, version=version))
+        return record
+
+    def current(self) -> list[FunctionRecord]:
+        """The current version of every deployed function, by name."""
+        query = (
+            select(function_versions)
+            .join(
+                functions,
+                (functions.c.name == function_versions.c.name)
+                & (functions.c.version == function_versions.c.version),
+            )
+            .order_by(function_versions.c.name)
+        )
+        with self._engine.connect() as conn:
+            return [FunctionRecord(**row._mapping) for row in conn.execute(query)]
+
+    def remove(self, name: str) -> bool:
+        """Undeploy `name`; its version history stays for the audit trail."""
+        with self._engine.begin() as conn:
+            return conn.execute(delete(functions).where(functions.c.name == name)).rowcount > 0
+
+    def digests_in_use(self) -> set[str]:
+        with self._engine.connect() as conn:
+            return set(conn.execute(select(function_versions.c.digest)).scalars())

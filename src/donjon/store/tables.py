@@ -1,0 +1,89 @@
+"""The schema. Audit records are stored as the exact bytes that were hashed."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "api_keys",
+    "audit_head",
+    "audit_log",
+    "function_versions",
+    "functions",
+    "invocation_logs",
+    "metadata",
+]
+
+metadata = MetaData()
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+function_versions = Table(
+    "function_versions",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("functions", Text, nullable=True),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("record", LargeBinary, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    Column("mac", LargeBinary(32), nullable=False),
+)
+
+invocation_logs = Table(
+    "invocation_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("function", String(63), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("output", Text, nullable=False),
+    UniqueConstraint("request_id", name="uq_invocation_logs_request"),
+)

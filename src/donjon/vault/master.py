@@ -1,0 +1,75 @@
+"""The node's master key: 32 random bytes in a 0600 file, never logged.
+
+Every other key (API key hashing, audit MACs, later secret encryption) is
+derived from it with HKDF under a purpose label, so no key serves two roles.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from donjon.errors import Error
+
+__all__ = ["MasterKey", "VaultError"]
+
+_KEY_BYTES = 32
+
+
+class VaultError(Error):
+    """A key is missing, unreadable or exposed."""
+
+    title = "Key error"
+
+
+class MasterKey:
+    """The master key; `repr` never shows it."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != _KEY_BYTES:
+            raise VaultError(f"master key must be {_KEY_BYTES} bytes, got {len(key)}")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "MasterKey('**********')"
+
+    @classmethod
+    def create(cls, path: Path) -> MasterKey:
+        """Write a new random key to `path` (0600); never overwrite one."""
+        key = secrets.token_bytes(_KEY_BYTES)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError as e:
+            raise VaultError(f"{path} exists; refusing to overwrite a master key") from e
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        return cls(key)
+
+    @classmethod
+    def load(cls, path: Path) -> MasterKey:
+        """Read the key, refusing one that others can read."""
+        try:
+            st = path.stat()
+        except FileNotFoundError as e:
+            raise VaultError(f"no master key at {path}", hint="run `donjon init`") from e
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise VaultError(
+                f"{path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o})",
+                hint=f"chmod 600 {path}",
+            )
+        return cls(path.read_bytes())
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte subkey for one purpose (`purpose` is a fixed label)."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+        return hkdf.derive(self._key)
