@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from donjon.bundle.archive import BundleError, tree_digest, unpack
 
 __all__ = ["BundleStore"]
+
+T = TypeVar("T")
 
 
 class BundleStore:
@@ -21,19 +25,20 @@ class BundleStore:
     def path(self, digest: str) -> Path:
         return self.root / digest
 
-    def add(self, archive: bytes) -> tuple[str, Path]:
-        """Unpack `archive`, and keep it under its digest; returns (digest, path)."""
+    def add(self, archive: bytes, inspect: Callable[[Path], T]) -> tuple[str, T]:
+        """Unpack `archive`, run `inspect` on the tree (it raises to refuse the
+        bundle), and keep it under its digest; returns (digest, inspect's result)."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
         try:
             unpack(archive, staging)
+            verdict = inspect(staging)
             digest = tree_digest(staging)
             final = self.path(digest)
-            if final.exists():
-                return digest, final
-            _make_read_only(staging)
-            os.rename(staging, final)
-            return digest, final
+            if not final.exists():
+                _make_read_only(staging)
+                os.rename(staging, final)
+            return digest, verdict
         except BundleError:
             raise
         except OSError as e:

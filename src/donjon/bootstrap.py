@@ -1,0 +1,52 @@
+"""`donjon init`: the data dir, master key, TLS certificate, database, first admin key."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from donjon.audit import AuditEvent, AuditLog
+from donjon.config import Settings
+from donjon.gateway.node import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE
+from donjon.gateway.tls import create_self_signed
+from donjon.identity import Role, new_api_key
+from donjon.store import KeyStore, connect, create_schema
+from donjon.vault import MasterKey
+
+__all__ = ["InitResult", "initialize"]
+
+
+@dataclass(frozen=True)
+class InitResult:
+    created: bool
+    #: The first admin key, shown once; None when the dir was already initialised.
+    admin_key: str | None
+
+
+def initialize(settings: Settings) -> InitResult:
+    """Create everything missing; never overwrite what exists."""
+    if settings.db_path.exists() and settings.master_key_path.exists():
+        return InitResult(created=False, admin_key=None)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    for sub in (settings.bundles_dir, settings.run_dir):
+        sub.mkdir(mode=0o700, exist_ok=True)
+    if settings.master_key_path.exists():
+        master = MasterKey.load(settings.master_key_path)
+    else:
+        master = MasterKey.create(settings.master_key_path)
+    if not settings.tls_cert_path.exists():
+        create_self_signed(settings.tls_cert_path, settings.tls_key_path)
+    engine = connect(settings.database_url)
+    try:
+        create_schema(engine)
+        os.chmod(settings.db_path, 0o600)
+        key = new_api_key(master.derive(KEY_HASH_PURPOSE), "admin", Role.ADMIN)
+        KeyStore(engine).add(key.record)
+        AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE)).record_now(
+            AuditEvent("system", "key.create", f"key:{key.record.id}", "ok",
+                       {"name": "admin", "role": "admin", "via": "init"})
+        )
+    finally:
+        engine.dispose()
+    return InitResult(created=True, admin_key=key.secret)

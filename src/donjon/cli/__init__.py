@@ -1,0 +1,56 @@
+"""The `donjon` command line. Commands are thin: each calls the API or a subsystem."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from donjon.cli.admin import audit, key
+from donjon.cli.functions import deploy, invoke, logs, ls, rm
+from donjon.cli.node import doctor, init, serve, up
+from donjon.errors import Error
+
+__all__ = ["cli", "main"]
+
+
+@click.group()
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Donjon: a serverless platform, secure by default."""
+    ctx.obj = {"debug": debug}
+
+
+for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit):
+    cli.add_command(command)
+
+try:
+    from donjon.cli.scan_cmd import scan_command
+except ImportError:  # pragma: no cover - the scanner ships with the package
+    scan_command = None
+if scan_command is not None:
+    cli.add_command(scan_command)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except Error as e:
+        if debug:
+            raise
+        click.echo(f"error: {e.message}", err=True)
+        if e.hint:
+            click.echo(f"hint: {e.hint}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

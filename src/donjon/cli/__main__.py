@@ -1,0 +1,3 @@
+from donjon.cli import main
+
+main()

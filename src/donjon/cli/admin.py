@@ -1,0 +1,102 @@
+"""key create/ls/revoke, audit verify/tail."""
+
+from __future__ import annotations
+
+import click
+
+from donjon.audit import verify_log
+from donjon.cli.client import ApiClient
+from donjon.cli.output import echo_json, print_table, when
+from donjon.config import load_settings
+from donjon.gateway.node import AUDIT_MAC_PURPOSE
+from donjon.store import connect
+from donjon.vault import MasterKey, VaultError
+
+__all__ = ["audit", "key"]
+
+
+@click.group()
+def key() -> None:
+    """Manage API keys."""
+
+
+@key.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "developer", "invoker"]), required=True)
+@click.option("--functions", default=None, help="Invoker keys: only these functions (a,b).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "key": ...}.')
+def key_create(name: str, role: str, functions: str | None, as_json: bool) -> None:
+    """Create a key; it is printed once and never again."""
+    body: dict[str, object] = {"name": name, "role": role}
+    if functions is not None:
+        names = [f.strip() for f in functions.split(",") if f.strip()]
+        if not names:
+            raise click.BadParameter("name at least one function", param_hint="--functions")
+        body["functions"] = names
+    created = ApiClient(load_settings()).json("POST", "/v1/keys", json=body)
+    if as_json:
+        echo_json({"id": created["id"], "key": created["key"]})
+    else:
+        click.echo(f"created key {created['id']} ({role}); it will not be shown again:")
+        click.echo(created["key"])
+
+
+@key.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def key_ls(as_json: bool) -> None:
+    """List keys (never the keys themselves)."""
+    keys = ApiClient(load_settings()).json("GET", "/v1/keys")
+    if as_json:
+        echo_json(keys)
+        return
+    print_table(["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "REVOKED"], [
+        [k["id"], k["name"], k["role"], ",".join(k["functions"] or []) or "*",
+         when(k["created_at"]), when(k["revoked_at"])] for k in keys
+    ])
+
+
+@key.command("revoke")
+@click.argument("key_id")
+def key_revoke(key_id: str) -> None:
+    """Revoke a key; it stops working on the next request."""
+    ApiClient(load_settings()).request("DELETE", f"/v1/keys/{key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@click.group()
+def audit() -> None:
+    """Read and check the audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the whole hash chain and its signed head (reads the data dir directly)."""
+    settings = load_settings()
+    if not settings.db_path.exists():
+        raise VaultError(f"no database in {settings.data_dir}", hint="run `donjon init`")
+    master = MasterKey.load(settings.master_key_path)
+    engine = connect(settings.database_url)
+    try:
+        result = verify_log(engine, master.derive(AUDIT_MAC_PURPOSE))
+    finally:
+        engine.dispose()
+    if result.ok:
+        click.echo(f"audit log intact: {result.records} records")
+        return
+    click.echo(f"audit log TAMPERED: first bad record {result.bad_seq}: {result.reason}", err=True)
+    raise SystemExit(2)
+
+
+@audit.command("tail")
+@click.option("-n", "count", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def audit_tail(count: int, as_json: bool) -> None:
+    """Show the newest audit records."""
+    records = ApiClient(load_settings()).json("GET", "/v1/audit", params={"n": count})
+    if as_json:
+        echo_json(records)
+        return
+    for r in records:
+        detail = " ".join(f"{k}={v}" for k, v in sorted(r["detail"].items()))
+        click.echo(f"{r['seq']:>7} {when(r['ts'])} {r['actor']:<22} {r['action']:<16} "
+                   f"{r['target']:<24} {r['outcome']:<10} {detail}")

@@ -1,0 +1,65 @@
+"""The CLI's HTTP client for the gateway's API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from donjon.config import Settings
+from donjon.errors import Error
+
+__all__ = ["ApiClient", "ApiError"]
+
+
+class ApiError(Error):
+    """The gateway answered with a problem document, or could not be reached."""
+
+    title = "API error"
+
+
+class ApiClient:
+    """Calls the gateway with the configured key; trusts the node's own certificate."""
+
+    def __init__(self, settings: Settings, api_key: str | None = None, timeout: float = 120.0):
+        self.settings = settings
+        key = api_key or settings.api_key
+        if not key:
+            raise ApiError("no API key", hint="set DONJON_API_KEY (printed by `donjon init`)")
+        verify: Any = True
+        if settings.url.startswith("https://") and settings.tls_cert_path.exists():
+            verify = str(settings.tls_cert_path)
+        self._http = httpx.Client(
+            base_url=settings.url, verify=verify, timeout=timeout,
+            headers={"authorization": f"Bearer {key}"},
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise ApiError(f"cannot reach Donjon at {self.settings.url}: {e}",
+                           hint="is `donjon serve` running? is DONJON_URL right?") from e
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+
+def _problem(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+    except json.JSONDecodeError:
+        body = {"detail": response.text[:500]}
+    detail = body.get("detail") or body.get("title") or "request failed"
+    problems = body.get("problems")
+    if problems:
+        detail += "\n  " + "\n  ".join(problems)
+    rid = body.get("request_id")
+    error = ApiError(f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""))
+    error.status = response.status_code
+    return error

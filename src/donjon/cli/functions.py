@@ -1,0 +1,103 @@
+"""deploy, invoke, ls, logs, rm."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from donjon.bundle import build_bundle
+from donjon.cli.client import ApiClient
+from donjon.cli.output import echo_json, print_table, when
+from donjon.config import load_settings
+
+__all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
+
+
+def deploy_dir(client: ApiClient, directory: Path) -> dict[str, object]:
+    """Build the bundle locally (validate, vendor) and upload it."""
+    manifest, archive = build_bundle(directory)
+    result: dict[str, object] = client.json(
+        "POST", "/v1/functions", content=archive,
+        headers={"content-type": "application/gzip"},
+    )
+    result["manifest"] = manifest.model_dump(mode="json", exclude_none=True)
+    return result
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deploy(directory: Path, as_json: bool) -> None:
+    """Validate, vendor and deploy the function bundle in DIRECTORY."""
+    result = deploy_dir(ApiClient(load_settings()), directory)
+    if as_json:
+        echo_json({k: result[k] for k in ("name", "version", "digest")})
+    else:
+        click.echo(f"deployed {result['name']} version {result['version']} "
+                   f"digest sha256:{result['digest']}")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--data", "data", default="{}", show_default=True,
+              help="The event as JSON, or - to read it from stdin.")
+def invoke(name: str, data: str) -> None:
+    """Invoke function NAME with an event and print its result."""
+    raw = sys.stdin.read() if data == "-" else data
+    try:
+        json.loads(raw)
+    except ValueError as e:
+        raise click.BadParameter(f"not valid JSON: {e}", param_hint="--data") from e
+    client = ApiClient(load_settings())
+    response = client.request("POST", f"/v1/functions/{name}/invoke", content=raw.encode(),
+                              headers={"content-type": "application/json"})
+    click.echo(response.text)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ls(as_json: bool) -> None:
+    """List deployed functions."""
+    functions = ApiClient(load_settings()).json("GET", "/v1/functions")
+    if as_json:
+        echo_json(functions)
+        return
+    rows = []
+    for f in functions:
+        triggers = [f"{t['http']['path']}" for t in f["manifest"].get("triggers", []) if "http" in t]
+        rows.append([f["name"], str(f["version"]), f["digest"][:12],
+                     f["manifest"].get("isolation", "invocation"), " ".join(triggers) or "-",
+                     when(f["deployed_at"])])
+    print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "HTTP", "DEPLOYED"], rows)
+
+
+@click.command()
+@click.argument("name")
+@click.option("-n", "count", default=20, show_default=True, help="How many invocations.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def logs(name: str, count: int, as_json: bool) -> None:
+    """Show function NAME's output and errors, per invocation."""
+    entries = ApiClient(load_settings()).json("GET", f"/v1/functions/{name}/logs",
+                                              params={"n": count})
+    if as_json:
+        echo_json(entries)
+        return
+    if not entries:
+        click.echo(f"no output recorded for {name}")
+    for e in entries:
+        click.echo(f"--- {when(e['ts'])} request {e['request_id']} v{e['version']} "
+                   f"{e['outcome']}")
+        click.echo(e["output"].rstrip("\n"))
+
+
+@click.command()
+@click.argument("name")
+def rm(name: str) -> None:
+    """Remove function NAME (its versions stay in the audit trail)."""
+    ApiClient(load_settings()).request("DELETE", f"/v1/functions/{name}")
+    click.echo(f"removed {name}")
+
+

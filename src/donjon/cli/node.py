@@ -1,0 +1,180 @@
+"""init, serve, up, doctor."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from donjon.bootstrap import initialize
+from donjon.cli.client import ApiClient
+from donjon.cli.functions import deploy_dir
+from donjon.config import DEFAULT_PORT, Settings, load_settings
+from donjon.errors import Error
+from donjon.gateway.node import KEY_HASH_PURPOSE
+from donjon.identity import Role, new_api_key
+from donjon.sandbox import SandboxUnavailable, check_sandbox, detect_resource_control
+from donjon.store import KeyStore, connect
+from donjon.vault import MasterKey
+
+__all__ = ["doctor", "init", "serve", "up"]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help='Print {"admin_key": ..., "url": ...}.')
+def init(as_json: bool) -> None:
+    """Create the data dir, master key, TLS certificate, database and first admin key."""
+    settings = load_settings()
+    result = initialize(settings)
+    if as_json:
+        click.echo(json.dumps({"admin_key": result.admin_key, "url": settings.url,
+                               "data_dir": str(settings.data_dir)}))
+        return
+    if not result.created:
+        click.echo(f"{settings.data_dir} is already initialised; nothing changed")
+        return
+    click.echo(f"initialised {settings.data_dir}")
+    click.echo("admin API key (shown once, store it now):")
+    click.echo(f"  export DONJON_API_KEY={result.admin_key}")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--unsafe-http", is_flag=True, help="Serve plain HTTP (never on a network).")
+def serve(host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
+          unsafe_http: bool) -> None:
+    """Serve the gateway (HTTPS) and run functions in sandboxes."""
+    from donjon.gateway import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    check_sandbox()
+    click.echo(f"donjon serving on {'http' if unsafe_http else 'https'}://{host}:{port}",
+               err=True)
+    run_server(load_settings(), host, port, tls_cert=tls_cert, tls_key=tls_key,
+               unsafe_http=unsafe_http)
+
+
+@click.command()
+def doctor() -> None:
+    """Check this host: sandbox, resource control, data dir."""
+    settings = load_settings()
+    problems = 0
+    try:
+        bwrap = check_sandbox()
+        click.echo(f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
+                   "cgroup namespaces)")
+    except SandboxUnavailable as e:
+        problems += 1
+        click.echo(f"sandbox:          FAIL {e.message}")
+    click.echo(f"resource control: {detect_resource_control().describe()}")
+    if settings.db_path.exists():
+        mode = settings.data_dir.stat().st_mode & 0o777
+        state = "ok" if mode == 0o700 else f"WARN mode {mode:o}, want 700"
+        click.echo(f"data dir:         {settings.data_dir} ({state})")
+    else:
+        click.echo(f"data dir:         {settings.data_dir} (not initialised: run donjon init)")
+    if problems:
+        raise SystemExit(1)
+
+
+def _bootstrap_key(settings: Settings) -> tuple[str, str]:
+    """A developer key minted from local access to the data dir, for `up` to deploy with."""
+    master = MasterKey.load(settings.master_key_path)
+    engine = connect(settings.database_url)
+    try:
+        key = new_api_key(master.derive(KEY_HASH_PURPOSE), "donjon-up", Role.DEVELOPER)
+        KeyStore(engine).add(key.record)
+    finally:
+        engine.dispose()
+    return key.record.id, key.secret
+
+
+def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    verify = str(settings.tls_cert_path) if settings.url.startswith("https") else False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Error(f"donjon serve exited with code {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{settings.url}/healthz", verify=verify, timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise Error(f"donjon serve did not answer on {settings.url} within {timeout:.0f}s")
+
+
+@click.command()
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--examples", "examples_dir", default="examples", show_default=True,
+              type=click.Path(path_type=Path), help="Deploy every bundle in this directory.")
+def up(port: int, examples_dir: Path) -> None:
+    """Init if needed, serve, deploy the examples and print how to call them."""
+    settings = load_settings()
+    created = initialize(settings)
+    if created.admin_key:
+        click.echo(f"initialised {settings.data_dir}")
+        click.echo("admin API key (shown once, store it now):")
+        click.echo(f"  export DONJON_API_KEY={created.admin_key}")
+    env = dict(os.environ, DONJON_DATA_DIR=str(settings.data_dir))
+    url = f"https://127.0.0.1:{port}"
+    env["DONJON_URL"] = url
+    settings = load_settings(env)
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI, argv list
+        [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env
+    )
+    try:
+        _wait_healthy(settings, proc, 30)
+        key_id, secret = _bootstrap_key(settings)
+        client = ApiClient(settings, api_key=secret)
+        try:
+            bundles = sorted(p for p in examples_dir.iterdir() if (p / "donjon.yaml").is_file()) \
+                if examples_dir.is_dir() else []
+            for bundle in bundles:
+                result = deploy_dir(client, bundle)
+                click.echo(f"deployed {result['name']} v{result['version']}")
+        finally:
+            client.request("DELETE", f"/v1/keys/{key_id}")
+        _print_tour(url, [client_manifest(b) for b in bundles])
+        click.echo("serving; Ctrl-C to stop")
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+            if proc.poll() is None:
+                proc.kill()
+
+
+def client_manifest(bundle: Path) -> dict[str, object]:
+    from donjon.manifest import load_manifest
+
+    return load_manifest(bundle).model_dump(mode="json", exclude_none=True)
+
+
+def _print_tour(url: str, manifests: list[dict[str, object]]) -> None:
+    click.echo(f"\nDonjon is up at {url} (export DONJON_URL={url})")
+    for m in manifests:
+        click.echo(f"  donjon invoke {m['name']} --data '{{}}'")
+        for t in m.get("triggers", []):  # type: ignore[attr-defined]
+            if "http" in t:
+                h = t["http"]
+                auth = "" if h["auth"] == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
+                method = h["methods"][0]
+                click.echo(f"  curl --cacert $DONJON_DATA_DIR/tls/cert.pem -X {method}{auth} "
+                           f"{url}/fn{h['path']}")

@@ -1,0 +1,213 @@
+"""The admin API under /v1/: functions, keys, audit, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import desc, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit import AuditEvent
+from donjon.bundle import BundleError
+from donjon.bundle.archive import MAX_BUNDLE_BYTES
+from donjon.errors import Error
+from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
+from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.node import KEY_HASH_PURPOSE, Node
+from donjon.gateway.problems import problem_from_error
+from donjon.gateway.registry import make_deployed, manifest_json
+from donjon.identity import Action, Principal, Role, new_api_key
+from donjon.manifest import Manifest, ManifestError, load_manifest
+from donjon.store.tables import audit_log, invocation_logs
+
+__all__ = ["ROUTES"]
+
+Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
+
+
+def _guarded(action: Action, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        node: Node = request.app.state.node
+        request_id = new_request_id()
+        try:
+            principal = await authenticate(node, request, request_id)
+            await authorize(node, request, principal, action, request_id,
+                            request.path_params.get("name"))
+            response = await handler(request, node, principal, request_id)
+        except ManifestError as e:
+            return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})
+        except Error as e:
+            return problem_from_error(e, request_id=request_id)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    return endpoint
+
+
+def _function_view(node: Node, name: str) -> dict[str, Any]:
+    deployed = node.registry.get(name)
+    if deployed is None:
+        raise NotFound(f"no function named {name!r}")
+    r = deployed.record
+    return {"name": r.name, "version": r.version, "digest": r.digest,
+            "deployed_at": r.created_at, "deployed_by": r.created_by,
+            "manifest": json.loads(r.manifest)}
+
+
+async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
+    archive = await read_body(request, MAX_BUNDLE_BYTES)
+    if not archive:
+        raise BadRequest("the request body must be a bundle archive (tar.gz)")
+    try:
+        manifest, digest = await asyncio.to_thread(_accept_bundle, node, archive)
+    except (BundleError, ManifestError) as e:
+        await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
+                                           {"request_id": request_id, "reason": e.message[:500]}))
+        raise
+    record = node.functions.add_version(manifest.name, digest, manifest_json(manifest),
+                                        principal.label)
+    node.registry.put(make_deployed(record, node.bundles.path(digest)))
+    if node.pool is not None:
+        await node.pool.retire(record.name, keep_version=record.version)
+    await node.audit.record(AuditEvent(principal.label, "function.deploy",
+                                       f"{record.name}@{record.version}", "ok",
+                                       {"request_id": request_id, "digest": digest}))
+    return JSONResponse({"name": record.name, "version": record.version, "digest": digest},
+                        status_code=201)
+
+
+def _accept_bundle(node: Node, archive: bytes) -> tuple[Manifest, str]:
+    """Unpack, validate manifest and routes, and store the bundle content-addressed."""
+
+    def inspect(tree: Path) -> Manifest:
+        manifest = load_manifest(tree)
+        conflicts = node.registry.route_conflicts(manifest)
+        if conflicts:
+            raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
+                                problems=conflicts)
+        return manifest
+
+    digest, manifest = node.bundles.add(archive, inspect)
+    return manifest, digest
+
+
+async def list_functions(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    return JSONResponse([_function_view(node, d.name) for d in node.registry.all()])
+
+
+async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    return JSONResponse(_function_view(node, request.path_params["name"]))
+
+
+async def delete_function(request: Request, node: Node, principal: Principal,
+                          request_id: str) -> Response:
+    name = request.path_params["name"]
+    if node.registry.get(name) is None:
+        raise NotFound(f"no function named {name!r}")
+    node.functions.remove(name)
+    node.registry.remove(name)
+    if node.pool is not None:
+        await node.pool.retire(name)
+    await node.audit.record(AuditEvent(principal.label, "function.delete", name, "ok",
+                                       {"request_id": request_id}))
+    return Response(status_code=204)
+
+
+async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    name = request.path_params["name"]
+    limit = _limit(request)
+    query = (select(invocation_logs).where(invocation_logs.c.function == name)
+             .order_by(desc(invocation_logs.c.id)).limit(limit))
+    with node.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    rows.reverse()
+    for r in rows:
+        r.pop("id", None)
+    return JSONResponse(rows)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("n", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise BadRequest("n must be a whole number from 1 to 10000")
+    return int(raw)
+
+
+async def create_key(request: Request, node: Node, principal: Principal,
+                     request_id: str) -> Response:
+    try:
+        body = json.loads(await read_body(request, 64 * 1024) or b"null")
+    except ValueError as e:
+        raise BadRequest(f"body is not JSON: {e}") from e
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+        raise BadRequest('body must be {"name": str, "role": admin|developer|invoker, '
+                         '"functions": [names] (optional)}')
+    try:
+        role = Role(body.get("role"))
+    except ValueError:
+        raise BadRequest("role must be one of admin, developer, invoker") from None
+    functions = body.get("functions")
+    if functions is not None:
+        if role is not Role.INVOKER:
+            raise BadRequest("functions restricts invoker keys only")
+        if not isinstance(functions, list) or not functions or not all(
+            isinstance(f, str) and f for f in functions
+        ):
+            raise BadRequest("functions must be a non-empty list of function names")
+    key = new_api_key(node.master.derive(KEY_HASH_PURPOSE), body["name"][:128], role,
+                      tuple(functions) if functions else None)
+    node.keys.add(key.record)
+    node.key_index.add(key.record)
+    await node.audit.record(AuditEvent(principal.label, "key.create", f"key:{key.record.id}",
+                                       "ok", {"request_id": request_id, "role": role.value,
+                                              "name": key.record.name,
+                                              "functions": functions}))
+    return JSONResponse({"id": key.record.id, "key": key.secret, "name": key.record.name,
+                         "role": role.value, "functions": functions}, status_code=201)
+
+
+async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    return JSONResponse([
+        {"id": k.id, "name": k.name, "role": k.role, "functions": k.functions,
+         "created_at": k.created_at, "revoked_at": k.revoked_at}
+        for k in node.keys.all()
+    ])
+
+
+async def revoke_key(request: Request, node: Node, principal: Principal,
+                     request_id: str) -> Response:
+    key_id = request.path_params["key_id"]
+    if not node.keys.revoke(key_id):
+        raise NotFound(f"no live key with id {key_id!r}")
+    node.key_index.revoke(key_id)
+    await node.audit.record(AuditEvent(principal.label, "key.revoke", f"key:{key_id}", "ok",
+                                       {"request_id": request_id}))
+    return Response(status_code=204)
+
+
+async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    limit = _limit(request)
+    query = select(audit_log.c.record).order_by(desc(audit_log.c.seq)).limit(limit)
+    with node.engine.connect() as conn:
+        records = [json.loads(bytes(r)) for r in conn.execute(query).scalars()]
+    records.reverse()
+    return JSONResponse(records)
+
+
+ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("/v1/functions", "POST", _guarded(Action.DEPLOY, deploy)),
+    ("/v1/functions", "GET", _guarded(Action.READ, list_functions)),
+    ("/v1/functions/{name}", "GET", _guarded(Action.READ, get_function)),
+    ("/v1/functions/{name}", "DELETE", _guarded(Action.DELETE, delete_function)),
+    ("/v1/functions/{name}/logs", "GET", _guarded(Action.LOGS, function_logs)),
+    ("/v1/keys", "POST", _guarded(Action.KEYS, create_key)),
+    ("/v1/keys", "GET", _guarded(Action.KEYS, list_keys)),
+    ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key)),
+    ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
+]
+

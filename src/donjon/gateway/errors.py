@@ -1,0 +1,38 @@
+"""HTTP-level errors of the gateway; each becomes a problem document."""
+
+from __future__ import annotations
+
+from donjon.errors import Error
+
+__all__ = ["BadRequest", "Forbidden", "GatewayError", "NotFound", "PayloadTooLarge",
+           "Unauthorized"]
+
+
+class GatewayError(Error):
+    status = 400
+    title = "Bad request"
+
+
+class BadRequest(GatewayError):
+    status = 400
+    title = "Bad request"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(GatewayError):
+    status = 404
+    title = "Not found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    title = "Payload too large"

@@ -1,0 +1,189 @@
+"""The hot path: POST /v1/functions/{name}/invoke and the http triggers under /fn/.
+
+authenticate -> authorize -> read and validate input -> sandbox -> audit
+(durable before the response) -> response.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.audit import AuditEvent
+from donjon.audit.log import InvocationLog
+from donjon.errors import Error
+from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
+from donjon.gateway.errors import BadRequest, NotFound, Unauthorized
+from donjon.gateway.node import Node
+from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.registry import Deployed
+from donjon.identity import Action, Principal
+from donjon.sandbox import CallResult, FunctionFailed, SandboxError
+
+__all__ = ["handle_http_trigger", "handle_invoke"]
+
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+
+INVOCATIONS = Counter("donjon_invocations_total", "Invocations by function and outcome",
+                      ["function", "outcome"])
+DURATION = Histogram("donjon_invocation_seconds", "Invocation wall time", ["function"])
+
+
+def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> bytes:
+    return json.dumps({
+        "request_id": request_id,
+        "function": deployed.name,
+        "version": deployed.record.version,
+        "deadline": time.time() + deployed.manifest.timeout_s,
+        "principal": principal.label if principal else None,
+    }).encode()
+
+
+async def _run(node: Node, deployed: Deployed, principal: Principal | None, event: bytes,
+               request_id: str, trigger: str) -> CallResult:
+    """Run the function; audit the outcome (durably) whatever it is."""
+    if node.pool is None:
+        raise SandboxError("the node is not serving")
+    started = time.perf_counter()
+    outcome = "ok"
+    output = ""
+    try:
+        result = await node.pool.invoke(
+            deployed.config, _meta(deployed, request_id, principal), event,
+            deployed.manifest.timeout_s,
+        )
+        output = result.output
+        return result
+    except SandboxError as e:
+        outcome = type(e).__name__
+        output = "\n".join(p for p in (e.output, e.trace, f"{e.title}: {e.message}") if p)
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        INVOCATIONS.labels(deployed.name, outcome).inc()
+        DURATION.labels(deployed.name).observe(elapsed)
+        log = (
+            InvocationLog(deployed.name, deployed.record.version, request_id, outcome, output)
+            if output else None
+        )
+        await node.audit.record(
+            AuditEvent(
+                principal.label if principal else "public",
+                "function.invoke",
+                f"{deployed.name}@{deployed.record.version}",
+                outcome,
+                {"request_id": request_id, "duration_ms": round(elapsed * 1000, 3),
+                 "trigger": trigger},
+            ),
+            log,
+        )
+
+
+def _error_response(error: Error, request_id: str) -> Response:
+    if isinstance(error, FunctionFailed):
+        # The caller learns that it failed and the request id, never the trace.
+        return problem(500, f"the function failed; see `donjon logs` for request {request_id}",
+                       request_id=request_id, title=error.title)
+    return problem_from_error(error, request_id=request_id)
+
+
+async def handle_invoke(request: Request) -> Response:
+    node: Node = request.app.state.node
+    request_id = new_request_id()
+    name = request.path_params["name"]
+    try:
+        principal = await authenticate(node, request, request_id)
+        await authorize(node, request, principal, Action.INVOKE, request_id, name)
+        deployed = node.registry.get(name)
+        if deployed is None:
+            raise NotFound(f"no function named {name!r}")
+        body = await read_body(request, MAX_EVENT_BYTES)
+        event = _parse_event(body or b"{}", deployed)
+        result = await _run(node, deployed, principal, event, request_id, "invoke")
+    except Error as e:
+        return _error_response(e, request_id)
+    return Response(result.body, media_type="application/json",
+                    headers={"x-request-id": request_id})
+
+
+def _parse_event(body: bytes, deployed: Deployed) -> bytes:
+    try:
+        event: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from e
+    if deployed.validator is not None:
+        errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path) or "(root)"
+            err = BadRequest(f"input does not match the function's schema at {where}: "
+                             f"{errors[0].message}")
+            err.status = 422
+            raise err
+    return body
+
+
+async def handle_http_trigger(request: Request) -> Response:
+    node: Node = request.app.state.node
+    request_id = new_request_id()
+    path = "/" + request.path_params["path"].strip("/")
+    try:
+        route = node.registry.route(path.rstrip("/") or "/", request.method)
+        if route is None:
+            raise NotFound(f"no function serves {request.method} /fn{path}")
+        deployed, auth = route
+        principal: Principal | None = None
+        if auth == "key":
+            principal = await authenticate(node, request, request_id)
+            await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
+        elif auth == "jwt":
+            raise Unauthorized("JWT authentication is not configured on this node")
+        body = await read_body(request, MAX_EVENT_BYTES)
+        event = _http_event(request, path, body, principal, strip_auth=auth != "public")
+        result = await _run(node, deployed, principal, event, request_id, "http")
+    except Error as e:
+        return _error_response(e, request_id)
+    return _http_response(result.body, request_id)
+
+
+def _http_event(request: Request, path: str, body: bytes, principal: Principal | None, *,
+                strip_auth: bool) -> bytes:
+    # The platform credential that authenticated the call never reaches the function.
+    headers = {k: v for k, v in request.headers.items() if not (strip_auth and k == "authorization")}
+    try:
+        text: str = body.decode()
+        encoded = False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    return json.dumps({
+        "method": request.method,
+        "path": path,
+        "headers": headers,
+        "query": dict(request.query_params),
+        "body": text,
+        "is_base64_encoded": encoded,
+        "principal": principal.label if principal else None,
+    }).encode()
+
+
+def _http_response(body: bytes, request_id: str) -> Response:
+    result: Any = json.loads(body)
+    if isinstance(result, dict) and "statusCode" in result:
+        status = result.get("statusCode")
+        headers = result.get("headers") or {}
+        payload = result.get("body", "")
+        if not isinstance(status, int) or not 100 <= status <= 599 or not isinstance(headers, dict):
+            return problem(502, "the function returned a malformed http response",
+                           request_id=request_id)
+        out_headers = {str(k): str(v) for k, v in headers.items()}
+        out_headers["x-request-id"] = request_id
+        if not isinstance(payload, str):
+            payload = json.dumps(payload)
+            out_headers.setdefault("content-type", "application/json")
+        return Response(payload, status_code=status, headers=out_headers)
+    return Response(body, media_type="application/json", headers={"x-request-id": request_id})

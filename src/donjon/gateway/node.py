@@ -1,0 +1,82 @@
+"""One Donjon node: the state and subsystems the gateway serves from."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from donjon.audit import AuditEvent, AuditLog
+from donjon.bundle import BundleStore
+from donjon.config import Settings
+from donjon.gateway.registry import FunctionRegistry, make_deployed
+from donjon.identity import KeyIndex
+from donjon.sandbox import ResourceControl, SandboxPool, check_sandbox, detect_resource_control
+from donjon.store import FunctionStore, KeyStore, connect, create_schema
+from donjon.vault import MasterKey, VaultError
+
+__all__ = ["Node", "open_node"]
+
+log = logging.getLogger("donjon")
+
+KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
+AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
+
+
+@dataclass
+class Node:
+    settings: Settings
+    engine: Engine
+    master: MasterKey
+    functions: FunctionStore
+    keys: KeyStore
+    key_index: KeyIndex
+    audit: AuditLog
+    bundles: BundleStore
+    registry: FunctionRegistry
+    resources: ResourceControl
+    pool: SandboxPool | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        """Check the sandbox (refusing to serve without it), then start writers and the pool."""
+        check_sandbox()
+        self.audit.start()
+        self.pool = SandboxPool(self.resources, seccomp_fd=None)
+        self.pool.start()
+        self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
+                                         {"resource_control": self.resources.mode.value}))
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        self.audit.stop()
+        self.engine.dispose()
+
+
+def open_node(settings: Settings) -> Node:
+    """Open an initialised data dir; raise a clear error if it is not."""
+    if not settings.db_path.exists():
+        raise VaultError(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
+    master = MasterKey.load(settings.master_key_path)
+    engine = connect(settings.database_url)
+    create_schema(engine)
+    functions = FunctionStore(engine)
+    keys = KeyStore(engine)
+    bundles = BundleStore(settings.bundles_dir)
+    registry = FunctionRegistry()
+    for record in functions.current():
+        registry.put(make_deployed(record, bundles.path(record.digest)))
+    return Node(
+        settings=settings,
+        engine=engine,
+        master=master,
+        functions=functions,
+        keys=keys,
+        key_index=KeyIndex(master.derive(KEY_HASH_PURPOSE), keys.all()),
+        audit=AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE)),
+        bundles=bundles,
+        registry=registry,
+        resources=detect_resource_control(),
+    )

@@ -1,0 +1,101 @@
+"""The deployed functions, in memory: what the hot path reads instead of the store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from donjon.manifest import Isolation, Manifest, parse_manifest
+from donjon.sandbox import InstanceConfig
+from donjon.store import FunctionRecord
+
+__all__ = ["Deployed", "FunctionRegistry"]
+
+_TMP_MB = 64
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """One function's current version, ready to run."""
+
+    record: FunctionRecord
+    manifest: Manifest
+    config: InstanceConfig
+    validator: Any | None
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+
+def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
+    manifest = parse_manifest(record.manifest)
+    warm = manifest.isolation is Isolation.WARM
+    config = InstanceConfig(
+        function=record.name,
+        version=record.version,
+        bundle=bundle,
+        module=manifest.module,
+        handler=manifest.function,
+        warm=warm,
+        memory_mb=manifest.memory_mb,
+        tmp_mb=min(_TMP_MB, manifest.memory_mb),
+        concurrency=1 if warm else manifest.limits.concurrency,
+    )
+    validator = (
+        Draft202012Validator(manifest.input_schema) if manifest.input_schema is not None else None
+    )
+    return Deployed(record, manifest, config, validator)
+
+
+class FunctionRegistry:
+    """Functions by name and http routes by (path, method)."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Deployed] = {}
+        self._routes: dict[tuple[str, str], tuple[Deployed, str]] = {}
+
+    def put(self, deployed: Deployed) -> None:
+        self._functions[deployed.name] = deployed
+        self._rebuild_routes()
+
+    def remove(self, name: str) -> Deployed | None:
+        gone = self._functions.pop(name, None)
+        self._rebuild_routes()
+        return gone
+
+    def get(self, name: str) -> Deployed | None:
+        return self._functions.get(name)
+
+    def all(self) -> list[Deployed]:
+        return [self._functions[n] for n in sorted(self._functions)]
+
+    def route(self, path: str, method: str) -> tuple[Deployed, str] | None:
+        """The function and auth mode for an http trigger."""
+        return self._routes.get((path, method))
+
+    def route_conflicts(self, manifest: Manifest) -> list[str]:
+        """Routes of `manifest` already taken by another function."""
+        out = []
+        for spec in manifest.http_triggers:
+            for method in spec.methods:
+                taken = self._routes.get((spec.path, method))
+                if taken is not None and taken[0].name != manifest.name:
+                    out.append(f"{method} {spec.path} belongs to {taken[0].name}")
+        return out
+
+    def _rebuild_routes(self) -> None:
+        routes: dict[tuple[str, str], tuple[Deployed, str]] = {}
+        for deployed in self._functions.values():
+            for spec in deployed.manifest.http_triggers:
+                for method in spec.methods:
+                    routes[(spec.path, method)] = (deployed, spec.auth)
+        self._routes = routes
+
+
+def manifest_json(manifest: Manifest) -> str:
+    return json.dumps(manifest.model_dump(mode="json", exclude_none=True), sort_keys=True)
