@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import httpx
@@ -29,7 +30,7 @@ class ApiClient:
             raise ApiError("no API key", hint="set DONJON_API_KEY (printed by `donjon init`)")
         verify: Any = True
         if settings.url.startswith("https://") and settings.tls_cert_path.exists():
-            verify = str(settings.tls_cert_path)
+            verify = ssl.create_default_context(cafile=str(settings.tls_cert_path))
         self._http = httpx.Client(
             base_url=settings.url, verify=verify, timeout=timeout,
             headers={"authorization": f"Bearer {key}"},

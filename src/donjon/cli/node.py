@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import logging
 import os
 import signal
@@ -104,7 +105,9 @@ def _bootstrap_key(settings: Settings) -> tuple[str, str]:
 
 
 def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    verify = str(settings.tls_cert_path) if settings.url.startswith("https") else False
+    verify: ssl.SSLContext | bool = False
+    if settings.url.startswith("https"):
+        verify = ssl.create_default_context(cafile=str(settings.tls_cert_path))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

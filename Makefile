@@ -1,0 +1,18 @@
+.PHONY: up test lint bench setup
+
+setup:
+	./scripts/setup.sh
+
+up:
+	./scripts/up.sh
+
+test:
+	./scripts/test.sh
+
+lint: setup
+	.venv/bin/ruff check src tests bench
+	.venv/bin/mypy
+	.venv/bin/bandit -q -r src -c pyproject.toml
+
+bench: setup
+	.venv/bin/python bench/bench_invoke.py

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Everything Donjon needs on a fresh Debian machine: system packages when
+# missing (bubblewrap, python3-venv), then the package in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+# Install what was built, not the source tree (tests run against the installed package).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
+.venv/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'

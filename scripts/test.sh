@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the whole test suite against the installed package: set-up included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
+.venv/bin/bandit -q -r src -c pyproject.toml
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,36 @@
+"""Shared fixtures: a real node on loopback, started once per test session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import FUNCTIONS, LiveNode, start_node
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    """A running node (HTTPS, real sandbox) with the test functions deployed."""
+    live = start_node(tmp_path_factory.mktemp("node"))
+    try:
+        for fn in sorted(p for p in FUNCTIONS.iterdir() if (p / "donjon.yaml").exists()):
+            live.deploy(fn)
+        # The same probe in warm mode: the controls must be the same (invariant 4).
+        warm = tmp_path_factory.mktemp("probe-warm")
+        shutil.copytree(FUNCTIONS / "probe", warm, dirs_exist_ok=True)
+        manifest = (warm / "donjon.yaml").read_text()
+        (warm / "donjon.yaml").write_text(
+            manifest.replace("name: probe", "name: probe-warm") + "isolation: warm\n"
+        )
+        live.deploy(warm)
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"

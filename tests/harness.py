@@ -1,0 +1,135 @@
+"""A real Donjon node for tests: an initialised data dir and `donjon serve` on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from donjon.bundle import build_bundle
+
+FUNCTIONS = Path(__file__).parent / "functions"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def donjon_env(data_dir: Path, url: str = "", key: str = "") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DONJON_")}
+    env["DONJON_DATA_DIR"] = str(data_dir)
+    if url:
+        env["DONJON_URL"] = url
+    if key:
+        env["DONJON_API_KEY"] = key
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str, input: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "donjon.cli", *args], env=env, capture_output=True, text=True,
+        input=input, timeout=120, check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"donjon {' '.join(args)} failed: {done.stderr}")
+    return done
+
+
+@dataclass
+class LiveNode:
+    """A running `donjon serve` with its admin key."""
+
+    data_dir: Path
+    url: str
+    admin_key: str
+    proc: subprocess.Popen[bytes]
+    log: Any = None
+
+    @property
+    def cert(self) -> str:
+        return str(self.data_dir / "tls" / "cert.pem")
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cert)
+
+    def env(self, key: str | None = None) -> dict[str, str]:
+        return donjon_env(self.data_dir, self.url, self.admin_key if key is None else key)
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {} if key == "" else {"authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.url, verify=self.tls, headers=headers, timeout=60)
+
+    def deploy(self, directory: Path) -> dict[str, Any]:
+        _, archive = build_bundle(directory)
+        with self.client() as c:
+            r = c.post("/v1/functions", content=archive,
+                       headers={"content-type": "application/gzip"})
+        if r.status_code != 201:
+            raise AssertionError(f"deploy of {directory} failed: {r.status_code} {r.text}")
+        result: dict[str, Any] = r.json()
+        return result
+
+    def invoke(self, name: str, event: Any, key: str | None = None) -> httpx.Response:
+        with self.client(key) as c:
+            return c.post(f"/v1/functions/{name}/invoke", content=json.dumps(event))
+
+    def create_key(self, name: str, role: str, functions: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "role": role}
+        if functions is not None:
+            body["functions"] = functions
+        with self.client() as c:
+            r = c.post("/v1/keys", json=body)
+        assert r.status_code == 201, r.text
+        result: dict[str, Any] = r.json()
+        return result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.log is not None:
+            self.log.close()
+
+
+def start_node(data_dir: Path) -> LiveNode:
+    """Initialise `data_dir`, start serving on a free port and wait until healthy."""
+    env = donjon_env(data_dir)
+    init = json.loads(run_cli(env, "init", "--json").stdout)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
+        env=donjon_env(data_dir, url), stdout=log, stderr=subprocess.STDOUT,
+    )
+    node = LiveNode(data_dir, url, init["admin_key"], proc, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            node.stop()
+            raise AssertionError((data_dir / "serve.log").read_text())
+        try:
+            if httpx.get(f"{url}/healthz", verify=node.tls, timeout=1).status_code == 200:
+                return node
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    node.stop()
+    raise AssertionError("donjon serve did not become healthy")
