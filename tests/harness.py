@@ -87,7 +87,9 @@ class LiveNode:
         with self.client(key) as c:
             return c.post(f"/v1/functions/{name}/invoke", content=json.dumps(event))
 
-    def create_key(self, name: str, role: str, functions: list[str] | None = None) -> dict[str, Any]:
+    def create_key(
+        self, name: str, role: str, functions: list[str] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "role": role}
         if functions is not None:
             body["functions"] = functions

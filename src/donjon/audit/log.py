@@ -168,7 +168,7 @@ class AuditLog:
             error: BaseException | None = None
             try:
                 self._write([(event, log) for event, log, _ in batch])
-            except Exception as e:  # noqa: BLE001 - every waiter must hear of the failure
+            except Exception as e:
                 error = e
             for _, _, fut in batch:
                 fut.get_loop().call_soon_threadsafe(_settle, fut, error)

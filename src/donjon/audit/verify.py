@@ -28,7 +28,9 @@ class VerifyResult:
 def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
     """Recompute the chain from genesis and compare it with the signed head."""
     with engine.connect() as conn:
-        head_row = conn.execute(select(audit_head.c.seq, audit_head.c.hash, audit_head.c.mac)).first()
+        head_row = conn.execute(
+            select(audit_head.c.seq, audit_head.c.hash, audit_head.c.mac)
+        ).first()
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
@@ -40,13 +42,13 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
             rows = cur.fetchmany(20000)
             if not rows:
                 break
-            for seq, record, stored in rows:
+            for seq, raw_record, stored in rows:
                 if seq != expected_seq:
                     return VerifyResult(
                         False, count, expected_seq,
                         f"record {expected_seq} is missing (next present is {seq})",
                     )
-                record = bytes(record)
+                record = bytes(raw_record)
                 h = sha256(b"\x01" + prev + sha256(b"\x00" + record).digest()).digest()
                 if h != bytes(stored):
                     return VerifyResult(False, count, seq, _why(seq, record))
@@ -60,16 +62,23 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
         if count == 0:
             return VerifyResult(True, 0)
         return VerifyResult(False, count, 1, "the signed head of the log is missing")
-    if not hmac.compare_digest(bytes(head_row.mac), head_mac(mac_key, head_row.seq, bytes(head_row.hash))):
+    expected_mac = head_mac(mac_key, head_row.seq, bytes(head_row.hash))
+    if not hmac.compare_digest(bytes(head_row.mac), expected_mac):
         return VerifyResult(False, count, int(head_row.seq), "the head's signature does not match")
     if head_row.seq > count:
         return VerifyResult(
             False, count, count + 1,
             f"the log was truncated: the head says {head_row.seq} records, {count} remain",
         )
-    if head_row.seq < count or bytes(head_row.hash) != prev:
+    if head_row.seq < count:
         return VerifyResult(
-            False, count, int(head_row.seq) + 1, "records after the signed head were not written by Donjon"
+            False, count, int(head_row.seq) + 1,
+            "records after the signed head were not written by Donjon",
+        )
+    if bytes(head_row.hash) != prev:
+        return VerifyResult(
+            False, count, None,
+            "the chain does not end at the signed head: records were rewritten with new hashes",
         )
     return VerifyResult(True, count)
 

@@ -78,12 +78,12 @@ def unpack(data: bytes, dest: Path) -> None:
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle archive is larger than {MAX_BUNDLE_BYTES} bytes")
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 - closed below
     except tarfile.TarError as e:
         raise BundleError(f"not a tar archive: {e}") from e
     with tar:
         total = 0
-        members = []
+        members: list[tarfile.TarInfo] = []
         try:
             for member in tar:
                 name = PurePosixPath(member.name)

@@ -25,12 +25,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit):
     cli.add_command(command)
 
-try:
-    from donjon.cli.scan_cmd import scan_command
-except ImportError:  # pragma: no cover - the scanner ships with the package
-    scan_command = None
-if scan_command is not None:
-    cli.add_command(scan_command)
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def ls(as_json: bool) -> None:
         return
     rows = []
     for f in functions:
-        triggers = [f"{t['http']['path']}" for t in f["manifest"].get("triggers", []) if "http" in t]
+        triggers = [t["http"]["path"] for t in f["manifest"].get("triggers", []) if "http" in t]
         rows.append([f["name"], str(f["version"]), f["digest"][:12],
                      f["manifest"].get("isolation", "invocation"), " ".join(triggers) or "-",
                      when(f["deployed_at"])])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import ssl
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -135,7 +135,7 @@ def up(port: int, examples_dir: Path) -> None:
     url = f"https://127.0.0.1:{port}"
     env["DONJON_URL"] = url
     settings = load_settings(env)
-    proc = subprocess.Popen(  # noqa: S603 - our own CLI, argv list
+    proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env
     )
     try:
@@ -177,7 +177,10 @@ def _print_tour(url: str, manifests: list[dict[str, object]]) -> None:
         for t in m.get("triggers", []):  # type: ignore[attr-defined]
             if "http" in t:
                 h = t["http"]
-                auth = "" if h["auth"] == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
+                auth = (
+                    "" if h["auth"] == "public"
+                    else ' -H "Authorization: Bearer $DONJON_API_KEY"'
+                )
                 method = h["methods"][0]
                 click.echo(f"  curl --cacert $DONJON_DATA_DIR/tls/cert.pem -X {method}{auth} "
                            f"{url}/fn{h['path']}")

@@ -20,7 +20,7 @@ def echo_json(value: Any) -> None:
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:

@@ -148,7 +148,7 @@ async def create_key(request: Request, node: Node, principal: Principal,
         raise BadRequest('body must be {"name": str, "role": admin|developer|invoker, '
                          '"functions": [names] (optional)}')
     try:
-        role = Role(body.get("role"))
+        role = Role(str(body.get("role")))
     except ValueError:
         raise BadRequest("role must be one of admin, developer, invoker") from None
     functions = body.get("functions")

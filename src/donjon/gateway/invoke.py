@@ -154,7 +154,9 @@ async def handle_http_trigger(request: Request) -> Response:
 def _http_event(request: Request, path: str, body: bytes, principal: Principal | None, *,
                 strip_auth: bool) -> bytes:
     # The platform credential that authenticated the call never reaches the function.
-    headers = {k: v for k, v in request.headers.items() if not (strip_auth and k == "authorization")}
+    headers = {
+        k: v for k, v in request.headers.items() if not (strip_auth and k == "authorization")
+    }
     try:
         text: str = body.decode()
         encoded = False

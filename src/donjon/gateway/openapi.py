@@ -6,9 +6,13 @@ from typing import Any
 
 __all__ = ["openapi_document"]
 
-_PROBLEM = {"description": "RFC 9457 problem document",
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-_ERRORS = {code: _PROBLEM for code in ("400", "401", "403", "404")}
+_PROBLEM = {
+    "description": "RFC 9457 problem document",
+    "content": {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    },
+}
+_ERRORS = dict.fromkeys(("400", "401", "403", "404"), _PROBLEM)
 
 
 def _op(summary: str, ok: str = "200", body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -21,7 +25,7 @@ def _op(summary: str, ok: str = "200", body: dict[str, Any] | None = None) -> di
 
 
 def openapi_document(version: str) -> dict[str, Any]:
-    json_body = {"application/json": {"schema": {}}}
+    json_body: dict[str, Any] = {"application/json": {"schema": {}}}
     name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
     return {
         "openapi": "3.1.0",

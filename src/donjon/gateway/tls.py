@@ -22,7 +22,7 @@ def create_self_signed(cert_path: Path, key_path: Path, hostnames: tuple[str, ..
     names += [x509.DNSName(h) for h in hostnames]
     names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "donjon")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Action", "Principal", "Role", "is_allowed"]
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ADMIN = "admin"
     DEVELOPER = "developer"
     INVOKER = "invoker"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     INVOKE = "functions:invoke"
     DEPLOY = "functions:deploy"
     READ = "functions:read"

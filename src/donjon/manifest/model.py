@@ -7,7 +7,7 @@ silently ignored.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal, NewType
 
 from pydantic import (
@@ -37,7 +37,8 @@ __all__ = [
 FunctionName = NewType("FunctionName", str)
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
-_HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Za-z_][A-Za-z0-9_]*$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_HANDLER_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*\.{_IDENT}$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _EGRESS_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 _RATE_RE = re.compile(r"^([1-9][0-9]*)/(second|minute|hour|day)$")
@@ -61,7 +62,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-class Isolation(str, Enum):
+class Isolation(StrEnum):
     """How invocations of one function share processes."""
 
     INVOCATION = "invocation"
@@ -78,7 +79,9 @@ class Rate(_Strict):
     def parse(cls, text: str) -> Rate:
         m = _RATE_RE.match(text)
         if not m:
-            raise ValueError(f"rate must look like '100/minute' (second|minute|hour|day), got {text!r}")
+            raise ValueError(
+                f"rate must look like '100/minute' (second|minute|hour|day), got {text!r}"
+            )
         return cls(count=int(m.group(1)), period_s=_PERIODS[m.group(2)])
 
 

@@ -134,7 +134,7 @@ class Instance:
             raise error
 
     def _on_control(self) -> None:
-        assert self._ctrl is not None  # noqa: S101 - registered only while open
+        assert self._ctrl is not None
         while True:
             try:
                 data = self._ctrl.recv(65536)
@@ -217,7 +217,9 @@ class Instance:
             ours.close()
             theirs.close()
 
-    async def _why_gone(self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float) -> SandboxError:
+    async def _why_gone(
+        self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float
+    ) -> SandboxError:
         if self.config.warm:
             await self.close()
             return FunctionCrashed("the function's process died during the call")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 __all__ = ["Cgroup", "ResourceControl", "ResourceMode", "detect_resource_control"]
@@ -19,7 +19,7 @@ _ROOT = Path("/sys/fs/cgroup")
 _GROUP = "donjon"
 
 
-class ResourceMode(str, Enum):
+class ResourceMode(StrEnum):
     CGROUP_V2 = "cgroup-v2"
     CGROUP_V1 = "cgroup-v1"
     RLIMIT = "rlimit"

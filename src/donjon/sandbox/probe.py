@@ -38,7 +38,7 @@ def check_sandbox(seccomp_fd: int | None = None) -> str:
         spec = SandboxSpec(bundle=Path(tmp), tmp_mb=1, per_call_tmp=False, seccomp_fd=seccomp_fd)
         argv = bwrap_argv(spec, control_fd=0)
         # Replace the runtime entry with the probe script.
-        argv = argv[: argv.index("/opt/donjon/donjon_runtime/boot.py")] + ["/fn/probe.py"]
+        argv = [*argv[: argv.index("/opt/donjon/donjon_runtime/boot.py")], "/fn/probe.py"]
         pass_fds = (seccomp_fd,) if seccomp_fd is not None else ()
         try:
             done = subprocess.run(

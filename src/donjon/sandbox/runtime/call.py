@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from donjon_runtime.context import Context
-from donjon_runtime.frames import recv_frame, send_frames
+from .context import Context
+from .frames import recv_frame, send_frames
 
 MAX_OUTPUT = 64 * 1024
 
@@ -28,10 +30,8 @@ class CapturedOutput:
 
     def collect(self) -> str:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         size = os.lseek(self._fd, 0, os.SEEK_END)
         os.lseek(self._fd, max(0, size - MAX_OUTPUT), os.SEEK_SET)
         data = os.read(self._fd, MAX_OUTPUT)
@@ -60,7 +60,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
             result = handler(event, context)
         except MemoryError:
             meta = {"ok": False, "kind": "memory", "error": "the function ran out of memory"}
-        except BaseException as e:  # noqa: BLE001 - anything the handler raises is its error
+        except BaseException as e:
             meta = {
                 "ok": False,
                 "kind": "error",
@@ -79,11 +79,9 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
                 }
     except MemoryError:
         meta = {"ok": False, "kind": "memory", "error": "the function ran out of memory"}
-    except Exception as e:  # noqa: BLE001 - a broken frame is reported, not raised
+    except Exception as e:
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
     meta["out"] = output.collect()
     output.restore()
-    try:
+    with contextlib.suppress(OSError):
         send_frames(sock, json.dumps(meta, separators=(",", ":")).encode(), body)
-    except OSError:
-        pass

@@ -12,6 +12,7 @@ arrives with its own stream socket as SCM_RIGHTS.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -24,9 +25,9 @@ import time
 import traceback
 from typing import Any
 
-from donjon_runtime import lowlevel
-from donjon_runtime.call import run_call
-from donjon_runtime.frames import send_json
+from . import lowlevel
+from .call import run_call
+from .frames import send_json
 
 MIB = 1024 * 1024
 
@@ -61,7 +62,7 @@ def _child(call_sock: socket.socket, handler: Any, config: dict[str, Any]) -> No
         lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
         _limit_memory(config["memory_mb"])
         run_call(call_sock, handler)
-    except BaseException:  # noqa: BLE001 - the child must never return into the zygote loop
+    except BaseException:
         code = 70
     finally:
         os._exit(code)
@@ -102,10 +103,8 @@ def _serve_invocation(ctrl: socket.socket, handler: Any, config: dict[str, Any])
                 call_sock.close()
                 children[pid] = (req["id"], time.monotonic() + float(req["timeout"]))
             else:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
         now = time.monotonic()
         for pid, (_, deadline) in children.items():
             if deadline <= now and pid not in timed_out:
@@ -151,7 +150,7 @@ def main(ctrl_fd: int) -> None:
             lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
             _limit_memory(config["memory_mb"])
         handler = _load_handler(config)
-    except BaseException as e:  # noqa: BLE001 - report any import failure to the supervisor
+    except BaseException as e:
         send_json(ctrl, {
             "op": "failed",
             "error": f"{type(e).__name__}: {e}"[:2000],
