@@ -48,9 +48,9 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
                         False, count, expected_seq,
                         f"record {expected_seq} is missing (next present is {seq})",
                     )
-                record = bytes(raw_record)
+                record = _as_bytes(raw_record)
                 h = sha256(b"\x01" + prev + sha256(b"\x00" + record).digest()).digest()
-                if h != bytes(stored):
+                if h != _as_bytes(stored):
                     return VerifyResult(False, count, seq, _why(seq, record))
                 prev = h
                 expected_seq += 1
@@ -81,6 +81,13 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
             "the chain does not end at the signed head: records were rewritten with new hashes",
         )
     return VerifyResult(True, count)
+
+
+def _as_bytes(value: object) -> bytes:
+    """Column values as stored; tampering may have changed their SQL type."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
 
 
 def _why(seq: int, record: bytes) -> str:

@@ -66,6 +66,7 @@ def build_bundle(src: Path, *, find_links: Path | None = None) -> tuple[Manifest
             _vendor(requirements, root / DEPS_DIR, find_links)
         compileall.compile_dir(
             root,
+            ddir="/fn",  # where the sandbox mounts it: right tracebacks, same bytes every build
             quiet=1,
             invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             workers=1,

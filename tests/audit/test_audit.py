@@ -1,0 +1,152 @@
+"""The hash-chained audit log: appends, and detection of every kind of tampering."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.store import connect, create_schema
+
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    e = connect(f"sqlite:///{tmp_path / 'a.db'}")
+    create_schema(e)
+    return e
+
+
+def _fill(engine: Engine, n: int) -> AuditLog:
+    log = AuditLog(engine, KEY)
+    for i in range(n):
+        log.record_now(AuditEvent("key:a", "function.invoke", f"f{i}", "ok", {"i": i}))
+    return log
+
+
+def _sql(engine: Engine, statement: str, *args: object) -> None:
+    db = engine.url.database
+    assert db is not None
+    with sqlite3.connect(db) as conn:
+        conn.execute(statement, args)
+
+
+def test_intact_log_verifies(engine: Engine) -> None:
+    """An untouched log verifies, counting every record."""
+    _fill(engine, 10)
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == 10
+
+
+def test_empty_log_verifies(engine: Engine) -> None:
+    """A log with no records is intact."""
+    assert verify_log(engine, KEY).ok
+
+
+def test_edit_is_detected(engine: Engine) -> None:
+    """Changing one record's bytes is caught at that record."""
+    _fill(engine, 10)
+    _sql(engine, "UPDATE audit_log SET record = replace(record, 'ok', 'no') WHERE seq = 4")
+    result = verify_log(engine, KEY)
+    assert not result.ok and result.bad_seq == 4
+
+
+def test_delete_is_detected(engine: Engine) -> None:
+    """Deleting a record in the middle is caught at the gap."""
+    _fill(engine, 10)
+    _sql(engine, "DELETE FROM audit_log WHERE seq = 6")
+    result = verify_log(engine, KEY)
+    assert not result.ok and result.bad_seq == 6
+
+
+def test_reorder_is_detected(engine: Engine) -> None:
+    """Swapping two records is caught."""
+    _fill(engine, 10)
+    _sql(engine, "UPDATE audit_log SET seq = -1 WHERE seq = 3")
+    _sql(engine, "UPDATE audit_log SET seq = 3 WHERE seq = 5")
+    _sql(engine, "UPDATE audit_log SET seq = 5 WHERE seq = -1")
+    result = verify_log(engine, KEY)
+    assert not result.ok and result.bad_seq == 3
+    assert "reordered" in result.reason
+
+
+def test_truncation_is_detected(engine: Engine) -> None:
+    """Removing the newest records is caught by the signed head."""
+    _fill(engine, 10)
+    _sql(engine, "DELETE FROM audit_log WHERE seq > 7")
+    result = verify_log(engine, KEY)
+    assert not result.ok and result.bad_seq == 8
+    assert "truncated" in result.reason
+
+
+def test_forged_head_is_detected(engine: Engine) -> None:
+    """Truncating and moving the head back without the key is caught."""
+    _fill(engine, 10)
+    _sql(engine, "DELETE FROM audit_log WHERE seq > 7")
+    _sql(engine, "UPDATE audit_head SET seq = 7, hash = (SELECT hash FROM audit_log WHERE seq = 7)")
+    result = verify_log(engine, KEY)
+    assert not result.ok and "signature" in result.reason
+
+
+def test_recomputed_chain_is_detected(engine: Engine) -> None:
+    """Rewriting a record and recomputing every later hash still fails at the head."""
+    from donjon.audit import GENESIS, chain_hash
+
+    _fill(engine, 5)
+    db = engine.url.database
+    assert db is not None
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT seq, record FROM audit_log ORDER BY seq").fetchall()
+        prev = GENESIS
+        for seq, record in rows:
+            if seq == 2:
+                record = bytes(record).replace(b'"ok"', b'"no"')
+            prev = chain_hash(prev, bytes(record))
+            conn.execute("UPDATE audit_log SET record = ?, hash = ? WHERE seq = ?",
+                         (record, prev, seq))
+    assert not verify_log(engine, KEY).ok
+
+
+def test_appended_records_after_head_are_detected(engine: Engine) -> None:
+    """A record inserted after the head by someone else is caught."""
+    log = _fill(engine, 3)
+    other = AuditLog(engine, b"x" * 32)  # a writer without the node's key
+    other.record_now(AuditEvent("evil", "x", "y", "ok"))
+    del log
+    assert not verify_log(engine, KEY).ok
+
+
+def test_group_commit_appends_every_waiter(engine: Engine) -> None:
+    """Concurrent awaited appends are all durable and chained in order."""
+    log = AuditLog(engine, KEY)
+    log.start()
+
+    async def many() -> None:
+        await asyncio.gather(*(
+            log.record(AuditEvent("a", "function.invoke", str(i), "ok")) for i in range(500)
+        ))
+
+    try:
+        asyncio.run(many())
+    finally:
+        log.stop()
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == 500
+
+
+def test_records_hold_no_payload_fields(engine: Engine) -> None:
+    """A record is metadata only: the fields it has are fixed."""
+    _fill(engine, 1)
+    db = engine.url.database
+    assert db is not None
+    with sqlite3.connect(db) as conn:
+        (record,) = conn.execute("SELECT record FROM audit_log").fetchone()
+    import json
+
+    assert set(json.loads(record)) == {"seq", "ts", "actor", "action", "target", "outcome",
+                                       "detail"}

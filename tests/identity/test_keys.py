@@ -1,0 +1,61 @@
+"""API keys and the role policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from donjon.identity import Action, KeyIndex, Principal, Role, is_allowed, new_api_key
+
+HK = b"h" * 32
+
+
+def test_key_is_stored_only_as_keyed_hash() -> None:
+    """The record holds a 32-byte HMAC, never the key."""
+    key = new_api_key(HK, "n", Role.ADMIN)
+    assert key.secret.encode() not in key.record.digest
+    assert len(key.record.digest) == 32
+    assert key.secret not in repr(key)
+
+
+def test_index_authenticates_and_revokes() -> None:
+    """A live key authenticates; after revocation it does not."""
+    key = new_api_key(HK, "n", Role.INVOKER, ("a",))
+    index = KeyIndex(HK, [key.record])
+    principal = index.authenticate(key.secret)
+    assert principal is not None and principal.functions == frozenset({"a"})
+    index.revoke(key.record.id)
+    assert index.authenticate(key.secret) is None
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),
+    lambda s: s.replace("dj_", "xx_"),
+    lambda s: s + "x",
+    lambda s: "",
+    lambda s: s.split("_")[0] + "_" + "0" * 16 + "_" + s.split("_", 2)[2],
+])
+def test_altered_keys_are_refused(mutate: object) -> None:
+    """Any change to the key, including another id with the same secret, fails."""
+    key = new_api_key(HK, "n", Role.ADMIN)
+    index = KeyIndex(HK, [key.record])
+    assert index.authenticate(mutate(key.secret)) is None  # type: ignore[operator]
+
+
+def test_hash_key_matters() -> None:
+    """A key hashed under another node's subkey does not authenticate."""
+    key = new_api_key(b"other" * 8, "n", Role.ADMIN)
+    assert KeyIndex(HK, [key.record]).authenticate(key.secret) is None
+
+
+def test_roles() -> None:
+    """admin may do all; developer no keys or audit; invoker only invoke, only its functions."""
+    admin = Principal("1", "a", Role.ADMIN)
+    dev = Principal("2", "d", Role.DEVELOPER)
+    inv = Principal("3", "i", Role.INVOKER, frozenset({"f"}))
+    anyinv = Principal("4", "i", Role.INVOKER)
+    assert all(is_allowed(admin, a, "f") for a in Action)
+    assert is_allowed(dev, Action.DEPLOY) and not is_allowed(dev, Action.KEYS)
+    assert not is_allowed(dev, Action.AUDIT)
+    assert is_allowed(inv, Action.INVOKE, "f") and not is_allowed(inv, Action.INVOKE, "g")
+    assert not is_allowed(inv, Action.DEPLOY) and not is_allowed(inv, Action.READ)
+    assert is_allowed(anyinv, Action.INVOKE, "g")
