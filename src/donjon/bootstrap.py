@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.config import Settings
-from donjon.gateway.node import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE
 from donjon.gateway.tls import create_self_signed
 from donjon.identity import Role, new_api_key
 from donjon.store import KeyStore, connect, create_schema
-from donjon.vault import MasterKey
+from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey
 
 __all__ = ["InitResult", "initialize"]
 

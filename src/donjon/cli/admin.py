@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import click
 
-from donjon.audit import verify_log
 from donjon.cli.client import ApiClient
 from donjon.cli.output import echo_json, print_table, when
 from donjon.config import load_settings
-from donjon.gateway.node import AUDIT_MAC_PURPOSE
-from donjon.store import connect
-from donjon.vault import MasterKey, VaultError
+from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey, VaultError
 
 __all__ = ["audit", "key"]
 
@@ -71,6 +68,9 @@ def audit() -> None:
 @audit.command("verify")
 def audit_verify() -> None:
     """Check the whole hash chain and its signed head (reads the data dir directly)."""
+    from donjon.audit import verify_log
+    from donjon.store import connect
+
     settings = load_settings()
     if not settings.db_path.exists():
         raise VaultError(f"no database in {settings.data_dir}", hint="run `donjon init`")

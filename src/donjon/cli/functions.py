@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from donjon.bundle import build_bundle
 from donjon.cli.client import ApiClient
 from donjon.cli.output import echo_json, print_table, when
 from donjon.config import load_settings
@@ -18,6 +17,8 @@ __all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
 
 def deploy_dir(client: ApiClient, directory: Path) -> dict[str, object]:
     """Build the bundle locally (validate, vendor) and upload it."""
+    from donjon.bundle import build_bundle
+
     manifest, archive = build_bundle(directory)
     result: dict[str, object] = client.json(
         "POST", "/v1/functions", content=archive,

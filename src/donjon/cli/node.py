@@ -16,16 +16,9 @@ from pathlib import Path
 import click
 import httpx
 
-from donjon.bootstrap import initialize
 from donjon.cli.client import ApiClient
-from donjon.cli.functions import deploy_dir
 from donjon.config import DEFAULT_PORT, Settings, load_settings
 from donjon.errors import Error
-from donjon.gateway.node import KEY_HASH_PURPOSE
-from donjon.identity import Role, new_api_key
-from donjon.sandbox import SandboxUnavailable, check_sandbox, detect_resource_control
-from donjon.store import KeyStore, connect
-from donjon.vault import MasterKey
 
 __all__ = ["doctor", "init", "serve", "up"]
 
@@ -34,6 +27,8 @@ __all__ = ["doctor", "init", "serve", "up"]
 @click.option("--json", "as_json", is_flag=True, help='Print {"admin_key": ..., "url": ...}.')
 def init(as_json: bool) -> None:
     """Create the data dir, master key, TLS certificate, database and first admin key."""
+    from donjon.bootstrap import initialize
+
     settings = load_settings()
     result = initialize(settings)
     if as_json:
@@ -58,6 +53,7 @@ def serve(host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
           unsafe_http: bool) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
     from donjon.gateway import serve as run_server
+    from donjon.sandbox import check_sandbox
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if (tls_cert is None) != (tls_key is None):
@@ -72,6 +68,8 @@ def serve(host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
 @click.command()
 def doctor() -> None:
     """Check this host: sandbox, resource control, data dir."""
+    from donjon.sandbox import SandboxUnavailable, check_sandbox, detect_resource_control
+
     settings = load_settings()
     problems = 0
     try:
@@ -94,6 +92,10 @@ def doctor() -> None:
 
 def _bootstrap_key(settings: Settings) -> tuple[str, str]:
     """A developer key minted from local access to the data dir, for `up` to deploy with."""
+    from donjon.identity import Role, new_api_key
+    from donjon.store import KeyStore, connect
+    from donjon.vault import KEY_HASH_PURPOSE, MasterKey
+
     master = MasterKey.load(settings.master_key_path)
     engine = connect(settings.database_url)
     try:
@@ -125,6 +127,9 @@ def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: fl
               type=click.Path(path_type=Path), help="Deploy every bundle in this directory.")
 def up(port: int, examples_dir: Path) -> None:
     """Init if needed, serve, deploy the examples and print how to call them."""
+    from donjon.bootstrap import initialize
+    from donjon.cli.functions import deploy_dir
+
     settings = load_settings()
     created = initialize(settings)
     if created.admin_key:

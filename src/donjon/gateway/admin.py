@@ -18,12 +18,13 @@ from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
 from donjon.gateway.errors import BadRequest, NotFound
-from donjon.gateway.node import KEY_HASH_PURPOSE, Node
+from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.registry import make_deployed, manifest_json
 from donjon.identity import Action, Principal, Role, new_api_key
 from donjon.manifest import Manifest, ManifestError, load_manifest
 from donjon.store.tables import audit_log, invocation_logs
+from donjon.vault import KEY_HASH_PURPOSE
 
 __all__ = ["ROUTES"]
 

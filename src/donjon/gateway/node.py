@@ -14,14 +14,11 @@ from donjon.gateway.registry import FunctionRegistry, make_deployed
 from donjon.identity import KeyIndex
 from donjon.sandbox import ResourceControl, SandboxPool, check_sandbox, detect_resource_control
 from donjon.store import FunctionStore, KeyStore, connect, create_schema
-from donjon.vault import MasterKey, VaultError
+from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
 __all__ = ["Node", "open_node"]
 
 log = logging.getLogger("donjon")
-
-KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
-AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
 
 
 @dataclass

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from donjon.vault.master import MasterKey, VaultError
+from donjon.vault.master import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
-__all__ = ["MasterKey", "VaultError"]
+__all__ = ["AUDIT_MAC_PURPOSE", "KEY_HASH_PURPOSE", "MasterKey", "VaultError"]

@@ -16,9 +16,12 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from donjon.errors import Error
 
-__all__ = ["MasterKey", "VaultError"]
+__all__ = ["AUDIT_MAC_PURPOSE", "KEY_HASH_PURPOSE", "MasterKey", "VaultError"]
 
 _KEY_BYTES = 32
+#: HKDF labels of the subkeys derived from the master key.
+KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
+AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
 
 
 class VaultError(Error):
