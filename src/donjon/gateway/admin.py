@@ -20,9 +20,10 @@ from donjon.gateway.access import authenticate, authorize, new_request_id, read_
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
-from donjon.gateway.registry import make_deployed, manifest_json
+from donjon.gateway.registry import instance_config, make_deployed, manifest_json
 from donjon.identity import Action, Principal, Role, new_api_key
 from donjon.manifest import Manifest, ManifestError, load_manifest
+from donjon.sandbox import FunctionFailed
 from donjon.store.tables import audit_log, invocation_logs
 from donjon.vault import KEY_HASH_PURPOSE
 
@@ -66,12 +67,20 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
         raise BadRequest("the request body must be a bundle archive (tar.gz)")
     try:
         manifest, digest = await asyncio.to_thread(_accept_bundle, node, archive)
-    except (BundleError, ManifestError) as e:
+        version = node.functions.next_version(manifest.name)
+        if node.pool is not None:
+            # Start the new version before it takes traffic: its import runs
+            # (sandboxed) now, so a broken handler fails the deploy, not a caller.
+            config = instance_config(manifest, version, node.bundles.path(digest))
+            await node.pool.prestart(config)
+    except (BundleError, ManifestError, FunctionFailed) as e:
         await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
                                            {"request_id": request_id, "reason": e.message[:500]}))
+        if isinstance(e, FunctionFailed):
+            raise ManifestError(e.message, problems=[f"handler: {e.message}"]) from e
         raise
-    record = node.functions.add_version(manifest.name, digest, manifest_json(manifest),
-                                        principal.label)
+    record = node.functions.add_version(manifest.name, version, digest,
+                                        manifest_json(manifest), principal.label)
     node.registry.put(make_deployed(record, node.bundles.path(digest)))
     if node.pool is not None:
         await node.pool.retire(record.name, keep_version=record.version)

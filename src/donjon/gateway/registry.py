@@ -32,12 +32,12 @@ class Deployed:
         return self.record.name
 
 
-def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
-    manifest = parse_manifest(record.manifest)
+def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceConfig:
+    """How the sandbox of `manifest` at `version` runs."""
     warm = manifest.isolation is Isolation.WARM
-    config = InstanceConfig(
-        function=record.name,
-        version=record.version,
+    return InstanceConfig(
+        function=manifest.name,
+        version=version,
         bundle=bundle,
         module=manifest.module,
         handler=manifest.function,
@@ -46,6 +46,11 @@ def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
         tmp_mb=min(_TMP_MB, manifest.memory_mb),
         concurrency=1 if warm else manifest.limits.concurrency,
     )
+
+
+def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
+    manifest = parse_manifest(record.manifest)
+    config = instance_config(manifest, record.version, bundle)
     validator = (
         Draft202012Validator(manifest.input_schema) if manifest.input_schema is not None else None
     )

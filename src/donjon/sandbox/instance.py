@@ -101,15 +101,19 @@ class Instance:
         loop = asyncio.get_running_loop()
         ours.setblocking(False)
         loop.add_reader(ours.fileno(), self._on_control)
+        # The cgroup is made in a thread while the sandbox boots, then the
+        # sandbox's processes join it before the handler is imported.
+        cgroup = asyncio.ensure_future(asyncio.to_thread(
+            self._resources.create,
+            f"{self.config.function}-v{self.config.version}",
+            (self.config.memory_mb * self.config.concurrency + 64) * 1024 * 1024,
+            16 * self.config.concurrency + 16,
+        ))
         try:
             hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
+            self._cgroup = await cgroup
             if hello.get("op") != "hello":
-                raise SandboxError(f"unexpected first message from sandbox: {hello}")
-            self._cgroup = self._resources.create(
-                f"{self.config.function}-v{self.config.version}",
-                memory_bytes=(self.config.memory_mb * self.config.concurrency + 64) * 1024 * 1024,
-                pids_max=16 * self.config.concurrency + 16,
-            )
+                raise ChannelClosed(f"the sandbox ended while booting ({hello.get('op')})")
             if self._cgroup is not None:
                 for pid in _process_tree(self._proc.pid):
                     self._cgroup.add(pid)
@@ -122,6 +126,8 @@ class Instance:
             }).encode())
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except (TimeoutError, ChannelClosed, OSError) as e:
+            if self._cgroup is None and cgroup.done() and not cgroup.exception():
+                self._cgroup = cgroup.result()
             await self.close()
             raise SandboxUnavailable(
                 f"the sandbox of {self.config.function} did not start: {e} "
@@ -134,7 +140,8 @@ class Instance:
             raise error
 
     def _on_control(self) -> None:
-        assert self._ctrl is not None
+        if self._ctrl is None:
+            return
         while True:
             try:
                 data = self._ctrl.recv(65536)

@@ -100,6 +100,19 @@ class SandboxPool:
             slot.instances.append(inst)
             return inst
 
+    async def prestart(self, config: InstanceConfig) -> None:
+        """Start a sandbox for `config` now, so its first call is not a cold start.
+
+        Raises what the start raises (an import error is `FunctionFailed`).
+        """
+        key = (config.function, config.version)
+        slot = self._slots.setdefault(key, _Slot(config, asyncio.Semaphore(config.concurrency)))
+        try:
+            await self._instance_for(slot)
+        except BaseException:
+            await self._retire_slot(key)
+            raise
+
     async def retire(self, function: str, keep_version: int | None = None) -> None:
         """Stop every sandbox of `function` except those of `keep_version`."""
         for key in [k for k in self._slots if k[0] == function and k[1] != keep_version]:

@@ -16,7 +16,8 @@ __all__ = ["StoreError", "connect", "create_schema"]
 class StoreError(Error):
     """The database refused or failed an operation."""
 
-    title = "Storage error"
+    status = 409
+    title = "Storage conflict"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

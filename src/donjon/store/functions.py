@@ -6,7 +6,9 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
+from donjon.store.database import StoreError
 from donjon.store.tables import function_versions, functions
 
 __all__ = ["FunctionRecord", "FunctionStore"]
@@ -30,26 +32,37 @@ class FunctionStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def add_version(self, name: str, digest: str, manifest: str, created_by: str) -> FunctionRecord:
-        """Record the next version of `name` and make it current, in one transaction."""
-        with self._engine.begin() as conn:
+    def next_version(self, name: str) -> int:
+        with self._engine.connect() as conn:
             last = conn.execute(
                 select(func.max(function_versions.c.version)).where(
                     function_versions.c.name == name
                 )
             ).scalar_one_or_none()
-            version = (last or 0) + 1
+        return int(last or 0) + 1
+
+    def add_version(self, name: str, version: int, digest: str, manifest: str,
+                    created_by: str) -> FunctionRecord:
+        """Record `version` of `name` and make it current, in one transaction.
+
+        `StoreError` if that version exists already (a concurrent deploy won).
+        """
+        with self._engine.begin() as conn:
             record = FunctionRecord(name, version, digest, manifest, time.time(), created_by)
-            conn.execute(
-                insert(function_versions).values(
+            try:
+                conn.execute(insert(function_versions).values(
                     name=name,
                     version=version,
                     digest=digest,
                     manifest=manifest,
                     created_at=record.created_at,
                     created_by=created_by,
-                )
-            )
+                ))
+            except IntegrityError as e:
+                raise StoreError(
+                    f"{name} version {version} exists already: another deploy won the race",
+                    hint="deploy again",
+                ) from e
             updated = conn.execute(
                 update(functions).where(functions.c.name == name).values(version=version)
             )

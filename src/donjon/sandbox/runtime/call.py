@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .context import Context
 from .frames import recv_frame, send_frames
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+    from typing import Any
 
 MAX_OUTPUT = 64 * 1024
 
@@ -30,8 +31,10 @@ class CapturedOutput:
 
     def collect(self) -> str:
         for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 stream.flush()
+            except (OSError, ValueError):
+                pass
         size = os.lseek(self._fd, 0, os.SEEK_END)
         os.lseek(self._fd, max(0, size - MAX_OUTPUT), os.SEEK_SET)
         data = os.read(self._fd, MAX_OUTPUT)
@@ -45,6 +48,12 @@ class CapturedOutput:
         os.dup2(self._saved[1], 2)
         for fd in (*self._saved, self._fd):
             os.close(fd)
+
+
+def _trace() -> str:
+    import traceback  # only on failure: every import here costs each cold start
+
+    return traceback.format_exc()[-8000:]
 
 
 def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> None:
@@ -65,7 +74,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
                 "ok": False,
                 "kind": "error",
                 "error": f"{type(e).__name__}: {e}"[:2000],
-                "trace": traceback.format_exc()[-8000:],
+                "trace": _trace(),
             }
         else:
             try:
@@ -83,5 +92,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
     meta["out"] = output.collect()
     output.restore()
-    with contextlib.suppress(OSError):
+    try:
         send_frames(sock, json.dumps(meta, separators=(",", ":")).encode(), body)
+    except OSError:
+        pass  # the gateway went away; nobody is left to tell

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Context:

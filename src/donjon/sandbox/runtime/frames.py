@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
 
 MAX_FRAME = 64 * 1024 * 1024
 _LEN = struct.Struct(">I")

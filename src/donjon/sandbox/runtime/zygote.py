@@ -12,22 +12,23 @@ arrives with its own stream socket as SCM_RIGHTS.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
 import resource
-import selectors
+import select
 import signal
 import socket
 import sys
 import time
-import traceback
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import lowlevel
-from .call import run_call
+from .call import _trace, run_call
 from .frames import send_json
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MIB = 1024 * 1024
 
@@ -74,16 +75,16 @@ def _serve_invocation(ctrl: socket.socket, handler: Any, config: dict[str, Any])
     os.set_blocking(wake_r, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    sel = selectors.DefaultSelector()
-    sel.register(ctrl, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
+    poller = select.poll()
+    poller.register(ctrl.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
     children: dict[int, tuple[int, float]] = {}
     timed_out: set[int] = set()
     while True:
         now = time.monotonic()
         wait = min((d for _, d in children.values()), default=now + 3600) - now
-        for key, _ in sel.select(max(0.0, wait)):
-            if key.fileobj is ctrl:
+        for fd, _ in poller.poll(max(0, int(wait * 1000) + 1)):
+            if fd == ctrl.fileno():
                 msg, fds, _flags, _addr = socket.recv_fds(ctrl, 4096, 1)
                 if not msg:
                     for pid in children:
@@ -95,7 +96,6 @@ def _serve_invocation(ctrl: socket.socket, handler: Any, config: dict[str, Any])
                 if pid == 0:
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    sel.close()
                     ctrl.close()
                     os.close(wake_r)
                     os.close(wake_w)
@@ -103,8 +103,10 @@ def _serve_invocation(ctrl: socket.socket, handler: Any, config: dict[str, Any])
                 call_sock.close()
                 children[pid] = (req["id"], time.monotonic() + float(req["timeout"]))
             else:
-                with contextlib.suppress(BlockingIOError):
+                try:
                     os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
         now = time.monotonic()
         for pid, (_, deadline) in children.items():
             if deadline <= now and pid not in timed_out:
@@ -154,7 +156,7 @@ def main(ctrl_fd: int) -> None:
         send_json(ctrl, {
             "op": "failed",
             "error": f"{type(e).__name__}: {e}"[:2000],
-            "trace": traceback.format_exc()[-8000:],
+            "trace": _trace(),
         })
         os._exit(1)
     send_json(ctrl, {"op": "ready", "caps": lowlevel.capabilities_held()})

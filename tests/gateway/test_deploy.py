@@ -1,0 +1,80 @@
+"""Deploying through the API: versions, retirement of old sandboxes, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import LiveNode
+
+
+def _write(root: Path, name: str, body: str, extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\n{extra}")
+    (root / "main.py").write_text(body)
+    return root
+
+
+def test_handler_that_fails_to_import_fails_the_deploy(node: LiveNode, tmp_path: Path) -> None:
+    """A handler whose import raises is refused at deploy, with the reason; nothing changes."""
+    fn = _write(tmp_path / "broken", "broken-import", "raise ImportError('no such thing')\n")
+    from donjon.bundle import build_bundle
+
+    _, archive = build_bundle(fn)
+    with node.client() as c:
+        r = c.post("/v1/functions", content=archive)
+        assert r.status_code == 422
+        assert "no such thing" in r.json()["detail"]
+        assert c.get("/v1/functions/broken-import").status_code == 404
+
+
+def test_new_version_takes_over_and_old_state_is_gone(node: LiveNode, tmp_path: Path) -> None:
+    """After a deploy, calls reach the new version; the old version's process is retired."""
+    one = _write(tmp_path / "v1", "versioned", "STATE = []\n"
+                 "def handler(e, c):\n    STATE.append(1)\n    return {'v': 1, 'n': len(STATE)}\n",
+                 "isolation: warm\n")
+    node.deploy(one)
+    assert node.invoke("versioned", {}).json() == {"v": 1, "n": 1}
+    assert node.invoke("versioned", {}).json() == {"v": 1, "n": 2}
+    two = _write(tmp_path / "v2", "versioned", "STATE = []\n"
+                 "def handler(e, c):\n    STATE.append(1)\n    return {'v': 2, 'n': len(STATE)}\n",
+                 "isolation: warm\n")
+    result = node.deploy(two)
+    assert result["version"] == 2
+    assert node.invoke("versioned", {}).json() == {"v": 2, "n": 1}
+
+
+def test_route_taken_by_another_function_is_refused(node: LiveNode, tmp_path: Path) -> None:
+    """Two functions cannot claim the same http route."""
+    trig = "triggers:\n  - http: {path: /shared-route, methods: [GET], auth: key}\n"
+    node.deploy(_write(tmp_path / "a", "route-a", "def handler(e, c):\n    return 1\n", trig))
+    from donjon.bundle import build_bundle
+
+    _, archive = build_bundle(_write(tmp_path / "b", "route-b",
+                                     "def handler(e, c):\n    return 2\n", trig))
+    with node.client() as c:
+        r = c.post("/v1/functions", content=archive)
+        assert r.status_code == 422
+        assert "route-a" in r.json()["detail"]
+        assert c.get("/v1/functions/route-b").status_code == 404
+
+
+def test_deploy_needs_the_developer_role(node: LiveNode, tmp_path: Path) -> None:
+    """An invoker key cannot deploy."""
+    from donjon.bundle import build_bundle
+
+    _, archive = build_bundle(_write(tmp_path / "x", "not-allowed",
+                                     "def handler(e, c):\n    return 1\n"))
+    invoker = node.create_key("inv", "invoker")["key"]
+    with node.client(invoker) as c:
+        assert c.post("/v1/functions", content=archive).status_code == 403
+    developer = node.create_key("dev", "developer")["key"]
+    with node.client(developer) as c:
+        assert c.post("/v1/functions", content=archive).status_code == 201
+
+
+def test_input_schema_is_enforced(node: LiveNode, tmp_path: Path) -> None:
+    """An event that does not match input_schema is a 422 and never reaches the function."""
+    schema = "input_schema: {type: object, required: [url]}\n"
+    node.deploy(_write(tmp_path / "s", "schema-fn", "def handler(e, c):\n    return e\n", schema))
+    assert node.invoke("schema-fn", {"nope": 1}).status_code == 422
+    assert node.invoke("schema-fn", {"url": "x"}).json() == {"url": "x"}
