@@ -12,7 +12,13 @@ from donjon.bundle import BundleStore
 from donjon.config import Settings
 from donjon.gateway.registry import FunctionRegistry, make_deployed
 from donjon.identity import KeyIndex
-from donjon.sandbox import ResourceControl, SandboxPool, check_sandbox, detect_resource_control
+from donjon.sandbox import (
+    ResourceControl,
+    SandboxPool,
+    check_sandbox,
+    compile_filters,
+    detect_resource_control,
+)
 from donjon.store import FunctionStore, KeyStore, connect, create_schema
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
@@ -40,7 +46,7 @@ class Node:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
         check_sandbox()
         self.audit.start()
-        self.pool = SandboxPool(self.resources, seccomp_fd=None)
+        self.pool = SandboxPool(self.resources, compile_filters())
         self.pool.start()
         self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
                                          {"resource_control": self.resources.mode.value}))

@@ -15,9 +15,11 @@ from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl, ResourceMode, detect_resource_control
 from donjon.sandbox.pool import SandboxPool
 from donjon.sandbox.probe import check_sandbox
+from donjon.sandbox.seccomp import Filters, compile_filters
 
 __all__ = [
     "CallResult",
+    "Filters",
     "FunctionCrashed",
     "FunctionFailed",
     "FunctionMemoryExceeded",
@@ -31,5 +33,6 @@ __all__ = [
     "SandboxUnavailable",
     "TooManyInvocations",
     "check_sandbox",
+    "compile_filters",
     "detect_resource_control",
 ]

@@ -24,6 +24,7 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.limits import Cgroup, ResourceControl
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+from donjon.sandbox.seccomp import Filters
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
@@ -58,10 +59,10 @@ class Instance:
     """A sandbox process and its control channel."""
 
     def __init__(self, config: InstanceConfig, resources: ResourceControl,
-                 seccomp_fd: int | None) -> None:
+                 filters: Filters) -> None:
         self.config = config
         self._resources = resources
-        self._seccomp_fd = seccomp_fd
+        self._filters = filters
         self._proc: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
         self._cgroup: Cgroup | None = None
@@ -79,14 +80,15 @@ class Instance:
         """Spawn the sandbox and wait until the handler is imported."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
+        seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(
             bundle=self.config.bundle,
             tmp_mb=self.config.tmp_mb,
             per_call_tmp=not self.config.warm,
-            seccomp_fd=self._seccomp_fd,
+            seccomp_fd=seccomp_fd,
         )
         argv = bwrap_argv(spec, theirs.fileno())
-        fds = [theirs.fileno()] + ([self._seccomp_fd] if self._seccomp_fd is not None else [])
+        fds = [theirs.fileno(), seccomp_fd]
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL,
@@ -96,8 +98,7 @@ class Instance:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed") from e
         finally:
             theirs.close()
-        if self._seccomp_fd is not None:
-            os.lseek(self._seccomp_fd, 0, os.SEEK_SET)
+            os.close(seccomp_fd)
         loop = asyncio.get_running_loop()
         ours.setblocking(False)
         loop.add_reader(ours.fileno(), self._on_control)
@@ -123,6 +124,7 @@ class Instance:
                 "mode": "warm" if self.config.warm else "invocation",
                 "memory_mb": self.config.memory_mb,
                 "tmp_mb": self.config.tmp_mb,
+                "call_filter": self._filters.call.hex(),
             }).encode())
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except (TimeoutError, ChannelClosed, OSError) as e:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from donjon.sandbox.errors import TooManyInvocations
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
+from donjon.sandbox.seccomp import Filters
 
 __all__ = ["SandboxPool"]
 
@@ -35,10 +36,10 @@ class _Slot:
 class SandboxPool:
     """Runs calls in sandboxes, starting them on first use (the cold start)."""
 
-    def __init__(self, resources: ResourceControl, seccomp_fd: int | None,
+    def __init__(self, resources: ResourceControl, filters: Filters,
                  idle_timeout_s: float = 300.0) -> None:
         self._resources = resources
-        self._seccomp_fd = seccomp_fd
+        self._filters = filters
         self._idle_timeout_s = idle_timeout_s
         self._slots: dict[tuple[str, int], _Slot] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -95,7 +96,7 @@ class SandboxPool:
                 live = [i for i in slot.instances if not i.closed]
                 if live:
                     return live[0]
-            inst = Instance(slot.config, self._resources, self._seccomp_fd)
+            inst = Instance(slot.config, self._resources, self._filters)
             await inst.start()
             slot.instances.append(inst)
             return inst

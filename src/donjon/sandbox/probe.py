@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from donjon.sandbox.errors import SandboxUnavailable
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+from donjon.sandbox.seccomp import compile_filters
 
 __all__ = ["check_sandbox"]
 
@@ -25,27 +27,31 @@ _PROBE = (
 )
 
 
-def check_sandbox(seccomp_fd: int | None = None) -> str:
-    """Run a probe in a real sandbox; raise `SandboxUnavailable` if anything is off."""
+def check_sandbox() -> str:
+    """Run a probe in a real sandbox, seccomp filter included; raise
+    `SandboxUnavailable` if anything is off."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is not installed; Donjon never runs a function unsandboxed",
             hint="run scripts/setup.sh, or: apt-get install bubblewrap",
         )
+    seccomp_fd = compile_filters().sandbox_fd()
     with tempfile.TemporaryDirectory(prefix="donjon-probe-") as tmp:
         Path(tmp, "probe.py").write_text(_PROBE)
         spec = SandboxSpec(bundle=Path(tmp), tmp_mb=1, per_call_tmp=False, seccomp_fd=seccomp_fd)
         argv = bwrap_argv(spec, control_fd=0)
         # Replace the runtime entry with the probe script.
         argv = [*argv[: argv.index("/opt/donjon/donjon_runtime/boot.py")], "/fn/probe.py"]
-        pass_fds = (seccomp_fd,) if seccomp_fd is not None else ()
         try:
             done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=30, check=False, pass_fds=pass_fds
+                argv, capture_output=True, text=True, timeout=30, check=False,
+                pass_fds=(seccomp_fd,),
             )
         except (OSError, subprocess.TimeoutExpired) as e:
             raise SandboxUnavailable(f"bubblewrap could not start: {e}") from e
+        finally:
+            os.close(seccomp_fd)
     if done.returncode != 0 or done.stdout.strip() != "ok":
         raise SandboxUnavailable(
             "bubblewrap cannot create its namespaces here: "

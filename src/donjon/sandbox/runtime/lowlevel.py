@@ -67,6 +67,23 @@ def drop_all_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+
+def load_seccomp(program: bytes) -> None:
+    """Install a compiled BPF filter on this process (and its future children)."""
+    if not program or len(program) % 8:
+        raise OSError(22, "malformed seccomp program")
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
+
+
 def _status_caps(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -59,6 +59,7 @@ def _child(call_sock: socket.socket, handler: Any, config: dict[str, Any]) -> No
     try:
         lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
         lowlevel.private_tmp(config["tmp_mb"] * MIB)
+        lowlevel.load_seccomp(config["call_filter"])
         lowlevel.drop_all_capabilities()
         lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
         _limit_memory(config["memory_mb"])
@@ -147,7 +148,9 @@ def main(ctrl_fd: int) -> None:
     config = json.loads(ctrl.recv(65536))
     warm = config["mode"] == "warm"
     try:
+        config["call_filter"] = bytes.fromhex(config["call_filter"])
         if warm:
+            lowlevel.load_seccomp(config["call_filter"])
             lowlevel.drop_all_capabilities()
             lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
             _limit_memory(config["memory_mb"])

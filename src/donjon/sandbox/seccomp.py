@@ -1,0 +1,165 @@
+"""Seccomp filters for the sandbox, compiled with the system's libseccomp.
+
+Two filters, both "allow unless listed" with EPERM for what is listed:
+
+- the sandbox filter, loaded by bubblewrap before the runtime starts: system
+  calls no function needs and that widen the kernel's attack surface
+  (ptrace, bpf, keyctl, io_uring, module loading, ...), new namespaces other
+  than a mount namespace, and socket families other than unix and IP;
+- the call filter, loaded by each call's process (or a warm process) once its
+  private /tmp is mounted: no more mount, unshare, setns or namespaced clone.
+
+Filters stack in the kernel, so the call filter only ever narrows.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from collections.abc import Iterable
+
+from donjon.sandbox.errors import SandboxUnavailable
+
+__all__ = ["Filters", "compile_filters"]
+
+_ALLOW = 0x7FFF0000
+_ERRNO = 0x00050000 | errno.EPERM
+# clone3 carries its flags in memory, beyond BPF's reach; ENOSYS makes libc fall back
+# to clone, whose flags the filter can see.
+_ENOSYS = 0x00050000 | errno.ENOSYS
+_CMP_EQ = 4
+_CMP_MASKED_EQ = 7
+
+CLONE_NEWNS = 0x00020000
+_NAMESPACE_FLAGS = {
+    "CLONE_NEWUSER": 0x10000000,
+    "CLONE_NEWNET": 0x40000000,
+    "CLONE_NEWPID": 0x20000000,
+    "CLONE_NEWIPC": 0x08000000,
+    "CLONE_NEWUTS": 0x04000000,
+    "CLONE_NEWCGROUP": 0x02000000,
+    "CLONE_NEWTIME": 0x00000080,
+}
+_ALLOWED_FAMILIES = {1, 2, 10}  # AF_UNIX, AF_INET, AF_INET6
+_MAX_FAMILY = 46
+
+#: Never needed by a function; each has been a way into the kernel.
+DENIED_ALWAYS = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf",
+    "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct",
+    "quotactl", "lookup_dcookie", "open_by_handle_at", "name_to_handle_at", "pivot_root",
+    "chroot", "umount2", "setns", "syslog", "iopl", "ioperm", "fanotify_init",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "mknod", "mknodat",
+    "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount", "mount_setattr",
+    "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname",
+    "setdomainname", "uselib", "nfsservctl", "personality",
+)
+#: Denied once a call's process has its private /tmp.
+DENIED_IN_CALLS = ("mount", "unshare")
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+class Filters:
+    """The compiled BPF programs (raw `struct sock_filter` arrays)."""
+
+    def __init__(self, sandbox: bytes, call: bytes) -> None:
+        self.sandbox = sandbox
+        self.call = call
+
+    def sandbox_fd(self) -> int:
+        """A fresh memfd holding the sandbox filter, for one bwrap (--seccomp FD)."""
+        fd = os.memfd_create("donjon-seccomp", 0)
+        os.write(fd, self.sandbox)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("seccomp")
+        if name is None:
+            raise SandboxUnavailable(
+                "libseccomp is not installed; the sandbox needs it",
+                hint="run scripts/setup.sh, or: apt-get install libseccomp2",
+            )
+        lib = ctypes.CDLL(name, use_errno=True)
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)
+        ]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+
+    def compile(self, deny: Iterable[str], *, namespaces: bool, families: bool,
+                deny_newns: bool) -> bytes:
+        lib = self._lib
+        ctx = lib.seccomp_init(_ALLOW)
+        if not ctx:
+            raise SandboxUnavailable("libseccomp could not create a filter")
+        try:
+            self._add_rules(ctx, deny, namespaces=namespaces, families=families,
+                            deny_newns=deny_newns)
+            return self._export(ctx)
+        finally:
+            lib.seccomp_release(ctx)
+
+    def _add_rules(self, ctx: int, deny: Iterable[str], *, namespaces: bool, families: bool,
+                   deny_newns: bool) -> None:
+        for name in deny:
+            self._rule(ctx, name, [])
+        if namespaces:
+            flags = list(_NAMESPACE_FLAGS.values())
+            if deny_newns:
+                flags.append(CLONE_NEWNS)
+            for flag in flags:
+                for call in ("unshare", "clone"):
+                    self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, flag, flag)])
+            self._rule(ctx, "clone3", [], action=_ENOSYS)
+        if families:
+            for family in range(_MAX_FAMILY):
+                if family not in _ALLOWED_FAMILIES:
+                    self._rule(ctx, "socket", [_ArgCmp(0, _CMP_EQ, family, 0)])
+
+    def _export(self, ctx: int) -> bytes:
+        fd = os.memfd_create("bpf", 0)
+        try:
+            if self._lib.seccomp_export_bpf(ctx, fd) != 0:
+                raise SandboxUnavailable("libseccomp could not export the filter")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def _rule(self, ctx: int, name: str, args: list[_ArgCmp], action: int = _ERRNO) -> None:
+        nr = self._lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:
+            return  # not a system call on this architecture
+        array = (_ArgCmp * len(args))(*args) if args else None
+        rc = self._lib.seccomp_rule_add_array(ctx, action, nr, len(args), array)
+        if rc != 0:
+            raise SandboxUnavailable(f"libseccomp refused the rule for {name} ({rc})")
+
+
+def compile_filters() -> Filters:
+    """Both filters; `SandboxUnavailable` when libseccomp is missing or refuses."""
+    compiler = _Compiler()
+    sandbox = compiler.compile(DENIED_ALWAYS, namespaces=True, families=True, deny_newns=False)
+    call = compiler.compile(DENIED_IN_CALLS, namespaces=True, families=False, deny_newns=True)
+    return Filters(sandbox=sandbox, call=call)

@@ -1,0 +1,41 @@
+"""A test function that tries system calls the sandbox must refuse, and reports errno."""
+
+import ctypes
+import os
+import socket
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+CALLS = {
+    "unshare_net": lambda: libc.unshare(0x40000000),
+    "unshare_user": lambda: libc.unshare(0x10000000),
+    "unshare_mount": lambda: libc.unshare(0x00020000),
+    "ptrace_attach_1": lambda: libc.ptrace(16, 1, 0, 0),
+    "mount_tmpfs": lambda: libc.mount(b"tmpfs", b"/fn", b"tmpfs", 0, None),
+    "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0),
+    "bpf": lambda: libc.syscall(321, 0, 0, 0),
+    "io_uring_setup": lambda: libc.syscall(425, 1, 0),
+    "setns": lambda: libc.setns(0, 0),
+    "chroot": lambda: libc.chroot(b"/tmp"),
+}
+
+
+def handler(event, context):
+    out = {}
+    for name, call in CALLS.items():
+        ctypes.set_errno(0)
+        rc = call()
+        out[name] = {"rc": rc, "errno": ctypes.get_errno()}
+    for family, label in ((socket.AF_NETLINK, "netlink"), (socket.AF_PACKET, "packet")):
+        try:
+            socket.socket(family, socket.SOCK_RAW).close()
+            out[label] = "opened"
+        except OSError as e:
+            out[label] = e.errno
+    with open("/proc/self/status") as f:
+        out["seccomp"] = [ln.split()[1] for ln in f if ln.startswith("Seccomp:")][0]
+    pid = os.fork()  # ordinary forks (clone without namespace flags) still work
+    if pid == 0:
+        os._exit(7)
+    out["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return out

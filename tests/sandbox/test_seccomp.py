@@ -1,0 +1,38 @@
+"""The seccomp filters, seen from inside a real sandbox in both isolation modes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import FUNCTIONS, LiveNode
+
+REFUSED = ["unshare_net", "unshare_user", "unshare_mount", "ptrace_attach_1", "mount_tmpfs",
+           "keyctl", "bpf", "io_uring_setup", "setns", "chroot"]
+
+
+@pytest.fixture(scope="module")
+def warm_syscalls(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> str:
+    dest = tmp_path_factory.mktemp("syscalls-warm")
+    shutil.copytree(FUNCTIONS / "syscalls", dest, dirs_exist_ok=True)
+    text = (dest / "donjon.yaml").read_text().replace("name: syscalls", "name: syscalls-warm")
+    (dest / "donjon.yaml").write_text(text + "isolation: warm\n")
+    node.deploy(Path(dest))
+    return "syscalls-warm"
+
+
+@pytest.mark.parametrize("mode", ["invocation", "warm"])
+def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode: str) -> None:
+    """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot all fail with EPERM."""
+    name = "syscalls" if mode == "invocation" else warm_syscalls
+    r = node.invoke(name, {})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    for call in REFUSED:
+        assert out[call]["rc"] == -1, (call, out[call])
+        assert out[call]["errno"] in (1, 38), (call, out[call])  # EPERM (or ENOSYS)
+    assert out["netlink"] != "opened" and out["packet"] != "opened"
+    assert out["seccomp"] == "2"
+    assert out["fork"] == 7
