@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from donjon.scan.interface import ScanError
 
@@ -37,7 +38,7 @@ class _Graded(enum.IntEnum):
         return self.name.lower()
 
     @classmethod
-    def parse(cls, text: str) -> _Graded:
+    def parse(cls, text: str) -> Self:
         try:
             return cls[text.strip().upper()]
         except KeyError:
@@ -209,10 +210,7 @@ class ScanPolicy:
     @classmethod
     def from_strings(cls, severity: str = "high", confidence: str = "medium") -> ScanPolicy:
         """Build a policy from settings text such as ``("high", "medium")``; `ScanError` if bad."""
-        return cls(
-            min_severity=Severity(Severity.parse(severity)),
-            min_confidence=Confidence(Confidence.parse(confidence)),
-        )
+        return cls(Severity.parse(severity), Confidence.parse(confidence))
 
 
 @dataclass(frozen=True)
@@ -227,17 +225,13 @@ class ScanReport:
     lines_scanned: int = 0
     advisories_loaded: int = 0
     duration_s: float = 0.0
-    counts: dict[Severity, int] = field(default_factory=dict, compare=False)
 
-    def __post_init__(self) -> None:
+    def counts(self) -> dict[Severity, int]:
+        """How many findings there are of each severity, highest first."""
         tally = Counter(f.severity for f in self.findings)
-        object.__setattr__(self, "counts", {s: tally.get(s, 0) for s in Severity})
+        return {s: tally.get(s, 0) for s in sorted(Severity, reverse=True)}
 
     def blocking(self, policy: ScanPolicy | None = None) -> tuple[Finding, ...]:
         """The findings at or above both thresholds of `policy` (default: the default gate)."""
         gate = policy or ScanPolicy()
         return tuple(f for f in self.findings if gate.blocks(f))
-
-    def at_or_above(self, severity: Severity) -> tuple[Finding, ...]:
-        """The findings of at least `severity`, whatever their confidence (``--fail-on``)."""
-        return tuple(f for f in self.findings if f.severity >= severity)

@@ -1,0 +1,66 @@
+"""Shift-left security: the deploy gate and `donjon scan`.
+
+One engine checks a function bundle (or any Python project) for code injection
+and misuse, hard-coded secrets, vulnerable dependencies and over-broad manifests::
+
+    db = AdvisoryDB.load(path)                      # once; reuse across scans
+    report = scan_path(bundle, advisories=db, baseline=None)
+    blocked = report.blocking(ScanPolicy())         # high severity, medium+ confidence
+    print(render_text(report))
+"""
+
+from __future__ import annotations
+
+from donjon.scan.advisories import Advisory, AdvisoryDB
+from donjon.scan.baseline import Baseline, write_baseline
+from donjon.scan.engine import default_scanners, scan_path
+from donjon.scan.format import FormatError, render_json, render_sarif, render_text, renderer_for
+from donjon.scan.interface import ScanError, Scanner, ScannerOutput
+from donjon.scan.model import (
+    AdvisoryRef,
+    Confidence,
+    Cwe,
+    Finding,
+    FindingKind,
+    Location,
+    SasCategory,
+    ScanPolicy,
+    ScanReport,
+    Severity,
+    TaintStep,
+)
+from donjon.scan.osv_update import OSV_PYPI_EXPORT_URL, advisories_dir, update_advisory_db
+from donjon.scan.rules import RULES, Rule
+
+__all__ = [
+    "OSV_PYPI_EXPORT_URL",
+    "RULES",
+    "Advisory",
+    "AdvisoryDB",
+    "AdvisoryRef",
+    "Baseline",
+    "Confidence",
+    "Cwe",
+    "Finding",
+    "FindingKind",
+    "FormatError",
+    "Location",
+    "Rule",
+    "SasCategory",
+    "ScanError",
+    "ScanPolicy",
+    "ScanReport",
+    "Scanner",
+    "ScannerOutput",
+    "Severity",
+    "TaintStep",
+    "advisories_dir",
+    "default_scanners",
+    "render_json",
+    "render_sarif",
+    "render_text",
+    "renderer_for",
+    "scan_path",
+    "update_advisory_db",
+    "write_baseline",
+]

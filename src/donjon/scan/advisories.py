@@ -1,0 +1,251 @@
+"""The OSV advisory database for PyPI: loaded once, indexed by package, queried with PEP 440.
+
+Sources: a directory of OSV records (YAML or JSON, such as the PyPA advisory-db's
+``vulns/``), an OSV ecosystem export zip (``PyPI/all.zip``: one JSON record per member),
+or a directory holding such zips (the data dir after ``donjon scan --update-db``).
+Withdrawn records and other ecosystems are skipped. Versions are parsed lazily, per
+package, the first time a package is asked about, so loading stays I/O-bound.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from donjon.scan.cvss import cvss3_base_score, severity_from_score
+from donjon.scan.interface import ScanError
+from donjon.scan.model import Severity
+
+__all__ = ["Advisory", "AdvisoryDB", "AffectedRange"]
+
+_MAX_RECORD_BYTES = 8 * 1024 * 1024
+_GHSA_SEVERITY = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH,
+                  "MODERATE": Severity.MEDIUM, "MEDIUM": Severity.MEDIUM, "LOW": Severity.LOW}
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAX_NODES = 1_000_000
+
+
+class _NodeLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Composes YAML without resolving tags: every scalar stays text (``2.10`` is no float),
+    and the slow generic constructor is skipped (`_plain` builds the values)."""
+
+    def resolve(self, kind: type, value: object, implicit: object) -> str:
+        return "tag:yaml.org,2002:str"
+
+
+def _plain(node: yaml.Node, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ScanError("an advisory record is too large (or full of YAML aliases)")
+    if isinstance(node, yaml.ScalarNode):
+        return node.value
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(child, budget) for child in node.value]
+    if isinstance(node, yaml.MappingNode):
+        return {str(_plain(k, budget)): _plain(v, budget) for k, v in node.value}
+    return None
+
+
+def _parse_version(text: object) -> Version | None:
+    try:
+        return Version(str(text))
+    except InvalidVersion:
+        return None
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """One OSV record, as far as a finding needs it."""
+
+    id: str
+    aliases: tuple[str, ...]
+    summary: str
+    severity: Severity
+    #: Where the severity comes from: "CVSS 9.8", "GHSA high", or "unrated".
+    rating: str
+
+
+class AffectedRange:
+    """The versions of one package an advisory affects (OSV ``affected[]`` entry)."""
+
+    def __init__(self, advisory: Advisory, name: str, entry: dict[str, Any]) -> None:
+        self.advisory = advisory
+        self.name = name
+        self._entry = entry
+
+    @cached_property
+    def _ranges(self) -> list[list[tuple[str, Version]]]:
+        out = []
+        for rng in self._entry.get("ranges") or []:
+            if not isinstance(rng, dict) or rng.get("type") != "ECOSYSTEM":
+                continue
+            events = []
+            for event in rng.get("events") or []:
+                for kind, raw in dict(event).items():
+                    parsed = Version("0") if (kind, str(raw)) == ("introduced", "0") else (
+                        _parse_version(raw))
+                    if parsed is not None:
+                        events.append((str(kind), parsed))
+            out.append(sorted(events, key=lambda e: e[1]))
+        return out
+
+    @cached_property
+    def versions(self) -> frozenset[Version]:
+        """The versions the record lists explicitly."""
+        parsed = (_parse_version(v) for v in self._entry.get("versions") or [])
+        return frozenset(v for v in parsed if v is not None)
+
+    @cached_property
+    def fixed(self) -> tuple[Version, ...]:
+        return tuple(sorted({v for r in self._ranges for kind, v in r if kind == "fixed"}))
+
+    @cached_property
+    def boundaries(self) -> frozenset[Version]:
+        """Versions where affectedness starts or ends inclusive: candidates for range checks."""
+        return frozenset(v for r in self._ranges for kind, v in r
+                         if kind in ("introduced", "last_affected"))
+
+    def affects(self, version: Version) -> bool:
+        if version in self.versions:
+            return True
+        for events in self._ranges:
+            affected = False
+            for kind, at in events:
+                if kind == "introduced" and at <= version:
+                    affected = True
+                elif (kind in ("fixed", "limit") and at <= version) or (
+                    kind == "last_affected" and at < version
+                ):
+                    affected = False
+            if affected:
+                return True
+        return False
+
+
+class AdvisoryDB:
+    """Advisories indexed by canonical package name; immutable once loaded, safe to share."""
+
+    def __init__(self, records: Iterable[dict[str, Any]], *, source: str = "") -> None:
+        self.source = source
+        self.count = 0
+        self._by_package: dict[str, list[AffectedRange]] = defaultdict(list)
+        for record in records:
+            self._add(record)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _add(self, record: dict[str, Any]) -> None:
+        if not isinstance(record, dict) or record.get("withdrawn") or "id" not in record:
+            return
+        entries = [
+            a for a in record.get("affected") or []
+            if isinstance(a, dict) and str((a.get("package") or {}).get("ecosystem", "")).lower()
+            == "pypi"
+        ]
+        if not entries:
+            return
+        severity, rating = _severity(record)
+        advisory = Advisory(
+            id=str(record["id"]),
+            aliases=tuple(str(a) for a in record.get("aliases") or ()),
+            summary=str(record.get("summary") or record.get("details") or "").strip(),
+            severity=severity,
+            rating=rating,
+        )
+        for entry in entries:
+            name = canonicalize_name(str(entry["package"].get("name", "")))
+            if name:
+                self._by_package[name].append(AffectedRange(advisory, name, entry))
+        self.count += 1
+
+    def ranges_for(self, name: str) -> list[AffectedRange]:
+        """Every affected range recorded for package `name` (any spelling)."""
+        return self._by_package.get(canonicalize_name(name), [])
+
+    def affecting(self, name: str, version: Version) -> list[AffectedRange]:
+        """The advisories that affect `name` at exactly `version`."""
+        return [r for r in self.ranges_for(name) if r.affects(version)]
+
+    @classmethod
+    def load(cls, path: Path) -> AdvisoryDB:
+        """Load OSV records from a directory or an export zip; `ScanError` if none are there."""
+        if not path.exists():
+            raise ScanError(f"advisory database {path} does not exist",
+                            hint="pass a directory of OSV records or an OSV export zip, "
+                                 "or run `donjon scan --update-db`")
+        try:
+            db = cls(_records(path), source=str(path))
+        except (OSError, zipfile.BadZipFile, json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ScanError(f"could not read the advisory database {path}: {e}",
+                            hint="re-download it with `donjon scan --update-db`") from e
+        if not db.count:
+            raise ScanError(f"no PyPI OSV records found in {path}",
+                            hint="point --advisories at the vulns/ directory or the export zip")
+        return db
+
+
+def _severity(record: dict[str, Any]) -> tuple[Severity, str]:
+    best: float | None = None
+    for entry in record.get("severity") or []:
+        if isinstance(entry, dict) and str(entry.get("type", "")).startswith("CVSS_V3"):
+            score = cvss3_base_score(str(entry.get("score", "")))
+            if score is not None:
+                best = score if best is None else max(best, score)
+    if best is not None:
+        return severity_from_score(best), f"CVSS {best:.1f}"
+    label = str((record.get("database_specific") or {}).get("severity", "")).upper()
+    if label in _GHSA_SEVERITY:
+        return _GHSA_SEVERITY[label], f"GHSA {label.lower()}"
+    if str(record.get("id", "")).startswith("MAL-"):
+        return Severity.CRITICAL, "malicious package"
+    return Severity.HIGH, "unrated (treated as high)"
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            yield _parse(path.name, path.read_bytes())
+            return
+        yield from _zip_records(path)
+        return
+    for item in sorted(path.rglob("*")):
+        if item.is_symlink() or not item.is_file():
+            continue
+        if item.suffix == ".zip":
+            yield from _zip_records(item)
+        elif item.suffix in (".json", ".yaml", ".yml") and item.stat().st_size < _MAX_RECORD_BYTES:
+            yield _parse(item.name, item.read_bytes())
+
+
+def _zip_records(path: Path) -> Iterator[dict[str, Any]]:
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.filename.endswith((".json", ".yaml", ".yml")) and (
+                info.file_size < _MAX_RECORD_BYTES
+            ):
+                yield _parse(info.filename, archive.read(info))
+
+
+def _parse(name: str, data: bytes) -> dict[str, Any]:
+    if name.endswith(".json"):
+        loaded = json.loads(data)
+    else:
+        loader = _NodeLoader(data)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+        loaded = _plain(node, [_MAX_NODES]) if node is not None else None
+    return loaded if isinstance(loaded, dict) else {}

@@ -1,0 +1,93 @@
+"""`CodeScanner`: Donjon's own Python rules, with taint from the handler's event."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import warnings
+from collections import defaultdict
+from pathlib import PurePosixPath
+
+from donjon.scan.interface import Scanner, ScannerOutput
+from donjon.scan.model import Finding, Location, TaintStep
+from donjon.scan.project import Project, SourceFile
+from donjon.scan.python.hits import Hit
+from donjon.scan.python.interpreter import Interpreter
+from donjon.scan.rules import rule
+
+__all__ = ["CodeScanner", "code_fingerprint", "handlers_by_file", "parse_python"]
+
+
+def code_fingerprint(rule_id: str, rel: str, line_text: str) -> str:
+    """A fingerprint that survives the code moving up or down the file."""
+    normalized = " ".join(line_text.split())
+    digest = hashlib.sha256(f"{rule_id}\0{rel}\0{normalized}".encode())
+    return digest.hexdigest()[:32]
+
+
+def parse_python(source: SourceFile) -> ast.Module | str:
+    """The module's AST, or why it could not be parsed."""
+    try:
+        with warnings.catch_warnings():
+            # Invalid escapes and the like in the scanned code are its business, not ours.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return ast.parse(source.text, filename=source.rel)
+    except SyntaxError as e:
+        return f"{source.rel}: not valid Python 3 (line {e.lineno}: {e.msg}); code rules skipped"
+    except (ValueError, RecursionError) as e:
+        return f"{source.rel}: could not be parsed ({e}); code rules skipped"
+
+
+def handlers_by_file(project: Project) -> dict[str, frozenset[str]]:
+    """For each Python file, the handler functions the bundle manifests name in it."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for doc in project.manifests:
+        handler = (doc.data or {}).get("handler")
+        if not isinstance(handler, str) or "." not in handler:
+            continue
+        module, function = handler.rsplit(".", 1)
+        base = PurePosixPath(doc.bundle_dir) if doc.bundle_dir else PurePosixPath()
+        stem = base.joinpath(*module.split("."))
+        found[f"{stem}.py"].add(function)
+        found[f"{stem}/__init__.py"].add(function)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+class CodeScanner(Scanner):
+    """Injection, deserialization, XXE, TLS, crypto, temp-file and error-leak rules."""
+
+    name = "code"
+
+    def scan(self, project: Project) -> ScannerOutput:
+        handlers = handlers_by_file(project)
+        findings: list[Finding] = []
+        notes: list[str] = []
+        for source in project.python:
+            tree = parse_python(source)
+            if isinstance(tree, str):
+                notes.append(tree)
+                continue
+            try:
+                hits = Interpreter(tree, source.lines, handlers.get(source.rel, frozenset())).run()
+            except RecursionError:
+                notes.append(f"{source.rel}: too deeply nested to analyse; code rules skipped")
+                continue
+            findings.extend(self._finding(source, hit) for hit in hits)
+        return ScannerOutput(tuple(findings), tuple(notes))
+
+    @staticmethod
+    def _finding(source: SourceFile, hit: Hit) -> Finding:
+        text = source.line(hit.line)
+        path = tuple(
+            TaintStep(Location(source.rel, s.line, s.col), s.text) for s in hit.trace
+        )
+        return rule(hit.rule_id).finding(
+            Location(source.rel, hit.line, hit.col),
+            hit.message,
+            confidence=hit.confidence,
+            severity=hit.severity,
+            snippet=text.strip()[:200],
+            taint_path=path,
+            fingerprint=code_fingerprint(hit.rule_id, source.rel, text),
+        )

@@ -1,0 +1,73 @@
+"""`scan_path`: one call runs every scanner over a target and returns the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from donjon.scan.advisories import AdvisoryDB
+from donjon.scan.bandit_checks import BanditScanner
+from donjon.scan.baseline import Baseline
+from donjon.scan.code import CodeScanner
+from donjon.scan.dependencies import DependencyScanner
+from donjon.scan.interface import Scanner
+from donjon.scan.manifest import ManifestScanner
+from donjon.scan.model import Finding, FindingKind, ScanReport
+from donjon.scan.project import discover
+from donjon.scan.secrets import SecretScanner
+
+__all__ = ["default_scanners", "scan_path"]
+
+
+def default_scanners(advisories: AdvisoryDB | None = None) -> tuple[Scanner, ...]:
+    """Every scanner, in report order."""
+    return (CodeScanner(), BanditScanner(), SecretScanner(), DependencyScanner(advisories),
+            ManifestScanner())
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """One finding per rule and place (several scanners or contexts can reach the same)."""
+    best: dict[tuple[str, str, int, str], Finding] = {}
+    for f in findings:
+        distinct = f.fingerprint if f.kind in (FindingKind.SECRET, FindingKind.DEPENDENCY) else ""
+        key = (f.rule_id, f.location.path, f.location.line, distinct)
+        old = best.get(key)
+        if old is None or (f.confidence, f.severity) > (old.confidence, old.severity):
+            best[key] = f
+    return sorted(best.values(), key=lambda f: f.sort_key)
+
+
+def scan_path(
+    path: Path,
+    *,
+    advisories: AdvisoryDB | None = None,
+    baseline: Path | None = None,
+    scanners: Sequence[Scanner] | None = None,
+) -> ScanReport:
+    """Scan a bundle, a repository or one file.
+
+    `advisories` (load it once with `AdvisoryDB.load` and reuse it) enables the
+    dependency checks; `baseline` accepts reviewed findings (they move to
+    ``report.suppressed``). Raises `ScanError` if the target or the baseline is unusable.
+    """
+    started = time.perf_counter()
+    accepted = Baseline.load(baseline) if baseline is not None else Baseline()
+    project = discover(path)
+    findings: list[Finding] = []
+    notes = list(project.notes)
+    for scanner in scanners if scanners is not None else default_scanners(advisories):
+        out = scanner.scan(project)
+        findings.extend(out.findings)
+        notes.extend(out.notes)
+    kept, suppressed = accepted.split(_dedupe(findings))
+    return ScanReport(
+        root=project.root,
+        findings=tuple(kept),
+        suppressed=tuple(suppressed),
+        notes=tuple(notes),
+        files_scanned=len(project.files),
+        lines_scanned=project.lines,
+        advisories_loaded=len(advisories) if advisories is not None else 0,
+        duration_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,47 @@
+"""The scanner role and the scan subsystem's base error.
+
+A scan runs several `Scanner` implementations over one `Project` (the files of the
+target, read once): `CodeScanner` (Donjon's own taint analysis), `BanditScanner`
+(Bandit's checks that complement it), `SecretScanner`, `DependencyScanner` and
+`ManifestScanner`. Each returns findings and notes; `donjon.scan.engine` merges them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from donjon.errors import Error
+
+if TYPE_CHECKING:
+    from donjon.scan.model import Finding
+    from donjon.scan.project import Project
+
+__all__ = ["ScanError", "Scanner", "ScannerOutput"]
+
+
+class ScanError(Error):
+    """A scan could not run as asked: bad path, policy, advisory database or baseline."""
+
+    status = 400
+    title = "Scan error"
+
+
+@dataclass(frozen=True)
+class ScannerOutput:
+    """What one scanner found, and what it could not look at (notes for the report)."""
+
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+class Scanner(ABC):
+    """One family of checks over a project."""
+
+    #: Short name shown in notes and timings.
+    name: ClassVar[str]
+
+    @abstractmethod
+    def scan(self, project: Project) -> ScannerOutput:
+        """Check `project` and return findings; raise `ScanError` only if the scan can't run."""

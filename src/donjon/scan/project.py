@@ -1,0 +1,194 @@
+"""What a scan looks at: the files of the target, found and read once.
+
+The walk never follows symbolic links (a bundle is untrusted input: a link to
+/etc/shadow must not be read, let alone quoted in a report), skips virtual
+environments, caches and VCS directories, and treats a bundle's vendored
+dependencies (``.deps/``) as installed distributions, not as user code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from donjon.scan.interface import ScanError
+
+__all__ = ["DEPS_DIR", "ManifestDoc", "Project", "SourceFile", "discover"]
+
+DEPS_DIR = ".deps"
+MANIFEST_NAMES = frozenset({"donjon.yaml", "donjon.yml"})
+DEPENDENCY_NAMES = frozenset({"Pipfile.lock", "poetry.lock", "uv.lock", "pyproject.toml"})
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_FILES = 20_000
+
+_SKIP_DIRS = frozenset({
+    ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "node_modules", "__pycache__",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs", "site-packages", ".idea",
+})
+_TEXT_SUFFIXES = frozenset({
+    ".py", ".pyi", ".pyw", ".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf", ".env",
+    ".sh", ".bash", ".zsh", ".properties", ".xml", ".js", ".ts", ".tf", ".tfvars", ".txt",
+    ".pem", ".key", ".lock",
+})
+_TEXT_NAMES = frozenset({"Dockerfile", "Procfile", "Pipfile", ".env", ".npmrc", ".pypirc",
+                         ".netrc"})
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A text file of the target, already decoded."""
+
+    path: Path
+    rel: str
+    text: str
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    def line(self, number: int) -> str:
+        """Line `number` (1-based), or "" when out of range."""
+        return self.lines[number - 1] if 0 < number <= len(self.lines) else ""
+
+
+@dataclass(frozen=True)
+class ManifestDoc:
+    """A donjon.yaml and what yaml.safe_load made of it (None with `error` if it failed)."""
+
+    source: SourceFile
+    data: dict[str, Any] | None
+    error: str = ""
+
+    @property
+    def bundle_dir(self) -> str:
+        """The bundle's directory, relative to the scan root ("" for the root itself)."""
+        parent = Path(self.source.rel).parent.as_posix()
+        return "" if parent == "." else parent
+
+
+@dataclass(frozen=True)
+class Project:
+    """The files of one scan target, sorted by path."""
+
+    root: Path
+    files: tuple[SourceFile, ...]
+    installed: tuple[SourceFile, ...] = ()  # METADATA of vendored distributions
+    notes: tuple[str, ...] = ()
+    manifests: tuple[ManifestDoc, ...] = field(default=(), compare=False)
+
+    @cached_property
+    def python(self) -> tuple[SourceFile, ...]:
+        return tuple(f for f in self.files if f.rel.endswith((".py", ".pyw")))
+
+    @cached_property
+    def dependency_files(self) -> tuple[SourceFile, ...]:
+        def wanted(name: str) -> bool:
+            return name in DEPENDENCY_NAMES or (name.startswith("requirements") and name.endswith(
+                (".txt", ".in")))
+
+        return tuple(f for f in self.files if wanted(f.path.name))
+
+    @property
+    def lines(self) -> int:
+        return sum(len(f.lines) for f in self.files)
+
+
+def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            notes.append(f"{rel}: skipped, larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
+            return None
+        data = path.read_bytes()
+    except OSError as e:
+        notes.append(f"{rel}: could not be read ({e.strerror})")
+        return None
+    if b"\0" in data[:8192]:
+        return None
+    try:
+        return SourceFile(path, rel, data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        if rel.endswith(".py"):
+            notes.append(f"{rel}: skipped, not UTF-8")
+        return None
+
+
+def _is_text(name: str) -> bool:
+    return name in _TEXT_NAMES or name.startswith(".env") or Path(name).suffix in _TEXT_SUFFIXES
+
+
+def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[SourceFile]:
+    found: list[SourceFile] = []
+    for dirpath, dirnames, _ in os.walk(deps):
+        here = Path(dirpath)
+        if len(here.relative_to(deps).parts) > 4:
+            dirnames.clear()
+            continue
+        for name in sorted(dirnames):
+            meta = here / name / ("METADATA" if name.endswith(".dist-info") else "PKG-INFO")
+            wanted = name.endswith((".dist-info", ".egg-info"))
+            if wanted and meta.is_file() and not meta.is_symlink():
+                read = _read(meta, meta.relative_to(root).as_posix(), notes)
+                if read is not None:
+                    found.append(read)
+        dirnames[:] = [d for d in dirnames if not d.endswith((".dist-info", ".egg-info"))]
+    return found
+
+
+def _parse_manifest(source: SourceFile) -> ManifestDoc:
+    try:
+        data = yaml.safe_load(source.text)
+    except yaml.YAMLError as e:
+        return ManifestDoc(source, None, f"not valid YAML: {e}".splitlines()[0])
+    if not isinstance(data, dict):
+        return ManifestDoc(source, None, "not a YAML mapping")
+    return ManifestDoc(source, data)
+
+
+def discover(target: Path) -> Project:
+    """Find and read the files of `target` (a directory or one file)."""
+    if not target.exists():
+        raise ScanError(f"{target} does not exist", hint="pass a bundle directory or a file")
+    root = target.resolve()
+    notes: list[str] = []
+    files: list[SourceFile] = []
+    installed: list[SourceFile] = []
+    if root.is_file():
+        one = _read(root, root.name, notes)
+        return Project(root.parent, (one,) if one else (), notes=tuple(notes),
+                       manifests=_manifests((one,) if one else ()))
+    skipped_links = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if DEPS_DIR in dirnames:
+            installed.extend(_installed_metadata(here / DEPS_DIR, root, notes))
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if d not in _SKIP_DIRS and d != DEPS_DIR and not (here / d).is_symlink()
+            and not (here / d / "pyvenv.cfg").exists()
+        )
+        for name in sorted(filenames):
+            path = here / name
+            if path.is_symlink():
+                skipped_links += 1
+                continue
+            if not _is_text(name):
+                continue
+            if len(files) >= MAX_FILES:
+                raise ScanError(f"{target} has more than {MAX_FILES} text files",
+                                hint="scan a smaller directory")
+            read = _read(path, path.relative_to(root).as_posix(), notes)
+            if read is not None:
+                files.append(read)
+    if skipped_links:
+        notes.append(f"{skipped_links} symbolic link(s) not followed")
+    return Project(root, tuple(files), tuple(installed), tuple(notes), _manifests(files))
+
+
+def _manifests(files: tuple[SourceFile, ...] | list[SourceFile]) -> tuple[ManifestDoc, ...]:
+    return tuple(_parse_manifest(f) for f in files if f.path.name in MANIFEST_NAMES)

@@ -1,0 +1,306 @@
+"""Evaluating expressions to abstract `Value`s: where event data and exception details go.
+
+Propagation rules: a value derived from a labelled value keeps its label (subscripts,
+attributes, string formatting, containers, unknown calls); sanitizers (``int()``,
+``shlex.quote()``, comparisons, ``len()``) drop it. Sources are the parameters the
+interpreter marks, web-framework request attributes and ``traceback.format_exc()``.
+"""
+
+from __future__ import annotations
+
+import ast
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from donjon.scan.python.hits import CallSite, Hits
+from donjon.scan.python.imports import ImportMap
+from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant, join_all
+
+__all__ = ["Evaluator", "Frame", "FunctionInfo"]
+
+REQUEST_OBJECTS = frozenset({"flask.request", "quart.request", "bottle.request", "sanic.request"})
+REQUEST_ATTRS = frozenset({
+    "args", "form", "values", "json", "data", "files", "headers", "cookies", "get_json",
+    "get_data", "query_string", "GET", "POST", "body", "META", "COOKIES", "FILES",
+    "query_params", "path_params", "stream", "params", "text", "content", "path", "url",
+    "full_path", "environ", "query",
+})
+EXC_SOURCES = frozenset({
+    "traceback.format_exc", "traceback.format_exception", "traceback.format_tb",
+    "traceback.format_exception_only", "traceback.format_stack", "sys.exc_info",
+})
+_EXC_SAFE_ATTRS = frozenset({"__name__", "__class__", "__qualname__", "errno", "code",
+                             "status_code", "status"})
+SANITIZERS = frozenset({
+    "int", "float", "bool", "len", "abs", "round", "ord", "hash", "id", "isinstance",
+    "issubclass", "callable", "type", "shlex.quote", "pipes.quote", "uuid.UUID",
+    "ipaddress.ip_address", "ipaddress.ip_network", "decimal.Decimal", "math.floor",
+    "math.ceil", "hmac.compare_digest", "secrets.compare_digest", "os.path.exists",
+    "os.path.isfile", "os.path.isdir", "re.fullmatch", "re.match",
+})
+_METHOD_SANITIZERS = frozenset({
+    "isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "startswith",
+    "endswith", "count", "find", "rfind", "index", "rindex", "__len__", "isupper", "islower",
+})
+_PURE = frozenset({"str", "repr", "format", "bytes", "list", "tuple", "dict", "set", "frozenset",
+                   "sorted", "reversed", "min", "max", "sum"})
+_MUTATORS = frozenset({"append", "extend", "add", "insert", "update", "setdefault",
+                       "appendleft", "extendleft"})
+_PATH_JOINS = frozenset({"os.path.join", "posixpath.join", "pathlib.Path", "pathlib.PurePath",
+                         "pathlib.PosixPath"})
+
+
+@dataclass(eq=False)
+class FunctionInfo:
+    """A function or method of the module being analysed."""
+
+    node: ast.FunctionDef | ast.AsyncFunctionDef
+    qualname: str
+    class_name: str | None = None
+    closure: Env | None = None
+    #: Why its parameters carry event data: "handler", "route", "event" or "".
+    entry: str = ""
+    calls: int = 0
+
+
+@dataclass(eq=False)
+class Frame:
+    """The function being interpreted, in one calling context."""
+
+    info: FunctionInfo | None
+    params: frozenset[str] = frozenset()
+    returns: list[Value] = field(default_factory=list)
+    local_functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    depth: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.info.node.name if self.info else "<module>"
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+class Evaluator(ABC):
+    """Expression evaluation; the interpreter supplies statements and local calls."""
+
+    def __init__(self, imports: ImportMap, hits: Hits, lines: list[str]) -> None:
+        self.imports = imports
+        self.hits = hits
+        self.lines = lines
+
+    @abstractmethod
+    def check_call(self, site: CallSite, frame: Frame) -> None:
+        """Run the sink rules on one call."""
+
+    @abstractmethod
+    def call_local(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
+        """Analyse a call to a function of this module; None if it is not one."""
+
+    def text(self, line: int) -> str:
+        return self.lines[line - 1].strip()[:120] if 0 < line <= len(self.lines) else ""
+
+    def eval(self, node: ast.expr, env: Env, frame: Frame) -> Value:  # noqa: PLR0912
+        match node:
+            case ast.Constant(value=str() as s):
+                return constant(s)
+            case ast.Constant():
+                return constant()
+            case ast.Name(id=name):
+                return env.get(name) or UNKNOWN
+            case ast.Attribute():
+                return self._attribute(node, env, frame)
+            case ast.Subscript(value=base, slice=index):
+                container, key = self.eval(base, env, frame), self.eval(index, env, frame)
+                return Value(taint=container.taint, exc=container.exc,
+                             const=container.const and key.const)
+            case ast.Call():
+                return self._call(node, env, frame)
+            case ast.JoinedStr(values=parts):
+                return self._fstring(parts, env, frame)
+            case ast.FormattedValue(value=inner):
+                return self.eval(inner, env, frame)
+            case ast.BinOp():
+                return self._binop(node, env, frame)
+            case ast.List(elts=elts) | ast.Tuple(elts=elts) | ast.Set(elts=elts):
+                values = [self.eval(e, env, frame) for e in elts]
+                head = values[0] if values and not isinstance(elts[0], ast.Starred) else None
+                out = join_all(values)
+                return Value(out.taint, out.exc, out.const, out.built, None, head)
+            case ast.Dict(keys=keys, values=vals):
+                items = [self.eval(k, env, frame) for k in keys if k is not None]
+                return join_all(items + [self.eval(v, env, frame) for v in vals])
+            case ast.ListComp(elt=elt, generators=gens) | ast.SetComp(elt=elt, generators=gens) | (
+                ast.GeneratorExp(elt=elt, generators=gens)
+            ):
+                return self._comprehension([elt], gens, env, frame)
+            case ast.DictComp(key=k, value=v, generators=gens):
+                return self._comprehension([k, v], gens, env, frame)
+            case ast.IfExp(test=test, body=body, orelse=orelse):
+                self.eval(test, env, frame)
+                return self.eval(body, env, frame).join(self.eval(orelse, env, frame))
+            case ast.BoolOp(values=vals):
+                out = self.eval(vals[0], env, frame)
+                for v in vals[1:]:
+                    out = out.join(self.eval(v, env, frame))
+                return out
+            case ast.Compare(left=left, comparators=rest):
+                for operand in (left, *rest):
+                    self.eval(operand, env, frame)
+                return constant()
+            case ast.UnaryOp(op=op, operand=operand):
+                result = self.eval(operand, env, frame)
+                return result.untainted() if isinstance(op, ast.Not) else result
+            case ast.Await(value=inner) | ast.Starred(value=inner):
+                return self.eval(inner, env, frame)
+            case ast.NamedExpr(target=ast.Name(id=name), value=inner):
+                value = self.eval(inner, env, frame)
+                env.set(name, value.step(Step(node.lineno, node.col_offset + 1,
+                                              self.text(node.lineno))))
+                return value
+            case ast.Yield(value=inner) | ast.YieldFrom(value=inner):
+                if inner is not None:
+                    self.eval(inner, env, frame)
+                return UNKNOWN
+            case ast.Slice(lower=lo, upper=hi, step=st):
+                return join_all([self.eval(p, env, frame) for p in (lo, hi, st) if p is not None])
+        return UNKNOWN
+
+    def _request_source(self, node: ast.Attribute, frame: Frame) -> Value | None:
+        """``request.args`` and friends of a web framework's request object."""
+        base = node.value
+        if (
+            node.attr in REQUEST_ATTRS
+            and isinstance(base, ast.Name)
+            and base.id == "request"
+            and (self.imports.qualname(base) in REQUEST_OBJECTS or base.id in frame.params)
+        ):
+            step = Step(node.lineno, node.col_offset + 1,
+                        f"request.{node.attr}: data from the HTTP request")
+            return Value(taint=(step,))
+        return None
+
+    def _attribute(self, node: ast.Attribute, env: Env, frame: Frame) -> Value:
+        source = self._request_source(node, frame)
+        if source is not None:
+            return source
+        key = _dotted(node)
+        if key is not None and (known := env.get(key)) is not None:
+            return known
+        base_value = self.eval(node.value, env, frame)
+        if node.attr in _EXC_SAFE_ATTRS:
+            base_value = base_value.without_exc()
+        return Value(taint=base_value.taint, exc=base_value.exc)
+
+    def _fstring(self, parts: list[ast.expr], env: Env, frame: Frame) -> Value:
+        values = [self.eval(p, env, frame) for p in parts]
+        prefix = ""
+        for value in values:
+            prefix += value.prefix or ""
+            if not value.const or value.prefix is None:
+                break
+        out = join_all(values, empty=constant(""))
+        return Value(out.taint, out.exc, out.const, out.built or not out.const, prefix or None)
+
+    def _binop(self, node: ast.BinOp, env: Env, frame: Frame) -> Value:
+        left, right = self.eval(node.left, env, frame), self.eval(node.right, env, frame)
+        out = left.mix(right)
+        prefix: str | None = None
+        built = out.built
+        if isinstance(node.op, ast.Add):
+            built = built or not out.const
+            if left.prefix is not None:
+                prefix = left.prefix + (right.prefix or "") if left.const else left.prefix
+            return Value(out.taint, out.exc, out.const, built, prefix, left.head)
+        if isinstance(node.op, ast.Mod):
+            built = built or not out.const
+            if left.prefix is not None:
+                prefix = left.prefix.split("%")[0]
+        elif isinstance(node.op, ast.Div) and left.prefix is not None:
+            prefix = left.prefix.rstrip("/") + "/" + (right.prefix or "" if right.const else "")
+        return Value(out.taint, out.exc, out.const, built, prefix)
+
+    def _comprehension(
+        self, elts: list[ast.expr], gens: list[ast.comprehension], env: Env, frame: Frame
+    ) -> Value:
+        inner = Env(env)
+        for gen in gens:
+            source = self.eval(gen.iter, inner, frame)
+            for target in ast.walk(gen.target):
+                if isinstance(target, ast.Name):
+                    inner.set(target.id, Value(taint=source.taint, exc=source.exc))
+            for cond in gen.ifs:
+                self.eval(cond, inner, frame)
+        return join_all([self.eval(e, inner, frame) for e in elts])
+
+    def _call(self, node: ast.Call, env: Env, frame: Frame) -> Value:
+        func = node.func
+        qual = self.imports.qualname(func)
+        method = func.attr if isinstance(func, ast.Attribute) else None
+        receiver: Value | None = None
+        if isinstance(func, ast.Attribute):
+            receiver = self._request_source(func, frame) or self.eval(func.value, env, frame)
+        args = [self.eval(a, env, frame) for a in node.args]
+        kwargs: dict[str, Value] = {}
+        for kw in node.keywords:
+            value = self.eval(kw.value, env, frame)
+            key = kw.arg or "**"
+            kwargs[key] = kwargs[key].mix(value) if key in kwargs else value
+        context = f"{frame.name} {self.text(node.lineno)}"
+        site = CallSite(node, qual, method, args, kwargs, self.imports, self.hits, context,
+                        receiver)
+        self.check_call(site, frame)
+        local = self.call_local(site, env, frame)
+        if local is not None:
+            return local
+        return self._call_result(site, env)
+
+    def _call_result(self, site: CallSite, env: Env) -> Value:
+        """What a call to something outside the module returns, from what it was given."""
+        node, qual, method, receiver, args = (site.node, site.qual, site.method, site.receiver,
+                                              site.args)
+        func = node.func
+        everything = [*args, *site.kwargs.values()]
+        if qual in SANITIZERS or method in _METHOD_SANITIZERS:
+            return constant()
+        if qual in EXC_SOURCES:
+            return Value(exc=(Step(node.lineno, node.col_offset + 1, f"{qual}()"),))
+        if qual == "tempfile.gettempdir":
+            return Value(prefix="/tmp")  # noqa: S108 - modelling the runtime value
+        if qual in _PATH_JOINS and args and args[0].prefix is not None:
+            out = join_all(everything)
+            joined = args[0].prefix.rstrip("/") + "/"
+            if len(args) > 1 and args[1].const and args[1].prefix is not None:
+                joined += args[1].prefix
+            return Value(out.taint, out.exc, out.const, False, joined)
+        if method is not None and receiver is not None:
+            if method in _MUTATORS and isinstance(func, ast.Attribute):
+                self._mutate(func.value, receiver, everything, env)
+                return UNKNOWN
+            out = receiver.mix(join_all(everything))
+            if method == "format" and receiver.prefix is not None:
+                return Value(out.taint, out.exc, out.const, not out.const,
+                             receiver.prefix.split("{")[0])
+            if method == "join":
+                return Value(out.taint, out.exc, out.const, out.built or not out.const)
+            known_text = out.const and receiver.prefix is not None
+            return Value(out.taint, out.exc, known_text, receiver.built)
+        out = join_all(everything)
+        if qual in _PURE:
+            prefix = args[0].prefix if qual == "str" and len(args) == 1 else None
+            return Value(out.taint, out.exc, out.const, out.built, prefix)
+        return Value(out.taint, out.exc)
+
+    def _mutate(self, target: ast.expr, receiver: Value, added: list[Value], env: Env) -> None:
+        key = _dotted(target)
+        if key is None:
+            return
+        grown = receiver.mix(join_all(added))
+        head = receiver.head
+        env.set(key, Value(grown.taint, grown.exc, grown.const, grown.built, None, head))

@@ -1,0 +1,393 @@
+"""Statements, functions and calls: the intra-module taint analysis.
+
+Flow-sensitive over each function (branches are analysed separately and joined;
+loops twice), context-sensitive across the module's own functions (a call with
+event data analyses the callee with its parameters labelled, memoised per label
+pattern). Entry points are the manifest's handler, any ``def f(event, context)``,
+and web routes (``@app.route``/``@app.get``...), whose parameters carry caller data.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+
+from donjon.scan.model import Confidence
+from donjon.scan.python.evaluator import Evaluator, Frame, FunctionInfo
+from donjon.scan.python.hits import CallSite, Hit, Hits
+from donjon.scan.python.imports import LOCAL, ImportMap
+from donjon.scan.python.misuse import check_assignment
+from donjon.scan.python.sinks import check_call
+from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
+
+__all__ = ["Interpreter"]
+
+_MAX_DEPTH = 6
+_ROUTE_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete", "head",
+                               "options", "api_route", "websocket", "view"})
+_REQUEST_TYPES = frozenset({"HttpRequest", "Request", "APIGatewayProxyEvent", "WebSocket"})
+_CLIENT_ERRORS = frozenset({"ValueError", "KeyError", "TypeError", "IndexError",
+                            "JSONDecodeError", "ValidationError", "UnicodeDecodeError"})
+_BROAD = frozenset({"Exception", "BaseException"})
+_CHECK_METHODS = frozenset({"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha",
+                            "isidentifier", "fullmatch"})
+
+
+def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozenset[str]) -> str:
+    params = [a.arg for a in node.args.posonlyargs + node.args.args]
+    if node.name in handlers:
+        return "handler"
+    if params[:2] == ["event", "context"]:
+        return "event"
+    for deco in node.decorator_list:
+        target = deco.func if isinstance(deco, ast.Call) else deco
+        if isinstance(target, ast.Attribute) and target.attr in _ROUTE_DECORATORS:
+            return "route"
+    for arg in node.args.args:
+        ann = arg.annotation
+        name = ann.attr if isinstance(ann, ast.Attribute) else getattr(ann, "id", None)
+        if name in _REQUEST_TYPES:
+            return "typed"
+    return ""
+
+
+class Interpreter(Evaluator):
+    """Analyses one module; findings accumulate in `hits`."""
+
+    def __init__(self, tree: ast.Module, lines: list[str], handlers: frozenset[str]) -> None:
+        super().__init__(ImportMap(tree), Hits(), lines)
+        self.tree = tree
+        self.handlers = handlers
+        self.module_env = Env()
+        self.functions: dict[str, FunctionInfo] = {}
+        self.call_counts: Counter[str] = Counter()
+        self._memo: dict[tuple[int, tuple[tuple[str, bool, bool, bool], ...]], Value] = {}
+        self._active: set[tuple[int, tuple[tuple[str, bool, bool, bool], ...]]] = set()
+
+    # -- driving ------------------------------------------------------------------------
+    def run(self) -> list[Hit]:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
+        for stmt in self.tree.body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                self._register(stmt, None, self.module_env)
+            elif isinstance(stmt, ast.ClassDef):
+                for item in stmt.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        self._register(item, stmt.name, self.module_env)
+        self.exec_block(self.tree.body, self.module_env, Frame(None))
+        ordered = sorted(self.functions.values(), key=lambda i: (i.entry == "", i.node.lineno))
+        for info in ordered:
+            if info.entry or not (info.node.name.startswith("_") and self.call_counts[
+                    info.node.name]):
+                self._analyze_entry(info)
+        return self.hits.all()
+
+    def _register(self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None,
+                  closure: Env) -> FunctionInfo:
+        qual = f"{cls}.{node.name}" if cls else node.name
+        info = FunctionInfo(node, qual, cls, closure, _entry_kind(node, self.handlers))
+        self.functions.setdefault(qual, info)
+        return info
+
+    def _params(self, info: FunctionInfo) -> list[str]:
+        args = info.node.args
+        names = [a.arg for a in args.posonlyargs + args.args]
+        if info.class_name and names and names[0] in ("self", "cls"):
+            names = names[1:]
+        return names
+
+    def _analyze_entry(self, info: FunctionInfo) -> None:
+        names = self._params(info)
+        values: dict[str, Value] = {}
+        line, col = info.node.lineno, info.node.col_offset + 1
+        for i, name in enumerate(names):
+            tainted = (info.entry in ("route", "typed")) or (i == 0 and info.entry != "")
+            if tainted:
+                note = f"'{name}' of {info.node.name}(): data from the caller ({info.entry})"
+                values[name] = Value(taint=(Step(line, col, note),))
+        self._call_with(info, values, depth=0)
+
+    def _call_with(self, info: FunctionInfo, values: dict[str, Value], depth: int) -> Value:
+        names = self._params(info)
+        every = [a.arg for a in info.node.args.kwonlyargs]
+        for extra in (info.node.args.vararg, info.node.args.kwarg):
+            if extra is not None:
+                every.append(extra.arg)
+        pattern = tuple(
+            (n, v.taint is not None, v.exc is not None, v.const)
+            for n in names + every
+            for v in [values.get(n, UNKNOWN)]
+        )
+        key = (id(info), pattern)
+        if key in self._memo:
+            return self._memo[key]
+        if key in self._active or depth > _MAX_DEPTH:
+            labelled = [v for v in values.values() if v.interesting]
+            return Value(taint=next((v.taint for v in labelled if v.taint), None))
+        self._active.add(key)
+        env = Env(info.closure or self.module_env)
+        for name in names + every:
+            env.set(name, values.get(name, UNKNOWN))
+        all_params = frozenset(names + every) | {"self", "cls"}
+        frame = Frame(info, all_params, depth=depth)
+        self.exec_block(info.node.body, env, frame)
+        result = UNKNOWN
+        if frame.returns:
+            result = frame.returns[0]
+            for r in frame.returns[1:]:
+                result = result.join(r)
+        else:
+            result = constant()
+        self._active.discard(key)
+        self._memo[key] = result
+        return result
+
+    # -- the evaluator's hooks ---------------------------------------------------------------
+    def check_call(self, site: CallSite, frame: Frame) -> None:
+        check_call(site)
+
+    def call_local(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
+        info = self._resolve(site.node.func, frame)
+        if info is None:
+            return None
+        names = self._params(info)
+        values: dict[str, Value] = {}
+        step = Step(site.line, site.col, self.text(site.line))
+        for i, node in enumerate(site.node.args):
+            if isinstance(node, ast.Starred):
+                break
+            if i < len(names):
+                values[names[i]] = site.args[i].step(step)
+        for kw, value in site.kwargs.items():
+            values[kw] = value.step(step)
+        for name, default in self._defaults(info):
+            values.setdefault(name, default)
+        result = self._call_with(info, values, frame.depth + 1)
+        return result.step(Step(site.line, site.col, f"returned by {info.node.name}()"))
+
+    def _defaults(self, info: FunctionInfo) -> list[tuple[str, Value]]:
+        args = info.node.args
+        positional = [a.arg for a in args.posonlyargs + args.args]
+        pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults,
+                         strict=True))
+        pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+                  if d is not None]
+        return [(n, Value(const=True) if isinstance(d, ast.Constant) else UNKNOWN)
+                for n, d in pairs]
+
+    def _resolve(self, func: ast.expr, frame: Frame) -> FunctionInfo | None:
+        if isinstance(func, ast.Name):
+            if func.id in frame.local_functions:
+                return frame.local_functions[func.id]
+            if self.imports.qualname(func) == LOCAL + func.id:
+                return self.functions.get(func.id)
+            return None
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            owner = func.value.id
+            if owner in ("self", "cls") and frame.info and frame.info.class_name:
+                return self.functions.get(f"{frame.info.class_name}.{func.attr}")
+            return self.functions.get(f"{owner}.{func.attr}")
+        return None
+
+    # -- statements --------------------------------------------------------------------------
+    def exec_block(self, body: list[ast.stmt], env: Env, frame: Frame) -> bool:
+        """Interpret `body` in `env`; False when it never falls through (return, raise...)."""
+        return all(self.exec_stmt(stmt, env, frame) for stmt in body)
+
+    def exec_stmt(self, stmt: ast.stmt, env: Env, frame: Frame) -> bool:  # noqa: PLR0912
+        match stmt:
+            case ast.Expr(value=value):
+                self.eval(value, env, frame)
+            case ast.Assign(targets=targets, value=value):
+                for target in targets:
+                    check_assignment(target, value, self.imports, self.hits)
+                self._assign(targets, value, env, frame)
+            case ast.AnnAssign(target=target, value=value) if value is not None:
+                self._assign([target], value, env, frame)
+            case ast.AugAssign(target=target, op=op, value=value):
+                old = self.eval(target, env, frame)
+                new = old.mix(self.eval(value, env, frame))
+                if isinstance(op, ast.Add | ast.Mod) and not new.const:
+                    new = Value(new.taint, new.exc, False, True, old.prefix, old.head)
+                self.bind(target, new, env, stmt)
+            case ast.Return(value=value):
+                result = self.eval(value, env, frame) if value is not None else constant()
+                frame.returns.append(result)
+                self._check_return(result, stmt, frame)
+                return False
+            case ast.Raise(exc=exc):
+                if exc is not None:
+                    self.eval(exc, env, frame)
+                return False
+            case ast.Continue() | ast.Break():
+                return False
+            case ast.If(test=test, body=body, orelse=orelse):
+                return self._if(test, body, orelse, env, frame)
+            case ast.For(target=target, iter=source, body=body, orelse=orelse) | ast.AsyncFor(
+                target=target, iter=source, body=body, orelse=orelse
+            ):
+                items = self.eval(source, env, frame)
+                self._loop(body, env, frame, target, Value(items.taint, items.exc, items.const))
+                return self.exec_block(orelse, env, frame)
+            case ast.While(test=test, body=body, orelse=orelse):
+                self.eval(test, env, frame)
+                self._loop(body, env, frame, None, UNKNOWN)
+                return self.exec_block(orelse, env, frame)
+            case ast.With(items=managers, body=body) | ast.AsyncWith(items=managers, body=body):
+                for item in managers:
+                    entered = self.eval(item.context_expr, env, frame)
+                    if item.optional_vars is not None:
+                        self.bind(item.optional_vars, entered, env, stmt)
+                return self.exec_block(body, env, frame)
+            case ast.Try() | ast.TryStar():
+                return self._try(stmt, env, frame)
+            case ast.Match(subject=subject, cases=cases):
+                self.eval(subject, env, frame)
+                branches = [(env.copy(), True)]
+                for case in cases:
+                    branch = env.copy()
+                    branches.append((branch, self.exec_block(case.body, branch, frame)))
+                return self._merge(branches, env)
+            case ast.FunctionDef() | ast.AsyncFunctionDef() if frame.info is not None:
+                info = FunctionInfo(stmt, stmt.name, None, env, _entry_kind(stmt, self.handlers))
+                frame.local_functions[stmt.name] = info
+                if info.entry or not self.call_counts[stmt.name]:
+                    self._analyze_entry(info)
+            case ast.Assert(test=test):
+                self.eval(test, env, frame)
+        return True
+
+    def _assign(self, targets: list[ast.expr], value: ast.expr, env: Env, frame: Frame) -> None:
+        for target in targets:
+            if (
+                isinstance(target, ast.Tuple | ast.List)
+                and isinstance(value, ast.Tuple | ast.List)
+                and len(target.elts) == len(value.elts)
+                and not any(isinstance(e, ast.Starred) for e in target.elts + value.elts)
+            ):
+                for t, v in zip(target.elts, value.elts, strict=True):
+                    self.bind(t, self.eval(v, env, frame), env, v)
+                continue
+            self.bind(target, self.eval(value, env, frame), env, value)
+
+    def bind(self, target: ast.expr, value: Value, env: Env, at: ast.stmt | ast.expr) -> None:
+        """Store `value` into an assignment target."""
+        value = value.step(Step(at.lineno, at.col_offset + 1, self.text(at.lineno)))
+        match target:
+            case ast.Name(id=name):
+                env.set(name, value)
+            case ast.Tuple(elts=elts) | ast.List(elts=elts):
+                for elt in elts:
+                    self.bind(elt, Value(value.taint, value.exc, value.const), env, at)
+            case ast.Starred(value=inner):
+                self.bind(inner, value, env, at)
+            case ast.Attribute():
+                key = ast.unparse(target)
+                env.set(key, value)
+            case ast.Subscript(value=container):
+                key = ast.unparse(container)
+                old = env.get(key)
+                env.set(key, value if old is None else old.mix(value))
+
+    def _check_return(self, result: Value, stmt: ast.Return, frame: Frame) -> None:
+        if frame.info is None or not frame.info.entry or result.exc is None:
+            return
+        weak = result.exc[0].weak
+        step = Step(stmt.lineno, stmt.col_offset + 1, "returned to the caller")
+        self.hits.add(Hit(
+            "DJ-PY-010", stmt.lineno, stmt.col_offset + 1,
+            Confidence.LOW if weak else Confidence.HIGH,
+            f"{frame.info.node.name}() returns exception details to its caller",
+            trace=(*result.exc, step),
+        ))
+
+    # -- control flow -------------------------------------------------------------------------
+    def _merge(self, branches: list[tuple[Env, bool]], target: Env) -> bool:
+        live = [e for e, falls in branches if falls]
+        if not live:
+            return False
+        target.vars = dict(live[0].vars)
+        for other in live[1:]:
+            target.merge(other)
+        return True
+
+    def _if(self, test: ast.expr, body: list[ast.stmt], orelse: list[ast.stmt], env: Env,
+            frame: Frame) -> bool:
+        self.eval(test, env, frame)
+        yes, no = env.copy(), env.copy()
+        checked, negated = self._checked_name(test, env)
+        if checked is not None:
+            safe = (no if negated else yes)
+            safe.set(checked, (safe.get(checked) or UNKNOWN).untainted())
+        falls_yes = self.exec_block(body, yes, frame)
+        falls_no = self.exec_block(orelse, no, frame)
+        return self._merge([(yes, falls_yes), (no, falls_no)], env)
+
+    def _checked_name(self, test: ast.expr, env: Env) -> tuple[str | None, bool]:
+        """A name the test validates (``x in ALLOWED``, ``x.isdigit()``), and if negated."""
+        negated = False
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            test, negated = test.operand, True
+        match test:
+            case ast.Compare(left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op],
+                             comparators=[allowed]):
+                if self._is_allowlist(allowed, env):
+                    return name, negated != isinstance(op, ast.NotIn)
+            case ast.Call(func=ast.Attribute(value=ast.Name(id=name), attr=attr)) if (
+                attr in _CHECK_METHODS
+            ):
+                return name, negated
+            case ast.Call(func=ast.Attribute(attr="fullmatch"), args=[*_, ast.Name(id=name)]):
+                return name, negated
+        return None, False
+
+    def _is_allowlist(self, node: ast.expr, env: Env) -> bool:
+        """A fixed collection: a literal of constants, or a name bound to one (or UPPER_CASE)."""
+        if isinstance(node, ast.Name):
+            known = env.get(node.id)
+            return node.id.isupper() or (known is not None and known.const)
+        if isinstance(node, ast.Set | ast.List | ast.Tuple):
+            return all(isinstance(e, ast.Constant) for e in node.elts)
+        if isinstance(node, ast.Dict):
+            return all(isinstance(k, ast.Constant) for k in node.keys)
+        return False
+
+    def _loop(self, body: list[ast.stmt], env: Env, frame: Frame, target: ast.expr | None,
+              item: Value) -> None:
+        inner = env.copy()
+        for _ in range(2):
+            if target is not None:
+                self.bind(target, item, inner, target)
+            looped = inner.copy()
+            self.exec_block(body, looped, frame)
+            inner.merge(looped)
+        env.merge(inner)
+
+    def _try(self, stmt: ast.Try | ast.TryStar, env: Env, frame: Frame) -> bool:
+        before = env.copy()
+        falls = self.exec_block(stmt.body, env, frame)
+        if falls:
+            falls = self.exec_block(stmt.orelse, env, frame)
+        branches = [(env.copy(), falls)]
+        for handler in stmt.handlers:
+            branch = before.copy()
+            branch.merge(env)
+            if handler.name:
+                branch.set(handler.name, self._caught(handler))
+            branches.append((branch, self.exec_block(handler.body, branch, frame)))
+        falls = self._merge(branches, env)
+        if stmt.finalbody:
+            return self.exec_block(stmt.finalbody, env, frame) and falls
+        return falls
+
+    def _caught(self, handler: ast.ExceptHandler) -> Value:
+        kinds = handler.type
+        names = [n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "")
+                 for n in (kinds.elts if isinstance(kinds, ast.Tuple) else [kinds])]
+        weak = bool(names) and all(n in _CLIENT_ERRORS for n in names)
+        label = "any exception" if not names or _BROAD & set(names) else ", ".join(names)
+        note = f"exception '{handler.name}' ({label}) caught"
+        return Value(exc=(Step(handler.lineno, handler.col_offset + 1, note, weak=weak),))

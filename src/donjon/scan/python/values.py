@@ -1,0 +1,168 @@
+"""The abstract values of the taint analysis and the variable environment.
+
+A `Value` says what the analysis knows about what an expression evaluates to:
+whether it carries event data (`taint`) or exception details (`exc`), each with
+the trace of steps it took; whether it is built only from literals or sanitized
+values, so that it cannot carry an injected payload (`const`); whether it is a
+string assembled from non-constant parts (`built`); its known
+leading text (`prefix`); and, for sequences, what is known of the first item
+(`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["UNKNOWN", "Env", "Step", "Trace", "Value", "constant", "join_all"]
+
+_MAX_TRACE = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One hop of tainted data: where, and what happened there."""
+
+    line: int
+    col: int
+    text: str
+    #: On the first step of an exception trace: the exception is a client error by
+    #: design (ValueError, a validation error), so returning its message is less likely
+    #: to leak internals.
+    weak: bool = False
+
+
+Trace = tuple[Step, ...]
+
+
+def _extend(trace: Trace | None, step: Step) -> Trace | None:
+    if trace is None:
+        return None
+    if trace and trace[-1] == step:
+        return trace
+    if len(trace) >= _MAX_TRACE:
+        return (*trace[: _MAX_TRACE // 2], *trace[-(_MAX_TRACE // 2) + 1 :], step)
+    return (*trace, step)
+
+
+def _common_prefix(a: str, b: str) -> str | None:
+    """The longest text both strings start with (character-wise, not path-wise)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return a[:n] or None
+
+
+def _shorter(a: Trace | None, b: Trace | None) -> Trace | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if len(a) <= len(b) else b
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """What is known about one runtime value."""
+
+    taint: Trace | None = None
+    exc: Trace | None = None
+    const: bool = False
+    built: bool = False
+    prefix: str | None = None
+    head: Value | None = None
+
+    @property
+    def interesting(self) -> bool:
+        return self.taint is not None or self.exc is not None
+
+    def join(self, other: Value) -> Value:
+        """The value that may be either `self` or `other` (a merge of paths)."""
+        if self is other:
+            return self
+        prefix = None
+        if self.prefix is not None and other.prefix is not None:
+            prefix = _common_prefix(self.prefix, other.prefix)
+        head = None
+        if self.head is not None and other.head is not None:
+            head = self.head.join(other.head)
+        return Value(
+            taint=_shorter(self.taint, other.taint),
+            exc=_shorter(self.exc, other.exc),
+            const=self.const and other.const,
+            built=self.built or other.built,
+            prefix=prefix,
+            head=head,
+        )
+
+    def mix(self, other: Value) -> Value:
+        """A value derived from both (an operation on two operands): labels of either."""
+        return Value(
+            taint=_shorter(self.taint, other.taint),
+            exc=_shorter(self.exc, other.exc),
+            const=self.const and other.const,
+            built=self.built or other.built,
+        )
+
+    def step(self, step: Step) -> Value:
+        """The same value, with `step` added to the traces it carries."""
+        if not self.interesting:
+            return self
+        return replace(self, taint=_extend(self.taint, step), exc=_extend(self.exc, step))
+
+    def untainted(self) -> Value:
+        """What a sanitizer (int(), shlex.quote(), an allowlist check...) leaves: a safe value."""
+        return Value(const=True)
+
+    def without_exc(self) -> Value:
+        return replace(self, exc=None)
+
+
+UNKNOWN = Value()
+
+
+def constant(text: str | None = None) -> Value:
+    """A value built only from literals; `text` when it is a known string."""
+    return Value(const=True, prefix=text)
+
+
+def join_all(values: list[Value] | tuple[Value, ...], *, empty: Value | None = None) -> Value:
+    """The `mix` of all `values`; `empty` (a constant) if there are none."""
+    if not values:
+        return empty if empty is not None else constant()
+    out = values[0]
+    for v in values[1:]:
+        out = out.mix(v)
+    return out
+
+
+class Env:
+    """Variables of one scope, flow-sensitive, falling back to an enclosing scope."""
+
+    __slots__ = ("parent", "vars")
+
+    def __init__(self, parent: Env | None = None, variables: dict[str, Value] | None = None):
+        self.parent = parent
+        self.vars: dict[str, Value] = variables if variables is not None else {}
+
+    def get(self, name: str) -> Value | None:
+        env: Env | None = self
+        while env is not None:
+            found = env.vars.get(name)
+            if found is not None:
+                return found
+            env = env.parent
+        return None
+
+    def set(self, name: str, value: Value) -> None:
+        self.vars[name] = value
+
+    def copy(self) -> Env:
+        return Env(self.parent, dict(self.vars))
+
+    def merge(self, other: Env) -> None:
+        """Make this env the join of itself and `other` (both from the same starting point)."""
+        for name, value in other.vars.items():
+            mine = self.vars.get(name)
+            self.vars[name] = value if mine is None else mine.join(value)

@@ -1,0 +1,204 @@
+"""The rule catalog: every rule's stable id, grading, weakness, risk and fix.
+
+Ids never change meaning: DJ-PY-0xx are Donjon's own Python rules (with taint),
+DJ-PY-1xx are Bandit checks Donjon runs as a library, DJ-SEC secrets, DJ-DEP
+dependencies and DJ-MF manifest rules. Each rule has a positive and a negative
+example in ``tests/scan/corpus/<id>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from donjon.scan.model import (
+    AdvisoryRef,
+    Confidence,
+    Cwe,
+    Finding,
+    FindingKind,
+    Location,
+    SasCategory,
+    Severity,
+    TaintStep,
+)
+
+__all__ = ["RULES", "Rule", "rule"]
+
+_C, _S, _D, _M = FindingKind.CODE, FindingKind.SECRET, FindingKind.DEPENDENCY, FindingKind.MANIFEST
+_SAS = SasCategory
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a rule looks for, how bad it is by default, and how to fix what it finds."""
+
+    id: str
+    name: str
+    kind: FindingKind
+    severity: Severity
+    cwe: Cwe
+    category: SasCategory
+    description: str
+    fix: str
+
+    def finding(
+        self,
+        location: Location,
+        message: str,
+        *,
+        confidence: Confidence,
+        severity: Severity | None = None,
+        snippet: str = "",
+        taint_path: tuple[TaintStep, ...] = (),
+        advisory: AdvisoryRef | None = None,
+        fingerprint: str = "",
+        fix: str | None = None,
+    ) -> Finding:
+        return Finding(
+            rule_id=self.id,
+            title=self.name,
+            kind=self.kind,
+            severity=severity or self.severity,
+            confidence=confidence,
+            cwe=self.cwe,
+            category=self.category,
+            location=location,
+            message=message,
+            fix=fix or self.fix,
+            snippet=snippet,
+            taint_path=taint_path,
+            advisory=advisory,
+            fingerprint=fingerprint,
+        )
+
+
+_CATALOG = (
+    # Donjon's own Python rules (taint-aware).
+    Rule("DJ-PY-001", "command-injection", _C, Severity.HIGH, Cwe.OS_COMMAND_INJECTION, _SAS.SAS_1,
+         "A shell command built from data the function does not control.",
+         "Pass an argv list to subprocess.run without shell=True, and validate values "
+         "against an allowlist (or shlex.quote them)."),
+    Rule("DJ-PY-002", "code-injection", _C, Severity.HIGH, Cwe.EVAL_INJECTION, _SAS.SAS_1,
+         "eval, exec or compile of a value that is not a constant.",
+         "Never evaluate input as code: parse it (json.loads, ast.literal_eval) or dispatch "
+         "through a dict of allowed operations."),
+    Rule("DJ-PY-003", "sql-injection", _C, Severity.HIGH, Cwe.SQL_INJECTION, _SAS.SAS_1,
+         "An SQL statement built by concatenation or formatting reaches execute.",
+         "Use placeholders and pass values separately: cursor.execute('... WHERE id = ?', (id,))."),
+    Rule("DJ-PY-004", "unsafe-deserialization", _C, Severity.MEDIUM, Cwe.UNSAFE_DESERIALIZATION,
+         _SAS.SAS_1,
+         "pickle, marshal, shelve, jsonpickle or yaml.load without a safe loader can run code "
+         "hidden in the data they read.",
+         "Use a data-only format: json, or yaml.safe_load; never unpickle data from outside."),
+    Rule("DJ-PY-005", "xml-external-entities", _C, Severity.MEDIUM, Cwe.XXE, _SAS.SAS_1,
+         "An XML parser that resolves entities (xml.etree, minidom, pulldom, sax, lxml).",
+         "Parse with defusedxml (defusedxml.ElementTree.fromstring, ...) or an lxml parser "
+         "with resolve_entities=False."),
+    Rule("DJ-PY-006", "tls-verification-disabled", _C, Severity.HIGH, Cwe.IMPROPER_CERT_VALIDATION,
+         _SAS.SAS_3,
+         "TLS certificate or host name verification is turned off.",
+         "Keep verification on; to trust a private CA pass its bundle: verify='/path/ca.pem'."),
+    Rule("DJ-PY-007", "weak-hash", _C, Severity.HIGH, Cwe.WEAK_HASH, _SAS.SAS_3,
+         "MD4, MD5 or SHA-1 used where the value protects a password, token or signature.",
+         "Use hashlib.sha256 for integrity, hmac.compare_digest for comparison and "
+         "hashlib.scrypt or argon2 for passwords; pass usedforsecurity=False for checksums."),
+    Rule("DJ-PY-008", "weak-cipher", _C, Severity.HIGH, Cwe.BROKEN_CRYPTO, _SAS.SAS_3,
+         "A broken cipher (DES, 3DES, RC2, RC4, Blowfish, IDEA, CAST5) or ECB mode.",
+         "Use an authenticated cipher: AES-GCM or ChaCha20-Poly1305 (cryptography's AEAD APIs)."),
+    Rule("DJ-PY-009", "insecure-temp-file", _C, Severity.MEDIUM, Cwe.INSECURE_TEMP_FILE,
+         _SAS.SAS_3,
+         "tempfile.mktemp or a fixed name in a shared temporary directory: another process "
+         "(or the next warm invocation) can predict, pre-create or read it.",
+         "Use tempfile.NamedTemporaryFile, mkstemp or TemporaryDirectory."),
+    Rule("DJ-PY-010", "exception-details-returned", _C, Severity.MEDIUM,
+         Cwe.ERROR_MESSAGE_EXPOSURE, _SAS.SAS_10,
+         "An exception message or traceback is returned to the caller.",
+         "Log the exception (context.log / logging.exception) and return a generic error "
+         "with a request id."),
+    # Bandit checks, run through Bandit's library and mapped to stable ids.
+    Rule("DJ-PY-101", "flask-debug", _C, Severity.HIGH, Cwe.CODE_INJECTION, _SAS.SAS_3,
+         "A Flask app run with debug=True exposes the Werkzeug debugger (remote code execution).",
+         "Remove debug=True; configure debugging only in local development."),
+    Rule("DJ-PY-102", "bind-all-interfaces", _C, Severity.MEDIUM, Cwe.BIND_ALL_INTERFACES,
+         _SAS.SAS_3,
+         "A socket or server bound to 0.0.0.0 listens on every network interface.",
+         "Bind to 127.0.0.1 or to the one interface that must serve."),
+    Rule("DJ-PY-103", "request-without-timeout", _C, Severity.MEDIUM, Cwe.RESOURCE_EXHAUSTION,
+         _SAS.SAS_8,
+         "An outbound HTTP call without a timeout can hang until the function's deadline, "
+         "billing the whole time.",
+         "Pass timeout= to every requests/httpx call."),
+    Rule("DJ-PY-104", "jinja2-autoescape-off", _C, Severity.HIGH, Cwe.CROSS_SITE_SCRIPTING,
+         _SAS.SAS_1,
+         "A Jinja2 environment without autoescaping renders input as HTML (XSS).",
+         "Use Environment(autoescape=select_autoescape()) or autoescape=True."),
+    Rule("DJ-PY-105", "permissive-file-permissions", _C, Severity.MEDIUM,
+         Cwe.PERMISSIVE_FILE_PERMISSIONS, _SAS.SAS_3,
+         "chmod grants write or execute to group or others.",
+         "Use the narrowest mode, such as 0o600 for files and 0o700 for directories."),
+    Rule("DJ-PY-106", "cleartext-protocol", _C, Severity.HIGH, Cwe.CLEARTEXT_TRANSMISSION,
+         _SAS.SAS_3,
+         "FTP or Telnet send credentials and data in clear text.",
+         "Use SFTP/FTPS (ftplib.FTP_TLS) or SSH instead."),
+    Rule("DJ-PY-107", "ssh-host-key-not-verified", _C, Severity.HIGH,
+         Cwe.IMPROPER_CERT_VALIDATION, _SAS.SAS_3,
+         "paramiko trusts unknown host keys (AutoAddPolicy/WarningPolicy): no protection "
+         "against a man in the middle.",
+         "Load known host keys and use RejectPolicy."),
+    Rule("DJ-PY-108", "weak-key-size", _C, Severity.HIGH, Cwe.INADEQUATE_KEY_SIZE, _SAS.SAS_3,
+         "An RSA or DSA key under 2048 bits, or an EC key under 224 bits.",
+         "Generate RSA keys of at least 3072 bits, or use Ed25519 / P-256."),
+    # Secrets.
+    Rule("DJ-SEC-001", "hard-coded-token", _S, Severity.HIGH, Cwe.HARD_CODED_CREDENTIALS,
+         _SAS.SAS_7,
+         "A credential in a known token format (cloud, SaaS or CI key) is written in a file.",
+         "Revoke the token, then store it with `donjon secret set` and read it from "
+         "context.secrets."),
+    Rule("DJ-SEC-002", "private-key", _S, Severity.HIGH, Cwe.HARD_CODED_KEY, _SAS.SAS_7,
+         "A private key is written in a file.",
+         "Rotate the key pair and keep the private key in the vault (`donjon secret set`)."),
+    Rule("DJ-SEC-003", "hard-coded-password", _S, Severity.HIGH, Cwe.HARD_CODED_PASSWORD,
+         _SAS.SAS_7,
+         "A password or secret is assigned a literal value.",
+         "Read it from context.secrets after `donjon secret set`; never commit the value."),
+    Rule("DJ-SEC-004", "high-entropy-string", _S, Severity.MEDIUM, Cwe.HARD_CODED_CREDENTIALS,
+         _SAS.SAS_7,
+         "A random-looking string that may be a credential.",
+         "If it is a credential, move it to the vault; if not, accept it in the baseline."),
+    Rule("DJ-SEC-005", "credentials-in-url", _S, Severity.HIGH, Cwe.HARD_CODED_CREDENTIALS,
+         _SAS.SAS_7,
+         "A URL carries a user name and password.",
+         "Keep the password in the vault and build the URL at run time."),
+    # Dependencies.
+    Rule("DJ-DEP-001", "vulnerable-dependency", _D, Severity.HIGH, Cwe.VULNERABLE_DEPENDENCY,
+         _SAS.SAS_6,
+         "A dependency version is affected by a published advisory.",
+         "Upgrade to a fixed version."),
+    # Manifest.
+    Rule("DJ-MF-001", "public-trigger-without-rate-limit", _M, Severity.HIGH,
+         Cwe.ALLOCATION_WITHOUT_LIMITS, _SAS.SAS_8,
+         "An http trigger with auth: public and no limits.rate: anyone can call it as fast as "
+         "they like, at your cost.",
+         "Add limits: {rate: \"60/minute\"} (or require auth: key | jwt)."),
+    Rule("DJ-MF-002", "broad-permission-grant", _M, Severity.HIGH, Cwe.UNNECESSARY_PRIVILEGES,
+         _SAS.SAS_4,
+         "A permission with a wildcard, or egress to loopback, link-local (cloud metadata) or "
+         "every address.",
+         "Grant exact names and host:port pairs, and only what the function uses."),
+    Rule("DJ-MF-003", "unused-secret-grant", _M, Severity.MEDIUM, Cwe.LEAST_PRIVILEGE_VIOLATION,
+         _SAS.SAS_4,
+         "A secret is granted but the code never reads it.",
+         "Remove the grant from permissions.secrets."),
+    Rule("DJ-MF-004", "missing-resource-bounds", _M, Severity.MEDIUM,
+         Cwe.ALLOCATION_WITHOUT_LIMITS, _SAS.SAS_8,
+         "timeout_s or memory_mb is missing, not positive, or beyond the platform's limits.",
+         "Set memory_mb and timeout_s to what the function needs (e.g. 128 and 10)."),
+)
+
+RULES: Mapping[str, Rule] = {r.id: r for r in _CATALOG}
+
+
+def rule(rule_id: str) -> Rule:
+    """The catalog entry for `rule_id` (a programming error if unknown)."""
+    return RULES[rule_id]
