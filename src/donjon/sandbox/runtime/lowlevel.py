@@ -55,10 +55,15 @@ def private_tmp(size_bytes: int) -> None:
     _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount(/tmp)")
 
 
-def drop_all_capabilities() -> None:
-    """Empty the ambient, bounding, effective, permitted and inheritable sets."""
+def drop_all_capabilities(bounding: int | None = None) -> None:
+    """Empty the ambient, bounding, effective, permitted and inheritable sets.
+
+    `bounding` is the current bounding set when the caller knows it (a zygote
+    reads it once, so each call's process need not read /proc again).
+    """
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    bounding = _status_caps("CapBnd")
+    if bounding is None:
+        bounding = bounding_set()
     for cap in range(_LAST_CAP + 1):
         if bounding >> cap & 1:
             prctl(PR_CAPBSET_DROP, cap)
@@ -90,6 +95,10 @@ def _status_caps(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1], 16)
     return 0
+
+
+def bounding_set() -> int:
+    return _status_caps("CapBnd")
 
 
 def capabilities_held() -> int:

@@ -53,74 +53,138 @@ def _load_handler(config: dict[str, Any]) -> Any:
     return handler
 
 
-def _child(call_sock: socket.socket, handler: Any, config: dict[str, Any]) -> None:
-    """Become the isolated process for one call, serve it, exit."""
+def _child(handoff: socket.socket, handler: Any, config: dict[str, Any]) -> None:
+    """Become an isolated process for one call, wait for it, serve it, exit.
+
+    The process is made ahead of its call (the zygote keeps one spare), so
+    isolating it costs the caller nothing. Non-dumpable and the memory limit
+    are inherited from the zygote; here come the private /tmp, the call
+    filter and dropping every capability, all before any call data arrives.
+    """
     code = 0
     try:
         lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
         lowlevel.private_tmp(config["tmp_mb"] * MIB)
         lowlevel.load_seccomp(config["call_filter"])
-        lowlevel.drop_all_capabilities()
-        lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
-        _limit_memory(config["memory_mb"])
-        run_call(call_sock, handler)
+        lowlevel.drop_all_capabilities(config["bounding"])
+        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+        handoff.close()
+        if msg and fds:
+            run_call(socket.socket(fileno=fds[0]), handler)
     except BaseException:
         code = 70
     finally:
         os._exit(code)
 
 
-def _serve_invocation(ctrl: socket.socket, handler: Any, config: dict[str, Any]) -> None:
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    os.set_blocking(wake_r, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    poller = select.poll()
-    poller.register(ctrl.fileno(), select.POLLIN)
-    poller.register(wake_r, select.POLLIN)
-    children: dict[int, tuple[int, float]] = {}
-    timed_out: set[int] = set()
-    while True:
-        now = time.monotonic()
-        wait = min((d for _, d in children.values()), default=now + 3600) - now
-        for fd, _ in poller.poll(max(0, int(wait * 1000) + 1)):
-            if fd == ctrl.fileno():
-                msg, fds, _flags, _addr = socket.recv_fds(ctrl, 4096, 1)
-                if not msg:
-                    for pid in children:
-                        os.kill(pid, signal.SIGKILL)
-                    os._exit(0)
-                req = json.loads(msg)
-                call_sock = socket.socket(fileno=fds[0])
-                pid = os.fork()
-                if pid == 0:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    ctrl.close()
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    _child(call_sock, handler, config)
-                call_sock.close()
-                children[pid] = (req["id"], time.monotonic() + float(req["timeout"]))
-            else:
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
-        now = time.monotonic()
-        for pid, (_, deadline) in children.items():
-            if deadline <= now and pid not in timed_out:
+class _Spare:
+    """The next call's process, forked and isolated before the call arrives."""
+
+    def __init__(self, ctrl: socket.socket, wake: tuple[int, int], handler: Any,
+                 config: dict[str, Any]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            ctrl.close()
+            os.close(wake[0])
+            os.close(wake[1])
+            ours.close()
+            _child(theirs, handler, config)
+        theirs.close()
+        self.pid = pid
+        self.sock = ours
+
+    def hand(self, call_fd: int) -> None:
+        try:
+            socket.send_fds(self.sock, [b"call"], [call_fd])
+        finally:
+            self.sock.close()
+
+
+class _Supervisor:
+    """Hands calls to spare processes, enforces deadlines, reports exits."""
+
+    def __init__(self, ctrl: socket.socket, handler: Any, config: dict[str, Any]) -> None:
+        self.ctrl = ctrl
+        self.handler = handler
+        self.config = config
+        self.wake = os.pipe()
+        os.set_blocking(self.wake[0], False)
+        os.set_blocking(self.wake[1], False)
+        signal.set_wakeup_fd(self.wake[1])
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.children: dict[int, tuple[int, float]] = {}
+        self.timed_out: set[int] = set()
+        self.spare = self._fork_spare()
+
+    def _fork_spare(self) -> _Spare:
+        return _Spare(self.ctrl, self.wake, self.handler, self.config)
+
+    def serve(self) -> None:
+        poller = select.poll()
+        poller.register(self.ctrl.fileno(), select.POLLIN)
+        poller.register(self.wake[0], select.POLLIN)
+        while True:
+            now = time.monotonic()
+            wait = min((d for _, d in self.children.values()), default=now + 3600) - now
+            for fd, _ in poller.poll(max(0, int(wait * 1000) + 1)):
+                if fd == self.ctrl.fileno():
+                    self._on_call()
+                else:
+                    try:
+                        os.read(self.wake[0], 4096)
+                    except BlockingIOError:
+                        pass
+            self._kill_overdue()
+            self._reap()
+
+    def _on_call(self) -> None:
+        msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
+        if not msg:  # the gateway is gone: so is everything here
+            for pid in (*self.children, self.spare.pid):
                 os.kill(pid, signal.SIGKILL)
-                timed_out.add(pid)
-        while children:
+            os._exit(0)
+        req = json.loads(msg)
+        try:
+            self.spare.hand(fds[0])
+        except OSError:
+            pass  # the spare died; its exit is reported as this call's
+        os.close(fds[0])
+        self.children[self.spare.pid] = (req["id"], time.monotonic() + float(req["timeout"]))
+        self.spare = self._fork_spare()
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for pid, (_, deadline) in self.children.items():
+            if deadline <= now and pid not in self.timed_out:
+                os.kill(pid, signal.SIGKILL)
+                self.timed_out.add(pid)
+
+    def _reap(self) -> None:
+        while True:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
-                break
-            call_id, _ = children.pop(pid)
-            was_timeout = pid in timed_out
-            timed_out.discard(pid)
-            send_json(ctrl, _exit_report(call_id, status, was_timeout))
+                return
+            if pid == self.spare.pid:  # the spare died before any call: make another
+                self.spare.sock.close()
+                self.spare = self._fork_spare()
+                continue
+            call_id, _ = self.children.pop(pid, (None, 0.0))
+            if call_id is None:
+                continue
+            was_timeout = pid in self.timed_out
+            self.timed_out.discard(pid)
+            send_json(self.ctrl, _exit_report(call_id, status, was_timeout))
+
+
+def _serve_invocation(ctrl: socket.socket, handler: Any, config: dict[str, Any]) -> None:
+    # Set once here, inherited by every call's process: no per-call cost.
+    lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
+    _limit_memory(config["memory_mb"])
+    config["bounding"] = lowlevel.bounding_set()
+    _Supervisor(ctrl, handler, config).serve()
 
 
 def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
