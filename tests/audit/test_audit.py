@@ -103,10 +103,11 @@ def test_recomputed_chain_is_detected(engine: Engine) -> None:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT seq, record FROM audit_log ORDER BY seq").fetchall()
         prev = GENESIS
-        for seq, record in rows:
+        for seq, stored in rows:
+            record = bytes(stored)
             if seq == 2:
-                record = bytes(record).replace(b'"ok"', b'"no"')
-            prev = chain_hash(prev, bytes(record))
+                record = record.replace(b'"ok"', b'"no"')
+            prev = chain_hash(prev, record)
             conn.execute("UPDATE audit_log SET record = ?, hash = ? WHERE seq = ?",
                          (record, prev, seq))
     assert not verify_log(engine, KEY).ok

@@ -43,9 +43,9 @@ def test_init_twice_changes_nothing(data_dir: Path) -> None:
     assert json.loads(run_cli(env, "init", "--json").stdout)["admin_key"] is None
     after = {p: p.read_bytes() for p in data_dir.rglob("*") if p.is_file() and p in before}
     assert before.keys() == after.keys()
-    for p in before:
+    for p, content in before.items():
         if p.name not in ("donjon.db", "donjon.db-wal", "donjon.db-shm"):
-            assert before[p] == after[p], p
+            assert content == after[p], p
 
 
 def test_audit_verify_on_fresh_dir(data_dir: Path) -> None:

@@ -102,5 +102,5 @@ def test_handler_module_must_exist(tmp_path: Path) -> None:
 
 def test_missing_manifest_is_clear(tmp_path: Path) -> None:
     """A directory without donjon.yaml is not a bundle."""
-    with pytest.raises(ManifestError, match="no donjon.yaml"):
+    with pytest.raises(ManifestError, match=r"no donjon\.yaml"):
         load_manifest(tmp_path)

@@ -1,0 +1,140 @@
+"""The sandbox pool driven directly: concurrency, limits, idle reaping, retirement."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from donjon.sandbox import (
+    InstanceConfig,
+    SandboxPool,
+    TooManyInvocations,
+    compile_filters,
+    detect_resource_control,
+)
+
+HANDLER = """
+import os, time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid()}
+"""
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    (tmp_path / "main.py").write_text(HANDLER)
+    return tmp_path
+
+
+def _config(bundle: Path, *, warm: bool, concurrency: int = 4) -> InstanceConfig:
+    return InstanceConfig("pooltest", 1, bundle, "main", "handler", warm, 64, 8, concurrency)
+
+
+def _meta() -> bytes:
+    return json.dumps({"request_id": "r", "function": "pooltest", "version": 1,
+                       "deadline": time.time() + 10}).encode()
+
+
+def _run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_invocation_calls_run_concurrently_in_distinct_processes(bundle: Path) -> None:
+    """Four overlapping calls of one invocation-mode function run in four processes at once."""
+    async def go() -> list[int]:
+        pool = SandboxPool(detect_resource_control(), compile_filters())
+        try:
+            cfg = _config(bundle, warm=False)
+            results = await asyncio.gather(*(
+                pool.invoke(cfg, _meta(), b'{"sleep": 0.5}', 5) for _ in range(4)
+            ))
+            return [json.loads(r.body)["pid"] for r in results]
+        finally:
+            await pool.close()
+
+    pids = _run(go())
+    assert isinstance(pids, list) and len(set(pids)) == 4
+
+
+def test_warm_mode_reuses_one_process(bundle: Path) -> None:
+    """Sequential calls of a warm function are served by the same process."""
+    async def go() -> set[int]:
+        pool = SandboxPool(detect_resource_control(), compile_filters())
+        try:
+            cfg = _config(bundle, warm=True, concurrency=1)
+            return {json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["pid"]
+                    for _ in range(5)}
+        finally:
+            await pool.close()
+
+    assert len(_run(go())) == 1  # type: ignore[arg-type]
+
+
+def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past limits.concurrency a call waits briefly, then is refused with 429."""
+    import donjon.sandbox.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "_QUEUE_WAIT_S", 0.2)
+
+    async def go() -> list[object]:
+        pool = SandboxPool(detect_resource_control(), compile_filters())
+        try:
+            cfg = _config(bundle, warm=False, concurrency=1)
+            return await asyncio.gather(
+                pool.invoke(cfg, _meta(), b'{"sleep": 1.5}', 5),
+                pool.invoke(cfg, _meta(), b"{}", 5),
+                return_exceptions=True,
+            )
+        finally:
+            await pool.close()
+
+    first, second = _run(go())  # type: ignore[misc]
+    assert not isinstance(first, BaseException)
+    assert isinstance(second, TooManyInvocations)
+    assert second.status == 429
+
+
+def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
+    """A sandbox idle past the timeout is stopped; the next call starts a new one."""
+    async def go() -> tuple[int, int, int]:
+        pool = SandboxPool(detect_resource_control(), compile_filters(), idle_timeout_s=0.3)
+        pool.start()
+        try:
+            cfg = _config(bundle, warm=True, concurrency=1)
+            first = json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["pid"]
+            running = pool.running()
+            for _ in range(40):
+                await asyncio.sleep(0.1)
+                if pool.running() == 0:
+                    break
+            after = pool.running()
+            await pool.invoke(cfg, _meta(), b"{}", 5)
+            return running, after, first
+        finally:
+            await pool.close()
+
+    running, after, _ = _run(go())  # type: ignore[misc]
+    assert running == 1 and after == 0
+
+
+def test_retire_stops_old_versions(bundle: Path) -> None:
+    """Retiring a function stops its sandboxes but keeps the version asked to stay."""
+    async def go() -> tuple[int, int]:
+        pool = SandboxPool(detect_resource_control(), compile_filters())
+        try:
+            old = _config(bundle, warm=True, concurrency=1)
+            new = InstanceConfig("pooltest", 2, bundle, "main", "handler", True, 64, 8, 1)
+            await pool.invoke(old, _meta(), b"{}", 5)
+            await pool.invoke(new, _meta(), b"{}", 5)
+            before = pool.running()
+            await pool.retire("pooltest", keep_version=2)
+            return before, pool.running()
+        finally:
+            await pool.close()
+
+    assert _run(go()) == (2, 1)
