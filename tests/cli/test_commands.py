@@ -108,3 +108,14 @@ def test_invoke_rejects_bad_json_locally(node: LiveNode) -> None:
     """--data that is not JSON is refused before any request."""
     done = run_cli(node.env(), "invoke", "probe", "--data", "{nope", check=False)
     assert done.returncode != 0 and "not valid JSON" in done.stderr
+
+
+def test_any_key_may_revoke_itself_but_not_others(node: LiveNode) -> None:
+    """Self-revocation needs no admin; revoking someone else's key does."""
+    mine = node.create_key("self-revoker", "invoker")
+    other = node.create_key("bystander", "invoker")
+    with node.client(mine["key"]) as c:
+        assert c.delete(f"/v1/keys/{other['id']}").status_code == 403
+        assert c.delete(f"/v1/keys/{mine['id']}").status_code == 204
+    assert node.invoke("probe", {"op": "echo"}, key=mine["key"]).status_code == 401
+    assert node.invoke("probe", {"op": "echo"}, key=other["key"]).status_code == 200

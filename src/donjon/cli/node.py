@@ -140,12 +140,13 @@ def up(port: int, examples_dir: Path) -> None:
     url = f"https://127.0.0.1:{port}"
     env["DONJON_URL"] = url
     settings = load_settings(env)
+    # Minted before the server starts, so the server loads it; revoked once deployed.
+    key_id, secret = _bootstrap_key(settings)
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env
     )
     try:
         _wait_healthy(settings, proc, 30)
-        key_id, secret = _bootstrap_key(settings)
         client = ApiClient(settings, api_key=secret)
         try:
             bundles = sorted(p for p in examples_dir.iterdir() if (p / "donjon.yaml").is_file()) \

@@ -32,14 +32,21 @@ __all__ = ["ROUTES"]
 Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 
 
-def _guarded(action: Action, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _guarded(action: Action, handler: Handler, *,
+             self_service: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, authorize `action`, then run `handler`.
+
+    With `self_service`, a principal may also act on its own key (revoke it).
+    """
     async def endpoint(request: Request) -> Response:
         node: Node = request.app.state.node
         request_id = new_request_id()
         try:
             principal = await authenticate(node, request, request_id)
-            await authorize(node, request, principal, action, request_id,
-                            request.path_params.get("name"))
+            own_key = self_service and request.path_params.get("key_id") == principal.id
+            if not own_key:
+                await authorize(node, request, principal, action, request_id,
+                                request.path_params.get("name"))
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:
             return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})
@@ -217,7 +224,7 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/functions/{name}/logs", "GET", _guarded(Action.LOGS, function_logs)),
     ("/v1/keys", "POST", _guarded(Action.KEYS, create_key)),
     ("/v1/keys", "GET", _guarded(Action.KEYS, list_keys)),
-    ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key)),
+    ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key, self_service=True)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
 ]
 

@@ -1,0 +1,74 @@
+"""`donjon up`: one command from nothing to the examples answering over HTTPS."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import EXAMPLES, donjon_env, free_port, run_cli
+
+
+@pytest.mark.slow
+def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None:
+    """up prints the admin key once, deploys examples/ and each example answers."""
+    data = tmp_path / "data"
+    port = free_port()
+    env = donjon_env(data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli", "up", "--port", str(port), "--examples",
+         str(EXAMPLES)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("serving;"):
+                break
+        out = "".join(lines)
+        assert "serving;" in out, out
+        key = next(ln.split("=", 1)[1].strip() for ln in lines if "DONJON_API_KEY=" in ln)
+        url = f"https://127.0.0.1:{port}"
+        call_env = donjon_env(data, url, key)
+        hello = json.loads(run_cli(call_env, "invoke", "hello", "--data", '{"name": "up"}').stdout)
+        assert hello["message"] == "hello, up"
+        size = json.loads(run_cli(call_env, "invoke", "naturalsize", "--data",
+                                  '{"bytes": 3000000}').stdout)
+        assert size["size"] == "3.0 MB"
+        scratch = json.loads(run_cli(call_env, "invoke", "scratch").stdout)
+        assert scratch["tmp_before"] == []
+        scratch = json.loads(run_cli(call_env, "invoke", "scratch").stdout)
+        assert scratch["tmp_before"] == []
+        import ssl
+
+        tls = ssl.create_default_context(cafile=str(data / "tls" / "cert.pem"))
+        r = httpx.post(f"{url}/fn/echo?x=1", content=b"hi", verify=tls,
+                       headers={"authorization": f"Bearer {key}"})
+        assert r.status_code == 200
+        assert r.json()["query"] == {"x": "1"}
+        for example in ("hello", "echo-http", "naturalsize", "scratch"):
+            assert f"deployed {example}" in out
+        # The bootstrap key `up` minted to deploy with is revoked afterwards.
+        keys = json.loads(run_cli(call_env, "key", "ls", "--json").stdout)
+        assert all(k["revoked_at"] for k in keys if k["name"] == "donjon-up")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
