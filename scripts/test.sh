@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check src tests bench
+.venv/bin/ruff check src tests $( [ -d bench ] && echo bench )
 .venv/bin/mypy
 .venv/bin/bandit -q -r src -c pyproject.toml
 exec .venv/bin/python -m pytest "$@"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.registry import Deployed
 from donjon.identity import Action, Principal
+from donjon.ratelimit import RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError
 
 __all__ = ["handle_http_trigger", "handle_invoke"]
@@ -50,6 +52,19 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
     """Run the function; audit the outcome (durably) whatever it is."""
     if node.pool is None:
         raise SandboxError("the node is not serving")
+    rate = deployed.rate
+    if rate is not None:
+        decision = node.limiter.take(f"fn:{deployed.name}", rate.count, rate.period_s)
+        if not decision.allowed:
+            await node.audit.record(AuditEvent(
+                principal.label if principal else "public", "function.throttle",
+                f"{deployed.name}@{deployed.record.version}", "denied",
+                {"request_id": request_id, "limit": deployed.manifest.limits.rate},
+            ))
+            raise RateLimitError(
+                f"{deployed.name} is over its rate limit ({deployed.manifest.limits.rate})",
+                retry_after_s=decision.retry_after_s,
+            )
     started = time.perf_counter()
     outcome = "ok"
     output = ""
@@ -86,6 +101,10 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
 
 
 def _error_response(error: Error, request_id: str) -> Response:
+    if isinstance(error, RateLimitError):
+        response = problem_from_error(error, request_id=request_id)
+        response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
+        return response
     if isinstance(error, FunctionFailed):
         # The caller learns that it failed and the request id, never the trace.
         return problem(500, f"the function failed; see `donjon logs` for request {request_id}",

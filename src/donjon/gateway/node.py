@@ -12,6 +12,7 @@ from donjon.bundle import BundleStore
 from donjon.config import Settings
 from donjon.gateway.registry import FunctionRegistry, make_deployed
 from donjon.identity import KeyIndex
+from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
     SandboxPool,
@@ -39,6 +40,7 @@ class Node:
     bundles: BundleStore
     registry: FunctionRegistry
     resources: ResourceControl
+    limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     extra: dict[str, object] = field(default_factory=dict)
 

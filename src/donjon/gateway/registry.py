@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from donjon.manifest import Isolation, Manifest, parse_manifest
+from donjon.manifest import Isolation, Manifest, Rate, parse_manifest
 from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord
 
@@ -26,10 +26,13 @@ class Deployed:
     manifest: Manifest
     config: InstanceConfig
     validator: Any | None
+    #: Parsed once here: the hot path reads no manifest text.
+    rate: Rate | None
 
     @property
     def name(self) -> str:
         return self.record.name
+
 
 
 def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceConfig:
@@ -54,7 +57,7 @@ def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
     validator = (
         Draft202012Validator(manifest.input_schema) if manifest.input_schema is not None else None
     )
-    return Deployed(record, manifest, config, validator)
+    return Deployed(record, manifest, config, validator, manifest.limits.parsed_rate)
 
 
 class FunctionRegistry:

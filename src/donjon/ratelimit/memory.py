@@ -1,0 +1,41 @@
+"""Token buckets in process memory: one node, no I/O on the hot path."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from donjon.ratelimit.interface import Decision, RateLimiter
+
+__all__ = ["MemoryRateLimiter"]
+
+_MAX_KEYS = 100_000
+
+
+class MemoryRateLimiter(RateLimiter):
+    """Buckets refill continuously at count/period up to count."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # key -> (tokens, stamp, capacity, rate per second)
+        self._buckets: dict[str, tuple[float, float, float, float]] = {}
+
+    def take(self, key: str, count: int, period_s: float) -> Decision:
+        now = self._clock()
+        rate = count / period_s
+        capacity = float(count)
+        tokens, stamp, _, _ = self._buckets.get(key, (capacity, now, capacity, rate))
+        tokens = min(capacity, tokens + (now - stamp) * rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now, capacity, rate)
+            if len(self._buckets) > _MAX_KEYS:
+                self._forget_refilled(now)
+            return Decision(True)
+        self._buckets[key] = (tokens, now, capacity, rate)
+        return Decision(False, (1.0 - tokens) / rate)
+
+    def _forget_refilled(self, now: float) -> None:
+        """Drop buckets that have refilled completely: they hold no state."""
+        for key, (tokens, stamp, capacity, rate) in list(self._buckets.items()):
+            if tokens + (now - stamp) * rate >= capacity:
+                del self._buckets[key]
