@@ -1,0 +1,20 @@
+"""Fixtures for the scanner tests: the shared OSV snapshot, loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from donjon.scan import AdvisoryDB
+
+#: CI runs with ../shared beside the repository.
+SHARED_ADVISORIES = Path(__file__).parents[2] / ".." / "shared" / "data" / "pypa-advisory-db"
+
+
+@pytest.fixture(scope="session")
+def advisory_db() -> AdvisoryDB:
+    """The PyPA advisory database snapshot (OSV YAML records)."""
+    if not SHARED_ADVISORIES.is_dir():
+        pytest.fail(f"the shared advisory snapshot is missing at {SHARED_ADVISORIES.resolve()}")
+    return AdvisoryDB.load(SHARED_ADVISORIES)

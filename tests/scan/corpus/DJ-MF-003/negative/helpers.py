@@ -1,0 +1,2 @@
+def signing_key(context):
+    return context.secrets.get('webhook-signing', "")

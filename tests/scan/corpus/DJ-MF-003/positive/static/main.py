@@ -1,0 +1,3 @@
+def handler(event, context):
+    key = context.secrets["stripe-key"]
+    return {"statusCode": 200, "body": str(len(key))}

@@ -1,0 +1,7 @@
+# ruff: noqa
+
+import ftplib
+
+
+def fetch():
+    return ftplib.FTP_TLS("ftp.internal")
