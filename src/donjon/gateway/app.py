@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,11 +17,12 @@ from donjon import __version__
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
-from donjon.gateway.invoke import handle_http_trigger, handle_invoke
+from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
 from donjon.identity import Action
+from donjon.triggers import Scheduler
 
 __all__ = ["create_app"]
 
@@ -68,12 +70,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(node: Node) -> Starlette:
+    scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.stop()
             await node.stop()
 
     routes = [

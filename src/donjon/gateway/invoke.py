@@ -7,6 +7,8 @@ authenticate -> authorize -> read and validate input -> sandbox -> audit
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as dt
 import json
 import math
 import time
@@ -28,7 +30,7 @@ from donjon.identity import Action, Principal
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError
 
-__all__ = ["handle_http_trigger", "handle_invoke"]
+__all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
 
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 
@@ -50,6 +52,7 @@ def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> b
 async def _run(node: Node, deployed: Deployed, principal: Principal | None, event: bytes,
                request_id: str, trigger: str) -> CallResult:
     """Run the function; audit the outcome (durably) whatever it is."""
+    actor = principal.label if principal else ("schedule" if trigger == "schedule" else "public")
     if node.pool is None:
         raise SandboxError("the node is not serving")
     rate = deployed.rate
@@ -57,7 +60,7 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         decision = node.limiter.take(f"fn:{deployed.name}", rate.count, rate.period_s)
         if not decision.allowed:
             await node.audit.record(AuditEvent(
-                principal.label if principal else "public", "function.throttle",
+                actor, "function.throttle",
                 f"{deployed.name}@{deployed.record.version}", "denied",
                 {"request_id": request_id, "limit": deployed.manifest.limits.rate},
             ))
@@ -89,7 +92,7 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         )
         await node.audit.record(
             AuditEvent(
-                principal.label if principal else "public",
+                actor,
                 "function.invoke",
                 f"{deployed.name}@{deployed.record.version}",
                 outcome,
@@ -98,6 +101,17 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
             ),
             log,
         )
+
+
+async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datetime) -> None:
+    """Fire one schedule trigger: a call like any other, audited with actor `schedule`."""
+    deployed = node.registry.get(name)
+    if deployed is None:
+        return
+    event = json.dumps({"trigger": "schedule", "schedule": expression,
+                        "time": minute.isoformat()}).encode()
+    with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
+        await _run(node, deployed, None, event, new_request_id(), "schedule")
 
 
 def _error_response(error: Error, request_id: str) -> Response:

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from donjon.manifest import Isolation, Manifest, Rate, parse_manifest
 from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord
+from donjon.triggers import CronExpression
 
 __all__ = ["Deployed", "FunctionRegistry"]
 
@@ -28,6 +29,7 @@ class Deployed:
     validator: Any | None
     #: Parsed once here: the hot path reads no manifest text.
     rate: Rate | None
+    schedules: tuple[CronExpression, ...]
 
     @property
     def name(self) -> str:
@@ -57,7 +59,8 @@ def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
     validator = (
         Draft202012Validator(manifest.input_schema) if manifest.input_schema is not None else None
     )
-    return Deployed(record, manifest, config, validator, manifest.limits.parsed_rate)
+    schedules = tuple(CronExpression.parse(s) for s in manifest.schedules)
+    return Deployed(record, manifest, config, validator, manifest.limits.parsed_rate, schedules)
 
 
 class FunctionRegistry:
@@ -81,6 +84,10 @@ class FunctionRegistry:
 
     def all(self) -> list[Deployed]:
         return [self._functions[n] for n in sorted(self._functions)]
+
+    def schedules(self) -> list[tuple[str, CronExpression]]:
+        """Every schedule trigger, as (function, expression)."""
+        return [(d.name, cron) for d in self._functions.values() for cron in d.schedules]
 
     def route(self, path: str, method: str) -> tuple[Deployed, str] | None:
         """The function and auth mode for an http trigger."""

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from donjon.errors import Error
+from donjon.triggers.cron import CronError, CronExpression
 
 __all__ = [
     "FunctionName",
@@ -43,7 +44,6 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _EGRESS_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 _RATE_RE = re.compile(r"^([1-9][0-9]*)/(second|minute|hour|day)$")
 _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
-_CRON_FIELD = re.compile(r"^(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*$")
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -138,9 +138,10 @@ class ScheduleTrigger(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        fields = value.split()
-        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-            raise ValueError(f"schedule must be a 5-field cron expression, got {value!r}")
+        try:
+            CronExpression.parse(value)
+        except CronError as e:
+            raise ValueError(f"schedule must be a 5-field cron expression: {e}") from e
         return value
 
 
@@ -238,3 +239,7 @@ class Manifest(_Strict):
     @property
     def http_triggers(self) -> tuple[HttpSpec, ...]:
         return tuple(t.http for t in self.triggers if isinstance(t, HttpTrigger))
+
+    @property
+    def schedules(self) -> tuple[str, ...]:
+        return tuple(t.schedule for t in self.triggers if isinstance(t, ScheduleTrigger))

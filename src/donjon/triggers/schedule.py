@@ -1,0 +1,59 @@
+"""The scheduler: fires schedule triggers once a minute, each a normal audited call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+
+from donjon.triggers.cron import CronExpression
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("donjon.schedule")
+
+Fire = Callable[[str, str, dt.datetime], Awaitable[None]]
+Jobs = Callable[[], list[tuple[str, CronExpression]]]
+
+
+class Scheduler:
+    """Wakes at each minute boundary (UTC) and fires the triggers that match it."""
+
+    def __init__(self, jobs: Jobs, fire: Fire) -> None:
+        self._jobs = jobs
+        self._fire = fire
+        self._task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._running):
+            task.cancel()
+
+    def due(self, minute: dt.datetime) -> list[tuple[str, str]]:
+        """(function, expression) pairs that fire at `minute`."""
+        return [(name, cron.text) for name, cron in self._jobs() if cron.matches(minute)]
+
+    async def _loop(self) -> None:
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+            await asyncio.sleep((minute - now).total_seconds())
+            for name, text in self.due(minute):
+                task = asyncio.get_running_loop().create_task(self._run(name, text, minute))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _run(self, name: str, text: str, minute: dt.datetime) -> None:
+        try:
+            await self._fire(name, text, minute)
+        except Exception as e:  # one failed job must not stop the others
+            log.warning("scheduled call of %s failed: %s", name, e)
