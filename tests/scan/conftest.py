@@ -13,8 +13,14 @@ SHARED_ADVISORIES = Path(__file__).parents[2] / ".." / "shared" / "data" / "pypa
 
 
 @pytest.fixture(scope="session")
-def advisory_db() -> AdvisoryDB:
-    """The PyPA advisory database snapshot (OSV YAML records)."""
+def shared_advisories() -> Path:
+    """Where the PyPA advisory database snapshot (OSV YAML records) lives."""
     if not SHARED_ADVISORIES.is_dir():
         pytest.fail(f"the shared advisory snapshot is missing at {SHARED_ADVISORIES.resolve()}")
-    return AdvisoryDB.load(SHARED_ADVISORIES)
+    return SHARED_ADVISORIES
+
+
+@pytest.fixture(scope="session")
+def advisory_db(shared_advisories: Path) -> AdvisoryDB:
+    """The snapshot, loaded once for the session."""
+    return AdvisoryDB.load(shared_advisories)

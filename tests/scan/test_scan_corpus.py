@@ -56,9 +56,9 @@ def _expected(case: Path) -> dict[Key, Confidence | None]:
             for line in text.splitlines():
                 if line.strip():
                     where, items = line.split(maxsplit=1)
-                    path, number = where.rsplit(":", 1)
+                    path, at = where.rsplit(":", 1)
                     for rule_id, conf in _ITEM.findall(items):
-                        found[(f"{here}/{path}", int(number), rule_id)] = (
+                        found[(f"{here}/{path}", int(at), rule_id)] = (
                             Confidence.parse(conf) if conf else None)
             continue
         for number, line in enumerate(text.splitlines(), start=1):

@@ -29,9 +29,10 @@ def advisories_dir(data_dir: Path) -> Path:
 
 
 def update_advisory_db(
-    data_dir: Path, *, url: str = OSV_PYPI_EXPORT_URL, timeout: float = 60.0
+    data_dir: Path, *, url: str | None = None, timeout: float = 60.0
 ) -> Path:
-    """Download the OSV PyPI export to ``DATA_DIR/advisories/``; return the zip's path."""
+    """Download the OSV PyPI export (or `url`) to ``DATA_DIR/advisories/``; return its path."""
+    url = url or OSV_PYPI_EXPORT_URL
     target_dir = advisories_dir(data_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".zip", dir=target_dir)

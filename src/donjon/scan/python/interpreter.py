@@ -35,6 +35,8 @@ _CHECK_METHODS = frozenset({"isdigit", "isnumeric", "isdecimal", "isalnum", "isa
 
 def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozenset[str]) -> str:
     params = [a.arg for a in node.args.posonlyargs + node.args.args]
+    if params[:1] in (["self"], ["cls"]):
+        params = params[1:]
     if node.name in handlers:
         return "handler"
     if params[:2] == ["event", "context"]:
