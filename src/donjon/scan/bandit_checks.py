@@ -32,9 +32,12 @@ BANDIT_RULES = {
     "B507": "DJ-PY-107",
     "B505": "DJ-PY-108",
 }
-#: A file none of these words appear in cannot trigger any of the checks above.
+#: A file that matches none of this cannot trigger the checks above: each needs the
+#: literal 0.0.0.0 (B104), a chmod call (B103), or an import of the module it is about.
 _TRIGGERS = re.compile(
-    r"0\.0\.0\.0|requests|httpx|jinja2|chmod|telnetlib|ftplib|paramiko|generate|flask"
+    r"0\.0\.0\.0|chmod|^[ \t]*(?:from|import)[ \t][^\n]*\b(?:requests|httpx|jinja2|paramiko"
+    r"|telnetlib|ftplib|flask|cryptography|Crypto|Cryptodome)\b",
+    re.MULTILINE,
 )
 _GRADES = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
 

@@ -1,0 +1,109 @@
+"""Scanning time per 10,000 lines: Donjon beside Bandit, on the same files, in one run.
+
+The files are real Python: a fixed set of standard-library modules (HTTP, email,
+archives, subprocess...) copied into a temporary directory, about 20,000 lines.
+Each tool runs `--repeat` times; the best time counts. Printed: seconds per 10,000
+lines for each, and Donjon's time as a multiple of Bandit's (under 1.0 is faster).
+
+    .venv/bin/python bench/bench_scan.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from donjon._subprocess import run
+from donjon.scan import scan_path
+from donjon.scan.code import CodeScanner
+from donjon.scan.project import discover
+
+MODULES = [
+    "http/server.py", "http/client.py", "http/cookiejar.py", "urllib/request.py",
+    "urllib/parse.py", "email/message.py", "email/utils.py", "json/decoder.py",
+    "json/encoder.py", "subprocess.py", "tarfile.py", "shutil.py", "tempfile.py",
+    "smtplib.py", "ftplib.py", "logging/__init__.py", "logging/handlers.py",
+]
+
+
+def collect(target: Path) -> int:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    lines = 0
+    for rel in MODULES:
+        source = stdlib / rel
+        dest = target / rel.replace("/", "_")
+        shutil.copyfile(source, dest)
+        lines += len(dest.read_text(encoding="utf-8").splitlines())
+    return lines
+
+
+def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
+    best, count = float("inf"), 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        count = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, count
+
+
+def bandit_library(target: Path) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from bandit.core import config, manager
+
+        mgr = manager.BanditManager(config.BanditConfig(), "file", quiet=True)
+        mgr.discover_files([str(target)], recursive=True)
+        mgr.run_tests()
+    return len(mgr.get_issue_list())
+
+
+def bandit_cli(target: Path) -> int:
+    out = run([sys.executable, "-m", "bandit", "-q", "-r", str(target), "-f", "json",
+               "--exit-zero"])
+    return out.count('"test_id"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp)
+        lines = collect(target)
+        per10k = 10_000 / lines
+
+        def donjon_code() -> int:
+            return len(CodeScanner().scan(discover(target)).findings)
+
+        def donjon_full() -> int:
+            return len(scan_path(target).findings)
+
+        bandit_library(target)  # warm imports and plugin loading for every contender
+        donjon_full()
+        runs = {
+            "donjon code rules (own taint engine)": best_of(args.repeat, donjon_code),
+            "donjon full scan (code+bandit checks+secrets+manifest)": best_of(
+                args.repeat, donjon_full),
+            "bandit library (all default tests)": best_of(args.repeat,
+                                                         lambda: bandit_library(target)),
+            "bandit CLI (subprocess, incl. start-up)": best_of(args.repeat,
+                                                              lambda: bandit_cli(target)),
+        }
+    print(f"{len(MODULES)} files, {lines} lines of Python; best of {args.repeat} runs")
+    for name, (seconds, found) in runs.items():
+        print(f"  {name:<56} {seconds * per10k:6.3f} s/10k lines  ({found} findings)")
+    base = runs["bandit library (all default tests)"][0]
+    for name in ("donjon code rules (own taint engine)",
+                 "donjon full scan (code+bandit checks+secrets+manifest)"):
+        print(f"  ratio {name.split(' (')[0]} / bandit library: {runs[name][0] / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
