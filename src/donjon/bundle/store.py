@@ -61,14 +61,14 @@ def _make_read_only(root: Path) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in filenames:
             p = os.path.join(dirpath, name)
-            os.chmod(p, 0o555 if os.access(p, os.X_OK) else 0o444)
+            os.chmod(p, 0o555 if os.access(p, os.X_OK) else 0o444)  # nosec B103
         for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o555)  # noqa: S103
-    os.chmod(root, 0o555)  # noqa: S103
+            os.chmod(os.path.join(dirpath, name), 0o555)  # noqa: S103  # nosec B103
+    os.chmod(root, 0o555)  # noqa: S103  # nosec B103
 
 
 def _make_writable(root: Path) -> None:
-    os.chmod(root, 0o755)  # noqa: S103
+    os.chmod(root, 0o755)  # noqa: S103  # nosec B103
     for dirpath, dirnames, _ in os.walk(root):
         for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)  # noqa: S103
+            os.chmod(os.path.join(dirpath, name), 0o755)  # noqa: S103  # nosec B103

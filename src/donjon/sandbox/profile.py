@@ -18,6 +18,8 @@ __all__ = ["RUNTIME_DIR", "SandboxSpec", "bwrap_argv", "python_executable"]
 
 RUNTIME_DIR = Path(__file__).parent / "runtime"
 _SANDBOX_UID = 65534
+#: The sandbox's own private, size-capped tmpfs; never the host's /tmp.
+SANDBOX_TMP = "/tmp"  # nosec B108
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 
 
@@ -73,8 +75,8 @@ def bwrap_argv(spec: SandboxSpec, control_fd: int) -> list[str]:
         "--uid", str(_SANDBOX_UID), "--gid", str(_SANDBOX_UID),
         "--hostname", "donjon",
         "--clearenv",
-        "--setenv", "HOME", "/tmp",
-        "--setenv", "TMPDIR", "/tmp",
+        "--setenv", "HOME", SANDBOX_TMP,
+        "--setenv", "TMPDIR", SANDBOX_TMP,
         "--setenv", "LANG", "C.UTF-8",
         "--setenv", "PATH", "/usr/bin:/bin",
         "--cap-drop", "ALL",
@@ -88,7 +90,7 @@ def bwrap_argv(spec: SandboxSpec, control_fd: int) -> list[str]:
         "--ro-bind", str(spec.bundle), "/fn",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--size", str(spec.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
+        "--size", str(spec.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", SANDBOX_TMP,
         "--chdir", "/fn",
     ]
     if spec.seccomp_fd is not None:
