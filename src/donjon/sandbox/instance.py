@@ -212,7 +212,9 @@ class Instance:
             theirs.close()
             await write_frames(ours, meta, event)
             try:
-                head, body = await asyncio.wait_for(read_frames(ours, 2), timeout_s + _GRACE_S)
+                # asyncio.timeout, unlike wait_for, makes no task per call.
+                async with asyncio.timeout(timeout_s + _GRACE_S):
+                    head, body = await read_frames(ours, 2)
             except TimeoutError:
                 await self.close()
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None

@@ -63,7 +63,11 @@ class SandboxPool:
             slot = _Slot(config, asyncio.Semaphore(config.concurrency))
             self._slots[key] = slot
         try:
-            await asyncio.wait_for(slot.gate.acquire(), _QUEUE_WAIT_S)
+            if slot.gate.locked():
+                async with asyncio.timeout(_QUEUE_WAIT_S):
+                    await slot.gate.acquire()
+            else:
+                await slot.gate.acquire()  # free: returns without suspending
         except TimeoutError:
             raise TooManyInvocations(
                 f"{config.function} is at its concurrency limit ({config.concurrency})",
