@@ -1,0 +1,64 @@
+"""Helpers shared by the attacks in tests/security."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from harness import LiveNode
+
+#: Functions that run the same code in both isolation modes (invariant 4).
+PROBES = pytest.mark.parametrize("fn", ["probe", "probe-warm"])
+ATTACKERS = pytest.mark.parametrize("fn", ["sec-attack", "sec-attack-warm"])
+
+#: The only keys a denial problem document may carry.
+PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
+
+
+def attack(node: LiveNode, fn: str, op: str, **args: Any) -> Any:
+    """Run one op of a hostile function; the call itself must succeed."""
+    r = node.invoke(fn, {"op": op, **args})
+    assert r.status_code == 200, f"{fn} {op}: {r.status_code} {r.text[:2000]}"
+    return r.json()
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    """`r` is an RFC 9457 problem with `status` that carries nothing beyond the basics."""
+    assert r.status_code == status, f"{r.request.method} {r.request.url}: {r.status_code} {r.text}"
+    assert r.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    assert set(body) <= PROBLEM_KEYS, body
+    return body
+
+
+def audit_records(node: LiveNode, request_id: str, n: int = 2000) -> list[dict[str, Any]]:
+    """The audit records that name `request_id`."""
+    with node.client() as c:
+        r = c.get("/v1/audit", params={"n": n})
+    assert r.status_code == 200, r.text
+    return [rec for rec in r.json() if rec["detail"].get("request_id") == request_id]
+
+
+def bundle_dir(node: LiveNode, name: str) -> Path:
+    """Where the node keeps the current bundle of `name`, on the host."""
+    with node.client() as c:
+        digest: str = c.get(f"/v1/functions/{name}").json()["digest"]
+    return node.data_dir / "bundles" / digest
+
+
+def process_names() -> dict[int, str]:
+    """comm of every process on the host, as the host sees it."""
+    out: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    out[int(entry)] = f.read().strip()
+            except OSError:
+                continue
+    return out

@@ -1,0 +1,80 @@
+"""An http-triggered function shapes its own response; it must not shape the HTTP framing.
+
+A function that can set Transfer-Encoding, Content-Length or a 1xx status can desync a
+connection that a reverse proxy shares between users (response splitting / smuggling).
+The responses are read off a raw TLS socket, exactly as a proxy would see them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from harness import LiveNode
+
+
+def _raw_exchange(node: LiveNode, respond: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """POST to the public trigger; return the status line and the header list, unparsed."""
+    parts = urlsplit(node.url)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    body = json.dumps({"respond": respond}).encode()
+    request = (f"POST /fn/sec-http/public HTTP/1.1\r\nHost: {parts.hostname}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+               "Connection: close\r\n\r\n").encode() + body
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as raw, \
+            node.tls.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+        tls.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            try:
+                chunk = tls.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    lines = head.split("\r\n")
+    headers = [(k.strip().lower(), v.strip()) for k, _, v in
+               (line.partition(":") for line in lines[1:] if line)]
+    return lines[0], headers
+
+
+def test_function_cannot_add_transfer_encoding_to_a_framed_response(node: LiveNode) -> None:
+    """A function's `transfer-encoding: chunked` never goes out beside a Content-Length."""
+    status, headers = _raw_exchange(node, {"statusCode": 200, "body": "0\r\n\r\nGET /x HTTP/1.1",
+                                           "headers": {"transfer-encoding": "chunked"}})
+    names = [k for k, _ in headers]
+    assert status, "no response at all"
+    assert not ("transfer-encoding" in names and "content-length" in names), (status, headers)
+
+
+@pytest.mark.parametrize("length", ["1", "1000"])
+def test_function_cannot_declare_a_false_content_length(node: LiveNode, length: str) -> None:
+    """A function's own Content-Length is not sent with a body of another length."""
+    body = "hello"
+    status, headers = _raw_exchange(node, {"statusCode": 200, "body": body,
+                                           "headers": {"content-length": length}})
+    declared = [v for k, v in headers if k == "content-length"]
+    assert declared in ([], [str(len(body))]), (status, headers)
+
+
+@pytest.mark.parametrize("code", [100, 101, 103])
+def test_function_cannot_answer_with_an_interim_status(node: LiveNode, code: int) -> None:
+    """A 1xx statusCode (e.g. a fake 101 Switching Protocols) is not passed to the client."""
+    status, _ = _raw_exchange(node, {"statusCode": code, "headers": {"upgrade": "h2c",
+                                                                     "connection": "upgrade"},
+                                     "body": ""})
+    assert not status.startswith("HTTP/1.1 1"), status
+
+
+def test_function_cannot_inject_headers_with_crlf(node: LiveNode) -> None:
+    """CR/LF in a header value never becomes a second header."""
+    _, headers = _raw_exchange(node, {"statusCode": 200, "body": "x",
+                                      "headers": {"x-sec": "a\r\nset-cookie: sec-injected=1"}})
+    assert ("set-cookie", "sec-injected=1") not in headers
