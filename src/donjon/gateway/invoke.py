@@ -10,6 +10,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -28,11 +29,13 @@ from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.registry import Deployed
 from donjon.identity import Action, Principal
 from donjon.ratelimit import RateLimitError
-from donjon.sandbox import CallResult, FunctionFailed, SandboxError
+from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
 
 MAX_EVENT_BYTES = 6 * 1024 * 1024
+
+log = logging.getLogger("donjon")
 
 INVOCATIONS = Counter("donjon_invocations_total", "Invocations by function and outcome",
                       ["function", "outcome"])
@@ -122,6 +125,11 @@ def _error_response(error: Error, request_id: str) -> Response:
     if isinstance(error, FunctionFailed):
         # The caller learns that it failed and the request id, never the trace.
         return problem(500, f"the function failed; see `donjon logs` for request {request_id}",
+                       request_id=request_id, title=error.title)
+    if isinstance(error, SandboxUnavailable):
+        # Its message may name host paths or bubblewrap's own words: logs only.
+        log.error("request %s: %s", request_id, error.message)
+        return problem(503, f"the function's sandbox could not start (request {request_id})",
                        request_id=request_id, title=error.title)
     return problem_from_error(error, request_id=request_id)
 
