@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from pathlib import Path
 
-from donjon.scan import Confidence, Finding, scan_path
+import pytest
+
+from donjon.scan import Confidence, Finding, ScanError, scan_path
+from donjon.scan.python.interpreter import Interpreter
 
 
 def _scan(tmp_path: Path, code: str, name: str = "main.py") -> list[Finding]:
@@ -139,3 +143,24 @@ def test_deep_and_recursive_code_terminates(tmp_path: Path) -> None:
             os.system(value)
     """)
     assert finding.confidence is Confidence.HIGH
+
+
+def test_nested_loops_are_analysed_in_bounded_work() -> None:
+    """Sixty nested loops (2**60 passes if each ran twice) stay a few passes per statement."""
+    depth = 60
+    src = "\n".join("    " * i + f"for x{i} in event:" for i in range(depth))
+    src += "\n" + "    " * depth + "os.system(x59)\n"
+    code = "import os\ndef handler(event, context):\n" + textwrap.indent(src, "    ")
+    interpreter = Interpreter(ast.parse(code), code.splitlines(), frozenset())
+    [hit] = interpreter.run()
+    assert hit.rule_id == "DJ-PY-001" and hit.confidence is Confidence.HIGH
+    statements = sum(isinstance(n, ast.stmt) for n in ast.walk(interpreter.tree))
+    assert interpreter.statements_run < 10 * statements
+
+
+def test_code_too_deep_to_analyse_fails_closed(tmp_path: Path) -> None:
+    """The gate refuses what it cannot analyse instead of passing it unexamined."""
+    target = tmp_path / "deep.py"
+    target.write_text("import os\nx = " + " + ".join(["a"] * 900) + "\nos.system(x)\n")
+    with pytest.raises(ScanError, match=r"deep\.py: too deeply nested to analyse"):
+        scan_path(target)

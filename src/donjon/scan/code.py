@@ -8,7 +8,7 @@ import warnings
 from collections import defaultdict
 from pathlib import PurePosixPath
 
-from donjon.scan.interface import Scanner, ScannerOutput
+from donjon.scan.interface import ScanError, Scanner, ScannerOutput
 from donjon.scan.model import Finding, Location, TaintStep
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.python.hits import Hit
@@ -70,9 +70,12 @@ class CodeScanner(Scanner):
                 continue
             try:
                 hits = Interpreter(tree, source.lines, handlers.get(source.rel, frozenset())).run()
-            except RecursionError:
-                notes.append(f"{source.rel}: too deeply nested to analyse; code rules skipped")
-                continue
+            except RecursionError as e:
+                # Fail closed: a file the gate cannot analyse must not pass it unexamined.
+                raise ScanError(f"{source.rel}: too deeply nested to analyse",
+                                hint="simplify the expression or split the module") from e
+            except ScanError as e:
+                raise ScanError(f"{source.rel}: {e.message}", hint=e.hint) from e
             findings.extend(self._finding(source, hit) for hit in hits)
         return ScannerOutput(tuple(findings), tuple(notes))
 

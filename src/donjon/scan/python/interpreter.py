@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
+from donjon.scan.interface import ScanError
 from donjon.scan.model import Confidence
 from donjon.scan.python.evaluator import Evaluator, Frame, FunctionInfo
 from donjon.scan.python.hits import CallSite, Hit, Hits
@@ -23,6 +24,11 @@ from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
 __all__ = ["Interpreter"]
 
 _MAX_DEPTH = 6
+#: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
+#: otherwise: a bundle must not be able to stall the deploy gate).
+_MAX_LOOP_PASSES_DEPTH = 3
+#: Statements interpreted per statement in the module before the analysis gives up.
+_BUDGET_PER_STATEMENT = 200
 _ROUTE_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete", "head",
                                "options", "api_route", "websocket", "view"})
 _REQUEST_TYPES = frozenset({"HttpRequest", "Request", "APIGatewayProxyEvent", "WebSocket"})
@@ -63,13 +69,19 @@ class Interpreter(Evaluator):
         self.module_env = Env()
         self.functions: dict[str, FunctionInfo] = {}
         self.call_counts: Counter[str] = Counter()
+        self._budget = 0
+        self.statements_run = 0
+        self._loop_depth = 0
         self._memo: dict[tuple[int, tuple[tuple[str, bool, bool, bool], ...]], Value] = {}
         self._active: set[tuple[int, tuple[tuple[str, bool, bool, bool], ...]]] = set()
 
     # -- driving ------------------------------------------------------------------------
     def run(self) -> list[Hit]:
+        """Analyse the module; `ScanError` if it is too complex to analyse in bounded time."""
         for node in ast.walk(self.tree):
-            if isinstance(node, ast.Call):
+            if isinstance(node, ast.stmt):
+                self._budget += _BUDGET_PER_STATEMENT
+            elif isinstance(node, ast.Call):
                 f = node.func
                 self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
         for stmt in self.tree.body:
@@ -200,6 +212,13 @@ class Interpreter(Evaluator):
         return all(self.exec_stmt(stmt, env, frame) for stmt in body)
 
     def exec_stmt(self, stmt: ast.stmt, env: Env, frame: Frame) -> bool:  # noqa: PLR0912
+        self.statements_run += 1
+        if self.statements_run > self._budget:
+            raise ScanError(
+                f"line {stmt.lineno}: the code is too complex to analyse in bounded time",
+                hint="split the module or simplify its control flow; the gate does not pass "
+                     "code it cannot analyse",
+            )
         match stmt:
             case ast.Expr(value=value):
                 self.eval(value, env, frame)
@@ -360,12 +379,16 @@ class Interpreter(Evaluator):
     def _loop(self, body: list[ast.stmt], env: Env, frame: Frame, target: ast.expr | None,
               item: Value) -> None:
         inner = env.copy()
-        for _ in range(2):
-            if target is not None:
-                self.bind(target, item, inner, target)
-            looped = inner.copy()
-            self.exec_block(body, looped, frame)
-            inner.merge(looped)
+        self._loop_depth += 1
+        try:
+            for _ in range(2 if self._loop_depth <= _MAX_LOOP_PASSES_DEPTH else 1):
+                if target is not None:
+                    self.bind(target, item, inner, target)
+                looped = inner.copy()
+                self.exec_block(body, looped, frame)
+                inner.merge(looped)
+        finally:
+            self._loop_depth -= 1
         env.merge(inner)
 
     def _try(self, stmt: ast.Try | ast.TryStar, env: Env, frame: Frame) -> bool:
