@@ -135,7 +135,8 @@ class FindingKind(enum.Enum):
     """Which scanner family produced a finding."""
 
     CODE = "code"
-    SECRET = "secret"  # noqa: S105 - a category name, not a credential
+    # A category name, not a credential:
+    SECRET = "secret"  # noqa: S105  # nosec B105
     DEPENDENCY = "dependency"
     MANIFEST = "manifest"
 
