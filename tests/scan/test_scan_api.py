@@ -175,3 +175,21 @@ def test_no_advisory_database_is_a_note(tmp_path: Path) -> None:
     report = scan_path(bundle)
     assert report.findings == ()
     assert any("dependencies were not checked" in n for n in report.notes)
+
+
+def test_concurrent_scans_share_one_database(tmp_path: Path, advisory_db: AdvisoryDB) -> None:
+    """The server scans deploys in threads with one AdvisoryDB: results do not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bundles = []
+    for i in range(6):
+        bundle = _bundle(tmp_path / f"b{i}", HANDLER if i % 2 else "x = 1\n")
+        (bundle / "requirements.txt").write_text("jinja2==2.10\n" if i % 3 == 0 else "")
+        bundles.append(bundle)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        reports = list(pool.map(lambda b: scan_path(b, advisories=advisory_db), bundles * 2))
+    for bundle, report in zip(bundles * 2, reports, strict=True):
+        i = int(bundle.name[1:])
+        rules = {f.rule_id for f in report.findings}
+        assert ("DJ-PY-001" in rules) == bool(i % 2)
+        assert ("DJ-DEP-001" in rules) == (i % 3 == 0)

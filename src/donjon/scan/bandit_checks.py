@@ -8,11 +8,12 @@ replaced by Donjon's taint-aware rules (fewer false alarms); these complement th
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from functools import cache
 from typing import Any
 
-from donjon.scan.code import code_fingerprint
+from donjon.scan.code import code_fingerprint, compile_warnings_ignored
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location, Severity
 from donjon.scan.project import Project, SourceFile
@@ -40,12 +41,13 @@ _TRIGGERS = re.compile(
     re.MULTILINE,
 )
 _GRADES = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
+_IMPORT_LOCK = threading.Lock()
 
 
 @cache
 def _bandit() -> tuple[Any, Any]:
     """Bandit's manager and config modules, imported once."""
-    with warnings.catch_warnings():
+    with _IMPORT_LOCK, warnings.catch_warnings():
         # stevedore (through bandit's extension loader) warns about its own API on import.
         warnings.filterwarnings(
             "ignore", message="The verify_requirements argument", category=DeprecationWarning
@@ -65,9 +67,7 @@ class BanditScanner(Scanner):
         if not candidates:
             return ScannerOutput()
         manager_mod, config_mod = _bandit()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with compile_warnings_ignored():
             mgr = manager_mod.BanditManager(
                 config_mod.BanditConfig(), "file", profile={"include": set(BANDIT_RULES)},
                 ignore_nosec=True, quiet=True,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 from donjon.scan.interface import ScanError, Scanner, ScannerOutput
@@ -15,7 +18,13 @@ from donjon.scan.python.hits import Hit
 from donjon.scan.python.interpreter import Interpreter
 from donjon.scan.rules import rule
 
-__all__ = ["CodeScanner", "code_fingerprint", "handlers_by_file", "parse_python"]
+__all__ = [
+    "CodeScanner",
+    "code_fingerprint",
+    "compile_warnings_ignored",
+    "handlers_by_file",
+    "parse_python",
+]
 
 
 def code_fingerprint(rule_id: str, rel: str, line_text: str) -> str:
@@ -25,13 +34,24 @@ def code_fingerprint(rule_id: str, rel: str, line_text: str) -> str:
     return digest.hexdigest()[:32]
 
 
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextmanager
+def compile_warnings_ignored() -> Iterator[None]:
+    """Silence what compiling the scanned code warns about (invalid escapes and the like:
+    its business, not ours). The warnings filters are process-wide, so concurrent scans
+    take turns here rather than restore each other's filters."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 def parse_python(source: SourceFile) -> ast.Module | str:
     """The module's AST, or why it could not be parsed."""
     try:
-        with warnings.catch_warnings():
-            # Invalid escapes and the like in the scanned code are its business, not ours.
-            warnings.simplefilter("ignore", SyntaxWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with compile_warnings_ignored():
             return ast.parse(source.text, filename=source.rel)
     except SyntaxError as e:
         return f"{source.rel}: not valid Python 3 (line {e.lineno}: {e.msg}); code rules skipped"
