@@ -3,7 +3,8 @@
 The files are real Python: a fixed set of standard-library modules (HTTP, email,
 archives, subprocess...) copied into a temporary directory, about 20,000 lines.
 Each tool runs `--repeat` times; the best time counts. Printed: seconds per 10,000
-lines for each, and Donjon's time as a multiple of Bandit's (under 1.0 is faster).
+lines for each, and Donjon's time as a multiple of Bandit's (under 1.0 is faster);
+then both tools' precision and recall on the code-rule corpus (tests/scan/corpus).
 
     .venv/bin/python bench/bench_scan.py [--repeat 3]
 """
@@ -11,6 +12,7 @@ lines for each, and Donjon's time as a multiple of Bandit's (under 1.0 is faster
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import sysconfig
@@ -70,6 +72,46 @@ def bandit_cli(target: Path) -> int:
     return out.count('"test_id"')
 
 
+CORPUS = Path(__file__).resolve().parents[1] / "tests" / "scan" / "corpus"
+_MARK = re.compile(r"#\s*expect:\s*(DJ-PY-0\d\d)")
+
+
+def corpus_comparison() -> None:
+    """Precision and recall of both tools on the code-rule corpus (DJ-PY-001..010).
+
+    A marked line is a vulnerability; a tool's finding on a marked line is a hit, on
+    any other line a false alarm (Bandit's ids differ from Donjon's, so any finding
+    on the line counts for either tool).
+    """
+    marked: set[tuple[str, int]] = set()
+    files: list[Path] = []
+    for case in sorted(CORPUS.glob("DJ-PY-0*/*")):
+        for file in sorted(case.rglob("*.py")):
+            files.append(file)
+            for number, line in enumerate(file.read_text().splitlines(), start=1):
+                if _MARK.search(line):
+                    marked.add((str(file), number))
+    donjon: set[tuple[str, int]] = set()
+    for case in sorted(CORPUS.glob("DJ-PY-0*/*")):
+        for f in scan_path(case).findings:
+            donjon.add((str(case / f.location.path), f.location.line))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from bandit.core import config, manager
+
+        mgr = manager.BanditManager(config.BanditConfig(), "file", quiet=True)
+        mgr.discover_files([str(f) for f in files])
+        mgr.run_tests()
+    bandit = {(str(Path(i.fname).resolve()), int(i.lineno)) for i in mgr.get_issue_list()}
+    print(f"code-rule corpus: {len(files)} files, {len(marked)} vulnerable lines")
+    for name, found in (("donjon", donjon), ("bandit (all tests)", bandit)):
+        hits = len(found & marked)
+        alarms = len(found - marked)
+        precision = hits / len(found) if found else 1.0
+        print(f"  {name:<20} recall {hits / len(marked):6.1%}  precision {precision:6.1%}  "
+              f"({hits} found, {len(marked) - hits} missed, {alarms} false alarms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -103,6 +145,7 @@ def main() -> None:
     for name in ("donjon code rules (own taint engine)",
                  "donjon full scan (code+bandit checks+secrets+manifest)"):
         print(f"  ratio {name.split(' (')[0]} / bandit library: {runs[name][0] / base:.2f}x")
+    corpus_comparison()
 
 
 if __name__ == "__main__":
