@@ -164,3 +164,17 @@ def test_code_too_deep_to_analyse_fails_closed(tmp_path: Path) -> None:
     target.write_text("import os\nx = " + " + ".join(["a"] * 900) + "\nos.system(x)\n")
     with pytest.raises(ScanError, match=r"deep\.py: too deeply nested to analyse"):
         scan_path(target)
+
+
+def test_request_typed_parameters_are_sources(tmp_path: Path) -> None:
+    """Azure-style ``req: func.HttpRequest`` parameters carry caller data; others do not."""
+    findings = _scan(tmp_path, """
+        import os
+        import azure.functions as func
+
+        def main(req: func.HttpRequest, setting: str):
+            os.system("echo " + req.params.get("name"))
+            os.system(setting)
+    """)
+    assert [(f.location.line, f.confidence) for f in findings] == [
+        (6, Confidence.HIGH), (7, Confidence.LOW)]

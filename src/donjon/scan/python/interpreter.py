@@ -51,12 +51,16 @@ def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozense
         target = deco.func if isinstance(deco, ast.Call) else deco
         if isinstance(target, ast.Attribute) and target.attr in _ROUTE_DECORATORS:
             return "route"
-    for arg in node.args.args:
-        ann = arg.annotation
-        name = ann.attr if isinstance(ann, ast.Attribute) else getattr(ann, "id", None)
-        if name in _REQUEST_TYPES:
-            return "typed"
+    if any(_is_request_typed(arg) for arg in node.args.args):
+        return "typed"
     return ""
+
+
+def _is_request_typed(arg: ast.arg) -> bool:
+    """A parameter annotated as an HTTP request (``req: func.HttpRequest``)."""
+    ann = arg.annotation
+    name = ann.attr if isinstance(ann, ast.Attribute) else getattr(ann, "id", None)
+    return name in _REQUEST_TYPES
 
 
 class Interpreter(Evaluator):
@@ -115,10 +119,14 @@ class Interpreter(Evaluator):
 
     def _analyze_entry(self, info: FunctionInfo) -> None:
         names = self._params(info)
+        typed = {a.arg for a in info.node.args.args if _is_request_typed(a)}
         values: dict[str, Value] = {}
         line, col = info.node.lineno, info.node.col_offset + 1
         for i, name in enumerate(names):
-            tainted = (info.entry in ("route", "typed")) or (i == 0 and info.entry != "")
+            if info.entry == "typed":
+                tainted = name in typed
+            else:
+                tainted = info.entry == "route" or (i == 0 and info.entry != "")
             if tainted:
                 note = f"'{name}' of {info.node.name}(): data from the caller ({info.entry})"
                 values[name] = Value(taint=(Step(line, col, note),))
