@@ -147,8 +147,10 @@ class Interpreter(Evaluator):
         if key in self._memo:
             return self._memo[key]
         if key in self._active or depth > _MAX_DEPTH:
-            labelled = [v for v in values.values() if v.interesting]
-            return Value(taint=next((v.taint for v in labelled if v.taint), None))
+            # Recursion or a very deep chain: assume the result derives from the arguments.
+            args = list(values.values())
+            return Value(taint=next((v.taint for v in args if v.taint), None),
+                         exc=next((v.exc for v in args if v.exc), None))
         self._active.add(key)
         env = Env(info.closure or self.module_env)
         for name in names + every:
@@ -156,13 +158,9 @@ class Interpreter(Evaluator):
         all_params = frozenset(names + every) | {"self", "cls"}
         frame = Frame(info, all_params, depth=depth)
         self.exec_block(info.node.body, env, frame)
-        result = UNKNOWN
-        if frame.returns:
-            result = frame.returns[0]
-            for r in frame.returns[1:]:
-                result = result.join(r)
-        else:
-            result = constant()
+        result = frame.returns[0] if frame.returns else constant()  # no return: None
+        for other in frame.returns[1:]:
+            result = result.join(other)
         self._active.discard(key)
         self._memo[key] = result
         return result
@@ -179,7 +177,9 @@ class Interpreter(Evaluator):
         values: dict[str, Value] = {}
         step = Step(site.line, site.col, self.text(site.line))
         for i, node in enumerate(site.node.args):
-            if isinstance(node, ast.Starred):
+            if isinstance(node, ast.Starred):  # f(*xs): any later parameter may get xs' data
+                for name in names[i:]:
+                    values[name] = site.args[i].step(step)
                 break
             if i < len(names):
                 values[names[i]] = site.args[i].step(step)
