@@ -44,6 +44,15 @@ _GRADES = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
 _IMPORT_LOCK = threading.Lock()
 
 
+def _harmless(issue: Any) -> bool:
+    """B103 also flags execute bits for group/others (0o755, 0o555: ordinary directory and
+    program modes); only write access for group or others is a finding here."""
+    if issue.test_id != "B103":
+        return False
+    mask = re.search(r"mask (0o[0-7]+)", str(issue.text))
+    return mask is not None and not int(mask.group(1), 8) & 0o022
+
+
 @cache
 def _bandit() -> tuple[Any, Any]:
     """Bandit's manager and config modules, imported once."""
@@ -78,7 +87,7 @@ class BanditScanner(Scanner):
         for issue in mgr.get_issue_list():
             source = candidates.get(issue.fname)
             rule_id = BANDIT_RULES.get(issue.test_id)
-            if source is not None and rule_id is not None:
+            if source is not None and rule_id is not None and not _harmless(issue):
                 findings.append(self._finding(source, rule_id, issue))
         return ScannerOutput(tuple(findings))
 

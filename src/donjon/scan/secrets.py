@@ -91,6 +91,10 @@ def _keyword_regexes(rel: str) -> dict[re.Pattern[str], int]:
 def _is_false_positive(secret: str, line: str, plugin: BasePlugin) -> bool:
     if is_placeholder(secret):
         return True
+    if isinstance(plugin, KeywordDetector):
+        key = line[: max(line.rfind(secret), 0)].lower()
+        if secret.lower() in key:  # the value only repeats its own key
+            return True
     if isinstance(plugin, RegexBasedDetector):
         return heuristic.is_sequential_string(secret)
     return (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
-from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant, join_all
+from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
 
@@ -78,6 +78,10 @@ class Frame:
         return self.info.node.name if self.info else "<module>"
 
 
+def _passed_on(values: list[Value]) -> Trace | None:
+    return next((t for v in values if (t := v.passed_on()) is not None), None)
+
+
 def _dotted(node: ast.expr) -> str | None:
     if isinstance(node, ast.Name):
         return node.id
@@ -132,7 +136,7 @@ class Evaluator(ABC):
                 values = [self.eval(e, env, frame) for e in elts]
                 head = values[0] if values and not isinstance(elts[0], ast.Starred) else None
                 out = join_all(values)
-                return Value(out.taint, out.exc, out.const, out.built, None, head)
+                return Value(out.taint, out.exc, out.const, out.built, None, head, out.exc_raw)
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
                 return join_all(items + [self.eval(v, env, frame) for v in vals])
@@ -196,7 +200,9 @@ class Evaluator(ABC):
         base_value = self.eval(node.value, env, frame)
         if node.attr in _EXC_SAFE_ATTRS:
             base_value = base_value.without_exc()
-        return Value(taint=base_value.taint, exc=base_value.exc)
+        # An exception's attributes are structured data like the exception itself: they
+        # disclose it once made text (str(), f-strings, concatenation), not before.
+        return Value(taint=base_value.taint, exc=base_value.exc, exc_raw=base_value.exc_raw)
 
     def _fstring(self, parts: list[ast.expr], env: Env, frame: Frame) -> Value:
         values = [self.eval(p, env, frame) for p in parts]
@@ -288,15 +294,16 @@ class Evaluator(ABC):
             if method == "format" and receiver.prefix is not None:
                 return Value(out.taint, out.exc, out.const, not out.const,
                              receiver.prefix.split("{")[0])
-            if method == "join":
+            if method == "join" and receiver.prefix is not None:  # "sep".join(parts)
                 return Value(out.taint, out.exc, out.const, out.built or not out.const)
             known_text = out.const and receiver.prefix is not None
-            return Value(out.taint, out.exc, known_text, receiver.built)
+            exc = receiver.passed_on() or _passed_on(everything)
+            return Value(out.taint, exc, known_text, receiver.built)
         out = join_all(everything)
-        if qual in _PURE:
+        if qual in _PURE:  # str(e), repr(e), format(e): the exception as text
             prefix = args[0].prefix if qual == "str" and len(args) == 1 else None
             return Value(out.taint, out.exc, out.const, out.built, prefix)
-        return Value(out.taint, out.exc)
+        return Value(out.taint, _passed_on(everything))
 
     def _mutate(self, target: ast.expr, receiver: Value, added: list[Value], env: Env) -> None:
         key = _dotted(target)

@@ -24,6 +24,7 @@ from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
 __all__ = ["Interpreter"]
 
 _MAX_DEPTH = 6
+_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool], ...], int | None]
 #: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
 #: otherwise: a bundle must not be able to stall the deploy gate).
 _MAX_LOOP_PASSES_DEPTH = 3
@@ -76,8 +77,8 @@ class Interpreter(Evaluator):
         self._budget = 0
         self.statements_run = 0
         self._loop_depth = 0
-        self._memo: dict[tuple[int, tuple[tuple[str, bool, bool, bool], ...]], Value] = {}
-        self._active: set[tuple[int, tuple[tuple[str, bool, bool, bool], ...]]] = set()
+        self._memo: dict[_MemoKey, Value] = {}
+        self._active: set[_MemoKey] = set()
 
     # -- driving ------------------------------------------------------------------------
     def run(self) -> list[Hit]:
@@ -130,9 +131,14 @@ class Interpreter(Evaluator):
             if tainted:
                 note = f"'{name}' of {info.node.name}(): data from the caller ({info.entry})"
                 values[name] = Value(taint=(Step(line, col, note),))
-        self._call_with(info, values, depth=0)
+        self._call_with(info, values, depth=0, site=None)
 
-    def _call_with(self, info: FunctionInfo, values: dict[str, Value], depth: int) -> Value:
+    def _call_with(self, info: FunctionInfo, values: dict[str, Value], depth: int,
+                   site: int | None) -> Value:
+        """Analyse `info` with `values` bound to its parameters; its return value.
+
+        Memoised per pattern of labels; with labelled arguments also per call site, so a
+        returned value's path starts at this call, not at the first one analysed."""
         names = self._params(info)
         every = [a.arg for a in info.node.args.kwonlyargs]
         for extra in (info.node.args.vararg, info.node.args.kwarg):
@@ -143,7 +149,8 @@ class Interpreter(Evaluator):
             for n in names + every
             for v in [values.get(n, UNKNOWN)]
         )
-        key = (id(info), pattern)
+        labelled = any(v.interesting for v in values.values())
+        key = (id(info), pattern, site if labelled else None)
         if key in self._memo:
             return self._memo[key]
         if key in self._active or depth > _MAX_DEPTH:
@@ -187,7 +194,7 @@ class Interpreter(Evaluator):
             values[kw] = value.step(step)
         for name, default in self._defaults(info):
             values.setdefault(name, default)
-        result = self._call_with(info, values, frame.depth + 1)
+        result = self._call_with(info, values, frame.depth + 1, site.line)
         return result.step(Step(site.line, site.col, f"returned by {info.node.name}()"))
 
     def _defaults(self, info: FunctionInfo) -> list[tuple[str, Value]]:
@@ -423,4 +430,5 @@ class Interpreter(Evaluator):
         weak = bool(names) and all(n in _CLIENT_ERRORS for n in names)
         label = "any exception" if not names or _BROAD & set(names) else ", ".join(names)
         note = f"exception '{handler.name}' ({label}) caught"
-        return Value(exc=(Step(handler.lineno, handler.col_offset + 1, note, weak=weak),))
+        step = Step(handler.lineno, handler.col_offset + 1, note, weak=weak)
+        return Value(exc=(step,), exc_raw=True)

@@ -5,8 +5,10 @@ whether it carries event data (`taint`) or exception details (`exc`), each with
 the trace of steps it took; whether it is built only from literals or sanitized
 values, so that it cannot carry an injected payload (`const`); whether it is a
 string assembled from non-constant parts (`built`); its known
-leading text (`prefix`); and, for sequences, what is known of the first item
-(`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``).
+leading text (`prefix`); for sequences, what is known of the first item
+(`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
+whether its exception label comes only from exception objects themselves
+(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Value:
     built: bool = False
     prefix: str | None = None
     head: Value | None = None
+    exc_raw: bool = False
 
     @property
     def interesting(self) -> bool:
@@ -94,7 +97,13 @@ class Value:
             built=self.built or other.built,
             prefix=prefix,
             head=head,
+            exc_raw=self._raw_with(other),
         )
+
+    def _raw_with(self, other: Value) -> bool:
+        """Whether a combination's exception label still comes only from exception objects."""
+        labelled = [v for v in (self, other) if v.exc is not None]
+        return bool(labelled) and all(v.exc_raw for v in labelled)
 
     def mix(self, other: Value) -> Value:
         """A value derived from both (an operation on two operands): labels of either."""
@@ -103,6 +112,7 @@ class Value:
             exc=_shorter(self.exc, other.exc),
             const=self.const and other.const,
             built=self.built or other.built,
+            exc_raw=self._raw_with(other),
         )
 
     def step(self, step: Step) -> Value:
@@ -116,7 +126,12 @@ class Value:
         return Value(const=True)
 
     def without_exc(self) -> Value:
-        return replace(self, exc=None)
+        return replace(self, exc=None, exc_raw=False)
+
+    def passed_on(self) -> Trace | None:
+        """The exception label that survives being passed to an unknown function: text
+        made from an exception does, the exception object itself does not."""
+        return None if self.exc_raw else self.exc
 
 
 UNKNOWN = Value()

@@ -19,3 +19,8 @@ def handler(event, context):
 
 def count(conn, name):
     return conn.execute("SELECT count(*) FROM t WHERE name = ?", (name,))
+
+
+def orders(conn, select, table, other):
+    query = select(table).join(other, (table.c.id == other.c.id) & (table.c.ok == 1))
+    return conn.execute(query.order_by(table.c.id))

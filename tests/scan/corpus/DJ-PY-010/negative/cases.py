@@ -27,3 +27,10 @@ def helper():
         return 1
     except ValueError as e:
         return str(e)
+
+
+def with_formatter(event, context):
+    try:
+        return {"statusCode": 200}
+    except Exception as e:
+        return render_problem(e, request_id=context.request_id)

@@ -54,3 +54,10 @@ def upload(event, context):
         return process(event)
     except OSError as err:
         return _error_body(err)  # expect: DJ-PY-010@high
+
+
+def raw_object(event, context):
+    try:
+        return process(event)
+    except RuntimeError as e:
+        return {"statusCode": 500, "error": e}  # expect: DJ-PY-010@high

@@ -5,3 +5,7 @@ import os
 
 def publish(path):
     os.chmod(path, 0o777)  # expect: DJ-PY-105
+
+
+def share(path):
+    os.chmod(path, 0o775)  # expect: DJ-PY-105

@@ -9,3 +9,7 @@ def connect(connect_db, context):
     empty_password = ""
     secret = context.secrets["db-password"]
     return connect_db(user="app", password=password or secret or empty_password)
+
+
+SECRET = "secret"
+PASSWORD_FIELD = "password"
