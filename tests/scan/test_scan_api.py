@@ -193,3 +193,12 @@ def test_concurrent_scans_share_one_database(tmp_path: Path, advisory_db: Adviso
         rules = {f.rule_id for f in report.findings}
         assert ("DJ-PY-001" in rules) == bool(i % 2)
         assert ("DJ-DEP-001" in rules) == (i % 3 == 0)
+
+
+def test_special_files_are_not_read(tmp_path: Path) -> None:
+    """A FIFO named like code would block a reader forever: it is skipped with a note."""
+    bundle = _bundle(tmp_path / "b")
+    os.mkfifo(bundle / "pipe.py")
+    report = scan_path(bundle)
+    assert any("pipe.py: skipped, not a regular file" in n for n in report.notes)
+    assert [f.rule_id for f in report.findings] == ["DJ-PY-001"]

@@ -9,6 +9,7 @@ dependencies (``.deps/``) as installed distributions, not as user code.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -100,7 +101,12 @@ class Project:
 
 def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
     try:
-        size = path.stat().st_size
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO or device would block or never end: a bundle must not stall the gate.
+            notes.append(f"{rel}: skipped, not a regular file")
+            return None
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             notes.append(f"{rel}: skipped, larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
             return None
