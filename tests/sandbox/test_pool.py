@@ -11,6 +11,7 @@ import pytest
 
 from donjon.sandbox import (
     InstanceConfig,
+    SandboxHost,
     SandboxPool,
     TooManyInvocations,
     compile_filters,
@@ -19,9 +20,10 @@ from donjon.sandbox import (
 
 HANDLER = """
 import os, time
+PROCESS = os.urandom(8).hex()  # made once per process that imports the handler
 def handler(event, context):
     time.sleep(event.get("sleep", 0))
-    return {"pid": os.getpid()}
+    return {"process": PROCESS}
 """
 
 
@@ -35,6 +37,10 @@ def _config(bundle: Path, *, warm: bool, concurrency: int = 4) -> InstanceConfig
     return InstanceConfig("pooltest", 1, bundle, "main", "handler", warm, 64, 8, concurrency)
 
 
+def _host(bundle: Path) -> SandboxHost:
+    return SandboxHost.detect(bundle.parent / "data")
+
+
 def _meta() -> bytes:
     return json.dumps({"request_id": "r", "function": "pooltest", "version": 1,
                        "deadline": time.time() + 10}).encode()
@@ -46,14 +52,14 @@ def _run(coro: object) -> object:
 
 def test_invocation_calls_run_concurrently_in_distinct_processes(bundle: Path) -> None:
     """Four overlapping calls of one invocation-mode function run in four processes at once."""
-    async def go() -> list[int]:
-        pool = SandboxPool(detect_resource_control(), compile_filters())
+    async def go() -> list[str]:
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             cfg = _config(bundle, warm=False)
             results = await asyncio.gather(*(
                 pool.invoke(cfg, _meta(), b'{"sleep": 0.5}', 5) for _ in range(4)
             ))
-            return [json.loads(r.body)["pid"] for r in results]
+            return [json.loads(r.body)["process"] for r in results]
         finally:
             await pool.close()
 
@@ -63,11 +69,11 @@ def test_invocation_calls_run_concurrently_in_distinct_processes(bundle: Path) -
 
 def test_warm_mode_reuses_one_process(bundle: Path) -> None:
     """Sequential calls of a warm function are served by the same process."""
-    async def go() -> set[int]:
-        pool = SandboxPool(detect_resource_control(), compile_filters())
+    async def go() -> set[str]:
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             cfg = _config(bundle, warm=True, concurrency=1)
-            return {json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["pid"]
+            return {json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["process"]
                     for _ in range(5)}
         finally:
             await pool.close()
@@ -82,7 +88,7 @@ def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.M
     monkeypatch.setattr(pool_module, "_QUEUE_WAIT_S", 0.2)
 
     async def go() -> list[object]:
-        pool = SandboxPool(detect_resource_control(), compile_filters())
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             cfg = _config(bundle, warm=False, concurrency=1)
             return await asyncio.gather(
@@ -101,12 +107,13 @@ def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.M
 
 def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
     """A sandbox idle past the timeout is stopped; the next call starts a new one."""
-    async def go() -> tuple[int, int, int]:
-        pool = SandboxPool(detect_resource_control(), compile_filters(), idle_timeout_s=0.3)
+    async def go() -> tuple[int, int, str]:
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle),
+                           idle_timeout_s=0.3)
         pool.start()
         try:
             cfg = _config(bundle, warm=True, concurrency=1)
-            first = json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["pid"]
+            first = json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["process"]
             running = pool.running()
             for _ in range(40):
                 await asyncio.sleep(0.1)
@@ -125,7 +132,7 @@ def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
 def test_retire_stops_old_versions(bundle: Path) -> None:
     """Retiring a function stops its sandboxes but keeps the version asked to stay."""
     async def go() -> tuple[int, int]:
-        pool = SandboxPool(detect_resource_control(), compile_filters())
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             old = _config(bundle, warm=True, concurrency=1)
             new = InstanceConfig("pooltest", 2, bundle, "main", "handler", True, 64, 8, 1)

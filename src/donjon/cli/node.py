@@ -53,12 +53,10 @@ def serve(host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
           unsafe_http: bool) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
     from donjon.gateway import serve as run_server
-    from donjon.sandbox import check_sandbox
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    check_sandbox()
     click.echo(f"donjon serving on {'http' if unsafe_http else 'https'}://{host}:{port}",
                err=True)
     run_server(load_settings(), host, port, tls_cert=tls_cert, tls_key=tls_key,
@@ -68,14 +66,22 @@ def serve(host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
 @click.command()
 def doctor() -> None:
     """Check this host: sandbox, resource control, data dir."""
-    from donjon.sandbox import SandboxUnavailable, check_sandbox, detect_resource_control
+    from donjon.sandbox import (
+        SandboxHost,
+        SandboxUnavailable,
+        check_sandbox,
+        detect_resource_control,
+    )
 
     settings = load_settings()
     problems = 0
     try:
-        bwrap = check_sandbox()
+        host = SandboxHost.detect(settings.data_dir)
+        bwrap = check_sandbox(host)
         click.echo(f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
-                   "cgroup namespaces)")
+                   "cgroup namespaces; seccomp)")
+        who = "Donjon's own user" if host.uid is None else f"host uid {host.uid}, gid {host.gid}"
+        click.echo(f"sandbox user:     {who}; interpreter {host.python}")
     except SandboxUnavailable as e:
         problems += 1
         click.echo(f"sandbox:          FAIL {e.message}")

@@ -11,7 +11,7 @@ from donjon.gateway.errors import Forbidden, PayloadTooLarge, Unauthorized
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal, is_allowed
 
-__all__ = ["authenticate", "authorize", "new_request_id", "read_body"]
+__all__ = ["authenticate", "authorize", "deny", "new_request_id", "read_body"]
 
 
 def new_request_id() -> str:
@@ -22,7 +22,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "-"
 
 
-async def _deny(node: Node, request: Request, actor: str, action: str, reason: str,
+async def deny(node: Node, request: Request, actor: str, action: str, reason: str,
                 request_id: str) -> None:
     await node.audit.record(
         AuditEvent(actor, action, request.url.path, "denied",
@@ -40,7 +40,7 @@ async def authenticate(node: Node, request: Request, request_id: str) -> Princip
         principal = node.key_index.authenticate(token.strip())
     if principal is None:
         reason = "missing credentials" if not header else "invalid or revoked credentials"
-        await _deny(node, request, "anonymous", "auth.denied", reason, request_id)
+        await deny(node, request, "anonymous", "auth.denied", reason, request_id)
         raise Unauthorized("missing, invalid or revoked credentials")
     return principal
 
@@ -49,7 +49,7 @@ async def authorize(node: Node, request: Request, principal: Principal, action: 
                     request_id: str, function: str | None = None) -> None:
     """`Forbidden` (audited) unless the principal's role grants `action`."""
     if not is_allowed(principal, action, function):
-        await _deny(node, request, principal.label, "authz.denied",
+        await deny(node, request, principal.label, "authz.denied",
                     f"{action.value} not granted", request_id)
         raise Forbidden("this credential does not allow that")
 

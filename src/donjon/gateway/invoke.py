@@ -22,7 +22,7 @@ from starlette.responses import Response
 from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
+from donjon.gateway.access import authenticate, authorize, deny, new_request_id, read_body
 from donjon.gateway.errors import BadRequest, NotFound, Unauthorized
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
@@ -183,7 +183,9 @@ async def handle_http_trigger(request: Request) -> Response:
             principal = await authenticate(node, request, request_id)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
         elif auth == "jwt":
-            raise Unauthorized("JWT authentication is not configured on this node")
+            await deny(node, request, "anonymous", "auth.denied",
+                       "jwt: no identity provider configured", request_id)
+            raise Unauthorized("missing, invalid or revoked credentials")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
         result = await _run(node, deployed, principal, event, request_id, "http")
@@ -192,11 +194,18 @@ async def handle_http_trigger(request: Request) -> Response:
     return _http_response(result.body, request_id)
 
 
+def _is_platform_credential(value: str) -> bool:
+    scheme, _, token = value.strip().partition(" ")
+    return scheme.lower() == "bearer" and token.strip().startswith("dj_")
+
+
 def _http_event(request: Request, path: str, body: bytes, principal: Principal | None, *,
                 strip_auth: bool) -> bytes:
-    # The platform credential that authenticated the call never reaches the function.
+    # A platform credential never reaches a function: not the one that
+    # authenticated the call, nor a Donjon key sent to a public trigger.
     headers = {
-        k: v for k, v in request.headers.items() if not (strip_auth and k == "authorization")
+        k: v for k, v in request.headers.items()
+        if k != "authorization" or not (strip_auth or _is_platform_credential(v))
     }
     try:
         text: str = body.decode()
@@ -214,16 +223,34 @@ def _http_event(request: Request, path: str, body: bytes, principal: Principal |
     }).encode()
 
 
+_HOP_BY_HOP = frozenset({
+    "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive", "te",
+    "trailer", "proxy-connection", "proxy-authenticate", "proxy-authorization", "x-request-id",
+})
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _safe_header(name: str, value: str) -> bool:
+    return (bool(name) and set(name) <= _TOKEN_CHARS
+            and not any(c in value for c in "\r\n\0"))
+
+
 def _http_response(body: bytes, request_id: str) -> Response:
     result: Any = json.loads(body)
     if isinstance(result, dict) and "statusCode" in result:
         status = result.get("statusCode")
         headers = result.get("headers") or {}
         payload = result.get("body", "")
-        if not isinstance(status, int) or not 100 <= status <= 599 or not isinstance(headers, dict):
+        if not isinstance(status, int) or not 200 <= status <= 599 or not isinstance(headers, dict):
             return problem(502, "the function returned a malformed http response",
                            request_id=request_id)
-        out_headers = {str(k): str(v) for k, v in headers.items()}
+        # The gateway owns the framing: a function cannot set lengths, encodings,
+        # hop-by-hop headers or header values that would split the response.
+        out_headers = {
+            str(k): str(v) for k, v in headers.items()
+            if str(k).lower() not in _HOP_BY_HOP and _safe_header(str(k), str(v))
+        }
         out_headers["x-request-id"] = request_id
         if not isinstance(payload, str):
             payload = json.dumps(payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from donjon.identity import KeyIndex
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
+    SandboxHost,
     SandboxPool,
     check_sandbox,
     compile_filters,
@@ -46,9 +48,10 @@ class Node:
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
-        check_sandbox()
+        host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir)
+        await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
-        self.pool = SandboxPool(self.resources, compile_filters())
+        self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
                                          {"resource_control": self.resources.mode.value}))

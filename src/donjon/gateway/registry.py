@@ -49,7 +49,7 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
         warm=warm,
         memory_mb=manifest.memory_mb,
         tmp_mb=min(_TMP_MB, manifest.memory_mb),
-        concurrency=1 if warm else manifest.limits.concurrency,
+        concurrency=manifest.limits.concurrency,
     )
 
 

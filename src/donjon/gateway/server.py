@@ -10,6 +10,7 @@ import uvicorn
 from donjon.config import Settings
 from donjon.gateway.app import create_app
 from donjon.gateway.node import open_node
+from donjon.sandbox import SandboxHost, check_sandbox
 
 __all__ = ["serve"]
 
@@ -19,6 +20,7 @@ log = logging.getLogger("donjon")
 def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
           tls_key: Path | None, unsafe_http: bool) -> None:
     node = open_node(settings)
+    check_sandbox(SandboxHost.detect(settings.data_dir))  # refuse to serve without it
     app = create_app(node)
     ssl: dict[str, str] = {}
     if unsafe_http:

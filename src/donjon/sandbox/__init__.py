@@ -11,6 +11,7 @@ from donjon.sandbox.errors import (
     SandboxUnavailable,
     TooManyInvocations,
 )
+from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl, ResourceMode, detect_resource_control
 from donjon.sandbox.pool import SandboxPool
@@ -29,6 +30,7 @@ __all__ = [
     "ResourceControl",
     "ResourceMode",
     "SandboxError",
+    "SandboxHost",
     "SandboxPool",
     "SandboxUnavailable",
     "TooManyInvocations",

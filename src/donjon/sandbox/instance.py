@@ -22,6 +22,7 @@ from donjon.sandbox.errors import (
     SandboxError,
     SandboxUnavailable,
 )
+from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.limits import Cgroup, ResourceControl
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.seccomp import Filters
@@ -44,7 +45,13 @@ class InstanceConfig:
     warm: bool
     memory_mb: int
     tmp_mb: int
+    #: The function's limit on calls in flight (over all its sandboxes).
     concurrency: int
+
+    @property
+    def calls_per_instance(self) -> int:
+        """A warm sandbox serves one call at a time; an invocation one, `concurrency`."""
+        return 1 if self.warm else self.concurrency
 
 
 @dataclass(frozen=True)
@@ -59,10 +66,11 @@ class Instance:
     """A sandbox process and its control channel."""
 
     def __init__(self, config: InstanceConfig, resources: ResourceControl,
-                 filters: Filters) -> None:
+                 filters: Filters, host: SandboxHost) -> None:
         self.config = config
         self._resources = resources
         self._filters = filters
+        self._host = host
         self._proc: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
         self._cgroup: Cgroup | None = None
@@ -73,6 +81,7 @@ class Instance:
         self.active = 0
         self.last_used = time.monotonic()
         self.closed = False
+        self._starting = True
 
     # -- life cycle -------------------------------------------------------------
 
@@ -81,13 +90,9 @@ class Instance:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         seccomp_fd = self._filters.sandbox_fd()
-        spec = SandboxSpec(
-            bundle=self.config.bundle,
-            tmp_mb=self.config.tmp_mb,
-            per_call_tmp=not self.config.warm,
-            seccomp_fd=seccomp_fd,
-        )
-        argv = bwrap_argv(spec, theirs.fileno())
+        spec = SandboxSpec(bundle=self.config.bundle, tmp_mb=self.config.tmp_mb,
+                           seccomp_fd=seccomp_fd)
+        argv = await asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno())
         fds = [theirs.fileno(), seccomp_fd]
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -107,8 +112,8 @@ class Instance:
         cgroup = asyncio.ensure_future(asyncio.to_thread(
             self._resources.create,
             f"{self.config.function}-v{self.config.version}",
-            (self.config.memory_mb * self.config.concurrency + 64) * 1024 * 1024,
-            16 * self.config.concurrency + 16,
+            (self.config.memory_mb * (self.config.calls_per_instance + 1) + 64) * 1024 * 1024,
+            16 * self.config.calls_per_instance + 16,
         ))
         try:
             hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
@@ -135,6 +140,7 @@ class Instance:
                 f"the sandbox of {self.config.function} did not start: {e} "
                 f"{self._stderr.decode(errors='replace').strip()}".strip()
             ) from e
+        self._starting = False
         if ready.get("op") != "ready":
             await self.close()
             error = FunctionFailed(f"the handler failed to import: {ready.get('error')}")
@@ -154,13 +160,18 @@ class Instance:
             if not data:
                 self._on_eof()
                 return
-            msg = json.loads(data)
-            if msg.get("op") == "exit":
-                fut = self._exits.pop(int(msg["id"]), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-            else:
-                self._inbox.put_nowait(msg)
+            # The channel's far end is the sandbox: anything it says is untrusted.
+            try:
+                msg = json.loads(data)
+                op = msg.get("op") if isinstance(msg, dict) else None
+                if op == "exit":
+                    fut = self._exits.pop(int(msg["id"]), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif isinstance(msg, dict) and self._starting and self._inbox.qsize() < 4:
+                    self._inbox.put_nowait(msg)
+            except (ValueError, KeyError, TypeError):
+                continue
 
     def _on_eof(self) -> None:
         self.closed = True
@@ -210,7 +221,10 @@ class Instance:
             msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
             socket.send_fds(self._ctrl, [msg], [theirs.fileno()])
             theirs.close()
-            await write_frames(ours, meta, event)
+            try:
+                await write_frames(ours, meta, event)
+            except OSError:
+                raise await self._why_gone(exit_fut, timeout_s) from None
             try:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
@@ -231,9 +245,6 @@ class Instance:
     async def _why_gone(
         self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float
     ) -> SandboxError:
-        if self.config.warm:
-            await self.close()
-            return FunctionCrashed("the function's process died during the call")
         try:
             report = await asyncio.wait_for(exit_fut, 2.0)
         except TimeoutError:

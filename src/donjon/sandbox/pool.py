@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from donjon.sandbox.errors import TooManyInvocations
+from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
 from donjon.sandbox.seccomp import Filters
@@ -36,10 +37,11 @@ class _Slot:
 class SandboxPool:
     """Runs calls in sandboxes, starting them on first use (the cold start)."""
 
-    def __init__(self, resources: ResourceControl, filters: Filters,
+    def __init__(self, resources: ResourceControl, filters: Filters, host: SandboxHost,
                  idle_timeout_s: float = 300.0) -> None:
         self._resources = resources
         self._filters = filters
+        self._host = host
         self._idle_timeout_s = idle_timeout_s
         self._slots: dict[tuple[str, int], _Slot] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -100,7 +102,7 @@ class SandboxPool:
                 live = [i for i in slot.instances if not i.closed]
                 if live:
                     return live[0]
-            inst = Instance(slot.config, self._resources, self._filters)
+            inst = Instance(slot.config, self._resources, self._filters, self._host)
             await inst.start()
             slot.instances.append(inst)
             return inst

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from donjon.sandbox.errors import SandboxUnavailable
+from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.seccomp import compile_filters
 
@@ -16,7 +17,8 @@ __all__ = ["check_sandbox"]
 
 _PROBE = (
     "import os,socket\n"
-    "assert os.getuid() == 65534\n"
+    "assert os.getuid() == 1000\n"
+    "assert os.stat('/usr').st_uid != os.getuid()\n"
     "assert not os.path.exists('/etc/passwd')\n"
     "try:\n"
     "    socket.create_connection(('127.0.0.1', 22), timeout=0.5)\n"
@@ -27,9 +29,9 @@ _PROBE = (
 )
 
 
-def check_sandbox() -> str:
-    """Run a probe in a real sandbox, seccomp filter included; raise
-    `SandboxUnavailable` if anything is off."""
+def check_sandbox(host: SandboxHost) -> str:
+    """Run a probe in a real sandbox, as the sandbox user, seccomp filter included;
+    raise `SandboxUnavailable` if anything is off."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable(
@@ -39,8 +41,9 @@ def check_sandbox() -> str:
     seccomp_fd = compile_filters().sandbox_fd()
     with tempfile.TemporaryDirectory(prefix="donjon-probe-") as tmp:
         Path(tmp, "probe.py").write_text(_PROBE)
-        spec = SandboxSpec(bundle=Path(tmp), tmp_mb=1, per_call_tmp=False, seccomp_fd=seccomp_fd)
-        argv = bwrap_argv(spec, control_fd=0)
+        spec = SandboxSpec(bundle=Path(tmp), tmp_mb=1, seccomp_fd=seccomp_fd)
+        os.chmod(tmp, 0o755)  # nosec B103 - the sandbox user must reach the probe
+        argv = bwrap_argv(spec, host, control_fd=0)
         # Replace the runtime entry with the probe script.
         argv = [*argv[: argv.index("/opt/donjon/donjon_runtime/boot.py")], "/fn/probe.py"]
         try:

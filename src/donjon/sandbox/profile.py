@@ -3,21 +3,25 @@
 Every namespace is unshared, nested user namespaces are disabled, the
 environment is cleared, only the system libraries, the Python runtime (its
 site-packages hidden), Donjon's sandbox runtime and the function's bundle are
-mounted, all read-only, and /tmp is a private, size-capped tmpfs.
+mounted, all read-only; so are /, /proc and /dev. /tmp is a private,
+size-capped tmpfs (and each worker gets a fresh one of its own).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RUNTIME_DIR", "SandboxSpec", "bwrap_argv", "python_executable"]
+from donjon.sandbox.host import SandboxHost
 
-RUNTIME_DIR = Path(__file__).parent / "runtime"
-_SANDBOX_UID = 65534
+__all__ = ["SANDBOX_TMP", "SandboxSpec", "bwrap_argv"]
+
+#: The uid and gid inside the sandbox. Not 65534, which is the kernel's
+#: overflow id: files of host users the sandbox cannot map show as 65534,
+#: so the sandbox visibly owns none of them.
+_SANDBOX_UID = 1000
 #: The sandbox's own private, size-capped tmpfs; never the host's /tmp.
 SANDBOX_TMP = "/tmp"  # nosec B108
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
@@ -29,18 +33,7 @@ class SandboxSpec:
 
     bundle: Path
     tmp_mb: int
-    #: Invocation mode keeps CAP_SYS_ADMIN inside the sandbox's own user
-    #: namespace in the zygote only, to give each call a fresh /tmp; each
-    #: call's process drops every capability before the handler runs.
-    per_call_tmp: bool
     seccomp_fd: int | None = None
-
-
-def python_executable() -> Path:
-    """The base interpreter (not a venv's), which the sandbox can mount."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidate = Path(sys.base_prefix) / "bin" / version
-    return candidate if candidate.exists() else Path(sys.base_prefix) / "bin" / "python3"
 
 
 def _system_mounts() -> list[str]:
@@ -53,20 +46,31 @@ def _system_mounts() -> list[str]:
     return args
 
 
-def _python_mounts() -> list[str]:
-    prefix = Path(sys.base_prefix).resolve()
+def _under_system_dirs(path: Path) -> bool:
+    return any(str(path) == d or str(path).startswith(d + "/") for d in _SYSTEM_DIRS)
+
+
+def _python_mounts(python: Path) -> list[str]:
+    """The interpreter's prefix read-only, with every site-packages of it hidden."""
+    prefix = python.resolve().parent.parent
     args: list[str] = []
-    if not any(str(prefix).startswith(d + "/") or str(prefix) == d for d in _SYSTEM_DIRS):
+    if not _under_system_dirs(prefix):
         args += ["--ro-bind", str(prefix), str(prefix)]
-    purelib = sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})["purelib"]
-    if os.path.isdir(purelib):
-        args += ["--tmpfs", purelib, "--remount-ro", purelib]
+    paths = sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})
+    version = python.name.removeprefix("python")
+    hidden = {paths["purelib"], paths["platlib"], f"{prefix}/lib/python3/dist-packages",
+              f"{prefix}/local/lib/python{version}/dist-packages",
+              f"{prefix}/lib/python{version}/dist-packages"}
+    for path in sorted(hidden):
+        if os.path.isdir(path):
+            args += ["--tmpfs", path, "--remount-ro", path]
     return args
 
 
-def bwrap_argv(spec: SandboxSpec, control_fd: int) -> list[str]:
+def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[str]:
     """The full argv: bwrap, its options, then the interpreter and the runtime."""
     argv = [
+        *host.launcher(),
         "bwrap",
         "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
         "--unshare-uts", "--unshare-cgroup",
@@ -79,24 +83,27 @@ def bwrap_argv(spec: SandboxSpec, control_fd: int) -> list[str]:
         "--setenv", "TMPDIR", SANDBOX_TMP,
         "--setenv", "LANG", "C.UTF-8",
         "--setenv", "PATH", "/usr/bin:/bin",
-        "--cap-drop", "ALL",
+        # The supervisor (pid 1, runs no function code) keeps these two inside
+        # the sandbox's own user namespace, to give each worker private mounts
+        # and a pid namespace; every worker drops all capabilities first thing.
+        "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+        "--as-pid-1",
     ]
-    if spec.per_call_tmp:
-        argv += ["--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP"]
     argv += _system_mounts()
-    argv += _python_mounts()
+    argv += _python_mounts(host.python)
     argv += [
-        "--ro-bind", str(RUNTIME_DIR), "/opt/donjon/donjon_runtime",
-        "--ro-bind", str(spec.bundle), "/fn",
-        "--proc", "/proc",
-        "--dev", "/dev",
+        "--ro-bind", str(host.runtime), "/opt/donjon/donjon_runtime",
+        "--ro-bind", str(host.bundle_path(spec.bundle)), "/fn",
+        "--proc", "/proc", "--remount-ro", "/proc",
+        "--dev", "/dev", "--remount-ro", "/dev",
         "--size", str(spec.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", SANDBOX_TMP,
+        "--remount-ro", "/",
         "--chdir", "/fn",
     ]
     if spec.seccomp_fd is not None:
         argv += ["--seccomp", str(spec.seccomp_fd)]
     argv += [
-        str(python_executable()), "-I", "-S", "-B",
+        str(host.python), "-I", "-S", "-B",
         "/opt/donjon/donjon_runtime/boot.py", str(control_fd),
     ]
     return argv

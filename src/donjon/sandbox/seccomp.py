@@ -5,9 +5,11 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
 - the sandbox filter, loaded by bubblewrap before the runtime starts: system
   calls no function needs and that widen the kernel's attack surface
   (ptrace, bpf, keyctl, io_uring, module loading, ...), new namespaces other
-  than a mount namespace, and socket families other than unix and IP;
-- the call filter, loaded by each call's process (or a warm process) once its
-  private /tmp is mounted: no more mount, unshare, setns or namespaced clone.
+  than the mount and pid namespaces the supervisor makes for its workers,
+  and socket families other than unix and IP;
+- the call filter, loaded by each worker once its private mounts are made
+  and before any function code: no more mount, unshare, setns or any
+  namespaced clone.
 
 Filters stack in the kernel, so the call filter only ever narrows.
 """
@@ -33,10 +35,10 @@ _CMP_EQ = 4
 _CMP_MASKED_EQ = 7
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
 _NAMESPACE_FLAGS = {
     "CLONE_NEWUSER": 0x10000000,
     "CLONE_NEWNET": 0x40000000,
-    "CLONE_NEWPID": 0x20000000,
     "CLONE_NEWIPC": 0x08000000,
     "CLONE_NEWUTS": 0x04000000,
     "CLONE_NEWCGROUP": 0x02000000,
@@ -124,7 +126,7 @@ class _Compiler:
         if namespaces:
             flags = list(_NAMESPACE_FLAGS.values())
             if deny_newns:
-                flags.append(CLONE_NEWNS)
+                flags += [CLONE_NEWNS, CLONE_NEWPID]
             for flag in flags:
                 for call in ("unshare", "clone"):
                     self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, flag, flag)])

@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, "/opt/donjon")
-from donjon_runtime.zygote import main  # type: ignore[import-not-found]
+from donjon_runtime.supervisor import main  # type: ignore[import-not-found]
 
 del sys.path[0]
 main(int(sys.argv[1]))

@@ -19,22 +19,20 @@ MAX_OUTPUT = 64 * 1024
 
 
 class CapturedOutput:
-    """fd 1 and 2 point at a fresh memfd for the length of one call."""
+    """fd 1 and 2 point at a fresh memfd for the length of one call.
+
+    Outside calls a worker's fd 1 and 2 are /dev/null, so restoring needs no
+    saved copies for the handler to find.
+    """
 
     def __init__(self) -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self._saved = (os.dup(1), os.dup(2))
+        _flush()
         self._fd = os.memfd_create("output", os.MFD_CLOEXEC)
         os.dup2(self._fd, 1)
         os.dup2(self._fd, 2)
 
     def collect(self) -> str:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush()
         size = os.lseek(self._fd, 0, os.SEEK_END)
         os.lseek(self._fd, max(0, size - MAX_OUTPUT), os.SEEK_SET)
         data = os.read(self._fd, MAX_OUTPUT)
@@ -44,10 +42,23 @@ class CapturedOutput:
         return text
 
     def restore(self) -> None:
-        os.dup2(self._saved[0], 1)
-        os.dup2(self._saved[1], 2)
-        for fd in (*self._saved, self._fd):
-            os.close(fd)
+        # The handler may have closed fd 1 or 2: /dev/null then lands there itself.
+        null = os.open("/dev/null", os.O_WRONLY)
+        for fd in (1, 2):
+            if fd != null:
+                os.dup2(null, fd)
+        if null > 2:
+            os.close(null)
+        if self._fd > 2:
+            os.close(self._fd)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def _trace() -> str:

@@ -6,8 +6,10 @@ import ctypes
 import os
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWPID = 0x20000000
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
@@ -47,12 +49,18 @@ def prctl(option: int, arg: int = 0, arg3: int = 0) -> None:
     )
 
 
-def private_tmp(size_bytes: int) -> None:
-    """A new mount namespace with a fresh, size-capped tmpfs at /tmp."""
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), f"unshare({flags:#x})")
+
+
+def private_mounts(tmp_bytes: int) -> None:
+    """Fresh, size-capped tmpfs at /tmp and /dev/shm in this (new) mount namespace."""
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount(private /)")
-    opts = f"size={size_bytes},mode=1777,nr_inodes=4096".encode()
-    _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts), "mount(/tmp)")
+    tmp = f"size={tmp_bytes},mode=1777,nr_inodes=4096".encode()
+    _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmp), "mount(/tmp)")
+    shm = b"size=1048576,mode=1777,nr_inodes=64"
+    _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm),
+           "mount(/dev/shm)")
 
 
 def drop_all_capabilities(bounding: int | None = None) -> None:

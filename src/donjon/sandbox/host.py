@@ -1,0 +1,158 @@
+"""Who a sandbox runs as on the host, and what it is given to mount.
+
+A sandbox's processes must never be host root underneath their user
+namespace. When Donjon itself runs as root, bubblewrap is started as an
+unprivileged host user (nobody by default, `DONJON_SANDBOX_UID/GID`), and
+what it mounts is made reachable to that user: bundles are hard-linked (or
+copied) into a staging directory outside the private data dir, the sandbox
+runtime is copied there, and the interpreter must be one that user can
+read. When Donjon runs as an ordinary user, sandboxes run as that user.
+"""
+
+from __future__ import annotations
+
+import compileall
+import hashlib
+import os
+import shutil
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from donjon.sandbox.errors import SandboxUnavailable
+
+__all__ = ["RUNTIME_SOURCE", "SandboxHost"]
+
+RUNTIME_SOURCE = Path(__file__).parent / "runtime"
+_DEFAULT_STAGING = Path("/var/lib/donjon/sandbox")
+_NOBODY = 65534
+
+
+def _reachable(path: Path, *, executable: bool = False) -> bool:
+    """Can any user traverse to `path` and read (and run) it?"""
+    path = path.resolve()
+    for parent in reversed(path.parents):
+        if not os.stat(parent).st_mode & stat.S_IXOTH:
+            return False
+    mode = os.stat(path).st_mode
+    need = stat.S_IROTH | (stat.S_IXOTH if executable or stat.S_ISDIR(mode) else 0)
+    return mode & need == need
+
+
+def _interpreter_candidates() -> list[Path]:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return [Path(sys.base_prefix) / "bin" / version, Path("/usr/bin") / version]
+
+
+@dataclass
+class SandboxHost:
+    """The host side of every sandbox of this node."""
+
+    #: Host uid/gid bubblewrap runs as; None: as Donjon itself (not root).
+    uid: int | None
+    gid: int | None
+    python: Path
+    runtime: Path
+    staging: Path | None
+
+    @classmethod
+    def detect(cls, data_dir: Path, environ: dict[str, str] | None = None) -> SandboxHost:
+        env = dict(os.environ) if environ is None else environ
+        if shutil.which("bwrap") is None:
+            raise SandboxUnavailable(
+                "bubblewrap (bwrap) is not installed; Donjon never runs a function unsandboxed",
+                hint="run scripts/setup.sh, or: apt-get install bubblewrap",
+            )
+        if os.geteuid() != 0:
+            return cls(None, None, cls._python(env, needs_others=False), RUNTIME_SOURCE, None)
+        if shutil.which("setpriv") is None:
+            raise SandboxUnavailable("setpriv is missing: it is how sandboxes leave root",
+                                     hint="apt-get install util-linux")
+        uid = int(env.get("DONJON_SANDBOX_UID", _NOBODY))
+        gid = int(env.get("DONJON_SANDBOX_GID", _NOBODY))
+        if uid == 0 or gid == 0:
+            raise SandboxUnavailable("DONJON_SANDBOX_UID/GID must not be 0: sandboxes never "
+                                     "run as host root")
+        node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+        staging = Path(env.get("DONJON_SANDBOX_DIR", str(_DEFAULT_STAGING))) / node
+        host = cls(uid, gid, cls._python(env, needs_others=True), staging / "runtime", staging)
+        _stage_runtime(staging, host.runtime)
+        return host
+
+    @staticmethod
+    def _python(env: dict[str, str], *, needs_others: bool) -> Path:
+        chosen = env.get("DONJON_SANDBOX_PYTHON")
+        candidates = [Path(chosen)] if chosen else _interpreter_candidates()
+        for candidate in candidates:
+            if candidate.exists() and (not needs_others or _reachable(candidate, executable=True)):
+                return candidate
+        raise SandboxUnavailable(
+            "no Python the sandbox user can run: tried " + ", ".join(map(str, candidates)),
+            hint="install Debian's python3 (scripts/setup.sh does), or set DONJON_SANDBOX_PYTHON",
+        )
+
+    def launcher(self) -> list[str]:
+        """The argv prefix that starts bubblewrap as the sandbox user.
+
+        setpriv (util-linux) drops root's uid, gid and supplementary groups, and
+        with them every capability, before bubblewrap runs.
+        """
+        if self.uid is None:
+            return []
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--"]
+
+    def bundle_path(self, bundle: Path) -> Path:
+        """Where the sandbox user can reach `bundle` (a content-addressed tree)."""
+        if self.staging is None or _reachable(bundle):
+            return bundle
+        target = self.staging / "bundles" / bundle.name
+        if target.exists():
+            return target
+        _make_dirs(target.parent)
+        tmp = target.parent / f".{bundle.name}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(bundle, tmp, copy_function=_link_or_copy)
+        _share_read_only(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another start staged it first
+        return target
+
+
+def _stage_runtime(staging: Path, target: Path) -> None:
+    """A fresh, byte-compiled copy of the sandbox runtime the sandbox user can read."""
+    _make_dirs(staging)
+    fresh = staging / f".runtime-{os.getpid()}"
+    shutil.rmtree(fresh, ignore_errors=True)
+    shutil.copytree(RUNTIME_SOURCE, fresh, ignore=shutil.ignore_patterns("__pycache__"))
+    compileall.compile_dir(fresh, quiet=1, ddir="/opt/donjon/donjon_runtime")
+    _share_read_only(fresh)
+    shutil.rmtree(target, ignore_errors=True)
+    os.rename(fresh, target)
+
+
+def _make_dirs(path: Path) -> None:
+    """Create `path` and its parents traversable (0711) but not listable by others."""
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(mode=0o711)
+        os.chmod(p, 0o711)  # nosec B103
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _share_read_only(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            os.chmod(p, 0o555 if os.stat(p).st_mode & 0o100 else 0o444)  # nosec B103
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o555)  # nosec B103
+    os.chmod(root, 0o555)  # nosec B103

@@ -1,0 +1,180 @@
+"""The sandbox's first process: it talks to the gateway and runs no function code.
+
+It starts isolated (``python -I -S``), holds CAP_SYS_ADMIN in the sandbox's
+own user namespace only to give workers their private mounts and pid
+namespaces, and never imports the function. Workers (see worker.py) do.
+
+Isolation ``invocation``: one spare worker is always ready (confined, handler
+imported, waiting); a call is handed to it and a new spare is made, so each
+call runs in a fresh process that no other call has touched. Isolation
+``warm``: one worker serves the calls handed to it, one after another.
+
+Control channel (SOCK_SEQPACKET, fd from argv): JSON messages; a call
+arrives with its own stream socket as SCM_RIGHTS, which is passed on to a
+worker. The supervisor enforces call deadlines and reports each call's end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from . import lowlevel
+from .frames import send_json
+from .worker import start_worker, vm_size
+
+if TYPE_CHECKING:
+    from typing import Any
+
+_FOREVER = float("inf")
+
+
+class _Worker:
+    """A worker process seen from the supervisor: its pid and hand-off socket."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            start_worker(theirs, sup.config)
+        theirs.close()
+        self.pid = pid
+        self.sock = ours
+
+    def wait_ready(self, timeout_s: float) -> dict[str, Any]:
+        self.sock.settimeout(timeout_s)
+        try:
+            report = json.loads(self.sock.recv(65536) or b'{"op": "failed", "error": "exited"}')
+        except (OSError, ValueError) as e:
+            report = {"op": "failed", "error": f"the worker did not start: {e}"}
+        self.sock.settimeout(None)
+        return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}
+
+    def hand(self, call_fd: int) -> None:
+        socket.send_fds(self.sock, [b"call"], [call_fd])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Supervisor:
+    """Hands calls to workers, enforces deadlines, reports each call's end."""
+
+    def __init__(self, ctrl: socket.socket, config: dict[str, Any]) -> None:
+        self.ctrl = ctrl
+        self.config = config
+        self.warm: bool = config["warm"]
+        self.wake = os.pipe()
+        os.set_blocking(self.wake[0], False)
+        os.set_blocking(self.wake[1], False)
+        signal.set_wakeup_fd(self.wake[1])
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        #: worker pid -> (call id, deadline) for calls in flight
+        self.calls: dict[int, tuple[int, float]] = {}
+        self.timed_out: set[int] = set()
+        self.worker = _Worker(self)
+
+    def start(self) -> dict[str, Any]:
+        """Wait for the first worker's import; its report says if the function loads."""
+        return self.worker.wait_ready(30.0)
+
+    def serve(self) -> None:
+        poller = select.poll()
+        poller.register(self.ctrl.fileno(), select.POLLIN)
+        poller.register(self.wake[0], select.POLLIN)
+        while True:
+            now = time.monotonic()
+            wait = min((d for _, d in self.calls.values()), default=_FOREVER) - now
+            timeout_ms = 3_600_000 if wait == _FOREVER else max(0, int(wait * 1000) + 1)
+            for fd, _ in poller.poll(min(timeout_ms, 3_600_000)):
+                if fd == self.ctrl.fileno():
+                    self._on_message()
+                else:
+                    try:
+                        os.read(self.wake[0], 4096)
+                    except BlockingIOError:
+                        pass
+            self._kill_overdue()
+            self._reap()
+
+    def _on_message(self) -> None:
+        msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
+        if not msg:  # the gateway is gone: so is everything here
+            for pid in (*self.calls, self.worker.pid):
+                os.kill(pid, signal.SIGKILL)
+            os._exit(0)
+        req = json.loads(msg)
+        worker = self.worker
+        try:
+            worker.hand(fds[0])
+        except OSError:
+            # The worker died before we heard of it: the call goes to a new one.
+            worker.close()
+            worker = self.worker = _Worker(self)
+            try:
+                worker.hand(fds[0])
+            except OSError:
+                pass  # this one died too; its exit is reported as the call's
+        os.close(fds[0])
+        deadline = _FOREVER if self.warm else time.monotonic() + float(req["timeout"])
+        self.calls[worker.pid] = (req["id"], deadline)
+        if not self.warm:
+            worker.close()
+            self.worker = _Worker(self)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for pid, (_, deadline) in self.calls.items():
+            if deadline <= now and pid not in self.timed_out:
+                os.kill(pid, signal.SIGKILL)
+                self.timed_out.add(pid)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            call = self.calls.pop(pid, None)
+            if pid == self.worker.pid:  # the idle or warm worker died: make another
+                self.worker.close()
+                self.worker = _Worker(self)
+            if call is not None:
+                was_timeout = pid in self.timed_out
+                self.timed_out.discard(pid)
+                send_json(self.ctrl, _exit_report(call[0], status, was_timeout))
+
+
+def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
+    if timed_out:
+        return {"op": "exit", "id": call_id, "status": "timeout"}
+    if os.WIFSIGNALED(status):
+        return {"op": "exit", "id": call_id, "status": "signal", "signal": os.WTERMSIG(status)}
+    code = os.waitstatus_to_exitcode(status)
+    return {"op": "exit", "id": call_id, "status": "ok" if code == 0 else "exit", "code": code}
+
+
+def main(ctrl_fd: int) -> None:
+    ctrl = socket.socket(fileno=ctrl_fd)
+    send_json(ctrl, {"op": "hello"})
+    config = json.loads(ctrl.recv(65536))
+    config["call_filter"] = bytes.fromhex(config["call_filter"])
+    config["warm"] = config["mode"] == "warm"
+    lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
+    config["bounding"] = lowlevel.bounding_set()
+    config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
+    sup = Supervisor(ctrl, config)
+    report = sup.start()
+    send_json(ctrl, report)
+    if report.get("op") != "ready":
+        os._exit(1)
+    sup.serve()

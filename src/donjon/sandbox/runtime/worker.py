@@ -1,0 +1,125 @@
+"""A worker: the only kind of process in which a function's code runs.
+
+The supervisor forks a short-lived parent that enters a new pid and mount
+namespace and forks the worker as pid 1 there. Before any of the function's
+code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
+closes every descriptor but its hand-off socket, loads the call filter,
+drops every capability and sets its memory limit. It then imports the
+handler and serves calls handed to it: one call (isolation `invocation`)
+or one after another (isolation `warm`). When it exits, the kernel kills
+everything it started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+from . import lowlevel
+from .call import _trace, run_call
+
+if TYPE_CHECKING:
+    from typing import Any
+
+MIB = 1024 * 1024
+
+
+HANDOFF_FD = 3
+
+
+def vm_size() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _only_descriptors(handoff: socket.socket) -> socket.socket:
+    """stdin/stdout/stderr to /dev/null, the hand-off socket at fd 3, nothing else open."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    if handoff.fileno() != HANDOFF_FD:
+        os.dup2(handoff.fileno(), HANDOFF_FD)
+    os.closerange(HANDOFF_FD + 1, 65536)
+    handoff.detach()
+    return socket.socket(fileno=HANDOFF_FD)
+
+
+def _confine(config: dict[str, Any]) -> None:
+    lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    lowlevel.private_mounts(config["tmp_mb"] * MIB)
+    lowlevel.load_seccomp(config["call_filter"])
+    lowlevel.drop_all_capabilities(config["bounding"])
+    # The supervisor measured its own size once; a worker starts as a copy of it.
+    limit = config["base_vm"] + config["memory_mb"] * MIB
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _load_handler(config: dict[str, Any]) -> Any:
+    sys.path[:0] = ["/fn", "/fn/.deps"]
+    module = importlib.import_module(config["module"])
+    handler = getattr(module, config["function"], None)
+    if not callable(handler):
+        raise TypeError(f"{config['module']}.{config['function']} is not a callable")
+    return handler
+
+
+def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
+    handoff = _only_descriptors(handoff)
+    try:
+        _confine(config)
+        handler = _load_handler(config)
+    except BaseException as e:
+        report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
+        handoff.send(json.dumps(report).encode())
+        os._exit(72)
+    handoff.send(json.dumps({"op": "ready", "caps": lowlevel.capabilities_held()}).encode())
+    # From here the worker only listens: function code cannot speak to the supervisor.
+    handoff.shutdown(socket.SHUT_WR)
+    while True:
+        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+        if not msg or not fds:
+            return
+        if not config["warm"]:
+            handoff.close()  # one call only: nothing more will come
+        run_call(socket.socket(fileno=fds[0]), handler)
+        if not config["warm"]:
+            return
+
+
+def start_worker(handoff: socket.socket, config: dict[str, Any]) -> int:
+    """In a fresh fork of the supervisor: make the namespaces, fork the worker,
+    wait for it and leave with its status. Never returns."""
+    try:
+        lowlevel.unshare(lowlevel.CLONE_NEWPID | lowlevel.CLONE_NEWNS)
+        pid = os.fork()
+    except BaseException:
+        os._exit(71)
+    if pid == 0:
+        code = 0
+        try:
+            _serve(handoff, config)
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    handoff.close()
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status))
