@@ -19,6 +19,8 @@ from donjon.bundle import build_bundle
 
 FUNCTIONS = Path(__file__).parent / "functions"
 EXAMPLES = Path(__file__).parent.parent / "examples"
+#: The offline snapshot of the PyPA advisory database beside the repository.
+ADVISORIES = Path(__file__).parent.parent.parent / "shared" / "data" / "pypa-advisory-db"
 
 
 def free_port() -> int:
@@ -118,9 +120,12 @@ def start_node(data_dir: Path) -> LiveNode:
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
+    env = donjon_env(data_dir, url)
+    if ADVISORIES.is_dir():
+        env["DONJON_ADVISORIES"] = str(ADVISORIES)
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
-        env=donjon_env(data_dir, url), stdout=log, stderr=subprocess.STDOUT,
+        env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     node = LiveNode(data_dir, url, init["admin_key"], proc, log)
     deadline = time.monotonic() + 30

@@ -30,6 +30,20 @@ class Settings:
     url: str
     api_key: str | None
     debug: bool = False
+    #: The deploy gate: block findings at or above both (DONJON_SCAN_FAIL_ON,
+    #: DONJON_SCAN_MIN_CONFIDENCE).
+    scan_fail_on: str = "high"
+    scan_min_confidence: str = "medium"
+    #: OSV records for dependency checks (DONJON_ADVISORIES: a directory or an
+    #: export zip); default: DATA_DIR/advisories when it exists.
+    advisories: Path | None = None
+
+    @property
+    def advisories_path(self) -> Path | None:
+        if self.advisories is not None:
+            return self.advisories
+        default = self.data_dir / "advisories"
+        return default if default.is_dir() and any(default.iterdir()) else None
 
     @property
     def db_path(self) -> Path:
@@ -79,9 +93,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             f"DONJON_URL must start with https:// (got {url!r})",
             hint="set DONJON_URL=https://HOST:PORT",
         )
+    advisories = env.get("DONJON_ADVISORIES")
     return Settings(
         data_dir=data_dir,
         url=url,
         api_key=env.get("DONJON_API_KEY") or None,
         debug=env.get("DONJON_DEBUG", "") not in ("", "0", "false"),
+        scan_fail_on=env.get("DONJON_SCAN_FAIL_ON", "high"),
+        scan_min_confidence=env.get("DONJON_SCAN_MIN_CONFIDENCE", "medium"),
+        advisories=Path(advisories).expanduser() if advisories else None,
     )

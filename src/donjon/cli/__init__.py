@@ -9,6 +9,7 @@ import click
 from donjon.cli.admin import audit, key
 from donjon.cli.functions import deploy, invoke, logs, ls, rm
 from donjon.cli.node import doctor, init, serve, up
+from donjon.cli.scan_cmd import scan_command
 from donjon.errors import Error
 
 __all__ = ["cli", "main"]
@@ -22,7 +23,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit):
+for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit,
+                scan_command):
     cli.add_command(command)
 
 

@@ -60,6 +60,8 @@ def _problem(response: httpx.Response) -> ApiError:
     problems = body.get("problems")
     if problems:
         detail += "\n  " + "\n  ".join(problems)
+    if body.get("report"):
+        detail += "\n\n" + str(body["report"]).rstrip()
     rid = body.get("request_id")
     error = ApiError(f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""))
     error.status = response.status_code

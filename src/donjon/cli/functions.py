@@ -15,13 +15,15 @@ from donjon.config import load_settings
 __all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
 
 
-def deploy_dir(client: ApiClient, directory: Path) -> dict[str, object]:
-    """Build the bundle locally (validate, vendor) and upload it."""
+def deploy_dir(client: ApiClient, directory: Path, *,
+               unsafe_skip_scan: bool = False) -> dict[str, object]:
+    """Build the bundle locally (validate, vendor) and upload it; the server scans it."""
     from donjon.bundle import build_bundle
 
     manifest, archive = build_bundle(directory)
+    params = {"unsafe_skip_scan": "true"} if unsafe_skip_scan else {}
     result: dict[str, object] = client.json(
-        "POST", "/v1/functions", content=archive,
+        "POST", "/v1/functions", content=archive, params=params,
         headers={"content-type": "application/gzip"},
     )
     result["manifest"] = manifest.model_dump(mode="json", exclude_none=True)
@@ -31,14 +33,21 @@ def deploy_dir(client: ApiClient, directory: Path) -> dict[str, object]:
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def deploy(directory: Path, as_json: bool) -> None:
-    """Validate, vendor and deploy the function bundle in DIRECTORY."""
-    result = deploy_dir(ApiClient(load_settings()), directory)
+@click.option("--unsafe-skip-scan", is_flag=True,
+              help="Admins only: deploy without the scan gate (audited, logged).")
+def deploy(directory: Path, as_json: bool, unsafe_skip_scan: bool) -> None:
+    """Validate, vendor, scan and deploy the function bundle in DIRECTORY."""
+    if unsafe_skip_scan:
+        click.echo("warning: UNSAFE: deploying without the scan gate", err=True)
+    result = deploy_dir(ApiClient(load_settings()), directory, unsafe_skip_scan=unsafe_skip_scan)
     if as_json:
-        echo_json({k: result[k] for k in ("name", "version", "digest")})
-    else:
-        click.echo(f"deployed {result['name']} version {result['version']} "
-                   f"digest sha256:{result['digest']}")
+        echo_json({k: result[k] for k in ("name", "version", "digest", "scan")})
+        return
+    scan = result.get("scan")
+    if isinstance(scan, dict) and scan.get("findings"):
+        click.echo(str(scan.get("report", "")).rstrip())
+    click.echo(f"deployed {result['name']} version {result['version']} "
+               f"digest sha256:{result['digest']}")
 
 
 @click.command()

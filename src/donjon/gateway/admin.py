@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import desc, select
@@ -13,17 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from donjon.audit import AuditEvent
-from donjon.bundle import BundleError
-from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
+from donjon.gateway.deploy import DeployBlocked, deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
-from donjon.gateway.registry import instance_config, make_deployed, manifest_json
 from donjon.identity import Action, Principal, Role, new_api_key
-from donjon.manifest import Manifest, ManifestError, load_manifest
-from donjon.sandbox import FunctionFailed
+from donjon.manifest import ManifestError
 from donjon.store.tables import audit_log, invocation_logs
 from donjon.vault import KEY_HASH_PURPOSE
 
@@ -50,6 +45,9 @@ def _guarded(action: Action, handler: Handler, *,
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:
             return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})
+        except DeployBlocked as e:
+            return problem_from_error(e, request_id=request_id,
+                                      extra={"problems": e.problems, "report": e.report_text})
         except Error as e:
             return problem_from_error(e, request_id=request_id)
         response.headers["x-request-id"] = request_id
@@ -66,51 +64,6 @@ def _function_view(node: Node, name: str) -> dict[str, Any]:
     return {"name": r.name, "version": r.version, "digest": r.digest,
             "deployed_at": r.created_at, "deployed_by": r.created_by,
             "manifest": json.loads(r.manifest)}
-
-
-async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
-    archive = await read_body(request, MAX_BUNDLE_BYTES)
-    if not archive:
-        raise BadRequest("the request body must be a bundle archive (tar.gz)")
-    try:
-        manifest, digest = await asyncio.to_thread(_accept_bundle, node, archive)
-        version = node.functions.next_version(manifest.name)
-        if node.pool is not None:
-            # Start the new version before it takes traffic: its import runs
-            # (sandboxed) now, so a broken handler fails the deploy, not a caller.
-            config = instance_config(manifest, version, node.bundles.path(digest))
-            await node.pool.prestart(config)
-    except (BundleError, ManifestError, FunctionFailed) as e:
-        await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
-                                           {"request_id": request_id, "reason": e.message[:500]}))
-        if isinstance(e, FunctionFailed):
-            raise ManifestError(e.message, problems=[f"handler: {e.message}"]) from e
-        raise
-    record = node.functions.add_version(manifest.name, version, digest,
-                                        manifest_json(manifest), principal.label)
-    node.registry.put(make_deployed(record, node.bundles.path(digest)))
-    if node.pool is not None:
-        await node.pool.retire(record.name, keep_version=record.version)
-    await node.audit.record(AuditEvent(principal.label, "function.deploy",
-                                       f"{record.name}@{record.version}", "ok",
-                                       {"request_id": request_id, "digest": digest}))
-    return JSONResponse({"name": record.name, "version": record.version, "digest": digest},
-                        status_code=201)
-
-
-def _accept_bundle(node: Node, archive: bytes) -> tuple[Manifest, str]:
-    """Unpack, validate manifest and routes, and store the bundle content-addressed."""
-
-    def inspect(tree: Path) -> Manifest:
-        manifest = load_manifest(tree)
-        conflicts = node.registry.route_conflicts(manifest)
-        if conflicts:
-            raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
-                                problems=conflicts)
-        return manifest
-
-    digest, manifest = node.bundles.add(archive, inspect)
-    return manifest, digest
 
 
 async def list_functions(request: Request, node: Node, _p: Principal, _r: str) -> Response:
@@ -217,7 +170,7 @@ async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Re
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/functions", "POST", _guarded(Action.DEPLOY, deploy)),
+    ("/v1/functions", "POST", _guarded(Action.DEPLOY, deploy)),  # gateway/deploy.py
     ("/v1/functions", "GET", _guarded(Action.READ, list_functions)),
     ("/v1/functions/{name}", "GET", _guarded(Action.READ, get_function)),
     ("/v1/functions/{name}", "DELETE", _guarded(Action.DELETE, delete_function)),

@@ -22,6 +22,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
+from donjon.scan import AdvisoryDB, ScanPolicy
 from donjon.store import FunctionStore, KeyStore, connect, create_schema
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
@@ -42,13 +43,17 @@ class Node:
     bundles: BundleStore
     registry: FunctionRegistry
     resources: ResourceControl
+    scan_policy: ScanPolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    advisories: AdvisoryDB | None = None
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
         host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir)
+        advisories = self.settings.advisories_path
+        if advisories is not None:  # loaded once; every deploy's scan shares it
+            self.advisories = await asyncio.to_thread(AdvisoryDB.load, advisories)
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
         self.pool = SandboxPool(self.resources, compile_filters(), host)
@@ -87,4 +92,5 @@ def open_node(settings: Settings) -> Node:
         bundles=bundles,
         registry=registry,
         resources=detect_resource_control(),
+        scan_policy=ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence),
     )

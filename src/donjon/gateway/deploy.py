@@ -1,0 +1,128 @@
+"""POST /v1/functions: accept a bundle, gate it, start it, then let it take traffic.
+
+The order is the point: nothing is stored or switched until the bundle has
+unpacked safely, its manifest validated, its routes are free, the scanner
+found nothing the admin's policy blocks, and its handler imported in a
+sandbox. Any refusal is audited and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit import AuditEvent
+from donjon.bundle import BundleError
+from donjon.bundle.archive import MAX_BUNDLE_BYTES
+from donjon.errors import Error
+from donjon.gateway.access import deny, read_body
+from donjon.gateway.errors import BadRequest, Forbidden
+from donjon.gateway.node import Node
+from donjon.gateway.registry import instance_config, make_deployed, manifest_json
+from donjon.identity import Principal, Role
+from donjon.manifest import Manifest, ManifestError, load_manifest
+from donjon.sandbox import FunctionFailed
+from donjon.scan import ScanError, ScanReport, render_text, scan_path
+
+__all__ = ["DeployBlocked", "deploy"]
+
+log = logging.getLogger("donjon")
+
+
+class DeployBlocked(Error):
+    """The deploy gate found what the admin's scan policy does not let through."""
+
+    status = 422
+    title = "Deploy blocked by the scanner"
+
+    def __init__(self, message: str, report_text: str, problems: list[str]) -> None:
+        super().__init__(message, hint="fix the findings, or ask an admin (--unsafe-skip-scan)")
+        self.report_text = report_text
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    manifest: Manifest
+    digest: str
+    report: ScanReport | None
+
+
+async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
+    skip_scan = request.query_params.get("unsafe_skip_scan", "") in ("1", "true")
+    if skip_scan and principal.role is not Role.ADMIN:
+        await deny(node, request, principal.label, "authz.denied",
+                   "unsafe_skip_scan needs the admin role", request_id)
+        raise Forbidden("only admins may skip the deploy scan")
+    archive = await read_body(request, MAX_BUNDLE_BYTES)
+    if not archive:
+        raise BadRequest("the request body must be a bundle archive (tar.gz)")
+    try:
+        accepted = await asyncio.to_thread(_accept_bundle, node, archive, skip_scan)
+        version = node.functions.next_version(accepted.manifest.name)
+        if node.pool is not None:
+            # Start the new version before it takes traffic: its import runs
+            # (sandboxed) now, so a broken handler fails the deploy, not a caller.
+            config = instance_config(accepted.manifest, version,
+                                     node.bundles.path(accepted.digest))
+            await node.pool.prestart(config)
+    except (BundleError, ManifestError, FunctionFailed, ScanError, DeployBlocked) as e:
+        await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
+                                           {"request_id": request_id, "reason": e.message[:500],
+                                            "error": type(e).__name__}))
+        if isinstance(e, FunctionFailed):
+            raise ManifestError(e.message, problems=[f"handler: {e.message}"]) from e
+        raise
+    manifest, digest = accepted.manifest, accepted.digest
+    record = node.functions.add_version(manifest.name, version, digest,
+                                        manifest_json(manifest), principal.label)
+    node.registry.put(make_deployed(record, node.bundles.path(digest)))
+    if node.pool is not None:
+        await node.pool.retire(record.name, keep_version=record.version)
+    detail: dict[str, object] = {"request_id": request_id, "digest": digest}
+    if skip_scan:
+        log.warning("UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
+                    principal.label, record.name, record.version)
+        detail["unsafe_skip_scan"] = True
+    else:
+        detail["findings"] = len(accepted.report.findings) if accepted.report else 0
+    await node.audit.record(AuditEvent(principal.label, "function.deploy",
+                                       f"{record.name}@{record.version}", "ok", detail))
+    body: dict[str, object] = {"name": record.name, "version": record.version, "digest": digest}
+    if accepted.report is not None:
+        body["scan"] = {"findings": len(accepted.report.findings),
+                        "report": render_text(accepted.report)}
+    else:
+        body["scan"] = {"skipped": True}
+    return JSONResponse(body, status_code=201)
+
+
+def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
+    """Unpack, validate manifest and routes, scan, and store the bundle content-addressed."""
+
+    def inspect(tree: Path) -> tuple[Manifest, ScanReport | None]:
+        manifest = load_manifest(tree)
+        conflicts = node.registry.route_conflicts(manifest)
+        if conflicts:
+            raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
+                                problems=conflicts)
+        if skip_scan:
+            return manifest, None
+        # Reported as the function's name, not the server's staging path.
+        report = dataclasses.replace(scan_path(tree, advisories=node.advisories),
+                                     root=Path(manifest.name))
+        blocking = report.blocking(node.scan_policy)
+        if blocking:
+            problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
+            raise DeployBlocked(f"{len(blocking)} finding(s) block this deploy",
+                                render_text(report), problems)
+        return manifest, report
+
+    digest, (manifest, report) = node.bundles.add(archive, inspect)
+    return _Accepted(manifest, digest, report)
