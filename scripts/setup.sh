@@ -4,10 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian's own interpreter: the sandbox user (nobody) can read it, unlike a
+# Python installed under a home directory.
+PY=/usr/bin/python3
 need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+[ -x "$PY" ] || need+=(python3)
+"$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
@@ -17,8 +21,10 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "setup: Donjon needs Python 3.11 or newer as $PY" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 # Install what was built, not the source tree (tests run against the installed package).
