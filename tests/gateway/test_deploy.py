@@ -78,3 +78,12 @@ def test_input_schema_is_enforced(node: LiveNode, tmp_path: Path) -> None:
     node.deploy(_write(tmp_path / "s", "schema-fn", "def handler(e, c):\n    return e\n", schema))
     assert node.invoke("schema-fn", {"nope": 1}).status_code == 422
     assert node.invoke("schema-fn", {"url": "x"}).json() == {"url": "x"}
+
+
+def test_grants_not_yet_honoured_are_warned(node: LiveNode, tmp_path: Path) -> None:
+    """Egress and secret grants this version cannot give are named in the deploy answer."""
+    extra = 'permissions: {egress: ["api.example.com:443"], secrets: [api-key]}\n'
+    fn = _write(tmp_path / "w", "warned", "def handler(e, c):\n    return 1\n", extra)
+    warnings = node.deploy(fn)["warnings"]
+    assert any("egress" in w for w in warnings)
+    assert any("secrets" in w for w in warnings)

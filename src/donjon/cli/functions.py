@@ -46,6 +46,8 @@ def deploy(directory: Path, as_json: bool, unsafe_skip_scan: bool) -> None:
     scan = result.get("scan")
     if isinstance(scan, dict) and scan.get("findings"):
         click.echo(str(scan.get("report", "")).rstrip())
+    for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"deployed {result['name']} version {result['version']} "
                f"digest sha256:{result['digest']}")
 

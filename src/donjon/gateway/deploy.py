@@ -100,7 +100,23 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
                         "report": render_text(accepted.report)}
     else:
         body["scan"] = {"skipped": True}
+    body["warnings"] = _not_yet_granted(manifest)
     return JSONResponse(body, status_code=201)
+
+
+def _not_yet_granted(manifest: Manifest) -> list[str]:
+    """Grants this node cannot honour yet: said plainly, never silently ignored."""
+    perms = manifest.permissions
+    out = []
+    if perms.egress:
+        out.append("permissions.egress is not enforced by this version: the function has "
+                   "no network at all")
+    if perms.secrets:
+        out.append("permissions.secrets: the vault is not in this version; "
+                   "context.secrets is empty")
+    if perms.invoke:
+        out.append("permissions.invoke: calling other functions is not in this version")
+    return out
 
 
 def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
