@@ -96,7 +96,16 @@ def unpack(data: bytes, dest: Path) -> None:
                     raise BundleError(
                         f"bundle unpacks to more than {MAX_BUNDLE_BYTES} bytes or {MAX_FILES} files"
                     )
+                # What the "data" extraction filter does, for Pythons that lack it
+                # (before 3.11.4): no special bits, no owner taken from the archive.
+                member.mode = (member.mode & 0o755) | (0o700 if member.isdir() else 0o600)
+                member.uid = member.gid = 0
+                member.uname = member.gname = ""
                 members.append(member)
-            tar.extractall(dest, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members=members, numeric_owner=True, filter="data")
+            else:
+                # members were checked above: regular files and directories, safe names
+                tar.extractall(dest, members=members, numeric_owner=True)  # noqa: S202  # nosec B202
         except (tarfile.TarError, OSError, EOFError) as e:
             raise BundleError(f"cannot unpack bundle: {e}") from e
