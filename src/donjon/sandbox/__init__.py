@@ -1,4 +1,4 @@
-"""Function isolation: bubblewrap sandboxes, resource limits, zygotes, the pool."""
+"""Function isolation: bubblewrap sandboxes, resource limits, supervisors and workers, the pool."""
 
 from __future__ import annotations
 

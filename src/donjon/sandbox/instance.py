@@ -1,4 +1,4 @@
-"""One running sandbox (a zygote or a warm process) seen from the gateway."""
+"""One running sandbox (its supervisor and workers) seen from the gateway."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The sandbox pool: zygotes and warm processes per function version.
+"""The sandbox pool: the sandboxes of every function version.
 
-`invocation` functions get one zygote per version that forks a child per
-call, so calls run concurrently up to the function's limit. `warm`
-functions get up to `concurrency` processes, each serving one call at a
-time. Idle sandboxes are reaped; a new version or a removal retires the old.
+`invocation` functions get one sandbox per version whose supervisor hands
+each call to a fresh worker, so calls run concurrently up to the function's
+limit. `warm` functions get up to `concurrency` sandboxes, each serving one
+call at a time. Idle sandboxes are reaped; a new version or a removal retires the old.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def private_mounts(tmp_bytes: int) -> None:
 def drop_all_capabilities(bounding: int | None = None) -> None:
     """Empty the ambient, bounding, effective, permitted and inheritable sets.
 
-    `bounding` is the current bounding set when the caller knows it (a zygote
+    `bounding` is the current bounding set when the caller knows it (a supervisor
     reads it once, so each call's process need not read /proc again).
     """
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
