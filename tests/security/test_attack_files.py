@@ -110,9 +110,16 @@ def test_cannot_read_host_site_packages(node: LiveNode, fn: str) -> None:
     """The host's and the venv's site-packages are hidden, and their packages do not import."""
     base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})
     venv_site = sysconfig.get_paths()["purelib"]
-    assert os.listdir(base["purelib"])
-    seen = _seen(node, fn, [base["purelib"], venv_site, sys.prefix])
-    assert seen.get(base["purelib"], {"listed": []})["listed"] == []
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    # Wherever this host keeps packages (Debian: dist-packages) that has any.
+    candidates = {base["purelib"], "/usr/lib/python3/dist-packages",
+                  f"/usr/local/lib/python{version}/dist-packages",
+                  f"/usr/lib/python{version}/site-packages"}
+    present = sorted(p for p in candidates if os.path.isdir(p) and os.listdir(p))
+    assert present, "this host has no site-packages to hide"
+    seen = _seen(node, fn, [*present, venv_site, sys.prefix])
+    for path in present:
+        assert seen.get(path, {"listed": []})["listed"] == [], path
     assert venv_site not in seen
     imported = attack(node, fn, "import", modules=["donjon", "httpx", "pytest", "yaml",
                                                    "starlette", "cryptography"])
