@@ -1,0 +1,128 @@
+"""Audit log throughput and verify time, beside SQLite's own floor on the same disk.
+
+Donjon side: `AuditLog` on a SQLite file opened with `donjon.store.connect`
+(WAL, synchronous=FULL), appending the record the invoke path appends:
+- `record_now`: one record per transaction (the synchronous path);
+- `_write` in batches: what the group-commit writer does with a full queue;
+- `record` from many coroutines at once: the group-commit path the gateway uses;
+- `verify_log` over N records built quickly through `_write` in large batches.
+
+Floor: the sqlite3 module alone, same pragmas, inserting pre-encoded rows of
+the same size in the same batch size, and a bare `SELECT` scan for verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.store import connect, create_schema
+
+EVENT = AuditEvent(
+    "key:0123456789abcdef", "function.invoke", "bench-warm@1", "ok",
+    {"request_id": "0123456789abcdef", "duration_ms": 0.512, "trigger": "invoke"},
+)
+
+
+def _open(path: Path) -> tuple[Any, AuditLog, bytes]:
+    engine = connect(f"sqlite:///{path}")
+    create_schema(engine)
+    key = os.urandom(32)
+    return engine, AuditLog(engine, key), key
+
+
+def _floor_rows(db: Path, batch: int, batches: int, record: bytes) -> float:
+    """records/s of sqlite3 alone: executemany + commit per batch, same pragmas."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, "
+                 "hash BLOB NOT NULL)")
+    digest = bytes(32)
+    seq = 0
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        rows = [(seq + i + 1, record, digest) for i in range(batch)]
+        seq += batch
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return batch * batches / elapsed
+
+
+def _floor_scan(db: Path) -> float:
+    """Seconds to read every row of the floor table once, in seq order, no hashing."""
+    conn = sqlite3.connect(db)
+    t0 = time.perf_counter()
+    cur = conn.execute("SELECT seq, record, hash FROM t ORDER BY seq")
+    while cur.fetchmany(20000):
+        pass
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+async def _concurrent(log: AuditLog, waiters: int, total: int) -> float:
+    per = total // waiters
+
+    async def waiter() -> None:
+        for _ in range(per):
+            await log.record(EVENT)
+
+    log.start()
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(waiter() for _ in range(waiters)))
+        return per * waiters / (time.perf_counter() - t0)
+    finally:
+        log.stop()
+
+
+def run(workdir: Path, verify_records: int, concurrent_total: int, sync_calls: int,
+        waiters: int, run_loop: Any) -> dict[str, Any]:
+    """All audit figures; `verify_records` records are built for the verify."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"waiters": waiters, "verify_records": verify_records}
+    engine, log, key = _open(workdir / "audit.db")
+    record_size = len(log._encode(1, EVENT))
+
+    t0 = time.perf_counter()
+    for _ in range(sync_calls):
+        log.record_now(EVENT)
+    out["record_now_rps"] = sync_calls / (time.perf_counter() - t0)
+
+    batch, batches = 1000, 20
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        log._write([(EVENT, None)] * batch)
+    out["batch_rps"] = batch * batches / (time.perf_counter() - t0)
+    out["floor_batch_rps"] = _floor_rows(workdir / "floor.db", batch, batches,
+                                         b"x" * record_size)
+
+    out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total))
+
+    # Fill up to `verify_records` in large batches, then verify the whole chain.
+    have = log._seq
+    big = 10000
+    t0 = time.perf_counter()
+    while have < verify_records:
+        n = min(big, verify_records - have)
+        log._write([(EVENT, None)] * n)
+        have += n
+    out["fill_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = verify_log(engine, key)
+    out["verify_s"] = time.perf_counter() - t0
+    out["verify_ok"] = result.ok and result.records == verify_records
+    engine.dispose()
+
+    _floor_rows(workdir / "scan.db", big, verify_records // big, b"x" * record_size)
+    out["floor_scan_s"] = _floor_scan(workdir / "scan.db")
+    return out

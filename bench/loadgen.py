@@ -1,0 +1,196 @@
+"""Closed-loop HTTP load: `wrk` when it is installed, else a small asyncio client.
+
+Both send the same request (POST, JSON body, bearer header) on N keep-alive
+connections for a fixed time and report one dict: requests, seconds,
+requests/s, p50/p99 latency (ms) and errors. The bench installs nothing: wrk
+comes from Debian's `wrk` package if someone installed it.
+
+Run as a script, this module is the Python client (a separate process, like
+wrk, so the client never shares a GIL with anything it measures):
+
+    python bench/loadgen.py URL --connections 32 --seconds 5 [--cafile CERT]
+        [--header 'name: value']... [--body JSON]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every connection sends, again and again."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    cafile: str | None = None
+
+
+def client_name() -> str:
+    return "wrk" if shutil.which("wrk") else "python-asyncio"
+
+
+def run(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+    """Load `req.url` for `seconds`; wrk if present, else the Python client."""
+    if shutil.which("wrk"):
+        return _run_wrk(req, connections, seconds)
+    return _run_python(req, connections, seconds)
+
+
+# -- wrk ---------------------------------------------------------------------------
+
+_LUA_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+    .. '"status_errors": %d, "socket_errors": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def _lua_string(value: str | bytes) -> str:
+    text = value.decode() if isinstance(value, bytes) else value
+    return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
+
+
+def _run_wrk(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(req.body)}"]
+    lines += [f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in req.headers.items()]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write("\n".join(lines) + "\n" + _LUA_DONE)
+        script = f.name
+    try:
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+             "-s", script, req.url],
+            capture_output=True, text=True, timeout=seconds + 60, check=False,
+        )
+    finally:
+        Path(script).unlink()
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            raw = json.loads(line.removeprefix("BENCHJSON "))
+            secs = raw["duration_us"] / 1e6
+            return {
+                "requests": raw["requests"], "seconds": secs,
+                "rps": raw["requests"] / secs if secs else 0.0,
+                "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+                "errors": raw["status_errors"] + raw["socket_errors"],
+            }
+    raise RuntimeError(f"wrk gave no result: {done.stdout[-500:]} {done.stderr[-500:]}")
+
+
+def _run_python(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+    argv = [sys.executable, str(Path(__file__).resolve()), req.url,
+            "--connections", str(connections), "--seconds", str(seconds),
+            "--body", req.body.decode()]
+    for k, v in req.headers.items():
+        argv += ["--header", f"{k}: {v}"]
+    if req.cafile:
+        argv += ["--cafile", req.cafile]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the Python load client failed: {done.stderr[-1000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# -- the Python client --------------------------------------------------------------
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return math.nan
+    k = min(len(sorted_values) - 1, max(0, math.ceil(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+async def _connection(host: str, port: int, tls: ssl.SSLContext | None, payload: bytes,
+                      deadline: float, latencies: list[float], errors: list[int]) -> None:
+    try:
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
+    except OSError:
+        errors.append(1)
+        return
+    try:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            writer.write(payload)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            if status >= 400:
+                errors.append(1)
+    except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+        errors.append(1)
+    finally:
+        writer.close()
+
+
+async def _load(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+    url = urlsplit(req.url)
+    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+    tls = ssl.create_default_context(cafile=req.cafile) if url.scheme == "https" else None
+    head = [f"POST {url.path or '/'} HTTP/1.1", f"Host: {host}:{port}",
+            f"Content-Length: {len(req.body)}"]
+    head += [f"{k}: {v}" for k, v in req.headers.items()]
+    payload = ("\r\n".join(head) + "\r\n\r\n").encode() + req.body
+    latencies: list[float] = []
+    errors: list[int] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(
+        _connection(host, port, tls, payload, start + seconds, latencies, errors)
+        for _ in range(connections)
+    ))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed,
+        "p50_ms": _percentile(latencies, 50) * 1000, "p99_ms": _percentile(latencies, 99) * 1000,
+        "errors": len(errors),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--body", default="{}")
+    parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--cafile")
+    args = parser.parse_args()
+    headers = dict(h.split(": ", 1) for h in args.header)
+    req = Request(args.url, args.body.encode(), headers, args.cafile)
+    try:
+        import uvloop
+        result = uvloop.run(_load(req, args.connections, args.seconds))
+    except ImportError:
+        result = asyncio.run(_load(req, args.connections, args.seconds))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
