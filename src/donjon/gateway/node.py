@@ -51,6 +51,7 @@ class Node:
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
         host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir)
+        await asyncio.to_thread(self.resources.sweep)
         advisories = self.settings.advisories_path
         if advisories is not None:  # loaded once; every deploy's scan shares it
             self.advisories = await asyncio.to_thread(AdvisoryDB.load, advisories)

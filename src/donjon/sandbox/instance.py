@@ -24,6 +24,7 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.limits import Cgroup, ResourceControl
+from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.seccomp import Filters
 
@@ -89,6 +90,7 @@ class Instance:
         """Spawn the sandbox and wait until the handler is imported."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
+        preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
         seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(bundle=self.config.bundle, tmp_mb=self.config.tmp_mb,
                            seccomp_fd=seccomp_fd)
@@ -114,6 +116,7 @@ class Instance:
             f"{self.config.function}-v{self.config.version}",
             (self.config.memory_mb * (self.config.calls_per_instance + 1) + 64) * 1024 * 1024,
             16 * self.config.calls_per_instance + 16,
+            self._proc.pid,  # joins at once: whatever it starts from now on is inside
         ))
         try:
             hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
@@ -130,6 +133,7 @@ class Instance:
                 "memory_mb": self.config.memory_mb,
                 "tmp_mb": self.config.tmp_mb,
                 "call_filter": self._filters.call.hex(),
+                "preload": list(await preload),
             }).encode())
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except (TimeoutError, ChannelClosed, OSError) as e:
@@ -184,6 +188,11 @@ class Instance:
                 fut.set_result({"op": "exit", "status": "sandbox-gone"})
         self._exits.clear()
 
+    async def _release_cgroup(self) -> None:
+        if self._cgroup is not None:
+            cgroup, self._cgroup = self._cgroup, None
+            await asyncio.to_thread(cgroup.remove)
+
     async def close(self) -> None:
         """Kill the sandbox (die-with-parent takes everything inside with it)."""
         self.closed = True
@@ -199,9 +208,7 @@ class Instance:
                 if self._proc.stderr is not None:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
-        if self._cgroup is not None:
-            self._cgroup.remove()
-            self._cgroup = None
+        await self._release_cgroup()
 
     # -- calls ----------------------------------------------------------------
 

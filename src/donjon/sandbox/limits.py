@@ -8,7 +8,7 @@ end as a clean MemoryError; the cgroup is the hard backstop.
 from __future__ import annotations
 
 import os
-import shutil
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -47,12 +47,20 @@ class Cgroup:
                         return int(value)
         return 0
 
-    def remove(self) -> None:
+    def remove(self, wait_s: float = 5.0) -> None:
+        """Remove the cgroup once its killed processes have left it (they take a moment)."""
+        deadline = time.monotonic() + wait_s
         for d in self.dirs:
-            try:
-                d.rmdir()
-            except OSError:
-                shutil.rmtree(d, ignore_errors=True)
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break  # still busy: left for the next start's sweep
+                    time.sleep(0.01)
 
 
 class ResourceControl:
@@ -69,7 +77,9 @@ class ResourceControl:
         where = ", ".join(f"{k}={v}" for k, v in sorted(self._base.items()))
         return f"{self.mode.value} ({where})"
 
-    def create(self, label: str, memory_bytes: int, pids_max: int) -> Cgroup | None:
+    def create(self, label: str, memory_bytes: int, pids_max: int,
+               pid: int | None = None) -> Cgroup | None:
+        """A new cgroup with these limits; `pid` (and so its later children) joins it."""
         if self.mode is ResourceMode.RLIMIT:
             return None
         self._counter += 1
@@ -90,7 +100,25 @@ class ResourceControl:
                     swap.write_text(str(memory_bytes))
             elif controller == "pids":
                 (d / "pids.max").write_text(str(pids_max))
-        return Cgroup(self.mode, tuple(dirs))
+        cgroup = Cgroup(self.mode, tuple(dirs))
+        if pid is not None:
+            cgroup.add(pid)
+        return cgroup
+
+    def sweep(self) -> int:
+        """Remove empty cgroups whose gateway process is gone (a crash, a slow exit)."""
+        removed = 0
+        for base in self._base.values():
+            for d in base.iterdir() if base.is_dir() else ():
+                parts = d.name.rsplit("-", 2)
+                if len(parts) != 3 or not parts[1].isdigit() or Path(f"/proc/{parts[1]}").exists():
+                    continue  # not ours, or its gateway still runs
+                try:
+                    d.rmdir()  # fails while a process is still inside
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
 
 
 def _try_v2() -> dict[str, Path] | None:

@@ -163,14 +163,29 @@ def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
     return {"op": "exit", "id": call_id, "status": "ok" if code == 0 else "exit", "code": code}
 
 
+def _preload(names: list[str]) -> None:
+    """Import the standard-library modules the function uses, once, for every worker.
+
+    sys.path holds the standard library only here (the bundle is added in the
+    worker), so a bundle module cannot stand in for one of these.
+    """
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: S112 - a module this platform lacks is the worker's problem
+            continue
+
+
 def main(ctrl_fd: int) -> None:
-    ctrl = socket.socket(fileno=ctrl_fd)
-    send_json(ctrl, {"op": "hello"})
+    ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
     config = json.loads(ctrl.recv(65536))
     config["call_filter"] = bytes.fromhex(config["call_filter"])
     config["warm"] = config["mode"] == "warm"
     lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
     config["bounding"] = lowlevel.bounding_set()
+    _preload(config.get("preload") or [])
     config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
     sup = Supervisor(ctrl, config)
     report = sup.start()
