@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 
 from donjon.audit.chain import GENESIS, chain_hash, head_mac
 from donjon.errors import Error
@@ -56,6 +56,8 @@ class InvocationLog:
 
 
 _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
+#: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class AuditLog:
@@ -63,6 +65,16 @@ class AuditLog:
 
     def __init__(self, engine: Engine, mac_key: bytes) -> None:
         self._engine = engine
+        dialect = engine.dialect
+        self._insert_record = str(insert(audit_log).values(
+            seq=bindparam("seq"), record=bindparam("record"), hash=bindparam("hash")
+        ).compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
+        self._insert_log = str(insert(invocation_logs).values(
+            function=bindparam("function"), version=bindparam("version"),
+            request_id=bindparam("request_id"), ts=bindparam("ts"),
+            outcome=bindparam("outcome"), output=bindparam("output"),
+        ).compile(dialect=dialect))
+        self._positional = bool(dialect.positional)
         self._mac_key = mac_key
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -76,46 +88,43 @@ class AuditLog:
 
     # -- writing ---------------------------------------------------------------
 
-    def _encode(self, seq: int, event: AuditEvent) -> bytes:
-        body = {
+    def _encode(self, seq: int, ts: float, event: AuditEvent) -> bytes:
+        return _CANONICAL({
             "seq": seq,
-            "ts": round(time.time(), 6),
+            "ts": ts,
             "actor": event.actor,
             "action": event.action,
             "target": event.target,
             "outcome": event.outcome,
-            "detail": dict(event.detail),
-        }
-        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+            "detail": event.detail,
+        }).encode()
 
     def _write(self, items: list[tuple[AuditEvent, InvocationLog | None]]) -> None:
         """Append `items` in one transaction; the head moves only on commit."""
         with self._lock:
             seq, head = self._seq, self._head
-            rows = []
-            logs = []
+            rows: list[Any] = []
+            logs: list[Any] = []
             now = time.time()
+            ts = round(now, 6)
             for event, log in items:
                 seq += 1
-                record = self._encode(seq, event)
+                record = self._encode(seq, ts, event)
                 head = chain_hash(head, record)
-                rows.append({"seq": seq, "record": record, "hash": head})
+                rows.append((seq, record, head))
                 if log is not None:
-                    logs.append(
-                        {
-                            "function": log.function,
-                            "version": log.version,
-                            "request_id": log.request_id,
-                            "ts": now,
-                            "outcome": log.outcome,
-                            "output": log.output,
-                        }
-                    )
+                    logs.append((log.function, log.version, log.request_id, now, log.outcome,
+                                 log.output))
             mac = head_mac(self._mac_key, seq, head)
+            if not self._positional:  # a named-parameter driver (not SQLite's)
+                rows = [dict(zip(("seq", "record", "hash"), r, strict=True)) for r in rows]
+                logs = [dict(zip(("function", "version", "request_id", "ts", "outcome",
+                                  "output"), r, strict=True)) for r in logs]
             with self._engine.begin() as conn:
-                conn.execute(insert(audit_log), rows)
+                # The one hot write: straight to the driver, no per-row SQL compilation.
+                conn.exec_driver_sql(self._insert_record, rows)
                 if logs:
-                    conn.execute(insert(invocation_logs), logs)
+                    conn.exec_driver_sql(self._insert_log, logs)
                 updated = conn.execute(
                     audit_head.update().where(audit_head.c.id == 1).values(
                         seq=seq, hash=head, mac=mac
@@ -170,14 +179,19 @@ class AuditLog:
                 self._write([(event, log) for event, log, _ in batch])
             except Exception as e:
                 error = e
+            # One wake-up of each event loop per batch, not one per record.
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for _, _, fut in batch:
-                fut.get_loop().call_soon_threadsafe(_settle, fut, error)
+                by_loop.setdefault(fut.get_loop(), []).append(fut)
+            for loop, futures in by_loop.items():
+                loop.call_soon_threadsafe(_settle, futures, error)
 
 
-def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(AuditError(f"audit append failed: {error}"))
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for fut in futures:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(AuditError(f"audit append failed: {error}"))
