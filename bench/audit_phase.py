@@ -91,7 +91,7 @@ def run(workdir: Path, verify_records: int, concurrent_total: int, sync_calls: i
     workdir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"waiters": waiters, "verify_records": verify_records}
     engine, log, key = _open(workdir / "audit.db")
-    record_size = len(log._encode(1, EVENT))
+    record_size = len(log._encode(1, time.time(), EVENT))
 
     t0 = time.perf_counter()
     for _ in range(sync_calls):
