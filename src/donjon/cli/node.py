@@ -82,6 +82,8 @@ def doctor() -> None:
                    "cgroup namespaces; seccomp)")
         who = "Donjon's own user" if host.uid is None else f"host uid {host.uid}, gid {host.gid}"
         click.echo(f"sandbox user:     {who}; interpreter {host.python}")
+        if host.staging is not None:
+            click.echo(f"sandbox staging:  {host.staging} (bundles and runtime it can read)")
     except SandboxUnavailable as e:
         problems += 1
         click.echo(f"sandbox:          FAIL {e.message}")
