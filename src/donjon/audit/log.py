@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select
+from sqlalchemy import Engine, bindparam, insert, select, text
 
 from donjon.audit.chain import GENESIS, chain_hash, head_mac
 from donjon.errors import Error
@@ -56,6 +56,7 @@ class InvocationLog:
 
 
 _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
+_UPDATE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac WHERE id = 1")
 #: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
@@ -82,9 +83,18 @@ class AuditLog:
         self._seq, self._head = self._load_head()
 
     def _load_head(self) -> tuple[int, bytes]:
-        with self._engine.connect() as conn:
+        """The signed head; an empty log gets its genesis head, so appends only update it."""
+        with self._engine.begin() as conn:
             row = conn.execute(select(audit_head.c.seq, audit_head.c.hash)).first()
-        return (0, GENESIS) if row is None else (int(row.seq), bytes(row.hash))
+            if row is None:
+                count = conn.execute(select(audit_log.c.seq).limit(1)).first()
+                if count is not None:
+                    raise AuditError("the audit log has records but no signed head: it was "
+                                     "tampered with", hint="run `donjon audit verify`")
+                conn.execute(insert(audit_head).values(
+                    id=1, seq=0, hash=GENESIS, mac=head_mac(self._mac_key, 0, GENESIS)))
+                return 0, GENESIS
+        return int(row.seq), bytes(row.hash)
 
     # -- writing ---------------------------------------------------------------
 
@@ -125,13 +135,7 @@ class AuditLog:
                 conn.exec_driver_sql(self._insert_record, rows)
                 if logs:
                     conn.exec_driver_sql(self._insert_log, logs)
-                updated = conn.execute(
-                    audit_head.update().where(audit_head.c.id == 1).values(
-                        seq=seq, hash=head, mac=mac
-                    )
-                )
-                if updated.rowcount == 0:
-                    conn.execute(insert(audit_head).values(id=1, seq=seq, hash=head, mac=mac))
+                conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": head, "mac": mac})
             self._seq, self._head = seq, head
 
     def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
