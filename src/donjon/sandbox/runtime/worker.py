@@ -90,7 +90,11 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
             return
         if not config["warm"]:
             handoff.close()  # one call only: nothing more will come
-        run_call(socket.socket(fileno=fds[0]), handler)
+        call = socket.socket(fileno=fds[0])
+        try:
+            run_call(call, handler)
+        finally:
+            call.close()
         if not config["warm"]:
             return
 
