@@ -237,7 +237,10 @@ def _safe_header(name: str, value: str) -> bool:
 
 
 def _http_response(body: bytes, request_id: str) -> Response:
-    result: Any = json.loads(body)
+    try:
+        result: Any = json.loads(body)
+    except ValueError:  # only a function writing its own frames gets here
+        return problem(502, "the function returned a malformed response", request_id=request_id)
     if isinstance(result, dict) and "statusCode" in result:
         status = result.get("statusCode")
         headers = result.get("headers") or {}

@@ -229,19 +229,16 @@ class Instance:
             socket.send_fds(self._ctrl, [msg], [theirs.fileno()])
             theirs.close()
             try:
-                await write_frames(ours, meta, event)
-            except OSError:
-                raise await self._why_gone(exit_fut, timeout_s) from None
-            try:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
+                    await write_frames(ours, meta, event)
                     head, body = await read_frames(ours, 2)
             except TimeoutError:
                 await self.close()
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
             except (ChannelClosed, OSError):
                 raise await self._why_gone(exit_fut, timeout_s) from None
-            return _result(json.loads(head), body)
+            return _result(_reply_head(head), body)
         finally:
             self.active -= 1
             self.last_used = time.monotonic()
@@ -264,6 +261,17 @@ class Instance:
                 f"the function was killed: over its {self.config.memory_mb} MB memory limit"
             )
         return FunctionCrashed(f"the function's process ended without an answer ({status})")
+
+
+def _reply_head(raw: bytes) -> dict[str, Any]:
+    """The reply's first frame. Function code could have written it: trust nothing."""
+    try:
+        head = json.loads(raw)
+    except ValueError:
+        head = None
+    if not isinstance(head, dict):
+        raise FunctionCrashed("the function's reply was malformed")
+    return head
 
 
 def _result(head: dict[str, Any], body: bytes) -> CallResult:
