@@ -1,0 +1,62 @@
+"""Invariant 5: resource abuse ends that invocation and leaves the platform serving."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness import FUNCTIONS, LiveNode
+
+
+@pytest.fixture(scope="module")
+def hogs(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    dest = tmp_path_factory.mktemp("sec-hog-warm")
+    shutil.copytree(FUNCTIONS / "sec-hog", dest, dirs_exist_ok=True)
+    text = (dest / "donjon.yaml").read_text().replace("name: sec-hog", "name: sec-hog-warm")
+    (dest / "donjon.yaml").write_text(text + "isolation: warm\n")
+    node.deploy(Path(dest))
+    return ["sec-hog", "sec-hog-warm"]
+
+
+def _serving(node: LiveNode, fn: str) -> None:
+    r = node.invoke(fn, {"op": "noop"})
+    assert r.status_code == 200, r.text
+    assert node.invoke("probe", {"op": "echo"}).status_code == 200
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_fork_bomb_is_capped(node: LiveNode, hogs: list[str], which: int) -> None:
+    """Forking without end stops at the sandbox's process limit; everything keeps serving."""
+    fn = hogs[which]
+    r = node.invoke(fn, {"op": "forkbomb"})
+    if r.status_code == 200:
+        out = r.json()
+        assert out["forked"] < 1000, out
+        assert out["stopped_by"] is not None
+    else:
+        assert r.status_code in (502, 504, 507), r.text
+    _serving(node, fn)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_filling_tmp_stops_at_its_size(node: LiveNode, hogs: list[str], which: int) -> None:
+    """/tmp is size-capped: writing without end hits ENOSPC well before a gigabyte."""
+    fn = hogs[which]
+    r = node.invoke(fn, {"op": "fill_tmp"})
+    if r.status_code == 200:
+        out = r.json()
+        assert out["stopped_by"] in ("ENOSPC", "ENOMEM", "EFBIG"), out
+        assert out["written"] <= 64 << 20
+    else:
+        assert r.status_code in (502, 507), r.text
+    _serving(node, fn)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_cpu_spin_is_stopped_at_the_timeout(node: LiveNode, hogs: list[str], which: int) -> None:
+    """A handler spinning on the CPU is killed at timeout_s with 504; the next call works."""
+    fn = hogs[which]
+    assert node.invoke(fn, {"op": "spin"}).status_code == 504
+    _serving(node, fn)
