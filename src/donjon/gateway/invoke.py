@@ -72,18 +72,21 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
                 retry_after_s=decision.retry_after_s,
             )
     started = time.perf_counter()
-    outcome = "ok"
+    outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     try:
         result = await node.pool.invoke(
             deployed.config, _meta(deployed, request_id, principal), event,
             deployed.manifest.timeout_s,
         )
-        output = result.output
+        outcome, output = "ok", result.output
         return result
     except SandboxError as e:
         outcome = type(e).__name__
         output = "\n".join(p for p in (e.output, e.trace, f"{e.title}: {e.message}") if p)
+        raise
+    except Exception as e:
+        outcome = type(e).__name__
         raise
     finally:
         elapsed = time.perf_counter() - started
