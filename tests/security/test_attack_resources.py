@@ -60,3 +60,10 @@ def test_cpu_spin_is_stopped_at_the_timeout(node: LiveNode, hogs: list[str], whi
     fn = hogs[which]
     assert node.invoke(fn, {"op": "spin"}).status_code == 504
     _serving(node, fn)
+
+
+def test_shared_memory_does_not_survive_the_call(node: LiveNode, hogs: list[str]) -> None:
+    """A System V shared memory segment made by one call is gone for the next."""
+    made = node.invoke("sec-hog", {"op": "shm_make"}).json()
+    assert made["shmid"] >= 0
+    assert node.invoke("sec-hog", {"op": "shm_list"}).json()["segments"] == []

@@ -5,7 +5,7 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
 - the sandbox filter, loaded by bubblewrap before the runtime starts: system
   calls no function needs and that widen the kernel's attack surface
   (ptrace, bpf, keyctl, io_uring, module loading, ...), new namespaces other
-  than the mount and pid namespaces the supervisor makes for its workers,
+  than the mount, pid and IPC namespaces the supervisor makes for its workers,
   and socket families other than unix and IP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
@@ -31,15 +31,14 @@ _ERRNO = 0x00050000 | errno.EPERM
 # clone3 carries its flags in memory, beyond BPF's reach; ENOSYS makes libc fall back
 # to clone, whose flags the filter can see.
 _ENOSYS = 0x00050000 | errno.ENOSYS
-_CMP_EQ = 4
 _CMP_MASKED_EQ = 7
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWIPC = 0x08000000
 _NAMESPACE_FLAGS = {
     "CLONE_NEWUSER": 0x10000000,
     "CLONE_NEWNET": 0x40000000,
-    "CLONE_NEWIPC": 0x08000000,
     "CLONE_NEWUTS": 0x04000000,
     "CLONE_NEWCGROUP": 0x02000000,
     "CLONE_NEWTIME": 0x00000080,
@@ -126,7 +125,7 @@ class _Compiler:
         if namespaces:
             flags = list(_NAMESPACE_FLAGS.values())
             if deny_newns:
-                flags += [CLONE_NEWNS, CLONE_NEWPID]
+                flags += [CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC]
             for flag in flags:
                 for call in ("unshare", "clone"):
                     self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, flag, flag)])
@@ -134,7 +133,9 @@ class _Compiler:
         if families:
             for family in range(_MAX_FAMILY):
                 if family not in _ALLOWED_FAMILIES:
-                    self._rule(ctx, "socket", [_ArgCmp(0, _CMP_EQ, family, 0)])
+                    # The kernel reads the family as a 32-bit int: compare only those
+                    # bits, or high bits set by the caller would slip past the rule.
+                    self._rule(ctx, "socket", [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, family)])
 
     def _export(self, ctx: int) -> bytes:
         fd = os.memfd_create("bpf", 0)

@@ -31,6 +31,15 @@ def handler(event, context):
         except OSError as e:
             return {"written": written, "stopped_by": errno.errorcode.get(e.errno, e.errno)}
         return {"written": written, "stopped_by": None}
+    if op == "shm_make":
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        shmid = libc.shmget(0, 1 << 20, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+        return {"shmid": shmid}
+    if op == "shm_list":
+        with open("/proc/sysvipc/shm") as f:
+            return {"segments": f.read().splitlines()[1:]}
     if op == "spin":
         while True:
             pass

@@ -17,6 +17,9 @@ CALLS = {
     "io_uring_setup": lambda: libc.syscall(425, 1, 0),
     "setns": lambda: libc.setns(0, 0),
     "chroot": lambda: libc.chroot(b"/tmp"),
+    # socket(AF_NETLINK | 1 << 32, SOCK_RAW): the kernel ignores the high bits
+    "netlink_high_bits": lambda: libc.syscall(41, ctypes.c_long((1 << 32) | 16), 3, 0),
+    "vsock_high_bits": lambda: libc.syscall(41, ctypes.c_long((1 << 32) | 40), 1, 0),
 }
 
 

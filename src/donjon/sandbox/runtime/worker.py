@@ -103,7 +103,9 @@ def start_worker(handoff: socket.socket, config: dict[str, Any]) -> int:
     """In a fresh fork of the supervisor: make the namespaces, fork the worker,
     wait for it and leave with its status. Never returns."""
     try:
-        lowlevel.unshare(lowlevel.CLONE_NEWPID | lowlevel.CLONE_NEWNS)
+        # Pid, mount and System V IPC namespaces of the worker's own: nothing it
+        # starts, mounts or allocates in shared memory outlives it.
+        lowlevel.unshare(lowlevel.CLONE_NEWPID | lowlevel.CLONE_NEWNS | lowlevel.CLONE_NEWIPC)
         pid = os.fork()
     except BaseException:
         os._exit(71)
