@@ -67,3 +67,24 @@ def test_shared_memory_does_not_survive_the_call(node: LiveNode, hogs: list[str]
     made = node.invoke("sec-hog", {"op": "shm_make"}).json()
     assert made["shmid"] >= 0
     assert node.invoke("sec-hog", {"op": "shm_list"}).json()["segments"] == []
+
+
+def test_fork_bomb_does_not_take_other_calls_down(node: LiveNode, hogs: list[str]) -> None:
+    """While one call holds the process table full, a call already running still finishes."""
+    import threading
+
+    results: dict[str, int] = {}
+
+    def bomb() -> None:
+        results["bomb"] = node.invoke("sec-hog", {"op": "forkbomb", "hold": 1.5}).status_code
+
+    thread = threading.Thread(target=bomb)
+    thread.start()
+    import time
+
+    time.sleep(0.4)
+    sleeper = node.invoke("sec-hog", {"op": "sleep", "s": 0.8})
+    thread.join()
+    assert sleeper.status_code == 200, sleeper.text
+    assert results["bomb"] in (200, 502, 504)
+    _serving(node, "sec-hog")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import queue
 import threading
 import time
@@ -54,6 +55,8 @@ class InvocationLog:
     outcome: str
     output: str
 
+
+log_ = logging.getLogger("donjon.audit")
 
 _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
 _UPDATE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac WHERE id = 1")
@@ -182,6 +185,8 @@ class AuditLog:
             try:
                 self._write([(event, log) for event, log, _ in batch])
             except Exception as e:
+                # Details (SQL, other callers' records) go to the server log only.
+                log_.error("audit append of %d record(s) failed: %s", len(batch), e)
                 error = e
             # One wake-up of each event loop per batch, not one per record.
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
@@ -198,4 +203,7 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
         if error is None:
             fut.set_result(None)
         else:
-            fut.set_exception(AuditError(f"audit append failed: {error}"))
+            fut.set_exception(AuditError(
+                "the audit log could not be written, so the request was not completed",
+                hint="the server log says why",
+            ))

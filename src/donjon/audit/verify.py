@@ -8,12 +8,18 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from donjon.audit.chain import GENESIS, head_mac
-from donjon.store.tables import audit_head
 
 __all__ = ["VerifyResult", "verify_log"]
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: bytes
+    mac: bytes
 
 
 @dataclass(frozen=True)
@@ -26,14 +32,20 @@ class VerifyResult:
 
 
 def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
-    """Recompute the chain from genesis and compare it with the signed head."""
-    with engine.connect() as conn:
-        head_row = conn.execute(
-            select(audit_head.c.seq, audit_head.c.hash, audit_head.c.mac)
-        ).first()
+    """Recompute the chain from genesis and compare it with the signed head.
+
+    The head and the records are read in one transaction, so a node appending
+    meanwhile is seen at one instant (WAL gives the reader a snapshot).
+    """
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
+        if engine.dialect.name == "sqlite":
+            cur.execute("BEGIN")
+        cur.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+        found = cur.fetchone()
+        head_row = None if found is None else _Head(int(found[0]), _as_bytes(found[1]),
+                                                      _as_bytes(found[2]))
         cur.execute("SELECT seq, record, hash FROM audit_log ORDER BY seq")
         expected_seq = 1
         prev = GENESIS
@@ -57,13 +69,19 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
                 count += 1
         cur.close()
     finally:
+        raw.rollback()
         raw.close()
+    return _check_head(head_row, count, prev, mac_key)
+
+
+def _check_head(head_row: _Head | None, count: int, prev: bytes, mac_key: bytes) -> VerifyResult:
+    """Does the signed head vouch for exactly the `count` records ending in `prev`?"""
     if head_row is None:
         if count == 0:
             return VerifyResult(True, 0)
         return VerifyResult(False, count, 1, "the signed head of the log is missing")
-    expected_mac = head_mac(mac_key, head_row.seq, bytes(head_row.hash))
-    if not hmac.compare_digest(bytes(head_row.mac), expected_mac):
+    expected_mac = head_mac(mac_key, head_row.seq, head_row.hash)
+    if not hmac.compare_digest(head_row.mac, expected_mac):
         return VerifyResult(False, count, int(head_row.seq), "the head's signature does not match")
     if head_row.seq > count:
         return VerifyResult(
@@ -75,7 +93,7 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
             False, count, int(head_row.seq) + 1,
             "records after the signed head were not written by Donjon",
         )
-    if bytes(head_row.hash) != prev:
+    if head_row.hash != prev:
         return VerifyResult(
             False, count, None,
             "the chain does not end at the signed head: records were rewritten with new hashes",

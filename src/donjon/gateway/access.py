@@ -25,7 +25,7 @@ def _client(request: Request) -> str:
 async def deny(node: Node, request: Request, actor: str, action: str, reason: str,
                 request_id: str) -> None:
     await node.audit.record(
-        AuditEvent(actor, action, request.url.path, "denied",
+        AuditEvent(actor, action, request.url.path[:256], "denied",
                    {"request_id": request_id, "reason": reason, "client": _client(request),
                     "method": request.method})
     )

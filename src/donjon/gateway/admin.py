@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -90,21 +91,25 @@ async def delete_function(request: Request, node: Node, principal: Principal,
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     name = request.path_params["name"]
-    limit = _limit(request)
+    # Each entry holds up to 64 KiB of output: a few hundred at most per request.
     query = (select(invocation_logs).where(invocation_logs.c.function == name)
-             .order_by(desc(invocation_logs.c.id)).limit(limit))
-    with node.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+             .order_by(desc(invocation_logs.c.id)).limit(_limit(request, 500)))
+
+    def read() -> list[dict[str, Any]]:
+        with node.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    rows = await asyncio.to_thread(read)
     rows.reverse()
     for r in rows:
         r.pop("id", None)
     return JSONResponse(rows)
 
 
-def _limit(request: Request) -> int:
+def _limit(request: Request, most: int = 10_000) -> int:
     raw = request.query_params.get("n", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-        raise BadRequest("n must be a whole number from 1 to 10000")
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise BadRequest(f"n must be a whole number from 1 to {most}")
     return int(raw)
 
 
@@ -161,10 +166,13 @@ async def revoke_key(request: Request, node: Node, principal: Principal,
 
 
 async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    limit = _limit(request)
-    query = select(audit_log.c.record).order_by(desc(audit_log.c.seq)).limit(limit)
-    with node.engine.connect() as conn:
-        records = [json.loads(bytes(r)) for r in conn.execute(query).scalars()]
+    query = select(audit_log.c.record).order_by(desc(audit_log.c.seq)).limit(_limit(request))
+
+    def read() -> list[Any]:
+        with node.engine.connect() as conn:
+            return [json.loads(bytes(r)) for r in conn.execute(query).scalars()]
+
+    records = await asyncio.to_thread(read)
     records.reverse()
     return JSONResponse(records)
 

@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from donjon.audit import AuditEvent
-from donjon.bundle import BundleError
 from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.errors import Error
 from donjon.gateway.access import deny, read_body
@@ -27,8 +26,8 @@ from donjon.gateway.node import Node
 from donjon.gateway.registry import instance_config, make_deployed, manifest_json
 from donjon.identity import Principal, Role
 from donjon.manifest import Manifest, ManifestError, load_manifest
-from donjon.sandbox import FunctionFailed
-from donjon.scan import ScanError, ScanReport, render_text, scan_path
+from donjon.sandbox import FunctionFailed, SandboxUnavailable
+from donjon.scan import ScanReport, render_text, scan_path
 
 __all__ = ["DeployBlocked", "deploy"]
 
@@ -64,44 +63,57 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
     if not archive:
         raise BadRequest("the request body must be a bundle archive (tar.gz)")
     try:
-        accepted = await asyncio.to_thread(_accept_bundle, node, archive, skip_scan)
-        version = node.functions.next_version(accepted.manifest.name)
-        if node.pool is not None:
-            # Start the new version before it takes traffic: its import runs
-            # (sandboxed) now, so a broken handler fails the deploy, not a caller.
-            config = instance_config(accepted.manifest, version,
-                                     node.bundles.path(accepted.digest))
-            await node.pool.prestart(config)
-    except (BundleError, ManifestError, FunctionFailed, ScanError, DeployBlocked) as e:
-        await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
-                                           {"request_id": request_id, "reason": e.message[:500],
-                                            "error": type(e).__name__}))
+        accepted, version = await _accept_and_start(node, archive, skip_scan)
+    except Error as e:
+        await _rejected(node, principal, request_id, e)
         if isinstance(e, FunctionFailed):
             raise ManifestError(e.message, problems=[f"handler: {e.message}"]) from e
+        if isinstance(e, SandboxUnavailable):
+            log.error("deploy %s: %s", request_id, e.message)  # may name host paths
+            raise SandboxUnavailable("the new version's sandbox could not start",
+                                     hint=f"the server log has the details (request "
+                                          f"{request_id})") from e
         raise
     manifest, digest = accepted.manifest, accepted.digest
-    record = node.functions.add_version(manifest.name, version, digest,
-                                        manifest_json(manifest), principal.label)
+    try:
+        # Checked again now: another deploy may have taken a route while this one started.
+        conflicts = node.registry.route_conflicts(manifest)
+        if conflicts:
+            raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
+                                problems=conflicts)
+        record = node.functions.add_version(manifest.name, version, digest,
+                                            manifest_json(manifest), principal.label)
+    except Error as e:
+        if node.pool is not None:
+            await node.pool.retire_version(manifest.name, version)
+        await _rejected(node, principal, request_id, e)
+        raise
     node.registry.put(make_deployed(record, node.bundles.path(digest)))
     if node.pool is not None:
         await node.pool.retire(record.name, keep_version=record.version)
-    detail: dict[str, object] = {"request_id": request_id, "digest": digest}
+    await node.audit.record(AuditEvent(principal.label, "function.deploy",
+                                       f"{record.name}@{record.version}", "ok",
+                                       _audit_detail(request_id, digest, accepted, skip_scan)))
     if skip_scan:
         log.warning("UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
                     principal.label, record.name, record.version)
+    body: dict[str, object] = {
+        "name": record.name, "version": record.version, "digest": digest,
+        "scan": {"skipped": True} if accepted.report is None else {
+            "findings": len(accepted.report.findings), "report": render_text(accepted.report)},
+        "warnings": _not_yet_granted(manifest),
+    }
+    return JSONResponse(body, status_code=201)
+
+
+def _audit_detail(request_id: str, digest: str, accepted: _Accepted,
+                  skip_scan: bool) -> dict[str, object]:
+    detail: dict[str, object] = {"request_id": request_id, "digest": digest}
+    if skip_scan:
         detail["unsafe_skip_scan"] = True
     else:
         detail["findings"] = len(accepted.report.findings) if accepted.report else 0
-    await node.audit.record(AuditEvent(principal.label, "function.deploy",
-                                       f"{record.name}@{record.version}", "ok", detail))
-    body: dict[str, object] = {"name": record.name, "version": record.version, "digest": digest}
-    if accepted.report is not None:
-        body["scan"] = {"findings": len(accepted.report.findings),
-                        "report": render_text(accepted.report)}
-    else:
-        body["scan"] = {"skipped": True}
-    body["warnings"] = _not_yet_granted(manifest)
-    return JSONResponse(body, status_code=201)
+    return detail
 
 
 def _not_yet_granted(manifest: Manifest) -> list[str]:
@@ -117,6 +129,24 @@ def _not_yet_granted(manifest: Manifest) -> list[str]:
     if perms.invoke:
         out.append("permissions.invoke: calling other functions is not in this version")
     return out
+
+
+async def _accept_and_start(node: Node, archive: bytes,
+                            skip_scan: bool) -> tuple[_Accepted, int]:
+    accepted = await asyncio.to_thread(_accept_bundle, node, archive, skip_scan)
+    version = node.functions.next_version(accepted.manifest.name)
+    if node.pool is not None:
+        # Start the new version before it takes traffic: its import runs
+        # (sandboxed) now, so a broken handler fails the deploy, not a caller.
+        config = instance_config(accepted.manifest, version, node.bundles.path(accepted.digest))
+        await node.pool.prestart(config)
+    return accepted, version
+
+
+async def _rejected(node: Node, principal: Principal, request_id: str, error: Error) -> None:
+    await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
+                                       {"request_id": request_id, "reason": error.message[:500],
+                                        "error": type(error).__name__}))
 
 
 def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:

@@ -16,6 +16,8 @@ __all__ = ["serve"]
 
 log = logging.getLogger("donjon")
 
+MAX_IN_FLIGHT = 1024
+
 
 def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
           tls_key: Path | None, unsafe_http: bool) -> None:
@@ -29,6 +31,9 @@ def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
     else:
         ssl = {"ssl_certfile": str(tls_cert or settings.tls_cert_path),
                "ssl_keyfile": str(tls_key or settings.tls_key_path)}
+    # limit_concurrency: past this many connections and requests in flight,
+    # uvicorn answers 503 at once, so a flood holds a bounded amount of memory.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", server_header=False, **ssl)  # type: ignore[arg-type]
+                            lifespan="on", server_header=False, limit_concurrency=MAX_IN_FLIGHT,
+                            **ssl)  # type: ignore[arg-type]
     uvicorn.Server(config).run()

@@ -25,8 +25,10 @@ async def write_frames(sock: socket.socket, *payloads: bytes) -> None:
     await loop.sock_sendall(sock, b"".join(parts))
 
 
-async def read_frames(sock: socket.socket, count: int) -> list[bytes]:
-    """Read `count` frames; raise `ChannelClosed` on an early end."""
+async def read_frames(sock: socket.socket, count: int,
+                      limits: tuple[int, ...] = ()) -> list[bytes]:
+    """Read `count` frames, frame i at most limits[i] bytes; `ChannelClosed` on an early end
+    or an oversized frame. The far end may be function code: it decides nothing here."""
     loop = asyncio.get_running_loop()
     buf = bytearray()
     frames: list[bytes] = []
@@ -35,8 +37,9 @@ async def read_frames(sock: socket.socket, count: int) -> list[bytes]:
         while True:
             if len(buf) - pos >= 4:
                 (size,) = _LEN.unpack_from(buf, pos)
-                if size > MAX_FRAME:
-                    raise ChannelClosed(f"reply frame of {size} bytes is over the limit")
+                limit = limits[len(frames)] if len(frames) < len(limits) else MAX_FRAME
+                if size > limit:
+                    raise ChannelClosed(f"reply frame of {size} bytes is over its {limit} limit")
                 if len(buf) - pos - 4 >= size:
                     frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
                     pos += 4 + size

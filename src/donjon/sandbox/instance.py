@@ -32,6 +32,12 @@ __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
 _START_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
+#: A reply's head (status and captured output, 64 KiB of it at most) and its
+#: result. Function code owns the call socket and could write frames of its
+#: own: the gateway holds no more than this for a call, whatever it says.
+_MAX_HEAD = 256 * 1024
+MAX_RESULT = 6 * 1024 * 1024
+_MAX_OUTPUT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -136,10 +142,12 @@ class Instance:
                 "preload": list(await preload),
             }).encode())
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
-        except (TimeoutError, ChannelClosed, OSError) as e:
+        except BaseException as e:  # whatever went wrong, nothing is left running
             if self._cgroup is None and cgroup.done() and not cgroup.exception():
                 self._cgroup = cgroup.result()
             await self.close()
+            if not isinstance(e, TimeoutError | ChannelClosed | OSError):
+                raise
             raise SandboxUnavailable(
                 f"the sandbox of {self.config.function} did not start: {e} "
                 f"{self._stderr.decode(errors='replace').strip()}".strip()
@@ -226,13 +234,16 @@ class Instance:
         self.active += 1
         try:
             msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
-            socket.send_fds(self._ctrl, [msg], [theirs.fileno()])
+            try:
+                await _send_with_fd(self._ctrl, msg, theirs.fileno())
+            except OSError:
+                raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
             try:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
                     await write_frames(ours, meta, event)
-                    head, body = await read_frames(ours, 2)
+                    head, body = await read_frames(ours, 2, (_MAX_HEAD, MAX_RESULT))
             except TimeoutError:
                 await self.close()
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
@@ -263,6 +274,27 @@ class Instance:
         return FunctionCrashed(f"the function's process ended without an answer ({status})")
 
 
+def _settle_once(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _send_with_fd(sock: socket.socket, msg: bytes, fd: int) -> None:
+    """One control message carrying `fd`; waits while the supervisor's queue is full."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            socket.send_fds(sock, [msg], [fd])
+            return
+        except BlockingIOError:
+            writable: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(sock.fileno(), _settle_once, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock.fileno())
+
+
 def _reply_head(raw: bytes) -> dict[str, Any]:
     """The reply's first frame. Function code could have written it: trust nothing."""
     try:
@@ -275,7 +307,7 @@ def _reply_head(raw: bytes) -> dict[str, Any]:
 
 
 def _result(head: dict[str, Any], body: bytes) -> CallResult:
-    output = str(head.get("out", ""))
+    output = str(head.get("out", ""))[-_MAX_OUTPUT:]
     if head.get("ok"):
         return CallResult(body=body, output=output)
     kind = head.get("kind")

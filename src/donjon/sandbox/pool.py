@@ -120,6 +120,10 @@ class SandboxPool:
             await self._retire_slot(key)
             raise
 
+    async def retire_version(self, function: str, version: int) -> None:
+        """Stop the sandboxes of one version (a deploy that did not go through)."""
+        await self._retire_slot((function, version))
+
     async def retire(self, function: str, keep_version: int | None = None) -> None:
         """Stop every sandbox of `function` except those of `keep_version`."""
         for key in [k for k in self._slots if k[0] == function and k[1] != keep_version]:

@@ -43,8 +43,8 @@ def stdlib_imports(bundle: Path) -> tuple[str, ...]:
             if path.stat().st_size > _MAX_BYTES:
                 continue
             found |= _names(ast.parse(path.read_bytes()))
-        except (OSError, SyntaxError, ValueError):
-            continue
+        except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # a file Python cannot parse is not imported by anything either
     top = sys.stdlib_module_names
     return tuple(sorted(n for n in found
                         if n.split(".")[0] in top and n.split(".")[0] not in _NEVER))

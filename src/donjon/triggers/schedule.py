@@ -35,8 +35,9 @@ class Scheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._running):
-            task.cancel()
+        # Let scheduled calls in flight finish (each ends with its audit record).
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     def due(self, minute: dt.datetime) -> list[tuple[str, str]]:
         """(function, expression) pairs that fire at `minute`."""

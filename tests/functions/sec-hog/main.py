@@ -13,6 +13,7 @@ def handler(event, context):
             try:
                 pid = os.fork()
             except OSError as e:
+                time.sleep(float(event.get("hold", 0)))  # keep the process table full
                 return {"forked": count, "stopped_by": errno.errorcode.get(e.errno, e.errno)}
             if pid == 0:
                 time.sleep(30)
@@ -40,6 +41,9 @@ def handler(event, context):
     if op == "shm_list":
         with open("/proc/sysvipc/shm") as f:
             return {"segments": f.read().splitlines()[1:]}
+    if op == "sleep":
+        time.sleep(float(event["s"]))
+        return {"slept": event["s"]}
     if op == "spin":
         while True:
             pass

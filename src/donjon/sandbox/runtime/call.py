@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 MAX_OUTPUT = 64 * 1024
+MAX_RESULT = 6 * 1024 * 1024  # the gateway reads no more (sandbox/instance.py)
 
 
 class CapturedOutput:
@@ -91,6 +92,10 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
             try:
                 body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
                 meta = {"ok": True}
+                if len(body) > MAX_RESULT:
+                    body = b""
+                    meta = {"ok": False, "kind": "result",
+                            "error": f"the result is larger than {MAX_RESULT} bytes"}
             except (TypeError, ValueError) as e:
                 meta = {
                     "ok": False,

@@ -65,7 +65,12 @@ class _Worker:
 
 
 class Supervisor:
-    """Hands calls to workers, enforces deadlines, reports each call's end."""
+    """Hands calls to workers, enforces deadlines, reports each call's end.
+
+    It must outlive anything a function does: a fork that fails (the sandbox
+    is at its process limit) or workers that keep dying are answered per
+    call, never by the supervisor itself dying.
+    """
 
     def __init__(self, ctrl: socket.socket, config: dict[str, Any]) -> None:
         self.ctrl = ctrl
@@ -79,11 +84,22 @@ class Supervisor:
         #: worker pid -> (call id, deadline) for calls in flight
         self.calls: dict[int, tuple[int, float]] = {}
         self.timed_out: set[int] = set()
-        self.worker = _Worker(self)
+        #: workers that died before taking a call, in a row: past a few, the
+        #: next one is made only when a call needs it (no busy respawn loop).
+        self.idle_deaths = 0
+        self.worker: _Worker | None = _Worker(self)
 
     def start(self) -> dict[str, Any]:
         """Wait for the first worker's import; its report says if the function loads."""
+        if self.worker is None:
+            return {"op": "failed", "error": "no worker process could be started"}
         return self.worker.wait_ready(30.0)
+
+    def _new_worker(self) -> _Worker | None:
+        try:
+            return _Worker(self)
+        except OSError:
+            return None  # at the process limit: the next call or reap tries again
 
     def serve(self) -> None:
         poller = select.poll()
@@ -107,27 +123,36 @@ class Supervisor:
     def _on_message(self) -> None:
         msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
         if not msg:  # the gateway is gone: so is everything here
-            for pid in (*self.calls, self.worker.pid):
+            for pid in (*self.calls, *((self.worker.pid,) if self.worker else ())):
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         req = json.loads(msg)
-        worker = self.worker
-        try:
-            worker.hand(fds[0])
-        except OSError:
-            # The worker died before we heard of it: the call goes to a new one.
-            worker.close()
-            worker = self.worker = _Worker(self)
-            try:
-                worker.hand(fds[0])
-            except OSError:
-                pass  # this one died too; its exit is reported as the call's
+        worker = self._hand(fds[0])
         os.close(fds[0])
+        if worker is None:  # no process could be made for it
+            send_json(self.ctrl, {"op": "exit", "id": req["id"], "status": "exit", "code": 75})
+            return
+        self.idle_deaths = 0
         deadline = _FOREVER if self.warm else time.monotonic() + float(req["timeout"])
         self.calls[worker.pid] = (req["id"], deadline)
         if not self.warm:
             worker.close()
-            self.worker = _Worker(self)
+            self.worker = self._new_worker()
+
+    def _hand(self, call_fd: int) -> _Worker | None:
+        """Give the call to the ready worker, or to a new one if it is gone."""
+        for _ in range(2):
+            if self.worker is None:
+                self.worker = self._new_worker()
+                if self.worker is None:
+                    return None
+            try:
+                self.worker.hand(call_fd)
+                return self.worker
+            except OSError:
+                self.worker.close()  # it died before we heard of it
+                self.worker = None
+        return None
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
@@ -145,9 +170,14 @@ class Supervisor:
             if pid == 0:
                 return
             call = self.calls.pop(pid, None)
-            if pid == self.worker.pid:  # the idle or warm worker died: make another
+            if self.worker is not None and pid == self.worker.pid:
+                # The idle (or warm) worker died: make another, unless they keep dying.
                 self.worker.close()
-                self.worker = _Worker(self)
+                self.worker = None
+                if call is None:
+                    self.idle_deaths += 1
+                if self.idle_deaths < 3:
+                    self.worker = self._new_worker()
             if call is not None:
                 was_timeout = pid in self.timed_out
                 self.timed_out.discard(pid)
@@ -174,7 +204,7 @@ def _preload(names: list[str]) -> None:
     for name in names:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: S112 - a module this platform lacks is the worker's problem
+        except Exception:  # noqa: S112  # nosec B112 - a missing module is the worker's problem
             continue
 
 
