@@ -48,11 +48,6 @@ class BundleStore:
                 _make_writable(staging)
                 shutil.rmtree(staging, ignore_errors=True)
 
-    def remove(self, digest: str) -> None:
-        path = self.path(digest)
-        if path.exists():
-            _make_writable(path)
-            shutil.rmtree(path, ignore_errors=True)
 
 
 # Bundles live under a 0700 data dir; inside it they are made read-only for

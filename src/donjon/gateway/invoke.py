@@ -55,22 +55,9 @@ def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> b
 async def _run(node: Node, deployed: Deployed, principal: Principal | None, event: bytes,
                request_id: str, trigger: str) -> CallResult:
     """Run the function; audit the outcome (durably) whatever it is."""
-    actor = principal.label if principal else ("schedule" if trigger == "schedule" else "public")
+    actor = _actor(principal, trigger)
     if node.pool is None:
         raise SandboxError("the node is not serving")
-    rate = deployed.rate
-    if rate is not None:
-        decision = node.limiter.take(f"fn:{deployed.name}", rate.count, rate.period_s)
-        if not decision.allowed:
-            await node.audit.record(AuditEvent(
-                actor, "function.throttle",
-                f"{deployed.name}@{deployed.record.version}", "denied",
-                {"request_id": request_id, "limit": deployed.manifest.limits.rate},
-            ))
-            raise RateLimitError(
-                f"{deployed.name} is over its rate limit ({deployed.manifest.limits.rate})",
-                retry_after_s=decision.retry_after_s,
-            )
     started = time.perf_counter()
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
@@ -109,6 +96,29 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         )
 
 
+def _actor(principal: Principal | None, trigger: str) -> str:
+    return principal.label if principal else ("schedule" if trigger == "schedule" else "public")
+
+
+async def _admit(node: Node, deployed: Deployed, principal: Principal | None, request_id: str,
+                 trigger: str) -> None:
+    """The function's rate limit, checked before its request body is even read."""
+    rate = deployed.rate
+    if rate is None:
+        return
+    decision = node.limiter.take(f"fn:{deployed.name}", rate.count, rate.period_s)
+    if not decision.allowed:
+        await node.audit.record(AuditEvent(
+            _actor(principal, trigger), "function.throttle",
+            f"{deployed.name}@{deployed.record.version}", "denied",
+            {"request_id": request_id, "limit": deployed.manifest.limits.rate},
+        ))
+        raise RateLimitError(
+            f"{deployed.name} is over its rate limit ({deployed.manifest.limits.rate})",
+            retry_after_s=decision.retry_after_s,
+        )
+
+
 async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datetime) -> None:
     """Fire one schedule trigger: a call like any other, audited with actor `schedule`."""
     deployed = node.registry.get(name)
@@ -116,8 +126,10 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
         return
     event = json.dumps({"trigger": "schedule", "schedule": expression,
                         "time": minute.isoformat()}).encode()
+    request_id = new_request_id()
     with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
-        await _run(node, deployed, None, event, new_request_id(), "schedule")
+        await _admit(node, deployed, None, request_id, "schedule")
+        await _run(node, deployed, None, event, request_id, "schedule")
 
 
 def _error_response(error: Error, request_id: str) -> Response:
@@ -147,6 +159,7 @@ async def handle_invoke(request: Request) -> Response:
         deployed = node.registry.get(name)
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
+        await _admit(node, deployed, principal, request_id, "invoke")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _parse_event(body or b"{}", deployed)
         result = await _run(node, deployed, principal, event, request_id, "invoke")
@@ -189,6 +202,7 @@ async def handle_http_trigger(request: Request) -> Response:
             await deny(node, request, "anonymous", "auth.denied",
                        "jwt: no identity provider configured", request_id)
             raise Unauthorized("missing, invalid or revoked credentials")
+        await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
         result = await _run(node, deployed, principal, event, request_id, "http")

@@ -89,6 +89,7 @@ class Instance:
         self.last_used = time.monotonic()
         self.closed = False
         self._starting = True
+        self._oom_seen = 0
 
     # -- life cycle -------------------------------------------------------------
 
@@ -268,9 +269,14 @@ class Instance:
         if status == "timeout":
             return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
         if status == "signal" and report.get("signal") == signal.SIGKILL:
-            return FunctionMemoryExceeded(
-                f"the function was killed: over its {self.config.memory_mb} MB memory limit"
-            )
+            # Read only on this failure path: did the sandbox's cgroup OOM-kill it?
+            oom = await asyncio.to_thread(self._cgroup.oom_kills) if self._cgroup else None
+            if oom is None or oom > self._oom_seen:
+                self._oom_seen = oom or 0
+                return FunctionMemoryExceeded(
+                    f"the function was killed: over its {self.config.memory_mb} MB memory limit"
+                )
+            return FunctionCrashed("the function's process was killed")
         return FunctionCrashed(f"the function's process ended without an answer ({status})")
 
 

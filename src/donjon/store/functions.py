@@ -88,7 +88,3 @@ class FunctionStore:
         """Undeploy `name`; its version history stays for the audit trail."""
         with self._engine.begin() as conn:
             return conn.execute(delete(functions).where(functions.c.name == name)).rowcount > 0
-
-    def digests_in_use(self) -> set[str]:
-        with self._engine.connect() as conn:
-            return set(conn.execute(select(function_versions.c.digest)).scalars())
