@@ -151,3 +151,18 @@ def test_records_hold_no_payload_fields(engine: Engine) -> None:
 
     assert set(json.loads(record)) == {"seq", "ts", "actor", "action", "target", "outcome",
                                        "detail"}
+
+
+@pytest.mark.parametrize("event", [
+    AuditEvent("key:a", "function.invoke", "f@1", "ok", {"b": 1, "a": [1.5, None, "é\n\""]}),
+    AuditEvent("anonymous", "auth.denied", "/fn/\u2603?x=\"1\"", "denied", {}),
+])
+def test_record_bytes_are_canonical_json(engine: Engine, event: AuditEvent) -> None:
+    """A record's stored bytes are exactly its canonical JSON (sorted keys, no spaces)."""
+    import json
+
+    log = AuditLog(engine, KEY)
+    encoded = log._encode(7, 1234.5678, event)
+    body = {"seq": 7, "ts": 1234.5678, "actor": event.actor, "action": event.action,
+            "target": event.target, "outcome": event.outcome, "detail": dict(event.detail)}
+    assert encoded == json.dumps(body, separators=(",", ":"), sort_keys=True).encode()

