@@ -56,6 +56,13 @@ def test_method_not_in_trigger_is_404(node: LiveNode) -> None:
         assert c.get("/fn/nowhere").status_code == 404
 
 
+def test_missing_route_looks_protected_to_anonymous_callers(node: LiveNode) -> None:
+    """Without a valid key, a route that does not exist answers 401 like a key route."""
+    with node.client("") as c:
+        assert c.get("/fn/nowhere").status_code == 401
+        assert c.get("/fn/web/private").status_code == 401
+
+
 def test_binary_body_arrives_base64(node: LiveNode) -> None:
     """A body that is not UTF-8 reaches the handler base64-encoded."""
     with node.client("") as c:

@@ -37,3 +37,17 @@ def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode
     assert out["netlink"] != "opened" and out["packet"] != "opened"
     assert out["seccomp"] == "2"
     assert out["fork"] == 7
+
+
+@pytest.mark.parametrize("name", ["probe", "probe-warm"])
+def test_worker_limits(node: LiveNode, name: str) -> None:
+    """Workers run with an address-space limit and no core dumps; one-call workers also
+    with a CPU-time limit (a spare whose import spins cannot burn a core for long)."""
+    limits = node.invoke(name, {"op": "rlimits"}).json()
+    assert limits["RLIMIT_AS"][1] > 0
+    assert limits["RLIMIT_CORE"] == [0, 0]
+    cpu = limits["RLIMIT_CPU"][1]
+    if name == "probe":
+        assert 0 < cpu <= 60
+    else:
+        assert cpu == -1

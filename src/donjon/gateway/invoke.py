@@ -192,6 +192,9 @@ async def handle_http_trigger(request: Request) -> Response:
     try:
         route = node.registry.route(path.rstrip("/") or "/", request.method)
         if route is None:
+            # Only a caller with a valid key learns that a route does not exist:
+            # to anyone else a missing route looks like a protected one.
+            await authenticate(node, request, request_id)
             raise NotFound(f"no function serves {request.method} /fn{path}")
         deployed, auth = route
         principal: Principal | None = None

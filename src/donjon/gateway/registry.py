@@ -50,6 +50,7 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
         memory_mb=manifest.memory_mb,
         tmp_mb=min(_TMP_MB, manifest.memory_mb),
         concurrency=manifest.limits.concurrency,
+        timeout_s=manifest.timeout_s,
     )
 
 

@@ -54,6 +54,7 @@ class InstanceConfig:
     tmp_mb: int
     #: The function's limit on calls in flight (over all its sandboxes).
     concurrency: int
+    timeout_s: float = 10.0
 
     @property
     def calls_per_instance(self) -> int:
@@ -139,6 +140,7 @@ class Instance:
                 "mode": "warm" if self.config.warm else "invocation",
                 "memory_mb": self.config.memory_mb,
                 "tmp_mb": self.config.tmp_mb,
+                "timeout_s": self.config.timeout_s,
                 "call_filter": self._filters.call.hex(),
                 "preload": list(await preload),
             }).encode())

@@ -67,6 +67,11 @@ def handler(event, context):
         return {"request_id": context.request_id, "function": context.function_name,
                 "version": context.version, "principal": context.principal,
                 "secrets": dict(context.secrets), "remaining": context.remaining_s() > 0}
+    if op == "rlimits":
+        import resource
+
+        return {name: resource.getrlimit(getattr(resource, name))
+                for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_CORE")}
     if op == "echo":
         return event
     return {"unknown": op}

@@ -31,6 +31,7 @@ MIB = 1024 * 1024
 
 
 HANDOFF_FD = 3
+_IMPORT_CPU_S = 30
 
 
 def vm_size() -> int:
@@ -61,6 +62,11 @@ def _confine(config: dict[str, Any]) -> None:
     limit = config["base_vm"] + config["memory_mb"] * MIB
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not config["warm"]:
+        # A one-call worker gets CPU for its import and one call, no more: a spare
+        # whose import spins dies here instead of burning a core until reaped.
+        cpu = _IMPORT_CPU_S + int(config["timeout_s"]) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
 
 def _load_handler(config: dict[str, Any]) -> Any:
