@@ -13,6 +13,7 @@ lint: setup
 	.venv/bin/ruff check src tests bench
 	.venv/bin/mypy
 	.venv/bin/bandit -q -r src -c pyproject.toml
+	.venv/bin/donjon scan src/donjon --fail-on high
 
 bench: setup
 	.venv/bin/python bench/bench_invoke.py

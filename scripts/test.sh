@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check src tests $( [ -d bench ] && echo bench )
 .venv/bin/mypy
 .venv/bin/bandit -q -r src -c pyproject.toml
+.venv/bin/donjon scan src/donjon --fail-on high   # the project scans itself
 exec .venv/bin/python -m pytest "$@"
