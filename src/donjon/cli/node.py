@@ -164,7 +164,7 @@ def up(port: int, examples_dir: Path) -> None:
                 click.echo(f"deployed {result['name']} v{result['version']}")
         finally:
             client.request("DELETE", f"/v1/keys/{key_id}")
-        _print_tour(url, [client_manifest(b) for b in bundles])
+        _print_tour(url, settings.tls_cert_path, [client_manifest(b) for b in bundles])
         click.echo("serving; Ctrl-C to stop")
         proc.wait()
     except KeyboardInterrupt:
@@ -184,7 +184,7 @@ def client_manifest(bundle: Path) -> dict[str, object]:
     return load_manifest(bundle).model_dump(mode="json", exclude_none=True)
 
 
-def _print_tour(url: str, manifests: list[dict[str, object]]) -> None:
+def _print_tour(url: str, cert: Path, manifests: list[dict[str, object]]) -> None:
     click.echo(f"\nDonjon is up at {url} (export DONJON_URL={url})")
     for m in manifests:
         click.echo(f"  donjon invoke {m['name']} --data '{{}}'")
@@ -196,5 +196,5 @@ def _print_tour(url: str, manifests: list[dict[str, object]]) -> None:
                     else ' -H "Authorization: Bearer $DONJON_API_KEY"'
                 )
                 method = h["methods"][0]
-                click.echo(f"  curl --cacert $DONJON_DATA_DIR/tls/cert.pem -X {method}{auth} "
+                click.echo(f"  curl --cacert {cert} -X {method}{auth} "
                            f"{url}/fn{h['path']}")
