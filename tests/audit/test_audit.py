@@ -166,3 +166,48 @@ def test_record_bytes_are_canonical_json(engine: Engine, event: AuditEvent) -> N
     body = {"seq": 7, "ts": 1234.5678, "actor": event.actor, "action": event.action,
             "target": event.target, "outcome": event.outcome, "detail": dict(event.detail)}
     assert encoded == json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def test_verify_sees_one_instant_while_records_are_appended(engine: Engine) -> None:
+    """A record appended between verify's reads of the head and of the records is not a
+    false alarm: both are read in one snapshot."""
+    _fill(engine, 5)
+    assert engine.url.database is not None
+    writer = AuditLog(connect(f"sqlite:///{engine.url.database}"), KEY)  # another process, say
+    real = engine.raw_connection
+
+    class AppendAfterHead:
+        """A DBAPI connection whose first query is followed by another writer's append."""
+
+        def __init__(self) -> None:
+            self._conn = real()
+            self._done = False
+
+        def cursor(self) -> object:
+            cur = self._conn.cursor()
+            outer = self
+
+            class Cursor:
+                def __getattr__(self, name: str) -> object:
+                    return getattr(cur, name)
+
+                def execute(self, sql: str, *args: object) -> object:
+                    result = cur.execute(sql, *args)
+                    if "audit_head" in sql and not outer._done:
+                        outer._done = True
+                        writer.record_now(AuditEvent("key:b", "function.invoke", "g", "ok"))
+                    return result
+
+            return Cursor()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._conn, name)
+
+    engine.raw_connection = AppendAfterHead  # type: ignore[method-assign]
+    try:
+        result = verify_log(engine, KEY)
+    finally:
+        engine.raw_connection = real  # type: ignore[method-assign]
+    assert result.ok, result
+    assert result.records == 5
+    assert verify_log(engine, KEY).records == 6
