@@ -28,8 +28,7 @@ def initialize(settings: Settings) -> InitResult:
         return InitResult(created=False, admin_key=None)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
-    for sub in (settings.bundles_dir, settings.run_dir):
-        sub.mkdir(mode=0o700, exist_ok=True)
+    settings.bundles_dir.mkdir(mode=0o700, exist_ok=True)
     if settings.master_key_path.exists():
         master = MasterKey.load(settings.master_key_path)
     else:

@@ -69,10 +69,6 @@ class Settings:
     def bundles_dir(self) -> Path:
         return self.data_dir / "bundles"
 
-    @property
-    def run_dir(self) -> Path:
-        return self.data_dir / "run"
-
 
 def _default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")

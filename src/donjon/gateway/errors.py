@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["BadRequest", "Forbidden", "GatewayError", "NotFound", "PayloadTooLarge",
-           "Unauthorized"]
+__all__ = ["BadRequest", "Forbidden", "GatewayError", "InvalidInput", "NotFound",
+           "PayloadTooLarge", "Unauthorized"]
 
 
 class GatewayError(Error):
@@ -16,6 +16,13 @@ class GatewayError(Error):
 class BadRequest(GatewayError):
     status = 400
     title = "Bad request"
+
+
+class InvalidInput(GatewayError):
+    """Well-formed JSON that the function's input_schema refuses."""
+
+    status = 422
+    title = "Unprocessable content"
 
 
 class Unauthorized(GatewayError):

@@ -23,7 +23,7 @@ from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, deny, new_request_id, read_body
-from donjon.gateway.errors import BadRequest, NotFound, Unauthorized
+from donjon.gateway.errors import BadRequest, InvalidInput, NotFound, Unauthorized
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.registry import Deployed
@@ -178,10 +178,8 @@ def _parse_event(body: bytes, deployed: Deployed) -> bytes:
         errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "(root)"
-            err = BadRequest(f"input does not match the function's schema at {where}: "
-                             f"{errors[0].message}")
-            err.status = 422
-            raise err
+            raise InvalidInput(f"input does not match the function's schema at {where}: "
+                               f"{errors[0].message}")
     return body
 
 
