@@ -145,3 +145,23 @@ def test_retire_stops_old_versions(bundle: Path) -> None:
             await pool.close()
 
     assert _run(go()) == (2, 1)
+
+
+def test_retire_with_drain_lets_calls_in_flight_finish(bundle: Path) -> None:
+    """A new version's retirement of the old one waits for the old one's calls in flight."""
+    async def go() -> tuple[bool, int]:
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
+        try:
+            old = _config(bundle, warm=True, concurrency=1)
+            await pool.invoke(old, _meta(), b"{}", 5)
+            in_flight = asyncio.ensure_future(pool.invoke(old, _meta(), b'{"sleep": 1.0}', 5))
+            await asyncio.sleep(0.3)
+            await pool.retire("pooltest", keep_version=2, drain=True)
+            result = await in_flight
+            return bool(json.loads(result.body)["process"]), pool.running()
+        finally:
+            await pool.close()
+
+    finished, running = _run(go())  # type: ignore[misc]
+    assert finished
+    assert running == 0

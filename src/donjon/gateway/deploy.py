@@ -90,7 +90,7 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
         raise
     node.registry.put(make_deployed(record, node.bundles.path(digest)))
     if node.pool is not None:
-        await node.pool.retire(record.name, keep_version=record.version)
+        await node.pool.retire(record.name, keep_version=record.version, drain=True)
     await node.audit.record(AuditEvent(principal.label, "function.deploy",
                                        f"{record.name}@{record.version}", "ok",
                                        _audit_detail(request_id, digest, accepted, skip_scan)))

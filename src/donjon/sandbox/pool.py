@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-from donjon.sandbox.errors import TooManyInvocations
+from donjon.sandbox.errors import FunctionCrashed, TooManyInvocations
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
@@ -31,6 +31,8 @@ class _Slot:
     config: InstanceConfig
     gate: asyncio.Semaphore
     instances: list[Instance] = field(default_factory=list)
+    #: Replaced or removed: no new calls, no new sandboxes.
+    retired: bool = False
     starting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -44,6 +46,7 @@ class SandboxPool:
         self._host = host
         self._idle_timeout_s = idle_timeout_s
         self._slots: dict[tuple[str, int], _Slot] = {}
+        self._draining: set[Instance] = set()
         self._reaper: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,6 +59,9 @@ class SandboxPool:
                 await self._reaper
         for key in list(self._slots):
             await self._retire_slot(key)
+        for inst in list(self._draining):
+            await inst.close()
+        self._draining.clear()
 
     async def invoke(self, config: InstanceConfig, meta: bytes, event: bytes,
                      timeout_s: float) -> CallResult:
@@ -80,13 +86,18 @@ class SandboxPool:
             try:
                 return await instance.call(meta, event, timeout_s)
             finally:
-                if instance.closed and instance in slot.instances:
+                done = instance.closed or (slot.retired and instance.active == 0)
+                if done and instance in slot.instances:
                     slot.instances.remove(instance)
+                    self._draining.discard(instance)
                     await instance.close()
         finally:
             slot.gate.release()
 
     async def _instance_for(self, slot: _Slot) -> Instance:
+        if slot.retired:  # queued behind calls of a version since replaced
+            raise FunctionCrashed(f"{slot.config.function} version {slot.config.version} "
+                                  "was replaced while this call waited", hint="retry")
         if slot.config.warm:
             for inst in slot.instances:
                 # call() counts itself active before its first await, so no
@@ -124,16 +135,27 @@ class SandboxPool:
         """Stop the sandboxes of one version (a deploy that did not go through)."""
         await self._retire_slot((function, version))
 
-    async def retire(self, function: str, keep_version: int | None = None) -> None:
-        """Stop every sandbox of `function` except those of `keep_version`."""
-        for key in [k for k in self._slots if k[0] == function and k[1] != keep_version]:
-            await self._retire_slot(key)
+    async def retire(self, function: str, keep_version: int | None = None,
+                     *, drain: bool = False) -> None:
+        """Stop every sandbox of `function` except those of `keep_version`.
 
-    async def _retire_slot(self, key: tuple[str, int]) -> None:
+        With `drain` (a new version took over), calls in flight finish first;
+        otherwise (the function was removed) they end now.
+        """
+        for key in [k for k in self._slots if k[0] == function and k[1] != keep_version]:
+            await self._retire_slot(key, drain=drain)
+
+    async def _retire_slot(self, key: tuple[str, int], *, drain: bool = False) -> None:
         slot = self._slots.pop(key, None)
-        if slot is not None:
-            for inst in slot.instances:
-                await inst.close()
+        if slot is None:
+            return
+        slot.retired = True
+        for inst in list(slot.instances):
+            if drain and inst.active:
+                self._draining.add(inst)
+                continue  # closed by invoke() when its last call ends
+            slot.instances.remove(inst)
+            await inst.close()
 
     async def _reap_idle(self) -> None:
         while True:
