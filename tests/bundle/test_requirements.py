@@ -50,7 +50,7 @@ def test_index_requirements_are_accepted() -> None:
 )
 def test_everything_else_is_refused(line: str, why: str) -> None:
     """Options, paths and URLs are refused, naming the line."""
-    with pytest.raises(BundleError, match="requirements.txt line 2") as raised:
+    with pytest.raises(BundleError, match=r"requirements\.txt line 2") as raised:
         parse_requirements(f"humanize==4.12.3\n{line}\n")
     assert why in raised.value.message
     assert raised.value.hint

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *,
     tar.addfile(info, io.BytesIO(data) if data is not None else fill)
 
 
-def _archive(manifest: str, extra: list[tuple[str, bytes | None]] = (),  # type: ignore[assignment]
+def _archive(manifest: str, extra: Sequence[tuple[str, bytes | None]] = (),
              zeros: int = 0) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:

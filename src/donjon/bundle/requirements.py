@@ -61,15 +61,15 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 def _hashes(where: str, options: str) -> tuple[str, ...]:
     """The ``--hash`` options after a requirement; any other option is refused."""
     out: list[str] = []
-    tokens = iter(options.split())
-    for token in tokens:
-        if token == "--hash":
-            value = next(tokens, "")
-        elif token.startswith("--hash="):
-            value = token.removeprefix("--hash=")
+    words = iter(options.split())
+    for word in words:
+        if word == "--hash":
+            value = next(words, "")
+        elif word.startswith("--hash="):
+            value = word.removeprefix("--hash=")
         else:
             raise BundleError(f"{where}: only --hash=sha256:<hex> may follow a requirement, "
-                              f"not {token[:60]!r}", hint=_HINT)
+                              f"not {word[:60]!r}", hint=_HINT)
         algorithm, _, digest = value.partition(":")
         if len(digest) != _HASH_HEX.get(algorithm, -1) or not _HEX_RE.match(digest):
             raise BundleError(f"{where}: {value[:80]!r} is not a sha256, sha384 or sha512 "
