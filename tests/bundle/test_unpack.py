@@ -12,6 +12,7 @@ import pytest
 from donjon.bundle import BundleError, BundleStore, unpack
 from donjon.bundle.tree import remove_tree
 from donjon.bundle.unpack import MAX_DEPTH, RATIO_FLOOR
+from donjon.errors import Error
 
 
 class _Zeros(io.RawIOBase):
@@ -104,3 +105,16 @@ def test_sweep_removes_stale_staging(tmp_path: Path) -> None:
     (tmp_path / ("0" * 64)).mkdir()
     assert store.sweep() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["0" * 64]
+
+
+def test_inspection_errors_never_name_the_staging_path(tmp_path: Path) -> None:
+    """An inspector's error that names the staging path is re-worded to "the bundle"."""
+    store = BundleStore(tmp_path)
+
+    def refuse(tree: Path) -> None:
+        raise Error(f"{tree} has more than 10000 text files", hint="scan less")
+
+    with pytest.raises(BundleError) as raised:
+        store.add(_tar([("main.py", 1)]), refuse)
+    assert raised.value.message == "the bundle has more than 10000 text files"
+    assert list(tmp_path.iterdir()) == []
