@@ -348,17 +348,16 @@ _HOSTILE = {
 
 
 @pytest.mark.parametrize("kind", sorted(_HOSTILE))
-def test_hostile_requirement_is_refused_before_pip_runs(tmp_path: Path, kind: str) -> None:
+def test_hostile_requirement_is_refused_before_pip_runs(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """requirements.txt lines that are not index requirements never reach pip."""
     marker = tmp_path / "setup-py-ran"
     pkg = _evil_package(tmp_path, marker)
     src = _function(tmp_path, _HOSTILE[kind].format(pkg=pkg))
-    os.environ["DONJON_API_KEY"] = "dj_secret_of_the_deployer"
-    try:
-        with pytest.raises(BundleError, match=r"requirements.txt line 1") as raised:
-            build_bundle(src)
-    finally:
-        del os.environ["DONJON_API_KEY"]
+    monkeypatch.setenv("DONJON_API_KEY", "dj_secret_of_the_deployer")
+    with pytest.raises(BundleError, match=r"requirements\.txt line 1") as raised:
+        build_bundle(src)
     assert raised.value.hint
     assert not marker.exists(), marker.read_text()
 
