@@ -88,8 +88,13 @@ class BundleStore:
         many were removed.
         """
         try:
-            stale = [e.path for e in os.scandir(self.root) if e.name.startswith(STAGING_PREFIX)]
+            with os.scandir(self.root) as entries:
+                stale = [e.path for e in entries if e.name.startswith(STAGING_PREFIX)]
         except FileNotFoundError:
+            return 0
+        except OSError as e:  # never a reason not to start
+            log.warning("cannot look for stale staging directories in %s: %s",
+                        self.root, e.strerror)
             return 0
         removed = 0
         for path in stale:
