@@ -16,7 +16,6 @@ import pytest
 
 from harness import FUNCTIONS, LiveNode, start_node
 
-
 _NODE_DIRS = frozenset({"security", "cli", "gateway"})
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from donjon.bundle import BundleError, BundleStore, unpack
 from donjon.bundle.tree import remove_tree
 from donjon.bundle.unpack import MAX_DEPTH, RATIO_FLOOR
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 from donjon.errors import Error
 
 
@@ -22,14 +27,15 @@ class _Zeros(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        b = memoryview(buffer)
         k = min(len(b), self.left)
         b[:k] = bytes(k)
         self.left -= k
         return k
 
 
-def _tar(members: list[tuple[str, int | None]]) -> bytes:
+def _tar(members: Sequence[tuple[str, int | None]]) -> bytes:
     """(name, size) members; size None is a directory; contents are zeros."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -79,7 +85,7 @@ def test_long_names_are_refused_without_host_paths(tmp_path: Path) -> None:
 def test_clashing_members_are_refused(tmp_path: Path, members: list[tuple[str, int]]) -> None:
     """A member that would replace another (file twice, file and directory) is refused."""
     with pytest.raises(BundleError, match=r"twice|both a file and a directory"):
-        unpack(_tar(members), tmp_path)  # type: ignore[arg-type]
+        unpack(_tar(members), tmp_path)
 
 
 def test_remove_tree_handles_deep_read_only_trees(tmp_path: Path) -> None:

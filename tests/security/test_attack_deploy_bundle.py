@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sec_support import audit_records
 
 from donjon.bundle import BundleError, build_bundle
 from harness import EXAMPLES, LiveNode, donjon_env, run_cli, start_node
+from sec_support import audit_records
 
 _MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
 
