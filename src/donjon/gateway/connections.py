@@ -106,6 +106,8 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # raw bytes received since this head began
         self._head_size = 0  # bytes of request line and header fields parsed
         self._header_count = 0
+        self._body_pending = False  # head complete, body not yet whole
+        self._body_progress = False  # body bytes arrived since the body timer was armed
         self._refusal = 0  # the status a broken limit answers
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
@@ -158,18 +160,24 @@ class GatewayProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
-            if self._head_timer is None:  # the first byte of a request on a kept-alive connection
-                self._head_timer = self.loop.call_later(self.limits.head_timeout_s,
-                                                        self._head_expired)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             pass  # no websockets here (ws="none"): served as plain HTTP, as uvicorn does
         except httptools.HttpParserError:
             self._refuse(self._refusal or 400)
-        else:
-            if self._in_head and self._head_bytes > self.limits.max_head_bytes:
+            return
+        # Timers are armed only for what is left unfinished after this chunk.
+        if self._in_head:
+            if self._head_bytes > self.limits.max_head_bytes:
                 self._refuse(431)  # a head still unfinished past the limit (one long field)
+            elif self._head_bytes and self._head_timer is None:  # a kept-alive connection's
+                self._head_timer = self.loop.call_later(self.limits.head_timeout_s,  # next head
+                                                        self._head_expired)
+        elif self._body_pending and self._body_timer is None:
+            self._body_progress = False
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
+                                                    self._body_stalled)
 
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
@@ -193,17 +201,16 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_stalled)
+        self._body_pending = True
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_stalled)
+        self._body_progress = True
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next is the next request's head
+        self._body_pending = False
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -223,9 +230,11 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def _body_stalled(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing():
+        if not self._body_pending or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # we stopped reading (the app is busy), not the client
+        # Progress, or a pause that is ours (the app has not read what came): wait again.
+        if self._body_progress or self.flow.read_paused:
+            self._body_progress = False
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
                                                     self._body_stalled)
             return
