@@ -27,7 +27,7 @@ SPOOFED = "203.0.113.7"
 
 @pytest.fixture(scope="module")
 def guarded_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    """A node with short deadlines, room for many connections and 127.0.0.1 as its proxy."""
+    """A node with short TLS and body deadlines, room for many connections, 127.0.0.1 as proxy."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
     if want < 4096:
@@ -38,6 +38,7 @@ def guarded_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]
         "DONJON_MAX_CONNECTIONS": "3000",
         "DONJON_TLS_HANDSHAKE_TIMEOUT_S": "2",
         "DONJON_BODY_TIMEOUT_S": "2",
+        "DONJON_HEAD_TIMEOUT_S": "60",  # connections held open on purpose stay open
     })
     try:
         live.deploy(FUNCTIONS / "probe")
@@ -222,6 +223,19 @@ def test_too_many_headers_get_431(node: LiveNode) -> None:
     finally:
         s.close()
     assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+
+
+def test_a_trusted_proxy_is_not_held_to_the_per_address_cap(guarded_node: LiveNode) -> None:
+    """80 connections at once from the trusted proxy (127.0.0.1) are all served."""
+    context = guarded_node.tls
+    held = [_tls(guarded_node, context, "127.0.0.1") for _ in range(80)]
+    try:
+        for s in held:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        replies = [_read_reply(s)[:15] for s in held]
+    finally:
+        _close_all(held)
+    assert replies == [b"HTTP/1.1 200 OK"] * 80
 
 
 def _denied_client(node: LiveNode, local_address: str) -> str:

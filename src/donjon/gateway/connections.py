@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import ipaddress
 import logging
 import resource
 import time
@@ -27,6 +28,8 @@ from donjon.config import ConnectionSettings
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
 log = logging.getLogger("donjon")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOG_EVERY_S = 10.0
 
@@ -47,6 +50,8 @@ class ClientConnections:
 
     per_client: int
     total: int
+    #: Trusted proxies carry many clients' connections: only the total cap applies to them.
+    proxies: tuple[IPNetwork, ...] = ()
     by_address: dict[str, int] = field(default_factory=dict)
     count: int = 0
     refused: int = 0  # since the last warning, which is at most one per LOG_EVERY_S
@@ -54,12 +59,22 @@ class ClientConnections:
 
     def admit(self, address: str) -> bool:
         held = self.by_address.get(address, 0)
-        if held >= self.per_client or self.count >= self.total:
-            self._refused(address, "per-address" if held >= self.per_client else "total")
+        over_per_client = held >= self.per_client and not self._is_proxy(address)
+        if over_per_client or self.count >= self.total:
+            self._refused(address, "per-address" if over_per_client else "total")
             return False
         self.by_address[address] = held + 1
         self.count += 1
         return True
+
+    def _is_proxy(self, address: str) -> bool:
+        if not self.proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.proxies)
 
     def _refused(self, address: str, cap: str) -> None:
         self.refused += 1
@@ -241,12 +256,14 @@ class GatewayProtocol(HttpToolsProtocol):
         self._refuse(http.HTTPStatus.REQUEST_TIMEOUT)
 
 
-def protocol_for(settings: ConnectionSettings) -> type[GatewayProtocol]:
+def protocol_for(settings: ConnectionSettings,
+                 trusted_proxies: tuple[str, ...] = ()) -> type[GatewayProtocol]:
     """A protocol class bound to these limits and to one fresh connection count."""
+    proxies = tuple(ipaddress.ip_network(net) for net in trusted_proxies)
 
     class BoundGatewayProtocol(GatewayProtocol):
         limits = settings
         clients = ClientConnections(per_client=settings.max_connections_per_client,
-                                    total=connection_cap(settings))
+                                    total=connection_cap(settings), proxies=proxies)
 
     return BoundGatewayProtocol

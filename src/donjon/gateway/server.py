@@ -78,7 +78,8 @@ def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
     trusted = list(settings.trusted_proxies)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="on", server_header=False, ws="none",
-                            http=protocol_for(limits), limit_concurrency=None,
+                            http=protocol_for(limits, settings.trusted_proxies),
+                            limit_concurrency=None,
                             timeout_keep_alive=limits.keepalive_timeout_s,
                             proxy_headers=bool(trusted), forwarded_allow_ips=trusted,
                             **ssl)  # type: ignore[arg-type]
