@@ -113,8 +113,11 @@ class LiveNode:
             self.log.close()
 
 
-def start_node(data_dir: Path) -> LiveNode:
-    """Initialise `data_dir`, start serving on a free port and wait until healthy."""
+def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveNode:
+    """Initialise `data_dir`, start serving on a free port and wait until healthy.
+
+    `extra_env` adds settings (DONJON_*) for the server only.
+    """
     env = donjon_env(data_dir)
     init = json.loads(run_cli(env, "init", "--json").stdout)
     port = free_port()
@@ -123,6 +126,7 @@ def start_node(data_dir: Path) -> LiveNode:
     env = donjon_env(data_dir, url)
     if ADVISORIES.is_dir():
         env["DONJON_ADVISORIES"] = str(ADVISORIES)
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
         env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 
 from starlette.requests import Request
@@ -19,7 +20,15 @@ def new_request_id() -> str:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The caller's address: the peer's, or what a trusted proxy forwarded (server.py).
+
+    Only an IP address is recorded; anything else a proxy forwarded is "-".
+    """
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "-"
 
 
 async def deny(node: Node, request: Request, actor: str, action: str, reason: str,
