@@ -12,13 +12,13 @@ import selectors
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
-from sec_support import assert_problem, audit_records
 
 from harness import FUNCTIONS, LiveNode, start_node
+from sec_support import assert_problem, audit_records
 
 #: Generous bounds for what the server must do on its own (deadlines are 2-10 s).
 CLOSE_BOUND_S = 120
@@ -86,22 +86,22 @@ def _wait_closed(socks: list[socket.socket], bound_s: float) -> int:
     deadline = time.monotonic() + bound_s
     while open_count and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=1):
-            s = key.fileobj
-            assert isinstance(s, socket.socket)
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
             try:
-                if s.recv(4096):
+                if conn.recv(4096):
                     continue  # a 408 before the close
             except (ssl.SSLWantReadError, BlockingIOError):
                 continue
             except OSError:
                 pass
-            sel.unregister(s)
+            sel.unregister(conn)
             open_count -= 1
     sel.close()
     return len(socks) - open_count
 
 
-def _close_all(socks: list[socket.socket]) -> None:
+def _close_all(socks: Sequence[socket.socket]) -> None:
     for s in socks:
         s.close()
 
