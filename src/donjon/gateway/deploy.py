@@ -8,7 +8,6 @@ sandbox. Any refusal is audited and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from donjon.gateway.registry import instance_config, make_deployed, manifest_jso
 from donjon.identity import Principal, Role
 from donjon.manifest import Manifest, ManifestError, load_manifest
 from donjon.sandbox import FunctionFailed, SandboxUnavailable
-from donjon.scan import ScanReport, render_text, scan_path
+from donjon.scan import ScanError, ScanReport, render_text
 
 __all__ = ["DeployBlocked", "deploy"]
 
@@ -133,7 +132,8 @@ def _not_yet_granted(manifest: Manifest) -> list[str]:
 
 async def _accept_and_start(node: Node, archive: bytes,
                             skip_scan: bool) -> tuple[_Accepted, int]:
-    accepted = await asyncio.to_thread(_accept_bundle, node, archive, skip_scan)
+    # On the deploy threads, bounded (gateway/deploy_queue.py), never the shared pool.
+    accepted = await node.deploys.run(_accept_bundle, node, archive, skip_scan)
     version = node.functions.next_version(accepted.manifest.name)
     if node.pool is not None:
         # Start the new version before it takes traffic: its import runs
@@ -160,9 +160,9 @@ def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
                                 problems=conflicts)
         if skip_scan:
             return manifest, None
-        # Reported as the function's name, not the server's staging path.
-        report = dataclasses.replace(scan_path(tree, advisories=node.advisories),
-                                     root=Path(manifest.name))
+        # In a limited process of its own (scan/isolated.py); reported as the
+        # function's name, not the server's staging path.
+        report = dataclasses.replace(_scan(node, tree), root=Path(manifest.name))
         blocking = report.blocking(node.scan_policy)
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
@@ -172,3 +172,10 @@ def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
 
     digest, (manifest, report) = node.bundles.add(archive, inspect)
     return _Accepted(manifest, digest, report)
+
+
+def _scan(node: Node, tree: Path) -> ScanReport:
+    if node.scanner is None:
+        raise ScanError("the deploy-time scanner is not running on this node",
+                        hint="the node starts it when it starts serving")
+    return node.scanner.scan(tree)

@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from donjon.manifest import Isolation, Manifest, Rate, parse_manifest
+from donjon.manifest import Isolation, Manifest, Rate, parse_stored_manifest
 from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord
 from donjon.triggers import CronExpression
@@ -55,7 +55,7 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
 
 
 def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
-    manifest = parse_manifest(record.manifest)
+    manifest = parse_stored_manifest(record.manifest)  # on the event loop: JSON, not YAML
     config = instance_config(manifest, record.version, bundle)
     validator = (
         Draft202012Validator(manifest.input_schema) if manifest.input_schema is not None else None
