@@ -59,3 +59,24 @@ def test_a_stored_manifest_is_read_as_json() -> None:
     assert m.input_schema == {"type": "object"}
     with pytest.raises(ManifestError):
         parse_stored_manifest("{not json")
+
+
+@pytest.mark.parametrize("pattern", [r"^(a)\1$", "(?=x)y", "(?<!a)b"])
+def test_patterns_needing_backtracking_are_refused(pattern: str) -> None:
+    """Backreferences and lookaround cannot run in linear time: refused at deploy."""
+    with pytest.raises(ManifestError, match="linear time"):
+        parse_manifest(_with_schema({"type": "string", "pattern": pattern}))
+
+
+def test_catastrophic_pattern_runs_in_linear_time() -> None:
+    """^(a+)+$ against 'a' * 5000 + '!' is answered at once by the input validator."""
+    from donjon.manifest.input_validator import input_validator
+
+    schema = {"type": "object", "properties": {"s": {"pattern": "^(a+)+$"}},
+              "patternProperties": {"^(b+)+$": {"type": "integer"}},
+              "additionalProperties": False}
+    validator = input_validator(parse_manifest(_with_schema(schema)).input_schema or {})
+    errors = [e.message for e in validator.iter_errors({"s": "a" * 5000 + "!",
+                                                         "b" * 5000 + "!": 1})]
+    assert len(errors) == 2 and "does not match" in errors[0]
+    assert "Additional properties" in errors[1]

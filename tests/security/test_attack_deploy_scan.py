@@ -244,3 +244,20 @@ def test_parallel_hostile_deploys_leave_the_node_serving(
     assert len(statuses) == 6
     assert all(400 <= s < 500 or s == 503 for s in statuses), statuses
     _serving(node)
+
+
+def test_catastrophic_pattern_cannot_stall_the_node(
+    node: LiveNode, developer: str, tmp_path: Path, poller: _Poller
+) -> None:
+    """An input_schema pattern with exponential backtracking (^(a+)+$) is matched in linear
+    time: a crafted event is refused with 422 and the node answers meanwhile."""
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+    extra = "input_schema: " + json.dumps(schema) + "\n"
+    r = _deploy(node, developer, _bundle(tmp_path / "re", "attack-regex", _HANDLER, extra))
+    assert r.status_code == 201, r.text
+    with node.client(developer) as c:
+        answer = c.post("/v1/functions/attack-regex/invoke",
+                        content=json.dumps({"s": "a" * 40 + "!"}), timeout=_PATIENCE_S)
+    assert answer.status_code == 422, answer.text
+    assert "does not match" in answer.text
+    _serving(node)

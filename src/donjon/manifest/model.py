@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from donjon.errors import Error
+from donjon.manifest.input_validator import check_patterns
 from donjon.manifest.schema_limits import check_expansion, check_size
 from donjon.triggers.cron import CronError, CronExpression
 
@@ -73,6 +74,7 @@ def _schema_problem(canonical: str) -> str:
     schema = json.loads(canonical)
     try:
         check_expansion(schema)  # $ref fan-out: before jsonschema does any work
+        check_patterns(schema)  # linear-time regular expressions only
         Draft202012Validator.check_schema(schema)
     except ValueError as e:
         return str(e)
