@@ -63,3 +63,12 @@ def test_a_caller_that_stops_waiting_keeps_its_place_until_the_work_ends() -> No
         return held
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_busy_answer_says_when_to_retry() -> None:
+    """DeployBusy becomes a 503 problem document with a Retry-After header."""
+    from donjon.gateway.problems import problem_from_error
+
+    response = problem_from_error(DeployBusy("10 deploys are in progress", retry_after_s=4.2))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
