@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -58,7 +58,7 @@ class LiveNode:
     url: str
     admin_key: str
     proc: subprocess.Popen[bytes]
-    log: Any = None
+    log: IO[bytes] | None = None
 
     @property
     def cert(self) -> str:
