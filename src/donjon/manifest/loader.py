@@ -42,7 +42,11 @@ class NoAliasLoader(yaml.SafeLoader):
 
 def load_yaml(text: str | bytes) -> Any:
     """Parse YAML with `NoAliasLoader`; `yaml.YAMLError` (`YamlAliasError` for aliases)."""
-    return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506  # nosec B506 - a SafeLoader
+    loader = NoAliasLoader(text)  # what yaml.load does, with the loader named outright
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
