@@ -45,6 +45,7 @@ def test_a_large_enum_is_data_not_subschemas() -> None:
     ({"$ref": "https://example.com/s.json"}, "not a local JSON pointer"),
     ({"$ref": "#/$defs/missing"}, "points at nothing"),
     ({"$dynamicRef": "#meta"}, "dynamicRef"),
+    ({"properties": {"a": {"$id": "https://example.com/a", "$ref": "#/x"}}}, "top level"),
 ])
 def test_refs_must_stay_inside_the_schema(schema: dict[str, Any], message: str) -> None:
     """Nothing is fetched: only #/json/pointer references are accepted."""

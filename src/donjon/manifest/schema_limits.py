@@ -99,6 +99,9 @@ def check_expansion(schema: Any) -> None:
         if isinstance(node, dict):
             if "$dynamicRef" in node or "$recursiveRef" in node:
                 raise ValueError("input_schema: $dynamicRef is not supported; use $ref")
+            if "$id" in node and node is not schema:
+                # It would change what a "#/..." below it points at.
+                raise ValueError("input_schema: $id is allowed only at the top level")
             ref = node.get("$ref")
             if isinstance(ref, str) and ref not in chain:
                 stack.append((_resolve(schema, ref), (*chain, ref)))

@@ -140,10 +140,10 @@ class IsolatedScanner:
                 header, body = self._read_reply(proc, limits.timeout_s + 15)
             except (OSError, ScanError) as e:
                 self._stop(kill=True)
-                log.error("scan helper failed, restarting it on the next scan: %s", e)
-                raise ScanLimitExceeded(
-                    f"the deploy scan did not finish within {limits.timeout_s:.0f}s",
-                    hint=_HINT) from e
+                reason = e.message if isinstance(e, ScanError) else str(e)
+                log.error("scan helper failed, restarting it on the next scan: %s", reason)
+                raise ScanLimitExceeded(f"the deploy scan did not complete: {reason}",
+                                        hint=_HINT) from e
         return self._report(header, body)
 
     def _report(self, header: dict[str, Any], body: bytes) -> ScanReport:
