@@ -10,7 +10,6 @@ refusal or failure is audited and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from donjon.gateway.registry import instance_config, make_deployed, stored_manif
 from donjon.identity import Principal, Role
 from donjon.manifest import Manifest, ManifestError, load_manifest
 from donjon.sandbox import FunctionFailed, SandboxUnavailable
-from donjon.scan import ScanReport, render_text, scan_path
+from donjon.scan import ScanError, ScanReport, render_text
 
 __all__ = ["DeployBlocked", "deploy"]
 
@@ -145,7 +144,8 @@ def _not_yet_granted(manifest: Manifest) -> list[str]:
 
 async def _accept_and_start(node: Node, archive: bytes,
                             skip_scan: bool) -> tuple[_Accepted, int]:
-    accepted = await asyncio.to_thread(_accept_bundle, node, archive, skip_scan)
+    # On the deploy threads, bounded (gateway/deploy_queue.py), never the shared pool.
+    accepted = await node.deploys.run(_accept_bundle, node, archive, skip_scan)
     version = node.functions.next_version(accepted.manifest.name)
     if node.pool is not None:
         # Start the new version before it takes traffic: its import runs
@@ -180,9 +180,9 @@ def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
                                 problems=conflicts)
         if skip_scan:
             return manifest, stored, None
-        # Reported as the function's name, not the server's staging path.
-        report = dataclasses.replace(scan_path(tree, advisories=node.advisories),
-                                     root=Path(manifest.name))
+        # In a limited process of its own (scan/isolated.py); reported as the
+        # function's name, not the server's staging path.
+        report = dataclasses.replace(_scan(node, tree), root=Path(manifest.name))
         blocking = report.blocking(node.scan_policy)
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
@@ -192,3 +192,10 @@ def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
 
     digest, (manifest, stored, report) = node.bundles.add(archive, inspect)
     return _Accepted(manifest, stored, digest, report)
+
+
+def _scan(node: Node, tree: Path) -> ScanReport:
+    if node.scanner is None:
+        raise ScanError("the deploy-time scanner is not running on this node",
+                        hint="the node starts it when it starts serving")
+    return node.scanner.scan(tree)

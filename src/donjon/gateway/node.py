@@ -12,6 +12,7 @@ from donjon.audit import AuditEvent, AuditLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
 from donjon.errors import Error
+from donjon.gateway.deploy_queue import DeployQueue
 from donjon.gateway.registry import Deployed, FunctionRegistry, make_deployed
 from donjon.identity import KeyIndex
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
@@ -23,7 +24,8 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
-from donjon.scan import AdvisoryDB, ScanPolicy
+from donjon.scan import ScanPolicy
+from donjon.scan.isolated import IsolatedScanner
 from donjon.store import FunctionRecord, FunctionStore, KeyStore, connect, create_schema
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
@@ -57,7 +59,10 @@ class Node:
     scan_policy: ScanPolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
-    advisories: AdvisoryDB | None = None
+    #: The deploy-time scan, in a helper process that loads the advisories once.
+    scanner: IsolatedScanner | None = None
+    #: Deploy work (unpack, validate, scan) runs on its own threads, bounded.
+    deploys: DeployQueue = field(default_factory=DeployQueue)
     skipped: list[SkippedRecord] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -65,9 +70,11 @@ class Node:
         host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir)
         await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
-        advisories = self.settings.advisories_path
-        if advisories is not None:  # loaded once; every deploy's scan shares it
-            self.advisories = await asyncio.to_thread(AdvisoryDB.load, advisories)
+        # Loads the advisories once (a bad database stops the node here, clearly);
+        # every deploy's scan then runs in a limited process forked from the helper.
+        scanner = IsolatedScanner(self.settings.advisories_path)
+        await asyncio.to_thread(scanner.start)
+        self.scanner = scanner
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
         self.pool = SandboxPool(self.resources, compile_filters(), host)
@@ -82,6 +89,9 @@ class Node:
     async def stop(self) -> None:
         if self.pool is not None:
             await self.pool.close()
+        if self.scanner is not None:
+            await asyncio.to_thread(self.scanner.close)
+        self.deploys.close()
         self.audit.stop()
         self.engine.dispose()
 
