@@ -37,6 +37,11 @@ class Settings:
     #: OSV records for dependency checks (DONJON_ADVISORIES: a directory or an
     #: export zip); default: DATA_DIR/advisories when it exists.
     advisories: Path | None = None
+    #: Denials (401, 403, refused input) from one client are audited as one record
+    #: at once and one aggregate per window (DONJON_AUDIT_DENIAL_WINDOW_S; 0: a
+    #: record each), for at most this many clients at a time (the rest: one aggregate).
+    audit_denial_window_s: float = 60.0
+    audit_denial_max_sources: int = 10_000
 
     @property
     def advisories_path(self) -> Path | None:
@@ -90,6 +95,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             hint="set DONJON_URL=https://HOST:PORT",
         )
     advisories = env.get("DONJON_ADVISORIES")
+    window = _number(env, "DONJON_AUDIT_DENIAL_WINDOW_S", 60.0)
+    sources = _number(env, "DONJON_AUDIT_DENIAL_MAX_SOURCES", 10_000)
     return Settings(
         data_dir=data_dir,
         url=url,
@@ -98,4 +105,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         scan_fail_on=env.get("DONJON_SCAN_FAIL_ON", "high"),
         scan_min_confidence=env.get("DONJON_SCAN_MIN_CONFIDENCE", "medium"),
         advisories=Path(advisories).expanduser() if advisories else None,
+        audit_denial_window_s=window,
+        audit_denial_max_sources=max(1, int(sources)),
     )
+
+
+def _number(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400 * 365:  # NaN fails this too
+        raise ConfigError(f"{name} must be a non-negative number (got {raw!r})",
+                          hint=f"unset it for the default, {default:g}")
+    return value

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog
+from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
 from donjon.gateway.registry import FunctionRegistry, make_deployed
@@ -40,6 +41,7 @@ class Node:
     keys: KeyStore
     key_index: KeyIndex
     audit: AuditLog
+    denials: DenialLog
     bundles: BundleStore
     registry: FunctionRegistry
     resources: ResourceControl
@@ -57,6 +59,7 @@ class Node:
             self.advisories = await asyncio.to_thread(AdvisoryDB.load, advisories)
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
+        self.denials.start()
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
@@ -65,7 +68,10 @@ class Node:
     async def stop(self) -> None:
         if self.pool is not None:
             await self.pool.close()
-        self.audit.stop()
+        try:
+            await self.denials.stop()  # the counted denials are written before the writer stops
+        finally:
+            self.audit.stop()
         self.engine.dispose()
 
 
@@ -82,6 +88,7 @@ def open_node(settings: Settings) -> Node:
     registry = FunctionRegistry()
     for record in functions.current():
         registry.put(make_deployed(record, bundles.path(record.digest)))
+    audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
     return Node(
         settings=settings,
         engine=engine,
@@ -89,7 +96,9 @@ def open_node(settings: Settings) -> Node:
         functions=functions,
         keys=keys,
         key_index=KeyIndex(master.derive(KEY_HASH_PURPOSE), keys.all()),
-        audit=AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE)),
+        audit=audit,
+        denials=DenialLog(audit, settings.audit_denial_window_s,
+                          settings.audit_denial_max_sources),
         bundles=bundles,
         registry=registry,
         resources=detect_resource_control(),
