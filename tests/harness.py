@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -72,7 +72,7 @@ class LiveNode:
     url: str
     admin_key: str
     proc: subprocess.Popen[bytes]
-    log: Any = None
+    log: IO[bytes] | None = None
 
     @property
     def cert(self) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sec_support import assert_problem, audit_records
 
 from donjon.gateway.admin import ROUTES
 from harness import LiveNode, fresh_source
+from sec_support import assert_problem, audit_records
 
 NOBODY = "sec-nobody"  # a function name that is never deployed
 UNKNOWN_KEY_ID = "0123456789abcdef"

@@ -34,7 +34,8 @@ def key_create(name: str, role: str, functions: str | None, as_json: bool) -> No
     if as_json:
         echo_json({"id": created["id"], "key": created["key"]})
     else:
-        echo_text(f"created key {created['id']} ({role}); it will not be shown again:")
+        echo_text(f"created key {created['id']} ({role}, functions: "
+                  f"{','.join(created['functions'])}); it will not be shown again:")
         echo_text(created["key"])
 
 
@@ -47,7 +48,7 @@ def key_ls(as_json: bool) -> None:
         echo_json(keys)
         return
     print_table(["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "REVOKED"], [
-        [k["id"], k["name"], k["role"], ",".join(k["functions"] or []) or "*",
+        [k["id"], k["name"], k["role"], ",".join(k["functions"]),
          when(k["created_at"]), when(k["revoked_at"])] for k in keys
     ])
 

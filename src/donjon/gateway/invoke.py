@@ -43,7 +43,7 @@ from donjon.gateway.response_policy import (
     route_of,
 )
 from donjon.identity import Action, Principal
-from donjon.ratelimit import RateLimitError
+from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
@@ -139,7 +139,8 @@ async def _admit(node: Node, deployed: Deployed, principal: Principal | None, re
     rate = deployed.rate
     if rate is None:
         return
-    decision = node.limiter.take(f"fn:{deployed.name}", rate.count, rate.period_s)
+    decision = await node.limiter.take(BucketKey(function=deployed.name), rate.count,
+                                       rate.period_s)
     if not decision.allowed:
         await node.audit.record(AuditEvent(
             _actor(principal, trigger), "function.throttle",

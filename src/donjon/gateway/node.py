@@ -12,7 +12,8 @@ from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
-from donjon.gateway.registry import FunctionRegistry, make_deployed
+from donjon.errors import Error
+from donjon.gateway.registry import Deployed, FunctionRegistry, make_deployed
 from donjon.identity import KeyIndex
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
@@ -24,12 +25,22 @@ from donjon.sandbox import (
     detect_resource_control,
 )
 from donjon.scan import AdvisoryDB, ScanPolicy
-from donjon.store import FunctionStore, KeyStore, connect, create_schema
+from donjon.store import FunctionRecord, FunctionStore, KeyStore, connect, create_schema
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
-__all__ = ["Node", "open_node"]
+__all__ = ["Node", "SkippedRecord", "open_node"]
 
 log = logging.getLogger("donjon")
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A stored version the node could not load: skipped, logged and audited at start."""
+
+    name: str
+    version: int
+    reason: str
+    error: str
 
 
 @dataclass
@@ -49,10 +60,12 @@ class Node:
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     advisories: AdvisoryDB | None = None
+    skipped: list[SkippedRecord] = field(default_factory=list)
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
         host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir)
+        await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
         advisories = self.settings.advisories_path
         if advisories is not None:  # loaded once; every deploy's scan shares it
@@ -64,6 +77,10 @@ class Node:
         self.pool.start()
         self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
                                          {"resource_control": self.resources.mode.value}))
+        for bad in self.skipped:
+            self.audit.record_now(AuditEvent("system", "function.load",
+                                             f"{bad.name}@{bad.version}", "skipped",
+                                             {"reason": bad.reason, "error": bad.error}))
 
     async def stop(self) -> None:
         if self.pool is not None:
@@ -86,8 +103,11 @@ def open_node(settings: Settings) -> Node:
     keys = KeyStore(engine)
     bundles = BundleStore(settings.bundles_dir)
     registry = FunctionRegistry()
+    skipped: list[SkippedRecord] = []
     for record in functions.current():
-        registry.put(make_deployed(record, bundles.path(record.digest)))
+        deployed = _load(record, bundles, skipped)
+        if deployed is not None:
+            registry.put(deployed)
     audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
     return Node(
         settings=settings,
@@ -103,4 +123,19 @@ def open_node(settings: Settings) -> Node:
         registry=registry,
         resources=detect_resource_control(),
         scan_policy=ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence),
+        skipped=skipped,
     )
+
+
+def _load(record: FunctionRecord, bundles: BundleStore,
+          skipped: list[SkippedRecord]) -> Deployed | None:
+    """`record` ready to serve, or None (noted in `skipped`): one bad record never
+    stops a node from starting; the function is simply not served."""
+    try:
+        return make_deployed(record, bundles.path(record.digest))
+    except Exception as e:  # whatever is wrong with it, skip it
+        reason = (e.message if isinstance(e, Error) else str(e))[:500]
+        log.warning("function %s@%s is not served: its stored record does not load (%s)",
+                    record.name, record.version, reason.splitlines()[0] if reason else "")
+        skipped.append(SkippedRecord(record.name, record.version, reason, type(e).__name__))
+        return None

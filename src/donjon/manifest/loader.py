@@ -58,20 +58,26 @@ def parse_manifest(text: str | bytes, *, source: str = MANIFEST_FILE) -> Manifes
         ) from e
 
 
-def load_manifest(bundle_dir: Path) -> Manifest:
-    """Load and validate ``bundle_dir/donjon.yaml``."""
+def load_manifest(bundle_dir: Path, *, label: str | None = None) -> Manifest:
+    """Load and validate ``bundle_dir/donjon.yaml``.
+
+    Messages name the bundle as `label` when given (a server names no staging
+    path of its own), else by its path.
+    """
     path = bundle_dir / MANIFEST_FILE
+    where = str(bundle_dir) if label is None else label
+    source = str(path) if label is None else MANIFEST_FILE
     if not path.is_file():
         raise ManifestError(
-            f"no {MANIFEST_FILE} in {bundle_dir}",
+            f"no {MANIFEST_FILE} in {where}",
             hint="a function bundle is a directory with donjon.yaml and its code",
         )
-    manifest = parse_manifest(path.read_bytes(), source=str(path))
+    manifest = parse_manifest(path.read_bytes(), source=source)
     module_file = bundle_dir / (manifest.module.replace(".", "/") + ".py")
     package_init = bundle_dir / manifest.module.replace(".", "/") / "__init__.py"
     if not module_file.is_file() and not package_init.is_file():
         raise ManifestError(
-            f"{path}: handler: module {manifest.module!r} not found in the bundle",
+            f"{source}: handler: module {manifest.module!r} not found in the bundle",
             problems=[f"handler: module {manifest.module!r} not found"],
         )
     return manifest
