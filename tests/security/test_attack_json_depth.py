@@ -11,9 +11,9 @@ import json
 
 import httpx
 import pytest
-from sec_support import assert_problem, audit_records
 
 from harness import LiveNode, fresh_source
+from sec_support import assert_problem, audit_records
 
 DEPTH = 100_000
 DEEP = b"[" * DEPTH + b"]" * DEPTH

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sec_support import assert_problem, audit_records
 
 from harness import LiveNode
+from sec_support import assert_problem, audit_records
 
 ORIGIN_WIDE = {
     "cookie-root": "set-cookie",
