@@ -69,6 +69,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: How the gateway bounds connections and request heads (DONJON_HEAD_TIMEOUT_S, ...).
     connections: ConnectionSettings = ConnectionSettings()
+    #: Denials (401, 403, refused input) from one client are audited as one record
+    #: at once and one aggregate per window (DONJON_AUDIT_DENIAL_WINDOW_S; 0: a
+    #: record each), for at most this many clients at a time (the rest: one aggregate).
+    audit_denial_window_s: float = 60.0
+    audit_denial_max_sources: int = 10_000
 
     @property
     def advisories_path(self) -> Path | None:
@@ -122,6 +127,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             hint="set DONJON_URL=https://HOST:PORT",
         )
     advisories = env.get("DONJON_ADVISORIES")
+    window = _number(env, "DONJON_AUDIT_DENIAL_WINDOW_S", 60.0, integer=False, minimum=0)
+    sources = _number(env, "DONJON_AUDIT_DENIAL_MAX_SOURCES", 10_000, integer=True, minimum=1)
     return Settings(
         data_dir=data_dir,
         url=url,
@@ -132,6 +139,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         advisories=Path(advisories).expanduser() if advisories else None,
         trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
         connections=_connection_settings(env),
+        audit_denial_window_s=window,
+        audit_denial_max_sources=int(sources),
     )
 
 
@@ -186,3 +195,4 @@ def _connection_settings(env: dict[str, str]) -> ConnectionSettings:
         max_connections=count("DONJON_MAX_CONNECTIONS", d.max_connections, 0),
         max_in_flight=count("DONJON_MAX_IN_FLIGHT", d.max_in_flight),
     )
+

@@ -17,6 +17,7 @@ import click
 import httpx
 
 from donjon.cli.client import ApiClient
+from donjon.cli.output import echo_text
 from donjon.config import DEFAULT_PORT, Settings, load_settings
 from donjon.errors import Error
 
@@ -161,7 +162,7 @@ def up(port: int, examples_dir: Path) -> None:
                 if examples_dir.is_dir() else []
             for bundle in bundles:
                 result = deploy_dir(client, bundle)
-                click.echo(f"deployed {result['name']} v{result['version']}")
+                echo_text(f"deployed {result['name']} v{result['version']}")
         finally:
             client.request("DELETE", f"/v1/keys/{key_id}")
         _print_tour(url, settings.tls_cert_path, [client_manifest(b) for b in bundles])

@@ -14,7 +14,13 @@ from starlette.responses import JSONResponse, Response
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
+from donjon.gateway.access import (
+    authenticate,
+    authorize,
+    new_request_id,
+    parse_json,
+    read_body,
+)
 from donjon.gateway.deploy import DeployBlocked, deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
@@ -119,10 +125,8 @@ def _limit(request: Request, most: int = 10_000) -> int:
 
 async def create_key(request: Request, node: Node, principal: Principal,
                      request_id: str) -> Response:
-    try:
-        body = json.loads(await read_body(request, 64 * 1024) or b"null")
-    except ValueError as e:
-        raise BadRequest(f"body is not JSON: {e}") from e
+    body = await parse_json(node, request, principal.label,
+                            await read_body(request, 64 * 1024) or b"null", request_id)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
         raise BadRequest('body must be {"name": str, "role": admin|developer|invoker, '
                          '"functions": [names] (optional)}')

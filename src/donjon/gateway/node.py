@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog
+from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
 from donjon.errors import Error
@@ -53,6 +54,7 @@ class Node:
     keys: KeyStore
     key_index: KeyIndex
     audit: AuditLog
+    denials: DenialLog
     bundles: BundleStore
     registry: FunctionRegistry
     resources: ResourceControl
@@ -77,6 +79,7 @@ class Node:
         self.scanner = scanner
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
+        self.denials.start()
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
@@ -92,7 +95,10 @@ class Node:
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.close)
         self.deploys.close()
-        self.audit.stop()
+        try:
+            await self.denials.stop()  # the counted denials are written before the writer stops
+        finally:
+            self.audit.stop()
         self.engine.dispose()
 
 
@@ -112,6 +118,7 @@ def open_node(settings: Settings) -> Node:
         deployed = _load(record, bundles, skipped)
         if deployed is not None:
             registry.put(deployed)
+    audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
     return Node(
         settings=settings,
         engine=engine,
@@ -119,7 +126,9 @@ def open_node(settings: Settings) -> Node:
         functions=functions,
         keys=keys,
         key_index=KeyIndex(master.derive(KEY_HASH_PURPOSE), keys.all()),
-        audit=AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE)),
+        audit=audit,
+        denials=DenialLog(audit, settings.audit_denial_window_s,
+                          settings.audit_denial_max_sources),
         bundles=bundles,
         registry=registry,
         resources=detect_resource_control(),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from donjon import boundedjson
+from donjon.boundedjson import JSONTooDeep
 from donjon.sandbox.channel import ChannelClosed, read_frames, write_frames
 from donjon.sandbox.errors import (
     FunctionCrashed,
@@ -177,7 +179,7 @@ class Instance:
                 return
             # The channel's far end is the sandbox: anything it says is untrusted.
             try:
-                msg = json.loads(data)
+                msg = boundedjson.loads(data)
                 op = msg.get("op") if isinstance(msg, dict) else None
                 if op == "exit":
                     fut = self._exits.pop(int(msg["id"]), None)
@@ -185,7 +187,7 @@ class Instance:
                         fut.set_result(msg)
                 elif isinstance(msg, dict) and self._starting and self._inbox.qsize() < 4:
                     self._inbox.put_nowait(msg)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, JSONTooDeep):
                 continue
 
     def _on_eof(self) -> None:
@@ -306,8 +308,8 @@ async def _send_with_fd(sock: socket.socket, msg: bytes, fd: int) -> None:
 def _reply_head(raw: bytes) -> dict[str, Any]:
     """The reply's first frame. Function code could have written it: trust nothing."""
     try:
-        head = json.loads(raw)
-    except ValueError:
+        head = boundedjson.loads(raw)
+    except (ValueError, JSONTooDeep):
         head = None
     if not isinstance(head, dict):
         raise FunctionCrashed("the function's reply was malformed")
