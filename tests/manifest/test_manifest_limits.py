@@ -27,6 +27,17 @@ def test_anchors_and_aliases_are_refused_naming_the_line(text: str) -> None:
         parse_manifest(text)
 
 
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 5000 + "]" * 5000,
+    BASE + "input_schema: " + '{"a": ' * 3000 + "1" + "}" * 3000,
+    BASE + "x:\n" + "".join("  " * i + "- \n" for i in range(1, 200)),
+])
+def test_deep_nesting_is_refused_not_a_recursion_error(text: str) -> None:
+    """Thousands of nested brackets are a clear error naming the line, not a crash."""
+    with pytest.raises(ManifestError, match=r"line \d+: collections nested more than 64"):
+        parse_manifest(text)
+
+
 def test_a_recursive_schema_is_still_allowed() -> None:
     """A $ref back into its own chain (a tree of nodes) counts once: allowed."""
     tree = {"$defs": {"node": {"type": "object", "properties": {

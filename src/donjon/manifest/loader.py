@@ -28,16 +28,38 @@ class YamlAliasError(yaml.YAMLError):
         self.line = line
 
 
+class YamlDepthError(yaml.YAMLError):
+    """A manifest nested collections deeper than any manifest needs."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"line {line}: collections nested more than {MAX_YAML_DEPTH} deep")
+        self.line = line
+
+
+#: Deeper than any manifest needs (input_schema itself is capped at 32), and far
+#: below the depth where PyYAML's recursive composer would hit the recursion limit.
+MAX_YAML_DEPTH = 64
+
+
 class NoAliasLoader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses anchors and aliases, so a document builds no more
     nodes than its text holds (aliases make a few hundred bytes into millions of nodes
-    for whatever walks them: pydantic, jsonschema, json.dumps)."""
+    for whatever walks them: pydantic, jsonschema, json.dumps), and refuses nesting
+    past MAX_YAML_DEPTH before the recursive composer goes that deep."""
+
+    _depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise YamlAliasError(event.start_mark.line + 1)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise YamlDepthError(event.start_mark.line + 1)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def load_yaml(text: str | bytes) -> Any:
