@@ -23,6 +23,7 @@ from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, deny, new_request_id, read_body
+from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadRequest, InvalidInput, NotFound, Unauthorized
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
@@ -66,11 +67,11 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
             deployed.config, _meta(deployed, request_id, principal), event,
             deployed.manifest.timeout_s,
         )
-        outcome, output = "ok", result.output
+        outcome, output = "ok", call_log(result.output) if result.output else ""
         return result
     except SandboxError as e:
         outcome = type(e).__name__
-        output = "\n".join(p for p in (e.output, e.trace, f"{e.title}: {e.message}") if p)
+        output = call_log(e.output, e.trace, f"{e.title}: {e.message}")
         raise
     except Exception as e:
         outcome = type(e).__name__
