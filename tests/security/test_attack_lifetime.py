@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sec_support import ATTACKERS, attack, bundle_dir, process_names
 
+from donjon.bundle import build_bundle
 from harness import LiveNode, free_port
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -51,6 +52,16 @@ if os.fork() == 0:
 def handler(event, context):
     return {{"ok": True}}
 '''
+
+
+#: The same chain, started after switching off the runtime's own clean-up.
+_CHAIN_TAMPERED = '''\
+import sys
+
+for _name, _module in list(sys.modules.items()):
+    if _name.startswith("donjon_runtime") and hasattr(_module, "end_leftovers"):
+        _module.end_leftovers = lambda: None
+''' + _CHAIN
 
 
 def _named(name: str) -> list[int]:
@@ -202,3 +213,26 @@ def test_failing_call_that_prints_a_megabyte_stores_at_most_the_cap(node: LiveNo
     assert "RuntimeError: failing after printing" in output
     assert "Traceback" in output
     assert "dropped" in output
+
+
+@pytest.mark.parametrize("mode", ["invocation", "warm"])
+def test_import_that_disables_the_clean_up_and_forks_is_refused(node: LiveNode, tmp_path: Path,
+                                                                mode: str) -> None:
+    """An import that switches off the runtime's clean-up, then forks a chain, is not kept."""
+    mark = f"ct-{secrets.token_hex(4)}"
+    fn = f"sec-chain-tampered-{mode}"
+    (tmp_path / "main.py").write_text(_CHAIN_TAMPERED.format(mark=mark))
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n")
+    _, archive = build_bundle(tmp_path)
+    try:
+        with node.client() as c:
+            r = c.post("/v1/functions", content=archive,
+                       headers={"content-type": "application/gzip"})
+        left = _wait_gone(mark)
+        assert left == [], f"the chain still runs ({len(left)} links); deploy said {r.status_code}"
+        assert r.status_code == 422, r.text
+        assert "the handler's import left processes running" in r.text
+    finally:
+        with node.client() as c:
+            c.delete(f"/v1/functions/{fn}")
