@@ -93,6 +93,7 @@ class Instance:
         self.closed = False
         self._starting = True
         self._oom_seen = 0
+        self._closing: set[asyncio.Future[None]] = set()
 
     # -- life cycle -------------------------------------------------------------
 
@@ -248,12 +249,25 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._release_cgroup()
+        # Every process of the sandbox is gone: calls still waiting to hear so end now.
+        for fut in list(self._exits.values()):
+            if not fut.done():
+                fut.set_result({"op": "exit", "status": "sandbox-gone"})
 
     # -- calls ----------------------------------------------------------------
 
-    async def call(self, meta: bytes, event: bytes, timeout_s: float) -> CallResult:
-        """Run one invocation; raise a `SandboxError` subclass on failure."""
+    async def call(self, meta: bytes, event: bytes, timeout_s: float,
+                   release: Callable[[], None] | None = None) -> CallResult:
+        """Run one invocation; raise a `SandboxError` subclass on failure.
+
+        `release` is called once, when the call's processes are gone. A warm
+        call returns after that; an invocation returns its answer at once and
+        stays counted (`active`, and its caller's slot) until its worker is
+        reaped, whatever the function wrote early.
+        """
         if self.closed or self._ctrl is None:
+            if release is not None:
+                release()
             raise FunctionCrashed("the function's sandbox is gone")
         self._next_id += 1
         call_id = self._next_id
@@ -264,6 +278,7 @@ class Instance:
         self._exits[call_id] = exit_fut
         self.active += 1
         started = time.monotonic()
+        later = False
         try:
             msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
             try:
@@ -271,6 +286,7 @@ class Instance:
             except OSError:
                 raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
+            report: dict[str, Any] = {}
             try:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
@@ -278,7 +294,10 @@ class Instance:
                     head, body = await read_frames(ours, 2, (_MAX_HEAD, MAX_RESULT))
                     # A reply may come early (function code can write one): the
                     # call is over only once the supervisor says its processes are.
-                    report = await self._call_ended(call_id, ours, exit_fut)
+                    if self.config.warm or exit_fut.done():
+                        report = await self._call_ended(call_id, ours, exit_fut)
+                    else:
+                        later = True
             except TimeoutError:
                 await self.close()
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
@@ -288,11 +307,45 @@ class Instance:
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
             return _result(_reply_head(head), body)
         finally:
-            self.active -= 1
-            self.last_used = time.monotonic()
-            self._exits.pop(call_id, None)
-            ours.close()
             theirs.close()
+            if later:
+                self._end_later(call_id, ours, exit_fut, release, started + timeout_s)
+            else:
+                self._end(call_id, ours, release)
+
+    def _end(self, call_id: int, sock: socket.socket,
+             release: Callable[[], None] | None) -> None:
+        """The call's processes are gone: it stops counting."""
+        self.active -= 1
+        self.last_used = time.monotonic()
+        self._exits.pop(call_id, None)
+        sock.close()
+        if release is not None:
+            release()
+
+    def _end_later(self, call_id: int, sock: socket.socket,
+                   exit_fut: asyncio.Future[dict[str, Any]],
+                   release: Callable[[], None] | None, deadline: float) -> None:
+        """End the call when the supervisor reports its worker reaped.
+
+        The supervisor kills the worker at `deadline`; should no report come
+        even a grace period later, the whole sandbox is closed.
+        """
+        loop = asyncio.get_running_loop()
+        backstop = loop.call_later(max(0.0, deadline - time.monotonic()) + 2 * _GRACE_S,
+                                   self._overdue, exit_fut)
+
+        def ended(_: asyncio.Future[dict[str, Any]]) -> None:
+            backstop.cancel()
+            self._end(call_id, sock, release)
+
+        exit_fut.add_done_callback(ended)
+
+    def _overdue(self, exit_fut: asyncio.Future[dict[str, Any]]) -> None:
+        if not exit_fut.done():
+            task = asyncio.ensure_future(self.close())  # close() settles every pending call
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _call_ended(self, call_id: int, sock: socket.socket,
                           exit_fut: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
