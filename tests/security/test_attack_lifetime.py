@@ -14,7 +14,7 @@ import pytest
 from sec_support import ATTACKERS, attack, bundle_dir, process_names
 
 from donjon.bundle import build_bundle
-from harness import LiveNode, free_port
+from harness import FUNCTIONS, LiveNode, free_port
 
 _TICK = os.sysconf("SC_CLK_TCK")
 #: Well past any deadline here (timeout_s 10 plus the gateway's grace) on a loaded machine.
@@ -236,3 +236,33 @@ def test_import_that_disables_the_clean_up_and_forks_is_refused(node: LiveNode, 
     finally:
         with node.client() as c:
             c.delete(f"/v1/functions/{fn}")
+
+
+@pytest.fixture(scope="module", params=["invocation", "warm"])
+def one_at_a_time(node: LiveNode, tmp_path_factory: pytest.TempPathFactory,
+                  request: pytest.FixtureRequest) -> str:
+    """sec-attack with `limits.concurrency: 1`, in each isolation mode."""
+    fn = f"sec-attack-one-{request.param}"
+    dest = tmp_path_factory.mktemp(fn)
+    shutil.copytree(FUNCTIONS / "sec-attack", dest, dirs_exist_ok=True)
+    manifest = (dest / "donjon.yaml").read_text().replace("name: sec-attack", f"name: {fn}")
+    manifest = manifest.replace("limits: {concurrency: 4}", "limits: {concurrency: 1}")
+    (dest / "donjon.yaml").write_text(manifest + f"isolation: {request.param}\n")
+    node.deploy(dest)
+    return fn
+
+
+def test_an_early_answer_does_not_free_the_calls_slot(node: LiveNode, one_at_a_time: str) -> None:
+    """While a call's processes run after its answer, its concurrency slot stays taken."""
+    fn = one_at_a_time
+    name = f"sl-{secrets.token_hex(4)}"
+    r = node.invoke(fn, {"op": "linger", "name": name, "seconds": 75})
+    assert r.status_code in (200, 504), r.text
+    deadline = time.monotonic() + _SETTLE_S
+    while time.monotonic() < deadline:
+        r = node.invoke(fn, {"op": "echo"})
+        if r.status_code == 200:
+            assert _named(name) == [], "a call ran while the previous one's processes still ran"
+            return
+        assert r.status_code == 429, r.text
+    raise AssertionError("the function never served again")
