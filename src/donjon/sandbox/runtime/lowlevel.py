@@ -125,6 +125,16 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def alive(pid: int) -> bool:
+    """Is `pid` a process that has not exited (not a zombie, not gone)?"""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
 def _status_caps(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -240,6 +240,8 @@ class Supervisor:
         call = self.calls.get(worker.pid)
         if call is None or call[0] != call_id or worker.pid in self.timed_out:
             return  # killed at its deadline: its exit report says so once it is reaped
+        if not any(lowlevel.alive(pid) for pid in lowlevel.children(worker.pid)):
+            return  # the worker died with the call: reaping it reports how
         del self.calls[worker.pid]
         worker.busy = False
         send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
