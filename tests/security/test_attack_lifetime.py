@@ -64,6 +64,30 @@ for _name, _module in list(sys.modules.items()):
 ''' + _CHAIN
 
 
+#: An import that says "ready" itself, then starts the chain from a thread once it is idle.
+_CHAIN_LATER = '''\
+import json
+import os
+import sys
+import threading
+import time
+
+for _name, _module in list(sys.modules.items()):
+    if _name.startswith("donjon_runtime") and hasattr(_module, "end_leftovers"):
+        _module.end_leftovers = lambda: None
+os.write(3, json.dumps({{"op": "ready", "caps": 0}}).encode())
+
+
+def _later():
+    time.sleep(2)
+    if os.fork() == 0:
+        _chain()
+
+
+threading.Thread(target=_later, daemon=True).start()
+''' + _CHAIN.replace("if os.fork() == 0:\n    _chain()\n", "")
+
+
 def _named(name: str) -> list[int]:
     return [pid for pid, comm in process_names().items() if comm == name]
 
@@ -266,3 +290,24 @@ def test_an_early_answer_does_not_free_the_calls_slot(node: LiveNode, one_at_a_t
             return
         assert r.status_code == 429, r.text
     raise AssertionError("the function never served again")
+
+
+@pytest.mark.parametrize("mode", ["invocation", "warm"])
+def test_idle_worker_that_says_ready_early_then_forks_is_killed(node: LiveNode, tmp_path: Path,
+                                                                 mode: str) -> None:
+    """A worker that forges its own "ready", then starts a CPU chain while idle, is killed."""
+    mark = f"cl-{secrets.token_hex(4)}"
+    fn = f"sec-chain-later-{mode}"
+    (tmp_path / "main.py").write_text(_CHAIN_LATER.format(mark=mark))
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n")
+    try:
+        node.deploy(tmp_path)
+        deadline = time.monotonic() + _SETTLE_S
+        while not _named(mark) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the chain starts two seconds after the import
+        left = _wait_gone(mark)
+        assert left == [], f"the chain still runs ({len(left)} links)"
+    finally:
+        with node.client() as c:
+            c.delete(f"/v1/functions/{fn}")

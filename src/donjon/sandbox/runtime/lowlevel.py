@@ -135,6 +135,19 @@ def alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used by `pid` (all its threads, and the children it has reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _status_caps(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -43,6 +43,11 @@ _FOREVER = float("inf")
 #: A spare worker not ready this long after it was made is killed (and a
 #: one-call worker's RLIMIT_CPU allows as much for its import, see worker.py).
 IMPORT_DEADLINE_S = 30.0
+#: An idle worker (a ready spare, a warm worker between calls) is looked at
+#: this often; one that has processes besides itself, or has used more CPU
+#: than `IDLE_CPU_S` since the last look, runs code outside any call: killed.
+IDLE_CHECK_S = 5.0
+IDLE_CPU_S = 1.0
 
 
 class _Worker:
@@ -61,6 +66,13 @@ class _Worker:
         self.ready = False
         self.busy = False
         self.ready_by = time.monotonic() + IMPORT_DEADLINE_S
+        self.look_at = _FOREVER
+        self.cpu_seen = 0.0
+
+    def idle_from(self, now: float) -> None:
+        """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
+        self.look_at = now + IDLE_CHECK_S
+        self.cpu_seen = sum(map(lowlevel.cpu_seconds, lowlevel.children(self.pid)))
 
     def kill(self) -> None:
         """End this worker and everything it started (see `kill_worker`)."""
@@ -137,6 +149,7 @@ class Supervisor:
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True
+        self.worker.idle_from(time.monotonic())
         return report
 
     def _new_worker(self) -> _Worker | None:
@@ -167,6 +180,8 @@ class Supervisor:
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
         if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
             worker.kill()  # it exits; reaping makes the next one, unless they keep failing
+        elif not worker.busy:
+            worker.idle_from(time.monotonic())
 
     @staticmethod
     def _kept_nothing(worker: _Worker) -> bool:
@@ -202,8 +217,8 @@ class Supervisor:
     def _next_deadline(self) -> float:
         soonest = min((d for _, d in self.calls.values()), default=_FOREVER)
         worker = self.worker
-        if worker is not None and not worker.ready and not worker.busy:
-            soonest = min(soonest, worker.ready_by)
+        if worker is not None and not worker.busy:
+            soonest = min(soonest, worker.look_at if worker.ready else worker.ready_by)
         return soonest
 
     def _on_message(self) -> None:
@@ -244,6 +259,7 @@ class Supervisor:
             return  # the worker died with the call: reaping it reports how
         del self.calls[worker.pid]
         worker.busy = False
+        worker.idle_from(time.monotonic())
         send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
 
     def _hand(self, call_fd: int) -> _Worker | None:
@@ -269,10 +285,23 @@ class Supervisor:
                 kill_worker(pid)
                 self.timed_out.add(pid)
         worker = self.worker
-        if worker is not None and not worker.ready and not worker.busy and worker.ready_by <= now:
+        if worker is None or worker.busy:
+            return
+        if not worker.ready and worker.ready_by <= now:
             worker.ready_by = _FOREVER  # killed once; reaping replaces it
             self._stop_pending(worker)
             worker.kill()
+        elif worker.ready and worker.look_at <= now:
+            self._look_at_idle(worker, now)
+
+    def _look_at_idle(self, worker: _Worker, now: float) -> None:
+        """Kill an idle worker that runs anything: nothing runs outside calls."""
+        cpu = sum(map(lowlevel.cpu_seconds, lowlevel.children(worker.pid)))
+        if self._kept_nothing(worker) and cpu - worker.cpu_seen <= IDLE_CPU_S:
+            worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
+            return
+        worker.look_at = _FOREVER  # killed once; reaping replaces it
+        worker.kill()
 
     def _reap(self) -> None:
         while True:
