@@ -24,6 +24,7 @@ alive, or when the worker has been killed at the call's deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -170,12 +171,19 @@ class Supervisor:
         """A spare's report: ready (handler imported, nothing left running) or failed."""
         worker = self.worker
         if worker is None or self.pending.get(worker.pid) != fd:
-            self._poller.unregister(fd)  # not ours to read any more
+            with contextlib.suppress(KeyError):  # a stale event of a socket since closed
+                self._poller.unregister(fd)
             return
+        try:
+            data = worker.sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return  # a stale event (its number was reused): nothing to read yet
+        except OSError:
+            data = b""
         self._stop_pending(worker)
         try:
-            report = json.loads(worker.sock.recv(65536) or b"{}")
-        except (OSError, ValueError):
+            report = json.loads(data or b"{}")
+        except ValueError:
             report = {}
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
         if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
