@@ -88,7 +88,9 @@ def doctor() -> None:
     except SandboxUnavailable as e:
         problems += 1
         click.echo(f"sandbox:          FAIL {e.message}")
-    click.echo(f"resource control: {detect_resource_control().describe()}")
+    resources = detect_resource_control()
+    click.echo(f"resource control: {resources.describe()}")
+    click.echo(f"cpu limit:        {resources.describe_cpu()}")
     if settings.db_path.exists():
         mode = settings.data_dir.stat().st_mode & 0o777
         state = "ok" if mode == 0o700 else f"WARN mode {mode:o}, want 700"

@@ -32,6 +32,7 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
+from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound, Unauthorized
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
@@ -99,7 +100,7 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
-        output = "\n".join(p for p in (e.output, e.trace, f"{e.title}: {e.message}") if p)
+        output = call_log(e.output, e.trace, f"{e.title}: {e.message}")
         raise
     except BadFunctionResponse as e:
         outcome = type(e).__name__
@@ -112,8 +113,9 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         elapsed = time.perf_counter() - started
         INVOCATIONS.labels(deployed.name, outcome).inc()
         DURATION.labels(deployed.name).observe(elapsed)
-        log = (
-            InvocationLog(deployed.name, deployed.record.version, request_id, outcome, output)
+        log = (  # bounded whatever the function printed (calllog.py)
+            InvocationLog(deployed.name, deployed.record.version, request_id, outcome,
+                          call_log(output))
             if output else None
         )
         await node.audit.record(

@@ -9,7 +9,7 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
   and socket families other than unix and IP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
-  namespaced clone.
+  namespaced clone, and no prctl(PR_SET_PDEATHSIG).
 
 Filters stack in the kernel, so the call filter only ever narrows.
 """
@@ -60,6 +60,10 @@ DENIED_ALWAYS = (
 )
 #: Denied once a call's process has its private /tmp.
 DENIED_IN_CALLS = ("mount", "unshare")
+#: prctl options denied in calls: the worker's parent-death signal is the
+#: platform's (a call that cleared it would outlive its worker's parent).
+PR_SET_PDEATHSIG = 1
+DENIED_PRCTL_IN_CALLS = (PR_SET_PDEATHSIG,)
 
 
 class _ArgCmp(ctypes.Structure):
@@ -106,7 +110,7 @@ class _Compiler:
         self._lib = lib
 
     def compile(self, deny: Iterable[str], *, namespaces: bool, families: bool,
-                deny_newns: bool) -> bytes:
+                deny_newns: bool, prctl_options: Iterable[int] = ()) -> bytes:
         lib = self._lib
         ctx = lib.seccomp_init(_ALLOW)
         if not ctx:
@@ -114,6 +118,8 @@ class _Compiler:
         try:
             self._add_rules(ctx, deny, namespaces=namespaces, families=families,
                             deny_newns=deny_newns)
+            for option in prctl_options:
+                self._rule(ctx, "prctl", [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, option)])
             return self._export(ctx)
         finally:
             lib.seccomp_release(ctx)
@@ -164,5 +170,6 @@ def compile_filters() -> Filters:
     """Both filters; `SandboxUnavailable` when libseccomp is missing or refuses."""
     compiler = _Compiler()
     sandbox = compiler.compile(DENIED_ALWAYS, namespaces=True, families=True, deny_newns=False)
-    call = compiler.compile(DENIED_IN_CALLS, namespaces=True, families=False, deny_newns=True)
+    call = compiler.compile(DENIED_IN_CALLS, namespaces=True, families=False, deny_newns=True,
+                            prctl_options=DENIED_PRCTL_IN_CALLS)
     return Filters(sandbox=sandbox, call=call)
