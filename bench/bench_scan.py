@@ -24,8 +24,8 @@ from pathlib import Path
 
 from donjon._subprocess import run
 from donjon.scan import scan_path
-from donjon.scan.code import CodeScanner
 from donjon.scan.project import discover
+from donjon.scan.scanners.code import CodeScanner
 
 MODULES = [
     "http/server.py", "http/client.py", "http/cookiejar.py", "urllib/request.py",

@@ -28,5 +28,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 # Install what was built, not the source tree (tests run against the installed package).
+# setuptools keeps build/ between runs and never prunes it: a moved module would live on.
+rm -rf build
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
 .venv/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'

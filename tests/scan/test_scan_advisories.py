@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from donjon.scan import AdvisoryDB, ScanError, Severity, osv_update, scan_path, update_advisory_db
-from donjon.scan.cvss import cvss3_base_score
+from donjon.scan import AdvisoryDB, ScanError, Severity, scan_path, update_advisory_db
+from donjon.scan.deps import osv_update
+from donjon.scan.deps.cvss import cvss3_base_score
 
 
 def _record(vid: str, name: str, events: list[dict[str, str]], **extra: Any) -> dict[str, Any]:

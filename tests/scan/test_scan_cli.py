@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from donjon.cli.scan_cmd import scan_command
-from donjon.scan import osv_update
+from donjon.scan.deps import osv_update
 
 VULNERABLE = 'import os\n\ndef handler(event, context):\n    os.system(event["cmd"])\n'
 UNTRACED = "import os\n\ndef run(cmd):\n    os.system(cmd)\n"

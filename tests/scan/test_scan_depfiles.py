@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from donjon.scan.depfiles import Dependency, Precision, parse_dependency_file, parse_installed
+from donjon.scan.deps.depfiles import Dependency, Precision, parse_dependency_file, parse_installed
 from donjon.scan.project import SourceFile
 
 

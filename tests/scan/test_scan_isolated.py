@@ -16,13 +16,11 @@ INJECTION = "import os\ndef handler(event, context):\n    return os.system(event
 
 
 def _heavy(path: Path) -> Path:
-    """A module that takes the analysis seconds of CPU before its work budget runs out."""
-    params = ", ".join(f"v{i}=0" for i in range(500))
-    body = ", ".join(f"v{i}" for i in range(500))
-    calls = "\n".join(f"    r{i} = _f(event, event, event)" for i in range(1500))
+    """A module the analysis takes seconds of CPU over (about 4 s here), all within its
+    work budget: 30,000 plain statements, each cheap, so only the CPU limit can stop it."""
+    lines = "\n".join(f"    x{i} = str(event.get('k{i}')) + 'a'" for i in range(30_000))
     path.mkdir()
-    (path / "main.py").write_text(f"def _f(a, b, c, {params}):\n    return [a, b, c, {body}]\n\n"
-                                  f"def handler(event, context):\n{calls}\n")
+    (path / "main.py").write_text(f"def handler(event, context):\n{lines}\n    return x1\n")
     return path
 
 

@@ -17,7 +17,7 @@ from donjon.scan import (
     scan_path,
     write_baseline,
 )
-from donjon.scan.secrets import secret_fingerprint
+from donjon.scan.scanners.secrets import secret_fingerprint
 
 # Made up for these tests: the right shapes, random values.
 TOKEN = "ghp_u8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8d"

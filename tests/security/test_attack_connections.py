@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 import pytest
 
-from harness import FUNCTIONS, LiveNode, start_node
+from harness import FUNCTIONS, LiveNode, fresh_source, start_node
 from sec_support import assert_problem, audit_records
 
 #: Generous bounds for what the server must do on its own (deadlines are 2-10 s).
@@ -253,10 +253,12 @@ def _denied_client(node: LiveNode, local_address: str) -> str:
 
 def test_spoofed_forwarded_for_is_not_recorded_as_client(node: LiveNode) -> None:
     """With no trusted proxies (the default), X-Forwarded-For from a local process is ignored."""
-    assert _denied_client(node, "127.0.0.1") == "127.0.0.1"
+    source = fresh_source()  # a new client: its first denial in a window is its own record
+    assert _denied_client(node, source) == source
 
 
 def test_forwarded_for_is_believed_only_from_a_trusted_proxy(guarded_node: LiveNode) -> None:
-    """With DONJON_TRUSTED_PROXIES=127.0.0.1/32 its X-Forwarded-For is believed; 127.0.0.7's not."""
+    """With DONJON_TRUSTED_PROXIES=127.0.0.1/32 its X-Forwarded-For is believed; others' not."""
     assert _denied_client(guarded_node, "127.0.0.1") == SPOOFED
-    assert _denied_client(guarded_node, "127.0.0.7") == "127.0.0.7"
+    untrusted = fresh_source()
+    assert _denied_client(guarded_node, untrusted) == untrusted

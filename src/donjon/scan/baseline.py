@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 from donjon.scan.model import Finding, FindingKind
 
 __all__ = ["BASELINE_VERSION", "Baseline", "write_baseline"]

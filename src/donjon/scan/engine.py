@@ -6,16 +6,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from donjon.scan.advisories import AdvisoryDB
-from donjon.scan.bandit_checks import BanditScanner
 from donjon.scan.baseline import Baseline
-from donjon.scan.code import CodeScanner
-from donjon.scan.dependencies import DependencyScanner
+from donjon.scan.deps import AdvisoryDB
 from donjon.scan.interface import Scanner
-from donjon.scan.manifest import ManifestScanner
 from donjon.scan.model import Finding, FindingKind, ScanReport
 from donjon.scan.project import discover
-from donjon.scan.secrets import SecretScanner
+from donjon.scan.scanners import (
+    BanditScanner,
+    CodeScanner,
+    DependencyScanner,
+    ManifestScanner,
+    SecretScanner,
+)
 
 __all__ = ["default_scanners", "scan_path"]
 

@@ -1,4 +1,4 @@
-"""The scanner role and the scan subsystem's base error.
+"""The scanner role.
 
 A scan runs several `Scanner` implementations over one `Project` (the files of the
 target, read once): `CodeScanner` (Donjon's own taint analysis), `BanditScanner`
@@ -12,20 +12,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from donjon.errors import Error
-
 if TYPE_CHECKING:
     from donjon.scan.model import Finding
     from donjon.scan.project import Project
 
-__all__ = ["ScanError", "Scanner", "ScannerOutput"]
-
-
-class ScanError(Error):
-    """A scan could not run as asked: bad path, policy, advisory database or baseline."""
-
-    status = 400
-    title = "Scan error"
+__all__ = ["Scanner", "ScannerOutput"]
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from donjon._subprocess import CommandError, start
+from donjon.scan.errors import ScanError
 from donjon.scan.format.json import parse_json_report
-from donjon.scan.interface import ScanError
 from donjon.scan.model import ScanReport
 from donjon.scan.worker import MAX_REPLY_BYTES
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 
 __all__ = [
     "AdvisoryRef",

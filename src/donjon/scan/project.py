@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from donjon.manifest.loader import load_yaml
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 
 __all__ = ["DEPS_DIR", "ManifestDoc", "Project", "SourceFile", "discover"]
 

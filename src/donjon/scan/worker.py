@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from donjon.errors import Error
-from donjon.scan.advisories import AdvisoryDB
+from donjon.scan.deps.advisories import AdvisoryDB
 from donjon.scan.engine import scan_path
 from donjon.scan.format import render_json
 

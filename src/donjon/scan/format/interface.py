@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 from donjon.scan.model import ScanReport
 
 __all__ = ["FormatError", "Renderer"]

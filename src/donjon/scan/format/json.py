@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from donjon import __version__
+from donjon.scan.errors import ScanError
 from donjon.scan.format.interface import FormatError, Renderer
-from donjon.scan.interface import ScanError
 from donjon.scan.model import (
     AdvisoryRef,
     Confidence,

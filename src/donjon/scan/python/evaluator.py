@@ -12,7 +12,7 @@ import ast
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all

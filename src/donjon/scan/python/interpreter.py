@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 from donjon.scan.model import Confidence
 from donjon.scan.python.evaluator import Evaluator, Frame, FunctionInfo
 from donjon.scan.python.hits import CallSite, Hit, Hits

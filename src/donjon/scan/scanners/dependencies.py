@@ -16,8 +16,8 @@ from pathlib import PurePosixPath
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from donjon.scan.advisories import AdvisoryDB, AffectedRange
-from donjon.scan.depfiles import Dependency, parse_dependency_file, parse_installed
+from donjon.scan.deps.advisories import AdvisoryDB, AffectedRange
+from donjon.scan.deps.depfiles import Dependency, parse_dependency_file, parse_installed
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import AdvisoryRef, Confidence, Finding
 from donjon.scan.project import DEPS_DIR, Project

@@ -22,8 +22,8 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from donjon.scan.cvss import cvss3_base_score, severity_from_score
-from donjon.scan.interface import ScanError
+from donjon.scan.deps.cvss import cvss3_base_score, severity_from_score
+from donjon.scan.errors import ScanError
 from donjon.scan.model import Severity
 
 __all__ = ["Advisory", "AdvisoryDB", "AffectedRange"]

@@ -3,7 +3,7 @@
 detect-secrets is used as a library: its detector plugins and its false-positive
 heuristics, driven line by line here (thread-safe: no global settings, no network
 verification, and a cheap pre-filter so most lines never reach the 25 detectors).
-Donjon's own token formats (`donjon.scan.tokens`) add what it lacks. Reports never
+Donjon's own token formats (`donjon.scan.scanners.tokens`) add what it lacks. Reports never
 carry a secret: the value is masked in messages and snippets.
 """
 
@@ -27,7 +27,7 @@ from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.rules import rule
-from donjon.scan.tokens import TOKEN_FORMATS, is_placeholder
+from donjon.scan.scanners.tokens import TOKEN_FORMATS, is_placeholder
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 

@@ -13,11 +13,11 @@ import warnings
 from functools import cache
 from typing import Any
 
-from donjon.scan.code import code_fingerprint, compile_warnings_ignored
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location, Severity
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.rules import rule
+from donjon.scan.scanners.code import code_fingerprint, compile_warnings_ignored
 
 __all__ = ["BANDIT_RULES", "BanditScanner"]
 

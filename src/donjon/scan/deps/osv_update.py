@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from donjon.scan.interface import ScanError
+from donjon.scan.errors import ScanError
 
 __all__ = ["EXPORT_NAME", "OSV_PYPI_EXPORT_URL", "advisories_dir", "update_advisory_db"]
 

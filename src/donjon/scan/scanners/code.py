@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 
-from donjon.scan.interface import ScanError, Scanner, ScannerOutput
+from donjon.scan.errors import ScanError
+from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Finding, Location, TaintStep
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.python.hits import Hit
