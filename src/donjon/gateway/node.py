@@ -78,12 +78,13 @@ class Node:
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         self.deployments.start(self.pool, scanner)
-        self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
-                                         {"resource_control": self.resources.mode.value}))
+        # Through the writer thread, like every other append made on the event loop.
+        await self.audit.record(AuditEvent("system", "node.start", "node", "ok",
+                                           {"resource_control": self.resources.mode.value}))
         for bad in self.skipped:
-            self.audit.record_now(AuditEvent("system", "function.load",
-                                             f"{bad.name}@{bad.version}", "skipped",
-                                             {"reason": bad.reason, "error": bad.error}))
+            await self.audit.record(AuditEvent("system", "function.load",
+                                               f"{bad.name}@{bad.version}", "skipped",
+                                               {"reason": bad.reason, "error": bad.error}))
 
     async def stop(self) -> None:
         self.deployments.stop()
