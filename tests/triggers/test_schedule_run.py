@@ -14,7 +14,7 @@ from donjon.bundle import build_bundle
 from donjon.config import Settings
 from donjon.gateway.invoke import run_scheduled
 from donjon.gateway.node import open_node
-from donjon.gateway.registry import make_deployed, manifest_json
+from donjon.lifecycle import make_deployed, manifest_json
 from donjon.manifest import load_manifest
 from donjon.store.tables import audit_log, invocation_logs
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select, text
+from sqlalchemy import Engine, bindparam, desc, insert, select, text
 
 from donjon.audit.chain import GENESIS, chain_hash, head_mac
 from donjon.errors import Error
@@ -144,6 +144,16 @@ class AuditLog:
     def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append synchronously (CLI and start-up paths, no event loop)."""
         self._write([(event, log)])
+
+    # -- reading ----------------------------------------------------------------
+
+    def tail(self, n: int) -> list[Any]:
+        """The last `n` records (parsed), oldest first. Blocking: off the event loop."""
+        query = select(audit_log.c.record).order_by(desc(audit_log.c.seq)).limit(n)
+        with self._engine.connect() as conn:
+            records = [json.loads(bytes(r)) for r in conn.execute(query).scalars()]
+        records.reverse()
+        return records
 
     # -- group commit for the event loop ----------------------------------------
 

@@ -8,7 +8,6 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import desc, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -21,14 +20,14 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
-from donjon.gateway.deploy import DeployBlocked, deploy
+from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.identity import Action, Principal, Role, new_api_key
+from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
 from donjon.manifest.model import NAME_RE
-from donjon.store.tables import audit_log, invocation_logs
 from donjon.vault import KEY_HASH_PURPOSE
 
 __all__ = ["ROUTES"]
@@ -87,32 +86,14 @@ async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> 
 
 async def delete_function(request: Request, node: Node, principal: Principal,
                           request_id: str) -> Response:
-    name = request.path_params["name"]
-    if node.registry.get(name) is None:
-        raise NotFound(f"no function named {name!r}")
-    node.functions.remove(name)
-    node.registry.remove(name)
-    if node.pool is not None:
-        await node.pool.retire(name)
-    await node.audit.record(AuditEvent(principal.label, "function.delete", name, "ok",
-                                       {"request_id": request_id}))
+    await node.deployments.remove(request.path_params["name"], principal, request_id)
     return Response(status_code=204)
 
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    name = request.path_params["name"]
     # Each entry holds up to 64 KiB of output: a few hundred at most per request.
-    query = (select(invocation_logs).where(invocation_logs.c.function == name)
-             .order_by(desc(invocation_logs.c.id)).limit(_limit(request, 500)))
-
-    def read() -> list[dict[str, Any]]:
-        with node.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
-
-    rows = await asyncio.to_thread(read)
-    rows.reverse()
-    for r in rows:
-        r.pop("id", None)
+    rows = await asyncio.to_thread(node.logs.recent, request.path_params["name"],
+                                   _limit(request, 500))
     return JSONResponse(rows)
 
 
@@ -145,7 +126,7 @@ async def create_key(request: Request, node: Node, principal: Principal,
                              "(omit it for every function: shown as functions: *)")
     key = new_api_key(node.master.derive(KEY_HASH_PURPOSE), body["name"][:128], role,
                       tuple(functions) if functions else None)
-    node.keys.add(key.record)
+    await asyncio.to_thread(node.keys.add, key.record)
     node.key_index.add(key.record)
     await node.audit.record(AuditEvent(principal.label, "key.create", f"key:{key.record.id}",
                                        "ok", {"request_id": request_id, "role": role.value,
@@ -161,17 +142,18 @@ def _reach(functions: Sequence[str] | None) -> list[str]:
 
 
 async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    keys = await asyncio.to_thread(node.keys.all)
     return JSONResponse([
         {"id": k.id, "name": k.name, "role": k.role, "functions": _reach(k.functions),
          "created_at": k.created_at, "revoked_at": k.revoked_at}
-        for k in node.keys.all()
+        for k in keys
     ])
 
 
 async def revoke_key(request: Request, node: Node, principal: Principal,
                      request_id: str) -> Response:
     key_id = request.path_params["key_id"]
-    if not node.keys.revoke(key_id):
+    if not await asyncio.to_thread(node.keys.revoke, key_id):
         raise NotFound(f"no live key with id {key_id!r}")
     node.key_index.revoke(key_id)
     await node.audit.record(AuditEvent(principal.label, "key.revoke", f"key:{key_id}", "ok",
@@ -180,15 +162,7 @@ async def revoke_key(request: Request, node: Node, principal: Principal,
 
 
 async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    query = select(audit_log.c.record).order_by(desc(audit_log.c.seq)).limit(_limit(request))
-
-    def read() -> list[Any]:
-        with node.engine.connect() as conn:
-            return [json.loads(bytes(r)) for r in conn.execute(query).scalars()]
-
-    records = await asyncio.to_thread(read)
-    records.reverse()
-    return JSONResponse(records)
+    return JSONResponse(await asyncio.to_thread(node.audit.tail, _limit(request)))
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [

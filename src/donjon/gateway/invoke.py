@@ -36,7 +36,6 @@ from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound, Unauthorized
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
-from donjon.gateway.registry import Deployed
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
@@ -44,6 +43,7 @@ from donjon.gateway.response_policy import (
     route_of,
 )
 from donjon.identity import Action, Principal
+from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 

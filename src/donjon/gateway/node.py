@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass, field
-
-from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
-from donjon.errors import Error
-from donjon.gateway.deploy_queue import DeployQueue
-from donjon.gateway.registry import Deployed, FunctionRegistry, make_deployed
 from donjon.identity import KeyIndex
+from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
@@ -27,22 +22,17 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanPolicy
 from donjon.scan.isolated import IsolatedScanner
-from donjon.store import FunctionRecord, FunctionStore, KeyStore, connect, create_schema
+from donjon.store import (
+    Engine,
+    FunctionStore,
+    InvocationLogStore,
+    KeyStore,
+    connect,
+    create_schema,
+)
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
-__all__ = ["Node", "SkippedRecord", "open_node"]
-
-log = logging.getLogger("donjon")
-
-
-@dataclass(frozen=True)
-class SkippedRecord:
-    """A stored version the node could not load: skipped, logged and audited at start."""
-
-    name: str
-    version: int
-    reason: str
-    error: str
+__all__ = ["Node", "open_node"]
 
 
 @dataclass
@@ -55,17 +45,22 @@ class Node:
     key_index: KeyIndex
     audit: AuditLog
     denials: DenialLog
+    logs: InvocationLogStore
     bundles: BundleStore
-    registry: FunctionRegistry
+    #: Deploy, replace and remove: the only writer of the registry below.
+    deployments: Deployments
     resources: ResourceControl
     scan_policy: ScanPolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
-    #: Deploy work (unpack, validate, scan) runs on its own threads, bounded.
-    deploys: DeployQueue = field(default_factory=DeployQueue)
     skipped: list[SkippedRecord] = field(default_factory=list)
+
+    @property
+    def registry(self) -> FunctionRegistry:
+        """The deployed functions, as `deployments` keeps them (read them, never write)."""
+        return self.deployments.registry
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
@@ -82,19 +77,21 @@ class Node:
         self.denials.start()
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
-        self.audit.record_now(AuditEvent("system", "node.start", "node", "ok",
-                                         {"resource_control": self.resources.mode.value}))
+        self.deployments.start(self.pool, scanner)
+        # Through the writer thread, like every other append made on the event loop.
+        await self.audit.record(AuditEvent("system", "node.start", "node", "ok",
+                                           {"resource_control": self.resources.mode.value}))
         for bad in self.skipped:
-            self.audit.record_now(AuditEvent("system", "function.load",
-                                             f"{bad.name}@{bad.version}", "skipped",
-                                             {"reason": bad.reason, "error": bad.error}))
+            await self.audit.record(AuditEvent("system", "function.load",
+                                               f"{bad.name}@{bad.version}", "skipped",
+                                               {"reason": bad.reason, "error": bad.error}))
 
     async def stop(self) -> None:
+        self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.close)
-        self.deploys.close()
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
         finally:
@@ -112,13 +109,9 @@ def open_node(settings: Settings) -> Node:
     functions = FunctionStore(engine)
     keys = KeyStore(engine)
     bundles = BundleStore(settings.bundles_dir)
-    registry = FunctionRegistry()
-    skipped: list[SkippedRecord] = []
-    for record in functions.current():
-        deployed = _load(record, bundles, skipped)
-        if deployed is not None:
-            registry.put(deployed)
+    registry, skipped = load_registry(functions, bundles)
     audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
+    scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
     return Node(
         settings=settings,
         engine=engine,
@@ -129,23 +122,10 @@ def open_node(settings: Settings) -> Node:
         audit=audit,
         denials=DenialLog(audit, settings.audit_denial_window_s,
                           settings.audit_denial_max_sources),
+        logs=InvocationLogStore(engine),
         bundles=bundles,
-        registry=registry,
+        deployments=Deployments(functions, bundles, registry, audit, scan_policy),
         resources=detect_resource_control(),
-        scan_policy=ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence),
+        scan_policy=scan_policy,
         skipped=skipped,
     )
-
-
-def _load(record: FunctionRecord, bundles: BundleStore,
-          skipped: list[SkippedRecord]) -> Deployed | None:
-    """`record` ready to serve, or None (noted in `skipped`): one bad record never
-    stops a node from starting; the function is simply not served."""
-    try:
-        return make_deployed(record, bundles.path(record.digest))
-    except Exception as e:  # whatever is wrong with it, skip it
-        reason = (e.message if isinstance(e, Error) else str(e))[:500]
-        log.warning("function %s@%s is not served: its stored record does not load (%s)",
-                    record.name, record.version, reason.splitlines()[0] if reason else "")
-        skipped.append(SkippedRecord(record.name, record.version, reason, type(e).__name__))
-        return None

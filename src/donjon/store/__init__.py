@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from donjon.store.database import StoreError, connect, create_schema
+from donjon.store.database import Engine, StoreError, connect, create_schema
 from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.keys import KeyRecord, KeyStore
+from donjon.store.logs import InvocationLogStore
 from donjon.store.tables import metadata
 
 __all__ = [
+    "Engine",
     "FunctionRecord",
     "FunctionStore",
+    "InvocationLogStore",
     "KeyRecord",
     "KeyStore",
     "StoreError",

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from donjon.errors import Error
 from donjon.store.tables import metadata
 
-__all__ = ["StoreError", "connect", "create_schema"]
+__all__ = ["Engine", "StoreError", "connect", "create_schema"]
 
 
 class StoreError(Error):

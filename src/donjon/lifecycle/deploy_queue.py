@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from donjon.errors import Error
+from donjon.lifecycle.errors import LifecycleError
 
 __all__ = ["DeployBusy", "DeployQueue"]
 
@@ -24,7 +24,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class DeployBusy(Error):
+class DeployBusy(LifecycleError):
     """Too many deploys are being unpacked, scanned or waiting for that on this node."""
 
     status = 503

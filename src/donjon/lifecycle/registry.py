@@ -1,12 +1,19 @@
-"""The deployed functions, in memory: what the hot path reads instead of the store."""
+"""The deployed functions, in memory: what the hot path reads instead of the store.
+
+`Deployments` (deployments.py) is the only writer of a node's registry; the
+gateway's routes, the scheduler and the rest only read it.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from donjon.bundle import BundleStore
+from donjon.errors import Error
 from donjon.manifest import (
     Isolation,
     Manifest,
@@ -17,13 +24,15 @@ from donjon.manifest import (
 )
 from donjon.manifest.input_validator import input_validator
 from donjon.sandbox import InstanceConfig
-from donjon.store import FunctionRecord
+from donjon.store import FunctionRecord, FunctionStore
 from donjon.triggers import CronExpression
 
-__all__ = ["Deployed", "FunctionRegistry", "instance_config", "make_deployed", "manifest_json",
-           "stored_manifest"]
+__all__ = ["Deployed", "FunctionRegistry", "SkippedRecord", "instance_config", "load_registry",
+           "make_deployed", "manifest_json", "stored_manifest"]
 
 _TMP_MB = 64
+
+log = logging.getLogger("donjon")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,15 @@ class Deployed:
     def name(self) -> str:
         return self.record.name
 
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A stored version the node could not load: skipped, logged and audited at start."""
+
+    name: str
+    version: int
+    reason: str
+    error: str
 
 
 def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceConfig:
@@ -145,3 +163,27 @@ def stored_manifest(manifest: Manifest) -> str:
                             problems=["(root): changes when stored as JSON"], hint=hint)
     return text
 
+
+
+def load_registry(functions: FunctionStore,
+                  bundles: BundleStore) -> tuple[FunctionRegistry, list[SkippedRecord]]:
+    """The current version of every stored function, ready to serve, as a node starts.
+
+    One bad record never stops a node from starting: it is noted in the skipped
+    list (the node audits it) and that function is simply not served.
+    """
+    registry = FunctionRegistry()
+    skipped: list[SkippedRecord] = []
+    for record in functions.current():
+        try:
+            deployed = make_deployed(record, bundles.path(record.digest))
+        except Exception as e:  # whatever is wrong with it, skip it
+            reason = (e.message if isinstance(e, Error) else str(e))[:500]
+            log.warning("function %s@%s is not served: its stored record does not load (%s)",
+                        record.name, record.version,
+                        reason.splitlines()[0] if reason else "")
+            skipped.append(SkippedRecord(record.name, record.version, reason,
+                                         type(e).__name__))
+            continue
+        registry.put(deployed)
+    return registry, skipped

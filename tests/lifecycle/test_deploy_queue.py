@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from donjon.gateway.deploy_queue import DeployBusy, DeployQueue
+from donjon.lifecycle import DeployBusy, DeployQueue
 
 
 def test_beyond_slots_and_waiting_a_deploy_is_refused_with_retry_after() -> None:

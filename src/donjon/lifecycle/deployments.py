@@ -1,0 +1,248 @@
+"""`Deployments`: deploy, replace, retire and remove a function version, whoever asks.
+
+The gateway's handlers, the scheduler and later the triggers, the console and
+other nodes call this one service; none of them touches the store, the bundle
+store, the registry or the sandbox pool to change what is deployed.
+
+A deploy, in this order: the gate (gate.py, on the deploy threads) -> prestart
+(the handler imports in a sandbox) -> one transaction that stores the version
+and reads it back as a node would load it -> switch the registry -> retire the
+old version once its calls drain. Nothing is stored or switched before the
+transaction; any failure after prestart retires the started sandbox; any
+refusal or failure is audited and changes nothing. Every database write runs
+on a thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from donjon.audit import AuditEvent, AuditLog
+from donjon.bundle import BundleStore
+from donjon.errors import Error
+from donjon.identity import Principal, Role
+from donjon.lifecycle.deploy_queue import DeployQueue
+from donjon.lifecycle.errors import FunctionNotFound, SkipScanRefused
+from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
+from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
+from donjon.manifest import Manifest, ManifestError
+from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
+from donjon.scan import ScanPolicy, ScanReport
+from donjon.store import FunctionRecord, FunctionStore
+
+__all__ = ["Deployment", "Deployments"]
+
+log = logging.getLogger("donjon")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A version that now serves its function."""
+
+    record: FunctionRecord
+    digest: str
+    #: None when the scan was skipped (--unsafe-skip-scan).
+    report: ScanReport | None
+    #: Grants of the manifest this node cannot honour yet, said plainly.
+    warnings: tuple[str, ...]
+
+
+class Deployments:
+    """The one writer of what a node serves: the store rows, bundles, registry and pool."""
+
+    def __init__(self, functions: FunctionStore, bundles: BundleStore,
+                 registry: FunctionRegistry, audit: AuditLog, scan_policy: ScanPolicy,
+                 queue: DeployQueue | None = None) -> None:
+        self.registry = registry
+        #: Deploy work (unpack, validate, scan) runs on its own threads, bounded.
+        self.queue = queue if queue is not None else DeployQueue()
+        self._functions = functions
+        self._bundles = bundles
+        self._audit = audit
+        self._policy = scan_policy
+        self._pool: SandboxPool | None = None
+        self._scanner: BundleScanner | None = None
+        # The store write and the registry switch that follows it, one deploy or
+        # removal at a time: the routes checked are the routes switched.
+        self._switch = asyncio.Lock()
+        self._finishing: set[asyncio.Future[Any]] = set()
+
+    def start(self, pool: SandboxPool | None, scanner: BundleScanner | None) -> None:
+        """Use the node's started sandbox pool and deploy-time scanner from now on."""
+        self._pool = pool
+        self._scanner = scanner
+
+    def stop(self) -> None:
+        """Refuse further deploy work; the pool and scanner are the node's to close."""
+        self.queue.close()
+        self._pool = None
+        self._scanner = None
+
+    # -- deploy and replace ---------------------------------------------------------
+
+    async def deploy(self, archive: bytes, principal: Principal, request_id: str, *,
+                     skip_scan: bool = False) -> Deployment:
+        """Gate, start, store and switch to the bundle in `archive` (a tar.gz).
+
+        Raises a `donjon.errors.Error` (audited, nothing changed) if the bundle is
+        refused: `ManifestError`, `BundleError`, `DeployBlocked`, `DeployBusy`, ...
+        """
+        try:
+            if skip_scan and principal.role is not Role.ADMIN:
+                raise SkipScanRefused
+            accepted, version = await self._accept_and_start(archive, skip_scan)
+        except Error as e:
+            await self._rejected(principal, request_id, e)
+            public = _public(e, request_id)
+            if public is e:
+                raise
+            raise public from e
+        except Exception as e:  # a defect, never an unaudited one
+            await self._rejected(principal, request_id, e)
+            raise
+        # From the store write on, a deploy runs to its end even if its caller goes away.
+        return await self._to_the_end(
+            self._switch_to(accepted, version, principal, request_id, skip_scan))
+
+    async def _accept_and_start(self, archive: bytes, skip_scan: bool) -> tuple[Accepted, int]:
+        accepted = await self.queue.run(
+            accept_bundle, archive, bundles=self._bundles, registry=self.registry,
+            scanner=self._scanner, policy=self._policy, skip_scan=skip_scan)
+        version = await asyncio.to_thread(self._functions.next_version, accepted.manifest.name)
+        if self._pool is not None:
+            # Start the new version before it takes traffic: its import runs
+            # (sandboxed) now, so a broken handler fails the deploy, not a caller.
+            config = instance_config(accepted.manifest, version,
+                                     self._bundles.path(accepted.digest))
+            await self._pool.prestart(config)
+        return accepted, version
+
+    async def _switch_to(self, accepted: Accepted, version: int, principal: Principal,
+                         request_id: str, skip_scan: bool) -> Deployment:
+        manifest, digest = accepted.manifest, accepted.digest
+        try:
+            record = await self._store_and_switch(accepted, version, principal)
+        except Exception as e:
+            if self._pool is not None:
+                await self._pool.retire_version(manifest.name, version)
+            await self._rejected(principal, request_id, e)
+            raise
+        if self._pool is not None:
+            await self._pool.retire(record.name, keep_version=record.version, drain=True)
+        await self._audit.record(AuditEvent(principal.label, "function.deploy",
+                                            f"{record.name}@{record.version}", "ok",
+                                            _audit_detail(request_id, accepted, skip_scan)))
+        if skip_scan:
+            log.warning("UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
+                        principal.label, record.name, record.version)
+        return Deployment(record, digest, accepted.report, _not_yet_granted(manifest))
+
+    async def _store_and_switch(self, accepted: Accepted, version: int,
+                                principal: Principal) -> FunctionRecord:
+        bundle = self._bundles.path(accepted.digest)
+        loaded: list[Deployed] = []
+
+        def check(stored: FunctionRecord) -> None:
+            # Inside the transaction: the row as a restarting node would load it.
+            loaded.append(make_deployed(stored, bundle))
+
+        async with self._switch:
+            # Checked again now: another deploy may have taken a route meanwhile.
+            route_conflicts(self.registry, accepted.manifest)
+            record = await asyncio.to_thread(
+                self._functions.add_version, accepted.manifest.name, version, accepted.digest,
+                accepted.stored, principal.label, check=check)
+            self.registry.put(loaded[-1])
+        return record
+
+    # -- remove -----------------------------------------------------------------------
+
+    async def remove(self, name: str, principal: Principal, request_id: str) -> None:
+        """Undeploy `name` (its version history stays) and retire its sandboxes.
+
+        `FunctionNotFound` if no function of that name is deployed.
+        """
+        await self._to_the_end(self._remove(name, principal, request_id))
+
+    async def _remove(self, name: str, principal: Principal, request_id: str) -> None:
+        async with self._switch:
+            if self.registry.get(name) is None:
+                raise FunctionNotFound(name)
+            await asyncio.to_thread(self._functions.remove, name)
+            self.registry.remove(name)
+        if self._pool is not None:
+            await self._pool.retire(name)
+        await self._audit.record(AuditEvent(principal.label, "function.delete", name, "ok",
+                                            {"request_id": request_id}))
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` to its end even if the caller is cancelled: a store write, the
+        registry switch and the audit record that follow it are one step."""
+        task = asyncio.ensure_future(work)
+        self._finishing.add(task)
+        task.add_done_callback(_settled(self._finishing))
+        return await asyncio.shield(task)
+
+    async def _rejected(self, principal: Principal, request_id: str,
+                        error: Exception) -> None:
+        if isinstance(error, Error):
+            reason = error.message[:500]
+        else:
+            log.error("deploy %s failed", request_id, exc_info=error)
+            reason = "internal error"
+        await self._audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
+                                            {"request_id": request_id, "reason": reason,
+                                             "error": type(error).__name__}))
+
+
+def _settled(finishing: set[asyncio.Future[Any]]) -> Any:
+    def done(task: asyncio.Future[Any]) -> None:
+        finishing.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that went away does not leave it unread
+
+    return done
+
+
+def _public(error: Error, request_id: str) -> Error:
+    """What the deployer is told of a refused deploy."""
+    if isinstance(error, FunctionFailed):
+        return ManifestError(error.message, problems=[f"handler: {error.message}"])
+    if isinstance(error, SandboxUnavailable):
+        log.error("deploy %s: %s", request_id, error.message)  # may name host paths
+        return SandboxUnavailable("the new version's sandbox could not start",
+                                  hint=f"the server log has the details (request "
+                                       f"{request_id})")
+    return error
+
+
+def _audit_detail(request_id: str, accepted: Accepted, skip_scan: bool) -> dict[str, object]:
+    detail: dict[str, object] = {"request_id": request_id, "digest": accepted.digest}
+    if skip_scan:
+        detail["unsafe_skip_scan"] = True
+    else:
+        detail["findings"] = len(accepted.report.findings) if accepted.report else 0
+    return detail
+
+
+def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
+    """Grants this node cannot honour yet: said plainly, never silently ignored."""
+    perms = manifest.permissions
+    out = []
+    if perms.egress:
+        out.append("permissions.egress is not enforced by this version: the function has "
+                   "no network at all")
+    if perms.secrets:
+        out.append("permissions.secrets: the vault is not in this version; "
+                   "context.secrets is empty")
+    if perms.invoke:
+        out.append("permissions.invoke: calling other functions is not in this version")
+    return tuple(out)

@@ -1,0 +1,47 @@
+"""The errors of a function's lifecycle: each refuses a deploy or a removal and changes nothing."""
+
+from __future__ import annotations
+
+from donjon.errors import Error
+
+__all__ = ["DeployBlocked", "FunctionNotFound", "LifecycleError", "SkipScanRefused"]
+
+
+class LifecycleError(Error):
+    """A deploy, replacement or removal of a function that was refused."""
+
+    status = 400
+    title = "Bad request"
+
+
+class DeployBlocked(LifecycleError):
+    """The deploy gate found what the admin's scan policy does not let through."""
+
+    status = 422
+    title = "Deploy blocked by the scanner"
+
+    def __init__(self, message: str, report_text: str, problems: list[str]) -> None:
+        super().__init__(message, hint="fix the findings, or ask an admin (--unsafe-skip-scan)")
+        self.report_text = report_text
+        self.problems = problems
+
+
+class SkipScanRefused(LifecycleError):
+    """A deploy without the scan asked for by a principal that is not an admin."""
+
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("only admins may skip the deploy scan")
+
+
+class FunctionNotFound(LifecycleError):
+    """No function of that name is deployed on this node."""
+
+    status = 404
+    title = "Not found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no function named {name!r}")
+        self.name = name

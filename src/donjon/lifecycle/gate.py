@@ -1,0 +1,75 @@
+"""The deploy gate: what a bundle must pass before anything of it is stored or started.
+
+Blocking work, run on the deploy threads (deploy_queue.py): unpack (within
+limits) and validate the manifest in the exact form it will be stored in,
+check its routes, scan it, and keep the tree content-addressed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from donjon.bundle import BundleStore
+from donjon.lifecycle.errors import DeployBlocked
+from donjon.lifecycle.registry import FunctionRegistry, stored_manifest
+from donjon.manifest import Manifest, ManifestError, load_manifest
+from donjon.scan import ScanError, ScanPolicy, ScanReport, render_text
+
+__all__ = ["Accepted", "BundleScanner", "accept_bundle", "route_conflicts"]
+
+
+class BundleScanner(Protocol):
+    """The deploy-time scan (the node's runs in a limited process of its own)."""
+
+    def scan(self, tree: Path) -> ScanReport: ...
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A bundle that passed the gate and is kept under its digest."""
+
+    manifest: Manifest
+    #: The manifest exactly as it is stored (checked to load back as `manifest`).
+    stored: str
+    digest: str
+    #: None when the scan was skipped (--unsafe-skip-scan).
+    report: ScanReport | None
+
+
+def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
+    """`ManifestError` if another function already serves one of `manifest`'s routes."""
+    conflicts = registry.route_conflicts(manifest)
+    if conflicts:
+        raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
+                            problems=conflicts)
+
+
+def accept_bundle(archive: bytes, *, bundles: BundleStore, registry: FunctionRegistry,
+                  scanner: BundleScanner | None, policy: ScanPolicy,
+                  skip_scan: bool) -> Accepted:
+    """Unpack, validate manifest and routes, scan, and store the bundle content-addressed."""
+
+    def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
+        # Messages name "the bundle" and its members, never the staging path.
+        manifest = load_manifest(tree, label="the bundle")
+        stored = stored_manifest(manifest)  # what is validated is what will be stored
+        route_conflicts(registry, manifest)
+        if skip_scan:
+            return manifest, stored, None
+        if scanner is None:
+            raise ScanError("the deploy-time scanner is not running on this node",
+                            hint="the node starts it when it starts serving")
+        # Reported as the function's name, not the server's staging path.
+        report = dataclasses.replace(scanner.scan(tree), root=Path(manifest.name))
+        blocking = report.blocking(policy)
+        if blocking:
+            problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
+            raise DeployBlocked(f"{len(blocking)} finding(s) block this deploy",
+                                render_text(report), problems)
+        return manifest, stored, report
+
+    digest, (manifest, stored, report) = bundles.add(archive, inspect)
+    return Accepted(manifest, stored, digest, report)

@@ -1,0 +1,279 @@
+"""`Deployments` driven directly, without HTTP: a real SQLite store, bundle store and sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from donjon.audit import AuditLog
+from donjon.bootstrap import initialize
+from donjon.bundle import BundleStore, build_bundle
+from donjon.config import Settings
+from donjon.identity import Principal, Role
+from donjon.lifecycle import (
+    DeployBlocked,
+    Deployments,
+    FunctionNotFound,
+    SkipScanRefused,
+    load_registry,
+)
+from donjon.manifest import ManifestError
+from donjon.sandbox import SandboxHost, SandboxPool, compile_filters, detect_resource_control
+from donjon.scan import ScanPolicy, ScanReport, scan_path
+from donjon.store import FunctionStore, connect
+from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey
+
+DEV = Principal("dev1", "dev", Role.DEVELOPER)
+ADMIN = Principal("adm1", "admin", Role.ADMIN)
+INJECTION = "import os\ndef handler(event, context):\n    return os.system(event['cmd'])\n"
+
+T = TypeVar("T")
+
+
+class InProcessScanner:
+    """The deploy-time scan, in this process (the node runs it in a helper)."""
+
+    def scan(self, tree: Path) -> ScanReport:
+        return scan_path(tree)
+
+
+@dataclass
+class Service:
+    deployments: Deployments
+    functions: FunctionStore
+    bundles: BundleStore
+    audit: AuditLog
+    pool: SandboxPool
+
+    def audited(self, action: str) -> list[dict[str, Any]]:
+        return [r for r in self.audit.tail(1000) if r["action"] == action]
+
+    async def call(self, name: str, event: object = None) -> Any:
+        deployed = self.deployments.registry.get(name)
+        assert deployed is not None
+        meta = json.dumps({"request_id": "r", "function": name,
+                           "version": deployed.record.version,
+                           "deadline": time.time() + 30}).encode()
+        result = await self.pool.invoke(deployed.config, meta, json.dumps(event).encode(), 30)
+        return json.loads(result.body)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = Settings(data_dir=tmp_path / "data", url="https://127.0.0.1:1", api_key=None)
+    initialize(s)
+    return s
+
+
+def run(settings: Settings, scenario: Callable[[Service], Coroutine[Any, Any, T]],
+        store: type[FunctionStore] = FunctionStore) -> T:
+    """Run `scenario` against a started service over the data dir of `settings`."""
+
+    @asynccontextmanager
+    async def started() -> AsyncIterator[Service]:
+        engine = connect(settings.database_url)
+        audit = AuditLog(engine, MasterKey.load(settings.master_key_path)
+                         .derive(AUDIT_MAC_PURPOSE))
+        functions = store(engine)
+        bundles = BundleStore(settings.bundles_dir)
+        registry, _ = load_registry(functions, bundles)
+        deployments = Deployments(functions, bundles, registry, audit, ScanPolicy())
+        host = await asyncio.to_thread(SandboxHost.detect, settings.data_dir)
+        pool = SandboxPool(detect_resource_control(), compile_filters(), host)
+        audit.start()
+        pool.start()
+        deployments.start(pool, InProcessScanner())
+        try:
+            yield Service(deployments, functions, bundles, audit, pool)
+        finally:
+            deployments.stop()
+            await pool.close()
+            audit.stop()
+            engine.dispose()
+
+    async def go() -> T:
+        async with started() as service:
+            return await scenario(service)
+
+    return asyncio.run(go())
+
+
+def archive(root: Path, name: str, code: str, extra: str = "") -> bytes:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\n{extra}")
+    (root / "main.py").write_text(code)
+    return build_bundle(root)[1]
+
+
+def kept_bundles(settings: Settings) -> list[str]:
+    return sorted(p.name for p in settings.bundles_dir.iterdir())
+
+
+def test_deploy_serves_the_version_and_remove_undeploys_it(settings: Settings,
+                                                           tmp_path: Path) -> None:
+    """A deploy stores, switches to and audits the version; remove undoes all but history."""
+    bundle = archive(tmp_path / "fn", "hello", "def handler(e, c):\n    return {'hi': e}\n")
+
+    async def scenario(s: Service) -> None:
+        done = await s.deployments.deploy(bundle, DEV, "req-1")
+        assert (done.record.name, done.record.version) == ("hello", 1)
+        assert done.report is not None and done.warnings == ()
+        assert [r.version for r in s.functions.current()] == [1]
+        assert await s.call("hello", 7) == {"hi": 7}
+        deployed = [r for r in s.audited("function.deploy") if r["outcome"] == "ok"]
+        assert deployed[-1]["target"] == "hello@1"
+        assert deployed[-1]["actor"] == "key:dev1"
+        assert deployed[-1]["detail"]["request_id"] == "req-1"
+
+        await s.deployments.remove("hello", DEV, "req-2")
+        assert s.deployments.registry.get("hello") is None
+        assert s.functions.current() == []
+        assert s.pool.running() == 0
+        assert s.audited("function.delete")[-1]["target"] == "hello"
+        with pytest.raises(FunctionNotFound):
+            await s.deployments.remove("hello", DEV, "req-3")
+
+    run(settings, scenario)
+
+
+def test_a_new_version_replaces_the_old_one(settings: Settings, tmp_path: Path) -> None:
+    """The second deploy of a function is version 2; calls reach it, in a fresh process."""
+    code = "STATE = []\ndef handler(e, c):\n    STATE.append(1)\n    return [{v}, len(STATE)]\n"
+    one = archive(tmp_path / "v1", "counter", code.format(v=1), "isolation: warm\n")
+    two = archive(tmp_path / "v2", "counter", code.format(v=2), "isolation: warm\n")
+
+    async def scenario(s: Service) -> None:
+        await s.deployments.deploy(one, DEV, "r1")
+        assert await s.call("counter") == [1, 1]
+        assert await s.call("counter") == [1, 2]
+        done = await s.deployments.deploy(two, DEV, "r2")
+        assert done.record.version == 2
+        assert await s.call("counter") == [2, 1]
+
+    run(settings, scenario)
+
+
+def test_blocked_deploy_changes_nothing_and_is_audited(settings: Settings,
+                                                       tmp_path: Path) -> None:
+    """A bundle the scan blocks is refused: nothing stored, kept, served or started."""
+    bad = archive(tmp_path / "bad", "injected", INJECTION)
+
+    async def scenario(s: Service) -> None:
+        with pytest.raises(DeployBlocked) as blocked:
+            await s.deployments.deploy(bad, DEV, "req-bad")
+        assert any("os.system" in p for p in blocked.value.problems)
+        assert s.deployments.registry.all() == []
+        assert s.functions.current() == []
+        assert s.pool.running() == 0
+        rejected = [r for r in s.audited("function.deploy") if r["outcome"] == "rejected"]
+        assert rejected[-1]["detail"]["error"] == "DeployBlocked"
+        assert rejected[-1]["detail"]["request_id"] == "req-bad"
+
+    run(settings, scenario)
+    assert kept_bundles(settings) == []
+
+
+def test_handler_that_fails_to_import_is_refused(settings: Settings, tmp_path: Path) -> None:
+    """A handler whose import raises fails the deploy as a manifest problem, audited."""
+    broken = archive(tmp_path / "broken", "broken", "raise ImportError('no such thing')\n")
+
+    async def scenario(s: Service) -> None:
+        with pytest.raises(ManifestError) as refused:
+            await s.deployments.deploy(broken, DEV, "r")
+        assert "no such thing" in refused.value.message
+        assert s.functions.current() == [] and s.deployments.registry.get("broken") is None
+        assert s.pool.running() == 0
+        rejected = [r for r in s.audited("function.deploy") if r["outcome"] == "rejected"]
+        assert rejected[-1]["detail"]["error"] == "FunctionFailed"
+
+    run(settings, scenario)
+
+
+def test_skipping_the_scan_needs_an_admin(settings: Settings, tmp_path: Path) -> None:
+    """unsafe skip_scan by a developer is refused and audited; by an admin it deploys."""
+    bundle = archive(tmp_path / "fn", "unscanned", INJECTION)
+
+    async def scenario(s: Service) -> None:
+        with pytest.raises(SkipScanRefused):
+            await s.deployments.deploy(bundle, DEV, "r1", skip_scan=True)
+        assert s.functions.current() == []
+        rejected = [r for r in s.audited("function.deploy") if r["outcome"] == "rejected"]
+        assert rejected[-1]["detail"]["error"] == "SkipScanRefused"
+        done = await s.deployments.deploy(bundle, ADMIN, "r2", skip_scan=True)
+        assert done.report is None
+        ok = [r for r in s.audited("function.deploy") if r["outcome"] == "ok"]
+        assert ok[-1]["detail"]["unsafe_skip_scan"] is True
+
+    run(settings, scenario)
+
+
+class MeetingStore(FunctionStore):
+    """A store whose version writes wait (boundedly) for a second one to start."""
+
+    arrived = 0
+    both = threading.Event()
+
+    def add_version(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).arrived += 1
+        if type(self).arrived >= 2:
+            type(self).both.set()
+        type(self).both.wait(timeout=5)  # never met, if writes are one at a time
+        return super().add_version(*args, **kwargs)
+
+
+def test_concurrent_deploys_cannot_both_take_a_route(settings: Settings,
+                                                     tmp_path: Path) -> None:
+    """Two functions deployed at once claiming one route: exactly one gets it."""
+    trig = "triggers:\n  - http: {path: /same, methods: [GET], auth: key}\n"
+    a = archive(tmp_path / "a", "route-a", "def handler(e, c):\n    return 1\n", trig)
+    b = archive(tmp_path / "b", "route-b", "def handler(e, c):\n    return 2\n", trig)
+
+    async def scenario(s: Service) -> None:
+        results = await asyncio.gather(s.deployments.deploy(a, DEV, "ra"),
+                                       s.deployments.deploy(b, DEV, "rb"),
+                                       return_exceptions=True)
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(refused) == 1 and isinstance(refused[0], ManifestError)
+        assert len(s.deployments.registry.all()) == 1
+        assert len(s.functions.current()) == 1
+        route = s.deployments.registry.route("/same", "GET")
+        assert route is not None and route[0].name == s.functions.current()[0].name
+
+    run(settings, scenario, MeetingStore)
+
+
+def test_a_restarted_service_serves_what_was_deployed(settings: Settings,
+                                                      tmp_path: Path) -> None:
+    """What a deploy stored is what a restarting node loads and serves."""
+    bundle = archive(tmp_path / "fn", "kept", "def handler(e, c):\n    return 'still here'\n")
+
+    async def deploy(s: Service) -> None:
+        await s.deployments.deploy(bundle, DEV, "r")
+
+    async def call(s: Service) -> Any:
+        return await s.call("kept")
+
+    run(settings, deploy)
+    assert run(settings, call) == "still here"
+
+
+def test_the_service_imports_nothing_of_http() -> None:
+    """donjon.lifecycle is usable without starlette, uvicorn or the gateway (no HTTP server)."""
+    code = ("import sys, donjon.lifecycle\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('starlette', 'uvicorn') or m.startswith('donjon.gateway'))\n"
+            "print(','.join(bad))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == ""

@@ -1,0 +1,47 @@
+"""Reading what functions printed and the audit trail's end, as the admin API serves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from donjon.audit import AuditEvent, AuditLog
+from donjon.audit.log import InvocationLog
+from donjon.store import Engine, InvocationLogStore, connect, create_schema
+
+KEY = b"k" * 32
+
+
+def _engine(tmp_path: Path) -> Engine:
+    engine = connect(f"sqlite:///{tmp_path / 'donjon.db'}")
+    create_schema(engine)
+    return engine
+
+
+def _call(audit: AuditLog, function: str, i: int) -> None:
+    audit.record_now(AuditEvent("key:a", "function.invoke", f"{function}@1", "ok", {"i": i}),
+                     InvocationLog(function, 1, f"{function}-{i}", "ok", f"line {i}\n"))
+
+
+def test_recent_logs_are_the_functions_last_n_oldest_first(tmp_path: Path) -> None:
+    """recent(f, n) holds only f's entries, the last n of them, in call order, without ids."""
+    engine = _engine(tmp_path)
+    audit = AuditLog(engine, KEY)
+    for i in range(5):
+        _call(audit, "f", i)
+        _call(audit, "g", i)
+    rows = InvocationLogStore(engine).recent("f", 3)
+    assert [r["output"] for r in rows] == ["line 2\n", "line 3\n", "line 4\n"]
+    assert {r["function"] for r in rows} == {"f"}
+    assert all("id" not in r for r in rows)
+    assert InvocationLogStore(engine).recent("nobody", 10) == []
+
+
+def test_audit_tail_is_the_last_n_records_oldest_first(tmp_path: Path) -> None:
+    """tail(n) parses the last n records, in chain order."""
+    engine = _engine(tmp_path)
+    audit = AuditLog(engine, KEY)
+    for i in range(4):
+        _call(audit, "f", i)
+    tail = audit.tail(2)
+    assert [r["detail"]["i"] for r in tail] == [2, 3]
+    assert [r["seq"] for r in tail] == [3, 4]
