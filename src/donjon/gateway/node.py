@@ -20,8 +20,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
-from donjon.scan import ScanPolicy
-from donjon.scan.isolated import IsolatedScanner
+from donjon.scan import IsolatedScanner, ScanPolicy
 from donjon.store import (
     Engine,
     FunctionStore,

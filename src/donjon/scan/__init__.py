@@ -12,12 +12,18 @@ and misuse, hard-coded secrets, vulnerable dependencies and over-broad manifests
 from __future__ import annotations
 
 from donjon.scan.baseline import Baseline, write_baseline
-from donjon.scan.deps.advisories import Advisory, AdvisoryDB
-from donjon.scan.deps.osv_update import OSV_PYPI_EXPORT_URL, advisories_dir, update_advisory_db
+from donjon.scan.deps import (
+    OSV_PYPI_EXPORT_URL,
+    Advisory,
+    AdvisoryDB,
+    advisories_dir,
+    update_advisory_db,
+)
 from donjon.scan.engine import default_scanners, scan_path
 from donjon.scan.errors import ScanError
 from donjon.scan.format import FormatError, render_json, render_sarif, render_text, renderer_for
 from donjon.scan.interface import Scanner, ScannerOutput
+from donjon.scan.isolated import IsolatedScanner, ScanLimitExceeded, ScanLimits
 from donjon.scan.model import (
     AdvisoryRef,
     Confidence,
@@ -45,10 +51,13 @@ __all__ = [
     "Finding",
     "FindingKind",
     "FormatError",
+    "IsolatedScanner",
     "Location",
     "Rule",
     "SasCategory",
     "ScanError",
+    "ScanLimitExceeded",
+    "ScanLimits",
     "ScanPolicy",
     "ScanReport",
     "Scanner",
