@@ -39,7 +39,6 @@ _STEP[ord("]")] = _STEP[ord("}")] = -1
 class JSONTooDeep(Error):
     """JSON nested deeper than the platform parses."""
 
-    status = 400
     title = "Bad request"
 
 

@@ -1,8 +1,9 @@
 """The root of every error Donjon raises on purpose.
 
-Each error carries a message (what went wrong) and a hint (how to fix it).
-The CLI prints both on one line each and exits non-zero; the gateway turns
-them into RFC 9457 problem documents.
+Each error carries a message (what went wrong) and a hint (how to fix it),
+and nothing of HTTP: the CLI prints both on one line each and exits non-zero;
+the gateway maps error types to statuses and RFC 9457 problem documents in
+one table (donjon.gateway.problems).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ __all__ = ["Error"]
 class Error(Exception):
     """A failure Donjon understands and can explain to its user."""
 
-    #: HTTP status the gateway answers with when this error reaches it.
-    status: int = 500
-    #: Short, stable problem title (RFC 9457 ``title``).
+    #: A short, stable name for the kind of failure (the problem document's title).
     title: str = "Internal error"
 
     def __init__(self, message: str, *, hint: str = "") -> None:

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from donjon.gateway.problems import status_for
 from donjon.lifecycle import DeployBusy, DeployQueue
 
 
@@ -37,7 +38,7 @@ def test_beyond_slots_and_waiting_a_deploy_is_refused_with_retry_after() -> None
 
     done, busy = asyncio.run(scenario())
     assert done == [7, 7]
-    assert busy.status == 503 and busy.retry_after_s == 3
+    assert status_for(busy) == 503 and busy.retry_after_s == 3
     assert all(name.startswith("deploy") for name in threads)  # never the shared pool
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from donjon.gateway.problems import status_for
 from donjon.sandbox import (
     CallResult,
     InstanceConfig,
@@ -108,7 +109,7 @@ def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.M
     first, second = _run(go())
     assert not isinstance(first, BaseException)
     assert isinstance(second, TooManyInvocations)
-    assert second.status == 429
+    assert status_for(second) == 429
 
 
 def test_idle_sandboxes_are_reaped(bundle: Path) -> None:

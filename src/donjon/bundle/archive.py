@@ -27,7 +27,6 @@ MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 class BundleError(Error):
     """A bundle is malformed, too large or unsafe."""
 
-    status = 422
     title = "Invalid bundle"
 
 

@@ -19,6 +19,11 @@ class ApiError(Error):
 
     title = "API error"
 
+    def __init__(self, message: str, *, hint: str = "", http_status: int = 0) -> None:
+        super().__init__(message, hint=hint)
+        #: The status the gateway answered with (0: it was not reached).
+        self.http_status = http_status
+
 
 class ApiClient:
     """Calls the gateway with the configured key; trusts the node's own certificate."""
@@ -63,6 +68,5 @@ def _problem(response: httpx.Response) -> ApiError:
     if body.get("report"):
         detail += "\n\n" + str(body["report"]).rstrip()
     rid = body.get("request_id")
-    error = ApiError(f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""))
-    error.status = response.status_code
-    return error
+    return ApiError(f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""),
+                    http_status=response.status_code)

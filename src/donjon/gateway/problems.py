@@ -3,13 +3,97 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 from starlette.responses import Response
 
+from donjon.boundedjson import JSONTooDeep
+from donjon.bundle import BundleError
 from donjon.errors import Error
+from donjon.gateway.errors import (
+    BadFunctionResponse,
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from donjon.identity import IdentityError
+from donjon.lifecycle import (
+    DeployBlocked,
+    DeployBusy,
+    FunctionNotFound,
+    LifecycleError,
+    SkipScanRefused,
+)
+from donjon.manifest import ManifestError
+from donjon.ratelimit import RateLimitError
+from donjon.sandbox import (
+    FunctionCrashed,
+    FunctionFailed,
+    FunctionMemoryExceeded,
+    FunctionTimeout,
+    SandboxError,
+    SandboxUnavailable,
+    TooManyInvocations,
+)
+from donjon.scan import ScanError, ScanLimitExceeded
+from donjon.store import StoreConflict
 
-__all__ = ["problem", "problem_from_error"]
+__all__ = ["STATUS", "problem", "problem_from_error", "status_for"]
+
+log = logging.getLogger("donjon")
+
+#: The one place where error types meet HTTP: the status each answers with. An
+#: error type not listed answers with its nearest listed base class's status;
+#: one with none listed (a store that cannot be opened, a broken vault, a
+#: defect) is a 500 that names no internals.
+STATUS: dict[type[Error], int] = {
+    GatewayError: 400,
+    BadRequest: 400,
+    InvalidInput: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    PayloadTooLarge: 413,
+    BadFunctionResponse: 502,
+    JSONTooDeep: 400,
+    IdentityError: 401,
+    ManifestError: 422,
+    BundleError: 422,
+    ScanError: 400,
+    ScanLimitExceeded: 422,
+    LifecycleError: 400,
+    DeployBlocked: 422,
+    SkipScanRefused: 403,
+    FunctionNotFound: 404,
+    DeployBusy: 503,
+    RateLimitError: 429,
+    StoreConflict: 409,
+    SandboxError: 500,
+    SandboxUnavailable: 503,
+    FunctionFailed: 500,
+    FunctionTimeout: 504,
+    FunctionMemoryExceeded: 507,
+    FunctionCrashed: 502,
+    TooManyInvocations: 429,
+}
+
+
+def _listed_status(error: Error) -> int | None:
+    for cls in type(error).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return None
+
+
+def status_for(error: Error) -> int:
+    """The HTTP status `error` answers with (STATUS, by the most specific type listed)."""
+    return _listed_status(error) or 500
 
 _TITLES = {
     400: "Bad request",
@@ -51,8 +135,16 @@ def problem(status: int, detail: str, *, request_id: str = "", title: str = "",
 
 def problem_from_error(error: Error, *, request_id: str = "",
                        extra: dict[str, object] | None = None) -> Response:
+    status = _listed_status(error)
+    if status is None:
+        # Not an answer to the caller's request (a database, the vault, a defect):
+        # its message may name host paths or internals, so it goes to the log only.
+        log.error("request %s: %s: %s", request_id or "-", type(error).__name__, error.message)
+        return problem(500, "internal error; the server log has the details"
+                       + (f" (request {request_id})" if request_id else ""),
+                       request_id=request_id)
     detail = error.message if not error.hint else f"{error.message} ({error.hint})"
-    response = problem(error.status, detail, request_id=request_id, title=error.title,
+    response = problem(status, detail, request_id=request_id, title=error.title,
                        extra=extra)
     retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back
     if isinstance(retry_after, int | float):

@@ -26,7 +26,6 @@ _KEY_RE = re.compile(r"^dj_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 class IdentityError(Error):
     """Bad credentials or a bad request about credentials."""
 
-    status = 401
     title = "Unauthorized"
 
 

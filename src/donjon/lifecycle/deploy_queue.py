@@ -27,7 +27,6 @@ T = TypeVar("T")
 class DeployBusy(LifecycleError):
     """Too many deploys are being unpacked, scanned or waiting for that on this node."""
 
-    status = 503
     title = "Service unavailable"
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:

@@ -10,14 +10,12 @@ __all__ = ["DeployBlocked", "FunctionNotFound", "LifecycleError", "SkipScanRefus
 class LifecycleError(Error):
     """A deploy, replacement or removal of a function that was refused."""
 
-    status = 400
     title = "Bad request"
 
 
 class DeployBlocked(LifecycleError):
     """The deploy gate found what the admin's scan policy does not let through."""
 
-    status = 422
     title = "Deploy blocked by the scanner"
 
     def __init__(self, message: str, report_text: str, problems: list[str]) -> None:
@@ -29,7 +27,6 @@ class DeployBlocked(LifecycleError):
 class SkipScanRefused(LifecycleError):
     """A deploy without the scan asked for by a principal that is not an admin."""
 
-    status = 403
     title = "Forbidden"
 
     def __init__(self) -> None:
@@ -39,7 +36,6 @@ class SkipScanRefused(LifecycleError):
 class FunctionNotFound(LifecycleError):
     """No function of that name is deployed on this node."""
 
-    status = 404
     title = "Not found"
 
     def __init__(self, name: str) -> None:

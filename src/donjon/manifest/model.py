@@ -54,7 +54,6 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 class ManifestError(Error):
     """donjon.yaml is missing, malformed or invalid."""
 
-    status = 422
     title = "Invalid manifest"
 
     def __init__(self, message: str, *, problems: list[str] | None = None, hint: str = "") -> None:

@@ -20,7 +20,6 @@ __all__ = ["BucketKey", "Decision", "RateLimitError", "RateLimiter"]
 class RateLimitError(Error):
     """A call was refused because a rate limit is spent."""
 
-    status = 429
     title = "Too many requests"
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:

@@ -10,5 +10,4 @@ __all__ = ["ScanError"]
 class ScanError(Error):
     """A scan could not run as asked: bad path, policy, advisory database or baseline."""
 
-    status = 400
     title = "Scan error"

@@ -43,7 +43,6 @@ _HINT = ("simplify the bundle (smaller modules, fewer generated constants); the 
 class ScanLimitExceeded(ScanError):
     """A deploy-time scan hit its memory, CPU or time limit: the bundle is refused."""
 
-    status = 422
     title = "Deploy scan limit exceeded"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from donjon.store.database import Engine, StoreError, connect, create_schema
+from donjon.store.database import Engine, StoreConflict, StoreError, connect, create_schema
 from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
@@ -15,6 +15,7 @@ __all__ = [
     "InvocationLogStore",
     "KeyRecord",
     "KeyStore",
+    "StoreConflict",
     "StoreError",
     "connect",
     "create_schema",

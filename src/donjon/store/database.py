@@ -14,9 +14,14 @@ __all__ = ["Engine", "StoreError", "connect", "create_schema"]
 
 
 class StoreError(Error):
-    """The database refused or failed an operation."""
+    """The database could not be opened, or failed an operation."""
 
-    status = 409
+    title = "Storage error"
+
+
+class StoreConflict(StoreError):
+    """The database refused a write that a concurrent one made impossible."""
+
     title = "Storage conflict"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from donjon.store.database import StoreError
+from donjon.store.database import StoreConflict, StoreError
 from donjon.store.tables import function_versions, functions
 
 __all__ = ["FunctionRecord", "FunctionStore"]
@@ -50,7 +50,7 @@ class FunctionStore:
         `check` is given the record as the database holds it, read back inside
         the transaction: if it raises, the transaction rolls back and nothing is
         stored (what a node could not load at start must never be stored).
-        `StoreError` if that version exists already (a concurrent deploy won).
+        `StoreConflict` if that version exists already (a concurrent deploy won).
         """
         key = (function_versions.c.name == name) & (function_versions.c.version == version)
         try:
@@ -65,7 +65,7 @@ class FunctionStore:
                         created_by=created_by,
                     ))
                 except IntegrityError as e:
-                    raise StoreError(
+                    raise StoreConflict(
                         f"{name} version {version} exists already: another deploy won the race",
                         hint="deploy again",
                     ) from e
