@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
 EVENT = AuditEvent(
@@ -29,10 +30,10 @@ EVENT = AuditEvent(
 )
 
 
-def _open(path: Path) -> tuple[Any, AuditLog, bytes]:
+def _open(path: Path) -> tuple[Any, AuditLog, Secret[bytes]]:
     engine = connect(f"sqlite:///{path}")
     create_schema(engine)
-    key = os.urandom(32)
+    key = Secret(os.urandom(32))
     return engine, AuditLog(engine, key), key
 
 

@@ -1,10 +1,14 @@
-"""Settings from the environment: the gateway's connection limits and trusted proxies."""
+"""Settings from the environment, read in one place; credentials held masked."""
 
 from __future__ import annotations
+
+import pickle
+from pathlib import Path
 
 import pytest
 
 from donjon.config import ConfigError, ConnectionSettings, load_settings
+from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey
 
 
 def _load(**env: str) -> object:
@@ -51,3 +55,36 @@ def test_limits_are_read() -> None:
                        "DONJON_MAX_IN_FLIGHT": "10"}).connections
     assert (c.head_timeout_s, c.max_headers, c.max_connections, c.max_in_flight) == \
         (2.5, 50, 4096, 10)
+
+
+def test_repr_of_settings_shows_no_key() -> None:
+    """The API key is a Secret: repr(settings) and str() of it never show the value."""
+    key = "dj_0123456789abcdef_" + "s" * 43
+    settings = load_settings({"DONJON_DATA_DIR": "/tmp/x", "DONJON_API_KEY": key})
+    assert key not in repr(settings) and "s" * 43 not in repr(settings)
+    assert settings.api_key is not None
+    assert key not in str(settings.api_key) and settings.api_key.reveal() == key
+
+
+def test_master_key_and_its_subkeys_are_masked(tmp_path: Path) -> None:
+    """Neither the master key nor a key derived from it shows in repr, str or f-strings."""
+    master = MasterKey.create(tmp_path / "master.key")
+    raw = (tmp_path / "master.key").read_bytes()
+    sub = master.derive(AUDIT_MAC_PURPOSE)
+    for shown in (repr(master), repr(sub), str(sub), f"{sub}", repr([sub])):
+        assert raw.hex() not in shown and repr(raw) not in shown
+        assert sub.reveal().hex() not in shown and repr(sub.reveal()) not in shown
+    with pytest.raises(TypeError):
+        pickle.dumps(sub)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DONJON_SCAN_FAIL_ON", "severe"),
+    ("DONJON_SCAN_MIN_CONFIDENCE", "sure"),
+    ("DONJON_AUDIT_DENIAL_WINDOW_S", "soon"),
+    ("DONJON_AUDIT_DENIAL_MAX_SOURCES", "0"),
+])
+def test_malformed_settings_name_their_variable(name: str, value: str) -> None:
+    """A malformed value is a ConfigError that names the variable, not a crash later."""
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"DONJON_DATA_DIR": "/tmp/x", name: value})

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.errors import Error
+from donjon.secret import Secret
 
 __all__ = ["ConfigError", "ConnectionSettings", "Settings", "load_settings"]
 
@@ -55,7 +56,8 @@ class Settings:
 
     data_dir: Path
     url: str
-    api_key: str | None
+    #: The CLI's credential (DONJON_API_KEY); masked in repr and str.
+    api_key: Secret[str] | None
     debug: bool = False
     #: The deploy gate: block findings at or above both (DONJON_SCAN_FAIL_ON,
     #: DONJON_SCAN_MIN_CONFIDENCE).
@@ -132,16 +134,26 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         data_dir=data_dir,
         url=url,
-        api_key=env.get("DONJON_API_KEY") or None,
+        api_key=Secret(env["DONJON_API_KEY"]) if env.get("DONJON_API_KEY") else None,
         debug=env.get("DONJON_DEBUG", "") not in ("", "0", "false"),
-        scan_fail_on=env.get("DONJON_SCAN_FAIL_ON", "high"),
-        scan_min_confidence=env.get("DONJON_SCAN_MIN_CONFIDENCE", "medium"),
+        scan_fail_on=_choice(env, "DONJON_SCAN_FAIL_ON", "high",
+                             ("low", "medium", "high", "critical")),
+        scan_min_confidence=_choice(env, "DONJON_SCAN_MIN_CONFIDENCE", "medium",
+                                    ("low", "medium", "high")),
         advisories=Path(advisories).expanduser() if advisories else None,
         trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
         connections=_connection_settings(env),
         audit_denial_window_s=window,
         audit_denial_max_sources=int(sources),
     )
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {env[name]!r})",
+                          hint=f"unset {name} for the default ({default})")
+    return value
 
 
 def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
-KEY = b"k" * 32
+KEY = Secret(b"k" * 32)
 
 
 @pytest.fixture
@@ -118,7 +119,7 @@ def test_recomputed_chain_is_detected(engine: Engine) -> None:
 def test_appended_records_after_head_are_detected(engine: Engine) -> None:
     """A record inserted after the head by someone else is caught."""
     log = _fill(engine, 3)
-    other = AuditLog(engine, b"x" * 32)  # a writer without the node's key
+    other = AuditLog(engine, Secret(b"x" * 32))  # a writer without the node's key
     other.record_now(AuditEvent("evil", "x", "y", "ok"))
     del log
     assert not verify_log(engine, KEY).ok

@@ -12,10 +12,11 @@ from sqlalchemy import Engine, select
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
 from donjon.audit.denials import OVERFLOW, DenialLog
+from donjon.secret import Secret
 from donjon.store import connect, create_schema
 from donjon.store.tables import audit_log
 
-KEY = b"k" * 32
+KEY = Secret(b"k" * 32)
 
 
 class Clock:

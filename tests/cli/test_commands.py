@@ -86,7 +86,7 @@ def test_key_lifecycle_from_the_cli(node: LiveNode) -> None:
 
 def test_an_unrestricted_invoker_key_shows_its_wildcard(node: LiveNode) -> None:
     """An invoker key made without --functions says `functions: *`, at creation and in ls."""
-    env = node.env()
+    env = {**node.env(), "COLUMNS": "500"}  # tables wide enough that rich cuts no cell short
     out = run_cli(env, "key", "create", "any-fn", "--role", "invoker").stdout
     assert "functions: *" in out.splitlines()[0]
     key_id = out.split()[2]

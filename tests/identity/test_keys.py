@@ -7,8 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from donjon.identity import Action, KeyIndex, Principal, Role, is_allowed, new_api_key
+from donjon.secret import Secret
 
-HK = b"h" * 32
+HK = Secret(b"h" * 32)
 
 
 def test_key_is_stored_only_as_keyed_hash() -> None:
@@ -45,7 +46,7 @@ def test_altered_keys_are_refused(mutate: Callable[[str], str]) -> None:
 
 def test_hash_key_matters() -> None:
     """A key hashed under another node's subkey does not authenticate."""
-    key = new_api_key(b"other" * 8, "n", Role.ADMIN)
+    key = new_api_key(Secret(b"other" * 8), "n", Role.ADMIN)
     assert KeyIndex(HK, [key.record]).authenticate(key.secret) is None
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.log import InvocationLog
+from donjon.secret import Secret
 from donjon.store import Engine, InvocationLogStore, connect, create_schema
 
-KEY = b"k" * 32
+KEY = Secret(b"k" * 32)
 
 
 def _engine(tmp_path: Path) -> Engine:

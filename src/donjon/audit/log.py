@@ -23,6 +23,7 @@ from sqlalchemy import Engine, bindparam, desc, insert, select, text
 
 from donjon.audit.chain import GENESIS, chain_hash, head_mac
 from donjon.errors import Error
+from donjon.secret import Secret
 from donjon.store.tables import audit_head, audit_log, invocation_logs
 
 __all__ = ["AuditError", "AuditEvent", "AuditLog", "InvocationLog"]
@@ -70,7 +71,7 @@ _string = json.encoder.encode_basestring_ascii
 class AuditLog:
     """The single appender of one database's audit log."""
 
-    def __init__(self, engine: Engine, mac_key: bytes) -> None:
+    def __init__(self, engine: Engine, mac_key: Secret[bytes]) -> None:
         self._engine = engine
         dialect = engine.dialect
         self._insert_record = str(insert(audit_log).values(
@@ -98,7 +99,7 @@ class AuditLog:
                     raise AuditError("the audit log has records but no signed head: it was "
                                      "tampered with", hint="run `donjon audit verify`")
                 conn.execute(insert(audit_head).values(
-                    id=1, seq=0, hash=GENESIS, mac=head_mac(self._mac_key, 0, GENESIS)))
+                    id=1, seq=0, hash=GENESIS, mac=head_mac(self._mac_key.reveal(), 0, GENESIS)))
                 return 0, GENESIS
         return int(row.seq), bytes(row.hash)
 
@@ -128,7 +129,7 @@ class AuditLog:
                 if log is not None:
                     logs.append((log.function, log.version, log.request_id, now, log.outcome,
                                  log.output))
-            mac = head_mac(self._mac_key, seq, head)
+            mac = head_mac(self._mac_key.reveal(), seq, head)
             if not self._positional:  # a named-parameter driver (not SQLite's)
                 rows = [dict(zip(("seq", "record", "hash"), r, strict=True)) for r in rows]
                 logs = [dict(zip(("function", "version", "request_id", "ts", "outcome",

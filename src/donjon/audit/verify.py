@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from donjon.audit.chain import GENESIS, head_mac
+from donjon.secret import Secret
 
 __all__ = ["VerifyResult", "verify_log"]
 
@@ -31,7 +32,7 @@ class VerifyResult:
     reason: str = ""
 
 
-def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
+def verify_log(engine: Engine, mac_key: Secret[bytes]) -> VerifyResult:
     """Recompute the chain from genesis and compare it with the signed head.
 
     The head and the records are read in one transaction, so a node appending
@@ -71,7 +72,7 @@ def verify_log(engine: Engine, mac_key: bytes) -> VerifyResult:
     finally:
         raw.rollback()
         raw.close()
-    return _check_head(head_row, count, prev, mac_key)
+    return _check_head(head_row, count, prev, mac_key.reveal())
 
 
 def _check_head(head_row: _Head | None, count: int, prev: bytes, mac_key: bytes) -> VerifyResult:

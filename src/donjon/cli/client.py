@@ -30,7 +30,7 @@ class ApiClient:
 
     def __init__(self, settings: Settings, api_key: str | None = None, timeout: float = 120.0):
         self.settings = settings
-        key = api_key or settings.api_key
+        key = api_key or (settings.api_key.reveal() if settings.api_key else None)
         if not key:
             raise ApiError("no API key", hint="set DONJON_API_KEY (printed by `donjon init`)")
         verify: Any = True

@@ -16,6 +16,7 @@ from hashlib import sha256
 
 from donjon.errors import Error
 from donjon.identity.policy import Principal, Role
+from donjon.secret import Secret
 from donjon.store.keys import KeyRecord
 
 __all__ = ["ApiKey", "IdentityError", "KeyIndex", "hash_key", "new_api_key"]
@@ -40,12 +41,12 @@ class ApiKey:
         return f"ApiKey(id={self.record.id!r}, secret='**********')"
 
 
-def hash_key(hash_key_bytes: bytes, key: str) -> bytes:
-    return hmac.new(hash_key_bytes, key.encode(), sha256).digest()
+def hash_key(hash_key_bytes: Secret[bytes], key: str) -> bytes:
+    return hmac.new(hash_key_bytes.reveal(), key.encode(), sha256).digest()
 
 
 def new_api_key(
-    hash_key_bytes: bytes, name: str, role: Role, functions: tuple[str, ...] | None = None
+    hash_key_bytes: Secret[bytes], name: str, role: Role, functions: tuple[str, ...] | None = None
 ) -> ApiKey:
     """Mint a key for `name` with `role`; only its hash goes into the record."""
     key_id = secrets.token_hex(8)
@@ -64,7 +65,7 @@ def new_api_key(
 class KeyIndex:
     """Live keys by id, kept in step with the store by whoever changes keys."""
 
-    def __init__(self, hash_key_bytes: bytes, records: list[KeyRecord]) -> None:
+    def __init__(self, hash_key_bytes: Secret[bytes], records: list[KeyRecord]) -> None:
         self._hash_key = hash_key_bytes
         self._live: dict[str, tuple[bytes, Principal]] = {}
         for record in records:

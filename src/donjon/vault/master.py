@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from donjon.errors import Error
+from donjon.secret import Secret
 
 __all__ = ["AUDIT_MAC_PURPOSE", "KEY_HASH_PURPOSE", "MasterKey", "VaultError"]
 
@@ -38,7 +39,7 @@ class MasterKey:
     def __init__(self, key: bytes) -> None:
         if len(key) != _KEY_BYTES:
             raise VaultError(f"master key must be {_KEY_BYTES} bytes, got {len(key)}")
-        self._key = key
+        self._key = Secret(key)
 
     def __repr__(self) -> str:
         return "MasterKey('**********')"
@@ -72,7 +73,8 @@ class MasterKey:
             )
         return cls(path.read_bytes())
 
-    def derive(self, purpose: str) -> bytes:
-        """A 32-byte subkey for one purpose (`purpose` is a fixed label)."""
+    def derive(self, purpose: str) -> Secret[bytes]:
+        """A 32-byte subkey for one purpose (`purpose` is a fixed label), masked like the
+        master key: its `repr` and `str` never show it."""
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
-        return hkdf.derive(self._key)
+        return Secret(hkdf.derive(self._key.reveal()))
