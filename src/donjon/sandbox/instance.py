@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from donjon.sandbox.callgroups import CallGroups, call_memory_bytes, protect_from_oom_killer
 from donjon.sandbox.channel import ChannelClosed, read_frames, write_frames
 from donjon.sandbox.errors import (
     FunctionCrashed,
@@ -82,6 +83,7 @@ class Instance:
         self._proc: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
         self._cgroup: Cgroup | None = None
+        self._call_groups: CallGroups | None = None
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._exits: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
@@ -101,7 +103,7 @@ class Instance:
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
         seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(bundle=self.config.bundle, tmp_mb=self.config.tmp_mb,
-                           seccomp_fd=seccomp_fd)
+                           seccomp_fd=seccomp_fd, function=self.config.function)
         argv = await asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno())
         fds = [theirs.fileno(), seccomp_fd]
         try:
@@ -122,7 +124,8 @@ class Instance:
         cgroup = asyncio.ensure_future(asyncio.to_thread(
             self._resources.create,
             f"{self.config.function}-v{self.config.version}",
-            (self.config.memory_mb * (self.config.calls_per_instance + 1) + 64) * 1024 * 1024,
+            self._slots() * call_memory_bytes(self.config.memory_mb, self.config.tmp_mb)
+            + 64 * 1024 * 1024,
             16 * self.config.calls_per_instance + 16,
             self._proc.pid,  # joins at once: whatever it starts from now on is inside
         ))
@@ -131,10 +134,14 @@ class Instance:
             self._cgroup = await cgroup
             if hello.get("op") != "hello":
                 raise ChannelClosed(f"the sandbox ended while booting ({hello.get('op')})")
+            tree = _process_tree(self._proc.pid)
             if self._cgroup is not None:
-                for pid in _process_tree(self._proc.pid):
+                for pid in tree:
                     self._cgroup.add(pid)
-            ours.send(json.dumps({
+            # Before any worker exists: they are forked from the supervisor, and raise theirs.
+            protect_from_oom_killer(tree)
+            slot_fds = await asyncio.to_thread(self._make_call_groups)
+            config = json.dumps({
                 "module": self.config.module,
                 "function": self.config.handler,
                 "mode": "warm" if self.config.warm else "invocation",
@@ -143,7 +150,12 @@ class Instance:
                 "timeout_s": self.config.timeout_s,
                 "call_filter": self._filters.call.hex(),
                 "preload": list(await preload),
-            }).encode())
+            }).encode()
+            try:
+                socket.send_fds(ours, [config], slot_fds)
+            finally:
+                for fd in slot_fds:
+                    os.close(fd)
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except BaseException as e:  # whatever went wrong, nothing is left running
             if self._cgroup is None and cgroup.done() and not cgroup.exception():
@@ -161,6 +173,21 @@ class Instance:
             error = FunctionFailed(f"the handler failed to import: {ready.get('error')}")
             error.trace = str(ready.get("trace", ""))
             raise error
+
+    def _slots(self) -> int:
+        """Workers alive at once at most: calls in flight, the spare, one being replaced."""
+        return self.config.calls_per_instance + 2
+
+    def _make_call_groups(self) -> list[int]:
+        """Per-call memory cgroups (cgroup v1), as cgroup.procs descriptors for the supervisor."""
+        self._call_groups = CallGroups.make(
+            self._cgroup, self._slots(), call_memory_bytes(self.config.memory_mb,
+                                                            self.config.tmp_mb))
+        return self._call_groups.open_procs() if self._call_groups is not None else []
+
+    def _oom_kills(self) -> int:
+        kills = self._cgroup.oom_kills() if self._cgroup is not None else 0
+        return kills + (self._call_groups.oom_kills() if self._call_groups is not None else 0)
 
     def _on_control(self) -> None:
         if self._ctrl is None:
@@ -200,6 +227,9 @@ class Instance:
         self._exits.clear()
 
     async def _release_cgroup(self) -> None:
+        if self._call_groups is not None:
+            groups, self._call_groups = self._call_groups, None
+            await asyncio.to_thread(groups.remove)
         if self._cgroup is not None:
             cgroup, self._cgroup = self._cgroup, None
             await asyncio.to_thread(cgroup.remove)
@@ -272,7 +302,7 @@ class Instance:
             return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
         if status == "signal" and report.get("signal") == signal.SIGKILL:
             # Read only on this failure path: did the sandbox's cgroup OOM-kill it?
-            oom = await asyncio.to_thread(self._cgroup.oom_kills) if self._cgroup else None
+            oom = await asyncio.to_thread(self._oom_kills) if self._cgroup else None
             if oom is None or oom > self._oom_seen:
                 self._oom_seen = oom or 0
                 return FunctionMemoryExceeded(

@@ -58,6 +58,11 @@ DENIED_ALWAYS = (
     "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname",
     "setdomainname", "uselib", "nfsservctl", "personality",
 )
+#: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
+#: (fs.aio-max-nr, 65,536 events for every process of the host).
+DENIED_HOST_COUNTERS = (
+    "io_setup", "io_submit", "io_getevents", "io_pgetevents", "io_cancel", "io_destroy",
+)
 #: Denied once a call's process has its private /tmp.
 DENIED_IN_CALLS = ("mount", "unshare")
 
@@ -163,6 +168,7 @@ class _Compiler:
 def compile_filters() -> Filters:
     """Both filters; `SandboxUnavailable` when libseccomp is missing or refuses."""
     compiler = _Compiler()
-    sandbox = compiler.compile(DENIED_ALWAYS, namespaces=True, families=True, deny_newns=False)
+    sandbox = compiler.compile((*DENIED_ALWAYS, *DENIED_HOST_COUNTERS), namespaces=True,
+                               families=True, deny_newns=False)
     call = compiler.compile(DENIED_IN_CALLS, namespaces=True, families=False, deny_newns=True)
     return Filters(sandbox=sandbox, call=call)
