@@ -14,7 +14,7 @@ Run in the short-lived parent that made the worker's pid and mount namespace
 - a memory cgroup of the call's own, when the host gave the supervisor one:
   what a call's socket buffers, memfds and pipes hold is charged to it alone;
 - a Landlock domain of its own (see landlock.py), or, where the kernel has no
-  Landlock, no /proc at all.
+  Landlock, a /proc that shows only the worker itself.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
@@ -33,6 +33,7 @@ _MS_NODEV = 4
 _MS_NOEXEC = 8
 _MS_REMOUNT = 32
 _MS_BIND = 4096
+_MS_MOVE = 8192
 _PR_SET_DUMPABLE = 4
 _OOM_SCORE_ADJ_MAX = 1000
 #: Descriptors a call may hold (AWS Lambda's figure): it bounds the sockets,
@@ -108,6 +109,38 @@ def in_worker(landlock_abi: int) -> None:
     if landlock_abi >= 1:
         landlock.restrict_self(landlock_abi)
         return
-    # No Landlock: nothing of /proc is left to the worker (nor to another call).
-    _mount(b"tmpfs", b"/proc", b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-           b"size=0,nr_inodes=1,mode=0555")
+    own_proc_only()
+
+
+#: Host-wide /proc files a function may read when it has no /proc of its own.
+_GLOBAL_PROC_FILES = ("cpuinfo", "meminfo", "stat", "uptime", "loadavg", "version",
+                      "filesystems", "sysvipc", "self", "thread-self")
+
+
+def own_proc_only() -> None:
+    """Without Landlock: /proc becomes a read-only tmpfs holding this worker's own
+    entries as `self` and a few host-wide files, so no other process shows at all.
+
+    (A procfs of the worker's own pid namespace cannot be mounted under bubblewrap:
+    its covers of /proc/sys and others are locked mounts, and the kernel refuses a
+    new procfs that would reveal what they hide.)
+    """
+    own = os.readlink("/proc/self")
+    stage = "/tmp/.donjon-proc"  # nosec B108 - the worker's own /tmp, mounted just before
+    os.mkdir(stage, 0o700)
+    flags = _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+    _mount(b"tmpfs", stage.encode(), b"tmpfs", flags, b"size=65536,nr_inodes=64,mode=0700")
+    for name in _GLOBAL_PROC_FILES:
+        source = f"/proc/{own}" if name in ("self", "thread-self") else f"/proc/{name}"
+        target = f"{stage}/{name}"
+        if os.path.isdir(source):
+            os.mkdir(target)
+        elif os.path.exists(source):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o444))
+        else:
+            continue
+        _mount(source.encode(), target.encode(), None, _MS_BIND, None)
+    os.symlink("self/mounts", f"{stage}/mounts")
+    _mount(None, stage.encode(), None, _MS_REMOUNT | _MS_RDONLY | flags, None)
+    _mount(stage.encode(), b"/proc", None, _MS_MOVE, None)
+    os.rmdir(stage)
