@@ -81,6 +81,11 @@ class CallGroups:
                 swap = d / "memory.memsw.limit_in_bytes"
                 if swap.exists():
                     swap.write_text(str(memory_bytes))
+                # v1 charges TCP buffers to a cgroup only once it has a TCP limit: without
+                # one, a call's loopback sockets draw on the host's net.ipv4.tcp_mem alone.
+                tcp = d / "memory.kmem.tcp.limit_in_bytes"
+                if tcp.exists():
+                    tcp.write_text(str(memory_bytes))
         except OSError:
             CallGroups(dirs).remove()
             raise

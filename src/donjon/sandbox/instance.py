@@ -178,10 +178,15 @@ class Instance:
         """Workers alive at once at most: calls in flight, the spare, one being replaced."""
         return self.config.calls_per_instance + 2
 
+    def _call_group_count(self) -> int:
+        """Per-call cgroups: also one for each worker that has answered but not yet
+        exited (its caller may already have sent its next call)."""
+        return 2 * self.config.calls_per_instance + 2
+
     def _make_call_groups(self) -> list[int]:
         """Per-call memory cgroups (cgroup v1), as cgroup.procs descriptors for the supervisor."""
         self._call_groups = CallGroups.make(
-            self._cgroup, self._slots(), call_memory_bytes(self.config.memory_mb,
+            self._cgroup, self._call_group_count(), call_memory_bytes(self.config.memory_mb,
                                                             self.config.tmp_mb))
         return self._call_groups.open_procs() if self._call_groups is not None else []
 
