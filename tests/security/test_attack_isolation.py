@@ -158,6 +158,14 @@ def test_filling_kernel_buffers_ends_only_that_call(node: LiveNode, fn: str) -> 
 
 
 @MODES
+def test_tcp_buffers_of_a_call_are_bounded_by_its_memory(node: LiveNode, fn: str) -> None:
+    """Loopback TCP buffers nobody reads are charged to the call: it cannot queue 600 MB
+    (function memory 64 MB) and draw the host's net.ipv4.tcp_mem down for everyone."""
+    result = attack(node, fn, "tcp_fill", mb=600)
+    assert result["held"] < 300 << 20, result
+
+
+@MODES
 def test_cannot_reserve_the_hosts_aio_events(node: LiveNode, fn: str) -> None:
     """io_setup(2), which draws on the host-wide fs.aio-max-nr, is refused."""
     assert attack(node, fn, "io_setup")["io_setup"] in ("EPERM", "ENOSYS")

@@ -178,6 +178,45 @@ def _fill(mb):
     return {"held": held, "stops": stops}
 
 
+def _tcp_fill(mb):
+    """Loopback TCP connections whose buffers hold up to `mb` MiB, nobody reading."""
+    target = mb << 20
+    held, stop = 0, None
+    server = socket.socket()
+    KEPT.append(server)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    chunk = b"x" * (1 << 16)
+    while held < target and stop is None:
+        try:
+            client = socket.create_connection(server.getsockname())
+            peer, _ = server.accept()
+        except OSError as e:
+            stop = _err(e)
+            break
+        KEPT.extend((client, peer))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 20)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
+        client.setblocking(False)
+        before = held
+        deadline = time.monotonic() + 2
+        while held < target and time.monotonic() < deadline:
+            try:
+                held += client.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)  # the peer's window may still open; then move on
+                try:
+                    held += client.send(chunk)
+                except BlockingIOError:
+                    break
+            except OSError as e:
+                stop = _err(e)
+                break
+        if held == before:
+            stop = stop or "no room"
+    return {"held": held, "stop": stop}
+
+
 def _io_setup():
     ctx = ctypes.c_ulong(0)
     rc = _libc.syscall(SYS_IO_SETUP, 4096, ctypes.byref(ctx))
@@ -225,6 +264,8 @@ def handler(event, context):
         result = _fill(int(event["mb"]))
         time.sleep(float(event.get("keep_s", 0)))
         return result
+    if op == "tcp_fill":
+        return _tcp_fill(int(event["mb"]))
     if op == "sleep":
         time.sleep(float(event["s"]))
         return {"slept": event["s"]}
