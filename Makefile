@@ -1,4 +1,4 @@
-.PHONY: up test lint bench setup
+.PHONY: up test test-fast lint bench setup
 
 setup:
 	./scripts/setup.sh
@@ -8,6 +8,10 @@ up:
 
 test:
 	./scripts/test.sh
+
+# The unit tests only (no live node): under a minute.
+test-fast: setup
+	.venv/bin/python -m pytest -m "not slow"
 
 lint: setup
 	.venv/bin/ruff check src tests bench

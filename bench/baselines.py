@@ -60,9 +60,10 @@ def starlette_app() -> Any:
 def serve_starlette(port: int, cert: str | None, key: str | None) -> None:
     import uvicorn
 
-    ssl = {"ssl_certfile": cert, "ssl_keyfile": key} if cert and key else {}
+    tls = bool(cert and key)
     config = uvicorn.Config(starlette_app(), host="127.0.0.1", port=port, log_level="warning",
-                            access_log=False, lifespan="off", server_header=False, **ssl)  # type: ignore[arg-type]
+                            access_log=False, lifespan="off", server_header=False,
+                            ssl_certfile=cert if tls else None, ssl_keyfile=key if tls else None)
     uvicorn.Server(config).run()
 
 

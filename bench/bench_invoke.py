@@ -290,14 +290,14 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
             p.wait(10)
         node.stop()
         shutil.rmtree(sandboxes.node_staging(node.data_dir), ignore_errors=True)
-    out["leaked_cgroups"] = _sweep_cgroups({node.proc.pid})
+    out["leaked_cgroups"] = _sweep_cgroups()
     return out
 
 
-def _sweep_cgroups(owners: set[int]) -> int:
+def _sweep_cgroups() -> int:
     """Count (then remove) the empty cgroups Donjon left behind once its sandboxes ended."""
     time.sleep(0.5)  # let killed sandboxes finish exiting: what is left now stays
-    leaked = sandboxes.leaked_cgroups(owners)
+    leaked = sandboxes.leaked_cgroups()
     sandboxes.remove_cgroups(leaked)
     return len(leaked)
 
@@ -314,7 +314,7 @@ def sandbox_phase(bundle: Path, host: SandboxHost, plan: Plan) -> dict[str, Any]
         "invocation": sandboxes.pool_calls(host, bundle, False, plan.pool_calls,
                                            plan.cold_runs),
     }
-    out["leaked_cgroups"] = _sweep_cgroups({os.getpid()})
+    out["leaked_cgroups"] = _sweep_cgroups()
     log("floors: fork-and-wait, import")
     floor = sandboxes.fork_floor(host, bundle, plan.fork_calls)
     out["fork_floor_s"], out["fork_floor_rss"] = floor["per_call_s"], floor["rss"]

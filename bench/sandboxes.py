@@ -314,19 +314,19 @@ def bare_memory(host: SandboxHost, bundle: Path) -> dict[str, int]:
 
 
 _CGROUP_BASES = (Path("/sys/fs/cgroup/donjon"), Path("/sys/fs/cgroup/memory/donjon"),
-                 Path("/sys/fs/cgroup/pids/donjon"))
-_CGROUP_NAME = re.compile(r"-v\d+-(\d+)-\d+$")  # ResourceControl.create: label-pid-counter
+                 Path("/sys/fs/cgroup/pids/donjon"), Path("/sys/fs/cgroup/cpu/donjon"))
+#: ResourceControl.create names a cgroup label-tag; the bench's functions are named so.
+_CGROUP_NAME = re.compile(r"^(cold-|seq-|bench-).*-v\d+-[0-9a-f]{12}$")
 
 
-def leaked_cgroups(owners: set[int]) -> list[Path]:
-    """Empty cgroups that pools run by `owners` (pids) made and left behind."""
+def leaked_cgroups() -> list[Path]:
+    """Empty cgroups of the bench's own functions, left behind once their sandboxes ended."""
     out = []
     for base in _CGROUP_BASES:
         if not base.is_dir():
             continue
         for d in base.iterdir():
-            m = _CGROUP_NAME.search(d.name)
-            if not (d.is_dir() and m and int(m.group(1)) in owners):
+            if not (d.is_dir() and _CGROUP_NAME.search(d.name)):
                 continue
             try:
                 if not (d / "cgroup.procs").read_text().split():

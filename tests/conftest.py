@@ -1,4 +1,10 @@
-"""Shared fixtures: a real node on loopback, started once per test session."""
+"""Shared fixtures: a real node on loopback, started once per test session.
+
+Tests that start real nodes (every test under security/, cli/ and gateway/, and
+any test that uses the `node` fixture) are marked `slow` here, so the fast
+subset, `pytest -m "not slow"`, is the unit tests and runs in well under a
+minute; the whole suite runs them all.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,17 @@ from pathlib import Path
 import pytest
 
 from harness import FUNCTIONS, LiveNode, start_node
+
+_NODE_DIRS = frozenset({"security", "cli", "gateway"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        top = item.path.relative_to(here).parts[0]
+        uses_node = "node" in getattr(item, "fixturenames", ())
+        if top in _NODE_DIRS or uses_node:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

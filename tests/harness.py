@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -27,6 +28,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_SOURCES = itertools.count(1)
+
+
+def fresh_source() -> str:
+    """A loopback address no request of this test session has come from yet.
+
+    All of 127.0.0.0/8 reaches the node, so a test can be a new client, whose
+    first denial in a window is audited as a record of its own.
+    """
+    n = next(_SOURCES)
+    return f"127.{1 + n // 62500}.{n // 250 % 250}.{2 + n % 250}"
 
 
 def donjon_env(data_dir: Path, url: str = "", key: str = "") -> dict[str, str]:
@@ -58,7 +72,7 @@ class LiveNode:
     url: str
     admin_key: str
     proc: subprocess.Popen[bytes]
-    log: Any = None
+    log: IO[bytes] | None = None
 
     @property
     def cert(self) -> str:
@@ -71,9 +85,13 @@ class LiveNode:
     def env(self, key: str | None = None) -> dict[str, str]:
         return donjon_env(self.data_dir, self.url, self.admin_key if key is None else key)
 
-    def client(self, key: str | None = None) -> httpx.Client:
+    def client(self, key: str | None = None, source: str | None = None) -> httpx.Client:
+        """A client with `key` ("" for none), from the loopback address `source` if given."""
         headers = {} if key == "" else {"authorization": f"Bearer {key or self.admin_key}"}
-        return httpx.Client(base_url=self.url, verify=self.tls, headers=headers, timeout=60)
+        transport = None if source is None else httpx.HTTPTransport(verify=self.tls,
+                                                                    local_address=source)
+        return httpx.Client(base_url=self.url, verify=self.tls, headers=headers, timeout=60,
+                            transport=transport)
 
     def deploy(self, directory: Path) -> dict[str, Any]:
         _, archive = build_bundle(directory)
@@ -85,8 +103,9 @@ class LiveNode:
         result: dict[str, Any] = r.json()
         return result
 
-    def invoke(self, name: str, event: Any, key: str | None = None) -> httpx.Response:
-        with self.client(key) as c:
+    def invoke(self, name: str, event: Any, key: str | None = None,
+               source: str | None = None) -> httpx.Response:
+        with self.client(key, source) as c:
             return c.post(f"/v1/functions/{name}/invoke", content=json.dumps(event))
 
     def create_key(
@@ -113,8 +132,11 @@ class LiveNode:
             self.log.close()
 
 
-def start_node(data_dir: Path) -> LiveNode:
-    """Initialise `data_dir`, start serving on a free port and wait until healthy."""
+def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveNode:
+    """Initialise `data_dir`, start serving on a free port and wait until healthy.
+
+    `extra_env` adds settings (DONJON_*) for the server only.
+    """
     env = donjon_env(data_dir)
     init = json.loads(run_cli(env, "init", "--json").stdout)
     port = free_port()
@@ -123,6 +145,7 @@ def start_node(data_dir: Path) -> LiveNode:
     env = donjon_env(data_dir, url)
     if ADVISORIES.is_dir():
         env["DONJON_ADVISORIES"] = str(ADVISORIES)
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
         env=env, stdout=log, stderr=subprocess.STDOUT,

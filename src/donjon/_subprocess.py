@@ -11,7 +11,7 @@ from pathlib import Path
 
 from donjon.errors import Error
 
-__all__ = ["CommandError", "run"]
+__all__ = ["CommandError", "run", "start"]
 
 
 class CommandError(Error):
@@ -42,3 +42,19 @@ def run(
         tail = done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]
         raise CommandError(f"{args[0]} failed (exit {done.returncode}): {tail}", hint=hint)
     return done.stdout
+
+
+def start(argv: Sequence[str | Path], *, env: dict[str, str] | None = None,
+          hint: str = "") -> subprocess.Popen[bytes]:
+    """Start a long-lived helper speaking over its stdin/stdout pipes (stderr is inherited).
+
+    It leads a session of its own, so it and whatever it forks can be killed together
+    (``os.killpg(proc.pid, SIGKILL)``)."""
+    args = [str(a) for a in argv]
+    try:
+        return subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e

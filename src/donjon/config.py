@@ -5,13 +5,15 @@ Everything else receives a `Settings` value.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.errors import Error
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "ConnectionSettings", "Settings", "load_settings"]
 
 DEFAULT_PORT = 8443
 
@@ -20,6 +22,31 @@ class ConfigError(Error):
     """A setting is missing or malformed."""
 
     title = "Configuration error"
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Limits on client connections and request heads (docs/security.md)."""
+
+    #: Seconds for a connection's TLS handshake (DONJON_TLS_HANDSHAKE_TIMEOUT_S).
+    handshake_timeout_s: float = 10.0
+    #: Seconds for a whole request head, from its first byte or from connecting
+    #: (DONJON_HEAD_TIMEOUT_S).
+    head_timeout_s: float = 10.0
+    #: Seconds a request body may go without progress (DONJON_BODY_TIMEOUT_S).
+    body_timeout_s: float = 30.0
+    #: Seconds an idle keep-alive connection stays open (DONJON_KEEPALIVE_TIMEOUT_S).
+    keepalive_timeout_s: int = 5
+    #: Bytes of request line and headers (DONJON_MAX_HEAD_BYTES).
+    max_head_bytes: int = 64 * 1024
+    #: Header fields per request (DONJON_MAX_HEADERS).
+    max_headers: int = 100
+    #: Open connections per client address (DONJON_MAX_CONNECTIONS_PER_CLIENT).
+    max_connections_per_client: int = 64
+    #: Open connections in all (DONJON_MAX_CONNECTIONS); 0: half the open-file limit.
+    max_connections: int = 0
+    #: Requests (head complete) being served at once (DONJON_MAX_IN_FLIGHT).
+    max_in_flight: int = 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,16 @@ class Settings:
     #: OSV records for dependency checks (DONJON_ADVISORIES: a directory or an
     #: export zip); default: DATA_DIR/advisories when it exists.
     advisories: Path | None = None
+    #: Proxies whose X-Forwarded-For/-Proto the gateway believes
+    #: (DONJON_TRUSTED_PROXIES: comma-separated CIDRs); default none.
+    trusted_proxies: tuple[str, ...] = ()
+    #: How the gateway bounds connections and request heads (DONJON_HEAD_TIMEOUT_S, ...).
+    connections: ConnectionSettings = ConnectionSettings()
+    #: Denials (401, 403, refused input) from one client are audited as one record
+    #: at once and one aggregate per window (DONJON_AUDIT_DENIAL_WINDOW_S; 0: a
+    #: record each), for at most this many clients at a time (the rest: one aggregate).
+    audit_denial_window_s: float = 60.0
+    audit_denial_max_sources: int = 10_000
 
     @property
     def advisories_path(self) -> Path | None:
@@ -90,6 +127,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             hint="set DONJON_URL=https://HOST:PORT",
         )
     advisories = env.get("DONJON_ADVISORIES")
+    window = _number(env, "DONJON_AUDIT_DENIAL_WINDOW_S", 60.0, integer=False, minimum=0)
+    sources = _number(env, "DONJON_AUDIT_DENIAL_MAX_SOURCES", 10_000, integer=True, minimum=1)
     return Settings(
         data_dir=data_dir,
         url=url,
@@ -98,4 +137,62 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         scan_fail_on=env.get("DONJON_SCAN_FAIL_ON", "high"),
         scan_min_confidence=env.get("DONJON_SCAN_MIN_CONFIDENCE", "medium"),
         advisories=Path(advisories).expanduser() if advisories else None,
+        trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
+        connections=_connection_settings(env),
+        audit_denial_window_s=window,
+        audit_denial_max_sources=int(sources),
     )
+
+
+def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128), normalised."""
+    out = []
+    for item in env.get(name, "").split(","):
+        if not item.strip():
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item.strip(), strict=True)))
+        except ValueError as e:
+            raise ConfigError(f"{name}: {item.strip()!r} is not a network ({e})",
+                              hint=f"set {name} to CIDRs such as 10.0.0.0/8,192.0.2.7/32") from e
+    return tuple(out)
+
+
+def _number(env: dict[str, str], name: str, default: float, *, integer: bool,
+            minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or math.isinf(value) or value < minimum:
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ConfigError(f"{name} must be {kind}, at least {minimum:g} (got {raw!r})",
+                          hint=f"unset {name} for the default ({default:g})")
+    return value
+
+
+def _connection_settings(env: dict[str, str]) -> ConnectionSettings:
+    d = ConnectionSettings()
+
+    def seconds(name: str, default: float) -> float:
+        return _number(env, name, default, integer=False, minimum=0.1)
+
+    def count(name: str, default: int, minimum: int = 1) -> int:
+        return int(_number(env, name, default, integer=True, minimum=minimum))
+
+    return ConnectionSettings(
+        handshake_timeout_s=seconds("DONJON_TLS_HANDSHAKE_TIMEOUT_S", d.handshake_timeout_s),
+        head_timeout_s=seconds("DONJON_HEAD_TIMEOUT_S", d.head_timeout_s),
+        body_timeout_s=seconds("DONJON_BODY_TIMEOUT_S", d.body_timeout_s),
+        keepalive_timeout_s=count("DONJON_KEEPALIVE_TIMEOUT_S", d.keepalive_timeout_s),
+        max_head_bytes=count("DONJON_MAX_HEAD_BYTES", d.max_head_bytes, 1024),
+        max_headers=count("DONJON_MAX_HEADERS", d.max_headers, 8),
+        max_connections_per_client=count("DONJON_MAX_CONNECTIONS_PER_CLIENT",
+                                         d.max_connections_per_client),
+        max_connections=count("DONJON_MAX_CONNECTIONS", d.max_connections, 0),
+        max_in_flight=count("DONJON_MAX_IN_FLIGHT", d.max_in_flight),
+    )
+

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -191,8 +193,10 @@ def test_verify_sees_one_instant_while_records_are_appended(engine: Engine) -> N
                 def __getattr__(self, name: str) -> object:
                     return getattr(cur, name)
 
-                def execute(self, sql: str, *args: object) -> object:
-                    result = cur.execute(sql, *args)
+                def execute(
+                    self, sql: str, *params: Sequence[Any] | Mapping[str, Any]
+                ) -> object:
+                    result = cur.execute(sql, *params)
                     if "audit_head" in sql and not outer._done:
                         outer._done = True
                         writer.record_now(AuditEvent("key:b", "function.invoke", "g", "ok"))
@@ -203,11 +207,9 @@ def test_verify_sees_one_instant_while_records_are_appended(engine: Engine) -> N
         def __getattr__(self, name: str) -> object:
             return getattr(self._conn, name)
 
-    engine.raw_connection = AppendAfterHead  # type: ignore[method-assign]
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # undone on leaving, as try/finally would
+        patch.setattr(engine, "raw_connection", AppendAfterHead)
         result = verify_log(engine, KEY)
-    finally:
-        engine.raw_connection = real  # type: ignore[method-assign]
     assert result.ok, result
     assert result.records == 5
     assert verify_log(engine, KEY).records == 6

@@ -84,6 +84,29 @@ def test_key_lifecycle_from_the_cli(node: LiveNode) -> None:
     assert node.invoke("probe", {"op": "echo"}, key=created["key"]).status_code == 401
 
 
+def test_an_unrestricted_invoker_key_shows_its_wildcard(node: LiveNode) -> None:
+    """An invoker key made without --functions says `functions: *`, at creation and in ls."""
+    env = node.env()
+    out = run_cli(env, "key", "create", "any-fn", "--role", "invoker").stdout
+    assert "functions: *" in out.splitlines()[0]
+    key_id = out.split()[2]
+    listing = json.loads(run_cli(env, "key", "ls", "--json").stdout)
+    assert next(k for k in listing if k["id"] == key_id)["functions"] == ["*"]
+    table = run_cli(env, "key", "ls").stdout
+    row = next(line for line in table.splitlines() if key_id in line)
+    assert " * " in f"{row} "
+    restricted = run_cli(env, "key", "create", "one-fn", "--role", "invoker",
+                         "--functions", "probe").stdout
+    assert "functions: probe" in restricted.splitlines()[0]
+
+
+def test_a_wildcard_or_bad_name_in_functions_is_refused(node: LiveNode) -> None:
+    """`*` is not a function name: the unrestricted key is made by omitting --functions."""
+    done = run_cli(node.env(), "key", "create", "star", "--role", "invoker",
+                   "--functions", "*", check=False)
+    assert done.returncode == 1 and "400" in done.stderr
+
+
 def test_developer_cannot_manage_keys(node: LiveNode) -> None:
     """A developer key deploys but cannot create keys."""
     dev = node.create_key("dev", "developer")["key"]

@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +22,9 @@ def _bundle(root: Path, name: str, code: str) -> Path:
     return root
 
 
-def _audit(node: LiveNode) -> list[dict[str, object]]:
+def _audit(node: LiveNode) -> list[dict[str, Any]]:
     with node.client() as c:
-        records: list[dict[str, object]] = c.get("/v1/audit", params={"n": 300}).json()
+        records: list[dict[str, Any]] = c.get("/v1/audit", params={"n": 300}).json()
     return records
 
 

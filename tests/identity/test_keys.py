@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from donjon.identity import Action, KeyIndex, Principal, Role, is_allowed, new_api_key
@@ -34,11 +36,11 @@ def test_index_authenticates_and_revokes() -> None:
     lambda s: "",
     lambda s: s.split("_")[0] + "_" + "0" * 16 + "_" + s.split("_", 2)[2],
 ])
-def test_altered_keys_are_refused(mutate: object) -> None:
+def test_altered_keys_are_refused(mutate: Callable[[str], str]) -> None:
     """Any change to the key, including another id with the same secret, fails."""
     key = new_api_key(HK, "n", Role.ADMIN)
     index = KeyIndex(HK, [key.record])
-    assert index.authenticate(mutate(key.secret)) is None  # type: ignore[operator]
+    assert index.authenticate(mutate(key.secret)) is None
 
 
 def test_hash_key_matters() -> None:

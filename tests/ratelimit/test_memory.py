@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from donjon.ratelimit import MemoryRateLimiter
+import asyncio
+
+import pytest
+
+from donjon.ratelimit import BucketKey, MemoryRateLimiter
+
+K = BucketKey(function="k")
 
 
 class Clock:
@@ -13,31 +19,54 @@ class Clock:
         return self.now
 
 
+def take(limiter: MemoryRateLimiter, key: BucketKey, count: int, period_s: float) -> bool:
+    return asyncio.run(limiter.take(key, count, period_s)).allowed
+
+
 def test_burst_then_refuse_then_refill() -> None:
     """A bucket of 3/minute allows 3 at once, refuses the 4th, and refills at 1 per 20 s."""
     clock = Clock()
     limiter = MemoryRateLimiter(clock)
-    assert [limiter.take("k", 3, 60).allowed for _ in range(3)] == [True, True, True]
-    refused = limiter.take("k", 3, 60)
+    assert [take(limiter, K, 3, 60) for _ in range(3)] == [True, True, True]
+    refused = asyncio.run(limiter.take(K, 3, 60))
     assert not refused.allowed
     assert 19.9 < refused.retry_after_s <= 20.0
     clock.now += 20
-    assert limiter.take("k", 3, 60).allowed
-    assert not limiter.take("k", 3, 60).allowed
+    assert take(limiter, K, 3, 60)
+    assert not take(limiter, K, 3, 60)
 
 
 def test_buckets_are_independent() -> None:
     """Spending one key's bucket leaves another's full."""
     limiter = MemoryRateLimiter(Clock())
-    assert limiter.take("a", 1, 60).allowed
-    assert not limiter.take("a", 1, 60).allowed
-    assert limiter.take("b", 1, 60).allowed
+    a, b = BucketKey(function="a"), BucketKey(function="b")
+    assert take(limiter, a, 1, 60)
+    assert not take(limiter, a, 1, 60)
+    assert take(limiter, b, 1, 60)
+
+
+def test_keys_by_principal_function_and_client_are_distinct() -> None:
+    """A principal's bucket for a function is not the function's, nor another principal's."""
+    limiter = MemoryRateLimiter(Clock())
+    keys = [BucketKey(function="f"), BucketKey(principal="p1", function="f"),
+            BucketKey(principal="p2", function="f"), BucketKey(principal="p1"),
+            BucketKey(client="127.0.0.1")]
+    assert len({str(k) for k in keys}) == len(keys)
+    for key in keys:
+        assert take(limiter, key, 1, 60)
+        assert not take(limiter, key, 1, 60)
+
+
+def test_a_key_must_name_something() -> None:
+    """An empty key would be one bucket for everyone: refused."""
+    with pytest.raises(ValueError, match="at least one"):
+        BucketKey()
 
 
 def test_refill_never_exceeds_capacity() -> None:
     """A long idle bucket holds at most `count` tokens."""
     clock = Clock()
     limiter = MemoryRateLimiter(clock)
-    limiter.take("k", 2, 1)
+    take(limiter, K, 2, 1)
     clock.now += 3600
-    assert [limiter.take("k", 2, 1).allowed for _ in range(3)] == [True, True, False]
+    assert [take(limiter, K, 2, 1) for _ in range(3)] == [True, True, False]

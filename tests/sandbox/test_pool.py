@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from donjon.sandbox import (
+    CallResult,
     InstanceConfig,
     SandboxHost,
     SandboxPool,
@@ -46,8 +49,11 @@ def _meta() -> bytes:
                        "deadline": time.time() + 10}).encode()
 
 
-def _run(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
 
 
 def test_invocation_calls_run_concurrently_in_distinct_processes(bundle: Path) -> None:
@@ -78,7 +84,7 @@ def test_warm_mode_reuses_one_process(bundle: Path) -> None:
         finally:
             await pool.close()
 
-    assert len(_run(go())) == 1  # type: ignore[arg-type]
+    assert len(_run(go())) == 1
 
 
 def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +93,7 @@ def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(pool_module, "_QUEUE_WAIT_S", 0.2)
 
-    async def go() -> list[object]:
+    async def go() -> tuple[CallResult | BaseException, CallResult | BaseException]:
         pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             cfg = _config(bundle, warm=False, concurrency=1)
@@ -99,7 +105,7 @@ def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.M
         finally:
             await pool.close()
 
-    first, second = _run(go())  # type: ignore[misc]
+    first, second = _run(go())
     assert not isinstance(first, BaseException)
     assert isinstance(second, TooManyInvocations)
     assert second.status == 429
@@ -125,7 +131,7 @@ def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
         finally:
             await pool.close()
 
-    running, after, _ = _run(go())  # type: ignore[misc]
+    running, after, _ = _run(go())
     assert running == 1 and after == 0
 
 
@@ -162,6 +168,6 @@ def test_retire_with_drain_lets_calls_in_flight_finish(bundle: Path) -> None:
         finally:
             await pool.close()
 
-    finished, running = _run(go())  # type: ignore[misc]
+    finished, running = _run(go())
     assert finished
     assert running == 0

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sec_support import assert_problem, audit_records
 
 from donjon.gateway.admin import ROUTES
-from harness import LiveNode
+from harness import LiveNode, fresh_source
+from sec_support import assert_problem, audit_records
 
 NOBODY = "sec-nobody"  # a function name that is never deployed
 UNKNOWN_KEY_ID = "0123456789abcdef"
@@ -40,8 +40,9 @@ def _routes(node: LiveNode) -> Iterator[tuple[str, str]]:
         yield method, path.replace("{name}", NOBODY).replace("{key_id}", UNKNOWN_KEY_ID)
 
 
-def _send(node: LiveNode, method: str, path: str, key: str) -> httpx.Response:
-    with node.client(key) as c:
+def _send(node: LiveNode, method: str, path: str, key: str,
+          source: str | None = None) -> httpx.Response:
+    with node.client(key, source) as c:
         return c.request(method, path, content=b"{}")
 
 
@@ -76,7 +77,8 @@ def test_anonymous_invoke_of_a_real_function_is_401_like_an_unknown_one(node: Li
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_key_trigger_refuses_anonymous_callers(node: LiveNode, method: str) -> None:
     """An http trigger with `auth: key` answers 401 without credentials and never runs."""
-    r = _send(node, method, "/fn/sec-http/key", "")
+    # From a new client: its first denial in the window is a record of its own.
+    r = _send(node, method, "/fn/sec-http/key", "", fresh_source())
     assert_problem(r, 401)
     records = audit_records(node, r.headers["x-request-id"])
     assert [rec["action"] for rec in records] == ["auth.denied"]
@@ -142,7 +144,8 @@ def test_401_does_not_reveal_whether_a_key_id_exists(node: LiveNode) -> None:
     admin_id = node.admin_key.split("_")[1]
     answers = []
     for key_id in (admin_id, UNKNOWN_KEY_ID):
-        r = _send(node, "GET", "/v1/functions", f"dj_{key_id}_{secrets.token_urlsafe(32)}")
+        r = _send(node, "GET", "/v1/functions", f"dj_{key_id}_{secrets.token_urlsafe(32)}",
+                  fresh_source())
         body = assert_problem(r, 401)
         assert key_id not in r.text
         rid = body.pop("request_id")
@@ -202,27 +205,30 @@ def test_developer_cannot_create_list_or_revoke_keys(node: LiveNode) -> None:
 
 
 def _denial(node: LiveNode, kind: str) -> httpx.Response:
+    # Each from a new client: the first denial of a client in a window is a record of
+    # its own (later ones are counted into one record per window: test_attack_denial_flood).
+    source = fresh_source()
     if kind == "missing":
-        return _send(node, "GET", "/v1/functions", "")
+        return _send(node, "GET", "/v1/functions", "", source)
     if kind == "garbage":
-        return _send(node, "POST", "/v1/functions/probe/invoke", "not-a-key")
+        return _send(node, "POST", "/v1/functions/probe/invoke", "not-a-key", source)
     if kind == "revoked":
         created = node.create_key("sec-audit-revoked", "invoker")
         with node.client() as c:
             c.delete(f"/v1/keys/{created['id']}")
-        return node.invoke("probe", {"op": "echo"}, key=created["key"])
+        return node.invoke("probe", {"op": "echo"}, key=created["key"], source=source)
     if kind == "forbidden":
         key = node.create_key("sec-audit-forbidden", "invoker", functions=["probe"])["key"]
-        return node.invoke("probe-warm", {"op": "echo"}, key=key)
+        return node.invoke("probe-warm", {"op": "echo"}, key=key, source=source)
     if kind == "key-trigger":
-        return _send(node, "POST", "/fn/sec-http/key", "")
-    return _send(node, "POST", "/fn/sec-http/jwt", "")
+        return _send(node, "POST", "/fn/sec-http/key", "", source)
+    return _send(node, "POST", "/fn/sec-http/jwt", "", source)
 
 
 @pytest.mark.parametrize("kind", ["missing", "garbage", "revoked", "forbidden", "key-trigger",
                                   "jwt-trigger"])
 def test_denials_are_in_the_audit_log(node: LiveNode, kind: str) -> None:
-    """Each refused request leaves one `denied` record under its request id."""
+    """A client's first refused request leaves one `denied` record under its request id."""
     r = _denial(node, kind)
     assert r.status_code in (401, 403)
     records = audit_records(node, r.headers["x-request-id"])

@@ -6,9 +6,8 @@ from __future__ import annotations
 import secrets
 import time
 
-from sec_support import attack, process_names
-
 from harness import LiveNode
+from sec_support import attack, process_names
 
 _TRACES = ["/tmp/sec-trace", "/dev/shm/sec-trace", "/sec-trace", "/opt/sec-trace",
            "/root/sec-trace", "/dev/sec-trace"]

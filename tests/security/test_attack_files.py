@@ -9,10 +9,9 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from sec_support import ATTACKERS, PROBES, attack, bundle_dir
-
 import donjon
 from harness import LiveNode
+from sec_support import ATTACKERS, PROBES, attack, bundle_dir
 
 
 def _seen(node: LiveNode, fn: str, paths: list[str]) -> dict[str, Any]:

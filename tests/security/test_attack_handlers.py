@@ -7,9 +7,9 @@ import json
 
 import httpx
 import pytest
-from sec_support import ATTACKERS, assert_problem
 
 from harness import LiveNode
+from sec_support import ATTACKERS, assert_problem
 
 
 def _still_serving(node: LiveNode, fn: str) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sec_support import attack, bundle_dir
 
 from harness import FUNCTIONS, LiveNode
+from sec_support import attack, bundle_dir
 
 MODES = pytest.mark.parametrize("fn", ["sec-isolation", "sec-isolation-warm"])
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from sec_support import ATTACKERS, PROBES, attack
 
 from harness import LiveNode
+from sec_support import ATTACKERS, PROBES, attack
 
 
 @pytest.fixture

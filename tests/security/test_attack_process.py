@@ -9,9 +9,8 @@ import signal
 import socket
 from pathlib import Path
 
-from sec_support import ATTACKERS, PROBES, attack
-
 from harness import LiveNode
+from sec_support import ATTACKERS, PROBES, attack
 
 _RUNTIME = "/opt/donjon/donjon_runtime/boot.py"
 _ALLOWED_ENV = {"HOME", "TMPDIR", "LANG", "PATH"}

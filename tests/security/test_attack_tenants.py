@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sec_support import attack, bundle_dir
 
 from harness import FUNCTIONS, LiveNode
+from sec_support import attack, bundle_dir
 
 _TRACES = ["/tmp/sec-tenant", "/dev/shm/sec-tenant", "/sec-tenant", "/opt/sec-tenant"]
 

@@ -1,25 +1,34 @@
 """Building a bundle from a source directory (client side of `donjon deploy`).
 
 Dependencies named in requirements.txt are installed into ``.deps/`` inside the
-bundle from wheels only (no package's setup code runs), and everything is
-byte-compiled with unchecked-hash pycs, so the sandbox, whose bundle mount is
-read-only, never compiles at import.
+bundle from wheels only (no package's setup code runs): the file is parsed first
+and only index requirements are accepted (requirements.py), pip is given a file
+written from the parsed form, with ``--only-binary=:all:``, and runs isolated
+(``python -I``, in a temporary directory) with a minimal environment that holds
+no Donjon credential. Everything is byte-compiled with unchecked-hash pycs, so
+the sandbox, whose bundle mount is read-only, never compiles at import.
+
+This runs on the deployer's host. The server never vendors; if it ever does,
+it must do so inside a sandbox.
 """
 
 from __future__ import annotations
 
 import compileall
+import os
 import py_compile
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from donjon._subprocess import run
 from donjon.bundle.archive import BundleError, pack
+from donjon.bundle.requirements import read_requirements, render_requirements
 from donjon.manifest import Manifest, load_manifest
 
-__all__ = ["DEPS_DIR", "build_bundle"]
+__all__ = ["DEPS_DIR", "build_bundle", "pip_environment"]
 
 DEPS_DIR = ".deps"
 _SKIP = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", DEPS_DIR, ".mypy_cache",
@@ -42,15 +51,42 @@ def _copy_tree(src: Path, dest: Path) -> None:
             )
 
 
-def _vendor(requirements: Path, target: Path, find_links: Path | None) -> None:
+#: What pip may see of the deployer's environment: where programs are, and how to
+#: reach the index (proxies, index URLs, CA bundles). Never DONJON_*, never anything else.
+_PIP_ENV = ("PATH", "LANG", "LC_ALL", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
+            "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy", "PIP_INDEX_URL",
+            "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT", "PIP_TIMEOUT",
+            "PIP_RETRIES", "PIP_DEFAULT_TIMEOUT", "PIP_FIND_LINKS", "REQUESTS_CA_BUNDLE",
+            "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def pip_environment(environ: Mapping[str, str], home: Path) -> dict[str, str]:
+    """The whole environment of the pip run: an allowlist of `environ`, and `home` as HOME."""
+    env = {k: environ[k] for k in _PIP_ENV if k in environ and not k.startswith("DONJON_")}
+    env.setdefault("PATH", os.defpath)
+    env["HOME"] = str(home)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+def _vendor(requirements: Path, target: Path, find_links: Path | None, work: Path) -> None:
+    parsed = read_requirements(requirements)  # refuses options, paths and URLs: before pip
+    if not parsed:
+        return
+    home = work / "home"
+    home.mkdir(mode=0o700)
+    checked = work / "requirements.txt"
+    checked.write_text(render_requirements(parsed), encoding="utf-8")
     argv: list[str | Path] = [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        sys.executable, "-I", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--no-input", "--only-binary=:all:", "--no-compile", "--target", target,
-        "-r", requirements,
+        "-r", checked,
     ]
     if find_links is not None:
         argv += ["--no-index", "--find-links", find_links]
-    run(argv, hint="dependencies are installed from wheels only; check requirements.txt")
+    run(argv, cwd=work, env=pip_environment(os.environ, home),
+        hint="dependencies are installed from wheels only; check requirements.txt")
     for junk in target.glob("bin"):
         shutil.rmtree(junk, ignore_errors=True)
 
@@ -62,8 +98,8 @@ def build_bundle(src: Path, *, find_links: Path | None = None) -> tuple[Manifest
         root = Path(tmp) / "bundle"
         _copy_tree(src, root)
         requirements = root / "requirements.txt"
-        if requirements.is_file() and requirements.read_text().strip():
-            _vendor(requirements, root / DEPS_DIR, find_links)
+        if requirements.is_file():
+            _vendor(requirements, root / DEPS_DIR, find_links, Path(tmp))
         compileall.compile_dir(
             root,
             ddir="/fn",  # where the sandbox mounts it: right tracebacks, same bytes every build

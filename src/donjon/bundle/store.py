@@ -1,17 +1,30 @@
-"""Content-addressed bundle storage on the node: bundles/<sha256>/."""
+"""Content-addressed bundle storage on the node: bundles/<sha256>/.
+
+A bundle is unpacked into a staging directory (``bundles/.incoming-*``),
+inspected, and renamed under its digest; whatever happens, the staging
+directory is removed afterwards, and `sweep` removes any that a node which
+stopped mid-deploy left behind.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from donjon.bundle.archive import BundleError, tree_digest, unpack
+from donjon.bundle.archive import BundleError, tree_digest
+from donjon.bundle.tree import make_read_only, remove_tree
+from donjon.bundle.unpack import unpack
+from donjon.errors import Error
 
-__all__ = ["BundleStore"]
+__all__ = ["STAGING_PREFIX", "BundleStore"]
+
+STAGING_PREFIX = ".incoming-"
+
+log = logging.getLogger("donjon")
 
 T = TypeVar("T")
 
@@ -27,43 +40,65 @@ class BundleStore:
 
     def add(self, archive: bytes, inspect: Callable[[Path], T]) -> tuple[str, T]:
         """Unpack `archive`, run `inspect` on the tree (it raises to refuse the
-        bundle), and keep it under its digest; returns (digest, inspect's result)."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
+        bundle), and keep it under its digest; returns (digest, inspect's result).
+
+        Every failure is a `donjon.errors.Error` whose message names no path
+        of this host (the staging directory is the bundle's own business).
+        """
+        staging: Path | None = None
         try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
             unpack(archive, staging)
             verdict = inspect(staging)
             digest = tree_digest(staging)
-            final = self.path(digest)
-            if not final.exists():
-                _make_read_only(staging)
-                os.rename(staging, final)
+            self._keep(staging, digest)
             return digest, verdict
         except BundleError:
             raise
+        except Error as e:
+            if staging is not None and str(staging) in e.message:
+                # A message that names the staging path (a scanner's, say): say "the bundle".
+                raise BundleError(e.message.replace(str(staging), "the bundle"),
+                                  hint=e.hint) from e
+            raise
         except OSError as e:
-            raise BundleError(f"cannot store bundle: {e}") from e
+            reason = os.strerror(e.errno) if e.errno is not None else type(e).__name__
+            raise BundleError(f"cannot store the bundle ({reason})",
+                              hint="the server log may say more") from e
         finally:
-            if staging.exists():
-                _make_writable(staging)
-                shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None and not remove_tree(staging):
+                log.warning("a deploy's staging directory %s could not be removed", staging)
 
+    def _keep(self, staging: Path, digest: str) -> None:
+        final = self.path(digest)
+        if final.exists():
+            return
+        make_read_only(staging)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():  # else a concurrent deploy of the same tree won
+                raise
 
+    def sweep(self) -> int:
+        """Remove staging directories left by a node that stopped mid-deploy.
 
-# Bundles live under a 0700 data dir; inside it they are made read-only for
-# everyone, and the sandbox mounts them read-only as well.
-def _make_read_only(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames:
-            p = os.path.join(dirpath, name)
-            os.chmod(p, 0o555 if os.access(p, os.X_OK) else 0o444)  # nosec B103
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o555)  # noqa: S103  # nosec B103
-    os.chmod(root, 0o555)  # noqa: S103  # nosec B103
-
-
-def _make_writable(root: Path) -> None:
-    os.chmod(root, 0o755)  # noqa: S103  # nosec B103
-    for dirpath, dirnames, _ in os.walk(root):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)  # noqa: S103  # nosec B103
+        Run at node start, when no deploy of this node is in flight; returns how
+        many were removed.
+        """
+        try:
+            with os.scandir(self.root) as entries:
+                stale = [e.path for e in entries if e.name.startswith(STAGING_PREFIX)]
+        except FileNotFoundError:
+            return 0
+        except OSError as e:  # never a reason not to start
+            log.warning("cannot look for stale staging directories in %s: %s",
+                        self.root, e.strerror)
+            return 0
+        removed = 0
+        for path in stale:
+            if remove_tree(Path(path)):
+                removed += 1
+                log.warning("removed a stale deploy staging directory %s", path)
+        return removed

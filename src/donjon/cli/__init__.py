@@ -9,6 +9,7 @@ import click
 from donjon.cli.admin import audit, key
 from donjon.cli.functions import deploy, invoke, logs, ls, rm
 from donjon.cli.node import doctor, init, serve, up
+from donjon.cli.output import printable
 from donjon.cli.scan_cmd import scan_command
 from donjon.errors import Error
 
@@ -42,9 +43,10 @@ def main() -> None:
     except Error as e:
         if debug:
             raise
-        click.echo(f"error: {e.message}", err=True)
+        # Messages may carry the server's words (a problem's detail, a scan report).
+        click.echo(f"error: {printable(e.message, multiline=True)}", err=True)
         if e.hint:
-            click.echo(f"hint: {e.hint}", err=True)
+            click.echo(f"hint: {printable(e.hint, multiline=True)}", err=True)
         sys.exit(1)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, print_table, when
+from donjon.cli.output import echo_json, echo_text, print_table, when
 from donjon.config import load_settings
 from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey, VaultError
 
@@ -34,8 +34,9 @@ def key_create(name: str, role: str, functions: str | None, as_json: bool) -> No
     if as_json:
         echo_json({"id": created["id"], "key": created["key"]})
     else:
-        click.echo(f"created key {created['id']} ({role}); it will not be shown again:")
-        click.echo(created["key"])
+        echo_text(f"created key {created['id']} ({role}, functions: "
+                  f"{','.join(created['functions'])}); it will not be shown again:")
+        echo_text(created["key"])
 
 
 @key.command("ls")
@@ -47,7 +48,7 @@ def key_ls(as_json: bool) -> None:
         echo_json(keys)
         return
     print_table(["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "REVOKED"], [
-        [k["id"], k["name"], k["role"], ",".join(k["functions"] or []) or "*",
+        [k["id"], k["name"], k["role"], ",".join(k["functions"]),
          when(k["created_at"]), when(k["revoked_at"])] for k in keys
     ])
 
@@ -97,6 +98,7 @@ def audit_tail(count: int, as_json: bool) -> None:
         echo_json(records)
         return
     for r in records:
+        # Every field was written by others (a request path, a key name): escaped.
         detail = " ".join(f"{k}={v}" for k, v in sorted(r["detail"].items()))
-        click.echo(f"{r['seq']:>7} {when(r['ts'])} {r['actor']:<22} {r['action']:<16} "
-                   f"{r['target']:<24} {r['outcome']:<10} {detail}")
+        echo_text(f"{r['seq']:>7} {when(r['ts'])} {r['actor']:<22} {r['action']:<16} "
+                  f"{r['target']:<24} {r['outcome']:<10} {detail}")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
+from donjon import boundedjson
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, print_table, when
+from donjon.cli.output import (
+    echo_json,
+    echo_json_text,
+    echo_text,
+    print_table,
+    printable,
+    printable_lines,
+    when,
+)
 from donjon.config import load_settings
 
 __all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
@@ -45,11 +53,11 @@ def deploy(directory: Path, as_json: bool, unsafe_skip_scan: bool) -> None:
         return
     scan = result.get("scan")
     if isinstance(scan, dict) and scan.get("findings"):
-        click.echo(str(scan.get("report", "")).rstrip())
+        click.echo(printable(str(scan.get("report", "")).rstrip(), multiline=True))
     for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(f"deployed {result['name']} version {result['version']} "
-               f"digest sha256:{result['digest']}")
+        echo_text(f"warning: {warning}", err=True)
+    echo_text(f"deployed {result['name']} version {result['version']} "
+              f"digest sha256:{result['digest']}")
 
 
 @click.command()
@@ -60,13 +68,15 @@ def invoke(name: str, data: str) -> None:
     """Invoke function NAME with an event and print its result."""
     raw = sys.stdin.read() if data == "-" else data
     try:
-        json.loads(raw)
+        boundedjson.loads(raw)
+    except boundedjson.JSONTooDeep as e:
+        raise click.BadParameter(e.message, param_hint="--data") from e
     except ValueError as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--data") from e
     client = ApiClient(load_settings())
     response = client.request("POST", f"/v1/functions/{name}/invoke", content=raw.encode(),
                               headers={"content-type": "application/json"})
-    click.echo(response.text)
+    echo_json_text(response.text)
 
 
 @click.command()
@@ -100,9 +110,10 @@ def logs(name: str, count: int, as_json: bool) -> None:
     if not entries:
         click.echo(f"no output recorded for {name}")
     for e in entries:
-        click.echo(f"--- {when(e['ts'])} request {e['request_id']} v{e['version']} "
-                   f"{e['outcome']}")
-        click.echo(e["output"].rstrip("\n"))
+        # Header lines start at the margin; every line of output starts with "| ".
+        echo_text(f"--- {when(e['ts'])} request {e['request_id']} v{e['version']} "
+                  f"{e['outcome']}")
+        click.echo(printable_lines(e["output"].rstrip("\n")))
 
 
 @click.command()

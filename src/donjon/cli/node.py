@@ -17,6 +17,7 @@ import click
 import httpx
 
 from donjon.cli.client import ApiClient
+from donjon.cli.output import echo_text
 from donjon.config import DEFAULT_PORT, Settings, load_settings
 from donjon.errors import Error
 
@@ -91,6 +92,7 @@ def doctor() -> None:
         click.echo(f"sandbox:          FAIL {e.message}")
     resources = detect_resource_control()
     click.echo(f"resource control: {resources.describe()}")
+    click.echo(f"cpu limit:        {resources.describe_cpu()}")
     from donjon.sandbox.callgroups import describe_call_isolation
 
     procs, memory = describe_call_isolation(resources)
@@ -169,7 +171,7 @@ def up(port: int, examples_dir: Path) -> None:
                 if examples_dir.is_dir() else []
             for bundle in bundles:
                 result = deploy_dir(client, bundle)
-                click.echo(f"deployed {result['name']} v{result['version']}")
+                echo_text(f"deployed {result['name']} v{result['version']}")
         finally:
             client.request("DELETE", f"/v1/keys/{key_id}")
         _print_tour(url, settings.tls_cert_path, [client_manifest(b) for b in bundles])

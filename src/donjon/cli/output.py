@@ -1,20 +1,84 @@
-"""Printing for the CLI: JSON for scripts, tables for people."""
+"""Printing for the CLI: JSON for scripts, tables for people, and nothing that drives a terminal.
+
+What the CLI prints from the server was written by others: request paths,
+key names, a function's output. `printable` is the one gate for all of it: C0
+and C1 control characters, DEL, and the Unicode characters that reorder or
+break lines (bidirectional overrides, U+2028/2029) are shown as escapes, so no
+escape sequence (window title, OSC 52 clipboard write, erased line, cursor
+move) reaches the terminal and no carriage return overwrites what is shown.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["echo_json", "print_table", "when"]
+__all__ = ["echo_json", "echo_json_text", "echo_text", "print_table", "printable",
+           "printable_json", "printable_lines", "when"]
+
+#: C0 (but tab and newline, decided by the caller), DEL, C1, bidirectional
+#: embeddings, overrides and isolates, the line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                     "\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
+                                 "\u202a-\u202e\u2066-\u2069]")
+#: In JSON text these can only stand inside strings, where \\u escapes mean the same.
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                             "\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object, *, multiline: bool = False) -> str:
+    """`value` as text safe for a terminal: controls shown as \\xNN (\\n kept if `multiline`)."""
+    text = value if isinstance(value, str) else str(value)
+    return (_UNSAFE_BUT_NEWLINE if multiline else _UNSAFE).sub(_escape, text)
+
+
+def printable_lines(text: str, marker: str = "| ") -> str:
+    """Multi-line text from outside, escaped, each line prefixed with `marker`.
+
+    Lines of the CLI's own start at the margin; a line that starts with the
+    marker came from outside, so none can pass for one of the CLI's.
+    """
+    return "\n".join(marker + line for line in printable(text, multiline=True).split("\n"))
+
+
+def echo_text(value: object, *, err: bool = False) -> None:
+    """`click.echo` of one line made of outside data."""
+    click.echo(printable(value), err=err)
+
+
+def printable_json(text: str) -> str:
+    """JSON text from outside, safe for a terminal and still the same JSON when it was JSON.
+
+    Valid JSON holds C0 controls only as escapes, except CR (and tab, newline)
+    as whitespace between tokens; other controls can only stand inside strings,
+    where a \\u escape means the same. Text that is not JSON is escaped as text.
+    """
+    text = _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\r", " "))
+    return printable(text, multiline=True)
 
 
 def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
+    # json.dumps escapes C0 (and, with ensure_ascii, everything else); the
+    # escape pass is for any caller that turns ensure_ascii off.
+    click.echo(printable_json(json.dumps(value, indent=2, sort_keys=True)))
+
+
+def echo_json_text(text: str) -> None:
+    """Print a JSON document received from outside (a function's result)."""
+    click.echo(printable_json(text))
 
 
 def when(ts: float | None) -> str:
@@ -26,5 +90,6 @@ def when(ts: float | None) -> str:
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
     table = Table(*columns, box=None, pad_edge=False, header_style="bold")
     for row in rows:
-        table.add_row(*row)
+        # Text, not str: a cell's "[bold]" is shown as typed, never read as markup.
+        table.add_row(*(Text(printable(cell)) for cell in row))
     Console(soft_wrap=True).print(table)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from donjon.cli.output import printable, printable_json
 from donjon.config import load_settings
 from donjon.errors import Error
 
@@ -63,9 +64,9 @@ def scan_command(
     except Error as e:
         if (ctx.obj or {}).get("debug"):
             raise
-        click.echo(f"error: {e.message}", err=True)
+        click.echo(f"error: {printable(e.message, multiline=True)}", err=True)
         if e.hint:
-            click.echo(f"hint: {e.hint}", err=True)
+            click.echo(f"hint: {printable(e.hint, multiline=True)}", err=True)
         code = 2
     ctx.exit(code)
 
@@ -93,7 +94,9 @@ def _run(path: Path | None, fmt: str, fail_on: str, min_confidence: str,
         except OSError as e:
             raise scan.ScanError(f"cannot write {output}: {e.strerror}") from e
     else:
-        sys.stdout.write(rendered)
+        # The report quotes the scanned code: escaped for the terminal (JSON stays JSON).
+        sys.stdout.write(printable_json(rendered) if fmt != "text"
+                         else printable(rendered, multiline=True))
     if write_baseline is not None:
         count = scan.write_baseline((*report.findings, *report.suppressed), write_baseline)
         click.echo(f"baseline written: {count} finding(s) accepted in {write_baseline}", err=True)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
+from typing import Any
 
 from starlette.requests import Request
 
+from donjon import boundedjson
 from donjon.audit import AuditEvent
-from donjon.gateway.errors import Forbidden, PayloadTooLarge, Unauthorized
+from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal, is_allowed
 
-__all__ = ["authenticate", "authorize", "deny", "new_request_id", "read_body"]
+__all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
 
 
 def new_request_id() -> str:
@@ -19,15 +22,29 @@ def new_request_id() -> str:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The caller's address: the peer's, or what a trusted proxy forwarded (server.py).
+
+    Only an IP address is recorded; anything else a proxy forwarded is "-".
+    """
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "-"
 
 
 async def deny(node: Node, request: Request, actor: str, action: str, reason: str,
                 request_id: str) -> None:
-    await node.audit.record(
+    """Audit a refused request: at once if it is its source's first in the window, else counted.
+
+    The aggregation (per client, actor and action) lives in `audit/denials.py`.
+    """
+    client = _client(request)
+    await node.denials.deny(
         AuditEvent(actor, action, request.url.path[:256], "denied",
-                   {"request_id": request_id, "reason": reason, "client": _client(request),
-                    "method": request.method})
+                   {"request_id": request_id, "reason": reason, "client": client,
+                    "method": request.method}),
+        client,
     )
 
 
@@ -67,3 +84,15 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"request body over {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def parse_json(node: Node, request: Request, actor: str, body: bytes,
+                     request_id: str) -> Any:
+    """`body` as JSON, or `BadRequest`; nesting past `boundedjson.MAX_DEPTH` is also audited."""
+    try:
+        return boundedjson.loads(body)
+    except boundedjson.JSONTooDeep as e:
+        await deny(node, request, actor, "input.refused", e.message, request_id)
+        raise BadRequest(e.message, hint=e.hint) from e
+    except ValueError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from e

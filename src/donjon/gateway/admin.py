@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import desc, select
@@ -13,17 +14,26 @@ from starlette.responses import JSONResponse, Response
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, new_request_id, read_body
+from donjon.gateway.access import (
+    authenticate,
+    authorize,
+    new_request_id,
+    parse_json,
+    read_body,
+)
 from donjon.gateway.deploy import DeployBlocked, deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.identity import Action, Principal, Role, new_api_key
 from donjon.manifest import ManifestError
+from donjon.manifest.model import NAME_RE
 from donjon.store.tables import audit_log, invocation_logs
 from donjon.vault import KEY_HASH_PURPOSE
 
 __all__ = ["ROUTES"]
+
+_FUNCTION_NAME = re.compile(NAME_RE)
 
 Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 
@@ -115,10 +125,8 @@ def _limit(request: Request, most: int = 10_000) -> int:
 
 async def create_key(request: Request, node: Node, principal: Principal,
                      request_id: str) -> Response:
-    try:
-        body = json.loads(await read_body(request, 64 * 1024) or b"null")
-    except ValueError as e:
-        raise BadRequest(f"body is not JSON: {e}") from e
+    body = await parse_json(node, request, principal.label,
+                            await read_body(request, 64 * 1024) or b"null", request_id)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
         raise BadRequest('body must be {"name": str, "role": admin|developer|invoker, '
                          '"functions": [names] (optional)}')
@@ -131,9 +139,10 @@ async def create_key(request: Request, node: Node, principal: Principal,
         if role is not Role.INVOKER:
             raise BadRequest("functions restricts invoker keys only")
         if not isinstance(functions, list) or not functions or not all(
-            isinstance(f, str) and f for f in functions
+            isinstance(f, str) and _FUNCTION_NAME.match(f) for f in functions
         ):
-            raise BadRequest("functions must be a non-empty list of function names")
+            raise BadRequest("functions must be a non-empty list of function names "
+                             "(omit it for every function: shown as functions: *)")
     key = new_api_key(node.master.derive(KEY_HASH_PURPOSE), body["name"][:128], role,
                       tuple(functions) if functions else None)
     node.keys.add(key.record)
@@ -143,12 +152,17 @@ async def create_key(request: Request, node: Node, principal: Principal,
                                               "name": key.record.name,
                                               "functions": functions}))
     return JSONResponse({"id": key.record.id, "key": key.secret, "name": key.record.name,
-                         "role": role.value, "functions": functions}, status_code=201)
+                         "role": role.value, "functions": _reach(functions)}, status_code=201)
+
+
+def _reach(functions: Sequence[str] | None) -> list[str]:
+    """The functions a key may invoke, never silent about the wildcard: ["*"] for all."""
+    return list(functions) if functions else ["*"]
 
 
 async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     return JSONResponse([
-        {"id": k.id, "name": k.name, "role": k.role, "functions": k.functions,
+        {"id": k.id, "name": k.name, "role": k.role, "functions": _reach(k.functions),
          "created_at": k.created_at, "revoked_at": k.revoked_at}
         for k in node.keys.all()
     ])

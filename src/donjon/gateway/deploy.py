@@ -1,14 +1,15 @@
 """POST /v1/functions: accept a bundle, gate it, start it, then let it take traffic.
 
-The order is the point: nothing is stored or switched until the bundle has
-unpacked safely, its manifest validated, its routes are free, the scanner
-found nothing the admin's policy blocks, and its handler imported in a
-sandbox. Any refusal is audited and changes nothing.
+The order is the point: unpack (within limits) and validate, the manifest in
+the exact form it will be stored in -> scan -> prestart (the handler imports
+in a sandbox) -> one transaction that stores the version (and reads it back
+as a node would load it) -> switch. Nothing is stored or switched before the
+transaction; any failure after prestart retires the started sandbox; any
+refusal or failure is audited and changes nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -23,11 +24,11 @@ from donjon.errors import Error
 from donjon.gateway.access import deny, read_body
 from donjon.gateway.errors import BadRequest, Forbidden
 from donjon.gateway.node import Node
-from donjon.gateway.registry import instance_config, make_deployed, manifest_json
+from donjon.gateway.registry import instance_config, make_deployed, stored_manifest
 from donjon.identity import Principal, Role
 from donjon.manifest import Manifest, ManifestError, load_manifest
 from donjon.sandbox import FunctionFailed, SandboxUnavailable
-from donjon.scan import ScanReport, render_text, scan_path
+from donjon.scan import ScanError, ScanReport, render_text
 
 __all__ = ["DeployBlocked", "deploy"]
 
@@ -49,6 +50,8 @@ class DeployBlocked(Error):
 @dataclass(frozen=True)
 class _Accepted:
     manifest: Manifest
+    #: The manifest exactly as it is stored (checked to load back as `manifest`).
+    stored: str
     digest: str
     report: ScanReport | None
 
@@ -74,21 +77,29 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
                                      hint=f"the server log has the details (request "
                                           f"{request_id})") from e
         raise
+    except Exception as e:  # a defect, never an unaudited one
+        await _rejected(node, principal, request_id, e)
+        raise
     manifest, digest = accepted.manifest, accepted.digest
+    bundle = node.bundles.path(digest)
     try:
         # Checked again now: another deploy may have taken a route while this one started.
         conflicts = node.registry.route_conflicts(manifest)
         if conflicts:
             raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
                                 problems=conflicts)
-        record = node.functions.add_version(manifest.name, version, digest,
-                                            manifest_json(manifest), principal.label)
-    except Error as e:
+        # One transaction; the stored row is loaded inside it as a restarting node
+        # would load it, and a failure rolls the whole version back.
+        record = node.functions.add_version(manifest.name, version, digest, accepted.stored,
+                                            principal.label,
+                                            check=lambda stored: make_deployed(stored, bundle))
+        deployed = make_deployed(record, bundle)
+    except Exception as e:
         if node.pool is not None:
             await node.pool.retire_version(manifest.name, version)
         await _rejected(node, principal, request_id, e)
         raise
-    node.registry.put(make_deployed(record, node.bundles.path(digest)))
+    node.registry.put(deployed)
     if node.pool is not None:
         await node.pool.retire(record.name, keep_version=record.version, drain=True)
     await node.audit.record(AuditEvent(principal.label, "function.deploy",
@@ -133,7 +144,8 @@ def _not_yet_granted(manifest: Manifest) -> list[str]:
 
 async def _accept_and_start(node: Node, archive: bytes,
                             skip_scan: bool) -> tuple[_Accepted, int]:
-    accepted = await asyncio.to_thread(_accept_bundle, node, archive, skip_scan)
+    # On the deploy threads, bounded (gateway/deploy_queue.py), never the shared pool.
+    accepted = await node.deploys.run(_accept_bundle, node, archive, skip_scan)
     version = node.functions.next_version(accepted.manifest.name)
     if node.pool is not None:
         # Start the new version before it takes traffic: its import runs
@@ -143,32 +155,47 @@ async def _accept_and_start(node: Node, archive: bytes,
     return accepted, version
 
 
-async def _rejected(node: Node, principal: Principal, request_id: str, error: Error) -> None:
+async def _rejected(node: Node, principal: Principal, request_id: str,
+                    error: Exception) -> None:
+    if isinstance(error, Error):
+        reason = error.message[:500]
+    else:
+        log.error("deploy %s failed", request_id, exc_info=error)
+        reason = "internal error"
     await node.audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
-                                       {"request_id": request_id, "reason": error.message[:500],
+                                       {"request_id": request_id, "reason": reason,
                                         "error": type(error).__name__}))
 
 
 def _accept_bundle(node: Node, archive: bytes, skip_scan: bool) -> _Accepted:
     """Unpack, validate manifest and routes, scan, and store the bundle content-addressed."""
 
-    def inspect(tree: Path) -> tuple[Manifest, ScanReport | None]:
-        manifest = load_manifest(tree)
+    def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
+        # Messages name "the bundle" and its members, never the staging path.
+        manifest = load_manifest(tree, label="the bundle")
+        stored = stored_manifest(manifest)  # what is validated is what will be stored
         conflicts = node.registry.route_conflicts(manifest)
         if conflicts:
             raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
                                 problems=conflicts)
         if skip_scan:
-            return manifest, None
-        # Reported as the function's name, not the server's staging path.
-        report = dataclasses.replace(scan_path(tree, advisories=node.advisories),
-                                     root=Path(manifest.name))
+            return manifest, stored, None
+        # In a limited process of its own (scan/isolated.py); reported as the
+        # function's name, not the server's staging path.
+        report = dataclasses.replace(_scan(node, tree), root=Path(manifest.name))
         blocking = report.blocking(node.scan_policy)
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
             raise DeployBlocked(f"{len(blocking)} finding(s) block this deploy",
                                 render_text(report), problems)
-        return manifest, report
+        return manifest, stored, report
 
-    digest, (manifest, report) = node.bundles.add(archive, inspect)
-    return _Accepted(manifest, digest, report)
+    digest, (manifest, stored, report) = node.bundles.add(archive, inspect)
+    return _Accepted(manifest, stored, digest, report)
+
+
+def _scan(node: Node, tree: Path) -> ScanReport:
+    if node.scanner is None:
+        raise ScanError("the deploy-time scanner is not running on this node",
+                        hint="the node starts it when it starts serving")
+    return node.scanner.scan(tree)

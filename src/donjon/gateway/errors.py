@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["BadRequest", "Forbidden", "GatewayError", "InvalidInput", "NotFound",
-           "PayloadTooLarge", "Unauthorized"]
+__all__ = ["BadFunctionResponse", "BadRequest", "Forbidden", "GatewayError", "InvalidInput",
+           "NotFound", "PayloadTooLarge", "Unauthorized"]
 
 
 class GatewayError(Error):
@@ -43,3 +43,10 @@ class NotFound(GatewayError):
 class PayloadTooLarge(GatewayError):
     status = 413
     title = "Payload too large"
+
+
+class BadFunctionResponse(GatewayError):
+    """A function's http response the gateway will not or cannot send (see response_policy)."""
+
+    status = 502
+    title = "Bad gateway"

@@ -1,7 +1,8 @@
 """The hot path: POST /v1/functions/{name}/invoke and the http triggers under /fn/.
 
-authenticate -> authorize -> read and validate input -> sandbox -> audit
-(durable before the response) -> response.
+authenticate -> authorize -> read and validate input -> sandbox -> build the
+response (response_policy) -> audit the real outcome (durable before the
+response is sent) -> response.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -22,13 +24,27 @@ from starlette.responses import Response
 from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, deny, new_request_id, read_body
-from donjon.gateway.errors import BadRequest, InvalidInput, NotFound, Unauthorized
+from donjon.gateway.access import (
+    authenticate,
+    authorize,
+    deny,
+    new_request_id,
+    parse_json,
+    read_body,
+)
+from donjon.gateway.calllog import call_log
+from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound, Unauthorized
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.registry import Deployed
+from donjon.gateway.response_policy import (
+    RenderedResponse,
+    function_json_response,
+    http_response,
+    route_of,
+)
 from donjon.identity import Action, Principal
-from donjon.ratelimit import RateLimitError
+from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
@@ -40,6 +56,9 @@ log = logging.getLogger("donjon")
 INVOCATIONS = Counter("donjon_invocations_total", "Invocations by function and outcome",
                       ["function", "outcome"])
 DURATION = Histogram("donjon_invocation_seconds", "Invocation wall time", ["function"])
+
+#: Builds the HTTP response from a call's result; raising is the call's outcome.
+Render = Callable[[CallResult], RenderedResponse]
 
 
 def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> bytes:
@@ -53,24 +72,39 @@ def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> b
 
 
 async def _run(node: Node, deployed: Deployed, principal: Principal | None, event: bytes,
-               request_id: str, trigger: str) -> CallResult:
-    """Run the function; audit the outcome (durably) whatever it is."""
+               request_id: str, trigger: str, render: Render) -> Response:
+    """Run the function and build its response; audit the real outcome (durably) whatever it is.
+
+    The response is built before the record is written, so a result the gateway
+    cannot send is audited as the failure it is, and returned only once durable.
+    """
     actor = _actor(principal, trigger)
     if node.pool is None:
         raise SandboxError("the node is not serving")
     started = time.perf_counter()
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
+    detail: dict[str, Any] = {}
     try:
         result = await node.pool.invoke(
             deployed.config, _meta(deployed, request_id, principal), event,
             deployed.manifest.timeout_s,
         )
-        outcome, output = "ok", result.output
-        return result
+        output = result.output
+        rendered = render(result)
+        if rendered.refused:
+            detail["refused_headers"] = rendered.refused
+            output += f"[donjon] headers refused on the platform's origin: " \
+                      f"{', '.join(rendered.refused)}\n"
+        outcome = "ok"
+        return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
-        output = "\n".join(p for p in (e.output, e.trace, f"{e.title}: {e.message}") if p)
+        output = call_log(e.output, e.trace, f"{e.title}: {e.message}")
+        raise
+    except BadFunctionResponse as e:
+        outcome = type(e).__name__
+        output += f"[donjon] {e.title}: {e.message}\n"
         raise
     except Exception as e:
         outcome = type(e).__name__
@@ -79,8 +113,9 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         elapsed = time.perf_counter() - started
         INVOCATIONS.labels(deployed.name, outcome).inc()
         DURATION.labels(deployed.name).observe(elapsed)
-        log = (
-            InvocationLog(deployed.name, deployed.record.version, request_id, outcome, output)
+        log = (  # bounded whatever the function printed (calllog.py)
+            InvocationLog(deployed.name, deployed.record.version, request_id, outcome,
+                          call_log(output))
             if output else None
         )
         await node.audit.record(
@@ -90,7 +125,7 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
                 f"{deployed.name}@{deployed.record.version}",
                 outcome,
                 {"request_id": request_id, "duration_ms": round(elapsed * 1000, 3),
-                 "trigger": trigger},
+                 "trigger": trigger, **detail},
             ),
             log,
         )
@@ -106,7 +141,8 @@ async def _admit(node: Node, deployed: Deployed, principal: Principal | None, re
     rate = deployed.rate
     if rate is None:
         return
-    decision = node.limiter.take(f"fn:{deployed.name}", rate.count, rate.period_s)
+    decision = await node.limiter.take(BucketKey(function=deployed.name), rate.count,
+                                       rate.period_s)
     if not decision.allowed:
         await node.audit.record(AuditEvent(
             _actor(principal, trigger), "function.throttle",
@@ -129,7 +165,8 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
     request_id = new_request_id()
     with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
         await _admit(node, deployed, None, request_id, "schedule")
-        await _run(node, deployed, None, event, request_id, "schedule")
+        await _run(node, deployed, None, event, request_id, "schedule",
+                   lambda result: function_json_response(result.body, request_id))
 
 
 def _error_response(error: Error, request_id: str) -> Response:
@@ -160,27 +197,21 @@ async def handle_invoke(request: Request) -> Response:
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
         await _admit(node, deployed, principal, request_id, "invoke")
-        body = await read_body(request, MAX_EVENT_BYTES)
-        event = _parse_event(body or b"{}", deployed)
-        result = await _run(node, deployed, principal, event, request_id, "invoke")
+        body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
+        _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
+        return await _run(node, deployed, principal, body, request_id, "invoke",
+                          lambda result: function_json_response(result.body, request_id))
     except Error as e:
         return _error_response(e, request_id)
-    return Response(result.body, media_type="application/json",
-                    headers={"x-request-id": request_id})
 
 
-def _parse_event(body: bytes, deployed: Deployed) -> bytes:
-    try:
-        event: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from e
+def _validate(event: Any, deployed: Deployed) -> None:
     if deployed.validator is not None:
         errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "(root)"
             raise InvalidInput(f"input does not match the function's schema at {where}: "
                                f"{errors[0].message}")
-    return body
 
 
 async def handle_http_trigger(request: Request) -> Response:
@@ -206,10 +237,11 @@ async def handle_http_trigger(request: Request) -> Response:
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
-        result = await _run(node, deployed, principal, event, request_id, "http")
+        own_path = route_of(path)
+        return await _run(node, deployed, principal, event, request_id, "http",
+                          lambda result: http_response(result.body, request_id, own_path))
     except Error as e:
         return _error_response(e, request_id)
-    return _http_response(result.body, request_id)
 
 
 def _is_platform_credential(value: str) -> bool:
@@ -239,42 +271,3 @@ def _http_event(request: Request, path: str, body: bytes, principal: Principal |
         "is_base64_encoded": encoded,
         "principal": principal.label if principal else None,
     }).encode()
-
-
-_HOP_BY_HOP = frozenset({
-    "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive", "te",
-    "trailer", "proxy-connection", "proxy-authenticate", "proxy-authorization", "x-request-id",
-})
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def _safe_header(name: str, value: str) -> bool:
-    return (bool(name) and set(name) <= _TOKEN_CHARS
-            and not any(c in value for c in "\r\n\0"))
-
-
-def _http_response(body: bytes, request_id: str) -> Response:
-    try:
-        result: Any = json.loads(body)
-    except ValueError:  # only a function writing its own frames gets here
-        return problem(502, "the function returned a malformed response", request_id=request_id)
-    if isinstance(result, dict) and "statusCode" in result:
-        status = result.get("statusCode")
-        headers = result.get("headers") or {}
-        payload = result.get("body", "")
-        if not isinstance(status, int) or not 200 <= status <= 599 or not isinstance(headers, dict):
-            return problem(502, "the function returned a malformed http response",
-                           request_id=request_id)
-        # The gateway owns the framing: a function cannot set lengths, encodings,
-        # hop-by-hop headers or header values that would split the response.
-        out_headers = {
-            str(k): str(v) for k, v in headers.items()
-            if str(k).lower() not in _HOP_BY_HOP and _safe_header(str(k), str(v))
-        }
-        out_headers["x-request-id"] = request_id
-        if not isinstance(payload, str):
-            payload = json.dumps(payload)
-            out_headers.setdefault("content-type", "application/json")
-        return Response(payload, status_code=status, headers=out_headers)
-    return Response(body, media_type="application/json", headers={"x-request-id": request_id})

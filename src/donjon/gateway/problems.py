@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from starlette.responses import Response
 
@@ -51,4 +52,9 @@ def problem(status: int, detail: str, *, request_id: str = "", title: str = "",
 def problem_from_error(error: Error, *, request_id: str = "",
                        extra: dict[str, object] | None = None) -> Response:
     detail = error.message if not error.hint else f"{error.message} ({error.hint})"
-    return problem(error.status, detail, request_id=request_id, title=error.title, extra=extra)
+    response = problem(error.status, detail, request_id=request_id, title=error.title,
+                       extra=extra)
+    retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back
+    if isinstance(retry_after, int | float):
+        response.headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    return response

@@ -7,14 +7,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
-from donjon.manifest import Isolation, Manifest, Rate, parse_manifest
+from donjon.manifest import (
+    Isolation,
+    Manifest,
+    ManifestError,
+    Rate,
+    parse_manifest,
+    parse_stored_manifest,
+)
+from donjon.manifest.input_validator import input_validator
 from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord
 from donjon.triggers import CronExpression
 
-__all__ = ["Deployed", "FunctionRegistry"]
+__all__ = ["Deployed", "FunctionRegistry", "instance_config", "make_deployed", "manifest_json",
+           "stored_manifest"]
 
 _TMP_MB = 64
 
@@ -55,10 +62,10 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
 
 
 def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
-    manifest = parse_manifest(record.manifest)
+    manifest = parse_stored_manifest(record.manifest)  # on the event loop: JSON, not YAML
     config = instance_config(manifest, record.version, bundle)
-    validator = (
-        Draft202012Validator(manifest.input_schema) if manifest.input_schema is not None else None
+    validator = (  # RE2 for its patterns: linear time on the hot path
+        input_validator(manifest.input_schema) if manifest.input_schema is not None else None
     )
     schedules = tuple(CronExpression.parse(s) for s in manifest.schedules)
     return Deployed(record, manifest, config, validator, manifest.limits.parsed_rate, schedules)
@@ -115,3 +122,26 @@ class FunctionRegistry:
 
 def manifest_json(manifest: Manifest) -> str:
     return json.dumps(manifest.model_dump(mode="json", exclude_none=True), sort_keys=True)
+
+
+def stored_manifest(manifest: Manifest) -> str:
+    """The exact text `manifest` is stored as, checked to load back as `manifest`.
+
+    A node loads every current version at start (`parse_stored_manifest`), so
+    what it could not load must never be stored: the stored form is JSON, which
+    non-ASCII text (escaped) can make far larger than the donjon.yaml it came
+    from. The check here is the stricter `parse_manifest` (64 KiB at most).
+    `ManifestError` when it would not load back.
+    """
+    text = manifest_json(manifest)
+    hint = ("the manifest is stored as JSON, where YAML aliases are expanded and non-ASCII "
+            "text is escaped; make it smaller")
+    try:
+        again = parse_manifest(text, source="donjon.yaml stored as JSON")
+    except ManifestError as e:
+        raise ManifestError(e.message, problems=e.problems or [e.message], hint=hint) from e
+    if again != manifest:
+        raise ManifestError("donjon.yaml does not load back the same once stored as JSON",
+                            problems=["(root): changes when stored as JSON"], hint=hint)
+    return text
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from donjon.manifest.loader import load_manifest, parse_manifest
+from donjon.manifest.loader import load_manifest, parse_manifest, parse_stored_manifest
 from donjon.manifest.model import (
     FunctionName,
     HttpTrigger,
@@ -27,4 +27,5 @@ __all__ = [
     "ScheduleTrigger",
     "load_manifest",
     "parse_manifest",
+    "parse_stored_manifest",
 ]

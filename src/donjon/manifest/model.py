@@ -6,6 +6,8 @@ silently ignored.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NewType
@@ -21,6 +23,8 @@ from pydantic import (
 )
 
 from donjon.errors import Error
+from donjon.manifest.input_validator import check_patterns
+from donjon.manifest.schema_limits import check_expansion, check_size
 from donjon.triggers.cron import CronError, CronExpression
 
 __all__ = [
@@ -56,6 +60,27 @@ class ManifestError(Error):
     def __init__(self, message: str, *, problems: list[str] | None = None, hint: str = "") -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_problem(canonical: str) -> str:
+    """Why the input_schema (canonical JSON of at most 16 KiB) is refused, or "".
+
+    Cached: checking against the meta-schema costs about a millisecond per subschema,
+    and a deployed manifest is validated again when the node loads it."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    schema = json.loads(canonical)
+    try:
+        check_expansion(schema)  # $ref fan-out: before jsonschema does any work
+        check_patterns(schema)  # linear-time regular expressions only
+        Draft202012Validator.check_schema(schema)
+    except ValueError as e:
+        return str(e)
+    except SchemaError as e:
+        return f"not a valid JSON Schema: {e.message}"
+    return ""
 
 
 class _Strict(BaseModel):
@@ -207,13 +232,10 @@ class Manifest(_Strict):
     def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import SchemaError
-
-        try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as e:
-            raise ValueError(f"not a valid JSON Schema: {e.message}") from e
+        check_size(value)  # before anything walks it whole, json.dumps included
+        problem = _schema_problem(json.dumps(value, sort_keys=True))
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

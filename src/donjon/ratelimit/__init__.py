@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from donjon.ratelimit.interface import Decision, RateLimiter, RateLimitError
+from donjon.ratelimit.interface import BucketKey, Decision, RateLimiter, RateLimitError
 from donjon.ratelimit.memory import MemoryRateLimiter
 
-__all__ = ["Decision", "MemoryRateLimiter", "RateLimitError", "RateLimiter"]
+__all__ = ["BucketKey", "Decision", "MemoryRateLimiter", "RateLimitError", "RateLimiter"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from donjon.ratelimit.interface import Decision, RateLimiter
+from donjon.ratelimit.interface import BucketKey, Decision, RateLimiter
 
 __all__ = ["MemoryRateLimiter"]
 
@@ -18,9 +18,9 @@ class MemoryRateLimiter(RateLimiter):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         # key -> (tokens, stamp, capacity, rate per second)
-        self._buckets: dict[str, tuple[float, float, float, float]] = {}
+        self._buckets: dict[BucketKey, tuple[float, float, float, float]] = {}
 
-    def take(self, key: str, count: int, period_s: float) -> Decision:
+    async def take(self, key: BucketKey, count: int, period_s: float) -> Decision:
         now = self._clock()
         rate = count / period_s
         capacity = float(count)

@@ -30,7 +30,8 @@ from pathlib import Path
 from donjon.sandbox.limits import Cgroup, ResourceControl, ResourceMode
 from donjon.sandbox.runtime import landlock
 
-__all__ = ["CallGroups", "describe_call_isolation", "protect_from_oom_killer"]
+__all__ = ["CallGroups", "describe_call_isolation", "protect_from_oom_killer",
+           "sandbox_processes"]
 
 #: The supervisor and bubblewrap: never the out-of-memory killer's choice.
 _NEVER_KILL = -1000
@@ -50,6 +51,21 @@ def protect_from_oom_killer(pids: list[int]) -> bool:
         except OSError:
             done = False  # the process is gone: nothing left to protect
     return done
+
+
+def sandbox_processes(root: int) -> list[int]:
+    """`root` and every process under it (bubblewrap and the supervisor, at hello)."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+    return out
 
 
 def call_memory_bytes(memory_mb: int, tmp_mb: int) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import struct
 
-__all__ = ["ChannelClosed", "read_frames", "write_frames"]
+__all__ = ["ChannelClosed", "read_frames", "wait_closed", "write_frames"]
 
 _LEN = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -49,3 +49,10 @@ async def read_frames(sock: socket.socket, count: int,
                 raise ChannelClosed("the sandbox closed the channel")
             buf += chunk
     return frames
+
+
+async def wait_closed(sock: socket.socket) -> None:
+    """Return once the far end has closed `sock`; whatever it still sends is discarded."""
+    loop = asyncio.get_running_loop()
+    while await loop.sock_recv(sock, 65536):
+        continue

@@ -8,13 +8,22 @@ import json
 import os
 import signal
 import socket
+import subprocess  # nosec B404 - only for its SubprocessError
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from donjon.sandbox.callgroups import CallGroups, call_memory_bytes, protect_from_oom_killer
-from donjon.sandbox.channel import ChannelClosed, read_frames, write_frames
+from donjon import boundedjson
+from donjon.boundedjson import JSONTooDeep
+from donjon.sandbox.callgroups import (
+    CallGroups,
+    call_memory_bytes,
+    protect_from_oom_killer,
+    sandbox_processes,
+)
+from donjon.sandbox.channel import ChannelClosed, read_frames, wait_closed, write_frames
 from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionFailed,
@@ -93,6 +102,7 @@ class Instance:
         self.closed = False
         self._starting = True
         self._oom_seen = 0
+        self._closing: set[asyncio.Future[None]] = set()
 
     # -- life cycle -------------------------------------------------------------
 
@@ -104,42 +114,17 @@ class Instance:
         seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(bundle=self.config.bundle, tmp_mb=self.config.tmp_mb,
                            seccomp_fd=seccomp_fd, function=self.config.function)
-        argv = await asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno())
-        fds = [theirs.fileno(), seccomp_fd]
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )
-        except FileNotFoundError as e:
-            raise SandboxUnavailable("bubblewrap (bwrap) is not installed") from e
-        finally:
-            theirs.close()
-            os.close(seccomp_fd)
+        await self._spawn(spec, theirs, seccomp_fd)
         loop = asyncio.get_running_loop()
         ours.setblocking(False)
         loop.add_reader(ours.fileno(), self._on_control)
-        # The cgroup is made in a thread while the sandbox boots, then the
-        # sandbox's processes join it before the handler is imported.
-        cgroup = asyncio.ensure_future(asyncio.to_thread(
-            self._resources.create,
-            f"{self.config.function}-v{self.config.version}",
-            self._slots() * call_memory_bytes(self.config.memory_mb, self.config.tmp_mb)
-            + 64 * 1024 * 1024,
-            16 * self.config.calls_per_instance + 16,
-            self._proc.pid,  # joins at once: whatever it starts from now on is inside
-        ))
         try:
             hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
-            self._cgroup = await cgroup
             if hello.get("op") != "hello":
                 raise ChannelClosed(f"the sandbox ended while booting ({hello.get('op')})")
-            tree = _process_tree(self._proc.pid)
-            if self._cgroup is not None:
-                for pid in tree:
-                    self._cgroup.add(pid)
             # Before any worker exists: they are forked from the supervisor, and raise theirs.
-            protect_from_oom_killer(tree)
+            if self._proc is not None:
+                protect_from_oom_killer(sandbox_processes(self._proc.pid))
             slot_fds = await asyncio.to_thread(self._make_call_groups)
             config = json.dumps({
                 "module": self.config.module,
@@ -158,8 +143,6 @@ class Instance:
                     os.close(fd)
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except BaseException as e:  # whatever went wrong, nothing is left running
-            if self._cgroup is None and cgroup.done() and not cgroup.exception():
-                self._cgroup = cgroup.result()
             await self.close()
             if not isinstance(e, TimeoutError | ChannelClosed | OSError):
                 raise
@@ -173,6 +156,59 @@ class Instance:
             error = FunctionFailed(f"the handler failed to import: {ready.get('error')}")
             error.trace = str(ready.get("trace", ""))
             raise error
+
+    async def _spawn(self, spec: SandboxSpec, theirs: socket.socket, seccomp_fd: int) -> None:
+        """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
+
+        The cgroup is made (in a thread, while the argv is built) before the
+        sandbox starts, and bubblewrap starts inside it (`_join_cgroup`): its
+        limits hold from the first instruction, and the cgroup namespace it
+        makes is rooted at the sandbox's own cgroup.
+        """
+        argv, cgroup = await asyncio.gather(
+            asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno()),
+            asyncio.to_thread(self._make_cgroup), return_exceptions=True,
+        )
+        if isinstance(cgroup, Cgroup):
+            self._cgroup = cgroup
+        fds = [theirs.fileno(), seccomp_fd]
+        joins: list[int] = []
+        try:
+            if isinstance(argv, BaseException):
+                raise argv
+            if isinstance(cgroup, BaseException):
+                raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {cgroup}")
+            joins = self._cgroup.join_fds() if self._cgroup is not None else []
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                preexec_fn=_join_cgroup(joins) if joins else None,
+            )
+        except FileNotFoundError as e:
+            await self.close()
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed") from e
+        except (OSError, subprocess.SubprocessError) as e:  # joining the cgroup failed
+            await self.close()
+            raise SandboxUnavailable(f"the sandbox could not be started: {e}") from e
+        except BaseException:
+            await self.close()
+            raise
+        finally:
+            theirs.close()
+            os.close(seccomp_fd)
+            for fd in joins:
+                os.close(fd)
+
+    def _make_cgroup(self) -> Cgroup | None:
+        calls = self.config.calls_per_instance
+        return self._resources.create(
+            f"{self.config.function}-v{self.config.version}",
+            self._slots() * call_memory_bytes(self.config.memory_mb, self.config.tmp_mb)
+            + 64 * 1024 * 1024,
+            16 * calls + 16,
+            # One core per call it may run at once, at most the host's cores.
+            cpu_cores=float(min(calls, os.cpu_count() or 1)),
+        )
 
     def _slots(self) -> int:
         """Workers alive at once at most: calls in flight, the spare, one being replaced."""
@@ -209,7 +245,7 @@ class Instance:
                 return
             # The channel's far end is the sandbox: anything it says is untrusted.
             try:
-                msg = json.loads(data)
+                msg = boundedjson.loads(data)
                 op = msg.get("op") if isinstance(msg, dict) else None
                 if op == "exit":
                     fut = self._exits.pop(int(msg["id"]), None)
@@ -217,7 +253,7 @@ class Instance:
                         fut.set_result(msg)
                 elif isinstance(msg, dict) and self._starting and self._inbox.qsize() < 4:
                     self._inbox.put_nowait(msg)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, JSONTooDeep):
                 continue
 
     def _on_eof(self) -> None:
@@ -255,12 +291,25 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._release_cgroup()
+        # Every process of the sandbox is gone: calls still waiting to hear so end now.
+        for fut in list(self._exits.values()):
+            if not fut.done():
+                fut.set_result({"op": "exit", "status": "sandbox-gone"})
 
     # -- calls ----------------------------------------------------------------
 
-    async def call(self, meta: bytes, event: bytes, timeout_s: float) -> CallResult:
-        """Run one invocation; raise a `SandboxError` subclass on failure."""
+    async def call(self, meta: bytes, event: bytes, timeout_s: float,
+                   release: Callable[[], None] | None = None) -> CallResult:
+        """Run one invocation; raise a `SandboxError` subclass on failure.
+
+        `release` is called once, when the call's processes are gone. A warm
+        call returns after that; an invocation returns its answer at once and
+        stays counted (`active`, and its caller's slot) until its worker is
+        reaped, whatever the function wrote early.
+        """
         if self.closed or self._ctrl is None:
+            if release is not None:
+                release()
             raise FunctionCrashed("the function's sandbox is gone")
         self._next_id += 1
         call_id = self._next_id
@@ -270,6 +319,8 @@ class Instance:
         exit_fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._exits[call_id] = exit_fut
         self.active += 1
+        started = time.monotonic()
+        later = False
         try:
             msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
             try:
@@ -277,30 +328,102 @@ class Instance:
             except OSError:
                 raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
+            report: dict[str, Any] = {}
             try:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
                     await write_frames(ours, meta, event)
                     head, body = await read_frames(ours, 2, (_MAX_HEAD, MAX_RESULT))
+                    # A reply may come early (function code can write one): the
+                    # call is over only once the supervisor says its processes are.
+                    if self.config.warm or exit_fut.done():
+                        report = await self._call_ended(call_id, ours, exit_fut)
+                    else:
+                        later = True
             except TimeoutError:
                 await self.close()
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
             except (ChannelClosed, OSError):
-                raise await self._why_gone(exit_fut, timeout_s) from None
+                raise await self._why_gone(exit_fut, timeout_s, call_id, started) from None
+            if report.get("status") == "timeout":
+                raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
             return _result(_reply_head(head), body)
         finally:
-            self.active -= 1
-            self.last_used = time.monotonic()
-            self._exits.pop(call_id, None)
-            ours.close()
             theirs.close()
+            if later:
+                self._end_later(call_id, ours, exit_fut, release, started + timeout_s)
+            else:
+                self._end(call_id, ours, release)
+
+    def _end(self, call_id: int, sock: socket.socket,
+             release: Callable[[], None] | None) -> None:
+        """The call's processes are gone: it stops counting."""
+        self.active -= 1
+        self.last_used = time.monotonic()
+        self._exits.pop(call_id, None)
+        sock.close()
+        if release is not None:
+            release()
+
+    def _end_later(self, call_id: int, sock: socket.socket,
+                   exit_fut: asyncio.Future[dict[str, Any]],
+                   release: Callable[[], None] | None, deadline: float) -> None:
+        """End the call when the supervisor reports its worker reaped.
+
+        The supervisor kills the worker at `deadline`; should no report come
+        even a grace period later, the whole sandbox is closed.
+        """
+        loop = asyncio.get_running_loop()
+        backstop = loop.call_later(max(0.0, deadline - time.monotonic()) + 2 * _GRACE_S,
+                                   self._overdue, exit_fut)
+
+        def ended(_: asyncio.Future[dict[str, Any]]) -> None:
+            backstop.cancel()
+            self._end(call_id, sock, release)
+
+        exit_fut.add_done_callback(ended)
+
+    def _overdue(self, exit_fut: asyncio.Future[dict[str, Any]]) -> None:
+        if not exit_fut.done():
+            task = asyncio.ensure_future(self.close())  # close() settles every pending call
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _call_ended(self, call_id: int, sock: socket.socket,
+                          exit_fut: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        """Wait for the supervisor's report that the call's processes are gone.
+
+        An invocation's worker exits, and the supervisor reports it once reaped.
+        A warm worker lives on: it ends what the call started, then closes the
+        call's socket; the supervisor confirms the call ended in time (or
+        reports the worker killed at the call's deadline).
+        """
+        if self.config.warm:
+            await wait_closed(sock)
+            if self._ctrl is None:
+                raise ChannelClosed("the sandbox is gone")
+            await _send_control(self._ctrl, json.dumps({"op": "done", "id": call_id}).encode())
+        return await exit_fut
 
     async def _why_gone(
-        self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float
+        self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float,
+        call_id: int, started: float,
     ) -> SandboxError:
+        # The call's socket closed without a whole reply; its processes may
+        # still run: wait for the supervisor's report, at most to the deadline.
+        left = started + timeout_s + 2 * _GRACE_S - time.monotonic()
         try:
-            report = await asyncio.wait_for(exit_fut, 2.0)
-        except TimeoutError:
+            async with asyncio.timeout(max(left, _GRACE_S)):
+                if self.config.warm:
+                    # A worker that died is reported at once; one that lives on
+                    # (a handler that closed its socket) ends the call by `done`.
+                    await asyncio.wait({exit_fut}, timeout=2.0)
+                    if not exit_fut.done() and self._ctrl is not None:
+                        await _send_control(self._ctrl,
+                                            json.dumps({"op": "done", "id": call_id}).encode())
+                report = await exit_fut
+        except (TimeoutError, OSError):
+            await self.close()
             return FunctionCrashed("the function's process ended without an answer")
         status = report.get("status")
         if status == "timeout":
@@ -322,12 +445,20 @@ def _settle_once(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-async def _send_with_fd(sock: socket.socket, msg: bytes, fd: int) -> None:
+async def _send_control(sock: socket.socket, msg: bytes) -> None:
+    """One control message; waits while the supervisor's queue is full."""
+    await _send_with_fd(sock, msg, None)
+
+
+async def _send_with_fd(sock: socket.socket, msg: bytes, fd: int | None) -> None:
     """One control message carrying `fd`; waits while the supervisor's queue is full."""
     loop = asyncio.get_running_loop()
     while True:
         try:
-            socket.send_fds(sock, [msg], [fd])
+            if fd is None:
+                sock.send(msg)
+            else:
+                socket.send_fds(sock, [msg], [fd])
             return
         except BlockingIOError:
             writable: asyncio.Future[None] = loop.create_future()
@@ -341,8 +472,8 @@ async def _send_with_fd(sock: socket.socket, msg: bytes, fd: int) -> None:
 def _reply_head(raw: bytes) -> dict[str, Any]:
     """The reply's first frame. Function code could have written it: trust nothing."""
     try:
-        head = json.loads(raw)
-    except ValueError:
+        head = boundedjson.loads(raw)
+    except (ValueError, JSONTooDeep):
         head = None
     if not isinstance(head, dict):
         raise FunctionCrashed("the function's reply was malformed")
@@ -366,15 +497,14 @@ def _result(head: dict[str, Any], body: bytes) -> CallResult:
     raise error
 
 
-def _process_tree(root: int) -> list[int]:
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-    return out
+def _join_cgroup(fds: list[int]) -> Callable[[], None]:
+    """A pre-exec step: the new process writes "0" (itself) to each cgroup.procs.
+
+    It runs between fork and exec, so it only writes to descriptors opened
+    beforehand: no allocation, no lock, no import.
+    """
+    def join() -> None:
+        for fd in fds:
+            os.write(fd, b"0")
+
+    return join

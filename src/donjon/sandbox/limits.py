@@ -1,13 +1,21 @@
 """Resource control: cgroup v2, cgroup v1, or rlimits only, whichever this host allows.
 
-Each sandbox gets its own cgroup with a memory ceiling and a process count
-ceiling. Inside, every call's process also has RLIMIT_AS, so most overruns
-end as a clean MemoryError; the cgroup is the hard backstop.
+Each sandbox gets its own cgroup with a memory ceiling, a process count
+ceiling and, where the cpu controller is available, a CPU quota. Inside,
+every call's process also has RLIMIT_AS, so most overruns end as a clean
+MemoryError; the cgroup is the hard backstop.
+
+A sandbox is in its cgroup from its first instruction (see `Cgroup.join_fds`),
+so the cgroup namespace bubblewrap makes is rooted there and a function reads
+`/` in /proc/self/cgroup. Cgroup names carry the function's name and a random
+tag: no gateway pid, no host path.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +25,11 @@ __all__ = ["Cgroup", "ResourceControl", "ResourceMode", "detect_resource_control
 
 _ROOT = Path("/sys/fs/cgroup")
 _GROUP = "donjon"
+#: The CFS period: a quota of N cores is N times this, per period.
+_CPU_PERIOD_US = 100_000
+#: A cgroup this old with no process in it was left behind (a crash): any node may remove it.
+_ORPHAN_AGE_S = 60.0
+_TAGGED = re.compile(r"-[0-9a-f]{12}$")
 
 
 class ResourceMode(StrEnum):
@@ -35,6 +48,22 @@ class Cgroup:
     def add(self, pid: int) -> None:
         for d in self.dirs:
             (d / "cgroup.procs").write_text(str(pid))
+
+    def join_fds(self) -> list[int]:
+        """Open cgroup.procs of each directory for writing (the caller closes them).
+
+        A child process that writes b"0" to each joins the cgroup itself: done
+        between fork and exec, everything it runs starts inside.
+        """
+        fds: list[int] = []
+        try:
+            for d in self.dirs:
+                fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
 
     def oom_kills(self) -> int:
         name = "memory.events" if self.mode is ResourceMode.CGROUP_V2 else "memory.oom_control"
@@ -71,19 +100,43 @@ class ResourceControl:
         self._base = base
         self._counter = 0
 
+    @property
+    def cpu(self) -> bool:
+        """Is a CPU quota per sandbox in force (the cgroup cpu controller)?"""
+        if self.mode is ResourceMode.CGROUP_V2:
+            return self._v2_cpu
+        return "cpu" in self._base
+
+    @property
+    def _v2_cpu(self) -> bool:
+        base = self._base.get("unified")
+        return base is not None and "cpu" in _read_words(base / "cgroup.subtree_control")
+
     def describe(self) -> str:
         if self.mode is ResourceMode.RLIMIT:
             return "rlimit (no writable cgroup hierarchy: per-process RLIMIT_AS only)"
         where = ", ".join(f"{k}={v}" for k, v in sorted(self._base.items()))
         return f"{self.mode.value} ({where})"
 
+    def describe_cpu(self) -> str:
+        """What bounds a sandbox's CPU, for `donjon doctor`."""
+        if self.cpu:
+            knob = "cpu.max" if self.mode is ResourceMode.CGROUP_V2 else "cpu.cfs_quota_us"
+            return f"cgroup cpu controller in force (a quota per sandbox, {knob})"
+        return ("no cgroup cpu controller: calls are bounded by their deadline and "
+                "one-call workers by RLIMIT_CPU only")
+
     def create(self, label: str, memory_bytes: int, pids_max: int,
-               pid: int | None = None) -> Cgroup | None:
-        """A new cgroup with these limits; `pid` (and so its later children) joins it."""
+               pid: int | None = None, cpu_cores: float | None = None) -> Cgroup | None:
+        """A new cgroup with these limits; `pid` (and so its later children) joins it.
+
+        `cpu_cores`: the sandbox's CPU quota, in cores, where the cpu controller is in force.
+        """
         if self.mode is ResourceMode.RLIMIT:
             return None
         self._counter += 1
-        name = f"{label}-{os.getpid()}-{self._counter}"
+        name = f"{label}-{secrets.token_hex(6)}"
+        quota = None if cpu_cores is None else max(1000, int(cpu_cores * _CPU_PERIOD_US))
         dirs = []
         for controller, base in self._base.items():
             d = base / name
@@ -93,6 +146,12 @@ class ResourceControl:
                 (d / "memory.max").write_text(str(memory_bytes))
                 (d / "memory.swap.max").write_text("0")
                 (d / "pids.max").write_text(str(pids_max))
+                if quota is not None and (d / "cpu.max").exists():
+                    (d / "cpu.max").write_text(f"{quota} {_CPU_PERIOD_US}")
+            elif controller == "cpu":
+                if quota is not None:
+                    (d / "cpu.cfs_period_us").write_text(str(_CPU_PERIOD_US))
+                    (d / "cpu.cfs_quota_us").write_text(str(quota))
             elif controller == "memory":
                 (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 swap = d / "memory.memsw.limit_in_bytes"
@@ -106,19 +165,42 @@ class ResourceControl:
         return cgroup
 
     def sweep(self) -> int:
-        """Remove empty cgroups whose gateway process is gone (a crash, a slow exit)."""
+        """Remove empty cgroups left behind (a crash, a slow exit).
+
+        Named with a random tag, a cgroup is empty only for the moment between
+        its creation and its sandbox's start, and after its sandbox ended: one
+        that has been empty for a minute is nobody's.
+        """
         removed = 0
+        now = time.time()
         for base in self._base.values():
             for d in base.iterdir() if base.is_dir() else ():
-                parts = d.name.rsplit("-", 2)
-                if len(parts) != 3 or not parts[1].isdigit() or Path(f"/proc/{parts[1]}").exists():
-                    continue  # not ours, or its gateway still runs
+                if not _left_behind(d, now):
+                    continue
                 try:
                     d.rmdir()  # fails while a process is still inside
                     removed += 1
                 except OSError:
                     continue
         return removed
+
+
+def _left_behind(d: Path, now: float) -> bool:
+    """Is `d` a cgroup of a node that is gone (old naming: label-pid-n) or long unused?"""
+    if _TAGGED.search(d.name):
+        try:
+            return now - d.stat().st_mtime > _ORPHAN_AGE_S
+        except OSError:
+            return False
+    parts = d.name.rsplit("-", 2)
+    return len(parts) == 3 and parts[1].isdigit() and not Path(f"/proc/{parts[1]}").exists()
+
+
+def _read_words(path: Path) -> set[str]:
+    try:
+        return set(path.read_text().split())
+    except OSError:
+        return set()
 
 
 def _try_v2() -> dict[str, Path] | None:
@@ -135,6 +217,12 @@ def _try_v2() -> dict[str, Path] | None:
         (base / "cgroup.subtree_control").write_text("+memory +pids")
     except OSError:
         return None
+    if "cpu" in have:  # a CPU quota per sandbox where the host lets us (cpu.max)
+        try:
+            (_ROOT / "cgroup.subtree_control").write_text("+cpu")
+            (base / "cgroup.subtree_control").write_text("+cpu")
+        except OSError:
+            pass
     return {"unified": base}
 
 
@@ -152,6 +240,14 @@ def _try_v1() -> dict[str, Path] | None:
         if not os.access(base, os.W_OK):
             return None
         found[controller] = base
+    cpu = _ROOT / "cpu"  # optional: a CPU quota per sandbox (cpu.cfs_quota_us)
+    if (cpu / "cpu.cfs_quota_us").exists():
+        try:
+            (cpu / _GROUP).mkdir(exist_ok=True)
+            if os.access(cpu / _GROUP, os.W_OK):
+                found["cpu"] = cpu / _GROUP
+        except OSError:
+            pass
     return found
 
 

@@ -48,6 +48,7 @@ class SandboxPool:
         self._slots: dict[tuple[str, int], _Slot] = {}
         self._draining: set[Instance] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Future[None]] = set()
 
     def start(self) -> None:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
@@ -62,6 +63,8 @@ class SandboxPool:
         for inst in list(self._draining):
             await inst.close()
         self._draining.clear()
+        for task in list(self._closing):
+            await task
 
     async def invoke(self, config: InstanceConfig, meta: bytes, event: bytes,
                      timeout_s: float) -> CallResult:
@@ -83,16 +86,31 @@ class SandboxPool:
             ) from None
         try:
             instance = await self._instance_for(slot)
-            try:
-                return await instance.call(meta, event, timeout_s)
-            finally:
-                done = instance.closed or (slot.retired and instance.active == 0)
-                if done and instance in slot.instances:
-                    slot.instances.remove(instance)
-                    self._draining.discard(instance)
-                    await instance.close()
-        finally:
+        except BaseException:
             slot.gate.release()
+            raise
+        # The slot is freed when the call's processes are gone, which for an
+        # invocation may be after its answer (sandbox/instance.py, `call`).
+        closing: list[asyncio.Future[None]] = []
+        try:
+            return await instance.call(meta, event, timeout_s,
+                                       lambda: closing.extend(self._call_over(slot, instance)))
+        finally:
+            for task in closing:  # a sandbox that ended with this call: closed before we answer
+                await task
+
+    def _call_over(self, slot: _Slot, instance: Instance) -> list[asyncio.Future[None]]:
+        """A call's processes are gone: free its slot; close its sandbox if that is done too."""
+        slot.gate.release()
+        done = instance.closed or (slot.retired and instance.active == 0)
+        if not (done and instance in slot.instances):
+            return []
+        slot.instances.remove(instance)
+        self._draining.discard(instance)
+        task = asyncio.ensure_future(instance.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return [task]
 
     async def _instance_for(self, slot: _Slot) -> Instance:
         if slot.retired:  # queued behind calls of a version since replaced

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from donjon.manifest.loader import load_yaml
 from donjon.scan.interface import ScanError
 
 __all__ = ["DEPS_DIR", "ManifestDoc", "Project", "SourceFile", "discover"]
@@ -148,7 +149,7 @@ def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[Source
 
 def _parse_manifest(source: SourceFile) -> ManifestDoc:
     try:
-        data = yaml.safe_load(source.text)
+        data = load_yaml(source.text)  # refuses aliases: a few bytes, millions of nodes
     except yaml.YAMLError as e:
         return ManifestDoc(source, None, f"not valid YAML: {e}".splitlines()[0])
     if not isinstance(data, dict):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.store.database import StoreError
 from donjon.store.tables import function_versions, functions
@@ -42,32 +43,46 @@ class FunctionStore:
         return int(last or 0) + 1
 
     def add_version(self, name: str, version: int, digest: str, manifest: str,
-                    created_by: str) -> FunctionRecord:
+                    created_by: str, *,
+                    check: Callable[[FunctionRecord], object] | None = None) -> FunctionRecord:
         """Record `version` of `name` and make it current, in one transaction.
 
+        `check` is given the record as the database holds it, read back inside
+        the transaction: if it raises, the transaction rolls back and nothing is
+        stored (what a node could not load at start must never be stored).
         `StoreError` if that version exists already (a concurrent deploy won).
         """
-        with self._engine.begin() as conn:
-            record = FunctionRecord(name, version, digest, manifest, time.time(), created_by)
-            try:
-                conn.execute(insert(function_versions).values(
-                    name=name,
-                    version=version,
-                    digest=digest,
-                    manifest=manifest,
-                    created_at=record.created_at,
-                    created_by=created_by,
-                ))
-            except IntegrityError as e:
-                raise StoreError(
-                    f"{name} version {version} exists already: another deploy won the race",
-                    hint="deploy again",
-                ) from e
-            updated = conn.execute(
-                update(functions).where(functions.c.name == name).values(version=version)
-            )
-            if updated.rowcount == 0:
-                conn.execute(insert(functions).values(name=name, version=version))
+        key = (function_versions.c.name == name) & (function_versions.c.version == version)
+        try:
+            with self._engine.begin() as conn:
+                try:
+                    conn.execute(insert(function_versions).values(
+                        name=name,
+                        version=version,
+                        digest=digest,
+                        manifest=manifest,
+                        created_at=time.time(),
+                        created_by=created_by,
+                    ))
+                except IntegrityError as e:
+                    raise StoreError(
+                        f"{name} version {version} exists already: another deploy won the race",
+                        hint="deploy again",
+                    ) from e
+                updated = conn.execute(
+                    update(functions).where(functions.c.name == name).values(version=version)
+                )
+                if updated.rowcount == 0:
+                    conn.execute(insert(functions).values(name=name, version=version))
+                record = FunctionRecord(
+                    **conn.execute(select(function_versions).where(key)).one()._mapping)
+                if check is not None:
+                    check(record)
+        except SQLAlchemyError as e:
+            # Never the statement in the message: it holds the manifest.
+            raise StoreError(f"the database did not store {name} version {version} "
+                             f"({type(e).__name__})",
+                             hint="deploy again; if it keeps failing, check the database") from e
         return record
 
     def current(self) -> list[FunctionRecord]:

@@ -25,6 +25,7 @@ CLONE_NEWPID = 0x20000000
 PTRACE_ATTACH = 16
 PTRACE_DETACH = 17
 PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
 WALL = 0x40000000  # __WALL: wait for a traced process that is not our child
 
 
@@ -345,6 +346,75 @@ def op_fake_reply(event):
         frames += b"\xff\xff\xff\xff" + b"A" * 64
     os.write(call, frames)
     return {"real": True}
+
+
+def _spin_child(name, seconds, port=None):
+    """Fork a child named `name` that spins (and listens on loopback `port`) for `seconds`."""
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    try:
+        _libc.prctl(PR_SET_NAME, name.encode(), 0, 0, 0)
+        listener = None
+        if port is not None:
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(8)
+            listener.setblocking(False)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if listener is not None:
+                with contextlib.suppress(OSError):
+                    conn, _ = listener.accept()
+                    conn.sendall(b"still here")
+                    conn.close()
+            for _ in range(100_000):
+                pass
+    finally:
+        os._exit(0)
+
+
+def op_linger(event):
+    """Clear the parent-death signal, answer on the call socket at once, and keep running.
+
+    Two children named `name` spin (one listening on loopback `port`) and the
+    handler itself never returns on its own: only the platform can end them.
+    """
+    cleared = _libc_result(_libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0))
+    seconds = float(event.get("seconds", 90))
+    kids = [_spin_child(event["name"], seconds, event.get("port")),
+            _spin_child(event["name"], seconds)]
+    head = json.dumps({"ok": True, "out": ""}).encode()
+    body = json.dumps({"pdeathsig_cleared": cleared, "children": kids}).encode()
+    os.write(_call_socket(), b"".join(len(p).to_bytes(4, "big") + p for p in (head, body)))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.2)
+    return {"late": True}
+
+
+def op_loopback_answers(event):
+    """Connect to a loopback port: does anything of an earlier call still answer there?"""
+    try:
+        with socket.create_connection(("127.0.0.1", int(event["port"])), timeout=2) as s:
+            return {"answered": s.recv(64).decode("latin-1")}
+    except OSError as e:
+        return {"answered": None, "error": _err(e)}
+
+
+def op_cgroup(event):
+    """What the function sees of its cgroups."""
+    with open("/proc/self/cgroup") as f:
+        return {"cgroup": f.read()}
+
+
+def op_fail_loudly(event):
+    """Print a lot, then fail: how much of it does the platform store?"""
+    chunk = "y" * 1023 + "\n"
+    for _ in range(int(event.get("kb", 1024))):
+        sys.stdout.write(chunk)
+    raise RuntimeError("failing after printing " + "z" * int(event.get("error_chars", 1500)))
 
 
 def op_keep_state(event):

@@ -34,6 +34,7 @@ _MS_NOEXEC = 8
 _MS_REMOUNT = 32
 _MS_BIND = 4096
 _MS_MOVE = 8192
+_CLONE_NEWCGROUP = 0x02000000
 _PR_SET_DUMPABLE = 4
 _OOM_SCORE_ADJ_MAX = 1000
 #: Descriptors a call may hold (AWS Lambda's figure): it bounds the sockets,
@@ -87,8 +88,12 @@ def before_fork() -> None:
 
 
 def join_cgroup(procs_fd: int) -> None:
-    """Move this process into the cgroup whose `cgroup.procs` the host opened for it."""
+    """Move this process into the cgroup whose `cgroup.procs` the host opened for it,
+    then into a cgroup namespace rooted there: the call sees its cgroups as `/`."""
     os.write(procs_fd, b"0")
+    if _libc.unshare(_CLONE_NEWCGROUP) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWCGROUP): {os.strerror(err)}")
 
 
 def effective_capabilities() -> int:

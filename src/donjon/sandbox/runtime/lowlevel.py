@@ -98,6 +98,56 @@ def load_seccomp(program: bytes) -> None:
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
 
 
+def drop_ambient_capabilities() -> None:
+    """Empty the ambient and inheritable sets; keep the effective and permitted ones.
+
+    Nothing this process ever executes then inherits a capability; its own
+    CAP_SYS_ADMIN (effective) is untouched.
+    """
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    for half in data:
+        half.inheritable = 0
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def children(pid: int) -> list[int]:
+    """The pids of `pid`'s children (of every thread of it); [] once it is gone."""
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Is `pid` a process that has not exited (not a zombie, not gone)?"""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used by `pid` (all its threads, and the children it has reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _status_caps(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -12,10 +12,19 @@ call runs in a fresh process that no other call has touched. Isolation
 Control channel (SOCK_SEQPACKET, fd from argv): JSON messages; a call
 arrives with its own stream socket as SCM_RIGHTS, which is passed on to a
 worker. The supervisor enforces call deadlines and reports each call's end.
+
+A call ends with all its processes: the supervisor ends a worker by killing
+the worker's pid 1 itself (which takes its whole pid namespace), never only
+the worker's intermediate parent, and kills any process it adopts that it
+did not make. A call's end is reported once its processes are gone: for
+``invocation`` when its worker's parent is reaped, for ``warm`` when the
+gateway says the call's socket was closed (``done``) and the worker is still
+alive, or when the worker has been killed at the call's deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -32,6 +41,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 _FOREVER = float("inf")
+#: A spare worker not ready this long after it was made is killed (and a
+#: one-call worker's RLIMIT_CPU allows as much for its import, see worker.py).
+IMPORT_DEADLINE_S = 30.0
+#: An idle worker (a ready spare, a warm worker between calls) is looked at
+#: this often; one that has processes besides itself, or has used more CPU
+#: than `IDLE_CPU_S` since the last look, runs code outside any call: killed.
+IDLE_CHECK_S = 5.0
+IDLE_CPU_S = 1.0
 
 
 class _Worker:
@@ -56,6 +73,20 @@ class _Worker:
         theirs.close()
         self.pid = pid
         self.sock = ours
+        self.ready = False
+        self.busy = False
+        self.ready_by = time.monotonic() + IMPORT_DEADLINE_S
+        self.look_at = _FOREVER
+        self.cpu_seen = 0.0
+
+    def idle_from(self, now: float) -> None:
+        """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
+        self.look_at = now + IDLE_CHECK_S
+        self.cpu_seen = sum(map(lowlevel.cpu_seconds, lowlevel.children(self.pid)))
+
+    def kill(self) -> None:
+        """End this worker and everything it started (see `kill_worker`)."""
+        kill_worker(self.pid)
 
     def wait_ready(self, timeout_s: float) -> dict[str, Any]:
         self.sock.settimeout(timeout_s)
@@ -71,6 +102,23 @@ class _Worker:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def kill_worker(parent: int) -> None:
+    """SIGKILL the worker under the intermediate process `parent`.
+
+    The worker is pid 1 of its own pid namespace: killing it kills every
+    process in that namespace, whatever the worker did to its own signals or
+    parent-death setting. Before the worker exists, `parent` itself is
+    killed; a worker it forks after all is then adopted by the supervisor and
+    killed as a stranger (`Supervisor._kill_strangers`).
+    """
+    inner = lowlevel.children(parent)
+    for pid in inner or (parent,):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
 
 
 class Supervisor:
@@ -93,9 +141,12 @@ class Supervisor:
         #: worker pid -> (call id, deadline) for calls in flight
         self.calls: dict[int, tuple[int, float]] = {}
         self.timed_out: set[int] = set()
+        #: worker pid -> hand-off socket fd of spares whose ready report is awaited
+        self.pending: dict[int, int] = {}
         #: workers that died before taking a call, in a row: past a few, the
         #: next one is made only when a call needs it (no busy respawn loop).
         self.idle_deaths = 0
+        self._poller = select.poll()
         #: `cgroup.procs` of the per-call cgroups the host made (none: no cgroups here);
         #: each worker joins a free one, given back when the worker is reaped.
         self.free_cgroup_slots: list[int] = list(config.get("cgroup_slots") or [])
@@ -119,32 +170,90 @@ class Supervisor:
         """Wait for the first worker's import; its report says if the function loads."""
         if self.worker is None:
             return {"op": "failed", "error": "no worker process could be started"}
-        return self.worker.wait_ready(30.0)
+        report = self.worker.wait_ready(IMPORT_DEADLINE_S)
+        if report.get("op") == "ready" and not self._kept_nothing(self.worker):
+            report = {"op": "failed", "error": "the handler's import left processes running"}
+        if report.get("op") != "ready":
+            self.worker.kill()
+        self.worker.ready = True
+        self.worker.idle_from(time.monotonic())
+        return report
 
     def _new_worker(self) -> _Worker | None:
         try:
-            return _Worker(self)
+            worker = _Worker(self)
         except OSError:
             return None  # at the process limit: the next call or reap tries again
+        self.pending[worker.pid] = worker.sock.fileno()
+        self._poller.register(worker.sock.fileno(), select.POLLIN)
+        return worker
+
+    def _stop_pending(self, worker: _Worker) -> None:
+        fd = self.pending.pop(worker.pid, None)
+        if fd is not None:
+            self._poller.unregister(fd)
+
+    def _on_ready(self, fd: int) -> None:
+        """A spare's report: ready (handler imported, nothing left running) or failed."""
+        worker = self.worker
+        if worker is None or self.pending.get(worker.pid) != fd:
+            with contextlib.suppress(KeyError):  # a stale event of a socket since closed
+                self._poller.unregister(fd)
+            return
+        try:
+            data = worker.sock.recv(65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return  # a stale event (its number was reused): nothing to read yet
+        except OSError:
+            data = b""
+        self._stop_pending(worker)
+        try:
+            report = json.loads(data or b"{}")
+        except ValueError:
+            report = {}
+        worker.ready = isinstance(report, dict) and report.get("op") == "ready"
+        if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
+            worker.kill()  # it exits; reaping makes the next one, unless they keep failing
+        elif not worker.busy:
+            worker.idle_from(time.monotonic())
+
+    @staticmethod
+    def _kept_nothing(worker: _Worker) -> bool:
+        """True when a ready worker runs alone in its pid namespace.
+
+        The runtime ends whatever the import started before it reports ready;
+        a process left over means the function interfered with that.
+        """
+        inner = lowlevel.children(worker.pid)
+        return all(not lowlevel.children(pid) for pid in inner)
 
     def serve(self) -> None:
-        poller = select.poll()
+        poller = self._poller
         poller.register(self.ctrl.fileno(), select.POLLIN)
         poller.register(self.wake[0], select.POLLIN)
         while True:
             now = time.monotonic()
-            wait = min((d for _, d in self.calls.values()), default=_FOREVER) - now
+            wait = self._next_deadline() - now
             timeout_ms = 3_600_000 if wait == _FOREVER else max(0, int(wait * 1000) + 1)
             for fd, _ in poller.poll(min(timeout_ms, 3_600_000)):
                 if fd == self.ctrl.fileno():
                     self._on_message()
-                else:
+                elif fd == self.wake[0]:
                     try:
                         os.read(self.wake[0], 4096)
                     except BlockingIOError:
                         pass
+                else:
+                    self._on_ready(fd)
             self._kill_overdue()
             self._reap()
+
+    def _next_deadline(self) -> float:
+        soonest = min((d for _, d in self.calls.values()), default=_FOREVER)
+        worker = self.worker
+        if worker is not None and not worker.busy:
+            soonest = min(soonest, worker.look_at if worker.ready else worker.ready_by)
+        return soonest
 
     def _on_message(self) -> None:
         msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
@@ -153,17 +262,39 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         req = json.loads(msg)
+        if req.get("op") == "done":
+            for fd in fds:
+                os.close(fd)
+            self._on_done(int(req["id"]))
+            return
         worker = self._hand(fds[0])
         os.close(fds[0])
         if worker is None:  # no process could be made for it
             send_json(self.ctrl, {"op": "exit", "id": req["id"], "status": "exit", "code": 75})
             return
         self.idle_deaths = 0
-        deadline = _FOREVER if self.warm else time.monotonic() + float(req["timeout"])
-        self.calls[worker.pid] = (req["id"], deadline)
+        worker.busy = True
+        # Both modes: past its deadline a call's worker and its namespace are killed.
+        self.calls[worker.pid] = (req["id"], time.monotonic() + float(req["timeout"]))
         if not self.warm:
+            self._stop_pending(worker)
             worker.close()
             self.worker = self._new_worker()
+
+    def _on_done(self, call_id: int) -> None:
+        """Warm: the gateway saw the call's socket closed; the call ended if its worker lives."""
+        worker = self.worker
+        if worker is None:
+            return
+        call = self.calls.get(worker.pid)
+        if call is None or call[0] != call_id or worker.pid in self.timed_out:
+            return  # killed at its deadline: its exit report says so once it is reaped
+        if not any(lowlevel.alive(pid) for pid in lowlevel.children(worker.pid)):
+            return  # the worker died with the call: reaping it reports how
+        del self.calls[worker.pid]
+        worker.busy = False
+        worker.idle_from(time.monotonic())
+        send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
 
     def _hand(self, call_fd: int) -> _Worker | None:
         """Give the call to the ready worker, or to a new one if it is gone."""
@@ -176,6 +307,7 @@ class Supervisor:
                 self.worker.hand(call_fd)
                 return self.worker
             except OSError:
+                self._stop_pending(self.worker)
                 self.worker.close()  # it died before we heard of it
                 self.worker = None
         return None
@@ -184,8 +316,26 @@ class Supervisor:
         now = time.monotonic()
         for pid, (_, deadline) in self.calls.items():
             if deadline <= now and pid not in self.timed_out:
-                os.kill(pid, signal.SIGKILL)
+                kill_worker(pid)
                 self.timed_out.add(pid)
+        worker = self.worker
+        if worker is None or worker.busy:
+            return
+        if not worker.ready and worker.ready_by <= now:
+            worker.ready_by = _FOREVER  # killed once; reaping replaces it
+            self._stop_pending(worker)
+            worker.kill()
+        elif worker.ready and worker.look_at <= now:
+            self._look_at_idle(worker, now)
+
+    def _look_at_idle(self, worker: _Worker, now: float) -> None:
+        """Kill an idle worker that runs anything: nothing runs outside calls."""
+        cpu = sum(map(lowlevel.cpu_seconds, lowlevel.children(worker.pid)))
+        if self._kept_nothing(worker) and cpu - worker.cpu_seen <= IDLE_CPU_S:
+            worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
+            return
+        worker.look_at = _FOREVER  # killed once; reaping replaces it
+        worker.kill()
 
     def _reap(self) -> None:
         while True:
@@ -196,9 +346,15 @@ class Supervisor:
             if pid == 0:
                 return
             call = self.calls.pop(pid, None)
+            if os.WIFSIGNALED(status) or (call is None and (
+                    self.worker is None or pid != self.worker.pid)):
+                # A worker's parent that was killed leaves the worker to us: end it
+                # (and its namespace) before this call is reported over.
+                self._kill_strangers()
             self.give_back_cgroup_slot(self.cgroup_slot_of.pop(pid, None))
             if self.worker is not None and pid == self.worker.pid:
                 # The idle (or warm) worker died: make another, unless they keep dying.
+                self._stop_pending(self.worker)
                 self.worker.close()
                 self.worker = None
                 if call is None:
@@ -209,6 +365,24 @@ class Supervisor:
                 was_timeout = pid in self.timed_out
                 self.timed_out.discard(pid)
                 send_json(self.ctrl, _exit_report(call[0], status, was_timeout))
+
+    def _kill_strangers(self) -> None:
+        """Kill, and wait for, every child the supervisor did not make itself.
+
+        Its own children are workers' intermediate parents; anything else was
+        adopted (a worker whose parent died) and must not outlive its call.
+        """
+        ours = set(self.calls) | ({self.worker.pid} if self.worker else set())
+        for _ in range(100):  # bounded: each pass kills what it finds
+            strangers = [p for p in lowlevel.children(os.getpid()) if p not in ours]
+            if not strangers:
+                return
+            for pid in strangers:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)  # returns once its namespace is empty
+                except (ProcessLookupError, ChildProcessError):
+                    continue
 
 
 def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
@@ -244,6 +418,9 @@ def main(ctrl_fd: int) -> None:
     config["call_filter"] = bytes.fromhex(config["call_filter"])
     config["warm"] = config["mode"] == "warm"
     lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
+    # CAP_SYS_ADMIN stays effective (workers' namespaces need it); nothing it
+    # executes may inherit it, so the ambient and inheritable sets go.
+    lowlevel.drop_ambient_capabilities()
     config["bounding"] = lowlevel.bounding_set()
     _preload(config.get("preload") or [])
     config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start

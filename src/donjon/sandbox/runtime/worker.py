@@ -7,7 +7,10 @@ closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the
 handler and serves calls handed to it: one call (isolation `invocation`)
 or one after another (isolation `warm`). When it exits, the kernel kills
-everything it started.
+everything it started; a warm worker kills what a call started when the
+call ends. Its parent-death signal is set here and function code cannot
+change it (the call filter refuses prctl(PR_SET_PDEATHSIG)); the supervisor
+does not rely on it anyway, and kills the worker itself to end a call.
 """
 
 from __future__ import annotations
@@ -79,11 +82,33 @@ def _load_handler(config: dict[str, Any]) -> Any:
     return handler
 
 
+def end_leftovers() -> None:
+    """Kill and reap every other process of this pid namespace (this worker is its pid 1).
+
+    kill(-1) reaches each of them at once, so a chain of forks cannot slip
+    past it. Called once the import is done and after each warm call: what
+    they started ends with them. (A function that tampers with this is
+    caught by the supervisor, which finds the processes left over.)
+    """
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        return  # nothing else runs here
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+
+
 def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     handoff = _only_descriptors(handoff)
     try:
         _confine(config)
         handler = _load_handler(config)
+        end_leftovers()
     except BaseException as e:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
         handoff.send(json.dumps(report).encode())
@@ -104,6 +129,8 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
         call = socket.socket(fileno=fds[0])
         try:
             run_call(call, handler)
+            if config["warm"]:
+                end_leftovers()  # before the call's socket closes: the gateway waits for that
         finally:
             call.close()
         if not config["warm"]:
@@ -132,18 +159,20 @@ def start_worker(handoff: socket.socket, config: dict[str, Any],
             code = 70
         finally:
             os._exit(code)
-    handoff.close()
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:  # SIGKILL (the OOM killer's) has no handler to reset: signal() refuses it.
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status))
+    code = 71
+    try:  # this process is a fork of the supervisor: it must never return into its code
+        handoff.close()
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        code = os.waitstatus_to_exitcode(status)
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig != signal.SIGKILL:  # SIGKILL has no handler to reset
+                signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+    finally:
+        os._exit(code & 0xFF)

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from donjon import __version__
-from donjon.scan.format.interface import Renderer
-from donjon.scan.model import Finding, ScanReport
+from donjon.scan.format.interface import FormatError, Renderer
+from donjon.scan.interface import ScanError
+from donjon.scan.model import (
+    AdvisoryRef,
+    Confidence,
+    Cwe,
+    Finding,
+    FindingKind,
+    Location,
+    SasCategory,
+    ScanReport,
+    Severity,
+    TaintStep,
+)
 
-__all__ = ["JsonRenderer", "finding_dict"]
+__all__ = ["JsonRenderer", "finding_dict", "parse_json_report"]
 
 JSON_FORMAT_VERSION = 1
 
@@ -68,3 +81,51 @@ class JsonRenderer(Renderer):
             "notes": list(report.notes),
         }
         return json.dumps(doc, indent=2) + "\n"
+
+
+def _finding(d: dict[str, Any]) -> Finding:
+    advisory = d.get("advisory")
+    return Finding(
+        rule_id=d["rule_id"],
+        title=d["title"],
+        kind=FindingKind(d["kind"]),
+        severity=Severity.parse(d["severity"]),
+        confidence=Confidence.parse(d["confidence"]),
+        cwe=Cwe(int(str(d["cwe"]).removeprefix("CWE-"))),
+        category=SasCategory(d["category"]),
+        location=Location(d["path"], int(d["line"]), int(d["column"])),
+        message=d["message"],
+        fix=d["fix"],
+        snippet=d["snippet"],
+        taint_path=tuple(
+            TaintStep(Location(s["path"], int(s["line"]), int(s["column"])), s["description"])
+            for s in d["taint_path"]
+        ),
+        advisory=None if advisory is None else AdvisoryRef(
+            advisory["id"], advisory["package"], advisory["version"],
+            tuple(advisory["aliases"]), tuple(advisory["fixed"])),
+        fingerprint=d["fingerprint"],
+    )
+
+
+def parse_json_report(text: str | bytes) -> ScanReport:
+    """The report a `JsonRenderer` wrote (by another process: the deploy-time scan's);
+    `FormatError` if the document is not one."""
+    try:
+        doc = json.loads(text)
+        if doc.get("format_version") != JSON_FORMAT_VERSION:
+            raise ValueError(f"format_version {doc.get('format_version')!r}")
+        summary = doc["summary"]
+        return ScanReport(
+            root=Path(doc["root"]),
+            findings=tuple(_finding(f) for f in doc["findings"]),
+            suppressed=tuple(_finding(f) for f in doc["suppressed"]),
+            notes=tuple(str(n) for n in doc["notes"]),
+            files_scanned=int(summary["files"]),
+            lines_scanned=int(summary["lines"]),
+            advisories_loaded=int(summary["advisories"]),
+            duration_s=float(summary["duration_s"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, ScanError) as e:
+        raise FormatError(f"not a Donjon JSON scan report: {e}",
+                          hint="the scanner and the node must be the same Donjon version") from e

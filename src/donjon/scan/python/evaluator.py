@@ -12,6 +12,7 @@ import ast
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from donjon.scan.interface import ScanError
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
@@ -98,6 +99,11 @@ class Evaluator(ABC):
         self.imports = imports
         self.hits = hits
         self.lines = lines
+        #: Expressions evaluated so far, and how many the module may take (the
+        #: interpreter sets it from the module's size): total work is bounded, whatever
+        #: the code's shape, and past the bound the scan fails closed.
+        self.evaluations = 0
+        self.evaluation_budget = 0
 
     @abstractmethod
     def check_call(self, site: CallSite, frame: Frame) -> None:
@@ -110,7 +116,18 @@ class Evaluator(ABC):
     def text(self, line: int) -> str:
         return self.lines[line - 1].strip()[:120] if 0 < line <= len(self.lines) else ""
 
+    def charge(self, work: int, line: int) -> None:
+        """Count `work` units (an expression, a parameter bound); fail closed past the budget."""
+        self.evaluations += work
+        if self.evaluations > self.evaluation_budget:
+            raise ScanError(
+                f"line {line}: the code is too complex to analyse in bounded time",
+                hint="split the module or simplify its expressions; the gate does not pass "
+                     "code it cannot analyse",
+            )
+
     def eval(self, node: ast.expr, env: Env, frame: Frame) -> Value:  # noqa: PLR0912
+        self.charge(1, node.lineno)
         match node:
             case ast.Constant(value=str() as s):
                 return constant(s)

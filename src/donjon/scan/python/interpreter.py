@@ -30,6 +30,9 @@ _MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool], ...], int | None]
 _MAX_LOOP_PASSES_DEPTH = 3
 #: Statements interpreted per statement in the module before the analysis gives up.
 _BUDGET_PER_STATEMENT = 200
+#: Work units (expressions evaluated, parameters bound) per syntax node of the module
+#: before the analysis gives up; the standard library needs under 2 per node.
+_EVALUATIONS_PER_NODE = 25
 _ROUTE_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete", "head",
                                "options", "api_route", "websocket", "view"})
 _REQUEST_TYPES = frozenset({"HttpRequest", "Request", "APIGatewayProxyEvent", "WebSocket"})
@@ -84,6 +87,7 @@ class Interpreter(Evaluator):
     def run(self) -> list[Hit]:
         """Analyse the module; `ScanError` if it is too complex to analyse in bounded time."""
         for node in ast.walk(self.tree):
+            self.evaluation_budget += _EVALUATIONS_PER_NODE
             if isinstance(node, ast.stmt):
                 self._budget += _BUDGET_PER_STATEMENT
             elif isinstance(node, ast.Call):
@@ -151,6 +155,7 @@ class Interpreter(Evaluator):
         )
         labelled = any(v.interesting for v in values.values())
         key = (id(info), pattern, site if labelled else None)
+        self.charge(len(pattern) + 1, info.node.lineno)
         if key in self._memo:
             return self._memo[key]
         if key in self._active or depth > _MAX_DEPTH:

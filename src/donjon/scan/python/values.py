@@ -15,9 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["UNKNOWN", "Env", "Step", "Trace", "Value", "constant", "join_all"]
+__all__ = ["MAX_HEAD_DEPTH", "MAX_PREFIX", "UNKNOWN", "Env", "Step", "Trace", "Value", "constant",
+           "join_all"]
 
 _MAX_TRACE = 24
+#: Bounds on what one abstract value may hold. A bundle chooses its own constants, so
+#: nothing it writes may make the analysis hold more than this (``x = x + x`` 28 times
+#: would otherwise build a 2 GiB prefix). Past a bound the value knows less, never
+#: something wrong: a prefix of the known prefix is still a prefix, and a sequence
+#: with no known first item is judged by everything it holds (the stricter reading).
+MAX_PREFIX = 256
+MAX_HEAD_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,16 @@ def _shorter(a: Trace | None, b: Trace | None) -> Trace | None:
     return a if len(a) <= len(b) else b
 
 
+def _head_depth(value: Value) -> int:
+    """How many first items nest below `value`, counting it (at most MAX_HEAD_DEPTH + 1)."""
+    depth = 1
+    head = value.head
+    while head is not None and depth <= MAX_HEAD_DEPTH:
+        depth += 1
+        head = head.head
+    return depth
+
+
 @dataclass(frozen=True, slots=True)
 class Value:
     """What is known about one runtime value."""
@@ -75,6 +93,12 @@ class Value:
     prefix: str | None = None
     head: Value | None = None
     exc_raw: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prefix is not None and len(self.prefix) > MAX_PREFIX:
+            object.__setattr__(self, "prefix", self.prefix[:MAX_PREFIX])
+        if self.head is not None and _head_depth(self.head) >= MAX_HEAD_DEPTH:
+            object.__setattr__(self, "head", None)
 
     @property
     def interesting(self) -> bool:

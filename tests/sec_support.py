@@ -19,11 +19,12 @@ ATTACKERS = pytest.mark.parametrize("fn", ["sec-attack", "sec-attack-warm"])
 PROBLEM_KEYS = {"type", "title", "status", "detail", "request_id"}
 
 
-def attack(node: LiveNode, fn: str, op: str, **args: Any) -> Any:
+def attack(node: LiveNode, fn: str, op: str, **args: Any) -> dict[str, Any]:
     """Run one op of a hostile function; the call itself must succeed."""
     r = node.invoke(fn, {"op": op, **args})
     assert r.status_code == 200, f"{fn} {op}: {r.status_code} {r.text[:2000]}"
-    return r.json()
+    result: dict[str, Any] = r.json()  # every op replies with a JSON object
+    return result
 
 
 def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""JSON from outside, parsed with a bound on nesting that holds before the parser recurses.
+
+`json.loads` recurses once per level of nesting: `"[" * 100000` ends in a
+RecursionError wherever it is parsed. `loads` here measures the nesting first,
+with a linear scan (regular expressions and C-level iteration, no recursion),
+and refuses anything deeper than `MAX_DEPTH` before `json.loads` sees it.
+
+The scan agrees with `json.loads` on every valid prefix of the input (it skips
+string literals exactly as JSON defines them), so the depth json would reach
+is never more than the depth measured here. It runs on the decoded text, as
+json does, so no encoding (UTF-16 turns some characters into quote bytes) can
+hide a bracket.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
+from donjon.errors import Error
+
+__all__ = ["MAX_DEPTH", "JSONTooDeep", "check_depth", "loads"]
+
+#: Levels of arrays and objects accepted. Far beyond what events need, far below
+#: what json.loads can take at any stack depth of the gateway (~1000 frames).
+MAX_DEPTH = 128
+
+#: A string literal, or what is left of an unterminated one (to the end: json
+#: parses nothing after it). Unrolled, so it is linear and never backtracks.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEP = [0] * 256
+_STEP[ord("[")] = _STEP[ord("{")] = 1
+_STEP[ord("]")] = _STEP[ord("}")] = -1
+
+
+class JSONTooDeep(Error):
+    """JSON nested deeper than the platform parses."""
+
+    status = 400
+    title = "Bad request"
+
+
+def _utf8(data: bytes | str) -> bytes:
+    """`data` as UTF-8, where quotes, backslashes and brackets are single ASCII bytes."""
+    if isinstance(data, str):
+        return data.encode("utf-8", "surrogatepass")
+    encoding = json.detect_encoding(data)  # what json.loads does with bytes
+    if encoding == "utf-8":
+        return data
+    return data.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+
+
+def check_depth(data: bytes, max_depth: int = MAX_DEPTH) -> None:
+    """Raise `JSONTooDeep` if UTF-8 `data` nests arrays/objects deeper than `max_depth`."""
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return  # the common case: too few brackets to be too deep, two C-level counts
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    # The running depth; once it falls back to 0 json.loads stops parsing, so
+    # the maximum over everything is an upper bound of the depth json reaches.
+    depth = max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    if depth > max_depth:
+        raise JSONTooDeep(f"the JSON is nested deeper than {max_depth} levels",
+                          hint="flatten the structure")
+
+
+def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    """`json.loads(data)`, refusing nesting deeper than `max_depth` (`JSONTooDeep`).
+
+    Malformed JSON raises ValueError (or UnicodeDecodeError, a ValueError) as json does.
+    """
+    if isinstance(data, bytes) and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # json.loads(bytes) skips a UTF-8 byte order mark
+    utf8 = _utf8(data)
+    check_depth(utf8, max_depth)
+    return json.loads(data)

@@ -1,0 +1,35 @@
+"""What one call leaves in the invocation log: bounded, whatever the function printed.
+
+A call's stored log is at most `LOG_CAP` bytes (UTF-8): the error line and
+the trace first, each within its own cap (the trace keeps its end, where the
+exception is), then as much of the captured output's end as still fits.
+Anything cut is marked, with the number of bytes dropped.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOG_CAP", "call_log"]
+
+LOG_CAP = 16 * 1024
+_TRACE_CAP = 8 * 1024
+_ERROR_CAP = 2 * 1024
+_MARK = "[{n} earlier bytes dropped]\n"
+
+
+def _tail(text: str, cap: int) -> str:
+    """The end of `text` within `cap` bytes, marked when something was dropped."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= cap:
+        return text
+    room = max(0, cap - len(_MARK.format(n=len(data))))
+    kept = data[len(data) - room:].decode("utf-8", "ignore")
+    return _MARK.format(n=len(data) - len(kept.encode())) + kept
+
+
+def call_log(output: str, trace: str = "", error: str = "") -> str:
+    """The call's log: output, then trace, then error line, within `LOG_CAP` bytes."""
+    error = _tail(error, _ERROR_CAP)
+    trace = _tail(trace, _TRACE_CAP)
+    fixed = sum(len(p.encode()) + 1 for p in (trace, error) if p)
+    output = _tail(output, LOG_CAP - fixed) if output else ""
+    return "\n".join(p for p in (output, trace, error) if p)

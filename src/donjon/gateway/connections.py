@@ -1,0 +1,269 @@
+"""Client connections: deadlines, head limits and caps, enforced while reading.
+
+uvicorn's httptools protocol, with what it lacks against slow or greedy
+clients: a deadline for each request head (from connecting, or from the first
+byte of a later request on a kept-alive connection), a deadline for body
+progress, limits on head size and header count checked as bytes arrive
+(431, before the head is buffered whole), and caps on open connections per
+client address and in all. Over a cap, the new connection is closed at once;
+other clients' connections are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import ipaddress
+import logging
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from donjon.config import ConnectionSettings
+
+__all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
+
+log = logging.getLogger("donjon")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LOG_EVERY_S = 10.0
+
+
+def connection_cap(settings: ConnectionSettings) -> int:
+    """The total cap: as set, else half the process's open-file limit (at least 64)."""
+    if settings.max_connections:
+        return settings.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 65536
+    return max(64, soft // 2)
+
+
+@dataclass
+class ClientConnections:
+    """Open connections by client address, shared by every connection of one server."""
+
+    per_client: int
+    total: int
+    #: Trusted proxies carry many clients' connections: only the total cap applies to them.
+    proxies: tuple[IPNetwork, ...] = ()
+    by_address: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    refused: int = 0  # since the last warning, which is at most one per LOG_EVERY_S
+    warned_at: float = -LOG_EVERY_S
+
+    def admit(self, address: str) -> bool:
+        held = self.by_address.get(address, 0)
+        over_per_client = held >= self.per_client and not self._is_proxy(address)
+        if over_per_client or self.count >= self.total:
+            self._refused(address, "per-address" if over_per_client else "total")
+            return False
+        self.by_address[address] = held + 1
+        self.count += 1
+        return True
+
+    def _is_proxy(self, address: str) -> bool:
+        if not self.proxies:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.proxies)
+
+    def _refused(self, address: str, cap: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self.warned_at >= LOG_EVERY_S:
+            log.warning("refused %d connection(s) over the connection caps (last: %s, over "
+                        "the %s cap)", self.refused, address, cap)
+            self.refused = 0
+            self.warned_at = now
+
+    def release(self, address: str) -> None:
+        held = self.by_address.get(address, 0) - 1
+        if held > 0:
+            self.by_address[address] = held
+        else:
+            self.by_address.pop(address, None)
+        self.count -= 1
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that breaks a limit."""
+
+
+def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    phrase = http.HTTPStatus(status).phrase
+    body = f"{phrase}\n".encode()
+    lines = [f"HTTP/1.1 {status} {phrase}\r\n".encode()]
+    lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    lines += [b"content-type: text/plain; charset=utf-8\r\n",
+              f"content-length: {len(body)}\r\n".encode(), b"connection: close\r\n\r\n", body]
+    return b"".join(lines)
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    """HTTP/1.1 over httptools with deadlines, head limits and connection caps."""
+
+    limits: ClassVar[ConnectionSettings] = ConnectionSettings()
+    clients: ClassVar[ClientConnections] = ClientConnections(per_client=64, total=512)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._address: str | None = None  # set once admitted: counted in `clients`
+        self._in_head = True  # between requests or inside a head
+        self._head_bytes = 0  # raw bytes received since this head began
+        self._head_size = 0  # bytes of request line and header fields parsed
+        self._header_count = 0
+        self._body_pending = False  # head complete, body not yet whole
+        self._body_progress = False  # body bytes arrived since the body timer was armed
+        self._refusal = 0  # the status a broken limit answers
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    # Connections
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = self.client[0] if self.client else "-"
+        if not self.clients.admit(address):
+            transport.abort()
+            return
+        self._address = address
+        self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        if self._address is not None:
+            self.clients.release(self._address)
+            self._address = None
+        super().connection_lost(exc)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._body_timer = None
+
+    def _refuse(self, status: int) -> None:
+        """Answer `status` and close: the request broke a limit or a deadline."""
+        self._cancel_timers()
+        self._in_head = False
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:  # too late for a status: just close
+                self.transport.close()
+                return
+            cycle.disconnected = True  # the app sees http.disconnect and writes nothing
+            cycle.message_event.set()
+        self.transport.write(_error_response(status, self.server_state.default_headers))
+        self.transport.close()
+
+    # Reading
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # no websockets here (ws="none"): served as plain HTTP, as uvicorn does
+        except httptools.HttpParserError:
+            self._refuse(self._refusal or 400)
+            return
+        # Timers are armed only for what is left unfinished after this chunk.
+        if self._in_head:
+            if self._head_bytes > self.limits.max_head_bytes:
+                self._refuse(431)  # a head still unfinished past the limit (one long field)
+            elif self._head_bytes and self._head_timer is None:  # a kept-alive connection's
+                self._head_timer = self.loop.call_later(self.limits.head_timeout_s,  # next head
+                                                        self._head_expired)
+        elif self._body_pending and self._body_timer is None:
+            self._body_progress = False
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
+                                                    self._body_stalled)
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        if self._head_size > self.limits.max_head_bytes:
+            self._refusal = http.HTTPStatus.REQUEST_URI_TOO_LONG
+            raise _Refused
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._head_size += len(name) + len(value) + 4
+        if (self._header_count > self.limits.max_headers
+                or self._head_size > self.limits.max_head_bytes):
+            self._refusal = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+            raise _Refused
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = self._head_size = self._header_count = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._body_pending = True
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_progress = True
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_head = True  # what comes next is the next request's head
+        self._body_pending = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        super().on_message_complete()
+
+    # Deadlines
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self._head_bytes:
+            self._refuse(http.HTTPStatus.REQUEST_TIMEOUT)
+        else:  # connected (or kept alive) and sent nothing
+            self._cancel_timers()
+            self.transport.close()
+
+    def _body_stalled(self) -> None:
+        self._body_timer = None
+        if not self._body_pending or self.transport.is_closing():
+            return
+        # Progress, or a pause that is ours (the app has not read what came): wait again.
+        if self._body_progress or self.flow.read_paused:
+            self._body_progress = False
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
+                                                    self._body_stalled)
+            return
+        self._refuse(http.HTTPStatus.REQUEST_TIMEOUT)
+
+
+def protocol_for(settings: ConnectionSettings,
+                 trusted_proxies: tuple[str, ...] = ()) -> type[GatewayProtocol]:
+    """A protocol class bound to these limits and to one fresh connection count."""
+    proxies = tuple(ipaddress.ip_network(net) for net in trusted_proxies)
+
+    class BoundGatewayProtocol(GatewayProtocol):
+        limits = settings
+        clients = ClientConnections(per_client=settings.max_connections_per_client,
+                                    total=connection_cap(settings), proxies=proxies)
+
+    return BoundGatewayProtocol

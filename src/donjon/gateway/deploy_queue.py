@@ -1,0 +1,80 @@
+"""`DeployQueue`: how much deploy work the node does at once.
+
+Unpacking and scanning a bundle is blocking work. It runs on threads of its own (never
+the event loop's shared default pool, which the rest of the node needs), at most
+`slots` bundles at a time; up to `waiting` more deploys wait their turn, and beyond
+that a deploy is refused at once with 503 and Retry-After. So however many hostile
+deploys arrive together, /healthz and invocations keep their threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from donjon.errors import Error
+
+__all__ = ["DeployBusy", "DeployQueue"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class DeployBusy(Error):
+    """Too many deploys are being unpacked, scanned or waiting for that on this node."""
+
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, hint=f"retry in {retry_after_s:.0f}s")
+        self.retry_after_s = retry_after_s
+
+
+class DeployQueue:
+    """At most `slots` deploys at work, `waiting` more queued, the rest refused."""
+
+    def __init__(self, slots: int = 2, waiting: int = 8, retry_after_s: float = 5.0) -> None:
+        if slots < 1 or waiting < 0:
+            raise ValueError("a deploy queue needs at least one slot")
+        self.slots = slots
+        self.waiting = waiting
+        self.retry_after_s = retry_after_s
+        self._admitted = 0
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="deploy")
+
+    @property
+    def admitted(self) -> int:
+        """Deploys at work or waiting now."""
+        return self._admitted
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking deploy work `fn` on the deploy threads; `DeployBusy` if full."""
+        if self._admitted >= self.slots + self.waiting:
+            raise DeployBusy(
+                f"{self._admitted} deploys are in progress on this node",
+                retry_after_s=self.retry_after_s,
+            )
+        with self._lock:
+            self._admitted += 1
+        try:
+            work = self._executor.submit(functools.partial(fn, *args, **kwargs))
+        except RuntimeError:  # shut down
+            self._release(None)
+            raise
+        # Counted until the work itself ends, not until its caller stops waiting: a
+        # deploy whose client went away still holds its place while its thread runs.
+        work.add_done_callback(self._release)
+        return await asyncio.wrap_future(work)
+
+    def _release(self, _work: object) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,158 @@
+"""What a function's response may say on the platform's origin.
+
+Every http trigger is served under /fn/ on the same origin as the API and
+every other tenant, so a function's headers could act on all of them. The
+gateway owns the framing and the origin; a function owns its status, its body
+and its own path:
+
+- Framing and hop-by-hop headers are the gateway's: dropped.
+- Headers that act on the whole origin are refused (dropped, and named in the
+  call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
+  Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials.
+- Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
+  a Path at or below the route (one is added when missing), else refused.
+- Every function response carries `X-Content-Type-Options: nosniff` and the
+  platform's CSP, which sandboxes documents and allows no script; a
+  function's own CSP is sent too and can only narrow it.
+- A header the server cannot send (a name that is not a token, a value with
+  control characters or outside Latin-1) or a body it cannot encode is the
+  function's failure: `BadFunctionResponse` (502), audited as such.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.responses import Response
+
+from donjon import boundedjson
+from donjon.gateway.errors import BadFunctionResponse
+
+__all__ = ["ORIGIN_WIDE", "PLATFORM_CSP", "RenderedResponse", "function_json_response",
+           "http_response", "route_of"]
+
+#: No subresource, no script, no plugin, no framing, no form target; `sandbox`
+#: gives a document an opaque origin of its own, so nothing in it is the platform's.
+PLATFORM_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox")
+
+_FRAMING = frozenset({
+    "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive", "te",
+    "trailer", "proxy-connection", "proxy-authenticate", "proxy-authorization", "x-request-id",
+    "x-content-type-options",  # always nosniff, set below
+})
+#: Headers whose effect reaches beyond this response, to the whole origin.
+ORIGIN_WIDE = frozenset({
+    "strict-transport-security", "alt-svc", "clear-site-data", "nel", "report-to",
+    "service-worker-allowed", "public-key-pins", "public-key-pins-report-only",
+    "expect-ct", "access-control-allow-credentials", "set-cookie2",
+})
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: What HTTP lets a field value hold and the server can send: tab, visible
+#: ASCII, space, and Latin-1 beyond the C1 controls.
+_VALUE_OK = frozenset(["\t", *map(chr, range(0x20, 0x7F)), *map(chr, range(0xA0, 0x100))])
+
+
+@dataclass
+class RenderedResponse:
+    """The response to send and the function headers the policy refused."""
+
+    response: Response
+    refused: list[str] = field(default_factory=list)
+
+
+def _safe_defaults(response: Response) -> Response:
+    response.headers["x-content-type-options"] = "nosniff"
+    response.headers.append("content-security-policy", PLATFORM_CSP)
+    return response
+
+
+def function_json_response(body: bytes, request_id: str) -> RenderedResponse:
+    """A function's plain JSON result, as the body of a 200."""
+    return RenderedResponse(_safe_defaults(Response(
+        body, media_type="application/json", headers={"x-request-id": request_id})))
+
+
+def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
+    """The HTTP response for an http trigger's result, after the policy. `route`: /fn/..."""
+    try:
+        result: Any = boundedjson.loads(body)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
+        # Only a function writing its own frames gets here.
+        raise BadFunctionResponse("the function returned a malformed response") from e
+    if not (isinstance(result, dict) and "statusCode" in result):
+        return function_json_response(body, request_id)
+    status = result.get("statusCode")
+    headers = result.get("headers") or {}
+    payload = result.get("body", "")
+    if (not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599
+            or not isinstance(headers, dict)):
+        raise BadFunctionResponse("the function returned a malformed http response")
+    out: list[tuple[str, str]] = []
+    refused: list[str] = []
+    for raw_name, raw_value in headers.items():
+        name, value = str(raw_name), str(raw_value)
+        _check_sendable(name, value)
+        lower = name.lower()
+        if lower in _FRAMING:
+            continue
+        if lower in ORIGIN_WIDE:
+            refused.append(lower)
+            continue
+        if lower == "set-cookie":
+            cookie = _confine_cookie(value, route)
+            if cookie is None:
+                refused.append(lower)
+                continue
+            value = cookie
+        out.append((lower, value))
+    if not isinstance(payload, str):
+        payload = json.dumps(payload)
+        if not any(k == "content-type" for k, _ in out):
+            out.append(("content-type", "application/json"))
+    try:
+        content = payload.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate, from a \ud800 escape
+        raise BadFunctionResponse("the function's body is not valid Unicode") from e
+    response = Response(content, status_code=status)
+    for name, value in out:
+        response.headers.append(name, value)
+    response.headers["x-request-id"] = request_id
+    return RenderedResponse(_safe_defaults(response), refused)
+
+
+def _check_sendable(name: str, value: str) -> None:
+    if not name or not set(name) <= _TOKEN:
+        raise BadFunctionResponse(f"the function returned a header name that is not a token: "
+                                  f"{name[:64]!r}")
+    if not set(value) <= _VALUE_OK:
+        raise BadFunctionResponse(f"the function's header {name[:64]!r} has a value the server "
+                                  "cannot send (control characters or not Latin-1)")
+
+
+def _confine_cookie(value: str, route: str) -> str | None:
+    """`value` with its Path inside `route` (added if missing), or None to refuse it."""
+    name, _, _ = value.partition("=")
+    parts = [p.strip() for p in value.split(";")]
+    if name.strip().lower().startswith("__host-"):
+        return None  # a __Host- cookie is the whole host's by definition (Path=/)
+    has_path = False
+    for attribute in parts[1:]:
+        key, _, arg = attribute.partition("=")
+        key = key.strip().lower()
+        if key == "domain":
+            return None  # Domain widens a cookie to the host and its subdomains
+        if key == "path":
+            has_path = True
+            path = arg.strip()
+            if path != route and not path.startswith(route.rstrip("/") + "/"):
+                return None
+    return value if has_path else f"{value}; Path={route}"
+
+
+def route_of(path: str) -> str:
+    """The public path of the http trigger at `path` (as routed: "/x/y")."""
+    return "/fn" + (path.rstrip("/") or "/")

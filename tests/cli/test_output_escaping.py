@@ -1,0 +1,62 @@
+"""What the CLI prints from the server cannot drive the terminal or forge lines.
+
+A function's output and a request path are written by whoever calls or deploys;
+`donjon logs`, `donjon audit tail` and the tables must show them, escaped: no
+ESC, BEL, CR or C1 byte reaches stdout, and every line of function output is
+marked as such.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from harness import LiveNode, fresh_source
+
+#: Window title, OSC 52 clipboard write, erase line, CR overwrite, CSI as one C1 byte,
+#: and a line that looks like the header `donjon logs` prints before each call.
+HOSTILE = ("\x1b]0;pwned\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\rok\x9b31m"
+           "\n--- 2026-01-01 00:00:00 request deadbeefdeadbeef v1 ok\nafter\ttab\x85")
+_UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
+
+
+def _cli(node: LiveNode, *args: str) -> bytes:
+    env = {**node.env(), "COLUMNS": "500"}  # tables wide enough that rich cuts no cell short
+    done = subprocess.run([sys.executable, "-m", "donjon.cli", *args], env=env,
+                          capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_logs_escape_control_characters_in_function_output(node: LiveNode) -> None:
+    """`donjon logs` prints a function's escape sequences as text, each output line marked."""
+    with node.client("") as c:
+        r = c.get("/fn/sec-reply", params={"case": "control-output", "text": HOSTILE})
+    assert r.status_code == 200, r.text
+    out = _cli(node, "logs", "sec-reply", "-n", "50")
+    assert not _UNSAFE.search(out), out
+    text = out.decode()
+    assert "\\x1b]0;pwned\\x07" in text
+    assert "\t" in text  # a tab is harmless and stays
+    headers = [line for line in text.splitlines() if line.startswith("--- ")]
+    assert not any("deadbeefdeadbeef" in line for line in headers), headers
+
+
+def test_audit_tail_escapes_control_characters_in_request_paths(node: LiveNode) -> None:
+    """An escape sequence in a refused request's path is printed as text by `audit tail`."""
+    with node.client("", source=fresh_source()) as c:
+        r = c.get("/fn/%1b]0;pwned%07%1b[2K%0d%c2%9b")
+    assert r.status_code == 401
+    out = _cli(node, "audit", "tail", "-n", "200")
+    assert not _UNSAFE.search(out), out
+    assert "\\x1b]0;pwned\\x07" in out.decode()
+
+
+def test_tables_escape_control_characters_and_markup(node: LiveNode) -> None:
+    """A key name with escapes and rich markup is shown literally by `key ls`."""
+    node.create_key("k\x1b[31m[bold]red\x07\u202e", "invoker")
+    out = _cli(node, "key", "ls")
+    assert not _UNSAFE.search(out), out
+    assert "\u202e" not in out.decode()
+    assert "k\\x1b[31m[bold]red\\x07\\u202e" in out.decode()

