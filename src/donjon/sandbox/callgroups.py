@@ -160,7 +160,8 @@ def describe_call_isolation(resources: ResourceControl) -> list[str]:
         procs = (f"Landlock ABI {abi}: a domain per worker (no /proc entry of another call; "
                  "no scopes before ABI 6: abstract sockets stay reachable)")
     else:
-        procs = "no Landlock: each worker's /proc shows only itself (and a few host-wide files)"
+        procs = ("no Landlock: each worker's /proc shows only itself (and a few host-wide "
+                 "files); abstract unix sockets stay reachable between calls")
     if resources.mode is ResourceMode.CGROUP_V1:
         memory = "a memory cgroup per call; supervisor never the OOM victim"
     elif resources.mode is ResourceMode.CGROUP_V2:

@@ -106,7 +106,10 @@ def _peek_one(pid, marker):
 
 def _own_family():
     """This process and its children: not 'other' processes."""
-    me = int(os.readlink("/proc/self"))  # as this /proc numbers it, not as getpid() does
+    try:
+        me = int(os.readlink("/proc/self"))  # as this /proc numbers it, not as getpid() does
+    except OSError:
+        return set()  # a /proc of this worker's own (no Landlock): no pid shows at all
     mine = {me}
     try:
         with open(f"/proc/{me}/task/{me}/children") as f:
@@ -138,7 +141,7 @@ def _peek(marker, wait_s):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     abstract = _try(lambda: sock.connect(f"\0donjon-iso-{marker}"))
     sock.close()
-    return {"found": found, "results": results, "abstract": abstract}
+    return {"found": found, "results": results, "abstract": abstract, "pids_visible": bool(pids)}
 
 
 def _fill(mb):
