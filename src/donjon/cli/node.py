@@ -82,6 +82,8 @@ def doctor() -> None:
         click.echo(f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
                    "cgroup namespaces; seccomp)")
         who = "Donjon's own user" if host.uid is None else f"host uid {host.uid}, gid {host.gid}"
+        if host.uid is not None and host.id_range is not None:
+            who = "a host uid and gid per function from {}-{}".format(*host.id_range)
         click.echo(f"sandbox user:     {who}; interpreter {host.python}")
         if host.staging is not None:
             click.echo(f"sandbox staging:  {host.staging} (bundles and runtime it can read)")
@@ -91,6 +93,11 @@ def doctor() -> None:
     resources = detect_resource_control()
     click.echo(f"resource control: {resources.describe()}")
     click.echo(f"cpu limit:        {resources.describe_cpu()}")
+    from donjon.sandbox.callgroups import describe_call_isolation
+
+    procs, memory = describe_call_isolation(resources)
+    click.echo(f"call isolation:   {procs}")
+    click.echo(f"call memory:      {memory}")
     if settings.db_path.exists():
         mode = settings.data_dir.stat().st_mode & 0o777
         state = "ok" if mode == 0o700 else f"WARN mode {mode:o}, want 700"

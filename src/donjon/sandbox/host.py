@@ -27,6 +27,23 @@ __all__ = ["RUNTIME_SOURCE", "SandboxHost"]
 RUNTIME_SOURCE = Path(__file__).parent / "runtime"
 _DEFAULT_STAGING = Path("/var/lib/donjon/sandbox")
 _NOBODY = 65534
+#: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
+_DEFAULT_ID_RANGE = "100000-165535"
+
+
+def parse_id_range(text: str) -> tuple[int, int]:
+    """`first-last` (inclusive) of host ids for sandboxes; never 0, at least 1,024 ids."""
+    first, sep, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last)
+    except ValueError:
+        lo, hi = 0, -1
+    if not sep or lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
+        raise SandboxUnavailable(
+            f"DONJON_SANDBOX_UID_RANGE {text!r} is not a range like 100000-165535",
+            hint="give first-last, both above 999, with at least 1024 ids, used by no account",
+        )
+    return lo, hi
 
 
 def _reachable(path: Path, *, executable: bool = False) -> bool:
@@ -55,6 +72,9 @@ class SandboxHost:
     python: Path
     runtime: Path
     staging: Path | None
+    #: Host uids/gids to spread functions over (one per function, hashed by name);
+    #: None: every sandbox runs as `uid`/`gid` (DONJON_SANDBOX_UID set).
+    id_range: tuple[int, int] | None = None
 
     @classmethod
     def detect(cls, data_dir: Path, environ: dict[str, str] | None = None) -> SandboxHost:
@@ -69,14 +89,18 @@ class SandboxHost:
         if shutil.which("setpriv") is None:
             raise SandboxUnavailable("setpriv is missing: it is how sandboxes leave root",
                                      hint="apt-get install util-linux")
-        uid = int(env.get("DONJON_SANDBOX_UID", _NOBODY))
-        gid = int(env.get("DONJON_SANDBOX_GID", _NOBODY))
+        id_range = None
+        if "DONJON_SANDBOX_UID" not in env:
+            id_range = parse_id_range(env.get("DONJON_SANDBOX_UID_RANGE", _DEFAULT_ID_RANGE))
+        uid = int(env.get("DONJON_SANDBOX_UID", id_range[0] if id_range else _NOBODY))
+        gid = int(env.get("DONJON_SANDBOX_GID", id_range[0] if id_range else _NOBODY))
         if uid == 0 or gid == 0:
             raise SandboxUnavailable("DONJON_SANDBOX_UID/GID must not be 0: sandboxes never "
                                      "run as host root")
         node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
         staging = Path(env.get("DONJON_SANDBOX_DIR", str(_DEFAULT_STAGING))) / node
-        host = cls(uid, gid, cls._python(env, needs_others=True), staging / "runtime", staging)
+        host = cls(uid, gid, cls._python(env, needs_others=True), staging / "runtime", staging,
+                   id_range)
         _stage_runtime(staging, host.runtime)
         return host
 
@@ -92,7 +116,24 @@ class SandboxHost:
             hint="install Debian's python3 (scripts/setup.sh does), or set DONJON_SANDBOX_PYTHON",
         )
 
-    def launcher(self) -> list[str]:
+    def ids_for(self, function: str) -> tuple[int, int]:
+        """The host uid and gid `function`'s sandboxes run as.
+
+        Per-user kernel limits (inotify instances and watches, epoll watches,
+        pipe buffers, in-flight unix descriptors, POSIX message queue bytes,
+        RLIMIT_NPROC) count per host uid: a uid per function keeps one function
+        from draining them for another.
+        """
+        if self.uid is None or self.gid is None:
+            return os.getuid(), os.getgid()
+        if self.id_range is None or not function:
+            return self.uid, self.gid
+        lo, hi = self.id_range
+        digest = hashlib.sha256(b"donjon-sandbox-uid\0" + function.encode()).digest()
+        uid = lo + int.from_bytes(digest[:8], "big") % (hi - lo + 1)
+        return uid, uid
+
+    def launcher(self, function: str = "") -> list[str]:
         """The argv prefix that starts bubblewrap as the sandbox user.
 
         setpriv (util-linux) drops root's uid, gid and supplementary groups, and
@@ -100,7 +141,8 @@ class SandboxHost:
         """
         if self.uid is None:
             return []
-        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--"]
+        uid, gid = self.ids_for(function)
+        return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
     def bundle_path(self, bundle: Path) -> Path:
         """Where the sandbox user can reach `bundle` (a content-addressed tree)."""

@@ -17,6 +17,12 @@ from typing import Any
 
 from donjon import boundedjson
 from donjon.boundedjson import JSONTooDeep
+from donjon.sandbox.callgroups import (
+    CallGroups,
+    call_memory_bytes,
+    protect_from_oom_killer,
+    sandbox_processes,
+)
 from donjon.sandbox.channel import ChannelClosed, read_frames, wait_closed, write_frames
 from donjon.sandbox.errors import (
     FunctionCrashed,
@@ -86,6 +92,7 @@ class Instance:
         self._proc: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
         self._cgroup: Cgroup | None = None
+        self._call_groups: CallGroups | None = None
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._exits: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
@@ -106,7 +113,7 @@ class Instance:
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
         seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(bundle=self.config.bundle, tmp_mb=self.config.tmp_mb,
-                           seccomp_fd=seccomp_fd)
+                           seccomp_fd=seccomp_fd, function=self.config.function)
         await self._spawn(spec, theirs, seccomp_fd)
         loop = asyncio.get_running_loop()
         ours.setblocking(False)
@@ -115,7 +122,11 @@ class Instance:
             hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
             if hello.get("op") != "hello":
                 raise ChannelClosed(f"the sandbox ended while booting ({hello.get('op')})")
-            ours.send(json.dumps({
+            # Before any worker exists: they are forked from the supervisor, and raise theirs.
+            if self._proc is not None:
+                protect_from_oom_killer(sandbox_processes(self._proc.pid))
+            slot_fds = await asyncio.to_thread(self._make_call_groups)
+            config = json.dumps({
                 "module": self.config.module,
                 "function": self.config.handler,
                 "mode": "warm" if self.config.warm else "invocation",
@@ -124,7 +135,12 @@ class Instance:
                 "timeout_s": self.config.timeout_s,
                 "call_filter": self._filters.call.hex(),
                 "preload": list(await preload),
-            }).encode())
+            }).encode()
+            try:
+                socket.send_fds(ours, [config], slot_fds)
+            finally:
+                for fd in slot_fds:
+                    os.close(fd)
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except BaseException as e:  # whatever went wrong, nothing is left running
             await self.close()
@@ -187,11 +203,32 @@ class Instance:
         calls = self.config.calls_per_instance
         return self._resources.create(
             f"{self.config.function}-v{self.config.version}",
-            (self.config.memory_mb * (calls + 1) + 64) * 1024 * 1024,
+            self._slots() * call_memory_bytes(self.config.memory_mb, self.config.tmp_mb)
+            + 64 * 1024 * 1024,
             16 * calls + 16,
             # One core per call it may run at once, at most the host's cores.
             cpu_cores=float(min(calls, os.cpu_count() or 1)),
         )
+
+    def _slots(self) -> int:
+        """Workers alive at once at most: calls in flight, the spare, one being replaced."""
+        return self.config.calls_per_instance + 2
+
+    def _call_group_count(self) -> int:
+        """Per-call cgroups: also one for each worker that has answered but not yet
+        exited (its caller may already have sent its next call)."""
+        return 2 * self.config.calls_per_instance + 2
+
+    def _make_call_groups(self) -> list[int]:
+        """Per-call memory cgroups (cgroup v1), as cgroup.procs descriptors for the supervisor."""
+        self._call_groups = CallGroups.make(
+            self._cgroup, self._call_group_count(), call_memory_bytes(self.config.memory_mb,
+                                                            self.config.tmp_mb))
+        return self._call_groups.open_procs() if self._call_groups is not None else []
+
+    def _oom_kills(self) -> int:
+        kills = self._cgroup.oom_kills() if self._cgroup is not None else 0
+        return kills + (self._call_groups.oom_kills() if self._call_groups is not None else 0)
 
     def _on_control(self) -> None:
         if self._ctrl is None:
@@ -231,6 +268,9 @@ class Instance:
         self._exits.clear()
 
     async def _release_cgroup(self) -> None:
+        if self._call_groups is not None:
+            groups, self._call_groups = self._call_groups, None
+            await asyncio.to_thread(groups.remove)
         if self._cgroup is not None:
             cgroup, self._cgroup = self._cgroup, None
             await asyncio.to_thread(cgroup.remove)
@@ -390,7 +430,7 @@ class Instance:
             return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
         if status == "signal" and report.get("signal") == signal.SIGKILL:
             # Read only on this failure path: did the sandbox's cgroup OOM-kill it?
-            oom = await asyncio.to_thread(self._cgroup.oom_kills) if self._cgroup else None
+            oom = await asyncio.to_thread(self._oom_kills) if self._cgroup else None
             if oom is None or oom > self._oom_seen:
                 self._oom_seen = oom or 0
                 return FunctionMemoryExceeded(

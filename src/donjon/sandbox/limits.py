@@ -177,6 +177,11 @@ class ResourceControl:
             for d in base.iterdir() if base.is_dir() else ():
                 if not _left_behind(d, now):
                     continue
+                for child in d.glob("call-*"):  # per-call cgroups (callgroups.py) go first
+                    try:
+                        child.rmdir()
+                    except OSError:
+                        continue
                 try:
                     d.rmdir()  # fails while a process is still inside
                     removed += 1

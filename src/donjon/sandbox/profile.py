@@ -34,6 +34,8 @@ class SandboxSpec:
     bundle: Path
     tmp_mb: int
     seccomp_fd: int | None = None
+    #: Whose sandbox: each function runs as a host uid of its own (host.py).
+    function: str = ""
 
 
 def _system_mounts() -> list[str]:
@@ -70,7 +72,7 @@ def _python_mounts(python: Path) -> list[str]:
 def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[str]:
     """The full argv: bwrap, its options, then the interpreter and the runtime."""
     argv = [
-        *host.launcher(),
+        *host.launcher(spec.function),
         "bwrap",
         "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
         "--unshare-uts", "--unshare-cgroup",
@@ -94,7 +96,10 @@ def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[st
     argv += [
         "--ro-bind", str(host.runtime), "/opt/donjon/donjon_runtime",
         "--ro-bind", str(host.bundle_path(spec.bundle)), "/fn",
-        "--proc", "/proc", "--remount-ro", "/proc",
+        # Writable only in the supervisor's view: each worker lowers its own
+        # priority with the OOM killer, then remounts /proc read-only in its own
+        # mount namespace before any function code (runtime/isolation.py).
+        "--proc", "/proc",
         "--dev", "/dev", "--remount-ro", "/dev",
         "--size", str(spec.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", SANDBOX_TMP,
         "--remount-ro", "/",

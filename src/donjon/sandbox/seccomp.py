@@ -4,9 +4,9 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
 
 - the sandbox filter, loaded by bubblewrap before the runtime starts: system
   calls no function needs and that widen the kernel's attack surface
-  (ptrace, bpf, keyctl, io_uring, module loading, ...), new namespaces other
-  than the mount, pid and IPC namespaces the supervisor makes for its workers,
-  and socket families other than unix and IP;
+  (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), new
+  namespaces other than the mount, pid, IPC and cgroup namespaces the
+  supervisor makes for its workers, and socket families other than unix and IP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
   namespaced clone, and no prctl(PR_SET_PDEATHSIG).
@@ -36,11 +36,14 @@ _CMP_MASKED_EQ = 7
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWIPC = 0x08000000
+#: Allowed to the supervisor's children only until the call filter: a worker's
+#: parent enters the call's cgroup, then a cgroup namespace rooted there, so the
+#: call's /proc/self/cgroup names no slot (runtime/isolation.py).
+CLONE_NEWCGROUP = 0x02000000
 _NAMESPACE_FLAGS = {
     "CLONE_NEWUSER": 0x10000000,
     "CLONE_NEWNET": 0x40000000,
     "CLONE_NEWUTS": 0x04000000,
-    "CLONE_NEWCGROUP": 0x02000000,
     "CLONE_NEWTIME": 0x00000080,
 }
 _ALLOWED_FAMILIES = {1, 2, 10}  # AF_UNIX, AF_INET, AF_INET6
@@ -57,6 +60,11 @@ DENIED_ALWAYS = (
     "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount", "mount_setattr",
     "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname",
     "setdomainname", "uselib", "nfsservctl", "personality",
+)
+#: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
+#: (fs.aio-max-nr, 65,536 events for every process of the host).
+DENIED_HOST_COUNTERS = (
+    "io_setup", "io_submit", "io_getevents", "io_pgetevents", "io_cancel", "io_destroy",
 )
 #: Denied once a call's process has its private /tmp.
 DENIED_IN_CALLS = ("mount", "unshare")
@@ -131,7 +139,7 @@ class _Compiler:
         if namespaces:
             flags = list(_NAMESPACE_FLAGS.values())
             if deny_newns:
-                flags += [CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC]
+                flags += [CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWCGROUP]
             for flag in flags:
                 for call in ("unshare", "clone"):
                     self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, flag, flag)])
@@ -169,7 +177,8 @@ class _Compiler:
 def compile_filters() -> Filters:
     """Both filters; `SandboxUnavailable` when libseccomp is missing or refuses."""
     compiler = _Compiler()
-    sandbox = compiler.compile(DENIED_ALWAYS, namespaces=True, families=True, deny_newns=False)
+    sandbox = compiler.compile((*DENIED_ALWAYS, *DENIED_HOST_COUNTERS), namespaces=True,
+                               families=True, deny_newns=False)
     call = compiler.compile(DENIED_IN_CALLS, namespaces=True, families=False, deny_newns=True,
                             prctl_options=DENIED_PRCTL_IN_CALLS)
     return Filters(sandbox=sandbox, call=call)

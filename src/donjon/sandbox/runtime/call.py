@@ -43,6 +43,10 @@ class CapturedOutput:
         return text
 
     def restore(self) -> None:
+        # Closed first: a handler holding every descriptor RLIMIT_NOFILE allows must
+        # not make this open fail.
+        if self._fd > 2:
+            os.close(self._fd)
         # The handler may have closed fd 1 or 2: /dev/null then lands there itself.
         null = os.open("/dev/null", os.O_WRONLY)
         for fd in (1, 2):
@@ -50,8 +54,6 @@ class CapturedOutput:
                 os.dup2(null, fd)
         if null > 2:
             os.close(null)
-        if self._fd > 2:
-            os.close(self._fd)
 
 
 def _flush() -> None:

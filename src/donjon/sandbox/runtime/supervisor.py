@@ -33,7 +33,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from . import lowlevel
+from . import landlock, lowlevel
 from .frames import send_json
 from .worker import start_worker, vm_size
 
@@ -55,12 +55,21 @@ class _Worker:
     """A worker process seen from the supervisor: its pid and hand-off socket."""
 
     def __init__(self, sup: Supervisor) -> None:
+        slot = sup.take_cgroup_slot()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            sup.give_back_cgroup_slot(slot)
+            ours.close()
+            theirs.close()
+            raise
         if pid == 0:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            start_worker(theirs, sup.config)
+            start_worker(theirs, sup.config, slot)
+        if slot is not None:
+            sup.cgroup_slot_of[pid] = slot
         theirs.close()
         self.pid = pid
         self.sock = ours
@@ -138,7 +147,24 @@ class Supervisor:
         #: next one is made only when a call needs it (no busy respawn loop).
         self.idle_deaths = 0
         self._poller = select.poll()
+        #: `cgroup.procs` of the per-call cgroups the host made (none: no cgroups here);
+        #: each worker joins a free one, given back when the worker is reaped.
+        self.free_cgroup_slots: list[int] = list(config.get("cgroup_slots") or [])
+        self.cgroup_slot_of: dict[int, int] = {}
+        self.uses_cgroup_slots = bool(self.free_cgroup_slots)
         self.worker: _Worker | None = _Worker(self)
+
+    def take_cgroup_slot(self) -> int | None:
+        if not self.uses_cgroup_slots:
+            return None
+        if not self.free_cgroup_slots:
+            # Never a worker outside a call cgroup: no process for this call.
+            raise OSError(11, "every per-call cgroup is in use")
+        return self.free_cgroup_slots.pop()
+
+    def give_back_cgroup_slot(self, slot: int | None) -> None:
+        if slot is not None:
+            self.free_cgroup_slots.append(slot)
 
     def start(self) -> dict[str, Any]:
         """Wait for the first worker's import; its report says if the function loads."""
@@ -325,6 +351,7 @@ class Supervisor:
                 # A worker's parent that was killed leaves the worker to us: end it
                 # (and its namespace) before this call is reported over.
                 self._kill_strangers()
+            self.give_back_cgroup_slot(self.cgroup_slot_of.pop(pid, None))
             if self.worker is not None and pid == self.worker.pid:
                 # The idle (or warm) worker died: make another, unless they keep dying.
                 self._stop_pending(self.worker)
@@ -384,7 +411,10 @@ def _preload(names: list[str]) -> None:
 
 def main(ctrl_fd: int) -> None:
     ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
-    config = json.loads(ctrl.recv(65536))
+    msg, slots, _flags, _addr = socket.recv_fds(ctrl, 65536, 64)
+    config = json.loads(msg)
+    config["cgroup_slots"] = slots
+    config["landlock"] = landlock.abi_version()
     config["call_filter"] = bytes.fromhex(config["call_filter"])
     config["warm"] = config["mode"] == "warm"
     lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)

@@ -24,7 +24,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from . import lowlevel
+from . import isolation, lowlevel
 from .call import _trace, run_call
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def _only_descriptors(handoff: socket.socket) -> socket.socket:
 def _confine(config: dict[str, Any]) -> None:
     lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
     lowlevel.private_mounts(config["tmp_mb"] * MIB)
+    isolation.in_worker(config["landlock"])
     lowlevel.load_seccomp(config["call_filter"])
     lowlevel.drop_all_capabilities(config["bounding"])
     # The supervisor measured its own size once; a worker starts as a copy of it.
@@ -112,7 +113,11 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
         handoff.send(json.dumps(report).encode())
         os._exit(72)
-    handoff.send(json.dumps({"op": "ready", "caps": lowlevel.capabilities_held()}).encode())
+    try:
+        caps = lowlevel.capabilities_held()
+    except OSError:  # no /proc in this worker (a kernel without Landlock): capget says
+        caps = isolation.effective_capabilities()
+    handoff.send(json.dumps({"op": "ready", "caps": caps}).encode())
     # From here the worker only listens: function code cannot speak to the supervisor.
     handoff.shutdown(socket.SHUT_WR)
     while True:
@@ -132,13 +137,17 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
             return
 
 
-def start_worker(handoff: socket.socket, config: dict[str, Any]) -> int:
+def start_worker(handoff: socket.socket, config: dict[str, Any],
+                 cgroup_fd: int | None = None) -> int:
     """In a fresh fork of the supervisor: make the namespaces, fork the worker,
     wait for it and leave with its status. Never returns."""
     try:
         # Pid, mount and System V IPC namespaces of the worker's own: nothing it
         # starts, mounts or allocates in shared memory outlives it.
         lowlevel.unshare(lowlevel.CLONE_NEWPID | lowlevel.CLONE_NEWNS | lowlevel.CLONE_NEWIPC)
+        if cgroup_fd is not None:
+            isolation.join_cgroup(cgroup_fd)  # the call's memory is charged to it alone
+        isolation.before_fork()
         pid = os.fork()
     except BaseException:
         os._exit(71)
