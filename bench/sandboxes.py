@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from donjon.config import load_settings
 from donjon.sandbox import (
     InstanceConfig,
     SandboxHost,
@@ -125,7 +126,7 @@ def forget_host(host: SandboxHost) -> None:
 
 def node_staging(data_dir: Path) -> Path:
     """Where a node on `data_dir` stages for the sandbox user (host.py's rule)."""
-    root = Path(os.environ.get("DONJON_SANDBOX_DIR", "/var/lib/donjon/sandbox"))
+    root = load_settings().sandbox.staging_dir
     return root / hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
 
 

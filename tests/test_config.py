@@ -88,3 +88,28 @@ def test_malformed_settings_name_their_variable(name: str, value: str) -> None:
     """A malformed value is a ConfigError that names the variable, not a crash later."""
     with pytest.raises(ConfigError, match=name):
         load_settings({"DONJON_DATA_DIR": "/tmp/x", name: value})
+
+
+def test_sandbox_settings_are_read_here() -> None:
+    """DONJON_SANDBOX_* are read by config.py like every other setting."""
+    settings = load_settings({"DONJON_DATA_DIR": "/tmp/x", "DONJON_SANDBOX_UID": "4242",
+                              "DONJON_SANDBOX_UID_RANGE": "200000-201023",
+                              "DONJON_SANDBOX_DIR": "/srv/stage",
+                              "DONJON_SANDBOX_PYTHON": "/usr/bin/python3"})
+    assert settings.sandbox.uid == 4242 and settings.sandbox.gid is None
+    assert settings.sandbox.id_range == (200000, 201023)
+    assert str(settings.sandbox.staging_dir) == "/srv/stage"
+    assert str(settings.sandbox.python) == "/usr/bin/python3"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DONJON_SANDBOX_UID", "0"),
+    ("DONJON_SANDBOX_GID", "0"),
+    ("DONJON_SANDBOX_UID", "nobody"),
+    ("DONJON_SANDBOX_UID_RANGE", "10-20"),
+    ("DONJON_SANDBOX_UID_RANGE", "100000"),
+])
+def test_malformed_sandbox_settings_name_their_variable(name: str, value: str) -> None:
+    """Host root or a malformed id is refused by name before any sandbox starts."""
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"DONJON_DATA_DIR": "/tmp/x", name: value})

@@ -14,7 +14,7 @@ from pathlib import Path
 from donjon.errors import Error
 from donjon.secret import Secret
 
-__all__ = ["ConfigError", "ConnectionSettings", "Settings", "load_settings"]
+__all__ = ["ConfigError", "ConnectionSettings", "SandboxSettings", "Settings", "load_settings"]
 
 DEFAULT_PORT = 8443
 
@@ -50,6 +50,25 @@ class ConnectionSettings:
     max_in_flight: int = 1024
 
 
+#: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
+DEFAULT_SANDBOX_ID_RANGE = (100_000, 165_535)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Who sandboxes run as on the host, and what they are given (DONJON_SANDBOX_*)."""
+
+    #: One host uid/gid for every sandbox (DONJON_SANDBOX_UID/GID); None: one per
+    #: function from `id_range` (DONJON_SANDBOX_UID_RANGE, `first-last`).
+    uid: int | None = None
+    gid: int | None = None
+    id_range: tuple[int, int] = DEFAULT_SANDBOX_ID_RANGE
+    #: Where bundles and the runtime are staged for the sandbox user (DONJON_SANDBOX_DIR).
+    staging_dir: Path = Path("/var/lib/donjon/sandbox")
+    #: The interpreter sandboxes run (DONJON_SANDBOX_PYTHON); None: found at start.
+    python: Path | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Donjon keeps its state and how clients reach it."""
@@ -66,6 +85,7 @@ class Settings:
     #: OSV records for dependency checks (DONJON_ADVISORIES: a directory or an
     #: export zip); default: DATA_DIR/advisories when it exists.
     advisories: Path | None = None
+    sandbox: SandboxSettings = SandboxSettings()
     #: Proxies whose X-Forwarded-For/-Proto the gateway believes
     #: (DONJON_TRUSTED_PROXIES: comma-separated CIDRs); default none.
     trusted_proxies: tuple[str, ...] = ()
@@ -141,10 +161,51 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         scan_min_confidence=_choice(env, "DONJON_SCAN_MIN_CONFIDENCE", "medium",
                                     ("low", "medium", "high")),
         advisories=Path(advisories).expanduser() if advisories else None,
+        sandbox=_sandbox_settings(env),
         trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
         connections=_connection_settings(env),
         audit_denial_window_s=window,
         audit_denial_max_sources=int(sources),
+    )
+
+
+def _host_id(env: dict[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) == 0 or int(raw) >= 2**32 - 1:
+        raise ConfigError(f"{name} must be a host id other than 0 (got {raw!r}): sandboxes "
+                          "never run as host root", hint=f"unset {name}, or give an unused id")
+    return int(raw)
+
+
+def _id_range(env: dict[str, str], name: str) -> tuple[int, int]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return DEFAULT_SANDBOX_ID_RANGE
+    first, sep, last = raw.partition("-")
+    if not (sep and first.isdigit() and last.isdigit()):
+        lo, hi = 0, -1
+    else:
+        lo, hi = int(first), int(last)
+    if lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
+        raise ConfigError(f"{name} {raw!r} is not a range like 100000-165535",
+                          hint="give first-last, both above 999, with at least 1024 ids, "
+                               "used by no account")
+    return lo, hi
+
+
+def _sandbox_settings(env: dict[str, str]) -> SandboxSettings:
+    uid = _host_id(env, "DONJON_SANDBOX_UID")
+    gid = _host_id(env, "DONJON_SANDBOX_GID")
+    staging = env.get("DONJON_SANDBOX_DIR", "").strip()
+    python = env.get("DONJON_SANDBOX_PYTHON", "").strip()
+    return SandboxSettings(
+        uid=uid,
+        gid=gid,
+        id_range=_id_range(env, "DONJON_SANDBOX_UID_RANGE"),
+        staging_dir=Path(staging) if staging else SandboxSettings.staging_dir,
+        python=Path(python) if python else None,
     )
 
 

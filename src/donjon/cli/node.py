@@ -77,7 +77,7 @@ def doctor() -> None:
     settings = load_settings()
     problems = 0
     try:
-        host = SandboxHost.detect(settings.data_dir)
+        host = SandboxHost.detect(settings.data_dir, settings.sandbox)
         bwrap = check_sandbox(host)
         click.echo(f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
                    "cgroup namespaces; seccomp)")

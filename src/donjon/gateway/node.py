@@ -63,7 +63,8 @@ class Node:
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
-        host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir)
+        host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir,
+                                       self.settings.sandbox)
         await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
         # Loads the advisories once (a bad database stops the node here, clearly);

@@ -62,7 +62,8 @@ def _loop_factory(tls_timeout_s: float) -> Callable[[], asyncio.AbstractEventLoo
 def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
           tls_key: Path | None, unsafe_http: bool) -> None:
     node = open_node(settings)
-    check_sandbox(SandboxHost.detect(settings.data_dir))  # refuse to serve without it
+    # Refuse to serve without a working sandbox.
+    check_sandbox(SandboxHost.detect(settings.data_dir, settings.sandbox))
     limits = settings.connections
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.

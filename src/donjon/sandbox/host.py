@@ -20,32 +20,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from donjon.config import SandboxSettings
 from donjon.sandbox.errors import SandboxUnavailable
 
 __all__ = ["RUNTIME_SOURCE", "SandboxHost"]
 
 RUNTIME_SOURCE = Path(__file__).parent / "runtime"
-_DEFAULT_STAGING = Path("/var/lib/donjon/sandbox")
 _NOBODY = 65534
-#: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
-_DEFAULT_ID_RANGE = "100000-165535"
-
-
-def parse_id_range(text: str) -> tuple[int, int]:
-    """`first-last` (inclusive) of host ids for sandboxes; never 0, at least 1,024 ids."""
-    first, sep, last = text.partition("-")
-    try:
-        lo, hi = int(first), int(last)
-    except ValueError:
-        lo, hi = 0, -1
-    if not sep or lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
-        raise SandboxUnavailable(
-            f"DONJON_SANDBOX_UID_RANGE {text!r} is not a range like 100000-165535",
-            hint="give first-last, both above 999, with at least 1024 ids, used by no account",
-        )
-    return lo, hi
-
-
 def _reachable(path: Path, *, executable: bool = False) -> bool:
     """Can any user traverse to `path` and read (and run) it?"""
     path = path.resolve()
@@ -77,37 +58,39 @@ class SandboxHost:
     id_range: tuple[int, int] | None = None
 
     @classmethod
-    def detect(cls, data_dir: Path, environ: dict[str, str] | None = None) -> SandboxHost:
-        env = dict(os.environ) if environ is None else environ
+    def detect(cls, data_dir: Path, settings: SandboxSettings | None = None) -> SandboxHost:
+        """This host's sandbox set-up for the node of `data_dir` (settings: config.py's)."""
+        settings = settings or SandboxSettings()
         if shutil.which("bwrap") is None:
             raise SandboxUnavailable(
                 "bubblewrap (bwrap) is not installed; Donjon never runs a function unsandboxed",
                 hint="run scripts/setup.sh, or: apt-get install bubblewrap",
             )
         if os.geteuid() != 0:
-            return cls(None, None, cls._python(env, needs_others=False), RUNTIME_SOURCE, None)
+            return cls(None, None, cls._python(settings, needs_others=False), RUNTIME_SOURCE,
+                       None)
         if shutil.which("setpriv") is None:
             raise SandboxUnavailable("setpriv is missing: it is how sandboxes leave root",
                                      hint="apt-get install util-linux")
-        id_range = None
-        if "DONJON_SANDBOX_UID" not in env:
-            id_range = parse_id_range(env.get("DONJON_SANDBOX_UID_RANGE", _DEFAULT_ID_RANGE))
-        uid = int(env.get("DONJON_SANDBOX_UID", id_range[0] if id_range else _NOBODY))
-        gid = int(env.get("DONJON_SANDBOX_GID", id_range[0] if id_range else _NOBODY))
-        if uid == 0 or gid == 0:
+        # One uid per function from the range, unless one uid is set for all.
+        id_range = settings.id_range if settings.uid is None else None
+        uid = settings.uid if settings.uid is not None else settings.id_range[0]
+        default_gid = id_range[0] if id_range else _NOBODY
+        gid = settings.gid if settings.gid is not None else default_gid
+        if uid == 0 or gid == 0:  # config.py refuses 0 too: never host root, whatever calls this
             raise SandboxUnavailable("DONJON_SANDBOX_UID/GID must not be 0: sandboxes never "
                                      "run as host root")
         node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
-        staging = Path(env.get("DONJON_SANDBOX_DIR", str(_DEFAULT_STAGING))) / node
-        host = cls(uid, gid, cls._python(env, needs_others=True), staging / "runtime", staging,
-                   id_range)
+        staging = settings.staging_dir / node
+        host = cls(uid, gid, cls._python(settings, needs_others=True), staging / "runtime",
+                   staging, id_range)
         _stage_runtime(staging, host.runtime)
         return host
 
     @staticmethod
-    def _python(env: dict[str, str], *, needs_others: bool) -> Path:
-        chosen = env.get("DONJON_SANDBOX_PYTHON")
-        candidates = [Path(chosen)] if chosen else _interpreter_candidates()
+    def _python(settings: SandboxSettings, *, needs_others: bool) -> Path:
+        chosen = settings.python
+        candidates = [chosen] if chosen else _interpreter_candidates()
         for candidate in candidates:
             if candidate.exists() and (not needs_others or _reachable(candidate, executable=True)):
                 return candidate
