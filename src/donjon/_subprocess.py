@@ -1,17 +1,21 @@
 """The one wrapper through which Donjon runs other programs.
 
 argv lists only, never a shell; a failure carries the program's stderr.
+`run` runs a program to its end (pip, the sandbox probe); `start` starts a
+long-lived one (the scan helper, `donjon serve` under `donjon up`);
+`start_async` starts one from the event loop (bubblewrap for each sandbox).
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from donjon.errors import Error
 
-__all__ = ["CommandError", "run", "start"]
+__all__ = ["CommandError", "run", "start", "start_async"]
 
 
 class CommandError(Error):
@@ -26,18 +30,22 @@ def run(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 600.0,
+    pass_fds: Sequence[int] = (),
     hint: str = "",
 ) -> str:
     """Run `argv` to completion and return its stdout; raise `CommandError` on failure."""
     args = [str(a) for a in argv]
     try:
         done = subprocess.run(
-            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as e:
         raise CommandError(f"{args[0]} is not installed", hint=hint) from e
     except subprocess.TimeoutExpired as e:
         raise CommandError(f"{args[0]} did not finish within {timeout:.0f}s", hint=hint) from e
+    except OSError as e:
+        raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
     if done.returncode != 0:
         tail = done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]
         raise CommandError(f"{args[0]} failed (exit {done.returncode}): {tail}", hint=hint)
@@ -45,16 +53,43 @@ def run(
 
 
 def start(argv: Sequence[str | Path], *, env: dict[str, str] | None = None,
-          hint: str = "") -> subprocess.Popen[bytes]:
-    """Start a long-lived helper speaking over its stdin/stdout pipes (stderr is inherited).
+          pipes: bool = True, hint: str = "") -> subprocess.Popen[bytes]:
+    """Start a long-lived program.
 
-    It leads a session of its own, so it and whatever it forks can be killed together
-    (``os.killpg(proc.pid, SIGKILL)``)."""
+    With `pipes` (a helper speaking over its stdin/stdout; stderr is inherited) it
+    leads a session of its own, so it and whatever it forks can be killed together
+    (``os.killpg(proc.pid, SIGKILL)``). Without, it shares the terminal and the
+    session (a server the user may stop with Ctrl-C)."""
     args = [str(a) for a in argv]
     try:
+        if not pipes:
+            return subprocess.Popen(args, env=env)
         return subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             start_new_session=True,
         )
     except OSError as e:
         raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
+
+
+async def start_async(
+    argv: Sequence[str | Path],
+    *,
+    pass_fds: Sequence[int] = (),
+    before_exec: Callable[[], None] | None = None,
+    hint: str = "",
+) -> asyncio.subprocess.Process:
+    """Start a long-lived program from the event loop: no stdin or stdout, stderr piped
+    (the caller reads it to explain a failure), `pass_fds` kept open in the child, and
+    `before_exec` run in the child between fork and exec (joining a cgroup, say)."""
+    args = [str(a) for a in argv]
+    try:
+        return await asyncio.create_subprocess_exec(
+            *args, pass_fds=tuple(pass_fds), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=before_exec,
+        )
+    except FileNotFoundError as e:
+        raise CommandError(f"{args[0]} is not installed", hint=hint) from e
+    except (OSError, subprocess.SubprocessError) as e:
+        raise CommandError(f"{args[0]} could not start: {e}", hint=hint) from e

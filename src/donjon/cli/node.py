@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 import httpx
 
+from donjon._subprocess import start
 from donjon.cli.client import ApiClient
 from donjon.cli.output import echo_text
 from donjon.config import DEFAULT_PORT, Settings, load_settings
@@ -160,9 +161,8 @@ def up(port: int, examples_dir: Path) -> None:
     settings = load_settings(env)
     # Minted before the server starts, so the server loads it; revoked once deployed.
     key_id, secret = _bootstrap_key(settings)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env
-    )
+    proc = start([sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env,
+                 pipes=False)
     try:
         _wait_healthy(settings, proc, 30)
         client = ApiClient(settings, api_key=secret)

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess  # nosec B404 - only for its SubprocessError
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from donjon import boundedjson
+from donjon._subprocess import CommandError, start_async
 from donjon.boundedjson import JSONTooDeep
 from donjon.sandbox.callgroups import (
     CallGroups,
@@ -179,17 +179,12 @@ class Instance:
             if isinstance(cgroup, BaseException):
                 raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {cgroup}")
             joins = self._cgroup.join_fds() if self._cgroup is not None else []
-            self._proc = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                preexec_fn=_join_cgroup(joins) if joins else None,
+            self._proc = await start_async(
+                argv, pass_fds=fds, before_exec=_join_cgroup(joins) if joins else None,
             )
-        except FileNotFoundError as e:
+        except CommandError as e:  # bwrap missing, or joining the cgroup failed
             await self.close()
-            raise SandboxUnavailable("bubblewrap (bwrap) is not installed") from e
-        except (OSError, subprocess.SubprocessError) as e:  # joining the cgroup failed
-            await self.close()
-            raise SandboxUnavailable(f"the sandbox could not be started: {e}") from e
+            raise SandboxUnavailable(f"the sandbox could not be started: {e.message}") from e
         except BaseException:
             await self.close()
             raise

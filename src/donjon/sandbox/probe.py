@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
+from donjon._subprocess import CommandError, run
 from donjon.sandbox.errors import SandboxUnavailable
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
@@ -47,18 +47,16 @@ def check_sandbox(host: SandboxHost) -> str:
         # Replace the runtime entry with the probe script.
         argv = [*argv[: argv.index("/opt/donjon/donjon_runtime/boot.py")], "/fn/probe.py"]
         try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=30, check=False,
-                pass_fds=(seccomp_fd,),
-            )
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise SandboxUnavailable(f"bubblewrap could not start: {e}") from e
+            out = run(argv, timeout=30, pass_fds=(seccomp_fd,))
+        except CommandError as e:
+            raise SandboxUnavailable(
+                f"bubblewrap cannot create its namespaces here: {e.message[-500:]}",
+                hint="user and network namespaces must be enabled "
+                     "(kernel.unprivileged_userns_clone)",
+            ) from e
         finally:
             os.close(seccomp_fd)
-    if done.returncode != 0 or done.stdout.strip() != "ok":
-        raise SandboxUnavailable(
-            "bubblewrap cannot create its namespaces here: "
-            + (done.stderr.strip()[-500:] or done.stdout.strip()[-500:]),
-            hint="user and network namespaces must be enabled (kernel.unprivileged_userns_clone)",
-        )
+    if out.strip() != "ok":
+        raise SandboxUnavailable("bubblewrap cannot create its namespaces here: "
+                                 f"the probe said {out.strip()[-500:]!r}")
     return bwrap
