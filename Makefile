@@ -15,6 +15,7 @@ test-fast: setup
 
 lint: setup
 	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
 	.venv/bin/bandit -q -r src -c pyproject.toml
 	.venv/bin/donjon scan src/donjon --fail-on high

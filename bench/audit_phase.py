@@ -25,7 +25,10 @@ from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
 EVENT = AuditEvent(
-    "key:0123456789abcdef", "function.invoke", "bench-warm@1", "ok",
+    "key:0123456789abcdef",
+    "function.invoke",
+    "bench-warm@1",
+    "ok",
     {"request_id": "0123456789abcdef", "duration_ms": 0.512, "trigger": "invoke"},
 )
 
@@ -42,8 +45,9 @@ def _floor_rows(db: Path, batch: int, batches: int, record: bytes) -> float:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, "
-                 "hash BLOB NOT NULL)")
+    conn.execute(
+        "CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, hash BLOB NOT NULL)"
+    )
     digest = bytes(32)
     seq = 0
     t0 = time.perf_counter()
@@ -86,8 +90,14 @@ async def _concurrent(log: AuditLog, waiters: int, total: int) -> float:
         log.stop()
 
 
-def run(workdir: Path, verify_records: int, concurrent_total: int, sync_calls: int,
-        waiters: int, run_loop: Any) -> dict[str, Any]:
+def run(
+    workdir: Path,
+    verify_records: int,
+    concurrent_total: int,
+    sync_calls: int,
+    waiters: int,
+    run_loop: Any,
+) -> dict[str, Any]:
     """All audit figures; `verify_records` records are built for the verify."""
     workdir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"waiters": waiters, "verify_records": verify_records}
@@ -104,8 +114,7 @@ def run(workdir: Path, verify_records: int, concurrent_total: int, sync_calls: i
     for _ in range(batches):
         log._write([(EVENT, None)] * batch)
     out["batch_rps"] = batch * batches / (time.perf_counter() - t0)
-    out["floor_batch_rps"] = _floor_rows(workdir / "floor.db", batch, batches,
-                                         b"x" * record_size)
+    out["floor_batch_rps"] = _floor_rows(workdir / "floor.db", batch, batches, b"x" * record_size)
 
     out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total))
 

@@ -61,9 +61,17 @@ def serve_starlette(port: int, cert: str | None, key: str | None) -> None:
     import uvicorn
 
     tls = bool(cert and key)
-    config = uvicorn.Config(starlette_app(), host="127.0.0.1", port=port, log_level="warning",
-                            access_log=False, lifespan="off", server_header=False,
-                            ssl_certfile=cert if tls else None, ssl_keyfile=key if tls else None)
+    config = uvicorn.Config(
+        starlette_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        ssl_certfile=cert if tls else None,
+        ssl_keyfile=key if tls else None,
+    )
     uvicorn.Server(config).run()
 
 
@@ -90,8 +98,7 @@ def flask_app() -> Any:
             return ("", 200)
         if isinstance(res, dict) and "statusCode" in res:
             return (res.get("body", ""), res["statusCode"], res.get("headers") or {})
-        return (json.dumps(res, separators=(",", ":")), 200,
-                {"Content-Type": "application/json"})
+        return (json.dumps(res, separators=(",", ":")), 200, {"Content-Type": "application/json"})
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])

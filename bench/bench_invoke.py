@@ -73,12 +73,36 @@ class Plan:
     audit_waiters: int
 
 
-FULL = Plan(rounds=3, warmup_s=1, load_s=3, latency_s=2, connections=32, cold_runs=5,
-            floor_runs=15, pool_calls=1000, fork_calls=2000, audit_verify=1_000_000,
-            audit_concurrent=50_000, audit_sync=200, audit_waiters=512)
-QUICK = Plan(rounds=1, warmup_s=1, load_s=2, latency_s=1, connections=32, cold_runs=3,
-             floor_runs=7, pool_calls=300, fork_calls=500, audit_verify=100_000,
-             audit_concurrent=20_000, audit_sync=100, audit_waiters=512)
+FULL = Plan(
+    rounds=3,
+    warmup_s=1,
+    load_s=3,
+    latency_s=2,
+    connections=32,
+    cold_runs=5,
+    floor_runs=15,
+    pool_calls=1000,
+    fork_calls=2000,
+    audit_verify=1_000_000,
+    audit_concurrent=50_000,
+    audit_sync=200,
+    audit_waiters=512,
+)
+QUICK = Plan(
+    rounds=1,
+    warmup_s=1,
+    load_s=2,
+    latency_s=1,
+    connections=32,
+    cold_runs=3,
+    floor_runs=7,
+    pool_calls=300,
+    fork_calls=500,
+    audit_verify=100_000,
+    audit_concurrent=20_000,
+    audit_sync=100,
+    audit_waiters=512,
+)
 
 
 @dataclass(frozen=True)
@@ -99,10 +123,12 @@ def log(msg: str) -> None:
 
 def cpu_busy(seconds: float = 1.0) -> float:
     """Share of all CPUs busy over `seconds` (anything else running skews the figures)."""
+
     def snap() -> tuple[int, int]:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
         return sum(v), v[3] + v[4]
+
     t0, i0 = snap()
     time.sleep(seconds)
     t1, i1 = snap()
@@ -111,17 +137,25 @@ def cpu_busy(seconds: float = 1.0) -> float:
 
 def machine() -> dict[str, Any]:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
         return done.stdout.strip()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.machine())
+
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.machine(),
+    )
     return {
-        "cpus": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-        "python": platform.python_version(), "client": loadgen.client_name(),
-        "donjon": git("rev-parse", "--short", "HEAD") + (" (dirty tree)" if git(
-            "status", "--porcelain", "--untracked-files=no", "src") else ""),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "client": loadgen.client_name(),
+        "donjon": git("rev-parse", "--short", "HEAD")
+        + (" (dirty tree)" if git("status", "--porcelain", "--untracked-files=no", "src") else ""),
         "donjon_path": str(Path(donjon.__file__).parent),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         "busy_before": cpu_busy(),
@@ -134,7 +168,8 @@ def start_baseline(kind: str, tmp: Path, *tls: str) -> tuple[subprocess.Popen[by
     with output.open("wb") as f:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             [sys.executable, str(BENCH / "baselines.py"), kind, str(port), *tls],
-            stdout=f, stderr=subprocess.STDOUT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -164,25 +199,41 @@ def load_phase(targets: list[Target], headers: dict[str, str], plan: Plan) -> di
             cpu = sandboxes.tree_cpu(t.pid) - cpu0
             res["cpu_ms_per_req"] = cpu * 1000 / max(1, res["requests"])
             one = loadgen.run(req, 1, plan.latency_s)
-            res.update(c1_rps=one["rps"], c1_p50_ms=one["p50_ms"], c1_p99_ms=one["p99_ms"],
-                       errors=res["errors"] + one["errors"])
-            log(f"  round {r + 1} {t.name:18} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
+            res.update(
+                c1_rps=one["rps"],
+                c1_p50_ms=one["p50_ms"],
+                c1_p99_ms=one["p99_ms"],
+                errors=res["errors"] + one["errors"],
+            )
+            log(
+                f"  round {r + 1} {t.name:18} {res['rps']:8.0f} req/s  p50 {res['p50_ms']:7.2f} ms"
                 f"  p99 {res['p99_ms']:7.2f} ms  | 1 conn p50 {one['p50_ms']:6.2f} ms"
-                f"  | errors {res['errors']}")
+                f"  | errors {res['errors']}"
+            )
             prev = best.get(t.name)
             if prev is None or res["rps"] > prev["rps"]:
                 if prev is not None and prev["c1_p50_ms"] < res["c1_p50_ms"]:
-                    res.update(c1_rps=prev["c1_rps"], c1_p50_ms=prev["c1_p50_ms"],
-                               c1_p99_ms=prev["c1_p99_ms"])
+                    res.update(
+                        c1_rps=prev["c1_rps"],
+                        c1_p50_ms=prev["c1_p50_ms"],
+                        c1_p99_ms=prev["c1_p99_ms"],
+                    )
                 best[t.name] = res
             elif res["c1_p50_ms"] < prev["c1_p50_ms"]:
-                prev.update(c1_rps=res["c1_rps"], c1_p50_ms=res["c1_p50_ms"],
-                            c1_p99_ms=res["c1_p99_ms"])
+                prev.update(
+                    c1_rps=res["c1_rps"], c1_p50_ms=res["c1_p50_ms"], c1_p99_ms=res["c1_p99_ms"]
+                )
     return best
 
 
-def profile_phase(node: LiveNode, targets: list[Target], headers: dict[str, str],
-                  digests: dict[str, str], plan: Plan, out: Path) -> list[str]:
+def profile_phase(
+    node: LiveNode,
+    targets: list[Target],
+    headers: dict[str, str],
+    digests: dict[str, str],
+    plan: Plan,
+    out: Path,
+) -> list[str]:
     """Sample the server and each sandbox under load; the summaries of the samples."""
     out.mkdir(parents=True, exist_ok=True)
     if profiling.py_spy() is None:
@@ -212,18 +263,24 @@ def gateway_cold(node: LiveNode, tmp: Path, plan: Plan) -> dict[str, Any]:
     import httpx
 
     from donjon.bundle import build_bundle
+
     out: dict[str, Any] = {}
     for mode in ("warm", "invocation"):
         runs: dict[str, list[float]] = {"deploy_s": [], "first_s": [], "second_s": []}
         for i in range(plan.cold_runs):
             name = f"cold-{mode}-{i}"
             _, archive = build_bundle(sandboxes.write_bundle(tmp / "cold", name, mode))
-            with httpx.Client(base_url=node.url, verify=node.tls, timeout=60,
-                              headers={"authorization": f"Bearer {node.admin_key}"}) as c:
+            with httpx.Client(
+                base_url=node.url,
+                verify=node.tls,
+                timeout=60,
+                headers={"authorization": f"Bearer {node.admin_key}"},
+            ) as c:
                 c.get("/healthz")
                 t0 = time.perf_counter()
-                r = c.post("/v1/functions", content=archive,
-                           headers={"content-type": "application/gzip"})
+                r = c.post(
+                    "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+                )
                 runs["deploy_s"].append(time.perf_counter() - t0)
                 r.raise_for_status()
                 for key in ("first_s", "second_s"):
@@ -237,39 +294,71 @@ def gateway_cold(node: LiveNode, tmp: Path, plan: Plan) -> dict[str, Any]:
 
 
 def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -> dict[str, Any]:
-    bundles = {m: sandboxes.write_bundle(tmp / "fn", f"bench-{m}", m)
-               for m in ("warm", "invocation")}
+    bundles = {
+        m: sandboxes.write_bundle(tmp / "fn", f"bench-{m}", m) for m in ("warm", "invocation")
+    }
     node = start_node(tmp / "node")
     procs: list[subprocess.Popen[bytes]] = []
     try:
         digests = {m: str(node.deploy(b)["digest"]) for m, b in bundles.items()}
         # The pool phase runs the bundle as deployed: built, with its unchecked-hash pycs.
-        deployed = sandboxes.copy_bundle(node.data_dir / "bundles" / digests["warm"],
-                                         tmp / "pool", "bench-pool")
+        deployed = sandboxes.copy_bundle(
+            node.data_dir / "bundles" / digests["warm"], tmp / "pool", "bench-pool"
+        )
         key = node.create_key("bench", "invoker", ["bench-warm", "bench-invocation"])["key"]
         headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
         path = "/v1/functions/{}/invoke"
-        starlette_tls, p1 = start_baseline("starlette", tmp, node.cert,
-                                           str(node.data_dir / "tls" / "key.pem"))
+        starlette_tls, p1 = start_baseline(
+            "starlette", tmp, node.cert, str(node.data_dir / "tls" / "key.pem")
+        )
         starlette_http, p2 = start_baseline("starlette", tmp)
         flask, p3 = start_baseline("flask", tmp)
         procs += [starlette_tls, starlette_http, flask]
         targets = [
-            Target("donjon-warm", node.url + path.format("bench-warm"), node.proc.pid, node.cert,
-                   "HTTPS, key, schema, audit"),
-            Target("donjon-invocation", node.url + path.format("bench-invocation"),
-                   node.proc.pid, node.cert, "HTTPS, key, schema, audit"),
-            Target("starlette-tls", f"https://127.0.0.1:{p1}" + path.format("b"),
-                   starlette_tls.pid, node.cert, "bare app, HTTPS"),
-            Target("starlette-http", f"http://127.0.0.1:{p2}" + path.format("b"),
-                   starlette_http.pid, None, "bare app, plain HTTP"),
-            Target("flask-waitress", f"http://127.0.0.1:{p3}" + path.format("b"), flask.pid,
-                   None, "OpenFaaS python3-http, plain HTTP"),
+            Target(
+                "donjon-warm",
+                node.url + path.format("bench-warm"),
+                node.proc.pid,
+                node.cert,
+                "HTTPS, key, schema, audit",
+            ),
+            Target(
+                "donjon-invocation",
+                node.url + path.format("bench-invocation"),
+                node.proc.pid,
+                node.cert,
+                "HTTPS, key, schema, audit",
+            ),
+            Target(
+                "starlette-tls",
+                f"https://127.0.0.1:{p1}" + path.format("b"),
+                starlette_tls.pid,
+                node.cert,
+                "bare app, HTTPS",
+            ),
+            Target(
+                "starlette-http",
+                f"http://127.0.0.1:{p2}" + path.format("b"),
+                starlette_http.pid,
+                None,
+                "bare app, plain HTTP",
+            ),
+            Target(
+                "flask-waitress",
+                f"http://127.0.0.1:{p3}" + path.format("b"),
+                flask.pid,
+                None,
+                "OpenFaaS python3-http, plain HTTP",
+            ),
         ]
-        log(f"load: {plan.connections} connections, {plan.load_s} s each, "
-            f"{plan.rounds} round(s), client {loadgen.client_name()}")
-        out: dict[str, Any] = {"load": load_phase(targets, headers, plan),
-                               "deployed_bundle": str(deployed)}
+        log(
+            f"load: {plan.connections} connections, {plan.load_s} s each, "
+            f"{plan.rounds} round(s), client {loadgen.client_name()}"
+        )
+        out: dict[str, Any] = {
+            "load": load_phase(targets, headers, plan),
+            "deployed_bundle": str(deployed),
+        }
         if profile is not None:
             log(f"profile (not measured): py-spy into {profile}")
             out["profiles"] = profile_phase(node, targets, headers, digests, plan, profile)
@@ -304,6 +393,7 @@ def _sweep_cgroups() -> int:
 
 def _resource_mode() -> str:
     from donjon.sandbox import detect_resource_control
+
     return detect_resource_control().describe()
 
 
@@ -311,33 +401,37 @@ def sandbox_phase(bundle: Path, host: SandboxHost, plan: Plan) -> dict[str, Any]
     log("sandbox pool, driven directly")
     out: dict[str, Any] = {
         "warm": sandboxes.pool_calls(host, bundle, True, plan.pool_calls, plan.cold_runs),
-        "invocation": sandboxes.pool_calls(host, bundle, False, plan.pool_calls,
-                                           plan.cold_runs),
+        "invocation": sandboxes.pool_calls(host, bundle, False, plan.pool_calls, plan.cold_runs),
     }
     out["leaked_cgroups"] = _sweep_cgroups()
     log("floors: fork-and-wait, import")
     floor = sandboxes.fork_floor(host, bundle, plan.fork_calls)
     out["fork_floor_s"], out["fork_floor_rss"] = floor["per_call_s"], floor["rss"]
-    out["import_floor_s"] = sandboxes.median(
-        sandboxes.import_floor(host, bundle, plan.floor_runs))
+    out["import_floor_s"] = sandboxes.median(sandboxes.import_floor(host, bundle, plan.floor_runs))
     try:
         out["fork_floor_bwrap_s"] = sandboxes.fork_floor(
-            host, bundle, plan.fork_calls, inside_bwrap=True)["per_call_s"]
+            host, bundle, plan.fork_calls, inside_bwrap=True
+        )["per_call_s"]
         out["import_floor_bwrap_s"] = sandboxes.median(
-            sandboxes.import_floor(host, bundle, plan.floor_runs, inside_bwrap=True))
+            sandboxes.import_floor(host, bundle, plan.floor_runs, inside_bwrap=True)
+        )
     except (subprocess.CalledProcessError, ValueError) as e:
         log(f"  (the floors inside bwrap were skipped: {e})")
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="shorter phases (under a minute)")
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
-    parser.add_argument("--profile", type=Path,
-                        help="after the measured phases, sample the server and sandboxes "
-                             "under load with py-spy into this dir and print where time goes")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after the measured phases, sample the server and sandboxes "
+        "under load with py-spy into this dir and print where time goes",
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
@@ -350,14 +444,18 @@ def main() -> None:
         report.print_header(results["machine"], "quick" if args.quick else "full")
         try:
             results["node"] = node_phase(Path(tmp), host, plan, args.profile)
-            results["sandbox"] = sandbox_phase(Path(results["node"]["deployed_bundle"]), host,
-                                               plan)
+            results["sandbox"] = sandbox_phase(Path(results["node"]["deployed_bundle"]), host, plan)
         finally:
             sandboxes.forget_host(host)
         log(f"audit: {plan.audit_verify:,} records for verify")
         results["audit"] = audit_phase.run(
-            Path(tmp) / "audit", plan.audit_verify, plan.audit_concurrent, plan.audit_sync,
-            plan.audit_waiters, sandboxes.run_loop)
+            Path(tmp) / "audit",
+            plan.audit_verify,
+            plan.audit_concurrent,
+            plan.audit_sync,
+            plan.audit_waiters,
+            sandboxes.run_loop,
+        )
     results["machine"]["busy_after"] = cpu_busy()
     results["seconds"] = time.perf_counter() - started
     report.print_tables(results)

@@ -28,10 +28,23 @@ from donjon.scan.project import discover
 from donjon.scan.scanners.code import CodeScanner
 
 MODULES = [
-    "http/server.py", "http/client.py", "http/cookiejar.py", "urllib/request.py",
-    "urllib/parse.py", "email/message.py", "email/utils.py", "json/decoder.py",
-    "json/encoder.py", "subprocess.py", "tarfile.py", "shutil.py", "tempfile.py",
-    "smtplib.py", "ftplib.py", "logging/__init__.py", "logging/handlers.py",
+    "http/server.py",
+    "http/client.py",
+    "http/cookiejar.py",
+    "urllib/request.py",
+    "urllib/parse.py",
+    "email/message.py",
+    "email/utils.py",
+    "json/decoder.py",
+    "json/encoder.py",
+    "subprocess.py",
+    "tarfile.py",
+    "shutil.py",
+    "tempfile.py",
+    "smtplib.py",
+    "ftplib.py",
+    "logging/__init__.py",
+    "logging/handlers.py",
 ]
 
 
@@ -67,8 +80,9 @@ def bandit_library(target: Path) -> int:
 
 
 def bandit_cli(target: Path) -> int:
-    out = run([sys.executable, "-m", "bandit", "-q", "-r", str(target), "-f", "json",
-               "--exit-zero"])
+    out = run(
+        [sys.executable, "-m", "bandit", "-q", "-r", str(target), "-f", "json", "--exit-zero"]
+    )
     return out.count('"test_id"')
 
 
@@ -108,8 +122,10 @@ def corpus_comparison() -> None:
         hits = len(found & marked)
         alarms = len(found - marked)
         precision = hits / len(found) if found else 1.0
-        print(f"  {name:<20} recall {hits / len(marked):6.1%}  precision {precision:6.1%}  "
-              f"({hits} found, {len(marked) - hits} missed, {alarms} false alarms)")
+        print(
+            f"  {name:<20} recall {hits / len(marked):6.1%}  precision {precision:6.1%}  "
+            f"({hits} found, {len(marked) - hits} missed, {alarms} false alarms)"
+        )
 
 
 def main() -> None:
@@ -132,18 +148,23 @@ def main() -> None:
         runs = {
             "donjon code rules (own taint engine)": best_of(args.repeat, donjon_code),
             "donjon full scan (code+bandit checks+secrets+manifest)": best_of(
-                args.repeat, donjon_full),
-            "bandit library (all default tests)": best_of(args.repeat,
-                                                         lambda: bandit_library(target)),
-            "bandit CLI (subprocess, incl. start-up)": best_of(args.repeat,
-                                                              lambda: bandit_cli(target)),
+                args.repeat, donjon_full
+            ),
+            "bandit library (all default tests)": best_of(
+                args.repeat, lambda: bandit_library(target)
+            ),
+            "bandit CLI (subprocess, incl. start-up)": best_of(
+                args.repeat, lambda: bandit_cli(target)
+            ),
         }
     print(f"{len(MODULES)} files, {lines} lines of Python; best of {args.repeat} runs")
     for name, (seconds, found) in runs.items():
         print(f"  {name:<56} {seconds * per10k:6.3f} s/10k lines  ({found} findings)")
     base = runs["bandit library (all default tests)"][0]
-    for name in ("donjon code rules (own taint engine)",
-                 "donjon full scan (code+bandit checks+secrets+manifest)"):
+    for name in (
+        "donjon code rules (own taint engine)",
+        "donjon full scan (code+bandit checks+secrets+manifest)",
+    ):
         print(f"  ratio {name.split(' (')[0]} / bandit library: {runs[name][0] / base:.2f}x")
     corpus_comparison()
 

@@ -78,9 +78,21 @@ def _run_wrk(req: Request, connections: int, seconds: float) -> dict[str, Any]:
         script = f.name
     try:
         done = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-             "-s", script, req.url],
-            capture_output=True, text=True, timeout=seconds + 60, check=False,
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script,
+                req.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=False,
         )
     finally:
         Path(script).unlink()
@@ -89,18 +101,28 @@ def _run_wrk(req: Request, connections: int, seconds: float) -> dict[str, Any]:
             raw = json.loads(line.removeprefix("BENCHJSON "))
             secs = raw["duration_us"] / 1e6
             return {
-                "requests": raw["requests"], "seconds": secs,
+                "requests": raw["requests"],
+                "seconds": secs,
                 "rps": raw["requests"] / secs if secs else 0.0,
-                "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+                "p50_ms": raw["p50_us"] / 1000,
+                "p99_ms": raw["p99_us"] / 1000,
                 "errors": raw["status_errors"] + raw["socket_errors"],
             }
     raise RuntimeError(f"wrk gave no result: {done.stdout[-500:]} {done.stderr[-500:]}")
 
 
 def _run_python(req: Request, connections: int, seconds: float) -> dict[str, Any]:
-    argv = [sys.executable, str(Path(__file__).resolve()), req.url,
-            "--connections", str(connections), "--seconds", str(seconds),
-            "--body", req.body.decode()]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        req.url,
+        "--connections",
+        str(connections),
+        "--seconds",
+        str(seconds),
+        "--body",
+        req.body.decode(),
+    ]
     for k, v in req.headers.items():
         argv += ["--header", f"{k}: {v}"]
     if req.cafile:
@@ -122,8 +144,15 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[k]
 
 
-async def _connection(host: str, port: int, tls: ssl.SSLContext | None, payload: bytes,
-                      deadline: float, latencies: list[float], errors: list[int]) -> None:
+async def _connection(
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    payload: bytes,
+    deadline: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
     try:
         reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     except OSError:
@@ -153,22 +182,30 @@ async def _load(req: Request, connections: int, seconds: float) -> dict[str, Any
     url = urlsplit(req.url)
     host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
     tls = ssl.create_default_context(cafile=req.cafile) if url.scheme == "https" else None
-    head = [f"POST {url.path or '/'} HTTP/1.1", f"Host: {host}:{port}",
-            f"Content-Length: {len(req.body)}"]
+    head = [
+        f"POST {url.path or '/'} HTTP/1.1",
+        f"Host: {host}:{port}",
+        f"Content-Length: {len(req.body)}",
+    ]
     head += [f"{k}: {v}" for k, v in req.headers.items()]
     payload = ("\r\n".join(head) + "\r\n\r\n").encode() + req.body
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
-    await asyncio.gather(*(
-        _connection(host, port, tls, payload, start + seconds, latencies, errors)
-        for _ in range(connections)
-    ))
+    await asyncio.gather(
+        *(
+            _connection(host, port, tls, payload, start + seconds, latencies, errors)
+            for _ in range(connections)
+        )
+    )
     elapsed = time.perf_counter() - start
     latencies.sort()
     return {
-        "requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed,
-        "p50_ms": _percentile(latencies, 50) * 1000, "p99_ms": _percentile(latencies, 99) * 1000,
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": _percentile(latencies, 50) * 1000,
+        "p99_ms": _percentile(latencies, 99) * 1000,
         "errors": len(errors),
     }
 
@@ -186,6 +223,7 @@ def main() -> None:
     req = Request(args.url, args.body.encode(), headers, args.cafile)
     try:
         import uvloop
+
         result = uvloop.run(_load(req, args.connections, args.seconds))
     except ImportError:
         result = asyncio.run(_load(req, args.connections, args.seconds))

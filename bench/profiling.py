@@ -29,9 +29,24 @@ def record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | Non
     if exe is None:
         return None
     return subprocess.Popen(
-        [exe, "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", "200",
-         "--threads", "--nonblocking", "-f", "raw", "-o", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            exe,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(max(1, int(seconds))),
+            "-r",
+            "200",
+            "--threads",
+            "--nonblocking",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -61,9 +76,21 @@ def summary(path: Path, top: int = 12) -> str:
     lines.append("  self:")
     lines += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
     lines.append("  inclusive (below the event loop / thread entry):")
-    skip = ("Runner.run", "_run_module", "_run_code", "<module>", "Thread._bootstrap",
-            "Thread.run", "Command.", "Group.invoke", "Context.invoke", "main (", "serve (",
-            "Server.run", "asyncio_run")
+    skip = (
+        "Runner.run",
+        "_run_module",
+        "_run_code",
+        "<module>",
+        "Thread._bootstrap",
+        "Thread.run",
+        "Command.",
+        "Group.invoke",
+        "Context.invoke",
+        "main (",
+        "serve (",
+        "Server.run",
+        "asyncio_run",
+    )
     shown = [(f, n) for f, n in inclusive.most_common(top * 4) if not f.startswith(skip)]
     lines += [f"    {100 * n / total:5.1f}%  {f}" for f, n in shown[:top]]
     return "\n".join(lines)

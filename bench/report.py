@@ -44,35 +44,50 @@ def _verdict(ok: bool | None) -> str:
 
 
 def print_header(m: dict[str, Any], mode: str) -> None:
-    print(f"Donjon invoke bench ({mode}) - donjon {m['donjon']}, Python {m['python']}, "
-          f"{m['cpus']} x {m['cpu']}, Linux {m['kernel']}")
-    print(f"donjon imported from {m['donjon_path']}; sandboxes run {m['sandbox_python']} as "
-          f"host uid {m['sandbox_user']}")
-    print(f"load client: {m['client']}; load average {' '.join(m['loadavg'])}, "
-          f"CPU busy before start {m['busy_before']:.0%}")
+    print(
+        f"Donjon invoke bench ({mode}) - donjon {m['donjon']}, Python {m['python']}, "
+        f"{m['cpus']} x {m['cpu']}, Linux {m['kernel']}"
+    )
+    print(
+        f"donjon imported from {m['donjon_path']}; sandboxes run {m['sandbox_python']} as "
+        f"host uid {m['sandbox_user']}"
+    )
+    print(
+        f"load client: {m['client']}; load average {' '.join(m['loadavg'])}, "
+        f"CPU busy before start {m['busy_before']:.0%}"
+    )
     print("Clients and servers share this machine's cores: every figure is per machine, and the")
     print("ratios compare servers measured the same way in the same run.")
     if m["busy_before"] > 0.15:
-        print(f"WARNING: the machine was {m['busy_before']:.0%} busy before the bench started; "
-              "figures will be noisy.")
+        print(
+            f"WARNING: the machine was {m['busy_before']:.0%} busy before the bench started; "
+            "figures will be noisy."
+        )
     print(flush=True)
 
 
 def _load_table(load: dict[str, Any]) -> None:
     print("Load, 32 keep-alive connections unless said (best of the rounds by throughput):")
-    print(f"  {'server':18} {'req/s':>9} {'p50':>9} {'p99':>9} {'1-conn p50':>11} "
-          f"{'1-conn p99':>11} {'CPU/req':>9} {'errors':>7}")
+    print(
+        f"  {'server':18} {'req/s':>9} {'p50':>9} {'p99':>9} {'1-conn p50':>11} "
+        f"{'1-conn p99':>11} {'CPU/req':>9} {'errors':>7}"
+    )
     for name, r in load.items():
-        print(f"  {name:18} {r['rps']:9.0f} {r['p50_ms']:7.2f}ms {r['p99_ms']:7.2f}ms "
-              f"{r['c1_p50_ms']:9.2f}ms {r['c1_p99_ms']:9.2f}ms {r['cpu_ms_per_req']:7.3f}ms "
-              f"{r['errors']:7d}")
-    print("  (CPU/req: CPU time of the server's whole process tree, sandboxes included, per "
-          "request)\n")
+        print(
+            f"  {name:18} {r['rps']:9.0f} {r['p50_ms']:7.2f}ms {r['p99_ms']:7.2f}ms "
+            f"{r['c1_p50_ms']:9.2f}ms {r['c1_p99_ms']:9.2f}ms {r['cpu_ms_per_req']:7.3f}ms "
+            f"{r['errors']:7d}"
+        )
+    print(
+        "  (CPU/req: CPU time of the server's whole process tree, sandboxes included, per "
+        "request)\n"
+    )
 
 
 def _warm_rows(load: dict[str, Any]) -> list[Row]:
-    w, s, h, f = (load[k] for k in ("donjon-warm", "starlette-tls", "starlette-http",
-                                     "flask-waitress"))
+    w, s, h, f = (
+        load[k] for k in ("donjon-warm", "starlette-tls", "starlette-http", "flask-waitress")
+    )
     rows = []
     for label, base, target in (
         ("warm req/s vs bare Starlette, HTTPS (like for like)", s, 0.5),
@@ -80,45 +95,121 @@ def _warm_rows(load: dict[str, Any]) -> list[Row]:
         ("warm req/s vs Flask + waitress (plain HTTP)", f, 2.0),
     ):
         r = _ratio(w["rps"], base["rps"])
-        rows.append(Row(label, _rate(w["rps"]), _rate(base["rps"]), _x(r), f">= {target}x",
-                        _verdict(r >= target)))
-    for label, key in (("warm p50 latency, 32 conns", "p50_ms"), ("warm p99 latency, 32 conns",
-                                                                  "p99_ms"),
-                       ("warm p50 latency, 1 conn", "c1_p50_ms")):
-        rows.append(Row(label + " (vs Starlette HTTPS)", f"{w[key]:.2f} ms", f"{s[key]:.2f} ms",
-                        _x(_ratio(w[key], s[key])), "-", "info"))
-    rows.append(Row("warm CPU per request (vs Starlette HTTPS)", f"{w['cpu_ms_per_req']:.3f} ms",
-                    f"{s['cpu_ms_per_req']:.3f} ms",
-                    _x(_ratio(w["cpu_ms_per_req"], s["cpu_ms_per_req"])), "-", "info"))
+        rows.append(
+            Row(
+                label,
+                _rate(w["rps"]),
+                _rate(base["rps"]),
+                _x(r),
+                f">= {target}x",
+                _verdict(r >= target),
+            )
+        )
+    for label, key in (
+        ("warm p50 latency, 32 conns", "p50_ms"),
+        ("warm p99 latency, 32 conns", "p99_ms"),
+        ("warm p50 latency, 1 conn", "c1_p50_ms"),
+    ):
+        rows.append(
+            Row(
+                label + " (vs Starlette HTTPS)",
+                f"{w[key]:.2f} ms",
+                f"{s[key]:.2f} ms",
+                _x(_ratio(w[key], s[key])),
+                "-",
+                "info",
+            )
+        )
+    rows.append(
+        Row(
+            "warm CPU per request (vs Starlette HTTPS)",
+            f"{w['cpu_ms_per_req']:.3f} ms",
+            f"{s['cpu_ms_per_req']:.3f} ms",
+            _x(_ratio(w["cpu_ms_per_req"], s["cpu_ms_per_req"])),
+            "-",
+            "info",
+        )
+    )
     return rows
 
 
 def _invocation_rows(load: dict[str, Any], sb: dict[str, Any]) -> list[Row]:
     i, w = load["donjon-invocation"], load["donjon-warm"]
     rows = [
-        Row("invocation req/s, gateway (vs Donjon warm)", _rate(i["rps"]), _rate(w["rps"]),
-            _x(_ratio(i["rps"], w["rps"])), "-", "info"),
-        Row("invocation p50 / p99, gateway, 32 conns", f"{i['p50_ms']:.1f} / {i['p99_ms']:.1f} ms",
-            f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} ms", _x(_ratio(i["p50_ms"], w["p50_ms"])),
-            "-", "info"),
+        Row(
+            "invocation req/s, gateway (vs Donjon warm)",
+            _rate(i["rps"]),
+            _rate(w["rps"]),
+            _x(_ratio(i["rps"], w["rps"])),
+            "-",
+            "info",
+        ),
+        Row(
+            "invocation p50 / p99, gateway, 32 conns",
+            f"{i['p50_ms']:.1f} / {i['p99_ms']:.1f} ms",
+            f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} ms",
+            _x(_ratio(i["p50_ms"], w["p50_ms"])),
+            "-",
+            "info",
+        ),
     ]
     floor = sb["fork_floor_s"]
     inv = _median(sb["invocation"]["per_call_s"])
     warm = _median(sb["warm"]["per_call_s"])
     r = _ratio(inv, floor)
-    rows.append(Row("invocation per call, pool (vs fork+wait floor)", _ms(inv), _ms(floor), _x(r),
-                    "<= 1.5x", _verdict(r <= 1.5)))
+    rows.append(
+        Row(
+            "invocation per call, pool (vs fork+wait floor)",
+            _ms(inv),
+            _ms(floor),
+            _x(r),
+            "<= 1.5x",
+            _verdict(r <= 1.5),
+        )
+    )
     r = _ratio(inv - warm, floor)
-    rows.append(Row("isolation's own cost: pool invocation - warm", _ms(inv - warm), _ms(floor),
-                    _x(r), "<= 1.5x", _verdict(r <= 1.5)))
-    rows.append(Row("warm per call, pool (IPC + handler)", _ms(warm), _ms(floor),
-                    _x(_ratio(warm, floor)), "-", "info"))
+    rows.append(
+        Row(
+            "isolation's own cost: pool invocation - warm",
+            _ms(inv - warm),
+            _ms(floor),
+            _x(r),
+            "<= 1.5x",
+            _verdict(r <= 1.5),
+        )
+    )
+    rows.append(
+        Row(
+            "warm per call, pool (IPC + handler)",
+            _ms(warm),
+            _ms(floor),
+            _x(_ratio(warm, floor)),
+            "-",
+            "info",
+        )
+    )
     if "fork_floor_bwrap_s" in sb:
-        rows.append(Row("fork+wait floor inside bwrap (vs outside)", _ms(sb["fork_floor_bwrap_s"]),
-                        _ms(floor), _x(_ratio(sb["fork_floor_bwrap_s"], floor)), "-", "info"))
+        rows.append(
+            Row(
+                "fork+wait floor inside bwrap (vs outside)",
+                _ms(sb["fork_floor_bwrap_s"]),
+                _ms(floor),
+                _x(_ratio(sb["fork_floor_bwrap_s"], floor)),
+                "-",
+                "info",
+            )
+        )
     rate = sb["invocation"]["concurrent_rate"]
-    rows.append(Row("invocation calls/s, pool, 8 in flight (vs 1/floor)", _rate(rate),
-                    _rate(1 / floor), _x(_ratio(rate, 1 / floor)), "-", "info"))
+    rows.append(
+        Row(
+            "invocation calls/s, pool, 8 in flight (vs 1/floor)",
+            _rate(rate),
+            _rate(1 / floor),
+            _x(_ratio(rate, 1 / floor)),
+            "-",
+            "info",
+        )
+    )
     return rows
 
 
@@ -128,23 +219,45 @@ def _cold_rows(gw: dict[str, Any], sb: dict[str, Any]) -> list[Row]:
 
     def gated(label: str, value: float) -> Row:
         r = _ratio(value, floor)
-        return Row(label, _ms(value), _ms(floor), _x(r), "<= 2x, < 50 ms",
-                   _verdict(r <= 2 and value < 0.050))
+        return Row(
+            label,
+            _ms(value),
+            _ms(floor),
+            _x(r),
+            "<= 2x, < 50 ms",
+            _verdict(r <= 2 and value < 0.050),
+        )
 
     for mode in ("warm", "invocation"):
-        rows.append(gated(f"cold: first call after deploy, gateway ({mode})",
-                          gw[mode]["first_s"]))
+        rows.append(gated(f"cold: first call after deploy, gateway ({mode})", gw[mode]["first_s"]))
     for mode in ("warm", "invocation"):
-        rows.append(gated(f"cold: sandbox start + 1st call, pool ({mode})",
-                          _median(sb[mode]["cold_s"])))
+        rows.append(
+            gated(f"cold: sandbox start + 1st call, pool ({mode})", _median(sb[mode]["cold_s"]))
+        )
     for mode in ("warm", "invocation"):
         d = gw[mode]["deploy_s"]
-        rows.append(Row(f"deploy request, incl. sandbox start ({mode})", _ms(d), _ms(floor),
-                        _x(_ratio(d, floor)), "-", "info"))
+        rows.append(
+            Row(
+                f"deploy request, incl. sandbox start ({mode})",
+                _ms(d),
+                _ms(floor),
+                _x(_ratio(d, floor)),
+                "-",
+                "info",
+            )
+        )
     if "import_floor_bwrap_s" in sb:
         v = sb["import_floor_bwrap_s"]
-        rows.append(Row("bwrap + python -c 'import main' (no Donjon code)", _ms(v), _ms(floor),
-                        _x(_ratio(v, floor)), "-", "info"))
+        rows.append(
+            Row(
+                "bwrap + python -c 'import main' (no Donjon code)",
+                _ms(v),
+                _ms(floor),
+                _x(_ratio(v, floor)),
+                "-",
+                "info",
+            )
+        )
     return rows
 
 
@@ -154,45 +267,87 @@ def _memory_rows(mem: dict[str, Any]) -> list[Row]:
     warm = mem.get("warm")
     if warm:
         uss = warm["total"]["uss"]
-        rows.append(Row(f"warm instance USS ({warm['processes']} processes under bwrap; "
-                        f"{warm.get('instances', 1)} instance(s) up)",
-                        _mib(uss), _mib(bare["uss"]), _x(_ratio(uss, bare["uss"])), "< 15 MiB",
-                        _verdict(uss < 15 * MIB)))
-        rows.append(Row("warm instance PSS", _mib(warm["total"]["pss"]), _mib(bare["pss"]),
-                        _x(_ratio(warm["total"]["pss"], bare["pss"])), "-", "info"))
+        rows.append(
+            Row(
+                f"warm instance USS ({warm['processes']} processes under bwrap; "
+                f"{warm.get('instances', 1)} instance(s) up)",
+                _mib(uss),
+                _mib(bare["uss"]),
+                _x(_ratio(uss, bare["uss"])),
+                "< 15 MiB",
+                _verdict(uss < 15 * MIB),
+            )
+        )
+        rows.append(
+            Row(
+                "warm instance PSS",
+                _mib(warm["total"]["pss"]),
+                _mib(bare["pss"]),
+                _x(_ratio(warm["total"]["pss"], bare["pss"])),
+                "-",
+                "info",
+            )
+        )
         if warm["n_interpreters"]:
             uss = warm["interpreters"]["uss"]
             label = f"warm instance: its {warm['n_interpreters']} interpreter(s) alone, USS"
-            rows.append(Row(label, _mib(uss), _mib(bare["uss"]), _x(_ratio(uss, bare["uss"])),
-                            "-", "info"))
+            rows.append(
+                Row(label, _mib(uss), _mib(bare["uss"]), _x(_ratio(uss, bare["uss"])), "-", "info")
+            )
     inv = mem.get("invocation")
     if inv:
-        rows.append(Row("invocation sandbox tree USS (idle, a worker ready)",
-                        _mib(inv["total"]["uss"]),
-                        _mib(bare["uss"]), _x(_ratio(inv["total"]["uss"], bare["uss"])), "-",
-                        "info"))
+        rows.append(
+            Row(
+                "invocation sandbox tree USS (idle, a worker ready)",
+                _mib(inv["total"]["uss"]),
+                _mib(bare["uss"]),
+                _x(_ratio(inv["total"]["uss"], bare["uss"])),
+                "-",
+                "info",
+            )
+        )
     return rows
 
 
 def _audit_rows(a: dict[str, Any]) -> list[Row]:
     floor = a["floor_batch_rps"]
     rows = [
-        Row(f"audit record(), {a['waiters']} concurrent waiters", _rate(a["group_rps"]),
-            _rate(floor), _x(_ratio(a["group_rps"], floor)), ">= 50,000/s",
-            _verdict(a["group_rps"] >= 50_000)),
-        Row("audit _write, batches of 1000 (vs sqlite3 alone)", _rate(a["batch_rps"]),
-            _rate(floor), _x(_ratio(a["batch_rps"], floor)), ">= 50,000/s",
-            _verdict(a["batch_rps"] >= 50_000)),
+        Row(
+            f"audit record(), {a['waiters']} concurrent waiters",
+            _rate(a["group_rps"]),
+            _rate(floor),
+            _x(_ratio(a["group_rps"], floor)),
+            ">= 50,000/s",
+            _verdict(a["group_rps"] >= 50_000),
+        ),
+        Row(
+            "audit _write, batches of 1000 (vs sqlite3 alone)",
+            _rate(a["batch_rps"]),
+            _rate(floor),
+            _x(_ratio(a["batch_rps"], floor)),
+            ">= 50,000/s",
+            _verdict(a["batch_rps"] >= 50_000),
+        ),
         Row("audit record_now, one commit each", _rate(a["record_now_rps"]), "-", "-", "-", "info"),
     ]
     n = a["verify_records"]
     per_million = a["verify_s"] * 1_000_000 / n
     scan = a["floor_scan_s"] * 1_000_000 / n
-    label = "audit verify_log, 1,000,000 records" if n == 1_000_000 else (
-        f"audit verify_log, {n:,} records scaled to 1M")
-    rows.append(Row(label + " (vs bare scan)", f"{per_million:.2f} s", f"{scan:.2f} s",
-                    _x(_ratio(per_million, scan)), "< 5 s",
-                    _verdict(per_million < 5 and a["verify_ok"])))
+    label = (
+        "audit verify_log, 1,000,000 records"
+        if n == 1_000_000
+        else (f"audit verify_log, {n:,} records scaled to 1M")
+    )
+    rows.append(
+        Row(
+            label + " (vs bare scan)",
+            f"{per_million:.2f} s",
+            f"{scan:.2f} s",
+            _x(_ratio(per_million, scan)),
+            "< 5 s",
+            _verdict(per_million < 5 and a["verify_ok"]),
+        )
+    )
     return rows
 
 
@@ -208,29 +363,48 @@ def print_tables(results: dict[str, Any]) -> None:
     node, sb, audit = results["node"], results["sandbox"], results["audit"]
     print()
     _load_table(node["load"])
-    rows = (_warm_rows(node["load"]) + _invocation_rows(node["load"], sb)
-            + _cold_rows(node["gateway_cold"], sb) + _memory_rows(node["memory"])
-            + _audit_rows(audit))
+    rows = (
+        _warm_rows(node["load"])
+        + _invocation_rows(node["load"], sb)
+        + _cold_rows(node["gateway_cold"], sb)
+        + _memory_rows(node["memory"])
+        + _audit_rows(audit)
+    )
     header = Row("metric", "Donjon", "baseline", "ratio", "target", "")
     widths = [max(len(getattr(r, f)) for r in [header, *rows]) for f in Row.__dataclass_fields__]
     for r in [header, *rows]:
         cells = [getattr(r, f) for f in Row.__dataclass_fields__]
-        print("  " + "  ".join(c.ljust(w) if k == 0 else c.rjust(w)
-                               for k, (c, w) in enumerate(zip(cells, widths, strict=True))))
+        print(
+            "  "
+            + "  ".join(
+                c.ljust(w) if k == 0 else c.rjust(w)
+                for k, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+        )
     gated = [r for r in rows if r.verdict != "info"]
     passed = sum(r.verdict == "PASS" for r in gated)
     print(f"\n{passed} of {len(gated)} targets met. Resource control: {node['resource_control']}.")
     inv = node["memory"].get("invocation") or {}
-    print(f"Fork floor process RSS {_mib(sb['fork_floor_rss'])}"
-          + (f"; the invocation sandbox's largest interpreter: RSS "
-             f"{_mib(inv['largest_interpreter_rss'])}." if inv.get("n_interpreters") else "."))
+    print(
+        f"Fork floor process RSS {_mib(sb['fork_floor_rss'])}"
+        + (
+            f"; the invocation sandbox's largest interpreter: RSS "
+            f"{_mib(inv['largest_interpreter_rss'])}."
+            if inv.get("n_interpreters")
+            else "."
+        )
+    )
     leaked = node.get("leaked_cgroups", 0) + sb.get("leaked_cgroups", 0)
     if leaked:
-        print(f"NOTE: Donjon left {leaked} empty cgroup directories behind after its sandboxes "
-              "were stopped (Instance.close removes them before the killed processes have "
-              "left); the bench removed them.")
+        print(
+            f"NOTE: Donjon left {leaked} empty cgroup directories behind after its sandboxes "
+            "were stopped (Instance.close removes them before the killed processes have "
+            "left); the bench removed them."
+        )
     errors = {k: v["errors"] for k, v in node["load"].items() if v["errors"]}
     if errors:
         print(f"WARNING: requests failed during load (non-2xx or socket errors): {errors}")
-    print(f"CPU busy before {results['machine']['busy_before']:.0%}, after "
-          f"{results['machine']['busy_after']:.0%}; whole run {results['seconds']:.0f} s.")
+    print(
+        f"CPU busy before {results['machine']['busy_before']:.0%}, after "
+        f"{results['machine']['busy_after']:.0%}; whole run {results['seconds']:.0f} s."
+    )

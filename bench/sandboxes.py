@@ -137,18 +137,34 @@ def make_pool(host: SandboxHost) -> SandboxPool:
 
 def config(bundle: Path, function: str, warm: bool) -> InstanceConfig:
     """As registry.instance_config makes it for the bench manifest."""
-    return InstanceConfig(function=function, version=1, bundle=bundle, module="main",
-                          handler="handler", warm=warm, memory_mb=64, tmp_mb=64,
-                          concurrency=1 if warm else 8)
+    return InstanceConfig(
+        function=function,
+        version=1,
+        bundle=bundle,
+        module="main",
+        handler="handler",
+        warm=warm,
+        memory_mb=64,
+        tmp_mb=64,
+        concurrency=1 if warm else 8,
+    )
 
 
 def _meta(function: str) -> bytes:
-    return json.dumps({"request_id": "0123456789abcdef", "function": function, "version": 1,
-                       "deadline": time.time() + 60, "principal": "key:bench"}).encode()
+    return json.dumps(
+        {
+            "request_id": "0123456789abcdef",
+            "function": function,
+            "version": 1,
+            "deadline": time.time() + 60,
+            "principal": "key:bench",
+        }
+    ).encode()
 
 
-async def _pool_calls(host: SandboxHost, bundle: Path, warm: bool, calls: int,
-                      colds: int) -> dict[str, Any]:
+async def _pool_calls(
+    host: SandboxHost, bundle: Path, warm: bool, calls: int, colds: int
+) -> dict[str, Any]:
     pool = make_pool(host)
     event = b'{"name": "bench"}'
     cold: list[float] = []
@@ -170,9 +186,11 @@ async def _pool_calls(host: SandboxHost, bundle: Path, warm: bool, calls: int,
             per_call.append(time.perf_counter() - t0)
         concurrent_rate = 0.0
         if not warm:  # an invocation sandbox serves several calls at once, up to the limit
+
             async def worker(n: int) -> None:
                 for _ in range(n):
                     await pool.invoke(cfg, meta, event, 5)
+
             t0 = time.perf_counter()
             await asyncio.gather(*(worker(calls // 8) for _ in range(8)))
             concurrent_rate = 8 * (calls // 8) / (time.perf_counter() - t0)
@@ -181,8 +199,9 @@ async def _pool_calls(host: SandboxHost, bundle: Path, warm: bool, calls: int,
     return {"cold_s": cold, "per_call_s": per_call, "concurrent_rate": concurrent_rate}
 
 
-def pool_calls(host: SandboxHost, bundle: Path, warm: bool, calls: int,
-               colds: int) -> dict[str, Any]:
+def pool_calls(
+    host: SandboxHost, bundle: Path, warm: bool, calls: int, colds: int
+) -> dict[str, Any]:
     """Cold first calls on fresh functions, then `calls` sequential calls on one."""
     return run_loop(lambda: _pool_calls(host, bundle, warm, calls, colds))
 
@@ -201,26 +220,35 @@ def _bare(host: SandboxHost, tail: list[str]) -> list[str]:
     return [str(host.python), "-I", "-S", "-B", *tail]
 
 
-def fork_floor(host: SandboxHost, bundle: Path, n: int,
-               inside_bwrap: bool = False) -> dict[str, float]:
+def fork_floor(
+    host: SandboxHost, bundle: Path, n: int, inside_bwrap: bool = False
+) -> dict[str, float]:
     """Seconds per fork + _exit + waitpid, in a process of the runtime's size (and its RSS)."""
     (bundle / "fork_floor.py").write_text(_FORK_FLOOR)
     try:
-        argv = (_in_bwrap(host, bundle, ["/fn/fork_floor.py", str(n)]) if inside_bwrap
-                else _bare(host, ["fork_floor.py", str(n)]))
-        done = subprocess.run(argv, cwd=bundle, capture_output=True, text=True, timeout=120,
-                              check=True)
+        argv = (
+            _in_bwrap(host, bundle, ["/fn/fork_floor.py", str(n)])
+            if inside_bwrap
+            else _bare(host, ["fork_floor.py", str(n)])
+        )
+        done = subprocess.run(
+            argv, cwd=bundle, capture_output=True, text=True, timeout=120, check=True
+        )
     finally:
         (bundle / "fork_floor.py").unlink()
     result: dict[str, float] = json.loads(done.stdout)
     return result
 
 
-def import_floor(host: SandboxHost, bundle: Path, n: int,
-                 inside_bwrap: bool = False) -> list[float]:
+def import_floor(
+    host: SandboxHost, bundle: Path, n: int, inside_bwrap: bool = False
+) -> list[float]:
     """Wall seconds of `python -I -S -B -c 'import main'` (started from this process)."""
-    argv = (_in_bwrap(host, bundle, ["-c", _IMPORT_MAIN]) if inside_bwrap
-            else _bare(host, ["-c", _IMPORT_MAIN]))
+    argv = (
+        _in_bwrap(host, bundle, ["-c", _IMPORT_MAIN])
+        if inside_bwrap
+        else _bare(host, ["-c", _IMPORT_MAIN])
+    )
     subprocess.run(argv, cwd=bundle, check=True, capture_output=True)  # page cache, not measured
     out = []
     for _ in range(n):
@@ -264,8 +292,11 @@ def smaps(pid: int) -> dict[str, int] | None:
                     fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
     except OSError:  # a call's process that ended between the walk and the read
         return None
-    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
-            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+    return {
+        "rss": fields.get("Rss", 0),
+        "pss": fields.get("Pss", 0),
+        "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+    }
 
 
 def cmdline(pid: int) -> str:
@@ -278,8 +309,11 @@ def cmdline(pid: int) -> str:
 
 def instance_roots(server_pid: int, marker: str) -> list[int]:
     """The outer bwrap of each sandbox whose command line holds `marker` (a bundle digest)."""
-    return [pid for pid in children(server_pid)
-            if cmdline(pid).startswith(("bwrap", "setpriv")) and marker in cmdline(pid)]
+    return [
+        pid
+        for pid in children(server_pid)
+        if cmdline(pid).startswith(("bwrap", "setpriv")) and marker in cmdline(pid)
+    ]
 
 
 def pythons(root: int) -> list[int]:
@@ -293,16 +327,21 @@ def tree_memory(root: int) -> dict[str, Any]:
     total = {k: sum(m[k] for m in per.values()) for k in ("rss", "pss", "uss")}
     py = [per[p] for p in pythons(root) if p in per]
     interpreters = {k: sum(m[k] for m in py) for k in ("rss", "pss", "uss")}
-    return {"total": total, "interpreters": interpreters, "n_interpreters": len(py),
-            "largest_interpreter_rss": max((m["rss"] for m in py), default=0),
-            "processes": len(per)}
+    return {
+        "total": total,
+        "interpreters": interpreters,
+        "n_interpreters": len(py),
+        "largest_interpreter_rss": max((m["rss"] for m in py), default=0),
+        "processes": len(per),
+    }
 
 
 def bare_memory(host: SandboxHost, bundle: Path) -> dict[str, int]:
     """A bare interpreter (same binary and flags) with the handler imported, idle."""
     code = _IMPORT_MAIN + "; print('ready', flush=True); sys.stdin.read()"
-    proc = subprocess.Popen(_bare(host, ["-c", code]), cwd=bundle, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _bare(host, ["-c", code]), cwd=bundle, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert proc.stdout is not None
         proc.stdout.readline()
@@ -314,8 +353,12 @@ def bare_memory(host: SandboxHost, bundle: Path) -> dict[str, int]:
         proc.wait()
 
 
-_CGROUP_BASES = (Path("/sys/fs/cgroup/donjon"), Path("/sys/fs/cgroup/memory/donjon"),
-                 Path("/sys/fs/cgroup/pids/donjon"), Path("/sys/fs/cgroup/cpu/donjon"))
+_CGROUP_BASES = (
+    Path("/sys/fs/cgroup/donjon"),
+    Path("/sys/fs/cgroup/memory/donjon"),
+    Path("/sys/fs/cgroup/pids/donjon"),
+    Path("/sys/fs/cgroup/cpu/donjon"),
+)
 #: ResourceControl.create names a cgroup label-tag; the bench's functions are named so.
 _CGROUP_NAME = re.compile(r"^(cold-|seq-|bench-).*-v\d+-[0-9a-f]{12}$")
 

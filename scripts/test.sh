@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check src tests $( [ -d bench ] && echo bench )
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/bandit -q -r src -c pyproject.toml
 .venv/bin/donjon scan src/donjon --fail-on high   # the project scans itself

@@ -53,11 +53,17 @@ def donjon_env(data_dir: Path, url: str = "", key: str = "") -> dict[str, str]:
     return env
 
 
-def run_cli(env: dict[str, str], *args: str, input: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    env: dict[str, str], *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "donjon.cli", *args], env=env, capture_output=True, text=True,
-        input=input, timeout=120, check=False,
+        [sys.executable, "-m", "donjon.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=120,
+        check=False,
     )
     if check and done.returncode != 0:
         raise AssertionError(f"donjon {' '.join(args)} failed: {done.stderr}")
@@ -88,23 +94,27 @@ class LiveNode:
     def client(self, key: str | None = None, source: str | None = None) -> httpx.Client:
         """A client with `key` ("" for none), from the loopback address `source` if given."""
         headers = {} if key == "" else {"authorization": f"Bearer {key or self.admin_key}"}
-        transport = None if source is None else httpx.HTTPTransport(verify=self.tls,
-                                                                    local_address=source)
-        return httpx.Client(base_url=self.url, verify=self.tls, headers=headers, timeout=60,
-                            transport=transport)
+        transport = (
+            None if source is None else httpx.HTTPTransport(verify=self.tls, local_address=source)
+        )
+        return httpx.Client(
+            base_url=self.url, verify=self.tls, headers=headers, timeout=60, transport=transport
+        )
 
     def deploy(self, directory: Path) -> dict[str, Any]:
         _, archive = build_bundle(directory)
         with self.client() as c:
-            r = c.post("/v1/functions", content=archive,
-                       headers={"content-type": "application/gzip"})
+            r = c.post(
+                "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+            )
         if r.status_code != 201:
             raise AssertionError(f"deploy of {directory} failed: {r.status_code} {r.text}")
         result: dict[str, Any] = r.json()
         return result
 
-    def invoke(self, name: str, event: Any, key: str | None = None,
-               source: str | None = None) -> httpx.Response:
+    def invoke(
+        self, name: str, event: Any, key: str | None = None, source: str | None = None
+    ) -> httpx.Response:
         with self.client(key, source) as c:
             return c.post(f"/v1/functions/{name}/invoke", content=json.dumps(event))
 
@@ -148,7 +158,9 @@ def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveN
     env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     node = LiveNode(data_dir, url, init["admin_key"], proc, log)
     deadline = time.monotonic() + 30

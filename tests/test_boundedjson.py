@@ -11,13 +11,16 @@ from donjon.boundedjson import MAX_DEPTH, JSONTooDeep, loads
 DEEP = 100_000
 
 
-@pytest.mark.parametrize("text", [
-    "[" * DEEP + "]" * DEEP,
-    '{"a":' * DEEP + "1" + "}" * DEEP,
-    "[" * DEEP,  # unterminated: json would still recurse all the way down
-    "[" * DEEP + '"unterminated',
-    '[{"a": [' * (MAX_DEPTH // 3 + 1) + "]}]" * (MAX_DEPTH // 3 + 1),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * DEEP + "]" * DEEP,
+        '{"a":' * DEEP + "1" + "}" * DEEP,
+        "[" * DEEP,  # unterminated: json would still recurse all the way down
+        "[" * DEEP + '"unterminated',
+        '[{"a": [' * (MAX_DEPTH // 3 + 1) + "]}]" * (MAX_DEPTH // 3 + 1),
+    ],
+)
 def test_too_deep_is_refused_before_parsing(text: str) -> None:
     """Deep arrays and objects, closed or not, raise JSONTooDeep, never RecursionError."""
     with pytest.raises(JSONTooDeep):
@@ -34,13 +37,16 @@ def test_other_encodings_cannot_hide_brackets(encoding: str) -> None:
         loads(text.encode(encoding))
 
 
-@pytest.mark.parametrize("value", [
-    {"s": "[" * DEEP + '\\"{' + "{" * 500},
-    {"s": '"[[[[', "t": "\\", "u": "]]]]"},
-    [1, [2, [3]], {"a": [4, {"b": None}]}],
-    "plain",
-    [[]] * 10_000,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"s": "[" * DEEP + '\\"{' + "{" * 500},
+        {"s": '"[[[[', "t": "\\", "u": "]]]]"},
+        [1, [2, [3]], {"a": [4, {"b": None}]}],
+        "plain",
+        [[]] * 10_000,
+    ],
+)
 def test_shallow_values_parse_as_json_does(value: object) -> None:
     """Brackets in strings and many shallow brackets are fine, with json.loads' result."""
     text = json.dumps(value)

@@ -24,8 +24,9 @@ def test_no_trusted_proxies_and_default_limits_by_default() -> None:
 
 def test_trusted_proxies_are_normalised_networks() -> None:
     """CIDRs and bare addresses (their own /32 or /128) are read, spaces and empties ignored."""
-    settings = load_settings({"DONJON_DATA_DIR": "/tmp/x",
-                              "DONJON_TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.7,,::1 "})
+    settings = load_settings(
+        {"DONJON_DATA_DIR": "/tmp/x", "DONJON_TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.7,,::1 "}
+    )
     assert settings.trusted_proxies == ("10.0.0.0/8", "192.0.2.7/32", "::1/128")
 
 
@@ -36,12 +37,19 @@ def test_a_malformed_trusted_proxy_is_refused(value: str) -> None:
         _load(DONJON_TRUSTED_PROXIES=value)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DONJON_HEAD_TIMEOUT_S", "0"), ("DONJON_HEAD_TIMEOUT_S", "nan"),
-    ("DONJON_BODY_TIMEOUT_S", "inf"), ("DONJON_MAX_HEADERS", "ten"),
-    ("DONJON_MAX_HEAD_BYTES", "100"), ("DONJON_MAX_CONNECTIONS_PER_CLIENT", "0"),
-    ("DONJON_MAX_CONNECTIONS", "-1"), ("DONJON_KEEPALIVE_TIMEOUT_S", "2.5"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DONJON_HEAD_TIMEOUT_S", "0"),
+        ("DONJON_HEAD_TIMEOUT_S", "nan"),
+        ("DONJON_BODY_TIMEOUT_S", "inf"),
+        ("DONJON_MAX_HEADERS", "ten"),
+        ("DONJON_MAX_HEAD_BYTES", "100"),
+        ("DONJON_MAX_CONNECTIONS_PER_CLIENT", "0"),
+        ("DONJON_MAX_CONNECTIONS", "-1"),
+        ("DONJON_KEEPALIVE_TIMEOUT_S", "2.5"),
+    ],
+)
 def test_a_malformed_limit_is_refused(name: str, value: str) -> None:
     """A limit that is not a number, or below its minimum, is an error naming the setting."""
     with pytest.raises(ConfigError, match=name):
@@ -50,11 +58,21 @@ def test_a_malformed_limit_is_refused(name: str, value: str) -> None:
 
 def test_limits_are_read() -> None:
     """Each connection limit comes from its DONJON_* setting."""
-    c = load_settings({"DONJON_DATA_DIR": "/tmp/x", "DONJON_HEAD_TIMEOUT_S": "2.5",
-                       "DONJON_MAX_HEADERS": "50", "DONJON_MAX_CONNECTIONS": "4096",
-                       "DONJON_MAX_IN_FLIGHT": "10"}).connections
-    assert (c.head_timeout_s, c.max_headers, c.max_connections, c.max_in_flight) == \
-        (2.5, 50, 4096, 10)
+    c = load_settings(
+        {
+            "DONJON_DATA_DIR": "/tmp/x",
+            "DONJON_HEAD_TIMEOUT_S": "2.5",
+            "DONJON_MAX_HEADERS": "50",
+            "DONJON_MAX_CONNECTIONS": "4096",
+            "DONJON_MAX_IN_FLIGHT": "10",
+        }
+    ).connections
+    assert (c.head_timeout_s, c.max_headers, c.max_connections, c.max_in_flight) == (
+        2.5,
+        50,
+        4096,
+        10,
+    )
 
 
 def test_repr_of_settings_shows_no_key() -> None:
@@ -78,12 +96,15 @@ def test_master_key_and_its_subkeys_are_masked(tmp_path: Path) -> None:
         pickle.dumps(sub)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DONJON_SCAN_FAIL_ON", "severe"),
-    ("DONJON_SCAN_MIN_CONFIDENCE", "sure"),
-    ("DONJON_AUDIT_DENIAL_WINDOW_S", "soon"),
-    ("DONJON_AUDIT_DENIAL_MAX_SOURCES", "0"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DONJON_SCAN_FAIL_ON", "severe"),
+        ("DONJON_SCAN_MIN_CONFIDENCE", "sure"),
+        ("DONJON_AUDIT_DENIAL_WINDOW_S", "soon"),
+        ("DONJON_AUDIT_DENIAL_MAX_SOURCES", "0"),
+    ],
+)
 def test_malformed_settings_name_their_variable(name: str, value: str) -> None:
     """A malformed value is a ConfigError that names the variable, not a crash later."""
     with pytest.raises(ConfigError, match=name):
@@ -92,23 +113,31 @@ def test_malformed_settings_name_their_variable(name: str, value: str) -> None:
 
 def test_sandbox_settings_are_read_here() -> None:
     """DONJON_SANDBOX_* are read by config.py like every other setting."""
-    settings = load_settings({"DONJON_DATA_DIR": "/tmp/x", "DONJON_SANDBOX_UID": "4242",
-                              "DONJON_SANDBOX_UID_RANGE": "200000-201023",
-                              "DONJON_SANDBOX_DIR": "/srv/stage",
-                              "DONJON_SANDBOX_PYTHON": "/usr/bin/python3"})
+    settings = load_settings(
+        {
+            "DONJON_DATA_DIR": "/tmp/x",
+            "DONJON_SANDBOX_UID": "4242",
+            "DONJON_SANDBOX_UID_RANGE": "200000-201023",
+            "DONJON_SANDBOX_DIR": "/srv/stage",
+            "DONJON_SANDBOX_PYTHON": "/usr/bin/python3",
+        }
+    )
     assert settings.sandbox.uid == 4242 and settings.sandbox.gid is None
     assert settings.sandbox.id_range == (200000, 201023)
     assert str(settings.sandbox.staging_dir) == "/srv/stage"
     assert str(settings.sandbox.python) == "/usr/bin/python3"
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DONJON_SANDBOX_UID", "0"),
-    ("DONJON_SANDBOX_GID", "0"),
-    ("DONJON_SANDBOX_UID", "nobody"),
-    ("DONJON_SANDBOX_UID_RANGE", "10-20"),
-    ("DONJON_SANDBOX_UID_RANGE", "100000"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DONJON_SANDBOX_UID", "0"),
+        ("DONJON_SANDBOX_GID", "0"),
+        ("DONJON_SANDBOX_UID", "nobody"),
+        ("DONJON_SANDBOX_UID_RANGE", "10-20"),
+        ("DONJON_SANDBOX_UID_RANGE", "100000"),
+    ],
+)
 def test_malformed_sandbox_settings_name_their_variable(name: str, value: str) -> None:
     """Host root or a malformed id is refused by name before any sandbox starts."""
     with pytest.raises(ConfigError, match=name):

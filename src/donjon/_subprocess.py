@@ -37,7 +37,13 @@ def run(
     args = [str(a) for a in argv]
     try:
         done = subprocess.run(
-            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            args,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as e:
@@ -52,8 +58,13 @@ def run(
     return done.stdout
 
 
-def start(argv: Sequence[str | Path], *, env: dict[str, str] | None = None,
-          pipes: bool = True, hint: str = "") -> subprocess.Popen[bytes]:
+def start(
+    argv: Sequence[str | Path],
+    *,
+    env: dict[str, str] | None = None,
+    pipes: bool = True,
+    hint: str = "",
+) -> subprocess.Popen[bytes]:
     """Start a long-lived program.
 
     With `pipes` (a helper speaking over its stdin/stdout; stderr is inherited) it
@@ -65,7 +76,10 @@ def start(argv: Sequence[str | Path], *, env: dict[str, str] | None = None,
         if not pipes:
             return subprocess.Popen(args, env=env)
         return subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
             start_new_session=True,
         )
     except OSError as e:
@@ -85,8 +99,11 @@ async def start_async(
     args = [str(a) for a in argv]
     try:
         return await asyncio.create_subprocess_exec(
-            *args, pass_fds=tuple(pass_fds), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            *args,
+            pass_fds=tuple(pass_fds),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             preexec_fn=before_exec,
         )
     except FileNotFoundError as e:

@@ -42,8 +42,13 @@ def initialize(settings: Settings) -> InitResult:
         key = new_api_key(master.derive(KEY_HASH_PURPOSE), "admin", Role.ADMIN)
         KeyStore(engine).add(key.record)
         AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE)).record_now(
-            AuditEvent("system", "key.create", f"key:{key.record.id}", "ok",
-                       {"name": "admin", "role": "admin", "via": "init"})
+            AuditEvent(
+                "system",
+                "key.create",
+                f"key:{key.record.id}",
+                "ok",
+                {"name": "admin", "role": "admin", "via": "init"},
+            )
         )
     finally:
         engine.dispose()

@@ -61,8 +61,9 @@ def check_depth(data: bytes, max_depth: int = MAX_DEPTH) -> None:
     # the maximum over everything is an upper bound of the depth json reaches.
     depth = max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
     if depth > max_depth:
-        raise JSONTooDeep(f"the JSON is nested deeper than {max_depth} levels",
-                          hint="flatten the structure")
+        raise JSONTooDeep(
+            f"the JSON is nested deeper than {max_depth} levels", hint="flatten the structure"
+        )
 
 
 def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:

@@ -156,10 +156,12 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         url=url,
         api_key=Secret(env["DONJON_API_KEY"]) if env.get("DONJON_API_KEY") else None,
         debug=env.get("DONJON_DEBUG", "") not in ("", "0", "false"),
-        scan_fail_on=_choice(env, "DONJON_SCAN_FAIL_ON", "high",
-                             ("low", "medium", "high", "critical")),
-        scan_min_confidence=_choice(env, "DONJON_SCAN_MIN_CONFIDENCE", "medium",
-                                    ("low", "medium", "high")),
+        scan_fail_on=_choice(
+            env, "DONJON_SCAN_FAIL_ON", "high", ("low", "medium", "high", "critical")
+        ),
+        scan_min_confidence=_choice(
+            env, "DONJON_SCAN_MIN_CONFIDENCE", "medium", ("low", "medium", "high")
+        ),
         advisories=Path(advisories).expanduser() if advisories else None,
         sandbox=_sandbox_settings(env),
         trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
@@ -174,8 +176,11 @@ def _host_id(env: dict[str, str], name: str) -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or int(raw) == 0 or int(raw) >= 2**32 - 1:
-        raise ConfigError(f"{name} must be a host id other than 0 (got {raw!r}): sandboxes "
-                          "never run as host root", hint=f"unset {name}, or give an unused id")
+        raise ConfigError(
+            f"{name} must be a host id other than 0 (got {raw!r}): sandboxes "
+            "never run as host root",
+            hint=f"unset {name}, or give an unused id",
+        )
     return int(raw)
 
 
@@ -189,9 +194,10 @@ def _id_range(env: dict[str, str], name: str) -> tuple[int, int]:
     else:
         lo, hi = int(first), int(last)
     if lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
-        raise ConfigError(f"{name} {raw!r} is not a range like 100000-165535",
-                          hint="give first-last, both above 999, with at least 1024 ids, "
-                               "used by no account")
+        raise ConfigError(
+            f"{name} {raw!r} is not a range like 100000-165535",
+            hint="give first-last, both above 999, with at least 1024 ids, used by no account",
+        )
     return lo, hi
 
 
@@ -212,8 +218,10 @@ def _sandbox_settings(env: dict[str, str]) -> SandboxSettings:
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {env[name]!r})",
-                          hint=f"unset {name} for the default ({default})")
+        raise ConfigError(
+            f"{name} must be one of {', '.join(choices)} (got {env[name]!r})",
+            hint=f"unset {name} for the default ({default})",
+        )
     return value
 
 
@@ -226,13 +234,16 @@ def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(item.strip(), strict=True)))
         except ValueError as e:
-            raise ConfigError(f"{name}: {item.strip()!r} is not a network ({e})",
-                              hint=f"set {name} to CIDRs such as 10.0.0.0/8,192.0.2.7/32") from e
+            raise ConfigError(
+                f"{name}: {item.strip()!r} is not a network ({e})",
+                hint=f"set {name} to CIDRs such as 10.0.0.0/8,192.0.2.7/32",
+            ) from e
     return tuple(out)
 
 
-def _number(env: dict[str, str], name: str, default: float, *, integer: bool,
-            minimum: float) -> float:
+def _number(
+    env: dict[str, str], name: str, default: float, *, integer: bool, minimum: float
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -242,8 +253,10 @@ def _number(env: dict[str, str], name: str, default: float, *, integer: bool,
         value = math.nan
     if math.isnan(value) or math.isinf(value) or value < minimum:
         kind = "a whole number" if integer else "a number of seconds"
-        raise ConfigError(f"{name} must be {kind}, at least {minimum:g} (got {raw!r})",
-                          hint=f"unset {name} for the default ({default:g})")
+        raise ConfigError(
+            f"{name} must be {kind}, at least {minimum:g} (got {raw!r})",
+            hint=f"unset {name} for the default ({default:g})",
+        )
     return value
 
 
@@ -263,9 +276,9 @@ def _connection_settings(env: dict[str, str]) -> ConnectionSettings:
         keepalive_timeout_s=count("DONJON_KEEPALIVE_TIMEOUT_S", d.keepalive_timeout_s),
         max_head_bytes=count("DONJON_MAX_HEAD_BYTES", d.max_head_bytes, 1024),
         max_headers=count("DONJON_MAX_HEADERS", d.max_headers, 8),
-        max_connections_per_client=count("DONJON_MAX_CONNECTIONS_PER_CLIENT",
-                                         d.max_connections_per_client),
+        max_connections_per_client=count(
+            "DONJON_MAX_CONNECTIONS_PER_CLIENT", d.max_connections_per_client
+        ),
         max_connections=count("DONJON_MAX_CONNECTIONS", d.max_connections, 0),
         max_in_flight=count("DONJON_MAX_IN_FLIGHT", d.max_in_flight),
     )
-

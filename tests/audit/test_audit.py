@@ -111,8 +111,9 @@ def test_recomputed_chain_is_detected(engine: Engine) -> None:
             if seq == 2:
                 record = record.replace(b'"ok"', b'"no"')
             prev = chain_hash(prev, record)
-            conn.execute("UPDATE audit_log SET record = ?, hash = ? WHERE seq = ?",
-                         (record, prev, seq))
+            conn.execute(
+                "UPDATE audit_log SET record = ?, hash = ? WHERE seq = ?", (record, prev, seq)
+            )
     assert not verify_log(engine, KEY).ok
 
 
@@ -131,9 +132,9 @@ def test_group_commit_appends_every_waiter(engine: Engine) -> None:
     log.start()
 
     async def many() -> None:
-        await asyncio.gather(*(
-            log.record(AuditEvent("a", "function.invoke", str(i), "ok")) for i in range(500)
-        ))
+        await asyncio.gather(
+            *(log.record(AuditEvent("a", "function.invoke", str(i), "ok")) for i in range(500))
+        )
 
     try:
         asyncio.run(many())
@@ -152,22 +153,39 @@ def test_records_hold_no_payload_fields(engine: Engine) -> None:
         (record,) = conn.execute("SELECT record FROM audit_log").fetchone()
     import json
 
-    assert set(json.loads(record)) == {"seq", "ts", "actor", "action", "target", "outcome",
-                                       "detail"}
+    assert set(json.loads(record)) == {
+        "seq",
+        "ts",
+        "actor",
+        "action",
+        "target",
+        "outcome",
+        "detail",
+    }
 
 
-@pytest.mark.parametrize("event", [
-    AuditEvent("key:a", "function.invoke", "f@1", "ok", {"b": 1, "a": [1.5, None, "é\n\""]}),
-    AuditEvent("anonymous", "auth.denied", "/fn/\u2603?x=\"1\"", "denied", {}),
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        AuditEvent("key:a", "function.invoke", "f@1", "ok", {"b": 1, "a": [1.5, None, 'é\n"']}),
+        AuditEvent("anonymous", "auth.denied", '/fn/\u2603?x="1"', "denied", {}),
+    ],
+)
 def test_record_bytes_are_canonical_json(engine: Engine, event: AuditEvent) -> None:
     """A record's stored bytes are exactly its canonical JSON (sorted keys, no spaces)."""
     import json
 
     log = AuditLog(engine, KEY)
     encoded = log._encode(7, 1234.5678, event)
-    body = {"seq": 7, "ts": 1234.5678, "actor": event.actor, "action": event.action,
-            "target": event.target, "outcome": event.outcome, "detail": dict(event.detail)}
+    body = {
+        "seq": 7,
+        "ts": 1234.5678,
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "detail": dict(event.detail),
+    }
     assert encoded == json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -194,9 +212,7 @@ def test_verify_sees_one_instant_while_records_are_appended(engine: Engine) -> N
                 def __getattr__(self, name: str) -> object:
                     return getattr(cur, name)
 
-                def execute(
-                    self, sql: str, *params: Sequence[Any] | Mapping[str, Any]
-                ) -> object:
+                def execute(self, sql: str, *params: Sequence[Any] | Mapping[str, Any]) -> object:
                     result = cur.execute(sql, *params)
                     if "audit_head" in sql and not outer._done:
                         outer._done = True

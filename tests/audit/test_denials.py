@@ -36,15 +36,27 @@ def engine(tmp_path: Path) -> Engine:
 
 def _records(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [json.loads(bytes(r)) for r in
-                conn.execute(select(audit_log.c.record).order_by(audit_log.c.seq)).scalars()]
+        return [
+            json.loads(bytes(r))
+            for r in conn.execute(select(audit_log.c.record).order_by(audit_log.c.seq)).scalars()
+        ]
 
 
-def _denial(n: int, path: str = "/v1/keys", actor: str = "anonymous",
-            action: str = "auth.denied") -> AuditEvent:
-    return AuditEvent(actor, action, path, "denied",
-                      {"request_id": f"r{n}", "reason": "invalid or revoked credentials",
-                       "client": "-", "method": "GET"})
+def _denial(
+    n: int, path: str = "/v1/keys", actor: str = "anonymous", action: str = "auth.denied"
+) -> AuditEvent:
+    return AuditEvent(
+        actor,
+        action,
+        path,
+        "denied",
+        {
+            "request_id": f"r{n}",
+            "reason": "invalid or revoked credentials",
+            "client": "-",
+            "method": "GET",
+        },
+    )
 
 
 def _run(engine: Engine, body: Any) -> None:
@@ -104,6 +116,7 @@ def test_a_denial_after_the_window_opens_a_new_one(engine: Engine) -> None:
 
 def test_sources_actors_and_actions_are_counted_apart(engine: Engine) -> None:
     """Two clients, or a 401 and a 403 from one client, each get their own first record."""
+
     async def body(log: AuditLog) -> None:
         denials = DenialLog(log, 60, 100, Clock())
         await denials.deny(_denial(0), "10.0.0.1")
@@ -121,6 +134,7 @@ def test_sources_actors_and_actions_are_counted_apart(engine: Engine) -> None:
 
 def test_tracked_sources_are_bounded_and_overflow_is_counted(engine: Engine) -> None:
     """Past max_sources, new clients share one overflow record; no denial goes uncounted."""
+
     async def body(log: AuditLog) -> None:
         denials = DenialLog(log, 60, 4, Clock())
         for n in range(1000):
@@ -138,6 +152,7 @@ def test_tracked_sources_are_bounded_and_overflow_is_counted(engine: Engine) -> 
 
 def test_stop_writes_every_open_window(engine: Engine) -> None:
     """A node that stops flushes what it counted: nothing is lost."""
+
     async def body(log: AuditLog) -> None:
         denials = DenialLog(log, 3600, 100, Clock())
         denials.start()
@@ -151,6 +166,7 @@ def test_stop_writes_every_open_window(engine: Engine) -> None:
 
 def test_window_zero_writes_a_record_per_denial(engine: Engine) -> None:
     """DONJON_AUDIT_DENIAL_WINDOW_S=0 turns aggregation off."""
+
     async def body(log: AuditLog) -> None:
         denials = DenialLog(log, 0, 100, Clock())
         for n in range(5):

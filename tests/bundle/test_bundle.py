@@ -73,11 +73,13 @@ def test_vendors_requirements_from_wheels(tmp_path: Path) -> None:
     wheels.mkdir()
     with zipfile.ZipFile(wheels / "tinydep-1.0-py3-none-any.whl", "w") as whl:
         whl.writestr("tinydep/__init__.py", "VALUE = 7\n")
-        whl.writestr("tinydep-1.0.dist-info/METADATA",
-                     "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n")
-        whl.writestr("tinydep-1.0.dist-info/WHEEL",
-                     "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                     "Tag: py3-none-any\n")
+        whl.writestr(
+            "tinydep-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n"
+        )
+        whl.writestr(
+            "tinydep-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         whl.writestr("tinydep-1.0.dist-info/RECORD", "")
     src = _fn(tmp_path / "fn")
     (src / "requirements.txt").write_text("tinydep==1.0\n")
@@ -88,8 +90,14 @@ def test_vendors_requirements_from_wheels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("../escape", tarfile.REGTYPE), ("/abs", tarfile.REGTYPE), ("link", tarfile.SYMTYPE),
-     ("hard", tarfile.LNKTYPE), ("dev", tarfile.CHRTYPE), ("fifo", tarfile.FIFOTYPE)],
+    [
+        ("../escape", tarfile.REGTYPE),
+        ("/abs", tarfile.REGTYPE),
+        ("link", tarfile.SYMTYPE),
+        ("hard", tarfile.LNKTYPE),
+        ("dev", tarfile.CHRTYPE),
+        ("fifo", tarfile.FIFOTYPE),
+    ],
 )
 def test_unsafe_members_are_refused(tmp_path: Path, name: str, kind: bytes) -> None:
     """Path traversal, absolute paths, links and device nodes never unpack."""

@@ -80,8 +80,9 @@ def test_long_names_are_refused_without_host_paths(tmp_path: Path) -> None:
     assert "aaaa...aaaa" in raised.value.message
 
 
-@pytest.mark.parametrize("members", [[("x", 1), ("x", 1)], [("x", 1), ("x/y", 1)],
-                                     [("x/y", 1), ("x", 1)]])
+@pytest.mark.parametrize(
+    "members", [[("x", 1), ("x", 1)], [("x", 1), ("x/y", 1)], [("x/y", 1), ("x", 1)]]
+)
 def test_clashing_members_are_refused(tmp_path: Path, members: list[tuple[str, int]]) -> None:
     """A member that would replace another (file twice, file and directory) is refused."""
     with pytest.raises(BundleError, match=r"twice|both a file and a directory"):

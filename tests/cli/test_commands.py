@@ -38,14 +38,16 @@ def test_deploy_invoke_logs_rm(node: LiveNode, tmp_path: Path) -> None:
     assert gone.returncode == 1 and "404" in gone.stderr
 
 
-def test_bad_manifest_reports_every_field_and_stores_nothing(node: LiveNode,
-                                                            tmp_path: Path) -> None:
+def test_bad_manifest_reports_every_field_and_stores_nothing(
+    node: LiveNode, tmp_path: Path
+) -> None:
     """A malformed donjon.yaml is refused with field paths; no version is created."""
     fn = tmp_path / "bad"
     fn.mkdir()
     (fn / "main.py").write_text("def handler(e, c):\n    return 1\n")
-    (fn / "donjon.yaml").write_text("name: bad-fn\nhandler: main.handler\nmemory_mb: 1\n"
-                                    "permissions: {network: yes}\n")
+    (fn / "donjon.yaml").write_text(
+        "name: bad-fn\nhandler: main.handler\nmemory_mb: 1\npermissions: {network: yes}\n"
+    )
     done = run_cli(node.env(), "deploy", str(fn), check=False)
     assert done.returncode == 1
     assert "memory_mb" in done.stderr and "permissions.network" in done.stderr
@@ -59,8 +61,10 @@ def test_server_rejects_bad_manifest_sent_directly(node: LiveNode) -> None:
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in (("donjon.yaml", b"name: x\nhandler: main.handler\nbogus: 1\n"),
-                           ("main.py", b"def handler(e, c):\n    return 1\n")):
+        for name, data in (
+            ("donjon.yaml", b"name: x\nhandler: main.handler\nbogus: 1\n"),
+            ("main.py", b"def handler(e, c):\n    return 1\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -74,8 +78,11 @@ def test_server_rejects_bad_manifest_sent_directly(node: LiveNode) -> None:
 def test_key_lifecycle_from_the_cli(node: LiveNode) -> None:
     """key create prints the key once; ls never shows it; revoke stops it on the next call."""
     env = node.env()
-    created = json.loads(run_cli(env, "key", "create", "ci", "--role", "invoker",
-                                 "--functions", "probe", "--json").stdout)
+    created = json.loads(
+        run_cli(
+            env, "key", "create", "ci", "--role", "invoker", "--functions", "probe", "--json"
+        ).stdout
+    )
     assert set(created) == {"id", "key"}
     listing = run_cli(env, "key", "ls", "--json").stdout
     assert created["id"] in listing and created["key"] not in listing
@@ -95,15 +102,17 @@ def test_an_unrestricted_invoker_key_shows_its_wildcard(node: LiveNode) -> None:
     table = run_cli(env, "key", "ls").stdout
     row = next(line for line in table.splitlines() if key_id in line)
     assert " * " in f"{row} "
-    restricted = run_cli(env, "key", "create", "one-fn", "--role", "invoker",
-                         "--functions", "probe").stdout
+    restricted = run_cli(
+        env, "key", "create", "one-fn", "--role", "invoker", "--functions", "probe"
+    ).stdout
     assert "functions: probe" in restricted.splitlines()[0]
 
 
 def test_a_wildcard_or_bad_name_in_functions_is_refused(node: LiveNode) -> None:
     """`*` is not a function name: the unrestricted key is made by omitting --functions."""
-    done = run_cli(node.env(), "key", "create", "star", "--role", "invoker",
-                   "--functions", "*", check=False)
+    done = run_cli(
+        node.env(), "key", "create", "star", "--role", "invoker", "--functions", "*", check=False
+    )
     assert done.returncode == 1 and "400" in done.stderr
 
 

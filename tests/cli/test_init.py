@@ -61,8 +61,9 @@ def test_audit_verify_names_the_bad_record(data_dir: Path) -> None:
     env = donjon_env(data_dir)
     run_cli(env, "init", "--json")
     with sqlite3.connect(data_dir / "donjon.db") as conn:
-        conn.execute("UPDATE audit_log SET record = replace(record, 'admin', 'mallory') "
-                     "WHERE seq = 1")
+        conn.execute(
+            "UPDATE audit_log SET record = replace(record, 'admin', 'mallory') WHERE seq = 1"
+        )
     done = run_cli(env, "audit", "verify", check=False)
     assert done.returncode != 0
     assert "first bad record 1" in done.stderr

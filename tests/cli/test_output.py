@@ -9,16 +9,19 @@ import pytest
 from donjon.cli.output import printable, printable_json, printable_lines
 
 
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),
-    ("a\rb", "a\\x0db"),
-    ("\x9b31m", "\\x9b31m"),
-    ("\x7f", "\\x7f"),
-    ("a\u202eb", "a\\u202eb"),
-    ("line\u2028break", "line\\u2028break"),
-    ("tab\there", "tab\there"),
-    ("caf\u00e9 \u2603", "caf\u00e9 \u2603"),
-])
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),
+        ("a\rb", "a\\x0db"),
+        ("\x9b31m", "\\x9b31m"),
+        ("\x7f", "\\x7f"),
+        ("a\u202eb", "a\\u202eb"),
+        ("line\u2028break", "line\\u2028break"),
+        ("tab\there", "tab\there"),
+        ("caf\u00e9 \u2603", "caf\u00e9 \u2603"),
+    ],
+)
 def test_controls_are_shown_as_escapes(raw: str, shown: str) -> None:
     """C0, C1, DEL and bidi controls become visible escapes; tab and ordinary text stay."""
     assert printable(raw) == shown

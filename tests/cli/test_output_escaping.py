@@ -16,15 +16,22 @@ from harness import LiveNode, fresh_source
 
 #: Window title, OSC 52 clipboard write, erase line, CR overwrite, CSI as one C1 byte,
 #: and a line that looks like the header `donjon logs` prints before each call.
-HOSTILE = ("\x1b]0;pwned\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\rok\x9b31m"
-           "\n--- 2026-01-01 00:00:00 request deadbeefdeadbeef v1 ok\nafter\ttab\x85")
+HOSTILE = (
+    "\x1b]0;pwned\x07\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K\rok\x9b31m"
+    "\n--- 2026-01-01 00:00:00 request deadbeefdeadbeef v1 ok\nafter\ttab\x85"
+)
 _UNSAFE = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
 
 
 def _cli(node: LiveNode, *args: str) -> bytes:
     env = {**node.env(), "COLUMNS": "500"}  # tables wide enough that rich cuts no cell short
-    done = subprocess.run([sys.executable, "-m", "donjon.cli", *args], env=env,
-                          capture_output=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "donjon.cli", *args],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -22,9 +22,20 @@ def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None
     port = free_port()
     env = donjon_env(data)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "up", "--port", str(port), "--examples",
-         str(EXAMPLES)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "donjon.cli",
+            "up",
+            "--port",
+            str(port),
+            "--examples",
+            str(EXAMPLES),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     try:
@@ -44,8 +55,9 @@ def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None
         call_env = donjon_env(data, url, key)
         hello = json.loads(run_cli(call_env, "invoke", "hello", "--data", '{"name": "up"}').stdout)
         assert hello["message"] == "hello, up"
-        size = json.loads(run_cli(call_env, "invoke", "naturalsize", "--data",
-                                  '{"bytes": 3000000}').stdout)
+        size = json.loads(
+            run_cli(call_env, "invoke", "naturalsize", "--data", '{"bytes": 3000000}').stdout
+        )
         assert size["size"] == "3.0 MB"
         scratch = json.loads(run_cli(call_env, "invoke", "scratch").stdout)
         assert scratch["tmp_before"] == []
@@ -54,8 +66,12 @@ def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None
         import ssl
 
         tls = ssl.create_default_context(cafile=str(data / "tls" / "cert.pem"))
-        r = httpx.post(f"{url}/fn/echo?x=1", content=b"hi", verify=tls,
-                       headers={"authorization": f"Bearer {key}"})
+        r = httpx.post(
+            f"{url}/fn/echo?x=1",
+            content=b"hi",
+            verify=tls,
+            headers={"authorization": f"Bearer {key}"},
+        )
         assert r.status_code == 200
         assert r.json()["query"] == {"x": "1"}
         for example in ("hello", "echo-http", "naturalsize", "scratch"):

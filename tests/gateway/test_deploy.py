@@ -29,15 +29,23 @@ def test_handler_that_fails_to_import_fails_the_deploy(node: LiveNode, tmp_path:
 
 def test_new_version_takes_over_and_old_state_is_gone(node: LiveNode, tmp_path: Path) -> None:
     """After a deploy, calls reach the new version; the old version's process is retired."""
-    one = _write(tmp_path / "v1", "versioned", "STATE = []\n"
-                 "def handler(e, c):\n    STATE.append(1)\n    return {'v': 1, 'n': len(STATE)}\n",
-                 "isolation: warm\n")
+    one = _write(
+        tmp_path / "v1",
+        "versioned",
+        "STATE = []\n"
+        "def handler(e, c):\n    STATE.append(1)\n    return {'v': 1, 'n': len(STATE)}\n",
+        "isolation: warm\n",
+    )
     node.deploy(one)
     assert node.invoke("versioned", {}).json() == {"v": 1, "n": 1}
     assert node.invoke("versioned", {}).json() == {"v": 1, "n": 2}
-    two = _write(tmp_path / "v2", "versioned", "STATE = []\n"
-                 "def handler(e, c):\n    STATE.append(1)\n    return {'v': 2, 'n': len(STATE)}\n",
-                 "isolation: warm\n")
+    two = _write(
+        tmp_path / "v2",
+        "versioned",
+        "STATE = []\n"
+        "def handler(e, c):\n    STATE.append(1)\n    return {'v': 2, 'n': len(STATE)}\n",
+        "isolation: warm\n",
+    )
     result = node.deploy(two)
     assert result["version"] == 2
     assert node.invoke("versioned", {}).json() == {"v": 2, "n": 1}
@@ -49,8 +57,9 @@ def test_route_taken_by_another_function_is_refused(node: LiveNode, tmp_path: Pa
     node.deploy(_write(tmp_path / "a", "route-a", "def handler(e, c):\n    return 1\n", trig))
     from donjon.bundle import build_bundle
 
-    _, archive = build_bundle(_write(tmp_path / "b", "route-b",
-                                     "def handler(e, c):\n    return 2\n", trig))
+    _, archive = build_bundle(
+        _write(tmp_path / "b", "route-b", "def handler(e, c):\n    return 2\n", trig)
+    )
     with node.client() as c:
         r = c.post("/v1/functions", content=archive)
         assert r.status_code == 422
@@ -62,8 +71,9 @@ def test_deploy_needs_the_developer_role(node: LiveNode, tmp_path: Path) -> None
     """An invoker key cannot deploy."""
     from donjon.bundle import build_bundle
 
-    _, archive = build_bundle(_write(tmp_path / "x", "not-allowed",
-                                     "def handler(e, c):\n    return 1\n"))
+    _, archive = build_bundle(
+        _write(tmp_path / "x", "not-allowed", "def handler(e, c):\n    return 1\n")
+    )
     invoker = node.create_key("inv", "invoker")["key"]
     with node.client(invoker) as c:
         assert c.post("/v1/functions", content=archive).status_code == 403

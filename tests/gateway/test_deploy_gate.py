@@ -38,8 +38,13 @@ def test_injection_blocks_the_deploy_and_changes_nothing(node: LiveNode, tmp_pat
     assert "/bundles/" not in done.stderr  # the server's paths are not shown
     with node.client() as c:
         assert c.get("/v1/functions/gate-injection").status_code == 404
-    rejected = [r for r in _audit(node) if r["action"] == "function.deploy"
-                and r["outcome"] == "rejected" and r["detail"].get("error") == "DeployBlocked"]
+    rejected = [
+        r
+        for r in _audit(node)
+        if r["action"] == "function.deploy"
+        and r["outcome"] == "rejected"
+        and r["detail"].get("error") == "DeployBlocked"
+    ]
     assert rejected
 
 
@@ -53,16 +58,23 @@ def test_only_admins_may_skip_the_scan(node: LiveNode, tmp_path: Path) -> None:
     assert json.loads(done.stdout)["scan"] == {"skipped": True}
     assert "UNSAFE" in done.stderr
     records = _audit(node)
-    assert any(r["action"] == "authz.denied" and "unsafe_skip_scan" in str(r["detail"])
-               for r in records)
-    assert any(r["action"] == "function.deploy" and r["target"] == "gate-skipped@1"
-               and r["detail"].get("unsafe_skip_scan") is True for r in records)
+    assert any(
+        r["action"] == "authz.denied" and "unsafe_skip_scan" in str(r["detail"]) for r in records
+    )
+    assert any(
+        r["action"] == "function.deploy"
+        and r["target"] == "gate-skipped@1"
+        and r["detail"].get("unsafe_skip_scan") is True
+        for r in records
+    )
 
 
 def test_findings_below_the_bar_are_shown_not_blocking(node: LiveNode, tmp_path: Path) -> None:
     """A deploy with only low-confidence findings succeeds and prints what was found."""
-    code = ("import subprocess\ndef handler(event, context):\n"
-            "    return subprocess.run(['ls'], capture_output=True).returncode\n")
+    code = (
+        "import subprocess\ndef handler(event, context):\n"
+        "    return subprocess.run(['ls'], capture_output=True).returncode\n"
+    )
     fn = _bundle(tmp_path / "low", "gate-shown", code)
     done = run_cli(node.env(), "deploy", str(fn))
     assert "deployed gate-shown" in done.stdout
@@ -74,8 +86,9 @@ def test_vulnerable_vendored_dependency_blocks(node: LiveNode) -> None:
     files = {
         "donjon.yaml": b"name: gate-deps\nhandler: main.handler\n",
         "main.py": b"def handler(event, context):\n    return 1\n",
-        ".deps/Jinja2-2.10.dist-info/METADATA":
-            b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n",
+        ".deps/Jinja2-2.10.dist-info/METADATA": (
+            b"Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n"
+        ),
         ".deps/jinja2/__init__.py": b"",
     }
     buf = io.BytesIO()

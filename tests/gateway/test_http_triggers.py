@@ -12,8 +12,14 @@ def test_public_trigger_needs_no_credentials(node: LiveNode) -> None:
     assert r.status_code == 201
     assert r.headers["x-fn"] == "web"
     body = r.json()
-    assert body == {**body, "method": "POST", "path": "/web/public", "body": "hello",
-                    "b64": False, "principal": None}
+    assert body == {
+        **body,
+        "method": "POST",
+        "path": "/web/public",
+        "body": "hello",
+        "b64": False,
+        "principal": None,
+    }
 
 
 def test_key_trigger_refuses_anonymous_and_accepts_a_key(node: LiveNode) -> None:

@@ -15,5 +15,6 @@ def test_rate_limit_refuses_with_429_and_retry_after(node: LiveNode) -> None:
     assert refused.headers["content-type"] == "application/problem+json"
     with node.client() as c:
         records = c.get("/v1/audit", params={"n": 500}).json()
-    assert any(r["action"] == "function.throttle" and r["target"].startswith("limited@")
-               for r in records)
+    assert any(
+        r["action"] == "function.throttle" and r["target"].startswith("limited@") for r in records
+    )

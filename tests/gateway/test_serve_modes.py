@@ -17,8 +17,12 @@ from harness import donjon_env, free_port, run_cli
 def _serve(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
     log = data.parent / "serve.out"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "donjon.cli", "serve", *args],
-                                env=donjon_env(data), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "donjon.cli", "serve", *args],
+            env=donjon_env(data),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return proc, log
 
 

@@ -30,13 +30,16 @@ def test_index_authenticates_and_revokes() -> None:
     assert index.authenticate(key.secret) is None
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),
-    lambda s: s.replace("dj_", "xx_"),
-    lambda s: s + "x",
-    lambda s: "",
-    lambda s: s.split("_")[0] + "_" + "0" * 16 + "_" + s.split("_", 2)[2],
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),
+        lambda s: s.replace("dj_", "xx_"),
+        lambda s: s + "x",
+        lambda s: "",
+        lambda s: s.split("_")[0] + "_" + "0" * 16 + "_" + s.split("_", 2)[2],
+    ],
+)
 def test_altered_keys_are_refused(mutate: Callable[[str], str]) -> None:
     """Any change to the key, including another id with the same secret, fails."""
     key = new_api_key(HK, "n", Role.ADMIN)

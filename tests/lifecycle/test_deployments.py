@@ -62,9 +62,14 @@ class Service:
     async def call(self, name: str, event: object = None) -> Any:
         deployed = self.deployments.registry.get(name)
         assert deployed is not None
-        meta = json.dumps({"request_id": "r", "function": name,
-                           "version": deployed.record.version,
-                           "deadline": time.time() + 30}).encode()
+        meta = json.dumps(
+            {
+                "request_id": "r",
+                "function": name,
+                "version": deployed.record.version,
+                "deadline": time.time() + 30,
+            }
+        ).encode()
         result = await self.pool.invoke(deployed.config, meta, json.dumps(event).encode(), 30)
         return json.loads(result.body)
 
@@ -76,15 +81,17 @@ def settings(tmp_path: Path) -> Settings:
     return s
 
 
-def run(settings: Settings, scenario: Callable[[Service], Coroutine[Any, Any, T]],
-        store: type[FunctionStore] = FunctionStore) -> T:
+def run(
+    settings: Settings,
+    scenario: Callable[[Service], Coroutine[Any, Any, T]],
+    store: type[FunctionStore] = FunctionStore,
+) -> T:
     """Run `scenario` against a started service over the data dir of `settings`."""
 
     @asynccontextmanager
     async def started() -> AsyncIterator[Service]:
         engine = connect(settings.database_url)
-        audit = AuditLog(engine, MasterKey.load(settings.master_key_path)
-                         .derive(AUDIT_MAC_PURPOSE))
+        audit = AuditLog(engine, MasterKey.load(settings.master_key_path).derive(AUDIT_MAC_PURPOSE))
         functions = store(engine)
         bundles = BundleStore(settings.bundles_dir)
         registry, _ = load_registry(functions, bundles)
@@ -120,8 +127,9 @@ def kept_bundles(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.bundles_dir.iterdir())
 
 
-def test_deploy_serves_the_version_and_remove_undeploys_it(settings: Settings,
-                                                           tmp_path: Path) -> None:
+def test_deploy_serves_the_version_and_remove_undeploys_it(
+    settings: Settings, tmp_path: Path
+) -> None:
     """A deploy stores, switches to and audits the version; remove undoes all but history."""
     bundle = archive(tmp_path / "fn", "hello", "def handler(e, c):\n    return {'hi': e}\n")
 
@@ -164,8 +172,7 @@ def test_a_new_version_replaces_the_old_one(settings: Settings, tmp_path: Path) 
     run(settings, scenario)
 
 
-def test_blocked_deploy_changes_nothing_and_is_audited(settings: Settings,
-                                                       tmp_path: Path) -> None:
+def test_blocked_deploy_changes_nothing_and_is_audited(settings: Settings, tmp_path: Path) -> None:
     """A bundle the scan blocks is refused: nothing stored, kept, served or started."""
     bad = archive(tmp_path / "bad", "injected", INJECTION)
 
@@ -232,17 +239,18 @@ class MeetingStore(FunctionStore):
         return super().add_version(*args, **kwargs)
 
 
-def test_concurrent_deploys_cannot_both_take_a_route(settings: Settings,
-                                                     tmp_path: Path) -> None:
+def test_concurrent_deploys_cannot_both_take_a_route(settings: Settings, tmp_path: Path) -> None:
     """Two functions deployed at once claiming one route: exactly one gets it."""
     trig = "triggers:\n  - http: {path: /same, methods: [GET], auth: key}\n"
     a = archive(tmp_path / "a", "route-a", "def handler(e, c):\n    return 1\n", trig)
     b = archive(tmp_path / "b", "route-b", "def handler(e, c):\n    return 2\n", trig)
 
     async def scenario(s: Service) -> None:
-        results = await asyncio.gather(s.deployments.deploy(a, DEV, "ra"),
-                                       s.deployments.deploy(b, DEV, "rb"),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            s.deployments.deploy(a, DEV, "ra"),
+            s.deployments.deploy(b, DEV, "rb"),
+            return_exceptions=True,
+        )
         refused = [r for r in results if isinstance(r, BaseException)]
         assert len(refused) == 1 and isinstance(refused[0], ManifestError)
         assert len(s.deployments.registry.all()) == 1
@@ -253,8 +261,7 @@ def test_concurrent_deploys_cannot_both_take_a_route(settings: Settings,
     run(settings, scenario, MeetingStore)
 
 
-def test_a_restarted_service_serves_what_was_deployed(settings: Settings,
-                                                      tmp_path: Path) -> None:
+def test_a_restarted_service_serves_what_was_deployed(settings: Settings, tmp_path: Path) -> None:
     """What a deploy stored is what a restarting node loads and serves."""
     bundle = archive(tmp_path / "fn", "kept", "def handler(e, c):\n    return 'still here'\n")
 
@@ -270,10 +277,13 @@ def test_a_restarted_service_serves_what_was_deployed(settings: Settings,
 
 def test_the_service_imports_nothing_of_http() -> None:
     """donjon.lifecycle is usable without starlette, uvicorn or the gateway (no HTTP server)."""
-    code = ("import sys, donjon.lifecycle\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('starlette', 'uvicorn') or m.startswith('donjon.gateway'))\n"
-            "print(','.join(bad))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+    code = (
+        "import sys, donjon.lifecycle\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('starlette', 'uvicorn') or m.startswith('donjon.gateway'))\n"
+        "print(','.join(bad))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert done.stdout.strip() == ""

@@ -57,8 +57,10 @@ def test_defaults_deny_everything() -> None:
         ("name: a\nhandler: m.h\npermissions: {egress: ['*:443']}\n", "permissions.egress"),
         ("name: a\nhandler: m.h\npermissions: {network: true}\n", "permissions.network"),
         ("name: a\nhandler: m.h\ntriggers: [{http: {path: x}}]\n", "triggers[0].http.path"),
-        ("name: a\nhandler: m.h\ntriggers: [{http: {path: /x, auth: none}}]\n",
-         "triggers[0].http.auth"),
+        (
+            "name: a\nhandler: m.h\ntriggers: [{http: {path: /x, auth: none}}]\n",
+            "triggers[0].http.auth",
+        ),
         ("name: a\nhandler: m.h\ntriggers: [{schedule: 'every day'}]\n", "triggers[0].schedule"),
         ("name: a\nhandler: m.h\ntriggers: [{queue: q}]\n", "triggers[0]"),
         ("name: a\nhandler: m.h\nlimits: {rate: lots}\n", "limits.rate"),

@@ -48,9 +48,13 @@ def test_buckets_are_independent() -> None:
 def test_keys_by_principal_function_and_client_are_distinct() -> None:
     """A principal's bucket for a function is not the function's, nor another principal's."""
     limiter = MemoryRateLimiter(Clock())
-    keys = [BucketKey(function="f"), BucketKey(principal="p1", function="f"),
-            BucketKey(principal="p2", function="f"), BucketKey(principal="p1"),
-            BucketKey(client="127.0.0.1")]
+    keys = [
+        BucketKey(function="f"),
+        BucketKey(principal="p1", function="f"),
+        BucketKey(principal="p2", function="f"),
+        BucketKey(principal="p1"),
+        BucketKey(client="127.0.0.1"),
+    ]
     assert len({str(k) for k in keys}) == len(keys)
     for key in keys:
         assert take(limiter, key, 1, 60)

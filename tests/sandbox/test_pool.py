@@ -46,8 +46,9 @@ def _host(bundle: Path) -> SandboxHost:
 
 
 def _meta() -> bytes:
-    return json.dumps({"request_id": "r", "function": "pooltest", "version": 1,
-                       "deadline": time.time() + 10}).encode()
+    return json.dumps(
+        {"request_id": "r", "function": "pooltest", "version": 1, "deadline": time.time() + 10}
+    ).encode()
 
 
 T = TypeVar("T")
@@ -59,13 +60,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 def test_invocation_calls_run_concurrently_in_distinct_processes(bundle: Path) -> None:
     """Four overlapping calls of one invocation-mode function run in four processes at once."""
+
     async def go() -> list[str]:
         pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             cfg = _config(bundle, warm=False)
-            results = await asyncio.gather(*(
-                pool.invoke(cfg, _meta(), b'{"sleep": 0.5}', 5) for _ in range(4)
-            ))
+            results = await asyncio.gather(
+                *(pool.invoke(cfg, _meta(), b'{"sleep": 0.5}', 5) for _ in range(4))
+            )
             return [json.loads(r.body)["process"] for r in results]
         finally:
             await pool.close()
@@ -76,12 +78,15 @@ def test_invocation_calls_run_concurrently_in_distinct_processes(bundle: Path) -
 
 def test_warm_mode_reuses_one_process(bundle: Path) -> None:
     """Sequential calls of a warm function are served by the same process."""
+
     async def go() -> set[str]:
         pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
             cfg = _config(bundle, warm=True, concurrency=1)
-            return {json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["process"]
-                    for _ in range(5)}
+            return {
+                json.loads((await pool.invoke(cfg, _meta(), b"{}", 5)).body)["process"]
+                for _ in range(5)
+            }
         finally:
             await pool.close()
 
@@ -114,9 +119,11 @@ def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.M
 
 def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
     """A sandbox idle past the timeout is stopped; the next call starts a new one."""
+
     async def go() -> tuple[int, int, str]:
-        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle),
-                           idle_timeout_s=0.3)
+        pool = SandboxPool(
+            detect_resource_control(), compile_filters(), _host(bundle), idle_timeout_s=0.3
+        )
         pool.start()
         try:
             cfg = _config(bundle, warm=True, concurrency=1)
@@ -138,6 +145,7 @@ def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
 
 def test_retire_stops_old_versions(bundle: Path) -> None:
     """Retiring a function stops its sandboxes but keeps the version asked to stay."""
+
     async def go() -> tuple[int, int]:
         pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:
@@ -156,6 +164,7 @@ def test_retire_stops_old_versions(bundle: Path) -> None:
 
 def test_retire_with_drain_lets_calls_in_flight_finish(bundle: Path) -> None:
     """A new version's retirement of the old one waits for the old one's calls in flight."""
+
     async def go() -> tuple[bool, int]:
         pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
         try:

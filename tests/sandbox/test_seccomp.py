@@ -9,9 +9,20 @@ import pytest
 
 from harness import FUNCTIONS, LiveNode
 
-REFUSED = ["unshare_net", "unshare_user", "unshare_mount", "ptrace_attach_1", "mount_tmpfs",
-           "keyctl", "bpf", "io_uring_setup", "setns", "chroot", "netlink_high_bits",
-           "vsock_high_bits"]
+REFUSED = [
+    "unshare_net",
+    "unshare_user",
+    "unshare_mount",
+    "ptrace_attach_1",
+    "mount_tmpfs",
+    "keyctl",
+    "bpf",
+    "io_uring_setup",
+    "setns",
+    "chroot",
+    "netlink_high_bits",
+    "vsock_high_bits",
+]
 
 
 @pytest.fixture(scope="module")

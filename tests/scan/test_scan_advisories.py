@@ -23,19 +23,30 @@ def _record(vid: str, name: str, events: list[dict[str, str]], **extra: Any) -> 
         "id": vid,
         "aliases": [f"CVE-2099-{vid[-4:]}"],
         "summary": f"{name} is broken",
-        "affected": [{"package": {"ecosystem": "PyPI", "name": name},
-                      "ranges": [{"type": "ECOSYSTEM", "events": events}]}],
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": name},
+                "ranges": [{"type": "ECOSYSTEM", "events": events}],
+            }
+        ],
         **extra,
     }
 
 
 RECORDS = [
     _record("OSV-0001", "Demo_Pkg", [{"introduced": "0"}, {"fixed": "2.0.0"}]),
-    _record("OSV-0002", "other", [{"introduced": "1.5"}, {"last_affected": "1.7"}],
-            severity=[{"type": "CVSS_V3",
-                       "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]),
-    _record("OSV-0003", "other", [{"introduced": "3.0rc1"}, {"fixed": "3.0.2"}],
-            database_specific={"severity": "MODERATE"}),
+    _record(
+        "OSV-0002",
+        "other",
+        [{"introduced": "1.5"}, {"last_affected": "1.7"}],
+        severity=[{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+    ),
+    _record(
+        "OSV-0003",
+        "other",
+        [{"introduced": "3.0rc1"}, {"fixed": "3.0.2"}],
+        database_specific={"severity": "MODERATE"},
+    ),
     _record("OSV-0004", "gone", [{"introduced": "0"}], withdrawn="2024-01-01T00:00:00Z"),
     {"id": "NPM-1", "affected": [{"package": {"ecosystem": "npm", "name": "demo-pkg"}}]},
 ]
@@ -66,21 +77,27 @@ def test_export_zip_is_loaded_and_matched_with_pep440(tmp_path: Path) -> None:
 def test_severity_comes_from_cvss_then_ghsa_then_defaults_high(tmp_path: Path) -> None:
     """CVSS 3.1 vectors are scored; GHSA labels map; unrated counts as high."""
     db = AdvisoryDB.load(_zip(tmp_path / "all.zip", RECORDS))
-    grades = {r.advisory.id: (r.advisory.severity, r.advisory.rating)
-              for name in ("demo-pkg", "other") for r in db.ranges_for(name)}
+    grades = {
+        r.advisory.id: (r.advisory.severity, r.advisory.rating)
+        for name in ("demo-pkg", "other")
+        for r in db.ranges_for(name)
+    }
     assert grades["OSV-0002"] == (Severity.CRITICAL, "CVSS 9.8")
     assert grades["OSV-0003"] == (Severity.MEDIUM, "GHSA moderate")
     assert grades["OSV-0001"] == (Severity.HIGH, "unrated (treated as high)")
 
 
-@pytest.mark.parametrize(("vector", "score"), [
-    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
-    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H", 7.5),
-    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N", 6.1),
-    ("CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:N", 5.5),
-    ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
-    ("AV:N/AC:L/Au:N/C:P/I:P/A:P", None),
-])
+@pytest.mark.parametrize(
+    ("vector", "score"),
+    [
+        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
+        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H", 7.5),
+        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N", 6.1),
+        ("CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:N", 5.5),
+        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N", 0.0),
+        ("AV:N/AC:L/Au:N/C:P/I:P/A:P", None),
+    ],
+)
 def test_cvss3_base_scores_match_the_specification(vector: str, score: float | None) -> None:
     """Base scores agree with FIRST's calculator for common vectors."""
     assert cvss3_base_score(vector) == score
@@ -100,7 +117,8 @@ def test_yaml_directory_keeps_versions_as_text(tmp_path: Path) -> None:
     (vulns / "PYSEC-1.yaml").write_text(
         "id: PYSEC-1\naffected:\n- package: {ecosystem: PyPI, name: pkg}\n"
         "  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: 2.10\n"
-        "    - fixed: 2.12\n  versions: [2.10, 2.11]\n")
+        "    - fixed: 2.12\n  versions: [2.10, 2.11]\n"
+    )
     db = AdvisoryDB.load(tmp_path / "vulns")
     assert db.affecting("pkg", Version("2.10"))
     assert db.affecting("pkg", Version("2.1")) == []
@@ -109,12 +127,18 @@ def test_yaml_directory_keeps_versions_as_text(tmp_path: Path) -> None:
 def test_shared_snapshot_finds_known_advisories(advisory_db: AdvisoryDB) -> None:
     """The PyPA snapshot: requests 2.25.0 leaks Proxy-Authorization (CVE-2023-32681)."""
     assert len(advisory_db) > 2000
-    [hit] = [r for r in advisory_db.affecting("requests", Version("2.25.0"))
-             if r.advisory.id == "PYSEC-2023-74"]
+    [hit] = [
+        r
+        for r in advisory_db.affecting("requests", Version("2.25.0"))
+        if r.advisory.id == "PYSEC-2023-74"
+    ]
     assert "CVE-2023-32681" in hit.advisory.aliases
     assert hit.fixed == (Version("2.31.0"),)
-    assert not [r for r in advisory_db.affecting("requests", Version("2.31.0"))
-                if r.advisory.id == "PYSEC-2023-74"]
+    assert not [
+        r
+        for r in advisory_db.affecting("requests", Version("2.31.0"))
+        if r.advisory.id == "PYSEC-2023-74"
+    ]
 
 
 def test_dependency_findings_name_advisory_aliases_and_fix(tmp_path: Path) -> None:
@@ -126,7 +150,10 @@ def test_dependency_findings_name_advisory_aliases_and_fix(tmp_path: Path) -> No
     [finding] = scan_path(project, advisories=db).findings
     assert finding.advisory is not None
     assert (finding.advisory.id, finding.advisory.aliases, finding.advisory.fixed) == (
-        "OSV-0001", ("CVE-2099-0001",), ("2.0.0",))
+        "OSV-0001",
+        ("CVE-2099-0001",),
+        ("2.0.0",),
+    )
     assert "OSV-0001" in finding.message and "CVE-2099-0001" in finding.message
     assert finding.fix == "Upgrade demo-pkg to 2.0.0 or later."
 

@@ -19,7 +19,7 @@ from donjon.scan import (
     scan_path,
 )
 
-HANDLER = '''
+HANDLER = """
 import os
 import subprocess
 
@@ -28,7 +28,7 @@ def handler(event, context):
     os.system("echo " + event["name"])
     subprocess.run("uptime", shell=True)
     return {"statusCode": 200}
-'''
+"""
 MANIFEST = """name: demo
 handler: main.handler
 memory_mb: 128
@@ -52,7 +52,10 @@ def test_scan_path_finds_event_data_reaching_a_shell(tmp_path: Path) -> None:
     [finding] = report.findings
     assert isinstance(finding, Finding)
     assert (finding.rule_id, finding.severity, finding.confidence) == (
-        "DJ-PY-001", Severity.HIGH, Confidence.HIGH)
+        "DJ-PY-001",
+        Severity.HIGH,
+        Confidence.HIGH,
+    )
     assert finding.kind is FindingKind.CODE
     assert finding.location.path == "main.py"
     assert finding.location.line == 7
@@ -67,8 +70,7 @@ def test_scan_path_finds_event_data_reaching_a_shell(tmp_path: Path) -> None:
 def test_default_policy_blocks_high_severity_with_medium_confidence(tmp_path: Path) -> None:
     """The default gate is high severity and medium-or-higher confidence."""
     report = scan_path(_bundle(tmp_path / "b"))
-    assert ScanPolicy() == ScanPolicy(min_severity=Severity.HIGH,
-                                      min_confidence=Confidence.MEDIUM)
+    assert ScanPolicy() == ScanPolicy(min_severity=Severity.HIGH, min_confidence=Confidence.MEDIUM)
     assert [f.rule_id for f in report.blocking(ScanPolicy())] == ["DJ-PY-001"]
     assert report.blocking() == report.blocking(ScanPolicy())
     strict = ScanPolicy(min_severity=Severity.CRITICAL, min_confidence=Confidence.HIGH)
@@ -88,7 +90,8 @@ def test_low_confidence_findings_do_not_block_by_default(tmp_path: Path) -> None
 def test_policy_from_strings_parses_and_rejects() -> None:
     """Settings text becomes a policy; bad values are a ScanError naming the choices."""
     assert ScanPolicy.from_strings("critical", "high") == ScanPolicy(
-        Severity.CRITICAL, Confidence.HIGH)
+        Severity.CRITICAL, Confidence.HIGH
+    )
     assert ScanPolicy.from_strings(" High ", "LOW") == ScanPolicy(Severity.HIGH, Confidence.LOW)
     with pytest.raises(ScanError, match="unknown severity 'severe'") as bad:
         ScanPolicy.from_strings("severe", "medium")
@@ -113,8 +116,9 @@ def test_constant_commands_are_not_injection(tmp_path: Path) -> None:
 def test_scanning_a_single_file(tmp_path: Path) -> None:
     """A file can be scanned on its own; its path is reported by name."""
     target = tmp_path / "job.py"
-    target.write_text("import pickle\n\ndef handler(event, context):\n"
-                      "    return pickle.loads(event['blob'])\n")
+    target.write_text(
+        "import pickle\n\ndef handler(event, context):\n    return pickle.loads(event['blob'])\n"
+    )
     [finding] = scan_path(target).findings
     assert finding.location.path == "job.py"
     assert finding.rule_id == "DJ-PY-004"
@@ -134,15 +138,17 @@ def test_vendored_dependencies_are_not_scanned_as_code(
     bundle = _bundle(tmp_path / "b", "def handler(event, context):\n    return {}\n")
     lib = bundle / ".deps" / "lib"
     lib.mkdir(parents=True)
-    (lib / "bad.py").write_text("import os\ndef handler(event, context):\n"
-                                "    os.system(event['x'])\n")
+    (lib / "bad.py").write_text(
+        "import os\ndef handler(event, context):\n    os.system(event['x'])\n"
+    )
     dist = bundle / ".deps" / "requests-2.25.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: requests\nVersion: 2.25.0\n")
     report = scan_path(bundle, advisories=advisory_db)
     assert {f.rule_id for f in report.findings} == {"DJ-DEP-001"}
-    assert all(f.location.path.startswith(".deps/requests-2.25.0.dist-info") for f in
-               report.findings)
+    assert all(
+        f.location.path.startswith(".deps/requests-2.25.0.dist-info") for f in report.findings
+    )
     ids = {f.advisory.id for f in report.findings if f.advisory}
     assert "PYSEC-2023-74" in ids
 

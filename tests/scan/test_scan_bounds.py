@@ -47,12 +47,15 @@ def test_doubling_a_string_28_times_keeps_the_value_bounded() -> None:
 
 def test_doubling_through_fstrings_and_paths_is_bounded() -> None:
     """The other ways text is joined (f-strings, os.path.join, /) are bounded the same way."""
-    code = textwrap.dedent("""
+    code = (
+        textwrap.dedent("""
         import os
         a = "/tmp/x"
         b = "/tmp/y"
         c = "/tmp/z"
-    """) + 'a = f"{a}{a}"\nb = os.path.join(b, b)\nc = c / c\n' * 40
+    """)
+        + 'a = f"{a}{a}"\nb = os.path.join(b, b)\nc = c / c\n' * 40
+    )
     interp, peak = _peak(code)
     for name in "abc":
         value = interp.module_env.get(name)
@@ -77,12 +80,16 @@ def test_a_bounded_value_is_still_judged_soundly(tmp_path: Path) -> None:
     for _ in range(MAX_HEAD_DEPTH + 3):
         deep = Value(const=True, head=deep)
     assert deep.head is not None  # still some knowledge, bounded
-    code = textwrap.dedent("""
+    code = (
+        textwrap.dedent("""
         import subprocess
 
         def handler(event, context):
             cmd = [event["program"]]
-    """) + "    cmd = [cmd]\n" * (MAX_HEAD_DEPTH + 2) + "    subprocess.run(cmd)\n"
+    """)
+        + "    cmd = [cmd]\n" * (MAX_HEAD_DEPTH + 2)
+        + "    subprocess.run(cmd)\n"
+    )
     (tmp_path / "main.py").write_text(code)
     [finding] = scan_path(tmp_path / "main.py").findings
     assert finding.rule_id == "DJ-PY-001"
@@ -94,8 +101,10 @@ def test_an_expression_heavy_module_fails_closed(tmp_path: Path) -> None:
     body = ", ".join(f"v{i}" for i in range(500))
     params = ", ".join(f"v{i}=0" for i in range(500))
     calls = "\n".join(f"    r{i} = _f(event, event, event)" for i in range(1500))
-    code = (f"def _f(a, b, c, {params}):\n    return [a, b, c, {body}]\n\n"
-            f"def handler(event, context):\n{calls}\n")
+    code = (
+        f"def _f(a, b, c, {params}):\n    return [a, b, c, {body}]\n\n"
+        f"def handler(event, context):\n{calls}\n"
+    )
     (tmp_path / "main.py").write_text(code)
     with pytest.raises(ScanError, match="too complex to analyse"):
         scan_path(tmp_path / "main.py")

@@ -40,8 +40,12 @@ def test_thresholds_decide_the_exit_code(runner: CliRunner, tmp_path: Path) -> N
     project = str(_project(tmp_path, UNTRACED))  # high severity, low confidence
     assert runner.invoke(scan_command, [project]).exit_code == 0
     assert runner.invoke(scan_command, [project, "--min-confidence", "low"]).exit_code == 1
-    assert runner.invoke(scan_command, [project, "--min-confidence", "low",
-                                        "--fail-on", "critical"]).exit_code == 0
+    assert (
+        runner.invoke(
+            scan_command, [project, "--min-confidence", "low", "--fail-on", "critical"]
+        ).exit_code
+        == 0
+    )
     vulnerable = str(_project(tmp_path, VULNERABLE))
     assert runner.invoke(scan_command, [vulnerable, "--fail-on", "none"]).exit_code == 0
 

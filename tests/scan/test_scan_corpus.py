@@ -32,7 +32,8 @@ class Tally:
     @property
     def true_positives(self) -> set[Key]:
         return {
-            k for k, conf in self.expected.items()
+            k
+            for k, conf in self.expected.items()
             if k in self.actual and (conf is None or self.actual[k] == conf)
         }
 
@@ -59,7 +60,8 @@ def _expected(case: Path) -> dict[Key, Confidence | None]:
                     path, at = where.rsplit(":", 1)
                     for rule_id, conf in _ITEM.findall(items):
                         found[(f"{here}/{path}", int(at), rule_id)] = (
-                            Confidence.parse(conf) if conf else None)
+                            Confidence.parse(conf) if conf else None
+                        )
             continue
         for number, line in enumerate(text.splitlines(), start=1):
             mark = _MARK.search(line)
@@ -111,8 +113,10 @@ def test_precision_and_recall_are_perfect_on_the_corpus(
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     with capsys.disabled():
-        print(f"\ncorpus: {tp} true positives, {fp} false positives, {fn} misses; "
-              f"precision {precision:.1%}, recall {recall:.1%}")
+        print(
+            f"\ncorpus: {tp} true positives, {fp} false positives, {fn} misses; "
+            f"precision {precision:.1%}, recall {recall:.1%}"
+        )
     problems = [f"false alarm {k} ({tally.actual[k].label})" for k in sorted(tally.false_positives)]
     for k in sorted(tally.misses):
         want = tally.expected[k]

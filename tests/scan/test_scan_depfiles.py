@@ -11,22 +11,28 @@ from donjon.scan.deps.depfiles import Dependency, Precision, parse_dependency_fi
 from donjon.scan.project import SourceFile
 
 
-def _parse(name: str, text: str, extra: dict[str, str] | None = None
-           ) -> tuple[list[Dependency], list[str]]:
-    files = {rel: SourceFile(Path(rel), rel, textwrap.dedent(body).lstrip("\n"))
-             for rel, body in {name: text, **(extra or {})}.items()}
+def _parse(
+    name: str, text: str, extra: dict[str, str] | None = None
+) -> tuple[list[Dependency], list[str]]:
+    files = {
+        rel: SourceFile(Path(rel), rel, textwrap.dedent(body).lstrip("\n"))
+        for rel, body in {name: text, **(extra or {})}.items()
+    }
     notes: list[str] = []
     return parse_dependency_file(files[name], files, notes), notes
 
 
 def _summary(deps: list[Dependency]) -> list[tuple[str, str, str, int]]:
-    return [(d.name, str(d.version or d.specifier), d.precision.name, d.location.line)
-            for d in deps]
+    return [
+        (d.name, str(d.version or d.specifier), d.precision.name, d.location.line) for d in deps
+    ]
 
 
 def test_requirements_pins_ranges_includes_hashes_and_markers() -> None:
     """Pins are exact, ranges are ranges; -r is followed; markers and URLs are honoured."""
-    deps, notes = _parse("requirements.txt", """
+    deps, notes = _parse(
+        "requirements.txt",
+        """
         # comment
         Jinja2==2.10  # templating
         requests>=2.0,<3
@@ -38,7 +44,9 @@ def test_requirements_pins_ranges_includes_hashes_and_markers() -> None:
         --index-url https://pypi.org/simple
         -r extra/more.txt
         wild==2.*
-    """, {"extra/more.txt": "flask==0.12\n"})
+    """,
+        {"extra/more.txt": "flask==0.12\n"},
+    )
     assert _summary(deps) == [
         ("jinja2", "2.10", "PINNED", 2),
         ("requests", "<3,>=2.0", "RANGE", 3),
@@ -60,21 +68,29 @@ def test_requirements_notes_missing_includes_and_garbage() -> None:
 
 def test_pipfile_lock() -> None:
     """Both sections, versions as ==X."""
-    deps, _ = _parse("Pipfile.lock", """
+    deps, _ = _parse(
+        "Pipfile.lock",
+        """
         {"default": {"lxml": {"version": "==4.6.2"}},
          "develop": {"pytest": {"version": "==7.0.0"}}}
-    """)
+    """,
+    )
     assert _summary(deps) == [("lxml", "4.6.2", "LOCKED", 1), ("pytest", "7.0.0", "LOCKED", 2)]
 
 
 def test_poetry_and_uv_locks_skip_the_project_itself() -> None:
     """[[package]] tables; editable/virtual sources are the project, not a dependency."""
-    poetry, _ = _parse("poetry.lock", """
+    poetry, _ = _parse(
+        "poetry.lock",
+        """
         [[package]]
         name = "django"
         version = "3.2.0"
-    """)
-    uv, _ = _parse("uv.lock", """
+    """,
+    )
+    uv, _ = _parse(
+        "uv.lock",
+        """
         version = 1
         [[package]]
         name = "app"
@@ -84,14 +100,17 @@ def test_poetry_and_uv_locks_skip_the_project_itself() -> None:
         name = "Pillow"
         version = "8.0.0"
         source = { registry = "https://pypi.org/simple" }
-    """)
+    """,
+    )
     assert _summary(poetry) == [("django", "3.2.0", "LOCKED", 2)]
     assert _summary(uv) == [("pillow", "8.0.0", "LOCKED", 7)]
 
 
 def test_pyproject_pep621_groups_and_poetry_constraints() -> None:
     """PEP 621 and 735 lists, Poetry's caret and tilde constraints as PEP 440."""
-    deps, notes = _parse("pyproject.toml", """
+    deps, notes = _parse(
+        "pyproject.toml",
+        """
         [project]
         dependencies = ["flask==0.12", "requests>=2"]
         [project.optional-dependencies]
@@ -106,22 +125,36 @@ def test_pyproject_pep621_groups_and_poetry_constraints() -> None:
         exact = "1.0.0"
         gitdep = {git = "https://example.invalid/x.git"}
         withversion = {version = "^2.0", extras = ["a"]}
-    """)
+    """,
+    )
     specs = {d.name: (str(d.version) if d.version else str(d.specifier)) for d in deps}
     assert specs == {
-        "flask": "0.12", "requests": ">=2", "pyyaml": "<6", "pytest": "8.0.0",
-        "django": "<4,>=3.2.1", "zero": "<0.3,>=0.2.3", "tilde": "<1.25,>=1.24",
-        "exact": "1.0.0", "withversion": "<3,>=2.0",
+        "flask": "0.12",
+        "requests": ">=2",
+        "pyyaml": "<6",
+        "pytest": "8.0.0",
+        "django": "<4,>=3.2.1",
+        "zero": "<0.3,>=0.2.3",
+        "tilde": "<1.25,>=1.24",
+        "exact": "1.0.0",
+        "withversion": "<3,>=2.0",
     }
     assert notes == []
 
 
 def test_installed_metadata() -> None:
     """A vendored distribution's METADATA gives its exact version."""
-    meta = SourceFile(Path("m"), ".deps/Jinja2-2.10.dist-info/METADATA",
-                      "Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n\nName: not-a-header\n")
+    meta = SourceFile(
+        Path("m"),
+        ".deps/Jinja2-2.10.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: Jinja2\nVersion: 2.10\n\nName: not-a-header\n",
+    )
     dep = parse_installed(meta)
     assert dep is not None
     assert (dep.name, dep.version, dep.precision, dep.location.line) == (
-        "jinja2", Version("2.10"), Precision.INSTALLED, 3)
+        "jinja2",
+        Version("2.10"),
+        Precision.INSTALLED,
+        3,
+    )
     assert parse_installed(SourceFile(Path("m"), "x/METADATA", "Name: x\n")) is None

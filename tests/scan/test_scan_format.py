@@ -25,14 +25,14 @@ from donjon.scan import (
 #: @microsoft/sarif-multitool-linux 5.7.0 (MIT licence): no PyPI package ships it.
 SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 
-CODE = '''
+CODE = """
 import os
 
 
 def handler(event, context):
     os.system("echo " + event["name"])
     return {}
-'''
+"""
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ PASSWORD = "Tr0ub4dor&3-horse"
 
 def _project(root: Path) -> Path:
     root.mkdir()
-    (root / "settings.py").write_text(
-        f'GITHUB_TOKEN = "{TOKEN}"\nDB_PASSWORD = "{PASSWORD}"\n')
+    (root / "settings.py").write_text(f'GITHUB_TOKEN = "{TOKEN}"\nDB_PASSWORD = "{PASSWORD}"\n')
     (root / "donjon.yaml").write_text(
-        "name: s\nhandler: settings.handler\nmemory_mb: 64\ntimeout_s: 3\n")
+        "name: s\nhandler: settings.handler\nmemory_mb: 64\ntimeout_s: 3\n"
+    )
     return root
 
 
@@ -37,7 +37,9 @@ def test_tokens_and_passwords_are_found(tmp_path: Path) -> None:
     """A GitHub token (format rule) and a password (keyword rule), each once."""
     report = scan_path(_project(tmp_path / "p"))
     assert [(f.rule_id, f.location.line) for f in report.findings] == [
-        ("DJ-SEC-001", 1), ("DJ-SEC-003", 2)]
+        ("DJ-SEC-001", 1),
+        ("DJ-SEC-003", 2),
+    ]
     assert all(f.kind is FindingKind.SECRET for f in report.findings)
     assert report.findings[0].fingerprint == secret_fingerprint(TOKEN)
 
@@ -79,10 +81,22 @@ def test_a_changed_secret_is_not_accepted_by_the_old_baseline(tmp_path: Path) ->
 def test_detect_secrets_baselines_are_accepted(tmp_path: Path) -> None:
     """A .secrets.baseline from detect-secrets suppresses the same secrets."""
     project = _project(tmp_path / "p")
-    ds = {"version": "1.5.0", "plugins_used": [], "filters_used": [], "results": {
-        "settings.py": [{"type": "GitHub Token", "filename": "settings.py",
-                         "hashed_secret": secret_fingerprint(TOKEN), "is_verified": False,
-                         "line_number": 1}]}}
+    ds = {
+        "version": "1.5.0",
+        "plugins_used": [],
+        "filters_used": [],
+        "results": {
+            "settings.py": [
+                {
+                    "type": "GitHub Token",
+                    "filename": "settings.py",
+                    "hashed_secret": secret_fingerprint(TOKEN),
+                    "is_verified": False,
+                    "line_number": 1,
+                }
+            ]
+        },
+    }
     baseline = tmp_path / ".secrets.baseline"
     baseline.write_text(json.dumps(ds))
     report = scan_path(project, baseline=baseline)
@@ -98,8 +112,10 @@ def test_inline_comments_do_not_suppress(tmp_path: Path) -> None:
     assert [f.rule_id for f in scan_path(root).findings] == ["DJ-SEC-001"]
 
 
-@pytest.mark.parametrize("content", ["not json", '{"something": "else"}',
-                                     '{"donjon_baseline": 1, "findings": [{"rule_id": 1}]}'])
+@pytest.mark.parametrize(
+    "content",
+    ["not json", '{"something": "else"}', '{"donjon_baseline": 1, "findings": [{"rule_id": 1}]}'],
+)
 def test_bad_baselines_are_scan_errors(tmp_path: Path, content: str) -> None:
     """A baseline that cannot be understood stops the scan instead of accepting nothing."""
     path = tmp_path / "b.json"

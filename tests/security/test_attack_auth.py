@@ -34,14 +34,14 @@ def _routes(node: LiveNode) -> Iterator[tuple[str, str]]:
                 continue
             seen.add((method.upper(), path))
     seen |= {(method, path) for path, method, _ in ROUTES}
-    seen |= {("POST", "/v1/functions/{name}/invoke"), ("GET", "/metrics"),
-             ("GET", "/openapi.json")}
+    seen |= {("POST", "/v1/functions/{name}/invoke"), ("GET", "/metrics"), ("GET", "/openapi.json")}
     for method, path in sorted(seen):
         yield method, path.replace("{name}", NOBODY).replace("{key_id}", UNKNOWN_KEY_ID)
 
 
-def _send(node: LiveNode, method: str, path: str, key: str,
-          source: str | None = None) -> httpx.Response:
+def _send(
+    node: LiveNode, method: str, path: str, key: str, source: str | None = None
+) -> httpx.Response:
     with node.client(key, source) as c:
         return c.request(method, path, content=b"{}")
 
@@ -50,8 +50,9 @@ def _jwt(header: dict[str, Any], claims: dict[str, Any], sig: bytes = b"") -> st
     def part(raw: bytes) -> str:
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
-    return ".".join([part(json.dumps(header).encode()), part(json.dumps(claims).encode()),
-                     part(sig)])
+    return ".".join(
+        [part(json.dumps(header).encode()), part(json.dumps(claims).encode()), part(sig)]
+    )
 
 
 def test_every_non_public_route_refuses_anonymous_callers(node: LiveNode) -> None:
@@ -118,7 +119,7 @@ def _bad_tokens(node: LiveNode) -> dict[str, str]:
         "admin-id-random-secret": f"Bearer dj_{admin_id}_{secrets.token_urlsafe(32)}",
         "admin-id-other-secret": f"Bearer dj_{admin_id}_{secret_of_other}",
         "unknown-id": f"Bearer dj_{UNKNOWN_KEY_ID}_{secrets.token_urlsafe(32)}",
-        "uppercase-id": "Bearer dj_" + admin_id.upper() + admin[3 + 16:],
+        "uppercase-id": "Bearer dj_" + admin_id.upper() + admin[3 + 16 :],
         "other-vendor-shape": "Bearer sk_live_" + secrets.token_hex(24),
         "jwt-shape": "Bearer " + _jwt({"alg": "none"}, {"sub": admin_id}),
         "huge": "Bearer dj_" + "a" * 16 + "_" + "b" * 6000,
@@ -131,8 +132,11 @@ def test_malformed_and_forged_bearer_tokens_are_refused(node: LiveNode) -> None:
     details = set()
     for label, header in _bad_tokens(node).items():
         with httpx.Client(base_url=node.url, verify=node.tls, timeout=30) as c:
-            for method, path in (("POST", "/v1/functions/probe/invoke"), ("GET", "/v1/keys"),
-                                 ("GET", "/fn/sec-http/key")):
+            for method, path in (
+                ("POST", "/v1/functions/probe/invoke"),
+                ("GET", "/v1/keys"),
+                ("GET", "/fn/sec-http/key"),
+            ):
                 r = c.request(method, path, headers={"authorization": header}, content=b"{}")
                 assert r.status_code == 401, (label, method, path, r.text)
                 details.add(assert_problem(r, 401)["detail"])
@@ -144,15 +148,22 @@ def test_401_does_not_reveal_whether_a_key_id_exists(node: LiveNode) -> None:
     admin_id = node.admin_key.split("_")[1]
     answers = []
     for key_id in (admin_id, UNKNOWN_KEY_ID):
-        r = _send(node, "GET", "/v1/functions", f"dj_{key_id}_{secrets.token_urlsafe(32)}",
-                  fresh_source())
+        r = _send(
+            node, "GET", "/v1/functions", f"dj_{key_id}_{secrets.token_urlsafe(32)}", fresh_source()
+        )
         body = assert_problem(r, 401)
         assert key_id not in r.text
         rid = body.pop("request_id")
         (record,) = audit_records(node, rid)
         assert key_id not in json.dumps(record)
-        answers.append((body, sorted(k for k in r.headers if k not in ("x-request-id", "date")),
-                        record["actor"], record["detail"]["reason"]))
+        answers.append(
+            (
+                body,
+                sorted(k for k in r.headers if k not in ("x-request-id", "date")),
+                record["actor"],
+                record["detail"]["reason"],
+            )
+        )
     assert answers[0] == answers[1]
 
 
@@ -182,8 +193,9 @@ def test_invoker_limited_to_one_function_cannot_invoke_another(node: LiveNode) -
 @pytest.mark.parametrize("restricted", [False, True])
 def test_invoker_cannot_use_admin_routes(node: LiveNode, restricted: bool) -> None:
     """An invoker key gets 403 on every admin route, /metrics included."""
-    key = node.create_key("sec-invoker", "invoker",
-                          functions=[NOBODY] if restricted else None)["key"]
+    key = node.create_key("sec-invoker", "invoker", functions=[NOBODY] if restricted else None)[
+        "key"
+    ]
     for method, path in _routes(node):
         if path.endswith("/invoke") or path == "/openapi.json":
             continue
@@ -225,8 +237,9 @@ def _denial(node: LiveNode, kind: str) -> httpx.Response:
     return _send(node, "POST", "/fn/sec-http/jwt", "", source)
 
 
-@pytest.mark.parametrize("kind", ["missing", "garbage", "revoked", "forbidden", "key-trigger",
-                                  "jwt-trigger"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "garbage", "revoked", "forbidden", "key-trigger", "jwt-trigger"]
+)
 def test_denials_are_in_the_audit_log(node: LiveNode, kind: str) -> None:
     """A client's first refused request leaves one `denied` record under its request id."""
     r = _denial(node, kind)

@@ -9,8 +9,14 @@ import time
 from harness import LiveNode
 from sec_support import attack, process_names
 
-_TRACES = ["/tmp/sec-trace", "/dev/shm/sec-trace", "/sec-trace", "/opt/sec-trace",
-           "/root/sec-trace", "/dev/sec-trace"]
+_TRACES = [
+    "/tmp/sec-trace",
+    "/dev/shm/sec-trace",
+    "/sec-trace",
+    "/opt/sec-trace",
+    "/root/sec-trace",
+    "/dev/sec-trace",
+]
 
 
 def _named(name: str) -> list[int]:

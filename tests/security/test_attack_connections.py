@@ -33,13 +33,16 @@ def guarded_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]
     if want < 4096:
         pytest.skip(f"needs 4096 open files (hard limit {hard})")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))  # the node inherits it
-    live = start_node(tmp_path_factory.mktemp("guarded"), {
-        "DONJON_TRUSTED_PROXIES": "127.0.0.1/32",
-        "DONJON_MAX_CONNECTIONS": "3000",
-        "DONJON_TLS_HANDSHAKE_TIMEOUT_S": "2",
-        "DONJON_BODY_TIMEOUT_S": "2",
-        "DONJON_HEAD_TIMEOUT_S": "60",  # connections held open on purpose stay open
-    })
+    live = start_node(
+        tmp_path_factory.mktemp("guarded"),
+        {
+            "DONJON_TRUSTED_PROXIES": "127.0.0.1/32",
+            "DONJON_MAX_CONNECTIONS": "3000",
+            "DONJON_TLS_HANDSHAKE_TIMEOUT_S": "2",
+            "DONJON_BODY_TIMEOUT_S": "2",
+            "DONJON_HEAD_TIMEOUT_S": "60",  # connections held open on purpose stay open
+        },
+    )
     try:
         live.deploy(FUNCTIONS / "probe")
         yield live
@@ -53,8 +56,9 @@ def _port(node: LiveNode) -> int:
 
 
 def _tcp(node: LiveNode, source: str) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", _port(node)), timeout=60,
-                                    source_address=(source, 0))
+    return socket.create_connection(
+        ("127.0.0.1", _port(node)), timeout=60, source_address=(source, 0)
+    )
 
 
 def _tls(node: LiveNode, context: ssl.SSLContext, source: str) -> ssl.SSLSocket:
@@ -138,7 +142,8 @@ def test_half_sent_heads_are_closed_by_the_server(node: LiveNode) -> None:
 
 
 def test_half_sent_heads_from_many_addresses_leave_capacity_to_others(
-        guarded_node: LiveNode) -> None:
+    guarded_node: LiveNode,
+) -> None:
     """1,100 heads cut short from 20 addresses do not count as requests: /healthz and invoke 200."""
     sources = [f"127.0.0.{i}" for i in range(10, 30)]
     held = _half_sent_heads(guarded_node, sources, 55)
@@ -162,9 +167,12 @@ def test_stalled_body_is_closed(guarded_node: LiveNode) -> None:
     """A body that stops arriving ends the request and the connection (408 or close)."""
     s = _tls(guarded_node, guarded_node.tls, "127.0.0.4")
     try:
-        s.sendall(b"POST /v1/functions/probe/invoke HTTP/1.1\r\nHost: localhost\r\n"
-                  b"Authorization: Bearer " + guarded_node.admin_key.encode() +
-                  b"\r\nContent-Length: 100\r\n\r\n{\"a\": ")
+        s.sendall(
+            b"POST /v1/functions/probe/invoke HTTP/1.1\r\nHost: localhost\r\n"
+            b"Authorization: Bearer "
+            + guarded_node.admin_key.encode()
+            + b'\r\nContent-Length: 100\r\n\r\n{"a": '
+        )
         assert _wait_closed([s], 45) == 1
         assert _healthy(guarded_node) == (200, 200)
     finally:
@@ -242,8 +250,11 @@ def _denied_client(node: LiveNode, local_address: str) -> str:
     """The `client` the audit records for an anonymous call carrying a spoofed X-Forwarded-For."""
     transport = httpx.HTTPTransport(verify=node.tls, local_address=local_address)
     with httpx.Client(base_url=node.url, transport=transport, timeout=60) as c:
-        r = c.post("/v1/functions/probe/invoke", content=json.dumps({}),
-                   headers={"x-forwarded-for": SPOOFED, "x-forwarded-proto": "http"})
+        r = c.post(
+            "/v1/functions/probe/invoke",
+            content=json.dumps({}),
+            headers={"x-forwarded-for": SPOOFED, "x-forwarded-proto": "http"},
+        )
     body = assert_problem(r, 401)
     records = audit_records(node, body["request_id"])
     assert len(records) == 1, records

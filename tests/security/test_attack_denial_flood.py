@@ -36,8 +36,9 @@ def _flood(node: LiveNode, source: str, count: int) -> None:
 
 
 def _denials(records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-    return [r for r in records
-            if r["action"] == "auth.denied" and r["detail"].get("client") == source]
+    return [
+        r for r in records if r["action"] == "auth.denied" and r["detail"].get("client") == source
+    ]
 
 
 def _api_records(node: LiveNode) -> list[dict[str, Any]]:
@@ -52,8 +53,12 @@ def _db_records(data_dir: Path) -> list[dict[str, Any]]:
     engine = create_engine(f"sqlite:///{data_dir / 'donjon.db'}")
     try:
         with engine.connect() as conn:
-            return [json.loads(bytes(raw)) for raw in
-                    conn.execute(select(audit_log.c.record).order_by(audit_log.c.seq)).scalars()]
+            return [
+                json.loads(bytes(raw))
+                for raw in conn.execute(
+                    select(audit_log.c.record).order_by(audit_log.c.seq)
+                ).scalars()
+            ]
     finally:
         engine.dispose()
 

@@ -35,14 +35,18 @@ def _serve(node: LiveNode) -> None:
     node.log = open(node.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
     node.proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
-        env=env, stdout=node.log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=node.log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if node.proc.poll() is not None:
             node.stop()
-            raise AssertionError("donjon serve exited at start:\n"
-                                 + (node.data_dir / "serve.log").read_text()[-3000:])
+            raise AssertionError(
+                "donjon serve exited at start:\n"
+                + (node.data_dir / "serve.log").read_text()[-3000:]
+            )
         try:
             if httpx.get(f"{node.url}/healthz", verify=node.tls, timeout=2).status_code == 200:
                 return
@@ -82,8 +86,14 @@ def shared_dev_key(node: LiveNode) -> str:
 # -- hand-made archives -----------------------------------------------------------------
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *,
-         size: int | None = None, fill: io.RawIOBase | None = None) -> None:
+def _add(
+    tar: tarfile.TarFile,
+    name: str,
+    data: bytes | None = None,
+    *,
+    size: int | None = None,
+    fill: io.RawIOBase | None = None,
+) -> None:
     info = tarfile.TarInfo(name)
     if data is None and size is None:
         info.type = tarfile.DIRTYPE
@@ -95,8 +105,9 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *,
     tar.addfile(info, io.BytesIO(data) if data is not None else fill)
 
 
-def _archive(manifest: str, extra: Sequence[tuple[str, bytes | None]] = (),
-             zeros: int = 0) -> bytes:
+def _archive(
+    manifest: str, extra: Sequence[tuple[str, bytes | None]] = (), zeros: int = 0
+) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
         _add(tar, "donjon.yaml", manifest.encode())
@@ -126,8 +137,12 @@ class _Zeros(io.RawIOBase):
 
 def _deploy(node: LiveNode, key: str, archive: bytes) -> httpx.Response:
     with node.client(key) as c:
-        return c.post("/v1/functions", content=archive,
-                      headers={"content-type": "application/gzip"}, timeout=300)
+        return c.post(
+            "/v1/functions",
+            content=archive,
+            headers={"content-type": "application/gzip"},
+            timeout=300,
+        )
 
 
 def _names(node: LiveNode) -> set[str]:
@@ -151,8 +166,11 @@ def _du(root: Path) -> int:
 
 def _staging(node: LiveNode) -> list[str]:
     bundles = node.data_dir / "bundles"
-    return [p.name for p in bundles.iterdir() if p.name.startswith(".incoming")] \
-        if bundles.is_dir() else []
+    return (
+        [p.name for p in bundles.iterdir() if p.name.startswith(".incoming")]
+        if bundles.is_dir()
+        else []
+    )
 
 
 def _refused(r: httpx.Response, node: LiveNode) -> dict[str, Any]:
@@ -182,9 +200,14 @@ _ALIASES = (
 
 @pytest.mark.parametrize(
     ("name", "manifest"),
-    [("alias-bomb", _ALIASES),
-     ("long-text", "name: {name}\nhandler: main.handler\ninput_schema:\n  type: object\n"
-                   "  description: \"" + "\u00e9" * 20_000 + "\"\n")],
+    [
+        ("alias-bomb", _ALIASES),
+        (
+            "long-text",
+            "name: {name}\nhandler: main.handler\ninput_schema:\n  type: object\n"
+            '  description: "' + "\u00e9" * 20_000 + '"\n',
+        ),
+    ],
 )
 def test_manifest_whose_stored_form_is_oversized_is_not_stored(
     own: LiveNode, dev_key: str, name: str, manifest: str
@@ -209,9 +232,10 @@ def test_bad_stored_record_does_not_stop_the_node(own: LiveNode, dev_key: str) -
     assert good.status_code == 201, good.text
     db = sqlite3.connect(own.data_dir / "donjon.db")
     with db:
-        db.execute("INSERT INTO function_versions VALUES (?, ?, ?, ?, ?, ?)",
-                   ("rotten", 1, "0" * 64, '{"name": "rotten", "handler": 7}', time.time(),
-                    "test"))
+        db.execute(
+            "INSERT INTO function_versions VALUES (?, ?, ?, ?, ?, ?)",
+            ("rotten", 1, "0" * 64, '{"name": "rotten", "handler": 7}', time.time(), "test"),
+        )
         db.execute("INSERT INTO functions VALUES (?, ?)", ("rotten", 1))
     db.close()
     _restart(own)
@@ -245,7 +269,8 @@ def test_stale_staging_is_swept_at_start(own: LiveNode) -> None:
 _DEEP = "/".join(["d"] * 1_100)
 #: Every level as a directory member of its own, as `tar` itself would write them.
 _LEVELS: list[tuple[str, bytes | None]] = [
-    ("/".join(["d"] * n) + "/", None) for n in range(1, 1_101)]
+    ("/".join(["d"] * n) + "/", None) for n in range(1, 1_101)
+]
 _BOMB = 200 * 1024 * 1024
 
 
@@ -264,30 +289,40 @@ def _bundle_attack(node: LiveNode, key: str, archive: bytes) -> dict[str, Any]:
 
 def test_deep_directories_and_zip_bomb_are_refused(node: LiveNode, shared_dev_key: str) -> None:
     """1,100 nested directories plus 200 MiB of zeros: a 4xx, audited, nothing left on disk."""
-    archive = _archive("name: bomb-deep\nhandler: main.handler\n",
-                       [*_LEVELS, (_DEEP + "/x.py", b"x = 1\n")], zeros=_BOMB)
+    archive = _archive(
+        "name: bomb-deep\nhandler: main.handler\n",
+        [*_LEVELS, (_DEEP + "/x.py", b"x = 1\n")],
+        zeros=_BOMB,
+    )
     body = _bundle_attack(node, shared_dev_key, archive)
     assert "zeros.bin" in body["detail"] and "bytes" in body["detail"], body
 
 
 def test_deep_directories_are_refused(node: LiveNode, shared_dev_key: str) -> None:
     """1,100 nested directories alone: refused for their depth before anything walks them."""
-    body = _bundle_attack(node, shared_dev_key, _archive(
-        "name: deep\nhandler: main.handler\n", [*_LEVELS, (_DEEP + "/x.py", b"x = 1\n")]))
+    body = _bundle_attack(
+        node,
+        shared_dev_key,
+        _archive("name: deep\nhandler: main.handler\n", [*_LEVELS, (_DEEP + "/x.py", b"x = 1\n")]),
+    )
     assert "levels deep" in body["detail"], body
 
 
 def test_zip_bomb_is_refused(node: LiveNode, shared_dev_key: str) -> None:
     """200 MiB of zeros in 200 KB: refused on its declared size, never written out."""
-    body = _bundle_attack(node, shared_dev_key, _archive(
-        "name: bomb\nhandler: main.handler\n", zeros=_BOMB))
+    body = _bundle_attack(
+        node, shared_dev_key, _archive("name: bomb\nhandler: main.handler\n", zeros=_BOMB)
+    )
     assert "zeros.bin" in body["detail"] and "bytes" in body["detail"], body
 
 
 def test_too_many_members_are_refused(node: LiveNode, shared_dev_key: str) -> None:
     """An archive of 25,000 empty files is refused on its member count."""
-    body = _bundle_attack(node, shared_dev_key, _archive(
-        "name: many\nhandler: main.handler\n", [(f"m/{i}", b"") for i in range(25_000)]))
+    body = _bundle_attack(
+        node,
+        shared_dev_key,
+        _archive("name: many\nhandler: main.handler\n", [(f"m/{i}", b"") for i in range(25_000)]),
+    )
     assert "members" in body["detail"] or "files" in body["detail"], body
 
 
@@ -299,16 +334,18 @@ def test_long_member_name_error_names_no_host_path(
     node: LiveNode, shared_dev_key: str, name: str
 ) -> None:
     """A 300-character member name is refused with an error that names no host path."""
-    r = _deploy(node, shared_dev_key, _archive("name: longname\nhandler: main.handler\n",
-                                               [(name, b"x")]))
+    r = _deploy(
+        node, shared_dev_key, _archive("name: longname\nhandler: main.handler\n", [(name, b"x")])
+    )
     body = _refused(r, node)
     _assert_audited(node, body)
 
 
 def test_manifest_errors_name_no_host_path(node: LiveNode, shared_dev_key: str) -> None:
     """A manifest that names a missing module is refused without the staging path."""
-    body = _refused(_deploy(node, shared_dev_key, _archive(
-        "name: nomodule\nhandler: gone.handler\n")), node)
+    body = _refused(
+        _deploy(node, shared_dev_key, _archive("name: nomodule\nhandler: gone.handler\n")), node
+    )
     assert "gone" in body["detail"], body
 
 
@@ -364,8 +401,9 @@ def test_hostile_requirement_is_refused_before_pip_runs(
     assert not marker.exists(), marker.read_text()
 
 
-def test_donjon_deploy_refuses_local_requirement(node: LiveNode, shared_dev_key: str,
-                                                 tmp_path: Path) -> None:
+def test_donjon_deploy_refuses_local_requirement(
+    node: LiveNode, shared_dev_key: str, tmp_path: Path
+) -> None:
     """`donjon deploy` refuses a local-directory requirement with one clear line; no pip."""
     marker = tmp_path / "setup-py-ran"
     src = _function(tmp_path, f"{_evil_package(tmp_path, marker)}\n")
@@ -385,10 +423,10 @@ def test_pinned_index_requirement_still_vendors(tmp_path: Path) -> None:
         (src / f).write_bytes((EXAMPLES / "naturalsize" / f).read_bytes())
     pinned = (EXAMPLES / "naturalsize" / "requirements.txt").read_text().strip()
     (src / "requirements.txt").write_text(
-        f"# the one dependency\n\n{pinned} ; python_version >= \"3.8\"  # pinned\n")
+        f'# the one dependency\n\n{pinned} ; python_version >= "3.8"  # pinned\n'
+    )
     _, archive = build_bundle(src)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         names = tar.getnames()
     assert ".deps/humanize/__init__.py" in names
     assert not [n for n in names if n.startswith(".deps/bin")]
-

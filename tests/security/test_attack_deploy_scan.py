@@ -44,8 +44,12 @@ def _deploy(node: LiveNode, key: str, directory: Path) -> httpx.Response:
             tar.addfile(info, io.BytesIO(data))
     archive = buf.getvalue()
     with node.client(key) as c:
-        return c.post("/v1/functions", content=archive, timeout=300,
-                      headers={"content-type": "application/gzip"})
+        return c.post(
+            "/v1/functions",
+            content=archive,
+            timeout=300,
+            headers={"content-type": "application/gzip"},
+        )
 
 
 def _memory_kib(pid: int) -> dict[str, int]:
@@ -78,8 +82,7 @@ class _Poller:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client(base_url=self.node.url, verify=self.node.tls,
-                          timeout=_PATIENCE_S) as c:
+        with httpx.Client(base_url=self.node.url, verify=self.node.tls, timeout=_PATIENCE_S) as c:
             for _ in range(1000):  # bounded
                 if self._stop.is_set():
                     return
@@ -131,8 +134,10 @@ def _heavy_code() -> str:
     params = ", ".join(f"v{i}=0" for i in range(500))
     body = ", ".join(f"v{i}" for i in range(500))
     calls = "\n".join(f"    r{i} = _f(event, event, event)" for i in range(1500))
-    return (f"def _f(a, b, c, {params}):\n    return [a, b, c, {body}]\n\n"
-            f"def handler(event, context):\n{calls}\n    return 1\n")
+    return (
+        f"def _f(a, b, c, {params}):\n    return [a, b, c, {body}]\n\n"
+        f"def handler(event, context):\n{calls}\n    return 1\n"
+    )
 
 
 def test_doubling_string_does_not_exhaust_the_node(
@@ -142,9 +147,11 @@ def test_doubling_string_does_not_exhaust_the_node(
     before = _memory_kib(node.proc.pid)
     r = _deploy(node, developer, _bundle(tmp_path / "dbl", "attack-doubling", _doubling_code()))
     after = _memory_kib(node.proc.pid)
-    print(f"doubling deploy: {r.status_code}; node RSS {before['VmRSS'] // 1024} -> "
-          f"{after['VmRSS'] // 1024} MiB, peak {before['VmHWM'] // 1024} -> "
-          f"{after['VmHWM'] // 1024} MiB")
+    print(
+        f"doubling deploy: {r.status_code}; node RSS {before['VmRSS'] // 1024} -> "
+        f"{after['VmRSS'] // 1024} MiB, peak {before['VmHWM'] // 1024} -> "
+        f"{after['VmHWM'] // 1024} MiB"
+    )
     assert r.status_code == 201 or 400 <= r.status_code < 500, r.text
     if r.status_code != 201:  # refused by the scan, or by the sandbox at the handler's import
         detail = r.json()["detail"]
@@ -165,9 +172,7 @@ def test_scan_limit_refuses_the_deploy_and_changes_nothing(
     _serving(node)
 
 
-def test_yaml_alias_manifest_is_refused(
-    node: LiveNode, developer: str, tmp_path: Path
-) -> None:
+def test_yaml_alias_manifest_is_refused(node: LiveNode, developer: str, tmp_path: Path) -> None:
     """A manifest with YAML anchors and aliases is refused at once, naming them and the line."""
     fn = _bundle(tmp_path / "alias", "attack-alias", _HANDLER, _alias_bomb())
     r = _deploy(node, developer, fn)
@@ -179,9 +184,7 @@ def test_yaml_alias_manifest_is_refused(
     _serving(node)
 
 
-def test_oversized_input_schema_is_refused(
-    node: LiveNode, developer: str, tmp_path: Path
-) -> None:
+def test_oversized_input_schema_is_refused(node: LiveNode, developer: str, tmp_path: Path) -> None:
     """An input_schema over 16 KiB as JSON is refused before jsonschema looks at it."""
     props = {f"field{i:04d}": {"type": "string", "maxLength": 10} for i in range(600)}
     extra = "input_schema: " + json.dumps({"type": "object", "properties": props}) + "\n"
@@ -190,16 +193,13 @@ def test_oversized_input_schema_is_refused(
     assert "16 KiB" in r.json()["detail"]
 
 
-def test_too_deep_input_schema_is_refused(
-    node: LiveNode, developer: str, tmp_path: Path
-) -> None:
+def test_too_deep_input_schema_is_refused(node: LiveNode, developer: str, tmp_path: Path) -> None:
     """An input_schema nested deeper than 32 levels is refused."""
     schema: dict[str, Any] = {"type": "string"}
     for _ in range(40):
         schema = {"type": "array", "items": schema}
     extra = "input_schema: " + json.dumps(schema) + "\n"
-    r = _deploy(node, developer, _bundle(tmp_path / "deep", "attack-deep-schema", _HANDLER,
-                                         extra))
+    r = _deploy(node, developer, _bundle(tmp_path / "deep", "attack-deep-schema", _HANDLER, extra))
     assert r.status_code == 422, r.text
     assert "deeper than 32" in r.json()["detail"]
 
@@ -225,8 +225,7 @@ def test_parallel_hostile_deploys_leave_the_node_serving(
     bundles = []
     for i in range(6):
         if i % 2:
-            bundles.append(_bundle(tmp_path / f"p{i}", f"attack-par-{i}", _HANDLER,
-                                   _alias_bomb()))
+            bundles.append(_bundle(tmp_path / f"p{i}", f"attack-par-{i}", _HANDLER, _alias_bomb()))
         else:
             bundles.append(_bundle(tmp_path / f"p{i}", f"attack-par-{i}", _heavy_code()))
     statuses: list[int] = []
@@ -239,8 +238,10 @@ def test_parallel_hostile_deploys_leave_the_node_serving(
         t.start()
     for t in threads:
         t.join(600)
-    print(f"parallel hostile deploys: {sorted(statuses)}; "
-          f"{len(poller.statuses)} healthz/invoke answers meanwhile")
+    print(
+        f"parallel hostile deploys: {sorted(statuses)}; "
+        f"{len(poller.statuses)} healthz/invoke answers meanwhile"
+    )
     assert len(statuses) == 6
     assert all(400 <= s < 500 or s == 503 for s in statuses), statuses
     _serving(node)
@@ -256,8 +257,11 @@ def test_catastrophic_pattern_cannot_stall_the_node(
     r = _deploy(node, developer, _bundle(tmp_path / "re", "attack-regex", _HANDLER, extra))
     assert r.status_code == 201, r.text
     with node.client(developer) as c:
-        answer = c.post("/v1/functions/attack-regex/invoke",
-                        content=json.dumps({"s": "a" * 40 + "!"}), timeout=_PATIENCE_S)
+        answer = c.post(
+            "/v1/functions/attack-regex/invoke",
+            content=json.dumps({"s": "a" * 40 + "!"}),
+            timeout=_PATIENCE_S,
+        )
     assert answer.status_code == 422, answer.text
     assert "does not match" in answer.text
     _serving(node)

@@ -77,8 +77,12 @@ def test_cannot_read_another_functions_bundle(node: LiveNode, fn: str) -> None:
     """Other bundles under <data_dir>/bundles are not reachable, by host path or via /proc."""
     other = bundle_dir(node, "sec-neighbour")
     assert (other / "main.py").exists()
-    paths = [str(other), str(other / "main.py"), f"/proc/1/root{other}/main.py",
-             f"/proc/1/cwd/../bundles/{other.name}/main.py"]
+    paths = [
+        str(other),
+        str(other / "main.py"),
+        f"/proc/1/root{other}/main.py",
+        f"/proc/1/cwd/../bundles/{other.name}/main.py",
+    ]
     assert _seen(node, fn, paths) == {}
     own = _seen(node, fn, ["/fn/main.py"])["/fn/main.py"]["read"]
     assert "hostile function" in own
@@ -87,8 +91,17 @@ def test_cannot_read_another_functions_bundle(node: LiveNode, fn: str) -> None:
 @ATTACKERS
 def test_cannot_reach_the_hosts_root_through_proc_1(node: LiveNode, fn: str) -> None:
     """/proc/1/root inside is the sandbox's own root, not the host's."""
-    seen = _seen(node, fn, ["/proc/1/root/etc/passwd", "/proc/1/root/etc", "/proc/1/root/home",
-                            "/proc/1/root/work", "/proc/1/root/var"])
+    seen = _seen(
+        node,
+        fn,
+        [
+            "/proc/1/root/etc/passwd",
+            "/proc/1/root/etc",
+            "/proc/1/root/home",
+            "/proc/1/root/work",
+            "/proc/1/root/var",
+        ],
+    )
     assert seen == {}
 
 
@@ -96,8 +109,13 @@ def test_cannot_reach_the_hosts_root_through_proc_1(node: LiveNode, fn: str) -> 
 def test_cannot_read_the_donjon_source_tree(node: LiveNode, fn: str) -> None:
     """Only the sandbox runtime is mounted; the gateway's code (and the repo) is not."""
     package = Path(donjon.__file__).resolve().parent
-    paths = [str(package), str(package / "vault" / "master.py"), str(package.parent),
-             str(package.parent.parent), "/work"]
+    paths = [
+        str(package),
+        str(package / "vault" / "master.py"),
+        str(package.parent),
+        str(package.parent.parent),
+        "/work",
+    ]
     assert _seen(node, fn, paths) == {}
     runtime = _seen(node, fn, ["/opt/donjon/donjon_runtime"])["/opt/donjon/donjon_runtime"]
     assert "supervisor.py" in runtime["listed"]
@@ -111,17 +129,24 @@ def test_cannot_read_host_site_packages(node: LiveNode, fn: str) -> None:
     venv_site = sysconfig.get_paths()["purelib"]
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     # Wherever this host keeps packages (Debian: dist-packages) that has any.
-    candidates = {base["purelib"], "/usr/lib/python3/dist-packages",
-                  f"/usr/local/lib/python{version}/dist-packages",
-                  f"/usr/lib/python{version}/site-packages"}
+    candidates = {
+        base["purelib"],
+        "/usr/lib/python3/dist-packages",
+        f"/usr/local/lib/python{version}/dist-packages",
+        f"/usr/lib/python{version}/site-packages",
+    }
     present = sorted(p for p in candidates if os.path.isdir(p) and os.listdir(p))
     assert present, "this host has no site-packages to hide"
     seen = _seen(node, fn, [*present, venv_site, sys.prefix])
     for path in present:
         assert seen.get(path, {"listed": []})["listed"] == [], path
     assert venv_site not in seen
-    imported = attack(node, fn, "import", modules=["donjon", "httpx", "pytest", "yaml",
-                                                   "starlette", "cryptography"])
+    imported = attack(
+        node,
+        fn,
+        "import",
+        modules=["donjon", "httpx", "pytest", "yaml", "starlette", "cryptography"],
+    )
     assert all(v.startswith("error") for v in imported.values()), imported
 
 
@@ -130,8 +155,9 @@ def test_cannot_write_to_the_bundle(node: LiveNode, fn: str) -> None:
     """/fn is read-only: no new file, no changed handler, and the stored bundle is untouched."""
     bundle = bundle_dir(node, fn)
     before = sorted(p.name for p in bundle.iterdir())
-    written = attack(node, fn, "write_many", paths=["/fn/sec-new.py", "/fn/main.py",
-                                                    "/fn/donjon.yaml"])
+    written = attack(
+        node, fn, "write_many", paths=["/fn/sec-new.py", "/fn/main.py", "/fn/donjon.yaml"]
+    )
     assert "written" not in written.values(), written
     assert sorted(p.name for p in bundle.iterdir()) == before
 
@@ -139,13 +165,21 @@ def test_cannot_write_to_the_bundle(node: LiveNode, fn: str) -> None:
 @ATTACKERS
 def test_cannot_write_to_the_python_runtime(node: LiveNode, fn: str) -> None:
     """The interpreter, its stdlib, its hidden site-packages and /usr are read-only."""
-    stdlib = sysconfig.get_paths(vars={"base": sys.base_prefix,
-                                       "platbase": sys.base_prefix})["stdlib"]
-    purelib = sysconfig.get_paths(vars={"base": sys.base_prefix,
-                                        "platbase": sys.base_prefix})["purelib"]
-    paths = [f"{stdlib}/sec_planted.py", f"{stdlib}/os.py", f"{purelib}/sec_planted.py",
-             f"{purelib}/sitecustomize.py", "/usr/lib/sec-planted",
-             "/opt/donjon/donjon_runtime/zygote.py", "/opt/donjon/donjon_runtime/sec.py"]
+    stdlib = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})[
+        "stdlib"
+    ]
+    purelib = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_prefix})[
+        "purelib"
+    ]
+    paths = [
+        f"{stdlib}/sec_planted.py",
+        f"{stdlib}/os.py",
+        f"{purelib}/sec_planted.py",
+        f"{purelib}/sitecustomize.py",
+        "/usr/lib/sec-planted",
+        "/opt/donjon/donjon_runtime/zygote.py",
+        "/opt/donjon/donjon_runtime/sec.py",
+    ]
     written = attack(node, fn, "write_many", paths=paths)
     assert "written" not in written.values(), written
     assert not Path(stdlib, "sec_planted.py").exists()
@@ -154,20 +188,33 @@ def test_cannot_write_to_the_python_runtime(node: LiveNode, fn: str) -> None:
 @ATTACKERS
 def test_cannot_write_outside_tmp(node: LiveNode, fn: str) -> None:
     """The only writable places are the worker's own /tmp and /dev/shm: not /, /dev, /opt, /root."""
-    paths = ["/sec-planted", "/dev/sec-planted", "/opt/sec-planted",
-             "/opt/donjon/sec-planted", "/root/sec-planted", "/proc/sec-planted"]
+    paths = [
+        "/sec-planted",
+        "/dev/sec-planted",
+        "/opt/sec-planted",
+        "/opt/donjon/sec-planted",
+        "/root/sec-planted",
+        "/proc/sec-planted",
+    ]
     written = attack(node, fn, "write_many", paths=paths)
     assert [p for p, r in written.items() if r == "written"] == []
     assert attack(node, fn, "write_many", paths=["/tmp/ok", "/dev/shm/ok"]) == {
-        "/tmp/ok": "written", "/dev/shm/ok": "written"}
+        "/tmp/ok": "written",
+        "/dev/shm/ok": "written",
+    }
 
 
 @ATTACKERS
 def test_cannot_write_host_kernel_settings(node: LiveNode, fn: str) -> None:
     """Host-wide sysctls under /proc/sys cannot even be opened for writing (nothing is written)."""
-    paths = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/panic",
-             "/proc/sys/vm/drop_caches", "/proc/sys/vm/overcommit_memory",
-             "/proc/sys/fs/protected_symlinks", "/proc/sysrq-trigger"]
+    paths = [
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sys/kernel/panic",
+        "/proc/sys/vm/drop_caches",
+        "/proc/sys/vm/overcommit_memory",
+        "/proc/sys/fs/protected_symlinks",
+        "/proc/sysrq-trigger",
+    ]
     opened = attack(node, fn, "open_for_write", paths=paths)
     assert [p for p, r in opened.items() if r == "opened"] == []
 

@@ -95,9 +95,7 @@ def test_import_time_code_gets_no_privilege(node: LiveNode, fn: str) -> None:
 
 
 @pytest.mark.parametrize("fn", ["sec-import", "sec-import-warm"])
-def test_import_time_code_cannot_switch_off_the_per_call_controls(
-    node: LiveNode, fn: str
-) -> None:
+def test_import_time_code_cannot_switch_off_the_per_call_controls(node: LiveNode, fn: str) -> None:
     """Replacing the runtime's capability drop and seccomp loader at import changes nothing."""
     for _ in range(2):
         r = node.invoke(fn, {})

@@ -23,11 +23,15 @@ def _raw_exchange(node: LiveNode, respond: dict[str, Any]) -> tuple[str, list[tu
     assert parts.hostname is not None
     assert parts.port is not None
     body = json.dumps({"respond": respond}).encode()
-    request = (f"POST /fn/sec-http/public HTTP/1.1\r\nHost: {parts.hostname}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-               "Connection: close\r\n\r\n").encode() + body
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as raw, \
-            node.tls.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+    request = (
+        f"POST /fn/sec-http/public HTTP/1.1\r\nHost: {parts.hostname}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+    with (
+        socket.create_connection((parts.hostname, parts.port), timeout=30) as raw,
+        node.tls.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+    ):
         tls.sendall(request)
         data = b""
         while b"\r\n\r\n" not in data:
@@ -40,15 +44,23 @@ def _raw_exchange(node: LiveNode, respond: dict[str, Any]) -> tuple[str, list[tu
             data += chunk
     head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
     lines = head.split("\r\n")
-    headers = [(k.strip().lower(), v.strip()) for k, _, v in
-               (line.partition(":") for line in lines[1:] if line)]
+    headers = [
+        (k.strip().lower(), v.strip())
+        for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    ]
     return lines[0], headers
 
 
 def test_function_cannot_add_transfer_encoding_to_a_framed_response(node: LiveNode) -> None:
     """A function's `transfer-encoding: chunked` never goes out beside a Content-Length."""
-    status, headers = _raw_exchange(node, {"statusCode": 200, "body": "0\r\n\r\nGET /x HTTP/1.1",
-                                           "headers": {"transfer-encoding": "chunked"}})
+    status, headers = _raw_exchange(
+        node,
+        {
+            "statusCode": 200,
+            "body": "0\r\n\r\nGET /x HTTP/1.1",
+            "headers": {"transfer-encoding": "chunked"},
+        },
+    )
     names = [k for k, _ in headers]
     assert status, "no response at all"
     assert not ("transfer-encoding" in names and "content-length" in names), (status, headers)
@@ -58,8 +70,9 @@ def test_function_cannot_add_transfer_encoding_to_a_framed_response(node: LiveNo
 def test_function_cannot_declare_a_false_content_length(node: LiveNode, length: str) -> None:
     """A function's own Content-Length is not sent with a body of another length."""
     body = "hello"
-    status, headers = _raw_exchange(node, {"statusCode": 200, "body": body,
-                                           "headers": {"content-length": length}})
+    status, headers = _raw_exchange(
+        node, {"statusCode": 200, "body": body, "headers": {"content-length": length}}
+    )
     declared = [v for k, v in headers if k == "content-length"]
     assert declared in ([], [str(len(body))]), (status, headers)
 
@@ -67,14 +80,17 @@ def test_function_cannot_declare_a_false_content_length(node: LiveNode, length: 
 @pytest.mark.parametrize("code", [100, 101, 103])
 def test_function_cannot_answer_with_an_interim_status(node: LiveNode, code: int) -> None:
     """A 1xx statusCode (e.g. a fake 101 Switching Protocols) is not passed to the client."""
-    status, _ = _raw_exchange(node, {"statusCode": code, "headers": {"upgrade": "h2c",
-                                                                     "connection": "upgrade"},
-                                     "body": ""})
+    status, _ = _raw_exchange(
+        node,
+        {"statusCode": code, "headers": {"upgrade": "h2c", "connection": "upgrade"}, "body": ""},
+    )
     assert not status.startswith("HTTP/1.1 1"), status
 
 
 def test_function_cannot_inject_headers_with_crlf(node: LiveNode) -> None:
     """CR/LF in a header value never becomes a second header."""
-    _, headers = _raw_exchange(node, {"statusCode": 200, "body": "x",
-                                      "headers": {"x-sec": "a\r\nset-cookie: sec-injected=1"}})
+    _, headers = _raw_exchange(
+        node,
+        {"statusCode": 200, "body": "x", "headers": {"x-sec": "a\r\nset-cookie: sec-injected=1"}},
+    )
     assert ("set-cookie", "sec-injected=1") not in headers

@@ -58,8 +58,9 @@ def _wait_for(what: Callable[[], Any], seconds: float = 60.0) -> Any:
     raise AssertionError("the condition never came true")
 
 
-def _in_background(node: LiveNode, fn: str, event: dict[str, Any]) -> tuple[
-        threading.Thread, dict[str, httpx.Response]]:
+def _in_background(
+    node: LiveNode, fn: str, event: dict[str, Any]
+) -> tuple[threading.Thread, dict[str, httpx.Response]]:
     box: dict[str, httpx.Response] = {}
     thread = threading.Thread(target=lambda: box.setdefault("r", node.invoke(fn, event)))
     thread.start()
@@ -91,8 +92,14 @@ def _two_calls(node: LiveNode, fn: str) -> tuple[dict[str, Any], dict[str, Any]]
 def test_cannot_open_another_calls_proc_entries(node: LiveNode, fn: str) -> None:
     """/proc/<pid>/root, fd/1, environ and mem of every other process are refused to a call."""
     a, b = _two_calls(node, fn)
-    opened = {pid: {k: v for k, v in r.items() if k in ("root", "plant", "fd1", "environ", "mem")
-                    and v == "ok"} for pid, r in a["results"].items()}
+    opened = {
+        pid: {
+            k: v
+            for k, v in r.items()
+            if k in ("root", "plant", "fd1", "environ", "mem") and v == "ok"
+        }
+        for pid, r in a["results"].items()
+    }
     assert {pid: o for pid, o in opened.items() if o} == {}, a["results"]
     assert b["planted_seen"] is False
     assert "FORGED" not in b["output"]
@@ -181,11 +188,15 @@ def test_cannot_open_a_pty(node: LiveNode, fn: str) -> None:
 def test_inotify_instances_of_one_function_leave_anothers_alone(node: LiveNode) -> None:
     """A call that takes every inotify instance it can is bounded, and another
     function can still make one: per-user kernel counters are not shared across functions."""
-    thread, box = _in_background(node, "sec-isolation",
-                                 {"op": "inotify", "limit": 4096, "keep_s": 8})
+    thread, box = _in_background(
+        node, "sec-isolation", {"op": "inotify", "limit": 4096, "keep_s": 8}
+    )
     try:
-        _wait_for(lambda: any(_inotify_count(pid) >= 64 for pid in _function_processes(
-            node, "sec-isolation")))
+        _wait_for(
+            lambda: any(
+                _inotify_count(pid) >= 64 for pid in _function_processes(node, "sec-isolation")
+            )
+        )
         other = attack(node, "sec-isolation-warm", "inotify", limit=1)
     finally:
         thread.join(90)
@@ -221,7 +232,10 @@ def _function_processes(node: LiveNode, fn: str) -> list[int]:
 
 def _inotify_count(pid: int) -> int:
     try:
-        return sum(1 for fd in os.listdir(f"/proc/{pid}/fd")
-                   if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify")
+        return sum(
+            1
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+        )
     except OSError:
         return 0

@@ -20,8 +20,11 @@ DEEP = b"[" * DEPTH + b"]" * DEPTH
 
 
 def _refusals(node: LiveNode, r: httpx.Response) -> list[dict[str, object]]:
-    return [rec for rec in audit_records(node, r.headers["x-request-id"])
-            if rec["action"] == "input.refused"]
+    return [
+        rec
+        for rec in audit_records(node, r.headers["x-request-id"])
+        if rec["action"] == "input.refused"
+    ]
 
 
 def test_deeply_nested_event_is_refused_with_400(node: LiveNode) -> None:

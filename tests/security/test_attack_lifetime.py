@@ -22,7 +22,7 @@ _SETTLE_S = 45.0
 #: The cap on what one call stores in the invocation log (docs/security.md).
 _LOG_CAP = 16 * 1024
 
-_CHAIN = '''\
+_CHAIN = """\
 import ctypes
 import os
 import time
@@ -51,21 +51,24 @@ if os.fork() == 0:
 
 def handler(event, context):
     return {{"ok": True}}
-'''
+"""
 
 
 #: The same chain, started after switching off the runtime's own clean-up.
-_CHAIN_TAMPERED = '''\
+_CHAIN_TAMPERED = (
+    """\
 import sys
 
 for _name, _module in list(sys.modules.items()):
     if _name.startswith("donjon_runtime") and hasattr(_module, "end_leftovers"):
         _module.end_leftovers = lambda: None
-''' + _CHAIN
+"""
+    + _CHAIN
+)
 
 
 #: An import that says "ready" itself, then starts the chain from a thread once it is idle.
-_CHAIN_LATER = '''\
+_CHAIN_LATER = """\
 import json
 import os
 import sys
@@ -85,7 +88,7 @@ def _later():
 
 
 threading.Thread(target=_later, daemon=True).start()
-''' + _CHAIN.replace("if os.fork() == 0:\n    _chain()\n", "")
+""" + _CHAIN.replace("if os.fork() == 0:\n    _chain()\n", "")
 
 
 def _named(name: str) -> list[int]:
@@ -145,8 +148,12 @@ def _cpu_s(pid: int) -> float:
 
 def _runtime_pids(node: LiveNode, fn: str) -> list[int]:
     digest = bundle_dir(node, fn).name
-    return [pid for root in _sandbox_roots(node, digest) for pid in _tree(root)
-            if b"donjon_runtime/boot.py" in _cmdline(pid)]
+    return [
+        pid
+        for root in _sandbox_roots(node, digest)
+        for pid in _tree(root)
+        if b"donjon_runtime/boot.py" in _cmdline(pid)
+    ]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -171,15 +178,19 @@ def test_call_that_answers_early_and_lingers_leaves_no_process(node: LiveNode, f
 
 
 @pytest.fixture(params=["invocation", "warm"])
-def chain_function(node: LiveNode, tmp_path: Path, request: pytest.FixtureRequest,
-                   ) -> Iterator[tuple[str, str]]:
+def chain_function(
+    node: LiveNode,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[str, str]]:
     """A function whose import starts a chain of CPU-burning processes, deployed (and removed)."""
     mode = request.param
     mark = f"ch-{secrets.token_hex(4)}"
     fn = f"sec-chain-{mode}"
     (tmp_path / "main.py").write_text(_CHAIN.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
-        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n")
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+    )
     node.deploy(tmp_path)
     try:
         yield fn, mark
@@ -189,8 +200,9 @@ def chain_function(node: LiveNode, tmp_path: Path, request: pytest.FixtureReques
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def test_import_that_forks_a_cpu_chain_is_stopped(node: LiveNode,
-                                                  chain_function: tuple[str, str]) -> None:
+def test_import_that_forks_a_cpu_chain_is_stopped(
+    node: LiveNode, chain_function: tuple[str, str]
+) -> None:
     """A spare (or idle warm worker) whose import forks a CPU-burning chain does not keep it."""
     fn, mark = chain_function
     left = _wait_gone(mark)
@@ -223,8 +235,9 @@ def test_proc_self_cgroup_names_no_host_path(node: LiveNode, fn: str) -> None:
 
 
 @ATTACKERS
-def test_failing_call_that_prints_a_megabyte_stores_at_most_the_cap(node: LiveNode,
-                                                                    fn: str) -> None:
+def test_failing_call_that_prints_a_megabyte_stores_at_most_the_cap(
+    node: LiveNode, fn: str
+) -> None:
     """A failing call's stored log is capped; its trace is kept and the cut is marked."""
     r = node.invoke(fn, {"op": "fail_loudly", "kb": 1024})
     assert r.status_code == 500, r.text
@@ -240,19 +253,22 @@ def test_failing_call_that_prints_a_megabyte_stores_at_most_the_cap(node: LiveNo
 
 
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
-def test_import_that_disables_the_clean_up_and_forks_is_refused(node: LiveNode, tmp_path: Path,
-                                                                mode: str) -> None:
+def test_import_that_disables_the_clean_up_and_forks_is_refused(
+    node: LiveNode, tmp_path: Path, mode: str
+) -> None:
     """An import that switches off the runtime's clean-up, then forks a chain, is not kept."""
     mark = f"ct-{secrets.token_hex(4)}"
     fn = f"sec-chain-tampered-{mode}"
     (tmp_path / "main.py").write_text(_CHAIN_TAMPERED.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
-        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n")
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+    )
     _, archive = build_bundle(tmp_path)
     try:
         with node.client() as c:
-            r = c.post("/v1/functions", content=archive,
-                       headers={"content-type": "application/gzip"})
+            r = c.post(
+                "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+            )
         left = _wait_gone(mark)
         assert left == [], f"the chain still runs ({len(left)} links); deploy said {r.status_code}"
         assert r.status_code == 422, r.text
@@ -263,8 +279,9 @@ def test_import_that_disables_the_clean_up_and_forks_is_refused(node: LiveNode, 
 
 
 @pytest.fixture(scope="module", params=["invocation", "warm"])
-def one_at_a_time(node: LiveNode, tmp_path_factory: pytest.TempPathFactory,
-                  request: pytest.FixtureRequest) -> str:
+def one_at_a_time(
+    node: LiveNode, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
     """sec-attack with `limits.concurrency: 1`, in each isolation mode."""
     fn = f"sec-attack-one-{request.param}"
     dest = tmp_path_factory.mktemp(fn)
@@ -293,14 +310,16 @@ def test_an_early_answer_does_not_free_the_calls_slot(node: LiveNode, one_at_a_t
 
 
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
-def test_idle_worker_that_says_ready_early_then_forks_is_killed(node: LiveNode, tmp_path: Path,
-                                                                 mode: str) -> None:
+def test_idle_worker_that_says_ready_early_then_forks_is_killed(
+    node: LiveNode, tmp_path: Path, mode: str
+) -> None:
     """A worker that forges its own "ready", then starts a CPU chain while idle, is killed."""
     mark = f"cl-{secrets.token_hex(4)}"
     fn = f"sec-chain-later-{mode}"
     (tmp_path / "main.py").write_text(_CHAIN_LATER.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
-        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n")
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+    )
     try:
         node.deploy(tmp_path)
         deadline = time.monotonic() + _SETTLE_S

@@ -89,8 +89,18 @@ def test_plain_json_results_get_the_safe_defaults(node: LiveNode) -> None:
     assert "content-security-policy" in r.headers
 
 
-@pytest.mark.parametrize("case", ["non-latin1", "control-char", "delete-char", "c1-control",
-                                  "crlf", "bad-name", "surrogate-body"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "non-latin1",
+        "control-char",
+        "delete-char",
+        "c1-control",
+        "crlf",
+        "bad-name",
+        "surrogate-body",
+    ],
+)
 def test_unsendable_response_is_a_502_audited_as_a_failure(node: LiveNode, case: str) -> None:
     """Header names/values (or a body) the server cannot send get a 502 and a failed record."""
     r = _get(node, case)

@@ -88,8 +88,11 @@ def test_sandbox_uid_is_not_host_root(node: LiveNode, fn: str) -> None:
         if b"donjon_runtime/boot.py" not in cmdline or not any(o in cmdline for o in ours):
             continue  # another node's sandbox (say, a benchmark running beside the tests)
         found += 1
-        ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
-               if line.startswith(("Uid:", "Gid:"))}
+        ids = {
+            line.split(":")[0]: line.split()[1:]
+            for line in status.splitlines()
+            if line.startswith(("Uid:", "Gid:"))
+        }
         assert "0" not in ids["Uid"], (entry, ids)
         assert "0" not in ids["Gid"], (entry, ids)
     assert found > 0
@@ -105,8 +108,11 @@ def test_cannot_create_user_or_other_namespaces(node: LiveNode, fn: str) -> None
 @ATTACKERS
 def test_cannot_run_unshare_to_become_root(node: LiveNode, fn: str) -> None:
     """`unshare -U -r` (and `unshare -m`) from the sandbox's own /usr/bin fail."""
-    for argv in (["unshare", "-U", "-r", "id", "-u"], ["unshare", "-m", "true"],
-                 ["unshare", "-n", "true"]):
+    for argv in (
+        ["unshare", "-U", "-r", "id", "-u"],
+        ["unshare", "-m", "true"],
+        ["unshare", "-n", "true"],
+    ):
         done = attack(node, fn, "run", argv=argv)
         assert done["rc"] != 0, (argv, done)
 

@@ -19,8 +19,10 @@ def _engine(tmp_path: Path) -> Engine:
 
 
 def _call(audit: AuditLog, function: str, i: int) -> None:
-    audit.record_now(AuditEvent("key:a", "function.invoke", f"{function}@1", "ok", {"i": i}),
-                     InvocationLog(function, 1, f"{function}-{i}", "ok", f"line {i}\n"))
+    audit.record_now(
+        AuditEvent("key:a", "function.invoke", f"{function}@1", "ok", {"i": i}),
+        InvocationLog(function, 1, f"{function}-{i}", "ok", f"line {i}\n"),
+    )
 
 
 def test_recent_logs_are_the_functions_last_n_oldest_first(tmp_path: Path) -> None:

@@ -54,5 +54,9 @@ def test_scheduled_call_runs_in_the_sandbox_and_is_audited(tmp_path: Path) -> No
         records = [json.loads(r) for r in conn.execute(select(audit_log.c.record)).scalars()]
     node.engine.dispose()
     assert any("tick schedule * * * * * 1000" in o for o in outputs)
-    assert any(r["action"] == "function.invoke" and r["actor"] == "schedule"
-               and r["detail"]["trigger"] == "schedule" for r in records)
+    assert any(
+        r["action"] == "function.invoke"
+        and r["actor"] == "schedule"
+        and r["detail"]["trigger"] == "schedule"
+        for r in records
+    )

@@ -58,8 +58,13 @@ def _tally(counts: dict[str, int], value: str) -> None:
 class DenialLog:
     """Aggregates denials on their way to the audit log. Runs on the event loop only."""
 
-    def __init__(self, audit: AuditLog, window_s: float, max_sources: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        audit: AuditLog,
+        window_s: float,
+        max_sources: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._audit = audit
         self._window_s = window_s
         self._max_sources = max(1, max_sources)
@@ -102,8 +107,9 @@ class DenialLog:
     async def flush(self, *, everything: bool = False) -> None:
         """Write the aggregates of windows that have closed (all of them with `everything`)."""
         now = self._clock()
-        for key in [k for k, w in self._windows.items()
-                    if everything or now - w.opened >= self._window_s]:
+        for key in [
+            k for k, w in self._windows.items() if everything or now - w.opened >= self._window_s
+        ]:
             await self._close(key)
 
     async def _close(self, key: _Key) -> None:
@@ -122,22 +128,35 @@ class DenialLog:
             self._windows[key] = window
             return
         current.counted += window.counted
-        current.first_ts = min(current.first_ts or window.first_ts,
-                               window.first_ts or current.first_ts)
-        for mine, theirs in ((current.reasons, window.reasons), (current.paths, window.paths),
-                             (current.methods, window.methods)):
+        current.first_ts = min(
+            current.first_ts or window.first_ts, window.first_ts or current.first_ts
+        )
+        for mine, theirs in (
+            (current.reasons, window.reasons),
+            (current.paths, window.paths),
+            (current.methods, window.methods),
+        ):
             for value, n in theirs.items():
                 mine[value] = mine.get(value, 0) + n
 
     def _aggregate(self, key: _Key, window: _Window) -> AuditEvent:
         client, actor, action = key
         return AuditEvent(
-            actor if client != OVERFLOW else "*", action, window.target, "denied", {
-                "client": client, "count": window.counted, "aggregated": True,
-                "window_s": self._window_s, "first_ts": round(window.first_ts, 6),
+            actor if client != OVERFLOW else "*",
+            action,
+            window.target,
+            "denied",
+            {
+                "client": client,
+                "count": window.counted,
+                "aggregated": True,
+                "window_s": self._window_s,
+                "first_ts": round(window.first_ts, 6),
                 "last_ts": round(window.last_ts, 6),
-                "last_request_id": window.last_request_id, "reasons": window.reasons,
-                "paths": window.paths, "methods": window.methods,
+                "last_request_id": window.last_request_id,
+                "reasons": window.reasons,
+                "paths": window.paths,
+                "methods": window.methods,
             },
         )
 
@@ -167,5 +186,6 @@ class DenialLog:
 
 
 def _single(event: AuditEvent) -> AuditEvent:
-    return AuditEvent(event.actor, event.action, event.target, event.outcome,
-                      {**event.detail, "count": 1})
+    return AuditEvent(
+        event.actor, event.action, event.target, event.outcome, {**event.detail, "count": 1}
+    )

@@ -63,8 +63,7 @@ _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
 _UPDATE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac WHERE id = 1")
 #: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-_RECORD = ('{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":%d,"target":%s,'
-           '"ts":%r}')
+_RECORD = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":%d,"target":%s,"ts":%r}'
 _string = json.encoder.encode_basestring_ascii
 
 
@@ -74,14 +73,23 @@ class AuditLog:
     def __init__(self, engine: Engine, mac_key: Secret[bytes]) -> None:
         self._engine = engine
         dialect = engine.dialect
-        self._insert_record = str(insert(audit_log).values(
-            seq=bindparam("seq"), record=bindparam("record"), hash=bindparam("hash")
-        ).compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
-        self._insert_log = str(insert(invocation_logs).values(
-            function=bindparam("function"), version=bindparam("version"),
-            request_id=bindparam("request_id"), ts=bindparam("ts"),
-            outcome=bindparam("outcome"), output=bindparam("output"),
-        ).compile(dialect=dialect))
+        self._insert_record = str(
+            insert(audit_log)
+            .values(seq=bindparam("seq"), record=bindparam("record"), hash=bindparam("hash"))
+            .compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        )
+        self._insert_log = str(
+            insert(invocation_logs)
+            .values(
+                function=bindparam("function"),
+                version=bindparam("version"),
+                request_id=bindparam("request_id"),
+                ts=bindparam("ts"),
+                outcome=bindparam("outcome"),
+                output=bindparam("output"),
+            )
+            .compile(dialect=dialect)
+        )
         self._positional = bool(dialect.positional)
         self._mac_key = mac_key
         self._lock = threading.Lock()
@@ -96,10 +104,15 @@ class AuditLog:
             if row is None:
                 count = conn.execute(select(audit_log.c.seq).limit(1)).first()
                 if count is not None:
-                    raise AuditError("the audit log has records but no signed head: it was "
-                                     "tampered with", hint="run `donjon audit verify`")
-                conn.execute(insert(audit_head).values(
-                    id=1, seq=0, hash=GENESIS, mac=head_mac(self._mac_key.reveal(), 0, GENESIS)))
+                    raise AuditError(
+                        "the audit log has records but no signed head: it was tampered with",
+                        hint="run `donjon audit verify`",
+                    )
+                conn.execute(
+                    insert(audit_head).values(
+                        id=1, seq=0, hash=GENESIS, mac=head_mac(self._mac_key.reveal(), 0, GENESIS)
+                    )
+                )
                 return 0, GENESIS
         return int(row.seq), bytes(row.hash)
 
@@ -108,10 +121,18 @@ class AuditLog:
     def _encode(self, seq: int, ts: float, event: AuditEvent) -> bytes:
         # The same bytes as _CANONICAL(the whole record), keys in sorted order,
         # with the fixed part as a template: a third of the time per record.
-        return (_RECORD % (
-            _string(event.action), _string(event.actor), _CANONICAL(event.detail),
-            _string(event.outcome), int(seq), _string(event.target), float(ts),
-        )).encode()
+        return (
+            _RECORD
+            % (
+                _string(event.action),
+                _string(event.actor),
+                _CANONICAL(event.detail),
+                _string(event.outcome),
+                int(seq),
+                _string(event.target),
+                float(ts),
+            )
+        ).encode()
 
     def _write(self, items: list[tuple[AuditEvent, InvocationLog | None]]) -> None:
         """Append `items` in one transaction; the head moves only on commit."""
@@ -127,13 +148,22 @@ class AuditLog:
                 head = chain_hash(head, record)
                 rows.append((seq, record, head))
                 if log is not None:
-                    logs.append((log.function, log.version, log.request_id, now, log.outcome,
-                                 log.output))
+                    logs.append(
+                        (log.function, log.version, log.request_id, now, log.outcome, log.output)
+                    )
             mac = head_mac(self._mac_key.reveal(), seq, head)
             if not self._positional:  # a named-parameter driver (not SQLite's)
                 rows = [dict(zip(("seq", "record", "hash"), r, strict=True)) for r in rows]
-                logs = [dict(zip(("function", "version", "request_id", "ts", "outcome",
-                                  "output"), r, strict=True)) for r in logs]
+                logs = [
+                    dict(
+                        zip(
+                            ("function", "version", "request_id", "ts", "outcome", "output"),
+                            r,
+                            strict=True,
+                        )
+                    )
+                    for r in logs
+                ]
             with self._engine.begin() as conn:
                 # The one hot write: straight to the driver, no per-row SQL compilation.
                 conn.exec_driver_sql(self._insert_record, rows)
@@ -214,7 +244,9 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
         if error is None:
             fut.set_result(None)
         else:
-            fut.set_exception(AuditError(
-                "the audit log could not be written, so the request was not completed",
-                hint="the server log says why",
-            ))
+            fut.set_exception(
+                AuditError(
+                    "the audit log could not be written, so the request was not completed",
+                    hint="the server log says why",
+                )
+            )

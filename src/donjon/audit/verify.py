@@ -45,8 +45,11 @@ def verify_log(engine: Engine, mac_key: Secret[bytes]) -> VerifyResult:
             cur.execute("BEGIN")
         cur.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
         found = cur.fetchone()
-        head_row = None if found is None else _Head(int(found[0]), _as_bytes(found[1]),
-                                                      _as_bytes(found[2]))
+        head_row = (
+            None
+            if found is None
+            else _Head(int(found[0]), _as_bytes(found[1]), _as_bytes(found[2]))
+        )
         cur.execute("SELECT seq, record, hash FROM audit_log ORDER BY seq")
         expected_seq = 1
         prev = GENESIS
@@ -58,7 +61,9 @@ def verify_log(engine: Engine, mac_key: Secret[bytes]) -> VerifyResult:
             for seq, raw_record, stored in rows:
                 if seq != expected_seq:
                     return VerifyResult(
-                        False, count, expected_seq,
+                        False,
+                        count,
+                        expected_seq,
                         f"record {expected_seq} is missing (next present is {seq})",
                     )
                 record = _as_bytes(raw_record)
@@ -86,17 +91,23 @@ def _check_head(head_row: _Head | None, count: int, prev: bytes, mac_key: bytes)
         return VerifyResult(False, count, int(head_row.seq), "the head's signature does not match")
     if head_row.seq > count:
         return VerifyResult(
-            False, count, count + 1,
+            False,
+            count,
+            count + 1,
             f"the log was truncated: the head says {head_row.seq} records, {count} remain",
         )
     if head_row.seq < count:
         return VerifyResult(
-            False, count, int(head_row.seq) + 1,
+            False,
+            count,
+            int(head_row.seq) + 1,
             "records after the signed head were not written by Donjon",
         )
     if head_row.hash != prev:
         return VerifyResult(
-            False, count, None,
+            False,
+            count,
+            None,
             "the chain does not end at the signed head: records were rewritten with new hashes",
         )
     return VerifyResult(True, count)

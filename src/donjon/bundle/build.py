@@ -31,8 +31,19 @@ from donjon.manifest import Manifest, load_manifest
 __all__ = ["DEPS_DIR", "build_bundle", "pip_environment"]
 
 DEPS_DIR = ".deps"
-_SKIP = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", DEPS_DIR, ".mypy_cache",
-         ".pytest_cache", ".ruff_cache", "node_modules"}
+_SKIP = {
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".venv",
+    "venv",
+    DEPS_DIR,
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "node_modules",
+}
 
 
 def _copy_tree(src: Path, dest: Path) -> None:
@@ -53,11 +64,30 @@ def _copy_tree(src: Path, dest: Path) -> None:
 
 #: What pip may see of the deployer's environment: where programs are, and how to
 #: reach the index (proxies, index URLs, CA bundles). Never DONJON_*, never anything else.
-_PIP_ENV = ("PATH", "LANG", "LC_ALL", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
-            "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "all_proxy", "PIP_INDEX_URL",
-            "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT", "PIP_TIMEOUT",
-            "PIP_RETRIES", "PIP_DEFAULT_TIMEOUT", "PIP_FIND_LINKS", "REQUESTS_CA_BUNDLE",
-            "SSL_CERT_FILE", "SSL_CERT_DIR")
+_PIP_ENV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "all_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "PIP_TIMEOUT",
+    "PIP_RETRIES",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_FIND_LINKS",
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 
 
 def pip_environment(environ: Mapping[str, str], home: Path) -> dict[str, str]:
@@ -79,14 +109,29 @@ def _vendor(requirements: Path, target: Path, find_links: Path | None, work: Pat
     checked = work / "requirements.txt"
     checked.write_text(render_requirements(parsed), encoding="utf-8")
     argv: list[str | Path] = [
-        sys.executable, "-I", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--no-input", "--only-binary=:all:", "--no-compile", "--target", target,
-        "-r", checked,
+        sys.executable,
+        "-I",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--only-binary=:all:",
+        "--no-compile",
+        "--target",
+        target,
+        "-r",
+        checked,
     ]
     if find_links is not None:
         argv += ["--no-index", "--find-links", find_links]
-    run(argv, cwd=work, env=pip_environment(os.environ, home),
-        hint="dependencies are installed from wheels only; check requirements.txt")
+    run(
+        argv,
+        cwd=work,
+        env=pip_environment(os.environ, home),
+        hint="dependencies are installed from wheels only; check requirements.txt",
+    )
     for junk in target.glob("bin"):
         shutil.rmtree(junk, ignore_errors=True)
 

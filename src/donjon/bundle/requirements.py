@@ -26,8 +26,10 @@ _OPTION_RE = re.compile(r"\s-")
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
 _HASH_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
-_HINT = ("requirements.txt may hold only index requirements (name, extras, version "
-         "specifiers, marker, --hash=sha256:...), one a line; no options, paths or URLs")
+_HINT = (
+    "requirements.txt may hold only index requirements (name, extras, version "
+    "specifiers, marker, --hash=sha256:...), one a line; no options, paths or URLs"
+)
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,15 @@ def _hashes(where: str, options: str) -> tuple[str, ...]:
         elif word.startswith("--hash="):
             value = word.removeprefix("--hash=")
         else:
-            raise BundleError(f"{where}: only --hash=sha256:<hex> may follow a requirement, "
-                              f"not {word[:60]!r}", hint=_HINT)
+            raise BundleError(
+                f"{where}: only --hash=sha256:<hex> may follow a requirement, not {word[:60]!r}",
+                hint=_HINT,
+            )
         algorithm, _, digest = value.partition(":")
         if len(digest) != _HASH_HEX.get(algorithm, -1) or not _HEX_RE.match(digest):
-            raise BundleError(f"{where}: {value[:80]!r} is not a sha256, sha384 or sha512 "
-                              "hash", hint=_HINT)
+            raise BundleError(
+                f"{where}: {value[:80]!r} is not a sha256, sha384 or sha512 hash", hint=_HINT
+            )
         out.append(f"{algorithm}:{digest.lower()}")
     return tuple(out)
 
@@ -84,18 +89,20 @@ def _parse_line(number: int, line: str) -> IndexRequirement:
     if line.startswith("-"):
         raise BundleError(f"{where}: options are not allowed ({shown!r})", hint=_HINT)
     split = _OPTION_RE.search(line)  # options follow the requirement: " --hash=..."
-    spec, options = (line[:split.start()], line[split.start():]) if split else (line, "")
+    spec, options = (line[: split.start()], line[split.start() :]) if split else (line, "")
     hashes = _hashes(where, options)
     try:
         requirement = Requirement(spec.strip())
     except InvalidRequirement as e:
         kind = "a path or URL" if any(c in spec for c in "/\\:") else "not a requirement"
         reason = str(e).splitlines()[0] if str(e) else ""
-        raise BundleError(f"{where}: {kind}, not an index requirement ({shown!r}): {reason}",
-                          hint=_HINT) from e
+        raise BundleError(
+            f"{where}: {kind}, not an index requirement ({shown!r}): {reason}", hint=_HINT
+        ) from e
     if requirement.url is not None:
-        raise BundleError(f"{where}: {requirement.name} @ URL is not allowed ({shown!r})",
-                          hint=_HINT)
+        raise BundleError(
+            f"{where}: {requirement.name} @ URL is not allowed ({shown!r})", hint=_HINT
+        )
     return IndexRequirement(number, requirement, hashes)
 
 

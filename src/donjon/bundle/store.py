@@ -59,13 +59,13 @@ class BundleStore:
         except Error as e:
             if staging is not None and str(staging) in e.message:
                 # A message that names the staging path (a scanner's, say): say "the bundle".
-                raise BundleError(e.message.replace(str(staging), "the bundle"),
-                                  hint=e.hint) from e
+                raise BundleError(e.message.replace(str(staging), "the bundle"), hint=e.hint) from e
             raise
         except OSError as e:
             reason = os.strerror(e.errno) if e.errno is not None else type(e).__name__
-            raise BundleError(f"cannot store the bundle ({reason})",
-                              hint="the server log may say more") from e
+            raise BundleError(
+                f"cannot store the bundle ({reason})", hint="the server log may say more"
+            ) from e
         finally:
             if staging is not None and not remove_tree(staging):
                 log.warning("a deploy's staging directory %s could not be removed", staging)
@@ -93,8 +93,9 @@ class BundleStore:
         except FileNotFoundError:
             return 0
         except OSError as e:  # never a reason not to start
-            log.warning("cannot look for stale staging directories in %s: %s",
-                        self.root, e.strerror)
+            log.warning(
+                "cannot look for stale staging directories in %s: %s", self.root, e.strerror
+            )
             return 0
         removed = 0
         for path in stale:

@@ -36,8 +36,12 @@ def _walk(root: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
 
 def walk_files(root: Path) -> list[Path]:
     """Every non-directory under `root`, sorted by its path relative to `root`."""
-    out = [Path(e.path) for _, entries in _walk(root) for e in entries
-           if not e.is_dir(follow_symlinks=False)]
+    out = [
+        Path(e.path)
+        for _, entries in _walk(root)
+        for e in entries
+        if not e.is_dir(follow_symlinks=False)
+    ]
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 

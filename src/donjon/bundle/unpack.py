@@ -60,8 +60,10 @@ def unpack(data: bytes, dest: Path) -> None:
             for member in tar:
                 writer.add(tar, member)
         except _CORRUPT as e:
-            raise BundleError(f"cannot read the bundle archive: {_reason(e)}",
-                              hint="send a tar.gz made by `donjon deploy`") from e
+            raise BundleError(
+                f"cannot read the bundle archive: {_reason(e)}",
+                hint="send a tar.gz made by `donjon deploy`",
+            ) from e
 
 
 class _Writer:
@@ -77,8 +79,10 @@ class _Writer:
     def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         self.members += 1
         if self.members > MAX_MEMBERS:
-            raise BundleError(f"the bundle has more than {MAX_MEMBERS} members",
-                              hint="vendor fewer dependencies, or split the function")
+            raise BundleError(
+                f"the bundle has more than {MAX_MEMBERS} members",
+                hint="vendor fewer dependencies, or split the function",
+            )
         rel = _checked_name(member.name)
         shown = _shown(member.name)
         try:
@@ -91,8 +95,9 @@ class _Writer:
                         f"{shown}: {member.size} bytes would take the bundle past "
                         f"{self.budget} bytes unpacked",
                         hint=f"a bundle unpacks to at most {MAX_UNPACKED_BYTES} bytes, and to "
-                             f"at most {UNPACK_RATIO} times its archive's size beyond "
-                             f"{RATIO_FLOOR} bytes")
+                        f"at most {UNPACK_RATIO} times its archive's size beyond "
+                        f"{RATIO_FLOOR} bytes",
+                    )
                 self._mkdirs(rel.parent, shown)
                 self.total += self._write(tar, member, rel, shown)
             else:
@@ -109,12 +114,14 @@ class _Writer:
             try:
                 os.mkdir(self.dest / d, 0o700)
             except FileExistsError:
-                raise BundleError(f"{shown}: {_shown(str(d))} is both a file and a "
-                                  "directory in the archive") from None
+                raise BundleError(
+                    f"{shown}: {_shown(str(d))} is both a file and a directory in the archive"
+                ) from None
             self.dirs.add(d)
 
-    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, rel: PurePosixPath,
-               shown: str) -> int:
+    def _write(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, rel: PurePosixPath, shown: str
+    ) -> int:
         if rel in self.dirs:
             raise BundleError(f"{shown} is both a file and a directory in the archive")
         mode = 0o700 if member.mode & 0o111 else 0o600
@@ -143,18 +150,21 @@ def _checked_name(name: str) -> PurePosixPath:
     if name.startswith("/") or ".." in path.parts or not path.parts:
         raise BundleError(f"unsafe path in bundle: {shown}")
     if len(path.parts) > MAX_DEPTH:
-        raise BundleError(f"{shown} is {len(path.parts)} levels deep; a bundle's paths are "
-                          f"at most {MAX_DEPTH} levels deep")
+        raise BundleError(
+            f"{shown} is {len(path.parts)} levels deep; a bundle's paths are "
+            f"at most {MAX_DEPTH} levels deep"
+        )
     for part in path.parts:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise BundleError(f"{shown}: a file or directory name is longer than "
-                              f"{MAX_NAME_BYTES} bytes")
+            raise BundleError(
+                f"{shown}: a file or directory name is longer than {MAX_NAME_BYTES} bytes"
+            )
     return path
 
 
 def _shown(name: str, limit: int = 80) -> str:
     """A member's name as errors show it: quoted and shortened."""
-    return repr(name if len(name) <= limit else f"{name[:limit // 2]}...{name[-limit // 2:]}")
+    return repr(name if len(name) <= limit else f"{name[: limit // 2]}...{name[-limit // 2 :]}")
 
 
 def _reason(e: BaseException) -> str:
@@ -190,6 +200,8 @@ class _Bounded(io.RawIOBase):
         data = self._inner.read(want)
         self._left -= len(data)
         if self._left < 0:
-            raise BundleError(f"the bundle unpacks to more than {self._limit} bytes",
-                              hint=f"a bundle unpacks to at most {MAX_UNPACKED_BYTES} bytes")
+            raise BundleError(
+                f"the bundle unpacks to more than {self._limit} bytes",
+                hint=f"a bundle unpacks to at most {MAX_UNPACKED_BYTES} bytes",
+            )
         return data

@@ -24,10 +24,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit,
-                scan_command):
+for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit, scan_command):
     cli.add_command(command)
-
 
 
 def main() -> None:

@@ -34,8 +34,10 @@ def key_create(name: str, role: str, functions: str | None, as_json: bool) -> No
     if as_json:
         echo_json({"id": created["id"], "key": created["key"]})
     else:
-        echo_text(f"created key {created['id']} ({role}, functions: "
-                  f"{','.join(created['functions'])}); it will not be shown again:")
+        echo_text(
+            f"created key {created['id']} ({role}, functions: "
+            f"{','.join(created['functions'])}); it will not be shown again:"
+        )
         echo_text(created["key"])
 
 
@@ -47,10 +49,20 @@ def key_ls(as_json: bool) -> None:
     if as_json:
         echo_json(keys)
         return
-    print_table(["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "REVOKED"], [
-        [k["id"], k["name"], k["role"], ",".join(k["functions"]),
-         when(k["created_at"]), when(k["revoked_at"])] for k in keys
-    ])
+    print_table(
+        ["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "REVOKED"],
+        [
+            [
+                k["id"],
+                k["name"],
+                k["role"],
+                ",".join(k["functions"]),
+                when(k["created_at"]),
+                when(k["revoked_at"]),
+            ]
+            for k in keys
+        ],
+    )
 
 
 @key.command("revoke")
@@ -100,5 +112,7 @@ def audit_tail(count: int, as_json: bool) -> None:
     for r in records:
         # Every field was written by others (a request path, a key name): escaped.
         detail = " ".join(f"{k}={v}" for k, v in sorted(r["detail"].items()))
-        echo_text(f"{r['seq']:>7} {when(r['ts'])} {r['actor']:<22} {r['action']:<16} "
-                  f"{r['target']:<24} {r['outcome']:<10} {detail}")
+        echo_text(
+            f"{r['seq']:>7} {when(r['ts'])} {r['actor']:<22} {r['action']:<16} "
+            f"{r['target']:<24} {r['outcome']:<10} {detail}"
+        )

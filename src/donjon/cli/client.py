@@ -37,7 +37,9 @@ class ApiClient:
         if settings.url.startswith("https://") and settings.tls_cert_path.exists():
             verify = ssl.create_default_context(cafile=str(settings.tls_cert_path))
         self._http = httpx.Client(
-            base_url=settings.url, verify=verify, timeout=timeout,
+            base_url=settings.url,
+            verify=verify,
+            timeout=timeout,
             headers={"authorization": f"Bearer {key}"},
         )
 
@@ -45,8 +47,10 @@ class ApiClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
-            raise ApiError(f"cannot reach Donjon at {self.settings.url}: {e}",
-                           hint="is `donjon serve` running? is DONJON_URL right?") from e
+            raise ApiError(
+                f"cannot reach Donjon at {self.settings.url}: {e}",
+                hint="is `donjon serve` running? is DONJON_URL right?",
+            ) from e
         if response.status_code >= 400:
             raise _problem(response)
         return response
@@ -68,5 +72,7 @@ def _problem(response: httpx.Response) -> ApiError:
     if body.get("report"):
         detail += "\n\n" + str(body["report"]).rstrip()
     rid = body.get("request_id")
-    return ApiError(f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""),
-                    http_status=response.status_code)
+    return ApiError(
+        f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""),
+        http_status=response.status_code,
+    )

@@ -23,15 +23,19 @@ from donjon.config import load_settings
 __all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
 
 
-def deploy_dir(client: ApiClient, directory: Path, *,
-               unsafe_skip_scan: bool = False) -> dict[str, object]:
+def deploy_dir(
+    client: ApiClient, directory: Path, *, unsafe_skip_scan: bool = False
+) -> dict[str, object]:
     """Build the bundle locally (validate, vendor) and upload it; the server scans it."""
     from donjon.bundle import build_bundle
 
     manifest, archive = build_bundle(directory)
     params = {"unsafe_skip_scan": "true"} if unsafe_skip_scan else {}
     result: dict[str, object] = client.json(
-        "POST", "/v1/functions", content=archive, params=params,
+        "POST",
+        "/v1/functions",
+        content=archive,
+        params=params,
         headers={"content-type": "application/gzip"},
     )
     result["manifest"] = manifest.model_dump(mode="json", exclude_none=True)
@@ -41,8 +45,11 @@ def deploy_dir(client: ApiClient, directory: Path, *,
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--unsafe-skip-scan", is_flag=True,
-              help="Admins only: deploy without the scan gate (audited, logged).")
+@click.option(
+    "--unsafe-skip-scan",
+    is_flag=True,
+    help="Admins only: deploy without the scan gate (audited, logged).",
+)
 def deploy(directory: Path, as_json: bool, unsafe_skip_scan: bool) -> None:
     """Validate, vendor, scan and deploy the function bundle in DIRECTORY."""
     if unsafe_skip_scan:
@@ -56,14 +63,20 @@ def deploy(directory: Path, as_json: bool, unsafe_skip_scan: bool) -> None:
         click.echo(printable(str(scan.get("report", "")).rstrip(), multiline=True))
     for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
         echo_text(f"warning: {warning}", err=True)
-    echo_text(f"deployed {result['name']} version {result['version']} "
-              f"digest sha256:{result['digest']}")
+    echo_text(
+        f"deployed {result['name']} version {result['version']} digest sha256:{result['digest']}"
+    )
 
 
 @click.command()
 @click.argument("name")
-@click.option("--data", "data", default="{}", show_default=True,
-              help="The event as JSON, or - to read it from stdin.")
+@click.option(
+    "--data",
+    "data",
+    default="{}",
+    show_default=True,
+    help="The event as JSON, or - to read it from stdin.",
+)
 def invoke(name: str, data: str) -> None:
     """Invoke function NAME with an event and print its result."""
     raw = sys.stdin.read() if data == "-" else data
@@ -74,8 +87,12 @@ def invoke(name: str, data: str) -> None:
     except ValueError as e:
         raise click.BadParameter(f"not valid JSON: {e}", param_hint="--data") from e
     client = ApiClient(load_settings())
-    response = client.request("POST", f"/v1/functions/{name}/invoke", content=raw.encode(),
-                              headers={"content-type": "application/json"})
+    response = client.request(
+        "POST",
+        f"/v1/functions/{name}/invoke",
+        content=raw.encode(),
+        headers={"content-type": "application/json"},
+    )
     echo_json_text(response.text)
 
 
@@ -90,9 +107,16 @@ def ls(as_json: bool) -> None:
     rows = []
     for f in functions:
         triggers = [t["http"]["path"] for t in f["manifest"].get("triggers", []) if "http" in t]
-        rows.append([f["name"], str(f["version"]), f["digest"][:12],
-                     f["manifest"].get("isolation", "invocation"), " ".join(triggers) or "-",
-                     when(f["deployed_at"])])
+        rows.append(
+            [
+                f["name"],
+                str(f["version"]),
+                f["digest"][:12],
+                f["manifest"].get("isolation", "invocation"),
+                " ".join(triggers) or "-",
+                when(f["deployed_at"]),
+            ]
+        )
     print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "HTTP", "DEPLOYED"], rows)
 
 
@@ -102,8 +126,9 @@ def ls(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def logs(name: str, count: int, as_json: bool) -> None:
     """Show function NAME's output and errors, per invocation."""
-    entries = ApiClient(load_settings()).json("GET", f"/v1/functions/{name}/logs",
-                                              params={"n": count})
+    entries = ApiClient(load_settings()).json(
+        "GET", f"/v1/functions/{name}/logs", params={"n": count}
+    )
     if as_json:
         echo_json(entries)
         return
@@ -111,8 +136,7 @@ def logs(name: str, count: int, as_json: bool) -> None:
         click.echo(f"no output recorded for {name}")
     for e in entries:
         # Header lines start at the margin; every line of output starts with "| ".
-        echo_text(f"--- {when(e['ts'])} request {e['request_id']} v{e['version']} "
-                  f"{e['outcome']}")
+        echo_text(f"--- {when(e['ts'])} request {e['request_id']} v{e['version']} {e['outcome']}")
         click.echo(printable_lines(e["output"].rstrip("\n")))
 
 
@@ -122,5 +146,3 @@ def rm(name: str) -> None:
     """Remove function NAME (its versions stay in the audit trail)."""
     ApiClient(load_settings()).request("DELETE", f"/v1/functions/{name}")
     click.echo(f"removed {name}")
-
-

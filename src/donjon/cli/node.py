@@ -34,8 +34,15 @@ def init(as_json: bool) -> None:
     settings = load_settings()
     result = initialize(settings)
     if as_json:
-        click.echo(json.dumps({"admin_key": result.admin_key, "url": settings.url,
-                               "data_dir": str(settings.data_dir)}))
+        click.echo(
+            json.dumps(
+                {
+                    "admin_key": result.admin_key,
+                    "url": settings.url,
+                    "data_dir": str(settings.data_dir),
+                }
+            )
+        )
         return
     if not result.created:
         click.echo(f"{settings.data_dir} is already initialised; nothing changed")
@@ -51,18 +58,19 @@ def init(as_json: bool) -> None:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--unsafe-http", is_flag=True, help="Serve plain HTTP (never on a network).")
-def serve(host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
-          unsafe_http: bool) -> None:
+def serve(
+    host: str, port: int, tls_cert: Path | None, tls_key: Path | None, unsafe_http: bool
+) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
     from donjon.gateway import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    click.echo(f"donjon serving on {'http' if unsafe_http else 'https'}://{host}:{port}",
-               err=True)
-    run_server(load_settings(), host, port, tls_cert=tls_cert, tls_key=tls_key,
-               unsafe_http=unsafe_http)
+    click.echo(f"donjon serving on {'http' if unsafe_http else 'https'}://{host}:{port}", err=True)
+    run_server(
+        load_settings(), host, port, tls_cert=tls_cert, tls_key=tls_key, unsafe_http=unsafe_http
+    )
 
 
 @click.command()
@@ -80,8 +88,10 @@ def doctor() -> None:
     try:
         host = SandboxHost.detect(settings.data_dir, settings.sandbox)
         bwrap = check_sandbox(host)
-        click.echo(f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
-                   "cgroup namespaces; seccomp)")
+        click.echo(
+            f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
+            "cgroup namespaces; seccomp)"
+        )
         who = "Donjon's own user" if host.uid is None else f"host uid {host.uid}, gid {host.gid}"
         if host.uid is not None and host.id_range is not None:
             who = "a host uid and gid per function from {}-{}".format(*host.id_range)
@@ -142,8 +152,14 @@ def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: fl
 
 @click.command()
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
-@click.option("--examples", "examples_dir", default="examples", show_default=True,
-              type=click.Path(path_type=Path), help="Deploy every bundle in this directory.")
+@click.option(
+    "--examples",
+    "examples_dir",
+    default="examples",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Deploy every bundle in this directory.",
+)
 def up(port: int, examples_dir: Path) -> None:
     """Init if needed, serve, deploy the examples and print how to call them."""
     from donjon.bootstrap import initialize
@@ -161,14 +177,18 @@ def up(port: int, examples_dir: Path) -> None:
     settings = load_settings(env)
     # Minted before the server starts, so the server loads it; revoked once deployed.
     key_id, secret = _bootstrap_key(settings)
-    proc = start([sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env,
-                 pipes=False)
+    proc = start(
+        [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env, pipes=False
+    )
     try:
         _wait_healthy(settings, proc, 30)
         client = ApiClient(settings, api_key=secret)
         try:
-            bundles = sorted(p for p in examples_dir.iterdir() if (p / "donjon.yaml").is_file()) \
-                if examples_dir.is_dir() else []
+            bundles = (
+                sorted(p for p in examples_dir.iterdir() if (p / "donjon.yaml").is_file())
+                if examples_dir.is_dir()
+                else []
+            )
             for bundle in bundles:
                 result = deploy_dir(client, bundle)
                 echo_text(f"deployed {result['name']} v{result['version']}")
@@ -202,9 +222,7 @@ def _print_tour(url: str, cert: Path, manifests: list[dict[str, object]]) -> Non
             if "http" in t:
                 h = t["http"]
                 auth = (
-                    "" if h["auth"] == "public"
-                    else ' -H "Authorization: Bearer $DONJON_API_KEY"'
+                    "" if h["auth"] == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
                 )
                 method = h["methods"][0]
-                click.echo(f"  curl --cacert {cert} -X {method}{auth} "
-                           f"{url}/fn{h['path']}")
+                click.echo(f"  curl --cacert {cert} -X {method}{auth} {url}/fn{h['path']}")

@@ -20,18 +20,27 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["echo_json", "echo_json_text", "echo_text", "print_table", "printable",
-           "printable_json", "printable_lines", "when"]
+__all__ = [
+    "echo_json",
+    "echo_json_text",
+    "echo_text",
+    "print_table",
+    "printable",
+    "printable_json",
+    "printable_lines",
+    "when",
+]
 
 #: C0 (but tab and newline, decided by the caller), DEL, C1, bidirectional
 #: embeddings, overrides and isolates, the line and paragraph separators.
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                     "\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029"
-                                 "\u202a-\u202e\u2066-\u2069]")
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_UNSAFE_BUT_NEWLINE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 #: In JSON text these can only stand inside strings, where \\u escapes mean the same.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
-                             "\u2066-\u2069]")
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -27,22 +27,52 @@ _CONFIDENCES = ["low", "medium", "high"]
 
 @click.command("scan")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text",
-              show_default=True, help="Report format.")
-@click.option("--fail-on", type=click.Choice(_SEVERITIES), default="high", show_default=True,
-              help="Exit 1 when a finding has at least this severity ('none': never).")
-@click.option("--min-confidence", type=click.Choice(_CONFIDENCES), default="medium",
-              show_default=True, help="Only findings this sure count for --fail-on.")
-@click.option("--advisories", type=click.Path(path_type=Path),
-              help="OSV records: a directory or an export zip (default: the data dir's).")
-@click.option("--baseline", type=click.Path(path_type=Path),
-              help="Accept the findings recorded in this baseline file.")
-@click.option("--write-baseline", type=click.Path(path_type=Path),
-              help="Record every current finding in this baseline file.")
-@click.option("--update-db", is_flag=True,
-              help="Download OSV's PyPI advisories into the data dir first.")
-@click.option("--output", "-o", type=click.Path(path_type=Path),
-              help="Write the report to this file instead of standard output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(_SEVERITIES),
+    default="high",
+    show_default=True,
+    help="Exit 1 when a finding has at least this severity ('none': never).",
+)
+@click.option(
+    "--min-confidence",
+    type=click.Choice(_CONFIDENCES),
+    default="medium",
+    show_default=True,
+    help="Only findings this sure count for --fail-on.",
+)
+@click.option(
+    "--advisories",
+    type=click.Path(path_type=Path),
+    help="OSV records: a directory or an export zip (default: the data dir's).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    help="Accept the findings recorded in this baseline file.",
+)
+@click.option(
+    "--write-baseline",
+    type=click.Path(path_type=Path),
+    help="Record every current finding in this baseline file.",
+)
+@click.option(
+    "--update-db", is_flag=True, help="Download OSV's PyPI advisories into the data dir first."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Write the report to this file instead of standard output.",
+)
 @click.pass_context
 def scan_command(
     ctx: click.Context,
@@ -59,8 +89,17 @@ def scan_command(
     """Scan PATH (a function bundle or any Python project) for insecure code, hard-coded
     secrets, vulnerable dependencies and over-broad manifests."""
     try:
-        code = _run(path, fmt, fail_on, min_confidence, advisories, baseline, write_baseline,
-                    update_db, output)
+        code = _run(
+            path,
+            fmt,
+            fail_on,
+            min_confidence,
+            advisories,
+            baseline,
+            write_baseline,
+            update_db,
+            output,
+        )
     except Error as e:
         if (ctx.obj or {}).get("debug"):
             raise
@@ -71,9 +110,17 @@ def scan_command(
     ctx.exit(code)
 
 
-def _run(path: Path | None, fmt: str, fail_on: str, min_confidence: str,
-         advisories: Path | None, baseline: Path | None, write_baseline: Path | None,
-         update_db: bool, output: Path | None) -> int:
+def _run(
+    path: Path | None,
+    fmt: str,
+    fail_on: str,
+    min_confidence: str,
+    advisories: Path | None,
+    baseline: Path | None,
+    write_baseline: Path | None,
+    update_db: bool,
+    output: Path | None,
+) -> int:
     from donjon import scan  # the scanner's imports stay off the CLI's start-up path
 
     if update_db:
@@ -95,15 +142,19 @@ def _run(path: Path | None, fmt: str, fail_on: str, min_confidence: str,
             raise scan.ScanError(f"cannot write {output}: {e.strerror}") from e
     else:
         # The report quotes the scanned code: escaped for the terminal (JSON stays JSON).
-        sys.stdout.write(printable_json(rendered) if fmt != "text"
-                         else printable(rendered, multiline=True))
+        sys.stdout.write(
+            printable_json(rendered) if fmt != "text" else printable(rendered, multiline=True)
+        )
     if write_baseline is not None:
         count = scan.write_baseline((*report.findings, *report.suppressed), write_baseline)
         click.echo(f"baseline written: {count} finding(s) accepted in {write_baseline}", err=True)
     blocking = report.blocking(policy) if policy is not None else ()
     if blocking:
-        click.echo(f"{len(blocking)} finding(s) at or above --fail-on {fail_on} "
-                   f"(confidence {min_confidence} or more)", err=True)
+        click.echo(
+            f"{len(blocking)} finding(s) at or above --fail-on {fail_on} "
+            f"(confidence {min_confidence} or more)",
+            err=True,
+        )
         return 1
     return 0
 

@@ -33,17 +33,27 @@ def _client(request: Request) -> str:
         return "-"
 
 
-async def deny(node: Node, request: Request, actor: str, action: str, reason: str,
-                request_id: str) -> None:
+async def deny(
+    node: Node, request: Request, actor: str, action: str, reason: str, request_id: str
+) -> None:
     """Audit a refused request: at once if it is its source's first in the window, else counted.
 
     The aggregation (per client, actor and action) lives in `audit/denials.py`.
     """
     client = _client(request)
     await node.denials.deny(
-        AuditEvent(actor, action, request.url.path[:256], "denied",
-                   {"request_id": request_id, "reason": reason, "client": client,
-                    "method": request.method}),
+        AuditEvent(
+            actor,
+            action,
+            request.url.path[:256],
+            "denied",
+            {
+                "request_id": request_id,
+                "reason": reason,
+                "client": client,
+                "method": request.method,
+            },
+        ),
         client,
     )
 
@@ -62,12 +72,24 @@ async def authenticate(node: Node, request: Request, request_id: str) -> Princip
     return principal
 
 
-async def authorize(node: Node, request: Request, principal: Principal, action: Action,
-                    request_id: str, function: str | None = None) -> None:
+async def authorize(
+    node: Node,
+    request: Request,
+    principal: Principal,
+    action: Action,
+    request_id: str,
+    function: str | None = None,
+) -> None:
     """`Forbidden` (audited) unless the principal's role grants `action`."""
     if not is_allowed(principal, action, function):
-        await deny(node, request, principal.label, "authz.denied",
-                    f"{action.value} not granted", request_id)
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            f"{action.value} not granted",
+            request_id,
+        )
         raise Forbidden("this credential does not allow that")
 
 
@@ -86,8 +108,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def parse_json(node: Node, request: Request, actor: str, body: bytes,
-                     request_id: str) -> Any:
+async def parse_json(node: Node, request: Request, actor: str, body: bytes, request_id: str) -> Any:
     """`body` as JSON, or `BadRequest`; nesting past `boundedjson.MAX_DEPTH` is also audited."""
     try:
         return boundedjson.loads(body)

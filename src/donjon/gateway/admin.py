@@ -37,12 +37,14 @@ _FUNCTION_NAME = re.compile(NAME_RE)
 Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 
 
-def _guarded(action: Action, handler: Handler, *,
-             self_service: bool = False) -> Callable[[Request], Awaitable[Response]]:
+def _guarded(
+    action: Action, handler: Handler, *, self_service: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
     """Authenticate, authorize `action`, then run `handler`.
 
     With `self_service`, a principal may also act on its own key (revoke it).
     """
+
     async def endpoint(request: Request) -> Response:
         node: Node = request.app.state.node
         request_id = new_request_id()
@@ -50,14 +52,16 @@ def _guarded(action: Action, handler: Handler, *,
             principal = await authenticate(node, request, request_id)
             own_key = self_service and request.path_params.get("key_id") == principal.id
             if not own_key:
-                await authorize(node, request, principal, action, request_id,
-                                request.path_params.get("name"))
+                await authorize(
+                    node, request, principal, action, request_id, request.path_params.get("name")
+                )
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:
             return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})
         except DeployBlocked as e:
-            return problem_from_error(e, request_id=request_id,
-                                      extra={"problems": e.problems, "report": e.report_text})
+            return problem_from_error(
+                e, request_id=request_id, extra={"problems": e.problems, "report": e.report_text}
+            )
         except Error as e:
             return problem_from_error(e, request_id=request_id)
         response.headers["x-request-id"] = request_id
@@ -71,9 +75,14 @@ def _function_view(node: Node, name: str) -> dict[str, Any]:
     if deployed is None:
         raise NotFound(f"no function named {name!r}")
     r = deployed.record
-    return {"name": r.name, "version": r.version, "digest": r.digest,
-            "deployed_at": r.created_at, "deployed_by": r.created_by,
-            "manifest": json.loads(r.manifest)}
+    return {
+        "name": r.name,
+        "version": r.version,
+        "digest": r.digest,
+        "deployed_at": r.created_at,
+        "deployed_by": r.created_by,
+        "manifest": json.loads(r.manifest),
+    }
 
 
 async def list_functions(request: Request, node: Node, _p: Principal, _r: str) -> Response:
@@ -84,16 +93,18 @@ async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> 
     return JSONResponse(_function_view(node, request.path_params["name"]))
 
 
-async def delete_function(request: Request, node: Node, principal: Principal,
-                          request_id: str) -> Response:
+async def delete_function(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
     await node.deployments.remove(request.path_params["name"], principal, request_id)
     return Response(status_code=204)
 
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     # Each entry holds up to 64 KiB of output: a few hundred at most per request.
-    rows = await asyncio.to_thread(node.logs.recent, request.path_params["name"],
-                                   _limit(request, 500))
+    rows = await asyncio.to_thread(
+        node.logs.recent, request.path_params["name"], _limit(request, 500)
+    )
     return JSONResponse(rows)
 
 
@@ -104,13 +115,17 @@ def _limit(request: Request, most: int = 10_000) -> int:
     return int(raw)
 
 
-async def create_key(request: Request, node: Node, principal: Principal,
-                     request_id: str) -> Response:
-    body = await parse_json(node, request, principal.label,
-                            await read_body(request, 64 * 1024) or b"null", request_id)
+async def create_key(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    body = await parse_json(
+        node, request, principal.label, await read_body(request, 64 * 1024) or b"null", request_id
+    )
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
-        raise BadRequest('body must be {"name": str, "role": admin|developer|invoker, '
-                         '"functions": [names] (optional)}')
+        raise BadRequest(
+            'body must be {"name": str, "role": admin|developer|invoker, '
+            '"functions": [names] (optional)}'
+        )
     try:
         role = Role(str(body.get("role")))
     except ValueError:
@@ -119,21 +134,47 @@ async def create_key(request: Request, node: Node, principal: Principal,
     if functions is not None:
         if role is not Role.INVOKER:
             raise BadRequest("functions restricts invoker keys only")
-        if not isinstance(functions, list) or not functions or not all(
-            isinstance(f, str) and _FUNCTION_NAME.match(f) for f in functions
+        if (
+            not isinstance(functions, list)
+            or not functions
+            or not all(isinstance(f, str) and _FUNCTION_NAME.match(f) for f in functions)
         ):
-            raise BadRequest("functions must be a non-empty list of function names "
-                             "(omit it for every function: shown as functions: *)")
-    key = new_api_key(node.master.derive(KEY_HASH_PURPOSE), body["name"][:128], role,
-                      tuple(functions) if functions else None)
+            raise BadRequest(
+                "functions must be a non-empty list of function names "
+                "(omit it for every function: shown as functions: *)"
+            )
+    key = new_api_key(
+        node.master.derive(KEY_HASH_PURPOSE),
+        body["name"][:128],
+        role,
+        tuple(functions) if functions else None,
+    )
     await asyncio.to_thread(node.keys.add, key.record)
     node.key_index.add(key.record)
-    await node.audit.record(AuditEvent(principal.label, "key.create", f"key:{key.record.id}",
-                                       "ok", {"request_id": request_id, "role": role.value,
-                                              "name": key.record.name,
-                                              "functions": functions}))
-    return JSONResponse({"id": key.record.id, "key": key.secret, "name": key.record.name,
-                         "role": role.value, "functions": _reach(functions)}, status_code=201)
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "key.create",
+            f"key:{key.record.id}",
+            "ok",
+            {
+                "request_id": request_id,
+                "role": role.value,
+                "name": key.record.name,
+                "functions": functions,
+            },
+        )
+    )
+    return JSONResponse(
+        {
+            "id": key.record.id,
+            "key": key.secret,
+            "name": key.record.name,
+            "role": role.value,
+            "functions": _reach(functions),
+        },
+        status_code=201,
+    )
 
 
 def _reach(functions: Sequence[str] | None) -> list[str]:
@@ -143,21 +184,31 @@ def _reach(functions: Sequence[str] | None) -> list[str]:
 
 async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     keys = await asyncio.to_thread(node.keys.all)
-    return JSONResponse([
-        {"id": k.id, "name": k.name, "role": k.role, "functions": _reach(k.functions),
-         "created_at": k.created_at, "revoked_at": k.revoked_at}
-        for k in keys
-    ])
+    return JSONResponse(
+        [
+            {
+                "id": k.id,
+                "name": k.name,
+                "role": k.role,
+                "functions": _reach(k.functions),
+                "created_at": k.created_at,
+                "revoked_at": k.revoked_at,
+            }
+            for k in keys
+        ]
+    )
 
 
-async def revoke_key(request: Request, node: Node, principal: Principal,
-                     request_id: str) -> Response:
+async def revoke_key(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
     key_id = request.path_params["key_id"]
     if not await asyncio.to_thread(node.keys.revoke, key_id):
         raise NotFound(f"no live key with id {key_id!r}")
     node.key_index.revoke(key_id)
-    await node.audit.record(AuditEvent(principal.label, "key.revoke", f"key:{key_id}", "ok",
-                                       {"request_id": request_id}))
+    await node.audit.record(
+        AuditEvent(principal.label, "key.revoke", f"key:{key_id}", "ok", {"request_id": request_id})
+    )
     return Response(status_code=204)
 
 
@@ -176,4 +227,3 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key, self_service=True)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
 ]
-

@@ -32,8 +32,9 @@ _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 async def healthz(request: Request) -> Response:
     node: Node = request.app.state.node
     pool = node.pool
-    return JSONResponse({"status": "ok", "version": __version__,
-                         "sandboxes": pool.running() if pool else 0})
+    return JSONResponse(
+        {"status": "ok", "version": __version__, "sandboxes": pool.running() if pool else 0}
+    )
 
 
 async def metrics(request: Request) -> Response:

@@ -22,7 +22,7 @@ def _tail(text: str, cap: int) -> str:
     if len(data) <= cap:
         return text
     room = max(0, cap - len(_MARK.format(n=len(data))))
-    kept = data[len(data) - room:].decode("utf-8", "ignore")
+    kept = data[len(data) - room :].decode("utf-8", "ignore")
     return _MARK.format(n=len(data) - len(kept.encode())) + kept
 
 

@@ -80,8 +80,12 @@ class ClientConnections:
         self.refused += 1
         now = time.monotonic()
         if now - self.warned_at >= LOG_EVERY_S:
-            log.warning("refused %d connection(s) over the connection caps (last: %s, over "
-                        "the %s cap)", self.refused, address, cap)
+            log.warning(
+                "refused %d connection(s) over the connection caps (last: %s, over the %s cap)",
+                self.refused,
+                address,
+                cap,
+            )
             self.refused = 0
             self.warned_at = now
 
@@ -103,8 +107,12 @@ def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> 
     body = f"{phrase}\n".encode()
     lines = [f"HTTP/1.1 {status} {phrase}\r\n".encode()]
     lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
-    lines += [b"content-type: text/plain; charset=utf-8\r\n",
-              f"content-length: {len(body)}\r\n".encode(), b"connection: close\r\n\r\n", body]
+    lines += [
+        b"content-type: text/plain; charset=utf-8\r\n",
+        f"content-length: {len(body)}\r\n".encode(),
+        b"connection: close\r\n\r\n",
+        body,
+    ]
     return b"".join(lines)
 
 
@@ -187,12 +195,13 @@ class GatewayProtocol(HttpToolsProtocol):
             if self._head_bytes > self.limits.max_head_bytes:
                 self._refuse(431)  # a head still unfinished past the limit (one long field)
             elif self._head_bytes and self._head_timer is None:  # a kept-alive connection's
-                self._head_timer = self.loop.call_later(self.limits.head_timeout_s,  # next head
-                                                        self._head_expired)
+                self._head_timer = self.loop.call_later(
+                    self.limits.head_timeout_s,  # next head
+                    self._head_expired,
+                )
         elif self._body_pending and self._body_timer is None:
             self._body_progress = False
-            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
-                                                    self._body_stalled)
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_stalled)
 
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
@@ -204,8 +213,10 @@ class GatewayProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
         self._head_size += len(name) + len(value) + 4
-        if (self._header_count > self.limits.max_headers
-                or self._head_size > self.limits.max_head_bytes):
+        if (
+            self._header_count > self.limits.max_headers
+            or self._head_size > self.limits.max_head_bytes
+        ):
             self._refusal = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
             raise _Refused
         super().on_header(name, value)
@@ -250,20 +261,23 @@ class GatewayProtocol(HttpToolsProtocol):
         # Progress, or a pause that is ours (the app has not read what came): wait again.
         if self._body_progress or self.flow.read_paused:
             self._body_progress = False
-            self._body_timer = self.loop.call_later(self.limits.body_timeout_s,
-                                                    self._body_stalled)
+            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_stalled)
             return
         self._refuse(http.HTTPStatus.REQUEST_TIMEOUT)
 
 
-def protocol_for(settings: ConnectionSettings,
-                 trusted_proxies: tuple[str, ...] = ()) -> type[GatewayProtocol]:
+def protocol_for(
+    settings: ConnectionSettings, trusted_proxies: tuple[str, ...] = ()
+) -> type[GatewayProtocol]:
     """A protocol class bound to these limits and to one fresh connection count."""
     proxies = tuple(ipaddress.ip_network(net) for net in trusted_proxies)
 
     class BoundGatewayProtocol(GatewayProtocol):
         limits = settings
-        clients = ClientConnections(per_client=settings.max_connections_per_client,
-                                    total=connection_cap(settings), proxies=proxies)
+        clients = ClientConnections(
+            per_client=settings.max_connections_per_client,
+            total=connection_cap(settings),
+            proxies=proxies,
+        )
 
     return BoundGatewayProtocol

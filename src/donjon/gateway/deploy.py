@@ -24,8 +24,14 @@ __all__ = ["deploy"]
 async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
     skip_scan = request.query_params.get("unsafe_skip_scan", "") in ("1", "true")
     if skip_scan and principal.role is not Role.ADMIN:
-        await deny(node, request, principal.label, "authz.denied",
-                   "unsafe_skip_scan needs the admin role", request_id)
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            "unsafe_skip_scan needs the admin role",
+            request_id,
+        )
         raise Forbidden("only admins may skip the deploy scan")
     archive = await read_body(request, MAX_BUNDLE_BYTES)
     if not archive:
@@ -33,9 +39,12 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
     done = await node.deployments.deploy(archive, principal, request_id, skip_scan=skip_scan)
     record, report = done.record, done.report
     body: dict[str, object] = {
-        "name": record.name, "version": record.version, "digest": done.digest,
-        "scan": {"skipped": True} if report is None else {
-            "findings": len(report.findings), "report": render_text(report)},
+        "name": record.name,
+        "version": record.version,
+        "digest": done.digest,
+        "scan": {"skipped": True}
+        if report is None
+        else {"findings": len(report.findings), "report": render_text(report)},
         "warnings": list(done.warnings),
     }
     return JSONResponse(body, status_code=201)

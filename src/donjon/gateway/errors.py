@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["BadFunctionResponse", "BadRequest", "Forbidden", "GatewayError", "InvalidInput",
-           "NotFound", "PayloadTooLarge", "Unauthorized"]
+__all__ = [
+    "BadFunctionResponse",
+    "BadRequest",
+    "Forbidden",
+    "GatewayError",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+]
 
 
 class GatewayError(Error):

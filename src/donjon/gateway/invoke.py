@@ -53,8 +53,9 @@ MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 log = logging.getLogger("donjon")
 
-INVOCATIONS = Counter("donjon_invocations_total", "Invocations by function and outcome",
-                      ["function", "outcome"])
+INVOCATIONS = Counter(
+    "donjon_invocations_total", "Invocations by function and outcome", ["function", "outcome"]
+)
 DURATION = Histogram("donjon_invocation_seconds", "Invocation wall time", ["function"])
 
 #: Builds the HTTP response from a call's result; raising is the call's outcome.
@@ -62,17 +63,26 @@ Render = Callable[[CallResult], RenderedResponse]
 
 
 def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> bytes:
-    return json.dumps({
-        "request_id": request_id,
-        "function": deployed.name,
-        "version": deployed.record.version,
-        "deadline": time.time() + deployed.manifest.timeout_s,
-        "principal": principal.label if principal else None,
-    }).encode()
+    return json.dumps(
+        {
+            "request_id": request_id,
+            "function": deployed.name,
+            "version": deployed.record.version,
+            "deadline": time.time() + deployed.manifest.timeout_s,
+            "principal": principal.label if principal else None,
+        }
+    ).encode()
 
 
-async def _run(node: Node, deployed: Deployed, principal: Principal | None, event: bytes,
-               request_id: str, trigger: str, render: Render) -> Response:
+async def _run(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    event: bytes,
+    request_id: str,
+    trigger: str,
+    render: Render,
+) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
     The response is built before the record is written, so a result the gateway
@@ -87,15 +97,19 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
     detail: dict[str, Any] = {}
     try:
         result = await node.pool.invoke(
-            deployed.config, _meta(deployed, request_id, principal), event,
+            deployed.config,
+            _meta(deployed, request_id, principal),
+            event,
             deployed.manifest.timeout_s,
         )
         output = result.output
         rendered = render(result)
         if rendered.refused:
             detail["refused_headers"] = rendered.refused
-            output += f"[donjon] headers refused on the platform's origin: " \
-                      f"{', '.join(rendered.refused)}\n"
+            output += (
+                f"[donjon] headers refused on the platform's origin: "
+                f"{', '.join(rendered.refused)}\n"
+            )
         outcome = "ok"
         return rendered.response
     except SandboxError as e:
@@ -114,9 +128,11 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
         INVOCATIONS.labels(deployed.name, outcome).inc()
         DURATION.labels(deployed.name).observe(elapsed)
         log = (  # bounded whatever the function printed (calllog.py)
-            InvocationLog(deployed.name, deployed.record.version, request_id, outcome,
-                          call_log(output))
-            if output else None
+            InvocationLog(
+                deployed.name, deployed.record.version, request_id, outcome, call_log(output)
+            )
+            if output
+            else None
         )
         await node.audit.record(
             AuditEvent(
@@ -124,8 +140,12 @@ async def _run(node: Node, deployed: Deployed, principal: Principal | None, even
                 "function.invoke",
                 f"{deployed.name}@{deployed.record.version}",
                 outcome,
-                {"request_id": request_id, "duration_ms": round(elapsed * 1000, 3),
-                 "trigger": trigger, **detail},
+                {
+                    "request_id": request_id,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "trigger": trigger,
+                    **detail,
+                },
             ),
             log,
         )
@@ -135,20 +155,24 @@ def _actor(principal: Principal | None, trigger: str) -> str:
     return principal.label if principal else ("schedule" if trigger == "schedule" else "public")
 
 
-async def _admit(node: Node, deployed: Deployed, principal: Principal | None, request_id: str,
-                 trigger: str) -> None:
+async def _admit(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> None:
     """The function's rate limit, checked before its request body is even read."""
     rate = deployed.rate
     if rate is None:
         return
-    decision = await node.limiter.take(BucketKey(function=deployed.name), rate.count,
-                                       rate.period_s)
+    decision = await node.limiter.take(BucketKey(function=deployed.name), rate.count, rate.period_s)
     if not decision.allowed:
-        await node.audit.record(AuditEvent(
-            _actor(principal, trigger), "function.throttle",
-            f"{deployed.name}@{deployed.record.version}", "denied",
-            {"request_id": request_id, "limit": deployed.manifest.limits.rate},
-        ))
+        await node.audit.record(
+            AuditEvent(
+                _actor(principal, trigger),
+                "function.throttle",
+                f"{deployed.name}@{deployed.record.version}",
+                "denied",
+                {"request_id": request_id, "limit": deployed.manifest.limits.rate},
+            )
+        )
         raise RateLimitError(
             f"{deployed.name} is over its rate limit ({deployed.manifest.limits.rate})",
             retry_after_s=decision.retry_after_s,
@@ -160,13 +184,21 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
     deployed = node.registry.get(name)
     if deployed is None:
         return
-    event = json.dumps({"trigger": "schedule", "schedule": expression,
-                        "time": minute.isoformat()}).encode()
+    event = json.dumps(
+        {"trigger": "schedule", "schedule": expression, "time": minute.isoformat()}
+    ).encode()
     request_id = new_request_id()
     with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
         await _admit(node, deployed, None, request_id, "schedule")
-        await _run(node, deployed, None, event, request_id, "schedule",
-                   lambda result: function_json_response(result.body, request_id))
+        await _run(
+            node,
+            deployed,
+            None,
+            event,
+            request_id,
+            "schedule",
+            lambda result: function_json_response(result.body, request_id),
+        )
 
 
 def _error_response(error: Error, request_id: str) -> Response:
@@ -176,13 +208,21 @@ def _error_response(error: Error, request_id: str) -> Response:
         return response
     if isinstance(error, FunctionFailed):
         # The caller learns that it failed and the request id, never the trace.
-        return problem(500, f"the function failed; see `donjon logs` for request {request_id}",
-                       request_id=request_id, title=error.title)
+        return problem(
+            500,
+            f"the function failed; see `donjon logs` for request {request_id}",
+            request_id=request_id,
+            title=error.title,
+        )
     if isinstance(error, SandboxUnavailable):
         # Its message may name host paths or bubblewrap's own words: logs only.
         log.error("request %s: %s", request_id, error.message)
-        return problem(503, f"the function's sandbox could not start (request {request_id})",
-                       request_id=request_id, title=error.title)
+        return problem(
+            503,
+            f"the function's sandbox could not start (request {request_id})",
+            request_id=request_id,
+            title=error.title,
+        )
     return problem_from_error(error, request_id=request_id)
 
 
@@ -199,8 +239,15 @@ async def handle_invoke(request: Request) -> Response:
         await _admit(node, deployed, principal, request_id, "invoke")
         body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
         _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
-        return await _run(node, deployed, principal, body, request_id, "invoke",
-                          lambda result: function_json_response(result.body, request_id))
+        return await _run(
+            node,
+            deployed,
+            principal,
+            body,
+            request_id,
+            "invoke",
+            lambda result: function_json_response(result.body, request_id),
+        )
     except Error as e:
         return _error_response(e, request_id)
 
@@ -210,8 +257,9 @@ def _validate(event: Any, deployed: Deployed) -> None:
         errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].path) or "(root)"
-            raise InvalidInput(f"input does not match the function's schema at {where}: "
-                               f"{errors[0].message}")
+            raise InvalidInput(
+                f"input does not match the function's schema at {where}: {errors[0].message}"
+            )
 
 
 async def handle_http_trigger(request: Request) -> Response:
@@ -231,15 +279,28 @@ async def handle_http_trigger(request: Request) -> Response:
             principal = await authenticate(node, request, request_id)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
         elif auth == "jwt":
-            await deny(node, request, "anonymous", "auth.denied",
-                       "jwt: no identity provider configured", request_id)
+            await deny(
+                node,
+                request,
+                "anonymous",
+                "auth.denied",
+                "jwt: no identity provider configured",
+                request_id,
+            )
             raise Unauthorized("missing, invalid or revoked credentials")
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
         own_path = route_of(path)
-        return await _run(node, deployed, principal, event, request_id, "http",
-                          lambda result: http_response(result.body, request_id, own_path))
+        return await _run(
+            node,
+            deployed,
+            principal,
+            event,
+            request_id,
+            "http",
+            lambda result: http_response(result.body, request_id, own_path),
+        )
     except Error as e:
         return _error_response(e, request_id)
 
@@ -249,12 +310,14 @@ def _is_platform_credential(value: str) -> bool:
     return scheme.lower() == "bearer" and token.strip().startswith("dj_")
 
 
-def _http_event(request: Request, path: str, body: bytes, principal: Principal | None, *,
-                strip_auth: bool) -> bytes:
+def _http_event(
+    request: Request, path: str, body: bytes, principal: Principal | None, *, strip_auth: bool
+) -> bytes:
     # A platform credential never reaches a function: not the one that
     # authenticated the call, nor a Donjon key sent to a public trigger.
     headers = {
-        k: v for k, v in request.headers.items()
+        k: v
+        for k, v in request.headers.items()
         if k != "authorization" or not (strip_auth or _is_platform_credential(v))
     }
     try:
@@ -262,12 +325,14 @@ def _http_event(request: Request, path: str, body: bytes, principal: Principal |
         encoded = False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode(), True
-    return json.dumps({
-        "method": request.method,
-        "path": path,
-        "headers": headers,
-        "query": dict(request.query_params),
-        "body": text,
-        "is_base64_encoded": encoded,
-        "principal": principal.label if principal else None,
-    }).encode()
+    return json.dumps(
+        {
+            "method": request.method,
+            "path": path,
+            "headers": headers,
+            "query": dict(request.query_params),
+            "body": text,
+            "is_base64_encoded": encoded,
+            "principal": principal.label if principal else None,
+        }
+    ).encode()

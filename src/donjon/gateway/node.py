@@ -63,8 +63,9 @@ class Node:
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
-        host = await asyncio.to_thread(SandboxHost.detect, self.settings.data_dir,
-                                       self.settings.sandbox)
+        host = await asyncio.to_thread(
+            SandboxHost.detect, self.settings.data_dir, self.settings.sandbox
+        )
         await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
         # Loads the advisories once (a bad database stops the node here, clearly);
@@ -79,12 +80,25 @@ class Node:
         self.pool.start()
         self.deployments.start(self.pool, scanner)
         # Through the writer thread, like every other append made on the event loop.
-        await self.audit.record(AuditEvent("system", "node.start", "node", "ok",
-                                           {"resource_control": self.resources.mode.value}))
+        await self.audit.record(
+            AuditEvent(
+                "system",
+                "node.start",
+                "node",
+                "ok",
+                {"resource_control": self.resources.mode.value},
+            )
+        )
         for bad in self.skipped:
-            await self.audit.record(AuditEvent("system", "function.load",
-                                               f"{bad.name}@{bad.version}", "skipped",
-                                               {"reason": bad.reason, "error": bad.error}))
+            await self.audit.record(
+                AuditEvent(
+                    "system",
+                    "function.load",
+                    f"{bad.name}@{bad.version}",
+                    "skipped",
+                    {"reason": bad.reason, "error": bad.error},
+                )
+            )
 
     async def stop(self) -> None:
         self.deployments.stop()
@@ -120,8 +134,7 @@ def open_node(settings: Settings) -> Node:
         keys=keys,
         key_index=KeyIndex(master.derive(KEY_HASH_PURPOSE), keys.all()),
         audit=audit,
-        denials=DenialLog(audit, settings.audit_denial_window_s,
-                          settings.audit_denial_max_sources),
+        denials=DenialLog(audit, settings.audit_denial_window_s, settings.audit_denial_max_sources),
         logs=InvocationLogStore(engine),
         bundles=bundles,
         deployments=Deployments(functions, bundles, registry, audit, scan_policy),

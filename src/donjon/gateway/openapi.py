@@ -8,17 +8,17 @@ __all__ = ["openapi_document"]
 
 _PROBLEM = {
     "description": "RFC 9457 problem document",
-    "content": {
-        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-    },
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
 }
 _ERRORS = dict.fromkeys(("400", "401", "403", "404"), _PROBLEM)
 
 
 def _op(summary: str, ok: str = "200", body: dict[str, Any] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "success"},
-                                                           **_ERRORS},
-                          "security": [{"bearer": []}]}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {ok: {"description": "success"}, **_ERRORS},
+        "security": [{"bearer": []}],
+    }
     if body is not None:
         op["requestBody"] = {"required": True, "content": body}
     return op
@@ -32,31 +32,58 @@ def openapi_document(version: str) -> dict[str, Any]:
         "info": {"title": "Donjon", "version": version},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": {"type": "object", "properties": {
-                "type": {"type": "string"}, "title": {"type": "string"},
-                "status": {"type": "integer"}, "detail": {"type": "string"},
-                "request_id": {"type": "string"}}}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "request_id": {"type": "string"},
+                    },
+                }
+            },
         },
         "paths": {
-            "/healthz": {"get": {"summary": "Liveness", "security": [],
-                                 "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "security": [],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
             "/v1/functions": {
                 "get": _op("List functions"),
-                "post": _op("Deploy a bundle (tar.gz)", "201",
-                            {"application/gzip": {"schema": {"type": "string",
-                                                             "format": "binary"}}}),
+                "post": _op(
+                    "Deploy a bundle (tar.gz)",
+                    "201",
+                    {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+                ),
             },
-            "/v1/functions/{name}": {"parameters": name, "get": _op("Get a function"),
-                                     "delete": _op("Remove a function", "204")},
-            "/v1/functions/{name}/invoke": {"parameters": name,
-                                            "post": _op("Invoke a function", "200", json_body)},
-            "/v1/functions/{name}/logs": {"parameters": name,
-                                          "get": _op("A function's output per invocation")},
-            "/v1/keys": {"get": _op("List API keys"),
-                         "post": _op("Create an API key", "201", json_body)},
-            "/v1/keys/{key_id}": {"parameters": [{"name": "key_id", "in": "path",
-                                                  "required": True, "schema": {"type": "string"}}],
-                                  "delete": _op("Revoke an API key", "204")},
+            "/v1/functions/{name}": {
+                "parameters": name,
+                "get": _op("Get a function"),
+                "delete": _op("Remove a function", "204"),
+            },
+            "/v1/functions/{name}/invoke": {
+                "parameters": name,
+                "post": _op("Invoke a function", "200", json_body),
+            },
+            "/v1/functions/{name}/logs": {
+                "parameters": name,
+                "get": _op("A function's output per invocation"),
+            },
+            "/v1/keys": {
+                "get": _op("List API keys"),
+                "post": _op("Create an API key", "201", json_body),
+            },
+            "/v1/keys/{key_id}": {
+                "parameters": [
+                    {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "delete": _op("Revoke an API key", "204"),
+            },
             "/v1/audit": {"get": _op("The newest audit records")},
             "/metrics": {"get": _op("Prometheus metrics")},
         },

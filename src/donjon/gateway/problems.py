@@ -95,6 +95,7 @@ def status_for(error: Error) -> int:
     """The HTTP status `error` answers with (STATUS, by the most specific type listed)."""
     return _listed_status(error) or 500
 
+
 _TITLES = {
     400: "Bad request",
     401: "Unauthorized",
@@ -114,8 +115,14 @@ _TITLES = {
 }
 
 
-def problem(status: int, detail: str, *, request_id: str = "", title: str = "",
-            extra: dict[str, object] | None = None) -> Response:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    request_id: str = "",
+    title: str = "",
+    extra: dict[str, object] | None = None,
+) -> Response:
     body: dict[str, object] = {
         "type": "about:blank",
         "title": title or _TITLES.get(status, "Error"),
@@ -128,24 +135,29 @@ def problem(status: int, detail: str, *, request_id: str = "", title: str = "",
         body.update(extra)
     headers = {"x-request-id": request_id} if request_id else None
     return Response(
-        json.dumps(body), status_code=status, media_type="application/problem+json",
+        json.dumps(body),
+        status_code=status,
+        media_type="application/problem+json",
         headers=headers,
     )
 
 
-def problem_from_error(error: Error, *, request_id: str = "",
-                       extra: dict[str, object] | None = None) -> Response:
+def problem_from_error(
+    error: Error, *, request_id: str = "", extra: dict[str, object] | None = None
+) -> Response:
     status = _listed_status(error)
     if status is None:
         # Not an answer to the caller's request (a database, the vault, a defect):
         # its message may name host paths or internals, so it goes to the log only.
         log.error("request %s: %s: %s", request_id or "-", type(error).__name__, error.message)
-        return problem(500, "internal error; the server log has the details"
-                       + (f" (request {request_id})" if request_id else ""),
-                       request_id=request_id)
+        return problem(
+            500,
+            "internal error; the server log has the details"
+            + (f" (request {request_id})" if request_id else ""),
+            request_id=request_id,
+        )
     detail = error.message if not error.hint else f"{error.message} ({error.hint})"
-    response = problem(status, detail, request_id=request_id, title=error.title,
-                       extra=extra)
+    response = problem(status, detail, request_id=request_id, title=error.title, extra=extra)
     retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back
     if isinstance(retry_after, int | float):
         response.headers["retry-after"] = str(max(1, math.ceil(retry_after)))

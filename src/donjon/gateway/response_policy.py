@@ -30,27 +30,55 @@ from starlette.responses import Response
 from donjon import boundedjson
 from donjon.gateway.errors import BadFunctionResponse
 
-__all__ = ["ORIGIN_WIDE", "PLATFORM_CSP", "RenderedResponse", "function_json_response",
-           "http_response", "route_of"]
+__all__ = [
+    "ORIGIN_WIDE",
+    "PLATFORM_CSP",
+    "RenderedResponse",
+    "function_json_response",
+    "http_response",
+    "route_of",
+]
 
 #: No subresource, no script, no plugin, no framing, no form target; `sandbox`
 #: gives a document an opaque origin of its own, so nothing in it is the platform's.
-PLATFORM_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
-                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox")
+PLATFORM_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+)
 
-_FRAMING = frozenset({
-    "content-length", "transfer-encoding", "connection", "upgrade", "keep-alive", "te",
-    "trailer", "proxy-connection", "proxy-authenticate", "proxy-authorization", "x-request-id",
-    "x-content-type-options",  # always nosniff, set below
-})
+_FRAMING = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "x-request-id",
+        "x-content-type-options",  # always nosniff, set below
+    }
+)
 #: Headers whose effect reaches beyond this response, to the whole origin.
-ORIGIN_WIDE = frozenset({
-    "strict-transport-security", "alt-svc", "clear-site-data", "nel", "report-to",
-    "service-worker-allowed", "public-key-pins", "public-key-pins-report-only",
-    "expect-ct", "access-control-allow-credentials", "set-cookie2",
-})
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
-                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+ORIGIN_WIDE = frozenset(
+    {
+        "strict-transport-security",
+        "alt-svc",
+        "clear-site-data",
+        "nel",
+        "report-to",
+        "service-worker-allowed",
+        "public-key-pins",
+        "public-key-pins-report-only",
+        "expect-ct",
+        "access-control-allow-credentials",
+        "set-cookie2",
+    }
+)
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: What HTTP lets a field value hold and the server can send: tab, visible
 #: ASCII, space, and Latin-1 beyond the C1 controls.
 _VALUE_OK = frozenset(["\t", *map(chr, range(0x20, 0x7F)), *map(chr, range(0xA0, 0x100))])
@@ -72,8 +100,11 @@ def _safe_defaults(response: Response) -> Response:
 
 def function_json_response(body: bytes, request_id: str) -> RenderedResponse:
     """A function's plain JSON result, as the body of a 200."""
-    return RenderedResponse(_safe_defaults(Response(
-        body, media_type="application/json", headers={"x-request-id": request_id})))
+    return RenderedResponse(
+        _safe_defaults(
+            Response(body, media_type="application/json", headers={"x-request-id": request_id})
+        )
+    )
 
 
 def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
@@ -88,8 +119,12 @@ def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
     status = result.get("statusCode")
     headers = result.get("headers") or {}
     payload = result.get("body", "")
-    if (not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599
-            or not isinstance(headers, dict)):
+    if (
+        not isinstance(status, int)
+        or isinstance(status, bool)
+        or not 200 <= status <= 599
+        or not isinstance(headers, dict)
+    ):
         raise BadFunctionResponse("the function returned a malformed http response")
     out: list[tuple[str, str]] = []
     refused: list[str] = []
@@ -126,11 +161,14 @@ def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
 
 def _check_sendable(name: str, value: str) -> None:
     if not name or not set(name) <= _TOKEN:
-        raise BadFunctionResponse(f"the function returned a header name that is not a token: "
-                                  f"{name[:64]!r}")
+        raise BadFunctionResponse(
+            f"the function returned a header name that is not a token: {name[:64]!r}"
+        )
     if not set(value) <= _VALUE_OK:
-        raise BadFunctionResponse(f"the function's header {name[:64]!r} has a value the server "
-                                  "cannot send (control characters or not Latin-1)")
+        raise BadFunctionResponse(
+            f"the function's header {name[:64]!r} has a value the server "
+            "cannot send (control characters or not Latin-1)"
+        )
 
 
 def _confine_cookie(value: str, route: str) -> str | None:

@@ -44,6 +44,7 @@ def _loop_factory(tls_timeout_s: float) -> Callable[[], asyncio.AbstractEventLoo
     base: type[asyncio.AbstractEventLoop]
     try:
         import uvloop
+
         base = uvloop.Loop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop on Linux
         base = asyncio.SelectorEventLoop
@@ -59,8 +60,15 @@ def _loop_factory(tls_timeout_s: float) -> Callable[[], asyncio.AbstractEventLoo
     return new_loop
 
 
-def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
-          tls_key: Path | None, unsafe_http: bool) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    unsafe_http: bool,
+) -> None:
     node = open_node(settings)
     # Refuse to serve without a working sandbox.
     check_sandbox(SandboxHost.detect(settings.data_dir, settings.sandbox))
@@ -68,22 +76,34 @@ def serve(settings: Settings, host: str, port: int, *, tls_cert: Path | None,
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.
     app = InFlightLimit(create_app(node), limits.max_in_flight)
-    ssl: dict[str, str] = {}
+    certfile: str | None = None
+    keyfile: str | None = None
     if unsafe_http:
-        log.warning("UNSAFE: serving plain HTTP (--unsafe-http); credentials cross the network "
-                    "in clear")
+        log.warning(
+            "UNSAFE: serving plain HTTP (--unsafe-http); credentials cross the network in clear"
+        )
     else:
-        ssl = {"ssl_certfile": str(tls_cert or settings.tls_cert_path),
-               "ssl_keyfile": str(tls_key or settings.tls_key_path)}
+        certfile = str(tls_cert or settings.tls_cert_path)
+        keyfile = str(tls_key or settings.tls_key_path)
     # Proxy headers (X-Forwarded-For/-Proto) only from the configured proxies; none by default.
     trusted = list(settings.trusted_proxies)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", server_header=False, ws="none",
-                            http=protocol_for(limits, settings.trusted_proxies),
-                            limit_concurrency=None,
-                            timeout_keep_alive=limits.keepalive_timeout_s,
-                            proxy_headers=bool(trusted), forwarded_allow_ips=trusted,
-                            **ssl)  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        ws="none",
+        http=protocol_for(limits, settings.trusted_proxies),
+        limit_concurrency=None,
+        timeout_keep_alive=limits.keepalive_timeout_s,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    )
     server = uvicorn.Server(config)
     with asyncio.Runner(loop_factory=_loop_factory(limits.handshake_timeout_s)) as runner:
         runner.run(server.serve())

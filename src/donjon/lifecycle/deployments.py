@@ -56,9 +56,15 @@ class Deployment:
 class Deployments:
     """The one writer of what a node serves: the store rows, bundles, registry and pool."""
 
-    def __init__(self, functions: FunctionStore, bundles: BundleStore,
-                 registry: FunctionRegistry, audit: AuditLog, scan_policy: ScanPolicy,
-                 queue: DeployQueue | None = None) -> None:
+    def __init__(
+        self,
+        functions: FunctionStore,
+        bundles: BundleStore,
+        registry: FunctionRegistry,
+        audit: AuditLog,
+        scan_policy: ScanPolicy,
+        queue: DeployQueue | None = None,
+    ) -> None:
         self.registry = registry
         #: Deploy work (unpack, validate, scan) runs on its own threads, bounded.
         self.queue = queue if queue is not None else DeployQueue()
@@ -86,8 +92,9 @@ class Deployments:
 
     # -- deploy and replace ---------------------------------------------------------
 
-    async def deploy(self, archive: bytes, principal: Principal, request_id: str, *,
-                     skip_scan: bool = False) -> Deployment:
+    async def deploy(
+        self, archive: bytes, principal: Principal, request_id: str, *, skip_scan: bool = False
+    ) -> Deployment:
         """Gate, start, store and switch to the bundle in `archive` (a tar.gz).
 
         Raises a `donjon.errors.Error` (audited, nothing changed) if the bundle is
@@ -108,23 +115,37 @@ class Deployments:
             raise
         # From the store write on, a deploy runs to its end even if its caller goes away.
         return await self._to_the_end(
-            self._switch_to(accepted, version, principal, request_id, skip_scan))
+            self._switch_to(accepted, version, principal, request_id, skip_scan)
+        )
 
     async def _accept_and_start(self, archive: bytes, skip_scan: bool) -> tuple[Accepted, int]:
         accepted = await self.queue.run(
-            accept_bundle, archive, bundles=self._bundles, registry=self.registry,
-            scanner=self._scanner, policy=self._policy, skip_scan=skip_scan)
+            accept_bundle,
+            archive,
+            bundles=self._bundles,
+            registry=self.registry,
+            scanner=self._scanner,
+            policy=self._policy,
+            skip_scan=skip_scan,
+        )
         version = await asyncio.to_thread(self._functions.next_version, accepted.manifest.name)
         if self._pool is not None:
             # Start the new version before it takes traffic: its import runs
             # (sandboxed) now, so a broken handler fails the deploy, not a caller.
-            config = instance_config(accepted.manifest, version,
-                                     self._bundles.path(accepted.digest))
+            config = instance_config(
+                accepted.manifest, version, self._bundles.path(accepted.digest)
+            )
             await self._pool.prestart(config)
         return accepted, version
 
-    async def _switch_to(self, accepted: Accepted, version: int, principal: Principal,
-                         request_id: str, skip_scan: bool) -> Deployment:
+    async def _switch_to(
+        self,
+        accepted: Accepted,
+        version: int,
+        principal: Principal,
+        request_id: str,
+        skip_scan: bool,
+    ) -> Deployment:
         manifest, digest = accepted.manifest, accepted.digest
         try:
             record = await self._store_and_switch(accepted, version, principal)
@@ -135,16 +156,27 @@ class Deployments:
             raise
         if self._pool is not None:
             await self._pool.retire(record.name, keep_version=record.version, drain=True)
-        await self._audit.record(AuditEvent(principal.label, "function.deploy",
-                                            f"{record.name}@{record.version}", "ok",
-                                            _audit_detail(request_id, accepted, skip_scan)))
+        await self._audit.record(
+            AuditEvent(
+                principal.label,
+                "function.deploy",
+                f"{record.name}@{record.version}",
+                "ok",
+                _audit_detail(request_id, accepted, skip_scan),
+            )
+        )
         if skip_scan:
-            log.warning("UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
-                        principal.label, record.name, record.version)
+            log.warning(
+                "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
+                principal.label,
+                record.name,
+                record.version,
+            )
         return Deployment(record, digest, accepted.report, _not_yet_granted(manifest))
 
-    async def _store_and_switch(self, accepted: Accepted, version: int,
-                                principal: Principal) -> FunctionRecord:
+    async def _store_and_switch(
+        self, accepted: Accepted, version: int, principal: Principal
+    ) -> FunctionRecord:
         bundle = self._bundles.path(accepted.digest)
         loaded: list[Deployed] = []
 
@@ -156,8 +188,14 @@ class Deployments:
             # Checked again now: another deploy may have taken a route meanwhile.
             route_conflicts(self.registry, accepted.manifest)
             record = await asyncio.to_thread(
-                self._functions.add_version, accepted.manifest.name, version, accepted.digest,
-                accepted.stored, principal.label, check=check)
+                self._functions.add_version,
+                accepted.manifest.name,
+                version,
+                accepted.digest,
+                accepted.stored,
+                principal.label,
+                check=check,
+            )
             self.registry.put(loaded[-1])
         return record
 
@@ -178,8 +216,9 @@ class Deployments:
             self.registry.remove(name)
         if self._pool is not None:
             await self._pool.retire(name)
-        await self._audit.record(AuditEvent(principal.label, "function.delete", name, "ok",
-                                            {"request_id": request_id}))
+        await self._audit.record(
+            AuditEvent(principal.label, "function.delete", name, "ok", {"request_id": request_id})
+        )
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -191,16 +230,21 @@ class Deployments:
         task.add_done_callback(_settled(self._finishing))
         return await asyncio.shield(task)
 
-    async def _rejected(self, principal: Principal, request_id: str,
-                        error: Exception) -> None:
+    async def _rejected(self, principal: Principal, request_id: str, error: Exception) -> None:
         if isinstance(error, Error):
             reason = error.message[:500]
         else:
             log.error("deploy %s failed", request_id, exc_info=error)
             reason = "internal error"
-        await self._audit.record(AuditEvent(principal.label, "function.deploy", "-", "rejected",
-                                            {"request_id": request_id, "reason": reason,
-                                             "error": type(error).__name__}))
+        await self._audit.record(
+            AuditEvent(
+                principal.label,
+                "function.deploy",
+                "-",
+                "rejected",
+                {"request_id": request_id, "reason": reason, "error": type(error).__name__},
+            )
+        )
 
 
 def _settled(finishing: set[asyncio.Future[Any]]) -> Any:
@@ -218,9 +262,10 @@ def _public(error: Error, request_id: str) -> Error:
         return ManifestError(error.message, problems=[f"handler: {error.message}"])
     if isinstance(error, SandboxUnavailable):
         log.error("deploy %s: %s", request_id, error.message)  # may name host paths
-        return SandboxUnavailable("the new version's sandbox could not start",
-                                  hint=f"the server log has the details (request "
-                                       f"{request_id})")
+        return SandboxUnavailable(
+            "the new version's sandbox could not start",
+            hint=f"the server log has the details (request {request_id})",
+        )
     return error
 
 
@@ -238,11 +283,13 @@ def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
     perms = manifest.permissions
     out = []
     if perms.egress:
-        out.append("permissions.egress is not enforced by this version: the function has "
-                   "no network at all")
+        out.append(
+            "permissions.egress is not enforced by this version: the function has no network at all"
+        )
     if perms.secrets:
-        out.append("permissions.secrets: the vault is not in this version; "
-                   "context.secrets is empty")
+        out.append(
+            "permissions.secrets: the vault is not in this version; context.secrets is empty"
+        )
     if perms.invoke:
         out.append("permissions.invoke: calling other functions is not in this version")
     return tuple(out)

@@ -43,13 +43,20 @@ def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
     """`ManifestError` if another function already serves one of `manifest`'s routes."""
     conflicts = registry.route_conflicts(manifest)
     if conflicts:
-        raise ManifestError("http trigger routes already taken: " + "; ".join(conflicts),
-                            problems=conflicts)
+        raise ManifestError(
+            "http trigger routes already taken: " + "; ".join(conflicts), problems=conflicts
+        )
 
 
-def accept_bundle(archive: bytes, *, bundles: BundleStore, registry: FunctionRegistry,
-                  scanner: BundleScanner | None, policy: ScanPolicy,
-                  skip_scan: bool) -> Accepted:
+def accept_bundle(
+    archive: bytes,
+    *,
+    bundles: BundleStore,
+    registry: FunctionRegistry,
+    scanner: BundleScanner | None,
+    policy: ScanPolicy,
+    skip_scan: bool,
+) -> Accepted:
     """Unpack, validate manifest and routes, scan, and store the bundle content-addressed."""
 
     def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
@@ -60,15 +67,18 @@ def accept_bundle(archive: bytes, *, bundles: BundleStore, registry: FunctionReg
         if skip_scan:
             return manifest, stored, None
         if scanner is None:
-            raise ScanError("the deploy-time scanner is not running on this node",
-                            hint="the node starts it when it starts serving")
+            raise ScanError(
+                "the deploy-time scanner is not running on this node",
+                hint="the node starts it when it starts serving",
+            )
         # Reported as the function's name, not the server's staging path.
         report = dataclasses.replace(scanner.scan(tree), root=Path(manifest.name))
         blocking = report.blocking(policy)
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
-            raise DeployBlocked(f"{len(blocking)} finding(s) block this deploy",
-                                render_text(report), problems)
+            raise DeployBlocked(
+                f"{len(blocking)} finding(s) block this deploy", render_text(report), problems
+            )
         return manifest, stored, report
 
     digest, (manifest, stored, report) = bundles.add(archive, inspect)

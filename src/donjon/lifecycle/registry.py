@@ -27,8 +27,16 @@ from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord, FunctionStore
 from donjon.triggers import CronExpression
 
-__all__ = ["Deployed", "FunctionRegistry", "SkippedRecord", "instance_config", "load_registry",
-           "make_deployed", "manifest_json", "stored_manifest"]
+__all__ = [
+    "Deployed",
+    "FunctionRegistry",
+    "SkippedRecord",
+    "instance_config",
+    "load_registry",
+    "make_deployed",
+    "manifest_json",
+    "stored_manifest",
+]
 
 _TMP_MB = 64
 
@@ -152,21 +160,26 @@ def stored_manifest(manifest: Manifest) -> str:
     `ManifestError` when it would not load back.
     """
     text = manifest_json(manifest)
-    hint = ("the manifest is stored as JSON, where YAML aliases are expanded and non-ASCII "
-            "text is escaped; make it smaller")
+    hint = (
+        "the manifest is stored as JSON, where YAML aliases are expanded and non-ASCII "
+        "text is escaped; make it smaller"
+    )
     try:
         again = parse_manifest(text, source="donjon.yaml stored as JSON")
     except ManifestError as e:
         raise ManifestError(e.message, problems=e.problems or [e.message], hint=hint) from e
     if again != manifest:
-        raise ManifestError("donjon.yaml does not load back the same once stored as JSON",
-                            problems=["(root): changes when stored as JSON"], hint=hint)
+        raise ManifestError(
+            "donjon.yaml does not load back the same once stored as JSON",
+            problems=["(root): changes when stored as JSON"],
+            hint=hint,
+        )
     return text
 
 
-
-def load_registry(functions: FunctionStore,
-                  bundles: BundleStore) -> tuple[FunctionRegistry, list[SkippedRecord]]:
+def load_registry(
+    functions: FunctionStore, bundles: BundleStore
+) -> tuple[FunctionRegistry, list[SkippedRecord]]:
     """The current version of every stored function, ready to serve, as a node starts.
 
     One bad record never stops a node from starting: it is noted in the skipped
@@ -179,11 +192,13 @@ def load_registry(functions: FunctionStore,
             deployed = make_deployed(record, bundles.path(record.digest))
         except Exception as e:  # whatever is wrong with it, skip it
             reason = (e.message if isinstance(e, Error) else str(e))[:500]
-            log.warning("function %s@%s is not served: its stored record does not load (%s)",
-                        record.name, record.version,
-                        reason.splitlines()[0] if reason else "")
-            skipped.append(SkippedRecord(record.name, record.version, reason,
-                                         type(e).__name__))
+            log.warning(
+                "function %s@%s is not served: its stored record does not load (%s)",
+                record.name,
+                record.version,
+                reason.splitlines()[0] if reason else "",
+            )
+            skipped.append(SkippedRecord(record.name, record.version, reason, type(e).__name__))
             continue
         registry.put(deployed)
     return registry, skipped

@@ -62,21 +62,24 @@ def check_patterns(schema: Any) -> None:
                     f"input_schema: pattern {pattern[:80]!r} is not supported ({why}); "
                     "patterns run in linear time (RE2): no backreferences or lookaround"
                 ) from None
-        stack.extend(v for k, v in node.items() if k not in ("enum", "const", "default",
-                                                              "examples"))
+        stack.extend(
+            v for k, v in node.items() if k not in ("enum", "const", "default", "examples")
+        )
     if has_unevaluated and has_pattern_properties:
-        raise ValueError("input_schema: unevaluatedProperties cannot be combined with "
-                         "patternProperties; use additionalProperties")
+        raise ValueError(
+            "input_schema: unevaluatedProperties cannot be combined with "
+            "patternProperties; use additionalProperties"
+        )
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[
-        ValidationError]:
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not _search(pattern, instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
-                        schema: Any) -> Iterator[ValidationError]:
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
@@ -85,29 +88,34 @@ def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
-def _additional_properties(validator: Any, additional: Any, instance: Any,
-                           schema: Any) -> Iterator[ValidationError]:
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     """Properties neither named in `properties` nor matched by `patternProperties`
     must satisfy `additional` (JSON Schema 2020-12, 10.3.2.3)."""
     if not validator.is_type(instance, "object"):
         return
     named = schema.get("properties", {})
     patterns = list(schema.get("patternProperties", {}))
-    extras = [k for k in instance
-              if k not in named and not any(_search(p, k) for p in patterns)]
+    extras = [k for k in instance if k not in named and not any(_search(p, k) for p in patterns)]
     if validator.is_type(additional, "object"):
         for key in extras:
             yield from validator.descend(instance[key], additional, path=key)
     elif additional is False and extras:
         listed = ", ".join(repr(k) for k in sorted(extras)[:20])
-        yield ValidationError(f"Additional properties are not allowed ({listed} "
-                              f"{'was' if len(extras) == 1 else 'were'} unexpected)")
+        yield ValidationError(
+            f"Additional properties are not allowed ({listed} "
+            f"{'was' if len(extras) == 1 else 'were'} unexpected)"
+        )
 
 
 _InputValidator = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
-    {"pattern": _pattern, "patternProperties": _pattern_properties,
-     "additionalProperties": _additional_properties},
+    {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    },
 )
 
 

@@ -11,8 +11,15 @@ from pydantic import ValidationError
 
 from donjon.manifest.model import Manifest, ManifestError
 
-__all__ = ["MANIFEST_FILE", "NoAliasLoader", "YamlAliasError", "load_manifest", "load_yaml",
-           "parse_manifest", "parse_stored_manifest"]
+__all__ = [
+    "MANIFEST_FILE",
+    "NoAliasLoader",
+    "YamlAliasError",
+    "load_manifest",
+    "load_yaml",
+    "parse_manifest",
+    "parse_stored_manifest",
+]
 
 MANIFEST_FILE = "donjon.yaml"
 _MAX_MANIFEST_BYTES = 64 * 1024
@@ -23,8 +30,10 @@ class YamlAliasError(yaml.YAMLError):
     """A manifest used a YAML anchor or alias."""
 
     def __init__(self, line: int) -> None:
-        super().__init__(f"line {line}: YAML anchors and aliases (&name, *name, <<: *name) "
-                         "are not allowed in a manifest")
+        super().__init__(
+            f"line {line}: YAML anchors and aliases (&name, *name, <<: *name) "
+            "are not allowed in a manifest"
+        )
         self.line = line
 
 
@@ -93,9 +102,10 @@ def parse_manifest(text: str | bytes, *, source: str = MANIFEST_FILE) -> Manifes
         data: Any = load_yaml(text)
     except YamlAliasError as e:
         raise ManifestError(
-            f"{source}: {e}", problems=[f"(root): {e}"],
+            f"{source}: {e}",
+            problems=[f"(root): {e}"],
             hint="write the repeated part out in full; JSON Schema's $ref and $defs can "
-                 "share subschemas inside input_schema",
+            "share subschemas inside input_schema",
         ) from e
     except yaml.YAMLError as e:
         raise ManifestError(
@@ -122,9 +132,7 @@ def _validate(data: Any, source: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
-        problems = sorted(
-            {f"{_field_path(err['loc'])}: {err['msg']}" for err in e.errors()}
-        )
+        problems = sorted({f"{_field_path(err['loc'])}: {err['msg']}" for err in e.errors()})
         raise ManifestError(
             f"{source} has {len(problems)} problem(s):\n  " + "\n  ".join(problems),
             problems=problems,

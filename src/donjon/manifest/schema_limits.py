@@ -21,8 +21,13 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["MAX_EXPANDED_SUBSCHEMAS", "MAX_SCHEMA_BYTES", "MAX_SCHEMA_DEPTH", "check_expansion",
-           "check_size"]
+__all__ = [
+    "MAX_EXPANDED_SUBSCHEMAS",
+    "MAX_SCHEMA_BYTES",
+    "MAX_SCHEMA_DEPTH",
+    "check_expansion",
+    "check_size",
+]
 
 MAX_SCHEMA_BYTES = 16 * 1024
 MAX_SCHEMA_DEPTH = 32
@@ -61,8 +66,7 @@ def check_size(schema: Any) -> None:
         else:
             size += _scalar_size(node)
         if size > MAX_SCHEMA_BYTES:
-            raise ValueError(f"input_schema is larger than {MAX_SCHEMA_BYTES // 1024} KiB "
-                             "as JSON")
+            raise ValueError(f"input_schema is larger than {MAX_SCHEMA_BYTES // 1024} KiB as JSON")
 
 
 def _resolve(root: Any, ref: str) -> Any:
@@ -70,8 +74,10 @@ def _resolve(root: Any, ref: str) -> Any:
     if ref == "#":
         return root
     if not ref.startswith("#/"):
-        raise ValueError(f"input_schema: $ref {ref[:80]!r} is not a local JSON pointer "
-                         "(#/...); nothing outside the schema is fetched")
+        raise ValueError(
+            f"input_schema: $ref {ref[:80]!r} is not a local JSON pointer "
+            "(#/...); nothing outside the schema is fetched"
+        )
     node = root
     for raw in ref[2:].split("/"):
         part = unquote(raw).replace("~1", "/").replace("~0", "~")
@@ -95,7 +101,8 @@ def check_expansion(schema: Any) -> None:
         if seen > MAX_EXPANDED_SUBSCHEMAS:
             raise ValueError(
                 f"input_schema expands to more than {MAX_EXPANDED_SUBSCHEMAS} subschemas "
-                "through its $refs; validating an event against it could take unbounded time")
+                "through its $refs; validating an event against it could take unbounded time"
+            )
         if isinstance(node, dict):
             if "$dynamicRef" in node or "$recursiveRef" in node:
                 raise ValueError("input_schema: $dynamicRef is not supported; use $ref")

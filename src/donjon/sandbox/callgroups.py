@@ -30,8 +30,7 @@ from pathlib import Path
 from donjon.sandbox.limits import Cgroup, ResourceControl, ResourceMode
 from donjon.sandbox.runtime import landlock
 
-__all__ = ["CallGroups", "describe_call_isolation", "protect_from_oom_killer",
-           "sandbox_processes"]
+__all__ = ["CallGroups", "describe_call_isolation", "protect_from_oom_killer", "sandbox_processes"]
 
 #: The supervisor and bubblewrap: never the out-of-memory killer's choice.
 _NEVER_KILL = -1000
@@ -154,14 +153,20 @@ def describe_call_isolation(resources: ResourceControl) -> list[str]:
     """For `donjon doctor`: which layers keep concurrent calls apart on this host."""
     abi = landlock.abi_version()
     if abi >= landlock.SCOPES_ABI:
-        procs = (f"Landlock ABI {abi}: a domain per worker (no /proc entry, abstract unix "
-                 "socket or signal of another call)")
+        procs = (
+            f"Landlock ABI {abi}: a domain per worker (no /proc entry, abstract unix "
+            "socket or signal of another call)"
+        )
     elif abi >= 1:
-        procs = (f"Landlock ABI {abi}: a domain per worker (no /proc entry of another call; "
-                 "no scopes before ABI 6: abstract sockets stay reachable)")
+        procs = (
+            f"Landlock ABI {abi}: a domain per worker (no /proc entry of another call; "
+            "no scopes before ABI 6: abstract sockets stay reachable)"
+        )
     else:
-        procs = ("no Landlock: each worker's /proc shows only itself (and a few host-wide "
-                 "files); abstract unix sockets stay reachable between calls")
+        procs = (
+            "no Landlock: each worker's /proc shows only itself (and a few host-wide "
+            "files); abstract unix sockets stay reachable between calls"
+        )
     if resources.mode is ResourceMode.CGROUP_V1:
         memory = "a memory cgroup per call; supervisor never the OOM victim"
     elif resources.mode is ResourceMode.CGROUP_V2:

@@ -25,8 +25,7 @@ async def write_frames(sock: socket.socket, *payloads: bytes) -> None:
     await loop.sock_sendall(sock, b"".join(parts))
 
 
-async def read_frames(sock: socket.socket, count: int,
-                      limits: tuple[int, ...] = ()) -> list[bytes]:
+async def read_frames(sock: socket.socket, count: int, limits: tuple[int, ...] = ()) -> list[bytes]:
     """Read `count` frames, frame i at most limits[i] bytes; `ChannelClosed` on an early end
     or an oversized frame. The far end may be function code: it decides nothing here."""
     loop = asyncio.get_running_loop()

@@ -27,6 +27,8 @@ __all__ = ["RUNTIME_SOURCE", "SandboxHost"]
 
 RUNTIME_SOURCE = Path(__file__).parent / "runtime"
 _NOBODY = 65534
+
+
 def _reachable(path: Path, *, executable: bool = False) -> bool:
     """Can any user traverse to `path` and read (and run) it?"""
     path = path.resolve()
@@ -67,23 +69,31 @@ class SandboxHost:
                 hint="run scripts/setup.sh, or: apt-get install bubblewrap",
             )
         if os.geteuid() != 0:
-            return cls(None, None, cls._python(settings, needs_others=False), RUNTIME_SOURCE,
-                       None)
+            return cls(None, None, cls._python(settings, needs_others=False), RUNTIME_SOURCE, None)
         if shutil.which("setpriv") is None:
-            raise SandboxUnavailable("setpriv is missing: it is how sandboxes leave root",
-                                     hint="apt-get install util-linux")
+            raise SandboxUnavailable(
+                "setpriv is missing: it is how sandboxes leave root",
+                hint="apt-get install util-linux",
+            )
         # One uid per function from the range, unless one uid is set for all.
         id_range = settings.id_range if settings.uid is None else None
         uid = settings.uid if settings.uid is not None else settings.id_range[0]
         default_gid = id_range[0] if id_range else _NOBODY
         gid = settings.gid if settings.gid is not None else default_gid
         if uid == 0 or gid == 0:  # config.py refuses 0 too: never host root, whatever calls this
-            raise SandboxUnavailable("DONJON_SANDBOX_UID/GID must not be 0: sandboxes never "
-                                     "run as host root")
+            raise SandboxUnavailable(
+                "DONJON_SANDBOX_UID/GID must not be 0: sandboxes never run as host root"
+            )
         node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
         staging = settings.staging_dir / node
-        host = cls(uid, gid, cls._python(settings, needs_others=True), staging / "runtime",
-                   staging, id_range)
+        host = cls(
+            uid,
+            gid,
+            cls._python(settings, needs_others=True),
+            staging / "runtime",
+            staging,
+            id_range,
+        )
         _stage_runtime(staging, host.runtime)
         return host
 

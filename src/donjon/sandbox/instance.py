@@ -83,8 +83,13 @@ class CallResult:
 class Instance:
     """A sandbox process and its control channel."""
 
-    def __init__(self, config: InstanceConfig, resources: ResourceControl,
-                 filters: Filters, host: SandboxHost) -> None:
+    def __init__(
+        self,
+        config: InstanceConfig,
+        resources: ResourceControl,
+        filters: Filters,
+        host: SandboxHost,
+    ) -> None:
         self.config = config
         self._resources = resources
         self._filters = filters
@@ -112,8 +117,12 @@ class Instance:
         self._ctrl = ours
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
         seccomp_fd = self._filters.sandbox_fd()
-        spec = SandboxSpec(bundle=self.config.bundle, tmp_mb=self.config.tmp_mb,
-                           seccomp_fd=seccomp_fd, function=self.config.function)
+        spec = SandboxSpec(
+            bundle=self.config.bundle,
+            tmp_mb=self.config.tmp_mb,
+            seccomp_fd=seccomp_fd,
+            function=self.config.function,
+        )
         await self._spawn(spec, theirs, seccomp_fd)
         loop = asyncio.get_running_loop()
         ours.setblocking(False)
@@ -126,16 +135,18 @@ class Instance:
             if self._proc is not None:
                 protect_from_oom_killer(sandbox_processes(self._proc.pid))
             slot_fds = await asyncio.to_thread(self._make_call_groups)
-            config = json.dumps({
-                "module": self.config.module,
-                "function": self.config.handler,
-                "mode": "warm" if self.config.warm else "invocation",
-                "memory_mb": self.config.memory_mb,
-                "tmp_mb": self.config.tmp_mb,
-                "timeout_s": self.config.timeout_s,
-                "call_filter": self._filters.call.hex(),
-                "preload": list(await preload),
-            }).encode()
+            config = json.dumps(
+                {
+                    "module": self.config.module,
+                    "function": self.config.handler,
+                    "mode": "warm" if self.config.warm else "invocation",
+                    "memory_mb": self.config.memory_mb,
+                    "tmp_mb": self.config.tmp_mb,
+                    "timeout_s": self.config.timeout_s,
+                    "call_filter": self._filters.call.hex(),
+                    "preload": list(await preload),
+                }
+            ).encode()
             try:
                 socket.send_fds(ours, [config], slot_fds)
             finally:
@@ -167,7 +178,8 @@ class Instance:
         """
         argv, cgroup = await asyncio.gather(
             asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno()),
-            asyncio.to_thread(self._make_cgroup), return_exceptions=True,
+            asyncio.to_thread(self._make_cgroup),
+            return_exceptions=True,
         )
         if isinstance(cgroup, Cgroup):
             self._cgroup = cgroup
@@ -180,7 +192,9 @@ class Instance:
                 raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {cgroup}")
             joins = self._cgroup.join_fds() if self._cgroup is not None else []
             self._proc = await start_async(
-                argv, pass_fds=fds, before_exec=_join_cgroup(joins) if joins else None,
+                argv,
+                pass_fds=fds,
+                before_exec=_join_cgroup(joins) if joins else None,
             )
         except CommandError as e:  # bwrap missing, or joining the cgroup failed
             await self.close()
@@ -217,8 +231,10 @@ class Instance:
     def _make_call_groups(self) -> list[int]:
         """Per-call memory cgroups (cgroup v1), as cgroup.procs descriptors for the supervisor."""
         self._call_groups = CallGroups.make(
-            self._cgroup, self._call_group_count(), call_memory_bytes(self.config.memory_mb,
-                                                            self.config.tmp_mb))
+            self._cgroup,
+            self._call_group_count(),
+            call_memory_bytes(self.config.memory_mb, self.config.tmp_mb),
+        )
         return self._call_groups.open_procs() if self._call_groups is not None else []
 
     def _oom_kills(self) -> int:
@@ -293,8 +309,9 @@ class Instance:
 
     # -- calls ----------------------------------------------------------------
 
-    async def call(self, meta: bytes, event: bytes, timeout_s: float,
-                   release: Callable[[], None] | None = None) -> CallResult:
+    async def call(
+        self, meta: bytes, event: bytes, timeout_s: float, release: Callable[[], None] | None = None
+    ) -> CallResult:
         """Run one invocation; raise a `SandboxError` subclass on failure.
 
         `release` is called once, when the call's processes are gone. A warm
@@ -350,8 +367,7 @@ class Instance:
             else:
                 self._end(call_id, ours, release)
 
-    def _end(self, call_id: int, sock: socket.socket,
-             release: Callable[[], None] | None) -> None:
+    def _end(self, call_id: int, sock: socket.socket, release: Callable[[], None] | None) -> None:
         """The call's processes are gone: it stops counting."""
         self.active -= 1
         self.last_used = time.monotonic()
@@ -360,17 +376,23 @@ class Instance:
         if release is not None:
             release()
 
-    def _end_later(self, call_id: int, sock: socket.socket,
-                   exit_fut: asyncio.Future[dict[str, Any]],
-                   release: Callable[[], None] | None, deadline: float) -> None:
+    def _end_later(
+        self,
+        call_id: int,
+        sock: socket.socket,
+        exit_fut: asyncio.Future[dict[str, Any]],
+        release: Callable[[], None] | None,
+        deadline: float,
+    ) -> None:
         """End the call when the supervisor reports its worker reaped.
 
         The supervisor kills the worker at `deadline`; should no report come
         even a grace period later, the whole sandbox is closed.
         """
         loop = asyncio.get_running_loop()
-        backstop = loop.call_later(max(0.0, deadline - time.monotonic()) + 2 * _GRACE_S,
-                                   self._overdue, exit_fut)
+        backstop = loop.call_later(
+            max(0.0, deadline - time.monotonic()) + 2 * _GRACE_S, self._overdue, exit_fut
+        )
 
         def ended(_: asyncio.Future[dict[str, Any]]) -> None:
             backstop.cancel()
@@ -384,8 +406,9 @@ class Instance:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
-    async def _call_ended(self, call_id: int, sock: socket.socket,
-                          exit_fut: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+    async def _call_ended(
+        self, call_id: int, sock: socket.socket, exit_fut: asyncio.Future[dict[str, Any]]
+    ) -> dict[str, Any]:
         """Wait for the supervisor's report that the call's processes are gone.
 
         An invocation's worker exits, and the supervisor reports it once reaped.
@@ -401,8 +424,11 @@ class Instance:
         return await exit_fut
 
     async def _why_gone(
-        self, exit_fut: asyncio.Future[dict[str, Any]], timeout_s: float,
-        call_id: int, started: float,
+        self,
+        exit_fut: asyncio.Future[dict[str, Any]],
+        timeout_s: float,
+        call_id: int,
+        started: float,
     ) -> SandboxError:
         # The call's socket closed without a whole reply; its processes may
         # still run: wait for the supervisor's report, at most to the deadline.
@@ -414,8 +440,9 @@ class Instance:
                     # (a handler that closed its socket) ends the call by `done`.
                     await asyncio.wait({exit_fut}, timeout=2.0)
                     if not exit_fut.done() and self._ctrl is not None:
-                        await _send_control(self._ctrl,
-                                            json.dumps({"op": "done", "id": call_id}).encode())
+                        await _send_control(
+                            self._ctrl, json.dumps({"op": "done", "id": call_id}).encode()
+                        )
                 report = await exit_fut
         except (TimeoutError, OSError):
             await self.close()
@@ -498,6 +525,7 @@ def _join_cgroup(fds: list[int]) -> Callable[[], None]:
     It runs between fork and exec, so it only writes to descriptors opened
     beforehand: no allocation, no lock, no import.
     """
+
     def join() -> None:
         for fd in fds:
             os.write(fd, b"0")

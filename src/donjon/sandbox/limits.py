@@ -123,11 +123,19 @@ class ResourceControl:
         if self.cpu:
             knob = "cpu.max" if self.mode is ResourceMode.CGROUP_V2 else "cpu.cfs_quota_us"
             return f"cgroup cpu controller in force (a quota per sandbox, {knob})"
-        return ("no cgroup cpu controller: calls are bounded by their deadline and "
-                "one-call workers by RLIMIT_CPU only")
+        return (
+            "no cgroup cpu controller: calls are bounded by their deadline and "
+            "one-call workers by RLIMIT_CPU only"
+        )
 
-    def create(self, label: str, memory_bytes: int, pids_max: int,
-               pid: int | None = None, cpu_cores: float | None = None) -> Cgroup | None:
+    def create(
+        self,
+        label: str,
+        memory_bytes: int,
+        pids_max: int,
+        pid: int | None = None,
+        cpu_cores: float | None = None,
+    ) -> Cgroup | None:
         """A new cgroup with these limits; `pid` (and so its later children) joins it.
 
         `cpu_cores`: the sandbox's CPU quota, in cores, where the cpu controller is in force.

@@ -39,8 +39,13 @@ class _Slot:
 class SandboxPool:
     """Runs calls in sandboxes, starting them on first use (the cold start)."""
 
-    def __init__(self, resources: ResourceControl, filters: Filters, host: SandboxHost,
-                 idle_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        resources: ResourceControl,
+        filters: Filters,
+        host: SandboxHost,
+        idle_timeout_s: float = 300.0,
+    ) -> None:
         self._resources = resources
         self._filters = filters
         self._host = host
@@ -66,8 +71,9 @@ class SandboxPool:
         for task in list(self._closing):
             await task
 
-    async def invoke(self, config: InstanceConfig, meta: bytes, event: bytes,
-                     timeout_s: float) -> CallResult:
+    async def invoke(
+        self, config: InstanceConfig, meta: bytes, event: bytes, timeout_s: float
+    ) -> CallResult:
         key = (config.function, config.version)
         slot = self._slots.get(key)
         if slot is None:
@@ -93,8 +99,9 @@ class SandboxPool:
         # invocation may be after its answer (sandbox/instance.py, `call`).
         closing: list[asyncio.Future[None]] = []
         try:
-            return await instance.call(meta, event, timeout_s,
-                                       lambda: closing.extend(self._call_over(slot, instance)))
+            return await instance.call(
+                meta, event, timeout_s, lambda: closing.extend(self._call_over(slot, instance))
+            )
         finally:
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
@@ -114,8 +121,11 @@ class SandboxPool:
 
     async def _instance_for(self, slot: _Slot) -> Instance:
         if slot.retired:  # queued behind calls of a version since replaced
-            raise FunctionCrashed(f"{slot.config.function} version {slot.config.version} "
-                                  "was replaced while this call waited", hint="retry")
+            raise FunctionCrashed(
+                f"{slot.config.function} version {slot.config.version} "
+                "was replaced while this call waited",
+                hint="retry",
+            )
         if slot.config.warm:
             for inst in slot.instances:
                 # call() counts itself active before its first await, so no
@@ -153,8 +163,9 @@ class SandboxPool:
         """Stop the sandboxes of one version (a deploy that did not go through)."""
         await self._retire_slot((function, version))
 
-    async def retire(self, function: str, keep_version: int | None = None,
-                     *, drain: bool = False) -> None:
+    async def retire(
+        self, function: str, keep_version: int | None = None, *, drain: bool = False
+    ) -> None:
         """Stop every sandbox of `function` except those of `keep_version`.
 
         With `drain` (a new version took over), calls in flight finish first;

@@ -18,8 +18,21 @@ __all__ = ["stdlib_imports"]
 _MAX_FILES = 3000
 _MAX_BYTES = 2 * 1024 * 1024
 #: Standard-library modules with side effects at import, or no use in a sandbox.
-_NEVER = frozenset({"antigravity", "this", "__main__", "idlelib", "tkinter", "turtle",
-                    "turtledemo", "pydoc", "ensurepip", "venv", "lib2to3"})
+_NEVER = frozenset(
+    {
+        "antigravity",
+        "this",
+        "__main__",
+        "idlelib",
+        "tkinter",
+        "turtle",
+        "turtledemo",
+        "pydoc",
+        "ensurepip",
+        "venv",
+        "lib2to3",
+    }
+)
 
 
 def _names(tree: ast.AST) -> set[str]:
@@ -46,5 +59,6 @@ def stdlib_imports(bundle: Path) -> tuple[str, ...]:
         except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # a file Python cannot parse is not imported by anything either
     top = sys.stdlib_module_names
-    return tuple(sorted(n for n in found
-                        if n.split(".")[0] in top and n.split(".")[0] not in _NEVER))
+    return tuple(
+        sorted(n for n in found if n.split(".")[0] in top and n.split(".")[0] not in _NEVER)
+    )

@@ -52,11 +52,12 @@ def check_sandbox(host: SandboxHost) -> str:
             raise SandboxUnavailable(
                 f"bubblewrap cannot create its namespaces here: {e.message[-500:]}",
                 hint="user and network namespaces must be enabled "
-                     "(kernel.unprivileged_userns_clone)",
+                "(kernel.unprivileged_userns_clone)",
             ) from e
         finally:
             os.close(seccomp_fd)
     if out.strip() != "ok":
-        raise SandboxUnavailable("bubblewrap cannot create its namespaces here: "
-                                 f"the probe said {out.strip()[-500:]!r}")
+        raise SandboxUnavailable(
+            f"bubblewrap cannot create its namespaces here: the probe said {out.strip()[-500:]!r}"
+        )
     return bwrap

@@ -60,9 +60,13 @@ def _python_mounts(python: Path) -> list[str]:
         args += ["--ro-bind", str(prefix), str(prefix)]
     paths = sysconfig.get_paths(vars={"base": str(prefix), "platbase": str(prefix)})
     version = python.name.removeprefix("python")
-    hidden = {paths["purelib"], paths["platlib"], f"{prefix}/lib/python3/dist-packages",
-              f"{prefix}/local/lib/python{version}/dist-packages",
-              f"{prefix}/lib/python{version}/dist-packages"}
+    hidden = {
+        paths["purelib"],
+        paths["platlib"],
+        f"{prefix}/lib/python3/dist-packages",
+        f"{prefix}/local/lib/python{version}/dist-packages",
+        f"{prefix}/lib/python{version}/dist-packages",
+    }
     for path in sorted(hidden):
         if os.path.isdir(path):
             args += ["--tmpfs", path, "--remount-ro", path]
@@ -74,41 +78,82 @@ def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[st
     argv = [
         *host.launcher(spec.function),
         "bwrap",
-        "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net",
-        "--unshare-uts", "--unshare-cgroup",
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup",
         "--disable-userns",
-        "--die-with-parent", "--new-session",
-        "--uid", str(_SANDBOX_UID), "--gid", str(_SANDBOX_UID),
-        "--hostname", "donjon",
+        "--die-with-parent",
+        "--new-session",
+        "--uid",
+        str(_SANDBOX_UID),
+        "--gid",
+        str(_SANDBOX_UID),
+        "--hostname",
+        "donjon",
         "--clearenv",
-        "--setenv", "HOME", SANDBOX_TMP,
-        "--setenv", "TMPDIR", SANDBOX_TMP,
-        "--setenv", "LANG", "C.UTF-8",
-        "--setenv", "PATH", "/usr/bin:/bin",
+        "--setenv",
+        "HOME",
+        SANDBOX_TMP,
+        "--setenv",
+        "TMPDIR",
+        SANDBOX_TMP,
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
         # The supervisor (pid 1, runs no function code) keeps these two inside
         # the sandbox's own user namespace, to give each worker private mounts
         # and a pid namespace; every worker drops all capabilities first thing.
-        "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CAP_SYS_ADMIN",
+        "--cap-add",
+        "CAP_SETPCAP",
         "--as-pid-1",
     ]
     argv += _system_mounts()
     argv += _python_mounts(host.python)
     argv += [
-        "--ro-bind", str(host.runtime), "/opt/donjon/donjon_runtime",
-        "--ro-bind", str(host.bundle_path(spec.bundle)), "/fn",
+        "--ro-bind",
+        str(host.runtime),
+        "/opt/donjon/donjon_runtime",
+        "--ro-bind",
+        str(host.bundle_path(spec.bundle)),
+        "/fn",
         # Writable only in the supervisor's view: each worker lowers its own
         # priority with the OOM killer, then remounts /proc read-only in its own
         # mount namespace before any function code (runtime/isolation.py).
-        "--proc", "/proc",
-        "--dev", "/dev", "--remount-ro", "/dev",
-        "--size", str(spec.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", SANDBOX_TMP,
-        "--remount-ro", "/",
-        "--chdir", "/fn",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        str(spec.tmp_mb * 1024 * 1024),
+        "--perms",
+        "1777",
+        "--tmpfs",
+        SANDBOX_TMP,
+        "--remount-ro",
+        "/",
+        "--chdir",
+        "/fn",
     ]
     if spec.seccomp_fd is not None:
         argv += ["--seccomp", str(spec.seccomp_fd)]
     argv += [
-        str(host.python), "-I", "-S", "-B",
-        "/opt/donjon/donjon_runtime/boot.py", str(control_fd),
+        str(host.python),
+        "-I",
+        "-S",
+        "-B",
+        "/opt/donjon/donjon_runtime/boot.py",
+        str(control_fd),
     ]
     return argv

@@ -51,20 +51,69 @@ _MAX_FAMILY = 46
 
 #: Never needed by a function; each has been a way into the kernel.
 DENIED_ALWAYS = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "perf_event_open", "bpf",
-    "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load",
-    "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct",
-    "quotactl", "lookup_dcookie", "open_by_handle_at", "name_to_handle_at", "pivot_root",
-    "chroot", "umount2", "setns", "syslog", "iopl", "ioperm", "fanotify_init",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "mknod", "mknodat",
-    "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount", "mount_setattr",
-    "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname",
-    "setdomainname", "uselib", "nfsservctl", "personality",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "perf_event_open",
+    "bpf",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "lookup_dcookie",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "pivot_root",
+    "chroot",
+    "umount2",
+    "setns",
+    "syslog",
+    "iopl",
+    "ioperm",
+    "fanotify_init",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "mknod",
+    "mknodat",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "open_tree",
+    "move_mount",
+    "mount_setattr",
+    "vhangup",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "uselib",
+    "nfsservctl",
+    "personality",
 )
 #: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
 #: (fs.aio-max-nr, 65,536 events for every process of the host).
 DENIED_HOST_COUNTERS = (
-    "io_setup", "io_submit", "io_getevents", "io_pgetevents", "io_cancel", "io_destroy",
+    "io_setup",
+    "io_submit",
+    "io_getevents",
+    "io_pgetevents",
+    "io_cancel",
+    "io_destroy",
 )
 #: Denied once a call's process has its private /tmp.
 DENIED_IN_CALLS = ("mount", "unshare")
@@ -110,30 +159,43 @@ class _Compiler:
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
         lib.seccomp_rule_add_array.argtypes = [
-            ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(_ArgCmp),
         ]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
         self._lib = lib
 
-    def compile(self, deny: Iterable[str], *, namespaces: bool, families: bool,
-                deny_newns: bool, prctl_options: Iterable[int] = ()) -> bytes:
+    def compile(
+        self,
+        deny: Iterable[str],
+        *,
+        namespaces: bool,
+        families: bool,
+        deny_newns: bool,
+        prctl_options: Iterable[int] = (),
+    ) -> bytes:
         lib = self._lib
         ctx = lib.seccomp_init(_ALLOW)
         if not ctx:
             raise SandboxUnavailable("libseccomp could not create a filter")
         try:
-            self._add_rules(ctx, deny, namespaces=namespaces, families=families,
-                            deny_newns=deny_newns)
+            self._add_rules(
+                ctx, deny, namespaces=namespaces, families=families, deny_newns=deny_newns
+            )
             for option in prctl_options:
                 self._rule(ctx, "prctl", [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, option)])
             return self._export(ctx)
         finally:
             lib.seccomp_release(ctx)
 
-    def _add_rules(self, ctx: int, deny: Iterable[str], *, namespaces: bool, families: bool,
-                   deny_newns: bool) -> None:
+    def _add_rules(
+        self, ctx: int, deny: Iterable[str], *, namespaces: bool, families: bool, deny_newns: bool
+    ) -> None:
         for name in deny:
             self._rule(ctx, name, [])
         if namespaces:
@@ -177,8 +239,14 @@ class _Compiler:
 def compile_filters() -> Filters:
     """Both filters; `SandboxUnavailable` when libseccomp is missing or refuses."""
     compiler = _Compiler()
-    sandbox = compiler.compile((*DENIED_ALWAYS, *DENIED_HOST_COUNTERS), namespaces=True,
-                               families=True, deny_newns=False)
-    call = compiler.compile(DENIED_IN_CALLS, namespaces=True, families=False, deny_newns=True,
-                            prctl_options=DENIED_PRCTL_IN_CALLS)
+    sandbox = compiler.compile(
+        (*DENIED_ALWAYS, *DENIED_HOST_COUNTERS), namespaces=True, families=True, deny_newns=False
+    )
+    call = compiler.compile(
+        DENIED_IN_CALLS,
+        namespaces=True,
+        families=False,
+        deny_newns=True,
+        prctl_options=DENIED_PRCTL_IN_CALLS,
+    )
     return Filters(sandbox=sandbox, call=call)

@@ -35,7 +35,8 @@ class Baseline:
         if (finding.rule_id, path, finding.fingerprint) in self.entries:
             return True
         return finding.kind is FindingKind.SECRET and (path, finding.fingerprint) in (
-            self.secret_hashes)
+            self.secret_hashes
+        )
 
     def split(self, findings: Iterable[Finding]) -> tuple[list[Finding], list[Finding]]:
         """(still reported, accepted)."""
@@ -51,27 +52,34 @@ class Baseline:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as e:
-            raise ScanError(f"cannot read baseline {path}: {e.strerror}",
-                            hint="create one with `donjon scan PATH --write-baseline FILE`") from e
+            raise ScanError(
+                f"cannot read baseline {path}: {e.strerror}",
+                hint="create one with `donjon scan PATH --write-baseline FILE`",
+            ) from e
         except ValueError as e:
             raise ScanError(f"baseline {path} is not JSON: {e}") from e
         if isinstance(data, dict) and data.get("donjon_baseline") == BASELINE_VERSION:
             try:
-                return cls(entries=frozenset(
-                    (str(e["rule_id"]), str(e["path"]), str(e["fingerprint"]))
-                    for e in data.get("findings", [])
-                ))
+                return cls(
+                    entries=frozenset(
+                        (str(e["rule_id"]), str(e["path"]), str(e["fingerprint"]))
+                        for e in data.get("findings", [])
+                    )
+                )
             except (KeyError, TypeError) as e:
                 raise ScanError(f"baseline {path} has a malformed entry ({e})") from e
         if isinstance(data, dict) and isinstance(data.get("results"), dict):
             hashes = frozenset(
                 (str(file), str(item["hashed_secret"]))
                 for file, items in data["results"].items()
-                for item in items if isinstance(item, dict) and "hashed_secret" in item
+                for item in items
+                if isinstance(item, dict) and "hashed_secret" in item
             )
             return cls(secret_hashes=hashes)
-        raise ScanError(f"{path} is neither a Donjon nor a detect-secrets baseline",
-                        hint="create one with `donjon scan PATH --write-baseline FILE`")
+        raise ScanError(
+            f"{path} is neither a Donjon nor a detect-secrets baseline",
+            hint="create one with `donjon scan PATH --write-baseline FILE`",
+        )
 
 
 def write_baseline(findings: Iterable[Finding], path: Path) -> int:
@@ -84,8 +92,13 @@ def write_baseline(findings: Iterable[Finding], path: Path) -> int:
         "donjon_baseline": BASELINE_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "findings": [
-            {"rule_id": f.rule_id, "path": f.location.path, "fingerprint": f.fingerprint,
-             "line": f.location.line, "message": f.message}
+            {
+                "rule_id": f.rule_id,
+                "path": f.location.path,
+                "fingerprint": f.fingerprint,
+                "line": f.location.line,
+                "message": f.message,
+            }
             for f in items
         ],
     }

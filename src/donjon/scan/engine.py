@@ -24,8 +24,13 @@ __all__ = ["default_scanners", "scan_path"]
 
 def default_scanners(advisories: AdvisoryDB | None = None) -> tuple[Scanner, ...]:
     """Every scanner, in report order."""
-    return (CodeScanner(), BanditScanner(), SecretScanner(), DependencyScanner(advisories),
-            ManifestScanner())
+    return (
+        CodeScanner(),
+        BanditScanner(),
+        SecretScanner(),
+        DependencyScanner(advisories),
+        ManifestScanner(),
+    )
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

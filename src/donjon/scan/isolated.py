@@ -36,8 +36,10 @@ __all__ = ["IsolatedScanner", "ScanLimitExceeded", "ScanLimits"]
 log = logging.getLogger("donjon")
 
 _MAX_HEADER = 4096
-_HINT = ("simplify the bundle (smaller modules, fewer generated constants); the gate does "
-         "not pass code it could not finish scanning")
+_HINT = (
+    "simplify the bundle (smaller modules, fewer generated constants); the gate does "
+    "not pass code it could not finish scanning"
+)
 
 
 class ScanLimitExceeded(ScanError):
@@ -99,8 +101,10 @@ class IsolatedScanner:
         if header.get("outcome") != "ready":
             self._stop(kill=True)
             problem = _json_object(body)
-            raise ScanError(str(problem.get("message", "the scan helper did not start")),
-                            hint=str(problem.get("hint", "")))
+            raise ScanError(
+                str(problem.get("message", "the scan helper did not start")),
+                hint=str(problem.get("hint", "")),
+            )
         self.advisories_loaded = int(header.get("detail") or 0)
         return proc
 
@@ -126,8 +130,12 @@ class IsolatedScanner:
     def scan(self, tree: Path) -> ScanReport:
         """Scan `tree` in a limited process; `ScanLimitExceeded` if it hits a limit."""
         limits = self.limits
-        request = {"path": str(tree), "timeout_s": limits.timeout_s, "cpu_s": limits.cpu_s,
-                   "memory_mb": limits.memory_mb}
+        request = {
+            "path": str(tree),
+            "timeout_s": limits.timeout_s,
+            "cpu_s": limits.cpu_s,
+            "memory_mb": limits.memory_mb,
+        }
         with self._lock:
             proc = self._ensure_started()
             try:
@@ -141,8 +149,9 @@ class IsolatedScanner:
                 self._stop(kill=True)
                 reason = e.message if isinstance(e, ScanError) else str(e)
                 log.error("scan helper failed, restarting it on the next scan: %s", reason)
-                raise ScanLimitExceeded(f"the deploy scan did not complete: {reason}",
-                                        hint=_HINT) from e
+                raise ScanLimitExceeded(
+                    f"the deploy scan did not complete: {reason}", hint=_HINT
+                ) from e
         return self._report(header, body)
 
     def _report(self, header: dict[str, Any], body: bytes) -> ScanReport:
@@ -152,8 +161,9 @@ class IsolatedScanner:
             problem = _json_object(body)
             error = problem.get("error")
             if isinstance(error, dict):
-                raise ScanError(str(error.get("message", "the scan failed")),
-                                hint=str(error.get("hint", "")))
+                raise ScanError(
+                    str(error.get("message", "the scan failed")), hint=str(error.get("hint", ""))
+                )
             return parse_json_report(body)
         reasons = {
             "timeout": f"did not finish within {limits.timeout_s:.0f}s",
@@ -166,8 +176,9 @@ class IsolatedScanner:
         raise ScanLimitExceeded(f"the deploy scan of this bundle {reason}", hint=_HINT)
 
     @staticmethod
-    def _read_reply(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[
-            dict[str, Any], bytes]:
+    def _read_reply(
+        proc: subprocess.Popen[bytes], timeout_s: float
+    ) -> tuple[dict[str, Any], bytes]:
         """One header line and its body from the helper, within `timeout_s`."""
         if proc.stdout is None:
             raise ScanError("the scan helper has no output pipe")

@@ -28,17 +28,56 @@ DEPENDENCY_NAMES = frozenset({"Pipfile.lock", "poetry.lock", "uv.lock", "pyproje
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES = 20_000
 
-_SKIP_DIRS = frozenset({
-    ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "node_modules", "__pycache__",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs", "site-packages", ".idea",
-})
-_TEXT_SUFFIXES = frozenset({
-    ".py", ".pyi", ".pyw", ".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf", ".env",
-    ".sh", ".bash", ".zsh", ".properties", ".xml", ".js", ".ts", ".tf", ".tfvars", ".txt",
-    ".pem", ".key", ".lock",
-})
-_TEXT_NAMES = frozenset({"Dockerfile", "Procfile", "Pipfile", ".env", ".npmrc", ".pypirc",
-                         ".netrc"})
+_SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".tox",
+        ".nox",
+        ".venv",
+        "venv",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".eggs",
+        "site-packages",
+        ".idea",
+    }
+)
+_TEXT_SUFFIXES = frozenset(
+    {
+        ".py",
+        ".pyi",
+        ".pyw",
+        ".yaml",
+        ".yml",
+        ".json",
+        ".toml",
+        ".ini",
+        ".cfg",
+        ".conf",
+        ".env",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".properties",
+        ".xml",
+        ".js",
+        ".ts",
+        ".tf",
+        ".tfvars",
+        ".txt",
+        ".pem",
+        ".key",
+        ".lock",
+    }
+)
+_TEXT_NAMES = frozenset(
+    {"Dockerfile", "Procfile", "Pipfile", ".env", ".npmrc", ".pypirc", ".netrc"}
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +129,9 @@ class Project:
     @cached_property
     def dependency_files(self) -> tuple[SourceFile, ...]:
         def wanted(name: str) -> bool:
-            return name in DEPENDENCY_NAMES or (name.startswith("requirements") and name.endswith(
-                (".txt", ".in")))
+            return name in DEPENDENCY_NAMES or (
+                name.startswith("requirements") and name.endswith((".txt", ".in"))
+            )
 
         return tuple(f for f in self.files if wanted(f.path.name))
 
@@ -167,16 +207,23 @@ def discover(target: Path) -> Project:
     installed: list[SourceFile] = []
     if root.is_file():
         one = _read(root, root.name, notes)
-        return Project(root.parent, (one,) if one else (), notes=tuple(notes),
-                       manifests=_manifests((one,) if one else ()))
+        return Project(
+            root.parent,
+            (one,) if one else (),
+            notes=tuple(notes),
+            manifests=_manifests((one,) if one else ()),
+        )
     skipped_links = 0
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         if DEPS_DIR in dirnames:
             installed.extend(_installed_metadata(here / DEPS_DIR, root, notes))
         dirnames[:] = sorted(
-            d for d in dirnames
-            if d not in _SKIP_DIRS and d != DEPS_DIR and not (here / d).is_symlink()
+            d
+            for d in dirnames
+            if d not in _SKIP_DIRS
+            and d != DEPS_DIR
+            and not (here / d).is_symlink()
             and not (here / d / "pyvenv.cfg").exists()
         )
         for name in sorted(filenames):
@@ -187,8 +234,10 @@ def discover(target: Path) -> Project:
             if not _is_text(name):
                 continue
             if len(files) >= MAX_FILES:
-                raise ScanError(f"{target} has more than {MAX_FILES} text files",
-                                hint="scan a smaller directory")
+                raise ScanError(
+                    f"{target} has more than {MAX_FILES} text files",
+                    hint="scan a smaller directory",
+                )
             read = _read(path, path.relative_to(root).as_posix(), notes)
             if read is not None:
                 files.append(read)

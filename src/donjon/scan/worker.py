@@ -59,8 +59,9 @@ def _vm_size() -> int:
     return 0
 
 
-def _scan_child(out: int, path: str, cpu_s: int, memory_bytes: int,
-                advisories: AdvisoryDB | None) -> int:
+def _scan_child(
+    out: int, path: str, cpu_s: int, memory_bytes: int, advisories: AdvisoryDB | None
+) -> int:
     """In the forked process: limit ourselves, scan, write the reply body to `out`."""
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)  # the protocol's pipes are the helper's alone: nothing the scan
@@ -77,7 +78,7 @@ def _scan_child(out: int, path: str, cpu_s: int, memory_bytes: int,
         body = json.dumps({"error": {"message": e.message, "hint": e.hint}}).encode()
     view = memoryview(body)
     while view:
-        view = view[os.write(out, view):]
+        view = view[os.write(out, view) :]
     return 0
 
 

@@ -42,9 +42,16 @@ class FunctionStore:
             ).scalar_one_or_none()
         return int(last or 0) + 1
 
-    def add_version(self, name: str, version: int, digest: str, manifest: str,
-                    created_by: str, *,
-                    check: Callable[[FunctionRecord], object] | None = None) -> FunctionRecord:
+    def add_version(
+        self,
+        name: str,
+        version: int,
+        digest: str,
+        manifest: str,
+        created_by: str,
+        *,
+        check: Callable[[FunctionRecord], object] | None = None,
+    ) -> FunctionRecord:
         """Record `version` of `name` and make it current, in one transaction.
 
         `check` is given the record as the database holds it, read back inside
@@ -56,14 +63,16 @@ class FunctionStore:
         try:
             with self._engine.begin() as conn:
                 try:
-                    conn.execute(insert(function_versions).values(
-                        name=name,
-                        version=version,
-                        digest=digest,
-                        manifest=manifest,
-                        created_at=time.time(),
-                        created_by=created_by,
-                    ))
+                    conn.execute(
+                        insert(function_versions).values(
+                            name=name,
+                            version=version,
+                            digest=digest,
+                            manifest=manifest,
+                            created_at=time.time(),
+                            created_by=created_by,
+                        )
+                    )
                 except IntegrityError as e:
                     raise StoreConflict(
                         f"{name} version {version} exists already: another deploy won the race",
@@ -75,14 +84,16 @@ class FunctionStore:
                 if updated.rowcount == 0:
                     conn.execute(insert(functions).values(name=name, version=version))
                 record = FunctionRecord(
-                    **conn.execute(select(function_versions).where(key)).one()._mapping)
+                    **conn.execute(select(function_versions).where(key)).one()._mapping
+                )
                 if check is not None:
                     check(record)
         except SQLAlchemyError as e:
             # Never the statement in the message: it holds the manifest.
-            raise StoreError(f"the database did not store {name} version {version} "
-                             f"({type(e).__name__})",
-                             hint="deploy again; if it keeps failing, check the database") from e
+            raise StoreError(
+                f"the database did not store {name} version {version} ({type(e).__name__})",
+                hint="deploy again; if it keeps failing, check the database",
+            ) from e
         return record
 
     def current(self) -> list[FunctionRecord]:

@@ -22,8 +22,12 @@ class InvocationLogStore:
 
         Blocking: call it off the event loop. Each entry holds up to 64 KiB of output.
         """
-        query = (select(invocation_logs).where(invocation_logs.c.function == function)
-                 .order_by(desc(invocation_logs.c.id)).limit(n))
+        query = (
+            select(invocation_logs)
+            .where(invocation_logs.c.function == function)
+            .order_by(desc(invocation_logs.c.id))
+            .limit(n)
+        )
         with self._engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         rows.reverse()

@@ -60,8 +60,9 @@ api_keys = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=False),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
     Column("record", LargeBinary, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
 )

@@ -62,11 +62,21 @@ class CronExpression:
     def parse(cls, text: str) -> CronExpression:
         fields = text.split()
         if len(fields) != 5:
-            raise CronError(f"a schedule has 5 fields (minute hour day month weekday), "
-                            f"got {len(fields)} in {text!r}")
+            raise CronError(
+                f"a schedule has 5 fields (minute hour day month weekday), "
+                f"got {len(fields)} in {text!r}"
+            )
         minutes, hours, days, months, weekdays = (_field(f, i) for i, f in enumerate(fields))
-        return cls(text, minutes, hours, days, months, weekdays,
-                   days_restricted=fields[2] != "*", weekdays_restricted=fields[4] != "*")
+        return cls(
+            text,
+            minutes,
+            hours,
+            days,
+            months,
+            weekdays,
+            days_restricted=fields[2] != "*",
+            weekdays_restricted=fields[4] != "*",
+        )
 
     def matches(self, when: dt.datetime) -> bool:
         """Does minute `when` fire? Day fields combine as cron does: either, when both set."""

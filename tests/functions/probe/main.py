@@ -42,8 +42,14 @@ def handler(event, context):
     if op == "state":
         return {"calls": STATE["calls"], "pid": os.getpid()}
     if op == "whoami":
-        return {"uid": os.getuid(), "gid": os.getgid(), "caps": _caps(),
-                "hostname": socket.gethostname(), "pid": os.getpid(), "cwd": os.getcwd()}
+        return {
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "caps": _caps(),
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "cwd": os.getcwd(),
+        }
     if op == "fds":
         return {"fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))}
     if op == "print":
@@ -64,14 +70,21 @@ def handler(event, context):
             os._exit(0)
         return {"child": pid}
     if op == "context":
-        return {"request_id": context.request_id, "function": context.function_name,
-                "version": context.version, "principal": context.principal,
-                "secrets": dict(context.secrets), "remaining": context.remaining_s() > 0}
+        return {
+            "request_id": context.request_id,
+            "function": context.function_name,
+            "version": context.version,
+            "principal": context.principal,
+            "secrets": dict(context.secrets),
+            "remaining": context.remaining_s() > 0,
+        }
     if op == "rlimits":
         import resource
 
-        return {name: resource.getrlimit(getattr(resource, name))
-                for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_CORE")}
+        return {
+            name: resource.getrlimit(getattr(resource, name))
+            for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_CORE")
+        }
     if op == "echo":
         return event
     return {"unknown": op}

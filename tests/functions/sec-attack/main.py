@@ -112,9 +112,12 @@ def op_processes(event):
 def op_fds(event):
     call = _call_socket()
     fds = {int(fd): None for fd in os.listdir("/proc/self/fd")}
-    return {"call_socket": call,
-            "fds": {str(fd): _describe_fd(fd) for fd in sorted(fds) if os.path.exists(
-                f"/proc/self/fd/{fd}")}}
+    return {
+        "call_socket": call,
+        "fds": {
+            str(fd): _describe_fd(fd) for fd in sorted(fds) if os.path.exists(f"/proc/self/fd/{fd}")
+        },
+    }
 
 
 def op_connect(event):
@@ -151,8 +154,10 @@ def op_interfaces(event):
         out = {"interfaces": _err(e)}
     with open("/proc/self/net/dev") as f:
         out["net_dev"] = [line.split(":")[0].strip() for line in f if ":" in line]
-    for label, args in {"packet": (socket.AF_PACKET, socket.SOCK_RAW, 0x0300),
-                        "raw_ip": (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)}.items():
+    for label, args in {
+        "packet": (socket.AF_PACKET, socket.SOCK_RAW, 0x0300),
+        "raw_ip": (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+    }.items():
         try:
             socket.socket(*args).close()
             out[label] = "opened"
@@ -192,20 +197,35 @@ def op_identity(event):
     with open("/proc/self/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("Uid", "Gid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
-                       "NoNewPrivs", "Seccomp"):
+            if key in (
+                "Uid",
+                "Gid",
+                "CapInh",
+                "CapPrm",
+                "CapEff",
+                "CapBnd",
+                "CapAmb",
+                "NoNewPrivs",
+                "Seccomp",
+            ):
                 status[key] = value.split()
     with open("/proc/self/uid_map") as f:
         uid_map = [line.split() for line in f if line.strip()]
     with open("/proc/self/gid_map") as f:
         gid_map = [line.split() for line in f if line.strip()]
-    return {"uid": os.getuid(), "euid": os.geteuid(), "status": status, "uid_map": uid_map,
-            "gid_map": gid_map, "hostname": socket.gethostname(), "env": dict(os.environ)}
+    return {
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "status": status,
+        "uid_map": uid_map,
+        "gid_map": gid_map,
+        "hostname": socket.gethostname(),
+        "env": dict(os.environ),
+    }
 
 
 def op_unshare(event):
-    flags = {"user": CLONE_NEWUSER, "mount": CLONE_NEWNS, "net": CLONE_NEWNET,
-             "pid": CLONE_NEWPID}
+    flags = {"user": CLONE_NEWUSER, "mount": CLONE_NEWNS, "net": CLONE_NEWNET, "pid": CLONE_NEWPID}
     out = {}
     for name, flag in flags.items():
         pid = os.fork()  # try in a throwaway child, so a success changes nothing here
@@ -383,8 +403,10 @@ def op_linger(event):
     """
     cleared = _libc_result(_libc.prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0))
     seconds = float(event.get("seconds", 90))
-    kids = [_spin_child(event["name"], seconds, event.get("port")),
-            _spin_child(event["name"], seconds)]
+    kids = [
+        _spin_child(event["name"], seconds, event.get("port")),
+        _spin_child(event["name"], seconds),
+    ]
     head = json.dumps({"ok": True, "out": ""}).encode()
     body = json.dumps({"pdeathsig_cleared": cleared, "children": kids}).encode()
     os.write(_call_socket(), b"".join(len(p).to_bytes(4, "big") + p for p in (head, body)))
@@ -440,8 +462,13 @@ def op_find_state(event):
     for fd in fds:
         with contextlib.suppress(OSError):
             held[str(fd)] = os.readlink(f"/proc/self/fd/{fd}")
-    return {"pid": os.getpid(), "global": STATE["marker"], "calls": STATE["calls"],
-            "files": found, "fds": held}
+    return {
+        "pid": os.getpid(),
+        "global": STATE["marker"],
+        "calls": STATE["calls"],
+        "files": found,
+        "fds": held,
+    }
 
 
 def op_huge(event):
@@ -488,8 +515,7 @@ def op_run(event):
     import subprocess
 
     try:
-        done = subprocess.run(event["argv"], capture_output=True, text=True, timeout=5,
-                              check=False)
+        done = subprocess.run(event["argv"], capture_output=True, text=True, timeout=5, check=False)
     except OSError as e:
         return {"rc": None, "error": _err(e)}
     return {"rc": done.returncode, "stdout": done.stdout[-2000:], "stderr": done.stderr[-2000:]}

@@ -20,15 +20,17 @@ def _result(rc):
 
 def _status():
     with open("/proc/self/status") as f:
-        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)
-                if k in ("CapEff", "CapPrm", "Seccomp")}
+        return {
+            k: v.strip()
+            for k, _, v in (line.partition(":") for line in f)
+            if k in ("CapEff", "CapPrm", "Seccomp")
+        }
 
 
 AT_IMPORT = {"status": _status()}
 AT_IMPORT["unshare_mount_ns"] = _result(_libc.unshare(0x00020000))
 os.makedirs("/tmp/sec-import-mnt", exist_ok=True)
-AT_IMPORT["mount_tmpfs"] = _result(
-    _libc.mount(b"tmpfs", b"/tmp/sec-import-mnt", b"tmpfs", 0, None))
+AT_IMPORT["mount_tmpfs"] = _result(_libc.mount(b"tmpfs", b"/tmp/sec-import-mnt", b"tmpfs", 0, None))
 
 PATCHED = []
 for module_name, module in list(sys.modules.items()):

@@ -43,9 +43,16 @@ def _hold(marker, seconds):
     sys.stdout.write(f"B starts {marker}\n")
     sys.stdout.flush()
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(float(__import__('sys').argv[1]))",
-         str(seconds), f"hold-{marker}"],
-        env={"SECRET": f"env-secret-{marker}"}, stdout=None, stderr=None,
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(float(__import__('sys').argv[1]))",
+            str(seconds),
+            f"hold-{marker}",
+        ],
+        env={"SECRET": f"env-secret-{marker}"},
+        stdout=None,
+        stderr=None,
     )
     child.wait()
     accepted = 0
@@ -58,8 +65,12 @@ def _hold(marker, seconds):
         accepted += 1
     size = os.lseek(1, 0, os.SEEK_END)
     output = os.pread(1, size, 0).decode(errors="replace")
-    return {"planted_seen": os.path.exists(f"/tmp/planted-{marker}"),
-            "output": output, "accepted": accepted, "child_rc": child.returncode}
+    return {
+        "planted_seen": os.path.exists(f"/tmp/planted-{marker}"),
+        "output": output,
+        "accepted": accepted,
+        "child_rc": child.returncode,
+    }
 
 
 def _peek_one(pid, marker):
@@ -70,6 +81,7 @@ def _peek_one(pid, marker):
     def plant():
         with open(f"{base}/root/tmp/planted-{marker}", "w") as f:
             f.write("planted by A")
+
     out["plant"] = _try(plant)
 
     def forge():
@@ -78,17 +90,20 @@ def _peek_one(pid, marker):
             os.write(fd, f"FORGED by A {marker}\n".encode())
         finally:
             os.close(fd)
+
     out["fd1"] = _try(forge)
 
     def environ():
         with open(f"{base}/environ", "rb") as f:
             if f.read():
                 out["environ_bytes"] = True
+
     out["environ"] = _try(environ)
 
     def mem():
         fd = os.open(f"{base}/mem", os.O_RDONLY)
         os.close(fd)
+
     out["mem"] = _try(mem)
     # (kill(2) takes pids of the call's own pid namespace, where no other call's
     # process has one; a /proc/<pid> directory, though, is a pidfd.)
@@ -100,6 +115,7 @@ def _peek_one(pid, marker):
                 raise OSError(ctypes.get_errno(), "pidfd_send_signal")
         finally:
             os.close(fd)
+
     out["pidfd_signal"] = _try(pidfd_signal)
     return out
 
@@ -237,6 +253,7 @@ def _ptys():
         try:
             import fcntl
             import struct
+
             n = struct.unpack("I", fcntl.ioctl(fd, 0x80045430, b"\0" * 4))[0]  # TIOCGPTN
             out[path] = f"pty {n}"
         except OSError as e:

@@ -29,5 +29,10 @@ def handler(event, context):
                 comms[p] = f.read().strip()
         except OSError:
             comms[p] = "?"
-    return {"found": found, "cmdlines": cmdlines, "comms": comms,
-            "tmp": sorted(os.listdir("/tmp")), "fn": sorted(os.listdir("/fn"))}
+    return {
+        "found": found,
+        "cmdlines": cmdlines,
+        "comms": comms,
+        "tmp": sorted(os.listdir("/tmp")),
+        "fn": sorted(os.listdir("/fn")),
+    }

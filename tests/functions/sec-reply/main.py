@@ -20,18 +20,23 @@ CASES = {
     "cookie-own-path": {"set-cookie": "pref=1; Path=/fn/sec-reply/sub; Secure"},
     "cookie-no-path": {"set-cookie": "pref=1; Secure"},
     "hsts": {"strict-transport-security": "max-age=0"},
-    "cors-credentials": {"access-control-allow-origin": "*",
-                         "access-control-allow-credentials": "true"},
+    "cors-credentials": {
+        "access-control-allow-origin": "*",
+        "access-control-allow-credentials": "true",
+    },
     "alt-svc": {"alt-svc": 'h2="attacker.example:443"; ma=2592000'},
     "clear-site-data": {"clear-site-data": '"cookies", "storage"'},
-    "nel": {"nel": '{"report_to": "x", "max_age": 31536000}',
-            "report-to": '{"group": "x", "max_age": 31536000, '
-                         '"endpoints": [{"url": "https://attacker.example/"}]}'},
-    "service-worker": {"service-worker-allowed": "/",
-                       "content-type": "text/javascript"},
+    "nel": {
+        "nel": '{"report_to": "x", "max_age": 31536000}',
+        "report-to": '{"group": "x", "max_age": 31536000, '
+        '"endpoints": [{"url": "https://attacker.example/"}]}',
+    },
+    "service-worker": {"service-worker-allowed": "/", "content-type": "text/javascript"},
     "html-script": {"content-type": "text/html"},
-    "csp-loose": {"content-type": "text/html",
-                  "content-security-policy": "default-src * 'unsafe-inline' 'unsafe-eval'"},
+    "csp-loose": {
+        "content-type": "text/html",
+        "content-security-policy": "default-src * 'unsafe-inline' 'unsafe-eval'",
+    },
     "sniff": {"x-content-type-options": "sniff", "content-type": "text/plain"},
     "non-latin1": {"x-tenant": "snow\u2603man"},
     "control-char": {"x-tenant": "a\x01b"},

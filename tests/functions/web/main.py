@@ -12,7 +12,14 @@ def handler(event, context):
     return {
         "statusCode": int(q.get("status", "200")),
         "headers": {"content-type": "application/json", "x-fn": "web"},
-        "body": json.dumps({"method": event["method"], "path": event["path"],
-                            "headers": event["headers"], "body": event["body"],
-                            "b64": event["is_base64_encoded"], "principal": event["principal"]}),
+        "body": json.dumps(
+            {
+                "method": event["method"],
+                "path": event["path"],
+                "headers": event["headers"],
+                "body": event["body"],
+                "b64": event["is_base64_encoded"],
+                "principal": event["principal"],
+            }
+        ),
     }

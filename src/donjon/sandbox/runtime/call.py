@@ -96,8 +96,11 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
                 meta = {"ok": True}
                 if len(body) > MAX_RESULT:
                     body = b""
-                    meta = {"ok": False, "kind": "result",
-                            "error": f"the result is larger than {MAX_RESULT} bytes"}
+                    meta = {
+                        "ok": False,
+                        "kind": "result",
+                        "error": f"the result is larger than {MAX_RESULT} bytes",
+                    }
             except (TypeError, ValueError) as e:
                 meta = {
                     "ok": False,

@@ -46,8 +46,9 @@ _CAP_VERSION_3 = 0x20080522
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int,
-           data: bytes | None) -> None:
+def _mount(
+    source: bytes | None, target: bytes, fstype: bytes | None, flags: int, data: bytes | None
+) -> None:
     if _libc.mount(source, target, fstype, flags, data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount({target.decode()}): {os.strerror(err)}")
@@ -79,12 +80,22 @@ def raise_oom_score() -> None:
 def before_fork() -> None:
     """In the worker's new mount namespace, before the worker is forked."""
     raise_oom_score()
-    _mount(None, b"/proc", None,
-           _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+    _mount(
+        None,
+        b"/proc",
+        None,
+        _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+        None,
+    )
     # No pty for a call: bubblewrap's devpts (ptmxmode 666, no `max`) would let it
     # take every pty of the host. /dev/ptmx points into /dev/pts, now empty.
-    _mount(b"tmpfs", b"/dev/pts", b"tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-           b"size=0,nr_inodes=1,mode=0555")
+    _mount(
+        b"tmpfs",
+        b"/dev/pts",
+        b"tmpfs",
+        _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+        b"size=0,nr_inodes=1,mode=0555",
+    )
 
 
 def join_cgroup(procs_fd: int) -> None:
@@ -118,8 +129,18 @@ def in_worker(landlock_abi: int) -> None:
 
 
 #: Host-wide /proc files a function may read when it has no /proc of its own.
-_GLOBAL_PROC_FILES = ("cpuinfo", "meminfo", "stat", "uptime", "loadavg", "version",
-                      "filesystems", "sysvipc", "self", "thread-self")
+_GLOBAL_PROC_FILES = (
+    "cpuinfo",
+    "meminfo",
+    "stat",
+    "uptime",
+    "loadavg",
+    "version",
+    "filesystems",
+    "sysvipc",
+    "self",
+    "thread-self",
+)
 
 
 def own_proc_only() -> None:

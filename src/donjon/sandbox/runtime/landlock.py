@@ -49,8 +49,9 @@ class _RulesetAttr(ctypes.Structure):
 
 def abi_version() -> int:
     """The kernel's Landlock ABI; 0 when Landlock is not built in or not enabled."""
-    rc = _libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0),
-                       ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    rc = _libc.syscall(
+        _SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
+    )
     return max(int(rc), 0)
 
 
@@ -67,8 +68,9 @@ def restrict_self(abi: int) -> None:
         attr.scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL
     else:
         size = 16  # the ABI 1-5 struct: no `scoped` field
-    fd = _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
-                       ctypes.c_uint32(0))
+    fd = _libc.syscall(
+        _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
+    )
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")

@@ -44,8 +44,13 @@ def _check(result: int, what: str) -> None:
 
 def prctl(option: int, arg: int = 0, arg3: int = 0) -> None:
     _check(
-        _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3),
-                    ctypes.c_ulong(0), ctypes.c_ulong(0)),
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
         f"prctl({option})",
     )
 
@@ -60,8 +65,10 @@ def private_mounts(tmp_bytes: int) -> None:
     tmp = f"size={tmp_bytes},mode=1777,nr_inodes=4096".encode()
     _check(_libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmp), "mount(/tmp)")
     shm = b"size=1048576,mode=1777,nr_inodes=64"
-    _check(_libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm),
-           "mount(/dev/shm)")
+    _check(
+        _libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, shm),
+        "mount(/dev/shm)",
+    )
 
 
 def drop_all_capabilities(bounding: int | None = None) -> None:

@@ -346,8 +346,9 @@ class Supervisor:
             if pid == 0:
                 return
             call = self.calls.pop(pid, None)
-            if os.WIFSIGNALED(status) or (call is None and (
-                    self.worker is None or pid != self.worker.pid)):
+            if os.WIFSIGNALED(status) or (
+                call is None and (self.worker is None or pid != self.worker.pid)
+            ):
                 # A worker's parent that was killed leaves the worker to us: end it
                 # (and its namespace) before this call is reported over.
                 self._kill_strangers()

@@ -137,8 +137,9 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
             return
 
 
-def start_worker(handoff: socket.socket, config: dict[str, Any],
-                 cgroup_fd: int | None = None) -> int:
+def start_worker(
+    handoff: socket.socket, config: dict[str, Any], cgroup_fd: int | None = None
+) -> int:
     """In a fresh fork of the supervisor: make the namespaces, fork the worker,
     wait for it and leave with its status. Never returns."""
     try:

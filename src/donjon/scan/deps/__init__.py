@@ -9,5 +9,14 @@ from donjon.scan.deps.advisories import Advisory, AdvisoryDB, AffectedRange
 from donjon.scan.deps.depfiles import Dependency, parse_dependency_file, parse_installed
 from donjon.scan.deps.osv_update import OSV_PYPI_EXPORT_URL, advisories_dir, update_advisory_db
 
-__all__ = ["OSV_PYPI_EXPORT_URL", "Advisory", "AdvisoryDB", "AffectedRange", "Dependency",
-           "advisories_dir", "parse_dependency_file", "parse_installed", "update_advisory_db"]
+__all__ = [
+    "OSV_PYPI_EXPORT_URL",
+    "Advisory",
+    "AdvisoryDB",
+    "AffectedRange",
+    "Dependency",
+    "advisories_dir",
+    "parse_dependency_file",
+    "parse_installed",
+    "update_advisory_db",
+]

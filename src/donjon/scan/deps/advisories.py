@@ -29,8 +29,13 @@ from donjon.scan.model import Severity
 __all__ = ["Advisory", "AdvisoryDB", "AffectedRange"]
 
 _MAX_RECORD_BYTES = 8 * 1024 * 1024
-_GHSA_SEVERITY = {"CRITICAL": Severity.CRITICAL, "HIGH": Severity.HIGH,
-                  "MODERATE": Severity.MEDIUM, "MEDIUM": Severity.MEDIUM, "LOW": Severity.LOW}
+_GHSA_SEVERITY = {
+    "CRITICAL": Severity.CRITICAL,
+    "HIGH": Severity.HIGH,
+    "MODERATE": Severity.MEDIUM,
+    "MEDIUM": Severity.MEDIUM,
+    "LOW": Severity.LOW,
+}
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MAX_NODES = 1_000_000
@@ -93,8 +98,11 @@ class AffectedRange:
             events = []
             for event in rng.get("events") or []:
                 for kind, raw in dict(event).items():
-                    parsed = Version("0") if (kind, str(raw)) == ("introduced", "0") else (
-                        _parse_version(raw))
+                    parsed = (
+                        Version("0")
+                        if (kind, str(raw)) == ("introduced", "0")
+                        else (_parse_version(raw))
+                    )
                     if parsed is not None:
                         events.append((str(kind), parsed))
             out.append(sorted(events, key=lambda e: e[1]))
@@ -113,8 +121,9 @@ class AffectedRange:
     @cached_property
     def boundaries(self) -> frozenset[Version]:
         """Versions where affectedness starts or ends inclusive: candidates for range checks."""
-        return frozenset(v for r in self._ranges for kind, v in r
-                         if kind in ("introduced", "last_affected"))
+        return frozenset(
+            v for r in self._ranges for kind, v in r if kind in ("introduced", "last_affected")
+        )
 
     def affects(self, version: Version) -> bool:
         if version in self.versions:
@@ -150,9 +159,10 @@ class AdvisoryDB:
         if not isinstance(record, dict) or record.get("withdrawn") or "id" not in record:
             return
         entries = [
-            a for a in record.get("affected") or []
-            if isinstance(a, dict) and str((a.get("package") or {}).get("ecosystem", "")).lower()
-            == "pypi"
+            a
+            for a in record.get("affected") or []
+            if isinstance(a, dict)
+            and str((a.get("package") or {}).get("ecosystem", "")).lower() == "pypi"
         ]
         if not entries:
             return
@@ -182,17 +192,23 @@ class AdvisoryDB:
     def load(cls, path: Path) -> AdvisoryDB:
         """Load OSV records from a directory or an export zip; `ScanError` if none are there."""
         if not path.exists():
-            raise ScanError(f"advisory database {path} does not exist",
-                            hint="pass a directory of OSV records or an OSV export zip, "
-                                 "or run `donjon scan --update-db`")
+            raise ScanError(
+                f"advisory database {path} does not exist",
+                hint="pass a directory of OSV records or an OSV export zip, "
+                "or run `donjon scan --update-db`",
+            )
         try:
             db = cls(_records(path), source=str(path))
         except (OSError, zipfile.BadZipFile, json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ScanError(f"could not read the advisory database {path}: {e}",
-                            hint="re-download it with `donjon scan --update-db`") from e
+            raise ScanError(
+                f"could not read the advisory database {path}: {e}",
+                hint="re-download it with `donjon scan --update-db`",
+            ) from e
         if not db.count:
-            raise ScanError(f"no PyPI OSV records found in {path}",
-                            hint="point --advisories at the vulns/ directory or the export zip")
+            raise ScanError(
+                f"no PyPI OSV records found in {path}",
+                hint="point --advisories at the vulns/ directory or the export zip",
+            )
         return db
 
 

@@ -59,8 +59,9 @@ def _line_of(source: SourceFile, needle: str, start: int = 0) -> int:
     return 1
 
 
-def _from_requirement(text: str, source: SourceFile, line: int,
-                      precision: Precision) -> Dependency | None:
+def _from_requirement(
+    text: str, source: SourceFile, line: int, precision: Precision
+) -> Dependency | None:
     """A PEP 508 string; None when it does not apply here or names no index version."""
     req = Requirement(text)
     try:
@@ -78,12 +79,14 @@ def _from_requirement(text: str, source: SourceFile, line: int,
         except InvalidVersion:
             version = None
     exact = Precision.PINNED if version is not None and precision == Precision.RANGE else precision
-    return Dependency(canonicalize_name(req.name), req.specifier, version, exact,
-                      Location(source.rel, line))
+    return Dependency(
+        canonicalize_name(req.name), req.specifier, version, exact, Location(source.rel, line)
+    )
 
 
-def _requirements(source: SourceFile, files: Mapping[str, SourceFile], seen: set[str],
-                  notes: list[str]) -> Iterator[Dependency]:
+def _requirements(
+    source: SourceFile, files: Mapping[str, SourceFile], seen: set[str], notes: list[str]
+) -> Iterator[Dependency]:
     seen.add(source.rel)
     logical = ""
     start = 0
@@ -104,8 +107,10 @@ def _requirements(source: SourceFile, files: Mapping[str, SourceFile], seen: set
             if target in files and target not in seen:
                 yield from _requirements(files[target], files, seen, notes)
             elif target not in files:
-                notes.append(f"{source.rel}:{start}: included {include.group(1)} not found in "
-                             "the scanned tree")
+                notes.append(
+                    f"{source.rel}:{start}: included {include.group(1)} not found in "
+                    "the scanned tree"
+                )
             continue
         if text.startswith("-"):
             continue
@@ -135,8 +140,9 @@ def _locked(name: str, raw: str, source: SourceFile, line: int) -> Dependency:
     except InvalidVersion:
         version = None
     spec = SpecifierSet(f"=={raw}") if version is not None else SpecifierSet()
-    return Dependency(canonicalize_name(name), spec, version, Precision.LOCKED,
-                      Location(source.rel, line))
+    return Dependency(
+        canonicalize_name(name), spec, version, Precision.LOCKED, Location(source.rel, line)
+    )
 
 
 def _toml_lock(source: SourceFile) -> Iterator[Dependency]:
@@ -214,8 +220,9 @@ def _poetry(source: SourceFile, poetry: dict[str, Any], notes: list[str]) -> Ite
                 yield dep
 
 
-def parse_dependency_file(source: SourceFile, files: Mapping[str, SourceFile],
-                          notes: list[str]) -> list[Dependency]:
+def parse_dependency_file(
+    source: SourceFile, files: Mapping[str, SourceFile], notes: list[str]
+) -> list[Dependency]:
     """Every dependency `source` declares; problems go to `notes`, never raise."""
     name = PurePosixPath(source.rel).name
     try:
@@ -246,6 +253,10 @@ def parse_installed(metadata: SourceFile) -> Dependency | None:
         version = Version(fields["Version"][0])
     except InvalidVersion:
         return None
-    return Dependency(canonicalize_name(fields["Name"][0]), SpecifierSet(f"=={version}"),
-                      version, Precision.INSTALLED,
-                      Location(metadata.rel, fields["Version"][1]))
+    return Dependency(
+        canonicalize_name(fields["Name"][0]),
+        SpecifierSet(f"=={version}"),
+        version,
+        Precision.INSTALLED,
+        Location(metadata.rel, fields["Version"][1]),
+    )

@@ -28,9 +28,7 @@ def advisories_dir(data_dir: Path) -> Path:
     return data_dir / "advisories"
 
 
-def update_advisory_db(
-    data_dir: Path, *, url: str | None = None, timeout: float = 60.0
-) -> Path:
+def update_advisory_db(data_dir: Path, *, url: str | None = None, timeout: float = 60.0) -> Path:
     """Download the OSV PyPI export (or `url`) to ``DATA_DIR/advisories/``; return its path."""
     url = url or OSV_PYPI_EXPORT_URL
     target_dir = advisories_dir(data_dir)
@@ -38,9 +36,10 @@ def update_advisory_db(
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", suffix=".zip", dir=target_dir)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, httpx.stream(
-            "GET", url, timeout=timeout, follow_redirects=True
-        ) as response:
+        with (
+            os.fdopen(fd, "wb") as out,
+            httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response,
+        ):
             response.raise_for_status()
             size = 0
             for chunk in response.iter_bytes():
@@ -56,7 +55,7 @@ def update_advisory_db(
         raise ScanError(
             f"could not download the OSV advisory export from {url}: {e}",
             hint="check this host's network access, or download the zip elsewhere and pass "
-                 "it with --advisories FILE",
+            "it with --advisories FILE",
         ) from e
     finally:
         tmp.unlink(missing_ok=True)

@@ -18,8 +18,9 @@ __all__ = [
     "renderer_for",
 ]
 
-FORMATS: dict[str, Renderer] = {r.name: r for r in (TextRenderer(), JsonRenderer(),
-                                                     SarifRenderer())}
+FORMATS: dict[str, Renderer] = {
+    r.name: r for r in (TextRenderer(), JsonRenderer(), SarifRenderer())
+}
 
 
 def renderer_for(name: str) -> Renderer:
@@ -27,8 +28,9 @@ def renderer_for(name: str) -> Renderer:
     try:
         return FORMATS[name]
     except KeyError:
-        raise FormatError(f"unknown format {name!r}",
-                          hint=f"use one of: {', '.join(FORMATS)}") from None
+        raise FormatError(
+            f"unknown format {name!r}", hint=f"use one of: {', '.join(FORMATS)}"
+        ) from None
 
 
 def render_text(report: ScanReport) -> str:

@@ -45,13 +45,22 @@ def finding_dict(f: Finding) -> dict[str, Any]:
         "fix": f.fix,
         "snippet": f.snippet,
         "taint_path": [
-            {"path": s.location.path, "line": s.location.line, "column": s.location.column,
-             "description": s.description}
+            {
+                "path": s.location.path,
+                "line": s.location.line,
+                "column": s.location.column,
+                "description": s.description,
+            }
             for s in f.taint_path
         ],
-        "advisory": None if f.advisory is None else {
-            "id": f.advisory.id, "package": f.advisory.package, "version": f.advisory.version,
-            "aliases": list(f.advisory.aliases), "fixed": list(f.advisory.fixed),
+        "advisory": None
+        if f.advisory is None
+        else {
+            "id": f.advisory.id,
+            "package": f.advisory.package,
+            "version": f.advisory.version,
+            "aliases": list(f.advisory.aliases),
+            "fixed": list(f.advisory.fixed),
         },
         "fingerprint": f.fingerprint,
     }
@@ -101,9 +110,15 @@ def _finding(d: dict[str, Any]) -> Finding:
             TaintStep(Location(s["path"], int(s["line"]), int(s["column"])), s["description"])
             for s in d["taint_path"]
         ),
-        advisory=None if advisory is None else AdvisoryRef(
-            advisory["id"], advisory["package"], advisory["version"],
-            tuple(advisory["aliases"]), tuple(advisory["fixed"])),
+        advisory=None
+        if advisory is None
+        else AdvisoryRef(
+            advisory["id"],
+            advisory["package"],
+            advisory["version"],
+            tuple(advisory["aliases"]),
+            tuple(advisory["fixed"]),
+        ),
         fingerprint=d["fingerprint"],
     )
 
@@ -127,5 +142,7 @@ def parse_json_report(text: str | bytes) -> ScanReport:
             duration_s=float(summary["duration_s"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError, ScanError) as e:
-        raise FormatError(f"not a Donjon JSON scan report: {e}",
-                          hint="the scanner and the node must be the same Donjon version") from e
+        raise FormatError(
+            f"not a Donjon JSON scan report: {e}",
+            hint="the scanner and the node must be the same Donjon version",
+        ) from e

@@ -19,10 +19,18 @@ from donjon.scan.rules import RULES, Rule
 __all__ = ["SARIF_SCHEMA", "SarifRenderer"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
-_LEVEL = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
-          Severity.LOW: "note"}
-_SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5",
-                      Severity.LOW: "3.0"}
+_LEVEL = {
+    Severity.CRITICAL: "error",
+    Severity.HIGH: "error",
+    Severity.MEDIUM: "warning",
+    Severity.LOW: "note",
+}
+_SECURITY_SEVERITY = {
+    Severity.CRITICAL: "9.5",
+    Severity.HIGH: "8.0",
+    Severity.MEDIUM: "5.5",
+    Severity.LOW: "3.0",
+}
 _BASE = "SRCROOT"
 
 
@@ -32,12 +40,13 @@ def _rule(r: Rule) -> dict[str, Any]:
         "name": r.name,
         "shortDescription": {"text": r.name.replace("-", " ")},
         "fullDescription": {"text": r.description},
-        "help": {"text": f"{r.description}\nFix: {r.fix}",
-                 "markdown": f"{r.description}\n\n**Fix:** {r.fix}"},
+        "help": {
+            "text": f"{r.description}\nFix: {r.fix}",
+            "markdown": f"{r.description}\n\n**Fix:** {r.fix}",
+        },
         "defaultConfiguration": {"level": _LEVEL[r.severity]},
         "properties": {
-            "tags": ["security", f"external/cwe/cwe-{r.cwe.value}", r.category.value,
-                     r.kind.value],
+            "tags": ["security", f"external/cwe/cwe-{r.cwe.value}", r.category.value, r.kind.value],
             "security-severity": _SECURITY_SEVERITY[r.severity],
             "precision": "high" if r.kind.value in ("manifest", "dependency") else "medium",
             "problem.severity": _LEVEL[r.severity],
@@ -51,11 +60,15 @@ def _location(loc: Location, snippet: str = "", message: str = "") -> dict[str, 
         region["startColumn"] = loc.column
     if snippet:
         region["snippet"] = {"text": snippet}
-    out: dict[str, Any] = {"physicalLocation": {
-        "artifactLocation": {"uri": quote(PurePosixPath(loc.path).as_posix()),
-                             "uriBaseId": _BASE},
-        "region": region,
-    }}
+    out: dict[str, Any] = {
+        "physicalLocation": {
+            "artifactLocation": {
+                "uri": quote(PurePosixPath(loc.path).as_posix()),
+                "uriBaseId": _BASE,
+            },
+            "region": region,
+        }
+    }
     if message:
         out["message"] = {"text": message}
     return out
@@ -78,17 +91,23 @@ def _result(f: Finding, index: dict[str, int], suppressed: bool) -> dict[str, An
         },
     }
     if f.taint_path:
-        steps = [{"location": _location(s.location, message=s.description)}
-                 for s in f.taint_path]
+        steps = [{"location": _location(s.location, message=s.description)} for s in f.taint_path]
         result["codeFlows"] = [{"threadFlows": [{"locations": steps}]}]
     if f.advisory is not None:
         result["properties"]["advisory"] = {
-            "id": f.advisory.id, "aliases": list(f.advisory.aliases),
-            "package": f.advisory.package, "fixed": list(f.advisory.fixed),
+            "id": f.advisory.id,
+            "aliases": list(f.advisory.aliases),
+            "package": f.advisory.package,
+            "fixed": list(f.advisory.fixed),
         }
     if suppressed:
-        result["suppressions"] = [{"kind": "external", "status": "accepted",
-                                   "justification": "accepted in the scan baseline"}]
+        result["suppressions"] = [
+            {
+                "kind": "external",
+                "status": "accepted",
+                "justification": "accepted in the scan baseline",
+            }
+        ]
     return result
 
 
@@ -103,21 +122,25 @@ class SarifRenderer(Renderer):
         results = [_result(f, index, False) for f in report.findings]
         results += [_result(f, index, True) for f in report.suppressed]
         run: dict[str, Any] = {
-            "tool": {"driver": {
-                "name": "donjon",
-                "version": __version__,
-                "semanticVersion": __version__,
-                "rules": [_rule(r) for r in rules],
-            }},
+            "tool": {
+                "driver": {
+                    "name": "donjon",
+                    "version": __version__,
+                    "semanticVersion": __version__,
+                    "rules": [_rule(r) for r in rules],
+                }
+            },
             "originalUriBaseIds": {_BASE: {"uri": report.root.as_uri() + "/"}},
             "columnKind": "unicodeCodePoints",
             "results": results,
-            "invocations": [{
-                "executionSuccessful": True,
-                "toolExecutionNotifications": [
-                    {"level": "note", "message": {"text": n}} for n in report.notes
-                ],
-            }],
+            "invocations": [
+                {
+                    "executionSuccessful": True,
+                    "toolExecutionNotifications": [
+                        {"level": "note", "message": {"text": n}} for n in report.notes
+                    ],
+                }
+            ],
         }
         doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
         return json.dumps(doc, indent=2) + "\n"

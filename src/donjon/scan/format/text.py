@@ -11,8 +11,9 @@ __all__ = ["TextRenderer"]
 
 
 def _finding(f: Finding) -> list[str]:
-    where = f"{f.location.line}:{f.location.column}" if f.location.column else (
-        f"{f.location.line}")
+    where = (
+        f"{f.location.line}:{f.location.column}" if f.location.column else (f"{f.location.line}")
+    )
     lines = [
         f"  {where:<8} {f.severity.label.upper():<8} {f.confidence.label:<6} confidence  "
         f"{f.rule_id} {f.title} ({f.cwe.label}, {f.category.value})",

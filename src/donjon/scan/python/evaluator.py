@@ -20,35 +20,125 @@ from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
 
 REQUEST_OBJECTS = frozenset({"flask.request", "quart.request", "bottle.request", "sanic.request"})
-REQUEST_ATTRS = frozenset({
-    "args", "form", "values", "json", "data", "files", "headers", "cookies", "get_json",
-    "get_data", "query_string", "GET", "POST", "body", "META", "COOKIES", "FILES",
-    "query_params", "path_params", "stream", "params", "text", "content", "path", "url",
-    "full_path", "environ", "query",
-})
-EXC_SOURCES = frozenset({
-    "traceback.format_exc", "traceback.format_exception", "traceback.format_tb",
-    "traceback.format_exception_only", "traceback.format_stack", "sys.exc_info",
-})
-_EXC_SAFE_ATTRS = frozenset({"__name__", "__class__", "__qualname__", "errno", "code",
-                             "status_code", "status"})
-SANITIZERS = frozenset({
-    "int", "float", "bool", "len", "abs", "round", "ord", "hash", "id", "isinstance",
-    "issubclass", "callable", "type", "shlex.quote", "pipes.quote", "uuid.UUID",
-    "ipaddress.ip_address", "ipaddress.ip_network", "decimal.Decimal", "math.floor",
-    "math.ceil", "hmac.compare_digest", "secrets.compare_digest", "os.path.exists",
-    "os.path.isfile", "os.path.isdir",
-})
-_METHOD_SANITIZERS = frozenset({
-    "isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "startswith",
-    "endswith", "count", "find", "rfind", "index", "rindex", "__len__", "isupper", "islower",
-})
-_PURE = frozenset({"str", "repr", "format", "bytes", "list", "tuple", "dict", "set", "frozenset",
-                   "sorted", "reversed", "min", "max", "sum"})
-_MUTATORS = frozenset({"append", "extend", "add", "insert", "update", "setdefault",
-                       "appendleft", "extendleft"})
-_PATH_JOINS = frozenset({"os.path.join", "posixpath.join", "pathlib.Path", "pathlib.PurePath",
-                         "pathlib.PosixPath"})
+REQUEST_ATTRS = frozenset(
+    {
+        "args",
+        "form",
+        "values",
+        "json",
+        "data",
+        "files",
+        "headers",
+        "cookies",
+        "get_json",
+        "get_data",
+        "query_string",
+        "GET",
+        "POST",
+        "body",
+        "META",
+        "COOKIES",
+        "FILES",
+        "query_params",
+        "path_params",
+        "stream",
+        "params",
+        "text",
+        "content",
+        "path",
+        "url",
+        "full_path",
+        "environ",
+        "query",
+    }
+)
+EXC_SOURCES = frozenset(
+    {
+        "traceback.format_exc",
+        "traceback.format_exception",
+        "traceback.format_tb",
+        "traceback.format_exception_only",
+        "traceback.format_stack",
+        "sys.exc_info",
+    }
+)
+_EXC_SAFE_ATTRS = frozenset(
+    {"__name__", "__class__", "__qualname__", "errno", "code", "status_code", "status"}
+)
+SANITIZERS = frozenset(
+    {
+        "int",
+        "float",
+        "bool",
+        "len",
+        "abs",
+        "round",
+        "ord",
+        "hash",
+        "id",
+        "isinstance",
+        "issubclass",
+        "callable",
+        "type",
+        "shlex.quote",
+        "pipes.quote",
+        "uuid.UUID",
+        "ipaddress.ip_address",
+        "ipaddress.ip_network",
+        "decimal.Decimal",
+        "math.floor",
+        "math.ceil",
+        "hmac.compare_digest",
+        "secrets.compare_digest",
+        "os.path.exists",
+        "os.path.isfile",
+        "os.path.isdir",
+    }
+)
+_METHOD_SANITIZERS = frozenset(
+    {
+        "isdigit",
+        "isnumeric",
+        "isdecimal",
+        "isalnum",
+        "isalpha",
+        "isidentifier",
+        "startswith",
+        "endswith",
+        "count",
+        "find",
+        "rfind",
+        "index",
+        "rindex",
+        "__len__",
+        "isupper",
+        "islower",
+    }
+)
+_PURE = frozenset(
+    {
+        "str",
+        "repr",
+        "format",
+        "bytes",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "sorted",
+        "reversed",
+        "min",
+        "max",
+        "sum",
+    }
+)
+_MUTATORS = frozenset(
+    {"append", "extend", "add", "insert", "update", "setdefault", "appendleft", "extendleft"}
+)
+_PATH_JOINS = frozenset(
+    {"os.path.join", "posixpath.join", "pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath"}
+)
 
 
 @dataclass(eq=False)
@@ -123,7 +213,7 @@ class Evaluator(ABC):
             raise ScanError(
                 f"line {line}: the code is too complex to analyse in bounded time",
                 hint="split the module or simplify its expressions; the gate does not pass "
-                     "code it cannot analyse",
+                "code it cannot analyse",
             )
 
     def eval(self, node: ast.expr, env: Env, frame: Frame) -> Value:  # noqa: PLR0912
@@ -139,8 +229,9 @@ class Evaluator(ABC):
                 return self._attribute(node, env, frame)
             case ast.Subscript(value=base, slice=index):
                 container, key = self.eval(base, env, frame), self.eval(index, env, frame)
-                return Value(taint=container.taint, exc=container.exc,
-                             const=container.const and key.const)
+                return Value(
+                    taint=container.taint, exc=container.exc, const=container.const and key.const
+                )
             case ast.Call():
                 return self._call(node, env, frame)
             case ast.JoinedStr(values=parts):
@@ -157,8 +248,10 @@ class Evaluator(ABC):
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
                 return join_all(items + [self.eval(v, env, frame) for v in vals])
-            case ast.ListComp(elt=elt, generators=gens) | ast.SetComp(elt=elt, generators=gens) | (
-                ast.GeneratorExp(elt=elt, generators=gens)
+            case (
+                ast.ListComp(elt=elt, generators=gens)
+                | ast.SetComp(elt=elt, generators=gens)
+                | (ast.GeneratorExp(elt=elt, generators=gens))
             ):
                 return self._comprehension([elt], gens, env, frame)
             case ast.DictComp(key=k, value=v, generators=gens):
@@ -182,8 +275,9 @@ class Evaluator(ABC):
                 return self.eval(inner, env, frame)
             case ast.NamedExpr(target=ast.Name(id=name), value=inner):
                 value = self.eval(inner, env, frame)
-                env.set(name, value.step(Step(node.lineno, node.col_offset + 1,
-                                              self.text(node.lineno))))
+                env.set(
+                    name, value.step(Step(node.lineno, node.col_offset + 1, self.text(node.lineno)))
+                )
                 return value
             case ast.Yield(value=inner) | ast.YieldFrom(value=inner):
                 if inner is not None:
@@ -202,8 +296,9 @@ class Evaluator(ABC):
             and base.id == "request"
             and (self.imports.qualname(base) in REQUEST_OBJECTS or base.id in frame.params)
         ):
-            step = Step(node.lineno, node.col_offset + 1,
-                        f"request.{node.attr}: data from the HTTP request")
+            step = Step(
+                node.lineno, node.col_offset + 1, f"request.{node.attr}: data from the HTTP request"
+            )
             return Value(taint=(step,))
         return None
 
@@ -276,8 +371,9 @@ class Evaluator(ABC):
             key = kw.arg or "**"
             kwargs[key] = kwargs[key].mix(value) if key in kwargs else value
         context = f"{frame.name} {self.text(node.lineno)}"
-        site = CallSite(node, qual, method, args, kwargs, self.imports, self.hits, context,
-                        receiver)
+        site = CallSite(
+            node, qual, method, args, kwargs, self.imports, self.hits, context, receiver
+        )
         self.check_call(site, frame)
         local = self.call_local(site, env, frame)
         if local is not None:
@@ -286,8 +382,13 @@ class Evaluator(ABC):
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""
-        node, qual, method, receiver, args = (site.node, site.qual, site.method, site.receiver,
-                                              site.args)
+        node, qual, method, receiver, args = (
+            site.node,
+            site.qual,
+            site.method,
+            site.receiver,
+            site.args,
+        )
         func = node.func
         everything = [*args, *site.kwargs.values()]
         if qual in SANITIZERS or method in _METHOD_SANITIZERS:
@@ -309,8 +410,9 @@ class Evaluator(ABC):
                 return UNKNOWN
             out = receiver.mix(join_all(everything))
             if method == "format" and receiver.prefix is not None:
-                return Value(out.taint, out.exc, out.const, not out.const,
-                             receiver.prefix.split("{")[0])
+                return Value(
+                    out.taint, out.exc, out.const, not out.const, receiver.prefix.split("{")[0]
+                )
             if method == "join" and receiver.prefix is not None:  # "sep".join(parts)
                 return Value(out.taint, out.exc, out.const, out.built or not out.const)
             known_text = out.const and receiver.prefix is not None

@@ -33,14 +33,37 @@ _BUDGET_PER_STATEMENT = 200
 #: Work units (expressions evaluated, parameters bound) per syntax node of the module
 #: before the analysis gives up; the standard library needs under 2 per node.
 _EVALUATIONS_PER_NODE = 25
-_ROUTE_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete", "head",
-                               "options", "api_route", "websocket", "view"})
+_ROUTE_DECORATORS = frozenset(
+    {
+        "route",
+        "get",
+        "post",
+        "put",
+        "patch",
+        "delete",
+        "head",
+        "options",
+        "api_route",
+        "websocket",
+        "view",
+    }
+)
 _REQUEST_TYPES = frozenset({"HttpRequest", "Request", "APIGatewayProxyEvent", "WebSocket"})
-_CLIENT_ERRORS = frozenset({"ValueError", "KeyError", "TypeError", "IndexError",
-                            "JSONDecodeError", "ValidationError", "UnicodeDecodeError"})
+_CLIENT_ERRORS = frozenset(
+    {
+        "ValueError",
+        "KeyError",
+        "TypeError",
+        "IndexError",
+        "JSONDecodeError",
+        "ValidationError",
+        "UnicodeDecodeError",
+    }
+)
 _BROAD = frozenset({"Exception", "BaseException"})
-_CHECK_METHODS = frozenset({"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha",
-                            "isidentifier", "fullmatch"})
+_CHECK_METHODS = frozenset(
+    {"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "fullmatch"}
+)
 
 
 def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozenset[str]) -> str:
@@ -103,13 +126,15 @@ class Interpreter(Evaluator):
         self.exec_block(self.tree.body, self.module_env, Frame(None))
         ordered = sorted(self.functions.values(), key=lambda i: (i.entry == "", i.node.lineno))
         for info in ordered:
-            if info.entry or not (info.node.name.startswith("_") and self.call_counts[
-                    info.node.name]):
+            if info.entry or not (
+                info.node.name.startswith("_") and self.call_counts[info.node.name]
+            ):
                 self._analyze_entry(info)
         return self.hits.all()
 
-    def _register(self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None,
-                  closure: Env) -> FunctionInfo:
+    def _register(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env
+    ) -> FunctionInfo:
         qual = f"{cls}.{node.name}" if cls else node.name
         info = FunctionInfo(node, qual, cls, closure, _entry_kind(node, self.handlers))
         self.functions.setdefault(qual, info)
@@ -137,8 +162,9 @@ class Interpreter(Evaluator):
                 values[name] = Value(taint=(Step(line, col, note),))
         self._call_with(info, values, depth=0, site=None)
 
-    def _call_with(self, info: FunctionInfo, values: dict[str, Value], depth: int,
-                   site: int | None) -> Value:
+    def _call_with(
+        self, info: FunctionInfo, values: dict[str, Value], depth: int, site: int | None
+    ) -> Value:
         """Analyse `info` with `values` bound to its parameters; its return value.
 
         Memoised per pattern of labels; with labelled arguments also per call site, so a
@@ -161,8 +187,10 @@ class Interpreter(Evaluator):
         if key in self._active or depth > _MAX_DEPTH:
             # Recursion or a very deep chain: assume the result derives from the arguments.
             args = list(values.values())
-            return Value(taint=next((v.taint for v in args if v.taint), None),
-                         exc=next((v.exc for v in args if v.exc), None))
+            return Value(
+                taint=next((v.taint for v in args if v.taint), None),
+                exc=next((v.exc for v in args if v.exc), None),
+            )
         self._active.add(key)
         env = Env(info.closure or self.module_env)
         for name in names + every:
@@ -205,12 +233,17 @@ class Interpreter(Evaluator):
     def _defaults(self, info: FunctionInfo) -> list[tuple[str, Value]]:
         args = info.node.args
         positional = [a.arg for a in args.posonlyargs + args.args]
-        pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults,
-                         strict=True))
-        pairs += [(a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
-                  if d is not None]
-        return [(n, Value(const=True) if isinstance(d, ast.Constant) else UNKNOWN)
-                for n, d in pairs]
+        pairs = list(
+            zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True)
+        )
+        pairs += [
+            (a.arg, d)
+            for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+            if d is not None
+        ]
+        return [
+            (n, Value(const=True) if isinstance(d, ast.Constant) else UNKNOWN) for n, d in pairs
+        ]
 
     def _resolve(self, func: ast.expr, frame: Frame) -> FunctionInfo | None:
         if isinstance(func, ast.Name):
@@ -237,7 +270,7 @@ class Interpreter(Evaluator):
             raise ScanError(
                 f"line {stmt.lineno}: the code is too complex to analyse in bounded time",
                 hint="split the module or simplify its control flow; the gate does not pass "
-                     "code it cannot analyse",
+                "code it cannot analyse",
             )
         match stmt:
             case ast.Expr(value=value):
@@ -267,8 +300,9 @@ class Interpreter(Evaluator):
                 return False
             case ast.If(test=test, body=body, orelse=orelse):
                 return self._if(test, body, orelse, env, frame)
-            case ast.For(target=target, iter=source, body=body, orelse=orelse) | ast.AsyncFor(
-                target=target, iter=source, body=body, orelse=orelse
+            case (
+                ast.For(target=target, iter=source, body=body, orelse=orelse)
+                | ast.AsyncFor(target=target, iter=source, body=body, orelse=orelse)
             ):
                 items = self.eval(source, env, frame)
                 self._loop(body, env, frame, target, Value(items.taint, items.exc, items.const))
@@ -338,12 +372,16 @@ class Interpreter(Evaluator):
             return
         weak = result.exc[0].weak
         step = Step(stmt.lineno, stmt.col_offset + 1, "returned to the caller")
-        self.hits.add(Hit(
-            "DJ-PY-010", stmt.lineno, stmt.col_offset + 1,
-            Confidence.LOW if weak else Confidence.HIGH,
-            f"{frame.info.node.name}() returns exception details to its caller",
-            trace=(*result.exc, step),
-        ))
+        self.hits.add(
+            Hit(
+                "DJ-PY-010",
+                stmt.lineno,
+                stmt.col_offset + 1,
+                Confidence.LOW if weak else Confidence.HIGH,
+                f"{frame.info.node.name}() returns exception details to its caller",
+                trace=(*result.exc, step),
+            )
+        )
 
     # -- control flow -------------------------------------------------------------------------
     def _merge(self, branches: list[tuple[Env, bool]], target: Env) -> bool:
@@ -355,13 +393,14 @@ class Interpreter(Evaluator):
             target.merge(other)
         return True
 
-    def _if(self, test: ast.expr, body: list[ast.stmt], orelse: list[ast.stmt], env: Env,
-            frame: Frame) -> bool:
+    def _if(
+        self, test: ast.expr, body: list[ast.stmt], orelse: list[ast.stmt], env: Env, frame: Frame
+    ) -> bool:
         self.eval(test, env, frame)
         yes, no = env.copy(), env.copy()
         checked, negated = self._checked_name(test, env)
         if checked is not None:
-            safe = (no if negated else yes)
+            safe = no if negated else yes
             safe.set(checked, (safe.get(checked) or UNKNOWN).untainted())
         falls_yes = self.exec_block(body, yes, frame)
         falls_no = self.exec_block(orelse, no, frame)
@@ -373,8 +412,9 @@ class Interpreter(Evaluator):
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             test, negated = test.operand, True
         match test:
-            case ast.Compare(left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op],
-                             comparators=[allowed]):
+            case ast.Compare(
+                left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op], comparators=[allowed]
+            ):
                 if self._is_allowlist(allowed, env):
                     return name, negated != isinstance(op, ast.NotIn)
             case ast.Call(func=ast.Attribute(value=ast.Name(id=name), attr=attr)) if (
@@ -396,8 +436,9 @@ class Interpreter(Evaluator):
             return all(isinstance(k, ast.Constant) for k in node.keys)
         return False
 
-    def _loop(self, body: list[ast.stmt], env: Env, frame: Frame, target: ast.expr | None,
-              item: Value) -> None:
+    def _loop(
+        self, body: list[ast.stmt], env: Env, frame: Frame, target: ast.expr | None, item: Value
+    ) -> None:
         inner = env.copy()
         self._loop_depth += 1
         try:
@@ -430,8 +471,10 @@ class Interpreter(Evaluator):
 
     def _caught(self, handler: ast.ExceptHandler) -> Value:
         kinds = handler.type
-        names = [n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "")
-                 for n in (kinds.elts if isinstance(kinds, ast.Tuple) else [kinds])]
+        names = [
+            n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "")
+            for n in (kinds.elts if isinstance(kinds, ast.Tuple) else [kinds])
+        ]
         weak = bool(names) and all(n in _CLIENT_ERRORS for n in names)
         label = "any exception" if not names or _BROAD & set(names) else ", ".join(names)
         note = f"exception '{handler.name}' ({label}) caught"

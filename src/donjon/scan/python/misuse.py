@@ -19,13 +19,15 @@ __all__ = ["check_assignment", "check_misuse"]
 
 _HIGH, _MEDIUM, _LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 
-_UNVERIFIED_CONTEXTS = frozenset({"ssl._create_unverified_context",
-                                  "ssl._create_stdlib_context"})
+_UNVERIFIED_CONTEXTS = frozenset({"ssl._create_unverified_context", "ssl._create_stdlib_context"})
 _WEAK_HASHES = frozenset({"md2", "md4", "md5", "sha", "sha1", "ripemd160"})
 _HASH_CALLS = frozenset(
     {"hashlib.md5", "hashlib.sha1", "hashlib.md4"}
-    | {f"{pkg}.Hash.{h}.new" for pkg in ("Crypto", "Cryptodome") for h in ("MD2", "MD4", "MD5",
-                                                                           "SHA1", "SHA")}
+    | {
+        f"{pkg}.Hash.{h}.new"
+        for pkg in ("Crypto", "Cryptodome")
+        for h in ("MD2", "MD4", "MD5", "SHA1", "SHA")
+    }
     | {f"cryptography.hazmat.primitives.hashes.{h}" for h in ("MD5", "SHA1")}
 )
 _SECURITY_WORDS = re.compile(
@@ -34,26 +36,58 @@ _SECURITY_WORDS = re.compile(
     re.IGNORECASE,
 )
 _CIPHER_CALLS = frozenset(
-    {f"{pkg}.Cipher.{c}.new" for pkg in ("Crypto", "Cryptodome")
-     for c in ("DES", "DES3", "ARC2", "ARC4", "Blowfish", "CAST", "XOR")}
-    | {f"cryptography.hazmat.{where}.ciphers.algorithms.{c}"
-       for where in ("primitives", "decrepit")
-       for c in ("ARC4", "TripleDES", "Blowfish", "IDEA", "CAST5", "SEED")}
+    {
+        f"{pkg}.Cipher.{c}.new"
+        for pkg in ("Crypto", "Cryptodome")
+        for c in ("DES", "DES3", "ARC2", "ARC4", "Blowfish", "CAST", "XOR")
+    }
+    | {
+        f"cryptography.hazmat.{where}.ciphers.algorithms.{c}"
+        for where in ("primitives", "decrepit")
+        for c in ("ARC4", "TripleDES", "Blowfish", "IDEA", "CAST5", "SEED")
+    }
     | {"cryptography.hazmat.primitives.ciphers.modes.ECB"}
 )
-_BLOCK_CIPHERS = frozenset(f"{pkg}.Cipher.{c}.new" for pkg in ("Crypto", "Cryptodome")
-                           for c in ("AES", "DES3", "Blowfish", "CAST", "ARC2"))
+_BLOCK_CIPHERS = frozenset(
+    f"{pkg}.Cipher.{c}.new"
+    for pkg in ("Crypto", "Cryptodome")
+    for c in ("AES", "DES3", "Blowfish", "CAST", "ARC2")
+)
 _MKTEMP = frozenset({"tempfile.mktemp", "os.tempnam", "os.tmpnam"})
-_PATH_CALLS = frozenset({
-    "open", "io.open", "os.open", "codecs.open", "pathlib.Path", "pathlib.PurePath",
-    "pathlib.PosixPath", "os.makedirs", "os.mkdir", "shutil.copy", "shutil.copyfile",
-    "shutil.copy2", "shutil.move", "sqlite3.connect", "numpy.save", "logging.FileHandler",
-    "tarfile.open", "zipfile.ZipFile", "os.mkfifo",
-})
+_PATH_CALLS = frozenset(
+    {
+        "open",
+        "io.open",
+        "os.open",
+        "codecs.open",
+        "pathlib.Path",
+        "pathlib.PurePath",
+        "pathlib.PosixPath",
+        "os.makedirs",
+        "os.mkdir",
+        "shutil.copy",
+        "shutil.copyfile",
+        "shutil.copy2",
+        "shutil.move",
+        "sqlite3.connect",
+        "numpy.save",
+        "logging.FileHandler",
+        "tarfile.open",
+        "zipfile.ZipFile",
+        "os.mkfifo",
+    }
+)
 _PATH_METHODS = frozenset({"write_text", "write_bytes", "touch", "mkdir"})
 _SHARED_TMP = re.compile(r"^/(?:tmp|var/tmp|dev/shm)/[^/{%]")
-_ERROR_RESPONSES = frozenset({"fastapi.HTTPException", "starlette.exceptions.HTTPException",
-                              "flask.abort", "werkzeug.exceptions.abort", "quart.abort"})
+_ERROR_RESPONSES = frozenset(
+    {
+        "fastapi.HTTPException",
+        "starlette.exceptions.HTTPException",
+        "flask.abort",
+        "werkzeug.exceptions.abort",
+        "quart.abort",
+    }
+)
 
 
 def _tls(site: CallSite, qual: str) -> None:
@@ -83,20 +117,31 @@ def _hash(site: CallSite, qual: str) -> None:
         return
     if site.keyword_is("usedforsecurity", False):
         return
-    algorithm = qual.split(".")[-2] if qual.endswith(".new") and qual != "hashlib.new" else (
-        qual.rsplit(".", maxsplit=1)[-1])
+    algorithm = (
+        qual.split(".")[-2]
+        if qual.endswith(".new") and qual != "hashlib.new"
+        else (qual.rsplit(".", maxsplit=1)[-1])
+    )
     if _SECURITY_WORDS.search(site.context_text):
-        site.report("DJ-PY-007", _HIGH, f"{algorithm} protects a secret here; it is broken for "
-                    "that use")
+        site.report(
+            "DJ-PY-007", _HIGH, f"{algorithm} protects a secret here; it is broken for that use"
+        )
     else:
-        site.report("DJ-PY-007", _LOW, f"{algorithm} is broken for security use; if this is a "
-                    "checksum, say so with usedforsecurity=False")
+        site.report(
+            "DJ-PY-007",
+            _LOW,
+            f"{algorithm} is broken for security use; if this is a "
+            "checksum, say so with usedforsecurity=False",
+        )
 
 
 def _cipher(site: CallSite, qual: str) -> None:
     if qual in _CIPHER_CALLS:
-        name = "ECB mode" if qual.endswith("ECB") else qual.split(".")[-2 if qual.endswith(
-            ".new") else -1]
+        name = (
+            "ECB mode"
+            if qual.endswith("ECB")
+            else qual.split(".")[-2 if qual.endswith(".new") else -1]
+        )
         site.report("DJ-PY-008", _HIGH, f"{name} is a broken cipher choice")
     elif qual in _BLOCK_CIPHERS:
         mode = site.arg_node(1, "mode")
@@ -106,8 +151,7 @@ def _cipher(site: CallSite, qual: str) -> None:
 
 def _temp(site: CallSite, qual: str) -> None:
     if qual in _MKTEMP:
-        site.report("DJ-PY-009", _HIGH, f"{qual}() returns a name another process can claim "
-                    "first")
+        site.report("DJ-PY-009", _HIGH, f"{qual}() returns a name another process can claim first")
         return
     paths = []
     if qual in _PATH_CALLS:
@@ -116,8 +160,9 @@ def _temp(site: CallSite, qual: str) -> None:
         paths = [site.receiver]
     for value in paths:
         if value is not None and value.prefix and _SHARED_TMP.match(value.prefix):
-            site.report("DJ-PY-009", _MEDIUM, f"fixed path {value.prefix!r} in a shared "
-                        "temporary directory")
+            site.report(
+                "DJ-PY-009", _MEDIUM, f"fixed path {value.prefix!r} in a shared temporary directory"
+            )
             return
 
 
@@ -127,8 +172,13 @@ def _error_response(site: CallSite, qual: str) -> None:
     for value in [*site.args, *site.kwargs.values()]:
         if value.exc is not None:
             confidence = _LOW if value.exc[0].weak else _HIGH
-            site.report("DJ-PY-010", confidence, f"{qual}() sends exception details to the "
-                        "client", value=value, sink_note=f"sent by {qual}()")
+            site.report(
+                "DJ-PY-010",
+                confidence,
+                f"{qual}() sends exception details to the client",
+                value=value,
+                sink_note=f"sent by {qual}()",
+            )
             return
 
 
@@ -146,11 +196,18 @@ def check_assignment(target: ast.expr, value: ast.expr, imports: ImportMap, hits
     """``ctx.verify_mode = ssl.CERT_NONE``, ``ctx.check_hostname = False``, ``s.verify = False``."""
     if not isinstance(target, ast.Attribute):
         return
-    off = (
-        (target.attr == "verify_mode" and _is_cert_none(value, imports))
-        or (target.attr in ("check_hostname", "verify")
-            and isinstance(value, ast.Constant) and value.value is False)
+    off = (target.attr == "verify_mode" and _is_cert_none(value, imports)) or (
+        target.attr in ("check_hostname", "verify")
+        and isinstance(value, ast.Constant)
+        and value.value is False
     )
     if off:
-        hits.add(Hit("DJ-PY-006", target.lineno, target.col_offset + 1, _HIGH,
-                     f"{target.attr} is set to turn off TLS verification"))
+        hits.add(
+            Hit(
+                "DJ-PY-006",
+                target.lineno,
+                target.col_offset + 1,
+                _HIGH,
+                f"{target.attr} is set to turn off TLS verification",
+            )
+        )

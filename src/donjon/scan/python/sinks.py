@@ -20,67 +20,169 @@ __all__ = ["check_call"]
 
 _HIGH, _MEDIUM, _LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 
-_SHELL_CALLS = frozenset({
-    "os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4", "popen2.popen2",
-    "popen2.popen3", "popen2.popen4", "commands.getoutput", "commands.getstatusoutput",
-    "subprocess.getoutput", "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
-})
-_SUBPROCESS = frozenset({"subprocess.run", "subprocess.call", "subprocess.check_call",
-                         "subprocess.check_output", "subprocess.Popen"})
+_SHELL_CALLS = frozenset(
+    {
+        "os.system",
+        "os.popen",
+        "os.popen2",
+        "os.popen3",
+        "os.popen4",
+        "popen2.popen2",
+        "popen2.popen3",
+        "popen2.popen4",
+        "commands.getoutput",
+        "commands.getstatusoutput",
+        "subprocess.getoutput",
+        "subprocess.getstatusoutput",
+        "asyncio.create_subprocess_shell",
+    }
+)
+_SUBPROCESS = frozenset(
+    {
+        "subprocess.run",
+        "subprocess.call",
+        "subprocess.check_call",
+        "subprocess.check_output",
+        "subprocess.Popen",
+    }
+)
 _EXEC_PROGRAM_ARG = {
-    **{f"os.{n}": 0 for n in ("execl", "execle", "execlp", "execlpe", "execv", "execve",
-                              "execvp", "execvpe", "posix_spawn", "posix_spawnp")},
-    **{f"os.{n}": 1 for n in ("spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve",
-                              "spawnvp", "spawnvpe")},
+    **{
+        f"os.{n}": 0
+        for n in (
+            "execl",
+            "execle",
+            "execlp",
+            "execlpe",
+            "execv",
+            "execve",
+            "execvp",
+            "execvpe",
+            "posix_spawn",
+            "posix_spawnp",
+        )
+    },
+    **{
+        f"os.{n}": 1
+        for n in (
+            "spawnl",
+            "spawnle",
+            "spawnlp",
+            "spawnlpe",
+            "spawnv",
+            "spawnve",
+            "spawnvp",
+            "spawnvpe",
+        )
+    },
     "asyncio.create_subprocess_exec": 0,
 }
-_CODE_CALLS = frozenset({"eval", "exec", "compile", "builtins.eval", "builtins.exec",
-                         "builtins.compile"})
+_CODE_CALLS = frozenset(
+    {"eval", "exec", "compile", "builtins.eval", "builtins.exec", "builtins.compile"}
+)
 _IMPORT_CALLS = frozenset({"importlib.import_module", "__import__", "builtins.__import__"})
 _SQL_METHODS = frozenset({"execute", "executemany", "executescript", "raw", "mogrify"})
-_SQL_CALLS = frozenset({"pandas.read_sql", "pandas.read_sql_query", "sqlalchemy.text",
-                        "sqlalchemy.sql.text", "sqlalchemy.sql.expression.text",
-                        "django.db.models.RawSQL", "django.db.models.expressions.RawSQL"})
+_SQL_CALLS = frozenset(
+    {
+        "pandas.read_sql",
+        "pandas.read_sql_query",
+        "sqlalchemy.text",
+        "sqlalchemy.sql.text",
+        "sqlalchemy.sql.expression.text",
+        "django.db.models.RawSQL",
+        "django.db.models.expressions.RawSQL",
+    }
+)
 #: Deserializers of data passed in memory (a literal payload is harmless).
-_DESER_DATA = frozenset({
-    "pickle.loads", "cPickle.loads", "_pickle.loads", "dill.loads", "marshal.loads",
-    "jsonpickle.decode", "jsonpickle.loads", "jsonpickle.unpickler.decode",
-})
+_DESER_DATA = frozenset(
+    {
+        "pickle.loads",
+        "cPickle.loads",
+        "_pickle.loads",
+        "dill.loads",
+        "marshal.loads",
+        "jsonpickle.decode",
+        "jsonpickle.loads",
+        "jsonpickle.unpickler.decode",
+    }
+)
 #: Deserializers that read a file or stream (the argument names it; the data is unseen).
-_DESER_FILE = frozenset({
-    "pickle.load", "cPickle.load", "_pickle.load", "dill.load", "marshal.load",
-    "pickle.Unpickler", "shelve.open", "shelve.DbfilenameShelf", "pandas.read_pickle",
-})
+_DESER_FILE = frozenset(
+    {
+        "pickle.load",
+        "cPickle.load",
+        "_pickle.load",
+        "dill.load",
+        "marshal.load",
+        "pickle.Unpickler",
+        "shelve.open",
+        "shelve.DbfilenameShelf",
+        "pandas.read_pickle",
+    }
+)
 _YAML_LOADS = frozenset({"yaml.load", "yaml.load_all"})
-_YAML_UNSAFE = frozenset({"yaml.unsafe_load", "yaml.unsafe_load_all", "yaml.full_load",
-                          "yaml.full_load_all"})
+_YAML_UNSAFE = frozenset(
+    {"yaml.unsafe_load", "yaml.unsafe_load_all", "yaml.full_load", "yaml.full_load_all"}
+)
 _SAFE_LOADERS = ("SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader")
-_XML_MODULES = ("xml.etree.ElementTree", "xml.etree.cElementTree", "xml.dom.minidom",
-                "xml.dom.pulldom", "xml.sax", "xml.dom.expatbuilder", "lxml.etree")
+_XML_MODULES = (
+    "xml.etree.ElementTree",
+    "xml.etree.cElementTree",
+    "xml.dom.minidom",
+    "xml.dom.pulldom",
+    "xml.sax",
+    "xml.dom.expatbuilder",
+    "lxml.etree",
+)
 _XML_DATA = frozenset(
-    f"{m}.{f}" for m in _XML_MODULES
+    f"{m}.{f}"
+    for m in _XML_MODULES
     for f in ("parse", "fromstring", "XML", "iterparse", "parseString", "fromstringlist")
 )
-_XML_PARSERS = frozenset({"xml.etree.ElementTree.XMLParser", "xml.etree.cElementTree.XMLParser",
-                          "xml.sax.make_parser", "xml.sax.expatreader.create_parser",
-                          "xml.dom.expatbuilder.ExpatBuilder"})
+_XML_PARSERS = frozenset(
+    {
+        "xml.etree.ElementTree.XMLParser",
+        "xml.etree.cElementTree.XMLParser",
+        "xml.sax.make_parser",
+        "xml.sax.expatreader.create_parser",
+        "xml.dom.expatbuilder.ExpatBuilder",
+    }
+)
 
 
-def _grade(site: CallSite, rule_id: str, value: Value | None, what: str, *,
-           unknown: Confidence | None, severity: Severity | None = None) -> None:
+def _grade(
+    site: CallSite,
+    rule_id: str,
+    value: Value | None,
+    what: str,
+    *,
+    unknown: Confidence | None,
+    severity: Severity | None = None,
+) -> None:
     if value is None or value.const:
         return
     if value.taint is not None:
-        site.report(rule_id, _HIGH, f"event data reaches {what}", value=value, severity=severity,
-                    sink_note=f"reaches {what}")
+        site.report(
+            rule_id,
+            _HIGH,
+            f"event data reaches {what}",
+            value=value,
+            severity=severity,
+            sink_note=f"reaches {what}",
+        )
     elif unknown is not None:
         site.report(rule_id, unknown, f"{what} gets a value Donjon could not trace to a constant")
 
 
 def _command(site: CallSite, qual: str) -> None:
     if qual in _SHELL_CALLS:
-        _grade(site, "DJ-PY-001", site.arg(0, "cmd") or site.arg(0, "command"),
-               f"{qual}() (runs a shell)", unknown=_LOW)
+        _grade(
+            site,
+            "DJ-PY-001",
+            site.arg(0, "cmd") or site.arg(0, "command"),
+            f"{qual}() (runs a shell)",
+            unknown=_LOW,
+        )
         return
     if qual in _EXEC_PROGRAM_ARG:
         program = site.arg(_EXEC_PROGRAM_ARG[qual], "path") or site.arg(0, "program")
@@ -96,17 +198,32 @@ def _command(site: CallSite, qual: str) -> None:
         _grade(site, "DJ-PY-001", command.head, f"the program {qual}() runs", unknown=None)
     elif command.taint is not None:
         confidence = _HIGH if command.built else _MEDIUM
-        site.report("DJ-PY-001", confidence, f"event data reaches the command of {qual}() and "
-                    "may choose the program", value=command, sink_note=f"reaches {qual}()")
+        site.report(
+            "DJ-PY-001",
+            confidence,
+            f"event data reaches the command of {qual}() and may choose the program",
+            value=command,
+            sink_note=f"reaches {qual}()",
+        )
 
 
 def _code(site: CallSite, qual: str) -> None:
     if qual in _CODE_CALLS:
-        _grade(site, "DJ-PY-002", site.arg(0, "source"), f"{qual.rsplit('.', maxsplit=1)[-1]}()",
-               unknown=_LOW)
+        _grade(
+            site,
+            "DJ-PY-002",
+            site.arg(0, "source"),
+            f"{qual.rsplit('.', maxsplit=1)[-1]}()",
+            unknown=_LOW,
+        )
     else:
-        _grade(site, "DJ-PY-002", site.arg(0, "name"), f"{qual}() (imports a chosen module)",
-               unknown=None)
+        _grade(
+            site,
+            "DJ-PY-002",
+            site.arg(0, "name"),
+            f"{qual}() (imports a chosen module)",
+            unknown=None,
+        )
 
 
 def _sql(site: CallSite, what: str) -> None:
@@ -114,16 +231,25 @@ def _sql(site: CallSite, what: str) -> None:
     if query is None or query.const:
         return
     if query.taint is not None:
-        site.report("DJ-PY-003", _HIGH, f"event data reaches the SQL of {what}", value=query,
-                    sink_note=f"reaches {what}")
+        site.report(
+            "DJ-PY-003",
+            _HIGH,
+            f"event data reaches the SQL of {what}",
+            value=query,
+            sink_note=f"reaches {what}",
+        )
     elif query.built:
         site.report("DJ-PY-003", _LOW, f"SQL for {what} is built by string formatting")
 
 
 def _deserialize(site: CallSite, qual: str) -> None:
     what = f"{qual}()"
-    data = site.arg(0, "data") or site.arg(0, "file") or site.arg(0, "filename") or (
-        site.arg(0, "stream"))
+    data = (
+        site.arg(0, "data")
+        or site.arg(0, "file")
+        or site.arg(0, "filename")
+        or (site.arg(0, "stream"))
+    )
     if qual in _YAML_LOADS:
         loader = site.arg_node(1, "Loader")
         if loader is not None:
@@ -138,8 +264,14 @@ def _deserialize(site: CallSite, qual: str) -> None:
     if data is None:
         return
     if data.taint is not None:
-        site.report("DJ-PY-004", _HIGH, f"event data reaches {what}", value=data,
-                    severity=Severity.HIGH, sink_note=f"reaches {what}")
+        site.report(
+            "DJ-PY-004",
+            _HIGH,
+            f"event data reaches {what}",
+            value=data,
+            severity=Severity.HIGH,
+            sink_note=f"reaches {what}",
+        )
     elif not (data.const and qual in _DESER_DATA):
         site.report("DJ-PY-004", _MEDIUM, f"{what} can run code hidden in the data it reads")
 
@@ -154,8 +286,14 @@ def _xml(site: CallSite, qual: str) -> None:
     if data is None or data.const:
         return
     if data.taint is not None:
-        site.report("DJ-PY-005", _HIGH, f"event data is parsed by {qual}()", value=data,
-                    severity=Severity.HIGH, sink_note=f"reaches {qual}()")
+        site.report(
+            "DJ-PY-005",
+            _HIGH,
+            f"event data is parsed by {qual}()",
+            value=data,
+            severity=Severity.HIGH,
+            sink_note=f"reaches {qual}()",
+        )
     else:
         site.report("DJ-PY-005", _MEDIUM, f"{qual}() parses XML without defusedxml")
 
@@ -177,8 +315,10 @@ _BY_QUAL: dict[str, Callable[[CallSite, str], None]] = {
     **dict.fromkeys(_SHELL_CALLS | _SUBPROCESS | _EXEC_PROGRAM_ARG.keys(), _command),
     **dict.fromkeys(_CODE_CALLS | _IMPORT_CALLS, _code),
     **dict.fromkeys(_SQL_CALLS, lambda site, qual: _sql(site, f"{qual}()")),
-    **dict.fromkeys(_DESER_DATA | _DESER_FILE | _YAML_LOADS | _YAML_UNSAFE
-                    | {"numpy.load", "torch.load"}, _deserialize),
+    **dict.fromkeys(
+        _DESER_DATA | _DESER_FILE | _YAML_LOADS | _YAML_UNSAFE | {"numpy.load", "torch.load"},
+        _deserialize,
+    ),
     **dict.fromkeys(_XML_DATA | _XML_PARSERS, _xml),
     "lxml.etree.XMLParser": lambda site, _: _lxml_parser(site),
 }

@@ -15,8 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["MAX_HEAD_DEPTH", "MAX_PREFIX", "UNKNOWN", "Env", "Step", "Trace", "Value", "constant",
-           "join_all"]
+__all__ = [
+    "MAX_HEAD_DEPTH",
+    "MAX_PREFIX",
+    "UNKNOWN",
+    "Env",
+    "Step",
+    "Trace",
+    "Value",
+    "constant",
+    "join_all",
+]
 
 _MAX_TRACE = 24
 #: Bounds on what one abstract value may hold. A bundle chooses its own constants, so

@@ -13,5 +13,4 @@ from donjon.scan.scanners.dependencies import DependencyScanner
 from donjon.scan.scanners.manifest import ManifestScanner
 from donjon.scan.scanners.secrets import SecretScanner
 
-__all__ = ["BanditScanner", "CodeScanner", "DependencyScanner", "ManifestScanner",
-           "SecretScanner"]
+__all__ = ["BanditScanner", "CodeScanner", "DependencyScanner", "ManifestScanner", "SecretScanner"]

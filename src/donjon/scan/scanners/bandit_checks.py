@@ -78,8 +78,11 @@ class BanditScanner(Scanner):
         manager_mod, config_mod = _bandit()
         with compile_warnings_ignored():
             mgr = manager_mod.BanditManager(
-                config_mod.BanditConfig(), "file", profile={"include": set(BANDIT_RULES)},
-                ignore_nosec=True, quiet=True,
+                config_mod.BanditConfig(),
+                "file",
+                profile={"include": set(BANDIT_RULES)},
+                ignore_nosec=True,
+                quiet=True,
             )
             mgr.discover_files(sorted(candidates))
             mgr.run_tests()

@@ -93,8 +93,10 @@ class CodeScanner(Scanner):
                 hits = Interpreter(tree, source.lines, handlers.get(source.rel, frozenset())).run()
             except RecursionError as e:
                 # Fail closed: a file the gate cannot analyse must not pass it unexamined.
-                raise ScanError(f"{source.rel}: too deeply nested to analyse",
-                                hint="simplify the expression or split the module") from e
+                raise ScanError(
+                    f"{source.rel}: too deeply nested to analyse",
+                    hint="simplify the expression or split the module",
+                ) from e
             except ScanError as e:
                 raise ScanError(f"{source.rel}: {e.message}", hint=e.hint) from e
             findings.extend(self._finding(source, hit) for hit in hits)
@@ -103,9 +105,7 @@ class CodeScanner(Scanner):
     @staticmethod
     def _finding(source: SourceFile, hit: Hit) -> Finding:
         text = source.line(hit.line)
-        path = tuple(
-            TaintStep(Location(source.rel, s.line, s.col), s.text) for s in hit.trace
-        )
+        path = tuple(TaintStep(Location(source.rel, s.line, s.col), s.text) for s in hit.trace)
         return rule(hit.rule_id).finding(
             Location(source.rel, hit.line, hit.col),
             hit.message,

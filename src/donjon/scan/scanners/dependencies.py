@@ -74,14 +74,19 @@ class DependencyScanner(Scanner):
                 deps.append(installed)
         if self.advisories is None:
             if deps:
-                notes.append(f"no advisory database: {len(deps)} dependencies were not checked "
-                             "(pass --advisories, or run `donjon scan --update-db`)")
+                notes.append(
+                    f"no advisory database: {len(deps)} dependencies were not checked "
+                    "(pass --advisories, or run `donjon scan --update-db`)"
+                )
             return ScannerOutput((), tuple(notes))
         findings: list[Finding] = []
         seen: set[tuple[str, int, str]] = set()
         for dep in _most_exact(deps):
-            line_text = files[dep.location.path].line(dep.location.line) if (
-                dep.location.path in files) else ""
+            line_text = (
+                files[dep.location.path].line(dep.location.line)
+                if (dep.location.path in files)
+                else ""
+            )
             reported: set[str] = set()
             for rng in self.advisories.ranges_for(dep.name):
                 adv = rng.advisory
@@ -104,32 +109,53 @@ class DependencyScanner(Scanner):
             what = f"{dep.name} {dep.version} is affected by {rng.advisory.id}"
         else:
             candidates = rng.versions | rng.boundaries | _spec_versions(dep.specifier)
-            bad = sorted(v for v in candidates
-                         if dep.specifier.contains(v, prereleases=True) and rng.affects(v))
+            bad = sorted(
+                v
+                for v in candidates
+                if dep.specifier.contains(v, prereleases=True) and rng.affects(v)
+            )
             if not bad:
                 return None
             unbounded = not any(s.operator in _UPPER_BOUNDS for s in dep.specifier)
-            fix_allowed = bool(rng.fixed) and (unbounded or any(
-                dep.specifier.contains(v, prereleases=True) for v in rng.fixed))
+            fix_allowed = bool(rng.fixed) and (
+                unbounded or any(dep.specifier.contains(v, prereleases=True) for v in rng.fixed)
+            )
             confidence = Confidence.LOW if fix_allowed else Confidence.MEDIUM
-            example = (f"such as {bad[-1]}" if bad[-1] != _ZERO else
-                       f"those before {fixed}" if fixed else "any version")
-            what = (f"{dep.display} allows versions affected by {rng.advisory.id} "
-                    f"({example})")
+            example = (
+                f"such as {bad[-1]}"
+                if bad[-1] != _ZERO
+                else f"those before {fixed}"
+                if fixed
+                else "any version"
+            )
+            what = f"{dep.display} allows versions affected by {rng.advisory.id} ({example})"
         aliases = rng.advisory.aliases
         message = what + (f" ({', '.join(aliases)})" if aliases else "")
         if rng.advisory.summary:
             message += f": {rng.advisory.summary.splitlines()[0][:160]}"
-        fix = (f"Upgrade {dep.name} to {fixed} or later." if fixed else
-               f"No fixed version of {dep.name} is published: remove or replace it.")
-        ref = AdvisoryRef(id=rng.advisory.id, package=dep.name,
-                          version=str(dep.version or dep.specifier), aliases=aliases,
-                          fixed=tuple(str(v) for v in rng.fixed), summary=rng.advisory.summary)
+        fix = (
+            f"Upgrade {dep.name} to {fixed} or later."
+            if fixed
+            else f"No fixed version of {dep.name} is published: remove or replace it."
+        )
+        ref = AdvisoryRef(
+            id=rng.advisory.id,
+            package=dep.name,
+            version=str(dep.version or dep.specifier),
+            aliases=aliases,
+            fixed=tuple(str(v) for v in rng.fixed),
+            summary=rng.advisory.summary,
+        )
         digest = hashlib.sha256(
             f"DJ-DEP-001\0{dep.location.path}\0{dep.name}\0{ref.version}\0{ref.id}".encode()
         ).hexdigest()[:32]
         return rule("DJ-DEP-001").finding(
-            dep.location, message + f" [{rng.advisory.rating}]", confidence=confidence,
-            severity=rng.advisory.severity, snippet=line_text.strip()[:200], advisory=ref,
-            fingerprint=digest, fix=fix,
+            dep.location,
+            message + f" [{rng.advisory.rating}]",
+            confidence=confidence,
+            severity=rng.advisory.severity,
+            snippet=line_text.strip()[:200],
+            advisory=ref,
+            fingerprint=digest,
+            fix=fix,
         )

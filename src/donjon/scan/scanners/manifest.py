@@ -23,8 +23,15 @@ __all__ = ["ManifestScanner"]
 
 _MAX_MEMORY_MB = 8192
 _MAX_TIMEOUT_S = 900
-_SENSITIVE_HOSTS = frozenset({"localhost", "metadata", "metadata.google.internal",
-                              "metadata.azure.internal", "instance-data"})
+_SENSITIVE_HOSTS = frozenset(
+    {
+        "localhost",
+        "metadata",
+        "metadata.google.internal",
+        "metadata.azure.internal",
+        "instance-data",
+    }
+)
 _DYNAMIC_SECRET = re.compile(r"secrets\s*(?:\[\s*[^\"'\s\]]|\.get\(\s*[^\"'\s)])")
 
 
@@ -36,8 +43,7 @@ def _line(root: yaml.Node | None, *path: str | int) -> int:
         child = None
         if isinstance(node, yaml.MappingNode):
             child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(
-                node.value):
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             child = node.value[key]
         if child is None:
             break
@@ -55,15 +61,20 @@ class _Check:
         self.root = yaml.compose(doc.source.text, Loader=yaml.SafeLoader)
         self.findings: list[Finding] = []
 
-    def add(self, rule_id: str, message: str, *path: str | int,
-            confidence: Confidence = Confidence.HIGH) -> None:
+    def add(
+        self, rule_id: str, message: str, *path: str | int, confidence: Confidence = Confidence.HIGH
+    ) -> None:
         line = _line(self.root, *path)
         digest = hashlib.sha256(f"{rule_id}\0{self.doc.source.rel}\0{message}".encode())
-        self.findings.append(rule(rule_id).finding(
-            Location(self.doc.source.rel, line), message, confidence=confidence,
-            snippet=self.doc.source.line(line).strip()[:200],
-            fingerprint=digest.hexdigest()[:32],
-        ))
+        self.findings.append(
+            rule(rule_id).finding(
+                Location(self.doc.source.rel, line),
+                message,
+                confidence=confidence,
+                snippet=self.doc.source.line(line).strip()[:200],
+                fingerprint=digest.hexdigest()[:32],
+            )
+        )
 
     def public_triggers(self) -> None:
         limits = self.data.get("limits")
@@ -72,8 +83,14 @@ class _Check:
             http = trigger.get("http") if isinstance(trigger, dict) else None
             if isinstance(http, dict) and http.get("auth") == "public" and not rate:
                 path = http.get("path", "?")
-                self.add("DJ-MF-001", f"public http trigger {path} has no limits.rate",
-                         "triggers", i, "http", "auth")
+                self.add(
+                    "DJ-MF-001",
+                    f"public http trigger {path} has no limits.rate",
+                    "triggers",
+                    i,
+                    "http",
+                    "auth",
+                )
 
     def broad_grants(self) -> None:
         perms = self.data.get("permissions")
@@ -82,14 +99,23 @@ class _Check:
         for kind in ("secrets", "egress", "invoke"):
             grant = perms.get(kind)
             if isinstance(grant, str):
-                self.add("DJ-MF-002", f"permissions.{kind} is {grant!r}, not a list of exact "
-                         "grants", "permissions", kind)
+                self.add(
+                    "DJ-MF-002",
+                    f"permissions.{kind} is {grant!r}, not a list of exact grants",
+                    "permissions",
+                    kind,
+                )
                 continue
             for i, item in enumerate(grant or []):
                 reason = _broad(kind, str(item))
                 if reason:
-                    self.add("DJ-MF-002", f"permissions.{kind} grants {item!r}: {reason}",
-                             "permissions", kind, i)
+                    self.add(
+                        "DJ-MF-002",
+                        f"permissions.{kind} grants {item!r}: {reason}",
+                        "permissions",
+                        kind,
+                        i,
+                    )
 
     def unused_secrets(self) -> None:
         perms = self.data.get("permissions")
@@ -103,15 +129,24 @@ class _Check:
             if not isinstance(name, str) or "*" in name:
                 continue
             if not re.search(rf"([\"']){re.escape(name)}\1", code):
-                self.add("DJ-MF-003", f"secret {name!r} is granted but no code reads it",
-                         "permissions", "secrets", i,
-                         confidence=Confidence.LOW if dynamic else Confidence.MEDIUM)
+                self.add(
+                    "DJ-MF-003",
+                    f"secret {name!r} is granted but no code reads it",
+                    "permissions",
+                    "secrets",
+                    i,
+                    confidence=Confidence.LOW if dynamic else Confidence.MEDIUM,
+                )
 
     def bounds(self) -> None:
         missing = [k for k in ("memory_mb", "timeout_s") if k not in self.data]
         if missing:
-            self.add("DJ-MF-004", f"{' and '.join(missing)} not set: the platform default "
-                     "applies instead of a bound chosen for this function", "name")
+            self.add(
+                "DJ-MF-004",
+                f"{' and '.join(missing)} not set: the platform default "
+                "applies instead of a bound chosen for this function",
+                "name",
+            )
         for key, ceiling in (("memory_mb", _MAX_MEMORY_MB), ("timeout_s", _MAX_TIMEOUT_S)):
             if key not in self.data:
                 continue

@@ -46,14 +46,31 @@ _RULE_BY_TYPE = {
 }
 #: When detectors overlap on one value, the most specific one names it.
 _PRIORITY = {"DJ-SEC-002": 0, "DJ-SEC-001": 1, "DJ-SEC-005": 2, "DJ-SEC-003": 3, "DJ-SEC-004": 4}
-_CONFIDENCE = {"DJ-SEC-001": Confidence.HIGH, "DJ-SEC-002": Confidence.HIGH,
-               "DJ-SEC-003": Confidence.MEDIUM, "DJ-SEC-004": Confidence.LOW,
-               "DJ-SEC-005": Confidence.HIGH}
-_CODE_TYPES = frozenset({FileType.PYTHON, FileType.JAVASCRIPT, FileType.JAVA, FileType.GO,
-                         FileType.SWIFT, FileType.TERRAFORM, FileType.C, FileType.C_SHARP,
-                         FileType.C_PLUS_PLUS, FileType.PHP, FileType.OBJECTIVE_C})
-_LOCK_FILES = frozenset({"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json",
-                         "yarn.lock", "Cargo.lock"})
+_CONFIDENCE = {
+    "DJ-SEC-001": Confidence.HIGH,
+    "DJ-SEC-002": Confidence.HIGH,
+    "DJ-SEC-003": Confidence.MEDIUM,
+    "DJ-SEC-004": Confidence.LOW,
+    "DJ-SEC-005": Confidence.HIGH,
+}
+_CODE_TYPES = frozenset(
+    {
+        FileType.PYTHON,
+        FileType.JAVASCRIPT,
+        FileType.JAVA,
+        FileType.GO,
+        FileType.SWIFT,
+        FileType.TERRAFORM,
+        FileType.C,
+        FileType.C_SHARP,
+        FileType.C_PLUS_PLUS,
+        FileType.PHP,
+        FileType.OBJECTIVE_C,
+    }
+)
+_LOCK_FILES = frozenset(
+    {"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json", "yarn.lock", "Cargo.lock"}
+)
 _MAX_LINE = 4000
 
 
@@ -174,11 +191,13 @@ class SecretScanner(Scanner):
                 column = text.find(cand.secret) + 1
                 masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
                 snippet = text.strip().replace(cand.secret, masked)[:200]
-                out.append(rule(cand.rule_id).finding(
-                    Location(source.rel, number, column),
-                    f"{cand.kind}: {masked}",
-                    confidence=_CONFIDENCE[cand.rule_id],
-                    snippet=snippet,
-                    fingerprint=secret_fingerprint(cand.secret),
-                ))
+                out.append(
+                    rule(cand.rule_id).finding(
+                        Location(source.rel, number, column),
+                        f"{cand.kind}: {masked}",
+                        confidence=_CONFIDENCE[cand.rule_id],
+                        snippet=snippet,
+                        fingerprint=secret_fingerprint(cand.secret),
+                    )
+                )
         return out

@@ -29,10 +29,14 @@ TOKEN_FORMATS = (
     _fmt("Donjon API key", r"\b(dj_[0-9a-f]{16}_[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])"),
     _fmt("Google API key", r"\b(AIza[0-9A-Za-z_-]{35})(?![A-Za-z0-9_-])"),
     _fmt("GitHub fine-grained token", r"\b(github_pat_[0-9A-Za-z_]{82})\b"),
-    _fmt("Slack webhook URL",
-         r"(https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,})"),
-    _fmt("Discord webhook URL",
-         r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{5,}/[\w-]{50,})"),
+    _fmt(
+        "Slack webhook URL",
+        r"(https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,})",
+    ),
+    _fmt(
+        "Discord webhook URL",
+        r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{5,}/[\w-]{50,})",
+    ),
     _fmt("Anthropic API key", r"\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})"),
     _fmt("OpenAI project key", r"\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,})"),
     _fmt("Hugging Face token", r"\b(hf_[A-Za-z]{34})\b"),
