@@ -155,14 +155,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         data_dir=data_dir,
         url=url,
         api_key=Secret(env["DONJON_API_KEY"]) if env.get("DONJON_API_KEY") else None,
-        debug=env.get("DONJON_DEBUG", "") not in ("", "0", "false"),
+        debug=_flag(env, "DONJON_DEBUG"),
         scan_fail_on=_choice(
             env, "DONJON_SCAN_FAIL_ON", "high", ("low", "medium", "high", "critical")
         ),
         scan_min_confidence=_choice(
             env, "DONJON_SCAN_MIN_CONFIDENCE", "medium", ("low", "medium", "high")
         ),
-        advisories=Path(advisories).expanduser() if advisories else None,
+        advisories=_existing_path(env, "DONJON_ADVISORIES") if advisories else None,
         sandbox=_sandbox_settings(env),
         trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
         connections=_connection_settings(env),
@@ -213,6 +213,28 @@ def _sandbox_settings(env: dict[str, str]) -> SandboxSettings:
         staging_dir=Path(staging) if staging else SandboxSettings.staging_dir,
         python=Path(python) if python else None,
     )
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(
+        f"{name} must be true or false (got {env[name]!r})",
+        hint=f"unset {name}, or set it to 1 or 0",
+    )
+
+
+def _existing_path(env: dict[str, str], name: str) -> Path:
+    path = Path(env[name]).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"{name} names {path}, which does not exist",
+            hint=f"point {name} at an OSV directory or export zip, or unset it",
+        )
+    return path
 
 
 def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -181,3 +181,29 @@ def test_retire_with_drain_lets_calls_in_flight_finish(bundle: Path) -> None:
     finished, running = _run(go())
     assert finished
     assert running == 0
+
+
+def test_a_sweep_by_another_node_leaves_a_live_sandboxs_call_cgroups(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another node's start-up sweep (which takes cgroups nobody uses) never removes the
+    per-call cgroups of a sandbox that is running: every later call still gets its answer."""
+    from donjon.sandbox import limits
+
+    async def go() -> list[int]:
+        resources = detect_resource_control()
+        pool = SandboxPool(resources, compile_filters(), _host(bundle))
+        try:
+            cfg = _config(bundle, warm=False)
+            await pool.invoke(cfg, _meta(), b"{}", 5)  # the sandbox and its call cgroups exist
+            monkeypatch.setattr(limits, "_ORPHAN_AGE_S", -1.0)  # every cgroup looks unused
+            detect_resource_control().sweep()  # what a node starting beside this one does
+            answered = []
+            for _ in range(6):  # past every per-call cgroup the sandbox holds
+                r = await pool.invoke(cfg, _meta(), b"{}", 5)
+                answered.append(len(json.loads(r.body)["process"]))
+            return answered
+        finally:
+            await pool.close()
+
+    assert _run(go()) == [16] * 6

@@ -183,7 +183,9 @@ class ResourceControl:
         now = time.time()
         for base in self._base.values():
             for d in base.iterdir() if base.is_dir() else ():
-                if not _left_behind(d, now):
+                if not _left_behind(d, now) or _has_processes(d):
+                    # A live sandbox (its supervisor inside) keeps its per-call cgroups,
+                    # which are empty between calls: never take them from under it.
                     continue
                 for child in d.glob("call-*"):  # per-call cgroups (callgroups.py) go first
                     try:
@@ -207,6 +209,13 @@ def _left_behind(d: Path, now: float) -> bool:
             return False
     parts = d.name.rsplit("-", 2)
     return len(parts) == 3 and parts[1].isdigit() and not Path(f"/proc/{parts[1]}").exists()
+
+
+def _has_processes(d: Path) -> bool:
+    try:
+        return bool((d / "cgroup.procs").read_text().strip())
+    except OSError:
+        return True  # unreadable: leave it be
 
 
 def _read_words(path: Path) -> set[str]:
