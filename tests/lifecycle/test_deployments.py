@@ -287,3 +287,51 @@ def test_the_service_imports_nothing_of_http() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == ""
+
+
+SLOW_IMPORT = "import time\ntime.sleep(1.5)\ndef handler(e, c):\n    return {'v': %d}\n"
+
+
+def test_two_deploys_of_one_function_at_once_each_get_their_own_version(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Concurrent deploys of one name never share a version or a sandbox: both go through,
+    in turn, and the last one serves from the sandbox it started itself."""
+    first = archive(tmp_path / "a", "twice", SLOW_IMPORT % 1)
+    second = archive(tmp_path / "b", "twice", SLOW_IMPORT % 2)
+
+    async def scenario(s: Service) -> tuple[list[int], Any, int]:
+        a = asyncio.ensure_future(s.deployments.deploy(first, DEV, "req-a"))
+        await asyncio.sleep(0.5)  # a is importing in its sandbox by now
+        b = asyncio.ensure_future(s.deployments.deploy(second, DEV, "req-b"))
+        done = await asyncio.gather(a, b)
+        return sorted(d.record.version for d in done), await s.call("twice"), s.pool.running()
+
+    versions, answer, running = run(settings, scenario)
+    assert versions == [1, 2]
+    assert answer in ({"v": 1}, {"v": 2}) and running == 1
+
+
+def test_removal_during_a_deploy_waits_for_it_and_leaves_nothing_running(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A function removed while a new version starts stays removed, and no sandbox of it
+    is left behind (none outlives the removal, none is orphaned)."""
+    v1 = archive(tmp_path / "a", "gone", "def handler(e, c):\n    return 1\n")
+    v2 = archive(tmp_path / "b", "gone", SLOW_IMPORT % 2)
+
+    async def scenario(s: Service) -> tuple[bool, int, list[str]]:
+        await s.deployments.deploy(v1, DEV, "req-1")
+        deploying = asyncio.ensure_future(s.deployments.deploy(v2, DEV, "req-2"))
+        await asyncio.sleep(0.5)  # v2 is importing in its sandbox by now
+        await s.deployments.remove("gone", DEV, "req-rm")
+        await deploying
+        await asyncio.sleep(0)
+        return (
+            s.deployments.registry.get("gone") is None,
+            s.pool.running(),
+            [r.name for r in s.functions.current()],
+        )
+
+    removed, running, current = run(settings, scenario)
+    assert removed and running == 0 and current == []

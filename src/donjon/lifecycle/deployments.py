@@ -4,7 +4,8 @@ The gateway's handlers, the scheduler and later the triggers, the console and
 other nodes call this one service; none of them touches the store, the bundle
 store, the registry or the sandbox pool to change what is deployed.
 
-A deploy, in this order: the gate (gate.py, on the deploy threads) -> prestart
+A deploy, in this order: the gate (gate.py, on the deploy threads) -> (one
+deploy or removal of a function at a time from here) its version -> prestart
 (the handler imports in a sandbox) -> one transaction that stores the version
 and reads it back as a node would load it -> switch the registry -> retire the
 old version once its calls drain. Nothing is stored or switched before the
@@ -16,8 +17,9 @@ on a thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -53,6 +55,27 @@ class Deployment:
     warnings: tuple[str, ...]
 
 
+class _NameLocks:
+    """A lock per function name, held only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+
 class Deployments:
     """The one writer of what a node serves: the store rows, bundles, registry and pool."""
 
@@ -77,6 +100,8 @@ class Deployments:
         # The store write and the registry switch that follows it, one deploy or
         # removal at a time: the routes checked are the routes switched.
         self._switch = asyncio.Lock()
+        #: Deploys and removals of one function, one at a time (start to switch).
+        self._name_locks = _NameLocks()
         self._finishing: set[asyncio.Future[Any]] = set()
 
     def start(self, pool: SandboxPool | None, scanner: BundleScanner | None) -> None:
@@ -100,10 +125,47 @@ class Deployments:
         Raises a `donjon.errors.Error` (audited, nothing changed) if the bundle is
         refused: `ManifestError`, `BundleError`, `DeployBlocked`, `DeployBusy`, ...
         """
-        try:
+        async with self._refusals_audited(principal, request_id):
             if skip_scan and principal.role is not Role.ADMIN:
                 raise SkipScanRefused
-            accepted, version = await self._accept_and_start(archive, skip_scan)
+            accepted = await self.queue.run(
+                accept_bundle,
+                archive,
+                bundles=self._bundles,
+                registry=self.registry,
+                scanner=self._scanner,
+                policy=self._policy,
+                skip_scan=skip_scan,
+            )
+        # From here on a deploy runs to its end even if its caller goes away, one
+        # at a time per function: the version it picks, the sandbox it starts and
+        # the row it stores are its own, never another deploy's of the same name.
+        return await self._to_the_end(
+            self._start_and_switch(accepted, principal, request_id, skip_scan)
+        )
+
+    async def _start_and_switch(
+        self, accepted: Accepted, principal: Principal, request_id: str, skip_scan: bool
+    ) -> Deployment:
+        name = accepted.manifest.name
+        async with self._name_locks.hold(name):
+            async with self._refusals_audited(principal, request_id):
+                version = await asyncio.to_thread(self._functions.next_version, name)
+                if self._pool is not None:
+                    # Start the new version before it takes traffic: its import runs
+                    # (sandboxed) now, so a broken handler fails the deploy, not a caller.
+                    config = instance_config(
+                        accepted.manifest, version, self._bundles.path(accepted.digest)
+                    )
+                    await self._pool.prestart(config)
+            return await self._switch_to(accepted, version, principal, request_id, skip_scan)
+
+    @contextlib.asynccontextmanager
+    async def _refusals_audited(self, principal: Principal, request_id: str) -> AsyncIterator[None]:
+        """A refusal (or a defect) in the block is audited; errors that may name
+        host internals reach the caller reworded (`_public`)."""
+        try:
+            yield
         except Error as e:
             await self._rejected(principal, request_id, e)
             public = _public(e, request_id)
@@ -113,30 +175,6 @@ class Deployments:
         except Exception as e:  # a defect, never an unaudited one
             await self._rejected(principal, request_id, e)
             raise
-        # From the store write on, a deploy runs to its end even if its caller goes away.
-        return await self._to_the_end(
-            self._switch_to(accepted, version, principal, request_id, skip_scan)
-        )
-
-    async def _accept_and_start(self, archive: bytes, skip_scan: bool) -> tuple[Accepted, int]:
-        accepted = await self.queue.run(
-            accept_bundle,
-            archive,
-            bundles=self._bundles,
-            registry=self.registry,
-            scanner=self._scanner,
-            policy=self._policy,
-            skip_scan=skip_scan,
-        )
-        version = await asyncio.to_thread(self._functions.next_version, accepted.manifest.name)
-        if self._pool is not None:
-            # Start the new version before it takes traffic: its import runs
-            # (sandboxed) now, so a broken handler fails the deploy, not a caller.
-            config = instance_config(
-                accepted.manifest, version, self._bundles.path(accepted.digest)
-            )
-            await self._pool.prestart(config)
-        return accepted, version
 
     async def _switch_to(
         self,
@@ -209,13 +247,14 @@ class Deployments:
         await self._to_the_end(self._remove(name, principal, request_id))
 
     async def _remove(self, name: str, principal: Principal, request_id: str) -> None:
-        async with self._switch:
-            if self.registry.get(name) is None:
-                raise FunctionNotFound(name)
-            await asyncio.to_thread(self._functions.remove, name)
-            self.registry.remove(name)
-        if self._pool is not None:
-            await self._pool.retire(name)
+        async with self._name_locks.hold(name):  # never halfway through a deploy of it
+            async with self._switch:
+                if self.registry.get(name) is None:
+                    raise FunctionNotFound(name)
+                await asyncio.to_thread(self._functions.remove, name)
+                self.registry.remove(name)
+            if self._pool is not None:
+                await self._pool.retire(name)
         await self._audit.record(
             AuditEvent(principal.label, "function.delete", name, "ok", {"request_id": request_id})
         )

@@ -143,6 +143,13 @@ class SandboxPool:
                     return live[0]
             inst = Instance(slot.config, self._resources, self._filters, self._host)
             await inst.start()
+            if slot.retired:  # replaced or removed while this sandbox started: nobody's
+                await inst.close()
+                raise FunctionCrashed(
+                    f"{slot.config.function} version {slot.config.version} "
+                    "was replaced or removed while its sandbox started",
+                    hint="retry",
+                )
             slot.instances.append(inst)
             return inst
 
