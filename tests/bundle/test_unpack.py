@@ -125,3 +125,34 @@ def test_inspection_errors_never_name_the_staging_path(tmp_path: Path) -> None:
         store.add(_tar([("main.py", 1)]), refuse)
     assert raised.value.message == "the bundle has more than 10000 text files"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["pax", "gnu"])
+def test_huge_extended_header_is_refused_before_it_is_read(tmp_path: Path, kind: str) -> None:
+    """A few KB of archive whose pax header (or GNU long name) is megabytes is refused by
+    its declared size, before tarfile reads and parses it whole in the gateway."""
+    buf = io.BytesIO()
+    fmt = tarfile.PAX_FORMAT if kind == "pax" else tarfile.GNU_FORMAT
+    with tarfile.open(fileobj=buf, mode="w:gz", format=fmt) as tar:
+        if kind == "pax":
+            info = tarfile.TarInfo("main.py")
+            info.pax_headers = {"comment": "6 a=b\n" * 400_000}  # 2.4 MB of records
+        else:
+            info = tarfile.TarInfo("d/" * 200_000 + "main.py")  # a 400 KB long name
+        tar.addfile(info, io.BytesIO(b""))
+    assert len(buf.getvalue()) < 64 * 1024
+    with pytest.raises(BundleError, match="extended or long-name header"):
+        unpack(buf.getvalue(), tmp_path / "out")
+
+
+def test_a_long_path_in_a_pax_header_still_unpacks(tmp_path: Path) -> None:
+    """What pax headers are for (a path over 100 bytes) is well under the cap."""
+    name = "pkg/" + "a" * 150 + ".py"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    (tmp_path / "out").mkdir()
+    unpack(buf.getvalue(), tmp_path / "out")
+    assert (tmp_path / "out" / name).read_bytes() == b"ok"

@@ -22,10 +22,18 @@ import os
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from donjon.bundle.archive import MAX_BUNDLE_BYTES, BundleError
 
-__all__ = ["MAX_DEPTH", "MAX_MEMBERS", "MAX_UNPACKED_BYTES", "UNPACK_RATIO", "unpack"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_MEMBERS",
+    "MAX_META_BYTES",
+    "MAX_UNPACKED_BYTES",
+    "UNPACK_RATIO",
+    "unpack",
+]
 
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 #: Beyond RATIO_FLOOR bytes, a bundle unpacks to at most this many times its archive.
@@ -40,6 +48,42 @@ _HEADER_ALLOWANCE = MAX_MEMBERS * 2048
 _CHUNK = 1 << 20
 _FILE_TYPES = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE})
 _CORRUPT = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+#: Extended (pax) headers and GNU long-name records: what a bundle needs is a long
+#: path or two, never megabytes, and tarfile reads and parses each one whole, in
+#: Python, before any member check could run.
+MAX_META_BYTES = 64 * 1024
+_META_TYPES = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A header whose metadata records are refused past MAX_META_BYTES before they are read.
+
+    `fromtarfile` is tarfile's own three steps (read a block, parse it, process the
+    member), with the size check between the second and the third; the extended
+    header's processing reads the member after it through this method too.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> _BoundedTarInfo:
+        fileobj: Any = tarfile_.fileobj
+        buf = fileobj.read(tarfile.BLOCKSIZE)
+        obj = cls.frombuf(buf, tarfile_.encoding, tarfile_.errors)
+        if obj.type in _META_TYPES and obj.size > MAX_META_BYTES:
+            raise tarfile.HeaderError(
+                f"an extended or long-name header of {obj.size} bytes (at most {MAX_META_BYTES})"
+            )
+        obj.offset = fileobj.tell() - tarfile.BLOCKSIZE
+        # tarfile's own third step (private, unchanged since Python 3.2):
+        member: _BoundedTarInfo = obj._proc_member(tarfile_)  # type: ignore[attr-defined]
+        return member
 
 
 def unpack(data: bytes, dest: Path) -> None:
@@ -49,7 +93,9 @@ def unpack(data: bytes, dest: Path) -> None:
     budget = min(MAX_UNPACKED_BYTES, max(RATIO_FLOOR, UNPACK_RATIO * len(data)))
     stream = _Bounded(_decompressor(data), budget + _HEADER_ALLOWANCE)
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed below
+        tar = tarfile.open(  # noqa: SIM115 - closed below
+            fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo
+        )
     except _CORRUPT as e:
         raise BundleError(f"not a tar archive: {_reason(e)}") from e
     except OSError as e:  # a decompressor's complaint
