@@ -99,6 +99,8 @@ def test_plain_json_results_get_the_safe_defaults(node: LiveNode) -> None:
         "crlf",
         "bad-name",
         "surrogate-body",
+        "204-body",
+        "304-body",
     ],
 )
 def test_unsendable_response_is_a_502_audited_as_a_failure(node: LiveNode, case: str) -> None:

@@ -15,8 +15,9 @@ and its own path:
   platform's CSP, which sandboxes documents and allows no script; a
   function's own CSP is sent too and can only narrow it.
 - A header the server cannot send (a name that is not a token, a value with
-  control characters or outside Latin-1) or a body it cannot encode is the
-  function's failure: `BadFunctionResponse` (502), audited as such.
+  control characters or outside Latin-1), a body it cannot encode, or a body
+  with a 204 or 304 status is the function's failure: `BadFunctionResponse`
+  (502), audited as such.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ ORIGIN_WIDE = frozenset(
         "set-cookie2",
     }
 )
+#: Statuses whose responses have no body (RFC 9110 6.4.1): the server cannot send one.
+_NO_BODY = frozenset({204, 304})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: What HTTP lets a field value hold and the server can send: tab, visible
 #: ASCII, space, and Latin-1 beyond the C1 controls.
@@ -126,6 +129,28 @@ def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
         or not isinstance(headers, dict)
     ):
         raise BadFunctionResponse("the function returned a malformed http response")
+    out, refused = _headers_allowed(headers, route)
+    if not isinstance(payload, str):
+        payload = json.dumps(payload)
+        if not any(k == "content-type" for k, _ in out):
+            out.append(("content-type", "application/json"))
+    try:
+        content = payload.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate, from a \ud800 escape
+        raise BadFunctionResponse("the function's body is not valid Unicode") from e
+    if status in _NO_BODY and content:
+        raise BadFunctionResponse(f"a {status} response carries no body; the function sent one")
+    response = Response(content, status_code=status)
+    for name, value in out:
+        response.headers.append(name, value)
+    response.headers["x-request-id"] = request_id
+    return RenderedResponse(_safe_defaults(response), refused)
+
+
+def _headers_allowed(
+    headers: dict[Any, Any], route: str
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The function's headers the policy lets through (lower-cased), and those it refused."""
     out: list[tuple[str, str]] = []
     refused: list[str] = []
     for raw_name, raw_value in headers.items():
@@ -144,19 +169,7 @@ def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
                 continue
             value = cookie
         out.append((lower, value))
-    if not isinstance(payload, str):
-        payload = json.dumps(payload)
-        if not any(k == "content-type" for k, _ in out):
-            out.append(("content-type", "application/json"))
-    try:
-        content = payload.encode("utf-8")
-    except UnicodeEncodeError as e:  # a lone surrogate, from a \ud800 escape
-        raise BadFunctionResponse("the function's body is not valid Unicode") from e
-    response = Response(content, status_code=status)
-    for name, value in out:
-        response.headers.append(name, value)
-    response.headers["x-request-id"] = request_id
-    return RenderedResponse(_safe_defaults(response), refused)
+    return out, refused
 
 
 def _check_sendable(name: str, value: str) -> None:
