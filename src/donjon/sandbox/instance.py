@@ -148,9 +148,10 @@ class Instance:
                     "timeout_s": self.config.timeout_s,
                     "call_filter": self._filters.call.hex(),
                     "preload": list(await preload),
-                    # Descriptors per slot (memory, pids) and in all, sent after the config.
+                    # Descriptors per slot (memory, pids), and the messages that carry
+                    # them after this one.
                     "cgroup_slot_width": self._call_groups.width if self._call_groups else 1,
-                    "cgroup_slot_fds": len(slot_fds),
+                    "cgroup_slot_messages": -(-len(slot_fds) // _FDS_PER_MESSAGE),
                 }
             ).encode()
             try:

@@ -49,6 +49,8 @@ IMPORT_DEADLINE_S = 30.0
 #: than `IDLE_CPU_S` since the last look, runs code outside any call: killed.
 IDLE_CHECK_S = 5.0
 IDLE_CPU_S = 1.0
+#: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
+_MAX_FDS_PER_MESSAGE = 253
 
 
 class _Worker:
@@ -411,18 +413,18 @@ def _preload(names: list[str]) -> None:
             continue
 
 
-def _receive_slots(ctrl: socket.socket, count: int, width: int) -> list[tuple[int, ...]]:
-    """The per-call cgroups' descriptors the host sends after the config, `width` per slot."""
+def _receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[int, ...]]:
+    """The per-call cgroups' descriptors, in the `messages` the host sends after the
+    config, `width` per slot (a slot cut short, were any lost, is not used)."""
     fds: list[int] = []
-    while len(fds) < count:
-        _msg, more, _flags, _addr = socket.recv_fds(ctrl, 64, count - len(fds))
-        if not more:
-            break  # the host sent fewer: only whole slots are used
+    for _ in range(messages):
+        _msg, more, _flags, _addr = socket.recv_fds(ctrl, 64, _MAX_FDS_PER_MESSAGE)
         fds += more
-    whole = len(fds) - len(fds) % max(width, 1)
+    width = max(width, 1)
+    whole = len(fds) - len(fds) % width
     for fd in fds[whole:]:
         os.close(fd)
-    return [tuple(fds[i : i + width]) for i in range(0, whole, max(width, 1))]
+    return [tuple(fds[i : i + width]) for i in range(0, whole, width)]
 
 
 def main(ctrl_fd: int) -> None:
@@ -430,7 +432,7 @@ def main(ctrl_fd: int) -> None:
     msg, _fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 0)
     config = json.loads(msg)
     config["cgroup_slots"] = _receive_slots(
-        ctrl, int(config.get("cgroup_slot_fds", 0)), int(config.get("cgroup_slot_width", 1))
+        ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
     )
     config["landlock"] = landlock.abi_version()
     config["call_filter"] = bytes.fromhex(config["call_filter"])
