@@ -1,4 +1,4 @@
-"""A memory cgroup per call, and the out-of-memory killer kept off the supervisor.
+"""A memory and a pids cgroup per call, and the out-of-memory killer kept off the supervisor.
 
 The sandbox's cgroup holds all of a function's concurrent calls. Memory that
 no process's RSS shows (socket buffers, memfd pages, pipes, /tmp) is charged
@@ -16,9 +16,16 @@ things stop that:
   call's own limit, and only that call's processes are candidates when it is
   exceeded. (cgroup v1 checks the credentials the file was opened with.)
 
+The same slots exist in the sandbox's pids cgroup: each has a pids.max of
+`CALL_PIDS`, so a call that forks without end fills its own share only. The
+sandbox's pids.max (`sandbox_pids_max`) is every call's share plus
+`RESERVE_PIDS` for the supervisor, bubblewrap and the set-up of the spare and
+of a replacement worker: whatever the calls in flight do, a new worker can
+still be forked. The sandbox's limit stays the backstop.
+
 On cgroup v2 the sandbox's group would need its own processes moved into a
 leaf first ("no internal processes"): not done yet, the oom_score_adj layer
-alone applies there.
+and the sandbox-wide memory and pids limits alone apply there.
 """
 
 from __future__ import annotations
@@ -30,12 +37,26 @@ from pathlib import Path
 from donjon.sandbox.limits import Cgroup, ResourceControl, ResourceMode
 from donjon.sandbox.runtime import landlock
 
-__all__ = ["CallGroups", "describe_call_isolation", "protect_from_oom_killer", "sandbox_processes"]
+__all__ = [
+    "CALL_PIDS",
+    "CallGroups",
+    "describe_call_isolation",
+    "protect_from_oom_killer",
+    "sandbox_pids_max",
+    "sandbox_processes",
+]
 
 #: The supervisor and bubblewrap: never the out-of-memory killer's choice.
 _NEVER_KILL = -1000
 #: Room for a worker's own interpreter and its kernel objects, past the function's memory.
 _CALL_OVERHEAD_MB = 32
+#: One call's processes and threads, its worker and the worker's parent included.
+CALL_PIDS = 16
+#: Past every call's share: bubblewrap, the supervisor, and a spare and a
+#: replacement worker being made while every call in flight holds its share full.
+RESERVE_PIDS = 16
+#: The per-call cgroups are made in these v1 hierarchies (memory first: it must exist).
+_CONTROLLERS = ("memory", "pids")
 
 
 def protect_from_oom_killer(pids: list[int]) -> bool:
@@ -67,44 +88,64 @@ def sandbox_processes(root: int) -> list[int]:
     return out
 
 
+def _limit_memory(d: Path, memory_bytes: int) -> None:
+    (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
+    swap = d / "memory.memsw.limit_in_bytes"
+    if swap.exists():
+        swap.write_text(str(memory_bytes))
+    # v1 charges TCP buffers to a cgroup only once it has a TCP limit: without
+    # one, a call's loopback sockets draw on the host's net.ipv4.tcp_mem alone.
+    tcp = d / "memory.kmem.tcp.limit_in_bytes"
+    if tcp.exists():
+        tcp.write_text(str(memory_bytes))
+
+
 def call_memory_bytes(memory_mb: int, tmp_mb: int) -> int:
     """One call's own ceiling: its memory, its /tmp and the worker's overhead."""
     return (memory_mb + tmp_mb + _CALL_OVERHEAD_MB) * 1024 * 1024
 
 
-class CallGroups:
-    """The per-call memory cgroups of one sandbox (cgroup v1)."""
+def sandbox_pids_max(calls: int) -> int:
+    """The sandbox's pids.max: every call's share, and room for the supervisor and new workers."""
+    return calls * CALL_PIDS + RESERVE_PIDS
 
-    def __init__(self, dirs: list[Path]) -> None:
+
+class CallGroups:
+    """The per-call cgroups of one sandbox (cgroup v1): per slot, one in each of
+    `width` hierarchies (memory, and pids where the sandbox has a pids cgroup)."""
+
+    def __init__(self, dirs: list[Path], width: int = 1) -> None:
+        #: Slot-major: slot 0's memory (and pids) directory, then slot 1's, ...
         self.dirs = dirs
+        self.width = width
 
     @classmethod
-    def make(cls, sandbox: Cgroup | None, slots: int, memory_bytes: int) -> CallGroups | None:
-        """`slots` child cgroups of the sandbox's memory cgroup; None where not supported."""
+    def make(
+        cls, sandbox: Cgroup | None, slots: int, memory_bytes: int, pids_max: int = CALL_PIDS
+    ) -> CallGroups | None:
+        """`slots` child cgroups of the sandbox's memory (and pids) cgroup; None where not
+        supported."""
         if sandbox is None or sandbox.mode is not ResourceMode.CGROUP_V1:
             return None
-        memory = next((d for d in sandbox.dirs if d.parent.parent.name == "memory"), None)
-        if memory is None:
+        found = {d.parent.parent.name: d for d in sandbox.dirs}
+        if "memory" not in found:
             return None
-        dirs = []
+        parents = [(c, found[c]) for c in _CONTROLLERS if c in found]
+        dirs: list[Path] = []
         try:
             for i in range(slots):
-                d = memory / f"call-{i}"
-                d.mkdir(exist_ok=True)
-                dirs.append(d)
-                (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
-                swap = d / "memory.memsw.limit_in_bytes"
-                if swap.exists():
-                    swap.write_text(str(memory_bytes))
-                # v1 charges TCP buffers to a cgroup only once it has a TCP limit: without
-                # one, a call's loopback sockets draw on the host's net.ipv4.tcp_mem alone.
-                tcp = d / "memory.kmem.tcp.limit_in_bytes"
-                if tcp.exists():
-                    tcp.write_text(str(memory_bytes))
+                for controller, parent in parents:
+                    d = parent / f"call-{i}"
+                    d.mkdir(exist_ok=True)
+                    dirs.append(d)
+                    if controller == "memory":
+                        _limit_memory(d, memory_bytes)
+                    else:
+                        (d / "pids.max").write_text(str(pids_max))
         except OSError:
             CallGroups(dirs).remove()
             raise
-        return cls(dirs)
+        return cls(dirs, len(parents))
 
     def oom_kills(self) -> int:
         """Processes the OOM killer took in these cgroups (v1 does not add them to the parent's)."""
@@ -121,7 +162,8 @@ class CallGroups:
         return total
 
     def open_procs(self) -> list[int]:
-        """A write descriptor on each slot's cgroup.procs, for the supervisor."""
+        """A write descriptor on each slot's cgroup.procs, for the supervisor: `width`
+        consecutive ones per slot (memory, then pids)."""
         fds: list[int] = []
         try:
             for d in self.dirs:
@@ -168,9 +210,12 @@ def describe_call_isolation(resources: ResourceControl) -> list[str]:
             "files); abstract unix sockets stay reachable between calls"
         )
     if resources.mode is ResourceMode.CGROUP_V1:
-        memory = "a memory cgroup per call; supervisor never the OOM victim"
+        memory = (
+            f"a memory and a pids cgroup per call (pids.max {CALL_PIDS} each); "
+            "supervisor never the OOM victim"
+        )
     elif resources.mode is ResourceMode.CGROUP_V2:
-        memory = "one memory cgroup per sandbox; supervisor never the OOM victim"
+        memory = "one memory and pids cgroup per sandbox; supervisor never the OOM victim"
     else:
         memory = "rlimits only (no cgroup): RLIMIT_AS per worker"
     if os.geteuid() != 0:

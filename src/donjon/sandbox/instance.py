@@ -21,6 +21,7 @@ from donjon.sandbox.callgroups import (
     CallGroups,
     call_memory_bytes,
     protect_from_oom_killer,
+    sandbox_pids_max,
     sandbox_processes,
 )
 from donjon.sandbox.channel import ChannelClosed, read_frames, wait_closed, write_frames
@@ -48,6 +49,8 @@ _GRACE_S = 1.0
 _MAX_HEAD = 256 * 1024
 MAX_RESULT = 6 * 1024 * 1024
 _MAX_OUTPUT = 64 * 1024
+#: Per-call cgroup descriptors in one control message (the kernel takes 253 at most).
+_FDS_PER_MESSAGE = 64
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,16 @@ class Instance:
                     "timeout_s": self.config.timeout_s,
                     "call_filter": self._filters.call.hex(),
                     "preload": list(await preload),
+                    # Descriptors per slot (memory, pids), and the messages that carry
+                    # them after this one.
+                    "cgroup_slot_width": self._call_groups.width if self._call_groups else 1,
+                    "cgroup_slot_messages": -(-len(slot_fds) // _FDS_PER_MESSAGE),
                 }
             ).encode()
             try:
-                socket.send_fds(ours, [config], slot_fds)
+                socket.send_fds(ours, [config], [])
+                for i in range(0, len(slot_fds), _FDS_PER_MESSAGE):
+                    socket.send_fds(ours, [b"fds"], slot_fds[i : i + _FDS_PER_MESSAGE])
             finally:
                 for fd in slot_fds:
                     os.close(fd)
@@ -214,7 +223,7 @@ class Instance:
             f"{self.config.function}-v{self.config.version}",
             self._slots() * call_memory_bytes(self.config.memory_mb, self.config.tmp_mb)
             + 64 * 1024 * 1024,
-            16 * calls + 16,
+            sandbox_pids_max(calls),
             # One core per call it may run at once, at most the host's cores.
             cpu_cores=float(min(calls, os.cpu_count() or 1)),
         )
@@ -229,7 +238,8 @@ class Instance:
         return 2 * self.config.calls_per_instance + 2
 
     def _make_call_groups(self) -> list[int]:
-        """Per-call memory cgroups (cgroup v1), as cgroup.procs descriptors for the supervisor."""
+        """Per-call memory and pids cgroups (cgroup v1), as cgroup.procs descriptors for
+        the supervisor."""
         self._call_groups = CallGroups.make(
             self._cgroup,
             self._call_group_count(),

@@ -11,8 +11,9 @@ Run in the short-lived parent that made the worker's pid and mount namespace
   writable so that workers can make the change above; function code never
   can: its /proc is read-only, and it holds no capability to remount it);
 - the sandbox's devpts hidden: a call cannot take the host's ptys;
-- a memory cgroup of the call's own, when the host gave the supervisor one:
-  what a call's socket buffers, memfds and pipes hold is charged to it alone;
+- a memory and a pids cgroup of the call's own, when the host gave the
+  supervisor them: what a call's socket buffers, memfds and pipes hold is
+  charged to it alone, and its processes count against its own share only;
 - a Landlock domain of its own (see landlock.py), or, where the kernel has no
   Landlock, a /proc that shows only the worker itself.
 
@@ -98,10 +99,12 @@ def before_fork() -> None:
     )
 
 
-def join_cgroup(procs_fd: int) -> None:
-    """Move this process into the cgroup whose `cgroup.procs` the host opened for it,
-    then into a cgroup namespace rooted there: the call sees its cgroups as `/`."""
-    os.write(procs_fd, b"0")
+def join_cgroup(procs_fds: tuple[int, ...]) -> None:
+    """Move this process into the cgroups (one per hierarchy) whose `cgroup.procs` the
+    host opened for it, then into a cgroup namespace rooted there: the call sees its
+    cgroups as `/`."""
+    for fd in procs_fds:
+        os.write(fd, b"0")
     if _libc.unshare(_CLONE_NEWCGROUP) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare(CLONE_NEWCGROUP): {os.strerror(err)}")

@@ -49,6 +49,8 @@ IMPORT_DEADLINE_S = 30.0
 #: than `IDLE_CPU_S` since the last look, runs code outside any call: killed.
 IDLE_CHECK_S = 5.0
 IDLE_CPU_S = 1.0
+#: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
+_MAX_FDS_PER_MESSAGE = 253
 
 
 class _Worker:
@@ -147,14 +149,15 @@ class Supervisor:
         #: next one is made only when a call needs it (no busy respawn loop).
         self.idle_deaths = 0
         self._poller = select.poll()
-        #: `cgroup.procs` of the per-call cgroups the host made (none: no cgroups here);
-        #: each worker joins a free one, given back when the worker is reaped.
-        self.free_cgroup_slots: list[int] = list(config.get("cgroup_slots") or [])
-        self.cgroup_slot_of: dict[int, int] = {}
+        #: `cgroup.procs` of the per-call cgroups the host made (none: no cgroups here),
+        #: one per hierarchy (memory, pids) in each slot; each worker joins a free
+        #: slot, given back when the worker is reaped.
+        self.free_cgroup_slots: list[tuple[int, ...]] = list(config.get("cgroup_slots") or [])
+        self.cgroup_slot_of: dict[int, tuple[int, ...]] = {}
         self.uses_cgroup_slots = bool(self.free_cgroup_slots)
         self.worker: _Worker | None = _Worker(self)
 
-    def take_cgroup_slot(self) -> int | None:
+    def take_cgroup_slot(self) -> tuple[int, ...] | None:
         if not self.uses_cgroup_slots:
             return None
         if not self.free_cgroup_slots:
@@ -162,7 +165,7 @@ class Supervisor:
             raise OSError(11, "every per-call cgroup is in use")
         return self.free_cgroup_slots.pop()
 
-    def give_back_cgroup_slot(self, slot: int | None) -> None:
+    def give_back_cgroup_slot(self, slot: tuple[int, ...] | None) -> None:
         if slot is not None:
             self.free_cgroup_slots.append(slot)
 
@@ -410,11 +413,27 @@ def _preload(names: list[str]) -> None:
             continue
 
 
+def _receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[int, ...]]:
+    """The per-call cgroups' descriptors, in the `messages` the host sends after the
+    config, `width` per slot (a slot cut short, were any lost, is not used)."""
+    fds: list[int] = []
+    for _ in range(messages):
+        _msg, more, _flags, _addr = socket.recv_fds(ctrl, 64, _MAX_FDS_PER_MESSAGE)
+        fds += more
+    width = max(width, 1)
+    whole = len(fds) - len(fds) % width
+    for fd in fds[whole:]:
+        os.close(fd)
+    return [tuple(fds[i : i + width]) for i in range(0, whole, width)]
+
+
 def main(ctrl_fd: int) -> None:
     ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
-    msg, slots, _flags, _addr = socket.recv_fds(ctrl, 65536, 64)
+    msg, _fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 0)
     config = json.loads(msg)
-    config["cgroup_slots"] = slots
+    config["cgroup_slots"] = _receive_slots(
+        ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
+    )
     config["landlock"] = landlock.abi_version()
     config["call_filter"] = bytes.fromhex(config["call_filter"])
     config["warm"] = config["mode"] == "warm"

@@ -138,7 +138,7 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
 
 
 def start_worker(
-    handoff: socket.socket, config: dict[str, Any], cgroup_fd: int | None = None
+    handoff: socket.socket, config: dict[str, Any], cgroup_fds: tuple[int, ...] | None = None
 ) -> int:
     """In a fresh fork of the supervisor: make the namespaces, fork the worker,
     wait for it and leave with its status. Never returns."""
@@ -146,8 +146,9 @@ def start_worker(
         # Pid, mount and System V IPC namespaces of the worker's own: nothing it
         # starts, mounts or allocates in shared memory outlives it.
         lowlevel.unshare(lowlevel.CLONE_NEWPID | lowlevel.CLONE_NEWNS | lowlevel.CLONE_NEWIPC)
-        if cgroup_fd is not None:
-            isolation.join_cgroup(cgroup_fd)  # the call's memory is charged to it alone
+        if cgroup_fds:
+            # The call's memory is charged to it alone, its processes count against its share.
+            isolation.join_cgroup(cgroup_fds)
         isolation.before_fork()
         pid = os.fork()
     except BaseException:
