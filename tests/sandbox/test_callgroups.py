@@ -56,7 +56,7 @@ def test_each_call_slot_has_its_own_share_of_processes(bundle: Path) -> None:
 
     found = asyncio.run(go())
     sandbox, calls = found[0], found[1:]
-    assert sandbox[1] == str(sandbox_pids_max(concurrency)) == str(concurrency * 16 + 16)
+    assert sandbox[1] == str(sandbox_pids_max(concurrency)) == str(concurrency * CALL_PIDS + 16)
     assert len(calls) == 2 * concurrency + 2
     assert {limit for _, limit in calls} == {str(CALL_PIDS)}
 

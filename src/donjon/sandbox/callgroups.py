@@ -51,7 +51,7 @@ _NEVER_KILL = -1000
 #: Room for a worker's own interpreter and its kernel objects, past the function's memory.
 _CALL_OVERHEAD_MB = 32
 #: One call's processes and threads, its worker and the worker's parent included.
-CALL_PIDS = 16
+CALL_PIDS = 64
 #: Past every call's share: bubblewrap, the supervisor, and a spare and a
 #: replacement worker being made while every call in flight holds its share full.
 RESERVE_PIDS = 16
