@@ -324,7 +324,8 @@ def test_idle_worker_that_says_ready_early_then_forks_is_killed(
         node.deploy(tmp_path)
         deadline = time.monotonic() + _SETTLE_S
         while not _named(mark) and time.monotonic() < deadline:
-            time.sleep(0.2)  # the chain starts two seconds after the import
+            time.sleep(0.05)  # the chain starts two seconds after the import
+        assert _named(mark), "the chain never started: this test would prove nothing"
         left = _wait_gone(mark)
         assert left == [], f"the chain still runs ({len(left)} links)"
     finally:
