@@ -125,3 +125,22 @@ def test_warm_call_that_answers_early_and_sleeps_is_killed_at_its_deadline(
     finally:
         caller.join(timeout=2 * _SETTLE_S)
     assert answers and answers[0].status_code == 504, answers
+
+
+def test_warm_import_that_leaves_a_thread_running_is_refused(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A warm function whose import starts a thread is refused at deploy, with the reason."""
+    fn = "sec-warm-thread"
+    (tmp_path / "main.py").write_text(
+        "import threading\nimport time\n\n"
+        "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n\n\n"
+        "def handler(event, context):\n    return {}\n"
+    )
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: warm\n"
+    )
+    with pytest.raises(AssertionError, match="left threads running"):
+        node.deploy(tmp_path)
+    with node.client() as c:
+        assert c.get(f"/v1/functions/{fn}").status_code == 404

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from . import landlock, lowlevel
 from .frames import send_json
-from .waiting import back_waiting
+from .waiting import back_waiting, single_threaded
 from .worker import HANDOFF_FD, start_worker, vm_size
 
 if TYPE_CHECKING:
@@ -186,6 +186,13 @@ class Supervisor:
         report = self.worker.wait_ready(IMPORT_DEADLINE_S)
         if report.get("op") == "ready" and not self._kept_nothing(self.worker):
             report = {"op": "failed", "error": "the handler's import left processes running"}
+        elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
+            # Its calls could never be seen to end (waiting.py): say so now, not per call.
+            report = {
+                "op": "failed",
+                "error": "the handler's import left threads running"
+                " (a warm worker must be idle between calls)",
+            }
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True

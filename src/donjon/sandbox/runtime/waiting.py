@@ -13,6 +13,10 @@ dumpable, so a warm worker makes itself dumpable before any function code
 (worker.py). Code that clears that flag makes itself unreadable: it is then
 never seen back, and each of its calls ends at its deadline, killed.
 
+So a warm worker keeps no thread between calls: one whose import leaves a
+thread running fails to start ("left threads running"), and a call that
+leaves one (an executor not shut down) runs into its deadline.
+
 What it cannot see: code run from a signal handler while the worker waits.
 Between calls that is the idle check's business (supervisor.py: other
 processes, or more CPU than it allows).
@@ -57,6 +61,15 @@ def back_waiting(parent: int, fd: int, inode: int) -> bool:
             and _threads(pid) == 1
         )
     except (OSError, ValueError):
+        return False
+
+
+def single_threaded(parent: int) -> bool:
+    """True when the worker under `parent` runs one thread (as it must between warm calls)."""
+    inner = lowlevel.children(parent)
+    try:
+        return len(inner) == 1 and _threads(inner[0]) == 1
+    except OSError:
         return False
 
 
