@@ -67,12 +67,13 @@ for _name, _module in list(sys.modules.items()):
 )
 
 
-#: An import that says "ready" itself, then starts the chain from a thread once it is idle.
+#: An import that says "ready" itself, then starts the chain once it is idle: from a
+#: SIGALRM handler, which runs while the worker waits (a warm worker may keep no thread).
 _CHAIN_LATER = """\
 import json
 import os
+import signal
 import sys
-import threading
 import time
 
 for _name, _module in list(sys.modules.items()):
@@ -81,13 +82,13 @@ for _name, _module in list(sys.modules.items()):
 os.write(3, json.dumps({{"op": "ready", "caps": 0}}).encode())
 
 
-def _later():
-    time.sleep(2)
+def _later(signum, frame):
     if os.fork() == 0:
         _chain()
 
 
-threading.Thread(target=_later, daemon=True).start()
+signal.signal(signal.SIGALRM, _later)
+signal.alarm(2)
 """ + _CHAIN.replace("if os.fork() == 0:\n    _chain()\n", "")
 
 
