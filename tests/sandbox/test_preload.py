@@ -16,3 +16,13 @@ def test_lists_stdlib_imports_only(tmp_path: Path) -> None:
     (tmp_path / "helper.py").write_text("import decimal\n")
     (tmp_path / "broken.py").write_text("def (:\n")
     assert stdlib_imports(tmp_path) == ("decimal", "json", "os.path", "xml.etree")
+
+
+def test_lists_only_modules_safe_to_import_in_the_supervisor(tmp_path: Path) -> None:
+    """Modules that act at import (a `__main__`, `this`, `site`, ...) are never preloaded."""
+    (tmp_path / "main.py").write_text(
+        "import unittest.__main__, unittest, this, antigravity, site, idlelib, turtle, pydoc\n"
+        "import asyncio.__main__, json.tool, ctypes.test, hashlib, re, datetime\n"
+        "from concurrent import futures\n"
+    )
+    assert stdlib_imports(tmp_path) == ("concurrent", "datetime", "hashlib", "json.tool", "re")

@@ -67,12 +67,13 @@ for _name, _module in list(sys.modules.items()):
 )
 
 
-#: An import that says "ready" itself, then starts the chain from a thread once it is idle.
+#: An import that says "ready" itself, then starts the chain once it is idle: from a
+#: SIGALRM handler, which runs while the worker waits (a warm worker may keep no thread).
 _CHAIN_LATER = """\
 import json
 import os
+import signal
 import sys
-import threading
 import time
 
 for _name, _module in list(sys.modules.items()):
@@ -81,13 +82,13 @@ for _name, _module in list(sys.modules.items()):
 os.write(3, json.dumps({{"op": "ready", "caps": 0}}).encode())
 
 
-def _later():
-    time.sleep(2)
+def _later(signum, frame):
     if os.fork() == 0:
         _chain()
 
 
-threading.Thread(target=_later, daemon=True).start()
+signal.signal(signal.SIGALRM, _later)
+signal.alarm(2)
 """ + _CHAIN.replace("if os.fork() == 0:\n    _chain()\n", "")
 
 
@@ -324,7 +325,8 @@ def test_idle_worker_that_says_ready_early_then_forks_is_killed(
         node.deploy(tmp_path)
         deadline = time.monotonic() + _SETTLE_S
         while not _named(mark) and time.monotonic() < deadline:
-            time.sleep(0.2)  # the chain starts two seconds after the import
+            time.sleep(0.05)  # the chain starts two seconds after the import
+        assert _named(mark), "the chain never started: this test would prove nothing"
         left = _wait_gone(mark)
         assert left == [], f"the chain still runs ({len(left)} links)"
     finally:

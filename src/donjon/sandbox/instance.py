@@ -368,7 +368,12 @@ class Instance:
             except (ChannelClosed, OSError):
                 raise await self._why_gone(exit_fut, timeout_s, call_id, started) from None
             if report.get("status") == "timeout":
-                raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
+                # The reply was read, but the call's processes ran on to its deadline:
+                # this call overran, and its answer is not used.
+                raise FunctionTimeout(
+                    f"the function ran past its {timeout_s:g}s timeout after writing its answer"
+                    " (the answer was not sent)"
+                )
             return _result(_reply_head(head), body)
         finally:
             theirs.close()

@@ -17,9 +17,11 @@ A call ends with all its processes: the supervisor ends a worker by killing
 the worker's pid 1 itself (which takes its whole pid namespace), never only
 the worker's intermediate parent, and kills any process it adopts that it
 did not make. A call's end is reported once its processes are gone: for
-``invocation`` when its worker's parent is reaped, for ``warm`` when the
-gateway says the call's socket was closed (``done``) and the worker is still
-alive, or when the worker has been killed at the call's deadline.
+``invocation`` when its worker's parent is reaped, for ``warm`` once the
+gateway says the call's socket was closed (``done``) and the kernel shows the
+worker back waiting for its next call (waiting.py), or when the worker has
+been killed at the call's deadline: until the worker is back, the call's
+deadline stays armed, whatever the function wrote or closed.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from typing import TYPE_CHECKING
 
 from . import landlock, lowlevel
 from .frames import send_json
-from .worker import start_worker, vm_size
+from .waiting import back_waiting, single_threaded
+from .worker import HANDOFF_FD, start_worker, vm_size
 
 if TYPE_CHECKING:
     from typing import Any
@@ -51,6 +54,11 @@ IDLE_CHECK_S = 5.0
 IDLE_CPU_S = 1.0
 #: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
 _MAX_FDS_PER_MESSAGE = 253
+#: A warm call whose socket closed is looked at again after this long, then
+#: twice as long each time up to `BACK_STEP_MAX_S`, until its worker is back
+#: waiting (the call ends) or the call's deadline (the worker is killed).
+BACK_STEP_S = 0.0005
+BACK_STEP_MAX_S = 0.05
 
 
 class _Worker:
@@ -72,6 +80,8 @@ class _Worker:
             start_worker(theirs, sup.config, slot)
         if slot is not None:
             sup.cgroup_slot_of[pid] = slot
+        #: the hand-off socket as the kernel names it in the worker's /proc/<pid>/fd
+        self.handoff_inode = os.fstat(theirs.fileno()).st_ino
         theirs.close()
         self.pid = pid
         self.sock = ours
@@ -80,6 +90,9 @@ class _Worker:
         self.ready_by = time.monotonic() + IMPORT_DEADLINE_S
         self.look_at = _FOREVER
         self.cpu_seen = 0.0
+        #: warm, once its call's socket closed: when to look whether it is back waiting
+        self.back_at = _FOREVER
+        self.back_step = BACK_STEP_S
 
     def idle_from(self, now: float) -> None:
         """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
@@ -176,6 +189,13 @@ class Supervisor:
         report = self.worker.wait_ready(IMPORT_DEADLINE_S)
         if report.get("op") == "ready" and not self._kept_nothing(self.worker):
             report = {"op": "failed", "error": "the handler's import left processes running"}
+        elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
+            # Its calls could never be seen to end (waiting.py): say so now, not per call.
+            report = {
+                "op": "failed",
+                "error": "the handler's import left threads running"
+                " (a warm worker must be idle between calls)",
+            }
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True
@@ -256,6 +276,8 @@ class Supervisor:
         worker = self.worker
         if worker is not None and not worker.busy:
             soonest = min(soonest, worker.look_at if worker.ready else worker.ready_by)
+        elif worker is not None:
+            soonest = min(soonest, worker.back_at)
         return soonest
 
     def _on_message(self) -> None:
@@ -285,7 +307,13 @@ class Supervisor:
             self.worker = self._new_worker()
 
     def _on_done(self, call_id: int) -> None:
-        """Warm: the gateway saw the call's socket closed; the call ended if its worker lives."""
+        """Warm: the gateway saw the call's socket closed; the call ends once its worker is back.
+
+        Function code can close the socket (or write a whole reply first) and
+        keep running: the call's deadline stays armed until the kernel shows
+        the worker waiting for its next call; at the deadline it is killed and
+        this call, not the next, is reported timed out.
+        """
         worker = self.worker
         if worker is None:
             return
@@ -294,9 +322,19 @@ class Supervisor:
             return  # killed at its deadline: its exit report says so once it is reaped
         if not any(lowlevel.alive(pid) for pid in lowlevel.children(worker.pid)):
             return  # the worker died with the call: reaping it reports how
-        del self.calls[worker.pid]
+        worker.back_step = BACK_STEP_S
+        self._look_if_back(worker, time.monotonic())
+
+    def _look_if_back(self, worker: _Worker, now: float) -> None:
+        """End the warm call of `worker` if it is back waiting; else look again soon."""
+        if not back_waiting(worker.pid, HANDOFF_FD, worker.handoff_inode):
+            worker.back_at = now + worker.back_step
+            worker.back_step = min(worker.back_step * 2, BACK_STEP_MAX_S)
+            return
+        call_id = self.calls.pop(worker.pid)[0]
+        worker.back_at = _FOREVER
         worker.busy = False
-        worker.idle_from(time.monotonic())
+        worker.idle_from(now)
         send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
 
     def _hand(self, call_fd: int) -> _Worker | None:
@@ -317,11 +355,20 @@ class Supervisor:
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
+        worker = self.worker
+        if (
+            worker is not None
+            and worker.back_at <= now
+            and worker.pid in self.calls
+            and worker.pid not in self.timed_out
+        ):
+            self._look_if_back(worker, now)
         for pid, (_, deadline) in self.calls.items():
             if deadline <= now and pid not in self.timed_out:
                 kill_worker(pid)
                 self.timed_out.add(pid)
-        worker = self.worker
+                if worker is not None and pid == worker.pid:
+                    worker.back_at = _FOREVER  # killed: reaping reports the timeout
         if worker is None or worker.busy:
             return
         if not worker.ready and worker.ready_by <= now:
@@ -402,14 +449,16 @@ def _preload(names: list[str]) -> None:
     """Import the standard-library modules the function uses, once, for every worker.
 
     sys.path holds the standard library only here (the bundle is added in the
-    worker), so a bundle module cannot stand in for one of these.
+    worker), so a bundle module cannot stand in for one of these. The host
+    lists only modules that are safe to import (preload.py's allow-list); even
+    so, nothing an import raises, SystemExit included, may end the supervisor.
     """
     import importlib
 
     for name in names:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: S112  # nosec B112 - a missing module is the worker's problem
+        except BaseException:  # noqa: S112  # nosec B112 - a failed import is the worker's problem
             continue
 
 

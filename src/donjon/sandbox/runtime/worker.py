@@ -66,7 +66,13 @@ def _confine(config: dict[str, Any]) -> None:
     limit = config["base_vm"] + config["memory_mb"] * MIB
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if not config["warm"]:
+    if config["warm"]:
+        # The supervisor reads this worker's /proc/<pid>/syscall and fd to see
+        # it back waiting after each call (waiting.py); those belong to root
+        # and refuse it while the worker is not dumpable. (Landlock, not this
+        # flag, keeps other calls out of them; /proc is read-only here.)
+        lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 1)
+    else:
         # A one-call worker gets CPU for its import and one call, no more: a spare
         # whose import spins dies here instead of burning a core until reaped.
         cpu = _IMPORT_CPU_S + int(config["timeout_s"]) + 1
