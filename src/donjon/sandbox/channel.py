@@ -6,7 +6,14 @@ import asyncio
 import socket
 import struct
 
-__all__ = ["ChannelClosed", "read_frames", "wait_closed", "write_frames"]
+__all__ = [
+    "ChannelClosed",
+    "read_frames",
+    "send_control",
+    "send_with_fd",
+    "wait_closed",
+    "write_frames",
+]
 
 _LEN = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -55,3 +62,32 @@ async def wait_closed(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     while await loop.sock_recv(sock, 65536):
         continue
+
+
+def _settle_once(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def send_control(sock: socket.socket, msg: bytes) -> None:
+    """One control message; waits while the supervisor's queue is full."""
+    await send_with_fd(sock, msg, None)
+
+
+async def send_with_fd(sock: socket.socket, msg: bytes, fd: int | None) -> None:
+    """One control message carrying `fd`; waits while the supervisor's queue is full."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            if fd is None:
+                sock.send(msg)
+            else:
+                socket.send_fds(sock, [msg], [fd])
+            return
+        except BlockingIOError:
+            writable: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(sock.fileno(), _settle_once, writable)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(sock.fileno())

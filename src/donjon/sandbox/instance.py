@@ -24,7 +24,14 @@ from donjon.sandbox.callgroups import (
     sandbox_pids_max,
     sandbox_processes,
 )
-from donjon.sandbox.channel import ChannelClosed, read_frames, wait_closed, write_frames
+from donjon.sandbox.channel import (
+    ChannelClosed,
+    read_frames,
+    send_control,
+    send_with_fd,
+    wait_closed,
+    write_frames,
+)
 from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionFailed,
@@ -37,18 +44,13 @@ from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.limits import Cgroup, ResourceControl
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+from donjon.sandbox.replies import MAX_HEAD, MAX_RESULT, CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
 _START_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
-#: A reply's head (status and captured output, 64 KiB of it at most) and its
-#: result. Function code owns the call socket and could write frames of its
-#: own: the gateway holds no more than this for a call, whatever it says.
-_MAX_HEAD = 256 * 1024
-MAX_RESULT = 6 * 1024 * 1024
-_MAX_OUTPUT = 64 * 1024
 #: Per-call cgroup descriptors in one control message (the kernel takes 253 at most).
 _FDS_PER_MESSAGE = 64
 
@@ -73,14 +75,6 @@ class InstanceConfig:
     def calls_per_instance(self) -> int:
         """A warm sandbox serves one call at a time; an invocation one, `concurrency`."""
         return 1 if self.warm else self.concurrency
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """A handler's answer: `body` is its JSON result, `output` its captured stdout/stderr."""
-
-    body: bytes
-    output: str
 
 
 class Instance:
@@ -346,7 +340,7 @@ class Instance:
         try:
             msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
             try:
-                await _send_with_fd(self._ctrl, msg, theirs.fileno())
+                await send_with_fd(self._ctrl, msg, theirs.fileno())
             except OSError:
                 raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
@@ -355,7 +349,7 @@ class Instance:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
                     await write_frames(ours, meta, event)
-                    head, body = await read_frames(ours, 2, (_MAX_HEAD, MAX_RESULT))
+                    head, body = await read_frames(ours, 2, (MAX_HEAD, MAX_RESULT))
                     # A reply may come early (function code can write one): the
                     # call is over only once the supervisor says its processes are.
                     if self.config.warm or exit_fut.done():
@@ -374,7 +368,7 @@ class Instance:
                     f"the function ran past its {timeout_s:g}s timeout after writing its answer"
                     " (the answer was not sent)"
                 )
-            return _result(_reply_head(head), body)
+            return reply_result(reply_head(head), body)
         finally:
             theirs.close()
             if later:
@@ -435,7 +429,7 @@ class Instance:
             await wait_closed(sock)
             if self._ctrl is None:
                 raise ChannelClosed("the sandbox is gone")
-            await _send_control(self._ctrl, json.dumps({"op": "done", "id": call_id}).encode())
+            await send_control(self._ctrl, json.dumps({"op": "done", "id": call_id}).encode())
         return await exit_fut
 
     async def _why_gone(
@@ -455,7 +449,7 @@ class Instance:
                     # (a handler that closed its socket) ends the call by `done`.
                     await asyncio.wait({exit_fut}, timeout=2.0)
                     if not exit_fut.done() and self._ctrl is not None:
-                        await _send_control(
+                        await send_control(
                             self._ctrl, json.dumps({"op": "done", "id": call_id}).encode()
                         )
                 report = await exit_fut
@@ -475,63 +469,6 @@ class Instance:
                 )
             return FunctionCrashed("the function's process was killed")
         return FunctionCrashed(f"the function's process ended without an answer ({status})")
-
-
-def _settle_once(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-async def _send_control(sock: socket.socket, msg: bytes) -> None:
-    """One control message; waits while the supervisor's queue is full."""
-    await _send_with_fd(sock, msg, None)
-
-
-async def _send_with_fd(sock: socket.socket, msg: bytes, fd: int | None) -> None:
-    """One control message carrying `fd`; waits while the supervisor's queue is full."""
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            if fd is None:
-                sock.send(msg)
-            else:
-                socket.send_fds(sock, [msg], [fd])
-            return
-        except BlockingIOError:
-            writable: asyncio.Future[None] = loop.create_future()
-            loop.add_writer(sock.fileno(), _settle_once, writable)
-            try:
-                await writable
-            finally:
-                loop.remove_writer(sock.fileno())
-
-
-def _reply_head(raw: bytes) -> dict[str, Any]:
-    """The reply's first frame. Function code could have written it: trust nothing."""
-    try:
-        head = boundedjson.loads(raw)
-    except (ValueError, JSONTooDeep):
-        head = None
-    if not isinstance(head, dict):
-        raise FunctionCrashed("the function's reply was malformed")
-    return head
-
-
-def _result(head: dict[str, Any], body: bytes) -> CallResult:
-    output = str(head.get("out", ""))[-_MAX_OUTPUT:]
-    if head.get("ok"):
-        return CallResult(body=body, output=output)
-    kind = head.get("kind")
-    error: SandboxError
-    if kind == "memory":
-        error = FunctionMemoryExceeded("the function exceeded its memory limit")
-    elif kind == "result":
-        error = FunctionFailed(str(head.get("error")))
-    else:
-        error = FunctionFailed(str(head.get("error", "the function failed")))
-    error.output = output
-    error.trace = str(head.get("trace", ""))
-    raise error
 
 
 def _join_cgroup(fds: list[int]) -> Callable[[], None]:
