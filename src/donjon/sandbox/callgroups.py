@@ -31,10 +31,9 @@ and the sandbox-wide memory and pids limits alone apply there.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-from donjon.sandbox.limits import Cgroup, ResourceControl, ResourceMode
+from donjon.sandbox.limits import Cgroup, ResourceControl, ResourceMode, remove_cgroup_dirs
 from donjon.sandbox.runtime import landlock
 
 __all__ = [
@@ -177,18 +176,7 @@ class CallGroups:
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the slots (before the sandbox's own cgroup, which they are inside),
         once their killed processes have left them."""
-        deadline = time.monotonic() + wait_s
-        for d in self.dirs:
-            while True:
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.01)
+        remove_cgroup_dirs(self.dirs, wait_s)
 
 
 def describe_call_isolation(resources: ResourceControl) -> list[str]:

@@ -17,11 +17,18 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-__all__ = ["Cgroup", "ResourceControl", "ResourceMode", "detect_resource_control"]
+__all__ = [
+    "Cgroup",
+    "ResourceControl",
+    "ResourceMode",
+    "detect_resource_control",
+    "remove_cgroup_dirs",
+]
 
 _ROOT = Path("/sys/fs/cgroup")
 _GROUP = "donjon"
@@ -36,6 +43,23 @@ class ResourceMode(StrEnum):
     CGROUP_V2 = "cgroup-v2"
     CGROUP_V1 = "cgroup-v1"
     RLIMIT = "rlimit"
+
+
+def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
+    """rmdir each cgroup directory once its killed processes have left it (they take
+    a moment); one still busy after `wait_s` is left for the next start's sweep."""
+    deadline = time.monotonic() + wait_s
+    for d in dirs:
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
 
 
 @dataclass
@@ -78,18 +102,7 @@ class Cgroup:
 
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the cgroup once its killed processes have left it (they take a moment)."""
-        deadline = time.monotonic() + wait_s
-        for d in self.dirs:
-            while True:
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break  # still busy: left for the next start's sweep
-                    time.sleep(0.01)
+        remove_cgroup_dirs(self.dirs, wait_s)
 
 
 class ResourceControl:
