@@ -1,4 +1,4 @@
-"""The host's view of a sandbox's cgroups, for tests: found from the processes under a pid."""
+"""The host's view of a sandbox's processes and cgroups, for tests (from /proc and cgroupfs)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,25 @@ from pathlib import Path
 _ROOT = Path("/sys/fs/cgroup")
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` (any of its threads) is the parent of, now."""
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
 def descendants(root: int) -> list[int]:
     """`root` and every process under it, now."""
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
         out.append(pid)
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
+        todo += children(pid)
     return out
 
 

@@ -194,11 +194,11 @@ def test_a_failed_flush_keeps_the_count_for_the_next(engine: Engine) -> None:
             calls += 1
             raise RuntimeError("disk full")
 
-        log.record = failing  # type: ignore[method-assign,assignment]
+        log.record = failing  # type: ignore[method-assign,assignment]  # a failing writer
         with pytest.raises(RuntimeError):
             await denials.flush()
         assert calls == 1
-        log.record = real  # type: ignore[method-assign]
+        log.record = real  # type: ignore[method-assign]  # the writer back
         await denials.flush()
 
     _run(engine, body)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cgroupfs import children, descendants
 from donjon.bundle import build_bundle
 from harness import FUNCTIONS, LiveNode, free_port
 from sec_support import ATTACKERS, attack, bundle_dir, process_names
@@ -106,21 +107,10 @@ def _wait_gone(name: str, within_s: float = _SETTLE_S) -> list[int]:
     return left
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def _sandbox_roots(node: LiveNode, digest: str) -> list[int]:
     """The host pids of the sandboxes (bwrap) the node runs for the bundle `digest`."""
     roots = []
-    for pid in _children(node.proc.pid):
+    for pid in children(node.proc.pid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -128,14 +118,6 @@ def _sandbox_roots(node: LiveNode, digest: str) -> list[int]:
         if digest.encode() in cmdline:
             roots.append(pid)
     return roots
-
-
-def _tree(root: int) -> Iterator[int]:
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        yield pid
-        todo += _children(pid)
 
 
 def _cpu_s(pid: int) -> float:
@@ -152,7 +134,7 @@ def _runtime_pids(node: LiveNode, fn: str) -> list[int]:
     return [
         pid
         for root in _sandbox_roots(node, digest)
-        for pid in _tree(root)
+        for pid in descendants(root)
         if b"donjon_runtime/boot.py" in _cmdline(pid)
     ]
 
@@ -208,7 +190,7 @@ def test_import_that_forks_a_cpu_chain_is_stopped(
     fn, mark = chain_function
     left = _wait_gone(mark)
     digest = bundle_dir(node, fn).name
-    used = sum(_cpu_s(pid) for root in _sandbox_roots(node, digest) for pid in _tree(root))
+    used = sum(_cpu_s(pid) for root in _sandbox_roots(node, digest) for pid in descendants(root))
     assert left == [], f"the chain still runs ({len(left)} links) {used:.1f}s of CPU later"
     assert used < 20.0, f"the idle sandbox used {used:.1f}s of CPU"
     assert node.invoke(fn, {}).status_code == 200

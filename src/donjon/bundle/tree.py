@@ -55,9 +55,9 @@ def make_read_only(root: Path) -> None:
         for e in entries:
             if not e.is_dir(follow_symlinks=False):
                 mode = e.stat(follow_symlinks=False).st_mode
-                os.chmod(e.path, 0o555 if mode & 0o111 else 0o444)  # nosec B103
+                os.chmod(e.path, 0o555 if mode & 0o111 else 0o444)  # nosec B103 - read-only
     for here in reversed(dirs):
-        os.chmod(here, 0o555)  # noqa: S103  # nosec B103
+        os.chmod(here, 0o555)  # noqa: S103  # nosec B103 - read-only, traversable
 
 
 def remove_tree(root: Path) -> bool:

@@ -137,6 +137,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     # Connections
 
+    # uvicorn narrows asyncio.Protocol's BaseTransport to Transport; so does this override.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         address = self.client[0] if self.client else "-"

@@ -35,6 +35,7 @@ class _TlsDeadlines:
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.tls_timeout_s)
             kwargs.setdefault("ssl_shutdown_timeout", self.tls_timeout_s)
+        # A mixin: mypy cannot see the loop class it is mixed into.
         server: asyncio.Server = await super().create_server(*args, **kwargs)  # type: ignore[misc]
         return server
 
@@ -49,7 +50,7 @@ def _loop_factory(tls_timeout_s: float) -> Callable[[], asyncio.AbstractEventLoo
     except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop on Linux
         base = asyncio.SelectorEventLoop
 
-    class GatewayLoop(_TlsDeadlines, base):  # type: ignore[valid-type,misc]
+    class GatewayLoop(_TlsDeadlines, base):  # type: ignore[valid-type,misc]  # base: a variable
         pass
 
     def new_loop() -> asyncio.AbstractEventLoop:

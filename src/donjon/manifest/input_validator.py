@@ -16,7 +16,7 @@ import functools
 from collections.abc import Iterator
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
+import re2
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 __all__ = ["check_patterns", "input_validator"]
@@ -109,7 +109,7 @@ def _additional_properties(
         )
 
 
-_InputValidator = validators.extend(  # type: ignore[no-untyped-call]
+_InputValidator = validators.extend(  # type: ignore[no-untyped-call]  # untyped in its stubs
     Draft202012Validator,
     {
         "pattern": _pattern,

@@ -33,7 +33,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from donjon.sandbox.limits import Cgroup, ResourceControl, ResourceMode, remove_cgroup_dirs
+from donjon.sandbox.limits import (
+    Cgroup,
+    ResourceControl,
+    ResourceMode,
+    open_procs,
+    remove_cgroup_dirs,
+)
 from donjon.sandbox.runtime import landlock
 
 __all__ = [
@@ -163,15 +169,7 @@ class CallGroups:
     def open_procs(self) -> list[int]:
         """A write descriptor on each slot's cgroup.procs, for the supervisor: `width`
         consecutive ones per slot (memory, then pids)."""
-        fds: list[int] = []
-        try:
-            for d in self.dirs:
-                fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-        except OSError:
-            for fd in fds:
-                os.close(fd)
-            raise
-        return fds
+        return open_procs(self.dirs)
 
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the slots (before the sandbox's own cgroup, which they are inside),

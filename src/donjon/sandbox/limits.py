@@ -27,6 +27,7 @@ __all__ = [
     "ResourceControl",
     "ResourceMode",
     "detect_resource_control",
+    "open_procs",
     "remove_cgroup_dirs",
 ]
 
@@ -43,6 +44,20 @@ class ResourceMode(StrEnum):
     CGROUP_V2 = "cgroup-v2"
     CGROUP_V1 = "cgroup-v1"
     RLIMIT = "rlimit"
+
+
+def open_procs(dirs: Iterable[Path]) -> list[int]:
+    """A write descriptor on each directory's cgroup.procs, in order (the caller closes
+    them); none is left open if one fails."""
+    fds: list[int] = []
+    try:
+        for d in dirs:
+            fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
@@ -79,15 +94,7 @@ class Cgroup:
         A child process that writes b"0" to each joins the cgroup itself: done
         between fork and exec, everything it runs starts inside.
         """
-        fds: list[int] = []
-        try:
-            for d in self.dirs:
-                fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-        except OSError:
-            for fd in fds:
-                os.close(fd)
-            raise
-        return fds
+        return open_procs(self.dirs)
 
     def oom_kills(self) -> int:
         name = "memory.events" if self.mode is ResourceMode.CGROUP_V2 else "memory.oom_control"

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from . import landlock, lowlevel
 from .frames import send_json
+from .startup import preload, receive_slots
 from .waiting import back_waiting, single_threaded
 from .worker import HANDOFF_FD, start_worker, vm_size
 
@@ -52,8 +53,6 @@ IMPORT_DEADLINE_S = 30.0
 #: than `IDLE_CPU_S` since the last look, runs code outside any call: killed.
 IDLE_CHECK_S = 5.0
 IDLE_CPU_S = 1.0
-#: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
-_MAX_FDS_PER_MESSAGE = 253
 #: A warm call whose socket closed is looked at again after this long, then
 #: twice as long each time up to `BACK_STEP_MAX_S`, until its worker is back
 #: waiting (the call ends) or the call's deadline (the worker is killed).
@@ -445,42 +444,11 @@ def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
     return {"op": "exit", "id": call_id, "status": "ok" if code == 0 else "exit", "code": code}
 
 
-def _preload(names: list[str]) -> None:
-    """Import the standard-library modules the function uses, once, for every worker.
-
-    sys.path holds the standard library only here (the bundle is added in the
-    worker), so a bundle module cannot stand in for one of these. The host
-    lists only modules that are safe to import (preload.py's allow-list); even
-    so, nothing an import raises, SystemExit included, may end the supervisor.
-    """
-    import importlib
-
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except BaseException:  # noqa: S112  # nosec B112 - a failed import is the worker's problem
-            continue
-
-
-def _receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[int, ...]]:
-    """The per-call cgroups' descriptors, in the `messages` the host sends after the
-    config, `width` per slot (a slot cut short, were any lost, is not used)."""
-    fds: list[int] = []
-    for _ in range(messages):
-        _msg, more, _flags, _addr = socket.recv_fds(ctrl, 64, _MAX_FDS_PER_MESSAGE)
-        fds += more
-    width = max(width, 1)
-    whole = len(fds) - len(fds) % width
-    for fd in fds[whole:]:
-        os.close(fd)
-    return [tuple(fds[i : i + width]) for i in range(0, whole, width)]
-
-
 def main(ctrl_fd: int) -> None:
     ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
     msg, _fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 0)
     config = json.loads(msg)
-    config["cgroup_slots"] = _receive_slots(
+    config["cgroup_slots"] = receive_slots(
         ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
     )
     config["landlock"] = landlock.abi_version()
@@ -491,7 +459,7 @@ def main(ctrl_fd: int) -> None:
     # executes may inherit it, so the ambient and inheritable sets go.
     lowlevel.drop_ambient_capabilities()
     config["bounding"] = lowlevel.bounding_set()
-    _preload(config.get("preload") or [])
+    preload(config.get("preload") or [])
     config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
     sup = Supervisor(ctrl, config)
     report = sup.start()

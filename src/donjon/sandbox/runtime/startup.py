@@ -1,0 +1,44 @@
+"""What the supervisor does once, before its first worker: preload the standard-library
+modules the function uses, and take the per-call cgroups' descriptors from the host.
+
+Imports nothing from donjon (this runs inside the sandbox).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+#: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
+_MAX_FDS_PER_MESSAGE = 253
+
+
+def preload(names: list[str]) -> None:
+    """Import the standard-library modules the function uses, once, for every worker.
+
+    sys.path holds the standard library only here (the bundle is added in the
+    worker), so a bundle module cannot stand in for one of these. The host
+    lists only modules that are safe to import (preload.py's allow-list); even
+    so, nothing an import raises, SystemExit included, may end the supervisor.
+    """
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: S112  # nosec B112 - a failed import is the worker's problem
+            continue
+
+
+def receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[int, ...]]:
+    """The per-call cgroups' descriptors, in the `messages` the host sends after the
+    config, `width` per slot (a slot cut short, were any lost, is not used)."""
+    fds: list[int] = []
+    for _ in range(messages):
+        _msg, more, _flags, _addr = socket.recv_fds(ctrl, 64, _MAX_FDS_PER_MESSAGE)
+        fds += more
+    width = max(width, 1)
+    whole = len(fds) - len(fds) % width
+    for fd in fds[whole:]:
+        os.close(fd)
+    return [tuple(fds[i : i + width]) for i in range(0, whole, width)]
