@@ -23,7 +23,10 @@ def _finding(f: Finding) -> list[str]:
         lines.append(f"           > {f.snippet}")
     if f.taint_path:
         lines.append("           path:")
-        lines += [f"             {s.location.line:>4}  {s.description}" for s in f.taint_path]
+        if all(s.location.path == f.location.path for s in f.taint_path):
+            lines += [f"             {s.location.line:>4}  {s.description}" for s in f.taint_path]
+        else:  # a path through several files of the bundle: each step says its file
+            lines += [f"             {s.location}  {s.description}" for s in f.taint_path]
     lines.append(f"           fix: {f.fix}")
     return lines
 

@@ -1,9 +1,10 @@
 """Statements, functions and calls: the intra-module taint analysis.
 
 Flow-sensitive over each function (branches are analysed separately and joined;
-loops twice), context-sensitive across the module's own functions (a call with
-event data analyses the callee with its parameters labelled, memoised per label
-pattern). Entry points are the manifest's handler, any ``def f(event, context)``,
+loops twice), context-sensitive across the module's own functions and, within a
+`Bundle`, the functions other modules of the bundle define (a call with event data
+analyses the callee, in its own module, with its parameters labelled, memoised per
+label pattern). Entry points are the manifest's handler, any ``def f(event, context)``,
 and web routes (``@app.route``/``@app.get``...), whose parameters carry caller data.
 """
 
@@ -11,20 +12,28 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from donjon.scan.errors import ScanError
 from donjon.scan.model import Confidence
+from donjon.scan.python.bundle import Work, relocate
 from donjon.scan.python.evaluator import Evaluator, Frame, FunctionInfo
 from donjon.scan.python.hits import CallSite, Hit, Hits
 from donjon.scan.python.imports import LOCAL, ImportMap
 from donjon.scan.python.misuse import check_assignment
+from donjon.scan.python.modules import bundle_imports
 from donjon.scan.python.sinks import check_call
 from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
+
+if TYPE_CHECKING:
+    from donjon.scan.python.bundle import Bundle
 
 __all__ = ["Interpreter"]
 
 _MAX_DEPTH = 6
-_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool], ...], int | None]
+#: (function, label pattern, call site as (calling file, line) when labelled).
+_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool], ...], tuple[str, int] | None]
 #: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
 #: otherwise: a bundle must not be able to stall the deploy gate).
 _MAX_LOOP_PASSES_DEPTH = 3
@@ -91,39 +100,72 @@ def _is_request_typed(arg: ast.arg) -> bool:
 
 
 class Interpreter(Evaluator):
-    """Analyses one module; findings accumulate in `hits`."""
+    """Analyses one module; findings accumulate in `hits`.
 
-    def __init__(self, tree: ast.Module, lines: list[str], handlers: frozenset[str]) -> None:
+    `rel` is the module's file (relative to the scan root) and `bundle` the bundle it
+    belongs to, whose other modules' functions its calls may reach; alone (no bundle),
+    calls to other modules are unknown calls."""
+
+    def __init__(
+        self,
+        tree: ast.Module,
+        lines: list[str],
+        handlers: frozenset[str],
+        *,
+        rel: str = "",
+        bundle: Bundle | None = None,
+    ) -> None:
         super().__init__(ImportMap(tree), Hits(), lines)
         self.tree = tree
         self.handlers = handlers
+        self.rel = rel
+        self.bundle = bundle
+        self.bundle_imports = bundle_imports(tree, rel) if bundle is not None else {}
         self.module_env = Env()
         self.functions: dict[str, FunctionInfo] = {}
         self.call_counts: Counter[str] = Counter()
-        self._budget = 0
-        self.statements_run = 0
+        self.work = Work()
         self._loop_depth = 0
         self._memo: dict[_MemoKey, Value] = {}
         self._active: set[_MemoKey] = set()
-
-    # -- driving ------------------------------------------------------------------------
-    def run(self) -> list[Hit]:
-        """Analyse the module; `ScanError` if it is too complex to analyse in bounded time."""
-        for node in ast.walk(self.tree):
-            self.evaluation_budget += _EVALUATIONS_PER_NODE
+        self._prepared = False
+        for node in ast.walk(tree):
+            self.work.evaluation_limit += _EVALUATIONS_PER_NODE
             if isinstance(node, ast.stmt):
-                self._budget += _BUDGET_PER_STATEMENT
+                self.work.statement_limit += _BUDGET_PER_STATEMENT
             elif isinstance(node, ast.Call):
                 f = node.func
                 self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
-        for stmt in self.tree.body:
+        for stmt in tree.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._register(stmt, None, self.module_env)
             elif isinstance(stmt, ast.ClassDef):
                 for item in stmt.body:
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         self._register(item, stmt.name, self.module_env)
-        self.exec_block(self.tree.body, self.module_env, Frame(None))
+
+    @property
+    def statements_run(self) -> int:
+        return self.work.statements
+
+    def charge(self, work: int, line: int) -> None:
+        self.work.charge(work, line)
+
+    # -- driving ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Interpret the module's top level once (its globals), before any function of it
+        is analysed; a module reached again while it is being prepared (an import cycle)
+        is used as far as it got, as Python would."""
+        if not self._prepared:
+            self._prepared = True
+            self.exec_block(self.tree.body, self.module_env, Frame(None))
+
+    def run(self) -> list[Hit]:
+        """Analyse the module; `ScanError` if it is too complex to analyse in bounded time.
+
+        Within a bundle, other modules' analyses may add findings here later: the
+        bundle's findings are read from each module's `hits` once all have run."""
+        self.prepare()
         ordered = sorted(self.functions.values(), key=lambda i: (i.entry == "", i.node.lineno))
         for info in ordered:
             if info.entry or not (
@@ -163,7 +205,11 @@ class Interpreter(Evaluator):
         self._call_with(info, values, depth=0, site=None)
 
     def _call_with(
-        self, info: FunctionInfo, values: dict[str, Value], depth: int, site: int | None
+        self,
+        info: FunctionInfo,
+        values: dict[str, Value],
+        depth: int,
+        site: tuple[str, int] | None,
     ) -> Value:
         """Analyse `info` with `values` bound to its parameters; its return value.
 
@@ -212,10 +258,39 @@ class Interpreter(Evaluator):
     def call_local(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
         info = self._resolve(site.node.func, frame)
         if info is None:
+            return self._call_other(site, env, frame)
+        values = self._arguments(info, site, Step(site.line, site.col, self.text(site.line)))
+        result = self._call_with(info, values, frame.depth + 1, ("", site.line))
+        return result.step(Step(site.line, site.col, f"returned by {info.node.name}()"))
+
+    def _call_other(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
+        """A call to a function another module of the bundle defines, analysed there."""
+        found = self.bundle.resolve(self, site.node.func, env) if self.bundle else None
+        if found is None:
             return None
+        callee, info = found
+        moved = replace(
+            site,
+            args=[relocate(v, self.rel) for v in site.args],
+            kwargs={k: relocate(v, self.rel) for k, v in site.kwargs.items()},
+        )
+        step = Step(site.line, site.col, self.text(site.line), path=self.rel)
+        values = callee._arguments(info, moved, step)
+        try:
+            callee.prepare()
+            result = callee._call_with(info, values, frame.depth + 1, (self.rel, site.line))
+        except ScanError as e:
+            if e.message.startswith(callee.rel + ": "):
+                raise
+            raise ScanError(f"{callee.rel}: {e.message}", hint=e.hint) from e
+        result = relocate(result, callee.rel)
+        note = f"returned by {info.node.name}() of {callee.rel}"
+        return result.step(Step(site.line, site.col, note))
+
+    def _arguments(self, info: FunctionInfo, site: CallSite, step: Step) -> dict[str, Value]:
+        """The values a call binds to `info`'s parameters, each with `step` added."""
         names = self._params(info)
         values: dict[str, Value] = {}
-        step = Step(site.line, site.col, self.text(site.line))
         for i, node in enumerate(site.node.args):
             if isinstance(node, ast.Starred):  # f(*xs): any later parameter may get xs' data
                 for name in names[i:]:
@@ -227,8 +302,7 @@ class Interpreter(Evaluator):
             values[kw] = value.step(step)
         for name, default in self._defaults(info):
             values.setdefault(name, default)
-        result = self._call_with(info, values, frame.depth + 1, site.line)
-        return result.step(Step(site.line, site.col, f"returned by {info.node.name}()"))
+        return values
 
     def _defaults(self, info: FunctionInfo) -> list[tuple[str, Value]]:
         args = info.node.args
@@ -265,13 +339,7 @@ class Interpreter(Evaluator):
         return all(self.exec_stmt(stmt, env, frame) for stmt in body)
 
     def exec_stmt(self, stmt: ast.stmt, env: Env, frame: Frame) -> bool:  # noqa: PLR0912
-        self.statements_run += 1
-        if self.statements_run > self._budget:
-            raise ScanError(
-                f"line {stmt.lineno}: the code is too complex to analyse in bounded time",
-                hint="split the module or simplify its control flow; the gate does not pass "
-                "code it cannot analyse",
-            )
+        self.work.statement(stmt.lineno)
         match stmt:
             case ast.Expr(value=value):
                 self.eval(value, env, frame)

@@ -48,6 +48,9 @@ class Step:
     #: design (ValueError, a validation error), so returning its message is less likely
     #: to leak internals.
     weak: bool = False
+    #: The file the step is in, once its value has crossed into another module of the
+    #: bundle (python/bundle.py); "" for the module being analysed.
+    path: str = ""
 
 
 Trace = tuple[Step, ...]

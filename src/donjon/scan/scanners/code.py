@@ -15,8 +15,10 @@ from donjon.scan.errors import ScanError
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Finding, Location, TaintStep
 from donjon.scan.project import Project, SourceFile
+from donjon.scan.python.bundle import Bundle
 from donjon.scan.python.hits import Hit
 from donjon.scan.python.interpreter import Interpreter
+from donjon.scan.python.modules import ModuleIndex
 from donjon.scan.rules import rule
 
 __all__ = [
@@ -75,6 +77,20 @@ def handlers_by_file(project: Project) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in found.items()}
 
 
+@contextmanager
+def _attributed(source: SourceFile) -> Iterator[None]:
+    """Name the file in a failure to analyse it; fail closed, never pass it unexamined."""
+    try:
+        yield
+    except RecursionError as e:
+        raise ScanError(
+            f"{source.rel}: too deeply nested to analyse",
+            hint="simplify the expression or split the module",
+        ) from e
+    except ScanError as e:
+        raise ScanError(f"{source.rel}: {e.message}", hint=e.hint) from e
+
+
 class CodeScanner(Scanner):
     """Injection, deserialization, XXE, TLS, crypto, temp-file and error-leak rules."""
 
@@ -82,30 +98,45 @@ class CodeScanner(Scanner):
 
     def scan(self, project: Project) -> ScannerOutput:
         handlers = handlers_by_file(project)
-        findings: list[Finding] = []
         notes: list[str] = []
+        parsed: list[tuple[SourceFile, ast.Module]] = []
         for source in project.python:
             tree = parse_python(source)
             if isinstance(tree, str):
                 notes.append(tree)
-                continue
-            try:
-                hits = Interpreter(tree, source.lines, handlers.get(source.rel, frozenset())).run()
-            except RecursionError as e:
-                # Fail closed: a file the gate cannot analyse must not pass it unexamined.
-                raise ScanError(
-                    f"{source.rel}: too deeply nested to analyse",
-                    hint="simplify the expression or split the module",
-                ) from e
-            except ScanError as e:
-                raise ScanError(f"{source.rel}: {e.message}", hint=e.hint) from e
-            findings.extend(self._finding(source, hit) for hit in hits)
+            else:
+                parsed.append((source, tree))
+        index = ModuleIndex((s.rel for s, _ in parsed), (d.bundle_dir for d in project.manifests))
+        bundle = Bundle(index)
+        modules: list[tuple[SourceFile, Interpreter]] = []
+        for source, tree in parsed:
+            with _attributed(source):
+                interpreter = Interpreter(
+                    tree,
+                    source.lines,
+                    handlers.get(source.rel, frozenset()),
+                    rel=source.rel,
+                    bundle=bundle,
+                )
+            bundle.add(interpreter)
+            modules.append((source, interpreter))
+        for source, interpreter in modules:
+            with _attributed(source):
+                interpreter.run()
+        # Read last: a module's findings include those other modules' calls reached.
+        findings = [
+            self._finding(source, hit)
+            for source, interpreter in modules
+            for hit in interpreter.hits.all()
+        ]
         return ScannerOutput(tuple(findings), tuple(notes))
 
     @staticmethod
     def _finding(source: SourceFile, hit: Hit) -> Finding:
         text = source.line(hit.line)
-        path = tuple(TaintStep(Location(source.rel, s.line, s.col), s.text) for s in hit.trace)
+        path = tuple(
+            TaintStep(Location(s.path or source.rel, s.line, s.col), s.text) for s in hit.trace
+        )
         return rule(hit.rule_id).finding(
             Location(source.rel, hit.line, hit.col),
             hit.message,

@@ -1,0 +1,3 @@
+# ruff: noqa
+
+"""The application package."""
