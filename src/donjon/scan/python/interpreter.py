@@ -120,7 +120,6 @@ class Interpreter(Evaluator):
         self.handlers = handlers
         self.rel = rel
         self.bundle = bundle
-        self.bundle_imports = bundle_imports(tree, rel) if bundle is not None else {}
         self.module_env = Env()
         self.functions: dict[str, FunctionInfo] = {}
         self.call_counts: Counter[str] = Counter()
@@ -129,13 +128,17 @@ class Interpreter(Evaluator):
         self._memo: dict[_MemoKey, Value] = {}
         self._active: set[_MemoKey] = set()
         self._prepared = False
+        imports: list[ast.Import | ast.ImportFrom] = []
         for node in ast.walk(tree):
             self.work.evaluation_limit += _EVALUATIONS_PER_NODE
             if isinstance(node, ast.stmt):
                 self.work.statement_limit += _BUDGET_PER_STATEMENT
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    imports.append(node)
             elif isinstance(node, ast.Call):
                 f = node.func
                 self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
+        self.bundle_imports = bundle_imports(imports, rel) if bundle is not None else {}
         for stmt in tree.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._register(stmt, None, self.module_env)

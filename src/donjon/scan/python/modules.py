@@ -49,10 +49,12 @@ def _package_dir(rel: str, level: int) -> str | None:
     return here
 
 
-def bundle_imports(tree: ast.Module, rel: str) -> dict[str, ImportTarget]:
-    """The names a module's imports bind (anywhere in it), relative imports included."""
+def bundle_imports(
+    nodes: Iterable[ast.Import | ast.ImportFrom], rel: str
+) -> dict[str, ImportTarget]:
+    """The names the imports of module `rel` bind, relative imports included."""
     found: dict[str, ImportTarget] = {}
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             for a in node.names:
                 parts = tuple(a.name.split("."))
