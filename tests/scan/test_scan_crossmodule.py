@@ -286,6 +286,56 @@ def test_a_bundle_too_complex_to_analyse_still_fails_closed(tmp_path: Path) -> N
         scan_path(tmp_path)
 
 
+def test_methods_of_instances_are_followed_within_and_across_modules(tmp_path: Path) -> None:
+    """``Repo().get(x)``, ``r = Repo(); r.get(x)`` and a module-level instance reach the
+    method of the class, in this module or another; a rebound name no longer does."""
+    root = _bundle(
+        tmp_path,
+        {
+            "handler.py": """
+                import os
+                from store import Repo
+
+                shared = Repo()
+
+                class Local:
+                    def run(self, cmd):
+                        os.system(cmd)
+
+                def handler(event, context):
+                    Repo().get(event["a"])
+                    r = Repo()
+                    r.put(event["b"])
+                    shared.drop(event["c"])
+                    loc = Local()
+                    loc.run(event["d"])
+                    loc = event
+                    loc.run(event["e"])
+            """,
+            "store.py": """
+                import sqlite3
+
+                class Repo:
+                    def get(self, key):
+                        sqlite3.connect("x").execute("SELECT %s" % key)
+
+                    def put(self, key):
+                        sqlite3.connect("x").execute("INSERT %s" % key)
+
+                    def drop(self, key):
+                        sqlite3.connect("x").execute("DROP %s" % key)
+            """,
+        },
+    )
+    found = {(f.location.path, f.location.line): f.confidence for f in scan_path(root).findings}
+    assert found == {
+        ("handler.py", 9): Confidence.HIGH,
+        ("store.py", 6): Confidence.HIGH,
+        ("store.py", 9): Confidence.HIGH,
+        ("store.py", 12): Confidence.HIGH,
+    }
+
+
 # -- formats -----------------------------------------------------------------------------------
 @pytest.fixture
 def two_files(tmp_path: Path) -> ScanReport:

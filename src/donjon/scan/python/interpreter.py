@@ -128,6 +128,10 @@ class Interpreter(Evaluator):
         self._memo: dict[_MemoKey, Value] = {}
         self._active: set[_MemoKey] = set()
         self._prepared = False
+        #: Per frame, the names bound to a call's result (``r = Repo()``): what class an
+        #: instance may be of, for ``r.get(x)``. The module's own frame is `_top`.
+        self._instances: dict[Frame, dict[str, ast.expr]] = {}
+        self._top = Frame(None)
         imports: list[ast.Import | ast.ImportFrom] = []
         for node in ast.walk(tree):
             self.work.evaluation_limit += _EVALUATIONS_PER_NODE
@@ -161,7 +165,7 @@ class Interpreter(Evaluator):
         is used as far as it got, as Python would."""
         if not self._prepared:
             self._prepared = True
-            self.exec_block(self.tree.body, self.module_env, Frame(None))
+            self.exec_block(self.tree.body, self.module_env, self._top)
 
     def run(self) -> list[Hit]:
         """Analyse the module; `ScanError` if it is too complex to analyse in bounded time.
@@ -246,7 +250,10 @@ class Interpreter(Evaluator):
             env.set(name, values.get(name, UNKNOWN))
         all_params = frozenset(names + every) | {"self", "cls"}
         frame = Frame(info, all_params, depth=depth)
-        self.exec_block(info.node.body, env, frame)
+        try:
+            self.exec_block(info.node.body, env, frame)
+        finally:
+            self._instances.pop(frame, None)
         result = frame.returns[0] if frame.returns else constant()  # no return: None
         for other in frame.returns[1:]:
             result = result.join(other)
@@ -259,16 +266,25 @@ class Interpreter(Evaluator):
         check_call(site)
 
     def call_local(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
-        info = self._resolve(site.node.func, frame)
+        method = self._method_of_instance(site.node.func, env, frame)
+        func = method or site.node.func
+        info = self._resolve(func, frame)
         if info is None:
-            return self._call_other(site, env, frame)
-        values = self._arguments(info, site, Step(site.line, site.col, self.text(site.line)))
-        result = self._call_with(info, values, frame.depth + 1, ("", site.line))
-        return result.step(Step(site.line, site.col, f"returned by {info.node.name}()"))
+            result = self._call_other(site, func, env, frame)
+        else:
+            values = self._arguments(info, site, Step(site.line, site.col, self.text(site.line)))
+            result = self._call_with(info, values, frame.depth + 1, ("", site.line))
+            result = result.step(Step(site.line, site.col, f"returned by {info.node.name}()"))
+        receiver = site.receiver
+        if method is None or result is None or receiver is None or not receiver.interesting:
+            return result
+        # Instance attributes are not followed: what the object was built from may come
+        # back out of its method (as from an unknown call), beside what the method returns.
+        return result.mix(Value(taint=receiver.taint, exc=receiver.passed_on()))
 
-    def _call_other(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
+    def _call_other(self, site: CallSite, func: ast.expr, env: Env, frame: Frame) -> Value | None:
         """A call to a function another module of the bundle defines, analysed there."""
-        found = self.bundle.resolve(self, site.node.func, env) if self.bundle else None
+        found = self.bundle.resolve(self, func, env) if self.bundle else None
         if found is None:
             return None
         callee, info = found
@@ -321,6 +337,24 @@ class Interpreter(Evaluator):
         return [
             (n, Value(const=True) if isinstance(d, ast.Constant) else UNKNOWN) for n, d in pairs
         ]
+
+    def _method_of_instance(self, func: ast.expr, env: Env, frame: Frame) -> ast.expr | None:
+        """For ``Repo().get`` or ``r.get`` after ``r = Repo()``: ``Repo.get``, the method
+        as named on the class (which `_resolve` and the bundle then look up); None if the
+        call is not on an instance the analysis saw created."""
+        if not isinstance(func, ast.Attribute):
+            return None
+        owner = func.value
+        cls: ast.expr | None = None
+        if isinstance(owner, ast.Call):
+            cls = owner.func
+        elif isinstance(owner, ast.Name):
+            cls = self._instances.get(frame, {}).get(owner.id)
+            if cls is None and owner.id not in env.vars:  # a module-level instance
+                cls = self._instances.get(self._top, {}).get(owner.id)
+        if not isinstance(cls, ast.Name | ast.Attribute):
+            return None
+        return ast.Attribute(value=cls, attr=func.attr, ctx=ast.Load())
 
     def _resolve(self, func: ast.expr, frame: Frame) -> FunctionInfo | None:
         if isinstance(func, ast.Name):
@@ -418,6 +452,12 @@ class Interpreter(Evaluator):
                     self.bind(t, self.eval(v, env, frame), env, v)
                 continue
             self.bind(target, self.eval(value, env, frame), env, value)
+            if isinstance(target, ast.Name):
+                made = self._instances.setdefault(frame, {})
+                if isinstance(value, ast.Call):
+                    made[target.id] = value.func
+                else:
+                    made.pop(target.id, None)
 
     def bind(self, target: ast.expr, value: Value, env: Env, at: ast.stmt | ast.expr) -> None:
         """Store `value` into an assignment target."""
