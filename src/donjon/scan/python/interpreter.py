@@ -266,11 +266,15 @@ class Interpreter(Evaluator):
         check_call(site)
 
     def call_local(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
-        method = self._method_of_instance(site.node.func, env, frame)
+        # Methods of instances and other modules' functions are followed with event data
+        # or exception details in hand (what they could change of the verdict); called
+        # with nothing labelled, they are unknown calls, and analysed on their own.
+        labelled = any(v.interesting for v in (*site.args, *site.kwargs.values()))
+        method = self._method_of_instance(site.node.func, env, frame) if labelled else None
         func = method or site.node.func
         info = self._resolve(func, frame)
         if info is None:
-            result = self._call_other(site, func, env, frame)
+            result = self._call_other(site, func, env, frame) if labelled else None
         else:
             values = self._arguments(info, site, Step(site.line, site.col, self.text(site.line)))
             result = self._call_with(info, values, frame.depth + 1, ("", site.line))
