@@ -3,8 +3,12 @@
 detect-secrets is used as a library: its detector plugins and its false-positive
 heuristics, driven line by line here (thread-safe: no global settings, no network
 verification, and a cheap pre-filter so most lines never reach the 25 detectors).
-Donjon's own token formats (`donjon.scan.scanners.tokens`) add what it lacks. Reports never
-carry a secret: the value is masked in messages and snippets.
+Donjon's own token formats (`donjon.scan.scanners.tokens`) add what it lacks, and every
+format is matched as a whole token. A keyword value must look like a secret in its context
+(`donjon.scan.scanners.secret_values`); tests, fixtures, sample events and documentation
+lines are graded below the gate (`secret_context`); Python call sites are read from the AST
+(`secret_python`). Reports never carry a secret: the value is masked in messages and
+snippets.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import PurePosixPath
 
@@ -27,7 +31,15 @@ from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.rules import rule
-from donjon.scan.scanners.tokens import TOKEN_FORMATS, is_placeholder
+from donjon.scan.scanners.secret_context import CODE_SUFFIXES, is_comment_line, is_sample_path
+from donjon.scan.scanners.secret_python import (
+    KeySite,
+    PythonFacts,
+    may_have_call_sites,
+    python_facts,
+)
+from donjon.scan.scanners.secret_values import Verdict, classify, not_a_secret
+from donjon.scan.scanners.tokens import TOKEN_FORMATS, bounded, is_placeholder
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 
@@ -36,7 +48,8 @@ _CANDIDATE = re.compile(
     r"(?i:pass|pwd|secret|key|token|auth|cred|contras|BEGIN|PuTTY|://|hooks)"
     r"|[A-Za-z0-9+/=_\-]{16,}|['\"][A-Za-z0-9_+/=\-]{9,}['\"]"
 )
-_SKIP_TYPES = frozenset({"Public IP (ipv4)"})
+#: Telegram's shape is matched by Donjon's own bounded format (tokens.py) instead.
+_SKIP_TYPES = frozenset({"Public IP (ipv4)", "Telegram Bot Token"})
 _RULE_BY_TYPE = {
     "Private Key": "DJ-SEC-002",
     "Secret Keyword": "DJ-SEC-003",
@@ -46,6 +59,8 @@ _RULE_BY_TYPE = {
 }
 #: When detectors overlap on one value, the most specific one names it.
 _PRIORITY = {"DJ-SEC-002": 0, "DJ-SEC-001": 1, "DJ-SEC-005": 2, "DJ-SEC-003": 3, "DJ-SEC-004": 4}
+#: Graded down in documentation lines (comments, docstrings): they hold examples.
+_CONTEXTUAL = frozenset({"DJ-SEC-003", "DJ-SEC-004"})
 _CONFIDENCE = {
     "DJ-SEC-001": Confidence.HIGH,
     "DJ-SEC-002": Confidence.HIGH,
@@ -72,6 +87,24 @@ _LOCK_FILES = frozenset(
     {"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json", "yarn.lock", "Cargo.lock"}
 )
 _MAX_LINE = 4000
+#: detect-secrets detectors that match a token's own shape (a prefix and a length).
+_FORMAT_TYPES = frozenset(
+    {
+        "AWS Access Key",
+        "Discord Bot Token",
+        "GitHub Token",
+        "GitLab Token",
+        "JSON Web Token",
+        "Mailchimp Access Key",
+        "OpenAI Token",
+        "PyPI Token",
+        "SendGrid API Key",
+        "Slack Token",
+        "Square OAuth Secret",
+        "Stripe Access Key",
+        "Twilio API Key",
+    }
+)
 
 
 def secret_fingerprint(secret: str) -> str:
@@ -90,6 +123,7 @@ class _Candidate:
     rule_id: str
     secret: str
     kind: str
+    weak: bool = False  # a keyword value that is a literal but does not look random
 
 
 @cache
@@ -125,11 +159,27 @@ def _is_false_positive(secret: str, line: str, plugin: BasePlugin) -> bool:
     )
 
 
+_DENYLISTS: dict[type[BasePlugin], tuple[re.Pattern[str], ...]] = {}
+
+
+def _denylist(plugin: RegexBasedDetector) -> tuple[re.Pattern[str], ...]:
+    """The detector's patterns, each matched as a whole token (`bounded`) when the detector
+    is a token format; keyword-context detectors (Basic Auth, Cloudant...) are left as they
+    are. Computed once per detector class (a race only computes the same tuple twice)."""
+    found = _DENYLISTS.get(type(plugin))
+    if found is None:
+        patterns = tuple(plugin.denylist)
+        if str(plugin.secret_type) in _FORMAT_TYPES:
+            patterns = tuple(bounded(p) for p in patterns)
+        found = _DENYLISTS[type(plugin)] = patterns
+    return found
+
+
 def _regex_matches(plugin: RegexBasedDetector, line: str) -> list[str]:
     """The values a format detector matches: its capture group, or the whole match when the
     group is only a prefix (detect-secrets' GitHub pattern captures just ``ghp``)."""
     values = []
-    for pattern in plugin.denylist:
+    for pattern in _denylist(plugin):
         for match in pattern.finditer(line):
             groups = [g for g in match.groups() if g]
             best = max(groups, key=len) if groups else ""
@@ -137,24 +187,52 @@ def _regex_matches(plugin: RegexBasedDetector, line: str) -> list[str]:
     return values
 
 
-def _detect(line: str, keyword_regexes: dict[re.Pattern[str], int]) -> list[_Candidate]:
+def _quoted(line: str, secret: str) -> bool:
+    at = line.rfind(secret)
+    return at > 0 and line[at - 1] in "'\"`"
+
+
+def _keyword_candidate(secret: str, line: str, code: bool) -> _Candidate | None:
+    """A keyword value as a candidate, or None when it cannot be a secret: in code, an
+    unquoted value is an expression (``password: string``, ``apiKey: process.env.KEY``)."""
+    if code and not _quoted(line, secret):
+        return None
+    verdict = classify(secret)
+    if verdict is Verdict.NOT_SECRET:
+        return None
+    return _Candidate("DJ-SEC-003", secret, "Secret Keyword", weak=verdict is Verdict.WEAK)
+
+
+def _plugin_candidates(
+    plugin: BasePlugin, line: str, keyword_regexes: dict[re.Pattern[str], int], code: bool
+) -> Iterable[_Candidate]:
+    kind = str(plugin.secret_type)
+    values: Iterable[str]
+    if isinstance(plugin, KeywordDetector):
+        values = plugin.analyze_string(line, denylist_regex_to_group=keyword_regexes)
+    elif isinstance(plugin, RegexBasedDetector):
+        values = _regex_matches(plugin, line)
+    else:
+        values = plugin.analyze_string(line)
+    for secret in values:
+        if isinstance(plugin, HighEntropyStringsPlugin) and (
+            plugin.calculate_shannon_entropy(secret) <= plugin.entropy_limit or not_a_secret(secret)
+        ):
+            continue
+        if _is_false_positive(secret, line, plugin):
+            continue
+        if isinstance(plugin, KeywordDetector):
+            cand = _keyword_candidate(secret, line, code)
+            if cand is not None:
+                yield cand
+        else:
+            yield _Candidate(_RULE_BY_TYPE.get(kind, "DJ-SEC-001"), secret, kind)
+
+
+def _detect(line: str, keyword_regexes: dict[re.Pattern[str], int], code: bool) -> list[_Candidate]:
     found: list[_Candidate] = []
     for plugin in _plugins():
-        kind = str(plugin.secret_type)
-        values: Iterable[str]
-        if isinstance(plugin, KeywordDetector):
-            values = plugin.analyze_string(line, denylist_regex_to_group=keyword_regexes)
-        elif isinstance(plugin, RegexBasedDetector):
-            values = _regex_matches(plugin, line)
-        else:
-            values = plugin.analyze_string(line)
-        for secret in values:
-            if isinstance(plugin, HighEntropyStringsPlugin) and (
-                plugin.calculate_shannon_entropy(secret) <= plugin.entropy_limit
-            ):
-                continue
-            if not _is_false_positive(secret, line, plugin):
-                found.append(_Candidate(_RULE_BY_TYPE.get(kind, "DJ-SEC-001"), secret, kind))
+        found.extend(_plugin_candidates(plugin, line, keyword_regexes, code))
     for fmt in TOKEN_FORMATS:
         for match in fmt.pattern.finditer(line):
             if not is_placeholder(match.group(1)):
@@ -164,6 +242,58 @@ def _detect(line: str, keyword_regexes: dict[re.Pattern[str], int]) -> list[_Can
         if not any(cand.secret in k.secret or k.secret in cand.secret for k in kept):
             kept.append(cand)
     return kept
+
+
+def _mask_span(line: str, site: KeySite) -> str:
+    """The line with the literal of `site` masked, or "" when its span is not on the line."""
+    raw = line.encode()
+    if not site.end_col or site.end_col > len(raw):
+        return ""
+    masked = mask(site.value).encode()
+    return (raw[: site.col - 1] + masked + raw[site.end_col :]).decode(errors="replace")
+
+
+class _FileScan:
+    """The findings of one file, graded by where each value sits."""
+
+    def __init__(self, source: SourceFile) -> None:
+        self.source = source
+        self.sample = is_sample_path(source.rel)
+        self.code = PurePosixPath(source.rel).suffix in CODE_SUFFIXES
+        self.python = source.rel.endswith((".py", ".pyw"))
+        self._facts: PythonFacts | None = None
+        self._parsed = False
+        self.out: list[Finding] = []
+
+    @property
+    def facts(self) -> PythonFacts | None:
+        if self.python and not self._parsed:
+            self._parsed = True
+            self._facts = python_facts(self.source)
+        return self._facts
+
+    def grade(self, rule_id: str, line_no: int, line: str, *, weak: bool = False) -> Confidence:
+        if self.sample:
+            return Confidence.LOW
+        if rule_id in _CONTEXTUAL:
+            if weak or is_comment_line(line):
+                return Confidence.LOW
+            facts = self.facts
+            if facts is not None and line_no in facts.doc_lines:
+                return Confidence.LOW
+        return _CONFIDENCE[rule_id]
+
+    def add(self, rule_id: str, line_no: int, column: int, message: str, *, confidence: Confidence,
+            snippet: str, secret: str) -> None:  # fmt: skip
+        self.out.append(
+            rule(rule_id).finding(
+                Location(self.source.rel, line_no, column),
+                message,
+                confidence=confidence,
+                snippet=snippet[:200],
+                fingerprint=secret_fingerprint(secret),
+            )
+        )
 
 
 class SecretScanner(Scanner):
@@ -182,22 +312,66 @@ class SecretScanner(Scanner):
 
     def _scan_file(self, source: SourceFile) -> list[Finding]:
         keyword_regexes = _keyword_regexes(source.rel)
-        out: list[Finding] = []
+        scan = _FileScan(source)
+        seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its keyword finding
         for number, line in enumerate(source.lines, start=1):
             text = line[:_MAX_LINE]
             if not _CANDIDATE.search(text):
                 continue
-            for cand in _detect(text, keyword_regexes):
+            for cand in _detect(text, keyword_regexes, scan.code):
                 column = text.find(cand.secret) + 1
                 masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
-                snippet = text.strip().replace(cand.secret, masked)[:200]
-                out.append(
-                    rule(cand.rule_id).finding(
-                        Location(source.rel, number, column),
-                        f"{cand.kind}: {masked}",
-                        confidence=_CONFIDENCE[cand.rule_id],
-                        snippet=snippet,
-                        fingerprint=secret_fingerprint(cand.secret),
-                    )
+                if cand.rule_id == "DJ-SEC-003":
+                    seen[(number, cand.secret)] = len(scan.out)
+                else:
+                    seen.setdefault((number, cand.secret), -1)
+                scan.add(
+                    cand.rule_id,
+                    number,
+                    column,
+                    f"{cand.kind}: {masked}",
+                    confidence=scan.grade(cand.rule_id, number, text, weak=cand.weak),
+                    snippet=text.strip().replace(cand.secret, masked),
+                    secret=cand.secret,
                 )
-        return out
+        if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
+            self._call_sites(scan, scan.facts, seen)
+        return scan.out
+
+    @staticmethod
+    def _call_sites(scan: _FileScan, facts: PythonFacts, seen: dict[tuple[int, str], int]) -> None:
+        """Literal keys at signing calls (DJ-SEC-006) and literals passed to credential
+        parameters (DJ-SEC-003 at medium confidence: the call says it is a credential)."""
+        for site in facts.sites:
+            line = scan.source.line(site.line)
+            snippet = _mask_span(line, site).strip()
+            low = Confidence.LOW if scan.sample else None
+            if site.signing:
+                scan.add(
+                    "DJ-SEC-006",
+                    site.line,
+                    site.col,
+                    f"literal key passed to {site.call}(): {mask(site.value)}",
+                    confidence=low or Confidence.HIGH,
+                    snippet=snippet,
+                    secret=site.value,
+                )
+                continue
+            if not_a_secret(site.value):
+                continue
+            at = seen.get((site.line, site.value))
+            if at is not None:
+                if at >= 0 and low is None:  # the line rule found it: the call confirms it
+                    old = scan.out[at]
+                    scan.out[at] = replace(old, confidence=max(old.confidence, Confidence.MEDIUM))
+                continue
+            seen[(site.line, site.value)] = len(scan.out)
+            scan.add(
+                "DJ-SEC-003",
+                site.line,
+                site.col,
+                f"Credential argument of {site.call}(): {mask(site.value)}",
+                confidence=low or Confidence.MEDIUM,
+                snippet=snippet,
+                secret=site.value,
+            )
