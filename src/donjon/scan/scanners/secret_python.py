@@ -94,37 +94,43 @@ def _literal(node: ast.expr | None, constants: dict[str, str]) -> str | None:
     return None
 
 
-def _module_constants(tree: ast.Module) -> dict[str, str]:
-    """Names bound once, at module level, to a string literal (``SECRET = "..."``)."""
-    seen: dict[str, int] = {}
-    found: dict[str, str] = {}
-    for node in ast.walk(tree):
-        targets = node.targets if isinstance(node, ast.Assign) else []
-        if isinstance(node, ast.AnnAssign | ast.AugAssign):
-            targets = [node.target]
-        for target in targets:
-            if isinstance(target, ast.Name):
-                seen[target.id] = seen.get(target.id, 0) + 1
-    for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-            target = stmt.targets[0]
-            if isinstance(target, ast.Name) and seen.get(target.id) == 1:
-                value = _literal(stmt.value, {})
-                if value is not None:
-                    found[target.id] = value
-    return found
+class _Walk:
+    """One pass over the tree: imports, assignments, documentation lines and calls."""
 
+    def __init__(self, tree: ast.Module) -> None:
+        self.imports: list[ast.stmt] = []
+        self.bindings: dict[str, int] = {}
+        self.doc_lines: set[int] = set()
+        self.calls: list[ast.Call] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                self.calls.append(node)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                self.imports.append(node)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        self.bindings[target.id] = self.bindings.get(target.id, 0) + 1
+            elif (
+                isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                self.doc_lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        self.constants = self._module_constants(tree)
 
-def _doc_lines(tree: ast.Module) -> frozenset[int]:
-    lines: set[int] = set()
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Expr)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
-        ):
-            lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-    return frozenset(lines)
+    def _module_constants(self, tree: ast.Module) -> dict[str, str]:
+        """Names bound once, at module level, to a string literal (``SECRET = "..."``)."""
+        found: dict[str, str] = {}
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name) and self.bindings.get(target.id) == 1:
+                    value = _literal(stmt.value, {})
+                    if value is not None:
+                        found[target.id] = value
+        return found
 
 
 def _site(node: ast.expr, value: str, call: str, *, signing: bool) -> KeySite:
@@ -133,12 +139,13 @@ def _site(node: ast.expr, value: str, call: str, *, signing: bool) -> KeySite:
     return KeySite(node.lineno, node.col_offset + 1, end, value, call, signing)
 
 
-def _call_sites(tree: ast.Module, imports: ImportMap) -> list[KeySite]:
-    constants = _module_constants(tree)
+def _call_sites(walk: _Walk) -> list[KeySite]:
+    # Only the import statements: resolving a call needs nothing else, and a second walk of
+    # the whole tree would double the cost.
+    imports = ImportMap(ast.Module(body=walk.imports, type_ignores=[]))
+    constants = walk.constants
     sites: list[KeySite] = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
+    for node in walk.calls:
         qual = imports.qualname(node.func) or ""
         shown = qual.removeprefix(LOCAL)
         where = _KEY_ARGUMENT.get(qual)
@@ -171,5 +178,6 @@ def python_facts(source: SourceFile) -> PythonFacts | None:
     tree = parse_python(source)
     if isinstance(tree, str):
         return None
-    sites = _call_sites(tree, ImportMap(tree)) if may_have_call_sites(source.text) else []
-    return PythonFacts(_doc_lines(tree), tuple(sites))
+    walk = _Walk(tree)
+    sites = _call_sites(walk) if may_have_call_sites(source.text) else []
+    return PythonFacts(frozenset(walk.doc_lines), tuple(sites))

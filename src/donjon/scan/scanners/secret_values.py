@@ -96,9 +96,12 @@ def is_reference(value: str) -> bool:
 
 
 def _is_words(value: str) -> bool:
-    """Letters only, in words of three letters or more on average: an identifier, not a key."""
+    """Letters only, in words joined by separators (``x-api-key``) or of three letters or
+    more on average (``GetSecretValue``): an identifier, not a key."""
     if not _WORDS.fullmatch(value):
         return False
+    if re.search(r"[-_.:/ @]", value):
+        return True
     parts = _CAMEL.findall(value)
     return bool(parts) and sum(map(len, parts)) / len(parts) >= 3
 
@@ -106,12 +109,13 @@ def _is_words(value: str) -> bool:
 def not_a_secret(value: str) -> str:
     """Why `value` cannot be a secret, or "" if it might be one."""
     text = value.strip().strip("'\"`").strip()
-    lowered = text.lower()
-    if len(text) < 3:
+    # An unquoted value runs on to the end of its JSON or YAML flow: `true}}`, `null],`.
+    core = text.rstrip("}]),;").strip("'\"`")
+    if len(core) < 3:
         return "too short"
-    if lowered in _LITERALS:
+    if core.lower() in _LITERALS:
         return "a boolean or null literal"
-    if _NUMBER.fullmatch(text):
+    if _NUMBER.fullmatch(core):
         return "a number"
     if _TYPE.fullmatch(text):
         return "a type annotation"

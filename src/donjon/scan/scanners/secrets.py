@@ -192,10 +192,31 @@ def _quoted(line: str, secret: str) -> bool:
     return at > 0 and line[at - 1] in "'\"`"
 
 
+_TOKEN_EDGE = frozenset(" \t'\"`=,;()[]")
+
+
+def _enclosing_token(line: str, secret: str) -> str:
+    """The whole token `secret` is part of: ``{{resolve:secretsmanager:x:password}}`` for the
+    ``x:password}}`` a keyword such as ``secretsmanager:`` made the detector cut out."""
+    at = line.rfind(secret)
+    if at < 0:
+        return secret
+    start, end = at, at + len(secret)
+    while start > 0 and line[start - 1] not in _TOKEN_EDGE:
+        start -= 1
+    while end < len(line) and line[end] not in _TOKEN_EDGE:
+        end += 1
+    return line[start:end]
+
+
 def _keyword_candidate(secret: str, line: str, code: bool) -> _Candidate | None:
     """A keyword value as a candidate, or None when it cannot be a secret: in code, an
-    unquoted value is an expression (``password: string``, ``apiKey: process.env.KEY``)."""
+    unquoted value is an expression (``password: string``, ``apiKey: process.env.KEY``);
+    a value cut out of a larger reference or name is judged with it."""
     if code and not _quoted(line, secret):
+        return None
+    token = _enclosing_token(line, secret)
+    if token != secret and not_a_secret(token):
         return None
     verdict = classify(secret)
     if verdict is Verdict.NOT_SECRET:
@@ -263,7 +284,7 @@ class _FileScan:
         self.python = source.rel.endswith((".py", ".pyw"))
         self._facts: PythonFacts | None = None
         self._parsed = False
-        self.out: list[Finding] = []
+        self.out: list[Finding | None] = []  # None: superseded by a finding of the AST
 
     @property
     def facts(self) -> PythonFacts | None:
@@ -313,7 +334,7 @@ class SecretScanner(Scanner):
     def _scan_file(self, source: SourceFile) -> list[Finding]:
         keyword_regexes = _keyword_regexes(source.rel)
         scan = _FileScan(source)
-        seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its keyword finding
+        seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its finding
         for number, line in enumerate(source.lines, start=1):
             text = line[:_MAX_LINE]
             if not _CANDIDATE.search(text):
@@ -321,10 +342,7 @@ class SecretScanner(Scanner):
             for cand in _detect(text, keyword_regexes, scan.code):
                 column = text.find(cand.secret) + 1
                 masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
-                if cand.rule_id == "DJ-SEC-003":
-                    seen[(number, cand.secret)] = len(scan.out)
-                else:
-                    seen.setdefault((number, cand.secret), -1)
+                seen[(number, cand.secret)] = len(scan.out)
                 scan.add(
                     cand.rule_id,
                     number,
@@ -336,7 +354,7 @@ class SecretScanner(Scanner):
                 )
         if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
             self._call_sites(scan, scan.facts, seen)
-        return scan.out
+        return [f for f in scan.out if f is not None]
 
     @staticmethod
     def _call_sites(scan: _FileScan, facts: PythonFacts, seen: dict[tuple[int, str], int]) -> None:
@@ -346,7 +364,11 @@ class SecretScanner(Scanner):
             line = scan.source.line(site.line)
             snippet = _mask_span(line, site).strip()
             low = Confidence.LOW if scan.sample else None
+            at = seen.get((site.line, site.value))
+            found = scan.out[at] if at is not None else None
             if site.signing:
+                if at is not None and found is not None and found.rule_id in _CONTEXTUAL:
+                    scan.out[at] = None  # the call says what the value is: a signing key
                 scan.add(
                     "DJ-SEC-006",
                     site.line,
@@ -359,11 +381,12 @@ class SecretScanner(Scanner):
                 continue
             if not_a_secret(site.value):
                 continue
-            at = seen.get((site.line, site.value))
             if at is not None:
-                if at >= 0 and low is None:  # the line rule found it: the call confirms it
-                    old = scan.out[at]
-                    scan.out[at] = replace(old, confidence=max(old.confidence, Confidence.MEDIUM))
+                if found is not None and found.rule_id == "DJ-SEC-003" and low is None:
+                    # The line rule found it, the call confirms it is a credential.
+                    scan.out[at] = replace(
+                        found, confidence=max(found.confidence, Confidence.MEDIUM)
+                    )
                 continue
             seen[(site.line, site.value)] = len(scan.out)
             scan.add(
