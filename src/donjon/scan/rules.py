@@ -324,11 +324,12 @@ _CATALOG = (
         Severity.HIGH,
         Cwe.HARD_CODED_KEY,
         _SAS.SAS_7,
-        "A literal is passed as the key of a signing or encryption call (jwt.encode/decode, "
-        "hmac.new, Fernet, itsdangerous): whoever reads the code can forge tokens or "
-        "signatures, whatever the literal looks like.",
+        "A literal is the key of a signing or encryption call (jwt.encode/decode, hmac.new, "
+        "Fernet, itsdangerous) or a framework's signing-key setting (SECRET_KEY, "
+        "app.secret_key): whoever reads the code can forge tokens, sessions or signatures, "
+        "whatever the literal looks like.",
         "Rotate the key, store it with `donjon secret set` and pass context.secrets[...] "
-        "to the call.",
+        "to the call or setting.",
     ),
     # Dependencies.
     Rule(

@@ -50,10 +50,12 @@ _CREDENTIAL_PARAM = re.compile(
     r"apikey|auth_?key|access_?key|private_?key|client_?secret|(?:auth|access|api|bearer|bot|"
     r"refresh|session|id)_?token|token|credentials?)"
 )
+#: Framework settings that are signing keys (Flask and Django sessions, flask-jwt-extended).
+_FRAMEWORK_KEYS = frozenset({"SECRET_KEY", "JWT_SECRET_KEY"})
 _NOT_CREDENTIAL_PARAM = re.compile(r"(?i)next|continuation|page|idempotency|request_token|_id$")
 #: A cheap look at the text first: most files have neither, and need no parse.
 _WORTH_PARSING = re.compile(
-    r"jwt|hmac|Fernet|Serializer|Signer|AES\b"
+    r"jwt|hmac|Fernet|Serializer|Signer|AES\b|SECRET_KEY|secret_key"
     r"|(?i:passw|pwd|secret|key|token|credential)\w*\s*=\s*[rbuRBU]{0,2}['\"]"
 )
 
@@ -102,6 +104,7 @@ class _Walk:
         self.bindings: dict[str, int] = {}
         self.doc_lines: set[int] = set()
         self.calls: list[ast.Call] = []
+        self.settings: list[KeySite] = []  # SECRET_KEY = "...", app.secret_key = "..."
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 self.calls.append(node)
@@ -112,6 +115,7 @@ class _Walk:
                 for target in targets:
                     if isinstance(target, ast.Name):
                         self.bindings[target.id] = self.bindings.get(target.id, 0) + 1
+                    self._setting(target, node.value)
             elif (
                 isinstance(node, ast.Expr)
                 and isinstance(node.value, ast.Constant)
@@ -119,6 +123,24 @@ class _Walk:
             ):
                 self.doc_lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
         self.constants = self._module_constants(tree)
+
+    def _setting(self, target: ast.expr, value_node: ast.expr | None) -> None:
+        """``SECRET_KEY = "..."``, ``app.secret_key = "..."``, ``app.config["SECRET_KEY"] = ...``
+        with a non-empty literal: a framework's signing key written in the code."""
+        name = None
+        if isinstance(target, ast.Name) and target.id in _FRAMEWORK_KEYS:
+            name = target.id
+        elif isinstance(target, ast.Attribute) and target.attr == "secret_key":
+            name = "secret_key"
+        elif (
+            isinstance(target, ast.Subscript)
+            and isinstance(target.slice, ast.Constant)
+            and target.slice.value in _FRAMEWORK_KEYS
+        ):
+            name = str(target.slice.value)
+        value = _literal(value_node, {})
+        if name and value_node is not None and value:
+            self.settings.append(_site(value_node, value, f"the {name} setting", signing=True))
 
     def _module_constants(self, tree: ast.Module) -> dict[str, str]:
         """Names bound once, at module level, to a string literal (``SECRET = "..."``)."""
@@ -155,17 +177,22 @@ def _call_sites(walk: _Walk) -> list[KeySite]:
             arg = next((k.value for k in node.keywords if k.arg == keyword), arg)
             value = _literal(arg, constants)
             if arg is not None and value is not None:
-                sites.append(_site(arg, value, shown, signing=True))
+                sites.append(_site(arg, value, f"{shown}()", signing=True))
                 continue
         for kw in node.keywords:
+            if kw.arg in _FRAMEWORK_KEYS:
+                value = _literal(kw.value, {})
+                if value:
+                    sites.append(_site(kw.value, value, f"the {kw.arg} setting", signing=True))
+                continue
             if kw.arg is None or not _CREDENTIAL_PARAM.fullmatch(kw.arg):
                 continue
             if _NOT_CREDENTIAL_PARAM.search(kw.arg):
                 continue
             value = _literal(kw.value, {})
             if value is not None:
-                sites.append(_site(kw.value, value, shown, signing=False))
-    return sites
+                sites.append(_site(kw.value, value, f"{shown}()", signing=False))
+    return sites + walk.settings
 
 
 def may_have_call_sites(text: str) -> bool:

@@ -3,7 +3,7 @@
 """Literal credentials in real code: assignments and credential arguments of calls."""
 import boto3
 
-SECRET_KEY = "k9Jx2mQ8vLp4Rz7WbN3c"  # expect: DJ-SEC-003@medium
+API_SECRET = "k9Jx2mQ8vLp4Rz7WbN3c"  # expect: DJ-SEC-003@medium
 LEGACY_PASSWORD = "hunter2"  # expect: DJ-SEC-003@low
 
 
