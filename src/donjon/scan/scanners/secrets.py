@@ -39,7 +39,12 @@ from donjon.scan.scanners.secret_python import (
     python_facts,
 )
 from donjon.scan.scanners.secret_values import Verdict, classify, not_a_secret
-from donjon.scan.scanners.tokens import TOKEN_FORMATS, bounded, is_placeholder
+from donjon.scan.scanners.tokens import (
+    TOKEN_FORMATS,
+    fixed_length,
+    is_placeholder,
+    is_whole_token,
+)
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 
@@ -159,28 +164,31 @@ def _is_false_positive(secret: str, line: str, plugin: BasePlugin) -> bool:
     )
 
 
-_DENYLISTS: dict[type[BasePlugin], tuple[re.Pattern[str], ...]] = {}
+_DENYLISTS: dict[type[BasePlugin], tuple[tuple[re.Pattern[str], bool | None], ...]] = {}
 
 
-def _denylist(plugin: RegexBasedDetector) -> tuple[re.Pattern[str], ...]:
-    """The detector's patterns, each matched as a whole token (`bounded`) when the detector
-    is a token format; keyword-context detectors (Basic Auth, Cloudant...) are left as they
-    are. Computed once per detector class (a race only computes the same tuple twice)."""
+def _denylist(plugin: RegexBasedDetector) -> tuple[tuple[re.Pattern[str], bool | None], ...]:
+    """The detector's patterns, each with how its matches are bounded: None for keyword-context
+    detectors (Basic Auth, Cloudant...), else whether the token format has a fixed length
+    (`is_whole_token`). Computed once per detector class (a race computes it twice)."""
     found = _DENYLISTS.get(type(plugin))
     if found is None:
-        patterns = tuple(plugin.denylist)
-        if str(plugin.secret_type) in _FORMAT_TYPES:
-            patterns = tuple(bounded(p) for p in patterns)
-        found = _DENYLISTS[type(plugin)] = patterns
+        token = str(plugin.secret_type) in _FORMAT_TYPES
+        found = tuple((p, fixed_length(p) if token else None) for p in plugin.denylist)
+        _DENYLISTS[type(plugin)] = found
     return found
 
 
 def _regex_matches(plugin: RegexBasedDetector, line: str) -> list[str]:
-    """The values a format detector matches: its capture group, or the whole match when the
-    group is only a prefix (detect-secrets' GitHub pattern captures just ``ghp``)."""
+    """The values a format detector matches as whole tokens: its capture group, or the whole
+    match when the group is only a prefix (detect-secrets' GitHub pattern captures ``ghp``)."""
     values = []
-    for pattern in _denylist(plugin):
+    for pattern, fixed in _denylist(plugin):
         for match in pattern.finditer(line):
+            if fixed is not None and not is_whole_token(
+                line, match.start(), match.end(), fixed=fixed
+            ):
+                continue
             groups = [g for g in match.groups() if g]
             best = max(groups, key=len) if groups else ""
             values.append(best if len(best) >= 8 else match.group(0))
@@ -294,15 +302,16 @@ class _FileScan:
         return self._facts
 
     def grade(self, rule_id: str, line_no: int, line: str, *, weak: bool = False) -> Confidence:
-        if self.sample:
+        base = _CONFIDENCE[rule_id]
+        if self.sample or base is Confidence.LOW:
             return Confidence.LOW
         if rule_id in _CONTEXTUAL:
             if weak or is_comment_line(line):
                 return Confidence.LOW
-            facts = self.facts
+            facts = self.facts  # parsed only now: most files never need it
             if facts is not None and line_no in facts.doc_lines:
                 return Confidence.LOW
-        return _CONFIDENCE[rule_id]
+        return base
 
     def add(self, rule_id: str, line_no: int, column: int, message: str, *, confidence: Confidence,
             snippet: str, secret: str) -> None:  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["TOKEN_FORMATS", "TokenFormat", "bounded", "is_placeholder"]
+__all__ = ["TOKEN_FORMATS", "TokenFormat", "fixed_length", "is_placeholder", "is_whole_token"]
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,24 @@ TOKEN_FORMATS = (
 )
 
 
-def bounded(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    """`pattern` matched only as a whole token: no letter or digit right before it, nor after
-    it when the format has a fixed length.
+def fixed_length(pattern: re.Pattern[str]) -> bool:
+    """Whether a format pattern ends with a fixed count (``{36}``): its token has a set length."""
+    return bool(_FIXED_END.search(pattern.pattern))
+
+
+def is_whole_token(line: str, start: int, end: int, *, fixed: bool) -> bool:
+    """Whether ``line[start:end]`` stands as a token of its own: no letter or digit right
+    before it, nor right after it when the format has a fixed length.
 
     detect-secrets' format patterns are unanchored, so ``AKIA...`` inside a longer base64 run
     or a token shape inside an identifier would match; gitleaks bounds each format the same
-    way (a word boundary before, a quote, space or separator after).
+    way (a word boundary before, a quote, space or separator after). Checked on the match
+    rather than written into the pattern, so the regex engine keeps its fast literal-prefix
+    search.
     """
-    after = r"(?![A-Za-z0-9])" if _FIXED_END.search(pattern.pattern) else ""
-    return re.compile(rf"(?<![A-Za-z0-9])(?:{pattern.pattern}){after}", pattern.flags)
+    if start > 0 and line[start - 1].isascii() and line[start - 1].isalnum():
+        return False
+    return not (fixed and end < len(line) and line[end].isascii() and line[end].isalnum())
 
 
 _FIXED_END = re.compile(r"\{\d+\}\)?$")
