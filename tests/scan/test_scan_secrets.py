@@ -244,11 +244,14 @@ def test_tests_fixtures_and_sample_events_are_graded_below_the_gate(
         if rel.endswith((".yaml", ".json"))
         else ('DB_PASSWORD = "Tr0ub4dor&3-horse"\n')
     )
-    found = _scan_files(
-        tmp_path / "p", {rel: line, "app/db.py": 'DB_PASSWORD = "Tr0ub4dor&3-horse"\n'}
-    )
+    code = 'DB_PASSWORD = "Tr0ub4dor&3-horse"\n'
+    found = _scan_files(tmp_path / "p", {rel: line, "app/db.py": code, "app/events/db.py": code})
     assert sorted(found) == sorted(
-        [(rel, 1, "DJ-SEC-003", "low"), ("app/db.py", 1, "DJ-SEC-003", "medium")]
+        [
+            (rel, 1, "DJ-SEC-003", "low"),
+            ("app/db.py", 1, "DJ-SEC-003", "medium"),
+            ("app/events/db.py", 1, "DJ-SEC-003", "medium"),  # an events package is code
+        ]
     )
 
 

@@ -26,14 +26,16 @@ _SAMPLE_DIRS = frozenset(
         "__tests__",
         "__mocks__",
         "mocks",
-        "events",
-        "sample_events",
         "samples",
         "sample",
         "examples",
         "example",
     }
 )
+#: Directories of recorded events and payloads: their data files are samples (an
+#: ``events/`` package of handler code is code).
+_EVENT_DIRS = frozenset({"events", "sample_events", "payloads"})
+_DATA_SUFFIXES = frozenset({".json", ".yaml", ".yml", ".xml", ".txt"})
 #: Files that are tests wherever they live.
 _TEST_SUFFIXES = ("_test.py", "_tests.py", ".test.js", ".test.ts", ".spec.js", ".spec.ts")
 #: Languages where an unquoted value after ``key:`` or ``key =`` is an expression, not text.
@@ -52,7 +54,10 @@ def is_sample_path(rel: str) -> bool:
         return True
     if name.endswith(_TEST_SUFFIXES):
         return True
-    return any(part.lower() in _SAMPLE_DIRS for part in path.parts[:-1])
+    dirs = {part.lower() for part in path.parts[:-1]}
+    if dirs & _SAMPLE_DIRS:
+        return True
+    return bool(dirs & _EVENT_DIRS) and path.suffix.lower() in _DATA_SUFFIXES
 
 
 def is_comment_line(line: str) -> bool:
