@@ -19,7 +19,7 @@ from collections import Counter
 
 from donjon.scan.scanners.tokens import is_placeholder
 
-__all__ = ["Verdict", "classify", "is_reference", "not_a_secret", "shannon_entropy"]
+__all__ = ["WORDS", "Verdict", "classify", "is_reference", "not_a_secret", "shannon_entropy"]
 
 
 class Verdict(enum.Enum):
@@ -75,6 +75,8 @@ _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 #: A resource or host name: dotted or slashed lower-case words with digits (`my-bucket.s3`).
 _DOTTED_NAME = re.compile(r"[a-z][a-z0-9-]*(?:[./][a-z][a-z0-9-]*)+")
 
+#: Why a plain word or identifier is not reported as a secret.
+WORDS = "a word or identifier"
 #: gitleaks' generic rule keeps values of entropy 3.5 and up; passwords are shorter and
 #: less random than API keys, so a literal in a password position needs less.
 MIN_ENTROPY = 2.5
@@ -124,7 +126,7 @@ def not_a_secret(value: str) -> str:
     if _IAM_ACTION.fullmatch(text):
         return "an IAM action name"
     if _is_words(text):
-        return "a word or identifier"
+        return WORDS
     if _DOTTED_NAME.fullmatch(text):
         return "a dotted or namespaced name"
     if is_placeholder(text):

@@ -27,7 +27,7 @@ from donjon.scan.scanners.secret_python import (
     may_have_call_sites,
     python_facts,
 )
-from donjon.scan.scanners.secret_values import not_a_secret
+from donjon.scan.scanners.secret_values import WORDS, not_a_secret
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 
@@ -173,8 +173,11 @@ class SecretScanner(Scanner):
                     secret=site.value,
                 )
                 continue
-            if not_a_secret(site.value):
+            reason = not_a_secret(site.value)
+            if reason and reason != WORDS:
                 continue
+            # A plain word passed as a password is one, if a poor one: reported, not gate level.
+            word = Confidence.LOW if reason else None
             if at is not None:
                 if found is not None and found.rule_id == "DJ-SEC-003" and low is None:
                     # The line rule found it, the call confirms it is a credential.
@@ -188,7 +191,7 @@ class SecretScanner(Scanner):
                 site.line,
                 site.col,
                 f"Credential argument of {site.call}: {mask(site.value)}",
-                confidence=low or Confidence.MEDIUM,
+                confidence=low or word or Confidence.MEDIUM,
                 snippet=snippet,
                 secret=site.value,
             )

@@ -20,3 +20,7 @@ def clients(Client, connect):
     api = Client(api_key="Zq81x")  # expect: DJ-SEC-003@medium
     db = connect(host="db.internal", auth_token="tK4-77pq")  # expect: DJ-SEC-003@medium
     return storage, api, db
+
+
+def legacy(connect):
+    return connect(user="app", password="postgres")  # expect: DJ-SEC-003@low
