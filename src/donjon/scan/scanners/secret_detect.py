@@ -37,6 +37,9 @@ CANDIDATE_LINE = re.compile(
     r"(?i:pass|pwd|secret|key|token|auth|cred|contras|BEGIN|PuTTY|://|hooks)"
     r"|[A-Za-z0-9+/=_\-]{16,}|['\"][A-Za-z0-9_+/=\-]{9,}['\"]"
 )
+#: A key=value connection string (libpq, ODBC, ADO.NET) and the password in it.
+_DSN = re.compile(r"(?i)\b(?:host|server|dbname|database|data source|uid|user id)\s*=")
+_DSN_PASSWORD = re.compile(r"(?i)(?<![\w-])(?:password|pwd)\s*=\s*([^\s;'\"{}$]{3,})(?=[\s;'\"]|$)")
 #: Telegram's shape is matched by Donjon's own bounded format (tokens.py) instead.
 _SKIP_TYPES = frozenset({"Public IP (ipv4)", "Telegram Bot Token"})
 _RULE_BY_TYPE = {
@@ -230,6 +233,10 @@ def detect(line: str, keyword_regexes: dict[re.Pattern[str], int], code: bool) -
         for match in fmt.pattern.finditer(line):
             if not is_placeholder(match.group(1)):
                 found.append(Candidate("DJ-SEC-001", match.group(1), fmt.name))
+    if _DSN.search(line):
+        for match in _DSN_PASSWORD.finditer(line):
+            if not not_a_secret(match.group(1)):
+                found.append(Candidate("DJ-SEC-005", match.group(1), "Connection string password"))
     kept: list[Candidate] = []
     for cand in sorted(found, key=lambda c: (_PRIORITY[c.rule_id], -len(c.secret))):
         if not any(cand.secret in k.secret or k.secret in cand.secret for k in kept):
