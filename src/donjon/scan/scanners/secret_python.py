@@ -20,7 +20,7 @@ from donjon.scan.project import SourceFile
 from donjon.scan.python.imports import LOCAL, ImportMap
 from donjon.scan.scanners.code import parse_python
 
-__all__ = ["KeySite", "PythonFacts", "may_have_call_sites", "python_facts"]
+__all__ = ["NAMED", "KeySite", "PythonFacts", "may_have_call_sites", "python_facts"]
 
 #: Calls whose argument is a signing or encryption key: qualified name -> (position, keyword).
 _KEY_ARGUMENT: dict[str, tuple[int, str]] = {
@@ -60,13 +60,17 @@ _WORTH_PARSING = re.compile(
 )
 
 
+#: `KeySite.end_col` of a constant used by name: the line holds no part of the value.
+NAMED = -1
+
+
 @dataclass(frozen=True)
 class KeySite:
     """A literal at a call site: a signing key (`signing`) or a credential argument."""
 
     line: int
     col: int
-    end_col: int  # 0 when the literal does not end on `line` (or is a named constant)
+    end_col: int  # 0: the literal does not end on `line`; NAMED: a constant's name is there
     value: str
     call: str
     signing: bool
@@ -156,6 +160,10 @@ class _Walk:
 
 
 def _site(node: ast.expr, value: str, call: str, *, signing: bool) -> KeySite:
+    if isinstance(node, ast.Name):  # a module constant: the line shows its name, not the value
+        return KeySite(node.lineno, node.col_offset + 1, NAMED, value, call, signing)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        node = node.func.value  # "...".encode(): the literal is the receiver
     literal = isinstance(node, ast.Constant) and node.end_lineno == node.lineno
     end = (node.end_col_offset or 0) if literal else 0
     return KeySite(node.lineno, node.col_offset + 1, end, value, call, signing)

@@ -22,6 +22,7 @@ from donjon.scan.rules import rule
 from donjon.scan.scanners.secret_context import CODE_SUFFIXES, is_comment_line, is_sample_path
 from donjon.scan.scanners.secret_detect import CANDIDATE_LINE, detect, keyword_regexes
 from donjon.scan.scanners.secret_python import (
+    NAMED,
     KeySite,
     PythonFacts,
     may_have_call_sites,
@@ -59,7 +60,10 @@ def mask(secret: str, *, show_prefix: bool = False) -> str:
 
 
 def _mask_span(line: str, site: KeySite) -> str:
-    """The line with the literal of `site` masked, or "" when its span is not on the line."""
+    """The line with the literal of `site` masked, or "" when its span is not on the line
+    (never the raw line: a bytes literal's escapes would show the key)."""
+    if site.end_col == NAMED:
+        return line
     raw = line.encode()
     if not site.end_col or site.end_col > len(raw):
         return ""
