@@ -182,6 +182,19 @@ _CATALOG = (
         "Log the exception (context.log / logging.exception) and return a generic error "
         "with a request id.",
     ),
+    Rule(
+        "DJ-PY-017",
+        "dynamic-import-or-attribute",
+        _C,
+        Severity.HIGH,
+        Cwe.UNSAFE_REFLECTION,
+        _SAS.SAS_1,
+        "A name looked up on a dangerous module or namespace (os, subprocess, builtins, "
+        "globals(), sys.modules...) by getattr, __import__, import_module or a subscript "
+        "cannot be resolved: whatever it reaches escapes every other rule.",
+        "Call the function you mean by its name (subprocess.run([...]), not getattr(os, name)); "
+        "to dispatch on input, map allowed names to functions in a dict.",
+    ),
     # Bandit checks, run through Bandit's library and mapped to stable ids.
     Rule(
         "DJ-PY-101",
