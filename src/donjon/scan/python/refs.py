@@ -18,7 +18,7 @@ from donjon.scan.python.sinks import SINK_NAMES
 
 if TYPE_CHECKING:
     from donjon.scan.python.imports import ImportMap
-    from donjon.scan.python.values import Value
+    from donjon.scan.python.values import Env, Value
 
 __all__ = [
     "DANGEROUS_MODULES",
@@ -85,7 +85,7 @@ _DYNAMIC = frozenset(
 )
 _DANGEROUS_NAMES = SINK_NAMES | _DYNAMIC
 
-Kind = Literal["object", "namespace", "methodcaller", "attrgetter", "decoded"]
+Kind = Literal["object", "namespace", "methodcaller", "attrgetter", "decoded", "lambda"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +111,30 @@ class Bound:
 class Ref:
     """A module or callable (`object`) by qualified name, a namespace of names
     (``vars(m)``, ``m.__dict__``, ``globals()``), an ``operator.methodcaller`` or
-    ``attrgetter`` waiting for its object, or text decoded at run time."""
+    ``attrgetter`` waiting for its object, text decoded at run time, or a lambda
+    (with the scope it was made in)."""
 
     name: str
     kind: Kind = "object"
     bound: Bound | None = None
+    function: ast.Lambda | None = None
+    scope: Env | None = None
+
+    def join(self, other: Ref | None) -> Ref | None:
+        """What a value that may refer to either refers to, for the checks: when they
+        differ, the one that runs something (the stricter reading), else nothing."""
+        if other == self:
+            return self
+        for ref in (self, other):
+            if ref is not None and ref.risky:
+                return ref
+        return None
+
+    @property
+    def risky(self) -> bool:
+        """Whether calling it or looking names up in it may reach a sink."""
+        name = self.name.removeprefix("builtins.")
+        return self.kind == "decoded" or self.dangerous or name in _DANGEROUS_NAMES
 
     @property
     def dangerous(self) -> bool:

@@ -139,7 +139,7 @@ class Value:
             prefix=prefix,
             head=head,
             exc_raw=self._raw_with(other),
-            ref=self.ref if self.ref == other.ref else None,
+            ref=_join_refs(self.ref, other.ref),
         )
 
     def _raw_with(self, other: Value) -> bool:
@@ -174,6 +174,12 @@ class Value:
         """The exception label that survives being passed to an unknown function: text
         made from an exception does, the exception object itself does not."""
         return None if self.exc_raw else self.exc
+
+
+def _join_refs(a: Ref | None, b: Ref | None) -> Ref | None:
+    if a is not None:
+        return a.join(b)
+    return b.join(a) if b is not None else None
 
 
 UNKNOWN = Value()

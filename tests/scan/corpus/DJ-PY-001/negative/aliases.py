@@ -22,3 +22,12 @@ def handler(event, context):
     listing(check=False)
     getattr(os, "getcwd")()
     return {"statusCode": 200, "body": dump(event)}
+
+
+def sorted_names(event, context):
+    names = sorted(event["names"], key=lambda n: n.lower())
+    show = lambda n: subprocess.run(["echo", n], check=False)
+    show(event["name"])
+    again = lambda n: again(n)
+    again(event["x"])
+    return names

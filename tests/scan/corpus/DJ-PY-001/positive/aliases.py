@@ -50,3 +50,13 @@ def nested(event, context):
         launch(command, shell=True)  # expect: DJ-PY-001@high
 
     go(event["cmd"])
+
+
+def wrapped(event, context):
+    launch = lambda line: os.system("sh -c " + line)  # expect: DJ-PY-001@high
+    launch(event["line"])
+    return apply(subprocess.getoutput, event["cmd"])
+
+
+def apply(function, argument):
+    return function(argument)  # expect: DJ-PY-001@high
