@@ -87,6 +87,8 @@ class Resolver:
         return self._member(base, key, node, f"{base.label}[...]")
 
     def _member(self, base: Ref, key: Value, node: ast.expr, what: str) -> Ref | None:
+        if base.kind == "items":  # OPS[key] of {"run": subprocess.run, ...}
+            return replace(base, kind="object")
         if base.name == MODULES:
             if key.ref is not None and key.ref.name == "__name__":
                 return Ref(GLOBALS)  # sys.modules[__name__]: this module
@@ -121,10 +123,14 @@ class Resolver:
         self.hits.add(Hit(RULE, line, col, confidence, message, trace=trace))
 
     # -- calls -----------------------------------------------------------------------------
-    def resolve(self, site: CallSite, callee: Ref | None) -> CallSite:
-        """The call as the one it disguises: qualified name and bound arguments applied."""
+    def resolve(self, site: CallSite, callee: Ref | None) -> list[CallSite]:
+        """The call as the one(s) it disguises: qualified name and bound arguments applied
+        (several when the callee may be one of several callables that run something)."""
         if callee is None:
-            return site
+            return [site]
+        return [self._resolve(site, ref) for ref in callee.alternatives()]
+
+    def _resolve(self, site: CallSite, callee: Ref) -> CallSite:
         if callee.kind == "methodcaller" and callee.bound is not None:
             target = site.args[0].ref if site.args else None
             if target is None or not callee.bound.values:

@@ -16,7 +16,7 @@ from donjon.scan.errors import ScanError
 from donjon.scan.python.dynamic import Resolver
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
-from donjon.scan.python.refs import Ref, attribute
+from donjon.scan.python.refs import Ref, attribute, held
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
@@ -254,10 +254,15 @@ class Evaluator(ABC):
                 values = [self.eval(e, env, frame) for e in elts]
                 head = values[0] if values and not isinstance(elts[0], ast.Starred) else None
                 out = join_all(values)
-                return Value(out.taint, out.exc, out.const, out.built, None, head, out.exc_raw)
+                return Value(
+                    out.taint, out.exc, out.const, out.built, None, head, out.exc_raw, held(values)
+                )
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
-                return join_all(items + [self.eval(v, env, frame) for v in vals])
+                values = [self.eval(v, env, frame) for v in vals]
+                ref = held(values)
+                out = join_all(items + values)
+                return out if ref is None else replace(out, ref=ref)
             case (
                 ast.ListComp(elt=elt, generators=gens)
                 | ast.SetComp(elt=elt, generators=gens)
@@ -414,9 +419,11 @@ class Evaluator(ABC):
         site = CallSite(
             node, qual, method, args, kwargs, self.imports, self.hits, context, receiver
         )
-        site = self.resolver.resolve(site, callee)
-        self.check_call(site, frame)
-        self.resolver.check(site)
+        sites = self.resolver.resolve(site, callee)
+        for each in sites:
+            self.check_call(each, frame)
+            self.resolver.check(each)
+        site = sites[0]
         local = self.call_local(site, env, frame)
         if local is not None:
             return local

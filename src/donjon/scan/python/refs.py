@@ -10,7 +10,7 @@ namespace (os, subprocess, builtins, globals()...) is graded here for DJ-PY-017.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from donjon.scan.model import Confidence
@@ -30,6 +30,7 @@ __all__ = [
     "attribute",
     "grade_member",
     "grade_module",
+    "held",
 ]
 
 #: The module's own namespace (``globals()``, ``vars()``, ``sys.modules[__name__]``).
@@ -85,7 +86,11 @@ _DYNAMIC = frozenset(
 )
 _DANGEROUS_NAMES = SINK_NAMES | _DYNAMIC
 
-Kind = Literal["object", "namespace", "methodcaller", "attrgetter", "decoded", "lambda"]
+#: How many other callables one reference keeps (a dispatch table of 50 commands is
+#: checked against the first few; past that, a call through it is checked less).
+_MAX_OTHERS = 8
+
+Kind = Literal["object", "namespace", "items", "methodcaller", "attrgetter", "decoded", "lambda"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +116,35 @@ class Bound:
 class Ref:
     """A module or callable (`object`) by qualified name, a namespace of names
     (``vars(m)``, ``m.__dict__``, ``globals()``), an ``operator.methodcaller`` or
-    ``attrgetter`` waiting for its object, text decoded at run time, or a lambda
-    (with the scope it was made in)."""
+    ``attrgetter`` waiting for its object, text decoded at run time, a lambda (with
+    the scope it was made in), or a container holding a callable that runs something
+    (`items`: ``{"run": subprocess.run}``, whose items are that callable)."""
 
     name: str
     kind: Kind = "object"
     bound: Bound | None = None
     function: ast.Lambda | None = None
     scope: Env | None = None
+    #: Other callables that run something the value may refer to instead (a branch, a
+    #: dispatch table): each is checked at a call.
+    others: tuple[Ref, ...] = ()
 
     def join(self, other: Ref | None) -> Ref | None:
         """What a value that may refer to either refers to, for the checks: when they
         differ, the one that runs something (the stricter reading), else nothing."""
         if other == self:
             return self
-        for ref in (self, other):
-            if ref is not None and ref.risky:
-                return ref
-        return None
+        risky = [r for r in (self, other) if r is not None and r.risky]
+        if len(risky) < 2:
+            return risky[0] if risky else None
+        first, second = risky
+        more = [r for r in (second, *first.others, *second.others) if r != first]
+        unique = tuple(dict.fromkeys(replace(r, others=()) for r in more))
+        return replace(first, others=unique[:_MAX_OTHERS])
+
+    def alternatives(self) -> tuple[Ref, ...]:
+        """This reference and the others it may be."""
+        return (replace(self, others=()), *self.others) if self.others else (self,)
 
     @property
     def risky(self) -> bool:
@@ -148,10 +164,20 @@ class Ref:
 
     def items(self) -> bool:
         """Whether ``ref[key]`` looks a name up (a namespace; ``__builtins__`` may be either)."""
-        return self.kind == "namespace" or self.name in ("builtins", MODULES, GLOBALS)
+        return self.kind in ("namespace", "items") or self.name in ("builtins", MODULES, GLOBALS)
 
     def attributes(self) -> bool:
         return self.kind == "object" or self.name in ("builtins", GLOBALS)
+
+
+def held(values: list[Value]) -> Ref | None:
+    """What a container of `values` holds that runs something, if anything."""
+    found: Ref | None = None
+    for value in values:
+        ref = value.ref
+        if ref is not None and ref.kind == "object" and ref.risky:
+            found = ref if found is None else found.join(ref)
+    return replace(found, kind="items") if found is not None else None
 
 
 def attribute(base: Ref | None, attr: str) -> Ref | None:

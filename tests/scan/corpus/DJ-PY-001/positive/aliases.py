@@ -60,3 +60,12 @@ def wrapped(event, context):
 
 def apply(function, argument):
     return function(argument)  # expect: DJ-PY-001@high
+
+
+ACTIONS = {"list": subprocess.run, "status": os.system}
+
+
+def dispatch(event, context):
+    ACTIONS[event["action"]](event["arg"])  # expect: DJ-PY-001@high
+    steps = [os.popen]
+    steps[0](event["step"])  # expect: DJ-PY-001@high
