@@ -70,3 +70,14 @@ def test_a_parameter_shadowing_a_module_is_not_the_module() -> None:
             runner(event["cmd"], shell=True)
     """
     assert _found(code) == set()
+
+
+def test_a_chain_of_partials_keeps_a_bounded_reference() -> None:
+    """``f = partial(f, 1)`` 500 times binds no more than a bounded number of arguments."""
+    code = "import functools, subprocess\nf = subprocess.run\n"
+    code += "f = functools.partial(f, 'x')\n" * 500
+    code += "def handler(event, context):\n    f(event['cmd'], shell=True)\n"
+    interp = Interpreter(ast.parse(code), code.splitlines(), frozenset({"handler"}))
+    interp.run()
+    f = interp.module_env.get("f")
+    assert f is not None and f.ref is None  # past the bound: dropped, never huge

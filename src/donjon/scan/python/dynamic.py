@@ -26,7 +26,10 @@ __all__ = ["Resolver", "plain"]
 RULE = "DJ-PY-017"
 _IMPORTS = frozenset({"__import__", "importlib.import_module", "importlib.__import__"})
 _PARTIALS = frozenset({"functools.partial", "functools.partialmethod"})
-_WRAPPERS = frozenset({"staticmethod", "classmethod", "functools.wraps"})
+_WRAPPERS = frozenset({"staticmethod", "classmethod"})
+#: Arguments one reference may have bound (``partial(partial(f, a), b)``...): past
+#: this the reference is dropped, so no chain of partials makes the analysis grow.
+_MAX_BOUND = 32
 _CODE = frozenset({"eval", "exec", "compile"})
 _DECODERS = frozenset(
     {
@@ -214,7 +217,9 @@ class Resolver:
             return None
         if target.bound is not None:
             bound = target.bound.then(bound)
-        return Ref(target.name, bound=bound)
+        if len(bound.nodes) + len(bound.keywords) > _MAX_BOUND:
+            return None
+        return Ref(target.name, bound=bound, others=target.others)
 
     def _bound(self, site: CallSite, skip: int) -> Bound | None:
         node = site.node
