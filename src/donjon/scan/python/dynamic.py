@@ -147,9 +147,9 @@ class Resolver:
             return self._bind(site, found.name, bound, drop=len(site.args))
         if callee.kind != "object":
             return site
-        qual = site.qual
-        if qual is None or qual.startswith(LOCAL):
-            qual = plain(callee.name)
+        # What the value refers to beats what the syntax names: after
+        # ``from os import system; system = print``, ``system(x)`` calls print.
+        qual = plain(callee.name)
         if callee.bound is None:
             return site if qual == site.qual else replace(site, qual=qual)
         return self._bind(site, qual, callee.bound, drop=0)

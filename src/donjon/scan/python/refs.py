@@ -184,6 +184,8 @@ def attribute(base: Ref | None, attr: str) -> Ref | None:
     """What ``base.attr`` refers to."""
     if base is None or not base.attributes():
         return None
+    if attr == "__call__":  # eval.__call__(code) is eval(code)
+        return base
     return _child(base.name, attr, None)
 
 

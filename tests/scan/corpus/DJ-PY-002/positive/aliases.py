@@ -12,6 +12,7 @@ BLOB = "cHJpbnQoJ2hlbGxvJyk="
 
 def handler(event, context):
     ev(event["expr"])  # expect: DJ-PY-002@high
+    ev.__call__(event["expr"])  # expect: DJ-PY-002@high
     vars(builtins)["ev" + "al"](event["code"])  # expect: DJ-PY-002@high
     builtins.__dict__["exec"](event["code"])  # expect: DJ-PY-002@high
     globals()["__builtins__"]["eval"](event["e"])  # expect: DJ-PY-002@high
