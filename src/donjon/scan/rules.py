@@ -192,8 +192,9 @@ _CATALOG = (
         "A name looked up on a dangerous module or namespace (os, subprocess, builtins, "
         "globals(), sys.modules...) by getattr, __import__, import_module or a subscript "
         "cannot be resolved: whatever it reaches escapes every other rule.",
-        "Call the function you mean by its name (subprocess.run([...]), not getattr(os, name)); "
-        "to dispatch on input, map allowed names to functions in a dict.",
+        "Import modules and call functions by their names (subprocess.run([...]), not "
+        "getattr(os, name) or import_module(name)); to dispatch on input, map allowed names "
+        "to functions or modules in a dict.",
     ),
     # Bandit checks, run through Bandit's library and mapped to stable ids.
     Rule(
