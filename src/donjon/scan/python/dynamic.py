@@ -12,6 +12,7 @@ medium confidence, because its content cannot be read.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import replace
 
 from donjon.scan.model import Confidence
@@ -19,7 +20,7 @@ from donjon.scan.python.hits import CallSite, Hit, Hits
 from donjon.scan.python.imports import LOCAL, ImportMap
 from donjon.scan.python.refs import GLOBALS, MODULES, Bound, Ref, grade_member
 from donjon.scan.python.refs import grade_module as _grade_module
-from donjon.scan.python.values import UNKNOWN, Step, Value
+from donjon.scan.python.values import UNKNOWN, Env, Step, Value, join_all
 
 __all__ = ["Resolver", "plain"]
 
@@ -66,6 +67,8 @@ class Resolver:
         self.imports = imports
         self.hits = hits
         self._names: dict[str, Value] = {}
+        self._lambdas: set[ast.Lambda] = set()
+        self._lambda_results: dict[tuple[object, ...], Value] = {}
 
     # -- expressions -----------------------------------------------------------------------
     def name(self, node: ast.Name) -> Value:
@@ -243,6 +246,36 @@ class Resolver:
         if (qual in _KEEP_DECODED or qual == "compile") and first is not None:
             return first.ref if _is_decoded(first) else None
         return None
+
+    def call_lambda(
+        self,
+        function: ast.Lambda,
+        scope: Env | None,
+        site: CallSite,
+        evaluate: Callable[[ast.expr, Env], Value],
+    ) -> Value:
+        """A call to a lambda: its body, with the arguments bound to its parameters."""
+        given = [*site.args, *site.kwargs.values()]
+        if function in self._lambdas:  # recursion: the result derives from the arguments
+            return join_all(given)
+        # Memoised per call site and pattern of labels, as the module's functions are:
+        # lambdas calling lambdas cost the number of call sites, not its powers.
+        key = (id(function), site.line, site.col, tuple((v.taint is None, v.const) for v in given))
+        if key in self._lambda_results:
+            return self._lambda_results[key]
+        inner = Env(scope)
+        params = [a.arg for a in function.args.posonlyargs + function.args.args]
+        step = Step(site.line, site.col, f"passed to a lambda at line {function.lineno}")
+        for i, name in enumerate(params):
+            bound = site.args[i] if i < len(site.args) else site.kwargs.get(name, UNKNOWN)
+            inner.set(name, bound.step(step))
+        self._lambdas.add(function)
+        try:
+            result = evaluate(function.body, inner)
+        finally:
+            self._lambdas.discard(function)
+        self._lambda_results[key] = result
+        return result
 
     def check(self, site: CallSite) -> None:
         """Code run from text decoded at run time: its content cannot be analysed."""

@@ -198,8 +198,6 @@ class Evaluator(ABC):
         self.evaluation_budget = 0
         #: What names, attributes and calls refer to (aliases, getattr, __import__...).
         self.resolver = Resolver(imports, hits)
-        self._lambdas: set[ast.Lambda] = set()
-        self._lambda_results: dict[tuple[object, ...], Value] = {}
 
     @abstractmethod
     def check_call(self, site: CallSite, frame: Frame) -> None:
@@ -428,36 +426,13 @@ class Evaluator(ABC):
         if local is not None:
             return local
         if callee is not None and callee.function is not None:
-            return self._call_lambda(callee.function, callee.scope, site, frame)
+            function, scope = callee.function, callee.scope
+            return self.resolver.call_lambda(
+                function, scope, site, lambda body, inner: self.eval(body, inner, frame)
+            )
         result = self._call_result(site, env)
         ref = self.resolver.result(site, callee)
         return result if ref is None else replace(result, ref=ref)
-
-    def _call_lambda(
-        self, function: ast.Lambda, scope: Env | None, site: CallSite, frame: Frame
-    ) -> Value:
-        """A call to a lambda: its body, with the arguments bound to its parameters."""
-        given = [*site.args, *site.kwargs.values()]
-        if function in self._lambdas:  # recursion: the result derives from the arguments
-            return join_all(given)
-        # Memoised per call site and pattern of labels, as the module's functions are:
-        # lambdas calling lambdas cost the number of call sites, not its powers.
-        key = (id(function), site.line, site.col, tuple((v.taint is None, v.const) for v in given))
-        if key in self._lambda_results:
-            return self._lambda_results[key]
-        inner = Env(scope)
-        params = [a.arg for a in function.args.posonlyargs + function.args.args]
-        step = Step(site.line, site.col, self.text(site.line))
-        for i, name in enumerate(params):
-            bound = site.args[i] if i < len(site.args) else site.kwargs.get(name, UNKNOWN)
-            inner.set(name, bound.step(step))
-        self._lambdas.add(function)
-        try:
-            result = self.eval(function.body, inner, frame)
-        finally:
-            self._lambdas.discard(function)
-        self._lambda_results[key] = result
-        return result
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""
