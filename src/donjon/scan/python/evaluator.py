@@ -253,7 +253,14 @@ class Evaluator(ABC):
                 head = values[0] if values and not isinstance(elts[0], ast.Starred) else None
                 out = join_all(values)
                 return Value(
-                    out.taint, out.exc, out.const, out.built, None, head, out.exc_raw, held(values)
+                    out.taint,
+                    out.exc,
+                    out.const,
+                    out.built,
+                    None,
+                    head,
+                    out.exc_raw,
+                    ref=held(values),
                 )
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
