@@ -182,6 +182,20 @@ _CATALOG = (
         "Log the exception (context.log / logging.exception) and return a generic error "
         "with a request id.",
     ),
+    Rule(
+        "DJ-PY-017",
+        "dynamic-import-or-attribute",
+        _C,
+        Severity.HIGH,
+        Cwe.UNSAFE_REFLECTION,
+        _SAS.SAS_1,
+        "A name looked up on a dangerous module or namespace (os, subprocess, builtins, "
+        "globals(), sys.modules...) by getattr, __import__, import_module or a subscript "
+        "cannot be resolved: whatever it reaches escapes every other rule.",
+        "Import modules and call functions by their names (subprocess.run([...]), not "
+        "getattr(os, name) or import_module(name)); to dispatch on input, map allowed names "
+        "to functions or modules in a dict.",
+    ),
     # Bandit checks, run through Bandit's library and mapped to stable ids.
     Rule(
         "DJ-PY-101",
