@@ -166,6 +166,7 @@ class Interpreter(Evaluator):
         if not self._prepared:
             self._prepared = True
             self.exec_block(self.tree.body, self.module_env, self._top)
+            self._class_aliases()
 
     def run(self) -> list[Hit]:
         """Analyse the module; `ScanError` if it is too complex to analyse in bounded time.
@@ -180,6 +181,21 @@ class Interpreter(Evaluator):
             ):
                 self._analyze_entry(info)
         return self.hits.all()
+
+    def _class_aliases(self) -> None:
+        """Class attributes that refer to a callable (``run = subprocess.run``), kept as
+        ``Cls.run`` for ``self.run(...)`` and ``Cls.run(...)``."""
+        frame = Frame(None)
+        classes = [c for c in self.tree.body if isinstance(c, ast.ClassDef)]
+        for cls in classes:
+            for stmt in cls.body:
+                if isinstance(stmt, ast.Assign) and isinstance(
+                    stmt.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript
+                ):
+                    value = self.eval(stmt.value, self.module_env, frame)
+                    for target in stmt.targets:
+                        if value.ref is not None and isinstance(target, ast.Name):
+                            self.module_env.set(f"{cls.name}.{target.id}", value)
 
     def _register(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env
