@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from donjon.scan.errors import ScanError
 from donjon.scan.python.modules import ImportTarget, ModuleIndex
@@ -63,7 +63,7 @@ class Work:
 def relocate(value: Value, path: str) -> Value:
     """`value` with each step not yet placed in a file placed in `path` (the module the
     value leaves), whatever labels it carries."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # fields named at run time: whatever labels Value has
     for f in fields(value):
         item = getattr(value, f.name)
         if isinstance(item, tuple) and item and isinstance(item[0], Step):
@@ -73,7 +73,7 @@ def relocate(value: Value, path: str) -> Value:
             moved = relocate(item, path)
             if moved is not item:
                 changes[f.name] = moved
-    return replace(value, **changes) if changes else value  # type: ignore[arg-type]
+    return replace(value, **changes) if changes else value
 
 
 def _dotted(node: ast.expr) -> tuple[str, ...] | None:
