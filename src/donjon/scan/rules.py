@@ -104,7 +104,8 @@ _CATALOG = (
         Severity.HIGH,
         Cwe.SQL_INJECTION,
         _SAS.SAS_1,
-        "An SQL statement built by concatenation or formatting reaches execute.",
+        "An SQL statement built by concatenation or formatting reaches a database API "
+        "(execute, query, raw, SQLAlchemy text, pandas.read_sql, the AWS data APIs).",
         "Use placeholders and pass values separately: cursor.execute('... WHERE id = ?', (id,)).",
     ),
     Rule(
@@ -181,6 +182,30 @@ _CATALOG = (
         "An exception message or traceback is returned to the caller.",
         "Log the exception (context.log / logging.exception) and return a generic error "
         "with a request id.",
+    ),
+    Rule(
+        "DJ-PY-011",
+        "server-side-request-forgery",
+        _C,
+        Severity.HIGH,
+        Cwe.SSRF,
+        _SAS.SAS_1,
+        "Event data chooses the host of an outbound request (requests, httpx, urllib, "
+        "urllib3, aiohttp, http.client, a client's base_url, a boto3 endpoint_url).",
+        "Keep the scheme and host constant and put the caller's data in the path or the "
+        "query (params=), or check the host against an allowlist before the request.",
+    ),
+    Rule(
+        "DJ-PY-012",
+        "path-traversal",
+        _C,
+        Severity.HIGH,
+        Cwe.PATH_TRAVERSAL,
+        _SAS.SAS_1,
+        "Event data chooses a local file that is opened, written, deleted or sent "
+        "(open, os and shutil file operations, pathlib, send_file, FileResponse, S3 transfers).",
+        "Use os.path.basename or werkzeug's secure_filename on the name, or resolve the "
+        "path and check it stays under the base directory (Path.resolve().is_relative_to).",
     ),
     # Bandit checks, run through Bandit's library and mapped to stable ids.
     Rule(

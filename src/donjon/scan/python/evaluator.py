@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ast
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from donjon.scan.errors import ScanError
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
+from donjon.scan.python.kinds import PATH, PATH_KINDS, result_kind
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
@@ -93,6 +94,11 @@ SANITIZERS = frozenset(
         "os.path.exists",
         "os.path.isfile",
         "os.path.isdir",
+        # A single file-name component: no "/" left to climb out of a directory with.
+        "os.path.basename",
+        "posixpath.basename",
+        "werkzeug.utils.secure_filename",
+        "werkzeug.secure_filename",
     }
 )
 _METHOD_SANITIZERS = frozenset(
@@ -342,7 +348,8 @@ class Evaluator(ABC):
                 prefix = left.prefix.split("%")[0]
         elif isinstance(node.op, ast.Div) and left.prefix is not None:
             prefix = left.prefix.rstrip("/") + "/" + (right.prefix or "" if right.const else "")
-        return Value(out.taint, out.exc, out.const, built, prefix)
+        kind = PATH if isinstance(node.op, ast.Div) and left.kind in PATH_KINDS else None
+        return Value(out.taint, out.exc, out.const, built, prefix, kind=kind)
 
     def _comprehension(
         self, elts: list[ast.expr], gens: list[ast.comprehension], env: Env, frame: Frame
@@ -374,11 +381,14 @@ class Evaluator(ABC):
         site = CallSite(
             node, qual, method, args, kwargs, self.imports, self.hits, context, receiver
         )
+        site.evaluate = lambda part: self.eval(part, env, frame)
         self.check_call(site, frame)
         local = self.call_local(site, env, frame)
         if local is not None:
             return local
-        return self._call_result(site, env)
+        result = self._call_result(site, env)
+        kind = result_kind(site)
+        return result if kind is None else replace(result, kind=kind)
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""

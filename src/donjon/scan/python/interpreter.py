@@ -19,6 +19,7 @@ from donjon.scan.python.hits import CallSite, Hit, Hits
 from donjon.scan.python.imports import LOCAL, ImportMap
 from donjon.scan.python.misuse import check_assignment
 from donjon.scan.python.sinks import check_call
+from donjon.scan.python.sinks_files import contained_path
 from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
 
 __all__ = ["Interpreter"]
@@ -411,6 +412,8 @@ class Interpreter(Evaluator):
         negated = False
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             test, negated = test.operand, True
+        if (contained := contained_path(test, env, self.imports)) is not None:
+            return contained, negated
         match test:
             case ast.Compare(
                 left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op], comparators=[allowed]

@@ -8,7 +8,9 @@ string assembled from non-constant parts (`built`); its known
 leading text (`prefix`); for sequences, what is known of the first item
 (`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
 whether its exception label comes only from exception objects themselves
-(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is.
+(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is;
+and what kind of object it is, where a sink needs to know (`kind`: an HTTP client
+session, a pathlib path, a normalised path; see python/kinds.py).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Value:
     prefix: str | None = None
     head: Value | None = None
     exc_raw: bool = False
+    kind: str | None = None
 
     def __post_init__(self) -> None:
         if self.prefix is not None and len(self.prefix) > MAX_PREFIX:
@@ -131,6 +134,7 @@ class Value:
             prefix=prefix,
             head=head,
             exc_raw=self._raw_with(other),
+            kind=self.kind if self.kind == other.kind else None,
         )
 
     def _raw_with(self, other: Value) -> bool:

@@ -1,0 +1,87 @@
+"""What kind of object a call returns, where a sink rule needs to know it.
+
+``session.get(url)`` is a request only when ``session`` is an HTTP client, and
+``p.open()`` opens a file only when ``p`` is a path: the evaluator tags the values of
+such calls with a `Value.kind`, carried through assignments, ``with ... as`` and
+branches (a join keeps a kind both sides agree on). A path that went through
+``os.path.realpath``/``abspath``/``normpath`` or ``Path.resolve()`` is *normalised*:
+a prefix check on it is a containment check (python/sinks_files.py).
+"""
+
+from __future__ import annotations
+
+from donjon.scan.python.hits import CallSite
+
+__all__ = [
+    "HTTP",
+    "NORMALISED",
+    "PATH",
+    "PATH_KINDS",
+    "RESOLVED_PATH",
+    "result_kind",
+]
+
+#: An HTTP client object (its .get/.post/.request... send requests).
+HTTP = "http"
+#: A pathlib path object (its .open/.read_text/.unlink... touch the file system).
+PATH = "path"
+#: A pathlib path after .resolve(): no "..", no symlinks left.
+RESOLVED_PATH = "path-resolved"
+#: A path string after os.path.realpath/abspath/normpath.
+NORMALISED = "path-normalised"
+PATH_KINDS = frozenset({PATH, RESOLVED_PATH})
+
+_HTTP_CLIENTS = frozenset(
+    {
+        "requests.Session",
+        "requests.session",
+        "requests.sessions.Session",
+        "httpx.Client",
+        "httpx.AsyncClient",
+        "urllib3.PoolManager",
+        "urllib3.ProxyManager",
+        "urllib3.poolmanager.PoolManager",
+        "urllib3.poolmanager.ProxyManager",
+        "aiohttp.ClientSession",
+        "aiohttp.client.ClientSession",
+    }
+)
+_PATH_TYPES = frozenset(
+    {
+        "pathlib.Path",
+        "pathlib.PurePath",
+        "pathlib.PosixPath",
+        "pathlib.PurePosixPath",
+        "pathlib.WindowsPath",
+        "pathlib.PureWindowsPath",
+    }
+)
+_NORMALISERS = frozenset(
+    {
+        f"{module}.{name}"
+        for module in ("os.path", "posixpath")
+        for name in ("realpath", "abspath", "normpath")
+    }
+)
+#: Path methods that return another path of the same file system.
+_PATH_RESULTS = frozenset(
+    {"joinpath", "with_name", "with_suffix", "with_stem", "expanduser", "absolute", "relative_to"}
+)
+
+
+def result_kind(site: CallSite) -> str | None:
+    """The kind of object `site` returns, if a rule cares about it."""
+    qual = site.qual or ""
+    if qual in _HTTP_CLIENTS:
+        return HTTP
+    if qual in _PATH_TYPES:
+        return PATH
+    if qual in _NORMALISERS:
+        return NORMALISED
+    receiver = site.receiver.kind if site.receiver is not None else None
+    if receiver in PATH_KINDS:
+        if site.method == "resolve":
+            return RESOLVED_PATH
+        if site.method in _PATH_RESULTS:
+            return PATH
+    return None
