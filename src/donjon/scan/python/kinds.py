@@ -6,15 +6,24 @@ such calls with a `Value.kind`, carried through assignments, ``with ... as`` and
 branches (a join keeps a kind both sides agree on). A path that went through
 ``os.path.realpath``/``abspath``/``normpath`` or ``Path.resolve()`` is *normalised*:
 a prefix check on it is a containment check (python/sinks_files.py).
+
+An object that a library function or a lookup made *from* event data
+(``io.BytesIO(body)``, ``fs.get(file_id)``, ``db.find(key)``) is `OBJECT`: it
+carries the event's taint (it may hold the data) but is not the text of a path, so
+``send_file(io.BytesIO(...))`` does not choose a file. Text functions
+(``urllib.parse.unquote``, ``os.path.*``, ``str``...) and methods of event data
+itself (``name.strip()``) keep giving text.
 """
 
 from __future__ import annotations
 
 from donjon.scan.python.hits import CallSite
+from donjon.scan.python.imports import LOCAL
 
 __all__ = [
     "HTTP",
     "NORMALISED",
+    "OBJECT",
     "PATH",
     "PATH_KINDS",
     "RESOLVED_PATH",
@@ -30,6 +39,8 @@ RESOLVED_PATH = "path-resolved"
 #: A path string after os.path.realpath/abspath/normpath.
 NORMALISED = "path-normalised"
 PATH_KINDS = frozenset({PATH, RESOLVED_PATH})
+#: Something a function or a lookup made from event data: not the data's text.
+OBJECT = "object"
 
 _HTTP_CLIENTS = frozenset(
     {
@@ -69,6 +80,42 @@ _PATH_RESULTS = frozenset(
 )
 
 
+#: Functions whose result is text made from their arguments.
+_TEXT_MODULES = ("urllib.parse.", "os.path.", "posixpath.", "string.", "textwrap.")
+_TEXT_FUNCTIONS = frozenset(
+    {
+        "str",
+        "repr",
+        "format",
+        "bytes",
+        "os.fspath",
+        "os.fsdecode",
+        "os.fsencode",
+        "re.sub",
+        "re.escape",
+        "html.escape",
+        "html.unescape",
+        "unicodedata.normalize",
+        "base64.b64decode",
+        "base64.urlsafe_b64decode",
+    }
+)
+
+
+def _made_object(site: CallSite) -> bool:
+    """Whether `site` makes an object from event data rather than text (see the module doc)."""
+    if not any(v.taint is not None for v in [*site.args, *site.kwargs.values()]):
+        return site.receiver is not None and site.receiver.kind == OBJECT
+    qual = site.qual or ""
+    receiver = site.receiver
+    if site.method is not None and receiver is not None and (not qual or qual.startswith(LOCAL)):
+        if receiver.kind == OBJECT:
+            return True
+        # A method of a string (a literal's .format/.join, event text's .strip) makes text.
+        return receiver.taint is None and not receiver.const and receiver.prefix is None
+    return qual not in _TEXT_FUNCTIONS and not qual.startswith(_TEXT_MODULES)
+
+
 def result_kind(site: CallSite) -> str | None:
     """The kind of object `site` returns, if a rule cares about it."""
     qual = site.qual or ""
@@ -84,4 +131,4 @@ def result_kind(site: CallSite) -> str | None:
             return RESOLVED_PATH
         if site.method in _PATH_RESULTS:
             return PATH
-    return None
+    return OBJECT if _made_object(site) else None

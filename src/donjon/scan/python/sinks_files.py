@@ -12,7 +12,8 @@ Sanitizers: ``os.path.basename`` and werkzeug's ``secure_filename`` (the evaluat
 sanitizers), allowlist membership, and a containment check after normalising that
 guards the use (`contained_path`): ``os.path.realpath(p).startswith(BASE)``,
 ``Path(p).resolve().is_relative_to(BASE)``, ``os.path.commonpath([BASE, real]) ==
-BASE``. Paths of unknown origin are not reported (the normal case in any program).
+BASE``. Paths of unknown origin are not reported (the normal case in any program),
+nor objects made from event data (``send_file(io.BytesIO(body))``: python/kinds.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import ast
 from donjon.scan.model import Confidence
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.imports import ImportMap
-from donjon.scan.python.kinds import NORMALISED, PATH_KINDS, RESOLVED_PATH
+from donjon.scan.python.kinds import NORMALISED, OBJECT, PATH_KINDS, RESOLVED_PATH
 from donjon.scan.python.values import Env, Value
 
 __all__ = ["check_path", "contained_path"]
@@ -101,7 +102,7 @@ _PATH_BUILDERS = frozenset(
 
 
 def _grade(site: CallSite, path: Value | None, what: str) -> None:
-    if path is None or path.taint is None:
+    if path is None or path.taint is None or path.kind == OBJECT:
         return
     site.report(
         "DJ-PY-012",
@@ -130,6 +131,11 @@ def check_path(site: CallSite, qual: str) -> None:
             _grade(site, site.arg(position, keyword), f"{qual}()")
     elif site.method in ("download_file", "upload_file"):
         _s3_transfer(site)
+    elif site.method == "save":
+        # An upload's or an image's .save(dst): a path when its text is known to be one.
+        destination = site.arg(0, "dst") or site.arg(0, "fp")
+        if destination is not None and destination.prefix is not None:
+            _grade(site, destination, f".{site.method}()")
     elif (
         site.method in _PATH_METHODS
         and site.receiver is not None

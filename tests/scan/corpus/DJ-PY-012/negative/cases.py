@@ -1,7 +1,9 @@
 # ruff: noqa
 
 """Not path traversal: names reduced to one component, contained paths, allowlists."""
+import io
 import json
+import zipfile
 import os
 from pathlib import Path
 
@@ -61,6 +63,17 @@ def upload():
     upload = request.files["file"]
     upload.save(os.path.join(BASE, secure_filename(upload.filename)))
     return "ok"
+
+
+@app.route("/export")
+def export():
+    rows = lookup(request.args["table"])
+    buffer = io.BytesIO(render_csv(rows, request.args["sep"]))
+    archive = zipfile.ZipFile(io.BytesIO(request.get_data()))
+    document = store.get(request.args["id"])
+    if request.args.get("zip"):
+        return send_file(document, download_name="doc.pdf")
+    return send_file(buffer, mimetype="text/csv", download_name=archive.namelist()[0])
 
 
 @api.get("/files/{name}")

@@ -4,6 +4,7 @@
 import io
 import os
 import shutil
+import urllib.parse
 from pathlib import Path
 
 import boto3
@@ -51,6 +52,14 @@ def on_upload(event, context):
 @app.route("/download")
 def download():
     return send_file(os.path.join(BASE, request.args["file"]))  # expect: DJ-PY-012@high
+
+
+@app.route("/upload", methods=["POST"])
+def upload():
+    upload = request.files["file"]
+    upload.save(os.path.join(BASE, upload.filename))  # expect: DJ-PY-012@high
+    with open(urllib.parse.unquote_plus(request.args["name"])) as f:  # expect: DJ-PY-012@high
+        return f.read()
 
 
 @api.get("/files/{name}")
