@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ast
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from donjon.scan.errors import ScanError
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
-from donjon.scan.python.kinds import PATH, PATH_KINDS, result_kind
+from donjon.scan.python.kinds import PATH, PATH_KINDS, refine_result
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
@@ -94,9 +94,7 @@ SANITIZERS = frozenset(
         "os.path.exists",
         "os.path.isfile",
         "os.path.isdir",
-        # A single file-name component: no "/" left to climb out of a directory with.
-        "os.path.basename",
-        "posixpath.basename",
+        # Letters, digits, "_", "." and "-" only: safe in a path and anywhere else.
         "werkzeug.utils.secure_filename",
         "werkzeug.secure_filename",
     }
@@ -330,7 +328,8 @@ class Evaluator(ABC):
             if not value.const or value.prefix is None:
                 break
         out = join_all(values, empty=constant(""))
-        return Value(out.taint, out.exc, out.const, out.built or not out.const, prefix or None)
+        built = out.built or not out.const
+        return Value(out.taint, out.exc, out.const, built, prefix or None, confined=out.confined)
 
     def _binop(self, node: ast.BinOp, env: Env, frame: Frame) -> Value:
         left, right = self.eval(node.left, env, frame), self.eval(node.right, env, frame)
@@ -341,7 +340,9 @@ class Evaluator(ABC):
             built = built or not out.const
             if left.prefix is not None:
                 prefix = left.prefix + (right.prefix or "") if left.const else left.prefix
-            return Value(out.taint, out.exc, out.const, built, prefix, left.head)
+            return Value(
+                out.taint, out.exc, out.const, built, prefix, left.head, confined=out.confined
+            )
         if isinstance(node.op, ast.Mod):
             built = built or not out.const
             if left.prefix is not None:
@@ -349,7 +350,7 @@ class Evaluator(ABC):
         elif isinstance(node.op, ast.Div) and left.prefix is not None:
             prefix = left.prefix.rstrip("/") + "/" + (right.prefix or "" if right.const else "")
         kind = PATH if isinstance(node.op, ast.Div) and left.kind in PATH_KINDS else None
-        return Value(out.taint, out.exc, out.const, built, prefix, kind=kind)
+        return Value(out.taint, out.exc, out.const, built, prefix, kind=kind, confined=out.confined)
 
     def _comprehension(
         self, elts: list[ast.expr], gens: list[ast.comprehension], env: Env, frame: Frame
@@ -386,9 +387,7 @@ class Evaluator(ABC):
         local = self.call_local(site, env, frame)
         if local is not None:
             return local
-        result = self._call_result(site, env)
-        kind = result_kind(site)
-        return result if kind is None else replace(result, kind=kind)
+        return refine_result(site, self._call_result(site, env))
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""
@@ -413,7 +412,7 @@ class Evaluator(ABC):
             joined = args[0].prefix.rstrip("/") + "/"
             if len(args) > 1 and args[1].const and args[1].prefix is not None:
                 joined += args[1].prefix
-            return Value(out.taint, out.exc, out.const, False, joined)
+            return Value(out.taint, out.exc, out.const, False, joined, confined=out.confined)
         if method is not None and receiver is not None:
             if method in _MUTATORS and isinstance(func, ast.Attribute):
                 self._mutate(func.value, receiver, everything, env)
@@ -421,7 +420,12 @@ class Evaluator(ABC):
             out = receiver.mix(join_all(everything))
             if method == "format" and receiver.prefix is not None:
                 return Value(
-                    out.taint, out.exc, out.const, not out.const, receiver.prefix.split("{")[0]
+                    out.taint,
+                    out.exc,
+                    out.const,
+                    not out.const,
+                    receiver.prefix.split("{")[0],
+                    confined=out.confined,
                 )
             if method == "join" and receiver.prefix is not None:  # "sep".join(parts)
                 return Value(out.taint, out.exc, out.const, out.built or not out.const)

@@ -62,6 +62,19 @@ _CLIENT_ERRORS = frozenset(
     }
 )
 _BROAD = frozenset({"Exception", "BaseException"})
+#: Calls that never return (they raise or end the process): a guard ending in one is
+#: as good as one ending in ``raise`` (``if not ok: abort(403)``).
+_NO_RETURN = frozenset(
+    {
+        "flask.abort",
+        "quart.abort",
+        "bottle.abort",
+        "werkzeug.exceptions.abort",
+        "sys.exit",
+        "os._exit",
+        "os.abort",
+    }
+)
 _CHECK_METHODS = frozenset(
     {"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "fullmatch"}
 )
@@ -276,6 +289,8 @@ class Interpreter(Evaluator):
         match stmt:
             case ast.Expr(value=value):
                 self.eval(value, env, frame)
+                if isinstance(value, ast.Call) and self.imports.qualname(value.func) in _NO_RETURN:
+                    return False
             case ast.Assign(targets=targets, value=value):
                 for target in targets:
                     check_assignment(target, value, self.imports, self.hits)
@@ -413,7 +428,7 @@ class Interpreter(Evaluator):
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             test, negated = test.operand, True
         if (contained := contained_path(test, env, self.imports)) is not None:
-            return contained, negated
+            return contained[0], negated != contained[1]
         match test:
             case ast.Compare(
                 left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op], comparators=[allowed]

@@ -17,8 +17,11 @@ itself (``name.strip()``) keep giving text.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.imports import LOCAL
+from donjon.scan.python.values import Value
 
 __all__ = [
     "HTTP",
@@ -27,6 +30,7 @@ __all__ = [
     "PATH",
     "PATH_KINDS",
     "RESOLVED_PATH",
+    "refine_result",
     "result_kind",
 ]
 
@@ -80,6 +84,8 @@ _PATH_RESULTS = frozenset(
 )
 
 
+#: Functions that leave one file-name component: its event data is `confined`.
+_CONFINERS = frozenset({"os.path.basename", "posixpath.basename"})
 #: Functions whose result is text made from their arguments.
 _TEXT_MODULES = ("urllib.parse.", "os.path.", "posixpath.", "string.", "textwrap.")
 _TEXT_FUNCTIONS = frozenset(
@@ -132,3 +138,14 @@ def result_kind(site: CallSite) -> str | None:
         if site.method in _PATH_RESULTS:
             return PATH
     return OBJECT if _made_object(site) else None
+
+
+def refine_result(site: CallSite, result: Value) -> Value:
+    """`result` (what the evaluator made of a call to outside the module) with its kind,
+    and confined when the call reduces event data to one file-name component."""
+    kind = result_kind(site)
+    if kind is not None:
+        result = replace(result, kind=kind)
+    if site.qual in _CONFINERS and result.taint is not None:
+        result = replace(result, confined=True)
+    return result

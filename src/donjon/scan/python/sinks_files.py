@@ -8,8 +8,9 @@ aiohttp's ``FileResponse``, and the local file of S3 transfers
 base (``os.path.join(BASE, name)``, ``"/tmp/" + key``) is still reported: ``..``
 climbs out of it.
 
-Sanitizers: ``os.path.basename`` and werkzeug's ``secure_filename`` (the evaluator's
-sanitizers), allowlist membership, and a containment check after normalising that
+Sanitizers: ``os.path.basename`` (its result is `confined`: safe as a part of a path,
+still event data anywhere else), werkzeug's ``secure_filename`` (a sanitizer of the
+evaluator: safe anywhere), allowlist membership, and a containment check after normalising that
 guards the use (`contained_path`): ``os.path.realpath(p).startswith(BASE)``,
 ``Path(p).resolve().is_relative_to(BASE)``, ``os.path.commonpath([BASE, real]) ==
 BASE``. Paths of unknown origin are not reported (the normal case in any program),
@@ -102,7 +103,7 @@ _PATH_BUILDERS = frozenset(
 
 
 def _grade(site: CallSite, path: Value | None, what: str) -> None:
-    if path is None or path.taint is None or path.kind == OBJECT:
+    if path is None or path.taint is None or path.kind == OBJECT or path.confined:
         return
     site.report(
         "DJ-PY-012",
@@ -146,19 +147,23 @@ def check_path(site: CallSite, qual: str) -> None:
             _grade(site, site.arg(0, "target"), f"the path's .{site.method}()")
 
 
-def contained_path(test: ast.expr, env: Env, imports: ImportMap) -> str | None:
-    """The variable a containment check proves inside a base directory, if `test` is one.
+def contained_path(test: ast.expr, env: Env, imports: ImportMap) -> tuple[str, bool] | None:
+    """The variable a containment check proves inside a base directory, if `test` is one,
+    and whether the test is true when it is *outside* (``commonpath(...) != BASE``).
 
     The checked path must be normalised first (a prefix check on ``BASE + "/../etc"``
     proves nothing): a variable holding a normalised path, or a normaliser applied to
     the variable (or to a join of the base and the variable) in the test itself."""
     match test:
         case ast.Call(func=ast.Attribute(value=checked, attr="startswith" | "is_relative_to")):
-            return _normalised_subject(checked, env, imports)
+            name = _normalised_subject(checked, env, imports)
+            return None if name is None else (name, False)
         case ast.Compare(
-            left=ast.Call(func=func, args=[ast.List(elts=[_, checked])]), ops=[ast.Eq()]
+            left=ast.Call(func=func, args=[ast.List(elts=[_, checked])]),
+            ops=[ast.Eq() | ast.NotEq() as op],
         ) if imports.qualname(func) in _COMMONPATH:
-            return _normalised_subject(checked, env, imports)
+            name = _normalised_subject(checked, env, imports)
+            return None if name is None else (name, isinstance(op, ast.NotEq))
     return None
 
 

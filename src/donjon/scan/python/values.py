@@ -9,8 +9,10 @@ leading text (`prefix`); for sequences, what is known of the first item
 (`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
 whether its exception label comes only from exception objects themselves
 (`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is;
-and what kind of object it is, where a sink needs to know (`kind`: an HTTP client
-session, a pathlib path, a normalised path; see python/kinds.py).
+what kind of object it is, where a sink needs to know (`kind`: an HTTP client
+session, a pathlib path, a normalised path; see python/kinds.py); and whether its
+event data is confined to single file-name components (`confined`: it went through
+``os.path.basename``), which makes it safe as part of a path and nothing else.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Value:
     head: Value | None = None
     exc_raw: bool = False
     kind: str | None = None
+    confined: bool = False
 
     def __post_init__(self) -> None:
         if self.prefix is not None and len(self.prefix) > MAX_PREFIX:
@@ -135,12 +138,18 @@ class Value:
             head=head,
             exc_raw=self._raw_with(other),
             kind=self.kind if self.kind == other.kind else None,
+            confined=self._confined_with(other),
         )
 
     def _raw_with(self, other: Value) -> bool:
         """Whether a combination's exception label still comes only from exception objects."""
         labelled = [v for v in (self, other) if v.exc is not None]
         return bool(labelled) and all(v.exc_raw for v in labelled)
+
+    def _confined_with(self, other: Value) -> bool:
+        """Whether a combination's event data is still all in confined parts."""
+        tainted = [v for v in (self, other) if v.taint is not None]
+        return bool(tainted) and all(v.confined for v in tainted)
 
     def mix(self, other: Value) -> Value:
         """A value derived from both (an operation on two operands): labels of either."""
@@ -150,6 +159,7 @@ class Value:
             const=self.const and other.const,
             built=self.built or other.built,
             exc_raw=self._raw_with(other),
+            confined=self._confined_with(other),
         )
 
     def step(self, step: Step) -> Value:

@@ -1,6 +1,8 @@
 # ruff: noqa
 
 """SQL injection through query methods other than DB-API's execute."""
+import os
+
 import boto3
 import pg8000.native
 from sqlalchemy import create_engine
@@ -34,6 +36,8 @@ def handler(event, context):
         conn.exec_driver_sql("SELECT * FROM users WHERE name = '%s'" % name)  # expect: DJ-PY-003@high
     con = pg8000.native.Connection("app")
     con.run("SELECT * FROM users WHERE name = '" + name + "'")  # expect: DJ-PY-003@high
+    # basename makes a safe file name, not safe SQL:
+    con.run("INSERT INTO files VALUES ('%s')" % os.path.basename(event["key"]))  # expect: DJ-PY-003@high
     return {}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
-from flask import Flask, request, send_file, send_from_directory
+from flask import Flask, abort, request, send_file, send_from_directory
 from werkzeug.utils import secure_filename
 
 BASE = "/srv/files"
@@ -50,12 +50,22 @@ def on_upload(event, context):
         key = record["s3"]["object"]["key"]
         local = os.path.join("/tmp", os.path.basename(key))
         s3.download_file(bucket, key, local)
+        s3.download_file(bucket, key, f"/tmp/{os.path.basename(key)}")
+        (Path("/tmp") / os.path.basename(key)).write_bytes(b"")
         s3.upload_file("/var/task/template.txt", bucket, key)
 
 
 @app.route("/download")
 def download():
     return send_from_directory(BASE, request.args["file"])
+
+
+@app.route("/report")
+def report():
+    path = os.path.abspath(os.path.join(BASE, request.args["name"]))
+    if os.path.commonpath([BASE, path]) != BASE:
+        abort(404)
+    return send_file(path)
 
 
 @app.route("/upload", methods=["POST"])
