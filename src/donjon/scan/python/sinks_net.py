@@ -21,7 +21,7 @@ import re
 
 from donjon.scan.model import Confidence
 from donjon.scan.python.hits import CallSite
-from donjon.scan.python.kinds import HTTP
+from donjon.scan.python.kinds import HTTP, OBJECT
 from donjon.scan.python.values import Value
 
 __all__ = ["check_request"]
@@ -82,7 +82,9 @@ def _url(site: CallSite, where: tuple[int, str]) -> Value | None:
 
 
 def _grade(site: CallSite, url: Value | None, what: str) -> None:
-    if url is None or url.taint is None:
+    # An object a library made from event data (``urlopen(Request(url))``) was judged
+    # where it was made, if that is a sink; past it, it is not the URL's text.
+    if url is None or url.taint is None or url.kind == OBJECT:
         return
     if url.prefix is not None and _FIXED_HOST.match(url.prefix):
         return

@@ -22,6 +22,8 @@ def handler(event, context):
     requests.get("https://api.example.com/items?id=%s" % item, timeout=5)
     requests.get("https://api.example.com/{}/detail".format(item), timeout=5)
     urllib.request.urlopen(os.environ["STATUS_URL"], timeout=5)
+    request = urllib.request.Request(API + "/items/" + item, method="DELETE")
+    urllib.request.urlopen(request, timeout=5)
     with httpx.Client(base_url=API, timeout=5) as client:
         client.get(f"/items/{item}")
         client.post("/orders", json={"item": item})
