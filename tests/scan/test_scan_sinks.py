@@ -160,3 +160,15 @@ def test_a_generic_query_method_needs_sql_text(tmp_path: Path) -> None:
         """,
     )
     assert found == [(5, "DJ-PY-003", Confidence.HIGH), (6, "DJ-PY-003", Confidence.HIGH)]
+
+
+def test_a_mock_patch_decorator_is_not_a_route(tmp_path: Path) -> None:
+    """@mock.patch(...) on a test does not make its fixtures caller data (a PATCH route)."""
+    code = """
+        from unittest import mock
+
+        @mock.patch("app.client")
+        def test_writes(client, tmp_path):
+            open(tmp_path / "out.txt", "w").close()
+        """
+    assert _rules(tmp_path, code) == []

@@ -62,6 +62,7 @@ _CLIENT_ERRORS = frozenset(
     }
 )
 _BROAD = frozenset({"Exception", "BaseException"})
+_MOCK_MODULES = frozenset({"mock", "unittest.mock"})
 #: Calls that never return (they raise or end the process): a guard ending in one is
 #: as good as one ending in ``raise`` (``if not ok: abort(403)``).
 _NO_RETURN = frozenset(
@@ -90,7 +91,11 @@ def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozense
         return "event"
     for deco in node.decorator_list:
         target = deco.func if isinstance(deco, ast.Call) else deco
-        if isinstance(target, ast.Attribute) and target.attr in _ROUTE_DECORATORS:
+        if (
+            isinstance(target, ast.Attribute)
+            and target.attr in _ROUTE_DECORATORS
+            and ast.unparse(target.value) not in _MOCK_MODULES  # @mock.patch is no PATCH route
+        ):
             return "route"
     if any(_is_request_typed(arg) for arg in node.args.args):
         return "typed"
