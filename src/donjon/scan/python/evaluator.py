@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from donjon.scan.errors import ScanError
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
-from donjon.scan.python.kinds import PATH, PATH_KINDS, refine_result
+from donjon.scan.python.kinds import PATH, PATH_KINDS, names_one_component, refine_result
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
@@ -318,7 +318,12 @@ class Evaluator(ABC):
             base_value = base_value.without_exc()
         # An exception's attributes are structured data like the exception itself: they
         # disclose it once made text (str(), f-strings, concatenation), not before.
-        return Value(taint=base_value.taint, exc=base_value.exc, exc_raw=base_value.exc_raw)
+        return Value(
+            taint=base_value.taint,
+            exc=base_value.exc,
+            exc_raw=base_value.exc_raw,
+            confined=names_one_component(base_value, node.attr),
+        )
 
     def _fstring(self, parts: list[ast.expr], env: Env, frame: Frame) -> Value:
         values = [self.eval(p, env, frame) for p in parts]

@@ -30,6 +30,7 @@ __all__ = [
     "PATH",
     "PATH_KINDS",
     "RESOLVED_PATH",
+    "names_one_component",
     "refine_result",
     "result_kind",
 ]
@@ -86,6 +87,7 @@ _PATH_RESULTS = frozenset(
 
 #: Functions that leave one file-name component: its event data is `confined`.
 _CONFINERS = frozenset({"os.path.basename", "posixpath.basename"})
+_NAME_ATTRS = frozenset({"name", "stem", "suffix"})
 #: Functions whose result is text made from their arguments.
 _TEXT_MODULES = ("urllib.parse.", "os.path.", "posixpath.", "string.", "textwrap.")
 _TEXT_FUNCTIONS = frozenset(
@@ -138,6 +140,14 @@ def result_kind(site: CallSite) -> str | None:
         if site.method in _PATH_RESULTS:
             return PATH
     return OBJECT if _made_object(site) else None
+
+
+def names_one_component(base: Value, attr: str) -> bool:
+    """Whether ``base.attr`` is event data confined to one file-name component
+    (``Path(key).name``: what basename gives for a string)."""
+    return base.taint is not None and (
+        base.confined or (base.kind in PATH_KINDS and attr in _NAME_ATTRS)
+    )
 
 
 def refine_result(site: CallSite, result: Value) -> Value:

@@ -52,6 +52,7 @@ def on_upload(event, context):
         s3.download_file(bucket, key, local)
         s3.download_file(bucket, key, f"/tmp/{os.path.basename(key)}")
         (Path("/tmp") / os.path.basename(key)).write_bytes(b"")
+        s3.download_file(bucket, key, "/tmp/" + Path(key).name)
         s3.upload_file("/var/task/template.txt", bucket, key)
 
 
