@@ -11,8 +11,10 @@ An object that a library function or a lookup made *from* event data
 (``io.BytesIO(body)``, ``fs.get(file_id)``, ``db.find(key)``) is `OBJECT`: it
 carries the event's taint (it may hold the data) but is not the text of a path, so
 ``send_file(io.BytesIO(...))`` does not choose a file. Text functions
-(``urllib.parse.unquote``, ``os.path.*``, ``str``...) and methods of event data
-itself (``name.strip()``) keep giving text.
+(``urllib.parse.unquote``, ``os.path.*``, ``str``...), parsers (``json.loads``),
+methods of event data itself (``name.strip()``), an object's getters called without
+event data (``wrapped.get_header_value("host")``), subscripts and attributes keep
+giving the data.
 """
 
 from __future__ import annotations
@@ -88,14 +90,41 @@ _PATH_RESULTS = frozenset(
 #: Functions that leave one file-name component: its event data is `confined`.
 _CONFINERS = frozenset({"os.path.basename", "posixpath.basename"})
 _NAME_ATTRS = frozenset({"name", "stem", "suffix"})
-#: Functions whose result is text made from their arguments.
-_TEXT_MODULES = ("urllib.parse.", "os.path.", "posixpath.", "string.", "textwrap.")
+#: Functions whose result is text made from their arguments, or a container of it
+#: (a parsed body: ``json.loads(event["body"]).get("url")`` is the caller's text).
+_TEXT_MODULES = (
+    "urllib.parse.",
+    "os.path.",
+    "posixpath.",
+    "string.",
+    "textwrap.",
+    "base64.",
+    "json.",
+    "simplejson.",
+    "orjson.",
+    "ujson.",
+)
 _TEXT_FUNCTIONS = frozenset(
     {
         "str",
         "repr",
         "format",
         "bytes",
+        "bytearray",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "sorted",
+        "reversed",
+        "min",
+        "max",
+        "copy.copy",
+        "copy.deepcopy",
+        "yaml.safe_load",
+        "xmltodict.parse",
+        "defusedxml.ElementTree.fromstring",
         "os.fspath",
         "os.fsdecode",
         "os.fsencode",
@@ -104,16 +133,17 @@ _TEXT_FUNCTIONS = frozenset(
         "html.escape",
         "html.unescape",
         "unicodedata.normalize",
-        "base64.b64decode",
-        "base64.urlsafe_b64decode",
     }
 )
 
 
 def _made_object(site: CallSite) -> bool:
-    """Whether `site` makes an object from event data rather than text (see the module doc)."""
+    """Whether `site` makes an object from event data rather than text (see the module doc).
+
+    Only event data in the arguments makes one: a getter of an object that holds event
+    data (``wrapped.get_query_string_value("url")``) gives the data back."""
     if not any(v.taint is not None for v in [*site.args, *site.kwargs.values()]):
-        return site.receiver is not None and site.receiver.kind == OBJECT
+        return False
     qual = site.qual or ""
     receiver = site.receiver
     if site.method is not None and receiver is not None and (not qual or qual.startswith(LOCAL)):

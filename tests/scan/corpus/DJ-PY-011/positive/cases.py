@@ -2,6 +2,7 @@
 
 """Server-side request forgery: event data chooses where a request goes."""
 import http.client
+import json
 import urllib.request
 from urllib.parse import urljoin
 
@@ -10,6 +11,7 @@ import boto3
 import httpx
 import requests
 import urllib3
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from flask import Flask, request
 
 app = Flask(__name__)
@@ -36,6 +38,18 @@ def handler(event, context):
     requests.get(urljoin("https://api.example.com/", event["path"]), timeout=5)  # expect: DJ-PY-011@high
     requests.get("https://api.example.com" + event["path"], timeout=5)  # expect: DJ-PY-011@high
     return {"api": str(api), "req": str(req), "conn": str(conn), "s3": str(s3)}
+
+
+def webhook(event, context):
+    body = json.loads(event["body"])
+    callback = body.get("callback_url")
+    return requests.post(callback, json={"ok": True}, timeout=5).status_code  # expect: DJ-PY-011@high
+
+
+def proxy(event, context):
+    request_event = APIGatewayProxyEvent(event)
+    target = request_event.get_query_string_value(name="target", default_value="")
+    return requests.get(target, timeout=5).text  # expect: DJ-PY-011@high
 
 
 async def fetch(event, context):

@@ -2,6 +2,7 @@
 
 """Path traversal: event data chooses which local file is read, written, deleted or sent."""
 import io
+import json
 import os
 import shutil
 import urllib.parse
@@ -37,6 +38,12 @@ def handler(event, context):
     shutil.rmtree(os.path.join(BASE, event["dir"]))  # expect: DJ-PY-012@high
     shutil.move(os.path.join(BASE, name), "/srv/archive")  # expect: DJ-PY-012@high
     return {"body": body}
+
+
+def export(event, context):
+    body = json.loads(event["body"])
+    with open(body.get("file"), "rb") as f:  # expect: DJ-PY-012@high
+        return f.read()
 
 
 def on_upload(event, context):
