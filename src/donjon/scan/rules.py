@@ -342,6 +342,20 @@ _CATALOG = (
         "A URL carries a user name and password.",
         "Keep the password in the vault and build the URL at run time.",
     ),
+    Rule(
+        "DJ-SEC-006",
+        "hard-coded-signing-key",
+        _S,
+        Severity.HIGH,
+        Cwe.HARD_CODED_KEY,
+        _SAS.SAS_7,
+        "A literal is the key of a signing or encryption call (jwt.encode/decode, hmac.new, "
+        "Fernet, itsdangerous) or a framework's signing-key setting (SECRET_KEY, "
+        "app.secret_key): whoever reads the code can forge tokens, sessions or signatures, "
+        "whatever the literal looks like.",
+        "Rotate the key, store it with `donjon secret set` and pass context.secrets[...] "
+        "to the call or setting.",
+    ),
     # Dependencies.
     Rule(
         "DJ-DEP-001",
