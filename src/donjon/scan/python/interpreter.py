@@ -20,6 +20,7 @@ from donjon.scan.python.imports import LOCAL, ImportMap
 from donjon.scan.python.misuse import check_assignment
 from donjon.scan.python.sinks import check_call
 from donjon.scan.python.sinks_files import contained_path
+from donjon.scan.python.sinks_net import checked_host
 from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
 
 __all__ = ["Interpreter"]
@@ -434,6 +435,10 @@ class Interpreter(Evaluator):
             test, negated = test.operand, True
         if (contained := contained_path(test, env, self.imports)) is not None:
             return contained[0], negated != contained[1]
+        if (host := checked_host(test, self.imports)) is not None and self._is_allowlist(
+            host[1], env
+        ):
+            return host[0], negated != host[2]
         match test:
             case ast.Compare(
                 left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op], comparators=[allowed]

@@ -47,9 +47,9 @@ _FUNCTIONS: dict[str, tuple[tuple[int, str], ...]] = {
             "scandir",
             "mkdir",
             "truncate",
-            "walk",
         )
     },
+    "os.walk": ((0, "top"),),
     "os.makedirs": ((0, "name"),),
     **{f"os.{f}": _BOTH for f in ("rename", "renames", "replace", "link", "symlink")},
     **{f"shutil.{f}": _BOTH for f in ("copy", "copy2", "copyfile", "copytree", "move")},

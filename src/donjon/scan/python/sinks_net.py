@@ -17,14 +17,16 @@ calls to configured URLs are the normal case, and the gate needs a reason.
 
 from __future__ import annotations
 
+import ast
 import re
 
 from donjon.scan.model import Confidence
 from donjon.scan.python.hits import CallSite
+from donjon.scan.python.imports import ImportMap
 from donjon.scan.python.kinds import HTTP, OBJECT
 from donjon.scan.python.values import Value
 
-__all__ = ["check_request"]
+__all__ = ["check_request", "checked_host"]
 
 _VERBS = ("get", "post", "put", "patch", "delete", "head", "options")
 #: Where the URL is: (position, keyword).
@@ -71,6 +73,10 @@ _CLIENT_METHODS: dict[str, tuple[int, str]] = {
 }
 #: A prefix that fixes the host: a scheme and a complete authority (ended by the
 #: path, query or fragment), or a path relative to the client's base URL.
+_URL_PARSERS = frozenset(
+    {"urllib.parse.urlparse", "urllib.parse.urlsplit", "httpx.URL", "yarl.URL", "furl.furl"}
+)
+_HOST_PARTS = frozenset({"hostname", "netloc", "host"})
 _FIXED_HOST = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\\]*[/?#]|/[^/\\]")
 
 
@@ -110,3 +116,18 @@ def check_request(site: CallSite, qual: str) -> None:
         site.method in _CLIENT_METHODS and site.receiver is not None and site.receiver.kind == HTTP
     ):
         _grade(site, _url(site, _CLIENT_METHODS[site.method]), f"the client's .{site.method}()")
+
+
+def checked_host(test: ast.expr, imports: ImportMap) -> tuple[str, ast.expr, bool] | None:
+    """A host allowlist check on a URL variable: ``urlparse(url).hostname in ALLOWED``.
+
+    The variable, the collection it is checked against (the interpreter decides whether
+    that is an allowlist), and whether the test is true when the host is *not* in it."""
+    match test:
+        case ast.Compare(
+            left=ast.Attribute(value=ast.Call(func=func, args=[ast.Name(id=name)]), attr=part),
+            ops=[ast.In() | ast.NotIn() as op],
+            comparators=[allowed],
+        ) if part in _HOST_PARTS and imports.qualname(func) in _URL_PARSERS:
+            return name, allowed, isinstance(op, ast.NotIn)
+    return None

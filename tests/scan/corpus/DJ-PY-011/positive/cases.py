@@ -4,7 +4,7 @@
 import http.client
 import json
 import urllib.request
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlparse
 
 import aiohttp
 import boto3
@@ -58,6 +58,13 @@ async def fetch(event, context):
     async with aiohttp.ClientSession() as session:
         async with session.get(event["url"], timeout=5) as resp:  # expect: DJ-PY-011@high
             return await resp.text()
+
+
+def unchecked(event, context):
+    url = event["url"]
+    if urlparse(url).path not in ("/a", "/b"):
+        return None
+    return requests.get(url, timeout=5).text  # expect: DJ-PY-011@high
 
 
 @app.route("/preview")
