@@ -172,3 +172,42 @@ def test_a_mock_patch_decorator_is_not_a_route(tmp_path: Path) -> None:
             open(tmp_path / "out.txt", "w").close()
         """
     assert _rules(tmp_path, code) == []
+
+
+def test_a_guard_ending_in_abort_protects_what_follows(tmp_path: Path) -> None:
+    """flask.abort() never returns: a containment check ending in it guards the use."""
+    code = """
+        import os
+        from flask import abort, request, send_file
+
+        BASE = "/srv/files"
+
+        @app.route("/f")
+        def serve():
+            path = os.path.realpath(os.path.join(BASE, request.args["f"]))
+            if not path.startswith(BASE + os.sep):
+                abort(404)
+            return send_file(path)
+        """
+    assert _rules(tmp_path, code) == []
+
+
+def test_a_host_allowlist_sanitizes_the_url(tmp_path: Path) -> None:
+    """urlparse(url).hostname in an allowlist fixes the host; a check on the path does not."""
+    found = _rules(
+        tmp_path,
+        """
+        from urllib.parse import urlparse
+        import requests
+
+        HOSTS = {"api.example.com"}
+
+        def handler(event, context):
+            url = event["url"]
+            if urlparse(url).hostname in HOSTS:
+                requests.get(url, timeout=5)
+            if urlparse(url).path in {"/a"}:
+                requests.get(url, timeout=5)
+        """,
+    )
+    assert found == [(12, "DJ-PY-011", Confidence.HIGH)]
