@@ -68,6 +68,7 @@ _FUNCTIONS: dict[str, tuple[tuple[int, str], ...]] = {
         )
     },
     "tarfile.open": ((0, "name"),),
+    "urllib.request.urlretrieve": ((1, "filename"),),
     "zipfile.ZipFile": ((0, "file"),),
 }
 #: Methods of a pathlib path that touch the file it names.

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -54,6 +55,7 @@ def on_upload(event, context):
         s3.download_file(bucket, key, local)  # expect: DJ-PY-012@high
         boto3.resource("s3").Bucket(bucket).download_file(key, "/tmp/" + key)  # expect: DJ-PY-012@high
         s3.upload_file(local, bucket, key + ".out")  # expect: DJ-PY-012@high
+        urllib.request.urlretrieve("https://cdn.example.com/" + key, "/tmp/" + key)  # expect: DJ-PY-012@high
 
 
 @app.route("/download")
