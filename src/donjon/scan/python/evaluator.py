@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ast
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from donjon.scan.errors import ScanError
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
+from donjon.scan.python.leaks import carried_secret, secret_in_subscript
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
@@ -230,7 +231,10 @@ class Evaluator(ABC):
             case ast.Subscript(value=base, slice=index):
                 container, key = self.eval(base, env, frame), self.eval(index, env, frame)
                 return Value(
-                    taint=container.taint, exc=container.exc, const=container.const and key.const
+                    taint=container.taint,
+                    exc=container.exc,
+                    const=container.const and key.const,
+                    secret=secret_in_subscript(node, container, self.imports),
                 )
             case ast.Call():
                 return self._call(node, env, frame)
@@ -244,7 +248,9 @@ class Evaluator(ABC):
                 values = [self.eval(e, env, frame) for e in elts]
                 head = values[0] if values and not isinstance(elts[0], ast.Starred) else None
                 out = join_all(values)
-                return Value(out.taint, out.exc, out.const, out.built, None, head, out.exc_raw)
+                return Value(
+                    out.taint, out.exc, out.const, out.built, None, head, out.exc_raw, out.secret
+                )
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
                 return join_all(items + [self.eval(v, env, frame) for v in vals])
@@ -288,8 +294,12 @@ class Evaluator(ABC):
         return UNKNOWN
 
     def _request_source(self, node: ast.Attribute, frame: Frame) -> Value | None:
-        """``request.args`` and friends of a web framework's request object."""
+        """``request.args`` and friends of a web framework's request object; Chalice's
+        ``app.current_request``."""
         base = node.value
+        if node.attr == "current_request" and isinstance(base, ast.Name):
+            step = Step(node.lineno, node.col_offset + 1, "current_request: the HTTP request")
+            return Value(taint=(step,))
         if (
             node.attr in REQUEST_ATTRS
             and isinstance(base, ast.Name)
@@ -314,7 +324,12 @@ class Evaluator(ABC):
             base_value = base_value.without_exc()
         # An exception's attributes are structured data like the exception itself: they
         # disclose it once made text (str(), f-strings, concatenation), not before.
-        return Value(taint=base_value.taint, exc=base_value.exc, exc_raw=base_value.exc_raw)
+        return Value(
+            taint=base_value.taint,
+            exc=base_value.exc,
+            exc_raw=base_value.exc_raw,
+            secret=base_value.secret,
+        )
 
     def _fstring(self, parts: list[ast.expr], env: Env, frame: Frame) -> Value:
         values = [self.eval(p, env, frame) for p in parts]
@@ -324,7 +339,8 @@ class Evaluator(ABC):
             if not value.const or value.prefix is None:
                 break
         out = join_all(values, empty=constant(""))
-        return Value(out.taint, out.exc, out.const, out.built or not out.const, prefix or None)
+        built = out.built or not out.const
+        return Value(out.taint, out.exc, out.const, built, prefix or None, secret=out.secret)
 
     def _binop(self, node: ast.BinOp, env: Env, frame: Frame) -> Value:
         left, right = self.eval(node.left, env, frame), self.eval(node.right, env, frame)
@@ -335,14 +351,14 @@ class Evaluator(ABC):
             built = built or not out.const
             if left.prefix is not None:
                 prefix = left.prefix + (right.prefix or "") if left.const else left.prefix
-            return Value(out.taint, out.exc, out.const, built, prefix, left.head)
+            return Value(out.taint, out.exc, out.const, built, prefix, left.head, secret=out.secret)
         if isinstance(node.op, ast.Mod):
             built = built or not out.const
             if left.prefix is not None:
                 prefix = left.prefix.split("%")[0]
         elif isinstance(node.op, ast.Div) and left.prefix is not None:
             prefix = left.prefix.rstrip("/") + "/" + (right.prefix or "" if right.const else "")
-        return Value(out.taint, out.exc, out.const, built, prefix)
+        return Value(out.taint, out.exc, out.const, built, prefix, secret=out.secret)
 
     def _comprehension(
         self, elts: list[ast.expr], gens: list[ast.comprehension], env: Env, frame: Frame
@@ -364,6 +380,8 @@ class Evaluator(ABC):
         receiver: Value | None = None
         if isinstance(func, ast.Attribute):
             receiver = self._request_source(func, frame) or self.eval(func.value, env, frame)
+        elif not isinstance(func, ast.Name):  # f(x)(), fs[0](x): the callee runs too
+            self.eval(func, env, frame)
         args = [self.eval(a, env, frame) for a in node.args]
         kwargs: dict[str, Value] = {}
         for kw in node.keywords:
@@ -378,7 +396,9 @@ class Evaluator(ABC):
         local = self.call_local(site, env, frame)
         if local is not None:
             return local
-        return self._call_result(site, env)
+        result = self._call_result(site, env)
+        secret = carried_secret(site)
+        return result if secret is None else replace(result, const=False, secret=secret)
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""
@@ -430,4 +450,9 @@ class Evaluator(ABC):
             return
         grown = receiver.mix(join_all(added))
         head = receiver.head
-        env.set(key, Value(grown.taint, grown.exc, grown.const, grown.built, None, head))
+        env.set(
+            key,
+            Value(
+                grown.taint, grown.exc, grown.const, grown.built, None, head, secret=grown.secret
+            ),
+        )

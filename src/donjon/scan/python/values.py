@@ -8,7 +8,9 @@ string assembled from non-constant parts (`built`); its known
 leading text (`prefix`); for sequences, what is known of the first item
 (`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
 whether its exception label comes only from exception objects themselves
-(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is.
+(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is; and
+whether it carries a secret read from the environment, the vault or a secrets service
+(`secret`, see `leaks.py`), which only text-preserving operations pass on.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Value:
     prefix: str | None = None
     head: Value | None = None
     exc_raw: bool = False
+    secret: Trace | None = None
 
     def __post_init__(self) -> None:
         if self.prefix is not None and len(self.prefix) > MAX_PREFIX:
@@ -111,7 +114,7 @@ class Value:
 
     @property
     def interesting(self) -> bool:
-        return self.taint is not None or self.exc is not None
+        return self.taint is not None or self.exc is not None or self.secret is not None
 
     def join(self, other: Value) -> Value:
         """The value that may be either `self` or `other` (a merge of paths)."""
@@ -131,6 +134,7 @@ class Value:
             prefix=prefix,
             head=head,
             exc_raw=self._raw_with(other),
+            secret=_shorter(self.secret, other.secret),
         )
 
     def _raw_with(self, other: Value) -> bool:
@@ -146,13 +150,19 @@ class Value:
             const=self.const and other.const,
             built=self.built or other.built,
             exc_raw=self._raw_with(other),
+            secret=_shorter(self.secret, other.secret),
         )
 
     def step(self, step: Step) -> Value:
         """The same value, with `step` added to the traces it carries."""
         if not self.interesting:
             return self
-        return replace(self, taint=_extend(self.taint, step), exc=_extend(self.exc, step))
+        return replace(
+            self,
+            taint=_extend(self.taint, step),
+            exc=_extend(self.exc, step),
+            secret=_extend(self.secret, step),
+        )
 
     def untainted(self) -> Value:
         """What a sanitizer (int(), shlex.quote(), an allowlist check...) leaves: a safe value."""
