@@ -273,8 +273,18 @@ def in_test_code(rel: str) -> bool:
     )
 
 
+#: Configuration rules whose findings in test code configure the tests, not what is deployed.
+_TEST_SETTINGS = frozenset({"DJ-PY-006", "DJ-PY-014"})
+
+
 def graded_for_file(hit: Hit, rel: str) -> Hit:
-    """TLS verification turned off in test code is a test's business (low confidence)."""
-    if hit.rule_id == "DJ-PY-006" and hit.confidence > _LOW and in_test_code(rel):
+    """TLS verification or autoescaping turned off in test code is the tests' business (low
+    confidence, still reported); event data reaching a sink there is graded as anywhere."""
+    if (
+        hit.rule_id in _TEST_SETTINGS
+        and not hit.trace
+        and hit.confidence > _LOW
+        and in_test_code(rel)
+    ):
         return replace(hit, confidence=_LOW, message=f"{hit.message} (in test code)")
     return hit

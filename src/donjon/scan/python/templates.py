@@ -54,6 +54,16 @@ _SELECT = frozenset({"jinja2.select_autoescape", "jinja2.utils.select_autoescape
 _MARKUP = frozenset(
     {"markupsafe.Markup", "jinja2.Markup", "jinja2.utils.Markup", "flask.Markup", "quart.Markup"}
 )
+_ESCAPES = frozenset(
+    {
+        "markupsafe.escape",
+        "markupsafe.Markup.escape",
+        "jinja2.escape",
+        "flask.escape",
+        "html.escape",
+        "django.utils.html.escape",
+    }
+)
 _HTML_EXTENSIONS = frozenset({"html", "htm", "xml", "xhtml", ".html", ".htm", ".xml", ".xhtml"})
 #: An HTML element (not any markup: XML response templates are not rendered by browsers).
 _HTML = re.compile(
@@ -117,9 +127,25 @@ def _wrapper(site: CallSite, qual: str) -> None:
             )
 
 
+def _escaped(node: ast.expr, site: CallSite) -> bool:
+    """Text whose every variable part went through an escaping function."""
+    match node:
+        case ast.Constant():
+            return True
+        case ast.JoinedStr(values=parts):
+            return all(_escaped(p, site) for p in parts)
+        case ast.FormattedValue(value=inner):
+            return _escaped(inner, site)
+        case ast.BinOp(op=ast.Add(), left=left, right=right):
+            return _escaped(left, site) and _escaped(right, site)
+        case ast.Call(func=func):
+            return site.imports.qualname(func) in _ESCAPES
+    return False
+
+
 def _markup(site: CallSite, qual: str) -> None:
-    value = site.arg(0, "base")
-    if value is None or value.const:
+    value, node = site.arg(0, "base"), site.arg_node(0, "base")
+    if value is None or node is None or value.const or _escaped(node, site):
         return
     if value.taint is not None:
         site.report(

@@ -38,3 +38,8 @@ def bio():
 def hello():
     name = api.current_request.query_params["name"]
     return Response(body=SAFE_PAGE.render(name=name), headers={"Content-Type": "text/html"})
+
+
+def handler(event, context):
+    label = Markup(f"<label>{escape(event['label'])}</label>")
+    return {"statusCode": 200, "body": label + Markup("<br>") + escape(event["x"])}
