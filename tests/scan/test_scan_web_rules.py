@@ -113,6 +113,9 @@ def test_secret_through_a_helper_keeps_its_path(tmp_path: Path) -> None:
         ("SECRET_NAME", False),
         ("TOKEN_TABLE", False),
         ("AUTHOR", False),
+        ("COGNITO_AUTH_DOMAIN", False),
+        ("AUTH_TOKEN", True),
+        ("BASIC_AUTH_PASSWORD", True),
         ("AWS_REGION", False),
     ],
 )

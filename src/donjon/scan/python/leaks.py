@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 _CREDENTIAL = re.compile(
-    r"passw|pwd|secret|token|api_?key|private_?key|credential|auth|access_?key|signing_?key"
+    r"passw|pwd|secret|token|api_?key|private_?key|credential|access_?key|signing_?key"
+    r"|auth_?(?:key|pass|secret)|authorization|bearer"
     r"|client_?key|master_?key|encryption_?key|dsn|conn(?:ection)?_?str",
     re.IGNORECASE,
 )
@@ -40,7 +41,8 @@ _CREDENTIAL = re.compile(
 _ABOUT_CREDENTIAL = re.compile(
     r"(?:^|_)(?:names?|arns?|ids?|url|uri|path|file|region|header|endpoint|ttl|type|len"
     r"|length|expiry|expires|expiration|table|bucket|enabled|host|port|user|username|author"
-    r"|provider|version|stage|prefix|kind|mode|algorithm|issuer|audience|scope)$",
+    r"|provider|version|stage|prefix|kind|mode|algorithm|issuer|audience|scope|domain"
+    r"|location|store|service|policy|role|rotation|source|field|param|parameter|pool)$",
     re.IGNORECASE,
 )
 _VAULT_OWNERS = frozenset({"context", "ctx"})

@@ -46,7 +46,7 @@ _SECURITY_WORDS = re.compile(
 #: Purposes a weak hash is fine for: naming, caching, deduplicating, detecting change.
 _CHECKSUM_WORDS = re.compile(
     r"cache|etag|checksum|fingerprint|dedup|content_?hash|file_?hash|md5sum|crc|shard"
-    r"|partition|bucket|digest_?of|cache_?key",
+    r"|partition|bucket|digest_?of|cache_?key|file_?name",
     re.IGNORECASE,
 )
 _PLAIN_HTTP = "http://"
@@ -151,9 +151,17 @@ def _hash(site: CallSite, qual: str) -> None:
         if qual.endswith(".new") and qual != "hashlib.new"
         else (qual.rsplit(".", maxsplit=1)[-1])
     )
-    if _protects_secret(site.context_text):
+    purpose = _purpose(site.context_text)
+    if purpose == "secret":
         site.report(
             "DJ-PY-007", _HIGH, f"{algorithm} protects a secret here; it is broken for that use"
+        )
+    elif purpose == "checksum":
+        site.report(
+            "DJ-PY-007",
+            _LOW,
+            f"{algorithm} names or checks data here (a cache key, ETag, checksum): fine, "
+            "say so with usedforsecurity=False",
         )
     else:
         site.report(
@@ -164,10 +172,10 @@ def _hash(site: CallSite, qual: str) -> None:
         )
 
 
-def _protects_secret(context: str) -> bool:
-    """Whether the words around a hash say it protects a secret. The function's name and
-    the assignment's target (``etag = ...``, ``def cache_key(...)``) name the purpose; the
-    hashed expression (``md5(token)``) only when they do not."""
+def _purpose(context: str) -> str | None:
+    """What the words around a hash say it is for: "secret", "checksum" or None. The
+    function's name and the assignment's target (``etag = ...``, ``def cache_key(...)``)
+    name the purpose; the hashed expression (``md5(token)``) only when they do not."""
     function, _, statement = context.partition(" ")
     target, equals, expression = statement.partition("=")
     if not equals or "(" in target or expression.startswith("="):
@@ -175,10 +183,10 @@ def _protects_secret(context: str) -> bool:
     named = f"{function} {target}"
     for words in (named, expression):
         if _CHECKSUM_WORDS.search(words):
-            return False
+            return "checksum"
         if _SECURITY_WORDS.search(words):
-            return True
-    return False
+            return "secret"
+    return None
 
 
 def _cipher(site: CallSite, qual: str) -> None:

@@ -52,6 +52,9 @@ def names(event, context):
         "secret": os.environ["SECRET_ARN"],
         "header": os.getenv("API_KEY_HEADER"),
         "author": os.environ.get("AUTHOR"),
+        "auth_domain": os.environ["COGNITO_AUTH_DOMAIN"],
+        "rotation": os.environ["SECRET_ROTATION_LAMBDA_ARN"],
+        "token_url": os.environ["OAUTH_TOKEN_URL"],
     }
 
 
