@@ -65,12 +65,12 @@ _ESCAPES = frozenset(
     }
 )
 _HTML_EXTENSIONS = frozenset({"html", "htm", "xml", "xhtml", ".html", ".htm", ".xml", ".xhtml"})
-#: An HTML element (not any markup: XML response templates are not rendered by browsers).
+#: An HTML element, written as HTML is (lower case), not any markup: XML response
+#: templates (``<Code>``, ``<Message>``) are not rendered by browsers.
 _HTML = re.compile(
-    r"<(?:!doctype|html|head|body|title|div|span|p|a|b|i|em|strong|h[1-6]|ul|ol|li|table|tr"
-    r"|td|th|form|input|textarea|button|img|script|style|br|hr|pre|code|section|article|nav"
-    r"|main|header|footer|label|select|option)[\s/>]",
-    re.IGNORECASE,
+    r"<(?:!(?i:doctype)\s+(?i:html)|html|head|body|title|div|span|p|a|b|i|em|strong|h[1-6]"
+    r"|ul|ol|li|table|tr|td|th|form|input|textarea|button|img|script|style|br|hr|pre|code"
+    r"|section|article|nav|main|header|footer|label|select|option)[\s/>]"
 )
 
 

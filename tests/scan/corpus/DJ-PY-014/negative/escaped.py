@@ -22,7 +22,8 @@ env = jinja2.Environment(
     loader=jinja2.FileSystemLoader("templates"),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html", "xml"), disabled_extensions=("txt",)),
 )
-RESPONSE = jinja2.Template('<?xml version="1.0"?><ListQueuesResponse>{{ q }}</ListQueuesResponse>')
+RESPONSE = jinja2.Template("<ErrorResponse><Code>{{ code }}</Code><Message>{{ m }}</Message></ErrorResponse>")
+LISTING = jinja2.Template('<?xml version="1.0"?><ListQueuesResponse>{{ q }}</ListQueuesResponse>')
 PLAIN = jinja2.Template("Hello {{ name }}, your order shipped.")
 SAFE_PAGE = jinja2.Template("<p>Hello {{ name }}</p>", autoescape=True)
 BREAK = Markup("<br>")
