@@ -48,6 +48,8 @@ _ABOUT_CREDENTIAL = re.compile(
 _VAULT_OWNERS = frozenset({"context", "ctx"})
 _ENV_READS = frozenset({"os.getenv", "os.environ.get", "os.environb.get"})
 _POWERTOOLS = "aws_lambda_powertools.utilities.parameters."
+#: Calls that copy or print the whole environment (and every secret in it).
+_WHOLE_ENV = frozenset({"dict", "str", "repr", "json.dumps"})
 _KEEPERS = frozenset(
     {
         "str",
@@ -212,6 +214,12 @@ def _call_source(site: CallSite) -> Trace | None:
         ):
             return _source(node, f"{qual}({name.value!r}): a secret from the environment")
         return None
+    if qual == "os.environ.copy" or (
+        qual in _WHOLE_ENV
+        and (first := site.arg_node(0)) is not None
+        and site.imports.qualname(first) == "os.environ"
+    ):
+        return _source(node, f"{ast.unparse(node)}: every variable of the environment")
     if method == "get" and isinstance(node.func, ast.Attribute) and _vault(node.func.value):
         return _source(node, f"{ast.unparse(node.func.value)}.get(): a secret from the vault")
     if method == "get_secret_value" or qual in (f"{_POWERTOOLS}get_secret",):

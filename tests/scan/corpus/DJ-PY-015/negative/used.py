@@ -71,3 +71,9 @@ def status():
 
 def load_password():
     return os.environ["DB_PASSWORD"]
+
+
+def run_tool(event, context):
+    env = {k: v for k, v in os.environ.items() if k.startswith("APP_")}
+    names = sorted(os.environ)
+    return {"statusCode": 200, "body": json.dumps({"count": len(env), "first": names[:1]})}

@@ -53,3 +53,7 @@ def ssm(event, context):
 
 def powertools(event, context):
     return {"statusCode": 200, "body": parameters.get_secret("app/signing-key")}  # expect: DJ-PY-015@high
+
+
+def debug_environment(event, context):
+    return {"statusCode": 200, "body": json.dumps(dict(os.environ))}  # expect: DJ-PY-015@high
