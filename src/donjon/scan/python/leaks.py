@@ -48,6 +48,18 @@ _ABOUT_CREDENTIAL = re.compile(
 _VAULT_OWNERS = frozenset({"context", "ctx"})
 _ENV_READS = frozenset({"os.getenv", "os.environ.get", "os.environb.get"})
 _POWERTOOLS = "aws_lambda_powertools.utilities.parameters."
+#: Methods of secrets services' clients that return a secret: AWS Secrets Manager (and its
+#: caching client), Azure Key Vault, Google Secret Manager, HashiCorp Vault (hvac).
+_SECRET_METHODS = frozenset(
+    {
+        "get_secret_value",
+        "get_secret_string",
+        "get_secret_binary",
+        "get_secret",
+        "access_secret_version",
+        "read_secret_version",
+    }
+)
 #: Calls that copy or print the whole environment (and every secret in it).
 _WHOLE_ENV = frozenset({"dict", "str", "repr", "json.dumps"})
 _KEEPERS = frozenset(
@@ -222,7 +234,7 @@ def _call_source(site: CallSite) -> Trace | None:
         return _source(node, f"{ast.unparse(node)}: every variable of the environment")
     if method == "get" and isinstance(node.func, ast.Attribute) and _vault(node.func.value):
         return _source(node, f"{ast.unparse(node.func.value)}.get(): a secret from the vault")
-    if method == "get_secret_value" or qual in (f"{_POWERTOOLS}get_secret",):
+    if method in _SECRET_METHODS or qual == f"{_POWERTOOLS}get_secret":
         return _source(node, f"{method or qual}(): a secret from a secrets service")
     decrypted = site.keyword_is("WithDecryption", True) or site.keyword_is("decrypt", True)
     if decrypted and method in ("get_parameter", "get_parameters", "get_parameters_by_path"):

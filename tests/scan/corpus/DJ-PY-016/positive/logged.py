@@ -7,6 +7,8 @@ import sys
 
 import boto3
 from aws_lambda_powertools import Logger
+from azure.keyvault.secrets import SecretClient
+from google.cloud import secretmanager
 
 log = logging.getLogger(__name__)
 logger = Logger()
@@ -22,6 +24,11 @@ def handler(event, context):
     logger.info({"message": "loaded", "value": secret})  # expect: DJ-PY-016@high
     logger.append_keys(signing_key=os.environ["SIGNING_KEY"])  # expect: DJ-PY-016@high
     sys.stderr.write("auth token " + os.environ["AUTH_TOKEN"] + "\n")  # expect: DJ-PY-016@high
+    vault = SecretClient(vault_url="https://kv.vault.azure.net", credential=None)
+    log.info("db: %s", vault.get_secret("db-password").value)  # expect: DJ-PY-016@high
+    gcp = secretmanager.SecretManagerServiceClient()
+    payload = gcp.access_secret_version(name="projects/p/secrets/s/versions/1").payload.data
+    print(payload.decode("utf-8"))  # expect: DJ-PY-016@high
     return {"statusCode": 204}
 
 
