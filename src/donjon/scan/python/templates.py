@@ -40,6 +40,20 @@ _SOURCES = {
 }
 #: Methods of a template environment or engine that compile their argument.
 _SOURCE_METHODS = frozenset({"from_string"})
+#: Modules whose import says a ``.from_string()`` in the module is a template engine's
+#: (other libraries have ``from_string`` constructors too: versions, addresses...).
+_ENGINES = (
+    "jinja2",
+    "django.template",
+    "mako",
+    "chameleon",
+    "tornado.template",
+    "flask",
+    "quart",
+    "aiohttp_jinja2",
+    "starlette.templating",
+    "fastapi.templating",
+)
 _JINJA_TEMPLATES = frozenset({"jinja2.Template", "jinja2.environment.Template"})
 _WRAPPERS = frozenset(
     {
@@ -83,10 +97,11 @@ def _template_source(site: CallSite, qual: str) -> None:
         return
     if source is None or source.const:
         return
+    engine = qual in _SOURCES or any(site.imports.imports(m) for m in _ENGINES)
     if source.taint is not None:
         site.report(
             "DJ-PY-013",
-            _HIGH,
+            _HIGH if engine else _LOW,
             f"event data is the template source of {what}: it can run code in the engine",
             value=source,
             sink_note=f"compiled as a template by {what}",
