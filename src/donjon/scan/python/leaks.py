@@ -168,8 +168,9 @@ def _vault(node: ast.expr) -> bool:
     )
 
 
-def _source(node: ast.AST, text: str) -> Trace:
-    return (Step(node.lineno, node.col_offset + 1, text),)  # type: ignore[attr-defined]
+def _source(node: ast.AST, text: str, *, weak: bool = False) -> Trace:
+    """A one-step trace starting at `node`; `weak` when the value may hold no secret."""
+    return (Step(node.lineno, node.col_offset + 1, text, weak),)  # type: ignore[attr-defined]
 
 
 def _short(node: ast.expr | None) -> bool:
@@ -231,7 +232,10 @@ def _call_source(site: CallSite) -> Trace | None:
         and (first := site.arg_node(0)) is not None
         and site.imports.qualname(first) == "os.environ"
     ):
-        return _source(node, f"{ast.unparse(node)}: every variable of the environment")
+        # Whether the environment holds a secret depends on where the code runs (Lambda's
+        # holds the role's keys; Donjon's sandbox passes none): reported, low confidence.
+        text = f"{ast.unparse(node)}: every variable of the environment"
+        return _source(node, text, weak=True)
     if method == "get" and isinstance(node.func, ast.Attribute) and _vault(node.func.value):
         return _source(node, f"{ast.unparse(node.func.value)}.get(): a secret from the vault")
     if method in _SECRET_METHODS or qual == f"{_POWERTOOLS}get_secret":
@@ -261,7 +265,8 @@ def carried_secret(site: CallSite) -> Trace | None:
 
 def _hit(rule_id: str, at: ast.AST, message: str, secret: Trace, note: str) -> Hit:
     line, col = at.lineno, at.col_offset + 1  # type: ignore[attr-defined]
-    return Hit(rule_id, line, col, Confidence.HIGH, message, trace=(*secret, Step(line, col, note)))
+    confidence = Confidence.LOW if secret[0].weak else Confidence.HIGH
+    return Hit(rule_id, line, col, confidence, message, trace=(*secret, Step(line, col, note)))
 
 
 def _logged(site: CallSite, qual: str) -> str | None:
@@ -302,5 +307,6 @@ def check_leak(site: CallSite, qual: str) -> None:
 def check_returned_secret(result: Value, stmt: ast.Return, function: str, hits: Hits) -> None:
     """An entry point (handler, route) returns a secret to its caller."""
     if result.secret is not None:
-        message = f"{function}() returns a secret to its caller"
+        what = "the environment (and any secret in it)" if result.secret[0].weak else "a secret"
+        message = f"{function}() returns {what} to its caller"
         hits.add(_hit("DJ-PY-015", stmt, message, result.secret, "returned to the caller"))

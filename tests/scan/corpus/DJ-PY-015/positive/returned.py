@@ -56,4 +56,4 @@ def powertools(event, context):
 
 
 def debug_environment(event, context):
-    return {"statusCode": 200, "body": json.dumps(dict(os.environ))}  # expect: DJ-PY-015@high
+    return {"statusCode": 200, "body": json.dumps(dict(os.environ))}  # expect: DJ-PY-015@low
