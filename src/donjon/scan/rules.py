@@ -207,6 +207,68 @@ _CATALOG = (
         "Use os.path.basename or werkzeug's secure_filename on the name, or resolve the "
         "path and check it stays under the base directory (Path.resolve().is_relative_to).",
     ),
+    Rule(
+        "DJ-PY-013",
+        "template-injection",
+        _C,
+        Severity.HIGH,
+        Cwe.TEMPLATE_INJECTION,
+        _SAS.SAS_1,
+        "Event data is compiled as a template (Jinja2, Mako, Django, Tornado, Chameleon): "
+        "template syntax in it runs in the engine, often up to arbitrary code.",
+        "Keep templates constant (files or literals) and pass event data as variables: "
+        "render_template('page.html', name=name), template.render(name=name).",
+    ),
+    Rule(
+        "DJ-PY-014",
+        "autoescape-disabled",
+        _C,
+        Severity.HIGH,
+        Cwe.CROSS_SITE_SCRIPTING,
+        _SAS.SAS_1,
+        "HTML autoescaping is turned off through a framework's template wrapper (aiohttp_jinja2, "
+        "Flask, Starlette/FastAPI, select_autoescape, jinja2.Template of HTML), or data from "
+        "outside is marked safe with Markup (XSS).",
+        "Leave autoescaping on (the wrappers' default); escape with markupsafe.escape or "
+        "Markup('<b>{}</b>').format(value) instead of Markup(value).",
+    ),
+    Rule(
+        "DJ-PY-015",
+        "secret-returned",
+        _C,
+        Severity.HIGH,
+        Cwe.SENSITIVE_INFORMATION_EXPOSURE,
+        _SAS.SAS_7,
+        "A secret from the environment, the vault or a secrets service is returned to the "
+        "caller or put in a response body.",
+        "Never return a secret; return what was done with it, or a masked form "
+        "(value[:4] + '...').",
+    ),
+    Rule(
+        "DJ-PY-016",
+        "secret-logged",
+        _C,
+        Severity.MEDIUM,
+        Cwe.SENSITIVE_INFORMATION_IN_LOG,
+        _SAS.SAS_5,
+        "A secret from the environment, the vault or a secrets service is printed or logged.",
+        "Log that the secret was used, not its value; mask it (value[:4] + '...') if it must "
+        "be told apart.",
+    ),
+    Rule(
+        "DJ-PY-017",
+        "dynamic-import-or-attribute",
+        _C,
+        Severity.HIGH,
+        Cwe.UNSAFE_REFLECTION,
+        _SAS.SAS_1,
+        "A name looked up on a dangerous module or namespace (os, subprocess, builtins, "
+        "globals(), sys.modules...) by getattr, __import__, import_module or a subscript "
+        "cannot be resolved: whatever it reaches escapes every other rule.",
+        "Import modules and call functions by their names (subprocess.run([...]), not "
+        "getattr(os, name) or import_module(name)); to dispatch on input, map allowed names "
+        "to functions or modules in a dict.",
+    ),
     # Bandit checks, run through Bandit's library and mapped to stable ids.
     Rule(
         "DJ-PY-101",

@@ -17,6 +17,7 @@ from donjon.scan.model import Confidence
 from donjon.scan.python.evaluator import Evaluator, Frame, FunctionInfo
 from donjon.scan.python.hits import CallSite, Hit, Hits
 from donjon.scan.python.imports import LOCAL, ImportMap
+from donjon.scan.python.leaks import check_returned_secret
 from donjon.scan.python.misuse import check_assignment
 from donjon.scan.python.sinks import check_call
 from donjon.scan.python.sinks_files import contained_path
@@ -26,7 +27,7 @@ from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
 __all__ = ["Interpreter"]
 
 _MAX_DEPTH = 6
-_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool], ...], int | None]
+_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool, bool], ...], int | None]
 #: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
 #: otherwise: a bundle must not be able to stall the deploy gate).
 _MAX_LOOP_PASSES_DEPTH = 3
@@ -144,6 +145,7 @@ class Interpreter(Evaluator):
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         self._register(item, stmt.name, self.module_env)
         self.exec_block(self.tree.body, self.module_env, Frame(None))
+        self._class_aliases()
         ordered = sorted(self.functions.values(), key=lambda i: (i.entry == "", i.node.lineno))
         for info in ordered:
             if info.entry or not (
@@ -151,6 +153,21 @@ class Interpreter(Evaluator):
             ):
                 self._analyze_entry(info)
         return self.hits.all()
+
+    def _class_aliases(self) -> None:
+        """Class attributes that refer to a callable (``run = subprocess.run``), kept as
+        ``Cls.run`` for ``self.run(...)`` and ``Cls.run(...)``."""
+        frame = Frame(None)
+        classes = [c for c in self.tree.body if isinstance(c, ast.ClassDef)]
+        for cls in classes:
+            for stmt in cls.body:
+                if isinstance(stmt, ast.Assign) and isinstance(
+                    stmt.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript
+                ):
+                    value = self.eval(stmt.value, self.module_env, frame)
+                    for target in stmt.targets:
+                        if value.ref is not None and isinstance(target, ast.Name):
+                            self.module_env.set(f"{cls.name}.{target.id}", value)
 
     def _register(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env
@@ -195,7 +212,7 @@ class Interpreter(Evaluator):
             if extra is not None:
                 every.append(extra.arg)
         pattern = tuple(
-            (n, v.taint is not None, v.exc is not None, v.const)
+            (n, v.taint is not None, v.exc is not None, v.const, v.secret is not None)
             for n in names + every
             for v in [values.get(n, UNKNOWN)]
         )
@@ -210,6 +227,7 @@ class Interpreter(Evaluator):
             return Value(
                 taint=next((v.taint for v in args if v.taint), None),
                 exc=next((v.exc for v in args if v.exc), None),
+                secret=next((v.secret for v in args if v.secret), None),
             )
         self._active.add(key)
         env = Env(info.closure or self.module_env)
@@ -307,7 +325,9 @@ class Interpreter(Evaluator):
                 old = self.eval(target, env, frame)
                 new = old.mix(self.eval(value, env, frame))
                 if isinstance(op, ast.Add | ast.Mod) and not new.const:
-                    new = Value(new.taint, new.exc, False, True, old.prefix, old.head)
+                    new = Value(
+                        new.taint, new.exc, False, True, old.prefix, old.head, secret=new.secret
+                    )
                 self.bind(target, new, env, stmt)
             case ast.Return(value=value):
                 result = self.eval(value, env, frame) if value is not None else constant()
@@ -378,7 +398,12 @@ class Interpreter(Evaluator):
                 env.set(name, value)
             case ast.Tuple(elts=elts) | ast.List(elts=elts):
                 for elt in elts:
-                    self.bind(elt, Value(value.taint, value.exc, value.const), env, at)
+                    self.bind(
+                        elt,
+                        Value(value.taint, value.exc, value.const, secret=value.secret),
+                        env,
+                        at,
+                    )
             case ast.Starred(value=inner):
                 self.bind(inner, value, env, at)
             case ast.Attribute():
@@ -390,7 +415,10 @@ class Interpreter(Evaluator):
                 env.set(key, value if old is None else old.mix(value))
 
     def _check_return(self, result: Value, stmt: ast.Return, frame: Frame) -> None:
-        if frame.info is None or not frame.info.entry or result.exc is None:
+        if frame.info is None or not frame.info.entry:
+            return
+        check_returned_secret(result, stmt, frame.info.node.name, self.hits)
+        if result.exc is None:
             return
         weak = result.exc[0].weak
         step = Step(stmt.lineno, stmt.col_offset + 1, "returned to the caller")

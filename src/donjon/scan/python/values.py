@@ -9,15 +9,22 @@ leading text (`prefix`); for sequences, what is known of the first item
 (`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
 whether its exception label comes only from exception objects themselves
 (`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is;
-what kind of object it is, where a sink needs to know (`kind`: an HTTP client
-session, a pathlib path, a normalised path; see python/kinds.py); and whether its
-event data is confined to single file-name components (`confined`: it went through
-``os.path.basename``), which makes it safe as part of a path and nothing else.
+what module or callable it refers to, when known (`ref`); whether it carries a
+secret read from the environment, the vault or a secrets service (`secret`, see
+`leaks.py`), which only text-preserving operations pass on; what kind of object it
+is, where a sink needs to know (`kind`: an HTTP client session, a pathlib path, a
+normalised path; see python/kinds.py); and whether its event data is confined to
+single file-name components (`confined`: it went through ``os.path.basename``), which
+makes it safe as part of a path and nothing else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from donjon.scan.python.refs import Ref
 
 __all__ = [
     "MAX_HEAD_DEPTH",
@@ -106,6 +113,10 @@ class Value:
     prefix: str | None = None
     head: Value | None = None
     exc_raw: bool = False
+    #: What the value is known to refer to: a module or callable reached through an
+    #: alias, getattr, __import__... (``run = subprocess.run``); see refs.py.
+    ref: Ref | None = None
+    secret: Trace | None = None
     kind: str | None = None
     confined: bool = False
 
@@ -117,7 +128,7 @@ class Value:
 
     @property
     def interesting(self) -> bool:
-        return self.taint is not None or self.exc is not None
+        return self.taint is not None or self.exc is not None or self.secret is not None
 
     def join(self, other: Value) -> Value:
         """The value that may be either `self` or `other` (a merge of paths)."""
@@ -137,6 +148,8 @@ class Value:
             prefix=prefix,
             head=head,
             exc_raw=self._raw_with(other),
+            ref=_join_refs(self.ref, other.ref),
+            secret=_shorter(self.secret, other.secret),
             kind=self.kind if self.kind == other.kind else None,
             confined=self._confined_with(other),
         )
@@ -159,6 +172,7 @@ class Value:
             const=self.const and other.const,
             built=self.built or other.built,
             exc_raw=self._raw_with(other),
+            secret=_shorter(self.secret, other.secret),
             confined=self._confined_with(other),
         )
 
@@ -166,7 +180,12 @@ class Value:
         """The same value, with `step` added to the traces it carries."""
         if not self.interesting:
             return self
-        return replace(self, taint=_extend(self.taint, step), exc=_extend(self.exc, step))
+        return replace(
+            self,
+            taint=_extend(self.taint, step),
+            exc=_extend(self.exc, step),
+            secret=_extend(self.secret, step),
+        )
 
     def untainted(self) -> Value:
         """What a sanitizer (int(), shlex.quote(), an allowlist check...) leaves: a safe value."""
@@ -179,6 +198,12 @@ class Value:
         """The exception label that survives being passed to an unknown function: text
         made from an exception does, the exception object itself does not."""
         return None if self.exc_raw else self.exc
+
+
+def _join_refs(a: Ref | None, b: Ref | None) -> Ref | None:
+    if a is not None:
+        return a.join(b)
+    return b.join(a) if b is not None else None
 
 
 UNKNOWN = Value()

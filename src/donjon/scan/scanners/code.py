@@ -17,6 +17,7 @@ from donjon.scan.model import Finding, Location, TaintStep
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.python.hits import Hit
 from donjon.scan.python.interpreter import Interpreter
+from donjon.scan.python.misuse import graded_for_file
 from donjon.scan.rules import rule
 
 __all__ = [
@@ -99,7 +100,7 @@ class CodeScanner(Scanner):
                 ) from e
             except ScanError as e:
                 raise ScanError(f"{source.rel}: {e.message}", hint=e.hint) from e
-            findings.extend(self._finding(source, hit) for hit in hits)
+            findings.extend(self._finding(source, graded_for_file(h, source.rel)) for h in hits)
         return ScannerOutput(tuple(findings), tuple(notes))
 
     @staticmethod
