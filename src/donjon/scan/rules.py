@@ -104,7 +104,8 @@ _CATALOG = (
         Severity.HIGH,
         Cwe.SQL_INJECTION,
         _SAS.SAS_1,
-        "An SQL statement built by concatenation or formatting reaches execute.",
+        "An SQL statement built by concatenation or formatting reaches a database API "
+        "(execute, query, raw, SQLAlchemy text, pandas.read_sql, the AWS data APIs).",
         "Use placeholders and pass values separately: cursor.execute('... WHERE id = ?', (id,)).",
     ),
     Rule(
@@ -181,6 +182,78 @@ _CATALOG = (
         "An exception message or traceback is returned to the caller.",
         "Log the exception (context.log / logging.exception) and return a generic error "
         "with a request id.",
+    ),
+    Rule(
+        "DJ-PY-011",
+        "server-side-request-forgery",
+        _C,
+        Severity.HIGH,
+        Cwe.SSRF,
+        _SAS.SAS_1,
+        "Event data chooses the host of an outbound request (requests, httpx, urllib, "
+        "urllib3, aiohttp, http.client, a client's base_url, a boto3 endpoint_url).",
+        "Keep the scheme and host constant and put the caller's data in the path or the "
+        "query (params=), or check the host against an allowlist before the request.",
+    ),
+    Rule(
+        "DJ-PY-012",
+        "path-traversal",
+        _C,
+        Severity.HIGH,
+        Cwe.PATH_TRAVERSAL,
+        _SAS.SAS_1,
+        "Event data chooses a local file that is opened, written, deleted or sent "
+        "(open, os and shutil file operations, pathlib, send_file, FileResponse, S3 transfers).",
+        "Use os.path.basename or werkzeug's secure_filename on the name, or resolve the "
+        "path and check it stays under the base directory (Path.resolve().is_relative_to).",
+    ),
+    Rule(
+        "DJ-PY-013",
+        "template-injection",
+        _C,
+        Severity.HIGH,
+        Cwe.TEMPLATE_INJECTION,
+        _SAS.SAS_1,
+        "Event data is compiled as a template (Jinja2, Mako, Django, Tornado, Chameleon): "
+        "template syntax in it runs in the engine, often up to arbitrary code.",
+        "Keep templates constant (files or literals) and pass event data as variables: "
+        "render_template('page.html', name=name), template.render(name=name).",
+    ),
+    Rule(
+        "DJ-PY-014",
+        "autoescape-disabled",
+        _C,
+        Severity.HIGH,
+        Cwe.CROSS_SITE_SCRIPTING,
+        _SAS.SAS_1,
+        "HTML autoescaping is turned off through a framework's template wrapper (aiohttp_jinja2, "
+        "Flask, Starlette/FastAPI, select_autoescape, jinja2.Template of HTML), or data from "
+        "outside is marked safe with Markup (XSS).",
+        "Leave autoescaping on (the wrappers' default); escape with markupsafe.escape or "
+        "Markup('<b>{}</b>').format(value) instead of Markup(value).",
+    ),
+    Rule(
+        "DJ-PY-015",
+        "secret-returned",
+        _C,
+        Severity.HIGH,
+        Cwe.SENSITIVE_INFORMATION_EXPOSURE,
+        _SAS.SAS_7,
+        "A secret from the environment, the vault or a secrets service is returned to the "
+        "caller or put in a response body.",
+        "Never return a secret; return what was done with it, or a masked form "
+        "(value[:4] + '...').",
+    ),
+    Rule(
+        "DJ-PY-016",
+        "secret-logged",
+        _C,
+        Severity.MEDIUM,
+        Cwe.SENSITIVE_INFORMATION_IN_LOG,
+        _SAS.SAS_5,
+        "A secret from the environment, the vault or a secrets service is printed or logged.",
+        "Log that the secret was used, not its value; mask it (value[:4] + '...') if it must "
+        "be told apart.",
     ),
     Rule(
         "DJ-PY-017",

@@ -16,6 +16,8 @@ from donjon.scan.errors import ScanError
 from donjon.scan.python.dynamic import Resolver
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
+from donjon.scan.python.kinds import PATH, PATH_KINDS, names_one_component, refine_result
+from donjon.scan.python.leaks import carried_secret, secret_in_subscript
 from donjon.scan.python.refs import Ref, attribute, held
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
@@ -95,6 +97,9 @@ SANITIZERS = frozenset(
         "os.path.exists",
         "os.path.isfile",
         "os.path.isdir",
+        # Letters, digits, "_", "." and "-" only: safe in a path and anywhere else.
+        "werkzeug.utils.secure_filename",
+        "werkzeug.secure_filename",
     }
 )
 _METHOD_SANITIZERS = frozenset(
@@ -238,6 +243,7 @@ class Evaluator(ABC):
                     taint=container.taint,
                     exc=container.exc,
                     const=container.const and key.const,
+                    secret=secret_in_subscript(node, container, self.imports),
                     ref=ref,
                 )
             case ast.Call():
@@ -261,6 +267,7 @@ class Evaluator(ABC):
                     head,
                     out.exc_raw,
                     ref=held(values),
+                    secret=out.secret,
                 )
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
@@ -310,8 +317,12 @@ class Evaluator(ABC):
         return UNKNOWN
 
     def _request_source(self, node: ast.Attribute, frame: Frame) -> Value | None:
-        """``request.args`` and friends of a web framework's request object."""
+        """``request.args`` and friends of a web framework's request object; Chalice's
+        ``app.current_request``."""
         base = node.value
+        if node.attr == "current_request" and isinstance(base, ast.Name):
+            step = Step(node.lineno, node.col_offset + 1, "current_request: the HTTP request")
+            return Value(taint=(step,))
         if (
             node.attr in REQUEST_ATTRS
             and isinstance(base, ast.Name)
@@ -340,7 +351,9 @@ class Evaluator(ABC):
             taint=base_value.taint,
             exc=base_value.exc,
             exc_raw=base_value.exc_raw,
+            secret=base_value.secret,
             ref=attribute(base_value.ref, node.attr),
+            confined=names_one_component(base_value, node.attr),
         )
 
     def _known_attribute(self, node: ast.Attribute, env: Env, frame: Frame) -> Value | None:
@@ -373,7 +386,16 @@ class Evaluator(ABC):
             if not value.const or value.prefix is None:
                 break
         out = join_all(values, empty=constant(""))
-        return Value(out.taint, out.exc, out.const, out.built or not out.const, prefix or None)
+        built = out.built or not out.const
+        return Value(
+            out.taint,
+            out.exc,
+            out.const,
+            built,
+            prefix or None,
+            secret=out.secret,
+            confined=out.confined,
+        )
 
     def _binop(self, node: ast.BinOp, env: Env, frame: Frame) -> Value:
         left, right = self.eval(node.left, env, frame), self.eval(node.right, env, frame)
@@ -384,14 +406,33 @@ class Evaluator(ABC):
             built = built or not out.const
             if left.prefix is not None:
                 prefix = left.prefix + (right.prefix or "") if left.const else left.prefix
-            return Value(out.taint, out.exc, out.const, built, prefix, left.head)
+            return Value(
+                out.taint,
+                out.exc,
+                out.const,
+                built,
+                prefix,
+                left.head,
+                secret=out.secret,
+                confined=out.confined,
+            )
         if isinstance(node.op, ast.Mod):
             built = built or not out.const
             if left.prefix is not None:
                 prefix = left.prefix.split("%")[0]
         elif isinstance(node.op, ast.Div) and left.prefix is not None:
             prefix = left.prefix.rstrip("/") + "/" + (right.prefix or "" if right.const else "")
-        return Value(out.taint, out.exc, out.const, built, prefix)
+        kind = PATH if isinstance(node.op, ast.Div) and left.kind in PATH_KINDS else None
+        return Value(
+            out.taint,
+            out.exc,
+            out.const,
+            built,
+            prefix,
+            secret=out.secret,
+            kind=kind,
+            confined=out.confined,
+        )
 
     def _comprehension(
         self, elts: list[ast.expr], gens: list[ast.comprehension], env: Env, frame: Frame
@@ -424,6 +465,7 @@ class Evaluator(ABC):
         site = CallSite(
             node, qual, method, args, kwargs, self.imports, self.hits, context, receiver
         )
+        site.evaluate = lambda part: self.eval(part, env, frame)
         sites = self.resolver.resolve(site, callee)
         for each in sites:
             self.check_call(each, frame)
@@ -437,9 +479,12 @@ class Evaluator(ABC):
             return self.resolver.call_lambda(
                 function, scope, site, lambda body, inner: self.eval(body, inner, frame)
             )
-        result = self._call_result(site, env)
+        result = refine_result(site, self._call_result(site, env))
         ref = self.resolver.result(site, callee)
-        return result if ref is None else replace(result, ref=ref)
+        if ref is not None:
+            result = replace(result, ref=ref)
+        secret = carried_secret(site)
+        return result if secret is None else replace(result, const=False, secret=secret)
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""
@@ -464,7 +509,7 @@ class Evaluator(ABC):
             joined = args[0].prefix.rstrip("/") + "/"
             if len(args) > 1 and args[1].const and args[1].prefix is not None:
                 joined += args[1].prefix
-            return Value(out.taint, out.exc, out.const, False, joined)
+            return Value(out.taint, out.exc, out.const, False, joined, confined=out.confined)
         if method is not None and receiver is not None:
             if method in _MUTATORS and isinstance(func, ast.Attribute):
                 self._mutate(func.value, receiver, everything, env)
@@ -472,7 +517,12 @@ class Evaluator(ABC):
             out = receiver.mix(join_all(everything))
             if method == "format" and receiver.prefix is not None:
                 return Value(
-                    out.taint, out.exc, out.const, not out.const, receiver.prefix.split("{")[0]
+                    out.taint,
+                    out.exc,
+                    out.const,
+                    not out.const,
+                    receiver.prefix.split("{")[0],
+                    confined=out.confined,
                 )
             if method == "join" and receiver.prefix is not None:  # "sep".join(parts)
                 return Value(out.taint, out.exc, out.const, out.built or not out.const)
@@ -491,4 +541,9 @@ class Evaluator(ABC):
             return
         grown = receiver.mix(join_all(added))
         head = receiver.head
-        env.set(key, Value(grown.taint, grown.exc, grown.const, grown.built, None, head))
+        env.set(
+            key,
+            Value(
+                grown.taint, grown.exc, grown.const, grown.built, None, head, secret=grown.secret
+            ),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from donjon.scan.model import Confidence, Severity
@@ -56,6 +57,9 @@ class CallSite:
     context_text: str = ""
     #: For a method call, the value of the object it is called on.
     receiver: Value | None = None
+    #: Evaluates a part of the call's own arguments (a statement inside a list of dicts)
+    #: in the caller's scope; None outside the analysis.
+    evaluate: Callable[[ast.expr], Value] | None = None
 
     @property
     def line(self) -> int:

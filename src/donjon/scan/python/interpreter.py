@@ -21,9 +21,12 @@ from donjon.scan.python.bundle import Work, relocate
 from donjon.scan.python.evaluator import Evaluator, Frame, FunctionInfo
 from donjon.scan.python.hits import CallSite, Hit, Hits
 from donjon.scan.python.imports import LOCAL, ImportMap
+from donjon.scan.python.leaks import check_returned_secret
 from donjon.scan.python.misuse import check_assignment
 from donjon.scan.python.modules import bundle_imports
 from donjon.scan.python.sinks import check_call
+from donjon.scan.python.sinks_files import contained_path
+from donjon.scan.python.sinks_net import checked_host
 from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ __all__ = ["Interpreter"]
 
 _MAX_DEPTH = 6
 #: (function, label pattern, call site as (calling file, line) when labelled).
-_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool], ...], tuple[str, int] | None]
+_MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool, bool], ...], tuple[str, int] | None]
 #: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
 #: otherwise: a bundle must not be able to stall the deploy gate).
 _MAX_LOOP_PASSES_DEPTH = 3
@@ -70,6 +73,20 @@ _CLIENT_ERRORS = frozenset(
     }
 )
 _BROAD = frozenset({"Exception", "BaseException"})
+_MOCK_MODULES = frozenset({"mock", "unittest.mock"})
+#: Calls that never return (they raise or end the process): a guard ending in one is
+#: as good as one ending in ``raise`` (``if not ok: abort(403)``).
+_NO_RETURN = frozenset(
+    {
+        "flask.abort",
+        "quart.abort",
+        "bottle.abort",
+        "werkzeug.exceptions.abort",
+        "sys.exit",
+        "os._exit",
+        "os.abort",
+    }
+)
 _CHECK_METHODS = frozenset(
     {"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "fullmatch"}
 )
@@ -85,7 +102,11 @@ def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozense
         return "event"
     for deco in node.decorator_list:
         target = deco.func if isinstance(deco, ast.Call) else deco
-        if isinstance(target, ast.Attribute) and target.attr in _ROUTE_DECORATORS:
+        if (
+            isinstance(target, ast.Attribute)
+            and target.attr in _ROUTE_DECORATORS
+            and ast.unparse(target.value) not in _MOCK_MODULES  # @mock.patch is no PATCH route
+        ):
             return "route"
     if any(_is_request_typed(arg) for arg in node.args.args):
         return "typed"
@@ -244,7 +265,7 @@ class Interpreter(Evaluator):
             if extra is not None:
                 every.append(extra.arg)
         pattern = tuple(
-            (n, v.taint is not None, v.exc is not None, v.const)
+            (n, v.taint is not None, v.exc is not None, v.const, v.secret is not None)
             for n in names + every
             for v in [values.get(n, UNKNOWN)]
         )
@@ -259,6 +280,7 @@ class Interpreter(Evaluator):
             return Value(
                 taint=next((v.taint for v in args if v.taint), None),
                 exc=next((v.exc for v in args if v.exc), None),
+                secret=next((v.secret for v in args if v.secret), None),
             )
         self._active.add(key)
         env = Env(info.closure or self.module_env)
@@ -400,6 +422,8 @@ class Interpreter(Evaluator):
         match stmt:
             case ast.Expr(value=value):
                 self.eval(value, env, frame)
+                if isinstance(value, ast.Call) and self.imports.qualname(value.func) in _NO_RETURN:
+                    return False
             case ast.Assign(targets=targets, value=value):
                 for target in targets:
                     check_assignment(target, value, self.imports, self.hits)
@@ -410,7 +434,9 @@ class Interpreter(Evaluator):
                 old = self.eval(target, env, frame)
                 new = old.mix(self.eval(value, env, frame))
                 if isinstance(op, ast.Add | ast.Mod) and not new.const:
-                    new = Value(new.taint, new.exc, False, True, old.prefix, old.head)
+                    new = Value(
+                        new.taint, new.exc, False, True, old.prefix, old.head, secret=new.secret
+                    )
                 self.bind(target, new, env, stmt)
             case ast.Return(value=value):
                 result = self.eval(value, env, frame) if value is not None else constant()
@@ -487,7 +513,12 @@ class Interpreter(Evaluator):
                 env.set(name, value)
             case ast.Tuple(elts=elts) | ast.List(elts=elts):
                 for elt in elts:
-                    self.bind(elt, Value(value.taint, value.exc, value.const), env, at)
+                    self.bind(
+                        elt,
+                        Value(value.taint, value.exc, value.const, secret=value.secret),
+                        env,
+                        at,
+                    )
             case ast.Starred(value=inner):
                 self.bind(inner, value, env, at)
             case ast.Attribute():
@@ -499,7 +530,10 @@ class Interpreter(Evaluator):
                 env.set(key, value if old is None else old.mix(value))
 
     def _check_return(self, result: Value, stmt: ast.Return, frame: Frame) -> None:
-        if frame.info is None or not frame.info.entry or result.exc is None:
+        if frame.info is None or not frame.info.entry:
+            return
+        check_returned_secret(result, stmt, frame.info.node.name, self.hits)
+        if result.exc is None:
             return
         weak = result.exc[0].weak
         step = Step(stmt.lineno, stmt.col_offset + 1, "returned to the caller")
@@ -542,6 +576,12 @@ class Interpreter(Evaluator):
         negated = False
         if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
             test, negated = test.operand, True
+        if (contained := contained_path(test, env, self.imports)) is not None:
+            return contained[0], negated != contained[1]
+        if (host := checked_host(test, self.imports)) is not None and self._is_allowlist(
+            host[1], env
+        ):
+            return host[0], negated != host[2]
         match test:
             case ast.Compare(
                 left=ast.Name(id=name), ops=[ast.In() | ast.NotIn() as op], comparators=[allowed]

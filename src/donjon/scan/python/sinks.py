@@ -1,5 +1,8 @@
 """Injection sinks: command, code, SQL, deserialization and XML entity rules.
 
+SQL through other database APIs, request forgery and path traversal have modules
+of their own (sinks_sql.py, sinks_net.py, sinks_files.py); `check_call` runs them.
+
 Grading is by what reaches the sink: event data (taint) -> high confidence, with
 its path; a value built only from literals -> nothing (a constant command is not an
 injection); anything else -> a lower-confidence finding, because Donjon could not
@@ -14,6 +17,9 @@ from collections.abc import Callable
 from donjon.scan.model import Confidence, Severity
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
+from donjon.scan.python.sinks_files import check_path
+from donjon.scan.python.sinks_net import check_request
+from donjon.scan.python.sinks_sql import SQL_CALLS, check_sql_api, grade_sql
 from donjon.scan.python.values import Value
 
 __all__ = ["SINK_NAMES", "check_call"]
@@ -82,17 +88,6 @@ _CODE_CALLS = frozenset(
 )
 _IMPORT_CALLS = frozenset({"importlib.import_module", "__import__", "builtins.__import__"})
 _SQL_METHODS = frozenset({"execute", "executemany", "executescript", "raw", "mogrify"})
-_SQL_CALLS = frozenset(
-    {
-        "pandas.read_sql",
-        "pandas.read_sql_query",
-        "sqlalchemy.text",
-        "sqlalchemy.sql.text",
-        "sqlalchemy.sql.expression.text",
-        "django.db.models.RawSQL",
-        "django.db.models.expressions.RawSQL",
-    }
-)
 #: Deserializers of data passed in memory (a literal payload is harmless).
 _DESER_DATA = frozenset(
     {
@@ -227,19 +222,7 @@ def _code(site: CallSite, qual: str) -> None:
 
 
 def _sql(site: CallSite, what: str) -> None:
-    query = site.arg(0, "sql") or site.arg(0, "query") or site.arg(0, "statement")
-    if query is None or query.const:
-        return
-    if query.taint is not None:
-        site.report(
-            "DJ-PY-003",
-            _HIGH,
-            f"event data reaches the SQL of {what}",
-            value=query,
-            sink_note=f"reaches {what}",
-        )
-    elif query.built:
-        site.report("DJ-PY-003", _LOW, f"SQL for {what} is built by string formatting")
+    grade_sql(site, site.arg(0, "sql") or site.arg(0, "query") or site.arg(0, "statement"), what)
 
 
 def _deserialize(site: CallSite, qual: str) -> None:
@@ -314,7 +297,7 @@ def _lxml_parser(site: CallSite) -> None:
 _BY_QUAL: dict[str, Callable[[CallSite, str], None]] = {
     **dict.fromkeys(_SHELL_CALLS | _SUBPROCESS | _EXEC_PROGRAM_ARG.keys(), _command),
     **dict.fromkeys(_CODE_CALLS | _IMPORT_CALLS, _code),
-    **dict.fromkeys(_SQL_CALLS, lambda site, qual: _sql(site, f"{qual}()")),
+    **dict.fromkeys(SQL_CALLS, lambda site, qual: _sql(site, f"{qual}()")),
     **dict.fromkeys(
         _DESER_DATA | _DESER_FILE | _YAML_LOADS | _YAML_UNSAFE | {"numpy.load", "torch.load"},
         _deserialize,
@@ -337,4 +320,8 @@ def check_call(site: CallSite) -> None:
         _sql(site, f".{site.method}()")
     elif site.method == "setFeature":
         _xml_features(site)
+    else:
+        check_sql_api(site)
+    check_request(site, qual)
+    check_path(site, qual)
     check_misuse(site, qual)

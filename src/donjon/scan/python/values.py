@@ -9,7 +9,13 @@ leading text (`prefix`); for sequences, what is known of the first item
 (`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
 whether its exception label comes only from exception objects themselves
 (`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is;
-and what module or callable it refers to, when known (`ref`).
+what module or callable it refers to, when known (`ref`); whether it carries a
+secret read from the environment, the vault or a secrets service (`secret`, see
+`leaks.py`), which only text-preserving operations pass on; what kind of object it
+is, where a sink needs to know (`kind`: an HTTP client session, a pathlib path, a
+normalised path; see python/kinds.py); and whether its event data is confined to
+single file-name components (`confined`: it went through ``os.path.basename``), which
+makes it safe as part of a path and nothing else.
 """
 
 from __future__ import annotations
@@ -113,6 +119,9 @@ class Value:
     #: What the value is known to refer to: a module or callable reached through an
     #: alias, getattr, __import__... (``run = subprocess.run``); see refs.py.
     ref: Ref | None = None
+    secret: Trace | None = None
+    kind: str | None = None
+    confined: bool = False
 
     def __post_init__(self) -> None:
         if self.prefix is not None and len(self.prefix) > MAX_PREFIX:
@@ -122,7 +131,7 @@ class Value:
 
     @property
     def interesting(self) -> bool:
-        return self.taint is not None or self.exc is not None
+        return self.taint is not None or self.exc is not None or self.secret is not None
 
     def join(self, other: Value) -> Value:
         """The value that may be either `self` or `other` (a merge of paths)."""
@@ -143,12 +152,20 @@ class Value:
             head=head,
             exc_raw=self._raw_with(other),
             ref=_join_refs(self.ref, other.ref),
+            secret=_shorter(self.secret, other.secret),
+            kind=self.kind if self.kind == other.kind else None,
+            confined=self._confined_with(other),
         )
 
     def _raw_with(self, other: Value) -> bool:
         """Whether a combination's exception label still comes only from exception objects."""
         labelled = [v for v in (self, other) if v.exc is not None]
         return bool(labelled) and all(v.exc_raw for v in labelled)
+
+    def _confined_with(self, other: Value) -> bool:
+        """Whether a combination's event data is still all in confined parts."""
+        tainted = [v for v in (self, other) if v.taint is not None]
+        return bool(tainted) and all(v.confined for v in tainted)
 
     def mix(self, other: Value) -> Value:
         """A value derived from both (an operation on two operands): labels of either."""
@@ -158,13 +175,20 @@ class Value:
             const=self.const and other.const,
             built=self.built or other.built,
             exc_raw=self._raw_with(other),
+            secret=_shorter(self.secret, other.secret),
+            confined=self._confined_with(other),
         )
 
     def step(self, step: Step) -> Value:
         """The same value, with `step` added to the traces it carries."""
         if not self.interesting:
             return self
-        return replace(self, taint=_extend(self.taint, step), exc=_extend(self.exc, step))
+        return replace(
+            self,
+            taint=_extend(self.taint, step),
+            exc=_extend(self.exc, step),
+            secret=_extend(self.secret, step),
+        )
 
     def untainted(self) -> Value:
         """What a sanitizer (int(), shlex.quote(), an allowlist check...) leaves: a safe value."""

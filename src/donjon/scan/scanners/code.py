@@ -18,6 +18,7 @@ from donjon.scan.project import Project, SourceFile
 from donjon.scan.python.bundle import Bundle
 from donjon.scan.python.hits import Hit
 from donjon.scan.python.interpreter import Interpreter
+from donjon.scan.python.misuse import graded_for_file
 from donjon.scan.python.modules import ModuleIndex
 from donjon.scan.rules import rule
 
@@ -125,7 +126,7 @@ class CodeScanner(Scanner):
                 interpreter.run()
         # Read last: a module's findings include those other modules' calls reached.
         findings = [
-            self._finding(source, hit)
+            self._finding(source, graded_for_file(hit, source.rel))
             for source, interpreter in modules
             for hit in interpreter.hits.all()
         ]

@@ -10,4 +10,4 @@ SLACK = "${SLACK_TOKEN}"
 
 
 def handler(event, context):
-    return context.secrets["stripe-key"]
+    return charge(event, api_key=context.secrets["stripe-key"])
