@@ -15,7 +15,8 @@ use the cache and need no network. Then, per project, on the same files:
 Printed: Python lines, findings per 1,000 Python lines by severity for each tool (Donjon's
 include its findings in non-Python files: the rate is conservative for Donjon), the
 verdict, both tools' best time of ``--repeat`` runs, and totals with Donjon's advisory
-loading added once. ``--json`` prints a machine-readable report instead.
+loading added once (from its digest-keyed cache, and parsed). ``--json`` prints a
+machine-readable report instead.
 
     .venv/bin/python bench/bench_realworld.py [--repeat 3] [--json] [--cache DIR]
 """
@@ -334,7 +335,10 @@ def print_table(result: dict[str, Any]) -> None:
         f"runs; {result['date']}, {result['machine']}"
     )
     adv = result["advisories"]
-    print(f"advisories: {adv['count']} records from {adv['source']} in {adv['load_s']:.2f} s\n")
+    print(
+        f"advisories: {adv['count']} records from {adv['source']}: parsed in "
+        f"{adv['parse_s']:.2f} s, from the cache in {adv['load_s']:.2f} s\n"
+    )
     head = (
         f"{'project':<28} {'py lines':>8}  {'Donjon L/M/H/C per 1k':<24} {'gate':<7}"
         f"{'Bandit L/M/H per 1k':<20} {'Donjon s':>8} {'Bandit s':>8}"
@@ -352,8 +356,8 @@ def print_table(result: dict[str, Any]) -> None:
     t = result["totals"]
     print(
         f"\nDonjon / Bandit time: {t['ratio_scan']:.2f}x scanning only, "
-        f"{t['ratio_with_load']:.2f}x with the advisory loading added once "
-        "(under 1.0: Donjon is faster)"
+        f"{t['ratio_with_load']:.2f}x with the advisory loading (cached) added once, "
+        f"{t['ratio_with_parse']:.2f}x with the parsing instead (under 1.0: Donjon is faster)"
     )
     print("\ngate-level findings (high severity, medium or higher confidence):")
     for r in rows:
@@ -363,7 +367,7 @@ def print_table(result: dict[str, Any]) -> None:
         print("  none")
 
 
-def totals(rows: list[dict[str, Any]], load_s: float) -> dict[str, Any]:
+def totals(rows: list[dict[str, Any]], load_s: float, parse_s: float) -> dict[str, Any]:
     def add(tool: str, key: str) -> Counter[str]:
         out: Counter[str] = Counter()
         for r in rows:
@@ -392,6 +396,7 @@ def totals(rows: list[dict[str, Any]], load_s: float) -> dict[str, Any]:
         },
         "ratio_scan": round(donjon_s / bandit_s, 3) if bandit_s else 0.0,
         "ratio_with_load": round((donjon_s + load_s) / bandit_s, 3) if bandit_s else 0.0,
+        "ratio_with_parse": round((donjon_s + parse_s) / bandit_s, 3) if bandit_s else 0.0,
     }
 
 
@@ -409,16 +414,21 @@ def main() -> int:
         print(text, file=sys.stderr, flush=True)
 
     chosen = tuple(p for p in PACKAGES if not args.only or p.name in args.only)
+    cache = args.cache or default_cache()
     try:
-        roots = fetch(chosen, args.cache or default_cache(), log)
+        roots = fetch(chosen, cache, log)
     except BenchError as e:
         log(f"bench_realworld: {e}")
         return 2
-    db, load_s, source = None, 0.0, advisories_path(args.advisories)
+    db, parse_s, load_s, source = None, 0.0, 0.0, advisories_path(args.advisories)
     if source is not None:
-        started = time.perf_counter()
-        db = AdvisoryDB.load(source)
-        load_s = time.perf_counter() - started
+        # Parsed from the source (a first start), then from the digest-keyed cache
+        # (every later `donjon scan` or node start): the second is what a scan pays.
+        parse_s, _ = best_of(1, lambda: AdvisoryDB.load(source))
+        AdvisoryDB.load(source, cache_dir=cache / "advisories")
+        load_s, db = best_of(
+            max(args.repeat, 1), lambda: AdvisoryDB.load(source, cache_dir=cache / "advisories")
+        )
     bandit_scan([])  # import Bandit and load its plugins once, outside the timings
     rows = []
     for pkg, root in zip(chosen, roots, strict=True):
@@ -432,10 +442,11 @@ def main() -> int:
         "advisories": {
             "source": str(source) if source else "none",
             "count": len(db) if db is not None else 0,
+            "parse_s": round(parse_s, 3),
             "load_s": round(load_s, 3),
         },
         "projects": rows,
-        "totals": totals(rows, load_s),
+        "totals": totals(rows, load_s, parse_s),
     }
     if args.json:
         json.dump(result, sys.stdout, indent=2)
