@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from donjon.scan import AdvisoryDB, Severity
+from donjon.scan import AdvisoryDB, IsolatedScanner, Severity
 from donjon.scan.deps import advisories
 
 _RECORD = """\
@@ -108,3 +108,16 @@ def test_a_cache_dir_that_cannot_be_written_only_costs_the_parsing(tmp_path: Pat
     source = _source(tmp_path / "db")
     (tmp_path / "file").write_text("")
     assert len(AdvisoryDB.load(source, cache_dir=tmp_path / "file" / "cache")) == 3
+
+
+def test_the_deploy_scan_helper_writes_and_reuses_the_cache(tmp_path: Path) -> None:
+    """The helper the node starts (IsolatedScanner) keeps the parsed records in its cache dir."""
+    source, cache = _source(tmp_path / "db"), tmp_path / "data" / "cache" / "advisories"
+    for _ in range(2):  # the second start reads the cache the first one wrote
+        scanner = IsolatedScanner(source, cache_dir=cache)
+        try:
+            scanner.start()
+            assert scanner.advisories_loaded == 3
+        finally:
+            scanner.close()
+        assert len(list(cache.glob("advisories-*.json"))) == 1
