@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from donjon.scan.project import discover
-from donjon.scan.scanners import secrets
+from donjon.scan.scanners import secret_detect, secrets
 from donjon.scan.scanners.secrets_prefilter import for_line, for_text
 
 # Made up for this test: the right shapes, random values, one detector family per line.
@@ -46,14 +46,14 @@ def test_the_gates_find_what_every_detector_on_every_line_finds(
     (tmp_path / name).write_text("\n".join(LINES) + "\n")
     gated = _findings(tmp_path)
     monkeypatch.setattr(secrets, "for_text", lambda plugins, text: plugins)
-    monkeypatch.setattr(secrets, "for_line", lambda plugins, line: plugins)
+    monkeypatch.setattr(secret_detect, "for_line", lambda plugins, line: plugins)
     assert gated == _findings(tmp_path)
     assert len(gated) >= 2 * 8
 
 
 def test_the_gates_leave_detectors_out_only_when_nothing_can_match() -> None:
     """An ordinary line keeps no format detector and loses the keyword detector."""
-    plugins = secrets._plugins()
+    plugins = secret_detect.detectors()
     plain = "total = compute(items)  # nothing to see"
     assert len(for_text(plugins, plain)) < len(plugins)
     assert len(for_line(plugins, plain)) == len(plugins) - 1

@@ -182,6 +182,20 @@ _CATALOG = (
         "Log the exception (context.log / logging.exception) and return a generic error "
         "with a request id.",
     ),
+    Rule(
+        "DJ-PY-017",
+        "dynamic-import-or-attribute",
+        _C,
+        Severity.HIGH,
+        Cwe.UNSAFE_REFLECTION,
+        _SAS.SAS_1,
+        "A name looked up on a dangerous module or namespace (os, subprocess, builtins, "
+        "globals(), sys.modules...) by getattr, __import__, import_module or a subscript "
+        "cannot be resolved: whatever it reaches escapes every other rule.",
+        "Import modules and call functions by their names (subprocess.run([...]), not "
+        "getattr(os, name) or import_module(name)); to dispatch on input, map allowed names "
+        "to functions or modules in a dict.",
+    ),
     # Bandit checks, run through Bandit's library and mapped to stable ids.
     Rule(
         "DJ-PY-101",
@@ -316,6 +330,20 @@ _CATALOG = (
         _SAS.SAS_7,
         "A URL carries a user name and password.",
         "Keep the password in the vault and build the URL at run time.",
+    ),
+    Rule(
+        "DJ-SEC-006",
+        "hard-coded-signing-key",
+        _S,
+        Severity.HIGH,
+        Cwe.HARD_CODED_KEY,
+        _SAS.SAS_7,
+        "A literal is the key of a signing or encryption call (jwt.encode/decode, hmac.new, "
+        "Fernet, itsdangerous) or a framework's signing-key setting (SECRET_KEY, "
+        "app.secret_key): whoever reads the code can forge tokens, sessions or signatures, "
+        "whatever the literal looks like.",
+        "Rotate the key, store it with `donjon secret set` and pass context.secrets[...] "
+        "to the call or setting.",
     ),
     # Dependencies.
     Rule(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ast
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from donjon.scan.errors import ScanError
+from donjon.scan.python.dynamic import Resolver
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
+from donjon.scan.python.refs import Ref, attribute, held
 from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
 
 __all__ = ["Evaluator", "Frame", "FunctionInfo"]
@@ -194,6 +196,8 @@ class Evaluator(ABC):
         #: the code's shape, and past the bound the scan fails closed.
         self.evaluations = 0
         self.evaluation_budget = 0
+        #: What names, attributes and calls refer to (aliases, getattr, __import__...).
+        self.resolver = Resolver(imports, hits)
 
     @abstractmethod
     def check_call(self, site: CallSite, frame: Frame) -> None:
@@ -224,13 +228,17 @@ class Evaluator(ABC):
             case ast.Constant():
                 return constant()
             case ast.Name(id=name):
-                return env.get(name) or UNKNOWN
+                return env.get(name) or self.resolver.name(node)
             case ast.Attribute():
                 return self._attribute(node, env, frame)
             case ast.Subscript(value=base, slice=index):
                 container, key = self.eval(base, env, frame), self.eval(index, env, frame)
+                ref = self.resolver.item(container, key, node) if container.ref else None
                 return Value(
-                    taint=container.taint, exc=container.exc, const=container.const and key.const
+                    taint=container.taint,
+                    exc=container.exc,
+                    const=container.const and key.const,
+                    ref=ref,
                 )
             case ast.Call():
                 return self._call(node, env, frame)
@@ -244,10 +252,22 @@ class Evaluator(ABC):
                 values = [self.eval(e, env, frame) for e in elts]
                 head = values[0] if values and not isinstance(elts[0], ast.Starred) else None
                 out = join_all(values)
-                return Value(out.taint, out.exc, out.const, out.built, None, head, out.exc_raw)
+                return Value(
+                    out.taint,
+                    out.exc,
+                    out.const,
+                    out.built,
+                    None,
+                    head,
+                    out.exc_raw,
+                    ref=held(values),
+                )
             case ast.Dict(keys=keys, values=vals):
                 items = [self.eval(k, env, frame) for k in keys if k is not None]
-                return join_all(items + [self.eval(v, env, frame) for v in vals])
+                values = [self.eval(v, env, frame) for v in vals]
+                ref = held(values)
+                out = join_all(items + values)
+                return out if ref is None else replace(out, ref=ref)
             case (
                 ast.ListComp(elt=elt, generators=gens)
                 | ast.SetComp(elt=elt, generators=gens)
@@ -283,6 +303,8 @@ class Evaluator(ABC):
                 if inner is not None:
                     self.eval(inner, env, frame)
                 return UNKNOWN
+            case ast.Lambda():
+                return Value(ref=Ref("<lambda>", "lambda", function=node, scope=env))
             case ast.Slice(lower=lo, upper=hi, step=st):
                 return join_all([self.eval(p, env, frame) for p in (lo, hi, st) if p is not None])
         return UNKNOWN
@@ -306,15 +328,42 @@ class Evaluator(ABC):
         source = self._request_source(node, frame)
         if source is not None:
             return source
-        key = _dotted(node)
-        if key is not None and (known := env.get(key)) is not None:
+        known = self._known_attribute(node, env, frame)
+        if known is not None:
             return known
         base_value = self.eval(node.value, env, frame)
         if node.attr in _EXC_SAFE_ATTRS:
             base_value = base_value.without_exc()
         # An exception's attributes are structured data like the exception itself: they
         # disclose it once made text (str(), f-strings, concatenation), not before.
-        return Value(taint=base_value.taint, exc=base_value.exc, exc_raw=base_value.exc_raw)
+        return Value(
+            taint=base_value.taint,
+            exc=base_value.exc,
+            exc_raw=base_value.exc_raw,
+            ref=attribute(base_value.ref, node.attr),
+        )
+
+    def _known_attribute(self, node: ast.Attribute, env: Env, frame: Frame) -> Value | None:
+        """``x.attr`` as assigned before, or a class attribute read through self/cls."""
+        key = _dotted(node)
+        if key is not None and (known := env.get(key)) is not None:
+            return known
+        owner = node.value
+        if isinstance(owner, ast.Name) and owner.id in ("self", "cls") and frame.info:
+            cls = frame.info.class_name
+            return env.get(f"{cls}.{node.attr}") if cls else None
+        return None
+
+    def _callee(self, func: ast.expr, receiver: Value | None, env: Env, frame: Frame) -> Ref | None:
+        """What the called expression refers to (``run`` after ``run = subprocess.run``)."""
+        if isinstance(func, ast.Name):
+            return (env.get(func.id) or self.resolver.name(func)).ref
+        if isinstance(func, ast.Attribute):
+            known = self._known_attribute(func, env, frame)
+            if known is not None:
+                return known.ref
+            return attribute(receiver.ref, func.attr) if receiver is not None else None
+        return self.eval(func, env, frame).ref
 
     def _fstring(self, parts: list[ast.expr], env: Env, frame: Frame) -> Value:
         values = [self.eval(p, env, frame) for p in parts]
@@ -364,6 +413,7 @@ class Evaluator(ABC):
         receiver: Value | None = None
         if isinstance(func, ast.Attribute):
             receiver = self._request_source(func, frame) or self.eval(func.value, env, frame)
+        callee = self._callee(func, receiver, env, frame)
         args = [self.eval(a, env, frame) for a in node.args]
         kwargs: dict[str, Value] = {}
         for kw in node.keywords:
@@ -374,11 +424,22 @@ class Evaluator(ABC):
         site = CallSite(
             node, qual, method, args, kwargs, self.imports, self.hits, context, receiver
         )
-        self.check_call(site, frame)
+        sites = self.resolver.resolve(site, callee)
+        for each in sites:
+            self.check_call(each, frame)
+            self.resolver.check(each)
+        site = sites[0]
         local = self.call_local(site, env, frame)
         if local is not None:
             return local
-        return self._call_result(site, env)
+        if callee is not None and callee.function is not None:
+            function, scope = callee.function, callee.scope
+            return self.resolver.call_lambda(
+                function, scope, site, lambda body, inner: self.eval(body, inner, frame)
+            )
+        result = self._call_result(site, env)
+        ref = self.resolver.result(site, callee)
+        return result if ref is None else replace(result, ref=ref)
 
     def _call_result(self, site: CallSite, env: Env) -> Value:
         """What a call to something outside the module returns, from what it was given."""

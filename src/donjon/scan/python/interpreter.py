@@ -124,6 +124,7 @@ class Interpreter(Evaluator):
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         self._register(item, stmt.name, self.module_env)
         self.exec_block(self.tree.body, self.module_env, Frame(None))
+        self._class_aliases()
         ordered = sorted(self.functions.values(), key=lambda i: (i.entry == "", i.node.lineno))
         for info in ordered:
             if info.entry or not (
@@ -131,6 +132,21 @@ class Interpreter(Evaluator):
             ):
                 self._analyze_entry(info)
         return self.hits.all()
+
+    def _class_aliases(self) -> None:
+        """Class attributes that refer to a callable (``run = subprocess.run``), kept as
+        ``Cls.run`` for ``self.run(...)`` and ``Cls.run(...)``."""
+        frame = Frame(None)
+        classes = [c for c in self.tree.body if isinstance(c, ast.ClassDef)]
+        for cls in classes:
+            for stmt in cls.body:
+                if isinstance(stmt, ast.Assign) and isinstance(
+                    stmt.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript
+                ):
+                    value = self.eval(stmt.value, self.module_env, frame)
+                    for target in stmt.targets:
+                        if value.ref is not None and isinstance(target, ast.Name):
+                            self.module_env.set(f"{cls.name}.{target.id}", value)
 
     def _register(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env

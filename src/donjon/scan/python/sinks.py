@@ -16,7 +16,7 @@ from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
 from donjon.scan.python.values import Value
 
-__all__ = ["check_call"]
+__all__ = ["SINK_NAMES", "check_call"]
 
 _HIGH, _MEDIUM, _LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
 
@@ -322,6 +322,9 @@ _BY_QUAL: dict[str, Callable[[CallSite, str], None]] = {
     **dict.fromkeys(_XML_DATA | _XML_PARSERS, _xml),
     "lxml.etree.XMLParser": lambda site, _: _lxml_parser(site),
 }
+
+#: Every qualified name a sink rule of this module checks (refs.py grades lookups by it).
+SINK_NAMES = frozenset(_BY_QUAL)
 
 
 def check_call(site: CallSite) -> None:

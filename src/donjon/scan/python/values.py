@@ -8,12 +8,17 @@ string assembled from non-constant parts (`built`); its known
 leading text (`prefix`); for sequences, what is known of the first item
 (`head`, which tells ``["convert", user_file]`` from ``[user_program, ...]``); and
 whether its exception label comes only from exception objects themselves
-(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is.
+(`exc_raw`): passing ``e`` to some function is not disclosing it, ``str(e)`` is;
+and what module or callable it refers to, when known (`ref`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from donjon.scan.python.refs import Ref
 
 __all__ = [
     "MAX_HEAD_DEPTH",
@@ -102,6 +107,9 @@ class Value:
     prefix: str | None = None
     head: Value | None = None
     exc_raw: bool = False
+    #: What the value is known to refer to: a module or callable reached through an
+    #: alias, getattr, __import__... (``run = subprocess.run``); see refs.py.
+    ref: Ref | None = None
 
     def __post_init__(self) -> None:
         if self.prefix is not None and len(self.prefix) > MAX_PREFIX:
@@ -131,6 +139,7 @@ class Value:
             prefix=prefix,
             head=head,
             exc_raw=self._raw_with(other),
+            ref=_join_refs(self.ref, other.ref),
         )
 
     def _raw_with(self, other: Value) -> bool:
@@ -165,6 +174,12 @@ class Value:
         """The exception label that survives being passed to an unknown function: text
         made from an exception does, the exception object itself does not."""
         return None if self.exc_raw else self.exc
+
+
+def _join_refs(a: Ref | None, b: Ref | None) -> Ref | None:
+    if a is not None:
+        return a.join(b)
+    return b.join(a) if b is not None else None
 
 
 UNKNOWN = Value()

@@ -1,74 +1,53 @@
 """`SecretScanner`: hard-coded credentials in code, config and manifests.
 
-detect-secrets is used as a library: its detector plugins and its false-positive
-heuristics, driven line by line here (thread-safe: no global settings, no network
-verification, and a cheap pre-filter so most lines never reach the 25 detectors).
-Donjon's own token formats (`donjon.scan.scanners.tokens`) add what it lacks. Reports never
-carry a secret: the value is masked in messages and snippets.
+Each line goes through detect-secrets' detectors and Donjon's own token formats
+(`secret_detect`, `tokens`); a keyword value must look like a secret in its context
+(`secret_values`); tests, fixtures, sample events and documentation lines are graded below
+the gate (`secret_context`); Python call sites are read from the AST (`secret_python`).
+Reports never carry a secret: the value is masked in messages and snippets.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import replace
 from pathlib import PurePosixPath
 
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters import heuristic
-from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
-from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
-from detect_secrets.plugins.keyword import REGEX_BY_FILETYPE, KeywordDetector
-from detect_secrets.util.filetype import FileType, determine_file_type
 
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
 from donjon.scan.project import Project, SourceFile
 from donjon.scan.rules import rule
-from donjon.scan.scanners.secrets_prefilter import for_line, for_text
-from donjon.scan.scanners.tokens import TOKEN_FORMATS, is_placeholder
+from donjon.scan.scanners.secret_context import CODE_SUFFIXES, is_comment_line, is_sample_path
+from donjon.scan.scanners.secret_detect import (
+    CANDIDATE_LINE,
+    detect,
+    detectors,
+    keyword_regexes,
+)
+from donjon.scan.scanners.secret_python import (
+    NAMED,
+    KeySite,
+    PythonFacts,
+    may_have_call_sites,
+    python_facts,
+)
+from donjon.scan.scanners.secret_values import WORDS, not_a_secret
+from donjon.scan.scanners.secrets_prefilter import for_text
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 
-#: A line that matches none of this cannot hold anything the detectors report.
-_CANDIDATE = re.compile(
-    r"(?i:pass|pwd|secret|key|token|auth|cred|contras|BEGIN|PuTTY|://|hooks)"
-    r"|[A-Za-z0-9+/=_\-]{16,}|['\"][A-Za-z0-9_+/=\-]{9,}['\"]"
-)
-_SKIP_TYPES = frozenset({"Public IP (ipv4)"})
-_RULE_BY_TYPE = {
-    "Private Key": "DJ-SEC-002",
-    "Secret Keyword": "DJ-SEC-003",
-    "Base64 High Entropy String": "DJ-SEC-004",
-    "Hex High Entropy String": "DJ-SEC-004",
-    "Basic Auth Credentials": "DJ-SEC-005",
-}
-#: When detectors overlap on one value, the most specific one names it.
-_PRIORITY = {"DJ-SEC-002": 0, "DJ-SEC-001": 1, "DJ-SEC-005": 2, "DJ-SEC-003": 3, "DJ-SEC-004": 4}
+#: Graded down in documentation lines (comments, docstrings): they hold examples.
+_CONTEXTUAL = frozenset({"DJ-SEC-003", "DJ-SEC-004"})
 _CONFIDENCE = {
     "DJ-SEC-001": Confidence.HIGH,
     "DJ-SEC-002": Confidence.HIGH,
     "DJ-SEC-003": Confidence.MEDIUM,
     "DJ-SEC-004": Confidence.LOW,
     "DJ-SEC-005": Confidence.HIGH,
+    "DJ-SEC-006": Confidence.HIGH,
 }
-_CODE_TYPES = frozenset(
-    {
-        FileType.PYTHON,
-        FileType.JAVASCRIPT,
-        FileType.JAVA,
-        FileType.GO,
-        FileType.SWIFT,
-        FileType.TERRAFORM,
-        FileType.C,
-        FileType.C_SHARP,
-        FileType.C_PLUS_PLUS,
-        FileType.PHP,
-        FileType.OBJECTIVE_C,
-    }
-)
 _LOCK_FILES = frozenset(
     {"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json", "yarn.lock", "Cargo.lock"}
 )
@@ -86,89 +65,60 @@ def mask(secret: str, *, show_prefix: bool = False) -> str:
     return f"{shown}{'*' * 8} ({len(secret)} chars)"
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    rule_id: str
-    secret: str
-    kind: str
+def _mask_span(line: str, site: KeySite) -> str:
+    """The line with the literal of `site` masked, or "" when its span is not on the line
+    (never the raw line: a bytes literal's escapes would show the key)."""
+    if site.end_col == NAMED:
+        return line
+    raw = line.encode()
+    if not site.end_col or site.end_col > len(raw):
+        return ""
+    masked = mask(site.value).encode()
+    return (raw[: site.col - 1] + masked + raw[site.end_col :]).decode(errors="replace")
 
 
-@cache
-def _plugins() -> tuple[BasePlugin, ...]:
-    classes: Mapping[str, type[BasePlugin]] = get_mapping_from_secret_type_to_class()
-    return tuple(cls() for kind, cls in sorted(classes.items()) if kind not in _SKIP_TYPES)
+class _FileScan:
+    """The findings of one file, graded by where each value sits."""
 
+    def __init__(self, source: SourceFile) -> None:
+        self.source = source
+        self.sample = is_sample_path(source.rel)
+        self.code = PurePosixPath(source.rel).suffix in CODE_SUFFIXES
+        self.python = source.rel.endswith((".py", ".pyw"))
+        self._facts: PythonFacts | None = None
+        self._parsed = False
+        self.out: list[Finding | None] = []  # None: superseded by a finding of the AST
 
-def _keyword_regexes(rel: str) -> dict[re.Pattern[str], int]:
-    kind = determine_file_type(rel)
-    if kind in _CODE_TYPES:
-        return REGEX_BY_FILETYPE.get(kind, REGEX_BY_FILETYPE[FileType.PYTHON])
-    return REGEX_BY_FILETYPE[FileType.CONFIG]
+    @property
+    def facts(self) -> PythonFacts | None:
+        if self.python and not self._parsed:
+            self._parsed = True
+            self._facts = python_facts(self.source)
+        return self._facts
 
+    def grade(self, rule_id: str, line_no: int, line: str, *, weak: bool = False) -> Confidence:
+        base = _CONFIDENCE[rule_id]
+        if self.sample or base is Confidence.LOW:
+            return Confidence.LOW
+        if rule_id in _CONTEXTUAL:
+            if weak or is_comment_line(line):
+                return Confidence.LOW
+            facts = self.facts  # parsed only now: most files never need it
+            if facts is not None and line_no in facts.doc_lines:
+                return Confidence.LOW
+        return base
 
-def _is_false_positive(secret: str, line: str, plugin: BasePlugin) -> bool:
-    if is_placeholder(secret):
-        return True
-    if isinstance(plugin, KeywordDetector):
-        key = line[: max(line.rfind(secret), 0)].lower()
-        if secret.lower() in key:  # the value only repeats its own key
-            return True
-    if isinstance(plugin, RegexBasedDetector):
-        return heuristic.is_sequential_string(secret)
-    return (
-        heuristic.is_sequential_string(secret)
-        or heuristic.is_potential_uuid(secret)
-        or heuristic.is_likely_id_string(secret, line, plugin)
-        or heuristic.is_templated_secret(secret)
-        or heuristic.is_prefixed_with_dollar_sign(secret)
-        or heuristic.is_not_alphanumeric_string(secret)
-        or heuristic.is_indirect_reference(line)
-    )
-
-
-def _regex_matches(plugin: RegexBasedDetector, line: str) -> list[str]:
-    """The values a format detector matches: its capture group, or the whole match when the
-    group is only a prefix (detect-secrets' GitHub pattern captures just ``ghp``)."""
-    values = []
-    for pattern in plugin.denylist:
-        for match in pattern.finditer(line):
-            groups = [g for g in match.groups() if g]
-            best = max(groups, key=len) if groups else ""
-            values.append(best if len(best) >= 8 else match.group(0))
-    return values
-
-
-def _detect(
-    line: str,
-    keyword_regexes: dict[re.Pattern[str], int],
-    plugins: tuple[BasePlugin, ...] | None = None,
-) -> list[_Candidate]:
-    found: list[_Candidate] = []
-    for plugin in for_line(_plugins() if plugins is None else plugins, line):
-        kind = str(plugin.secret_type)
-        values: Iterable[str]
-        if isinstance(plugin, KeywordDetector):
-            values = plugin.analyze_string(line, denylist_regex_to_group=keyword_regexes)
-        elif isinstance(plugin, RegexBasedDetector):
-            values = _regex_matches(plugin, line)
-        else:
-            values = plugin.analyze_string(line)
-        for secret in values:
-            if isinstance(plugin, HighEntropyStringsPlugin) and (
-                plugin.calculate_shannon_entropy(secret) <= plugin.entropy_limit
-            ):
-                continue
-            if not _is_false_positive(secret, line, plugin):
-                found.append(_Candidate(_RULE_BY_TYPE.get(kind, "DJ-SEC-001"), secret, kind))
-    for fmt in TOKEN_FORMATS:
-        for match in fmt.pattern.finditer(line):
-            if not is_placeholder(match.group(1)):
-                found.append(_Candidate("DJ-SEC-001", match.group(1), fmt.name))
-    kept: list[_Candidate] = []
-    for cand in sorted(found, key=lambda c: (_PRIORITY[c.rule_id], -len(c.secret))):
-        if not any(cand.secret in k.secret or k.secret in cand.secret for k in kept):
-            kept.append(cand)
-    return kept
+    def add(self, rule_id: str, line_no: int, column: int, message: str, *, confidence: Confidence,
+            snippet: str, secret: str) -> None:  # fmt: skip
+        self.out.append(
+            rule(rule_id).finding(
+                Location(self.source.rel, line_no, column),
+                message,
+                confidence=confidence,
+                snippet=snippet[:200],
+                fingerprint=secret_fingerprint(secret),
+            )
+        )
 
 
 class SecretScanner(Scanner):
@@ -186,27 +136,76 @@ class SecretScanner(Scanner):
         return ScannerOutput(tuple(findings))
 
     def _scan_file(self, source: SourceFile) -> list[Finding]:
-        keyword_regexes = _keyword_regexes(source.rel)
+        regexes = keyword_regexes(source.rel)
+        scan = _FileScan(source)
+        seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its finding
         candidates = [
             (number, text)
             for number, text in enumerate((x[:_MAX_LINE] for x in source.lines), start=1)
-            if _CANDIDATE.search(text)
+            if CANDIDATE_LINE.search(text)
         ]
         # Speed only: the detectors that cannot match any candidate line are left out.
-        plugins = for_text(_plugins(), "\n".join(text for _, text in candidates))
-        out: list[Finding] = []
+        plugins = for_text(detectors(), "\n".join(text for _, text in candidates))
         for number, text in candidates:
-            for cand in _detect(text, keyword_regexes, plugins):
+            for cand in detect(text, regexes, scan.code, plugins):
                 column = text.find(cand.secret) + 1
                 masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
-                snippet = text.strip().replace(cand.secret, masked)[:200]
-                out.append(
-                    rule(cand.rule_id).finding(
-                        Location(source.rel, number, column),
-                        f"{cand.kind}: {masked}",
-                        confidence=_CONFIDENCE[cand.rule_id],
-                        snippet=snippet,
-                        fingerprint=secret_fingerprint(cand.secret),
-                    )
+                seen[(number, cand.secret)] = len(scan.out)
+                scan.add(
+                    cand.rule_id,
+                    number,
+                    column,
+                    f"{cand.kind}: {masked}",
+                    confidence=scan.grade(cand.rule_id, number, text, weak=cand.weak),
+                    snippet=text.strip().replace(cand.secret, masked),
+                    secret=cand.secret,
                 )
-        return out
+        if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
+            self._call_sites(scan, scan.facts, seen)
+        return [f for f in scan.out if f is not None]
+
+    @staticmethod
+    def _call_sites(scan: _FileScan, facts: PythonFacts, seen: dict[tuple[int, str], int]) -> None:
+        """Literal keys at signing calls (DJ-SEC-006) and literals passed to credential
+        parameters (DJ-SEC-003 at medium confidence: the call says it is a credential)."""
+        for site in facts.sites:
+            line = scan.source.line(site.line)
+            snippet = _mask_span(line, site).strip()
+            low = Confidence.LOW if scan.sample else None
+            at = seen.get((site.line, site.value))
+            found = scan.out[at] if at is not None else None
+            if site.signing:
+                if at is not None and found is not None and found.rule_id in _CONTEXTUAL:
+                    scan.out[at] = None  # the call says what the value is: a signing key
+                scan.add(
+                    "DJ-SEC-006",
+                    site.line,
+                    site.col,
+                    f"literal signing key for {site.call}: {mask(site.value)}",
+                    confidence=low or Confidence.HIGH,
+                    snippet=snippet,
+                    secret=site.value,
+                )
+                continue
+            reason = not_a_secret(site.value)
+            if reason and reason != WORDS:
+                continue
+            # A plain word passed as a password is one, if a poor one: reported, not gate level.
+            word = Confidence.LOW if reason else None
+            if at is not None:
+                if found is not None and found.rule_id == "DJ-SEC-003" and low is None:
+                    # The line rule found it, the call confirms it is a credential.
+                    scan.out[at] = replace(
+                        found, confidence=max(found.confidence, Confidence.MEDIUM)
+                    )
+                continue
+            seen[(site.line, site.value)] = len(scan.out)
+            scan.add(
+                "DJ-SEC-003",
+                site.line,
+                site.col,
+                f"Credential argument of {site.call}: {mask(site.value)}",
+                confidence=low or word or Confidence.MEDIUM,
+                snippet=snippet,
+                secret=site.value,
+            )

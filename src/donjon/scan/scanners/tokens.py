@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["TOKEN_FORMATS", "TokenFormat", "is_placeholder"]
+__all__ = ["TOKEN_FORMATS", "TokenFormat", "fixed_length", "is_placeholder", "is_whole_token"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,37 @@ TOKEN_FORMATS = (
     _fmt("PyPI upload token", r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,})"),
     _fmt("SendGrid API key", r"\b(SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43})\b"),
     _fmt("Twilio API key", r"\b(SK[0-9a-fA-F]{32})\b"),
+    # Bot id, a colon, then 35 characters starting with "A" (gitleaks' shape); standing alone
+    # or after ``/bot`` in an API URL, never inside a longer run of digits (a Kinesis
+    # ``shardId-000000000006:4959...`` event id is not a token).
+    _fmt(
+        "Telegram bot token",
+        r"(?:(?<=/bot)|(?<![\w:./-]))(\d{8,10}:A[\w-]{34})(?![\w-])",
+    ),
 )
 
+
+def fixed_length(pattern: re.Pattern[str]) -> bool:
+    """Whether a format pattern ends with a fixed count (``{36}``): its token has a set length."""
+    return bool(_FIXED_END.search(pattern.pattern))
+
+
+def is_whole_token(line: str, start: int, end: int, *, fixed: bool) -> bool:
+    """Whether ``line[start:end]`` stands as a token of its own: no letter or digit right
+    before it, nor right after it when the format has a fixed length.
+
+    detect-secrets' format patterns are unanchored, so ``AKIA...`` inside a longer base64 run
+    or a token shape inside an identifier would match; gitleaks bounds each format the same
+    way (a word boundary before, a quote, space or separator after). Checked on the match
+    rather than written into the pattern, so the regex engine keeps its fast literal-prefix
+    search.
+    """
+    if start > 0 and line[start - 1].isascii() and line[start - 1].isalnum():
+        return False
+    return not (fixed and end < len(line) and line[end].isascii() and line[end].isalnum())
+
+
+_FIXED_END = re.compile(r"\{\d+\}\)?$")
 _PLACEHOLDER = re.compile(
     r"example|xxxx|changeme|change_me|change-me|your[_-]?(?:own|key|token|secret|pass)"
     r"|dummy|placeholder|redacted|sample|fake|not[_-]?a[_-]?real|insert|replace[_-]?me"

@@ -1,0 +1,218 @@
+"""Secrets in Python call sites, read from the AST rather than from lines.
+
+Two facts a line cannot give: which string is the *key* of ``jwt.encode(payload, "k")``,
+``hmac.new(b"k", msg, sha256)`` or ``Fernet(b"...")`` (a literal signing or encryption key:
+DJ-SEC-006, reported whatever the literal looks like, as Semgrep's
+jwt-python-hardcoded-secret does, since any literal key lets anyone who reads the code forge
+tokens), and which literal is passed to a credential parameter of a call
+(``Client(api_key="...")``, ``boto3.client(aws_secret_access_key="...")``: DJ-SEC-003 with the
+call as its context). It also tells which lines are documentation (docstrings and other bare
+string statements), where a credential-looking value is an example.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from donjon.scan.project import SourceFile
+from donjon.scan.python.imports import LOCAL, ImportMap
+from donjon.scan.scanners.code import parse_python
+
+__all__ = ["NAMED", "KeySite", "PythonFacts", "may_have_call_sites", "python_facts"]
+
+#: Calls whose argument is a signing or encryption key: qualified name -> (position, keyword).
+_KEY_ARGUMENT: dict[str, tuple[int, str]] = {
+    "jwt.encode": (1, "key"),
+    "jwt.decode": (1, "key"),
+    "jwt.api_jwt.encode": (1, "key"),
+    "jwt.api_jwt.decode": (1, "key"),
+    "jose.jwt.encode": (1, "key"),
+    "jose.jwt.decode": (1, "key"),
+    "hmac.new": (0, "key"),
+    "hmac.HMAC": (0, "key"),
+    "hmac.digest": (0, "key"),
+    "cryptography.fernet.Fernet": (0, "key"),
+    "cryptography.hazmat.primitives.hmac.HMAC": (0, "key"),
+    "Crypto.Cipher.AES.new": (0, "key"),
+    "Cryptodome.Cipher.AES.new": (0, "key"),
+    "itsdangerous.Serializer": (0, "secret_key"),
+    "itsdangerous.URLSafeSerializer": (0, "secret_key"),
+    "itsdangerous.TimedSerializer": (0, "secret_key"),
+    "itsdangerous.URLSafeTimedSerializer": (0, "secret_key"),
+    "itsdangerous.Signer": (0, "secret_key"),
+    "itsdangerous.TimestampSigner": (0, "secret_key"),
+}
+#: Keyword parameters that take a credential (``aws_secret_access_key``, ``api_key``...).
+_CREDENTIAL_PARAM = re.compile(
+    r"(?i)(?:\w*_)?(?:password|passwd|pwd|secret|secret_?key|secret_access_key|api_?key|"
+    r"apikey|auth_?key|access_?key|private_?key|client_?secret|(?:auth|access|api|bearer|bot|"
+    r"refresh|session|id)_?token|token|credentials?)"
+)
+#: Framework settings that are signing keys (Flask and Django sessions, flask-jwt-extended).
+_FRAMEWORK_KEYS = frozenset({"SECRET_KEY", "JWT_SECRET_KEY"})
+_NOT_CREDENTIAL_PARAM = re.compile(r"(?i)next|continuation|page|idempotency|request_token|_id$")
+#: A cheap look at the text first: most files have neither, and need no parse.
+_WORTH_PARSING = re.compile(
+    r"jwt|hmac|Fernet|Serializer|Signer|AES\b|SECRET_KEY|secret_key"
+    r"|(?i:passw|pwd|secret|key|token|credential)\w*\s*=\s*[rbuRBU]{0,2}['\"]"
+)
+
+
+#: `KeySite.end_col` of a constant used by name: the line holds no part of the value.
+NAMED = -1
+
+
+@dataclass(frozen=True)
+class KeySite:
+    """A literal at a call site: a signing key (`signing`) or a credential argument."""
+
+    line: int
+    col: int
+    end_col: int  # 0: the literal does not end on `line`; NAMED: a constant's name is there
+    value: str
+    call: str
+    signing: bool
+
+
+@dataclass(frozen=True)
+class PythonFacts:
+    """What the AST of one file says: documentation lines and literal keys at call sites."""
+
+    doc_lines: frozenset[int]
+    sites: tuple[KeySite, ...]
+
+
+def _literal(node: ast.expr | None, constants: dict[str, str]) -> str | None:
+    """The text of a str/bytes literal, of ``"...".encode()``, or of a module constant."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+        value = node.value
+        return value.decode("latin-1") if isinstance(value, bytes) else value
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "encode"
+    ):
+        return _literal(node.func.value, constants)
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+class _Walk:
+    """One pass over the tree: imports, assignments, documentation lines and calls."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.imports: list[ast.stmt] = []
+        self.bindings: dict[str, int] = {}
+        self.doc_lines: set[int] = set()
+        self.calls: list[ast.Call] = []
+        self.settings: list[KeySite] = []  # SECRET_KEY = "...", app.secret_key = "..."
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                self.calls.append(node)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                self.imports.append(node)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        self.bindings[target.id] = self.bindings.get(target.id, 0) + 1
+                    self._setting(target, node.value)
+            elif (
+                isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                self.doc_lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        self.constants = self._module_constants(tree)
+
+    def _setting(self, target: ast.expr, value_node: ast.expr | None) -> None:
+        """``SECRET_KEY = "..."``, ``app.secret_key = "..."``, ``app.config["SECRET_KEY"] = ...``
+        with a non-empty literal: a framework's signing key written in the code."""
+        name = None
+        if isinstance(target, ast.Name) and target.id in _FRAMEWORK_KEYS:
+            name = target.id
+        elif isinstance(target, ast.Attribute) and target.attr == "secret_key":
+            name = "secret_key"
+        elif (
+            isinstance(target, ast.Subscript)
+            and isinstance(target.slice, ast.Constant)
+            and target.slice.value in _FRAMEWORK_KEYS
+        ):
+            name = str(target.slice.value)
+        value = _literal(value_node, {})
+        if name and value_node is not None and value:
+            self.settings.append(_site(value_node, value, f"the {name} setting", signing=True))
+
+    def _module_constants(self, tree: ast.Module) -> dict[str, str]:
+        """Names bound once, at module level, to a string literal (``SECRET = "..."``)."""
+        found: dict[str, str] = {}
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name) and self.bindings.get(target.id) == 1:
+                    value = _literal(stmt.value, {})
+                    if value is not None:
+                        found[target.id] = value
+        return found
+
+
+def _site(node: ast.expr, value: str, call: str, *, signing: bool) -> KeySite:
+    if isinstance(node, ast.Name):  # a module constant: the line shows its name, not the value
+        return KeySite(node.lineno, node.col_offset + 1, NAMED, value, call, signing)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        node = node.func.value  # "...".encode(): the literal is the receiver
+    literal = isinstance(node, ast.Constant) and node.end_lineno == node.lineno
+    end = (node.end_col_offset or 0) if literal else 0
+    return KeySite(node.lineno, node.col_offset + 1, end, value, call, signing)
+
+
+def _call_sites(walk: _Walk) -> list[KeySite]:
+    # Only the import statements: resolving a call needs nothing else, and a second walk of
+    # the whole tree would double the cost.
+    imports = ImportMap(ast.Module(body=walk.imports, type_ignores=[]))
+    constants = walk.constants
+    sites: list[KeySite] = []
+    for node in walk.calls:
+        qual = imports.qualname(node.func) or ""
+        shown = qual.removeprefix(LOCAL)
+        where = _KEY_ARGUMENT.get(qual)
+        if where is not None:
+            position, keyword = where
+            arg = node.args[position] if len(node.args) > position else None
+            arg = next((k.value for k in node.keywords if k.arg == keyword), arg)
+            value = _literal(arg, constants)
+            if arg is not None and value is not None:
+                sites.append(_site(arg, value, f"{shown}()", signing=True))
+                continue
+        for kw in node.keywords:
+            if kw.arg in _FRAMEWORK_KEYS:
+                value = _literal(kw.value, {})
+                if value:
+                    sites.append(_site(kw.value, value, f"the {kw.arg} setting", signing=True))
+                continue
+            if kw.arg is None or not _CREDENTIAL_PARAM.fullmatch(kw.arg):
+                continue
+            if _NOT_CREDENTIAL_PARAM.search(kw.arg):
+                continue
+            value = _literal(kw.value, {})
+            if value is not None:
+                sites.append(_site(kw.value, value, f"{shown}()", signing=False))
+    return sites + walk.settings
+
+
+def may_have_call_sites(text: str) -> bool:
+    """Whether a module's text is worth an AST look for call sites (most have none)."""
+    return bool(_WORTH_PARSING.search(text))
+
+
+def python_facts(source: SourceFile) -> PythonFacts | None:
+    """The facts of a Python file, or None if it does not parse (the line rules still run)."""
+    tree = parse_python(source)
+    if isinstance(tree, str):
+        return None
+    walk = _Walk(tree)
+    sites = _call_sites(walk) if may_have_call_sites(source.text) else []
+    return PythonFacts(frozenset(walk.doc_lines), tuple(sites))
