@@ -162,9 +162,12 @@ def _run(
 def _advisories(explicit: Path | None) -> AdvisoryDB | None:
     from donjon import scan
 
+    data_dir = load_settings().data_dir
+    # The parsed database is cached in an initialised data dir (never creates one).
+    cache = scan.cache_dir_for(data_dir) if data_dir.is_dir() else None
     if explicit is not None:
-        return scan.AdvisoryDB.load(explicit)
-    default = scan.advisories_dir(load_settings().data_dir)
+        return scan.AdvisoryDB.load(explicit, cache_dir=cache)
+    default = scan.advisories_dir(data_dir)
     if default.is_dir() and any(default.iterdir()):
-        return scan.AdvisoryDB.load(default)
+        return scan.AdvisoryDB.load(default, cache_dir=cache)
     return None  # the report notes which dependencies went unchecked

@@ -20,7 +20,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
-from donjon.scan import IsolatedScanner, ScanPolicy
+from donjon.scan import IsolatedScanner, ScanPolicy, cache_dir_for
 from donjon.store import (
     Engine,
     FunctionStore,
@@ -70,7 +70,9 @@ class Node:
         await asyncio.to_thread(self.resources.sweep)
         # Loads the advisories once (a bad database stops the node here, clearly);
         # every deploy's scan then runs in a limited process forked from the helper.
-        scanner = IsolatedScanner(self.settings.advisories_path)
+        scanner = IsolatedScanner(
+            self.settings.advisories_path, cache_dir=cache_dir_for(self.settings.data_dir)
+        )
         await asyncio.to_thread(scanner.start)
         self.scanner = scanner
         await asyncio.to_thread(check_sandbox, host)

@@ -17,6 +17,7 @@ from donjon.scan.deps import (
     Advisory,
     AdvisoryDB,
     advisories_dir,
+    cache_dir_for,
     update_advisory_db,
 )
 from donjon.scan.engine import default_scanners, scan_path
@@ -65,6 +66,7 @@ __all__ = [
     "Severity",
     "TaintStep",
     "advisories_dir",
+    "cache_dir_for",
     "default_scanners",
     "render_json",
     "render_sarif",

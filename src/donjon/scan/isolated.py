@@ -63,8 +63,16 @@ class ScanLimits:
 class IsolatedScanner:
     """Runs scans in a helper process; thread-safe, one scan at a time."""
 
-    def __init__(self, advisories: Path | None = None, limits: ScanLimits | None = None) -> None:
+    def __init__(
+        self,
+        advisories: Path | None = None,
+        limits: ScanLimits | None = None,
+        *,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.advisories = advisories
+        #: Where the helper keeps the parsed advisory database (`AdvisoryDB.load`).
+        self.cache_dir = cache_dir
         self.limits = limits or ScanLimits()
         self.advisories_loaded = 0
         self._proc: subprocess.Popen[bytes] | None = None
@@ -92,6 +100,8 @@ class IsolatedScanner:
         argv: list[str | Path] = [sys.executable, "-I", "-m", "donjon.scan.worker"]
         if self.advisories is not None:
             argv += ["--advisories", self.advisories]
+            if self.cache_dir is not None:
+                argv += ["--cache-dir", self.cache_dir]
         try:
             proc = start(argv, hint="the deploy-time scan runs in a helper process")
         except CommandError as e:

@@ -1,10 +1,11 @@
 """The scan helper: a child process of the node that runs deploy-time scans.
 
-``python -I -m donjon.scan.worker [--advisories PATH]`` loads the advisory database
-once, says it is ready, then serves requests from its stdin one at a time. Each scan
-runs in a fresh process forked from the helper (so it shares the loaded database
-without reloading it) with an address-space limit (RLIMIT_AS) and a CPU-time limit
-(RLIMIT_CPU), and is killed when its wall-clock time is up. Whatever a bundle makes
+``python -I -m donjon.scan.worker [--advisories PATH] [--cache-dir DIR]`` loads the
+advisory database once (its parsed form cached in DIR), says it is ready, then serves
+requests from its stdin one at a time. Each scan runs in a fresh process forked from
+the helper (so it shares the loaded database without reloading it) with an
+address-space limit (RLIMIT_AS) and a CPU-time limit (RLIMIT_CPU), and is killed when
+its wall-clock time is up. Whatever a bundle makes
 the scanner do, it happens in that process: the node only ever reads a bounded reply.
 
 Protocol (`donjon.scan.isolated` is the other side). A request is one JSON line::
@@ -161,10 +162,13 @@ def _warm_up(advisories: AdvisoryDB | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="donjon.scan.worker")
     parser.add_argument("--advisories", type=Path, default=None)
+    parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     out = sys.stdout.buffer
     try:
-        advisories = AdvisoryDB.load(args.advisories) if args.advisories else None
+        advisories = (
+            AdvisoryDB.load(args.advisories, cache_dir=args.cache_dir) if args.advisories else None
+        )
         _warm_up(advisories)
     except Error as e:
         _reply(out, "error", json.dumps({"message": e.message, "hint": e.hint}).encode())

@@ -6,6 +6,7 @@ What `donjon.scan.scanners.dependencies` checks against; no findings are made he
 from __future__ import annotations
 
 from donjon.scan.deps.advisories import Advisory, AdvisoryDB, AffectedRange
+from donjon.scan.deps.advisory_cache import cache_dir_for
 from donjon.scan.deps.depfiles import Dependency, parse_dependency_file, parse_installed
 from donjon.scan.deps.osv_update import OSV_PYPI_EXPORT_URL, advisories_dir, update_advisory_db
 
@@ -16,6 +17,7 @@ __all__ = [
     "AffectedRange",
     "Dependency",
     "advisories_dir",
+    "cache_dir_for",
     "parse_dependency_file",
     "parse_installed",
     "update_advisory_db",

@@ -22,6 +22,7 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from donjon.scan.deps.advisory_cache import read_cache, source_digest, write_cache
 from donjon.scan.deps.cvss import cvss3_base_score, severity_from_score
 from donjon.scan.errors import ScanError
 from donjon.scan.model import Severity
@@ -149,35 +150,36 @@ class AdvisoryDB:
         self.source = source
         self.count = 0
         self._by_package: dict[str, list[AffectedRange]] = defaultdict(list)
+        #: The compact form of every record kept (what the cache stores).
+        self._compact: list[dict[str, Any]] = []
         for record in records:
-            self._add(record)
+            compact = _compact(record)
+            if compact is not None:
+                self._compact.append(compact)
+                self._add(compact)
+
+    @classmethod
+    def _from_compact(cls, compact: list[dict[str, Any]], source: str) -> AdvisoryDB:
+        db = cls((), source=source)
+        for record in compact:
+            db._add(record)
+        return db
 
     def __len__(self) -> int:
         return self.count
 
-    def _add(self, record: dict[str, Any]) -> None:
-        if not isinstance(record, dict) or record.get("withdrawn") or "id" not in record:
-            return
-        entries = [
-            a
-            for a in record.get("affected") or []
-            if isinstance(a, dict)
-            and str((a.get("package") or {}).get("ecosystem", "")).lower() == "pypi"
-        ]
-        if not entries:
-            return
-        severity, rating = _severity(record)
+    def _add(self, compact: dict[str, Any]) -> None:
+        """Index one compact record (`_compact`'s output, or a cached copy of it)."""
         advisory = Advisory(
-            id=str(record["id"]),
-            aliases=tuple(str(a) for a in record.get("aliases") or ()),
-            summary=str(record.get("summary") or record.get("details") or "").strip(),
-            severity=severity,
-            rating=rating,
+            id=str(compact["id"]),
+            aliases=tuple(str(a) for a in compact["aliases"]),
+            summary=str(compact["summary"]),
+            severity=Severity(int(compact["severity"])),
+            rating=str(compact["rating"]),
         )
-        for entry in entries:
-            name = canonicalize_name(str(entry["package"].get("name", "")))
-            if name:
-                self._by_package[name].append(AffectedRange(advisory, name, entry))
+        for entry in compact["affected"]:
+            name = str(entry["name"])
+            self._by_package[name].append(AffectedRange(advisory, name, entry))
         self.count += 1
 
     def ranges_for(self, name: str) -> list[AffectedRange]:
@@ -189,8 +191,12 @@ class AdvisoryDB:
         return [r for r in self.ranges_for(name) if r.affects(version)]
 
     @classmethod
-    def load(cls, path: Path) -> AdvisoryDB:
-        """Load OSV records from a directory or an export zip; `ScanError` if none are there."""
+    def load(cls, path: Path, *, cache_dir: Path | None = None) -> AdvisoryDB:
+        """Load OSV records from a directory or an export zip; `ScanError` if none are there.
+
+        With `cache_dir`, the parsed records are kept there, keyed by the digest of the
+        source (`advisory_cache`): the next load of an unchanged source skips the parsing.
+        """
         if not path.exists():
             raise ScanError(
                 f"advisory database {path} does not exist",
@@ -198,7 +204,11 @@ class AdvisoryDB:
                 "or run `donjon scan --update-db`",
             )
         try:
-            db = cls(_records(path), source=str(path))
+            digest = source_digest(path, _MAX_RECORD_BYTES) if cache_dir is not None else ""
+            db = cls._cached(cache_dir, digest, str(path)) if cache_dir is not None else None
+            fresh = db is None
+            if db is None:
+                db = cls(_records(path), source=str(path))
         except (OSError, zipfile.BadZipFile, json.JSONDecodeError, yaml.YAMLError) as e:
             raise ScanError(
                 f"could not read the advisory database {path}: {e}",
@@ -209,7 +219,49 @@ class AdvisoryDB:
                 f"no PyPI OSV records found in {path}",
                 hint="point --advisories at the vulns/ directory or the export zip",
             )
+        if cache_dir is not None and fresh:
+            write_cache(cache_dir, digest, db._compact)
         return db
+
+    @classmethod
+    def _cached(cls, cache_dir: Path, digest: str, source: str) -> AdvisoryDB | None:
+        """The database as cached for `digest`; None when absent or of the wrong shape."""
+        compact = read_cache(cache_dir, digest)
+        if compact is None:
+            return None
+        try:
+            return cls._from_compact(compact, source)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None  # written by another version, or damaged: parse the source again
+
+
+def _compact(record: dict[str, Any]) -> dict[str, Any] | None:
+    """What a scan needs of one OSV record (None for withdrawn or non-PyPI records)."""
+    if not isinstance(record, dict) or record.get("withdrawn") or "id" not in record:
+        return None
+    affected = []
+    for a in record.get("affected") or []:
+        if not isinstance(a, dict) or not isinstance(a.get("package") or {}, dict):
+            continue
+        package = a.get("package") or {}
+        if str(package.get("ecosystem", "")).lower() != "pypi":
+            continue
+        name = canonicalize_name(str(package.get("name", "")))
+        if name:
+            affected.append(
+                {"name": name, "ranges": a.get("ranges") or [], "versions": a.get("versions") or []}
+            )
+    if not affected:
+        return None
+    severity, rating = _severity(record)
+    return {
+        "id": str(record["id"]),
+        "aliases": [str(a) for a in record.get("aliases") or ()],
+        "summary": str(record.get("summary") or record.get("details") or "").strip(),
+        "severity": int(severity),
+        "rating": rating,
+        "affected": affected,
+    }
 
 
 def _severity(record: dict[str, Any]) -> tuple[Severity, str]:

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections.abc import Iterator
 
-__all__ = ["LOCAL", "ImportMap"]
+__all__ = ["LOCAL", "ImportMap", "statements"]
 
 #: Prefix of names a module defines itself (a local ``def eval`` is not the builtin).
 LOCAL = "<local>."
 _BUILTINS = frozenset(dir(builtins))
+
+
+def statements(tree: ast.AST) -> Iterator[ast.stmt]:
+    """Every statement in `tree`, nested ones included (function, class, if, try, with, match
+    bodies), without visiting expressions: where imports can be, at a fraction of the nodes
+    `ast.walk` visits (speed only)."""
+    for _, value in ast.iter_fields(tree):
+        if not isinstance(value, list):
+            continue
+        for item in value:
+            if isinstance(item, ast.stmt):
+                yield item
+                yield from statements(item)
+            elif isinstance(item, ast.excepthandler | ast.match_case):
+                yield from statements(item)
 
 
 class ImportMap:
@@ -18,7 +34,7 @@ class ImportMap:
     def __init__(self, tree: ast.Module) -> None:
         self.aliases: dict[str, str] = {}
         self.defined: set[str] = set()
-        for node in ast.walk(tree):
+        for node in statements(tree):
             if isinstance(node, ast.Import):
                 for a in node.names:
                     if a.asname:

@@ -33,13 +33,41 @@ BANDIT_RULES = {
     "B507": "DJ-PY-107",
     "B505": "DJ-PY-108",
 }
-#: A file that matches none of this cannot trigger the checks above: each needs the
-#: literal 0.0.0.0 (B104), a chmod call (B103), or an import of the module it is about.
-_TRIGGERS = re.compile(
-    r"0\.0\.0\.0|chmod|^[ \t]*(?:from|import)[ \t][^\n]*\b(?:requests|httpx|jinja2|paramiko"
-    r"|telnetlib|ftplib|flask|cryptography|Crypto|Cryptodome)\b",
-    re.MULTILINE,
+
+
+def _imports(*modules: str) -> re.Pattern[str]:
+    """An import statement naming one of `modules` as a top-level module."""
+    names = "|".join(modules)
+    return re.compile(
+        rf"^[ \t]*(?:from[ \t]+(?:{names})\b|import[ \t][^\n]*(?<![.\w])(?:{names})(?![\w]))",
+        re.MULTILINE,
+    )
+
+
+def _imports_like(module: str) -> re.Pattern[str]:
+    """An import statement whose module path contains `module` (Bandit's
+    ``is_module_imported_like``, and qualified names holding it as a component)."""
+    return re.compile(rf"^[ \t]*(?:from|import)[ \t][^\n]*{module}", re.MULTILINE)
+
+
+#: What a file must contain for each check to fire (all of a row): a file that meets no
+#: row is not given to Bandit. Each row is the textual precondition of Bandit's own test.
+_NEEDS: tuple[tuple[re.Pattern[str], ...], ...] = (
+    (_imports_like("flask"), re.compile(r"debug")),  # B201: flask imported, .run(debug=)
+    (re.compile(r"0\.0\.0\.0"),),  # B104
+    (_imports("requests", "httpx"),),  # B113: the call's qualified name starts with them
+    (_imports_like("jinja2"), re.compile(r"Environment")),  # B701: jinja2...Environment(...)
+    (re.compile(r"chmod"),),  # B103
+    (_imports("telnetlib", "ftplib"),),  # B312, B321
+    (_imports_like("paramiko"), re.compile(r"set_missing_host_key_policy")),  # B507
+    (_imports("cryptography", "Crypto", "Cryptodome"), re.compile(r"generate")),  # B505
 )
+
+
+def _may_trigger(text: str) -> bool:
+    return any(all(p.search(text) for p in row) for row in _NEEDS)
+
+
 _GRADES = {"LOW": 1, "MEDIUM": 2, "HIGH": 3}
 _IMPORT_LOCK = threading.Lock()
 
@@ -72,7 +100,7 @@ class BanditScanner(Scanner):
     name = "bandit"
 
     def scan(self, project: Project) -> ScannerOutput:
-        candidates = {str(f.path): f for f in project.python if _TRIGGERS.search(f.text)}
+        candidates = {str(f.path): f for f in project.python if _may_trigger(f.text)}
         if not candidates:
             return ScannerOutput()
         manager_mod, config_mod = _bandit()

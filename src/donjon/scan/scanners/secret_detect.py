@@ -23,6 +23,7 @@ from detect_secrets.plugins.keyword import REGEX_BY_FILETYPE, KeywordDetector
 from detect_secrets.util.filetype import FileType, determine_file_type
 
 from donjon.scan.scanners.secret_values import Verdict, classify, not_a_secret
+from donjon.scan.scanners.secrets_prefilter import for_line
 from donjon.scan.scanners.tokens import (
     TOKEN_FORMATS,
     fixed_length,
@@ -224,10 +225,22 @@ def _plugin_candidates(
             yield Candidate(_RULE_BY_TYPE.get(kind, "DJ-SEC-001"), secret, kind)
 
 
-def detect(line: str, keyword_regexes: dict[re.Pattern[str], int], code: bool) -> list[Candidate]:
-    """The secrets on `line`, one candidate per value (`code`: the file is source code)."""
+def detectors() -> tuple[BasePlugin, ...]:
+    """detect-secrets' detectors, in the order `detect` runs them."""
+    return _plugins()
+
+
+def detect(
+    line: str,
+    keyword_regexes: dict[re.Pattern[str], int],
+    code: bool,
+    plugins: tuple[BasePlugin, ...] | None = None,
+) -> list[Candidate]:
+    """The secrets on `line`, one candidate per value (`code`: the file is source code);
+    `plugins`: the detectors that may match in this file (`secrets_prefilter.for_text`)."""
     found: list[Candidate] = []
-    for plugin in _plugins():
+    # Speed only: the keyword detector is skipped on lines without one of its words.
+    for plugin in for_line(_plugins() if plugins is None else plugins, line):
         found.extend(_plugin_candidates(plugin, line, keyword_regexes, code))
     for fmt in TOKEN_FORMATS:
         for match in fmt.pattern.finditer(line):
