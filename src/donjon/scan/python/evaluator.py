@@ -308,7 +308,9 @@ class Evaluator(ABC):
                 return value
             case ast.Yield(value=inner) | ast.YieldFrom(value=inner):
                 if inner is not None:
-                    self.eval(inner, env, frame)
+                    # What a generator yields is what calling it gives (``for x in gen(e)``,
+                    # a ``@contextmanager``'s ``as`` value), as a return value is.
+                    frame.returns.append(self.eval(inner, env, frame))
                 return UNKNOWN
             case ast.Lambda():
                 return Value(ref=Ref("<lambda>", "lambda", function=node, scope=env))

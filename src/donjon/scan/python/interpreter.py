@@ -27,7 +27,7 @@ from donjon.scan.python.modules import bundle_imports
 from donjon.scan.python.sinks import check_call
 from donjon.scan.python.sinks_files import contained_path
 from donjon.scan.python.sinks_net import checked_host
-from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
+from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant, join_all
 
 if TYPE_CHECKING:
     from donjon.scan.python.bundle import Bundle
@@ -356,11 +356,26 @@ class Interpreter(Evaluator):
             if isinstance(node, ast.Starred):  # f(*xs): any later parameter may get xs' data
                 for name in names[i:]:
                     values[name] = site.args[i].step(step)
+                if info.node.args.vararg is not None:
+                    values[info.node.args.vararg.arg] = site.args[i].step(step)
                 break
             if i < len(names):
                 values[names[i]] = site.args[i].step(step)
+        args = info.node.args
+        if args.vararg is not None and len(site.node.args) > len(names):
+            # f(a, b, c) into def f(a, *rest): the extra arguments are in `rest`.
+            extra = site.args[len(names) :]
+            values[args.vararg.arg] = join_all(extra).step(step)
+        known = set(names) | {a.arg for a in args.kwonlyargs}
         for kw, value in site.kwargs.items():
-            values[kw] = value.step(step)
+            if kw in known or args.kwarg is None:
+                values[kw] = value.step(step)
+            else:  # f(x=v) or f(**d) into def f(**kw): `kw` holds them
+                old = values.get(args.kwarg.arg)
+                values[args.kwarg.arg] = value.step(step) if old is None else old.mix(value)
+            if kw == "**":  # f(**d): any parameter may come from `d`
+                for name in names:
+                    values[name] = values[name].mix(value) if name in values else value.step(step)
         for name, default in self._defaults(info):
             values.setdefault(name, default)
         return values
@@ -376,8 +391,11 @@ class Interpreter(Evaluator):
             for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
             if d is not None
         ]
+        # A default is evaluated where the function is defined (``def inner(c=event["c"])``).
+        scope = info.closure or self.module_env
         return [
-            (n, Value(const=True) if isinstance(d, ast.Constant) else UNKNOWN) for n, d in pairs
+            (n, Value(const=True) if isinstance(d, ast.Constant) else self.eval(d, scope, self._top))
+            for n, d in pairs
         ]
 
     def _method_of_instance(self, func: ast.expr, env: Env, frame: Frame) -> ast.expr | None:
@@ -471,10 +489,13 @@ class Interpreter(Evaluator):
             case ast.Try() | ast.TryStar():
                 return self._try(stmt, env, frame)
             case ast.Match(subject=subject, cases=cases):
-                self.eval(subject, env, frame)
+                matched = self.eval(subject, env, frame)
                 branches = [(env.copy(), True)]
                 for case in cases:
                     branch = env.copy()
+                    self._capture(case.pattern, matched, branch, stmt)
+                    if case.guard is not None:
+                        self.eval(case.guard, branch, frame)
                     branches.append((branch, self.exec_block(case.body, branch, frame)))
                 return self._merge(branches, env)
             case ast.FunctionDef() | ast.AsyncFunctionDef() if frame.info is not None:
@@ -504,6 +525,18 @@ class Interpreter(Evaluator):
                     made[target.id] = value.func
                 else:
                     made.pop(target.id, None)
+
+    def _capture(self, pattern: ast.pattern, subject: Value, env: Env, at: ast.stmt) -> None:
+        """The names a ``case`` pattern captures carry what the matched subject carries."""
+        part = Value(subject.taint, subject.exc, subject.const, secret=subject.secret)
+        for node in ast.walk(pattern):
+            name = None
+            if isinstance(node, ast.MatchAs | ast.MatchStar):
+                name = node.name
+            elif isinstance(node, ast.MatchMapping):
+                name = node.rest
+            if name is not None:
+                env.set(name, part.step(Step(at.lineno, at.col_offset + 1, self.text(at.lineno))))
 
     def bind(self, target: ast.expr, value: Value, env: Env, at: ast.stmt | ast.expr) -> None:
         """Store `value` into an assignment target."""

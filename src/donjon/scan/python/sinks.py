@@ -187,6 +187,9 @@ def _command(site: CallSite, qual: str) -> None:
     if command is None:
         return
     shell = site.keyword_node("shell")
+    if shell is None and "**" in site.kwargs and command.head is None:
+        # run(cmd, **options): `options` may hold shell=True.
+        shell = next(kw.value for kw in site.node.keywords if kw.arg is None)
     if shell is not None and not (isinstance(shell, ast.Constant) and not shell.value):
         _grade(site, "DJ-PY-001", command, f"{qual}(shell=True)", unknown=_LOW)
     elif command.head is not None:
