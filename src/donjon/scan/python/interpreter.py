@@ -394,7 +394,7 @@ class Interpreter(Evaluator):
         # A default is evaluated where the function is defined (``def inner(c=event["c"])``).
         scope = info.closure or self.module_env
         return [
-            (n, Value(const=True) if isinstance(d, ast.Constant) else self.eval(d, scope, self._top))
+            (n, constant() if isinstance(d, ast.Constant) else self.eval(d, scope, self._top))
             for n, d in pairs
         ]
 
@@ -488,16 +488,8 @@ class Interpreter(Evaluator):
                 return self.exec_block(body, env, frame)
             case ast.Try() | ast.TryStar():
                 return self._try(stmt, env, frame)
-            case ast.Match(subject=subject, cases=cases):
-                matched = self.eval(subject, env, frame)
-                branches = [(env.copy(), True)]
-                for case in cases:
-                    branch = env.copy()
-                    self._capture(case.pattern, matched, branch, stmt)
-                    if case.guard is not None:
-                        self.eval(case.guard, branch, frame)
-                    branches.append((branch, self.exec_block(case.body, branch, frame)))
-                return self._merge(branches, env)
+            case ast.Match():
+                return self._match(stmt, env, frame)
             case ast.FunctionDef() | ast.AsyncFunctionDef() if frame.info is not None:
                 info = FunctionInfo(stmt, stmt.name, None, env, _entry_kind(stmt, self.handlers))
                 frame.local_functions[stmt.name] = info
@@ -525,6 +517,17 @@ class Interpreter(Evaluator):
                     made[target.id] = value.func
                 else:
                     made.pop(target.id, None)
+
+    def _match(self, stmt: ast.Match, env: Env, frame: Frame) -> bool:
+        matched = self.eval(stmt.subject, env, frame)
+        branches = [(env.copy(), True)]
+        for case in stmt.cases:
+            branch = env.copy()
+            self._capture(case.pattern, matched, branch, stmt)
+            if case.guard is not None:
+                self.eval(case.guard, branch, frame)
+            branches.append((branch, self.exec_block(case.body, branch, frame)))
+        return self._merge(branches, env)
 
     def _capture(self, pattern: ast.pattern, subject: Value, env: Env, at: ast.stmt) -> None:
         """The names a ``case`` pattern captures carry what the matched subject carries."""
