@@ -113,6 +113,18 @@ def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozense
     return ""
 
 
+def _handler_aliases(tree: ast.Module, handlers: frozenset[str]) -> frozenset[str]:
+    """Functions the manifest's handler names through a module-level alias
+    (``handler = _impl``): they are the handler, whatever their parameters are called."""
+    return frozenset(
+        stmt.value.id
+        for stmt in tree.body
+        if isinstance(stmt, ast.Assign)
+        and isinstance(stmt.value, ast.Name)
+        and any(isinstance(t, ast.Name) and t.id in handlers for t in stmt.targets)
+    )
+
+
 def _is_request_typed(arg: ast.arg) -> bool:
     """A parameter annotated as an HTTP request (``req: func.HttpRequest``)."""
     ann = arg.annotation
@@ -138,7 +150,7 @@ class Interpreter(Evaluator):
     ) -> None:
         super().__init__(ImportMap(tree), Hits(), lines)
         self.tree = tree
-        self.handlers = handlers
+        self.handlers = handlers | _handler_aliases(tree, handlers)
         self.rel = rel
         self.bundle = bundle
         self.module_env = Env()
@@ -202,6 +214,13 @@ class Interpreter(Evaluator):
             ):
                 self._analyze_entry(info)
         return self.hits.all()
+
+    def instance_class(self, name: str) -> str | None:
+        """The class a module-level name is an instance of (``store = Repo()``), by the
+        name the class has in this module; None if unknown."""
+        self.prepare()
+        made = self._instances.get(self._top, {}).get(name)
+        return made.id if isinstance(made, ast.Name) else None
 
     def _class_aliases(self) -> None:
         """Class attributes that refer to a callable (``run = subprocess.run``), kept as
