@@ -40,6 +40,9 @@ __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 
 #: Graded down in documentation lines (comments, docstrings): they hold examples.
 _CONTEXTUAL = frozenset({"DJ-SEC-003", "DJ-SEC-004"})
+#: Graded down in documentation lines when the value is weak (not random-looking): a
+#: URL's password in a docstring's example (``https://jo:a%20secret@host``).
+_DOCUMENTED = frozenset({"DJ-SEC-005"})
 _CONFIDENCE = {
     "DJ-SEC-001": Confidence.HIGH,
     "DJ-SEC-002": Confidence.HIGH,
@@ -100,8 +103,10 @@ class _FileScan:
         base = _CONFIDENCE[rule_id]
         if self.sample or base is Confidence.LOW:
             return Confidence.LOW
-        if rule_id in _CONTEXTUAL:
-            if weak or is_comment_line(line):
+        if rule_id in _CONTEXTUAL and weak:
+            return Confidence.LOW
+        if rule_id in _CONTEXTUAL or (rule_id in _DOCUMENTED and weak):
+            if is_comment_line(line):
                 return Confidence.LOW
             facts = self.facts  # parsed only now: most files never need it
             if facts is not None and line_no in facts.doc_lines:
