@@ -39,7 +39,7 @@ _HASH_CALLS = frozenset(
     | {f"cryptography.hazmat.primitives.hashes.{h}" for h in ("MD5", "SHA1")}
 )
 _SECURITY_WORDS = re.compile(
-    r"passw|pwd|secret|token|api_?key|auth|credential|signature|\bsign|salt|nonce|otp|session"
+    r"passw|pwd|secret|token|api_?key|auth|credential|signature|\bsign|salt|otp|session"
     r"|hmac|private|\bsig\b",
     re.IGNORECASE,
 )
