@@ -11,6 +11,7 @@ and web routes (``@app.route``/``@app.get``...), whose parameters carry caller d
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -87,6 +88,8 @@ _NO_RETURN = frozenset(
         "os.abort",
     }
 )
+#: Names of options that turn certificate checks on or off.
+_VERIFY_OPTION = re.compile(r"verif|insecure|ssl|tls|cert", re.IGNORECASE)
 _CHECK_METHODS = frozenset(
     {"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "fullmatch"}
 )
@@ -158,6 +161,8 @@ class Interpreter(Evaluator):
         self.call_counts: Counter[str] = Counter()
         self.work = Work()
         self._loop_depth = 0
+        #: The tests of the ``if`` statements around the statement being interpreted.
+        self._guards: list[ast.expr] = []
         self._memo: dict[_MemoKey, Value] = {}
         self._active: set[_MemoKey] = set()
         self._prepared = False
@@ -463,7 +468,9 @@ class Interpreter(Evaluator):
                     return False
             case ast.Assign(targets=targets, value=value):
                 for target in targets:
-                    check_assignment(target, value, self.imports, self.hits)
+                    check_assignment(
+                        target, value, self.imports, self.hits, optional=self._optional(frame)
+                    )
                 self._assign(targets, value, env, frame)
             case ast.AnnAssign(target=target, value=value) if value is not None:
                 self._assign([target], value, env, frame)
@@ -622,9 +629,32 @@ class Interpreter(Evaluator):
         if checked is not None:
             safe = no if negated else yes
             safe.set(checked, (safe.get(checked) or UNKNOWN).untainted())
-        falls_yes = self.exec_block(body, yes, frame)
-        falls_no = self.exec_block(orelse, no, frame)
+        self._guards.append(test)
+        try:
+            falls_yes = self.exec_block(body, yes, frame)
+            falls_no = self.exec_block(orelse, no, frame)
+        finally:
+            self._guards.pop()
         return self._merge([(yes, falls_yes), (no, falls_no)], env)
+
+    def _optional(self, frame: Frame) -> str | None:
+        """The caller's option a TLS setting here depends on: a parameter of the function
+        (or an attribute of ``self``) named for verification that an enclosing ``if``
+        tests (``elif verify is False: ctx.check_hostname = False``); None otherwise."""
+        for test in self._guards:
+            for node in ast.walk(test):
+                name = None
+                if isinstance(node, ast.Name) and node.id in frame.params:
+                    name = node.id
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "self"
+                ):
+                    name = node.attr
+                if name is not None and _VERIFY_OPTION.search(name):
+                    return name
+        return None
 
     def _checked_name(self, test: ast.expr, env: Env) -> tuple[str | None, bool]:
         """A name the test validates (``x in ALLOWED``, ``x.isdigit()``), and if negated."""
