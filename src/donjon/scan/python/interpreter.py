@@ -128,6 +128,21 @@ def _handler_aliases(tree: ast.Module, handlers: frozenset[str]) -> frozenset[st
     )
 
 
+def _defaults_to_off(frame: Frame, name: str) -> bool:
+    """Whether parameter `name` of the frame's function defaults to False, None or 0."""
+    if frame.info is None:
+        return False
+    args = frame.info.node.args
+    positional = args.posonlyargs + args.args
+    pairs = list(
+        zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True)
+    )
+    pairs += [
+        (a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None
+    ]
+    return any(a.arg == name and isinstance(d, ast.Constant) and not d.value for a, d in pairs)
+
+
 def _is_request_typed(arg: ast.arg) -> bool:
     """A parameter annotated as an HTTP request (``req: func.HttpRequest``)."""
     ann = arg.annotation
@@ -645,6 +660,8 @@ class Interpreter(Evaluator):
             for node in ast.walk(test):
                 name = None
                 if isinstance(node, ast.Name) and node.id in frame.params:
+                    if _defaults_to_off(frame, node.id):
+                        continue  # ``def f(verify=False)``: off unless the caller says
                     name = node.id
                 elif (
                     isinstance(node, ast.Attribute)

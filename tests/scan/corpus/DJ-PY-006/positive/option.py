@@ -30,3 +30,10 @@ class Client:
     def configure(self) -> None:
         if self.insecure:
             self.ctx.verify_mode = ssl.CERT_NONE  # expect: DJ-PY-006@low
+
+
+def fetch_context(verify=False) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False  # expect: DJ-PY-006@high
+    return ctx
