@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Interpreter"]
 
-_MAX_DEPTH = 6
+_MAX_DEPTH = 16
 #: (function, label pattern, call site as (calling file, line) when labelled).
 _MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool, bool], ...], tuple[str, int] | None]
 #: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
