@@ -367,6 +367,8 @@ class Evaluator(ABC):
         if isinstance(owner, ast.Name) and owner.id in ("self", "cls") and frame.info:
             cls = frame.info.class_name
             return env.get(f"{cls}.{node.attr}") if cls else None
+        if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name):
+            return env.get(f"{owner.func.id}.{node.attr}")  # Jobs().call of a class alias
         return None
 
     def _callee(self, func: ast.expr, receiver: Value | None, env: Env, frame: Frame) -> Ref | None:

@@ -196,6 +196,8 @@ class Interpreter(Evaluator):
                 f = node.func
                 self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
         self.bundle_imports = bundle_imports(imports, rel) if bundle is not None else {}
+        #: The module's classes and the names of their bases that the module defines.
+        self._bases: dict[str, list[str]] = {}
         for stmt in tree.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._register(stmt, None, self.module_env)
@@ -203,6 +205,7 @@ class Interpreter(Evaluator):
                 for item in stmt.body:
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         self._register(item, stmt.name, self.module_env)
+                self._inherit(stmt)
 
     @property
     def statements_run(self) -> int:
@@ -256,6 +259,17 @@ class Interpreter(Evaluator):
                     for target in stmt.targets:
                         if value.ref is not None and isinstance(target, ast.Name):
                             self.module_env.set(f"{cls.name}.{target.id}", value)
+
+    def _inherit(self, cls: ast.ClassDef) -> None:
+        """Methods of the module's own base classes (``class Child(Base)``) that `cls` does
+        not override are found as its own: ``Child().run(x)`` analyses ``Base.run``."""
+        bases = [b.id for b in cls.bases if isinstance(b, ast.Name) and b.id in self._bases]
+        self._bases[cls.name] = bases
+        for base in bases:
+            for qual, info in list(self.functions.items()):
+                owner, _, method = qual.partition(".")
+                if owner == base and method:
+                    self.functions.setdefault(f"{cls.name}.{method}", info)
 
     def _register(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env
@@ -446,6 +460,8 @@ class Interpreter(Evaluator):
         owner = func.value
         cls: ast.expr | None = None
         if isinstance(owner, ast.Call):
+            if isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                return None  # super().run: `_resolve` looks in the bases
             cls = owner.func
         elif isinstance(owner, ast.Name):
             cls = self._instances.get(frame, {}).get(owner.id)
@@ -461,6 +477,18 @@ class Interpreter(Evaluator):
                 return frame.local_functions[func.id]
             if self.imports.qualname(func) == LOCAL + func.id:
                 return self.functions.get(func.id)
+            return None
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == "super"
+            and frame.info
+            and frame.info.class_name
+        ):  # super().run(x): the first base of the module's own that has it
+            for base in self._bases.get(frame.info.class_name, []):
+                if (info := self.functions.get(f"{base}.{func.attr}")) is not None:
+                    return info
             return None
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             owner = func.value.id
