@@ -108,3 +108,21 @@ def test_an_expression_heavy_module_fails_closed(tmp_path: Path) -> None:
     (tmp_path / "main.py").write_text(code)
     with pytest.raises(ScanError, match="too complex to analyse"):
         scan_path(tmp_path / "main.py")
+
+
+_SHELL_HANDLER = 'import os\n\ndef handler(event, context):\n    os.system(event["c"])\n'
+
+
+def test_python_too_large_to_read_fails_the_scan(tmp_path: Path) -> None:
+    """A module padded past the file limit is an error, not a file skipped in silence."""
+    (tmp_path / "handler.py").write_text(_SHELL_HANDLER + "#" + "x" * (2 << 20) + "\n")
+    with pytest.raises(ScanError, match="more than the scanner reads"):
+        scan_path(tmp_path)
+
+
+def test_python_in_a_declared_encoding_is_analysed(tmp_path: Path) -> None:
+    """A latin-1 module with its coding line is read as Python reads it, and checked."""
+    source = "# -*- coding: latin-1 -*-\n# caf\xe9\n" + _SHELL_HANDLER
+    (tmp_path / "handler.py").write_bytes(source.encode("latin-1"))
+    report = scan_path(tmp_path)
+    assert [f.rule_id for f in report.findings] == ["DJ-PY-001"]

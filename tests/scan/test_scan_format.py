@@ -118,3 +118,20 @@ def test_unknown_format_is_an_error() -> None:
     assert renderer_for("sarif").name == "sarif"
     with pytest.raises(FormatError, match="unknown format 'xml'"):
         renderer_for("xml")
+
+
+def test_a_secret_on_a_code_findings_line_is_masked_in_every_format(tmp_path: Path) -> None:
+    """A secret the secrets rules found never appears in another rule's snippet or path."""
+    secret = "Hq3rVt8WnC6yJd1Lp5Ze"
+    (tmp_path / "handler.py").write_text(
+        "import jwt, logging, os\n\n"
+        "def handler(event, context):\n"
+        f'    token = jwt.encode({{"a": 1}}, "{secret}", algorithm="HS256")\n'
+        f'    logging.info("key %s, %s", os.environ["API_SECRET"], "{secret}")\n'
+        f'    return {{"s": os.environ["API_SECRET"], "k": "{secret}"[:2]}}\n'
+    )
+    report = scan_path(tmp_path)
+    rules = {f.rule_id for f in report.findings}
+    assert {"DJ-SEC-006", "DJ-PY-015", "DJ-PY-016"} <= rules
+    for render in (render_text, render_json, render_sarif):
+        assert secret not in render(report)

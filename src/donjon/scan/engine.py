@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from donjon.scan.baseline import Baseline
@@ -18,6 +19,7 @@ from donjon.scan.scanners import (
     ManifestScanner,
     SecretScanner,
 )
+from donjon.scan.scanners.secrets import mask
 
 __all__ = ["default_scanners", "scan_path"]
 
@@ -45,6 +47,20 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return sorted(best.values(), key=lambda f: f.sort_key)
 
 
+def masked(finding: Finding, secrets: set[str]) -> Finding:
+    """`finding` with every secret value in its message, snippet and path masked."""
+
+    def hide(text: str) -> str:
+        for secret in sorted((x for x in secrets if x in text), key=len, reverse=True):
+            text = text.replace(secret, mask(secret))
+        return text
+
+    steps = tuple(replace(s, description=hide(s.description)) for s in finding.taint_path)
+    return replace(
+        finding, message=hide(finding.message), snippet=hide(finding.snippet), taint_path=steps
+    )
+
+
 def scan_path(
     path: Path,
     *,
@@ -63,10 +79,13 @@ def scan_path(
     project = discover(path)
     findings: list[Finding] = []
     notes = list(project.notes)
+    secrets: set[str] = set()
     for scanner in scanners if scanners is not None else default_scanners(advisories):
         out = scanner.scan(project)
         findings.extend(out.findings)
         notes.extend(out.notes)
+        secrets.update(out.secrets)
+    findings = [masked(f, secrets) for f in findings] if secrets else findings
     kept, suppressed = accepted.split(_dedupe(findings))
     return ScanReport(
         root=project.root,

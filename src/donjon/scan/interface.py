@@ -25,6 +25,9 @@ class ScannerOutput:
 
     findings: tuple[Finding, ...] = ()
     notes: tuple[str, ...] = ()
+    #: Secret values found: the engine masks them in every finding's text (a code
+    #: finding's snippet may hold the line a secret is written on).
+    secrets: frozenset[str] = frozenset()
 
 
 class Scanner(ABC):

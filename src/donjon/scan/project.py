@@ -8,8 +8,10 @@ dependencies (``.deps/``) as installed distributions, not as user code.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import tokenize
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -149,6 +151,13 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
             return None
         size = info.st_size
         if size > MAX_FILE_BYTES:
+            if rel.endswith(".py"):
+                # Python would import it: left unread, its code would pass unchecked.
+                raise ScanError(
+                    f"{rel}: {size // 1024} KiB of Python, more than the scanner reads "
+                    f"({MAX_FILE_BYTES // 1024 // 1024} MiB)",
+                    hint="split the module; code that is not analysed does not pass the gate",
+                )
             notes.append(f"{rel}: skipped, larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
             return None
         data = path.read_bytes()
@@ -158,11 +167,21 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
     if b"\0" in data[:8192]:
         return None
     try:
-        return SourceFile(path, rel, data.decode("utf-8-sig"))
-    except UnicodeDecodeError:
+        return SourceFile(path, rel, _decode(data, python=rel.endswith(".py")))
+    except (UnicodeDecodeError, LookupError, SyntaxError):
         if rel.endswith(".py"):
-            notes.append(f"{rel}: skipped, not UTF-8")
+            notes.append(f"{rel}: skipped, not in the encoding it declares")
         return None
+
+
+def _decode(data: bytes, *, python: bool) -> str:
+    """The file's text; Python source in the encoding it declares (``# -*- coding:
+    latin-1 -*-``), as Python reads it, UTF-8 otherwise."""
+    if python:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        if encoding not in ("utf-8", "utf-8-sig"):
+            return data.decode(encoding)
+    return data.decode("utf-8-sig")
 
 
 def _is_text(name: str) -> bool:

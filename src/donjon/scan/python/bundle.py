@@ -125,6 +125,12 @@ class Bundle:
             info = module.functions.get(".".join(rest))
             if info is not None:
                 return module, info
+            made = module.instance_class(rest[0]) if len(rest) == 2 else None
+            if made is not None:  # ``store.get`` of ``store = Repo()`` there: ``Repo.get``
+                info = module.functions.get(f"{made}.{rest[1]}")
+                if info is not None:
+                    return module, info
+                rest = (made, rest[1])
             again = module.bundle_imports.get(rest[0])  # re-exported from elsewhere
             if again is None or rest[0] in module.imports.defined:
                 return None

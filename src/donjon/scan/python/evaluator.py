@@ -308,7 +308,9 @@ class Evaluator(ABC):
                 return value
             case ast.Yield(value=inner) | ast.YieldFrom(value=inner):
                 if inner is not None:
-                    self.eval(inner, env, frame)
+                    # What a generator yields is what calling it gives (``for x in gen(e)``,
+                    # a ``@contextmanager``'s ``as`` value), as a return value is.
+                    frame.returns.append(self.eval(inner, env, frame))
                 return UNKNOWN
             case ast.Lambda():
                 return Value(ref=Ref("<lambda>", "lambda", function=node, scope=env))
@@ -365,6 +367,8 @@ class Evaluator(ABC):
         if isinstance(owner, ast.Name) and owner.id in ("self", "cls") and frame.info:
             cls = frame.info.class_name
             return env.get(f"{cls}.{node.attr}") if cls else None
+        if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name):
+            return env.get(f"{owner.func.id}.{node.attr}")  # Jobs().call of a class alias
         return None
 
     def _callee(self, func: ast.expr, receiver: Value | None, env: Env, frame: Frame) -> Ref | None:

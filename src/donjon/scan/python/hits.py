@@ -74,7 +74,8 @@ class CallSite:
         if index < len(self.args) and not self._starred_before(index):
             return self.args[index]
         if name is not None:
-            return self.kwargs.get(name)
+            # f(**d): `d` may hold the keyword.
+            return self.kwargs.get(name, self.kwargs.get("**"))
         return None
 
     def arg_node(self, index: int, name: str | None = None) -> ast.expr | None:

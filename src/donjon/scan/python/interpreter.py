@@ -11,6 +11,7 @@ and web routes (``@app.route``/``@app.get``...), whose parameters carry caller d
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -27,14 +28,14 @@ from donjon.scan.python.modules import bundle_imports
 from donjon.scan.python.sinks import check_call
 from donjon.scan.python.sinks_files import contained_path
 from donjon.scan.python.sinks_net import checked_host
-from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant
+from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant, join_all
 
 if TYPE_CHECKING:
     from donjon.scan.python.bundle import Bundle
 
 __all__ = ["Interpreter"]
 
-_MAX_DEPTH = 6
+_MAX_DEPTH = 16
 #: (function, label pattern, call site as (calling file, line) when labelled).
 _MemoKey = tuple[int, tuple[tuple[str, bool, bool, bool, bool], ...], tuple[str, int] | None]
 #: Loops nested deeper than this are analysed in one pass, not two (2**depth passes
@@ -87,6 +88,8 @@ _NO_RETURN = frozenset(
         "os.abort",
     }
 )
+#: Names of options that turn certificate checks on or off.
+_VERIFY_OPTION = re.compile(r"verif|insecure|ssl|tls|cert", re.IGNORECASE)
 _CHECK_METHODS = frozenset(
     {"isdigit", "isnumeric", "isdecimal", "isalnum", "isalpha", "isidentifier", "fullmatch"}
 )
@@ -111,6 +114,33 @@ def _entry_kind(node: ast.FunctionDef | ast.AsyncFunctionDef, handlers: frozense
     if any(_is_request_typed(arg) for arg in node.args.args):
         return "typed"
     return ""
+
+
+def _handler_aliases(tree: ast.Module, handlers: frozenset[str]) -> frozenset[str]:
+    """Functions the manifest's handler names through a module-level alias
+    (``handler = _impl``): they are the handler, whatever their parameters are called."""
+    return frozenset(
+        stmt.value.id
+        for stmt in tree.body
+        if isinstance(stmt, ast.Assign)
+        and isinstance(stmt.value, ast.Name)
+        and any(isinstance(t, ast.Name) and t.id in handlers for t in stmt.targets)
+    )
+
+
+def _defaults_to_off(frame: Frame, name: str) -> bool:
+    """Whether parameter `name` of the frame's function defaults to False, None or 0."""
+    if frame.info is None:
+        return False
+    args = frame.info.node.args
+    positional = args.posonlyargs + args.args
+    pairs = list(
+        zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True)
+    )
+    pairs += [
+        (a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None
+    ]
+    return any(a.arg == name and isinstance(d, ast.Constant) and not d.value for a, d in pairs)
 
 
 def _is_request_typed(arg: ast.arg) -> bool:
@@ -138,7 +168,7 @@ class Interpreter(Evaluator):
     ) -> None:
         super().__init__(ImportMap(tree), Hits(), lines)
         self.tree = tree
-        self.handlers = handlers
+        self.handlers = handlers | _handler_aliases(tree, handlers)
         self.rel = rel
         self.bundle = bundle
         self.module_env = Env()
@@ -146,6 +176,8 @@ class Interpreter(Evaluator):
         self.call_counts: Counter[str] = Counter()
         self.work = Work()
         self._loop_depth = 0
+        #: The tests of the ``if`` statements around the statement being interpreted.
+        self._guards: list[ast.expr] = []
         self._memo: dict[_MemoKey, Value] = {}
         self._active: set[_MemoKey] = set()
         self._prepared = False
@@ -164,6 +196,8 @@ class Interpreter(Evaluator):
                 f = node.func
                 self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
         self.bundle_imports = bundle_imports(imports, rel) if bundle is not None else {}
+        #: The module's classes and the names of their bases that the module defines.
+        self._bases: dict[str, list[str]] = {}
         for stmt in tree.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._register(stmt, None, self.module_env)
@@ -171,6 +205,7 @@ class Interpreter(Evaluator):
                 for item in stmt.body:
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         self._register(item, stmt.name, self.module_env)
+                self._inherit(stmt)
 
     @property
     def statements_run(self) -> int:
@@ -203,6 +238,13 @@ class Interpreter(Evaluator):
                 self._analyze_entry(info)
         return self.hits.all()
 
+    def instance_class(self, name: str) -> str | None:
+        """The class a module-level name is an instance of (``store = Repo()``), by the
+        name the class has in this module; None if unknown."""
+        self.prepare()
+        made = self._instances.get(self._top, {}).get(name)
+        return made.id if isinstance(made, ast.Name) else None
+
     def _class_aliases(self) -> None:
         """Class attributes that refer to a callable (``run = subprocess.run``), kept as
         ``Cls.run`` for ``self.run(...)`` and ``Cls.run(...)``."""
@@ -217,6 +259,17 @@ class Interpreter(Evaluator):
                     for target in stmt.targets:
                         if value.ref is not None and isinstance(target, ast.Name):
                             self.module_env.set(f"{cls.name}.{target.id}", value)
+
+    def _inherit(self, cls: ast.ClassDef) -> None:
+        """Methods of the module's own base classes (``class Child(Base)``) that `cls` does
+        not override are found as its own: ``Child().run(x)`` analyses ``Base.run``."""
+        bases = [b.id for b in cls.bases if isinstance(b, ast.Name) and b.id in self._bases]
+        self._bases[cls.name] = bases
+        for base in bases:
+            for qual, info in list(self.functions.items()):
+                owner, _, method = qual.partition(".")
+                if owner == base and method:
+                    self.functions.setdefault(f"{cls.name}.{method}", info)
 
     def _register(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env
@@ -356,11 +409,26 @@ class Interpreter(Evaluator):
             if isinstance(node, ast.Starred):  # f(*xs): any later parameter may get xs' data
                 for name in names[i:]:
                     values[name] = site.args[i].step(step)
+                if info.node.args.vararg is not None:
+                    values[info.node.args.vararg.arg] = site.args[i].step(step)
                 break
             if i < len(names):
                 values[names[i]] = site.args[i].step(step)
+        args = info.node.args
+        if args.vararg is not None and len(site.node.args) > len(names):
+            # f(a, b, c) into def f(a, *rest): the extra arguments are in `rest`.
+            extra = site.args[len(names) :]
+            values[args.vararg.arg] = join_all(extra).step(step)
+        known = set(names) | {a.arg for a in args.kwonlyargs}
         for kw, value in site.kwargs.items():
-            values[kw] = value.step(step)
+            if kw in known or args.kwarg is None:
+                values[kw] = value.step(step)
+            else:  # f(x=v) or f(**d) into def f(**kw): `kw` holds them
+                old = values.get(args.kwarg.arg)
+                values[args.kwarg.arg] = value.step(step) if old is None else old.mix(value)
+            if kw == "**":  # f(**d): any parameter may come from `d`
+                for name in names:
+                    values[name] = values[name].mix(value) if name in values else value.step(step)
         for name, default in self._defaults(info):
             values.setdefault(name, default)
         return values
@@ -376,8 +444,11 @@ class Interpreter(Evaluator):
             for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
             if d is not None
         ]
+        # A default is evaluated where the function is defined (``def inner(c=event["c"])``).
+        scope = info.closure or self.module_env
         return [
-            (n, Value(const=True) if isinstance(d, ast.Constant) else UNKNOWN) for n, d in pairs
+            (n, constant() if isinstance(d, ast.Constant) else self.eval(d, scope, self._top))
+            for n, d in pairs
         ]
 
     def _method_of_instance(self, func: ast.expr, env: Env, frame: Frame) -> ast.expr | None:
@@ -389,6 +460,8 @@ class Interpreter(Evaluator):
         owner = func.value
         cls: ast.expr | None = None
         if isinstance(owner, ast.Call):
+            if isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                return None  # super().run: `_resolve` looks in the bases
             cls = owner.func
         elif isinstance(owner, ast.Name):
             cls = self._instances.get(frame, {}).get(owner.id)
@@ -404,6 +477,18 @@ class Interpreter(Evaluator):
                 return frame.local_functions[func.id]
             if self.imports.qualname(func) == LOCAL + func.id:
                 return self.functions.get(func.id)
+            return None
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name)
+            and func.value.func.id == "super"
+            and frame.info
+            and frame.info.class_name
+        ):  # super().run(x): the first base of the module's own that has it
+            for base in self._bases.get(frame.info.class_name, []):
+                if (info := self.functions.get(f"{base}.{func.attr}")) is not None:
+                    return info
             return None
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             owner = func.value.id
@@ -426,7 +511,9 @@ class Interpreter(Evaluator):
                     return False
             case ast.Assign(targets=targets, value=value):
                 for target in targets:
-                    check_assignment(target, value, self.imports, self.hits)
+                    check_assignment(
+                        target, value, self.imports, self.hits, optional=self._optional(frame)
+                    )
                 self._assign(targets, value, env, frame)
             case ast.AnnAssign(target=target, value=value) if value is not None:
                 self._assign([target], value, env, frame)
@@ -470,13 +557,8 @@ class Interpreter(Evaluator):
                 return self.exec_block(body, env, frame)
             case ast.Try() | ast.TryStar():
                 return self._try(stmt, env, frame)
-            case ast.Match(subject=subject, cases=cases):
-                self.eval(subject, env, frame)
-                branches = [(env.copy(), True)]
-                for case in cases:
-                    branch = env.copy()
-                    branches.append((branch, self.exec_block(case.body, branch, frame)))
-                return self._merge(branches, env)
+            case ast.Match():
+                return self._match(stmt, env, frame)
             case ast.FunctionDef() | ast.AsyncFunctionDef() if frame.info is not None:
                 info = FunctionInfo(stmt, stmt.name, None, env, _entry_kind(stmt, self.handlers))
                 frame.local_functions[stmt.name] = info
@@ -504,6 +586,29 @@ class Interpreter(Evaluator):
                     made[target.id] = value.func
                 else:
                     made.pop(target.id, None)
+
+    def _match(self, stmt: ast.Match, env: Env, frame: Frame) -> bool:
+        matched = self.eval(stmt.subject, env, frame)
+        branches = [(env.copy(), True)]
+        for case in stmt.cases:
+            branch = env.copy()
+            self._capture(case.pattern, matched, branch, stmt)
+            if case.guard is not None:
+                self.eval(case.guard, branch, frame)
+            branches.append((branch, self.exec_block(case.body, branch, frame)))
+        return self._merge(branches, env)
+
+    def _capture(self, pattern: ast.pattern, subject: Value, env: Env, at: ast.stmt) -> None:
+        """The names a ``case`` pattern captures carry what the matched subject carries."""
+        part = Value(subject.taint, subject.exc, subject.const, secret=subject.secret)
+        for node in ast.walk(pattern):
+            name = None
+            if isinstance(node, ast.MatchAs | ast.MatchStar):
+                name = node.name
+            elif isinstance(node, ast.MatchMapping):
+                name = node.rest
+            if name is not None:
+                env.set(name, part.step(Step(at.lineno, at.col_offset + 1, self.text(at.lineno))))
 
     def bind(self, target: ast.expr, value: Value, env: Env, at: ast.stmt | ast.expr) -> None:
         """Store `value` into an assignment target."""
@@ -567,9 +672,34 @@ class Interpreter(Evaluator):
         if checked is not None:
             safe = no if negated else yes
             safe.set(checked, (safe.get(checked) or UNKNOWN).untainted())
-        falls_yes = self.exec_block(body, yes, frame)
-        falls_no = self.exec_block(orelse, no, frame)
+        self._guards.append(test)
+        try:
+            falls_yes = self.exec_block(body, yes, frame)
+            falls_no = self.exec_block(orelse, no, frame)
+        finally:
+            self._guards.pop()
         return self._merge([(yes, falls_yes), (no, falls_no)], env)
+
+    def _optional(self, frame: Frame) -> str | None:
+        """The caller's option a TLS setting here depends on: a parameter of the function
+        (or an attribute of ``self``) named for verification that an enclosing ``if``
+        tests (``elif verify is False: ctx.check_hostname = False``); None otherwise."""
+        for test in self._guards:
+            for node in ast.walk(test):
+                name = None
+                if isinstance(node, ast.Name) and node.id in frame.params:
+                    if _defaults_to_off(frame, node.id):
+                        continue  # ``def f(verify=False)``: off unless the caller says
+                    name = node.id
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "self"
+                ):
+                    name = node.attr
+                if name is not None and _VERIFY_OPTION.search(name):
+                    return name
+        return None
 
     def _checked_name(self, test: ast.expr, env: Env) -> tuple[str | None, bool]:
         """A name the test validates (``x in ALLOWED``, ``x.isdigit()``), and if negated."""

@@ -39,7 +39,7 @@ _HASH_CALLS = frozenset(
     | {f"cryptography.hazmat.primitives.hashes.{h}" for h in ("MD5", "SHA1")}
 )
 _SECURITY_WORDS = re.compile(
-    r"passw|pwd|secret|token|api_?key|auth|credential|signature|\bsign|salt|nonce|otp|session"
+    r"passw|pwd|secret|token|api_?key|auth|credential|signature|\bsign|salt|otp|session"
     r"|hmac|private|\bsig\b",
     re.IGNORECASE,
 )
@@ -248,8 +248,17 @@ def check_misuse(site: CallSite, qual: str) -> None:
     check_leak(site, qual)
 
 
-def check_assignment(target: ast.expr, value: ast.expr, imports: ImportMap, hits: Hits) -> None:
-    """``ctx.verify_mode = ssl.CERT_NONE``, ``ctx.check_hostname = False``, ``s.verify = False``."""
+def check_assignment(
+    target: ast.expr,
+    value: ast.expr,
+    imports: ImportMap,
+    hits: Hits,
+    *,
+    optional: str | None = None,
+) -> None:
+    """``ctx.verify_mode = ssl.CERT_NONE``, ``ctx.check_hostname = False``, ``s.verify = False``;
+    low confidence when only done if the caller's option `optional` asks for it (a library
+    honouring ``verify=False``: the caller passing it is what is reported)."""
     if not isinstance(target, ast.Attribute):
         return
     check_template_assignment(target, value, hits)
@@ -264,8 +273,9 @@ def check_assignment(target: ast.expr, value: ast.expr, imports: ImportMap, hits
                 "DJ-PY-006",
                 target.lineno,
                 target.col_offset + 1,
-                _HIGH,
-                f"{target.attr} is set to turn off TLS verification",
+                _HIGH if optional is None else _LOW,
+                f"{target.attr} is set to turn off TLS verification"
+                + ("" if optional is None else f" (when the caller's {optional} asks for it)"),
             )
         )
 

@@ -186,7 +186,12 @@ def _command(site: CallSite, qual: str) -> None:
     command = site.arg(0, "args")
     if command is None:
         return
+    if _shell_script(site, qual):
+        return
     shell = site.keyword_node("shell")
+    if shell is None and "**" in site.kwargs and command.head is None:
+        # run(cmd, **options): `options` may hold shell=True.
+        shell = next(kw.value for kw in site.node.keywords if kw.arg is None)
     if shell is not None and not (isinstance(shell, ast.Constant) and not shell.value):
         _grade(site, "DJ-PY-001", command, f"{qual}(shell=True)", unknown=_LOW)
     elif command.head is not None:
@@ -200,6 +205,31 @@ def _command(site: CallSite, qual: str) -> None:
             value=command,
             sink_note=f"reaches {qual}()",
         )
+
+
+#: Programs that run their ``-c`` argument as a script.
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox"})
+
+
+def _shell_script(site: CallSite, qual: str) -> bool:
+    """``run(["/bin/sh", "-c", script])``: the script is a shell command line, graded as
+    ``os.system(script)``; True when the argv is such a list."""
+    node = site.arg_node(0, "args")
+    if not isinstance(node, ast.List | ast.Tuple) or site.evaluate is None or not node.elts:
+        return False
+    head = node.elts[0]
+    if not (isinstance(head, ast.Constant) and isinstance(head.value, str)):
+        return False
+    if head.value.rsplit("/", 1)[-1] not in _SHELLS:
+        return False
+    for i, elt in enumerate(node.elts[1:-1], start=1):
+        flag = elt.value if isinstance(elt, ast.Constant) else None
+        if isinstance(flag, str) and flag.startswith("-") and "c" in flag.lstrip("-"):
+            script = site.evaluate(node.elts[i + 1])
+            what = f"the script {qual}() runs with {head.value} {flag}"
+            _grade(site, "DJ-PY-001", script, what, unknown=_LOW)
+            return True
+    return False
 
 
 def _code(site: CallSite, qual: str) -> None:

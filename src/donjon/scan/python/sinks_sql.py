@@ -126,6 +126,11 @@ def check_sql_api(site: CallSite) -> None:
         if keyword in site.kwargs:
             grade_sql(site, site.kwargs[keyword], f"{what} ({keyword}=)")
             return
+    if method in _AWS_STATEMENT and "**" in site.kwargs:
+        # execute_statement(**params): the statement is somewhere in `params`, beside
+        # parameters that may rightly hold event data.
+        grade_sql(site, site.kwargs["**"], f"{what} (**)", traced=False)
+        return
     if method in _AWS_STATEMENT_LISTS:
         _statement_list(site, _AWS_STATEMENT_LISTS[method], what)
         return

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from urllib.parse import unquote
 
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters import heuristic
@@ -222,7 +223,11 @@ def _plugin_candidates(
             if cand is not None:
                 yield cand
         else:
-            yield Candidate(_RULE_BY_TYPE.get(kind, "DJ-SEC-001"), secret, kind)
+            rule_id = _RULE_BY_TYPE.get(kind, "DJ-SEC-001")
+            # A URL's password that reads as words (``a%20secret``) is weak: an example in
+            # documentation, still a finding in code.
+            weak = rule_id == "DJ-SEC-005" and classify(unquote(secret)) is not Verdict.LIKELY
+            yield Candidate(rule_id, secret, kind, weak=weak)
 
 
 def detectors() -> tuple[BasePlugin, ...]:

@@ -83,6 +83,11 @@ MIN_ENTROPY = 2.5
 MIN_LENGTH = 8
 
 
+#: Whitespace-separated words from which a value is prose (a description in a schema or
+#: documentation), past any passphrase (those run to four to six words).
+_PROSE_WORDS = 10
+
+
 def shannon_entropy(value: str) -> float:
     """Bits per character of `value` (the measure detect-secrets and gitleaks use)."""
     if not value:
@@ -127,6 +132,8 @@ def not_a_secret(value: str) -> str:
         return "an IAM action name"
     if _is_words(text):
         return WORDS
+    if len(text.split()) >= _PROSE_WORDS:
+        return "prose (a description, not a key)"
     if _DOTTED_NAME.fullmatch(text):
         return "a dotted or namespaced name"
     if is_placeholder(text):

@@ -40,6 +40,9 @@ __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
 
 #: Graded down in documentation lines (comments, docstrings): they hold examples.
 _CONTEXTUAL = frozenset({"DJ-SEC-003", "DJ-SEC-004"})
+#: Graded down in documentation lines when the value is weak (not random-looking): a
+#: URL's password in a docstring's example (``https://jo:a%20secret@host``).
+_DOCUMENTED = frozenset({"DJ-SEC-005"})
 _CONFIDENCE = {
     "DJ-SEC-001": Confidence.HIGH,
     "DJ-SEC-002": Confidence.HIGH,
@@ -88,6 +91,7 @@ class _FileScan:
         self._facts: PythonFacts | None = None
         self._parsed = False
         self.out: list[Finding | None] = []  # None: superseded by a finding of the AST
+        self.values: set[str] = set()  # every secret value reported, to mask elsewhere
 
     @property
     def facts(self) -> PythonFacts | None:
@@ -100,8 +104,10 @@ class _FileScan:
         base = _CONFIDENCE[rule_id]
         if self.sample or base is Confidence.LOW:
             return Confidence.LOW
-        if rule_id in _CONTEXTUAL:
-            if weak or is_comment_line(line):
+        if rule_id in _CONTEXTUAL and weak:
+            return Confidence.LOW
+        if rule_id in _CONTEXTUAL or (rule_id in _DOCUMENTED and weak):
+            if is_comment_line(line):
                 return Confidence.LOW
             facts = self.facts  # parsed only now: most files never need it
             if facts is not None and line_no in facts.doc_lines:
@@ -110,6 +116,7 @@ class _FileScan:
 
     def add(self, rule_id: str, line_no: int, column: int, message: str, *, confidence: Confidence,
             snippet: str, secret: str) -> None:  # fmt: skip
+        self.values.add(secret)
         self.out.append(
             rule(rule_id).finding(
                 Location(self.source.rel, line_no, column),
@@ -128,14 +135,17 @@ class SecretScanner(Scanner):
 
     def scan(self, project: Project) -> ScannerOutput:
         findings: list[Finding] = []
+        secrets: set[str] = set()
         for source in project.files:
             name = PurePosixPath(source.rel).name
             if name in _LOCK_FILES or heuristic.is_non_text_file(name):
                 continue
-            findings.extend(self._scan_file(source))
-        return ScannerOutput(tuple(findings))
+            found, values = self._scan_file(source)
+            findings.extend(found)
+            secrets.update(values)
+        return ScannerOutput(tuple(findings), secrets=frozenset(secrets))
 
-    def _scan_file(self, source: SourceFile) -> list[Finding]:
+    def _scan_file(self, source: SourceFile) -> tuple[list[Finding], set[str]]:
         regexes = keyword_regexes(source.rel)
         scan = _FileScan(source)
         seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its finding
@@ -162,7 +172,7 @@ class SecretScanner(Scanner):
                 )
         if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
             self._call_sites(scan, scan.facts, seen)
-        return [f for f in scan.out if f is not None]
+        return [f for f in scan.out if f is not None], scan.values
 
     @staticmethod
     def _call_sites(scan: _FileScan, facts: PythonFacts, seen: dict[tuple[int, str], int]) -> None:

@@ -1,0 +1,7 @@
+# ruff: noqa
+
+from jobs import jobs
+
+
+def handler(event, context):
+    jobs.launch(event["job"])
