@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import socket
 from typing import Any
 
 import yaml
@@ -23,6 +24,8 @@ __all__ = ["ManifestScanner"]
 
 _MAX_MEMORY_MB = 8192
 _MAX_TIMEOUT_S = 900
+#: Digits, dots and hex digits only: what inet_aton may read as an IPv4 address.
+_IPV4_SHORTHAND = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]*|[0-9]+)){0,3}")
 _SENSITIVE_HOSTS = frozenset(
     {
         "localhost",
@@ -168,15 +171,30 @@ def _broad(kind: str, item: str) -> str:
         return "every port"
     if host.lower() in _SENSITIVE_HOSTS:
         return "the host itself or its cloud metadata service"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = _address(host)
+    if ip is None:
         return ""
     if ip.is_unspecified:
         return "every address"
     if ip.is_loopback or ip.is_link_local:
         return "loopback or link-local (the platform's own services, cloud metadata)"
     return ""
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address `host` names if it is an IP literal in any notation a resolver accepts:
+    besides the canonical forms, the IPv4 shorthands of inet_aton (``127.1``, the decimal
+    ``2130706433``, octal and hex parts such as ``0x7f.1``), which reach the same hosts."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not _IPV4_SHORTHAND.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 class ManifestScanner(Scanner):
