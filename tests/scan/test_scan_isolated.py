@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from donjon.scan import ScanError
+from donjon.scan import ScanError, scan_path
 from donjon.scan.isolated import IsolatedScanner, ScanLimitExceeded, ScanLimits
 
 INJECTION = "import os\ndef handler(event, context):\n    return os.system(event['cmd'])\n"
@@ -41,6 +41,25 @@ def test_report_comes_back_whole(scanner: IsolatedScanner, tmp_path: Path) -> No
     [finding] = report.findings
     assert finding.rule_id == "DJ-PY-001" and finding.taint_path
     assert report.advisories_loaded == scanner.advisories_loaded > 1000
+
+
+def test_gate_reads_packages_named_like_tool_directories(
+    scanner: IsolatedScanner, tmp_path: Path
+) -> None:
+    """A bundle's package named venv/ is code its function imports: the gate reads it
+    (a plain `donjon scan` of a checkout leaves such directories out)."""
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "tools.py").write_text("import os\ndef run(c):\n    os.system(c)\n")
+    (tmp_path / "main.py").write_text(
+        "from venv.tools import run\ndef handler(event, context):\n    run(event['c'])\n"
+    )
+    [finding] = scanner.scan(tmp_path).findings
+    assert (finding.rule_id, finding.location.path, finding.confidence.label) == (
+        "DJ-PY-001",
+        "venv/tools.py",
+        "high",
+    )
+    assert scan_path(tmp_path).findings == ()
 
 
 def test_scan_errors_are_passed_on(scanner: IsolatedScanner, tmp_path: Path) -> None:

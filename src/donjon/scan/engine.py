@@ -67,8 +67,13 @@ def scan_path(
     advisories: AdvisoryDB | None = None,
     baseline: Path | None = None,
     scanners: Sequence[Scanner] | None = None,
+    whole_tree: bool = False,
 ) -> ScanReport:
     """Scan a bundle, a repository or one file.
+
+    `whole_tree` reads every directory (the deploy gate: whatever a bundle holds, its
+    function can import); without it, tool and cache directories (``venv/``,
+    ``node_modules/``, ``.git/``...) of a source checkout are left out.
 
     `advisories` (load it once with `AdvisoryDB.load` and reuse it) enables the
     dependency checks; `baseline` accepts reviewed findings (they move to
@@ -76,7 +81,7 @@ def scan_path(
     """
     started = time.perf_counter()
     accepted = Baseline.load(baseline) if baseline is not None else Baseline()
-    project = discover(path)
+    project = discover(path, whole_tree=whole_tree)
     findings: list[Finding] = []
     notes = list(project.notes)
     secrets: set[str] = set()

@@ -216,8 +216,13 @@ def _parse_manifest(source: SourceFile) -> ManifestDoc:
     return ManifestDoc(source, data)
 
 
-def discover(target: Path) -> Project:
-    """Find and read the files of `target` (a directory or one file)."""
+def discover(target: Path, *, whole_tree: bool = False) -> Project:
+    """Find and read the files of `target` (a directory or one file).
+
+    Tool and cache directories (`_SKIP_DIRS`, virtual environments) are left out unless
+    `whole_tree`: a deployed bundle is read entire, since its function can import any
+    package in it, whatever its name (``from venv.tools import run``).
+    """
     if not target.exists():
         raise ScanError(f"{target} does not exist", hint="pass a bundle directory or a file")
     root = target.resolve()
@@ -240,10 +245,9 @@ def discover(target: Path) -> Project:
         dirnames[:] = sorted(
             d
             for d in dirnames
-            if d not in _SKIP_DIRS
-            and d != DEPS_DIR
+            if d != DEPS_DIR
             and not (here / d).is_symlink()
-            and not (here / d / "pyvenv.cfg").exists()
+            and (whole_tree or (d not in _SKIP_DIRS and not (here / d / "pyvenv.cfg").exists()))
         )
         for name in sorted(filenames):
             path = here / name

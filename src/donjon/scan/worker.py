@@ -72,7 +72,7 @@ def _scan_child(
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
-        body = render_json(scan_path(Path(path), advisories=advisories)).encode()
+        body = render_json(scan_path(Path(path), advisories=advisories, whole_tree=True)).encode()
     except MemoryError:
         return _EXIT_MEMORY
     except Error as e:
