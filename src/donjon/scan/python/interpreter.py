@@ -26,6 +26,7 @@ from donjon.scan.python.imports import ImportMap
 from donjon.scan.python.modules import bundle_imports
 from donjon.scan.python.sinks import check_call
 from donjon.scan.python.values import Env, Step, Value
+from donjon.scan.syntax import Syntax
 
 if TYPE_CHECKING:
     from donjon.scan.python.bundle import Bundle
@@ -54,7 +55,9 @@ class Interpreter(CallInterpreter):
         *,
         rel: str = "",
         bundle: Bundle | None = None,
+        syntax: Syntax | None = None,
     ) -> None:
+        """`syntax`: `tree` already indexed (`SourceFile.syntax`), else it is indexed here."""
         super().__init__(ImportMap(tree), Hits(), lines)
         self.tree = tree
         self.handlers = handlers
@@ -62,17 +65,14 @@ class Interpreter(CallInterpreter):
         self.bundle = bundle
         self.call_counts: Counter[str] = Counter()
         self._prepared = False
-        imports: list[ast.Import | ast.ImportFrom] = []
-        for node in ast.walk(tree):
-            self.work.evaluation_limit += _EVALUATIONS_PER_NODE
-            if isinstance(node, ast.stmt):
-                self.work.statement_limit += _BUDGET_PER_STATEMENT
-                if isinstance(node, ast.Import | ast.ImportFrom):
-                    imports.append(node)
-            elif isinstance(node, ast.Call):
-                f = node.func
-                self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
-        self.bundle_imports = bundle_imports(imports, rel) if bundle is not None else {}
+        if syntax is None or syntax.tree is not tree:
+            syntax = Syntax.of(tree)
+        self.work.evaluation_limit += _EVALUATIONS_PER_NODE * syntax.nodes
+        self.work.statement_limit += _BUDGET_PER_STATEMENT * syntax.statements
+        for call in syntax.calls:
+            f = call.func
+            self.call_counts[f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")] += 1
+        self.bundle_imports = bundle_imports(syntax.imports, rel) if bundle is not None else {}
         for stmt in tree.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._register(stmt, None, self.module_env)

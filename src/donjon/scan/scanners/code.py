@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import gc
 import hashlib
-import threading
-import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from donjon.scan.python.interpreter import Interpreter
 from donjon.scan.python.misuse import graded_for_file
 from donjon.scan.python.modules import ModuleIndex
 from donjon.scan.rules import rule
+from donjon.scan.syntax import Syntax, compile_warnings_ignored
 
 __all__ = [
     "CodeScanner",
@@ -39,29 +38,11 @@ def code_fingerprint(rule_id: str, rel: str, line_text: str) -> str:
     return digest.hexdigest()[:32]
 
 
-_WARNINGS_LOCK = threading.Lock()
-
-
-@contextmanager
-def compile_warnings_ignored() -> Iterator[None]:
-    """Silence what compiling the scanned code warns about (invalid escapes and the like:
-    its business, not ours). The warnings filters are process-wide, so concurrent scans
-    take turns here rather than restore each other's filters."""
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
-
-
 def parse_python(source: SourceFile) -> ast.Module | str:
-    """The module's AST, or why it could not be parsed."""
-    try:
-        with compile_warnings_ignored():
-            return ast.parse(source.text, filename=source.rel)
-    except SyntaxError as e:
-        return f"{source.rel}: not valid Python 3 (line {e.lineno}: {e.msg}); code rules skipped"
-    except (ValueError, RecursionError) as e:
-        return f"{source.rel}: could not be parsed ({e}); code rules skipped"
+    """The module's AST (parsed once per scan: `SourceFile.syntax`), or why it could not
+    be parsed."""
+    syntax = source.syntax
+    return syntax if isinstance(syntax, str) else syntax.tree
 
 
 def handlers_by_file(project: Project) -> dict[str, frozenset[str]]:
@@ -121,24 +102,25 @@ class CodeScanner(Scanner):
     def _scan(self, project: Project) -> ScannerOutput:
         handlers = handlers_by_file(project)
         notes: list[str] = []
-        parsed: list[tuple[SourceFile, ast.Module]] = []
+        parsed: list[tuple[SourceFile, Syntax]] = []
         for source in project.python:
-            tree = parse_python(source)
-            if isinstance(tree, str):
-                notes.append(tree)
+            syntax = source.syntax
+            if isinstance(syntax, str):
+                notes.append(syntax)
             else:
-                parsed.append((source, tree))
+                parsed.append((source, syntax))
         index = ModuleIndex((s.rel for s, _ in parsed), (d.bundle_dir for d in project.manifests))
         bundle = Bundle(index)
         modules: list[tuple[SourceFile, Interpreter]] = []
-        for source, tree in parsed:
+        for source, syntax in parsed:
             with _attributed(source):
                 interpreter = Interpreter(
-                    tree,
+                    syntax.tree,
                     source.lines,
                     handlers.get(source.rel, frozenset()),
                     rel=source.rel,
                     bundle=bundle,
+                    syntax=syntax,
                 )
             bundle.add(interpreter)
             modules.append((source, interpreter))
