@@ -6,7 +6,7 @@ import ast
 import gc
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 
@@ -61,19 +61,19 @@ def handlers_by_file(project: Project) -> dict[str, frozenset[str]]:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the bundle is analysed. Every module's
-    syntax tree stays alive for the whole analysis (a later module may call into any of
-    them): with the collector running, each full collection would walk all of them, and
-    everything else the process holds (the advisory database), again and again. The
-    analysis makes next to no reference cycles; what it leaves is collected after."""
-    paused = gc.isenabled()
-    gc.disable()
+def _frozen() -> Iterator[Callable[[], None]]:
+    """Keep the bundle's syntax trees, and what the process held before the scan (the
+    advisory database), out of the cyclic collector's reach while the bundle is analysed
+    (`gc.freeze`; the yielded function freezes again, after each file is parsed). Every
+    module's tree stays alive for the whole analysis (a later module may call into any of
+    them): otherwise each full collection would walk all of them, and everything else,
+    again and again. The collector still runs for the garbage parsing and analysis make;
+    afterwards the frozen objects go back to its oldest generation."""
+    gc.freeze()
     try:
-        yield
+        yield gc.freeze
     finally:
-        if paused:
-            gc.enable()
+        gc.unfreeze()
 
 
 @contextmanager
@@ -96,19 +96,22 @@ class CodeScanner(Scanner):
     name = "code"
 
     def scan(self, project: Project) -> ScannerOutput:
-        with _collector_paused():
-            return self._scan(project)
+        with _frozen() as freeze:
+            notes: list[str] = []
+            parsed: list[tuple[SourceFile, Syntax]] = []
+            for source in project.python:
+                syntax = source.syntax
+                freeze()
+                if isinstance(syntax, str):
+                    notes.append(syntax)
+                else:
+                    parsed.append((source, syntax))
+            return self._analyse(project, parsed, notes)
 
-    def _scan(self, project: Project) -> ScannerOutput:
+    def _analyse(
+        self, project: Project, parsed: list[tuple[SourceFile, Syntax]], notes: list[str]
+    ) -> ScannerOutput:
         handlers = handlers_by_file(project)
-        notes: list[str] = []
-        parsed: list[tuple[SourceFile, Syntax]] = []
-        for source in project.python:
-            syntax = source.syntax
-            if isinstance(syntax, str):
-                notes.append(syntax)
-            else:
-                parsed.append((source, syntax))
         index = ModuleIndex((s.rel for s, _ in parsed), (d.bundle_dir for d in project.manifests))
         bundle = Bundle(index)
         modules: list[tuple[SourceFile, Interpreter]] = []
