@@ -21,6 +21,7 @@ import yaml
 
 from donjon.manifest.loader import load_yaml
 from donjon.scan.errors import ScanError
+from donjon.scan.syntax import Syntax, parse
 
 __all__ = ["DEPS_DIR", "ManifestDoc", "Project", "SourceFile", "discover"]
 
@@ -93,6 +94,12 @@ class SourceFile:
     @cached_property
     def lines(self) -> list[str]:
         return self.text.splitlines()
+
+    @cached_property
+    def syntax(self) -> Syntax | str:
+        """The file as Python, parsed on first use and kept for the scan (syntax.py); or
+        why it does not parse."""
+        return parse(self.text, self.rel)
 
     def line(self, number: int) -> str:
         """Line `number` (1-based), or "" when out of range."""

@@ -4,8 +4,9 @@ module, the work budget all modules share, and which file each step of a path is
 Each module keeps its own interpreter (its imports, lines, sinks and findings); a call
 from one module into a function of another is analysed by the callee's interpreter,
 with the caller's labelled arguments, memoised and depth-bounded like a local call
-(interpreter.py). Steps of a trace carry the file they happened in once they cross a
-module boundary (`relocate`); an empty `Step.path` means the module being analysed.
+(calls.py; the dispatch is interpreter.py's). Steps of a trace carry the file they
+happened in once they cross a module boundary (`relocate`); an empty `Step.path` means
+the module being analysed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from donjon.scan.python.modules import ImportTarget, ModuleIndex
 from donjon.scan.python.values import Env, Step, Value
 
 if TYPE_CHECKING:
-    from donjon.scan.python.evaluator import FunctionInfo
+    from donjon.scan.python.frames import FunctionInfo
     from donjon.scan.python.interpreter import Interpreter
 
 __all__ = ["Bundle", "Work", "relocate"]

@@ -3,190 +3,30 @@
 Propagation rules: a value derived from a labelled value keeps its label (subscripts,
 attributes, string formatting, containers, unknown calls); sanitizers (``int()``,
 ``shlex.quote()``, comparisons, ``len()``) drop it. Sources are the parameters the
-interpreter marks, web-framework request attributes and ``traceback.format_exc()``.
+interpreter marks, web-framework request attributes and ``traceback.format_exc()``
+(sources.py). Calls are evaluated here (their arguments, what they refer to, the sink
+rules); what a call outside the module returns is modelled in call_results.py.
 """
 
 from __future__ import annotations
 
 import ast
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from donjon.scan.errors import ScanError
+from donjon.scan.python.call_results import call_result, dotted
 from donjon.scan.python.dynamic import Resolver
+from donjon.scan.python.frames import Frame
 from donjon.scan.python.hits import CallSite, Hits
 from donjon.scan.python.imports import ImportMap
 from donjon.scan.python.kinds import PATH, PATH_KINDS, names_one_component, refine_result
 from donjon.scan.python.leaks import carried_secret, secret_in_subscript
 from donjon.scan.python.refs import Ref, attribute, held
-from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
+from donjon.scan.python.sources import EXC_SAFE_ATTRS, request_source
+from donjon.scan.python.values import UNKNOWN, Env, Step, Value, constant, join_all
 
-__all__ = ["Evaluator", "Frame", "FunctionInfo"]
-
-REQUEST_OBJECTS = frozenset({"flask.request", "quart.request", "bottle.request", "sanic.request"})
-REQUEST_ATTRS = frozenset(
-    {
-        "args",
-        "form",
-        "values",
-        "json",
-        "data",
-        "files",
-        "headers",
-        "cookies",
-        "get_json",
-        "get_data",
-        "query_string",
-        "GET",
-        "POST",
-        "body",
-        "META",
-        "COOKIES",
-        "FILES",
-        "query_params",
-        "path_params",
-        "stream",
-        "params",
-        "text",
-        "content",
-        "path",
-        "url",
-        "full_path",
-        "environ",
-        "query",
-    }
-)
-EXC_SOURCES = frozenset(
-    {
-        "traceback.format_exc",
-        "traceback.format_exception",
-        "traceback.format_tb",
-        "traceback.format_exception_only",
-        "traceback.format_stack",
-        "sys.exc_info",
-    }
-)
-_EXC_SAFE_ATTRS = frozenset(
-    {"__name__", "__class__", "__qualname__", "errno", "code", "status_code", "status"}
-)
-SANITIZERS = frozenset(
-    {
-        "int",
-        "float",
-        "bool",
-        "len",
-        "abs",
-        "round",
-        "ord",
-        "hash",
-        "id",
-        "isinstance",
-        "issubclass",
-        "callable",
-        "type",
-        "shlex.quote",
-        "pipes.quote",
-        "uuid.UUID",
-        "ipaddress.ip_address",
-        "ipaddress.ip_network",
-        "decimal.Decimal",
-        "math.floor",
-        "math.ceil",
-        "hmac.compare_digest",
-        "secrets.compare_digest",
-        "os.path.exists",
-        "os.path.isfile",
-        "os.path.isdir",
-        # Letters, digits, "_", "." and "-" only: safe in a path and anywhere else.
-        "werkzeug.utils.secure_filename",
-        "werkzeug.secure_filename",
-    }
-)
-_METHOD_SANITIZERS = frozenset(
-    {
-        "isdigit",
-        "isnumeric",
-        "isdecimal",
-        "isalnum",
-        "isalpha",
-        "isidentifier",
-        "startswith",
-        "endswith",
-        "count",
-        "find",
-        "rfind",
-        "index",
-        "rindex",
-        "__len__",
-        "isupper",
-        "islower",
-    }
-)
-_PURE = frozenset(
-    {
-        "str",
-        "repr",
-        "format",
-        "bytes",
-        "list",
-        "tuple",
-        "dict",
-        "set",
-        "frozenset",
-        "sorted",
-        "reversed",
-        "min",
-        "max",
-        "sum",
-    }
-)
-_MUTATORS = frozenset(
-    {"append", "extend", "add", "insert", "update", "setdefault", "appendleft", "extendleft"}
-)
-_PATH_JOINS = frozenset(
-    {"os.path.join", "posixpath.join", "pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath"}
-)
-
-
-@dataclass(eq=False)
-class FunctionInfo:
-    """A function or method of the module being analysed."""
-
-    node: ast.FunctionDef | ast.AsyncFunctionDef
-    qualname: str
-    class_name: str | None = None
-    closure: Env | None = None
-    #: Why its parameters carry event data: "handler", "route", "event" or "".
-    entry: str = ""
-    calls: int = 0
-
-
-@dataclass(eq=False)
-class Frame:
-    """The function being interpreted, in one calling context."""
-
-    info: FunctionInfo | None
-    params: frozenset[str] = frozenset()
-    returns: list[Value] = field(default_factory=list)
-    local_functions: dict[str, FunctionInfo] = field(default_factory=dict)
-    depth: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.info.node.name if self.info else "<module>"
-
-
-def _passed_on(values: list[Value]) -> Trace | None:
-    return next((t for v in values if (t := v.passed_on()) is not None), None)
-
-
-def _dotted(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else f"{base}.{node.attr}"
-    return None
+__all__ = ["Evaluator"]
 
 
 class Evaluator(ABC):
@@ -318,34 +158,15 @@ class Evaluator(ABC):
                 return join_all([self.eval(p, env, frame) for p in (lo, hi, st) if p is not None])
         return UNKNOWN
 
-    def _request_source(self, node: ast.Attribute, frame: Frame) -> Value | None:
-        """``request.args`` and friends of a web framework's request object; Chalice's
-        ``app.current_request``."""
-        base = node.value
-        if node.attr == "current_request" and isinstance(base, ast.Name):
-            step = Step(node.lineno, node.col_offset + 1, "current_request: the HTTP request")
-            return Value(taint=(step,))
-        if (
-            node.attr in REQUEST_ATTRS
-            and isinstance(base, ast.Name)
-            and base.id == "request"
-            and (self.imports.qualname(base) in REQUEST_OBJECTS or base.id in frame.params)
-        ):
-            step = Step(
-                node.lineno, node.col_offset + 1, f"request.{node.attr}: data from the HTTP request"
-            )
-            return Value(taint=(step,))
-        return None
-
     def _attribute(self, node: ast.Attribute, env: Env, frame: Frame) -> Value:
-        source = self._request_source(node, frame)
+        source = request_source(node, self.imports, frame.params)
         if source is not None:
             return source
         known = self._known_attribute(node, env, frame)
         if known is not None:
             return known
         base_value = self.eval(node.value, env, frame)
-        if node.attr in _EXC_SAFE_ATTRS:
+        if node.attr in EXC_SAFE_ATTRS:
             base_value = base_value.without_exc()
         # An exception's attributes are structured data like the exception itself: they
         # disclose it once made text (str(), f-strings, concatenation), not before.
@@ -360,7 +181,7 @@ class Evaluator(ABC):
 
     def _known_attribute(self, node: ast.Attribute, env: Env, frame: Frame) -> Value | None:
         """``x.attr`` as assigned before, or a class attribute read through self/cls."""
-        key = _dotted(node)
+        key = dotted(node)
         if key is not None and (known := env.get(key)) is not None:
             return known
         owner = node.value
@@ -457,7 +278,8 @@ class Evaluator(ABC):
         method = func.attr if isinstance(func, ast.Attribute) else None
         receiver: Value | None = None
         if isinstance(func, ast.Attribute):
-            receiver = self._request_source(func, frame) or self.eval(func.value, env, frame)
+            receiver = request_source(func, self.imports, frame.params)
+            receiver = receiver or self.eval(func.value, env, frame)
         callee = self._callee(func, receiver, env, frame)
         args = [self.eval(a, env, frame) for a in node.args]
         kwargs: dict[str, Value] = {}
@@ -483,71 +305,9 @@ class Evaluator(ABC):
             return self.resolver.call_lambda(
                 function, scope, site, lambda body, inner: self.eval(body, inner, frame)
             )
-        result = refine_result(site, self._call_result(site, env))
+        result = refine_result(site, call_result(site, env))
         ref = self.resolver.result(site, callee)
         if ref is not None:
             result = replace(result, ref=ref)
         secret = carried_secret(site)
         return result if secret is None else replace(result, const=False, secret=secret)
-
-    def _call_result(self, site: CallSite, env: Env) -> Value:
-        """What a call to something outside the module returns, from what it was given."""
-        node, qual, method, receiver, args = (
-            site.node,
-            site.qual,
-            site.method,
-            site.receiver,
-            site.args,
-        )
-        func = node.func
-        everything = [*args, *site.kwargs.values()]
-        if qual in SANITIZERS or method in _METHOD_SANITIZERS:
-            return constant()
-        if qual in EXC_SOURCES:
-            return Value(exc=(Step(node.lineno, node.col_offset + 1, f"{qual}()"),))
-        if qual == "tempfile.gettempdir":
-            # Models the runtime value; nothing is written there.
-            return Value(prefix="/tmp")  # noqa: S108  # nosec B108
-        if qual in _PATH_JOINS and args and args[0].prefix is not None:
-            out = join_all(everything)
-            joined = args[0].prefix.rstrip("/") + "/"
-            if len(args) > 1 and args[1].const and args[1].prefix is not None:
-                joined += args[1].prefix
-            return Value(out.taint, out.exc, out.const, False, joined, confined=out.confined)
-        if method is not None and receiver is not None:
-            if method in _MUTATORS and isinstance(func, ast.Attribute):
-                self._mutate(func.value, receiver, everything, env)
-                return UNKNOWN
-            out = receiver.mix(join_all(everything))
-            if method == "format" and receiver.prefix is not None:
-                return Value(
-                    out.taint,
-                    out.exc,
-                    out.const,
-                    not out.const,
-                    receiver.prefix.split("{")[0],
-                    confined=out.confined,
-                )
-            if method == "join" and receiver.prefix is not None:  # "sep".join(parts)
-                return Value(out.taint, out.exc, out.const, out.built or not out.const)
-            known_text = out.const and receiver.prefix is not None
-            exc = receiver.passed_on() or _passed_on(everything)
-            return Value(out.taint, exc, known_text, receiver.built)
-        out = join_all(everything)
-        if qual in _PURE:  # str(e), repr(e), format(e): the exception as text
-            prefix = args[0].prefix if qual == "str" and len(args) == 1 else None
-            return Value(out.taint, out.exc, out.const, out.built, prefix)
-        return Value(out.taint, _passed_on(everything))
-
-    def _mutate(self, target: ast.expr, receiver: Value, added: list[Value], env: Env) -> None:
-        key = _dotted(target)
-        if key is None:
-            return
-        grown = receiver.mix(join_all(added))
-        head = receiver.head
-        env.set(
-            key,
-            Value(
-                grown.taint, grown.exc, grown.const, grown.built, None, head, secret=grown.secret
-            ),
-        )

@@ -5,10 +5,8 @@ from __future__ import annotations
 import ast
 import gc
 import hashlib
-import threading
-import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 
@@ -22,6 +20,7 @@ from donjon.scan.python.interpreter import Interpreter
 from donjon.scan.python.misuse import graded_for_file
 from donjon.scan.python.modules import ModuleIndex
 from donjon.scan.rules import rule
+from donjon.scan.syntax import Syntax, compile_warnings_ignored
 
 __all__ = [
     "CodeScanner",
@@ -39,29 +38,11 @@ def code_fingerprint(rule_id: str, rel: str, line_text: str) -> str:
     return digest.hexdigest()[:32]
 
 
-_WARNINGS_LOCK = threading.Lock()
-
-
-@contextmanager
-def compile_warnings_ignored() -> Iterator[None]:
-    """Silence what compiling the scanned code warns about (invalid escapes and the like:
-    its business, not ours). The warnings filters are process-wide, so concurrent scans
-    take turns here rather than restore each other's filters."""
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntaxWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        yield
-
-
 def parse_python(source: SourceFile) -> ast.Module | str:
-    """The module's AST, or why it could not be parsed."""
-    try:
-        with compile_warnings_ignored():
-            return ast.parse(source.text, filename=source.rel)
-    except SyntaxError as e:
-        return f"{source.rel}: not valid Python 3 (line {e.lineno}: {e.msg}); code rules skipped"
-    except (ValueError, RecursionError) as e:
-        return f"{source.rel}: could not be parsed ({e}); code rules skipped"
+    """The module's AST (parsed once per scan: `SourceFile.syntax`), or why it could not
+    be parsed."""
+    syntax = source.syntax
+    return syntax if isinstance(syntax, str) else syntax.tree
 
 
 def handlers_by_file(project: Project) -> dict[str, frozenset[str]]:
@@ -80,19 +61,19 @@ def handlers_by_file(project: Project) -> dict[str, frozenset[str]]:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the bundle is analysed. Every module's
-    syntax tree stays alive for the whole analysis (a later module may call into any of
-    them): with the collector running, each full collection would walk all of them, and
-    everything else the process holds (the advisory database), again and again. The
-    analysis makes next to no reference cycles; what it leaves is collected after."""
-    paused = gc.isenabled()
-    gc.disable()
+def _frozen() -> Iterator[Callable[[], None]]:
+    """Keep the bundle's syntax trees, and what the process held before the scan (the
+    advisory database), out of the cyclic collector's reach while the bundle is analysed
+    (`gc.freeze`; the yielded function freezes again, after each file is parsed). Every
+    module's tree stays alive for the whole analysis (a later module may call into any of
+    them): otherwise each full collection would walk all of them, and everything else,
+    again and again. The collector still runs for the garbage parsing and analysis make;
+    afterwards the frozen objects go back to its oldest generation."""
+    gc.freeze()
     try:
-        yield
+        yield gc.freeze
     finally:
-        if paused:
-            gc.enable()
+        gc.unfreeze()
 
 
 @contextmanager
@@ -115,30 +96,34 @@ class CodeScanner(Scanner):
     name = "code"
 
     def scan(self, project: Project) -> ScannerOutput:
-        with _collector_paused():
-            return self._scan(project)
+        with _frozen() as freeze:
+            notes: list[str] = []
+            parsed: list[tuple[SourceFile, Syntax]] = []
+            for source in project.python:
+                syntax = source.syntax
+                freeze()
+                if isinstance(syntax, str):
+                    notes.append(syntax)
+                else:
+                    parsed.append((source, syntax))
+            return self._analyse(project, parsed, notes)
 
-    def _scan(self, project: Project) -> ScannerOutput:
+    def _analyse(
+        self, project: Project, parsed: list[tuple[SourceFile, Syntax]], notes: list[str]
+    ) -> ScannerOutput:
         handlers = handlers_by_file(project)
-        notes: list[str] = []
-        parsed: list[tuple[SourceFile, ast.Module]] = []
-        for source in project.python:
-            tree = parse_python(source)
-            if isinstance(tree, str):
-                notes.append(tree)
-            else:
-                parsed.append((source, tree))
         index = ModuleIndex((s.rel for s, _ in parsed), (d.bundle_dir for d in project.manifests))
         bundle = Bundle(index)
         modules: list[tuple[SourceFile, Interpreter]] = []
-        for source, tree in parsed:
+        for source, syntax in parsed:
             with _attributed(source):
                 interpreter = Interpreter(
-                    tree,
+                    syntax.tree,
                     source.lines,
                     handlers.get(source.rel, frozenset()),
                     rel=source.rel,
                     bundle=bundle,
+                    syntax=syntax,
                 )
             bundle.add(interpreter)
             modules.append((source, interpreter))

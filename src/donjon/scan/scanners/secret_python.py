@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from donjon.scan.project import SourceFile
 from donjon.scan.python.imports import LOCAL, ImportMap
-from donjon.scan.scanners.code import parse_python
+from donjon.scan.syntax import Syntax
 
 __all__ = ["NAMED", "KeySite", "PythonFacts", "may_have_call_sites", "python_facts"]
 
@@ -101,32 +101,23 @@ def _literal(node: ast.expr | None, constants: dict[str, str]) -> str | None:
 
 
 class _Walk:
-    """One pass over the tree: imports, assignments, documentation lines and calls."""
+    """What the file's syntax index holds of imports, assignments, documentation and calls."""
 
-    def __init__(self, tree: ast.Module) -> None:
-        self.imports: list[ast.stmt] = []
+    def __init__(self, syntax: Syntax) -> None:
+        self.imports: list[ast.stmt] = list(syntax.imports)
         self.bindings: dict[str, int] = {}
         self.doc_lines: set[int] = set()
-        self.calls: list[ast.Call] = []
+        self.calls = syntax.calls
         self.settings: list[KeySite] = []  # SECRET_KEY = "...", app.secret_key = "..."
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                self.calls.append(node)
-            elif isinstance(node, ast.Import | ast.ImportFrom):
-                self.imports.append(node)
-            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    if isinstance(target, ast.Name):
-                        self.bindings[target.id] = self.bindings.get(target.id, 0) + 1
-                    self._setting(target, node.value)
-            elif (
-                isinstance(node, ast.Expr)
-                and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)
-            ):
-                self.doc_lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-        self.constants = self._module_constants(tree)
+        for node in syntax.assignments:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    self.bindings[target.id] = self.bindings.get(target.id, 0) + 1
+                self._setting(target, node.value)
+        for doc in syntax.strings:
+            self.doc_lines.update(range(doc.lineno, (doc.end_lineno or doc.lineno) + 1))
+        self.constants = self._module_constants(syntax.tree)
 
     def _setting(self, target: ast.expr, value_node: ast.expr | None) -> None:
         """``SECRET_KEY = "..."``, ``app.secret_key = "..."``, ``app.config["SECRET_KEY"] = ...``
@@ -210,9 +201,9 @@ def may_have_call_sites(text: str) -> bool:
 
 def python_facts(source: SourceFile) -> PythonFacts | None:
     """The facts of a Python file, or None if it does not parse (the line rules still run)."""
-    tree = parse_python(source)
-    if isinstance(tree, str):
+    syntax = source.syntax  # parsed once, shared with the code scanner
+    if isinstance(syntax, str):
         return None
-    walk = _Walk(tree)
+    walk = _Walk(syntax)
     sites = _call_sites(walk) if may_have_call_sites(source.text) else []
     return PythonFacts(frozenset(walk.doc_lines), tuple(sites))

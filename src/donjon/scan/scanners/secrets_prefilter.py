@@ -12,20 +12,35 @@ say when a detector family cannot match, from the detectors' own patterns:
   negative look-ahead that a newline satisfies) keeps its detector on every line.
 - per line, `for_line`: detect-secrets' keyword detector only reports a line holding one
   of its DENYLIST words (every one of its regexes embeds that alternation).
+
+Before a file-level pattern is searched, the literal text any match of it must contain
+(a run of literal characters, or an alternation of literal words, at the top level of
+the pattern, read from its parsed form) is looked for with `in`: a pattern with
+``(?:key|pwd|password|pass|token)`` in it cannot match a text holding none of those
+words. Case-insensitive patterns are checked in the lower-cased text, ASCII text only
+(the regex engine folds a few non-ASCII letters to ASCII ones; ``str.lower`` does not).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+from typing import Any
 
 from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
 from detect_secrets.plugins.keyword import DENYLIST, KeywordDetector
 
 __all__ = ["for_line", "for_text"]
 
+#: The parsed form of a pattern (the standard library's own parser; untyped).
+sre_parse: Any = importlib.import_module("re._parser")
+sre_constants: Any = importlib.import_module("re._constants")
 _KEYWORDS_ANY_CASE = re.compile("|".join(DENYLIST), re.IGNORECASE)
 _KEYWORDS_LOWER = re.compile("|".join(DENYLIST))
-_GATES: dict[int, tuple[BasePlugin, list[re.Pattern[str]] | None]] = {}
+#: A file-level pattern, and the words one of which each of its matches contains (None:
+#: not known), lower-cased when the pattern ignores case.
+_Gate = tuple[re.Pattern[str], frozenset[str] | None]
+_GATES: dict[int, tuple[BasePlugin, list[_Gate] | None]] = {}
 
 
 def _lookahead_bodies(pattern: str) -> list[str] | None:
@@ -55,28 +70,85 @@ def _multiline(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
         return None
 
 
-def _gate(plugin: BasePlugin) -> list[re.Pattern[str]] | None:
+def _words(item: tuple[object, object]) -> list[str] | None:
+    """The literal words a top-level item of a parsed pattern matches, if that is all."""
+    op, arg = item
+    if op is sre_constants.BRANCH and isinstance(arg, tuple):
+        words = []
+        for alt in arg[1]:
+            if not alt or any(o is not sre_constants.LITERAL for o, _ in alt):
+                return None
+            words.append("".join(chr(c) for _, c in alt))
+        return words
+    if op is sre_constants.SUBPATTERN and isinstance(arg, tuple):
+        _, added, removed, inner = arg
+        if added or removed or len(inner) != 1:
+            return None
+        return _words(inner[0])
+    return None
+
+
+def _required(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    """Words one of which every match of `pattern` contains (lower-cased if it ignores
+    case), the longest such set found at its top level; None if none is known."""
+    try:
+        parsed = list(sre_parse.parse(pattern.pattern, pattern.flags))
+    except (re.error, TypeError, ValueError):
+        return None
+    found: list[list[str]] = []
+    run = ""
+    for item in [*parsed, (None, None)]:
+        if item[0] is sre_constants.LITERAL and isinstance(item[1], int):
+            run += chr(item[1])
+            continue
+        if run:
+            found.append([run])
+            run = ""
+        words = _words(item) if item[0] is not None else None
+        if words:
+            found.append(words)
+    found = [w for w in found if all(x and x.isascii() for x in w)]
+    if not found:
+        return None
+    best = max(found, key=lambda w: min(len(x) for x in w))
+    if pattern.flags & re.IGNORECASE:
+        best = [x.lower() for x in best]
+    return frozenset(best)
+
+
+def _gate(plugin: BasePlugin) -> list[_Gate] | None:
     """The file-level patterns of a format detector (None: it runs on every line)."""
     known = _GATES.get(id(plugin))
     if known is None or known[0] is not plugin:  # detectors are not hashable: keyed by id
-        patterns: list[re.Pattern[str]] | None = []
+        patterns: list[_Gate] | None = []
         for pattern in getattr(plugin, "denylist", ()):
             multiline = _multiline(pattern)
             if multiline is None or patterns is None:
                 patterns = None
                 continue
-            patterns.append(multiline)
+            patterns.append((multiline, _required(multiline)))
         known = _GATES[id(plugin)] = (plugin, patterns)
     return known[1]
 
 
+def _may_match(gate: _Gate, text: str, lower: str | None) -> bool:
+    pattern, words = gate
+    if words is not None:
+        folded = bool(pattern.flags & re.IGNORECASE)
+        where = lower if folded else text
+        if where is not None and not any(w in where for w in words):
+            return False
+    return pattern.search(text) is not None
+
+
 def for_text(plugins: tuple[BasePlugin, ...], text: str) -> tuple[BasePlugin, ...]:
     """The detectors that may match some line of `text` (lines joined by newlines)."""
+    lower = text.lower() if text.isascii() else None
     kept = []
     for plugin in plugins:
         if isinstance(plugin, RegexBasedDetector):
             gate = _gate(plugin)
-            if gate is not None and not any(p.search(text) for p in gate):
+            if gate is not None and not any(_may_match(g, text, lower) for g in gate):
                 continue
         kept.append(plugin)
     return tuple(kept)
