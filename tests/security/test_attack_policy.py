@@ -18,7 +18,9 @@ from sec_support import assert_problem, audit_records
 def _function(tmp: Path, name: str, reply: str = "v1") -> Path:
     d = tmp / f"{name}-{secrets.token_hex(3)}"
     d.mkdir()
-    (d / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\ntimeout_s: 10\n")
+    (d / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+    )
     (d / "main.py").write_text(f"def handler(event, context):\n    return {{'v': {reply!r}}}\n")
     return d
 
