@@ -37,8 +37,8 @@ class Action(StrEnum):
     READ = "function:read"
     DELETE = "function:delete"
     LOGS = "function:logs"
-    SECRET_WRITE = "secret:write"  # noqa: S105 - an action name
-    SECRET_LIST = "secret:list"  # noqa: S105 - an action name
+    SECRET_WRITE = "secret:write"  # noqa: S105  # nosec B105 - an action name
+    SECRET_LIST = "secret:list"  # noqa: S105  # nosec B105 - an action name
     KEYS = "key:manage"
     ROLES = "role:manage"
     AUDIT = "audit:read"
