@@ -255,3 +255,21 @@ def test_revoked_key_gets_401_and_the_audit_says_revoked(node: LiveNode) -> None
     assert_problem(r, 401)
     (record,) = audit_records(node, r.headers["x-request-id"])
     assert record["detail"]["reason"] == "revoked key"
+
+
+def test_custom_key_manager_cannot_mint_an_admin_key(node: LiveNode) -> None:
+    """A custom role granted key:manage creates keys of its own role only, never an admin's."""
+    role = f"sec-keyman-{secrets.token_hex(3)}"
+    doc = {
+        "name": role,
+        "statements": [{"effect": "allow", "actions": ["key:manage"], "resources": ["*"]}],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json=doc).status_code == 201
+    manager = _key(node, role)["key"]
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/keys", json={"name": "sec-escalated", "role": "admin"})
+        assert_problem(r, 403)
+        assert c.post("/v1/keys", json={"name": "sec-peer", "role": role}).status_code == 201
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"

@@ -13,6 +13,7 @@ from donjon.audit import AuditEvent
 from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
+from donjon.identity.policy import OWNER_SCOPED
 
 __all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
 
@@ -92,7 +93,7 @@ async def authorize(
     On a function that exists, its owner takes part in the decision (policy_eval.py).
     """
     owner = None
-    if function is not None:
+    if function is not None and action in OWNER_SCOPED:
         deployed = node.registry.get(function)
         owner = (deployed.record.owner or None) if deployed is not None else None
     decision = node.policy.decide(principal, action, function, owner)

@@ -17,12 +17,13 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authenticate,
     authorize,
+    deny,
     new_request_id,
     parse_json,
     read_body,
 )
 from donjon.gateway.deploy import deploy
-from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
@@ -142,6 +143,18 @@ async def create_key(
             f"role must be a built-in role ({', '.join(Role)}) or a custom one",
             hint="`donjon role ls` lists the roles",
         )
+    if principal.role not in (Role.ADMIN, role):
+        # key:manage in a custom role never mints a wider key than its own.
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            f"key:manage: only an admin may create a key of another role ({role})",
+            request_id,
+            {"role": principal.role, "statement": "only admins grant other roles"},
+        )
+        raise Forbidden("only an admin may create a key with another role than its own")
     expires_at = _expiry(body.get("expires_in_s"))
     functions = body.get("functions")
     if functions is not None:

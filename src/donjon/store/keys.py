@@ -107,6 +107,21 @@ class KeyStore:
             )
         return self.get(key_id)
 
+    def reissue(self, key_id: str, digest: bytes) -> None:
+        """Give a key (revoked or not) a new digest and make it live: local `donjon up` only."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(
+                    digest=digest,
+                    revoked_at=None,
+                    expires_at=None,
+                    previous_digest=None,
+                    previous_until=None,
+                )
+            )
+
     def roles_in_use(self) -> dict[str, list[str]]:
         """Live key ids by role name."""
         out: dict[str, list[str]] = {}
