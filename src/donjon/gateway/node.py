@@ -12,7 +12,7 @@ from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
-from donjon.identity import KeyIndex, Policy, RoleDocument
+from donjon.identity import KeyIndex, Policy, parse_role
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
@@ -165,9 +165,9 @@ def open_node(settings: Settings) -> Node:
     registry, skipped = load_registry(functions, bundles)
     audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
     roles = RoleStore(engine)
-    policy = Policy(
-        RoleDocument.model_validate(json.loads(document)) for _, document, _ in roles.all()
-    )
+    # Checked again as they load: a stored document this version cannot read stops the
+    # node with the role's name and the problem, never with a bare traceback.
+    policy = Policy(parse_role(json.loads(document)) for _, document, _ in roles.all())
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
     return Node(
         settings=settings,
