@@ -236,7 +236,7 @@ def test_bad_stored_record_does_not_stop_the_node(own: LiveNode, dev_key: str) -
             "INSERT INTO function_versions VALUES (?, ?, ?, ?, ?, ?)",
             ("rotten", 1, "0" * 64, '{"name": "rotten", "handler": 7}', time.time(), "test"),
         )
-        db.execute("INSERT INTO functions VALUES (?, ?)", ("rotten", 1))
+        db.execute("INSERT INTO functions (name, version) VALUES (?, ?)", ("rotten", 1))
     db.close()
     _restart(own)
     assert _names(own) == {"survivor"}

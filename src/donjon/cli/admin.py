@@ -1,4 +1,4 @@
-"""key create/ls/revoke, audit verify/tail."""
+"""key create/ls/rotate/revoke, audit verify/tail."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import click
 
 from donjon.cli.client import ApiClient
 from donjon.cli.output import echo_json, echo_text, print_table, when
+from donjon.cli.roles import parse_duration
 from donjon.config import load_settings
 from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey, VaultError
 
@@ -19,12 +20,17 @@ def key() -> None:
 
 @key.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["admin", "developer", "invoker"]), required=True)
-@click.option("--functions", default=None, help="Invoker keys: only these functions (a,b).")
+@click.option("--role", required=True, help="admin, developer, invoker, auditor, or a custom role.")
+@click.option("--functions", default=None, help="Only these functions (a,b).")
+@click.option("--expires-in", default=None, help="The key stops working after this (30d, 12h).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "key": ...}.')
-def key_create(name: str, role: str, functions: str | None, as_json: bool) -> None:
+def key_create(
+    name: str, role: str, functions: str | None, expires_in: str | None, as_json: bool
+) -> None:
     """Create a key; it is printed once and never again."""
     body: dict[str, object] = {"name": name, "role": role}
+    if expires_in is not None:
+        body["expires_in_s"] = parse_duration(expires_in, "--expires-in")
     if functions is not None:
         names = [f.strip() for f in functions.split(",") if f.strip()]
         if not names:
@@ -36,7 +42,8 @@ def key_create(name: str, role: str, functions: str | None, as_json: bool) -> No
     else:
         echo_text(
             f"created key {created['id']} ({role}, functions: "
-            f"{','.join(created['functions'])}); it will not be shown again:"
+            f"{','.join(created['functions'])}, expires: {when(created.get('expires_at'))}); "
+            "it will not be shown again:"
         )
         echo_text(created["key"])
 
@@ -50,7 +57,7 @@ def key_ls(as_json: bool) -> None:
         echo_json(keys)
         return
     print_table(
-        ["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "REVOKED"],
+        ["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "EXPIRES", "LAST USED", "REVOKED"],
         [
             [
                 k["id"],
@@ -58,11 +65,33 @@ def key_ls(as_json: bool) -> None:
                 k["role"],
                 ",".join(k["functions"]),
                 when(k["created_at"]),
+                when(k.get("expires_at")),
+                when(k.get("last_used_at")),
                 when(k["revoked_at"]),
             ]
             for k in keys
         ],
     )
+
+
+@key.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--overlap", default="1h", show_default=True, help="How long the old secret keeps working."
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "key": ...}.')
+def key_rotate(key_id: str, overlap: str, as_json: bool) -> None:
+    """A new secret for KEY_ID (same id, role and owner); printed once and never again."""
+    body = {"overlap_s": parse_duration(overlap, "--overlap")}
+    done = ApiClient(load_settings()).json("POST", f"/v1/keys/{key_id}/rotate", json=body)
+    if as_json:
+        echo_json({"id": done["id"], "key": done["key"]})
+        return
+    echo_text(
+        f"rotated key {done['id']}; the old secret works until {when(done['previous_until'])}. "
+        "The new one will not be shown again:"
+    )
+    echo_text(done["key"])
 
 
 @key.command("revoke")

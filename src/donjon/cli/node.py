@@ -120,16 +120,28 @@ def doctor() -> None:
 
 
 def _bootstrap_key(settings: Settings) -> tuple[str, str]:
-    """A developer key minted from local access to the data dir, for `up` to deploy with."""
-    from donjon.identity import Role, new_api_key
-    from donjon.store import KeyStore, connect
+    """A developer key minted from local access to the data dir, for `up` to deploy with.
+
+    Each `up` reissues the same key id (a fresh secret; the last `up` revoked
+    it), so the examples stay owned by one principal and `up` may redeploy them.
+    """
+    from donjon.identity import Role, hash_key, new_api_key, new_secret
+    from donjon.store import KeyStore, connect, create_schema
     from donjon.vault import KEY_HASH_PURPOSE, MasterKey
 
     master = MasterKey.load(settings.master_key_path)
     engine = connect(settings.database_url)
     try:
+        create_schema(engine)  # a data dir from an older version gains its new columns
+        store = KeyStore(engine)
+        earlier = [k for k in store.all() if k.name == "donjon-up" and k.role == Role.DEVELOPER]
+        if earlier:
+            key_id = earlier[-1].id
+            secret = new_secret(key_id)
+            store.reissue(key_id, hash_key(master.derive(KEY_HASH_PURPOSE), secret))
+            return key_id, secret
         key = new_api_key(master.derive(KEY_HASH_PURPOSE), "donjon-up", Role.DEVELOPER)
-        KeyStore(engine).add(key.record)
+        store.add(key.record)
     finally:
         engine.dispose()
     return key.record.id, key.secret

@@ -12,7 +12,8 @@ from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from donjon.gateway.node import Node
-from donjon.identity import Action, Principal, is_allowed
+from donjon.identity import Action, Principal
+from donjon.identity.policy import OWNER_SCOPED
 
 __all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
 
@@ -34,7 +35,13 @@ def _client(request: Request) -> str:
 
 
 async def deny(
-    node: Node, request: Request, actor: str, action: str, reason: str, request_id: str
+    node: Node,
+    request: Request,
+    actor: str,
+    action: str,
+    reason: str,
+    request_id: str,
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Audit a refused request: at once if it is its source's first in the window, else counted.
 
@@ -52,6 +59,7 @@ async def deny(
                 "reason": reason,
                 "client": client,
                 "method": request.method,
+                **(extra or {}),
             },
         ),
         client,
@@ -63,10 +71,10 @@ async def authenticate(node: Node, request: Request, request_id: str) -> Princip
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     principal = None
+    reason = "missing credentials" if not header else "invalid credentials"
     if scheme.lower() == "bearer" and token:
-        principal = node.key_index.authenticate(token.strip())
+        principal, reason = node.key_index.check(token.strip())
     if principal is None:
-        reason = "missing credentials" if not header else "invalid or revoked credentials"
         await deny(node, request, "anonymous", "auth.denied", reason, request_id)
         raise Unauthorized("missing, invalid or revoked credentials")
     return principal
@@ -80,15 +88,25 @@ async def authorize(
     request_id: str,
     function: str | None = None,
 ) -> None:
-    """`Forbidden` (audited) unless the principal's role grants `action`."""
-    if not is_allowed(principal, action, function):
+    """`Forbidden` (audited, with the deciding statement) unless the policy allows `action`.
+
+    On a function that exists, its owner takes part in the decision (policy_eval.py).
+    """
+    owner = None
+    if function is not None and action in OWNER_SCOPED:
+        deployed = node.registry.get(function)
+        owner = (deployed.record.owner or None) if deployed is not None else None
+    decision = node.policy.decide(principal, action, function, owner)
+    if not decision.allowed:
+        target = f" on {function}" if function is not None else ""
         await deny(
             node,
             request,
             principal.label,
             "authz.denied",
-            f"{action.value} not granted",
+            f"{action.value}{target} denied: {decision.statement}",
             request_id,
+            {"role": principal.role, "statement": decision.statement, "permission": action.value},
         )
         raise Forbidden("this credential does not allow that")
 

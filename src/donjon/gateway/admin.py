@@ -1,10 +1,11 @@
-"""The admin API under /v1/: functions, keys, audit, logs."""
+"""The admin API under /v1/: functions, keys, roles, audit, logs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -16,15 +17,17 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authenticate,
     authorize,
+    deny,
     new_request_id,
     parse_json,
     read_body,
 )
 from donjon.gateway.deploy import deploy
-from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
-from donjon.identity import Action, Principal, Role, new_api_key
+from donjon.gateway.roles_api import apply_role, list_roles, remove_role
+from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
 from donjon.manifest.model import NAME_RE
@@ -81,12 +84,20 @@ def _function_view(node: Node, name: str) -> dict[str, Any]:
         "digest": r.digest,
         "deployed_at": r.created_at,
         "deployed_by": r.created_by,
+        "owner": r.owner or None,
         "manifest": json.loads(r.manifest),
     }
 
 
-async def list_functions(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return JSONResponse([_function_view(node, d.name) for d in node.registry.all()])
+async def list_functions(request: Request, node: Node, principal: Principal, _r: str) -> Response:
+    # Only the functions this principal may read (its own, or those its role names).
+    return JSONResponse(
+        [
+            _function_view(node, d.name)
+            for d in node.registry.all()
+            if node.policy.decide(principal, Action.READ, d.name, d.record.owner or None).allowed
+        ]
+    )
 
 
 async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:
@@ -123,17 +134,32 @@ async def create_key(
     )
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
         raise BadRequest(
-            'body must be {"name": str, "role": admin|developer|invoker, '
-            '"functions": [names] (optional)}'
+            'body must be {"name": str, "role": a role name, '
+            '"functions": [names] (optional), "expires_in_s": seconds (optional)}'
         )
-    try:
-        role = Role(str(body.get("role")))
-    except ValueError:
-        raise BadRequest("role must be one of admin, developer, invoker") from None
+    role = body.get("role")
+    if not isinstance(role, str) or not node.policy.exists(role):
+        raise BadRequest(
+            f"role must be a built-in role ({', '.join(Role)}) or a custom one",
+            hint="`donjon role ls` lists the roles",
+        )
+    if principal.role not in (Role.ADMIN, role):
+        # key:manage in a custom role never mints a wider key than its own.
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            f"key:manage: only an admin may create a key of another role ({role})",
+            request_id,
+            {"role": principal.role, "statement": "only admins grant other roles"},
+        )
+        raise Forbidden("only an admin may create a key with another role than its own")
+    expires_at = _expiry(body.get("expires_in_s"))
     functions = body.get("functions")
     if functions is not None:
-        if role is not Role.INVOKER:
-            raise BadRequest("functions restricts invoker keys only")
+        if role == Role.ADMIN:
+            raise BadRequest("functions cannot limit an admin key (it manages every key)")
         if (
             not isinstance(functions, list)
             or not functions
@@ -148,6 +174,7 @@ async def create_key(
         body["name"][:128],
         role,
         tuple(functions) if functions else None,
+        expires_at,
     )
     await asyncio.to_thread(node.keys.add, key.record)
     node.key_index.add(key.record)
@@ -159,9 +186,10 @@ async def create_key(
             "ok",
             {
                 "request_id": request_id,
-                "role": role.value,
+                "role": role,
                 "name": key.record.name,
                 "functions": functions,
+                "expires_at": expires_at,
             },
         )
     )
@@ -170,11 +198,32 @@ async def create_key(
             "id": key.record.id,
             "key": key.secret,
             "name": key.record.name,
-            "role": role.value,
+            "role": role,
             "functions": _reach(functions),
+            "expires_at": expires_at,
         },
         status_code=201,
     )
+
+
+#: The longest a key may be made to live, and the longest a rotated key keeps working.
+MAX_EXPIRY_S = 10 * 366 * 86400
+MAX_OVERLAP_S = 30 * 86400
+
+
+def _seconds(value: object, field: str, most: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
+        raise BadRequest(f"{field} must be a whole number of seconds from 0 to {most}")
+    return value
+
+
+def _expiry(value: object) -> float | None:
+    if value is None:
+        return None
+    seconds = _seconds(value, "expires_in_s", MAX_EXPIRY_S)
+    if seconds == 0:
+        raise BadRequest("expires_in_s must be over 0 (omit it for a key that does not expire)")
+    return time.time() + seconds
 
 
 def _reach(functions: Sequence[str] | None) -> list[str]:
@@ -193,10 +242,52 @@ async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Res
                 "functions": _reach(k.functions),
                 "created_at": k.created_at,
                 "revoked_at": k.revoked_at,
+                "expires_at": k.expires_at,
+                "previous_until": k.previous_until,
+                "last_used_at": max(
+                    (t for t in (k.last_used_at, node.key_index.last_used(k.id)) if t),
+                    default=None,
+                ),
             }
             for k in keys
         ]
     )
+
+
+async def rotate_key(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    """A new secret for the same key id; the old one keeps working for the overlap."""
+    key_id = request.path_params["key_id"]
+    body = await parse_json(
+        node, request, principal.label, await read_body(request, 4096) or b"{}", request_id
+    )
+    if not isinstance(body, dict) or set(body) - {"overlap_s"}:
+        raise BadRequest('body must be {"overlap_s": seconds (optional, default 3600)}')
+    overlap = _seconds(body.get("overlap_s", 3600), "overlap_s", MAX_OVERLAP_S)
+    current = await asyncio.to_thread(node.keys.get, key_id)
+    if current is None or current.revoked_at is not None:
+        raise NotFound(f"no live key with id {key_id!r}")
+    if current.expires_at is not None and current.expires_at <= time.time():
+        raise BadRequest(f"key {key_id} has expired", hint="create a new key")
+    secret = new_secret(key_id)
+    until = time.time() + overlap
+    record = await asyncio.to_thread(
+        node.keys.rotate, key_id, hash_key(node.master.derive(KEY_HASH_PURPOSE), secret), until
+    )
+    if record is None:
+        raise NotFound(f"no live key with id {key_id!r}")
+    node.key_index.add(record)
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "key.rotate",
+            f"key:{key_id}",
+            "ok",
+            {"request_id": request_id, "overlap_s": overlap},
+        )
+    )
+    return JSONResponse({"id": key_id, "key": secret, "previous_until": until}, status_code=201)
 
 
 async def revoke_key(
@@ -225,5 +316,9 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/keys", "POST", _guarded(Action.KEYS, create_key)),
     ("/v1/keys", "GET", _guarded(Action.KEYS, list_keys)),
     ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key, self_service=True)),
+    ("/v1/keys/{key_id}/rotate", "POST", _guarded(Action.KEYS, rotate_key, self_service=True)),
+    ("/v1/roles", "POST", _guarded(Action.ROLES, apply_role)),
+    ("/v1/roles", "GET", _guarded(Action.ROLES, list_roles)),
+    ("/v1/roles/{role}", "DELETE", _guarded(Action.ROLES, remove_role)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
 ]

@@ -42,7 +42,7 @@ async def metrics(request: Request) -> Response:
     request_id = new_request_id()
     try:
         principal = await authenticate(node, request, request_id)
-        await authorize(node, request, principal, Action.AUDIT, request_id)
+        await authorize(node, request, principal, Action.METRICS, request_id)
     except Error as e:
         return problem_from_error(e, request_id=request_id)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -23,7 +23,7 @@ __all__ = ["deploy"]
 
 async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
     skip_scan = request.query_params.get("unsafe_skip_scan", "") in ("1", "true")
-    if skip_scan and principal.role is not Role.ADMIN:
+    if skip_scan and principal.role != Role.ADMIN:
         await deny(
             node,
             request,

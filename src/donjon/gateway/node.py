@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 from dataclasses import dataclass, field
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
-from donjon.identity import KeyIndex
+from donjon.identity import KeyIndex, Policy, parse_role
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
@@ -26,12 +29,18 @@ from donjon.store import (
     FunctionStore,
     InvocationLogStore,
     KeyStore,
+    RoleStore,
     connect,
     create_schema,
 )
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 
-__all__ = ["Node", "open_node"]
+__all__ = ["LAST_USED_WRITE_S", "Node", "open_node"]
+
+log = logging.getLogger("donjon")
+
+#: Keys' last-used times are written at most this often (never once per request).
+LAST_USED_WRITE_S = 60.0
 
 
 @dataclass
@@ -55,6 +64,10 @@ class Node:
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
     skipped: list[SkippedRecord] = field(default_factory=list)
+    #: Custom role documents; the decisions are made by `policy`, in memory.
+    roles: RoleStore | None = None
+    policy: Policy = field(default_factory=Policy)
+    _last_used_task: asyncio.Task[None] | None = None
 
     @property
     def registry(self) -> FunctionRegistry:
@@ -78,6 +91,9 @@ class Node:
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
         self.denials.start()
+        self._last_used_task = asyncio.get_running_loop().create_task(
+            self._write_last_used(), name="key-last-used"
+        )
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         self.deployments.start(self.pool, scanner)
@@ -102,7 +118,28 @@ class Node:
                 )
             )
 
+    async def _write_last_used(self) -> None:
+        while True:
+            await asyncio.sleep(LAST_USED_WRITE_S)
+            await self.flush_last_used()
+
+    async def flush_last_used(self) -> None:
+        """Write the keys' last-used times gathered since the last write, in one batch."""
+        used = self.key_index.take_used()
+        try:
+            await asyncio.to_thread(self.keys.touch, used)
+        except Exception:  # a busy database: the times are kept for the next write
+            log.exception("writing keys' last-used times failed")
+            for key_id, ts in used.items():
+                self.key_index.note_used(key_id, ts)
+
     async def stop(self) -> None:
+        if self._last_used_task is not None:
+            self._last_used_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._last_used_task
+            self._last_used_task = None
+            await self.flush_last_used()
         self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
@@ -127,6 +164,10 @@ def open_node(settings: Settings) -> Node:
     bundles = BundleStore(settings.bundles_dir)
     registry, skipped = load_registry(functions, bundles)
     audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
+    roles = RoleStore(engine)
+    # Checked again as they load: a stored document this version cannot read stops the
+    # node with the role's name and the problem, never with a bare traceback.
+    policy = Policy(parse_role(json.loads(document)) for _, document, _ in roles.all())
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
     return Node(
         settings=settings,
@@ -139,8 +180,10 @@ def open_node(settings: Settings) -> Node:
         denials=DenialLog(audit, settings.audit_denial_window_s, settings.audit_denial_max_sources),
         logs=InvocationLogStore(engine),
         bundles=bundles,
-        deployments=Deployments(functions, bundles, registry, audit, scan_policy),
+        deployments=Deployments(functions, bundles, registry, audit, scan_policy, policy=policy),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
         skipped=skipped,
+        roles=roles,
+        policy=policy,
     )

@@ -84,6 +84,22 @@ def openapi_document(version: str) -> dict[str, Any]:
                 ],
                 "delete": _op("Revoke an API key", "204"),
             },
+            "/v1/keys/{key_id}/rotate": {
+                "parameters": [
+                    {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "post": _op("A new secret for a key; the old one works for the overlap", "201"),
+            },
+            "/v1/roles": {
+                "get": _op("List roles (built in and custom)"),
+                "post": _op("Create or replace a custom role", "201", json_body),
+            },
+            "/v1/roles/{role}": {
+                "parameters": [
+                    {"name": "role", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "delete": _op("Remove a custom role", "200"),
+            },
             "/v1/audit": {"get": _op("The newest audit records")},
             "/metrics": {"get": _op("Prometheus metrics")},
         },

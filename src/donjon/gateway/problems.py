@@ -21,10 +21,12 @@ from donjon.gateway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from donjon.identity import IdentityError
+from donjon.identity import IdentityError, RoleError
+from donjon.identity.policy_doc import RoleConflict
 from donjon.lifecycle import (
     DeployBlocked,
     DeployBusy,
+    DeployForbidden,
     FunctionNotFound,
     LifecycleError,
     SkipScanRefused,
@@ -69,6 +71,9 @@ STATUS: dict[type[Error], int] = {
     LifecycleError: 400,
     DeployBlocked: 422,
     SkipScanRefused: 403,
+    DeployForbidden: 403,
+    RoleError: 400,
+    RoleConflict: 409,
     FunctionNotFound: 404,
     DeployBusy: 503,
     RateLimitError: 429,

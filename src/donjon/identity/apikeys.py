@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 from donjon.errors import Error
-from donjon.identity.policy import Principal, Role
+from donjon.identity.policy import Principal
 from donjon.secret import Secret
 from donjon.store.keys import KeyRecord
 
-__all__ = ["ApiKey", "IdentityError", "KeyIndex", "hash_key", "new_api_key"]
+__all__ = ["ApiKey", "IdentityError", "KeyIndex", "hash_key", "new_api_key", "new_secret"]
 
 _KEY_RE = re.compile(r"^dj_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -45,58 +45,119 @@ def hash_key(hash_key_bytes: Secret[bytes], key: str) -> bytes:
     return hmac.new(hash_key_bytes.reveal(), key.encode(), sha256).digest()
 
 
+def new_secret(key_id: str) -> str:
+    """A fresh key for the id `key_id` (a new key, or a rotated one)."""
+    return f"dj_{key_id}_{secrets.token_urlsafe(32)}"
+
+
 def new_api_key(
-    hash_key_bytes: Secret[bytes], name: str, role: Role, functions: tuple[str, ...] | None = None
+    hash_key_bytes: Secret[bytes],
+    name: str,
+    role: str,
+    functions: tuple[str, ...] | None = None,
+    expires_at: float | None = None,
 ) -> ApiKey:
     """Mint a key for `name` with `role`; only its hash goes into the record."""
     key_id = secrets.token_hex(8)
-    secret = f"dj_{key_id}_{secrets.token_urlsafe(32)}"
+    secret = new_secret(key_id)
     record = KeyRecord(
         id=key_id,
         name=name,
-        role=role.value,
+        role=str(role),
         functions=functions,
         digest=hash_key(hash_key_bytes, secret),
         created_at=time.time(),
+        expires_at=expires_at,
     )
     return ApiKey(record=record, secret=secret)
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    digest: bytes
+    principal: Principal
+    revoked: bool
+    expires_at: float | None
+    previous_digest: bytes | None
+    previous_until: float | None
+
+
 class KeyIndex:
-    """Live keys by id, kept in step with the store by whoever changes keys."""
+    """Keys by id, kept in step with the store by whoever changes keys.
+
+    Revoked keys stay as tombstones, so a refusal can say why (in the audit,
+    never to the caller). Last-used times are kept here and written in batches
+    (`take_used`), never once per request.
+    """
 
     def __init__(self, hash_key_bytes: Secret[bytes], records: list[KeyRecord]) -> None:
         self._hash_key = hash_key_bytes
-        self._live: dict[str, tuple[bytes, Principal]] = {}
+        self._keys: dict[str, _Entry] = {}
+        self._used: dict[str, float] = {}
         for record in records:
             self.add(record)
 
     def add(self, record: KeyRecord) -> None:
-        if record.revoked_at is not None:
-            self._live.pop(record.id, None)
-            return
         principal = Principal(
             id=record.id,
             name=record.name,
-            role=Role(record.role),
+            role=record.role,
             functions=None if record.functions is None else frozenset(record.functions),
         )
-        self._live[record.id] = (record.digest, principal)
+        self._keys[record.id] = _Entry(
+            record.digest,
+            principal,
+            record.revoked_at is not None,
+            record.expires_at,
+            record.previous_digest,
+            record.previous_until,
+        )
 
     def revoke(self, key_id: str) -> None:
-        self._live.pop(key_id, None)
+        entry = self._keys.get(key_id)
+        if entry is not None:
+            self._keys[key_id] = _Entry(entry.digest, entry.principal, True, None, None, None)
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal behind `presented`, or None. Constant-time on the secret."""
+        return self.check(presented)[0]
+
+    def check(self, presented: str, now: float | None = None) -> tuple[Principal | None, str]:
+        """(the principal, "") or (None, why it was refused: for the audit only)."""
         m = _KEY_RE.match(presented)
         if m is None:
-            return None
-        entry = self._live.get(m.group(1))
+            return None, "invalid credentials"
+        entry = self._keys.get(m.group(1))
         # Hash even for unknown ids, so timing does not tell which ids exist.
         digest = hash_key(self._hash_key, presented)
         if entry is None:
             hmac.compare_digest(digest, digest)
-            return None
-        if not hmac.compare_digest(digest, entry[0]):
-            return None
-        return entry[1]
+            return None, "invalid credentials"
+        now = time.time() if now is None else now
+        current = hmac.compare_digest(digest, entry.digest)
+        previous = entry.previous_digest is not None and hmac.compare_digest(
+            digest, entry.previous_digest
+        )
+        if not current and not previous:
+            return None, "invalid credentials"
+        if entry.revoked:
+            return None, "revoked key"
+        if entry.expires_at is not None and now >= entry.expires_at:
+            return None, "expired key"
+        if not current and (entry.previous_until is None or now >= entry.previous_until):
+            return None, "rotated key past its overlap"
+        self._used[entry.principal.id] = now
+        return entry.principal, ""
+
+    def take_used(self) -> dict[str, float]:
+        """The last-used times since the last call (for one batched write)."""
+        used, self._used = self._used, {}
+        return used
+
+    def note_used(self, key_id: str, ts: float) -> None:
+        """Keep a use that could not be written yet (the newer time wins)."""
+        self._used[key_id] = max(ts, self._used.get(key_id, ts))
+
+    def last_used(self, key_id: str) -> float | None:
+        """A use not yet written, if any."""
+        return self._used.get(key_id)

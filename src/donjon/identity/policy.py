@@ -1,35 +1,83 @@
-"""Roles and the policy that maps them to actions. Deny by default."""
+"""The action catalog, principals, and the built-in roles.
+
+Roles are data (`policy_doc.py` validates a role document, `policy_eval.py`
+decides a request against the roles); this module names what they talk about.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Action", "Principal", "Role", "is_allowed"]
+__all__ = [
+    "BUILTIN_ROLES",
+    "FUNCTION_ACTIONS",
+    "LEGACY_ACTIONS",
+    "OWNER_SCOPED",
+    "Action",
+    "Principal",
+    "Role",
+]
 
 
 class Role(StrEnum):
+    """The built-in roles. Any other role is a document applied with `donjon role apply`."""
+
     ADMIN = "admin"
     DEVELOPER = "developer"
     INVOKER = "invoker"
+    AUDITOR = "auditor"
 
 
 class Action(StrEnum):
-    INVOKE = "functions:invoke"
-    DEPLOY = "functions:deploy"
-    READ = "functions:read"
-    DELETE = "functions:delete"
-    LOGS = "functions:logs"
-    KEYS = "keys:manage"
+    """Everything the API does, by name: what statements allow or deny."""
+
+    INVOKE = "function:invoke"
+    DEPLOY = "function:deploy"
+    READ = "function:read"
+    DELETE = "function:delete"
+    LOGS = "function:logs"
+    SECRET_WRITE = "secret:write"  # noqa: S105  # nosec B105 - an action name
+    SECRET_LIST = "secret:list"  # noqa: S105  # nosec B105 - an action name
+    KEYS = "key:manage"
+    ROLES = "role:manage"
     AUDIT = "audit:read"
+    ALERTS = "alert:read"
+    METRICS = "metrics:read"
+    REPORTS = "report:read"
 
 
-_GRANTS: dict[Role, frozenset[Action]] = {
-    Role.ADMIN: frozenset(Action),
-    Role.DEVELOPER: frozenset(
-        {Action.INVOKE, Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS}
-    ),
-    Role.INVOKER: frozenset({Action.INVOKE}),
+#: The names audit records written before roles were data used (they stay readable).
+LEGACY_ACTIONS: dict[str, Action] = {
+    "functions:invoke": Action.INVOKE,
+    "functions:deploy": Action.DEPLOY,
+    "functions:read": Action.READ,
+    "functions:delete": Action.DELETE,
+    "functions:logs": Action.LOGS,
+    "keys:manage": Action.KEYS,
+}
+
+#: Actions on a function: their resources are function names.
+FUNCTION_ACTIONS = frozenset(
+    {Action.INVOKE, Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS}
+)
+#: Actions where `*` reaches only the functions the principal owns (see policy_eval).
+OWNER_SCOPED = frozenset({Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS})
+
+_DEV = [a.value for a in sorted(FUNCTION_ACTIONS)]
+
+#: The built-in role documents (the admin role is also free of function owners).
+BUILTIN_ROLES: dict[str, list[dict[str, object]]] = {
+    Role.ADMIN: [{"effect": "allow", "actions": [a.value for a in Action], "resources": ["*"]}],
+    Role.DEVELOPER: [{"effect": "allow", "actions": _DEV, "resources": ["*"]}],
+    Role.INVOKER: [{"effect": "allow", "actions": [Action.INVOKE.value], "resources": ["*"]}],
+    Role.AUDITOR: [
+        {
+            "effect": "allow",
+            "actions": [Action.AUDIT, Action.ALERTS, Action.METRICS, Action.REPORTS],
+            "resources": ["*"],
+        }
+    ],
 }
 
 
@@ -39,19 +87,11 @@ class Principal:
 
     id: str
     name: str
-    role: Role
-    #: For invokers: the only functions they may call; None means any.
+    #: A role name: built in (`Role`) or a custom role document's.
+    role: str
+    #: The only functions this key may act on; None means any its role allows.
     functions: frozenset[str] | None = None
 
     @property
     def label(self) -> str:
         return f"key:{self.id}"
-
-
-def is_allowed(principal: Principal, action: Action, function: str | None = None) -> bool:
-    """May `principal` do `action` (on `function`)? Anything not granted is denied."""
-    if action not in _GRANTS.get(principal.role, frozenset()):
-        return False
-    if principal.functions is not None and action is Action.INVOKE:
-        return function is not None and function in principal.functions
-    return True

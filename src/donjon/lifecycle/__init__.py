@@ -17,6 +17,7 @@ from donjon.lifecycle.deploy_queue import DeployBusy, DeployQueue
 from donjon.lifecycle.deployments import Deployment, Deployments
 from donjon.lifecycle.errors import (
     DeployBlocked,
+    DeployForbidden,
     FunctionNotFound,
     LifecycleError,
     SkipScanRefused,
@@ -37,6 +38,7 @@ __all__ = [
     "BundleScanner",
     "DeployBlocked",
     "DeployBusy",
+    "DeployForbidden",
     "DeployQueue",
     "Deployed",
     "Deployment",

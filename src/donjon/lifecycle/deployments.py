@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 from donjon.audit import AuditEvent, AuditLog
 from donjon.bundle import BundleStore
 from donjon.errors import Error
-from donjon.identity import Principal, Role
+from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.deploy_queue import DeployQueue
-from donjon.lifecycle.errors import FunctionNotFound, SkipScanRefused
+from donjon.lifecycle.errors import DeployForbidden, FunctionNotFound, SkipScanRefused
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
@@ -87,8 +87,12 @@ class Deployments:
         audit: AuditLog,
         scan_policy: ScanPolicy,
         queue: DeployQueue | None = None,
+        *,
+        policy: Policy | None = None,
     ) -> None:
         self.registry = registry
+        #: Who may deploy which function (owners included): decided once the name is known.
+        self.policy = policy if policy is not None else Policy()
         #: Deploy work (unpack, validate, scan) runs on its own threads, bounded.
         self.queue = queue if queue is not None else DeployQueue()
         self._functions = functions
@@ -126,7 +130,7 @@ class Deployments:
         refused: `ManifestError`, `BundleError`, `DeployBlocked`, `DeployBusy`, ...
         """
         async with self._refusals_audited(principal, request_id):
-            if skip_scan and principal.role is not Role.ADMIN:
+            if skip_scan and principal.role != Role.ADMIN:
                 raise SkipScanRefused
             accepted = await self.queue.run(
                 accept_bundle,
@@ -150,6 +154,8 @@ class Deployments:
         name = accepted.manifest.name
         async with self._name_locks.hold(name):
             async with self._refusals_audited(principal, request_id):
+                # Under the name's lock: the owner checked is the owner when it switches.
+                self._may_deploy(principal, name)
                 version = await asyncio.to_thread(self._functions.next_version, name)
                 if self._pool is not None:
                     # Start the new version before it takes traffic: its import runs
@@ -159,6 +165,13 @@ class Deployments:
                     )
                     await self._pool.prestart(config)
             return await self._switch_to(accepted, version, principal, request_id, skip_scan)
+
+    def _may_deploy(self, principal: Principal, name: str) -> None:
+        current = self.registry.get(name)
+        owner = (current.record.owner or None) if current is not None else None
+        decision = self.policy.decide(principal, Action.DEPLOY, name, owner)
+        if not decision.allowed:
+            raise DeployForbidden(name, decision.statement)
 
     @contextlib.asynccontextmanager
     async def _refusals_audited(self, principal: Principal, request_id: str) -> AsyncIterator[None]:
@@ -281,7 +294,14 @@ class Deployments:
                 "function.deploy",
                 "-",
                 "rejected",
-                {"request_id": request_id, "reason": reason, "error": type(error).__name__},
+                {
+                    "request_id": request_id,
+                    "reason": reason,
+                    "error": type(error).__name__,
+                    **(
+                        {"statement": error.statement} if isinstance(error, DeployForbidden) else {}
+                    ),
+                },
             )
         )
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["DeployBlocked", "FunctionNotFound", "LifecycleError", "SkipScanRefused"]
+__all__ = [
+    "DeployBlocked",
+    "DeployForbidden",
+    "FunctionNotFound",
+    "LifecycleError",
+    "SkipScanRefused",
+]
 
 
 class LifecycleError(Error):
@@ -31,6 +37,19 @@ class SkipScanRefused(LifecycleError):
 
     def __init__(self) -> None:
         super().__init__("only admins may skip the deploy scan")
+
+
+class DeployForbidden(LifecycleError):
+    """The policy does not let this principal deploy this function (another's, say)."""
+
+    title = "Forbidden"
+
+    def __init__(self, name: str, statement: str) -> None:
+        super().__init__(
+            f"this credential may not deploy {name!r} ({statement})",
+            hint="a developer deploys only functions it owns or that its role names",
+        )
+        self.statement = statement
 
 
 class FunctionNotFound(LifecycleError):

@@ -6,6 +6,7 @@ from donjon.store.database import Engine, StoreConflict, StoreError, connect, cr
 from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
+from donjon.store.roles import RoleStore
 from donjon.store.tables import metadata
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "InvocationLogStore",
     "KeyRecord",
     "KeyStore",
+    "RoleStore",
     "StoreConflict",
     "StoreError",
     "connect",

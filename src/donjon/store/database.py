@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import Error
@@ -46,8 +46,39 @@ def connect(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table that does not exist yet."""
+    """Create every table that does not exist yet, and add the columns a table lacks.
+
+    A data dir made by an older version opens as it is: a nullable column added
+    to a table since then is added (`ALTER TABLE ... ADD COLUMN`), once, at start.
+    """
     try:
         metadata.create_all(engine)
+        _add_missing_columns(engine)
     except SQLAlchemyError as e:
         raise StoreError(f"cannot create the schema: {e}") from e
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                if not column.nullable:
+                    raise StoreError(
+                        f"table {table.name} lacks the required column {column.name}",
+                        hint="this data dir was made by an incompatible version",
+                    )
+                kind = column.type.compile(dialect=engine.dialect)
+                # Names and types come from our own schema, never from input.
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+        # Functions deployed before owners were recorded: owned by their first deployer.
+        conn.execute(
+            text(
+                "UPDATE functions SET owner = (SELECT v.created_by FROM function_versions v"
+                " WHERE v.name = functions.name ORDER BY v.version LIMIT 1)"
+                " WHERE owner IS NULL"
+            )
+        )

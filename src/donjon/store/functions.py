@@ -25,6 +25,8 @@ class FunctionRecord:
     manifest: str
     created_at: float
     created_by: str
+    #: The principal that first deployed the function (the current row's owner).
+    owner: str = ""
 
 
 class FunctionStore:
@@ -82,9 +84,17 @@ class FunctionStore:
                     update(functions).where(functions.c.name == name).values(version=version)
                 )
                 if updated.rowcount == 0:
-                    conn.execute(insert(functions).values(name=name, version=version))
+                    conn.execute(
+                        insert(functions).values(name=name, version=version, owner=created_by)
+                    )
                 record = FunctionRecord(
-                    **conn.execute(select(function_versions).where(key)).one()._mapping
+                    **conn.execute(
+                        select(function_versions, functions.c.owner)
+                        .join(functions, functions.c.name == function_versions.c.name)
+                        .where(key)
+                    )
+                    .one()
+                    ._mapping
                 )
                 if check is not None:
                     check(record)
@@ -99,7 +109,7 @@ class FunctionStore:
     def current(self) -> list[FunctionRecord]:
         """The current version of every deployed function, by name."""
         query = (
-            select(function_versions)
+            select(function_versions, functions.c.owner)
             .join(
                 functions,
                 (functions.c.name == function_versions.c.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, select, update
@@ -24,6 +25,13 @@ class KeyRecord:
     digest: bytes
     created_at: float
     revoked_at: float | None = None
+    #: After this time the key gets 401; None: it does not expire.
+    expires_at: float | None = None
+    #: The digest before the last rotation, valid until `previous_until`.
+    previous_digest: bytes | None = None
+    previous_until: float | None = None
+    #: As last written (at most once a minute per key; the node holds newer times).
+    last_used_at: float | None = None
 
 
 class KeyStore:
@@ -43,6 +51,7 @@ class KeyStore:
                     digest=record.digest,
                     created_at=record.created_at,
                     revoked_at=record.revoked_at,
+                    expires_at=record.expires_at,
                 )
             )
 
@@ -58,9 +67,16 @@ class KeyStore:
                 digest=bytes(r.digest),
                 created_at=r.created_at,
                 revoked_at=r.revoked_at,
+                expires_at=r.expires_at,
+                previous_digest=None if r.previous_digest is None else bytes(r.previous_digest),
+                previous_until=r.previous_until,
+                last_used_at=r.last_used_at,
             )
             for r in rows
         ]
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        return next((k for k in self.all() if k.id == key_id), None)
 
     def revoke(self, key_id: str) -> bool:
         """Mark a key revoked; False when no live key has that id."""
@@ -71,3 +87,60 @@ class KeyStore:
                 .values(revoked_at=time.time())
             )
         return result.rowcount > 0
+
+    def rotate(self, key_id: str, digest: bytes, previous_until: float) -> KeyRecord | None:
+        """Give a live key a new digest; the old one stays valid until `previous_until`."""
+        with self._engine.begin() as conn:
+            row = conn.execute(
+                select(api_keys.c.digest).where(
+                    (api_keys.c.id == key_id) & api_keys.c.revoked_at.is_(None)
+                )
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(
+                    digest=digest, previous_digest=bytes(row.digest), previous_until=previous_until
+                )
+            )
+        return self.get(key_id)
+
+    def reissue(self, key_id: str, digest: bytes) -> None:
+        """Give a key (revoked or not) a new digest and make it live: local `donjon up` only."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id)
+                .values(
+                    digest=digest,
+                    revoked_at=None,
+                    expires_at=None,
+                    previous_digest=None,
+                    previous_until=None,
+                )
+            )
+
+    def roles_in_use(self) -> dict[str, list[str]]:
+        """Live key ids by role name."""
+        out: dict[str, list[str]] = {}
+        for k in self.all():
+            if k.revoked_at is None:
+                out.setdefault(k.role, []).append(k.id)
+        return out
+
+    def touch(self, used: Mapping[str, float]) -> None:
+        """Write last-used times (one batch: the node calls this at most once a minute)."""
+        if not used:
+            return
+        with self._engine.begin() as conn:
+            for key_id, ts in used.items():
+                conn.execute(
+                    update(api_keys)
+                    .where(
+                        (api_keys.c.id == key_id)
+                        & (api_keys.c.last_used_at.is_(None) | (api_keys.c.last_used_at < ts))
+                    )
+                    .values(last_used_at=ts)
+                )

@@ -23,6 +23,7 @@ __all__ = [
     "functions",
     "invocation_logs",
     "metadata",
+    "roles",
 ]
 
 metadata = MetaData()
@@ -32,6 +33,8 @@ functions = Table(
     metadata,
     Column("name", String(63), primary_key=True),
     Column("version", Integer, nullable=False),
+    #: The principal that first deployed it (since it was last removed).
+    Column("owner", String(64), nullable=True),
 )
 
 function_versions = Table(
@@ -50,11 +53,23 @@ api_keys = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("name", String(128), nullable=False),
-    Column("role", String(16), nullable=False),
+    Column("role", String(64), nullable=False),
     Column("functions", Text, nullable=True),
     Column("digest", LargeBinary(32), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("expires_at", Float, nullable=True),
+    Column("previous_digest", LargeBinary(32), nullable=True),
+    Column("previous_until", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
 
 audit_log = Table(

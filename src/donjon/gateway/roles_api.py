@@ -1,0 +1,98 @@
+"""/v1/roles: custom role documents (apply, list, remove), behind `role:manage`.
+
+A document is validated (policy_doc.py) before anything is stored; the node's
+in-memory `Policy` changes only after the store did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit import AuditEvent
+from donjon.gateway.access import parse_json, read_body
+from donjon.gateway.errors import NotFound
+from donjon.gateway.node import Node
+from donjon.identity import Principal, Role, parse_role
+from donjon.identity.policy import BUILTIN_ROLES
+from donjon.identity.policy_doc import RoleConflict, RoleError
+from donjon.store import RoleStore
+
+__all__ = ["apply_role", "list_roles", "remove_role"]
+
+MAX_ROLE_BYTES = 64 * 1024
+
+
+def _store(node: Node) -> RoleStore:
+    if node.roles is None:
+        raise RoleError("this node keeps no custom roles")
+    return node.roles
+
+
+async def apply_role(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    body = await read_body(request, MAX_ROLE_BYTES)
+    data = await parse_json(node, request, principal.label, body or b"null", request_id)
+    doc = parse_role(data)
+    created = await asyncio.to_thread(_store(node).put, doc.name, doc.model_dump())
+    node.policy.put(doc)
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "role.apply",
+            f"role:{doc.name}",
+            "ok",
+            {"request_id": request_id, "created": created, "statements": len(doc.statements)},
+        )
+    )
+    return JSONResponse(
+        {"name": doc.name, "created": created, **doc.model_dump()},
+        status_code=201 if created else 200,
+    )
+
+
+def _view(name: str, statements: object, builtin: bool) -> dict[str, object]:
+    return {"name": name, "builtin": builtin, "statements": statements}
+
+
+async def list_roles(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    builtin = [_view(name, json.loads(json.dumps(st)), True) for name, st in BUILTIN_ROLES.items()]
+    custom = [_view(d.name, d.model_dump()["statements"], False) for d in node.policy.custom()]
+    in_use = await asyncio.to_thread(node.keys.roles_in_use)
+    return JSONResponse(
+        [{**r, "keys": len(in_use.get(str(r["name"]), []))} for r in builtin + custom]
+    )
+
+
+async def remove_role(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = request.path_params["role"]
+    if name in set(Role):
+        raise RoleError(f"{name!r} is a built-in role: it cannot be removed")
+    if not any(d.name == name for d in node.policy.custom()):
+        raise NotFound(f"no custom role named {name[:64]!r}")
+    holders = (await asyncio.to_thread(node.keys.roles_in_use)).get(name, [])
+    force = request.query_params.get("force", "") in ("1", "true")
+    if holders and not force:
+        raise RoleConflict(
+            f"role {name!r} is held by {len(holders)} live key(s): {', '.join(holders[:20])}",
+            hint="revoke those keys first, or remove it anyway with --force "
+            "(those keys are then denied everything)",
+        )
+    await asyncio.to_thread(_store(node).remove, name)
+    node.policy.remove(name)
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "role.remove",
+            f"role:{name}",
+            "ok",
+            {"request_id": request_id, "keys_left_without_rights": holders},
+        )
+    )
+    return JSONResponse({"name": name, "keys_left_without_rights": holders})
