@@ -11,6 +11,7 @@ from donjon.cli.functions import deploy, invoke, logs, ls, rm
 from donjon.cli.node import doctor, init, serve, up
 from donjon.cli.output import printable
 from donjon.cli.scan_cmd import scan_command
+from donjon.cli.secrets import secret, vault
 from donjon.errors import Error
 
 __all__ = ["cli", "main"]
@@ -25,6 +26,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit, scan_command):
+    cli.add_command(command)
+for command in (secret, vault):
     cli.add_command(command)
 
 

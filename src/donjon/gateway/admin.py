@@ -1,4 +1,4 @@
-"""The admin API under /v1/: functions, keys, audit, logs."""
+"""The admin API under /v1/: functions, keys, audit, logs, secrets."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
+from donjon.gateway.secrets import (
+    create_secret,
+    delete_secret,
+    list_secrets,
+    rekey_vault,
+    rotate_secret,
+)
 from donjon.identity import Action, Principal, Role, new_api_key
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
@@ -226,4 +233,10 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/keys", "GET", _guarded(Action.KEYS, list_keys)),
     ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key, self_service=True)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
+    # The vault (gateway/secrets.py): values go in, never out.
+    ("/v1/secrets", "GET", _guarded(Action.SECRET_LIST, list_secrets)),
+    ("/v1/secrets/{secret}", "POST", _guarded(Action.SECRET_WRITE, create_secret)),
+    ("/v1/secrets/{secret}/versions", "POST", _guarded(Action.SECRET_WRITE, rotate_secret)),
+    ("/v1/secrets/{secret}", "DELETE", _guarded(Action.SECRET_WRITE, delete_secret)),
+    ("/v1/vault/rekey", "POST", _guarded(Action.VAULT_REKEY, rekey_vault)),
 ]

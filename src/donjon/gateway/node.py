@@ -26,10 +26,13 @@ from donjon.store import (
     FunctionStore,
     InvocationLogStore,
     KeyStore,
+    SecretStore,
     connect,
     create_schema,
 )
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
+from donjon.vault.keyring import Keyring, open_vault
+from donjon.vault.service import Vault
 
 __all__ = ["Node", "open_node"]
 
@@ -50,6 +53,9 @@ class Node:
     deployments: Deployments
     resources: ResourceControl
     scan_policy: ScanPolicy
+    #: Secrets: sealed in the store, opened for the calls of functions granted them.
+    vault: Vault
+    keyring: Keyring
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
@@ -128,6 +134,8 @@ def open_node(settings: Settings) -> Node:
     registry, skipped = load_registry(functions, bundles)
     audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
+    keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
+    vault = open_vault(SecretStore(engine), keyring)
     return Node(
         settings=settings,
         engine=engine,
@@ -139,8 +147,10 @@ def open_node(settings: Settings) -> Node:
         denials=DenialLog(audit, settings.audit_denial_window_s, settings.audit_denial_max_sources),
         logs=InvocationLogStore(engine),
         bundles=bundles,
-        deployments=Deployments(functions, bundles, registry, audit, scan_policy),
+        deployments=Deployments(functions, bundles, registry, audit, scan_policy, vault=vault),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
+        vault=vault,
+        keyring=keyring,
         skipped=skipped,
     )

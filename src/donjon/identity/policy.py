@@ -22,12 +22,26 @@ class Action(StrEnum):
     LOGS = "functions:logs"
     KEYS = "keys:manage"
     AUDIT = "audit:read"
+    #: The vault: set, rotate and remove secrets (values go in, never out).
+    SECRET_WRITE = "secret:write"  # noqa: S105 - an action name
+    #: The vault: list secrets (names, versions, dates, grants; never values).
+    SECRET_LIST = "secret:list"  # noqa: S105 - an action name
+    #: Re-wrap every data key under a new key-encryption key (admins only).
+    VAULT_REKEY = "vault:rekey"
 
 
 _GRANTS: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
     Role.DEVELOPER: frozenset(
-        {Action.INVOKE, Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS}
+        {
+            Action.INVOKE,
+            Action.DEPLOY,
+            Action.READ,
+            Action.DELETE,
+            Action.LOGS,
+            Action.SECRET_WRITE,
+            Action.SECRET_LIST,
+        }
     ),
     Role.INVOKER: frozenset({Action.INVOKE}),
 }

@@ -6,6 +6,7 @@ from donjon.store.database import Engine, StoreConflict, StoreError, connect, cr
 from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
+from donjon.store.secrets import SecretStore, SecretSummary, VersionRow
 from donjon.store.tables import metadata
 
 __all__ = [
@@ -15,8 +16,11 @@ __all__ = [
     "InvocationLogStore",
     "KeyRecord",
     "KeyStore",
+    "SecretStore",
+    "SecretSummary",
     "StoreConflict",
     "StoreError",
+    "VersionRow",
     "connect",
     "create_schema",
     "metadata",
