@@ -23,9 +23,9 @@ class Action(StrEnum):
     KEYS = "keys:manage"
     AUDIT = "audit:read"
     #: The vault: set, rotate and remove secrets (values go in, never out).
-    SECRET_WRITE = "secret:write"  # noqa: S105 - an action name
+    SECRET_WRITE = "secret:write"  # noqa: S105  # nosec B105 - an action name
     #: The vault: list secrets (names, versions, dates, grants; never values).
-    SECRET_LIST = "secret:list"  # noqa: S105 - an action name
+    SECRET_LIST = "secret:list"  # noqa: S105  # nosec B105 - an action name
     #: Re-wrap every data key under a new key-encryption key (admins only).
     VAULT_REKEY = "vault:rekey"
 

@@ -9,7 +9,7 @@ from donjon.vault.errors import VaultError
 __all__ = ["MAX_VALUE_BYTES", "SECRET_NAME_RE", "BadSecret", "check_name", "check_value"]
 
 #: The manifest's `permissions.secrets` pattern (manifest/model.py).
-SECRET_NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"  # noqa: S105 - a pattern
+SECRET_NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"  # noqa: S105  # nosec B105 - a pattern
 MAX_VALUE_BYTES = 64 * 1024
 _NAME = re.compile(SECRET_NAME_RE)
 
