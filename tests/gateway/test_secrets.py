@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import secrets
+import shlex
+import sys
 from pathlib import Path
 
-from harness import LiveNode, run_cli
+import pytest
+
+from donjon.store import SecretStore, connect
+from harness import LiveNode, run_cli, start_node
 
 HANDLER = """
 def handler(event, context):
@@ -142,3 +147,28 @@ def test_cli_secret_commands(node: LiveNode, tmp_path: Path) -> None:
     assert bad.returncode != 0 and "not a secret name" in bad.stderr
     empty = run_cli(env, "secret", "set", "cli-empty", input="", check=False)
     assert empty.returncode != 0 and "empty" in empty.stderr
+
+
+def test_node_with_a_key_provider(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With DONJON_KMS_COMMAND, data keys are wrapped by the program; calls get the value."""
+    provider = Path(__file__).parent.parent / "vault" / "kms_provider.py"
+    kms_key = tmp_path_factory.mktemp("kms") / "kms.key"
+    command = shlex.join([sys.executable, str(provider), str(kms_key)])
+    live = start_node(tmp_path_factory.mktemp("kms-node"), {"DONJON_KMS_COMMAND": command})
+    try:
+        assert _set(live, "kms-s", "through-the-kms") == 201
+        live.deploy(_write(tmp_path_factory.mktemp("kms-fn"), "kms-fn", ["kms-s"]))
+        assert live.invoke("kms-fn", {}).json() == {"secrets": {"kms-s": "through-the-kms"}}
+        with live.client() as c:
+            done = c.post("/v1/vault/rekey")
+        assert done.status_code == 200 and done.json() == {"rewrapped": 1, "kek_id": "kms"}
+        assert live.invoke("kms-fn", {}).json() == {"secrets": {"kms-s": "through-the-kms"}}
+        engine = connect(f"sqlite:///{live.data_dir / 'donjon.db'}")
+        try:
+            rows = SecretStore(engine).all_versions()
+        finally:
+            engine.dispose()
+        assert [r.kek_id[:9] for r in rows] == ["kms:test-"]
+        assert kms_key.exists() and not (live.data_dir / "vault.key").exists()
+    finally:
+        live.stop()

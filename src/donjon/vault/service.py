@@ -93,7 +93,14 @@ class Vault:
             data_key = await self._unwrap(r, aad)
             wrapped, kek_id = await provider.wrap(data_key, aad)
             out.append(VersionRow(r.name, r.secret_id, r.version, r.ciphertext, wrapped, kek_id))
-        await asyncio.to_thread(self.store.rewrap, out)
+        # Calls keep opening secrets meanwhile: from the commit on, rows name the new key.
+        readers = self._readers
+        self._readers = (*readers, provider)
+        try:
+            await asyncio.to_thread(self.store.rewrap, out)
+        except BaseException:
+            self._readers = readers
+            raise
         self._forget(None)
         return len(out)
 
