@@ -125,12 +125,12 @@ async def _run(
         return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
-        e.message = redact(e.message)
+        _redact_error(e, redact)
         output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
         raise
     except BadFunctionResponse as e:
         outcome = type(e).__name__
-        e.message = redact(e.message)
+        _redact_error(e, redact)
         output += f"[donjon] {e.title}: {e.message}\n"
         raise
     except Exception as e:
@@ -162,6 +162,13 @@ async def _run(
             ),
             log,
         )
+
+
+def _redact_error(error: Error, redact: Redactor) -> None:
+    """The error's message (and `str(error)`) without the function's secret values."""
+    if redact:
+        error.message = redact(error.message)
+        error.args = (error.message,)
 
 
 def _actor(principal: Principal | None, trigger: str) -> str:

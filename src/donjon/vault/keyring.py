@@ -89,6 +89,7 @@ async def rekey(vault: Vault, keyring: Keyring) -> RekeyResult:
         if keyring.kms_command:
             kms = CommandKeyProvider(keyring.kms_command, keyring.kms_timeout_s)
             count = await vault.rewrap_all(kms)
+            vault.use(kms, keyring.local())
             return RekeyResult(count, "kms")
         pending = keyring.pending_path
         pending.unlink(missing_ok=True)
