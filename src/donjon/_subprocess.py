@@ -32,8 +32,11 @@ def run(
     timeout: float = 600.0,
     pass_fds: Sequence[int] = (),
     hint: str = "",
+    input: str | None = None,
 ) -> str:
-    """Run `argv` to completion and return its stdout; raise `CommandError` on failure."""
+    """Run `argv` to completion and return its stdout; raise `CommandError` on failure.
+
+    `input`, if given, is written to its stdin (else stdin is inherited)."""
     args = [str(a) for a in argv]
     try:
         done = subprocess.run(
@@ -45,6 +48,7 @@ def run(
             timeout=timeout,
             check=False,
             pass_fds=tuple(pass_fds),
+            input=input,
         )
     except FileNotFoundError as e:
         raise CommandError(f"{args[0]} is not installed", hint=hint) from e

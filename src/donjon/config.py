@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,13 @@ class Settings:
     #: record each), for at most this many clients at a time (the rest: one aggregate).
     audit_denial_window_s: float = 60.0
     audit_denial_max_sources: int = 10_000
+    #: The master key file (DONJON_MASTER_KEY_FILE); None: master.key in the data dir.
+    master_key_file: Path | None = None
+    #: The vault's key provider program (DONJON_KMS_COMMAND, split like a shell's
+    #: words, never run by one); empty: data keys are wrapped by a local key.
+    kms_command: tuple[str, ...] = ()
+    #: Seconds one key provider run may take (DONJON_KMS_TIMEOUT_S).
+    kms_timeout_s: float = 10.0
 
     @property
     def advisories_path(self) -> Path | None:
@@ -114,7 +122,12 @@ class Settings:
 
     @property
     def master_key_path(self) -> Path:
-        return self.data_dir / "master.key"
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def vault_key_path(self) -> Path:
+        """The vault's own key after a `donjon vault rekey`: beside the master key file."""
+        return self.master_key_path.parent / "vault.key"
 
     @property
     def tls_cert_path(self) -> Path:
@@ -168,7 +181,37 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         connections=_connection_settings(env),
         audit_denial_window_s=window,
         audit_denial_max_sources=int(sources),
+        master_key_file=_key_file(env),
+        kms_command=_kms_command(env),
+        kms_timeout_s=_number(env, "DONJON_KMS_TIMEOUT_S", 10.0, integer=False, minimum=0.1),
     )
+
+
+def _key_file(env: dict[str, str]) -> Path | None:
+    raw = env.get("DONJON_MASTER_KEY_FILE", "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(
+            f"DONJON_MASTER_KEY_FILE must be an absolute path (got {raw!r})",
+            hint="give the full path of the 0600 key file",
+        )
+    return path
+
+
+def _kms_command(env: dict[str, str]) -> tuple[str, ...]:
+    raw = env.get("DONJON_KMS_COMMAND", "").strip()
+    if not raw:
+        return ()
+    try:
+        argv = tuple(shlex.split(raw))
+    except ValueError as e:
+        raise ConfigError(
+            f"DONJON_KMS_COMMAND is not a command line ({e})",
+            hint="give the program and its arguments, quoted like a shell's words",
+        ) from e
+    return argv
 
 
 def _host_id(env: dict[str, str], name: str) -> int | None:

@@ -91,9 +91,9 @@ def test_input_schema_is_enforced(node: LiveNode, tmp_path: Path) -> None:
 
 
 def test_grants_not_yet_honoured_are_warned(node: LiveNode, tmp_path: Path) -> None:
-    """Egress and secret grants this version cannot give are named in the deploy answer."""
-    extra = 'permissions: {egress: ["api.example.com:443"], secrets: [api-key]}\n'
+    """Egress grants this version cannot give are named in the deploy answer (secret
+    grants are honoured now: tests/gateway/test_secrets.py)."""
+    extra = 'permissions: {egress: ["api.example.com:443"]}\n'
     fn = _write(tmp_path / "w", "warned", "def handler(e, c):\n    return 1\n", extra)
     warnings = node.deploy(fn)["warnings"]
     assert any("egress" in w for w in warnings)
-    assert any("secrets" in w for w in warnings)

@@ -12,6 +12,7 @@ from donjon.cli.node import doctor, init, serve, up
 from donjon.cli.output import printable
 from donjon.cli.roles import role
 from donjon.cli.scan_cmd import scan_command
+from donjon.cli.secrets import secret, vault
 from donjon.errors import Error
 
 __all__ = ["cli", "main"]
@@ -40,6 +41,8 @@ for command in (
     audit,
     scan_command,
 ):
+    cli.add_command(command)
+for command in (secret, vault):
     cli.add_command(command)
 
 

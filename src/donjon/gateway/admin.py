@@ -1,4 +1,4 @@
-"""The admin API under /v1/: functions, keys, roles, audit, logs."""
+"""The admin API under /v1/: functions, keys, roles, audit, logs, secrets."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
+from donjon.gateway.secrets import (
+    create_secret,
+    delete_secret,
+    list_secrets,
+    rekey_vault,
+    rotate_secret,
+)
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
@@ -321,4 +328,10 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/roles", "GET", _guarded(Action.ROLES, list_roles)),
     ("/v1/roles/{role}", "DELETE", _guarded(Action.ROLES, remove_role)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
+    # The vault (gateway/secrets.py): values go in, never out.
+    ("/v1/secrets", "GET", _guarded(Action.SECRET_LIST, list_secrets)),
+    ("/v1/secrets/{secret}", "POST", _guarded(Action.SECRET_WRITE, create_secret)),
+    ("/v1/secrets/{secret}/versions", "POST", _guarded(Action.SECRET_WRITE, rotate_secret)),
+    ("/v1/secrets/{secret}", "DELETE", _guarded(Action.SECRET_WRITE, delete_secret)),
+    ("/v1/vault/rekey", "POST", _guarded(Action.VAULT_REKEY, rekey_vault)),
 ]

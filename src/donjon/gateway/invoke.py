@@ -46,6 +46,7 @@ from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
+from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
 
@@ -62,7 +63,11 @@ DURATION = Histogram("donjon_invocation_seconds", "Invocation wall time", ["func
 Render = Callable[[CallResult], RenderedResponse]
 
 
-def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> bytes:
+def _meta(
+    deployed: Deployed, request_id: str, principal: Principal | None, secrets: dict[str, str]
+) -> bytes:
+    """The call's context, sent over the control channel (never env, argv or files):
+    `secrets` holds the values of exactly the secrets the manifest grants."""
     return json.dumps(
         {
             "request_id": request_id,
@@ -70,6 +75,7 @@ def _meta(deployed: Deployed, request_id: str, principal: Principal | None) -> b
             "version": deployed.record.version,
             "deadline": time.time() + deployed.manifest.timeout_s,
             "principal": principal.label if principal else None,
+            "secrets": secrets,
         }
     ).encode()
 
@@ -95,14 +101,19 @@ async def _run(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     detail: dict[str, Any] = {}
+    # What the function prints and its errors are redacted of its secrets' values
+    # before anything is stored or answered; its own result is its choice.
+    redact = Redactor({})
     try:
+        granted = await node.vault.open_granted(deployed.manifest.permissions.secrets)
+        redact = Redactor(granted)
         result = await node.pool.invoke(
             deployed.config,
-            _meta(deployed, request_id, principal),
+            _meta(deployed, request_id, principal, granted),
             event,
             deployed.manifest.timeout_s,
         )
-        output = result.output
+        output = redact(result.output)
         rendered = render(result)
         if rendered.refused:
             detail["refused_headers"] = rendered.refused
@@ -114,10 +125,12 @@ async def _run(
         return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
-        output = call_log(e.output, e.trace, f"{e.title}: {e.message}")
+        _redact_error(e, redact)
+        output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
         raise
     except BadFunctionResponse as e:
         outcome = type(e).__name__
+        _redact_error(e, redact)
         output += f"[donjon] {e.title}: {e.message}\n"
         raise
     except Exception as e:
@@ -149,6 +162,13 @@ async def _run(
             ),
             log,
         )
+
+
+def _redact_error(error: Error, redact: Redactor) -> None:
+    """The error's message (and `str(error)`) without the function's secret values."""
+    if redact:
+        error.message = redact(error.message)
+        error.args = (error.message,)
 
 
 def _actor(principal: Principal | None, trigger: str) -> str:

@@ -30,10 +30,13 @@ from donjon.store import (
     InvocationLogStore,
     KeyStore,
     RoleStore,
+    SecretStore,
     connect,
     create_schema,
 )
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
+from donjon.vault.keyring import Keyring, open_vault
+from donjon.vault.service import Vault
 
 __all__ = ["LAST_USED_WRITE_S", "Node", "open_node"]
 
@@ -59,6 +62,9 @@ class Node:
     deployments: Deployments
     resources: ResourceControl
     scan_policy: ScanPolicy
+    #: Secrets: sealed in the store, opened for the calls of functions granted them.
+    vault: Vault
+    keyring: Keyring
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
@@ -169,6 +175,8 @@ def open_node(settings: Settings) -> Node:
     # node with the role's name and the problem, never with a bare traceback.
     policy = Policy(parse_role(json.loads(document)) for _, document, _ in roles.all())
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
+    keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
+    vault = open_vault(SecretStore(engine), keyring)
     return Node(
         settings=settings,
         engine=engine,
@@ -180,9 +188,13 @@ def open_node(settings: Settings) -> Node:
         denials=DenialLog(audit, settings.audit_denial_window_s, settings.audit_denial_max_sources),
         logs=InvocationLogStore(engine),
         bundles=bundles,
-        deployments=Deployments(functions, bundles, registry, audit, scan_policy, policy=policy),
+        deployments=Deployments(
+            functions, bundles, registry, audit, scan_policy, policy=policy, vault=vault
+        ),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
+        vault=vault,
+        keyring=keyring,
         skipped=skipped,
         roles=roles,
         policy=policy,

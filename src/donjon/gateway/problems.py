@@ -44,6 +44,8 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanError, ScanLimitExceeded
 from donjon.store import StoreConflict
+from donjon.vault import SecretNotFound
+from donjon.vault.names import BadSecret
 
 __all__ = ["STATUS", "problem", "problem_from_error", "status_for"]
 
@@ -85,6 +87,8 @@ STATUS: dict[type[Error], int] = {
     FunctionMemoryExceeded: 507,
     FunctionCrashed: 502,
     TooManyInvocations: 429,
+    BadSecret: 422,
+    SecretNotFound: 404,
 }
 
 

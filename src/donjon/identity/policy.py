@@ -45,6 +45,8 @@ class Action(StrEnum):
     ALERTS = "alert:read"
     METRICS = "metrics:read"
     REPORTS = "report:read"
+    #: Re-wrap every data key of the vault under a new key-encryption key.
+    VAULT_REKEY = "vault:rekey"
 
 
 #: The names audit records written before roles were data used (they stay readable).
@@ -69,7 +71,14 @@ _DEV = [a.value for a in sorted(FUNCTION_ACTIONS)]
 #: The built-in role documents (the admin role is also free of function owners).
 BUILTIN_ROLES: dict[str, list[dict[str, object]]] = {
     Role.ADMIN: [{"effect": "allow", "actions": [a.value for a in Action], "resources": ["*"]}],
-    Role.DEVELOPER: [{"effect": "allow", "actions": _DEV, "resources": ["*"]}],
+    Role.DEVELOPER: [
+        {"effect": "allow", "actions": _DEV, "resources": ["*"]},
+        {
+            "effect": "allow",
+            "actions": [Action.SECRET_WRITE, Action.SECRET_LIST],
+            "resources": ["*"],
+        },
+    ],
     Role.INVOKER: [{"effect": "allow", "actions": [Action.INVOKE.value], "resources": ["*"]}],
     Role.AUDITOR: [
         {

@@ -35,6 +35,7 @@ from donjon.manifest import Manifest, ManifestError
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
 from donjon.store import FunctionRecord, FunctionStore
+from donjon.vault.service import Vault
 
 __all__ = ["Deployment", "Deployments"]
 
@@ -89,6 +90,7 @@ class Deployments:
         queue: DeployQueue | None = None,
         *,
         policy: Policy | None = None,
+        vault: Vault | None = None,
     ) -> None:
         self.registry = registry
         #: Who may deploy which function (owners included): decided once the name is known.
@@ -99,6 +101,8 @@ class Deployments:
         self._bundles = bundles
         self._audit = audit
         self._policy = scan_policy
+        #: Where granted secrets must exist for a deploy to be accepted.
+        self._vault = vault
         self._pool: SandboxPool | None = None
         self._scanner: BundleScanner | None = None
         # The store write and the registry switch that follows it, one deploy or
@@ -141,12 +145,25 @@ class Deployments:
                 policy=self._policy,
                 skip_scan=skip_scan,
             )
+            await self._check_grants(accepted.manifest)
         # From here on a deploy runs to its end even if its caller goes away, one
         # at a time per function: the version it picks, the sandbox it starts and
         # the row it stores are its own, never another deploy's of the same name.
         return await self._to_the_end(
             self._start_and_switch(accepted, principal, request_id, skip_scan)
         )
+
+    async def _check_grants(self, manifest: Manifest) -> None:
+        """A grant of a secret the vault does not hold refuses the deploy."""
+        if self._vault is None or not manifest.permissions.secrets:
+            return
+        missing = await self._vault.missing(manifest.permissions.secrets)
+        if missing:
+            raise ManifestError(
+                f"permissions.secrets grants {', '.join(missing)}, not in the vault",
+                problems=[f"permissions.secrets: no secret named {n}" for n in missing],
+                hint="create it first: `donjon secret set NAME` (the value from stdin)",
+            )
 
     async def _start_and_switch(
         self, accepted: Accepted, principal: Principal, request_id: str, skip_scan: bool
@@ -344,10 +361,6 @@ def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
     if perms.egress:
         out.append(
             "permissions.egress is not enforced by this version: the function has no network at all"
-        )
-    if perms.secrets:
-        out.append(
-            "permissions.secrets: the vault is not in this version; context.secrets is empty"
         )
     if perms.invoke:
         out.append("permissions.invoke: calling other functions is not in this version")

@@ -7,6 +7,7 @@ from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
 from donjon.store.roles import RoleStore
+from donjon.store.secrets import SecretStore, SecretSummary, VersionRow
 from donjon.store.tables import metadata
 
 __all__ = [
@@ -17,8 +18,11 @@ __all__ = [
     "KeyRecord",
     "KeyStore",
     "RoleStore",
+    "SecretStore",
+    "SecretSummary",
     "StoreConflict",
     "StoreError",
+    "VersionRow",
     "connect",
     "create_schema",
     "metadata",

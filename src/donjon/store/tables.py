@@ -24,6 +24,8 @@ __all__ = [
     "invocation_logs",
     "metadata",
     "roles",
+    "secret_versions",
+    "secrets",
 ]
 
 metadata = MetaData()
@@ -102,4 +104,28 @@ invocation_logs = Table(
     Column("outcome", String(32), nullable=False),
     Column("output", Text, nullable=False),
     UniqueConstraint("request_id", name="uq_invocation_logs_request"),
+)
+
+#: The vault (vault/): one row per secret, one per version, only ever encrypted.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    #: Random, bound into every version's associated data: a re-created secret's
+    #: versions never accept an old one's ciphertexts.
+    Column("secret_id", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+)
+
+secret_versions = Table(
+    "secret_versions",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("kek_id", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
 )

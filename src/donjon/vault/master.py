@@ -1,6 +1,6 @@
 """The node's master key: 32 random bytes in a 0600 file, never logged.
 
-Every other key (API key hashing, audit MACs, later secret encryption) is
+Every other key (API key hashing, audit MACs, the vault's key-encryption key) is
 derived from it with HKDF under a purpose label, so no key serves two roles.
 """
 
@@ -14,21 +14,23 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from donjon.errors import Error
 from donjon.secret import Secret
+from donjon.vault.errors import VaultError
 
-__all__ = ["AUDIT_MAC_PURPOSE", "KEY_HASH_PURPOSE", "MasterKey", "VaultError"]
+__all__ = [
+    "AUDIT_MAC_PURPOSE",
+    "KEY_HASH_PURPOSE",
+    "VAULT_KEK_PURPOSE",
+    "MasterKey",
+    "VaultError",
+]
 
 _KEY_BYTES = 32
 #: HKDF labels of the subkeys derived from the master key.
 KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
 AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
-
-
-class VaultError(Error):
-    """A key is missing, unreadable or exposed."""
-
-    title = "Key error"
+#: The vault's key-encryption key (vault/local.py), wrapping each secret's data key.
+VAULT_KEK_PURPOSE = "donjon/vault-kek/v1"
 
 
 class MasterKey:

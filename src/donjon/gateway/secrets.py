@@ -1,0 +1,137 @@
+"""The vault's admin API under /v1/secrets and /v1/vault: values go in, never out.
+
+No route here answers with a value: set and rotate answer the name and the
+version, list answers names, versions, dates and the deployed functions
+granted each. Every change is audited (name and version, never the value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit import AuditEvent
+from donjon.gateway.access import parse_json, read_body
+from donjon.gateway.errors import BadRequest
+from donjon.gateway.node import Node
+from donjon.identity import Principal
+from donjon.secret import Secret
+from donjon.store import StoreConflict
+from donjon.vault.keyring import rekey
+from donjon.vault.names import MAX_VALUE_BYTES, check_name, check_value
+
+__all__ = ["create_secret", "delete_secret", "list_secrets", "rekey_vault", "rotate_secret"]
+
+# The value's bytes, JSON-escaped at worst six times over, and the envelope.
+_MAX_BODY = MAX_VALUE_BYTES * 6 + 1024
+
+
+async def _value(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Secret[str]:
+    body = await parse_json(
+        node, request, principal.label, await read_body(request, _MAX_BODY) or b"null", request_id
+    )
+    if not isinstance(body, dict) or set(body) != {"value"}:
+        raise BadRequest('body must be {"value": "..."}')
+    return Secret(check_value(body["value"]))
+
+
+async def _audit(
+    node: Node, principal: Principal, action: str, name: str, request_id: str, **extra: Any
+) -> None:
+    await node.audit.record(
+        AuditEvent(
+            principal.label, action, f"secret:{name}", "ok", {"request_id": request_id, **extra}
+        )
+    )
+
+
+async def create_secret(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = check_name(request.path_params["secret"])
+    value = await _value(request, node, principal, request_id)
+    done = await node.vault.set(name, value, principal.label)
+    await _audit(node, principal, "secret.set", name, request_id, version=done.version)
+    return JSONResponse({"name": name, "version": done.version}, status_code=201)
+
+
+async def rotate_secret(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = check_name(request.path_params["secret"])
+    value = await _value(request, node, principal, request_id)
+    done = await node.vault.rotate(name, value, principal.label)
+    await _audit(node, principal, "secret.rotate", name, request_id, version=done.version)
+    return JSONResponse({"name": name, "version": done.version}, status_code=201)
+
+
+def _grants(node: Node) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for deployed in node.registry.all():
+        for secret in deployed.manifest.permissions.secrets:
+            out.setdefault(secret, []).append(deployed.name)
+    return out
+
+
+async def delete_secret(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = check_name(request.path_params["secret"])
+    users = _grants(node).get(name)
+    if users:
+        raise StoreConflict(
+            f"secret {name} is granted to {', '.join(sorted(users))}",
+            hint="deploy them without the grant (or remove them) first",
+        )
+    await node.vault.remove(name)
+    await _audit(node, principal, "secret.rm", name, request_id)
+    return Response(status_code=204)
+
+
+async def list_secrets(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    grants = _grants(node)
+    return JSONResponse(
+        [
+            {
+                "name": s.name,
+                "versions": s.versions,
+                "latest": s.latest,
+                "created_at": s.created_at,
+                "updated_at": s.updated_at,
+                "granted_to": sorted(grants.get(s.name, [])),
+            }
+            for s in await node.vault.summaries()
+        ]
+    )
+
+
+async def rekey_vault(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    try:
+        result = await rekey(node.vault, node.keyring)
+    except Exception as e:
+        await node.audit.record(
+            AuditEvent(
+                principal.label,
+                "vault.rekey",
+                "vault",
+                "failed",
+                {"request_id": request_id, "error": type(e).__name__},
+            )
+        )
+        raise
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "vault.rekey",
+            "vault",
+            "ok",
+            {"request_id": request_id, "rewrapped": result.rewrapped, "kek_id": result.kek_id},
+        )
+    )
+    return JSONResponse({"rewrapped": result.rewrapped, "kek_id": result.kek_id})

@@ -1,0 +1,113 @@
+"""Which keys the node's vault uses, and `donjon vault rekey`.
+
+Local mode (no DONJON_KMS_COMMAND): the key-encryption key is a subkey of the
+master key until the first rekey, then of `vault.key`, a random key beside the
+master key file. Rekey, holding the vault's write lock (calls keep being
+served from opened values; sets wait):
+
+1. a fresh key is written to `vault.key.new` (0600);
+2. every data key is unwrapped and wrapped again under it, and all rows are
+   updated in ONE database transaction;
+3. after the commit, `vault.key.new` replaces `vault.key` (an atomic rename).
+
+A crash before the commit leaves every row under the old key and a stray
+`vault.key.new`, deleted at the next start; a crash after the commit but before
+the rename leaves rows under the new key, and the next start finishes the
+rename (it looks which key the rows name). At no point are the rows
+unreadable with the files on disk.
+
+KMS mode: every data key is unwrapped and wrapped again through the key
+provider (which wraps under its current key), in one transaction; rows wrapped
+by a local key are moved to the provider the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from donjon.store import SecretStore
+from donjon.vault.command import CommandKeyProvider
+from donjon.vault.interface import KeyProvider
+from donjon.vault.local import LocalKeyProvider, kek_of
+from donjon.vault.master import MasterKey
+from donjon.vault.service import Vault
+
+__all__ = ["Keyring", "RekeyResult", "open_vault", "rekey"]
+
+
+@dataclass
+class Keyring:
+    """The key files of a local vault."""
+
+    master: MasterKey
+    #: vault.key, beside the master key file (absent until the first rekey).
+    vault_key_path: Path
+    kms_command: tuple[str, ...] = ()
+    kms_timeout_s: float = 10.0
+
+    @property
+    def pending_path(self) -> Path:
+        return self.vault_key_path.with_name(self.vault_key_path.name + ".new")
+
+    def local(self) -> LocalKeyProvider:
+        if self.vault_key_path.exists():
+            return LocalKeyProvider(MasterKey.load(self.vault_key_path), self.master)
+        return LocalKeyProvider(self.master)
+
+
+@dataclass(frozen=True)
+class RekeyResult:
+    rewrapped: int
+    kek_id: str
+
+
+def _providers(keyring: Keyring) -> tuple[KeyProvider, ...]:
+    local = keyring.local()
+    if keyring.kms_command:
+        return CommandKeyProvider(keyring.kms_command, keyring.kms_timeout_s), local
+    return (local,)
+
+
+def open_vault(store: SecretStore, keyring: Keyring) -> Vault:
+    """The node's vault; finishes or undoes a rekey a crash interrupted (blocking)."""
+    pending = keyring.pending_path
+    if pending.exists():
+        new_id, _ = kek_of(MasterKey.load(pending))
+        if new_id in store.kek_ids():
+            os.replace(pending, keyring.vault_key_path)  # the rekey had committed
+            _sync_dir(pending.parent)
+        else:
+            pending.unlink()  # it had not: the rows are all under the old key
+    return Vault(store, *_providers(keyring))
+
+
+async def rekey(vault: Vault, keyring: Keyring) -> RekeyResult:
+    """Re-wrap every data key under a new key-encryption key (see the module's docstring)."""
+    async with vault.writes:
+        if keyring.kms_command:
+            kms = CommandKeyProvider(keyring.kms_command, keyring.kms_timeout_s)
+            count = await vault.rewrap_all(kms)
+            vault.use(kms, keyring.local())
+            return RekeyResult(count, "kms")
+        pending = keyring.pending_path
+        pending.unlink(missing_ok=True)
+        fresh = LocalKeyProvider(MasterKey.create(pending))
+        try:
+            count = await vault.rewrap_all(fresh)
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
+        os.replace(pending, keyring.vault_key_path)
+        _sync_dir(pending.parent)
+        vault.use(fresh)
+        return RekeyResult(count, fresh.current_id)
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

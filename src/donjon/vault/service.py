@@ -1,0 +1,186 @@
+"""`Vault`: secrets set, rotated, listed, removed and opened, never returned to a caller.
+
+Every write seals a new version (envelope.py) under a fresh data key wrapped
+by the key provider; the node opens the newest version of a granted secret for
+a call and keeps it, opened, in memory until this node changes that secret
+(set, rotate, rm, rekey), so the hot path touches neither the disk nor the
+key provider. Writes are one at a time (a lock), so a rekey never races a set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as _random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from donjon.secret import Secret
+from donjon.store import SecretStore, SecretSummary, StoreConflict, VersionRow
+from donjon.vault.envelope import aad_for, gcm_decrypt, gcm_encrypt, new_data_key
+from donjon.vault.errors import SecretNotFound, VaultError
+from donjon.vault.interface import KeyProvider
+from donjon.vault.names import check_name, check_value
+
+__all__ = ["Vault", "VersionInfo"]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: int
+
+
+class Vault:
+    """The node's vault over `store`; `provider` wraps new data keys, `readers` also unwrap."""
+
+    def __init__(self, store: SecretStore, provider: KeyProvider, *readers: KeyProvider) -> None:
+        self.store = store
+        self.provider = provider
+        self._readers: tuple[KeyProvider, ...] = (provider, *readers)
+        self._opened: dict[str, tuple[int, Secret[str]]] = {}
+        self._writes = asyncio.Lock()
+        #: Bumped by every write: a value opened across a write is not kept.
+        self._generation = 0
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def set(self, name: str, value: Secret[str], actor: str) -> VersionInfo:
+        """Create `name` at version 1; `StoreConflict` if it exists (rotate it instead)."""
+        check_name(name)
+        check_value(value.reveal())
+        async with self._writes:
+            if await asyncio.to_thread(self.store.get, name) is not None:
+                raise StoreConflict(
+                    f"secret {name} exists already",
+                    hint=f"`donjon secret rotate {name}` gives it a new version",
+                )
+            row = await self._seal(name, _random.token_hex(16), 1, value)
+            await asyncio.to_thread(self.store.add, row, actor, create=True)
+            self._forget(name)
+        return VersionInfo(name, 1)
+
+    async def rotate(self, name: str, value: Secret[str], actor: str) -> VersionInfo:
+        """Add a version to `name`; calls from now on get it."""
+        check_name(name)
+        check_value(value.reveal())
+        async with self._writes:
+            existing = await asyncio.to_thread(self.store.get, name)
+            if existing is None:
+                raise SecretNotFound(f"no secret named {name}", hint=f"`donjon secret set {name}`")
+            version = await asyncio.to_thread(self.store.next_version, name)
+            row = await self._seal(name, existing.secret_id, version, value)
+            await asyncio.to_thread(self.store.add, row, actor, create=False)
+            self._forget(name)
+        return VersionInfo(name, version)
+
+    async def remove(self, name: str) -> None:
+        check_name(name)
+        async with self._writes:
+            if not await asyncio.to_thread(self.store.remove, name):
+                raise SecretNotFound(f"no secret named {name}")
+            self._forget(name)
+
+    async def rewrap_all(self, provider: KeyProvider) -> int:
+        """Re-wrap every data key under `provider`, in one transaction; the count re-wrapped.
+
+        The values and their ciphertexts are untouched (the data keys stay the same);
+        on any failure nothing is changed. Caller holds `writes` (rekey.py).
+        """
+        rows = await asyncio.to_thread(self.store.all_versions)
+        out = []
+        for r in rows:
+            aad = aad_for(r.name, r.secret_id, r.version, "data-key")
+            data_key = await self._unwrap(r, aad)
+            wrapped, kek_id = await provider.wrap(data_key, aad)
+            out.append(VersionRow(r.name, r.secret_id, r.version, r.ciphertext, wrapped, kek_id))
+        # Calls keep opening secrets meanwhile: from the commit on, rows name the new key.
+        readers = self._readers
+        self._readers = (*readers, provider)
+        try:
+            await asyncio.to_thread(self.store.rewrap, out)
+        except BaseException:
+            self._readers = readers
+            raise
+        self._forget(None)
+        return len(out)
+
+    def _forget(self, name: str | None) -> None:
+        self._generation += 1
+        if name is None:
+            self._opened.clear()
+        else:
+            self._opened.pop(name, None)
+
+    @property
+    def writes(self) -> asyncio.Lock:
+        """Held by every write; a rekey holds it from start to end."""
+        return self._writes
+
+    def use(self, provider: KeyProvider, *readers: KeyProvider) -> None:
+        """Wrap with `provider` from now on (after a rekey commits)."""
+        self.provider = provider
+        self._readers = (provider, *readers)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def summaries(self) -> list[SecretSummary]:
+        return await asyncio.to_thread(self.store.summaries)
+
+    async def missing(self, names: Iterable[str]) -> list[str]:
+        """Which of `names` the vault does not hold (a deploy granting them is refused)."""
+        wanted = set(names)
+        if not wanted:
+            return []
+        have = await asyncio.to_thread(self.store.names)
+        return sorted(wanted - have)
+
+    async def open_granted(self, names: Iterable[str]) -> dict[str, str]:
+        """The newest value of each of `names`, for one call. `SecretNotFound` if one is gone."""
+        out = {}
+        for name in names:
+            opened = self._opened.get(name)
+            if opened is None:
+                opened = await self._open_latest(name)
+            out[name] = opened[1].reveal()
+        return out
+
+    async def _open_latest(self, name: str) -> tuple[int, Secret[str]]:
+        generation = self._generation
+        row = await asyncio.to_thread(self.store.latest, name)
+        if row is None:
+            raise SecretNotFound(
+                f"the function is granted secret {name}, which is not in the vault",
+                hint=f"`donjon secret set {name}`",
+            )
+        data_key = await self._unwrap(
+            row, aad_for(row.name, row.secret_id, row.version, "data-key")
+        )
+        aad = aad_for(row.name, row.secret_id, row.version, "value")
+        plain = gcm_decrypt(data_key, row.ciphertext, aad, f"secret {name} version {row.version}")
+        opened = (row.version, Secret(plain.decode("utf-8")))
+        # Kept only if nothing was written meanwhile (the row read may be stale).
+        if generation == self._generation:
+            self._opened[name] = opened
+        return opened
+
+    async def _seal(
+        self, name: str, secret_id: str, version: int, value: Secret[str]
+    ) -> VersionRow:
+        data_key = new_data_key()
+        ciphertext = gcm_encrypt(
+            data_key, value.reveal().encode("utf-8"), aad_for(name, secret_id, version, "value")
+        )
+        wrapped, kek_id = await self.provider.wrap(
+            data_key, aad_for(name, secret_id, version, "data-key")
+        )
+        return VersionRow(name, secret_id, version, ciphertext, wrapped, kek_id)
+
+    async def _unwrap(self, row: VersionRow, aad: bytes) -> bytes:
+        for reader in self._readers:
+            if reader.holds(row.kek_id):
+                return await reader.unwrap(row.wrapped_key, aad, row.kek_id)
+        raise VaultError(
+            f"secret {row.name} version {row.version} was wrapped by key {row.kek_id}, "
+            "which this node does not hold",
+            hint="start the node with the master key or DONJON_KMS_COMMAND that wrapped it",
+        )

@@ -1,0 +1,129 @@
+"""`donjon vault rekey`: every data key re-wrapped, atomically, and a crash midway survived."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from donjon.secret import Secret
+from donjon.store import SecretStore
+from donjon.store.tables import secret_versions
+from donjon.vault import MasterKey, VaultError
+from donjon.vault.keyring import Keyring, open_vault, rekey
+from donjon.vault.local import kek_of
+from donjon.vault.service import Vault
+from vault.conftest import kms_argv
+
+
+def _fill(vault: Vault) -> None:
+    async def fill() -> None:
+        await vault.set("a", Secret("alpha-1"), "key:test")
+        await vault.rotate("a", Secret("alpha-2"), "key:test")
+        await vault.set("b", Secret("beta-1"), "key:test")
+
+    asyncio.run(fill())
+
+
+def _values(vault: Vault) -> dict[str, str]:
+    return asyncio.run(vault.open_granted(["a", "b"]))
+
+
+def test_rekey_rewraps_every_data_key(store: SecretStore, keyring: Keyring) -> None:
+    """Every row moves to the new key; values and ciphertexts unchanged; a new node opens them."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+    before = {(r.name, r.version): r for r in store.all_versions()}
+    result = asyncio.run(rekey(vault, keyring))
+    after = {(r.name, r.version): r for r in store.all_versions()}
+    assert result.rewrapped == 3
+    assert {r.kek_id for r in after.values()} == {result.kek_id}
+    assert result.kek_id != kek_of(keyring.master)[0]
+    for k, row in after.items():
+        assert row.ciphertext == before[k].ciphertext
+        assert row.wrapped_key != before[k].wrapped_key
+    assert keyring.vault_key_path.exists() and not keyring.pending_path.exists()
+    assert os.stat(keyring.vault_key_path).st_mode & 0o077 == 0
+    assert _values(vault) == {"a": "alpha-2", "b": "beta-1"}
+    assert _values(open_vault(store, keyring)) == {"a": "alpha-2", "b": "beta-1"}
+    # Writes after the rekey use the new key.
+    asyncio.run(vault.rotate("b", Secret("beta-2"), "key:test"))
+    assert store.latest("b").kek_id == result.kek_id  # type: ignore[union-attr]
+
+
+def test_second_rekey_retires_the_first_key(store: SecretStore, keyring: Keyring) -> None:
+    """After two rekeys the first rekey's key file opens nothing."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+    asyncio.run(rekey(vault, keyring))
+    first = keyring.vault_key_path.read_bytes()
+    second = asyncio.run(rekey(vault, keyring))
+    assert keyring.vault_key_path.read_bytes() != first
+    assert {r.kek_id for r in store.all_versions()} == {second.kek_id}
+    assert _values(open_vault(store, keyring)) == {"a": "alpha-2", "b": "beta-1"}
+
+
+def test_crash_before_commit_keeps_the_old_key(store: SecretStore, keyring: Keyring) -> None:
+    """A stray vault.key.new (rekey died before its commit) is deleted; rows open as before."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+    MasterKey.create(keyring.pending_path)
+    reopened = open_vault(store, keyring)
+    assert not keyring.pending_path.exists() and not keyring.vault_key_path.exists()
+    assert _values(reopened) == {"a": "alpha-2", "b": "beta-1"}
+
+
+def test_crash_after_commit_finishes_the_rename(
+    store: SecretStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows committed under vault.key.new but the rename never ran: the next start renames it."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+
+    def crash(*_: object) -> None:
+        raise SystemExit("killed between the commit and the rename")
+
+    monkeypatch.setattr("donjon.vault.keyring.os.replace", crash)
+    with pytest.raises(SystemExit):
+        asyncio.run(rekey(vault, keyring))
+    monkeypatch.undo()
+    assert keyring.pending_path.exists() and not keyring.vault_key_path.exists()
+    assert kek_of(keyring.master)[0] not in store.kek_ids()  # the rows had committed
+    reopened = open_vault(store, keyring)
+    assert keyring.vault_key_path.exists() and not keyring.pending_path.exists()
+    assert _values(reopened) == {"a": "alpha-2", "b": "beta-1"}
+
+
+def test_failed_rewrap_changes_nothing(store: SecretStore, keyring: Keyring) -> None:
+    """A row that cannot be unwrapped stops the rekey: no row changes, no key file remains."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+    before = store.all_versions()
+    with store._engine.begin() as conn:
+        conn.execute(
+            update(secret_versions)
+            .where(secret_versions.c.name == "b")
+            .values(wrapped_key=b"\0" * 60)
+        )
+    with pytest.raises(VaultError):
+        asyncio.run(rekey(vault, keyring))
+    after = store.all_versions()
+    assert [r.kek_id for r in after] == [r.kek_id for r in before]
+    assert not keyring.pending_path.exists() and not keyring.vault_key_path.exists()
+
+
+def test_rekey_moves_local_rows_to_the_key_provider(
+    store: SecretStore, keyring: Keyring, tmp_path: Path
+) -> None:
+    """With DONJON_KMS_COMMAND set, a rekey moves rows wrapped locally to the provider."""
+    _fill(open_vault(store, keyring))
+    kms = Keyring(keyring.master, keyring.vault_key_path, kms_argv(tmp_path))
+    vault = open_vault(store, kms)
+    assert _values(vault) == {"a": "alpha-2", "b": "beta-1"}  # local rows still open
+    result = asyncio.run(rekey(vault, kms))
+    assert result.rewrapped == 3
+    assert all(r.kek_id.startswith("kms:test-") for r in store.all_versions())
+    assert _values(open_vault(store, kms)) == {"a": "alpha-2", "b": "beta-1"}
