@@ -96,6 +96,9 @@ class Settings:
     #: record each), for at most this many clients at a time (the rest: one aggregate).
     audit_denial_window_s: float = 60.0
     audit_denial_max_sources: int = 10_000
+    #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
+    #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
+    jwks_ca_file: Path | None = None
 
     @property
     def advisories_path(self) -> Path | None:
@@ -168,6 +171,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         connections=_connection_settings(env),
         audit_denial_window_s=window,
         audit_denial_max_sources=int(sources),
+        jwks_ca_file=(
+            _existing_path(env, "DONJON_JWKS_CA_FILE") if env.get("DONJON_JWKS_CA_FILE") else None
+        ),
     )
 
 

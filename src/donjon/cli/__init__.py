@@ -8,6 +8,7 @@ import click
 
 from donjon.cli.admin import audit, key
 from donjon.cli.functions import deploy, invoke, logs, ls, rm
+from donjon.cli.issuers import issuer
 from donjon.cli.node import doctor, init, serve, up
 from donjon.cli.output import printable
 from donjon.cli.scan_cmd import scan_command
@@ -24,7 +25,21 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (init, serve, up, doctor, deploy, invoke, ls, logs, rm, key, audit, scan_command):
+for command in (
+    init,
+    serve,
+    up,
+    doctor,
+    deploy,
+    invoke,
+    ls,
+    logs,
+    rm,
+    key,
+    audit,
+    issuer,
+    scan_command,
+):
     cli.add_command(command)
 
 

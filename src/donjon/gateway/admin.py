@@ -20,6 +20,7 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
+from donjon.gateway.admin_issuers import add_issuer, list_issuers, remove_issuer
 from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
@@ -50,7 +51,11 @@ def _guarded(
         request_id = new_request_id()
         try:
             principal = await authenticate(node, request, request_id)
-            own_key = self_service and request.path_params.get("key_id") == principal.id
+            own_key = (
+                self_service
+                and principal.kind == "key"
+                and request.path_params.get("key_id") == principal.id
+            )
             if not own_key:
                 await authorize(
                     node, request, principal, action, request_id, request.path_params.get("name")
@@ -226,4 +231,7 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/keys", "GET", _guarded(Action.KEYS, list_keys)),
     ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key, self_service=True)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
+    ("/v1/issuers", "POST", _guarded(Action.ISSUERS, add_issuer)),  # gateway/admin_issuers.py
+    ("/v1/issuers", "GET", _guarded(Action.ISSUERS, list_issuers)),
+    ("/v1/issuers/{issuer}", "DELETE", _guarded(Action.ISSUERS, remove_issuer)),
 ]

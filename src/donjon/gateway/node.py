@@ -9,7 +9,14 @@ from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
-from donjon.identity import KeyIndex
+from donjon.identity import (
+    Issuer,
+    IssuerRegistry,
+    JwtVerifier,
+    KeyIndex,
+    fetch_jwks,
+    tls_context,
+)
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
@@ -25,6 +32,7 @@ from donjon.store import (
     Engine,
     FunctionStore,
     InvocationLogStore,
+    IssuerStore,
     KeyStore,
     connect,
     create_schema,
@@ -50,6 +58,9 @@ class Node:
     deployments: Deployments
     resources: ResourceControl
     scan_policy: ScanPolicy
+    #: Trusted JWT issuers as stored, and the verifier over their live key sets.
+    issuers: IssuerStore
+    jwt: JwtVerifier
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
@@ -128,6 +139,19 @@ def open_node(settings: Settings) -> Node:
     registry, skipped = load_registry(functions, bundles)
     audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
+    issuers = IssuerStore(engine)
+
+    async def persist(issuer: Issuer) -> None:
+        await asyncio.to_thread(
+            issuers.set_jwks, issuer.name, issuer.record.jwks, issuer.record.refreshed_at
+        )
+
+    verifier = JwtVerifier(
+        IssuerRegistry(issuers.all()),
+        tls_context(str(settings.jwks_ca_file) if settings.jwks_ca_file else None),
+        fetch=fetch_jwks,
+        persist=persist,
+    )
     return Node(
         settings=settings,
         engine=engine,
@@ -142,5 +166,7 @@ def open_node(settings: Settings) -> Node:
         deployments=Deployments(functions, bundles, registry, audit, scan_policy),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
+        issuers=issuers,
+        jwt=verifier,
         skipped=skipped,
     )

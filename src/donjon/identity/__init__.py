@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from donjon.identity.apikeys import ApiKey, IdentityError, KeyIndex, hash_key, new_api_key
+from donjon.identity.issuers import Issuer, IssuerError, IssuerRegistry, parse_issuer_spec
+from donjon.identity.jwks import JwksError, KeySet, fetch_jwks, parse_jwks, tls_context
+from donjon.identity.jwt_principal import principal_from_claims
+from donjon.identity.jwt_verifier import JwtVerifier, TokenRejected, looks_like_jwt
 from donjon.identity.policy import Action, Principal, Role, is_allowed
 
 __all__ = [
     "Action",
     "ApiKey",
     "IdentityError",
+    "Issuer",
+    "IssuerError",
+    "IssuerRegistry",
+    "JwksError",
+    "JwtVerifier",
     "KeyIndex",
+    "KeySet",
     "Principal",
     "Role",
+    "TokenRejected",
+    "fetch_jwks",
     "hash_key",
     "is_allowed",
+    "looks_like_jwt",
     "new_api_key",
+    "parse_issuer_spec",
+    "parse_jwks",
+    "principal_from_claims",
+    "tls_context",
 ]

@@ -22,6 +22,7 @@ class Action(StrEnum):
     LOGS = "functions:logs"
     KEYS = "keys:manage"
     AUDIT = "audit:read"
+    ISSUERS = "issuers:manage"
 
 
 _GRANTS: dict[Role, frozenset[Action]] = {
@@ -42,10 +43,12 @@ class Principal:
     role: Role
     #: For invokers: the only functions they may call; None means any.
     functions: frozenset[str] | None = None
+    #: How it authenticated: "key" (an API key) or "jwt" (id is "<issuer>:<sub>").
+    kind: str = "key"
 
     @property
     def label(self) -> str:
-        return f"key:{self.id}"
+        return f"{self.kind}:{self.id}"
 
 
 def is_allowed(principal: Principal, action: Action, function: str | None = None) -> bool:
