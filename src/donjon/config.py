@@ -172,7 +172,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         audit_denial_window_s=window,
         audit_denial_max_sources=int(sources),
         jwks_ca_file=(
-            _existing_path(env, "DONJON_JWKS_CA_FILE") if env.get("DONJON_JWKS_CA_FILE") else None
+            _existing_path(env, "DONJON_JWKS_CA_FILE", "a PEM file of CA certificates")
+            if env.get("DONJON_JWKS_CA_FILE")
+            else None
         ),
     )
 
@@ -233,12 +235,14 @@ def _flag(env: dict[str, str], name: str) -> bool:
     )
 
 
-def _existing_path(env: dict[str, str], name: str) -> Path:
+def _existing_path(
+    env: dict[str, str], name: str, what: str = "an OSV directory or export zip"
+) -> Path:
     path = Path(env[name]).expanduser()
     if not path.exists():
         raise ConfigError(
             f"{name} names {path}, which does not exist",
-            hint=f"point {name} at an OSV directory or export zip, or unset it",
+            hint=f"point {name} at {what}, or unset it",
         )
     return path
 

@@ -57,6 +57,19 @@ async def add_issuer(
             keys = await fetch_jwks(spec.jwks_url, tls_context(str(ca) if ca else None))
         else:
             keys = parse_jwks(spec.jwks or "")
+        now = time.time()
+        record = IssuerRecord(
+            name=spec.name,
+            issuer=spec.issuer,
+            jwks_url=spec.jwks_url,
+            jwks=keys.document,
+            audience=spec.audience,
+            roles_claim=spec.roles_claim,
+            allowed_roles=spec.allowed_roles,
+            created_at=now,
+            refreshed_at=now,
+        )
+        await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name or iss taken
     except Error as e:
         await node.audit.record(
             AuditEvent(
@@ -68,19 +81,6 @@ async def add_issuer(
             )
         )
         raise
-    now = time.time()
-    record = IssuerRecord(
-        name=spec.name,
-        issuer=spec.issuer,
-        jwks_url=spec.jwks_url,
-        jwks=keys.document,
-        audience=spec.audience,
-        roles_claim=spec.roles_claim,
-        allowed_roles=spec.allowed_roles,
-        created_at=now,
-        refreshed_at=now,
-    )
-    await asyncio.to_thread(node.issuers.add, record)
     # The fetch just made counts as the first of the once-a-minute refreshes.
     node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
     await node.audit.record(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -29,6 +30,8 @@ __all__ = [
     "IssuerSpec",
     "parse_issuer_spec",
 ]
+
+log = logging.getLogger("donjon")
 
 ISSUER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
@@ -145,7 +148,8 @@ class IssuerRegistry:
             # (its tokens are refused) rather than stopping the node.
             try:
                 keys = parse_jwks(record.jwks)
-            except Error:
+            except Error as e:
+                log.warning("issuer %s skipped: its stored JWKS: %s", record.name, e.message)
                 continue
             self.add(Issuer(record, keys))
 
