@@ -232,6 +232,16 @@ def test_malformed_jwks_is_refused(document: bytes) -> None:
         parse_jwks(document)
 
 
+def test_short_rsa_keys_are_refused() -> None:
+    """An RSA key under 2048 bits makes the JWKS unusable."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - on purpose
+    weak = SigningKey("w", "RS256", short)
+    with pytest.raises(JwksError, match="2048"):
+        parse_jwks(json.dumps(jwks(weak)))
+
+
 def test_key_alg_must_match_its_type() -> None:
     """An RSA key declaring another algorithm is not used (no key, no set)."""
     with pytest.raises(JwksError):

@@ -35,6 +35,8 @@ MAX_JWKS_BYTES = 256 * 1024
 FETCH_TIMEOUT_S = 5.0
 #: Keys in one set, at most.
 MAX_KEYS = 100
+#: RSA keys shorter than this are refused (NIST SP 800-131A).
+MIN_RSA_BITS = 2048
 
 
 class JwksError(Error):
@@ -112,6 +114,8 @@ def parse_jwks(raw: bytes | str) -> KeySet:
             key = jwt.PyJWK(jwk, algorithm).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
             raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
+        if algorithm == "RS256" and key.key_size < MIN_RSA_BITS:
+            raise JwksError(f"key {kid!r} of the JWKS is RSA under {MIN_RSA_BITS} bits")
         keys[kid] = TrustedKey(kid, algorithm, key)
     if not keys:
         raise JwksError(

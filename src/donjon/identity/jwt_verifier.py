@@ -144,7 +144,7 @@ class JwtVerifier:
                     "require": ["exp", "iat", "iss", "aud", "sub"],
                 },
             )
-        except jwt.PyJWTError as e:
+        except (jwt.PyJWTError, ValueError, TypeError) as e:  # whatever a token makes it raise
             raise TokenRejected(f"jwt: {type(e).__name__}: {e}") from e
         return claims
 
