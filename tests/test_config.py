@@ -142,3 +142,14 @@ def test_malformed_sandbox_settings_name_their_variable(name: str, value: str) -
     """Host root or a malformed id is refused by name before any sandbox starts."""
     with pytest.raises(ConfigError, match=name):
         load_settings({"DONJON_DATA_DIR": "/tmp/x", name: value})
+
+
+def test_jwks_ca_file_must_exist(tmp_path: Path) -> None:
+    """DONJON_JWKS_CA_FILE names an existing file, or the node does not start."""
+    base = {"DONJON_DATA_DIR": "/tmp/donjon-config-test"}
+    assert load_settings(base).jwks_ca_file is None
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    assert load_settings({**base, "DONJON_JWKS_CA_FILE": str(ca)}).jwks_ca_file == ca
+    with pytest.raises(ConfigError):
+        load_settings({**base, "DONJON_JWKS_CA_FILE": str(tmp_path / "missing.pem")})

@@ -104,6 +104,9 @@ class Settings:
     kms_command: tuple[str, ...] = ()
     #: Seconds one key provider run may take (DONJON_KMS_TIMEOUT_S).
     kms_timeout_s: float = 10.0
+    #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
+    #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
+    jwks_ca_file: Path | None = None
 
     @property
     def advisories_path(self) -> Path | None:
@@ -184,6 +187,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         master_key_file=_key_file(env),
         kms_command=_kms_command(env),
         kms_timeout_s=_number(env, "DONJON_KMS_TIMEOUT_S", 10.0, integer=False, minimum=0.1),
+        jwks_ca_file=(
+            _existing_path(env, "DONJON_JWKS_CA_FILE", "a PEM file of CA certificates")
+            if env.get("DONJON_JWKS_CA_FILE")
+            else None
+        ),
     )
 
 
@@ -270,12 +278,14 @@ def _flag(env: dict[str, str], name: str) -> bool:
     )
 
 
-def _existing_path(env: dict[str, str], name: str) -> Path:
+def _existing_path(
+    env: dict[str, str], name: str, what: str = "an OSV directory or export zip"
+) -> Path:
     path = Path(env[name]).expanduser()
     if not path.exists():
         raise ConfigError(
             f"{name} names {path}, which does not exist",
-            hint=f"point {name} at an OSV directory or export zip, or unset it",
+            hint=f"point {name} at {what}, or unset it",
         )
     return path
 

@@ -8,6 +8,7 @@ import click
 
 from donjon.cli.admin import audit, key
 from donjon.cli.functions import deploy, invoke, logs, ls, rm
+from donjon.cli.issuers import issuer
 from donjon.cli.node import doctor, init, serve, up
 from donjon.cli.output import printable
 from donjon.cli.roles import role
@@ -39,6 +40,7 @@ for command in (
     key,
     role,
     audit,
+    issuer,
     scan_command,
 ):
     cli.add_command(command)

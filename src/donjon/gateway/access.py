@@ -12,7 +12,13 @@ from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from donjon.gateway.node import Node
-from donjon.identity import Action, Principal
+from donjon.identity import (
+    Action,
+    Principal,
+    TokenRejected,
+    looks_like_jwt,
+    principal_from_claims,
+)
 from donjon.identity.policy import OWNER_SCOPED
 
 __all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
@@ -66,17 +72,52 @@ async def deny(
     )
 
 
-async def authenticate(node: Node, request: Request, request_id: str) -> Principal:
-    """The caller behind the bearer credential, or `Unauthorized` (audited)."""
+async def authenticate(
+    node: Node, request: Request, request_id: str, *, jwt_only: bool = False
+) -> Principal:
+    """The caller behind the bearer credential (an API key or a JWT), or `Unauthorized` (audited).
+
+    The two are told apart by shape: a key reads ``dj_...``, a JWT is three
+    dot-separated segments. With `jwt_only` (``auth: jwt`` triggers) a key is refused.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()
     principal = None
     reason = "missing credentials" if not header else "invalid credentials"
     if scheme.lower() == "bearer" and token:
-        principal, reason = node.key_index.check(token.strip())
+        if looks_like_jwt(token):
+            return await _authenticate_jwt(node, request, request_id, token)
+        if jwt_only:
+            reason = "jwt: the credential is not a JWT"
+        else:
+            principal, reason = node.key_index.check(token)
     if principal is None:
         await deny(node, request, "anonymous", "auth.denied", reason, request_id)
         raise Unauthorized("missing, invalid or revoked credentials")
+    return principal
+
+
+async def _authenticate_jwt(node: Node, request: Request, request_id: str, token: str) -> Principal:
+    """A verified JWT's principal; 401 if any check fails, 403 if its issuer grants no role."""
+    try:
+        verified = await node.jwt.verify(token)
+    except TokenRejected as e:
+        await deny(node, request, "anonymous", "auth.denied", e.message, request_id)
+        raise Unauthorized("missing, invalid or revoked credentials") from None
+    issuer = verified.issuer.record
+    principal = principal_from_claims(issuer, verified.sub, verified.claims)
+    if principal is None:
+        await deny(
+            node,
+            request,
+            f"jwt:{issuer.name}:{verified.sub}",
+            "authz.denied",
+            f"jwt: no role that issuer {issuer.name} may grant "
+            f"(it may grant {', '.join(issuer.allowed_roles)})",
+            request_id,
+        )
+        raise Forbidden("this credential does not allow that")
     return principal
 
 

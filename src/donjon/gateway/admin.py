@@ -22,6 +22,7 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
+from donjon.gateway.admin_issuers import add_issuer, list_issuers, remove_issuer
 from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
@@ -60,7 +61,11 @@ def _guarded(
         request_id = new_request_id()
         try:
             principal = await authenticate(node, request, request_id)
-            own_key = self_service and request.path_params.get("key_id") == principal.id
+            own_key = (
+                self_service
+                and principal.kind == "key"
+                and request.path_params.get("key_id") == principal.id
+            )
             if not own_key:
                 await authorize(
                     node, request, principal, action, request_id, request.path_params.get("name")
@@ -334,4 +339,7 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/secrets/{secret}/versions", "POST", _guarded(Action.SECRET_WRITE, rotate_secret)),
     ("/v1/secrets/{secret}", "DELETE", _guarded(Action.SECRET_WRITE, delete_secret)),
     ("/v1/vault/rekey", "POST", _guarded(Action.VAULT_REKEY, rekey_vault)),
+    ("/v1/issuers", "POST", _guarded(Action.ISSUERS, add_issuer)),  # gateway/admin_issuers.py
+    ("/v1/issuers", "GET", _guarded(Action.ISSUERS, list_issuers)),
+    ("/v1/issuers/{issuer}", "DELETE", _guarded(Action.ISSUERS, remove_issuer)),
 ]

@@ -27,13 +27,12 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authenticate,
     authorize,
-    deny,
     new_request_id,
     parse_json,
     read_body,
 )
 from donjon.gateway.calllog import call_log
-from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound, Unauthorized
+from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.response_policy import (
@@ -299,15 +298,9 @@ async def handle_http_trigger(request: Request) -> Response:
             principal = await authenticate(node, request, request_id)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
         elif auth == "jwt":
-            await deny(
-                node,
-                request,
-                "anonymous",
-                "auth.denied",
-                "jwt: no identity provider configured",
-                request_id,
-            )
-            raise Unauthorized("missing, invalid or revoked credentials")
+            # Any registered issuer; its token's principal must be allowed to invoke.
+            principal = await authenticate(node, request, request_id, jwt_only=True)
+            await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")

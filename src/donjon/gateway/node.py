@@ -12,7 +12,16 @@ from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
-from donjon.identity import KeyIndex, Policy, parse_role
+from donjon.identity import (
+    Issuer,
+    IssuerRegistry,
+    JwtVerifier,
+    KeyIndex,
+    Policy,
+    fetch_jwks,
+    parse_role,
+    tls_context,
+)
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
@@ -28,6 +37,7 @@ from donjon.store import (
     Engine,
     FunctionStore,
     InvocationLogStore,
+    IssuerStore,
     KeyStore,
     RoleStore,
     SecretStore,
@@ -65,6 +75,9 @@ class Node:
     #: Secrets: sealed in the store, opened for the calls of functions granted them.
     vault: Vault
     keyring: Keyring
+    #: Trusted JWT issuers as stored, and the verifier over their live key sets.
+    issuers: IssuerStore
+    jwt: JwtVerifier
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
@@ -177,6 +190,19 @@ def open_node(settings: Settings) -> Node:
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
+    issuers = IssuerStore(engine)
+
+    async def persist(issuer: Issuer) -> None:
+        await asyncio.to_thread(
+            issuers.set_jwks, issuer.name, issuer.record.jwks, issuer.record.refreshed_at
+        )
+
+    verifier = JwtVerifier(
+        IssuerRegistry(issuers.all()),
+        tls_context(str(settings.jwks_ca_file) if settings.jwks_ca_file else None),
+        fetch=fetch_jwks,
+        persist=persist,
+    )
     return Node(
         settings=settings,
         engine=engine,
@@ -195,6 +221,8 @@ def open_node(settings: Settings) -> Node:
         scan_policy=scan_policy,
         vault=vault,
         keyring=keyring,
+        issuers=issuers,
+        jwt=verifier,
         skipped=skipped,
         roles=roles,
         policy=policy,

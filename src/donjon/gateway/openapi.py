@@ -101,6 +101,16 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "delete": _op("Remove a custom role", "200"),
             },
             "/v1/audit": {"get": _op("The newest audit records")},
+            "/v1/issuers": {
+                "get": _op("List trusted JWT issuers"),
+                "post": _op("Trust a JWT issuer (admins only)", "201", json_body),
+            },
+            "/v1/issuers/{issuer}": {
+                "parameters": [
+                    {"name": "issuer", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "delete": _op("Stop trusting a JWT issuer", "204"),
+            },
             "/metrics": {"get": _op("Prometheus metrics")},
         },
     }

@@ -21,7 +21,7 @@ from donjon.gateway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from donjon.identity import IdentityError, RoleError
+from donjon.identity import IdentityError, IssuerError, JwksError, RoleError
 from donjon.identity.policy_doc import RoleConflict
 from donjon.lifecycle import (
     DeployBlocked,
@@ -66,6 +66,8 @@ STATUS: dict[type[Error], int] = {
     BadFunctionResponse: 502,
     JSONTooDeep: 400,
     IdentityError: 401,
+    IssuerError: 400,
+    JwksError: 400,
     ManifestError: 422,
     BundleError: 422,
     ScanError: 400,

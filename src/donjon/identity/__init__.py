@@ -10,6 +10,10 @@ from donjon.identity.apikeys import (
     new_api_key,
     new_secret,
 )
+from donjon.identity.issuers import Issuer, IssuerError, IssuerRegistry, parse_issuer_spec
+from donjon.identity.jwks import JwksError, KeySet, fetch_jwks, parse_jwks, tls_context
+from donjon.identity.jwt_principal import principal_from_claims
+from donjon.identity.jwt_verifier import JwtVerifier, TokenRejected, looks_like_jwt
 from donjon.identity.policy import Action, Principal, Role
 from donjon.identity.policy_doc import RoleDocument, RoleError, parse_role
 from donjon.identity.policy_eval import NO_STATEMENT, Decision, Policy, is_allowed
@@ -20,15 +24,28 @@ __all__ = [
     "ApiKey",
     "Decision",
     "IdentityError",
+    "Issuer",
+    "IssuerError",
+    "IssuerRegistry",
+    "JwksError",
+    "JwtVerifier",
     "KeyIndex",
+    "KeySet",
     "Policy",
     "Principal",
     "Role",
     "RoleDocument",
     "RoleError",
+    "TokenRejected",
+    "fetch_jwks",
     "hash_key",
     "is_allowed",
+    "looks_like_jwt",
     "new_api_key",
     "new_secret",
+    "parse_issuer_spec",
+    "parse_jwks",
     "parse_role",
+    "principal_from_claims",
+    "tls_context",
 ]

@@ -47,6 +47,8 @@ class Action(StrEnum):
     REPORTS = "report:read"
     #: Re-wrap every data key of the vault under a new key-encryption key.
     VAULT_REKEY = "vault:rekey"
+    #: Add, list and remove trusted JWT issuers.
+    ISSUERS = "issuer:manage"
 
 
 #: The names audit records written before roles were data used (they stay readable).
@@ -100,7 +102,9 @@ class Principal:
     role: str
     #: The only functions this key may act on; None means any its role allows.
     functions: frozenset[str] | None = None
+    #: How it authenticated: "key" (an API key) or "jwt" (id is "<issuer>:<sub>").
+    kind: str = "key"
 
     @property
     def label(self) -> str:
-        return f"key:{self.id}"
+        return f"{self.kind}:{self.id}"

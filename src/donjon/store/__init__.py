@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from donjon.store.database import Engine, StoreConflict, StoreError, connect, create_schema
 from donjon.store.functions import FunctionRecord, FunctionStore
+from donjon.store.issuers import IssuerRecord, IssuerStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
 from donjon.store.roles import RoleStore
@@ -15,6 +16,8 @@ __all__ = [
     "FunctionRecord",
     "FunctionStore",
     "InvocationLogStore",
+    "IssuerRecord",
+    "IssuerStore",
     "KeyRecord",
     "KeyStore",
     "RoleStore",

@@ -22,6 +22,7 @@ __all__ = [
     "function_versions",
     "functions",
     "invocation_logs",
+    "issuers",
     "metadata",
     "roles",
     "secret_versions",
@@ -128,4 +129,18 @@ secret_versions = Table(
     Column("kek_id", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), nullable=False),
+)
+
+issuers = Table(
+    "issuers",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("issuer", String(512), nullable=False, unique=True),
+    Column("jwks_url", String(2048), nullable=True),
+    Column("jwks", Text, nullable=False),
+    Column("audience", String(256), nullable=False),
+    Column("roles_claim", String(128), nullable=False),
+    Column("allowed_roles", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("refreshed_at", Float, nullable=False),
 )

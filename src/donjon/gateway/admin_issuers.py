@@ -1,0 +1,126 @@
+"""The admin API for trusted JWT issuers: /v1/issuers (admins only, every change audited)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit import AuditEvent
+from donjon.errors import Error
+from donjon.gateway.access import parse_json, read_body
+from donjon.gateway.errors import NotFound
+from donjon.gateway.node import Node
+from donjon.identity import (
+    Issuer,
+    KeySet,
+    Principal,
+    fetch_jwks,
+    parse_issuer_spec,
+    parse_jwks,
+    tls_context,
+)
+from donjon.identity.jwks import MAX_JWKS_BYTES
+from donjon.store import IssuerRecord
+
+__all__ = ["add_issuer", "list_issuers", "remove_issuer"]
+
+
+def _view(record: IssuerRecord, keys: KeySet | None) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "issuer": record.issuer,
+        "jwks": record.jwks_url or "inline",
+        "audience": record.audience,
+        "roles_claim": record.roles_claim,
+        "allowed_roles": list(record.allowed_roles),
+        "key_ids": sorted(keys.keys) if keys else [],
+        "created_at": record.created_at,
+        "refreshed_at": record.refreshed_at,
+    }
+
+
+async def add_issuer(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    """Check the request and the issuer's keys; store nothing unless all of it is good."""
+    raw = await read_body(request, MAX_JWKS_BYTES + 16 * 1024) or b"null"
+    body = await parse_json(node, request, principal.label, raw, request_id)
+    name = body.get("name") if isinstance(body, dict) else None
+    try:
+        spec = parse_issuer_spec(body)
+        if spec.jwks_url is not None:
+            ca = node.settings.jwks_ca_file
+            keys = await fetch_jwks(spec.jwks_url, tls_context(str(ca) if ca else None))
+        else:
+            keys = parse_jwks(spec.jwks or "")
+        now = time.time()
+        record = IssuerRecord(
+            name=spec.name,
+            issuer=spec.issuer,
+            jwks_url=spec.jwks_url,
+            jwks=keys.document,
+            audience=spec.audience,
+            roles_claim=spec.roles_claim,
+            allowed_roles=spec.allowed_roles,
+            created_at=now,
+            refreshed_at=now,
+        )
+        await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name or iss taken
+    except Error as e:
+        await node.audit.record(
+            AuditEvent(
+                principal.label,
+                "issuer.add",
+                f"issuer:{str(name)[:63]}",
+                "refused",
+                {"request_id": request_id, "reason": e.message[:500]},
+            )
+        )
+        raise
+    # The fetch just made counts as the first of the once-a-minute refreshes.
+    node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "issuer.add",
+            f"issuer:{record.name}",
+            "ok",
+            {
+                "request_id": request_id,
+                "issuer": record.issuer,
+                "jwks": record.jwks_url or "inline",
+                "audience": record.audience,
+                "allowed_roles": list(record.allowed_roles),
+                "key_ids": sorted(keys.keys),
+            },
+        )
+    )
+    return JSONResponse(_view(record, keys), status_code=201)
+
+
+async def list_issuers(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    records = await asyncio.to_thread(node.issuers.all)
+    views = []
+    for record in records:
+        live = node.jwt.issuers.by_iss(record.issuer)
+        views.append(_view(record, live.keys if live is not None else None))
+    return JSONResponse(views)
+
+
+async def remove_issuer(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = request.path_params["issuer"]
+    if not await asyncio.to_thread(node.issuers.remove, name):
+        raise NotFound(f"no issuer named {name!r}")
+    node.jwt.issuers.remove(name)  # its tokens are refused from the next request on
+    await node.audit.record(
+        AuditEvent(
+            principal.label, "issuer.remove", f"issuer:{name}", "ok", {"request_id": request_id}
+        )
+    )
+    return Response(status_code=204)

@@ -1,0 +1,169 @@
+"""Trusted JWT issuers: what an admin may register, and the live set the gateway checks.
+
+An issuer is a name (``corp``), the ``iss`` its tokens carry, where its keys
+come from (an https:// JWKS URL, or a JWKS given once), the audience its
+tokens must name, the claim that lists roles, and the roles it may grant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from donjon.errors import Error
+from donjon.identity.jwks import KeySet, parse_jwks
+from donjon.identity.policy import Role
+from donjon.store.issuers import IssuerRecord
+
+__all__ = [
+    "DEFAULT_ALLOWED_ROLES",
+    "DEFAULT_ROLES_CLAIM",
+    "Issuer",
+    "IssuerError",
+    "IssuerRegistry",
+    "IssuerSpec",
+    "parse_issuer_spec",
+]
+
+log = logging.getLogger("donjon")
+
+ISSUER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+DEFAULT_ROLES_CLAIM = "roles"
+#: Least privilege: an issuer registered without --allowed-roles grants invoker only.
+DEFAULT_ALLOWED_ROLES: tuple[str, ...] = (Role.INVOKER.value,)
+
+
+class IssuerError(Error):
+    """A request to register an issuer that cannot be honoured as given."""
+
+    title = "Bad issuer"
+
+
+@dataclass(frozen=True)
+class IssuerSpec:
+    """A validated `issuer add` request (keys not yet read)."""
+
+    name: str
+    issuer: str
+    jwks_url: str | None
+    jwks: str | None
+    audience: str
+    roles_claim: str
+    allowed_roles: tuple[str, ...]
+
+
+def _text(body: dict[str, Any], key: str, most: int) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip() or len(value) > most:
+        raise IssuerError(f"{key} must be a non-empty string of at most {most} characters")
+    if not value.isprintable():
+        raise IssuerError(f"{key} must not hold control characters")
+    return value
+
+
+def parse_issuer_spec(body: Any) -> IssuerSpec:
+    """Check an `issuer add` request; `IssuerError` says what is wrong with it."""
+    usage = (
+        'body must be {"name", "issuer", "audience", and "jwks_url" (https://) or '
+        '"jwks" (a JWKS object), optional "roles_claim" and "allowed_roles"}'
+    )
+    if not isinstance(body, dict):
+        raise IssuerError(usage)
+    unknown = set(body) - {
+        "name", "issuer", "jwks_url", "jwks", "audience", "roles_claim", "allowed_roles"
+    }  # fmt: skip
+    if unknown:
+        raise IssuerError(f"unknown fields: {', '.join(sorted(unknown))}", hint=usage)
+    name = body.get("name")
+    if not isinstance(name, str) or not ISSUER_NAME.match(name):
+        raise IssuerError("name must match [a-z][a-z0-9-]{0,62}", hint=usage)
+    if ("jwks_url" in body) == ("jwks" in body):
+        raise IssuerError("give exactly one of jwks_url and jwks", hint=usage)
+    jwks_url: str | None = None
+    jwks: str | None = None
+    if "jwks_url" in body:
+        jwks_url = _text(body, "jwks_url", 2048)
+        if not jwks_url.startswith("https://"):
+            raise IssuerError("jwks_url must be an https:// URL (or give the JWKS itself)")
+    else:
+        if not isinstance(body["jwks"], dict):
+            raise IssuerError('jwks must be a JWKS object {"keys": [...]}')
+        jwks = json.dumps(body["jwks"])
+    roles_claim = body.get("roles_claim", DEFAULT_ROLES_CLAIM)
+    if not isinstance(roles_claim, str) or not _CLAIM_NAME.match(roles_claim):
+        raise IssuerError("roles_claim must be a claim name ([A-Za-z0-9_.:/-], 1-128)")
+    allowed = body.get("allowed_roles", list(DEFAULT_ALLOWED_ROLES))
+    known = [r.value for r in Role]
+    if (
+        not isinstance(allowed, list)
+        or not allowed
+        or not all(isinstance(r, str) and r in known for r in allowed)
+    ):
+        raise IssuerError(f"allowed_roles must be a non-empty list of {', '.join(known)}")
+    return IssuerSpec(
+        name=name,
+        issuer=_text(body, "issuer", 512),
+        jwks_url=jwks_url,
+        jwks=jwks,
+        audience=_text(body, "audience", 256),
+        roles_claim=roles_claim,
+        allowed_roles=tuple(dict.fromkeys(allowed)),
+    )
+
+
+@dataclass
+class Issuer:
+    """A registered issuer with the keys in use and its refresh state."""
+
+    record: IssuerRecord
+    keys: KeySet
+    #: Monotonic time of the last refresh attempt (0: none since start).
+    last_refresh: float = 0.0
+    refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def with_keys(self, keys: KeySet) -> None:
+        self.keys = keys
+        self.record = replace(self.record, jwks=keys.document, refreshed_at=time.time())
+
+
+class IssuerRegistry:
+    """The issuers the gateway trusts, by name and by `iss`; kept in step with the store."""
+
+    def __init__(self, records: Iterable[IssuerRecord] = ()) -> None:
+        self._by_name: dict[str, Issuer] = {}
+        self._by_iss: dict[str, Issuer] = {}
+        for record in records:
+            # A stored JWKS was checked when stored; one that no longer parses is skipped
+            # (its tokens are refused) rather than stopping the node.
+            try:
+                keys = parse_jwks(record.jwks)
+            except Error as e:
+                log.warning("issuer %s skipped: its stored JWKS: %s", record.name, e.message)
+                continue
+            self.add(Issuer(record, keys))
+
+    def add(self, issuer: Issuer) -> None:
+        self._by_name[issuer.name] = issuer
+        self._by_iss[issuer.record.issuer] = issuer
+
+    def remove(self, name: str) -> None:
+        issuer = self._by_name.pop(name, None)
+        if issuer is not None:
+            self._by_iss.pop(issuer.record.issuer, None)
+
+    def by_iss(self, iss: str) -> Issuer | None:
+        return self._by_iss.get(iss)
+
+    def __len__(self) -> int:
+        return len(self._by_name)

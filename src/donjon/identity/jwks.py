@@ -1,0 +1,159 @@
+"""JSON Web Key Sets: parsing the keys an issuer trusts, and fetching them.
+
+The signing algorithm of each key comes from the key itself (its ``kty``,
+``crv`` and ``alg``), never from a token's header: RS256 for RSA, ES256 for
+EC P-256, EdDSA for OKP Ed25519. Any other key (symmetric ``oct`` keys,
+encryption keys, other curves) is left out of the set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+
+from donjon.errors import Error
+
+__all__ = [
+    "FETCH_TIMEOUT_S",
+    "MAX_JWKS_BYTES",
+    "JwksError",
+    "KeySet",
+    "TrustedKey",
+    "fetch_jwks",
+    "parse_jwks",
+]
+
+#: The largest JWKS document read, fetched or given (real ones are a few KiB).
+MAX_JWKS_BYTES = 256 * 1024
+#: Seconds a JWKS fetch may take in all (connect, TLS, response).
+FETCH_TIMEOUT_S = 5.0
+#: Keys in one set, at most.
+MAX_KEYS = 100
+#: RSA keys shorter than this are refused (NIST SP 800-131A).
+MIN_RSA_BITS = 2048
+
+
+class JwksError(Error):
+    """A JWKS that cannot be fetched, read or used."""
+
+    title = "Bad JWKS"
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """One verification key and the one algorithm it verifies."""
+
+    kid: str
+    algorithm: str
+    key: Any  # a `cryptography` public key object
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The usable keys of one JWKS document, by kid, and the document itself."""
+
+    keys: dict[str, TrustedKey]
+    document: str
+
+    def get(self, kid: str) -> TrustedKey | None:
+        return self.keys.get(kid)
+
+
+def _algorithm(jwk: dict[str, Any]) -> str | None:
+    """The one algorithm this key verifies, or None if it is not one we accept."""
+    kty, crv, declared = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
+    if kty == "RSA":
+        algorithm = "RS256"
+    elif kty == "EC" and crv == "P-256":
+        algorithm = "ES256"
+    elif kty == "OKP" and crv == "Ed25519":
+        algorithm = "EdDSA"
+    else:
+        return None
+    if declared is not None and declared != algorithm:
+        return None  # e.g. an RSA key meant for PS256 or RSA-OAEP: not ours to use
+    if jwk.get("use", "sig") != "sig":
+        return None
+    return algorithm
+
+
+def parse_jwks(raw: bytes | str) -> KeySet:
+    """The signing keys of a JWKS document; `JwksError` if it is malformed or has none."""
+    if len(raw) > MAX_JWKS_BYTES:
+        raise JwksError(f"the JWKS is over {MAX_JWKS_BYTES} bytes")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise JwksError(f"the JWKS is not JSON: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise JwksError('the JWKS must be a JSON object {"keys": [...]}')
+    if len(doc["keys"]) > MAX_KEYS:
+        raise JwksError(f"the JWKS has more than {MAX_KEYS} keys")
+    keys: dict[str, TrustedKey] = {}
+    for i, jwk in enumerate(doc["keys"]):
+        if not isinstance(jwk, dict):
+            raise JwksError(f"key {i} of the JWKS is not a JSON object")
+        kid = jwk.get("kid")
+        algorithm = _algorithm(jwk)
+        if algorithm is None or not isinstance(kid, str) or not kid or len(kid) > 256:
+            continue  # a key we would never verify with (or could never name)
+        if kid in keys:
+            raise JwksError(f"the JWKS names two keys {kid!r}", hint="each kid must be unique")
+        if any(name in jwk for name in ("d", "p", "q", "dp", "dq", "qi")):
+            raise JwksError(
+                f"key {kid!r} of the JWKS holds a private key",
+                hint="publish only the public keys",
+            )
+        try:
+            key = jwt.PyJWK(jwk, algorithm).key
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
+            raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
+        if algorithm == "RS256" and key.key_size < MIN_RSA_BITS:
+            raise JwksError(f"key {kid!r} of the JWKS is RSA under {MIN_RSA_BITS} bits")
+        keys[kid] = TrustedKey(kid, algorithm, key)
+    if not keys:
+        raise JwksError(
+            "the JWKS holds no usable signing key",
+            hint="keys need a kid and kty RSA (RS256), EC P-256 (ES256) or OKP Ed25519 (EdDSA)",
+        )
+    return KeySet(keys, raw if isinstance(raw, str) else raw.decode())
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system's trust store, plus `ca_file` when given; certificates always verified."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
+    """GET `url` over verified HTTPS, bounded in time and size, and parse it."""
+    if not url.startswith("https://"):
+        raise JwksError(f"a JWKS URL must be https:// (got {url!r})")
+    try:
+        async with (
+            asyncio.timeout(FETCH_TIMEOUT_S),  # in all: a server that drips bytes is cut off
+            httpx.AsyncClient(
+                verify=context, timeout=FETCH_TIMEOUT_S, follow_redirects=False, trust_env=False
+            ) as client,
+            client.stream("GET", url, headers={"accept": "application/json"}) as response,
+        ):
+            if response.status_code != 200:
+                raise JwksError(f"GET {url} answered {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise JwksError(f"the JWKS at {url} is over {MAX_JWKS_BYTES} bytes")
+    except TimeoutError as e:
+        raise JwksError(f"fetching the JWKS at {url} took over {FETCH_TIMEOUT_S:g} s") from e
+    except httpx.HTTPError as e:
+        raise JwksError(f"cannot fetch the JWKS at {url}: {type(e).__name__}: {e}") from e
+    return parse_jwks(bytes(body))

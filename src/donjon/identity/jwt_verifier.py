@@ -1,0 +1,172 @@
+"""Bearer JWTs: which issuer, which key, and every check, before any claim is believed.
+
+Order: size and shape -> header (kid required, no ``crit``) -> the issuer named
+by ``iss`` (a registered one, else refused) -> its key for ``kid`` (an unknown
+kid refreshes that issuer's JWKS, at most once a minute) -> signature with the
+key's own algorithm -> exp, nbf, iat (LEEWAY_S), iss, aud -> sub -> roles.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from donjon.errors import Error
+from donjon.identity.apikeys import IdentityError
+from donjon.identity.issuers import Issuer, IssuerRegistry
+from donjon.identity.jwks import KeySet, TrustedKey, fetch_jwks
+
+__all__ = [
+    "LEEWAY_S",
+    "MAX_TOKEN_BYTES",
+    "REFRESH_INTERVAL_S",
+    "JwtVerifier",
+    "TokenRejected",
+    "VerifiedToken",
+    "looks_like_jwt",
+]
+
+log = logging.getLogger("donjon")
+
+#: A bearer JWT longer than this is refused unread (real ID/access tokens: 1-2 KiB).
+MAX_TOKEN_BYTES = 8 * 1024
+#: Seconds of clock skew allowed on exp, nbf and iat.
+LEEWAY_S = 30
+#: An issuer's JWKS is fetched again (on an unknown kid) at most this often.
+REFRESH_INTERVAL_S = 60.0
+
+_SEGMENT = r"[A-Za-z0-9_-]+"
+_JWT_SHAPE = re.compile(rf"^{_SEGMENT}\.{_SEGMENT}\.[A-Za-z0-9_-]*$")
+
+Fetch = Callable[[str, ssl.SSLContext], Awaitable[KeySet]]
+Persist = Callable[[Issuer], Awaitable[None]]
+
+
+class TokenRejected(IdentityError):
+    """A JWT that failed a check; `message` names which (for the audit log, not the caller)."""
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    issuer: Issuer
+    sub: str
+    claims: dict[str, Any]
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Whether a bearer token has a JWT's shape (API keys read ``dj_...``)."""
+    return token.count(".") == 2 and not token.startswith("dj_")
+
+
+def _json_segment(segment: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError) as e:
+        raise TokenRejected(f"jwt: the {what} is not base64url JSON") from e
+    if not isinstance(value, dict):
+        raise TokenRejected(f"jwt: the {what} is not a JSON object")
+    return value
+
+
+class JwtVerifier:
+    """Checks bearer JWTs against the registered issuers."""
+
+    def __init__(
+        self,
+        issuers: IssuerRegistry,
+        tls: ssl.SSLContext,
+        *,
+        fetch: Fetch = fetch_jwks,
+        persist: Persist | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.issuers = issuers
+        self._tls = tls
+        self._fetch = fetch
+        self._persist = persist
+        self._clock = clock
+
+    async def verify(self, token: str) -> VerifiedToken:
+        """The issuer and claims of a valid token, or `TokenRejected` naming the failed check."""
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenRejected(f"jwt: token over {MAX_TOKEN_BYTES} bytes")
+        if not _JWT_SHAPE.match(token):
+            raise TokenRejected("jwt: not three base64url segments")
+        head, body, _ = token.split(".")
+        header = _json_segment(head, "header")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenRejected("jwt: no kid in the header")
+        if "crit" in header:
+            raise TokenRejected("jwt: critical header extensions are not supported")
+        # Unverified, only to pick the issuer whose keys and rules then decide.
+        iss = _json_segment(body, "payload").get("iss")
+        issuer = self.issuers.by_iss(iss) if isinstance(iss, str) else None
+        if issuer is None:
+            raise TokenRejected("jwt: iss names no registered issuer")
+        key = issuer.keys.get(kid) or await self._refresh(issuer, kid)
+        if key is None:
+            raise TokenRejected(f"jwt: unknown kid for issuer {issuer.name}")
+        claims = self._decode(token, issuer, key)
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub or len(sub) > 256 or not sub.isprintable():
+            raise TokenRejected("jwt: sub must be a printable string of 1-256 characters")
+        return VerifiedToken(issuer, sub, claims)
+
+    def _decode(self, token: str, issuer: Issuer, key: TrustedKey) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                # The key's own algorithm: a header saying "none" or "HS256" fails here.
+                algorithms=[key.algorithm],
+                audience=issuer.record.audience,
+                issuer=issuer.record.issuer,
+                leeway=LEEWAY_S,
+                options={
+                    "verify_signature": True,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                    "require": ["exp", "iat", "iss", "aud", "sub"],
+                },
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as e:  # whatever a token makes it raise
+            raise TokenRejected(f"jwt: {type(e).__name__}: {e}") from e
+        return claims
+
+    async def _refresh(self, issuer: Issuer, kid: str) -> TrustedKey | None:
+        """Fetch the issuer's JWKS again for an unknown kid, at most once per interval."""
+        url = issuer.record.jwks_url
+        if url is None:
+            return None  # keys given inline change only through the admin
+        async with issuer.refresh_lock:
+            key = issuer.keys.get(kid)  # another request may just have refreshed
+            if key is not None:
+                return key
+            now = self._clock()
+            if issuer.last_refresh and now - issuer.last_refresh < REFRESH_INTERVAL_S:
+                return None
+            issuer.last_refresh = now
+            try:
+                keys = await self._fetch(url, self._tls)
+            except Error as e:
+                log.warning("issuer %s: JWKS refresh failed: %s", issuer.name, e.message)
+                return None
+            issuer.with_keys(keys)
+            if self._persist is not None:
+                await self._persist(issuer)
+            return keys.get(kid)

@@ -1,0 +1,91 @@
+"""Trusted JWT issuers, with the last JWKS document each one published."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from donjon.store.database import StoreConflict
+from donjon.store.tables import issuers
+
+__all__ = ["IssuerRecord", "IssuerStore"]
+
+
+@dataclass(frozen=True)
+class IssuerRecord:
+    """One trusted issuer as stored."""
+
+    name: str
+    issuer: str
+    #: Where its keys are fetched (https://); None: the JWKS was given once, inline.
+    jwks_url: str | None
+    #: The JWKS document in use (fetched at `issuer add` or on the last refresh).
+    jwks: str
+    audience: str
+    roles_claim: str
+    allowed_roles: tuple[str, ...]
+    created_at: float
+    refreshed_at: float
+
+
+class IssuerStore:
+    """Queries over `issuers`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, record: IssuerRecord) -> None:
+        """Store a new issuer; `StoreConflict` if the name or the issuer is taken."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(issuers).values(
+                        name=record.name,
+                        issuer=record.issuer,
+                        jwks_url=record.jwks_url,
+                        jwks=record.jwks,
+                        audience=record.audience,
+                        roles_claim=record.roles_claim,
+                        allowed_roles=json.dumps(record.allowed_roles),
+                        created_at=record.created_at,
+                        refreshed_at=record.refreshed_at,
+                    )
+                )
+        except IntegrityError as e:
+            raise StoreConflict(
+                f"an issuer named {record.name!r} or with issuer {record.issuer!r} exists already",
+                hint="`donjon issuer rm NAME` first, or pick another name",
+            ) from e
+
+    def all(self) -> list[IssuerRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(issuers).order_by(issuers.c.name)).all()
+        return [
+            IssuerRecord(
+                name=r.name,
+                issuer=r.issuer,
+                jwks_url=r.jwks_url,
+                jwks=r.jwks,
+                audience=r.audience,
+                roles_claim=r.roles_claim,
+                allowed_roles=tuple(json.loads(r.allowed_roles)),
+                created_at=r.created_at,
+                refreshed_at=r.refreshed_at,
+            )
+            for r in rows
+        ]
+
+    def set_jwks(self, name: str, jwks: str, refreshed_at: float) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(issuers)
+                .where(issuers.c.name == name)
+                .values(jwks=jwks, refreshed_at=refreshed_at)
+            )
+
+    def remove(self, name: str) -> bool:
+        with self._engine.begin() as conn:
+            return conn.execute(delete(issuers).where(issuers.c.name == name)).rowcount > 0
