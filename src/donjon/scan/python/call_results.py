@@ -12,23 +12,21 @@ import ast
 
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.sources import EXC_SOURCES, METHOD_SANITIZERS, SANITIZERS
-from donjon.scan.python.values import UNKNOWN, Env, Step, Trace, Value, constant, join_all
+from donjon.scan.python.values import (
+    HOLDING_BUILTINS,
+    UNKNOWN,
+    Env,
+    Step,
+    Trace,
+    Value,
+    constant,
+    join_all,
+)
 
 __all__ = ["call_result", "dotted"]
 
-_PURE = frozenset(
+_PURE = HOLDING_BUILTINS | frozenset(
     {
-        "str",
-        "repr",
-        "format",
-        "bytes",
-        "list",
-        "tuple",
-        "dict",
-        "set",
-        "frozenset",
-        "sorted",
-        "reversed",
         "min",
         "max",
         "sum",

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.imports import LOCAL
-from donjon.scan.python.values import Value
+from donjon.scan.python.values import HOLDING_BUILTINS, Value
 
 __all__ = [
     "HTTP",
@@ -104,20 +104,9 @@ _TEXT_MODULES = (
     "orjson.",
     "ujson.",
 )
-_TEXT_FUNCTIONS = frozenset(
+_TEXT_FUNCTIONS = HOLDING_BUILTINS | frozenset(
     {
-        "str",
-        "repr",
-        "format",
-        "bytes",
         "bytearray",
-        "list",
-        "tuple",
-        "dict",
-        "set",
-        "frozenset",
-        "sorted",
-        "reversed",
         "min",
         "max",
         "copy.copy",

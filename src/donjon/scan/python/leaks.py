@@ -21,7 +21,7 @@ import re
 from donjon.scan.model import Confidence
 from donjon.scan.python.hits import CallSite, Hit, Hits
 from donjon.scan.python.imports import ImportMap
-from donjon.scan.python.values import Step, Trace, Value
+from donjon.scan.python.values import HOLDING_BUILTINS, Step, Trace, Value
 
 __all__ = [
     "carried_secret",
@@ -62,20 +62,9 @@ _SECRET_METHODS = frozenset(
 )
 #: Calls that copy or print the whole environment (and every secret in it).
 _WHOLE_ENV = frozenset({"dict", "str", "repr", "json.dumps"})
-_KEEPERS = frozenset(
+_KEEPERS = HOLDING_BUILTINS | frozenset(
     {
-        "str",
-        "repr",
-        "format",
-        "bytes",
         "bytearray",
-        "list",
-        "tuple",
-        "dict",
-        "set",
-        "frozenset",
-        "sorted",
-        "reversed",
         "json.dumps",
         "json.loads",
         "simplejson.dumps",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from donjon.scan.python.refs import Ref
 
 __all__ = [
+    "HOLDING_BUILTINS",
     "MAX_HEAD_DEPTH",
     "MAX_PREFIX",
     "UNKNOWN",
@@ -38,6 +39,23 @@ __all__ = [
     "join_all",
 ]
 
+#: Builtins whose result holds what their arguments held (the text, the items): a
+#: label on an argument stays on the result. The rules extend this with their own.
+HOLDING_BUILTINS = frozenset(
+    {
+        "str",
+        "repr",
+        "format",
+        "bytes",
+        "list",
+        "tuple",
+        "dict",
+        "set",
+        "frozenset",
+        "sorted",
+        "reversed",
+    }
+)
 _MAX_TRACE = 24
 #: Bounds on what one abstract value may hold. A bundle chooses its own constants, so
 #: nothing it writes may make the analysis hold more than this (``x = x + x`` 28 times
