@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.log import InvocationLog
@@ -68,10 +68,17 @@ def test_a_ciphertext_moved_to_another_row_fails(tmp_path: Path) -> None:
 def test_plaintext_rows_from_before_sealing_stay_readable(tmp_path: Path) -> None:
     """A row an older version wrote (plaintext output, nothing sealed) reads as it was."""
     engine, audit, logs, _ = _setup(tmp_path)
-    AuditLog(engine, MAC).record_now(
-        AuditEvent("key:a", "function.invoke", "f@1", "ok"),
-        InvocationLog("f", 1, "old", "ok", "legacy\n"),
-    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(invocation_logs).values(
+                function="f",
+                version=1,
+                request_id="old",
+                ts=time.time(),
+                outcome="ok",
+                output="legacy\n",
+            )
+        )
     _call(audit, "f", "new", "sealed\n")
     assert [r["output"] for r in logs.recent("f", 5)] == ["legacy\n", "sealed\n"]
 
@@ -99,7 +106,14 @@ def test_retention_purges_old_rows_in_bounded_batches(tmp_path: Path) -> None:
 def test_log_retention_setting() -> None:
     """DONJON_LOG_RETENTION_DAYS defaults to 30; a bad value is a clear error."""
     assert load_settings({"DONJON_DATA_DIR": "/tmp/donjon-config-test"}).log_retention_days == 30
-    assert load_settings({"DONJON_DATA_DIR": "/tmp/donjon-config-test", "DONJON_LOG_RETENTION_DAYS": "7"}).log_retention_days == 7
+    assert (
+        load_settings(
+            {"DONJON_DATA_DIR": "/tmp/donjon-config-test", "DONJON_LOG_RETENTION_DAYS": "7"}
+        ).log_retention_days
+        == 7
+    )
     for bad in ("0", "-3", "abc", "1.5"):
         with pytest.raises(ConfigError, match="DONJON_LOG_RETENTION_DAYS"):
-            load_settings({"DONJON_DATA_DIR": "/tmp/donjon-config-test", "DONJON_LOG_RETENTION_DAYS": bad})
+            load_settings(
+                {"DONJON_DATA_DIR": "/tmp/donjon-config-test", "DONJON_LOG_RETENTION_DAYS": bad}
+            )
