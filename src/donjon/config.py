@@ -104,6 +104,8 @@ class Settings:
     kms_command: tuple[str, ...] = ()
     #: Seconds one key provider run may take (DONJON_KMS_TIMEOUT_S).
     kms_timeout_s: float = 10.0
+    #: DONJON_LOG_RETENTION_DAYS: invocation logs older than this are purged.
+    log_retention_days: int = 30
     #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
     #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
     jwks_ca_file: Path | None = None
@@ -187,6 +189,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         master_key_file=_key_file(env),
         kms_command=_kms_command(env),
         kms_timeout_s=_number(env, "DONJON_KMS_TIMEOUT_S", 10.0, integer=False, minimum=0.1),
+        log_retention_days=int(
+            _number(env, "DONJON_LOG_RETENTION_DAYS", 30, integer=True, minimum=1)
+        ),
         jwks_ca_file=(
             _existing_path(env, "DONJON_JWKS_CA_FILE", "a PEM file of CA certificates")
             if env.get("DONJON_JWKS_CA_FILE")

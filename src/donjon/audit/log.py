@@ -25,6 +25,7 @@ from donjon.audit.chain import GENESIS, chain_hash, head_mac
 from donjon.errors import Error
 from donjon.secret import Secret
 from donjon.store.tables import audit_head, audit_log, invocation_logs
+from donjon.vault.logseal import LogSealer
 
 __all__ = ["AuditError", "AuditEvent", "AuditLog", "InvocationLog"]
 
@@ -65,13 +66,28 @@ _UPDATE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac 
 _CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 _RECORD = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":%d,"target":%s,"ts":%r}'
 _string = json.encoder.encode_basestring_ascii
+_LOG_COLUMNS = (
+    "function",
+    "version",
+    "request_id",
+    "ts",
+    "outcome",
+    "output",
+    "sealed",
+    "wrapped_key",
+    "kek_id",
+)
 
 
 class AuditLog:
     """The single appender of one database's audit log."""
 
-    def __init__(self, engine: Engine, mac_key: Secret[bytes]) -> None:
+    def __init__(
+        self, engine: Engine, mac_key: Secret[bytes], sealer: LogSealer | None = None
+    ) -> None:
         self._engine = engine
+        #: Seals each invocation log's output before it is stored (None: plaintext, tests only).
+        self._sealer = sealer
         dialect = engine.dialect
         self._insert_record = str(
             insert(audit_log)
@@ -87,6 +103,9 @@ class AuditLog:
                 ts=bindparam("ts"),
                 outcome=bindparam("outcome"),
                 output=bindparam("output"),
+                sealed=bindparam("sealed"),
+                wrapped_key=bindparam("wrapped_key"),
+                kek_id=bindparam("kek_id"),
             )
             .compile(dialect=dialect)
         )
@@ -148,16 +167,14 @@ class AuditLog:
                 head = chain_hash(head, record)
                 rows.append((seq, record, head))
                 if log is not None:
-                    logs.append(
-                        (log.function, log.version, log.request_id, now, log.outcome, log.output)
-                    )
+                    logs.append(self._log_row(log, now))
             mac = head_mac(self._mac_key.reveal(), seq, head)
             if not self._positional:  # a named-parameter driver (not SQLite's)
                 rows = [dict(zip(("seq", "record", "hash"), r, strict=True)) for r in rows]
                 logs = [
                     dict(
                         zip(
-                            ("function", "version", "request_id", "ts", "outcome", "output"),
+                            _LOG_COLUMNS,
                             r,
                             strict=True,
                         )
@@ -171,6 +188,13 @@ class AuditLog:
                     conn.exec_driver_sql(self._insert_log, logs)
                 conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": head, "mac": mac})
             self._seq, self._head = seq, head
+
+    def _log_row(self, log: InvocationLog, now: float) -> tuple[Any, ...]:
+        head = (log.function, log.version, log.request_id, now, log.outcome)
+        if self._sealer is None:
+            return (*head, log.output, None, None, None)
+        sealed = self._sealer.seal(log.function, log.request_id, log.output)
+        return (*head, "", sealed.ciphertext, sealed.wrapped_key, sealed.kek_id)
 
     def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append synchronously (CLI and start-up paths, no event loop)."""

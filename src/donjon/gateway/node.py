@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from donjon.audit import AuditEvent, AuditLog
@@ -46,6 +47,7 @@ from donjon.store import (
 )
 from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 from donjon.vault.keyring import Keyring, open_vault
+from donjon.vault.logseal import LogSealer
 from donjon.vault.service import Vault
 
 __all__ = ["LAST_USED_WRITE_S", "Node", "open_node"]
@@ -54,6 +56,10 @@ log = logging.getLogger("donjon")
 
 #: Keys' last-used times are written at most this often (never once per request).
 LAST_USED_WRITE_S = 60.0
+#: Expired invocation logs are purged this often, at most this many batches of this many rows.
+LOG_PURGE_INTERVAL_S = 3600.0
+LOG_PURGE_BATCH = 1000
+LOG_PURGE_MAX_BATCHES = 100
 
 
 @dataclass
@@ -87,6 +93,7 @@ class Node:
     roles: RoleStore | None = None
     policy: Policy = field(default_factory=Policy)
     _last_used_task: asyncio.Task[None] | None = None
+    _purge_task: asyncio.Task[None] | None = None
 
     @property
     def registry(self) -> FunctionRegistry:
@@ -112,6 +119,10 @@ class Node:
         self.denials.start()
         self._last_used_task = asyncio.get_running_loop().create_task(
             self._write_last_used(), name="key-last-used"
+        )
+        await self.purge_logs()  # at start, then periodically
+        self._purge_task = asyncio.get_running_loop().create_task(
+            self._purge_logs_periodically(), name="log-retention"
         )
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
@@ -142,6 +153,25 @@ class Node:
             await asyncio.sleep(LAST_USED_WRITE_S)
             await self.flush_last_used()
 
+    async def _purge_logs_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_PURGE_INTERVAL_S)
+            await self.purge_logs()
+
+    async def purge_logs(self) -> int:
+        """Delete invocation logs older than the retention, in bounded batches; the count."""
+        before = time.time() - self.settings.log_retention_days * 86400.0
+        total = 0
+        try:
+            for _ in range(LOG_PURGE_MAX_BATCHES):
+                n = await asyncio.to_thread(self.logs.purge, before, LOG_PURGE_BATCH)
+                total += n
+                if n < LOG_PURGE_BATCH:
+                    break
+        except Exception:  # a busy database: the next round deletes them
+            log.exception("purging expired invocation logs failed")
+        return total
+
     async def flush_last_used(self) -> None:
         """Write the keys' last-used times gathered since the last write, in one batch."""
         used = self.key_index.take_used()
@@ -153,6 +183,11 @@ class Node:
                 self.key_index.note_used(key_id, ts)
 
     async def stop(self) -> None:
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+            self._purge_task = None
         if self._last_used_task is not None:
             self._last_used_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,7 +217,8 @@ def open_node(settings: Settings) -> Node:
     keys = KeyStore(engine)
     bundles = BundleStore(settings.bundles_dir)
     registry, skipped = load_registry(functions, bundles)
-    audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE))
+    sealer = LogSealer(master)
+    audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE), sealer)
     roles = RoleStore(engine)
     # Checked again as they load: a stored document this version cannot read stops the
     # node with the role's name and the problem, never with a bare traceback.
@@ -212,7 +248,7 @@ def open_node(settings: Settings) -> Node:
         key_index=KeyIndex(master.derive(KEY_HASH_PURPOSE), keys.all()),
         audit=audit,
         denials=DenialLog(audit, settings.audit_denial_window_s, settings.audit_denial_max_sources),
-        logs=InvocationLogStore(engine),
+        logs=InvocationLogStore(engine, sealer),
         bundles=bundles,
         deployments=Deployments(
             functions, bundles, registry, audit, scan_policy, policy=policy, vault=vault

@@ -1,24 +1,33 @@
-"""What functions printed: the invocation log, written with each call's audit record."""
+"""What functions printed: the invocation log, written with each call's audit record.
+
+Outputs are sealed at rest (vault/logseal.py) and opened here, in the node, for
+`donjon logs`; rows written before sealing (plaintext `output`, no `sealed`) are
+returned as they are until retention purges them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, desc, select
+from sqlalchemy import Engine, delete, desc, select
 
 from donjon.store.tables import invocation_logs
+from donjon.vault.logseal import LogSealer, SealedLog
 
 __all__ = ["InvocationLogStore"]
+
+_SEALED_COLUMNS = ("sealed", "wrapped_key", "kek_id")
 
 
 class InvocationLogStore:
     """Queries over `invocation_logs` (the audit writer appends to it, in its transaction)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sealer: LogSealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
 
     def recent(self, function: str, n: int) -> list[dict[str, Any]]:
-        """The last `n` entries of `function`, oldest first, without their row ids.
+        """The last `n` entries of `function`, oldest first, opened, without their row ids.
 
         Blocking: call it off the event loop. Each entry holds up to 64 KiB of output.
         """
@@ -33,4 +42,31 @@ class InvocationLogStore:
         rows.reverse()
         for r in rows:
             r.pop("id", None)
+            sealed, wrapped, kek_id = (r.pop(c, None) for c in _SEALED_COLUMNS)
+            if sealed is not None:
+                if self._sealer is None:
+                    r["output"] = "(sealed)"
+                else:
+                    r["output"] = self._sealer.open(
+                        r["function"],
+                        r["request_id"],
+                        SealedLog(bytes(sealed), bytes(wrapped), str(kek_id)),
+                    )
         return rows
+
+    def purge(self, before: float, batch: int = 1000) -> int:
+        """Delete up to `batch` entries older than `before` (epoch seconds); the count deleted.
+
+        Blocking. Bounded so one call never holds the write lock long; call it until
+        it returns less than `batch`.
+        """
+        ids = (
+            select(invocation_logs.c.id)
+            .where(invocation_logs.c.ts < before)
+            .order_by(invocation_logs.c.id)
+            .limit(batch)
+            .scalar_subquery()
+        )
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(invocation_logs).where(invocation_logs.c.id.in_(ids)))
+        return int(result.rowcount or 0)

@@ -103,7 +103,12 @@ invocation_logs = Table(
     Column("request_id", String(64), nullable=False),
     Column("ts", Float, nullable=False),
     Column("outcome", String(32), nullable=False),
+    #: Empty when sealed: rows written before logs were encrypted hold plaintext here.
     Column("output", Text, nullable=False),
+    #: The output sealed under a per-record data key (vault/logseal.py), and that key wrapped.
+    Column("sealed", LargeBinary, nullable=True),
+    Column("wrapped_key", LargeBinary, nullable=True),
+    Column("kek_id", String(64), nullable=True),
     UniqueConstraint("request_id", name="uq_invocation_logs_request"),
 )
 
