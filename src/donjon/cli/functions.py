@@ -24,13 +24,19 @@ __all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
 
 
 def deploy_dir(
-    client: ApiClient, directory: Path, *, unsafe_skip_scan: bool = False
+    client: ApiClient,
+    directory: Path,
+    *,
+    unsafe_skip_scan: bool = False,
+    unsafe_allow_broad: bool = False,
 ) -> dict[str, object]:
     """Build the bundle locally (validate, vendor) and upload it; the server scans it."""
     from donjon.bundle import build_bundle
 
     manifest, archive = build_bundle(directory)
     params = {"unsafe_skip_scan": "true"} if unsafe_skip_scan else {}
+    if unsafe_allow_broad:
+        params["unsafe_allow_broad"] = "true"
     result: dict[str, object] = client.json(
         "POST",
         "/v1/functions",
@@ -50,13 +56,30 @@ def deploy_dir(
     is_flag=True,
     help="Admins only: deploy without the scan gate (audited, logged).",
 )
-def deploy(directory: Path, as_json: bool, unsafe_skip_scan: bool) -> None:
+@click.option(
+    "--unsafe-allow-broad",
+    is_flag=True,
+    help="Admins only: let wildcard and over-broad permission grants through (audited, warned).",
+)
+def deploy(
+    directory: Path, as_json: bool, unsafe_skip_scan: bool, unsafe_allow_broad: bool
+) -> None:
     """Validate, vendor, scan and deploy the function bundle in DIRECTORY."""
     if unsafe_skip_scan:
         click.echo("warning: UNSAFE: deploying without the scan gate", err=True)
-    result = deploy_dir(ApiClient(load_settings()), directory, unsafe_skip_scan=unsafe_skip_scan)
+    if unsafe_allow_broad:
+        click.echo("warning: UNSAFE: broad permission grants allowed", err=True)
+    result = deploy_dir(
+        ApiClient(load_settings()),
+        directory,
+        unsafe_skip_scan=unsafe_skip_scan,
+        unsafe_allow_broad=unsafe_allow_broad,
+    )
     if as_json:
-        echo_json({k: result[k] for k in ("name", "version", "digest", "scan")})
+        echo_json({k: result[k] for k in ("name", "version", "digest", "scan", "warnings")})
+        for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
+            if str(warning).startswith("UNSAFE"):
+                echo_text(f"warning: {warning}", err=True)
         return
     scan = result.get("scan")
     if isinstance(scan, dict) and scan.get("findings"):

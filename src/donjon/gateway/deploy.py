@@ -33,10 +33,23 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
             request_id,
         )
         raise Forbidden("only admins may skip the deploy scan")
+    allow_broad = request.query_params.get("unsafe_allow_broad", "") in ("1", "true")
+    if allow_broad and principal.role != Role.ADMIN:
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            "unsafe_allow_broad needs the admin role",
+            request_id,
+        )
+        raise Forbidden("only admins may deploy broad permission grants")
     archive = await read_body(request, MAX_BUNDLE_BYTES)
     if not archive:
         raise BadRequest("the request body must be a bundle archive (tar.gz)")
-    done = await node.deployments.deploy(archive, principal, request_id, skip_scan=skip_scan)
+    done = await node.deployments.deploy(
+        archive, principal, request_id, skip_scan=skip_scan, allow_broad=allow_broad
+    )
     record, report = done.record, done.report
     body: dict[str, object] = {
         "name": record.name,

@@ -28,10 +28,16 @@ from donjon.bundle import BundleStore
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.deploy_queue import DeployQueue
-from donjon.lifecycle.errors import DeployForbidden, FunctionNotFound, SkipScanRefused
+from donjon.lifecycle.errors import (
+    AllowBroadRefused,
+    DeployForbidden,
+    FunctionNotFound,
+    SkipScanRefused,
+)
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
+from donjon.manifest.grants import broad_grants
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
 from donjon.store import FunctionRecord, FunctionStore
@@ -126,7 +132,13 @@ class Deployments:
     # -- deploy and replace ---------------------------------------------------------
 
     async def deploy(
-        self, archive: bytes, principal: Principal, request_id: str, *, skip_scan: bool = False
+        self,
+        archive: bytes,
+        principal: Principal,
+        request_id: str,
+        *,
+        skip_scan: bool = False,
+        allow_broad: bool = False,
     ) -> Deployment:
         """Gate, start, store and switch to the bundle in `archive` (a tar.gz).
 
@@ -136,6 +148,8 @@ class Deployments:
         async with self._refusals_audited(principal, request_id):
             if skip_scan and principal.role != Role.ADMIN:
                 raise SkipScanRefused
+            if allow_broad and principal.role != Role.ADMIN:
+                raise AllowBroadRefused
             accepted = await self.queue.run(
                 accept_bundle,
                 archive,
@@ -144,6 +158,7 @@ class Deployments:
                 scanner=self._scanner,
                 policy=self._policy,
                 skip_scan=skip_scan,
+                allow_broad=allow_broad,
             )
             await self._check_grants(accepted.manifest)
         # From here on a deploy runs to its end even if its caller goes away, one
@@ -240,7 +255,17 @@ class Deployments:
                 record.name,
                 record.version,
             )
-        return Deployment(record, digest, accepted.report, _not_yet_granted(manifest))
+        broad = broad_grants(manifest.permissions)
+        for grant in broad:
+            log.warning(
+                "UNSAFE: %s deployed %s@%s with a broad grant (--unsafe-allow-broad): %s",
+                principal.label,
+                record.name,
+                record.version,
+                grant,
+            )
+        warnings = tuple(f"UNSAFE (--unsafe-allow-broad): {g}" for g in broad)
+        return Deployment(record, digest, accepted.report, warnings + _not_yet_granted(manifest))
 
     async def _store_and_switch(
         self, accepted: Accepted, version: int, principal: Principal
@@ -347,6 +372,10 @@ def _public(error: Error, request_id: str) -> Error:
 
 def _audit_detail(request_id: str, accepted: Accepted, skip_scan: bool) -> dict[str, object]:
     detail: dict[str, object] = {"request_id": request_id, "digest": accepted.digest}
+    broad = broad_grants(accepted.manifest.permissions)
+    if broad:  # only ever stored when an admin asked for it (the gate refuses it otherwise)
+        detail["unsafe_allow_broad"] = True
+        detail["broad_grants"] = broad
     if skip_scan:
         detail["unsafe_skip_scan"] = True
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from donjon.errors import Error
 
 __all__ = [
+    "AllowBroadRefused",
     "DeployBlocked",
     "DeployForbidden",
     "FunctionNotFound",
@@ -37,6 +38,15 @@ class SkipScanRefused(LifecycleError):
 
     def __init__(self) -> None:
         super().__init__("only admins may skip the deploy scan")
+
+
+class AllowBroadRefused(LifecycleError):
+    """Broad permission grants let through, asked for by a principal that is not an admin."""
+
+    title = "Forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("only admins may deploy broad permission grants")
 
 
 class DeployForbidden(LifecycleError):

@@ -16,9 +16,13 @@ from donjon.bundle import BundleStore
 from donjon.lifecycle.errors import DeployBlocked
 from donjon.lifecycle.registry import FunctionRegistry, stored_manifest
 from donjon.manifest import Manifest, ManifestError, load_manifest
+from donjon.manifest.grants import broad_grants
 from donjon.scan import ScanError, ScanPolicy, ScanReport, render_text
 
-__all__ = ["Accepted", "BundleScanner", "accept_bundle", "route_conflicts"]
+__all__ = ["BROAD_GRANT_RULE", "Accepted", "BundleScanner", "accept_bundle", "route_conflicts"]
+
+#: The scanner's finding for what `broad_grants` refuses (both call `broad_reason`).
+BROAD_GRANT_RULE = "DJ-MF-002"
 
 
 class BundleScanner(Protocol):
@@ -56,6 +60,7 @@ def accept_bundle(
     scanner: BundleScanner | None,
     policy: ScanPolicy,
     skip_scan: bool,
+    allow_broad: bool = False,
 ) -> Accepted:
     """Unpack, validate manifest and routes, scan, and store the bundle content-addressed."""
 
@@ -64,6 +69,13 @@ def accept_bundle(
         manifest = load_manifest(tree, label="the bundle")
         stored = stored_manifest(manifest)  # what is validated is what will be stored
         route_conflicts(registry, manifest)
+        broad = broad_grants(manifest.permissions)
+        if broad and not allow_broad:
+            raise ManifestError(
+                "over-broad permission grants: " + "; ".join(broad),
+                problems=broad,
+                hint="grant exact names and host:port pairs (an admin may --unsafe-allow-broad)",
+            )
         if skip_scan:
             return manifest, stored, None
         if scanner is None:
@@ -73,7 +85,12 @@ def accept_bundle(
             )
         # Reported as the function's name, not the server's staging path.
         report = dataclasses.replace(scanner.scan(tree), root=Path(manifest.name))
-        blocking = report.blocking(policy)
+        blocking = [
+            f
+            for f in report.blocking(policy)
+            # Broad grants were decided above (allowed here by an admin): one decision, not two.
+            if not (allow_broad and f.rule_id == BROAD_GRANT_RULE)
+        ]
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
             raise DeployBlocked(

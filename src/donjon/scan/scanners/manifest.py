@@ -8,13 +8,12 @@ points at the exact line of each problem.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
-import socket
 from typing import Any
 
 import yaml
 
+from donjon.manifest.grants import broad_reason
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
 from donjon.scan.project import ManifestDoc, Project
@@ -24,17 +23,6 @@ __all__ = ["ManifestScanner"]
 
 _MAX_MEMORY_MB = 8192
 _MAX_TIMEOUT_S = 900
-#: Digits, dots and hex digits only: what inet_aton may read as an IPv4 address.
-_IPV4_SHORTHAND = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]*|[0-9]+)){0,3}")
-_SENSITIVE_HOSTS = frozenset(
-    {
-        "localhost",
-        "metadata",
-        "metadata.google.internal",
-        "metadata.azure.internal",
-        "instance-data",
-    }
-)
 _DYNAMIC_SECRET = re.compile(r"secrets\s*(?:\[\s*[^\"'\s\]]|\.get\(\s*[^\"'\s)])")
 
 
@@ -110,7 +98,7 @@ class _Check:
                 )
                 continue
             for i, item in enumerate(grant or []):
-                reason = _broad(kind, str(item))
+                reason = broad_reason(kind, str(item))
                 if reason:
                     self.add(
                         "DJ-MF-002",
@@ -158,43 +146,6 @@ class _Check:
                 self.add("DJ-MF-004", f"{key} is {value!r}, not a positive number", key)
             elif value > ceiling:
                 self.add("DJ-MF-004", f"{key} is {value}, above the platform's {ceiling}", key)
-
-
-def _broad(kind: str, item: str) -> str:
-    if "*" in item:
-        return "a wildcard"
-    if kind != "egress":
-        return ""
-    host, _, port = item.rpartition(":")
-    host = host.strip("[]")
-    if port in ("0", "") or "-" in port:
-        return "every port"
-    if host.lower() in _SENSITIVE_HOSTS:
-        return "the host itself or its cloud metadata service"
-    ip = _address(host)
-    if ip is None:
-        return ""
-    if ip.is_unspecified:
-        return "every address"
-    if ip.is_loopback or ip.is_link_local:
-        return "loopback or link-local (the platform's own services, cloud metadata)"
-    return ""
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address `host` names if it is an IP literal in any notation a resolver accepts:
-    besides the canonical forms, the IPv4 shorthands of inet_aton (``127.1``, the decimal
-    ``2130706433``, octal and hex parts such as ``0x7f.1``), which reach the same hosts."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if not _IPV4_SHORTHAND.fullmatch(host):
-        return None
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
 
 
 class ManifestScanner(Scanner):
