@@ -48,6 +48,12 @@ def deploy_dir(
     return result
 
 
+def _warnings(result: dict[str, object]) -> list[str]:
+    """The warnings a deploy's reply carries (the unsafe escape hatches it used)."""
+    found = result.get("warnings")
+    return [str(w) for w in found] if isinstance(found, list) else []
+
+
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -77,14 +83,14 @@ def deploy(
     )
     if as_json:
         echo_json({k: result[k] for k in ("name", "version", "digest", "scan", "warnings")})
-        for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
-            if str(warning).startswith("UNSAFE"):
+        for warning in _warnings(result):
+            if warning.startswith("UNSAFE"):
                 echo_text(f"warning: {warning}", err=True)
         return
     scan = result.get("scan")
     if isinstance(scan, dict) and scan.get("findings"):
         click.echo(printable(str(scan.get("report", "")).rstrip(), multiline=True))
-    for warning in result.get("warnings") or []:  # type: ignore[attr-defined]
+    for warning in _warnings(result):
         echo_text(f"warning: {warning}", err=True)
     echo_text(
         f"deployed {result['name']} version {result['version']} digest sha256:{result['digest']}"

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from donjon.store.database import StoreConflict
@@ -169,8 +170,8 @@ class SecretStore:
                     )
 
 
-def _version(row: object) -> VersionRow:
-    m = row._mapping  # type: ignore[attr-defined]
+def _version(row: Row[Any]) -> VersionRow:
+    m = row._mapping
     return VersionRow(
         m["name"],
         m["secret_id"],

@@ -157,9 +157,9 @@ def _vault(node: ast.expr) -> bool:
     )
 
 
-def _source(node: ast.AST, text: str, *, weak: bool = False) -> Trace:
+def _source(node: ast.expr | ast.stmt, text: str, *, weak: bool = False) -> Trace:
     """A one-step trace starting at `node`; `weak` when the value may hold no secret."""
-    return (Step(node.lineno, node.col_offset + 1, text, weak),)  # type: ignore[attr-defined]
+    return (Step(node.lineno, node.col_offset + 1, text, weak),)
 
 
 def _short(node: ast.expr | None) -> bool:
@@ -252,8 +252,8 @@ def carried_secret(site: CallSite) -> Trace | None:
     return None
 
 
-def _hit(rule_id: str, at: ast.AST, message: str, secret: Trace, note: str) -> Hit:
-    line, col = at.lineno, at.col_offset + 1  # type: ignore[attr-defined]
+def _hit(rule_id: str, at: ast.expr | ast.stmt, message: str, secret: Trace, note: str) -> Hit:
+    line, col = at.lineno, at.col_offset + 1
     confidence = Confidence.LOW if secret[0].weak else Confidence.HIGH
     return Hit(rule_id, line, col, confidence, message, trace=(*secret, Step(line, col, note)))
 
