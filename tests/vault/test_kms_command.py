@@ -34,7 +34,8 @@ def test_vault_through_the_provider(store: SecretStore, keyring: Keyring, tmp_pa
     kms = Keyring(keyring.master, keyring.vault_key_path, kms_argv(tmp_path))
     vault = open_vault(store, kms)
     asyncio.run(vault.set("a", Secret("via-kms"), "key:test"))
-    assert store.latest("a").kek_id.startswith("kms:")  # type: ignore[union-attr]
+    latest = store.latest("a")
+    assert latest is not None and latest.kek_id.startswith("kms:")
     assert asyncio.run(open_vault(store, kms).open_granted(["a"])) == {"a": "via-kms"}
     # Without the provider, a node cannot open the rows: the key is not beside the database.
     with pytest.raises(VaultError, match="does not hold"):

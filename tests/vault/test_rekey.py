@@ -51,7 +51,8 @@ def test_rekey_rewraps_every_data_key(store: SecretStore, keyring: Keyring) -> N
     assert _values(open_vault(store, keyring)) == {"a": "alpha-2", "b": "beta-1"}
     # Writes after the rekey use the new key.
     asyncio.run(vault.rotate("b", Secret("beta-2"), "key:test"))
-    assert store.latest("b").kek_id == result.kek_id  # type: ignore[union-attr]
+    latest = store.latest("b")
+    assert latest is not None and latest.kek_id == result.kek_id
 
 
 def test_second_rekey_retires_the_first_key(store: SecretStore, keyring: Keyring) -> None:

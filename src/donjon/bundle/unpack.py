@@ -82,7 +82,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
             )
         obj.offset = fileobj.tell() - tarfile.BLOCKSIZE
         # tarfile's own third step (private, unchanged since Python 3.2):
-        member: _BoundedTarInfo = obj._proc_member(tarfile_)  # type: ignore[attr-defined]
+        member: _BoundedTarInfo = obj._proc_member(tarfile_)  # type: ignore[attr-defined]  # private in tarfile
         return member
 
 

@@ -72,7 +72,7 @@ def call_result(site: CallSite, env: Env) -> Value:
         return Value(exc=(Step(node.lineno, node.col_offset + 1, f"{qual}()"),))
     if qual == "tempfile.gettempdir":
         # Models the runtime value; nothing is written there.
-        return Value(prefix="/tmp")  # noqa: S108  # nosec B108
+        return Value(prefix="/tmp")  # noqa: S108  # nosec B108 - what gettempdir() returns, not a file made
     if qual in _PATH_JOINS and args and args[0].prefix is not None:
         out = join_all(everything)
         joined = args[0].prefix.rstrip("/") + "/"

@@ -111,7 +111,7 @@ class StatementInterpreter(Evaluator):
         """Interpret `body` in `env`; False when it never falls through (return, raise...)."""
         return all(self.exec_stmt(stmt, env, frame) for stmt in body)
 
-    def exec_stmt(self, stmt: ast.stmt, env: Env, frame: Frame) -> bool:  # noqa: PLR0912
+    def exec_stmt(self, stmt: ast.stmt, env: Env, frame: Frame) -> bool:  # noqa: PLR0912 - one case per statement kind
         self.work.statement(stmt.lineno)
         match stmt:
             case ast.Expr(value=value):
