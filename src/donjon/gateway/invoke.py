@@ -21,6 +21,7 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
+from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
@@ -32,7 +33,8 @@ from donjon.gateway.access import (
     read_body,
 )
 from donjon.gateway.calllog import call_log
-from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound
+from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput, NotFound
+from donjon.gateway.function_calls import Chain, FunctionCalls
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.response_policy import (
@@ -63,7 +65,11 @@ Render = Callable[[CallResult], RenderedResponse]
 
 
 def _meta(
-    deployed: Deployed, request_id: str, principal: Principal | None, secrets: dict[str, str]
+    deployed: Deployed,
+    request_id: str,
+    principal: Principal | None,
+    secrets: dict[str, str],
+    timeout_s: float,
 ) -> bytes:
     """The call's context, sent over the control channel (never env, argv or files):
     `secrets` holds the values of exactly the secrets the manifest grants."""
@@ -72,7 +78,7 @@ def _meta(
             "request_id": request_id,
             "function": deployed.name,
             "version": deployed.record.version,
-            "deadline": time.time() + deployed.manifest.timeout_s,
+            "deadline": time.time() + timeout_s,
             "principal": principal.label if principal else None,
             "secrets": secrets,
         }
@@ -87,11 +93,14 @@ async def _run(
     request_id: str,
     trigger: str,
     render: Render,
+    chain: Chain | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
     The response is built before the record is written, so a result the gateway
     cannot send is audited as the failure it is, and returned only once durable.
+    A call made by another function (`chain`) gets what is left of its caller's
+    time, and its record names the request the chain started from.
     """
     actor = _actor(principal, trigger)
     if node.pool is None:
@@ -100,6 +109,21 @@ async def _run(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     detail: dict[str, Any] = {}
+    timeout_s = deployed.manifest.timeout_s
+    if chain is not None:  # never past the caller's deadline
+        timeout_s = max(0.01, min(timeout_s, chain.deadline - time.monotonic()))
+        detail["call_id"] = request_id
+    subcalls = FunctionCalls(
+        node,
+        deployed,
+        Chain(
+            chain.request_id if chain else request_id,
+            chain.depth if chain else 0,
+            time.monotonic() + timeout_s,
+        ),
+        _call_function,
+        new_request_id,
+    )
     # What the function prints and its errors are redacted of its secrets' values
     # before anything is stored or answered; its own result is its choice.
     redact = Redactor({})
@@ -108,9 +132,10 @@ async def _run(
         redact = Redactor(granted)
         result = await node.pool.invoke(
             deployed.config,
-            _meta(deployed, request_id, principal, granted),
+            _meta(deployed, request_id, principal, granted, timeout_s),
             event,
-            deployed.manifest.timeout_s,
+            timeout_s,
+            subcalls,
         )
         output = redact(result.output)
         rendered = render(result)
@@ -153,7 +178,7 @@ async def _run(
                 f"{deployed.name}@{deployed.record.version}",
                 outcome,
                 {
-                    "request_id": request_id,
+                    "request_id": chain.request_id if chain else request_id,
                     "duration_ms": round(elapsed * 1000, 3),
                     "trigger": trigger,
                     **detail,
@@ -161,6 +186,29 @@ async def _run(
             ),
             log,
         )
+
+
+async def _call_function(
+    node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str, chain: Chain
+) -> bytes:
+    """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
+    await _admit(node, callee, caller, chain.request_id, "function")
+    try:
+        parsed = boundedjson.loads(event)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
+        raise BadRequest("the event is not JSON (or nested too deeply)") from e
+    _validate(parsed, callee)
+    response = await _run(
+        node,
+        callee,
+        caller,
+        event,
+        request_id,
+        "function",
+        lambda result: function_json_response(result.body, request_id),
+        chain,
+    )
+    return bytes(response.body)
 
 
 def _redact_error(error: Error, redact: Redactor) -> None:

@@ -169,7 +169,19 @@ class Deployments:
         )
 
     async def _check_grants(self, manifest: Manifest) -> None:
-        """A grant of a secret the vault does not hold refuses the deploy."""
+        """A grant of a secret the vault does not hold, or of a function that is not
+        deployed (other than this one), refuses the deploy."""
+        absent = [
+            n
+            for n in manifest.permissions.invoke
+            if n != manifest.name and self.registry.get(n) is None
+        ]
+        if absent:
+            raise ManifestError(
+                f"permissions.invoke grants {', '.join(absent)}, not deployed",
+                problems=[f"permissions.invoke: no function named {n}" for n in absent],
+                hint="deploy the functions it invokes first, or remove them from the grant",
+            )
         if self._vault is None or not manifest.permissions.secrets:
             return
         missing = await self._vault.missing(manifest.permissions.secrets)

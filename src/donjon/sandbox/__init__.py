@@ -17,6 +17,7 @@ from donjon.sandbox.limits import ResourceControl, ResourceMode, detect_resource
 from donjon.sandbox.pool import SandboxPool
 from donjon.sandbox.probe import check_sandbox
 from donjon.sandbox.seccomp import Filters, compile_filters
+from donjon.sandbox.subcalls import SubCall, answer_error, answer_ok
 
 __all__ = [
     "CallResult",
@@ -33,7 +34,10 @@ __all__ = [
     "SandboxHost",
     "SandboxPool",
     "SandboxUnavailable",
+    "SubCall",
     "TooManyInvocations",
+    "answer_error",
+    "answer_ok",
     "check_sandbox",
     "compile_filters",
     "detect_resource_control",

@@ -46,6 +46,7 @@ from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import MAX_HEAD, MAX_RESULT, CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
+from donjon.sandbox.subcalls import SubCall, answer, is_request
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
@@ -314,14 +315,21 @@ class Instance:
     # -- calls ----------------------------------------------------------------
 
     async def call(
-        self, meta: bytes, event: bytes, timeout_s: float, release: Callable[[], None] | None = None
+        self,
+        meta: bytes,
+        event: bytes,
+        timeout_s: float,
+        release: Callable[[], None] | None = None,
+        subcalls: SubCall | None = None,
     ) -> CallResult:
         """Run one invocation; raise a `SandboxError` subclass on failure.
 
         `release` is called once, when the call's processes are gone. A warm
         call returns after that; an invocation returns its answer at once and
         stays counted (`active`, and its caller's slot) until its worker is
-        reaped, whatever the function wrote early.
+        reaped, whatever the function wrote early. `subcalls` answers the
+        handler's `context.invoke` requests (subcalls.py), within this call's
+        deadline; without it they are refused.
         """
         if self.closed or self._ctrl is None:
             if release is not None:
@@ -350,6 +358,9 @@ class Instance:
                 async with asyncio.timeout(timeout_s + _GRACE_S):
                     await write_frames(ours, meta, event)
                     head, body = await read_frames(ours, 2, (MAX_HEAD, MAX_RESULT))
+                    while is_request(head):  # context.invoke: answer, then read on
+                        await write_frames(ours, *await answer(head, body, subcalls))
+                        head, body = await read_frames(ours, 2, (MAX_HEAD, MAX_RESULT))
                     # A reply may come early (function code can write one): the
                     # call is over only once the supervisor says its processes are.
                     if self.config.warm or exit_fut.done():

@@ -18,6 +18,7 @@ from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
 from donjon.sandbox.seccomp import Filters
+from donjon.sandbox.subcalls import SubCall
 
 __all__ = ["SandboxPool"]
 
@@ -72,8 +73,14 @@ class SandboxPool:
             await task
 
     async def invoke(
-        self, config: InstanceConfig, meta: bytes, event: bytes, timeout_s: float
+        self,
+        config: InstanceConfig,
+        meta: bytes,
+        event: bytes,
+        timeout_s: float,
+        subcalls: SubCall | None = None,
     ) -> CallResult:
+        """Run one call of `config`; `subcalls` answers its handler's `context.invoke`."""
         key = (config.function, config.version)
         slot = self._slots.get(key)
         if slot is None:
@@ -100,7 +107,11 @@ class SandboxPool:
         closing: list[asyncio.Future[None]] = []
         try:
             return await instance.call(
-                meta, event, timeout_s, lambda: closing.extend(self._call_over(slot, instance))
+                meta,
+                event,
+                timeout_s,
+                lambda: closing.extend(self._call_over(slot, instance)),
+                subcalls,
             )
         finally:
             for task in closing:  # a sandbox that ended with this call: closed before we answer

@@ -78,7 +78,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
     try:
         ctx_meta = json.loads(recv_frame(sock))
         event = json.loads(recv_frame(sock))
-        context = Context(ctx_meta)
+        context = Context(ctx_meta, sock)
         try:
             result = handler(event, context)
         except MemoryError:

@@ -2,33 +2,103 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from .frames import FrameError, recv_frame, send_frames
+
 if TYPE_CHECKING:
+    import socket
     from typing import Any
+
+#: What context.invoke sends at most as an event (the gateway reads no more).
+MAX_EVENT = 6 * 1024 * 1024
+
+
+class InvokeError(Exception):
+    """`context.invoke` did not get the callee's result; `kind` and `reason` say why.
+
+    kind: "denied" (not granted, or the call chain is too deep), "throttled"
+    (the callee's rate or concurrency limit), "not-found", "invalid" (the
+    event), "timeout", "error" (the callee failed; its logs have the trace).
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+class InvokeDenied(InvokeError):
+    """The call was refused: the manifest's `permissions.invoke` does not grant it,
+    or the chain of calls is too deep."""
 
 
 class Context:
     """What a handler may know about its invocation. Secrets: only those granted."""
 
-    __slots__ = ("deadline", "function_name", "principal", "request_id", "secrets", "version")
+    __slots__ = (
+        "_sock",
+        "deadline",
+        "function_name",
+        "principal",
+        "request_id",
+        "secrets",
+        "version",
+    )
 
-    def __init__(self, meta: dict[str, Any]) -> None:
+    InvokeError = InvokeError
+    InvokeDenied = InvokeDenied
+
+    def __init__(self, meta: dict[str, Any], sock: socket.socket | None = None) -> None:
         self.request_id: str = meta["request_id"]
         self.function_name: str = meta["function"]
         self.version: int = meta["version"]
         self.deadline: float = meta["deadline"]
         self.principal: str | None = meta.get("principal")
         self.secrets = MappingProxyType(dict(meta.get("secrets") or {}))
+        self._sock = sock
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.time())
 
     def log(self, *parts: object) -> None:
         print(*parts, file=sys.stderr, flush=True)
+
+    def invoke(self, name: str, event: Any = None) -> Any:
+        """Call function `name` with `event` (JSON) and return its result.
+
+        Allowed only for the names in this function's `permissions.invoke`;
+        the callee runs under its own limits and secrets, within this call's
+        deadline. Raises `InvokeDenied` or `InvokeError` (also reachable as
+        `context.InvokeDenied` and `context.InvokeError`) when it gets no result.
+        """
+        if not isinstance(name, str) or not 0 < len(name) <= 63:
+            raise InvokeError("invalid", "the function name must be a string of 1 to 63 characters")
+        if self._sock is None:
+            raise InvokeError("invalid", "context.invoke is not available outside a call")
+        try:
+            body = json.dumps({} if event is None else event, allow_nan=False).encode()
+        except (TypeError, ValueError) as e:
+            raise InvokeError("invalid", f"the event is not JSON: {e}") from None
+        if len(body) > MAX_EVENT:
+            raise InvokeError("invalid", f"the event is larger than {MAX_EVENT} bytes")
+        # Keys in this order, no spaces: the host tells a request from a reply by its start.
+        head = json.dumps({"op": "invoke", "function": name}, separators=(",", ":"))
+        try:
+            send_frames(self._sock, head.encode(), body)
+            answer = json.loads(recv_frame(self._sock))
+            result = recv_frame(self._sock)
+        except (OSError, FrameError, ValueError) as e:
+            raise InvokeError("error", f"the platform did not answer: {e}") from None
+        if not isinstance(answer, dict) or not answer.get("ok"):
+            kind = str(answer.get("kind", "error")) if isinstance(answer, dict) else "error"
+            reason = str(answer.get("error", "")) if isinstance(answer, dict) else ""
+            raise (InvokeDenied if kind == "denied" else InvokeError)(kind, reason)
+        return json.loads(result)
 
     def __repr__(self) -> str:
         return f"Context(request_id={self.request_id!r}, function_name={self.function_name!r})"

@@ -1,0 +1,161 @@
+"""`context.invoke(name, event)`: one function calling another, through the gateway's checks.
+
+The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.py);
+`FunctionCalls` answers it. In order:
+
+1. the grant: the caller's manifest `permissions.invoke` names the callee
+   (else refused, audited as `authz.denied` by actor `function:<caller>`);
+2. the depth: a chain of calls (A -> B -> A ...) goes at most `MAX_DEPTH` deep;
+3. the deadline: the callee gets what is left of its caller's time, at most its
+   own timeout, so it never outlives the call that made it;
+4. then the callee runs as any call does (invoke.py): its rate limit, its input
+   schema, its concurrency, its own secrets and redaction, and its audit record
+   (`function.invoke`, actor `function:<caller>`, detail with the original
+   request id and `"trigger": "function"`).
+
+What the caller's handler sees of a failure is a kind and one line (never the
+callee's trace or error text, as for any caller): context.py raises it as
+`InvokeDenied` or `InvokeError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from donjon.audit import AuditEvent
+from donjon.errors import Error
+from donjon.gateway.errors import BadRequest, InvalidInput
+from donjon.identity import Principal
+from donjon.ratelimit import RateLimitError
+from donjon.sandbox import (
+    FunctionTimeout,
+    SandboxError,
+    TooManyInvocations,
+    answer_error,
+    answer_ok,
+)
+
+if TYPE_CHECKING:
+    from donjon.gateway.node import Node
+    from donjon.lifecycle import Deployed
+
+__all__ = ["MAX_DEPTH", "Chain", "FunctionCalls", "RunCallee", "function_principal"]
+
+#: Calls below the request from outside, at most: A -> B -> C -> D -> E stops here.
+MAX_DEPTH = 4
+#: Less time than this left before the caller's deadline: no call is started.
+_MIN_LEFT_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Where a call stands in a chain of `context.invoke` calls."""
+
+    #: The id of the request from outside that started the chain.
+    request_id: str
+    #: 0 for that request, 1 for a function it invoked, and so on.
+    depth: int
+    #: time.monotonic() by which every call of the chain below this one ends.
+    deadline: float
+
+
+#: Runs `callee` for a caller: (node, callee, principal, event, the callee's own request
+#: id, the chain it joins) -> its JSON result; raises the call's `Error`.
+RunCallee = Callable[["Node", "Deployed", Principal, bytes, str, Chain], Awaitable[bytes]]
+
+
+def function_principal(caller: str) -> Principal:
+    """Who a function is when it calls another: `function:<caller>`, with no role.
+
+    Its rights are its manifest's grants, checked here, never the policy's roles.
+    """
+    return Principal(id=caller, name=caller, role="", kind="function")
+
+
+class FunctionCalls:
+    """Answers the `context.invoke` requests of one call of `caller`."""
+
+    __slots__ = ("_caller", "_chain", "_new_id", "_node", "_run")
+
+    def __init__(
+        self,
+        node: Node,
+        caller: Deployed,
+        chain: Chain,
+        run: RunCallee,
+        new_id: Callable[[], str],
+    ) -> None:
+        self._node = node
+        self._caller = caller
+        self._chain = chain
+        self._run = run
+        self._new_id = new_id
+
+    async def __call__(self, name: str, event: bytes) -> tuple[bytes, bytes]:
+        caller = self._caller.name
+        if name not in self._caller.manifest.permissions.invoke:
+            reason = f"permissions.invoke of {caller} does not grant {name}"
+            await self._deny(name, reason)
+            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
+        depth = self._chain.depth + 1
+        if depth > MAX_DEPTH:
+            reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
+            await self._deny(name, reason)
+            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
+        left = self._chain.deadline - time.monotonic()
+        if left < _MIN_LEFT_S:
+            return answer_error("timeout", f"no time left to invoke {name} before the deadline")
+        callee = self._node.registry.get(name)
+        if callee is None:
+            return answer_error("not-found", f"no function named {name!r}")
+        call_id = self._new_id()
+        chain = Chain(self._chain.request_id, depth, self._chain.deadline)
+        try:
+            async with asyncio.timeout(left):
+                body = await self._run(
+                    self._node, callee, function_principal(caller), event, call_id, chain
+                )
+        except TimeoutError:
+            return answer_error("timeout", f"{name} did not answer before the caller's deadline")
+        except Error as e:
+            return _failure(name, call_id, e)
+        return answer_ok(body)
+
+    async def _deny(self, callee: str, reason: str) -> None:
+        """Audit a refused call (aggregated per caller like any denial: a loop adds one record)."""
+        actor = f"function:{self._caller.name}"
+        await self._node.denials.deny(
+            AuditEvent(
+                actor,
+                "authz.denied",
+                callee,
+                "denied",
+                {
+                    "request_id": self._chain.request_id,
+                    "reason": reason,
+                    "permission": "function:invoke",
+                    "statement": "permissions.invoke",
+                    "trigger": "function",
+                },
+            ),
+            actor,
+        )
+
+
+def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:
+    """What the caller learns of a call that gave no result: its kind and one line."""
+    if isinstance(error, RateLimitError | TooManyInvocations):
+        return answer_error("throttled", f"{error.message} ({error.hint})")
+    if isinstance(error, InvalidInput | BadRequest):
+        return answer_error("invalid", error.message)
+    if isinstance(error, FunctionTimeout):
+        return answer_error("timeout", f"{name} timed out (request {call_id})")
+    if isinstance(error, SandboxError):
+        return answer_error(
+            "error", f"{name} failed: {error.title}; see `donjon logs {name}` for request {call_id}"
+        )
+    return answer_error("error", f"{name} failed: {error.title} (request {call_id})")
