@@ -232,3 +232,45 @@ def test_deploy_granting_a_missing_function_is_refused(node: LiveNode, tmp_path:
     assert r.json()["problems"] == ["permissions.invoke: no function named inv-nowhere"]
     with node.client() as c:
         assert c.get(f"/v1/functions/{name}").status_code == 404
+
+
+@pytest.mark.usefixtures("functions")
+def test_deployer_cannot_grant_invoke_it_does_not_hold(node: LiveNode, tmp_path: Path) -> None:
+    """A role that may deploy and invoke team-* cannot deploy a team function granted another
+    function (403, audited with the deciding statement); the same grant inside team-* deploys."""
+    tag = secrets.token_hex(3)
+    role, team = f"sec-team-{tag}", f"team{tag}"
+    doc = {
+        "name": role,
+        "statements": [
+            {
+                "effect": "allow",
+                "actions": ["function:deploy", "function:invoke"],
+                "resources": [f"{team}-*"],
+            }
+        ],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json=doc).status_code == 201
+        r = c.post("/v1/keys", json={"name": role, "role": role})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+
+    def deploy(name: str, grant: str) -> Any:
+        d = _write(tmp_path, name, CALLER, f"permissions: {{invoke: [{grant}]}}\n")
+        _, archive = build_bundle(d)
+        with node.client(key) as c:
+            return c.post(
+                "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+            )
+
+    assert deploy(f"{team}-callee", f"{team}-callee").status_code == 201  # itself: allowed
+    r = deploy(f"{team}-caller", "inv-target")
+    assert r.status_code == 403 and "inv-target" in r.json()["detail"], r.text
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert (
+        record["outcome"] == "rejected" and record["detail"]["statement"] == "no statement allows"
+    )
+    with node.client() as c:
+        assert c.get(f"/v1/functions/{team}-caller").status_code == 404
+    assert deploy(f"{team}-caller", f"{team}-callee").status_code == 201

@@ -19,6 +19,7 @@ from donjon.lifecycle.errors import (
     DeployBlocked,
     DeployForbidden,
     FunctionNotFound,
+    InvokeGrantForbidden,
     LifecycleError,
     SkipScanRefused,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Deployments",
     "FunctionNotFound",
     "FunctionRegistry",
+    "InvokeGrantForbidden",
     "LifecycleError",
     "SkipScanRefused",
     "SkippedRecord",

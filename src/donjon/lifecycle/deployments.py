@@ -32,6 +32,7 @@ from donjon.lifecycle.errors import (
     AllowBroadRefused,
     DeployForbidden,
     FunctionNotFound,
+    InvokeGrantForbidden,
     SkipScanRefused,
 )
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
@@ -160,7 +161,7 @@ class Deployments:
                 skip_scan=skip_scan,
                 allow_broad=allow_broad,
             )
-            await self._check_grants(accepted.manifest)
+            await self._check_grants(accepted.manifest, principal)
         # From here on a deploy runs to its end even if its caller goes away, one
         # at a time per function: the version it picks, the sandbox it starts and
         # the row it stores are its own, never another deploy's of the same name.
@@ -168,14 +169,16 @@ class Deployments:
             self._start_and_switch(accepted, principal, request_id, skip_scan)
         )
 
-    async def _check_grants(self, manifest: Manifest) -> None:
-        """A grant of a secret the vault does not hold, or of a function that is not
-        deployed (other than this one), refuses the deploy."""
-        absent = [
-            n
-            for n in manifest.permissions.invoke
-            if n != manifest.name and self.registry.get(n) is None
-        ]
+    async def _check_grants(self, manifest: Manifest, principal: Principal) -> None:
+        """Grants must name what exists, and a deployer grants no more than it may do:
+        each function in `permissions.invoke` (other than this one) is deployed and
+        the deployer may invoke it; each secret is in the vault."""
+        others = [n for n in manifest.permissions.invoke if n != manifest.name]
+        for name in others:  # rights first: a refused name says nothing of whether it exists
+            decision = self.policy.decide(principal, Action.INVOKE, name)
+            if not decision.allowed:
+                raise InvokeGrantForbidden(name, decision.statement)
+        absent = [n for n in others if self.registry.get(n) is None]
         if absent:
             raise ManifestError(
                 f"permissions.invoke grants {', '.join(absent)}, not deployed",

@@ -9,6 +9,7 @@ __all__ = [
     "DeployBlocked",
     "DeployForbidden",
     "FunctionNotFound",
+    "InvokeGrantForbidden",
     "LifecycleError",
     "SkipScanRefused",
 ]
@@ -58,6 +59,19 @@ class DeployForbidden(LifecycleError):
         super().__init__(
             f"this credential may not deploy {name!r} ({statement})",
             hint="a developer deploys only functions it owns or that its role names",
+        )
+        self.statement = statement
+
+
+class InvokeGrantForbidden(DeployForbidden):
+    """A manifest grants `context.invoke` of a function its deployer may not invoke itself."""
+
+    def __init__(self, name: str, statement: str) -> None:
+        LifecycleError.__init__(
+            self,
+            f"this credential may not grant permissions.invoke of {name!r}: "
+            f"it may not invoke it itself ({statement})",
+            hint="a deploy grants a function only what its deployer may do",
         )
         self.statement = statement
 
