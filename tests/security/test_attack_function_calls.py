@@ -29,6 +29,13 @@ TARGET = (
     "    return {'got': event, 'principal': context.principal,\n"
     "            'request_id': context.request_id, 'deadline': context.deadline}\n"
 )
+#: Sleeps as long as it is asked.
+SLOW = (
+    "import time\n"
+    "def handler(event, context):\n"
+    "    time.sleep(event.get('sleep', 0))\n"
+    "    return {'slept': event.get('sleep', 0)}\n"
+)
 #: A loop: each calls the other (inv-loop-a -> inv-loop-b -> inv-loop-a ...).
 LOOP = (
     "def handler(event, context):\n"
@@ -81,12 +88,17 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     plan = [
         ("inv-target", TARGET, ""),
         ("inv-limited", TARGET, 'limits: {rate: "1/hour"}\n'),
-        ("inv-slow", "import time\ndef handler(e, c):\n    time.sleep(60)\n", "timeout_s: 60\n"),
+        ("inv-slow", SLOW, "timeout_s: 60\n"),
+        ("inv-slow-warm", SLOW, "timeout_s: 60\nisolation: warm\n"),
         ("inv-granted", CALLER, grants),
         ("inv-granted-warm", CALLER, grants + "isolation: warm\n"),
         ("inv-ungranted", CALLER, ""),
         ("inv-ungranted-warm", CALLER, "isolation: warm\n"),
-        ("inv-short", CALLER, "timeout_s: 3\npermissions: {invoke: [inv-target, inv-slow]}\n"),
+        (
+            "inv-short",
+            CALLER,
+            "timeout_s: 3\npermissions: {invoke: [inv-target, inv-slow, inv-slow-warm]}\n",
+        ),
         # The loop: a first without the grant (b does not exist yet), then b, then a again.
         ("inv-loop-a", LOOP, ""),
         ("inv-loop-b", LOOP, "permissions: {invoke: [inv-loop-a]}\n"),
@@ -190,17 +202,20 @@ def test_callee_gets_no_more_time_than_its_caller(node: LiveNode) -> None:
 
 
 @pytest.mark.usefixtures("functions")
-def test_callee_that_runs_long_ends_with_its_caller(node: LiveNode) -> None:
-    """A callee that would run 60 s ends with its caller's 3 s deadline: its record is
-    written (not ok) by the time the caller's answer comes."""
-    r = node.invoke("inv-short", {"to": "inv-slow"})
-    assert r.status_code in (200, 504), r.text
+@pytest.mark.parametrize("callee", ["inv-slow", "inv-slow-warm"])
+def test_callee_that_runs_long_ends_with_its_caller(node: LiveNode, callee: str) -> None:
+    """A callee that would run 60 s ends before its caller's 3 s deadline: the caller gets
+    InvokeError (timeout), the callee's record is written (not ok), and it serves on."""
+    r = node.invoke("inv-short", {"to": callee, "event": {"sleep": 60}})
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "timeout", r.json()
     (inner,) = [
         x
         for x in audit_records(node, r.headers["x-request-id"])
-        if x["target"].startswith("inv-slow@")
+        if x["target"].startswith(f"{callee}@")
     ]
     assert inner["outcome"] != "ok", inner
+    assert node.invoke(callee, {"sleep": 0}).json() == {"slept": 0}
 
 
 @pytest.mark.usefixtures("functions")

@@ -6,8 +6,9 @@ The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.p
 1. the grant: the caller's manifest `permissions.invoke` names the callee
    (else refused, audited as `authz.denied` by actor `function:<caller>`);
 2. the depth: a chain of calls (A -> B -> A ...) goes at most `MAX_DEPTH` deep;
-3. the deadline: the callee gets what is left of its caller's time, at most its
-   own timeout, so it never outlives the call that made it;
+3. the deadline: the callee gets what is left of its caller's time (less half a
+   second, for the caller to act on the outcome), at most its own timeout, so it
+   never outlives the call that made it;
 4. then the callee runs as any call does (invoke.py): its rate limit, its input
    schema, its concurrency, its own secrets and redaction, and its audit record
    (`function.invoke`, actor `function:<caller>`, detail with the original
@@ -47,8 +48,11 @@ __all__ = ["MAX_DEPTH", "Chain", "FunctionCalls", "RunCallee", "function_princip
 
 #: Calls below the request from outside, at most: A -> B -> C -> D -> E stops here.
 MAX_DEPTH = 4
-#: Less time than this left before the caller's deadline: no call is started.
+#: Less time than this left for the callee: no call is started.
 _MIN_LEFT_S = 0.05
+#: The callee's deadline is this much before its caller's: its end (a timeout
+#: included) reaches the caller while the caller may still act on it.
+_MARGIN_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +110,19 @@ class FunctionCalls:
             reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
             await self._deny(name, reason)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
-        left = self._chain.deadline - time.monotonic()
+        deadline = self._chain.deadline - _MARGIN_S
+        left = deadline - time.monotonic()
         if left < _MIN_LEFT_S:
             return answer_error("timeout", f"no time left to invoke {name} before the deadline")
         callee = self._node.registry.get(name)
         if callee is None:
             return answer_error("not-found", f"no function named {name!r}")
         call_id = self._new_id()
-        chain = Chain(self._chain.request_id, depth, self._chain.deadline)
+        chain = Chain(self._chain.request_id, depth, deadline)
         try:
-            async with asyncio.timeout(left):
+            # A backstop: the callee's own timeout ends it first, this ends a wait for
+            # its concurrency or its sandbox's start before the caller's deadline.
+            async with asyncio.timeout(left + _MARGIN_S / 2):
                 body = await self._run(
                     self._node, callee, function_principal(caller), event, call_id, chain
                 )

@@ -24,14 +24,7 @@ from donjon.sandbox.callgroups import (
     sandbox_pids_max,
     sandbox_processes,
 )
-from donjon.sandbox.channel import (
-    ChannelClosed,
-    read_frames,
-    send_control,
-    send_with_fd,
-    wait_closed,
-    write_frames,
-)
+from donjon.sandbox.channel import ChannelClosed, send_control, send_with_fd, wait_closed
 from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionFailed,
@@ -44,9 +37,9 @@ from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.limits import Cgroup, ResourceControl
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
-from donjon.sandbox.replies import MAX_HEAD, MAX_RESULT, CallResult, reply_head, reply_result
+from donjon.sandbox.replies import CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
-from donjon.sandbox.subcalls import SubCall, answer, is_request
+from donjon.sandbox.subcalls import SubCall, exchange
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
@@ -328,8 +321,7 @@ class Instance:
         call returns after that; an invocation returns its answer at once and
         stays counted (`active`, and its caller's slot) until its worker is
         reaped, whatever the function wrote early. `subcalls` answers the
-        handler's `context.invoke` requests (subcalls.py), within this call's
-        deadline; without it they are refused.
+        handler's `context.invoke` requests (subcalls.py); none: refused.
         """
         if self.closed or self._ctrl is None:
             if release is not None:
@@ -356,11 +348,7 @@ class Instance:
             try:
                 # asyncio.timeout, unlike wait_for, makes no task per call.
                 async with asyncio.timeout(timeout_s + _GRACE_S):
-                    await write_frames(ours, meta, event)
-                    head, body = await read_frames(ours, 2, (MAX_HEAD, MAX_RESULT))
-                    while is_request(head):  # context.invoke: answer, then read on
-                        await write_frames(ours, *await answer(head, body, subcalls))
-                        head, body = await read_frames(ours, 2, (MAX_HEAD, MAX_RESULT))
+                    head, body = await exchange(ours, meta, event, subcalls)
                     # A reply may come early (function code can write one): the
                     # call is over only once the supervisor says its processes are.
                     if self.config.warm or exit_fut.done():
@@ -370,6 +358,9 @@ class Instance:
             except TimeoutError:
                 await self.close()
                 raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
+            except asyncio.CancelledError:
+                later = self._cancelled()
+                raise
             except (ChannelClosed, OSError):
                 raise await self._why_gone(exit_fut, timeout_s, call_id, started) from None
             if report.get("status") == "timeout":
@@ -422,9 +413,21 @@ class Instance:
 
     def _overdue(self, exit_fut: asyncio.Future[dict[str, Any]]) -> None:
         if not exit_fut.done():
-            task = asyncio.ensure_future(self.close())  # close() settles every pending call
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_soon()
+
+    def _close_soon(self) -> None:
+        task = asyncio.ensure_future(self.close())  # close() settles every pending call
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _cancelled(self) -> bool:
+        """Its caller gave up on a call: a warm sandbox goes (its worker may be mid-call);
+        an invocation's call ends later (True), when its worker is reaped."""
+        if self.config.warm:
+            self.closed = True
+            self._close_soon()
+            return False
+        return True
 
     async def _call_ended(
         self, call_id: int, sock: socket.socket, exit_fut: asyncio.Future[dict[str, Any]]

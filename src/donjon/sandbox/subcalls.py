@@ -20,10 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable
 
 from donjon import boundedjson
 from donjon.boundedjson import JSONTooDeep
+from donjon.sandbox.channel import read_frames, write_frames
+from donjon.sandbox.replies import MAX_HEAD, MAX_RESULT
 
 __all__ = [
     "MAX_REQUEST_HEAD",
@@ -32,6 +35,7 @@ __all__ = [
     "answer",
     "answer_error",
     "answer_ok",
+    "exchange",
     "is_request",
     "request_target",
 ]
@@ -92,3 +96,15 @@ async def answer(head: bytes, event: bytes, subcalls: SubCall | None) -> tuple[b
     except Exception:  # a bug of ours must not leave the worker waiting for an answer
         log.exception("context.invoke of %s failed in the platform", name)
         return answer_error("error", f"the platform could not invoke {name}")
+
+
+async def exchange(
+    sock: socket.socket, meta: bytes, event: bytes, subcalls: SubCall | None
+) -> tuple[bytes, bytes]:
+    """Send a call's context and event, answer its requests, return its reply's two frames."""
+    await write_frames(sock, meta, event)
+    head, body = await read_frames(sock, 2, (MAX_HEAD, MAX_RESULT))
+    while is_request(head):  # context.invoke: answer, then read on
+        await write_frames(sock, *await answer(head, body, subcalls))
+        head, body = await read_frames(sock, 2, (MAX_HEAD, MAX_RESULT))
+    return head, body
