@@ -84,9 +84,11 @@ def _deploy(node: LiveNode, directory: Path) -> Any:
 def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Callees first (a grant must name a deployed function), then their callers."""
     root = tmp_path_factory.mktemp("function-calls")
-    grants = "permissions: {invoke: [inv-target, inv-limited, inv-slow]}\n"
+    grants = "permissions: {invoke: [inv-target, inv-limited, inv-typed, inv-doomed]}\n"
     plan = [
         ("inv-target", TARGET, ""),
+        ("inv-typed", TARGET, "input_schema: {type: object, required: [url]}\n"),
+        ("inv-doomed", TARGET, ""),
         ("inv-limited", TARGET, 'limits: {rate: "1/hour"}\n'),
         ("inv-slow", SLOW, "timeout_s: 60\n"),
         ("inv-slow-warm", SLOW, "timeout_s: 60\nisolation: warm\n"),
@@ -289,3 +291,22 @@ def test_deployer_cannot_grant_invoke_it_does_not_hold(node: LiveNode, tmp_path:
     with node.client() as c:
         assert c.get(f"/v1/functions/{team}-caller").status_code == 404
     assert deploy(f"{team}-caller", f"{team}-callee").status_code == 201
+
+
+@pytest.mark.usefixtures("functions")
+def test_event_the_callee_schema_refuses_is_invalid(node: LiveNode) -> None:
+    """The callee's input_schema holds for calls from functions: InvokeError kind invalid."""
+    out = node.invoke("inv-granted", {"to": "inv-typed", "event": {"nourl": 1}}).json()
+    assert out["class"] == "InvokeError" and out["kind"] == "invalid", out
+    assert "schema" in out["reason"]
+    ok = node.invoke("inv-granted", {"to": "inv-typed", "event": {"url": "u"}}).json()
+    assert ok["result"]["got"] == {"url": "u"}
+
+
+@pytest.mark.usefixtures("functions")
+def test_granted_callee_removed_later_is_not_found(node: LiveNode) -> None:
+    """A grant of a function since removed gives InvokeError kind not-found, nothing runs."""
+    with node.client() as c:
+        assert c.delete("/v1/functions/inv-doomed").status_code in (200, 204)
+    out = node.invoke("inv-granted-warm", {"to": "inv-doomed"}).json()
+    assert out["class"] == "InvokeError" and out["kind"] == "not-found", out
