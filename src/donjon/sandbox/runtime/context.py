@@ -4,11 +4,53 @@ from __future__ import annotations
 
 import sys
 import time
-from types import MappingProxyType
+from collections.abc import Mapping  # loaded already: typing imports it
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
+
+
+class Secrets(Mapping[str, str]):
+    """The granted secrets, read-only, noting which ones the handler read.
+
+    Reading a value (`s[name]`, `s.get(name)`, `values()`, `items()`, `dict(s)`,
+    `copy()`) marks its name as read; the names alone (`in`, `keys()`, iteration,
+    `len`) do not. The names read go back in the call's reply, so the node can
+    tell a grant that is used from one that is not (`donjon permissions unused`).
+    """
+
+    __slots__ = ("_read", "_values")
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+        self._read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        value = self._values[name]
+        self._read.add(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def copy(self) -> dict[str, str]:
+        """A plain dict of every value (as `MappingProxyType.copy` gave): all are read."""
+        return dict(self.items())
+
+    def read_names(self) -> list[str]:
+        """The names whose values the handler read, sorted."""
+        return sorted(self._read)
+
+    def __repr__(self) -> str:
+        return f"Secrets({sorted(self._values)!r})"  # names only, never values
 
 
 class Context:
@@ -22,7 +64,7 @@ class Context:
         self.version: int = meta["version"]
         self.deadline: float = meta["deadline"]
         self.principal: str | None = meta.get("principal")
-        self.secrets = MappingProxyType(dict(meta.get("secrets") or {}))
+        self.secrets = Secrets(dict(meta.get("secrets") or {}))
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.time())
