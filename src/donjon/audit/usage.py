@@ -59,19 +59,22 @@ def _name(value: object) -> str | None:
 
 def grant_uses(action: str, actor: str, target: str, detail: Any) -> list[GrantUse]:
     """The grant uses one record shows (most records: none, decided by one comparison)."""
-    if action != "function.invoke" or not isinstance(detail, Mapping):
+    if action != "function.invoke" or not isinstance(detail, dict | Mapping):
         return []
+    read = detail.get("secrets_read")
+    by_function = detail.get("trigger") == "function"
+    if read is None and not by_function:
+        return []  # a call that read no secret, made by a client: the usual record
     uses: list[GrantUse] = []
     called = _name(target.rpartition("@")[0])
     if called is None:
         return []
-    read = detail.get("secrets_read")
     if isinstance(read, list):
         for secret in read[:_MAX_SECRETS]:
             name = _name(secret)
             if name is not None:
                 uses.append(GrantUse(called, UseKind.VAULT_READ, name))
-    if detail.get("trigger") == "function" and actor.startswith("function:"):
+    if by_function and actor.startswith("function:"):
         caller = _name(actor.removeprefix("function:"))
         if caller is not None:
             uses.append(GrantUse(caller, UseKind.INVOKE, called))
@@ -82,7 +85,10 @@ def record_uses(
     action: str, actor: str, target: str, detail: Any, seq: int, ts: float
 ) -> list[dict[str, Any]]:
     """Rows for UPSERT_USE from one record about to be appended."""
+    uses = grant_uses(action, actor, target, detail)
+    if not uses:
+        return []  # the usual record: no row
     return [
         {"function": u.function, "kind": u.kind.value, "name": u.name, "seq": seq, "ts": ts}
-        for u in grant_uses(action, actor, target, detail)
+        for u in uses
     ]
