@@ -19,6 +19,9 @@ from harness import LiveNode
 #: Claims reads through the runtime's own bookkeeping, as hostile code would.
 FORGER = """
 def handler(event, context):
+    if event.get("break"):
+        context.secrets._read = None
+        return {"claimed": 0}
     claims = event.get("claims", [])
     context.secrets._read.update(claims)
     return {"claimed": len(claims)}
@@ -70,6 +73,16 @@ def test_thousands_of_claimed_names_are_dropped(node: LiveNode, forger: str) -> 
     """A flood of claimed names keeps the call working and adds nothing to the record."""
     r = node.invoke(forger, {"claims": [f"s{i}" for i in range(5000)]})
     assert r.status_code == 200 and r.json() == {"claimed": 5000}
+    assert "secrets_read" not in _record(node, r.headers["x-request-id"])["detail"]
+
+
+@pytest.mark.parametrize("event", [{"break": True}, {"claims": [1, None, 2.5, True]}])
+def test_broken_bookkeeping_still_answers(
+    node: LiveNode, forger: str, event: dict[str, Any]
+) -> None:
+    """Replacing the runtime's read set or filling it with non-names breaks nothing."""
+    r = node.invoke(forger, event)
+    assert r.status_code == 200, r.text
     assert "secrets_read" not in _record(node, r.headers["x-request-id"])["detail"]
 
 

@@ -115,7 +115,10 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
     meta["out"] = output.collect()
     if secrets is not None:
-        read = secrets.read_names()
+        try:
+            read = secrets.read_names()
+        except Exception:  # the handler broke its own bookkeeping: it reports no reads
+            read = []
         if read:  # which granted secrets this call read, whatever its outcome
             meta["secrets_read"] = read
     output.restore()

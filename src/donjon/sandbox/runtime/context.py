@@ -46,8 +46,8 @@ class Secrets(Mapping[str, str]):
         return dict(self.items())
 
     def read_names(self) -> list[str]:
-        """The names whose values the handler read, sorted."""
-        return sorted(self._read)
+        """The names whose values the handler read, sorted (strings only, whatever it did)."""
+        return sorted(name for name in self._read if isinstance(name, str))
 
     def __repr__(self) -> str:
         return f"Secrets({sorted(self._values)!r})"  # names only, never values
