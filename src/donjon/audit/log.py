@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, desc, insert, select, text
 
 from donjon.audit.chain import GENESIS, chain_hash, head_mac
+from donjon.audit.usage import UPSERT_USE, record_uses
 from donjon.errors import Error
 from donjon.secret import Secret
 from donjon.store.tables import audit_head, audit_log, invocation_logs
@@ -159,6 +160,7 @@ class AuditLog:
             seq, head = self._seq, self._head
             rows: list[Any] = []
             logs: list[Any] = []
+            uses: list[dict[str, Any]] = []  # the grant_uses index (audit/usage.py)
             now = time.time()
             ts = round(now, 6)
             for event, log in items:
@@ -168,6 +170,10 @@ class AuditLog:
                 rows.append((seq, record, head))
                 if log is not None:
                     logs.append(self._log_row(log, now))
+                if event.action == "function.invoke":
+                    uses += record_uses(
+                        event.action, event.actor, event.target, event.detail, seq, ts
+                    )
             mac = head_mac(self._mac_key.reveal(), seq, head)
             if not self._positional:  # a named-parameter driver (not SQLite's)
                 rows = [dict(zip(("seq", "record", "hash"), r, strict=True)) for r in rows]
@@ -186,6 +192,8 @@ class AuditLog:
                 conn.exec_driver_sql(self._insert_record, rows)
                 if logs:
                     conn.exec_driver_sql(self._insert_log, logs)
+                if uses:
+                    conn.execute(UPSERT_USE, uses)
                 conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": head, "mac": mac})
             self._seq, self._head = seq, head
 

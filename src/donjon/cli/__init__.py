@@ -11,6 +11,7 @@ from donjon.cli.functions import deploy, invoke, logs, ls, rm
 from donjon.cli.issuers import issuer
 from donjon.cli.node import doctor, init, serve, up
 from donjon.cli.output import printable
+from donjon.cli.permissions import permissions
 from donjon.cli.roles import role
 from donjon.cli.scan_cmd import scan_command
 from donjon.cli.secrets import secret, vault
@@ -44,7 +45,7 @@ for command in (
     scan_command,
 ):
     cli.add_command(command)
-for command in (secret, vault):
+for command in (secret, vault, permissions):
     cli.add_command(command)
 
 

@@ -26,6 +26,7 @@ from donjon.gateway.admin_issuers import add_issuer, list_issuers, remove_issuer
 from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
+from donjon.gateway.permissions import unused_permissions
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
 from donjon.gateway.secrets import (
@@ -325,6 +326,11 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/functions/{name}", "GET", _guarded(Action.READ, get_function)),
     ("/v1/functions/{name}", "DELETE", _guarded(Action.DELETE, delete_function)),
     ("/v1/functions/{name}/logs", "GET", _guarded(Action.LOGS, function_logs)),
+    (  # gateway/permissions.py
+        "/v1/functions/{name}/permissions/unused",
+        "GET",
+        _guarded(Action.READ, unused_permissions),
+    ),
     ("/v1/keys", "POST", _guarded(Action.KEYS, create_key)),
     ("/v1/keys", "GET", _guarded(Action.KEYS, list_keys)),
     ("/v1/keys/{key_id}", "DELETE", _guarded(Action.KEYS, revoke_key, self_service=True)),

@@ -127,6 +127,7 @@ async def _run(
     # What the function prints and its errors are redacted of its secrets' values
     # before anything is stored or answered; its own result is its choice.
     redact = Redactor({})
+    granted: dict[str, str] = {}
     try:
         granted = await node.vault.open_granted(deployed.manifest.permissions.secrets)
         redact = Redactor(granted)
@@ -137,6 +138,7 @@ async def _run(
             timeout_s,
             subcalls,
         )
+        _note_reads(detail, result.secrets_read, granted)
         output = redact(result.output)
         rendered = render(result)
         if rendered.refused:
@@ -149,6 +151,7 @@ async def _run(
         return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
+        _note_reads(detail, e.secrets_read, granted)
         _redact_error(e, redact)
         output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
         raise
@@ -209,6 +212,15 @@ async def _call_function(
         chain,
     )
     return bytes(response.body)
+
+
+def _note_reads(detail: dict[str, Any], names: tuple[str, ...], granted: dict[str, str]) -> None:
+    """Which granted secrets the call read, for `donjon permissions unused` (omitted if none).
+
+    The worker reports the names and is trusted for nothing: only granted names are kept."""
+    read = [name for name in names if name in granted]
+    if read:
+        detail["secrets_read"] = read
 
 
 def _redact_error(error: Error, redact: Redactor) -> None:

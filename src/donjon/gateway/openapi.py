@@ -74,6 +74,18 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "parameters": name,
                 "get": _op("A function's output per invocation"),
             },
+            "/v1/functions/{name}/permissions/unused": {
+                "parameters": [
+                    *name,
+                    {
+                        "name": "days",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 3650},
+                    },
+                ],
+                "get": _op("The function's grants unused in the last N days (default 90)"),
+            },
             "/v1/keys": {
                 "get": _op("List API keys"),
                 "post": _op("Create an API key", "201", json_body),

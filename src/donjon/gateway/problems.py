@@ -8,6 +8,7 @@ import math
 
 from starlette.responses import Response
 
+from donjon.audit.unused import BadWindow
 from donjon.boundedjson import JSONTooDeep
 from donjon.bundle import BundleError
 from donjon.errors import Error
@@ -91,6 +92,7 @@ STATUS: dict[type[Error], int] = {
     TooManyInvocations: 429,
     BadSecret: 422,
     SecretNotFound: 404,
+    BadWindow: 400,
 }
 
 

@@ -22,6 +22,8 @@ class SandboxError(Error):
     #: The function's captured stdout/stderr and traceback, for `donjon logs` only.
     output: str = ""
     trace: str = ""
+    #: The secrets the handler says it read before it failed (sandbox/replies.py).
+    secrets_read: tuple[str, ...] = ()
 
 
 class SandboxUnavailable(SandboxError):

@@ -20,11 +20,14 @@ from donjon.sandbox.errors import (
     SandboxError,
 )
 
-__all__ = ["MAX_HEAD", "MAX_RESULT", "CallResult", "reply_head", "reply_result"]
+__all__ = ["MAX_HEAD", "MAX_RESULT", "CallResult", "reply_head", "reply_result", "secrets_read"]
 
 MAX_HEAD = 256 * 1024
 MAX_RESULT = 6 * 1024 * 1024
 _MAX_OUTPUT = 64 * 1024
+#: The most secret names a reply may say it read (the gateway keeps only granted ones).
+_MAX_SECRETS_READ = 256
+_MAX_SECRET_NAME = 63
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ class CallResult:
 
     body: bytes
     output: str
+    #: The secrets the handler says it read: its own word, kept only if granted.
+    secrets_read: tuple[str, ...] = ()
 
 
 def reply_head(raw: bytes) -> dict[str, Any]:
@@ -49,8 +54,9 @@ def reply_head(raw: bytes) -> dict[str, Any]:
 def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     """The call's result, or the sandbox error its head reports (output and trace kept)."""
     output = str(head.get("out", ""))[-_MAX_OUTPUT:]
+    read = secrets_read(head)
     if head.get("ok"):
-        return CallResult(body=body, output=output)
+        return CallResult(body=body, output=output, secrets_read=read)
     kind = head.get("kind")
     error: SandboxError
     if kind == "memory":
@@ -61,4 +67,24 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
         error = FunctionFailed(str(head.get("error", "the function failed")))
     error.output = output
     error.trace = str(head.get("trace", ""))
+    error.secrets_read = read
     raise error
+
+
+def secrets_read(head: dict[str, Any]) -> tuple[str, ...]:
+    """The secret names the head says the handler read: strings of a name's length, bounded.
+
+    Anything else is ignored, not an error: the call's outcome does not hang on it.
+    """
+    names = head.get("secrets_read")
+    if not isinstance(names, list):
+        return ()
+    return tuple(
+        sorted(
+            {
+                name
+                for name in names[:_MAX_SECRETS_READ]
+                if isinstance(name, str) and 0 < len(name) <= _MAX_SECRET_NAME
+            }
+        )
+    )

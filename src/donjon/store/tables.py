@@ -21,6 +21,7 @@ __all__ = [
     "audit_log",
     "function_versions",
     "functions",
+    "grant_uses",
     "invocation_logs",
     "issuers",
     "metadata",
@@ -83,6 +84,19 @@ audit_log = Table(
     ),
     Column("record", LargeBinary, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
+)
+
+#: An index of the audit log (audit/usage.py): the newest record that shows a
+#: function using each of its grants (kind "secret" or "invoke"), written by the
+#: audit writer in the same transaction as that record.
+grant_uses = Table(
+    "grant_uses",
+    metadata,
+    Column("function", String(63), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", Float, nullable=False),
 )
 
 audit_head = Table(

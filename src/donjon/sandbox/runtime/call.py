@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from .context import Context
+from .context import Context, Secrets
 from .frames import recv_frame, send_frames
 
 if TYPE_CHECKING:
@@ -75,10 +75,12 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
     output = CapturedOutput()
     meta: dict[str, Any]
     body = b""
+    secrets: Secrets | None = None
     try:
         ctx_meta = json.loads(recv_frame(sock))
         event = json.loads(recv_frame(sock))
         context = Context(ctx_meta, sock)
+        secrets = context.secrets  # kept here: the handler may rebind context.secrets
         try:
             result = handler(event, context)
         except MemoryError:
@@ -112,6 +114,13 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
     except Exception as e:
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
     meta["out"] = output.collect()
+    if secrets is not None:
+        try:
+            read = secrets.read_names()
+        except Exception:  # the handler broke its own bookkeeping: it reports no reads
+            read = []
+        if read:  # which granted secrets this call read, whatever its outcome
+            meta["secrets_read"] = read
     output.restore()
     try:
         send_frames(sock, json.dumps(meta, separators=(",", ":")).encode(), body)

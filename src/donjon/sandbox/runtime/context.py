@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from types import MappingProxyType
+from collections.abc import Mapping  # loaded already: typing imports it
 from typing import TYPE_CHECKING
 
 from .frames import FrameError, recv_frame, send_frames
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Iterator
     from typing import Any
 
 #: What context.invoke sends at most as an event (the gateway reads no more).
@@ -37,6 +38,47 @@ class InvokeDenied(InvokeError):
     or the chain of calls is too deep."""
 
 
+class Secrets(Mapping[str, str]):
+    """The granted secrets, read-only, noting which ones the handler read.
+
+    Reading a value (`s[name]`, `s.get(name)`, `values()`, `items()`, `dict(s)`,
+    `copy()`) marks its name as read; the names alone (`in`, `keys()`, iteration,
+    `len`) do not. The names read go back in the call's reply, so the node can
+    tell a grant that is used from one that is not (`donjon permissions unused`).
+    """
+
+    __slots__ = ("_read", "_values")
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+        self._read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        value = self._values[name]
+        self._read.add(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def copy(self) -> dict[str, str]:
+        """A plain dict of every value (as `MappingProxyType.copy` gave): all are read."""
+        return dict(self.items())
+
+    def read_names(self) -> list[str]:
+        """The names whose values the handler read, sorted (strings only, whatever it did)."""
+        return sorted(name for name in self._read if isinstance(name, str))
+
+    def __repr__(self) -> str:
+        return f"Secrets({sorted(self._values)!r})"  # names only, never values
+
+
 class Context:
     """What a handler may know about its invocation. Secrets: only those granted."""
 
@@ -59,7 +101,7 @@ class Context:
         self.version: int = meta["version"]
         self.deadline: float = meta["deadline"]
         self.principal: str | None = meta.get("principal")
-        self.secrets = MappingProxyType(dict(meta.get("secrets") or {}))
+        self.secrets = Secrets(dict(meta.get("secrets") or {}))
         self._sock = sock
 
     def remaining_s(self) -> float:
