@@ -193,3 +193,27 @@ def test_cli_bad_name_is_a_clear_error(node: LiveNode) -> None:
     """A function name that is not a name is refused before any request."""
     out = run_cli(node.env(), "permissions", "unused", "../keys", check=False)
     assert out.returncode == 2 and "function name" in out.stderr
+
+
+def test_a_context_invoke_is_a_used_invoke_grant(node: LiveNode, tmp_path: Path) -> None:
+    """A callee reached through context.invoke counts as used; the other grant stays unused."""
+    for callee in ("pu-callee-a", "pu-callee-b"):
+        _deploy(
+            node,
+            tmp_path / callee,
+            f"name: {callee}\nhandler: main.handler\n",
+            "def handler(event, context):\n    return {'callee': context.function_name}\n",
+        )
+    _deploy(
+        node,
+        tmp_path / "pu-chain",
+        "name: pu-chain\nhandler: main.handler\n"
+        "permissions: {invoke: [pu-callee-a, pu-callee-b]}\n",
+        "def handler(event, context):\n    return context.invoke('pu-callee-a', {})\n",
+    )
+    r = node.invoke("pu-chain", {})
+    assert r.status_code == 200 and r.json() == {"callee": "pu-callee-a"}, r.text
+    report = _unused(node, "pu-chain", days=1)
+    assert report["unused"] == {"secrets": [], "egress": [], "invoke": ["pu-callee-b"]}
+    used = [(u["kind"], u["name"]) for u in report["used"]]
+    assert used == [("invoke", "pu-callee-a")], report
