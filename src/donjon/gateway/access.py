@@ -147,7 +147,11 @@ async def authorize(
             "authz.denied",
             f"{action.value}{target} denied: {decision.statement}",
             request_id,
-            {"role": principal.role, "statement": decision.statement, "permission": action.value},
+            {
+                "role": ",".join((principal.role, *principal.more_roles)),
+                "statement": decision.statement,
+                "permission": action.value,
+            },
         )
         raise Forbidden("this credential does not allow that")
 
