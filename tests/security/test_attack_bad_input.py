@@ -424,7 +424,7 @@ def test_bad_key_requests_change_nothing(node: LiveNode) -> None:
         ("POST", keys, {"json": key(role="admin", functions=["probe"])}, 400, "admin key"),
         ("POST", keys, {"json": key(name="")}, 400, "name must be"),
         ("POST", keys, {"json": key(name="k" * 129)}, 400, "name must be"),
-        ("POST", keys, {"json": key(name="k\x1b]0;owned\x07")}, 400, "name must be"),
+        ("POST", keys, {"json": key(name=["k"])}, 400, "name must be"),
         # A misspelt "functions" must not make a key for every function.
         ("POST", keys, {"json": key(function=["probe"])}, 400, "unknown fields: function"),
         ("POST", keys, {"json": "invoker"}, 400, "JSON object"),
