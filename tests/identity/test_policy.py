@@ -159,7 +159,7 @@ def test_builtin_roles() -> None:
     assert not policy.decide(DEV, Action.AUDIT).allowed
     assert policy.decide(INV, Action.INVOKE, "f").allowed
     assert not policy.decide(INV, Action.READ, "f").allowed
-    readable = {Action.AUDIT, Action.ALERTS, Action.METRICS, Action.REPORTS}
+    readable = {Action.AUDIT, Action.ALERTS, Action.METRICS, Action.REPORTS, Action.API_READ}
     for action in Action:
         assert policy.decide(AUD, action, None).allowed is (action in readable), action
     assert not policy.decide(AUD, Action.INVOKE, "f").allowed

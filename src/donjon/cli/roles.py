@@ -41,11 +41,18 @@ def role() -> None:
 def role_apply(file: Path) -> None:
     """Create or replace the custom role in FILE (YAML or JSON), checked before it is sent."""
     if file.stat().st_size > MAX_ROLE_FILE_BYTES:
-        raise RoleError(f"{file} is over {MAX_ROLE_FILE_BYTES} bytes: not a role document")
+        raise RoleError(
+            f"{file} is over {MAX_ROLE_FILE_BYTES} bytes: not a role document",
+            hint="a role document is a name and a list of statements",
+        )
     try:
         data = yaml.safe_load(file.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RoleError(f"{file} is not YAML or JSON: {e}") from None
+        raise RoleError(
+            f"{file} is not YAML or JSON: {e}",
+            hint="fix the document where the message points; see `The policy model` in "
+            "docs/security.md",
+        ) from None
     doc = parse_role(data)  # the server checks again; this says it before the request
     done = ApiClient(load_settings()).json("POST", "/v1/roles", json=doc.model_dump())
     verb = "created" if done["created"] else "replaced"

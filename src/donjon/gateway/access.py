@@ -147,7 +147,11 @@ async def authorize(
             "authz.denied",
             f"{action.value}{target} denied: {decision.statement}",
             request_id,
-            {"role": principal.role, "statement": decision.statement, "permission": action.value},
+            {
+                "role": ",".join((principal.role, *principal.more_roles)),
+                "statement": decision.statement,
+                "permission": action.value,
+            },
         )
         raise Forbidden("this credential does not allow that")
 
@@ -155,14 +159,15 @@ async def authorize(
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than `limit` bytes before reading it all."""
     declared = request.headers.get("content-length")
+    hint = f"this route takes at most {limit} bytes"
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
+        raise PayloadTooLarge(f"request body over {limit} bytes", hint=hint)
     chunks = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
+            raise PayloadTooLarge(f"request body over {limit} bytes", hint=hint)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -175,4 +180,6 @@ async def parse_json(node: Node, request: Request, actor: str, body: bytes, requ
         await deny(node, request, actor, "input.refused", e.message, request_id)
         raise BadRequest(e.message, hint=e.hint) from e
     except ValueError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from e
+        raise BadRequest(
+            f"the request body is not valid JSON: {e}", hint="send a JSON document (UTF-8)"
+        ) from e

@@ -139,17 +139,33 @@ def _limit(request: Request, most: int = 10_000) -> int:
     return int(raw)
 
 
+_KEY_FIELDS = frozenset({"name", "role", "functions", "expires_in_s"})
+_KEY_USAGE = (
+    'the body is {"name": text, "role": a role name, "functions": [names] (optional), '
+    '"expires_in_s": seconds (optional)}'
+)
+MAX_KEY_NAME = 128
+MAX_KEY_FUNCTIONS = 1000
+
+
 async def create_key(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     body = await parse_json(
         node, request, principal.label, await read_body(request, 64 * 1024) or b"null", request_id
     )
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", hint=_KEY_USAGE)
+    unknown = set(body) - _KEY_FIELDS
+    if unknown:
+        # A misspelt "functions" must not make a key for every function.
         raise BadRequest(
-            'body must be {"name": str, "role": a role name, '
-            '"functions": [names] (optional), "expires_in_s": seconds (optional)}'
+            f"unknown fields: {', '.join(sorted(str(f)[:64] for f in unknown))}", hint=_KEY_USAGE
         )
+    name = body.get("name")
+    # Any text (the CLI escapes what it prints), but whole: never truncated.
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_KEY_NAME:
+        raise BadRequest(f"name must be 1-{MAX_KEY_NAME} characters", hint=_KEY_USAGE)
     role = body.get("role")
     if not isinstance(role, str) or not node.policy.exists(role):
         raise BadRequest(
@@ -172,19 +188,23 @@ async def create_key(
     functions = body.get("functions")
     if functions is not None:
         if role == Role.ADMIN:
-            raise BadRequest("functions cannot limit an admin key (it manages every key)")
+            raise BadRequest(
+                "functions cannot limit an admin key (it manages every key)",
+                hint="give the key a narrower role, or omit functions",
+            )
         if (
             not isinstance(functions, list)
             or not functions
+            or len(functions) > MAX_KEY_FUNCTIONS
             or not all(isinstance(f, str) and _FUNCTION_NAME.match(f) for f in functions)
         ):
             raise BadRequest(
-                "functions must be a non-empty list of function names "
-                "(omit it for every function: shown as functions: *)"
+                f"functions must be a non-empty list of at most {MAX_KEY_FUNCTIONS} function names",
+                hint="omit it for every function its role allows (shown as functions: *)",
             )
     key = new_api_key(
         node.master.derive(KEY_HASH_PURPOSE),
-        body["name"][:128],
+        name,
         role,
         tuple(functions) if functions else None,
         expires_at,
@@ -226,7 +246,10 @@ MAX_OVERLAP_S = 30 * 86400
 
 def _seconds(value: object, field: str, most: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
-        raise BadRequest(f"{field} must be a whole number of seconds from 0 to {most}")
+        raise BadRequest(
+            f"{field} must be a whole number of seconds from 0 to {most}",
+            hint="the CLI takes durations such as 90s, 15m, 12h or 30d",
+        )
     return value
 
 
@@ -235,7 +258,9 @@ def _expiry(value: object) -> float | None:
         return None
     seconds = _seconds(value, "expires_in_s", MAX_EXPIRY_S)
     if seconds == 0:
-        raise BadRequest("expires_in_s must be over 0 (omit it for a key that does not expire)")
+        raise BadRequest(
+            "expires_in_s must be over 0", hint="omit it for a key that does not expire"
+        )
     return time.time() + seconds
 
 

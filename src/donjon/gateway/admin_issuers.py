@@ -51,7 +51,7 @@ async def add_issuer(
     body = await parse_json(node, request, principal.label, raw, request_id)
     name = body.get("name") if isinstance(body, dict) else None
     try:
-        spec = parse_issuer_spec(body)
+        spec = parse_issuer_spec(body, node.policy.exists)
         if spec.jwks_url is not None:
             ca = node.settings.jwks_ca_file
             keys = await fetch_jwks(spec.jwks_url, tls_context(str(ca) if ca else None))

@@ -52,7 +52,8 @@ async def openapi(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     try:
-        await authenticate(node, request, request_id)
+        principal = await authenticate(node, request, request_id)
+        await authorize(node, request, principal, Action.API_READ, request_id)
     except Error as e:
         return problem_from_error(e, request_id=request_id)
     return JSONResponse(openapi_document(__version__))

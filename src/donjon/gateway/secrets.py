@@ -35,7 +35,10 @@ async def _value(
         node, request, principal.label, await read_body(request, _MAX_BODY) or b"null", request_id
     )
     if not isinstance(body, dict) or set(body) != {"value"}:
-        raise BadRequest('body must be {"value": "..."}')
+        raise BadRequest(
+            'the body must be {"value": "..."} and nothing else',
+            hint="`donjon secret set NAME` reads the value from stdin or --from-file",
+        )
     return Secret(check_value(body["value"]))
 
 

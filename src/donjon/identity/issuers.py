@@ -12,9 +12,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import httpx
 
 from donjon.errors import Error
 from donjon.identity.jwks import KeySet, parse_jwks
@@ -38,6 +40,8 @@ _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 DEFAULT_ROLES_CLAIM = "roles"
 #: Least privilege: an issuer registered without --allowed-roles grants invoker only.
 DEFAULT_ALLOWED_ROLES: tuple[str, ...] = (Role.INVOKER.value,)
+#: Roles one issuer may grant, at most.
+MAX_ALLOWED_ROLES = 64
 
 
 class IssuerError(Error):
@@ -59,23 +63,68 @@ class IssuerSpec:
     allowed_roles: tuple[str, ...]
 
 
+_USAGE = (
+    'the body is {"name", "issuer", "audience", and "jwks_url" (https://) or '
+    '"jwks" (a JWKS object), optional "roles_claim" and "allowed_roles"}'
+)
+
+
 def _text(body: dict[str, Any], key: str, most: int) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value.strip() or len(value) > most:
-        raise IssuerError(f"{key} must be a non-empty string of at most {most} characters")
+        raise IssuerError(
+            f"{key} must be a non-empty string of at most {most} characters", hint=_USAGE
+        )
     if not value.isprintable():
-        raise IssuerError(f"{key} must not hold control characters")
+        raise IssuerError(f"{key} must not hold control characters", hint=_USAGE)
     return value
 
 
-def parse_issuer_spec(body: Any) -> IssuerSpec:
-    """Check an `issuer add` request; `IssuerError` says what is wrong with it."""
-    usage = (
-        'body must be {"name", "issuer", "audience", and "jwks_url" (https://) or '
-        '"jwks" (a JWKS object), optional "roles_claim" and "allowed_roles"}'
-    )
+def _allowed_roles(allowed: Any, role_exists: Callable[[str], bool] | None) -> list[str]:
+    """A non-empty list of role names that exist (built in, or custom per `role_exists`)."""
+    builtin = [r.value for r in Role]
+    hint = f"name built-in roles ({', '.join(builtin)}) or custom ones (`donjon role ls`)"
+    if (
+        not isinstance(allowed, list)
+        or not allowed
+        or len(allowed) > MAX_ALLOWED_ROLES
+        or not all(isinstance(r, str) for r in allowed)
+    ):
+        raise IssuerError(
+            f"allowed_roles must be a non-empty list of at most {MAX_ALLOWED_ROLES} role names",
+            hint=hint,
+        )
+    for name in allowed:
+        if name not in builtin and (role_exists is None or not role_exists(name)):
+            raise IssuerError(f"allowed_roles names no role {name[:64]!r}", hint=hint)
+    return allowed
+
+
+def _jwks_url(url: str) -> str:
+    """An https:// URL with a host, no credentials and no whitespace, or `IssuerError`."""
+    hint = "give the https:// URL of the issuer's JWKS, or the JWKS itself (a file)"
+    if not url.startswith("https://"):
+        raise IssuerError("jwks_url must be an https:// URL", hint=hint)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as e:
+        raise IssuerError(f"jwks_url is not a valid URL: {e}", hint=hint) from None
+    if not parsed.host or parsed.userinfo or any(c.isspace() for c in url):
+        raise IssuerError(
+            "jwks_url must name a host, and hold no credentials or whitespace", hint=hint
+        )
+    return url
+
+
+def parse_issuer_spec(body: Any, role_exists: Callable[[str], bool] | None = None) -> IssuerSpec:
+    """Check an `issuer add` request; `IssuerError` says what is wrong with it.
+
+    `allowed_roles` may name built-in roles and, with `role_exists`, the custom
+    roles it knows (the node's policy); any other name is refused.
+    """
+    usage = _USAGE
     if not isinstance(body, dict):
-        raise IssuerError(usage)
+        raise IssuerError("the body must be a JSON object", hint=usage)
     unknown = set(body) - {
         "name", "issuer", "jwks_url", "jwks", "audience", "roles_claim", "allowed_roles"
     }  # fmt: skip
@@ -89,24 +138,15 @@ def parse_issuer_spec(body: Any) -> IssuerSpec:
     jwks_url: str | None = None
     jwks: str | None = None
     if "jwks_url" in body:
-        jwks_url = _text(body, "jwks_url", 2048)
-        if not jwks_url.startswith("https://"):
-            raise IssuerError("jwks_url must be an https:// URL (or give the JWKS itself)")
+        jwks_url = _jwks_url(_text(body, "jwks_url", 2048))
     else:
         if not isinstance(body["jwks"], dict):
-            raise IssuerError('jwks must be a JWKS object {"keys": [...]}')
+            raise IssuerError('jwks must be a JWKS object {"keys": [...]}', hint=usage)
         jwks = json.dumps(body["jwks"])
     roles_claim = body.get("roles_claim", DEFAULT_ROLES_CLAIM)
     if not isinstance(roles_claim, str) or not _CLAIM_NAME.match(roles_claim):
-        raise IssuerError("roles_claim must be a claim name ([A-Za-z0-9_.:/-], 1-128)")
-    allowed = body.get("allowed_roles", list(DEFAULT_ALLOWED_ROLES))
-    known = [r.value for r in Role]
-    if (
-        not isinstance(allowed, list)
-        or not allowed
-        or not all(isinstance(r, str) and r in known for r in allowed)
-    ):
-        raise IssuerError(f"allowed_roles must be a non-empty list of {', '.join(known)}")
+        raise IssuerError("roles_claim must be a claim name ([A-Za-z0-9_.:/-], 1-128)", hint=usage)
+    allowed = _allowed_roles(body.get("allowed_roles", list(DEFAULT_ALLOWED_ROLES)), role_exists)
     return IssuerSpec(
         name=name,
         issuer=_text(body, "issuer", 512),

@@ -9,7 +9,6 @@ encryption keys, other curves) is left out of the set.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import jwt
 
+from donjon import boundedjson
 from donjon.errors import Error
 
 __all__ = [
@@ -39,10 +39,20 @@ MAX_KEYS = 100
 MIN_RSA_BITS = 2048
 
 
+#: What a usable JWKS is, for errors that do not say more.
+JWKS_HINT = (
+    'a JWKS is {"keys": [...]} of public signing keys, each with a kid: RSA (RS256), '
+    "EC P-256 (ES256) or OKP Ed25519 (EdDSA)"
+)
+
+
 class JwksError(Error):
-    """A JWKS that cannot be fetched, read or used."""
+    """A JWKS that cannot be fetched, read or used (the hint says what one is, by default)."""
 
     title = "Bad JWKS"
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message, hint=hint or JWKS_HINT)
 
 
 @dataclass(frozen=True)
@@ -83,14 +93,20 @@ def _algorithm(jwk: dict[str, Any]) -> str | None:
     return algorithm
 
 
-def parse_jwks(raw: bytes | str) -> KeySet:
-    """The signing keys of a JWKS document; `JwksError` if it is malformed or has none."""
+def _load(raw: bytes | str) -> Any:
     if len(raw) > MAX_JWKS_BYTES:
         raise JwksError(f"the JWKS is over {MAX_JWKS_BYTES} bytes")
     try:
-        doc = json.loads(raw)
+        return boundedjson.loads(raw)  # fetched from elsewhere: no unbounded recursion
+    except boundedjson.JSONTooDeep as e:
+        raise JwksError(f"the JWKS is not a JWKS: {e.message}") from e
     except (ValueError, UnicodeDecodeError) as e:
         raise JwksError(f"the JWKS is not JSON: {e}") from e
+
+
+def parse_jwks(raw: bytes | str) -> KeySet:
+    """The signing keys of a JWKS document; `JwksError` if it is malformed or has none."""
+    doc = _load(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise JwksError('the JWKS must be a JSON object {"keys": [...]}')
     if len(doc["keys"]) > MAX_KEYS:
@@ -154,6 +170,9 @@ async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
                     raise JwksError(f"the JWKS at {url} is over {MAX_JWKS_BYTES} bytes")
     except TimeoutError as e:
         raise JwksError(f"fetching the JWKS at {url} took over {FETCH_TIMEOUT_S:g} s") from e
-    except httpx.HTTPError as e:
-        raise JwksError(f"cannot fetch the JWKS at {url}: {type(e).__name__}: {e}") from e
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        raise JwksError(
+            f"cannot fetch the JWKS at {url}: {type(e).__name__}: {e}",
+            hint="check the URL, and that the node can reach it over verified HTTPS",
+        ) from e
     return parse_jwks(bytes(body))

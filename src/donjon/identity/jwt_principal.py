@@ -1,8 +1,11 @@
 """Claims to a principal: the one place where a JWT's roles meet Donjon's roles.
 
 The principal is ``jwt:<issuer name>:<sub>``. Its roles are those the roles
-claim lists AND the issuer is allowed to grant (built-in roles only, for now);
-any other is dropped. A principal holds one role: the most powerful one left.
+claim lists AND the issuer is allowed to grant, built in or custom; any other
+is dropped. Of the built-in roles it holds the most powerful one left (as a
+key holds one); every custom role left applies beside it, and the policy
+decides over all of them: an explicit deny in any wins, then any allow. A
+custom role removed since grants nothing (the policy no longer knows it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ __all__ = ["claimed_roles", "granted_roles", "principal_from_claims"]
 
 #: Most powerful first.
 _RANK = (Role.ADMIN, Role.DEVELOPER, Role.AUDITOR, Role.INVOKER)
+_BUILTIN = frozenset(r.value for r in Role)
 
 
 def claimed_roles(claims: dict[str, Any], claim: str) -> list[str]:
@@ -28,10 +32,11 @@ def claimed_roles(claims: dict[str, Any], claim: str) -> list[str]:
     return []
 
 
-def granted_roles(issuer: IssuerRecord, claims: dict[str, Any]) -> list[Role]:
-    """The claimed roles this issuer may grant (the rest are dropped)."""
-    claimed = set(claimed_roles(claims, issuer.roles_claim))
-    return [r for r in _RANK if r.value in claimed and r.value in issuer.allowed_roles]
+def granted_roles(issuer: IssuerRecord, claims: dict[str, Any]) -> list[str]:
+    """The claimed roles this issuer may grant: built-in ones by rank, then custom by name."""
+    claimed = set(claimed_roles(claims, issuer.roles_claim)) & set(issuer.allowed_roles)
+    builtin: list[str] = [r for r in _RANK if r.value in claimed]
+    return builtin + sorted(claimed - _BUILTIN)
 
 
 def principal_from_claims(
@@ -41,4 +46,9 @@ def principal_from_claims(
     roles = granted_roles(issuer, claims)
     if not roles:
         return None
-    return Principal(id=f"{issuer.name}:{sub}", name=sub, role=roles[0], kind="jwt")
+    custom = tuple(r for r in roles if r not in _BUILTIN)
+    if roles[0] in _BUILTIN:
+        role, more = roles[0], custom
+    else:
+        role, more = custom[0], custom[1:]
+    return Principal(id=f"{issuer.name}:{sub}", name=sub, role=role, kind="jwt", more_roles=more)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import re
 import ssl
@@ -21,6 +20,7 @@ from typing import Any
 
 import jwt
 
+from donjon import boundedjson
 from donjon.errors import Error
 from donjon.identity.apikeys import IdentityError
 from donjon.identity.issuers import Issuer, IssuerRegistry
@@ -71,7 +71,10 @@ def looks_like_jwt(token: str) -> bool:
 def _json_segment(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
+        # Bounded: a token of nested brackets must not reach json's recursion (a 500).
+        value = boundedjson.loads(raw)
+    except boundedjson.JSONTooDeep as e:
+        raise TokenRejected(f"jwt: the {what} is nested too deep") from e
     except (binascii.Error, ValueError) as e:
         raise TokenRejected(f"jwt: the {what} is not base64url JSON") from e
     if not isinstance(value, dict):

@@ -49,6 +49,8 @@ class Action(StrEnum):
     VAULT_REKEY = "vault:rekey"
     #: Add, list and remove trusted JWT issuers.
     ISSUERS = "issuer:manage"
+    #: Read the API's own description (GET /openapi.json): every built-in role holds it.
+    API_READ = "api:read"
 
 
 #: The names audit records written before roles were data used (they stay readable).
@@ -69,6 +71,8 @@ FUNCTION_ACTIONS = frozenset(
 OWNER_SCOPED = frozenset({Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS})
 
 _DEV = [a.value for a in sorted(FUNCTION_ACTIONS)]
+#: Reading the API description: a statement of its own in each built-in role (admin has all).
+_API_READ: dict[str, object] = {"effect": "allow", "actions": [Action.API_READ], "resources": ["*"]}
 
 #: The built-in role documents (the admin role is also free of function owners).
 BUILTIN_ROLES: dict[str, list[dict[str, object]]] = {
@@ -80,14 +84,19 @@ BUILTIN_ROLES: dict[str, list[dict[str, object]]] = {
             "actions": [Action.SECRET_WRITE, Action.SECRET_LIST],
             "resources": ["*"],
         },
+        _API_READ,
     ],
-    Role.INVOKER: [{"effect": "allow", "actions": [Action.INVOKE.value], "resources": ["*"]}],
+    Role.INVOKER: [
+        {"effect": "allow", "actions": [Action.INVOKE.value], "resources": ["*"]},
+        _API_READ,
+    ],
     Role.AUDITOR: [
         {
             "effect": "allow",
             "actions": [Action.AUDIT, Action.ALERTS, Action.METRICS, Action.REPORTS],
             "resources": ["*"],
-        }
+        },
+        _API_READ,
     ],
 }
 
@@ -104,6 +113,8 @@ class Principal:
     functions: frozenset[str] | None = None
     #: How it authenticated: "key" (an API key) or "jwt" (id is "<issuer>:<sub>").
     kind: str = "key"
+    #: Further custom roles whose statements also apply (a JWT may be granted several).
+    more_roles: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:

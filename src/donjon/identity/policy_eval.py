@@ -141,8 +141,9 @@ class Policy:
             and function not in principal.functions
         ):
             return Decision(False, "the key is limited to other functions")
-        statements = self._roles.get(principal.role)
-        if statements is None:
+        roles = (principal.role, *principal.more_roles)
+        known = [(r, self._roles[r]) for r in roles if r in self._roles]
+        if not known:
             return Decision(False, f"role {principal.role!r} does not exist")
         name = action.value
         # Owned by someone else: `*` alone no longer reaches it (built-in admin excepted).
@@ -153,25 +154,27 @@ class Policy:
             and (owner is not None or action is not Action.DEPLOY)
             and principal.role != Role.ADMIN
         )
-        allowed_by: _Compiled | None = None
-        for s in statements:
-            if name not in s.actions:
-                continue
-            if function is None:
-                hit = s.star if not s.allow else True
-            else:
-                hit = s.matches(function, explicit=explicit and s.allow)
-            if not hit:
-                continue
-            if not s.allow:
-                return Decision(False, f"{principal.role}#{s.index}")
-            if allowed_by is None:
-                allowed_by = s
+        # Several roles (a JWT's): an explicit deny in any of them wins, then any allow.
+        allowed_by: str | None = None
+        for role, statements in known:
+            for s in statements:
+                if name not in s.actions:
+                    continue
+                if function is None:
+                    hit = s.star if not s.allow else True
+                else:
+                    hit = s.matches(function, explicit=explicit and s.allow)
+                if not hit:
+                    continue
+                if not s.allow:
+                    return Decision(False, f"{role}#{s.index}")
+                if allowed_by is None:
+                    allowed_by = f"{role}#{s.index}"
         if allowed_by is None:
             if explicit and owner is not None:
                 return Decision(False, f"{NO_STATEMENT} (the function is owned by {owner})")
             return Decision(False, NO_STATEMENT)
-        return Decision(True, f"{principal.role}#{allowed_by.index}")
+        return Decision(True, allowed_by)
 
 
 _BUILTIN_POLICY = Policy()

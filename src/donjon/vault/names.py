@@ -32,7 +32,9 @@ def check_name(name: object) -> str:
 
 def check_value(value: object) -> str:
     """A value is text of 1 byte to 64 KiB (UTF-8); never echoed in the error."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
+        raise BadSecret("the secret value is not text", hint="give the value as a JSON string")
+    if not value:
         raise BadSecret("the secret value is missing or empty", hint="give a non-empty value")
     if len(value.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
         raise BadSecret(
