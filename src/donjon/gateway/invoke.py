@@ -99,6 +99,7 @@ async def _run(
     started = time.perf_counter()
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
+    memory_kb: int | None = None
     detail: dict[str, Any] = {}
     # What the function prints and its errors are redacted of its secrets' values
     # before anything is stored or answered; its own result is its choice.
@@ -113,6 +114,7 @@ async def _run(
             deployed.manifest.timeout_s,
         )
         output = redact(result.output)
+        memory_kb = result.memory_kb
         rendered = render(result)
         if rendered.refused:
             detail["refused_headers"] = rendered.refused
@@ -124,6 +126,7 @@ async def _run(
         return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
+        memory_kb = e.memory_kb
         _redact_error(e, redact)
         output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
         raise
@@ -139,12 +142,16 @@ async def _run(
         elapsed = time.perf_counter() - started
         INVOCATIONS.labels(deployed.name, outcome).inc()
         DURATION.labels(deployed.name).observe(elapsed)
-        log = (  # bounded whatever the function printed (calllog.py)
-            InvocationLog(
-                deployed.name, deployed.record.version, request_id, outcome, call_log(output)
-            )
-            if output
-            else None
+        # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
+        # each), its output bounded whatever the function printed (calllog.py).
+        log = InvocationLog(
+            deployed.name,
+            deployed.record.version,
+            request_id,
+            outcome,
+            call_log(output),
+            duration_ms=round(elapsed * 1000, 3),
+            memory_kb=memory_kb,
         )
         await node.audit.record(
             AuditEvent(

@@ -60,6 +60,8 @@ class Deployment:
     report: ScanReport | None
     #: Grants of the manifest this node cannot honour yet, said plainly.
     warnings: tuple[str, ...]
+    #: The function already ran this very bundle: nothing was stored, started or switched.
+    unchanged: bool = False
 
 
 class _NameLocks:
@@ -188,6 +190,9 @@ class Deployments:
             async with self._refusals_audited(principal, request_id):
                 # Under the name's lock: the owner checked is the owner when it switches.
                 self._may_deploy(principal, name)
+                current = self.registry.get(name)
+                if current is not None and current.record.digest == accepted.digest:
+                    return await self._unchanged(current, accepted, principal, request_id)
                 version = await asyncio.to_thread(self._functions.next_version, name)
                 if self._pool is not None:
                     # Start the new version before it takes traffic: its import runs
@@ -197,6 +202,28 @@ class Deployments:
                     )
                     await self._pool.prestart(config)
             return await self._switch_to(accepted, version, principal, request_id, skip_scan)
+
+    async def _unchanged(
+        self, current: Deployed, accepted: Accepted, principal: Principal, request_id: str
+    ) -> Deployment:
+        """A redeploy of the bundle the function already runs: no new version, audited."""
+        record = current.record
+        await self._audit.record(
+            AuditEvent(
+                principal.label,
+                "function.deploy",
+                f"{record.name}@{record.version}",
+                "unchanged",
+                {"request_id": request_id, "digest": accepted.digest},
+            )
+        )
+        return Deployment(
+            record,
+            accepted.digest,
+            accepted.report,
+            _not_yet_granted(accepted.manifest),
+            unchanged=True,
+        )
 
     def _may_deploy(self, principal: Principal, name: str) -> None:
         current = self.registry.get(name)

@@ -22,6 +22,8 @@ class SandboxError(Error):
     #: The function's captured stdout/stderr and traceback, for `donjon logs` only.
     output: str = ""
     trace: str = ""
+    #: The peak memory the worker reported for the call (KiB), when it reported one.
+    memory_kb: int | None = None
 
 
 class SandboxUnavailable(SandboxError):

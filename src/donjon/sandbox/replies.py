@@ -33,6 +33,9 @@ class CallResult:
 
     body: bytes
     output: str
+    #: The peak memory the worker reported (KiB), None if it said nothing usable.
+    #: Function code could write its own reply: a figure for its owner, never for limits.
+    memory_kb: int | None = None
 
 
 def reply_head(raw: bytes) -> dict[str, Any]:
@@ -49,8 +52,9 @@ def reply_head(raw: bytes) -> dict[str, Any]:
 def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     """The call's result, or the sandbox error its head reports (output and trace kept)."""
     output = str(head.get("out", ""))[-_MAX_OUTPUT:]
+    memory = _memory_kb(head.get("mem_kb"))
     if head.get("ok"):
-        return CallResult(body=body, output=output)
+        return CallResult(body=body, output=output, memory_kb=memory)
     kind = head.get("kind")
     error: SandboxError
     if kind == "memory":
@@ -61,4 +65,12 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
         error = FunctionFailed(str(head.get("error", "the function failed")))
     error.output = output
     error.trace = str(head.get("trace", ""))
+    error.memory_kb = memory
     raise error
+
+
+def _memory_kb(value: object) -> int | None:
+    """A reported peak memory, if it is a plausible whole number of KiB."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40:
+        return value
+    return None
