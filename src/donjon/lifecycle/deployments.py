@@ -192,7 +192,9 @@ class Deployments:
                 self._may_deploy(principal, name)
                 current = self.registry.get(name)
                 if current is not None and current.record.digest == accepted.digest:
-                    return await self._unchanged(current, accepted, principal, request_id)
+                    return await self._unchanged(
+                        current, accepted, principal, request_id, skip_scan
+                    )
                 version = await asyncio.to_thread(self._functions.next_version, name)
                 if self._pool is not None:
                     # Start the new version before it takes traffic: its import runs
@@ -204,9 +206,15 @@ class Deployments:
             return await self._switch_to(accepted, version, principal, request_id, skip_scan)
 
     async def _unchanged(
-        self, current: Deployed, accepted: Accepted, principal: Principal, request_id: str
+        self,
+        current: Deployed,
+        accepted: Accepted,
+        principal: Principal,
+        request_id: str,
+        skip_scan: bool,
     ) -> Deployment:
-        """A redeploy of the bundle the function already runs: no new version, audited."""
+        """A redeploy of the bundle the function already runs: no new version, audited
+        (with the escape hatches it used, warned as for any deploy)."""
         record = current.record
         await self._audit.record(
             AuditEvent(
@@ -214,14 +222,16 @@ class Deployments:
                 "function.deploy",
                 f"{record.name}@{record.version}",
                 "unchanged",
-                {"request_id": request_id, "digest": accepted.digest},
+                _audit_detail(request_id, accepted, skip_scan),
             )
         )
+        manifest = accepted.manifest
+        warnings = _unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(
             record,
             accepted.digest,
             accepted.report,
-            _not_yet_granted(accepted.manifest),
+            warnings + _not_yet_granted(manifest),
             unchanged=True,
         )
 
@@ -275,23 +285,7 @@ class Deployments:
                 _audit_detail(request_id, accepted, skip_scan),
             )
         )
-        if skip_scan:
-            log.warning(
-                "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
-                principal.label,
-                record.name,
-                record.version,
-            )
-        broad = broad_grants(manifest.permissions)
-        for grant in broad:
-            log.warning(
-                "UNSAFE: %s deployed %s@%s with a broad grant (--unsafe-allow-broad): %s",
-                principal.label,
-                record.name,
-                record.version,
-                grant,
-            )
-        warnings = tuple(f"UNSAFE (--unsafe-allow-broad): {g}" for g in broad)
+        warnings = _unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(record, digest, accepted.report, warnings + _not_yet_granted(manifest))
 
     async def _store_and_switch(
@@ -408,6 +402,29 @@ def _audit_detail(request_id: str, accepted: Accepted, skip_scan: bool) -> dict[
     else:
         detail["findings"] = len(accepted.report.findings) if accepted.report else 0
     return detail
+
+
+def _unsafe_warnings(
+    principal: Principal, record: FunctionRecord, manifest: Manifest, skip_scan: bool
+) -> tuple[str, ...]:
+    """Log each escape hatch a deploy used; the broad grants, as warnings for the deployer."""
+    if skip_scan:
+        log.warning(
+            "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
+            principal.label,
+            record.name,
+            record.version,
+        )
+    broad = broad_grants(manifest.permissions)
+    for grant in broad:
+        log.warning(
+            "UNSAFE: %s deployed %s@%s with a broad grant (--unsafe-allow-broad): %s",
+            principal.label,
+            record.name,
+            record.version,
+            grant,
+        )
+    return tuple(f"UNSAFE (--unsafe-allow-broad): {g}" for g in broad)
 
 
 def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
