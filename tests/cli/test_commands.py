@@ -29,8 +29,9 @@ def test_deploy_invoke_logs_rm(node: LiveNode, tmp_path: Path) -> None:
     assert json.loads(result)["message"] == "hello, cli"
     piped = run_cli(env, "invoke", "cli-hello", "--data", "-", input='{"name": "pipe"}').stdout
     assert json.loads(piped)["message"] == "hello, pipe"
+    # The same bundle again is a no-op: no new version (issue 11).
     again = json.loads(run_cli(env, "deploy", str(fn), "--json").stdout)
-    assert again["version"] == deployed["version"] + 1
+    assert again["version"] == deployed["version"] and again["unchanged"] is True
     assert again["digest"] == deployed["digest"]
     run_cli(env, "rm", "cli-hello")
     assert "cli-hello" not in run_cli(env, "ls").stdout

@@ -46,8 +46,9 @@ def test_logs_escape_control_characters_in_function_output(node: LiveNode) -> No
     text = out.decode()
     assert "\\x1b]0;pwned\\x07" in text
     assert "\t" in text  # a tab is harmless and stays
-    headers = [line for line in text.splitlines() if line.startswith("--- ")]
-    assert not any("deadbeefdeadbeef" in line for line in headers), headers
+    # The CLI's own lines (START/END/REPORT) are the ones not marked as output.
+    headers = [line for line in text.splitlines() if not line.startswith("| ")]
+    assert headers and not any("deadbeefdeadbeef" in line for line in headers), headers
 
 
 def test_audit_tail_escapes_control_characters_in_request_paths(node: LiveNode) -> None:

@@ -23,6 +23,7 @@ from donjon.config import Settings
 from donjon.identity import Principal, Role
 from donjon.lifecycle import (
     DeployBlocked,
+    DeployForbidden,
     Deployments,
     FunctionNotFound,
     SkipScanRefused,
@@ -168,6 +169,42 @@ def test_a_new_version_replaces_the_old_one(settings: Settings, tmp_path: Path) 
         done = await s.deployments.deploy(two, DEV, "r2")
         assert done.record.version == 2
         assert await s.call("counter") == [2, 1]
+
+    run(settings, scenario)
+
+
+def test_the_same_bundle_again_is_a_no_op(settings: Settings, tmp_path: Path) -> None:
+    """A redeploy of the digest the function runs stores, starts and switches nothing."""
+    code = "STATE = []\ndef handler(e, c):\n    STATE.append(1)\n    return len(STATE)\n"
+    bundle = archive(tmp_path / "same", "same", code, "isolation: warm\n")
+
+    async def scenario(s: Service) -> None:
+        first = await s.deployments.deploy(bundle, DEV, "r1")
+        assert await s.call("same") == 1
+        again = await s.deployments.deploy(bundle, DEV, "r2")
+        assert again.unchanged and not first.unchanged
+        assert again.record.version == first.record.version == 1
+        assert again.digest == first.digest
+        assert s.functions.next_version("same") == 2  # no version 2 was stored
+        assert await s.call("same") == 2  # the same warm worker: nothing was restarted
+        records = s.audited("function.deploy")
+        assert [r["outcome"] for r in records] == ["ok", "unchanged"]
+        assert records[-1]["target"] == "same@1"
+
+    run(settings, scenario)
+
+
+def test_a_no_op_redeploy_still_needs_the_right_to_deploy(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Another developer sending the same bundle is refused, not told "unchanged"."""
+    bundle = archive(tmp_path / "owned", "owned", "def handler(e, c):\n    return 1\n")
+    other = Principal("dev2", "dev2", Role.DEVELOPER)
+
+    async def scenario(s: Service) -> None:
+        await s.deployments.deploy(bundle, DEV, "r1")
+        with pytest.raises(DeployForbidden):
+            await s.deployments.deploy(bundle, other, "r2")
 
     run(settings, scenario)
 

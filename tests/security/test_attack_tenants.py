@@ -79,6 +79,8 @@ def test_new_version_does_not_see_old_versions_state(
     orphan_name = "sec" + secrets.token_hex(4)
     attack(node, name, "keep_state", marker=marker, paths=_TRACES)
     attack(node, name, "spawn_orphan", name=orphan_name, sleep=20)
+    # A changed bundle: the same one again is a no-op, not a new version (issue 11).
+    (src / "release.txt").write_text("2\n")
     v2 = node.deploy(src)["version"]
     assert v2 > v1
     after = attack(node, name, "find_state", paths=_TRACES)

@@ -48,3 +48,44 @@ def test_audit_tail_is_the_last_n_records_oldest_first(tmp_path: Path) -> None:
     tail = audit.tail(2)
     assert [r["detail"]["i"] for r in tail] == [2, 3]
     assert [r["seq"] for r in tail] == [3, 4]
+
+
+def test_entries_carry_a_cursor_and_the_calls_report(tmp_path: Path) -> None:
+    """Each entry has its cursor, and the duration and peak memory written with it."""
+    engine = _engine(tmp_path)
+    audit = AuditLog(engine, KEY)
+    audit.record_now(
+        AuditEvent("key:a", "function.invoke", "f@1", "ok", {}),
+        InvocationLog("f", 1, "r-1", "ok", "", duration_ms=12.5, memory_kb=10240),
+    )
+    (row,) = InvocationLogStore(engine).recent("f", 10)
+    assert isinstance(row["cursor"], int)
+    assert (row["output"], row["duration_ms"], row["memory_kb"]) == ("", 12.5, 10240)
+
+
+def test_after_a_cursor_gives_the_next_entries_oldest_first(tmp_path: Path) -> None:
+    """after=c lists the first n entries newer than c: what `logs -f` polls for."""
+    engine = _engine(tmp_path)
+    audit = AuditLog(engine, KEY)
+    for i in range(5):
+        _call(audit, "f", i)
+    store = InvocationLogStore(engine)
+    first = store.recent("f", 1)[0]["cursor"]  # the newest
+    assert store.recent("f", 10, after=first) == []
+    every = store.recent("f", 10)
+    later = store.recent("f", 2, after=every[1]["cursor"])
+    assert [r["request_id"] for r in later] == ["f-2", "f-3"]
+
+
+def test_since_and_request_id_pick_entries(tmp_path: Path) -> None:
+    """since keeps entries at or after a time; request_id picks one call's entry."""
+    engine = _engine(tmp_path)
+    audit = AuditLog(engine, KEY)
+    for i in range(3):
+        _call(audit, "f", i)
+    store = InvocationLogStore(engine)
+    assert len(store.recent("f", 10, since=0)) == 3
+    assert store.recent("f", 10, since=4e9) == []
+    (one,) = store.recent("f", 10, request_id="f-1")
+    assert one["output"] == "line 1\n"
+    assert store.recent("g", 10, request_id="f-1") == []

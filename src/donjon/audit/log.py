@@ -57,6 +57,9 @@ class InvocationLog:
     request_id: str
     outcome: str
     output: str
+    #: The call's wall time at the gateway, and the peak memory its worker reported.
+    duration_ms: float | None = None
+    memory_kb: int | None = None
 
 
 log_ = logging.getLogger("donjon.audit")
@@ -77,6 +80,8 @@ _LOG_COLUMNS = (
     "sealed",
     "wrapped_key",
     "kek_id",
+    "duration_ms",
+    "memory_kb",
 )
 
 
@@ -107,6 +112,8 @@ class AuditLog:
                 sealed=bindparam("sealed"),
                 wrapped_key=bindparam("wrapped_key"),
                 kek_id=bindparam("kek_id"),
+                duration_ms=bindparam("duration_ms"),
+                memory_kb=bindparam("memory_kb"),
             )
             .compile(dialect=dialect)
         )
@@ -199,10 +206,11 @@ class AuditLog:
 
     def _log_row(self, log: InvocationLog, now: float) -> tuple[Any, ...]:
         head = (log.function, log.version, log.request_id, now, log.outcome)
-        if self._sealer is None:
-            return (*head, log.output, None, None, None)
+        report = (log.duration_ms, log.memory_kb)
+        if self._sealer is None or not log.output:  # an empty output has nothing to seal
+            return (*head, log.output, None, None, None, *report)
         sealed = self._sealer.seal(log.function, log.request_id, log.output)
-        return (*head, "", sealed.ciphertext, sealed.wrapped_key, sealed.kek_id)
+        return (*head, "", sealed.ciphertext, sealed.wrapped_key, sealed.kek_id, *report)
 
     def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append synchronously (CLI and start-up paths, no event loop)."""

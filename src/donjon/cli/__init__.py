@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import platform
 import sys
 
 import click
 
+from donjon import __version__
 from donjon.cli.admin import audit, key
-from donjon.cli.functions import deploy, invoke, logs, ls, rm
+from donjon.cli.deploy import deploy
+from donjon.cli.functions import describe, invoke, ls, rm
 from donjon.cli.issuers import issuer
+from donjon.cli.logs import logs
+from donjon.cli.new import new
 from donjon.cli.node import doctor, init, serve, up
-from donjon.cli.output import printable
+from donjon.cli.output import OutputFormat, echo_text, emit, output_option, printable
 from donjon.cli.permissions import permissions
 from donjon.cli.roles import role
 from donjon.cli.scan_cmd import scan_command
@@ -22,10 +27,31 @@ __all__ = ["cli", "main"]
 
 @click.group()
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, "--version", prog_name="donjon", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """Donjon: a serverless platform, secure by default."""
+    """Donjon: a serverless platform, secure by default.
+
+    Shell completion (click's): eval "$(_DONJON_COMPLETE=bash_source donjon)"
+    in ~/.bashrc (zsh_source in ~/.zshrc; fish_source for fish).
+    """
     ctx.obj = {"debug": debug}
+
+
+@click.command()
+@output_option
+def version(output: OutputFormat) -> None:
+    """Print Donjon's version (and the Python it runs on)."""
+    info = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "platform": f"{sys.platform}-{platform.machine()}",
+    }
+    emit(
+        output,
+        info,
+        lambda: echo_text(f"donjon {__version__} (python {info['python']}, {info['platform']})"),
+    )
 
 
 for command in (
@@ -33,9 +59,11 @@ for command in (
     serve,
     up,
     doctor,
+    new,
     deploy,
     invoke,
     ls,
+    describe,
     logs,
     rm,
     key,
@@ -43,6 +71,7 @@ for command in (
     audit,
     issuer,
     scan_command,
+    version,
 ):
     cli.add_command(command)
 for command in (secret, vault, permissions):

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, echo_text, print_table, when
+from donjon.cli.output import (
+    OutputFormat,
+    echo_json,
+    echo_text,
+    emit,
+    output_option,
+    print_table,
+    when,
+)
 from donjon.cli.roles import parse_duration
 from donjon.config import load_settings
 from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey, VaultError
@@ -23,11 +33,11 @@ def key() -> None:
 @click.option("--role", required=True, help="admin, developer, invoker, auditor, or a custom role.")
 @click.option("--functions", default=None, help="Only these functions (a,b).")
 @click.option("--expires-in", default=None, help="The key stops working after this (30d, 12h).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "key": ...}.')
+@output_option
 def key_create(
-    name: str, role: str, functions: str | None, expires_in: str | None, as_json: bool
+    name: str, role: str, functions: str | None, expires_in: str | None, output: OutputFormat
 ) -> None:
-    """Create a key; it is printed once and never again."""
+    """Create a key; it is printed once and never again (--output json: {"id", "key"})."""
     body: dict[str, object] = {"name": name, "role": role}
     if expires_in is not None:
         body["expires_in_s"] = parse_duration(expires_in, "--expires-in")
@@ -37,7 +47,7 @@ def key_create(
             raise click.BadParameter("name at least one function", param_hint="--functions")
         body["functions"] = names
     created = ApiClient(load_settings()).json("POST", "/v1/keys", json=body)
-    if as_json:
+    if output is OutputFormat.JSON:
         echo_json({"id": created["id"], "key": created["key"]})
     else:
         echo_text(
@@ -49,13 +59,14 @@ def key_create(
 
 
 @key.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def key_ls(as_json: bool) -> None:
-    """List keys (never the keys themselves)."""
+@output_option
+def key_ls(output: OutputFormat) -> None:
+    """List keys (never the keys themselves); ids in full, whatever the terminal's width."""
     keys = ApiClient(load_settings()).json("GET", "/v1/keys")
-    if as_json:
-        echo_json(keys)
-        return
+    emit(output, keys, lambda: _key_table(keys))
+
+
+def _key_table(keys: list[dict[str, Any]]) -> None:
     print_table(
         ["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "EXPIRES", "LAST USED", "REVOKED"],
         [
@@ -79,12 +90,12 @@ def key_ls(as_json: bool) -> None:
 @click.option(
     "--overlap", default="1h", show_default=True, help="How long the old secret keeps working."
 )
-@click.option("--json", "as_json", is_flag=True, help='Print {"id": ..., "key": ...}.')
-def key_rotate(key_id: str, overlap: str, as_json: bool) -> None:
+@output_option
+def key_rotate(key_id: str, overlap: str, output: OutputFormat) -> None:
     """A new secret for KEY_ID (same id, role and owner); printed once and never again."""
     body = {"overlap_s": parse_duration(overlap, "--overlap")}
     done = ApiClient(load_settings()).json("POST", f"/v1/keys/{key_id}/rotate", json=body)
-    if as_json:
+    if output is OutputFormat.JSON:
         echo_json({"id": done["id"], "key": done["key"]})
         return
     echo_text(
@@ -96,10 +107,11 @@ def key_rotate(key_id: str, overlap: str, as_json: bool) -> None:
 
 @key.command("revoke")
 @click.argument("key_id")
-def key_revoke(key_id: str) -> None:
+@output_option
+def key_revoke(key_id: str, output: OutputFormat) -> None:
     """Revoke a key; it stops working on the next request."""
     ApiClient(load_settings()).request("DELETE", f"/v1/keys/{key_id}")
-    click.echo(f"revoked {key_id}")
+    emit(output, {"revoked": key_id}, lambda: echo_text(f"revoked {key_id}"))
 
 
 @click.group()
@@ -108,7 +120,8 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
+@output_option
+def audit_verify(output: OutputFormat) -> None:
     """Check the whole hash chain and its signed head (reads the data dir directly)."""
     from donjon.audit import verify_log
     from donjon.store import connect
@@ -122,22 +135,36 @@ def audit_verify() -> None:
         result = verify_log(engine, master.derive(AUDIT_MAC_PURPOSE))
     finally:
         engine.dispose()
+    if output is OutputFormat.JSON:
+        echo_json(
+            {
+                "ok": result.ok,
+                "records": result.records,
+                "bad_seq": result.bad_seq,
+                "reason": result.reason,
+            }
+        )
     if result.ok:
-        click.echo(f"audit log intact: {result.records} records")
+        if output is OutputFormat.TABLE:
+            click.echo(f"audit log intact: {result.records} records")
         return
-    click.echo(f"audit log TAMPERED: first bad record {result.bad_seq}: {result.reason}", err=True)
+    if output is OutputFormat.TABLE:
+        click.echo(
+            f"audit log TAMPERED: first bad record {result.bad_seq}: {result.reason}", err=True
+        )
     raise SystemExit(2)
 
 
 @audit.command("tail")
 @click.option("-n", "count", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def audit_tail(count: int, as_json: bool) -> None:
+@output_option
+def audit_tail(count: int, output: OutputFormat) -> None:
     """Show the newest audit records."""
     records = ApiClient(load_settings()).json("GET", "/v1/audit", params={"n": count})
-    if as_json:
-        echo_json(records)
-        return
+    emit(output, records, lambda: _audit_lines(records))
+
+
+def _audit_lines(records: list[dict[str, Any]]) -> None:
     for r in records:
         # Every field was written by others (a request path, a key name): escaped.
         detail = " ".join(f"{k}={v}" for k, v in sorted(r["detail"].items()))

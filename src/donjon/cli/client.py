@@ -19,10 +19,14 @@ class ApiError(Error):
 
     title = "API error"
 
-    def __init__(self, message: str, *, hint: str = "", http_status: int = 0) -> None:
+    def __init__(
+        self, message: str, *, hint: str = "", http_status: int = 0, request_id: str = ""
+    ) -> None:
         super().__init__(message, hint=hint)
         #: The status the gateway answered with (0: it was not reached).
         self.http_status = http_status
+        #: The request id the problem document carried ("" if none).
+        self.request_id = request_id
 
 
 class ApiClient:
@@ -75,4 +79,5 @@ def _problem(response: httpx.Response) -> ApiError:
     return ApiError(
         f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""),
         http_status=response.status_code,
+        request_id=rid if isinstance(rid, str) else "",
     )

@@ -1,26 +1,34 @@
-"""deploy, invoke, ls, logs, rm."""
+"""invoke, ls, describe, rm; and `deploy_dir`, which `deploy` and `up` share."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from donjon import boundedjson
-from donjon.cli.client import ApiClient
+from donjon.cli.client import ApiClient, ApiError
+from donjon.cli.logs import fetch_call_log, log_tail
 from donjon.cli.output import (
+    OutputFormat,
     echo_json,
     echo_json_text,
     echo_text,
+    emit,
+    output_option,
     print_table,
-    printable,
     printable_lines,
     when,
 )
 from donjon.config import load_settings
 
-__all__ = ["deploy", "deploy_dir", "invoke", "logs", "ls", "rm"]
+__all__ = ["deploy_dir", "describe", "invoke", "ls", "read_event", "rm", "upload_bundle"]
+
+#: The largest event the gateway takes (gateway/invoke.py's MAX_EVENT_BYTES).
+MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 
 def deploy_dir(
@@ -34,6 +42,24 @@ def deploy_dir(
     from donjon.bundle import build_bundle
 
     manifest, archive = build_bundle(directory)
+    return upload_bundle(
+        client,
+        archive,
+        manifest.model_dump(mode="json", exclude_none=True),
+        unsafe_skip_scan=unsafe_skip_scan,
+        unsafe_allow_broad=unsafe_allow_broad,
+    )
+
+
+def upload_bundle(
+    client: ApiClient,
+    archive: bytes,
+    manifest: dict[str, Any],
+    *,
+    unsafe_skip_scan: bool = False,
+    unsafe_allow_broad: bool = False,
+) -> dict[str, object]:
+    """Send a built bundle; the reply (name, version, digest, scan, warnings, unchanged)."""
     params = {"unsafe_skip_scan": "true"} if unsafe_skip_scan else {}
     if unsafe_allow_broad:
         params["unsafe_allow_broad"] = "true"
@@ -44,57 +70,36 @@ def deploy_dir(
         params=params,
         headers={"content-type": "application/gzip"},
     )
-    result["manifest"] = manifest.model_dump(mode="json", exclude_none=True)
+    result["manifest"] = manifest
     return result
 
 
-def _warnings(result: dict[str, object]) -> list[str]:
-    """The warnings a deploy's reply carries (the unsafe escape hatches it used)."""
-    found = result.get("warnings")
-    return [str(w) for w in found] if isinstance(found, list) else []
-
-
-@click.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option(
-    "--unsafe-skip-scan",
-    is_flag=True,
-    help="Admins only: deploy without the scan gate (audited, logged).",
-)
-@click.option(
-    "--unsafe-allow-broad",
-    is_flag=True,
-    help="Admins only: let wildcard and over-broad permission grants through (audited, warned).",
-)
-def deploy(
-    directory: Path, as_json: bool, unsafe_skip_scan: bool, unsafe_allow_broad: bool
-) -> None:
-    """Validate, vendor, scan and deploy the function bundle in DIRECTORY."""
-    if unsafe_skip_scan:
-        click.echo("warning: UNSAFE: deploying without the scan gate", err=True)
-    if unsafe_allow_broad:
-        click.echo("warning: UNSAFE: broad permission grants allowed", err=True)
-    result = deploy_dir(
-        ApiClient(load_settings()),
-        directory,
-        unsafe_skip_scan=unsafe_skip_scan,
-        unsafe_allow_broad=unsafe_allow_broad,
-    )
-    if as_json:
-        echo_json({k: result[k] for k in ("name", "version", "digest", "scan", "warnings")})
-        for warning in _warnings(result):
-            if warning.startswith("UNSAFE"):
-                echo_text(f"warning: {warning}", err=True)
-        return
-    scan = result.get("scan")
-    if isinstance(scan, dict) and scan.get("findings"):
-        click.echo(printable(str(scan.get("report", "")).rstrip(), multiline=True))
-    for warning in _warnings(result):
-        echo_text(f"warning: {warning}", err=True)
-    echo_text(
-        f"deployed {result['name']} version {result['version']} digest sha256:{result['digest']}"
-    )
+def read_event(data: str) -> bytes:
+    """--data: JSON as typed, @FILE for a file's content, - for stdin; checked to be JSON."""
+    if data == "-":
+        raw = sys.stdin.buffer.read(MAX_EVENT_BYTES + 1)
+    elif data.startswith("@"):
+        try:
+            with Path(data[1:]).open("rb") as f:
+                raw = f.read(MAX_EVENT_BYTES + 1)
+        except OSError as e:
+            raise click.BadParameter(
+                f"cannot read {data[1:]}: {e.strerror}", param_hint="--data"
+            ) from e
+    else:
+        raw = data.encode()
+    if len(raw) > MAX_EVENT_BYTES:
+        raise click.BadParameter(
+            f"the event is over {MAX_EVENT_BYTES} bytes, the most the gateway takes",
+            param_hint="--data",
+        )
+    try:
+        boundedjson.loads(raw)
+    except boundedjson.JSONTooDeep as e:
+        raise click.BadParameter(e.message, param_hint="--data") from e
+    except ValueError as e:
+        raise click.BadParameter(f"not valid JSON: {e}", param_hint="--data") from e
+    return raw
 
 
 @click.command()
@@ -104,74 +109,134 @@ def deploy(
     "data",
     default="{}",
     show_default=True,
-    help="The event as JSON, or - to read it from stdin.",
+    help="The event: JSON, @FILE to read it from a file, or - to read it from stdin.",
 )
-def invoke(name: str, data: str) -> None:
-    """Invoke function NAME with an event and print its result."""
-    raw = sys.stdin.read() if data == "-" else data
-    try:
-        boundedjson.loads(raw)
-    except boundedjson.JSONTooDeep as e:
-        raise click.BadParameter(e.message, param_hint="--data") from e
-    except ValueError as e:
-        raise click.BadParameter(f"not valid JSON: {e}", param_hint="--data") from e
+@click.option(
+    "--log-type",
+    type=click.Choice(["none", "tail"]),
+    default="none",
+    show_default=True,
+    help="tail: print the end of the call's log (START/END/REPORT, output; 4 KiB) "
+    "on stderr. Needs the right to read the function's logs.",
+)
+@output_option
+def invoke(name: str, data: str, log_type: str, output: OutputFormat) -> None:
+    """Invoke function NAME with an event and print its result.
+
+    With --output json it prints {"request_id", "result"} (and "log" with
+    --log-type tail) instead of the bare result.
+    """
+    event = read_event(data)
     client = ApiClient(load_settings())
-    response = client.request(
-        "POST",
-        f"/v1/functions/{name}/invoke",
-        content=raw.encode(),
-        headers={"content-type": "application/json"},
-    )
-    echo_json_text(response.text)
+    try:
+        response = client.request(
+            "POST",
+            f"/v1/functions/{name}/invoke",
+            content=event,
+            headers={"content-type": "application/json"},
+        )
+    except ApiError as e:
+        if log_type == "tail" and e.request_id:
+            _print_tail(client, name, e.request_id)  # why it failed, for those who may see it
+        raise
+    request_id = response.headers.get("x-request-id", "")
+    tail = _print_tail(client, name, request_id) if log_type == "tail" else None
+    if output is OutputFormat.JSON:
+        doc: dict[str, Any] = {"request_id": request_id, "result": response.json()}
+        if tail is not None:
+            doc["log"] = tail
+        echo_json(doc)
+    else:
+        echo_json_text(response.text)
+
+
+def _print_tail(client: ApiClient, name: str, request_id: str) -> str | None:
+    """The call's log tail on stderr (and returned); a note there if it cannot be read."""
+    try:
+        entry = fetch_call_log(client, name, request_id)
+    except ApiError as e:
+        echo_text(f"no log tail: {e.message}", err=True)
+        return None
+    if entry is None:
+        echo_text(f"no log tail: nothing recorded for request {request_id}", err=True)
+        return None
+    tail = log_tail(entry)
+    click.echo(printable_lines(tail, marker=""), err=True)
+    return tail
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def ls(as_json: bool) -> None:
+@output_option
+def ls(output: OutputFormat) -> None:
     """List deployed functions."""
     functions = ApiClient(load_settings()).json("GET", "/v1/functions")
-    if as_json:
-        echo_json(functions)
-        return
-    rows = []
-    for f in functions:
-        triggers = [t["http"]["path"] for t in f["manifest"].get("triggers", []) if "http" in t]
-        rows.append(
-            [
-                f["name"],
-                str(f["version"]),
-                f["digest"][:12],
-                f["manifest"].get("isolation", "invocation"),
-                " ".join(triggers) or "-",
-                when(f["deployed_at"]),
-            ]
-        )
-    print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "HTTP", "DEPLOYED"], rows)
+
+    def table() -> None:
+        rows = []
+        for f in functions:
+            triggers = [t["http"]["path"] for t in f["manifest"].get("triggers", []) if "http" in t]
+            rows.append(
+                [
+                    f["name"],
+                    str(f["version"]),
+                    f["digest"][:12],
+                    f["manifest"].get("isolation", "invocation"),
+                    " ".join(triggers) or "-",
+                    when(f["deployed_at"]),
+                ]
+            )
+        print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "HTTP", "DEPLOYED"], rows)
+
+    emit(output, functions, table)
 
 
 @click.command()
 @click.argument("name")
-@click.option("-n", "count", default=20, show_default=True, help="How many invocations.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def logs(name: str, count: int, as_json: bool) -> None:
-    """Show function NAME's output and errors, per invocation."""
-    entries = ApiClient(load_settings()).json(
-        "GET", f"/v1/functions/{name}/logs", params={"n": count}
-    )
-    if as_json:
-        echo_json(entries)
-        return
-    if not entries:
-        click.echo(f"no output recorded for {name}")
-    for e in entries:
-        # Header lines start at the margin; every line of output starts with "| ".
-        echo_text(f"--- {when(e['ts'])} request {e['request_id']} v{e['version']} {e['outcome']}")
-        click.echo(printable_lines(e["output"].rstrip("\n")))
+@output_option
+def describe(name: str, output: OutputFormat) -> None:
+    """Show function NAME: version, digest, who deployed it, limits, triggers, grants."""
+    view = ApiClient(load_settings()).json("GET", f"/v1/functions/{name}")
+    emit(output, view, lambda: _describe_lines(view))
+
+
+def _describe_lines(view: dict[str, Any]) -> None:
+    m: dict[str, Any] = view["manifest"]
+    perms: dict[str, Any] = m.get("permissions") or {}
+    grants = [f"{k}: {','.join(map(str, v))}" for k, v in sorted(perms.items()) if v]
+    limits: dict[str, Any] = m.get("limits") or {}
+    fields = [
+        ("name", view["name"]),
+        ("version", view["version"]),
+        ("digest", f"sha256:{view['digest']}"),
+        ("deployed", f"{when(view['deployed_at'])} UTC by {view['deployed_by']}"),
+        ("owner", view.get("owner") or "-"),
+        ("handler", m.get("handler", "-")),
+        ("memory", f"{m.get('memory_mb', '-')} MB"),
+        ("timeout", f"{m.get('timeout_s', '-')} s"),
+        ("isolation", m.get("isolation", "invocation")),
+        ("permissions", "; ".join(grants) or "none"),
+        ("limits", ", ".join(f"{k} {v}" for k, v in sorted(limits.items()) if v) or "-"),
+    ]
+    for label, value in fields:
+        echo_text(f"{label + ':':<13}{value}")
+    triggers = [_trigger(t) for t in m.get("triggers") or []]
+    echo_text(f"{'triggers:':<13}{triggers[0] if triggers else 'none (invoke only)'}")
+    for more in triggers[1:]:
+        echo_text(f"{'':<13}{more}")
+
+
+def _trigger(trigger: dict[str, Any]) -> str:
+    kind, spec = next(iter(trigger.items()), ("?", None))
+    if kind == "http" and isinstance(spec, dict):
+        methods = ",".join(spec.get("methods") or [])
+        return f"http {methods} /fn{spec.get('path', '')} (auth: {spec.get('auth', '-')})"
+    return f"{kind} {spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)}"
 
 
 @click.command()
 @click.argument("name")
-def rm(name: str) -> None:
+@output_option
+def rm(name: str, output: OutputFormat) -> None:
     """Remove function NAME (its versions stay in the audit trail)."""
     ApiClient(load_settings()).request("DELETE", f"/v1/functions/{name}")
-    click.echo(f"removed {name}")
+    emit(output, {"removed": name}, lambda: echo_text(f"removed {name}"))

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, echo_text, print_table, when
+from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table, when
 from donjon.config import load_settings
 from donjon.identity.jwks import MAX_JWKS_BYTES
 
@@ -51,7 +51,7 @@ def _jwks_field(value: str) -> dict[str, Any]:
     show_default=True,
     help="Roles it may grant (r1,r2); any other role a token claims is dropped.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@output_option
 def issuer_add(
     name: str,
     iss: str,
@@ -59,7 +59,7 @@ def issuer_add(
     audience: str,
     roles_claim: str,
     allowed_roles: str,
-    as_json: bool,
+    output: OutputFormat,
 ) -> None:
     """Trust NAME's tokens; its keys are read (or fetched) and checked now."""
     body: dict[str, Any] = {
@@ -71,23 +71,25 @@ def issuer_add(
         **_jwks_field(jwks),
     }
     added = ApiClient(load_settings()).json("POST", "/v1/issuers", json=body)
-    if as_json:
-        echo_json(added)
-        return
-    echo_text(
-        f"added issuer {added['name']} ({added['issuer']}; roles it may grant: "
-        f"{','.join(added['allowed_roles'])}; keys: {','.join(added['key_ids'])})"
+    emit(
+        output,
+        added,
+        lambda: echo_text(
+            f"added issuer {added['name']} ({added['issuer']}; roles it may grant: "
+            f"{','.join(added['allowed_roles'])}; keys: {','.join(added['key_ids'])})"
+        ),
     )
 
 
 @issuer.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def issuer_ls(as_json: bool) -> None:
+@output_option
+def issuer_ls(output: OutputFormat) -> None:
     """List trusted issuers."""
     issuers = ApiClient(load_settings()).json("GET", "/v1/issuers")
-    if as_json:
-        echo_json(issuers)
-        return
+    emit(output, issuers, lambda: _issuer_table(issuers))
+
+
+def _issuer_table(issuers: list[dict[str, Any]]) -> None:
     print_table(
         ["NAME", "ISSUER", "AUDIENCE", "JWKS", "ROLES", "KEYS", "REFRESHED"],
         [
@@ -107,7 +109,8 @@ def issuer_ls(as_json: bool) -> None:
 
 @issuer.command("rm")
 @click.argument("name")
-def issuer_rm(name: str) -> None:
+@output_option
+def issuer_rm(name: str, output: OutputFormat) -> None:
     """Stop trusting NAME's tokens (from the next request on)."""
     ApiClient(load_settings()).request("DELETE", f"/v1/issuers/{name}")
-    click.echo(f"removed issuer {name}")
+    emit(output, {"removed": name}, lambda: echo_text(f"removed issuer {name}"))

@@ -18,7 +18,7 @@ import httpx
 
 from donjon._subprocess import start
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_text
+from donjon.cli.output import OutputFormat, echo_text, output_option
 from donjon.config import DEFAULT_PORT, Settings, load_settings
 from donjon.errors import Error
 
@@ -26,14 +26,16 @@ __all__ = ["doctor", "init", "serve", "up"]
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help='Print {"admin_key": ..., "url": ...}.')
-def init(as_json: bool) -> None:
-    """Create the data dir, master key, TLS certificate, database and first admin key."""
+@output_option
+def init(output: OutputFormat) -> None:
+    """Create the data dir, master key, TLS certificate, database and first admin key.
+
+    --output json prints {"admin_key", "url", "data_dir"}."""
     from donjon.bootstrap import initialize
 
     settings = load_settings()
     result = initialize(settings)
-    if as_json:
+    if output is OutputFormat.JSON:
         click.echo(
             json.dumps(
                 {

@@ -11,19 +11,26 @@ move) reaches the terminal and no carriage return overwrites what is shown.
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 __all__ = [
+    "OutputFormat",
     "echo_json",
     "echo_json_text",
     "echo_text",
+    "emit",
+    "output_option",
     "print_table",
     "printable",
     "printable_json",
@@ -97,8 +104,60 @@ def when(ts: float | None) -> str:
 
 
 def print_table(columns: list[str], rows: list[list[str]]) -> None:
+    """A table for people: as wide as its cells, whatever the terminal's width.
+
+    No cell is cut or wrapped (a key id, a digest, a name copied from a table
+    must be whole): a table wider than the terminal is printed wider, and the
+    terminal wraps its lines.
+    """
     table = Table(*columns, box=None, pad_edge=False, header_style="bold")
+    for column in table.columns:
+        column.no_wrap = True
+        column.overflow = "ignore"
     for row in rows:
         # Text, not str: a cell's "[bold]" is shown as typed, never read as markup.
         table.add_row(*(Text(printable(cell)) for cell in row))
-    Console(soft_wrap=True).print(table)
+    console = Console(soft_wrap=True)
+    wide = Measurement.get(console, console.options.update_width(1 << 20), table).maximum
+    console.width = max(console.width, wide)
+    console.print(table)
+
+
+class OutputFormat(enum.StrEnum):
+    """How a command prints: `table` (and lines) for people, `json` for scripts."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--output json|table` for a command that prints: one flag, the same everywhere.
+
+    The command receives `output: OutputFormat`. `--json` stays as the short
+    form scripts already use (hidden: `--output json` is the documented flag).
+    """
+
+    @functools.wraps(command)
+    def with_output(*args: Any, output: str, as_json: bool, **kwargs: Any) -> Any:
+        chosen = OutputFormat.JSON if as_json else OutputFormat(output)
+        return command(*args, output=chosen, **kwargs)
+
+    with_json = click.option(
+        "--json", "as_json", is_flag=True, hidden=True, help="The same as --output json."
+    )(with_output)
+    return click.option(
+        "--output",
+        "output",
+        type=click.Choice([f.value for f in OutputFormat]),
+        default=OutputFormat.TABLE.value,
+        show_default=True,
+        help="Print a table (or lines) for people, or json for scripts.",
+    )(with_json)
+
+
+def emit(output: OutputFormat, data: Any, for_people: Callable[[], None]) -> None:
+    """Print `data` as JSON, or call `for_people` to print it as a table or lines."""
+    if output is OutputFormat.JSON:
+        echo_json(data)
+    else:
+        for_people()

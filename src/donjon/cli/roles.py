@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, echo_text, print_table
+from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table
 from donjon.config import load_settings
 from donjon.identity import RoleError, parse_role
 
@@ -38,7 +39,8 @@ def role() -> None:
 
 @role.command("apply")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def role_apply(file: Path) -> None:
+@output_option
+def role_apply(file: Path, output: OutputFormat) -> None:
     """Create or replace the custom role in FILE (YAML or JSON), checked before it is sent."""
     if file.stat().st_size > MAX_ROLE_FILE_BYTES:
         raise RoleError(
@@ -56,17 +58,22 @@ def role_apply(file: Path) -> None:
     doc = parse_role(data)  # the server checks again; this says it before the request
     done = ApiClient(load_settings()).json("POST", "/v1/roles", json=doc.model_dump())
     verb = "created" if done["created"] else "replaced"
-    echo_text(f"{verb} role {done['name']} ({len(done['statements'])} statements)")
+    emit(
+        output,
+        done,
+        lambda: echo_text(f"{verb} role {done['name']} ({len(done['statements'])} statements)"),
+    )
 
 
 @role.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def role_ls(as_json: bool) -> None:
+@output_option
+def role_ls(output: OutputFormat) -> None:
     """List roles: built in and custom, with their statements and how many keys hold each."""
     roles = ApiClient(load_settings()).json("GET", "/v1/roles")
-    if as_json:
-        echo_json(roles)
-        return
+    emit(output, roles, lambda: _role_table(roles))
+
+
+def _role_table(roles: list[dict[str, Any]]) -> None:
     rows = []
     for r in roles:
         for i, s in enumerate(r["statements"]):
@@ -88,14 +95,19 @@ def role_ls(as_json: bool) -> None:
 @click.option(
     "--force", is_flag=True, help="Remove it even if keys hold it (they lose all rights)."
 )
-def role_rm(name: str, force: bool) -> None:
+@output_option
+def role_rm(name: str, force: bool, output: OutputFormat) -> None:
     """Remove a custom role (built-in roles cannot be removed)."""
     done = ApiClient(load_settings()).json(
         "DELETE", f"/v1/roles/{name}", params={"force": "true"} if force else {}
     )
-    echo_text(f"removed role {done['name']}")
-    if done["keys_left_without_rights"]:
-        echo_text(
-            "these keys now hold a role that does not exist and are denied everything: "
-            + ", ".join(done["keys_left_without_rights"])
-        )
+
+    def lines() -> None:
+        echo_text(f"removed role {done['name']}")
+        if done["keys_left_without_rights"]:
+            echo_text(
+                "these keys now hold a role that does not exist and are denied everything: "
+                + ", ".join(done["keys_left_without_rights"])
+            )
+
+    emit(output, done, lines)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, echo_text, print_table, when
+from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table, when
 from donjon.config import load_settings
 from donjon.vault.names import MAX_VALUE_BYTES, check_name, check_value
 
@@ -53,35 +54,38 @@ def secret() -> None:
 @secret.command("set")
 @click.argument("name")
 @_FROM_FILE
-def secret_set(name: str, from_file: Path | None) -> None:
+@output_option
+def secret_set(name: str, from_file: Path | None, output: OutputFormat) -> None:
     """Create secret NAME (version 1) from stdin or --from-file."""
     check_name(name)
     value = _read_value(from_file)
     done = ApiClient(load_settings()).json("POST", f"/v1/secrets/{name}", json={"value": value})
-    echo_text(f"set {done['name']} version {done['version']}")
+    emit(output, done, lambda: echo_text(f"set {done['name']} version {done['version']}"))
 
 
 @secret.command("rotate")
 @click.argument("name")
 @_FROM_FILE
-def secret_rotate(name: str, from_file: Path | None) -> None:
+@output_option
+def secret_rotate(name: str, from_file: Path | None, output: OutputFormat) -> None:
     """Give NAME a new version; every call from now on gets it."""
     check_name(name)
     value = _read_value(from_file)
     done = ApiClient(load_settings()).json(
         "POST", f"/v1/secrets/{name}/versions", json={"value": value}
     )
-    echo_text(f"rotated {done['name']} to version {done['version']}")
+    emit(output, done, lambda: echo_text(f"rotated {done['name']} to version {done['version']}"))
 
 
 @secret.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def secret_ls(as_json: bool) -> None:
+@output_option
+def secret_ls(output: OutputFormat) -> None:
     """List secrets: names, versions, dates and the functions granted each."""
     rows = ApiClient(load_settings()).json("GET", "/v1/secrets")
-    if as_json:
-        echo_json(rows)
-        return
+    emit(output, rows, lambda: _secret_table(rows))
+
+
+def _secret_table(rows: list[dict[str, Any]]) -> None:
     print_table(
         ["NAME", "VERSION", "VERSIONS", "CREATED", "UPDATED", "GRANTED TO"],
         [
@@ -100,11 +104,12 @@ def secret_ls(as_json: bool) -> None:
 
 @secret.command("rm")
 @click.argument("name")
-def secret_rm(name: str) -> None:
+@output_option
+def secret_rm(name: str, output: OutputFormat) -> None:
     """Delete NAME and all its versions (refused while a deployed function is granted it)."""
     check_name(name)
     ApiClient(load_settings()).request("DELETE", f"/v1/secrets/{name}")
-    echo_text(f"removed {name}")
+    emit(output, {"removed": name}, lambda: echo_text(f"removed {name}"))
 
 
 @click.group()
@@ -113,7 +118,12 @@ def vault() -> None:
 
 
 @vault.command("rekey")
-def vault_rekey() -> None:
+@output_option
+def vault_rekey(output: OutputFormat) -> None:
     """Re-wrap every data key under a new key-encryption key, while the node serves."""
     done = ApiClient(load_settings()).json("POST", "/v1/vault/rekey")
-    echo_text(f"re-wrapped {done['rewrapped']} data keys under {done['kek_id']}")
+    emit(
+        output,
+        done,
+        lambda: echo_text(f"re-wrapped {done['rewrapped']} data keys under {done['kek_id']}"),
+    )

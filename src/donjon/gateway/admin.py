@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -126,10 +128,45 @@ async def delete_function(
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     # Each entry holds up to 64 KiB of output: a few hundred at most per request.
+    since, after, request_id = _log_filters(request)
     rows = await asyncio.to_thread(
-        node.logs.recent, request.path_params["name"], _limit(request, 500)
+        functools.partial(
+            node.logs.recent,
+            request.path_params["name"],
+            _limit(request, 500),
+            since=since,
+            after=after,
+            request_id=request_id,
+        )
     )
     return JSONResponse(rows)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_CURSOR = re.compile(r"[0-9]{1,18}")
+
+
+def _log_filters(request: Request) -> tuple[float | None, int | None, str | None]:
+    """`since` (epoch seconds), `after` (a cursor) and `request_id`, each optional."""
+    params = request.query_params
+    since: float | None = None
+    if "since" in params:
+        try:
+            since = float(params["since"])
+        except ValueError:
+            since = -1.0
+        if not math.isfinite(since) or since < 0:
+            raise BadRequest("since must be a time in seconds since the epoch (0 or more)")
+    after: int | None = None
+    if "after" in params:
+        raw = params["after"]
+        if not _CURSOR.fullmatch(raw):
+            raise BadRequest("after must be a cursor: a whole number from a previous entry")
+        after = int(raw)
+    request_id = params.get("request_id")
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        raise BadRequest("request_id must be a request id (up to 64 letters, digits, - _ . :)")
+    return since, after, request_id
 
 
 def _limit(request: Request, most: int = 10_000) -> int:

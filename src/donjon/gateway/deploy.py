@@ -59,5 +59,13 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
         if report is None
         else {"findings": len(report.findings), "report": render_text(report)},
         "warnings": list(done.warnings),
+        "unchanged": done.unchanged,
     }
+    if done.unchanged:
+        # Same bundle digest as the version serving: a no-op, said so (200, not 201).
+        body["message"] = (
+            f"{record.name} version {record.version} already runs this bundle "
+            f"(sha256:{done.digest}); nothing deployed"
+        )
+        return JSONResponse(body, status_code=200)
     return JSONResponse(body, status_code=201)

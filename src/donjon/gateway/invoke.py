@@ -108,6 +108,7 @@ async def _run(
     started = time.perf_counter()
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
+    memory_kb: int | None = None
     detail: dict[str, Any] = {}
     timeout_s = deployed.manifest.timeout_s
     if chain is not None:  # never past the caller's deadline
@@ -140,6 +141,7 @@ async def _run(
         )
         _note_reads(detail, result.secrets_read, granted)
         output = redact(result.output)
+        memory_kb = result.memory_kb
         rendered = render(result)
         if rendered.refused:
             detail["refused_headers"] = rendered.refused
@@ -152,6 +154,7 @@ async def _run(
     except SandboxError as e:
         outcome = type(e).__name__
         _note_reads(detail, e.secrets_read, granted)
+        memory_kb = e.memory_kb
         _redact_error(e, redact)
         output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
         raise
@@ -167,12 +170,16 @@ async def _run(
         elapsed = time.perf_counter() - started
         INVOCATIONS.labels(deployed.name, outcome).inc()
         DURATION.labels(deployed.name).observe(elapsed)
-        log = (  # bounded whatever the function printed (calllog.py)
-            InvocationLog(
-                deployed.name, deployed.record.version, request_id, outcome, call_log(output)
-            )
-            if output
-            else None
+        # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
+        # each), its output bounded whatever the function printed (calllog.py).
+        log = InvocationLog(
+            deployed.name,
+            deployed.record.version,
+            request_id,
+            outcome,
+            call_log(output),
+            duration_ms=round(elapsed * 1000, 3),
+            memory_kb=memory_kb,
         )
         await node.audit.record(
             AuditEvent(

@@ -61,6 +61,8 @@ class Deployment:
     report: ScanReport | None
     #: Grants of the manifest this node cannot honour yet, said plainly.
     warnings: tuple[str, ...]
+    #: The function already ran this very bundle: nothing was stored, started or switched.
+    unchanged: bool = False
 
 
 class _NameLocks:
@@ -203,6 +205,11 @@ class Deployments:
             async with self._refusals_audited(principal, request_id):
                 # Under the name's lock: the owner checked is the owner when it switches.
                 self._may_deploy(principal, name)
+                current = self.registry.get(name)
+                if current is not None and current.record.digest == accepted.digest:
+                    return await self._unchanged(
+                        current, accepted, principal, request_id, skip_scan
+                    )
                 version = await asyncio.to_thread(self._functions.next_version, name)
                 if self._pool is not None:
                     # Start the new version before it takes traffic: its import runs
@@ -212,6 +219,36 @@ class Deployments:
                     )
                     await self._pool.prestart(config)
             return await self._switch_to(accepted, version, principal, request_id, skip_scan)
+
+    async def _unchanged(
+        self,
+        current: Deployed,
+        accepted: Accepted,
+        principal: Principal,
+        request_id: str,
+        skip_scan: bool,
+    ) -> Deployment:
+        """A redeploy of the bundle the function already runs: no new version, audited
+        (with the escape hatches it used, warned as for any deploy)."""
+        record = current.record
+        await self._audit.record(
+            AuditEvent(
+                principal.label,
+                "function.deploy",
+                f"{record.name}@{record.version}",
+                "unchanged",
+                _audit_detail(request_id, accepted, skip_scan),
+            )
+        )
+        manifest = accepted.manifest
+        warnings = _unsafe_warnings(principal, record, manifest, skip_scan)
+        return Deployment(
+            record,
+            accepted.digest,
+            accepted.report,
+            warnings + _not_yet_granted(manifest),
+            unchanged=True,
+        )
 
     def _may_deploy(self, principal: Principal, name: str) -> None:
         current = self.registry.get(name)
@@ -263,23 +300,7 @@ class Deployments:
                 _audit_detail(request_id, accepted, skip_scan),
             )
         )
-        if skip_scan:
-            log.warning(
-                "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
-                principal.label,
-                record.name,
-                record.version,
-            )
-        broad = broad_grants(manifest.permissions)
-        for grant in broad:
-            log.warning(
-                "UNSAFE: %s deployed %s@%s with a broad grant (--unsafe-allow-broad): %s",
-                principal.label,
-                record.name,
-                record.version,
-                grant,
-            )
-        warnings = tuple(f"UNSAFE (--unsafe-allow-broad): {g}" for g in broad)
+        warnings = _unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(record, digest, accepted.report, warnings + _not_yet_granted(manifest))
 
     async def _store_and_switch(
@@ -396,6 +417,29 @@ def _audit_detail(request_id: str, accepted: Accepted, skip_scan: bool) -> dict[
     else:
         detail["findings"] = len(accepted.report.findings) if accepted.report else 0
     return detail
+
+
+def _unsafe_warnings(
+    principal: Principal, record: FunctionRecord, manifest: Manifest, skip_scan: bool
+) -> tuple[str, ...]:
+    """Log each escape hatch a deploy used; the broad grants, as warnings for the deployer."""
+    if skip_scan:
+        log.warning(
+            "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
+            principal.label,
+            record.name,
+            record.version,
+        )
+    broad = broad_grants(manifest.permissions)
+    for grant in broad:
+        log.warning(
+            "UNSAFE: %s deployed %s@%s with a broad grant (--unsafe-allow-broad): %s",
+            principal.label,
+            record.name,
+            record.version,
+            grant,
+        )
+    return tuple(f"UNSAFE (--unsafe-allow-broad): {g}" for g in broad)
 
 
 def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:

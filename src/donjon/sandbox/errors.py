@@ -24,6 +24,8 @@ class SandboxError(Error):
     trace: str = ""
     #: The secrets the handler says it read before it failed (sandbox/replies.py).
     secrets_read: tuple[str, ...] = ()
+    #: The peak memory the worker reported for the call (KiB), when it reported one.
+    memory_kb: int | None = None
 
 
 class SandboxUnavailable(SandboxError):

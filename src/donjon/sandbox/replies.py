@@ -38,6 +38,9 @@ class CallResult:
     output: str
     #: The secrets the handler says it read: its own word, kept only if granted.
     secrets_read: tuple[str, ...] = ()
+    #: The peak memory the worker reported (KiB), None if it said nothing usable.
+    #: Function code could write its own reply: a figure for its owner, never for limits.
+    memory_kb: int | None = None
 
 
 def reply_head(raw: bytes) -> dict[str, Any]:
@@ -55,8 +58,9 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     """The call's result, or the sandbox error its head reports (output and trace kept)."""
     output = str(head.get("out", ""))[-_MAX_OUTPUT:]
     read = secrets_read(head)
+    memory = _memory_kb(head.get("mem_kb"))
     if head.get("ok"):
-        return CallResult(body=body, output=output, secrets_read=read)
+        return CallResult(body=body, output=output, secrets_read=read, memory_kb=memory)
     kind = head.get("kind")
     error: SandboxError
     if kind == "memory":
@@ -68,6 +72,7 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     error.output = output
     error.trace = str(head.get("trace", ""))
     error.secrets_read = read
+    error.memory_kb = memory
     raise error
 
 
@@ -88,3 +93,10 @@ def secrets_read(head: dict[str, Any]) -> tuple[str, ...]:
             }
         )
     )
+
+
+def _memory_kb(value: object) -> int | None:
+    """A reported peak memory, if it is a plausible whole number of KiB."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 40:
+        return value
+    return None

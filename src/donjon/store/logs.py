@@ -26,23 +26,39 @@ class InvocationLogStore:
         self._engine = engine
         self._sealer = sealer
 
-    def recent(self, function: str, n: int) -> list[dict[str, Any]]:
-        """The last `n` entries of `function`, oldest first, opened, without their row ids.
+    def recent(
+        self,
+        function: str,
+        n: int,
+        *,
+        since: float | None = None,
+        after: int | None = None,
+        request_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries of `function`, oldest first, opened; each row's id is its `cursor`.
 
+        The last `n` of those at or after `since` (epoch seconds), or with
+        `after` (a cursor) the first `n` newer than it: what `donjon logs -f`
+        polls for. `request_id` picks one call's entry.
         Blocking: call it off the event loop. Each entry holds up to 64 KiB of output.
         """
-        query = (
-            select(invocation_logs)
-            .where(invocation_logs.c.function == function)
-            .order_by(desc(invocation_logs.c.id))
-            .limit(n)
-        )
+        c = invocation_logs.c
+        query = select(invocation_logs).where(c.function == function)
+        if since is not None:
+            query = query.where(c.ts >= since)
+        if request_id is not None:
+            query = query.where(c.request_id == request_id)
+        if after is not None:
+            query = query.where(c.id > after).order_by(c.id).limit(n)
+        else:
+            query = query.order_by(desc(c.id)).limit(n)
         with self._engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
-        rows.reverse()
+        if after is None:
+            rows.reverse()
         for r in rows:
-            r.pop("id", None)
-            sealed, wrapped, kek_id = (r.pop(c, None) for c in _SEALED_COLUMNS)
+            r["cursor"] = r.pop("id", None)
+            sealed, wrapped, kek_id = (r.pop(col, None) for col in _SEALED_COLUMNS)
             if sealed is not None:
                 if self._sealer is None:
                     r["output"] = "(sealed)"

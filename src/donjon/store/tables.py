@@ -123,6 +123,9 @@ invocation_logs = Table(
     Column("sealed", LargeBinary, nullable=True),
     Column("wrapped_key", LargeBinary, nullable=True),
     Column("kek_id", String(64), nullable=True),
+    #: The call's REPORT line: wall time at the gateway, peak memory its worker reported.
+    Column("duration_ms", Float, nullable=True),
+    Column("memory_kb", Integer, nullable=True),
     UniqueConstraint("request_id", name="uq_invocation_logs_request"),
 )
 

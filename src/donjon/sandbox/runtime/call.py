@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,17 @@ def _flush() -> None:
             pass
 
 
+def _peak_memory_kb() -> int:
+    """The most memory this worker (and any child it reaped) has held, in KiB.
+
+    For isolation `invocation` that is the call's own peak, the interpreter and
+    handler it was forked with included; a warm worker reports its peak so far.
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children)
+
+
 def _trace() -> str:
     import traceback  # only on failure: every import here costs each cold start
 
@@ -122,6 +134,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         if read:  # which granted secrets this call read, whatever its outcome
             meta["secrets_read"] = read
     output.restore()
+    meta["mem_kb"] = _peak_memory_kb()
     try:
         send_frames(sock, json.dumps(meta, separators=(",", ":")).encode(), body)
     except OSError:

@@ -109,8 +109,21 @@ def end_leftovers() -> None:
             continue
 
 
+def _line_buffered() -> None:
+    """stdout flushed at each line, like stderr: what a call prints lands in order."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is None:
+            continue  # replaced: nothing of ours to order
+        try:
+            reconfigure(line_buffering=True)
+        except (ValueError, OSError):
+            pass
+
+
 def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     handoff = _only_descriptors(handoff)
+    _line_buffered()
     try:
         _confine(config)
         handler = _load_handler(config)
