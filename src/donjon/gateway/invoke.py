@@ -33,8 +33,9 @@ from donjon.gateway.access import (
 )
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, InvalidInput, NotFound
+from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.node import Node
-from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.problems import problem, problem_from_error, status_for
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
@@ -87,11 +88,13 @@ async def _run(
     request_id: str,
     trigger: str,
     render: Render,
+    on_log: Callable[[str], None] | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
     The response is built before the record is written, so a result the gateway
     cannot send is audited as the failure it is, and returned only once durable.
+    `on_log`, if given, receives the call's log as stored (redacted, bounded).
     """
     actor = _actor(principal, trigger)
     if node.pool is None:
@@ -146,6 +149,8 @@ async def _run(
             if output
             else None
         )
+        if on_log is not None:
+            on_log(log.output if log is not None else "")
         await node.audit.record(
             AuditEvent(
                 actor,
@@ -168,6 +173,8 @@ def _redact_error(error: Error, redact: Redactor) -> None:
     if redact:
         error.message = redact(error.message)
         error.args = (error.message,)
+        if isinstance(error, SandboxError) and error.error_message is not None:
+            error.error_message = redact(error.error_message)
 
 
 def _actor(principal: Principal | None, trigger: str) -> str:
@@ -220,7 +227,17 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
         )
 
 
-def _error_response(error: Error, request_id: str) -> Response:
+def _error_response(error: Error, request_id: str, *, reveal: bool = False) -> Response:
+    """The problem document of `error`; with `reveal` (the caller may read the function's
+    logs) a failed call's `errorType` and `errorMessage` too (function_errors.py)."""
+    if reveal and isinstance(error, FUNCTION_FAILURES):
+        fields: dict[str, object] = dict(error_fields(error))
+        return problem(
+            status_for(error),
+            f"the function failed (request {request_id}): {fields['errorMessage']}",
+            request_id=request_id,
+            extra=fields,
+        )
     if isinstance(error, RateLimitError):
         response = problem_from_error(error, request_id=request_id)
         response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
@@ -249,12 +266,14 @@ async def handle_invoke(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     name = request.path_params["name"]
+    reveal = False
     try:
         principal = await authenticate(node, request, request_id)
         await authorize(node, request, principal, Action.INVOKE, request_id, name)
         deployed = node.registry.get(name)
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
+        reveal = may_read_logs(node, principal, deployed)
         await _admit(node, deployed, principal, request_id, "invoke")
         body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
         _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
@@ -268,7 +287,7 @@ async def handle_invoke(request: Request) -> Response:
             lambda result: function_json_response(result.body, request_id),
         )
     except Error as e:
-        return _error_response(e, request_id)
+        return _error_response(e, request_id, reveal=reveal)
 
 
 def _validate(event: Any, deployed: Deployed) -> None:
@@ -285,6 +304,7 @@ async def handle_http_trigger(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     path = "/" + request.path_params["path"].strip("/")
+    reveal = False
     try:
         route = node.registry.route(path.rstrip("/") or "/", request.method)
         if route is None:
@@ -301,6 +321,7 @@ async def handle_http_trigger(request: Request) -> Response:
             # Any registered issuer; its token's principal must be allowed to invoke.
             principal = await authenticate(node, request, request_id, jwt_only=True)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
+        reveal = may_read_logs(node, principal, deployed)
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
@@ -315,7 +336,7 @@ async def handle_http_trigger(request: Request) -> Response:
             lambda result: http_response(result.body, request_id, own_path),
         )
     except Error as e:
-        return _error_response(e, request_id)
+        return _error_response(e, request_id, reveal=reveal)
 
 
 def _is_platform_credential(value: str) -> bool:

@@ -22,6 +22,10 @@ class SandboxError(Error):
     #: The function's captured stdout/stderr and traceback, for `donjon logs` only.
     output: str = ""
     trace: str = ""
+    #: What failed, in AWS Lambda's words (`errorType`), for callers who may read the
+    #: function's logs; `error_message` (when set) is the function's own message.
+    error_type: str = "Runtime.Error"
+    error_message: str | None = None
 
 
 class SandboxUnavailable(SandboxError):
@@ -34,18 +38,22 @@ class FunctionFailed(SandboxError):
     """The handler raised, or returned something that is not JSON."""
 
     title = "Function error"
+    error_type = "Runtime.Unhandled"
 
 
 class FunctionTimeout(SandboxError):
     title = "Function timed out"
+    error_type = "Sandbox.Timedout"
 
 
 class FunctionMemoryExceeded(SandboxError):
     title = "Function exceeded its memory limit"
+    error_type = "Runtime.OutOfMemory"
 
 
 class FunctionCrashed(SandboxError):
     title = "Function crashed"
+    error_type = "Runtime.ExitError"
 
 
 class TooManyInvocations(SandboxError):
