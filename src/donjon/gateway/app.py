@@ -124,11 +124,17 @@ def create_app(node: Node) -> Starlette:
     return app
 
 
+def _allowed(endpoints: dict[str, Any]) -> list[str]:
+    return [*endpoints, "HEAD"] if "GET" in endpoints else list(endpoints)
+
+
 def _dispatch(endpoints: dict[str, Any]) -> Any:
     async def endpoint(request: Request) -> Response:
-        handler = endpoints.get(request.method)
+        # HEAD is GET without the body (RFC 9110, 9.3.2), as Starlette's own routes do.
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = endpoints.get(method)
         if handler is None:
-            return _not_allowed(request, ", ".join(endpoints))
+            return _not_allowed(request, ", ".join(_allowed(endpoints)))
         response: Response = await handler(request)
         return response
 
