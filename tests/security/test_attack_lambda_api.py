@@ -23,7 +23,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from harness import LiveNode, fresh_source
-from sec_support import audit_records
+from sec_support import assert_problem, audit_records
 
 ECHO = "lam-echo"
 FAIL = "lam-fail"
@@ -123,10 +123,9 @@ def _post(node: LiveNode, headers: dict[str, str], body: bytes, name: str = ECHO
 
 def _refused(node: LiveNode, r: httpx.Response, reason: str) -> None:
     """A bare 401 with the SigV4 challenge; audited with `reason`; the function never ran."""
-    assert r.status_code == 401, r.text
+    body = assert_problem(r, 401)
     assert r.headers["www-authenticate"].startswith("AWS4-HMAC-SHA256")
     assert r.headers["x-amzn-errortype"] == "UnrecognizedClientException"
-    body = r.json()
     assert body["title"] == "Unauthorized" and body["request_id"] == r.headers["x-request-id"]
     records = audit_records(node, r.headers["x-request-id"])
     assert [rec["action"] for rec in records] == ["auth.denied"], records
@@ -245,6 +244,13 @@ def test_added_unsigned_log_type_is_refused(node: LiveNode, lam: dict[str, Any])
     headers = _signed(node, lam["invoker"], b"{}")
     headers["X-Amz-Log-Type"] = "Tail"
     _refused(node, _post(node, headers, b"{}"), "must be signed")
+
+
+def test_anonymous_request_is_refused(node: LiveNode, lam: dict[str, Any]) -> None:
+    """No Authorization header: the same bare 401 as every other route, and nothing runs."""
+    r = _post(node, {}, b"{}")
+    _refused(node, r, "missing credentials")
+    assert r.json()["detail"] == "missing, invalid or revoked credentials"
 
 
 def test_bearer_key_is_not_a_sigv4_credential(node: LiveNode, lam: dict[str, Any]) -> None:

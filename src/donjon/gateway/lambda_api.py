@@ -96,7 +96,7 @@ async def _refuse(
 ) -> Unauthorized:
     """The bare 401 of a credential that does not verify, its reason audited."""
     await deny(node, request, "anonymous", "auth.denied", reason, request_id, {"key_id": key_id})
-    return Unauthorized("missing, invalid or revoked credentials", hint=_HINT)
+    return Unauthorized("missing, invalid or revoked credentials")
 
 
 async def _authenticate(node: Node, request: Request, request_id: str) -> tuple[Principal, bytes]:
@@ -167,7 +167,7 @@ def _problem(error: Error, request_id: str) -> Response:
     plain = _error_response(error, request_id)
     status = plain.status_code
     body = json.loads(bytes(plain.body))
-    body.update({"Type": "User" if status < 500 else "Service", "message": body["detail"]})
+    body["message"] = body["detail"]  # where botocore reads an error's message
     dropped = ("content-length", "content-type")
     headers = {k: v for k, v in plain.headers.items() if k not in dropped}
     headers.update(
@@ -202,10 +202,10 @@ async def handle_lambda_invoke(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     try:
+        principal, body = await _authenticate(node, request, request_id)
         name, qualifier = _target(
             request.path_params["name"], request.query_params.get("Qualifier")
         )
-        principal, body = await _authenticate(node, request, request_id)
         await authorize(node, request, principal, Action.INVOKE, request_id, name)
         deployed = node.registry.get(name)
         if deployed is None:
