@@ -54,7 +54,7 @@ _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 _REGION = re.compile(r"^[a-z0-9-]{1,64}$")
-_SECRET_PREFIX = "djs_"  # noqa: S105 - a prefix that names the kind, not a secret
+_SECRET_PREFIX = "djs_"  # noqa: S105  # nosec B105 - a prefix naming the kind
 
 
 class SignatureRejected(IdentityError):
