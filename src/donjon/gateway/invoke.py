@@ -266,14 +266,14 @@ async def handle_invoke(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     name = request.path_params["name"]
-    reveal = False
+    caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
         principal = await authenticate(node, request, request_id)
         await authorize(node, request, principal, Action.INVOKE, request_id, name)
         deployed = node.registry.get(name)
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
-        reveal = may_read_logs(node, principal, deployed)
+        caller = (principal, deployed)
         await _admit(node, deployed, principal, request_id, "invoke")
         body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
         _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
@@ -287,7 +287,17 @@ async def handle_invoke(request: Request) -> Response:
             lambda result: function_json_response(result.body, request_id),
         )
     except Error as e:
-        return _error_response(e, request_id, reveal=reveal)
+        return _error_response(e, request_id, reveal=_reveals(node, caller, e))
+
+
+def _reveals(node: Node, caller: tuple[Principal | None, Deployed] | None, error: Error) -> bool:
+    """Whether a failed call's caller may be told its error (it may read the logs):
+    decided only for a function's own failure, so the hot path never pays for it."""
+    return (
+        caller is not None
+        and isinstance(error, FUNCTION_FAILURES)
+        and may_read_logs(node, caller[0], caller[1])
+    )
 
 
 def _validate(event: Any, deployed: Deployed) -> None:
@@ -304,7 +314,7 @@ async def handle_http_trigger(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     path = "/" + request.path_params["path"].strip("/")
-    reveal = False
+    caller: tuple[Principal | None, Deployed] | None = None
     try:
         route = node.registry.route(path.rstrip("/") or "/", request.method)
         if route is None:
@@ -321,7 +331,7 @@ async def handle_http_trigger(request: Request) -> Response:
             # Any registered issuer; its token's principal must be allowed to invoke.
             principal = await authenticate(node, request, request_id, jwt_only=True)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
-        reveal = may_read_logs(node, principal, deployed)
+        caller = (principal, deployed)
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
@@ -336,7 +346,7 @@ async def handle_http_trigger(request: Request) -> Response:
             lambda result: http_response(result.body, request_id, own_path),
         )
     except Error as e:
-        return _error_response(e, request_id, reveal=reveal)
+        return _error_response(e, request_id, reveal=_reveals(node, caller, e))
 
 
 def _is_platform_credential(value: str) -> bool:

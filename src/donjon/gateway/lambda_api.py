@@ -228,7 +228,6 @@ async def handle_lambda_invoke(request: Request) -> Response:
         await _admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
         _validate(await parse_json(node, request, principal.label, event, request_id), deployed)
-        reveal = may_read_logs(node, principal, deployed)
         logs: list[str] = []
         try:
             response = await _run(
@@ -243,8 +242,10 @@ async def handle_lambda_invoke(request: Request) -> Response:
             )
             response.headers.update(_lambda_headers(request_id, version))
         except FUNCTION_FAILURES as e:
+            reveal = may_read_logs(node, principal, deployed)
             response = _function_error(e, request_id, version, reveal)
-        if log_type == "Tail" and reveal:  # the log is for those who may read it
+        # The log is for those who may read it; asked only when the caller wants it.
+        if log_type == "Tail" and may_read_logs(node, principal, deployed):
             response.headers["x-amz-log-result"] = _tail(logs[0] if logs else "")
         return response
     except Error as e:
