@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,9 @@ class Settings:
     #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
     #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
     jwks_ca_file: Path | None = None
+    #: The region the Lambda Invoke API's SigV4 credential scope must name
+    #: (DONJON_LAMBDA_REGION; docs/lambda.md).
+    lambda_region: str = "us-east-1"
 
     @property
     def advisories_path(self) -> Path | None:
@@ -197,7 +201,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             if env.get("DONJON_JWKS_CA_FILE")
             else None
         ),
+        lambda_region=_region(env, "DONJON_LAMBDA_REGION"),
     )
+
+
+def _region(env: dict[str, str], name: str) -> str:
+    raw = env.get(name, "").strip() or Settings.lambda_region
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", raw):
+        raise ConfigError(
+            f"{name} must be a region name such as us-east-1 (got {raw!r})",
+            hint=f"unset {name} for the default ({Settings.lambda_region})",
+        )
+    return raw
 
 
 def _key_file(env: dict[str, str]) -> Path | None:

@@ -28,13 +28,19 @@ def test_context_carries_request_and_principal(node: LiveNode) -> None:
 
 
 def test_handler_error_is_a_problem_without_trace(node: LiveNode) -> None:
-    """A raising handler gives a 500 problem with the request id and no traceback or path."""
-    r = node.invoke("probe", {"op": "raise", "text": "secret-detail"})
+    """A raising handler gives a 500 problem with the request id and no traceback or path;
+    only a caller who may read the logs also gets the error's type and message (issue 11)."""
+    invoker = node.create_key("invoke-errors", "invoker")["key"]
+    r = node.invoke("probe", {"op": "raise", "text": "secret-detail"}, key=invoker)
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert body["request_id"] == r.headers["x-request-id"]
     for leak in ("Traceback", "/fn/", "main.py", "secret-detail", "RuntimeError"):
+        assert leak not in r.text
+    r = node.invoke("probe", {"op": "raise", "text": "secret-detail"})  # admin: logs allowed
+    assert r.status_code == 500 and r.json()["errorType"] == "RuntimeError"
+    for leak in ("Traceback", "/fn/", "main.py"):
         assert leak not in r.text
 
 

@@ -148,7 +148,9 @@ def build_bundle(src: Path, *, find_links: Path | None = None) -> tuple[Manifest
         compileall.compile_dir(
             root,
             ddir="/fn",  # where the sandbox mounts it: right tracebacks, same bytes every build
-            quiet=1,
+            # Silent: a file that does not compile is reported once, by the deploy
+            # (the new version's import in its sandbox), not also printed here.
+            quiet=2,
             invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             workers=1,
         )

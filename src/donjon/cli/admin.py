@@ -23,6 +23,12 @@ from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey, VaultError
 __all__ = ["audit", "key"]
 
 
+_SIGV4_HELP = (
+    "Also print the key's AWS SigV4 secret (the Lambda Invoke API's secret access key; "
+    "the access key id is the key's id)."
+)
+
+
 @click.group()
 def key() -> None:
     """Manage API keys."""
@@ -34,8 +40,14 @@ def key() -> None:
 @click.option("--functions", default=None, help="Only these functions (a,b).")
 @click.option("--expires-in", default=None, help="The key stops working after this (30d, 12h).")
 @output_option
+@click.option("--sigv4", is_flag=True, help=_SIGV4_HELP)
 def key_create(
-    name: str, role: str, functions: str | None, expires_in: str | None, output: OutputFormat
+    name: str,
+    role: str,
+    functions: str | None,
+    expires_in: str | None,
+    output: OutputFormat,
+    sigv4: bool,
 ) -> None:
     """Create a key; it is printed once and never again (--output json: {"id", "key"})."""
     body: dict[str, object] = {"name": name, "role": role}
@@ -48,13 +60,14 @@ def key_create(
         body["functions"] = names
     created = ApiClient(load_settings()).json("POST", "/v1/keys", json=body)
     if output is OutputFormat.JSON:
-        echo_json({"id": created["id"], "key": created["key"]})
+        echo_json(_shown(created, sigv4))
     else:
         echo_text(
             f"created key {created['id']} ({role}, functions: "
             f"{','.join(created['functions'])}, expires: {when(created.get('expires_at'))}); "
             "it will not be shown again:"
         )
+        _echo_sigv4(created, sigv4)
         echo_text(created["key"])
 
 
@@ -91,18 +104,35 @@ def _key_table(keys: list[dict[str, Any]]) -> None:
     "--overlap", default="1h", show_default=True, help="How long the old secret keeps working."
 )
 @output_option
-def key_rotate(key_id: str, overlap: str, output: OutputFormat) -> None:
+@click.option("--sigv4", is_flag=True, help=_SIGV4_HELP)
+def key_rotate(key_id: str, overlap: str, output: OutputFormat, sigv4: bool) -> None:
     """A new secret for KEY_ID (same id, role and owner); printed once and never again."""
     body = {"overlap_s": parse_duration(overlap, "--overlap")}
     done = ApiClient(load_settings()).json("POST", f"/v1/keys/{key_id}/rotate", json=body)
     if output is OutputFormat.JSON:
-        echo_json({"id": done["id"], "key": done["key"]})
+        echo_json(_shown(done, sigv4))
         return
     echo_text(
         f"rotated key {done['id']}; the old secret works until {when(done['previous_until'])}. "
         "The new one will not be shown again:"
     )
+    _echo_sigv4(done, sigv4)
     echo_text(done["key"])
+
+
+def _shown(created: dict[str, str], sigv4: bool) -> dict[str, str]:
+    shown = {"id": created["id"], "key": created["key"]}
+    if sigv4:
+        shown["sigv4_secret"] = created["sigv4_secret"]
+    return shown
+
+
+def _echo_sigv4(created: dict[str, str], sigv4: bool) -> None:
+    if sigv4:
+        echo_text(
+            f"AWS SigV4 (Lambda Invoke API): aws_access_key_id={created['id']} "
+            f"aws_secret_access_key={created['sigv4_secret']}"
+        )
 
 
 @key.command("revoke")

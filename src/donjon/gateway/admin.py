@@ -39,10 +39,11 @@ from donjon.gateway.secrets import (
     rotate_secret,
 )
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
+from donjon.identity.sigv4 import derive_secret
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
 from donjon.manifest.model import NAME_RE
-from donjon.vault import KEY_HASH_PURPOSE
+from donjon.vault import KEY_HASH_PURPOSE, SIGV4_SECRET_PURPOSE
 
 __all__ = ["ROUTES"]
 
@@ -267,6 +268,8 @@ async def create_key(
         {
             "id": key.record.id,
             "key": key.secret,
+            # The Lambda Invoke API's secret access key (docs/security.md): shown once, too.
+            "sigv4_secret": _sigv4_secret(node, key.record.id, key.record.digest),
             "name": key.record.name,
             "role": role,
             "functions": _reach(functions),
@@ -362,7 +365,20 @@ async def rotate_key(
             {"request_id": request_id, "overlap_s": overlap},
         )
     )
-    return JSONResponse({"id": key_id, "key": secret, "previous_until": until}, status_code=201)
+    return JSONResponse(
+        {
+            "id": key_id,
+            "key": secret,
+            "sigv4_secret": _sigv4_secret(node, key_id, record.digest),
+            "previous_until": until,
+        },
+        status_code=201,
+    )
+
+
+def _sigv4_secret(node: Node, key_id: str, digest: bytes) -> str:
+    """The SigV4 secret of a key whose stored hash is `digest` (identity/sigv4.py)."""
+    return derive_secret(node.master.derive(SIGV4_SECRET_PURPOSE), key_id, digest)
 
 
 async def revoke_key(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
 from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
+from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
@@ -25,6 +27,8 @@ from donjon.identity import Action
 from donjon.triggers import Scheduler
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("donjon")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -60,15 +64,29 @@ async def openapi(request: Request) -> Response:
 
 
 async def _not_found(request: Request, exc: Any) -> Response:
-    return problem(404, f"nothing at {request.url.path}")
+    return problem(404, f"nothing at {request.url.path}", request_id=new_request_id())
 
 
 async def _method_not_allowed(request: Request, exc: Any) -> Response:
-    return problem(405, f"{request.method} is not allowed on {request.url.path}")
+    # Starlette's router names the route's methods in the exception's Allow header.
+    allowed = (getattr(exc, "headers", None) or {}).get("Allow", "")
+    return _not_allowed(request, allowed)
+
+
+def _not_allowed(request: Request, allowed: str) -> Response:
+    """A 405 with the methods the resource does allow (RFC 9110, 15.5.6)."""
+    response = problem(
+        405, f"{request.method} is not allowed on {request.url.path}", request_id=new_request_id()
+    )
+    response.headers["allow"] = allowed
+    return response
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return problem(500, "internal error")
+    request_id = new_request_id()
+    # The server's own log gets the traceback (Starlette re-raises it after this answer).
+    log.error("request %s: internal error (%s)", request_id, type(exc).__name__)
+    return problem(500, f"internal error (request {request_id})", request_id=request_id)
 
 
 def create_app(node: Node) -> Starlette:
@@ -89,6 +107,8 @@ def create_app(node: Node) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"]),
+        # AWS Lambda's Invoke API, SigV4-signed (gateway/lambda_api.py).
+        Route(LAMBDA_INVOKE_PATH, handle_lambda_invoke, methods=["POST"]),
         Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
     ]
     by_path: dict[str, dict[str, Any]] = {}
@@ -105,11 +125,17 @@ def create_app(node: Node) -> Starlette:
     return app
 
 
+def _allowed(endpoints: dict[str, Any]) -> list[str]:
+    return [*endpoints, "HEAD"] if "GET" in endpoints else list(endpoints)
+
+
 def _dispatch(endpoints: dict[str, Any]) -> Any:
     async def endpoint(request: Request) -> Response:
-        handler = endpoints.get(request.method)
+        # HEAD is GET without the body (RFC 9110, 9.3.2), as Starlette's own routes do.
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = endpoints.get(method)
         if handler is None:
-            return problem(405, f"{request.method} is not allowed on {request.url.path}")
+            return _not_allowed(request, ", ".join(_allowed(endpoints)))
         response: Response = await handler(request)
         return response
 

@@ -11,6 +11,7 @@ __all__ = [
     "GatewayError",
     "InvalidInput",
     "NotFound",
+    "NotImplementedYet",
     "PayloadTooLarge",
     "Unauthorized",
 ]
@@ -50,3 +51,9 @@ class BadFunctionResponse(GatewayError):
     """A function's http response the gateway will not or cannot send (see response_policy)."""
 
     title = "Bad gateway"
+
+
+class NotImplementedYet(GatewayError):
+    """A valid request for something this version does not do (yet)."""
+
+    title = "Not implemented"

@@ -35,8 +35,9 @@ from donjon.gateway.access import (
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput, NotFound
 from donjon.gateway.function_calls import Chain, FunctionCalls
+from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.node import Node
-from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.problems import problem, problem_from_error, status_for
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
@@ -94,6 +95,7 @@ async def _run(
     trigger: str,
     render: Render,
     chain: Chain | None = None,
+    on_log: Callable[[str], None] | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -101,6 +103,7 @@ async def _run(
     cannot send is audited as the failure it is, and returned only once durable.
     A call made by another function (`chain`) gets what is left of its caller's
     time, and its record names the request the chain started from.
+    `on_log`, if given, receives the call's log as stored (redacted, bounded).
     """
     actor = _actor(principal, trigger)
     if node.pool is None:
@@ -181,6 +184,8 @@ async def _run(
             duration_ms=round(elapsed * 1000, 3),
             memory_kb=memory_kb,
         )
+        if on_log is not None:
+            on_log(log.output)
         await node.audit.record(
             AuditEvent(
                 actor,
@@ -235,6 +240,8 @@ def _redact_error(error: Error, redact: Redactor) -> None:
     if redact:
         error.message = redact(error.message)
         error.args = (error.message,)
+        if isinstance(error, SandboxError) and error.error_message is not None:
+            error.error_message = redact(error.error_message)
 
 
 def _actor(principal: Principal | None, trigger: str) -> str:
@@ -287,7 +294,17 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
         )
 
 
-def _error_response(error: Error, request_id: str) -> Response:
+def _error_response(error: Error, request_id: str, *, reveal: bool = False) -> Response:
+    """The problem document of `error`; with `reveal` (the caller may read the function's
+    logs) a failed call's `errorType` and `errorMessage` too (function_errors.py)."""
+    if reveal and isinstance(error, FUNCTION_FAILURES):
+        fields: dict[str, object] = dict(error_fields(error))
+        return problem(
+            status_for(error),
+            f"the function failed (request {request_id}): {fields['errorMessage']}",
+            request_id=request_id,
+            extra=fields,
+        )
     if isinstance(error, RateLimitError):
         response = problem_from_error(error, request_id=request_id)
         response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
@@ -316,12 +333,14 @@ async def handle_invoke(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     name = request.path_params["name"]
+    caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
         principal = await authenticate(node, request, request_id)
         await authorize(node, request, principal, Action.INVOKE, request_id, name)
         deployed = node.registry.get(name)
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
+        caller = (principal, deployed)
         await _admit(node, deployed, principal, request_id, "invoke")
         body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
         _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
@@ -335,7 +354,17 @@ async def handle_invoke(request: Request) -> Response:
             lambda result: function_json_response(result.body, request_id),
         )
     except Error as e:
-        return _error_response(e, request_id)
+        return _error_response(e, request_id, reveal=_reveals(node, caller, e))
+
+
+def _reveals(node: Node, caller: tuple[Principal | None, Deployed] | None, error: Error) -> bool:
+    """Whether a failed call's caller may be told its error (it may read the logs):
+    decided only for a function's own failure, so the hot path never pays for it."""
+    return (
+        caller is not None
+        and isinstance(error, FUNCTION_FAILURES)
+        and may_read_logs(node, caller[0], caller[1])
+    )
 
 
 def _validate(event: Any, deployed: Deployed) -> None:
@@ -352,6 +381,7 @@ async def handle_http_trigger(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
     path = "/" + request.path_params["path"].strip("/")
+    caller: tuple[Principal | None, Deployed] | None = None
     try:
         route = node.registry.route(path.rstrip("/") or "/", request.method)
         if route is None:
@@ -368,6 +398,7 @@ async def handle_http_trigger(request: Request) -> Response:
             # Any registered issuer; its token's principal must be allowed to invoke.
             principal = await authenticate(node, request, request_id, jwt_only=True)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
+        caller = (principal, deployed)
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         event = _http_event(request, path, body, principal, strip_auth=auth != "public")
@@ -382,7 +413,7 @@ async def handle_http_trigger(request: Request) -> Response:
             lambda result: http_response(result.body, request_id, own_path),
         )
     except Error as e:
-        return _error_response(e, request_id)
+        return _error_response(e, request_id, reveal=_reveals(node, caller, e))
 
 
 def _is_platform_credential(value: str) -> bool:

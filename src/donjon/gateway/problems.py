@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http
 import json
 import logging
 import math
+import secrets
 
 from starlette.responses import Response
 
@@ -19,6 +21,7 @@ from donjon.gateway.errors import (
     GatewayError,
     InvalidInput,
     NotFound,
+    NotImplementedYet,
     PayloadTooLarge,
     Unauthorized,
 )
@@ -48,7 +51,14 @@ from donjon.store import StoreConflict
 from donjon.vault import SecretNotFound
 from donjon.vault.names import BadSecret
 
-__all__ = ["STATUS", "problem", "problem_from_error", "status_for"]
+__all__ = [
+    "BEARER_CHALLENGE",
+    "STATUS",
+    "problem",
+    "problem_from_error",
+    "status_for",
+    "title_for",
+]
 
 log = logging.getLogger("donjon")
 
@@ -63,6 +73,7 @@ STATUS: dict[type[Error], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    NotImplementedYet: 501,
     PayloadTooLarge: 413,
     BadFunctionResponse: 502,
     JSONTooDeep: 400,
@@ -109,23 +120,43 @@ def status_for(error: Error) -> int:
     return _listed_status(error) or 500
 
 
-_TITLES = {
-    400: "Bad request",
+#: RFC 9110's reason phrases (RFC 6585 for 429 and 431, RFC 4918 for 507): with
+#: type about:blank, a problem's title is its status's phrase (RFC 9457, 4.2.1).
+_PHRASES = {
+    400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
-    413: "Payload too large",
-    415: "Unsupported media type",
-    422: "Unprocessable content",
-    429: "Too many requests",
-    500: "Internal error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-    507: "Insufficient storage",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    507: "Insufficient Storage",
 }
+
+#: The challenge a 401 carries (RFC 9110, 11.6.1): API keys and JWTs are bearer tokens.
+BEARER_CHALLENGE = 'Bearer realm="donjon"'
+
+
+def title_for(status: int) -> str:
+    """The title of an about:blank problem with `status`: the status's reason phrase."""
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+    return phrase
 
 
 def problem(
@@ -135,18 +166,29 @@ def problem(
     request_id: str = "",
     title: str = "",
     extra: dict[str, object] | None = None,
+    challenge: str = BEARER_CHALLENGE,
 ) -> Response:
+    """An RFC 9457 problem document with `status`.
+
+    Its type is about:blank, so its title is the status's phrase (`title` is
+    ignored: the error's own kind is in `detail`). Every problem carries a request
+    id (a fresh one when the request had none yet), in the body and in
+    `X-Request-Id`; a 401 carries `WWW-Authenticate` with `challenge`.
+    """
+    del title  # kept for callers; about:blank fixes the title (RFC 9457, 4.2.1)
+    request_id = request_id or secrets.token_hex(8)
     body: dict[str, object] = {
         "type": "about:blank",
-        "title": title or _TITLES.get(status, "Error"),
+        "title": title_for(status),
         "status": status,
         "detail": detail,
+        "request_id": request_id,
     }
-    if request_id:
-        body["request_id"] = request_id
     if extra:
         body.update(extra)
-    headers = {"x-request-id": request_id} if request_id else None
+    headers = {"x-request-id": request_id}
+    if status == 401:
+        headers["www-authenticate"] = challenge
     return Response(
         json.dumps(body),
         status_code=status,

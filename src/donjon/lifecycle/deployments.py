@@ -396,7 +396,9 @@ def _settled(finishing: set[asyncio.Future[Any]]) -> Any:
 def _public(error: Error, request_id: str) -> Error:
     """What the deployer is told of a refused deploy."""
     if isinstance(error, FunctionFailed):
-        return ManifestError(error.message, problems=[f"handler: {error.message}"])
+        # Said once: the handler's import error, or why it cannot be called as
+        # handler(event, context) (sandbox/runtime/handler_check.py); no trace.
+        return ManifestError(error.message)
     if isinstance(error, SandboxUnavailable):
         log.error("deploy %s: %s", request_id, error.message)  # may name host paths
         return SandboxUnavailable(

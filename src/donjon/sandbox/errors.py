@@ -26,6 +26,10 @@ class SandboxError(Error):
     secrets_read: tuple[str, ...] = ()
     #: The peak memory the worker reported for the call (KiB), when it reported one.
     memory_kb: int | None = None
+    #: What failed, in AWS Lambda's words (`errorType`), for callers who may read the
+    #: function's logs; `error_message` (when set) is the function's own message.
+    error_type: str = "Runtime.Error"
+    error_message: str | None = None
 
 
 class SandboxUnavailable(SandboxError):
@@ -38,18 +42,22 @@ class FunctionFailed(SandboxError):
     """The handler raised, or returned something that is not JSON."""
 
     title = "Function error"
+    error_type = "Runtime.Unhandled"
 
 
 class FunctionTimeout(SandboxError):
     title = "Function timed out"
+    error_type = "Sandbox.Timedout"
 
 
 class FunctionMemoryExceeded(SandboxError):
     title = "Function exceeded its memory limit"
+    error_type = "Runtime.OutOfMemory"
 
 
 class FunctionCrashed(SandboxError):
     title = "Function crashed"
+    error_type = "Runtime.ExitError"
 
 
 class TooManyInvocations(SandboxError):

@@ -161,8 +161,15 @@ class Instance:
         self._starting = False
         if ready.get("op") != "ready":
             await self.close()
-            error = FunctionFailed(f"the handler failed to import: {ready.get('error')}")
-            error.trace = str(ready.get("trace", ""))
+            reported = str(ready.get("error"))
+            kind, _, why = reported.partition(": ")
+            if kind == "HandlerNotUsable":  # runtime/handler_check.py: said as it is
+                error = FunctionFailed(why)
+                error.error_type = "Runtime.HandlerNotFound"
+            else:
+                error = FunctionFailed(f"the handler failed to import: {reported}")
+                error.error_type = "Runtime.ImportModuleError"
+                error.trace = str(ready.get("trace", ""))
             raise error
 
     async def _spawn(self, spec: SandboxSpec, theirs: socket.socket, seccomp_fd: int) -> None:

@@ -8,6 +8,7 @@ and MAX_RESULT of result for a call, whatever it says.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ _MAX_OUTPUT = 64 * 1024
 #: The most secret names a reply may say it read (the gateway keeps only granted ones).
 _MAX_SECRETS_READ = 256
 _MAX_SECRET_NAME = 63
+#: How the runtime reports an exception the handler raised: "TypeName: message".
+_RAISED = re.compile(r"([A-Za-z_][A-Za-z0-9_.]{0,127}): ?(.*)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,12 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
         error = FunctionMemoryExceeded("the function exceeded its memory limit")
     elif kind == "result":
         error = FunctionFailed(str(head.get("error")))
+        error.error_type = "Runtime.MarshalError"
     else:
         error = FunctionFailed(str(head.get("error", "the function failed")))
+        raised = _RAISED.match(error.message) if kind == "error" else None
+        if raised is not None:  # "ValueError: message", as the runtime reports a raise
+            error.error_type, error.error_message = raised.group(1), raised.group(2)
     error.output = output
     error.trace = str(head.get("trace", ""))
     error.secrets_read = read

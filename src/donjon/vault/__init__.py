@@ -7,11 +7,18 @@ are imported from their modules (service.py, keyring.py, command.py, redact.py).
 from __future__ import annotations
 
 from donjon.vault.errors import SecretNotFound, VaultError
-from donjon.vault.master import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, VAULT_KEK_PURPOSE, MasterKey
+from donjon.vault.master import (
+    AUDIT_MAC_PURPOSE,
+    KEY_HASH_PURPOSE,
+    SIGV4_SECRET_PURPOSE,
+    VAULT_KEK_PURPOSE,
+    MasterKey,
+)
 
 __all__ = [
     "AUDIT_MAC_PURPOSE",
     "KEY_HASH_PURPOSE",
+    "SIGV4_SECRET_PURPOSE",
     "VAULT_KEK_PURPOSE",
     "MasterKey",
     "SecretNotFound",

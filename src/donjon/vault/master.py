@@ -20,6 +20,7 @@ from donjon.vault.errors import VaultError
 __all__ = [
     "AUDIT_MAC_PURPOSE",
     "KEY_HASH_PURPOSE",
+    "SIGV4_SECRET_PURPOSE",
     "VAULT_KEK_PURPOSE",
     "MasterKey",
     "VaultError",
@@ -29,6 +30,8 @@ _KEY_BYTES = 32
 #: HKDF labels of the subkeys derived from the master key.
 KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
 AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
+#: Keys' SigV4 secrets (identity/sigv4.py), each an HMAC of a key's stored hash.
+SIGV4_SECRET_PURPOSE = "donjon/sigv4-secret/v1"  # noqa: S105  # nosec B105 - an HKDF label
 #: The vault's key-encryption key (vault/local.py), wrapping each secret's data key.
 VAULT_KEK_PURPOSE = "donjon/vault-kek/v1"
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import isolation, lowlevel
 from .call import _trace, run_call
+from .handler_check import check_handler
 
 if TYPE_CHECKING:
     from typing import Any
@@ -82,10 +83,8 @@ def _confine(config: dict[str, Any]) -> None:
 def _load_handler(config: dict[str, Any]) -> Any:
     sys.path[:0] = ["/fn", "/fn/.deps"]
     module = importlib.import_module(config["module"])
-    handler = getattr(module, config["function"], None)
-    if not callable(handler):
-        raise TypeError(f"{config['module']}.{config['function']} is not a callable")
-    return handler
+    # Missing, not callable or the wrong arity: the deploy's prestart reports it.
+    return check_handler(module, config["module"], config["function"])
 
 
 def end_leftovers() -> None:
