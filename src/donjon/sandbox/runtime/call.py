@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from . import lambda_env
 from .context import Context
 from .frames import recv_frame, send_frames
 
@@ -79,6 +80,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         ctx_meta = json.loads(recv_frame(sock))
         event = json.loads(recv_frame(sock))
         context = Context(ctx_meta)
+        lambda_env.begin_call(context.request_id)
         try:
             result = handler(event, context)
         except MemoryError:
@@ -111,6 +113,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         meta = {"ok": False, "kind": "memory", "error": "the function ran out of memory"}
     except Exception as e:
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
+    lambda_env.end_call()
     meta["out"] = output.collect()
     output.restore()
     try:

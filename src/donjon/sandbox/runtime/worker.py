@@ -24,7 +24,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from . import isolation, lowlevel
+from . import isolation, lambda_env, lowlevel
 from .call import _trace, run_call
 
 if TYPE_CHECKING:
@@ -113,7 +113,9 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     handoff = _only_descriptors(handoff)
     try:
         _confine(config)
+        lambda_env.prepare(config)
         handler = _load_handler(config)
+        lambda_env.install_logging()  # the function's code may have imported `logging`
         end_leftovers()
     except BaseException as e:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
