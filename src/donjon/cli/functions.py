@@ -30,10 +30,22 @@ def deploy_dir(
     unsafe_skip_scan: bool = False,
     unsafe_allow_broad: bool = False,
 ) -> dict[str, object]:
-    """Build the bundle locally (validate, vendor) and upload it; the server scans it."""
-    from donjon.bundle import build_bundle
+    """Build the bundle locally (validate, vendor) and upload it; the server scans it.
 
-    manifest, archive = build_bundle(directory)
+    Dependencies are vendored for the node's sandbox interpreter and platform, as
+    the node says (GET /v1/runtime), whatever Python runs this command.
+    """
+    from donjon.bundle import build_bundle
+    from donjon.bundle.target import RuntimeTarget, marker_mismatch
+
+    target = None
+    if (directory / "requirements.txt").is_file():
+        answer = client.json("GET", "/v1/runtime")
+        target = RuntimeTarget.from_json(answer.get("python") if isinstance(answer, dict) else None)
+        mismatch = marker_mismatch(target)
+        if mismatch:
+            echo_text(f"warning: {mismatch}", err=True)
+    manifest, archive = build_bundle(directory, target=target)
     params = {"unsafe_skip_scan": "true"} if unsafe_skip_scan else {}
     if unsafe_allow_broad:
         params["unsafe_allow_broad"] = "true"
