@@ -20,8 +20,9 @@ def handler(event, context):
         asked = None
     if isinstance(asked, dict) and "reply" in asked:
         return asked["reply"]
+    remaining = context.get_remaining_time_in_millis()
     return {
         "statusCode": 200,
         "headers": {"content-type": "application/json"},
-        "body": json.dumps({"event": event, "remaining_ms": context.get_remaining_time_in_millis()}),
+        "body": json.dumps({"event": event, "remaining_ms": remaining}),
     }
