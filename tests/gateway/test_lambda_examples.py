@@ -27,7 +27,7 @@ def examples(node: LiveNode) -> LiveNode:
 def _logs(node: LiveNode, name: str, request_id: str) -> str:
     with node.client() as c:
         entries: list[dict[str, Any]] = c.get(f"/v1/functions/{name}/logs").json()
-    return next(e["output"] for e in entries if e["request_id"] == request_id)
+    return str(next(e["output"] for e in entries if e["request_id"] == request_id))
 
 
 def test_plain_handler_sees_lambda_context(examples: LiveNode) -> None:
