@@ -12,7 +12,7 @@ from pathlib import Path
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
-from donjon.bundle import BundleStore
+from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.identity import (
@@ -133,7 +133,11 @@ class Node:
         )
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
-        self.deployments.start(self.pool, scanner)
+        try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
+            self._runtime_target = await asyncio.to_thread(probe_target, host.python)
+        except BundleError as e:
+            log.warning("vendored wheels are not checked at deploy: %s", e.message)
+        self.deployments.start(self.pool, scanner, self._runtime_target)
         # Through the writer thread, like every other append made on the event loop.
         await self.audit.record(
             AuditEvent(
