@@ -106,3 +106,22 @@ def test_missing_manifest_is_clear(tmp_path: Path) -> None:
     """A directory without donjon.yaml is not a bundle."""
     with pytest.raises(ManifestError, match=r"no donjon\.yaml"):
         load_manifest(tmp_path)
+
+
+def test_event_format_and_log_level_are_optional_and_checked() -> None:
+    """event_format is apigw-v1 or apigw-v2 per http trigger; log_level is Lambda's (any case)."""
+    base = "name: f\nhandler: main.handler\n"
+    plain = parse_manifest(base + "triggers:\n  - http: {path: /a}\n")
+    assert plain.http_triggers[0].event_format is None
+    assert plain.log_level is None
+    m = parse_manifest(
+        base + "log_level: warn\ntriggers:\n  - http: {path: /a, event_format: apigw-v2}\n"
+    )
+    assert m.http_triggers[0].event_format == "apigw-v2"
+    assert m.log_level == "WARN"
+    with pytest.raises(ManifestError) as e:
+        parse_manifest(
+            base + "log_level: loud\ntriggers:\n  - http: {path: /a, event_format: v3}\n"
+        )
+    assert any("event_format" in p for p in e.value.problems)
+    assert any("log_level" in p for p in e.value.problems)

@@ -14,6 +14,17 @@ from sec_support import ATTACKERS, PROBES, attack
 
 _RUNTIME = "/opt/donjon/donjon_runtime/boot.py"
 _ALLOWED_ENV = {"HOME", "TMPDIR", "LANG", "PATH"}
+#: What Lambda's runtime defines, each derived from the function's own manifest
+#: (docs/lambda.md, "The environment"); their values are checked below.
+_LAMBDA_ENV = {
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "LAMBDA_TASK_ROOT",
+    "_HANDLER",
+}
 
 
 @ATTACKERS
@@ -41,7 +52,12 @@ def test_pid_namespace_is_tiny(node: LiveNode, fn: str) -> None:
 def test_environment_is_cleared(node: LiveNode, fn: str) -> None:
     """The handler's environment holds no DONJON_* variable and nothing of the host's."""
     env = node.invoke(fn, {"op": "env"}).json()["env"]
-    assert set(env) - {"PWD"} <= _ALLOWED_ENV, env
+    assert set(env) - {"PWD"} <= _ALLOWED_ENV | _LAMBDA_ENV, env
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == fn
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "64"
+    assert env["AWS_LAMBDA_FUNCTION_VERSION"].isdigit()
+    assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == f"/donjon/functions/{fn}"
+    assert (env["LAMBDA_TASK_ROOT"], env["_HANDLER"]) == ("/fn", "main.handler")
     assert env.get("PWD", "/fn") == "/fn"
     assert not [k for k in env if k.startswith("DONJON")]
     assert node.admin_key not in str(env)

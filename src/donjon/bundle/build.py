@@ -8,8 +8,9 @@ written from the parsed form, with ``--only-binary=:all:``, and runs isolated
 no Donjon credential. Everything is byte-compiled with unchecked-hash pycs, so
 the sandbox, whose bundle mount is read-only, never compiles at import.
 
-This runs on the deployer's host. The server never vendors; if it ever does,
-it must do so inside a sandbox.
+This runs on the deployer's host, for the sandbox's interpreter and platform
+(`target`, which the node gives: target.py), not the deployer's. The server never
+vendors; if it ever does, it must do so inside a sandbox.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from donjon._subprocess import run
 from donjon.bundle.archive import BundleError, pack
 from donjon.bundle.requirements import read_requirements, render_requirements
+from donjon.bundle.target import RuntimeTarget
 from donjon.manifest import Manifest, load_manifest
 
 __all__ = ["DEPS_DIR", "build_bundle", "pip_environment"]
@@ -100,7 +102,13 @@ def pip_environment(environ: Mapping[str, str], home: Path) -> dict[str, str]:
     return env
 
 
-def _vendor(requirements: Path, target: Path, find_links: Path | None, work: Path) -> None:
+def _vendor(
+    requirements: Path,
+    target: Path,
+    find_links: Path | None,
+    work: Path,
+    runtime: RuntimeTarget | None,
+) -> None:
     parsed = read_requirements(requirements)  # refuses options, paths and URLs: before pip
     if not parsed:
         return
@@ -124,6 +132,8 @@ def _vendor(requirements: Path, target: Path, find_links: Path | None, work: Pat
         "-r",
         checked,
     ]
+    if runtime is not None:  # wheels for the sandbox's interpreter, not this one
+        argv += runtime.pip_args()
     if find_links is not None:
         argv += ["--no-index", "--find-links", find_links]
     run(
@@ -136,15 +146,21 @@ def _vendor(requirements: Path, target: Path, find_links: Path | None, work: Pat
         shutil.rmtree(junk, ignore_errors=True)
 
 
-def build_bundle(src: Path, *, find_links: Path | None = None) -> tuple[Manifest, bytes]:
-    """Validate `src`, vendor its dependencies and return (manifest, archive)."""
+def build_bundle(
+    src: Path, *, find_links: Path | None = None, target: RuntimeTarget | None = None
+) -> tuple[Manifest, bytes]:
+    """Validate `src`, vendor its dependencies and return (manifest, archive).
+
+    `target`: the interpreter and platform the dependencies are for (the node's
+    sandbox: `donjon deploy` asks it); None: the interpreter running this code.
+    """
     manifest = load_manifest(src)
     with tempfile.TemporaryDirectory(prefix="donjon-build-") as tmp:
         root = Path(tmp) / "bundle"
         _copy_tree(src, root)
         requirements = root / "requirements.txt"
         if requirements.is_file():
-            _vendor(requirements, root / DEPS_DIR, find_links, Path(tmp))
+            _vendor(requirements, root / DEPS_DIR, find_links, Path(tmp), target)
         compileall.compile_dir(
             root,
             ddir="/fn",  # where the sandbox mounts it: right tracebacks, same bytes every build

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from donjon.cli.client import ApiClient, ApiError
-from donjon.cli.functions import upload_bundle
+from donjon.cli.functions import build_for_node, upload_bundle
 from donjon.cli.output import (
     OutputFormat,
     echo_json,
@@ -97,15 +97,13 @@ class _Built:
     manifest: dict[str, Any]
 
 
-def _build_all(dirs: list[Path]) -> list[_Built]:
+def _build_all(client: ApiClient, dirs: list[Path]) -> list[_Built]:
     """Build every bundle, or raise the first failure (nothing sent yet)."""
-    from donjon.bundle import build_bundle
-
     built: list[_Built] = []
     names: dict[str, Path] = {}
     for d in dirs:
         try:
-            manifest, archive = build_bundle(d)
+            manifest, archive = build_for_node(client, d)
         except Error as e:
             e.message = f"{d}: {e.message}"
             if len(dirs) > 1:
@@ -162,7 +160,7 @@ def deploy(
         click.echo("warning: UNSAFE: broad permission grants allowed", err=True)
     dirs = _directories(directories, stack)
     client = ApiClient(load_settings())
-    built = _build_all(dirs)
+    built = _build_all(client, dirs)
     if len(built) == 1 and stack is None:
         result = _upload(client, built[0], unsafe_skip_scan, unsafe_allow_broad)
         _report_one(result, output)

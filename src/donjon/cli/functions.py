@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,7 +25,12 @@ from donjon.cli.output import (
 )
 from donjon.config import load_settings
 
-__all__ = ["deploy_dir", "describe", "invoke", "ls", "read_event", "rm", "upload_bundle"]
+if TYPE_CHECKING:
+    from donjon.manifest import Manifest
+
+__all__ = [
+    "build_for_node",
+    "deploy_dir", "describe", "invoke", "ls", "read_event", "rm", "upload_bundle"]
 
 #: The largest event the gateway takes (gateway/invoke.py's MAX_EVENT_BYTES).
 MAX_EVENT_BYTES = 6 * 1024 * 1024
@@ -38,10 +43,12 @@ def deploy_dir(
     unsafe_skip_scan: bool = False,
     unsafe_allow_broad: bool = False,
 ) -> dict[str, object]:
-    """Build the bundle locally (validate, vendor) and upload it; the server scans it."""
-    from donjon.bundle import build_bundle
+    """Build the bundle locally (validate, vendor) and upload it; the server scans it.
 
-    manifest, archive = build_bundle(directory)
+    Dependencies are vendored for the node's sandbox interpreter and platform
+    (`build_for_node`), whatever Python runs this command.
+    """
+    manifest, archive = build_for_node(client, directory)
     return upload_bundle(
         client,
         archive,
@@ -49,6 +56,22 @@ def deploy_dir(
         unsafe_skip_scan=unsafe_skip_scan,
         unsafe_allow_broad=unsafe_allow_broad,
     )
+
+
+def build_for_node(client: ApiClient, directory: Path) -> tuple[Manifest, bytes]:
+    """Validate and build `directory`; its requirements are vendored for the node's
+    sandbox interpreter and platform, as the node says (GET /v1/runtime)."""
+    from donjon.bundle import build_bundle
+    from donjon.bundle.target import RuntimeTarget, marker_mismatch
+
+    target = None
+    if (directory / "requirements.txt").is_file():
+        answer = client.json("GET", "/v1/runtime")
+        target = RuntimeTarget.from_json(answer.get("python") if isinstance(answer, dict) else None)
+        mismatch = marker_mismatch(target)
+        if mismatch:
+            echo_text(f"warning: {mismatch}", err=True)
+    return build_bundle(directory, target=target)
 
 
 def upload_bundle(

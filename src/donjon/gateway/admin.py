@@ -31,6 +31,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.permissions import unused_permissions
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
+from donjon.gateway.runtime_api import runtime_target
 from donjon.gateway.secrets import (
     create_secret,
     delete_secret,
@@ -426,4 +427,6 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/issuers", "POST", _guarded(Action.ISSUERS, add_issuer)),  # gateway/admin_issuers.py
     ("/v1/issuers", "GET", _guarded(Action.ISSUERS, list_issuers)),
     ("/v1/issuers/{issuer}", "DELETE", _guarded(Action.ISSUERS, remove_issuer)),
+    # What dependencies are vendored for (gateway/runtime_api.py).
+    ("/v1/runtime", "GET", _guarded(Action.DEPLOY, runtime_target)),
 ]

@@ -32,6 +32,7 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
+from donjon.gateway.apigw import apigw_event, apigw_response
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput, NotFound
 from donjon.gateway.function_calls import Chain, FunctionCalls
@@ -79,6 +80,7 @@ def _meta(
             "request_id": request_id,
             "function": deployed.name,
             "version": deployed.record.version,
+            "memory_mb": deployed.manifest.memory_mb,
             "deadline": time.time() + timeout_s,
             "principal": principal.label if principal else None,
             "secrets": secrets,
@@ -389,7 +391,8 @@ async def handle_http_trigger(request: Request) -> Response:
             # to anyone else a missing route looks like a protected one.
             await authenticate(node, request, request_id)
             raise NotFound(f"no function serves {request.method} /fn{path}")
-        deployed, auth = route
+        deployed, spec = route
+        auth = spec.auth
         principal: Principal | None = None
         if auth == "key":
             principal = await authenticate(node, request, request_id)
@@ -401,8 +404,18 @@ async def handle_http_trigger(request: Request) -> Response:
         caller = (principal, deployed)
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
-        event = _http_event(request, path, body, principal, strip_auth=auth != "public")
+        headers = _function_headers(request, strip_auth=auth != "public")
         own_path = route_of(path)
+        label = principal.label if principal else None
+        render: Callable[[bytes, str, str], RenderedResponse]
+        if spec.event_format is None:
+            event = _http_event(request, path, body, label, headers)
+            render = http_response
+        else:  # API Gateway's proxy event and response (apigw.py)
+            event = apigw_event(
+                spec.event_format, request, path, spec.path, headers, body, label, request_id
+            )
+            render = apigw_response(spec.event_format)
         return await _run(
             node,
             deployed,
@@ -410,7 +423,7 @@ async def handle_http_trigger(request: Request) -> Response:
             event,
             request_id,
             "http",
-            lambda result: http_response(result.body, request_id, own_path),
+            lambda result: render(result.body, request_id, own_path),
         )
     except Error as e:
         return _error_response(e, request_id, reveal=_reveals(node, caller, e))
@@ -421,16 +434,22 @@ def _is_platform_credential(value: str) -> bool:
     return scheme.lower() == "bearer" and token.strip().startswith("dj_")
 
 
-def _http_event(
-    request: Request, path: str, body: bytes, principal: Principal | None, *, strip_auth: bool
-) -> bytes:
-    # A platform credential never reaches a function: not the one that
-    # authenticated the call, nor a Donjon key sent to a public trigger.
-    headers = {
-        k: v
+def _function_headers(request: Request, *, strip_auth: bool) -> list[tuple[str, str]]:
+    """The request's headers a function may see, in order, repeats kept.
+
+    A platform credential never reaches a function: not the one that
+    authenticated the call, nor a Donjon key sent to a public trigger.
+    """
+    return [
+        (k, v)
         for k, v in request.headers.items()
         if k != "authorization" or not (strip_auth or _is_platform_credential(v))
-    }
+    ]
+
+
+def _http_event(
+    request: Request, path: str, body: bytes, principal: str | None, headers: list[tuple[str, str]]
+) -> bytes:
     try:
         text: str = body.decode()
         encoded = False
@@ -440,10 +459,10 @@ def _http_event(
         {
             "method": request.method,
             "path": path,
-            "headers": headers,
+            "headers": dict(headers),
             "query": dict(request.query_params),
             "body": text,
             "is_base64_encoded": encoded,
-            "principal": principal.label if principal else None,
+            "principal": principal,
         }
     ).encode()

@@ -8,10 +8,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
-from donjon.bundle import BundleStore
+from donjon.bundle import BundleError, BundleStore
+from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.identity import (
     Issuer,
@@ -27,6 +29,7 @@ from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
+    SandboxError,
     SandboxHost,
     SandboxPool,
     check_sandbox,
@@ -92,6 +95,9 @@ class Node:
     #: Custom role documents; the decisions are made by `policy`, in memory.
     roles: RoleStore | None = None
     policy: Policy = field(default_factory=Policy)
+    #: The interpreter sandboxes run, once started; its wheel target is asked once.
+    sandbox_python: Path | None = None
+    _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
 
@@ -105,6 +111,7 @@ class Node:
         host = await asyncio.to_thread(
             SandboxHost.detect, self.settings.data_dir, self.settings.sandbox
         )
+        self.sandbox_python = host.python
         await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
         # Loads the advisories once (a bad database stops the node here, clearly);
@@ -126,7 +133,11 @@ class Node:
         )
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
-        self.deployments.start(self.pool, scanner)
+        try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
+            self._runtime_target = await asyncio.to_thread(probe_target, host.python)
+        except BundleError as e:
+            log.warning("vendored wheels are not checked at deploy: %s", e.message)
+        self.deployments.start(self.pool, scanner, self._runtime_target)
         # Through the writer thread, like every other append made on the event loop.
         await self.audit.record(
             AuditEvent(
@@ -147,6 +158,14 @@ class Node:
                     {"reason": bad.reason, "error": bad.error},
                 )
             )
+
+    async def runtime_target(self) -> RuntimeTarget:
+        """What dependencies must be built for: the sandbox's interpreter and platform."""
+        if self._runtime_target is None:
+            if self.sandbox_python is None:
+                raise SandboxError("the node is not serving")
+            self._runtime_target = await asyncio.to_thread(probe_target, self.sandbox_python)
+        return self._runtime_target
 
     async def _write_last_used(self) -> None:
         while True:

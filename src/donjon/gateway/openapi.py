@@ -123,6 +123,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                 ],
                 "delete": _op("Stop trusting a JWT issuer", "204"),
             },
+            "/v1/runtime": {
+                "get": _op("The sandbox's interpreter and platforms, to vendor wheels for")
+            },
             "/metrics": {"get": _op("Prometheus metrics")},
         },
     }

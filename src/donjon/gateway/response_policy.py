@@ -37,6 +37,7 @@ __all__ = [
     "RenderedResponse",
     "function_json_response",
     "http_response",
+    "render_http",
     "route_of",
 ]
 
@@ -122,22 +123,31 @@ def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
     status = result.get("statusCode")
     headers = result.get("headers") or {}
     payload = result.get("body", "")
-    if (
-        not isinstance(status, int)
-        or isinstance(status, bool)
-        or not 200 <= status <= 599
-        or not isinstance(headers, dict)
-    ):
+    if not isinstance(headers, dict):
         raise BadFunctionResponse("the function returned a malformed http response")
-    out, refused = _headers_allowed(headers, route)
+    pairs = [(str(k), str(v)) for k, v in headers.items()]
     if not isinstance(payload, str):
         payload = json.dumps(payload)
-        if not any(k == "content-type" for k, _ in out):
-            out.append(("content-type", "application/json"))
+        if not any(k.lower() == "content-type" for k, _ in pairs):
+            pairs.append(("content-type", "application/json"))
     try:
         content = payload.encode("utf-8")
     except UnicodeEncodeError as e:  # a lone surrogate, from a \ud800 escape
         raise BadFunctionResponse("the function's body is not valid Unicode") from e
+    return render_http(status, pairs, content, request_id, route)
+
+
+def render_http(
+    status: Any, headers: list[tuple[str, str]], content: bytes, request_id: str, route: str
+) -> RenderedResponse:
+    """A function's status, headers (in order, repeats kept) and body, after the policy.
+
+    The one place every http trigger's response goes through, whatever the event
+    format it came in (Donjon's, or API Gateway's proxy response: apigw.py).
+    """
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise BadFunctionResponse("the function returned a malformed http response")
+    out, refused = _headers_allowed(headers, route)
     if status in _NO_BODY and content:
         raise BadFunctionResponse(f"a {status} response carries no body; the function sent one")
     response = Response(content, status_code=status)
@@ -148,13 +158,12 @@ def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
 
 
 def _headers_allowed(
-    headers: dict[Any, Any], route: str
+    headers: list[tuple[str, str]], route: str
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The function's headers the policy lets through (lower-cased), and those it refused."""
     out: list[tuple[str, str]] = []
     refused: list[str] = []
-    for raw_name, raw_value in headers.items():
-        name, value = str(raw_name), str(raw_value)
+    for name, value in headers:
         _check_sendable(name, value)
         lower = name.lower()
         if lower in _FRAMING:
@@ -167,7 +176,8 @@ def _headers_allowed(
             if cookie is None:
                 refused.append(lower)
                 continue
-            value = cookie
+            out.append((lower, cookie))
+            continue
         out.append((lower, value))
     return out, refused
 

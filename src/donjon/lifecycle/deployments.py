@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.bundle import BundleStore
+from donjon.bundle.target import RuntimeTarget
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.deploy_queue import DeployQueue
@@ -114,6 +115,8 @@ class Deployments:
         self._vault = vault
         self._pool: SandboxPool | None = None
         self._scanner: BundleScanner | None = None
+        #: The sandbox's interpreter and platform: vendored wheels must fit it.
+        self._runtime: RuntimeTarget | None = None
         # The store write and the registry switch that follows it, one deploy or
         # removal at a time: the routes checked are the routes switched.
         self._switch = asyncio.Lock()
@@ -121,10 +124,16 @@ class Deployments:
         self._name_locks = _NameLocks()
         self._finishing: set[asyncio.Future[Any]] = set()
 
-    def start(self, pool: SandboxPool | None, scanner: BundleScanner | None) -> None:
+    def start(
+        self,
+        pool: SandboxPool | None,
+        scanner: BundleScanner | None,
+        runtime: RuntimeTarget | None = None,
+    ) -> None:
         """Use the node's started sandbox pool and deploy-time scanner from now on."""
         self._pool = pool
         self._scanner = scanner
+        self._runtime = runtime
 
     def stop(self) -> None:
         """Refuse further deploy work; the pool and scanner are the node's to close."""
@@ -162,6 +171,7 @@ class Deployments:
                 policy=self._policy,
                 skip_scan=skip_scan,
                 allow_broad=allow_broad,
+                runtime=self._runtime,
             )
             await self._check_grants(accepted.manifest, principal)
         # From here on a deploy runs to its end even if its caller goes away, one

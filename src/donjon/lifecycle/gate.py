@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Protocol
 
 from donjon.bundle import BundleStore
+from donjon.bundle.target import RuntimeTarget
+from donjon.bundle.wheels import check_vendored
 from donjon.lifecycle.errors import DeployBlocked
 from donjon.lifecycle.registry import FunctionRegistry, stored_manifest
 from donjon.manifest import Manifest, ManifestError, load_manifest
@@ -61,14 +63,20 @@ def accept_bundle(
     policy: ScanPolicy,
     skip_scan: bool,
     allow_broad: bool = False,
+    runtime: RuntimeTarget | None = None,
 ) -> Accepted:
-    """Unpack, validate manifest and routes, scan, and store the bundle content-addressed."""
+    """Unpack, validate manifest and routes, scan, and store the bundle content-addressed.
+
+    `runtime`: the sandbox's interpreter and platform; its vendored wheels must fit it.
+    """
 
     def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
         # Messages name "the bundle" and its members, never the staging path.
         manifest = load_manifest(tree, label="the bundle")
         stored = stored_manifest(manifest)  # what is validated is what will be stored
         route_conflicts(registry, manifest)
+        if runtime is not None:
+            check_vendored(tree, runtime)  # wheels built for another Python fail every import
         broad = broad_grants(manifest.permissions)
         if broad and not allow_broad:
             raise ManifestError(

@@ -23,6 +23,7 @@ from donjon.manifest import (
     parse_stored_manifest,
 )
 from donjon.manifest.input_validator import input_validator
+from donjon.manifest.model import HttpSpec
 from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord, FunctionStore
 from donjon.triggers import CronExpression
@@ -84,6 +85,7 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
         tmp_mb=min(_TMP_MB, manifest.memory_mb),
         concurrency=manifest.limits.concurrency,
         timeout_s=manifest.timeout_s,
+        log_level=manifest.log_level,
     )
 
 
@@ -102,7 +104,7 @@ class FunctionRegistry:
 
     def __init__(self) -> None:
         self._functions: dict[str, Deployed] = {}
-        self._routes: dict[tuple[str, str], tuple[Deployed, str]] = {}
+        self._routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
 
     def put(self, deployed: Deployed) -> None:
         self._functions[deployed.name] = deployed
@@ -123,8 +125,8 @@ class FunctionRegistry:
         """Every schedule trigger, as (function, expression)."""
         return [(d.name, cron) for d in self._functions.values() for cron in d.schedules]
 
-    def route(self, path: str, method: str) -> tuple[Deployed, str] | None:
-        """The function and auth mode for an http trigger."""
+    def route(self, path: str, method: str) -> tuple[Deployed, HttpSpec] | None:
+        """The function and the trigger (auth mode, event format) for an http request."""
         return self._routes.get((path, method))
 
     def route_conflicts(self, manifest: Manifest) -> list[str]:
@@ -138,11 +140,11 @@ class FunctionRegistry:
         return out
 
     def _rebuild_routes(self) -> None:
-        routes: dict[tuple[str, str], tuple[Deployed, str]] = {}
+        routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         for deployed in self._functions.values():
             for spec in deployed.manifest.http_triggers:
                 for method in spec.methods:
-                    routes[(spec.path, method)] = (deployed, spec.auth)
+                    routes[(spec.path, method)] = (deployed, spec)
         self._routes = routes
 
 

@@ -82,6 +82,9 @@ def _schema_problem(canonical: str) -> str:
     return ""
 
 
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
@@ -132,6 +135,9 @@ class HttpSpec(_Strict):
     path: str
     methods: tuple[str, ...] = ("POST",)
     auth: Literal["key", "jwt", "public"] = "key"
+    #: None: Donjon's event and response. apigw-v1 / apigw-v2: API Gateway's proxy event
+    #: (payload format 1.0 / 2.0) in, its proxy response out (gateway/apigw.py).
+    event_format: Literal["apigw-v1", "apigw-v2"] | None = None
 
     @field_validator("path")
     @classmethod
@@ -218,6 +224,13 @@ class Manifest(_Strict):
     triggers: tuple[Trigger, ...] = ()
     limits: Limits = Limits()
     input_schema: dict[str, Any] | None = None
+    #: The root logger's level, as Lambda's ApplicationLogLevel; None: Python's (WARNING).
+    log_level: LogLevel | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("handler")
     @classmethod

@@ -64,6 +64,8 @@ class InstanceConfig:
     #: The function's limit on calls in flight (over all its sandboxes).
     concurrency: int
     timeout_s: float = 10.0
+    #: The root logger's level (manifest `log_level`), as AWS_LAMBDA_LOG_LEVEL; None: Python's.
+    log_level: str | None = None
 
     @property
     def calls_per_instance(self) -> int:
@@ -130,6 +132,10 @@ class Instance:
                 {
                     "module": self.config.module,
                     "function": self.config.handler,
+                    # What Lambda's runtime tells a function (runtime/lambda_env.py).
+                    "function_name": self.config.function,
+                    "function_version": self.config.version,
+                    "log_level": self.config.log_level,
                     "mode": "warm" if self.config.warm else "invocation",
                     "memory_mb": self.config.memory_mb,
                     "tmp_mb": self.config.tmp_mb,

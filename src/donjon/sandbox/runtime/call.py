@@ -8,6 +8,7 @@ import resource
 import sys
 from typing import TYPE_CHECKING
 
+from . import lambda_env
 from .context import Context, Secrets
 from .frames import recv_frame, send_frames
 
@@ -93,6 +94,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         event = json.loads(recv_frame(sock))
         context = Context(ctx_meta, sock)
         secrets = context.secrets  # kept here: the handler may rebind context.secrets
+        lambda_env.begin_call(context.request_id)
         try:
             result = handler(event, context)
         except MemoryError:
@@ -125,6 +127,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         meta = {"ok": False, "kind": "memory", "error": "the function ran out of memory"}
     except Exception as e:
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
+    lambda_env.end_call()
     meta["out"] = output.collect()
     if secrets is not None:
         try:

@@ -1,4 +1,4 @@
-"""The `context` a handler receives."""
+"""The `context` a handler receives: Donjon's fields and those of AWS Lambda's Python context."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping  # loaded already: typing imports it
 from typing import TYPE_CHECKING
 
+from . import lambda_env
 from .frames import FrameError, recv_frame, send_frames
 
 if TYPE_CHECKING:
@@ -80,12 +81,22 @@ class Secrets(Mapping[str, str]):
 
 
 class Context:
-    """What a handler may know about its invocation. Secrets: only those granted."""
+    """What a handler may know about its invocation. Secrets: only those granted.
+
+    A handler written for AWS Lambda finds what Lambda's context offers:
+    `aws_request_id`, `function_name`, `function_version`, `memory_limit_in_mb`,
+    `invoked_function_arn` (Donjon's own ARN-like name), `log_group_name`,
+    `log_stream_name`, `identity`, `client_context` and
+    `get_remaining_time_in_millis()`.
+    """
 
     __slots__ = (
         "_sock",
+        "client_context",
         "deadline",
         "function_name",
+        "identity",
+        "memory_limit_in_mb",
         "principal",
         "request_id",
         "secrets",
@@ -103,6 +114,38 @@ class Context:
         self.principal: str | None = meta.get("principal")
         self.secrets = Secrets(dict(meta.get("secrets") or {}))
         self._sock = sock
+        self.memory_limit_in_mb: int = int(meta.get("memory_mb") or 0)
+        # Lambda's are for its mobile SDKs' callers; no Donjon caller sends them.
+        self.identity: object | None = None
+        self.client_context: object | None = None
+
+    # -- AWS Lambda's names -----------------------------------------------------
+
+    @property
+    def aws_request_id(self) -> str:
+        return self.request_id
+
+    @property
+    def function_version(self) -> str:
+        return str(self.version)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return lambda_env.function_arn(self.function_name)
+
+    @property
+    def log_group_name(self) -> str:
+        return lambda_env.log_group(self.function_name)
+
+    @property
+    def log_stream_name(self) -> str:
+        return lambda_env.log_stream(self.version)
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the call's deadline (0 once it has passed), as Lambda."""
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+    # -- Donjon's ---------------------------------------------------------------
 
     def remaining_s(self) -> float:
         return max(0.0, self.deadline - time.time())

@@ -24,7 +24,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from . import isolation, lowlevel
+from . import isolation, lambda_env, lowlevel
 from .call import _trace, run_call
 from .handler_check import check_handler
 
@@ -125,7 +125,9 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     _line_buffered()
     try:
         _confine(config)
+        lambda_env.prepare(config)
         handler = _load_handler(config)
+        lambda_env.install_logging()  # the function's code may have imported `logging`
         end_leftovers()
     except BaseException as e:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
