@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
@@ -28,6 +26,20 @@ from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
+from donjon.gateway.schemas import (
+    MAX_EXPIRY_S,
+    MAX_OVERLAP_S,
+    AuditRecord,
+    FunctionView,
+    KeyCreate,
+    KeyCreated,
+    KeyRotate,
+    KeyRotated,
+    KeyView,
+    LogEntry,
+    parse_body,
+    render,
+)
 from donjon.gateway.secrets import (
     create_secret,
     delete_secret,
@@ -38,12 +50,9 @@ from donjon.gateway.secrets import (
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
-from donjon.manifest.model import NAME_RE
 from donjon.vault import KEY_HASH_PURPOSE
 
-__all__ = ["ROUTES"]
-
-_FUNCTION_NAME = re.compile(NAME_RE)
+__all__ = ["MAX_EXPIRY_S", "MAX_OVERLAP_S", "ROUTES"]
 
 Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 
@@ -85,25 +94,25 @@ def _guarded(
     return endpoint
 
 
-def _function_view(node: Node, name: str) -> dict[str, Any]:
+def _function_view(node: Node, name: str) -> FunctionView:
     deployed = node.registry.get(name)
     if deployed is None:
         raise NotFound(f"no function named {name!r}")
     r = deployed.record
-    return {
-        "name": r.name,
-        "version": r.version,
-        "digest": r.digest,
-        "deployed_at": r.created_at,
-        "deployed_by": r.created_by,
-        "owner": r.owner or None,
-        "manifest": json.loads(r.manifest),
-    }
+    return FunctionView(
+        name=r.name,
+        version=r.version,
+        digest=r.digest,
+        deployed_at=r.created_at,
+        deployed_by=r.created_by,
+        owner=r.owner or None,
+        manifest=json.loads(r.manifest),
+    )
 
 
 async def list_functions(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     # Only the functions this principal may read (its own, or those its role names).
-    return JSONResponse(
+    return render(
         [
             _function_view(node, d.name)
             for d in node.registry.all()
@@ -113,7 +122,7 @@ async def list_functions(request: Request, node: Node, principal: Principal, _r:
 
 
 async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return JSONResponse(_function_view(node, request.path_params["name"]))
+    return render(_function_view(node, request.path_params["name"]))
 
 
 async def delete_function(
@@ -128,12 +137,12 @@ async def function_logs(request: Request, node: Node, _p: Principal, _r: str) ->
     rows = await asyncio.to_thread(
         node.logs.recent, request.path_params["name"], _limit(request, 500)
     )
-    return JSONResponse(rows)
+    return render([LogEntry.model_validate(row) for row in rows])
 
 
 def _limit(request: Request, most: int = 10_000) -> int:
     raw = request.query_params.get("n", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= most:
         raise BadRequest(f"n must be a whole number from 1 to {most}")
     return int(raw)
 
@@ -141,16 +150,18 @@ def _limit(request: Request, most: int = 10_000) -> int:
 async def create_key(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
-    body = await parse_json(
-        node, request, principal.label, await read_body(request, 64 * 1024) or b"null", request_id
+    body = parse_body(
+        KeyCreate,
+        await parse_json(
+            node,
+            request,
+            principal.label,
+            await read_body(request, 64 * 1024) or b"null",
+            request_id,
+        ),
     )
-    if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"]:
-        raise BadRequest(
-            'body must be {"name": str, "role": a role name, '
-            '"functions": [names] (optional), "expires_in_s": seconds (optional)}'
-        )
-    role = body.get("role")
-    if not isinstance(role, str) or not node.policy.exists(role):
+    role = body.role
+    if not node.policy.exists(role):
         raise BadRequest(
             f"role must be a built-in role ({', '.join(Role)}) or a custom one",
             hint="`donjon role ls` lists the roles",
@@ -167,23 +178,13 @@ async def create_key(
             {"role": principal.role, "statement": "only admins grant other roles"},
         )
         raise Forbidden("only an admin may create a key with another role than its own")
-    expires_at = _expiry(body.get("expires_in_s"))
-    functions = body.get("functions")
-    if functions is not None:
-        if role == Role.ADMIN:
-            raise BadRequest("functions cannot limit an admin key (it manages every key)")
-        if (
-            not isinstance(functions, list)
-            or not functions
-            or not all(isinstance(f, str) and _FUNCTION_NAME.match(f) for f in functions)
-        ):
-            raise BadRequest(
-                "functions must be a non-empty list of function names "
-                "(omit it for every function: shown as functions: *)"
-            )
+    expires_at = None if body.expires_in_s is None else time.time() + body.expires_in_s
+    functions = body.functions
+    if functions is not None and role == Role.ADMIN:
+        raise BadRequest("functions cannot limit an admin key (it manages every key)")
     key = new_api_key(
         node.master.derive(KEY_HASH_PURPOSE),
-        body["name"][:128],
+        body.name[:128],
         role,
         tuple(functions) if functions else None,
         expires_at,
@@ -205,37 +206,17 @@ async def create_key(
             },
         )
     )
-    return JSONResponse(
-        {
-            "id": key.record.id,
-            "key": key.secret,
-            "name": key.record.name,
-            "role": role,
-            "functions": _reach(functions),
-            "expires_at": expires_at,
-        },
-        status_code=201,
+    return render(
+        KeyCreated(
+            id=key.record.id,
+            key=key.secret,
+            name=key.record.name,
+            role=role,
+            functions=_reach(functions),
+            expires_at=expires_at,
+        ),
+        201,
     )
-
-
-#: The longest a key may be made to live, and the longest a rotated key keeps working.
-MAX_EXPIRY_S = 10 * 366 * 86400
-MAX_OVERLAP_S = 30 * 86400
-
-
-def _seconds(value: object, field: str, most: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= most:
-        raise BadRequest(f"{field} must be a whole number of seconds from 0 to {most}")
-    return value
-
-
-def _expiry(value: object) -> float | None:
-    if value is None:
-        return None
-    seconds = _seconds(value, "expires_in_s", MAX_EXPIRY_S)
-    if seconds == 0:
-        raise BadRequest("expires_in_s must be over 0 (omit it for a key that does not expire)")
-    return time.time() + seconds
 
 
 def _reach(functions: Sequence[str] | None) -> list[str]:
@@ -245,22 +226,22 @@ def _reach(functions: Sequence[str] | None) -> list[str]:
 
 async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     keys = await asyncio.to_thread(node.keys.all)
-    return JSONResponse(
+    return render(
         [
-            {
-                "id": k.id,
-                "name": k.name,
-                "role": k.role,
-                "functions": _reach(k.functions),
-                "created_at": k.created_at,
-                "revoked_at": k.revoked_at,
-                "expires_at": k.expires_at,
-                "previous_until": k.previous_until,
-                "last_used_at": max(
+            KeyView(
+                id=k.id,
+                name=k.name,
+                role=k.role,
+                functions=_reach(k.functions),
+                created_at=k.created_at,
+                revoked_at=k.revoked_at,
+                expires_at=k.expires_at,
+                previous_until=k.previous_until,
+                last_used_at=max(
                     (t for t in (k.last_used_at, node.key_index.last_used(k.id)) if t),
                     default=None,
                 ),
-            }
+            )
             for k in keys
         ]
     )
@@ -274,9 +255,7 @@ async def rotate_key(
     body = await parse_json(
         node, request, principal.label, await read_body(request, 4096) or b"{}", request_id
     )
-    if not isinstance(body, dict) or set(body) - {"overlap_s"}:
-        raise BadRequest('body must be {"overlap_s": seconds (optional, default 3600)}')
-    overlap = _seconds(body.get("overlap_s", 3600), "overlap_s", MAX_OVERLAP_S)
+    overlap = parse_body(KeyRotate, body).overlap_s
     current = await asyncio.to_thread(node.keys.get, key_id)
     if current is None or current.revoked_at is not None:
         raise NotFound(f"no live key with id {key_id!r}")
@@ -299,7 +278,7 @@ async def rotate_key(
             {"request_id": request_id, "overlap_s": overlap},
         )
     )
-    return JSONResponse({"id": key_id, "key": secret, "previous_until": until}, status_code=201)
+    return render(KeyRotated(id=key_id, key=secret, previous_until=until), 201)
 
 
 async def revoke_key(
@@ -316,7 +295,8 @@ async def revoke_key(
 
 
 async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return JSONResponse(await asyncio.to_thread(node.audit.tail, _limit(request)))
+    records = await asyncio.to_thread(node.audit.tail, _limit(request))
+    return render([AuditRecord.model_validate(r) for r in records])
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [

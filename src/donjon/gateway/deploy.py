@@ -9,12 +9,13 @@ admin.py's `_guarded`.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.gateway.access import deny, read_body
 from donjon.gateway.errors import BadRequest, Forbidden
 from donjon.gateway.node import Node
+from donjon.gateway.schemas import DeployResult, render
 from donjon.identity import Principal, Role
 from donjon.scan import render_text
 
@@ -60,4 +61,4 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
         else {"findings": len(report.findings), "report": render_text(report)},
         "warnings": list(done.warnings),
     }
-    return JSONResponse(body, status_code=201)
+    return render(DeployResult.model_validate(body), 201)

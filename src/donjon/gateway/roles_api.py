@@ -10,12 +10,13 @@ import asyncio
 import json
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
+from donjon.gateway.schemas import RoleApplied, RoleRemoved, RoleView, render
 from donjon.identity import Principal, Role, parse_role
 from donjon.identity.policy import BUILTIN_ROLES
 from donjon.identity.policy_doc import RoleConflict, RoleError
@@ -49,10 +50,8 @@ async def apply_role(
             {"request_id": request_id, "created": created, "statements": len(doc.statements)},
         )
     )
-    return JSONResponse(
-        {"name": doc.name, "created": created, **doc.model_dump()},
-        status_code=201 if created else 200,
-    )
+    applied = RoleApplied(name=doc.name, created=created, **doc.model_dump(exclude={"name"}))
+    return render(applied, 201 if created else 200)
 
 
 def _view(name: str, statements: object, builtin: bool) -> dict[str, object]:
@@ -63,8 +62,11 @@ async def list_roles(request: Request, node: Node, _p: Principal, _r: str) -> Re
     builtin = [_view(name, json.loads(json.dumps(st)), True) for name, st in BUILTIN_ROLES.items()]
     custom = [_view(d.name, d.model_dump()["statements"], False) for d in node.policy.custom()]
     in_use = await asyncio.to_thread(node.keys.roles_in_use)
-    return JSONResponse(
-        [{**r, "keys": len(in_use.get(str(r["name"]), []))} for r in builtin + custom]
+    return render(
+        [
+            RoleView.model_validate({**r, "keys": len(in_use.get(str(r["name"]), []))})
+            for r in builtin + custom
+        ]
     )
 
 
@@ -95,4 +97,4 @@ async def remove_role(
             {"request_id": request_id, "keys_left_without_rights": holders},
         )
     )
-    return JSONResponse({"name": name, "keys_left_without_rights": holders})
+    return render(RoleRemoved(name=name, keys_left_without_rights=holders))

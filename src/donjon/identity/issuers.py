@@ -14,7 +14,17 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from donjon.errors import Error
 from donjon.identity.jwks import KeySet, parse_jwks
@@ -27,6 +37,7 @@ __all__ = [
     "Issuer",
     "IssuerError",
     "IssuerRegistry",
+    "IssuerRequest",
     "IssuerSpec",
     "parse_issuer_spec",
 ]
@@ -59,13 +70,53 @@ class IssuerSpec:
     allowed_roles: tuple[str, ...]
 
 
-def _text(body: dict[str, Any], key: str, most: int) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value.strip() or len(value) > most:
-        raise IssuerError(f"{key} must be a non-empty string of at most {most} characters")
-    if not value.isprintable():
-        raise IssuerError(f"{key} must not hold control characters")
-    return value
+class IssuerRequest(BaseModel):
+    """The body of `POST /v1/issuers`: validated here, described by /openapi.json."""
+
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "corp",
+                    "issuer": "https://login.example.com/",
+                    "audience": "donjon",
+                    "jwks_url": "https://login.example.com/.well-known/jwks.json",
+                    "allowed_roles": ["invoker"],
+                }
+            ]
+        },
+    )
+
+    name: str = Field(pattern=ISSUER_NAME.pattern)
+    issuer: str = Field(min_length=1, max_length=512, description="the `iss` its tokens carry")
+    audience: str = Field(min_length=1, max_length=256, description="the `aud` tokens must name")
+    jwks_url: str | None = Field(
+        None, max_length=2048, pattern=r"^https://", description="where its keys are (https)"
+    )
+    jwks: dict[str, Any] | None = Field(None, description="or the JWKS itself, given once")
+    roles_claim: str = Field(DEFAULT_ROLES_CLAIM, pattern=_CLAIM_NAME.pattern)
+    # Role names come as JSON strings: lax for the enum alone.
+    allowed_roles: list[Annotated[Role, Strict(False)]] = Field(
+        default_factory=lambda: [Role(r) for r in DEFAULT_ALLOWED_ROLES], min_length=1
+    )
+
+    @field_validator("issuer", "audience")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty string")
+        if not value.isprintable():
+            raise ValueError("must not hold control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IssuerRequest:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError("give exactly one of jwks_url and jwks")
+        return self
 
 
 def parse_issuer_spec(body: Any) -> IssuerSpec:
@@ -76,45 +127,22 @@ def parse_issuer_spec(body: Any) -> IssuerSpec:
     )
     if not isinstance(body, dict):
         raise IssuerError(usage)
-    unknown = set(body) - {
-        "name", "issuer", "jwks_url", "jwks", "audience", "roles_claim", "allowed_roles"
-    }  # fmt: skip
-    if unknown:
-        raise IssuerError(f"unknown fields: {', '.join(sorted(unknown))}", hint=usage)
-    name = body.get("name")
-    if not isinstance(name, str) or not ISSUER_NAME.match(name):
-        raise IssuerError("name must match [a-z][a-z0-9-]{0,62}", hint=usage)
-    if ("jwks_url" in body) == ("jwks" in body):
-        raise IssuerError("give exactly one of jwks_url and jwks", hint=usage)
-    jwks_url: str | None = None
-    jwks: str | None = None
-    if "jwks_url" in body:
-        jwks_url = _text(body, "jwks_url", 2048)
-        if not jwks_url.startswith("https://"):
-            raise IssuerError("jwks_url must be an https:// URL (or give the JWKS itself)")
-    else:
-        if not isinstance(body["jwks"], dict):
-            raise IssuerError('jwks must be a JWKS object {"keys": [...]}')
-        jwks = json.dumps(body["jwks"])
-    roles_claim = body.get("roles_claim", DEFAULT_ROLES_CLAIM)
-    if not isinstance(roles_claim, str) or not _CLAIM_NAME.match(roles_claim):
-        raise IssuerError("roles_claim must be a claim name ([A-Za-z0-9_.:/-], 1-128)")
-    allowed = body.get("allowed_roles", list(DEFAULT_ALLOWED_ROLES))
-    known = [r.value for r in Role]
-    if (
-        not isinstance(allowed, list)
-        or not allowed
-        or not all(isinstance(r, str) and r in known for r in allowed)
-    ):
-        raise IssuerError(f"allowed_roles must be a non-empty list of {', '.join(known)}")
+    try:
+        request = IssuerRequest.model_validate(body)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(body)"
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        raise IssuerError("; ".join(problems[:10]), hint=usage) from None
     return IssuerSpec(
-        name=name,
-        issuer=_text(body, "issuer", 512),
-        jwks_url=jwks_url,
-        jwks=jwks,
-        audience=_text(body, "audience", 256),
-        roles_claim=roles_claim,
-        allowed_roles=tuple(dict.fromkeys(allowed)),
+        name=request.name,
+        issuer=request.issuer,
+        jwks_url=request.jwks_url,
+        jwks=json.dumps(request.jwks) if request.jwks is not None else None,
+        audience=request.audience,
+        roles_claim=request.roles_claim,
+        allowed_roles=tuple(dict.fromkeys(r.value for r in request.allowed_roles)),
     )
 
 
