@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -50,9 +51,12 @@ from donjon.gateway.secrets import (
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
+from donjon.manifest.model import NAME_RE
 from donjon.vault import KEY_HASH_PURPOSE
 
 __all__ = ["MAX_EXPIRY_S", "MAX_OVERLAP_S", "ROUTES"]
+
+_FUNCTION_NAME = re.compile(NAME_RE)
 
 Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 
@@ -133,10 +137,11 @@ async def delete_function(
 
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    name = request.path_params["name"]
+    if not _FUNCTION_NAME.match(name):  # no function ever had that name: nothing to list
+        raise NotFound(f"no function named {name[:64]!r}")
     # Each entry holds up to 64 KiB of output: a few hundred at most per request.
-    rows = await asyncio.to_thread(
-        node.logs.recent, request.path_params["name"], _limit(request, 500)
-    )
+    rows = await asyncio.to_thread(node.logs.recent, name, _limit(request, 500))
     return render([LogEntry.model_validate(row) for row in rows])
 
 

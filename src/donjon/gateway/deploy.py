@@ -15,7 +15,7 @@ from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.gateway.access import deny, read_body
 from donjon.gateway.errors import BadRequest, Forbidden
 from donjon.gateway.node import Node
-from donjon.gateway.schemas import DeployResult, render
+from donjon.gateway.schemas import DeployResult, query_flag, render
 from donjon.identity import Principal, Role
 from donjon.scan import render_text
 
@@ -23,7 +23,7 @@ __all__ = ["deploy"]
 
 
 async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
-    skip_scan = request.query_params.get("unsafe_skip_scan", "") in ("1", "true")
+    skip_scan = query_flag(request, "unsafe_skip_scan")
     if skip_scan and principal.role != Role.ADMIN:
         await deny(
             node,
@@ -34,7 +34,7 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
             request_id,
         )
         raise Forbidden("only admins may skip the deploy scan")
-    allow_broad = request.query_params.get("unsafe_allow_broad", "") in ("1", "true")
+    allow_broad = query_flag(request, "unsafe_allow_broad")
     if allow_broad and principal.role != Role.ADMIN:
         await deny(
             node,

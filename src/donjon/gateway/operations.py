@@ -220,7 +220,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "A function's output per call, redacted of its secrets",
         "functions",
         {200: ListOf(s.LogEntry)},
-        (400, *_AUTH),
+        (400, *_AUTH, 404),
         params=(_count(500),),
     ),
     ("POST", "/v1/keys"): Operation(

@@ -16,7 +16,7 @@ from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
-from donjon.gateway.schemas import RoleApplied, RoleRemoved, RoleView, render
+from donjon.gateway.schemas import RoleApplied, RoleRemoved, RoleView, query_flag, render
 from donjon.identity import Principal, Role, parse_role
 from donjon.identity.policy import BUILTIN_ROLES
 from donjon.identity.policy_doc import RoleConflict, RoleError
@@ -79,7 +79,7 @@ async def remove_role(
     if not any(d.name == name for d in node.policy.custom()):
         raise NotFound(f"no custom role named {name[:64]!r}")
     holders = (await asyncio.to_thread(node.keys.roles_in_use)).get(name, [])
-    force = request.query_params.get("force", "") in ("1", "true")
+    force = query_flag(request, "force")
     if holders and not force:
         raise RoleConflict(
             f"role {name!r} is held by {len(holders)} live key(s): {', '.join(holders[:20])}",

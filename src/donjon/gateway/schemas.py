@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from donjon.gateway.errors import BadRequest
@@ -40,6 +41,7 @@ __all__ = [
     "SecretValue",
     "SecretVersion",
     "parse_body",
+    "query_flag",
     "render",
 ]
 
@@ -48,6 +50,17 @@ MAX_EXPIRY_S = 10 * 366 * 86400
 MAX_OVERLAP_S = 30 * 86400
 
 FunctionName = Annotated[str, Field(pattern=NAME_RE, examples=["hello"])]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 60.0 is the integer 60 (JSON Schema agrees); 60.5 is not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A whole number, as JSON Schema's `integer` means it; never a boolean or a string.
+Integer = Annotated[int, BeforeValidator(_integral)]
 Epoch = Annotated[float, Field(description="seconds since the epoch (UTC)")]
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,6 +79,19 @@ def parse_body(model: type[M], data: Any) -> M:
             "invalid request body: " + "; ".join(problems[:10]),
             hint="GET /openapi.json describes every request body",
         ) from None
+
+
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: 1/true or 0/false (absent: no); anything else is refused."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw not in _FLAGS:
+        raise BadRequest(f"{name} must be 1, true, 0 or false")
+    return _FLAGS[raw]
 
 
 def render(body: BaseModel | list[Any], status_code: int = 200) -> JSONResponse:
@@ -184,7 +210,7 @@ class KeyCreate(_Request):
     functions: list[FunctionName] | None = Field(
         None, min_length=1, description="the only functions the key may act on (omit: all)"
     )
-    expires_in_s: int | None = Field(None, ge=1, le=MAX_EXPIRY_S)
+    expires_in_s: Integer | None = Field(None, ge=1, le=MAX_EXPIRY_S)
 
 
 class KeyCreated(_Response):
@@ -216,7 +242,7 @@ class KeyRotate(_Request):
         json_schema_extra={"examples": [{"overlap_s": 600}]},
     )
 
-    overlap_s: int = Field(3600, ge=0, le=MAX_OVERLAP_S, description="the old secret's grace")
+    overlap_s: Integer = Field(3600, ge=0, le=MAX_OVERLAP_S, description="the old secret's grace")
 
 
 class KeyRotated(_Response):
