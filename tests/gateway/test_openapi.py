@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
 import pytest
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from donjon import __version__
+from donjon.gateway import views
 from donjon.gateway.app import create_app
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document, served_operations, template
-from donjon.gateway.schemas import KeyCreate, KeyView, Problem
+from donjon.gateway.schemas import KeyCreate, KeyRotate, SecretValue
+from donjon.gateway.views import KeyView, Problem
+from donjon.identity.issuers import IssuerRequest
+from donjon.identity.policy_doc import RoleDocument
 from harness import LiveNode
 
 _REF = "#/components/schemas/{model}"
+_MODELS: dict[str, type[BaseModel]] = {
+    **{m.__name__: m for m in (KeyCreate, KeyRotate, SecretValue, RoleDocument, IssuerRequest)},
+    **{name: getattr(views, name) for name in views.__all__},
+}
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
@@ -131,6 +141,24 @@ def test_every_json_body_has_a_schema_and_examples(doc: dict[str, Any]) -> None:
                 assert "schema" in media, (method, path, status)
 
 
+def test_every_example_is_valid_for_its_model(doc: dict[str, Any]) -> None:
+    """Each JSON body's example is accepted by the model it illustrates (and there is one)."""
+    for method, path, op in _operations(doc):
+        bodies = [op.get("requestBody", {})] + [
+            r for s, r in op["responses"].items() if s.startswith("2")
+        ]
+        for body in bodies:
+            media = body.get("content", {}).get("application/json")
+            if media is None or "$ref" not in json.dumps(media["schema"]):
+                continue
+            assert "example" in media, (method, path)
+            name = json.dumps(media["schema"]).split("/")[-1].rstrip('"}')
+            model = _MODELS[name]
+            examples = media["example"] if "items" in media["schema"] else [media["example"]]
+            for example in examples:
+                model.model_validate(example)
+
+
 def test_schemas_are_the_models_that_validate_and_render(doc: dict[str, Any]) -> None:
     """The document's schemas are the pydantic models' own JSON Schemas."""
     schemas = doc["components"]["schemas"]
@@ -162,3 +190,32 @@ def test_a_malformed_body_gets_one_error_naming_every_problem(node: LiveNode) ->
     with node.client() as c:
         names = [k["name"] for k in c.get("/v1/keys").json()]
     assert 5 not in names
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/audit?n=%C2%B2",  # a superscript two: a Unicode digit, not a number
+        "/v1/audit?n=" + "9" * 5000,  # past what int() reads
+        "/v1/functions/hello/logs?n=0",
+    ],
+)
+def test_an_out_of_range_count_is_a_400_not_a_crash(node: LiveNode, path: str) -> None:
+    """`n` is a whole number within its documented range, else a 400 problem."""
+    with node.client() as c:
+        r = c.get(path)
+    assert r.status_code == 400, r.text
+    assert "n must be a whole number" in r.json()["detail"]
+
+
+def test_a_yes_no_parameter_refuses_other_words(node: LiveNode) -> None:
+    """`force` is 1/true/0/false as documented; `maybe` is a 400 and removes nothing."""
+    role = {"name": "openapi-flag", "statements": [{"effect": "allow",
+            "actions": ["function:read"], "resources": ["hello"]}]}  # fmt: skip
+    with node.client() as c:
+        assert c.post("/v1/roles", json=role).status_code in (200, 201)
+        r = c.delete("/v1/roles/openapi-flag", params={"force": "maybe"})
+        assert r.status_code == 400, r.text
+        assert "force must be 1, true, 0 or false" in r.json()["detail"]
+        assert "openapi-flag" in [x["name"] for x in c.get("/v1/roles").json()]
+        assert c.delete("/v1/roles/openapi-flag", params={"force": "true"}).status_code == 200

@@ -30,14 +30,8 @@ from donjon.gateway.roles_api import apply_role, list_roles, remove_role
 from donjon.gateway.schemas import (
     MAX_EXPIRY_S,
     MAX_OVERLAP_S,
-    AuditRecord,
-    FunctionView,
     KeyCreate,
-    KeyCreated,
     KeyRotate,
-    KeyRotated,
-    KeyView,
-    LogEntry,
     parse_body,
     render,
 )
@@ -47,6 +41,14 @@ from donjon.gateway.secrets import (
     list_secrets,
     rekey_vault,
     rotate_secret,
+)
+from donjon.gateway.views import (
+    AuditRecord,
+    FunctionView,
+    KeyCreated,
+    KeyRotated,
+    KeyView,
+    LogEntry,
 )
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.lifecycle import DeployBlocked

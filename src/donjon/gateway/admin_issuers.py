@@ -13,7 +13,8 @@ from donjon.errors import Error
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
-from donjon.gateway.schemas import IssuerView, render
+from donjon.gateway.schemas import render
+from donjon.gateway.views import IssuerView
 from donjon.identity import (
     Issuer,
     KeySet,

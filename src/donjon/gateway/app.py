@@ -21,7 +21,8 @@ from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_schedu
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
-from donjon.gateway.schemas import Health, render
+from donjon.gateway.schemas import render
+from donjon.gateway.views import Health
 from donjon.identity import Action
 from donjon.triggers import Scheduler
 

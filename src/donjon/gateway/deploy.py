@@ -15,7 +15,8 @@ from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.gateway.access import deny, read_body
 from donjon.gateway.errors import BadRequest, Forbidden
 from donjon.gateway.node import Node
-from donjon.gateway.schemas import DeployResult, query_flag, render
+from donjon.gateway.schemas import query_flag, render
+from donjon.gateway.views import DeployResult
 from donjon.identity import Principal, Role
 from donjon.scan import render_text
 

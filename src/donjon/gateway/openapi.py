@@ -18,7 +18,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.routing import BaseRoute, Route
 
 from donjon.gateway.operations import OPERATIONS, Body, ListOf, Operation, Raw
-from donjon.gateway.schemas import Problem
+from donjon.gateway.views import Problem
 from donjon.manifest.model import NAME_RE
 from donjon.vault.names import SECRET_NAME_RE
 
@@ -110,8 +110,12 @@ def _content(body: Body, refs: dict[type[BaseModel], dict[str, Any]]) -> dict[st
     if isinstance(body, Raw):
         return body.content
     if isinstance(body, ListOf):
-        return {"application/json": {"schema": {"type": "array", "items": refs[body.model]}}}
-    media: dict[str, Any] = {"schema": refs[body]}
+        media: dict[str, Any] = {"schema": {"type": "array", "items": refs[body.model]}}
+        example = _example(body.model)
+        if example is not None:
+            media["example"] = [example]
+        return {"application/json": media}
+    media = {"schema": refs[body]}
     example = _example(body)
     if example is not None:
         media["example"] = example

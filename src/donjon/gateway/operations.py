@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from donjon.gateway import schemas as s
+from donjon.gateway import views as v
 from donjon.identity.issuers import IssuerRequest
 from donjon.identity.policy_doc import RoleDocument
 
@@ -152,7 +153,7 @@ _LAMBDA_ERRORS = Raw(
 #: (METHOD, path template) -> operation. Paths are the app's own route templates.
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation(
-        "health", "Liveness and version", "node", {200: s.Health}, (), auth="none"
+        "health", "Liveness and version", "node", {200: v.Health}, (), auth="none"
     ),
     ("GET", "/metrics"): Operation(
         "metrics",
@@ -192,7 +193,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "deployFunction",
         "Deploy a bundle",
         "functions",
-        {201: s.DeployResult},
+        {201: v.DeployResult},
         (*_BODY, 409, 422, 503),
         _BUNDLE,
         (
@@ -206,11 +207,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "listFunctions",
         "List the functions you may read",
         "functions",
-        {200: ListOf(s.FunctionView)},
+        {200: ListOf(v.FunctionView)},
         _AUTH,
     ),
     ("GET", "/v1/functions/{name}"): Operation(
-        "getFunction", "Get a function", "functions", {200: s.FunctionView}, (*_AUTH, 404)
+        "getFunction", "Get a function", "functions", {200: v.FunctionView}, (*_AUTH, 404)
     ),
     ("DELETE", "/v1/functions/{name}"): Operation(
         "removeFunction", "Remove a function", "functions", {204: None}, (*_AUTH, 404, 503)
@@ -219,15 +220,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "functionLogs",
         "A function's output per call, redacted of its secrets",
         "functions",
-        {200: ListOf(s.LogEntry)},
+        {200: ListOf(v.LogEntry)},
         (400, *_AUTH, 404),
         params=(_count(500),),
     ),
     ("POST", "/v1/keys"): Operation(
-        "createKey", "Create an API key", "keys", {201: s.KeyCreated}, _BODY, s.KeyCreate
+        "createKey", "Create an API key", "keys", {201: v.KeyCreated}, _BODY, s.KeyCreate
     ),
     ("GET", "/v1/keys"): Operation(
-        "listKeys", "List API keys", "keys", {200: ListOf(s.KeyView)}, _AUTH
+        "listKeys", "List API keys", "keys", {200: ListOf(v.KeyView)}, _AUTH
     ),
     ("DELETE", "/v1/keys/{key_id}"): Operation(
         "revokeKey",
@@ -240,7 +241,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "rotateKey",
         "A new secret for a key; the old one works for the overlap",
         "keys",
-        {201: s.KeyRotated},
+        {201: v.KeyRotated},
         (*_BODY, 404),
         s.KeyRotate,
     ),
@@ -248,18 +249,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "applyRole",
         "Create (201) or replace (200) a custom role",
         "roles",
-        {200: s.RoleApplied, 201: s.RoleApplied},
+        {200: v.RoleApplied, 201: v.RoleApplied},
         _BODY,
         RoleDocument,
     ),
     ("GET", "/v1/roles"): Operation(
-        "listRoles", "List roles (built in and custom)", "roles", {200: ListOf(s.RoleView)}, _AUTH
+        "listRoles", "List roles (built in and custom)", "roles", {200: ListOf(v.RoleView)}, _AUTH
     ),
     ("DELETE", "/v1/roles/{role}"): Operation(
         "removeRole",
         "Remove a custom role",
         "roles",
-        {200: s.RoleRemoved},
+        {200: v.RoleRemoved},
         (400, *_AUTH, 404, 409),
         params=(_flag("force", "remove it even if live keys hold it"),),
     ),
@@ -267,7 +268,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "auditTail",
         "The newest audit records",
         "audit",
-        {200: ListOf(s.AuditRecord)},
+        {200: ListOf(v.AuditRecord)},
         (400, *_AUTH),
         params=(_count(10_000),),
     ),
@@ -275,14 +276,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "listSecrets",
         "List secrets (never values)",
         "secrets",
-        {200: ListOf(s.SecretSummary)},
+        {200: ListOf(v.SecretSummary)},
         _AUTH,
     ),
     ("POST", "/v1/secrets/{secret}"): Operation(
         "setSecret",
         "Create a secret",
         "secrets",
-        {201: s.SecretVersion},
+        {201: v.SecretVersion},
         (*_BODY, 409, 422),
         s.SecretValue,
     ),
@@ -290,7 +291,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "rotateSecret",
         "A new version of a secret",
         "secrets",
-        {201: s.SecretVersion},
+        {201: v.SecretVersion},
         (*_BODY, 404, 409, 422),
         s.SecretValue,
     ),
@@ -305,19 +306,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "rekeyVault",
         "Re-wrap every data key under a new key",
         "secrets",
-        {200: s.RekeyResult},
+        {200: v.RekeyResult},
         _AUTH,
     ),
     ("POST", "/v1/issuers"): Operation(
         "addIssuer",
         "Trust a JWT issuer",
         "issuers",
-        {201: s.IssuerView},
+        {201: v.IssuerView},
         (*_BODY, 409),
         IssuerRequest,
     ),
     ("GET", "/v1/issuers"): Operation(
-        "listIssuers", "List trusted JWT issuers", "issuers", {200: ListOf(s.IssuerView)}, _AUTH
+        "listIssuers", "List trusted JWT issuers", "issuers", {200: ListOf(v.IssuerView)}, _AUTH
     ),
     ("DELETE", "/v1/issuers/{issuer}"): Operation(
         "removeIssuer", "Stop trusting a JWT issuer", "issuers", {204: None}, (*_AUTH, 404)

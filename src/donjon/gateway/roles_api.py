@@ -16,7 +16,8 @@ from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
-from donjon.gateway.schemas import RoleApplied, RoleRemoved, RoleView, query_flag, render
+from donjon.gateway.schemas import query_flag, render
+from donjon.gateway.views import RoleApplied, RoleRemoved, RoleView
 from donjon.identity import Principal, Role, parse_role
 from donjon.identity.policy import BUILTIN_ROLES
 from donjon.identity.policy_doc import RoleConflict, RoleError

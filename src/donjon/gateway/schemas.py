@@ -1,13 +1,14 @@
-"""The HTTP API's bodies as pydantic models: they validate requests, shape responses,
-and are what /openapi.json describes (gateway/openapi.py), so the three cannot drift.
+"""The HTTP API's request bodies as pydantic models, and how handlers read and answer.
 
+The models here validate requests and those in views.py shape responses; both are
+what /openapi.json describes (gateway/openapi.py), so the three cannot drift.
 Request models are strict (a string is a string, a number is not a boolean);
 `parse_body` turns every problem a model finds into one `BadRequest` naming them all.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -19,27 +20,12 @@ from donjon.manifest.model import NAME_RE
 __all__ = [
     "MAX_EXPIRY_S",
     "MAX_OVERLAP_S",
-    "AuditRecord",
-    "DeployResult",
-    "FunctionView",
-    "Health",
-    "IssuerView",
+    "Epoch",
+    "FunctionName",
+    "Integer",
     "KeyCreate",
-    "KeyCreated",
     "KeyRotate",
-    "KeyRotated",
-    "KeyView",
-    "LogEntry",
-    "Problem",
-    "RekeyResult",
-    "RoleApplied",
-    "RoleRemoved",
-    "RoleView",
-    "ScanDone",
-    "ScanSkipped",
-    "SecretSummary",
     "SecretValue",
-    "SecretVersion",
     "parse_body",
     "query_flag",
     "render",
@@ -107,91 +93,7 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True)
 
 
-class _Response(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-# -- problems (RFC 9457) ------------------------------------------------------
-
-
-class Problem(_Response):
-    """An error: `application/problem+json` (RFC 9457). Members past these may follow."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": "about:blank",
-                    "title": "Unauthorized",
-                    "status": 401,
-                    "detail": "missing, invalid or revoked credentials",
-                    "request_id": "5f2c1e0a9b7d3c41",
-                }
-            ]
-        },
-    )
-
-    type: str = Field("about:blank", description="`about:blank`: the status says it all")
-    title: str = Field(description="the status's reason phrase, or the error's own title")
-    status: int = Field(ge=400, le=599)
-    detail: str = Field(description="what went wrong and, when the caller can, how to fix it")
-    request_id: str | None = Field(None, description="the request's id in the audit log")
-    problems: list[str] | None = Field(None, description="each problem of a refused deploy")
-    report: str | None = Field(None, description="a blocked deploy's scan report")
-
-
-# -- health -------------------------------------------------------------------
-
-
-class Health(_Response):
-    status: Literal["ok"]
-    version: str = Field(examples=["0.1.0"])
-    sandboxes: int = Field(ge=0, description="sandboxes running now")
-
-
-# -- functions ----------------------------------------------------------------
-
-
-class FunctionView(_Response):
-    name: FunctionName
-    version: int = Field(ge=1)
-    digest: str = Field(description="sha256 of the bundle")
-    deployed_at: Epoch
-    deployed_by: str
-    owner: str | None
-    manifest: dict[str, Any] = Field(description="the deployed donjon.yaml, as JSON")
-
-
-class ScanSkipped(_Response):
-    skipped: Literal[True]
-
-
-class ScanDone(_Response):
-    findings: int = Field(ge=0)
-    report: str
-
-
-class DeployResult(_Response):
-    name: FunctionName
-    version: int = Field(ge=1)
-    digest: str
-    scan: ScanDone | ScanSkipped
-    warnings: list[str]
-
-
-class LogEntry(_Response):
-    """One call's output (stdout, stderr, the error), redacted of the function's secrets."""
-
-    function: FunctionName
-    version: int
-    request_id: str
-    ts: Epoch
-    outcome: str = Field(examples=["ok", "FunctionFailed"])
-    output: str
-
-
-# -- keys ---------------------------------------------------------------------
+# -- request bodies -----------------------------------------------------------
 
 
 class KeyCreate(_Request):
@@ -213,27 +115,6 @@ class KeyCreate(_Request):
     expires_in_s: Integer | None = Field(None, ge=1, le=MAX_EXPIRY_S)
 
 
-class KeyCreated(_Response):
-    id: str
-    key: str = Field(description="the secret, shown this once")
-    name: str
-    role: str
-    functions: list[str] = Field(description='["*"]: every function')
-    expires_at: Epoch | None
-
-
-class KeyView(_Response):
-    id: str
-    name: str
-    role: str
-    functions: list[str] = Field(description='["*"]: every function')
-    created_at: Epoch
-    revoked_at: Epoch | None
-    expires_at: Epoch | None
-    previous_until: Epoch | None = Field(description="a rotated key's old secret works until")
-    last_used_at: Epoch | None
-
-
 class KeyRotate(_Request):
     model_config = ConfigDict(
         strict=True,
@@ -245,42 +126,12 @@ class KeyRotate(_Request):
     overlap_s: Integer = Field(3600, ge=0, le=MAX_OVERLAP_S, description="the old secret's grace")
 
 
-class KeyRotated(_Response):
-    id: str
-    key: str = Field(description="the new secret, shown this once")
-    previous_until: Epoch
-
-
-# -- roles --------------------------------------------------------------------
-
-
-class RoleView(_Response):
-    name: str
-    builtin: bool
-    statements: list[dict[str, Any]]
-    keys: int = Field(ge=0, description="live keys holding the role")
-
-
-class RoleApplied(_Response):
-    name: str
-    created: bool
-    statements: list[dict[str, Any]]
-
-
-class RoleRemoved(_Response):
-    name: str
-    keys_left_without_rights: list[str]
-
-
-# -- secrets and the vault ----------------------------------------------------
-
-
 class SecretValue(_Request):
     model_config = ConfigDict(
         strict=True,
         frozen=True,
         extra="forbid",
-        json_schema_extra={"examples": [{"value": "sk_test_4eC39HqLyjWDarjtT1zdp7dc"}]},
+        json_schema_extra={"examples": [{"value": "an example value"}]},
     )
 
     # The JSON Schema states what vault/names.check_value enforces (a 422 when broken).
@@ -288,52 +139,3 @@ class SecretValue(_Request):
         description="text of 1 byte to 64 KiB, no NUL; never answered back",
         json_schema_extra={"minLength": 1, "maxLength": 65536, "pattern": "^[^\\u0000]*$"},
     )
-
-
-class SecretVersion(_Response):
-    name: str
-    version: int = Field(ge=1)
-
-
-class SecretSummary(_Response):
-    name: str
-    versions: int = Field(ge=0)
-    latest: int
-    created_at: Epoch
-    updated_at: Epoch
-    granted_to: list[str] = Field(description="deployed functions the secret is granted to")
-
-
-class RekeyResult(_Response):
-    rewrapped: int = Field(ge=0)
-    kek_id: str
-
-
-# -- issuers ------------------------------------------------------------------
-
-
-class IssuerView(_Response):
-    name: str
-    issuer: str
-    jwks: str = Field(description='the JWKS URL, or "inline"')
-    audience: str
-    roles_claim: str
-    allowed_roles: list[str]
-    key_ids: list[str]
-    created_at: Epoch
-    refreshed_at: Epoch
-
-
-# -- audit --------------------------------------------------------------------
-
-
-class AuditRecord(_Response):
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    seq: int = Field(ge=1)
-    ts: Epoch
-    actor: str
-    action: str = Field(examples=["function.invoke"])
-    target: str
-    outcome: str
-    detail: dict[str, Any]
