@@ -140,7 +140,7 @@ async def delete_function(
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     name = request.path_params["name"]
-    if not _FUNCTION_NAME.match(name):  # no function ever had that name: nothing to list
+    if not _FUNCTION_NAME.fullmatch(name):  # no function ever had that name: nothing to list
         raise NotFound(f"no function named {name[:64]!r}")
     # Each entry holds up to 64 KiB of output: a few hundred at most per request.
     rows = await asyncio.to_thread(node.logs.recent, name, _limit(request, 500))

@@ -57,7 +57,7 @@ _ERROR_MEANING = {
     413: "the body is over the route's limit",
     422: "well-formed, but refused (manifest, bundle, scan, input schema, secret)",
     429: "over a rate or concurrency limit; Retry-After says when to come back",
-    500: "the function failed, or an internal error (the server log has the details)",
+    500: "an internal error (the server log has the details), or, for a call, the function failed",
     501: "not available on this node yet",
     502: "the function crashed or answered what the gateway cannot send",
     503: "busy or the sandbox could not start; Retry-After may say when to come back",
@@ -176,7 +176,9 @@ def _operation(
         if ok_headers:
             response["headers"] = _headers(ok_headers)
         responses[str(status)] = response
-    for status in op.errors:
+    # Any request may meet an internal error (a defect, an unavailable database): a 500
+    # that names no internals (problems.py), listed on every operation.
+    for status in sorted({*op.errors, 500}):
         responses[str(status)] = _error(status, op)
     parameters = [
         {
