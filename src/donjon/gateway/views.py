@@ -33,6 +33,7 @@ __all__ = [
 
 _T = 1764547200.0  # an example time: 2025-12-01T00:00:00Z
 _KEY_ID = "0123456789abcdef"
+_DIGEST = "0f" * 32  # a sha256, in hex
 _STATEMENT = {"effect": "allow", "actions": ["function:invoke"], "resources": ["billing-*"]}
 
 
@@ -80,7 +81,7 @@ class FunctionView(BaseModel):
     model_config = _example(
         name="hello",
         version=3,
-        digest="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        digest=_DIGEST,
         deployed_at=_T,
         deployed_by=f"key:{_KEY_ID}",
         owner=f"key:{_KEY_ID}",
@@ -113,7 +114,7 @@ class DeployResult(BaseModel):
     model_config = _example(
         name="hello",
         version=3,
-        digest="9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        digest=_DIGEST,
         scan={"findings": 0, "report": "no findings\n"},
         warnings=[],
     )
