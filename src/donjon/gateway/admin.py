@@ -9,10 +9,9 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
@@ -32,12 +31,28 @@ from donjon.gateway.permissions import unused_permissions
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
 from donjon.gateway.runtime_api import runtime_target
+from donjon.gateway.schemas import (
+    MAX_EXPIRY_S,
+    MAX_OVERLAP_S,
+    KeyCreate,
+    KeyRotate,
+    parse_body,
+    render,
+)
 from donjon.gateway.secrets import (
     create_secret,
     delete_secret,
     list_secrets,
     rekey_vault,
     rotate_secret,
+)
+from donjon.gateway.views import (
+    AuditRecord,
+    FunctionView,
+    KeyCreated,
+    KeyRotated,
+    KeyView,
+    LogEntry,
 )
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.identity.sigv4 import derive_secret
@@ -46,7 +61,7 @@ from donjon.manifest import ManifestError
 from donjon.manifest.model import NAME_RE
 from donjon.vault import KEY_HASH_PURPOSE, SIGV4_SECRET_PURPOSE
 
-__all__ = ["ROUTES"]
+__all__ = ["MAX_EXPIRY_S", "MAX_OVERLAP_S", "ROUTES"]
 
 _FUNCTION_NAME = re.compile(NAME_RE)
 
@@ -90,25 +105,25 @@ def _guarded(
     return endpoint
 
 
-def _function_view(node: Node, name: str) -> dict[str, Any]:
+def _function_view(node: Node, name: str) -> FunctionView:
     deployed = node.registry.get(name)
     if deployed is None:
         raise NotFound(f"no function named {name!r}")
     r = deployed.record
-    return {
-        "name": r.name,
-        "version": r.version,
-        "digest": r.digest,
-        "deployed_at": r.created_at,
-        "deployed_by": r.created_by,
-        "owner": r.owner or None,
-        "manifest": json.loads(r.manifest),
-    }
+    return FunctionView(
+        name=r.name,
+        version=r.version,
+        digest=r.digest,
+        deployed_at=r.created_at,
+        deployed_by=r.created_by,
+        owner=r.owner or None,
+        manifest=json.loads(r.manifest),
+    )
 
 
 async def list_functions(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     # Only the functions this principal may read (its own, or those its role names).
-    return JSONResponse(
+    return render(
         [
             _function_view(node, d.name)
             for d in node.registry.all()
@@ -118,7 +133,7 @@ async def list_functions(request: Request, node: Node, principal: Principal, _r:
 
 
 async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return JSONResponse(_function_view(node, request.path_params["name"]))
+    return render(_function_view(node, request.path_params["name"]))
 
 
 async def delete_function(
@@ -129,19 +144,22 @@ async def delete_function(
 
 
 async def function_logs(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    name = request.path_params["name"]
+    if not _FUNCTION_NAME.fullmatch(name):  # no function ever had that name: nothing to list
+        raise NotFound(f"no function named {name[:64]!r}")
     # Each entry holds up to 64 KiB of output: a few hundred at most per request.
     since, after, request_id = _log_filters(request)
     rows = await asyncio.to_thread(
         functools.partial(
             node.logs.recent,
-            request.path_params["name"],
+            name,
             _limit(request, 500),
             since=since,
             after=after,
             request_id=request_id,
         )
     )
-    return JSONResponse(rows)
+    return render([LogEntry.model_validate(row) for row in rows])
 
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -173,7 +191,7 @@ def _log_filters(request: Request) -> tuple[float | None, int | None, str | None
 
 def _limit(request: Request, most: int = 10_000) -> int:
     raw = request.query_params.get("n", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= most:
         raise BadRequest(f"n must be a whole number from 1 to {most}")
     return int(raw)
 
@@ -190,6 +208,8 @@ MAX_KEY_FUNCTIONS = 1000
 async def create_key(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
+    # Checked by hand, field by field, for messages and hints that say what to fix;
+    # schemas.KeyCreate describes the same body in /openapi.json.
     body = await parse_json(
         node, request, principal.label, await read_body(request, 64 * 1024) or b"null", request_id
     )
@@ -265,24 +285,19 @@ async def create_key(
             },
         )
     )
-    return JSONResponse(
-        {
-            "id": key.record.id,
-            "key": key.secret,
+    return render(
+        KeyCreated(
+            id=key.record.id,
+            key=key.secret,
             # The Lambda Invoke API's secret access key (docs/security.md): shown once, too.
-            "sigv4_secret": _sigv4_secret(node, key.record.id, key.record.digest),
-            "name": key.record.name,
-            "role": role,
-            "functions": _reach(functions),
-            "expires_at": expires_at,
-        },
-        status_code=201,
+            sigv4_secret=_sigv4_secret(node, key.record.id, key.record.digest),
+            name=key.record.name,
+            role=role,
+            functions=_reach(functions),
+            expires_at=expires_at,
+        ),
+        201,
     )
-
-
-#: The longest a key may be made to live, and the longest a rotated key keeps working.
-MAX_EXPIRY_S = 10 * 366 * 86400
-MAX_OVERLAP_S = 30 * 86400
 
 
 def _seconds(value: object, field: str, most: int) -> int:
@@ -312,22 +327,22 @@ def _reach(functions: Sequence[str] | None) -> list[str]:
 
 async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     keys = await asyncio.to_thread(node.keys.all)
-    return JSONResponse(
+    return render(
         [
-            {
-                "id": k.id,
-                "name": k.name,
-                "role": k.role,
-                "functions": _reach(k.functions),
-                "created_at": k.created_at,
-                "revoked_at": k.revoked_at,
-                "expires_at": k.expires_at,
-                "previous_until": k.previous_until,
-                "last_used_at": max(
+            KeyView(
+                id=k.id,
+                name=k.name,
+                role=k.role,
+                functions=_reach(k.functions),
+                created_at=k.created_at,
+                revoked_at=k.revoked_at,
+                expires_at=k.expires_at,
+                previous_until=k.previous_until,
+                last_used_at=max(
                     (t for t in (k.last_used_at, node.key_index.last_used(k.id)) if t),
                     default=None,
                 ),
-            }
+            )
             for k in keys
         ]
     )
@@ -341,9 +356,7 @@ async def rotate_key(
     body = await parse_json(
         node, request, principal.label, await read_body(request, 4096) or b"{}", request_id
     )
-    if not isinstance(body, dict) or set(body) - {"overlap_s"}:
-        raise BadRequest('body must be {"overlap_s": seconds (optional, default 3600)}')
-    overlap = _seconds(body.get("overlap_s", 3600), "overlap_s", MAX_OVERLAP_S)
+    overlap = parse_body(KeyRotate, body).overlap_s
     current = await asyncio.to_thread(node.keys.get, key_id)
     if current is None or current.revoked_at is not None:
         raise NotFound(f"no live key with id {key_id!r}")
@@ -366,14 +379,14 @@ async def rotate_key(
             {"request_id": request_id, "overlap_s": overlap},
         )
     )
-    return JSONResponse(
-        {
-            "id": key_id,
-            "key": secret,
-            "sigv4_secret": _sigv4_secret(node, key_id, record.digest),
-            "previous_until": until,
-        },
-        status_code=201,
+    return render(
+        KeyRotated(
+            id=key_id,
+            key=secret,
+            sigv4_secret=_sigv4_secret(node, key_id, record.digest),
+            previous_until=until,
+        ),
+        201,
     )
 
 
@@ -396,7 +409,8 @@ async def revoke_key(
 
 
 async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return JSONResponse(await asyncio.to_thread(node.audit.tail, _limit(request)))
+    records = await asyncio.to_thread(node.audit.tail, _limit(request))
+    return render([AuditRecord.model_validate(r) for r in records])
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [

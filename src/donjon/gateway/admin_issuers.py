@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
+from donjon.gateway.schemas import render
+from donjon.gateway.views import IssuerView
 from donjon.identity import (
     Issuer,
     KeySet,
@@ -29,18 +30,18 @@ from donjon.store import IssuerRecord
 __all__ = ["add_issuer", "list_issuers", "remove_issuer"]
 
 
-def _view(record: IssuerRecord, keys: KeySet | None) -> dict[str, Any]:
-    return {
-        "name": record.name,
-        "issuer": record.issuer,
-        "jwks": record.jwks_url or "inline",
-        "audience": record.audience,
-        "roles_claim": record.roles_claim,
-        "allowed_roles": list(record.allowed_roles),
-        "key_ids": sorted(keys.keys) if keys else [],
-        "created_at": record.created_at,
-        "refreshed_at": record.refreshed_at,
-    }
+def _view(record: IssuerRecord, keys: KeySet | None) -> IssuerView:
+    return IssuerView(
+        name=record.name,
+        issuer=record.issuer,
+        jwks=record.jwks_url or "inline",
+        audience=record.audience,
+        roles_claim=record.roles_claim,
+        allowed_roles=list(record.allowed_roles),
+        key_ids=sorted(keys.keys) if keys else [],
+        created_at=record.created_at,
+        refreshed_at=record.refreshed_at,
+    )
 
 
 async def add_issuer(
@@ -99,7 +100,7 @@ async def add_issuer(
             },
         )
     )
-    return JSONResponse(_view(record, keys), status_code=201)
+    return render(_view(record, keys), 201)
 
 
 async def list_issuers(request: Request, node: Node, _p: Principal, _r: str) -> Response:
@@ -108,7 +109,7 @@ async def list_issuers(request: Request, node: Node, _p: Principal, _r: str) -> 
     for record in records:
         live = node.jwt.issuers.by_iss(record.issuer)
         views.append(_view(record, live.keys if live is not None else None))
-    return JSONResponse(views)
+    return render(views)
 
 
 async def remove_issuer(

@@ -23,6 +23,8 @@ from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.schemas import render
+from donjon.gateway.views import Health
 from donjon.identity import Action
 from donjon.triggers import Scheduler
 
@@ -36,9 +38,7 @@ _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 async def healthz(request: Request) -> Response:
     node: Node = request.app.state.node
     pool = node.pool
-    return JSONResponse(
-        {"status": "ok", "version": __version__, "sandboxes": pool.running() if pool else 0}
-    )
+    return render(Health(status="ok", version=__version__, sandboxes=pool.running() if pool else 0))
 
 
 async def metrics(request: Request) -> Response:
@@ -60,7 +60,10 @@ async def openapi(request: Request) -> Response:
         await authorize(node, request, principal, Action.API_READ, request_id)
     except Error as e:
         return problem_from_error(e, request_id=request_id)
-    return JSONResponse(openapi_document(__version__))
+    document = getattr(request.app.state, "openapi", None)
+    if document is None:  # built once, from the routes this app serves
+        document = request.app.state.openapi = openapi_document(__version__, request.app.routes)
+    return JSONResponse(document)
 
 
 async def _not_found(request: Request, exc: Any) -> Response:
@@ -116,6 +119,7 @@ def create_app(node: Node) -> Starlette:
         by_path.setdefault(path, {})[method] = endpoint
     for path, endpoints in by_path.items():
         routes.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))
+    # The route table: /openapi.json describes exactly these (gateway/operations.py).
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -9,12 +9,14 @@ admin.py's `_guarded`.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.gateway.access import deny, read_body
 from donjon.gateway.errors import BadRequest, Forbidden
 from donjon.gateway.node import Node
+from donjon.gateway.schemas import query_flag, render
+from donjon.gateway.views import DeployResult
 from donjon.identity import Principal, Role
 from donjon.scan import render_text
 
@@ -22,7 +24,7 @@ __all__ = ["deploy"]
 
 
 async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
-    skip_scan = request.query_params.get("unsafe_skip_scan", "") in ("1", "true")
+    skip_scan = query_flag(request, "unsafe_skip_scan")
     if skip_scan and principal.role != Role.ADMIN:
         await deny(
             node,
@@ -33,7 +35,7 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
             request_id,
         )
         raise Forbidden("only admins may skip the deploy scan")
-    allow_broad = request.query_params.get("unsafe_allow_broad", "") in ("1", "true")
+    allow_broad = query_flag(request, "unsafe_allow_broad")
     if allow_broad and principal.role != Role.ADMIN:
         await deny(
             node,
@@ -67,5 +69,5 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
             f"{record.name} version {record.version} already runs this bundle "
             f"(sha256:{done.digest}); nothing deployed"
         )
-        return JSONResponse(body, status_code=200)
-    return JSONResponse(body, status_code=201)
+        return render(DeployResult.model_validate(body), 200)
+    return render(DeployResult.model_validate(body), 201)

@@ -10,12 +10,14 @@ import asyncio
 import json
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
+from donjon.gateway.schemas import query_flag, render
+from donjon.gateway.views import RoleApplied, RoleRemoved, RoleView
 from donjon.identity import Principal, Role, parse_role
 from donjon.identity.policy import BUILTIN_ROLES
 from donjon.identity.policy_doc import RoleConflict, RoleError
@@ -49,10 +51,8 @@ async def apply_role(
             {"request_id": request_id, "created": created, "statements": len(doc.statements)},
         )
     )
-    return JSONResponse(
-        {"name": doc.name, "created": created, **doc.model_dump()},
-        status_code=201 if created else 200,
-    )
+    applied = RoleApplied(name=doc.name, created=created, **doc.model_dump(exclude={"name"}))
+    return render(applied, 201 if created else 200)
 
 
 def _view(name: str, statements: object, builtin: bool) -> dict[str, object]:
@@ -63,8 +63,11 @@ async def list_roles(request: Request, node: Node, _p: Principal, _r: str) -> Re
     builtin = [_view(name, json.loads(json.dumps(st)), True) for name, st in BUILTIN_ROLES.items()]
     custom = [_view(d.name, d.model_dump()["statements"], False) for d in node.policy.custom()]
     in_use = await asyncio.to_thread(node.keys.roles_in_use)
-    return JSONResponse(
-        [{**r, "keys": len(in_use.get(str(r["name"]), []))} for r in builtin + custom]
+    return render(
+        [
+            RoleView.model_validate({**r, "keys": len(in_use.get(str(r["name"]), []))})
+            for r in builtin + custom
+        ]
     )
 
 
@@ -77,7 +80,7 @@ async def remove_role(
     if not any(d.name == name for d in node.policy.custom()):
         raise NotFound(f"no custom role named {name[:64]!r}")
     holders = (await asyncio.to_thread(node.keys.roles_in_use)).get(name, [])
-    force = request.query_params.get("force", "") in ("1", "true")
+    force = query_flag(request, "force")
     if holders and not force:
         raise RoleConflict(
             f"role {name!r} is held by {len(holders)} live key(s): {', '.join(holders[:20])}",
@@ -95,4 +98,4 @@ async def remove_role(
             {"request_id": request_id, "keys_left_without_rights": holders},
         )
     )
-    return JSONResponse({"name": name, "keys_left_without_rights": holders})
+    return render(RoleRemoved(name=name, keys_left_without_rights=holders))

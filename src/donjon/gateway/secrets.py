@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
+from donjon.gateway.schemas import SecretValue, parse_body, render
+from donjon.gateway.views import RekeyResult, SecretSummary, SecretVersion
 from donjon.identity import Principal
 from donjon.secret import Secret
 from donjon.store import StoreConflict
@@ -59,7 +61,7 @@ async def create_secret(
     value = await _value(request, node, principal, request_id)
     done = await node.vault.set(name, value, principal.label)
     await _audit(node, principal, "secret.set", name, request_id, version=done.version)
-    return JSONResponse({"name": name, "version": done.version}, status_code=201)
+    return render(SecretVersion(name=name, version=done.version), 201)
 
 
 async def rotate_secret(
@@ -69,7 +71,7 @@ async def rotate_secret(
     value = await _value(request, node, principal, request_id)
     done = await node.vault.rotate(name, value, principal.label)
     await _audit(node, principal, "secret.rotate", name, request_id, version=done.version)
-    return JSONResponse({"name": name, "version": done.version}, status_code=201)
+    return render(SecretVersion(name=name, version=done.version), 201)
 
 
 def _grants(node: Node) -> dict[str, list[str]]:
@@ -97,16 +99,16 @@ async def delete_secret(
 
 async def list_secrets(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     grants = _grants(node)
-    return JSONResponse(
+    return render(
         [
-            {
-                "name": s.name,
-                "versions": s.versions,
-                "latest": s.latest,
-                "created_at": s.created_at,
-                "updated_at": s.updated_at,
-                "granted_to": sorted(grants.get(s.name, [])),
-            }
+            SecretSummary(
+                name=s.name,
+                versions=s.versions,
+                latest=s.latest,
+                created_at=s.created_at,
+                updated_at=s.updated_at,
+                granted_to=sorted(grants.get(s.name, [])),
+            )
             for s in await node.vault.summaries()
         ]
     )
@@ -137,4 +139,4 @@ async def rekey_vault(
             {"request_id": request_id, "rewrapped": result.rewrapped, "kek_id": result.kek_id},
         )
     )
-    return JSONResponse({"rewrapped": result.rewrapped, "kek_id": result.kek_id})
+    return render(RekeyResult(rewrapped=result.rewrapped, kek_id=result.kek_id))

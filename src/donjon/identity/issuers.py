@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 import httpx
 
 from donjon.errors import Error
@@ -24,6 +26,7 @@ from donjon.identity.policy import Role
 from donjon.store.issuers import IssuerRecord
 
 __all__ = [
+    "IssuerRequest",
     "DEFAULT_ALLOWED_ROLES",
     "DEFAULT_ROLES_CLAIM",
     "Issuer",
@@ -61,6 +64,59 @@ class IssuerSpec:
     audience: str
     roles_claim: str
     allowed_roles: tuple[str, ...]
+
+
+class IssuerRequest(BaseModel):
+    """The body of `POST /v1/issuers` as /openapi.json describes it.
+
+    `parse_issuer_spec` checks a body field by field (custom role names need the
+    policy, URLs a closer look), with a message and hint for each problem."""
+
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "corp",
+                    "issuer": "https://login.example.com/",
+                    "audience": "donjon",
+                    "jwks_url": "https://login.example.com/.well-known/jwks.json",
+                    "allowed_roles": ["invoker"],
+                }
+            ]
+        },
+    )
+
+    name: str = Field(pattern=ISSUER_NAME.pattern)
+    issuer: str = Field(min_length=1, max_length=512, description="the `iss` its tokens carry")
+    audience: str = Field(min_length=1, max_length=256, description="the `aud` tokens must name")
+    jwks_url: str | None = Field(
+        None, max_length=2048, pattern=r"^https://", description="where its keys are (https)"
+    )
+    jwks: dict[str, Any] | None = Field(None, description="or the JWKS itself, given once")
+    roles_claim: str = Field(DEFAULT_ROLES_CLAIM, pattern=_CLAIM_NAME.pattern)
+    allowed_roles: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_ROLES),
+        min_length=1,
+        description="built-in or custom role names its tokens may claim",
+    )
+
+    @field_validator("issuer", "audience")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty string")
+        if not value.isprintable():
+            raise ValueError("must not hold control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IssuerRequest:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError("give exactly one of jwks_url and jwks")
+        return self
 
 
 _USAGE = (

@@ -9,9 +9,9 @@ statements:
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 from donjon.errors import Error
 from donjon.identity.policy import Action, Role
@@ -42,8 +42,13 @@ class Statement(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     effect: Literal["allow", "deny"]
-    actions: list[str] = Field(min_length=1, max_length=64)
-    resources: list[str] = Field(min_length=1, max_length=256)
+    # The validators below give the messages; the JSON Schema (/openapi.json) says the same.
+    actions: list[Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(_ACTIONS)})]] = (
+        Field(min_length=1, max_length=64)
+    )
+    resources: list[
+        Annotated[str, WithJsonSchema({"type": "string", "pattern": _RESOURCE_RE.pattern})]
+    ] = Field(min_length=1, max_length=256)
 
     @field_validator("actions")
     @classmethod
@@ -70,9 +75,36 @@ class Statement(BaseModel):
 class RoleDocument(BaseModel):
     """A named list of statements. Deny by default; an explicit deny wins."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "billing-invoker",
+                    "statements": [
+                        {
+                            "effect": "allow",
+                            "actions": ["function:invoke"],
+                            "resources": ["billing-*"],
+                        }
+                    ],
+                }
+            ]
+        },
+    )
 
-    name: str
+    name: Annotated[
+        str,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": ROLE_NAME_RE.pattern,
+                "not": {"enum": [r.value for r in Role]},
+                "examples": ["billing-invoker"],
+            }
+        ),
+    ]
     statements: list[Statement] = Field(min_length=1, max_length=256)
 
     @field_validator("name")

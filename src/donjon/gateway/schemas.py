@@ -1,0 +1,142 @@
+"""The HTTP API's request bodies as pydantic models, and how handlers read and answer.
+
+The models here validate requests and those in views.py shape responses; both are
+what /openapi.json describes (gateway/openapi.py), so the three cannot drift.
+Request models are strict (a string is a string, a number is not a boolean);
+`parse_body` turns every problem a model finds into one `BadRequest` naming them all.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from donjon.gateway.errors import BadRequest
+from donjon.manifest.model import NAME_RE
+
+__all__ = [
+    "MAX_EXPIRY_S",
+    "MAX_OVERLAP_S",
+    "Epoch",
+    "FunctionName",
+    "Integer",
+    "KeyCreate",
+    "KeyRotate",
+    "SecretValue",
+    "parse_body",
+    "query_flag",
+    "render",
+]
+
+#: The longest a key may be made to live, and the longest a rotated key keeps working.
+MAX_EXPIRY_S = 10 * 366 * 86400
+MAX_OVERLAP_S = 30 * 86400
+
+FunctionName = Annotated[str, Field(pattern=NAME_RE, examples=["hello"])]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 60.0 is the integer 60 (JSON Schema agrees); 60.5 is not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A whole number, as JSON Schema's `integer` means it; never a boolean or a string.
+Integer = Annotated[int, BeforeValidator(_integral)]
+Epoch = Annotated[float, Field(description="seconds since the epoch (UTC)")]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], data: Any) -> M:
+    """`data` (parsed JSON) as `model`, or one `BadRequest` listing every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(body)"
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        raise BadRequest(
+            "invalid request body: " + "; ".join(problems[:10]),
+            hint="GET /openapi.json describes every request body",
+        ) from None
+
+
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: 1/true or 0/false (absent: no); anything else is refused."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw not in _FLAGS:
+        raise BadRequest(f"{name} must be 1, true, 0 or false")
+    return _FLAGS[raw]
+
+
+def render(body: BaseModel | list[Any], status_code: int = 200) -> JSONResponse:
+    """A response shaped by its model (a model, or a list of models)."""
+    if isinstance(body, BaseModel):
+        content: Any = body.model_dump(mode="json")
+    else:
+        content = [b.model_dump(mode="json") if isinstance(b, BaseModel) else b for b in body]
+    return JSONResponse(content, status_code=status_code)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+# -- request bodies -----------------------------------------------------------
+
+
+class KeyCreate(_Request):
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "ci", "role": "developer", "functions": ["hello"], "expires_in_s": 86400}
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=128, description="a label, any text")
+    role: str = Field(min_length=1, description="a built-in role or a custom one")
+    functions: list[FunctionName] | None = Field(
+        None, min_length=1, description="the only functions the key may act on (omit: all)"
+    )
+    expires_in_s: Integer | None = Field(None, ge=1, le=MAX_EXPIRY_S)
+
+
+class KeyRotate(_Request):
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"overlap_s": 600}]},
+    )
+
+    overlap_s: Integer = Field(3600, ge=0, le=MAX_OVERLAP_S, description="the old secret's grace")
+
+
+class SecretValue(_Request):
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"value": "an example value"}]},
+    )
+
+    # The JSON Schema states what vault/names.check_value enforces (a 422 when broken).
+    value: str = Field(
+        description="text of 1 byte to 64 KiB, no NUL; never answered back",
+        json_schema_extra={"minLength": 1, "maxLength": 65536, "pattern": "^[^\\u0000]*$"},
+    )
