@@ -30,7 +30,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_for_node",
-    "deploy_dir", "describe", "invoke", "ls", "read_event", "rm", "upload_bundle"]
+    "deploy_dir",
+    "describe",
+    "invoke",
+    "ls",
+    "read_event",
+    "rm",
+    "upload_bundle",
+]
 
 #: The largest event the gateway takes (gateway/invoke.py's MAX_EVENT_BYTES).
 MAX_EVENT_BYTES = 6 * 1024 * 1024

@@ -34,7 +34,6 @@ from donjon.gateway.runtime_api import runtime_target
 from donjon.gateway.schemas import (
     MAX_EXPIRY_S,
     MAX_OVERLAP_S,
-    KeyCreate,
     KeyRotate,
     parse_body,
     render,

@@ -115,21 +115,9 @@ async def _run(
     output = ""
     memory_kb: int | None = None
     detail: dict[str, Any] = {}
-    timeout_s = deployed.manifest.timeout_s
-    if chain is not None:  # never past the caller's deadline
-        timeout_s = max(0.01, min(timeout_s, chain.deadline - time.monotonic()))
+    timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
+    if chain is not None:
         detail["call_id"] = request_id
-    subcalls = FunctionCalls(
-        node,
-        deployed,
-        Chain(
-            chain.request_id if chain else request_id,
-            chain.depth if chain else 0,
-            time.monotonic() + timeout_s,
-        ),
-        _call_function,
-        new_request_id,
-    )
     # What the function prints and its errors are redacted of its secrets' values
     # before anything is stored or answered; its own result is its choice.
     redact = Redactor({})
@@ -148,12 +136,7 @@ async def _run(
         output = redact(result.output)
         memory_kb = result.memory_kb
         rendered = render(result)
-        if rendered.refused:
-            detail["refused_headers"] = rendered.refused
-            output += (
-                f"[donjon] headers refused on the platform's origin: "
-                f"{', '.join(rendered.refused)}\n"
-            )
+        output += _refused_headers(detail, rendered)
         outcome = "ok"
         return rendered.response
     except SandboxError as e:
@@ -203,6 +186,36 @@ async def _run(
             ),
             log,
         )
+
+
+def _refused_headers(detail: dict[str, Any], rendered: RenderedResponse) -> str:
+    """Headers the response policy refused: in the record, and a line for the log."""
+    if not rendered.refused:
+        return ""
+    detail["refused_headers"] = rendered.refused
+    return f"[donjon] headers refused on the platform's origin: {', '.join(rendered.refused)}\n"
+
+
+def _subcalls(
+    node: Node, deployed: Deployed, request_id: str, chain: Chain | None
+) -> tuple[float, FunctionCalls]:
+    """The call's timeout (never past its caller's deadline) and what answers its
+    `context.invoke` requests (function_calls.py)."""
+    timeout_s = deployed.manifest.timeout_s
+    if chain is not None:
+        timeout_s = max(0.01, min(timeout_s, chain.deadline - time.monotonic()))
+    calls = FunctionCalls(
+        node,
+        deployed,
+        Chain(
+            chain.request_id if chain else request_id,
+            chain.depth if chain else 0,
+            time.monotonic() + timeout_s,
+        ),
+        _call_function,
+        new_request_id,
+    )
+    return timeout_s, calls
 
 
 async def _call_function(

@@ -16,7 +16,7 @@ from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
-from donjon.gateway.schemas import SecretValue, parse_body, render
+from donjon.gateway.schemas import render
 from donjon.gateway.views import RekeyResult, SecretSummary, SecretVersion
 from donjon.identity import Principal
 from donjon.secret import Secret

@@ -155,11 +155,15 @@ class LogEntry(BaseModel):
     )
 
 
+#: What a SigV4 secret looks like in the examples (elided).
+_SIGV4_EXAMPLE = "djs_..."
+
+
 class KeyCreated(BaseModel):
     model_config = _example(
         id=_KEY_ID,
         key=f"dj_{_KEY_ID}_...",
-        sigv4_secret="djs_...",
+        sigv4_secret=_SIGV4_EXAMPLE,
         name="ci",
         role="developer",
         functions=["hello"],
@@ -203,7 +207,7 @@ class KeyView(BaseModel):
 
 class KeyRotated(BaseModel):
     model_config = _example(
-        id=_KEY_ID, key=f"dj_{_KEY_ID}_...", sigv4_secret="djs_...", previous_until=_T + 3600
+        id=_KEY_ID, key=f"dj_{_KEY_ID}_...", sigv4_secret=_SIGV4_EXAMPLE, previous_until=_T + 3600
     )
 
     id: str

@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from donjon.errors import Error
 from donjon.identity.jwks import KeySet, parse_jwks
@@ -26,12 +25,12 @@ from donjon.identity.policy import Role
 from donjon.store.issuers import IssuerRecord
 
 __all__ = [
-    "IssuerRequest",
     "DEFAULT_ALLOWED_ROLES",
     "DEFAULT_ROLES_CLAIM",
     "Issuer",
     "IssuerError",
     "IssuerRegistry",
+    "IssuerRequest",
     "IssuerSpec",
     "parse_issuer_spec",
 ]
