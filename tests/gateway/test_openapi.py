@@ -85,8 +85,10 @@ def test_a_route_missing_from_the_catalog_is_reported() -> None:
 def test_the_lambda_invoke_api_is_documented_once_its_route_is_served() -> None:
     """The Lambda Invoke API's operation appears exactly when the app mounts its route."""
     path = "/2015-03-31/functions/{name}/invocations"
-    assert path not in openapi_document(__version__, _routes())["paths"]
-    mounted = [*_routes(), Route(path, _endpoint, methods=["POST"])]
+    others = [r for r in _routes() if not (isinstance(r, Route) and r.path == path)]
+    assert path not in openapi_document(__version__, others)["paths"]
+    assert path in openapi_document(__version__, _routes())["paths"]  # the app serves it
+    mounted = [*others, Route(path, _endpoint, methods=["POST"])]
     assert served_operations(mounted)[1] == []
     op = openapi_document(__version__, mounted)["paths"][path]["post"]
     assert op["operationId"] == "lambdaInvoke"

@@ -141,7 +141,7 @@ def test_bad_windows_are_a_clear_400(node: LiveNode, readers: list[str], days: s
         r = c.get(f"/v1/functions/{readers[0]}/permissions/unused", params={"days": days})
     assert r.status_code == 400
     problem = r.json()
-    assert problem["title"] == "Bad window" and "1 to 3650" in problem["detail"]
+    assert problem["title"] == "Bad Request" and "1 to 3650" in problem["detail"]  # RFC 9457
     assert "default 90" in problem["detail"]  # the hint
 
 
