@@ -9,7 +9,7 @@ import click
 
 from donjon.audit.unused import DEFAULT_DAYS, MAX_DAYS
 from donjon.cli.client import ApiClient
-from donjon.cli.output import echo_json, echo_text, print_table, when
+from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table, when
 from donjon.config import load_settings
 from donjon.manifest.model import NAME_RE
 
@@ -32,8 +32,8 @@ def permissions() -> None:
     show_default=True,
     help="The window: the last N days of the audit log.",
 )
-@click.option("--json", "as_json", is_flag=True)
-def permissions_unused(name: str, days: int, as_json: bool) -> None:
+@output_option
+def permissions_unused(name: str, days: int, output: OutputFormat) -> None:
     """List NAME's secret, egress and invoke grants it has not used in the last N days."""
     if not _FUNCTION_NAME.fullmatch(name):
         raise click.BadParameter(
@@ -42,10 +42,7 @@ def permissions_unused(name: str, days: int, as_json: bool) -> None:
     report = ApiClient(load_settings()).json(
         "GET", f"/v1/functions/{name}/permissions/unused", params={"days": days}
     )
-    if as_json:
-        echo_json(report)
-        return
-    _print(report)
+    emit(output, report, lambda: _print(report))
 
 
 def _print(report: dict[str, Any]) -> None:
