@@ -97,3 +97,32 @@ def test_grants_not_yet_honoured_are_warned(node: LiveNode, tmp_path: Path) -> N
     fn = _write(tmp_path / "w", "warned", "def handler(e, c):\n    return 1\n", extra)
     warnings = node.deploy(fn)["warnings"]
     assert any("egress" in w for w in warnings)
+
+
+def test_schedule_that_can_never_fire_fails_the_deploy(node: LiveNode, tmp_path: Path) -> None:
+    """A schedule on 30 February is refused at deploy with the reason; nothing is deployed."""
+    fn = _write(
+        tmp_path / "feb30",
+        "never-fires",
+        "def handler(e, c):\n    return 1\n",
+        "triggers:\n  - schedule: '0 0 30 feb *'\n",
+    )
+    from donjon.bundle import build_bundle
+
+    _, archive = build_bundle(fn)
+    with node.client() as c:
+        r = c.post("/v1/functions", content=archive)
+        assert r.status_code == 422, r.text
+        assert "can never fire" in r.text
+        assert c.get("/v1/functions/never-fires").status_code == 404
+
+
+def test_schedule_macros_and_names_deploy(node: LiveNode, tmp_path: Path) -> None:
+    """@daily and a schedule with month and day names are accepted at deploy."""
+    fn = _write(
+        tmp_path / "named",
+        "named-schedules",
+        "def handler(e, c):\n    return 1\n",
+        "triggers:\n  - schedule: '@daily'\n  - schedule: '30 6 * jan-mar mon-fri'\n",
+    )
+    assert node.deploy(fn)["version"] == 1
