@@ -109,6 +109,10 @@ class Settings:
     #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
     #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
     jwks_ca_file: Path | None = None
+    #: Seconds calls in flight get to finish once `donjon serve` is told to stop
+    #: (SIGTERM, SIGINT); then they are cancelled and their sandboxes ended
+    #: (DONJON_SHUTDOWN_GRACE_S).
+    shutdown_grace_s: float = 10.0
 
     @property
     def advisories_path(self) -> Path | None:
@@ -191,6 +195,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         kms_timeout_s=_number(env, "DONJON_KMS_TIMEOUT_S", 10.0, integer=False, minimum=0.1),
         log_retention_days=int(
             _number(env, "DONJON_LOG_RETENTION_DAYS", 30, integer=True, minimum=1)
+        ),
+        shutdown_grace_s=_number(
+            env, "DONJON_SHUTDOWN_GRACE_S", 10.0, integer=False, minimum=0
         ),
         jwks_ca_file=(
             _existing_path(env, "DONJON_JWKS_CA_FILE", "a PEM file of CA certificates")
