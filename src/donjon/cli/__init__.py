@@ -14,6 +14,7 @@ from donjon.cli.output import printable
 from donjon.cli.roles import role
 from donjon.cli.scan_cmd import scan_command
 from donjon.cli.secrets import secret, vault
+from donjon.cli.tls_cmd import tls
 from donjon.errors import Error
 
 __all__ = ["cli", "main"]
@@ -44,7 +45,7 @@ for command in (
     scan_command,
 ):
     cli.add_command(command)
-for command in (secret, vault):
+for command in (secret, vault, tls):
     cli.add_command(command)
 
 

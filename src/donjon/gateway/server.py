@@ -9,6 +9,7 @@ import logging
 import math
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -68,6 +69,9 @@ def check_port_free(host: str, port: int) -> None:
     bind_listener(host, port).close()
 
 
+_CERT_CHECK_TICKS = 20
+
+
 class _GatewayServer(uvicorn.Server):
     """uvicorn's server, stopped by SIGTERM or SIGINT without re-raising the signal.
 
@@ -82,6 +86,45 @@ class _GatewayServer(uvicorn.Server):
     #: Seconds calls in flight get once told to stop; then `end_calls` ends them.
     grace_s: float = 10.0
     end_calls: Callable[[], Awaitable[None]] | None = None
+
+    #: The certificate and key being served, re-read when they change on disk
+    #: (`donjon tls renew`): checked every `_CERT_CHECK_TICKS` ticks of 0.1 s.
+    cert_files: tuple[Path, Path] | None = None
+    _cert_stamp: tuple[tuple[int, int, int], ...] = ()
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.cert_files is not None and counter % _CERT_CHECK_TICKS == 0:
+            self._reload_certificate()
+        return await super().on_tick(counter)
+
+    def _reload_certificate(self) -> None:
+        if self.cert_files is None:
+            return
+        try:
+            stamp = tuple(
+                (s.st_ino, s.st_size, s.st_mtime_ns) for s in (p.stat() for p in self.cert_files)
+            )
+        except OSError:
+            return  # mid-rename: the next check sees both files
+        if not self._cert_stamp:
+            self._cert_stamp = stamp
+            return
+        if stamp == self._cert_stamp or self.config.ssl is None:
+            return
+        certfile, keyfile = self.cert_files
+        try:
+            # New handshakes get the new pair; connections already open keep theirs.
+            self.config.ssl.load_cert_chain(str(certfile), str(keyfile))
+        except (ssl.SSLError, OSError) as e:
+            log.warning(
+                "the renewed certificate %s could not be loaded (%s); still serving "
+                "the previous one",
+                certfile,
+                e,
+            )
+            return
+        self._cert_stamp = stamp
+        log.info("serving the renewed certificate %s", certfile)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn waits for calls in flight (up to its own, longer, timeout, then
@@ -217,6 +260,9 @@ def serve(
     )
     server = _GatewayServer(config)
     server.grace_s = settings.shutdown_grace_s
+    if certfile is not None and keyfile is not None:
+        server.cert_files = (Path(certfile), Path(keyfile))
+        server._reload_certificate()  # the pair as loaded: later changes are renewals
     server.end_calls = node.end_calls
     with asyncio.Runner(loop_factory=_loop_factory(limits.handshake_timeout_s)) as runner:
         runner.run(server.serve(sockets=[listener]))
