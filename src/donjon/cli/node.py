@@ -72,10 +72,15 @@ def serve(
         raise click.UsageError("--tls-cert and --tls-key go together")
     settings = load_settings()
     scheme = "http" if unsafe_http else "https"
-    # Told before serving starts; the port is bound (or refused) first thing inside.
-    click.echo(f"donjon serving on {scheme}://{host}:{port}", err=True)
     stopped_by = run_server(
-        settings, host, port, tls_cert=tls_cert, tls_key=tls_key, unsafe_http=unsafe_http
+        settings,
+        host,
+        port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        unsafe_http=unsafe_http,
+        # Once the port is bound: a busy one is refused before this is said.
+        announce=lambda: click.echo(f"donjon serving on {scheme}://{host}:{port}", err=True),
     )
     if stopped_by is not None:
         click.echo(f"donjon stopped ({signal.Signals(stopped_by).name})", err=True)

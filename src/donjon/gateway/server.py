@@ -214,9 +214,15 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     unsafe_http: bool,
+    announce: Callable[[], None] | None = None,
 ) -> int | None:
-    """Serve until SIGTERM or SIGINT; return the signal that stopped it (None: it ended)."""
+    """Serve until SIGTERM or SIGINT; return the signal that stopped it (None: it ended).
+
+    `announce` is called once the port is bound (a busy port raises `PortInUse` first).
+    """
     listener = bind_listener(host, port)
+    if announce is not None:
+        announce()
     try:
         node = open_node(settings)
         # Refuse to serve without a working sandbox.
