@@ -80,6 +80,11 @@ class ApiClient:
             hint=hint,
         )
 
+    def close(self) -> None:
+        """Close the connection: an idle TLS connection left open holds a stopping node
+        until its close exchange times out."""
+        self._http.close()
+
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         return response.json() if response.content else None

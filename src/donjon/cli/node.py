@@ -235,7 +235,10 @@ def up(port: int, examples_dir: Path) -> None:
                 result = deploy_dir(client, bundle)
                 echo_text(f"deployed {result['name']} v{result['version']}")
         finally:
-            client.request("DELETE", f"/v1/keys/{key_id}")
+            try:
+                client.request("DELETE", f"/v1/keys/{key_id}")
+            finally:
+                client.close()
         _print_tour(url, settings, bundles, key_shown=bool(created.admin_key))
         click.echo("serving; Ctrl-C to stop")
         proc.wait()
