@@ -45,8 +45,9 @@ for command in (
     scan_command,
 ):
     cli.add_command(command)
-for command in (secret, vault, tls):
+for command in (secret, vault):
     cli.add_command(command)
+cli.add_command(tls)
 
 
 def main() -> None:
