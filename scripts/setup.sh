@@ -23,7 +23,17 @@ fi
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "setup: Donjon needs Python 3.11 or newer as $PY" >&2; exit 1; }
-if [ ! -x .venv/bin/python ]; then
+# A .venv that a stopped run left half made (no pip, no pyvenv.cfg), or whose
+# interpreter is gone, is made again; a whole one is kept.
+venv_ok() {
+  [ -f .venv/pyvenv.cfg ] && [ -x .venv/bin/python ] &&
+    .venv/bin/python -c 'import sys, pip; sys.exit(sys.prefix == sys.base_prefix)' >/dev/null 2>&1
+}
+if ! venv_ok; then
+  if [ -e .venv ] || [ -L .venv ]; then
+    echo "setup: .venv is incomplete or broken; making it again" >&2
+    rm -rf .venv
+  fi
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip

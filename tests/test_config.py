@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from donjon.config import ConfigError, ConnectionSettings, load_settings
+from donjon.config import ConfigError, ConnectionSettings, Settings, load_settings
 from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey
 
 
-def _load(**env: str) -> object:
+def _load(**env: str) -> Settings:
     return load_settings({"DONJON_DATA_DIR": "/tmp/donjon-config-test", **env})
 
 
@@ -153,3 +153,105 @@ def test_jwks_ca_file_must_exist(tmp_path: Path) -> None:
     assert load_settings({**base, "DONJON_JWKS_CA_FILE": str(ca)}).jwks_ca_file == ca
     with pytest.raises(ConfigError):
         load_settings({**base, "DONJON_JWKS_CA_FILE": str(tmp_path / "missing.pem")})
+
+
+def test_every_malformed_value_is_reported_at_once() -> None:
+    """Several bad settings give one error that names each of them, one per line."""
+    bad = {
+        "DONJON_URL": "ftp://node",
+        "DONJON_MAX_HEADERS": "ten",
+        "DONJON_HEAD_TIMEOUT_S": "0",
+        "DONJON_SANDBOX_UID": "0",
+        "DONJON_TRUSTED_PROXIES": "*",
+        "DONJON_DEBUG": "maybe",
+    }
+    with pytest.raises(ConfigError) as info:
+        _load(**bad)
+    lines = info.value.message.splitlines()
+    assert lines[0] == "6 settings are malformed:"
+    for name in bad:
+        assert sum(line.strip().startswith(f"{name}:") for line in lines) == 1, lines
+
+
+def test_the_api_key_is_never_echoed_in_an_error() -> None:
+    """A malformed setting beside the key: the error shows the variable, never the key."""
+    key = "dj_0123456789abcdef_" + "k" * 43
+    with pytest.raises(ConfigError) as info:
+        _load(DONJON_API_KEY=key, DONJON_MAX_HEADERS="x")
+    assert key not in info.value.message and "k" * 43 not in info.value.message
+
+
+def _private(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def test_a_config_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    """DONJON_CONFIG_FILE (TOML, names without the prefix) sets values; env overrides them."""
+    config = _private(
+        tmp_path / "config.toml",
+        'url = "https://node.example:9443"\nmax_in_flight = 7\nscan_fail_on = "critical"\n',
+    )
+    settings = _load(DONJON_CONFIG_FILE=str(config), DONJON_MAX_IN_FLIGHT="9")
+    assert settings.url == "https://node.example:9443"
+    assert settings.connections.max_in_flight == 9
+    assert settings.scan_fail_on == "critical"
+
+
+def test_the_default_config_file_is_found(tmp_path: Path) -> None:
+    """Without DONJON_CONFIG_FILE, $XDG_CONFIG_HOME/donjon/config.toml is read when present."""
+    (tmp_path / "donjon").mkdir()
+    _private(tmp_path / "donjon" / "config.toml", "max_headers = 50\n")
+    settings = _load(XDG_CONFIG_HOME=str(tmp_path))
+    assert settings.connections.max_headers == 50
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("max_in_flight = 0\n", "DONJON_MAX_IN_FLIGHT"),
+        ("bogus = 1\n", "unknown setting 'bogus'"),
+        ("url = \n", "not a TOML file"),
+    ],
+)
+def test_a_malformed_config_file_is_refused(tmp_path: Path, text: str, needle: str) -> None:
+    """A bad value, an unknown key or broken TOML in the file is a clear error."""
+    config = _private(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError, match=needle):
+        _load(DONJON_CONFIG_FILE=str(config))
+
+
+def test_a_config_file_others_may_write_is_refused(tmp_path: Path) -> None:
+    """A group- or world-writable settings file could redirect the CLI: refused, by name."""
+    config = _private(tmp_path / "config.toml", 'url = "https://127.0.0.1:1"\n')
+    config.chmod(0o664)
+    with pytest.raises(ConfigError, match="may be written by others"):
+        _load(DONJON_CONFIG_FILE=str(config))
+
+
+def test_an_env_file_is_read_only_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DONJON_ENV_FILE is read; a .env lying in the working directory is not."""
+    stray = _private(tmp_path / ".env", "DONJON_URL=https://attacker.example\n")
+    monkeypatch.chdir(tmp_path)
+    assert "attacker" not in _load().url
+    named = _private(tmp_path / "donjon.env", "DONJON_URL=https://node.example\n")
+    assert _load(DONJON_ENV_FILE=str(named)).url == "https://node.example"
+    assert stray.exists()
+
+
+def test_the_cli_finds_the_local_node_ca(tmp_path: Path) -> None:
+    """A loopback URL is verified with DATA_DIR/tls/cert.pem; others with the system's CAs."""
+    data = tmp_path / "data"
+    (data / "tls").mkdir(parents=True)
+    (data / "tls" / "cert.pem").write_text("x")
+    base = {"DONJON_DATA_DIR": str(data)}
+    for url in ("https://127.0.0.1:8443", "https://localhost:9000", "https://[::1]:8443"):
+        assert load_settings({**base, "DONJON_URL": url}).client_ca == data / "tls" / "cert.pem"
+    assert load_settings({**base, "DONJON_URL": "https://node.example"}).client_ca is None
+    other = tmp_path / "ca.pem"
+    other.write_text("x")
+    chosen = load_settings({**base, "DONJON_CA_BUNDLE": str(other)}).client_ca
+    assert chosen == other

@@ -5,14 +5,13 @@ Everything else receives a `Settings` value.
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import os
-import re
-import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from donjon.config_sources import SettingsProblem, read_settings
 from donjon.errors import Error
 from donjon.secret import Secret
 
@@ -110,6 +109,13 @@ class Settings:
     #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
     #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
     jwks_ca_file: Path | None = None
+    #: Seconds calls in flight get to finish once `donjon serve` is told to stop
+    #: (SIGTERM, SIGINT); then they are cancelled and their sandboxes ended
+    #: (DONJON_SHUTDOWN_GRACE_S).
+    shutdown_grace_s: float = 10.0
+    #: CA certificates (PEM) the CLI trusts for DONJON_URL (DONJON_CA_BUNDLE); None:
+    #: the node's own certificate in the data dir for a local URL, else the system's.
+    ca_bundle: Path | None = None
     #: The region the Lambda Invoke API's SigV4 credential scope must name
     #: (DONJON_LAMBDA_REGION; docs/lambda.md).
     lambda_region: str = "us-east-1"
@@ -150,230 +156,91 @@ class Settings:
     def bundles_dir(self) -> Path:
         return self.data_dir / "bundles"
 
+    @property
+    def url_is_local(self) -> bool:
+        """Does DONJON_URL name this host (loopback), whose node's files are in the data dir?"""
+        host = urlsplit(self.url).hostname or ""
+        return host == "localhost" or host.startswith("127.") or host == "::1"
 
-def _default_data_dir() -> Path:
-    xdg = os.environ.get("XDG_DATA_HOME")
+    @property
+    def client_ca(self) -> Path | None:
+        """The CA file the CLI verifies the node with; None: the system's CAs.
+
+        DONJON_CA_BUNDLE when set; for a local node, the certificate `donjon init`
+        made in the data dir, found without being told.
+        """
+        if self.ca_bundle is not None:
+            return self.ca_bundle
+        if self.url_is_local and self.tls_cert_path.is_file():
+            return self.tls_cert_path
+        return None
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_DATA_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "share"
     return base / "donjon"
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read ``DONJON_*`` variables (or the given mapping) into `Settings`."""
-    env = dict(os.environ) if environ is None else environ
-    raw_dir = env.get("DONJON_DATA_DIR")
-    data_dir = Path(raw_dir).expanduser() if raw_dir else _default_data_dir()
+def _path(raw: str | None) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``DONJON_*`` (from the environment or the given mapping, a `.env` and a
+    config file; see donjon.config_sources) into `Settings`.
+
+    Every malformed value is reported in one `ConfigError`, a line each.
+    """
+    env = dict(os.environ) if environ is None else dict(environ)
+    try:
+        raw = read_settings(env)
+    except SettingsProblem as e:
+        count = len(e.problems)
+        head = "a setting is malformed" if count == 1 else f"{count} settings are malformed"
+        raise ConfigError(
+            f"{head}:\n  " + "\n  ".join(e.problems),
+            hint="fix or unset each one (README, 'Configuration'); unset means the default",
+        ) from None
+    data_dir = _path(raw.DATA_DIR) or _default_data_dir(env)
     if not data_dir.is_absolute():
         data_dir = Path.cwd() / data_dir
-    url = env.get("DONJON_URL", f"https://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
-    if not url.startswith(("https://", "http://")):
-        raise ConfigError(
-            f"DONJON_URL must start with https:// (got {url!r})",
-            hint="set DONJON_URL=https://HOST:PORT",
-        )
-    advisories = env.get("DONJON_ADVISORIES")
-    window = _number(env, "DONJON_AUDIT_DENIAL_WINDOW_S", 60.0, integer=False, minimum=0)
-    sources = _number(env, "DONJON_AUDIT_DENIAL_MAX_SOURCES", 10_000, integer=True, minimum=1)
+    sandbox_dir = _path(raw.SANDBOX_DIR)
     return Settings(
         data_dir=data_dir,
-        url=url,
-        api_key=Secret(env["DONJON_API_KEY"]) if env.get("DONJON_API_KEY") else None,
-        debug=_flag(env, "DONJON_DEBUG"),
-        scan_fail_on=_choice(
-            env, "DONJON_SCAN_FAIL_ON", "high", ("low", "medium", "high", "critical")
+        url=raw.URL or f"https://127.0.0.1:{DEFAULT_PORT}",
+        api_key=Secret(raw.API_KEY.get_secret_value()) if raw.API_KEY else None,
+        debug=raw.DEBUG,
+        scan_fail_on=raw.SCAN_FAIL_ON,
+        scan_min_confidence=raw.SCAN_MIN_CONFIDENCE,
+        advisories=_path(raw.ADVISORIES),
+        sandbox=SandboxSettings(
+            uid=raw.SANDBOX_UID,
+            gid=raw.SANDBOX_GID,
+            id_range=raw.SANDBOX_UID_RANGE or DEFAULT_SANDBOX_ID_RANGE,
+            staging_dir=sandbox_dir or SandboxSettings.staging_dir,
+            python=_path(raw.SANDBOX_PYTHON),
         ),
-        scan_min_confidence=_choice(
-            env, "DONJON_SCAN_MIN_CONFIDENCE", "medium", ("low", "medium", "high")
+        trusted_proxies=raw.TRUSTED_PROXIES,
+        connections=ConnectionSettings(
+            handshake_timeout_s=raw.TLS_HANDSHAKE_TIMEOUT_S,
+            head_timeout_s=raw.HEAD_TIMEOUT_S,
+            body_timeout_s=raw.BODY_TIMEOUT_S,
+            keepalive_timeout_s=raw.KEEPALIVE_TIMEOUT_S,
+            max_head_bytes=raw.MAX_HEAD_BYTES,
+            max_headers=raw.MAX_HEADERS,
+            max_connections_per_client=raw.MAX_CONNECTIONS_PER_CLIENT,
+            max_connections=raw.MAX_CONNECTIONS,
+            max_in_flight=raw.MAX_IN_FLIGHT,
         ),
-        advisories=_existing_path(env, "DONJON_ADVISORIES") if advisories else None,
-        sandbox=_sandbox_settings(env),
-        trusted_proxies=_networks(env, "DONJON_TRUSTED_PROXIES"),
-        connections=_connection_settings(env),
-        audit_denial_window_s=window,
-        audit_denial_max_sources=int(sources),
-        master_key_file=_key_file(env),
-        kms_command=_kms_command(env),
-        kms_timeout_s=_number(env, "DONJON_KMS_TIMEOUT_S", 10.0, integer=False, minimum=0.1),
-        log_retention_days=int(
-            _number(env, "DONJON_LOG_RETENTION_DAYS", 30, integer=True, minimum=1)
-        ),
-        jwks_ca_file=(
-            _existing_path(env, "DONJON_JWKS_CA_FILE", "a PEM file of CA certificates")
-            if env.get("DONJON_JWKS_CA_FILE")
-            else None
-        ),
-        lambda_region=_region(env, "DONJON_LAMBDA_REGION"),
-    )
-
-
-def _region(env: dict[str, str], name: str) -> str:
-    raw = env.get(name, "").strip() or Settings.lambda_region
-    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?", raw):
-        raise ConfigError(
-            f"{name} must be a region name such as us-east-1 (got {raw!r})",
-            hint=f"unset {name} for the default ({Settings.lambda_region})",
-        )
-    return raw
-
-
-def _key_file(env: dict[str, str]) -> Path | None:
-    raw = env.get("DONJON_MASTER_KEY_FILE", "").strip()
-    if not raw:
-        return None
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        raise ConfigError(
-            f"DONJON_MASTER_KEY_FILE must be an absolute path (got {raw!r})",
-            hint="give the full path of the 0600 key file",
-        )
-    return path
-
-
-def _kms_command(env: dict[str, str]) -> tuple[str, ...]:
-    raw = env.get("DONJON_KMS_COMMAND", "").strip()
-    if not raw:
-        return ()
-    try:
-        argv = tuple(shlex.split(raw))
-    except ValueError as e:
-        raise ConfigError(
-            f"DONJON_KMS_COMMAND is not a command line ({e})",
-            hint="give the program and its arguments, quoted like a shell's words",
-        ) from e
-    return argv
-
-
-def _host_id(env: dict[str, str], name: str) -> int | None:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) == 0 or int(raw) >= 2**32 - 1:
-        raise ConfigError(
-            f"{name} must be a host id other than 0 (got {raw!r}): sandboxes "
-            "never run as host root",
-            hint=f"unset {name}, or give an unused id",
-        )
-    return int(raw)
-
-
-def _id_range(env: dict[str, str], name: str) -> tuple[int, int]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return DEFAULT_SANDBOX_ID_RANGE
-    first, sep, last = raw.partition("-")
-    if not (sep and first.isdigit() and last.isdigit()):
-        lo, hi = 0, -1
-    else:
-        lo, hi = int(first), int(last)
-    if lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
-        raise ConfigError(
-            f"{name} {raw!r} is not a range like 100000-165535",
-            hint="give first-last, both above 999, with at least 1024 ids, used by no account",
-        )
-    return lo, hi
-
-
-def _sandbox_settings(env: dict[str, str]) -> SandboxSettings:
-    uid = _host_id(env, "DONJON_SANDBOX_UID")
-    gid = _host_id(env, "DONJON_SANDBOX_GID")
-    staging = env.get("DONJON_SANDBOX_DIR", "").strip()
-    python = env.get("DONJON_SANDBOX_PYTHON", "").strip()
-    return SandboxSettings(
-        uid=uid,
-        gid=gid,
-        id_range=_id_range(env, "DONJON_SANDBOX_UID_RANGE"),
-        staging_dir=Path(staging) if staging else SandboxSettings.staging_dir,
-        python=Path(python) if python else None,
-    )
-
-
-def _flag(env: dict[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(
-        f"{name} must be true or false (got {env[name]!r})",
-        hint=f"unset {name}, or set it to 1 or 0",
-    )
-
-
-def _existing_path(
-    env: dict[str, str], name: str, what: str = "an OSV directory or export zip"
-) -> Path:
-    path = Path(env[name]).expanduser()
-    if not path.exists():
-        raise ConfigError(
-            f"{name} names {path}, which does not exist",
-            hint=f"point {name} at {what}, or unset it",
-        )
-    return path
-
-
-def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip().lower() or default
-    if value not in choices:
-        raise ConfigError(
-            f"{name} must be one of {', '.join(choices)} (got {env[name]!r})",
-            hint=f"unset {name} for the default ({default})",
-        )
-    return value
-
-
-def _networks(env: dict[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated CIDRs (a bare address is its own /32 or /128), normalised."""
-    out = []
-    for item in env.get(name, "").split(","):
-        if not item.strip():
-            continue
-        try:
-            out.append(str(ipaddress.ip_network(item.strip(), strict=True)))
-        except ValueError as e:
-            raise ConfigError(
-                f"{name}: {item.strip()!r} is not a network ({e})",
-                hint=f"set {name} to CIDRs such as 10.0.0.0/8,192.0.2.7/32",
-            ) from e
-    return tuple(out)
-
-
-def _number(
-    env: dict[str, str], name: str, default: float, *, integer: bool, minimum: float
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        value = math.nan
-    if math.isnan(value) or math.isinf(value) or value < minimum:
-        kind = "a whole number" if integer else "a number of seconds"
-        raise ConfigError(
-            f"{name} must be {kind}, at least {minimum:g} (got {raw!r})",
-            hint=f"unset {name} for the default ({default:g})",
-        )
-    return value
-
-
-def _connection_settings(env: dict[str, str]) -> ConnectionSettings:
-    d = ConnectionSettings()
-
-    def seconds(name: str, default: float) -> float:
-        return _number(env, name, default, integer=False, minimum=0.1)
-
-    def count(name: str, default: int, minimum: int = 1) -> int:
-        return int(_number(env, name, default, integer=True, minimum=minimum))
-
-    return ConnectionSettings(
-        handshake_timeout_s=seconds("DONJON_TLS_HANDSHAKE_TIMEOUT_S", d.handshake_timeout_s),
-        head_timeout_s=seconds("DONJON_HEAD_TIMEOUT_S", d.head_timeout_s),
-        body_timeout_s=seconds("DONJON_BODY_TIMEOUT_S", d.body_timeout_s),
-        keepalive_timeout_s=count("DONJON_KEEPALIVE_TIMEOUT_S", d.keepalive_timeout_s),
-        max_head_bytes=count("DONJON_MAX_HEAD_BYTES", d.max_head_bytes, 1024),
-        max_headers=count("DONJON_MAX_HEADERS", d.max_headers, 8),
-        max_connections_per_client=count(
-            "DONJON_MAX_CONNECTIONS_PER_CLIENT", d.max_connections_per_client
-        ),
-        max_connections=count("DONJON_MAX_CONNECTIONS", d.max_connections, 0),
-        max_in_flight=count("DONJON_MAX_IN_FLIGHT", d.max_in_flight),
+        audit_denial_window_s=raw.AUDIT_DENIAL_WINDOW_S,
+        audit_denial_max_sources=raw.AUDIT_DENIAL_MAX_SOURCES,
+        master_key_file=_path(raw.MASTER_KEY_FILE),
+        kms_command=raw.KMS_COMMAND,
+        kms_timeout_s=raw.KMS_TIMEOUT_S,
+        log_retention_days=raw.LOG_RETENTION_DAYS,
+        jwks_ca_file=_path(raw.JWKS_CA_FILE),
+        shutdown_grace_s=raw.SHUTDOWN_GRACE_S,
+        ca_bundle=_path(raw.CA_BUNDLE),
+        lambda_region=raw.LAMBDA_REGION,
     )

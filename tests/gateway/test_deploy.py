@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 from harness import LiveNode
@@ -97,3 +99,33 @@ def test_grants_not_yet_honoured_are_warned(node: LiveNode, tmp_path: Path) -> N
     fn = _write(tmp_path / "w", "warned", "def handler(e, c):\n    return 1\n", extra)
     warnings = node.deploy(fn)["warnings"]
     assert any("egress" in w for w in warnings)
+
+
+def test_schedule_that_can_never_fire_fails_the_deploy(node: LiveNode) -> None:
+    """A schedule on 30 February is refused by the server at deploy; nothing is deployed."""
+    manifest = (
+        b"name: never-fires\nhandler: main.handler\ntriggers:\n  - schedule: '0 0 30 feb *'\n"
+    )
+    code = b"def handler(e, c):\n    return 1\n"
+    buf = io.BytesIO()  # packed by hand: the CLI's own build would refuse it first
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("donjon.yaml", manifest), ("main.py", code)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with node.client() as c:
+        r = c.post("/v1/functions", content=buf.getvalue())
+        assert r.status_code == 422, r.text
+        assert "can never fire" in r.text
+        assert c.get("/v1/functions/never-fires").status_code == 404
+
+
+def test_schedule_macros_and_names_deploy(node: LiveNode, tmp_path: Path) -> None:
+    """@daily and a schedule with month and day names are accepted at deploy."""
+    fn = _write(
+        tmp_path / "named",
+        "named-schedules",
+        "def handler(e, c):\n    return 1\n",
+        "triggers:\n  - schedule: '@daily'\n  - schedule: '30 6 * jan-mar mon-fri'\n",
+    )
+    assert node.deploy(fn)["version"] == 1

@@ -62,6 +62,7 @@ def test_defaults_deny_everything() -> None:
             "triggers[0].http.auth",
         ),
         ("name: a\nhandler: m.h\ntriggers: [{schedule: 'every day'}]\n", "triggers[0].schedule"),
+        ("name: a\nhandler: m.h\ntriggers: [{schedule: '0 0 30 2 *'}]\n", "triggers[0].schedule"),
         ("name: a\nhandler: m.h\ntriggers: [{queue: q}]\n", "triggers[0]"),
         ("name: a\nhandler: m.h\nlimits: {rate: lots}\n", "limits.rate"),
         ("name: a\nhandler: m.h\nlimits: {concurrency: 0}\n", "limits.concurrency"),

@@ -27,6 +27,13 @@ T = dt.datetime(2026, 11, 22, 8, 15, tzinfo=dt.UTC)  # a Sunday
         ("15 8 1 * 0", True),  # day-of-month or day-of-week when both are set
         ("15 8 1 * 1", False),
         ("10,15,20 * * * *", True),
+        ("15 8 * nov sun", True),
+        ("15 8 * NOV Sun", True),
+        ("15 8 * jan-oct *", False),
+        ("15 8 * * mon-fri", False),
+        ("15 8 * * sat,sun", True),
+        ("@hourly", False),
+        ("@daily", False),
     ],
 )
 def test_matches(expr: str, fires: bool) -> None:
@@ -47,6 +54,17 @@ def test_matches(expr: str, fires: bool) -> None:
         "a * * * *",
         "5-1 * * * *",
         "",
+        "* * * * * *",
+        "0 0 1 1 * 2027",
+        "0 0 L * *",
+        "0 0 * * 5#3",
+        "H * * * *",
+        "0 0 ? * *",
+        "0 0 * mon *",
+        "0 0 * * jan",
+        "0 0 * * fri-mon",
+        "@reboot",
+        "@every 5m",
     ],
 )
 def test_rejects(expr: str) -> None:
@@ -63,3 +81,57 @@ def test_scheduler_lists_due_jobs() -> None:
         raise AssertionError("not called by due()")
 
     assert Scheduler(lambda: jobs, fire).due(T) == [("a", "*/5 * * * *")]
+
+
+@pytest.mark.parametrize(
+    ("macro", "expression"),
+    [
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@annually", "0 0 1 1 *"),
+    ],
+)
+def test_macros_stand_for_their_expression(macro: str, expression: str) -> None:
+    """Each macro fires exactly when the five fields it stands for fire, over a whole year."""
+    a, b = CronExpression.parse(macro), CronExpression.parse(expression)
+    assert a.text == macro and a.expression == expression
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for hour in range(0, 366 * 24, 7):
+        when = start + dt.timedelta(hours=hour)
+        assert a.matches(when) is b.matches(when)
+
+
+def test_names_mean_their_numbers() -> None:
+    """Month and day names (any case) expand to the same sets as their numbers."""
+    a = CronExpression.parse("0 9 * Jan-MAR,dec mon-fri")
+    b = CronExpression.parse("0 9 * 1-3,12 1-5")
+    assert (a.months, a.weekdays) == (b.months, b.weekdays)
+
+
+@pytest.mark.parametrize(
+    "expr", ["0 0 30 2 *", "0 0 31 feb *", "0 0 31 4,6,9,11 *", "0 0 30-31 2 *"]
+)
+def test_a_schedule_that_can_never_fire_is_refused(expr: str) -> None:
+    """Dates that do not exist parse, but check_fires (run at deploy) refuses them."""
+    cron = CronExpression.parse(expr)
+    with pytest.raises(CronError, match="can never fire"):
+        cron.check_fires()
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "first"),
+    [
+        ("0 0 29 2 *", dt.datetime(2097, 3, 1, tzinfo=dt.UTC), dt.datetime(2104, 2, 29)),
+        ("0 0 30 2 mon", T, dt.datetime(2027, 2, 1)),
+        ("@monthly", T, dt.datetime(2026, 12, 1)),
+    ],
+)
+def test_rare_schedules_fire(expr: str, after: dt.datetime, first: dt.datetime) -> None:
+    """Leap days (even across 2100) and day-or-weekday schedules are not 'never'."""
+    cron = CronExpression.parse(expr)
+    cron.check_fires()
+    assert cron.next_after(after) == first.replace(tzinfo=dt.UTC)

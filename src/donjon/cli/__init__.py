@@ -20,6 +20,7 @@ from donjon.cli.permissions import permissions
 from donjon.cli.roles import role
 from donjon.cli.scan_cmd import scan_command
 from donjon.cli.secrets import secret, vault
+from donjon.cli.tls_cmd import tls
 from donjon.errors import Error
 
 __all__ = ["cli", "main"]
@@ -76,6 +77,7 @@ for command in (
     cli.add_command(command)
 for command in (secret, vault, permissions):
     cli.add_command(command)
+cli.add_command(tls)
 
 
 def main() -> None:

@@ -38,8 +38,10 @@ class ApiClient:
         if not key:
             raise ApiError("no API key", hint="set DONJON_API_KEY (printed by `donjon init`)")
         verify: Any = True
-        if settings.url.startswith("https://") and settings.tls_cert_path.exists():
-            verify = ssl.create_default_context(cafile=str(settings.tls_cert_path))
+        ca = settings.client_ca
+        if settings.url.startswith("https://") and ca is not None:
+            verify = ssl.create_default_context(cafile=str(ca))
+        self._ca = ca
         self._http = httpx.Client(
             base_url=settings.url,
             verify=verify,
@@ -51,17 +53,57 @@ class ApiClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
-            raise ApiError(
-                f"cannot reach Donjon at {self.settings.url}: {e}",
-                hint="is `donjon serve` running? is DONJON_URL right?",
-            ) from e
+            raise self._unreachable(e) from e
         if response.status_code >= 400:
             raise _problem(response)
         return response
 
+    def _unreachable(self, e: httpx.HTTPError) -> ApiError:
+        """Why the node could not be reached, told apart: its certificate, or no answer."""
+        cert = _certificate_error(e)
+        if cert is None:
+            return ApiError(
+                f"cannot reach Donjon at {self.settings.url}: {e}",
+                hint="is `donjon serve` running? is DONJON_URL right?",
+            )
+        trusted = f"the CA in {self._ca}" if self._ca else "the system's CAs"
+        if self._ca is None and self.settings.url_is_local:
+            hint = (
+                f"no node certificate at {self.settings.tls_cert_path}: set DONJON_DATA_DIR "
+                "to the node's data dir, or DONJON_CA_BUNDLE to its tls/cert.pem"
+            )
+        else:
+            hint = (
+                "set DONJON_CA_BUNDLE to the CA file that signed the node's certificate "
+                "(for a node `donjon init` made: DATA_DIR/tls/cert.pem; after `donjon tls "
+                "renew`, the new one)"
+            )
+        return ApiError(
+            f"the TLS certificate of {self.settings.url} is not trusted "
+            f"({cert.verify_message or cert.reason}; checked against {trusted})",
+            hint=hint,
+        )
+
+    def close(self) -> None:
+        """Close the connection: an idle TLS connection left open holds a stopping node
+        until its close exchange times out."""
+        self._http.close()
+
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         return response.json() if response.content else None
+
+
+def _certificate_error(e: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure under an httpx error, if that is what it was."""
+    seen: BaseException | None = e
+    for _ in range(10):  # a bounded walk down the cause chain
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _problem(response: httpx.Response) -> ApiError:

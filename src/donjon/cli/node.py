@@ -6,12 +6,15 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import click
 import httpx
@@ -69,10 +72,20 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    click.echo(f"donjon serving on {'http' if unsafe_http else 'https'}://{host}:{port}", err=True)
-    run_server(
-        load_settings(), host, port, tls_cert=tls_cert, tls_key=tls_key, unsafe_http=unsafe_http
+    settings = load_settings()
+    scheme = "http" if unsafe_http else "https"
+    stopped_by = run_server(
+        settings,
+        host,
+        port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        unsafe_http=unsafe_http,
+        # Once the port is bound: a busy one is refused before this is said.
+        announce=lambda: click.echo(f"donjon serving on {scheme}://{host}:{port}", err=True),
     )
+    if stopped_by is not None:
+        click.echo(f"donjon stopped ({signal.Signals(stopped_by).name})", err=True)
 
 
 @click.command()
@@ -178,22 +191,39 @@ def up(port: int, examples_dir: Path) -> None:
     """Init if needed, serve, deploy the examples and print how to call them."""
     from donjon.bootstrap import initialize
     from donjon.cli.functions import deploy_dir
+    from donjon.gateway.server import check_port_free
 
     settings = load_settings()
-    created = initialize(settings)
-    if created.admin_key:
-        click.echo(f"initialised {settings.data_dir}")
-        click.echo("admin API key (shown once, store it now):")
-        click.echo(f"  export DONJON_API_KEY={created.admin_key}")
+    # Before anything is made: a busy port leaves no data dir, key or process behind.
+    check_port_free("127.0.0.1", port)
+    # SIGTERM stops `up` as Ctrl-C does: the server is told to stop and waited for.
+    signal.signal(signal.SIGTERM, _interrupt)
     env = dict(os.environ, DONJON_DATA_DIR=str(settings.data_dir))
     url = f"https://127.0.0.1:{port}"
     env["DONJON_URL"] = url
-    settings = load_settings(env)
-    # Minted before the server starts, so the server loads it; revoked once deployed.
-    key_id, secret = _bootstrap_key(settings)
-    proc = start(
-        [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)], env=env, pipes=False
-    )
+    key_id = ""
+    try:
+        with _signals_held():
+            # Not cut in half by a signal: an admin key is made and printed, or neither.
+            created = initialize(settings)
+            if created.admin_key:
+                click.echo(f"initialised {settings.data_dir}")
+                click.echo("admin API key (shown once, store it now):")
+                click.echo(f"  export DONJON_API_KEY={created.admin_key}")
+            settings = load_settings(env)
+            # Minted before the server starts, so the server loads it; revoked once deployed.
+            key_id, secret = _bootstrap_key(settings)
+        # Started with signals deliverable: a child inherits the blocked set.
+        proc = start(
+            [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
+            env=env,
+            pipes=False,
+        )
+    except KeyboardInterrupt:
+        if key_id:
+            _revoke_quietly(settings, key_id)
+        click.echo("donjon stopped", err=True)
+        return
     try:
         _wait_healthy(settings, proc, 30)
         client = ApiClient(settings, api_key=secret)
@@ -207,19 +237,61 @@ def up(port: int, examples_dir: Path) -> None:
                 result = deploy_dir(client, bundle)
                 echo_text(f"deployed {result['name']} v{result['version']}")
         finally:
-            client.request("DELETE", f"/v1/keys/{key_id}")
-        _print_tour(url, settings.tls_cert_path, [client_manifest(b) for b in bundles])
+            try:
+                client.request("DELETE", f"/v1/keys/{key_id}")
+            finally:
+                client.close()
+        _print_tour(url, settings, bundles, key_shown=bool(created.admin_key))
         click.echo("serving; Ctrl-C to stop")
         proc.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(10)
-            if proc.poll() is None:
-                proc.kill()
+        _stop_server(proc, settings.shutdown_grace_s)
+    click.echo("donjon stopped", err=True)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (blocked, not lost) until the block ends."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+
+
+def _stop_server(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Tell the server to stop (SIGTERM), wait out its grace period, then kill it.
+
+    SIGTERM, not SIGINT: after a Ctrl-C the server already has a SIGINT, and a
+    second one would make it skip its orderly shutdown. A second Ctrl-C here
+    kills it at once.
+    """
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s + 30)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        proc.kill()
+    with _signals_held():
+        proc.wait()
+
+
+def _revoke_quietly(settings: Settings, key_id: str) -> None:
+    from donjon.store import KeyStore, connect
+
+    engine = connect(settings.database_url)
+    try:
+        KeyStore(engine).revoke(key_id)
+    finally:
+        engine.dispose()
 
 
 def client_manifest(bundle: Path) -> dict[str, object]:
@@ -228,15 +300,39 @@ def client_manifest(bundle: Path) -> dict[str, object]:
     return load_manifest(bundle).model_dump(mode="json", exclude_none=True)
 
 
-def _print_tour(url: str, cert: Path, manifests: list[dict[str, object]]) -> None:
-    click.echo(f"\nDonjon is up at {url} (export DONJON_URL={url})")
-    for m in manifests:
-        click.echo(f"  donjon invoke {m['name']} --data '{{}}'")
-        for t in m.get("triggers", []):  # type: ignore[attr-defined]
-            if "http" in t:
-                h = t["http"]
-                auth = (
-                    "" if h["auth"] == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
-                )
-                method = h["methods"][0]
-                click.echo(f"  curl --cacert {cert} -X {method}{auth} {url}/fn{h['path']}")
+def _sample_event(bundle: Path) -> str:
+    """The example's `event.json` (a sample event kept beside it), compact; else `{}`."""
+    sample = bundle / "event.json"
+    if not sample.is_file():
+        return "{}"
+    try:
+        return json.dumps(json.loads(sample.read_text()), separators=(", ", ": "))
+    except (OSError, ValueError):
+        return "{}"
+
+
+def _print_tour(url: str, settings: Settings, bundles: list[Path], key_shown: bool) -> None:
+    """Shell lines that work as printed, in order, from another shell (tests/cli/test_up_tour.py).
+
+    After the `export DONJON_API_KEY=...` line `up` printed (or with an older
+    admin key exported), each line runs as shown: functions with an http
+    trigger are called with curl, the others with `donjon invoke` and their
+    sample event.
+    """
+    click.echo(f"\nDonjon is up at {url}. Try, from another shell:")
+    exports = [f"DONJON_URL={url}"]
+    if os.environ.get("DONJON_DATA_DIR"):
+        exports.append(f"DONJON_DATA_DIR={shlex.quote(str(settings.data_dir))}")
+    click.echo(f"  export {' '.join(exports)}")
+    if not (key_shown or os.environ.get("DONJON_API_KEY")):
+        click.echo("  # and DONJON_API_KEY: the admin key printed by your first `donjon up`")
+    cert = shlex.quote(str(settings.tls_cert_path))
+    for bundle in bundles:
+        m = client_manifest(bundle)
+        http = [t["http"] for t in m.get("triggers", []) if "http" in t]  # type: ignore[attr-defined]
+        if not http:
+            click.echo(f"  donjon invoke {m['name']} --data {shlex.quote(_sample_event(bundle))}")
+        for h in http:
+            auth = "" if h["auth"] == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
+            method = h["methods"][0]
+            click.echo(f"  curl --cacert {cert} -X {method}{auth} {url}/fn{h['path']}")

@@ -201,6 +201,11 @@ class Node:
             for key_id, ts in used.items():
                 self.key_index.note_used(key_id, ts)
 
+    async def end_calls(self) -> None:
+        """End every sandbox now (the node is stopping): calls in flight fail and are audited."""
+        if self.pool is not None:
+            await self.pool.close()
+
     async def stop(self) -> None:
         if self._purge_task is not None:
             self._purge_task.cancel()

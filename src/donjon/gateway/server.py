@@ -3,23 +3,168 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
-from collections.abc import Callable
+import math
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from donjon.config import Settings
+from donjon.errors import Error
 from donjon.gateway.app import create_app
 from donjon.gateway.capacity import InFlightLimit
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.node import open_node
 from donjon.sandbox import SandboxHost, check_sandbox
 
-__all__ = ["serve"]
+__all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
 log = logging.getLogger("donjon")
+
+
+class PortInUse(Error):
+    """Something else listens on the address the gateway was asked to serve on."""
+
+    title = "Port in use"
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The gateway's listening socket, bound here so a busy port is one clear error.
+
+    uvicorn is handed the bound socket, so nothing can take the port between
+    the check and the serving.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise Error(f"cannot serve on {host}: {e.strerror}", hint="pass --host an address") from e
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As uvicorn does: a restart may bind while old connections sit in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port in use: {host}:{port} already has a listener",
+                hint="stop what listens there (`ss -ltnp`), or pick another --port",
+            ) from e
+        raise Error(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    return sock
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise `PortInUse` unless `host:port` can be listened on now."""
+    bind_listener(host, port).close()
+
+
+_CERT_CHECK_TICKS = 20
+
+
+class _GatewayServer(uvicorn.Server):
+    """uvicorn's server, stopped by SIGTERM or SIGINT without re-raising the signal.
+
+    uvicorn re-raises the signal once it has shut down, which under asyncio's
+    runner becomes a KeyboardInterrupt inside the closing lifespan (a traceback
+    for a plain Ctrl-C). Here the signal is only recorded: `serve` returns and
+    the command says how it stopped. A second Ctrl-C still forces the exit; a
+    SIGTERM on top of a Ctrl-C (`donjon up` passing the stop on) does not.
+    """
+
+    stop_signal: int | None = None
+    #: Seconds calls in flight get once told to stop; then `end_calls` ends them.
+    grace_s: float = 10.0
+    end_calls: Callable[[], Awaitable[None]] | None = None
+
+    #: The certificate and key being served, re-read when they change on disk
+    #: (`donjon tls renew`): checked every `_CERT_CHECK_TICKS` ticks of 0.1 s.
+    cert_files: tuple[Path, Path] | None = None
+    _cert_stamp: tuple[tuple[int, int, int], ...] = ()
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.cert_files is not None and counter % _CERT_CHECK_TICKS == 0:
+            self._reload_certificate()
+        return await super().on_tick(counter)
+
+    def _reload_certificate(self) -> None:
+        if self.cert_files is None:
+            return
+        try:
+            stamp = tuple(
+                (s.st_ino, s.st_size, s.st_mtime_ns) for s in (p.stat() for p in self.cert_files)
+            )
+        except OSError:
+            return  # mid-rename: the next check sees both files
+        if not self._cert_stamp:
+            self._cert_stamp = stamp
+            return
+        if stamp == self._cert_stamp or self.config.ssl is None:
+            return
+        certfile, keyfile = self.cert_files
+        try:
+            # New handshakes get the new pair; connections already open keep theirs.
+            self.config.ssl.load_cert_chain(str(certfile), str(keyfile))
+        except (ssl.SSLError, OSError) as e:
+            log.warning(
+                "the renewed certificate %s could not be loaded (%s); still serving "
+                "the previous one",
+                certfile,
+                e,
+            )
+            return
+        self._cert_stamp = stamp
+        log.info("serving the renewed certificate %s", certfile)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn waits for calls in flight (up to its own, longer, timeout, then
+        # cancels them mid-await: a traceback and no audit record). Past the grace
+        # period the node ends their sandboxes instead, so each call ends the way a
+        # crashed sandbox does: answered, audited.
+        ender = asyncio.get_running_loop().create_task(self._end_calls_after_grace())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            ender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ender
+
+    async def _end_calls_after_grace(self) -> None:
+        await asyncio.sleep(self.grace_s)
+        if self.server_state.tasks and self.end_calls is not None:
+            log.warning(
+                "stopping: ending %d call(s) still running after the %gs grace period",
+                len(self.server_state.tasks),
+                self.grace_s,
+            )
+            await self.end_calls()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT and self.stop_signal == signal.SIGINT:
+            self.force_exit = True
+        if self.stop_signal is None or sig == signal.SIGINT:
+            self.stop_signal = sig
+        self.should_exit = True
 
 
 class _TlsDeadlines:
@@ -69,10 +214,22 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     unsafe_http: bool,
-) -> None:
-    node = open_node(settings)
-    # Refuse to serve without a working sandbox.
-    check_sandbox(SandboxHost.detect(settings.data_dir, settings.sandbox))
+    announce: Callable[[], None] | None = None,
+) -> int | None:
+    """Serve until SIGTERM or SIGINT; return the signal that stopped it (None: it ended).
+
+    `announce` is called once the port is bound (a busy port raises `PortInUse` first).
+    """
+    listener = bind_listener(host, port)
+    if announce is not None:
+        announce()
+    try:
+        node = open_node(settings)
+        # Refuse to serve without a working sandbox.
+        check_sandbox(SandboxHost.detect(settings.data_dir, settings.sandbox))
+    except BaseException:
+        listener.close()
+        raise
     limits = settings.connections
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.
@@ -104,7 +261,15 @@ def serve(
         forwarded_allow_ips=trusted,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
+        # uvicorn's own deadline, a backstop should ending the sandboxes not end a call.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + 15,
     )
-    server = uvicorn.Server(config)
+    server = _GatewayServer(config)
+    server.grace_s = settings.shutdown_grace_s
+    if certfile is not None and keyfile is not None:
+        server.cert_files = (Path(certfile), Path(keyfile))
+        server._reload_certificate()  # the pair as loaded: later changes are renewals
+    server.end_calls = node.end_calls
     with asyncio.Runner(loop_factory=_loop_factory(limits.handshake_timeout_s)) as runner:
-        runner.run(server.serve())
+        runner.run(server.serve(sockets=[listener]))
+    return server.stop_signal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -12,15 +13,71 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["create_self_signed"]
+__all__ = ["CertificateInfo", "create_self_signed", "describe_certificate", "renew_self_signed"]
 
 
-def create_self_signed(cert_path: Path, key_path: Path, hostnames: tuple[str, ...] = ()) -> None:
-    """An ECDSA P-256 key (0600) and a one-year certificate for localhost and loopback."""
+_LOOPBACK = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What `donjon tls renew` reports of a certificate."""
+
+    not_after: dt.datetime
+    sha256: str
+    hostnames: tuple[str, ...]
+
+
+def describe_certificate(cert_path: Path) -> CertificateInfo:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        addresses = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+        names = tuple(san.get_values_for_type(x509.DNSName)) + tuple(
+            a for a in addresses if a not in _LOOPBACK
+        )
+    except x509.ExtensionNotFound:
+        names = ()
+    return CertificateInfo(
+        not_after=cert.not_valid_after_utc,
+        sha256=cert.fingerprint(hashes.SHA256()).hex(":"),
+        hostnames=names,
+    )
+
+
+def renew_self_signed(
+    cert_path: Path, key_path: Path, hostnames: tuple[str, ...] = (), days: int = 365
+) -> CertificateInfo:
+    """A new key and certificate in place of the node's own, keeping its host names.
+
+    Both are written beside the old ones and renamed over them, key first; a
+    running `donjon serve` serves the new pair from its next check (a few seconds).
+    """
+    kept = describe_certificate(cert_path).hostnames if cert_path.exists() else ()
+    names = tuple(dict.fromkeys(n for n in (*kept, *hostnames) if n != "localhost"))
+    new_cert = cert_path.with_name(cert_path.name + ".new")
+    new_key = key_path.with_name(key_path.name + ".new")
+    for leftover in (new_cert, new_key):  # from a renewal that was cut short
+        leftover.unlink(missing_ok=True)
+    create_self_signed(new_cert, new_key, names, days=days)
+    os.replace(new_key, key_path)
+    os.replace(new_cert, cert_path)
+    return describe_certificate(cert_path)
+
+
+def create_self_signed(
+    cert_path: Path, key_path: Path, hostnames: tuple[str, ...] = (), days: int = 365
+) -> None:
+    """An ECDSA P-256 key (0600) and a certificate (a year by default) for localhost,
+    loopback and `hostnames`."""
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    names += [x509.DNSName(h) for h in hostnames]
-    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    for host in hostnames:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in _LOOPBACK]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "donjon")])
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -30,7 +87,7 @@ def create_self_signed(cert_path: Path, key_path: Path, hostnames: tuple[str, ..
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())

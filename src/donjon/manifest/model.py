@@ -169,9 +169,11 @@ class ScheduleTrigger(_Strict):
     @classmethod
     def _cron(cls, value: str) -> str:
         try:
-            CronExpression.parse(value)
+            CronExpression.parse(value).check_fires()
         except CronError as e:
-            raise ValueError(f"schedule must be a 5-field cron expression: {e}") from e
+            raise ValueError(
+                f"schedule must be a 5-field cron expression or a macro such as @daily: {e}"
+            ) from e
         return value
 
 

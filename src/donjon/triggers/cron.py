@@ -1,54 +1,84 @@
-"""Five-field cron expressions (minute hour day-of-month month day-of-week)."""
+"""Cron schedules: five fields (minute hour day-of-month month day-of-week) or a macro.
+
+croniter reads the expression (numbers, ranges, steps, lists, month and day
+names) and finds when it next fires; what Donjon adds is a narrower grammar
+(exactly five fields, no seconds or years, no `L`/`#`/`H` extensions, no
+ranges that run backwards) and, at deploy, a refusal of schedules that can
+never fire (`0 0 30 2 *`). Matching a minute is a set lookup on the fields
+croniter expanded, so the scheduler's once-a-minute pass stays cheap with many
+functions.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["CronError", "CronExpression"]
+from croniter import CroniterBadDateError, CroniterError, croniter
 
-_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+__all__ = ["MACROS", "CronError", "CronExpression"]
+
+#: The macros cron implementations share; `@reboot` has no meaning for a node.
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NAMES: tuple[dict[str, int], ...] = (
+    {},
+    {},
+    {},
+    {m: i + 1 for i, m in enumerate(_MONTHS)},
+    {d: i for i, d in enumerate(_DAYS)},
+)
+#: Digits, `*`, names, and the `,` `-` `/` that join them: nothing else in a field.
+_FIELD = re.compile(r"[0-9a-z*,/-]+")
+#: Since any schedule that can fire does so within a 28-year calendar cycle (leap
+#: days and weekdays repeat), a search from a fixed start that finds nothing within
+#: that span proves it never will.
+_CYCLE_YEARS = 28
+_EPOCH = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
 
 
 class CronError(ValueError):
-    """A cron expression that does not parse or names values out of range."""
+    """A cron expression that does not parse, or (at deploy) can never fire."""
 
 
-def _field(text: str, index: int) -> frozenset[int]:
+def _check_ranges(field: str, index: int) -> None:
+    """Refuse `a-b` with a > b: croniter would wrap it around, cron refuses it."""
+    for part in field.split(","):
+        body = part.partition("/")[0]
+        if "-" not in body:
+            continue
+        low, _, high = body.partition("-")
+        values = [_NAMES[index].get(v, int(v) if v.isdigit() else -1) for v in (low, high)]
+        if -1 not in values and values[0] > values[1]:
+            raise CronError(f"the range {body!r} in the {_FIELDS[index]} field runs backwards")
+
+
+def _values(expanded: Sequence[object], index: int) -> frozenset[int]:
     low, high = _RANGES[index]
-    values: set[int] = set()
-    for part in text.split(","):
-        body, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"bad step {step_text!r} in the {_NAMES[index]} field")
-            step = int(step_text)
-        if body == "*":
-            start, end = low, high
-        elif "-" in body:
-            a, _, b = body.partition("-")
-            if not (a.isdigit() and b.isdigit()):
-                raise CronError(f"bad range {body!r} in the {_NAMES[index]} field")
-            start, end = int(a), int(b)
-        elif body.isdigit():
-            start = end = int(body)
-            if step_text:
-                end = high
-        else:
-            raise CronError(f"bad value {body!r} in the {_NAMES[index]} field")
-        if not low <= start <= end <= high:
-            raise CronError(f"{body!r} is outside {low}-{high} in the {_NAMES[index]} field")
-        values.update(range(start, end + 1, step))
+    if expanded == ["*"]:
+        return frozenset(range(low, high + 1))
+    values = {int(str(v)) for v in expanded}
     if index == 4 and 7 in values:  # 7 is Sunday too
-        values.discard(7)
-        values.add(0)
+        values = (values - {7}) | {0}
     return frozenset(values)
 
 
 @dataclass(frozen=True)
 class CronExpression:
+    #: The schedule as written in the manifest (a macro stays a macro).
     text: str
     minutes: frozenset[int]
     hours: frozenset[int]
@@ -60,13 +90,29 @@ class CronExpression:
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
-        fields = text.split()
+        """Read a five-field expression or a macro; `CronError` says what is wrong."""
+        written = text.strip()
+        if written.startswith("@"):
+            if written.lower() not in MACROS:
+                raise CronError(f"unknown macro {written!r}; use one of {', '.join(MACROS)}")
+            written = MACROS[written.lower()]
+        shown = written.split()
+        fields = written.lower().split()
         if len(fields) != 5:
             raise CronError(
-                f"a schedule has 5 fields (minute hour day month weekday), "
-                f"got {len(fields)} in {text!r}"
+                f"a schedule has 5 fields (minute hour day month weekday) or is a macro "
+                f"such as @daily, got {len(fields)} fields in {text!r}"
             )
-        minutes, hours, days, months, weekdays = (_field(f, i) for i, f in enumerate(fields))
+        for index, field in enumerate(fields):
+            names = set(re.findall("[a-z]+", field))
+            if not _FIELD.fullmatch(field) or not names <= _NAMES[index].keys():
+                raise CronError(f"bad value {shown[index]!r} in the {_FIELDS[index]} field")
+            _check_ranges(field, index)
+        try:
+            expanded = croniter(" ".join(fields)).expanded
+        except CroniterError as e:
+            raise CronError(f"{text!r} is not a cron schedule: {e}") from e
+        minutes, hours, days, months, weekdays = (_values(expanded[i], i) for i in range(5))
         return cls(
             text,
             minutes,
@@ -74,9 +120,35 @@ class CronExpression:
             days,
             months,
             weekdays,
-            days_restricted=fields[2] != "*",
-            weekdays_restricted=fields[4] != "*",
+            days_restricted=expanded[2] != ["*"],
+            weekdays_restricted=expanded[4] != ["*"],
         )
+
+    @property
+    def expression(self) -> str:
+        """The five fields this schedule stands for (a macro expanded)."""
+        return MACROS.get(self.text.strip().lower(), self.text.strip())
+
+    def next_after(self, when: dt.datetime) -> dt.datetime:
+        """The first minute after `when` that fires; `CronError` if none ever does."""
+        try:
+            found = croniter(
+                self.expression.lower(),
+                when,
+                ret_type=dt.datetime,
+                max_years_between_matches=_CYCLE_YEARS,
+            ).get_next(dt.datetime)
+        except CroniterBadDateError as e:
+            raise CronError(
+                f"the schedule {self.text!r} can never fire (no such date, e.g. 30 February)"
+            ) from e
+        if not isinstance(found, dt.datetime):  # pragma: no cover - ret_type says datetime
+            raise CronError(f"the schedule {self.text!r} gave no date")
+        return found
+
+    def check_fires(self) -> None:
+        """Refuse a schedule that names no date that exists (checked at deploy)."""
+        self.next_after(_EPOCH)
 
     def matches(self, when: dt.datetime) -> bool:
         """Does minute `when` fire? Day fields combine as cron does: either, when both set."""

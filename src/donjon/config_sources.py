@@ -1,0 +1,289 @@
+"""Where settings come from: `DONJON_*` variables, an optional `.env` file and a TOML file.
+
+pydantic-settings reads and validates them (`SettingsInput`); `donjon.config`
+turns the result into the `Settings` value the rest of Donjon receives. In
+order of precedence: the environment, then the file `DONJON_ENV_FILE` names (a
+`.env` of `DONJON_*=...` lines), then the TOML file `DONJON_CONFIG_FILE` names
+(default `$XDG_CONFIG_HOME/donjon/config.toml`, keys without the prefix, in
+lower case: `url = "https://..."`, `max_in_flight = 512`), then the defaults.
+
+A `.env` is read only when named: one found in the working directory (a
+cloned repository's, say) could point `DONJON_URL` elsewhere and collect the
+API key the CLI sends. A file that others may write is refused for the same
+reason. Every malformed value is reported at once, each by its variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import shlex
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["PREFIX", "SettingsInput", "SettingsProblem", "read_settings"]
+
+PREFIX = "DONJON_"
+
+
+class SettingsProblem(Exception):
+    """The sources could not be read, or values are malformed: one line each in `problems`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _blank_is_unset(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _url(value: Any) -> Any:
+    if isinstance(value, str) and not value.startswith(("https://", "http://")):
+        raise ValueError("must start with https:// (set it to https://HOST:PORT)")
+    return value.rstrip("/") if isinstance(value, str) else value
+
+
+def _id_range(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    first, sep, last = value.strip().partition("-")
+    lo, hi = (int(first), int(last)) if sep and first.isdigit() and last.isdigit() else (0, -1)
+    if lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
+        raise ValueError(
+            "must be a range like 100000-165535: first-last, both above 999, "
+            "with at least 1024 ids, used by no account"
+        )
+    return (lo, hi)
+
+
+def _networks(value: Any) -> Any:
+    """Comma-separated CIDRs (a bare address is its own /32 or /128), normalised."""
+    if not isinstance(value, str):
+        return value
+    out = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=True)))
+        except ValueError as e:
+            raise ValueError(
+                f"{item!r} is not a network ({e}); give CIDRs such as 10.0.0.0/8"
+            ) from e
+    return tuple(out)
+
+
+def _absolute(value: Any) -> Any:
+    if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+def _existing(value: Any) -> Any:
+    if isinstance(value, str) and not Path(value).expanduser().exists():
+        raise ValueError(f"names {value}, which does not exist")
+    return value
+
+
+def _command(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as e:
+        raise ValueError(f"is not a command line ({e}); quote it like a shell's words") from e
+
+
+Text = Annotated[str | None, BeforeValidator(_blank_is_unset)]
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
+ExistingPath = Annotated[str | None, BeforeValidator(_existing), BeforeValidator(_blank_is_unset)]
+HostId = Annotated[
+    int | None, Field(gt=0, lt=2**32 - 1, description="a host id; never 0 (host root)")
+]
+
+
+class SettingsInput(BaseSettings):
+    """Every `DONJON_*` setting as read, typed and bounded; None: not set (a default applies)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    DATA_DIR: Text = None
+    URL: Annotated[str | None, BeforeValidator(_url), BeforeValidator(_blank_is_unset)] = None
+    API_KEY: SecretStr | None = None
+    DEBUG: Annotated[bool, BeforeValidator(_lower)] = False
+    SCAN_FAIL_ON: Annotated[
+        Literal["low", "medium", "high", "critical"], BeforeValidator(_lower)
+    ] = "high"
+    SCAN_MIN_CONFIDENCE: Annotated[Literal["low", "medium", "high"], BeforeValidator(_lower)] = (
+        "medium"
+    )
+    ADVISORIES: ExistingPath = None
+    SANDBOX_UID: HostId = None
+    SANDBOX_GID: HostId = None
+    SANDBOX_UID_RANGE: Annotated[
+        tuple[int, int] | None,
+        NoDecode,
+        BeforeValidator(_id_range),
+        BeforeValidator(_blank_is_unset),
+    ] = None
+    SANDBOX_DIR: Text = None
+    SANDBOX_PYTHON: Text = None
+    TRUSTED_PROXIES: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
+    TLS_HANDSHAKE_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
+    HEAD_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
+    BODY_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 30.0
+    KEEPALIVE_TIMEOUT_S: Annotated[int, Field(ge=1)] = 5
+    MAX_HEAD_BYTES: Annotated[int, Field(ge=1024)] = 64 * 1024
+    MAX_HEADERS: Annotated[int, Field(ge=8)] = 100
+    MAX_CONNECTIONS_PER_CLIENT: Annotated[int, Field(ge=1)] = 64
+    MAX_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
+    MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
+    AUDIT_DENIAL_WINDOW_S: Annotated[Seconds, Field(ge=0)] = 60.0
+    AUDIT_DENIAL_MAX_SOURCES: Annotated[int, Field(ge=1)] = 10_000
+    MASTER_KEY_FILE: Annotated[
+        str | None, BeforeValidator(_absolute), BeforeValidator(_blank_is_unset)
+    ] = None
+    KMS_COMMAND: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_command)] = ()
+    KMS_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
+    LOG_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 30
+    JWKS_CA_FILE: ExistingPath = None
+    SHUTDOWN_GRACE_S: Annotated[Seconds, Field(ge=0)] = 10.0
+    CA_BUNDLE: ExistingPath = None
+    #: A region name such as us-east-1 (the Lambda Invoke API's SigV4 scope).
+    LAMBDA_REGION: Annotated[
+        str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+    ] = "us-east-1"
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, over a given mapping (the process's, or a test's)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = {k: v for k, v in environ.items() if k.startswith(PREFIX)}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return dict(self._environ)
+
+
+def _private_file(path: Path, variable: str) -> Path:
+    """`path`, if it exists and only its owner (or root) may write it."""
+    try:
+        info = path.stat()
+    except OSError as e:
+        raise SettingsProblem([f"{variable}: cannot read {path} ({e.strerror})"]) from e
+    if not stat.S_ISREG(info.st_mode):
+        raise SettingsProblem([f"{variable}: {path} is not a file"])
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SettingsProblem(
+            [
+                f"{variable}: {path} may be written by others (mode {info.st_mode & 0o777:o}); "
+                "chmod go-w it"
+            ]
+        )
+    return path
+
+
+def _config_file(environ: Mapping[str, str]) -> Path | None:
+    named = environ.get(f"{PREFIX}CONFIG_FILE", "").strip()
+    if named:
+        return _private_file(Path(named).expanduser(), f"{PREFIX}CONFIG_FILE")
+    xdg = environ.get("XDG_CONFIG_HOME", "").strip()
+    default = (Path(xdg) if xdg else Path.home() / ".config") / "donjon" / "config.toml"
+    return _private_file(default, "the config file") if default.is_file() else None
+
+
+def _env_file(environ: Mapping[str, str]) -> Path | None:
+    named = environ.get(f"{PREFIX}ENV_FILE", "").strip()
+    return _private_file(Path(named).expanduser(), f"{PREFIX}ENV_FILE") if named else None
+
+
+def _toml_keys(path: Path) -> list[str]:
+    """Keys of the config file are the settings' names in lower case, without the prefix."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SettingsProblem([f"{path}: not a TOML file ({e})"]) from e
+    known = {name.lower() for name in SettingsInput.model_fields}
+    return [f"{path}: unknown setting {key!r}" for key in data if key not in known]
+
+
+def read_settings(environ: Mapping[str, str] | None = None) -> SettingsInput:
+    """Read and validate every source; `SettingsProblem` lists every malformed value."""
+    env = dict(os.environ) if environ is None else dict(environ)
+    config_file = _config_file(env)
+    env_file = _env_file(env)
+    if config_file is not None and (unknown := _toml_keys(config_file)):
+        raise SettingsProblem(unknown)
+
+    class _Bound(SettingsInput):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [_MappingEnvSource(settings_cls, env)]
+            if env_file is not None:
+                sources.append(DotEnvSettingsSource(settings_cls, env_file=env_file))
+            if config_file is not None:
+                sources.append(_UpperToml(settings_cls, config_file))
+            return tuple(sources)
+
+    try:
+        return _Bound()
+    except ValidationError as e:
+        raise SettingsProblem([_describe(error, env) for error in e.errors()]) from None
+
+
+class _UpperToml(TomlConfigSettingsSource):
+    """The TOML file, its lower-case keys mapped to the settings' names."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls, toml_file=path)
+
+    def __call__(self) -> dict[str, Any]:
+        return {key.upper(): value for key, value in super().__call__().items()}
+
+
+def _describe(error: Any, env: Mapping[str, str]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else "?"
+    name = f"{PREFIX}{field}"
+    message = str(error.get("msg", "is malformed")).removeprefix("Value error, ")
+    value = error.get("input")
+    if field == "API_KEY":
+        value = "..."  # never echo a credential
+    elif isinstance(value, float) and not math.isfinite(value):
+        value = str(value)
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+    return f"{name}: {message}{shown}"
