@@ -175,9 +175,9 @@ class SettingsInput(BaseSettings):
     SHUTDOWN_GRACE_S: Annotated[Seconds, Field(ge=0)] = 10.0
     CA_BUNDLE: ExistingPath = None
     #: A region name such as us-east-1 (the Lambda Invoke API's SigV4 scope).
-    LAMBDA_REGION: Annotated[
-        str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-    ] = "us-east-1"
+    LAMBDA_REGION: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = (
+        "us-east-1"
+    )
 
 
 class _MappingEnvSource(EnvSettingsSource):
