@@ -34,6 +34,7 @@ from donjon.gateway.runtime_api import runtime_target
 from donjon.gateway.schemas import (
     MAX_EXPIRY_S,
     MAX_OVERLAP_S,
+    KeyCreate,
     KeyRotate,
     parse_body,
     render,
@@ -260,6 +261,7 @@ async def create_key(
                 f"functions must be a non-empty list of at most {MAX_KEY_FUNCTIONS} function names",
                 hint="omit it for every function its role allows (shown as functions: *)",
             )
+    parse_body(KeyCreate, body)  # the model /openapi.json shows agrees: they cannot drift
     key = new_api_key(
         node.master.derive(KEY_HASH_PURPOSE),
         name,

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from donjon.errors import Error
 from donjon.identity.jwks import KeySet, parse_jwks
@@ -99,6 +106,7 @@ class IssuerRequest(BaseModel):
     allowed_roles: list[str] = Field(
         default_factory=lambda: list(DEFAULT_ALLOWED_ROLES),
         min_length=1,
+        max_length=MAX_ALLOWED_ROLES,
         description="built-in or custom role names its tokens may claim",
     )
 
@@ -202,13 +210,24 @@ def parse_issuer_spec(body: Any, role_exists: Callable[[str], bool] | None = Non
     if not isinstance(roles_claim, str) or not _CLAIM_NAME.match(roles_claim):
         raise IssuerError("roles_claim must be a claim name ([A-Za-z0-9_.:/-], 1-128)", hint=usage)
     allowed = _allowed_roles(body.get("allowed_roles", list(DEFAULT_ALLOWED_ROLES)), role_exists)
+    _text(body, "issuer", 512)
+    _text(body, "audience", 256)
+    # The model /openapi.json shows checks it too, so the two cannot drift apart.
+    try:
+        request = IssuerRequest.model_validate(body)
+    except ValidationError as e:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(body)'}: {err['msg']}"
+            for err in e.errors(include_url=False)
+        ]
+        raise IssuerError("; ".join(problems[:10]), hint=usage) from None
     return IssuerSpec(
-        name=name,
-        issuer=_text(body, "issuer", 512),
+        name=request.name,
+        issuer=request.issuer,
         jwks_url=jwks_url,
         jwks=jwks,
-        audience=_text(body, "audience", 256),
-        roles_claim=roles_claim,
+        audience=request.audience,
+        roles_claim=request.roles_claim,
         allowed_roles=tuple(dict.fromkeys(allowed)),
     )
 
