@@ -294,12 +294,6 @@ def _revoke_quietly(settings: Settings, key_id: str) -> None:
         engine.dispose()
 
 
-def client_manifest(bundle: Path) -> dict[str, object]:
-    from donjon.manifest import load_manifest
-
-    return load_manifest(bundle).model_dump(mode="json", exclude_none=True)
-
-
 def _sample_event(bundle: Path) -> str:
     """The example's `event.json` (a sample event kept beside it), compact; else `{}`."""
     sample = bundle / "event.json"
@@ -327,12 +321,15 @@ def _print_tour(url: str, settings: Settings, bundles: list[Path], key_shown: bo
     if not (key_shown or os.environ.get("DONJON_API_KEY")):
         click.echo("  # and DONJON_API_KEY: the admin key printed by your first `donjon up`")
     cert = shlex.quote(str(settings.tls_cert_path))
+    from donjon.manifest import load_manifest
+    from donjon.manifest.model import HttpTrigger
+
     for bundle in bundles:
-        m = client_manifest(bundle)
-        http = [t["http"] for t in m.get("triggers", []) if "http" in t]  # type: ignore[attr-defined]
+        manifest = load_manifest(bundle)
+        http = [t.http for t in manifest.triggers if isinstance(t, HttpTrigger)]
         if not http:
-            click.echo(f"  donjon invoke {m['name']} --data {shlex.quote(_sample_event(bundle))}")
+            sample = shlex.quote(_sample_event(bundle))
+            click.echo(f"  donjon invoke {manifest.name} --data {sample}")
         for h in http:
-            auth = "" if h["auth"] == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
-            method = h["methods"][0]
-            click.echo(f"  curl --cacert {cert} -X {method}{auth} {url}/fn{h['path']}")
+            auth = "" if h.auth == "public" else ' -H "Authorization: Bearer $DONJON_API_KEY"'
+            click.echo(f"  curl --cacert {cert} -X {h.methods[0]}{auth} {url}/fn{h.path}")

@@ -34,7 +34,7 @@ from donjon.sandbox.errors import (
     SandboxUnavailable,
 )
 from donjon.sandbox.host import SandboxHost
-from donjon.sandbox.limits import Cgroup, ResourceControl
+from donjon.sandbox.limits import Cgroup, ResourceControl, join_before_exec
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import CallResult, reply_head, reply_result
@@ -182,7 +182,7 @@ class Instance:
         """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
 
         The cgroup is made (in a thread, while the argv is built) before the
-        sandbox starts, and bubblewrap starts inside it (`_join_cgroup`): its
+        sandbox starts, and bubblewrap starts inside it (`join_before_exec`): its
         limits hold from the first instruction, and the cgroup namespace it
         makes is rooted at the sandbox's own cgroup.
         """
@@ -204,7 +204,7 @@ class Instance:
             self._proc = await start_async(
                 argv,
                 pass_fds=fds,
-                before_exec=_join_cgroup(joins) if joins else None,
+                before_exec=join_before_exec(joins) if joins else None,
             )
         except CommandError as e:  # bwrap missing, or joining the cgroup failed
             await self.close()
@@ -496,17 +496,3 @@ class Instance:
                 )
             return FunctionCrashed("the function's process was killed")
         return FunctionCrashed(f"the function's process ended without an answer ({status})")
-
-
-def _join_cgroup(fds: list[int]) -> Callable[[], None]:
-    """A pre-exec step: the new process writes "0" (itself) to each cgroup.procs.
-
-    It runs between fork and exec, so it only writes to descriptors opened
-    beforehand: no allocation, no lock, no import.
-    """
-
-    def join() -> None:
-        for fd in fds:
-            os.write(fd, b"0")
-
-    return join

@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,7 @@ __all__ = [
     "ResourceControl",
     "ResourceMode",
     "detect_resource_control",
+    "join_before_exec",
     "open_procs",
     "remove_cgroup_dirs",
 ]
@@ -58,6 +59,20 @@ def open_procs(dirs: Iterable[Path]) -> list[int]:
             os.close(fd)
         raise
     return fds
+
+
+def join_before_exec(fds: list[int]) -> Callable[[], None]:
+    """A pre-exec step: the new process writes "0" (itself) to each cgroup.procs.
+
+    It runs between fork and exec, so it only writes to descriptors opened
+    beforehand: no allocation, no lock, no import.
+    """
+
+    def join() -> None:
+        for fd in fds:
+            os.write(fd, b"0")
+
+    return join
 
 
 def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
