@@ -238,7 +238,8 @@ def test_short_rsa_keys_are_refused() -> None:
     """An RSA key under 2048 bits makes the JWKS unusable."""
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - on purpose
+    # A weak key is the input under test: the JWKS parser must refuse it.
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
     weak = SigningKey("w", "RS256", short)
     with pytest.raises(JwksError, match="2048"):
         parse_jwks(json.dumps(jwks(weak)))
