@@ -33,6 +33,7 @@ DEFAULT_DAYS = 90
 MAX_DAYS = 3650
 DAY_S = 86400.0
 
+
 class BadWindow(Error):
     """The window asked for is not a whole number of days in range."""
 
