@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import random
 import socket
 import ssl
@@ -178,11 +179,14 @@ class ProxyRig:
         """A TCP port on 127.0.0.1 that relays to the sandbox's socket after `token`."""
 
         async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                r2, w2 = await asyncio.open_unix_connection(str(sandbox.socket_path))
+            fd = os.open(sandbox.socket_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:  # through the directory: the path may be longer than sun_path takes
+                r2, w2 = await asyncio.open_unix_connection(f"/proc/self/fd/{fd}/proxy.sock")
             except OSError:
                 writer.close()
                 return
+            finally:
+                os.close(fd)
             w2.write(TOKEN_PREFIX + token.encode() + b"\n")
 
             async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

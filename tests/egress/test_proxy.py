@@ -293,3 +293,18 @@ def test_a_bad_policy_mode_is_refused(proxy: ProxyRig) -> None:
     with pytest.raises(EgressProxyError, match="alert or block"):
         proxy.open([f"{API}:443"], attempts="allow")
     assert list(proxy.proxy.runtime_dir.iterdir()) == []
+
+
+def test_a_long_runtime_dir_still_gets_its_socket(tmp_path: Path) -> None:
+    """A socket path past sun_path's 108 bytes is bound through the directory's descriptor."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with rig(deep) as r:
+        sandbox = r.open([f"{API}:{r.http_port}"])
+        assert len(str(sandbox.socket_path)) > 108
+        port = r.relay(sandbox, r.begin(sandbox))
+        target = f"{API}:{r.http_port}"
+        answer = raw_request(
+            port, f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n".encode()
+        )
+        assert _status(answer) == 200
