@@ -33,7 +33,7 @@ from donjon.audit import AuditLog
 from donjon.config import EgressSettings
 from donjon.egress.addresses import IPAddress
 from donjon.egress.proxy import TOKEN_PREFIX, EgressProxy, SandboxEgress
-from donjon.egress.resolve import ResolveError
+from donjon.egress.resolve import ResolveError, Resolver
 from donjon.gateway.tls import create_self_signed
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
@@ -108,7 +108,7 @@ def _free_loopback() -> tuple[str, socket.socket, socket.socket]:
 class ProxyRig:
     """The proxy, its audit log and the upstream servers, on one loop in a thread."""
 
-    def __init__(self, tmp: Path, **limits: Any) -> None:
+    def __init__(self, tmp: Path, resolver: Resolver | None = None, **limits: Any) -> None:
         self.address, tls_sock, plain_sock = _free_loopback()
         self.upstream = Upstream()
         self.ca = tmp / "cert.pem"
@@ -135,7 +135,9 @@ class ProxyRig:
             allow_networks=parse_networks(f"{self.address}/32"),
         )
         self.settings = replace(settings, **limits)
-        self.proxy = EgressProxy(self.settings, self.audit, tmp / "run" / "egress", self.resolver)
+        self.proxy = EgressProxy(
+            self.settings, self.audit, tmp / "run" / "egress", resolver or self.resolver
+        )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -233,8 +235,8 @@ class ProxyRig:
 
 
 @contextlib.contextmanager
-def rig(tmp: Path, **limits: Any) -> Iterator[ProxyRig]:
-    r = ProxyRig(tmp, **limits)
+def rig(tmp: Path, resolver: Resolver | None = None, **limits: Any) -> Iterator[ProxyRig]:
+    r = ProxyRig(tmp, resolver, **limits)
     try:
         yield r
     finally:
