@@ -355,3 +355,20 @@ def test_a_connection_ends_at_its_time_limit(tmp_path: Path) -> None:
         allowed, limit = r.records()
         assert allowed["outcome"] == "allowed" and "time limit" in limit["detail"]["reason"]
         assert limit["detail"]["destination"] == f"{API}:{r.http_port}"
+
+
+def test_a_literal_grant_in_a_network_since_closed_is_refused_at_the_dial(proxy: ProxyRig) -> None:
+    """A deployed grant of 10.1.2.3 (its network no longer allowed) opens, and is refused."""
+    sandbox = proxy.open(["10.1.2.3:443"])
+    port = proxy.relay(sandbox, proxy.begin(sandbox))
+    answer = raw_request(port, b"CONNECT 10.1.2.3:443 HTTP/1.1\r\n\r\n")
+    assert _status(answer) == 403 and b"private" in answer
+
+
+def test_a_malformed_grant_opens_nothing(proxy: ProxyRig) -> None:
+    """A grant that is not host:port is an EgressGrantError, and no socket is made."""
+    from donjon.egress import EgressGrantError
+
+    with pytest.raises(EgressGrantError):
+        proxy.open(["api.donjon.test"])
+    assert list(proxy.proxy.runtime_dir.iterdir()) == []

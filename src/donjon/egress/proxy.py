@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from donjon.audit.log import AuditLog
 from donjon.egress.calls import Call, CallTable
-from donjon.egress.grants import Allowlist
+from donjon.egress.grants import Allowlist, parse_grant_syntax
 from donjon.egress.http import MAX_HEAD_BYTES, status_response
 from donjon.egress.records import Decision, EgressRecords
 from donjon.egress.resolve import Resolver, make_resolver
@@ -283,7 +283,9 @@ class EgressProxy:
             raise EgressProxyError(
                 f"policies.egress_attempts must be alert or block, got {egress_attempts!r}"
             )
-        allowlist = Allowlist.parse(egress, self.settings.allow_networks)  # EgressGrantError
+        # Syntax only (EgressGrantError): a deployed version keeps serving if the admin
+        # has since closed a network; its addresses are judged at each dial instead.
+        allowlist = Allowlist(parse_grant_syntax(entry) for entry in egress)
         ctx = SessionContext(
             self.settings, allowlist, self._resolver, self.records, self._audit, egress_attempts
         )
