@@ -54,8 +54,9 @@ def test_neighbour_cannot_see_another_functions_processes(node: LiveNode, fn: st
         assert "sec-neighbour" in cmdline or "boot.py" in cmdline or cmdline == "?", cmdline
 
 
-def test_neighbour_cannot_read_another_functionsbundle_dir(node: LiveNode) -> None:
+def test_neighbour_cannot_read_another_functionsbundle_dir(node: LiveNode, started: Ready) -> None:
     """Another function's bundle is not reachable by its host path or through /proc."""
+    started("sec-neighbour")
     other = bundle_dir(node, "sec-attack")
     own = bundle_dir(node, "sec-neighbour")
     paths = [str(other), str(other / "main.py"), f"/proc/1/root{other}", str(other.parent)]
