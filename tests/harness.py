@@ -24,8 +24,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 #: Test functions that open or list whatever path the test names, to look at the sandbox
 #: from inside: path traversal by design (DJ-PY-012), which the deploy gate refuses. They
 #: test the sandbox, not the gate, so they are deployed with the admin's unsafe_skip_scan
-#: (their warm copies too: "NAME-warm").
-GATE_REFUSED_PROBES = frozenset({"probe", "sec-isolation", "sec-neighbour"})
+#: (their warm copies too: "NAME-warm"). leak-return (tests/security/test_attack_secret_leaks.py)
+#: returns its own secret (DJ-PY-015) to test the runtime alone; a cold start deploys it again.
+GATE_REFUSED_PROBES = frozenset({"probe", "sec-isolation", "sec-neighbour", "leak-return"})
 #: The offline snapshot of the PyPA advisory database beside the repository.
 ADVISORIES = Path(__file__).parent.parent.parent / "shared" / "data" / "pypa-advisory-db"
 

@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
 
 from harness import LiveNode
 
+#: How an attack meets its sandbox (invariant 4): `cold`, the first call of a sandbox that
+#: has just started; `warm`, a sandbox (and for `isolation: warm` a worker) that has
+#: already served a call. Every test asking for the `fn` or `started` fixture (see
+#: tests/security/conftest.py) runs once with each.
+STARTS = ("cold", "warm")
+
+
+class Ready(Protocol):
+    """The `started` fixture: readies a function for the test's start; returns its name."""
+
+    def __call__(self, name: str, *, just_deployed: bool = False) -> str: ...
+
+
+def in_both_modes(*functions: str) -> pytest.MarkDecorator:
+    """Run the test with `fn` = each of `functions` and its `-warm` copy, from each start."""
+    names = [n for f in functions for n in (f, f"{f}-warm")]
+    return pytest.mark.parametrize("fn", names, indirect=True)
+
+
 #: Functions that run the same code in both isolation modes (invariant 4).
-PROBES = pytest.mark.parametrize("fn", ["probe", "probe-warm"])
-ATTACKERS = pytest.mark.parametrize("fn", ["sec-attack", "sec-attack-warm"])
+PROBES = in_both_modes("probe")
+ATTACKERS = in_both_modes("sec-attack")
 
 #: The only keys a denial problem document may carry. `message` repeats `detail` on the
 #: Lambda Invoke API, where boto3 reads an error's message from it.

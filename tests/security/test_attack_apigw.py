@@ -8,8 +8,16 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 
 from harness import LiveNode
+from sec_support import Ready
+
+
+@pytest.fixture(autouse=True)
+def _function_started(started: Ready) -> None:
+    """Each attack here meets apigw from a cold start and from a warm one (invariant 4)."""
+    started("apigw")
 
 
 def _reply(node: LiveNode, path: str, reply: dict[str, Any]) -> httpx.Response:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from harness import LiveNode
-from sec_support import ATTACKERS, assert_problem
+from sec_support import ATTACKERS, assert_problem, in_both_modes
 
 
 def _still_serving(node: LiveNode, fn: str) -> None:
@@ -82,7 +82,7 @@ def test_forged_reply_frames_do_not_reach_the_next_call(
         _still_serving(node, fn)
 
 
-@pytest.mark.parametrize("fn", ["sec-import", "sec-import-warm"])
+@in_both_modes("sec-import")
 def test_import_time_code_gets_no_privilege(node: LiveNode, fn: str) -> None:
     """Module-level code runs with no capability: it cannot unshare or mount, in either mode."""
     r = node.invoke(fn, {})
@@ -94,7 +94,7 @@ def test_import_time_code_gets_no_privilege(node: LiveNode, fn: str) -> None:
     assert at_import["mount_tmpfs"] != "ok"
 
 
-@pytest.mark.parametrize("fn", ["sec-import", "sec-import-warm"])
+@in_both_modes("sec-import")
 def test_import_time_code_cannot_switch_off_the_per_call_controls(node: LiveNode, fn: str) -> None:
     """Replacing the runtime's capability drop and seccomp loader at import changes nothing."""
     for _ in range(2):

@@ -15,6 +15,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from harness import LiveNode
+from sec_support import Ready
+
+
+@pytest.fixture(autouse=True)
+def _function_started(started: Ready) -> None:
+    """Each attack here meets sec-http from a cold start and from a warm one (invariant 4)."""
+    started("sec-http")
 
 
 def _raw_exchange(node: LiveNode, respond: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:

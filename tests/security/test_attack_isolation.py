@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import threading
 import time
@@ -15,24 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from harness import FUNCTIONS, LiveNode
-from sec_support import attack, bundle_dir
+from harness import LiveNode
+from sec_support import Ready, attack, bundle_dir, in_both_modes
 
-MODES = pytest.mark.parametrize("fn", ["sec-isolation", "sec-isolation-warm"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _warm_copy(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """sec-isolation in warm mode too (invariant 4)."""
-    copy = tmp_path_factory.mktemp("sec-isolation-warm")
-    shutil.copytree(FUNCTIONS / "sec-isolation", copy, dirs_exist_ok=True)
-    manifest = (copy / "donjon.yaml").read_text()
-    (copy / "donjon.yaml").write_text(
-        manifest.replace("name: sec-isolation", "name: sec-isolation-warm") + "isolation: warm\n"
-    )
-    node.deploy(copy)
+MODES = in_both_modes("sec-isolation")
 
 
 def _host_pids(match: Callable[[bytes], bool]) -> list[int]:
@@ -185,9 +171,13 @@ def test_cannot_open_a_pty(node: LiveNode, fn: str) -> None:
     assert not [path for path, got in result.items() if got.startswith(("pty", "opened"))], result
 
 
-def test_inotify_instances_of_one_function_leave_anothers_alone(node: LiveNode) -> None:
+def test_inotify_instances_of_one_function_leave_anothers_alone(
+    node: LiveNode, started: Ready
+) -> None:
     """A call that takes every inotify instance it can is bounded, and another
     function can still make one: per-user kernel counters are not shared across functions."""
+    started("sec-isolation")
+    started("sec-isolation-warm")
     thread, box = _in_background(
         node, "sec-isolation", {"op": "inotify", "limit": 4096, "keep_s": 8}
     )
@@ -205,8 +195,9 @@ def test_inotify_instances_of_one_function_leave_anothers_alone(node: LiveNode) 
     assert other["count"] == 1, other
 
 
-def test_two_functions_run_as_different_host_uids(node: LiveNode) -> None:
+def test_two_functions_run_as_different_host_uids(node: LiveNode, started: Ready) -> None:
     """Seen from the host, two functions' sandboxes run as two different unprivileged uids."""
+    started("sec-isolation")
     attack(node, "sec-isolation", "ids")
     assert node.invoke("sec-neighbour", {"paths": []}).status_code == 200
     ours = {_host_uid(p) for p in _supervisors(node, "sec-isolation").values()}

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from harness import LiveNode, fresh_source
-from sec_support import assert_problem, audit_records
+from sec_support import Ready, assert_problem, audit_records
 
 DEPTH = 100_000
 DEEP = b"[" * DEPTH + b"]" * DEPTH
@@ -58,15 +58,17 @@ def test_deep_event_hidden_by_utf16_is_refused(node: LiveNode) -> None:
     assert_problem(r, 400)
 
 
-def test_brackets_inside_strings_do_not_count_as_depth(node: LiveNode) -> None:
+def test_brackets_inside_strings_do_not_count_as_depth(node: LiveNode, started: Ready) -> None:
     """A shallow event whose string holds 100,000 brackets is an ordinary event."""
+    started("probe")
     event = {"op": "echo", "text": "[" * DEPTH + '\\"{' * 10}
     r = node.invoke("probe", event)
     assert r.status_code == 200, r.text
 
 
-def test_event_at_the_depth_limit_is_accepted(node: LiveNode) -> None:
+def test_event_at_the_depth_limit_is_accepted(node: LiveNode, started: Ready) -> None:
     """128 levels is within the limit and reaches the function."""
+    started("probe")
     nested: object = 1
     for _ in range(127):
         nested = [nested]
@@ -86,8 +88,9 @@ def test_deeply_nested_admin_body_is_refused_with_400(node: LiveNode) -> None:
 
 
 @pytest.mark.parametrize("case", ["deep-body", "deep-head", "nested"])
-def test_function_reply_nested_too_deep_is_a_502(node: LiveNode, case: str) -> None:
+def test_function_reply_nested_too_deep_is_a_502(node: LiveNode, case: str, started: Ready) -> None:
     """A function's reply (body or forged head) nested too deep is its failure: 502, audited."""
+    started("sec-reply")
     with node.client("") as c:
         r = c.get("/fn/sec-reply", params={"case": case})
     assert_problem(r, 502)
@@ -96,8 +99,9 @@ def test_function_reply_nested_too_deep_is_a_502(node: LiveNode, case: str) -> N
     assert record["outcome"] not in ("ok", "interrupted"), record
 
 
-def test_http_trigger_body_is_passed_on_not_parsed(node: LiveNode) -> None:
+def test_http_trigger_body_is_passed_on_not_parsed(node: LiveNode, started: Ready) -> None:
     """The gateway hands an http trigger's deep body to the function as text; it is not parsed."""
+    started("sec-http")
     with node.client("") as c:
         r = c.post("/fn/sec-http/public", content=DEEP)
     # sec-http parses the body itself; its own RecursionError is its own failure.

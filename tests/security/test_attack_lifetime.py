@@ -15,7 +15,7 @@ import pytest
 from cgroupfs import children, descendants
 from donjon.bundle import build_bundle
 from harness import FUNCTIONS, LiveNode, free_port
-from sec_support import ATTACKERS, attack, bundle_dir, process_names
+from sec_support import ATTACKERS, Ready, attack, bundle_dir, process_names
 
 _TICK = os.sysconf("SC_CLK_TCK")
 #: Well past any deadline here (timeout_s 10 plus the gateway's grace) on a loaded machine.
@@ -165,8 +165,10 @@ def chain_function(
     node: LiveNode,
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    started: Ready,
 ) -> Iterator[tuple[str, str]]:
-    """A function whose import starts a chain of CPU-burning processes, deployed (and removed)."""
+    """A function whose import starts a chain of CPU-burning processes, deployed (and removed);
+    from a warm start, a call has been served (and, in `invocation`, the next spare imported)."""
     mode = request.param
     mark = f"ch-{secrets.token_hex(4)}"
     fn = f"sec-chain-{mode}"
@@ -176,7 +178,7 @@ def chain_function(
     )
     node.deploy(tmp_path)
     try:
-        yield fn, mark
+        yield started(fn, just_deployed=True), mark
     finally:
         with node.client() as c:
             c.delete(f"/v1/functions/{fn}")
@@ -263,7 +265,10 @@ def test_import_that_disables_the_clean_up_and_forks_is_refused(
 
 @pytest.fixture(scope="module", params=["invocation", "warm"])
 def one_at_a_time(
-    node: LiveNode, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    node: LiveNode,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    sources: dict[str, Path],
 ) -> str:
     """sec-attack with `limits.concurrency: 1`, in each isolation mode."""
     fn = f"sec-attack-one-{request.param}"
@@ -273,12 +278,15 @@ def one_at_a_time(
     manifest = manifest.replace("limits: {concurrency: 4}", "limits: {concurrency: 1}")
     (dest / "donjon.yaml").write_text(manifest + f"isolation: {request.param}\n")
     node.deploy(dest)
+    sources[fn] = dest
     return fn
 
 
-def test_an_early_answer_does_not_free_the_calls_slot(node: LiveNode, one_at_a_time: str) -> None:
+def test_an_early_answer_does_not_free_the_calls_slot(
+    node: LiveNode, one_at_a_time: str, started: Ready
+) -> None:
     """While a call's processes run after its answer, its concurrency slot stays taken."""
-    fn = one_at_a_time
+    fn = started(one_at_a_time)
     name = f"sl-{secrets.token_hex(4)}"
     r = node.invoke(fn, {"op": "linger", "name": name, "seconds": 75})
     assert r.status_code in (200, 504), r.text

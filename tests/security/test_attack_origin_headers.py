@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from harness import LiveNode
-from sec_support import assert_problem, audit_records
+from sec_support import Ready, assert_problem, audit_records
 
 ORIGIN_WIDE = {
     "cookie-root": "set-cookie",
@@ -28,6 +28,12 @@ ORIGIN_WIDE = {
     "nel": "nel",
     "service-worker": "service-worker-allowed",
 }
+
+
+@pytest.fixture(autouse=True)
+def _function_started(started: Ready) -> None:
+    """Each attack here meets sec-reply from a cold start and from a warm one (invariant 4)."""
+    started("sec-reply")
 
 
 def _get(node: LiveNode, case: str, path: str = "/fn/sec-reply") -> httpx.Response:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import LiveNode
+from sec_support import Ready
 
 _NAMES_A_MAIN = """\
 def handler(event, context):
@@ -19,7 +20,7 @@ def handler(event, context):
 
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
 def test_bundle_that_names_unittest_main_deploys_and_serves(
-    node: LiveNode, tmp_path: Path, mode: str
+    node: LiveNode, tmp_path: Path, mode: str, started: Ready
 ) -> None:
     """A handler naming `unittest.__main__` in a dead branch deploys: the supervisor runs none."""
     fn = f"sec-preload-main-{mode}"
@@ -29,6 +30,7 @@ def test_bundle_that_names_unittest_main_deploys_and_serves(
     )
     try:
         node.deploy(tmp_path)  # asserts 201
+        started(fn, just_deployed=True)
         r = node.invoke(fn, {})
         assert r.status_code == 200, r.text
         assert r.json() == {"ok": True}

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-from pathlib import Path
-
-import pytest
 
 import cgroupfs
-from harness import FUNCTIONS, LiveNode
+from harness import LiveNode
+from sec_support import Ready, in_both_modes
 
-
-@pytest.fixture(scope="module")
-def hogs(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    dest = tmp_path_factory.mktemp("sec-hog-warm")
-    shutil.copytree(FUNCTIONS / "sec-hog", dest, dirs_exist_ok=True)
-    text = (dest / "donjon.yaml").read_text().replace("name: sec-hog", "name: sec-hog-warm")
-    (dest / "donjon.yaml").write_text(text + "isolation: warm\n")
-    node.deploy(Path(dest))
-    return ["sec-hog", "sec-hog-warm"]
+HOGS = in_both_modes("sec-hog")
 
 
 def _serving(node: LiveNode, fn: str) -> None:
@@ -29,10 +18,9 @@ def _serving(node: LiveNode, fn: str) -> None:
     assert node.invoke("probe", {"op": "echo"}).status_code == 200
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_fork_bomb_is_capped(node: LiveNode, hogs: list[str], which: int) -> None:
+@HOGS
+def test_fork_bomb_is_capped(node: LiveNode, fn: str) -> None:
     """Forking without end stops at the sandbox's process limit; everything keeps serving."""
-    fn = hogs[which]
     r = node.invoke(fn, {"op": "forkbomb"})
     if r.status_code == 200:
         out = r.json()
@@ -43,10 +31,9 @@ def test_fork_bomb_is_capped(node: LiveNode, hogs: list[str], which: int) -> Non
     _serving(node, fn)
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_filling_tmp_stops_at_its_size(node: LiveNode, hogs: list[str], which: int) -> None:
+@HOGS
+def test_filling_tmp_stops_at_its_size(node: LiveNode, fn: str) -> None:
     """/tmp is size-capped: writing without end hits ENOSPC well before a gigabyte."""
-    fn = hogs[which]
     r = node.invoke(fn, {"op": "fill_tmp"})
     if r.status_code == 200:
         out = r.json()
@@ -57,27 +44,24 @@ def test_filling_tmp_stops_at_its_size(node: LiveNode, hogs: list[str], which: i
     _serving(node, fn)
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_cpu_spin_is_stopped_at_the_timeout(node: LiveNode, hogs: list[str], which: int) -> None:
+@HOGS
+def test_cpu_spin_is_stopped_at_the_timeout(node: LiveNode, fn: str) -> None:
     """A handler spinning on the CPU is killed at timeout_s with 504; the next call works."""
-    fn = hogs[which]
     assert node.invoke(fn, {"op": "spin"}).status_code == 504
     _serving(node, fn)
 
 
-def test_shared_memory_does_not_survive_the_call(node: LiveNode, hogs: list[str]) -> None:
+def test_shared_memory_does_not_survive_the_call(node: LiveNode, started: Ready) -> None:
     """A System V shared memory segment made by one call is gone for the next."""
+    started("sec-hog")
     made = node.invoke("sec-hog", {"op": "shm_make"}).json()
     assert made["shmid"] >= 0
     assert node.invoke("sec-hog", {"op": "shm_list"}).json()["segments"] == []
 
 
-@pytest.mark.parametrize("which", [0, 1])
-def test_fork_bomb_does_not_take_other_calls_down(
-    node: LiveNode, hogs: list[str], which: int
-) -> None:
+@HOGS
+def test_fork_bomb_does_not_take_other_calls_down(node: LiveNode, fn: str) -> None:
     """While one call holds its process limit full, another call can still fork and finish."""
-    fn = hogs[which]
     results: dict[str, int] = {}
 
     def bomb() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from donjon.bundle import build_bundle
 from harness import LiveNode
+from sec_support import Ready
 
 LEAKERS = {
     # prints the value every way a handler might: print, context.log, repr, JSON, stderr
@@ -42,7 +43,9 @@ LEAKERS = {
 
 
 @pytest.fixture(scope="module")
-def values(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def values(
+    node: LiveNode, tmp_path_factory: pytest.TempPathFactory, sources: dict[str, Path]
+) -> dict[str, str]:
     """Distinctive values set in the vault, and the leakers deployed (invocation and warm)."""
     out = {}
     with node.client() as c:
@@ -60,6 +63,7 @@ def values(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str
             )
             (root / "main.py").write_text(code)
             _deploy(node, root, skip_scan=fn == "leak-return")
+            sources[name] = root
     return out
 
 
@@ -84,32 +88,38 @@ def _names(fn: str) -> tuple[str, str]:
     return fn, f"{fn}-warm"
 
 
-def test_cannot_leak_a_secret_by_printing_it(node: LiveNode, values: dict[str, str]) -> None:
+def test_cannot_leak_a_secret_by_printing_it(
+    node: LiveNode, values: dict[str, str], started: Ready
+) -> None:
     """What a function prints is stored with its secret's value replaced by [secret:NAME]."""
     with node.client() as c:
         for name in _names("leak-print"):
-            r = node.invoke(name, {})
+            r = node.invoke(started(name), {})
             assert r.status_code == 200 and _leaks(r.text, values) == []
             logs = c.get(f"/v1/functions/{name}/logs")
             assert logs.status_code == 200 and _leaks(logs.text, values) == []
             assert "[secret:leak-print-s]" in logs.text
 
 
-def test_cannot_leak_a_secret_through_an_error(node: LiveNode, values: dict[str, str]) -> None:
+def test_cannot_leak_a_secret_through_an_error(
+    node: LiveNode, values: dict[str, str], started: Ready
+) -> None:
     """An exception carrying the value: the answer, error line and trace are all redacted."""
     with node.client() as c:
         for name in _names("leak-raise"):
-            r = node.invoke(name, {})
+            r = node.invoke(started(name), {})
             assert r.status_code == 500 and _leaks(r.text, values) == []
             logs = c.get(f"/v1/functions/{name}/logs")
             assert _leaks(logs.text, values) == []
             assert "could not connect with [secret:leak-raise-s]" in logs.text
 
 
-def test_returned_secret_is_the_functions_choice(node: LiveNode, values: dict[str, str]) -> None:
+def test_returned_secret_is_the_functions_choice(
+    node: LiveNode, values: dict[str, str], started: Ready
+) -> None:
     """A function returning its own secret gets it to its caller, and only there."""
     for name in _names("leak-return"):
-        r = node.invoke(name, {})
+        r = node.invoke(started(name), {})
         assert r.status_code == 200 and r.json() == {"value": values["leak-return"]}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness import FUNCTIONS, LiveNode
-from sec_support import attack, bundle_dir
+from sec_support import ATTACKERS, Ready, attack, bundle_dir
 
 _TRACES = ["/tmp/sec-tenant", "/dev/shm/sec-tenant", "/sec-tenant", "/opt/sec-tenant"]
 
@@ -24,7 +24,7 @@ def _neighbour(node: LiveNode, paths: list[str]) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.parametrize("fn", ["sec-attack", "sec-attack-warm"])
+@ATTACKERS
 def test_neighbour_cannot_see_another_functions_files(node: LiveNode, fn: str) -> None:
     """Files another function leaves in its /tmp (or anywhere else it could write) stay there."""
     marker = secrets.token_hex(8)
@@ -35,14 +35,15 @@ def test_neighbour_cannot_see_another_functions_files(node: LiveNode, fn: str) -
     assert marker not in str(seen)
 
 
-def test_neighbour_cannot_see_a_warm_functions_tmp(node: LiveNode) -> None:
+def test_neighbour_cannot_see_a_warm_functions_tmp(node: LiveNode, started: Ready) -> None:
     """probe-warm keeps /tmp across its own calls; another function never sees it."""
+    started("probe-warm")
     r = node.invoke("probe-warm", {"op": "write_tmp", "name": "sec-warm-secret"})
     assert "sec-warm-secret" in r.json()["tmp"]
     assert "sec-warm-secret" not in _neighbour(node, [])["tmp"]
 
 
-@pytest.mark.parametrize("fn", ["sec-attack", "sec-attack-warm"])
+@ATTACKERS
 def test_neighbour_cannot_see_another_functions_processes(node: LiveNode, fn: str) -> None:
     """A process another function keeps running does not show in the neighbour's /proc."""
     name = "sec" + secrets.token_hex(4)
@@ -53,8 +54,9 @@ def test_neighbour_cannot_see_another_functions_processes(node: LiveNode, fn: st
         assert "sec-neighbour" in cmdline or "boot.py" in cmdline or cmdline == "?", cmdline
 
 
-def test_neighbour_cannot_read_another_functionsbundle_dir(node: LiveNode) -> None:
+def test_neighbour_cannot_read_another_functionsbundle_dir(node: LiveNode, started: Ready) -> None:
     """Another function's bundle is not reachable by its host path or through /proc."""
+    started("sec-neighbour")
     other = bundle_dir(node, "sec-attack")
     own = bundle_dir(node, "sec-neighbour")
     paths = [str(other), str(other / "main.py"), f"/proc/1/root{other}", str(other.parent)]
@@ -66,7 +68,7 @@ def test_neighbour_cannot_read_another_functionsbundle_dir(node: LiveNode) -> No
 
 @pytest.mark.parametrize("isolation", ["invocation", "warm"])
 def test_new_version_does_not_see_old_versions_state(
-    node: LiveNode, isolation: str, tmp_path: Path
+    node: LiveNode, isolation: str, tmp_path: Path, started: Ready
 ) -> None:
     """After a redeploy, nothing the old version kept (globals, files, processes) is visible."""
     name = f"sec-versioned-{isolation}"
@@ -75,6 +77,7 @@ def test_new_version_does_not_see_old_versions_state(
     manifest = (src / "donjon.yaml").read_text().replace("name: sec-attack", f"name: {name}")
     (src / "donjon.yaml").write_text(manifest + f"isolation: {isolation}\n")
     v1 = node.deploy(src)["version"]
+    started(name, just_deployed=True)
     marker = secrets.token_hex(8)
     orphan_name = "sec" + secrets.token_hex(4)
     attack(node, name, "keep_state", marker=marker, paths=_TRACES)

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from harness import LiveNode
-from sec_support import audit_records, process_names
+from sec_support import Ready, audit_records, process_names
 
 #: Well past the deadline (timeout_s 5 plus the gateway's grace) on a loaded machine.
 _SETTLE_S = 45.0
@@ -54,8 +54,9 @@ def handler(event, context):
 
 
 @pytest.fixture
-def lingering(node: LiveNode, tmp_path: Path) -> Iterator[str]:
-    """A warm function (timeout 5 s) whose `linger` op answers early, shuts its socket, sleeps."""
+def lingering(node: LiveNode, tmp_path: Path, started: Ready) -> Iterator[str]:
+    """A warm function (timeout 5 s) whose `linger` op answers early, shuts its socket, sleeps;
+    ready for the test's start."""
     fn = f"sec-warm-linger-{secrets.token_hex(3)}"
     src = tmp_path
     (src / "main.py").write_text(_LINGER)
@@ -64,7 +65,7 @@ def lingering(node: LiveNode, tmp_path: Path) -> Iterator[str]:
     )
     node.deploy(src)
     try:
-        yield fn
+        yield started(fn, just_deployed=True)
     finally:
         with node.client() as c:
             c.delete(f"/v1/functions/{fn}")
