@@ -36,6 +36,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
+from donjon.sandbox.budget import node_budget, node_tag
 from donjon.scan import IsolatedScanner, ScanPolicy, cache_dir_for
 from donjon.store import (
     Engine,
@@ -114,6 +115,9 @@ class Node:
         self.sandbox_python = host.python
         await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
+        # Every sandbox of this node is made inside the node's cgroup, under its budget.
+        budget = node_budget(self.settings.sandbox)
+        await asyncio.to_thread(self.resources.open_node, budget, node_tag(self.settings.data_dir))
         # Loads the advisories once (a bad database stops the node here, clearly);
         # every deploy's scan then runs in a limited process forked from the helper.
         scanner = IsolatedScanner(
@@ -145,7 +149,11 @@ class Node:
                 "node.start",
                 "node",
                 "ok",
-                {"resource_control": self.resources.mode.value},
+                {
+                    "resource_control": self.resources.mode.value,
+                    "memory_budget_bytes": budget.memory_bytes,
+                    "pids_budget": budget.pids,
+                },
             )
         )
         for bad in self.skipped:
@@ -221,6 +229,7 @@ class Node:
         self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
+        await asyncio.to_thread(self.resources.close_node)
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.close)
         try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.config import SandboxSettings
+from donjon.sandbox.budget import node_tag
 from donjon.sandbox.errors import SandboxUnavailable
 
 __all__ = ["RUNTIME_SOURCE", "SandboxHost"]
@@ -84,7 +85,7 @@ class SandboxHost:
             raise SandboxUnavailable(
                 "DONJON_SANDBOX_UID/GID must not be 0: sandboxes never run as host root"
             )
-        node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+        node = node_tag(data_dir)
         staging = settings.staging_dir / node
         host = cls(
             uid,

@@ -125,9 +125,9 @@ class Instance:
             if hello.get("op") != "hello":
                 raise ChannelClosed(f"the sandbox ended while booting ({hello.get('op')})")
             # Before any worker exists: they are forked from the supervisor, and raise theirs.
-            if self._proc is not None:
-                protect_from_oom_killer(sandbox_processes(self._proc.pid))
-            slot_fds = await asyncio.to_thread(self._make_call_groups)
+            processes = sandbox_processes(self._proc.pid) if self._proc is not None else []
+            protect_from_oom_killer(processes)
+            slot_fds = await asyncio.to_thread(self._make_call_groups, processes)
             config = json.dumps(
                 {
                     "module": self.config.module,
@@ -238,13 +238,14 @@ class Instance:
         exited (its caller may already have sent its next call)."""
         return 2 * self.config.calls_per_instance + 2
 
-    def _make_call_groups(self) -> list[int]:
-        """Per-call memory and pids cgroups (cgroup v1), as cgroup.procs descriptors for
-        the supervisor."""
+    def _make_call_groups(self, processes: list[int]) -> list[int]:
+        """Per-call memory and pids cgroups, as cgroup.procs descriptors for the
+        supervisor (on cgroup v2, `processes` first move into the sandbox's leaf)."""
         self._call_groups = CallGroups.make(
             self._cgroup,
             self._call_group_count(),
             call_memory_bytes(self.config.memory_mb, self.config.tmp_mb),
+            processes=processes,
         )
         return self._call_groups.open_procs() if self._call_groups is not None else []
 
