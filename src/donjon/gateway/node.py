@@ -98,6 +98,8 @@ class Node:
     policy: Policy = field(default_factory=Policy)
     #: The interpreter sandboxes run, once started; its wheel target is asked once.
     sandbox_python: Path | None = None
+    #: Required controls found missing and served without (--unsafe-fewer-controls).
+    controls_waived: tuple[str, ...] = ()
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
@@ -135,6 +137,8 @@ class Node:
         self._purge_task = asyncio.get_running_loop().create_task(
             self._purge_logs_periodically(), name="log-retention"
         )
+        # Staged bundles a stopped node left: no sandbox runs yet, none is in use.
+        await asyncio.to_thread(host.collect_staging)
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
@@ -156,6 +160,19 @@ class Node:
                 },
             )
         )
+        if self.controls_waived:
+            log.warning(
+                "UNSAFE: serving without required controls: %s", ", ".join(self.controls_waived)
+            )
+            await self.audit.record(
+                AuditEvent(
+                    "system",
+                    "node.unsafe",
+                    "node",
+                    "warning",
+                    {"flag": "--unsafe-fewer-controls", "missing": list(self.controls_waived)},
+                )
+            )
         for bad in self.skipped:
             await self.audit.record(
                 AuditEvent(

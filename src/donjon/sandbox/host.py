@@ -17,9 +17,12 @@ import os
 import shutil
 import stat
 import sys
-from dataclasses import dataclass
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from donjon.bundle.tree import remove_tree
 from donjon.config import SandboxSettings
 from donjon.sandbox.budget import node_tag
 from donjon.sandbox.errors import SandboxUnavailable
@@ -59,6 +62,9 @@ class SandboxHost:
     #: Host uids/gids to spread functions over (one per function, hashed by name);
     #: None: every sandbox runs as `uid`/`gid` (DONJON_SANDBOX_UID set).
     id_range: tuple[int, int] | None = None
+    #: Staged bundles in use (by name: their digest), and the lock staging and collecting hold.
+    _pins: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
+    _staging_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def detect(cls, data_dir: Path, settings: SandboxSettings | None = None) -> SandboxHost:
@@ -138,11 +144,44 @@ class SandboxHost:
         uid, gid = self.ids_for(function)
         return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
+    def pin(self, bundle: Path) -> None:
+        """`bundle`'s staged copy is in use until as many `unpin`s."""
+        with self._staging_lock:
+            self._pins[bundle.name] += 1
+
+    def unpin(self, bundle: Path) -> None:
+        with self._staging_lock:
+            self._pins[bundle.name] -= 1
+            if self._pins[bundle.name] <= 0:
+                del self._pins[bundle.name]
+
+    def collect_staging(self) -> list[str]:
+        """Remove the staged bundles no pin holds (and half-made copies); their names."""
+        if self.staging is None:
+            return []
+        root = self.staging / "bundles"
+        removed: list[str] = []
+        with self._staging_lock:
+            try:
+                names = [e.name for e in os.scandir(root)]
+            except OSError:
+                return []
+            for name in names:
+                if name.lstrip(".").rsplit("-", 1)[0] in self._pins:
+                    continue  # a copy in use, or being made for a start
+                if remove_tree(root / name):
+                    removed.append(name)
+        return removed
+
     def bundle_path(self, bundle: Path) -> Path:
         """Where the sandbox user can reach `bundle` (a content-addressed tree)."""
         if self.staging is None or _reachable(bundle):
             return bundle
-        target = self.staging / "bundles" / bundle.name
+        with self._staging_lock:
+            return self._stage_bundle(bundle)
+
+    def _stage_bundle(self, bundle: Path) -> Path:
+        target = self.staging / "bundles" / bundle.name if self.staging else bundle
         if target.exists():
             return target
         _make_dirs(target.parent)

@@ -101,11 +101,15 @@ class Instance:
         self._starting = True
         self._oom_seen = 0
         self._closing: set[asyncio.Future[None]] = set()
+        #: This sandbox holds its bundle's staged copy (host.py) from start to close.
+        self._pinned = False
 
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Spawn the sandbox and wait until the handler is imported."""
+        self._host.pin(self.config.bundle)
+        self._pinned = True
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
@@ -314,6 +318,9 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._release_cgroup()
+        if self._pinned:  # nothing of the sandbox runs: its staged bundle may be collected
+            self._pinned = False
+            self._host.unpin(self.config.bundle)
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
         for fut in list(self._exits.values()):
             if not fut.done():
