@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-from typing import Any
 
 from donjon._subprocess import CommandError, run
 from donjon.config import Settings
@@ -189,21 +189,25 @@ def _resources(settings: Settings, resources: ResourceControl) -> list[Control]:
 
 
 def _egress(settings: Settings) -> Control:
-    egress: Any = getattr(settings, "egress", None)
-    if egress is None:
+    """The egress proxy: in force where this build has it (donjon.egress.proxy), with
+    what `settings.egress` lets through."""
+    egress = settings.egress
+    networks = ", ".join(str(n) for n in egress.allow_networks) or "none"
+    limits = (
+        f"internal networks allowed: {networks}; DNS: {egress.dns or 'the system resolver'}; "
+        f"per call: {egress.max_connections_per_call} connections, "
+        f"{egress.max_bytes_per_call >> 20} MiB, {egress.max_connection_s:g} s each"
+    )
+    if importlib.util.find_spec("donjon.egress.proxy") is None:
         return Control(
             "egress-proxy",
             False,
-            "not in this build: functions have no network at all (egress grants are refused)",
+            "not in this build: functions have no network at all (" + limits + ")",
         )
-    networks = ", ".join(str(n) for n in getattr(egress, "allow_networks", ())) or "none"
-    dns = getattr(egress, "dns", None) or "the system resolver"
     return Control(
         "egress-proxy",
         True,
-        f"granted host:port only, through the node's proxy; internal networks allowed: "
-        f"{networks}; DNS: {dns}; per call: {getattr(egress, 'max_connections_per_call', '?')} "
-        f"connections, {getattr(egress, 'max_bytes_per_call', '?')} bytes",
+        "granted host:port only, through the node's proxy (a socket per sandbox); " + limits,
     )
 
 
