@@ -89,9 +89,9 @@ def test_a_staged_bundle_left_by_an_earlier_run_is_collected(
     os.chmod(staged / "olddigest" / "sub", 0o555)  # noqa: S103 - read-only, as staged
     (staged / ".halfdigest-123").mkdir()
     pinned = _bundle(tmp_path, 3)
-    host.pin(pinned)
+    host.pin(pinned, "test")
     host.bundle_path(pinned)
     assert sorted(host.collect_staging()) == [".halfdigest-123", "olddigest"]
     assert os.listdir(staged) == [pinned.name]
-    host.unpin(pinned)
+    host.unpin(pinned, "test")
     assert host.collect_staging() == [pinned.name]

@@ -34,7 +34,6 @@ __all__ = [
     "node_group_name",
     "node_tag",
     "parse_node_group",
-    "read_budget",
 ]
 
 _MIB = 1024 * 1024
@@ -56,12 +55,6 @@ class Budget:
     #: Where each figure came from, for `donjon doctor`.
     memory_source: str
     pids_source: str
-
-    def describe(self) -> str:
-        return (
-            f"memory {self.memory_bytes // _MIB} MiB ({self.memory_source}), "
-            f"pids {self.pids} ({self.pids_source})"
-        )
 
 
 def node_tag(data_dir: Path) -> str:
@@ -170,26 +163,3 @@ def apply_budget(mode: ResourceMode, controller: str, d: Path, budget: Budget) -
         write_present(d, "memory.memsw.limit_in_bytes", str(budget.memory_bytes))
     elif controller == "pids":
         (d / "pids.max").write_text(str(budget.pids))
-
-
-def read_budget(cgroup_dirs: dict[str, Path], mode: ResourceMode) -> tuple[int | None, int | None]:
-    """The memory (bytes) and pids ceilings in force on a node's cgroups, as the kernel has them."""
-    memory = pids = None
-    for controller, d in cgroup_dirs.items():
-        names = (
-            [("memory", "memory.max"), ("pids", "pids.max")]
-            if mode is ResourceMode.CGROUP_V2
-            else [(controller, "memory.limit_in_bytes" if controller == "memory" else "pids.max")]
-        )
-        for kind, name in names:
-            try:
-                text = (d / name).read_text().strip()
-            except OSError:
-                continue
-            if not text.isdigit():
-                continue
-            if kind == "memory":
-                memory = int(text)
-            elif kind == "pids":
-                pids = int(text)
-    return memory, pids

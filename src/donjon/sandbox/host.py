@@ -18,7 +18,6 @@ import shutil
 import stat
 import sys
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,8 +61,9 @@ class SandboxHost:
     #: Host uids/gids to spread functions over (one per function, hashed by name);
     #: None: every sandbox runs as `uid`/`gid` (DONJON_SANDBOX_UID set).
     id_range: tuple[int, int] | None = None
-    #: Staged bundles in use (by name: their digest), and the lock staging and collecting hold.
-    _pins: Counter[str] = field(default_factory=Counter, repr=False, compare=False)
+    #: Staged bundles in use (by name: their digest) and by what, and the lock staging and
+    #: collecting hold.
+    _pins: dict[str, set[int]] = field(default_factory=dict, repr=False, compare=False)
     _staging_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -144,16 +144,18 @@ class SandboxHost:
         uid, gid = self.ids_for(function)
         return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
-    def pin(self, bundle: Path) -> None:
-        """`bundle`'s staged copy is in use until as many `unpin`s."""
+    def pin(self, bundle: Path, holder: object) -> None:
+        """`bundle`'s staged copy is in use by `holder` (a version, a sandbox) until it
+        `unpin`s it (once or more: only the first counts)."""
         with self._staging_lock:
-            self._pins[bundle.name] += 1
+            self._pins.setdefault(bundle.name, set()).add(id(holder))
 
-    def unpin(self, bundle: Path) -> None:
+    def unpin(self, bundle: Path, holder: object) -> None:
         with self._staging_lock:
-            self._pins[bundle.name] -= 1
-            if self._pins[bundle.name] <= 0:
-                del self._pins[bundle.name]
+            holders = self._pins.get(bundle.name, set())
+            holders.discard(id(holder))
+            if not holders:
+                self._pins.pop(bundle.name, None)
 
     def collect_staging(self) -> list[str]:
         """Remove the staged bundles no pin holds (and half-made copies); their names."""

@@ -101,15 +101,12 @@ class Instance:
         self._starting = True
         self._oom_seen = 0
         self._closing: set[asyncio.Future[None]] = set()
-        #: This sandbox holds its bundle's staged copy (host.py) from start to close.
-        self._pinned = False
 
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Spawn the sandbox and wait until the handler is imported."""
-        self._host.pin(self.config.bundle)
-        self._pinned = True
+        self._host.pin(self.config.bundle, self)  # its staged copy (host.py) until closed
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
@@ -243,8 +240,7 @@ class Instance:
         return 2 * self.config.calls_per_instance + 2
 
     def _make_call_groups(self, processes: list[int]) -> list[int]:
-        """Per-call memory and pids cgroups, as cgroup.procs descriptors for the
-        supervisor (on cgroup v2, `processes` first move into the sandbox's leaf)."""
+        """Per-call cgroups' cgroup.procs descriptors for the supervisor (callgroups.py)."""
         self._call_groups = CallGroups.make(
             self._cgroup,
             self._call_group_count(),
@@ -318,9 +314,7 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._release_cgroup()
-        if self._pinned:  # nothing of the sandbox runs: its staged bundle may be collected
-            self._pinned = False
-            self._host.unpin(self.config.bundle)
+        self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
         for fut in list(self._exits.values()):
             if not fut.done():

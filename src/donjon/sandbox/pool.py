@@ -118,7 +118,7 @@ class SandboxPool:
     def _new_slot(self, config: InstanceConfig) -> _Slot:
         slot = _Slot(config, asyncio.Semaphore(config.concurrency))
         self._slots[(config.function, config.version)] = slot
-        self._host.pin(config.bundle)  # until the version is retired
+        self._host.pin(config.bundle, slot)  # until the version is retired
         return slot
 
     async def _close_and_collect(self, instance: Instance) -> None:
@@ -206,7 +206,7 @@ class SandboxPool:
         if slot is None:
             return
         slot.retired = True
-        self._host.unpin(slot.config.bundle)  # a draining sandbox holds its own pin
+        self._host.unpin(slot.config.bundle, slot)  # a draining sandbox holds its own pin
         for inst in list(slot.instances):
             if drain and inst.active:
                 self._draining.add(inst)
