@@ -493,8 +493,8 @@ class Instance:
             oom = await asyncio.to_thread(self._oom_kills) if self._cgroup else None
             if oom is None or oom > self._oom_seen:
                 self._oom_seen = oom or 0
-                return FunctionMemoryExceeded(
-                    f"the function was killed: over its {self.config.memory_mb} MB memory limit"
-                )
+                why = await asyncio.to_thread(self._resources.budget_reached)
+                limit = why or f"over its {self.config.memory_mb} MB memory limit"
+                return FunctionMemoryExceeded(f"the function was killed: {limit}")
             return FunctionCrashed("the function's process was killed")
         return FunctionCrashed(f"the function's process ended without an answer ({status})")

@@ -39,6 +39,7 @@ from donjon.sandbox.cgroupfs import (
     v2_root,
     write_present,
 )
+from donjon.sandbox.errors import SandboxUnavailable
 
 __all__ = [
     "Cgroup",
@@ -113,6 +114,7 @@ class ResourceControl:
         self._parents = dict(base)
         self._counter = 0
         self.budget: Budget | None = None
+        self._budget_hits_seen = 0
 
     @property
     def hierarchies(self) -> dict[str, Path]:
@@ -137,11 +139,31 @@ class ResourceControl:
                 d.mkdir(exist_ok=True)
                 made[controller] = d
                 apply_budget(self.mode, controller, d, budget)
-        except OSError:
+        except OSError as e:
             remove_cgroup_dirs(made.values(), 1.0)
-            raise
+            raise SandboxUnavailable(
+                f"the node's cgroup could not be made or given its budget: {e}",
+                hint="check DONJON_SANDBOX_MEMORY_BUDGET_MB and DONJON_SANDBOX_PIDS_BUDGET "
+                "(the budget must be above what the node's sandboxes use now); donjon doctor",
+            ) from e
         self._parents = made
         self.budget = budget
+
+    def budget_reached(self) -> str | None:
+        """After an OOM kill: was it the node's memory budget (reached since last asked)?
+        The reason to give the caller, else None (its own limit)."""
+        d = self._parents.get("memory" if self.mode is ResourceMode.CGROUP_V1 else "unified")
+        if self.budget is None or d is None:
+            return None
+        hits = _budget_hits(self.mode, d, self.budget.memory_bytes)
+        if self.mode is ResourceMode.CGROUP_V2:
+            hits, self._budget_hits_seen = hits - self._budget_hits_seen, hits
+        if hits <= 0:
+            return None
+        return (
+            "the node's sandboxes together reached its memory budget "
+            f"({self.budget.memory_bytes >> 20} MiB, DONJON_SANDBOX_MEMORY_BUDGET_MB)"
+        )
 
     def close_node(self) -> None:
         """Remove the node's cgroups (its sandboxes are gone: the pool is closed)."""
@@ -249,6 +271,27 @@ class ResourceControl:
                     continue
                 removed += _sweep_one(d, now)
         return removed
+
+
+def _budget_hits(mode: ResourceMode, d: Path, limit: int) -> int:
+    """How often the node's memory limit was reached: on v2 the OOM events of the node's
+    own cgroup (memory.events.local); on v1, whose failcnt recent kernels leave at 0, 1
+    when its peak usage came within 4 MiB of the limit (the peak is then reset)."""
+    try:
+        if mode is ResourceMode.CGROUP_V1:
+            peak = int((d / "memory.max_usage_in_bytes").read_text())
+            if peak < limit - (4 << 20):
+                return 0
+            (d / "memory.max_usage_in_bytes").write_text("0")
+            return 1
+        text = (d / "memory.events.local").read_text()
+    except (OSError, ValueError):
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom":
+            return int(value)
+    return 0
 
 
 def _sweep_dir(base: Path, now: float) -> int:
