@@ -70,12 +70,6 @@ class Cgroup:
     #: The controller (v1 hierarchy) of each directory; "unified" on v2.
     controllers: tuple[str, ...] = ()
 
-    def dir_of(self, controller: str) -> Path | None:
-        for name, d in zip(self.controllers, self.dirs, strict=False):
-            if name == controller:
-                return d
-        return None
-
     def add(self, pid: int) -> None:
         for d in self.dirs:
             (d / "cgroup.procs").write_text(str(pid))
