@@ -106,6 +106,8 @@ def normalise_host(host: str) -> str | None:
         except (idna.IDNAError, UnicodeError, ValueError):
             return None
     text = text.lower()
+    if parse_ip_literal(text) is not None:  # fullwidth digits map to an address
+        return None
     labels = text.split(".")
     if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         return None
