@@ -80,6 +80,12 @@ class SandboxSettings:
     staging_dir: Path = Path("/var/lib/donjon/sandbox")
     #: The interpreter sandboxes run (DONJON_SANDBOX_PYTHON); None: found at start.
     python: Path | None = None
+    #: Memory all of the node's sandboxes may use together, in MiB
+    #: (DONJON_SANDBOX_MEMORY_BUDGET_MB); None: 80% of what the host has.
+    memory_budget_mb: int | None = None
+    #: Processes and threads all of the node's sandboxes may hold together
+    #: (DONJON_SANDBOX_PIDS_BUDGET); None: half the kernel's pid_max.
+    pids_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,9 @@ class Settings:
     #: The region the Lambda Invoke API's SigV4 credential scope must name
     #: (DONJON_LAMBDA_REGION; docs/lambda.md).
     lambda_region: str = "us-east-1"
+    #: Controls `donjon serve` refuses to start without (DONJON_REQUIRE_CONTROLS: names
+    #: as `donjon doctor` lists them), besides the baseline recorded at init.
+    require_controls: tuple[str, ...] = ()
     #: The egress proxy: open networks, resolver, caps per call (DONJON_EGRESS_*).
     egress: EgressSettings = EgressSettings()
 
@@ -254,6 +263,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             id_range=raw.SANDBOX_UID_RANGE or DEFAULT_SANDBOX_ID_RANGE,
             staging_dir=sandbox_dir or SandboxSettings.staging_dir,
             python=_path(raw.SANDBOX_PYTHON),
+            memory_budget_mb=raw.SANDBOX_MEMORY_BUDGET_MB,
+            pids_budget=raw.SANDBOX_PIDS_BUDGET,
         ),
         trusted_proxies=raw.TRUSTED_PROXIES,
         connections=ConnectionSettings(
@@ -277,6 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace_s=raw.SHUTDOWN_GRACE_S,
         ca_bundle=_path(raw.CA_BUNDLE),
         lambda_region=raw.LAMBDA_REGION,
+        require_controls=raw.REQUIRE_CONTROLS,
         egress=EgressSettings(
             allow_networks=tuple(ipaddress.ip_network(n) for n in raw.EGRESS_ALLOW_NETWORKS),
             dns=raw.EGRESS_DNS,

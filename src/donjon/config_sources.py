@@ -92,6 +92,13 @@ def _networks(value: Any) -> Any:
     return tuple(out)
 
 
+def _names(value: Any) -> Any:
+    """Comma- or space-separated names, lower case, each once."""
+    if not isinstance(value, str):
+        return value
+    return tuple(dict.fromkeys(n.lower() for n in value.replace(",", " ").split()))
+
+
 def _egress_networks(value: Any) -> Any:
     """DONJON_EGRESS_ALLOW_NETWORKS: CIDRs separated by commas or spaces, normalised."""
     if not isinstance(value, str):
@@ -179,6 +186,11 @@ class SettingsInput(BaseSettings):
     ] = None
     SANDBOX_DIR: Text = None
     SANDBOX_PYTHON: Text = None
+    #: The node-wide ceilings over all of a node's sandboxes (sandbox/budget.py); unset: auto.
+    SANDBOX_MEMORY_BUDGET_MB: Annotated[int | None, Field(ge=64)] = None
+    SANDBOX_PIDS_BUDGET: Annotated[int | None, Field(ge=32)] = None
+    #: Controls `donjon serve` must find in force (controls/), besides its recorded baseline.
+    REQUIRE_CONTROLS: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)] = ()
     TRUSTED_PROXIES: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
     TLS_HANDSHAKE_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
     HEAD_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0

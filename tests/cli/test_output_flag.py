@@ -14,9 +14,9 @@ from donjon.cli import cli
 from harness import LiveNode, donjon_env, run_cli
 
 #: Commands that print nothing of their own to choose a form for: `serve` and `up`
-#: run a node; `doctor` reports on the host; `scan` has `--format text|json|sarif`
-#: and, since before this flag, `--output FILE` for the report.
-_NOT_PRINTING = {"serve", "up", "doctor", "scan"}
+#: run a node; `scan` has `--format text|json|sarif` and, since before this flag,
+#: `--output FILE` for the report.
+_NOT_PRINTING = {"serve", "up", "scan"}
 
 
 def _leaves(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:

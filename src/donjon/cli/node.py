@@ -63,8 +63,18 @@ def init(output: OutputFormat) -> None:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--unsafe-http", is_flag=True, help="Serve plain HTTP (never on a network).")
+@click.option(
+    "--unsafe-fewer-controls",
+    is_flag=True,
+    help="Serve even with required controls missing (warned and audited at every start).",
+)
 def serve(
-    host: str, port: int, tls_cert: Path | None, tls_key: Path | None, unsafe_http: bool
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    unsafe_http: bool,
+    unsafe_fewer_controls: bool,
 ) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
     from donjon.gateway import serve as run_server
@@ -81,6 +91,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         unsafe_http=unsafe_http,
+        unsafe_fewer_controls=unsafe_fewer_controls,
         # Once the port is bound: a busy one is refused before this is said.
         announce=lambda: click.echo(f"donjon serving on {scheme}://{host}:{port}", err=True),
     )
@@ -89,48 +100,67 @@ def serve(
 
 
 @click.command()
-def doctor() -> None:
-    """Check this host: sandbox, resource control, data dir."""
-    from donjon.sandbox import (
-        SandboxHost,
-        SandboxUnavailable,
-        check_sandbox,
-        detect_resource_control,
-    )
+@output_option
+@click.option(
+    "--record-baseline",
+    is_flag=True,
+    help="Record the controls in force now as the ones `donjon serve` requires here.",
+)
+def doctor(output: OutputFormat, record_baseline: bool) -> None:
+    """List every control in force on this host, and each missing one with its fix.
 
-    settings = load_settings()
-    problems = 0
-    try:
-        host = SandboxHost.detect(settings.data_dir, settings.sandbox)
-        bwrap = check_sandbox(host)
-        click.echo(
-            f"sandbox:          ok (bubblewrap at {bwrap}; user, pid, net, ipc, uts, "
-            "cgroup namespaces; seccomp)"
-        )
-        who = "Donjon's own user" if host.uid is None else f"host uid {host.uid}, gid {host.gid}"
-        if host.uid is not None and host.id_range is not None:
-            who = "a host uid and gid per function from {}-{}".format(*host.id_range)
-        click.echo(f"sandbox user:     {who}; interpreter {host.python}")
-        if host.staging is not None:
-            click.echo(f"sandbox staging:  {host.staging} (bundles and runtime it can read)")
-    except SandboxUnavailable as e:
-        problems += 1
-        click.echo(f"sandbox:          FAIL {e.message}")
-    resources = detect_resource_control()
-    click.echo(f"resource control: {resources.describe()}")
-    click.echo(f"cpu limit:        {resources.describe_cpu()}")
+    Exit 0 when every required control is in force (those Donjon never runs
+    without, DONJON_REQUIRE_CONTROLS, the node's recorded baseline), 1 when one
+    is missing. --output json prints {"ok", "controls": [...], ...}."""
+    from donjon.controls import load_baseline, survey
+    from donjon.controls import record_baseline as record
+    from donjon.controls.baseline import with_required
+    from donjon.sandbox import detect_resource_control
     from donjon.sandbox.callgroups import describe_call_isolation
 
-    procs, memory = describe_call_isolation(resources)
-    click.echo(f"call isolation:   {procs}")
-    click.echo(f"call memory:      {memory}")
-    if settings.db_path.exists():
-        mode = settings.data_dir.stat().st_mode & 0o777
-        state = "ok" if mode == 0o700 else f"WARN mode {mode:o}, want 700"
-        click.echo(f"data dir:         {settings.data_dir} ({state})")
+    settings = load_settings()
+    controls = survey(settings)
+    if record_baseline:
+        if not settings.db_path.exists():
+            raise Error(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
+        baseline: frozenset[str] | None = record(settings.data_dir, controls)
     else:
-        click.echo(f"data dir:         {settings.data_dir} (not initialised: run donjon init)")
-    if problems:
+        baseline = load_baseline(settings.data_dir)
+    marked = with_required(controls, baseline, settings.require_controls)
+    missing = [c.name for c in marked if c.required and not c.present]
+    resources = detect_resource_control()
+    procs, memory = describe_call_isolation(resources)
+    if output is OutputFormat.JSON:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not missing,
+                    "missing_required": missing,
+                    "resource_control": resources.mode.value,
+                    "baseline": sorted(baseline) if baseline is not None else None,
+                    "controls": [c.as_json() for c in marked],
+                }
+            )
+        )
+    else:
+        width = max(len(c.name) for c in marked) + 1
+        for c in marked:
+            state = "ok" if c.present else ("MISSING" if c.required else "absent")
+            line = f"{c.name:<{width}} {state:<7} {c.detail}"
+            if not c.present and c.fix:
+                line += f" (fix: {c.fix})"
+            click.echo(line)
+        click.echo(f"{'resource control:':<{width}} {resources.describe()}")
+        click.echo(f"{'cpu limit:':<{width}} {resources.describe_cpu()}")
+        click.echo(f"{'call isolation:':<{width}} {procs}")
+        click.echo(f"{'call memory:':<{width}} {memory}")
+        if baseline is None:
+            click.echo("baseline: none recorded yet (the first `donjon serve` records it)")
+        else:
+            click.echo(f"baseline: {len(baseline)} controls required by this node's record")
+        if missing:
+            click.echo(f"required control(s) missing: {', '.join(missing)}", err=True)
+    if missing:
         raise SystemExit(1)
 
 

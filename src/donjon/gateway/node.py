@@ -37,6 +37,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
+from donjon.sandbox.budget import node_budget, node_tag
 from donjon.scan import IsolatedScanner, ScanPolicy, cache_dir_for
 from donjon.store import (
     Engine,
@@ -100,6 +101,8 @@ class Node:
     egress: EgressProxy | None = None
     #: The interpreter sandboxes run, once started; its wheel target is asked once.
     sandbox_python: Path | None = None
+    #: Required controls found missing and served without (--unsafe-fewer-controls).
+    controls_waived: tuple[str, ...] = ()
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
@@ -117,6 +120,9 @@ class Node:
         self.sandbox_python = host.python
         await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
         await asyncio.to_thread(self.resources.sweep)
+        # Every sandbox of this node is made inside the node's cgroup, under its budget.
+        budget = node_budget(self.settings.sandbox)
+        await asyncio.to_thread(self.resources.open_node, budget, node_tag(self.settings.data_dir))
         # Loads the advisories once (a bad database stops the node here, clearly);
         # every deploy's scan then runs in a limited process forked from the helper.
         scanner = IsolatedScanner(
@@ -141,6 +147,8 @@ class Node:
         self._purge_task = asyncio.get_running_loop().create_task(
             self._purge_logs_periodically(), name="log-retention"
         )
+        # Staged bundles a stopped node left: no sandbox runs yet, none is in use.
+        await asyncio.to_thread(host.collect_staging)
         self.pool = SandboxPool(self.resources, compile_filters(), host)
         self.pool.start()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
@@ -155,9 +163,26 @@ class Node:
                 "node.start",
                 "node",
                 "ok",
-                {"resource_control": self.resources.mode.value},
+                {
+                    "resource_control": self.resources.mode.value,
+                    "memory_budget_bytes": budget.memory_bytes,
+                    "pids_budget": budget.pids,
+                },
             )
         )
+        if self.controls_waived:
+            log.warning(
+                "UNSAFE: serving without required controls: %s", ", ".join(self.controls_waived)
+            )
+            await self.audit.record(
+                AuditEvent(
+                    "system",
+                    "node.unsafe",
+                    "node",
+                    "warning",
+                    {"flag": "--unsafe-fewer-controls", "missing": list(self.controls_waived)},
+                )
+            )
         for bad in self.skipped:
             await self.audit.record(
                 AuditEvent(
@@ -231,6 +256,7 @@ class Node:
         self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
+        await asyncio.to_thread(self.resources.close_node)
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.close)
         if self.egress is not None:  # after the sandboxes: their calls' counts are written

@@ -18,12 +18,12 @@ from typing import Any
 import uvicorn
 
 from donjon.config import Settings
+from donjon.controls import enforce
 from donjon.errors import Error
 from donjon.gateway.app import create_app
 from donjon.gateway.capacity import InFlightLimit
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.node import open_node
-from donjon.sandbox import SandboxHost, check_sandbox
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -215,6 +215,7 @@ def serve(
     tls_key: Path | None,
     unsafe_http: bool,
     announce: Callable[[], None] | None = None,
+    unsafe_fewer_controls: bool = False,
 ) -> int | None:
     """Serve until SIGTERM or SIGINT; return the signal that stopped it (None: it ended).
 
@@ -225,8 +226,9 @@ def serve(
         announce()
     try:
         node = open_node(settings)
-        # Refuse to serve without a working sandbox.
-        check_sandbox(SandboxHost.detect(settings.data_dir, settings.sandbox))
+        # Refuse to serve without a working sandbox (a real probe), or with fewer controls
+        # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
+        node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
     except BaseException:
         listener.close()
         raise

@@ -23,9 +23,15 @@ sandbox's pids.max (`sandbox_pids_max`) is every call's share plus
 of a replacement worker: whatever the calls in flight do, a new worker can
 still be forked. The sandbox's limit stays the backstop.
 
-On cgroup v2 the sandbox's group would need its own processes moved into a
-leaf first ("no internal processes"): not done yet, the oom_score_adj layer
-and the sandbox-wide memory and pids limits alone apply there.
+On cgroup v2 a cgroup that hands controllers to its children may hold no
+process itself ("no internal processes"). The sandbox starts in its cgroup (its
+cgroup namespace is rooted there); at hello, before any worker exists, the host
+moves bubblewrap and the supervisor into a leaf, ``sandbox``, enables the
+controllers for the children and makes the same slots, ``call-N``, each with a
+memory.max (swap 0) and a pids.max. A worker joins its slot the same way
+(cgroup v2 also checks the opener's credentials and cgroup namespace, since
+Linux 5.16). Only the controllers Donjon's group has are limited: on a hybrid
+host whose memory and pids are on v1, v1 is used instead.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from donjon.sandbox.cgroupfs import read_words, write_present
 from donjon.sandbox.limits import (
     Cgroup,
     ResourceControl,
@@ -116,23 +123,35 @@ def sandbox_pids_max(calls: int) -> int:
 
 
 class CallGroups:
-    """The per-call cgroups of one sandbox (cgroup v1): per slot, one in each of
-    `width` hierarchies (memory, and pids where the sandbox has a pids cgroup)."""
+    """The per-call cgroups of one sandbox: per slot, one in each of `width` hierarchies
+    (v1: memory, and pids where the sandbox has a pids cgroup; v2: one)."""
 
-    def __init__(self, dirs: list[Path], width: int = 1) -> None:
+    def __init__(
+        self, dirs: list[Path], width: int = 1, leaf: Path | None = None, v2: bool = False
+    ) -> None:
         #: Slot-major: slot 0's memory (and pids) directory, then slot 1's, ...
         self.dirs = dirs
         self.width = width
+        #: cgroup v2: the leaf bubblewrap and the supervisor were moved into.
+        self.leaf = leaf
+        self.v2 = v2
 
     @classmethod
     def make(
-        cls, sandbox: Cgroup | None, slots: int, memory_bytes: int, pids_max: int = CALL_PIDS
+        cls,
+        sandbox: Cgroup | None,
+        slots: int,
+        memory_bytes: int,
+        pids_max: int = CALL_PIDS,
+        processes: list[int] | None = None,
     ) -> CallGroups | None:
         """`slots` child cgroups of the sandbox's memory (and pids) cgroup; None where not
-        supported."""
+        supported. On v2, `processes` (the sandbox's, at hello) move into a leaf first."""
+        if sandbox is not None and sandbox.mode is ResourceMode.CGROUP_V2:
+            return cls._make_v2(sandbox, slots, memory_bytes, pids_max, processes or [])
         if sandbox is None or sandbox.mode is not ResourceMode.CGROUP_V1:
             return None
-        found = {d.parent.parent.name: d for d in sandbox.dirs}
+        found = dict(zip(sandbox.controllers, sandbox.dirs, strict=False))
         if "memory" not in found:
             return None
         parents = [(c, found[c]) for c in _CONTROLLERS if c in found]
@@ -152,8 +171,43 @@ class CallGroups:
             raise
         return cls(dirs, len(parents))
 
+    @classmethod
+    def _make_v2(
+        cls, sandbox: Cgroup, slots: int, memory_bytes: int, pids_max: int, processes: list[int]
+    ) -> CallGroups:
+        parent = sandbox.dirs[0]
+        leaf = parent / "sandbox"
+        dirs: list[Path] = []
+        try:
+            leaf.mkdir(exist_ok=True)
+            for pid in processes:
+                try:
+                    (leaf / "cgroup.procs").write_text(str(pid))
+                except ProcessLookupError:
+                    continue  # gone already: nothing to move
+            # Refused (EBUSY) while a process is left in the parent: the start fails, clearly.
+            wanted = read_words(parent / "cgroup.controllers") & {"memory", "pids"}
+            if wanted:
+                (parent / "cgroup.subtree_control").write_text(
+                    " ".join(f"+{c}" for c in sorted(wanted))
+                )
+            for i in range(slots):
+                d = parent / f"call-{i}"
+                d.mkdir(exist_ok=True)
+                dirs.append(d)
+                write_present(d, "memory.max", str(memory_bytes))
+                write_present(d, "memory.swap.max", "0")
+                write_present(d, "pids.max", str(pids_max))
+        except OSError:
+            CallGroups(dirs, leaf=None).remove()
+            raise
+        return cls(dirs, 1, leaf, v2=True)
+
     def oom_kills(self) -> int:
-        """Processes the OOM killer took in these cgroups (v1 does not add them to the parent's)."""
+        """Processes the OOM killer took in these cgroups (v1 does not add them to the parent's;
+        v2 does: its sandbox's memory.events counts them already)."""
+        if self.v2:
+            return 0
         total = 0
         for d in self.dirs:
             try:
@@ -173,8 +227,8 @@ class CallGroups:
 
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the slots (before the sandbox's own cgroup, which they are inside),
-        once their killed processes have left them."""
-        remove_cgroup_dirs(self.dirs, wait_s)
+        once their killed processes have left them; on v2 the supervisor's leaf too."""
+        remove_cgroup_dirs([*self.dirs, *([self.leaf] if self.leaf else [])], wait_s)
 
 
 def describe_call_isolation(resources: ResourceControl) -> list[str]:
@@ -201,7 +255,10 @@ def describe_call_isolation(resources: ResourceControl) -> list[str]:
             "supervisor never the OOM victim"
         )
     elif resources.mode is ResourceMode.CGROUP_V2:
-        memory = "one memory and pids cgroup per sandbox; supervisor never the OOM victim"
+        memory = (
+            f"a memory and pids cgroup per call (cgroup v2, pids.max {CALL_PIDS} each); "
+            "supervisor never the OOM victim"
+        )
     else:
         memory = "rlimits only (no cgroup): RLIMIT_AS per worker"
     if os.geteuid() != 0:

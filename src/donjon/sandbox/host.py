@@ -17,10 +17,13 @@ import os
 import shutil
 import stat
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from donjon.bundle.tree import remove_tree
 from donjon.config import SandboxSettings
+from donjon.sandbox.budget import node_tag
 from donjon.sandbox.errors import SandboxUnavailable
 
 __all__ = ["RUNTIME_SOURCE", "SandboxHost"]
@@ -58,6 +61,10 @@ class SandboxHost:
     #: Host uids/gids to spread functions over (one per function, hashed by name);
     #: None: every sandbox runs as `uid`/`gid` (DONJON_SANDBOX_UID set).
     id_range: tuple[int, int] | None = None
+    #: Staged bundles in use (by name: their digest) and by what, and the lock staging and
+    #: collecting hold.
+    _pins: dict[str, set[int]] = field(default_factory=dict, repr=False, compare=False)
+    _staging_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def detect(cls, data_dir: Path, settings: SandboxSettings | None = None) -> SandboxHost:
@@ -84,7 +91,7 @@ class SandboxHost:
             raise SandboxUnavailable(
                 "DONJON_SANDBOX_UID/GID must not be 0: sandboxes never run as host root"
             )
-        node = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+        node = node_tag(data_dir)
         staging = settings.staging_dir / node
         host = cls(
             uid,
@@ -137,11 +144,46 @@ class SandboxHost:
         uid, gid = self.ids_for(function)
         return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
+    def pin(self, bundle: Path, holder: object) -> None:
+        """`bundle`'s staged copy is in use by `holder` (a version, a sandbox) until it
+        `unpin`s it (once or more: only the first counts)."""
+        with self._staging_lock:
+            self._pins.setdefault(bundle.name, set()).add(id(holder))
+
+    def unpin(self, bundle: Path, holder: object) -> None:
+        with self._staging_lock:
+            holders = self._pins.get(bundle.name, set())
+            holders.discard(id(holder))
+            if not holders:
+                self._pins.pop(bundle.name, None)
+
+    def collect_staging(self) -> list[str]:
+        """Remove the staged bundles no pin holds (and half-made copies); their names."""
+        if self.staging is None:
+            return []
+        root = self.staging / "bundles"
+        removed: list[str] = []
+        with self._staging_lock:
+            try:
+                names = [e.name for e in os.scandir(root)]
+            except OSError:
+                return []
+            for name in names:
+                if name.lstrip(".").rsplit("-", 1)[0] in self._pins:
+                    continue  # a copy in use, or being made for a start
+                if remove_tree(root / name):
+                    removed.append(name)
+        return removed
+
     def bundle_path(self, bundle: Path) -> Path:
         """Where the sandbox user can reach `bundle` (a content-addressed tree)."""
         if self.staging is None or _reachable(bundle):
             return bundle
-        target = self.staging / "bundles" / bundle.name
+        with self._staging_lock:
+            return self._stage_bundle(bundle)
+
+    def _stage_bundle(self, bundle: Path) -> Path:
+        target = self.staging / "bundles" / bundle.name if self.staging else bundle
         if target.exists():
             return target
         _make_dirs(target.parent)

@@ -106,6 +106,7 @@ class Instance:
 
     async def start(self) -> None:
         """Spawn the sandbox and wait until the handler is imported."""
+        self._host.pin(self.config.bundle, self)  # its staged copy (host.py) until closed
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
@@ -125,9 +126,9 @@ class Instance:
             if hello.get("op") != "hello":
                 raise ChannelClosed(f"the sandbox ended while booting ({hello.get('op')})")
             # Before any worker exists: they are forked from the supervisor, and raise theirs.
-            if self._proc is not None:
-                protect_from_oom_killer(sandbox_processes(self._proc.pid))
-            slot_fds = await asyncio.to_thread(self._make_call_groups)
+            processes = sandbox_processes(self._proc.pid) if self._proc is not None else []
+            protect_from_oom_killer(processes)
+            slot_fds = await asyncio.to_thread(self._make_call_groups, processes)
             config = json.dumps(
                 {
                     "module": self.config.module,
@@ -238,13 +239,13 @@ class Instance:
         exited (its caller may already have sent its next call)."""
         return 2 * self.config.calls_per_instance + 2
 
-    def _make_call_groups(self) -> list[int]:
-        """Per-call memory and pids cgroups (cgroup v1), as cgroup.procs descriptors for
-        the supervisor."""
+    def _make_call_groups(self, processes: list[int]) -> list[int]:
+        """Per-call cgroups' cgroup.procs descriptors for the supervisor (callgroups.py)."""
         self._call_groups = CallGroups.make(
             self._cgroup,
             self._call_group_count(),
             call_memory_bytes(self.config.memory_mb, self.config.tmp_mb),
+            processes=processes,
         )
         return self._call_groups.open_procs() if self._call_groups is not None else []
 
@@ -313,6 +314,7 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._release_cgroup()
+        self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
         for fut in list(self._exits.values()):
             if not fut.done():
@@ -491,8 +493,8 @@ class Instance:
             oom = await asyncio.to_thread(self._oom_kills) if self._cgroup else None
             if oom is None or oom > self._oom_seen:
                 self._oom_seen = oom or 0
-                return FunctionMemoryExceeded(
-                    f"the function was killed: over its {self.config.memory_mb} MB memory limit"
-                )
+                why = await asyncio.to_thread(self._resources.budget_reached)
+                limit = why or f"over its {self.config.memory_mb} MB memory limit"
+                return FunctionMemoryExceeded(f"the function was killed: {limit}")
             return FunctionCrashed("the function's process was killed")
         return FunctionCrashed(f"the function's process ended without an answer ({status})")

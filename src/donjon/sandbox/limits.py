@@ -9,18 +9,37 @@ A sandbox is in its cgroup from its first instruction (see `Cgroup.join_fds`),
 so the cgroup namespace bubblewrap makes is rooted there and a function reads
 `/` in /proc/self/cgroup. Cgroup names carry the function's name and a random
 tag: no gateway pid, no host path.
+
+A serving node first makes its own cgroup under Donjon's (`open_node`,
+budget.py): every sandbox it starts is made inside, so the node's memory and
+pids budget bounds all of them together. cgroup v2 is found where systemd
+mounts it, alone at /sys/fs/cgroup or beside v1 at /sys/fs/cgroup/unified (a
+"hybrid" host); it is used when it has the memory and pids controllers, else
+v1, else rlimits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+
+from donjon.sandbox.budget import Budget, apply_budget, node_group_name, parse_node_group
+from donjon.sandbox.cgroupfs import (
+    ROOT,
+    ResourceMode,
+    join_before_exec,
+    open_procs,
+    read_words,
+    remove_cgroup_dirs,
+    v2_root,
+    write_present,
+)
+from donjon.sandbox.errors import SandboxUnavailable
 
 __all__ = [
     "Cgroup",
@@ -30,9 +49,10 @@ __all__ = [
     "join_before_exec",
     "open_procs",
     "remove_cgroup_dirs",
+    "v2_root",
+    "write_present",
 ]
 
-_ROOT = Path("/sys/fs/cgroup")
 _GROUP = "donjon"
 #: The CFS period: a quota of N cores is N times this, per period.
 _CPU_PERIOD_US = 100_000
@@ -41,63 +61,14 @@ _ORPHAN_AGE_S = 60.0
 _TAGGED = re.compile(r"-[0-9a-f]{12}$")
 
 
-class ResourceMode(StrEnum):
-    CGROUP_V2 = "cgroup-v2"
-    CGROUP_V1 = "cgroup-v1"
-    RLIMIT = "rlimit"
-
-
-def open_procs(dirs: Iterable[Path]) -> list[int]:
-    """A write descriptor on each directory's cgroup.procs, in order (the caller closes
-    them); none is left open if one fails."""
-    fds: list[int] = []
-    try:
-        for d in dirs:
-            fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
-    except OSError:
-        for fd in fds:
-            os.close(fd)
-        raise
-    return fds
-
-
-def join_before_exec(fds: list[int]) -> Callable[[], None]:
-    """A pre-exec step: the new process writes "0" (itself) to each cgroup.procs.
-
-    It runs between fork and exec, so it only writes to descriptors opened
-    beforehand: no allocation, no lock, no import.
-    """
-
-    def join() -> None:
-        for fd in fds:
-            os.write(fd, b"0")
-
-    return join
-
-
-def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
-    """rmdir each cgroup directory once its killed processes have left it (they take
-    a moment); one still busy after `wait_s` is left for the next start's sweep."""
-    deadline = time.monotonic() + wait_s
-    for d in dirs:
-        while True:
-            try:
-                d.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.01)
-
-
 @dataclass
 class Cgroup:
     """One sandbox's cgroup (one directory per controller on v1)."""
 
     mode: ResourceMode
     dirs: tuple[Path, ...]
+    #: The controller (v1 hierarchy) of each directory; "unified" on v2.
+    controllers: tuple[str, ...] = ()
 
     def add(self, pid: int) -> None:
         for d in self.dirs:
@@ -133,7 +104,67 @@ class ResourceControl:
     def __init__(self, mode: ResourceMode, base: dict[str, Path]) -> None:
         self.mode = mode
         self._base = base
+        #: Where sandboxes' cgroups are made: the node's own (open_node), else Donjon's.
+        self._parents = dict(base)
         self._counter = 0
+        self.budget: Budget | None = None
+        self._budget_hits_seen = 0
+
+    @property
+    def hierarchies(self) -> dict[str, Path]:
+        """Donjon's cgroup in each hierarchy in use (controller -> directory)."""
+        return dict(self._base)
+
+    @property
+    def node_dirs(self) -> tuple[Path, ...]:
+        """The node's own cgroups (after `open_node`), one per hierarchy."""
+        return tuple(self._parents.values()) if self.budget is not None else ()
+
+    def open_node(self, budget: Budget, tag: str) -> None:
+        """Make this node's cgroup in each hierarchy with `budget` as its ceilings;
+        every sandbox made afterwards is made inside it."""
+        if self.mode is ResourceMode.RLIMIT:
+            return
+        name = node_group_name(tag)
+        made: dict[str, Path] = {}
+        try:
+            for controller, base in self._base.items():
+                d = base / name
+                d.mkdir(exist_ok=True)
+                made[controller] = d
+                apply_budget(self.mode, controller, d, budget)
+        except OSError as e:
+            remove_cgroup_dirs(made.values(), 1.0)
+            raise SandboxUnavailable(
+                f"the node's cgroup could not be made or given its budget: {e}",
+                hint="check DONJON_SANDBOX_MEMORY_BUDGET_MB and DONJON_SANDBOX_PIDS_BUDGET "
+                "(the budget must be above what the node's sandboxes use now); donjon doctor",
+            ) from e
+        self._parents = made
+        self.budget = budget
+
+    def budget_reached(self) -> str | None:
+        """After an OOM kill: was it the node's memory budget (reached since last asked)?
+        The reason to give the caller, else None (its own limit)."""
+        d = self._parents.get("memory" if self.mode is ResourceMode.CGROUP_V1 else "unified")
+        if self.budget is None or d is None:
+            return None
+        hits = _budget_hits(self.mode, d, self.budget.memory_bytes)
+        if self.mode is ResourceMode.CGROUP_V2:
+            hits, self._budget_hits_seen = hits - self._budget_hits_seen, hits
+        if hits <= 0:
+            return None
+        return (
+            "the node's sandboxes together reached its memory budget "
+            f"({self.budget.memory_bytes >> 20} MiB, DONJON_SANDBOX_MEMORY_BUDGET_MB)"
+        )
+
+    def close_node(self) -> None:
+        """Remove the node's cgroups (its sandboxes are gone: the pool is closed)."""
+        if self.budget is None:
+            return
+        dirs, self._parents, self.budget = list(self._parents.values()), dict(self._base), None
+        remove_cgroup_dirs(dirs, 5.0)
 
     @property
     def cpu(self) -> bool:
@@ -144,8 +175,12 @@ class ResourceControl:
 
     @property
     def _v2_cpu(self) -> bool:
+        return "cpu" in self.v2_controllers()
+
+    def v2_controllers(self) -> set[str]:
+        """On cgroup v2: the controllers Donjon's group hands its sandboxes."""
         base = self._base.get("unified")
-        return base is not None and "cpu" in _read_words(base / "cgroup.subtree_control")
+        return set() if base is None else read_words(base / "cgroup.subtree_control")
 
     def describe(self) -> str:
         if self.mode is ResourceMode.RLIMIT:
@@ -181,16 +216,18 @@ class ResourceControl:
         name = f"{label}-{secrets.token_hex(6)}"
         quota = None if cpu_cores is None else max(1000, int(cpu_cores * _CPU_PERIOD_US))
         dirs = []
-        for controller, base in self._base.items():
+        for controller, base in self._parents.items():
             d = base / name
             d.mkdir(exist_ok=True)
             dirs.append(d)
             if self.mode is ResourceMode.CGROUP_V2:
-                (d / "memory.max").write_text(str(memory_bytes))
-                (d / "memory.swap.max").write_text("0")
-                (d / "pids.max").write_text(str(pids_max))
-                if quota is not None and (d / "cpu.max").exists():
-                    (d / "cpu.max").write_text(f"{quota} {_CPU_PERIOD_US}")
+                # Each knob exists when its controller is enabled: memory and pids always
+                # where detection chose v2 (a test may run v2 without them: see tests/sandbox).
+                write_present(d, "memory.max", str(memory_bytes))
+                write_present(d, "memory.swap.max", "0")
+                write_present(d, "pids.max", str(pids_max))
+                if quota is not None:
+                    write_present(d, "cpu.max", f"{quota} {_CPU_PERIOD_US}")
             elif controller == "cpu":
                 if quota is not None:
                     (d / "cpu.cfs_period_us").write_text(str(_CPU_PERIOD_US))
@@ -202,7 +239,7 @@ class ResourceControl:
                     swap.write_text(str(memory_bytes))
             elif controller == "pids":
                 (d / "pids.max").write_text(str(pids_max))
-        cgroup = Cgroup(self.mode, tuple(dirs))
+        cgroup = Cgroup(self.mode, tuple(dirs), tuple(self._parents))
         if pid is not None:
             cgroup.add(pid)
         return cgroup
@@ -218,21 +255,65 @@ class ResourceControl:
         now = time.time()
         for base in self._base.values():
             for d in base.iterdir() if base.is_dir() else ():
-                if not _left_behind(d, now) or _has_processes(d):
-                    # A live sandbox (its supervisor inside) keeps its per-call cgroups,
-                    # which are empty between calls: never take them from under it.
-                    continue
-                for child in d.glob("call-*"):  # per-call cgroups (callgroups.py) go first
-                    try:
-                        child.rmdir()
-                    except OSError:
+                owner = parse_node_group(d.name)
+                if owner is not None:  # a node's own cgroup: its sandboxes' are inside
+                    if owner == os.getpid() or Path(f"/proc/{owner}").exists():
                         continue
-                try:
-                    d.rmdir()  # fails while a process is still inside
-                    removed += 1
-                except OSError:
+                    removed += _sweep_dir(d, now)
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
                     continue
+                removed += _sweep_one(d, now)
         return removed
+
+
+def _budget_hits(mode: ResourceMode, d: Path, limit: int) -> int:
+    """How often the node's memory limit was reached: on v2 the OOM events of the node's
+    own cgroup (memory.events.local); on v1, whose failcnt recent kernels leave at 0, 1
+    when its peak usage came within 4 MiB of the limit (the peak is then reset)."""
+    try:
+        if mode is ResourceMode.CGROUP_V1:
+            peak = int((d / "memory.max_usage_in_bytes").read_text())
+            if peak < limit - (4 << 20):
+                return 0
+            (d / "memory.max_usage_in_bytes").write_text("0")
+            return 1
+        text = (d / "memory.events.local").read_text()
+    except (OSError, ValueError):
+        return 0
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom":
+            return int(value)
+    return 0
+
+
+def _sweep_dir(base: Path, now: float) -> int:
+    """Sweep a dead node's cgroup: everything in it was that node's."""
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return 0
+    return sum(_sweep_one(d, now, owner_gone=True) for d in entries if d.is_dir())
+
+
+def _sweep_one(d: Path, now: float, *, owner_gone: bool = False) -> int:
+    """Remove `d`, a sandbox's cgroup, if it was left behind (its per-call ones first)."""
+    if not (owner_gone or _left_behind(d, now)) or _has_processes(d):
+        # A live sandbox (its supervisor inside) keeps its per-call cgroups,
+        # which are empty between calls: never take them from under it.
+        return 0
+    # Per-call cgroups (callgroups.py) and, on v2, the supervisor's leaf go first.
+    for child in [*d.glob("call-*"), d / "sandbox"]:
+        try:
+            child.rmdir()
+        except OSError:
+            continue
+    try:
+        d.rmdir()  # fails while a process is still inside
+    except OSError:
+        return 0
+    return 1
 
 
 def _left_behind(d: Path, now: float) -> bool:
@@ -253,30 +334,23 @@ def _has_processes(d: Path) -> bool:
         return True  # unreadable: leave it be
 
 
-def _read_words(path: Path) -> set[str]:
-    try:
-        return set(path.read_text().split())
-    except OSError:
-        return set()
-
-
 def _try_v2() -> dict[str, Path] | None:
-    controllers = _ROOT / "cgroup.controllers"
-    if not controllers.exists():
+    root = v2_root()
+    if root is None:
         return None
-    have = set(controllers.read_text().split())
+    have = read_words(root / "cgroup.controllers")
     if not {"memory", "pids"} <= have:
-        return None
-    base = _ROOT / _GROUP
+        return None  # a hybrid host whose controllers are all on v1
+    base = root / _GROUP
     try:
         base.mkdir(exist_ok=True)
-        (_ROOT / "cgroup.subtree_control").write_text("+memory +pids")
+        (root / "cgroup.subtree_control").write_text("+memory +pids")
         (base / "cgroup.subtree_control").write_text("+memory +pids")
     except OSError:
         return None
     if "cpu" in have:  # a CPU quota per sandbox where the host lets us (cpu.max)
         try:
-            (_ROOT / "cgroup.subtree_control").write_text("+cpu")
+            (root / "cgroup.subtree_control").write_text("+cpu")
             (base / "cgroup.subtree_control").write_text("+cpu")
         except OSError:
             pass
@@ -286,7 +360,7 @@ def _try_v2() -> dict[str, Path] | None:
 def _try_v1() -> dict[str, Path] | None:
     found: dict[str, Path] = {}
     for controller in ("memory", "pids"):
-        root = _ROOT / controller
+        root = ROOT / controller
         if not (root / "cgroup.procs").exists():
             return None
         base = root / _GROUP
@@ -297,7 +371,7 @@ def _try_v1() -> dict[str, Path] | None:
         if not os.access(base, os.W_OK):
             return None
         found[controller] = base
-    cpu = _ROOT / "cpu"  # optional: a CPU quota per sandbox (cpu.cfs_quota_us)
+    cpu = ROOT / "cpu"  # optional: a CPU quota per sandbox (cpu.cfs_quota_us)
     if (cpu / "cpu.cfs_quota_us").exists():
         try:
             (cpu / _GROUP).mkdir(exist_ok=True)

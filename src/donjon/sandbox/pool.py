@@ -3,7 +3,8 @@
 `invocation` functions get one sandbox per version whose supervisor hands
 each call to a fresh worker, so calls run concurrently up to the function's
 limit. `warm` functions get up to `concurrency` sandboxes, each serving one
-call at a time. Idle sandboxes are reaped; a new version or a removal retires the old.
+call at a time. Idle sandboxes are reaped; a new version or a removal retires the old,
+and then the staged bundles nothing uses any more are removed (host.py).
 """
 
 from __future__ import annotations
@@ -82,10 +83,7 @@ class SandboxPool:
     ) -> CallResult:
         """Run one call of `config`; `subcalls` answers its handler's `context.invoke`."""
         key = (config.function, config.version)
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = _Slot(config, asyncio.Semaphore(config.concurrency))
-            self._slots[key] = slot
+        slot = self._slots.get(key) or self._new_slot(config)
         try:
             if slot.gate.locked():
                 async with asyncio.timeout(_QUEUE_WAIT_S):
@@ -117,6 +115,17 @@ class SandboxPool:
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
 
+    def _new_slot(self, config: InstanceConfig) -> _Slot:
+        slot = _Slot(config, asyncio.Semaphore(config.concurrency))
+        self._slots[(config.function, config.version)] = slot
+        self._host.pin(config.bundle, slot)  # until the version is retired
+        return slot
+
+    async def _close_and_collect(self, instance: Instance) -> None:
+        """Close a drained sandbox, then remove the staged bundles nothing holds any more."""
+        await instance.close()
+        await asyncio.to_thread(self._host.collect_staging)
+
     def _call_over(self, slot: _Slot, instance: Instance) -> list[asyncio.Future[None]]:
         """A call's processes are gone: free its slot; close its sandbox if that is done too."""
         slot.gate.release()
@@ -125,7 +134,7 @@ class SandboxPool:
             return []
         slot.instances.remove(instance)
         self._draining.discard(instance)
-        task = asyncio.ensure_future(instance.close())
+        task = asyncio.ensure_future(self._close_and_collect(instance))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
         return [task]
@@ -170,7 +179,7 @@ class SandboxPool:
         Raises what the start raises (an import error is `FunctionFailed`).
         """
         key = (config.function, config.version)
-        slot = self._slots.setdefault(key, _Slot(config, asyncio.Semaphore(config.concurrency)))
+        slot = self._slots.get(key) or self._new_slot(config)
         try:
             await self._instance_for(slot)
         except BaseException:
@@ -197,12 +206,14 @@ class SandboxPool:
         if slot is None:
             return
         slot.retired = True
+        self._host.unpin(slot.config.bundle, slot)  # a draining sandbox holds its own pin
         for inst in list(slot.instances):
             if drain and inst.active:
                 self._draining.add(inst)
                 continue  # closed by invoke() when its last call ends
             slot.instances.remove(inst)
             await inst.close()
+        await asyncio.to_thread(self._host.collect_staging)
 
     async def _reap_idle(self) -> None:
         while True:

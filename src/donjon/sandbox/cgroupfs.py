@@ -1,0 +1,107 @@
+"""The cgroup filesystem, low level: modes, knobs, cgroup.procs descriptors, removal.
+
+limits.py (each sandbox's cgroup), budget.py (the node's) and callgroups.py
+(each call's) build on these.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from enum import StrEnum
+from pathlib import Path
+
+__all__ = [
+    "ROOT",
+    "ResourceMode",
+    "join_before_exec",
+    "open_procs",
+    "read_words",
+    "remove_cgroup_dirs",
+    "v2_root",
+    "write_present",
+]
+
+ROOT = Path("/sys/fs/cgroup")
+#: Where cgroup v2 is mounted: alone (unified), or beside v1 (hybrid).
+_V2_ROOTS = (ROOT, ROOT / "unified")
+
+
+class ResourceMode(StrEnum):
+    CGROUP_V2 = "cgroup-v2"
+    CGROUP_V1 = "cgroup-v1"
+    RLIMIT = "rlimit"
+
+
+def open_procs(dirs: Iterable[Path]) -> list[int]:
+    """A write descriptor on each directory's cgroup.procs, in order (the caller closes
+    them); none is left open if one fails."""
+    fds: list[int] = []
+    try:
+        for d in dirs:
+            fds.append(os.open(d / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def join_before_exec(fds: list[int]) -> Callable[[], None]:
+    """A pre-exec step: the new process writes "0" (itself) to each cgroup.procs.
+
+    It runs between fork and exec, so it only writes to descriptors opened
+    beforehand: no allocation, no lock, no import.
+    """
+
+    def join() -> None:
+        for fd in fds:
+            os.write(fd, b"0")
+
+    return join
+
+
+def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
+    """rmdir each cgroup directory once its killed processes have left it (they take
+    a moment); one still busy after `wait_s` is left for the next start's sweep."""
+    deadline = time.monotonic() + wait_s
+    for d in dirs:
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+
+
+def write_present(d: Path, name: str, value: str) -> bool:
+    """Write a cgroup knob if its controller put it there; False when it is absent."""
+    try:
+        fd = os.open(d / name, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+    return True
+
+
+def read_words(path: Path) -> set[str]:
+    try:
+        return set(path.read_text().split())
+    except OSError:
+        return set()
+
+
+def v2_root() -> Path | None:
+    """Where cgroup v2 is mounted here: /sys/fs/cgroup (unified) or .../unified (hybrid)."""
+    for root in _V2_ROOTS:
+        if (root / "cgroup.controllers").exists():
+            return root
+    return None
