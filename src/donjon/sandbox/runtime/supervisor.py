@@ -39,6 +39,7 @@ from . import landlock, lowlevel
 from .frames import send_json
 from .startup import preload, receive_slots
 from .waiting import back_waiting, single_threaded
+from .watch import Watches
 from .worker import HANDOFF_FD, start_worker, vm_size
 
 if TYPE_CHECKING:
@@ -92,6 +93,8 @@ class _Worker:
         #: warm, once its call's socket closed: when to look whether it is back waiting
         self.back_at = _FOREVER
         self.back_step = BACK_STEP_S
+        #: it has sent a message (its seccomp listener comes first, or never)
+        self.said = False
 
     def idle_from(self, now: float) -> None:
         """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
@@ -102,10 +105,14 @@ class _Worker:
         """End this worker and everything it started (see `kill_worker`)."""
         kill_worker(self.pid)
 
-    def wait_ready(self, timeout_s: float) -> dict[str, Any]:
+    def wait_ready(self, timeout_s: float, sup: Supervisor) -> dict[str, Any]:
         self.sock.settimeout(timeout_s)
         try:
-            report = json.loads(self.sock.recv(65536) or b'{"op": "failed", "error": "exited"}')
+            while True:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 1)
+                if not sup.took_watch(self, data, fds):
+                    break
+            report = json.loads(data or b'{"op": "failed", "error": "exited"}')
         except (OSError, ValueError) as e:
             report = {"op": "failed", "error": f"the worker did not start: {e}"}
         self.sock.settimeout(None)
@@ -167,7 +174,44 @@ class Supervisor:
         self.free_cgroup_slots: list[tuple[int, ...]] = list(config.get("cgroup_slots") or [])
         self.cgroup_slot_of: dict[int, tuple[int, ...]] = {}
         self.uses_cgroup_slots = bool(self.free_cgroup_slots)
+        #: child_processes alert or block: each worker's seccomp listener (watch.py).
+        mode = (config.get("policies") or {}).get("child_processes", "block")
+        self.watching = mode != "allow"
+        self.watches = Watches(
+            mode,
+            {int(k): str(v) for k, v in (config.get("process_calls") or {}).items()},
+            self._poller,
+            self._on_process_call,
+        )
+        #: calls whose `policy` message is sent (one per call and policy)
+        self.reported: set[int] = set()
+        #: hand-off socket -> a worker handed its call before its listener came
+        self.awaiting: dict[int, _Worker] = {}
         self.worker: _Worker | None = _Worker(self)
+
+    def took_watch(self, worker: _Worker, data: bytes, fds: list[int]) -> bool:
+        """Was this the worker's seccomp listener (its first message, before its import)?"""
+        ours = self.watching and not worker.said and data == b'{"op": "watch"}' and len(fds) == 1
+        worker.said = True
+        if ours:
+            self.watches.add(worker.pid, fds[0])
+        else:
+            for fd in fds:  # nothing else is ever sent with a descriptor
+                os.close(fd)
+        return ours
+
+    def _on_process_call(self, pid: int, seen: str) -> None:
+        """A process call by the worker under `pid`: the first of a call goes to the gateway."""
+        call = self.calls.get(pid)
+        if call is None or call[0] in self.reported:
+            return  # outside any call (its import), or already said for this call
+        self.reported.add(call[0])
+        mode = (self.config.get("policies") or {}).get("child_processes", "block")
+        send_json(
+            self.ctrl,
+            {"op": "policy", "id": call[0], "policy": "child_processes", "action": mode,
+             "seen": seen},
+        )
 
     def take_cgroup_slot(self) -> tuple[int, ...] | None:
         if not self.uses_cgroup_slots:
@@ -185,7 +229,7 @@ class Supervisor:
         """Wait for the first worker's import; its report says if the function loads."""
         if self.worker is None:
             return {"op": "failed", "error": "no worker process could be started"}
-        report = self.worker.wait_ready(IMPORT_DEADLINE_S)
+        report = self.worker.wait_ready(IMPORT_DEADLINE_S, self)
         if report.get("op") == "ready" and not self._kept_nothing(self.worker):
             report = {"op": "failed", "error": "the handler's import left processes running"}
         elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
@@ -195,6 +239,8 @@ class Supervisor:
                 "error": "the handler's import left threads running"
                 " (a warm worker must be idle between calls)",
             }
+        if report.get("op") == "ready" and self.watching and not self.watches.has(self.worker.pid):
+            report = {"op": "failed", "error": "the worker's process watch was not set up"}
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True
@@ -223,17 +269,21 @@ class Supervisor:
                 self._poller.unregister(fd)
             return
         try:
-            data = worker.sock.recv(65536, socket.MSG_DONTWAIT)
+            data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return  # a stale event (its number was reused): nothing to read yet
         except OSError:
-            data = b""
+            data, fds = b"", []
+        if self.took_watch(worker, data, fds):
+            return  # its ready report comes next
         self._stop_pending(worker)
         try:
             report = json.loads(data or b"{}")
         except ValueError:
             report = {}
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
+        if self.watching and not self.watches.has(worker.pid):
+            worker.ready = False  # its process calls would be answered by no one
         if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
             worker.kill()  # it exits; reaping makes the next one, unless they keep failing
         elif not worker.busy:
@@ -257,14 +307,18 @@ class Supervisor:
             now = time.monotonic()
             wait = self._next_deadline() - now
             timeout_ms = 3_600_000 if wait == _FOREVER else max(0, int(wait * 1000) + 1)
-            for fd, _ in poller.poll(min(timeout_ms, 3_600_000)):
-                if fd == self.ctrl.fileno():
+            for fd, events in poller.poll(min(timeout_ms, 3_600_000)):
+                if self.watches.owns(fd):
+                    self.watches.on_event(fd, events)
+                elif fd == self.ctrl.fileno():
                     self._on_message()
                 elif fd == self.wake[0]:
                     try:
                         os.read(self.wake[0], 4096)
                     except BlockingIOError:
                         pass
+                elif fd in self.awaiting:
+                    self._on_late_watch(fd)
                 else:
                     self._on_ready(fd)
             self._kill_overdue()
@@ -302,8 +356,29 @@ class Supervisor:
         self.calls[worker.pid] = (req["id"], time.monotonic() + float(req["timeout"]))
         if not self.warm:
             self._stop_pending(worker)
-            worker.close()
+            if self.watching and not worker.said:
+                # Handed before its seccomp listener arrived: wait for it, or its
+                # process calls would stop with no one to answer them.
+                self.awaiting[worker.sock.fileno()] = worker
+                self._poller.register(worker.sock.fileno(), select.POLLIN)
+            else:
+                worker.close()
             self.worker = self._new_worker()
+
+    def _on_late_watch(self, fd: int) -> None:
+        """The listener of a worker handed its call before it was ready (or its end)."""
+        worker = self.awaiting.pop(fd)
+        self._poller.unregister(fd)
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self.awaiting[fd] = worker
+            self._poller.register(fd, select.POLLIN)
+            return
+        except OSError:
+            data, fds = b"", []
+        self.took_watch(worker, data, fds)
+        worker.close()
 
     def _on_done(self, call_id: int) -> None:
         """Warm: the gateway saw the call's socket closed; the call ends once its worker is back.
@@ -331,6 +406,7 @@ class Supervisor:
             worker.back_step = min(worker.back_step * 2, BACK_STEP_MAX_S)
             return
         call_id = self.calls.pop(worker.pid)[0]
+        self.reported.discard(call_id)
         worker.back_at = _FOREVER
         worker.busy = False
         worker.idle_from(now)
@@ -402,6 +478,7 @@ class Supervisor:
                 # (and its namespace) before this call is reported over.
                 self._kill_strangers()
             self.give_back_cgroup_slot(self.cgroup_slot_of.pop(pid, None))
+            self.watches.drop(pid)
             if self.worker is not None and pid == self.worker.pid:
                 # The idle (or warm) worker died: make another, unless they keep dying.
                 self._stop_pending(self.worker)
@@ -412,6 +489,7 @@ class Supervisor:
                 if self.idle_deaths < 3:
                     self.worker = self._new_worker()
             if call is not None:
+                self.reported.discard(call[0])
                 was_timeout = pid in self.timed_out
                 self.timed_out.discard(pid)
                 send_json(self.ctrl, _exit_report(call[0], status, was_timeout))
@@ -453,6 +531,7 @@ def main(ctrl_fd: int) -> None:
     )
     config["landlock"] = landlock.abi_version()
     config["call_filter"] = bytes.fromhex(config["call_filter"])
+    config["call_watch"] = bytes.fromhex(config.get("call_watch") or "")
     config["warm"] = config["mode"] == "warm"
     lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
     # CAP_SYS_ADMIN stays effective (workers' namespaces need it); nothing it
