@@ -37,7 +37,7 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.limits import Cgroup, ResourceControl, join_before_exec
-from donjon.sandbox.policy_events import PolicyEvent, from_control, from_head
+from donjon.sandbox.policy_events import CallPolicyEvents
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import CallResult, reply_head, reply_result
@@ -106,8 +106,8 @@ class Instance:
         self._starting = True
         self._oom_seen = 0
         self._closing: set[asyncio.Future[None]] = set()
-        #: call id -> what the supervisor saw it do that a runtime policy watches
-        self._policy_seen: dict[int, list[PolicyEvent]] = {}
+        #: what calls in flight did that a runtime policy watches
+        self._policy_events = CallPolicyEvents(config.policies)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -285,10 +285,7 @@ class Instance:
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
                 elif op == "policy":
-                    seen = self._policy_seen.get(int(msg["id"]))
-                    event = from_control(msg, self.config.policies)
-                    if seen is not None and event is not None and len(seen) < 4:
-                        seen.append(event)
+                    self._policy_events.on_message(msg)
                 elif isinstance(msg, dict) and self._starting and self._inbox.qsize() < 4:
                     self._inbox.put_nowait(msg)
             except (ValueError, KeyError, TypeError, JSONTooDeep):
@@ -358,15 +355,15 @@ class Instance:
             raise FunctionCrashed("the function's sandbox is gone")
         self._next_id += 1
         call_id = self._next_id
-        self._policy_seen[call_id] = []
+        self._policy_events.open(call_id)
         try:
             return await self._call(call_id, meta, event, timeout_s, release, subcalls)
         except SandboxError as e:
             if not e.policy_events:  # what the supervisor saw, when the reply said nothing
-                e.policy_events = self._policy_events(call_id, None)
+                e.policy_events = self._policy_events.of(call_id, None)
             raise
         finally:
-            self._policy_seen.pop(call_id, None)
+            self._policy_events.close(call_id)
 
     async def _call(
         self,
@@ -435,16 +432,9 @@ class Instance:
         try:
             result = reply_result(head, body)
         except SandboxError as e:
-            e.policy_events = self._policy_events(call_id, head)
+            e.policy_events = self._policy_events.of(call_id, head)
             raise
-        return dataclasses.replace(result, policy_events=self._policy_events(call_id, head))
-
-    def _policy_events(
-        self, call_id: int, head: dict[str, Any] | None
-    ) -> tuple[PolicyEvent, ...]:
-        """What the call did that a runtime policy watches (policy_events.py)."""
-        seen = self._policy_seen.get(call_id, [])
-        return (*seen, *from_head(head, self.config.policies))
+        return dataclasses.replace(result, policy_events=self._policy_events.of(call_id, head))
 
     def _end(self, call_id: int, sock: socket.socket, release: Callable[[], None] | None) -> None:
         """The call's processes are gone: it stops counting."""

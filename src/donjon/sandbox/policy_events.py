@@ -18,10 +18,11 @@ from typing import Any
 
 from donjon.manifest.policies import PolicyMode, RuntimePolicies
 
-__all__ = ["PolicyEvent", "from_control", "from_head"]
+__all__ = ["CallPolicyEvents", "PolicyEvent", "from_control", "from_head"]
 
 _MAX_SEEN = 200
 _HOOKED = ("tmp_write", "read_own_code")
+_MAX_PER_CALL = 4
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,28 @@ def from_head(head: dict[str, Any] | None, policies: RuntimePolicies) -> list[Po
         if getattr(policies, name) is PolicyMode.ALERT and name in said:
             out.append(PolicyEvent(name, "alert", str(said[name])[:_MAX_SEEN]))
     return out
+
+
+class CallPolicyEvents:
+    """The policy events of one sandbox's calls in flight, by call id."""
+
+    def __init__(self, policies: RuntimePolicies) -> None:
+        self._policies = policies
+        self._seen: dict[int, list[PolicyEvent]] = {}
+
+    def open(self, call_id: int) -> None:
+        self._seen[call_id] = []
+
+    def close(self, call_id: int) -> None:
+        self._seen.pop(call_id, None)
+
+    def on_message(self, msg: dict[str, Any]) -> None:
+        """The supervisor's `policy` message (one per call and policy; a few kept at most)."""
+        seen = self._seen.get(int(msg["id"]))
+        event = from_control(msg, self._policies)
+        if seen is not None and event is not None and len(seen) < _MAX_PER_CALL:
+            seen.append(event)
+
+    def of(self, call_id: int, head: dict[str, Any] | None) -> tuple[PolicyEvent, ...]:
+        """What call `call_id` did that a policy watches, the reply `head`'s alerts included."""
+        return (*self._seen.get(call_id, ()), *from_head(head, self._policies))

@@ -93,8 +93,6 @@ class _Worker:
         #: warm, once its call's socket closed: when to look whether it is back waiting
         self.back_at = _FOREVER
         self.back_step = BACK_STEP_S
-        #: it has sent a message (its seccomp listener comes first, or never)
-        self.said = False
 
     def idle_from(self, now: float) -> None:
         """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
@@ -106,11 +104,12 @@ class _Worker:
         kill_worker(self.pid)
 
     def wait_ready(self, timeout_s: float, sup: Supervisor) -> dict[str, Any]:
+        """The first report (a seccomp listener before it is taken, see watch.py)."""
         self.sock.settimeout(timeout_s)
         try:
             while True:
                 data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 1)
-                if not sup.took_watch(self, data, fds):
+                if not sup.watches.take(self.pid, data, fds):
                     break
             report = json.loads(data or b'{"op": "failed", "error": "exited"}')
         except (OSError, ValueError) as e:
@@ -175,43 +174,14 @@ class Supervisor:
         self.cgroup_slot_of: dict[int, tuple[int, ...]] = {}
         self.uses_cgroup_slots = bool(self.free_cgroup_slots)
         #: child_processes alert or block: each worker's seccomp listener (watch.py).
-        mode = (config.get("policies") or {}).get("child_processes", "block")
-        self.watching = mode != "allow"
         self.watches = Watches(
-            mode,
+            (config.get("policies") or {}).get("child_processes", "block"),
             {int(k): str(v) for k, v in (config.get("process_calls") or {}).items()},
             self._poller,
-            self._on_process_call,
+            lambda pid: self.calls[pid][0] if pid in self.calls else None,
+            lambda message: send_json(self.ctrl, message),
         )
-        #: calls whose `policy` message is sent (one per call and policy)
-        self.reported: set[int] = set()
-        #: hand-off socket -> a worker handed its call before its listener came
-        self.awaiting: dict[int, _Worker] = {}
         self.worker: _Worker | None = _Worker(self)
-
-    def took_watch(self, worker: _Worker, data: bytes, fds: list[int]) -> bool:
-        """Was this the worker's seccomp listener (its first message, before its import)?"""
-        ours = self.watching and not worker.said and data == b'{"op": "watch"}' and len(fds) == 1
-        worker.said = True
-        if ours:
-            self.watches.add(worker.pid, fds[0])
-        else:
-            for fd in fds:  # nothing else is ever sent with a descriptor
-                os.close(fd)
-        return ours
-
-    def _on_process_call(self, pid: int, seen: str) -> None:
-        """A process call by the worker under `pid`: the first of a call goes to the gateway."""
-        call = self.calls.get(pid)
-        if call is None or call[0] in self.reported:
-            return  # outside any call (its import), or already said for this call
-        self.reported.add(call[0])
-        mode = (self.config.get("policies") or {}).get("child_processes", "block")
-        send_json(
-            self.ctrl,
-            {"op": "policy", "id": call[0], "policy": "child_processes", "action": mode,
-             "seen": seen},
-        )
 
     def take_cgroup_slot(self) -> tuple[int, ...] | None:
         if not self.uses_cgroup_slots:
@@ -239,7 +209,7 @@ class Supervisor:
                 "error": "the handler's import left threads running"
                 " (a warm worker must be idle between calls)",
             }
-        if report.get("op") == "ready" and self.watching and not self.watches.has(self.worker.pid):
+        if report.get("op") == "ready" and not self.watches.ready(self.worker.pid):
             report = {"op": "failed", "error": "the worker's process watch was not set up"}
         if report.get("op") != "ready":
             self.worker.kill()
@@ -274,7 +244,7 @@ class Supervisor:
             return  # a stale event (its number was reused): nothing to read yet
         except OSError:
             data, fds = b"", []
-        if self.took_watch(worker, data, fds):
+        if self.watches.take(worker.pid, data, fds):
             return  # its ready report comes next
         self._stop_pending(worker)
         try:
@@ -282,7 +252,7 @@ class Supervisor:
         except ValueError:
             report = {}
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
-        if self.watching and not self.watches.has(worker.pid):
+        if not self.watches.ready(worker.pid):
             worker.ready = False  # its process calls would be answered by no one
         if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
             worker.kill()  # it exits; reaping makes the next one, unless they keep failing
@@ -317,8 +287,6 @@ class Supervisor:
                         os.read(self.wake[0], 4096)
                     except BlockingIOError:
                         pass
-                elif fd in self.awaiting:
-                    self._on_late_watch(fd)
                 else:
                     self._on_ready(fd)
             self._kill_overdue()
@@ -356,29 +324,9 @@ class Supervisor:
         self.calls[worker.pid] = (req["id"], time.monotonic() + float(req["timeout"]))
         if not self.warm:
             self._stop_pending(worker)
-            if self.watching and not worker.said:
-                # Handed before its seccomp listener arrived: wait for it, or its
-                # process calls would stop with no one to answer them.
-                self.awaiting[worker.sock.fileno()] = worker
-                self._poller.register(worker.sock.fileno(), select.POLLIN)
-            else:
-                worker.close()
+            if not self.watches.hand_over(worker.pid, worker.sock):
+                worker.close()  # else kept until its seccomp listener arrives
             self.worker = self._new_worker()
-
-    def _on_late_watch(self, fd: int) -> None:
-        """The listener of a worker handed its call before it was ready (or its end)."""
-        worker = self.awaiting.pop(fd)
-        self._poller.unregister(fd)
-        try:
-            data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            self.awaiting[fd] = worker
-            self._poller.register(fd, select.POLLIN)
-            return
-        except OSError:
-            data, fds = b"", []
-        self.took_watch(worker, data, fds)
-        worker.close()
 
     def _on_done(self, call_id: int) -> None:
         """Warm: the gateway saw the call's socket closed; the call ends once its worker is back.
@@ -406,7 +354,7 @@ class Supervisor:
             worker.back_step = min(worker.back_step * 2, BACK_STEP_MAX_S)
             return
         call_id = self.calls.pop(worker.pid)[0]
-        self.reported.discard(call_id)
+        self.watches.call_ended(call_id)
         worker.back_at = _FOREVER
         worker.busy = False
         worker.idle_from(now)
@@ -489,7 +437,7 @@ class Supervisor:
                 if self.idle_deaths < 3:
                     self.worker = self._new_worker()
             if call is not None:
-                self.reported.discard(call[0])
+                self.watches.call_ended(call[0])
                 was_timeout = pid in self.timed_out
                 self.timed_out.discard(pid)
                 send_json(self.ctrl, _exit_report(call[0], status, was_timeout))

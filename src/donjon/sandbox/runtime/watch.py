@@ -21,11 +21,13 @@ import errno
 import fcntl
 import os
 import select
+import socket
 import struct
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 _SECCOMP_SET_MODE_FILTER = 1
 _SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
@@ -35,6 +37,9 @@ _NOTIF = struct.Struct("=QII iIQ6Q")  # id, pid, flags, seccomp_data (nr, arch, 
 _RESP = struct.Struct("=QqiI")  # id, val, error, flags
 _IOCTL_RECV = 0xC0000000 | _NOTIF.size << 16 | 0x21 << 8 | 0
 _IOCTL_SEND = 0xC0000000 | _RESP.size << 16 | 0x21 << 8 | 1
+
+#: The worker's first message when watched, carrying the listener (worker.py).
+_WATCH = b'{"op": "watch"}'
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -84,13 +89,14 @@ def answer(listener: int, notification: int, *, allow: bool) -> None:
 
 
 class Watches:
-    """The supervisor's side: the listener of each watching worker, and the answers.
+    """The supervisor's side: each watching worker's listener, and the answers.
 
-    `mode` is the function's `child_processes` policy ("alert" or "block");
-    `names` maps system call numbers to names for the report; `report(pid,
-    seen)` is told of each attempt made by the worker under the worker's
-    parent `pid` (the supervisor turns the first one of each call into a
-    `policy` message to the gateway), before the attempt is answered.
+    `mode` is the function's `child_processes` policy; with "allow" nothing is
+    watched. `names` maps system call numbers to names for the report;
+    `call_of(pid)` is the call id the worker under its parent `pid` serves
+    (None outside calls); `send(message)` goes to the gateway. The first
+    attempt of each call becomes one `policy` message, sent before the
+    attempt is answered (EPERM for block, "continue" for alert).
     """
 
     def __init__(
@@ -98,30 +104,57 @@ class Watches:
         mode: str,
         names: dict[int, str],
         poller: select.poll,
-        report: Callable[[int, str], None],
+        call_of: Callable[[int], int | None],
+        send: Callable[[dict[str, Any]], None],
     ) -> None:
-        self._allow = mode == "alert"
+        self.enabled = mode in ("alert", "block")
+        self._mode = mode
         self._names = names
         self._poller = poller
-        self._report = report
+        self._call_of = call_of
+        self._send = send
         self._pid_of: dict[int, int] = {}
         self._fd_of: dict[int, int] = {}
+        #: workers that have sent their first message (the listener comes first, or never)
+        self._spoke: set[int] = set()
+        #: hand-off socket -> (pid, socket) of a worker handed its call before its listener
+        self._awaiting: dict[int, tuple[int, socket.socket]] = {}
+        #: calls whose `policy` message is sent
+        self._reported: set[int] = set()
 
-    def add(self, pid: int, fd: int) -> None:
-        if pid in self._fd_of:  # one listener per worker: anything more is not ours
-            os.close(fd)
-            return
-        self._pid_of[fd] = pid
-        self._fd_of[pid] = fd
-        self._poller.register(fd, select.POLLIN)
+    def take(self, pid: int, data: bytes, fds: list[int]) -> bool:
+        """Was this message the worker's listener (its first message, before its import)?"""
+        ours = self.enabled and pid not in self._spoke and data == _WATCH and len(fds) == 1
+        self._spoke.add(pid)
+        if ours and pid not in self._fd_of:
+            self._pid_of[fds[0]] = pid
+            self._fd_of[pid] = fds[0]
+            self._poller.register(fds[0], select.POLLIN)
+        else:
+            for fd in fds:  # nothing else is ever sent with a descriptor
+                os.close(fd)
+        return ours
 
-    def has(self, pid: int) -> bool:
-        return pid in self._fd_of
+    def ready(self, pid: int) -> bool:
+        """May the worker under `pid` take calls (its listener is held, when watched)?"""
+        return not self.enabled or pid in self._fd_of
+
+    def hand_over(self, pid: int, sock: socket.socket) -> bool:
+        """A worker was handed its call; True if its socket is kept here until its
+        listener arrives (the caller must not close it), else the caller closes it."""
+        if not self.enabled or pid in self._spoke:
+            return False
+        self._awaiting[sock.fileno()] = (pid, sock)
+        self._poller.register(sock.fileno(), select.POLLIN)
+        return True
 
     def owns(self, fd: int) -> bool:
-        return fd in self._pid_of
+        return fd in self._pid_of or fd in self._awaiting
 
     def on_event(self, fd: int, events: int) -> None:
+        if fd in self._awaiting:
+            self._on_late_listener(fd)
+            return
         pid = self._pid_of[fd]
         if events & select.POLLIN:
             try:
@@ -133,12 +166,51 @@ class Watches:
                     self._report(pid, self._names.get(nr, f"system call {nr}"))
                 finally:
                     with contextlib.suppress(OSError):
-                        answer(fd, notification, allow=self._allow)
+                        answer(fd, notification, allow=self._mode == "alert")
                 return
         if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
-            self.drop(pid)  # no process uses the filter any more
+            self._close_listener(pid)  # no process uses the filter any more
+
+    def call_ended(self, call_id: int) -> None:
+        self._reported.discard(call_id)
 
     def drop(self, pid: int) -> None:
+        """The worker under `pid` is reaped."""
+        self._spoke.discard(pid)
+        self._close_listener(pid)
+        for fd, (waiting, sock) in list(self._awaiting.items()):
+            if waiting == pid:
+                del self._awaiting[fd]
+                with contextlib.suppress(KeyError, ValueError):
+                    self._poller.unregister(fd)
+                sock.close()
+
+    def _report(self, pid: int, seen: str) -> None:
+        call_id = self._call_of(pid)
+        if call_id is None or call_id in self._reported:
+            return  # outside any call (its import), or already said for this call
+        self._reported.add(call_id)
+        self._send(
+            {"op": "policy", "id": call_id, "policy": "child_processes", "action": self._mode}
+            | {"seen": seen}
+        )
+
+    def _on_late_listener(self, fd: int) -> None:
+        pid, sock = self._awaiting.pop(fd)
+        self._poller.unregister(fd)
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self._awaiting[fd] = (pid, sock)
+            self._poller.register(fd, select.POLLIN)
+            return
+        except OSError:
+            data, fds = b"", []
+        if data or fds:  # not the end of a worker since reaped (its pid may come again)
+            self.take(pid, data, fds)
+        sock.close()
+
+    def _close_listener(self, pid: int) -> None:
         fd = self._fd_of.pop(pid, None)
         if fd is None:
             return
