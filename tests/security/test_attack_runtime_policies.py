@@ -9,12 +9,14 @@ policy).
 
 from __future__ import annotations
 
+import platform
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from donjon.bundle import build_bundle
 from harness import FUNCTIONS, LiveNode
 
 _ALL = "policies: {{child_processes: {0}, tmp_write: {0}, read_own_code: {0}}}\n"
@@ -86,6 +88,35 @@ def test_child_process_is_refused_by_default(node: LiveNode, defaults: str, op: 
     assert record["detail"]["seen"] in ("fork", "vfork", "clone", "execve", "execveat")
 
 
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="raw system call numbers of x86_64")
+def test_raw_clone_system_call_is_refused_by_default(node: LiveNode, defaults: str) -> None:
+    """clone(SIGCHLD) made by the raw system call, past libc, gets EPERM and is recorded."""
+    out, request_id = _call(node, defaults, "raw_clone")
+    assert out == {"refused": "EPERM"}
+    assert _one_record(node, request_id, "policy.block", "child_processes")["detail"]["seen"] == (
+        "clone"
+    )
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="raw system call numbers of x86_64")
+def test_raw_clone3_system_call_is_refused(node: LiveNode, defaults: str) -> None:
+    """clone3, whose flags the filter cannot read, gets ENOSYS (libc falls back to clone)."""
+    out, _ = _call(node, defaults, "raw_clone3")
+    assert out == {"refused": "ENOSYS"}
+
+
+@pytest.mark.parametrize("which", ["defaults", "alerting"])
+def test_process_record_does_not_depend_on_the_reply(
+    node: LiveNode, defaults: str, alerting: str, which: str
+) -> None:
+    """A call that tries a process then dies without replying still leaves its record."""
+    name = defaults if which == "defaults" else alerting
+    r = node.invoke(name, {"op": "fork_then_die"})
+    assert r.status_code == 502, r.text
+    action = "policy.block" if which == "defaults" else "policy.alert"
+    _one_record(node, r.headers["x-request-id"], action, "child_processes")
+
+
 def test_threads_still_work_when_processes_are_blocked(node: LiveNode, defaults: str) -> None:
     """Blocking child processes leaves threads alone (clone with CLONE_THREAD)."""
     out, request_id = _call(node, defaults, "thread")
@@ -152,3 +183,21 @@ def test_reading_own_code_is_allowed_by_default(node: LiveNode, defaults: str) -
     out, request_id = _call(node, defaults, "read_code")
     assert out["ran"] > 0
     assert _policy_records(node, request_id) == []
+
+
+@pytest.mark.parametrize("mode", ["invocation", "warm"])
+def test_import_that_spawns_is_refused_at_deploy(node: LiveNode, tmp_path: Path, mode: str) -> None:
+    """Under the default block, an import that starts a process fails the deploy, saying why."""
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: pol-import-spawn-{mode}\nhandler: main.handler\nisolation: {mode}\n"
+    )
+    (tmp_path / "main.py").write_text(
+        "import subprocess\n"
+        "subprocess.run(['/usr/bin/true'], check=True)\n"
+        "def handler(event, context):\n    return {}\n"
+    )
+    _, archive = build_bundle(tmp_path)
+    with node.client() as c:
+        r = c.post("/v1/functions", content=archive, headers={"content-type": "application/gzip"})
+    assert r.status_code == 422, r.text
+    assert "PermissionError: [Errno 1] Operation not permitted" in r.json()["detail"]

@@ -1,5 +1,6 @@
 """What the runtime policies watch: processes, /tmp writes, reading the bundle."""
 
+import ctypes
 import errno
 import os
 import subprocess
@@ -30,6 +31,43 @@ def op_posix_spawn(event):
 def op_exec(event):
     # Replaces the worker (the call would end unanswered): what child_processes refuses.
     os.execv("/usr/bin/true", ["true"])  # noqa: S606
+
+
+def op_raw_clone(event):
+    """clone(SIGCHLD) by the raw system call, past libc and Python (x86_64 numbers)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    pid = libc.syscall(56, 17, 0, 0, 0, 0)  # SYS_clone, SIGCHLD: a plain fork
+    if pid == 0:
+        os._exit(3)
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), "clone")
+    return {"ran": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}
+
+
+def op_raw_clone3(event):
+    """clone3 carries its flags in memory; the filter answers ENOSYS to every clone3."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    args = (ctypes.c_uint64 * 11)(0, 0, 0, 0, 17)  # flags 0, exit_signal SIGCHLD
+    pid = libc.syscall(435, ctypes.byref(args), ctypes.sizeof(args))
+    if pid == 0:
+        os._exit(3)
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), "clone3")
+    return {"ran": os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}
+
+
+def op_fork_then_die(event):
+    """Try a child process, then end the worker without any reply of its own."""
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(3)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+    os._exit(1)
 
 
 def op_thread(event):

@@ -103,20 +103,6 @@ class _Worker:
         """End this worker and everything it started (see `kill_worker`)."""
         kill_worker(self.pid)
 
-    def wait_ready(self, timeout_s: float, sup: Supervisor) -> dict[str, Any]:
-        """The first report (a seccomp listener before it is taken, see watch.py)."""
-        self.sock.settimeout(timeout_s)
-        try:
-            while True:
-                data, fds, _flags, _addr = socket.recv_fds(self.sock, 65536, 1)
-                if not sup.watches.take(self.pid, data, fds):
-                    break
-            report = json.loads(data or b'{"op": "failed", "error": "exited"}')
-        except (OSError, ValueError) as e:
-            report = {"op": "failed", "error": f"the worker did not start: {e}"}
-        self.sock.settimeout(None)
-        return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}
-
     def hand(self, call_fd: int) -> None:
         socket.send_fds(self.sock, [b"call"], [call_fd])
 
@@ -199,7 +185,7 @@ class Supervisor:
         """Wait for the first worker's import; its report says if the function loads."""
         if self.worker is None:
             return {"op": "failed", "error": "no worker process could be started"}
-        report = self.worker.wait_ready(IMPORT_DEADLINE_S, self)
+        report = self._first_report(self.worker)
         if report.get("op") == "ready" and not self._kept_nothing(self.worker):
             report = {"op": "failed", "error": "the handler's import left processes running"}
         elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
@@ -216,6 +202,26 @@ class Supervisor:
         self.worker.ready = True
         self.worker.idle_from(time.monotonic())
         return report
+
+    def _first_report(self, worker: _Worker) -> dict[str, Any]:
+        """The first worker's report; its process calls are answered meanwhile (watch.py)."""
+        fd = worker.sock.fileno()
+        self._poller.register(fd, select.POLLIN)
+        try:
+            while (left := worker.ready_by - time.monotonic()) > 0:
+                for ready, events in self._poller.poll(int(left * 1000) + 1):
+                    if self.watches.owns(ready):
+                        self.watches.on_event(ready, events)
+                        continue
+                    try:
+                        data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1)
+                    except OSError as e:
+                        return {"op": "failed", "error": f"the worker did not start: {e}"}
+                    if not self.watches.take(worker.pid, data, fds):
+                        return _report(data)
+            return {"op": "failed", "error": "the worker did not start: timed out"}
+        finally:
+            self._poller.unregister(fd)
 
     def _new_worker(self) -> _Worker | None:
         try:
@@ -459,6 +465,15 @@ class Supervisor:
                     os.waitpid(pid, 0)  # returns once its namespace is empty
                 except (ProcessLookupError, ChildProcessError):
                     continue
+
+
+def _report(data: bytes) -> dict[str, Any]:
+    """A worker's ready (or failed) report, as it sent it."""
+    try:
+        report = json.loads(data or b'{"op": "failed", "error": "exited"}')
+    except ValueError:
+        report = None
+    return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}
 
 
 def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
