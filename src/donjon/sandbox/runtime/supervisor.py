@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from . import landlock, lowlevel
 from .frames import send_json
-from .startup import preload, receive_slots
+from .startup import first_report, preload, receive_slots
 from .waiting import back_waiting, single_threaded
 from .watch import Watches
 from .worker import HANDOFF_FD, start_worker, vm_size
@@ -185,7 +185,8 @@ class Supervisor:
         """Wait for the first worker's import; its report says if the function loads."""
         if self.worker is None:
             return {"op": "failed", "error": "no worker process could be started"}
-        report = self._first_report(self.worker)
+        worker = self.worker
+        report = first_report(worker.sock, worker.pid, worker.ready_by, self._poller, self.watches)
         if report.get("op") == "ready" and not self._kept_nothing(self.worker):
             report = {"op": "failed", "error": "the handler's import left processes running"}
         elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
@@ -202,26 +203,6 @@ class Supervisor:
         self.worker.ready = True
         self.worker.idle_from(time.monotonic())
         return report
-
-    def _first_report(self, worker: _Worker) -> dict[str, Any]:
-        """The first worker's report; its process calls are answered meanwhile (watch.py)."""
-        fd = worker.sock.fileno()
-        self._poller.register(fd, select.POLLIN)
-        try:
-            while (left := worker.ready_by - time.monotonic()) > 0:
-                for ready, events in self._poller.poll(int(left * 1000) + 1):
-                    if self.watches.owns(ready):
-                        self.watches.on_event(ready, events)
-                        continue
-                    try:
-                        data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1)
-                    except OSError as e:
-                        return {"op": "failed", "error": f"the worker did not start: {e}"}
-                    if not self.watches.take(worker.pid, data, fds):
-                        return _report(data)
-            return {"op": "failed", "error": "the worker did not start: timed out"}
-        finally:
-            self._poller.unregister(fd)
 
     def _new_worker(self) -> _Worker | None:
         try:
@@ -465,15 +446,6 @@ class Supervisor:
                     os.waitpid(pid, 0)  # returns once its namespace is empty
                 except (ProcessLookupError, ChildProcessError):
                     continue
-
-
-def _report(data: bytes) -> dict[str, Any]:
-    """A worker's ready (or failed) report, as it sent it."""
-    try:
-        report = json.loads(data or b'{"op": "failed", "error": "exited"}')
-    except ValueError:
-        report = None
-    return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}
 
 
 def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
