@@ -175,6 +175,8 @@ def chain_function(
     (tmp_path / "main.py").write_text(_CHAIN.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
         f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+        # These imports fork on purpose: what is tested is what becomes of the processes.
+        "policies: {child_processes: allow}\n"
     )
     node.deploy(tmp_path)
     try:
@@ -247,6 +249,8 @@ def test_import_that_disables_the_clean_up_and_forks_is_refused(
     (tmp_path / "main.py").write_text(_CHAIN_TAMPERED.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
         f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+        # These imports fork on purpose: what is tested is what becomes of the processes.
+        "policies: {child_processes: allow}\n"
     )
     _, archive = build_bundle(tmp_path)
     try:
@@ -310,6 +314,8 @@ def test_idle_worker_that_says_ready_early_then_forks_is_killed(
     (tmp_path / "main.py").write_text(_CHAIN_LATER.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
         f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+        # These imports fork on purpose: what is tested is what becomes of the processes.
+        "policies: {child_processes: allow}\n"
     )
     try:
         node.deploy(tmp_path)

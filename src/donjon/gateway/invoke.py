@@ -38,6 +38,7 @@ from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput,
 from donjon.gateway.function_calls import Chain, FunctionCalls
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.node import Node
+from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.problems import problem, problem_from_error, status_for
 from donjon.gateway.response_policy import (
     RenderedResponse,
@@ -49,6 +50,7 @@ from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
+from donjon.sandbox.policy_events import PolicyEvent
 from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
@@ -114,10 +116,9 @@ async def _run(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     memory_kb: int | None = None
-    detail: dict[str, Any] = {}
+    detail: dict[str, Any] = {"call_id": request_id} if chain is not None else {}
+    policy_events: list[PolicyEvent] = []
     timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
-    if chain is not None:
-        detail["call_id"] = request_id
     # What the function prints and its errors are redacted of its secrets' values
     # before anything is stored or answered; its own result is its choice.
     redact = Redactor({})
@@ -132,7 +133,7 @@ async def _run(
             timeout_s,
             subcalls,
         )
-        _note_reads(detail, result.secrets_read, granted)
+        _note_reads(detail, result, granted, policy_events)
         output = redact(result.output)
         memory_kb = result.memory_kb
         rendered = render(result)
@@ -141,7 +142,7 @@ async def _run(
         return rendered.response
     except SandboxError as e:
         outcome = type(e).__name__
-        _note_reads(detail, e.secrets_read, granted)
+        _note_reads(detail, e, granted, policy_events)
         memory_kb = e.memory_kb
         _redact_error(e, redact)
         output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
@@ -186,6 +187,7 @@ async def _run(
             ),
             log,
         )
+        await record_policy_events(node.audit, deployed, request_id, actor, policy_events, redact)
 
 
 def _refused_headers(detail: dict[str, Any], rendered: RenderedResponse) -> str:
@@ -241,11 +243,18 @@ async def _call_function(
     return bytes(response.body)
 
 
-def _note_reads(detail: dict[str, Any], names: tuple[str, ...], granted: dict[str, str]) -> None:
-    """Which granted secrets the call read, for `donjon permissions unused` (omitted if none).
+def _note_reads(
+    detail: dict[str, Any],
+    call: CallResult | SandboxError,
+    granted: dict[str, str],
+    policy_events: list[PolicyEvent],
+) -> None:
+    """Which granted secrets the call read, for `donjon permissions unused` (omitted if none),
+    and what it did that its runtime policies watch (into `policy_events`).
 
     The worker reports the names and is trusted for nothing: only granted names are kept."""
-    read = [name for name in names if name in granted]
+    policy_events.extend(call.policy_events)
+    read = [name for name in call.secrets_read if name in granted]
     if read:
         detail["secrets_read"] = read
 

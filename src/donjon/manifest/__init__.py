@@ -14,6 +14,7 @@ from donjon.manifest.model import (
     Rate,
     ScheduleTrigger,
 )
+from donjon.manifest.policies import PolicyMode, RuntimePolicies
 
 __all__ = [
     "FunctionName",
@@ -23,7 +24,9 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Permissions",
+    "PolicyMode",
     "Rate",
+    "RuntimePolicies",
     "ScheduleTrigger",
     "load_manifest",
     "parse_manifest",

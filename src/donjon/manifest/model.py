@@ -25,6 +25,7 @@ from pydantic import (
 from donjon.egress.grants import EgressGrantError, parse_grant_syntax
 from donjon.errors import Error
 from donjon.manifest.input_validator import check_patterns
+from donjon.manifest.policies import RuntimePolicies
 from donjon.manifest.schema_limits import check_expansion, check_size
 from donjon.triggers.cron import CronError, CronExpression
 
@@ -37,6 +38,7 @@ __all__ = [
     "ManifestError",
     "Permissions",
     "Rate",
+    "RuntimePolicies",
     "ScheduleTrigger",
 ]
 
@@ -224,6 +226,8 @@ class Manifest(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=900)
     isolation: Isolation = Isolation.INVOCATION
     permissions: Permissions = Permissions()
+    #: Runtime policies (manifest/policies.py): child processes blocked by default.
+    policies: RuntimePolicies = RuntimePolicies()
     triggers: tuple[Trigger, ...] = ()
     limits: Limits = Limits()
     input_schema: dict[str, Any] | None = None

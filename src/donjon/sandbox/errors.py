@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from donjon.errors import Error
+
+if TYPE_CHECKING:
+    from donjon.sandbox.policy_events import PolicyEvent
 
 __all__ = [
     "FunctionCrashed",
@@ -26,6 +31,8 @@ class SandboxError(Error):
     secrets_read: tuple[str, ...] = ()
     #: The peak memory the worker reported for the call (KiB), when it reported one.
     memory_kb: int | None = None
+    #: What the call did that a runtime policy watches (sandbox/policy_events.py).
+    policy_events: tuple[PolicyEvent, ...] = ()
     #: What failed, in AWS Lambda's words (`errorType`), for callers who may read the
     #: function's logs; `error_message` (when set) is the function's own message.
     error_type: str = "Runtime.Error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 from donjon import boundedjson
 from donjon._subprocess import CommandError, start_async
 from donjon.boundedjson import JSONTooDeep
+from donjon.manifest.policies import RuntimePolicies
 from donjon.sandbox.callgroups import (
     CallGroups,
     call_memory_bytes,
@@ -35,6 +37,7 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.limits import Cgroup, ResourceControl, join_before_exec
+from donjon.sandbox.policy_events import CallPolicyEvents
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import CallResult, reply_head, reply_result
@@ -66,6 +69,8 @@ class InstanceConfig:
     timeout_s: float = 10.0
     #: The root logger's level (manifest `log_level`), as AWS_LAMBDA_LOG_LEVEL; None: Python's.
     log_level: str | None = None
+    #: Runtime policies (manifest `policies`): child processes blocked unless allowed.
+    policies: RuntimePolicies = dataclasses.field(default_factory=RuntimePolicies)
 
     @property
     def calls_per_instance(self) -> int:
@@ -101,6 +106,8 @@ class Instance:
         self._starting = True
         self._oom_seen = 0
         self._closing: set[asyncio.Future[None]] = set()
+        #: what calls in flight did that a runtime policy watches
+        self._policy_events = CallPolicyEvents(config.policies)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -142,6 +149,10 @@ class Instance:
                     "tmp_mb": self.config.tmp_mb,
                     "timeout_s": self.config.timeout_s,
                     "call_filter": self._filters.call.hex(),
+                    "policies": self.config.policies.runtime(),
+                    "call_watch": self._filters.call_watch.hex(),
+                    "seccomp_nr": self._filters.seccomp_nr,
+                    "process_calls": self._filters.process_calls,
                     "preload": list(await preload),
                     # Descriptors per slot (memory, pids), and the messages that carry
                     # them after this one.
@@ -274,6 +285,8 @@ class Instance:
                     fut = self._exits.pop(int(msg["id"]), None)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
+                elif op == "policy":
+                    self._policy_events.on_message(msg)
                 elif isinstance(msg, dict) and self._starting and self._inbox.qsize() < 4:
                     self._inbox.put_nowait(msg)
             except (ValueError, KeyError, TypeError, JSONTooDeep):
@@ -344,6 +357,28 @@ class Instance:
             raise FunctionCrashed("the function's sandbox is gone")
         self._next_id += 1
         call_id = self._next_id
+        self._policy_events.open(call_id)
+        try:
+            return await self._call(call_id, meta, event, timeout_s, release, subcalls)
+        except SandboxError as e:
+            if not e.policy_events:  # what the supervisor saw, when the reply said nothing
+                e.policy_events = self._policy_events.of(call_id, None)
+            raise
+        finally:
+            self._policy_events.close(call_id)
+
+    async def _call(
+        self,
+        call_id: int,
+        meta: bytes,
+        event: bytes,
+        timeout_s: float,
+        release: Callable[[], None] | None,
+        subcalls: SubCall | None,
+    ) -> CallResult:
+        ctrl = self._ctrl
+        if ctrl is None:  # checked by `call`; closed since, it cannot be
+            raise FunctionCrashed("the function's sandbox is gone")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
@@ -355,7 +390,7 @@ class Instance:
         try:
             msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
             try:
-                await send_with_fd(self._ctrl, msg, theirs.fileno())
+                await send_with_fd(ctrl, msg, theirs.fileno())
             except OSError:
                 raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
@@ -385,13 +420,23 @@ class Instance:
                     f"the function ran past its {timeout_s:g}s timeout after writing its answer"
                     " (the answer was not sent)"
                 )
-            return reply_result(reply_head(head), body)
+            return self._answer(call_id, head, body)
         finally:
             theirs.close()
             if later:
                 self._end_later(call_id, ours, exit_fut, release, started + timeout_s)
             else:
                 self._end(call_id, ours, release)
+
+    def _answer(self, call_id: int, raw_head: bytes, body: bytes) -> CallResult:
+        """The call's result (or the error it reports), with its policy events."""
+        head = reply_head(raw_head)
+        try:
+            result = reply_result(head, body)
+        except SandboxError as e:
+            e.policy_events = self._policy_events.of(call_id, head)
+            raise
+        return dataclasses.replace(result, policy_events=self._policy_events.of(call_id, head))
 
     def _end(self, call_id: int, sock: socket.socket, release: Callable[[], None] | None) -> None:
         """The call's processes are gone: it stops counting."""

@@ -20,6 +20,7 @@ from donjon.sandbox.errors import (
     FunctionMemoryExceeded,
     SandboxError,
 )
+from donjon.sandbox.policy_events import PolicyEvent
 
 __all__ = ["MAX_HEAD", "MAX_RESULT", "CallResult", "reply_head", "reply_result", "secrets_read"]
 
@@ -44,6 +45,8 @@ class CallResult:
     #: The peak memory the worker reported (KiB), None if it said nothing usable.
     #: Function code could write its own reply: a figure for its owner, never for limits.
     memory_kb: int | None = None
+    #: What the call did that a runtime policy watches (sandbox/policy_events.py).
+    policy_events: tuple[PolicyEvent, ...] = ()
 
 
 def reply_head(raw: bytes) -> dict[str, Any]:

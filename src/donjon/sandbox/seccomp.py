@@ -9,7 +9,14 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
   supervisor makes for its workers, and socket families other than unix and IP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
-  namespaced clone, and no prctl(PR_SET_PDEATHSIG).
+  namespaced clone, and no prctl(PR_SET_PDEATHSIG);
+- the watching call filter, the same plus a seccomp user notification for
+  every way to make or run a process (fork, vfork, clone without
+  CLONE_THREAD, execve, execveat): loaded instead of the call filter when the
+  function's `child_processes` policy is alert or block. The supervisor holds
+  the notification descriptor and answers each attempt: EPERM (block) or
+  "continue" (alert), after reporting it (runtime/watch.py). Should no one
+  hold the descriptor, the kernel fails the call with ENOSYS: it fails closed.
 
 Filters stack in the kernel, so the call filter only ever narrows.
 """
@@ -31,7 +38,11 @@ _ERRNO = 0x00050000 | errno.EPERM
 # clone3 carries its flags in memory, beyond BPF's reach; ENOSYS makes libc fall back
 # to clone, whose flags the filter can see.
 _ENOSYS = 0x00050000 | errno.ENOSYS
+_NOTIFY = 0x7FC00000
 _CMP_MASKED_EQ = 7
+CLONE_THREAD = 0x00010000
+#: Every way to make or run a process; clone only without CLONE_THREAD (threads stay).
+PROCESS_CALLS = ("fork", "vfork", "execve", "execveat")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
@@ -135,9 +146,22 @@ class _ArgCmp(ctypes.Structure):
 class Filters:
     """The compiled BPF programs (raw `struct sock_filter` arrays)."""
 
-    def __init__(self, sandbox: bytes, call: bytes) -> None:
+    def __init__(
+        self,
+        sandbox: bytes,
+        call: bytes,
+        call_watch: bytes = b"",
+        process_calls: dict[int, str] | None = None,
+        seccomp_nr: int = -1,
+    ) -> None:
         self.sandbox = sandbox
         self.call = call
+        #: The call filter with process calls sent to the supervisor (child_processes).
+        self.call_watch = call_watch
+        #: System call number -> name of the calls `call_watch` reports.
+        self.process_calls = dict(process_calls or {})
+        #: seccomp(2)'s number here: a worker loads `call_watch` with it (runtime/watch.py).
+        self.seccomp_nr = seccomp_nr
 
     def sandbox_fd(self) -> int:
         """A fresh memfd holding the sandbox filter, for one bwrap (--seccomp FD)."""
@@ -178,6 +202,7 @@ class _Compiler:
         families: bool,
         deny_newns: bool,
         prctl_options: Iterable[int] = (),
+        watch_processes: bool = False,
     ) -> bytes:
         lib = self._lib
         ctx = lib.seccomp_init(_ALLOW)
@@ -189,6 +214,11 @@ class _Compiler:
             )
             for option in prctl_options:
                 self._rule(ctx, "prctl", [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, option)])
+            if watch_processes:
+                for name in PROCESS_CALLS:
+                    self._rule(ctx, name, [], action=_NOTIFY)
+                # A namespaced clone is refused above (EPERM outranks a notification).
+                self._rule(ctx, "clone", [_ArgCmp(0, _CMP_MASKED_EQ, CLONE_THREAD, 0)], _NOTIFY)
             return self._export(ctx)
         finally:
             lib.seccomp_release(ctx)
@@ -226,6 +256,15 @@ class _Compiler:
         finally:
             os.close(fd)
 
+    def numbers(self, names: Iterable[str]) -> dict[int, str]:
+        """System call numbers of `names` on this architecture (unknown names left out)."""
+        out: dict[int, str] = {}
+        for name in names:
+            nr = self._lib.seccomp_syscall_resolve_name(name.encode())
+            if nr >= 0:
+                out[nr] = name
+        return out
+
     def _rule(self, ctx: int, name: str, args: list[_ArgCmp], action: int = _ERRNO) -> None:
         nr = self._lib.seccomp_syscall_resolve_name(name.encode())
         if nr < 0:
@@ -242,11 +281,21 @@ def compile_filters() -> Filters:
     sandbox = compiler.compile(
         (*DENIED_ALWAYS, *DENIED_HOST_COUNTERS), namespaces=True, families=True, deny_newns=False
     )
-    call = compiler.compile(
-        DENIED_IN_CALLS,
-        namespaces=True,
-        families=False,
-        deny_newns=True,
-        prctl_options=DENIED_PRCTL_IN_CALLS,
+    call, call_watch = (
+        compiler.compile(
+            DENIED_IN_CALLS,
+            namespaces=True,
+            families=False,
+            deny_newns=True,
+            prctl_options=DENIED_PRCTL_IN_CALLS,
+            watch_processes=watch,
+        )
+        for watch in (False, True)
     )
-    return Filters(sandbox=sandbox, call=call)
+    return Filters(
+        sandbox=sandbox,
+        call=call,
+        call_watch=call_watch,
+        process_calls=compiler.numbers((*PROCESS_CALLS, "clone")),
+        seccomp_nr=next(iter(compiler.numbers(("seccomp",))), -1),
+    )

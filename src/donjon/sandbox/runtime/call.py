@@ -11,11 +11,15 @@ from typing import TYPE_CHECKING
 from . import lambda_env
 from .context import Context, Secrets
 from .frames import recv_frame, send_frames
+from .policy_hooks import CallWatch
+
+_NO_WATCH = CallWatch({})
 
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
     from typing import Any
+
 
 MAX_OUTPUT = 64 * 1024
 MAX_RESULT = 6 * 1024 * 1024  # the gateway reads no more (sandbox/instance.py)
@@ -83,8 +87,12 @@ def _trace() -> str:
     return traceback.format_exc()[-8000:]
 
 
-def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> None:
-    """Serve one invocation on `sock`; never raises."""
+def run_call(
+    sock: socket.socket,
+    handler: Callable[[Any, Context], Any],
+    watch: CallWatch = _NO_WATCH,
+) -> None:
+    """Serve one invocation on `sock`; never raises. `watch` notes what alert policies see."""
     output = CapturedOutput()
     meta: dict[str, Any]
     body = b""
@@ -95,6 +103,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
         context = Context(ctx_meta, sock)
         secrets = context.secrets  # kept here: the handler may rebind context.secrets
         lambda_env.begin_call(context.request_id)
+        watch.begin()
         try:
             result = handler(event, context)
         except MemoryError:
@@ -128,6 +137,7 @@ def run_call(sock: socket.socket, handler: Callable[[Any, Context], Any]) -> Non
     except Exception as e:
         meta = {"ok": False, "kind": "runtime", "error": f"bad invocation frame: {e}"}
     lambda_env.end_call()
+    meta.update(watch.report())  # best effort (policy_hooks.py): the host keeps alerts only
     meta["out"] = output.collect()
     if secrets is not None:
         try:

@@ -80,3 +80,62 @@ def restrict_self(abi: int) -> None:
             raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+_SYS_ADD_RULE = 445
+_RULE_PATH_BENEATH = 1
+_ACCESS_FS_READ_FILE = 1 << 2
+_ACCESS_FS_READ_DIR = 1 << 3
+_PR_SET_NO_NEW_PRIVS = 38
+_O_PATH = 0o10000000
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def restrict_reads(allowed: list[str]) -> None:
+    """A further domain in which files and directories can be read only beneath `allowed`.
+
+    Used once a handler is imported (read_own_code: block, policy_hooks.py).
+    Needs no_new_privs (set here: the worker holds no capability by then).
+    Paths that do not exist are skipped.
+    """
+    handled = _ACCESS_FS_READ_FILE | _ACCESS_FS_READ_DIR
+    attr = _RulesetAttr(handled, 0, 0)
+    fd = _libc.syscall(
+        _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(16), ctypes.c_uint32(0)
+    )
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
+    try:
+        for path in allowed:
+            try:
+                parent = os.open(path, _O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                access = handled if os.path.isdir(path) else _ACCESS_FS_READ_FILE
+                rule = _PathBeneath(access, parent)
+                rc = _libc.syscall(
+                    _SYS_ADD_RULE,
+                    ctypes.c_int(fd),
+                    ctypes.c_int(_RULE_PATH_BENEATH),
+                    ctypes.byref(rule),
+                    ctypes.c_uint32(0),
+                )
+                if rc != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"landlock_add_rule({path}): {os.strerror(err)}")
+            finally:
+                os.close(parent)
+        if _libc.prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(err)}")
+        if _libc.syscall(_SYS_RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0)) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")
+    finally:
+        os.close(fd)

@@ -1,13 +1,23 @@
 """What the supervisor does once, before its first worker: preload the standard-library
-modules the function uses, and take the per-call cgroups' descriptors from the host.
+modules the function uses, and take the per-call cgroups' descriptors from the host;
+then wait for the first worker's report.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import socket
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .watch import Watches
 
 #: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
 _MAX_FDS_PER_MESSAGE = 253
@@ -42,3 +52,35 @@ def receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[
     for fd in fds[whole:]:
         os.close(fd)
     return [tuple(fds[i : i + width]) for i in range(0, whole, width)]
+
+
+def first_report(
+    sock: socket.socket, pid: int, deadline: float, poller: select.poll, watches: Watches
+) -> dict[str, Any]:
+    """The first worker's ready (or failed) report, read from its hand-off socket `sock`
+    by `deadline` (monotonic); its process calls are answered meanwhile (watch.py), or an
+    import that starts one would wait for an answer that never comes."""
+    poller.register(sock.fileno(), select.POLLIN)
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            for ready, events in poller.poll(int(left * 1000) + 1):
+                if watches.owns(ready):
+                    watches.on_event(ready, events)
+                    continue
+                try:
+                    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+                except OSError as e:
+                    return {"op": "failed", "error": f"the worker did not start: {e}"}
+                if not watches.take(pid, data, fds):
+                    return _report(data)
+        return {"op": "failed", "error": "the worker did not start: timed out"}
+    finally:
+        poller.unregister(sock.fileno())
+
+
+def _report(data: bytes) -> dict[str, Any]:
+    try:
+        report = json.loads(data or b'{"op": "failed", "error": "exited"}')
+    except ValueError:
+        report = None
+    return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING
 
 from . import landlock, lowlevel
 from .frames import send_json
-from .startup import preload, receive_slots
+from .startup import first_report, preload, receive_slots
 from .waiting import back_waiting, single_threaded
+from .watch import Watches
 from .worker import HANDOFF_FD, start_worker, vm_size
 
 if TYPE_CHECKING:
@@ -102,15 +103,6 @@ class _Worker:
         """End this worker and everything it started (see `kill_worker`)."""
         kill_worker(self.pid)
 
-    def wait_ready(self, timeout_s: float) -> dict[str, Any]:
-        self.sock.settimeout(timeout_s)
-        try:
-            report = json.loads(self.sock.recv(65536) or b'{"op": "failed", "error": "exited"}')
-        except (OSError, ValueError) as e:
-            report = {"op": "failed", "error": f"the worker did not start: {e}"}
-        self.sock.settimeout(None)
-        return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}
-
     def hand(self, call_fd: int) -> None:
         socket.send_fds(self.sock, [b"call"], [call_fd])
 
@@ -167,6 +159,14 @@ class Supervisor:
         self.free_cgroup_slots: list[tuple[int, ...]] = list(config.get("cgroup_slots") or [])
         self.cgroup_slot_of: dict[int, tuple[int, ...]] = {}
         self.uses_cgroup_slots = bool(self.free_cgroup_slots)
+        #: child_processes alert or block: each worker's seccomp listener (watch.py).
+        self.watches = Watches(
+            (config.get("policies") or {}).get("child_processes", "block"),
+            {int(k): str(v) for k, v in (config.get("process_calls") or {}).items()},
+            self._poller,
+            lambda pid: self.calls[pid][0] if pid in self.calls else None,
+            lambda message: send_json(self.ctrl, message),
+        )
         self.worker: _Worker | None = _Worker(self)
 
     def take_cgroup_slot(self) -> tuple[int, ...] | None:
@@ -185,7 +185,8 @@ class Supervisor:
         """Wait for the first worker's import; its report says if the function loads."""
         if self.worker is None:
             return {"op": "failed", "error": "no worker process could be started"}
-        report = self.worker.wait_ready(IMPORT_DEADLINE_S)
+        worker = self.worker
+        report = first_report(worker.sock, worker.pid, worker.ready_by, self._poller, self.watches)
         if report.get("op") == "ready" and not self._kept_nothing(self.worker):
             report = {"op": "failed", "error": "the handler's import left processes running"}
         elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
@@ -195,6 +196,8 @@ class Supervisor:
                 "error": "the handler's import left threads running"
                 " (a warm worker must be idle between calls)",
             }
+        if report.get("op") == "ready" and not self.watches.ready(self.worker.pid):
+            report = {"op": "failed", "error": "the worker's process watch was not set up"}
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True
@@ -223,17 +226,21 @@ class Supervisor:
                 self._poller.unregister(fd)
             return
         try:
-            data = worker.sock.recv(65536, socket.MSG_DONTWAIT)
+            data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return  # a stale event (its number was reused): nothing to read yet
         except OSError:
-            data = b""
+            data, fds = b"", []
+        if self.watches.take(worker.pid, data, fds):
+            return  # its ready report comes next
         self._stop_pending(worker)
         try:
             report = json.loads(data or b"{}")
         except ValueError:
             report = {}
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
+        if not self.watches.ready(worker.pid):
+            worker.ready = False  # its process calls would be answered by no one
         if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
             worker.kill()  # it exits; reaping makes the next one, unless they keep failing
         elif not worker.busy:
@@ -257,8 +264,10 @@ class Supervisor:
             now = time.monotonic()
             wait = self._next_deadline() - now
             timeout_ms = 3_600_000 if wait == _FOREVER else max(0, int(wait * 1000) + 1)
-            for fd, _ in poller.poll(min(timeout_ms, 3_600_000)):
-                if fd == self.ctrl.fileno():
+            for fd, events in poller.poll(min(timeout_ms, 3_600_000)):
+                if self.watches.owns(fd):
+                    self.watches.on_event(fd, events)
+                elif fd == self.ctrl.fileno():
                     self._on_message()
                 elif fd == self.wake[0]:
                     try:
@@ -302,7 +311,8 @@ class Supervisor:
         self.calls[worker.pid] = (req["id"], time.monotonic() + float(req["timeout"]))
         if not self.warm:
             self._stop_pending(worker)
-            worker.close()
+            if not self.watches.hand_over(worker.pid, worker.sock):
+                worker.close()  # else kept until its seccomp listener arrives
             self.worker = self._new_worker()
 
     def _on_done(self, call_id: int) -> None:
@@ -331,6 +341,7 @@ class Supervisor:
             worker.back_step = min(worker.back_step * 2, BACK_STEP_MAX_S)
             return
         call_id = self.calls.pop(worker.pid)[0]
+        self.watches.call_ended(call_id)
         worker.back_at = _FOREVER
         worker.busy = False
         worker.idle_from(now)
@@ -402,6 +413,7 @@ class Supervisor:
                 # (and its namespace) before this call is reported over.
                 self._kill_strangers()
             self.give_back_cgroup_slot(self.cgroup_slot_of.pop(pid, None))
+            self.watches.drop(pid)
             if self.worker is not None and pid == self.worker.pid:
                 # The idle (or warm) worker died: make another, unless they keep dying.
                 self._stop_pending(self.worker)
@@ -412,6 +424,7 @@ class Supervisor:
                 if self.idle_deaths < 3:
                     self.worker = self._new_worker()
             if call is not None:
+                self.watches.call_ended(call[0])
                 was_timeout = pid in self.timed_out
                 self.timed_out.discard(pid)
                 send_json(self.ctrl, _exit_report(call[0], status, was_timeout))
@@ -453,6 +466,7 @@ def main(ctrl_fd: int) -> None:
     )
     config["landlock"] = landlock.abi_version()
     config["call_filter"] = bytes.fromhex(config["call_filter"])
+    config["call_watch"] = bytes.fromhex(config.get("call_watch") or "")
     config["warm"] = config["mode"] == "warm"
     lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
     # CAP_SYS_ADMIN stays effective (workers' namespaces need it); nothing it

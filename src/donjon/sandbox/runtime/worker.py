@@ -24,9 +24,10 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from . import isolation, lambda_env, lowlevel
+from . import isolation, lambda_env, lowlevel, watch
 from .call import _trace, run_call
 from .handler_check import check_handler
+from .policy_hooks import CallWatch, hide_bundle, tmp_read_only
 
 if TYPE_CHECKING:
     from typing import Any
@@ -57,11 +58,25 @@ def _only_descriptors(handoff: socket.socket) -> socket.socket:
     return socket.socket(fileno=HANDOFF_FD)
 
 
-def _confine(config: dict[str, Any]) -> None:
+def _confine(config: dict[str, Any]) -> int | None:
+    """Confine this worker; the seccomp listener the supervisor must hold, if any."""
+    policies = config.get("policies") or {}
     lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
     lowlevel.private_mounts(config["tmp_mb"] * MIB)
+    # tmp_write: block. A Landlock domain refuses every mount change, so the remount comes
+    # first; without Landlock the /proc of the worker's own is staged in /tmp first.
+    block_tmp = policies.get("tmp_write") == "block"
+    if block_tmp and config["landlock"] >= 1:
+        tmp_read_only()
     isolation.in_worker(config["landlock"])
-    lowlevel.load_seccomp(config["call_filter"])
+    if block_tmp and config["landlock"] < 1:
+        tmp_read_only()
+    listener = None
+    if policies.get("child_processes", "block") != "allow":
+        # Every process call stops in the kernel until the supervisor answers (watch.py).
+        listener = watch.load_watching(config["call_watch"], int(config["seccomp_nr"]))
+    else:
+        lowlevel.load_seccomp(config["call_filter"])
     lowlevel.drop_all_capabilities(config["bounding"])
     # The supervisor measured its own size once; a worker starts as a copy of it.
     limit = config["base_vm"] + config["memory_mb"] * MIB
@@ -78,6 +93,7 @@ def _confine(config: dict[str, Any]) -> None:
         # whose import spins dies here instead of burning a core until reaped.
         cpu = _IMPORT_CPU_S + int(config["timeout_s"]) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    return listener
 
 
 def _load_handler(config: dict[str, Any]) -> Any:
@@ -124,10 +140,18 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     handoff = _only_descriptors(handoff)
     _line_buffered()
     try:
-        _confine(config)
+        listener = _confine(config)
+        if listener is not None:
+            # To the supervisor before any function code runs; the function never holds it.
+            socket.send_fds(handoff, [b'{"op": "watch"}'], [listener])
+            os.close(listener)
+        policies = config.get("policies") or {}
+        call_watch = CallWatch(policies)  # its audit hook comes before the function's code
         lambda_env.prepare(config)
         handler = _load_handler(config)
         lambda_env.install_logging()  # the function's code may have imported `logging`
+        if policies.get("read_own_code") == "block":
+            hide_bundle(config["landlock"])
         end_leftovers()
     except BaseException as e:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
@@ -148,7 +172,7 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
             handoff.close()  # one call only: nothing more will come
         call = socket.socket(fileno=fds[0])
         try:
-            run_call(call, handler)
+            run_call(call, handler, call_watch)
             if config["warm"]:
                 end_leftovers()  # before the call's socket closes: the gateway waits for that
         finally:
