@@ -132,6 +132,7 @@ async def _run(
             event,
             timeout_s,
             subcalls,
+            request_id,
         )
         _note_reads(detail, result, granted, policy_events)
         output = redact(result.output)

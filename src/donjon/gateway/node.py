@@ -149,7 +149,8 @@ class Node:
         )
         # Staged bundles a stopped node left: no sandbox runs yet, none is in use.
         await asyncio.to_thread(host.collect_staging)
-        self.pool = SandboxPool(self.resources, compile_filters(), host)
+        # Sandboxes of functions granted egress reach the node's egress proxy.
+        self.pool = SandboxPool(self.resources, compile_filters(), host, egress=self.egress)
         self.pool.start()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
             self._runtime_target = await asyncio.to_thread(probe_target, host.python)

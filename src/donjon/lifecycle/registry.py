@@ -87,6 +87,8 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
         timeout_s=manifest.timeout_s,
         log_level=manifest.log_level,
         policies=manifest.policies,
+        egress=tuple(manifest.permissions.egress),
+        egress_attempts=manifest.policies.egress_attempts,
     )
 
 

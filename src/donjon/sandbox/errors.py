@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from donjon.sandbox.policy_events import PolicyEvent
 
 __all__ = [
+    "FunctionBlocked",
     "FunctionCrashed",
     "FunctionFailed",
     "FunctionMemoryExceeded",
@@ -69,3 +70,11 @@ class FunctionCrashed(SandboxError):
 
 class TooManyInvocations(SandboxError):
     title = "Too many concurrent invocations"
+
+
+class FunctionBlocked(FunctionFailed):
+    """A runtime policy in `block` mode ended the call (egress_attempts: a refused
+    connection; sandbox/egresslink.py)."""
+
+    title = "Function blocked by its runtime policy"
+    error_type = "Sandbox.PolicyBlocked"

@@ -27,6 +27,7 @@ from donjon.sandbox.callgroups import (
     sandbox_processes,
 )
 from donjon.sandbox.channel import ChannelClosed, send_control, send_with_fd, wait_closed
+from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
 from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionFailed,
@@ -71,6 +72,11 @@ class InstanceConfig:
     log_level: str | None = None
     #: Runtime policies (manifest `policies`): child processes blocked unless allowed.
     policies: RuntimePolicies = dataclasses.field(default_factory=RuntimePolicies)
+    #: `permissions.egress` (host:port grants); empty: no way out of the sandbox at all.
+    egress: tuple[str, ...] = ()
+    #: The runtime policy for a refused egress attempt: "alert" or "block" (manifest
+    #: `policies.egress_attempts`: where `policies:` is parsed, registry.py sets it).
+    egress_attempts: str = "alert"
 
     @property
     def calls_per_instance(self) -> int:
@@ -87,8 +93,11 @@ class Instance:
         resources: ResourceControl,
         filters: Filters,
         host: SandboxHost,
+        egress: EgressOpener | None = None,
     ) -> None:
         self.config = config
+        self._egress = egress
+        self._network = SandboxNetwork()
         self._resources = resources
         self._filters = filters
         self._host = host
@@ -114,6 +123,8 @@ class Instance:
     async def start(self) -> None:
         """Spawn the sandbox and wait until the handler is imported."""
         self._host.pin(self.config.bundle, self)  # its staged copy (host.py) until closed
+        # Its proxy socket first (granted egress only): it is bound into the sandbox.
+        self._network = await SandboxNetwork.open(self._egress, self.config, self._host)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
@@ -123,6 +134,7 @@ class Instance:
             tmp_mb=self.config.tmp_mb,
             seccomp_fd=seccomp_fd,
             function=self.config.function,
+            egress_dir=self._network.socket_dir,
         )
         await self._spawn(spec, theirs, seccomp_fd)
         loop = asyncio.get_running_loop()
@@ -148,6 +160,7 @@ class Instance:
                     "memory_mb": self.config.memory_mb,
                     "tmp_mb": self.config.tmp_mb,
                     "timeout_s": self.config.timeout_s,
+                    "egress": self._network.link is not None,
                     "call_filter": self._filters.call.hex(),
                     "policies": self.config.policies.runtime(),
                     "call_watch": self._filters.call_watch.hex(),
@@ -328,6 +341,7 @@ class Instance:
             await self._proc.wait()
         await self._release_cgroup()
         self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
+        await self._network.close()
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
         for fut in list(self._exits.values()):
             if not fut.done():
@@ -342,6 +356,7 @@ class Instance:
         timeout_s: float,
         release: Callable[[], None] | None = None,
         subcalls: SubCall | None = None,
+        request_id: str = "",
     ) -> CallResult:
         """Run one invocation; raise a `SandboxError` subclass on failure.
 
@@ -350,6 +365,7 @@ class Instance:
         stays counted (`active`, and its caller's slot) until its worker is
         reaped, whatever the function wrote early. `subcalls` answers the
         handler's `context.invoke` requests (subcalls.py); none: refused.
+        `request_id` names the call to the egress proxy (egresslink.py).
         """
         if self.closed or self._ctrl is None:
             if release is not None:
@@ -359,7 +375,7 @@ class Instance:
         call_id = self._next_id
         self._policy_events.open(call_id)
         try:
-            return await self._call(call_id, meta, event, timeout_s, release, subcalls)
+            return await self._call(call_id, meta, event, timeout_s, release, subcalls, request_id)
         except SandboxError as e:
             if not e.policy_events:  # what the supervisor saw, when the reply said nothing
                 e.policy_events = self._policy_events.of(call_id, None)
@@ -375,6 +391,7 @@ class Instance:
         timeout_s: float,
         release: Callable[[], None] | None,
         subcalls: SubCall | None,
+        request_id: str,
     ) -> CallResult:
         ctrl = self._ctrl
         if ctrl is None:  # checked by `call`; closed since, it cannot be
@@ -388,9 +405,11 @@ class Instance:
         started = time.monotonic()
         later = False
         try:
-            msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
+            # The call's egress token (granted egress only) goes to its relay, never to it.
+            token = self._network.begin(call_id, request_id or str(call_id), self._stop_call)
+            msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s, "token": token})
             try:
-                await send_with_fd(ctrl, msg, theirs.fileno())
+                await send_with_fd(ctrl, msg.encode(), theirs.fileno())
             except OSError:
                 raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
@@ -412,14 +431,10 @@ class Instance:
                 later = self._cancelled()
                 raise
             except (ChannelClosed, OSError):
-                raise await self._why_gone(exit_fut, timeout_s, call_id, started) from None
-            if report.get("status") == "timeout":
-                # The reply was read, but the call's processes ran on to its deadline:
-                # this call overran, and its answer is not used.
-                raise FunctionTimeout(
-                    f"the function ran past its {timeout_s:g}s timeout after writing its answer"
-                    " (the answer was not sent)"
-                )
+                # Once its processes are gone (the report), whatever ended it.
+                gone = await self._why_gone(exit_fut, timeout_s, call_id, started)
+                raise self._network.blocked(call_id) or gone from None
+            self._check_ended(call_id, report, timeout_s)
             return self._answer(call_id, head, body)
         finally:
             theirs.close()
@@ -438,11 +453,24 @@ class Instance:
             raise
         return dataclasses.replace(result, policy_events=self._policy_events.of(call_id, head))
 
+    def _check_ended(self, call_id: int, report: dict[str, Any], timeout_s: float) -> None:
+        """Raise if a call that replied was still ended: by its egress policy, or at its
+        deadline (its processes ran on after the reply; the answer is not used)."""
+        blocked = self._network.blocked(call_id)
+        if blocked is not None:
+            raise blocked
+        if report.get("status") == "timeout":
+            raise FunctionTimeout(
+                f"the function ran past its {timeout_s:g}s timeout after writing its answer"
+                " (the answer was not sent)"
+            )
+
     def _end(self, call_id: int, sock: socket.socket, release: Callable[[], None] | None) -> None:
         """The call's processes are gone: it stops counting."""
         self.active -= 1
         self.last_used = time.monotonic()
         self._exits.pop(call_id, None)
+        self._network.end(call_id)
         sock.close()
         if release is not None:
             release()
@@ -470,6 +498,15 @@ class Instance:
             self._end(call_id, sock, release)
 
         exit_fut.add_done_callback(ended)
+
+    def _stop_call(self, call_id: int) -> None:
+        """End one call now (its runtime policy blocked it): the supervisor kills its worker."""
+        if self._ctrl is None or call_id not in self._exits:
+            return
+        try:
+            self._ctrl.send(json.dumps({"op": "end", "id": call_id}).encode())
+        except OSError:  # the supervisor's queue is full or it is gone: the sandbox goes
+            self._close_soon()
 
     def _overdue(self, exit_fut: asyncio.Future[dict[str, Any]]) -> None:
         if not exit_fut.done():
