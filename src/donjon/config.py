@@ -12,10 +12,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from donjon.config_sources import SettingsProblem, read_settings
+from donjon.egress.addresses import IPNetwork, parse_networks
 from donjon.errors import Error
 from donjon.secret import Secret
 
-__all__ = ["ConfigError", "ConnectionSettings", "SandboxSettings", "Settings", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "ConnectionSettings",
+    "EgressSettings",
+    "SandboxSettings",
+    "Settings",
+    "load_settings",
+]
 
 DEFAULT_PORT = 8443
 
@@ -71,6 +79,26 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class EgressSettings:
+    """What functions granted egress may reach, and how much (DONJON_EGRESS_*)."""
+
+    #: Networks that are not globally routable but may be granted and dialled
+    #: (DONJON_EGRESS_ALLOW_NETWORKS: CIDRs, comma or space separated); default none.
+    #: The cloud metadata addresses stay refused inside them.
+    allow_networks: tuple[IPNetwork, ...] = ()
+    #: The DNS server the proxy asks (DONJON_EGRESS_DNS, ``IP[:PORT]``); None: the system's.
+    dns: str | None = None
+    #: Bytes one call may move through the proxy, both directions together
+    #: (DONJON_EGRESS_MAX_BYTES).
+    max_bytes_per_call: int = 64 * 1024 * 1024
+    #: Connections one call may open through the proxy (DONJON_EGRESS_MAX_CONNECTIONS).
+    max_connections_per_call: int = 32
+    #: Seconds one connection may stay open (DONJON_EGRESS_MAX_CONNECTION_S); it never
+    #: outlives its call either.
+    max_connection_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where Donjon keeps its state and how clients reach it."""
 
@@ -119,6 +147,8 @@ class Settings:
     #: The region the Lambda Invoke API's SigV4 credential scope must name
     #: (DONJON_LAMBDA_REGION; docs/lambda.md).
     lambda_region: str = "us-east-1"
+    #: The egress proxy: open networks, resolver, caps per call (DONJON_EGRESS_*).
+    egress: EgressSettings = EgressSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -243,4 +273,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace_s=raw.SHUTDOWN_GRACE_S,
         ca_bundle=_path(raw.CA_BUNDLE),
         lambda_region=raw.LAMBDA_REGION,
+        egress=EgressSettings(
+            allow_networks=parse_networks(",".join(raw.EGRESS_ALLOW_NETWORKS)),
+            dns=raw.EGRESS_DNS,
+            max_bytes_per_call=raw.EGRESS_MAX_BYTES,
+            max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,
+            max_connection_s=raw.EGRESS_MAX_CONNECTION_S,
+        ),
     )

@@ -35,6 +35,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from donjon.egress.addresses import AddressError, parse_networks
+from donjon.egress.resolve import ResolveError, parse_dns_server
+
 __all__ = ["PREFIX", "SettingsInput", "SettingsProblem", "read_settings"]
 
 PREFIX = "DONJON_"
@@ -90,6 +93,27 @@ def _networks(value: Any) -> Any:
                 f"{item!r} is not a network ({e}); give CIDRs such as 10.0.0.0/8"
             ) from e
     return tuple(out)
+
+
+def _egress_networks(value: Any) -> Any:
+    """DONJON_EGRESS_ALLOW_NETWORKS: CIDRs separated by commas or spaces, normalised."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return tuple(str(n) for n in parse_networks(value))
+    except AddressError as e:
+        raise ValueError(f"{e.message}; {e.hint}") from None
+
+
+def _dns_server(value: Any) -> Any:
+    """DONJON_EGRESS_DNS: an IP address and optional port (``127.0.0.1:5353``)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parse_dns_server(value)
+    except ResolveError as e:
+        raise ValueError(e.hint) from None
+    return value.strip()
 
 
 def _absolute(value: Any) -> Any:
@@ -178,6 +202,15 @@ class SettingsInput(BaseSettings):
     LAMBDA_REGION: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = (
         "us-east-1"
     )
+    EGRESS_ALLOW_NETWORKS: Annotated[
+        tuple[str, ...], NoDecode, BeforeValidator(_egress_networks)
+    ] = ()
+    EGRESS_DNS: Annotated[
+        str | None, BeforeValidator(_dns_server), BeforeValidator(_blank_is_unset)
+    ] = None
+    EGRESS_MAX_BYTES: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+    EGRESS_MAX_CONNECTIONS: Annotated[int, Field(ge=1)] = 32
+    EGRESS_MAX_CONNECTION_S: Annotated[Seconds, Field(ge=0.1)] = 60.0
 
 
 class _MappingEnvSource(EnvSettingsSource):

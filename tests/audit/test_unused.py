@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, inspect
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
-from donjon.audit.unused import EGRESS_NOTE, MAX_DAYS, BadWindow, check_days, unused_grants
+from donjon.audit.unused import MAX_DAYS, BadWindow, check_days, unused_grants
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 from donjon.store.tables import metadata
@@ -43,7 +43,7 @@ def _report(engine: Engine, days: int = 90, now: float | None = None) -> dict[st
 
 
 def test_nothing_used_lists_every_grant(engine: Engine) -> None:
-    """With no record of any use, every grant is unused, and egress carries its note."""
+    """With no record of any use, every grant is unused, egress included, with no note."""
     AuditLog(engine, KEY)
     report = _report(engine)
     assert report["unused"] == {
@@ -51,7 +51,7 @@ def test_nothing_used_lists_every_grant(engine: Engine) -> None:
         "egress": ["api.stripe.com:443"],
         "invoke": ["thumbnail", "resize"],
     }
-    assert report["used"] == [] and report["notes"] == [EGRESS_NOTE]
+    assert report["used"] == [] and report["notes"] == []
     assert report["function"] == "billing" and report["version"] == 3 and report["days"] == 90
 
 
@@ -77,6 +77,37 @@ def test_a_function_invoke_by_the_function_uses_its_invoke_grant(engine: Engine)
     report = _report(engine)
     assert report["unused"]["invoke"] == ["resize"]
     assert [(u["kind"], u["name"]) for u in report["used"]] == [("invoke", "thumbnail")]
+
+
+def _egress(log: AuditLog, target: str, decision: str, grant: str) -> None:
+    log.record_now(
+        AuditEvent(
+            f"function:{target.partition('@')[0]}",
+            "egress.connect",
+            target,
+            decision,
+            {"request_id": "r", "decision": decision, "grant": grant, "count": 1},
+        )
+    )
+
+
+def test_an_allowed_egress_connection_uses_its_grant(engine: Engine) -> None:
+    """An egress.connect record the proxy allowed under a grant marks that egress grant used."""
+    log = AuditLog(engine, KEY)
+    _egress(log, "billing@3", "allowed", "api.stripe.com:443")
+    report = _report(engine)
+    assert report["unused"]["egress"] == []
+    [used] = report["used"]
+    assert used["kind"] == "egress" and used["name"] == "api.stripe.com:443"
+    assert used["record"] == 1 and report["notes"] == []
+
+
+def test_a_refused_egress_connection_uses_nothing(engine: Engine) -> None:
+    """Refused connections, and other functions' allowed ones, leave the egress grant unused."""
+    log = AuditLog(engine, KEY)
+    _egress(log, "billing@3", "denied", "api.stripe.com:443")
+    _egress(log, "other@1", "allowed", "api.stripe.com:443")
+    assert _report(engine)["unused"]["egress"] == ["api.stripe.com:443"]
 
 
 def test_the_newest_use_is_kept(engine: Engine) -> None:

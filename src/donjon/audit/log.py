@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, desc, insert, select, text
 
 from donjon.audit.chain import GENESIS, chain_hash, head_mac
-from donjon.audit.usage import UPSERT_USE, record_uses
+from donjon.audit.usage import UPSERT_USE, USE_ACTIONS, record_uses
 from donjon.errors import Error
 from donjon.secret import Secret
 from donjon.store.tables import audit_head, audit_log, invocation_logs
@@ -177,7 +177,7 @@ class AuditLog:
                 rows.append((seq, record, head))
                 if log is not None:
                     logs.append(self._log_row(log, now))
-                if event.action == "function.invoke":
+                if event.action in USE_ACTIONS:
                     uses += record_uses(
                         event.action, event.actor, event.target, event.detail, seq, ts
                     )

@@ -4,9 +4,9 @@ unused-access findings for Donjon's `permissions`).
 A secret grant is used when a call of the function read the secret's value
 (`secrets_read` in the call's `function.invoke` record); an invoke grant when the
 function called that function through `context.invoke` (a `function.invoke`
-record with actor `function:NAME` and `trigger: "function"`). Egress is not
-recorded yet (there is no egress proxy), so every egress grant is reported
-unused, with a note saying so.
+record with actor `function:NAME` and `trigger: "function"`); an egress grant
+when the egress proxy allowed a connection under it (an `egress.connect`
+record with `decision: "allowed"` naming the grant).
 
 The `grant_uses` index (audit/usage.py) names the newest record of each use;
 each is read back from the log and must show that use inside the window, so a
@@ -32,11 +32,6 @@ __all__ = ["DEFAULT_DAYS", "MAX_DAYS", "BadWindow", "UnusedGrants", "check_days"
 DEFAULT_DAYS = 90
 MAX_DAYS = 3650
 DAY_S = 86400.0
-
-EGRESS_NOTE = (
-    "egress use is not recorded yet: Donjon has no egress proxy (functions have no network),"
-    " so every egress grant is listed unused; its use will be recorded once the proxy exists"
-)
 
 
 class BadWindow(Error):
@@ -113,9 +108,12 @@ def unused_grants(
     days = check_days(days)
     since = (time.time() if now is None else now) - days * DAY_S
     secrets, invoke = granted.get("secrets", ()), granted.get("invoke", ())
-    wanted = {(UseKind.VAULT_READ.value, s) for s in secrets} | {
-        (UseKind.INVOKE.value, f) for f in invoke
-    }
+    egress = granted.get("egress", ())
+    wanted = (
+        {(UseKind.VAULT_READ.value, s) for s in secrets}
+        | {(UseKind.INVOKE.value, f) for f in invoke}
+        | {(UseKind.EGRESS.value, e) for e in egress}
+    )
     t = grant_uses_table
     query = select(t.c.kind, t.c.name, t.c.seq, t.c.ts).where(
         t.c.function == function, t.c.ts >= since
@@ -136,16 +134,13 @@ def unused_grants(
             continue
         used.append(LastUse(r.kind, r.name, int(r.seq), float(record["ts"])))
     seen = {(u.kind, u.name) for u in used}
-    egress = tuple(granted.get("egress", ()))
-    if egress:
-        notes.append(EGRESS_NOTE)
     return UnusedGrants(
         function=function,
         version=version,
         days=days,
         since=since,
         secrets=tuple(s for s in secrets if (UseKind.VAULT_READ.value, s) not in seen),
-        egress=egress,
+        egress=tuple(e for e in egress if (UseKind.EGRESS.value, e) not in seen),
         invoke=tuple(f for f in invoke if (UseKind.INVOKE.value, f) not in seen),
         used=tuple(used),
         notes=tuple(notes),

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from donjon.egress.grants import EgressGrantError, parse_grant_syntax
 from donjon.errors import Error
 from donjon.manifest.input_validator import check_patterns
 from donjon.manifest.schema_limits import check_expansion, check_size
@@ -45,7 +46,6 @@ NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _HANDLER_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*\.{_IDENT}$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
-_EGRESS_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 _RATE_RE = re.compile(r"^([1-9][0-9]*)/(second|minute|hour|day)$")
 _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -122,12 +122,13 @@ class Permissions(_Strict):
     @field_validator("egress")
     @classmethod
     def _egress(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # The syntax here; which addresses the node opens is decided at deploy (the
+        # gate's `egress_refusals`), so a stored manifest loads whatever the settings.
         for item in value:
-            if not _EGRESS_RE.match(item) or "*" in item:
-                raise ValueError(f"egress entries are host:port with no wildcard, got {item!r}")
-            port = int(item.rsplit(":", 1)[1])
-            if not 0 < port < 65536:
-                raise ValueError(f"port out of range in {item!r}")
+            try:
+                parse_grant_syntax(item)
+            except EgressGrantError as e:
+                raise ValueError(f"{e.message} ({e.hint})") from None
         return value
 
 
