@@ -13,10 +13,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from donjon.bundle.archive import pack
 from egress_support import (
     BIG,
     MAX_BYTES,
@@ -614,3 +616,66 @@ def test_a_refused_attempt_raises_a_policy_alert(
             break
         time.sleep(0.5)
     assert alerts and alerts[0]["detail"]["policy"] == "egress_attempts", alerts
+
+
+# --- the deploy gate agrees with the proxy --------------------------------------------
+
+
+def _archive(root: Path, name: str, grants: list[str]) -> bytes:
+    """A bundle packed as is: the client's own manifest check is not the one under test."""
+    root.mkdir(parents=True)
+    (root / "main.py").write_text("def handler(event, context):\n    return {}\n")
+    listed = ", ".join(f'"{g}"' for g in grants)
+    (root / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\npermissions:\n  egress: [{listed}]\n"
+    )
+    return pack(root)
+
+
+@pytest.mark.parametrize(
+    "grant",
+    [
+        "169.254.169.254:80",
+        "[fd00:ec2::254]:80",
+        "127.0.0.1:443",
+        "[::1]:443",
+        "[::ffff:127.0.0.1]:443",
+        "10.1.2.3:443",
+        "100.64.0.1:443",
+        "0.0.0.0:443",
+        "metadata.google.internal:80",
+        "localhost:80",
+    ],
+)
+def test_deploy_refuses_a_grant_the_proxy_would_refuse(
+    egress_node: LiveNode, tmp_path: Path, grant: str
+) -> None:
+    """A grant the proxy would never honour fails the deploy with the reason; nothing changes."""
+    name = f"eg-refused-{uuid.uuid4().hex[:8]}"
+    archive = _archive(tmp_path / "fn", name, [f"api.{DOMAIN}:443", grant])
+    with egress_node.client() as c:
+        r = c.post("/v1/functions", content=archive, headers={"content-type": "application/gzip"})
+        assert r.status_code == 422, r.text
+        assert grant in r.text, r.text
+        assert c.get(f"/v1/functions/{name}").status_code == 404
+
+
+def test_a_literal_grant_reaches_that_address_in_that_notation_only(
+    egress_node: LiveNode, world: World, tmp_path: Path
+) -> None:
+    """`127.0.0.2:PORT` granted (an allowed network): it works; its decimal form does not."""
+    target = f"{world.address}:{world.side.port}"
+    name = "eg-literal"
+    egress_node.deploy(function_source(world, tmp_path, "eg-attack", name, egress=[target]))
+    path = marker()
+    result, _ = call(egress_node, name, "connect", target=target, sni=API, path=path)
+    assert result.get("http_status") == 200, result
+    assert result["reply"]["origin"] == "side" and world.side.log.saw(path)
+    decimal = _literals(world.address)["decimal"]
+    other = marker()
+    refused, request_id = call(
+        egress_node, name, "connect", target=f"{decimal}:{world.side.port}", sni=API, path=other
+    )
+    assert_refused(refused)
+    assert not world.side.log.saw(other)
+    assert_denied(egress_node, name, request_id, f"{decimal}:{world.side.port}")
