@@ -60,7 +60,7 @@ def host_request(address: str, ca: bytes) -> float:
         socket.create_connection((address, 443), timeout=15) as raw,
         context.wrap_socket(raw, server_hostname=API) as tls,
     ):
-        tls.sendall(f"GET /bench HTTP/1.1\r\nHost: {API}\r\n\r\n".encode())
+        tls.sendall(f"GET /bench HTTP/1.1\r\nHost: {API}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := tls.recv(65536):
             data += chunk

@@ -149,6 +149,7 @@ class OriginLog:
 _IO_TIMEOUT_S = 20.0
 _MAX_HEAD = 16384
 _MAX_BODY = 64 * 1024 * 1024
+_MAX_REQUESTS = 100
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -173,13 +174,20 @@ class _Handler(socketserver.BaseRequestHandler):
             return
 
     def _serve(self, conn: socket.socket, sni: str | None) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(4096)
-            if not chunk or len(head) > _MAX_HEAD:
+        buffer = b""
+        for _ in range(_MAX_REQUESTS):  # keep-alive: requests one after another
+            while b"\r\n\r\n" not in buffer:
+                chunk = conn.recv(4096)
+                if not chunk or len(buffer) > _MAX_HEAD:
+                    return
+                buffer += chunk
+            head, buffer = buffer.split(b"\r\n\r\n", 1)
+            if not self._answer(conn, head, sni):
                 return
-            head += chunk
-        lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+
+    def _answer(self, conn: socket.socket, head: bytes, sni: str | None) -> bool:
+        """Answer one request; whether the connection stays open for another."""
+        lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
         headers = {}
         for line in lines[1:]:
@@ -200,7 +208,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 n = min(len(block), size - sent)
                 conn.sendall(block[:n])
                 sent += n
-            return
+            return False
         if target.startswith("/hold/"):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nheld\n")
             conn.settimeout(1.0)
@@ -213,18 +221,21 @@ class _Handler(socketserver.BaseRequestHandler):
                 except OSError:
                     break
             else:
-                return
+                return False
             with self.server.log.lock:
                 self.server.log.released.append(target)
-            return
+            return False
         body = json.dumps(
             {"origin": self.server.label, "path": target, "host": seen.host, "sni": sni}
         ).encode()
+        keep = headers.get("connection", "").lower() != "close"  # HTTP/1.1's default
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n".encode()
+            + (b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n")
             + body
         )
+        return keep
 
 
 def _remember_sni(sock: Any, name: str | None, _context: Any) -> None:

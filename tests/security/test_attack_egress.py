@@ -679,3 +679,45 @@ def test_a_literal_grant_reaches_that_address_in_that_notation_only(
     assert_refused(refused)
     assert not world.side.log.saw(other)
     assert_denied(egress_node, name, request_id, f"{decimal}:{world.side.port}")
+
+
+def test_cannot_smuggle_a_second_request_to_another_host(
+    egress_node: LiveNode, world: World, fn: str
+) -> None:
+    """A granted absolute-form GET, then one to another host on the same proxy connection:
+    the second never reaches the origin."""
+    port = world.plain.port
+    first, second = marker(), marker()
+    other = f"other.{DOMAIN}:{port}"
+    result, _ = call(
+        egress_node,
+        fn,
+        "plain",
+        url=f"http://{API}:{port}{first}",
+        then=[[f"http://{other}{second}", other]],
+    )
+    assert result["status"] == 200, result
+    assert world.plain.log.saw(first)
+    assert not world.plain.log.saw(second)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://{api}:{port}@{other}:{port}{path}",  # userinfo naming the granted host
+        "http://{other}:{port}#@{api}:{port}{path}",  # a fragment hiding the real authority
+        "http://{other}:{port}\\@{api}:{port}{path}",  # a backslash some parsers split on
+    ],
+)
+def test_cannot_confuse_the_proxys_url_parser(
+    egress_node: LiveNode, world: World, fn: str, url: str
+) -> None:
+    """URLs whose authority reads as the granted host to a careless parser reach nothing
+    but the granted host, with its own Host header."""
+    path = marker()
+    port = world.plain.port
+    full = url.format(api=API, other=f"other.{DOMAIN}", port=port, path=path)
+    result, _ = call(egress_node, fn, "plain", url=full, host=f"{API}:{port}")
+    hits = [s for s in world.plain.log.requests if path in s.path]
+    assert all(s.host == f"{API}:{port}" for s in hits), (hits, result)
+    assert result["status"] != 200 or result["reply"]["host"] == f"{API}:{port}", result

@@ -91,7 +91,9 @@ def _tunnel(event):
     try:
         tls = context.wrap_socket(sock, server_hostname=sni)
         host = event.get("host", target.rsplit(":", 1)[0])
-        tls.sendall(f"GET {event['path']} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        tls.sendall(
+            f"GET {event['path']} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
         code, _, rest = _read_head(tls)
         out["http_status"] = code
         if event.get("keep"):
@@ -109,11 +111,17 @@ def _tunnel(event):
 
 
 def _plain(event):
-    """Absolute-form GET through the proxy, with a Host header of our choice."""
+    """Absolute-form GET through the proxy, with a Host header of our choice; `then`: more
+    requests [url, host] pipelined on the same connection (keep-alive) after the first."""
     sock = _open(event)
     url = event["url"]
     host = event.get("host", urllib.parse.urlsplit(url).netloc)
-    sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    then = event.get("then", [])
+    head = ""
+    for n, (u, h) in enumerate([(url, host), *then]):
+        connection = "close" if n == len(then) else "keep-alive"
+        head += f"GET {u} HTTP/1.1\r\nHost: {h}\r\nConnection: {connection}\r\n\r\n"
+    sock.sendall(head.encode("latin-1"))
     status, line, rest = _read_head(sock)
     body, error = _read_body(sock, rest, 1 << 20)
     sock.close()
