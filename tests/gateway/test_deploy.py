@@ -92,13 +92,34 @@ def test_input_schema_is_enforced(node: LiveNode, tmp_path: Path) -> None:
     assert node.invoke("schema-fn", {"url": "x"}).json() == {"url": "x"}
 
 
-def test_grants_not_yet_honoured_are_warned(node: LiveNode, tmp_path: Path) -> None:
-    """Egress grants this version cannot give are named in the deploy answer (secret
-    grants are honoured now: tests/gateway/test_secrets.py)."""
-    extra = 'permissions: {egress: ["api.example.com:443"]}\n'
+def test_egress_grants_deploy_without_warning(node: LiveNode, tmp_path: Path) -> None:
+    """Egress grants are honoured (through the egress proxy): no "not enforced" warning."""
+    extra = 'permissions: {egress: ["api.example.com:443", "*.s3.example.com:443"]}\n'
     fn = _write(tmp_path / "w", "warned", "def handler(e, c):\n    return 1\n", extra)
     warnings = node.deploy(fn)["warnings"]
-    assert any("egress" in w for w in warnings)
+    assert not any("egress" in w for w in warnings)
+
+
+def test_egress_grant_to_a_private_address_fails_the_deploy(node: LiveNode) -> None:
+    """A grant of 10.0.0.5 (no DONJON_EGRESS_ALLOW_NETWORKS) is refused: 422 with the reason."""
+    manifest = (
+        b'name: private-egress\nhandler: main.handler\npermissions: {egress: ["10.0.0.5:5432"]}\n'
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (
+            ("donjon.yaml", manifest),
+            ("main.py", b"def handler(e, c):\n    return 1\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with node.client() as c:
+        r = c.post("/v1/functions", content=buf.getvalue())
+        assert r.status_code == 422, r.text
+        assert "10.0.0.5:5432" in r.text and "private 10/8" in r.text
+        assert "DONJON_EGRESS_ALLOW_NETWORKS" in r.text
+        assert c.get("/v1/functions/private-egress").status_code == 404
 
 
 def test_schedule_that_can_never_fire_fails_the_deploy(node: LiveNode) -> None:

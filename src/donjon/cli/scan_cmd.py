@@ -133,7 +133,10 @@ def _run(
     policy = None if fail_on == "none" else scan.ScanPolicy.from_strings(fail_on, min_confidence)
     renderer = scan.renderer_for(fmt)
     db = _advisories(advisories)
-    report = scan.scan_path(path, advisories=db, baseline=baseline)
+    # Egress grants are judged against this host's DONJON_EGRESS_ALLOW_NETWORKS, as the
+    # node's deploy gate judges them against its own.
+    networks = load_settings().egress.allow_networks
+    report = scan.scan_path(path, advisories=db, baseline=baseline, egress_networks=networks)
     rendered = renderer.render(report)
     if output is not None:
         try:

@@ -117,7 +117,9 @@ class Node:
         # Loads the advisories once (a bad database stops the node here, clearly);
         # every deploy's scan then runs in a limited process forked from the helper.
         scanner = IsolatedScanner(
-            self.settings.advisories_path, cache_dir=cache_dir_for(self.settings.data_dir)
+            self.settings.advisories_path,
+            cache_dir=cache_dir_for(self.settings.data_dir),
+            egress_networks=self.settings.egress.allow_networks,
         )
         await asyncio.to_thread(scanner.start)
         self.scanner = scanner
@@ -275,7 +277,14 @@ def open_node(settings: Settings) -> Node:
         logs=InvocationLogStore(engine, sealer),
         bundles=bundles,
         deployments=Deployments(
-            functions, bundles, registry, audit, scan_policy, policy=policy, vault=vault
+            functions,
+            bundles,
+            registry,
+            audit,
+            scan_policy,
+            policy=policy,
+            vault=vault,
+            egress_networks=settings.egress.allow_networks,
         ),
         resources=detect_resource_control(),
         scan_policy=scan_policy,

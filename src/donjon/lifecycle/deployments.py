@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.bundle import BundleStore
 from donjon.bundle.target import RuntimeTarget
+from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.deploy_queue import DeployQueue
@@ -101,8 +102,11 @@ class Deployments:
         *,
         policy: Policy | None = None,
         vault: Vault | None = None,
+        egress_networks: Sequence[IPNetwork] = (),
     ) -> None:
         self.registry = registry
+        #: DONJON_EGRESS_ALLOW_NETWORKS: egress grants are judged as the proxy judges them.
+        self.egress_networks = tuple(egress_networks)
         #: Who may deploy which function (owners included): decided once the name is known.
         self.policy = policy if policy is not None else Policy()
         #: Deploy work (unpack, validate, scan) runs on its own threads, bounded.
@@ -172,6 +176,7 @@ class Deployments:
                 skip_scan=skip_scan,
                 allow_broad=allow_broad,
                 runtime=self._runtime,
+                egress_networks=self.egress_networks,
             )
             await self._check_grants(accepted.manifest, principal)
         # From here on a deploy runs to its end even if its caller goes away, one
@@ -458,10 +463,6 @@ def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
     """Grants this node cannot honour yet: said plainly, never silently ignored."""
     perms = manifest.permissions
     out = []
-    if perms.egress:
-        out.append(
-            "permissions.egress is not enforced by this version: the function has no network at all"
-        )
     if perms.invoke:
         out.append("permissions.invoke: calling other functions is not in this version")
     return tuple(out)

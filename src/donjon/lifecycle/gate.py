@@ -8,6 +8,7 @@ check its routes, scan it, and keep the tree content-addressed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,10 +16,11 @@ from typing import Protocol
 from donjon.bundle import BundleStore
 from donjon.bundle.target import RuntimeTarget
 from donjon.bundle.wheels import check_vendored
+from donjon.egress.addresses import IPNetwork
 from donjon.lifecycle.errors import DeployBlocked
 from donjon.lifecycle.registry import FunctionRegistry, stored_manifest
 from donjon.manifest import Manifest, ManifestError, load_manifest
-from donjon.manifest.grants import broad_grants
+from donjon.manifest.grants import broad_grants, egress_refusals
 from donjon.scan import ScanError, ScanPolicy, ScanReport, render_text
 
 __all__ = ["BROAD_GRANT_RULE", "Accepted", "BundleScanner", "accept_bundle", "route_conflicts"]
@@ -64,10 +66,13 @@ def accept_bundle(
     skip_scan: bool,
     allow_broad: bool = False,
     runtime: RuntimeTarget | None = None,
+    egress_networks: Sequence[IPNetwork] = (),
 ) -> Accepted:
     """Unpack, validate manifest and routes, scan, and store the bundle content-addressed.
 
     `runtime`: the sandbox's interpreter and platform; its vendored wheels must fit it.
+    `egress_networks`: the node's DONJON_EGRESS_ALLOW_NETWORKS; an egress grant its
+    proxy would refuse fails the deploy, whoever asks.
     """
 
     def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
@@ -77,6 +82,14 @@ def accept_bundle(
         route_conflicts(registry, manifest)
         if runtime is not None:
             check_vendored(tree, runtime)  # wheels built for another Python fail every import
+        refused = egress_refusals(manifest.permissions, egress_networks)
+        if refused:  # never honoured by the proxy: no escape hatch makes it work
+            raise ManifestError(
+                "egress grants the egress proxy refuses: " + "; ".join(refused),
+                problems=refused,
+                hint="grant public host:port pairs; an internal network must first be listed "
+                "in the node's DONJON_EGRESS_ALLOW_NETWORKS by its admin",
+            )
         broad = broad_grants(manifest.permissions)
         if broad and not allow_broad:
             raise ManifestError(

@@ -1,59 +1,49 @@
-"""Which permission grants are over-broad: one definition for the scanner and the deploy.
+"""Which permission grants are refused or over-broad: one definition for the scanner and
+the deploy.
 
-The manifest scanner reports these as DJ-MF-002 (on the raw YAML, with lines);
-the deploy refuses a manifest that holds one unless an admin asks for it
-(`--unsafe-allow-broad`). Both call `broad_reason`, so they never disagree.
+Two kinds of problem. An egress grant the egress proxy would never honour (its syntax,
+a metadata address, a non-global address outside the node's DONJON_EGRESS_ALLOW_NETWORKS)
+is refused at every deploy, whoever asks: `egress_refusals`, which calls the proxy's own
+`parse_grant`. A grant that is honoured but wider than a function needs (a `*` in a
+secret or invoke name, a wildcard over a whole top-level domain) is over-broad: the
+deploy refuses it unless an admin asks for it (`--unsafe-allow-broad`): `broad_grants`.
+The manifest scanner reports both as DJ-MF-002 (on the raw YAML, with lines), through
+`grant_problem`, so the gate and the scanner never disagree.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
+from collections.abc import Sequence
 
+from donjon.egress.addresses import IPNetwork
+from donjon.egress.grants import EgressGrantError, parse_grant, parse_grant_syntax
 from donjon.manifest.model import Permissions
 
-__all__ = ["broad_grants", "broad_reason"]
+__all__ = ["broad_grants", "broad_reason", "egress_refusals", "grant_problem"]
 
-#: Digits, dots and hex digits only: what inet_aton may read as an IPv4 address.
-_IPV4_SHORTHAND = re.compile(r"(?:0[xX][0-9a-fA-F]*|[0-9]+)(?:\.(?:0[xX][0-9a-fA-F]*|[0-9]+)){0,3}")
-_SENSITIVE_HOSTS = frozenset(
-    {
-        "localhost",
-        "metadata",
-        "metadata.google.internal",
-        "metadata.azure.internal",
-        "instance-data",
-    }
-)
+_KINDS = ("secrets", "egress", "invoke")
 
 
 def broad_reason(kind: str, item: str) -> str:
-    """Why the grant `item` of `permissions.<kind>` is over-broad, or "" if it is not."""
-    if "*" in item:
-        return "a wildcard"
+    """Why the grant `item` of `permissions.<kind>` is over-broad, or "" if it is not.
+
+    An egress grant the proxy refuses is not "broad" but wrong: see `egress_refusals`.
+    """
     if kind != "egress":
+        return "a wildcard" if "*" in item else ""
+    try:
+        grant = parse_grant_syntax(item)
+    except EgressGrantError:
         return ""
-    host, _, port = item.rpartition(":")
-    host = host.strip("[]")
-    if port in ("0", "") or "-" in port:
-        return "every port"
-    if host.lower().rstrip(".") in _SENSITIVE_HOSTS:
-        return "the host itself or its cloud metadata service"
-    ip = _address(host)
-    if ip is None:
-        return ""
-    if ip.is_unspecified:
-        return "every address"
-    if ip.is_loopback or ip.is_link_local:
-        return "loopback or link-local (the platform's own services, cloud metadata)"
+    if grant.wildcard and "." not in grant.host:
+        return f"a wildcard over the whole top-level domain .{grant.host}"
     return ""
 
 
 def broad_grants(permissions: Permissions) -> list[str]:
     """Each over-broad grant of a validated manifest, said as `permissions.K grants 'X': why`."""
     out = []
-    for kind in ("secrets", "egress", "invoke"):
+    for kind in _KINDS:
         for item in getattr(permissions, kind):
             reason = broad_reason(kind, item)
             if reason:
@@ -61,17 +51,23 @@ def broad_grants(permissions: Permissions) -> list[str]:
     return out
 
 
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address `host` names if it is an IP literal in any notation a resolver accepts:
-    besides the canonical forms, the IPv4 shorthands of inet_aton (``127.1``, the decimal
-    ``2130706433``, octal and hex parts such as ``0x7f.1``), which reach the same hosts."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if not _IPV4_SHORTHAND.fullmatch(host):
-        return None
-    try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
-        return None
+def egress_refusals(permissions: Permissions, allow_networks: Sequence[IPNetwork]) -> list[str]:
+    """Each egress grant the proxy of a node opening `allow_networks` would refuse, with why."""
+    out = []
+    for item in permissions.egress:
+        try:
+            parse_grant(item, allow_networks)
+        except EgressGrantError as e:
+            out.append(f"permissions.egress grants {item!r}: {e.reason}")
+    return out
+
+
+def grant_problem(kind: str, item: str, allow_networks: Sequence[IPNetwork] = ()) -> str:
+    """Why `item` of `permissions.<kind>` is refused or over-broad, or "" (the scanner's
+    DJ-MF-002, on raw manifest values)."""
+    if kind == "egress":
+        try:
+            parse_grant(item, allow_networks)
+        except EgressGrantError as e:
+            return e.reason
+    return broad_reason(kind, item)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from donjon.egress.addresses import IPNetwork
 from donjon.scan.baseline import Baseline
 from donjon.scan.deps import AdvisoryDB
 from donjon.scan.interface import Scanner
@@ -24,14 +25,16 @@ from donjon.scan.scanners.secrets import mask
 __all__ = ["default_scanners", "scan_path"]
 
 
-def default_scanners(advisories: AdvisoryDB | None = None) -> tuple[Scanner, ...]:
-    """Every scanner, in report order."""
+def default_scanners(
+    advisories: AdvisoryDB | None = None, egress_networks: Sequence[IPNetwork] = ()
+) -> tuple[Scanner, ...]:
+    """Every scanner, in report order (`egress_networks`: see `scan_path`)."""
     return (
         CodeScanner(),
         BanditScanner(),
         SecretScanner(),
         DependencyScanner(advisories),
-        ManifestScanner(),
+        ManifestScanner(egress_networks),
     )
 
 
@@ -68,6 +71,7 @@ def scan_path(
     baseline: Path | None = None,
     scanners: Sequence[Scanner] | None = None,
     whole_tree: bool = False,
+    egress_networks: Sequence[IPNetwork] = (),
 ) -> ScanReport:
     """Scan a bundle, a repository or one file.
 
@@ -77,7 +81,9 @@ def scan_path(
 
     `advisories` (load it once with `AdvisoryDB.load` and reuse it) enables the
     dependency checks; `baseline` accepts reviewed findings (they move to
-    ``report.suppressed``). Raises `ScanError` if the target or the baseline is unusable.
+    ``report.suppressed``). `egress_networks`: the node's DONJON_EGRESS_ALLOW_NETWORKS,
+    which its egress proxy may dial (DJ-MF-002 judges egress grants as the proxy does).
+    Raises `ScanError` if the target or the baseline is unusable.
     """
     started = time.perf_counter()
     accepted = Baseline.load(baseline) if baseline is not None else Baseline()
@@ -85,7 +91,8 @@ def scan_path(
     findings: list[Finding] = []
     notes = list(project.notes)
     secrets: set[str] = set()
-    for scanner in scanners if scanners is not None else default_scanners(advisories):
+    chosen = scanners if scanners is not None else default_scanners(advisories, egress_networks)
+    for scanner in chosen:
         out = scanner.scan(project)
         findings.extend(out.findings)
         notes.extend(out.notes)

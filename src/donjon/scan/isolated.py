@@ -21,11 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from donjon._subprocess import CommandError, start
+from donjon.egress.addresses import IPNetwork
 from donjon.scan.errors import ScanError
 from donjon.scan.format.json import parse_json_report
 from donjon.scan.model import ScanReport
@@ -69,8 +71,11 @@ class IsolatedScanner:
         limits: ScanLimits | None = None,
         *,
         cache_dir: Path | None = None,
+        egress_networks: Sequence[IPNetwork] = (),
     ) -> None:
         self.advisories = advisories
+        #: The node's DONJON_EGRESS_ALLOW_NETWORKS: DJ-MF-002 judges grants as its proxy.
+        self.egress_networks = tuple(egress_networks)
         #: Where the helper keeps the parsed advisory database (`AdvisoryDB.load`).
         self.cache_dir = cache_dir
         self.limits = limits or ScanLimits()
@@ -145,6 +150,7 @@ class IsolatedScanner:
             "timeout_s": limits.timeout_s,
             "cpu_s": limits.cpu_s,
             "memory_mb": limits.memory_mb,
+            "egress_networks": [str(n) for n in self.egress_networks],
         }
         with self._lock:
             proc = self._ensure_started()

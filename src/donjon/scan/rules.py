@@ -448,9 +448,12 @@ _CATALOG = (
         Severity.HIGH,
         Cwe.UNNECESSARY_PRIVILEGES,
         _SAS.SAS_4,
-        "A permission with a wildcard, or egress to loopback, link-local (cloud metadata) or "
-        "every address.",
-        "Grant exact names and host:port pairs, and only what the function uses.",
+        "A permission with a wildcard (an egress '*.' over a whole top-level domain), or an "
+        "egress grant the egress proxy refuses: cloud metadata, a loopback, private, "
+        "link-local or other non-global address outside DONJON_EGRESS_ALLOW_NETWORKS, an "
+        "IP address in a non-canonical notation, a malformed host:port.",
+        "Grant exact names and host:port pairs ('*.example.com:443' for subdomains), and "
+        "only what the function uses.",
     ),
     Rule(
         "DJ-MF-003",

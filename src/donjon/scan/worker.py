@@ -10,7 +10,10 @@ the scanner do, it happens in that process: the node only ever reads a bounded r
 
 Protocol (`donjon.scan.isolated` is the other side). A request is one JSON line::
 
-    {"path": "/staging/dir", "timeout_s": 60, "cpu_s": 60, "memory_mb": 1024}
+    {"path": "/staging/dir", "timeout_s": 60, "cpu_s": 60, "memory_mb": 1024,
+     "egress_networks": ["10.0.0.0/8"]}
+
+(`egress_networks`, optional: the node's DONJON_EGRESS_ALLOW_NETWORKS, for DJ-MF-002.)
 
 The reply is one JSON header line, then `bytes` bytes of body::
 
@@ -36,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from donjon.egress.addresses import IPNetwork, parse_networks
 from donjon.errors import Error
 from donjon.scan.deps.advisories import AdvisoryDB
 from donjon.scan.engine import scan_path
@@ -61,7 +65,12 @@ def _vm_size() -> int:
 
 
 def _scan_child(
-    out: int, path: str, cpu_s: int, memory_bytes: int, advisories: AdvisoryDB | None
+    out: int,
+    path: str,
+    cpu_s: int,
+    memory_bytes: int,
+    advisories: AdvisoryDB | None,
+    egress_networks: tuple[IPNetwork, ...] = (),
 ) -> int:
     """In the forked process: limit ourselves, scan, write the reply body to `out`."""
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -72,7 +81,10 @@ def _scan_child(
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
-        body = render_json(scan_path(Path(path), advisories=advisories, whole_tree=True)).encode()
+        report = scan_path(
+            Path(path), advisories=advisories, whole_tree=True, egress_networks=egress_networks
+        )
+        body = render_json(report).encode()
     except MemoryError:
         return _EXIT_MEMORY
     except Error as e:
@@ -131,13 +143,14 @@ def _serve(request: dict[str, Any], advisories: AdvisoryDB | None) -> tuple[byte
     timeout_s = float(request["timeout_s"])
     cpu_s = int(request["cpu_s"])
     memory_bytes = int(request["memory_mb"]) * 1024 * 1024
+    networks = parse_networks(",".join(str(n) for n in request.get("egress_networks", [])))
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the scan process
         code = 1
         try:
             os.close(read_end)
-            code = _scan_child(write_end, path, cpu_s, memory_bytes, advisories)
+            code = _scan_child(write_end, path, cpu_s, memory_bytes, advisories, networks)
         except MemoryError:
             code = _EXIT_MEMORY
         finally:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-from donjon.manifest.grants import broad_reason
+from donjon.egress.addresses import IPNetwork
+from donjon.manifest.grants import grant_problem
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
 from donjon.scan.project import ManifestDoc, Project
@@ -45,8 +47,11 @@ def _line(root: yaml.Node | None, *path: str | int) -> int:
 class _Check:
     """The findings for one manifest."""
 
-    def __init__(self, doc: ManifestDoc, project: Project) -> None:
+    def __init__(
+        self, doc: ManifestDoc, project: Project, egress_networks: Sequence[IPNetwork] = ()
+    ) -> None:
         self.doc = doc
+        self.egress_networks = egress_networks
         self.data: dict[str, Any] = doc.data or {}
         self.project = project
         self.root = yaml.compose(doc.source.text, Loader=yaml.SafeLoader)
@@ -98,7 +103,7 @@ class _Check:
                 )
                 continue
             for i, item in enumerate(grant or []):
-                reason = broad_reason(kind, str(item))
+                reason = grant_problem(kind, str(item), self.egress_networks)
                 if reason:
                     self.add(
                         "DJ-MF-002",
@@ -153,6 +158,10 @@ class ManifestScanner(Scanner):
 
     name = "manifest"
 
+    def __init__(self, egress_networks: Sequence[IPNetwork] = ()) -> None:
+        #: Networks the node's egress proxy may dial (DONJON_EGRESS_ALLOW_NETWORKS).
+        self.egress_networks = tuple(egress_networks)
+
     def scan(self, project: Project) -> ScannerOutput:
         findings: list[Finding] = []
         notes: list[str] = []
@@ -160,7 +169,7 @@ class ManifestScanner(Scanner):
             if doc.data is None:
                 notes.append(f"{doc.source.rel}: {doc.error}; manifest rules skipped")
                 continue
-            check = _Check(doc, project)
+            check = _Check(doc, project, self.egress_networks)
             check.public_triggers()
             check.broad_grants()
             check.unused_secrets()
