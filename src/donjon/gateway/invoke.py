@@ -131,6 +131,7 @@ async def _run(
             event,
             timeout_s,
             subcalls,
+            request_id,
         )
         _note_reads(detail, result.secrets_read, granted)
         output = redact(result.output)

@@ -38,6 +38,7 @@ from donjon.lifecycle import (
 from donjon.manifest import ManifestError
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import (
+    FunctionBlocked,
     FunctionCrashed,
     FunctionFailed,
     FunctionMemoryExceeded,
@@ -97,6 +98,7 @@ STATUS: dict[type[Error], int] = {
     SandboxError: 500,
     SandboxUnavailable: 503,
     FunctionFailed: 500,
+    FunctionBlocked: 403,
     FunctionTimeout: 504,
     FunctionMemoryExceeded: 507,
     FunctionCrashed: 502,

@@ -86,6 +86,7 @@ def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceC
         concurrency=manifest.limits.concurrency,
         timeout_s=manifest.timeout_s,
         log_level=manifest.log_level,
+        egress=tuple(manifest.permissions.egress),
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from donjon.sandbox.egresslink import EgressOpener, SandboxEgressLink
 from donjon.sandbox.errors import (
+    FunctionBlocked,
     FunctionCrashed,
     FunctionFailed,
     FunctionMemoryExceeded,
@@ -21,7 +23,9 @@ from donjon.sandbox.subcalls import SubCall, answer_error, answer_ok
 
 __all__ = [
     "CallResult",
+    "EgressOpener",
     "Filters",
+    "FunctionBlocked",
     "FunctionCrashed",
     "FunctionFailed",
     "FunctionMemoryExceeded",
@@ -30,6 +34,7 @@ __all__ = [
     "InstanceConfig",
     "ResourceControl",
     "ResourceMode",
+    "SandboxEgressLink",
     "SandboxError",
     "SandboxHost",
     "SandboxPool",

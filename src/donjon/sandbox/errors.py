@@ -5,6 +5,7 @@ from __future__ import annotations
 from donjon.errors import Error
 
 __all__ = [
+    "FunctionBlocked",
     "FunctionCrashed",
     "FunctionFailed",
     "FunctionMemoryExceeded",
@@ -62,3 +63,11 @@ class FunctionCrashed(SandboxError):
 
 class TooManyInvocations(SandboxError):
     title = "Too many concurrent invocations"
+
+
+class FunctionBlocked(FunctionFailed):
+    """A runtime policy in `block` mode ended the call (egress_attempts: a refused
+    connection; sandbox/egresslink.py)."""
+
+    title = "Function blocked by its runtime policy"
+    error_type = "Sandbox.PolicyBlocked"

@@ -25,6 +25,7 @@ from donjon.sandbox.callgroups import (
     sandbox_processes,
 )
 from donjon.sandbox.channel import ChannelClosed, send_control, send_with_fd, wait_closed
+from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
 from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionFailed,
@@ -66,6 +67,10 @@ class InstanceConfig:
     timeout_s: float = 10.0
     #: The root logger's level (manifest `log_level`), as AWS_LAMBDA_LOG_LEVEL; None: Python's.
     log_level: str | None = None
+    #: `permissions.egress` (host:port grants); empty: no way out of the sandbox at all.
+    egress: tuple[str, ...] = ()
+    #: The runtime policy for a refused egress attempt: "alert" or "block".
+    egress_attempts: str = "alert"
 
     @property
     def calls_per_instance(self) -> int:
@@ -82,8 +87,11 @@ class Instance:
         resources: ResourceControl,
         filters: Filters,
         host: SandboxHost,
+        egress: EgressOpener | None = None,
     ) -> None:
         self.config = config
+        self._egress = egress
+        self._network = SandboxNetwork()
         self._resources = resources
         self._filters = filters
         self._host = host
@@ -106,6 +114,8 @@ class Instance:
 
     async def start(self) -> None:
         """Spawn the sandbox and wait until the handler is imported."""
+        # Its proxy socket first (granted egress only): it is bound into the sandbox.
+        self._network = await SandboxNetwork.open(self._egress, self.config, self._host)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
@@ -115,6 +125,7 @@ class Instance:
             tmp_mb=self.config.tmp_mb,
             seccomp_fd=seccomp_fd,
             function=self.config.function,
+            egress_dir=self._network.socket_dir,
         )
         await self._spawn(spec, theirs, seccomp_fd)
         loop = asyncio.get_running_loop()
@@ -140,6 +151,7 @@ class Instance:
                     "memory_mb": self.config.memory_mb,
                     "tmp_mb": self.config.tmp_mb,
                     "timeout_s": self.config.timeout_s,
+                    "egress": self._network.link is not None,
                     "call_filter": self._filters.call.hex(),
                     "preload": list(await preload),
                     # Descriptors per slot (memory, pids), and the messages that carry
@@ -313,6 +325,7 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._release_cgroup()
+        await self._network.close()
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
         for fut in list(self._exits.values()):
             if not fut.done():
@@ -327,6 +340,7 @@ class Instance:
         timeout_s: float,
         release: Callable[[], None] | None = None,
         subcalls: SubCall | None = None,
+        request_id: str = "",
     ) -> CallResult:
         """Run one invocation; raise a `SandboxError` subclass on failure.
 
@@ -335,6 +349,7 @@ class Instance:
         stays counted (`active`, and its caller's slot) until its worker is
         reaped, whatever the function wrote early. `subcalls` answers the
         handler's `context.invoke` requests (subcalls.py); none: refused.
+        `request_id` names the call to the egress proxy (egresslink.py).
         """
         if self.closed or self._ctrl is None:
             if release is not None:
@@ -351,9 +366,11 @@ class Instance:
         started = time.monotonic()
         later = False
         try:
-            msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s}).encode()
+            # The call's egress token (granted egress only) goes to its relay, never to it.
+            token = self._network.begin(call_id, request_id or str(call_id), self._stop_call)
+            msg = json.dumps({"op": "call", "id": call_id, "timeout": timeout_s, "token": token})
             try:
-                await send_with_fd(self._ctrl, msg, theirs.fileno())
+                await send_with_fd(self._ctrl, msg.encode(), theirs.fileno())
             except OSError:
                 raise FunctionCrashed("the function's sandbox is gone") from None
             theirs.close()
@@ -375,14 +392,11 @@ class Instance:
                 later = self._cancelled()
                 raise
             except (ChannelClosed, OSError):
-                raise await self._why_gone(exit_fut, timeout_s, call_id, started) from None
-            if report.get("status") == "timeout":
-                # The reply was read, but the call's processes ran on to its deadline:
-                # this call overran, and its answer is not used.
-                raise FunctionTimeout(
-                    f"the function ran past its {timeout_s:g}s timeout after writing its answer"
-                    " (the answer was not sent)"
-                )
+                blocked = self._network.blocked(call_id)  # its policy ended it
+                raise blocked or await self._why_gone(
+                    exit_fut, timeout_s, call_id, started
+                ) from None
+            self._check_ended(call_id, report, timeout_s)
             return reply_result(reply_head(head), body)
         finally:
             theirs.close()
@@ -391,11 +405,24 @@ class Instance:
             else:
                 self._end(call_id, ours, release)
 
+    def _check_ended(self, call_id: int, report: dict[str, Any], timeout_s: float) -> None:
+        """Raise if a call that replied was still ended: by its egress policy, or at its
+        deadline (its processes ran on after the reply; the answer is not used)."""
+        blocked = self._network.blocked(call_id)
+        if blocked is not None:
+            raise blocked
+        if report.get("status") == "timeout":
+            raise FunctionTimeout(
+                f"the function ran past its {timeout_s:g}s timeout after writing its answer"
+                " (the answer was not sent)"
+            )
+
     def _end(self, call_id: int, sock: socket.socket, release: Callable[[], None] | None) -> None:
         """The call's processes are gone: it stops counting."""
         self.active -= 1
         self.last_used = time.monotonic()
         self._exits.pop(call_id, None)
+        self._network.end(call_id)
         sock.close()
         if release is not None:
             release()
@@ -423,6 +450,15 @@ class Instance:
             self._end(call_id, sock, release)
 
         exit_fut.add_done_callback(ended)
+
+    def _stop_call(self, call_id: int) -> None:
+        """End one call now (its runtime policy blocked it): the supervisor kills its worker."""
+        if self._ctrl is None or call_id not in self._exits:
+            return
+        try:
+            self._ctrl.send(json.dumps({"op": "end", "id": call_id}).encode())
+        except OSError:  # the supervisor's queue is full or it is gone: the sandbox goes
+            self._close_soon()
 
     def _overdue(self, exit_fut: asyncio.Future[dict[str, Any]]) -> None:
         if not exit_fut.done():

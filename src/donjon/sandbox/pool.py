@@ -13,6 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
+from donjon.sandbox.egresslink import EgressOpener
 from donjon.sandbox.errors import FunctionCrashed, TooManyInvocations
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
@@ -46,8 +47,11 @@ class SandboxPool:
         filters: Filters,
         host: SandboxHost,
         idle_timeout_s: float = 300.0,
+        egress: EgressOpener | None = None,
     ) -> None:
         self._resources = resources
+        #: The node's egress proxy: sandboxes of functions granted egress reach it.
+        self._egress = egress
         self._filters = filters
         self._host = host
         self._idle_timeout_s = idle_timeout_s
@@ -79,8 +83,10 @@ class SandboxPool:
         event: bytes,
         timeout_s: float,
         subcalls: SubCall | None = None,
+        request_id: str = "",
     ) -> CallResult:
-        """Run one call of `config`; `subcalls` answers its handler's `context.invoke`."""
+        """Run one call of `config`; `subcalls` answers its handler's `context.invoke`;
+        `request_id` names the call in the egress proxy's records."""
         key = (config.function, config.version)
         slot = self._slots.get(key)
         if slot is None:
@@ -112,6 +118,7 @@ class SandboxPool:
                 timeout_s,
                 lambda: closing.extend(self._call_over(slot, instance)),
                 subcalls,
+                request_id,
             )
         finally:
             for task in closing:  # a sandbox that ended with this call: closed before we answer
@@ -152,7 +159,7 @@ class SandboxPool:
                 live = [i for i in slot.instances if not i.closed]
                 if live:
                     return live[0]
-            inst = Instance(slot.config, self._resources, self._filters, self._host)
+            inst = Instance(slot.config, self._resources, self._filters, self._host, self._egress)
             await inst.start()
             if slot.retired:  # replaced or removed while this sandbox started: nobody's
                 await inst.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from donjon.sandbox.host import SandboxHost
 
-__all__ = ["SANDBOX_TMP", "SandboxSpec", "bwrap_argv"]
+__all__ = ["EGRESS_DIR", "SANDBOX_TMP", "SandboxSpec", "bwrap_argv"]
 
 #: The uid and gid inside the sandbox. Not 65534, which is the kernel's
 #: overflow id: files of host users the sandbox cannot map show as 65534,
@@ -24,6 +24,8 @@ __all__ = ["SANDBOX_TMP", "SandboxSpec", "bwrap_argv"]
 _SANDBOX_UID = 1000
 #: The sandbox's own private, size-capped tmpfs; never the host's /tmp.
 SANDBOX_TMP = "/tmp"  # nosec B108
+#: Where a sandbox granted egress finds its proxy socket (runtime/network.py's EGRESS_DIR).
+EGRESS_DIR = "/run/donjon-egress"
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
 
 
@@ -36,6 +38,9 @@ class SandboxSpec:
     seccomp_fd: int | None = None
     #: Whose sandbox: each function runs as a host uid of its own (host.py).
     function: str = ""
+    #: Granted egress: the host directory holding this sandbox's proxy socket, bound
+    #: read-only at /run/donjon-egress (runtime/network.py); None: no way out at all.
+    egress_dir: Path | None = None
 
 
 def _system_mounts() -> list[str]:
@@ -106,13 +111,16 @@ def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[st
         "--setenv",
         "PATH",
         "/usr/bin:/bin",
-        # The supervisor (pid 1, runs no function code) keeps these two inside
-        # the sandbox's own user namespace, to give each worker private mounts
-        # and a pid namespace; every worker drops all capabilities first thing.
+        # The supervisor (pid 1, runs no function code) keeps these inside the
+        # sandbox's own user namespace, to give each worker private mounts, a pid
+        # namespace and a network namespace with its loopback up (CAP_NET_ADMIN);
+        # every worker drops all capabilities first thing.
         "--cap-drop",
         "ALL",
         "--cap-add",
         "CAP_SYS_ADMIN",
+        "--cap-add",
+        "CAP_NET_ADMIN",
         "--cap-add",
         "CAP_SETPCAP",
         "--as-pid-1",
@@ -126,6 +134,7 @@ def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[st
         "--ro-bind",
         str(host.bundle_path(spec.bundle)),
         "/fn",
+        *(["--ro-bind", str(spec.egress_dir), EGRESS_DIR] if spec.egress_dir else []),
         # Writable only in the supervisor's view: each worker lowers its own
         # priority with the OOM killer, then remounts /proc read-only in its own
         # mount namespace before any function code (runtime/isolation.py).

@@ -5,7 +5,7 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
 - the sandbox filter, loaded by bubblewrap before the runtime starts: system
   calls no function needs and that widen the kernel's attack surface
   (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), new
-  namespaces other than the mount, pid, IPC and cgroup namespaces the
+  namespaces other than the mount, pid, IPC, network and cgroup namespaces the
   supervisor makes for its workers, and socket families other than unix and IP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
@@ -40,9 +40,11 @@ CLONE_NEWIPC = 0x08000000
 #: parent enters the call's cgroup, then a cgroup namespace rooted there, so the
 #: call's /proc/self/cgroup names no slot (runtime/isolation.py).
 CLONE_NEWCGROUP = 0x02000000
+#: A network namespace per worker (runtime/network.py): made by the worker's parent,
+#: refused to calls like the others above.
+CLONE_NEWNET = 0x40000000
 _NAMESPACE_FLAGS = {
     "CLONE_NEWUSER": 0x10000000,
-    "CLONE_NEWNET": 0x40000000,
     "CLONE_NEWUTS": 0x04000000,
     "CLONE_NEWTIME": 0x00000080,
 }
@@ -201,7 +203,7 @@ class _Compiler:
         if namespaces:
             flags = list(_NAMESPACE_FLAGS.values())
             if deny_newns:
-                flags += [CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWCGROUP]
+                flags += [CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWIPC, CLONE_NEWCGROUP, CLONE_NEWNET]
             for flag in flags:
                 for call in ("unshare", "clone"):
                     self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, flag, flag)])

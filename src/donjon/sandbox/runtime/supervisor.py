@@ -66,22 +66,32 @@ class _Worker:
     def __init__(self, sup: Supervisor) -> None:
         slot = sup.take_cgroup_slot()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        #: to the worker's relay (egress granted): each call's token, before the call
+        relay: tuple[socket.socket, socket.socket] | None = None
         try:
+            if sup.config.get("egress"):
+                relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             pid = os.fork()
         except OSError:
             sup.give_back_cgroup_slot(slot)
-            ours.close()
-            theirs.close()
+            for sock in (ours, theirs, *(relay or ())):
+                sock.close()
             raise
         if pid == 0:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            start_worker(theirs, sup.config, slot)
+            if relay is not None:
+                relay[0].close()
+            start_worker(theirs, sup.config, slot, relay[1] if relay else None)
         if slot is not None:
             sup.cgroup_slot_of[pid] = slot
         #: the hand-off socket as the kernel names it in the worker's /proc/<pid>/fd
         self.handoff_inode = os.fstat(theirs.fileno()).st_ino
         theirs.close()
+        self.relay: socket.socket | None = None
+        if relay is not None:
+            relay[1].close()
+            self.relay = relay[0]
         self.pid = pid
         self.sock = ours
         self.ready = False
@@ -111,11 +121,17 @@ class _Worker:
         self.sock.settimeout(None)
         return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}
 
-    def hand(self, call_fd: int) -> None:
+    def hand(self, call_fd: int, token: str | None = None) -> None:
+        if self.relay is not None:
+            # Before the call reaches the worker: its first connection finds the token.
+            with contextlib.suppress(OSError):
+                self.relay.send((token or "-").encode(), socket.MSG_DONTWAIT)
         socket.send_fds(self.sock, [b"call"], [call_fd])
 
     def close(self) -> None:
         self.sock.close()
+        if self.relay is not None:
+            self.relay.close()
 
 
 def kill_worker(parent: int) -> None:
@@ -286,12 +302,16 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         req = json.loads(msg)
-        if req.get("op") == "done":
+        if req.get("op") in ("done", "end"):
             for fd in fds:
                 os.close(fd)
-            self._on_done(int(req["id"]))
+            if req["op"] == "done":
+                self._on_done(int(req["id"]))
+            else:
+                self._end_call(int(req["id"]))
             return
-        worker = self._hand(fds[0])
+        token = req.get("token")
+        worker = self._hand(fds[0], token if isinstance(token, str) else None)
         os.close(fds[0])
         if worker is None:  # no process could be made for it
             send_json(self.ctrl, {"op": "exit", "id": req["id"], "status": "exit", "code": 75})
@@ -336,7 +356,14 @@ class Supervisor:
         worker.idle_from(now)
         send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
 
-    def _hand(self, call_fd: int) -> _Worker | None:
+    def _end_call(self, call_id: int) -> None:
+        """The gateway ends a call (a runtime policy blocked it): its worker is killed,
+        and reaping it reports the call's end as for any killed worker."""
+        for pid, (cid, _) in self.calls.items():
+            if cid == call_id:
+                kill_worker(pid)
+
+    def _hand(self, call_fd: int, token: str | None = None) -> _Worker | None:
         """Give the call to the ready worker, or to a new one if it is gone."""
         for _ in range(2):
             if self.worker is None:
@@ -344,7 +371,7 @@ class Supervisor:
                 if self.worker is None:
                     return None
             try:
-                self.worker.hand(call_fd)
+                self.worker.hand(call_fd, token)
                 return self.worker
             except OSError:
                 self._stop_pending(self.worker)

@@ -1,7 +1,9 @@
 """A worker: the only kind of process in which a function's code runs.
 
-The supervisor forks a short-lived parent that enters a new pid and mount
-namespace and forks the worker as pid 1 there. Before any of the function's
+The supervisor forks a short-lived parent that enters a new pid, mount, IPC
+and network namespace (network.py) and forks the worker as pid 1 there; for a
+function granted egress, that parent then relays the worker's proxy
+connections (relay.py). Before any of the function's
 code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
 closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the
@@ -24,9 +26,10 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from . import isolation, lambda_env, lowlevel
+from . import isolation, lambda_env, lowlevel, network
 from .call import _trace, run_call
 from .handler_check import check_handler
+from .relay import Relay
 
 if TYPE_CHECKING:
     from typing import Any
@@ -60,6 +63,8 @@ def _only_descriptors(handoff: socket.socket) -> socket.socket:
 def _confine(config: dict[str, Any]) -> None:
     lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
     lowlevel.private_mounts(config["tmp_mb"] * MIB)
+    if config.get("egress"):
+        network.hide_egress_dir()  # the relay, not the function, holds the proxy's socket
     isolation.in_worker(config["landlock"])
     lowlevel.load_seccomp(config["call_filter"])
     lowlevel.drop_all_capabilities(config["bounding"])
@@ -125,6 +130,8 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     _line_buffered()
     try:
         _confine(config)
+        if config.get("egress"):
+            network.proxy_environment(os.environ)
         lambda_env.prepare(config)
         handler = _load_handler(config)
         lambda_env.install_logging()  # the function's code may have imported `logging`
@@ -158,18 +165,27 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
 
 
 def start_worker(
-    handoff: socket.socket, config: dict[str, Any], cgroup_fds: tuple[int, ...] | None = None
+    handoff: socket.socket,
+    config: dict[str, Any],
+    cgroup_fds: tuple[int, ...] | None = None,
+    relay_control: socket.socket | None = None,
 ) -> int:
     """In a fresh fork of the supervisor: make the namespaces, fork the worker,
-    wait for it and leave with its status. Never returns."""
+    wait for it (relaying its egress, if `relay_control`) and leave with its
+    status. Never returns."""
+    relay: Relay | None = None
     try:
-        # Pid, mount and System V IPC namespaces of the worker's own: nothing it
-        # starts, mounts or allocates in shared memory outlives it.
+        # Pid, mount, System V IPC and network namespaces of the worker's own:
+        # nothing it starts, mounts, allocates in shared memory or listens on
+        # outlives it or is reachable from another call.
         lowlevel.unshare(lowlevel.CLONE_NEWPID | lowlevel.CLONE_NEWNS | lowlevel.CLONE_NEWIPC)
+        network.new_network()
         if cgroup_fds:
             # The call's memory is charged to it alone, its processes count against its share.
             isolation.join_cgroup(cgroup_fds)
         isolation.before_fork()
+        if relay_control is not None:
+            relay = Relay(network.relay_listener(), relay_control, network.egress_dir_fd())
         pid = os.fork()
     except BaseException:
         os._exit(71)
@@ -184,12 +200,7 @@ def start_worker(
     code = 71
     try:  # this process is a fork of the supervisor: it must never return into its code
         handoff.close()
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
+        status = _relay_then_wait(relay, pid) if relay is not None else _wait(pid)
         code = os.waitstatus_to_exitcode(status)
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -198,3 +209,21 @@ def start_worker(
             os.kill(os.getpid(), sig)
     finally:
         os._exit(code & 0xFF)
+
+
+def _relay_then_wait(relay: Relay, pid: int) -> int:
+    """Relay until the worker exits; should the relay fail, the worker loses its egress
+    (the listener closes with it), never its parent."""
+    try:
+        return relay.wait(pid)
+    except Exception:
+        relay.close()
+        return _wait(pid)
+
+
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
