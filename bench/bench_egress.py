@@ -36,7 +36,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
-from egress_support import build_world, function_source, node_settings  # noqa: E402
+from egress_support import build_world, deploy, function_source, node_settings  # noqa: E402
 from egress_world import DOMAIN  # noqa: E402
 from harness import LiveNode, start_node  # noqa: E402
 
@@ -89,7 +89,7 @@ def measure(calls: int, work: Path) -> dict[str, Any]:
                 src = function_source(
                     world, work, "eg-attack", f"bench-egress-{isolation}", isolation=isolation
                 )
-                node.deploy(src)
+                deploy(node, src)
             results: dict[str, Any] = {"calls": calls}
             request = {"op": "urllib", "url": f"https://{API}/bench"}
             for _ in range(5):  # warm-up: caches, the warm worker, the TLS session code paths

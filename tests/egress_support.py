@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from donjon.bundle import build_bundle
 from egress_world import CERT_NAMES, DOMAIN, DnsServer, Origin, TestCA, bind_free
 from harness import FUNCTIONS, LiveNode, free_port
 
@@ -155,9 +156,26 @@ def function_source(
     return target
 
 
+def deploy(node: LiveNode, directory: Path) -> None:
+    """Deploy `directory` with the admin's unsafe_skip_scan: these functions send requests
+    wherever the event says (server-side request forgery by design, DJ-PY-011) and turn
+    hostname checks off to choose their SNI (DJ-PY-006), which the deploy gate refuses.
+    They test the proxy, not the gate (as harness.GATE_REFUSED_PROBES do the sandbox)."""
+    _, archive = build_bundle(directory)
+    with node.client() as c:
+        r = c.post(
+            "/v1/functions",
+            content=archive,
+            headers={"content-type": "application/gzip"},
+            params={"unsafe_skip_scan": "true"},
+        )
+    if r.status_code != 201:
+        raise AssertionError(f"deploy of {directory} failed: {r.status_code} {r.text}")
+
+
 def fresh_deploy(node: LiveNode, world: World, root: Path, source: str, name: str) -> str:
     """Deploy a new version of `name` (a fresh sandbox: its next call is a cold start)."""
-    node.deploy(function_source(world, root, source, name))
+    deploy(node, function_source(world, root, source, name))
     return name
 
 

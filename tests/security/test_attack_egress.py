@@ -26,6 +26,7 @@ from egress_support import (
     World,
     all_records,
     build_world,
+    deploy,
     egress_records,
     fresh_deploy,
     function_source,
@@ -64,7 +65,7 @@ def warm_attacker(
 ) -> str:
     name = "eg-attack-warm"
     root = tmp_path_factory.mktemp("eg-warm")
-    egress_node.deploy(function_source(world, root, "eg-attack", name, isolation="warm"))
+    deploy(egress_node, function_source(world, root, "eg-attack", name, isolation="warm"))
     prime(egress_node, name)
     return name
 
@@ -165,7 +166,7 @@ def requests_fn(
     src = function_source(
         world, root, "eg-requests", name, isolation="warm" if warm else "invocation"
     )
-    egress_node.deploy(src)
+    deploy(egress_node, src)
     if warm:
         r = egress_node.invoke(name, {"url": f"https://{API}/prime"})
         assert r.status_code == 200, r.text
@@ -513,7 +514,7 @@ def ungranted(
     src = function_source(
         world, root, "eg-attack", name, isolation="warm" if warm else "invocation", egress=[]
     )
-    egress_node.deploy(src)
+    deploy(egress_node, src)
     if warm:
         prime(egress_node, name)
     return name
@@ -666,7 +667,7 @@ def test_a_literal_grant_reaches_that_address_in_that_notation_only(
     """`127.0.0.2:PORT` granted (an allowed network): it works; its decimal form does not."""
     target = f"{world.address}:{world.side.port}"
     name = "eg-literal"
-    egress_node.deploy(function_source(world, tmp_path, "eg-attack", name, egress=[target]))
+    deploy(egress_node, function_source(world, tmp_path, "eg-attack", name, egress=[target]))
     path = marker()
     result, _ = call(egress_node, name, "connect", target=target, sni=API, path=path)
     assert result.get("http_status") == 200, result
