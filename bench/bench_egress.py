@@ -36,7 +36,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
-from egress_support import build_world, deploy, function_source, node_settings  # noqa: E402
+from egress_realworld import build_world, deploy, function_source, node_settings  # noqa: E402
 from egress_world import DOMAIN  # noqa: E402
 from harness import LiveNode, start_node  # noqa: E402
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from donjon.bundle.archive import pack
-from egress_support import (
+from egress_realworld import (
     BIG,
     MAX_BYTES,
     MAX_CONNECTIONS,

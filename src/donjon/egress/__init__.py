@@ -3,7 +3,9 @@
 This package holds what the proxy decides with: which addresses may be dialled
 (addresses.py), the grants and how a destination matches them (grants.py), the
 proxy's own name resolution (resolve.py) and the TLS ClientHello's server name
-(sni.py).
+(sni.py); and the proxy itself: one unix socket per sandbox and one token per
+call (proxy.py, calls.py), one connection's checks and bytes (session.py,
+http.py), its audit records (records.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from donjon.egress.grants import (
     parse_grant,
     parse_grant_syntax,
 )
+from donjon.egress.proxy import EgressProxy, EgressProxyError, SandboxEgress
 from donjon.egress.resolve import ResolveError, Resolver, make_resolver
 from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
 
@@ -32,11 +35,14 @@ __all__ = [
     "ClientHelloIncomplete",
     "EgressGrant",
     "EgressGrantError",
+    "EgressProxy",
+    "EgressProxyError",
     "IPAddress",
     "IPNetwork",
     "NotClientHello",
     "ResolveError",
     "Resolver",
+    "SandboxEgress",
     "client_hello_sni",
     "make_resolver",
     "parse_grant",
