@@ -22,9 +22,9 @@ import shutil
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from donjon.audit.log import AuditLog
-from donjon.config import EgressSettings
 from donjon.egress.calls import Call, CallTable
 from donjon.egress.grants import Allowlist
 from donjon.egress.http import MAX_HEAD_BYTES, status_response
@@ -32,6 +32,9 @@ from donjon.egress.records import Decision, EgressRecords
 from donjon.egress.resolve import Resolver, make_resolver
 from donjon.egress.session import SessionContext, serve
 from donjon.errors import Error
+
+if TYPE_CHECKING:  # config.py imports egress/ (its settings' parsers): no cycle at run time
+    from donjon.config import EgressSettings
 
 __all__ = ["SOCKET_NAME", "TOKEN_PREFIX", "EgressProxy", "EgressProxyError", "SandboxEgress"]
 

@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from donjon.audit.log import AuditEvent, AuditLog
-from donjon.config import EgressSettings
 from donjon.egress.addresses import IPAddress, parse_ip_literal, refusal
 from donjon.egress.calls import Call, LimitReached
 from donjon.egress.grants import Allowlist, EgressGrant
@@ -35,6 +35,9 @@ from donjon.egress.http import (
 from donjon.egress.records import Decision, EgressRecords
 from donjon.egress.resolve import ResolveError, Resolver
 from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
+
+if TYPE_CHECKING:  # config.py imports egress/ (its settings' parsers): no cycle at run time
+    from donjon.config import EgressSettings
 
 __all__ = ["Refused", "SessionContext", "serve"]
 
