@@ -172,6 +172,8 @@ class _Handler(socketserver.BaseRequestHandler):
             self._serve(conn, sni)
         except (OSError, ssl.SSLError, ValueError):
             return
+        finally:
+            conn.close()
 
     def _serve(self, conn: socket.socket, sni: str | None) -> None:
         buffer = b""
