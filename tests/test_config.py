@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import pickle
 from pathlib import Path
 
 import pytest
 
-from donjon.config import ConfigError, ConnectionSettings, Settings, load_settings
+from donjon.config import (
+    ConfigError,
+    ConnectionSettings,
+    EgressSettings,
+    Settings,
+    load_settings,
+)
 from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey
 
 
@@ -255,3 +262,50 @@ def test_the_cli_finds_the_local_node_ca(tmp_path: Path) -> None:
     other.write_text("x")
     chosen = load_settings({**base, "DONJON_CA_BUNDLE": str(other)}).client_ca
     assert chosen == other
+
+
+def test_egress_settings_default_to_nothing_open() -> None:
+    """Unset: no network opened, the system resolver, the documented caps."""
+    egress = _load().egress
+    assert egress == EgressSettings()
+    assert egress.allow_networks == () and egress.dns is None
+    assert (egress.max_bytes_per_call, egress.max_connections_per_call) == (64 * 1024 * 1024, 32)
+    assert egress.max_connection_s == 60.0
+
+
+def test_egress_settings_are_read() -> None:
+    """DONJON_EGRESS_*: networks (commas or spaces), DNS server, caps."""
+    egress = _load(
+        DONJON_EGRESS_ALLOW_NETWORKS="127.0.0.2/32 10.20.0.0/16,fd00::/8",
+        DONJON_EGRESS_DNS="127.0.0.1:5353",
+        DONJON_EGRESS_MAX_BYTES="1048576",
+        DONJON_EGRESS_MAX_CONNECTIONS="4",
+        DONJON_EGRESS_MAX_CONNECTION_S="2.5",
+    ).egress
+    assert egress.allow_networks == (
+        ipaddress.ip_network("127.0.0.2/32"),
+        ipaddress.ip_network("10.20.0.0/16"),
+        ipaddress.ip_network("fd00::/8"),
+    )
+    assert egress.dns == "127.0.0.1:5353"
+    assert (egress.max_bytes_per_call, egress.max_connections_per_call) == (1048576, 4)
+    assert egress.max_connection_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("DONJON_EGRESS_ALLOW_NETWORKS", "10.0.0.1/8", "'10.0.0.1/8'"),
+        ("DONJON_EGRESS_ALLOW_NETWORKS", "10.0.0.0/8,intranet", "'intranet'"),
+        ("DONJON_EGRESS_DNS", "dns.example.com", "127.0.0.1:5353"),
+        ("DONJON_EGRESS_DNS", "127.0.0.1:0", "127.0.0.1:5353"),
+        ("DONJON_EGRESS_MAX_BYTES", "0", "DONJON_EGRESS_MAX_BYTES"),
+        ("DONJON_EGRESS_MAX_CONNECTIONS", "0", "DONJON_EGRESS_MAX_CONNECTIONS"),
+        ("DONJON_EGRESS_MAX_CONNECTION_S", "nan", "DONJON_EGRESS_MAX_CONNECTION_S"),
+    ],
+)
+def test_malformed_egress_settings_are_refused(name: str, value: str, needle: str) -> None:
+    """A malformed egress setting stops the load, naming the variable and what is wrong."""
+    with pytest.raises(ConfigError) as e:
+        _load(**{name: value})
+    assert name in e.value.message and needle in e.value.message

@@ -5,16 +5,20 @@ Everything else receives a `Settings` value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from donjon.config_sources import SettingsProblem, read_settings
-from donjon.egress.addresses import IPNetwork, parse_networks
 from donjon.errors import Error
 from donjon.secret import Secret
+
+if TYPE_CHECKING:  # settings import nothing of the subsystems they configure (no cycles)
+    from donjon.egress.addresses import IPNetwork
 
 __all__ = [
     "ConfigError",
@@ -274,7 +278,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ca_bundle=_path(raw.CA_BUNDLE),
         lambda_region=raw.LAMBDA_REGION,
         egress=EgressSettings(
-            allow_networks=parse_networks(",".join(raw.EGRESS_ALLOW_NETWORKS)),
+            allow_networks=tuple(ipaddress.ip_network(n) for n in raw.EGRESS_ALLOW_NETWORKS),
             dns=raw.EGRESS_DNS,
             max_bytes_per_call=raw.EGRESS_MAX_BYTES,
             max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,

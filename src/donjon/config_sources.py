@@ -35,9 +35,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from donjon.egress.addresses import AddressError, parse_networks
-from donjon.egress.resolve import ResolveError, parse_dns_server
-
 __all__ = ["PREFIX", "SettingsInput", "SettingsProblem", "read_settings"]
 
 PREFIX = "DONJON_"
@@ -99,6 +96,9 @@ def _egress_networks(value: Any) -> Any:
     """DONJON_EGRESS_ALLOW_NETWORKS: CIDRs separated by commas or spaces, normalised."""
     if not isinstance(value, str):
         return value
+    # Imported here: settings are read before, and by, every subsystem (no cycles).
+    from donjon.egress.addresses import AddressError, parse_networks
+
     try:
         return tuple(str(n) for n in parse_networks(value))
     except AddressError as e:
@@ -109,6 +109,8 @@ def _dns_server(value: Any) -> Any:
     """DONJON_EGRESS_DNS: an IP address and optional port (``127.0.0.1:5353``)."""
     if not isinstance(value, str):
         return value
+    from donjon.egress.resolve import ResolveError, parse_dns_server
+
     try:
         parse_dns_server(value)
     except ResolveError as e:

@@ -106,6 +106,8 @@ def normalise_host(host: str) -> str | None:
         except (idna.IDNAError, UnicodeError, ValueError):
             return None
     text = text.lower()
+    if parse_ip_literal(text) is not None:  # fullwidth digits map to an address
+        return None
     labels = text.split(".")
     if not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
         return None
@@ -174,7 +176,12 @@ class Allowlist:
 
     @classmethod
     def parse(cls, entries: Iterable[str], allow_networks: Sequence[IPNetwork] = ()) -> Allowlist:
-        """Every entry through `parse_grant`; the first refused raises `EgressGrantError`."""
+        """Every entry through `parse_grant`; the first refused raises `EgressGrantError`.
+
+        For a version already deployed, `Allowlist(parse_grant_syntax(e) for e in ...)`
+        keeps it serving if the admin has since closed a network: a grant of an address
+        in it then matches, and the proxy's `refusal` of the address refuses the dial.
+        """
         return cls(parse_grant(entry, allow_networks) for entry in entries)
 
     def match(self, host: str, port: int) -> EgressGrant | None:

@@ -16,10 +16,6 @@ import ipaddress
 import socket
 from typing import Protocol
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-
 from donjon.egress.addresses import IPAddress, parse_ip_literal
 from donjon.errors import Error
 
@@ -92,6 +88,10 @@ class DnsServerResolver:
     """Asks one DNS server (A and AAAA at once), nothing else (no /etc/hosts)."""
 
     def __init__(self, server: IPAddress, port: int = 53) -> None:
+        # dnspython only where a DNS server is configured: settings and the grants
+        # import this module, and most nodes use the system resolver.
+        import dns.asyncresolver
+
         self.server = server
         self.port = port
         resolver = dns.asyncresolver.Resolver(configure=False)
@@ -121,6 +121,9 @@ class DnsServerResolver:
         return _unique(addresses, host)
 
     async def _query(self, name: str, kind: str) -> list[IPAddress]:
+        import dns.exception
+        import dns.resolver
+
         try:
             answer = await self._resolver.resolve(name, kind, search=False)
         except dns.resolver.NoAnswer:
