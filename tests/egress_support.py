@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import random
 import socket
 import ssl
@@ -32,7 +33,7 @@ from donjon.audit import AuditLog
 from donjon.config import EgressSettings
 from donjon.egress.addresses import IPAddress
 from donjon.egress.proxy import TOKEN_PREFIX, EgressProxy, SandboxEgress
-from donjon.egress.resolve import ResolveError
+from donjon.egress.resolve import ResolveError, Resolver
 from donjon.gateway.tls import create_self_signed
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
@@ -107,7 +108,7 @@ def _free_loopback() -> tuple[str, socket.socket, socket.socket]:
 class ProxyRig:
     """The proxy, its audit log and the upstream servers, on one loop in a thread."""
 
-    def __init__(self, tmp: Path, **limits: Any) -> None:
+    def __init__(self, tmp: Path, resolver: Resolver | None = None, **limits: Any) -> None:
         self.address, tls_sock, plain_sock = _free_loopback()
         self.upstream = Upstream()
         self.ca = tmp / "cert.pem"
@@ -134,7 +135,9 @@ class ProxyRig:
             allow_networks=parse_networks(f"{self.address}/32"),
         )
         self.settings = replace(settings, **limits)
-        self.proxy = EgressProxy(self.settings, self.audit, tmp / "run" / "egress", self.resolver)
+        self.proxy = EgressProxy(
+            self.settings, self.audit, tmp / "run" / "egress", resolver or self.resolver
+        )
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -178,11 +181,14 @@ class ProxyRig:
         """A TCP port on 127.0.0.1 that relays to the sandbox's socket after `token`."""
 
         async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                r2, w2 = await asyncio.open_unix_connection(str(sandbox.socket_path))
+            fd = os.open(sandbox.socket_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:  # through the directory: the path may be longer than sun_path takes
+                r2, w2 = await asyncio.open_unix_connection(f"/proc/self/fd/{fd}/proxy.sock")
             except OSError:
                 writer.close()
                 return
+            finally:
+                os.close(fd)
             w2.write(TOKEN_PREFIX + token.encode() + b"\n")
 
             async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -229,8 +235,8 @@ class ProxyRig:
 
 
 @contextlib.contextmanager
-def rig(tmp: Path, **limits: Any) -> Iterator[ProxyRig]:
-    r = ProxyRig(tmp, **limits)
+def rig(tmp: Path, resolver: Resolver | None = None, **limits: Any) -> Iterator[ProxyRig]:
+    r = ProxyRig(tmp, resolver, **limits)
     try:
         yield r
     finally:

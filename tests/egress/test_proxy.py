@@ -293,3 +293,45 @@ def test_a_bad_policy_mode_is_refused(proxy: ProxyRig) -> None:
     with pytest.raises(EgressProxyError, match="alert or block"):
         proxy.open([f"{API}:443"], attempts="allow")
     assert list(proxy.proxy.runtime_dir.iterdir()) == []
+
+
+def test_a_long_runtime_dir_still_gets_its_socket(tmp_path: Path) -> None:
+    """A socket path past sun_path's 108 bytes is bound through the directory's descriptor."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with rig(deep) as r:
+        sandbox = r.open([f"{API}:{r.http_port}"])
+        assert len(str(sandbox.socket_path)) > 108
+        port = r.relay(sandbox, r.begin(sandbox))
+        target = f"{API}:{r.http_port}"
+        answer = raw_request(
+            port, f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n".encode()
+        )
+        assert _status(answer) == 200
+
+
+def test_connections_that_name_no_call_are_bounded(proxy: ProxyRig) -> None:
+    """Past MAX_PENDING silent connections on a sandbox's socket, more are refused at once."""
+    import socket
+
+    from donjon.egress.proxy import MAX_PENDING
+
+    sandbox = proxy.open([f"{API}:443"])
+    silent = []
+    try:
+        for _ in range(MAX_PENDING):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(sandbox.socket_path))
+            silent.append(s)
+        answers = []
+        for _ in range(50):  # the proxy accepts them in its own time: wait until it has
+            with socket.socket(socket.AF_UNIX) as extra:
+                extra.settimeout(30)
+                extra.connect(str(sandbox.socket_path))
+                answers.append(extra.recv(4096))
+            if b"too many connections" in answers[-1]:
+                break
+        assert b"403" in answers[-1] and b"too many connections" in answers[-1]
+    finally:
+        for s in silent:
+            s.close()

@@ -43,6 +43,8 @@ TOKEN_PREFIX = b"DONJON-EGRESS/1 "
 #: Seconds for the relay's token line; its bytes at most.
 TOKEN_TIMEOUT_S = 10.0
 MAX_TOKEN_LINE = 128
+#: Connections of one sandbox that have not yet named their call; more are closed at once.
+MAX_PENDING = 64
 #: Seconds an ended call's connections get to finish being cancelled.
 CLOSE_WAIT_S = 5.0
 #: Sockets bound through /proc/self/fd when the path is longer than this (sun_path is 108).
@@ -125,6 +127,10 @@ class SandboxEgress:
         if task is None or self.closed:  # pragma: no cover - always run as a task
             writer.close()
             return
+        if len(self._pending) >= MAX_PENDING:
+            await self._refuse_unknown(writer, "too many connections waiting to name their call")
+            writer.close()
+            return
         self._pending.add(task)
         try:
             call = await self._identify(reader, writer)
@@ -156,15 +162,16 @@ class SandboxEgress:
             call = self._table.get(token) if token else None
         if call is not None and not call.ended:
             return call
-        await self._ctx.records.note(
-            self._unknown.id,
-            Decision(
-                self._table.function, self._table.version, "", "", "denied", "unknown call token"
-            ),
-        )
-        with contextlib.suppress(OSError):
-            writer.write(status_response(403, "unknown call token"))
+        await self._refuse_unknown(writer, "unknown call token")
         return None
+
+    async def _refuse_unknown(self, writer: asyncio.StreamWriter, reason: str) -> None:
+        """Audit (aggregated per sandbox) and answer a connection that names no call."""
+        table = self._table
+        decision = Decision(table.function, table.version, "", "", "denied", reason)
+        await self._ctx.records.note(self._unknown.id, decision)
+        with contextlib.suppress(OSError):
+            writer.write(status_response(403, reason))
 
     async def _serve(
         self, call: Call, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

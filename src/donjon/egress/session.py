@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -240,7 +241,9 @@ async def _dial(
     for address in addresses:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(str(address), port), DIAL_TIMEOUT_S
+                # A numeric host and AI_NUMERICHOST: nothing is looked up again here.
+                asyncio.open_connection(str(address), port, flags=socket.AI_NUMERICHOST),
+                DIAL_TIMEOUT_S,
             )
         except (OSError, TimeoutError) as e:
             last = f"{address}: {e.strerror or 'timed out'}" if isinstance(e, OSError) else str(e)

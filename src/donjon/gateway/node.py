@@ -15,6 +15,7 @@ from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
+from donjon.egress import EgressProxy
 from donjon.identity import (
     Issuer,
     IssuerRegistry,
@@ -95,6 +96,8 @@ class Node:
     #: Custom role documents; the decisions are made by `policy`, in memory.
     roles: RoleStore | None = None
     policy: Policy = field(default_factory=Policy)
+    #: The egress proxy (a socket per sandbox of a function granted egress), once started.
+    egress: EgressProxy | None = None
     #: The interpreter sandboxes run, once started; its wheel target is asked once.
     sandbox_python: Path | None = None
     _runtime_target: RuntimeTarget | None = None
@@ -126,6 +129,11 @@ class Node:
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
         self.denials.start()
+        # Sockets live where the sandbox users can reach their own (beside the staged
+        # runtime when Donjon runs as root; in the data dir when sandboxes run as us).
+        egress_dir = (host.staging or self.settings.data_dir / "run") / "egress"
+        self.egress = EgressProxy(self.settings.egress, self.audit, egress_dir)
+        await self.egress.start()
         self._last_used_task = asyncio.get_running_loop().create_task(
             self._write_last_used(), name="key-last-used"
         )
@@ -229,6 +237,8 @@ class Node:
             await self.pool.close()
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.close)
+        if self.egress is not None:  # after the sandboxes: their calls' counts are written
+            await self.egress.close()
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
         finally:
