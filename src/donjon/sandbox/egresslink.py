@@ -146,10 +146,19 @@ class SandboxNetwork:
             log.warning("ending a call's egress failed: %s", task.exception())
 
     async def close(self) -> None:
-        """The sandbox is gone: its calls' tokens, then its socket."""
+        """The sandbox is gone: its calls' tokens (those still open too), then its socket."""
         link, self.link = self.link, None
         for task in list(self._ending):
             with contextlib.suppress(Exception):
                 await task
-        if link is not None:
-            await link.close()
+        if link is None:
+            return
+        tokens = list(self._tokens.values())
+        self._tokens.clear()
+        self._blocked.clear()
+        for token in tokens:
+            try:
+                await link.end_call(token)
+            except Exception as e:  # the socket still goes
+                log.warning("ending a call's egress failed: %s", e)
+        await link.close()

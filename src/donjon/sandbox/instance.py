@@ -392,10 +392,9 @@ class Instance:
                 later = self._cancelled()
                 raise
             except (ChannelClosed, OSError):
-                blocked = self._network.blocked(call_id)  # its policy ended it
-                raise blocked or await self._why_gone(
-                    exit_fut, timeout_s, call_id, started
-                ) from None
+                # Once its processes are gone (the report), whatever ended it.
+                gone = await self._why_gone(exit_fut, timeout_s, call_id, started)
+                raise self._network.blocked(call_id) or gone from None
             self._check_ended(call_id, report, timeout_s)
             return reply_result(reply_head(head), body)
         finally:
