@@ -436,6 +436,24 @@ def test_cannot_send_a_host_header_differing_from_the_target(
     )
     assert result["status"] != 200, result
     assert not world.plain.log.saw(path)
+    records = egress_records(
+        egress_node, request_id, want=lambda rs: any(r["outcome"] == "denied" for r in rs)
+    )
+    assert any("Host" in r["detail"]["reason"] for r in records), records
+
+
+@pytest.mark.xfail(
+    reason="egressproxy: the record of a refused Host header has an empty destination",
+    strict=True,
+)
+def test_a_refused_host_header_is_recorded_with_its_destination(
+    egress_node: LiveNode, world: World, warm_attacker: str
+) -> None:
+    """The audit record of a Host header mismatch names where the request was going."""
+    fn = warm_attacker
+    path = marker()
+    url = f"http://{API}:{world.plain.port}{path}"
+    _, request_id = call(egress_node, fn, "plain", url=url, host=f"other.{DOMAIN}")
     assert_denied(egress_node, fn, request_id, f"{API}:{world.plain.port}")
 
 
