@@ -12,6 +12,8 @@ turn and in the same run, each request a new TCP connection and TLS handshake:
 2. in-sandbox: the request made by the function with urllib through HTTPS_PROXY
    (relay in the worker's network namespace, unix socket, the proxy's grant check,
    resolution, SNI check, dial), timed inside the function;
+   (and the same request by hand: a socket to the relay, CONNECT, TLS, GET; with the
+   time until the proxy answers the CONNECT: relay, token, grant check, resolution);
 3. call with the request vs call without it (the same function answering at once),
    through the gateway, for `isolation: warm` and `isolation: invocation`: what
    making one egress request adds to a call end to end.
@@ -96,8 +98,11 @@ def measure(calls: int, work: Path) -> dict[str, Any]:
                 host_request(world.address, world.ca.pem)
                 for isolation in ("warm", "invocation"):
                     timed_call(node, f"bench-egress-{isolation}", request)
+            tunnel = {"op": "connect", "target": f"{API}:443", "sni": API, "path": "/bench"}
             host: list[float] = []
             inside: dict[str, list[float]] = {"warm": [], "invocation": []}
+            connect: dict[str, list[float]] = {"warm": [], "invocation": []}
+            raw: dict[str, list[float]] = {"warm": [], "invocation": []}
             with_request: dict[str, list[float]] = {"warm": [], "invocation": []}
             without: dict[str, list[float]] = {"warm": [], "invocation": []}
             for _ in range(calls):  # interleaved, so load on the machine hits each the same
@@ -111,10 +116,17 @@ def measure(calls: int, work: Path) -> dict[str, Any]:
                     inside[isolation].append(float(result["elapsed_s"]))
                     elapsed, _ = timed_call(node, name, {"op": "env"})
                     without[isolation].append(elapsed)
+                    _, result = timed_call(node, name, tunnel)
+                    if result.get("http_status") != 200:
+                        raise RuntimeError(f"{name}: the tunnel failed: {result}")
+                    connect[isolation].append(float(result["connect_s"]))
+                    raw[isolation].append(float(result["elapsed_s"]))
             results["host_request"] = _summary(host)
             for isolation in ("warm", "invocation"):
                 results[isolation] = {
                     "request_in_sandbox": _summary(inside[isolation]),
+                    "raw_request_in_sandbox": _summary(raw[isolation]),
+                    "connect_answered": _summary(connect[isolation]),
                     "call_with_request": _summary(with_request[isolation]),
                     "call_without_request": _summary(without[isolation]),
                 }
@@ -136,6 +148,8 @@ def print_table(results: dict[str, Any]) -> None:
     for isolation in ("warm", "invocation"):
         m = results[isolation]
         row(f"[{isolation}] request in the sandbox, through the proxy", m["request_in_sandbox"])
+        row(f"[{isolation}]   the same by hand (socket, CONNECT, TLS)", m["raw_request_in_sandbox"])
+        row(f"[{isolation}]   of which CONNECT answered 200", m["connect_answered"])
         row(f"[{isolation}] call making the request (gateway, end to end)", m["call_with_request"])
         row(f"[{isolation}] same call without the request", m["call_without_request"], False)
         added = m["call_with_request"]["median_ms"] - m["call_without_request"]["median_ms"]

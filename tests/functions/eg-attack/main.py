@@ -76,12 +76,13 @@ def _open(event):
 
 def _tunnel(event):
     """CONNECT target; then, if the proxy agrees, TLS with `sni` and GET `path`."""
+    started = time.perf_counter()
     sock = _open(event)
     target = event["target"]
     head = f"CONNECT {target} HTTP/1.1\r\nHost: {event.get('connect_host', target)}\r\n\r\n"
     sock.sendall(head.encode("latin-1"))
     status, line, _ = _read_head(sock)
-    out = {"status": status, "line": line}
+    out = {"status": status, "line": line, "connect_s": time.perf_counter() - started}
     if status != 200 or "path" not in event:
         sock.close()
         return out
@@ -102,6 +103,7 @@ def _tunnel(event):
         body, error = _read_body(tls, rest, event.get("limit", 1 << 20))
         out["bytes"] = len(body)
         out["error"] = error
+        out["elapsed_s"] = time.perf_counter() - started
         if code == 200 and body[:1] == b"{":
             out["reply"] = json.loads(body)
         tls.close()
