@@ -169,6 +169,8 @@ def test_a_host_header_differing_from_connect_is_refused(proxy: ProxyRig) -> Non
     answer = raw_request(port, f"CONNECT {API}:443 HTTP/1.1\r\nHost: {OTHER}:443\r\n\r\n".encode())
     assert _status(answer) == 403 and b"Host header" in answer
     assert proxy.resolver.asked == []
+    [record] = proxy.records()
+    assert record["detail"]["destination"] == f"{API}:443"
 
 
 def test_a_plain_http_host_header_differing_from_the_target_is_refused(proxy: ProxyRig) -> None:
@@ -180,6 +182,8 @@ def test_a_plain_http_host_header_differing_from_the_target_is_refused(proxy: Pr
         port, f"GET http://{target}/ HTTP/1.1\r\nHost: {OTHER}:{proxy.http_port}\r\n\r\n".encode()
     )
     assert _status(answer) == 403 and proxy.upstream.heads == []
+    [record] = proxy.records()
+    assert record["detail"]["destination"] == target and "Host" in record["detail"]["reason"]
 
 
 def test_a_function_without_grants_reaches_nothing(proxy: ProxyRig) -> None:
@@ -335,3 +339,36 @@ def test_connections_that_name_no_call_are_bounded(proxy: ProxyRig) -> None:
     finally:
         for s in silent:
             s.close()
+
+
+def test_a_connection_ends_at_its_time_limit(tmp_path: Path) -> None:
+    """An idle tunnel is closed at max_connection_s, and the refusal names its destination."""
+    import socket
+
+    with rig(tmp_path, max_connection_s=1.0) as r:
+        sandbox = r.open([f"{API}:{r.http_port}"])
+        port = r.relay(sandbox, r.begin(sandbox))
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(f"CONNECT {API}:{r.http_port} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            assert s.recv(4096) == b""  # closed by the proxy, well before the 30 s timeout
+        allowed, limit = r.records()
+        assert allowed["outcome"] == "allowed" and "time limit" in limit["detail"]["reason"]
+        assert limit["detail"]["destination"] == f"{API}:{r.http_port}"
+
+
+def test_a_literal_grant_in_a_network_since_closed_is_refused_at_the_dial(proxy: ProxyRig) -> None:
+    """A deployed grant of 10.1.2.3 (its network no longer allowed) opens, and is refused."""
+    sandbox = proxy.open(["10.1.2.3:443"])
+    port = proxy.relay(sandbox, proxy.begin(sandbox))
+    answer = raw_request(port, b"CONNECT 10.1.2.3:443 HTTP/1.1\r\n\r\n")
+    assert _status(answer) == 403 and b"private" in answer
+
+
+def test_a_malformed_grant_opens_nothing(proxy: ProxyRig) -> None:
+    """A grant that is not host:port is an EgressGrantError, and no socket is made."""
+    from donjon.egress import EgressGrantError
+
+    with pytest.raises(EgressGrantError):
+        proxy.open(["api.donjon.test"])
+    assert list(proxy.proxy.runtime_dir.iterdir()) == []

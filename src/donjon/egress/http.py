@@ -60,10 +60,12 @@ _REASONS = {
 class BadRequest(Exception):
     """The request head is not one the proxy accepts; `status` is the answer."""
 
-    def __init__(self, reason: str, status: int = 400) -> None:
+    def __init__(self, reason: str, status: int = 400, destination: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        #: The target, when the head named one before it was refused.
+        self.destination = destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +86,12 @@ class ProxyRequest:
 
     @property
     def destination(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return destination(self.host, self.port)
+
+
+def destination(host: str, port: int) -> str:
+    """`host:port` as the audit records write it (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def split_authority(text: str, default_port: int | None) -> tuple[str, int]:
@@ -168,7 +174,9 @@ def parse_request(head: bytes) -> ProxyRequest:
         if hosts:
             h_host, h_port = split_authority(hosts[0], port)
             if (h_host, h_port) != (host, port):
-                raise BadRequest("the Host header differs from the CONNECT target", 403)
+                raise BadRequest(
+                    "the Host header differs from the CONNECT target", 403, destination(host, port)
+                )
         return ProxyRequest(method, host, port, "", version, headers)
     return _absolute(method, target, version, headers, hosts)
 
@@ -187,9 +195,11 @@ def _absolute(
         raise BadRequest("user information in the target is refused")
     host, port = split_authority(authority, 80)
     if not hosts:
-        raise BadRequest("the request has no Host header")
+        raise BadRequest("the request has no Host header", 400, destination(host, port))
     if split_authority(hosts[0], 80) != (host, port):
-        raise BadRequest("the Host header differs from the request target", 403)
+        raise BadRequest(
+            "the Host header differs from the request target", 403, destination(host, port)
+        )
     if values(headers, "transfer-encoding"):
         raise BadRequest("request bodies must have a Content-Length", 411)
     lengths = values(headers, "content-length")

@@ -1,0 +1,141 @@
+"""The bytes of an allowed connection: the ClientHello checked, a tunnel, one HTTP exchange.
+
+Every byte either way is charged to the call (`Call.charge`), so the byte cap
+holds across all of a call's connections; a tunnel ends when both directions
+are done or one fails (a cap ends both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from donjon.egress.addresses import parse_ip_literal
+from donjon.egress.calls import Call
+from donjon.egress.context import Refused, SessionContext
+from donjon.egress.http import (
+    BadRequest,
+    ProxyRequest,
+    content_length,
+    forward_head,
+    response_length,
+    rewrite_response_head,
+    status_response,
+)
+from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
+
+__all__ = ["client_hello", "forward", "relay"]
+
+#: Seconds for a ClientHello (and for a response head: three times that); its bytes at most.
+HELLO_TIMEOUT_S = 10.0
+MAX_HELLO_BYTES = 64 * 1024
+CHUNK = 64 * 1024
+
+
+async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> bytes:
+    """The TLS ClientHello the client sends into the tunnel, its SNI checked against the host."""
+    data = b""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HELLO_TIMEOUT_S
+    while True:
+        try:
+            chunk = await asyncio.wait_for(reader.read(CHUNK), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise Refused("no TLS ClientHello in time") from None
+        if not chunk:
+            raise Refused("the tunnel closed before a TLS ClientHello")
+        data += chunk
+        try:
+            sni = client_hello_sni(data)
+            break
+        except ClientHelloIncomplete:
+            if len(data) >= MAX_HELLO_BYTES:
+                raise Refused("the TLS ClientHello is too large") from None
+        except NotClientHello:
+            raise Refused("CONNECT to port 443 must carry TLS") from None
+    literal = parse_ip_literal(request.host) is not None
+    if sni is None:
+        if not literal:
+            raise Refused(f"the TLS ClientHello names no server (SNI), expected {request.host}")
+    elif sni.lower().rstrip(".") != request.host:
+        raise Refused(f"the TLS SNI {sni[:255]!r} differs from the CONNECT host")
+    return data
+
+
+async def _pipe(
+    ctx: SessionContext,
+    call: Call,
+    src: asyncio.StreamReader,
+    dst: asyncio.StreamWriter,
+    left: int | None = None,
+) -> None:
+    """Copy `src` to `dst` (at most `left` bytes), charging the call; half-close at the end."""
+    limit = ctx.settings.max_bytes_per_call
+    while left is None or left > 0:
+        chunk = await src.read(CHUNK if left is None else min(CHUNK, left))
+        if not chunk:
+            break
+        call.charge(len(chunk), limit)
+        if left is not None:
+            left -= len(chunk)
+        dst.write(chunk)
+        await dst.drain()
+    if left is None and dst.can_write_eof():
+        with contextlib.suppress(OSError):
+            dst.write_eof()
+
+
+async def relay(
+    ctx: SessionContext,
+    call: Call,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+) -> None:
+    """Both directions of a tunnel until both ends are done (a cap or an error ends both)."""
+    tasks = [
+        asyncio.ensure_future(_pipe(ctx, call, reader, upstream)),
+        asyncio.ensure_future(_pipe(ctx, call, up_reader, writer)),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def forward(
+    ctx: SessionContext,
+    call: Call,
+    request: ProxyRequest,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+) -> None:
+    """One plain-HTTP request in origin form, its body, then the response until it ends."""
+    head = forward_head(request)
+    call.charge(len(head), ctx.settings.max_bytes_per_call)
+    upstream.write(head)
+    await _pipe(ctx, call, reader, upstream, content_length(request))
+    try:
+        response = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), HELLO_TIMEOUT_S * 3)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+        writer.write(status_response(502, "the upstream server sent no complete response head"))
+        return
+    try:
+        rewritten = rewrite_response_head(response)
+    except BadRequest as e:
+        writer.write(status_response(e.status, e.reason))
+        return
+    call.charge(len(rewritten), ctx.settings.max_bytes_per_call)
+    writer.write(rewritten)
+    # One response per connection: done at its length (or when the server closes).
+    await _pipe(ctx, call, up_reader, writer, response_length(request, response))
+    await writer.drain()
