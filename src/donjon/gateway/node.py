@@ -141,11 +141,8 @@ class Node:
         self._purge_task = asyncio.get_running_loop().create_task(
             self._purge_logs_periodically(), name="log-retention"
         )
-        # Sandboxes of functions granted egress reach the node's egress proxy (if any:
-        # without one, such a sandbox refuses to start).
-        self.pool = SandboxPool(
-            self.resources, compile_filters(), host, egress=getattr(self, "egress", None)
-        )
+        # Sandboxes of functions granted egress reach the node's egress proxy.
+        self.pool = SandboxPool(self.resources, compile_filters(), host, egress=self.egress)
         self.pool.start()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
             self._runtime_target = await asyncio.to_thread(probe_target, host.python)
