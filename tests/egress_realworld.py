@@ -29,6 +29,7 @@ SOURCES = FUNCTIONS
 #: Settings of the test node: small caps, so the tests of the caps stay cheap.
 MAX_CONNECTIONS = 4
 MAX_BYTES = 1 << 20
+MAX_CONNECTION_S = 6
 BIG = 4 << 20
 
 
@@ -118,6 +119,7 @@ def node_settings(world: World) -> dict[str, str]:
         "DONJON_EGRESS_ALLOW_NETWORKS": f"{world.address}/32",
         "DONJON_EGRESS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "DONJON_EGRESS_MAX_BYTES": str(MAX_BYTES),
+        "DONJON_EGRESS_MAX_CONNECTION_S": str(MAX_CONNECTION_S),
     }
 
 

@@ -154,6 +154,27 @@ def _attempt(fn, event):
         return {"status": None, "error": _err(e)}
 
 
+def _outwait(event):
+    got = _attempt(_tunnel, {**event, "keep": True})
+    if got.get("http_status") != 200:
+        return got
+    tls = KEPT.pop()
+    tls.settimeout(1.0)
+    closed = False
+    for _ in range(event["give_up_s"]):
+        try:
+            if tls.recv(65536) == b"":
+                closed = True
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            closed = True
+            break
+    tls.close()
+    return {**got, "closed": closed}
+
+
 def handler(event, context):
     op = event["op"]
     if op == "env":
@@ -180,6 +201,8 @@ def handler(event, context):
             s.close()
         KEPT.clear()
         return {"statuses": statuses}
+    if op == "outwait":  # hold a tunnel inside the call until someone closes it, or give up
+        return _outwait(event)
     if op == "kept":  # what became of the connections an earlier call kept
         out = []
         for s in KEPT:
