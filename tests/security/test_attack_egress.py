@@ -458,20 +458,26 @@ def test_cannot_forward_plain_http_to_an_ungranted_host(
 # --- the channel: identity, raw sockets, no grant -------------------------------------
 
 
-@pytest.mark.parametrize("preamble", ["DONJON-EGRESS/1 forged-token\n", ""])
-def test_cannot_use_the_proxy_socket_without_the_calls_token(
-    egress_node: LiveNode,
-    world: World,
-    fn: str,
-    preamble: str,
+FORGED = "DONJON-EGRESS/1 0123456789abcdef0123456789abcdef\n"
+
+
+@pytest.mark.parametrize(
+    ("via", "preamble"),
+    [("socket", FORGED), ("socket", ""), ("relay", FORGED)],
+    ids=["socket-forged-token", "socket-no-token", "relay-second-token"],
+)
+def test_cannot_name_a_call_of_its_own_choosing(
+    egress_node: LiveNode, world: World, fn: str, via: str, preamble: str
 ) -> None:
-    """Speaking to the proxy's unix socket directly, with a forged token or none: refused."""
+    """The proxy's unix socket spoken to directly (forged token, or none), or a token line
+    of the function's own sent through the relay after the real one: nothing goes out."""
     path = marker()
+    where = {"unix": SOCKET} if via == "socket" else {}
     result, _ = call(
         egress_node,
         fn,
         "connect",
-        unix=SOCKET,
+        **where,
         preamble=preamble,
         target=f"{API}:443",
         sni=API,
@@ -479,6 +485,9 @@ def test_cannot_use_the_proxy_socket_without_the_calls_token(
     )
     assert_refused(result)
     assert not world.origin.log.saw(path)
+    if result["status"] is None:  # the socket is not even reachable from the worker
+        assert via == "socket", result
+        return
     refused = [
         r
         for r in all_records(egress_node, "egress.connect")

@@ -65,13 +65,14 @@ def _open(event):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(15)
         sock.connect(event["unix"])
-        if event.get("preamble") is not None:
-            sock.sendall(event["preamble"].encode("latin-1"))
-        return sock
-    proxy = _proxy()
-    if proxy is None:
-        raise OSError("no proxy in the environment")
-    return socket.create_connection(proxy, timeout=15)
+    else:
+        proxy = _proxy()
+        if proxy is None:
+            raise OSError("no proxy in the environment")
+        sock = socket.create_connection(proxy, timeout=15)
+    if event.get("preamble"):
+        sock.sendall(event["preamble"].encode("latin-1"))
+    return sock
 
 
 def _tunnel(event):
