@@ -265,6 +265,7 @@ def test_block_mode_ends_the_call_on_a_refused_attempt(proxy: ProxyRig) -> None:
     [record] = proxy.records("policy.block")
     assert record["detail"]["policy"] == "egress_attempts"
     assert record["detail"]["request_id"] == "req-b" and proxy.records("policy.alert") == []
+    assert record["outcome"] == "blocked" and OTHER in record["detail"]["seen"]
 
 
 def test_ending_a_call_closes_its_tunnels(proxy: ProxyRig) -> None:

@@ -91,6 +91,8 @@ class SessionContext:
                     "request_id": call.request_id,
                     "destination": decision.destination,
                     "reason": decision.reason,
+                    # What the other runtime policies' records call what was seen.
+                    "seen": f"egress to {decision.destination or '?'} refused: {decision.reason}",
                 },
             )
         )
