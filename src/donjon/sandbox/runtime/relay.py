@@ -109,8 +109,9 @@ class Relay:
                 with contextlib.suppress(KeyError, ValueError):
                     self._sel.unregister(self._control)
                 return
-            token = msg.strip()
-            self._token = token if token and token.isascii() and b" " not in token else NO_CALL
+            token = msg.strip()  # the proxy's tokens are URL-safe base64: nothing else passes
+            plain = token.replace(b"-", b"").replace(b"_", b"")
+            self._token = token if plain.isascii() and plain.isalnum() else NO_CALL
 
     def _accept(self) -> None:
         for _ in range(MAX_CONNECTIONS):

@@ -200,6 +200,9 @@ def start_worker(
     code = 71
     try:  # this process is a fork of the supervisor: it must never return into its code
         handoff.close()
+        # Its namespaces are made: it needs no capability to wait (or to relay the
+        # worker's connections), so it keeps none.
+        lowlevel.drop_all_capabilities(config["bounding"])
         status = _relay_then_wait(relay, pid) if relay is not None else _wait(pid)
         code = os.waitstatus_to_exitcode(status)
         if os.WIFSIGNALED(status):
