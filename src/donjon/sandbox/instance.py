@@ -69,7 +69,8 @@ class InstanceConfig:
     log_level: str | None = None
     #: `permissions.egress` (host:port grants); empty: no way out of the sandbox at all.
     egress: tuple[str, ...] = ()
-    #: The runtime policy for a refused egress attempt: "alert" or "block".
+    #: The runtime policy for a refused egress attempt: "alert" or "block" (manifest
+    #: `policies.egress_attempts`: where `policies:` is parsed, registry.py sets it).
     egress_attempts: str = "alert"
 
     @property
