@@ -643,6 +643,41 @@ def test_a_refused_attempt_raises_a_policy_alert(
     assert alerts and alerts[0]["detail"]["policy"] == "egress_attempts", alerts
 
 
+@pytest.mark.parametrize("isolation", ["invocation", "warm"])
+def test_a_refused_attempt_ends_the_call_under_block(
+    egress_node: LiveNode,
+    world: World,
+    tmp_path_factory: pytest.TempPathFactory,
+    isolation: str,
+) -> None:
+    """egress_attempts: block: a refused attempt ends the call (403) with a policy.block record."""
+    name = f"eg-block-{isolation}"
+    root = tmp_path_factory.mktemp("eg-block")
+    extra = "policies: {egress_attempts: block}\n"
+    deploy(
+        egress_node,
+        function_source(world, root, "eg-attack", name, isolation=isolation, extra=extra),
+    )
+    r = egress_node.invoke(name, {"op": "connect", "target": f"other.{DOMAIN}:443"})
+    assert r.status_code == 403, r.text
+    assert "PolicyBlocked" in r.text, r.text
+    request_id = r.headers["x-request-id"]
+    blocks: list[dict[str, Any]] = []
+    for _ in range(60):
+        blocks = [
+            b
+            for b in all_records(egress_node, "policy.block")
+            if b["detail"].get("request_id") == request_id
+        ]
+        if blocks:
+            break
+        time.sleep(0.5)
+    assert blocks and blocks[0]["detail"]["policy"] == "egress_attempts", blocks
+    # The function keeps serving: the next call, granted, gets through.
+    ok, _ = call(egress_node, name, "urllib", url=f"https://{API}{marker()}")
+    assert ok["status"] == 200, ok
+
+
 # --- the deploy gate agrees with the proxy --------------------------------------------
 
 
