@@ -73,13 +73,16 @@ def _sandbox(settings: Settings) -> list[Control]:
     for name in NAMESPACES:
         own = report is not None and report.namespaces.get(name, False)
         detail = "the sandbox's own" if own else (why if report is None else "shared with the host")
+        if own and name == "net":  # runtime/network.py: each worker makes its own as well
+            detail += ", and one per worker (a call's loopback is its own)"
         out.append(Control(f"namespace.{name}", own, detail, "" if own else fix))
     seccomp = report is not None and report.seccomp == "2"
     out.append(
         Control(
             "seccomp",
             seccomp,
-            "a filter in force in the sandbox (and a stricter one per call)"
+            "a filter in force in the sandbox (and a stricter one per call, which reports"
+            " process creation to the supervisor for the child_processes policy)"
             if seccomp
             else (why if report is None else f"Seccomp {report.seccomp} in the sandbox"),
             "" if seccomp else "a kernel with CONFIG_SECCOMP_FILTER; " + fix,

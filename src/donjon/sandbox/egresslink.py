@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 from donjon.sandbox.errors import FunctionBlocked, SandboxUnavailable
 
 if TYPE_CHECKING:
+    from donjon.sandbox.boot import InstanceConfig
     from donjon.sandbox.host import SandboxHost
-    from donjon.sandbox.instance import InstanceConfig
 
 __all__ = ["EgressOpener", "SandboxEgressLink", "SandboxNetwork"]
 

@@ -11,14 +11,12 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from donjon import boundedjson
 from donjon._subprocess import CommandError, start_async
 from donjon.boundedjson import JSONTooDeep
-from donjon.manifest.policies import RuntimePolicies
+from donjon.sandbox.boot import InstanceConfig, boot_message, import_failure
 from donjon.sandbox.callgroups import (
     CallGroups,
     call_memory_bytes,
@@ -30,7 +28,6 @@ from donjon.sandbox.channel import ChannelClosed, send_control, send_with_fd, wa
 from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
 from donjon.sandbox.errors import (
     FunctionCrashed,
-    FunctionFailed,
     FunctionMemoryExceeded,
     FunctionTimeout,
     SandboxError,
@@ -51,37 +48,6 @@ _START_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
 #: Per-call cgroup descriptors in one control message (the kernel takes 253 at most).
 _FDS_PER_MESSAGE = 64
-
-
-@dataclass(frozen=True)
-class InstanceConfig:
-    """What one sandbox runs, and under which limits."""
-
-    function: str
-    version: int
-    bundle: Path
-    module: str
-    handler: str
-    warm: bool
-    memory_mb: int
-    tmp_mb: int
-    #: The function's limit on calls in flight (over all its sandboxes).
-    concurrency: int
-    timeout_s: float = 10.0
-    #: The root logger's level (manifest `log_level`), as AWS_LAMBDA_LOG_LEVEL; None: Python's.
-    log_level: str | None = None
-    #: Runtime policies (manifest `policies`): child processes blocked unless allowed.
-    policies: RuntimePolicies = dataclasses.field(default_factory=RuntimePolicies)
-    #: `permissions.egress` (host:port grants); empty: no way out of the sandbox at all.
-    egress: tuple[str, ...] = ()
-    #: The runtime policy for a refused egress attempt: "alert" or "block" (manifest
-    #: `policies.egress_attempts`: where `policies:` is parsed, registry.py sets it).
-    egress_attempts: str = "alert"
-
-    @property
-    def calls_per_instance(self) -> int:
-        """A warm sandbox serves one call at a time; an invocation one, `concurrency`."""
-        return 1 if self.warm else self.concurrency
 
 
 class Instance:
@@ -148,31 +114,14 @@ class Instance:
             processes = sandbox_processes(self._proc.pid) if self._proc is not None else []
             protect_from_oom_killer(processes)
             slot_fds = await asyncio.to_thread(self._make_call_groups, processes)
-            config = json.dumps(
-                {
-                    "module": self.config.module,
-                    "function": self.config.handler,
-                    # What Lambda's runtime tells a function (runtime/lambda_env.py).
-                    "function_name": self.config.function,
-                    "function_version": self.config.version,
-                    "log_level": self.config.log_level,
-                    "mode": "warm" if self.config.warm else "invocation",
-                    "memory_mb": self.config.memory_mb,
-                    "tmp_mb": self.config.tmp_mb,
-                    "timeout_s": self.config.timeout_s,
-                    "egress": self._network.link is not None,
-                    "call_filter": self._filters.call.hex(),
-                    "policies": self.config.policies.runtime(),
-                    "call_watch": self._filters.call_watch.hex(),
-                    "seccomp_nr": self._filters.seccomp_nr,
-                    "process_calls": self._filters.process_calls,
-                    "preload": list(await preload),
-                    # Descriptors per slot (memory, pids), and the messages that carry
-                    # them after this one.
-                    "cgroup_slot_width": self._call_groups.width if self._call_groups else 1,
-                    "cgroup_slot_messages": -(-len(slot_fds) // _FDS_PER_MESSAGE),
-                }
-            ).encode()
+            config = boot_message(
+                self.config,
+                self._filters,
+                egress=self._network.link is not None,
+                preload=list(await preload),
+                slot_width=self._call_groups.width if self._call_groups else 1,
+                slot_messages=-(-len(slot_fds) // _FDS_PER_MESSAGE),
+            )
             try:
                 socket.send_fds(ours, [config], [])
                 for i in range(0, len(slot_fds), _FDS_PER_MESSAGE):
@@ -192,16 +141,7 @@ class Instance:
         self._starting = False
         if ready.get("op") != "ready":
             await self.close()
-            reported = str(ready.get("error"))
-            kind, _, why = reported.partition(": ")
-            if kind == "HandlerNotUsable":  # runtime/handler_check.py: said as it is
-                error = FunctionFailed(why)
-                error.error_type = "Runtime.HandlerNotFound"
-            else:
-                error = FunctionFailed(f"the handler failed to import: {reported}")
-                error.error_type = "Runtime.ImportModuleError"
-                error.trace = str(ready.get("trace", ""))
-            raise error
+            raise import_failure(ready)
 
     async def _spawn(self, spec: SandboxSpec, theirs: socket.socket, seccomp_fd: int) -> None:
         """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
