@@ -346,7 +346,7 @@ def test_a_connection_ends_at_its_time_limit(tmp_path: Path) -> None:
     """An idle tunnel is closed at max_connection_s, and the refusal names its destination."""
     import socket
 
-    with rig(tmp_path, max_connection_s=1.0) as r:
+    with rig(tmp_path, max_connection_s=3.0) as r:
         sandbox = r.open([f"{API}:{r.http_port}"])
         port = r.relay(sandbox, r.begin(sandbox))
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
