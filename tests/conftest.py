@@ -1,7 +1,8 @@
 """Shared fixtures: a real node on loopback, started once per test session.
 
 Tests that start real nodes (every test under security/, cli/ and gateway/, and
-any test that uses the `node` fixture) are marked `slow` here, so the fast
+any test that uses the `node` fixture) and the egress proxy's tests against
+real servers (`_SLOW_MODULES`) are marked `slow` here, so the fast
 subset, `pytest -m "not slow"`, is the unit tests and runs in well under a
 minute; the whole suite runs them all.
 """
@@ -17,14 +18,24 @@ import pytest
 from harness import FUNCTIONS, LiveNode, start_node
 
 _NODE_DIRS = frozenset({"security", "cli", "gateway"})
+#: Modules that start an egress proxy with TLS, HTTP and DNS servers for each test.
+_SLOW_MODULES = frozenset(
+    {
+        "egress/test_proxy.py",
+        "egress/test_proxy_http.py",
+        "egress/test_proxy_dns.py",
+        "egress/test_node_egress.py",
+        "sandbox/test_egress_relay.py",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
-        top = item.path.relative_to(here).parts[0]
+        parts = item.path.relative_to(here).parts
         uses_node = "node" in getattr(item, "fixturenames", ())
-        if top in _NODE_DIRS or uses_node:
+        if parts[0] in _NODE_DIRS or "/".join(parts) in _SLOW_MODULES or uses_node:
             item.add_marker(pytest.mark.slow)
 
 

@@ -90,6 +90,7 @@ def test_an_unknown_name_is_a_resolve_error() -> None:
         asyncio.run(_ask("nowhere.donjon.test"))
 
 
+@pytest.mark.slow  # waits out the resolver's timeout
 def test_a_silent_dns_server_is_a_resolve_error() -> None:
     """A server that never answers gives a ResolveError (bounded wait), not a hang."""
 

@@ -276,6 +276,7 @@ class MeetingStore(FunctionStore):
         return super().add_version(*args, **kwargs)
 
 
+@pytest.mark.slow  # two deploys racing through real imports
 def test_concurrent_deploys_cannot_both_take_a_route(settings: Settings, tmp_path: Path) -> None:
     """Two functions deployed at once claiming one route: exactly one gets it."""
     trig = "triggers:\n  - http: {path: /same, methods: [GET], auth: key}\n"
@@ -329,6 +330,7 @@ def test_the_service_imports_nothing_of_http() -> None:
 SLOW_IMPORT = "import time\ntime.sleep(1.5)\ndef handler(e, c):\n    return {'v': %d}\n"
 
 
+@pytest.mark.slow  # each import sleeps 1.5 s
 def test_two_deploys_of_one_function_at_once_each_get_their_own_version(
     settings: Settings, tmp_path: Path
 ) -> None:
