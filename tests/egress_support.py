@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -92,7 +93,7 @@ async def _serve_http(up: Upstream, reader: asyncio.StreamReader, w: asyncio.Str
 def _free_loopback() -> tuple[str, socket.socket, socket.socket]:
     """A loopback address whose 443 and one other port are ours (bound, not listening)."""
     for _ in range(50):
-        address = f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"  # noqa: S311
+        address = f"127.0.{random.randint(2, 250)}.{random.randint(2, 250)}"  # noqa: S311 - an address, not a secret
         tls = socket.socket()
         try:
             tls.bind((address, 443))
@@ -149,7 +150,7 @@ class ProxyRig:
 
         async def start() -> None:
             await self.proxy.start()
-            handler = lambda r, w: _serve_http(self.upstream, r, w)  # noqa: E731
+            handler = functools.partial(_serve_http, self.upstream)
             tls_sock.listen(64)
             plain_sock.listen(64)
             self._servers.append(await asyncio.start_server(handler, sock=tls_sock, ssl=server_ctx))

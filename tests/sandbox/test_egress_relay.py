@@ -163,7 +163,7 @@ def proxy_root() -> Iterator[Path]:
     """Where the stand-in's sockets live: traversable by the sandbox's host uid."""
     root = Path(tempfile.mkdtemp(prefix="donjon-egress-test-"))
     # Like the real runtime dir: traversable by the sandbox's uid, not listable.
-    os.chmod(root, 0o711)  # noqa: S103
+    os.chmod(root, 0o711)  # noqa: S103 - traversable, not listable, as the real one
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

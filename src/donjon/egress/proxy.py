@@ -315,7 +315,7 @@ def _fresh_runtime_dir(path: Path) -> None:
     for p in reversed(missing):
         p.mkdir(mode=0o711)
         # Traversable by the sandbox users (to their own socket dir), not listable.
-        os.chmod(p, 0o711)  # noqa: S103  # nosec B103
+        os.chmod(p, 0o711)  # noqa: S103  # nosec B103 - execute only for others, on purpose
     for child in path.iterdir():
         shutil.rmtree(child, ignore_errors=True)
 

@@ -18,10 +18,7 @@ from donjon._subprocess import CommandError, start_async
 from donjon.boundedjson import JSONTooDeep
 from donjon.sandbox.boot import InstanceConfig, boot_message, import_failure
 from donjon.sandbox.callgroups import (
-    CallGroups,
-    call_memory_bytes,
     protect_from_oom_killer,
-    sandbox_pids_max,
     sandbox_processes,
 )
 from donjon.sandbox.channel import ChannelClosed, send_control, send_with_fd, wait_closed
@@ -34,7 +31,8 @@ from donjon.sandbox.errors import (
     SandboxUnavailable,
 )
 from donjon.sandbox.host import SandboxHost
-from donjon.sandbox.limits import Cgroup, ResourceControl, join_before_exec
+from donjon.sandbox.instance_cgroups import InstanceCgroups
+from donjon.sandbox.limits import ResourceControl, join_before_exec
 from donjon.sandbox.policy_events import CallPolicyEvents
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
@@ -69,8 +67,7 @@ class Instance:
         self._host = host
         self._proc: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
-        self._cgroup: Cgroup | None = None
-        self._call_groups: CallGroups | None = None
+        self._cgroups = InstanceCgroups(config, resources)
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._exits: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
@@ -113,13 +110,13 @@ class Instance:
             # Before any worker exists: they are forked from the supervisor, and raise theirs.
             processes = sandbox_processes(self._proc.pid) if self._proc is not None else []
             protect_from_oom_killer(processes)
-            slot_fds = await asyncio.to_thread(self._make_call_groups, processes)
+            slot_fds = await asyncio.to_thread(self._cgroups.make_call_groups, processes)
             config = boot_message(
                 self.config,
                 self._filters,
                 egress=self._network.link is not None,
                 preload=list(await preload),
-                slot_width=self._call_groups.width if self._call_groups else 1,
+                slot_width=self._cgroups.slot_width,
                 slot_messages=-(-len(slot_fds) // _FDS_PER_MESSAGE),
             )
             try:
@@ -153,11 +150,9 @@ class Instance:
         """
         argv, cgroup = await asyncio.gather(
             asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno()),
-            asyncio.to_thread(self._make_cgroup),
+            asyncio.to_thread(self._cgroups.make),
             return_exceptions=True,
         )
-        if isinstance(cgroup, Cgroup):
-            self._cgroup = cgroup
         fds = [theirs.fileno(), seccomp_fd]
         joins: list[int] = []
         try:
@@ -165,7 +160,7 @@ class Instance:
                 raise argv
             if isinstance(cgroup, BaseException):
                 raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {cgroup}")
-            joins = self._cgroup.join_fds() if self._cgroup is not None else []
+            joins = cgroup.join_fds() if cgroup is not None else []
             self._proc = await start_async(
                 argv,
                 pass_fds=fds,
@@ -182,40 +177,6 @@ class Instance:
             os.close(seccomp_fd)
             for fd in joins:
                 os.close(fd)
-
-    def _make_cgroup(self) -> Cgroup | None:
-        calls = self.config.calls_per_instance
-        return self._resources.create(
-            f"{self.config.function}-v{self.config.version}",
-            self._slots() * call_memory_bytes(self.config.memory_mb, self.config.tmp_mb)
-            + 64 * 1024 * 1024,
-            sandbox_pids_max(calls),
-            # One core per call it may run at once, at most the host's cores.
-            cpu_cores=float(min(calls, os.cpu_count() or 1)),
-        )
-
-    def _slots(self) -> int:
-        """Workers alive at once at most: calls in flight, the spare, one being replaced."""
-        return self.config.calls_per_instance + 2
-
-    def _call_group_count(self) -> int:
-        """Per-call cgroups: also one for each worker that has answered but not yet
-        exited (its caller may already have sent its next call)."""
-        return 2 * self.config.calls_per_instance + 2
-
-    def _make_call_groups(self, processes: list[int]) -> list[int]:
-        """Per-call cgroups' cgroup.procs descriptors for the supervisor (callgroups.py)."""
-        self._call_groups = CallGroups.make(
-            self._cgroup,
-            self._call_group_count(),
-            call_memory_bytes(self.config.memory_mb, self.config.tmp_mb),
-            processes=processes,
-        )
-        return self._call_groups.open_procs() if self._call_groups is not None else []
-
-    def _oom_kills(self) -> int:
-        kills = self._cgroup.oom_kills() if self._cgroup is not None else 0
-        return kills + (self._call_groups.oom_kills() if self._call_groups is not None else 0)
 
     def _on_control(self) -> None:
         if self._ctrl is None:
@@ -256,14 +217,6 @@ class Instance:
                 fut.set_result({"op": "exit", "status": "sandbox-gone"})
         self._exits.clear()
 
-    async def _release_cgroup(self) -> None:
-        if self._call_groups is not None:
-            groups, self._call_groups = self._call_groups, None
-            await asyncio.to_thread(groups.remove)
-        if self._cgroup is not None:
-            cgroup, self._cgroup = self._cgroup, None
-            await asyncio.to_thread(cgroup.remove)
-
     async def close(self) -> None:
         """Kill the sandbox (die-with-parent takes everything inside with it)."""
         self.closed = True
@@ -279,7 +232,7 @@ class Instance:
                 if self._proc.stderr is not None:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
-        await self._release_cgroup()
+        await self._cgroups.release()
         self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
         await self._network.close()
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
@@ -512,7 +465,7 @@ class Instance:
             return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
         if status == "signal" and report.get("signal") == signal.SIGKILL:
             # Read only on this failure path: did the sandbox's cgroup OOM-kill it?
-            oom = await asyncio.to_thread(self._oom_kills) if self._cgroup else None
+            oom = await asyncio.to_thread(self._cgroups.oom_kills) if self._cgroups.cgroup else None
             if oom is None or oom > self._oom_seen:
                 self._oom_seen = oom or 0
                 why = await asyncio.to_thread(self._resources.budget_reached)

@@ -40,107 +40,18 @@ from .frames import send_json
 from .startup import first_report, preload, receive_slots
 from .waiting import back_waiting, single_threaded
 from .watch import Watches
-from .worker import HANDOFF_FD, start_worker, vm_size
+from .worker import HANDOFF_FD, vm_size
+from .workers import BACK_STEP_S, FOREVER, IDLE_CHECK_S, Worker, kill_worker
 
 if TYPE_CHECKING:
     from typing import Any
 
-_FOREVER = float("inf")
-#: A spare worker not ready this long after it was made is killed (and a
-#: one-call worker's RLIMIT_CPU allows as much for its import, see worker.py).
-IMPORT_DEADLINE_S = 30.0
-#: An idle worker (a ready spare, a warm worker between calls) is looked at
-#: this often; one that has processes besides itself, or has used more CPU
-#: than `IDLE_CPU_S` since the last look, runs code outside any call: killed.
-IDLE_CHECK_S = 5.0
+#: An idle worker that has used more CPU than this since the last look (every
+#: `IDLE_CHECK_S`, workers.py) runs code outside any call: killed.
 IDLE_CPU_S = 1.0
-#: A warm call whose socket closed is looked at again after this long, then
-#: twice as long each time up to `BACK_STEP_MAX_S`, until its worker is back
-#: waiting (the call ends) or the call's deadline (the worker is killed).
-BACK_STEP_S = 0.0005
+#: A warm call's look whether its worker is back waiting doubles from
+#: `BACK_STEP_S` (workers.py) up to this.
 BACK_STEP_MAX_S = 0.05
-
-
-class _Worker:
-    """A worker process seen from the supervisor: its pid and hand-off socket."""
-
-    def __init__(self, sup: Supervisor) -> None:
-        slot = sup.take_cgroup_slot()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        #: to the worker's relay (egress granted): each call's token, before the call
-        relay: tuple[socket.socket, socket.socket] | None = None
-        try:
-            if sup.config.get("egress"):
-                relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            pid = os.fork()
-        except OSError:
-            sup.give_back_cgroup_slot(slot)
-            for sock in (ours, theirs, *(relay or ())):
-                sock.close()
-            raise
-        if pid == 0:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            if relay is not None:
-                relay[0].close()
-            start_worker(theirs, sup.config, slot, relay[1] if relay else None)
-        if slot is not None:
-            sup.cgroup_slot_of[pid] = slot
-        #: the hand-off socket as the kernel names it in the worker's /proc/<pid>/fd
-        self.handoff_inode = os.fstat(theirs.fileno()).st_ino
-        theirs.close()
-        self.relay: socket.socket | None = None
-        if relay is not None:
-            relay[1].close()
-            self.relay = relay[0]
-        self.pid = pid
-        self.sock = ours
-        self.ready = False
-        self.busy = False
-        self.ready_by = time.monotonic() + IMPORT_DEADLINE_S
-        self.look_at = _FOREVER
-        self.cpu_seen = 0.0
-        #: warm, once its call's socket closed: when to look whether it is back waiting
-        self.back_at = _FOREVER
-        self.back_step = BACK_STEP_S
-
-    def idle_from(self, now: float) -> None:
-        """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
-        self.look_at = now + IDLE_CHECK_S
-        self.cpu_seen = sum(map(lowlevel.cpu_seconds, lowlevel.children(self.pid)))
-
-    def kill(self) -> None:
-        """End this worker and everything it started (see `kill_worker`)."""
-        kill_worker(self.pid)
-
-    def hand(self, call_fd: int, token: str | None = None) -> None:
-        if self.relay is not None:
-            # Before the call reaches the worker: its first connection finds the token.
-            with contextlib.suppress(OSError):
-                self.relay.send((token or "-").encode(), socket.MSG_DONTWAIT)
-        socket.send_fds(self.sock, [b"call"], [call_fd])
-
-    def close(self) -> None:
-        self.sock.close()
-        if self.relay is not None:
-            self.relay.close()
-
-
-def kill_worker(parent: int) -> None:
-    """SIGKILL the worker under the intermediate process `parent`.
-
-    The worker is pid 1 of its own pid namespace: killing it kills every
-    process in that namespace, whatever the worker did to its own signals or
-    parent-death setting. Before the worker exists, `parent` itself is
-    killed; a worker it forks after all is then adopted by the supervisor and
-    killed as a stranger (`Supervisor._kill_strangers`).
-    """
-    inner = lowlevel.children(parent)
-    for pid in inner or (parent,):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
 
 
 class Supervisor:
@@ -183,7 +94,7 @@ class Supervisor:
             lambda pid: self.calls[pid][0] if pid in self.calls else None,
             lambda message: send_json(self.ctrl, message),
         )
-        self.worker: _Worker | None = _Worker(self)
+        self.worker: Worker | None = Worker(self)
 
     def take_cgroup_slot(self) -> tuple[int, ...] | None:
         if not self.uses_cgroup_slots:
@@ -220,16 +131,16 @@ class Supervisor:
         self.worker.idle_from(time.monotonic())
         return report
 
-    def _new_worker(self) -> _Worker | None:
+    def _new_worker(self) -> Worker | None:
         try:
-            worker = _Worker(self)
+            worker = Worker(self)
         except OSError:
             return None  # at the process limit: the next call or reap tries again
         self.pending[worker.pid] = worker.sock.fileno()
         self._poller.register(worker.sock.fileno(), select.POLLIN)
         return worker
 
-    def _stop_pending(self, worker: _Worker) -> None:
+    def _stop_pending(self, worker: Worker) -> None:
         fd = self.pending.pop(worker.pid, None)
         if fd is not None:
             self._poller.unregister(fd)
@@ -263,7 +174,7 @@ class Supervisor:
             worker.idle_from(time.monotonic())
 
     @staticmethod
-    def _kept_nothing(worker: _Worker) -> bool:
+    def _kept_nothing(worker: Worker) -> bool:
         """True when a ready worker runs alone in its pid namespace.
 
         The runtime ends whatever the import started before it reports ready;
@@ -279,7 +190,7 @@ class Supervisor:
         while True:
             now = time.monotonic()
             wait = self._next_deadline() - now
-            timeout_ms = 3_600_000 if wait == _FOREVER else max(0, int(wait * 1000) + 1)
+            timeout_ms = 3_600_000 if wait == FOREVER else max(0, int(wait * 1000) + 1)
             for fd, events in poller.poll(min(timeout_ms, 3_600_000)):
                 if self.watches.owns(fd):
                     self.watches.on_event(fd, events)
@@ -296,7 +207,7 @@ class Supervisor:
             self._reap()
 
     def _next_deadline(self) -> float:
-        soonest = min((d for _, d in self.calls.values()), default=_FOREVER)
+        soonest = min((d for _, d in self.calls.values()), default=FOREVER)
         worker = self.worker
         if worker is not None and not worker.busy:
             soonest = min(soonest, worker.look_at if worker.ready else worker.ready_by)
@@ -354,7 +265,7 @@ class Supervisor:
         worker.back_step = BACK_STEP_S
         self._look_if_back(worker, time.monotonic())
 
-    def _look_if_back(self, worker: _Worker, now: float) -> None:
+    def _look_if_back(self, worker: Worker, now: float) -> None:
         """End the warm call of `worker` if it is back waiting; else look again soon."""
         if not back_waiting(worker.pid, HANDOFF_FD, worker.handoff_inode):
             worker.back_at = now + worker.back_step
@@ -362,7 +273,7 @@ class Supervisor:
             return
         call_id = self.calls.pop(worker.pid)[0]
         self.watches.call_ended(call_id)
-        worker.back_at = _FOREVER
+        worker.back_at = FOREVER
         worker.busy = False
         worker.idle_from(now)
         send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
@@ -374,7 +285,7 @@ class Supervisor:
             if cid == call_id:
                 kill_worker(pid)
 
-    def _hand(self, call_fd: int, token: str | None = None) -> _Worker | None:
+    def _hand(self, call_fd: int, token: str | None = None) -> Worker | None:
         """Give the call to the ready worker, or to a new one if it is gone."""
         for _ in range(2):
             if self.worker is None:
@@ -405,23 +316,23 @@ class Supervisor:
                 kill_worker(pid)
                 self.timed_out.add(pid)
                 if worker is not None and pid == worker.pid:
-                    worker.back_at = _FOREVER  # killed: reaping reports the timeout
+                    worker.back_at = FOREVER  # killed: reaping reports the timeout
         if worker is None or worker.busy:
             return
         if not worker.ready and worker.ready_by <= now:
-            worker.ready_by = _FOREVER  # killed once; reaping replaces it
+            worker.ready_by = FOREVER  # killed once; reaping replaces it
             self._stop_pending(worker)
             worker.kill()
         elif worker.ready and worker.look_at <= now:
             self._look_at_idle(worker, now)
 
-    def _look_at_idle(self, worker: _Worker, now: float) -> None:
+    def _look_at_idle(self, worker: Worker, now: float) -> None:
         """Kill an idle worker that runs anything: nothing runs outside calls."""
         cpu = sum(map(lowlevel.cpu_seconds, lowlevel.children(worker.pid)))
         if self._kept_nothing(worker) and cpu - worker.cpu_seen <= IDLE_CPU_S:
             worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
             return
-        worker.look_at = _FOREVER  # killed once; reaping replaces it
+        worker.look_at = FOREVER  # killed once; reaping replaces it
         worker.kill()
 
     def _reap(self) -> None:
