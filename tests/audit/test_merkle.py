@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from hashlib import sha256
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from donjon.audit.merkle import (
@@ -233,10 +233,20 @@ def test_malformed_verifier_inputs_are_invalid_proofs() -> None:
 # Properties against the naive tree, on distinct leaves (with equal leaves a proof for
 # one index can honestly verify at its mirror image).
 sizes = st.integers(min_value=1, max_value=MAX_SIZE)
+#: Fewer drawn sizes where every index or old size is checked, plus the edges of the
+#: power-of-two boundaries, where the split moves.
+EVERY = settings(PROPERTY, max_examples=8)
 
 
-@PROPERTY
+def at_boundaries(test: Callable[[int], None]) -> Callable[[int], None]:
+    for size in (1, 2, 3, 4, 5, 7, 8, 9, 31, 32, 33, 127, 128, 129, 255, 256, 257, MAX_SIZE):
+        test = example(size)(test)
+    return test
+
+
+@EVERY
 @given(sizes)
+@at_boundaries
 def test_root_and_every_inclusion_proof_match_the_naive_tree(size: int) -> None:
     """Every index's proof is the naive audit path and verifies against the root."""
     d = distinct(size)
@@ -248,8 +258,9 @@ def test_root_and_every_inclusion_proof_match_the_naive_tree(size: int) -> None:
         verify_inclusion(d[index], index, size, proof, r)
 
 
-@PROPERTY
+@EVERY
 @given(sizes)
+@at_boundaries
 def test_every_consistency_proof_matches_the_naive_tree(size: int) -> None:
     """Every old size's proof is the naive subproof and verifies between the two roots."""
     d = distinct(size)
