@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.audit.log import CommittedBatch
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
@@ -230,3 +231,36 @@ def test_verify_sees_one_instant_while_records_are_appended(engine: Engine) -> N
     assert result.ok, result
     assert result.records == 5
     assert verify_log(engine, KEY).records == 6
+
+
+def test_listeners_see_every_committed_record_once_in_order(engine: Engine) -> None:
+    """Each listener gets every committed record once, with its seq, after the commit."""
+    log = _fill(engine, 2)
+    seen: list[tuple[int, str]] = []
+    batches: list[int] = []
+
+    def listen(batch: CommittedBatch) -> None:
+        batches.append(len(batch.records))
+        seen.extend((r.seq, r.event.target) for r in batch.records)
+        assert batch.write_seconds >= 0
+
+    def broken(batch: CommittedBatch) -> None:
+        raise RuntimeError("a listener's bug")
+
+    log.add_listener(broken)
+    log.add_listener(listen)
+    log.start()
+
+    async def many() -> None:
+        await asyncio.gather(
+            *(log.record(AuditEvent("a", "function.invoke", str(i), "ok")) for i in range(200))
+        )
+
+    try:
+        asyncio.run(many())
+    finally:
+        log.stop()
+    assert [seq for seq, _ in seen] == list(range(3, 203))
+    assert sorted(int(t) for _, t in seen) == list(range(200))
+    assert sum(batches) == 200
+    assert verify_log(engine, KEY).ok

@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,14 @@ from donjon.secret import Secret
 from donjon.store.tables import audit_head, audit_log, invocation_logs
 from donjon.vault.logseal import LogSealer
 
-__all__ = ["AuditError", "AuditEvent", "AuditLog", "InvocationLog"]
+__all__ = [
+    "AuditError",
+    "AuditEvent",
+    "AuditLog",
+    "CommittedBatch",
+    "CommittedRecord",
+    "InvocationLog",
+]
 
 
 class AuditError(Error):
@@ -61,6 +68,28 @@ class InvocationLog:
     duration_ms: float | None = None
     memory_kb: int | None = None
 
+
+@dataclass(frozen=True, slots=True)
+class CommittedRecord:
+    """One record as committed: its place in the log, its time and its event."""
+
+    seq: int
+    ts: float
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBatch:
+    """What one commit appended, handed to the listeners after the commit."""
+
+    records: tuple[CommittedRecord, ...]
+    #: Seconds spent encoding, hashing and committing the batch.
+    write_seconds: float
+
+
+#: Called in the writer thread after each commit: must be quick and thread-safe
+#: (hand the batch to an event loop with `call_soon_threadsafe`, or bump counters).
+Listener = Callable[[CommittedBatch], None]
 
 log_ = logging.getLogger("donjon.audit")
 
@@ -122,7 +151,12 @@ class AuditLog:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Listener] = []
         self._seq, self._head = self._load_head()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener` with every batch this log commits from now on."""
+        self._listeners.append(listener)
 
     def _load_head(self) -> tuple[int, bytes]:
         """The signed head; an empty log gets its genesis head, so appends only update it."""
@@ -163,6 +197,7 @@ class AuditLog:
 
     def _write(self, items: list[tuple[AuditEvent, InvocationLog | None]]) -> None:
         """Append `items` in one transaction; the head moves only on commit."""
+        started = time.perf_counter()
         with self._lock:
             seq, head = self._seq, self._head
             rows: list[Any] = []
@@ -202,7 +237,18 @@ class AuditLog:
                 if uses:
                     conn.execute(UPSERT_USE, uses)
                 conn.execute(_UPDATE_HEAD, {"seq": seq, "hash": head, "mac": mac})
+            first = self._seq + 1
             self._seq, self._head = seq, head
+        if self._listeners:
+            batch = CommittedBatch(
+                tuple(CommittedRecord(first + i, ts, event) for i, (event, _) in enumerate(items)),
+                time.perf_counter() - started,
+            )
+            for listener in self._listeners:
+                try:
+                    listener(batch)
+                except Exception:  # a listener's bug must not fail the append
+                    log_.exception("audit listener %r failed", listener)
 
     def _log_row(self, log: InvocationLog, now: float) -> tuple[Any, ...]:
         head = (log.function, log.version, log.request_id, now, log.outcome)
