@@ -26,6 +26,10 @@ _SLOW_MODULES = frozenset(
         "egress/test_proxy_dns.py",
         "egress/test_node_egress.py",
         "sandbox/test_egress_relay.py",
+        # Issue 13's attacks: nodes of their own, killed, restarted and tampered with.
+        "security/test_attack_monitor.py",
+        "security/test_attack_audit_tamper.py",
+        "security/test_audit_crash.py",
     }
 )
 
