@@ -39,6 +39,9 @@ class BucketKey:
     principal: str | None = None
     function: str | None = None
     client: str | None = None
+    #: What the bucket is for, when not the manifest's limits: "throttle" is a
+    #: temporary, tighter bucket the monitor put on a caller (monitor/throttles.py).
+    scope: str = ""
 
     def __post_init__(self) -> None:
         if self.principal is None and self.function is None and self.client is None:
@@ -46,7 +49,10 @@ class BucketKey:
 
     def __str__(self) -> str:
         """A stable, unambiguous text form (what a shared backend names the bucket by)."""
-        return json.dumps([self.principal, self.function, self.client], separators=(",", ":"))
+        parts: list[str | None] = [self.principal, self.function, self.client]
+        if self.scope:
+            parts.append(self.scope)
+        return json.dumps(parts, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

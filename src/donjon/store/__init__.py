@@ -7,6 +7,7 @@ from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.issuers import IssuerRecord, IssuerStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
+from donjon.store.quarantines import QuarantineRecord, QuarantineStore
 from donjon.store.roles import RoleStore
 from donjon.store.secrets import SecretStore, SecretSummary, VersionRow
 from donjon.store.tables import metadata
@@ -20,6 +21,8 @@ __all__ = [
     "IssuerStore",
     "KeyRecord",
     "KeyStore",
+    "QuarantineRecord",
+    "QuarantineStore",
     "RoleStore",
     "SecretStore",
     "SecretSummary",

@@ -1,0 +1,110 @@
+"""The right edge of the audit log's Merkle tree, in O(log n) hashes.
+
+The leaves [0, size) split into perfect subtrees, one per set bit of `size`,
+largest first (a compact range). Appending a leaf merges equal-sized subtrees
+like a binary counter carries; the root folds them from the smallest up, which
+is RFC 6962's tree hash (merkle.root) of all the leaves. The writer keeps one
+so each commit costs O(log n) hashes, and the incremental verifier stores one
+so it reads only the leaves added since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from donjon.audit.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, node_hash
+
+__all__ = ["Frontier"]
+
+
+class Frontier:
+    """The compact range [0, size): the roots of its perfect subtrees, largest first."""
+
+    __slots__ = ("hashes", "size")
+
+    size: int
+    hashes: list[bytes]
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(hashes) != size.bit_count():
+            raise MerkleError(
+                f"a frontier of size {size} has {max(size, 0).bit_count()} hashes, "
+                f"not {len(hashes)}",
+                hint="pass the hashes of Frontier.hashes as they were saved",
+            )
+        for h in hashes:
+            if len(h) != HASH_SIZE:
+                raise MerkleError(
+                    f"a frontier hash is {len(h)} bytes, not {HASH_SIZE}",
+                    hint="pass the hashes of Frontier.hashes as they were saved",
+                )
+        self.size = size
+        self.hashes = [bytes(h) for h in hashes]
+
+    def __repr__(self) -> str:
+        return f"Frontier(size={self.size})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frontier):
+            return NotImplemented
+        return self.size == other.size and self.hashes == other.hashes
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Add the next leaf (its leaf hash, merkle.leaf_hash(record))."""
+        if len(leaf_hash) != HASH_SIZE:
+            raise MerkleError(
+                f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf_hash)}",
+                hint="pass merkle.leaf_hash(record), not the record",
+            )
+        h = leaf_hash
+        size = self.size
+        hashes = self.hashes
+        # Each trailing 1 bit of size is a subtree as large as what we carry: merge.
+        while size & 1:
+            h = node_hash(hashes.pop(), h)
+            size >>= 1
+        hashes.append(h)
+        self.size += 1
+
+    def extend(self, leaf_hashes: Iterable[bytes]) -> None:
+        for h in leaf_hashes:
+            self.append(h)
+
+    def root(self) -> bytes:
+        """The tree hash of all the leaves so far (SHA-256("") when there are none)."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        it = reversed(self.hashes)
+        acc = next(it)
+        for h in it:
+            acc = node_hash(h, acc)
+        return acc
+
+    @classmethod
+    def from_leaves(cls, leaf_hashes: Iterable[bytes]) -> Frontier:
+        frontier = cls()
+        frontier.extend(leaf_hashes)
+        return frontier
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, self.hashes)
+
+    def to_json(self) -> dict[str, object]:
+        """{"size": n, "hashes": [hex, ...]} (the incremental verifier's state)."""
+        return {"size": self.size, "hashes": [h.hex() for h in self.hashes]}
+
+    @classmethod
+    def from_json(cls, data: object) -> Frontier:
+        hint = "the saved frontier is damaged: verify in full (without --incremental)"
+        if not isinstance(data, dict):
+            raise MerkleError("a saved frontier is an object", hint=hint)
+        size, hashes = data.get("size"), data.get("hashes")
+        if not isinstance(size, int) or isinstance(size, bool) or not isinstance(hashes, list):
+            raise MerkleError("a saved frontier has a size and a list of hashes", hint=hint)
+        try:
+            raw = [bytes.fromhex(h) for h in hashes]
+        except (TypeError, ValueError):
+            raise MerkleError("a saved frontier's hashes are not hex", hint=hint) from None
+        return cls(size, raw)

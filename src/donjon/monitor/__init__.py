@@ -1,0 +1,1 @@
+"""Watching the audit log while it is written: detectors, findings, alerts and webhooks."""

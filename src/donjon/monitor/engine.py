@@ -1,0 +1,337 @@
+"""The monitor: feeds committed audit records to the detectors and raises their alerts.
+
+The audit writer hands each committed batch to `Monitor._on_commit` in its own
+thread; that only schedules the batch on the event loop (bounded: past
+`max_backlog` records, batches are dropped, counted and logged, never queued
+without limit). One task feeds the records, in seq order, to every detector,
+and a second ticks the detectors so that windows close without new records.
+
+A finding from a detector in `alert` or `block` mode becomes an `alert.raised`
+audit record (actor `system:monitor`, target `kind:id` of its subject,
+outcome its severity), at most one per (kind, subject) per `dedup_s` (the
+next one after the window says how many were suppressed). Once the record is
+committed, the alert is indexed, handed to the sinks (webhooks), and in
+`block` mode to the responder with the alert's seq. In `learn` mode nothing is
+raised. The monitor never feeds its own records (`alert.*`) nor the
+responder's (`response.*`) to the detectors, so it cannot feed on itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from donjon.audit.log import AuditEvent, AuditLog, CommittedBatch, CommittedRecord
+from donjon.monitor.detector import Detector
+from donjon.monitor.findings import Finding, Mode
+
+__all__ = ["ACTOR", "RAISED", "AlertIndex", "AlertSink", "Monitor", "Responder"]
+
+#: The actor and action of the monitor's own records.
+ACTOR = "system:monitor"
+RAISED = "alert.raised"
+#: Record actions the monitor never feeds to its detectors (its own and the responder's).
+_OWN_PREFIXES = ("alert.", "response.")
+#: Evidence seqs kept in one alert record; past it the count says how many there were.
+MAX_EVIDENCE = 64
+#: A finding's detail past this many characters of JSON is left out of its record.
+MAX_DETAIL_CHARS = 8192
+
+log = logging.getLogger("donjon.monitor")
+
+
+class Responder(Protocol):
+    """Acts on an alert raised in `block` mode (implemented in monitor/responses.py)."""
+
+    async def respond(self, finding: Finding, alert_seq: int) -> None: ...
+
+
+class AlertSink(Protocol):
+    """Takes raised alerts elsewhere (webhooks). Queues: never blocks the loop."""
+
+    def deliver(self, alert: Mapping[str, Any]) -> None: ...
+
+
+class AlertIndex(Protocol):
+    """Keeps raised alerts where `GET /v1/alerts` finds them without reading the log."""
+
+    async def add(self, alert: Mapping[str, Any]) -> None: ...
+
+
+def alert_view(seq: int, ts: float, event: AuditEvent) -> dict[str, Any]:
+    """An alert as the API, the index and the webhooks show it, from its audit record."""
+    detail = event.detail
+    return {
+        "seq": seq,
+        "ts": ts,
+        "id": detail.get("id", ""),
+        "kind": detail.get("kind", ""),
+        "detector": detail.get("detector", ""),
+        "mode": detail.get("mode", ""),
+        "severity": event.outcome,
+        "subject": event.target,
+        "summary": detail.get("summary", ""),
+        "evidence": list(detail.get("evidence", ())),
+        "detail": dict(detail.get("detail", {})),
+    }
+
+
+class Monitor:
+    """Runs the detectors over the audit log as it is committed."""
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        detectors: Sequence[Detector],
+        modes: Mapping[str, Mode],
+        *,
+        clock: Callable[[], float] = time.time,
+        responder: Responder | None = None,
+        sinks: Sequence[AlertSink] = (),
+        index: AlertIndex | None = None,
+        default_mode: Mode = "alert",
+        dedup_s: float = 300.0,
+        tick_s: float = 5.0,
+        max_backlog: int = 100_000,
+        max_dedup: int = 10_000,
+    ) -> None:
+        self._audit = audit
+        self._detectors = list(detectors)
+        self._modes = dict(modes)
+        self._default_mode: Mode = default_mode
+        self._clock = clock
+        self._responder = responder
+        self._sinks = list(sinks)
+        self._index = index
+        self._dedup_s = dedup_s
+        self._tick_s = tick_s
+        self._max_backlog = max_backlog
+        self._max_dedup = max_dedup
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._backlog: deque[CommittedBatch] = deque()
+        self._backlog_records = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        #: (kind, subject) -> (time last raised, findings suppressed since).
+        self._raised: dict[tuple[str, str], tuple[float, int]] = {}
+        #: Alert ids whose record is being written -> the future of its seq.
+        self._waiting: dict[str, asyncio.Future[int]] = {}
+        #: Records dropped because the backlog was full (the monitor fell behind).
+        self.dropped = 0
+        #: The last seq fed to the detectors.
+        self.seen = 0
+        #: Alerts raised since start.
+        self.raised = 0
+
+    def mode(self, detector: str) -> Mode:
+        """The detector's mode: what DONJON_MONITOR_MODES says, else the default."""
+        return self._modes.get(detector, self._default_mode)
+
+    # -- wiring -------------------------------------------------------------------
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Listen to the audit log, and start the feeding and ticking tasks on `loop`."""
+        if self._loop is not None:
+            return
+        self._loop = loop
+        self._audit.add_listener(self._on_commit)
+        self._tasks = [
+            loop.create_task(self._feed(), name="monitor-feed"),
+            loop.create_task(self._ticker(), name="monitor-tick"),
+        ]
+
+    async def close(self) -> None:
+        """Stop listening and feeding (what was received is processed first)."""
+        if self._closed:
+            return
+        await self.settle()
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def _on_commit(self, batch: CommittedBatch) -> None:
+        """In the audit writer's thread: hand the batch to the loop, nothing more."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed under us
+            loop.call_soon_threadsafe(self._enqueue, batch)
+
+    def _enqueue(self, batch: CommittedBatch) -> None:
+        for record in batch.records:  # the seq of an alert being raised, first of all
+            if record.event.action == RAISED and record.event.actor == ACTOR:
+                waiting = self._waiting.pop(str(record.event.detail.get("id", "")), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(record.seq)
+        if self._closed:
+            return
+        if self._backlog_records + len(batch.records) > self._max_backlog:
+            self.dropped += len(batch.records)
+            log.warning(
+                "monitor: %d record(s) (seq %d-%d) not examined, the backlog is full"
+                " (%d dropped since start)",
+                len(batch.records),
+                batch.records[0].seq if batch.records else 0,
+                batch.records[-1].seq if batch.records else 0,
+                self.dropped,
+            )
+            return
+        self._backlog.append(batch)
+        self._backlog_records += len(batch.records)
+        self._idle.clear()
+        self._wake.set()
+
+    async def settle(self) -> None:
+        """Return once every batch received so far has been examined (tests, shutdown)."""
+        # Batches already committed may still be on their way through call_soon_threadsafe.
+        await asyncio.sleep(0)
+        if not self._tasks:
+            return
+        await self._idle.wait()
+
+    # -- feeding ------------------------------------------------------------------
+
+    async def _feed(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._backlog:
+                batch = self._backlog.popleft()
+                self._backlog_records -= len(batch.records)
+                for record in batch.records:
+                    await self._examine(record)
+            self._idle.set()
+
+    async def _examine(self, record: CommittedRecord) -> None:
+        self.seen = max(self.seen, record.seq)
+        if record.event.action.startswith(_OWN_PREFIXES):
+            return
+        now = self._clock()
+        for detector in self._detectors:
+            try:
+                findings = detector.observe(record, now)
+            except Exception:  # one detector's bug must not blind the others
+                log.exception("monitor: detector %s failed on seq %d", detector.name, record.seq)
+                continue
+            for finding in findings:
+                await self._raise(finding)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            await self.tick()
+
+    async def tick(self) -> None:
+        """Close the detectors' windows due by now, and forget expired dedup entries."""
+        now = self._clock()
+        for detector in self._detectors:
+            try:
+                findings = detector.tick(now)
+            except Exception:
+                log.exception("monitor: detector %s failed to tick", detector.name)
+                continue
+            for finding in findings:
+                await self._raise(finding)
+        expired = [k for k, (at, _) in self._raised.items() if now - at >= self._dedup_s]
+        for key in expired:
+            del self._raised[key]
+
+    # -- raising --------------------------------------------------------------------
+
+    def _deduplicated(self, finding: Finding, now: float) -> int | None:
+        """None if an alert of this kind and subject was raised within the window, else
+        the number of findings suppressed since the last one."""
+        key = (finding.kind, str(finding.subject))
+        last = self._raised.get(key)
+        if last is not None and now - last[0] < self._dedup_s:
+            self._raised[key] = (last[0], last[1] + 1)
+            return None
+        if len(self._raised) >= self._max_dedup and key not in self._raised:
+            oldest = min(self._raised, key=lambda k: self._raised[k][0])
+            del self._raised[oldest]
+        self._raised[key] = (now, 0)
+        return last[1] if last is not None else 0
+
+    async def _raise(self, finding: Finding) -> None:
+        mode = self.mode(finding.detector)
+        if mode == "learn":
+            return
+        suppressed = self._deduplicated(finding, self._clock())
+        if suppressed is None:
+            return
+        event = _alert_event(finding, mode, suppressed)
+        alert_id = str(event.detail["id"])
+        waiting: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[alert_id] = waiting
+        try:
+            await self._audit.record(event)
+            seq = await asyncio.wait_for(waiting, timeout=30)
+        except Exception:
+            log.exception("monitor: alert %s on %s could not be recorded", finding.kind, finding.subject)
+            return
+        finally:
+            self._waiting.pop(alert_id, None)
+        self.raised += 1
+        alert = alert_view(seq, time.time(), event)
+        if self._index is not None:
+            try:
+                await self._index.add(alert)
+            except Exception:
+                log.exception("monitor: alert seq %d could not be indexed", seq)
+        for sink in self._sinks:
+            try:
+                sink.deliver(alert)
+            except Exception:
+                log.exception("monitor: alert seq %d could not be handed to %r", seq, sink)
+        if mode == "block" and self._responder is not None:
+            try:
+                await self._responder.respond(finding, seq)
+            except Exception:
+                log.exception("monitor: the response to alert seq %d failed", seq)
+
+
+def _alert_event(finding: Finding, mode: Mode, suppressed: int) -> AuditEvent:
+    evidence = sorted(set(finding.evidence))
+    detail: dict[str, Any] = {
+        "id": f"alert_{uuid.uuid4().hex}",
+        "kind": finding.kind,
+        "detector": finding.detector,
+        "mode": mode,
+        "summary": finding.summary[:500],
+        "evidence": evidence[:MAX_EVIDENCE],
+        "detail": _jsonable(finding.detail),
+        "finding_ts": finding.ts,
+    }
+    if len(evidence) > MAX_EVIDENCE:
+        detail["evidence_count"] = len(evidence)
+    if suppressed:
+        detail["suppressed"] = suppressed
+    return AuditEvent(ACTOR, RAISED, str(finding.subject), finding.severity, detail)
+
+
+def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The finding's detail if it is JSON (a bad one must not fail others' appends)."""
+    try:
+        text = json.dumps(dict(detail), allow_nan=False)
+    except (TypeError, ValueError):
+        log.warning("monitor: a finding's detail is not JSON; it is left out")
+        return {"unrecorded": "detail was not JSON"}
+    if len(text) > MAX_DETAIL_CHARS:
+        log.warning("monitor: a finding's detail of %d chars is left out", len(text))
+        return {"unrecorded": f"detail of {len(text)} chars"}
+    value: dict[str, Any] = json.loads(text)
+    return value

@@ -1,0 +1,91 @@
+"""What a detector finds: a typed finding, resting on the audit records it saw.
+
+A finding is a value (GuardDuty's and Falco's typed findings): its kind names
+what was seen (`auth.credential_stuffing`, `egress.refused`, ...), its subject
+names who or what it is about, and its evidence names the audit seqs it rests
+on, so anyone can prove each one against a signed checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, get_args
+
+from donjon.errors import Error
+
+__all__ = [
+    "MODES",
+    "SEVERITIES",
+    "Finding",
+    "FindingError",
+    "Mode",
+    "Severity",
+    "Subject",
+    "SubjectKind",
+]
+
+Severity = Literal["low", "medium", "high", "critical"]
+#: learn: the detector learns, nothing is raised; alert: findings become alerts;
+#: block: alerts, and the responder acts on them.
+Mode = Literal["learn", "alert", "block"]
+SubjectKind = Literal["principal", "function", "source", "node"]
+
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+MODES: tuple[Mode, ...] = get_args(Mode)
+_SUBJECT_KINDS: tuple[SubjectKind, ...] = get_args(SubjectKind)
+
+
+class FindingError(Error):
+    """A finding (or a subject) that cannot be what it claims."""
+
+    title = "Invalid finding"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who or what a finding is about: a principal, a function, a source address, the node."""
+
+    kind: SubjectKind
+    id: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in _SUBJECT_KINDS:
+            raise FindingError(
+                f"unknown subject kind {self.kind!r}", hint=f"one of {', '.join(_SUBJECT_KINDS)}"
+            )
+
+    def __str__(self) -> str:
+        """`kind:id`, the alert record's target."""
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a detector saw, with the audit seqs it rests on."""
+
+    #: e.g. "auth.credential_stuffing", "egress.refused", "sandbox.violation",
+    #: "deploy.scan_skipped", "baseline.call_rate", "first_seen.function".
+    kind: str
+    #: The detector's name (what DONJON_MONITOR_MODES names).
+    detector: str
+    severity: Severity
+    subject: Subject
+    #: One line a person reads.
+    summary: str
+    #: The audit seqs it rests on (at least one).
+    evidence: tuple[int, ...]
+    ts: float
+    detail: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if not self.evidence:
+            raise FindingError(
+                f"finding {self.kind!r} has no evidence",
+                hint="a finding names at least one audit seq it rests on",
+            )
+        if self.severity not in SEVERITIES:
+            raise FindingError(
+                f"unknown severity {self.severity!r}", hint=f"one of {', '.join(SEVERITIES)}"
+            )

@@ -1,0 +1,130 @@
+"""Quarantine: a function that stops serving, with a reason, until a person releases it.
+
+The monitor's responder (or an admin) quarantines a function by name; every
+way into it (the invoke API, http triggers, the Lambda API, schedules,
+`context.invoke`) then answers 503 `Function.Quarantined` with the reason and
+the alert it answers, before any function code runs. The state is stored
+(store/quarantines.py), so it survives a restart and a new deploy; only
+`donjon function release NAME` ends it. Each change is an audit record
+(`response.quarantine`, `function.release`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from donjon.audit.log import AuditEvent, AuditLog
+from donjon.errors import Error
+from donjon.store.quarantines import QuarantineRecord, QuarantineStore
+
+__all__ = ["FunctionQuarantined", "NotQuarantined", "Quarantines"]
+
+#: The longest reason kept (a finding's summary is one line).
+MAX_REASON = 500
+
+
+class FunctionQuarantined(Error):
+    """A call to a quarantined function (503)."""
+
+    title = "Function.Quarantined"
+
+
+class NotQuarantined(Error):
+    """A release of a function that is not quarantined (404)."""
+
+    title = "Not quarantined"
+
+
+class Quarantines:
+    """The quarantined functions, in memory (the hot path reads a dict), kept with the store."""
+
+    def __init__(
+        self, store: QuarantineStore, audit: AuditLog, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+        self._by_name: dict[str, QuarantineRecord] = {r.name: r for r in store.all()}
+
+    def get(self, name: str) -> QuarantineRecord | None:
+        return self._by_name.get(name)
+
+    def all(self) -> list[QuarantineRecord]:
+        return [self._by_name[n] for n in sorted(self._by_name)]
+
+    def check(self, name: str) -> None:
+        """`FunctionQuarantined` if `name` is quarantined (the hot path: one dict lookup)."""
+        if not self._by_name:
+            return
+        record = self._by_name.get(name)
+        if record is not None:
+            raise FunctionQuarantined(_refusal(record), hint=_HINT)
+
+    async def quarantine(
+        self,
+        name: str,
+        reason: str,
+        *,
+        by: str,
+        alert_seq: int | None = None,
+        request_id: str | None = None,
+        kind: str | None = None,
+    ) -> bool:
+        """Stop serving `name`; audited (`response.quarantine`). False if it already was."""
+        record = QuarantineRecord(
+            name, " ".join(reason.split())[:MAX_REASON], alert_seq, self._clock(), by
+        )
+        added = await asyncio.to_thread(self._store.add, record)
+        if added:
+            self._by_name[name] = record
+        detail: dict[str, object] = {"reason": record.reason, "alert_seq": alert_seq}
+        if request_id is not None:
+            detail["request_id"] = request_id
+        if kind is not None:
+            detail["kind"] = kind
+        await self._audit.record(
+            AuditEvent(
+                by,
+                "response.quarantine",
+                f"function:{name}",
+                "ok" if added else "unchanged",
+                detail,
+            )
+        )
+        return added
+
+    async def release(self, name: str, *, by: str, request_id: str) -> None:
+        """Serve `name` again; audited (`function.release`). `NotQuarantined` if it was not."""
+        record = self._by_name.pop(name, None)
+        removed = await asyncio.to_thread(self._store.remove, name)
+        if not removed:
+            raise NotQuarantined(
+                f"function {name!r} is not quarantined",
+                hint="`donjon function quarantined` lists the quarantined functions",
+            )
+        await self._audit.record(
+            AuditEvent(
+                by,
+                "function.release",
+                f"function:{name}",
+                "ok",
+                {
+                    "request_id": request_id,
+                    # None only if another node quarantined it since this one started.
+                    "reason": record.reason if record else None,
+                    "alert_seq": record.alert_seq if record else None,
+                    "quarantined_since": record.since if record else None,
+                    "quarantined_by": record.by if record else None,
+                },
+            )
+        )
+
+
+_HINT = "an admin releases it with `donjon function release NAME` once it is safe"
+
+
+def _refusal(record: QuarantineRecord) -> str:
+    alert = f", alert {record.alert_seq}" if record.alert_seq is not None else ""
+    return f"function {record.name} is quarantined ({record.reason}{alert})"

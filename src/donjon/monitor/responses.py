@@ -1,0 +1,302 @@
+"""Automatic responses: what the node does about a finding of a detector in `block` mode.
+
+The monitor raises the alert (an `alert.raised` record) and then calls
+`Responder.respond(finding, alert_seq)`. What is done depends on the
+finding's kind, by DONJON_MONITOR_RESPONSES (`kind=action,...`) over the
+defaults below:
+
+- `throttle`: a temporary, tighter rate limit on the subject (a principal, a
+  source address, or a function), expiring (monitor/throttles.py);
+- `revoke`: the subject's API key is revoked (the path `donjon key revoke`
+  takes); never a default, since only a new key undoes it;
+- `quarantine`: the function stops serving (503) until released
+  (monitor/quarantine.py);
+- `none`: the alert only.
+
+Each response is an audit record naming the alert it answers (`alert_seq`):
+`response.throttle`, `response.revoke`, `response.quarantine`, with outcome
+`ok`, `unchanged` (already in force), `skipped` (the action does not fit the
+subject, said in `detail.reason`) or `failed`. A response never raises into
+the monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from donjon.audit.log import AuditEvent, AuditLog
+from donjon.errors import Error
+from donjon.monitor.findings import Finding
+from donjon.monitor.quarantine import Quarantines
+from donjon.monitor.throttles import Throttle, Throttles
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_RESPONSES",
+    "KNOWN_KINDS",
+    "ResponseAction",
+    "ResponseConfigError",
+    "ResponsePolicy",
+    "Responder",
+    "parse_responses",
+]
+
+log = logging.getLogger("donjon.monitor")
+
+ResponseAction = Literal["throttle", "revoke", "quarantine", "none"]
+ACTIONS: tuple[ResponseAction, ...] = get_args(ResponseAction)
+ACTOR = "system:monitor"
+
+#: The finding kinds the detectors raise, and what each may be about.
+KNOWN_KINDS: dict[str, frozenset[str]] = {
+    "auth.credential_stuffing": frozenset({"source", "principal", "node"}),
+    "egress.refused": frozenset({"function"}),
+    "sandbox.violation": frozenset({"function"}),
+    "deploy.scan_skipped": frozenset({"function"}),
+    "baseline.call_rate": frozenset({"function", "principal"}),
+    "baseline.error_rate": frozenset({"function", "principal"}),
+    "baseline.duration": frozenset({"function", "principal"}),
+    "baseline.cost": frozenset({"function", "principal"}),
+    "first_seen.function": frozenset({"principal"}),
+    "first_seen.source": frozenset({"principal"}),
+}
+
+#: What a detector in `block` mode does by default. Reversible where the finding is a
+#: guess (throttle); the function stops where it did what it must not (quarantine);
+#: a key is never revoked unless configured.
+DEFAULT_RESPONSES: dict[str, ResponseAction] = {
+    "auth.credential_stuffing": "throttle",
+    "egress.refused": "quarantine",
+    "sandbox.violation": "quarantine",
+    "deploy.scan_skipped": "quarantine",
+    "baseline.call_rate": "throttle",
+    "baseline.error_rate": "throttle",
+    "baseline.duration": "throttle",
+    "baseline.cost": "throttle",
+    "first_seen.function": "throttle",
+    "first_seen.source": "throttle",
+}
+#: A kind not listed (a newer detector's): by what it is about.
+_BY_SUBJECT: dict[str, ResponseAction] = {
+    "principal": "throttle",
+    "source": "throttle",
+    "function": "throttle",
+    "node": "none",
+}
+_FITS: dict[ResponseAction, frozenset[str]] = {
+    "throttle": frozenset({"principal", "source", "function"}),
+    "revoke": frozenset({"principal"}),
+    "quarantine": frozenset({"function"}),
+    "none": frozenset({"principal", "source", "function", "node"}),
+}
+_USAGE = "DONJON_MONITOR_RESPONSES is `kind=throttle|revoke|quarantine|none,...`"
+
+
+class ResponseConfigError(Error):
+    """DONJON_MONITOR_RESPONSES (or the throttle's settings) is malformed."""
+
+    title = "Configuration error"
+
+
+def parse_responses(text: str) -> dict[str, ResponseAction]:
+    """`kind=action,...` checked whole: an unknown kind or action, a repeated kind, or an
+    action that cannot apply to what the kind is about is an error naming it."""
+    out: dict[str, ResponseAction] = {}
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        kind, sep, action = (p.strip() for p in entry.partition("="))
+        if not sep or not kind or not action:
+            raise ResponseConfigError(f"{entry[:80]!r} is not kind=action", hint=_USAGE)
+        if kind not in KNOWN_KINDS:
+            raise ResponseConfigError(
+                f"unknown finding kind {kind[:80]!r}",
+                hint=f"the kinds are: {', '.join(sorted(KNOWN_KINDS))}",
+            )
+        if action not in ACTIONS:
+            raise ResponseConfigError(
+                f"unknown response {action[:40]!r} for {kind}", hint=_USAGE
+            )
+        if kind in out:
+            raise ResponseConfigError(f"{kind} is given twice", hint=_USAGE)
+        chosen: ResponseAction = action  # type: ignore[assignment]  # checked just above
+        if not KNOWN_KINDS[kind] & _FITS[chosen]:
+            raise ResponseConfigError(
+                f"{kind} findings are about a {'/'.join(sorted(KNOWN_KINDS[kind]))}: "
+                f"{chosen} cannot answer them",
+                hint="revoke answers findings about a principal, quarantine about a function",
+            )
+        out[kind] = chosen
+    return out
+
+
+@dataclass(frozen=True)
+class ResponsePolicy:
+    """What each finding kind gets, and the throttle's rate and length."""
+
+    configured: Mapping[str, ResponseAction] = field(default_factory=dict)
+    throttle_count: int = 10
+    throttle_period_s: float = 60.0
+    throttle_s: float = 3600.0
+
+    def action(self, finding: Finding) -> ResponseAction:
+        chosen = self.configured.get(finding.kind) or DEFAULT_RESPONSES.get(finding.kind)
+        return chosen or _BY_SUBJECT.get(finding.subject.kind, "none")
+
+
+#: Revokes an API key by id; False if no live key has that id (gateway/node.py).
+RevokeKey = Callable[[str], Awaitable[bool]]
+
+
+class Responder:
+    """The monitor's `Responder`: acts on a finding in `block` mode, and audits what it did."""
+
+    def __init__(
+        self,
+        audit: AuditLog,
+        policy: ResponsePolicy,
+        throttles: Throttles,
+        quarantines: Quarantines,
+        revoke_key: RevokeKey,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._audit = audit
+        self._policy = policy
+        self._throttles = throttles
+        self._quarantines = quarantines
+        self._revoke_key = revoke_key
+        self._clock = clock
+
+    async def respond(self, finding: Finding, alert_seq: int) -> None:
+        action = self._policy.action(finding)
+        if action == "none":
+            return
+        try:
+            if finding.subject.kind not in _FITS[action]:
+                await self._record(
+                    action,
+                    str(finding.subject),
+                    "skipped",
+                    finding,
+                    alert_seq,
+                    {"reason": f"{action} cannot answer a finding about a {finding.subject.kind}"},
+                )
+            elif action == "throttle":
+                await self._throttle(finding, alert_seq)
+            elif action == "revoke":
+                await self._revoke(finding, alert_seq)
+            else:
+                await self._quarantine(finding, alert_seq)
+        except Exception as e:  # a response's failure must not stop the monitor
+            log.exception("the %s response to alert %d failed", action, alert_seq)
+            try:
+                await self._record(
+                    action,
+                    str(finding.subject),
+                    "failed",
+                    finding,
+                    alert_seq,
+                    {"error": type(e).__name__},
+                )
+            except Exception:
+                log.exception("auditing the failed response to alert %d failed", alert_seq)
+
+    async def _throttle(self, finding: Finding, alert_seq: int) -> None:
+        now = self._clock()
+        kind = finding.subject.kind
+        subject_id = finding.subject.id
+        if kind == "function":
+            subject_id = _function(subject_id)
+        elif kind == "principal":
+            subject_id = _principal(subject_id)
+        p = self._policy
+        throttle = Throttle(
+            kind,  # type: ignore[arg-type]  # principal, source or function (_FITS)
+            subject_id,
+            p.throttle_count,
+            p.throttle_period_s,
+            now,
+            now + p.throttle_s,
+            finding.summary[:500],
+            alert_seq,
+        )
+        replaced = self._throttles.add(throttle)
+        await self._record(
+            "throttle",
+            throttle.subject,
+            "ok",
+            finding,
+            alert_seq,
+            {
+                "rate": f"{throttle.count}/{throttle.period_s:g}s",
+                "until": throttle.until,
+                "replaced_alert_seq": replaced.alert_seq if replaced else None,
+                "undo": f"donjon throttle rm {throttle.subject}",
+            },
+        )
+
+    async def _revoke(self, finding: Finding, alert_seq: int) -> None:
+        label = _principal(finding.subject.id)
+        kind, _, key_id = label.partition(":")
+        if kind != "key":
+            await self._record(
+                "revoke",
+                label,
+                "skipped",
+                finding,
+                alert_seq,
+                {"reason": "only API keys are revoked; remove or narrow the JWT issuer"},
+            )
+            return
+        revoked = await self._revoke_key(key_id)
+        await self._record(
+            "revoke",
+            label,
+            "ok" if revoked else "unchanged",
+            finding,
+            alert_seq,
+            {"undo": "a revoked key stays revoked: create a new key (`donjon key create`)"},
+        )
+
+    async def _quarantine(self, finding: Finding, alert_seq: int) -> None:
+        await self._quarantines.quarantine(
+            _function(finding.subject.id),
+            f"{finding.kind}: {finding.summary}",
+            by=ACTOR,
+            alert_seq=alert_seq,
+            kind=finding.kind,
+        )
+
+    async def _record(
+        self,
+        action: str,
+        target: str,
+        outcome: str,
+        finding: Finding,
+        alert_seq: int,
+        extra: Mapping[str, Any],
+    ) -> None:
+        await self._audit.record(
+            AuditEvent(
+                ACTOR,
+                f"response.{action}",
+                target,
+                outcome,
+                {"alert_seq": alert_seq, "kind": finding.kind, **extra},
+            )
+        )
+
+
+def _function(subject_id: str) -> str:
+    """A function subject's name (a baseline's subject may name a version: `name@3`)."""
+    return subject_id.partition("@")[0]
+
+
+def _principal(subject_id: str) -> str:
+    """A principal's label (`key:<id>`, `jwt:<issuer>:<sub>`); a bare id is a key's."""
+    return subject_id if ":" in subject_id else f"key:{subject_id}"

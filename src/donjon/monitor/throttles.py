@@ -1,0 +1,114 @@
+"""Throttles: a temporary, tighter rate limit the monitor puts on one caller.
+
+A throttle names a subject (a principal such as `key:0123...`, a source
+address, or a function) and a rate (`10/minute` by default,
+DONJON_MONITOR_THROTTLE). While it lasts (DONJON_MONITOR_THROTTLE_S, an hour
+by default) every request of that subject spends a token of its own bucket in
+the node's rate limiter (`BucketKey(..., scope="throttle")`), on top of every
+other limit; a spent bucket answers 429 with Retry-After. It ends by itself
+when its time is up, or when a person lifts it (`donjon throttle rm SUBJECT`,
+audited `response.unthrottle`).
+
+Throttles live in the node's memory, as the rate limiter's buckets do: a
+restart lifts them (the `response.throttle` record stays). The hot path pays
+one truthiness test while no throttle is set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from donjon.ratelimit import BucketKey, RateLimiter, RateLimitError
+
+__all__ = ["MAX_THROTTLES", "Throttle", "ThrottleKind", "Throttled", "Throttles"]
+
+ThrottleKind = Literal["principal", "source", "function"]
+#: At most this many throttles at once: the oldest is lifted to make room.
+MAX_THROTTLES = 10_000
+
+
+class Throttled(RateLimitError):
+    """A request of a throttled subject, over the throttle's rate (429)."""
+
+    title = "Throttled"
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    kind: ThrottleKind
+    id: str
+    #: The throttle's rate: `count` requests per `period_s`.
+    count: int
+    period_s: float
+    since: float
+    until: float
+    reason: str
+    #: The `alert.raised` record it answers (None: set by hand).
+    alert_seq: int | None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    def bucket(self) -> BucketKey:
+        if self.kind == "principal":
+            return BucketKey(principal=self.id, scope="throttle")
+        if self.kind == "source":
+            return BucketKey(client=self.id, scope="throttle")
+        return BucketKey(function=self.id, scope="throttle")
+
+
+class Throttles:
+    """The throttles in force on this node, by subject. Runs on the event loop only."""
+
+    def __init__(self, limiter: RateLimiter, clock: Callable[[], float] = time.time) -> None:
+        self._limiter = limiter
+        self._clock = clock
+        self._by_subject: dict[tuple[str, str], Throttle] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_subject)
+
+    def add(self, throttle: Throttle) -> Throttle | None:
+        """Set `throttle` (replacing the subject's, if any); the one it replaced."""
+        key = (throttle.kind, throttle.id)
+        old = self._by_subject.pop(key, None)
+        while len(self._by_subject) >= MAX_THROTTLES:
+            del self._by_subject[next(iter(self._by_subject))]
+        self._by_subject[key] = throttle
+        return old
+
+    def remove(self, kind: str, id_: str) -> Throttle | None:
+        """Lift the subject's throttle; the one lifted (None: there was none in force)."""
+        throttle = self._by_subject.pop((kind, id_), None)
+        if throttle is not None and throttle.until <= self._clock():
+            return None  # it had ended already
+        return throttle
+
+    def active(self) -> list[Throttle]:
+        """The throttles in force now, oldest first (ended ones are dropped)."""
+        now = self._clock()
+        for key, throttle in list(self._by_subject.items()):
+            if throttle.until <= now:
+                del self._by_subject[key]
+        return sorted(self._by_subject.values(), key=lambda t: t.since)
+
+    async def check(self, kind: ThrottleKind, id_: str) -> None:
+        """Spend a token of the subject's throttle bucket, if it has one; `Throttled` if spent."""
+        throttle = self._by_subject.get((kind, id_))
+        if throttle is None:
+            return
+        if throttle.until <= self._clock():
+            del self._by_subject[(kind, id_)]
+            return
+        decision = await self._limiter.take(throttle.bucket(), throttle.count, throttle.period_s)
+        if not decision.allowed:
+            raise Throttled(
+                f"{throttle.subject} is throttled to {throttle.count} requests per "
+                f"{throttle.period_s:g}s by an automatic response"
+                + (f" to alert {throttle.alert_seq}" if throttle.alert_seq is not None else ""),
+                retry_after_s=decision.retry_after_s,
+            )

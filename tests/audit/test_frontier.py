@@ -1,0 +1,69 @@
+"""The Frontier: the writer's compact range agrees with merkle.root at every size."""
+
+from __future__ import annotations
+
+import pytest
+
+from donjon.audit.frontier import Frontier
+from donjon.audit.merkle import EMPTY_ROOT, MerkleError, leaf_hash, root
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [leaf_hash(b"record %d" % i) for i in range(n)]
+
+
+def test_empty_frontier_has_the_empty_root() -> None:
+    """A frontier of no leaves has SHA-256("") as its root."""
+    assert Frontier().root() == EMPTY_ROOT
+    assert Frontier().size == 0
+
+
+def test_root_matches_merkle_root_at_every_size() -> None:
+    """Appending one leaf at a time gives RFC 6962's root at each size up to 300."""
+    leaves = _leaves(300)
+    frontier = Frontier()
+    for n, h in enumerate(leaves, start=1):
+        frontier.append(h)
+        assert frontier.size == n
+        assert len(frontier.hashes) == n.bit_count()
+        assert frontier.root() == root(leaves[:n])
+
+
+def test_from_leaves_and_copy_are_independent() -> None:
+    """from_leaves builds the same frontier; a copy does not follow later appends."""
+    leaves = _leaves(37)
+    frontier = Frontier.from_leaves(leaves[:20])
+    copy = frontier.copy()
+    frontier.extend(leaves[20:])
+    assert copy.root() == root(leaves[:20])
+    assert frontier.root() == root(leaves)
+    assert Frontier.from_leaves(leaves) == frontier
+
+
+def test_json_round_trip() -> None:
+    """A frontier saved as JSON reads back equal, and goes on to the same root."""
+    leaves = _leaves(45)
+    saved = Frontier.from_leaves(leaves[:30]).to_json()
+    restored = Frontier.from_json(saved)
+    restored.extend(leaves[30:])
+    assert restored.root() == root(leaves)
+
+
+@pytest.mark.parametrize(
+    ("size", "count"),
+    [(-1, 0), (3, 1), (4, 2), (0, 1)],
+)
+def test_frontier_with_wrong_hash_count_is_refused(size: int, count: int) -> None:
+    """A frontier whose hashes do not match its size's bits is refused."""
+    with pytest.raises(MerkleError):
+        Frontier(size, [bytes(32)] * count)
+
+
+def test_bad_leaf_and_bad_json_are_refused() -> None:
+    """A leaf hash of the wrong length and a damaged saved frontier are refused."""
+    with pytest.raises(MerkleError):
+        Frontier().append(b"short")
+    bad: object
+    for bad in ([], {"size": 1}, {"size": 1, "hashes": ["zz"]}, {"size": True, "hashes": []}):
+        with pytest.raises(MerkleError):
+            Frontier.from_json(bad)

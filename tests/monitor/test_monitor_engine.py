@@ -1,0 +1,137 @@
+"""The monitor's engine on a real audit log: alerts, dedup, modes, its own records."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from donjon.audit.log import AuditEvent
+from donjon.monitor.engine import Monitor
+from donjon.monitor.findings import Finding, FindingError, Mode, Subject
+
+from monitor_support import EveryDenial, FakeClock, make_engine, make_log
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.alerts: list[Mapping[str, Any]] = []
+
+    def deliver(self, alert: Mapping[str, Any]) -> None:
+        self.alerts.append(alert)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    async def respond(self, finding: Finding, alert_seq: int) -> None:
+        self.calls.append((finding.kind, alert_seq))
+
+
+def _denial(client: str) -> AuditEvent:
+    return AuditEvent("anonymous", "auth.denied", "/v1/functions", "denied", {"client": client})
+
+
+async def _run(
+    tmp_path: Path, modes: Mapping[str, Mode], events: list[AuditEvent], clock: FakeClock
+) -> tuple[list[dict[str, Any]], Sink, Recorder, EveryDenial]:
+    log = make_log(make_engine(tmp_path))
+    log.start()
+    detector, sink, responder = EveryDenial(), Sink(), Recorder()
+    monitor = Monitor(
+        log, [detector], modes, clock=clock, responder=responder, sinks=[sink], tick_s=3600
+    )
+    monitor.attach(asyncio.get_running_loop())
+    try:
+        for event in events:
+            await log.record(event)
+            await monitor.settle()
+            clock.advance(1)
+        await monitor.settle()
+    finally:
+        await monitor.close()
+        log.stop()
+    return log.tail(100), sink, responder, detector
+
+
+def test_finding_becomes_alert_record(tmp_path: Path) -> None:
+    """A finding in alert mode is an alert.raised record naming its evidence."""
+    clock = FakeClock()
+    records, sink, responder, _ = asyncio.run(
+        _run(tmp_path, {"every_denial": "alert"}, [_denial("10.0.0.1")], clock)
+    )
+    alerts = [r for r in records if r["action"] == "alert.raised"]
+    assert len(alerts) == 1
+    alert = alerts[0]
+    assert alert["actor"] == "system:monitor"
+    assert alert["target"] == "source:10.0.0.1"
+    assert alert["outcome"] == "high"
+    assert alert["detail"]["evidence"] == [1]
+    assert alert["detail"]["kind"] == "auth.test"
+    assert alert["detail"]["mode"] == "alert"
+    assert [a["seq"] for a in sink.alerts] == [alert["seq"]]
+    assert responder.calls == []
+
+
+def test_learn_mode_raises_nothing(tmp_path: Path) -> None:
+    """In learn mode the detector sees every record and nothing is raised."""
+    records, sink, _, detector = asyncio.run(
+        _run(tmp_path, {"every_denial": "learn"}, [_denial("a"), _denial("b")], FakeClock())
+    )
+    assert not [r for r in records if r["action"] == "alert.raised"]
+    assert sink.alerts == []
+    assert detector.seen == [1, 2]
+
+
+def test_block_mode_calls_responder_with_alert_seq(tmp_path: Path) -> None:
+    """In block mode the responder is called with the finding and its alert's seq."""
+    records, _, responder, _ = asyncio.run(
+        _run(tmp_path, {"every_denial": "block"}, [_denial("x")], FakeClock())
+    )
+    alert_seq = next(r["seq"] for r in records if r["action"] == "alert.raised")
+    assert responder.calls == [("auth.test", alert_seq)]
+
+
+def test_duplicates_within_window_are_suppressed(tmp_path: Path) -> None:
+    """The same kind and subject raise once per window; the next alert counts the rest."""
+    clock = FakeClock()
+
+    async def go() -> list[dict[str, Any]]:
+        log = make_log(make_engine(tmp_path))
+        log.start()
+        monitor = Monitor(log, [EveryDenial()], {}, clock=clock, dedup_s=60, tick_s=3600)
+        monitor.attach(asyncio.get_running_loop())
+        for _ in range(5):
+            await log.record(_denial("s"))
+            await monitor.settle()
+            clock.advance(1)
+        clock.advance(60)
+        await log.record(_denial("s"))
+        await monitor.settle()
+        await monitor.close()
+        log.stop()
+        return [r for r in log.tail(100) if r["action"] == "alert.raised"]
+
+    alerts = asyncio.run(go())
+    assert len(alerts) == 2
+    assert alerts[1]["detail"]["suppressed"] == 4
+
+
+def test_monitor_never_examines_its_own_records(tmp_path: Path) -> None:
+    """alert.* and response.* records are not fed to the detectors."""
+    events = [_denial("a"), AuditEvent("system:responder", "response.throttle", "p", "ok")]
+    records, _, _, detector = asyncio.run(_run(tmp_path, {}, events, FakeClock()))
+    seqs = {r["action"]: r["seq"] for r in records}
+    assert seqs["auth.denied"] in detector.seen
+    assert seqs["alert.raised"] not in detector.seen
+    assert seqs["response.throttle"] not in detector.seen
+
+
+def test_finding_without_evidence_is_refused() -> None:
+    """A finding must rest on at least one audit record."""
+    with pytest.raises(FindingError):
+        Finding("k", "d", "low", Subject("node", "n"), "s", (), 0.0)
