@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "ConnectionSettings",
     "EgressSettings",
+    "ResponseSettings",
     "SandboxSettings",
     "Settings",
     "load_settings",
@@ -109,6 +110,22 @@ class EgressSettings:
 
 
 @dataclass(frozen=True)
+class ResponseSettings:
+    """The monitor's automatic responses (monitor/responses.py, docs/security.md).
+
+    Kept apart from the monitor's own settings: `responses` is checked (kinds,
+    actions) by the node at start, which refuses to start on a bad entry.
+    """
+
+    #: `kind=throttle|revoke|quarantine|none,...` over the defaults (DONJON_MONITOR_RESPONSES).
+    responses: str = ""
+    #: A throttle's rate, `count/second|minute|hour|day` (DONJON_MONITOR_THROTTLE).
+    throttle: str = "10/minute"
+    #: How long a throttle lasts, in seconds (DONJON_MONITOR_THROTTLE_S).
+    throttle_s: float = 3600.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where Donjon keeps its state and how clients reach it."""
 
@@ -162,6 +179,8 @@ class Settings:
     require_controls: tuple[str, ...] = ()
     #: The egress proxy: open networks, resolver, caps per call (DONJON_EGRESS_*).
     egress: EgressSettings = EgressSettings()
+    #: The monitor's automatic responses (DONJON_MONITOR_RESPONSES, _THROTTLE, _THROTTLE_S).
+    responses: ResponseSettings = ResponseSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -295,5 +314,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_bytes_per_call=raw.EGRESS_MAX_BYTES,
             max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,
             max_connection_s=raw.EGRESS_MAX_CONNECTION_S,
+        ),
+        responses=ResponseSettings(
+            responses=raw.MONITOR_RESPONSES or "",
+            throttle=raw.MONITOR_THROTTLE,
+            throttle_s=raw.MONITOR_THROTTLE_S,
         ),
     )

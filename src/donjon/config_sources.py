@@ -225,6 +225,13 @@ class SettingsInput(BaseSettings):
     EGRESS_MAX_BYTES: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     EGRESS_MAX_CONNECTIONS: Annotated[int, Field(ge=1)] = 32
     EGRESS_MAX_CONNECTION_S: Annotated[Seconds, Field(ge=0.1)] = 60.0
+    #: The monitor's automatic responses (monitor/responses.py): `kind=action,...`, checked
+    #: whole at start; the throttle's rate and how long it lasts.
+    MONITOR_RESPONSES: Text = None
+    MONITOR_THROTTLE: Annotated[
+        str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
+    ] = "10/minute"
+    MONITOR_THROTTLE_S: Annotated[Seconds, Field(ge=1, le=30 * 86400)] = 3600.0
 
 
 class _MappingEnvSource(EnvSettingsSource):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -27,6 +28,9 @@ from donjon.identity import (
     tls_context,
 )
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
+from donjon.monitor.quarantine import Quarantines
+from donjon.monitor.responses import Responder, ResponsePolicy
+from donjon.monitor.throttles import Throttles
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
@@ -45,6 +49,7 @@ from donjon.store import (
     InvocationLogStore,
     IssuerStore,
     KeyStore,
+    QuarantineStore,
     RoleStore,
     SecretStore,
     connect,
@@ -89,6 +94,11 @@ class Node:
     #: Trusted JWT issuers as stored, and the verifier over their live key sets.
     issuers: IssuerStore
     jwt: JwtVerifier
+    #: Automatic responses (monitor/): quarantined functions (stored), throttled callers
+    #: (in memory, over `limiter`), and what each finding kind gets.
+    quarantines: Quarantines
+    throttles: Throttles
+    response_policy: ResponsePolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
@@ -195,6 +205,21 @@ class Node:
                 )
             )
 
+    @functools.cached_property
+    def responder(self) -> Responder:
+        """What the monitor calls on an alert in `block` mode (monitor/responses.py)."""
+        return Responder(
+            self.audit, self.response_policy, self.throttles, self.quarantines, self.revoke_key
+        )
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Revoke an API key (the store, then the index the gateway checks); False if no
+        live key has that id. Auditing is the caller's: it knows who asked and why."""
+        if not await asyncio.to_thread(self.keys.revoke, key_id):
+            return False
+        self.key_index.revoke(key_id)
+        return True
+
     async def runtime_target(self) -> RuntimeTarget:
         """What dependencies must be built for: the sandbox's interpreter and platform."""
         if self._runtime_target is None:
@@ -290,6 +315,7 @@ def open_node(settings: Settings) -> Node:
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
+    limiter = MemoryRateLimiter()
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -332,4 +358,9 @@ def open_node(settings: Settings) -> Node:
         skipped=skipped,
         roles=roles,
         policy=policy,
+        quarantines=Quarantines(QuarantineStore(engine), audit),
+        throttles=Throttles(limiter),
+        # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
+        response_policy=ResponsePolicy.from_settings(settings.responses),
+        limiter=limiter,
     )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from donjon.audit.log import AuditEvent, AuditLog
+from donjon.config import ResponseSettings
 from donjon.errors import Error
 from donjon.monitor.findings import Finding
 from donjon.monitor.quarantine import Quarantines
@@ -38,10 +39,10 @@ __all__ = [
     "ACTIONS",
     "DEFAULT_RESPONSES",
     "KNOWN_KINDS",
+    "Responder",
     "ResponseAction",
     "ResponseConfigError",
     "ResponsePolicy",
-    "Responder",
     "parse_responses",
 ]
 
@@ -93,6 +94,7 @@ _FITS: dict[ResponseAction, frozenset[str]] = {
     "quarantine": frozenset({"function"}),
     "none": frozenset({"principal", "source", "function", "node"}),
 }
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _USAGE = "DONJON_MONITOR_RESPONSES is `kind=throttle|revoke|quarantine|none,...`"
 
 
@@ -119,12 +121,10 @@ def parse_responses(text: str) -> dict[str, ResponseAction]:
                 hint=f"the kinds are: {', '.join(sorted(KNOWN_KINDS))}",
             )
         if action not in ACTIONS:
-            raise ResponseConfigError(
-                f"unknown response {action[:40]!r} for {kind}", hint=_USAGE
-            )
+            raise ResponseConfigError(f"unknown response {action[:40]!r} for {kind}", hint=_USAGE)
         if kind in out:
             raise ResponseConfigError(f"{kind} is given twice", hint=_USAGE)
-        chosen: ResponseAction = action  # type: ignore[assignment]  # checked just above
+        chosen: ResponseAction = action  # one of ACTIONS: checked just above
         if not KNOWN_KINDS[kind] & _FITS[chosen]:
             raise ResponseConfigError(
                 f"{kind} findings are about a {'/'.join(sorted(KNOWN_KINDS[kind]))}: "
@@ -143,6 +143,22 @@ class ResponsePolicy:
     throttle_count: int = 10
     throttle_period_s: float = 60.0
     throttle_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: ResponseSettings) -> ResponsePolicy:
+        """The policy DONJON_MONITOR_RESPONSES and _THROTTLE(_S) describe; `ResponseConfigError`."""
+        count, _, period = settings.throttle.partition("/")
+        if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+            raise ResponseConfigError(
+                f"DONJON_MONITOR_THROTTLE {settings.throttle[:40]!r} is not a rate",
+                hint="a rate reads like 10/minute (second, minute, hour or day)",
+            )
+        return cls(
+            parse_responses(settings.responses),
+            int(count),
+            _PERIODS[period],
+            settings.throttle_s,
+        )
 
     def action(self, finding: Finding) -> ResponseAction:
         chosen = self.configured.get(finding.kind) or DEFAULT_RESPONSES.get(finding.kind)
