@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -24,7 +24,7 @@ __all__ = [
     "ConfigError",
     "ConnectionSettings",
     "EgressSettings",
-    "ResponseSettings",
+    "MonitorSettings",
     "SandboxSettings",
     "Settings",
     "load_settings",
@@ -110,19 +110,37 @@ class EgressSettings:
 
 
 @dataclass(frozen=True)
-class ResponseSettings:
-    """The monitor's automatic responses (monitor/responses.py, docs/security.md).
+class MonitorSettings:
+    """The monitor: detectors, responses, alert webhooks (DONJON_MONITOR_*, DONJON_ALERT_*)."""
 
-    Kept apart from the monitor's own settings: `responses` is checked (kinds,
-    actions) by the node at start, which refuses to start on a bad entry.
-    """
-
-    #: `kind=throttle|revoke|quarantine|none,...` over the defaults (DONJON_MONITOR_RESPONSES).
-    responses: str = ""
-    #: A throttle's rate, `count/second|minute|hour|day` (DONJON_MONITOR_THROTTLE).
+    #: Detector name -> learn | alert | block (DONJON_MONITOR_MODES, `detector=mode,...`);
+    #: a detector not named runs in `alert` mode.
+    modes: Mapping[str, str] = field(default_factory=dict)
+    #: Finding kind -> throttle | revoke | quarantine | none (DONJON_MONITOR_RESPONSES),
+    #: what the responder does for an alert raised in `block` mode.
+    responses: Mapping[str, str] = field(default_factory=dict)
+    #: A throttle's rate, `count/second|minute|hour|day` (DONJON_MONITOR_THROTTLE), and
+    #: how long it lasts in seconds (DONJON_MONITOR_THROTTLE_S).
     throttle: str = "10/minute"
-    #: How long a throttle lasts, in seconds (DONJON_MONITOR_THROTTLE_S).
     throttle_s: float = 3600.0
+    #: Seconds the learned detectors learn before they raise (DONJON_MONITOR_LEARNING_S).
+    learning_s: float = 86400.0
+    #: One alert per finding kind and subject per this many seconds (DONJON_MONITOR_DEDUP_S).
+    dedup_s: float = 300.0
+    #: Seconds between the detectors' ticks, when windows close (DONJON_MONITOR_TICK_S).
+    tick_s: float = 2.0
+    #: Credential stuffing: failures from one source, or distinct keys failing, within the
+    #: window (DONJON_MONITOR_AUTH_FAILURES, _AUTH_DISTINCT_KEYS, _AUTH_WINDOW_S).
+    auth_failures: int = 20
+    auth_distinct_keys: int = 10
+    auth_window_s: float = 300.0
+    #: https:// URLs each alert is POSTed to, signed (DONJON_ALERT_WEBHOOKS).
+    webhooks: tuple[str, ...] = ()
+    #: The Standard Webhooks secret, `whsec_<base64>` (DONJON_ALERT_WEBHOOK_SECRET).
+    webhook_secret: Secret[str] | None = None
+    #: CA certificates (PEM) the receivers' TLS is checked against, beside the
+    #: system's (DONJON_ALERT_WEBHOOK_CA).
+    webhook_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +197,8 @@ class Settings:
     require_controls: tuple[str, ...] = ()
     #: The egress proxy: open networks, resolver, caps per call (DONJON_EGRESS_*).
     egress: EgressSettings = EgressSettings()
-    #: The monitor's automatic responses (DONJON_MONITOR_RESPONSES, _THROTTLE, _THROTTLE_S).
-    responses: ResponseSettings = ResponseSettings()
+    #: The monitor: detectors' modes, responses, learning window, alert webhooks.
+    monitor: MonitorSettings = MonitorSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -268,6 +286,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not data_dir.is_absolute():
         data_dir = Path.cwd() / data_dir
     sandbox_dir = _path(raw.SANDBOX_DIR)
+    if raw.ALERT_WEBHOOKS and raw.ALERT_WEBHOOK_SECRET is None:
+        raise ConfigError(
+            "DONJON_ALERT_WEBHOOKS is set without DONJON_ALERT_WEBHOOK_SECRET",
+            hint="set DONJON_ALERT_WEBHOOK_SECRET=whsec_<base64 of 32 random bytes>: "
+            "receivers check each alert's signature with it",
+        )
     return Settings(
         data_dir=data_dir,
         url=raw.URL or f"https://127.0.0.1:{DEFAULT_PORT}",
@@ -315,9 +339,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,
             max_connection_s=raw.EGRESS_MAX_CONNECTION_S,
         ),
-        responses=ResponseSettings(
-            responses=raw.MONITOR_RESPONSES or "",
+        monitor=MonitorSettings(
+            modes=dict(raw.MONITOR_MODES),
+            responses=dict(raw.MONITOR_RESPONSES),
             throttle=raw.MONITOR_THROTTLE,
             throttle_s=raw.MONITOR_THROTTLE_S,
+            learning_s=raw.MONITOR_LEARNING_S,
+            dedup_s=raw.MONITOR_DEDUP_S,
+            tick_s=raw.MONITOR_TICK_S,
+            auth_failures=raw.MONITOR_AUTH_FAILURES,
+            auth_distinct_keys=raw.MONITOR_AUTH_DISTINCT_KEYS,
+            auth_window_s=raw.MONITOR_AUTH_WINDOW_S,
+            webhooks=raw.ALERT_WEBHOOKS,
+            webhook_secret=(
+                Secret(raw.ALERT_WEBHOOK_SECRET.get_secret_value())
+                if raw.ALERT_WEBHOOK_SECRET
+                else None
+            ),
+            webhook_ca=_path(raw.ALERT_WEBHOOK_CA),
         ),
     )

@@ -12,7 +12,6 @@ import pytest
 from donjon.audit.log import AuditEvent
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, FindingError, Mode, Subject
-
 from monitor_support import EveryDenial, FakeClock, make_engine, make_log
 
 

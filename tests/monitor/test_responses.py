@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from donjon.audit.log import AuditEvent, AuditLog
-from donjon.config import ResponseSettings
+from donjon.config import MonitorSettings
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, Subject
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined, Quarantines
@@ -115,8 +115,8 @@ def test_parse_responses_refuses_bad_entries(text: str, says: str) -> None:
 def test_bad_throttle_rate_is_refused() -> None:
     """DONJON_MONITOR_THROTTLE must be a rate."""
     with pytest.raises(ResponseConfigError, match="not a rate"):
-        ResponsePolicy.from_settings(ResponseSettings(throttle="ten/minute"))
-    policy = ResponsePolicy.from_settings(ResponseSettings(throttle="3/hour", throttle_s=60))
+        ResponsePolicy.from_settings(MonitorSettings(throttle="ten/minute"))
+    policy = ResponsePolicy.from_settings(MonitorSettings(throttle="3/hour", throttle_s=60))
     assert (policy.throttle_count, policy.throttle_period_s, policy.throttle_s) == (3, 3600, 60)
 
 
@@ -306,3 +306,14 @@ def test_monitor_in_block_mode_responds_with_the_alerts_seq(tmp_path: Path) -> N
     assert response["detail"]["alert_seq"] == alert["seq"]
     assert response["target"] == "source:10.0.0.7"
     assert response["seq"] > alert["seq"]
+
+
+def test_node_settings_are_checked_whole() -> None:
+    """The pairs DONJON_MONITOR_RESPONSES gave the settings are checked for kinds and fit."""
+    with pytest.raises(ResponseConfigError, match="unknown finding kind"):
+        ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refusd": "none"}))
+    with pytest.raises(ResponseConfigError, match="cannot answer"):
+        ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refused": "revoke"}))
+    policy = ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refused": "none"}))
+    finding = _finding("egress.refused", Subject("function", "f"))
+    assert policy.action(finding) == "none"

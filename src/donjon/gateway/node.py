@@ -361,6 +361,6 @@ def open_node(settings: Settings) -> Node:
         quarantines=Quarantines(QuarantineStore(engine), audit),
         throttles=Throttles(limiter),
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
-        response_policy=ResponsePolicy.from_settings(settings.responses),
+        response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
     )
