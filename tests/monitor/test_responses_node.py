@@ -82,7 +82,14 @@ def test_quarantined_function_answers_503_until_released_even_after_restart(
     assert problem["errorType"] == "Function.Quarantined"
     assert problem["reason"] == "calls home to evil.test"
     assert "donjon function release" in problem["detail"]
-    assert _public(own) == 503  # the http trigger too: no function code runs
+    with own.client("") as c:  # the public http trigger too: no function code runs,
+        public = c.get("/fn/web/public")  # and anyone at all is not told why
+    assert public.status_code == 503
+    assert public.json()["errorType"] == "Function.Quarantined"
+    assert "evil.test" not in public.text and "reason" not in public.json()
+    with own.client() as c:  # a caller with a key is told
+        private = c.get("/fn/web/private")
+    assert private.status_code == 503 and private.json()["reason"] == "calls home to evil.test"
     listed = _cli(own, "function", "quarantined", "--json")
     assert [q["function"] for q in listed] == ["web"]
 

@@ -458,6 +458,15 @@ async def handle_http_trigger(request: Request) -> Response:
             "http",
             lambda result: render(result.body, request_id, own_path),
         )
+    except FunctionQuarantined as e:
+        if caller is not None and caller[0] is None:  # anyone at all: not why, nor the alert
+            return problem(
+                503,
+                f"function {e.record.name} is quarantined",
+                request_id=request_id,
+                extra={"errorType": e.title},
+            )
+        return _error_response(e, request_id)
     except Error as e:
         return _error_response(e, request_id, reveal=_reveals(node, caller, e))
 
