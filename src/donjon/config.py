@@ -119,6 +119,10 @@ class MonitorSettings:
     #: Finding kind -> throttle | revoke | quarantine | none (DONJON_MONITOR_RESPONSES),
     #: what the responder does for an alert raised in `block` mode.
     responses: Mapping[str, str] = field(default_factory=dict)
+    #: A throttle's rate, `count/second|minute|hour|day` (DONJON_MONITOR_THROTTLE), and
+    #: how long it lasts in seconds (DONJON_MONITOR_THROTTLE_S).
+    throttle: str = "10/minute"
+    throttle_s: float = 3600.0
     #: Seconds the learned detectors learn before they raise (DONJON_MONITOR_LEARNING_S).
     learning_s: float = 86400.0
     #: One alert per finding kind and subject per this many seconds (DONJON_MONITOR_DEDUP_S).
@@ -338,6 +342,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         monitor=MonitorSettings(
             modes=dict(raw.MONITOR_MODES),
             responses=dict(raw.MONITOR_RESPONSES),
+            throttle=raw.MONITOR_THROTTLE,
+            throttle_s=raw.MONITOR_THROTTLE_S,
             learning_s=raw.MONITOR_LEARNING_S,
             dedup_s=raw.MONITOR_DEDUP_S,
             tick_s=raw.MONITOR_TICK_S,

@@ -296,6 +296,11 @@ class SettingsInput(BaseSettings):
     MONITOR_RESPONSES: Annotated[
         tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_monitor_responses)
     ] = ()
+    #: A throttle's rate and length (monitor/throttles.py, owned by the responses).
+    MONITOR_THROTTLE: Annotated[
+        str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
+    ] = "10/minute"
+    MONITOR_THROTTLE_S: Annotated[Seconds, Field(ge=1, le=30 * 86400)] = 3600.0
     MONITOR_LEARNING_S: Annotated[Seconds, Field(ge=0)] = 86400.0
     MONITOR_DEDUP_S: Annotated[Seconds, Field(ge=0)] = 300.0
     MONITOR_TICK_S: Annotated[Seconds, Field(ge=0.05, le=60)] = 2.0

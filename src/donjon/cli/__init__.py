@@ -18,9 +18,11 @@ from donjon.cli.new import new
 from donjon.cli.node import doctor, init, serve, up
 from donjon.cli.output import OutputFormat, echo_text, emit, output_option, printable
 from donjon.cli.permissions import permissions
+from donjon.cli.responses import function, throttle
 from donjon.cli.roles import role
 from donjon.cli.scan_cmd import scan_command
 from donjon.cli.secrets import secret, vault
+from donjon.cli.timeline import timeline
 from donjon.cli.tls_cmd import tls
 from donjon.errors import Error
 
@@ -79,6 +81,10 @@ for command in (
 for command in (secret, vault, permissions, alerts):
     cli.add_command(command)
 cli.add_command(tls)
+# The monitor's responses and the forensic timeline (cli/responses.py, cli/timeline.py).
+cli.add_command(function)
+cli.add_command(throttle)
+audit.add_command(timeline)
 
 
 def main() -> None:

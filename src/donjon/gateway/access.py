@@ -21,8 +21,17 @@ from donjon.identity import (
 )
 from donjon.identity.apikeys import key_id_of
 from donjon.identity.policy import OWNER_SCOPED
+from donjon.monitor.throttles import Throttled, ThrottleKind
 
-__all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
+__all__ = [
+    "authenticate",
+    "authorize",
+    "check_throttles",
+    "deny",
+    "new_request_id",
+    "parse_json",
+    "read_body",
+]
 
 
 def new_request_id() -> str:
@@ -73,6 +82,24 @@ async def deny(
     )
 
 
+async def check_throttles(
+    node: Node, request: Request, request_id: str, principal: Principal | None = None
+) -> None:
+    """The monitor's throttles (monitor/throttles.py) on the request's source address, or
+    on `principal`: `Throttled` (429, its refusals audited as `throttle.denied`, aggregated
+    like every denial) once the throttle's bucket is spent. Free while no throttle is set."""
+    if not node.throttles:
+        return
+    kind: ThrottleKind = "principal" if principal is not None else "source"
+    subject = principal.label if principal is not None else _client(request)
+    try:
+        await node.throttles.check(kind, subject)
+    except Throttled as e:
+        actor = principal.label if principal is not None else "anonymous"
+        await deny(node, request, actor, "throttle.denied", e.message, request_id)
+        raise
+
+
 async def authenticate(
     node: Node, request: Request, request_id: str, *, jwt_only: bool = False
 ) -> Principal:
@@ -80,7 +107,18 @@ async def authenticate(
 
     The two are told apart by shape: a key reads ``dj_...``, a JWT is three
     dot-separated segments. With `jwt_only` (``auth: jwt`` triggers) a key is refused.
+    A throttled source is refused before its credential is looked at, a throttled
+    principal once it is known (`check_throttles`).
     """
+    await check_throttles(node, request, request_id)
+    principal = await _authenticate(node, request, request_id, jwt_only=jwt_only)
+    await check_throttles(node, request, request_id, principal)
+    return principal
+
+
+async def _authenticate(
+    node: Node, request: Request, request_id: str, *, jwt_only: bool = False
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()

@@ -401,9 +401,8 @@ async def revoke_key(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     key_id = request.path_params["key_id"]
-    if not await asyncio.to_thread(node.keys.revoke, key_id):
+    if not await node.revoke_key(key_id):
         raise NotFound(f"no live key with id {key_id!r}")
-    node.key_index.revoke(key_id)
     await node.audit.record(
         AuditEvent(principal.label, "key.revoke", f"key:{key_id}", "ok", {"request_id": request_id})
     )

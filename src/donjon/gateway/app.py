@@ -23,7 +23,9 @@ from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.responses_api import ROUTES as RESPONSE_ROUTES
 from donjon.gateway.schemas import render
+from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
 from donjon.gateway.views import Health
 from donjon.identity import Action
 from donjon.triggers import Scheduler
@@ -115,7 +117,7 @@ def create_app(node: Node) -> Starlette:
         Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
     ]
     by_path: dict[str, dict[str, Any]] = {}
-    for path, method, endpoint in ROUTES:
+    for path, method, endpoint in (*ROUTES, *RESPONSE_ROUTES, *TIMELINE_ROUTES):
         by_path.setdefault(path, {})[method] = endpoint
     for path, endpoints in by_path.items():
         routes.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))

@@ -28,6 +28,7 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authenticate,
     authorize,
+    check_throttles,
     new_request_id,
     parse_json,
     read_body,
@@ -48,6 +49,7 @@ from donjon.gateway.response_policy import (
 )
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
+from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
@@ -276,7 +278,11 @@ def _actor(principal: Principal | None, trigger: str) -> str:
 async def _admit(
     node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
 ) -> None:
-    """The function's rate limit, checked before its request body is even read."""
+    """The function's quarantine and rate limit, checked before its request body is even
+    read (a quarantined function answers 503 to every way in: monitor/quarantine.py)."""
+    node.quarantines.check(deployed.name)
+    if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
+        await node.throttles.check("function", deployed.name)
     rate = deployed.rate
     if rate is None:
         return
@@ -330,6 +336,8 @@ def _error_response(error: Error, request_id: str, *, reveal: bool = False) -> R
             request_id=request_id,
             extra=fields,
         )
+    if isinstance(error, FunctionQuarantined):
+        return problem_from_error(error, request_id=request_id, extra=error.problem_fields())
     if isinstance(error, RateLimitError):
         response = problem_from_error(error, request_id=request_id)
         response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
@@ -424,6 +432,8 @@ async def handle_http_trigger(request: Request) -> Response:
             # Any registered issuer; its token's principal must be allowed to invoke.
             principal = await authenticate(node, request, request_id, jwt_only=True)
             await authorize(node, request, principal, Action.INVOKE, request_id, deployed.name)
+        else:  # a public trigger: only a throttled source address is slowed
+            await check_throttles(node, request, request_id)
         caller = (principal, deployed)
         await _admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
@@ -448,6 +458,15 @@ async def handle_http_trigger(request: Request) -> Response:
             "http",
             lambda result: render(result.body, request_id, own_path),
         )
+    except FunctionQuarantined as e:
+        if caller is not None and caller[0] is None:  # anyone at all: not why, nor the alert
+            return problem(
+                503,
+                f"function {e.record.name} is quarantined",
+                request_id=request_id,
+                extra={"errorType": e.title},
+            )
+        return _error_response(e, request_id)
     except Error as e:
         return _error_response(e, request_id, reveal=_reveals(node, caller, e))
 

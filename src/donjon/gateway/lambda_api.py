@@ -21,7 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.errors import Error
-from donjon.gateway.access import authorize, deny, new_request_id, parse_json, read_body
+from donjon.gateway.access import (
+    authorize,
+    check_throttles,
+    deny,
+    new_request_id,
+    parse_json,
+    read_body,
+)
 from donjon.gateway.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.invoke import MAX_EVENT_BYTES, _admit, _error_response, _run, _validate
@@ -106,6 +113,7 @@ async def _authenticate(node: Node, request: Request, request_id: str) -> tuple[
     what is wrong with them (nothing secret). Whether the key exists, is revoked or
     expired, or the signature is wrong, only the audit says.
     """
+    await check_throttles(node, request, request_id)  # a throttled source (monitor/throttles.py)
     header = request.headers.get("authorization", "")
     if not header:
         raise await _refuse(node, request, request_id, "sigv4: missing credentials")
@@ -132,6 +140,7 @@ async def _authenticate(node: Node, request: Request, request_id: str) -> tuple[
         raise await _refuse(node, request, request_id, e.message, auth.key_id) from None
     if principal is None:
         raise await _refuse(node, request, request_id, reason, auth.key_id)
+    await check_throttles(node, request, request_id, principal)
     return principal, signed.body
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -28,8 +29,11 @@ from donjon.identity import (
 )
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
 from donjon.monitor.alerts import AlertStore
-from donjon.monitor.engine import Monitor, Responder
+from donjon.monitor.engine import Monitor
+from donjon.monitor.quarantine import Quarantines
+from donjon.monitor.responses import Responder, ResponsePolicy
 from donjon.monitor.service import MonitorService, start_monitor
+from donjon.monitor.throttles import Throttles
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
@@ -48,6 +52,7 @@ from donjon.store import (
     InvocationLogStore,
     IssuerStore,
     KeyStore,
+    QuarantineStore,
     RoleStore,
     SecretStore,
     connect,
@@ -92,6 +97,11 @@ class Node:
     #: Trusted JWT issuers as stored, and the verifier over their live key sets.
     issuers: IssuerStore
     jwt: JwtVerifier
+    #: Automatic responses (monitor/): quarantined functions (stored), throttled callers
+    #: (in memory, over `limiter`), and what each finding kind gets.
+    quarantines: Quarantines
+    throttles: Throttles
+    response_policy: ResponsePolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
@@ -108,8 +118,6 @@ class Node:
     controls_waived: tuple[str, ...] = ()
     #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
     alerts: AlertStore | None = None
-    #: What acts on alerts raised in `block` mode (monitor/responses.py); None: nothing.
-    responder: Responder | None = None
     _monitor: MonitorService | None = None
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
@@ -216,6 +224,21 @@ class Node:
                 )
             )
 
+    @functools.cached_property
+    def responder(self) -> Responder:
+        """What the monitor calls on an alert in `block` mode (monitor/responses.py)."""
+        return Responder(
+            self.audit, self.response_policy, self.throttles, self.quarantines, self.revoke_key
+        )
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Revoke an API key (the store, then the index the gateway checks); False if no
+        live key has that id. Auditing is the caller's: it knows who asked and why."""
+        if not await asyncio.to_thread(self.keys.revoke, key_id):
+            return False
+        self.key_index.revoke(key_id)
+        return True
+
     async def runtime_target(self) -> RuntimeTarget:
         """What dependencies must be built for: the sandbox's interpreter and platform."""
         if self._runtime_target is None:
@@ -314,6 +337,7 @@ def open_node(settings: Settings) -> Node:
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
+    limiter = MemoryRateLimiter()
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -357,4 +381,9 @@ def open_node(settings: Settings) -> Node:
         roles=roles,
         policy=policy,
         alerts=AlertStore(engine),
+        quarantines=Quarantines(QuarantineStore(engine), audit),
+        throttles=Throttles(limiter),
+        # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
+        response_policy=ResponsePolicy.from_settings(settings.monitor),
+        limiter=limiter,
     )

@@ -34,6 +34,11 @@ _PATH_PARAMS: dict[str, tuple[dict[str, Any], str, str]] = {
     "secret": ({"type": "string", "pattern": SECRET_NAME_RE}, "a secret's name", "stripe-key"),
     "issuer": ({"type": "string", "minLength": 1}, "a trusted issuer's name", "corp"),
     "path": ({"type": "string"}, "the http trigger's path, below /fn/", "hello"),
+    "subject": (
+        {"type": "string", "minLength": 3},
+        "a throttle's subject: principal:LABEL, source:ADDRESS or function:NAME",
+        "principal:key:0123456789abcdef",
+    ),
 }
 
 _TAGS = {
@@ -45,6 +50,7 @@ _TAGS = {
     "secrets": "The vault: values go in, never out",
     "issuers": "Trusted JWT issuers",
     "audit": "The tamper-evident audit log",
+    "responses": "The monitor's automatic responses: throttles and quarantines, and their undoing",
     "node": "The node itself",
 }
 

@@ -150,6 +150,87 @@ _LAMBDA_ERRORS = Raw(
     }
 )
 
+_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+
+
+def _text(name: str, description: str, pattern: str | None = None) -> Param:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return Param(name, "query", schema, description)
+
+
+def _epoch(name: str, description: str) -> Param:
+    return Param(name, "query", {"type": "number", "minimum": 0}, description)
+
+
+#: The monitor's automatic responses (gateway/responses_api.py) and the timeline
+#: (gateway/timeline_api.py).
+_RESPONSE_OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "/v1/responses"): Operation(
+        "listResponses",
+        "The throttles in force and the quarantined functions",
+        "responses",
+        {200: Raw(_OBJECT, '{"throttles": [...], "quarantined": [...]}')},
+        _AUTH,
+    ),
+    ("POST", "/v1/functions/{name}/quarantine"): Operation(
+        "quarantineFunction",
+        "Stop serving a function (503) until it is released",
+        "responses",
+        {
+            200: Raw(_OBJECT, "it was quarantined already"),
+            201: Raw(_OBJECT, "quarantined"),
+        },
+        (*_BODY, 404),
+        Raw(
+            {"application/json": {"schema": {"type": "object"}, "example": {"reason": "why"}}},
+            '{"reason": text (1-500 characters)}',
+        ),
+    ),
+    ("POST", "/v1/functions/{name}/release"): Operation(
+        "releaseFunction",
+        "Serve a quarantined function again (audited function.release)",
+        "responses",
+        {200: Raw(_OBJECT, "released")},
+        (*_AUTH, 404),
+    ),
+    ("DELETE", "/v1/throttles/{subject}"): Operation(
+        "liftThrottle",
+        "Lift a throttle the monitor set (principal:LABEL, source:ADDRESS, function:NAME)",
+        "responses",
+        {204: None},
+        (400, *_AUTH, 404),
+    ),
+    ("GET", "/v1/audit/timeline"): Operation(
+        "auditTimeline",
+        "The forensic timeline: audit records in order, filtered, each with its seq",
+        "audit",
+        {200: Raw(_OBJECT, '{"records": [records with "category"], "next": seq or null}')},
+        (400, *_AUTH),
+        params=(
+            _epoch("since", "records at or after this time"),
+            _epoch("until", "records at or before this time"),
+            _text("function", "records about this function"),
+            _text("principal", "what this principal did and what was done to it"),
+            _text("request", "records of this request id"),
+            _text("source", "records of this client address"),
+            Param(
+                "after",
+                "query",
+                {"type": "integer", "minimum": 0},
+                "the cursor: the `next` of a previous page",
+            ),
+            Param(
+                "n",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200},
+                "matches per page",
+            ),
+        ),
+    ),
+}
+
 #: (METHOD, path template) -> operation. Paths are the app's own route templates.
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation(
@@ -406,4 +487,5 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("DELETE", "/v1/issuers/{issuer}"): Operation(
         "removeIssuer", "Stop trusting a JWT issuer", "issuers", {204: None}, (*_AUTH, 404)
     ),
+    **_RESPONSE_OPERATIONS,
 }

@@ -36,6 +36,8 @@ from donjon.lifecycle import (
     SkipScanRefused,
 )
 from donjon.manifest import ManifestError
+from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
+from donjon.monitor.responses import ResponseConfigError
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import (
     FunctionBlocked,
@@ -106,6 +108,9 @@ STATUS: dict[type[Error], int] = {
     BadSecret: 422,
     SecretNotFound: 404,
     BadWindow: 400,
+    FunctionQuarantined: 503,
+    NotQuarantined: 404,
+    ResponseConfigError: 400,
 }
 
 

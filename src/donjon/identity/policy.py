@@ -51,6 +51,9 @@ class Action(StrEnum):
     ISSUERS = "issuer:manage"
     #: Read the API's own description (GET /openapi.json): every built-in role holds it.
     API_READ = "api:read"
+    #: Undo or set the monitor's automatic responses: release a quarantined function,
+    #: lift a throttle, quarantine by hand (monitor/). Admins only among the built-in roles.
+    RESPONSES = "response:manage"
 
 
 #: The names audit records written before roles were data used (they stay readable).

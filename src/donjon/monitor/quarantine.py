@@ -26,9 +26,25 @@ MAX_REASON = 500
 
 
 class FunctionQuarantined(Error):
-    """A call to a quarantined function (503)."""
+    """A call to a quarantined function (503; the problem's `errorType` is this title)."""
 
     title = "Function.Quarantined"
+
+    def __init__(self, record: QuarantineRecord) -> None:
+        alert = f", alert {record.alert_seq}" if record.alert_seq is not None else ""
+        super().__init__(
+            f"function {record.name} is quarantined ({record.reason}{alert})",
+            hint="an admin releases it with `donjon function release NAME` once it is safe",
+        )
+        self.record = record
+
+    def problem_fields(self) -> dict[str, object]:
+        """What the problem document adds: the error type, the reason and the alert."""
+        return {
+            "errorType": self.title,
+            "reason": self.record.reason,
+            "alert_seq": self.record.alert_seq,
+        }
 
 
 class NotQuarantined(Error):
@@ -60,7 +76,7 @@ class Quarantines:
             return
         record = self._by_name.get(name)
         if record is not None:
-            raise FunctionQuarantined(_refusal(record), hint=_HINT)
+            raise FunctionQuarantined(record)
 
     async def quarantine(
         self,
@@ -120,11 +136,3 @@ class Quarantines:
                 },
             )
         )
-
-
-_HINT = "an admin releases it with `donjon function release NAME` once it is safe"
-
-
-def _refusal(record: QuarantineRecord) -> str:
-    alert = f", alert {record.alert_seq}" if record.alert_seq is not None else ""
-    return f"function {record.name} is quarantined ({record.reason}{alert})"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from donjon.audit.log import AuditEvent, AuditLog
+from donjon.config import MonitorSettings
 from donjon.errors import Error
 from donjon.monitor.findings import Finding
 from donjon.monitor.quarantine import Quarantines
@@ -38,10 +39,10 @@ __all__ = [
     "ACTIONS",
     "DEFAULT_RESPONSES",
     "KNOWN_KINDS",
+    "Responder",
     "ResponseAction",
     "ResponseConfigError",
     "ResponsePolicy",
-    "Responder",
     "parse_responses",
 ]
 
@@ -93,6 +94,7 @@ _FITS: dict[ResponseAction, frozenset[str]] = {
     "quarantine": frozenset({"function"}),
     "none": frozenset({"principal", "source", "function", "node"}),
 }
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _USAGE = "DONJON_MONITOR_RESPONSES is `kind=throttle|revoke|quarantine|none,...`"
 
 
@@ -103,9 +105,8 @@ class ResponseConfigError(Error):
 
 
 def parse_responses(text: str) -> dict[str, ResponseAction]:
-    """`kind=action,...` checked whole: an unknown kind or action, a repeated kind, or an
-    action that cannot apply to what the kind is about is an error naming it."""
-    out: dict[str, ResponseAction] = {}
+    """`kind=action,...` checked whole (`check_responses`); a repeated kind is an error."""
+    pairs: dict[str, str] = {}
     for raw in text.split(","):
         entry = raw.strip()
         if not entry:
@@ -113,22 +114,32 @@ def parse_responses(text: str) -> dict[str, ResponseAction]:
         kind, sep, action = (p.strip() for p in entry.partition("="))
         if not sep or not kind or not action:
             raise ResponseConfigError(f"{entry[:80]!r} is not kind=action", hint=_USAGE)
+        if kind in pairs:
+            raise ResponseConfigError(f"{kind} is given twice", hint=_USAGE)
+        pairs[kind] = action
+    return check_responses(pairs)
+
+
+def check_responses(pairs: Mapping[str, str]) -> dict[str, ResponseAction]:
+    """Each configured kind and action checked: an unknown kind or action, or an action
+    that cannot apply to what the kind is about, is an error naming it."""
+    out: dict[str, ResponseAction] = {}
+    for kind, action in pairs.items():
         if kind not in KNOWN_KINDS:
             raise ResponseConfigError(
-                f"unknown finding kind {kind[:80]!r}",
+                f"DONJON_MONITOR_RESPONSES: unknown finding kind {kind[:80]!r}",
                 hint=f"the kinds are: {', '.join(sorted(KNOWN_KINDS))}",
             )
         if action not in ACTIONS:
             raise ResponseConfigError(
-                f"unknown response {action[:40]!r} for {kind}", hint=_USAGE
+                f"DONJON_MONITOR_RESPONSES: unknown response {action[:40]!r} for {kind}",
+                hint=_USAGE,
             )
-        if kind in out:
-            raise ResponseConfigError(f"{kind} is given twice", hint=_USAGE)
-        chosen: ResponseAction = action  # type: ignore[assignment]  # checked just above
+        chosen: ResponseAction = action  # one of ACTIONS: checked just above
         if not KNOWN_KINDS[kind] & _FITS[chosen]:
             raise ResponseConfigError(
-                f"{kind} findings are about a {'/'.join(sorted(KNOWN_KINDS[kind]))}: "
-                f"{chosen} cannot answer them",
+                f"DONJON_MONITOR_RESPONSES: {kind} findings are about a "
+                f"{'/'.join(sorted(KNOWN_KINDS[kind]))}: {chosen} cannot answer them",
                 hint="revoke answers findings about a principal, quarantine about a function",
             )
         out[kind] = chosen
@@ -143,6 +154,22 @@ class ResponsePolicy:
     throttle_count: int = 10
     throttle_period_s: float = 60.0
     throttle_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: MonitorSettings) -> ResponsePolicy:
+        """The policy DONJON_MONITOR_RESPONSES and _THROTTLE(_S) describe; `ResponseConfigError`."""
+        count, _, period = settings.throttle.partition("/")
+        if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+            raise ResponseConfigError(
+                f"DONJON_MONITOR_THROTTLE {settings.throttle[:40]!r} is not a rate",
+                hint="a rate reads like 10/minute (second, minute, hour or day)",
+            )
+        return cls(
+            check_responses(settings.responses),
+            int(count),
+            _PERIODS[period],
+            settings.throttle_s,
+        )
 
     def action(self, finding: Finding) -> ResponseAction:
         chosen = self.configured.get(finding.kind) or DEFAULT_RESPONSES.get(finding.kind)

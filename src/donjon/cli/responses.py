@@ -1,0 +1,110 @@
+"""`donjon function release|quarantine|quarantined` and `donjon throttle ls|rm`: the
+monitor's automatic responses, seen and undone by a person (gateway/responses_api.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from donjon.cli.client import ApiClient
+from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table, when
+from donjon.config import load_settings
+
+__all__ = ["function", "throttle"]
+
+
+@click.group()
+def function() -> None:
+    """Quarantine and release functions (the monitor's automatic responses)."""
+
+
+@function.command("release")
+@click.argument("name")
+@output_option
+def function_release(name: str, output: OutputFormat) -> None:
+    """Serve a quarantined function again (admins; audited function.release)."""
+    path = f"/v1/functions/{quote(name, safe='')}/release"
+    answer = ApiClient(load_settings()).json("POST", path)
+    emit(output, answer, lambda: echo_text(f"released {name}: it serves again"))
+
+
+@function.command("quarantine")
+@click.argument("name")
+@click.option("--reason", required=True, help="Why (kept with it, shown to its callers).")
+@output_option
+def function_quarantine(name: str, reason: str, output: OutputFormat) -> None:
+    """Stop serving a function (503) until `donjon function release NAME` (admins; audited)."""
+    answer = ApiClient(load_settings()).json(
+        "POST", f"/v1/functions/{quote(name, safe='')}/quarantine", json={"reason": reason}
+    )
+    already = isinstance(answer, dict) and not answer.get("changed", True)
+    emit(
+        output,
+        answer,
+        lambda: echo_text(f"{name} {'was already' if already else 'is now'} quarantined"),
+    )
+
+
+@function.command("quarantined")
+@output_option
+def function_quarantined(output: OutputFormat) -> None:
+    """List the quarantined functions, why, and the alert each answers."""
+    answer = _responses()
+    rows = answer.get("quarantined", [])
+    emit(
+        output,
+        rows,
+        lambda: print_table(
+            ["FUNCTION", "SINCE", "BY", "ALERT", "REASON"],
+            [
+                [q["function"], when(q["since"]), q["by"], _seq(q["alert_seq"]), q["reason"]]
+                for q in rows
+            ],
+        ),
+    )
+
+
+@click.group()
+def throttle() -> None:
+    """The throttles the monitor set on principals, sources and functions."""
+
+
+@throttle.command("ls")
+@output_option
+def throttle_ls(output: OutputFormat) -> None:
+    """List the throttles in force."""
+    rows = _responses().get("throttles", [])
+    emit(
+        output,
+        rows,
+        lambda: print_table(
+            ["SUBJECT", "RATE", "UNTIL", "ALERT", "REASON"],
+            [
+                [t["subject"], t["rate"], when(t["until"]), _seq(t["alert_seq"]), t["reason"]]
+                for t in rows
+            ],
+        ),
+    )
+
+
+@throttle.command("rm")
+@click.argument("subject")
+@output_option
+def throttle_rm(subject: str, output: OutputFormat) -> None:
+    """Lift a throttle: SUBJECT as `throttle ls` shows it (principal:key:ID, source:ADDRESS,
+    function:NAME); a bare key id means its principal. Admins; audited response.unthrottle."""
+    if ":" not in subject:
+        subject = f"principal:key:{subject}"
+    ApiClient(load_settings()).request("DELETE", f"/v1/throttles/{quote(subject, safe=':')}")
+    emit(output, {"lifted": subject}, lambda: echo_text(f"lifted the throttle on {subject}"))
+
+
+def _responses() -> dict[str, Any]:
+    answer = ApiClient(load_settings()).json("GET", "/v1/responses")
+    return answer if isinstance(answer, dict) else {}
+
+
+def _seq(value: object) -> str:
+    return "-" if value is None else str(value)

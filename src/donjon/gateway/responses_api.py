@@ -1,0 +1,135 @@
+"""The monitor's automatic responses over HTTP: list them, undo them, quarantine by hand.
+
+- `GET /v1/responses` (alert:read): the throttles in force and the quarantined functions.
+- `POST /v1/functions/{name}/quarantine` (response:manage): stop serving a function,
+  with a reason (`{"reason": "..."}`); audited `response.quarantine`.
+- `POST /v1/functions/{name}/release` (response:manage): serve it again; audited
+  `function.release`.
+- `DELETE /v1/throttles/{subject}` (response:manage): lift a throttle
+  (`principal:key:0123...`, `source:203.0.113.9`, `function:NAME`); audited
+  `response.unthrottle`.
+What each does lives in monitor/ (quarantine.py, throttles.py); this is the edge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit import AuditEvent
+from donjon.gateway.access import parse_json, read_body
+from donjon.gateway.admin import _guarded
+from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.node import Node
+from donjon.identity import Action, Principal
+from donjon.manifest.model import NAME_RE
+from donjon.monitor.quarantine import MAX_REASON
+
+__all__ = ["ROUTES"]
+
+_FUNCTION_NAME = re.compile(NAME_RE)
+_SUBJECT_KINDS = ("principal", "source", "function")
+
+
+def _name(request: Request) -> str:
+    name: str = request.path_params["name"]
+    if not _FUNCTION_NAME.fullmatch(name):
+        raise NotFound(f"no function named {name[:64]!r}")
+    return name
+
+
+async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    return JSONResponse(
+        {
+            "throttles": [
+                {
+                    "subject": t.subject,
+                    "rate": f"{t.count}/{t.period_s:g}s",
+                    "since": t.since,
+                    "until": t.until,
+                    "reason": t.reason,
+                    "alert_seq": t.alert_seq,
+                }
+                for t in node.throttles.active()
+            ],
+            "quarantined": [
+                {
+                    "function": q.name,
+                    "reason": q.reason,
+                    "alert_seq": q.alert_seq,
+                    "since": q.since,
+                    "by": q.by,
+                }
+                for q in node.quarantines.all()
+            ],
+        }
+    )
+
+
+async def quarantine_function(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = _name(request)
+    body = await parse_json(
+        node, request, principal.label, await read_body(request, 4096) or b"{}", request_id
+    )
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or set(body) - {"reason"}:
+        raise BadRequest('the body is {"reason": text}')
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise BadRequest(f"reason must be 1-{MAX_REASON} characters saying why")
+    if node.registry.get(name) is None:
+        raise NotFound(f"no function named {name!r}")
+    added = await node.quarantines.quarantine(
+        name, reason, by=principal.label, request_id=request_id
+    )
+    return JSONResponse(
+        {"function": name, "quarantined": True, "changed": added}, 201 if added else 200
+    )
+
+
+async def release_function(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = _name(request)
+    await node.quarantines.release(name, by=principal.label, request_id=request_id)
+    return JSONResponse({"function": name, "released": True})
+
+
+async def lift_throttle(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    subject: str = request.path_params["subject"]
+    kind, _, subject_id = subject.partition(":")
+    if kind not in _SUBJECT_KINDS or not subject_id or len(subject) > 300:
+        raise BadRequest(
+            "a throttle's subject is principal:LABEL, source:ADDRESS or function:NAME",
+            hint="`donjon throttle ls` lists the throttles in force",
+        )
+    lifted = node.throttles.remove(kind, subject_id)
+    if lifted is None:
+        raise NotFound(
+            f"no throttle in force on {subject[:300]!r}",
+            hint="`donjon throttle ls` lists the throttles in force",
+        )
+    await node.audit.record(
+        AuditEvent(
+            principal.label,
+            "response.unthrottle",
+            lifted.subject,
+            "ok",
+            {"request_id": request_id, "alert_seq": lifted.alert_seq, "until": lifted.until},
+        )
+    )
+    return Response(status_code=204)
+
+
+ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("/v1/responses", "GET", _guarded(Action.ALERTS, list_responses)),
+    ("/v1/functions/{name}/quarantine", "POST", _guarded(Action.RESPONSES, quarantine_function)),
+    ("/v1/functions/{name}/release", "POST", _guarded(Action.RESPONSES, release_function)),
+    ("/v1/throttles/{subject}", "DELETE", _guarded(Action.RESPONSES, lift_throttle)),
+]

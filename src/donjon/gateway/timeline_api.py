@@ -1,0 +1,107 @@
+"""`GET /v1/audit/timeline` (audit:read): the forensic timeline, filtered on the server.
+
+Query: `since`, `until` (seconds since the epoch), `function`, `principal`,
+`request` (a request id), `source` (a client address), `after` (the cursor a
+previous page returned as `next`), `n` (matches per page, 1-1000). The body is
+`{"records": [...], "next": seq | null}`: each record as stored, with its
+`seq` and a `category`; `next` is where the following page starts (null: the
+end). What a page reads is bounded (audit/timeline.py), so a filter that
+matches little may return an empty page with a `next`: keep paging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import math
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.audit.timeline import TimelineFilter, read_timeline
+from donjon.gateway.admin import _guarded
+from donjon.gateway.errors import BadRequest
+from donjon.gateway.node import Node
+from donjon.identity import Action, Principal
+from donjon.manifest.model import NAME_RE
+
+__all__ = ["MAX_PAGE", "ROUTES"]
+
+MAX_PAGE = 1000
+_FUNCTION = re.compile(NAME_RE)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_PRINCIPAL = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,256}")
+_CURSOR = re.compile(r"[0-9]{1,18}")
+
+
+def _time(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{name} must be a time in seconds since the epoch (0 or more)")
+    return value
+
+
+def _match(request: Request, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is not None and not pattern.fullmatch(raw):
+        raise BadRequest(f"{name} must be {what}")
+    return raw
+
+
+def timeline_filter(request: Request) -> TimelineFilter:
+    """The filters of the query, each checked; `BadRequest` naming the first bad one."""
+    source = request.query_params.get("source")
+    if source is not None:
+        try:
+            source = str(ipaddress.ip_address(source))
+        except ValueError:
+            raise BadRequest("source must be an IP address") from None
+    flt = TimelineFilter(
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        function=_match(request, "function", _FUNCTION, "a function name"),
+        principal=_match(
+            request, "principal", _PRINCIPAL, "a principal (key:ID, a key id, jwt:ISSUER:SUB)"
+        ),
+        request_id=_match(
+            request, "request", _REQUEST_ID, "a request id (up to 64 letters, digits, - _ . :)"
+        ),
+        source=source,
+    )
+    if flt.since is not None and flt.until is not None and flt.until < flt.since:
+        raise BadRequest("until is before since")
+    return flt
+
+
+async def audit_timeline(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    flt = timeline_filter(request)
+    after = _match(request, "after", _CURSOR, "a cursor: the `next` of a previous page")
+    raw_n = request.query_params.get("n", "200")
+    if not (
+        raw_n.isascii() and raw_n.isdigit() and len(raw_n) <= 4 and 1 <= int(raw_n) <= MAX_PAGE
+    ):
+        raise BadRequest(f"n must be a whole number from 1 to {MAX_PAGE}")
+    page = await asyncio.to_thread(
+        functools.partial(
+            read_timeline,
+            node.engine,
+            flt,
+            after=None if after is None else int(after),
+            limit=int(raw_n),
+        )
+    )
+    return JSONResponse({"records": page.records, "next": page.next_after})
+
+
+ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("/v1/audit/timeline", "GET", _guarded(Action.AUDIT, audit_timeline)),
+]

@@ -1,0 +1,319 @@
+"""The responder on a real audit log and SQLite file: each response, its record, its undoing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from donjon.audit.log import AuditEvent, AuditLog
+from donjon.config import MonitorSettings
+from donjon.monitor.engine import Monitor
+from donjon.monitor.findings import Finding, Subject
+from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined, Quarantines
+from donjon.monitor.responses import (
+    DEFAULT_RESPONSES,
+    KNOWN_KINDS,
+    Responder,
+    ResponseConfigError,
+    ResponsePolicy,
+    parse_responses,
+)
+from donjon.monitor.throttles import Throttled, Throttles
+from donjon.ratelimit import MemoryRateLimiter
+from donjon.store import QuarantineStore
+from monitor_support import EveryDenial, FakeClock, make_engine, make_log
+
+
+class Keys:
+    """Stands in for the node's key revocation: which ids it was asked to revoke."""
+
+    def __init__(self, live: set[str], fail: bool = False) -> None:
+        self.live = live
+        self.revoked: list[str] = []
+        self.fail = fail
+
+    async def __call__(self, key_id: str) -> bool:
+        if self.fail:
+            raise RuntimeError("the database is gone")
+        self.revoked.append(key_id)
+        if key_id in self.live:
+            self.live.discard(key_id)
+            return True
+        return False
+
+
+class Rig:
+    """A responder over a real audit log, quarantine store and rate limiter, on a fake clock."""
+
+    def __init__(self, engine: Engine, policy: ResponsePolicy, keys: Keys) -> None:
+        self.clock = FakeClock()
+        self.log: AuditLog = make_log(engine)
+        self.log.start()
+        self.engine = engine
+        self.throttles = Throttles(MemoryRateLimiter(self.clock), self.clock)
+        self.quarantines = Quarantines(QuarantineStore(engine), self.log, self.clock)
+        self.keys = keys
+        self.responder = Responder(
+            self.log, policy, self.throttles, self.quarantines, keys, self.clock
+        )
+
+    def records(self, action: str) -> list[dict[str, Any]]:
+        return [r for r in self.log.tail(1000) if r["action"] == action]
+
+
+def _finding(kind: str, subject: Subject, summary: str = "seen") -> Finding:
+    return Finding(kind, "test", "high", subject, summary, (1,), 1_000_000.0)
+
+
+async def _with_rig(
+    tmp_path: Path,
+    policy: ResponsePolicy,
+    work: Any,
+    keys: Keys | None = None,
+) -> Rig:
+    rig = Rig(make_engine(tmp_path), policy, keys or Keys({"0123456789abcdef"}))
+    try:
+        await work(rig)
+    finally:
+        rig.log.stop()
+    return rig
+
+
+def test_parse_responses_reads_kind_action_pairs() -> None:
+    """DONJON_MONITOR_RESPONSES is read as kind=action pairs, spaces and empty entries allowed."""
+    assert parse_responses("") == {}
+    assert parse_responses(
+        " first_seen.function = revoke, egress.refused=none,, sandbox.violation=throttle"
+    ) == {
+        "first_seen.function": "revoke",
+        "egress.refused": "none",
+        "sandbox.violation": "throttle",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("auth.credential_stuffing", "is not kind=action"),
+        ("auth.credential_stufing=throttle", "unknown finding kind"),
+        ("egress.refused=block", "unknown response"),
+        ("egress.refused=none,egress.refused=quarantine", "given twice"),
+        ("egress.refused=revoke", "cannot answer"),
+        ("first_seen.source=quarantine", "cannot answer"),
+    ],
+)
+def test_parse_responses_refuses_bad_entries(text: str, says: str) -> None:
+    """A malformed entry, an unknown kind or action, a repeat or a misfit is a clear error."""
+    with pytest.raises(ResponseConfigError, match=says):
+        parse_responses(text)
+
+
+def test_bad_throttle_rate_is_refused() -> None:
+    """DONJON_MONITOR_THROTTLE must be a rate."""
+    with pytest.raises(ResponseConfigError, match="not a rate"):
+        ResponsePolicy.from_settings(MonitorSettings(throttle="ten/minute"))
+    policy = ResponsePolicy.from_settings(MonitorSettings(throttle="3/hour", throttle_s=60))
+    assert (policy.throttle_count, policy.throttle_period_s, policy.throttle_s) == (3, 3600, 60)
+
+
+def test_defaults_never_revoke() -> None:
+    """No finding kind revokes a key unless configured; every known kind has a default."""
+    assert set(DEFAULT_RESPONSES) == set(KNOWN_KINDS)
+    assert "revoke" not in DEFAULT_RESPONSES.values()
+    assert DEFAULT_RESPONSES["auth.credential_stuffing"] == "throttle"
+    assert DEFAULT_RESPONSES["egress.refused"] == "quarantine"
+
+
+def test_throttle_answers_credential_stuffing(tmp_path: Path) -> None:
+    """A source found stuffing credentials gets a tighter bucket, audited with the alert seq."""
+    policy = ResponsePolicy(throttle_count=2, throttle_period_s=60, throttle_s=600)
+
+    async def work(rig: Rig) -> None:
+        finding = _finding("auth.credential_stuffing", Subject("source", "203.0.113.9"))
+        await rig.responder.respond(finding, 41)
+        await rig.throttles.check("source", "203.0.113.9")
+        await rig.throttles.check("source", "203.0.113.9")
+        with pytest.raises(Throttled, match="alert 41") as refused:
+            await rig.throttles.check("source", "203.0.113.9")
+        assert refused.value.retry_after_s > 0
+        await rig.throttles.check("source", "198.51.100.1")  # another source: not throttled
+        rig.clock.advance(601)  # the throttle ends by itself
+        for _ in range(5):
+            await rig.throttles.check("source", "203.0.113.9")
+        assert rig.throttles.active() == []
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    [record] = rig.records("response.throttle")
+    assert record["target"] == "source:203.0.113.9"
+    assert record["outcome"] == "ok"
+    assert record["actor"] == "system:monitor"
+    assert record["detail"]["alert_seq"] == 41
+    assert record["detail"]["kind"] == "auth.credential_stuffing"
+    assert record["detail"]["rate"] == "2/60s"
+
+
+def test_throttle_of_a_principal_is_lifted_by_hand(tmp_path: Path) -> None:
+    """A throttled principal is served again at once once the throttle is removed."""
+    policy = ResponsePolicy(throttle_count=1, throttle_period_s=3600)
+
+    async def work(rig: Rig) -> None:
+        subject = Subject("principal", "0123456789abcdef")  # a bare key id: its key's principal
+        await rig.responder.respond(_finding("first_seen.function", subject), 7)
+        await rig.throttles.check("principal", "key:0123456789abcdef")
+        with pytest.raises(Throttled):
+            await rig.throttles.check("principal", "key:0123456789abcdef")
+        lifted = rig.throttles.remove("principal", "key:0123456789abcdef")
+        assert lifted is not None and lifted.alert_seq == 7
+        await rig.throttles.check("principal", "key:0123456789abcdef")
+        assert rig.keys.revoked == []  # throttled, never revoked by default
+
+    asyncio.run(_with_rig(tmp_path, policy, work))
+
+
+def test_quarantine_survives_a_restart_until_released(tmp_path: Path) -> None:
+    """A quarantine is stored: a new node's view refuses the function until it is released."""
+
+    async def work(rig: Rig) -> None:
+        finding = _finding("egress.refused", Subject("function", "fetcher@3"), "tried evil.test")
+        await rig.responder.respond(finding, 12)
+        with pytest.raises(FunctionQuarantined, match=r"tried evil\.test, alert 12"):
+            rig.quarantines.check("fetcher")
+        rig.quarantines.check("other")  # only that function
+        again = Quarantines(QuarantineStore(rig.engine), rig.log)  # as a restarted node
+        with pytest.raises(FunctionQuarantined) as refused:
+            again.check("fetcher")
+        assert refused.value.problem_fields()["alert_seq"] == 12
+        await again.release("fetcher", by="key:admin", request_id="r1")
+        again.check("fetcher")
+        with pytest.raises(NotQuarantined):
+            await again.release("fetcher", by="key:admin", request_id="r2")
+        assert Quarantines(QuarantineStore(rig.engine), rig.log).all() == []
+
+    rig = asyncio.run(_with_rig(tmp_path, ResponsePolicy(), work))
+    [quarantined] = rig.records("response.quarantine")
+    assert quarantined["target"] == "function:fetcher"
+    assert quarantined["detail"]["alert_seq"] == 12
+    assert quarantined["detail"]["kind"] == "egress.refused"
+    [released] = rig.records("function.release")
+    assert released["actor"] == "key:admin"
+    assert released["detail"]["alert_seq"] == 12
+
+
+def test_revoke_only_when_configured(tmp_path: Path) -> None:
+    """Configured to revoke, the key is revoked, audited with its alert and how to undo it."""
+    policy = ResponsePolicy(parse_responses("first_seen.function=revoke"))
+
+    async def work(rig: Rig) -> None:
+        subject = Subject("principal", "key:0123456789abcdef")
+        await rig.responder.respond(_finding("first_seen.function", subject), 5)
+        await rig.responder.respond(_finding("first_seen.function", subject), 6)  # revoked already
+        jwt = Subject("principal", "jwt:corp:alice")
+        await rig.responder.respond(_finding("first_seen.function", jwt), 8)
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    assert rig.keys.revoked == ["0123456789abcdef", "0123456789abcdef"]
+    revokes = rig.records("response.revoke")
+    outcomes = [(r["target"], r["outcome"], r["detail"]["alert_seq"]) for r in revokes]
+    assert outcomes == [
+        ("key:0123456789abcdef", "ok", 5),
+        ("key:0123456789abcdef", "unchanged", 6),
+        ("jwt:corp:alice", "skipped", 8),
+    ]
+    assert "new key" in rig.records("response.revoke")[0]["detail"]["undo"]
+
+
+def test_response_that_does_not_fit_is_skipped_and_audited(tmp_path: Path) -> None:
+    """A quarantine configured for a kind, found about a principal, is skipped with a reason."""
+    policy = ResponsePolicy(parse_responses("baseline.call_rate=quarantine"))
+
+    async def work(rig: Rig) -> None:
+        subject = Subject("principal", "key:0123456789abcdef")
+        await rig.responder.respond(_finding("baseline.call_rate", subject), 9)
+        assert rig.quarantines.all() == []
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    [record] = rig.records("response.quarantine")
+    assert record["outcome"] == "skipped"
+    assert "principal" in record["detail"]["reason"]
+
+
+def test_none_and_node_findings_do_nothing(tmp_path: Path) -> None:
+    """`none` leaves no response; a throttle cannot answer a finding about the whole node
+    (stuffing across many keys): skipped, and said so; an unknown kind about it: nothing."""
+    policy = ResponsePolicy(parse_responses("egress.refused=none"))
+
+    async def work(rig: Rig) -> None:
+        await rig.responder.respond(_finding("egress.refused", Subject("function", "f")), 3)
+        node = Subject("node", "node")
+        await rig.responder.respond(_finding("auth.credential_stuffing", node), 4)
+        await rig.responder.respond(_finding("some.future_kind", node), 4)
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    responses = [r for r in rig.log.tail(100) if r["action"].startswith("response.")]
+    assert [(r["action"], r["target"], r["outcome"]) for r in responses] == [
+        ("response.throttle", "node:node", "skipped")
+    ]
+    assert rig.quarantines.all() == [] and not rig.throttles
+
+
+def test_a_failing_response_is_audited_and_does_not_raise(tmp_path: Path) -> None:
+    """A revocation that fails leaves a `failed` record; the monitor is not disturbed."""
+    policy = ResponsePolicy(parse_responses("first_seen.source=revoke"))
+
+    async def work(rig: Rig) -> None:
+        subject = Subject("principal", "key:0123456789abcdef")
+        await rig.responder.respond(_finding("first_seen.source", subject), 11)
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work, Keys(set(), fail=True)))
+    [record] = rig.records("response.revoke")
+    assert record["outcome"] == "failed"
+    assert record["detail"] == {
+        "alert_seq": 11,
+        "kind": "first_seen.source",
+        "error": "RuntimeError",
+    }
+
+
+def test_monitor_in_block_mode_responds_with_the_alerts_seq(tmp_path: Path) -> None:
+    """Through the real engine: the response record names the seq of the alert it answers."""
+    policy = ResponsePolicy(parse_responses("auth.credential_stuffing=throttle"))
+
+    async def work(rig: Rig) -> None:
+        # EveryDenial raises auth.test findings: an unknown kind, answered by its subject.
+        monitor = Monitor(
+            rig.log, [EveryDenial()], {"every_denial": "block"}, responder=rig.responder
+        )
+        monitor.attach(asyncio.get_running_loop())
+        try:
+            await rig.log.record(
+                AuditEvent("anonymous", "auth.denied", "/v1/x", "denied", {"client": "10.0.0.7"})
+            )
+            for _ in range(100):  # the response follows the alert's commit
+                await monitor.settle()
+                if rig.records("response.throttle"):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await monitor.close()
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    [alert] = rig.records("alert.raised")
+    [response] = rig.records("response.throttle")
+    assert response["detail"]["alert_seq"] == alert["seq"]
+    assert response["target"] == "source:10.0.0.7"
+    assert response["seq"] > alert["seq"]
+
+
+def test_node_settings_are_checked_whole() -> None:
+    """The pairs DONJON_MONITOR_RESPONSES gave the settings are checked for kinds and fit."""
+    with pytest.raises(ResponseConfigError, match="unknown finding kind"):
+        ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refusd": "none"}))
+    with pytest.raises(ResponseConfigError, match="cannot answer"):
+        ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refused": "revoke"}))
+    policy = ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refused": "none"}))
+    finding = _finding("egress.refused", Subject("function", "f"))
+    assert policy.action(finding) == "none"

@@ -1,0 +1,172 @@
+"""Quarantine, release and the timeline on a real node (`donjon serve`), through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from harness import FUNCTIONS, LiveNode, donjon_env, run_cli, start_node
+
+pytestmark = pytest.mark.slow
+
+
+def _serve(node: LiveNode) -> None:
+    """Start `donjon serve` again on `node`'s data dir and port; wait until healthy."""
+    port = node.url.rsplit(":", 1)[1]
+    node.log = open(node.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
+    node.proc = subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
+        env=donjon_env(node.data_dir, node.url),
+        stdout=node.log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if node.proc.poll() is not None:
+            raise AssertionError((node.data_dir / "serve.log").read_text()[-3000:])
+        try:
+            if httpx.get(f"{node.url}/healthz", verify=node.tls, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("donjon serve did not become healthy after a restart")
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    """A node of this module's own (it is restarted), serving `web`."""
+    live = start_node(tmp_path_factory.mktemp("responses-node"))
+    try:
+        live.deploy(FUNCTIONS / "web")
+        yield live
+    finally:
+        live.stop()
+
+
+def _cli(node: LiveNode, *args: str, key: str | None = None, check: bool = True) -> Any:
+    done = run_cli(node.env(key), *args, check=check)
+    if not check:
+        return done
+    return json.loads(done.stdout) if "--json" in args else done.stdout
+
+
+def _public(node: LiveNode) -> int:
+    """The status of a call to web's public http trigger."""
+    with node.client("") as c:
+        return c.get("/fn/web/public").status_code
+
+
+def _audit(node: LiveNode, action: str) -> list[dict[str, Any]]:
+    with node.client() as c:
+        records: list[dict[str, Any]] = c.get("/v1/audit", params={"n": 1000}).json()
+    return [r for r in records if r["action"] == action]
+
+
+def test_quarantined_function_answers_503_until_released_even_after_restart(
+    own: LiveNode,
+) -> None:
+    """A quarantine stops every way in with 503 and its reason, outlives a restart, and
+    ends only with `donjon function release`; both are audited."""
+    assert _public(own) == 200
+    _cli(own, "function", "quarantine", "web", "--reason", "calls home to evil.test", "--json")
+    refused = own.invoke("web", {})
+    assert refused.status_code == 503
+    problem = refused.json()
+    assert problem["errorType"] == "Function.Quarantined"
+    assert problem["reason"] == "calls home to evil.test"
+    assert "donjon function release" in problem["detail"]
+    with own.client("") as c:  # the public http trigger too: no function code runs,
+        public = c.get("/fn/web/public")  # and anyone at all is not told why
+    assert public.status_code == 503
+    assert public.json()["errorType"] == "Function.Quarantined"
+    assert "evil.test" not in public.text and "reason" not in public.json()
+    with own.client() as c:  # a caller with a key is told
+        private = c.get("/fn/web/private")
+    assert private.status_code == 503 and private.json()["reason"] == "calls home to evil.test"
+    listed = _cli(own, "function", "quarantined", "--json")
+    assert [q["function"] for q in listed] == ["web"]
+
+    own.stop()
+    _serve(own)
+    assert own.invoke("web", {}).status_code == 503  # stored: a restart does not release it
+
+    _cli(own, "function", "release", "web")
+    assert _public(own) == 200
+    [quarantine] = _audit(own, "response.quarantine")
+    assert quarantine["target"] == "function:web"
+    assert quarantine["detail"]["reason"] == "calls home to evil.test"
+    [release] = _audit(own, "function.release")
+    assert release["target"] == "function:web"
+    assert release["actor"].startswith("key:")
+    assert release["detail"]["reason"] == "calls home to evil.test"
+
+
+def test_only_an_admin_releases_and_a_bad_release_changes_nothing(own: LiveNode) -> None:
+    """A developer cannot release (403, audited); releasing what is not quarantined is 404."""
+    developer = own.create_key("dev", "developer")["key"]
+    _cli(own, "function", "quarantine", "web", "--reason", "under review")
+    try:
+        done = _cli(own, "function", "release", "web", key=developer, check=False)
+        assert done.returncode == 1
+        assert "does not allow" in done.stderr
+        assert own.invoke("web", {}).status_code == 503
+    finally:
+        _cli(own, "function", "release", "web")
+    done = _cli(own, "function", "release", "web", check=False)
+    assert done.returncode == 1 and "not quarantined" in done.stderr
+    with own.client() as c:
+        bad = c.post("/v1/functions/web/quarantine", json={"reason": ""})
+        assert bad.status_code == 400
+        assert c.post("/v1/functions/nope/quarantine", json={"reason": "x"}).status_code == 404
+        assert c.delete("/v1/throttles/principal:key:0123456789abcdef").status_code == 404
+        assert c.delete("/v1/throttles/nonsense").status_code == 400
+    assert _public(own) == 200
+
+
+def test_timeline_tells_a_functions_story_with_seqs(own: LiveNode) -> None:
+    """`donjon audit timeline --function web` lists its deploy, calls, quarantine and
+    release in seq order; `--request` narrows to one call; each line starts with its seq."""
+    with own.client("") as c:
+        call = c.get("/fn/web/public")
+    assert call.status_code == 200
+    request_id = call.headers["x-request-id"]
+    story = _cli(own, "audit", "timeline", "--function", "web", "--json")
+    seqs = [r["seq"] for r in story]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    categories = {r["category"] for r in story}
+    assert {"deploy", "invoke", "response"} <= categories
+    assert all(
+        "web" in (r["target"], r["actor"]) or r["target"].startswith(("web@", "function:web"))
+        for r in story
+    )
+    [one] = _cli(own, "audit", "timeline", "--request", request_id, "--json")
+    assert one["action"] == "function.invoke" and one["detail"]["request_id"] == request_id
+    lines = _cli(own, "audit", "timeline", "--function", "web", "--since", "1h").splitlines()
+    assert lines and all(line.split()[0].isdigit() for line in lines)
+    assert any("scan:" in line or "scan SKIPPED" in line for line in lines)
+    assert str(one["seq"]) in {line.split()[0] for line in lines}
+
+
+def test_timeline_refuses_bad_filters(own: LiveNode) -> None:
+    """A bad filter is a 400 naming it (and the CLI's error), never a partial answer."""
+    with own.client() as c:
+        for params in (
+            {"source": "not-an-address"},
+            {"function": "../etc"},
+            {"since": "-1"},
+            {"since": "10", "until": "5"},
+            {"n": "0"},
+            {"after": "x"},
+        ):
+            answer = c.get("/v1/audit/timeline", params=params)
+            assert answer.status_code == 400, params
+    invoker = own.create_key("inv", "invoker")["key"]
+    with own.client(invoker) as c:
+        assert c.get("/v1/audit/timeline").status_code == 403
