@@ -88,8 +88,7 @@ def _api_alerts(node: LiveNode, kind: str) -> list[Alert]:
     with node.client() as c:
         r = c.get("/v1/alerts", params={"kind": kind, "n": 500})
     assert r.status_code == 200, r.text
-    body = r.json()
-    alerts: list[Alert] = body["alerts"] if isinstance(body, dict) else body
+    alerts: list[Alert] = r.json()
     return alerts
 
 
@@ -107,8 +106,7 @@ def _wait_for_alert(node: LiveNode, kind: str, want: Callable[[Alert], bool]) ->
 
 def _cli_alerts(node: LiveNode) -> list[Alert]:
     done = run_cli(node.env(), "alerts", "--json")
-    body = json.loads(done.stdout)
-    alerts: list[Alert] = body["alerts"] if isinstance(body, dict) else body
+    alerts: list[Alert] = json.loads(done.stdout)
     return alerts
 
 
