@@ -21,7 +21,7 @@ from donjon.audit.chain import check_chain
 from donjon.audit.checkpoint import SigningKey
 from donjon.audit.errors import AuditError
 from donjon.audit.frontier import Frontier
-from donjon.audit.tree import HEAD_FORMAT, sign_head
+from donjon.audit.tree import HEAD_FORMAT, as_bytes, sign_head
 from donjon.secret import Secret
 
 __all__ = ["Migration", "migrate_v1"]
@@ -50,12 +50,12 @@ def migrate_v1(engine: Engine, mac_key: Secret[bytes], key: SigningKey) -> Migra
         if head_row is None or head_row[3] == HEAD_FORMAT:
             return None
         rows = [
-            (int(seq), bytes(record), bytes(stored))
+            (int(seq), as_bytes(record), as_bytes(stored))
             for seq, record, stored in conn.exec_driver_sql(
                 "SELECT seq, record, hash FROM audit_log ORDER BY seq"
             )
         ]
-        head = (int(head_row[0]), bytes(head_row[1]), bytes(head_row[2]))
+        head = (int(head_row[0]), as_bytes(head_row[1]), as_bytes(head_row[2]))
         check = check_chain(rows, head, mac_key.reveal())
         if not check.ok:
             raise AuditError(

@@ -20,10 +20,17 @@ from donjon.audit.frontier import Frontier
 from donjon.audit.merkle import EMPTY_ROOT
 from donjon.store.tables import audit_checkpoints, audit_head
 
-__all__ = ["HEAD_FORMAT", "SignedHead", "TreeState", "load_tree", "sign_head"]
+__all__ = ["HEAD_FORMAT", "SignedHead", "TreeState", "as_bytes", "load_tree", "sign_head"]
 
 HEAD_FORMAT = 2
 _BATCH = 20_000
+
+
+def as_bytes(value: object) -> bytes:
+    """A column value as stored; tampering may have changed its SQL type (TEXT for BLOB)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
 
 
 @dataclass(frozen=True)
@@ -80,17 +87,23 @@ def load_tree(engine: Engine, key: SigningKey, now_ms: int) -> TreeState:
                 "the audit log is in the v1 format (a hash chain) and was not migrated",
                 hint="start the node (`donjon serve`): it checks the v1 chain and migrates it",
             )
-        head = SignedHead(int(row.seq), bytes(row.hash), int(row.ts_ms or 0), bytes(row.mac))
+        head = SignedHead(int(row.seq), as_bytes(row.hash), int(row.ts_ms or 0), as_bytes(row.mac))
         frontier = Frontier()
         cursor = conn.exec_driver_sql("SELECT seq, hash FROM audit_log ORDER BY seq")
         while rows := cursor.fetchmany(_BATCH):
-            for seq, leaf in rows:
+            for seq, stored in rows:
                 if seq != frontier.size + 1:
                     raise AuditError(
                         f"audit record {frontier.size + 1} is missing: the log was tampered with",
                         hint="run `donjon audit verify`",
                     )
-                frontier.append(bytes(leaf))
+                leaf = as_bytes(stored)
+                if len(leaf) != 32:
+                    raise AuditError(
+                        f"audit record {seq}'s leaf hash is malformed: the log was tampered with",
+                        hint="run `donjon audit verify`",
+                    )
+                frontier.append(leaf)
         last = conn.execute(
             select(audit_checkpoints.c.size, audit_checkpoints.c.ts)
             .order_by(audit_checkpoints.c.size.desc())

@@ -115,7 +115,7 @@ def verify_log(
             bad.span,
             run.matched,
             tuple(run.warnings),
-            start.size,
+            run.start,
         )
     if state_file is not None and run.last_verified is not None:
         _save_state(state_file, vkey, run.last_verified)
