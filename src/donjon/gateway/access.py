@@ -21,7 +21,15 @@ from donjon.identity import (
 )
 from donjon.identity.policy import OWNER_SCOPED
 
-__all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
+__all__ = [
+    "authenticate",
+    "authorize",
+    "client_address",
+    "deny",
+    "new_request_id",
+    "parse_json",
+    "read_body",
+]
 
 
 def new_request_id() -> str:
@@ -38,6 +46,11 @@ def _client(request: Request) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return "-"
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as records name it (an IP address, or "-")."""
+    return _client(request)
 
 
 async def deny(
