@@ -134,12 +134,32 @@ INJECTIONS = (
         slow=3.0,
     ),
     Injection(
-        "k1 calls billing", 8.0, 8.1, frozenset({"first_seen"}), key="key:k1", target="billing"
+        "k1 calls billing",
+        8.0,
+        8.1,
+        frozenset({"first_seen"}),
+        frozenset({"cost"}),
+        key="key:k1",
+        target="billing",
     ),
     Injection(
-        "k4 calls report", 15.5, 15.6, frozenset({"first_seen"}), key="key:k4", target="report"
+        "k4 calls report",
+        15.5,
+        15.6,
+        frozenset({"first_seen"}),
+        frozenset({"cost"}),
+        key="key:k4",
+        target="report",
     ),
-    Injection("k6 calls auth", 22.5, 22.6, frozenset({"first_seen"}), key="key:k6", target="auth"),
+    Injection(
+        "k6 calls auth",
+        22.5,
+        22.6,
+        frozenset({"first_seen"}),
+        frozenset({"cost"}),
+        key="key:k6",
+        target="auth",
+    ),
     Injection(
         "k0 from elsewhere", 9.5, 9.6, frozenset({"first_seen"}), key="key:k0", source="203.0.113.5"
     ),

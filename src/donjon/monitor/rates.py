@@ -6,10 +6,11 @@ measure). The open window is judged at every call, against the band of the
 closed windows the series found normal: the call that crosses it raises the
 finding (its evidence: the window's calls), and the window is then never
 learned. Quiet windows count, as zeros. Besides the band's floors, a window
-must exceed its median by `min_calls` typical calls (the median amount of
-the last calls in windows found normal): a key that calls once every few
-minutes has a median of zero and a MAD of zero, and two calls in one minute
-are not an attack, in calls or in GB-seconds. A subject silent for longer than its
+must exceed its median by `min_calls` typical calls (the mean amount of the
+last calls in windows found normal: a key calling a cheap and a dear function
+has both kinds of ordinary calls): a key that calls once every few minutes has
+a median of zero and a MAD of zero, and two calls in one minute are not an
+attack, in calls or in GB-seconds. A subject silent for longer than its
 whole history starts learning again (its old baseline says nothing about it),
 and is then forgotten by `tick`, which keeps memory bounded by activity as
 well as by the cap on subjects.
@@ -43,7 +44,7 @@ class _Rate:
     typical: deque[float] = field(default_factory=lambda: deque(maxlen=TYPICAL_CALLS))
     #: The open window's per-call amounts (learned into `typical` if it closes normal).
     pending: list[float] = field(default_factory=list)
-    #: The median of `typical`, as of the last window closed.
+    #: The mean of `typical`, as of the last window closed.
     per_call: float = 0.0
     #: The open window's limit (None while learning), fixed when it opened.
     limit: float | None = None
@@ -99,7 +100,7 @@ class RateDetector(SeriesDetector[_Rate]):
                     state.window.push(state.amount)
                     state.typical.extend(state.pending)
                     if state.typical:
-                        state.per_call = statistics.median(state.typical)
+                        state.per_call = statistics.fmean(state.typical)
                 state.window.push_many(0.0, gap)
         state.bucket, state.amount, state.calls = bucket, 0.0, 0
         state.flagged, state.evidence, state.pending = False, [], []
