@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "ConnectionSettings",
     "EgressSettings",
+    "MonitorSettings",
     "SandboxSettings",
     "Settings",
     "load_settings",
@@ -109,6 +110,36 @@ class EgressSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """The monitor: detectors, responses, alert webhooks (DONJON_MONITOR_*, DONJON_ALERT_*)."""
+
+    #: Detector name -> learn | alert | block (DONJON_MONITOR_MODES, `detector=mode,...`);
+    #: a detector not named runs in `alert` mode.
+    modes: Mapping[str, str] = field(default_factory=dict)
+    #: Finding kind -> throttle | revoke | quarantine | none (DONJON_MONITOR_RESPONSES),
+    #: what the responder does for an alert raised in `block` mode.
+    responses: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds the learned detectors learn before they raise (DONJON_MONITOR_LEARNING_S).
+    learning_s: float = 86400.0
+    #: One alert per finding kind and subject per this many seconds (DONJON_MONITOR_DEDUP_S).
+    dedup_s: float = 300.0
+    #: Seconds between the detectors' ticks, when windows close (DONJON_MONITOR_TICK_S).
+    tick_s: float = 2.0
+    #: Credential stuffing: failures from one source, or distinct keys failing, within the
+    #: window (DONJON_MONITOR_AUTH_FAILURES, _AUTH_DISTINCT_KEYS, _AUTH_WINDOW_S).
+    auth_failures: int = 20
+    auth_distinct_keys: int = 10
+    auth_window_s: float = 300.0
+    #: https:// URLs each alert is POSTed to, signed (DONJON_ALERT_WEBHOOKS).
+    webhooks: tuple[str, ...] = ()
+    #: The Standard Webhooks secret, `whsec_<base64>` (DONJON_ALERT_WEBHOOK_SECRET).
+    webhook_secret: Secret[str] | None = None
+    #: CA certificates (PEM) the receivers' TLS is checked against, beside the
+    #: system's (DONJON_ALERT_WEBHOOK_CA).
+    webhook_ca: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where Donjon keeps its state and how clients reach it."""
 
@@ -162,6 +193,8 @@ class Settings:
     require_controls: tuple[str, ...] = ()
     #: The egress proxy: open networks, resolver, caps per call (DONJON_EGRESS_*).
     egress: EgressSettings = EgressSettings()
+    #: The monitor: detectors' modes, responses, learning window, alert webhooks.
+    monitor: MonitorSettings = MonitorSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -249,6 +282,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not data_dir.is_absolute():
         data_dir = Path.cwd() / data_dir
     sandbox_dir = _path(raw.SANDBOX_DIR)
+    if raw.ALERT_WEBHOOKS and raw.ALERT_WEBHOOK_SECRET is None:
+        raise ConfigError(
+            "DONJON_ALERT_WEBHOOKS is set without DONJON_ALERT_WEBHOOK_SECRET",
+            hint="set DONJON_ALERT_WEBHOOK_SECRET=whsec_<base64 of 32 random bytes>: "
+            "receivers check each alert's signature with it",
+        )
     return Settings(
         data_dir=data_dir,
         url=raw.URL or f"https://127.0.0.1:{DEFAULT_PORT}",
@@ -295,5 +334,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_bytes_per_call=raw.EGRESS_MAX_BYTES,
             max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,
             max_connection_s=raw.EGRESS_MAX_CONNECTION_S,
+        ),
+        monitor=MonitorSettings(
+            modes=dict(raw.MONITOR_MODES),
+            responses=dict(raw.MONITOR_RESPONSES),
+            learning_s=raw.MONITOR_LEARNING_S,
+            dedup_s=raw.MONITOR_DEDUP_S,
+            tick_s=raw.MONITOR_TICK_S,
+            auth_failures=raw.MONITOR_AUTH_FAILURES,
+            auth_distinct_keys=raw.MONITOR_AUTH_DISTINCT_KEYS,
+            auth_window_s=raw.MONITOR_AUTH_WINDOW_S,
+            webhooks=raw.ALERT_WEBHOOKS,
+            webhook_secret=(
+                Secret(raw.ALERT_WEBHOOK_SECRET.get_secret_value())
+                if raw.ALERT_WEBHOOK_SECRET
+                else None
+            ),
+            webhook_ca=_path(raw.ALERT_WEBHOOK_CA),
         ),
     )

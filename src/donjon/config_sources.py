@@ -15,14 +15,18 @@ reason. Every malformed value is reported at once, each by its variable.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import math
 import os
+import re
 import shlex
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -146,6 +150,66 @@ def _command(value: Any) -> Any:
         raise ValueError(f"is not a command line ({e}); quote it like a shell's words") from e
 
 
+_DETECTOR = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_KIND = re.compile(r"^[a-z][a-z0-9_.]{0,127}$")
+
+
+def _assignments(value: Any, names: re.Pattern[str], values: tuple[str, ...]) -> Any:
+    """`name=value,...` pairs (comma- or space-separated), each value one of `values`."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for item in value.replace(",", " ").split():
+        name, sep, chosen = item.partition("=")
+        name, chosen = name.strip().lower(), chosen.strip().lower()
+        if not sep or not names.match(name):
+            raise ValueError(f"{item!r} is not name=value (e.g. auth_failures=block)")
+        if chosen not in values:
+            raise ValueError(f"{item!r}: the value must be one of {', '.join(values)}")
+        pairs[name] = chosen
+    return tuple(pairs.items())
+
+
+def _monitor_modes(value: Any) -> Any:
+    """DONJON_MONITOR_MODES: `detector=learn|alert|block,...`."""
+    return _assignments(value, _DETECTOR, ("learn", "alert", "block"))
+
+
+def _monitor_responses(value: Any) -> Any:
+    """DONJON_MONITOR_RESPONSES: `finding_kind=throttle|revoke|quarantine|none,...`."""
+    return _assignments(value, _KIND, ("throttle", "revoke", "quarantine", "none"))
+
+
+def _https_urls(value: Any) -> Any:
+    """DONJON_ALERT_WEBHOOKS: comma- or space-separated https:// URLs, each with a host."""
+    if not isinstance(value, str):
+        return value
+    urls = tuple(dict.fromkeys(value.replace(",", " ").split()))
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"{url!r}: each webhook must be an https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError(f"{url!r}: no credentials in a webhook URL (the secret signs)")
+    return urls
+
+
+def _webhook_secret(value: Any) -> Any:
+    """DONJON_ALERT_WEBHOOK_SECRET: `whsec_` and base64 of at least 24 bytes."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    raw = value.strip()
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not raw.startswith("whsec_") or len(key) < 24:
+        raise ValueError("must be whsec_ and base64 of 24 to 64 random bytes")
+    if len(key) > 64:
+        raise ValueError("must be whsec_ and base64 of 24 to 64 random bytes")
+    return raw
+
+
 Text = Annotated[str | None, BeforeValidator(_blank_is_unset)]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 ExistingPath = Annotated[str | None, BeforeValidator(_existing), BeforeValidator(_blank_is_unset)]
@@ -225,6 +289,25 @@ class SettingsInput(BaseSettings):
     EGRESS_MAX_BYTES: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     EGRESS_MAX_CONNECTIONS: Annotated[int, Field(ge=1)] = 32
     EGRESS_MAX_CONNECTION_S: Annotated[Seconds, Field(ge=0.1)] = 60.0
+    #: The monitor (monitor/): detector modes, responses, learning, dedup, rules' thresholds.
+    MONITOR_MODES: Annotated[
+        tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_monitor_modes)
+    ] = ()
+    MONITOR_RESPONSES: Annotated[
+        tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_monitor_responses)
+    ] = ()
+    MONITOR_LEARNING_S: Annotated[Seconds, Field(ge=0)] = 86400.0
+    MONITOR_DEDUP_S: Annotated[Seconds, Field(ge=0)] = 300.0
+    MONITOR_TICK_S: Annotated[Seconds, Field(ge=0.05, le=60)] = 2.0
+    MONITOR_AUTH_FAILURES: Annotated[int, Field(ge=1)] = 20
+    MONITOR_AUTH_DISTINCT_KEYS: Annotated[int, Field(ge=1)] = 10
+    MONITOR_AUTH_WINDOW_S: Annotated[Seconds, Field(ge=1)] = 300.0
+    #: Alert webhooks (monitor/webhooks.py): where, the signing secret, the receivers' CA.
+    ALERT_WEBHOOKS: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_https_urls)] = ()
+    ALERT_WEBHOOK_SECRET: Annotated[
+        SecretStr | None, BeforeValidator(_webhook_secret), BeforeValidator(_blank_is_unset)
+    ] = None
+    ALERT_WEBHOOK_CA: ExistingPath = None
 
 
 class _MappingEnvSource(EnvSettingsSource):

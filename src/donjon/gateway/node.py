@@ -27,6 +27,9 @@ from donjon.identity import (
     tls_context,
 )
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
+from donjon.monitor.alerts import AlertStore
+from donjon.monitor.engine import Monitor, Responder
+from donjon.monitor.service import MonitorService, start_monitor
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
@@ -103,9 +106,19 @@ class Node:
     sandbox_python: Path | None = None
     #: Required controls found missing and served without (--unsafe-fewer-controls).
     controls_waived: tuple[str, ...] = ()
+    #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
+    alerts: AlertStore | None = None
+    #: What acts on alerts raised in `block` mode (monitor/responses.py); None: nothing.
+    responder: Responder | None = None
+    _monitor: MonitorService | None = None
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The monitor over the audit log, once the node has started."""
+        return self._monitor.monitor if self._monitor is not None else None
 
     @property
     def registry(self) -> FunctionRegistry:
@@ -135,6 +148,14 @@ class Node:
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
         self.denials.start()
+        # After the writer (it raises alerts through it), before anything is served.
+        self._monitor = await start_monitor(
+            self.settings.monitor,
+            self.audit,
+            self.alerts or AlertStore(self.engine),
+            self.denials,
+            responder=self.responder,
+        )
         # Sockets live where the sandbox users can reach their own (beside the staged
         # runtime when Donjon runs as root; in the data dir when sandboxes run as us).
         egress_dir = (host.staging or self.settings.data_dir / "run") / "egress"
@@ -264,6 +285,9 @@ class Node:
             await self.egress.close()
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
+            if self._monitor is not None:  # it examines them, and may alert, before it stops
+                await self._monitor.close()
+                self._monitor = None
         finally:
             self.audit.stop()
         self.engine.dispose()
@@ -332,4 +356,5 @@ def open_node(settings: Settings) -> Node:
         skipped=skipped,
         roles=roles,
         policy=policy,
+        alerts=AlertStore(engine),
     )

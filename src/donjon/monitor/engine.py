@@ -29,16 +29,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from donjon.audit.log import AuditEvent, AuditLog, CommittedBatch, CommittedRecord
+from donjon.monitor.alerts import ACTOR, RAISED, alert_view
 from donjon.monitor.detector import Detector
 from donjon.monitor.findings import Finding, Mode
 
 __all__ = ["ACTOR", "RAISED", "AlertIndex", "AlertSink", "Monitor", "Responder"]
 
-#: The actor and action of the monitor's own records.
-ACTOR = "system:monitor"
-RAISED = "alert.raised"
 #: Record actions the monitor never feeds to its detectors (its own and the responder's).
 _OWN_PREFIXES = ("alert.", "response.")
+#: Seconds `close` waits for the records already received to be examined.
+CLOSE_TIMEOUT_S = 10.0
 #: Evidence seqs kept in one alert record; past it the count says how many there were.
 MAX_EVIDENCE = 64
 #: A finding's detail past this many characters of JSON is left out of its record.
@@ -64,23 +64,9 @@ class AlertIndex(Protocol):
 
     async def add(self, alert: Mapping[str, Any]) -> None: ...
 
-
-def alert_view(seq: int, ts: float, event: AuditEvent) -> dict[str, Any]:
-    """An alert as the API, the index and the webhooks show it, from its audit record."""
-    detail = event.detail
-    return {
-        "seq": seq,
-        "ts": ts,
-        "id": detail.get("id", ""),
-        "kind": detail.get("kind", ""),
-        "detector": detail.get("detector", ""),
-        "mode": detail.get("mode", ""),
-        "severity": event.outcome,
-        "subject": event.target,
-        "summary": detail.get("summary", ""),
-        "evidence": list(detail.get("evidence", ())),
-        "detail": dict(detail.get("detail", {})),
-    }
+    async def indexed_through(self, seq: int) -> None:
+        """Every alert record up to `seq` is indexed (what a catch-up starts after)."""
+        ...
 
 
 class Monitor:
@@ -124,8 +110,13 @@ class Monitor:
         self._closed = False
         #: (kind, subject) -> (time last raised, findings suppressed since).
         self._raised: dict[tuple[str, str], tuple[float, int]] = {}
-        #: Alert ids whose record is being written -> the future of its seq.
-        self._waiting: dict[str, asyncio.Future[int]] = {}
+        #: Alert ids whose record is being written -> the future of its (seq, ts).
+        self._waiting: dict[str, asyncio.Future[tuple[int, float]]] = {}
+        #: Alerts being raised now (the index watermark waits for them).
+        self._inflight = 0
+        #: The index watermark last saved; None once an alert failed to be indexed
+        #: (the next start's catch-up redoes it from there).
+        self._through: int | None = 0
         #: Records dropped because the backlog was full (the monitor fell behind).
         self.dropped = 0
         #: The last seq fed to the detectors.
@@ -154,7 +145,9 @@ class Monitor:
         """Stop listening and feeding (what was received is processed first)."""
         if self._closed:
             return
-        await self.settle()
+        with contextlib.suppress(TimeoutError):  # a stuck detector must not hold the shutdown
+            await asyncio.wait_for(self.settle(), CLOSE_TIMEOUT_S)
+        await self._save_watermark()
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -176,7 +169,7 @@ class Monitor:
             if record.event.action == RAISED and record.event.actor == ACTOR:
                 waiting = self._waiting.pop(str(record.event.detail.get("id", "")), None)
                 if waiting is not None and not waiting.done():
-                    waiting.set_result(record.seq)
+                    waiting.set_result((record.seq, record.ts))
         if self._closed:
             return
         if self._backlog_records + len(batch.records) > self._max_backlog:
@@ -213,7 +206,10 @@ class Monitor:
                 batch = self._backlog.popleft()
                 self._backlog_records -= len(batch.records)
                 for record in batch.records:
-                    await self._examine(record)
+                    try:
+                        await self._examine(record)
+                    except Exception:  # the feed goes on whatever one record did
+                        log.exception("monitor: examining seq %d failed", record.seq)
             self._idle.set()
 
     async def _examine(self, record: CommittedRecord) -> None:
@@ -249,6 +245,21 @@ class Monitor:
         expired = [k for k, (at, _) in self._raised.items() if now - at >= self._dedup_s]
         for key in expired:
             del self._raised[key]
+        await self._save_watermark()
+
+    async def _save_watermark(self) -> None:
+        """Every alert record up to what the feed has examined is indexed: say so."""
+        through = self._through
+        if self._index is None or through is None or self._inflight or self.seen <= through:
+            return
+        seen = self.seen
+        try:
+            await self._index.indexed_through(seen)
+        except Exception:
+            log.exception("monitor: the alerts index watermark could not be saved")
+            return
+        if self._through is not None:
+            self._through = max(self._through, seen)
 
     # -- raising --------------------------------------------------------------------
 
@@ -275,23 +286,30 @@ class Monitor:
             return
         event = _alert_event(finding, mode, suppressed)
         alert_id = str(event.detail["id"])
-        waiting: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        waiting: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
         self._waiting[alert_id] = waiting
+        self._inflight += 1
         try:
-            await self._audit.record(event)
-            seq = await asyncio.wait_for(waiting, timeout=30)
-        except Exception:
-            log.exception("monitor: alert %s on %s could not be recorded", finding.kind, finding.subject)
-            return
-        finally:
-            self._waiting.pop(alert_id, None)
-        self.raised += 1
-        alert = alert_view(seq, time.time(), event)
-        if self._index is not None:
             try:
-                await self._index.add(alert)
+                await self._audit.record(event)
+                seq, ts = await asyncio.wait_for(waiting, timeout=30)
             except Exception:
-                log.exception("monitor: alert seq %d could not be indexed", seq)
+                log.exception(
+                    "monitor: alert %s on %s could not be recorded", finding.kind, finding.subject
+                )
+                return
+            finally:
+                self._waiting.pop(alert_id, None)
+            self.raised += 1
+            alert = alert_view(seq, ts, event)
+            if self._index is not None:
+                try:
+                    await self._index.add(alert)
+                except Exception:
+                    log.exception("monitor: alert seq %d could not be indexed", seq)
+                    self._through = None
+        finally:
+            self._inflight -= 1
         for sink in self._sinks:
             try:
                 sink.deliver(alert)

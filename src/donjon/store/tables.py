@@ -16,6 +16,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alerts",
+    "alerts_indexed",
     "api_keys",
     "audit_head",
     "audit_log",
@@ -165,4 +167,26 @@ issuers = Table(
     Column("allowed_roles", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("refreshed_at", Float, nullable=False),
+)
+
+#: The monitor's alerts index (monitor/alerts.py): a copy of each `alert.raised`
+#: record, so `GET /v1/alerts` reads no more of the log than it lists. The record
+#: in `audit_log` is the proof; a row here is only a pointer to it (its `seq`).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("ts", Float, nullable=False, index=True),
+    Column("kind", String(128), nullable=False, index=True),
+    Column("alert", Text, nullable=False),
+)
+
+#: The seq through which every `alert.raised` record of the log is in `alerts`.
+alerts_indexed = Table(
+    "alerts_indexed",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("through", BigInteger, nullable=False),
 )
