@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 
 from donjon.audit.log import AuditEvent
+from donjon.config import MonitorSettings
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, Mode, Subject
+from donjon.monitor.firstseen import FirstSeenDetector
 from donjon.monitor.learned import LEARNED, learned_detectors
 from donjon.monitor.rates import RateDetector, call_rate
 from donjon.monitor.robust import Band
+from donjon.monitor.service import check_modes, default_detectors
 from monitor_support import FakeClock, make_engine, make_log
 
 SMALL = Band(k=3.0, rel=1.0, abs_min=3.0, size=20, min_history=5)
@@ -87,3 +90,13 @@ def test_learn_mode_raises_nothing_and_still_keeps_the_burst_out(tmp_path: Path)
 def test_learned_detectors_are_the_named_five() -> None:
     """The node's learned detectors answer to the names DONJON_MONITOR_MODES uses."""
     assert tuple(d.name for d in learned_detectors(3600.0)) == LEARNED
+
+
+def test_the_node_runs_the_learned_detectors_in_the_modes_set() -> None:
+    """The node's detectors include the learned ones; DONJON_MONITOR_MODES may name them."""
+    settings = MonitorSettings(modes={"call_rate": "learn", "first_seen": "block"}, learning_s=60)
+    detectors = default_detectors(settings)
+    assert set(LEARNED) <= {d.name for d in detectors}
+    assert check_modes(settings, detectors) == {"call_rate": "learn", "first_seen": "block"}
+    (first_seen,) = [d for d in detectors if isinstance(d, FirstSeenDetector)]
+    assert first_seen.learning_s == 60

@@ -309,16 +309,23 @@ def score(findings: list[Finding], world: World) -> tuple[Score, ...]:
 
 
 @pytest.fixture(scope="module")
-def trace() -> Trace:
-    records, world = generate()
+def generated() -> tuple[list[CommittedRecord], World]:
+    return generate()
+
+
+@pytest.fixture(scope="module")
+def trace(generated: tuple[list[CommittedRecord], World]) -> Trace:
+    records, world = generated
     findings = run(learned_detectors(LEARNING_S), records)
     calls = sum(r.event.action == "function.invoke" for r in records)
     return Trace(HOURS, calls, len(INJECTIONS), score(findings, world))
 
 
-def test_every_injected_anomaly_touched_someone() -> None:
+def test_every_injected_anomaly_touched_someone(
+    generated: tuple[list[CommittedRecord], World],
+) -> None:
     """The trace is what it claims: each injection changed some calls."""
-    _, world = generate()
+    _, world = generated
     assert sorted(world.touched) == sorted(i.name for i in INJECTIONS)
 
 
@@ -331,3 +338,16 @@ def test_detectors_find_the_injected_anomalies(
         assert s.anomalies > 0, s
         assert s.recall is not None and s.recall >= 0.75, s
         assert s.precision is not None and s.precision >= 0.75, s
+
+
+def test_the_scoring_counts_misses_and_false_findings(
+    generated: tuple[list[CommittedRecord], World],
+) -> None:
+    """The score can fail: no findings find nothing; a finding out of any anomaly is false."""
+    _, world = generated
+    assert all(s.found == 0 and s.precision is None for s in score([], world))
+    stray = Finding(
+        "baseline.call_rate", "call_rate", "medium", Subject("principal", "key:k0"), "x", (1,), T0
+    )
+    (call_rate, *_) = score([stray], world)
+    assert (call_rate.findings, call_rate.true, call_rate.found) == (1, 0, 0)

@@ -138,7 +138,9 @@ class ErrorRateDetector(SeriesDetector[_Errors]):
     name = "error_rate"
     kind = "baseline.error_rate"
 
-    def __init__(self, band: Band | None = None, *, block: int = 20, max_subjects: int = 5000):
+    def __init__(
+        self, band: Band | None = None, *, block: int = 20, max_subjects: int = 5000
+    ) -> None:
         super().__init__(band or Band(k=4.0, abs_min=0.2, size=50, min_history=5), max_subjects)
         if block < 2:
             raise BaselineError(f"an error-rate block of {block} call(s) is no rate", hint="use 2+")

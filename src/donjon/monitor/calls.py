@@ -68,9 +68,10 @@ _last: tuple[CommittedRecord | None, Call | None] = (None, None)
 
 def read_call(record: CommittedRecord) -> Call | None:
     """The call a `function.invoke` record describes, or None for any other record."""
-    global _last  # noqa: PLW0603 - a one-entry memo; detectors run on the event loop only
-    if _last[0] is record:
-        return _last[1]
+    global _last  # noqa: PLW0603 - a one-entry memo of the record in hand
+    last = _last  # read once: another node's loop in another thread may replace it
+    if last[0] is record:
+        return last[1]
     call = _read_call(record)
     _last = (record, call)
     return call
