@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import FUNCTIONS, LiveNode, start_node
+from trace_scores import SCORES, summary_lines
 
 _NODE_DIRS = frozenset({"security", "cli", "gateway"})
 #: Modules that start an egress proxy with TLS, HTTP and DNS servers for each test.
@@ -30,6 +31,7 @@ _SLOW_MODULES = frozenset(
         "security/test_attack_monitor.py",
         "security/test_attack_audit_tamper.py",
         "security/test_audit_crash.py",
+        "monitor/test_node_alerts.py",
     }
 )
 
@@ -66,3 +68,16 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """The learned detectors' precision and recall on the synthetic trace, if it ran
+    (tests/monitor/test_trace.py)."""
+    trace = config.stash.get(SCORES, None)
+    if trace is None:
+        return
+    terminalreporter.section("monitor: precision and recall on the synthetic trace")
+    for line in summary_lines(trace):
+        terminalreporter.write_line(line)

@@ -27,6 +27,7 @@ __all__ = [
     "authenticate",
     "authorize",
     "check_throttles",
+    "client_address",
     "deny",
     "new_request_id",
     "parse_json",
@@ -48,6 +49,11 @@ def _client(request: Request) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return "-"
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as records name it (an IP address, or "-")."""
+    return _client(request)
 
 
 async def deny(

@@ -29,6 +29,7 @@ from donjon.gateway.access import (
     authenticate,
     authorize,
     check_throttles,
+    client_address,
     new_request_id,
     parse_json,
     read_body,
@@ -102,6 +103,7 @@ async def _run(
     render: Render,
     chain: Chain | None = None,
     on_log: Callable[[str], None] | None = None,
+    client: str | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -110,6 +112,7 @@ async def _run(
     A call made by another function (`chain`) gets what is left of its caller's
     time, and its record names the request the chain started from.
     `on_log`, if given, receives the call's log as stored (redacted, bounded).
+    `client`, the caller's address, is recorded (the monitor's first-seen sources).
     """
     actor = _actor(principal, trigger)
     if node.pool is None:
@@ -185,6 +188,8 @@ async def _run(
                     "request_id": chain.request_id if chain else request_id,
                     "duration_ms": round(elapsed * 1000, 3),
                     "trigger": trigger,
+                    "memory_mb": deployed.manifest.memory_mb,  # its cost: duration x memory
+                    **({"client": client} if client is not None else {}),
                     **detail,
                 },
             ),
@@ -385,6 +390,7 @@ async def handle_invoke(request: Request) -> Response:
             request_id,
             "invoke",
             lambda result: function_json_response(result.body, request_id),
+            client=client_address(request),
         )
     except Error as e:
         return _error_response(e, request_id, reveal=_reveals(node, caller, e))
@@ -457,6 +463,7 @@ async def handle_http_trigger(request: Request) -> Response:
             request_id,
             "http",
             lambda result: render(result.body, request_id, own_path),
+            client=client_address(request),
         )
     except FunctionQuarantined as e:
         if caller is not None and caller[0] is None:  # anyone at all: not why, nor the alert

@@ -23,6 +23,7 @@ from donjon.monitor.alerts import AlertStore
 from donjon.monitor.detector import Detector
 from donjon.monitor.engine import AlertSink, Monitor, Responder
 from donjon.monitor.findings import Mode
+from donjon.monitor.learned import learned_detectors
 from donjon.monitor.rules import AuthFailures, EgressRefused, SandboxViolation, ScanSkipped
 from donjon.monitor.webhooks import WebhookSink
 
@@ -57,8 +58,8 @@ def rule_detectors(settings: MonitorSettings) -> list[Detector]:
 
 
 def default_detectors(settings: MonitorSettings) -> list[Detector]:
-    """Every detector the node runs: the rules, and the learned ones (monitor/baselines.py)."""
-    return rule_detectors(settings)
+    """Every detector the node runs: the rules, and the learned ones (monitor/learned.py)."""
+    return rule_detectors(settings) + learned_detectors(settings.learning_s)
 
 
 def check_modes(settings: MonitorSettings, detectors: Sequence[Detector]) -> dict[str, Mode]:

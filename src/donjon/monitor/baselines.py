@@ -1,0 +1,278 @@
+"""Learned baselines per function version and per principal: call rate, error rate,
+duration and cost (robust.py holds the statistics).
+
+Each detector keeps one series per subject: `function:name@version` and
+`principal:<label>` (public and scheduled calls have no principal). A series
+learns until it has `band.min_history` values, then judges every new one
+against its band; a value it finds anomalous raises a finding and is never
+learned, so an attack cannot teach the baseline that it is normal.
+
+- `call_rate`: calls per `bucket_s` window; `cost`: GB-seconds (wall time x
+  memory limit) per window (rates.py). A window is judged while it fills, so a
+  burst is found at the call that crosses the band, not a minute later.
+- `error_rate`: the share of failed calls in blocks of `block` calls.
+- `duration`: each call's wall time; `streak` outliers among the last `recent`
+  calls make a finding (one slow cold start does not).
+
+A deploy resets the function's series: the new version learns from scratch
+and the old versions' series are dropped. Until the new version has learned
+its own error rate, it is judged against its predecessor's (a deploy that
+breaks a function is found at once, as canary analysis would); its duration
+and rates are not, since a new version may legitimately do more.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from donjon.audit.log import CommittedRecord
+from donjon.monitor.calls import Call, Change, read_call, read_change
+from donjon.monitor.findings import Finding, Severity, Subject
+from donjon.monitor.robust import Band, BaselineError, Bounded, RobustWindow
+
+__all__ = ["MAX_EVIDENCE", "DurationDetector", "ErrorRateDetector", "SeriesDetector", "subjects_of"]
+
+S = TypeVar("S")
+
+#: Evidence seqs a series keeps for one finding (the alert record keeps as many).
+MAX_EVIDENCE = 64
+
+
+def subjects_of(call: Call) -> list[Subject]:
+    """The series one call feeds: its function version's, and its principal's if it has one."""
+    subjects = [Subject("function", call.version)]
+    if call.principal is not None:
+        subjects.append(Subject("principal", call.principal))
+    return subjects
+
+
+def _round(value: float) -> float:
+    return round(value, 6)
+
+
+class SeriesDetector(Generic[S]):
+    """What every baseline detector shares: the subjects, their cap, and deploy resets."""
+
+    name: str
+    kind: str
+    severity: Severity = "medium"
+
+    def __init__(self, band: Band, max_subjects: int) -> None:
+        self.band = band
+        self.series: Bounded[Subject, S] = Bounded(max_subjects)
+
+    def new_state(self) -> S:
+        """The state of a subject seen for the first time (learning)."""
+        raise NotImplementedError
+
+    def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
+        change = read_change(record)
+        if change is not None:
+            self._reset(change)
+            return []
+        call = read_call(record)
+        if call is None:
+            return []
+        findings: list[Finding] = []
+        for subject in subjects_of(call):
+            finding = self.see(subject, call, now)
+            if finding is not None:
+                findings.append(finding)
+        return findings
+
+    def tick(self, now: float) -> list[Finding]:
+        return []
+
+    def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
+        raise NotImplementedError
+
+    def _reset(self, change: Change) -> None:
+        """Drop the function's old versions (and on a removal, every version)."""
+        prefix = f"{change.function}@"
+        old = [
+            s
+            for s in self.series
+            if s.kind == "function" and s.id.startswith(prefix) and s.id != change.version
+        ]
+        dropped = [state for s in old if (state := self.series.pop(s)) is not None]
+        if change.version is not None:  # (calls of it recorded before its deploy are kept)
+            self.inherit(Subject("function", change.version), dropped)
+
+    def inherit(self, subject: Subject, predecessors: list[S]) -> None:
+        """What a new version keeps of the versions it replaces (nothing by default)."""
+
+    def finding(
+        self, subject: Subject, summary: str, evidence: list[int], now: float, **detail: object
+    ) -> Finding:
+        return Finding(
+            kind=self.kind,
+            detector=self.name,
+            severity=self.severity,
+            subject=subject,
+            summary=summary,
+            evidence=tuple(evidence[:MAX_EVIDENCE]),
+            ts=now,
+            detail={"baseline": self.name, **detail},
+        )
+
+
+# -- error rate -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Errors:
+    window: RobustWindow
+    #: The predecessor's learned window, judging until this series has learned its own.
+    reference: RobustWindow | None = None
+    calls: int = 0
+    errors: int = 0
+    flagged: bool = False
+    evidence: list[int] = field(default_factory=list)
+
+
+class ErrorRateDetector(SeriesDetector[_Errors]):
+    """The share of failed calls per block of `block` calls, against its median and MAD."""
+
+    name = "error_rate"
+    kind = "baseline.error_rate"
+
+    def __init__(
+        self, band: Band | None = None, *, block: int = 20, max_subjects: int = 5000
+    ) -> None:
+        super().__init__(band or Band(k=4.0, abs_min=0.2, size=50, min_history=5), max_subjects)
+        if block < 2:
+            raise BaselineError(f"an error-rate block of {block} call(s) is no rate", hint="use 2+")
+        self.block = block
+
+    def new_state(self) -> _Errors:
+        return _Errors(RobustWindow(self.band))
+
+    def inherit(self, subject: Subject, predecessors: list[_Errors]) -> None:
+        learned = [p.window for p in predecessors if p.window.learned]
+        if learned:
+            self.series.setdefault(subject, self.new_state).reference = learned[-1]
+
+    def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
+        state = self.series.setdefault(subject, self.new_state)
+        state.calls += 1
+        if not call.ok:
+            state.errors += 1
+            if len(state.evidence) < MAX_EVIDENCE:
+                state.evidence.append(call.seq)
+        judge = state.window if state.window.learned else state.reference
+        found: Finding | None = None
+        if not state.flagged and judge is not None and judge.learned:
+            upper = judge.upper()
+            if state.errors > upper * self.block:
+                state.flagged = True
+                median, _ = judge.stats()
+                found = self.finding(
+                    subject,
+                    f"{subject}: {state.errors} of {state.calls} calls failed"
+                    f" (usual share {median:.0%}, band {upper:.0%} of {self.block})",
+                    state.evidence,
+                    now,
+                    errors=state.errors,
+                    calls=state.calls,
+                    block=self.block,
+                    median=_round(median),
+                    upper=_round(upper),
+                    reference=judge is state.reference,
+                )
+        if state.calls >= self.block:
+            if not state.flagged:
+                state.window.push(state.errors / state.calls)
+            state.calls = state.errors = 0
+            state.flagged = False
+            state.evidence = []
+        return found
+
+
+# -- duration -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Durations:
+    window: RobustWindow
+    #: The last calls: (seq, whether it was an outlier).
+    recent: deque[tuple[int, bool]]
+
+
+class DurationDetector(SeriesDetector[_Durations]):
+    """Each call's wall time against the median and MAD of the last ones found normal.
+
+    A function version's series is in milliseconds. A principal's is each call's
+    time relative to its function version's median (2.0: twice as slow as that
+    function usually is), since a key calling a fast and a slow function has no
+    single usual duration; its calls are judged once their version has learned.
+    """
+
+    name = "duration"
+    kind = "baseline.duration"
+    severity: Severity = "low"
+
+    def __init__(
+        self,
+        band: Band | None = None,
+        ratio_band: Band | None = None,
+        *,
+        streak: int = 3,
+        recent: int = 10,
+        max_subjects: int = 5000,
+    ) -> None:
+        super().__init__(
+            band or Band(k=6.0, rel=0.5, abs_min=25.0, size=200, min_history=30), max_subjects
+        )
+        self.ratio_band = ratio_band or Band(k=6.0, rel=0.5, abs_min=0.5, size=200, min_history=30)
+        if not 1 <= streak <= recent:
+            raise BaselineError(
+                f"a duration streak of {streak} in {recent} calls cannot happen",
+                hint="streak must be 1..recent",
+            )
+        self.streak, self.recent = streak, recent
+
+    def new_state(self) -> _Durations:
+        return _Durations(RobustWindow(self.band), deque(maxlen=self.recent))
+
+    def _new_ratio(self) -> _Durations:
+        return _Durations(RobustWindow(self.ratio_band), deque(maxlen=self.recent))
+
+    def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
+        if call.duration_ms is None:
+            return None
+        if subject.kind == "function":
+            value, unit = call.duration_ms, "ms"
+            state = self.series.setdefault(subject, self.new_state)
+        else:
+            version = self.series.get(Subject("function", call.version))
+            if version is None or not version.window.learned:
+                return None
+            usual, _ = version.window.stats()
+            if usual <= 0:
+                return None
+            value, unit = call.duration_ms / usual, "x its function's median"
+            state = self.series.setdefault(subject, self._new_ratio)
+        outlier = state.window.is_anomalous(value)
+        state.recent.append((call.seq, outlier))
+        if not outlier:
+            state.window.push(value)
+            return None
+        slow = [seq for seq, out in state.recent if out]
+        if len(slow) < self.streak:
+            return None
+        state.recent.clear()
+        median, _ = state.window.stats()
+        upper = state.window.upper()
+        return self.finding(
+            subject,
+            f"{subject}: {len(slow)} of its last {self.recent} calls took longer than"
+            f" {upper:.3g} {unit} (usual {median:.3g}; the last {value:.3g})",
+            slow,
+            now,
+            value=_round(value),
+            unit=unit,
+            median=_round(median),
+            upper=_round(upper),
+        )

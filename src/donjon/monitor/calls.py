@@ -1,0 +1,122 @@
+"""What the learned detectors read from the audit log: calls, deploys and removals.
+
+A `function.invoke` record (gateway/invoke.py) names the caller (actor), the
+function version (target `name@version`), the outcome ("ok" or the error's
+class name), and in its detail the wall time (`duration_ms`), the memory limit
+the call ran under (`memory_mb`) and the caller's address (`client`). A record
+missing a field simply does not feed the detectors that need it.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from donjon.audit.log import CommittedRecord
+
+__all__ = ["UNNAMED_ACTORS", "Call", "Change", "network_of", "read_call", "read_change"]
+
+#: Actors that are not a principal: anyone (public triggers) and the scheduler.
+UNNAMED_ACTORS = frozenset({"public", "schedule", "system", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One invocation, as the baselines see it."""
+
+    seq: int
+    #: The function's name, and its version as `name@version` (the record's target).
+    function: str
+    version: str
+    #: The principal's label, or None for public and scheduled calls.
+    principal: str | None
+    ok: bool
+    duration_ms: float | None
+    memory_mb: float | None
+    client: str | None
+
+    @property
+    def gb_seconds(self) -> float | None:
+        """What the call cost: its wall time x its memory limit, in GB-seconds."""
+        if self.duration_ms is None or self.memory_mb is None:
+            return None
+        return (self.duration_ms / 1000.0) * (self.memory_mb / 1024.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A deploy of a new version (`version` set) or a function's removal (`version` None)."""
+
+    seq: int
+    function: str
+    version: str | None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+#: The last record read and its call: every learned detector reads each record in turn.
+_last: tuple[CommittedRecord | None, Call | None] = (None, None)
+
+
+def read_call(record: CommittedRecord) -> Call | None:
+    """The call a `function.invoke` record describes, or None for any other record."""
+    global _last  # noqa: PLW0603 - a one-entry memo of the record in hand
+    last = _last  # read once: another node's loop in another thread may replace it
+    if last[0] is record:
+        return last[1]
+    call = _read_call(record)
+    _last = (record, call)
+    return call
+
+
+def _read_call(record: CommittedRecord) -> Call | None:
+    event = record.event
+    if event.action != "function.invoke":
+        return None
+    name, at, version = event.target.rpartition("@")
+    if not at or not name or not version:
+        return None
+    detail = event.detail
+    client = detail.get("client")
+    return Call(
+        seq=record.seq,
+        function=name,
+        version=event.target,
+        principal=None if event.actor in UNNAMED_ACTORS else event.actor,
+        ok=event.outcome == "ok",
+        duration_ms=_number(detail.get("duration_ms")),
+        memory_mb=_number(detail.get("memory_mb")),
+        client=client if isinstance(client, str) and client not in {"", "-"} else None,
+    )
+
+
+def read_change(record: CommittedRecord) -> Change | None:
+    """A successful deploy of a new version, or a removal; None for anything else
+    (a rejected deploy, or an unchanged one, changes nothing the baselines learned)."""
+    event = record.event
+    if event.action == "function.deploy" and event.outcome == "ok":
+        name, at, _ = event.target.rpartition("@")
+        return Change(record.seq, name, event.target) if at and name else None
+    if event.action == "function.delete" and event.outcome == "ok":
+        return Change(record.seq, event.target, None)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def network_of(address: str, v4_prefix: int, v6_prefix: int) -> str:
+    """The network an address belongs to, as the first-seen detector compares sources
+    (`203.0.113.0/24`); an address that does not parse is kept as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    prefix = v4_prefix if ip.version == 4 else v6_prefix
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

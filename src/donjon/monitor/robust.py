@@ -1,0 +1,193 @@
+"""Robust statistics for the learned baselines: median and MAD over a bounded window.
+
+A baseline is the last `size` values of one series (calls per minute of one
+principal, the durations of one function version, ...), kept in a deque, so a
+series costs at most `size` floats whatever the traffic. Its centre is the
+median and its spread the median absolute deviation scaled to a normal
+standard deviation (1.4826 x MAD): both ignore up to half the window being
+outliers, where a mean and a standard deviation are dragged by a single one.
+
+A value is anomalous above its upper band::
+
+    median + max(k x sigma, poisson_k x sqrt(median), rel x median, abs_min)
+
+The floors keep a flat series (MAD 0: a function that never fails, a key that
+calls once a minute) from alerting on the smallest change: counts vary at
+least as a Poisson process does, and a change must be large in proportion and
+in absolute terms too. Only the series' owner decides what is pushed: an
+anomalous value is never pushed, so an attack does not become the norm
+(Knative Security-Guard's weakness is that it keeps learning during one).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from donjon.errors import Error
+
+__all__ = ["Band", "BaselineError", "Bounded", "RobustWindow"]
+
+#: MAD x this estimates the standard deviation of normally distributed values.
+MAD_TO_SIGMA = 1.4826
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BaselineError(Error):
+    """A baseline was configured with values it cannot work with."""
+
+    title = "Invalid baseline settings"
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """How far above its median a value must be to be anomalous, and when a series judges."""
+
+    #: Scaled MADs above the median.
+    k: float = 6.0
+    #: Square roots of the median above it (for counts: Poisson noise); 0 to leave out.
+    poisson_k: float = 0.0
+    #: A fraction of the median above it (1.0: at least twice the median).
+    rel: float = 0.0
+    #: An absolute amount above it, in the series' unit.
+    abs_min: float = 0.0
+    #: Values kept (the window); older ones fall out.
+    size: int = 120
+    #: Values needed before the series judges (learning).
+    min_history: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("k", "poisson_k", "rel", "abs_min"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise BaselineError(
+                    f"baseline {name} must be a finite number >= 0, not {value!r}",
+                    hint="see docs/security.md, 'Learned baselines'",
+                )
+        if not 1 <= self.min_history <= self.size:
+            raise BaselineError(
+                f"baseline min_history {self.min_history} must be 1..size ({self.size})",
+                hint="a series cannot need more values than it keeps",
+            )
+        if self.k == self.poisson_k == self.rel == self.abs_min == 0:
+            raise BaselineError(
+                "a baseline band of zero width flags every value above the median",
+                hint="set k, and a floor (poisson_k, rel or abs_min)",
+            )
+
+
+class RobustWindow:
+    """The last `band.size` values of one series, their median, MAD and upper band."""
+
+    __slots__ = ("_band", "_refresh", "_stale", "_stats", "_values")
+
+    def __init__(self, band: Band) -> None:
+        self._band = band
+        self._values: deque[float] = deque(maxlen=band.size)
+        self._stats: tuple[float, float] | None = None
+        #: Values pushed since the statistics were computed; they are computed again
+        #: once a twentieth of the window is new (sorting per value would cost more than
+        #: the call being judged), and always while the series is still learning.
+        self._stale = 0
+        self._refresh = max(1, band.size // 20)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def learned(self) -> bool:
+        """Whether the series has enough values to judge."""
+        return len(self._values) >= self._band.min_history
+
+    def push(self, value: float) -> None:
+        """Add a value the owner found normal."""
+        self._values.append(float(value))
+        self._stale += 1
+
+    def push_many(self, value: float, count: int) -> None:
+        """Add `count` copies of `value` (quiet windows), at most a window's worth."""
+        count = min(count, self._band.size)
+        self._values.extend([float(value)] * count)
+        self._stale += count
+
+    def stats(self) -> tuple[float, float]:
+        """(median, sigma = 1.4826 x MAD) of the window; (0, 0) when empty."""
+        if self._stats is None or self._stale >= self._refresh or not self.learned:
+            if not self._values:
+                return 0.0, 0.0
+            median = statistics.median(self._values)
+            mad = statistics.median(sorted([abs(v - median) for v in self._values]))
+            self._stats = (median, MAD_TO_SIGMA * mad)
+            self._stale = 0
+        return self._stats
+
+    def upper(self) -> float:
+        """The value above which a new value is anomalous."""
+        median, sigma = self.stats()
+        band = self._band
+        return median + max(
+            band.k * sigma,
+            band.poisson_k * math.sqrt(max(median, 0.0)),
+            band.rel * median,
+            band.abs_min,
+        )
+
+    def is_anomalous(self, value: float) -> bool:
+        """Whether `value` is above the band of a learned series (never while learning)."""
+        return self.learned and value > self.upper()
+
+
+class Bounded(Generic[K, V]):
+    """A mapping of at most `cap` entries; the least recently used one goes first."""
+
+    __slots__ = ("_cap", "_items", "evicted")
+
+    def __init__(self, cap: int) -> None:
+        if cap < 1:
+            raise BaselineError(f"a cap of {cap} entries keeps nothing", hint="use 1 or more")
+        self._cap = cap
+        self._items: OrderedDict[K, V] = OrderedDict()
+        #: Entries dropped to keep the cap (a busy node has more subjects than it keeps).
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[K]:
+        """The keys, oldest use first (a copy: the table may change meanwhile)."""
+        return iter(list(self._items))
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def setdefault(self, key: K, make: Callable[[], V]) -> V:
+        """The entry for `key`, made (and the oldest entry dropped if full) if absent."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self._items[key] = value
+            if len(self._items) > self._cap:
+                self._items.popitem(last=False)
+                self.evicted += 1
+        return value
+
+    def pop(self, key: K) -> V | None:
+        return self._items.pop(key, None)
+
+    def keys(self) -> list[K]:
+        return list(self._items)
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        return iter(list(self._items.items()))
