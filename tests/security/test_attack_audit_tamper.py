@@ -12,6 +12,7 @@ so each failure is the tampering's and nothing else's.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
@@ -39,6 +40,7 @@ class Logs:
 
     final: Path
     early: Path
+    admin_key: str
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -83,7 +85,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Logs:
             assert node.invoke("tamper-echo", {"i": i}, key=admin).status_code == 200
     finally:
         node.stop()
-    return Logs(data, early)
+    return Logs(data, early, admin)
 
 
 @pytest.fixture
@@ -170,6 +172,15 @@ def _bad_seq(verdict: Verdict) -> int:
     return bad
 
 
+def _named(verdict: Verdict) -> tuple[int, int]:
+    """What verify names: its first bad record (seq, seq), or its range (first, last)."""
+    bad, span = verdict.body.get("bad_seq"), verdict.body.get("bad_range")
+    if isinstance(bad, int):
+        return bad, bad
+    assert isinstance(span, list) and len(span) == 2, verdict.text
+    return int(span[0]), int(span[1])
+
+
 # --- the control -------------------------------------------------------------------------
 
 
@@ -214,7 +225,9 @@ def test_inserted_record_is_named(work: Path) -> None:
             (seq, forged, leaf_hash(forged)),
         ),
     )
-    assert _bad_seq(_tampered(work)) == seq
+    # The forgery itself (right seq, right leaf hash) or a range holding it: not a later one.
+    first, last = _named(_tampered(work))
+    assert first <= seq <= last, (first, last, seq)
 
 
 def test_appended_record_is_named(work: Path) -> None:
@@ -252,6 +265,30 @@ def test_truncated_log_is_named(work: Path) -> None:
     assert _bad_seq(_tampered(work)) == seq + 1
 
 
+def test_truncation_behind_a_replayed_signed_head(work: Path) -> None:
+    """The log cut back to an older checkpoint, its newer checkpoint rows deleted and that
+    checkpoint's own signature replayed as the signed head: the database alone is
+    consistent, the checkpoint file outside it is not, and verify names the first record cut."""
+    sizes = _checkpoint_sizes(work)
+    size = sizes[len(sizes) // 2]
+    assert size < _size(work)
+    note = str(_rows(work, "SELECT note FROM audit_checkpoints WHERE size = ?", size)[0][0])
+    lines = note.split("\n")
+    root = base64.b64decode(lines[2])
+    time_ms = int(lines[3].removeprefix("time "))
+    signature = base64.b64decode(lines[5].rsplit(" ", 1)[1])[4:]
+    _sql(
+        work,
+        ("DELETE FROM audit_log WHERE seq > ?", (size,)),
+        ("DELETE FROM audit_checkpoints WHERE size > ?", (size,)),
+        (
+            "UPDATE audit_head SET seq = ?, hash = ?, mac = ?, ts_ms = ? WHERE id = 1",
+            (size, root, signature, time_ms),
+        ),
+    )
+    assert _bad_seq(_tampered(work)) == size + 1
+
+
 def test_records_and_leaf_hashes_rewritten_together(work: Path) -> None:
     """A record rewritten with its leaf hash recomputed: only the checkpoints' roots can
     tell, so verify names the range between the last good and the first bad checkpoint."""
@@ -268,9 +305,8 @@ def test_records_and_leaf_hashes_rewritten_together(work: Path) -> None:
     sizes = _checkpoint_sizes(work)
     last_good = max(s for s in sizes if s < seq)
     first_bad = min(s for s in sizes if s >= seq)
-    # The range it names holds the rewritten record and lies between those checkpoints.
-    assert last_good < _bad_seq(verdict) <= seq, verdict.text
-    assert str(first_bad) in verdict.text, verdict.text
+    # The range it names is exactly the records between those two checkpoints.
+    assert _named(verdict) == (last_good + 1, first_bad), verdict.text
 
 
 # --- the checkpoints -----------------------------------------------------------------------
@@ -309,6 +345,36 @@ def test_edited_checkpoint_file_is_detected(work: Path) -> None:
     assert "checkpoint" in verdict.text.lower(), verdict.text
 
 
+def _roll_back(work: Path, early: Path) -> int:
+    """Replace `work`'s database with `early`'s (the checkpoint file kept); -> its size."""
+    for f in _db_files(work):
+        f.unlink()
+    for f in _db_files(early):
+        shutil.copy2(f, work / f.name)
+    return _size(work)
+
+
+def test_rolled_back_database_served_on(work: Path, logs: Logs) -> None:
+    """The database rolled back to the earlier copy, then a node started on it and serving:
+    whether the node starts or not, verify fails on what it leaves."""
+    early_size = _roll_back(work, logs.early)
+    try:
+        node = start_node(work, SETTINGS)
+    except AssertionError:
+        node = None  # the node saw the rollback and refused to start: the best outcome
+    if node is not None:
+        node.admin_key = logs.admin_key
+        try:
+            for i in range(15):  # past the next checkpoint: the file gets a conflicting one
+                assert node.invoke("tamper-echo", {"i": i}).status_code == 200
+        finally:
+            node.stop()
+    verdict = _tampered(work)
+    print(f"\nnode started on the rolled-back log: {node is not None}; verify: {verdict.text}")
+    first, _ = _named(verdict)
+    assert first <= early_size + 1, (first, early_size)
+
+
 def test_database_rolled_back_to_an_earlier_copy(work: Path, logs: Logs, tmp_path: Path) -> None:
     """The database file replaced by a copy taken between the runs, the checkpoint file
     kept: the file's newest checkpoint is beyond the database, and verify says so."""
@@ -317,14 +383,21 @@ def test_database_rolled_back_to_an_earlier_copy(work: Path, logs: Logs, tmp_pat
     early = tmp_path / "early"
     shutil.copytree(logs.early, early)
     assert _verify(early).code == 0, _verify(early).text
-    for f in _db_files(work):
-        f.unlink()
-    for f in _db_files(early):
-        shutil.copy2(f, work / f.name)
-    early_size = _size(work)
+    early_size = _roll_back(work, early)
     file_sizes = [
         json.loads(line)["size"] for line in (work / CHECKPOINTS).read_text().splitlines()
     ]
     assert max(file_sizes) > early_size  # the copy really is older than the file
     verdict = _tampered(work)
     assert _bad_seq(verdict) == early_size + 1, verdict.text
+
+
+def test_full_rollback_after_an_incremental_verify(work: Path, logs: Logs) -> None:
+    """The database AND the checkpoint file rolled back together, after `verify
+    --incremental` saw the newer log: the verifier's own record of what it checked tells."""
+    first = _verify(work, "--incremental")
+    assert first.code == 0, first.text
+    _roll_back(work, logs.early)
+    shutil.copy2(logs.early / CHECKPOINTS, work / CHECKPOINTS)
+    verdict = _verify(work, "--incremental")
+    assert verdict.code == 1 and verdict.body.get("ok") is False, verdict.text
