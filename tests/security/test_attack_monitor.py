@@ -95,10 +95,17 @@ def _api_alerts(node: LiveNode, kind: str) -> list[Alert]:
 def _wait_for_alert(node: LiveNode, kind: str, want: Callable[[Alert], bool]) -> Alert:
     """The first alert of `kind` that `want` accepts, waiting (bounded) for the monitor."""
     seen: list[Alert] = []
+    started = time.monotonic()
     for _ in range(240):
         seen = _api_alerts(node, kind)
         found = [a for a in seen if want(a)]
         if found:
+            # The figures for the report (pytest -s).
+            print(
+                f"\n{kind}: alert {found[0]['seq']} ({found[0]['subject']}) after "
+                f"{time.monotonic() - started:.1f} s, {len(found[0]['evidence'])} evidence seq(s): "
+                f"{found[0]['summary']}"
+            )
             return found[0]
         time.sleep(0.5)
     raise AssertionError(f"no {kind} alert as expected in 120 s; alerts of that kind: {seen}")
@@ -178,6 +185,7 @@ def test_credential_stuffing_is_alerted_and_throttled(mon: LiveNode) -> None:
     # Even the right key, from that source, is now held to the throttle's 3 a minute ...
     got = [mon.invoke("mon-echo", {"i": i}, source=source).status_code for i in range(5)]
     assert 429 in got, got
+    print(f"\nafter the throttle, the admin key from {source}: {got}")
     # ... while the same key from anywhere else is served.
     assert mon.invoke("mon-echo", {}, source=fresh_source()).status_code == 200
 
@@ -188,6 +196,7 @@ def test_compromised_key_calling_a_function_it_never_called(mon: LiveNode) -> No
     key = mon.create_key(f"stolen-{secrets.token_hex(3)}", "invoker")
     created = time.monotonic()
     principal = f"key:{key['id']}"
+    subject = f"principal:{principal}"
     for i in range(3):  # its usual traffic, learned: mon-echo from 127.0.0.1
         assert mon.invoke("mon-echo", {"i": i}, key=key["key"]).status_code == 200
     time.sleep(max(0.0, LEARNING_S + 1.0 - (time.monotonic() - created)))
@@ -197,7 +206,7 @@ def test_compromised_key_calling_a_function_it_never_called(mon: LiveNode) -> No
     r = mon.invoke("mon-other", {"loot": 1}, key=key["key"], source=attacker)
     assert r.status_code == 200, r.text  # alert mode: the call is served, and seen
 
-    alert = _wait_for_alert(mon, "first_seen.function", lambda a: a["subject"] == principal)
+    alert = _wait_for_alert(mon, "first_seen.function", lambda a: a["subject"] == subject)
     assert "mon-other" in json.dumps(alert), alert
     _assert_grounded(
         mon,
@@ -212,10 +221,10 @@ def test_compromised_key_calling_a_function_it_never_called(mon: LiveNode) -> No
     assert not [
         a
         for a in _api_alerts(mon, "first_seen.function")
-        if a["subject"] == principal and "mon-other" not in json.dumps(a)
+        if a["subject"] == subject and "mon-other" not in json.dumps(a)
     ]
     # The new network is first-seen too (127.0.0.1's /24 was the only one learned).
-    _wait_for_alert(mon, "first_seen.source", lambda a: a["subject"] == principal)
+    _wait_for_alert(mon, "first_seen.source", lambda a: a["subject"] == subject)
 
 
 def test_function_trying_egress_it_lacks(mon: LiveNode, world: World, tmp_path: Path) -> None:
