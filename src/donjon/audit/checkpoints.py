@@ -190,8 +190,11 @@ class Checkpointer:
         return CheckpointEntry(size, root, round(now, 3), self.key.sign(checkpoint))
 
     def committed(self, entry: CheckpointEntry) -> None:
-        """After the row's commit: remember it, then write the file and hand it to sinks."""
+        """After the row's commit (under the writer's lock): the cadence restarts."""
         self.last_size, self.last_time = entry.size, entry.ts
+
+    def publish(self, entry: CheckpointEntry) -> None:
+        """Then (after the callers are woken): the file, fsynced, and the sinks' queues."""
         if self.file is not None:
             try:
                 self.file.append(entry)

@@ -219,8 +219,13 @@ class AuditLog:
             )
         ).encode()
 
-    def _write(self, items: list[tuple[AuditEvent, InvocationLog | None]]) -> None:
-        """Append `items` in one transaction; the frontier and head move only on commit."""
+    def _write(
+        self, items: list[tuple[AuditEvent, InvocationLog | None]]
+    ) -> CheckpointEntry | None:
+        """Append `items` in one transaction; the frontier and head move only on commit.
+
+        Returns the checkpoint committed with them, for the caller to `publish` (the
+        writer thread does so once it has woken the batch's callers)."""
         started = time.perf_counter()
         with self._lock:
             frontier = self._frontier.copy()
@@ -280,6 +285,7 @@ class AuditLog:
                     listener(batch)
                 except Exception:  # a listener's bug must not fail the append
                     log_.exception("audit listener %r failed", listener)
+        return checkpoint
 
     def checkpoint(self, *, force: bool = True) -> CheckpointEntry | None:
         """Make a checkpoint of the current tree now (`force`) or if its cadence says so;
@@ -295,7 +301,8 @@ class AuditLog:
             with self._engine.begin() as conn:
                 conn.execute(_INSERT_CHECKPOINT, _checkpoint_row(entry))
             self._checkpointer.committed(entry)
-            return entry
+        self._checkpointer.publish(entry)
+        return entry
 
     def _log_row(self, log: InvocationLog, now: float) -> tuple[Any, ...]:
         head = (log.function, log.version, log.request_id, now, log.outcome)
@@ -307,7 +314,9 @@ class AuditLog:
 
     def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append synchronously (CLI and start-up paths, no event loop)."""
-        self._write([(event, log)])
+        checkpoint = self._write([(event, log)])
+        if checkpoint is not None:
+            self._checkpointer.publish(checkpoint)
 
     # -- reading ----------------------------------------------------------------
 
@@ -379,8 +388,9 @@ class AuditLog:
                     break
                 batch.append(item)
             error: BaseException | None = None
+            checkpoint = None
             try:
-                self._write([(event, log) for event, log, _ in batch])
+                checkpoint = self._write([(event, log) for event, log, _ in batch])
             except Exception as e:
                 # Details (SQL, other callers' records) go to the server log only.
                 log_.error("audit append of %d record(s) failed: %s", len(batch), e)
@@ -391,6 +401,8 @@ class AuditLog:
                 by_loop.setdefault(fut.get_loop(), []).append(fut)
             for loop, futures in by_loop.items():
                 loop.call_soon_threadsafe(_settle, futures, error)
+            if checkpoint is not None:  # its fsync is not on the callers' path
+                self._checkpointer.publish(checkpoint)
 
 
 def _checkpoint_row(entry: CheckpointEntry) -> dict[str, Any]:
