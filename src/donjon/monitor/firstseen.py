@@ -93,7 +93,8 @@ class FirstSeenDetector:
         event = record.event
         if event.action == "key.create" and event.outcome == "ok":
             self.profiles.pop(event.target)  # a new key (ids are not reused): learn it anew
-            self._profile(event.target, now, record.seq)
+            # From its creation: the record's time, unless the monitor's clock is behind it.
+            self._profile(event.target, min(now, record.ts), record.seq)
             return []
         call = read_call(record)
         if call is None or call.principal is None:
