@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from donjon.audit.log import AuditEvent
+from donjon.audit.log import AuditEvent, CommittedRecord
+from donjon.monitor.alerts import AlertStore
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, FindingError, Mode, Subject
 from monitor_support import EveryDenial, FakeClock, make_engine, make_log
@@ -134,3 +135,61 @@ def test_finding_without_evidence_is_refused() -> None:
     """A finding must rest on at least one audit record."""
     with pytest.raises(FindingError):
         Finding("k", "d", "low", Subject("node", "n"), "s", (), 0.0)
+
+
+def test_alert_is_indexed_and_watermark_follows(tmp_path: Path) -> None:
+    """The raised alert is in the index with its record's seq; the watermark passes it."""
+    engine = make_engine(tmp_path)
+
+    async def go() -> None:
+        log = make_log(engine)
+        log.start()
+        store = AlertStore(engine)
+        store.catch_up()
+        monitor = Monitor(log, [EveryDenial()], {}, index=store, tick_s=3600)
+        monitor.attach(asyncio.get_running_loop())
+        await log.record(_denial("10.9.9.9"))
+        await monitor.settle()
+        await monitor.close()
+        log.stop()
+
+    asyncio.run(go())
+    store = AlertStore(engine)
+    (alert,) = store.list().alerts
+    records = make_log(engine).tail(10)
+    raised = next(r for r in records if r["action"] == "alert.raised")
+    assert (alert["seq"], alert["ts"], alert["subject"]) == (
+        raised["seq"],
+        raised["ts"],
+        "source:10.9.9.9",
+    )
+    through = store.through()
+    assert through is not None and through >= raised["seq"]
+
+
+def test_detector_bug_does_not_stop_the_others(tmp_path: Path) -> None:
+    """A detector that raises is logged; the next detector still sees the record."""
+
+    class Broken:
+        name = "broken"
+
+        def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
+            raise RuntimeError("bug")
+
+        def tick(self, now: float) -> list[Finding]:
+            raise RuntimeError("bug")
+
+    async def go() -> EveryDenial:
+        log = make_log(make_engine(tmp_path))
+        log.start()
+        good = EveryDenial()
+        monitor = Monitor(log, [Broken(), good], {"every_denial": "learn"}, tick_s=3600)
+        monitor.attach(asyncio.get_running_loop())
+        await log.record(_denial("a"))
+        await monitor.settle()
+        await monitor.tick()
+        await monitor.close()
+        log.stop()
+        return good
+
+    assert asyncio.run(go()).seen == [1]

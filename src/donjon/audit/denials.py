@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from donjon.audit.log import AuditEvent, AuditLog
 
-__all__ = ["OVERFLOW", "DenialLog"]
+__all__ = ["OVERFLOW", "DenialListener", "DenialLog"]
 
 #: The client of the record that aggregates sources past `max_sources`.
 OVERFLOW = "*"
@@ -33,6 +33,8 @@ _MAX_KINDS = 8
 log = logging.getLogger("donjon.audit")
 
 _Key = tuple[str, str, str]  # client, actor, action
+#: Told of each denial as it happens: (the event, the client's address).
+DenialListener = Callable[[AuditEvent, str], None]
 
 
 @dataclass(slots=True)
@@ -46,6 +48,8 @@ class _Window:
     reasons: dict[str, int] = field(default_factory=dict)
     paths: dict[str, int] = field(default_factory=dict)
     methods: dict[str, int] = field(default_factory=dict)
+    #: The key ids the refused credentials named (auth.denied), bounded like the rest.
+    keys: dict[str, int] = field(default_factory=dict)
 
 
 def _tally(counts: dict[str, int], value: str) -> None:
@@ -71,6 +75,12 @@ class DenialLog:
         self._clock = clock
         self._windows: dict[_Key, _Window] = {}
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[DenialListener] = []
+
+    def add_listener(self, listener: DenialListener) -> None:
+        """Call `listener(event, client)` on the loop for every denial, written yet or not
+        (the monitor counts a burst live instead of when its aggregate is written)."""
+        self._listeners.append(listener)
 
     @property
     def tracked(self) -> int:
@@ -79,6 +89,11 @@ class DenialLog:
 
     async def deny(self, event: AuditEvent, client: str) -> None:
         """Audit `event` (a denial from `client`): durable now if first in its window."""
+        for listener in self._listeners:
+            try:
+                listener(event, client)
+            except Exception:  # a listener's bug must not lose the denial
+                log.exception("denial listener %r failed", listener)
         if self._window_s <= 0:  # aggregation off: every denial is a record of its own
             await self._audit.record(_single(event))
             return
@@ -103,6 +118,8 @@ class DenialLog:
         _tally(window.reasons, str(event.detail.get("reason", "")))
         _tally(window.paths, event.target)
         _tally(window.methods, str(event.detail.get("method", "")))
+        if event.detail.get("key_id"):
+            _tally(window.keys, str(event.detail["key_id"]))
 
     async def flush(self, *, everything: bool = False) -> None:
         """Write the aggregates of windows that have closed (all of them with `everything`)."""
@@ -135,6 +152,7 @@ class DenialLog:
             (current.reasons, window.reasons),
             (current.paths, window.paths),
             (current.methods, window.methods),
+            (current.keys, window.keys),
         ):
             for value, n in theirs.items():
                 mine[value] = mine.get(value, 0) + n
@@ -157,6 +175,7 @@ class DenialLog:
                 "reasons": window.reasons,
                 "paths": window.paths,
                 "methods": window.methods,
+                **({"keys": window.keys} if window.keys else {}),
             },
         )
 

@@ -9,6 +9,7 @@ import click
 
 from donjon import __version__
 from donjon.cli.admin import audit, key
+from donjon.cli.alerts import alerts
 from donjon.cli.deploy import deploy
 from donjon.cli.functions import describe, invoke, ls, rm
 from donjon.cli.issuers import issuer
@@ -77,7 +78,7 @@ for command in (
     version,
 ):
     cli.add_command(command)
-for command in (secret, vault, permissions):
+for command in (secret, vault, permissions, alerts):
     cli.add_command(command)
 cli.add_command(tls)
 # The monitor's responses and the forensic timeline (cli/responses.py, cli/timeline.py).

@@ -19,6 +19,7 @@ from donjon.identity import (
     looks_like_jwt,
     principal_from_claims,
 )
+from donjon.identity.apikeys import key_id_of
 from donjon.identity.policy import OWNER_SCOPED
 from donjon.monitor.throttles import Throttled, ThrottleKind
 
@@ -123,6 +124,7 @@ async def _authenticate(
     token = token.strip()
     principal = None
     reason = "missing credentials" if not header else "invalid credentials"
+    named: dict[str, str] = {}  # the key a failure names: the monitor counts distinct ones
     if scheme.lower() == "bearer" and token:
         if looks_like_jwt(token):
             return await _authenticate_jwt(node, request, request_id, token)
@@ -130,8 +132,11 @@ async def _authenticate(
             reason = "jwt: the credential is not a JWT"
         else:
             principal, reason = node.key_index.check(token)
+            key_id = key_id_of(token)
+            if key_id is not None:
+                named["key_id"] = key_id
     if principal is None:
-        await deny(node, request, "anonymous", "auth.denied", reason, request_id)
+        await deny(node, request, "anonymous", "auth.denied", reason, request_id, named)
         raise Unauthorized("missing, invalid or revoked credentials")
     return principal
 

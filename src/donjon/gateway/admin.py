@@ -24,6 +24,7 @@ from donjon.gateway.access import (
     read_body,
 )
 from donjon.gateway.admin_issuers import add_issuer, list_issuers, remove_issuer
+from donjon.gateway.alerts_api import list_alerts
 from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
@@ -432,6 +433,7 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/roles", "GET", _guarded(Action.ROLES, list_roles)),
     ("/v1/roles/{role}", "DELETE", _guarded(Action.ROLES, remove_role)),
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
+    ("/v1/alerts", "GET", _guarded(Action.ALERTS, list_alerts)),  # gateway/alerts_api.py
     # The vault (gateway/secrets.py): values go in, never out.
     ("/v1/secrets", "GET", _guarded(Action.SECRET_LIST, list_secrets)),
     ("/v1/secrets/{secret}", "POST", _guarded(Action.SECRET_WRITE, create_secret)),

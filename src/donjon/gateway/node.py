@@ -28,8 +28,11 @@ from donjon.identity import (
     tls_context,
 )
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
+from donjon.monitor.alerts import AlertStore
+from donjon.monitor.engine import Monitor
 from donjon.monitor.quarantine import Quarantines
 from donjon.monitor.responses import Responder, ResponsePolicy
+from donjon.monitor.service import MonitorService, start_monitor
 from donjon.monitor.throttles import Throttles
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
@@ -113,9 +116,17 @@ class Node:
     sandbox_python: Path | None = None
     #: Required controls found missing and served without (--unsafe-fewer-controls).
     controls_waived: tuple[str, ...] = ()
+    #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
+    alerts: AlertStore | None = None
+    _monitor: MonitorService | None = None
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+
+    @property
+    def monitor(self) -> Monitor | None:
+        """The monitor over the audit log, once the node has started."""
+        return self._monitor.monitor if self._monitor is not None else None
 
     @property
     def registry(self) -> FunctionRegistry:
@@ -145,6 +156,14 @@ class Node:
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start()
         self.denials.start()
+        # After the writer (it raises alerts through it), before anything is served.
+        self._monitor = await start_monitor(
+            self.settings.monitor,
+            self.audit,
+            self.alerts or AlertStore(self.engine),
+            self.denials,
+            responder=self.responder,
+        )
         # Sockets live where the sandbox users can reach their own (beside the staged
         # runtime when Donjon runs as root; in the data dir when sandboxes run as us).
         egress_dir = (host.staging or self.settings.data_dir / "run") / "egress"
@@ -289,6 +308,9 @@ class Node:
             await self.egress.close()
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
+            if self._monitor is not None:  # it examines them, and may alert, before it stops
+                await self._monitor.close()
+                self._monitor = None
         finally:
             self.audit.stop()
         self.engine.dispose()
@@ -363,4 +385,5 @@ def open_node(settings: Settings) -> Node:
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
+        alerts=AlertStore(engine),
     )

@@ -406,6 +406,36 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (400, *_AUTH),
         params=(_count(10_000),),
     ),
+    ("GET", "/v1/alerts"): Operation(
+        "listAlerts",
+        "The monitor's alerts, newest n, oldest first",
+        "audit",
+        {200: ListOf(v.AlertView)},
+        (400, *_AUTH),
+        params=(
+            Param(
+                "since",
+                "query",
+                {"type": "string"},
+                "alerts raised at or after: Unix seconds, ISO 8601, or an age (15m, 2h, 7d)",
+            ),
+            Param("kind", "query", {"type": "string"}, "a finding kind"),
+            Param(
+                "n",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                "how many, newest last (1 to 1000)",
+            ),
+            Param(
+                "before",
+                "query",
+                {"type": "integer", "minimum": 1},
+                "only alerts whose seq is below this (the page before)",
+            ),
+        ),
+        description="Each alert is an alert.raised audit record (its seq) resting on the "
+        "records in `evidence`; both can be proved against a signed checkpoint.",
+    ),
     ("GET", "/v1/secrets"): Operation(
         "listSecrets",
         "List secrets (never values)",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from donjon.gateway.schemas import Epoch, FunctionName
 
 __all__ = [
+    "AlertView",
     "AuditRecord",
     "DeployResult",
     "FunctionView",
@@ -321,4 +322,42 @@ class AuditRecord(BaseModel):
     action: str
     target: str
     outcome: str
+    detail: dict[str, Any]
+
+
+class AlertView(BaseModel):
+    """An alert (monitor/): a copy of its `alert.raised` audit record, which `seq` proves."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 1207,
+                    "ts": _T,
+                    "id": "alert_3f0c9a51d2e84b7a9c1d0e2f3a4b5c6d",
+                    "kind": "auth.credential_stuffing",
+                    "detector": "auth_failures",
+                    "mode": "alert",
+                    "severity": "high",
+                    "subject": "source:203.0.113.7",
+                    "summary": "25 failed authentications from 203.0.113.7 in 300 s",
+                    "evidence": [1180, 1206],
+                    "detail": {"failures": 25, "window_s": 300.0},
+                }
+            ]
+        },
+    )
+
+    seq: int = Field(ge=1)
+    ts: Epoch
+    id: str
+    kind: str
+    detector: str
+    mode: str
+    severity: str
+    subject: str
+    summary: str
+    evidence: list[int]
     detail: dict[str, Any]

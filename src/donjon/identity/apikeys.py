@@ -20,7 +20,15 @@ from donjon.identity.policy import Principal
 from donjon.secret import Secret
 from donjon.store.keys import KeyRecord
 
-__all__ = ["ApiKey", "IdentityError", "KeyIndex", "hash_key", "new_api_key", "new_secret"]
+__all__ = [
+    "ApiKey",
+    "IdentityError",
+    "KeyIndex",
+    "hash_key",
+    "key_id_of",
+    "new_api_key",
+    "new_secret",
+]
 
 _KEY_RE = re.compile(r"^dj_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -40,6 +48,13 @@ class ApiKey:
 
     def __repr__(self) -> str:
         return f"ApiKey(id={self.record.id!r}, secret='**********')"
+
+
+def key_id_of(presented: str) -> str | None:
+    """The key id a presented credential names (`dj_<id>_...`), for the audit; None if
+    it is not shaped like a key. The id is not secret: keys are listed by it."""
+    m = _KEY_RE.match(presented)
+    return m.group(1) if m else None
 
 
 def hash_key(hash_key_bytes: Secret[bytes], key: str) -> bytes:

@@ -37,6 +37,8 @@ __all__ = ["ACTOR", "RAISED", "AlertIndex", "AlertSink", "Monitor", "Responder"]
 
 #: Record actions the monitor never feeds to its detectors (its own and the responder's).
 _OWN_PREFIXES = ("alert.", "response.")
+#: Seconds `close` waits for the records already received to be examined.
+CLOSE_TIMEOUT_S = 10.0
 #: Evidence seqs kept in one alert record; past it the count says how many there were.
 MAX_EVIDENCE = 64
 #: A finding's detail past this many characters of JSON is left out of its record.
@@ -143,7 +145,8 @@ class Monitor:
         """Stop listening and feeding (what was received is processed first)."""
         if self._closed:
             return
-        await self.settle()
+        with contextlib.suppress(TimeoutError):  # a stuck detector must not hold the shutdown
+            await asyncio.wait_for(self.settle(), CLOSE_TIMEOUT_S)
         await self._save_watermark()
         self._closed = True
         for task in self._tasks:
@@ -203,7 +206,10 @@ class Monitor:
                 batch = self._backlog.popleft()
                 self._backlog_records -= len(batch.records)
                 for record in batch.records:
-                    await self._examine(record)
+                    try:
+                        await self._examine(record)
+                    except Exception:  # the feed goes on whatever one record did
+                        log.exception("monitor: examining seq %d failed", record.seq)
             self._idle.set()
 
     async def _examine(self, record: CommittedRecord) -> None:

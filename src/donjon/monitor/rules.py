@@ -139,16 +139,21 @@ class AuthFailures:
         return tally
 
     def _note_key(self, event: AuditEvent, now: float) -> bool:
-        """Remember the key (or actor) a failure named; False if it named none."""
-        key = event.detail.get("key_id")
-        if not isinstance(key, str) or not key:
-            key = event.actor if event.actor not in ("anonymous", "*", "") else ""
-        if not key:
-            return False
-        if key not in self._keys and len(self._keys) >= self._max_sources:
-            return True  # enough distinct keys are tracked to fire already
-        self._keys[key] = now
-        return True
+        """Remember the keys (or actor) a failure named; False if it named none.
+
+        A single denial names its `key_id`; an aggregate, the ids it counted (`keys`).
+        """
+        d = event.detail
+        counted = d.get("keys")
+        keys = [k for k in counted if k != "(other)"] if isinstance(counted, dict) else []
+        if isinstance(d.get("key_id"), str) and d["key_id"]:
+            keys.append(d["key_id"])
+        if not keys and event.actor not in ("anonymous", "*", ""):
+            keys.append(event.actor)
+        for key in keys:
+            if key in self._keys or len(self._keys) < self._max_sources:
+                self._keys[key] = now
+        return bool(keys)
 
     def _check(self, now: float, clients: set[str]) -> list[Finding]:
         since = now - self._window_s

@@ -1,0 +1,56 @@
+"""`GET /v1/alerts`: the monitor's alerts, newest `n` (oldest first), from the alerts index.
+
+Query: `since` (Unix seconds, ISO 8601, or an age such as `2h`), `kind` (a finding
+kind: `auth.credential_stuffing`), `n` (1 to 1000, default 100), `before` (a seq:
+the page before it). Needs `alert:read`. Each alert names its `seq` in the audit
+log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.errors import Error
+from donjon.gateway.errors import BadRequest
+from donjon.gateway.node import Node
+from donjon.gateway.schemas import render
+from donjon.gateway.views import AlertView
+from donjon.identity import Principal
+from donjon.monitor.alerts import MAX_LIST, AlertStore
+from donjon.monitor.when import parse_since
+
+__all__ = ["list_alerts"]
+
+_KIND = re.compile(r"^[a-z][a-z0-9_.]{0,127}$")
+
+
+def _whole(request: Request, name: str, default: int | None, most: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= most:
+        raise BadRequest(f"{name} must be a whole number from 1 to {most}")
+    return int(raw)
+
+
+async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    params = request.query_params
+    since = None
+    if "since" in params:
+        try:
+            since = parse_since(params["since"], time.time())
+        except Error as e:
+            raise BadRequest(f"since: {e.message}; {e.hint}") from None
+    kind = params.get("kind") or None
+    if kind is not None and not _KIND.match(kind):
+        raise BadRequest("kind must be a finding kind such as auth.credential_stuffing")
+    n = _whole(request, "n", 100, MAX_LIST) or 100
+    before = _whole(request, "before", None, 2**62)
+    store = node.alerts or AlertStore(node.engine)
+    page = await asyncio.to_thread(store.list, since=since, kind=kind, n=n, before=before)
+    return render([AlertView.model_validate(a) for a in page.alerts])

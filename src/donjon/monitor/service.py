@@ -1,0 +1,136 @@
+"""The node's monitor, assembled from settings: detectors, modes, index, webhooks.
+
+`start_monitor` is what `Node.start` calls once the audit writer runs:
+it catches the alerts index up with the log (a node that died between an
+alert's record and its index row), checks that DONJON_MONITOR_MODES names only
+detectors that exist, starts the webhooks, attaches the monitor to the audit
+log, and feeds the `auth_failures` rule live from the denial log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from donjon.audit.denials import DenialLog
+from donjon.audit.log import AuditEvent, AuditLog
+from donjon.config import MonitorSettings
+from donjon.errors import Error
+from donjon.monitor.alerts import AlertStore
+from donjon.monitor.detector import Detector
+from donjon.monitor.engine import AlertSink, Monitor, Responder
+from donjon.monitor.findings import Mode
+from donjon.monitor.rules import AuthFailures, EgressRefused, SandboxViolation, ScanSkipped
+from donjon.monitor.webhooks import WebhookSink
+
+__all__ = [
+    "MonitorError",
+    "MonitorService",
+    "check_modes",
+    "default_detectors",
+    "rule_detectors",
+    "start_monitor",
+]
+
+
+class MonitorError(Error):
+    """The monitor's settings name something that does not exist."""
+
+    title = "Monitor error"
+
+
+def rule_detectors(settings: MonitorSettings) -> list[Detector]:
+    """The deterministic rules (monitor/rules.py), with the settings' thresholds."""
+    return [
+        AuthFailures(
+            per_source=settings.auth_failures,
+            distinct_keys=settings.auth_distinct_keys,
+            window_s=settings.auth_window_s,
+        ),
+        EgressRefused(),
+        SandboxViolation(),
+        ScanSkipped(),
+    ]
+
+
+def default_detectors(settings: MonitorSettings) -> list[Detector]:
+    """Every detector the node runs: the rules, and the learned ones (monitor/baselines.py)."""
+    return rule_detectors(settings)
+
+
+def check_modes(settings: MonitorSettings, detectors: Sequence[Detector]) -> dict[str, Mode]:
+    """The modes of DONJON_MONITOR_MODES; a name no detector has is an error, not ignored."""
+    names = {d.name for d in detectors}
+    unknown = sorted(set(settings.modes) - names)
+    if unknown:
+        raise MonitorError(
+            f"DONJON_MONITOR_MODES names no detector called {', '.join(unknown)}",
+            hint=f"the detectors are {', '.join(sorted(names))}",
+        )
+    return {name: cast("Mode", mode) for name, mode in settings.modes.items()}
+
+
+@dataclass
+class MonitorService:
+    """What the node holds: the monitor, its index and its webhooks."""
+
+    monitor: Monitor
+    alerts: AlertStore
+    webhooks: WebhookSink | None
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Examine what was committed, then let queued webhooks go (within `grace_s`)."""
+        await self.monitor.close()
+        if self.webhooks is not None:
+            await self.webhooks.close(grace_s)
+
+
+async def start_monitor(
+    settings: MonitorSettings,
+    audit: AuditLog,
+    alerts: AlertStore,
+    denials: DenialLog | None = None,
+    *,
+    detectors: Sequence[Detector] | None = None,
+    responder: Responder | None = None,
+    clock: Callable[[], float] = time.time,
+) -> MonitorService:
+    """Build and attach the node's monitor (on the running loop)."""
+    chosen = list(detectors) if detectors is not None else default_detectors(settings)
+    modes = check_modes(settings, chosen)
+    await asyncio.to_thread(alerts.catch_up)
+    sinks: list[AlertSink] = []
+    webhooks = None
+    if settings.webhooks and settings.webhook_secret is not None:
+        webhooks = WebhookSink(
+            settings.webhooks, settings.webhook_secret, ca_file=settings.webhook_ca
+        )
+        webhooks.start()
+        sinks.append(webhooks)
+    monitor = Monitor(
+        audit,
+        chosen,
+        modes,
+        clock=clock,
+        responder=responder,
+        sinks=sinks,
+        index=alerts,
+        dedup_s=settings.dedup_s,
+        tick_s=settings.tick_s,
+    )
+    monitor.attach(asyncio.get_running_loop())
+    if denials is not None:
+        for detector in chosen:
+            if isinstance(detector, AuthFailures):
+                denials.add_listener(_live(detector, clock))
+    return MonitorService(monitor, alerts, webhooks)
+
+
+def _live(rule: AuthFailures, clock: Callable[[], float]) -> Callable[[AuditEvent, str], None]:
+    def listener(event: AuditEvent, client: str) -> None:
+        rule.note_denial(event, client, clock())
+
+    return listener
