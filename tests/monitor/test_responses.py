@@ -153,7 +153,7 @@ def test_throttle_answers_credential_stuffing(tmp_path: Path) -> None:
     assert record["actor"] == "system:monitor"
     assert record["detail"]["alert_seq"] == 41
     assert record["detail"]["kind"] == "auth.credential_stuffing"
-    assert record["detail"]["rate"] == "2/60s"
+    assert record["detail"]["rate"] == "2/minute"
 
 
 def test_throttle_of_a_principal_is_lifted_by_hand(tmp_path: Path) -> None:

@@ -226,7 +226,7 @@ def test_credential_stuffing_is_throttled_until_lifted(blocking: LiveNode) -> No
     [listed] = [
         t for t in _cli(blocking, "throttle", "ls", "--json") if t["subject"] == f"source:{source}"
     ]
-    assert listed["alert_seq"] == alert["seq"] and listed["rate"] == "2/3600s"
+    assert listed["alert_seq"] == alert["seq"] and listed["rate"] == "2/hour"
 
     _cli(blocking, "throttle", "rm", f"source:{source}")
     with blocking.client(None, source) as c:

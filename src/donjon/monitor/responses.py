@@ -260,7 +260,7 @@ class Responder:
             finding,
             alert_seq,
             {
-                "rate": f"{throttle.count}/{throttle.period_s:g}s",
+                "rate": throttle.rate,
                 "until": throttle.until,
                 "replaced_alert_seq": replaced.alert_seq if replaced else None,
                 "undo": f"donjon throttle rm {throttle.subject}",
