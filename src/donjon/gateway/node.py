@@ -23,6 +23,7 @@ from donjon.identity import (
     JwtVerifier,
     KeyIndex,
     Policy,
+    Role,
     fetch_jwks,
     parse_role,
     tls_context,
@@ -228,8 +229,17 @@ class Node:
     def responder(self) -> Responder:
         """What the monitor calls on an alert in `block` mode (monitor/responses.py)."""
         return Responder(
-            self.audit, self.response_policy, self.throttles, self.quarantines, self.revoke_key
+            self.audit,
+            self.response_policy,
+            self.throttles,
+            self.quarantines,
+            self.revoke_key,
+            protected=self._admin_key,
         )
+
+    def _admin_key(self, key_id: str) -> bool:
+        principal = self.key_index.principal_of(key_id)
+        return principal is not None and principal.role == Role.ADMIN
 
     async def revoke_key(self, key_id: str) -> bool:
         """Revoke an API key (the store, then the index the gateway checks); False if no
