@@ -153,7 +153,7 @@ def test_throttle_answers_credential_stuffing(tmp_path: Path) -> None:
     assert record["actor"] == "system:monitor"
     assert record["detail"]["alert_seq"] == 41
     assert record["detail"]["kind"] == "auth.credential_stuffing"
-    assert record["detail"]["rate"] == "2/60s"
+    assert record["detail"]["rate"] == "2/minute"
 
 
 def test_throttle_of_a_principal_is_lifted_by_hand(tmp_path: Path) -> None:
@@ -317,3 +317,32 @@ def test_node_settings_are_checked_whole() -> None:
     policy = ResponsePolicy.from_settings(MonitorSettings(responses={"egress.refused": "none"}))
     finding = _finding("egress.refused", Subject("function", "f"))
     assert policy.action(finding) == "none"
+
+
+def test_an_admin_key_is_never_revoked_automatically(tmp_path: Path) -> None:
+    """Even configured to revoke, an admin's key is left to a person (skipped, said why)."""
+    engine = make_engine(tmp_path)
+    policy = ResponsePolicy(parse_responses("first_seen.function=revoke"))
+    keys = Keys({"0123456789abcdef"})
+
+    async def work() -> AuditLog:
+        log = make_log(engine)
+        log.start()
+        clock = FakeClock()
+        responder = Responder(
+            log,
+            policy,
+            Throttles(MemoryRateLimiter(clock), clock),
+            Quarantines(QuarantineStore(engine), log),
+            keys,
+            protected=lambda key_id: key_id == "0123456789abcdef",
+        )
+        subject = Subject("principal", "key:0123456789abcdef")
+        await responder.respond(_finding("first_seen.function", subject), 21)
+        log.stop()
+        return log
+
+    log = asyncio.run(work())
+    assert keys.revoked == []
+    [record] = [r for r in log.tail(10) if r["action"] == "response.revoke"]
+    assert record["outcome"] == "skipped" and "admin" in record["detail"]["reason"]

@@ -41,7 +41,7 @@ from donjon.gateway.function_calls import Chain, FunctionCalls
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
-from donjon.gateway.problems import problem, problem_from_error, status_for
+from donjon.gateway.problems import problem, problem_from_error, quarantined, status_for
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
@@ -342,7 +342,7 @@ def _error_response(error: Error, request_id: str, *, reveal: bool = False) -> R
             extra=fields,
         )
     if isinstance(error, FunctionQuarantined):
-        return problem_from_error(error, request_id=request_id, extra=error.problem_fields())
+        return quarantined(error, request_id)
     if isinstance(error, RateLimitError):
         response = problem_from_error(error, request_id=request_id)
         response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
@@ -465,15 +465,8 @@ async def handle_http_trigger(request: Request) -> Response:
             lambda result: render(result.body, request_id, own_path),
             client=client_address(request),
         )
-    except FunctionQuarantined as e:
-        if caller is not None and caller[0] is None:  # anyone at all: not why, nor the alert
-            return problem(
-                503,
-                f"function {e.record.name} is quarantined",
-                request_id=request_id,
-                extra={"errorType": e.title},
-            )
-        return _error_response(e, request_id)
+    except FunctionQuarantined as e:  # anyone at all (public) is not told why
+        return quarantined(e, request_id, public=caller is not None and caller[0] is None)
     except Error as e:
         return _error_response(e, request_id, reveal=_reveals(node, caller, e))
 

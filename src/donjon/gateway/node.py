@@ -24,6 +24,7 @@ from donjon.identity import (
     JwtVerifier,
     KeyIndex,
     Policy,
+    Role,
     fetch_jwks,
     parse_role,
     tls_context,
@@ -229,8 +230,17 @@ class Node:
     def responder(self) -> Responder:
         """What the monitor calls on an alert in `block` mode (monitor/responses.py)."""
         return Responder(
-            self.audit, self.response_policy, self.throttles, self.quarantines, self.revoke_key
+            self.audit,
+            self.response_policy,
+            self.throttles,
+            self.quarantines,
+            self.revoke_key,
+            protected=self._admin_key,
         )
+
+    def _admin_key(self, key_id: str) -> bool:
+        principal = self.key_index.principal_of(key_id)
+        return principal is not None and principal.role == Role.ADMIN
 
     async def revoke_key(self, key_id: str) -> bool:
         """Revoke an API key (the store, then the index the gateway checks); False if no
@@ -381,10 +391,10 @@ def open_node(settings: Settings) -> Node:
         skipped=skipped,
         roles=roles,
         policy=policy,
-        alerts=AlertStore(engine),
         quarantines=Quarantines(QuarantineStore(engine), audit),
         throttles=Throttles(limiter),
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
+        alerts=AlertStore(engine),
     )

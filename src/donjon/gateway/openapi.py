@@ -35,7 +35,7 @@ _PATH_PARAMS: dict[str, tuple[dict[str, Any], str, str]] = {
     "issuer": ({"type": "string", "minLength": 1}, "a trusted issuer's name", "corp"),
     "path": ({"type": "string"}, "the http trigger's path, below /fn/", "hello"),
     "subject": (
-        {"type": "string", "minLength": 3},
+        {"type": "string", "pattern": "^(principal|source|function):.{1,290}$"},
         "a throttle's subject: principal:LABEL, source:ADDRESS or function:NAME",
         "principal:key:0123456789abcdef",
     ),

@@ -20,6 +20,7 @@ from donjon.gateway import schemas as s
 from donjon.gateway import views as v
 from donjon.identity.issuers import IssuerRequest
 from donjon.identity.policy_doc import RoleDocument
+from donjon.manifest.model import NAME_RE
 
 __all__ = ["OPERATIONS", "Body", "ListOf", "Operation", "Param", "Raw"]
 
@@ -184,7 +185,24 @@ _RESPONSE_OPERATIONS: dict[tuple[str, str], Operation] = {
         },
         (*_BODY, 404),
         Raw(
-            {"application/json": {"schema": {"type": "object"}, "example": {"reason": "why"}}},
+            {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "reason": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 500,
+                                "pattern": "\\S",
+                            }
+                        },
+                        "required": ["reason"],
+                        "additionalProperties": False,
+                    },
+                    "example": {"reason": "calls home to an unknown host"},
+                }
+            },
             '{"reason": text (1-500 characters)}',
         ),
     ),
@@ -211,14 +229,23 @@ _RESPONSE_OPERATIONS: dict[tuple[str, str], Operation] = {
         params=(
             _epoch("since", "records at or after this time"),
             _epoch("until", "records at or before this time"),
-            _text("function", "records about this function"),
-            _text("principal", "what this principal did and what was done to it"),
-            _text("request", "records of this request id"),
-            _text("source", "records of this client address"),
+            _text("function", "records about this function", NAME_RE),
+            _text(
+                "principal",
+                "what this principal did and what was done to it (key:ID, an id, jwt:ISS:SUB)",
+                "^[!-~]{1,256}$",
+            ),
+            _text("request", "records of this request id", "^[A-Za-z0-9_.:-]{1,64}$"),
+            Param(
+                "source",
+                "query",
+                {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+                "records of this client address",
+            ),
             Param(
                 "after",
                 "query",
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999},
                 "the cursor: the `next` of a previous page",
             ),
             Param(

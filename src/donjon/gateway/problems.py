@@ -59,6 +59,7 @@ __all__ = [
     "STATUS",
     "problem",
     "problem_from_error",
+    "quarantined",
     "status_for",
     "title_for",
 ]
@@ -224,3 +225,16 @@ def problem_from_error(
     if isinstance(retry_after, int | float):
         response.headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     return response
+
+
+def quarantined(error: FunctionQuarantined, request_id: str, *, public: bool = False) -> Response:
+    """A call to a quarantined function: 503 with `errorType` Function.Quarantined, the
+    reason and the alert; to a `public` trigger's caller (anyone at all), neither."""
+    if public:
+        return problem(
+            503,
+            f"function {error.record.name} is quarantined",
+            request_id=request_id,
+            extra={"errorType": error.title},
+        )
+    return problem_from_error(error, request_id=request_id, extra=error.problem_fields())

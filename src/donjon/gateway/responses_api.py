@@ -47,7 +47,7 @@ async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -
             "throttles": [
                 {
                     "subject": t.subject,
-                    "rate": f"{t.count}/{t.period_s:g}s",
+                    "rate": t.rate,
                     "since": t.since,
                     "until": t.until,
                     "reason": t.reason,

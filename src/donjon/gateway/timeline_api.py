@@ -33,7 +33,7 @@ __all__ = ["MAX_PAGE", "ROUTES"]
 MAX_PAGE = 1000
 _FUNCTION = re.compile(NAME_RE)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_PRINCIPAL = re.compile(r"[A-Za-z0-9_.:@/+=-]{1,256}")
+_PRINCIPAL = re.compile(r"[!-~]{1,256}")
 _CURSOR = re.compile(r"[0-9]{1,18}")
 
 
@@ -65,7 +65,8 @@ def timeline_filter(request: Request) -> TimelineFilter:
             source = str(ipaddress.ip_address(source))
         except ValueError:
             raise BadRequest("source must be an IP address") from None
-    flt = TimelineFilter(
+    # `until` before `since` is simply an empty timeline, not an error.
+    return TimelineFilter(
         since=_time(request, "since"),
         until=_time(request, "until"),
         function=_match(request, "function", _FUNCTION, "a function name"),
@@ -77,9 +78,6 @@ def timeline_filter(request: Request) -> TimelineFilter:
         ),
         source=source,
     )
-    if flt.since is not None and flt.until is not None and flt.until < flt.since:
-        raise BadRequest("until is before since")
-    return flt
 
 
 async def audit_timeline(request: Request, node: Node, _p: Principal, _r: str) -> Response:

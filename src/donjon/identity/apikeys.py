@@ -129,6 +129,11 @@ class KeyIndex:
             record.previous_until,
         )
 
+    def principal_of(self, key_id: str) -> Principal | None:
+        """The principal of the key `key_id` (revoked or not), if the index holds it."""
+        entry = self._keys.get(key_id)
+        return entry.principal if entry is not None else None
+
     def revoke(self, key_id: str) -> None:
         entry = self._keys.get(key_id)
         if entry is not None:

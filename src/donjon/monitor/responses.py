@@ -191,12 +191,16 @@ class Responder:
         quarantines: Quarantines,
         revoke_key: RevokeKey,
         clock: Callable[[], float] = time.time,
+        *,
+        protected: Callable[[str], bool] = lambda _key_id: False,
     ) -> None:
         self._audit = audit
         self._policy = policy
         self._throttles = throttles
         self._quarantines = quarantines
         self._revoke_key = revoke_key
+        #: Keys never revoked automatically (the admins': a person decides).
+        self._protected = protected
         self._clock = clock
 
     async def respond(self, finding: Finding, alert_seq: int) -> None:
@@ -260,7 +264,7 @@ class Responder:
             finding,
             alert_seq,
             {
-                "rate": f"{throttle.count}/{throttle.period_s:g}s",
+                "rate": throttle.rate,
                 "until": throttle.until,
                 "replaced_alert_seq": replaced.alert_seq if replaced else None,
                 "undo": f"donjon throttle rm {throttle.subject}",
@@ -278,6 +282,16 @@ class Responder:
                 finding,
                 alert_seq,
                 {"reason": "only API keys are revoked; remove or narrow the JWT issuer"},
+            )
+            return
+        if self._protected(key_id):
+            await self._record(
+                "revoke",
+                label,
+                "skipped",
+                finding,
+                alert_seq,
+                {"reason": "an admin key is never revoked automatically: a person decides"},
             )
             return
         revoked = await self._revoke_key(key_id)

@@ -26,6 +26,7 @@ from donjon.ratelimit import BucketKey, RateLimiter, RateLimitError
 __all__ = ["MAX_THROTTLES", "Throttle", "ThrottleKind", "Throttled", "Throttles"]
 
 ThrottleKind = Literal["principal", "source", "function"]
+_UNITS = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
 #: At most this many throttles at once: the oldest is lifted to make room.
 MAX_THROTTLES = 10_000
 
@@ -52,6 +53,12 @@ class Throttle:
     @property
     def subject(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @property
+    def rate(self) -> str:
+        """`10/minute` (as DONJON_MONITOR_THROTTLE reads), or `count/Ns`."""
+        unit = _UNITS.get(self.period_s, f"{self.period_s:g}s")
+        return f"{self.count}/{unit}"
 
     def bucket(self) -> BucketKey:
         if self.kind == "principal":
@@ -107,8 +114,7 @@ class Throttles:
         decision = await self._limiter.take(throttle.bucket(), throttle.count, throttle.period_s)
         if not decision.allowed:
             raise Throttled(
-                f"{throttle.subject} is throttled to {throttle.count} requests per "
-                f"{throttle.period_s:g}s by an automatic response"
+                f"{throttle.subject} is throttled to {throttle.rate} by an automatic response"
                 + (f" to alert {throttle.alert_seq}" if throttle.alert_seq is not None else ""),
                 retry_after_s=decision.retry_after_s,
             )
