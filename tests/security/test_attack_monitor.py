@@ -36,6 +36,8 @@ MONITOR = {
 }
 #: Failed authentications a credential-stuffing source sends (the rule's default: 20).
 STUFFING = 30
+#: Sources of a spread-out stuffing, one failure each (the across-keys rule's default: 10).
+SPREAD = 12
 #: Calls of a healthy function before its broken version is deployed: the error-rate
 #: baseline judges after 5 blocks of 20 calls (monitor/baselines.py); one block more.
 HEALTHY_CALLS = 120
@@ -188,6 +190,20 @@ def test_credential_stuffing_is_alerted_and_throttled(mon: LiveNode) -> None:
     print(f"\nafter the throttle, the admin key from {source}: {got}")
     # ... while the same key from anywhere else is served.
     assert mon.invoke("mon-echo", {}, source=fresh_source()).status_code == 200
+
+
+def test_credential_stuffing_spread_over_sources_is_alerted(mon: LiveNode) -> None:
+    """Wrong secrets for many key ids, one try per source address (under any per-source
+    threshold): the failures across keys make a node-wide credential-stuffing alert."""
+    sources = [fresh_source() for _ in range(SPREAD)]
+    for source in sources:
+        key = f"dj_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
+        assert mon.invoke("mon-echo", {}, key=key, source=source).status_code == 401
+    alert = _wait_for_alert(
+        mon, "auth.credential_stuffing", lambda a: a["subject"] == "node:authentication"
+    )
+    evidence = _assert_grounded(mon, alert, lambda r: r["action"] == "auth.denied")
+    assert {e["detail"].get("client") for e in evidence} & set(sources), evidence
 
 
 def test_compromised_key_calling_a_function_it_never_called(mon: LiveNode) -> None:
