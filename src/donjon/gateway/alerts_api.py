@@ -54,5 +54,5 @@ async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> R
     n = _whole(request, "n", 100, MAX_LIST) or 100
     before = _whole(request, "before", None, MAX_SEQ)
     store = node.alerts or AlertStore(node.engine)
-    page = await asyncio.to_thread(store.list, since=since, kind=kind, n=n, before=before)
+    page = await asyncio.to_thread(store.listing, since=since, kind=kind, n=n, before=before)
     return render([AlertView.model_validate(a) for a in page.alerts])
