@@ -26,6 +26,7 @@ _SLOW_MODULES = frozenset(
         "egress/test_proxy_dns.py",
         "egress/test_node_egress.py",
         "sandbox/test_egress_relay.py",
+        "monitor/test_node_alerts.py",
     }
 )
 
