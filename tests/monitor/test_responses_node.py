@@ -126,8 +126,40 @@ def test_only_an_admin_releases_and_a_bad_release_changes_nothing(own: LiveNode)
         assert bad.status_code == 400
         assert c.post("/v1/functions/nope/quarantine", json={"reason": "x"}).status_code == 404
         assert c.delete("/v1/throttles/principal:key:0123456789abcdef").status_code == 404
-        assert c.delete("/v1/throttles/nonsense").status_code == 400
+        assert c.delete("/v1/throttles/nonsense").status_code == 404
+        for subject in ("source:203.0.113.9", "principal:nobody", "function:Bad"):
+            put = c.put(f"/v1/throttles/{subject}", json={"reason": "x"})
+            assert put.status_code == 400, subject
+        assert c.put("/v1/throttles/function:web", json={"reason": " "}).status_code == 400
+    assert _cli(own, "throttle", "ls", "--json") == []
     assert _public(own) == 200
+
+
+def test_a_principal_throttled_by_hand_gets_429_until_lifted(own: LiveNode) -> None:
+    """`donjon throttle add` slows one key (10/minute here: a 429 once 10 are spent), no
+    other; `donjon throttle rm` lifts it; both are audited with the admin as actor."""
+    invoker = own.create_key("suspect", "invoker")
+    other = own.create_key("bystander", "invoker")["key"]
+    _cli(own, "throttle", "add", invoker["id"], "--reason", "looking into it", "--for", "1h")
+    [listed] = _cli(own, "throttle", "ls", "--json")
+    assert listed["subject"] == f"principal:key:{invoker['id']}"
+    assert listed["alert_seq"] is None and listed["rate"] == "10/minute"
+    statuses: list[int] = []
+    with own.client(invoker["key"]) as c:  # the bucket refills a token per 6 s: bounded
+        while len(statuses) < 40 and 429 not in statuses:
+            statuses.append(c.get("/fn/web/private").status_code)
+    assert statuses[:10] == [200] * 10 and statuses[-1] == 429
+    with own.client(other) as c:
+        assert c.get("/fn/web/private").status_code == 200
+    _cli(own, "throttle", "rm", invoker["id"])
+    with own.client(invoker["key"]) as c:
+        assert c.get("/fn/web/private").status_code == 200
+    [added] = [r for r in _audit(own, "response.throttle") if r["target"].endswith(invoker["id"])]
+    assert added["actor"].startswith("key:") and added["detail"]["reason"] == "looking into it"
+    [lifted] = [
+        r for r in _audit(own, "response.unthrottle") if r["target"].endswith(invoker["id"])
+    ]
+    assert lifted["actor"] == added["actor"]
 
 
 def test_timeline_tells_a_functions_story_with_seqs(own: LiveNode) -> None:

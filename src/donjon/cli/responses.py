@@ -10,6 +10,7 @@ import click
 
 from donjon.cli.client import ApiClient
 from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table, when
+from donjon.cli.roles import parse_duration
 from donjon.config import load_settings
 
 __all__ = ["function", "throttle"]
@@ -89,6 +90,33 @@ def throttle_ls(output: OutputFormat) -> None:
     )
 
 
+@throttle.command("add")
+@click.argument("subject")
+@click.option("--reason", required=True, help="Why (kept with it).")
+@click.option("--for", "duration", default=None, help="How long (1h, 2d); default the node's.")
+@output_option
+def throttle_add(subject: str, reason: str, duration: str | None, output: OutputFormat) -> None:
+    """Throttle a principal (key:ID, a bare key id, jwt:ISSUER:SUB) or a function (function:NAME)
+    by hand, at the node's throttle rate. Admins; audited response.throttle."""
+    if ":" not in subject:
+        subject = f"principal:key:{subject}"
+    elif not subject.startswith(("principal:", "function:", "source:")):
+        subject = f"principal:{subject}"
+    body: dict[str, Any] = {"reason": reason}
+    if duration is not None:
+        body["duration_s"] = parse_duration(duration, "--for")
+    answer = ApiClient(load_settings()).json(
+        "PUT", f"/v1/throttles/{quote(subject, safe=':')}", json=body
+    )
+    emit(
+        output,
+        answer,
+        lambda: echo_text(
+            f"throttled {answer['subject']} to {answer['rate']} until {when(answer['until'])}"
+        ),
+    )
+
+
 @throttle.command("rm")
 @click.argument("subject")
 @output_option
@@ -97,6 +125,8 @@ def throttle_rm(subject: str, output: OutputFormat) -> None:
     function:NAME); a bare key id means its principal. Admins; audited response.unthrottle."""
     if ":" not in subject:
         subject = f"principal:key:{subject}"
+    elif not subject.startswith(("principal:", "function:", "source:")):
+        subject = f"principal:{subject}"
     ApiClient(load_settings()).request("DELETE", f"/v1/throttles/{quote(subject, safe=':')}")
     emit(output, {"lifted": subject}, lambda: echo_text(f"lifted the throttle on {subject}"))
 

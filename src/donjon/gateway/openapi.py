@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from donjon.gateway.operations import OPERATIONS, Body, ListOf, Operation, Raw
 from donjon.gateway.views import Problem
 from donjon.manifest.model import NAME_RE
+from donjon.monitor.manual import SUBJECT_PATTERN
 from donjon.vault.names import SECRET_NAME_RE
 
 __all__ = ["openapi_document", "served_operations", "template"]
@@ -35,8 +36,9 @@ _PATH_PARAMS: dict[str, tuple[dict[str, Any], str, str]] = {
     "issuer": ({"type": "string", "minLength": 1}, "a trusted issuer's name", "corp"),
     "path": ({"type": "string"}, "the http trigger's path, below /fn/", "hello"),
     "subject": (
-        {"type": "string", "pattern": "^(principal|source|function):.{1,290}$"},
-        "a throttle's subject: principal:LABEL, source:ADDRESS or function:NAME",
+        {"type": "string", "pattern": SUBJECT_PATTERN},
+        "a throttle's subject: principal:key:ID, principal:jwt:ISSUER:SUB or function:NAME"
+        " (DELETE also lifts a source's: source:ADDRESS)",
         "principal:key:0123456789abcdef",
     ),
 }

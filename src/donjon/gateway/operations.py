@@ -215,10 +215,39 @@ _RESPONSE_OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("DELETE", "/v1/throttles/{subject}"): Operation(
         "liftThrottle",
-        "Lift a throttle the monitor set (principal:LABEL, source:ADDRESS, function:NAME)",
+        "Lift a throttle (principal:LABEL, source:ADDRESS, function:NAME)",
         "responses",
         {204: None},
-        (400, *_AUTH, 404),
+        (*_AUTH, 404),
+    ),
+    ("PUT", "/v1/throttles/{subject}"): Operation(
+        "addThrottle",
+        "Throttle a principal or a function by hand, at the node's throttle rate",
+        "responses",
+        {201: Raw(_OBJECT, '{"subject": ..., "rate": "10/minute", "until": time}')},
+        _BODY,
+        Raw(
+            {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "reason": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 500,
+                                "pattern": "\\S",
+                            },
+                            "duration_s": {"type": "number", "minimum": 1, "maximum": 2592000},
+                        },
+                        "required": ["reason"],
+                        "additionalProperties": False,
+                    },
+                    "example": {"reason": "looking into alert 42", "duration_s": 3600},
+                }
+            },
+            '{"reason": text, "duration_s": seconds (optional)}',
+        ),
     ),
     ("GET", "/v1/audit/timeline"): Operation(
         "auditTimeline",

@@ -36,6 +36,7 @@ from donjon.lifecycle import (
     SkipScanRefused,
 )
 from donjon.manifest import ManifestError
+from donjon.monitor.manual import BadSubject, NotThrottled
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
 from donjon.monitor.responses import ResponseConfigError
 from donjon.ratelimit import RateLimitError
@@ -111,6 +112,8 @@ STATUS: dict[type[Error], int] = {
     BadWindow: 400,
     FunctionQuarantined: 503,
     NotQuarantined: 404,
+    BadSubject: 400,
+    NotThrottled: 404,
     ResponseConfigError: 400,
 }
 

@@ -5,6 +5,8 @@
   with a reason (`{"reason": "..."}`); audited `response.quarantine`.
 - `POST /v1/functions/{name}/release` (response:manage): serve it again; audited
   `function.release`.
+- `PUT /v1/throttles/{subject}` (response:manage): throttle a subject by hand
+  (`{"reason": "...", "duration_s": 3600}`); audited `response.throttle`.
 - `DELETE /v1/throttles/{subject}` (response:manage): lift a throttle
   (`principal:key:0123...`, `source:203.0.113.9`, `function:NAME`); audited
   `response.unthrottle`.
@@ -19,19 +21,18 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
+from donjon.monitor import manual
 from donjon.monitor.quarantine import MAX_REASON
 
 __all__ = ["ROUTES"]
 
 _FUNCTION_NAME = re.compile(NAME_RE)
-_SUBJECT_KINDS = ("principal", "source", "function")
 
 
 def _name(request: Request) -> str:
@@ -102,34 +103,60 @@ async def release_function(
 async def lift_throttle(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
-    subject: str = request.path_params["subject"]
-    kind, _, subject_id = subject.partition(":")
-    if kind not in _SUBJECT_KINDS or not subject_id or len(subject) > 300:
-        raise BadRequest(
-            "a throttle's subject is principal:LABEL, source:ADDRESS or function:NAME",
-            hint="`donjon throttle ls` lists the throttles in force",
-        )
-    lifted = node.throttles.remove(kind, subject_id)
-    if lifted is None:
-        raise NotFound(
-            f"no throttle in force on {subject[:300]!r}",
-            hint="`donjon throttle ls` lists the throttles in force",
-        )
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "response.unthrottle",
-            lifted.subject,
-            "ok",
-            {"request_id": request_id, "alert_seq": lifted.alert_seq, "until": lifted.until},
-        )
+    await manual.lift(
+        node.throttles,
+        node.audit,
+        request.path_params["subject"],
+        by=principal.label,
+        request_id=request_id,
     )
     return Response(status_code=204)
+
+
+_THROTTLE_FIELDS = frozenset({"reason", "duration_s"})
+
+
+async def add_throttle(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    """Throttle a subject by hand at the node's throttle rate, for `duration_s` (default
+    DONJON_MONITOR_THROTTLE_S)."""
+    body = await parse_json(
+        node, request, principal.label, await read_body(request, 4096) or b"{}", request_id
+    )
+    if not isinstance(body, dict) or set(body) - _THROTTLE_FIELDS:
+        raise BadRequest('the body is {"reason": text, "duration_s": seconds (optional)}')
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise BadRequest(f"reason must be 1-{MAX_REASON} characters saying why")
+    policy = node.response_policy
+    duration = body.get("duration_s", policy.throttle_s)
+    if (
+        not isinstance(duration, int | float)
+        or isinstance(duration, bool)
+        or not 1 <= duration <= manual.MAX_DURATION_S
+    ):
+        raise BadRequest(f"duration_s must be 1 to {manual.MAX_DURATION_S} seconds")
+    added = await manual.throttle(
+        node.throttles,
+        node.audit,
+        request.path_params["subject"],
+        count=policy.throttle_count,
+        period_s=policy.throttle_period_s,
+        duration_s=float(duration),
+        reason=" ".join(reason.split()),
+        by=principal.label,
+        request_id=request_id,
+    )
+    return JSONResponse(
+        {"subject": added.subject, "rate": added.rate, "until": added.until}, status_code=201
+    )
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/responses", "GET", _guarded(Action.ALERTS, list_responses)),
     ("/v1/functions/{name}/quarantine", "POST", _guarded(Action.RESPONSES, quarantine_function)),
     ("/v1/functions/{name}/release", "POST", _guarded(Action.RESPONSES, release_function)),
+    ("/v1/throttles/{subject}", "PUT", _guarded(Action.RESPONSES, add_throttle)),
     ("/v1/throttles/{subject}", "DELETE", _guarded(Action.RESPONSES, lift_throttle)),
 ]
