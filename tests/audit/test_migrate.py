@@ -128,3 +128,13 @@ def test_start_refuses_a_rolled_back_database(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="rolled back"):
         open_audit_log(settings, engine, MasterKey.load(settings.master_key_path), None)
     engine.dispose()
+
+
+def test_verify_of_an_unmigrated_v1_log_says_so(tmp_path: Path) -> None:
+    """verify on a v1 log that was never started under v2 says to migrate it."""
+    settings = _v1_dir(tmp_path)
+    engine = connect(settings.database_url)
+    create_schema(engine)
+    result = verify_log(engine, SigningKey.generate())
+    assert not result.ok and "v1 format" in result.reason
+    engine.dispose()

@@ -33,6 +33,7 @@ from donjon.audit.checkpoint import SigningKey, VerifierKey
 from donjon.audit.errors import AuditError
 from donjon.audit.frontier import Frontier
 from donjon.audit.merkle import MerkleError
+from donjon.audit.tree import HEAD_FORMAT
 from donjon.audit.witness import (
     Witnesses,
     read_file_checkpoints,
@@ -147,7 +148,14 @@ class _Run:
             if engine.dialect.name == "sqlite":
                 cur.execute("BEGIN")
             cur.execute("SELECT seq, hash, mac, format, ts_ms FROM audit_head WHERE id = 1")
-            self.head = read_head(cur.fetchone())
+            row = cur.fetchone()
+            if row is not None and row[3] != HEAD_FORMAT:
+                raise _Bad(
+                    "the log is still in the v1 format (a hash chain): start the node once "
+                    "(`donjon serve`) to check and migrate it, then verify",
+                    None,
+                )
+            self.head = read_head(row)
             cur.execute("SELECT size, root, note FROM audit_checkpoints ORDER BY size")
             self.table = read_table_checkpoints(list(cur.fetchall()), self.key)
             self._check_sources()
