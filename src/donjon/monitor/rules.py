@@ -9,7 +9,8 @@
   records' `count`, and, fed live by `DenialLog`'s listener (`note_denial`),
   counts the denials not written yet too: it fires at the next tick instead
   of when the aggregate lands. Its evidence is always records already in the
-  log (the source's first denial is written at once).
+  log (the source's first denial is written at once). The key ids refused
+  keys carried reach it through that listener only: they are never recorded.
 - `egress_refused` (`egress.refused`): the egress proxy refused a function's
   connection (`egress.connect`, outcome `denied`).
 - `sandbox_violation` (`sandbox.violation`): a runtime policy blocked or
@@ -42,6 +43,15 @@ def function_of(event: AuditEvent) -> str:
     if isinstance(name, str) and name:
         return name
     return event.target.partition("@")[0]
+
+
+def _named(event: AuditEvent) -> str:
+    """What a denial record says the refused credential named: a SigV4 request's key id,
+    or the actor when it is a principal (not `anonymous`)."""
+    key = event.detail.get("key_id")
+    if isinstance(key, str) and key:
+        return key
+    return event.actor if event.actor not in ("anonymous", "*", "") else ""
 
 
 def _count(detail: Mapping[str, Any]) -> int:
@@ -106,12 +116,16 @@ class AuthFailures:
 
     # -- the feeds --------------------------------------------------------------
 
-    def note_denial(self, event: AuditEvent, client: str, now: float) -> None:
-        """DenialLog's listener: a denial as it happens, before its aggregate is written."""
+    def note_denial(self, event: AuditEvent, client: str, now: float, named: str = "") -> None:
+        """DenialLog's listener: a denial as it happens, before its aggregate is written.
+
+        `named` is the key id the refused credential carried: counted here, never
+        recorded (audit lines do not tell a live key id from an unknown one).
+        """
         if event.action != "auth.denied":
             return
         self._tally(client, now).live.append(now)
-        self._note_key(event, now)
+        self._note_key(named or _named(event), now)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
@@ -121,8 +135,8 @@ class AuthFailures:
         tally = self._tally(client, now)
         tally.recorded.append((now, _count(event.detail)))
         tally.evidence.append(record.seq)
-        if self._note_key(event, now):
-            self._key_evidence.append(record.seq)
+        self._key_evidence.append(record.seq)
+        self._note_key(_named(event), now)
         return self._check(now, {client})
 
     def tick(self, now: float) -> list[Finding]:
@@ -146,22 +160,10 @@ class AuthFailures:
         tally.last = now
         return tally
 
-    def _note_key(self, event: AuditEvent, now: float) -> bool:
-        """Remember the keys (or actor) a failure named; False if it named none.
-
-        A single denial names its `key_id`; an aggregate, the ids it counted (`keys`).
-        """
-        d = event.detail
-        counted = d.get("keys")
-        keys = [k for k in counted if k != "(other)"] if isinstance(counted, dict) else []
-        if isinstance(d.get("key_id"), str) and d["key_id"]:
-            keys.append(d["key_id"])
-        if not keys and event.actor not in ("anonymous", "*", ""):
-            keys.append(event.actor)
-        for key in keys:
-            if key in self._keys or len(self._keys) < self._max_sources:
-                self._keys[key] = now
-        return bool(keys)
+    def _note_key(self, key: str, now: float) -> None:
+        """Remember that a failure named `key` (a key id, or a principal) now."""
+        if key and (key in self._keys or len(self._keys) < self._max_sources):
+            self._keys[key] = now
 
     def _check(self, now: float, clients: set[str]) -> list[Finding]:
         since = now - self._window_s
@@ -198,7 +200,7 @@ class AuthFailures:
                     f"in {self._window_s:g} s",
                     tuple(self._key_evidence),
                     now,
-                    {"distinct_keys": len(keys), "keys": sorted(keys)[:20]},
+                    {"distinct_keys": len(keys)},
                 )
             )
         return findings
