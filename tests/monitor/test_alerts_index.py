@@ -31,18 +31,20 @@ def test_catch_up_indexes_alert_records_missing_from_the_index(tmp_path: Path) -
     store = AlertStore(engine)
     log = make_log(engine)
     log.record_now(AuditEvent("key:a", "function.invoke", "f@1", "ok"))
-    assert store.catch_up() == 0  # a fresh watermark: the log had no alerts
+    assert store.catch_up(None) == 0  # the monitor never ran: the log has no alerts
+    assert store.through() == 1
     log.record_now(_alert_event("egress.refused", 1))
     log.record_now(AuditEvent("key:a", "function.invoke", "f@1", "ok"))
     log.record_now(_alert_event("auth.credential_stuffing", 2))
     log.record_now(AuditEvent("anonymous", RAISED, "x", "high", {"kind": "forged"}))  # not ours
-    assert store.catch_up() == 2
-    assert store.catch_up() == 0  # the watermark moved: nothing is read twice
-    page = store.list()
+    assert store.catch_up(store.through()) == 2
+    assert store.catch_up(store.through()) == 2  # again: the same rows, nothing doubled
+    page = store.listing()
     assert [(a["seq"], a["kind"]) for a in page.alerts] == [
         (2, "egress.refused"),
         (4, "auth.credential_stuffing"),
     ]
+    assert [r.seq for r in store.records_after(1, 2)] == [4, 5]  # the newest, oldest first
 
 
 def test_list_filters_by_kind_time_and_pages(tmp_path: Path) -> None:
@@ -52,20 +54,20 @@ def test_list_filters_by_kind_time_and_pages(tmp_path: Path) -> None:
     for seq in range(1, 8):
         kind = "egress.refused" if seq % 2 else "deploy.scan_skipped"
         store.add_now({"seq": seq, "ts": 100.0 + seq, "kind": kind, "summary": str(seq)})
-    assert [a["seq"] for a in store.list(kind="egress.refused").alerts] == [1, 3, 5, 7]
-    assert [a["seq"] for a in store.list(since=105.0).alerts] == [5, 6, 7]
-    page = store.list(n=2)
+    assert [a["seq"] for a in store.listing(kind="egress.refused").alerts] == [1, 3, 5, 7]
+    assert [a["seq"] for a in store.listing(since=105.0).alerts] == [5, 6, 7]
+    page = store.listing(n=2)
     assert ([a["seq"] for a in page.alerts], page.more) == ([6, 7], True)
-    page = store.list(n=2, before=6)
+    page = store.listing(n=2, before=6)
     assert [a["seq"] for a in page.alerts] == [4, 5]
     store.add_now({"seq": 7, "ts": 107.0, "kind": "x"})  # again: harmless
-    assert len(store.list(n=100).alerts) == 7
+    assert len(store.listing(n=100).alerts) == 7
 
 
 def test_list_bounds_n(tmp_path: Path) -> None:
     """n outside 1..1000 is an error, not a scan of everything."""
     with pytest.raises(AlertsError):
-        AlertStore(make_engine(tmp_path)).list(n=100_000)
+        AlertStore(make_engine(tmp_path)).listing(n=100_000)
 
 
 def test_watermark_never_moves_back(tmp_path: Path) -> None:

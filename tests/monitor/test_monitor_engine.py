@@ -145,7 +145,7 @@ def test_alert_is_indexed_and_watermark_follows(tmp_path: Path) -> None:
         log = make_log(engine)
         log.start()
         store = AlertStore(engine)
-        store.catch_up()
+        store.catch_up(store.through())
         monitor = Monitor(log, [EveryDenial()], {}, index=store, tick_s=3600)
         monitor.attach(asyncio.get_running_loop())
         await log.record(_denial("10.9.9.9"))
@@ -155,7 +155,7 @@ def test_alert_is_indexed_and_watermark_follows(tmp_path: Path) -> None:
 
     asyncio.run(go())
     store = AlertStore(engine)
-    (alert,) = store.list().alerts
+    (alert,) = store.listing().alerts
     records = make_log(engine).tail(10)
     raised = next(r for r in records if r["action"] == "alert.raised")
     assert (alert["seq"], alert["ts"], alert["subject"]) == (

@@ -138,7 +138,8 @@ def test_alerts_need_alert_read(live: LiveNode) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["n=0", "n=5000", "since=yesterday", "kind=Bad Kind!", "before=-1"]
+    "query",
+    ["n=0", "n=5000", "since=yesterday", "since=-5", "kind=Bad Kind!", "kind=", "before=-1"],
 )
 def test_bad_alert_queries_are_refused(live: LiveNode, query: str) -> None:
     """A malformed query is a 400 that names the parameter."""

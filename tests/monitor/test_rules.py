@@ -90,6 +90,10 @@ def test_tracked_sources_are_bounded() -> None:
     for i in range(1000):
         rule.observe(_denial(f"10.2.{i // 250}.{i % 250}"), T0 + i * 0.01)
     assert len(rule._sources) <= 100
+    event = AuditEvent("anonymous", "auth.denied", "/v1/x", "denied", {"client": "10.3.0.1"})
+    for i in range(10_000):  # a flood from one source keeps a bounded tally
+        rule.note_denial(event, "10.3.0.1", T0 + 20 + i * 0.001)
+    assert len(rule._sources["10.3.0.1"].live) <= 1000 + 64
 
 
 def test_refused_egress_is_found() -> None:

@@ -48,7 +48,14 @@ def fetch_alerts(
 @click.group(invoke_without_command=True)
 @click.option("--since", default=None, help="Only alerts since: 2h, 7d, or an ISO 8601 time.")
 @click.option("--kind", default=None, help="Only this finding kind (auth.credential_stuffing).")
-@click.option("-n", "count", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "-n",
+    "count",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many, newest.",
+)
 @output_option
 @click.pass_context
 def alerts(

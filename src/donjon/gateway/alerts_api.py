@@ -1,6 +1,6 @@
 """`GET /v1/alerts`: the monitor's alerts, newest `n` (oldest first), from the alerts index.
 
-Query: `since` (Unix seconds, ISO 8601, or an age such as `2h`), `kind` (a finding
+Query: `since` (Unix seconds; the CLI reads ages and ISO 8601), `kind` (a finding
 kind: `auth.credential_stuffing`), `n` (1 to 1000, default 100), `before` (a seq:
 the page before it). Needs `alert:read`. Each alert names its `seq` in the audit
 log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
@@ -9,24 +9,24 @@ log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
-import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from donjon.errors import Error
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import AlertView
 from donjon.identity import Principal
 from donjon.monitor.alerts import MAX_LIST, AlertStore
-from donjon.monitor.when import parse_since
 
 __all__ = ["list_alerts"]
 
-_KIND = re.compile(r"^[a-z][a-z0-9_.]{0,127}$")
+KIND_PATTERN = r"^[a-z][a-z0-9_.]{0,127}$"
+_KIND = re.compile(KIND_PATTERN)
+MAX_SEQ = 999_999_999_999_999_999
 
 
 def _whole(request: Request, name: str, default: int | None, most: int) -> int | None:
@@ -43,14 +43,16 @@ async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> R
     since = None
     if "since" in params:
         try:
-            since = parse_since(params["since"], time.time())
-        except Error as e:
-            raise BadRequest(f"since: {e.message}; {e.hint}") from None
-    kind = params.get("kind") or None
+            since = float(params["since"])
+        except ValueError:
+            since = -1.0
+        if not math.isfinite(since) or since < 0:
+            raise BadRequest("since must be a time in seconds since the epoch (0 or more)")
+    kind = params.get("kind")
     if kind is not None and not _KIND.match(kind):
         raise BadRequest("kind must be a finding kind such as auth.credential_stuffing")
     n = _whole(request, "n", 100, MAX_LIST) or 100
-    before = _whole(request, "before", None, 2**62)
+    before = _whole(request, "before", None, MAX_SEQ)
     store = node.alerts or AlertStore(node.engine)
-    page = await asyncio.to_thread(store.list, since=since, kind=kind, n=n, before=before)
+    page = await asyncio.to_thread(store.listing, since=since, kind=kind, n=n, before=before)
     return render([AlertView.model_validate(a) for a in page.alerts])

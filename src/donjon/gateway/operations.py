@@ -335,10 +335,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             Param(
                 "since",
                 "query",
-                {"type": "string"},
-                "alerts raised at or after: Unix seconds, ISO 8601, or an age (15m, 2h, 7d)",
+                {"type": "number", "minimum": 0},
+                "only alerts raised at or after this time (seconds since the epoch)",
             ),
-            Param("kind", "query", {"type": "string"}, "a finding kind"),
+            Param(
+                "kind",
+                "query",
+                {"type": "string", "pattern": "^[a-z][a-z0-9_.]{0,127}$"},
+                "only alerts of this finding kind (auth.credential_stuffing)",
+            ),
             Param(
                 "n",
                 "query",
@@ -348,7 +353,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             Param(
                 "before",
                 "query",
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},
                 "only alerts whose seq is below this (the page before)",
             ),
         ),

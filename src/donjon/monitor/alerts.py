@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from donjon.audit.log import AuditEvent
+from donjon.audit.log import AuditEvent, CommittedRecord
 from donjon.errors import Error
 from donjon.store.tables import alerts, alerts_indexed, audit_log
 
@@ -58,6 +58,19 @@ def alert_view(seq: int, ts: float, event: AuditEvent) -> dict[str, Any]:
         "detail": dict(detail.get("detail", {})),
         **({"suppressed": detail["suppressed"]} if "suppressed" in detail else {}),
     }
+
+
+def _committed(seq: int, raw: Any) -> CommittedRecord:
+    """A stored record as the audit log's listeners see it."""
+    record = json.loads(bytes(raw))
+    event = AuditEvent(
+        str(record["actor"]),
+        str(record["action"]),
+        str(record["target"]),
+        str(record["outcome"]),
+        record.get("detail") or {},
+    )
+    return CommittedRecord(seq, float(record["ts"]), event)
 
 
 class AlertsError(Error):
@@ -97,7 +110,7 @@ class AlertStore:
         except IntegrityError:  # indexed already (a catch-up after a crash)
             pass
 
-    def list(
+    def listing(
         self,
         *,
         since: float | None = None,
@@ -137,21 +150,20 @@ class AlertStore:
             elif seq > current:
                 conn.execute(update(alerts_indexed).values(through=seq))
 
-    def catch_up(self) -> int:
-        """Index the alert records after the watermark; their count.
+    def catch_up(self, after: int | None) -> int:
+        """Index the alert records after seq `after` (the watermark); their count.
 
-        A data dir without a watermark has never run the monitor, so its log
-        holds no alert records: the watermark starts at its last seq.
+        The watermark is not moved: the monitor moves it once it has examined
+        those records too (`records_after`), so a crash in between redoes both.
+        A data dir without a watermark (`after` None) has never run the monitor,
+        so its log holds no alert records: the watermark starts at its last seq.
         """
-        with self._engine.connect() as conn:
-            last = int(
-                conn.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one()
-            )
-        start = self.through()
-        if start is None:
+        last = self.last_seq()
+        if after is None:
             self.save_through(last)
             return 0
         found = 0
+        start = after
         while start < last:
             end = min(start + _CATCH_UP_BATCH, last)
             query = (
@@ -163,20 +175,31 @@ class AlertStore:
             with self._engine.connect() as conn:
                 rows = list(conn.execute(query))
             for seq, raw in rows:
-                record = json.loads(bytes(raw))
-                event = AuditEvent(
-                    record["actor"],
-                    record["action"],
-                    record["target"],
-                    record["outcome"],
-                    record.get("detail", {}),
-                )
-                if event.actor == ACTOR:
-                    self.add_now(alert_view(int(seq), float(record["ts"]), event))
+                record = _committed(int(seq), raw)
+                if record.event.actor == ACTOR:
+                    self.add_now(alert_view(record.seq, record.ts, record.event))
                     found += 1
-            self.save_through(end)
             start = end
         return found
+
+    def last_seq(self) -> int:
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(select(func.coalesce(func.max(audit_log.c.seq), 0))).scalar_one()
+            )
+
+    def records_after(self, after: int, most: int) -> list[CommittedRecord]:
+        """The newest `most` records after seq `after`, oldest first (for a replay)."""
+        query = (
+            select(audit_log.c.seq, audit_log.c.record)
+            .where(audit_log.c.seq > after)
+            .order_by(audit_log.c.seq.desc())
+            .limit(most)
+        )
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        rows.reverse()
+        return [_committed(int(seq), raw) for seq, raw in rows]
 
     async def indexed_through(self, seq: int) -> None:
         await asyncio.to_thread(self.save_through, seq)

@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from donjon.audit.log import AuditEvent, AuditLog, CommittedBatch, CommittedRecord
@@ -104,6 +104,7 @@ class Monitor:
         self._backlog: deque[CommittedBatch] = deque()
         self._backlog_records = 0
         self._wake = asyncio.Event()
+        self._running = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,16 +131,42 @@ class Monitor:
 
     # -- wiring -------------------------------------------------------------------
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Listen to the audit log, and start the feeding and ticking tasks on `loop`."""
+    def attach(self, loop: asyncio.AbstractEventLoop, *, paused: bool = False) -> None:
+        """Listen to the audit log, and start the feeding and ticking tasks on `loop`.
+
+        `paused`: batches are kept, not examined, until `resume` (after a `replay`).
+        """
         if self._loop is not None:
             return
         self._loop = loop
+        if not paused:
+            self._running.set()
         self._audit.add_listener(self._on_commit)
         self._tasks = [
             loop.create_task(self._feed(), name="monitor-feed"),
             loop.create_task(self._ticker(), name="monitor-tick"),
         ]
+
+    def seed(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+        """Alerts raised before a restart (from the index) count for deduplication."""
+        for alert in alerts:
+            key = (str(alert.get("kind", "")), str(alert.get("subject", "")))
+            ts = float(alert.get("ts", 0.0))
+            if ts > self._raised.get(key, (float("-inf"), 0))[0]:
+                self._raised[key] = (ts, 0)
+
+    async def replay(self, records: Iterable[CommittedRecord]) -> None:
+        """Examine records committed before this monitor listened (a node that died
+        before examining them): the same findings, and alerts, as if it had."""
+        for record in records:
+            try:
+                await self._examine(record)
+            except Exception:
+                log.exception("monitor: examining seq %d failed", record.seq)
+
+    def resume(self) -> None:
+        """Examine the batches received while paused, and the next ones."""
+        self._running.set()
 
     async def close(self) -> None:
         """Stop listening and feeding (what was received is processed first)."""
@@ -199,6 +226,7 @@ class Monitor:
     # -- feeding ------------------------------------------------------------------
 
     async def _feed(self) -> None:
+        await self._running.wait()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -213,7 +241,9 @@ class Monitor:
             self._idle.set()
 
     async def _examine(self, record: CommittedRecord) -> None:
-        self.seen = max(self.seen, record.seq)
+        if record.seq <= self.seen:  # replayed already
+            return
+        self.seen = record.seq
         if record.event.action.startswith(_OWN_PREFIXES):
             return
         now = self._clock()

@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,14 +51,24 @@ def _count(detail: Mapping[str, Any]) -> int:
 
 @dataclass(slots=True)
 class _Tally:
-    """Denials of one source (or of all sources) within the window."""
+    """Denials of one source within the window.
 
-    #: (record ts, count) of the denial records seen.
-    recorded: deque[tuple[float, int]] = field(default_factory=deque)
+    Both deques keep at most `cap` entries (the threshold and some): each entry is
+    at least one denial, so a full deque inside the window is past the threshold,
+    and a flood costs bounded memory whatever its rate.
+    """
+
+    cap: int
+    #: (time seen, count) of the denial records seen.
+    recorded: deque[tuple[float, int]] = field(init=False)
     #: Times of the denials seen live (DenialLog's listener), written or not.
-    live: deque[float] = field(default_factory=deque)
+    live: deque[float] = field(init=False)
     evidence: deque[int] = field(default_factory=lambda: deque(maxlen=_MAX_EVIDENCE))
     last: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.recorded = deque(maxlen=self.cap)
+        self.live = deque(maxlen=self.cap)
 
     def prune(self, since: float) -> None:
         while self.recorded and self.recorded[0][0] < since:
@@ -83,14 +93,13 @@ class AuthFailures:
         distinct_keys: int = 10,
         window_s: float = 300.0,
         max_sources: int = 10_000,
-        max_live: int = 100_000,
     ) -> None:
         self._per_source = max(1, per_source)
         self._distinct = max(1, distinct_keys)
         self._window_s = window_s
         self._max_sources = max(1, max_sources)
-        self._max_live = max_live
-        self._sources: dict[str, _Tally] = {}
+        #: Least recently seen first: the one forgotten when `max_sources` are tracked.
+        self._sources: OrderedDict[str, _Tally] = OrderedDict()
         #: Key (or actor) -> last time a failure named it, from records and the live feed.
         self._keys: dict[str, float] = {}
         self._key_evidence: deque[int] = deque(maxlen=_MAX_EVIDENCE)
@@ -101,9 +110,7 @@ class AuthFailures:
         """DenialLog's listener: a denial as it happens, before its aggregate is written."""
         if event.action != "auth.denied":
             return
-        tally = self._tally(client, now)
-        if len(tally.live) < self._max_live:
-            tally.live.append(now)
+        self._tally(client, now).live.append(now)
         self._note_key(event, now)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
@@ -132,9 +139,10 @@ class AuthFailures:
         tally = self._sources.get(client)
         if tally is None:
             if len(self._sources) >= self._max_sources:
-                oldest = min(self._sources, key=lambda c: self._sources[c].last)
-                del self._sources[oldest]
-            tally = self._sources[client] = _Tally()
+                self._sources.popitem(last=False)
+            tally = self._sources[client] = _Tally(self._per_source + 64)
+        else:
+            self._sources.move_to_end(client)
         tally.last = now
         return tally
 

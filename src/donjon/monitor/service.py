@@ -10,6 +10,7 @@ log, and feeds the `auth_failures` rule live from the denial log.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from donjon.audit.denials import DenialLog
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
 from donjon.errors import Error
-from donjon.monitor.alerts import AlertStore
+from donjon.monitor.alerts import MAX_LIST, AlertStore
 from donjon.monitor.detector import Detector
 from donjon.monitor.engine import AlertSink, Monitor, Responder
 from donjon.monitor.findings import Mode
@@ -35,6 +36,12 @@ __all__ = [
     "rule_detectors",
     "start_monitor",
 ]
+
+
+#: Records a start examines at most that the last run committed but did not examine.
+MAX_REPLAY = 100_000
+
+log = logging.getLogger("donjon.monitor")
 
 
 class MonitorError(Error):
@@ -102,7 +109,9 @@ async def start_monitor(
     """Build and attach the node's monitor (on the running loop)."""
     chosen = list(detectors) if detectors is not None else default_detectors(settings)
     modes = check_modes(settings, chosen)
-    await asyncio.to_thread(alerts.catch_up)
+    # Where the last run stopped examining records (None: the monitor never ran here).
+    through = await asyncio.to_thread(alerts.through)
+    await asyncio.to_thread(alerts.catch_up, through)
     sinks: list[AlertSink] = []
     webhooks = None
     if settings.webhooks and settings.webhook_secret is not None:
@@ -122,7 +131,25 @@ async def start_monitor(
         dedup_s=settings.dedup_s,
         tick_s=settings.tick_s,
     )
-    monitor.attach(asyncio.get_running_loop())
+    monitor.attach(asyncio.get_running_loop(), paused=True)
+    if through is not None:
+        # Records the last run committed but did not examine (it died): examined now,
+        # after the alerts it raised within the dedup window, so none is raised twice.
+        recent = await asyncio.to_thread(
+            alerts.listing, since=clock() - settings.dedup_s, n=MAX_LIST
+        )
+        monitor.seed(recent.alerts)
+        missed = await asyncio.to_thread(alerts.records_after, through, MAX_REPLAY)
+        if missed and missed[0].seq > through + 1:
+            log.warning(
+                "monitor: records %d-%d were committed but never examined (only the"
+                " newest %d are replayed)",
+                through + 1,
+                missed[0].seq - 1,
+                MAX_REPLAY,
+            )
+        await monitor.replay(missed)
+    monitor.resume()
     if denials is not None:
         for detector in chosen:
             if isinstance(detector, AuthFailures):
