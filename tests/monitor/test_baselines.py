@@ -230,3 +230,17 @@ def test_one_slow_call_is_not_a_finding_but_a_streak_is() -> None:
     assert found[0].evidence[-1] == third.seq and len(found[0].evidence) == 3
     median, _ = detector.series.get(FN).window.stats()  # type: ignore[union-attr]
     assert median < 60  # the slow calls were not learned
+
+
+def test_replayed_records_fall_in_their_own_minutes() -> None:
+    """Records examined late (replayed at a node's start) count in the minutes they were
+    committed in, not all in the minute they are examined."""
+    detector, records = call_rate(), Records()
+    late = T0 + 10 * 3600
+    now = T0
+    for _ in range(40):
+        for i in range(5):
+            assert detector.observe(records.call(now + i), late) == []
+        now += 60
+    found = [f for i in range(20) for f in detector.observe(records.call(now + i / 2), late)]
+    assert {f.subject for f in found} == {FN, KEY}

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from donjon.audit.log import CommittedRecord
-from donjon.monitor.calls import Call, Change, read_call, read_change
+from donjon.monitor.calls import Call, Change, event_time, read_call, read_change
 from donjon.monitor.findings import Finding, Severity, Subject
 from donjon.monitor.robust import Band, BaselineError, Bounded, RobustWindow
 
@@ -75,9 +75,10 @@ class SeriesDetector(Generic[S]):
         call = read_call(record)
         if call is None:
             return []
+        at = event_time(record, now)
         findings: list[Finding] = []
         for subject in subjects_of(call):
-            finding = self.see(subject, call, now)
+            finding = self.see(subject, call, at)
             if finding is not None:
                 findings.append(finding)
         return findings

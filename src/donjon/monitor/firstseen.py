@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from donjon.audit.log import CommittedRecord
-from donjon.monitor.calls import network_of, read_call
+from donjon.monitor.calls import event_time, network_of, read_call
 from donjon.monitor.findings import Finding, Severity, Subject
 from donjon.monitor.robust import BaselineError, Bounded
 
@@ -88,13 +88,13 @@ class FirstSeenDetector:
         return self.profiles.setdefault(principal, make)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
+        now = event_time(record, now)
         if self.started is None:
             self.started = now
         event = record.event
         if event.action == "key.create" and event.outcome == "ok":
             self.profiles.pop(event.target)  # a new key (ids are not reused): learn it anew
-            # From its creation: the record's time, unless the monitor's clock is behind it.
-            self._profile(event.target, min(now, record.ts), record.seq)
+            self._profile(event.target, now, record.seq)
             return []
         call = read_call(record)
         if call is None or call.principal is None:

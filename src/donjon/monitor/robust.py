@@ -22,7 +22,6 @@ anomalous value is never pushed, so an attack does not become the norm
 from __future__ import annotations
 
 import math
-import statistics
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ class RobustWindow:
     def __init__(self, band: Band) -> None:
         self._band = band
         self._values: deque[float] = deque(maxlen=band.size)
-        self._stats: tuple[float, float] | None = None
+        self._stats: tuple[float, float, float] | None = None
         #: Values pushed since the statistics were computed; they are computed again
         #: once a twentieth of the window is new (sorting per value would cost more than
         #: the call being judged), and always while the series is still learning.
@@ -116,31 +115,45 @@ class RobustWindow:
         self._values.extend([float(value)] * count)
         self._stale += count
 
-    def stats(self) -> tuple[float, float]:
-        """(median, sigma = 1.4826 x MAD) of the window; (0, 0) when empty."""
+    def _fresh(self) -> tuple[float, float, float]:
+        """(median, sigma, upper), computed again if a twentieth of the window is new."""
         if self._stats is None or self._stale >= self._refresh or not self.learned:
-            if not self._values:
-                return 0.0, 0.0
-            median = statistics.median(self._values)
-            mad = statistics.median(sorted([abs(v - median) for v in self._values]))
-            self._stats = (median, MAD_TO_SIGMA * mad)
+            values = sorted(self._values)
+            median = _middle(values)
+            sigma = MAD_TO_SIGMA * _middle(sorted([abs(v - median) for v in values]))
+            band = self._band
+            upper = median + max(
+                band.k * sigma,
+                band.poisson_k * math.sqrt(max(median, 0.0)),
+                band.rel * median,
+                band.abs_min,
+            )
+            self._stats = (median, sigma, upper)
             self._stale = 0
         return self._stats
 
+    def stats(self) -> tuple[float, float]:
+        """(median, sigma = 1.4826 x MAD) of the window; (0, 0) when empty."""
+        median, sigma, _ = self._fresh()
+        return median, sigma
+
     def upper(self) -> float:
-        """The value above which a new value is anomalous."""
-        median, sigma = self.stats()
-        band = self._band
-        return median + max(
-            band.k * sigma,
-            band.poisson_k * math.sqrt(max(median, 0.0)),
-            band.rel * median,
-            band.abs_min,
-        )
+        """The value above which a new value is anomalous: the median plus the largest of
+        k sigma, poisson_k x sqrt(median), rel x median and abs_min."""
+        return self._fresh()[2]
 
     def is_anomalous(self, value: float) -> bool:
         """Whether `value` is above the band of a learned series (never while learning)."""
         return self.learned and value > self.upper()
+
+
+def _middle(ordered: list[float]) -> float:
+    """The median of sorted values (0 for none)."""
+    n = len(ordered)
+    if n == 0:
+        return 0.0
+    half = n // 2
+    return ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 class Bounded(Generic[K, V]):
