@@ -60,13 +60,17 @@ def test_live_denials_fire_before_the_aggregate_is_written() -> None:
 
 
 def test_failures_across_many_keys_are_stuffing() -> None:
-    """Failures naming 10 different keys, from 10 addresses, raise one node-wide finding."""
+    """Failures naming 10 different keys (told live), from 10 addresses, raise one
+    node-wide finding resting on the denial records."""
     rule = AuthFailures(per_source=100, distinct_keys=10, window_s=300)
     found = []
     for i in range(10):
-        found += rule.observe(_denial(f"10.0.0.{i}", key_id=f"{i:016x}"), T0 + i)
+        client = f"10.0.0.{i}"
+        event = AuditEvent("anonymous", "auth.denied", "/v1/x", "denied", {"client": client})
+        rule.note_denial(event, client, T0 + i, named=f"{i:016x}")
+        found += rule.observe(_denial(client), T0 + i)
     assert [str(f.subject) for f in found] == ["node:authentication"]
-    assert found[0].detail["distinct_keys"] == 10
+    assert found[0].detail == {"distinct_keys": 10}
 
 
 def test_failures_of_one_key_are_not_many_keys() -> None:
@@ -74,8 +78,20 @@ def test_failures_of_one_key_are_not_many_keys() -> None:
     rule = AuthFailures(per_source=100, distinct_keys=10, window_s=300)
     found = []
     for i in range(10):
-        found += rule.observe(_denial(f"10.0.1.{i}", key_id="00000000000000aa"), T0 + i)
+        client = f"10.0.1.{i}"
+        event = AuditEvent("anonymous", "auth.denied", "/v1/x", "denied", {"client": client})
+        rule.note_denial(event, client, T0 + i, named="00000000000000aa")
+        found += rule.observe(_denial(client), T0 + i)
     assert found == []
+
+
+def test_sigv4_key_ids_in_records_count_as_keys() -> None:
+    """A SigV4 denial records the key id it named: counted without the live feed."""
+    rule = AuthFailures(per_source=100, distinct_keys=3, window_s=300)
+    found = []
+    for i in range(3):
+        found += rule.observe(_denial(f"10.0.2.{i}", key_id=f"{i:016x}"), T0 + i)
+    assert [str(f.subject) for f in found] == ["node:authentication"]
 
 
 def test_authorization_denials_are_not_authentication_failures() -> None:
@@ -90,6 +106,10 @@ def test_tracked_sources_are_bounded() -> None:
     for i in range(1000):
         rule.observe(_denial(f"10.2.{i // 250}.{i % 250}"), T0 + i * 0.01)
     assert len(rule._sources) <= 100
+    event = AuditEvent("anonymous", "auth.denied", "/v1/x", "denied", {"client": "10.3.0.1"})
+    for i in range(10_000):  # a flood from one source keeps a bounded tally
+        rule.note_denial(event, "10.3.0.1", T0 + 20 + i * 0.001)
+    assert len(rule._sources["10.3.0.1"].live) <= 1000 + 64
 
 
 def test_refused_egress_is_found() -> None:

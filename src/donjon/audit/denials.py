@@ -33,8 +33,9 @@ _MAX_KINDS = 8
 log = logging.getLogger("donjon.audit")
 
 _Key = tuple[str, str, str]  # client, actor, action
-#: Told of each denial as it happens: (the event, the client's address).
-DenialListener = Callable[[AuditEvent, str], None]
+#: Told of each denial as it happens, on the loop: (the event, the client's address,
+#: what the refused credential named, e.g. a key id: never written to the log).
+DenialListener = Callable[[AuditEvent, str, str], None]
 
 
 @dataclass(slots=True)
@@ -48,8 +49,6 @@ class _Window:
     reasons: dict[str, int] = field(default_factory=dict)
     paths: dict[str, int] = field(default_factory=dict)
     methods: dict[str, int] = field(default_factory=dict)
-    #: The key ids the refused credentials named (auth.denied), bounded like the rest.
-    keys: dict[str, int] = field(default_factory=dict)
 
 
 def _tally(counts: dict[str, int], value: str) -> None:
@@ -78,7 +77,7 @@ class DenialLog:
         self._listeners: list[DenialListener] = []
 
     def add_listener(self, listener: DenialListener) -> None:
-        """Call `listener(event, client)` on the loop for every denial, written yet or not
+        """Call `listener(event, client, named)` for every denial, written yet or not
         (the monitor counts a burst live instead of when its aggregate is written)."""
         self._listeners.append(listener)
 
@@ -87,11 +86,15 @@ class DenialLog:
         """Keys with an open window (bounded by `max_sources` plus the overflow keys)."""
         return len(self._windows)
 
-    async def deny(self, event: AuditEvent, client: str) -> None:
-        """Audit `event` (a denial from `client`): durable now if first in its window."""
+    async def deny(self, event: AuditEvent, client: str, named: str = "") -> None:
+        """Audit `event` (a denial from `client`): durable now if first in its window.
+
+        `named` (the key id a refused credential carried) goes to the listeners only:
+        audit lines never tell a live key id from an unknown one.
+        """
         for listener in self._listeners:
             try:
-                listener(event, client)
+                listener(event, client, named)
             except Exception:  # a listener's bug must not lose the denial
                 log.exception("denial listener %r failed", listener)
         if self._window_s <= 0:  # aggregation off: every denial is a record of its own
@@ -118,8 +121,6 @@ class DenialLog:
         _tally(window.reasons, str(event.detail.get("reason", "")))
         _tally(window.paths, event.target)
         _tally(window.methods, str(event.detail.get("method", "")))
-        if event.detail.get("key_id"):
-            _tally(window.keys, str(event.detail["key_id"]))
 
     async def flush(self, *, everything: bool = False) -> None:
         """Write the aggregates of windows that have closed (all of them with `everything`)."""
@@ -152,7 +153,6 @@ class DenialLog:
             (current.reasons, window.reasons),
             (current.paths, window.paths),
             (current.methods, window.methods),
-            (current.keys, window.keys),
         ):
             for value, n in theirs.items():
                 mine[value] = mine.get(value, 0) + n
@@ -175,7 +175,6 @@ class DenialLog:
                 "reasons": window.reasons,
                 "paths": window.paths,
                 "methods": window.methods,
-                **({"keys": window.keys} if window.keys else {}),
             },
         )
 

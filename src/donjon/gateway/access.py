@@ -58,6 +58,8 @@ async def deny(
     reason: str,
     request_id: str,
     extra: dict[str, str] | None = None,
+    *,
+    named: str = "",
 ) -> None:
     """Audit a refused request: at once if it is its source's first in the window, else counted.
 
@@ -79,6 +81,7 @@ async def deny(
             },
         ),
         client,
+        named,
     )
 
 
@@ -124,7 +127,7 @@ async def _authenticate(
     token = token.strip()
     principal = None
     reason = "missing credentials" if not header else "invalid credentials"
-    named: dict[str, str] = {}  # the key a failure names: the monitor counts distinct ones
+    named = ""  # the key id a refused key names: for the monitor only, never recorded
     if scheme.lower() == "bearer" and token:
         if looks_like_jwt(token):
             return await _authenticate_jwt(node, request, request_id, token)
@@ -132,11 +135,9 @@ async def _authenticate(
             reason = "jwt: the credential is not a JWT"
         else:
             principal, reason = node.key_index.check(token)
-            key_id = key_id_of(token)
-            if key_id is not None:
-                named["key_id"] = key_id
+            named = key_id_of(token) or ""
     if principal is None:
-        await deny(node, request, "anonymous", "auth.denied", reason, request_id, named)
+        await deny(node, request, "anonymous", "auth.denied", reason, request_id, named=named)
         raise Unauthorized("missing, invalid or revoked credentials")
     return principal
 

@@ -9,7 +9,8 @@
   records' `count`, and, fed live by `DenialLog`'s listener (`note_denial`),
   counts the denials not written yet too: it fires at the next tick instead
   of when the aggregate lands. Its evidence is always records already in the
-  log (the source's first denial is written at once).
+  log (the source's first denial is written at once). The key ids refused
+  keys carried reach it through that listener only: they are never recorded.
 - `egress_refused` (`egress.refused`): the egress proxy refused a function's
   connection (`egress.connect`, outcome `denied`).
 - `sandbox_violation` (`sandbox.violation`): a runtime policy blocked or
@@ -22,7 +23,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,15 @@ def function_of(event: AuditEvent) -> str:
     return event.target.partition("@")[0]
 
 
+def _named(event: AuditEvent) -> str:
+    """What a denial record says the refused credential named: a SigV4 request's key id,
+    or the actor when it is a principal (not `anonymous`)."""
+    key = event.detail.get("key_id")
+    if isinstance(key, str) and key:
+        return key
+    return event.actor if event.actor not in ("anonymous", "*", "") else ""
+
+
 def _count(detail: Mapping[str, Any]) -> int:
     n = detail.get("count", 1)
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
@@ -51,14 +61,24 @@ def _count(detail: Mapping[str, Any]) -> int:
 
 @dataclass(slots=True)
 class _Tally:
-    """Denials of one source (or of all sources) within the window."""
+    """Denials of one source within the window.
 
-    #: (record ts, count) of the denial records seen.
-    recorded: deque[tuple[float, int]] = field(default_factory=deque)
+    Both deques keep at most `cap` entries (the threshold and some): each entry is
+    at least one denial, so a full deque inside the window is past the threshold,
+    and a flood costs bounded memory whatever its rate.
+    """
+
+    cap: int
+    #: (time seen, count) of the denial records seen.
+    recorded: deque[tuple[float, int]] = field(init=False)
     #: Times of the denials seen live (DenialLog's listener), written or not.
-    live: deque[float] = field(default_factory=deque)
+    live: deque[float] = field(init=False)
     evidence: deque[int] = field(default_factory=lambda: deque(maxlen=_MAX_EVIDENCE))
     last: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.recorded = deque(maxlen=self.cap)
+        self.live = deque(maxlen=self.cap)
 
     def prune(self, since: float) -> None:
         while self.recorded and self.recorded[0][0] < since:
@@ -83,28 +103,29 @@ class AuthFailures:
         distinct_keys: int = 10,
         window_s: float = 300.0,
         max_sources: int = 10_000,
-        max_live: int = 100_000,
     ) -> None:
         self._per_source = max(1, per_source)
         self._distinct = max(1, distinct_keys)
         self._window_s = window_s
         self._max_sources = max(1, max_sources)
-        self._max_live = max_live
-        self._sources: dict[str, _Tally] = {}
+        #: Least recently seen first: the one forgotten when `max_sources` are tracked.
+        self._sources: OrderedDict[str, _Tally] = OrderedDict()
         #: Key (or actor) -> last time a failure named it, from records and the live feed.
         self._keys: dict[str, float] = {}
         self._key_evidence: deque[int] = deque(maxlen=_MAX_EVIDENCE)
 
     # -- the feeds --------------------------------------------------------------
 
-    def note_denial(self, event: AuditEvent, client: str, now: float) -> None:
-        """DenialLog's listener: a denial as it happens, before its aggregate is written."""
+    def note_denial(self, event: AuditEvent, client: str, now: float, named: str = "") -> None:
+        """DenialLog's listener: a denial as it happens, before its aggregate is written.
+
+        `named` is the key id the refused credential carried: counted here, never
+        recorded (audit lines do not tell a live key id from an unknown one).
+        """
         if event.action != "auth.denied":
             return
-        tally = self._tally(client, now)
-        if len(tally.live) < self._max_live:
-            tally.live.append(now)
-        self._note_key(event, now)
+        self._tally(client, now).live.append(now)
+        self._note_key(named or _named(event), now)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
@@ -114,8 +135,8 @@ class AuthFailures:
         tally = self._tally(client, now)
         tally.recorded.append((now, _count(event.detail)))
         tally.evidence.append(record.seq)
-        if self._note_key(event, now):
-            self._key_evidence.append(record.seq)
+        self._key_evidence.append(record.seq)
+        self._note_key(_named(event), now)
         return self._check(now, {client})
 
     def tick(self, now: float) -> list[Finding]:
@@ -132,28 +153,17 @@ class AuthFailures:
         tally = self._sources.get(client)
         if tally is None:
             if len(self._sources) >= self._max_sources:
-                oldest = min(self._sources, key=lambda c: self._sources[c].last)
-                del self._sources[oldest]
-            tally = self._sources[client] = _Tally()
+                self._sources.popitem(last=False)
+            tally = self._sources[client] = _Tally(self._per_source + 64)
+        else:
+            self._sources.move_to_end(client)
         tally.last = now
         return tally
 
-    def _note_key(self, event: AuditEvent, now: float) -> bool:
-        """Remember the keys (or actor) a failure named; False if it named none.
-
-        A single denial names its `key_id`; an aggregate, the ids it counted (`keys`).
-        """
-        d = event.detail
-        counted = d.get("keys")
-        keys = [k for k in counted if k != "(other)"] if isinstance(counted, dict) else []
-        if isinstance(d.get("key_id"), str) and d["key_id"]:
-            keys.append(d["key_id"])
-        if not keys and event.actor not in ("anonymous", "*", ""):
-            keys.append(event.actor)
-        for key in keys:
-            if key in self._keys or len(self._keys) < self._max_sources:
-                self._keys[key] = now
-        return bool(keys)
+    def _note_key(self, key: str, now: float) -> None:
+        """Remember that a failure named `key` (a key id, or a principal) now."""
+        if key and (key in self._keys or len(self._keys) < self._max_sources):
+            self._keys[key] = now
 
     def _check(self, now: float, clients: set[str]) -> list[Finding]:
         since = now - self._window_s
@@ -190,7 +200,7 @@ class AuthFailures:
                     f"in {self._window_s:g} s",
                     tuple(self._key_evidence),
                     now,
-                    {"distinct_keys": len(keys), "keys": sorted(keys)[:20]},
+                    {"distinct_keys": len(keys)},
                 )
             )
         return findings

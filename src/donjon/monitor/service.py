@@ -156,8 +156,8 @@ async def start_monitor(
     return MonitorService(monitor, alerts, webhooks)
 
 
-def _live(rule: AuthFailures, clock: Callable[[], float]) -> Callable[[AuditEvent, str], None]:
-    def listener(event: AuditEvent, client: str) -> None:
-        rule.note_denial(event, client, clock())
+def _live(rule: AuthFailures, clock: Callable[[], float]) -> Callable[[AuditEvent, str, str], None]:
+    def listener(event: AuditEvent, client: str, named: str) -> None:
+        rule.note_denial(event, client, clock(), named)
 
     return listener
