@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from typing import Any
 
 from starlette.requests import Request
@@ -20,12 +19,16 @@ from donjon.identity import (
     principal_from_claims,
 )
 from donjon.identity.policy import OWNER_SCOPED
+from donjon.obs import bind_request_id, mint_request_id
 
 __all__ = ["authenticate", "authorize", "deny", "new_request_id", "parse_json", "read_body"]
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(8)
+    """A request's id, bound to its context: every log line served for it carries it."""
+    request_id = mint_request_id()
+    bind_request_id(request_id)
+    return request_id
 
 
 def _client(request: Request) -> str:
@@ -54,6 +57,7 @@ async def deny(
     The aggregation (per client, actor and action) lives in `audit/denials.py`.
     """
     client = _client(request)
+    node.metrics.denied(action, reason)
     await node.denials.deny(
         AuditEvent(
             actor,

@@ -27,6 +27,7 @@ from donjon.identity import (
     tls_context,
 )
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
+from donjon.obs import Metrics, NodeCollector
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
@@ -103,9 +104,16 @@ class Node:
     sandbox_python: Path | None = None
     #: Required controls found missing and served without (--unsafe-fewer-controls).
     controls_waived: tuple[str, ...] = ()
+    #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
+    metrics: Metrics = field(default_factory=Metrics)
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        # Read at scrape time; the audit writer reports each commit (its thread).
+        self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
+        self.audit.add_listener(self.metrics.audit_committed)
 
     @property
     def registry(self) -> FunctionRegistry:

@@ -60,6 +60,8 @@ class SandboxPool:
         self._draining: set[Instance] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Future[None]] = set()
+        #: Sandboxes started for a call that found none ready (read by the node's metrics).
+        self.cold_starts = 0
 
     def start(self) -> None:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
@@ -102,7 +104,7 @@ class SandboxPool:
                 hint="retry later, or raise limits.concurrency in donjon.yaml",
             ) from None
         try:
-            instance = await self._instance_for(slot)
+            instance = await self._instance_for(slot, cold=True)
         except BaseException:
             slot.gate.release()
             raise
@@ -146,7 +148,7 @@ class SandboxPool:
         task.add_done_callback(self._closing.discard)
         return [task]
 
-    async def _instance_for(self, slot: _Slot) -> Instance:
+    async def _instance_for(self, slot: _Slot, *, cold: bool = False) -> Instance:
         if slot.retired:  # queued behind calls of a version since replaced
             raise FunctionCrashed(
                 f"{slot.config.function} version {slot.config.version} "
@@ -170,6 +172,7 @@ class SandboxPool:
                     return live[0]
             inst = Instance(slot.config, self._resources, self._filters, self._host, self._egress)
             await inst.start()
+            self.cold_starts += cold
             if slot.retired:  # replaced or removed while this sandbox started: nobody's
                 await inst.close()
                 raise FunctionCrashed(
@@ -234,3 +237,20 @@ class SandboxPool:
 
     def running(self) -> int:
         return sum(len(s.instances) for s in self._slots.values())
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Per function, its sandboxes serving a call and those idle (draining ones apart)."""
+        sizes: dict[str, tuple[int, int]] = {}
+        for (function, _), slot in self._slots.items():
+            busy, idle = sizes.get(function, (0, 0))
+            for inst in slot.instances:
+                if inst.active:
+                    busy += 1
+                else:
+                    idle += 1
+            sizes[function] = (busy, idle)
+        return sizes
+
+    def draining(self) -> int:
+        """Sandboxes of replaced versions still finishing their calls."""
+        return len(self._draining)
