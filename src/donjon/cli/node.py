@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shlex
 import signal
@@ -95,6 +96,7 @@ def serve(
     from donjon.obs import configure_logging
 
     configure_logging(json={"auto": None, "json": True}.get(log_format, False), level=log_level)
+    log = logging.getLogger("donjon")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     settings = load_settings()
@@ -108,10 +110,10 @@ def serve(
         unsafe_http=unsafe_http,
         unsafe_fewer_controls=unsafe_fewer_controls,
         # Once the port is bound: a busy one is refused before this is said.
-        announce=lambda: click.echo(f"donjon serving on {scheme}://{host}:{port}", err=True),
+        announce=lambda: log.info("donjon serving on %s://%s:%d", scheme, host, port),
     )
-    if stopped_by is not None:
-        click.echo(f"donjon stopped ({signal.Signals(stopped_by).name})", err=True)
+    if stopped_by is not None:  # a log line like every other line `serve` writes
+        log.info("donjon stopped (%s)", signal.Signals(stopped_by).name)
 
 
 @click.command()

@@ -84,7 +84,7 @@ class Metrics:
     def __init__(self) -> None:
         # No `_created` series beside each counter and histogram: the text format
         # does not need them, and they double a scrape (process-wide setting).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         self.registry = CollectorRegistry()
         r = self.registry
         self.invocations = Counter(

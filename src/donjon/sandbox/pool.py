@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
 from donjon.sandbox.egresslink import EgressOpener
-from donjon.sandbox.errors import FunctionCrashed, TooManyInvocations
+from donjon.sandbox.errors import (
+    FunctionBlocked,
+    FunctionCrashed,
+    FunctionMemoryExceeded,
+    FunctionTimeout,
+    TooManyInvocations,
+)
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
@@ -25,6 +32,11 @@ from donjon.sandbox.subcalls import SubCall
 __all__ = ["SandboxPool"]
 
 _QUEUE_WAIT_S = 5.0
+#: Calls the sandbox ended by killing them: a line each in the server's log (with the
+#: request id the gateway bound: obs/logging.py); a function's own failure is not one.
+_KILLS = (FunctionTimeout, FunctionMemoryExceeded, FunctionBlocked)
+
+log = logging.getLogger("donjon.sandbox")
 
 
 @dataclass
@@ -120,6 +132,9 @@ class SandboxPool:
                 subcalls,
                 request_id,
             )
+        except _KILLS as e:
+            log.warning("%s@%s killed: %s", config.function, config.version, e.message)
+            raise
         finally:
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
