@@ -18,6 +18,7 @@ from donjon.obs import (
     bind_secrets,
     clear_log_context,
     configure_logging,
+    unbind_secrets,
 )
 from donjon.vault.redact import Redactor
 
@@ -174,6 +175,26 @@ def test_secret_values_of_the_call_are_redacted_in_its_context(out: io.StringIO)
     assert first["event"] == "upstream refused [secret:stripe-key]"
     # Outside the call's context the value is not known (and not a credential's shape).
     assert second["event"] == "after: sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def test_a_sub_call_adds_its_secrets_and_gives_them_back(out: io.StringIO) -> None:
+    """While a call's sub-call runs both calls' values go; after it, the caller's only,
+    and however many sub-calls ran, the context holds one redactor per level."""
+    caller = bind_secrets(Redactor({"a": "value-of-secret-a"}))
+    for _ in range(1000):  # a function calling another in a loop
+        sub = bind_secrets(Redactor({"b": "value-of-secret-b"}))
+        unbind_secrets(sub)
+    sub = bind_secrets(Redactor({"b": "value-of-secret-b"}))
+    logging.getLogger("donjon").info("in: value-of-secret-a value-of-secret-b")
+    unbind_secrets(sub)
+    logging.getLogger("donjon").info("out: value-of-secret-a value-of-secret-b")
+    unbind_secrets(caller)
+    logging.getLogger("donjon").info("done: value-of-secret-a")
+    assert [line["event"] for line in _lines(out)] == [
+        "in: [secret:a] [secret:b]",
+        "out: [secret:a] value-of-secret-b",
+        "done: value-of-secret-a",
+    ]
 
 
 def test_tracebacks_are_rendered_then_redacted(out: io.StringIO) -> None:

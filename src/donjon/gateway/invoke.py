@@ -47,7 +47,7 @@ from donjon.gateway.response_policy import (
 )
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
-from donjon.obs import bind_secrets, mint_request_id
+from donjon.obs import log_secrets, mint_request_id
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
@@ -121,15 +121,15 @@ async def _run(
     try:
         granted = await node.vault.open_granted(deployed.manifest.permissions.secrets)
         redact = Redactor(granted)
-        bind_secrets(redact)  # the server's log lines lose them too (obs/redaction.py)
-        result = await node.pool.invoke(
-            deployed.config,
-            _meta(deployed, request_id, principal, granted, timeout_s),
-            event,
-            timeout_s,
-            subcalls,
-            request_id,
-        )
+        with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
+            result = await node.pool.invoke(
+                deployed.config,
+                _meta(deployed, request_id, principal, granted, timeout_s),
+                event,
+                timeout_s,
+                subcalls,
+                request_id,
+            )
         _note_reads(detail, result, granted, policy_events)
         output = redact(result.output)
         memory_kb = result.memory_kb

@@ -19,7 +19,13 @@ from donjon.obs.logging import (
     mint_request_id,
 )
 from donjon.obs.metrics import CONTENT_TYPE, Metrics, auth_failure_kind
-from donjon.obs.redaction import bind_secrets, redact_event, redact_text
+from donjon.obs.redaction import (
+    bind_secrets,
+    log_secrets,
+    redact_event,
+    redact_text,
+    unbind_secrets,
+)
 
 __all__ = [
     "CONTENT_TYPE",
@@ -31,7 +37,9 @@ __all__ = [
     "bind_secrets",
     "clear_log_context",
     "configure_logging",
+    "log_secrets",
     "mint_request_id",
     "redact_event",
     "redact_text",
+    "unbind_secrets",
 ]

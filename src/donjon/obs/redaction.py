@@ -23,14 +23,23 @@ logged). Logging such values is a bug; this step is the net below it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from donjon.vault.redact import Redactor
 
-__all__ = ["MASK", "bind_secrets", "redact_event", "redact_text"]
+__all__ = [
+    "MASK",
+    "SecretsToken",
+    "bind_secrets",
+    "log_secrets",
+    "redact_event",
+    "redact_text",
+    "unbind_secrets",
+]
 
 MASK = "[redacted]"
 
@@ -77,13 +86,32 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 _secrets: contextvars.ContextVar[tuple[Redactor, ...]] = contextvars.ContextVar(
     "donjon_log_secrets", default=()
 )
+SecretsToken = contextvars.Token[tuple[Redactor, ...]]
 
 
-def bind_secrets(redactor: Redactor) -> None:
-    """Lines logged from now on in this context (the request being served, its calls and
-    the calls they make) lose these values too."""
-    if redactor:
-        _secrets.set((*_secrets.get(), redactor))
+def bind_secrets(redactor: Redactor) -> SecretsToken:
+    """Lines logged from now on in this context (the call being served, and the calls it
+    makes) lose these values too, until `unbind_secrets` with what this returned."""
+    return _secrets.set((*_secrets.get(), redactor) if redactor else _secrets.get())
+
+
+@contextlib.contextmanager
+def log_secrets(redactor: Redactor) -> Iterator[None]:
+    """Within the block (a call in the sandbox) lines lose these values too."""
+    token = bind_secrets(redactor)
+    try:
+        yield
+    finally:
+        unbind_secrets(token)
+
+
+def unbind_secrets(token: SecretsToken | None) -> None:
+    """The call is over: its caller's secrets (if any) are what lines lose again.
+
+    Bound and unbound around each call, a request's context holds one redactor
+    per call in the chain being served (at most its depth), whatever it calls."""
+    if token is not None:
+        _secrets.reset(token)
 
 
 def redact_text(text: str) -> str:
