@@ -60,7 +60,7 @@ def auth_failure_kind(action: str, reason: str) -> str | None:
 
     `authz.denied` is `forbidden`; `auth.denied` is told by its reason: no
     credential, a revoked or expired one, a signature that does not verify
-    (SigV4, webhooks), or any other bad credential (`invalid`).
+    (SigV4), or any other bad credential (`invalid`).
     """
     if action == "authz.denied":
         return "forbidden"
