@@ -40,7 +40,11 @@ def key() -> None:
 
 @key.command("create")
 @click.argument("name")
-@click.option("--role", required=True, help="admin, developer, invoker, auditor, or a custom role.")
+@click.option(
+    "--role",
+    required=True,
+    help="admin, developer, invoker, auditor, metrics (metrics:read only), or a custom role.",
+)
 @click.option("--functions", default=None, help="Only these functions (a,b).")
 @click.option("--expires-in", default=None, help="The key stops working after this (30d, 12h).")
 @output_option

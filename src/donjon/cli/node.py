@@ -68,6 +68,19 @@ def init(output: OutputFormat) -> None:
     is_flag=True,
     help="Serve even with required controls missing (warned and audited at every start).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="Log lines on stderr: JSON, or a console view (auto: console on a terminal).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
 def serve(
     host: str,
     port: int,
@@ -75,11 +88,15 @@ def serve(
     tls_key: Path | None,
     unsafe_http: bool,
     unsafe_fewer_controls: bool,
+    log_format: str,
+    log_level: str,
 ) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
     from donjon.gateway import serve as run_server
+    from donjon.obs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(json={"auto": None, "json": True}.get(log_format, False), level=log_level)
+    log = logging.getLogger("donjon")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     settings = load_settings()
@@ -93,10 +110,10 @@ def serve(
         unsafe_http=unsafe_http,
         unsafe_fewer_controls=unsafe_fewer_controls,
         # Once the port is bound: a busy one is refused before this is said.
-        announce=lambda: click.echo(f"donjon serving on {scheme}://{host}:{port}", err=True),
+        announce=lambda: log.info("donjon serving on %s://%s:%d", scheme, host, port),
     )
-    if stopped_by is not None:
-        click.echo(f"donjon stopped ({signal.Signals(stopped_by).name})", err=True)
+    if stopped_by is not None:  # a log line like every other line `serve` writes
+        log.info("donjon stopped (%s)", signal.Signals(stopped_by).name)
 
 
 @click.command()

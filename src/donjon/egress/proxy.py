@@ -32,6 +32,7 @@ from donjon.egress.records import Decision, EgressRecords
 from donjon.egress.resolve import Resolver, make_resolver
 from donjon.egress.session import SessionContext, serve
 from donjon.errors import Error
+from donjon.obs import bind_request_id, clear_log_context
 
 if TYPE_CHECKING:  # config.py imports egress/ (its settings' parsers): no cycle at run time
     from donjon.config import EgressSettings
@@ -123,6 +124,9 @@ class SandboxEgress:
         )
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # This task's context is a copy of the one the socket was opened in (some earlier
+        # request's): its log lines carry the id of the call the connection names instead.
+        clear_log_context()
         task = asyncio.current_task()
         if task is None or self.closed:  # pragma: no cover - always run as a task
             writer.close()
@@ -142,6 +146,7 @@ class SandboxEgress:
         if call is None:
             writer.close()
             return
+        bind_request_id(call.request_id)
         call.tasks.add(task)
         try:
             await self._serve(call, reader, writer)

@@ -91,9 +91,12 @@ class EgressRecords:
         self._clock = clock
         self._counts: dict[_Key, _Count] = {}
         self._keys_per_call: dict[str, int] = {}
+        #: Connections by decision (allowed, denied, failed), read by the node's metrics.
+        self.decisions: dict[str, int] = {}
 
     async def note(self, call: str, decision: Decision) -> bool:
         """Audit `decision` for `call`; True when it was written at once (first of its kind)."""
+        self.decisions[decision.decision] = self.decisions.get(decision.decision, 0) + 1
         key: _Key = (call, decision.destination, decision.decision, decision.reason)
         if key not in self._counts and self._keys_per_call.get(call, 0) >= MAX_KEYS:
             key = (call, OTHER, decision.decision, decision.reason)
@@ -101,6 +104,14 @@ class EgressRecords:
         if count is None:
             self._counts[key] = _Count(decision, self._clock())
             self._keys_per_call[call] = self._keys_per_call.get(call, 0) + 1
+            # The first of its kind per call: a line (with the call's request id) and a record.
+            log.log(
+                logging.DEBUG if decision.decision == "allowed" else logging.INFO,
+                "egress %s: %s (%s)",
+                decision.decision,
+                decision.destination or "?",
+                decision.reason,
+            )
             await self._audit.record(decision.event(1))
             return True
         count.counted += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +21,7 @@ from donjon.identity import (
 from donjon.identity.apikeys import key_id_of
 from donjon.identity.policy import OWNER_SCOPED
 from donjon.monitor.throttles import Throttled, ThrottleKind
+from donjon.obs import bind_request_id, mint_request_id
 
 __all__ = [
     "authenticate",
@@ -36,7 +36,10 @@ __all__ = [
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(8)
+    """A request's id, bound to its context: every log line served for it carries it."""
+    request_id = mint_request_id()
+    bind_request_id(request_id)
+    return request_id
 
 
 def _client(request: Request) -> str:
@@ -72,6 +75,7 @@ async def deny(
     The aggregation (per client, actor and action) lives in `audit/denials.py`.
     """
     client = _client(request)
+    node.metrics.denied(action, reason)
     await node.denials.deny(
         AuditEvent(
             actor,

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +19,7 @@ from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
 from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
+from donjon.gateway.metrics_api import metrics
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
@@ -41,17 +41,6 @@ async def healthz(request: Request) -> Response:
     node: Node = request.app.state.node
     pool = node.pool
     return render(Health(status="ok", version=__version__, sandboxes=pool.running() if pool else 0))
-
-
-async def metrics(request: Request) -> Response:
-    node: Node = request.app.state.node
-    request_id = new_request_id()
-    try:
-        principal = await authenticate(node, request, request_id)
-        await authorize(node, request, principal, Action.METRICS, request_id)
-    except Error as e:
-        return problem_from_error(e, request_id=request_id)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:

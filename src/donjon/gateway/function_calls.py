@@ -135,6 +135,7 @@ class FunctionCalls:
     async def _deny(self, callee: str, reason: str) -> None:
         """Audit a refused call (aggregated per caller like any denial: a loop adds one record)."""
         actor = f"function:{self._caller.name}"
+        self._node.metrics.denied("authz.denied", reason)
         await self._node.denials.deny(
             AuditEvent(
                 actor,

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -51,6 +50,7 @@ from donjon.gateway.response_policy import (
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
+from donjon.obs import log_secrets, mint_request_id
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
@@ -61,11 +61,6 @@ __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 log = logging.getLogger("donjon")
-
-INVOCATIONS = Counter(
-    "donjon_invocations_total", "Invocations by function and outcome", ["function", "outcome"]
-)
-DURATION = Histogram("donjon_invocation_seconds", "Invocation wall time", ["function"])
 
 #: Builds the HTTP response from a call's result; raising is the call's outcome.
 Render = Callable[[CallResult], RenderedResponse]
@@ -131,14 +126,15 @@ async def _run(
     try:
         granted = await node.vault.open_granted(deployed.manifest.permissions.secrets)
         redact = Redactor(granted)
-        result = await node.pool.invoke(
-            deployed.config,
-            _meta(deployed, request_id, principal, granted, timeout_s),
-            event,
-            timeout_s,
-            subcalls,
-            request_id,
-        )
+        with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
+            result = await node.pool.invoke(
+                deployed.config,
+                _meta(deployed, request_id, principal, granted, timeout_s),
+                event,
+                timeout_s,
+                subcalls,
+                request_id,
+            )
         _note_reads(detail, result, granted, policy_events)
         output = redact(result.output)
         memory_kb = result.memory_kb
@@ -163,8 +159,7 @@ async def _run(
         raise
     finally:
         elapsed = time.perf_counter() - started
-        INVOCATIONS.labels(deployed.name, outcome).inc()
-        DURATION.labels(deployed.name).observe(elapsed)
+        node.metrics.invocation(deployed.name, outcome, elapsed)
         # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
         # each), its output bounded whatever the function printed (calllog.py).
         log = InvocationLog(
@@ -223,7 +218,7 @@ def _subcalls(
             time.monotonic() + timeout_s,
         ),
         _call_function,
-        new_request_id,
+        mint_request_id,  # a sub-call's own id; the logs keep the chain's (bound by the gateway)
     )
     return timeout_s, calls
 
@@ -293,6 +288,7 @@ async def _admit(
         return
     decision = await node.limiter.take(BucketKey(function=deployed.name), rate.count, rate.period_s)
     if not decision.allowed:
+        node.metrics.throttled(deployed.name)
         await node.audit.record(
             AuditEvent(
                 _actor(principal, trigger),

@@ -36,6 +36,7 @@ from donjon.monitor.quarantine import Quarantines
 from donjon.monitor.responses import Responder, ResponsePolicy
 from donjon.monitor.service import MonitorService, start_monitor
 from donjon.monitor.throttles import Throttles
+from donjon.obs import Metrics, NodeCollector
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
     ResourceControl,
@@ -121,9 +122,16 @@ class Node:
     #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
     alerts: AlertStore | None = None
     _monitor: MonitorService | None = None
+    #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
+    metrics: Metrics = field(default_factory=Metrics)
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        # Read at scrape time; the audit writer reports each commit (its thread).
+        self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
+        self.audit.add_listener(self.metrics.audit_committed)
 
     @property
     def monitor(self) -> Monitor | None:

@@ -252,6 +252,8 @@ def serve(
         host=host,
         port=port,
         log_level="warning",
+        # uvicorn's lines go through the node's own logging (obs/logging.py): JSON, redacted.
+        log_config=None,
         access_log=False,
         lifespan="on",
         server_header=False,

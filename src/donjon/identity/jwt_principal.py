@@ -18,7 +18,7 @@ from donjon.store.issuers import IssuerRecord
 __all__ = ["claimed_roles", "granted_roles", "principal_from_claims"]
 
 #: Most powerful first.
-_RANK = (Role.ADMIN, Role.DEVELOPER, Role.AUDITOR, Role.INVOKER)
+_RANK = (Role.ADMIN, Role.DEVELOPER, Role.AUDITOR, Role.INVOKER, Role.METRICS)
 _BUILTIN = frozenset(r.value for r in Role)
 
 

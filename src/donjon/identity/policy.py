@@ -27,6 +27,8 @@ class Role(StrEnum):
     DEVELOPER = "developer"
     INVOKER = "invoker"
     AUDITOR = "auditor"
+    #: A scraper's: `metrics:read` and nothing else (GET /metrics).
+    METRICS = "metrics"
 
 
 class Action(StrEnum):
@@ -101,6 +103,7 @@ BUILTIN_ROLES: dict[str, list[dict[str, object]]] = {
         },
         _API_READ,
     ],
+    Role.METRICS: [{"effect": "allow", "actions": [Action.METRICS], "resources": ["*"]}],
 }
 
 

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
 from donjon.sandbox.egresslink import EgressOpener
-from donjon.sandbox.errors import FunctionCrashed, TooManyInvocations
+from donjon.sandbox.errors import (
+    FunctionBlocked,
+    FunctionCrashed,
+    FunctionMemoryExceeded,
+    FunctionTimeout,
+    TooManyInvocations,
+)
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
@@ -25,6 +32,11 @@ from donjon.sandbox.subcalls import SubCall
 __all__ = ["SandboxPool"]
 
 _QUEUE_WAIT_S = 5.0
+#: Calls the sandbox ended by killing them: a line each in the server's log (with the
+#: request id the gateway bound: obs/logging.py); a function's own failure is not one.
+_KILLS = (FunctionTimeout, FunctionMemoryExceeded, FunctionBlocked)
+
+log = logging.getLogger("donjon.sandbox")
 
 
 @dataclass
@@ -60,6 +72,8 @@ class SandboxPool:
         self._draining: set[Instance] = set()
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Future[None]] = set()
+        #: Sandboxes started for a call that found none ready (read by the node's metrics).
+        self.cold_starts = 0
 
     def start(self) -> None:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
@@ -102,7 +116,7 @@ class SandboxPool:
                 hint="retry later, or raise limits.concurrency in donjon.yaml",
             ) from None
         try:
-            instance = await self._instance_for(slot)
+            instance = await self._instance_for(slot, cold=True)
         except BaseException:
             slot.gate.release()
             raise
@@ -118,6 +132,9 @@ class SandboxPool:
                 subcalls,
                 request_id,
             )
+        except _KILLS as e:
+            log.warning("%s@%s killed: %s", config.function, config.version, e.message)
+            raise
         finally:
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
@@ -146,7 +163,7 @@ class SandboxPool:
         task.add_done_callback(self._closing.discard)
         return [task]
 
-    async def _instance_for(self, slot: _Slot) -> Instance:
+    async def _instance_for(self, slot: _Slot, *, cold: bool = False) -> Instance:
         if slot.retired:  # queued behind calls of a version since replaced
             raise FunctionCrashed(
                 f"{slot.config.function} version {slot.config.version} "
@@ -170,6 +187,7 @@ class SandboxPool:
                     return live[0]
             inst = Instance(slot.config, self._resources, self._filters, self._host, self._egress)
             await inst.start()
+            self.cold_starts += cold
             if slot.retired:  # replaced or removed while this sandbox started: nobody's
                 await inst.close()
                 raise FunctionCrashed(
@@ -234,3 +252,20 @@ class SandboxPool:
 
     def running(self) -> int:
         return sum(len(s.instances) for s in self._slots.values())
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Per function, its sandboxes serving a call and those idle (draining ones apart)."""
+        sizes: dict[str, tuple[int, int]] = {}
+        for (function, _), slot in self._slots.items():
+            busy, idle = sizes.get(function, (0, 0))
+            for inst in slot.instances:
+                if inst.active:
+                    busy += 1
+                else:
+                    idle += 1
+            sizes[function] = (busy, idle)
+        return sizes
+
+    def draining(self) -> int:
+        """Sandboxes of replaced versions still finishing their calls."""
+        return len(self._draining)

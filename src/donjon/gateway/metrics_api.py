@@ -1,0 +1,32 @@
+"""GET /metrics: the node's Prometheus metrics, for principals holding `metrics:read`.
+
+The auditor and admin roles hold it, and so does the built-in `metrics` role,
+which holds nothing else (`donjon key create --role metrics` makes a key for a
+scraper). The body is Prometheus' text exposition of this node's own registry
+(obs/metrics.py); what it counts is listed in docs/operations.md ("Metrics").
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.errors import Error
+from donjon.gateway.access import authenticate, authorize, new_request_id
+from donjon.gateway.node import Node
+from donjon.gateway.problems import problem_from_error
+from donjon.identity import Action
+from donjon.obs import CONTENT_TYPE
+
+__all__ = ["metrics"]
+
+
+async def metrics(request: Request) -> Response:
+    node: Node = request.app.state.node
+    request_id = new_request_id()
+    try:
+        principal = await authenticate(node, request, request_id)
+        await authorize(node, request, principal, Action.METRICS, request_id)
+    except Error as e:
+        return problem_from_error(e, request_id=request_id)
+    return Response(node.metrics.render(), media_type=CONTENT_TYPE)

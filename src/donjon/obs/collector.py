@@ -1,0 +1,73 @@
+"""What the node's subsystems count themselves, read at scrape time.
+
+The sandbox pool counts its cold starts and knows its sandboxes; the egress
+proxy counts its decisions. They keep plain numbers (nothing of Prometheus
+on their paths); `NodeCollector` turns them into metric families each time
+`GET /metrics` is served, on the event loop, so the reads need no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from donjon.egress import EgressProxy
+    from donjon.sandbox import SandboxPool
+
+__all__ = ["EGRESS_DECISIONS", "NodeCollector"]
+
+#: Every decision shows, at 0, before the first.
+EGRESS_DECISIONS = ("allowed", "denied", "failed")
+
+
+class NodeCollector(Collector):
+    """Cold starts, pool sizes and egress decisions of one node, as they are now."""
+
+    def __init__(
+        self,
+        pool: Callable[[], SandboxPool | None],
+        egress: Callable[[], EgressProxy | None],
+    ) -> None:
+        self._pool = pool
+        self._egress = egress
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self._pool()
+        cold = CounterMetricFamily(
+            "donjon_cold_starts", "Sandboxes started because a call found none ready"
+        )
+        cold.add_metric([], pool.cold_starts if pool is not None else 0)
+        yield cold
+        sandboxes = GaugeMetricFamily(
+            "donjon_sandboxes",
+            "Sandboxes in the pool by function and state (busy: serving a call; idle)",
+            labels=["function", "state"],
+        )
+        draining = GaugeMetricFamily(
+            "donjon_sandboxes_draining",
+            "Sandboxes of replaced versions finishing their calls",
+        )
+        if pool is not None:
+            for function, (busy, idle) in sorted(pool.sizes().items()):
+                sandboxes.add_metric([function, "busy"], busy)
+                sandboxes.add_metric([function, "idle"], idle)
+        draining.add_metric([], pool.draining() if pool is not None else 0)
+        yield sandboxes
+        yield draining
+        egress = self._egress()
+        counts = egress.records.decisions if egress is not None else {}
+        connections = CounterMetricFamily(
+            "donjon_egress_connections",
+            "Connections of functions through the egress proxy, by decision"
+            " (allowed, denied, failed)",
+            labels=["decision"],
+        )
+        for decision in sorted({*EGRESS_DECISIONS, *counts}):
+            connections.add_metric([decision], counts.get(decision, 0))
+        yield connections

@@ -1,0 +1,129 @@
+"""The server's logs: structlog over `logging`, JSON lines (or a console view on a terminal).
+
+One pipeline renders every line, whoever wrote it: Donjon's modules keep using
+`logging.getLogger("donjon...")` (or `structlog.get_logger()`), uvicorn and
+libraries too; structlog's `ProcessorFormatter` turns each into an event dict,
+adds the time (UTC, ISO 8601), the level, the logger's name and whatever the
+current context binds (the request id: `bind_request_id`), renders its
+traceback to text, passes it through the redaction step (redaction.py), and
+writes one JSON object per line (`level` upper-case, as `logging` names it) or
+structlog's console rendering when stderr is a terminal.
+
+The request id: the gateway binds the id it gives a request (gateway/access.py
+`new_request_id`) in the request's own context (contextvars: each request runs
+in a task of its own), so every line logged while it is served carries
+`request_id`, from the gateway, the sandbox pool and the sandbox's host side,
+and the audit writer's caller. The egress proxy serves a sandbox's connections
+in tasks of its own and binds the id of the call a connection names
+(egress/proxy.py). Inside the sandbox the function's own log lines carry the
+same id (Lambda's format: `sandbox/runtime/lambda_env.py`), and so does the
+call's audit record (`detail.request_id`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from donjon.obs.errors import ObservabilityError
+from donjon.obs.redaction import redact_event
+
+__all__ = ["LEVELS", "bind_request_id", "clear_log_context", "configure_logging", "mint_request_id"]
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+#: Marks the handler this module installs, so configuring again replaces it.
+_HANDLER_NAME = "donjon-structlog"
+
+
+def mint_request_id() -> str:
+    """A new request id (16 hex digits), not bound to anything."""
+    return secrets.token_hex(8)
+
+
+def bind_request_id(request_id: str) -> None:
+    """Lines logged from now on in this context (this request's task) carry `request_id`."""
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def clear_log_context() -> None:
+    """Forget what this context bound (a task that serves something else than its creator)."""
+    structlog.contextvars.clear_contextvars()
+
+
+def _upper_level(_logger: Any, _method: str, event_dict: Any) -> Any:
+    level = event_dict.get("level")
+    if isinstance(level, str):
+        event_dict["level"] = level.upper()
+    return event_dict
+
+
+def _shared_processors() -> list[Any]:
+    """What every line gets, whether structlog or `logging` produced it."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def configure_logging(
+    *, json: bool | None = None, level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Send every log line of this process to `stream` (stderr), rendered and redacted.
+
+    `json=None` renders JSON unless the stream is a terminal (then the console
+    view, colours included). Calling it again replaces what it installed.
+    """
+    name = level.lower()
+    if name not in LEVELS:
+        raise ObservabilityError(
+            f"unknown log level {level!r}", hint=f"use one of {', '.join(LEVELS)}"
+        )
+    out = stream if stream is not None else sys.stderr
+    if json is None:
+        json = not (hasattr(out, "isatty") and out.isatty())
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    renderer: Any
+    if json:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=str)
+    else:
+        # Tracebacks arrive as text (redacted): printed as they are.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=True, exception_formatter=structlog.dev.plain_traceback
+        )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # Tracebacks become text here, so the redaction below sees them too.
+            structlog.processors.format_exc_info,
+            redact_event,
+            *([_upper_level] if json else []),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(name.upper())

@@ -1,0 +1,176 @@
+"""The node's Prometheus metrics, in a registry of its own (`node.metrics`).
+
+Each node holds one `Metrics`: tests run several nodes in one process, and a
+process-wide registry would mix their counts. The hot path pays a counter and
+a histogram observation per call (`invocation`); what other subsystems count
+(cold starts and pool sizes in the sandbox pool, egress decisions in the egress
+proxy) they keep as plain numbers, read at scrape time by `NodeCollector`
+(collector.py), so they import nothing of Prometheus. The audit writer's
+append time and batch sizes come through `AuditLog.add_listener`.
+
+Names and units follow Prometheus' conventions: base units (seconds), a
+`_total` suffix on counters, labels of bounded sets only (a function name, an
+outcome that is an error class name, a reason or kind from a fixed list).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import generate_latest
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from donjon.audit.log import CommittedBatch
+
+__all__ = ["AUTH_FAILURE_KINDS", "CONTENT_TYPE", "KILL_REASONS", "Metrics", "auth_failure_kind"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: The sandbox errors that end a call by killing its processes, and the reason label.
+KILL_REASONS: dict[str, str] = {
+    "FunctionTimeout": "timeout",
+    "FunctionMemoryExceeded": "memory",
+    "FunctionBlocked": "policy",
+    "FunctionCrashed": "crashed",
+}
+#: Outcomes of a call refused for its function's concurrency (sandbox/pool.py).
+_CONCURRENCY_OUTCOMES = frozenset({"TooManyInvocations"})
+
+AUTH_FAILURE_KINDS = ("missing", "invalid", "revoked", "expired", "signature", "forbidden")
+
+#: Wall time of a call, from the sandbox's hand-off to the result (seconds).
+_DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+)  # fmt: skip
+_APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def auth_failure_kind(action: str, reason: str) -> str | None:
+    """The `kind` label of a denial (gateway/access.py `deny`), None if it is no auth failure.
+
+    `authz.denied` is `forbidden`; `auth.denied` is told by its reason: no
+    credential, a revoked or expired one, a signature that does not verify
+    (SigV4), or any other bad credential (`invalid`).
+    """
+    if action == "authz.denied":
+        return "forbidden"
+    if action != "auth.denied":
+        return None
+    text = reason.lower()
+    if "missing" in text:
+        return "missing"
+    if "revoked" in text:
+        return "revoked"
+    if "expired" in text or "past its overlap" in text:
+        return "expired"
+    if "signature" in text:
+        return "signature"
+    return "invalid"
+
+
+class Metrics:
+    """Every metric of one node, and the registry `GET /metrics` renders."""
+
+    def __init__(self) -> None:
+        # No `_created` series beside each counter and histogram: the text format
+        # does not need them, and they double a scrape (process-wide setting).
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.invocations = Counter(
+            "donjon_invocations",
+            "Function calls by function and outcome (ok, or the error's class name)",
+            ["function", "outcome"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "donjon_invocation_duration_seconds",
+            "Wall time of a function call in the sandbox, by function",
+            ["function"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.kills = Counter(
+            "donjon_sandbox_kills",
+            "Calls ended by killing their processes, by reason (timeout, memory, policy, crashed)",
+            ["reason"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "donjon_auth_failures",
+            "Refused requests by kind (missing, invalid, revoked, expired, signature, forbidden)",
+            ["kind"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "donjon_rate_limited",
+            "Calls refused by a limit, by function and limit (rate, concurrency)",
+            ["function", "limit"],
+            registry=r,
+        )
+        self.audit_append = Histogram(
+            "donjon_audit_append_seconds",
+            "Time the audit writer spent encoding, hashing and committing one batch",
+            buckets=_APPEND_BUCKETS,
+            registry=r,
+        )
+        self.audit_batch = Histogram(
+            "donjon_audit_batch_records",
+            "Records per audit commit (group commit)",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.audit_records = Counter("donjon_audit_records", "Audit records committed", registry=r)
+        for kind in AUTH_FAILURE_KINDS:  # every kind shows, at 0, before the first
+            self.auth_failures.labels(kind)
+        for reason in KILL_REASONS.values():
+            self.kills.labels(reason)
+
+    # -- instrumentation sites: one call each -------------------------------------
+
+    def invocation(self, function: str, outcome: str, seconds: float) -> None:
+        """One call ended: its outcome, its time, and the kill or limit that ended it."""
+        self.invocations.labels(function, outcome).inc()
+        self.duration.labels(function).observe(seconds)
+        if outcome != "ok":
+            reason = KILL_REASONS.get(outcome)
+            if reason is not None:
+                self.kills.labels(reason).inc()
+            elif outcome in _CONCURRENCY_OUTCOMES:
+                self.rate_limited.labels(function, "concurrency").inc()
+
+    def denied(self, action: str, reason: str) -> None:
+        """A refused request (gateway/access.py `deny`): counted if it is an auth failure."""
+        kind = auth_failure_kind(action, reason)
+        if kind is not None:
+            self.auth_failures.labels(kind).inc()
+
+    def throttled(self, function: str) -> None:
+        """A call refused by its function's rate limit."""
+        self.rate_limited.labels(function, "rate").inc()
+
+    def audit_committed(self, batch: CommittedBatch) -> None:
+        """The audit log's listener (writer thread; prometheus_client is thread-safe)."""
+        self.audit_append.observe(batch.write_seconds)
+        self.audit_batch.observe(len(batch.records))
+        self.audit_records.inc(len(batch.records))
+
+    # -- scraping -------------------------------------------------------------------
+
+    def watch(self, collector: Collector) -> None:
+        """Read `collector` at every scrape (the node's pool and egress: collector.py)."""
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        """The text exposition of every metric of this node."""
+        return generate_latest(self.registry)
