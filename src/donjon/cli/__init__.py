@@ -9,6 +9,7 @@ import click
 
 from donjon import __version__
 from donjon.cli.admin import audit, key
+from donjon.cli.audit_cmd import AUDIT_COMMANDS
 from donjon.cli.deploy import deploy
 from donjon.cli.functions import describe, invoke, ls, rm
 from donjon.cli.issuers import issuer
@@ -78,6 +79,8 @@ for command in (
 for command in (secret, vault, permissions):
     cli.add_command(command)
 cli.add_command(tls)
+for command in AUDIT_COMMANDS:
+    audit.add_command(command)
 
 
 def main() -> None:
