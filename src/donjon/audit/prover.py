@@ -20,7 +20,7 @@ from donjon.audit.checkpoint import Checkpoint, VerifierKey
 from donjon.audit.proofs import ProofError, consistency_document, inclusion_document, open_note
 from donjon.store.tables import audit_log
 
-__all__ = ["CheckpointNotFound", "Prover", "StoredCheckpoint"]
+__all__ = ["CheckpointNotFound", "Prover", "StoredCheckpoint", "records_before"]
 
 #: Rows per query when walking the log.
 PAGE = 5000
@@ -47,6 +47,19 @@ def _bytes(value: object) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     return str(value).encode()
+
+
+def records_before(engine: Engine, before: int | None, n: int) -> list[dict[str, Any]]:
+    """The newest `n` records older than `before` (all, if None), oldest first."""
+    query = "SELECT record FROM audit_log"
+    params: dict[str, Any] = {"n": n}
+    if before is not None:
+        query += " WHERE seq < :before"
+        params["before"] = before
+    query += " ORDER BY seq DESC LIMIT :n"
+    with engine.connect() as conn:
+        rows = conn.execute(text(query), params).scalars().all()
+    return [json.loads(_bytes(r)) for r in reversed(rows)]
 
 
 class Prover:
@@ -147,18 +160,6 @@ class Prover:
         if row is None:
             raise CheckpointNotFound(f"no audit record {seq}", hint="seqs start at 1")
         return _bytes(row[0])
-
-    def before(self, before: int | None, n: int) -> list[dict[str, Any]]:
-        """The newest `n` records older than `before` (all, if None), oldest first."""
-        query = "SELECT record FROM audit_log"
-        params: dict[str, Any] = {"n": n}
-        if before is not None:
-            query += " WHERE seq < :before"
-            params["before"] = before
-        query += " ORDER BY seq DESC LIMIT :n"
-        with self._engine.connect() as conn:
-            rows = conn.execute(text(query), params).scalars().all()
-        return [json.loads(_bytes(r)) for r in reversed(rows)]
 
     # -- proofs -----------------------------------------------------------------------
 

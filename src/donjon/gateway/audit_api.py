@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from donjon.audit.checkpoint import CheckpointError, VerifierKey
 from donjon.audit.export import ExportFormat, export_lines
-from donjon.audit.prover import Prover
+from donjon.audit.prover import Prover, records_before
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
@@ -88,7 +88,7 @@ def _prover(node: Node) -> Prover:
 async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     n = _count(request)
     before = _int(request, "before", least=1)
-    records = await asyncio.to_thread(_prover(node).before, before, n)
+    records = await asyncio.to_thread(records_before, node.engine, before, n)
     return render([AuditRecord.model_validate(r) for r in records])
 
 
