@@ -162,7 +162,7 @@ def _read_key(value: str) -> Any:
     from donjon.audit.checkpoint import VerifierKey
 
     path = Path(value)
-    text = path.read_text() if "+" not in value and path.is_file() else value
+    text = path.read_text() if path.is_file() else value
     return VerifierKey.parse(text.strip())
 
 
