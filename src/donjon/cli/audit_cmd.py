@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from donjon.audit.export import json_of_line
 from donjon.cli.client import ApiClient
 from donjon.cli.output import OutputFormat, echo_json, echo_text, emit, output_option, when
 from donjon.config import load_settings
@@ -25,13 +26,18 @@ __all__ = ["AUDIT_COMMANDS", "read_tail"]
 PAGE = 10_000
 
 
-def _write(document: Any, output: str | None) -> None:
-    text = json.dumps(document, indent=2, sort_keys=True)
-    if output is None:
+def _write(document: Any, out: str | None, output: OutputFormat, summary: str) -> None:
+    """The proof to stdout (the summary to stderr, in table form), or to the file `out`."""
+    if out is None:
         echo_json(document)
+        if output is OutputFormat.TABLE:
+            echo_text(summary, err=True)
         return
-    Path(output).write_text(text + "\n")
-    echo_text(f"wrote {output}", err=True)
+    Path(out).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    emit(output, {"file": out, "summary": summary}, lambda: echo_text(f"wrote {out}: {summary}"))
+
+
+_OUT = click.option("-o", "--out", "out", default=None, help="Write the proof to this file.")
 
 
 @click.command("prove")
@@ -42,23 +48,32 @@ def _write(document: Any, output: str | None) -> None:
     default=None,
     help="Prove against this checkpoint (default: the newest).",
 )
-@click.option("-o", "--out", "out", default=None, help="Write the proof to this file.")
-def prove(seq: int, size: int | None, out: str | None) -> None:
+@_OUT
+@output_option
+def prove(seq: int, size: int | None, out: str | None, output: OutputFormat) -> None:
     """Print an inclusion proof of record SEQ against a signed checkpoint."""
     params: dict[str, int] = {"seq": seq}
     if size is not None:
         params["size"] = size
-    _write(ApiClient(load_settings()).json("GET", "/v1/audit/proof", params=params), out)
+    doc = ApiClient(load_settings()).json("GET", "/v1/audit/proof", params=params)
+    summary = (
+        f"inclusion proof of record {seq} against checkpoint {doc['tree_size']} "
+        f"({len(doc['path'])} hashes)"
+    )
+    _write(doc, out, output, summary)
 
 
 @click.command("consistency")
 @click.argument("old", type=click.IntRange(min=0))
 @click.argument("new", type=click.IntRange(min=0))
-@click.option("-o", "--out", "out", default=None, help="Write the proof to this file.")
-def consistency(old: int, new: int, out: str | None) -> None:
+@_OUT
+@output_option
+def consistency(old: int, new: int, out: str | None, output: OutputFormat) -> None:
     """Print a proof that checkpoint NEW extends checkpoint OLD (two checkpoint sizes)."""
     params = {"old": old, "new": new}
-    _write(ApiClient(load_settings()).json("GET", "/v1/audit/consistency", params=params), out)
+    doc = ApiClient(load_settings()).json("GET", "/v1/audit/consistency", params=params)
+    summary = f"consistency proof from checkpoint {old} to {new} ({len(doc['path'])} hashes)"
+    _write(doc, out, output, summary)
 
 
 @click.command("checkpoints")
@@ -87,14 +102,23 @@ def checkpoints(count: int, output: OutputFormat) -> None:
     "--format", "fmt", type=click.Choice(["jsonl", "syslog"]), default="jsonl", show_default=True
 )
 @click.option("-o", "--out", "out", default=None, help="Write to this file (default: stdout).")
-def export(since: int, fmt: str, out: str | None) -> None:
-    """Export records SINCE..the newest checkpoint, with the checkpoints covering them."""
+@output_option
+def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
+    """Export records SINCE..the newest checkpoint, with the checkpoints covering them.
+
+    The export goes to stdout (or -o FILE); what was written is summed up on
+    stderr (or, with -o, on stdout).
+    """
     client = ApiClient(load_settings(), timeout=600.0)
     params: dict[str, Any] = {"since": since, "format": fmt}
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
+    first, lines = b"", 0
     try:
         with client.stream("GET", "/v1/audit/export", params=params) as response:
             for chunk in response.iter_bytes():
+                if len(first) < 65536 and b"\n" not in first:
+                    first += chunk[:65536]
+                lines += chunk.count(b"\n")
                 sink.write(chunk)
     finally:
         if out:
@@ -102,6 +126,21 @@ def export(since: int, fmt: str, out: str | None) -> None:
         else:
             sink.flush()
         client.close()
+    header = json_of_line(first.split(b"\n", 1)[0].decode(), 1) if first else {}
+    done = {
+        "file": out,
+        "lines": lines,
+        "since": header.get("since"),
+        "until": header.get("until"),
+    }
+    text = (
+        f"exported records {done['since']}..{done['until']} and their checkpoints "
+        f"({lines} lines){f' to {out}' if out else ''}"
+    )
+    if out:
+        emit(output, done, lambda: echo_text(text))
+    elif output is OutputFormat.TABLE:
+        echo_text(text, err=True)
 
 
 @click.command("tail")
