@@ -119,7 +119,7 @@ def run(
     out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total))
 
     # Fill up to `verify_records` in large batches, then verify the whole chain.
-    have = log._seq
+    have = log.size
     big = 10000
     t0 = time.perf_counter()
     while have < verify_records:

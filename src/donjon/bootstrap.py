@@ -1,16 +1,18 @@
-"""`donjon init`: the data dir, master key, TLS certificate, database, first admin key."""
+"""`donjon init`: the data dir, master key, audit signing key, TLS certificate, database,
+first admin key."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from donjon.audit import AuditEvent, AuditLog
+from donjon.audit import AuditEvent, AuditLog, SigningKey
+from donjon.audit.opening import key_created_event
 from donjon.config import Settings
 from donjon.gateway.tls import create_self_signed
 from donjon.identity import Role, new_api_key
 from donjon.store import KeyStore, connect, create_schema
-from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey
+from donjon.vault import KEY_HASH_PURPOSE, MasterKey
 
 __all__ = ["InitResult", "initialize"]
 
@@ -33,6 +35,13 @@ def initialize(settings: Settings) -> InitResult:
         master = MasterKey.load(settings.master_key_path)
     else:
         master = MasterKey.create(settings.master_key_path)
+    # The audit log's own Ed25519 key: never derived from nor wrapped by the master key.
+    key_made = not settings.audit_signing_key_path.exists()
+    signing = (
+        SigningKey.create(settings.audit_signing_key_path, settings.audit_signing_pub_path)
+        if key_made
+        else SigningKey.load(settings.audit_signing_key_path)
+    )
     if not settings.tls_cert_path.exists():
         create_self_signed(settings.tls_cert_path, settings.tls_key_path)
     engine = connect(settings.database_url)
@@ -41,7 +50,13 @@ def initialize(settings: Settings) -> InitResult:
         os.chmod(settings.db_path, 0o600)
         key = new_api_key(master.derive(KEY_HASH_PURPOSE), "admin", Role.ADMIN)
         KeyStore(engine).add(key.record)
-        AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE)).record_now(
+        audit = AuditLog(
+            engine,
+            signing,
+            settings=settings.audit,
+            checkpoint_file=settings.audit_checkpoints_path,
+        )
+        audit.record_now(
             AuditEvent(
                 "system",
                 "key.create",
@@ -50,6 +65,9 @@ def initialize(settings: Settings) -> InitResult:
                 {"name": "admin", "role": "admin", "via": "init"},
             )
         )
+        if key_made:
+            audit.record_now(key_created_event(signing, "init"))
+        audit.stop()  # the checkpoint of what init wrote
     finally:
         engine.dispose()
     return InitResult(created=True, admin_key=key.secret)

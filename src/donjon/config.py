@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # settings import nothing of the subsystems they configure (n
     from donjon.egress.addresses import IPNetwork
 
 __all__ = [
+    "AuditSettings",
     "ConfigError",
     "ConnectionSettings",
     "EgressSettings",
@@ -109,6 +110,23 @@ class EgressSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """Signed checkpoints of the audit log (DONJON_AUDIT_CHECKPOINT_*; docs/security.md)."""
+
+    #: A checkpoint after this many new records (DONJON_AUDIT_CHECKPOINT_RECORDS) ...
+    checkpoint_records: int = 1000
+    #: ... or after this many seconds with new records (DONJON_AUDIT_CHECKPOINT_S);
+    #: and always at start and at shutdown.
+    checkpoint_s: float = 30.0
+    #: Each checkpoint is also POSTed here as JSON, with retries
+    #: (DONJON_AUDIT_CHECKPOINT_WEBHOOK: https://..., or http:// to a loopback address).
+    checkpoint_webhook: str | None = None
+    #: ... and sent to this syslog (DONJON_AUDIT_CHECKPOINT_SYSLOG: udp://HOST:PORT or
+    #: unix:/PATH), RFC 5424.
+    checkpoint_syslog: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where Donjon keeps its state and how clients reach it."""
 
@@ -162,6 +180,8 @@ class Settings:
     require_controls: tuple[str, ...] = ()
     #: The egress proxy: open networks, resolver, caps per call (DONJON_EGRESS_*).
     egress: EgressSettings = EgressSettings()
+    #: The audit log's checkpoints: cadence and sinks (DONJON_AUDIT_CHECKPOINT_*).
+    audit: AuditSettings = AuditSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -181,6 +201,26 @@ class Settings:
     @property
     def master_key_path(self) -> Path:
         return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def audit_signing_key_path(self) -> Path:
+        """The audit log's Ed25519 signing key (PKCS8 PEM, 0600), apart from the master key."""
+        return self.data_dir / "audit-signing.key"
+
+    @property
+    def audit_signing_pub_path(self) -> Path:
+        """Its verifier key string (`donjon audit pubkey`)."""
+        return self.data_dir / "audit-signing.pub"
+
+    @property
+    def audit_checkpoints_path(self) -> Path:
+        """The append-only file of signed checkpoints, outside the database."""
+        return self.data_dir / "audit-checkpoints.jsonl"
+
+    @property
+    def audit_verified_path(self) -> Path:
+        """Where `donjon audit verify` keeps the last checkpoint it verified (--incremental)."""
+        return self.data_dir / "audit-verified.json"
 
     @property
     def vault_key_path(self) -> Path:
@@ -295,5 +335,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_bytes_per_call=raw.EGRESS_MAX_BYTES,
             max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,
             max_connection_s=raw.EGRESS_MAX_CONNECTION_S,
+        ),
+        audit=AuditSettings(
+            checkpoint_records=raw.AUDIT_CHECKPOINT_RECORDS,
+            checkpoint_s=raw.AUDIT_CHECKPOINT_S,
+            checkpoint_webhook=raw.AUDIT_CHECKPOINT_WEBHOOK,
+            checkpoint_syslog=raw.AUDIT_CHECKPOINT_SYSLOG,
         ),
     )

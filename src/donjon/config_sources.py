@@ -125,6 +125,32 @@ def _dns_server(value: Any) -> Any:
     return value.strip()
 
 
+def _checkpoint_webhook(value: Any) -> Any:
+    """DONJON_AUDIT_CHECKPOINT_WEBHOOK: checked by the sink that uses it."""
+    if not isinstance(value, str):
+        return value
+    from donjon.audit.sinks import SinkError, parse_webhook_url
+
+    try:
+        parse_webhook_url(value)
+    except SinkError as e:
+        raise ValueError(f"{e.message}; {e.hint}") from None
+    return value.strip()
+
+
+def _checkpoint_syslog(value: Any) -> Any:
+    """DONJON_AUDIT_CHECKPOINT_SYSLOG: checked by the sink that uses it."""
+    if not isinstance(value, str):
+        return value
+    from donjon.audit.sinks import SinkError, parse_syslog_target
+
+    try:
+        parse_syslog_target(value)
+    except SinkError as e:
+        raise ValueError(f"{e.message}; {e.hint}") from None
+    return value.strip()
+
+
 def _absolute(value: Any) -> Any:
     if isinstance(value, str) and not Path(value).expanduser().is_absolute():
         raise ValueError("must be an absolute path")
@@ -203,6 +229,16 @@ class SettingsInput(BaseSettings):
     MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
     AUDIT_DENIAL_WINDOW_S: Annotated[Seconds, Field(ge=0)] = 60.0
     AUDIT_DENIAL_MAX_SOURCES: Annotated[int, Field(ge=1)] = 10_000
+    #: Signed checkpoints of the audit log (audit/checkpoints.py): every so many records
+    #: or seconds, and where else they go besides the database and the checkpoint file.
+    AUDIT_CHECKPOINT_RECORDS: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    AUDIT_CHECKPOINT_S: Annotated[Seconds, Field(ge=0.1, le=86_400)] = 30.0
+    AUDIT_CHECKPOINT_WEBHOOK: Annotated[
+        str | None, BeforeValidator(_checkpoint_webhook), BeforeValidator(_blank_is_unset)
+    ] = None
+    AUDIT_CHECKPOINT_SYSLOG: Annotated[
+        str | None, BeforeValidator(_checkpoint_syslog), BeforeValidator(_blank_is_unset)
+    ] = None
     MASTER_KEY_FILE: Annotated[
         str | None, BeforeValidator(_absolute), BeforeValidator(_blank_is_unset)
     ] = None

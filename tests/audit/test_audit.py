@@ -1,4 +1,4 @@
-"""The hash-chained audit log: appends, and detection of every kind of tampering."""
+"""The audit log (v2, a Merkle tree): appends, and detection of every kind of tampering."""
 
 from __future__ import annotations
 
@@ -97,34 +97,48 @@ def test_forged_head_is_detected(engine: Engine) -> None:
     assert not result.ok and "signature" in result.reason
 
 
-def test_recomputed_chain_is_detected(engine: Engine) -> None:
-    """Rewriting a record and recomputing every later hash still fails at the head."""
-    from donjon.audit import GENESIS, chain_hash
+def test_recomputed_leaf_hashes_are_detected(engine: Engine) -> None:
+    """Rewriting a record together with its leaf hash still fails at the signed head."""
+    from donjon.audit import leaf_hash
 
     _fill(engine, 5)
     db = engine.url.database
     assert db is not None
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT seq, record FROM audit_log ORDER BY seq").fetchall()
-        prev = GENESIS
-        for seq, stored in rows:
-            record = bytes(stored)
-            if seq == 2:
-                record = record.replace(b'"ok"', b'"no"')
-            prev = chain_hash(prev, record)
-            conn.execute(
-                "UPDATE audit_log SET record = ?, hash = ? WHERE seq = ?", (record, prev, seq)
-            )
-    assert not verify_log(engine, KEY).ok
+        (stored,) = conn.execute("SELECT record FROM audit_log WHERE seq = 2").fetchone()
+        record = bytes(stored).replace(b'"ok"', b'"no"')
+        conn.execute(
+            "UPDATE audit_log SET record = ?, hash = ? WHERE seq = 2", (record, leaf_hash(record))
+        )
+    result = verify_log(engine, KEY)
+    assert not result.ok
+    assert result.bad_range is not None and result.bad_range[0] <= 2 <= result.bad_range[1]
 
 
 def test_appended_records_after_head_are_detected(engine: Engine) -> None:
     """A record inserted after the head by someone else is caught."""
+    from donjon.audit import leaf_hash
+
     log = _fill(engine, 3)
-    other = AuditLog(engine, Secret(b"x" * 32))  # a writer without the node's key
-    other.record_now(AuditEvent("evil", "x", "y", "ok"))
+    record = log._encode(4, 1.0, AuditEvent("evil", "x", "y", "ok"))
+    _sql(
+        engine,
+        "INSERT INTO audit_log (seq, record, hash) VALUES (4, ?, ?)",
+        record,
+        leaf_hash(record),
+    )
     del log
-    assert not verify_log(engine, KEY).ok
+    result = verify_log(engine, KEY)
+    assert not result.ok and result.bad_seq == 4
+
+
+def test_writer_with_another_key_is_refused(engine: Engine) -> None:
+    """A writer whose key did not sign the head refuses to append to the log."""
+    from donjon.audit import AuditError
+
+    _fill(engine, 3)
+    with pytest.raises(AuditError, match="not signed by this node"):
+        AuditLog(engine, Secret(b"x" * 32))
 
 
 def test_group_commit_appends_every_waiter(engine: Engine) -> None:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from donjon.audit import AuditLog
+from donjon.audit import AuditLog, SigningKey
 from donjon.bootstrap import initialize
 from donjon.bundle import BundleStore, build_bundle
 from donjon.config import Settings
@@ -33,7 +33,6 @@ from donjon.manifest import ManifestError
 from donjon.sandbox import SandboxHost, SandboxPool, compile_filters, detect_resource_control
 from donjon.scan import ScanPolicy, ScanReport, scan_path
 from donjon.store import FunctionStore, connect
-from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey
 
 DEV = Principal("dev1", "dev", Role.DEVELOPER)
 ADMIN = Principal("adm1", "admin", Role.ADMIN)
@@ -92,7 +91,7 @@ def run(
     @asynccontextmanager
     async def started() -> AsyncIterator[Service]:
         engine = connect(settings.database_url)
-        audit = AuditLog(engine, MasterKey.load(settings.master_key_path).derive(AUDIT_MAC_PURPOSE))
+        audit = AuditLog(engine, SigningKey.load(settings.audit_signing_key_path))
         functions = store(engine)
         bundles = BundleStore(settings.bundles_dir)
         registry, _ = load_registry(functions, bundles)

@@ -1,120 +1,295 @@
-"""Checking the whole chain: any edit, deletion, reordering or truncation shows."""
+"""Checking the log v2: every record, every checkpoint, the signed head.
+
+Full: each record's leaf hash is recomputed from its bytes and compared with
+the stored one, seqs run 1, 2, 3, ... and each record names its own seq; the
+tree's root is recomputed (a Frontier) and compared at every checkpoint in the
+table and in the checkpoint file, and at the signed head. Incremental: the
+same from the last checkpoint a verify passed (DATA_DIR/audit-verified.json:
+its size and Frontier), reading only the records after it.
+
+What it finds, and what it names:
+- an edited, deleted, inserted or reordered record: that record (`bad_seq`);
+- records rewritten together with their leaf hashes: the tree's root differs
+  at a checkpoint; every record before the last good checkpoint is vouched
+  for, so the first bad one lies in `bad_range` (and no finer: it says so);
+- truncation: the signed head or a checkpoint covers records that are gone;
+- a rollback of the database to an older copy: the checkpoint file holds a
+  checkpoint beyond the database, or one the database's tree disagrees with.
+"""
 
 from __future__ import annotations
 
-import hmac
 import json
+import os
+import time
 from dataclasses import dataclass
 from hashlib import sha256
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from donjon.audit.chain import GENESIS, head_mac
+from donjon.audit.checkpoint import SigningKey, VerifierKey
+from donjon.audit.errors import AuditError
+from donjon.audit.frontier import Frontier
+from donjon.audit.merkle import MerkleError
+from donjon.audit.witness import (
+    Witnesses,
+    read_file_checkpoints,
+    read_head,
+    read_table_checkpoints,
+)
 from donjon.secret import Secret
 
 __all__ = ["VerifyResult", "verify_log"]
 
+_STATE_FORMAT = "donjon-audit-verified/1"
+_SEQ_KEY = b',"seq":'
+_BELOW = "SELECT COUNT(*), MAX(seq) FROM audit_log WHERE seq <= ?"
+_AFTER = "SELECT seq, record, hash FROM audit_log WHERE seq > ? ORDER BY seq"
 
-@dataclass(frozen=True)
-class _Head:
-    seq: int
-    hash: bytes
-    mac: bytes
+
+def _param(query: str, qmark: bool) -> str:
+    """The query in the driver's parameter style (SQLite's ?, else %s)."""
+    return query if qmark else query.replace("?", "%s")
 
 
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     records: int
-    #: The first record found bad (its seq), when not ok.
+    #: The first record found bad (its seq), when not ok and one record can be named.
     bad_seq: int | None = None
     reason: str = ""
+    #: When only a root disagrees: the first bad record is in [first, last].
+    bad_range: tuple[int, int] | None = None
+    #: Signed checkpoints (table and file) whose roots were recomputed and matched.
+    checkpoints: int = 0
+    #: What is wrong but proves nothing against the records (a lost copy of a checkpoint).
+    warnings: tuple[str, ...] = ()
+    #: Incremental: the size verified before, whose records were not read again.
+    since: int = 0
 
 
-def verify_log(engine: Engine, mac_key: Secret[bytes]) -> VerifyResult:
-    """Recompute the chain from genesis and compare it with the signed head.
+class _Bad(Exception):
+    def __init__(self, reason: str, seq: int | None, span: tuple[int, int] | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.seq, self.span = reason, seq, span
 
-    The head and the records are read in one transaction, so a node appending
-    meanwhile is seen at one instant (WAL gives the reader a snapshot).
+
+def _verifier(key: VerifierKey | SigningKey | Secret[bytes]) -> VerifierKey:
+    if isinstance(key, VerifierKey):
+        return key
+    if isinstance(key, SigningKey):
+        return key.verifier
+    return SigningKey.from_seed(key.reveal()).verifier
+
+
+def verify_log(
+    engine: Engine,
+    key: VerifierKey | SigningKey | Secret[bytes],
+    *,
+    checkpoint_file: Path | None = None,
+    state_file: Path | None = None,
+    incremental: bool = False,
+) -> VerifyResult:
+    """Verify the log against `key` (the verifier key, or the signing key or its seed).
+
+    `checkpoint_file`: the append-only copy of the checkpoints, checked too.
+    `state_file`: where the last verified checkpoint is kept; read when
+    `incremental`, written after every successful verify.
     """
-    raw = engine.raw_connection()
+    vkey = _verifier(key)
+    start = _load_state(state_file, vkey) if incremental and state_file else Frontier()
+    from_file = read_file_checkpoints(checkpoint_file, vkey)  # before the snapshot
+    run = _Run(vkey, start, from_file)
     try:
-        cur = raw.cursor()
-        if engine.dialect.name == "sqlite":
-            cur.execute("BEGIN")
-        cur.execute("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
-        found = cur.fetchone()
-        head_row = (
-            None
-            if found is None
-            else _Head(int(found[0]), _as_bytes(found[1]), _as_bytes(found[2]))
+        run.read(engine)
+        result = run.finish()
+    except _Bad as bad:
+        return VerifyResult(
+            False,
+            run.frontier.size,
+            bad.seq,
+            bad.reason,
+            bad.span,
+            run.matched,
+            tuple(run.warnings),
+            run.start,
         )
-        cur.execute("SELECT seq, record, hash FROM audit_log ORDER BY seq")
-        expected_seq = 1
-        prev = GENESIS
-        count = 0
-        while True:
-            rows = cur.fetchmany(20000)
-            if not rows:
-                break
-            for seq, raw_record, stored in rows:
-                if seq != expected_seq:
-                    return VerifyResult(
-                        False,
-                        count,
-                        expected_seq,
-                        f"record {expected_seq} is missing (next present is {seq})",
-                    )
-                record = _as_bytes(raw_record)
-                h = sha256(b"\x01" + prev + sha256(b"\x00" + record).digest()).digest()
-                if h != _as_bytes(stored):
-                    return VerifyResult(False, count, seq, _why(seq, record))
-                prev = h
-                expected_seq += 1
-                count += 1
-        cur.close()
-    finally:
-        raw.rollback()
-        raw.close()
-    return _check_head(head_row, count, prev, mac_key.reveal())
+    if state_file is not None and run.last_verified is not None:
+        _save_state(state_file, vkey, run.last_verified)
+    return result
 
 
-def _check_head(head_row: _Head | None, count: int, prev: bytes, mac_key: bytes) -> VerifyResult:
-    """Does the signed head vouch for exactly the `count` records ending in `prev`?"""
-    if head_row is None:
-        if count == 0:
-            return VerifyResult(True, 0)
-        return VerifyResult(False, count, 1, "the signed head of the log is missing")
-    expected_mac = head_mac(mac_key, head_row.seq, head_row.hash)
-    if not hmac.compare_digest(head_row.mac, expected_mac):
-        return VerifyResult(False, count, int(head_row.seq), "the head's signature does not match")
-    if head_row.seq > count:
+class _Run:
+    """One verification: the frontier grows record by record, checked at each witness."""
+
+    def __init__(self, key: VerifierKey, start: Frontier, from_file: Witnesses) -> None:
+        self.key = key
+        self.start = start.size
+        self.frontier = start
+        self.file = from_file
+        self.table = Witnesses()
+        self.head: Any = None
+        self.matched = 0
+        self.warnings = list(from_file.warnings)
+        self.last_good = start.size  # the newest size whose root a witness confirmed
+        self.last_verified: Frontier | None = None
+        self.below = (0, 0)  # (count, max seq) of the rows at or before `start`
+
+    def read(self, engine: Engine) -> None:
+        """Read the head, the checkpoints and the records in one snapshot (WAL)."""
+        qmark = engine.dialect.paramstyle == "qmark"
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            if engine.dialect.name == "sqlite":
+                cur.execute("BEGIN")
+            cur.execute("SELECT seq, hash, mac, format, ts_ms FROM audit_head WHERE id = 1")
+            self.head = read_head(cur.fetchone())
+            cur.execute("SELECT size, root, note FROM audit_checkpoints ORDER BY size")
+            self.table = read_table_checkpoints(list(cur.fetchall()), self.key)
+            self._check_sources()
+            if self.start:
+                cur.execute(_param(_BELOW, qmark), (self.start,))
+                count, top = cur.fetchone() or (0, 0)
+                self.below = (int(count), int(top or 0))
+                self._check_start()
+            cur.execute(_param(_AFTER, qmark), (self.start,))
+            while rows := cur.fetchmany(20000):
+                for seq, record, stored in rows:
+                    self._record(int(seq), _as_bytes(record), _as_bytes(stored))
+            cur.close()
+        finally:
+            raw.rollback()
+            raw.close()
+
+    def _check_sources(self) -> None:
+        problems = self.table.problems + self.file.problems
+        if problems:
+            raise _Bad(problems[0], None)
+
+    def _check_start(self) -> None:
+        count, top = self.below
+        if count != self.start or top != self.start:
+            raise _Bad(
+                f"records at or before {self.start} (verified before) are missing: "
+                "verify in full to find which",
+                None,
+            )
+        root = self.frontier.root()
+        for source in (self.table, self.file):
+            seen = source.roots.get(self.start)
+            if seen is not None and seen[0] != root:
+                raise _Bad(
+                    f"{seen[1]} no longer matches the tree verified before at size "
+                    f"{self.start}: the log was rewritten or rolled back; verify in full",
+                    None,
+                )
+
+    def _record(self, seq: int, record: bytes, stored: bytes) -> None:
+        expected = self.frontier.size + 1
+        if seq != expected:
+            raise _Bad(f"record {expected} is missing (the next present is {seq})", expected)
+        leaf = sha256(b"\x00" + record).digest()
+        if leaf != stored:
+            raise _Bad(_why(seq, record), seq)
+        named = _named_seq(record)
+        if named != seq:
+            raise _Bad(f"record {seq} is the record of seq {named}: the log was reordered", seq)
+        self.frontier.append(leaf)
+        self._witness(seq)
+
+    def _witness(self, size: int) -> None:
+        """Compare the root at `size` with every checkpoint of that size."""
+        sources = [s.roots[size] for s in (self.table, self.file) if size in s.roots]
+        if not sources:
+            return
+        root = self.frontier.root()
+        for want, where in sources:
+            if want != root:
+                first = self.last_good + 1
+                raise _Bad(
+                    f"the tree of records 1..{size} does not match {where}: records "
+                    f"{first}..{size} were rewritten together with their leaf hashes (or the "
+                    "database was rolled back and written on); the checkpoints cannot say "
+                    f"which of these records is the first bad one",
+                    None,
+                    (first, size),
+                )
+            self.matched += 1
+        self.last_good = size
+        self.last_verified = self.frontier.copy()
+
+    def finish(self) -> VerifyResult:
+        count = self.frontier.size
+        self._check_head(count)
+        for source, what in ((self.table, "the database"), (self.file, "the checkpoint file")):
+            beyond = [size for size in source.roots if size > count]
+            if beyond:
+                size = max(beyond)
+                raise _Bad(
+                    f"{what} holds a signed checkpoint of {size} records but only {count} "
+                    "remain: the log was truncated, or the database rolled back to an older copy",
+                    count + 1,
+                )
+        for size, (_, where) in sorted(self.table.roots.items()):
+            if size > self.start and size not in self.file.roots and self.file.roots:
+                self.warnings.append(f"{where} is not in the checkpoint file")
+        for size, (_, where) in sorted(self.file.roots.items()):
+            if size not in self.table.roots:
+                self.warnings.append(f"{where} is not in the database (its row was deleted)")
         return VerifyResult(
-            False,
-            count,
-            count + 1,
-            f"the log was truncated: the head says {head_row.seq} records, {count} remain",
+            True, count, checkpoints=self.matched, warnings=tuple(self.warnings), since=self.start
         )
-    if head_row.seq < count:
-        return VerifyResult(
-            False,
-            count,
-            int(head_row.seq) + 1,
-            "records after the signed head were not written by Donjon",
-        )
-    if head_row.hash != prev:
-        return VerifyResult(
-            False,
-            count,
-            None,
-            "the chain does not end at the signed head: records were rewritten with new hashes",
-        )
-    return VerifyResult(True, count)
+
+    def _check_head(self, count: int) -> None:
+        head = self.head
+        if head is None:
+            if count == 0 and not self.table.roots:
+                return
+            raise _Bad("the signed head of the log is missing", 1 if count else None)
+        if not head.valid(self.key):
+            raise _Bad(
+                "the head's signature does not match (it was edited, or signed by another key)",
+                None,
+            )
+        if head.size > count:
+            raise _Bad(
+                f"the log was truncated: the signed head says {head.size} records, {count} remain",
+                count + 1,
+            )
+        if head.size < count:
+            raise _Bad(
+                f"records after the signed head ({head.size}) were not written by Donjon",
+                head.size + 1,
+            )
+        if head.root != self.frontier.root():
+            first = self.last_good + 1
+            raise _Bad(
+                f"the tree does not end at the signed head: records {first}..{count} were "
+                "rewritten together with their leaf hashes; the head cannot say which is "
+                "the first bad one",
+                None,
+                (first, count),
+            )
+
+
+def _named_seq(record: bytes) -> int | None:
+    """The top-level "seq" of a canonical record: the last `,"seq":` in it (a key inside
+    `detail` comes before it; inside a string the quote would be escaped)."""
+    at = record.rfind(_SEQ_KEY)
+    if at < 0:
+        return None
+    end = record.find(b",", at + len(_SEQ_KEY))
+    try:
+        return int(record[at + len(_SEQ_KEY) : end])
+    except ValueError:
+        return None
 
 
 def _as_bytes(value: object) -> bytes:
-    """Column values as stored; tampering may have changed their SQL type."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     return str(value).encode()
@@ -127,4 +302,39 @@ def _why(seq: int, record: bytes) -> str:
         return f"record {seq} is not valid JSON: it was edited"
     if isinstance(body, dict) and body.get("seq") != seq:
         return f"record {seq} holds the record of seq {body.get('seq')}: the log was reordered"
-    return f"record {seq} does not match its hash: it was edited or a record before it changed"
+    return f"record {seq} does not match its leaf hash: it was edited"
+
+
+def _load_state(path: Path, key: VerifierKey) -> Frontier:
+    hint = "run `donjon audit verify` without --incremental once"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Frontier()
+    except ValueError:
+        raise AuditError(f"{path} is not JSON", hint=hint) from None
+    if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
+        raise AuditError(f"{path} is not a verify state file", hint=hint)
+    if data.get("verifier_key") != str(key):
+        raise AuditError(f"{path} was written for another verifier key", hint=hint)
+    try:
+        return Frontier.from_json(data)
+    except MerkleError as e:
+        raise AuditError(f"{path}: {e.message}", hint=hint) from None
+
+
+def _save_state(path: Path, key: VerifierKey, frontier: Frontier) -> None:
+    state = {
+        "format": _STATE_FORMAT,
+        "verifier_key": str(key),
+        "root": frontier.root().hex(),
+        "verified_at": round(time.time(), 3),
+        **frontier.to_json(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,8 +18,11 @@ from donjon.cli.output import (
     when,
 )
 from donjon.cli.roles import parse_duration
-from donjon.config import load_settings
-from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey, VaultError
+from donjon.config import Settings, load_settings
+from donjon.vault import VaultError
+
+if TYPE_CHECKING:
+    from donjon.audit import VerifierKey
 
 __all__ = ["audit", "key"]
 
@@ -149,20 +153,57 @@ def audit() -> None:
     """Read and check the audit log."""
 
 
+def _verifier_key(settings: Settings, given: str | None) -> VerifierKey:
+    """--key (a verifier key string or a file holding one), else the data dir's."""
+    from donjon.audit import SigningKey, VerifierKey
+
+    if given is not None:
+        path = Path(given)
+        return VerifierKey.parse(path.read_text() if path.is_file() else given)
+    pub = settings.audit_signing_pub_path
+    if pub.is_file():
+        return VerifierKey.parse(pub.read_text())
+    if settings.audit_signing_key_path.is_file():
+        return SigningKey.load(settings.audit_signing_key_path).verifier
+    raise VaultError(
+        f"no audit signing key in {settings.data_dir}",
+        hint="run `donjon init` (or `donjon serve` once, for a data dir made before log v2)",
+    )
+
+
 @audit.command("verify")
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Only the records after the last checkpoint a verify passed (audit-verified.json).",
+)
+@click.option(
+    "--key",
+    "key_text",
+    default=None,
+    metavar="VKEY_OR_FILE",
+    help="The verifier key to trust (`donjon audit pubkey`); default: the data dir's.",
+)
 @output_option
-def audit_verify(output: OutputFormat) -> None:
-    """Check the whole hash chain and its signed head (reads the data dir directly)."""
+def audit_verify(incremental: bool, key_text: str | None, output: OutputFormat) -> None:
+    """Check every record, every signed checkpoint (database and checkpoint file) and the
+    signed head (reads the data dir directly). Exits 1 naming the first bad record."""
     from donjon.audit import verify_log
     from donjon.store import connect
 
     settings = load_settings()
     if not settings.db_path.exists():
         raise VaultError(f"no database in {settings.data_dir}", hint="run `donjon init`")
-    master = MasterKey.load(settings.master_key_path)
+    vkey = _verifier_key(settings, key_text)
     engine = connect(settings.database_url)
     try:
-        result = verify_log(engine, master.derive(AUDIT_MAC_PURPOSE))
+        result = verify_log(
+            engine,
+            vkey,
+            checkpoint_file=settings.audit_checkpoints_path,
+            state_file=settings.audit_verified_path,
+            incremental=incremental,
+        )
     finally:
         engine.dispose()
     if output is OutputFormat.JSON:
@@ -171,15 +212,46 @@ def audit_verify(output: OutputFormat) -> None:
                 "ok": result.ok,
                 "records": result.records,
                 "bad_seq": result.bad_seq,
+                "bad_range": list(result.bad_range) if result.bad_range else None,
                 "reason": result.reason,
+                "checkpoints": result.checkpoints,
+                "since": result.since,
+                "warnings": list(result.warnings),
             }
         )
+    else:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if result.ok:
         if output is OutputFormat.TABLE:
-            click.echo(f"audit log intact: {result.records} records")
+            since = f", from record {result.since + 1}" if result.since else ""
+            click.echo(
+                f"audit log intact: {result.records} records{since}, "
+                f"{result.checkpoints} signed checkpoints matched"
+            )
         return
     if output is OutputFormat.TABLE:
-        click.echo(
-            f"audit log TAMPERED: first bad record {result.bad_seq}: {result.reason}", err=True
-        )
-    raise SystemExit(2)
+        if result.bad_seq is not None:
+            where = f"first bad record {result.bad_seq}"
+        elif result.bad_range is not None:
+            where = f"first bad record within {result.bad_range[0]}..{result.bad_range[1]}"
+        else:
+            where = "no record named"
+        click.echo(f"audit log TAMPERED: {where}: {result.reason}", err=True)
+    raise SystemExit(1)
+
+
+@audit.command("pubkey")
+def audit_pubkey() -> None:
+    """Print the audit log's verifier key (keep a copy elsewhere: proofs and checkpoints
+    are checked against it)."""
+    from donjon.audit import SigningKey, VerifierKey
+
+    settings = load_settings()
+    vkey = _verifier_key(settings, None)
+    if settings.audit_signing_key_path.is_file():  # the private key is the authority
+        vkey = SigningKey.load(settings.audit_signing_key_path).verifier
+        pub = settings.audit_signing_pub_path
+        if pub.is_file() and VerifierKey.parse(pub.read_text()) != vkey:
+            click.echo(f"warning: {pub} does not match the signing key", err=True)
+    click.echo(str(vkey))

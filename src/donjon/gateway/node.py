@@ -12,6 +12,7 @@ from pathlib import Path
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
+from donjon.audit.opening import open_audit_log
 from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
@@ -50,7 +51,7 @@ from donjon.store import (
     connect,
     create_schema,
 )
-from donjon.vault import AUDIT_MAC_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
+from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.logseal import LogSealer
 from donjon.vault.service import Vault
@@ -281,7 +282,7 @@ def open_node(settings: Settings) -> Node:
     bundles = BundleStore(settings.bundles_dir)
     registry, skipped = load_registry(functions, bundles)
     sealer = LogSealer(master)
-    audit = AuditLog(engine, master.derive(AUDIT_MAC_PURPOSE), sealer)
+    audit = open_audit_log(settings, engine, master, sealer)  # log v2; migrates a v1 log
     roles = RoleStore(engine)
     # Checked again as they load: a stored document this version cannot read stops the
     # node with the role's name and the problem, never with a bare traceback.

@@ -17,6 +17,7 @@ from sqlalchemy import (
 
 __all__ = [
     "api_keys",
+    "audit_checkpoints",
     "audit_head",
     "audit_log",
     "function_versions",
@@ -83,6 +84,7 @@ audit_log = Table(
         "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     ),
     Column("record", LargeBinary, nullable=False),
+    #: The record's RFC 6962 leaf hash, SHA-256(0x00 || record) (v1: the chain hash).
     Column("hash", LargeBinary(32), nullable=False),
 )
 
@@ -99,13 +101,31 @@ grant_uses = Table(
     Column("ts", Float, nullable=False),
 )
 
+#: The signed head, one row (id 1), moved in each append's transaction. Log v2
+#: (format 2): seq = the tree size, hash = its RFC 6962 root, mac = the Ed25519
+#: signature of the checkpoint body (origin, size, root, time ts_ms) under the
+#: audit signing key. Log v1 (format NULL): seq, the chain hash and its HMAC under
+#: a subkey of the master key; migrated at start (audit/migrate.py).
 audit_head = Table(
     "audit_head",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
-    Column("mac", LargeBinary(32), nullable=False),
+    Column("mac", LargeBinary(64), nullable=False),
+    Column("format", Integer, nullable=True),
+    Column("ts_ms", BigInteger, nullable=True),
+)
+
+#: Signed checkpoints (audit/checkpoints.py), also written to DATA_DIR/audit-checkpoints.jsonl.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("ts", Float, nullable=False),
+    #: The signed note (audit/checkpoint.py): what a verifier checks.
+    Column("note", Text, nullable=False),
 )
 
 invocation_logs = Table(
