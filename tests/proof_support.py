@@ -110,13 +110,6 @@ def build_log(path: Path, count: int, checkpoints: Sequence[int]) -> BuiltLog:
     """A SQLite file holding records 1..count and the checkpoints of these sizes."""
     engine = connect(f"sqlite:///{path}")
     create_schema(engine)
-    with engine.begin() as conn:  # TEMP until the auditlog branch's schema is merged
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS audit_checkpoints "
-                "(size INTEGER PRIMARY KEY, root BLOB, ts REAL, note TEXT)"
-            )
-        )
     records = [record_bytes(s) for s in range(1, count + 1)]
     leaves = [h_leaf(r) for r in records]
     with engine.begin() as conn:

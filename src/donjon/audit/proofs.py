@@ -32,6 +32,7 @@ __all__ = [
     "CONSISTENCY_FORMAT",
     "INCLUSION_FORMAT",
     "Checked",
+    "LogTampered",
     "ProofError",
     "ProofInvalid",
     "check_consistency",
@@ -53,6 +54,12 @@ class ProofError(Error):
     """A proof could not be made or read."""
 
     title = "Audit proof error"
+
+
+class LogTampered(ProofError):
+    """The stored log no longer matches what its checkpoints signed: no proof is served."""
+
+    title = "Audit log tampered"
 
 
 class ProofInvalid(ProofError):
@@ -144,8 +151,8 @@ def consistency_document(
     }
 
 
-def _tampered(message: str) -> ProofError:
-    return ProofError(message, hint="the database was altered: run `donjon audit verify`")
+def _tampered(message: str) -> LogTampered:
+    return LogTampered(message, hint="the database was altered: run `donjon audit verify`")
 
 
 # -- checking (offline) ---------------------------------------------------------

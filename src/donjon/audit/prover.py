@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 
 from donjon.audit.checkpoint import Checkpoint, VerifierKey
-from donjon.audit.proofs import ProofError, consistency_document, inclusion_document, open_note
+from donjon.audit.proofs import (
+    LogTampered,
+    ProofError,
+    consistency_document,
+    inclusion_document,
+    open_note,
+)
 from donjon.store.tables import audit_log
 
 __all__ = ["CheckpointNotFound", "Prover", "StoredCheckpoint", "records_before"]
@@ -75,7 +81,7 @@ class Prover:
         note = str(row.note)
         checkpoint = open_note(note, self.key, f"stored checkpoint {row.size}")
         if checkpoint.size != int(row.size):
-            raise ProofError(
+            raise LogTampered(
                 f"checkpoint row {row.size} holds the signed note of size {checkpoint.size}",
                 hint="the database was altered: run `donjon audit verify`",
             )
@@ -124,7 +130,7 @@ class Prover:
         for page in self._pages("hash", first, last):
             out += [_bytes(h) for _, h in page]
         if len(out) != max(0, last - first + 1):
-            raise ProofError(
+            raise LogTampered(
                 f"records {first}..{last} are not all in the log ({len(out)} found)",
                 hint="the database was altered: run `donjon audit verify`",
             )

@@ -361,7 +361,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "An inclusion proof of one audit record (donjon-inclusion-proof/1)",
         "audit",
         {200: _PROOF},
-        (400, *_AUTH, 404),
+        (400, *_AUTH, 404, 409),
         params=(
             _whole("seq", 1, "the record's seq", required=True),
             _whole("size", 1, "the checkpoint to prove against (default: the newest)"),
@@ -373,7 +373,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "A consistency proof between two checkpoints (donjon-consistency-proof/1)",
         "audit",
         {200: _PROOF},
-        (400, *_AUTH, 404),
+        (400, *_AUTH, 404, 409),
         params=(
             _whole("old", 0, "the older checkpoint's size", required=True),
             _whole("new", 0, "the newer checkpoint's size", required=True),
@@ -392,7 +392,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "JSON lines (format=jsonl) or RFC 5424 lines (format=syslog)",
             )
         },
-        (400, *_AUTH),
+        (400, *_AUTH, 409),
         params=(
             _whole("since", 1, "the first record's seq (default 1)"),
             Param(

@@ -10,6 +10,8 @@ import secrets
 
 from starlette.responses import Response
 
+from donjon.audit.proofs import LogTampered, ProofError
+from donjon.audit.prover import CheckpointNotFound
 from donjon.audit.unused import BadWindow
 from donjon.boundedjson import JSONTooDeep
 from donjon.bundle import BundleError
@@ -106,6 +108,9 @@ STATUS: dict[type[Error], int] = {
     BadSecret: 422,
     SecretNotFound: 404,
     BadWindow: 400,
+    ProofError: 400,
+    CheckpointNotFound: 404,
+    LogTampered: 409,
 }
 
 
