@@ -139,7 +139,6 @@ def test_bad_queries_are_clear_errors(anode: LiveNode) -> None:
         ("/v1/audit/proof", {"seq": "0"}),
         ("/v1/audit/proof", {"seq": "x"}),
         ("/v1/audit/consistency", {"old": "5"}),
-        ("/v1/audit/consistency", {"old": "6", "new": "5"}),
         ("/v1/audit/export", {"format": "xml"}),
         ("/v1/audit", {"before": "-1"}),
         ("/v1/audit", {"n": "10001"}),
@@ -149,6 +148,7 @@ def test_bad_queries_are_clear_errors(anode: LiveNode) -> None:
     assert _get(anode, "/v1/audit/proof", seq="999999").status_code == 404
     assert _get(anode, "/v1/audit/proof", seq="1", size="999999").status_code == 404
     assert _get(anode, "/v1/audit/consistency", old="1", new="999999").status_code == 404
+    assert _get(anode, "/v1/audit/consistency", old="6", new="5").status_code == 404
 
 
 def test_only_audit_readers_get_proofs(anode: LiveNode) -> None:

@@ -23,7 +23,7 @@ from donjon.audit.checkpoint import CheckpointError, VerifierKey
 from donjon.audit.export import ExportFormat, export_lines
 from donjon.audit.prover import Prover, records_before
 from donjon.errors import Error
-from donjon.gateway.errors import BadRequest
+from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import AuditRecord
@@ -109,8 +109,11 @@ async def audit_proof(request: Request, node: Node, _p: Principal, _r: str) -> R
 async def audit_consistency(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     old = _required(request, "old", 0)
     new = _required(request, "new", 0)
-    if old > new:
-        raise BadRequest(f"old ({old}) must not be larger than new ({new})")
+    if old > new:  # well-formed, but no such proof exists
+        raise NotFound(
+            f"no consistency proof from size {old} to the smaller size {new}",
+            hint="name the older (smaller) checkpoint first",
+        )
     doc = await asyncio.to_thread(_prover(node).consistency, old, new)
     return JSONResponse(doc)
 

@@ -48,6 +48,7 @@ class Param:
     where: Literal["query", "header"]
     schema: dict[str, Any]
     description: str
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,7 @@ def _count(most: int) -> Param:
 
 def _whole(name: str, least: int, description: str, *, required: bool = False) -> Param:
     schema: dict[str, Any] = {"type": "integer", "minimum": least, "maximum": 2**62}
-    if required:
-        description += " (required)"
-    return Param(name, "query", schema, description)
+    return Param(name, "query", schema, description, required)
 
 
 _CHECKPOINT: dict[str, Any] = {
