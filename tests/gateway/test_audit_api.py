@@ -3,8 +3,10 @@ each proof checked offline by `donjon audit check-proof` in a process with no se
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +167,21 @@ def test_only_audit_readers_get_proofs(anode: LiveNode) -> None:
         assert _get(anode, path, invoker, **params).status_code == 403, path
     assert _get(anode, "/v1/audit/proof", auditor, seq="1").status_code == 200
     assert _get(anode, "/v1/audit/export", auditor).status_code == 200
+
+
+def test_a_rewritten_log_gets_a_409_not_a_proof(tmp_path: Path) -> None:
+    """Records rewritten with their leaf hashes no longer hash to the signed root: 409."""
+    live = start_node(tmp_path / "data", {"DONJON_AUDIT_CHECKPOINT_S": "1"})
+    try:
+        seq = _checkpoint_covering(live, _records(live, 2))
+        forged = b'{"forged":true}'
+        with sqlite3.connect(live.data_dir / "donjon.db") as db:
+            db.execute(
+                "UPDATE audit_log SET record = ?, hash = ? WHERE seq = ?",
+                (forged, hashlib.sha256(b"\x00" + forged).digest(), seq - 1),
+            )
+        r = _get(live, "/v1/audit/proof", seq=str(seq))
+        assert r.status_code == 409, r.text
+        assert "do not hash to the root" in r.json()["detail"]
+    finally:
+        live.stop()
