@@ -184,3 +184,13 @@ def test_failed_commit_leaves_the_tree_unchanged(engine: Engine) -> None:
         conn.execute("DROP TRIGGER boom")
     log.record_now(EVENT)
     assert verify_log(engine, key).ok and log.size == 2
+
+
+def test_a_detail_with_its_own_seq_key_verifies(engine: Engine) -> None:
+    """A record whose detail (or target) holds "seq" keys and quotes is read at its own
+    top-level seq."""
+    key = SigningKey.generate()
+    log = AuditLog(engine, key)
+    log.record_now(AuditEvent("a", "x", 'y","seq":9,"', "ok", {"seq": 99, "z": {"seq": 7}}))
+    log.record_now(EVENT)
+    assert verify_log(engine, key).ok
