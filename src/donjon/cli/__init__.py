@@ -10,6 +10,7 @@ import click
 from donjon import __version__
 from donjon.cli.admin import audit, key
 from donjon.cli.alerts import alerts
+from donjon.cli.audit_cmd import AUDIT_COMMANDS
 from donjon.cli.deploy import deploy
 from donjon.cli.functions import describe, invoke, ls, rm
 from donjon.cli.issuers import issuer
@@ -85,6 +86,8 @@ cli.add_command(tls)
 cli.add_command(function)
 cli.add_command(throttle)
 audit.add_command(timeline)
+for command in AUDIT_COMMANDS:
+    audit.add_command(command)
 
 
 def main() -> None:

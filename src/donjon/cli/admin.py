@@ -1,4 +1,4 @@
-"""key create/ls/rotate/revoke, audit verify/tail."""
+"""key create/ls/rotate/revoke, audit verify (the other audit commands: cli/audit_cmd.py)."""
 
 from __future__ import annotations
 
@@ -259,22 +259,3 @@ def audit_pubkey() -> None:
         if pub.is_file() and VerifierKey.parse(pub.read_text()) != vkey:
             click.echo(f"warning: {pub} does not match the signing key", err=True)
     click.echo(str(vkey))
-
-
-@audit.command("tail")
-@click.option("-n", "count", default=20, show_default=True)
-@output_option
-def audit_tail(count: int, output: OutputFormat) -> None:
-    """Show the newest audit records."""
-    records = ApiClient(load_settings()).json("GET", "/v1/audit", params={"n": count})
-    emit(output, records, lambda: _audit_lines(records))
-
-
-def _audit_lines(records: list[dict[str, Any]]) -> None:
-    for r in records:
-        # Every field was written by others (a request path, a key name): escaped.
-        detail = " ".join(f"{k}={v}" for k, v in sorted(r["detail"].items()))
-        echo_text(
-            f"{r['seq']:>7} {when(r['ts'])} {r['actor']:<22} {r['action']:<16} "
-            f"{r['target']:<24} {r['outcome']:<10} {detail}"
-        )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -88,6 +90,18 @@ class ApiClient:
         """Close the connection: an idle TLS connection left open holds a stopping node
         until its close exchange times out."""
         self._http.close()
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A response whose body is read as it comes (`iter_bytes`); errors as `request`."""
+        try:
+            with self._http.stream(method, path, **kwargs) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _problem(response)
+                yield response
+        except httpx.HTTPError as e:
+            raise self._unreachable(e) from e
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)

@@ -25,6 +25,13 @@ from donjon.gateway.access import (
 )
 from donjon.gateway.admin_issuers import add_issuer, list_issuers, remove_issuer
 from donjon.gateway.alerts_api import list_alerts
+from donjon.gateway.audit_api import (
+    audit_checkpoints,
+    audit_consistency,
+    audit_export,
+    audit_proof,
+    audit_tail,
+)
 from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.node import Node
@@ -48,7 +55,6 @@ from donjon.gateway.secrets import (
     rotate_secret,
 )
 from donjon.gateway.views import (
-    AuditRecord,
     FunctionView,
     KeyCreated,
     KeyRotated,
@@ -409,11 +415,6 @@ async def revoke_key(
     return Response(status_code=204)
 
 
-async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    records = await asyncio.to_thread(node.audit.tail, _limit(request))
-    return render([AuditRecord.model_validate(r) for r in records])
-
-
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/functions", "POST", _guarded(Action.DEPLOY, deploy)),  # gateway/deploy.py
     ("/v1/functions", "GET", _guarded(Action.READ, list_functions)),
@@ -432,8 +433,13 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/roles", "POST", _guarded(Action.ROLES, apply_role)),
     ("/v1/roles", "GET", _guarded(Action.ROLES, list_roles)),
     ("/v1/roles/{role}", "DELETE", _guarded(Action.ROLES, remove_role)),
+    # The audit log, its checkpoints, proofs and export (gateway/audit_api.py).
     ("/v1/audit", "GET", _guarded(Action.AUDIT, audit_tail)),
     ("/v1/alerts", "GET", _guarded(Action.ALERTS, list_alerts)),  # gateway/alerts_api.py
+    ("/v1/audit/checkpoints", "GET", _guarded(Action.AUDIT, audit_checkpoints)),
+    ("/v1/audit/proof", "GET", _guarded(Action.AUDIT, audit_proof)),
+    ("/v1/audit/consistency", "GET", _guarded(Action.AUDIT, audit_consistency)),
+    ("/v1/audit/export", "GET", _guarded(Action.AUDIT, audit_export)),
     # The vault (gateway/secrets.py): values go in, never out.
     ("/v1/secrets", "GET", _guarded(Action.SECRET_LIST, list_secrets)),
     ("/v1/secrets/{secret}", "POST", _guarded(Action.SECRET_WRITE, create_secret)),

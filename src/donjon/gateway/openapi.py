@@ -200,7 +200,13 @@ def _operation(
         for name in re.findall(r"\{(\w+)\}", path)
     ]
     parameters += [
-        {"name": p.name, "in": p.where, "description": p.description, "schema": p.schema}
+        {
+            "name": p.name,
+            "in": p.where,
+            "description": p.description,
+            "schema": p.schema,
+            **({"required": True} if p.required else {}),
+        }
         for p in op.params
     ]
     out: dict[str, Any] = {

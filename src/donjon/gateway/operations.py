@@ -49,6 +49,7 @@ class Param:
     where: Literal["query", "header"]
     schema: dict[str, Any]
     description: str
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,21 @@ def _count(most: int) -> Param:
     return Param("n", "query", schema, f"how many, newest last (1 to {most})")
 
 
+def _whole(name: str, least: int, description: str, *, required: bool = False) -> Param:
+    schema: dict[str, Any] = {"type": "integer", "minimum": least, "maximum": 2**62}
+    return Param(name, "query", schema, description, required)
+
+
+_CHECKPOINT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "size": {"type": "integer"},
+        "root": {"type": "string", "description": "hex SHA-256"},
+        "ts": {"type": "number"},
+        "note": {"type": "string", "description": "the signed note (C2SP tlog-checkpoint)"},
+    },
+}
+_PROOF = Raw({"application/json": {"schema": {"type": "object"}}}, "the proof document")
 _AUTH = (401, 403)
 _BODY = (400, 401, 403, 413)
 _CALL = (400, 401, 403, 404, 413, 429, 500, 502, 503, 504, 507)
@@ -460,7 +476,65 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "audit",
         {200: ListOf(v.AuditRecord)},
         (400, *_AUTH),
-        params=(_count(10_000),),
+        params=(
+            _count(10_000),
+            _whole("before", 1, "only records older than this seq (to page back)"),
+        ),
+    ),
+    ("GET", "/v1/audit/checkpoints"): Operation(
+        "auditCheckpoints",
+        "The signed checkpoints of the audit log, oldest first",
+        "audit",
+        {200: Raw({"application/json": {"schema": {"type": "array", "items": _CHECKPOINT}}})},
+        (400, *_AUTH),
+        params=(
+            _count(10_000),
+            _whole("before", 0, "only checkpoints smaller than this size (to page back)"),
+        ),
+    ),
+    ("GET", "/v1/audit/proof"): Operation(
+        "auditProof",
+        "An inclusion proof of one audit record (donjon-inclusion-proof/1)",
+        "audit",
+        {200: _PROOF},
+        (400, *_AUTH, 404, 409),
+        params=(
+            _whole("seq", 1, "the record's seq", required=True),
+            _whole("size", 1, "the checkpoint to prove against (default: the newest)"),
+        ),
+        description="Check it offline with `donjon audit check-proof FILE --key KEY`.",
+    ),
+    ("GET", "/v1/audit/consistency"): Operation(
+        "auditConsistency",
+        "A consistency proof between two checkpoints (donjon-consistency-proof/1)",
+        "audit",
+        {200: _PROOF},
+        (400, *_AUTH, 404, 409),
+        params=(
+            _whole("old", 0, "the older checkpoint's size", required=True),
+            _whole("new", 0, "the newer checkpoint's size", required=True),
+        ),
+    ),
+    ("GET", "/v1/audit/export"): Operation(
+        "auditExport",
+        "The audit log since a record, with its checkpoints (donjon-audit-export/1), streamed",
+        "audit",
+        {
+            200: Raw(
+                {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/plain": {"schema": {"type": "string"}},
+                },
+                "JSON lines (format=jsonl) or RFC 5424 lines (format=syslog)",
+            )
+        },
+        (400, *_AUTH, 409),
+        params=(
+            _whole("since", 1, "the first record's seq (default 1)"),
+            Param(
+                "format", "query", {"type": "string", "enum": ["jsonl", "syslog"]}, "jsonl|syslog"
+            ),
+        ),
     ),
     ("GET", "/v1/alerts"): Operation(
         "listAlerts",

@@ -10,6 +10,8 @@ import secrets
 
 from starlette.responses import Response
 
+from donjon.audit.proofs import LogTampered, ProofError
+from donjon.audit.prover import CheckpointNotFound
 from donjon.audit.unused import BadWindow
 from donjon.boundedjson import JSONTooDeep
 from donjon.bundle import BundleError
@@ -115,6 +117,9 @@ STATUS: dict[type[Error], int] = {
     BadSubject: 400,
     NotThrottled: 404,
     ResponseConfigError: 400,
+    ProofError: 400,
+    CheckpointNotFound: 404,
+    LogTampered: 409,
 }
 
 

@@ -1,0 +1,197 @@
+"""Reading what proofs, exports and paged tails need from the audit tables.
+
+Records are append-only and a checkpoint, once written, never changes, so
+each read here is a short query of its own: a reader that fixes its upper
+bound (a checkpoint's size) first sees the same rows however long it takes,
+with no transaction held across a streamed response. Blocking: call it off
+the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+
+from donjon.audit.checkpoint import Checkpoint, VerifierKey
+from donjon.audit.proofs import (
+    LogTampered,
+    ProofError,
+    consistency_document,
+    inclusion_document,
+    open_note,
+)
+from donjon.store.tables import audit_log
+
+__all__ = ["CheckpointNotFound", "Prover", "StoredCheckpoint", "records_before"]
+
+#: Rows per query when walking the log.
+PAGE = 5000
+
+
+class CheckpointNotFound(ProofError):
+    """No checkpoint of the asked size, or none covering the asked record."""
+
+    title = "Not found"
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    checkpoint: Checkpoint
+    note: str
+    ts: float
+
+    def view(self) -> dict[str, Any]:
+        cp = self.checkpoint
+        return {"size": cp.size, "root": cp.root.hex(), "ts": self.ts, "note": self.note}
+
+
+def _bytes(value: object) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
+def records_before(engine: Engine, before: int | None, n: int) -> list[dict[str, Any]]:
+    """The newest `n` records older than `before` (all, if None), oldest first."""
+    query = "SELECT record FROM audit_log"
+    params: dict[str, Any] = {"n": n}
+    if before is not None:
+        query += " WHERE seq < :before"
+        params["before"] = before
+    query += " ORDER BY seq DESC LIMIT :n"
+    with engine.connect() as conn:
+        rows = conn.execute(text(query), params).scalars().all()
+    return [json.loads(_bytes(r)) for r in reversed(rows)]
+
+
+class Prover:
+    """Proofs and pages over one database's audit log, checked against `key`."""
+
+    def __init__(self, engine: Engine, key: VerifierKey) -> None:
+        self._engine = engine
+        self.key = key
+
+    # -- checkpoints --------------------------------------------------------------
+
+    def _stored(self, row: Any) -> StoredCheckpoint:
+        note = str(row.note)
+        checkpoint = open_note(note, self.key, f"stored checkpoint {row.size}")
+        if checkpoint.size != int(row.size):
+            raise LogTampered(
+                f"checkpoint row {row.size} holds the signed note of size {checkpoint.size}",
+                hint="the database was altered: run `donjon audit verify`",
+            )
+        return StoredCheckpoint(checkpoint, note, float(row.ts))
+
+    def checkpoints(self, n: int, before: int | None = None) -> list[StoredCheckpoint]:
+        """The newest `n` checkpoints (smaller than `before`), oldest first."""
+        query = "SELECT size, ts, note FROM audit_checkpoints"
+        params: dict[str, Any] = {"n": n}
+        if before is not None:
+            query += " WHERE size < :before"
+            params["before"] = before
+        query += " ORDER BY size DESC LIMIT :n"
+        with self._engine.connect() as conn:
+            rows = conn.execute(text(query), params).all()
+        return [self._stored(r) for r in reversed(rows)]
+
+    def checkpoint(self, size: int) -> StoredCheckpoint:
+        """The checkpoint of exactly `size` records."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT size, ts, note FROM audit_checkpoints WHERE size = :s"), {"s": size}
+            ).first()
+        if row is None:
+            raise CheckpointNotFound(
+                f"no checkpoint of size {size}",
+                hint="`donjon audit checkpoints` (GET /v1/audit/checkpoints) lists the sizes",
+            )
+        return self._stored(row)
+
+    def newest_covering(self, seq: int) -> StoredCheckpoint:
+        """The newest checkpoint, if it covers record `seq`."""
+        newest = self.checkpoints(1)
+        if not newest or newest[0].checkpoint.size < seq:
+            raise CheckpointNotFound(
+                f"no checkpoint covers record {seq} yet",
+                hint="the next checkpoint is made within the checkpoint interval; try again then",
+            )
+        return newest[0]
+
+    # -- leaves and records ---------------------------------------------------------
+
+    def leaf_hashes(self, first: int, last: int) -> list[bytes]:
+        """The stored leaf hashes of records first..last (seqs, inclusive), in order."""
+        out: list[bytes] = []
+        for page in self._pages("hash", first, last):
+            out += [_bytes(h) for _, h in page]
+        if len(out) != max(0, last - first + 1):
+            raise LogTampered(
+                f"records {first}..{last} are not all in the log ({len(out)} found)",
+                hint="the database was altered: run `donjon audit verify`",
+            )
+        return out
+
+    def records(self, first: int, last: int) -> Iterator[list[tuple[int, bytes]]]:
+        """Records first..last as pages of (seq, record bytes)."""
+        for page in self._pages("record", first, last):
+            yield [(int(s), _bytes(r)) for s, r in page]
+
+    def _pages(self, column: str, first: int, last: int) -> Iterator[list[Any]]:
+        seq = audit_log.c.seq
+        start = first
+        while start <= last:
+            query = (
+                select(seq, audit_log.c[column])
+                .where(seq >= start, seq <= last)
+                .order_by(seq)
+                .limit(PAGE)
+            )
+            with self._engine.connect() as conn:
+                page = list(conn.execute(query).all())
+            if not page:
+                return
+            yield page
+            start = int(page[-1][0]) + 1
+
+    def record(self, seq: int) -> bytes:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT record FROM audit_log WHERE seq = :s"), {"s": seq}
+            ).first()
+        if row is None:
+            raise CheckpointNotFound(f"no audit record {seq}", hint="seqs start at 1")
+        return _bytes(row[0])
+
+    # -- proofs -----------------------------------------------------------------------
+
+    def prove(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        """An inclusion proof of record `seq` against checkpoint `size` (default: the newest)."""
+        if seq < 1:
+            raise CheckpointNotFound(f"no audit record {seq}", hint="seqs start at 1")
+        stored = self.newest_covering(seq) if size is None else self.checkpoint(size)
+        cp = stored.checkpoint
+        if seq > cp.size:
+            raise CheckpointNotFound(
+                f"checkpoint {cp.size} does not cover record {seq}",
+                hint="name a checkpoint at least as large as the record's seq",
+            )
+        leaves = self.leaf_hashes(1, cp.size)
+        return inclusion_document(seq, self.record(seq), leaves, cp, stored.note)
+
+    def consistency(self, old: int, new: int) -> dict[str, Any]:
+        """A consistency proof between the checkpoints of sizes `old` and `new`."""
+        if old > new:
+            raise ProofError(
+                f"the old size {old} is larger than the new size {new}",
+                hint="name the older (smaller) checkpoint first",
+            )
+        older, newer = self.checkpoint(old), self.checkpoint(new)
+        leaves = self.leaf_hashes(1, new)
+        return consistency_document(
+            leaves, older.checkpoint, older.note, newer.checkpoint, newer.note
+        )
