@@ -22,6 +22,8 @@ def test_init_makes_the_signing_key_and_a_checkpoint(data_dir: Path) -> None:
     assert SigningKey.load(key_path).verifier == vkey
     printed = run_cli(env, "audit", "pubkey").stdout.strip()
     assert VerifierKey.parse(printed) == vkey
+    as_json = json.loads(run_cli(env, "audit", "pubkey", "--output", "json").stdout)
+    assert as_json == {"verifier_key": printed}
     lines = (data_dir / "audit-checkpoints.jsonl").read_text().splitlines()
     last = json.loads(lines[-1])
     assert open_checkpoint(last["note"], vkey).size == last["size"] == 2

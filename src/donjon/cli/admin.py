@@ -246,7 +246,8 @@ def audit_verify(incremental: bool, key_text: str | None, output: OutputFormat) 
 
 
 @audit.command("pubkey")
-def audit_pubkey() -> None:
+@output_option
+def audit_pubkey(output: OutputFormat) -> None:
     """Print the audit log's verifier key (keep a copy elsewhere: proofs and checkpoints
     are checked against it)."""
     from donjon.audit import SigningKey, VerifierKey
@@ -258,4 +259,4 @@ def audit_pubkey() -> None:
         pub = settings.audit_signing_pub_path
         if pub.is_file() and VerifierKey.parse(pub.read_text()) != vkey:
             click.echo(f"warning: {pub} does not match the signing key", err=True)
-    click.echo(str(vkey))
+    emit(output, {"verifier_key": str(vkey)}, lambda: click.echo(str(vkey)))
