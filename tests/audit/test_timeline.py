@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +64,16 @@ EVENTS = [
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def engine(tmp_path: Path) -> Engine:
     """A log holding EVENTS, one second apart from t=1000 (seq n at t=1000+n)."""
     engine = connect(f"sqlite:///{tmp_path / 't.db'}")
     create_schema(engine)
-    log = AuditLog(engine, KEY)
+    now = [1000.0]
+    # The writer stamps each batch with its clock: one record per second here.
+    log = AuditLog(engine, KEY, clock=lambda: now[0])
     for n, event in enumerate(EVENTS, start=1):
-        # The writer stamps each batch with time.time(): one record per second here.
-        monkeypatch.setattr(time, "time", lambda n=n: 1000.0 + n)
+        now[0] = 1000.0 + n
         log.record_now(event)
-    monkeypatch.undo()
     return engine
 
 
