@@ -205,6 +205,14 @@ class _Run:
             raise _Bad(_why(seq, record), seq)
         named = _named_seq(record)
         if named != seq:
+            if named is not None and self.last_good < named < seq:
+                # Rows from `named` on were moved up: the row now at `named`, which
+                # claims the same seq, is the record that was slid in.
+                raise _Bad(
+                    f"records {named} and {seq} both claim seq {named}: a record was "
+                    f"inserted at {named} and the ones after it renumbered",
+                    named,
+                )
             raise _Bad(f"record {seq} is the record of seq {named}: the log was reordered", seq)
         self.frontier.append(leaf)
         self._witness(seq)
