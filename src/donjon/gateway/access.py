@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +32,7 @@ __all__ = [
     "deny",
     "new_request_id",
     "parse_json",
+    "query_time",
     "read_body",
 ]
 
@@ -237,3 +239,17 @@ async def parse_json(node: Node, request: Request, actor: str, body: bytes, requ
         raise BadRequest(
             f"the request body is not valid JSON: {e}", hint="send a JSON document (UTF-8)"
         ) from e
+
+
+def query_time(request: Request, name: str) -> float | None:
+    """The query parameter `name` as a time in seconds since the epoch, if given."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise BadRequest(f"{name} must be a time in seconds since the epoch (0 or more)")
+    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +20,7 @@ from donjon.gateway.access import (
     deny,
     new_request_id,
     parse_json,
+    query_time,
     read_body,
 )
 from donjon.gateway.admin_issuers import add_issuer, list_issuers, remove_issuer
@@ -176,14 +176,7 @@ _CURSOR = re.compile(r"[0-9]{1,18}")
 def _log_filters(request: Request) -> tuple[float | None, int | None, str | None]:
     """`since` (epoch seconds), `after` (a cursor) and `request_id`, each optional."""
     params = request.query_params
-    since: float | None = None
-    if "since" in params:
-        try:
-            since = float(params["since"])
-        except ValueError:
-            since = -1.0
-        if not math.isfinite(since) or since < 0:
-            raise BadRequest("since must be a time in seconds since the epoch (0 or more)")
+    since = query_time(request, "since")
     after: int | None = None
     if "after" in params:
         raw = params["after"]

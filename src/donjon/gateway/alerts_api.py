@@ -9,12 +9,12 @@ log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from donjon.gateway.access import query_time
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
@@ -40,14 +40,7 @@ def _whole(request: Request, name: str, default: int | None, most: int) -> int |
 
 async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     params = request.query_params
-    since = None
-    if "since" in params:
-        try:
-            since = float(params["since"])
-        except ValueError:
-            since = -1.0
-        if not math.isfinite(since) or since < 0:
-            raise BadRequest("since must be a time in seconds since the epoch (0 or more)")
+    since = query_time(request, "since")
     kind = params.get("kind")
     if kind is not None and not _KIND.match(kind):
         raise BadRequest("kind must be a finding kind such as auth.credential_stuffing")

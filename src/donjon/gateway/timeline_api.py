@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import math
 import re
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from donjon.audit.timeline import TimelineFilter, read_timeline
+from donjon.gateway.access import query_time
 from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
@@ -35,19 +35,6 @@ _FUNCTION = re.compile(NAME_RE)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _PRINCIPAL = re.compile(r"[!-~]{1,256}")
 _CURSOR = re.compile(r"[0-9]{1,18}")
-
-
-def _time(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value < 0:
-        raise BadRequest(f"{name} must be a time in seconds since the epoch (0 or more)")
-    return value
 
 
 def _match(request: Request, name: str, pattern: re.Pattern[str], what: str) -> str | None:
@@ -67,8 +54,8 @@ def timeline_filter(request: Request) -> TimelineFilter:
             raise BadRequest("source must be an IP address") from None
     # `until` before `since` is simply an empty timeline, not an error.
     return TimelineFilter(
-        since=_time(request, "since"),
-        until=_time(request, "until"),
+        since=query_time(request, "since"),
+        until=query_time(request, "until"),
         function=_match(request, "function", _FUNCTION, "a function name"),
         principal=_match(
             request, "principal", _PRINCIPAL, "a principal (key:ID, a key id, jwt:ISSUER:SUB)"
