@@ -400,7 +400,10 @@ class AuditLog:
             for _, _, fut in batch:
                 by_loop.setdefault(fut.get_loop(), []).append(fut)
             for loop, futures in by_loop.items():
-                loop.call_soon_threadsafe(_settle, futures, error)
+                try:
+                    loop.call_soon_threadsafe(_settle, futures, error)
+                except RuntimeError:  # that loop closed meanwhile: nobody waits any more
+                    log_.debug("audit: %d waiter(s) gone with their loop", len(futures))
             if checkpoint is not None:  # its fsync is not on the callers' path
                 self._checkpointer.publish(checkpoint)
 
