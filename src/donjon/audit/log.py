@@ -221,12 +221,11 @@ class AuditLog:
 
     def _write(
         self, items: list[tuple[AuditEvent, InvocationLog | None]]
-    ) -> tuple[CheckpointEntry | None, CommittedBatch]:
+    ) -> CheckpointEntry | None:
         """Append `items` in one transaction; the frontier and head move only on commit.
 
-        Returns the checkpoint committed with them, for the caller to `publish`, and the
-        batch, for the caller to hand to the listeners (the writer thread does both once
-        it has woken the batch's callers: neither is on their path)."""
+        Returns the checkpoint committed with them, for the caller to `publish` (the
+        writer thread does so once it has woken the batch's callers)."""
         started = time.perf_counter()
         with self._lock:
             frontier = self._frontier.copy()
@@ -274,18 +273,19 @@ class AuditLog:
             self._frontier = frontier
             if checkpoint is not None:
                 self._checkpointer.committed(checkpoint)
-        batch = CommittedBatch(
-            tuple(CommittedRecord(first + 1 + i, ts, event) for i, (event, _) in enumerate(items)),
-            time.perf_counter() - started,
-        )
-        return checkpoint, batch
-
-    def _notify(self, batch: CommittedBatch) -> None:
-        for listener in self._listeners:
-            try:
-                listener(batch)
-            except Exception:  # a listener's bug must not fail the append
-                log_.exception("audit listener %r failed", listener)
+        if self._listeners:
+            batch = CommittedBatch(
+                tuple(
+                    CommittedRecord(first + 1 + i, ts, event) for i, (event, _) in enumerate(items)
+                ),
+                time.perf_counter() - started,
+            )
+            for listener in self._listeners:
+                try:
+                    listener(batch)
+                except Exception:  # a listener's bug must not fail the append
+                    log_.exception("audit listener %r failed", listener)
+        return checkpoint
 
     def checkpoint(self, *, force: bool = True) -> CheckpointEntry | None:
         """Make a checkpoint of the current tree now (`force`) or if its cadence says so;
@@ -314,8 +314,7 @@ class AuditLog:
 
     def record_now(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append synchronously (CLI and start-up paths, no event loop)."""
-        checkpoint, batch = self._write([(event, log)])
-        self._notify(batch)
+        checkpoint = self._write([(event, log)])
         if checkpoint is not None:
             self._checkpointer.publish(checkpoint)
 
@@ -389,9 +388,9 @@ class AuditLog:
                     break
                 batch.append(item)
             error: BaseException | None = None
-            checkpoint = committed = None
+            checkpoint = None
             try:
-                checkpoint, committed = self._write([(event, log) for event, log, _ in batch])
+                checkpoint = self._write([(event, log) for event, log, _ in batch])
             except Exception as e:
                 # Details (SQL, other callers' records) go to the server log only.
                 log_.error("audit append of %d record(s) failed: %s", len(batch), e)
@@ -405,10 +404,6 @@ class AuditLog:
                     loop.call_soon_threadsafe(_settle, futures, error)
                 except RuntimeError:  # that loop closed meanwhile: nobody waits any more
                     log_.debug("audit: %d waiter(s) gone with their loop", len(futures))
-            # The monitor and the metrics see the batch once its callers are on their way:
-            # their callbacks queue behind the wake-ups, never ahead of them.
-            if committed is not None:
-                self._notify(committed)
             if checkpoint is not None:  # its fsync is not on the callers' path
                 self._checkpointer.publish(checkpoint)
 
