@@ -32,6 +32,11 @@ _SLOW_MODULES = frozenset(
         "security/test_attack_audit_tamper.py",
         "security/test_audit_crash.py",
         "monitor/test_node_alerts.py",
+        # Real nodes and CLI processes (init, serve, verify), and the 43k-call trace.
+        "monitor/test_baselines_node.py",
+        "monitor/test_trace.py",
+        "audit/test_cli_audit.py",
+        "audit/test_check_proof_cli.py",
     }
 )
 
