@@ -141,6 +141,33 @@ class LiveNode:
         result: dict[str, Any] = r.json()
         return result
 
+    def serve_again(self, extra_env: dict[str, str] | None = None) -> None:
+        """Start `donjon serve` again (after `stop`) on the same data dir and port, with
+        `extra_env` for the server only; wait until it is healthy."""
+        port = self.url.rsplit(":", 1)[1]
+        self.log = open(self.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
+            env={**donjon_env(self.data_dir, self.url), **(extra_env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(
+                    "donjon serve exited at start:\n"
+                    + (self.data_dir / "serve.log").read_text()[-3000:]
+                )
+            try:
+                if httpx.get(f"{self.url}/healthz", verify=self.tls, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError("donjon serve did not become healthy after a restart")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from collections.abc import Callable
 from hashlib import sha256
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_verifier_key_string_round_trips() -> None:
         lambda t: "+".join(t.split("+")[:2]) + "+" + base64.b64encode(b"\x02" * 33).decode(),
     ],
 )
-def test_malformed_verifier_key_is_refused(mangle) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_verifier_key_is_refused(mangle: Callable[[str], str]) -> None:
     """A verifier key string with a wrong origin, id, algorithm or encoding is refused."""
     text = str(SigningKey.generate().verifier)
     with pytest.raises(CheckpointError):

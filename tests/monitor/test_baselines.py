@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from baseline_support import Records, feed
@@ -49,10 +51,10 @@ def test_window_is_bounded() -> None:
     "kwargs",
     [{"k": -1}, {"k": float("nan")}, {"size": 5, "min_history": 6}, {"min_history": 0}, {"k": 0}],
 )
-def test_bad_band_is_refused(kwargs: dict[str, float]) -> None:
+def test_bad_band_is_refused(kwargs: dict[str, Any]) -> None:
     """A band that cannot work is an error naming the setting."""
     with pytest.raises(BaselineError, match="baseline"):
-        Band(**kwargs)  # type: ignore[arg-type]
+        Band(**kwargs)
 
 
 def test_bounded_drops_least_recently_used() -> None:
@@ -228,7 +230,9 @@ def test_one_slow_call_is_not_a_finding_but_a_streak_is() -> None:
     found = feed(detector, third)
     assert {f.subject for f in found} == {FN, KEY}
     assert found[0].evidence[-1] == third.seq and len(found[0].evidence) == 3
-    median, _ = detector.series.get(FN).window.stats()  # type: ignore[union-attr]
+    series = detector.series.get(FN)
+    assert series is not None
+    median, _ = series.window.stats()
     assert median < 60  # the slow calls were not learned
 
 

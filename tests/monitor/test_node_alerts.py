@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from standardwebhooks import Webhook
 
 from donjon.bundle import build_bundle
-from harness import FUNCTIONS, LiveNode, donjon_env, fresh_source, run_cli, start_node
+from harness import FUNCTIONS, LiveNode, fresh_source, run_cli, start_node
 from monitor_support import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"n" * 32).decode()
@@ -153,28 +150,6 @@ def test_alerts_survive_a_restart(live: LiveNode) -> None:
     before = {a["seq"] for a in _alerts(live, n=1000)}
     assert before
     live.stop()
-    _serve(live, ENV_OF[live.data_dir])
+    live.serve_again(ENV_OF[live.data_dir])
     after = {a["seq"] for a in _alerts(live, n=1000)}
     assert before <= after
-
-
-def _serve(node: LiveNode, extra: dict[str, str]) -> None:
-    """Start `donjon serve` again on `node`'s data dir and port; wait until healthy."""
-    port = node.url.rsplit(":", 1)[1]
-    node.log = open(node.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
-    node.proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
-        env={**donjon_env(node.data_dir, node.url), **extra},
-        stdout=node.log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.proc.poll() is not None:
-            raise AssertionError((node.data_dir / "serve.log").read_text()[-3000:])
-        try:
-            if httpx.get(f"{node.url}/healthz", verify=node.tls, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("donjon serve did not become healthy after a restart")

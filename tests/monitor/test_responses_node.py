@@ -3,40 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from harness import FUNCTIONS, LiveNode, donjon_env, fresh_source, run_cli, start_node
+from harness import FUNCTIONS, LiveNode, fresh_source, run_cli, start_node
 
 pytestmark = pytest.mark.slow
-
-
-def _serve(node: LiveNode) -> None:
-    """Start `donjon serve` again on `node`'s data dir and port; wait until healthy."""
-    port = node.url.rsplit(":", 1)[1]
-    node.log = open(node.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
-    node.proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
-        env=donjon_env(node.data_dir, node.url),
-        stdout=node.log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.proc.poll() is not None:
-            raise AssertionError((node.data_dir / "serve.log").read_text()[-3000:])
-        try:
-            if httpx.get(f"{node.url}/healthz", verify=node.tls, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("donjon serve did not become healthy after a restart")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +69,7 @@ def test_quarantined_function_answers_503_until_released_even_after_restart(
     assert [q["function"] for q in listed] == ["web"]
 
     own.stop()
-    _serve(own)
+    own.serve_again()
     assert own.invoke("web", {}).status_code == 503  # stored: a restart does not release it
 
     _cli(own, "function", "release", "web")

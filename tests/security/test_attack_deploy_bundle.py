@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator, Sequence
@@ -19,7 +17,7 @@ import httpx
 import pytest
 
 from donjon.bundle import BundleError, build_bundle
-from harness import EXAMPLES, LiveNode, donjon_env, run_cli, start_node
+from harness import EXAMPLES, LiveNode, run_cli, start_node
 from sec_support import audit_records
 
 _MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
@@ -28,37 +26,9 @@ _MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
 # -- a node of our own, which these attacks restart -----------------------------------
 
 
-def _serve(node: LiveNode) -> None:
-    """(Re)start `donjon serve` on `node`'s data dir and port; wait until healthy."""
-    env = donjon_env(node.data_dir, node.url)
-    port = node.url.rsplit(":", 1)[1]
-    node.log = open(node.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
-    node.proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
-        env=env,
-        stdout=node.log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.proc.poll() is not None:
-            node.stop()
-            raise AssertionError(
-                "donjon serve exited at start:\n"
-                + (node.data_dir / "serve.log").read_text()[-3000:]
-            )
-        try:
-            if httpx.get(f"{node.url}/healthz", verify=node.tls, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    node.stop()
-    raise AssertionError("donjon serve did not become healthy after a restart")
-
-
 def _restart(node: LiveNode) -> None:
     node.stop()
-    _serve(node)
+    node.serve_again()
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +230,7 @@ def test_stale_staging_is_swept_at_start(own: LiveNode) -> None:
         os.mkdir(deep)
     Path(deep, "f").write_bytes(b"x" * 4096)
     os.chmod(stale, 0o500)
-    _serve(own)
+    own.serve_again()
     assert _staging(own) == []
 
 

@@ -150,7 +150,7 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
         raise _bad(first[0], f"has a prefix that is not the compact range of {since - 1} leaves")
     frontier = Frontier(since - 1, prefix)
     leaves: list[bytes] = []
-    checkpoints: list[tuple[int, int, str]] = []
+    checkpoints: list[tuple[int, int, object]] = []
     for number, line in numbered:
         obj = json_of_line(line, number)
         kind = obj.get("type")
@@ -158,7 +158,7 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
             _check_record(obj, since + len(leaves), number, checkpoints)
             leaves.append(merkle.leaf_hash(obj["record"].encode()))
         elif kind == "checkpoint":
-            checkpoints.append((number, len(leaves), obj.get("note")))  # type: ignore[arg-type]
+            checkpoints.append((number, len(leaves), obj.get("note")))
         else:
             raise _bad(number, f"has an unknown type {kind!r}")
     last = since - 1 + len(leaves)
@@ -197,7 +197,7 @@ def _check_record(obj: dict[str, Any], expected: int, number: int, checkpoints: 
 def _check_checkpoints(
     frontier: Frontier,
     leaves: list[bytes],
-    checkpoints: list[tuple[int, int, str]],
+    checkpoints: list[tuple[int, int, object]],
     key: VerifierKey,
 ) -> list[int]:
     """Recompute the root at each checkpoint's size; the sizes checked, in order."""

@@ -111,7 +111,7 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
     """
     client = ApiClient(load_settings(), timeout=600.0)
     params: dict[str, Any] = {"since": since, "format": fmt}
-    sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115
+    sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115 - stdout is not ours to close; closed below
     first, lines = b"", 0
     try:
         with client.stream("GET", "/v1/audit/export", params=params) as response:
@@ -231,7 +231,7 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
         raise click.BadParameter(
             f"not a verifier key or a file holding one: {e}", param_hint="--key"
         ) from e
-    handle: IO[str] = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+    handle: IO[str] = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - stdin is not ours to close; closed below
     try:
         first = handle.readline()
         try:

@@ -44,7 +44,7 @@ def new_request_id() -> str:
     return request_id
 
 
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
     """The caller's address: the peer's, or what a trusted proxy forwarded (server.py).
 
     Only an IP address is recorded; anything else a proxy forwarded is "-".
@@ -54,11 +54,6 @@ def _client(request: Request) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return "-"
-
-
-def client_address(request: Request) -> str:
-    """The caller's address as records name it (an IP address, or "-")."""
-    return _client(request)
 
 
 async def deny(
@@ -76,7 +71,7 @@ async def deny(
 
     The aggregation (per client, actor and action) lives in `audit/denials.py`.
     """
-    client = _client(request)
+    client = client_address(request)
     node.metrics.denied(action, reason)
     await node.denials.deny(
         AuditEvent(
@@ -106,7 +101,7 @@ async def check_throttles(
     if not node.throttles:
         return
     kind: ThrottleKind = "principal" if principal is not None else "source"
-    subject = principal.label if principal is not None else _client(request)
+    subject = principal.label if principal is not None else client_address(request)
     try:
         await node.throttles.check(kind, subject)
     except Throttled as e:

@@ -33,6 +33,7 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
+from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.apigw import apigw_event, apigw_response
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput, NotFound
@@ -51,7 +52,7 @@ from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.obs import log_secrets, mint_request_id
-from donjon.ratelimit import BucketKey, RateLimitError
+from donjon.ratelimit import RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
 from donjon.vault.redact import Redactor
@@ -109,7 +110,7 @@ async def _run(
     `on_log`, if given, receives the call's log as stored (redacted, bounded).
     `client`, the caller's address, is recorded (the monitor's first-seen sources).
     """
-    actor = _actor(principal, trigger)
+    actor = actor_of(principal, trigger)
     if node.pool is None:
         raise SandboxError("the node is not serving")
     started = time.perf_counter()
@@ -227,7 +228,7 @@ async def _call_function(
     node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str, chain: Chain
 ) -> bytes:
     """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
-    await _admit(node, callee, caller, chain.request_id, "function")
+    await admit(node, callee, caller, chain.request_id, "function")
     try:
         parsed = boundedjson.loads(event)
     except (ValueError, boundedjson.JSONTooDeep) as e:
@@ -271,39 +272,6 @@ def _redact_error(error: Error, redact: Redactor) -> None:
             error.error_message = redact(error.error_message)
 
 
-def _actor(principal: Principal | None, trigger: str) -> str:
-    return principal.label if principal else ("schedule" if trigger == "schedule" else "public")
-
-
-async def _admit(
-    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
-) -> None:
-    """The function's quarantine and rate limit, checked before its request body is even
-    read (a quarantined function answers 503 to every way in: monitor/quarantine.py)."""
-    node.quarantines.check(deployed.name)
-    if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
-        await node.throttles.check("function", deployed.name)
-    rate = deployed.rate
-    if rate is None:
-        return
-    decision = await node.limiter.take(BucketKey(function=deployed.name), rate.count, rate.period_s)
-    if not decision.allowed:
-        node.metrics.throttled(deployed.name)
-        await node.audit.record(
-            AuditEvent(
-                _actor(principal, trigger),
-                "function.throttle",
-                f"{deployed.name}@{deployed.record.version}",
-                "denied",
-                {"request_id": request_id, "limit": deployed.manifest.limits.rate},
-            )
-        )
-        raise RateLimitError(
-            f"{deployed.name} is over its rate limit ({deployed.manifest.limits.rate})",
-            retry_after_s=decision.retry_after_s,
-        )
-
-
 async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datetime) -> None:
     """Fire one schedule trigger: a call like any other, audited with actor `schedule`."""
     deployed = node.registry.get(name)
@@ -314,7 +282,7 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
     ).encode()
     request_id = new_request_id()
     with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
-        await _admit(node, deployed, None, request_id, "schedule")
+        await admit(node, deployed, None, request_id, "schedule")
         await _run(
             node,
             deployed,
@@ -375,7 +343,7 @@ async def handle_invoke(request: Request) -> Response:
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
         caller = (principal, deployed)
-        await _admit(node, deployed, principal, request_id, "invoke")
+        await admit(node, deployed, principal, request_id, "invoke")
         body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
         _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
         return await _run(
@@ -437,7 +405,7 @@ async def handle_http_trigger(request: Request) -> Response:
         else:  # a public trigger: only a throttled source address is slowed
             await check_throttles(node, request, request_id)
         caller = (principal, deployed)
-        await _admit(node, deployed, principal, request_id, "http")
+        await admit(node, deployed, principal, request_id, "http")
         body = await read_body(request, MAX_EVENT_BYTES)
         headers = _function_headers(request, strip_auth=auth != "public")
         own_path = route_of(path)

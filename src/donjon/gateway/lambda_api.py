@@ -29,9 +29,10 @@ from donjon.gateway.access import (
     parse_json,
     read_body,
 )
+from donjon.gateway.admission import admit
 from donjon.gateway.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
-from donjon.gateway.invoke import MAX_EVENT_BYTES, _admit, _error_response, _run, _validate
+from donjon.gateway.invoke import MAX_EVENT_BYTES, _error_response, _run, _validate
 from donjon.gateway.node import Node
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
@@ -234,7 +235,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 "asynchronous invocation (InvocationType Event) is not available yet",
                 hint="invoke with InvocationType RequestResponse",
             )
-        await _admit(node, deployed, principal, request_id, "lambda")
+        await admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
         _validate(await parse_json(node, request, principal.label, event, request_id), deployed)
         logs: list[str] = []

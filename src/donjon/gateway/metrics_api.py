@@ -3,7 +3,7 @@
 The auditor and admin roles hold it, and so does the built-in `metrics` role,
 which holds nothing else (`donjon key create --role metrics` makes a key for a
 scraper). The body is Prometheus' text exposition of this node's own registry
-(obs/metrics.py); what it counts is listed in docs/operations.md ("Metrics").
+(obs/metrics.py); what it counts is listed in docs/observability.md ("Metrics").
 """
 
 from __future__ import annotations
