@@ -20,8 +20,13 @@ _NOT_PRINTING = {"serve", "up", "scan"}
 
 
 def _leaves(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    # list_commands/get_command, not group.commands: the CLI imports a command when
+    # it is resolved (cli/lazy.py), so `commands` holds only those already used.
     out: list[tuple[str, click.Command]] = []
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         if isinstance(command, click.Group):
             out += _leaves(command, f"{prefix}{name} ")
         else:

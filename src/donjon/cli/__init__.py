@@ -8,29 +8,113 @@ import sys
 import click
 
 from donjon import __version__
-from donjon.cli.admin import audit, key
-from donjon.cli.alerts import alerts
-from donjon.cli.audit_cmd import AUDIT_COMMANDS
-from donjon.cli.deploy import deploy
-from donjon.cli.functions import describe, invoke, ls, rm
-from donjon.cli.issuers import issuer
-from donjon.cli.logs import logs
-from donjon.cli.new import new
-from donjon.cli.node import doctor, init, serve, up
+from donjon.cli.lazy import LazyCommand, LazyGroup
 from donjon.cli.output import OutputFormat, echo_text, emit, output_option, printable
-from donjon.cli.permissions import permissions
-from donjon.cli.responses import function, throttle
-from donjon.cli.roles import role
-from donjon.cli.scan_cmd import scan_command
-from donjon.cli.secrets import secret, vault
-from donjon.cli.timeline import timeline
-from donjon.cli.tls_cmd import tls
 from donjon.errors import Error
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]
 
 
-@click.group()
+#: Every command but `version`, imported when it is used (cli/lazy.py); each summary is
+#: the first sentence of the command's help (tests/cli/test_lazy.py checks them).
+COMMANDS = {
+    "alerts": LazyCommand(
+        "donjon.cli.alerts:alerts",
+        "List the monitor's alerts, oldest first (each with its audit seq and evidence).",
+    ),
+    "audit": LazyCommand(
+        "donjon.cli.audit_group:audit",
+        "Read and check the audit log.",
+    ),
+    "deploy": LazyCommand(
+        "donjon.cli.deploy:deploy",
+        "Validate, vendor, scan and deploy the function bundles in DIRECTORIES (or -f STACK).",
+    ),
+    "describe": LazyCommand(
+        "donjon.cli.functions:describe",
+        "Show function NAME: version, digest, who deployed it, limits, triggers, grants.",
+    ),
+    "doctor": LazyCommand(
+        "donjon.cli.node:doctor",
+        "List every control in force on this host, and each missing one with its fix.",
+    ),
+    "function": LazyCommand(
+        "donjon.cli.responses:function",
+        "Quarantine and release functions (the monitor's automatic responses).",
+    ),
+    "init": LazyCommand(
+        "donjon.cli.node:init",
+        "Create the data dir, master key, TLS certificate, database and first admin key.",
+    ),
+    "invoke": LazyCommand(
+        "donjon.cli.functions:invoke",
+        "Invoke function NAME with an event and print its result.",
+    ),
+    "issuer": LazyCommand(
+        "donjon.cli.issuers:issuer",
+        "Manage trusted JWT issuers (OIDC identity providers).",
+    ),
+    "key": LazyCommand(
+        "donjon.cli.admin:key",
+        "Manage API keys.",
+    ),
+    "logs": LazyCommand(
+        "donjon.cli.logs:logs",
+        "Show function NAME's invocations: START, stdout/stderr in order, END, REPORT.",
+    ),
+    "ls": LazyCommand(
+        "donjon.cli.functions:ls",
+        "List deployed functions.",
+    ),
+    "new": LazyCommand(
+        "donjon.cli.new:new",
+        "Make directory NAME with a manifest, a handler and a test that passes.",
+    ),
+    "permissions": LazyCommand(
+        "donjon.cli.permissions:permissions",
+        "A function's granted permissions (donjon.yaml `permissions`).",
+    ),
+    "rm": LazyCommand(
+        "donjon.cli.functions:rm",
+        "Remove function NAME (its versions stay in the audit trail).",
+    ),
+    "role": LazyCommand(
+        "donjon.cli.roles:role",
+        "Manage roles: the built-in ones and custom role documents.",
+    ),
+    "scan": LazyCommand(
+        "donjon.cli.scan_cmd:scan_command",
+        "Scan PATH (a function bundle or any Python project) for insecure code, hard-coded "
+        "secrets, vulnerable dependencies and over-broad manifests.",
+    ),
+    "secret": LazyCommand(
+        "donjon.cli.secrets:secret",
+        "Manage vault secrets (values are write-only: nothing ever shows them).",
+    ),
+    "serve": LazyCommand(
+        "donjon.cli.node:serve",
+        "Serve the gateway (HTTPS) and run functions in sandboxes.",
+    ),
+    "throttle": LazyCommand(
+        "donjon.cli.responses:throttle",
+        "The throttles the monitor set on principals, sources and functions.",
+    ),
+    "tls": LazyCommand(
+        "donjon.cli.tls_cmd:tls",
+        "The node's own TLS certificate.",
+    ),
+    "up": LazyCommand(
+        "donjon.cli.node:up",
+        "Init if needed, serve, deploy the examples and print how to call them.",
+    ),
+    "vault": LazyCommand(
+        "donjon.cli.secrets:vault",
+        "The vault's keys.",
+    ),
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, "--version", prog_name="donjon", message="%(prog)s %(version)s")
 @click.pass_context
@@ -59,35 +143,7 @@ def version(output: OutputFormat) -> None:
     )
 
 
-for command in (
-    init,
-    serve,
-    up,
-    doctor,
-    new,
-    deploy,
-    invoke,
-    ls,
-    describe,
-    logs,
-    rm,
-    key,
-    role,
-    audit,
-    issuer,
-    scan_command,
-    version,
-):
-    cli.add_command(command)
-for command in (secret, vault, permissions, alerts):
-    cli.add_command(command)
-cli.add_command(tls)
-# The monitor's responses and the forensic timeline (cli/responses.py, cli/timeline.py).
-cli.add_command(function)
-cli.add_command(throttle)
-audit.add_command(timeline)
-for command in AUDIT_COMMANDS:
-    audit.add_command(command)
+cli.add_command(version)
 
 
 def main() -> None:

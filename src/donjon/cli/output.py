@@ -19,10 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
-from rich.text import Text
 
 __all__ = [
     "OutputFormat",
@@ -110,6 +106,12 @@ def print_table(columns: list[str], rows: list[list[str]]) -> None:
     must be whole): a table wider than the terminal is printed wider, and the
     terminal wraps its lines.
     """
+    # rich is imported here, not on the CLI's start-up path: most commands print no table.
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(*columns, box=None, pad_edge=False, header_style="bold")
     for column in table.columns:
         column.no_wrap = True

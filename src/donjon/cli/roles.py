@@ -12,7 +12,6 @@ import yaml
 from donjon.cli.client import ApiClient
 from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table
 from donjon.config import load_settings
-from donjon.identity import RoleError, parse_role
 
 __all__ = ["parse_duration", "role"]
 
@@ -42,6 +41,10 @@ def role() -> None:
 @output_option
 def role_apply(file: Path, output: OutputFormat) -> None:
     """Create or replace the custom role in FILE (YAML or JSON), checked before it is sent."""
+    # identity imports the key store (SQLAlchemy): off the path of the commands that
+    # import parse_duration from here (logs, key, throttle).
+    from donjon.identity import RoleError, parse_role
+
     if file.stat().st_size > MAX_ROLE_FILE_BYTES:
         raise RoleError(
             f"{file} is over {MAX_ROLE_FILE_BYTES} bytes: not a role document",
