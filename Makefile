@@ -10,8 +10,8 @@ test:
 	./scripts/test.sh
 
 # The unit tests only (no live node): under a minute.
-test-fast: setup
-	.venv/bin/python -m pytest -m "not slow"
+test-fast:
+	./scripts/test.sh --fast
 
 lint: setup
 	.venv/bin/ruff check src tests bench

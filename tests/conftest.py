@@ -1,10 +1,15 @@
 """Shared fixtures: a real node on loopback, started once per test session.
 
-Tests that start real nodes (every test under security/, cli/ and gateway/, and
-any test that uses the `node` fixture) and the egress proxy's tests against
-real servers (`_SLOW_MODULES`) are marked `slow` here, so the fast
-subset, `pytest -m "not slow"`, is the unit tests and runs in well under a
-minute; the whole suite runs them all.
+Tests that start real nodes (every test under security/, cli/ and gateway/ but
+the unit modules in `_UNIT_MODULES`, and any test that uses the `node` fixture)
+and the modules slow by nature in `_SLOW_MODULES` (the egress proxy against real
+servers, nodes of their own, CLI processes, tampering with real audit files) are
+marked `slow` here. The fast subset, `pytest -m "not slow"`, is the unit tests
+and runs in under a minute on two cores: in it, the modules that are slow as a
+whole are not even imported, hypothesis runs its `fast` profile (fewer examples
+per property; the same properties), and every test package keeps at least one
+test (the run stops with an error naming a package that has none). The whole
+suite runs every test, with each property's own number of examples.
 """
 
 from __future__ import annotations
@@ -14,11 +19,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from harness import FUNCTIONS, LiveNode, start_node
 from trace_scores import SCORES, summary_lines
 
 _NODE_DIRS = frozenset({"security", "cli", "gateway"})
+#: Modules of those directories that start no node and no process of their own.
+_UNIT_MODULES = frozenset(
+    {
+        "cli/test_output.py",
+        "cli/test_lazy.py",
+        "gateway/test_calllog.py",
+        "gateway/test_problems.py",
+    }
+)
 #: Modules that start an egress proxy with TLS, HTTP and DNS servers for each test.
 _SLOW_MODULES = frozenset(
     {
@@ -37,8 +52,49 @@ _SLOW_MODULES = frozenset(
         "monitor/test_trace.py",
         "audit/test_cli_audit.py",
         "audit/test_check_proof_cli.py",
+        # Issue 14: a node of its own started in this process (scanner helper, sandbox).
+        "triggers/test_schedule_run.py",
+        # Issue 14: tampering with real audit files (a log of 35 durable records per test).
+        "audit/test_tamper.py",
     }
 )
+#: The test packages whose tests are all slow by nature: real nodes and attacks.
+_SLOW_PACKAGES = frozenset({"security", "functions"})
+#: The fast subset's hypothesis profile: at most this many examples per property (the
+#: tests' own settings may ask fewer). The whole suite keeps each property's own count.
+settings.register_profile("fast", max_examples=10)
+
+
+def _fast_run(config: pytest.Config) -> bool:
+    """True for the fast subset: `-m "not slow"`."""
+    return " ".join(str(config.getoption("markexpr", "")).split()) == "not slow"
+
+
+def _slow_as_a_whole(parts: tuple[str, ...]) -> bool:
+    module = "/".join(parts)
+    if module in _UNIT_MODULES:
+        return False
+    return parts[0] in _NODE_DIRS or module in _SLOW_MODULES
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _fast_run(config) and config.getoption("hypothesis_profile", None) is None:
+        settings.load_profile("fast")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In the fast subset, a module whose tests are all slow is not imported at all."""
+    if not _fast_run(config):
+        return None
+    try:
+        parts = collection_path.relative_to(Path(__file__).parent).parts
+    except ValueError:
+        return None
+    if len(parts) == 1 and parts[0] in _SLOW_PACKAGES:
+        return True
+    if len(parts) > 1 and collection_path.suffix == ".py" and _slow_as_a_whole(parts):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,8 +102,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.relative_to(here).parts
         uses_node = "node" in getattr(item, "fixturenames", ())
-        if parts[0] in _NODE_DIRS or "/".join(parts) in _SLOW_MODULES or uses_node:
+        if _slow_as_a_whole(parts) or uses_node:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The fast subset of the whole tree keeps at least one test of each test package."""
+    here = Path(__file__).parent
+    asked = {(session.config.invocation_params.dir / a).resolve() for a in session.config.args}
+    if not _fast_run(session.config) or asked not in ({here}, {here.parent}):
+        return
+    packages = {p.name for p in here.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    covered = {item.path.relative_to(here).parts[0] for item in session.items}
+    missing = sorted(packages - covered - _SLOW_PACKAGES)
+    if missing:
+        raise pytest.UsageError(
+            f"the fast subset has no test of {', '.join(missing)}: keep a unit test of "
+            "each package out of the slow ones (tests/conftest.py)"
+        )
 
 
 @pytest.fixture(scope="session")

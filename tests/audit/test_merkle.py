@@ -28,8 +28,14 @@ from donjon.audit.merkle import (
 from donjon.errors import Error
 
 #: No deadline (a loaded 2-core machine), no example database written, the same examples
-#: every run, few of them: each example builds trees of up to 300 leaves.
-PROPERTY = settings(deadline=None, database=None, derandomize=True, max_examples=40)
+#: every run, few of them: each example builds trees of up to 300 leaves (fewer still in
+#: the fast subset, whose hypothesis profile caps the count: tests/conftest.py).
+PROPERTY = settings(
+    deadline=None,
+    database=None,
+    derandomize=True,
+    max_examples=min(40, settings().max_examples),
+)
 
 MAX_SIZE = 300
 
@@ -235,7 +241,7 @@ def test_malformed_verifier_inputs_are_invalid_proofs() -> None:
 sizes = st.integers(min_value=1, max_value=MAX_SIZE)
 #: Fewer drawn sizes where every index or old size is checked, plus the edges of the
 #: power-of-two boundaries, where the split moves.
-EVERY = settings(PROPERTY, max_examples=8)
+EVERY = settings(PROPERTY, max_examples=min(8, settings().max_examples))
 
 
 def at_boundaries(test: Callable[[int], None]) -> Callable[[int], None]:
@@ -244,6 +250,7 @@ def at_boundaries(test: Callable[[int], None]) -> Callable[[int], None]:
     return test
 
 
+@pytest.mark.slow  # every index (every old size) of trees up to 300 leaves, naive side by side
 @EVERY
 @given(sizes)
 @at_boundaries
@@ -258,6 +265,7 @@ def test_root_and_every_inclusion_proof_match_the_naive_tree(size: int) -> None:
         verify_inclusion(d[index], index, size, proof, r)
 
 
+@pytest.mark.slow  # every index (every old size) of trees up to 300 leaves, naive side by side
 @EVERY
 @given(sizes)
 @at_boundaries

@@ -67,7 +67,9 @@ def test_help_lists_the_same_lines_as_with_every_command_imported() -> None:
         command = fresh.get_command(click.Context(fresh), name)
         assert command is not None
         loaded.add_command(command, name)
-    lazy_help = CliRunner().invoke(LazyGroup("donjon", lazy=COMMANDS), ["--help"], terminal_width=80)
+    lazy_help = CliRunner().invoke(
+        LazyGroup("donjon", lazy=COMMANDS), ["--help"], terminal_width=80
+    )
     full_help = CliRunner().invoke(loaded, ["--help"], terminal_width=80)
     assert lazy_help.exit_code == 0 and full_help.exit_code == 0
     assert "Commands:" in lazy_help.output and "scan " in lazy_help.output

@@ -312,6 +312,7 @@ def test_a_restarted_service_serves_what_was_deployed(settings: Settings, tmp_pa
     assert run(settings, call) == "still here"
 
 
+@pytest.mark.slow  # a fresh interpreter imports the lifecycle stack
 def test_the_service_imports_nothing_of_http() -> None:
     """donjon.lifecycle is usable without starlette, uvicorn or the gateway (no HTTP server)."""
     code = (
@@ -350,6 +351,7 @@ def test_two_deploys_of_one_function_at_once_each_get_their_own_version(
     assert answer in ({"v": 1}, {"v": 2}) and running == 1
 
 
+@pytest.mark.slow  # v2's import sleeps 1.5 s
 def test_removal_during_a_deploy_waits_for_it_and_leaves_nothing_running(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -110,6 +110,7 @@ def test_a_cache_dir_that_cannot_be_written_only_costs_the_parsing(tmp_path: Pat
     assert len(AdvisoryDB.load(source, cache_dir=tmp_path / "file" / "cache")) == 3
 
 
+@pytest.mark.slow  # starts two helper processes
 def test_the_deploy_scan_helper_writes_and_reuses_the_cache(tmp_path: Path) -> None:
     """The helper the node starts (IsolatedScanner) keeps the parsed records in its cache dir."""
     source, cache = _source(tmp_path / "db"), tmp_path / "data" / "cache" / "advisories"

@@ -95,6 +95,7 @@ def test_a_bounded_value_is_still_judged_soundly(tmp_path: Path) -> None:
     assert finding.rule_id == "DJ-PY-001"
 
 
+@pytest.mark.slow  # runs the analysis until its work budget is spent
 def test_an_expression_heavy_module_fails_closed(tmp_path: Path) -> None:
     """Work is bounded: a helper with a large body analysed from many call sites stops the
     scan with a clear error instead of running for minutes."""

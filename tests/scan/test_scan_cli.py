@@ -74,6 +74,7 @@ def test_write_baseline_then_accept_it(runner: CliRunner, tmp_path: Path) -> Non
     assert runner.invoke(scan_command, [str(project), "--baseline", str(baseline)]).exit_code == 1
 
 
+@pytest.mark.slow  # parses the whole advisory snapshot
 def test_advisories_option_checks_dependencies(
     runner: CliRunner, tmp_path: Path, shared_advisories: Path
 ) -> None:

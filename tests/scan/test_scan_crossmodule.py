@@ -268,6 +268,7 @@ def test_a_ring_of_modules_does_bounded_work(tmp_path: Path) -> None:
     assert "m20.py" not in high
 
 
+@pytest.mark.slow  # runs the analysis until its work budget is spent
 def test_a_bundle_too_complex_to_analyse_still_fails_closed(tmp_path: Path) -> None:
     """The work budget the modules share is the sum of their own: calls from many sites
     into a long function of another module exhaust it, and the scan fails closed."""

@@ -24,8 +24,10 @@ def _heavy(path: Path) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def scanner(shared_advisories: Path) -> Iterator[IsolatedScanner]:
+    """One helper for the module (each loads the advisory snapshot, seconds of CPU); the
+    test that kills it leaves a restarted one behind, as the scanner promises."""
     s = IsolatedScanner(shared_advisories)
     s.start()
     try:
@@ -68,6 +70,7 @@ def test_scan_errors_are_passed_on(scanner: IsolatedScanner, tmp_path: Path) -> 
         scanner.scan(tmp_path / "missing")
 
 
+@pytest.mark.slow  # a helper of its own that fills its memory limit
 def test_memory_limit_fails_closed(tmp_path: Path) -> None:
     """A scan that needs more memory than allowed is refused, and the next scan works."""
     s = IsolatedScanner(limits=ScanLimits(memory_mb=16))
@@ -86,6 +89,7 @@ def test_memory_limit_fails_closed(tmp_path: Path) -> None:
         s.close()
 
 
+@pytest.mark.slow  # a helper of its own that burns its CPU limit
 def test_cpu_limit_fails_closed(tmp_path: Path) -> None:
     """A scan past its CPU time is killed and the deploy refused with a clear message."""
     s = IsolatedScanner(limits=ScanLimits(cpu_s=1, timeout_s=120))
@@ -97,6 +101,7 @@ def test_cpu_limit_fails_closed(tmp_path: Path) -> None:
         s.close()
 
 
+@pytest.mark.slow  # a second helper loads the advisory snapshot again
 def test_a_dead_helper_is_restarted(scanner: IsolatedScanner, tmp_path: Path) -> None:
     """If the helper dies, at most the scan that finds it dead fails (closed); the next one
     runs in a new helper."""
