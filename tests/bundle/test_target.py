@@ -104,6 +104,7 @@ def test_from_json_refuses_what_would_be_a_pip_option() -> None:
         RuntimeTarget.from_json("not an object")
 
 
+@pytest.mark.slow  # two pip runs (test_bundle.py vendors one in the fast subset)
 def test_vendors_the_wheel_of_the_target_python_not_this_one(tmp_path: Path, wheels: Path) -> None:
     """Built for a 3.12 sandbox, the bundle holds the cp312 Linux wheel, whatever Python
     builds it; built for a 3.11 sandbox, the cp311 one."""
@@ -125,6 +126,7 @@ def test_vendors_the_wheel_of_the_target_python_not_this_one(tmp_path: Path, whe
         assert _vendored(archive) == f"BUILT_FOR = {expected!r}\n"
 
 
+@pytest.mark.slow  # a pip run
 def test_no_wheel_for_the_target_fails_the_build(tmp_path: Path, wheels: Path) -> None:
     """A sandbox no wheel fits (here CPython 3.13) fails the build: nothing is compiled."""
     src = _function(tmp_path / "fn")

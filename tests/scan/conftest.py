@@ -21,6 +21,14 @@ def shared_advisories() -> Path:
 
 
 @pytest.fixture(scope="session")
-def advisory_db(shared_advisories: Path) -> AdvisoryDB:
+def advisory_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache of the parsed snapshot (`AdvisoryDB.load`'s `cache_dir`, as the
+    node keeps one): whichever loads the snapshot first, here or in a scan helper, parses
+    it; the others read the parsed records."""
+    return tmp_path_factory.mktemp("advisory-cache")
+
+
+@pytest.fixture(scope="session")
+def advisory_db(shared_advisories: Path, advisory_cache: Path) -> AdvisoryDB:
     """The snapshot, loaded once for the session."""
-    return AdvisoryDB.load(shared_advisories)
+    return AdvisoryDB.load(shared_advisories, cache_dir=advisory_cache)

@@ -25,10 +25,10 @@ def _heavy(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def scanner(shared_advisories: Path) -> Iterator[IsolatedScanner]:
+def scanner(shared_advisories: Path, advisory_cache: Path) -> Iterator[IsolatedScanner]:
     """One helper for the module (each loads the advisory snapshot, seconds of CPU); the
     test that kills it leaves a restarted one behind, as the scanner promises."""
-    s = IsolatedScanner(shared_advisories)
+    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache)
     s.start()
     try:
         yield s
