@@ -44,10 +44,11 @@ def test_help_and_version_import_no_command_module(args: tuple[str, ...]) -> Non
     assert sorted(commands) == ["donjon.cli.output"]
 
 
-def test_a_client_command_imports_no_database_layer() -> None:
-    """`donjon logs --help` (a client command) loads its module but not SQLAlchemy."""
-    modules = _imported_after("logs", "--help")
-    assert "donjon.cli.logs" in modules
+@pytest.mark.parametrize("command", ["logs", "audit"])
+def test_a_client_command_imports_no_database_layer(command: str) -> None:
+    """`donjon logs --help`, `donjon audit --help` load their modules, not SQLAlchemy."""
+    modules = _imported_after(command, "--help")
+    assert f"donjon.cli.{'audit_group' if command == 'audit' else command}" in modules
     assert [m for m in modules if m.startswith(("sqlalchemy", "donjon.gateway"))] == []
 
 

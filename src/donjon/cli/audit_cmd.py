@@ -15,7 +15,6 @@ from typing import IO, Any
 
 import click
 
-from donjon.audit.export import json_of_line
 from donjon.cli.client import ApiClient
 from donjon.cli.output import OutputFormat, echo_json, echo_text, emit, output_option, when
 from donjon.config import load_settings
@@ -126,6 +125,8 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
         else:
             sink.flush()
         client.close()
+    from donjon.audit.export import json_of_line  # the audit package (SQLAlchemy): only here
+
     header = json_of_line(first.split(b"\n", 1)[0].decode(), 1) if first else {}
     done = {
         "file": out,

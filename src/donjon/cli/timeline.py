@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from donjon.audit.timeline import describe
 from donjon.cli.client import ApiClient
 from donjon.cli.logs import parse_since
 from donjon.cli.output import OutputFormat, echo_json, echo_text, output_option, when
@@ -87,6 +86,9 @@ def timeline(
 
 def _line(record: dict[str, Any]) -> str:
     """`SEQ TIME CATEGORY ACTOR what-it-says` (echo_text escapes what others wrote)."""
+    # The audit package imports SQLAlchemy: off `donjon audit`'s start-up path.
+    from donjon.audit.timeline import describe
+
     return (
         f"{record.get('seq', '?'):>7} {when(record.get('ts'))} "
         f"{record.get('category', ''):<9} {record.get('actor', '')!s:<22} {describe(record)}"
