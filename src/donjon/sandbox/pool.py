@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from donjon.sandbox.backlog import Backlog, QueueBounds, ServiceTime
 from donjon.sandbox.egresslink import EgressOpener
 from donjon.sandbox.errors import (
     FunctionBlocked,
@@ -49,6 +50,9 @@ class _Slot:
     #: Replaced or removed: no new calls, no new sandboxes.
     retired: bool = False
     starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Calls waiting for a free slot now (bounded: backlog.py).
+    waiting: int = 0
+    service: ServiceTime = field(default_factory=ServiceTime)
 
 
 class SandboxPool:
@@ -61,6 +65,7 @@ class SandboxPool:
         host: SandboxHost,
         idle_timeout_s: float = 300.0,
         egress: EgressOpener | None = None,
+        bounds: QueueBounds | None = None,
     ) -> None:
         self._resources = resources
         #: The node's egress proxy: sandboxes of functions granted egress reach it.
@@ -68,6 +73,8 @@ class SandboxPool:
         self._filters = filters
         self._host = host
         self._idle_timeout_s = idle_timeout_s
+        #: Who may wait for a free slot (backlog.py); the rest are shed with 503.
+        self.backlog = Backlog(bounds or QueueBounds(wait_s=_QUEUE_WAIT_S))
         self._slots: dict[tuple[str, int], _Slot] = {}
         self._draining: set[Instance] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -106,8 +113,7 @@ class SandboxPool:
         slot = self._slots.get(key) or self._new_slot(config)
         try:
             if slot.gate.locked():
-                async with asyncio.timeout(_QUEUE_WAIT_S):
-                    await slot.gate.acquire()
+                await self._wait_for_slot(slot)
             else:
                 await slot.gate.acquire()  # free: returns without suspending
         except TimeoutError:
@@ -123,6 +129,7 @@ class SandboxPool:
         # The slot is freed when the call's processes are gone, which for an
         # invocation may be after its answer (sandbox/instance.py, `call`).
         closing: list[asyncio.Future[None]] = []
+        started = time.monotonic()
         try:
             return await instance.call(
                 meta,
@@ -136,8 +143,32 @@ class SandboxPool:
             log.warning("%s@%s killed: %s", config.function, config.version, e.message)
             raise
         finally:
+            slot.service.note(time.monotonic() - started)
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
+
+    def check_capacity(self, config: InstanceConfig) -> None:
+        """Raise `CallShed` now if a call of `config` would be shed were it made now
+        (the gateway asks before it reads a request's body: a shed call costs little)."""
+        slot = self._slots.get((config.function, config.version))
+        if slot is not None and slot.gate.locked():
+            self.backlog.admit(
+                config.function, slot.waiting, config.concurrency, slot.service.seconds
+            )
+
+    async def _wait_for_slot(self, slot: _Slot) -> None:
+        """Wait, bounded in count and time, for a slot of a function at its limit."""
+        config = slot.config
+        backlog = self.backlog
+        backlog.admit(config.function, slot.waiting, config.concurrency, slot.service.seconds)
+        slot.waiting += 1
+        backlog.waiting += 1
+        try:
+            async with asyncio.timeout(backlog.bounds.wait_s):
+                await slot.gate.acquire()
+        finally:
+            slot.waiting -= 1
+            backlog.waiting -= 1
 
     def _new_slot(self, config: InstanceConfig) -> _Slot:
         slot = _Slot(config, asyncio.Semaphore(config.concurrency))
