@@ -269,6 +269,7 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
         idle.put_nowait(await connect(i))
     by_status: dict[str, list[float]] = {}
     samples: dict[str, str] = {}  # the first body of each status
+    kinds: dict[str, int] = {}
     errors: list[int] = []
 
     async def one(due: float) -> None:
@@ -283,6 +284,9 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
             return
         by_status.setdefault(str(status), []).append(time.perf_counter() - due)
         samples.setdefault(str(status), body[:300].decode(errors="replace"))
+        if status >= 400:  # which refusal: the problem's detail up to its first colon
+            kind = f"{status} " + body.decode(errors="replace").partition('"detail": "')[2][:40]
+            kinds[kind.split(":")[0]] = kinds.get(kind.split(":")[0], 0) + 1
         idle.put_nowait((reader, writer))
 
     total = int(rate * seconds)
@@ -323,6 +327,7 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
         "shed": stats(shed),
         "accepted_rps": len(ok) / elapsed,
         "samples": samples,
+        "refusals": kinds,
     }
 
 

@@ -148,6 +148,8 @@ class Metrics:
                 self.kills.labels(reason).inc()
             elif outcome in _CONCURRENCY_OUTCOMES:
                 self.rate_limited.labels(function, "concurrency").inc()
+            elif outcome == "CallShed":  # shed in the pool rather than at admission
+                self.shed(function)
 
     def denied(self, action: str, reason: str) -> None:
         """A refused request (gateway/access.py `deny`): counted if it is an auth failure."""
