@@ -65,7 +65,7 @@ class ConnectionSettings:
     max_in_flight: int = 1024
     #: Past this lag of the event loop (seconds; the gateway's CPU is saturated), new
     #: requests are shed with 503 at once (DONJON_MAX_LOOP_LAG_S; 0: never for lag).
-    max_loop_lag_s: float = 0.05
+    max_loop_lag_s: float = 0.25
 
 
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.

@@ -291,7 +291,7 @@ class SettingsInput(BaseSettings):
     MAX_CONNECTIONS_PER_CLIENT: Annotated[int, Field(ge=1)] = 64
     MAX_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
     MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
-    MAX_LOOP_LAG_S: Annotated[Seconds, Field(ge=0, le=60)] = 0.05
+    MAX_LOOP_LAG_S: Annotated[Seconds, Field(ge=0, le=60)] = 0.25
     #: Calls waiting for a function's free slot, per function and node-wide, and the
     #: longest one may wait (sandbox/backlog.py); past them a call is shed with 503.
     MAX_QUEUED_PER_FUNCTION: Annotated[int, Field(ge=0, le=100_000)] = 64

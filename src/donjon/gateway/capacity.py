@@ -66,7 +66,7 @@ class LoopLag:
             due = loop.time() + self.every_s
             await asyncio.sleep(self.every_s)
             late = max(0.0, loop.time() - due)
-            self.seconds = late if late > self.seconds else 0.7 * self.seconds + 0.3 * late
+            self.seconds = late if late > self.seconds else 0.9 * self.seconds + 0.1 * late
 
 
 class InFlightLimit:
