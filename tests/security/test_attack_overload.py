@@ -42,8 +42,8 @@ limits: {concurrency: 1}
 
 @pytest.fixture
 def shedding_node(tmp_path: Path) -> Iterator[LiveNode]:
-    """A node where one call may wait per function (as long as it takes); the loop's lag sheds nothing (the
-    test's own load must not decide), and denials aggregate over the whole test."""
+    """A node where one call may wait per function (as long as it takes); the loop's lag
+    sheds nothing (the machine's load must not decide); denials aggregate all test long."""
     live = start_node(
         tmp_path / "data",
         {
@@ -71,7 +71,7 @@ def _metric(node: LiveNode, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():
         head, _, value = line.rpartition(" ")
-        if head == name or head == f"{name}{{{want}}}":
+        if head in (name, f"{name}{{{want}}}"):
             return float(value)
     return 0.0
 
