@@ -50,8 +50,10 @@ class _Slot:
     #: Replaced or removed: no new calls, no new sandboxes.
     retired: bool = False
     starting: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: Calls waiting for a free slot now (bounded: backlog.py).
+    #: Calls waiting for a free slot now (bounded: backlog.py), and calls between
+    #: taking the slot from the pool and the end of their call (or their failure).
     waiting: int = 0
+    calls: int = 0
     service: ServiceTime = field(default_factory=ServiceTime)
 
 
@@ -111,6 +113,22 @@ class SandboxPool:
         `request_id` names the call in the egress proxy's records."""
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
+        slot.calls += 1  # before any await: the reaper leaves this slot alone
+        try:
+            return await self._invoke_in(slot, meta, event, timeout_s, subcalls, request_id)
+        finally:
+            slot.calls -= 1
+
+    async def _invoke_in(
+        self,
+        slot: _Slot,
+        meta: bytes,
+        event: bytes,
+        timeout_s: float,
+        subcalls: SubCall | None,
+        request_id: str,
+    ) -> CallResult:
+        config = slot.config
         try:
             if slot.gate.locked():
                 await self._wait_for_slot(slot)
@@ -236,11 +254,14 @@ class SandboxPool:
         """
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
+        slot.calls += 1  # the reaper leaves a slot alone while its sandbox starts
         try:
             await self._instance_for(slot)
         except BaseException:
             await self._retire_slot(key)
             raise
+        finally:
+            slot.calls -= 1
 
     async def retire_version(self, function: str, version: int) -> None:
         """Stop the sandboxes of one version (a deploy that did not go through)."""
@@ -275,11 +296,28 @@ class SandboxPool:
         while True:
             await asyncio.sleep(min(30.0, self._idle_timeout_s / 2))
             now = time.monotonic()
-            for slot in list(self._slots.values()):
+            for key, slot in list(self._slots.items()):
                 for inst in list(slot.instances):
                     if inst.active == 0 and now - inst.last_used > self._idle_timeout_s:
                         slot.instances.remove(inst)
                         await inst.close()
+                if self._unused(slot) and self._slots.get(key) is slot:
+                    # Nothing runs, starts or waits: the slot goes too, so an idle node
+                    # holds nothing per function (the next call makes it again: a cold
+                    # start, as it would have been without it).
+                    del self._slots[key]
+                    self._host.unpin(slot.config.bundle, slot)
+            await asyncio.to_thread(self._host.collect_staging)
+
+    @staticmethod
+    def _unused(slot: _Slot) -> bool:
+        """No sandbox, no call holding or awaiting a slot, no sandbox starting."""
+        return (
+            not slot.instances
+            and slot.calls == 0
+            and slot.waiting == 0
+            and not slot.starting.locked()
+        )
 
     def running(self) -> int:
         return sum(len(s.instances) for s in self._slots.values())
