@@ -92,11 +92,26 @@ def test_lag_shedding_can_be_turned_off() -> None:
     assert asyncio.run(go()) == [200, 503]
 
 
+def test_an_idle_node_stops_sampling() -> None:
+    """With nothing in flight the sampler ends (and reads no lag) until the next request."""
+
+    async def go() -> tuple[bool, float]:
+        app = InFlightLimit(_ok, limit=10, max_lag_s=0.05)
+        app.lag.ensure_started()
+        deadline = asyncio.get_running_loop().time() + 30
+        while app.lag._task is not None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return app.lag._task is None, app.lag.seconds
+
+    assert asyncio.run(go()) == (True, 0.0)
+
+
 def test_the_loop_lag_is_measured() -> None:
     """A loop blocked for 0.2 s reads a lag of over a quarter of that just after."""
 
     async def go() -> float:
         app: Any = InFlightLimit(_ok, limit=10, max_lag_s=0.05)
+        app.in_flight = 1  # it samples only while requests are in flight
         app.lag.ensure_started()
         await asyncio.sleep(0.05)
         import time

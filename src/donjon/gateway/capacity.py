@@ -42,11 +42,13 @@ OnShed = Callable[[Scope, str], Awaitable[None]]
 
 class LoopLag:
     """How late the event loop runs a timer: sampled every `every_s`, quick to rise and
-    slow to fall (a moving average that jumps to any higher sample)."""
+    slow to fall (a moving average that jumps to any higher sample). It samples only
+    while `busy()` (requests in flight): an idle node is not woken 100 times a second."""
 
-    def __init__(self, every_s: float = 0.01) -> None:
+    def __init__(self, every_s: float = 0.01, busy: Callable[[], bool] = lambda: True) -> None:
         self.every_s = every_s
         self.seconds = 0.0
+        self._busy = busy
         self._task: asyncio.Task[None] | None = None
 
     def ensure_started(self) -> None:
@@ -67,6 +69,10 @@ class LoopLag:
             await asyncio.sleep(self.every_s)
             late = max(0.0, loop.time() - due)
             self.seconds = late if late > self.seconds else 0.9 * self.seconds + 0.1 * late
+            if not self._busy():  # nothing in flight: stop until the next request
+                self.seconds = 0.0
+                self._task = None
+                return
 
 
 class InFlightLimit:
@@ -85,7 +91,7 @@ class InFlightLimit:
         self.in_flight = 0
         #: 0: the loop's lag sheds nothing (only `limit` does).
         self.max_lag_s = max_lag_s
-        self.lag = LoopLag()
+        self.lag = LoopLag(busy=lambda: self.in_flight > 0)
         self.on_shed = on_shed
         #: Requests shed since start, and since the last log line.
         self.shed = 0
