@@ -17,7 +17,9 @@ What runs (all on loopback; clients and servers share the machine's cores):
 3. Cold start: first call after deploy (gateway) and sandbox start + first
    call (pool), beside `python -I -S -B -c 'import main'`.
 4. Memory of a warm instance (USS/PSS of its bwrap process tree).
-5. Audit append rates and `verify_log` time, beside SQLite alone.
+5. Overload (overload.py): 4x the warm function's sustainable rate, open loop.
+6. Scale (scale.py): 1,000 functions deployed (50 with --quick) against 10.
+7. Audit append rates and `verify_log` time, beside SQLite alone.
 
 Load comes from `wrk` (Debian package) when installed, else from a Python
 asyncio client (bench/loadgen.py); the bench installs nothing itself.
@@ -45,9 +47,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import audit_phase  # noqa: E402 - bench modules beside this script
 import loadgen  # noqa: E402
+import overload  # noqa: E402
 import profiling  # noqa: E402
 import report  # noqa: E402
 import sandboxes  # noqa: E402
+import scale  # noqa: E402
 
 import donjon  # noqa: E402
 from donjon.sandbox import SandboxHost  # noqa: E402
@@ -71,6 +75,9 @@ class Plan:
     audit_concurrent: int
     audit_sync: int
     audit_waiters: int
+    #: Functions deployed for the scale phase (scale.py) and seconds of each overload step.
+    scale_functions: int
+    overload_s: float
 
 
 FULL = Plan(
@@ -87,6 +94,8 @@ FULL = Plan(
     audit_concurrent=50_000,
     audit_sync=200,
     audit_waiters=512,
+    scale_functions=1000,
+    overload_s=4.0,
 )
 QUICK = Plan(
     rounds=1,
@@ -102,6 +111,8 @@ QUICK = Plan(
     audit_concurrent=20_000,
     audit_sync=100,
     audit_waiters=512,
+    scale_functions=50,
+    overload_s=2.0,
 )
 
 
@@ -370,6 +381,16 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
             if roots:
                 out["memory"][mode]["instances"] = len(roots)
         out["memory"]["bare"] = sandboxes.bare_memory(host, deployed)
+        log(f"overload: {overload.FACTOR:.0f}x the sustainable rate, open loop")
+        out["overload"] = overload.run(
+            node.url,
+            "bench-warm",
+            headers,
+            node.cert,
+            node.proc.pid,
+            node.admin_key,
+            plan.overload_s,
+        )
         log("cold starts through the gateway")
         out["gateway_cold"] = gateway_cold(node, tmp, plan)
         out["resource_control"] = _resource_mode()
@@ -424,7 +445,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="shorter phases (under a minute)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="shorter phases (about 2 minutes; 50 functions for the scale phase)",
+    )
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
     parser.add_argument(
         "--profile",
@@ -447,6 +472,8 @@ def main() -> None:
             results["sandbox"] = sandbox_phase(Path(results["node"]["deployed_bundle"]), host, plan)
         finally:
             sandboxes.forget_host(host)
+        log(f"scale: {plan.scale_functions} functions deployed vs {scale.SMALL}")
+        results["scale"] = scale.run(Path(tmp), plan.scale_functions, plan.load_s)
         log(f"audit: {plan.audit_verify:,} records for verify")
         results["audit"] = audit_phase.run(
             Path(tmp) / "audit",

@@ -1,4 +1,5 @@
-"""Closed-loop HTTP load: `wrk` when it is installed, else a small asyncio client.
+"""HTTP load: closed-loop (`wrk` when it is installed, else a small asyncio client)
+and open-loop (`open_loop`: the asyncio client at a fixed request rate).
 
 Both send the same request (POST, JSON body, bearer header) on N keep-alive
 connections for a fixed time and report one dict: requests, seconds,
@@ -9,13 +10,22 @@ Run as a script, this module is the Python client (a separate process, like
 wrk, so the client never shares a GIL with anything it measures):
 
     python bench/loadgen.py URL --connections 32 --seconds 5 [--cafile CERT]
-        [--header 'name: value']... [--body JSON]
+        [--header 'name: value']... [--body JSON] [--rate REQ_PER_S]
+
+With `--rate` it is open-loop: request i is due at start + i/rate, whatever the
+server does, sent on the first of `connections` keep-alive connections that is
+free (bounded: rate x seconds requests, a connection each at most; on loopback
+spread over 127.0.0.1, .2, ... `PER_SOURCE` each, as many clients); its latency
+counts from when it was due, so time spent waiting for a free connection is the
+server's too (no coordinated omission). The result splits the answers by status:
+accepted (2xx), shed (503, 429) and the rest, with p50/p99 of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import shutil
@@ -111,7 +121,18 @@ def _run_wrk(req: Request, connections: int, seconds: float) -> dict[str, Any]:
     raise RuntimeError(f"wrk gave no result: {done.stdout[-500:]} {done.stderr[-500:]}")
 
 
-def _run_python(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+#: Open-loop connections per loopback source address (the node allows 64 per client).
+PER_SOURCE = 48
+
+
+def open_loop(req: Request, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+    """Offer `rate` requests a second for `seconds` on up to `connections` connections."""
+    return _run_python(req, connections, seconds, rate)
+
+
+def _run_python(
+    req: Request, connections: int, seconds: float, rate: float | None = None
+) -> dict[str, Any]:
     argv = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -127,7 +148,9 @@ def _run_python(req: Request, connections: int, seconds: float) -> dict[str, Any
         argv += ["--header", f"{k}: {v}"]
     if req.cafile:
         argv += ["--cafile", req.cafile]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if rate is not None:
+        argv += ["--rate", str(rate)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 90, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the Python load client failed: {done.stderr[-1000:]}")
     result: dict[str, Any] = json.loads(done.stdout)
@@ -210,6 +233,104 @@ async def _load(req: Request, connections: int, seconds: float) -> dict[str, Any
     }
 
 
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, payload: bytes
+) -> tuple[int, bytes]:
+    """One request on an open connection; its status and body."""
+    writer.write(payload)
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _open_loop(req: Request, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+    url = urlsplit(req.url)
+    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
+    tls = ssl.create_default_context(cafile=req.cafile) if url.scheme == "https" else None
+    head = [
+        f"POST {url.path or '/'} HTTP/1.1",
+        f"Host: {host}:{port}",
+        f"Content-Length: {len(req.body)}",
+    ]
+    head += [f"{k}: {v}" for k, v in req.headers.items()]
+    payload = ("\r\n".join(head) + "\r\n\r\n").encode() + req.body
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    sources = [f"127.0.0.{1 + i // PER_SOURCE}" for i in range(connections)]
+
+    async def connect(i: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        local = (sources[i], 0) if host.startswith("127.") else None
+        return await asyncio.open_connection(host, port, ssl=tls, local_addr=local)
+
+    for i in range(connections):
+        idle.put_nowait(await connect(i))
+    by_status: dict[str, list[float]] = {}
+    samples: dict[str, str] = {}  # the first body of each status
+    kinds: dict[str, int] = {}
+    errors: list[int] = []
+
+    async def one(due: float) -> None:
+        reader, writer = await idle.get()
+        try:
+            status, body = await _exchange(reader, writer, payload)
+        except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+            errors.append(1)
+            writer.close()
+            with contextlib.suppress(OSError):  # replaced: the pool keeps its size
+                idle.put_nowait(await connect(0))
+            return
+        by_status.setdefault(str(status), []).append(time.perf_counter() - due)
+        samples.setdefault(str(status), body[:300].decode(errors="replace"))
+        if status >= 400:  # which refusal: the problem's detail up to its first colon
+            kind = f"{status} " + body.decode(errors="replace").partition('"detail": "')[2][:40]
+            kinds[kind.split(":")[0]] = kinds.get(kind.split(":")[0], 0) + 1
+        idle.put_nowait((reader, writer))
+
+    total = int(rate * seconds)
+    start = time.perf_counter()
+    tasks = []
+    for i in range(total):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(due)))
+    offered_s = time.perf_counter() - start
+    await asyncio.wait(tasks, timeout=60)
+    elapsed = time.perf_counter() - start
+    while not idle.empty():
+        idle.get_nowait()[1].close()
+
+    def stats(values: list[float]) -> dict[str, Any]:
+        values = sorted(values)
+        return {
+            "count": len(values),
+            "p50_ms": _percentile(values, 50) * 1000,
+            "p99_ms": _percentile(values, 99) * 1000,
+        }
+
+    ok = [v for s, vs in by_status.items() if s.startswith("2") for v in vs]
+    shed = [v for s, vs in by_status.items() if s in ("503", "429") for v in vs]
+    answered = sum(len(v) for v in by_status.values())
+    return {
+        "offered": total,
+        "offered_rps": total / max(offered_s, 1e-9),
+        "seconds": elapsed,
+        "answered": answered,
+        "unanswered": total - answered - len(errors),
+        "errors": len(errors),
+        "statuses": {s: len(v) for s, v in sorted(by_status.items())},
+        "accepted": stats(ok),
+        "shed": stats(shed),
+        "accepted_rps": len(ok) / elapsed,
+        "samples": samples,
+        "refusals": kinds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("url")
@@ -218,15 +339,21 @@ def main() -> None:
     parser.add_argument("--body", default="{}")
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("--cafile")
+    parser.add_argument("--rate", type=float, help="open-loop: requests offered per second")
     args = parser.parse_args()
     headers = dict(h.split(": ", 1) for h in args.header)
     req = Request(args.url, args.body.encode(), headers, args.cafile)
+    work = (
+        _open_loop(req, args.rate, args.seconds, args.connections)
+        if args.rate
+        else _load(req, args.connections, args.seconds)
+    )
     try:
         import uvloop
 
-        result = uvloop.run(_load(req, args.connections, args.seconds))
+        result = uvloop.run(work)
     except ImportError:
-        result = asyncio.run(_load(req, args.connections, args.seconds))
+        result = asyncio.run(work)
     print(json.dumps(result))
 
 

@@ -309,6 +309,135 @@ def _memory_rows(mem: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _scale_rows(sc: dict[str, Any] | None) -> list[Row]:
+    """Issue 14, point 5: the node with N functions deployed against 10 (bench/scale.py)."""
+    if not sc:
+        return []
+    n = sc["functions"]
+    big, small = sc[str(n)], sc["10"]
+    at = f"{n:,} functions vs 10"
+
+    def grow(label: str, a: float, b: float, fmt: Any, limit: float) -> Row:
+        r = _ratio(a, b)
+        ok = _verdict(r <= limit)
+        return Row(f"scale: {label}, {at}", fmt(a), fmt(b), _x(r), f"<= {limit}x", ok)
+
+    d_big, d_small = big["deploy"]["median_s"], small["deploy"]["median_s"]
+    rows = [
+        grow("deploy per function (one at a time, scan on)", d_big, d_small, _ms, 1.5),
+        grow("gateway RSS", big["idle"]["gateway_rss"], small["idle"]["gateway_rss"], _mib, 1.5),
+        grow("gateway USS", big["idle"]["gateway_uss"], small["idle"]["gateway_uss"], _mib, 1.5),
+        grow(
+            "idle node, sandboxes reaped (tree USS)",
+            big["idle"]["tree_uss"],
+            small["idle"]["tree_uss"],
+            _mib,
+            1.5,
+        ),
+        grow("warm 1-conn p50", big["c1_p50_ms"] / 1000, small["c1_p50_ms"] / 1000, _ms, 1.5),
+        grow("warm 1-conn p99", big["c1_p99_ms"] / 1000, small["c1_p99_ms"] / 1000, _ms, 2.0),
+    ]
+    r = _ratio(big["c32_rps"], small["c32_rps"])
+    rows.append(
+        Row(
+            f"scale: warm req/s, 32 conns, {at}",
+            _rate(big["c32_rps"]),
+            _rate(small["c32_rps"]),
+            _x(r),
+            ">= 0.8x",
+            _verdict(r >= 0.8),
+        )
+    )
+    inst = (big.get("instance") or {}).get("uss", math.nan)
+    rows.append(
+        Row(
+            f"scale: warm instance USS with {n:,} deployed",
+            _mib(inst),
+            _mib((small.get("instance") or {}).get("uss", math.nan)),
+            _x(_ratio(inst, (small.get("instance") or {}).get("uss", math.nan))),
+            "< 15 MiB",
+            _verdict(inst < 15 * MIB),
+        )
+    )
+    bulk = sc.get("bulk")
+    if bulk:
+        rows.append(
+            Row(
+                f"scale: bulk deploy, {bulk['count']:,} functions (4 clients)",
+                _rate(bulk["count"] / bulk["seconds"]),
+                "-",
+                "-",
+                "-",
+                "info",
+            )
+        )
+    if not (big["idle"]["reaped"] and small["idle"]["reaped"]):
+        warn = "scale: WARNING the idle node still ran sandboxes"
+        rows.append(Row(warn, "-", "-", "-", "-", "info"))
+    return rows
+
+
+def _overload_rows(ov: dict[str, Any] | None) -> list[Row]:
+    """Issue 14, point 6: 4x the sustainable rate, open loop (bench/overload.py)."""
+    if not ov:
+        return []
+    load, unloaded = ov["open_loop"], ov["unloaded"]
+    acc, shed = load["accepted"], load["shed"]
+    offered = max(1, load["offered"])
+    r = _ratio(acc["p99_ms"], unloaded["p99_ms"])
+    label = f"overload: {ov['offered_rps']:,.0f}/s offered (4x {ov['sustainable_rps']:,.0f}/s)"
+    return [
+        Row(
+            f"{label}, accepted p99 (vs unloaded p99)",
+            _ms(acc["p99_ms"] / 1000),
+            _ms(unloaded["p99_ms"] / 1000),
+            _x(r),
+            "<= 3x",
+            _verdict(r <= 3),
+        ),
+        Row(
+            f"overload: shed with 503/429, share of {offered:,} offered",
+            f"{shed['count'] / offered:.0%}",
+            "-",
+            "-",
+            "-",
+            "info",
+        ),
+        Row(
+            "overload: shed answer p50 / p99",
+            f"{shed['p50_ms']:.1f} / {shed['p99_ms']:.1f} ms",
+            _ms(acc["p99_ms"] / 1000),
+            _x(_ratio(shed["p99_ms"], acc["p99_ms"])),
+            "< accepted p99",
+            _verdict(shed["count"] > 0 and shed["p99_ms"] < acc["p99_ms"]),
+        ),
+        Row(
+            "overload: accepted req/s during (vs sustainable)",
+            _rate(load["accepted_rps"]),
+            _rate(ov["sustainable_rps"]),
+            _x(_ratio(load["accepted_rps"], ov["sustainable_rps"])),
+            "-",
+            "info",
+        ),
+        Row(
+            "overload: gateway RSS peak during (vs before)",
+            _mib(ov["rss_peak"]),
+            _mib(ov["rss_before"]),
+            _x(_ratio(ov["rss_peak"], ov["rss_before"])),
+            "<= 1.5x",
+            _verdict(ov["rss_peak"] <= 1.5 * ov["rss_before"]),
+        ),
+        Row(
+            "overload: gateway RSS 2 s after (vs before)",
+            _mib(ov["rss_after"]),
+            _mib(ov["rss_before"]),
+            _x(_ratio(ov["rss_after"], ov["rss_before"])),
+            "-",
+            "info",
+        ),
+    ]
+
+
 def _audit_rows(a: dict[str, Any]) -> list[Row]:
     floor = a["floor_batch_rps"]
     rows = [
@@ -368,6 +497,8 @@ def print_tables(results: dict[str, Any]) -> None:
         + _invocation_rows(node["load"], sb)
         + _cold_rows(node["gateway_cold"], sb)
         + _memory_rows(node["memory"])
+        + _scale_rows(results.get("scale"))
+        + _overload_rows(node.get("overload"))
         + _audit_rows(audit)
     )
     header = Row("metric", "Donjon", "baseline", "ratio", "target", "")

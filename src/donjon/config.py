@@ -63,6 +63,9 @@ class ConnectionSettings:
     max_connections: int = 0
     #: Requests (head complete) being served at once (DONJON_MAX_IN_FLIGHT).
     max_in_flight: int = 1024
+    #: Past this lag of the event loop (seconds; the gateway's CPU is saturated), new
+    #: requests are shed with 503 at once (DONJON_MAX_LOOP_LAG_S; 0: never for lag).
+    max_loop_lag_s: float = 0.25
 
 
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
@@ -88,6 +91,15 @@ class SandboxSettings:
     #: Processes and threads all of the node's sandboxes may hold together
     #: (DONJON_SANDBOX_PIDS_BUDGET); None: half the kernel's pid_max.
     pids_budget: int | None = None
+    #: Seconds a sandbox may stay idle (no call) before it is stopped (DONJON_SANDBOX_IDLE_S).
+    idle_s: float = 300.0
+    #: Calls waiting for a function's free slot, per function (DONJON_MAX_QUEUED_PER_FUNCTION)
+    #: and over all functions (DONJON_MAX_QUEUED); past either a call is shed with 503.
+    max_queued_per_function: int = 64
+    max_queued: int = 512
+    #: The longest a call waits for a free slot (DONJON_MAX_QUEUE_WAIT_S); a call that
+    #: would wait longer, judged from recent service times, is shed at once with 503.
+    max_queue_wait_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -348,6 +360,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             python=_path(raw.SANDBOX_PYTHON),
             memory_budget_mb=raw.SANDBOX_MEMORY_BUDGET_MB,
             pids_budget=raw.SANDBOX_PIDS_BUDGET,
+            idle_s=raw.SANDBOX_IDLE_S,
+            max_queued_per_function=raw.MAX_QUEUED_PER_FUNCTION,
+            max_queued=raw.MAX_QUEUED,
+            max_queue_wait_s=raw.MAX_QUEUE_WAIT_S,
         ),
         trusted_proxies=raw.TRUSTED_PROXIES,
         connections=ConnectionSettings(
@@ -360,6 +376,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_connections_per_client=raw.MAX_CONNECTIONS_PER_CLIENT,
             max_connections=raw.MAX_CONNECTIONS,
             max_in_flight=raw.MAX_IN_FLIGHT,
+            max_loop_lag_s=raw.MAX_LOOP_LAG_S,
         ),
         audit_denial_window_s=raw.AUDIT_DENIAL_WINDOW_S,
         audit_denial_max_sources=raw.AUDIT_DENIAL_MAX_SOURCES,

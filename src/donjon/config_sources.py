@@ -291,6 +291,14 @@ class SettingsInput(BaseSettings):
     MAX_CONNECTIONS_PER_CLIENT: Annotated[int, Field(ge=1)] = 64
     MAX_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
     MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
+    MAX_LOOP_LAG_S: Annotated[Seconds, Field(ge=0, le=60)] = 0.25
+    #: Calls waiting for a function's free slot, per function and node-wide, and the
+    #: longest one may wait (sandbox/backlog.py); past them a call is shed with 503.
+    MAX_QUEUED_PER_FUNCTION: Annotated[int, Field(ge=0, le=100_000)] = 64
+    MAX_QUEUED: Annotated[int, Field(ge=0, le=1_000_000)] = 512
+    MAX_QUEUE_WAIT_S: Annotated[Seconds, Field(gt=0, le=3600)] = 5.0
+    #: Seconds a sandbox may stay idle before it is stopped (sandbox/pool.py).
+    SANDBOX_IDLE_S: Annotated[Seconds, Field(gt=0, le=86_400)] = 300.0
     AUDIT_DENIAL_WINDOW_S: Annotated[Seconds, Field(ge=0)] = 60.0
     AUDIT_DENIAL_MAX_SOURCES: Annotated[int, Field(ge=1)] = 10_000
     #: Signed checkpoints of the audit log (audit/checkpoints.py): every so many records

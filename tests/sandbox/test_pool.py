@@ -143,6 +143,33 @@ def test_idle_sandboxes_are_reaped(bundle: Path) -> None:
     assert running == 1 and after == 0
 
 
+def test_an_idle_function_leaves_nothing_in_the_pool(bundle: Path) -> None:
+    """Once its sandboxes are reaped, an idle function's slot goes too (an idle node holds
+    nothing per function); its next call starts a sandbox again and is served."""
+
+    async def go() -> tuple[bool, bool, int]:
+        pool = SandboxPool(
+            detect_resource_control(), compile_filters(), _host(bundle), idle_timeout_s=0.3
+        )
+        pool.start()
+        try:
+            cfg = _config(bundle, warm=True, concurrency=1)
+            await pool.invoke(cfg, _meta(), b"{}", 5)
+            listed = "pooltest" in pool.sizes()
+            deadline = time.monotonic() + 60
+            while "pooltest" in pool.sizes() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            gone = "pooltest" not in pool.sizes()
+            await pool.invoke(cfg, _meta(), b"{}", 5)
+            return listed, gone, pool.cold_starts
+        finally:
+            await pool.close()
+
+    listed, gone, cold_starts = _run(go())
+    assert listed and gone
+    assert cold_starts == 2
+
+
 def test_retire_stops_old_versions(bundle: Path) -> None:
     """Retiring a function stops its sandboxes but keeps the version asked to stay."""
 

@@ -33,6 +33,7 @@ from donjon.gateway.errors import BadRequest, InvalidInput
 from donjon.identity import Principal
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import (
+    CallShed,
     FunctionTimeout,
     SandboxError,
     TooManyInvocations,
@@ -156,7 +157,7 @@ class FunctionCalls:
 
 def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:
     """What the caller learns of a call that gave no result: its kind and one line."""
-    if isinstance(error, RateLimitError | TooManyInvocations):
+    if isinstance(error, RateLimitError | TooManyInvocations | CallShed):
         return answer_error("throttled", f"{error.message} ({error.hint})")
     if isinstance(error, InvalidInput | BadRequest):
         return answer_error("invalid", error.message)

@@ -39,6 +39,7 @@ from donjon.monitor.throttles import Throttles
 from donjon.obs import Metrics, NodeCollector
 from donjon.ratelimit import MemoryRateLimiter, RateLimiter
 from donjon.sandbox import (
+    QueueBounds,
     ResourceControl,
     SandboxError,
     SandboxHost,
@@ -189,7 +190,17 @@ class Node:
         # Staged bundles a stopped node left: no sandbox runs yet, none is in use.
         await asyncio.to_thread(host.collect_staging)
         # Sandboxes of functions granted egress reach the node's egress proxy.
-        self.pool = SandboxPool(self.resources, compile_filters(), host, egress=self.egress)
+        sandbox = self.settings.sandbox
+        self.pool = SandboxPool(
+            self.resources,
+            compile_filters(),
+            host,
+            idle_timeout_s=sandbox.idle_s,
+            egress=self.egress,
+            bounds=QueueBounds(
+                sandbox.max_queued_per_function, sandbox.max_queued, sandbox.max_queue_wait_s
+            ),
+        )
         self.pool.start()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
             self._runtime_target = await asyncio.to_thread(probe_target, host.python)

@@ -43,6 +43,7 @@ from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
 from donjon.monitor.responses import ResponseConfigError
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import (
+    CallShed,
     FunctionBlocked,
     FunctionCrashed,
     FunctionFailed,
@@ -109,6 +110,7 @@ STATUS: dict[type[Error], int] = {
     FunctionMemoryExceeded: 507,
     FunctionCrashed: 502,
     TooManyInvocations: 429,
+    CallShed: 503,
     BadSecret: 422,
     SecretNotFound: 404,
     BadWindow: 400,

@@ -21,7 +21,7 @@ from donjon.config import Settings
 from donjon.controls import enforce
 from donjon.errors import Error
 from donjon.gateway.app import create_app
-from donjon.gateway.capacity import InFlightLimit
+from donjon.gateway.capacity import InFlightLimit, audit_sheds
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.node import open_node
 
@@ -235,7 +235,9 @@ def serve(
     limits = settings.connections
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.
-    app = InFlightLimit(create_app(node), limits.max_in_flight)
+    app = InFlightLimit(
+        create_app(node), limits.max_in_flight, limits.max_loop_lag_s, audit_sheds(node.denials)
+    )
     certfile: str | None = None
     keyfile: str | None = None
     if unsafe_http:

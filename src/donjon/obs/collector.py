@@ -60,6 +60,12 @@ class NodeCollector(Collector):
         draining.add_metric([], pool.draining() if pool is not None else 0)
         yield sandboxes
         yield draining
+        waiting = GaugeMetricFamily(
+            "donjon_calls_waiting",
+            "Calls waiting for a free slot of their function (bounded: DONJON_MAX_QUEUED)",
+        )
+        waiting.add_metric([], pool.backlog.waiting if pool is not None else 0)
+        yield waiting
         egress = self._egress()
         counts = egress.records.decisions if egress is not None else {}
         connections = CounterMetricFamily(

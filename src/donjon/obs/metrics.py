@@ -114,7 +114,7 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "donjon_rate_limited",
-            "Calls refused by a limit, by function and limit (rate, concurrency)",
+            "Calls refused by a limit, by function and limit (rate, concurrency, overload)",
             ["function", "limit"],
             registry=r,
         )
@@ -148,6 +148,8 @@ class Metrics:
                 self.kills.labels(reason).inc()
             elif outcome in _CONCURRENCY_OUTCOMES:
                 self.rate_limited.labels(function, "concurrency").inc()
+            elif outcome == "CallShed":  # shed in the pool rather than at admission
+                self.shed(function)
 
     def denied(self, action: str, reason: str) -> None:
         """A refused request (gateway/access.py `deny`): counted if it is an auth failure."""
@@ -158,6 +160,10 @@ class Metrics:
     def throttled(self, function: str) -> None:
         """A call refused by its function's rate limit."""
         self.rate_limited.labels(function, "rate").inc()
+
+    def shed(self, function: str) -> None:
+        """A call shed because its queue was full or it would wait too long (503)."""
+        self.rate_limited.labels(function, "overload").inc()
 
     def audit_committed(self, batch: CommittedBatch) -> None:
         """The audit log's listener (writer thread; prometheus_client is thread-safe)."""

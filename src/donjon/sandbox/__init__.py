@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from donjon.sandbox.backlog import QueueBounds
 from donjon.sandbox.egresslink import EgressOpener, SandboxEgressLink
 from donjon.sandbox.errors import (
+    CallShed,
     FunctionBlocked,
     FunctionCrashed,
     FunctionFailed,
@@ -23,6 +25,7 @@ from donjon.sandbox.subcalls import SubCall, answer_error, answer_ok
 
 __all__ = [
     "CallResult",
+    "CallShed",
     "EgressOpener",
     "Filters",
     "FunctionBlocked",
@@ -32,6 +35,7 @@ __all__ = [
     "FunctionTimeout",
     "Instance",
     "InstanceConfig",
+    "QueueBounds",
     "ResourceControl",
     "ResourceMode",
     "SandboxEgressLink",

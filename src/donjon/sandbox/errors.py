@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from donjon.sandbox.policy_events import PolicyEvent
 
 __all__ = [
+    "CallShed",
     "FunctionBlocked",
     "FunctionCrashed",
     "FunctionFailed",
@@ -70,6 +71,17 @@ class FunctionCrashed(SandboxError):
 
 class TooManyInvocations(SandboxError):
     title = "Too many concurrent invocations"
+
+
+class CallShed(SandboxError):
+    """The call was turned away before it queued: its function's queue, or the node's,
+    is full, or it would wait past the queue-time budget (sandbox/backlog.py)."""
+
+    title = "Overloaded"
+
+    def __init__(self, message: str, *, hint: str = "", retry_after_s: float = 1.0) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
 
 
 class FunctionBlocked(FunctionFailed):

@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from donjon.sandbox.backlog import Backlog, QueueBounds, ServiceTime
 from donjon.sandbox.egresslink import EgressOpener
 from donjon.sandbox.errors import (
     FunctionBlocked,
@@ -49,6 +50,11 @@ class _Slot:
     #: Replaced or removed: no new calls, no new sandboxes.
     retired: bool = False
     starting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Calls waiting for a free slot now (bounded: backlog.py), and calls between
+    #: taking the slot from the pool and the end of their call (or their failure).
+    waiting: int = 0
+    calls: int = 0
+    service: ServiceTime = field(default_factory=ServiceTime)
 
 
 class SandboxPool:
@@ -61,6 +67,7 @@ class SandboxPool:
         host: SandboxHost,
         idle_timeout_s: float = 300.0,
         egress: EgressOpener | None = None,
+        bounds: QueueBounds | None = None,
     ) -> None:
         self._resources = resources
         #: The node's egress proxy: sandboxes of functions granted egress reach it.
@@ -68,6 +75,8 @@ class SandboxPool:
         self._filters = filters
         self._host = host
         self._idle_timeout_s = idle_timeout_s
+        #: Who may wait for a free slot (backlog.py); the rest are shed with 503.
+        self.backlog = Backlog(bounds or QueueBounds(wait_s=_QUEUE_WAIT_S))
         self._slots: dict[tuple[str, int], _Slot] = {}
         self._draining: set[Instance] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -104,10 +113,25 @@ class SandboxPool:
         `request_id` names the call in the egress proxy's records."""
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
+        slot.calls += 1  # before any await: the reaper leaves this slot alone
+        try:
+            return await self._invoke_in(slot, meta, event, timeout_s, subcalls, request_id)
+        finally:
+            slot.calls -= 1
+
+    async def _invoke_in(
+        self,
+        slot: _Slot,
+        meta: bytes,
+        event: bytes,
+        timeout_s: float,
+        subcalls: SubCall | None,
+        request_id: str,
+    ) -> CallResult:
+        config = slot.config
         try:
             if slot.gate.locked():
-                async with asyncio.timeout(_QUEUE_WAIT_S):
-                    await slot.gate.acquire()
+                await self._wait_for_slot(slot)
             else:
                 await slot.gate.acquire()  # free: returns without suspending
         except TimeoutError:
@@ -123,6 +147,7 @@ class SandboxPool:
         # The slot is freed when the call's processes are gone, which for an
         # invocation may be after its answer (sandbox/instance.py, `call`).
         closing: list[asyncio.Future[None]] = []
+        started = time.monotonic()
         try:
             return await instance.call(
                 meta,
@@ -136,8 +161,32 @@ class SandboxPool:
             log.warning("%s@%s killed: %s", config.function, config.version, e.message)
             raise
         finally:
+            slot.service.note(time.monotonic() - started)
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
+
+    def check_capacity(self, config: InstanceConfig) -> None:
+        """Raise `CallShed` now if a call of `config` would be shed were it made now
+        (the gateway asks before it reads a request's body: a shed call costs little)."""
+        slot = self._slots.get((config.function, config.version))
+        if slot is not None and slot.gate.locked():
+            self.backlog.admit(
+                config.function, slot.waiting, config.concurrency, slot.service.seconds
+            )
+
+    async def _wait_for_slot(self, slot: _Slot) -> None:
+        """Wait, bounded in count and time, for a slot of a function at its limit."""
+        config = slot.config
+        backlog = self.backlog
+        backlog.admit(config.function, slot.waiting, config.concurrency, slot.service.seconds)
+        slot.waiting += 1
+        backlog.waiting += 1
+        try:
+            async with asyncio.timeout(backlog.bounds.wait_s):
+                await slot.gate.acquire()
+        finally:
+            slot.waiting -= 1
+            backlog.waiting -= 1
 
     def _new_slot(self, config: InstanceConfig) -> _Slot:
         slot = _Slot(config, asyncio.Semaphore(config.concurrency))
@@ -205,11 +254,14 @@ class SandboxPool:
         """
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
+        slot.calls += 1  # the reaper leaves a slot alone while its sandbox starts
         try:
             await self._instance_for(slot)
         except BaseException:
             await self._retire_slot(key)
             raise
+        finally:
+            slot.calls -= 1
 
     async def retire_version(self, function: str, version: int) -> None:
         """Stop the sandboxes of one version (a deploy that did not go through)."""
@@ -244,11 +296,28 @@ class SandboxPool:
         while True:
             await asyncio.sleep(min(30.0, self._idle_timeout_s / 2))
             now = time.monotonic()
-            for slot in list(self._slots.values()):
+            for key, slot in list(self._slots.items()):
                 for inst in list(slot.instances):
                     if inst.active == 0 and now - inst.last_used > self._idle_timeout_s:
                         slot.instances.remove(inst)
                         await inst.close()
+                if self._unused(slot) and self._slots.get(key) is slot:
+                    # Nothing runs, starts or waits: the slot goes too, so an idle node
+                    # holds nothing per function (the next call makes it again: a cold
+                    # start, as it would have been without it).
+                    del self._slots[key]
+                    self._host.unpin(slot.config.bundle, slot)
+            await asyncio.to_thread(self._host.collect_staging)
+
+    @staticmethod
+    def _unused(slot: _Slot) -> bool:
+        """No sandbox, no call holding or awaiting a slot, no sandbox starting."""
+        return (
+            not slot.instances
+            and slot.calls == 0
+            and slot.waiting == 0
+            and not slot.starting.locked()
+        )
 
     def running(self) -> int:
         return sum(len(s.instances) for s in self._slots.values())

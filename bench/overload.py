@@ -1,0 +1,174 @@
+"""Overload (issue 14, point 6): offer 4x the sustainable rate, and see what the node does.
+
+    .venv/bin/python bench/overload.py [--quick]      # on a node of its own
+
+Called from bench_invoke.py on its node's warm function. The steps:
+1. unloaded latency: one connection, one call after the other (p50/p99);
+2. the sustainable rate: the closed-loop client on 32 connections (req/s);
+3. an open-loop load (bench/loadgen.py `open_loop`) at `factor` (4) times that
+   rate, on 256 connections (from several loopback addresses: the node caps
+   connections per client at 64), bounded in count
+   (rate x seconds) and time; each answer is sorted by status: accepted (2xx),
+   shed (503 or 429), other;
+4. the gateway's RSS before, its peak during (sampled every 50 ms), and after
+   (2 s later), and how many calls the node says it shed (/metrics).
+
+Verdicts (report.py): p99 of the accepted calls within 3x the unloaded p99; the
+shed answers fast (their p99 beside the accepted p99); RSS bounded (the peak
+minus before, and after minus before).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+sys.path.insert(0, str(BENCH))
+
+import loadgen  # noqa: E402
+import sandboxes  # noqa: E402
+
+BODY = b'{"name": "bench"}'
+FACTOR = 4.0
+CONNECTIONS = 256
+
+
+def rss(pid: int) -> int:
+    """Resident bytes of one process (0 once gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * 4096
+    except OSError:
+        return 0
+
+
+class PeakRss:
+    """Samples a process's RSS on a thread until stopped; keeps the peak."""
+
+    def __init__(self, pid: int, every_s: float = 0.05) -> None:
+        self.pid, self.every_s, self.peak = pid, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, rss(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def shed_count(url: str, cafile: str | None, admin_key: str) -> float:
+    """The node's own count of shed calls (donjon_rate_limited{limit="overload"})."""
+    import httpx
+
+    r = httpx.get(
+        f"{url}/metrics",
+        verify=cafile or False,
+        headers={"authorization": f"Bearer {admin_key}"},
+        timeout=30,
+    )
+    total = 0.0
+    for line in r.text.splitlines():
+        if line.startswith("donjon_rate_limited_total{") and 'limit="overload"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def run(
+    base_url: str,
+    function: str,
+    headers: dict[str, str],
+    cafile: str | None,
+    pid: int,
+    admin_key: str,
+    seconds: float,
+) -> dict[str, Any]:
+    """The four steps against `function` on the node at `base_url` (server pid `pid`)."""
+    req = loadgen.Request(f"{base_url}/v1/functions/{function}/invoke", BODY, headers, cafile)
+    loadgen.run(req, 8, 1)  # warm up: sandboxes started, caches full
+    unloaded = loadgen.run(req, 1, max(1.0, seconds / 2))
+    sustainable = loadgen.run(req, 32, seconds)
+    # Refusals are answers too: the rate is of the calls served (errors are refusals here).
+    served = sustainable["rps"] * (1 - sustainable["errors"] / max(1, sustainable["requests"]))
+    rate = FACTOR * served
+    shed_before = shed_count(base_url, cafile, admin_key)
+    before = rss(pid)
+    with PeakRss(pid) as peak:
+        load = loadgen.open_loop(req, rate, seconds, CONNECTIONS)
+    time.sleep(2)
+    after = rss(pid)
+    out = {
+        "unloaded": unloaded,
+        "sustainable_rps": served,
+        "sustainable_errors": sustainable["errors"],
+        "offered_rps": rate,
+        "open_loop": load,
+        "node_shed": shed_count(base_url, cafile, admin_key) - shed_before,
+        "rss_before": before,
+        "rss_peak": max(peak.peak, before),
+        "rss_after": after,
+    }
+    acc, shed = load["accepted"], load["shed"]
+    sys.stderr.write(
+        f"  overload: sustainable {served:.0f} req/s "
+        f"({sustainable['errors']} errors), offered {rate:.0f} req/s "
+        f"({load['offered']} requests): {load['refusals']}, ok {acc['count']}, "
+        f"errors {load['errors']}; "
+        f"accepted p99 {acc['p99_ms']:.1f} ms (unloaded p99 {unloaded['p99_ms']:.1f} ms), "
+        f"shed p50/p99 {shed['p50_ms']:.1f}/{shed['p99_ms']:.1f} ms; RSS "
+        f"{before / 2**20:.0f} -> {out['rss_peak'] / 2**20:.0f} -> {after / 2**20:.0f} MiB\n"
+    )
+    return out
+
+
+def main() -> None:
+    from harness import start_node
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--env", action="append", default=[], help="DONJON_X=V for the node")
+    args = parser.parse_args()
+    extra = dict(e.split("=", 1) for e in args.env)
+    with tempfile.TemporaryDirectory(prefix="donjon-overload-") as tmp:
+        import os
+
+        os.chmod(tmp, 0o755)
+        node = start_node(Path(tmp) / "node", extra)
+        try:
+            node.deploy(sandboxes.write_bundle(Path(tmp) / "fn", "bench-warm", "warm"))
+            key = node.create_key("bench", "invoker", ["bench-warm"])["key"]
+            headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+            out = run(
+                node.url,
+                "bench-warm",
+                headers,
+                node.cert,
+                node.proc.pid,
+                node.admin_key,
+                3.0 if args.quick else 5.0,
+            )
+        finally:
+            node.stop()
+            import shutil
+
+            shutil.rmtree(sandboxes.node_staging(node.data_dir), ignore_errors=True)
+    import json
+
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

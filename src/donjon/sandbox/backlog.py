@@ -1,0 +1,92 @@
+"""Bounded waiting for a free slot: which calls may queue, and which are shed at once.
+
+A call that finds its function at its concurrency limit waits for a slot
+(pool.py). Without a bound, an overload piles calls up in that wait: each
+holds its request, its connection and its event in memory, and every call
+behind it answers later. Here the wait is bounded three ways, and a call past
+any of them is refused at once with `CallShed` (503 and Retry-After), before it
+holds anything:
+
+- per function: at most `per_function` calls wait for that function's slots;
+- per node: at most `node` calls wait in all, whatever the function;
+- in time: a call whose expected wait (calls ahead of it, over the function's
+  concurrency, times the function's recent service time) is above its budget
+  (`BUDGET_FACTOR` service times, and never above `wait_s`) is not queued: it
+  would answer too late to be worth serving, and make every later call later.
+
+A call that did queue and still waits `wait_s` gives up as before
+(`TooManyInvocations`, 429: the function's own concurrency limit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from donjon.sandbox.errors import CallShed
+
+__all__ = ["BUDGET_FACTOR", "Backlog", "QueueBounds", "ServiceTime"]
+
+#: A queued call may expect to wait at most this many of its function's recent
+#: service times: its latency stays within (1 + factor) service times.
+BUDGET_FACTOR = 4.0
+#: Weight of the newest call in the moving average of service times.
+_ALPHA = 0.2
+
+
+@dataclass(frozen=True)
+class QueueBounds:
+    """How many calls may wait for a free slot, and for how long (config.py's settings)."""
+
+    per_function: int = 64
+    node: int = 512
+    wait_s: float = 5.0
+
+
+class ServiceTime:
+    """An exponentially weighted moving average of one function's call times (seconds)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def note(self, seconds: float) -> None:
+        self.seconds = (
+            seconds if self.seconds == 0.0 else self.seconds + _ALPHA * (seconds - self.seconds)
+        )
+
+
+class Backlog:
+    """The node's count of waiting calls and of calls shed. Runs on the event loop only."""
+
+    def __init__(self, bounds: QueueBounds) -> None:
+        self.bounds = bounds
+        #: Calls waiting for a slot now, over all functions.
+        self.waiting = 0
+        #: Calls shed since the node started (read by the bench and the tests).
+        self.shed = 0
+
+    def admit(self, function: str, ahead: int, concurrency: int, service_s: float) -> None:
+        """May one more call of `function` wait, with `ahead` calls already waiting for
+        its `concurrency` slots? Raises `CallShed` if not; returns if it may."""
+        bounds = self.bounds
+        expected = (ahead // max(1, concurrency) + 1) * service_s
+        budget = min(bounds.wait_s, BUDGET_FACTOR * service_s)
+        if ahead >= bounds.per_function:
+            why = f"{function} has {ahead} calls waiting (at most {bounds.per_function})"
+        elif self.waiting >= bounds.node:
+            why = f"the node has {self.waiting} calls waiting (at most {bounds.node})"
+        elif service_s > 0 and expected > budget:
+            why = (
+                f"{function} would answer in about {expected * 1000:.0f} ms, "
+                f"past its queue-time budget ({budget * 1000:.0f} ms)"
+            )
+        else:
+            return
+        self.shed += 1
+        raise CallShed(
+            f"overloaded: {why}",
+            hint="retry after the Retry-After seconds",
+            retry_after_s=max(1.0, math.ceil(expected)),
+        )
