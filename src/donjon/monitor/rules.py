@@ -95,6 +95,8 @@ class AuthFailures:
     """Credential stuffing: a burst of failed authentications from one source, or across keys."""
 
     name = "auth_failures"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"auth.denied"})
 
     def __init__(
         self,
@@ -210,6 +212,8 @@ class EgressRefused:
     """A function's connection refused by the egress proxy."""
 
     name = "egress_refused"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"egress.connect"})
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
@@ -251,6 +255,8 @@ class SandboxViolation:
     """What the sandbox stopped or flagged: runtime policies, blocked process calls, OOM kills."""
 
     name = "sandbox_violation"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"policy.block", "policy.alert", "function.invoke"})
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
@@ -296,6 +302,8 @@ class ScanSkipped:
     """A deploy that skipped the scan gate."""
 
     name = "scan_skipped"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"function.deploy"})
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
