@@ -23,10 +23,8 @@ call's audit record (`detail.request_id`).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import sys
-import threading
 from typing import Any, TextIO
 
 import structlog
@@ -41,34 +39,9 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 _HANDLER_NAME = "donjon-structlog"
 
 
-class _IdBytes(threading.local):
-    """Random bytes read from the OS a block at a time (one `getrandom` per 512 ids)."""
-
-    def __init__(self) -> None:
-        self.block = b""
-        self.at = 0
-
-
-_ID_BYTES = 8
-_ID_BLOCK = 512 * _ID_BYTES
-_ids = _IdBytes()
-
-
-def _forget_ids() -> None:  # a forked child must not mint its parent's next ids
-    _ids.block, _ids.at = b"", 0
-
-
-os.register_at_fork(after_in_child=_forget_ids)
-
-
 def mint_request_id() -> str:
-    """A new request id (16 hex digits from the OS's CSPRNG), not bound to anything."""
-    ids = _ids
-    at = ids.at
-    if at + _ID_BYTES > len(ids.block):
-        ids.block, at = secrets.token_bytes(_ID_BLOCK), 0
-    ids.at = at + _ID_BYTES
-    return ids.block[at : at + _ID_BYTES].hex()
+    """A new request id (16 hex digits), not bound to anything."""
+    return secrets.token_hex(8)
 
 
 def bind_request_id(request_id: str) -> None:
