@@ -128,8 +128,9 @@ def pieces() -> dict[str, float]:
     return out
 
 
-def load(python: str, rounds: int, seconds: float) -> list[float]:
-    """The stubbed server's CPU per request (ms), one figure per round."""
+def load(python: str, rounds: int, seconds: float) -> dict[str, list[float]]:
+    """CPU per request (ms), one figure per round: the stubbed server, then bare Starlette
+    over HTTPS (bench/baselines.py, the node's certificate) with the same client."""
     import httpx
     import loadgen
     import sandboxes
@@ -172,16 +173,45 @@ def load(python: str, rounds: int, seconds: float) -> list[float]:
         request = loadgen.Request(
             url + "/v1/functions/bench-warm/invoke", b'{"name":"x"}', headers, node.cert
         )
-        loadgen.run(request, 32, 1.5)  # warm-up
-        figures = []
-        for _ in range(rounds):
-            before = _cpu_ticks(proc.pid)
-            result = loadgen.run(request, 32, seconds)
-            ticks = _cpu_ticks(proc.pid) - before
-            figures.append(ticks * 1000 / os.sysconf("SC_CLK_TCK") / max(1, result["requests"]))
+        figures = {
+            "gateway (audit and sandbox set aside)": _rounds(request, proc.pid, rounds, seconds)
+        }
+        base_port = free_port()
+        tls = (node.cert, str(data / "tls" / "key.pem"))
+        base = subprocess.Popen(
+            [sys.executable, str(HERE / "baselines.py"), "starlette", str(base_port), *tls],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base_url = f"https://127.0.0.1:{base_port}/v1/functions/bench-warm/invoke"
+            for _ in range(300):
+                try:
+                    httpx.get(base_url, verify=node.tls, timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            baseline = loadgen.Request(base_url, request.body, headers, node.cert)
+            figures["bare Starlette, HTTPS"] = _rounds(baseline, base.pid, rounds, seconds)
+        finally:
+            base.terminate()
+            base.wait(10)
         return figures
     finally:
         node.stop()
+
+
+def _rounds(request: Any, pid: int, rounds: int, seconds: float) -> list[float]:
+    import loadgen
+
+    loadgen.run(request, 32, 1.5)  # warm-up
+    figures = []
+    for _ in range(rounds):
+        before = _cpu_ticks(pid)
+        result = loadgen.run(request, 32, seconds)
+        ticks = _cpu_ticks(pid) - before
+        figures.append(ticks * 1000 / os.sysconf("SC_CLK_TCK") / max(1, result["requests"]))
+    return figures
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -200,8 +230,8 @@ def main() -> None:
         for name, us in pieces().items():
             print(f"{name:45s} {us:8.2f} us")
     else:
-        figures = load(args.python, args.rounds, args.seconds)
-        print("gateway CPU per request (ms):", " ".join(f"{f:.3f}" for f in figures))
+        for name, figures in load(args.python, args.rounds, args.seconds).items():
+            print(f"{name:40s} CPU/request (ms): {' '.join(f'{f:.3f}' for f in figures)}")
 
 
 if __name__ == "__main__":
