@@ -260,6 +260,8 @@ class SandboxViolation:
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
+        if event.action == "function.invoke" and event.outcome not in _KILLS:
+            return []  # (most records: a call that ended without a kill)
         d = event.detail
         function = function_of(event)
         if event.action in ("policy.block", "policy.alert"):
