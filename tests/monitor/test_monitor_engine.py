@@ -193,3 +193,45 @@ def test_detector_bug_does_not_stop_the_others(tmp_path: Path) -> None:
         return good
 
     assert asyncio.run(go()).seen == [1]
+
+
+class _Seen:
+    """A detector that keeps what it was fed; `actions`, if given, is all it reads."""
+
+    def __init__(self, name: str, actions: frozenset[str] | None) -> None:
+        self.name = name
+        if actions is not None:
+            self.actions = actions
+        self.seen: list[str] = []
+
+    def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
+        self.seen.append(record.event.action)
+        return []
+
+    def tick(self, now: float) -> list[Finding]:
+        return []
+
+
+def test_a_detector_is_fed_only_the_actions_it_names(tmp_path: Path) -> None:
+    """A detector naming its actions gets those records alone, in order; one naming
+    none gets every record."""
+    picky = _Seen("picky", frozenset({"auth.denied", "egress.connect"}))
+    every = _Seen("every", None)
+    actions = ["function.invoke", "auth.denied", "key.create", "egress.connect", "auth.denied"]
+
+    async def run() -> None:
+        log = make_log(make_engine(tmp_path))
+        log.start()
+        monitor = Monitor(log, [picky, every], {}, clock=FakeClock(), tick_s=3600)
+        monitor.attach(asyncio.get_running_loop())
+        try:
+            for action in actions:
+                await log.record(AuditEvent("key:k", action, "t", "ok"))
+            await monitor.settle()
+        finally:
+            await monitor.close()
+            log.stop()
+
+    asyncio.run(run())
+    assert picky.seen == ["auth.denied", "egress.connect", "auth.denied"]
+    assert every.seen == actions

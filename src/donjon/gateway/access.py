@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from typing import Any
@@ -49,7 +50,12 @@ def client_address(request: Request) -> str:
 
     Only an IP address is recorded; anything else a proxy forwarded is "-".
     """
-    host = request.client.host if request.client else ""
+    return _canonical_address(request.client.host if request.client else "")
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_address(host: str) -> str:
+    """`host` as an IP address in its canonical form, or "-" (parsed once per address)."""
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

@@ -116,6 +116,46 @@ def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> 
     return b"".join(lines)
 
 
+class _ResponseWriter:
+    """The transport as one request's cycle sees it: the response head is held until the
+    body's first write and sent with it, so a small response costs one TLS record and one
+    send instead of two (uvicorn writes the head and the body apart). Whatever is held
+    is sent before any later write, before a close, and at the latest on the loop's next
+    iteration (a streamed response whose body comes later)."""
+
+    __slots__ = ("_held", "_loop", "_transport", "_writes")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._writes = 0
+
+    def write(self, data: bytes) -> None:
+        self._writes += 1
+        if self._writes == 1:  # the head (or a 100 Continue): the body may follow at once
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        held, self._held = self._held, None
+        self._transport.write(data if held is None else held + data)
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GatewayProtocol(HttpToolsProtocol):
     """HTTP/1.1 over httptools with deadlines, head limits and connection caps."""
 
@@ -230,6 +270,10 @@ class GatewayProtocol(HttpToolsProtocol):
             self._head_timer = None
         self._body_pending = True
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            # Its task runs from the next iteration on: nothing was written yet.
+            cycle.transport = _ResponseWriter(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True

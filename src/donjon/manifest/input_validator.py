@@ -8,6 +8,10 @@ linear in the input. At deploy, every pattern must compile under RE2: backrefere
 and lookaround (the features that need backtracking) are refused with a clear error,
 and `unevaluatedProperties` may not be combined with `patternProperties` (jsonschema
 would match those with `re`).
+
+An event that plainly matches a simple schema is let through by a quick check of
+its own (schema_check.py) without building jsonschema's validators; every other
+event, and every error message, is jsonschema's.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 import re2
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-__all__ = ["check_patterns", "input_validator"]
+from donjon.manifest.schema_check import compile_check
+
+__all__ = ["InputValidator", "check_patterns", "input_validator"]
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # an invalid pattern is the deployer's error, not a log line
@@ -119,6 +125,30 @@ _InputValidator = validators.extend(  # type: ignore[no-untyped-call]  # untyped
 )
 
 
-def input_validator(schema: dict[str, Any]) -> Any:
+class InputValidator:
+    """The validator of one schema: `iter_errors` says nothing for an event the quick check
+    (schema_check.py) finds valid, and asks jsonschema about every other one."""
+
+    __slots__ = ("_check", "_full")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._full = _InputValidator(schema)
+        self._check = compile_check(schema)
+
+    @property
+    def schema(self) -> Any:
+        return self._full.schema
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
+        if self._check is not None and self._check(instance):
+            return iter(())
+        errors: Iterator[ValidationError] = self._full.iter_errors(instance)
+        return errors
+
+    def is_valid(self, instance: Any) -> bool:
+        return next(self.iter_errors(instance), None) is None
+
+
+def input_validator(schema: dict[str, Any]) -> InputValidator:
     """A validator for events against `schema` (already checked at deploy)."""
-    return _InputValidator(schema)
+    return InputValidator(schema)

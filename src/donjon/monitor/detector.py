@@ -6,6 +6,10 @@ periodically so that windows can close without new records. It returns its
 findings; the monitor decides, by the detector's mode, whether they become
 alerts. A detector in `learn` mode is fed exactly the same way.
 
+A detector may name the only record actions it reads (`actions`, a frozenset):
+the monitor then feeds it those alone, and spares it the others (most records
+are calls, which most rules ignore). Without `actions` it is fed every record.
+
 A detector that learns (a baseline) must not learn from a record it found
 anomalous: it keeps that record out of its statistics itself, since only it
 knows which of its inputs a finding rests on.

@@ -37,6 +37,8 @@ __all__ = ["ACTOR", "RAISED", "AlertIndex", "AlertSink", "Monitor", "Responder"]
 
 #: Record actions the monitor never feeds to its detectors (its own and the responder's).
 _OWN_PREFIXES = ("alert.", "response.")
+#: Record actions whose detectors the monitor remembers (there are a few dozen).
+_MAX_ROUTES = 1024
 #: Seconds `close` waits for the records already received to be examined.
 CLOSE_TIMEOUT_S = 10.0
 #: Evidence seqs kept in one alert record; past it the count says how many there were.
@@ -118,6 +120,8 @@ class Monitor:
         #: The index watermark last saved; None once an alert failed to be indexed
         #: (the next start's catch-up redoes it from there).
         self._through: int | None = 0
+        #: Record action -> the detectors that read it (their `actions`, detector.py).
+        self._routes: dict[str, list[Detector]] = {}
         #: Records dropped because the backlog was full (the monitor fell behind).
         self.dropped = 0
         #: The last seq fed to the detectors.
@@ -247,7 +251,7 @@ class Monitor:
         if record.event.action.startswith(_OWN_PREFIXES):
             return
         now = self._clock()
-        for detector in self._detectors:
+        for detector in self._reading(record.event.action):
             try:
                 findings = detector.observe(record, now)
             except Exception:  # one detector's bug must not blind the others
@@ -255,6 +259,15 @@ class Monitor:
                 continue
             for finding in findings:
                 await self._raise(finding)
+
+    def _reading(self, action: str) -> list[Detector]:
+        """The detectors that read records of `action`, in their order."""
+        found = self._routes.get(action)
+        if found is None:
+            found = [d for d in self._detectors if action in getattr(d, "actions", (action,))]
+            if len(self._routes) < _MAX_ROUTES:  # actions are a small set; a flood of made-up
+                self._routes[action] = found  # ones is routed again each time, not kept
+        return found
 
     async def _ticker(self) -> None:
         while True:

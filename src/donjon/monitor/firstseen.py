@@ -99,8 +99,10 @@ class FirstSeenDetector:
         call = read_call(record)
         if call is None or call.principal is None:
             return []
-        since = self.started if call.principal.startswith("key:") else now
-        profile = self._profile(call.principal, since, None)
+        profile = self.profiles.get(call.principal)
+        if profile is None:
+            since = self.started if call.principal.startswith("key:") else now
+            profile = self._profile(call.principal, since, None)
         learning = now - profile.since < self.learning_s
         findings: list[Finding] = []
         source = (

@@ -21,6 +21,7 @@ anomalous value is never pushed, so an attack does not become the norm
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
@@ -84,11 +85,13 @@ class Band:
 class RobustWindow:
     """The last `band.size` values of one series, their median, MAD and upper band."""
 
-    __slots__ = ("_band", "_refresh", "_stale", "_stats", "_values")
+    __slots__ = ("_band", "_ordered", "_refresh", "_stale", "_stats", "_values")
 
     def __init__(self, band: Band) -> None:
         self._band = band
         self._values: deque[float] = deque(maxlen=band.size)
+        #: The same values, in order.
+        self._ordered: list[float] = []
         self._stats: tuple[float, float, float] | None = None
         #: Values pushed since the statistics were computed; they are computed again
         #: once a twentieth of the window is new (sorting per value would cost more than
@@ -106,21 +109,29 @@ class RobustWindow:
 
     def push(self, value: float) -> None:
         """Add a value the owner found normal."""
-        self._values.append(float(value))
+        value = float(value)
+        values, ordered = self._values, self._ordered
+        if len(values) == values.maxlen:  # the oldest falls out
+            del ordered[bisect.bisect_left(ordered, values[0])]
+        values.append(value)
+        bisect.insort(ordered, value)
         self._stale += 1
 
     def push_many(self, value: float, count: int) -> None:
         """Add `count` copies of `value` (quiet windows), at most a window's worth."""
         count = min(count, self._band.size)
+        if count <= 0:
+            return
         self._values.extend([float(value)] * count)
+        self._ordered = sorted(self._values)
         self._stale += count
 
     def _fresh(self) -> tuple[float, float, float]:
         """(median, sigma, upper), computed again if a twentieth of the window is new."""
         if self._stats is None or self._stale >= self._refresh or not self.learned:
-            values = sorted(self._values)
+            values = self._ordered
             median = _middle(values)
-            sigma = MAD_TO_SIGMA * _middle(sorted([abs(v - median) for v in values]))
+            sigma = MAD_TO_SIGMA * _median_deviation(values, median)
             band = self._band
             upper = median + max(
                 band.k * sigma,
@@ -154,6 +165,44 @@ def _middle(ordered: list[float]) -> float:
         return 0.0
     half = n // 2
     return ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
+
+
+def _median_deviation(ordered: list[float], median: float) -> float:
+    """The median of `abs(v - median)` over sorted values, without sorting them again.
+
+    The deviations of the values below the median, read downwards, and of the rest,
+    read upwards, are two ascending runs (`median - v` is exactly `abs(v - median)`
+    there); the k-th smallest of the two is found by bisecting how many come from
+    the first run.
+    """
+    n = len(ordered)
+    if n == 0:
+        return 0.0
+    split = bisect.bisect_left(ordered, median)  # ordered[:split] < median <= ordered[split:]
+
+    def below(i: int) -> float:  # the i-th smallest deviation of the values below
+        return median - ordered[split - 1 - i]
+
+    def above(i: int) -> float:  # the i-th smallest deviation of the rest
+        return ordered[split + i] - median
+
+    def kth(k: int) -> float:  # the k-th smallest deviation (0-based)
+        n_below, n_above = split, n - split
+        lo, hi = max(0, k + 1 - n_above), min(k + 1, n_below)
+        while True:
+            i = (lo + hi) // 2  # deviations taken from below; k + 1 - i from above
+            j = k + 1 - i
+            if i < n_below and j > 0 and above(j - 1) > below(i):
+                lo = i + 1
+            elif i > 0 and j < n_above and below(i - 1) > above(j):
+                hi = i - 1
+            else:
+                return max(
+                    below(i - 1) if i > 0 else -math.inf, above(j - 1) if j > 0 else -math.inf
+                )
+
+    half = n // 2
+    return kth(half) if n % 2 else (kth(half - 1) + kth(half)) / 2
 
 
 class Bounded(Generic[K, V]):

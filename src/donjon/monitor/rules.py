@@ -95,6 +95,8 @@ class AuthFailures:
     """Credential stuffing: a burst of failed authentications from one source, or across keys."""
 
     name = "auth_failures"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"auth.denied"})
 
     def __init__(
         self,
@@ -210,6 +212,8 @@ class EgressRefused:
     """A function's connection refused by the egress proxy."""
 
     name = "egress_refused"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"egress.connect"})
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
@@ -251,9 +255,13 @@ class SandboxViolation:
     """What the sandbox stopped or flagged: runtime policies, blocked process calls, OOM kills."""
 
     name = "sandbox_violation"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"policy.block", "policy.alert", "function.invoke"})
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
+        if event.action == "function.invoke" and event.outcome not in _KILLS:
+            return []  # (most records: a call that ended without a kill)
         d = event.detail
         function = function_of(event)
         if event.action in ("policy.block", "policy.alert"):
@@ -296,6 +304,8 @@ class ScanSkipped:
     """A deploy that skipped the scan gate."""
 
     name = "scan_skipped"
+    #: The only records it reads (the monitor feeds it no other: engine.py).
+    actions = frozenset({"function.deploy"})
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event

@@ -15,7 +15,7 @@ outcome that is an error class name, a reason or kind from a fixed list).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -131,6 +131,10 @@ class Metrics:
             registry=r,
         )
         self.audit_records = Counter("donjon_audit_records", "Audit records committed", registry=r)
+        #: The children of the per-call series, by labels: `labels()` validates and locks
+        #: on every call, a dict lookup does not (children are never removed here).
+        self._calls: dict[tuple[str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
         for kind in AUTH_FAILURE_KINDS:  # every kind shows, at 0, before the first
             self.auth_failures.labels(kind)
         for reason in KILL_REASONS.values():
@@ -140,8 +144,14 @@ class Metrics:
 
     def invocation(self, function: str, outcome: str, seconds: float) -> None:
         """One call ended: its outcome, its time, and the kill or limit that ended it."""
-        self.invocations.labels(function, outcome).inc()
-        self.duration.labels(function).observe(seconds)
+        calls = self._calls.get((function, outcome))
+        if calls is None:
+            calls = self._calls[(function, outcome)] = self.invocations.labels(function, outcome)
+        calls.inc()
+        duration = self._durations.get(function)
+        if duration is None:
+            duration = self._durations[function] = self.duration.labels(function)
+        duration.observe(seconds)
         if outcome != "ok":
             reason = KILL_REASONS.get(outcome)
             if reason is not None:

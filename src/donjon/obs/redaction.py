@@ -23,10 +23,9 @@ logged). Logging such values is a bug; this step is the net below it.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from donjon.vault.redact import Redactor
@@ -95,14 +94,25 @@ def bind_secrets(redactor: Redactor) -> SecretsToken:
     return _secrets.set((*_secrets.get(), redactor) if redactor else _secrets.get())
 
 
-@contextlib.contextmanager
-def log_secrets(redactor: Redactor) -> Iterator[None]:
-    """Within the block (a call in the sandbox) lines lose these values too."""
-    token = bind_secrets(redactor)
-    try:
-        yield
-    finally:
-        unbind_secrets(token)
+class log_secrets:
+    """Within the block (a call in the sandbox) lines lose these values too.
+
+    A class rather than a generator: it is entered on every call, and with no
+    secret to take out (most functions) it binds nothing at all."""
+
+    __slots__ = ("_redactor", "_token")
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._token: SecretsToken | None = None
+
+    def __enter__(self) -> None:
+        if self._redactor:
+            self._token = bind_secrets(self._redactor)
+
+    def __exit__(self, *_exc: object) -> None:
+        unbind_secrets(self._token)
+        self._token = None
 
 
 def unbind_secrets(token: SecretsToken | None) -> None:

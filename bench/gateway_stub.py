@@ -1,0 +1,51 @@
+"""`donjon serve` with the audit writer and the sandbox set aside: for measurement only.
+
+Used by `gateway_cpu.py load` to measure the gateway's own CPU per request (as the
+ablations in docs/performance.md "Warm path" do). `AuditLog.record` hands a one-record
+batch to the log's listeners on the loop's thread (the monitor and the metrics still
+see every call) and writes nothing; `SandboxPool.invoke` answers `bench-warm`'s calls
+with a fixed result (other functions run for real, so deploys still start sandboxes).
+Never a way to serve: nothing here is durable or isolated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from donjon.audit import log as audit_log
+from donjon.cli import main
+from donjon.sandbox import pool as sandbox_pool
+from donjon.sandbox.replies import CallResult
+
+_seq = itertools.count(1_000_000_000)
+_real_invoke = sandbox_pool.SandboxPool.invoke
+
+
+async def _record(self: Any, event: Any, log: Any = None) -> None:
+    record = audit_log.CommittedRecord(next(_seq), time.time(), event)
+    batch = audit_log.CommittedBatch((record,), 0.0)
+    for listener in self._listeners:
+        listener(batch)
+
+
+async def _invoke(
+    self: Any,
+    config: Any,
+    meta: bytes,
+    event: bytes,
+    timeout_s: float,
+    subcalls: Any = None,
+    request_id: str = "",
+) -> Any:
+    if config.function != "bench-warm":
+        return await _real_invoke(self, config, meta, event, timeout_s, subcalls, request_id)
+    return CallResult(b'{"hello": "x"}', "")
+
+
+audit_log.AuditLog.record = _record  # type: ignore[method-assign]
+sandbox_pool.SandboxPool.invoke = _invoke  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    main()
