@@ -15,7 +15,9 @@ What runs (all on loopback; clients and servers share the machine's cores):
 2. `isolation: invocation` through the gateway, and per call through the
    sandbox pool directly, beside the fork-and-wait floor.
 3. Cold start: first call after deploy (gateway) and sandbox start + first
-   call (pool), beside `python -I -S -B -c 'import main'`.
+   call (pool), beside `python -I -S -B -c 'import main'`, and the true cold
+   start beside bwrap + that import with the function's own profile, in the
+   same rounds (bench/coldstart.py).
 4. Memory of a warm instance (USS/PSS of its bwrap process tree).
 5. Audit append rates and `verify_log` time, beside SQLite alone.
 
@@ -44,6 +46,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import audit_phase  # noqa: E402 - bench modules beside this script
+import coldstart  # noqa: E402
 import loadgen  # noqa: E402
 import profiling  # noqa: E402
 import report  # noqa: E402
@@ -403,6 +406,8 @@ def sandbox_phase(bundle: Path, host: SandboxHost, plan: Plan) -> dict[str, Any]
         "warm": sandboxes.pool_calls(host, bundle, True, plan.pool_calls, plan.cold_runs),
         "invocation": sandboxes.pool_calls(host, bundle, False, plan.pool_calls, plan.cold_runs),
     }
+    log("true cold starts beside bwrap + import with the same profile (bench/coldstart.py)")
+    out["coldstart"] = coldstart.run(host, bundle, plan.floor_runs)
     out["leaked_cgroups"] = _sweep_cgroups()
     log("floors: fork-and-wait, import")
     floor = sandboxes.fork_floor(host, bundle, plan.fork_calls)

@@ -127,6 +127,29 @@ def test_every_thread_of_a_sandbox_is_in_its_cgroups(tmp_path: Path) -> None:
     assert in_calls >= 2, processes  # the worker and its parent
 
 
+def test_the_gateway_stays_in_its_own_cgroups_after_a_start(tmp_path: Path) -> None:
+    """The thread that starts a sandbox inside its cgroups goes back: after a start, no
+    thread of the starting process is in a sandbox's cgroup, and each is where it was."""
+    _cgroups_in_force()
+    bundle = _bundle(tmp_path, ECHO)
+    before = {tuple(sorted(p.items())) for p in _cgroup_paths(os.getpid())}
+
+    async def go() -> list[dict[str, str]]:
+        pool = SandboxPool(
+            detect_resource_control(), compile_filters(), SandboxHost.detect(tmp_path / "data")
+        )
+        cfg = InstanceConfig("cghome", 1, bundle, "main", "handler", False, 64, 8, 1)
+        try:
+            await pool.invoke(cfg, _meta("cghome"), b"{}", 20)
+            return _cgroup_paths(os.getpid())
+        finally:
+            await pool.close()
+
+    after = asyncio.run(go())
+    assert all("/cghome-v1-" not in path for paths in after for path in paths.values()), after
+    assert {tuple(sorted(p.items())) for p in after} <= before, (before, after)
+
+
 def test_joins_open_tasks_on_v1_and_cgroup_procs_elsewhere(tmp_path: Path) -> None:
     """open_joins picks a directory's `tasks` (cgroup v1) and else its cgroup.procs."""
     v1, v2 = tmp_path / "v1", tmp_path / "v2"
