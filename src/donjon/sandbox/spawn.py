@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +72,6 @@ class _Spawned:
     def __init__(self, popen: subprocess.Popen[bytes], stderr: asyncio.StreamReader) -> None:
         self._popen = popen
         self._stderr = stderr
-        self._exited: asyncio.Future[int] | None = None
 
     @property
     def pid(self) -> int:
@@ -136,10 +135,15 @@ class _Spawner:
             for line in Path("/proc/thread-self/cgroup").read_text().splitlines():
                 _, names, path = line.split(":", 2)
                 if set(names.split(",")) == controllers:
-                    self._home[mount] = mount / path.lstrip("/")
+                    home = mount / path.lstrip("/")
                     break
             else:
                 raise OSError(f"this thread has no cgroup in {mount}")
+            # /proc names it relative to this thread's cgroup namespace: make sure the
+            # directory found through the mount holds this thread, or never leave.
+            if str(threading.get_native_id()) not in (home / "tasks").read_text().split():
+                raise OSError(f"{home} does not list this thread")
+            self._home[mount] = home
         return self._home[mount]
 
     def _start(
@@ -185,10 +189,16 @@ class _Spawner:
         return _Spawned(popen, reader)
 
 
-@functools.cache
+_spawners: dict[int, _Spawner] = {}
+
+
 def _the_spawner() -> _Spawner:
-    """The process's one spawning thread, made at the first start on cgroup v1."""
-    return _Spawner()
+    """The process's one spawning thread, made at its first start on cgroup v1 (a fork
+    of this process, which has no such thread, makes its own)."""
+    pid = os.getpid()
+    if pid not in _spawners:
+        _spawners[pid] = _Spawner()
+    return _spawners[pid]
 
 
 async def start_sandbox(
