@@ -53,7 +53,8 @@ def open_joins(dirs: Iterable[Path]) -> list[int]:
     through `tasks` it moves the writer's own thread and takes no global lock
     (0.04 ms). Every writer here is a process just forked (the pre-exec step
     of bubblewrap's launcher, a worker's parent), so it has one thread, and
-    that thread is the whole process. cgroup v2 has no such file (its
+    that thread is the whole process; or spawn.py's launching thread, which
+    moves alone on purpose. cgroup v2 has no such file (its
     `cgroup.threads` only works in threaded subtrees): cgroup.procs there.
     """
     return _open_for_writing(
