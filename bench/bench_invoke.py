@@ -15,7 +15,9 @@ What runs (all on loopback; clients and servers share the machine's cores):
 2. `isolation: invocation` through the gateway, and per call through the
    sandbox pool directly, beside the fork-and-wait floor.
 3. Cold start: first call after deploy (gateway) and sandbox start + first
-   call (pool), beside `python -I -S -B -c 'import main'`.
+   call (pool), beside `python -I -S -B -c 'import main'`, and the true cold
+   start beside bwrap + that import with the function's own profile, in the
+   same rounds (bench/coldstart.py).
 4. Memory of a warm instance (USS/PSS of its bwrap process tree).
 5. Overload (overload.py): 4x the warm function's sustainable rate, open loop.
 6. Scale (scale.py): 1,000 functions deployed (50 with --quick) against 10.
@@ -46,6 +48,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import audit_phase  # noqa: E402 - bench modules beside this script
+import coldstart  # noqa: E402
 import loadgen  # noqa: E402
 import overload  # noqa: E402
 import profiling  # noqa: E402
@@ -424,6 +427,11 @@ def sandbox_phase(bundle: Path, host: SandboxHost, plan: Plan) -> dict[str, Any]
         "warm": sandboxes.pool_calls(host, bundle, True, plan.pool_calls, plan.cold_runs),
         "invocation": sandboxes.pool_calls(host, bundle, False, plan.pool_calls, plan.cold_runs),
     }
+    log("true cold starts beside bwrap + import with the same profile (bench/coldstart.py)")
+    try:
+        out["coldstart"] = coldstart.run(host, bundle, plan.floor_runs)
+    except (subprocess.CalledProcessError, ValueError) as e:
+        log(f"  (the true cold start beside its floor was skipped: {e})")
     out["leaked_cgroups"] = _sweep_cgroups()
     log("floors: fork-and-wait, import")
     floor = sandboxes.fork_floor(host, bundle, plan.fork_calls)

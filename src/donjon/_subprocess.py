@@ -3,7 +3,8 @@
 argv lists only, never a shell; a failure carries the program's stderr.
 `run` runs a program to its end (pip, the sandbox probe); `start` starts a
 long-lived one (the scan helper, `donjon serve` under `donjon up`);
-`start_async` starts one from the event loop (bubblewrap for each sandbox).
+`start_async` starts one from the event loop, `spawn` from any thread without
+copying the caller (bubblewrap for each sandbox: sandbox/spawn.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from donjon.errors import Error
 
-__all__ = ["CommandError", "run", "start", "start_async"]
+__all__ = ["CommandError", "run", "spawn", "start", "start_async"]
 
 
 class CommandError(Error):
@@ -109,6 +110,27 @@ async def start_async(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             preexec_fn=before_exec,
+        )
+    except FileNotFoundError as e:
+        raise CommandError(f"{args[0]} is not installed", hint=hint) from e
+    except (OSError, subprocess.SubprocessError) as e:
+        raise CommandError(f"{args[0]} could not start: {e}", hint=hint) from e
+
+
+def spawn(
+    argv: Sequence[str | Path], *, pass_fds: Sequence[int] = (), hint: str = ""
+) -> subprocess.Popen[bytes]:
+    """Start a long-lived program with no pre-exec step, so by vfork: the caller's memory
+    is not copied, and the child starts in the calling thread's cgroups. stdin and
+    stdout are /dev/null, stderr is piped, `pass_fds` are kept open in the child."""
+    args = [str(a) for a in argv]
+    try:
+        return subprocess.Popen(
+            args,
+            pass_fds=tuple(pass_fds),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
     except FileNotFoundError as e:
         raise CommandError(f"{args[0]} is not installed", hint=hint) from e

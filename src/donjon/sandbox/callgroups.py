@@ -10,11 +10,12 @@ things stop that:
   (never chosen); each worker raises its own to +1000 (runtime/isolation.py);
 - on cgroup v1 the host makes, under the sandbox's memory cgroup, one child
   cgroup per call slot (calls in flight, the spare and one being replaced),
-  opens each one's ``cgroup.procs`` and hands the descriptors to the
-  supervisor; a worker writes ``0`` to its slot's before it forks, so all it and
-  its call's processes charge, kernel memory included, counts against that
-  call's own limit, and only that call's processes are candidates when it is
-  exceeded. (cgroup v1 checks the credentials the file was opened with.)
+  opens the file each one is joined by (v1: ``tasks``, see cgroupfs.open_joins)
+  and hands the descriptors to the supervisor; a worker writes ``0`` to its
+  slot's before it forks, so all it and its call's processes charge, kernel
+  memory included, counts against that call's own limit, and only that call's
+  processes are candidates when it is exceeded. (cgroup v1 checks the
+  credentials the file was opened with.)
 
 The same slots exist in the sandbox's pids cgroup: each has a pids.max of
 `CALL_PIDS`, so a call that forks without end fills its own share only. The
@@ -44,7 +45,7 @@ from donjon.sandbox.limits import (
     Cgroup,
     ResourceControl,
     ResourceMode,
-    open_procs,
+    open_joins,
     remove_cgroup_dirs,
 )
 from donjon.sandbox.runtime import landlock
@@ -221,9 +222,11 @@ class CallGroups:
         return total
 
     def open_procs(self) -> list[int]:
-        """A write descriptor on each slot's cgroup.procs, for the supervisor: `width`
-        consecutive ones per slot (memory, then pids)."""
-        return open_procs(self.dirs)
+        """A write descriptor on each slot's join file, for the supervisor: `width`
+        consecutive ones per slot (memory, then pids). On v1 that is `tasks`, which a
+        worker's parent (one thread, just forked) joins without the kernel's global
+        lock (cgroupfs.open_joins); on v2, cgroup.procs."""
+        return open_joins(self.dirs)
 
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the slots (before the sandbox's own cgroup, which they are inside),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from donjon import boundedjson
-from donjon._subprocess import CommandError, start_async
+from donjon._subprocess import CommandError
 from donjon.boundedjson import JSONTooDeep
 from donjon.sandbox.boot import InstanceConfig, boot_message, import_failure
 from donjon.sandbox.callgroups import (
@@ -32,12 +32,13 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance_cgroups import InstanceCgroups
-from donjon.sandbox.limits import ResourceControl, join_before_exec
+from donjon.sandbox.limits import ResourceControl
 from donjon.sandbox.policy_events import CallPolicyEvents
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
+from donjon.sandbox.spawn import SandboxProcess, start_sandbox
 from donjon.sandbox.subcalls import SubCall, exchange
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
@@ -65,7 +66,7 @@ class Instance:
         self._resources = resources
         self._filters = filters
         self._host = host
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: SandboxProcess | None = None
         self._ctrl: socket.socket | None = None
         self._cgroups = InstanceCgroups(config, resources)
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -144,7 +145,7 @@ class Instance:
         """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
 
         The cgroup is made (in a thread, while the argv is built) before the
-        sandbox starts, and bubblewrap starts inside it (`join_before_exec`): its
+        sandbox starts, and bubblewrap starts inside it (spawn.py): its
         limits hold from the first instruction, and the cgroup namespace it
         makes is rooted at the sandbox's own cgroup.
         """
@@ -154,18 +155,13 @@ class Instance:
             return_exceptions=True,
         )
         fds = [theirs.fileno(), seccomp_fd]
-        joins: list[int] = []
         try:
             if isinstance(argv, BaseException):
                 raise argv
             if isinstance(cgroup, BaseException):
                 raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {cgroup}")
-            joins = cgroup.join_fds() if cgroup is not None else []
-            self._proc = await start_async(
-                argv,
-                pass_fds=fds,
-                before_exec=join_before_exec(joins) if joins else None,
-            )
+            # In its cgroup from its first instruction (spawn.py: without a fork on v1).
+            self._proc = await start_sandbox(argv, fds, cgroup)
         except CommandError as e:  # bwrap missing, or joining the cgroup failed
             await self.close()
             raise SandboxUnavailable(f"the sandbox could not be started: {e.message}") from e
@@ -175,8 +171,6 @@ class Instance:
         finally:
             theirs.close()
             os.close(seccomp_fd)
-            for fd in joins:
-                os.close(fd)
 
     def _on_control(self) -> None:
         if self._ctrl is None:

@@ -33,6 +33,7 @@ from donjon.sandbox.cgroupfs import (
     ROOT,
     ResourceMode,
     join_before_exec,
+    open_joins,
     open_procs,
     read_words,
     remove_cgroup_dirs,
@@ -47,6 +48,7 @@ __all__ = [
     "ResourceMode",
     "detect_resource_control",
     "join_before_exec",
+    "open_joins",
     "open_procs",
     "remove_cgroup_dirs",
     "v2_root",
@@ -75,12 +77,13 @@ class Cgroup:
             (d / "cgroup.procs").write_text(str(pid))
 
     def join_fds(self) -> list[int]:
-        """Open cgroup.procs of each directory for writing (the caller closes them).
+        """Open each directory's join file for writing (the caller closes them):
+        cgroup.procs, or on v1 `tasks` (cgroupfs.open_joins says why).
 
         A child process that writes b"0" to each joins the cgroup itself: done
         between fork and exec, everything it runs starts inside.
         """
-        return open_procs(self.dirs)
+        return open_joins(self.dirs)
 
     def oom_kills(self) -> int:
         name = "memory.events" if self.mode is ResourceMode.CGROUP_V2 else "memory.oom_control"

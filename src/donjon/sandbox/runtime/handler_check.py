@@ -10,8 +10,8 @@ Python functions, methods and callable objects; anything else is given the call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+#: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

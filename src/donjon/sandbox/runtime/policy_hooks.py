@@ -29,8 +29,9 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from typing import TYPE_CHECKING
 
+#: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

@@ -12,8 +12,9 @@ import os
 import select
 import socket
 import time
-from typing import TYPE_CHECKING
 
+#: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

@@ -23,8 +23,9 @@ import os
 import select
 import socket
 import struct
-from typing import TYPE_CHECKING
 
+#: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

@@ -14,11 +14,12 @@ import os
 import signal
 import socket
 import time
-from typing import TYPE_CHECKING
 
 from . import lowlevel
 from .worker import start_worker
 
+#: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .supervisor import Supervisor
 

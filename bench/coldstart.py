@@ -1,0 +1,110 @@
+"""Issue 14, point 3: the true cold start beside bubblewrap + the handler's import.
+
+The true cold start is a call to a function that has no sandbox: the pool
+makes its cgroup, starts bubblewrap (through setpriv, as the sandbox user),
+the supervisor boots, its first worker confines itself and imports the
+handler, and the call runs. Its floor is what the kernel and the interpreter
+cost for the same sandbox with no Donjon code in it: bubblewrap started with
+the function's own command line (`profile.bwrap_argv` for the same spec:
+the same launcher, namespaces, mounts, tmpfs size and seccomp filter), running
+`python -I -S -B -c 'import main'` from /fn instead of the runtime.
+
+Both are timed from this process, one after the other in rounds (floor, warm,
+invocation), so that the machine's load moves them alike; the figures are the
+medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import compileall
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import sandboxes
+
+from donjon.sandbox import SandboxHost, compile_filters
+from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+
+__all__ = ["floor_argv", "run"]
+
+_EVENT = b'{"name": "bench"}'
+#: What the floor runs in place of the runtime (-I leaves /fn, the cwd, off sys.path).
+_IMPORT_MAIN = "import sys; sys.path.insert(0, ''); import main"
+
+
+def floor_argv(host: SandboxHost, spec: SandboxSpec) -> list[str]:
+    """The function's own bwrap command line, running the handler's import instead of
+    the runtime: everything up to the interpreter is `bwrap_argv`'s."""
+    argv = bwrap_argv(spec, host, control_fd=0)
+    at = len(argv) - 1 - argv[::-1].index(str(host.python))
+    return [*argv[:at], str(host.python), "-I", "-S", "-B", "-c", _IMPORT_MAIN]
+
+
+def _floor_once(host: SandboxHost, bundle: Path, tmp_mb: int, function: str) -> float:
+    """Seconds for one run of the floor, seccomp filter and all."""
+    seccomp_fd = compile_filters().sandbox_fd()
+    try:
+        spec = SandboxSpec(bundle=bundle, tmp_mb=tmp_mb, seccomp_fd=seccomp_fd, function=function)
+        argv = floor_argv(host, spec)
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True, pass_fds=(seccomp_fd,), timeout=60)
+        return time.perf_counter() - t0
+    finally:
+        os.close(seccomp_fd)
+
+
+async def _rounds(host: SandboxHost, bundle: Path, rounds: int) -> dict[str, list[float]]:
+    pool = sandboxes.make_pool(host)
+    out: dict[str, list[float]] = {"floor_s": [], "warm_s": [], "invocation_s": []}
+    tmp_mb = sandboxes.config(bundle, "x", True).tmp_mb
+    try:
+        _floor_once(host, bundle, tmp_mb, "coldstart-floor")  # page cache, not measured
+        for i in range(rounds + 1):  # round 0 warms the page cache and the pool's caches
+            floor = _floor_once(host, bundle, tmp_mb, f"coldstart-floor-{i}")
+            times = {}
+            for mode in ("warm", "invocation"):
+                fn = f"cold-{mode[0]}-start-{i}"
+                cfg = sandboxes.config(bundle, fn, mode == "warm")
+                t0 = time.perf_counter()
+                await pool.invoke(cfg, sandboxes._meta(fn), _EVENT, 5)
+                times[mode] = time.perf_counter() - t0
+                await pool.retire(fn)
+            if i == 0:
+                continue
+            out["floor_s"].append(floor)
+            out["warm_s"].append(times["warm"])
+            out["invocation_s"].append(times["invocation"])
+    finally:
+        await pool.close()
+    return out
+
+
+def run(host: SandboxHost, bundle: Path, rounds: int) -> dict[str, Any]:
+    """The raw seconds of each round and their medians (`<name>_median_s`)."""
+    raw = sandboxes.run_loop(lambda: _rounds(host, bundle, rounds))
+    result: dict[str, Any] = dict(raw)
+    for key, values in raw.items():
+        result[key.removesuffix("_s") + "_median_s"] = statistics.median(values)
+    return result
+
+
+if __name__ == "__main__":  # a quick look on its own: python bench/coldstart.py [ROUNDS]
+    import json
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="donjon-cold-") as tmp:
+        os.chmod(tmp, 0o755)
+        bundle = sandboxes.write_bundle(Path(tmp), "coldstart", "warm")
+        compileall.compile_dir(bundle, quiet=1)  # as a deploy does
+        bundle = sandboxes.copy_bundle(bundle, Path(tmp), "deployed")
+        h = sandboxes.make_host(Path(tmp) / "data")
+        try:
+            res = run(h, bundle, int(sys.argv[1]) if len(sys.argv) > 1 else 5)
+        finally:
+            sandboxes.forget_host(h)
+    print(json.dumps({k: v for k, v in res.items() if k.endswith("median_s")}, indent=1))
