@@ -24,6 +24,7 @@ from donjon.audit import AuditEvent, AuditLog, verify_log
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
+PROCESS = True
 EVENT = AuditEvent(
     "key:0123456789abcdef",
     "function.invoke",
@@ -81,7 +82,7 @@ async def _concurrent(log: AuditLog, waiters: int, total: int) -> float:
         for _ in range(per):
             await log.record(EVENT)
 
-    log.start()
+    log.start(process=PROCESS)
     try:
         t0 = time.perf_counter()
         await asyncio.gather(*(waiter() for _ in range(waiters)))

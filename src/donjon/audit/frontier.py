@@ -11,6 +11,7 @@ so it reads only the leaves added since.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from hashlib import sha256
 
 from donjon.audit.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, node_hash
 
@@ -69,8 +70,23 @@ class Frontier:
         self.size += 1
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        for h in leaf_hashes:
-            self.append(h)
+        """Append many leaves: `append` in one loop, with the hashing inlined."""
+        size, hashes = self.size, self.hashes
+        pop, push = hashes.pop, hashes.append
+        for leaf in leaf_hashes:
+            if len(leaf) != HASH_SIZE:
+                self.size = size
+                raise MerkleError(
+                    f"a leaf hash is {HASH_SIZE} bytes, not {len(leaf)}",
+                    hint="pass merkle.leaf_hash(record), not the record",
+                )
+            h, n = leaf, size
+            while n & 1:
+                h = sha256(b"\x01" + pop() + h).digest()  # merkle.node_hash
+                n >>= 1
+            push(h)
+            size += 1
+        self.size = size
 
     def root(self) -> bytes:
         """The tree hash of all the leaves so far (SHA-256("") when there are none)."""

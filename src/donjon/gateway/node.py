@@ -164,7 +164,7 @@ class Node:
         await asyncio.to_thread(scanner.start)
         self.scanner = scanner
         await asyncio.to_thread(check_sandbox, host)
-        self.audit.start()
+        self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         self.denials.start()
         # After the writer (it raises alerts through it), before anything is served.
         self._monitor = await start_monitor(
