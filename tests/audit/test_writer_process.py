@@ -268,7 +268,7 @@ def test_a_record_that_is_not_json_fails_only_its_caller(engine: Engine) -> None
     """A detail that cannot be encoded raises AuditError for its caller; others commit."""
     log = AuditLog(engine, KEY)
 
-    async def go() -> list[Any]:
+    async def go() -> tuple[BaseException | None, ...]:
         log.start(process=True)
         try:
             bad = AuditEvent("key:a", "x", "t", "ok", {"blob": object()})

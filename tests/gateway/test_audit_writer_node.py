@@ -58,7 +58,7 @@ def test_a_killed_audit_writer_fails_requests_closed_then_is_replaced(tmp_path: 
         (writer,) = _writers(node.proc.pid)
         assert _key_created(node, "before") == 201
         os.kill(writer, signal.SIGKILL)
-        statuses = []
+        statuses: list[int] = []
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             status = _key_created(node, f"after-{len(statuses)}")
