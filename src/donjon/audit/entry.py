@@ -64,6 +64,14 @@ def _template(event: AuditEvent) -> bytes:
 def _uses(event: AuditEvent) -> tuple[Use, ...]:
     if event.action not in USE_ACTIONS:
         return ()
+    detail = event.detail
+    if (  # the usual call record, decided without grant_uses' general checks
+        event.action == "function.invoke"
+        and type(detail) is dict
+        and detail.get("secrets_read") is None
+        and detail.get("trigger") != "function"
+    ):
+        return ()
     found = grant_uses(event.action, event.actor, event.target, event.detail)
     return tuple((u.function, u.kind.value, u.name) for u in found)
 

@@ -27,37 +27,18 @@ parent is gone.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import select
 import socket
 import subprocess  # nosec B404  (our own interpreter, fixed argv, no shell)
-import sys
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError
-from donjon.audit.wire import (
-    COMMITTED,
-    COMMITTED_BODY,
-    COUNT,
-    ERROR,
-    FAILED,
-    INIT,
-    READY,
-    RECORDS,
-    SIZE,
-    FrameReader,
-    frame,
-    read_frame,
-)
-from donjon.config import AuditSettings
-from donjon.secret import Secret
+from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
+from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, RECORDS, FrameReader, frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -75,32 +56,7 @@ START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 60.0
 #: Records queued in one loop iteration that are sent at once, before it ends: the
 #: writer works on them while the loop encodes the rest (the two overlap).
-FLUSH_AT = int(os.environ.get("DONJON_AUDIT_FLUSH_AT", "64"))
-
-
-@dataclass(frozen=True)
-class WriterConfig:
-    """What the writer process needs to open the log (sent over the socketpair)."""
-
-    database_url: str
-    seed: Secret[bytes]
-    log_kek: Secret[bytes] | None
-    settings: AuditSettings
-    checkpoint_file: Path | None
-
-    def body(self) -> bytes:
-        kek = self.log_kek
-        return json.dumps(
-            {
-                "database_url": self.database_url,
-                "seed": self.seed.reveal().hex(),
-                "log_kek": None if kek is None else kek.reveal().hex(),
-                "settings": asdict(self.settings),
-                "checkpoint_file": None
-                if self.checkpoint_file is None
-                else str(self.checkpoint_file),
-            }
-        ).encode()
+FLUSH_AT = 64
 
 
 def _failure(reason: str) -> AuditError:
@@ -153,38 +109,8 @@ class RemoteWriter:
             ) from None
         self._attach(*self._spawn())
 
-    def _spawn(self) -> tuple[subprocess.Popen[bytes], socket.socket, int]:
-        """A new writer, past its handshake (blocking: runs at start or in a thread)."""
-        ours, theirs = socket.socketpair()
-        try:
-            proc = subprocess.Popen(  # nosec B603  (sys.executable, fixed arguments)
-                [sys.executable, "-m", "donjon.audit.writer", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                close_fds=True,
-            )
-        finally:
-            theirs.close()
-        try:
-            ours.settimeout(START_TIMEOUT_S)
-            ours.sendall(frame(INIT, self._config.body()))
-            kind, body = read_frame(ours)
-            if kind == ERROR:
-                raise AuditError(
-                    f"the audit writer could not open the log: {body.decode(errors='replace')}",
-                    hint="the server log says more",
-                )
-            if kind != READY:
-                raise AuditError(
-                    f"the audit writer answered its start with frame kind {kind}",
-                    hint="the writer and the node are one installation: reinstall Donjon",
-                )
-        except BaseException:
-            ours.close()
-            _reap(proc, 10.0)
-            raise
-        ours.setblocking(False)
-        return proc, ours, SIZE.unpack(body)[0]
+    def _spawn(self) -> Spawned:
+        return spawn(self._config, START_TIMEOUT_S)
 
     def _attach(self, proc: subprocess.Popen[bytes], sock: socket.socket, size: int) -> None:
         loop = self._require_loop()
@@ -349,22 +275,20 @@ class RemoteWriter:
         self._restarts.append(now)
         old = self._proc
 
-        def respawn() -> tuple[subprocess.Popen[bytes], socket.socket, int]:
+        def respawn() -> Spawned:
             if old is not None:
-                _reap(old, 10.0)
+                reap(old, 10.0)
             return self._spawn()
 
         task = loop.run_in_executor(None, respawn)
         task.add_done_callback(self._restarted)
 
-    def _restarted(
-        self, task: asyncio.Future[tuple[subprocess.Popen[bytes], socket.socket, int]]
-    ) -> None:
+    def _restarted(self, task: asyncio.Future[Spawned]) -> None:
         if self._stopping:
             if not task.cancelled() and task.exception() is None:
                 proc, sock, _ = task.result()
                 sock.close()
-                _reap(proc, STOP_TIMEOUT_S)
+                reap(proc, STOP_TIMEOUT_S)
             return
         error = None if task.cancelled() else task.exception()
         if error is not None or task.cancelled():
@@ -392,7 +316,7 @@ class RemoteWriter:
             sock.close()
             self._sock = None
         if self._proc is not None:
-            _reap(self._proc, STOP_TIMEOUT_S)
+            reap(self._proc, STOP_TIMEOUT_S)
         self._failed(len(self._pending), "the audit writer stopped")
 
     def _drain(self, sock: socket.socket) -> None:
@@ -422,12 +346,3 @@ class RemoteWriter:
                     return
                 self._answers(data)
         log_.error("the audit writer did not finish within %.0f s", STOP_TIMEOUT_S)
-
-
-def _reap(proc: subprocess.Popen[Any], timeout: float) -> None:
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        log_.error("the audit writer (pid %d) did not exit: killed", proc.pid)
-        proc.kill()
-        proc.wait()
