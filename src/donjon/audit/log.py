@@ -1,6 +1,9 @@
 """Appending to the audit log (v2: an RFC 6962 Merkle tree), with group commit.
 
-One writer thread owns the appends. Callers on the event loop `await
+One writer owns the appends: the node's runs in a process of its own
+(`start(process=True)`: audit/remote.py, audit/writer.py, which runs this
+class's `_append`); tests and tools keep a writer thread (`start()`), below.
+In the thread's mode, one writer thread owns the appends. Callers on the event loop `await
 record(...)`; the writer takes everything queued, appends it in one
 transaction, commits, and only then wakes the callers. So a response that
 waits for its record is never sent before the record is durable, and calls
@@ -95,7 +98,8 @@ class CommittedBatch:
     write_seconds: float
 
 
-#: Called in the writer thread after each commit: must be quick and thread-safe
+#: Called after each commit, before the batch's callers resume: in the writer thread,
+#: or on the loop's thread when the writer is a process. Must be quick and thread-safe
 #: (hand the batch to an event loop with `call_soon_threadsafe`, or bump counters).
 Listener = Callable[[CommittedBatch], None]
 
