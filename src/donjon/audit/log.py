@@ -146,6 +146,7 @@ class AuditLog:
         self._checkpoint_path = checkpoint_file
         #: The writer process, when `start(process=True)` made one (audit/remote.py).
         self._remote: RemoteWriter | None = None
+        self._early: RemoteWriter | None = None  # `prestart` began this one
         self._key = key if isinstance(key, SigningKey) else SigningKey.from_seed(key.reveal())
         self._clock = clock
         self._checkpointer = Checkpointer(
@@ -331,13 +332,23 @@ class AuditLog:
         if self._thread is not None or (self._remote is not None and not self._remote.stopped):
             return
         if process:
-            remote = RemoteWriter(self._writer_config(), self._listeners)
+            remote = self._early or RemoteWriter(self._writer_config(), self._listeners)
+            self._early = None
             remote.start()
             self._remote = remote
             return
         self.checkpoint()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
+
+    def prestart(self) -> None:
+        """Begin starting the writer process now (a thread waits for it), for a later
+        `start(process=True)`: the node calls this first thing in its start, so the
+        writer's interpreter start and the log's opening overlap the rest. Nothing may
+        append between the two."""
+        if self._early is None and self._remote is None:
+            self._early = RemoteWriter(self._writer_config(), self._listeners)
+            self._early.prestart()
 
     def _writer_config(self) -> WriterConfig:
         return WriterConfig(

@@ -27,10 +27,12 @@ parent is gone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import select
 import socket
 import subprocess  # nosec B404  (our own interpreter, fixed argv, no shell)
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -85,6 +87,7 @@ class RemoteWriter:
         #: Why records are refused now (the writer died), or None.
         self._down: str | None = None
         self._restarts: deque[float] = deque()
+        self._early: concurrent.futures.Future[Spawned] | None = None
         #: The log's size as the writer last reported it.
         self.size = 0
 
@@ -107,7 +110,24 @@ class RemoteWriter:
                 "the audit writer process is started from a running event loop",
                 hint="call AuditLog.start(process=True) from the node's loop",
             ) from None
-        self._attach(*self._spawn())
+        early, self._early = self._early, None
+        self._attach(*(self._spawn() if early is None else early.result()))
+
+    def prestart(self) -> None:
+        """Begin starting the writer now, in a thread, so that its interpreter's start
+        and the log's opening overlap the node's other start-up work; `start` then
+        takes it. Nothing may append to the log in between."""
+        if self._early is None and self._sock is None:
+            self._early = concurrent.futures.Future()
+            early = self._early
+
+            def run() -> None:
+                try:
+                    early.set_result(self._spawn())
+                except BaseException as e:  # raised again by start()
+                    early.set_exception(e)
+
+            threading.Thread(target=run, name="audit-writer-start", daemon=True).start()
 
     def _spawn(self) -> Spawned:
         return spawn(self._config, START_TIMEOUT_S)

@@ -145,6 +145,7 @@ class Node:
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
+        self.audit.prestart()  # the writer process starts while the rest below runs
         host = await asyncio.to_thread(
             SandboxHost.detect, self.settings.data_dir, self.settings.sandbox
         )
