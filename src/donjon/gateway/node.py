@@ -129,7 +129,7 @@ class Node:
     _purge_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        # Read at scrape time; the audit writer reports each commit (its thread).
+        # Read at scrape time; each commit of the audit writer is reported on the loop.
         self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
         self.audit.add_listener(self.metrics.audit_committed)
 
@@ -197,7 +197,7 @@ class Node:
         except BundleError as e:
             log.warning("vendored wheels are not checked at deploy: %s", e.message)
         self.deployments.start(self.pool, scanner, self._runtime_target)
-        # Through the writer thread, like every other append made on the event loop.
+        # Through the writer process, like every other append made on the event loop.
         await self.audit.record(
             AuditEvent(
                 "system",
