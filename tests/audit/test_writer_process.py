@@ -136,6 +136,7 @@ def test_listeners_see_each_batch_in_order_before_its_callers_resume(engine: Eng
     assert order_ok[0] and last[0] == 500
 
 
+@pytest.mark.slow  # two writer processes and a bounded load
 def test_a_killed_writer_fails_its_callers_loses_nothing_accepted_and_is_restarted(
     engine: Engine,
 ) -> None:
@@ -197,6 +198,7 @@ def test_a_killed_writer_fails_its_callers_loses_nothing_accepted_and_is_restart
     assert verify_log(engine, KEY).ok
 
 
+@pytest.mark.slow  # a node-like process of its own, killed
 def test_the_writer_exits_when_its_node_is_killed(tmp_path: Path, engine: Engine) -> None:
     """SIGKILL of the process that started the writer: the writer ends by itself, and
     every record acknowledged before stays."""
