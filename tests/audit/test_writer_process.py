@@ -307,3 +307,33 @@ def test_synchronous_writes_wait_for_the_process_to_stop(engine: Engine) -> None
     log.record_now(_event(3))
     assert log.size == 2
     assert verify_log(engine, KEY).ok
+
+
+def test_a_writer_begun_early_is_the_one_start_takes_or_is_ended(engine: Engine) -> None:
+    """prestart() begins the writer (as the node does first thing); start(process=True)
+    takes that process; a log stopped without starting ends it."""
+    log = AuditLog(engine, KEY)
+    log.prestart()
+    early = log._early
+    assert early is not None
+
+    async def go() -> None:
+        log.start(process=True)
+        try:
+            assert log._remote is early
+            await log.record(_event(1))
+        finally:
+            log.stop()
+
+    asyncio.run(go())
+    assert log.size == 1
+
+    unused = AuditLog(engine, KEY)
+    unused.prestart()
+    assert unused._early is not None
+    spawned = unused._early._early
+    assert spawned is not None
+    proc, _, _ = spawned.result(timeout=120)
+    unused.stop()
+    assert proc.poll() is not None
+    assert verify_log(engine, KEY).ok

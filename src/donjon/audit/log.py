@@ -361,6 +361,9 @@ class AuditLog:
 
     def stop(self) -> None:
         """Stop the writer (what is queued is written), then checkpoint what it wrote."""
+        if self._early is not None:  # begun by prestart(), never started
+            self._early.discard()
+            self._early = None
         if self._remote is not None and not self._remote.stopped:
             self._remote.stop()  # the writer process checkpoints before it exits
             self._checkpointer.close()

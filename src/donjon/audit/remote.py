@@ -107,7 +107,7 @@ class RemoteWriter:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             raise AuditError(
-                "the audit writer process is started from a running event loop",
+                "the audit writer process must be started from a running event loop",
                 hint="call AuditLog.start(process=True) from the node's loop",
             ) from None
         early, self._early = self._early, None
@@ -128,6 +128,21 @@ class RemoteWriter:
                     early.set_exception(e)
 
             threading.Thread(target=run, name="audit-writer-start", daemon=True).start()
+
+    def discard(self) -> None:
+        """End a writer `prestart` began and `start` never took (the node did not start):
+        its socket closes, so it checkpoints nothing new and exits."""
+        early, self._early = self._early, None
+        self._stopping = True
+        if early is None:
+            return
+        try:
+            proc, sock, _ = early.result()
+        except Exception as e:  # it never started: nothing to end
+            log_.debug("the audit writer begun at start did not start: %s", e)
+            return
+        sock.close()
+        reap(proc, STOP_TIMEOUT_S)
 
     def _spawn(self) -> Spawned:
         return spawn(self._config, START_TIMEOUT_S)
