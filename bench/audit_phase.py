@@ -4,11 +4,16 @@ Donjon side: `AuditLog` on a SQLite file opened with `donjon.store.connect`
 (WAL, synchronous=FULL), appending the record the invoke path appends:
 - `record_now`: one record per transaction (the synchronous path);
 - `_write` in batches: what the group-commit writer does with a full queue;
-- `record` from many coroutines at once: the group-commit path the gateway uses;
-- `verify_log` over N records built quickly through `_write` in large batches.
+- `record` from many coroutines at once: the group-commit path the gateway uses,
+  through the writer process (`start(process=True)`, as `donjon serve` runs it),
+  and, for comparison, through the in-process writer thread it replaced;
+- `verify_log` over N records built quickly through `_append` in large batches
+  (one pre-encoded entry: the fill is not what is measured).
 
 Floor: the sqlite3 module alone, same pragmas, inserting pre-encoded rows of
-the same size in the same batch size, and a bare `SELECT` scan for verify.
+the same size in batches of 1000 (the target's baseline) and in batches of as
+many rows as there are waiters (the largest group commit they can make), and a
+bare `SELECT` scan for verify.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.audit.entry import encode_entry
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
@@ -74,14 +80,14 @@ def _floor_scan(db: Path) -> float:
     return elapsed
 
 
-async def _concurrent(log: AuditLog, waiters: int, total: int) -> float:
+async def _concurrent(log: AuditLog, waiters: int, total: int, process: bool) -> float:
     per = total // waiters
 
     async def waiter() -> None:
         for _ in range(per):
             await log.record(EVENT)
 
-    log.start()
+    log.start(process=process)
     try:
         t0 = time.perf_counter()
         await asyncio.gather(*(waiter() for _ in range(waiters)))
@@ -116,15 +122,22 @@ def run(
     out["batch_rps"] = batch * batches / (time.perf_counter() - t0)
     out["floor_batch_rps"] = _floor_rows(workdir / "floor.db", batch, batches, b"x" * record_size)
 
-    out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total))
+    out["floor_waiters_rps"] = _floor_rows(
+        workdir / "floor-waiters.db", waiters, max(1, 20_000 // waiters), b"x" * record_size
+    )
+    out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total, True))
+    out["group_thread_rps"] = run_loop(
+        lambda: _concurrent(log, waiters, concurrent_total // 2, False)
+    )
 
     # Fill up to `verify_records` in large batches, then verify the whole chain.
     have = log.size
-    big = 10000
+    big = 20000
+    entry = encode_entry(EVENT)
     t0 = time.perf_counter()
     while have < verify_records:
         n = min(big, verify_records - have)
-        log._write([(EVENT, None)] * n)
+        log._append([entry] * n)
         have += n
     out["fill_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -67,3 +67,26 @@ def test_bad_leaf_and_bad_json_are_refused() -> None:
     for bad in ([], {"size": 1}, {"size": 1, "hashes": ["zz"]}, {"size": True, "hashes": []}):
         with pytest.raises(MerkleError):
             Frontier.from_json(bad)
+
+
+def test_extend_in_chunks_builds_the_tree_append_builds() -> None:
+    """Leaves added in blocks of any size (folded level by level where aligned) give the
+    same frontier and root as one append per leaf."""
+    import random
+
+    from donjon.audit.merkle import leaf_hash as lh
+    from donjon.audit.merkle import root as mth
+
+    rng = random.Random(14)  # noqa: S311 - chunk sizes for a test, not a secret
+    for n in [0, 1, 2, 15, 16, 17, 100, 1024, 1025, 2500]:
+        leaves = [lh(str(i).encode()) for i in range(n)]
+        chunked, i = Frontier(), 0
+        while i < n:
+            k = rng.choice([1, 3, 16, 64, 513, 1024, 4096])
+            chunked.extend(leaves[i : i + k])
+            i += k
+        one_by_one = Frontier()
+        for leaf in leaves:
+            one_by_one.append(leaf)
+        assert chunked == one_by_one
+        assert chunked.root() == mth(leaves)

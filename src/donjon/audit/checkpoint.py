@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from donjon.errors import Error
+from donjon.secret import Secret
 
 __all__ = [
     "ORIGIN_PREFIX",
@@ -218,6 +219,17 @@ class SigningKey:
     @property
     def origin(self) -> str:
         return self._verifier.origin
+
+    def seed(self) -> Secret[bytes]:
+        """The 32-byte private seed, for the audit writer process only (it receives it
+        over its socketpair, never through a file, argv or the environment)."""
+        return Secret(
+            self._key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        )
 
     def sign_body(self, body: bytes) -> bytes:
         """The raw Ed25519 signature of `body` (the signed head uses it)."""

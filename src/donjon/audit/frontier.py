@@ -11,10 +11,22 @@ so it reads only the leaves added since.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from hashlib import sha256
 
 from donjon.audit.merkle import EMPTY_ROOT, HASH_SIZE, MerkleError, node_hash
 
 __all__ = ["Frontier"]
+
+#: Blocks of at least this many leaves are folded level by level.
+_FOLD_AT = 16
+
+
+def _perfect_root(level: list[bytes]) -> bytes:
+    """The root of a perfect subtree (a power of two of leaf hashes)."""
+    while len(level) > 1:
+        it = iter(level)
+        level = [sha256(b"\x01" + a + b).digest() for a, b in zip(it, it, strict=True)]
+    return level[0]
 
 
 class Frontier:
@@ -69,8 +81,38 @@ class Frontier:
         self.size += 1
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        for h in leaf_hashes:
-            self.append(h)
+        """Append many leaves. The same tree as `append` one by one; where the size is
+        a multiple of a large power of two, that many leaves are first folded into
+        their perfect subtree level by level (fewer interpreter steps per hash)."""
+        leaves = list(leaf_hashes)
+        for h in leaves:
+            if len(h) != HASH_SIZE:
+                raise MerkleError(
+                    f"a leaf hash is {HASH_SIZE} bytes, not {len(h)}",
+                    hint="pass merkle.leaf_hash(record), not the record",
+                )
+        i, n = 0, len(leaves)
+        while i < n:
+            size = self.size
+            block = 1 << ((n - i).bit_length() - 1)  # the largest power of two that fits
+            if size:
+                block = min(block, size & -size)  # ... at which the size is aligned
+            if block < _FOLD_AT:
+                self._push(leaves[i], 0)
+                i += 1
+                continue
+            self._push(_perfect_root(leaves[i : i + block]), block.bit_length() - 1)
+            i += block
+
+    def _push(self, h: bytes, height: int) -> None:
+        """Add the root of a perfect subtree of 2**height leaves (size is a multiple)."""
+        hashes = self.hashes
+        n = self.size >> height
+        while n & 1:
+            h = sha256(b"\x01" + hashes.pop() + h).digest()  # merkle.node_hash
+            n >>= 1
+        hashes.append(h)
+        self.size += 1 << height
 
     def root(self) -> bytes:
         """The tree hash of all the leaves so far (SHA-256("") when there are none)."""

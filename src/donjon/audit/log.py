@@ -1,6 +1,9 @@
 """Appending to the audit log (v2: an RFC 6962 Merkle tree), with group commit.
 
-One writer thread owns the appends. Callers on the event loop `await
+One writer owns the appends: the node's runs in a process of its own
+(`start(process=True)`: audit/remote.py, audit/writer.py, which runs this
+class's `_append`); tests and tools keep a writer thread (`start()`), below.
+In the thread's mode, one writer thread owns the appends. Callers on the event loop `await
 record(...)`; the writer takes everything queued, appends it in one
 transaction, commits, and only then wakes the callers. So a response that
 waits for its record is never sent before the record is durable, and calls
@@ -27,17 +30,19 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, desc, insert, select, text
+from sqlalchemy import Engine, desc, insert, select
 
 from donjon.audit.checkpoint import SigningKey
 from donjon.audit.checkpoints import CheckpointEntry, Checkpointer, CheckpointFile
+from donjon.audit.entry import Entry, encode_entry, fill, ts_tail
 from donjon.audit.errors import AuditError
+from donjon.audit.rawsql import RawStatements
+from donjon.audit.remote import RemoteWriter, WriterConfig
 from donjon.audit.sinks import CheckpointSink
 from donjon.audit.tree import load_tree, sign_head
-from donjon.audit.usage import UPSERT_USE, USE_ACTIONS, record_uses
 from donjon.config import AuditSettings
 from donjon.secret import Secret
-from donjon.store.tables import audit_checkpoints, audit_log, invocation_logs
+from donjon.store.tables import audit_checkpoints, audit_log
 from donjon.vault.logseal import LogSealer
 
 __all__ = [
@@ -93,34 +98,23 @@ class CommittedBatch:
     write_seconds: float
 
 
-#: Called in the writer thread after each commit: must be quick and thread-safe
+#: Called after each commit, before the batch's callers resume: in the writer thread,
+#: or on the loop's thread when the writer is a process. Must be quick and thread-safe
 #: (hand the batch to an event loop with `call_soon_threadsafe`, or bump counters).
 Listener = Callable[[CommittedBatch], None]
 
 log_ = logging.getLogger("donjon.audit")
 
 _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
-_UPDATE_HEAD = text(
-    "UPDATE audit_head SET seq = :seq, hash = :hash, mac = :mac, ts_ms = :ts_ms WHERE id = 1"
-)
 _INSERT_CHECKPOINT = insert(audit_checkpoints)
-#: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
-_CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-_RECORD = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":%d,"target":%s,"ts":%r}'
-_string = json.encoder.encode_basestring_ascii
-_LOG_COLUMNS = (
-    "function",
-    "version",
-    "request_id",
-    "ts",
-    "outcome",
-    "output",
-    "sealed",
-    "wrapped_key",
-    "kek_id",
-    "duration_ms",
-    "memory_kb",
-)
+
+
+@dataclass(frozen=True, slots=True)
+class _Appended:
+    first: int
+    ts: float
+    seconds: float
+    checkpoint: CheckpointEntry | None
 
 
 class AuditLog:
@@ -146,35 +140,18 @@ class AuditLog:
         self._engine = engine
         #: Seals each invocation log's output before it is stored (None: plaintext, tests only).
         self._sealer = sealer
-        dialect = engine.dialect
-        self._insert_record = str(
-            insert(audit_log)
-            .values(seq=bindparam("seq"), record=bindparam("record"), hash=bindparam("hash"))
-            .compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        )
-        self._insert_log = str(
-            insert(invocation_logs)
-            .values(
-                function=bindparam("function"),
-                version=bindparam("version"),
-                request_id=bindparam("request_id"),
-                ts=bindparam("ts"),
-                outcome=bindparam("outcome"),
-                output=bindparam("output"),
-                sealed=bindparam("sealed"),
-                wrapped_key=bindparam("wrapped_key"),
-                kek_id=bindparam("kek_id"),
-                duration_ms=bindparam("duration_ms"),
-                memory_kb=bindparam("memory_kb"),
-            )
-            .compile(dialect=dialect)
-        )
-        self._positional = bool(dialect.positional)
+        self._sql = RawStatements(engine)
+        self._raw: Any = None
+        self._settings = settings or AuditSettings()
+        self._checkpoint_path = checkpoint_file
+        #: The writer process, when `start(process=True)` made one (audit/remote.py).
+        self._remote: RemoteWriter | None = None
+        self._early: RemoteWriter | None = None  # `prestart` began this one
         self._key = key if isinstance(key, SigningKey) else SigningKey.from_seed(key.reveal())
         self._clock = clock
         self._checkpointer = Checkpointer(
             self._key,
-            settings or AuditSettings(),
+            self._settings,
             None if checkpoint_file is None else CheckpointFile(checkpoint_file),
             sinks,
             clock,
@@ -195,6 +172,8 @@ class AuditLog:
     @property
     def size(self) -> int:
         """Records in the log (the tree's size)."""
+        if self._remote is not None:
+            return self._remote.size
         return self._frontier.size
 
     def add_listener(self, listener: Listener) -> None:
@@ -204,92 +183,91 @@ class AuditLog:
     # -- writing ---------------------------------------------------------------
 
     def _encode(self, seq: int, ts: float, event: AuditEvent) -> bytes:
-        # The same bytes as _CANONICAL(the whole record), keys in sorted order,
-        # with the fixed part as a template: a third of the time per record.
-        return (
-            _RECORD
-            % (
-                _string(event.action),
-                _string(event.actor),
-                _CANONICAL(event.detail),
-                _string(event.outcome),
-                int(seq),
-                _string(event.target),
-                float(ts),
-            )
-        ).encode()
+        """The canonical bytes of `event` as record `seq` at `ts` (audit/entry.py)."""
+        return fill(encode_entry(event).template, seq, ts_tail(round(ts, 6)))
 
-    def _write(
-        self, items: list[tuple[AuditEvent, InvocationLog | None]]
-    ) -> CheckpointEntry | None:
-        """Append `items` in one transaction; the frontier and head move only on commit.
+    def _append(self, entries: Sequence[Entry]) -> _Appended:
+        """Append `entries` in one transaction; the frontier and head move only on commit.
 
-        Returns the checkpoint committed with them, for the caller to `publish` (the
-        writer thread does so once it has woken the batch's callers)."""
+        The one place records are written, in either mode (this process's writer
+        thread, or the writer process). Returns the first seq, the records' time,
+        the seconds it took and the checkpoint committed with them, for the caller
+        to `publish` once it has woken the batch's callers."""
         started = time.perf_counter()
         with self._lock:
             frontier = self._frontier.copy()
             first = seq = frontier.size
-            rows: list[Any] = []
-            logs: list[Any] = []
-            uses: list[dict[str, Any]] = []  # the grant_uses index (audit/usage.py)
+            rows: list[tuple[Any, ...]] = []
+            logs: list[tuple[Any, ...]] = []
+            uses: list[tuple[Any, ...]] = []  # the grant_uses index (audit/usage.py)
             now = self._clock()
             ts = round(now, 6)
-            for event, log in items:
+            tail = ts_tail(ts)
+            for entry in entries:
                 seq += 1
-                record = self._encode(seq, ts, event)
-                leaf = sha256(b"\x00" + record).digest()
-                frontier.append(leaf)
-                rows.append((seq, record, leaf))
-                if log is not None:
-                    logs.append(self._log_row(log, now))
-                if event.action in USE_ACTIONS:
-                    uses += record_uses(
-                        event.action, event.actor, event.target, event.detail, seq, ts
-                    )
+                head, _, rest = entry.template.partition(b"\x01")
+                record = b"%s%d%s%s" % (head, seq, rest, tail)
+                rows.append((seq, record, sha256(b"\x00" + record).digest()))
+                if entry.log is not None:
+                    logs.append(self._log_row(entry.log, now))
+                for use in entry.uses:
+                    uses.append((*use, seq, ts))
+            frontier.extend([row[2] for row in rows])
             root = frontier.root()
-            head = sign_head(self._key, seq, root, int(now * 1000))
+            head_ = sign_head(self._key, seq, root, int(now * 1000))
             checkpoint = (
                 self._checkpointer.make(seq, root, now)
                 if self._checkpointer.due(seq, now)
                 else None
             )
-            if not self._positional:  # a named-parameter driver (not SQLite's)
-                rows = [dict(zip(("seq", "record", "hash"), r, strict=True)) for r in rows]
-                logs = [dict(zip(_LOG_COLUMNS, r, strict=True)) for r in logs]
-            with self._engine.begin() as conn:
-                # The one hot write: straight to the driver, no per-row SQL compilation.
-                conn.exec_driver_sql(self._insert_record, rows)
-                if logs:
-                    conn.exec_driver_sql(self._insert_log, logs)
-                if uses:
-                    conn.execute(UPSERT_USE, uses)
-                conn.execute(
-                    _UPDATE_HEAD,
-                    {"seq": seq, "hash": root, "mac": head.signature, "ts_ms": head.ts_ms},
+            raw = self._raw if self._raw is not None else self._engine.raw_connection()
+            try:
+                self._sql.write(
+                    raw,
+                    rows,
+                    logs,
+                    uses,
+                    (seq, root, head_.signature, head_.ts_ms),
+                    None if checkpoint is None else _checkpoint_row(checkpoint),
                 )
-                if checkpoint is not None:
-                    conn.execute(_INSERT_CHECKPOINT, _checkpoint_row(checkpoint))
+            finally:
+                if raw is not self._raw:
+                    raw.close()
             self._frontier = frontier
             if checkpoint is not None:
                 self._checkpointer.committed(checkpoint)
+        return _Appended(first + 1, ts, time.perf_counter() - started, checkpoint)
+
+    def hold_connection(self) -> None:
+        """Keep one DB-API connection for every append (the writer process's)."""
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+
+    def _write(
+        self, items: list[tuple[AuditEvent, InvocationLog | None]]
+    ) -> CheckpointEntry | None:
+        """Append `items` in one transaction and tell the listeners (this process's mode)."""
+        self._in_process("_write")
+        done = self._append([encode_entry(event, log) for event, log in items])
         if self._listeners:
             batch = CommittedBatch(
                 tuple(
-                    CommittedRecord(first + 1 + i, ts, event) for i, (event, _) in enumerate(items)
+                    CommittedRecord(done.first + i, done.ts, event)
+                    for i, (event, _) in enumerate(items)
                 ),
-                time.perf_counter() - started,
+                done.seconds,
             )
             for listener in self._listeners:
                 try:
                     listener(batch)
                 except Exception:  # a listener's bug must not fail the append
                     log_.exception("audit listener %r failed", listener)
-        return checkpoint
+        return done.checkpoint
 
     def checkpoint(self, *, force: bool = True) -> CheckpointEntry | None:
         """Make a checkpoint of the current tree now (`force`) or if its cadence says so;
         None when the newest checkpoint already covers every record."""
+        self._in_process("checkpoint")
         with self._lock:
             now = self._clock()
             size = self._frontier.size
@@ -330,15 +308,66 @@ class AuditLog:
 
     # -- group commit for the event loop ----------------------------------------
 
-    def start(self) -> None:
-        """Start the writer thread, with a checkpoint of the log as it is."""
-        if self._thread is None:
-            self.checkpoint()
-            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-            self._thread.start()
+    def _in_process(self, what: str) -> None:
+        """Refuse a write here while the writer process runs; after it stopped, read the
+        tree it left (records, head, checkpoints) before writing here again."""
+        remote = self._remote
+        if remote is None:
+            return
+        if not remote.stopped:
+            raise AuditError(
+                f"{what}() writes in this process, but this log's writer is its own process",
+                hint="append with `await record(...)`; the writer process checkpoints itself",
+            )
+        state = load_tree(self._engine, self._key, int(self._clock() * 1000))
+        self._frontier = state.frontier
+        if state.last_checkpoint is not None:
+            self._checkpointer.last_size, self._checkpointer.last_time = state.last_checkpoint
+        self._remote = None
+
+    def start(self, *, process: bool = False) -> None:
+        """Start the writer, with a checkpoint of the log as it is: a thread of this
+        process, or (`process`, what the node does) a process of its own that holds the
+        database connection, the tree and the keys (audit/remote.py, audit/writer.py)."""
+        if self._thread is not None or (self._remote is not None and not self._remote.stopped):
+            return
+        if process:
+            remote = self._early or RemoteWriter(self._writer_config(), self._listeners)
+            self._early = None
+            remote.start()
+            self._remote = remote
+            return
+        self.checkpoint()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def prestart(self) -> None:
+        """Begin starting the writer process now (a thread waits for it), for a later
+        `start(process=True)`: the node calls this first thing in its start, so the
+        writer's interpreter start and the log's opening overlap the rest. Nothing may
+        append between the two."""
+        if self._early is None and self._remote is None:
+            self._early = RemoteWriter(self._writer_config(), self._listeners)
+            self._early.prestart()
+
+    def _writer_config(self) -> WriterConfig:
+        return WriterConfig(
+            database_url=self._engine.url.render_as_string(hide_password=False),
+            seed=self._key.seed(),
+            log_kek=None if self._sealer is None else self._sealer.kek,
+            settings=self._settings,
+            checkpoint_file=self._checkpoint_path,
+        )
 
     def stop(self) -> None:
         """Stop the writer (what is queued is written), then checkpoint what it wrote."""
+        if self._early is not None:  # begun by prestart(), never started
+            self._early.discard()
+            self._early = None
+        if self._remote is not None and not self._remote.stopped:
+            self._remote.stop()  # the writer process checkpoints before it exits
+            self._checkpointer.close()
+            return
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=10)
@@ -351,6 +380,9 @@ class AuditLog:
 
     async def record(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append and return once the record is durable."""
+        if self._remote is not None:
+            await self._remote.record(event, log)  # refused once it stopped
+            return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._queue.put((event, log, done))

@@ -11,6 +11,7 @@ start, not written on.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -21,7 +22,7 @@ from donjon.audit.log import AuditEvent, AuditLog
 from donjon.audit.migrate import migrate_v1
 from donjon.audit.sinks import CheckpointSink, SyslogSink, WebhookSink
 from donjon.audit.tree import HEAD_FORMAT
-from donjon.config import Settings
+from donjon.config import AuditSettings, Settings
 from donjon.vault import AUDIT_MAC_PURPOSE, MasterKey
 from donjon.vault.logseal import LogSealer
 
@@ -48,11 +49,16 @@ def ensure_signing_key(settings: Settings, engine: Engine) -> tuple[SigningKey, 
 
 
 def checkpoint_sinks(settings: Settings) -> list[CheckpointSink]:
+    return sinks_for(settings.audit)
+
+
+def sinks_for(audit: AuditSettings) -> list[CheckpointSink]:
+    """The checkpoint sinks these settings name (the writer process makes its own)."""
     sinks: list[CheckpointSink] = []
-    if settings.audit.checkpoint_webhook:
-        sinks.append(WebhookSink(settings.audit.checkpoint_webhook))
-    if settings.audit.checkpoint_syslog:
-        sinks.append(SyslogSink(settings.audit.checkpoint_syslog))
+    if audit.checkpoint_webhook:
+        sinks.append(WebhookSink(audit.checkpoint_webhook))
+    if audit.checkpoint_syslog:
+        sinks.append(SyslogSink(audit.checkpoint_syslog))
     return sinks
 
 
@@ -72,7 +78,7 @@ def open_audit_log(
     """The node's audit log, migrated to v2 if need be and checked against the file."""
     key, created = ensure_signing_key(settings, engine)
     migration = migrate_v1(engine, master.derive(AUDIT_MAC_PURPOSE), key)
-    _check_file_tail(settings, engine, key)
+    check_file_tail(settings.audit_checkpoints_path, engine, key)
     audit = AuditLog(
         engine,
         key,
@@ -103,21 +109,21 @@ def open_audit_log(
     return audit
 
 
-def _check_file_tail(settings: Settings, engine: Engine, key: SigningKey) -> None:
-    """Refuse a database older than the newest checkpoint written outside it."""
-    last = CheckpointFile(settings.audit_checkpoints_path).last()
+def check_file_tail(path: Path, engine: Engine, key: SigningKey) -> None:
+    """Refuse a database older than the newest checkpoint written outside it (at start,
+    and by each audit writer process as it opens the log)."""
+    last = CheckpointFile(path).last()
     if last is None:
         return
     hint = (
         "run `donjon audit verify`; if the database was restored from a backup on purpose, "
-        f"move {settings.audit_checkpoints_path.name} aside (keep it: it proves what was lost)"
+        f"move {path.name} aside (keep it: it proves what was lost)"
     )
     try:
         checkpoint = open_checkpoint(str(last["note"]), key.verifier)
     except CheckpointError as e:
         raise AuditError(
-            f"the newest line of {settings.audit_checkpoints_path.name} is not a checkpoint "
-            f"of this log: {e.message}",
+            f"the newest line of {path.name} is not a checkpoint of this log: {e.message}",
             hint=hint,
         ) from None
     with engine.connect() as conn:

@@ -91,19 +91,23 @@ def load_tree(engine: Engine, key: SigningKey, now_ms: int) -> TreeState:
         frontier = Frontier()
         cursor = conn.exec_driver_sql("SELECT seq, hash FROM audit_log ORDER BY seq")
         while rows := cursor.fetchmany(_BATCH):
+            leaves = []
+            expected = frontier.size + 1
             for seq, stored in rows:
-                if seq != frontier.size + 1:
+                if seq != expected:
                     raise AuditError(
-                        f"audit record {frontier.size + 1} is missing: the log was tampered with",
+                        f"audit record {expected} is missing: the log was tampered with",
                         hint="run `donjon audit verify`",
                     )
-                leaf = as_bytes(stored)
+                leaf = stored if type(stored) is bytes else as_bytes(stored)
                 if len(leaf) != 32:
                     raise AuditError(
                         f"audit record {seq}'s leaf hash is malformed: the log was tampered with",
                         hint="run `donjon audit verify`",
                     )
-                frontier.append(leaf)
+                leaves.append(leaf)
+                expected += 1
+            frontier.extend(leaves)
         last = conn.execute(
             select(audit_checkpoints.c.size, audit_checkpoints.c.ts)
             .order_by(audit_checkpoints.c.size.desc())

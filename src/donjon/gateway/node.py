@@ -130,7 +130,7 @@ class Node:
     _purge_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        # Read at scrape time; the audit writer reports each commit (its thread).
+        # Read at scrape time; each commit of the audit writer is reported on the loop.
         self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
         self.audit.add_listener(self.metrics.audit_committed)
 
@@ -146,6 +146,7 @@ class Node:
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
+        self.audit.prestart()  # the writer process starts while the rest below runs
         host = await asyncio.to_thread(
             SandboxHost.detect, self.settings.data_dir, self.settings.sandbox
         )
@@ -165,7 +166,7 @@ class Node:
         await asyncio.to_thread(scanner.start)
         self.scanner = scanner
         await asyncio.to_thread(check_sandbox, host)
-        self.audit.start()
+        self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         self.denials.start()
         # After the writer (it raises alerts through it), before anything is served.
         self._monitor = await start_monitor(
@@ -207,7 +208,7 @@ class Node:
         except BundleError as e:
             log.warning("vendored wheels are not checked at deploy: %s", e.message)
         self.deployments.start(self.pool, scanner, self._runtime_target)
-        # Through the writer thread, like every other append made on the event loop.
+        # Through the writer process, like every other append made on the event loop.
         await self.audit.record(
             AuditEvent(
                 "system",

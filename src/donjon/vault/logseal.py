@@ -39,9 +39,25 @@ class LogSealer:
     """Seals and opens invocation log outputs under the master key's log subkey."""
 
     def __init__(self, master: MasterKey) -> None:
-        self._kek: Secret[bytes] = master.derive(LOG_KEK_PURPOSE)
-        digest = hashlib.sha256(b"donjon-log-kek-id\0" + self._kek.reveal()).hexdigest()
+        self._set_kek(master.derive(LOG_KEK_PURPOSE))
+
+    def _set_kek(self, kek: Secret[bytes]) -> None:
+        self._kek: Secret[bytes] = kek
+        digest = hashlib.sha256(b"donjon-log-kek-id\0" + kek.reveal()).hexdigest()
         self.kek_id = "local:" + digest[:16]
+
+    @classmethod
+    def from_kek(cls, kek: Secret[bytes]) -> LogSealer:
+        """A sealer over the log subkey itself (the audit writer process gets the subkey
+        over its socketpair, never the master key)."""
+        sealer = cls.__new__(cls)
+        sealer._set_kek(kek)
+        return sealer
+
+    @property
+    def kek(self) -> Secret[bytes]:
+        """The log key-encryption key (a subkey of the master key; never the master key)."""
+        return self._kek
 
     def seal(self, function: str, request_id: str, output: str) -> SealedLog:
         data_key = new_data_key()
