@@ -446,7 +446,7 @@ class Instance:
                 self._cancelled()
                 raise
             except ChannelViolation as e:
-                error = self._network.blocked(call_id) or FunctionCrashed(
+                error: SandboxError = self._network.blocked(call_id) or FunctionCrashed(
                     f"the function's reply broke the call protocol: {e}"
                 )
                 await self.close()  # the function's fault: its sandbox goes, with the call
