@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +39,8 @@ from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
 from donjon.sandbox.subcalls import SubCall, exchange
-from donjon.sandbox.warmlink import CallPage, ChannelEnded, ChannelViolation, WarmLink
+from donjon.sandbox.warmchannel import WarmChannel
+from donjon.sandbox.warmlink import ChannelEnded, ChannelViolation
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
@@ -84,10 +84,7 @@ class Instance:
         self._policy_events = CallPolicyEvents(config.policies)
         #: warm: the persistent channel to the worker, the page its supervisor reads,
         #: and (egress granted) the worker's relay, which gets each call's token
-        self._link: WarmLink | None = None
-        self._channel: socket.socket | None = None
-        self._page: CallPage | None = None
-        self._relay: socket.socket | None = None
+        self._warm: WarmChannel | None = None
 
     # -- life cycle -------------------------------------------------------------
 
@@ -98,7 +95,9 @@ class Instance:
         self._network = await SandboxNetwork.open(self._egress, self.config, self._host)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
-        handed = self._open_channel()
+        if self.config.warm:
+            self._warm = WarmChannel()
+        handed = self._warm.handed if self._warm is not None else []
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
         seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(
@@ -135,10 +134,10 @@ class Instance:
             finally:
                 for fd in slot_fds:
                     os.close(fd)
-                handed = self._channel_handed(handed)
+                if self._warm is not None:
+                    self._warm.handed_over()
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except BaseException as e:  # whatever went wrong, nothing is left running
-            self._channel_handed(handed)
             await self.close()
             if not isinstance(e, TimeoutError | ChannelClosed | OSError):
                 raise
@@ -150,27 +149,11 @@ class Instance:
         if ready.get("op") != "ready":
             await self.close()
             raise import_failure(ready)
-        if self._channel is not None:
-            if self.config.egress and self._relay is None:
-                await self.close()
-                raise SandboxUnavailable(f"the sandbox of {self.config.function} has no relay")
-            self._link = WarmLink(self._channel, self._on_link_broken)
-
-    def _open_channel(self) -> list[int]:
-        """Warm: the worker's end of its channel and the call page, for the boot message."""
-        if not self.config.warm:
-            return []
-        self._page = CallPage()
-        self._channel, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        return [worker_end.detach(), self._page.fd]
-
-    def _channel_handed(self, handed: list[int]) -> list[int]:
-        """The sandbox has its copies (or never will): ours go."""
-        if handed:
-            os.close(handed[0])
-            if self._page is not None:
-                self._page.close_fd()
-        return []
+        if self._warm is not None and not self._warm.connect(
+            self._on_link_broken, egress=bool(self.config.egress)
+        ):
+            await self.close()
+            raise SandboxUnavailable(f"the sandbox of {self.config.function} has no relay")
 
     async def _spawn(self, spec: SandboxSpec, theirs: socket.socket, seccomp_fd: int) -> None:
         """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
@@ -221,7 +204,7 @@ class Instance:
             except OSError:
                 data, fds = b"", []
             if fds:
-                self._take_relay(data, fds)
+                self._took_fds(data, fds)
                 continue
             if not data:
                 self._on_eof()
@@ -241,17 +224,12 @@ class Instance:
             except (ValueError, KeyError, TypeError, JSONTooDeep):
                 continue
 
-    def _take_relay(self, data: bytes, fds: list[int]) -> None:
-        """Warm, egress granted: the supervisor hands over the worker's relay once, while
-        the sandbox starts (the relay reads each call's token, never the function)."""
-        fd = fds.pop(0)
-        for extra in fds:
-            os.close(extra)
-        wanted = self._starting and self.config.warm and self.config.egress and not self._relay
-        if wanted and data == b'{"op":"relay"}' and stat.S_ISSOCK(os.fstat(fd).st_mode):
-            self._relay = socket.socket(fileno=fd)
-            self._relay.setblocking(False)
-        else:
+    def _took_fds(self, data: bytes, fds: list[int]) -> None:
+        """Only ever the warm worker's relay, while the sandbox starts; else closed."""
+        if self._warm is not None:
+            self._warm.take_relay(data, fds, self._starting and bool(self.config.egress))
+            return
+        for fd in fds:
             os.close(fd)
 
     def _on_link_broken(self, why: str) -> None:
@@ -273,15 +251,8 @@ class Instance:
     async def close(self) -> None:
         """Kill the sandbox (die-with-parent takes everything inside with it)."""
         self.closed = True
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-        elif self._channel is not None:
-            self._channel.close()
-        self._channel = None
-        if self._relay is not None:
-            self._relay.close()
-            self._relay = None
+        if self._warm is not None:
+            self._warm.close()
         if self._ctrl is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._ctrl.fileno())
@@ -295,8 +266,8 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._cgroups.release()
-        if self._page is not None:
-            self._page.close()
+        if self._warm is not None:
+            self._warm.release_page()
         self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
         await self._network.close()
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
@@ -420,8 +391,9 @@ class Instance:
         from the call page, kills the worker past that deadline and reports
         only a worker that died.
         """
-        link, page = self._link, self._page
-        if link is None or page is None:
+        warm = self._warm
+        link = warm.link if warm is not None else None
+        if warm is None or link is None:
             raise FunctionCrashed("the function's sandbox is gone")
         exit_fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._exits[call_id] = exit_fut
@@ -430,10 +402,7 @@ class Instance:
         try:
             # The call's egress token (granted egress only) goes to its relay, never to it.
             token = self._network.begin(call_id, request_id or str(call_id), self._stop_call)
-            if token is not None and self._relay is not None:
-                with contextlib.suppress(OSError):
-                    self._relay.send(token.encode())
-            if page.begin(call_id, started + timeout_s) and self._ctrl is not None:
+            if warm.begin(call_id, started + timeout_s, token) and self._ctrl is not None:
                 with contextlib.suppress(OSError):  # full queue: it wakes by itself soon
                     self._ctrl.send(b'{"op":"wake"}')
             try:
@@ -457,7 +426,7 @@ class Instance:
                 error = self._network.blocked(call_id) or gone
                 await self.close()
                 raise error from None
-            page.end()
+            warm.page.end()
             self._check_ended(call_id, {}, timeout_s)
             return self._answer(call_id, head, body)
         finally:

@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 #: An idle worker that has used more CPU than this since the last look (every
 #: `IDLE_CHECK_S`, workers.py) runs code outside any call: killed.
 IDLE_CPU_S = 1.0
+#: While calls come, a warm worker seen between calls is checked for threads this often;
+#: one seen with more than one twice, with no call begun in between, is killed.
+QUIET_LOOK_S = 0.25
 
 
 class Supervisor:
@@ -84,6 +87,8 @@ class Supervisor:
         self.seen_begun = 0
         self.active_until = 0.0
         self.looked_begun = 0
+        self.quiet_look_at = 0.0
+        self.noisy_begun = -1
         self.wake = os.pipe()
         os.set_blocking(self.wake[0], False)
         os.set_blocking(self.wake[1], False)
@@ -193,8 +198,25 @@ class Supervisor:
         if call_id and (current is None or current[0] != call_id):
             self.calls[worker.pid] = (call_id, deadline)
         worker.busy = bool(call_id)
+        if not call_id and now >= self.quiet_look_at:
+            self._look_between_calls(worker, now, begun)
         if not call_id and now >= self.active_until:
             self.page.doze(True)  # the gateway wakes us at its next call
+
+    def _look_between_calls(self, worker: Worker, now: float, begun: int) -> None:
+        """Warm, between calls: a worker keeps no thread (waiting.py). One seen with more,
+        twice and with no call begun in between, ran code past its call's end: killed."""
+        self.quiet_look_at = now + QUIET_LOOK_S
+        if self.page is None or single_threaded(worker.pid):
+            self.noisy_begun = -1
+            return
+        call_id, _, again = self.page.read()
+        if call_id or again != begun:
+            return  # a call began meanwhile: its threads are its own
+        if self.noisy_begun != begun:
+            self.noisy_begun = begun
+            return
+        worker.kill()  # reaping it ends the channel; the gateway replaces the sandbox
 
     def _new_worker(self) -> Worker | None:
         try:
