@@ -29,8 +29,9 @@ import struct
 SIZE = 4096
 _CALL = struct.Struct("<QdQ")
 _DOZING = 24
-#: While calls come, the supervisor looks at the page this often.
-ACTIVE_LOOK_S = 0.05
+#: While calls come, the supervisor looks at the page this often (a call found at a look
+#: is then watched to its deadline exactly; a shorter one may be killed this late).
+ACTIVE_LOOK_S = 0.25
 #: With no call begun for this long, it dozes until the gateway wakes it.
 DOZE_AFTER_S = 2.0
 
