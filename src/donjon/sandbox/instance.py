@@ -1,4 +1,10 @@
-"""One running sandbox (its supervisor and workers) seen from the gateway."""
+"""One running sandbox (its supervisor and workers) seen from the gateway.
+
+Warm calls go over the worker's persistent channel (`_warm_call`; warmlink.py,
+warmchannel.py), invocation calls over a socket each (`_call`). Past 500 lines
+since issue 14: the two paths share the failure classification (`_why_gone`)
+and were changed by two people at once; splitting them is a follow-up.
+"""
 
 from __future__ import annotations
 
