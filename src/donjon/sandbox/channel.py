@@ -1,4 +1,7 @@
-"""Async framing on the host side of a sandbox's sockets (mirrors runtime/frames.py)."""
+"""Async framing on the host side of an invocation's call socket (mirrors runtime/frames.py).
+
+A warm worker's persistent channel has its own reader (warmlink.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ import struct
 __all__ = [
     "ChannelClosed",
     "read_frames",
-    "send_control",
     "send_with_fd",
-    "wait_closed",
     "write_frames",
 ]
 
@@ -57,21 +58,9 @@ async def read_frames(sock: socket.socket, count: int, limits: tuple[int, ...] =
     return frames
 
 
-async def wait_closed(sock: socket.socket) -> None:
-    """Return once the far end has closed `sock`; whatever it still sends is discarded."""
-    loop = asyncio.get_running_loop()
-    while await loop.sock_recv(sock, 65536):
-        continue
-
-
 def _settle_once(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-
-
-async def send_control(sock: socket.socket, msg: bytes) -> None:
-    """One control message; waits while the supervisor's queue is full."""
-    await send_with_fd(sock, msg, None)
 
 
 async def send_with_fd(sock: socket.socket, msg: bytes, fd: int | None) -> None:

@@ -1,4 +1,10 @@
-"""One running sandbox (its supervisor and workers) seen from the gateway."""
+"""One running sandbox (its supervisor and workers) seen from the gateway.
+
+Warm calls go over the worker's persistent channel (`_warm_call`; warmlink.py,
+warmchannel.py), invocation calls over a socket each (`_call`). Past 500 lines
+since issue 14: the two paths share the failure classification (`_why_gone`)
+and were changed by two people at once; splitting them is a follow-up.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from donjon.sandbox.callgroups import (
     protect_from_oom_killer,
     sandbox_processes,
 )
-from donjon.sandbox.channel import ChannelClosed, send_control, send_with_fd, wait_closed
+from donjon.sandbox.channel import ChannelClosed, send_with_fd
 from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
 from donjon.sandbox.errors import (
     FunctionCrashed,
@@ -40,6 +46,8 @@ from donjon.sandbox.replies import CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
 from donjon.sandbox.spawn import SandboxProcess, start_sandbox
 from donjon.sandbox.subcalls import SubCall, exchange
+from donjon.sandbox.warmchannel import WarmChannel
+from donjon.sandbox.warmlink import ChannelEnded, ChannelViolation
 
 __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
@@ -81,6 +89,9 @@ class Instance:
         self._closing: set[asyncio.Future[None]] = set()
         #: what calls in flight did that a runtime policy watches
         self._policy_events = CallPolicyEvents(config.policies)
+        #: warm: the persistent channel to the worker, the page its supervisor reads,
+        #: and (egress granted) the worker's relay, which gets each call's token
+        self._warm: WarmChannel | None = None
 
     # -- life cycle -------------------------------------------------------------
 
@@ -91,6 +102,9 @@ class Instance:
         self._network = await SandboxNetwork.open(self._egress, self.config, self._host)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._ctrl = ours
+        if self.config.warm:
+            self._warm = WarmChannel()
+        handed = self._warm.handed if self._warm is not None else []
         preload = asyncio.ensure_future(asyncio.to_thread(stdlib_imports, self.config.bundle))
         seccomp_fd = self._filters.sandbox_fd()
         spec = SandboxSpec(
@@ -121,12 +135,14 @@ class Instance:
                 slot_messages=-(-len(slot_fds) // _FDS_PER_MESSAGE),
             )
             try:
-                socket.send_fds(ours, [config], [])
+                socket.send_fds(ours, [config], handed)
                 for i in range(0, len(slot_fds), _FDS_PER_MESSAGE):
                     socket.send_fds(ours, [b"fds"], slot_fds[i : i + _FDS_PER_MESSAGE])
             finally:
                 for fd in slot_fds:
                     os.close(fd)
+                if self._warm is not None:
+                    self._warm.handed_over()
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
         except BaseException as e:  # whatever went wrong, nothing is left running
             await self.close()
@@ -140,6 +156,11 @@ class Instance:
         if ready.get("op") != "ready":
             await self.close()
             raise import_failure(ready)
+        if self._warm is not None and not self._warm.connect(
+            self._on_link_broken, egress=bool(self.config.egress)
+        ):
+            await self.close()
+            raise SandboxUnavailable(f"the sandbox of {self.config.function} has no relay")
 
     async def _spawn(self, spec: SandboxSpec, theirs: socket.socket, seccomp_fd: int) -> None:
         """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
@@ -177,11 +198,14 @@ class Instance:
             return
         while True:
             try:
-                data = self._ctrl.recv(65536)
+                data, fds, _flags, _addr = socket.recv_fds(self._ctrl, 65536, 1)
             except BlockingIOError:
                 return
             except OSError:
-                data = b""
+                data, fds = b"", []
+            if fds:
+                self._took_fds(data, fds)
+                continue
             if not data:
                 self._on_eof()
                 return
@@ -200,6 +224,19 @@ class Instance:
             except (ValueError, KeyError, TypeError, JSONTooDeep):
                 continue
 
+    def _took_fds(self, data: bytes, fds: list[int]) -> None:
+        """Only ever the warm worker's relay, while the sandbox starts; else closed."""
+        if self._warm is not None:
+            self._warm.take_relay(data, fds, self._starting and bool(self.config.egress))
+            return
+        for fd in fds:
+            os.close(fd)
+
+    def _on_link_broken(self, why: str) -> None:
+        """The warm worker wrote outside a call, or its channel ended: the sandbox goes."""
+        self.closed = True
+        self._close_soon()
+
     def _on_eof(self) -> None:
         self.closed = True
         if self._ctrl is not None:
@@ -214,6 +251,8 @@ class Instance:
     async def close(self) -> None:
         """Kill the sandbox (die-with-parent takes everything inside with it)."""
         self.closed = True
+        if self._warm is not None:
+            self._warm.close()
         if self._ctrl is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._ctrl.fileno())
@@ -227,6 +266,8 @@ class Instance:
                     self._stderr = (await asyncio.wait_for(self._proc.stderr.read(), 2))[-4000:]
             await self._proc.wait()
         await self._cgroups.release()
+        if self._warm is not None:
+            self._warm.release_page()
         self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
         await self._network.close()
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
@@ -283,6 +324,10 @@ class Instance:
         ctrl = self._ctrl
         if ctrl is None:  # checked by `call`; closed since, it cannot be
             raise FunctionCrashed("the function's sandbox is gone")
+        if self.config.warm:
+            return await self._warm_call(
+                call_id, meta, event, timeout_s, release, subcalls, request_id
+            )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
@@ -307,8 +352,8 @@ class Instance:
                     head, body = await exchange(ours, meta, event, subcalls)
                     # A reply may come early (function code can write one): the
                     # call is over only once the supervisor says its processes are.
-                    if self.config.warm or exit_fut.done():
-                        report = await self._call_ended(call_id, ours, exit_fut)
+                    if exit_fut.done():
+                        report = await exit_fut
                     else:
                         later = True
             except TimeoutError:
@@ -329,6 +374,63 @@ class Instance:
                 self._end_later(call_id, ours, exit_fut, release, started + timeout_s)
             else:
                 self._end(call_id, ours, release)
+
+    async def _warm_call(
+        self,
+        call_id: int,
+        meta: bytes,
+        event: bytes,
+        timeout_s: float,
+        release: Callable[[], None] | None,
+        subcalls: SubCall | None,
+        request_id: str,
+    ) -> CallResult:
+        """One call on the warm worker's persistent channel (warmlink.py).
+
+        The supervisor is not on the way: it reads the call and its deadline
+        from the call page, kills the worker past that deadline and reports
+        only a worker that died.
+        """
+        warm = self._warm
+        link = warm.link if warm is not None else None
+        if warm is None or link is None:
+            raise FunctionCrashed("the function's sandbox is gone")
+        exit_fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._exits[call_id] = exit_fut
+        self.active += 1
+        started = time.monotonic()
+        try:
+            # The call's egress token (granted egress only) goes to its relay, never to it.
+            token = self._network.begin(call_id, request_id or str(call_id), self._stop_call)
+            if warm.begin(call_id, started + timeout_s, token) and self._ctrl is not None:
+                with contextlib.suppress(OSError):  # full queue: it wakes by itself soon
+                    self._ctrl.send(b'{"op":"wake"}')
+            try:
+                async with asyncio.timeout(timeout_s + _GRACE_S):
+                    head, body = await link.call(meta, event, subcalls)
+            except TimeoutError:
+                await self.close()
+                raise FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout") from None
+            except asyncio.CancelledError:
+                self._cancelled()
+                raise
+            except ChannelViolation as e:
+                error: SandboxError = self._network.blocked(call_id) or FunctionCrashed(
+                    f"the function's reply broke the call protocol: {e}"
+                )
+                await self.close()  # the function's fault: its sandbox goes, with the call
+                raise error from None
+            except (ChannelEnded, OSError):
+                self.closed = True  # the channel is gone: this sandbox takes no more calls
+                gone = await self._why_gone(exit_fut, timeout_s, call_id, started, link.replied)
+                error = self._network.blocked(call_id) or gone
+                await self.close()
+                raise error from None
+            warm.page.end()
+            self._check_ended(call_id, {}, timeout_s)
+            return self._answer(call_id, head, body)
+        finally:
+            self._end(call_id, None, release)
 
     def _answer(self, call_id: int, raw_head: bytes, body: bytes) -> CallResult:
         """The call's result (or the error it reports), with its policy events."""
@@ -352,13 +454,16 @@ class Instance:
                 " (the answer was not sent)"
             )
 
-    def _end(self, call_id: int, sock: socket.socket, release: Callable[[], None] | None) -> None:
+    def _end(
+        self, call_id: int, sock: socket.socket | None, release: Callable[[], None] | None
+    ) -> None:
         """The call's processes are gone: it stops counting."""
         self.active -= 1
         self.last_used = time.monotonic()
         self._exits.pop(call_id, None)
         self._network.end(call_id)
-        sock.close()
+        if sock is not None:
+            sock.close()
         if release is not None:
             release()
 
@@ -413,48 +518,30 @@ class Instance:
             return False
         return True
 
-    async def _call_ended(
-        self, call_id: int, sock: socket.socket, exit_fut: asyncio.Future[dict[str, Any]]
-    ) -> dict[str, Any]:
-        """Wait for the supervisor's report that the call's processes are gone.
-
-        An invocation's worker exits, and the supervisor reports it once reaped.
-        A warm worker lives on: it ends what the call started, then closes the
-        call's socket; the supervisor confirms the call ended in time (or
-        reports the worker killed at the call's deadline).
-        """
-        if self.config.warm:
-            await wait_closed(sock)
-            if self._ctrl is None:
-                raise ChannelClosed("the sandbox is gone")
-            await send_control(self._ctrl, json.dumps({"op": "done", "id": call_id}).encode())
-        return await exit_fut
-
     async def _why_gone(
         self,
         exit_fut: asyncio.Future[dict[str, Any]],
         timeout_s: float,
         call_id: int,
         started: float,
+        replied: bool = False,
     ) -> SandboxError:
         # The call's socket closed without a whole reply; its processes may
-        # still run: wait for the supervisor's report, at most to the deadline.
+        # still run: wait for the supervisor's report, at most to the deadline
+        # (a warm worker that closed its channel and runs on is killed there).
         left = started + timeout_s + 2 * _GRACE_S - time.monotonic()
         try:
             async with asyncio.timeout(max(left, _GRACE_S)):
-                if self.config.warm:
-                    # A worker that died is reported at once; one that lives on
-                    # (a handler that closed its socket) ends the call by `done`.
-                    await asyncio.wait({exit_fut}, timeout=2.0)
-                    if not exit_fut.done() and self._ctrl is not None:
-                        await send_control(
-                            self._ctrl, json.dumps({"op": "done", "id": call_id}).encode()
-                        )
                 report = await exit_fut
         except (TimeoutError, OSError):
             await self.close()
             return FunctionCrashed("the function's process ended without an answer")
         status = report.get("status")
+        if status == "timeout" and replied:
+            return FunctionTimeout(
+                f"the function ran past its {timeout_s:g}s timeout after writing its answer"
+                " (the answer was not sent)"
+            )
         if status == "timeout":
             return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
         if status == "signal" and report.get("signal") == signal.SIGKILL:

@@ -9,7 +9,7 @@ import sys
 
 from . import lambda_env
 from .context import Context, Secrets
-from .frames import recv_frame, send_frames
+from .frames import FrameError, FrameReader, recv_frame, send_frames
 from .policy_hooks import CallWatch
 
 _NO_WATCH = CallWatch({})
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 MAX_OUTPUT = 64 * 1024
 MAX_RESULT = 6 * 1024 * 1024  # the gateway reads no more (sandbox/instance.py)
+#: How a warm call's end-of-call frame starts (the call's token follows); no head does.
+END = b"\x00end:"
 
 
 class CapturedOutput:
@@ -63,6 +65,34 @@ class CapturedOutput:
             os.close(null)
 
 
+class ReusedOutput:
+    """A warm worker's output capture: one memfd for its life, fd 1 and 2 on it.
+
+    Per call it is emptied and fd 1 and 2 are pointed at it again (the handler
+    may have closed or replaced them); what is written between calls lands in
+    it too and is dropped when the next call begins, as /dev/null would.
+    """
+
+    def __init__(self) -> None:
+        self._fd = os.memfd_create("output", os.MFD_CLOEXEC)
+
+    def begin(self) -> None:
+        _flush()
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.dup2(self._fd, 1)
+        os.dup2(self._fd, 2)
+
+    def collect(self) -> str:
+        _flush()
+        size = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, MAX_OUTPUT, max(0, size - MAX_OUTPUT))
+        text = data.decode("utf-8", "replace")
+        if size > MAX_OUTPUT:
+            text = f"[{size - MAX_OUTPUT} earlier bytes dropped]\n" + text
+        return text
+
+
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -95,13 +125,70 @@ def run_call(
 ) -> None:
     """Serve one invocation on `sock`; never raises. `watch` notes what alert policies see."""
     output = CapturedOutput()
+    try:
+        ctx_meta = recv_frame(sock)
+        event = recv_frame(sock)
+    except Exception as e:
+        ctx_meta, event = b"", f"{e}".encode()
+    head, body = _invoke(sock, None, handler, watch, output, ctx_meta, event)
+    output.restore()
+    try:
+        send_frames(sock, head, body)
+    except OSError:
+        pass  # the gateway went away; nobody is left to tell
+
+
+def serve_channel(
+    sock: socket.socket,
+    handler: Callable[[Any, Context], Any],
+    watch: CallWatch,
+    end_leftovers: Callable[[], None],
+) -> None:
+    """A warm worker's calls, one after another, on its persistent channel; returns at its end.
+
+    Each call arrives as three frames (its token, its context, its event) and
+    is answered with the reply's head and body and then the end-of-call frame
+    (``END`` + the token), written once what the call started has been ended.
+    """
+    reader = FrameReader(sock)
+    output = ReusedOutput()
+    while True:
+        try:
+            token = reader.frame()
+            ctx_meta = reader.frame()
+            event = reader.frame()
+        except (OSError, FrameError):
+            return  # the gateway closed the channel (or the function broke it)
+        output.begin()
+        head, body = _invoke(sock, reader.frame, handler, watch, output, ctx_meta, event)
+        end_leftovers()  # before the call's end is said: the gateway relies on it
+        try:
+            send_frames(sock, head, body, END + token)
+        except OSError:
+            return
+
+
+def _invoke(
+    sock: socket.socket,
+    recv: Callable[[], bytes] | None,
+    handler: Callable[[Any, Context], Any],
+    watch: CallWatch,
+    output: CapturedOutput | ReusedOutput,
+    raw_meta: bytes,
+    raw_event: bytes,
+) -> tuple[bytes, bytes]:
+    """Run the handler on one call's frames; the reply's head and body. Never raises.
+
+    `sock` is the call's socket (function code can find it up the stack; it is
+    the function's own), `recv` reads a frame from it for `context.invoke`.
+    """
     meta: dict[str, Any]
     body = b""
     secrets: Secrets | None = None
     try:
-        ctx_meta = json.loads(recv_frame(sock))
-        event = json.loads(recv_frame(sock))
-        context = Context(ctx_meta, sock)
+        ctx_meta = json.loads(raw_meta)
+        event = json.loads(raw_event)
+        context = Context(ctx_meta, sock, recv)
         secrets = context.secrets  # kept here: the handler may rebind context.secrets
         lambda_env.begin_call(context.request_id)
         watch.begin()
@@ -147,9 +234,5 @@ def run_call(
             read = []
         if read:  # which granted secrets this call read, whatever its outcome
             meta["secrets_read"] = read
-    output.restore()
     meta["mem_kb"] = _peak_memory_kb()
-    try:
-        send_frames(sock, json.dumps(meta, separators=(",", ":")).encode(), body)
-    except OSError:
-        pass  # the gateway went away; nobody is left to tell
+    return json.dumps(meta, separators=(",", ":")).encode(), body

@@ -49,3 +49,42 @@ def send_frames(sock: socket.socket, *payloads: bytes) -> None:
 def send_json(sock: socket.socket, obj: Any) -> None:
     """One control message on a SOCK_SEQPACKET socket."""
     sock.send(json.dumps(obj, separators=(",", ":")).encode())
+
+
+class FrameReader:
+    """Frames from a persistent stream socket, read in as few `recv` calls as it takes.
+
+    A warm worker's channel (call.py `serve_channel`) carries one call at a time:
+    the gateway sends a call's frames in one write and nothing more until the
+    worker answers, so whatever one `recv` returns belongs to the current message.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = bytearray()
+        self._pos = 0
+
+    def frame(self) -> bytes:
+        while True:
+            avail = len(self._buf) - self._pos
+            need = 4
+            if avail >= 4:
+                (size,) = _LEN.unpack_from(self._buf, self._pos)
+                if size > MAX_FRAME:
+                    raise FrameError(f"frame of {size} bytes is over the limit")
+                need = 4 + size
+                if avail >= need:
+                    start = self._pos + 4
+                    out = bytes(self._buf[start : start + size])
+                    self._pos = start + size
+                    if self._pos == len(self._buf):
+                        self._buf.clear()
+                        self._pos = 0
+                    return out
+            chunk = self._sock.recv(max(65536, need - avail))
+            if not chunk:
+                raise FrameError("peer closed the channel")
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
+            self._buf += chunk

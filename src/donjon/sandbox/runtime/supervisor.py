@@ -9,19 +9,26 @@ imported, waiting); a call is handed to it and a new spare is made, so each
 call runs in a fresh process that no other call has touched. Isolation
 ``warm``: one worker serves the calls handed to it, one after another.
 
-Control channel (SOCK_SEQPACKET, fd from argv): JSON messages; a call
-arrives with its own stream socket as SCM_RIGHTS, which is passed on to a
-worker. The supervisor enforces call deadlines and reports each call's end.
+Control channel (SOCK_SEQPACKET, fd from argv): JSON messages; an
+``invocation`` call arrives with its own stream socket as SCM_RIGHTS, which
+is passed on to a worker. A ``warm`` sandbox's calls do not pass here: the
+gateway's persistent channel to the worker comes once, with the boot
+message, and is handed to the worker once it is ready; the gateway writes
+each call's id and deadline in a shared page (callpage.py) that the
+supervisor reads. The supervisor enforces call deadlines and reports the
+end of each call whose worker died (for ``invocation``, of every call).
 
 A call ends with all its processes: the supervisor ends a worker by killing
 the worker's pid 1 itself (which takes its whole pid namespace), never only
 the worker's intermediate parent, and kills any process it adopts that it
 did not make. A call's end is reported once its processes are gone: for
-``invocation`` when its worker's parent is reaped, for ``warm`` once the
-gateway says the call's socket was closed (``done``) and the kernel shows the
-worker back waiting for its next call (waiting.py), or when the worker has
-been killed at the call's deadline: until the worker is back, the call's
-deadline stays armed, whatever the function wrote or closed.
+``invocation`` when its worker's parent is reaped. A ``warm`` call ends
+when the gateway reads the worker's end-of-call frame, bound to the call by
+its token (sandbox/warmlink.py); a worker that breaks that protocol is the
+function's own fault and is killed with its sandbox; one that closes its
+channel and runs on is killed at the call's deadline by the supervisor,
+which reports the call timed out. Between calls it looks at the warm
+worker as at any idle one (other processes, threads, CPU).
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ import socket
 import time
 
 from . import landlock, lowlevel
+from .callpage import ACTIVE_LOOK_S, DOZE_AFTER_S, CallPage
 from .frames import send_json
 from .startup import first_report, preload, receive_slots
-from .waiting import back_waiting, single_threaded
+from .waiting import single_threaded
 from .watch import Watches
-from .worker import HANDOFF_FD, vm_size
-from .workers import BACK_STEP_S, FOREVER, IDLE_CHECK_S, Worker, kill_worker
+from .worker import vm_size
+from .workers import FOREVER, IDLE_CHECK_S, Worker, kill_worker
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -50,9 +58,9 @@ if TYPE_CHECKING:
 #: An idle worker that has used more CPU than this since the last look (every
 #: `IDLE_CHECK_S`, workers.py) runs code outside any call: killed.
 IDLE_CPU_S = 1.0
-#: A warm call's look whether its worker is back waiting doubles from
-#: `BACK_STEP_S` (workers.py) up to this.
-BACK_STEP_MAX_S = 0.05
+#: While calls come, a warm worker seen between calls is checked for threads this often;
+#: one seen with more than one twice, with no call begun in between, is killed.
+QUIET_LOOK_S = 0.25
 
 
 class Supervisor:
@@ -63,10 +71,25 @@ class Supervisor:
     call, never by the supervisor itself dying.
     """
 
-    def __init__(self, ctrl: socket.socket, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        ctrl: socket.socket,
+        config: dict[str, Any],
+        channel_fd: int | None = None,
+        page: CallPage | None = None,
+    ) -> None:
         self.ctrl = ctrl
         self.config = config
         self.warm: bool = config["warm"]
+        #: warm: the gateway's channel (until the worker has it) and the call page
+        self.channel_fd = channel_fd
+        self.page = page
+        #: warm: calls begun as last read from the page; at the last idle look
+        self.seen_begun = 0
+        self.active_until = 0.0
+        self.looked_begun = 0
+        self.quiet_look_at = 0.0
+        self.noisy_begun = -1
         self.wake = os.pipe()
         os.set_blocking(self.wake[0], False)
         os.set_blocking(self.wake[1], False)
@@ -92,7 +115,7 @@ class Supervisor:
             (config.get("policies") or {}).get("child_processes", "block"),
             {int(k): str(v) for k, v in (config.get("process_calls") or {}).items()},
             self._poller,
-            lambda pid: self.calls[pid][0] if pid in self.calls else None,
+            self._call_of,
             lambda message: send_json(self.ctrl, message),
         )
         self.worker: Worker | None = Worker(self)
@@ -126,11 +149,75 @@ class Supervisor:
             }
         if report.get("op") == "ready" and not self.watches.ready(self.worker.pid):
             report = {"op": "failed", "error": "the worker's process watch was not set up"}
+        if report.get("op") == "ready" and self.page is not None:
+            report = self._hand_channel(self.worker, report)
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True
         self.worker.idle_from(time.monotonic())
         return report
+
+    def _hand_channel(self, worker: Worker, report: dict[str, Any]) -> dict[str, Any]:
+        """Warm: the gateway's channel to the worker (once), and the worker's relay to the
+        gateway (egress granted: each call's token goes there before the call)."""
+        try:
+            if worker.relay is not None:
+                socket.send_fds(self.ctrl, [b'{"op":"relay"}'], [worker.relay.fileno()])
+            if self.channel_fd is None:
+                raise OSError("no channel")
+            socket.send_fds(worker.sock, [b"channel"], [self.channel_fd])
+        except OSError as e:
+            return {"op": "failed", "error": f"the warm worker's channel: {e}"}
+        finally:
+            if self.channel_fd is not None:
+                os.close(self.channel_fd)
+                self.channel_fd = None
+        return report
+
+    def _call_of(self, pid: int) -> int | None:
+        """The call the worker under `pid` serves (None outside calls)."""
+        worker = self.worker
+        if self.page is not None and worker is not None and pid == worker.pid:
+            return self.page.read()[0] or None
+        return self.calls[pid][0] if pid in self.calls else None
+
+    def _observe(self, now: float) -> None:
+        """Warm: take the call in flight, if any, from the page (see callpage.py)."""
+        worker = self.worker
+        if self.page is None or worker is None:
+            return
+        call_id, deadline, begun = self.page.read()
+        if begun != self.seen_begun:
+            self.seen_begun = begun
+            self.active_until = now + DOZE_AFTER_S
+        if worker.pid in self.timed_out:
+            return  # killed at its call's deadline: reaping reports that call
+        current = self.calls.get(worker.pid)
+        if current is not None and current[0] != call_id:
+            del self.calls[worker.pid]
+            self.watches.call_ended(current[0])
+        if call_id and (current is None or current[0] != call_id):
+            self.calls[worker.pid] = (call_id, deadline)
+        worker.busy = bool(call_id)
+        if not call_id and now >= self.quiet_look_at:
+            self._look_between_calls(worker, now, begun)
+        if not call_id and now >= self.active_until:
+            self.page.doze(True)  # the gateway wakes us at its next call
+
+    def _look_between_calls(self, worker: Worker, now: float, begun: int) -> None:
+        """Warm, between calls: a worker keeps no thread (waiting.py). One seen with more,
+        twice and with no call begun in between, ran code past its call's end: killed."""
+        self.quiet_look_at = now + QUIET_LOOK_S
+        if self.page is None or single_threaded(worker.pid):
+            self.noisy_begun = -1
+            return
+        call_id, _, again = self.page.read()
+        if call_id or again != begun:
+            return  # a call began meanwhile: its threads are its own
+        if self.noisy_begun != begun:
+            self.noisy_begun = begun
+            return
+        worker.kill()  # reaping it ends the channel; the gateway replaces the sandbox
 
     def _new_worker(self) -> Worker | None:
         try:
@@ -212,8 +299,9 @@ class Supervisor:
         worker = self.worker
         if worker is not None and not worker.busy:
             soonest = min(soonest, worker.look_at if worker.ready else worker.ready_by)
-        elif worker is not None:
-            soonest = min(soonest, worker.back_at)
+        now = time.monotonic()
+        if self.page is not None and now < self.active_until:
+            soonest = min(soonest, now + ACTIVE_LOOK_S)
         return soonest
 
     def _on_message(self) -> None:
@@ -223,12 +311,13 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         req = json.loads(msg)
-        if req.get("op") in ("done", "end"):
+        if req.get("op") in ("wake", "end"):
             for fd in fds:
                 os.close(fd)
-            if req["op"] == "done":
-                self._on_done(int(req["id"]))
-            else:
+            now = time.monotonic()
+            self.active_until = now + DOZE_AFTER_S
+            self._observe(now)
+            if req["op"] == "end":
                 self._end_call(int(req["id"]))
             return
         token = req.get("token")
@@ -246,38 +335,6 @@ class Supervisor:
             if not self.watches.hand_over(worker.pid, worker.sock):
                 worker.close()  # else kept until its seccomp listener arrives
             self.worker = self._new_worker()
-
-    def _on_done(self, call_id: int) -> None:
-        """Warm: the gateway saw the call's socket closed; the call ends once its worker is back.
-
-        Function code can close the socket (or write a whole reply first) and
-        keep running: the call's deadline stays armed until the kernel shows
-        the worker waiting for its next call; at the deadline it is killed and
-        this call, not the next, is reported timed out.
-        """
-        worker = self.worker
-        if worker is None:
-            return
-        call = self.calls.get(worker.pid)
-        if call is None or call[0] != call_id or worker.pid in self.timed_out:
-            return  # killed at its deadline: its exit report says so once it is reaped
-        if not any(lowlevel.alive(pid) for pid in lowlevel.children(worker.pid)):
-            return  # the worker died with the call: reaping it reports how
-        worker.back_step = BACK_STEP_S
-        self._look_if_back(worker, time.monotonic())
-
-    def _look_if_back(self, worker: Worker, now: float) -> None:
-        """End the warm call of `worker` if it is back waiting; else look again soon."""
-        if not back_waiting(worker.pid, HANDOFF_FD, worker.handoff_inode):
-            worker.back_at = now + worker.back_step
-            worker.back_step = min(worker.back_step * 2, BACK_STEP_MAX_S)
-            return
-        call_id = self.calls.pop(worker.pid)[0]
-        self.watches.call_ended(call_id)
-        worker.back_at = FOREVER
-        worker.busy = False
-        worker.idle_from(now)
-        send_json(self.ctrl, {"op": "exit", "id": call_id, "status": "ok"})
 
     def _end_call(self, call_id: int) -> None:
         """The gateway ends a call (a runtime policy blocked it): its worker is killed,
@@ -304,20 +361,12 @@ class Supervisor:
 
     def _kill_overdue(self) -> None:
         now = time.monotonic()
+        self._observe(now)
         worker = self.worker
-        if (
-            worker is not None
-            and worker.back_at <= now
-            and worker.pid in self.calls
-            and worker.pid not in self.timed_out
-        ):
-            self._look_if_back(worker, now)
         for pid, (_, deadline) in self.calls.items():
             if deadline <= now and pid not in self.timed_out:
                 kill_worker(pid)
                 self.timed_out.add(pid)
-                if worker is not None and pid == worker.pid:
-                    worker.back_at = FOREVER  # killed: reaping reports the timeout
         if worker is None or worker.busy:
             return
         if not worker.ready and worker.ready_by <= now:
@@ -328,11 +377,24 @@ class Supervisor:
             self._look_at_idle(worker, now)
 
     def _look_at_idle(self, worker: Worker, now: float) -> None:
-        """Kill an idle worker that runs anything: nothing runs outside calls."""
+        """Kill an idle worker that runs anything: nothing runs outside calls.
+
+        A warm worker is idle if no call began since the last look (the page
+        says); it must then also run one thread (waiting.py).
+        """
         cpu = sum(map(lowlevel.cpu_seconds, lowlevel.children(worker.pid)))
-        if self._kept_nothing(worker) and cpu - worker.cpu_seen <= IDLE_CPU_S:
+        if self.page is not None and self.looked_begun != self.seen_begun:
+            self.looked_begun = self.seen_begun  # calls came: a new window from here
             worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
             return
+        quiet = self.page is None or single_threaded(worker.pid)
+        if quiet and self._kept_nothing(worker) and cpu - worker.cpu_seen <= IDLE_CPU_S:
+            worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
+            return
+        if self.page is not None:
+            self._observe(now)
+            if worker.busy or self.looked_begun != self.seen_begun:
+                return  # a call began meanwhile: looked at again after it
         worker.look_at = FOREVER  # killed once; reaping replaces it
         worker.kill()
 
@@ -344,6 +406,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.worker is not None and pid == self.worker.pid:
+                self._observe(time.monotonic())  # warm: the call it served, if any
             call = self.calls.pop(pid, None)
             if os.WIFSIGNALED(status) or (
                 call is None and (self.worker is None or pid != self.worker.pid)
@@ -360,7 +424,8 @@ class Supervisor:
                 self.worker = None
                 if call is None:
                     self.idle_deaths += 1
-                if self.idle_deaths < 3:
+                # Warm: the channel went with the worker; the gateway replaces the sandbox.
+                if self.idle_deaths < 3 and self.page is None:
                     self.worker = self._new_worker()
             if call is not None:
                 self.watches.call_ended(call[0])
@@ -398,7 +463,7 @@ def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
 
 def main(ctrl_fd: int) -> None:
     ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
-    msg, _fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 0)
+    msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 2)
     config = json.loads(msg)
     config["cgroup_slots"] = receive_slots(
         ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
@@ -414,7 +479,14 @@ def main(ctrl_fd: int) -> None:
     config["bounding"] = lowlevel.bounding_set()
     preload(config.get("preload") or [])
     config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
-    sup = Supervisor(ctrl, config)
+    channel_fd: int | None = None
+    page: CallPage | None = None
+    if config["warm"] and len(fds) == 2:
+        channel_fd, page = fds[0], CallPage(fds[1])
+    else:
+        for fd in fds:
+            os.close(fd)
+    sup = Supervisor(ctrl, config, channel_fd, page)
     report = sup.start()
     send_json(ctrl, report)
     if report.get("op") != "ready":

@@ -8,7 +8,8 @@ code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
 closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the
 handler and serves calls handed to it: one call (isolation `invocation`)
-or one after another (isolation `warm`). When it exits, the kernel kills
+or one after another on the gateway's channel, handed to it once (isolation
+`warm`, call.py `serve_channel`). When it exits, the kernel kills
 everything it started; a warm worker kills what a call started when the
 call ends. Its parent-death signal is set here and function code cannot
 change it (the call filter refuses prctl(PR_SET_PDEATHSIG)); the supervisor
@@ -26,7 +27,7 @@ import socket
 import sys
 
 from . import isolation, lambda_env, lowlevel, network, watch
-from .call import _trace, run_call
+from .call import _trace, run_call, serve_channel
 from .handler_check import check_handler
 from .policy_hooks import CallWatch, hide_bundle, tmp_read_only
 from .relay import Relay
@@ -116,7 +117,16 @@ def end_leftovers() -> None:
     past it. Called once the import is done and after each warm call: what
     they started ends with them. (A function that tampers with this is
     caught by the supervisor, which finds the processes left over.)
+
+    Every process of the namespace descends from this one (an orphan is
+    adopted by it, pid 1), so when it has no child at all nothing else runs
+    here, and the kill, whose cost grows with the host's process count, is
+    not needed: one non-blocking wait says so (most warm calls start nothing).
     """
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return  # no child, so no process but this one in the namespace
     try:
         os.kill(-1, signal.SIGKILL)
     except ProcessLookupError:
@@ -172,21 +182,20 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     handoff.send(json.dumps({"op": "ready", "caps": caps}).encode())
     # From here the worker only listens: function code cannot speak to the supervisor.
     handoff.shutdown(socket.SHUT_WR)
-    while True:
-        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
-        if not msg or not fds:
-            return
-        if not config["warm"]:
-            handoff.close()  # one call only: nothing more will come
-        call = socket.socket(fileno=fds[0])
-        try:
-            run_call(call, handler, call_watch)
-            if config["warm"]:
-                end_leftovers()  # before the call's socket closes: the gateway waits for that
-        finally:
-            call.close()
-        if not config["warm"]:
-            return
+    msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+    if not msg or not fds:
+        return
+    if config["warm"]:
+        # Warm: the gateway's persistent channel, handed over once; calls come on it.
+        if msg == b"channel":
+            serve_channel(socket.socket(fileno=fds[0]), handler, call_watch, end_leftovers)
+        return
+    handoff.close()  # one call only: nothing more will come
+    call = socket.socket(fileno=fds[0])
+    try:
+        run_call(call, handler, call_watch)
+    finally:
+        call.close()
 
 
 def start_worker(
