@@ -5,7 +5,7 @@ handler; the supervisor then makes another. One spare is enough for calls
 that come slower than a worker is made; calls that come faster, or several
 at once, would wait for a worker in the making. So the supervisor keeps
 
-    1 + ceil(rate x max(make time, call time))
+    1 + round(rate x max(make time, call time))
 
 spares, where `rate` is the recent arrival rate of calls (an exponentially
 decaying count: each call adds 1/TAU_S, which decays with time constant
@@ -67,7 +67,7 @@ class Demand:
     def spares(self, now: float, busy: int) -> int:
         """Spares to keep at `now` while `busy` workers run calls (at least one)."""
         ahead = self.rate(now) * max(self.make_s, self.call_s)
-        want = 1 + math.ceil(ahead - 1e-9) if ahead > 0 else 1
+        want = 1 + math.floor(ahead + 0.5)  # rounded: a trickle of calls keeps one spare
         return max(1, min(want, self.room - busy))
 
 
