@@ -42,7 +42,7 @@ from .startup import first_report, preload, receive_slots
 from .waiting import back_waiting, single_threaded
 from .watch import Watches
 from .worker import HANDOFF_FD, vm_size
-from .workers import BACK_STEP_S, FOREVER, IDLE_CHECK_S, Worker, kill_worker
+from .workers import BACK_STEP_S, FOREVER, IDLE_CHECK_S, Worker, forget_worker, kill_worker
 
 if TYPE_CHECKING:
     from typing import Any
@@ -413,6 +413,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            forget_worker(pid)
             call = self.calls.pop(pid, None)
             if os.WIFSIGNALED(status) or (
                 call is None and (self.worker is None or pid != self.worker.pid)

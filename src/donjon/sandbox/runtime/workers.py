@@ -41,6 +41,15 @@ BACK_STEP_S = 0.0005
 WORKER_NAMESPACES = clone.CLONE_NEWPID | clone.CLONE_NEWNS | clone.CLONE_NEWIPC | clone.CLONE_NEWNET
 
 
+#: pids of the workers made by one clone (each is its namespaces' pid 1), until reaped
+_cloned: set[int] = set()
+
+
+def forget_worker(pid: int) -> None:
+    """`pid` was reaped: the number may come again for another process."""
+    _cloned.discard(pid)
+
+
 class Worker:
     """A worker process seen from the supervisor: its pid and hand-off socket."""
 
@@ -71,6 +80,8 @@ class Worker:
             start_worker(theirs, sup.config, slot, relay[1] if relay else None)
         if slot is not None:
             sup.cgroup_slot_of[pid] = slot
+        if self.direct:
+            _cloned.add(pid)
         #: the hand-off socket as the kernel names it in the worker's /proc/<pid>/fd
         self.handoff_inode = os.fstat(theirs.fileno()).st_ino
         theirs.close()
@@ -121,13 +132,14 @@ def kill_worker(parent: int) -> None:
 
     The worker is pid 1 of its own pid namespace: killing it kills every
     process in that namespace, whatever the worker did to its own signals or
-    parent-death setting. A worker made by one clone is `parent` itself (it is
-    in a pid namespace other than the supervisor's). Under an intermediate:
+    parent-death setting. A worker made by one clone is `parent` itself (the
+    supervisor notes each, and forgets it once reaped: /proc cannot say, a worker
+    is not dumpable, so its /proc/<pid>/ns is not readable). Under an intermediate:
     before the worker exists, `parent` itself is killed; a worker it forks
     after all is then adopted by the supervisor and killed as a stranger
     (`Supervisor._kill_strangers`).
     """
-    if own_pid_namespace(parent):
+    if parent in _cloned:
         with contextlib.suppress(ProcessLookupError):
             os.kill(parent, signal.SIGKILL)
         return
@@ -137,15 +149,3 @@ def kill_worker(parent: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
-
-
-_OUR_PID_NS = os.readlink("/proc/self/ns/pid")
-
-
-def own_pid_namespace(pid: int) -> bool:
-    """Is `pid` (a child of the supervisor) in a pid namespace of its own: a worker made
-    by one clone? (False for an intermediate parent, and for a process already gone.)"""
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid") != _OUR_PID_NS
-    except OSError:
-        return False
