@@ -4,9 +4,10 @@ It starts isolated (``python -I -S``), holds CAP_SYS_ADMIN in the sandbox's
 own user namespace only to give workers their private mounts and pid
 namespaces, and never imports the function. Workers (see worker.py) do.
 
-Isolation ``invocation``: one spare worker is always ready (confined, handler
-imported, waiting); a call is handed to it and a new spare is made, so each
-call runs in a fresh process that no other call has touched. Isolation
+Isolation ``invocation``: spare workers are made ahead (confined, handler
+imported, waiting): one, or more while calls come faster than a worker is
+made (spares.py); a call is handed to one and more are made, so each call
+runs in a fresh process that no other call has touched. Isolation
 ``warm``: one worker serves the calls handed to it, one after another.
 
 Control channel (SOCK_SEQPACKET, fd from argv): JSON messages; a call

@@ -1,9 +1,11 @@
 """A worker: the only kind of process in which a function's code runs.
 
-The supervisor forks a short-lived parent that enters a new pid, mount, IPC
-and network namespace (network.py) and forks the worker as pid 1 there; for a
-function granted egress, that parent then relays the worker's proxy
-connections (relay.py). Before any of the function's
+A one-call worker of a function without egress is made by one clone(2)
+from the supervisor, already pid 1 of new pid, mount, IPC and network
+namespaces (clone.py, `start_cloned`). Otherwise the supervisor forks a
+short-lived parent that enters those namespaces (network.py) and forks the
+worker as pid 1 there; for a function granted egress, that parent then
+relays the worker's proxy connections (relay.py). Before any of the function's
 code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
 closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the

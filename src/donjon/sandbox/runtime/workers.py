@@ -1,8 +1,9 @@
 """A worker process as the supervisor sees it, and how a worker is ended.
 
-Split from supervisor.py: the supervisor makes `Worker`s (each a fork that
-becomes the worker's parent, see worker.py's `start_worker`), hands them
-calls, and ends them with `kill_worker`.
+Split from supervisor.py: the supervisor makes `Worker`s (a one-call worker
+without egress by one clone, worker.py's `start_cloned`; else a fork that
+becomes the worker's parent, `start_worker`), hands them calls, and ends them
+with `kill_worker`.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
