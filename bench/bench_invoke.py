@@ -48,6 +48,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import audit_phase  # noqa: E402 - bench modules beside this script
+import clone_floor  # noqa: E402
 import coldstart  # noqa: E402
 import loadgen  # noqa: E402
 import overload  # noqa: E402
@@ -446,6 +447,11 @@ def sandbox_phase(bundle: Path, host: SandboxHost, plan: Plan) -> dict[str, Any]
         )
     except (subprocess.CalledProcessError, ValueError) as e:
         log(f"  (the floors inside bwrap were skipped: {e})")
+    log("floor: one clone(NEWPID|NEWNS|NEWIPC) + wait, inside bwrap")
+    try:
+        out["clone_floor"] = clone_floor.clone_floor(host, bundle, plan.fork_calls)
+    except (subprocess.CalledProcessError, ValueError) as e:
+        log(f"  (the clone floor was skipped: {e})")
     return out
 
 

@@ -74,6 +74,8 @@ def boot_message(
             "memory_mb": config.memory_mb,
             "tmp_mb": config.tmp_mb,
             "timeout_s": config.timeout_s,
+            # Invocation: calls at once at most, which bounds the spares (runtime/spares.py).
+            "concurrency": config.calls_per_instance,
             "egress": egress,
             "call_filter": filters.call.hex(),
             "policies": config.policies.runtime(),

@@ -4,9 +4,10 @@ It starts isolated (``python -I -S``), holds CAP_SYS_ADMIN in the sandbox's
 own user namespace only to give workers their private mounts and pid
 namespaces, and never imports the function. Workers (see worker.py) do.
 
-Isolation ``invocation``: one spare worker is always ready (confined, handler
-imported, waiting); a call is handed to it and a new spare is made, so each
-call runs in a fresh process that no other call has touched. Isolation
+Isolation ``invocation``: spare workers are made ahead (confined, handler
+imported, waiting): one, or more while calls come faster than a worker is
+made (spares.py); a call is handed to one and more are made, so each call
+runs in a fresh process that no other call has touched. Isolation
 ``warm``: one worker serves the calls handed to it, one after another.
 
 Control channel (SOCK_SEQPACKET, fd from argv): JSON messages; an
@@ -44,11 +45,12 @@ import time
 from . import landlock, lowlevel
 from .callpage import ACTIVE_LOOK_S, DOZE_AFTER_S, CallPage
 from .frames import send_json
+from .spares import Demand
 from .startup import first_report, preload, receive_slots
 from .waiting import single_threaded
 from .watch import Watches
 from .worker import vm_size
-from .workers import FOREVER, IDLE_CHECK_S, Worker, kill_worker
+from .workers import FOREVER, IDLE_CHECK_S, Worker, forget_worker, kill_worker
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -118,6 +120,14 @@ class Supervisor:
             self._call_of,
             lambda message: send_json(self.ctrl, message),
         )
+        #: isolation invocation: ready (or readying) workers besides `worker`, made ahead
+        #: as demand says (spares.py); each takes one call, never a second
+        self.spares: list[Worker] = []
+        self.demand = Demand(int(config.get("concurrency") or 1))
+        #: worker pid -> when its call was handed to it (invocation: the call's time)
+        self.handed_at: dict[int, float] = {}
+        #: invocation workers handed their call before they were ready: closed once reaped
+        self.unready: dict[int, Worker] = {}
         self.worker: Worker | None = Worker(self)
 
     def take_cgroup_slot(self) -> tuple[int, ...] | None:
@@ -228,6 +238,41 @@ class Supervisor:
         self._poller.register(worker.sock.fileno(), select.POLLIN)
         return worker
 
+    def _idle_workers(self) -> list[Worker]:
+        """The workers not running a call: the front one and the spares."""
+        front = [self.worker] if self.worker is not None and not self.worker.busy else []
+        return front + self.spares
+
+    def _take_front(self) -> None:
+        """Invocation: a ready spare becomes the next worker handed a call, if that one
+        is not ready (or is gone)."""
+        if self.warm or (self.worker is not None and self.worker.ready):
+            return
+        ready = [w for w in self.spares if w.ready]
+        if not ready and self.worker is not None:
+            return
+        if not (ready or self.spares):
+            return
+        spare = (ready or self.spares)[0]
+        self.spares.remove(spare)
+        if self.worker is not None:
+            self.spares.insert(0, self.worker)
+        self.worker = spare
+
+    def _top_up(self, now: float) -> None:
+        """Invocation: make workers until as many are idle as demand says (spares.py)."""
+        if self.warm or self.idle_deaths >= 3:
+            return
+        want = self.demand.spares(now, len(self.calls))
+        while len(self._idle_workers()) < want:
+            worker = self._new_worker()
+            if worker is None:
+                return  # at the process limit: the next call or reap tries again
+            if self.worker is None:
+                self.worker = worker
+            else:
+                self.spares.append(worker)
+
     def _stop_pending(self, worker: Worker) -> None:
         fd = self.pending.pop(worker.pid, None)
         if fd is not None:
@@ -235,8 +280,10 @@ class Supervisor:
 
     def _on_ready(self, fd: int) -> None:
         """A spare's report: ready (handler imported, nothing left running) or failed."""
-        worker = self.worker
-        if worker is None or self.pending.get(worker.pid) != fd:
+        worker = next(
+            (w for w in (self.worker, *self.spares) if w and self.pending.get(w.pid) == fd), None
+        )
+        if worker is None:
             with contextlib.suppress(KeyError):  # a stale event of a socket since closed
                 self._poller.unregister(fd)
             return
@@ -259,7 +306,10 @@ class Supervisor:
         if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
             worker.kill()  # it exits; reaping makes the next one, unless they keep failing
         elif not worker.busy:
-            worker.idle_from(time.monotonic())
+            now = time.monotonic()
+            self.demand.made(now - worker.made_at)
+            worker.idle_from(now)
+            self._take_front()
 
     @staticmethod
     def _kept_nothing(worker: Worker) -> bool:
@@ -268,8 +318,7 @@ class Supervisor:
         The runtime ends whatever the import started before it reports ready;
         a process left over means the function interfered with that.
         """
-        inner = lowlevel.children(worker.pid)
-        return all(not lowlevel.children(pid) for pid in inner)
+        return all(not lowlevel.children(pid) for pid in worker.inner())
 
     def serve(self) -> None:
         poller = self._poller
@@ -296,9 +345,8 @@ class Supervisor:
 
     def _next_deadline(self) -> float:
         soonest = min((d for _, d in self.calls.values()), default=FOREVER)
-        worker = self.worker
-        if worker is not None and not worker.busy:
-            soonest = min(soonest, worker.look_at if worker.ready else worker.ready_by)
+        for idle in self._idle_workers():
+            soonest = min(soonest, idle.look_at if idle.ready else idle.ready_by)
         now = time.monotonic()
         if self.page is not None and now < self.active_until:
             soonest = min(soonest, now + ACTIVE_LOOK_S)
@@ -307,8 +355,8 @@ class Supervisor:
     def _on_message(self) -> None:
         msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
         if not msg:  # the gateway is gone: so is everything here
-            for pid in (*self.calls, *((self.worker.pid,) if self.worker else ())):
-                os.kill(pid, signal.SIGKILL)
+            for pid in (*self.calls, *(w.pid for w in self._idle_workers())):
+                kill_worker(pid)
             os._exit(0)
         req = json.loads(msg)
         if req.get("op") in ("wake", "end"):
@@ -332,9 +380,20 @@ class Supervisor:
         self.calls[worker.pid] = (req["id"], time.monotonic() + float(req["timeout"]))
         if not self.warm:
             self._stop_pending(worker)
-            if not self.watches.hand_over(worker.pid, worker.sock):
-                worker.close()  # else kept until its seccomp listener arrives
-            self.worker = self._new_worker()
+            if self.watches.hand_over(worker.pid, worker.sock):
+                pass  # kept until its seccomp listener arrives
+            elif worker.ready:
+                worker.close()
+            else:
+                # Its ready report may be on its way: closing our end with it unread
+                # would reset the worker's end, and the call queued there with it.
+                self.unready[worker.pid] = worker
+            now = time.monotonic()
+            self.handed_at[worker.pid] = now
+            self.demand.called(now)
+            self.worker = None
+            self._take_front()
+            self._top_up(now)
 
     def _end_call(self, call_id: int) -> None:
         """The gateway ends a call (a runtime policy blocked it): its worker is killed,
@@ -345,6 +404,7 @@ class Supervisor:
 
     def _hand(self, call_fd: int, token: str | None = None) -> Worker | None:
         """Give the call to the ready worker, or to a new one if it is gone."""
+        self._take_front()
         for _ in range(2):
             if self.worker is None:
                 self.worker = self._new_worker()
@@ -362,19 +422,28 @@ class Supervisor:
     def _kill_overdue(self) -> None:
         now = time.monotonic()
         self._observe(now)
-        worker = self.worker
         for pid, (_, deadline) in self.calls.items():
             if deadline <= now and pid not in self.timed_out:
                 kill_worker(pid)
                 self.timed_out.add(pid)
-        if worker is None or worker.busy:
-            return
-        if not worker.ready and worker.ready_by <= now:
-            worker.ready_by = FOREVER  # killed once; reaping replaces it
-            self._stop_pending(worker)
-            worker.kill()
-        elif worker.ready and worker.look_at <= now:
-            self._look_at_idle(worker, now)
+        want = self.demand.spares(now, len(self.calls))
+        for idle in self._idle_workers():
+            if not idle.ready and idle.ready_by <= now:
+                idle.ready_by = FOREVER  # killed once; reaping replaces it
+                self._stop_pending(idle)
+                idle.kill()
+            elif idle.ready and idle.look_at <= now:
+                if idle is not self.worker and len(self._idle_workers()) > want:
+                    self._trim(idle)  # demand fell: one spare fewer
+                else:
+                    self._look_at_idle(idle, now)
+
+    def _trim(self, spare: Worker) -> None:
+        """End a spare no longer needed (never kept for a later call: it is killed)."""
+        self.spares.remove(spare)
+        self._stop_pending(spare)
+        spare.close()
+        spare.kill()
 
     def _look_at_idle(self, worker: Worker, now: float) -> None:
         """Kill an idle worker that runs anything: nothing runs outside calls.
@@ -382,7 +451,7 @@ class Supervisor:
         A warm worker is idle if no call began since the last look (the page
         says); it must then also run one thread (waiting.py).
         """
-        cpu = sum(map(lowlevel.cpu_seconds, lowlevel.children(worker.pid)))
+        cpu = sum(map(lowlevel.cpu_seconds, worker.inner()))
         if self.page is not None and self.looked_begun != self.seen_begun:
             self.looked_begun = self.seen_begun  # calls came: a new window from here
             worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
@@ -408,6 +477,7 @@ class Supervisor:
                 return
             if self.worker is not None and pid == self.worker.pid:
                 self._observe(time.monotonic())  # warm: the call it served, if any
+            forget_worker(pid)
             call = self.calls.pop(pid, None)
             if os.WIFSIGNALED(status) or (
                 call is None and (self.worker is None or pid != self.worker.pid)
@@ -417,6 +487,13 @@ class Supervisor:
                 self._kill_strangers()
             self.give_back_cgroup_slot(self.cgroup_slot_of.pop(pid, None))
             self.watches.drop(pid)
+            spare = next((w for w in self.spares if w.pid == pid), None)
+            if spare is not None:  # a spare that died before its call
+                self.spares.remove(spare)
+                self._stop_pending(spare)
+                spare.close()
+                self.idle_deaths += 1
+                self._top_up(time.monotonic())
             if self.worker is not None and pid == self.worker.pid:
                 # The idle (or warm) worker died: make another, unless they keep dying.
                 self._stop_pending(self.worker)
@@ -425,8 +502,16 @@ class Supervisor:
                 if call is None:
                     self.idle_deaths += 1
                 # Warm: the channel went with the worker; the gateway replaces the sandbox.
-                if self.idle_deaths < 3 and self.page is None:
+                if self.warm and self.page is None and self.idle_deaths < 3:
                     self.worker = self._new_worker()
+                self._take_front()
+                self._top_up(time.monotonic())
+            unready = self.unready.pop(pid, None)
+            if unready is not None:
+                unready.close()
+            handed = self.handed_at.pop(pid, None)
+            if handed is not None:
+                self.demand.call_ended(time.monotonic() - handed)
             if call is not None:
                 self.watches.call_ended(call[0])
                 was_timeout = pid in self.timed_out
@@ -439,7 +524,7 @@ class Supervisor:
         Its own children are workers' intermediate parents; anything else was
         adopted (a worker whose parent died) and must not outlive its call.
         """
-        ours = set(self.calls) | ({self.worker.pid} if self.worker else set())
+        ours = set(self.calls) | {w.pid for w in (self.worker, *self.spares) if w is not None}
         for _ in range(100):  # bounded: each pass kills what it finds
             strangers = [p for p in lowlevel.children(os.getpid()) if p not in ours]
             if not strangers:

@@ -1,9 +1,11 @@
 """A worker: the only kind of process in which a function's code runs.
 
-The supervisor forks a short-lived parent that enters a new pid, mount, IPC
-and network namespace (network.py) and forks the worker as pid 1 there; for a
-function granted egress, that parent then relays the worker's proxy
-connections (relay.py). Before any of the function's
+A one-call worker of a function without egress is made by one clone(2)
+from the supervisor, already pid 1 of new pid, mount, IPC and network
+namespaces (clone.py, `start_cloned`). Otherwise the supervisor forks a
+short-lived parent that enters those namespaces (network.py) and forks the
+worker as pid 1 there; for a function granted egress, that parent then
+relays the worker's proxy connections (relay.py). Before any of the function's
 code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
 closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the
@@ -175,14 +177,8 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
         handoff.send(json.dumps(report).encode())
         os._exit(72)
-    try:
-        caps = lowlevel.capabilities_held()
-    except OSError:  # no /proc in this worker (a kernel without Landlock): capget says
-        caps = isolation.effective_capabilities()
-    handoff.send(json.dumps({"op": "ready", "caps": caps}).encode())
-    # From here the worker only listens: function code cannot speak to the supervisor.
-    handoff.shutdown(socket.SHUT_WR)
-    msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+    _say_ready(handoff)
+    msg, fds = _next_message(handoff)
     if not msg or not fds:
         return
     if config["warm"]:
@@ -196,6 +192,34 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
         run_call(call, handler, call_watch)
     finally:
         call.close()
+
+
+def _say_ready(handoff: socket.socket) -> None:
+    """Report ready (and the capabilities held, none), then never speak again."""
+    try:
+        caps = lowlevel.capabilities_held()
+    except OSError:  # no /proc in this worker (a kernel without Landlock): capget says
+        caps = isolation.effective_capabilities()
+    try:
+        handoff.send(json.dumps({"op": "ready", "caps": caps}).encode())
+        # From here the worker only listens: function code cannot speak to the supervisor.
+        handoff.shutdown(socket.SHUT_WR)
+    except OSError:
+        # Handed its call before it was ready, after its listener had arrived: the
+        # supervisor stopped listening (its end is closed) and the call is queued here.
+        # Nothing can be said on this socket any more, by this code or the function's.
+        pass
+
+
+def _next_message(handoff: socket.socket) -> tuple[bytes, list[int]]:
+    """The next call handed over (a message and its descriptor); b"" at the end."""
+    try:
+        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+    except ConnectionResetError:
+        # The supervisor closed its end with our ready report unread (it had handed the
+        # call first): the kernel says so once, then yields what is queued.
+        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+    return msg, fds
 
 
 def start_worker(
@@ -246,6 +270,35 @@ def start_worker(
             os.kill(os.getpid(), sig)
     finally:
         os._exit(code & 0xFF)
+
+
+def start_cloned(
+    handoff: socket.socket, config: dict[str, Any], cgroup_fds: tuple[int, ...] | None
+) -> None:
+    """In the child of one clone(2) (clone.py): already pid 1 of its own pid, mount, IPC
+    and network namespaces, it does what the intermediate parent of `start_worker` does
+    for its worker (its cgroups, `lo` up, its OOM score, a read-only /proc, no ptys),
+    then serves as that worker would. Never returns.
+
+    Used for a one-call worker of a function without egress (its relay needs a parent
+    outside the worker's namespaces: `start_worker`). The confinement is the same; the
+    worker's parent is the supervisor itself, so its parent-death signal follows the
+    supervisor.
+    """
+    try:
+        network.loopback_up()
+        if cgroup_fds:
+            isolation.join_cgroup(cgroup_fds)
+        isolation.before_fork()
+    except BaseException:
+        os._exit(71)
+    code = 0
+    try:
+        _serve(handoff, config)
+    except BaseException:
+        code = 70
+    finally:
+        os._exit(code)
 
 
 def _relay_then_wait(relay: Relay, pid: int) -> int:

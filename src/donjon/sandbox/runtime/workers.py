@@ -1,8 +1,9 @@
 """A worker process as the supervisor sees it, and how a worker is ended.
 
-Split from supervisor.py: the supervisor makes `Worker`s (each a fork that
-becomes the worker's parent, see worker.py's `start_worker`), hands them
-calls, and ends them with `kill_worker`.
+Split from supervisor.py: the supervisor makes `Worker`s (a one-call worker
+without egress by one clone, worker.py's `start_cloned`; else a fork that
+becomes the worker's parent, `start_worker`), hands them calls, and ends them
+with `kill_worker`.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
@@ -15,8 +16,8 @@ import signal
 import socket
 import time
 
-from . import lowlevel
-from .worker import start_worker
+from . import clone, lowlevel
+from .worker import start_cloned, start_worker
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -37,6 +38,18 @@ IDLE_CHECK_S = 5.0
 #: worker is back waiting (the call ends) or the call's deadline (the worker
 #: is killed).
 BACK_STEP_S = 0.0005
+#: One-call workers (no egress) are made by one clone with these namespaces (clone.py)
+#: instead of fork + unshare + fork.
+WORKER_NAMESPACES = clone.CLONE_NEWPID | clone.CLONE_NEWNS | clone.CLONE_NEWIPC | clone.CLONE_NEWNET
+
+
+#: pids of the workers made by one clone (each is its namespaces' pid 1), until reaped
+_cloned: set[int] = set()
+
+
+def forget_worker(pid: int) -> None:
+    """`pid` was reaped: the number may come again for another process."""
+    _cloned.discard(pid)
 
 
 class Worker:
@@ -50,7 +63,10 @@ class Worker:
         try:
             if sup.config.get("egress"):
                 relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            pid = os.fork()
+            #: made by one clone: the worker itself, pid 1 of its namespaces (else the
+            #: intermediate parent that made them and forked the worker)
+            self.direct = not sup.warm and relay is None
+            pid = clone.clone_process(WORKER_NAMESPACES) if self.direct else os.fork()
         except OSError:
             sup.give_back_cgroup_slot(slot)
             for sock in (ours, theirs, *(relay or ())):
@@ -59,11 +75,15 @@ class Worker:
         if pid == 0:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            if self.direct:
+                start_cloned(theirs, sup.config, slot)
             if relay is not None:
                 relay[0].close()
             start_worker(theirs, sup.config, slot, relay[1] if relay else None)
         if slot is not None:
             sup.cgroup_slot_of[pid] = slot
+        if self.direct:
+            _cloned.add(pid)
         #: the hand-off socket as the kernel names it in the worker's /proc/<pid>/fd
         self.handoff_inode = os.fstat(theirs.fileno()).st_ino
         theirs.close()
@@ -75,17 +95,22 @@ class Worker:
         self.sock = ours
         self.ready = False
         self.busy = False
-        self.ready_by = time.monotonic() + IMPORT_DEADLINE_S
+        self.made_at = time.monotonic()
+        self.ready_by = self.made_at + IMPORT_DEADLINE_S
         self.look_at = FOREVER
         self.cpu_seen = 0.0
         #: warm, once its call's socket closed: when to look whether it is back waiting
         self.back_at = FOREVER
         self.back_step = BACK_STEP_S
 
+    def inner(self) -> list[int]:
+        """The worker's pid 1 (what runs in its namespaces is under it); [] once gone."""
+        return [self.pid] if self.direct else lowlevel.children(self.pid)
+
     def idle_from(self, now: float) -> None:
         """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
         self.look_at = now + IDLE_CHECK_S
-        self.cpu_seen = sum(map(lowlevel.cpu_seconds, lowlevel.children(self.pid)))
+        self.cpu_seen = sum(map(lowlevel.cpu_seconds, self.inner()))
 
     def kill(self) -> None:
         """End this worker and everything it started (see `kill_worker`)."""
@@ -105,14 +130,21 @@ class Worker:
 
 
 def kill_worker(parent: int) -> None:
-    """SIGKILL the worker under the intermediate process `parent`.
+    """SIGKILL the worker `parent` made by one clone, or under the intermediate `parent`.
 
     The worker is pid 1 of its own pid namespace: killing it kills every
     process in that namespace, whatever the worker did to its own signals or
-    parent-death setting. Before the worker exists, `parent` itself is
-    killed; a worker it forks after all is then adopted by the supervisor and
-    killed as a stranger (`Supervisor._kill_strangers`).
+    parent-death setting. A worker made by one clone is `parent` itself (the
+    supervisor notes each, and forgets it once reaped: /proc cannot say, a worker
+    is not dumpable, so its /proc/<pid>/ns is not readable). Under an intermediate:
+    before the worker exists, `parent` itself is killed; a worker it forks
+    after all is then adopted by the supervisor and killed as a stranger
+    (`Supervisor._kill_strangers`).
     """
+    if parent in _cloned:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(parent, signal.SIGKILL)
+        return
     inner = lowlevel.children(parent)
     for pid in inner or (parent,):
         try:
