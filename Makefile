@@ -20,7 +20,8 @@ lint: setup
 	.venv/bin/bandit -q -r src -c pyproject.toml
 	.venv/bin/donjon scan src/donjon --fail-on high
 
-bench: setup
+bench:
+	./scripts/setup-bench.sh
 	.venv/bin/python bench/bench_invoke.py
 
 # Donjon's scanner beside Bandit on standard-library modules (speed, corpus recall).
