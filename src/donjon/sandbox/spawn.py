@@ -113,6 +113,14 @@ class _Spawned:
         return self._popen.wait()
 
 
+class _StderrProtocol(asyncio.StreamReaderProtocol):
+    """The launcher's stderr: the transport closes (and with it the pipe) at its end."""
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        return False  # a StreamReaderProtocol keeps the transport open: this one does not
+
+
 class _NoHome(Exception):
     """This thread's own cgroups could not be found or opened: no way back after a join."""
 
@@ -184,8 +192,12 @@ class _Spawner:
                 "the sandbox launcher's thread could not go back to the gateway's cgroups",
                 hint="later sandboxes start by a fork of the gateway; check the node's cgroups",
             )
+        # The transport alone owns the pipe from here: Popen's file object and uvloop's
+        # handle both closing the descriptor would close a number some other thread may
+        # hold by then (seen: EBADF in a concurrent start's cgroup join and scandir).
+        pipe, popen.stderr = popen.stderr, None
         reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stderr)
+        await loop.connect_read_pipe(lambda: _StderrProtocol(reader), pipe)
         return _Spawned(popen, reader)
 
 
