@@ -33,11 +33,6 @@ IMPORT_DEADLINE_S = 30.0
 #: than the supervisor's `IDLE_CPU_S` since the last look, runs code outside
 #: any call: killed.
 IDLE_CHECK_S = 5.0
-#: A warm call whose socket closed is looked at again after this long, then
-#: twice as long each time up to the supervisor's `BACK_STEP_MAX_S`, until its
-#: worker is back waiting (the call ends) or the call's deadline (the worker
-#: is killed).
-BACK_STEP_S = 0.0005
 #: One-call workers (no egress) are made by one clone with these namespaces (clone.py)
 #: instead of fork + unshare + fork.
 WORKER_NAMESPACES = clone.CLONE_NEWPID | clone.CLONE_NEWNS | clone.CLONE_NEWIPC | clone.CLONE_NEWNET
@@ -84,8 +79,6 @@ class Worker:
             sup.cgroup_slot_of[pid] = slot
         if self.direct:
             _cloned.add(pid)
-        #: the hand-off socket as the kernel names it in the worker's /proc/<pid>/fd
-        self.handoff_inode = os.fstat(theirs.fileno()).st_ino
         theirs.close()
         self.relay: socket.socket | None = None
         if relay is not None:
@@ -99,9 +92,6 @@ class Worker:
         self.ready_by = self.made_at + IMPORT_DEADLINE_S
         self.look_at = FOREVER
         self.cpu_seen = 0.0
-        #: warm, once its call's socket closed: when to look whether it is back waiting
-        self.back_at = FOREVER
-        self.back_step = BACK_STEP_S
 
     def inner(self) -> list[int]:
         """The worker's pid 1 (what runs in its namespaces is under it); [] once gone."""
