@@ -31,7 +31,7 @@ from typing import Any
 
 HANDLER_DIR = Path(__file__).parent / "handler"
 sys.path.insert(0, str(HANDLER_DIR))
-from main import handler  # noqa: E402 - the bench handler, shared by every server
+from main import handler
 
 
 class Context:

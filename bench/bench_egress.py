@@ -39,9 +39,9 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
 # Imported after sys.path names tests/ (E402): the egress tests' world, harness
-from egress_realworld import build_world, deploy, function_source, node_settings  # noqa: E402
-from egress_world import DOMAIN  # noqa: E402 - from tests/, as above
-from harness import LiveNode, start_node  # noqa: E402 - from tests/, as above
+from egress_realworld import build_world, deploy, function_source, node_settings
+from egress_world import DOMAIN
+from harness import LiveNode, start_node
 
 API = f"api.{DOMAIN}"
 

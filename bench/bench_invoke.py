@@ -47,19 +47,19 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import audit_phase  # noqa: E402 - bench modules beside this script
-import clone_floor  # noqa: E402
-import coldstart  # noqa: E402
-import loadgen  # noqa: E402
-import overload  # noqa: E402
-import profiling  # noqa: E402
-import report  # noqa: E402
-import sandboxes  # noqa: E402
-import scale  # noqa: E402
+import audit_phase
+import clone_floor
+import coldstart
+import loadgen
+import overload
+import profiling
+import report
+import sandboxes
+import scale
 
-import donjon  # noqa: E402
-from donjon.sandbox import SandboxHost  # noqa: E402
-from harness import LiveNode, free_port, start_node  # noqa: E402
+import donjon
+from donjon.sandbox import SandboxHost
+from harness import LiveNode, free_port, start_node
 
 BODY = b'{"name": "bench"}'
 

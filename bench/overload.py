@@ -32,8 +32,8 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
 
-import loadgen  # noqa: E402
-import sandboxes  # noqa: E402
+import loadgen
+import sandboxes
 
 BODY = b'{"name": "bench"}'
 FACTOR = 4.0

@@ -72,7 +72,7 @@ def test_a_killed_audit_writer_fails_requests_closed_then_is_replaced(tmp_path: 
         assert replacement != writer
     finally:
         node.stop()
-    names = {r["detail"]["name"] for r in _stored(node, "key.create")}  # type: ignore[index]
+    names = {r["detail"]["name"] for r in _stored(node, "key.create")}  # type: ignore[index]  # stored JSON, untyped
     assert {"before", f"after-{len(statuses) - 1}"} <= names
     run_cli(node.env(), "audit", "verify")
 

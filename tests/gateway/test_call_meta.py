@@ -30,7 +30,7 @@ def test_meta_is_the_json_of_its_fields(
 ) -> None:
     """The meta frame parses to exactly its fields and is what json.dumps would write."""
     principal = None if label is None else SimpleNamespace(label=label)
-    raw = _meta(_deployed(name), "0123456789abcdef", principal, secrets, 5.0)  # type: ignore[arg-type]
+    raw = _meta(_deployed(name), "0123456789abcdef", principal, secrets, 5.0)  # type: ignore[arg-type]  # a stand-in Deployed
     meta = json.loads(raw)
     assert set(meta) == {
         "request_id", "function", "version", "memory_mb", "deadline", "principal", "secrets"

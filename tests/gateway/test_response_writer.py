@@ -46,7 +46,7 @@ class _Transport:
 def _writer() -> tuple[_ResponseWriter, _Transport, asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     transport = _Transport()
-    return _ResponseWriter(transport, loop), transport, loop  # type: ignore[arg-type]
+    return _ResponseWriter(transport, loop), transport, loop  # type: ignore[arg-type]  # a fake transport
 
 
 def test_head_and_body_go_in_one_write() -> None:

@@ -273,7 +273,7 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             # Its task runs from the next iteration on: nothing was written yet.
-            cycle.transport = _ResponseWriter(self.transport, self.loop)  # type: ignore[assignment]
+            cycle.transport = _ResponseWriter(self.transport, self.loop)  # type: ignore[assignment]  # duck-typed transport
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
