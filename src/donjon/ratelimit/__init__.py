@@ -1,8 +1,31 @@
-"""Rate limits against DoS and runaway bills: token buckets per function."""
+"""Limits against DoS and runaway bills: token buckets, concurrency slots and daily quotas."""
 
 from __future__ import annotations
 
-from donjon.ratelimit.interface import BucketKey, Decision, RateLimiter, RateLimitError
+from donjon.ratelimit.interface import (
+    BucketKey,
+    ConcurrencyLimiter,
+    Decision,
+    LimiterUnavailable,
+    QuotaCounter,
+    QuotaDecision,
+    QuotaLimit,
+    RateLimiter,
+    RateLimitError,
+    Slot,
+)
 from donjon.ratelimit.memory import MemoryRateLimiter
 
-__all__ = ["BucketKey", "Decision", "MemoryRateLimiter", "RateLimitError", "RateLimiter"]
+__all__ = [
+    "BucketKey",
+    "ConcurrencyLimiter",
+    "Decision",
+    "LimiterUnavailable",
+    "MemoryRateLimiter",
+    "QuotaCounter",
+    "QuotaDecision",
+    "QuotaLimit",
+    "RateLimitError",
+    "RateLimiter",
+    "Slot",
+]

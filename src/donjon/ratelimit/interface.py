@@ -1,20 +1,40 @@
-"""The rate limiter's role, shared by its backends (memory now, Redis for several nodes).
+"""The limiter's roles, shared by its backends (memory for one node, Redis for several).
 
-The interface is async from its first implementation on: the Redis backend
-does I/O, and callers must not change when it arrives. A bucket is named by
-a `BucketKey`: whichever of principal, function and client address the
-caller wants the limit to count by.
+Three roles, each async (the Redis backend does I/O; callers must not change
+when it is in force):
+
+- `RateLimiter`: token buckets (rate and burst) named by a `BucketKey`;
+- `ConcurrencyLimiter`: slots held for the length of a call, capped per key,
+  waited for a bounded time, leased so that a node that dies holding one
+  cannot keep it;
+- `QuotaCounter`: daily usage (invocations, compute) per subject, taken
+  all-or-nothing against the quotas in force.
+
+A backend may play all three (the Redis one does). `LimiterUnavailable` is
+what a shared backend raises when it cannot be reached; callers answer 503.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from donjon.errors import Error
 
-__all__ = ["BucketKey", "Decision", "RateLimitError", "RateLimiter"]
+__all__ = [
+    "BucketKey",
+    "ConcurrencyLimiter",
+    "Decision",
+    "LimiterUnavailable",
+    "QuotaCounter",
+    "QuotaDecision",
+    "QuotaLimit",
+    "RateLimitError",
+    "RateLimiter",
+    "Slot",
+]
 
 
 class RateLimitError(Error):
@@ -25,6 +45,12 @@ class RateLimitError(Error):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message, hint=f"retry in {retry_after_s:.1f}s")
         self.retry_after_s = retry_after_s
+
+
+class LimiterUnavailable(Error):
+    """The shared store of limits (Redis) cannot be reached or answered wrongly."""
+
+    title = "Limits unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +86,90 @@ class Decision:
     allowed: bool
     #: When refused: seconds until one more call would be allowed.
     retry_after_s: float = 0.0
+    #: Whole tokens left in the bucket after this decision (RateLimit's `r`).
+    remaining: int = 0
+    #: Seconds until the bucket is full again (RateLimit's `t`).
+    reset_s: float = 0.0
 
 
 class RateLimiter(ABC):
-    """Token buckets: `count` calls per `period_s`, bursting to `count`."""
+    """Token buckets: refilled at `count` per `period_s`, holding at most `burst`
+    tokens (`burst` None: `count`). A bucket starts full."""
 
     @abstractmethod
-    async def take(self, key: BucketKey, count: int, period_s: float) -> Decision:
+    async def take(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> Decision:
         """Spend one token of bucket `key`, or say when one will be there."""
+
+    async def close(self) -> None:
+        """Release what the backend holds (connections); the default holds nothing."""
+        return
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One held slot of a concurrency key; give it back with `release`."""
+
+    key: BucketKey
+    token: str
+
+
+class ConcurrencyLimiter(ABC):
+    """Slots per key: at most `cap` held at once over every node sharing the backend."""
+
+    @abstractmethod
+    async def acquire(
+        self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
+    ) -> Slot | None:
+        """Hold one of `key`'s `cap` slots, waiting at most `wait_s` for one to free;
+        None if none did. A slot not released within `lease_s` is freed by the backend
+        (its holder died): callers pass a lease past the call's own deadline."""
+
+    @abstractmethod
+    async def release(self, slot: Slot) -> None:
+        """Give `slot` back (idempotent: releasing a freed slot does nothing)."""
+
+    @abstractmethod
+    async def held(self, key: BucketKey) -> int:
+        """How many of `key`'s slots are held now."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimit:
+    """One subject's daily quota: a subject is `key:<id>`, `role:<name>` or
+    `function:<name>`; None leaves that measure unlimited."""
+
+    subject: str
+    max_invocations: int | None = None
+    max_compute_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    allowed: bool
+    #: When refused: the subject whose quota is spent, and which measure
+    #: ("invocations" or "compute-seconds").
+    subject: str = ""
+    measure: str = ""
+    #: When refused: the usage and the limit of that measure (compute in ms).
+    used: int = 0
+    limit: int = 0
+
+
+class QuotaCounter(ABC):
+    """Daily usage per subject; `day` is the UTC date, `YYYY-MM-DD`."""
+
+    @abstractmethod
+    async def take(self, limits: Sequence[QuotaLimit], day: str) -> QuotaDecision:
+        """All or nothing: if no subject of `limits` has used up a measure (invocations
+        at or past `max_invocations`, compute at or past `max_compute_ms`), count one
+        invocation for every subject and allow; else count nothing and refuse."""
+
+    @abstractmethod
+    async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
+        """Add a finished call's compute time to each subject's usage of `day`."""
+
+    @abstractmethod
+    async def usage(self, subjects: Sequence[str], day: str) -> dict[str, tuple[int, int]]:
+        """Each subject's (invocations, compute ms) of `day`; (0, 0) when none."""

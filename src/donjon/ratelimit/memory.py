@@ -20,10 +20,12 @@ class MemoryRateLimiter(RateLimiter):
         # key -> (tokens, stamp, capacity, rate per second)
         self._buckets: dict[BucketKey, tuple[float, float, float, float]] = {}
 
-    async def take(self, key: BucketKey, count: int, period_s: float) -> Decision:
+    async def take(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> Decision:
         now = self._clock()
         rate = count / period_s
-        capacity = float(count)
+        capacity = float(burst if burst is not None else count)
         tokens, stamp, _, _ = self._buckets.get(key, (capacity, now, capacity, rate))
         tokens = min(capacity, tokens + (now - stamp) * rate)
         if tokens >= 1.0:
