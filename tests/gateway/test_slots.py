@@ -86,10 +86,12 @@ async def _held(node: Any) -> tuple[int, int]:
     return await node.slots.held(OWN_KEY), await node.node_slots.held(NODE_KEY)
 
 
+def _never_rendered(result: Any) -> Any:  # the stand-in pool never returns a result
+    raise AssertionError(result)
+
+
 async def _call(node: Any) -> Any:
-    return await invoke._run(
-        node, _deployed(), PRINCIPAL, b"{}", "r1", "invoke", lambda result: result
-    )
+    return await invoke._run(node, _deployed(), PRINCIPAL, b"{}", "r1", "invoke", _never_rendered)
 
 
 def test_a_cancelled_call_gives_its_slots_back(tmp_path: Path) -> None:
