@@ -231,6 +231,10 @@ class Settings:
     monitor: MonitorSettings = MonitorSettings()
     #: The audit log's checkpoints: cadence and sinks (DONJON_AUDIT_CHECKPOINT_*).
     audit: AuditSettings = AuditSettings()
+    #: The Redis that nodes share their limits, quotas and concurrency in
+    #: (DONJON_REDIS_URL, redis://[:PASSWORD@]HOST:PORT/DB); None: in-process limits.
+    #: Masked in repr; `redis_url_shown` is the form logs and `donjon doctor` print.
+    redis_url: Secret[str] | None = None
 
     @property
     def advisories_path(self) -> Path | None:
@@ -238,6 +242,22 @@ class Settings:
             return self.advisories
         default = self.data_dir / "advisories"
         return default if default.is_dir() and any(default.iterdir()) else None
+
+    @property
+    def redis_url_shown(self) -> str:
+        """DONJON_REDIS_URL with its password (and user) masked; "" when unset."""
+        if self.redis_url is None:
+            return ""
+        parts = urlsplit(self.redis_url.reveal())
+        if "password" in parts.query.lower():  # redis://host/0?password=...
+            parts = parts._replace(query="***")
+        if parts.password is None and parts.username is None:
+            return parts.geturl()
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+        return parts._replace(netloc=netloc).geturl()
 
     @property
     def db_path(self) -> Path:
@@ -421,4 +441,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             checkpoint_webhook=raw.AUDIT_CHECKPOINT_WEBHOOK,
             checkpoint_syslog=raw.AUDIT_CHECKPOINT_SYSLOG,
         ),
+        redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
     )

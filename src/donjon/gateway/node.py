@@ -37,7 +37,9 @@ from donjon.monitor.responses import Responder, ResponsePolicy
 from donjon.monitor.service import MonitorService, start_monitor
 from donjon.monitor.throttles import Throttles
 from donjon.obs import Metrics, NodeCollector
-from donjon.ratelimit import MemoryRateLimiter, RateLimiter
+from donjon.ratelimit import LimiterUnavailable, MemoryRateLimiter, RateLimiter
+from donjon.ratelimit.backends import SharedLimits, open_shared, share
+from donjon.ratelimit.failover import OnChange
 from donjon.sandbox import (
     QueueBounds,
     ResourceControl,
@@ -107,6 +109,9 @@ class Node:
     throttles: Throttles
     response_policy: ResponsePolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    #: The limits shared with other nodes in Redis (DONJON_REDIS_URL); None: memory only.
+    #: When set, `limiter` is its rates (falling back to memory buckets in an outage).
+    shared_limits: SharedLimits | None = None
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
@@ -203,6 +208,7 @@ class Node:
             ),
         )
         self.pool.start()
+        await self._check_shared_limits()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
             self._runtime_target = await asyncio.to_thread(probe_target, host.python)
         except BundleError as e:
@@ -245,6 +251,18 @@ class Node:
                     {"reason": bad.reason, "error": bad.error},
                 )
             )
+
+    async def _check_shared_limits(self) -> None:
+        """Ask the shared limits store once at start: an outage is reported now (logged,
+        audited, alerted), not at the first call; the node serves either way."""
+        shared = self.shared_limits
+        if shared is None:
+            return
+        try:
+            await shared.health.ask(shared.backend.ping)
+        except LimiterUnavailable:
+            return  # reported by the health check, once
+        log.info("limits: shared with other nodes in %s", shared.health.name)
 
     @functools.cached_property
     def responder(self) -> Responder:
@@ -337,6 +355,10 @@ class Node:
             await asyncio.to_thread(self.scanner.close)
         if self.egress is not None:  # after the sandboxes: their calls' counts are written
             await self.egress.close()
+        try:  # the shared store's connections, once its last reports are written
+            await self.limiter.close()
+        except Exception:
+            log.exception("closing the limiter failed")
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
             if self._monitor is not None:  # it examines them, and may alert, before it stops
@@ -368,7 +390,16 @@ def open_node(settings: Settings) -> Node:
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
-    limiter = MemoryRateLimiter()
+    limiter: RateLimiter = MemoryRateLimiter()
+    # DONJON_REDIS_URL: limits shared by every node of that Redis; in an outage rates fall
+    # back to this node's memory buckets and quotas refuse (ratelimit/failover.py).
+    shared_limits = None
+    backend = open_shared(settings)
+    if backend is not None:
+        shared_limits = share(
+            backend, rate_fallback=limiter, on_change=_report_limits(audit, backend.shown_url)
+        )
+        limiter = shared_limits.rates
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -416,5 +447,30 @@ def open_node(settings: Settings) -> Node:
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
+        shared_limits=shared_limits,
         alerts=AlertStore(engine),
     )
+
+
+def _report_limits(audit: AuditLog, shown_url: str) -> OnChange:
+    """An outage of the shared limits store, and its end, as one audit record each (the
+    monitor raises the first as a `limits.unavailable` alert: monitor/limits_rule.py)."""
+
+    async def report(available: bool, reason: str) -> None:
+        await audit.record(
+            AuditEvent(
+                "system",
+                "limits.available" if available else "limits.unavailable",
+                "limits",
+                "ok" if available else "error",
+                {
+                    "store": f"Redis at {shown_url}",
+                    "reason": reason[:300],
+                    "fallback": ""
+                    if available
+                    else "rates and concurrency per node; quotas refused",
+                },
+            )
+        )
+
+    return report
