@@ -85,7 +85,7 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
             # Once more on a dropped connection (a server restarted since it was pooled).
             retry=Retry(NoBackoff(), 1),
         )
-        self._client = aioredis.Redis(connection_pool=pool)
+        self._client = aioredis.Redis.from_pool(pool)  # closes the pool with it
         self._rate = self.script(lua.RATE_TAKE)
         self._acquire = self.script(lua.ACQUIRE)
         self._held = self.script(lua.HELD)

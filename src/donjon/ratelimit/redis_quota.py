@@ -67,6 +67,10 @@ class RedisQuotaCounter(QuotaCounter):
         self._add = backend.script(lua.ADD_COMPUTE)
         self._usage = backend.script(lua.USAGE)
 
+    async def close(self) -> None:
+        """Close the backend's connections (the rates and slots share them)."""
+        await self._backend.close()
+
     def _key(self, day: str, subject: str) -> str:
         return self._backend.key("quota", "{" + day + "}", subject)
 
