@@ -392,7 +392,9 @@ def open_node(settings: Settings) -> Node:
     issuers = IssuerStore(engine)
     limiter: RateLimiter = MemoryRateLimiter()
     # DONJON_REDIS_URL: limits shared by every node of that Redis; in an outage rates fall
-    # back to this node's memory buckets and quotas refuse (ratelimit/failover.py).
+    # back to this node's memory buckets and quotas refuse (ratelimit/failover.py). The
+    # slots and quota roles are `shared_limits.slots` (given `slots_fallback`, the node's
+    # memory slots) and `shared_limits.quotas`, for the nodes' `slots` and `quota_counter`.
     shared_limits = None
     backend = open_shared(settings)
     if backend is not None:
