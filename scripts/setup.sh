@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything Donjon needs on a fresh Debian machine: system packages when
-# missing (bubblewrap, python3-venv), then the package in .venv.
+# missing (bubblewrap, python3-venv, redis-server for the shared-limits tests),
+# then the package in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +14,24 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 [ -x "$PY" ] || need+=(python3)
 "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
+# The Redis backend's tests start their own redis-server (tests/redis_support.py).
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" redis-server "* ]]; then
+    # Only the binary is wanted: the system service the package sets up is stopped
+    # and disabled if apt started it (tests start theirs on a free loopback port).
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+    else
+      $sudo service redis-server stop >/dev/null 2>&1 || true
+      $sudo update-rc.d redis-server disable >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {

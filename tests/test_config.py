@@ -309,3 +309,30 @@ def test_malformed_egress_settings_are_refused(name: str, value: str, needle: st
     with pytest.raises(ConfigError) as e:
         _load(**{name: value})
     assert name in e.value.message and needle in e.value.message
+
+
+def test_the_redis_url_is_read_and_its_password_never_shown() -> None:
+    """DONJON_REDIS_URL is a Secret: repr(settings) hides it, and the form logs and doctor
+    print masks its password (also one given as ?password=)."""
+    url = "redis://limits:s3cr3t-pw@10.0.0.7:6380/2"
+    settings = load_settings({"DONJON_DATA_DIR": "/tmp/x", "DONJON_REDIS_URL": url})
+    assert settings.redis_url is not None and settings.redis_url.reveal() == url
+    assert "s3cr3t-pw" not in repr(settings)
+    assert settings.redis_url_shown == "redis://***@10.0.0.7:6380/2"
+    query = load_settings(
+        {"DONJON_DATA_DIR": "/tmp/x", "DONJON_REDIS_URL": "rediss://h:6379/0?password=s3cr3t"}
+    )
+    assert "s3cr3t" not in query.redis_url_shown
+    assert load_settings({"DONJON_DATA_DIR": "/tmp/x"}).redis_url is None
+
+
+@pytest.mark.parametrize(
+    "bad", ["http://:pw@10.0.0.7:6379", "redis://:pw@", "redis://h:99999/pw", "unix://relative"]
+)
+def test_a_malformed_redis_url_is_refused_without_echoing_it(bad: str) -> None:
+    """Not redis://, rediss:// or unix:///PATH: a clear error that never shows the value."""
+    with pytest.raises(ConfigError) as info:
+        _load(DONJON_REDIS_URL=bad)
+    assert "DONJON_REDIS_URL: " in info.value.message
+    assert "redis://[:PASSWORD@]HOST:PORT/DB" in info.value.message
+    assert bad not in info.value.message and "pw" not in info.value.message

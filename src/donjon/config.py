@@ -264,6 +264,10 @@ class Settings:
     audit: AuditSettings = AuditSettings()
     #: Rate buckets and concurrency caps (DONJON_RATE_*, DONJON_*CONCURRENCY*).
     limits: LimitSettings = LimitSettings()
+    #: The Redis that nodes share their limits, quotas and concurrency in
+    #: (DONJON_REDIS_URL, redis://[:PASSWORD@]HOST:PORT/DB); None: in-process limits.
+    #: Masked in repr; `redis_url_shown` is the form logs and `donjon doctor` print.
+    redis_url: Secret[str] | None = None
 
     @property
     def advisories_path(self) -> Path | None:
@@ -271,6 +275,22 @@ class Settings:
             return self.advisories
         default = self.data_dir / "advisories"
         return default if default.is_dir() and any(default.iterdir()) else None
+
+    @property
+    def redis_url_shown(self) -> str:
+        """DONJON_REDIS_URL with its password (and user) masked; "" when unset."""
+        if self.redis_url is None:
+            return ""
+        parts = urlsplit(self.redis_url.reveal())
+        if "password" in parts.query.lower():  # redis://host/0?password=...
+            parts = parts._replace(query="***")
+        if parts.password is None and parts.username is None:
+            return parts.geturl()
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+        return parts._replace(netloc=netloc).geturl()
 
     @property
     def db_path(self) -> Path:
@@ -463,4 +483,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
             max_concurrency=raw.MAX_CONCURRENCY,
         ),
+        redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
     )

@@ -155,6 +155,23 @@ def _checkpoint_syslog(value: Any) -> Any:
     return value.strip()
 
 
+def _redis_url(value: Any) -> Any:
+    """DONJON_REDIS_URL: redis://, rediss:// (TLS) or unix://, with a host or a path."""
+    if not isinstance(value, str):
+        return value
+    raw = value.strip()
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        raise ValueError("is not a URL; give redis://[:PASSWORD@]HOST:PORT/DB") from None
+    if parts.scheme in ("redis", "rediss") and parts.hostname:
+        return raw
+    if parts.scheme == "unix" and parts.path.startswith("/"):
+        return raw
+    raise ValueError("must be redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS) or unix:///PATH")
+
+
 def _absolute(value: Any) -> Any:
     if isinstance(value, str) and not Path(value).expanduser().is_absolute():
         raise ValueError("must be an absolute path")
@@ -372,6 +389,11 @@ class SettingsInput(BaseSettings):
         SecretStr | None, BeforeValidator(_webhook_secret), BeforeValidator(_blank_is_unset)
     ] = None
     ALERT_WEBHOOK_CA: ExistingPath = None
+    #: The Redis that shares limits, quotas and concurrency between nodes (ratelimit/redis.py);
+    #: unset: each node's own memory. Its password is never shown.
+    REDIS_URL: Annotated[
+        SecretStr | None, BeforeValidator(_redis_url), BeforeValidator(_blank_is_unset)
+    ] = None
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -475,8 +497,8 @@ def _describe(error: Any, env: Mapping[str, str]) -> str:
     name = f"{PREFIX}{field}"
     message = str(error.get("msg", "is malformed")).removeprefix("Value error, ")
     value = error.get("input")
-    if field == "API_KEY":
-        value = "..."  # never echo a credential
+    if field in ("API_KEY", "REDIS_URL"):
+        value = "..."  # never echo a credential (a Redis URL may hold a password)
     elif isinstance(value, float) and not math.isfinite(value):
         value = str(value)
     shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""

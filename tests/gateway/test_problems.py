@@ -91,3 +91,15 @@ def test_error_messages_lose_their_paths(message: str, shown: str) -> None:
     error = FunctionFailed(message)
     error.error_type = "OSError"
     assert error_fields(error) == {"errorType": "OSError", "errorMessage": shown}
+
+
+def test_limits_that_cannot_be_checked_are_a_503_with_retry_after() -> None:
+    """The shared limits store is down: 503 with its reason and Retry-After (fail closed)."""
+    from donjon.ratelimit import LimiterUnavailable
+    from donjon.ratelimit.failover import LimitsDown
+
+    assert status_for(LimiterUnavailable("down")) == 503
+    response = problem_from_error(LimitsDown("Redis at redis://h:6379/0 is unavailable"))
+    body = json.loads(bytes(response.body))
+    assert response.status_code == 503 and "is unavailable" in body["detail"]
+    assert int(response.headers["retry-after"]) >= 1

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import click
 import httpx
@@ -147,6 +148,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     missing = [c.name for c in marked if c.required and not c.present]
     resources = detect_resource_control()
     procs, memory = describe_call_isolation(resources)
+    limits = _limits_backend(settings)
     if output is OutputFormat.JSON:
         click.echo(
             json.dumps(
@@ -156,6 +158,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
                     "resource_control": resources.mode.value,
                     "baseline": sorted(baseline) if baseline is not None else None,
                     "controls": [c.as_json() for c in marked],
+                    "limits": limits,
                 }
             )
         )
@@ -171,6 +174,10 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
         click.echo(f"{'cpu limit:':<{width}} {resources.describe_cpu()}")
         click.echo(f"{'call isolation:':<{width}} {procs}")
         click.echo(f"{'call memory:':<{width}} {memory}")
+        answers = {None: "", True: " (answers)", False: " (NOT ANSWERING)"}[
+            cast("bool | None", limits["answers"])
+        ]
+        click.echo(f"{'limits backend:':<{width}} {limits['backend']}{answers}: {limits['detail']}")
         if baseline is None:
             click.echo("baseline: none recorded yet (the first `donjon serve` records it)")
         else:
@@ -179,6 +186,22 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
             click.echo(f"required control(s) missing: {', '.join(missing)}", err=True)
     if missing:
         raise SystemExit(1)
+
+
+def _limits_backend(settings: Settings) -> dict[str, object]:
+    """Which backend holds the limits (memory, or the shared Redis) and whether it answers;
+    informational: a Redis that does not answer is shown, not a missing control."""
+    import asyncio
+
+    from donjon.ratelimit.backends import describe_backend
+
+    backend, answers, detail = asyncio.run(describe_backend(settings))
+    return {
+        "backend": backend,
+        "answers": answers,
+        "url": settings.redis_url_shown or None,
+        "detail": detail,
+    }
 
 
 def _bootstrap_key(settings: Settings) -> tuple[str, str]:

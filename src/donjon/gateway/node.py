@@ -39,10 +39,13 @@ from donjon.monitor.throttles import Throttles
 from donjon.obs import Metrics, NodeCollector
 from donjon.ratelimit import (
     ConcurrencyLimiter,
+    LimiterUnavailable,
     MemoryConcurrencyLimiter,
     MemoryRateLimiter,
     RateLimiter,
 )
+from donjon.ratelimit.backends import SharedLimits, open_shared, share
+from donjon.ratelimit.failover import OnChange
 from donjon.sandbox import (
     QueueBounds,
     ResourceControl,
@@ -116,6 +119,9 @@ class Node:
     #: `node_slots` counts this node's own calls, always in memory (gateway/slots.py).
     slots: ConcurrencyLimiter = field(default_factory=MemoryConcurrencyLimiter)
     node_slots: MemoryConcurrencyLimiter = field(default_factory=MemoryConcurrencyLimiter)
+    #: The limits shared with other nodes in Redis (DONJON_REDIS_URL); None: memory only.
+    #: When set, `limiter` is its rates (falling back to memory buckets in an outage).
+    shared_limits: SharedLimits | None = None
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
@@ -212,6 +218,7 @@ class Node:
             ),
         )
         self.pool.start()
+        await self._check_shared_limits()
         try:  # what vendored wheels must fit: asked of the sandbox's interpreter once
             self._runtime_target = await asyncio.to_thread(probe_target, host.python)
         except BundleError as e:
@@ -254,6 +261,18 @@ class Node:
                     {"reason": bad.reason, "error": bad.error},
                 )
             )
+
+    async def _check_shared_limits(self) -> None:
+        """Ask the shared limits store once at start: an outage is reported now (logged,
+        audited, alerted), not at the first call; the node serves either way."""
+        shared = self.shared_limits
+        if shared is None:
+            return
+        try:
+            await shared.health.ask(shared.backend.ping)
+        except LimiterUnavailable:
+            return  # reported by the health check, once
+        log.info("limits: shared with other nodes in %s", shared.health.name)
 
     @functools.cached_property
     def responder(self) -> Responder:
@@ -346,6 +365,10 @@ class Node:
             await asyncio.to_thread(self.scanner.close)
         if self.egress is not None:  # after the sandboxes: their calls' counts are written
             await self.egress.close()
+        try:  # the shared store's connections, once its last reports are written
+            await self.limiter.close()
+        except Exception:
+            log.exception("closing the limiter failed")
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
             if self._monitor is not None:  # it examines them, and may alert, before it stops
@@ -377,7 +400,22 @@ def open_node(settings: Settings) -> Node:
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
-    limiter = MemoryRateLimiter()
+    limiter: RateLimiter = MemoryRateLimiter()
+    # DONJON_REDIS_URL: limits shared by every node of that Redis; in an outage rates and
+    # slots fall back to this node's memory ones and quotas refuse (ratelimit/failover.py).
+    slots: ConcurrencyLimiter = _memory_slots(settings)
+    shared_limits = None
+    backend = open_shared(settings)
+    if backend is not None:
+        shared_limits = share(
+            backend,
+            rate_fallback=limiter,
+            slots_fallback=slots,
+            on_change=_report_limits(audit, backend.shown_url),
+        )
+        limiter = shared_limits.rates
+        if shared_limits.slots is not None:  # always: given slots_fallback
+            slots = shared_limits.slots
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -425,8 +463,9 @@ def open_node(settings: Settings) -> Node:
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
-        slots=_memory_slots(settings),
+        slots=slots,
         node_slots=_memory_slots(settings),
+        shared_limits=shared_limits,
         alerts=AlertStore(engine),
     )
 
@@ -437,3 +476,27 @@ def _memory_slots(settings: Settings) -> MemoryConcurrencyLimiter:
     return MemoryConcurrencyLimiter(
         max_waiters=sandbox.max_queued_per_function, max_waiting=sandbox.max_queued
     )
+
+
+def _report_limits(audit: AuditLog, shown_url: str) -> OnChange:
+    """An outage of the shared limits store, and its end, as one audit record each (the
+    monitor raises the first as a `limits.unavailable` alert: monitor/limits_rule.py)."""
+
+    async def report(available: bool, reason: str) -> None:
+        await audit.record(
+            AuditEvent(
+                "system",
+                "limits.available" if available else "limits.unavailable",
+                "limits",
+                "ok" if available else "error",
+                {
+                    "store": f"Redis at {shown_url}",
+                    "reason": reason[:300],
+                    "fallback": ""
+                    if available
+                    else "rates and concurrency per node; quotas refused",
+                },
+            )
+        )
+
+    return report

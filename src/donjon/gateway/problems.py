@@ -42,7 +42,7 @@ from donjon.manifest import ManifestError
 from donjon.monitor.manual import BadSubject, NotThrottled
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
 from donjon.monitor.responses import ResponseConfigError
-from donjon.ratelimit import RateLimitError
+from donjon.ratelimit import LimiterUnavailable, RateLimitError
 from donjon.sandbox import (
     CallShed,
     FunctionBlocked,
@@ -102,6 +102,9 @@ STATUS: dict[type[Error], int] = {
     FunctionNotFound: 404,
     DeployBusy: 503,
     RateLimitError: 429,
+    # The shared limits store (Redis) is down: a quota cannot be checked, so the call
+    # is refused (fail closed), with Retry-After (ratelimit/failover.py).
+    LimiterUnavailable: 503,
     StoreConflict: 409,
     SandboxError: 500,
     SandboxUnavailable: 503,

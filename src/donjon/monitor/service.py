@@ -25,6 +25,7 @@ from donjon.monitor.detector import Detector
 from donjon.monitor.engine import AlertSink, Monitor, Responder
 from donjon.monitor.findings import Mode
 from donjon.monitor.learned import learned_detectors
+from donjon.monitor.limits_rule import LimitsUnavailable
 from donjon.monitor.rules import AuthFailures, EgressRefused, SandboxViolation, ScanSkipped
 from donjon.monitor.webhooks import WebhookSink
 
@@ -61,6 +62,7 @@ def rule_detectors(settings: MonitorSettings) -> list[Detector]:
         EgressRefused(),
         SandboxViolation(),
         ScanSkipped(),
+        LimitsUnavailable(),
     ]
 
 

@@ -1,0 +1,247 @@
+"""What the node does when the shared limits store (Redis) is unreachable.
+
+- Rate limits and concurrency fall back to the node's own memory buckets and
+  slots: each node still enforces every limit, alone (with N nodes a flood may
+  get up to N times a shared limit through, never an unlimited number). The
+  alternative, refusing every call, would let a Redis outage take the whole
+  platform down; a limit per node is the smaller harm.
+- Quotas fail closed: a call whose quota cannot be checked is refused (503,
+  `LimiterUnavailable`), because a quota is a promise about money.
+
+`BackendHealth` notices an outage once: the first failure is logged and
+reported (`on_change(False, reason)`: the node writes a `limits.unavailable`
+audit record, which the monitor raises as an alert), and the store is then
+not asked again for `retry_s` (so calls do not each wait for a timeout), one
+probe at a time. The first answer after that is logged and reported
+(`on_change(True, "")`), and shared limits are back by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from donjon.ratelimit.interface import (
+    BucketKey,
+    ConcurrencyLimiter,
+    Decision,
+    LimiterUnavailable,
+    QuotaCounter,
+    QuotaDecision,
+    QuotaLimit,
+    RateLimiter,
+    Slot,
+)
+
+__all__ = [
+    "BackendHealth",
+    "FailClosedQuotaCounter",
+    "FailoverConcurrencyLimiter",
+    "FailoverRateLimiter",
+    "LimitsDown",
+]
+
+log = logging.getLogger("donjon.ratelimit")
+
+#: Seconds between attempts to reach the store during an outage.
+RETRY_S = 2.0
+
+OnChange = Callable[[bool, str], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+
+
+class LimitsDown(LimiterUnavailable):
+    """A shared limit cannot be checked now (its store is down): 503, come back soon."""
+
+    retry_after_s = 5.0
+
+
+class BackendHealth:
+    """Whether the shared store answers: one notice per outage, and one per recovery."""
+
+    def __init__(
+        self,
+        name: str,
+        on_change: OnChange | None = None,
+        *,
+        retry_s: float = RETRY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self._on_change = on_change
+        self._retry_s = retry_s
+        self._clock = clock
+        #: None while the store answers; else when it may be asked again.
+        self._down_until: float | None = None
+        self._probing = False
+        #: The reason of the outage in progress ("" when none).
+        self.reason = ""
+        #: Outages noticed since start.
+        self.outages = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def up(self) -> bool:
+        return self._down_until is None
+
+    def usable(self) -> bool:
+        """May this call ask the store? Always while it answers; during an outage, one
+        call at a time once every `retry_s` (the probe), the others go without."""
+        if self._down_until is None:
+            return True
+        if self._probing or self._clock() < self._down_until:
+            return False
+        self._probing = True
+        return True
+
+    async def ask(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call` the store, noting whether it answered; `LimiterUnavailable` when it may
+        not be asked now (an outage) or failed."""
+        if not self.usable():
+            raise LimitsDown(
+                f"{self.name} is unavailable ({self.reason or 'no answer'})",
+                hint="limits that must be shared are refused rather than counted nowhere; "
+                "retry in a few seconds, and see `donjon doctor` on the node",
+            )
+        try:
+            result = await call()
+        except LimiterUnavailable as e:
+            self.failed(e)
+            raise
+        except BaseException:  # cancelled, or a bad argument: not the store's fault
+            self._probing = False
+            raise
+        self.answered()
+        return result
+
+    def failed(self, error: LimiterUnavailable) -> None:
+        """The store failed this call: the first failure of an outage is reported."""
+        self._probing = False
+        self._down_until = self._clock() + self._retry_s
+        if self.reason:
+            return
+        self.reason = error.message
+        self.outages += 1
+        log.error(
+            "limits: %s is unavailable (%s); rates and concurrency are enforced by this "
+            "node alone, quotas refuse calls, until it answers again",
+            self.name,
+            error.message,
+        )
+        self._report(False, error.message)
+
+    def answered(self) -> None:
+        """The store answered: the end of an outage, if there was one, is reported."""
+        if self._down_until is None:
+            return
+        self._down_until = None
+        self._probing = False
+        self.reason = ""
+        log.warning("limits: %s answers again; limits are shared again", self.name)
+        self._report(True, "")
+
+    def _report(self, available: bool, reason: str) -> None:
+        if self._on_change is None:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self._on_change(available, reason))
+        except RuntimeError:  # no loop (a test's synchronous use): nothing to report to
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("limits: reporting the store's state failed: %r", task.exception())
+
+    async def settle(self) -> None:
+        """Wait for the reports under way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class FailoverRateLimiter(RateLimiter):
+    """The shared buckets while the store answers; the node's own buckets when not."""
+
+    def __init__(self, shared: RateLimiter, fallback: RateLimiter, health: BackendHealth) -> None:
+        self.shared = shared
+        self.fallback = fallback
+        self.health = health
+
+    async def take(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> Decision:
+        try:
+            return await self.health.ask(lambda: self.shared.take(key, count, period_s, burst))
+        except LimiterUnavailable:
+            return await self.fallback.take(key, count, period_s, burst)
+
+    async def close(self) -> None:
+        await self.health.settle()
+        await self.shared.close()
+        await self.fallback.close()
+
+
+class FailoverConcurrencyLimiter(ConcurrencyLimiter):
+    """Shared slots while the store answers; the node's own slots when not. A slot goes
+    back to whichever gave it."""
+
+    def __init__(
+        self, shared: ConcurrencyLimiter, fallback: ConcurrencyLimiter, health: BackendHealth
+    ) -> None:
+        self.shared = shared
+        self.fallback = fallback
+        self.health = health
+        #: Tokens of the slots the fallback gave (released there).
+        self._local: set[str] = set()
+
+    async def acquire(
+        self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
+    ) -> Slot | None:
+        deadline = time.monotonic() + max(0.0, wait_s)
+        try:
+            return await self.health.ask(
+                lambda: self.shared.acquire(key, cap, wait_s=wait_s, lease_s=lease_s)
+            )
+        except LimiterUnavailable:
+            left = max(0.0, deadline - time.monotonic())
+            slot = await self.fallback.acquire(key, cap, wait_s=left, lease_s=lease_s)
+            if slot is not None:
+                self._local.add(slot.token)
+            return slot
+
+    async def release(self, slot: Slot) -> None:
+        if slot.token in self._local:
+            self._local.discard(slot.token)
+            await self.fallback.release(slot)
+            return
+        with contextlib.suppress(LimiterUnavailable):  # else its lease frees it on the server
+            await self.health.ask(lambda: self.shared.release(slot))
+
+    async def held(self, key: BucketKey) -> int:
+        try:
+            return await self.health.ask(lambda: self.shared.held(key))
+        except LimiterUnavailable:
+            return await self.fallback.held(key)
+
+
+class FailClosedQuotaCounter(QuotaCounter):
+    """Quotas in the shared store, refused (`LimiterUnavailable`) while it is unreachable."""
+
+    def __init__(self, shared: QuotaCounter, health: BackendHealth) -> None:
+        self.shared = shared
+        self.health = health
+
+    async def take(self, limits: Sequence[QuotaLimit], day: str) -> QuotaDecision:
+        return await self.health.ask(lambda: self.shared.take(limits, day))
+
+    async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
+        await self.health.ask(lambda: self.shared.add_compute(subjects, day, compute_ms))
+
+    async def usage(self, subjects: Sequence[str], day: str) -> dict[str, tuple[int, int]]:
+        return await self.health.ask(lambda: self.shared.usage(subjects, day))

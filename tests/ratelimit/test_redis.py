@@ -1,0 +1,166 @@
+"""The Redis backend against a real redis-server: atomicity across clients, TTLs, scripts.
+
+Two `RedisLimiter`s, each with its own connections, stand for two nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from donjon.ratelimit import BucketKey, LimiterUnavailable, QuotaLimit, Slot
+from donjon.ratelimit.redis import RedisLimiter
+from redis_support import RedisServer
+
+K = BucketKey(principal="p", function="f")
+DAY = "2026-12-02"
+
+
+def with_two(
+    server: RedisServer, body: Callable[[RedisLimiter, RedisLimiter], Awaitable[None]]
+) -> None:
+    """Run `body` with two limiters (two nodes) over `server`, closed after."""
+
+    async def main() -> None:
+        a, b = RedisLimiter(server.url), RedisLimiter(server.url)
+        try:
+            await body(a, b)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
+
+
+def test_concurrent_takes_from_two_nodes_never_exceed_the_bucket(
+    redis_server: RedisServer,
+) -> None:
+    """300 takes at once from two clients on a bucket of 50/hour: exactly 50 pass."""
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        takes = [(a if i % 2 else b).take(K, 50, 3600) for i in range(300)]
+        decisions = await asyncio.gather(*takes)
+        assert sum(d.allowed for d in decisions) == 50
+
+    with_two(redis_server, body)
+
+
+def test_concurrent_acquires_from_two_nodes_never_exceed_the_cap(
+    redis_server: RedisServer,
+) -> None:
+    """100 acquires at once from two clients with cap 7: exactly 7 slots, 7 held."""
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        tries = [(a if i % 2 else b).acquire(K, 7, wait_s=0, lease_s=60) for i in range(100)]
+        got = [s for s in await asyncio.gather(*tries) if s is not None]
+        assert len(got) == 7
+        assert len({s.token for s in got}) == 7
+        assert await a.held(K) == 7
+
+    with_two(redis_server, body)
+
+
+def test_concurrent_quota_takes_from_two_nodes_never_over_count(
+    redis_server: RedisServer,
+) -> None:
+    """200 takes at once from two clients against 30 invocations a day: 30 pass, 30 counted."""
+    limits = [QuotaLimit("key:k1", max_invocations=30), QuotaLimit("function:f")]
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        takes = [(a if i % 2 else b).quotas.take(limits, DAY) for i in range(200)]
+        decisions = await asyncio.gather(*takes)
+        assert sum(d.allowed for d in decisions) == 30
+        assert await a.quotas.usage(["key:k1", "function:f"], DAY) == {
+            "key:k1": (30, 0),
+            "function:f": (30, 0),
+        }
+
+    with_two(redis_server, body)
+
+
+def test_a_decision_says_what_is_left_and_when_the_bucket_is_full(
+    redis_server: RedisServer,
+) -> None:
+    """The RateLimit fields: remaining whole tokens, and seconds until the bucket is full."""
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        first = await a.take(K, 10, 60)
+        assert (first.allowed, first.remaining) == (True, 9)
+        assert 0 < first.reset_s <= 6.0
+        second = await b.take(K, 10, 60)
+        assert second.remaining == 8
+
+    with_two(redis_server, body)
+
+
+def test_every_key_is_prefixed_and_expires(redis_server: RedisServer) -> None:
+    """Buckets, slot sets and quota hashes all start with donjon: and carry a TTL."""
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        await a.take(K, 5, 60)
+        await a.acquire(K, 2, wait_s=0, lease_s=30)
+        await a.quotas.take([QuotaLimit("key:k1", max_invocations=3)], DAY)
+        await a.quotas.add_compute(["role:r"], DAY, 10)
+
+    with_two(redis_server, body)
+    with redis_server.client() as c:
+        keys = [k.decode() for k in c.keys("*")]
+        assert len(keys) == 4
+        for key in keys:
+            assert key.startswith("donjon:"), key
+            assert int(c.pttl(key)) > 0, f"{key} never expires"
+        names = sorted(keys)
+        assert names[0].startswith("donjon:quota:{2026-12-02}:")
+        assert any(k.startswith('donjon:rate:["p","f",null]') for k in keys)
+        assert any(k.startswith('donjon:slots:["p","f",null]') for k in keys)
+
+
+def test_a_flushed_script_cache_is_loaded_again(redis_server: RedisServer) -> None:
+    """SCRIPT FLUSH (as after a server restart) between calls: the next call still works."""
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        assert (await a.take(K, 2, 60)).allowed
+        with redis_server.client() as c:
+            c.script_flush()
+        assert (await a.take(K, 2, 60)).allowed
+        assert not (await a.take(K, 2, 60)).allowed
+
+    with_two(redis_server, body)
+
+
+def test_a_wrong_answer_is_unavailable_not_a_crash(redis_server: RedisServer) -> None:
+    """A key of the wrong type (someone else's data) makes the store answer an error:
+    LimiterUnavailable, with the masked URL, never a raw client exception."""
+    with redis_server.client() as c:
+        c.set('donjon:rate:["p","f",null]', "not a bucket")
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        with pytest.raises(LimiterUnavailable, match="WRONGTYPE"):
+            await a.take(K, 2, 60)
+
+    with_two(redis_server, body)
+
+
+def test_an_unreachable_server_is_unavailable(redis_server: RedisServer) -> None:
+    """Nothing listening: every role raises LimiterUnavailable naming the store, at once."""
+    redis_server.kill()
+
+    async def main() -> None:
+        limiter = RedisLimiter(redis_server.url, shown_url="redis://***@127.0.0.1")
+        try:
+            with pytest.raises(LimiterUnavailable, match=r"redis://\*\*\*@127\.0\.0\.1"):
+                await limiter.take(K, 2, 60)
+            with pytest.raises(LimiterUnavailable):
+                await limiter.acquire(K, 1, wait_s=0, lease_s=5)
+            with pytest.raises(LimiterUnavailable):
+                await limiter.release(Slot(K, "t"))
+            with pytest.raises(LimiterUnavailable):
+                await limiter.quotas.take([QuotaLimit("key:k", max_invocations=1)], DAY)
+            with pytest.raises(LimiterUnavailable):
+                await limiter.quotas.usage(["key:k"], DAY)
+        finally:
+            await limiter.close()
+
+    asyncio.run(main())
