@@ -168,7 +168,7 @@ def load(python: str, rounds: int, seconds: float) -> dict[str, list[float]]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         node.deploy(sandboxes.write_bundle(tmp / "fn", "bench-warm", "warm"))
-        key = node.create_key("bench", "invoker", ["bench-warm"])["key"]
+        key = _bench_key(node)
         headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
         request = loadgen.Request(
             url + "/v1/functions/bench-warm/invoke", b'{"name":"x"}', headers, node.cert
@@ -217,6 +217,18 @@ def _rounds(request: Any, pid: int, rounds: int, seconds: float) -> list[float]:
 def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
+
+
+#: The bench's key gets limits of its own far above anything it can reach (issue 15's
+#: per-principal buckets are measured, never hit); a tree before them takes none.
+UNTHROTTLED = {"rate": "1000000/second", "burst": 1000000, "concurrency": 100000}
+
+
+def _bench_key(node: Any) -> str:
+    try:
+        return str(node.create_key("bench", "invoker", ["bench-warm"], UNTHROTTLED)["key"])
+    except AssertionError:  # a node before issue 15 refuses the fields
+        return str(node.create_key("bench", "invoker", ["bench-warm"])["key"])
 
 
 def main() -> None:

@@ -28,6 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: The bench's key is given limits of its own, far above anything it can reach: it
+#: measures the gateway, not the per-principal limits (docs/limits.md, issue 15).
+UNTHROTTLED = {"rate": "1000000/second", "burst": 1000000, "concurrency": 100000}
+
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 sys.path.insert(0, str(BENCH))
@@ -149,7 +153,7 @@ def main() -> None:
         node = start_node(Path(tmp) / "node", extra)
         try:
             node.deploy(sandboxes.write_bundle(Path(tmp) / "fn", "bench-warm", "warm"))
-            key = node.create_key("bench", "invoker", ["bench-warm"])["key"]
+            key = node.create_key("bench", "invoker", ["bench-warm"], UNTHROTTLED)["key"]
             headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
             out = run(
                 node.url,

@@ -130,9 +130,14 @@ class LiveNode:
             return c.post(f"/v1/functions/{name}/invoke", content=json.dumps(event))
 
     def create_key(
-        self, name: str, role: str, functions: list[str] | None = None
+        self,
+        name: str,
+        role: str,
+        functions: list[str] | None = None,
+        limits: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": name, "role": role}
+        """A new key; `limits` its own `rate`, `burst`, `concurrency` (docs/limits.md)."""
+        body: dict[str, Any] = {"name": name, "role": role, **(limits or {})}
         if functions is not None:
             body["functions"] = functions
         with self.client() as c:

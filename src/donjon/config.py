@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "ConnectionSettings",
     "EgressSettings",
+    "LimitSettings",
     "MonitorSettings",
     "SandboxSettings",
     "Settings",
@@ -70,6 +71,36 @@ class ConnectionSettings:
 
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
 DEFAULT_SANDBOX_ID_RANGE = (100_000, 165_535)
+
+
+_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+def _rate(text: str) -> tuple[int, float]:
+    """`50/second` (already checked by its pattern) -> (50, 1.0)."""
+    count, _, unit = text.partition("/")
+    return int(count), _PERIODS[unit]
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Issue 15's rate buckets and concurrency caps (docs/limits.md)."""
+
+    #: Each principal's bucket unless its key or role sets one (DONJON_RATE_PER_PRINCIPAL,
+    #: DONJON_BURST_PER_PRINCIPAL; burst None: the rate's count).
+    rate_per_principal: tuple[int, float] = (1000, 1.0)
+    burst_per_principal: int | None = None
+    #: Each client address's bucket on `auth: public` triggers (DONJON_RATE_PER_CLIENT,
+    #: DONJON_BURST_PER_CLIENT).
+    rate_per_client: tuple[int, float] = (100, 1.0)
+    burst_per_client: int | None = None
+    #: The share of a function's rate one principal may take (DONJON_PRINCIPAL_SHARE):
+    #: its principal x function bucket refills at this share, and holds the whole burst.
+    principal_share: float = 0.5
+    #: Calls in flight per principal unless its key or role sets it
+    #: (DONJON_CONCURRENCY_PER_PRINCIPAL), and on this node (DONJON_MAX_CONCURRENCY).
+    concurrency_per_principal: int = 64
+    max_concurrency: int = 256
 
 
 @dataclass(frozen=True)
@@ -231,6 +262,8 @@ class Settings:
     monitor: MonitorSettings = MonitorSettings()
     #: The audit log's checkpoints: cadence and sinks (DONJON_AUDIT_CHECKPOINT_*).
     audit: AuditSettings = AuditSettings()
+    #: Rate buckets and concurrency caps (DONJON_RATE_*, DONJON_*CONCURRENCY*).
+    limits: LimitSettings = LimitSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -420,5 +453,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             checkpoint_s=raw.AUDIT_CHECKPOINT_S,
             checkpoint_webhook=raw.AUDIT_CHECKPOINT_WEBHOOK,
             checkpoint_syslog=raw.AUDIT_CHECKPOINT_SYSLOG,
+        ),
+        limits=LimitSettings(
+            rate_per_principal=_rate(raw.RATE_PER_PRINCIPAL),
+            burst_per_principal=raw.BURST_PER_PRINCIPAL,
+            rate_per_client=_rate(raw.RATE_PER_CLIENT),
+            burst_per_client=raw.BURST_PER_CLIENT,
+            principal_share=raw.PRINCIPAL_SHARE,
+            concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
+            max_concurrency=raw.MAX_CONCURRENCY,
         ),
     )

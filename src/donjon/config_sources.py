@@ -297,6 +297,21 @@ class SettingsInput(BaseSettings):
     MAX_QUEUED_PER_FUNCTION: Annotated[int, Field(ge=0, le=100_000)] = 64
     MAX_QUEUED: Annotated[int, Field(ge=0, le=1_000_000)] = 512
     MAX_QUEUE_WAIT_S: Annotated[Seconds, Field(gt=0, le=3600)] = 5.0
+    #: Issue 15 limits (docs/limits.md, "Rate limits" and "Concurrency"): each caller's
+    #: token bucket unless its key or role sets one, each client address's on `auth:
+    #: public` triggers, the share of a function's rate one caller may take, calls in
+    #: flight per caller and on the node (their wait: MAX_QUEUE_WAIT_S).
+    RATE_PER_PRINCIPAL: Annotated[
+        str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
+    ] = "1000/second"
+    BURST_PER_PRINCIPAL: Annotated[int | None, Field(ge=1, le=1_000_000_000)] = None
+    RATE_PER_CLIENT: Annotated[
+        str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
+    ] = "100/second"
+    BURST_PER_CLIENT: Annotated[int | None, Field(ge=1, le=1_000_000_000)] = None
+    PRINCIPAL_SHARE: Annotated[float, Field(gt=0, le=1)] = 0.5
+    CONCURRENCY_PER_PRINCIPAL: Annotated[int, Field(ge=1, le=100_000)] = 64
+    MAX_CONCURRENCY: Annotated[int, Field(ge=1, le=1_000_000)] = 256
     #: Seconds a sandbox may stay idle before it is stopped (sandbox/pool.py).
     SANDBOX_IDLE_S: Annotated[Seconds, Field(gt=0, le=86_400)] = 300.0
     AUDIT_DENIAL_WINDOW_S: Annotated[Seconds, Field(ge=0)] = 60.0

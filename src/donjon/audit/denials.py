@@ -1,7 +1,7 @@
 """Refused requests, audited per source and window instead of one record each.
 
 A flood of bad credentials must not grow the log by a record per request. For
-each (client, actor, action) the first denial of a window is appended at once,
+each (client, actor, action, scope) the first denial of a window is appended at once,
 as before, with its request id and `count: 1`. Later denials in that window
 are only counted in memory, and written as one record (`aggregated: true`,
 `count: n`, the reasons and paths seen, bounded) when the window closes or the
@@ -32,7 +32,7 @@ _MAX_KINDS = 8
 
 log = logging.getLogger("donjon.audit")
 
-_Key = tuple[str, str, str]  # client, actor, action
+_Key = tuple[str, str, str, str]  # client, actor, action, scope (e.g. the function)
 #: Told of each denial as it happens, on the loop: (the event, the client's address,
 #: what the refused credential named, e.g. a key id: never written to the log).
 DenialListener = Callable[[AuditEvent, str, str], None]
@@ -86,11 +86,15 @@ class DenialLog:
         """Keys with an open window (bounded by `max_sources` plus the overflow keys)."""
         return len(self._windows)
 
-    async def deny(self, event: AuditEvent, client: str, named: str = "") -> None:
+    async def deny(
+        self, event: AuditEvent, client: str, named: str = "", *, scope: str = ""
+    ) -> None:
         """Audit `event` (a denial from `client`): durable now if first in its window.
 
         `named` (the key id a refused credential carried) goes to the listeners only:
-        audit lines never tell a live key id from an unknown one.
+        audit lines never tell a live key id from an unknown one. `scope` splits the
+        aggregates further (a rate refusal's function: one record per principal,
+        function and window).
         """
         for listener in self._listeners:
             try:
@@ -101,13 +105,13 @@ class DenialLog:
             await self._audit.record(_single(event))
             return
         now = self._clock()
-        key: _Key = (client, event.actor, event.action)
+        key: _Key = (client, event.actor, event.action, scope)
         window = self._windows.get(key)
         if window is not None and now - window.opened >= self._window_s:
             await self._close(key)
             window = self._windows.get(key)  # another denial may have opened one meanwhile
         if window is None and len(self._windows) >= self._max_sources:
-            key = (OVERFLOW, OVERFLOW, event.action)
+            key = (OVERFLOW, OVERFLOW, event.action, "")
             window = self._windows.get(key)
         if window is None:
             self._windows[key] = _Window(opened=now, target=event.target)
@@ -158,7 +162,7 @@ class DenialLog:
                 mine[value] = mine.get(value, 0) + n
 
     def _aggregate(self, key: _Key, window: _Window) -> AuditEvent:
-        client, actor, action = key
+        client, actor, action, _ = key
         return AuditEvent(
             actor if client != OVERFLOW else "*",
             action,

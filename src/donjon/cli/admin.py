@@ -47,6 +47,13 @@ def key() -> None:
 )
 @click.option("--functions", default=None, help="Only these functions (a,b).")
 @click.option("--expires-in", default=None, help="The key stops working after this (30d, 12h).")
+@click.option(
+    "--rate", default=None, help="Its own token bucket's refill, e.g. 50/second (default: role's)."
+)
+@click.option("--burst", type=click.IntRange(min=1), default=None, help="Its bucket's size.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=None, help="Its calls in flight at once."
+)
 @output_option
 @click.option("--sigv4", is_flag=True, help=_SIGV4_HELP)
 def key_create(
@@ -54,11 +61,20 @@ def key_create(
     role: str,
     functions: str | None,
     expires_in: str | None,
+    rate: str | None,
+    burst: int | None,
+    concurrency: int | None,
     output: OutputFormat,
     sigv4: bool,
 ) -> None:
-    """Create a key; it is printed once and never again (--output json: {"id", "key"})."""
+    """Create a key; it is printed once and never again (--output json: {"id", "key"}).
+
+    --rate, --burst and --concurrency set the key's own limits (docs/limits.md); what
+    they leave unset comes from the role's document, else the server's defaults."""
     body: dict[str, object] = {"name": name, "role": role}
+    for field, value in (("rate", rate), ("burst", burst), ("concurrency", concurrency)):
+        if value is not None:
+            body[field] = value
     if expires_in is not None:
         body["expires_in_s"] = parse_duration(expires_in, "--expires-in")
     if functions is not None:
@@ -89,13 +105,14 @@ def key_ls(output: OutputFormat) -> None:
 
 def _key_table(keys: list[dict[str, Any]]) -> None:
     print_table(
-        ["ID", "NAME", "ROLE", "FUNCTIONS", "CREATED", "EXPIRES", "LAST USED", "REVOKED"],
+        ["ID", "NAME", "ROLE", "FUNCTIONS", "LIMITS", "CREATED", "EXPIRES", "LAST USED", "REVOKED"],
         [
             [
                 k["id"],
                 k["name"],
                 k["role"],
                 ",".join(k["functions"]),
+                _limits_text(k),
                 when(k["created_at"]),
                 when(k.get("expires_at")),
                 when(k.get("last_used_at")),
@@ -104,6 +121,12 @@ def _key_table(keys: list[dict[str, Any]]) -> None:
             for k in keys
         ],
     )
+
+
+def _limits_text(k: dict[str, Any]) -> str:
+    """`rate=50/second burst=100 concurrency=4`, or `-` (the role's, else the default)."""
+    parts = [f"{f}={k[f]}" for f in ("rate", "burst", "concurrency") if k.get(f) is not None]
+    return " ".join(parts) or "-"
 
 
 @key.command("rotate")

@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -66,6 +67,7 @@ from donjon.identity.sigv4 import derive_secret
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
 from donjon.manifest.model import NAME_RE
+from donjon.ratelimit.rates import BadRate, CallerLimits
 from donjon.vault import KEY_HASH_PURPOSE, SIGV4_SECRET_PURPOSE
 
 __all__ = ["MAX_EXPIRY_S", "MAX_OVERLAP_S", "ROUTES"]
@@ -196,10 +198,13 @@ def _limit(request: Request, most: int = 10_000) -> int:
     return int(raw)
 
 
-_KEY_FIELDS = frozenset({"name", "role", "functions", "expires_in_s"})
+_KEY_FIELDS = frozenset(
+    {"name", "role", "functions", "expires_in_s", "rate", "burst", "concurrency"}
+)
 _KEY_USAGE = (
     'the body is {"name": text, "role": a role name, "functions": [names] (optional), '
-    '"expires_in_s": seconds (optional)}'
+    '"expires_in_s": seconds (optional), "rate": "50/second", "burst": n, '
+    '"concurrency": n (each optional)}'
 )
 MAX_KEY_NAME = 128
 MAX_KEY_FUNCTIONS = 1000
@@ -261,6 +266,7 @@ async def create_key(
                 f"functions must be a non-empty list of at most {MAX_KEY_FUNCTIONS} function names",
                 hint="omit it for every function its role allows (shown as functions: *)",
             )
+    limits = _key_limits(body)
     parse_body(KeyCreate, body)  # the model /openapi.json shows agrees: they cannot drift
     key = new_api_key(
         node.master.derive(KEY_HASH_PURPOSE),
@@ -268,6 +274,7 @@ async def create_key(
         role,
         tuple(functions) if functions else None,
         expires_at,
+        limits,
     )
     await asyncio.to_thread(node.keys.add, key.record)
     node.key_index.add(key.record)
@@ -283,6 +290,7 @@ async def create_key(
                 "name": key.record.name,
                 "functions": functions,
                 "expires_at": expires_at,
+                **({"limits": limits.as_dict()} if limits else {}),
             },
         )
     )
@@ -296,9 +304,27 @@ async def create_key(
             role=role,
             functions=_reach(functions),
             expires_at=expires_at,
+            rate=limits.rate,
+            burst=limits.burst,
+            concurrency=limits.concurrency,
         ),
         201,
     )
+
+
+def _key_limits(body: dict[str, Any]) -> CallerLimits:
+    """The key's own limits from the body (each optional), with a message that says what
+    to fix: a rate such as 50/second, a whole burst and concurrency from 1."""
+    rate, burst, concurrency = body.get("rate"), body.get("burst"), body.get("concurrency")
+    if rate is not None and not isinstance(rate, str):
+        raise BadRequest('rate must be text such as "50/second"', hint=_KEY_USAGE)
+    for field, value in (("burst", burst), ("concurrency", concurrency)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise BadRequest(f"{field} must be a whole number from 1", hint=_KEY_USAGE)
+    try:
+        return CallerLimits(rate, burst, concurrency)
+    except BadRate as e:
+        raise BadRequest(e.message, hint=_KEY_USAGE) from None
 
 
 def _seconds(value: object, field: str, most: int) -> int:
@@ -339,6 +365,9 @@ async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Res
                 revoked_at=k.revoked_at,
                 expires_at=k.expires_at,
                 previous_until=k.previous_until,
+                rate=k.rate,
+                burst=k.burst,
+                concurrency=k.concurrency,
                 last_used_at=max(
                     (t for t in (k.last_used_at, node.key_index.last_used(k.id)) if t),
                     default=None,

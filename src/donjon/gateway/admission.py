@@ -1,18 +1,19 @@
 """What a call must pass before its request body is even read: the function's
 quarantine (monitor/quarantine.py), the monitor's throttle on the function
-(monitor/throttles.py), the function's own rate limit (429) and the node's capacity:
-a call that could only queue past its bounds is shed with 503 (sandbox/backlog.py).
-Every way in (invoke,
-http triggers, the Lambda API, schedules, `context.invoke`) goes through `admit`.
+(monitor/throttles.py), the rate buckets, the caller's own first and the function's
+shared one last (gateway/rate_buckets.py; 429), and the node's capacity: a call that
+could only queue past its bounds is shed with 503 (sandbox/backlog.py). Every way in
+(invoke, http triggers, the Lambda API, schedules, `context.invoke`) goes through
+`admit`. Concurrency slots are held around the call itself (gateway/slots.py).
 """
 
 from __future__ import annotations
 
 from donjon.audit import AuditEvent
 from donjon.gateway.node import Node
+from donjon.gateway.rate_buckets import take_rate_buckets
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
-from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.sandbox import CallShed
 
 __all__ = ["actor_of", "admit"]
@@ -24,16 +25,21 @@ def actor_of(principal: Principal | None, trigger: str) -> str:
 
 
 async def admit(
-    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    *,
+    client: str | None = None,
 ) -> None:
-    """The function's quarantine, rate limit and capacity, checked before its request body
-    is even read (a quarantined function answers 503 to every way in: monitor/quarantine.py)."""
+    """The function's quarantine, rate limits and capacity, checked before its request body
+    is even read (a quarantined function answers 503 to every way in: monitor/quarantine.py).
+    `client` is the caller's address: an `auth: public` trigger's calls spend its bucket."""
     node.quarantines.check(deployed.name)
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
         await node.throttles.check("function", deployed.name)
-    rate = deployed.rate
-    if rate is not None:
-        await _take_rate(node, deployed, principal, request_id, trigger, rate.count, rate.period_s)
+    await take_rate_buckets(node, deployed, principal, request_id, trigger, client)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 
 
@@ -59,30 +65,3 @@ async def _check_capacity(
             "-",
         )
         raise
-
-
-async def _take_rate(
-    node: Node,
-    deployed: Deployed,
-    principal: Principal | None,
-    request_id: str,
-    trigger: str,
-    count: int,
-    period_s: float,
-) -> None:
-    decision = await node.limiter.take(BucketKey(function=deployed.name), count, period_s)
-    if not decision.allowed:
-        node.metrics.throttled(deployed.name)
-        await node.audit.record(
-            AuditEvent(
-                actor_of(principal, trigger),
-                "function.throttle",
-                f"{deployed.name}@{deployed.record.version}",
-                "denied",
-                {"request_id": request_id, "limit": deployed.manifest.limits.rate},
-            )
-        )
-        raise RateLimitError(
-            f"{deployed.name} is over its rate limit ({deployed.manifest.limits.rate})",
-            retry_after_s=decision.retry_after_s,
-        )

@@ -418,7 +418,7 @@ async def handle_http_trigger(request: Request) -> Response:
         else:  # a public trigger: only a throttled source address is slowed
             await check_throttles(node, request, request_id)
         caller = (principal, deployed)
-        await admit(node, deployed, principal, request_id, "http")
+        await admit(node, deployed, principal, request_id, "http", client=client_address(request))
         body = await read_body(request, MAX_EVENT_BYTES)
         headers = _function_headers(request, strip_auth=auth != "public")
         own_path = route_of(path)

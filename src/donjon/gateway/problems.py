@@ -234,6 +234,9 @@ def problem_from_error(
     retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back
     if isinstance(retry_after, int | float):
         response.headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    headers = getattr(error, "headers", None)  # a limit's RateLimit fields (rate_buckets.py)
+    if isinstance(headers, dict):
+        response.headers.update(headers)
     return response
 
 

@@ -40,7 +40,7 @@ async def apply_role(
     body = await read_body(request, MAX_ROLE_BYTES)
     data = await parse_json(node, request, principal.label, body or b"null", request_id)
     doc = parse_role(data)
-    created = await asyncio.to_thread(_store(node).put, doc.name, doc.model_dump())
+    created = await asyncio.to_thread(_store(node).put, doc.name, doc.model_dump(exclude_none=True))
     node.policy.put(doc)
     await node.audit.record(
         AuditEvent(
@@ -51,17 +51,30 @@ async def apply_role(
             {"request_id": request_id, "created": created, "statements": len(doc.statements)},
         )
     )
-    applied = RoleApplied(name=doc.name, created=created, **doc.model_dump(exclude={"name"}))
+    applied = RoleApplied(
+        name=doc.name, created=created, **doc.model_dump(exclude={"name"}, exclude_none=True)
+    )
     return render(applied, 201 if created else 200)
 
 
-def _view(name: str, statements: object, builtin: bool) -> dict[str, object]:
-    return {"name": name, "builtin": builtin, "statements": statements}
+def _view(name: str, statements: object, builtin: bool, limits: object = None) -> dict[str, object]:
+    view: dict[str, object] = {"name": name, "builtin": builtin, "statements": statements}
+    if limits is not None:
+        view["limits"] = limits
+    return view
 
 
 async def list_roles(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     builtin = [_view(name, json.loads(json.dumps(st)), True) for name, st in BUILTIN_ROLES.items()]
-    custom = [_view(d.name, d.model_dump()["statements"], False) for d in node.policy.custom()]
+    custom = [
+        _view(
+            d.name,
+            d.model_dump()["statements"],
+            False,
+            d.limits.model_dump(exclude_none=True) if d.limits else None,
+        )
+        for d in node.policy.custom()
+    ]
     in_use = await asyncio.to_thread(node.keys.roles_in_use)
     return render(
         [

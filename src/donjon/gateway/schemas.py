@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 
 from donjon.gateway.errors import BadRequest
 from donjon.manifest.model import NAME_RE
+from donjon.ratelimit.rates import MAX_BURST, MAX_CONCURRENCY
 
 __all__ = [
     "MAX_EXPIRY_S",
@@ -114,6 +115,15 @@ class KeyCreate(_Request):
         None, min_length=1, description="the only functions the key may act on (omit: all)"
     )
     expires_in_s: Integer | None = Field(None, ge=1, le=MAX_EXPIRY_S)
+    rate: str | None = Field(
+        None,
+        pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$",
+        description="the key's token bucket refill (omit: its role's, else the server's)",
+    )
+    burst: Integer | None = Field(None, ge=1, le=MAX_BURST, description="the bucket's size")
+    concurrency: Integer | None = Field(
+        None, ge=1, le=MAX_CONCURRENCY, description="the key's calls in flight at once"
+    )
 
 
 class KeyRotate(_Request):

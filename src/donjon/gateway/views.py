@@ -180,6 +180,9 @@ class KeyCreated(BaseModel):
     role: str
     functions: list[str] = Field(description='["*"]: every function')
     expires_at: Epoch | None
+    rate: str | None = Field(None, description="the key's own rate (None: its role's, or default)")
+    burst: int | None = None
+    concurrency: int | None = None
 
 
 class KeyView(BaseModel):
@@ -204,6 +207,9 @@ class KeyView(BaseModel):
     expires_at: Epoch | None
     previous_until: Epoch | None = Field(description="a rotated key's old secret works until")
     last_used_at: Epoch | None
+    rate: str | None = Field(None, description="the key's own rate (None: its role's, or default)")
+    burst: int | None = None
+    concurrency: int | None = None
 
 
 class KeyRotated(BaseModel):
@@ -223,6 +229,9 @@ class RoleView(BaseModel):
     name: str
     builtin: bool
     statements: list[dict[str, Any]]
+    limits: dict[str, Any] | None = Field(
+        None, description="the role's limits (rate, burst, concurrency), if it sets any"
+    )
     keys: int = Field(ge=0, description="live keys holding the role")
 
 
@@ -232,6 +241,7 @@ class RoleApplied(BaseModel):
     name: str
     created: bool
     statements: list[dict[str, Any]]
+    limits: dict[str, Any] | None = None
 
 
 class RoleRemoved(BaseModel):

@@ -17,6 +17,7 @@ from hashlib import sha256
 
 from donjon.errors import Error
 from donjon.identity.policy import Principal
+from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
 from donjon.secret import Secret
 from donjon.store.keys import KeyRecord
 
@@ -26,6 +27,7 @@ __all__ = [
     "KeyIndex",
     "hash_key",
     "key_id_of",
+    "limits_of",
     "new_api_key",
     "new_secret",
 ]
@@ -72,6 +74,7 @@ def new_api_key(
     role: str,
     functions: tuple[str, ...] | None = None,
     expires_at: float | None = None,
+    limits: CallerLimits = NO_LIMITS,
 ) -> ApiKey:
     """Mint a key for `name` with `role`; only its hash goes into the record."""
     key_id = secrets.token_hex(8)
@@ -84,8 +87,21 @@ def new_api_key(
         digest=hash_key(hash_key_bytes, secret),
         created_at=time.time(),
         expires_at=expires_at,
+        rate=limits.rate,
+        burst=limits.burst,
+        concurrency=limits.concurrency,
     )
     return ApiKey(record=record, secret=secret)
+
+
+def limits_of(record: KeyRecord) -> CallerLimits:
+    """The limits a key record sets (a stored value this version cannot read: none)."""
+    if record.rate is None and record.burst is None and record.concurrency is None:
+        return NO_LIMITS
+    try:
+        return CallerLimits(record.rate, record.burst, record.concurrency)
+    except Error:  # written by hand into the database: the role's or the default applies
+        return NO_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +135,7 @@ class KeyIndex:
             name=record.name,
             role=record.role,
             functions=None if record.functions is None else frozenset(record.functions),
+            limits=limits_of(record),
         )
         self._keys[record.id] = _Entry(
             record.digest,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
+
 __all__ = [
     "BUILTIN_ROLES",
     "FUNCTION_ACTIONS",
@@ -121,6 +123,9 @@ class Principal:
     kind: str = "key"
     #: Further custom roles whose statements also apply (a JWT may be granted several).
     more_roles: tuple[str, ...] = ()
+    #: The key's own limits (rate, burst, concurrency); what it leaves unset comes from
+    #: its roles' documents, else the server's defaults (gateway/limits.py resolves them).
+    limits: CallerLimits = NO_LIMITS
 
     @property
     def label(self) -> str:

@@ -15,8 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from donjon.errors import Error
 from donjon.identity.policy import Action, Role
+from donjon.ratelimit.rates import MAX_BURST, MAX_CONCURRENCY, CallerLimits
 
-__all__ = ["RoleConflict", "RoleDocument", "RoleError", "Statement", "parse_role"]
+__all__ = [
+    "RoleConflict",
+    "RoleDocument",
+    "RoleError",
+    "RoleLimits",
+    "Statement",
+    "parse_role",
+]
 
 ROLE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 #: A function name with an optional `*` before and/or after it, or `*` alone.
@@ -72,6 +80,22 @@ class Statement(BaseModel):
         return resources
 
 
+class RoleLimits(BaseModel):
+    """What the role's keys (and JWT principals) get when they set no limit of their own
+    (docs/limits.md): a token bucket (`rate`, `burst`) and calls in flight at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: str | None = Field(
+        None, pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$", examples=["50/second"]
+    )
+    burst: int | None = Field(None, ge=1, le=MAX_BURST)
+    concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
+
+    def caller_limits(self) -> CallerLimits:
+        return CallerLimits(self.rate, self.burst, self.concurrency)
+
+
 class RoleDocument(BaseModel):
     """A named list of statements. Deny by default; an explicit deny wins."""
 
@@ -106,6 +130,8 @@ class RoleDocument(BaseModel):
         ),
     ]
     statements: list[Statement] = Field(min_length=1, max_length=256)
+    #: Optional limits for the role's principals (issue 15); omitted: the server's defaults.
+    limits: RoleLimits | None = None
 
     @field_validator("name")
     @classmethod

@@ -27,6 +27,7 @@ from donjon.identity.policy import (
     Role,
 )
 from donjon.identity.policy_doc import RoleDocument, parse_role
+from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
 
 __all__ = ["NO_STATEMENT", "Decision", "Policy", "is_allowed"]
 
@@ -106,6 +107,8 @@ class Policy:
     def __init__(self, custom: Iterable[RoleDocument] = ()) -> None:
         self._roles: dict[str, tuple[_Compiled, ...]] = dict(_BUILTINS)
         self._docs: dict[str, RoleDocument] = {}
+        #: The limits each custom role sets (only roles that set some).
+        self._limits: dict[str, CallerLimits] = {}
         for doc in custom:
             self.put(doc)
 
@@ -114,11 +117,20 @@ class Policy:
             raise ValueError(f"{doc.name} is built in")
         self._roles[doc.name] = _compile_doc(doc)
         self._docs[doc.name] = doc
+        if doc.limits is not None and doc.limits.caller_limits():
+            self._limits[doc.name] = doc.limits.caller_limits()
+        else:
+            self._limits.pop(doc.name, None)
+
+    def limits_of(self, role: str) -> CallerLimits:
+        """The limits role `role` sets (NO_LIMITS: none, or no such role). A dict lookup."""
+        return self._limits.get(role, NO_LIMITS)
 
     def remove(self, name: str) -> None:
         if name not in set(Role):
             self._roles.pop(name, None)
             self._docs.pop(name, None)
+            self._limits.pop(name, None)
 
     def exists(self, name: str) -> bool:
         return name in self._roles

@@ -203,6 +203,8 @@ Trigger = Annotated[
 
 class Limits(_Strict):
     rate: str | None = None
+    #: The rate's bucket size (calls at once after a quiet spell); None: the rate's count.
+    burst: int | None = Field(default=None, ge=1, le=1_000_000_000)
     concurrency: int = Field(default=8, ge=1, le=256)
 
     @field_validator("rate")

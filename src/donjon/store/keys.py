@@ -32,6 +32,10 @@ class KeyRecord:
     previous_until: float | None = None
     #: As last written (at most once a minute per key; the node holds newer times).
     last_used_at: float | None = None
+    #: The key's own limits (None each: its role's, else the server's default).
+    rate: str | None = None
+    burst: int | None = None
+    concurrency: int | None = None
 
 
 class KeyStore:
@@ -52,6 +56,9 @@ class KeyStore:
                     created_at=record.created_at,
                     revoked_at=record.revoked_at,
                     expires_at=record.expires_at,
+                    rate=record.rate,
+                    burst=record.burst,
+                    concurrency=record.concurrency,
                 )
             )
 
@@ -71,6 +78,9 @@ class KeyStore:
                 previous_digest=None if r.previous_digest is None else bytes(r.previous_digest),
                 previous_until=r.previous_until,
                 last_used_at=r.last_used_at,
+                rate=r.rate,
+                burst=r.burst,
+                concurrency=r.concurrency,
             )
             for r in rows
         ]

@@ -69,6 +69,10 @@ api_keys = Table(
     Column("previous_digest", LargeBinary(32), nullable=True),
     Column("previous_until", Float, nullable=True),
     Column("last_used_at", Float, nullable=True),
+    #: The key's own limits (issue 15; None: its role's, else the server's default).
+    Column("rate", String(32), nullable=True),
+    Column("burst", Integer, nullable=True),
+    Column("concurrency", Integer, nullable=True),
 )
 
 roles = Table(
