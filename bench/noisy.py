@@ -94,12 +94,21 @@ def _victim(node: Any, key: str, seconds: float) -> dict[str, Any]:
     return result
 
 
+def _own_cpu(pid: int) -> float:
+    """CPU seconds of one process alone (the gateway: its event loop and threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def run(node: Any, tmp: Path, seconds: float, flood_rate: float) -> dict[str, Any]:
+def run(
+    node: Any, tmp: Path, seconds: float, flood_rate: float, profile: Path | None = None
+) -> dict[str, Any]:
     for name in (SHARED, OTHER):
         _deploy(node, tmp, name)
     limits = {"rate": FLOOD_KEY_RATE, "burst": FLOOD_KEY_BURST}
@@ -108,7 +117,8 @@ def run(node: Any, tmp: Path, seconds: float, flood_rate: float) -> dict[str, An
     _victim(node, victim, 1.0)  # warm up: both functions' sandboxes started
     idle = _victim(node, victim, seconds)
     pid = node.proc.pid
-    node_cpu0, clients0, machine0, before = (
+    gateway0, node_cpu0, clients0, machine0, before = (
+        _own_cpu(pid),
         sandboxes.tree_cpu(pid),
         _children_cpu(),
         machine_cpu(),
@@ -123,6 +133,7 @@ def run(node: Any, tmp: Path, seconds: float, flood_rate: float) -> dict[str, An
         flooded = running.result()
     machine1 = machine_cpu()
     node_cpu, clients = sandboxes.tree_cpu(pid) - node_cpu0, _children_cpu() - clients0
+    gateway = _own_cpu(pid) - gateway0
     time.sleep(2)
     busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1])
     out = {
@@ -137,6 +148,10 @@ def run(node: Any, tmp: Path, seconds: float, flood_rate: float) -> dict[str, An
         "p99_ratio": during["all"]["p99_ms"] / idle["all"]["p99_ms"],
         "p50_ratio": during["all"]["p50_ms"] / idle["all"]["p50_ms"],
         "node_cpu_s": node_cpu,
+        "gateway_cpu_s": gateway,
+        "gateway_cpu_per_request_ms": 1000
+        * gateway
+        / (flooded["requests"] + during["all"]["sent"]),
         "clients_cpu_s": clients,
         "machine_busy": busy,
         "cores": os.cpu_count(),
@@ -145,7 +160,29 @@ def run(node: Any, tmp: Path, seconds: float, flood_rate: float) -> dict[str, An
         "rss_after": rss(pid),
     }
     _report(out)
+    if profile is not None:
+        _profile(node.proc.pid, url, headers, flood_rate, seconds, profile)
     return out
+
+
+def _profile(
+    pid: int, url: str, headers: dict[str, str], rate: float, seconds: float, out: Path
+) -> None:
+    """The flood once more, unmeasured, with py-spy sampling the gateway: where its CPU goes."""
+    import profiling
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "noisy-gateway.txt"
+    running = flood(url, BODY, headers, FLOOD_CONNECTIONS, rate, seconds + 1.0)
+    time.sleep(0.5)
+    spy = profiling.record(pid, seconds - 1.0, path)
+    if spy is None:
+        sys.stderr.write("  profile: py-spy not found (scripts/setup-bench.sh installs it)\n")
+    else:
+        spy.wait(seconds + 30)
+    running.result()
+    if path.exists():
+        sys.stderr.write(profiling.summary(path, top=25) + "\n")
 
 
 def _without_samples(victim: dict[str, Any]) -> dict[str, Any]:
@@ -176,13 +213,17 @@ def _report(out: dict[str, Any]) -> None:
         )
     lines += [
         f"  ratio flood/idle: p50 {out['p50_ratio']:.2f}x, p99 {out['p99_ratio']:.2f}x "
-        f"(target: p99 <= 2x, success >= 99%)",
+        f"(target: p99 <= 2x, success >= 99%: "
+        f"{'met' if out['p99_ratio'] <= 2 and flood_['success_rate'] >= 0.99 else 'NOT met'})",
         f"  flooder: {f['requests']} answered in {f['seconds']:.1f} s "
         f"({f['requests'] / max(f['seconds'], 1e-9):.0f}/s, offered "
         f"{out['flood_rate_offered']:.0f}/s on {f['connections']} connections): "
         f"statuses {f['statuses']}, "
         f"socket errors {f['socket_errors']}",
-        f"  CPU over the flood: node {out['node_cpu_s']:.1f} s, "
+        *(f"    {status}: {body[:160]}" for status, body in f["samples"].items()),
+        f"  CPU over the flood: gateway {out['gateway_cpu_s']:.1f} s "
+        f"({out['gateway_cpu_per_request_ms']:.2f} ms a request), "
+        f"node with sandboxes {out['node_cpu_s']:.1f} s, "
         f"clients {out['clients_cpu_s']:.1f} s, "
         f"machine {out['machine_busy']:.0%} busy of {out['cores']} cores",
         f"  node RSS {out['rss_before'] / 2**20:.0f} -> {out['rss_peak'] / 2**20:.0f} -> "
@@ -198,6 +239,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--flood-rate", type=float, default=2000.0, help="0: closed loop")
     parser.add_argument("--env", action="append", default=[], help="DONJON_X=V for the node")
+    parser.add_argument("--profile", type=Path, help="then profile the gateway in a flood (py-spy)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed for the flooder: scripts/setup-bench.sh installs it")
@@ -206,7 +248,8 @@ def main() -> None:
         os.chmod(tmp, 0o755)
         node = start_node(Path(tmp) / "node", extra)
         try:
-            out = run(node, Path(tmp), 5.0 if args.quick else 10.0, args.flood_rate)
+            seconds = 5.0 if args.quick else 10.0
+            out = run(node, Path(tmp), seconds, args.flood_rate, args.profile)
         finally:
             node.stop()
             shutil.rmtree(sandboxes.node_staging(node.data_dir), ignore_errors=True)

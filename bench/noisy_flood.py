@@ -25,6 +25,7 @@ function setup(thread)
 end
 function init(args)
   statuses = {}
+  samples = {}
   answered = 0
   limit = tonumber(args[1])
   pause = tonumber(args[2])
@@ -35,6 +36,9 @@ end
 function response(status, headers, body)
   local k = tostring(status)
   statuses[k] = (statuses[k] or 0) + 1
+  if samples[k] == nil then
+    samples[k] = string.sub(body, 1, 240)
+  end
   answered = answered + 1
   if answered >= limit then
     wrk.thread:stop()
@@ -44,6 +48,9 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     for k, v in pairs(t:get("statuses")) do
       io.write(string.format("STATUS %s %d\n", k, v))
+    end
+    for k, v in pairs(t:get("samples")) do
+      io.write(string.format("SAMPLE %s %s\n", k, string.gsub(v, "\n", " ")))
     end
   end
   local e = summary.errors
@@ -68,11 +75,15 @@ class Flood:
         finally:
             self._script.unlink(missing_ok=True)
         statuses: dict[str, int] = {}
+        samples: dict[str, str] = {}
         raw: dict[str, Any] | None = None
         for line in out.splitlines():
             if line.startswith("STATUS "):
                 _, status, count = line.split()
                 statuses[status] = statuses.get(status, 0) + int(count)
+            elif line.startswith("SAMPLE "):
+                _, status, body = line.split(" ", 2)
+                samples.setdefault(status, body)
             elif line.startswith("BENCHJSON "):
                 raw = json.loads(line.removeprefix("BENCHJSON "))
         if raw is None:
@@ -87,6 +98,7 @@ class Flood:
             "statuses": dict(sorted(statuses.items())),
             "accepted": sum(n for s, n in statuses.items() if s.startswith("2")),
             "refused": sum(n for s, n in statuses.items() if not s.startswith("2")),
+            "samples": samples,
         }
 
 
