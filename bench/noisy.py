@@ -1,6 +1,7 @@
 """The noisy neighbour (issue 15, point 7): one principal floods, another keeps being served.
 
-    .venv/bin/python bench/noisy.py [--quick] [--flood-rate 2000] [--env DONJON_X=V]...
+    .venv/bin/python bench/noisy.py [--quick] [--flood-rate 2000] [--flood-close]
+        [--profile DIR] [--env DONJON_X=V]...
 
 On a node of its own (loopback only), two warm functions with a shared rate limit
 (`limits.rate`, FUNCTION_RATE each): `noisy-shared`, which the flooder floods, and
@@ -14,7 +15,8 @@ victim's (the server's default limits). The steps:
    at `--flood-rate` requests a second in all (each connection waits its share
    between requests: `delay()` in wrk's script; 0: as fast as the node answers),
    bounded in time and in count (rate x seconds x 1.5, then wrk stops), far past
-   its key's rate; meanwhile the victim again, as in step 1.
+   its key's rate; meanwhile the victim again, as in step 1;
+3. idle again: the victim alone once more (the shared machine's drift, for the reader).
 
 The report: the victim's success rate in the flood (per function and together),
 its p50/p99 idle and in the flood and their ratio (the target: at least 99% served,
@@ -107,7 +109,12 @@ def _children_cpu() -> float:
 
 
 def run(
-    node: Any, tmp: Path, seconds: float, flood_rate: float, profile: Path | None = None
+    node: Any,
+    tmp: Path,
+    seconds: float,
+    flood_rate: float,
+    profile: Path | None = None,
+    close: bool = False,
 ) -> dict[str, Any]:
     for name in (SHARED, OTHER):
         _deploy(node, tmp, name)
@@ -126,6 +133,8 @@ def run(
     )
     url = f"{node.url}/v1/functions/{SHARED}/invoke"
     headers = {"content-type": "application/json", "authorization": f"Bearer {flooder}"}
+    if close:  # a new connection (a TLS handshake) for every request of the flood
+        headers["connection"] = "close"
     with PeakRss(pid) as peak:
         running = flood(url, BODY, headers, FLOOD_CONNECTIONS, flood_rate, seconds + 2.0)
         time.sleep(1.0)  # the flood is on before the victim's first call
@@ -135,6 +144,7 @@ def run(
     node_cpu, clients = sandboxes.tree_cpu(pid) - node_cpu0, _children_cpu() - clients0
     gateway = _own_cpu(pid) - gateway0
     time.sleep(2)
+    idle_after = _victim(node, victim, seconds)  # the machine's own drift, for the reader
     busy = (machine1[0] - machine0[0]) / max(1e-9, machine1[1] - machine0[1])
     out = {
         "seconds": seconds,
@@ -142,8 +152,10 @@ def run(
         "flooder_key": {**limits, "taken": key_limits},
         "victim_rate_per_function": VICTIM_RATE,
         "flood_rate_offered": flood_rate,
+        "flood_new_connection_each": close,
         "idle": _without_samples(idle),
         "flood": _without_samples(during),
+        "idle_after": _without_samples(idle_after),
         "flooder": flooded,
         "p99_ratio": during["all"]["p99_ms"] / idle["all"]["p99_ms"],
         "p50_ratio": during["all"]["p50_ms"] / idle["all"]["p50_ms"],
@@ -206,6 +218,11 @@ def _report(out: dict[str, Any]) -> None:
         f"{flood_['ok']}/{flood_['sent']} ok ({flood_['success_rate']:.1%}) "
         f"statuses {flood_['statuses']} errors {flood_['errors']}",
     ]
+    after = out["idle_after"]["all"]
+    lines.append(
+        f"  victim idle again after the flood: p50 {after['p50_ms']:.2f} ms, "
+        f"p99 {after['p99_ms']:.2f} ms, {after['ok']}/{after['sent']} ok"
+    )
     for name, t in out["flood"]["targets"].items():
         lines.append(
             f"    {name}: {t['ok']}/{t['sent']} ok, p50 {t['p50_ms']:.2f} ms, "
@@ -215,7 +232,8 @@ def _report(out: dict[str, Any]) -> None:
         f"  ratio flood/idle: p50 {out['p50_ratio']:.2f}x, p99 {out['p99_ratio']:.2f}x "
         f"(target: p99 <= 2x, success >= 99%: "
         f"{'met' if out['p99_ratio'] <= 2 and flood_['success_rate'] >= 0.99 else 'NOT met'})",
-        f"  flooder: {f['requests']} answered in {f['seconds']:.1f} s "
+        f"  flooder{' (a new connection each request)' if out['flood_new_connection_each'] else ''}"
+        f": {f['requests']} answered in {f['seconds']:.1f} s "
         f"({f['requests'] / max(f['seconds'], 1e-9):.0f}/s, offered "
         f"{out['flood_rate_offered']:.0f}/s on {f['connections']} connections): "
         f"statuses {f['statuses']}, "
@@ -240,6 +258,9 @@ def main() -> None:
     parser.add_argument("--flood-rate", type=float, default=2000.0, help="0: closed loop")
     parser.add_argument("--env", action="append", default=[], help="DONJON_X=V for the node")
     parser.add_argument("--profile", type=Path, help="then profile the gateway in a flood (py-spy)")
+    parser.add_argument(
+        "--flood-close", action="store_true", help="the flooder connects anew for each request"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed for the flooder: scripts/setup-bench.sh installs it")
@@ -249,7 +270,7 @@ def main() -> None:
         node = start_node(Path(tmp) / "node", extra)
         try:
             seconds = 5.0 if args.quick else 10.0
-            out = run(node, Path(tmp), seconds, args.flood_rate, args.profile)
+            out = run(node, Path(tmp), seconds, args.flood_rate, args.profile, args.flood_close)
         finally:
             node.stop()
             shutil.rmtree(sandboxes.node_staging(node.data_dir), ignore_errors=True)
