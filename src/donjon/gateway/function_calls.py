@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, InvalidInput
+from donjon.gateway.slots import ConcurrencyFull
 from donjon.identity import Principal
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import (
@@ -157,7 +158,7 @@ class FunctionCalls:
 
 def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:
     """What the caller learns of a call that gave no result: its kind and one line."""
-    if isinstance(error, RateLimitError | TooManyInvocations | CallShed):
+    if isinstance(error, RateLimitError | TooManyInvocations | CallShed | ConcurrencyFull):
         return answer_error("throttled", f"{error.message} ({error.hint})")
     if isinstance(error, InvalidInput | BadRequest):
         return answer_error("invalid", error.message)

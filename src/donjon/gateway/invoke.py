@@ -48,6 +48,7 @@ from donjon.gateway.response_policy import (
     http_response,
     route_of,
 )
+from donjon.gateway.slots import hold_slots
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
@@ -95,6 +96,30 @@ def _meta(
 
 
 async def _run(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    event: bytes,
+    request_id: str,
+    trigger: str,
+    render: Render,
+    chain: Chain | None = None,
+    on_log: Callable[[str], None] | None = None,
+    client: str | None = None,
+) -> Response:
+    """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
+    cap full for the bounded wait is refused (503) before it starts; the slots are given
+    back however the call ends (answered, failed, timed out, disconnected, cancelled)."""
+    held = await hold_slots(node, deployed, principal, request_id, trigger)
+    try:
+        return await _call(
+            node, deployed, principal, event, request_id, trigger, render, chain, on_log, client
+        )
+    finally:
+        await held.release()
+
+
+async def _call(
     node: Node,
     deployed: Deployed,
     principal: Principal | None,

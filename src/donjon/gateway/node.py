@@ -37,7 +37,12 @@ from donjon.monitor.responses import Responder, ResponsePolicy
 from donjon.monitor.service import MonitorService, start_monitor
 from donjon.monitor.throttles import Throttles
 from donjon.obs import Metrics, NodeCollector
-from donjon.ratelimit import MemoryRateLimiter, RateLimiter
+from donjon.ratelimit import (
+    ConcurrencyLimiter,
+    MemoryConcurrencyLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+)
 from donjon.sandbox import (
     QueueBounds,
     ResourceControl,
@@ -107,6 +112,10 @@ class Node:
     throttles: Throttles
     response_policy: ResponsePolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    #: Concurrency slots per principal and, when shared (Redis), per function across nodes;
+    #: `node_slots` counts this node's own calls, always in memory (gateway/slots.py).
+    slots: ConcurrencyLimiter = field(default_factory=MemoryConcurrencyLimiter)
+    node_slots: MemoryConcurrencyLimiter = field(default_factory=MemoryConcurrencyLimiter)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
@@ -416,5 +425,15 @@ def open_node(settings: Settings) -> Node:
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
+        slots=_memory_slots(settings),
+        node_slots=_memory_slots(settings),
         alerts=AlertStore(engine),
+    )
+
+
+def _memory_slots(settings: Settings) -> MemoryConcurrencyLimiter:
+    """Slots in memory, their waits bounded as the pool's are (DONJON_MAX_QUEUED*)."""
+    sandbox = settings.sandbox
+    return MemoryConcurrencyLimiter(
+        max_waiters=sandbox.max_queued_per_function, max_waiting=sandbox.max_queued
     )

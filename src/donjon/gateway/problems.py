@@ -27,6 +27,7 @@ from donjon.gateway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from donjon.gateway.slots import ConcurrencyFull
 from donjon.identity import IdentityError, IssuerError, JwksError, RoleError
 from donjon.identity.policy_doc import RoleConflict
 from donjon.lifecycle import (
@@ -111,6 +112,7 @@ STATUS: dict[type[Error], int] = {
     FunctionCrashed: 502,
     TooManyInvocations: 429,
     CallShed: 503,
+    ConcurrencyFull: 503,
     BadSecret: 422,
     SecretNotFound: 404,
     BadWindow: 400,

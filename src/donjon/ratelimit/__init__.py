@@ -15,12 +15,14 @@ from donjon.ratelimit.interface import (
     Slot,
 )
 from donjon.ratelimit.memory import MemoryRateLimiter
+from donjon.ratelimit.memory_slots import MemoryConcurrencyLimiter
 
 __all__ = [
     "BucketKey",
     "ConcurrencyLimiter",
     "Decision",
     "LimiterUnavailable",
+    "MemoryConcurrencyLimiter",
     "MemoryRateLimiter",
     "QuotaCounter",
     "QuotaDecision",

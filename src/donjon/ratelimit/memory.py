@@ -13,7 +13,7 @@ _MAX_KEYS = 100_000
 
 
 class MemoryRateLimiter(RateLimiter):
-    """Buckets refill continuously at count/period up to count."""
+    """Buckets refill continuously at count/period up to `burst` (None: count)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -29,12 +29,13 @@ class MemoryRateLimiter(RateLimiter):
         tokens, stamp, _, _ = self._buckets.get(key, (capacity, now, capacity, rate))
         tokens = min(capacity, tokens + (now - stamp) * rate)
         if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now, capacity, rate)
+            tokens -= 1.0
+            self._buckets[key] = (tokens, now, capacity, rate)
             if len(self._buckets) > _MAX_KEYS:
                 self._forget_refilled(now)
-            return Decision(True)
+            return Decision(True, 0.0, int(tokens), (capacity - tokens) / rate)
         self._buckets[key] = (tokens, now, capacity, rate)
-        return Decision(False, (1.0 - tokens) / rate)
+        return Decision(False, (1.0 - tokens) / rate, 0, (capacity - tokens) / rate)
 
     def _forget_refilled(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no state."""

@@ -1,0 +1,156 @@
+"""Concurrency slots held around a call (issue 15): the caller's, the function's, the node's.
+
+A call holds, for as long as it runs in its sandbox:
+
+1. its principal's slot: at most the key's `concurrency`, else its role's, else
+   DONJON_CONCURRENCY_PER_PRINCIPAL calls of one caller at once;
+2. the function's slot across nodes (`limits.concurrency`), when the node shares
+   its limits (Redis): on one node alone the sandbox pool's own per-function
+   semaphore is that cap, with its bounded backlog (sandbox/pool.py, backlog.py);
+3. the node's slot: at most DONJON_MAX_CONCURRENCY calls on this node, always
+   counted in this node's memory (it bounds this node's own work).
+
+A call that finds one full waits for it at most DONJON_MAX_QUEUE_WAIT_S (and at
+most DONJON_MAX_QUEUED_PER_FUNCTION calls wait per key, DONJON_MAX_QUEUED in
+all), then gets `ConcurrencyFull`: 503 with Retry-After, audited in aggregate.
+Slots are given back on every path (`Held.release` runs in the caller's
+`finally`: success, error, timeout, disconnect, cancellation), and are leased past
+the call's own deadline in case a holder dies without giving them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from donjon.audit import AuditEvent
+from donjon.errors import Error
+from donjon.gateway.node import Node
+from donjon.gateway.rate_buckets import caller_limits
+from donjon.identity import Principal
+from donjon.lifecycle import Deployed
+from donjon.ratelimit import BucketKey, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
+
+__all__ = ["NODE_KEY", "ConcurrencyFull", "Held", "hold_slots"]
+
+log = logging.getLogger("donjon")
+
+#: The key of the node's own slots (in `node.node_slots`, never shared).
+NODE_KEY = BucketKey(principal="*", scope="node")
+#: A lease outlives the call's deadline by this much (a holder that died frees it then).
+LEASE_MARGIN_S = 60.0
+
+
+class ConcurrencyFull(Error):
+    """Every slot of a concurrency cap stayed held for the whole bounded wait (503)."""
+
+    title = "Too many calls in flight"
+
+    def __init__(self, message: str, *, retry_after_s: float, cap: str) -> None:
+        super().__init__(message, hint="retry after the Retry-After seconds")
+        self.retry_after_s = retry_after_s
+        self.cap = cap
+
+
+class Held:
+    """The slots one call holds; `release` gives each back (idempotent)."""
+
+    __slots__ = ("_slots",)
+
+    def __init__(self) -> None:
+        self._slots: list[tuple[ConcurrencyLimiter, Slot]] = []
+
+    def add(self, limiter: ConcurrencyLimiter, slot: Slot) -> None:
+        self._slots.append((limiter, slot))
+
+    async def release(self) -> None:
+        """Give every slot back, newest first; a backend that fails frees it by its lease."""
+        while self._slots:
+            limiter, slot = self._slots.pop()
+            try:
+                await limiter.release(slot)
+            except Exception:
+                log.exception("releasing a concurrency slot failed; its lease will free it")
+
+
+async def hold_slots(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> Held:
+    """Take the call's slots (caller's, function's, node's) or raise `ConcurrencyFull`
+    having given back the ones taken; cancellation gives them back too."""
+    held = Held()
+    settings = node.settings
+    wait_s = settings.sandbox.max_queue_wait_s
+    lease_s = deployed.manifest.timeout_s + LEASE_MARGIN_S
+    try:
+        if principal is not None:
+            cap = caller_limits(node, principal)[3]
+            key = BucketKey(principal=principal.label, scope="concurrency")
+            await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")
+        if not isinstance(node.slots, MemoryConcurrencyLimiter):  # shared across nodes
+            key = BucketKey(function=deployed.name, scope="concurrency")
+            cap = deployed.manifest.limits.concurrency
+            await _take(node, held, node.slots, key, cap, wait_s, lease_s, "function")
+        limit = settings.limits.max_concurrency
+        await _take(node, held, node.node_slots, NODE_KEY, limit, wait_s, lease_s, "node")
+    except ConcurrencyFull as e:
+        await held.release()
+        await _audit(node, deployed, principal, request_id, trigger, e)
+        raise
+    except BaseException:
+        await asyncio.shield(held.release())
+        raise
+    return held
+
+
+async def _take(
+    node: Node,
+    held: Held,
+    limiter: ConcurrencyLimiter,
+    key: BucketKey,
+    cap: int,
+    wait_s: float,
+    lease_s: float,
+    what: str,
+) -> None:
+    slot = await limiter.acquire(key, cap, wait_s=wait_s, lease_s=lease_s)
+    if slot is None:
+        whose = {"principal": "your", "function": "the function's", "node": "the node's"}[what]
+        raise ConcurrencyFull(
+            f"{whose} concurrency limit ({cap} calls at once) stayed full for {wait_s:g}s",
+            retry_after_s=max(1.0, wait_s),
+            cap=what,
+        )
+    held.add(limiter, slot)
+
+
+async def _audit(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    error: ConcurrencyFull,
+) -> None:
+    node.metrics.rate_limited.labels(deployed.name, "concurrency").inc()
+    actor = (
+        principal.label
+        if principal is not None
+        else ("schedule" if trigger == "schedule" else "public")
+    )
+    await node.denials.deny(
+        AuditEvent(
+            actor,
+            "function.concurrency",
+            f"{deployed.name}@{deployed.record.version}",
+            "denied",
+            {
+                "request_id": request_id,
+                "reason": f"{error.cap} concurrency limit",
+                "cap": error.cap,
+                "trigger": trigger,
+            },
+        ),
+        "-",
+        scope=deployed.name,
+    )

@@ -1,0 +1,140 @@
+"""Concurrency slots in process memory: one node, no I/O, bounded waiting.
+
+Each key has at most `cap` slots held. A call that finds them all held waits
+(first come, first served) at most `wait_s` for one to be released, then gets
+None. Waiting is bounded in count as well as time: at most `max_waiters` calls
+wait per key, and `max_waiting` over every key; past either a call gets None at
+once. A released slot is handed straight to the oldest waiter, so a newcomer
+never overtakes a call that waited. Every slot is leased: one not released
+within its `lease_s` (its holder leaked it) is freed the next time its key is
+looked at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from donjon.ratelimit.interface import BucketKey, ConcurrencyLimiter, Slot
+
+__all__ = ["MemoryConcurrencyLimiter"]
+
+
+@dataclass(slots=True)
+class _Key:
+    #: Held slots: token -> when its lease ends (monotonic).
+    held: dict[str, float] = field(default_factory=dict)
+    #: Calls waiting, oldest first: (future the slot's token is handed through, lease_s).
+    waiters: deque[tuple[asyncio.Future[str], float]] = field(default_factory=deque)
+
+
+class MemoryConcurrencyLimiter(ConcurrencyLimiter):
+    """Slots per key for one node. Runs on the event loop only."""
+
+    def __init__(
+        self,
+        *,
+        max_waiters: int = 64,
+        max_waiting: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_waiters = max(0, max_waiters)
+        self._max_waiting = max(0, max_waiting)
+        self._clock = clock
+        self._keys: dict[BucketKey, _Key] = {}
+        self._tokens = itertools.count(1)
+        #: Calls waiting now, over every key.
+        self.waiting = 0
+
+    async def acquire(
+        self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
+    ) -> Slot | None:
+        state = self._keys.get(key)
+        if state is None:
+            state = self._keys[key] = _Key()
+        else:
+            self._expire(key, state)
+            while state.waiters and len(state.held) < cap:  # a cap raised since they came
+                self._hand_on(state)
+        if len(state.held) < cap and not state.waiters:
+            return self._grant(key, state, lease_s)
+        if (
+            wait_s <= 0
+            or len(state.waiters) >= self._max_waiters
+            or self.waiting >= self._max_waiting
+        ):
+            self._forget_if_idle(key, state)
+            return None
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        entry = (future, lease_s)
+        state.waiters.append(entry)
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(wait_s):
+                token = await future
+            return Slot(key, token)
+        except TimeoutError:
+            # A lease may have run out meanwhile: what it frees goes to the oldest waiter.
+            self._expire(key, state)
+            return Slot(key, future.result()) if _handed(future) else None
+        except BaseException:  # cancelled: a slot handed to us meanwhile goes on
+            if _handed(future):
+                self._release_token(key, state, future.result())
+            raise
+        finally:
+            self.waiting -= 1
+            if entry in state.waiters:
+                state.waiters.remove(entry)
+            self._forget_if_idle(key, state)
+
+    async def release(self, slot: Slot) -> None:
+        state = self._keys.get(slot.key)
+        if state is not None:
+            self._release_token(slot.key, state, slot.token)
+
+    async def held(self, key: BucketKey) -> int:
+        state = self._keys.get(key)
+        if state is None:
+            return 0
+        self._expire(key, state)
+        return len(state.held)
+
+    def _grant(self, key: BucketKey, state: _Key, lease_s: float) -> Slot:
+        token = str(next(self._tokens))
+        state.held[token] = self._clock() + lease_s
+        return Slot(key, token)
+
+    def _release_token(self, key: BucketKey, state: _Key, token: str) -> None:
+        if state.held.pop(token, None) is None:
+            return  # released already, or its lease ran out
+        self._hand_on(state)
+        self._forget_if_idle(key, state)
+
+    def _hand_on(self, state: _Key) -> None:
+        """Give a free slot to the oldest waiter still waiting (one per free slot)."""
+        while state.waiters:
+            future, lease_s = state.waiters.popleft()
+            if future.done():
+                continue
+            token = str(next(self._tokens))
+            state.held[token] = self._clock() + lease_s
+            future.set_result(token)
+            return
+
+    def _expire(self, key: BucketKey, state: _Key) -> None:
+        now = self._clock()
+        for token in [t for t, until in state.held.items() if until <= now]:
+            del state.held[token]
+            self._hand_on(state)
+
+    def _forget_if_idle(self, key: BucketKey, state: _Key) -> None:
+        if not state.held and not state.waiters and self._keys.get(key) is state:
+            del self._keys[key]
+
+
+def _handed(future: asyncio.Future[str]) -> bool:
+    return future.done() and not future.cancelled()

@@ -1,0 +1,152 @@
+"""A call's concurrency slots (gateway/slots.py) are given back however the call ends.
+
+In process, with a stand-in pool: the sandbox side is not what is tested (the real
+node's tests are in test_limits_node.py); the ends a real client cannot cause on
+demand are: the call's task cancelled mid-call, and the pool raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from donjon.audit import AuditEvent
+from donjon.config import LimitSettings, SandboxSettings, Settings
+from donjon.gateway import invoke
+from donjon.gateway.slots import NODE_KEY, ConcurrencyFull, hold_slots
+from donjon.identity import Policy, Principal
+from donjon.manifest import parse_manifest
+from donjon.obs import Metrics
+from donjon.ratelimit import BucketKey, MemoryConcurrencyLimiter
+from donjon.sandbox import SandboxError
+
+PRINCIPAL = Principal(id="0123456789abcdef", name="t", role="invoker")
+OWN_KEY = BucketKey(principal=PRINCIPAL.label, scope="concurrency")
+
+
+class Pool:
+    """Blocks each call until `go` is set, then raises `error` (if any) or never returns."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.started = asyncio.Event()
+        self.error = error
+
+    async def invoke(self, *_args: Any) -> Any:
+        self.started.set()
+        if self.error is not None:
+            raise self.error
+        await asyncio.Event().wait()  # until cancelled
+
+
+class Denials:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    async def deny(self, event: AuditEvent, client: str, named: str = "", **_: Any) -> None:
+        self.events.append(event)
+
+
+class Audit:
+    async def record(self, *_args: Any) -> None:
+        return None
+
+
+def _node(tmp_path: Path, pool: Pool, **limits: Any) -> Any:
+    settings = Settings(
+        data_dir=tmp_path,
+        url="https://127.0.0.1:1",
+        api_key=None,
+        sandbox=SandboxSettings(max_queue_wait_s=0.05),
+        limits=LimitSettings(**limits),
+    )
+    return SimpleNamespace(
+        settings=settings,
+        slots=MemoryConcurrencyLimiter(),
+        node_slots=MemoryConcurrencyLimiter(),
+        policy=Policy(),
+        metrics=Metrics(),
+        denials=Denials(),
+        audit=Audit(),
+        pool=pool,
+    )
+
+
+def _deployed() -> Any:
+    manifest = parse_manifest("name: slotted\nhandler: main.handler\n")
+    return SimpleNamespace(
+        name="slotted", manifest=manifest, record=SimpleNamespace(version=1), config=None
+    )
+
+
+async def _held(node: Any) -> tuple[int, int]:
+    return await node.slots.held(OWN_KEY), await node.node_slots.held(NODE_KEY)
+
+
+def _never_rendered(result: Any) -> Any:  # the stand-in pool never returns a result
+    raise AssertionError(result)
+
+
+async def _call(node: Any) -> Any:
+    return await invoke._run(node, _deployed(), PRINCIPAL, b"{}", "r1", "invoke", _never_rendered)
+
+
+def test_a_cancelled_call_gives_its_slots_back(tmp_path: Path) -> None:
+    """A call cancelled while its sandbox runs (a client gone, the node stopping) leaves
+    neither its principal's slot nor the node's held."""
+
+    async def go() -> tuple[tuple[int, int], tuple[int, int]]:
+        pool = Pool()
+        node = _node(tmp_path, pool)
+        task = asyncio.create_task(_call(node))
+        await pool.started.wait()
+        during = await _held(node)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return during, await _held(node)
+
+    during, after = asyncio.run(go())
+    assert during == (1, 1)
+    assert after == (0, 0)
+
+
+def test_a_failed_call_gives_its_slots_back(tmp_path: Path) -> None:
+    """A call whose sandbox fails leaves no slot held."""
+
+    async def go() -> tuple[int, int]:
+        node = _node(tmp_path, Pool(SandboxError("the sandbox failed")))
+        with pytest.raises(SandboxError):
+            await _call(node)
+        return await _held(node)
+
+    assert asyncio.run(go()) == (0, 0)
+
+
+def test_a_full_cap_refuses_after_the_bounded_wait_and_is_audited(tmp_path: Path) -> None:
+    """With the node's cap of one held, the next call waits the bounded time, gets
+    `ConcurrencyFull` (503) without keeping its principal's slot, and is audited."""
+
+    async def go() -> tuple[tuple[int, int], Any]:
+        pool = Pool()
+        node = _node(tmp_path, pool, max_concurrency=1)
+        running = asyncio.create_task(_call(node))
+        await pool.started.wait()
+        other = Principal(id="fedcba9876543210", name="o", role="invoker")
+        with pytest.raises(ConcurrencyFull) as refused:
+            await hold_slots(node, _deployed(), other, "r2", "invoke")
+        held = (
+            await node.slots.held(BucketKey(principal=other.label, scope="concurrency")),
+            await node.node_slots.held(NODE_KEY),
+        )
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        return held, (refused.value, node.denials.events)
+
+    held, (error, events) = asyncio.run(go())
+    assert held == (0, 1)  # its own slot given back; the node's still the running call's
+    assert error.retry_after_s >= 1 and error.cap == "node"
+    assert [e.action for e in events] == ["function.concurrency"]
