@@ -11,6 +11,12 @@ connections at once, bounded in count (FLOOD_MAX) and time (FLOOD_S). Once it is
 being refused (its first 429), the victim, another key from another address, calls
 `shared` and `other` VICTIM_CALLS times each, while the flood goes on. The test
 asserts statuses and counts only, never timings.
+
+The second attack stays within its rate but keeps a slow function busy from many
+connections: the key's own concurrency (`--concurrency`, below the function's)
+leaves the function's other slots to everyone else. Without it (the default
+per-principal cap, 64, is above the function's 4) the victim's 20 calls all got
+503 (the function's backlog full of the flooder's calls).
 """
 
 from __future__ import annotations
@@ -97,29 +103,37 @@ def _client(node: LiveNode, key: str, connections: int) -> httpx.AsyncClient:
     )
 
 
-async def _noisy(node: LiveNode, flooder: str, victim: str) -> tuple[Answers, dict[str, Answers]]:
-    """The flood, and the victim's calls once the flooder is refused: (flood, victim's)."""
+async def _noisy(
+    node: LiveNode,
+    flooder: str,
+    victim: str,
+    target: str = "shared",
+    victim_targets: tuple[str, ...] = ("shared", "other"),
+    started: int = FLOOD_MAX,
+) -> tuple[Answers, dict[str, Answers]]:
+    """The flood of `target`, and the victim's calls once the flood is at full pressure
+    (its first refusal, or `started` answers): (flood, the victim's by function)."""
     flood = Answers()
-    refused = asyncio.Event()
+    pressing = asyncio.Event()
     victim_done = asyncio.Event()
     deadline = time.monotonic() + FLOOD_S
 
     async def flood_worker(client: httpx.AsyncClient) -> None:
         while not victim_done.is_set() and len(flood.statuses) < FLOOD_MAX:
             if time.monotonic() > deadline:
-                refused.set()  # the victim runs all the same: its assertions say what happened
-                return
-            r = await client.post("/v1/functions/shared/invoke", content=b"{}")
+                break  # the victim runs all the same: its assertions say what happened
+            r = await client.post(f"/v1/functions/{target}/invoke", content=b"{}")
             flood.statuses.append(r.status_code)
             if r.status_code == 429:
                 flood.retry_after.append(r.headers.get("retry-after"))
-                refused.set()
-        refused.set()
+            if r.status_code != 200 or len(flood.statuses) >= started:
+                pressing.set()
+        pressing.set()
 
-    victims = {"shared": Answers(), "other": Answers()}
+    victims = {name: Answers() for name in victim_targets}
 
     async def victim_calls(client: httpx.AsyncClient) -> None:
-        await refused.wait()
+        await pressing.wait()
         try:
             for _ in range(VICTIM_CALLS):
                 for name, answers in victims.items():
@@ -158,3 +172,50 @@ def test_a_flooding_principal_does_not_starve_another(shared_node: LiveNode) -> 
     assert all(v is not None and int(v) >= 1 for v in flood.retry_after)
     assert flood.statuses.count(200) <= FLOOD_BURST + FLOOD_PER_S * elapsed + 1
     assert flood.statuses.count(429) > flood.statuses.count(200)
+
+
+SLOW_HANDLER = "import time\ndef handler(event, context):\n    time.sleep(0.3)\n    return {}\n"
+SLOW_MANIFEST = """\
+name: slow
+handler: main.handler
+memory_mb: 64
+timeout_s: 30
+isolation: warm
+limits: {concurrency: 4}
+"""
+#: The flooder's own concurrency, below the slow function's 4.
+FLOOD_CONCURRENCY = 2
+
+
+@pytest.fixture
+def slow_node(tmp_path: Path) -> Iterator[LiveNode]:
+    """A node of its own serving `slow` (0.3 s a call, 4 at once); no shedding for lag."""
+    tmp_path.chmod(0o755)
+    live = start_node(tmp_path / "data", {"DONJON_MAX_LOOP_LAG_S": "0"})
+    d = tmp_path / "slow"
+    d.mkdir(mode=0o755)
+    (d / "main.py").write_text(SLOW_HANDLER)
+    (d / "donjon.yaml").write_text(SLOW_MANIFEST)
+    try:
+        live.deploy(d)
+        yield live
+    finally:
+        live.stop()
+
+
+def test_a_principal_holding_a_slow_function_leaves_it_to_another(slow_node: LiveNode) -> None:
+    """A key keeping a slow function busy from many connections holds at most its own
+    concurrency of its slots; another key's calls to it are served (at least 99%)."""
+    node = slow_node
+    flooder = _key(
+        node, "holder", "slow", "--rate", "50/second", "--concurrency", str(FLOOD_CONCURRENCY)
+    )
+    victim = _key(node, "victim", "slow")
+    flood, victims = asyncio.run(_noisy(node, flooder, victim, "slow", ("slow",), started=20))
+    answers = victims["slow"].statuses
+    assert len(answers) == VICTIM_CALLS
+    assert answers.count(200) >= 0.99 * VICTIM_CALLS, answers
+    # The flood was served too, within its own slots (a call past them waits, bounded,
+    # or is refused with 503 or 429): never a failure of the function.
+    assert flood.statuses.count(200) >= 20
+    assert set(flood.statuses) <= {200, 429, 503}, sorted(set(flood.statuses))
