@@ -167,6 +167,7 @@ def run(
         "clients_cpu_s": clients,
         "machine_busy": busy,
         "cores": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
         "rss_before": before,
         "rss_peak": max(peak.peak, before),
         "rss_after": rss(pid),
@@ -243,7 +244,8 @@ def _report(out: dict[str, Any]) -> None:
         f"({out['gateway_cpu_per_request_ms']:.2f} ms a request), "
         f"node with sandboxes {out['node_cpu_s']:.1f} s, "
         f"clients {out['clients_cpu_s']:.1f} s, "
-        f"machine {out['machine_busy']:.0%} busy of {out['cores']} cores",
+        f"machine {out['machine_busy']:.0%} busy of {out['cores']} cores "
+        f"(load average {out['load_average']:.1f})",
         f"  node RSS {out['rss_before'] / 2**20:.0f} -> {out['rss_peak'] / 2**20:.0f} -> "
         f"{out['rss_after'] / 2**20:.0f} MiB",
     ]
