@@ -124,7 +124,70 @@ def pieces() -> dict[str, float]:
         "client address": _best(lambda: client_address(request)),
         "redactor + log binding (no secrets)": _best(redaction),
     }
+    out.update(limits_per_call())
     out.update(detectors_per_record())
+    return out
+
+
+def _done(coro: Any) -> Any:
+    """Run a coroutine that never suspends (the memory limiters') to its end, loop-free."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("the coroutine suspended")
+
+
+def limits_per_call() -> dict[str, float]:
+    """Microseconds per call of issue 15's limits on the memory backends: what a tree
+    before them paid (one function bucket) and what a keyed call pays now."""
+    from donjon.ratelimit import BucketKey, MemoryRateLimiter
+
+    limiter = MemoryRateLimiter()
+    key = BucketKey(function="bench-warm")
+    out = {
+        "one bucket take (the function's; before)": _best(
+            lambda: _done(limiter.take(key, 1_000_000_000, 1.0))
+        )
+    }
+    try:
+        from donjon.config import Settings
+        from donjon.gateway.rate_buckets import take_rate_buckets
+        from donjon.gateway.slots import hold_slots
+        from donjon.identity import Policy, Principal
+        from donjon.manifest import parse_manifest
+        from donjon.ratelimit import MemoryConcurrencyLimiter
+        from donjon.ratelimit.rates import CallerLimits
+    except ImportError:  # a tree before issue 15
+        return out
+    manifest = parse_manifest(
+        "name: bench-warm\nhandler: main.handler\nlimits: {rate: 999999999/second}\n"
+    )
+    node: Any = SimpleNamespace(
+        limiter=MemoryRateLimiter(),
+        policy=Policy(),
+        settings=Settings(data_dir=Path("/nonexistent"), url="https://127.0.0.1:1", api_key=None),
+        slots=MemoryConcurrencyLimiter(),
+        node_slots=MemoryConcurrencyLimiter(),
+    )
+    deployed: Any = SimpleNamespace(
+        name="bench-warm", manifest=manifest, rate=manifest.limits.parsed_rate
+    )
+    principal = Principal(  # the bench key's own limits: never refused (docs/limits.md)
+        id="0123456789abcdef",
+        name="bench",
+        role="invoker",
+        limits=CallerLimits(rate="999999999/second", concurrency=100_000),
+    )
+
+    def buckets() -> None:
+        _done(take_rate_buckets(node, deployed, principal, "r", "invoke", "127.0.0.1"))
+
+    def slots() -> None:
+        _done(_done(hold_slots(node, deployed, principal, "r", "invoke")).release())
+
+    out["rate buckets of a keyed call (3 takes)"] = _best(buckets)
+    out["concurrency slots, hold + release (2)"] = _best(slots)
     return out
 
 

@@ -29,7 +29,7 @@ from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.ratelimit.rates import CallerLimits, parse_rate
 
-__all__ = ["RateLimited", "caller_limits", "take_rate_buckets"]
+__all__ = ["RateLimited", "caller_limits", "concurrency_key", "take_rate_buckets"]
 
 
 class RateLimited(RateLimitError):
@@ -52,14 +52,69 @@ def _parsed(rate: str) -> tuple[int, float]:
     return parse_rate(rate)
 
 
+#: Bucket keys by caller (and function), made once: a key is a frozen dataclass whose
+#: construction would cost more than the take itself. Bounded: cleared when full.
+_KEYS: dict[str | tuple[str, str], BucketKey] = {}
+_MAX_KEYS = 65_536
+
+
+def _key_of(principal: str) -> BucketKey:
+    key = _KEYS.get(principal)
+    if key is None:
+        if len(_KEYS) >= _MAX_KEYS:
+            _KEYS.clear()
+        key = _KEYS[principal] = BucketKey(principal=principal)
+    return key
+
+
+def _cached(kind: str, name: str) -> BucketKey:
+    """The function's, a client's or a caller's concurrency key, by `kind`."""
+    pair = (kind, name)
+    key = _KEYS.get(pair)
+    if key is None:
+        if len(_KEYS) >= _MAX_KEYS:
+            _KEYS.clear()
+        if kind == "\0function":
+            key = BucketKey(function=name)
+        elif kind == "\0client":
+            key = BucketKey(client=name)
+        else:
+            key = BucketKey(principal=name, scope="concurrency")
+        _KEYS[pair] = key
+    return key
+
+
+def function_key(name: str) -> BucketKey:
+    return _cached("\0function", name)
+
+
+def client_key(address: str) -> BucketKey:
+    return _cached("\0client", address)
+
+
+def concurrency_key(principal: str) -> BucketKey:
+    return _cached("\0concurrency", principal)
+
+
+def _pair_key(principal: str, function: str) -> BucketKey:
+    pair = (principal, function)
+    key = _KEYS.get(pair)
+    if key is None:
+        if len(_KEYS) >= _MAX_KEYS:
+            _KEYS.clear()
+        key = _KEYS[pair] = BucketKey(principal=principal, function=function)
+    return key
+
+
 def caller_limits(node: Node, principal: Principal) -> tuple[int, float, int, int]:
     """The principal's (count, period_s, burst, concurrency): each from its key, else the
     first of its roles that sets it, else the server's default. Memory lookups only."""
     own = principal.limits
     rate, burst, concurrency = own.rate, own.burst, own.concurrency
-    if rate is None or burst is None or concurrency is None:
+    policy = node.policy
+    if (rate is None or burst is None or concurrency is None) and policy.sets_limits:
         for role in (principal.role, *principal.more_roles):
-            set_by_role: CallerLimits = node.policy.limits_of(role)
+            set_by_role: CallerLimits = policy.limits_of(role)
             if not set_by_role:
                 continue
             if rate is None and set_by_role.rate is not None:
@@ -99,7 +154,7 @@ async def take_rate_buckets(
     if principal is not None:
         count, period_s, burst, _ = caller_limits(node, principal)
         label = principal.label
-        decision = await limiter.take(BucketKey(principal=label), count, period_s, burst)
+        decision = await limiter.take(_key_of(label), count, period_s, burst)
         if not decision.allowed:
             await _refuse(
                 node,
@@ -119,7 +174,7 @@ async def take_rate_buckets(
             # The whole burst, a share of the refill: a caller alone gets a burst's worth at
             # once, then at most `share` of the function's sustained rate.
             decision = await limiter.take(
-                BucketKey(principal=label, function=name),
+                _pair_key(label, name),
                 rate.count,
                 rate.period_s / share,
                 f_burst,
@@ -141,7 +196,7 @@ async def take_rate_buckets(
         limits = node.settings.limits
         count, period_s = limits.rate_per_client
         burst = limits.burst_per_client or count
-        decision = await limiter.take(BucketKey(client=client), count, period_s, burst)
+        decision = await limiter.take(client_key(client), count, period_s, burst)
         if not decision.allowed:
             await _refuse(
                 node,
@@ -157,7 +212,7 @@ async def take_rate_buckets(
             )
     if rate is not None:
         decision = await limiter.take(
-            BucketKey(function=name), rate.count, rate.period_s, deployed.manifest.limits.burst
+            function_key(name), rate.count, rate.period_s, deployed.manifest.limits.burst
         )
         if not decision.allowed:
             actor = (

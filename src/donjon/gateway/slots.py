@@ -26,7 +26,7 @@ import logging
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.node import Node
-from donjon.gateway.rate_buckets import caller_limits
+from donjon.gateway.rate_buckets import caller_limits, concurrency_key
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
@@ -85,7 +85,7 @@ async def hold_slots(
     try:
         if principal is not None:
             cap = caller_limits(node, principal)[3]
-            key = BucketKey(principal=principal.label, scope="concurrency")
+            key = concurrency_key(principal.label)
             await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")
         if not isinstance(node.slots, MemoryConcurrencyLimiter):  # shared across nodes
             key = BucketKey(function=deployed.name, scope="concurrency")

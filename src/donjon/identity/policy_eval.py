@@ -122,6 +122,11 @@ class Policy:
         else:
             self._limits.pop(doc.name, None)
 
+    @property
+    def sets_limits(self) -> bool:
+        """Whether any role sets limits (if none, a caller's are its key's or the defaults)."""
+        return bool(self._limits)
+
     def limits_of(self, role: str) -> CallerLimits:
         """The limits role `role` sets (NO_LIMITS: none, or no such role). A dict lookup."""
         return self._limits.get(role, NO_LIMITS)

@@ -7,7 +7,8 @@ wait per key, and `max_waiting` over every key; past either a call gets None at
 once. A released slot is handed straight to the oldest waiter, so a newcomer
 never overtakes a call that waited. Every slot is leased: one not released
 within its `lease_s` (its holder leaked it) is freed the next time its key is
-looked at.
+looked at. Keys with nothing held or waiting are swept once there are more
+than `max_idle_keys`.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         *,
         max_waiters: int = 64,
         max_waiting: int = 512,
+        max_idle_keys: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_waiters = max(0, max_waiters)
         self._max_waiting = max(0, max_waiting)
         self._clock = clock
+        #: Keys with nothing held or waiting are kept for reuse up to this many, then swept.
+        self._max_idle_keys = max(0, max_idle_keys)
         self._keys: dict[BucketKey, _Key] = {}
         self._tokens = itertools.count(1)
         #: Calls waiting now, over every key.
@@ -126,14 +130,21 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
             return
 
     def _expire(self, key: BucketKey, state: _Key) -> None:
+        if not state.held:
+            return
         now = self._clock()
+        if min(state.held.values()) > now:  # the common case: every lease still runs
+            return
         for token in [t for t, until in state.held.items() if until <= now]:
             del state.held[token]
             self._hand_on(state)
 
     def _forget_if_idle(self, key: BucketKey, state: _Key) -> None:
-        if not state.held and not state.waiters and self._keys.get(key) is state:
-            del self._keys[key]
+        """Past `max_idle_keys` keys, drop every idle one (their state is empty): memory
+        stays bounded by the keys in use, and a busy key's state is not remade per call."""
+        if len(self._keys) > self._max_idle_keys and not state.held and not state.waiters:
+            for k in [k for k, s in self._keys.items() if not s.held and not s.waiters]:
+                del self._keys[k]
 
 
 def _handed(future: asyncio.Future[str]) -> bool:
