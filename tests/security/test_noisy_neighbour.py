@@ -87,6 +87,8 @@ def _key(node: LiveNode, name: str, functions: str, *limits: str) -> str:
 class Answers:
     statuses: list[int] = field(default_factory=list)
     retry_after: list[str | None] = field(default_factory=list)
+    #: The bucket each 429 names (RateLimit-Policy's identifier).
+    policies: set[str] = field(default_factory=set)
 
 
 def _client(node: LiveNode, key: str, connections: int) -> httpx.AsyncClient:
@@ -126,6 +128,7 @@ async def _noisy(
             flood.statuses.append(r.status_code)
             if r.status_code == 429:
                 flood.retry_after.append(r.headers.get("retry-after"))
+                flood.policies.add(r.headers.get("ratelimit-policy", "").partition(";")[0])
             if r.status_code != 200 or len(flood.statuses) >= started:
                 pressing.set()
         pressing.set()
@@ -165,11 +168,12 @@ def test_a_flooding_principal_does_not_starve_another(shared_node: LiveNode) -> 
         served = answers.statuses.count(200)
         assert len(answers.statuses) == VICTIM_CALLS, name
         assert served >= 0.99 * VICTIM_CALLS, f"victim's {name}: {answers.statuses}"
-    # The flooder was refused by its own limit: 429 with Retry-After, and never served
-    # more than its bucket holds plus what it refilled while the test ran.
+    # The flooder was refused by its own buckets (never by the function's shared one): 429
+    # with Retry-After, and never served more than its bucket holds plus what it refilled.
     assert set(flood.statuses) <= {200, 429}, sorted(set(flood.statuses))
     assert flood.retry_after, "the flooder was never refused"
     assert all(v is not None and int(v) >= 1 for v in flood.retry_after)
+    assert flood.policies <= {'"principal"', '"principal-function"'}, flood.policies
     assert flood.statuses.count(200) <= FLOOD_BURST + FLOOD_PER_S * elapsed + 1
     assert flood.statuses.count(429) > flood.statuses.count(200)
 
