@@ -91,3 +91,36 @@ def test_key_expiry_rotate_and_last_used(node: LiveNode) -> None:
     newest = text.strip().splitlines()[-1]
     assert node.invoke("probe", {"op": "echo"}, key=rotated["key"]).status_code == 401
     assert node.invoke("probe", {"op": "echo"}, key=newest).status_code == 200
+
+
+def test_key_create_with_limits_and_key_ls_shows_them(node: LiveNode) -> None:
+    """--rate/--burst/--concurrency are stored with the key and shown by key ls (LIMITS);
+    a malformed rate is refused with a clear line and no key is made."""
+    env = node.env()
+    created = json.loads(
+        run_cli(
+            env,
+            "key",
+            "create",
+            "cli-limited",
+            "--role",
+            "invoker",
+            "--rate",
+            "50/second",
+            "--burst",
+            "100",
+            "--concurrency",
+            "3",
+            "--json",
+        ).stdout
+    )
+    listed = {k["id"]: k for k in json.loads(run_cli(env, "key", "ls", "--json").stdout)}
+    shown = listed[created["id"]]
+    assert (shown["rate"], shown["burst"], shown["concurrency"]) == ("50/second", 100, 3)
+    assert "rate=50/second burst=100 concurrency=3" in run_cli(env, "key", "ls").stdout
+    before = len(listed)
+    bad = run_cli(
+        env, "key", "create", "cli-bad-rate", "--role", "invoker", "--rate", "fast", check=False
+    )
+    assert bad.returncode != 0 and "50/second" in bad.stderr
+    assert len(json.loads(run_cli(env, "key", "ls", "--json").stdout)) == before

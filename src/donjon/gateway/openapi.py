@@ -64,11 +64,17 @@ _ERROR_MEANING = {
     409: "the change conflicts with the current state",
     413: "the body is over the route's limit",
     422: "well-formed, but refused (manifest, bundle, scan, input schema, secret)",
-    429: "over a rate or concurrency limit; Retry-After says when to come back",
+    429: (
+        "over a rate limit (RateLimit-Policy and RateLimit name the bucket) or the function's"
+        " concurrency limit; Retry-After says when to come back"
+    ),
     500: "an internal error (the server log has the details), or, for a call, the function failed",
     501: "not available on this node yet",
     502: "the function crashed or answered what the gateway cannot send",
-    503: "busy or the sandbox could not start; Retry-After may say when to come back",
+    503: (
+        "busy (a concurrency cap stayed full for its bounded wait, or the queue is full), or"
+        " the sandbox could not start; Retry-After may say when to come back"
+    ),
     504: "the function ran past its timeout",
     507: "the function ran past its memory limit",
 }

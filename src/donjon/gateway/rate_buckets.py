@@ -107,21 +107,20 @@ def _pair_key(principal: str, function: str) -> BucketKey:
 
 
 def caller_limits(node: Node, principal: Principal) -> tuple[int, float, int, int]:
-    """The principal's (count, period_s, burst, concurrency): each from its key, else the
-    first of its roles that sets it, else the server's default. Memory lookups only."""
+    """The principal's (count, period_s, burst, concurrency). The rate and its burst come
+    as a pair from the first that sets a rate: the key, else the first of its roles, else
+    the server (a burst set alone applies to the rate found); a burst left unset is the
+    rate's count. Concurrency: the key's, else the first role's that sets it, else the
+    server's. Memory lookups only."""
     own = principal.limits
     rate, burst, concurrency = own.rate, own.burst, own.concurrency
     policy = node.policy
-    if (rate is None or burst is None or concurrency is None) and policy.sets_limits:
+    if (rate is None or concurrency is None) and policy.sets_limits:
         for role in (principal.role, *principal.more_roles):
             set_by_role: CallerLimits = policy.limits_of(role)
-            if not set_by_role:
-                continue
             if rate is None and set_by_role.rate is not None:
                 rate = set_by_role.rate
                 burst = burst if burst is not None else set_by_role.burst
-            if burst is None:
-                burst = set_by_role.burst
             if concurrency is None:
                 concurrency = set_by_role.concurrency
     defaults = node.settings.limits
