@@ -1,9 +1,7 @@
 """The limiter backends the contract tests run over (tests/ratelimit/test_contract.py).
 
 Each role's list names its backends; a factory makes one inside the test's event
-loop (a Redis client belongs to the loop it connects on). The memory slots and
-quota counter (ratelimit/memory_slots.py, memory_quota.py) join their lists when
-they are merged: add a factory below and its name to the list.
+loop (a Redis client belongs to the loop it connects on).
 """
 
 from __future__ import annotations
@@ -13,14 +11,20 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from donjon.ratelimit import ConcurrencyLimiter, MemoryRateLimiter, QuotaCounter, RateLimiter
+from donjon.ratelimit import (
+    ConcurrencyLimiter,
+    MemoryConcurrencyLimiter,
+    MemoryRateLimiter,
+    QuotaCounter,
+    RateLimiter,
+)
 from donjon.ratelimit.redis import RedisLimiter
 from redis_support import RedisServer, redis_server
 
 __all__ = ["redis_server"]
 
 RATE_BACKENDS = ["memory", "redis"]
-SLOT_BACKENDS = ["redis"]  # + "memory" with MemoryConcurrencyLimiter
+SLOT_BACKENDS = ["memory", "redis"]
 QUOTA_BACKENDS = ["redis"]  # + "memory" with MemoryQuotaCounter
 
 #: A backend role made inside the test's loop; closed by the test.
@@ -53,6 +57,8 @@ def make_rates(request: pytest.FixtureRequest) -> Callable[[], RateLimiter]:
 
 @pytest.fixture(params=SLOT_BACKENDS)
 def make_slots(request: pytest.FixtureRequest) -> Callable[[], ConcurrencyLimiter]:
+    if request.param == "memory":
+        return MemoryConcurrencyLimiter
     return _redis(request)
 
 

@@ -6,8 +6,9 @@ None. Waiting is bounded in count as well as time: at most `max_waiters` calls
 wait per key, and `max_waiting` over every key; past either a call gets None at
 once. A released slot is handed straight to the oldest waiter, so a newcomer
 never overtakes a call that waited. Every slot is leased: one not released
-within its `lease_s` (its holder leaked it) is freed the next time its key is
-looked at. Keys with nothing held or waiting are swept once there are more
+within its `lease_s` (its holder leaked it) is freed when its lease ends if a
+call waits for it (the waiters wake then), else the next time its key is looked
+at. Keys with nothing held or waiting are swept once there are more
 than `max_idle_keys`.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -77,13 +79,18 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         entry = (future, lease_s)
         state.waiters.append(entry)
         self.waiting += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
         try:
-            async with asyncio.timeout(wait_s):
-                token = await future
-            return Slot(key, token)
-        except TimeoutError:
-            # A lease may have run out meanwhile: what it frees goes to the oldest waiter.
-            self._expire(key, state)
+            while not future.done():
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                # Wake when the nearest lease ends too: a leaked slot is freed then, not
+                # only when a call comes by (its holder died and will never release it).
+                lease_left = min(state.held.values(), default=math.inf) - self._clock()
+                await asyncio.wait((future,), timeout=min(left, max(lease_left, 0.001)))
+                self._expire(key, state)  # a lease that ran out goes to the oldest waiter
             return Slot(key, future.result()) if _handed(future) else None
         except BaseException:  # cancelled: a slot handed to us meanwhile goes on
             if _handed(future):
