@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from donjon.audit import AuditEvent
 from donjon.gateway.node import Node
+from donjon.gateway.quota_check import check_quota
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, RateLimitError
@@ -31,6 +32,7 @@ async def admit(
     node.quarantines.check(deployed.name)
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
         await node.throttles.check("function", deployed.name)
+    await check_quota(node, deployed, principal, request_id, trigger)
     rate = deployed.rate
     if rate is not None:
         await _take_rate(node, deployed, principal, request_id, trigger, rate.count, rate.period_s)

@@ -37,7 +37,9 @@ from donjon.monitor.responses import Responder, ResponsePolicy
 from donjon.monitor.service import MonitorService, start_monitor
 from donjon.monitor.throttles import Throttles
 from donjon.obs import Metrics, NodeCollector
-from donjon.ratelimit import MemoryRateLimiter, RateLimiter
+from donjon.ratelimit import MemoryRateLimiter, QuotaCounter, RateLimiter
+from donjon.ratelimit.memory_quota import MemoryQuotaCounter
+from donjon.ratelimit.quota_book import QuotaBook
 from donjon.sandbox import (
     QueueBounds,
     ResourceControl,
@@ -57,6 +59,7 @@ from donjon.store import (
     IssuerStore,
     KeyStore,
     QuarantineStore,
+    QuotaStore,
     RoleStore,
     SecretStore,
     connect,
@@ -107,6 +110,10 @@ class Node:
     throttles: Throttles
     response_policy: ResponsePolicy
     limiter: RateLimiter = field(default_factory=MemoryRateLimiter)
+    #: Daily quotas (denial of wallet): the usage counter, and the quotas in force
+    #: (loaded at start, refreshed every DONJON_QUOTA_REFRESH_S; ratelimit/quota_book.py).
+    quota_counter: QuotaCounter = field(default_factory=MemoryQuotaCounter)
+    quotas: QuotaBook = field(default_factory=QuotaBook)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
@@ -168,6 +175,7 @@ class Node:
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         self.denials.start()
+        await self._start_quotas()
         # After the writer (it raises alerts through it), before anything is served.
         self._monitor = await start_monitor(
             self.settings.monitor,
@@ -245,6 +253,20 @@ class Node:
                     {"reason": bad.reason, "error": bad.error},
                 )
             )
+
+    async def _start_quotas(self) -> None:
+        """The quotas in force and today's usage so far (a restart does not reset a day)."""
+        await self.quotas.refresh()
+        self.quotas.start()
+        if isinstance(self.quota_counter, MemoryQuotaCounter):
+            await self.quota_counter.load()
+            self.quota_counter.start()
+
+    async def _stop_quotas(self) -> None:
+        """After the calls: the compute they were charged is written before the node stops."""
+        await self.quotas.stop()
+        if isinstance(self.quota_counter, MemoryQuotaCounter):
+            await self.quota_counter.close()
 
     @functools.cached_property
     def responder(self) -> Responder:
@@ -337,6 +359,7 @@ class Node:
             await asyncio.to_thread(self.scanner.close)
         if self.egress is not None:  # after the sandboxes: their calls' counts are written
             await self.egress.close()
+        await self._stop_quotas()
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
             if self._monitor is not None:  # it examines them, and may alert, before it stops
@@ -369,6 +392,7 @@ def open_node(settings: Settings) -> Node:
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
     limiter = MemoryRateLimiter()
+    quota_store = QuotaStore(engine)
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -416,5 +440,7 @@ def open_node(settings: Settings) -> Node:
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limiter,
+        quota_counter=MemoryQuotaCounter(quota_store),
+        quotas=QuotaBook(quota_store, refresh_s=settings.quota_refresh_s),
         alerts=AlertStore(engine),
     )
