@@ -22,8 +22,9 @@ QUOTA_OPERATIONS: dict[tuple[str, str], Operation] = {
         {200: QuotaView, 201: QuotaView},
         (*BODY, 404),
         QuotaSet,
-        description="A measure left out is unlimited; at least one is given. The subject "
-        "must exist: a live key's id, a built-in or custom role, a deployed function.",
+        description="A measure left out is unlimited (with neither, usage is only counted). "
+        "The subject must exist: a live key's id, a built-in or custom role, a deployed "
+        "function.",
     ),
     ("DELETE", "/v1/quotas/{quota}"): Operation(
         "removeQuota",

@@ -2,7 +2,8 @@
 
 - `GET /v1/quotas`: every quota with today's usage (UTC day) and when it resets.
 - `PUT /v1/quotas/{quota}`: set (replace) a subject's quota, `{"invocations": N,
-  "compute_seconds": S}` (a measure left out is unlimited); the subject must exist
+  "compute_seconds": S}` (a measure left out is unlimited; with neither, the usage is
+  only counted, for `donjon quota show`); the subject must exist
   (a live key's id, a built-in or custom role, a deployed function); audited `quota.set`.
 - `DELETE /v1/quotas/{quota}`: remove it; audited `quota.rm`.
 The book in force and the counter live in ratelimit/ (quota_book.py, memory_quota.py).
@@ -87,10 +88,6 @@ async def set_quota(
     wanted = parse_body(
         QuotaSet, await parse_json(node, request, principal.label, body or b"null", request_id)
     )
-    if wanted.invocations is None and wanted.compute_seconds is None:
-        raise BadRequest(
-            "invocations or compute_seconds: give at least one (to lift a quota, DELETE it)"
-        )
     if not await _exists(node, kind, name):
         raise NotFound(f"no {kind} {name!r} to set a quota on", hint=_EXISTS_HINT[kind])
     seconds = wanted.compute_seconds
