@@ -68,5 +68,9 @@ class QuotaView(BaseModel):
 
 
 class QuotaRemoved(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"subject": "function:hello", "removed": True}]}
+    )
+
     subject: str
     removed: bool
