@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from harness import LiveNode, run_cli, start_node
 
@@ -26,7 +29,9 @@ def handler(event, context):
     time.sleep(float(event.get("sleep", 0)))
     return {"ok": True}
 """
-FUNCTIONS = ("q-hello", "q-shared", "q-sleep", "q-audit", "q-restart", "q-cli")
+FUNCTIONS = ("q-hello", "q-shared", "q-sleep", "q-audit", "q-restart", "q-cli", "q-ways")
+#: q-ways is also served by an http trigger (every way in passes admission).
+_TRIGGER = "triggers:\n  - http: {path: /q-ways, methods: [POST], auth: key}\n"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def qnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
             fn = tmp_path_factory.mktemp(name)
             (fn / "donjon.yaml").write_text(
                 f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
-                "isolation: warm\n"
+                "isolation: warm\n" + (_TRIGGER if name == "q-ways" else "")
             )
             (fn / "main.py").write_text(_HANDLER)
             live.deploy(fn)
@@ -173,6 +178,7 @@ def test_quota_api_404_for_unknown_subjects(qnode: LiveNode) -> None:
         for subject in ("key:0000000000000000", "role:no-such-role", "function:no-such-fn"):
             r = c.put(f"/v1/quotas/{subject}", json={"invocations": 1})
             assert r.status_code == 404, (subject, r.text)
+            assert "to set a quota on" in r.json()["detail"]
         assert c.delete("/v1/quotas/function:q-hello").status_code == 404
 
 
@@ -222,3 +228,31 @@ def test_a_restart_keeps_the_days_usage(qnode: LiveNode, tmp_path: Path) -> None
     qnode.serve_again({"DONJON_AUDIT_DENIAL_WINDOW_S": "1"})
     assert qnode.invoke("q-restart", {}).status_code == 200
     assert qnode.invoke("q-restart", {}).status_code == 429
+
+
+def test_a_key_quota_holds_on_every_way_in(qnode: LiveNode) -> None:
+    """One quota of 3 a day spent over the invoke API, an http trigger and the Lambda API;
+    then each of the three answers 429."""
+    key = qnode.create_key("quota-ways", "invoker")
+    with qnode.client() as c:
+        assert c.put(f"/v1/quotas/key:{key['id']}", json={"invocations": 3}).status_code == 201
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=qnode.url,
+        region_name="us-east-1",
+        verify=qnode.cert,
+        aws_access_key_id=key["id"],
+        aws_secret_access_key=key["sigv4_secret"],
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=60, connect_timeout=10),
+    )
+    assert qnode.invoke("q-ways", {}, key=key["key"]).status_code == 200
+    with qnode.client(key["key"]) as c:
+        assert c.post("/fn/q-ways", content=b"{}").status_code == 200
+    assert lam.invoke(FunctionName="q-ways", Payload=b"{}")["StatusCode"] == 200
+    assert qnode.invoke("q-ways", {}, key=key["key"]).status_code == 429
+    with qnode.client(key["key"]) as c:
+        assert c.post("/fn/q-ways", content=b"{}").status_code == 429
+    with pytest.raises(ClientError) as refused:
+        lam.invoke(FunctionName="q-ways", Payload=b"{}")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert _quota(qnode, f"key:{key['id']}")["invocations"] == {"used": 3, "limit": 3}
