@@ -231,6 +231,9 @@ class Settings:
     #: record each), for at most this many clients at a time (the rest: one aggregate).
     audit_denial_window_s: float = 60.0
     audit_denial_max_sources: int = 10_000
+    #: Quotas (ratelimit/quota_book.py) changed through another node apply here within
+    #: this many seconds (DONJON_QUOTA_REFRESH_S).
+    quota_refresh_s: float = 10.0
     #: The master key file (DONJON_MASTER_KEY_FILE); None: master.key in the data dir.
     master_key_file: Path | None = None
     #: The vault's key provider program (DONJON_KMS_COMMAND, split like a shell's
@@ -433,6 +436,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         audit_denial_window_s=raw.AUDIT_DENIAL_WINDOW_S,
         audit_denial_max_sources=raw.AUDIT_DENIAL_MAX_SOURCES,
+        quota_refresh_s=raw.QUOTA_REFRESH_S,
         master_key_file=_path(raw.MASTER_KEY_FILE),
         kms_command=raw.KMS_COMMAND,
         kms_timeout_s=raw.KMS_TIMEOUT_S,

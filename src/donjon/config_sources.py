@@ -333,6 +333,8 @@ class SettingsInput(BaseSettings):
     SANDBOX_IDLE_S: Annotated[Seconds, Field(gt=0, le=86_400)] = 300.0
     AUDIT_DENIAL_WINDOW_S: Annotated[Seconds, Field(ge=0)] = 60.0
     AUDIT_DENIAL_MAX_SOURCES: Annotated[int, Field(ge=1)] = 10_000
+    #: Seconds between reads of the quotas in force (ratelimit/quota_book.py).
+    QUOTA_REFRESH_S: Annotated[Seconds, Field(gt=0, le=3600)] = 10.0
     #: Signed checkpoints of the audit log (audit/checkpoints.py): every so many records
     #: or seconds, and where else they go besides the database and the checkpoint file.
     AUDIT_CHECKPOINT_RECORDS: Annotated[int, Field(ge=1, le=10_000_000)] = 1000

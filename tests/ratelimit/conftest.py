@@ -18,6 +18,7 @@ from donjon.ratelimit import (
     QuotaCounter,
     RateLimiter,
 )
+from donjon.ratelimit.memory_quota import MemoryQuotaCounter
 from donjon.ratelimit.redis import RedisLimiter
 from redis_support import RedisServer, redis_server
 
@@ -25,7 +26,7 @@ __all__ = ["redis_server"]
 
 RATE_BACKENDS = ["memory", "redis"]
 SLOT_BACKENDS = ["memory", "redis"]
-QUOTA_BACKENDS = ["redis"]  # + "memory" with MemoryQuotaCounter
+QUOTA_BACKENDS = ["memory", "redis"]
 
 #: A backend role made inside the test's loop; closed by the test.
 Factory = Callable[[], object]
@@ -64,5 +65,7 @@ def make_slots(request: pytest.FixtureRequest) -> Callable[[], ConcurrencyLimite
 
 @pytest.fixture(params=QUOTA_BACKENDS)
 def make_quotas(request: pytest.FixtureRequest) -> Callable[[], QuotaCounter]:
+    if request.param == "memory":
+        return MemoryQuotaCounter  # counting only: its store is tested in test_memory_quota
     make = _redis(request)
     return lambda: make().quotas

@@ -78,6 +78,10 @@ COMMANDS = {
         "donjon.cli.functions:rm",
         "Remove function NAME (its versions stay in the audit trail).",
     ),
+    "quota": LazyCommand(
+        "donjon.cli.quotas:quota",
+        "Daily quotas per key, role or function (denial of wallet), reset at UTC midnight.",
+    ),
     "role": LazyCommand(
         "donjon.cli.roles:role",
         "Manage roles: the built-in ones and custom role documents.",

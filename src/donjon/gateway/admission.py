@@ -1,7 +1,9 @@
 """What a call must pass before its request body is even read: the function's
 quarantine (monitor/quarantine.py), the monitor's throttle on the function
 (monitor/throttles.py), the rate buckets, the caller's own first and the function's
-shared one last (gateway/rate_buckets.py; 429), and the node's capacity: a call that
+shared one last (gateway/rate_buckets.py; 429), the daily quotas (gateway/quota_check.py;
+429: after the buckets, so a call a bucket refuses spends no quota), and the node's
+capacity: a call that
 could only queue past its bounds is shed with 503 (sandbox/backlog.py). Every way in
 (invoke, http triggers, the Lambda API, schedules, `context.invoke`) goes through
 `admit`. Concurrency slots are held around the call itself (gateway/slots.py).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from donjon.audit import AuditEvent
 from donjon.gateway.node import Node
+from donjon.gateway.quota_check import check_quota
 from donjon.gateway.rate_buckets import take_rate_buckets
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
@@ -40,6 +43,7 @@ async def admit(
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
         await node.throttles.check("function", deployed.name)
     await take_rate_buckets(node, deployed, principal, request_id, trigger, client)
+    await check_quota(node, deployed, principal, request_id, trigger)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 
 

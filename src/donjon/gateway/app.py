@@ -23,6 +23,7 @@ from donjon.gateway.metrics_api import metrics
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.quotas_api import ROUTES as QUOTA_ROUTES
 from donjon.gateway.responses_api import ROUTES as RESPONSE_ROUTES
 from donjon.gateway.schemas import render
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
@@ -106,7 +107,7 @@ def create_app(node: Node) -> Starlette:
         Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
     ]
     by_path: dict[str, dict[str, Any]] = {}
-    for path, method, endpoint in (*ROUTES, *RESPONSE_ROUTES, *TIMELINE_ROUTES):
+    for path, method, endpoint in (*ROUTES, *RESPONSE_ROUTES, *TIMELINE_ROUTES, *QUOTA_ROUTES):
         by_path.setdefault(path, {})[method] = endpoint
     for path, endpoints in by_path.items():
         routes.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))

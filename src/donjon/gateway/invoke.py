@@ -42,6 +42,7 @@ from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.problems import problem, problem_from_error, quarantined, status_for
+from donjon.gateway.quota_check import charge_compute
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
@@ -190,6 +191,7 @@ async def _call(
     finally:
         elapsed = time.perf_counter() - started
         node.metrics.invocation(deployed.name, outcome, elapsed)
+        await charge_compute(node, deployed, principal, elapsed)  # daily compute quotas
         # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
         # each), its output bounded whatever the function printed (calllog.py).
         log = InvocationLog(

@@ -42,10 +42,13 @@ from donjon.ratelimit import (
     LimiterUnavailable,
     MemoryConcurrencyLimiter,
     MemoryRateLimiter,
+    QuotaCounter,
     RateLimiter,
 )
 from donjon.ratelimit.backends import SharedLimits, open_shared, share
 from donjon.ratelimit.failover import OnChange
+from donjon.ratelimit.memory_quota import MemoryQuotaCounter
+from donjon.ratelimit.quota_book import QuotaBook
 from donjon.sandbox import (
     QueueBounds,
     ResourceControl,
@@ -65,6 +68,7 @@ from donjon.store import (
     IssuerStore,
     KeyStore,
     QuarantineStore,
+    QuotaStore,
     RoleStore,
     SecretStore,
     connect,
@@ -122,6 +126,10 @@ class Node:
     #: The limits shared with other nodes in Redis (DONJON_REDIS_URL); None: memory only.
     #: When set, `limiter` is its rates (falling back to memory buckets in an outage).
     shared_limits: SharedLimits | None = None
+    #: Daily quotas (denial of wallet): the usage counter, and the quotas in force
+    #: (loaded at start, refreshed every DONJON_QUOTA_REFRESH_S; ratelimit/quota_book.py).
+    quota_counter: QuotaCounter = field(default_factory=MemoryQuotaCounter)
+    quotas: QuotaBook = field(default_factory=QuotaBook)
     pool: SandboxPool | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
@@ -183,6 +191,7 @@ class Node:
         await asyncio.to_thread(check_sandbox, host)
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         self.denials.start()
+        await self._start_quotas()
         # After the writer (it raises alerts through it), before anything is served.
         self._monitor = await start_monitor(
             self.settings.monitor,
@@ -273,6 +282,20 @@ class Node:
         except LimiterUnavailable:
             return  # reported by the health check, once
         log.info("limits: shared with other nodes in %s", shared.health.name)
+
+    async def _start_quotas(self) -> None:
+        """The quotas in force and today's usage so far (a restart does not reset a day)."""
+        await self.quotas.refresh()
+        self.quotas.start()
+        if isinstance(self.quota_counter, MemoryQuotaCounter):
+            await self.quota_counter.load()
+            self.quota_counter.start()
+
+    async def _stop_quotas(self) -> None:
+        """After the calls: the compute they were charged is written before the node stops."""
+        await self.quotas.stop()
+        if isinstance(self.quota_counter, MemoryQuotaCounter):
+            await self.quota_counter.close()
 
     @functools.cached_property
     def responder(self) -> Responder:
@@ -365,6 +388,7 @@ class Node:
             await asyncio.to_thread(self.scanner.close)
         if self.egress is not None:  # after the sandboxes: their calls' counts are written
             await self.egress.close()
+        await self._stop_quotas()
         try:  # the shared store's connections, once its last reports are written
             await self.limiter.close()
         except Exception:
@@ -404,6 +428,8 @@ def open_node(settings: Settings) -> Node:
     # DONJON_REDIS_URL: limits shared by every node of that Redis; in an outage rates and
     # slots fall back to this node's memory ones and quotas refuse (ratelimit/failover.py).
     slots: ConcurrencyLimiter = _memory_slots(settings)
+    quota_store = QuotaStore(engine)
+    quota_counter: QuotaCounter = MemoryQuotaCounter(quota_store)
     shared_limits = None
     backend = open_shared(settings)
     if backend is not None:
@@ -416,6 +442,7 @@ def open_node(settings: Settings) -> Node:
         limiter = shared_limits.rates
         if shared_limits.slots is not None:  # always: given slots_fallback
             slots = shared_limits.slots
+        quota_counter = shared_limits.quotas
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -466,6 +493,8 @@ def open_node(settings: Settings) -> Node:
         slots=slots,
         node_slots=_memory_slots(settings),
         shared_limits=shared_limits,
+        quota_counter=quota_counter,
+        quotas=QuotaBook(quota_store, refresh_s=settings.quota_refresh_s),
         alerts=AlertStore(engine),
     )
 

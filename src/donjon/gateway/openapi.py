@@ -21,6 +21,7 @@ from donjon.gateway.operations import OPERATIONS, Body, ListOf, Operation, Raw
 from donjon.gateway.views import Problem
 from donjon.manifest.model import NAME_RE
 from donjon.monitor.manual import SUBJECT_PATTERN
+from donjon.ratelimit.quota_book import SUBJECT_PATTERN as QUOTA_SUBJECT_PATTERN
 from donjon.vault.names import SECRET_NAME_RE
 
 __all__ = ["openapi_document", "served_operations", "template"]
@@ -35,6 +36,11 @@ _PATH_PARAMS: dict[str, tuple[dict[str, Any], str, str]] = {
     "secret": ({"type": "string", "pattern": SECRET_NAME_RE}, "a secret's name", "stripe-key"),
     "issuer": ({"type": "string", "minLength": 1}, "a trusted issuer's name", "corp"),
     "path": ({"type": "string"}, "the http trigger's path, below /fn/", "hello"),
+    "quota": (
+        {"type": "string", "pattern": QUOTA_SUBJECT_PATTERN},
+        "a quota's subject: key:ID, role:NAME or function:NAME",
+        "function:hello",
+    ),
     "subject": (
         {"type": "string", "pattern": SUBJECT_PATTERN},
         "a throttle's subject: principal:key:ID, principal:jwt:ISSUER:SUB or function:NAME"
@@ -54,6 +60,7 @@ _TAGS = {
     "audit": "The tamper-evident audit log",
     "responses": "The monitor's automatic responses: throttles and quarantines, and their undoing",
     "node": "The node itself",
+    "quotas": "Daily quotas per key, role or function (denial of wallet), with today's usage",
 }
 
 _ERROR_MEANING = {

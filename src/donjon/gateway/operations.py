@@ -29,6 +29,7 @@ from donjon.gateway.operation_model import (
     whole,
 )
 from donjon.gateway.operations_audit import AUDIT_OPERATIONS
+from donjon.gateway.operations_quotas import QUOTA_OPERATIONS
 from donjon.identity.issuers import IssuerRequest
 from donjon.identity.policy_doc import RoleDocument
 
@@ -333,4 +334,5 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "removeIssuer", "Stop trusting a JWT issuer", "issuers", {204: None}, (*AUTH, 404)
     ),
     **AUDIT_OPERATIONS,
+    **QUOTA_OPERATIONS,
 }

@@ -58,6 +58,8 @@ class Action(StrEnum):
     #: Undo or set the monitor's automatic responses: release a quarantined function,
     #: lift a throttle, quarantine by hand (monitor/). Admins only among the built-in roles.
     RESPONSES = "response:manage"
+    #: Set, list and remove daily quotas (denial of wallet). Admins only among the built-in roles.
+    QUOTAS = "quota:manage"
 
 
 #: The names audit records written before roles were data used (they stay readable).

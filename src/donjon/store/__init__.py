@@ -8,6 +8,7 @@ from donjon.store.issuers import IssuerRecord, IssuerStore
 from donjon.store.keys import KeyRecord, KeyStore
 from donjon.store.logs import InvocationLogStore
 from donjon.store.quarantines import QuarantineRecord, QuarantineStore
+from donjon.store.quotas import QuotaRecord, QuotaStore
 from donjon.store.roles import RoleStore
 from donjon.store.secrets import SecretStore, SecretSummary, VersionRow
 from donjon.store.tables import metadata
@@ -23,6 +24,8 @@ __all__ = [
     "KeyStore",
     "QuarantineRecord",
     "QuarantineStore",
+    "QuotaRecord",
+    "QuotaStore",
     "RoleStore",
     "SecretStore",
     "SecretSummary",

@@ -1,0 +1,145 @@
+"""Daily quotas at admission (denial of wallet), and the compute charged after each call.
+
+`check_quota` is one step of `admission.admit`: the quotas of the calling key
+(`key:<id>`), of its role and, for a JWT principal, of each of its roles
+(`role:<name>`), and of the function (`function:<name>`) are taken in one
+all-or-nothing `take`: one invocation is counted for each, or none if any is
+spent. A spent quota answers 429 with which quota, its usage and limit, and
+when it resets (the next UTC midnight; Retry-After counts down to it). Refusals
+are audited in aggregate (`quota.refused`, audit/denials.py), and the first
+refusal of each subject's measure on a day gets one `quota.exhausted` record
+(per node).
+
+`charge_compute` runs at the end of every call (success, failure, timeout:
+`invoke._run`'s `finally`) and adds the call's wall time to the same subjects.
+A node with no quota at all pays one truth test of an empty dict per call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+
+from donjon.audit import AuditEvent
+from donjon.gateway.node import Node
+from donjon.identity import Principal
+from donjon.lifecycle import Deployed
+from donjon.ratelimit import QuotaDecision, RateLimitError
+from donjon.ratelimit.memory_quota import utc_day
+
+__all__ = ["QuotaExhausted", "charge_compute", "check_quota", "next_reset", "subjects_of"]
+
+log = logging.getLogger("donjon")
+
+
+class QuotaExhausted(RateLimitError):
+    """A daily quota is spent: no more calls (or compute) for that subject until UTC midnight."""
+
+    title = "Quota exhausted"
+
+    def __init__(self, decision: QuotaDecision, reset: dt.datetime, retry_after_s: float) -> None:
+        super().__init__(_reason(decision, reset), retry_after_s=retry_after_s)
+        self.hint = "retry after the reset, or ask an admin to raise it (donjon quota set)"
+        self.decision = decision
+
+
+def _reason(decision: QuotaDecision, reset: dt.datetime) -> str:
+    if decision.measure == "invocations":
+        usage = f"{decision.used}/{decision.limit} invocations"
+    else:
+        usage = f"{decision.used / 1000:g}/{decision.limit / 1000:g} compute seconds"
+    return (
+        f"the daily quota of {decision.subject} is exhausted: {usage} today (UTC); "
+        f"it resets at {reset.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    )
+
+
+def next_reset(now: float | None = None) -> dt.datetime:
+    """The next UTC midnight after `now` (when every day's usage starts again)."""
+    at = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    return dt.datetime.combine(at.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+
+
+def subjects_of(principal: Principal | None, function: str) -> list[str]:
+    """The subjects whose quotas a call of `function` by `principal` spends."""
+    subjects = [f"function:{function}"]
+    if principal is not None:
+        if principal.kind == "key":
+            subjects.append(f"key:{principal.id}")
+        subjects.append(f"role:{principal.role}")
+        subjects.extend(f"role:{role}" for role in principal.more_roles)
+    return subjects
+
+
+async def check_quota(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> None:
+    """Count this call against its subjects' quotas, or refuse it (429) if one is spent."""
+    if not node.quotas:
+        return
+    limits = node.quotas.limits_for(subjects_of(principal, deployed.name))
+    if not limits:
+        return
+    now = time.time()
+    day = utc_day(now)
+    decision = await node.quota_counter.take(limits, day)
+    if decision.allowed:
+        return
+    reset = next_reset(now)
+    await _audit_refusal(node, deployed, principal, request_id, trigger, decision, day, reset)
+    raise QuotaExhausted(decision, reset, max(1.0, math.ceil(reset.timestamp() - now)))
+
+
+async def charge_compute(
+    node: Node, deployed: Deployed, principal: Principal | None, elapsed_s: float
+) -> None:
+    """Add a finished call's wall time (ms) to the compute of its subjects that have a quota."""
+    if not node.quotas:
+        return
+    limits = node.quotas.limits_for(subjects_of(principal, deployed.name))
+    if not limits:
+        return
+    try:
+        await node.quota_counter.add_compute(
+            [limit.subject for limit in limits], utc_day(), max(1, round(elapsed_s * 1000))
+        )
+    except Exception:  # never in the way of the call's own record (a shared backend down)
+        log.exception("charging %s's compute to its quotas failed", deployed.name)
+
+
+async def _audit_refusal(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    decision: QuotaDecision,
+    day: str,
+    reset: dt.datetime,
+) -> None:
+    # As admission.actor_of names it (admission imports this module, not the reverse).
+    actor = principal.label if principal else ("schedule" if trigger == "schedule" else "public")
+    target = f"{deployed.name}@{deployed.record.version}"
+    detail: dict[str, object] = {
+        "request_id": request_id,
+        "reason": f"{decision.subject} {decision.measure}",
+        "subject": decision.subject,
+        "measure": decision.measure,
+        "used": decision.used,
+        "limit": decision.limit,
+        "trigger": trigger,
+    }
+    node.metrics.rate_limited.labels(deployed.name, "quota").inc()
+    if node.quotas.first_refusal(decision.subject, decision.measure, day):
+        await node.audit.record(
+            AuditEvent(
+                actor,
+                "quota.exhausted",
+                decision.subject,
+                "denied",
+                {**detail, "function": target, "day": day, "resets_at": reset.isoformat()},
+            )
+        )
+    await node.denials.deny(AuditEvent(actor, "quota.refused", target, "denied", detail), "-")
