@@ -229,7 +229,7 @@ def _checked_day(day: str) -> str:
     """`day` if it is a UTC date `YYYY-MM-DD`; `ValueError` if not (nothing is counted)."""
     try:
         if len(day) == 10:
-            dt.datetime.strptime(day, "%Y-%m-%d")  # noqa: DTZ007 (a date, no time of day)
+            dt.datetime.strptime(day, "%Y-%m-%d")
             return day
     except ValueError:
         pass
