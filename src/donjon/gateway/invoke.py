@@ -31,12 +31,18 @@ from donjon.gateway.access import (
     client_address,
     new_request_id,
     parse_json,
-    read_body,
 )
 from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.apigw import apigw_event, apigw_response
 from donjon.gateway.calllog import call_log
-from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput, NotFound
+from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
+from donjon.gateway.events import (
+    body_limit,
+    check_event_size,
+    read_event,
+    refuse_declared,
+    validate,
+)
 from donjon.gateway.function_calls import Chain, FunctionCalls
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.node import Node
@@ -53,13 +59,18 @@ from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.obs import log_secrets, mint_request_id
 from donjon.ratelimit import RateLimitError
-from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
+from donjon.sandbox import (
+    CallResult,
+    FunctionFailed,
+    FunctionResultTooLarge,
+    SandboxError,
+    SandboxUnavailable,
+)
 from donjon.sandbox.policy_events import PolicyEvent
+from donjon.sandbox.replies import MAX_RESULT
 from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
-
-MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 #: A JSON string literal, as `json.dumps` writes it (ASCII, escaped).
 _json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -78,19 +89,24 @@ def _meta(
     principal: Principal | None,
     secrets: dict[str, str],
     timeout_s: float,
+    max_result: int = MAX_RESULT,
 ) -> bytes:
     """The call's context, sent over the control channel (never env, argv or files):
-    `secrets` holds the values of exactly the secrets the manifest grants.
+    `secrets` holds the values of exactly the secrets the manifest grants, `max_result`
+    is the largest result the runtime may return (DONJON_MAX_RESPONSE_BYTES; sent only
+    when lower than the runtime's own cap, which it is by default).
 
     The same JSON `json.dumps` writes for that dict, put together from its parts (its
     encoder's set-up cost more than the encoding of seven fields)."""
     label = _json_string(principal.label) if principal else "null"
+    cap = f', "max_result": {int(max_result)}' if max_result < MAX_RESULT else ""
     return (
         f'{{"request_id": {_json_string(request_id)}, "function": {_json_string(deployed.name)}'
         f', "version": {int(deployed.record.version)}'
         f', "memory_mb": {int(deployed.manifest.memory_mb)}'
         f', "deadline": {float(time.time() + timeout_s)!r}, "principal": {label}'
-        f', "secrets": {json.dumps(secrets) if secrets else "{}"}}}'
+        f', "secrets": {json.dumps(secrets) if secrets else "{}"}'
+        f"{cap}}}"
     ).encode()
 
 
@@ -129,18 +145,20 @@ async def _run(
     # before anything is stored or answered; its own result is its choice.
     redact = _NO_SECRETS
     granted: dict[str, str] = {}
+    max_result = node.settings.requests.max_response_bytes
     try:
         granted, redact = await _open_secrets(node, deployed)
         with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
             result = await node.pool.invoke(
                 deployed.config,
-                _meta(deployed, request_id, principal, granted, timeout_s),
+                _meta(deployed, request_id, principal, granted, timeout_s, max_result),
                 event,
                 timeout_s,
                 subcalls,
                 request_id,
             )
         _note_reads(detail, result, granted, policy_events)
+        _check_result_size(result, max_result)
         output = redact(result.output)
         memory_kb = result.memory_kb
         rendered = render(result)
@@ -198,6 +216,15 @@ async def _run(
         await record_policy_events(node.audit, deployed, request_id, actor, policy_events, redact)
 
 
+def _check_result_size(result: CallResult, max_result: int) -> None:
+    """`FunctionResultTooLarge` for a result over the node's response limit: the runtime
+    refuses one itself, this holds when function code wrote its own reply."""
+    if len(result.body) > max_result:
+        too_large = FunctionResultTooLarge.over(max_result, len(result.body))
+        too_large.output, too_large.memory_kb = result.output, result.memory_kb
+        raise too_large
+
+
 async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str], Redactor]:
     """The values of the secrets the function is granted, and their redactor."""
     grants = deployed.manifest.permissions.secrets
@@ -241,12 +268,13 @@ async def _call_function(
     node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str, chain: Chain
 ) -> bytes:
     """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
+    check_event_size(event, callee, body_limit(callee, node.settings.requests.max_body_bytes))
     await admit(node, callee, caller, chain.request_id, "function")
     try:
         parsed = boundedjson.loads(event)
     except (ValueError, boundedjson.JSONTooDeep) as e:
         raise BadRequest("the event is not JSON (or nested too deeply)") from e
-    _validate(parsed, callee)
+    validate(parsed, callee)
     response = await _run(
         node,
         callee,
@@ -356,9 +384,11 @@ async def handle_invoke(request: Request) -> Response:
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
         caller = (principal, deployed)
+        limit = body_limit(deployed, node.settings.requests.max_body_bytes)
+        refuse_declared(request, deployed, limit)  # before the call spends any of its limits
         await admit(node, deployed, principal, request_id, "invoke")
-        body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
-        _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
+        body = await read_event(request, deployed, limit) or b"{}"
+        validate(await parse_json(node, request, principal.label, body, request_id), deployed)
         return await _run(
             node,
             deployed,
@@ -381,16 +411,6 @@ def _reveals(node: Node, caller: tuple[Principal | None, Deployed] | None, error
         and isinstance(error, FUNCTION_FAILURES)
         and may_read_logs(node, caller[0], caller[1])
     )
-
-
-def _validate(event: Any, deployed: Deployed) -> None:
-    if deployed.validator is not None:
-        errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
-        if errors:
-            where = "/".join(str(p) for p in errors[0].path) or "(root)"
-            raise InvalidInput(
-                f"input does not match the function's schema at {where}: {errors[0].message}"
-            )
 
 
 async def handle_http_trigger(request: Request) -> Response:
@@ -418,8 +438,14 @@ async def handle_http_trigger(request: Request) -> Response:
         else:  # a public trigger: only a throttled source address is slowed
             await check_throttles(node, request, request_id)
         caller = (principal, deployed)
+        limit = body_limit(deployed, node.settings.requests.max_body_bytes)
+        refuse_declared(request, deployed, limit)
         await admit(node, deployed, principal, request_id, "http")
-        body = await read_body(request, MAX_EVENT_BYTES)
+        body = await read_event(request, deployed, limit)
+        if deployed.validator is not None:  # the schema describes the request's JSON body
+            actor = principal.label if principal else "anonymous"
+            parsed = await parse_json(node, request, actor, body or b"{}", request_id)
+            validate(parsed, deployed)
         headers = _function_headers(request, strip_auth=auth != "public")
         own_path = route_of(path)
         label = principal.label if principal else None

@@ -48,6 +48,7 @@ from donjon.sandbox import (
     FunctionCrashed,
     FunctionFailed,
     FunctionMemoryExceeded,
+    FunctionResultTooLarge,
     FunctionTimeout,
     SandboxError,
     SandboxUnavailable,
@@ -109,6 +110,7 @@ STATUS: dict[type[Error], int] = {
     FunctionTimeout: 504,
     FunctionMemoryExceeded: 507,
     FunctionCrashed: 502,
+    FunctionResultTooLarge: 502,
     TooManyInvocations: 429,
     CallShed: 503,
     BadSecret: 422,
@@ -229,6 +231,8 @@ def problem_from_error(
             + (f" (request {request_id})" if request_id else ""),
             request_id=request_id,
         )
+    if isinstance(error, GatewayError):
+        extra = {**error.fields(), **(extra or {})}
     detail = error.message if not error.hint else f"{error.message} ({error.hint})"
     response = problem(status, detail, request_id=request_id, title=error.title, extra=extra)
     retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back
