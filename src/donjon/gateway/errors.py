@@ -20,10 +20,6 @@ __all__ = [
 class GatewayError(Error):
     title = "Bad request"
 
-    def fields(self) -> dict[str, object]:
-        """Members its problem document carries beside the detail (none by default)."""
-        return {}
-
 
 class BadRequest(GatewayError):
     title = "Bad request"
@@ -33,11 +29,6 @@ class InvalidInput(GatewayError):
     """Well-formed JSON that the function's input_schema refuses."""
 
     title = "Unprocessable content"
-    #: The failing field as a JSON pointer (RFC 6901; "" is the whole event).
-    pointer: str | None = None
-
-    def fields(self) -> dict[str, object]:
-        return {"pointer": self.pointer} if self.pointer is not None else {}
 
 
 class Unauthorized(GatewayError):
@@ -54,11 +45,6 @@ class NotFound(GatewayError):
 
 class PayloadTooLarge(GatewayError):
     title = "Payload too large"
-    #: The limit the body broke, in bytes, when it is a function's (`limits.body`).
-    limit_bytes: int | None = None
-
-    def fields(self) -> dict[str, object]:
-        return {"limit_bytes": self.limit_bytes} if self.limit_bytes is not None else {}
 
 
 class BadFunctionResponse(GatewayError):

@@ -43,14 +43,12 @@ def body_limit(deployed: Deployed, node_max: int) -> int:
 
 def _too_large(deployed: Deployed, limit: int, size: int | None = None) -> PayloadTooLarge:
     got = f" ({size} bytes)" if size is not None else ""
-    error = PayloadTooLarge(
+    return PayloadTooLarge(
         f"the request body{got} is over the limit of function {deployed.name}: "
         f"{format_size(limit)} ({limit} bytes)",
         hint="send a smaller event, or raise limits.body in the function's manifest "
         "(up to the node's DONJON_MAX_BODY_BYTES)",
     )
-    error.limit_bytes = limit
-    return error
 
 
 def refuse_declared(request: Request, deployed: Deployed, limit: int) -> None:
@@ -97,10 +95,8 @@ def validate(event: Any, deployed: Deployed) -> None:
         if missing:
             path.append(missing[0])
     pointer = json_pointer(path)
-    error = InvalidInput(
+    raise InvalidInput(
         f"input does not match the function's schema at {pointer or '(root)'}: "
         f"{first.message[:512]}",
         hint=f"send an event that matches the input_schema of {deployed.name}",
     )
-    error.pointer = pointer
-    raise error

@@ -231,8 +231,6 @@ def problem_from_error(
             + (f" (request {request_id})" if request_id else ""),
             request_id=request_id,
         )
-    if isinstance(error, GatewayError):
-        extra = {**error.fields(), **(extra or {})}
     detail = error.message if not error.hint else f"{error.message} ({error.hint})"
     response = problem(status, detail, request_id=request_id, title=error.title, extra=extra)
     retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back

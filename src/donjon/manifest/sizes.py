@@ -33,7 +33,7 @@ def parse_size(text: str) -> int:
         )
     size = int(m.group(1)) * _UNITS[m.group(2)]
     if size > MAX_SIZE_BYTES:
-        raise ValueError(f"{text} is over {format_size(MAX_SIZE_BYTES)}")
+        raise ValueError(f"the size {text} is over {format_size(MAX_SIZE_BYTES)}")
     return size
 
 
