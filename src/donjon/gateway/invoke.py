@@ -59,15 +59,9 @@ from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.obs import log_secrets, mint_request_id
 from donjon.ratelimit import RateLimitError
-from donjon.sandbox import (
-    CallResult,
-    FunctionFailed,
-    FunctionResultTooLarge,
-    SandboxError,
-    SandboxUnavailable,
-)
+from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
-from donjon.sandbox.replies import MAX_RESULT
+from donjon.sandbox.replies import MAX_RESULT, check_result_size
 from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
@@ -158,7 +152,7 @@ async def _run(
                 request_id,
             )
         _note_reads(detail, result, granted, policy_events)
-        _check_result_size(result, max_result)
+        check_result_size(result, max_result)
         output = redact(result.output)
         memory_kb = result.memory_kb
         rendered = render(result)
@@ -214,15 +208,6 @@ async def _run(
             log,
         )
         await record_policy_events(node.audit, deployed, request_id, actor, policy_events, redact)
-
-
-def _check_result_size(result: CallResult, max_result: int) -> None:
-    """`FunctionResultTooLarge` for a result over the node's response limit: the runtime
-    refuses one itself, this holds when function code wrote its own reply."""
-    if len(result.body) > max_result:
-        too_large = FunctionResultTooLarge.over(max_result, len(result.body))
-        too_large.output, too_large.memory_kb = result.output, result.memory_kb
-        raise too_large
 
 
 async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str], Redactor]:

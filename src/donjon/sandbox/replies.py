@@ -23,7 +23,15 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.policy_events import PolicyEvent
 
-__all__ = ["MAX_HEAD", "MAX_RESULT", "CallResult", "reply_head", "reply_result", "secrets_read"]
+__all__ = [
+    "MAX_HEAD",
+    "MAX_RESULT",
+    "CallResult",
+    "check_result_size",
+    "reply_head",
+    "reply_result",
+    "secrets_read",
+]
 
 MAX_HEAD = 256 * 1024
 #: The most of result the gateway reads of any reply (a frame over it breaks the call
@@ -91,6 +99,15 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     error.secrets_read = read
     error.memory_kb = memory
     raise error
+
+
+def check_result_size(result: CallResult, limit: int) -> None:
+    """`FunctionResultTooLarge` for a result over `limit` (DONJON_MAX_RESPONSE_BYTES): the
+    runtime refuses one itself; this holds when function code wrote its own reply."""
+    if len(result.body) > limit:
+        error = FunctionResultTooLarge.over(limit, len(result.body))
+        error.output, error.memory_kb = result.output, result.memory_kb
+        raise error
 
 
 def secrets_read(head: dict[str, Any]) -> tuple[str, ...]:
