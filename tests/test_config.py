@@ -336,3 +336,36 @@ def test_a_malformed_redis_url_is_refused_without_echoing_it(bad: str) -> None:
     assert "DONJON_REDIS_URL: " in info.value.message
     assert "redis://[:PASSWORD@]HOST:PORT/DB" in info.value.message
     assert bad not in info.value.message and "pw" not in info.value.message
+
+
+def test_request_limits_default_to_lambda_caps_and_are_read() -> None:
+    """6 MiB body ceiling and response limit, a 60 s body deadline; each from its setting."""
+    default = load_settings({"DONJON_DATA_DIR": "/tmp/x"})
+    assert default.requests.max_body_bytes == default.requests.max_response_bytes == 6 * 2**20
+    assert default.connections.body_deadline_s == 60.0
+    s = load_settings(
+        {
+            "DONJON_DATA_DIR": "/tmp/x",
+            "DONJON_MAX_BODY_BYTES": "2097152",
+            "DONJON_MAX_RESPONSE_BYTES": "1048576",
+            "DONJON_BODY_DEADLINE_S": "5",
+        }
+    )
+    assert (s.requests.max_body_bytes, s.requests.max_response_bytes) == (2 * 2**20, 2**20)
+    assert s.connections.body_deadline_s == 5.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DONJON_MAX_BODY_BYTES", "100"),
+        ("DONJON_MAX_BODY_BYTES", str(64 * 2**20)),
+        ("DONJON_MAX_RESPONSE_BYTES", str(7 * 2**20)),
+        ("DONJON_MAX_RESPONSE_BYTES", "1MiB"),
+        ("DONJON_BODY_DEADLINE_S", "0"),
+    ],
+)
+def test_a_request_limit_out_of_range_is_refused(name: str, value: str) -> None:
+    """Below 1 KiB, over the ceiling (32 MiB body, 6 MiB response), not bytes: named error."""
+    with pytest.raises(ConfigError, match=name):
+        _load(**{name: value})

@@ -27,6 +27,7 @@ __all__ = [
     "EgressSettings",
     "LimitSettings",
     "MonitorSettings",
+    "RequestSettings",
     "SandboxSettings",
     "Settings",
     "load_settings",
@@ -67,6 +68,21 @@ class ConnectionSettings:
     #: Past this lag of the event loop (seconds; the gateway's CPU is saturated), new
     #: requests are shed with 503 at once (DONJON_MAX_LOOP_LAG_S; 0: never for lag).
     max_loop_lag_s: float = 0.25
+    #: Seconds for a whole request body, from the end of its head, however it trickles
+    #: (DONJON_BODY_DEADLINE_S; not counted while the gateway itself has paused reading).
+    body_deadline_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class RequestSettings:
+    """Limits on request bodies and function results (docs/limits.md)."""
+
+    #: The largest request body any function may take: the ceiling of every manifest's
+    #: `limits.body` (default 1 MiB each) (DONJON_MAX_BODY_BYTES; at most 32 MiB).
+    max_body_bytes: int = 6 * 1024 * 1024
+    #: The largest result a function may return, checked in its sandbox and again by
+    #: the gateway (DONJON_MAX_RESPONSE_BYTES; at most 6 MiB, the frame cap).
+    max_response_bytes: int = 6 * 1024 * 1024
 
 
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
@@ -226,6 +242,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     #: How the gateway bounds connections and request heads (DONJON_HEAD_TIMEOUT_S, ...).
     connections: ConnectionSettings = ConnectionSettings()
+    #: Request bodies and results (DONJON_MAX_BODY_BYTES, DONJON_MAX_RESPONSE_BYTES).
+    requests: RequestSettings = RequestSettings()
     #: Denials (401, 403, refused input) from one client are audited as one record
     #: at once and one aggregate per window (DONJON_AUDIT_DENIAL_WINDOW_S; 0: a
     #: record each), for at most this many clients at a time (the rest: one aggregate).
@@ -433,6 +451,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_connections=raw.MAX_CONNECTIONS,
             max_in_flight=raw.MAX_IN_FLIGHT,
             max_loop_lag_s=raw.MAX_LOOP_LAG_S,
+            body_deadline_s=raw.BODY_DEADLINE_S,
+        ),
+        requests=RequestSettings(
+            max_body_bytes=raw.MAX_BODY_BYTES,
+            max_response_bytes=raw.MAX_RESPONSE_BYTES,
         ),
         audit_denial_window_s=raw.AUDIT_DENIAL_WINDOW_S,
         audit_denial_max_sources=raw.AUDIT_DENIAL_MAX_SOURCES,

@@ -309,6 +309,11 @@ class SettingsInput(BaseSettings):
     MAX_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
     MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
     MAX_LOOP_LAG_S: Annotated[Seconds, Field(ge=0, le=60)] = 0.25
+    #: Request bodies and responses (gateway/bodies.py): the most any function's
+    #: `limits.body` may ask, the whole-body deadline, and the largest result returned.
+    MAX_BODY_BYTES: Annotated[int, Field(ge=1024, le=32 * 1024 * 1024)] = 6 * 1024 * 1024
+    BODY_DEADLINE_S: Annotated[Seconds, Field(ge=0.1, le=3600)] = 60.0
+    MAX_RESPONSE_BYTES: Annotated[int, Field(ge=1024, le=6 * 1024 * 1024)] = 6 * 1024 * 1024
     #: Calls waiting for a function's free slot, per function and node-wide, and the
     #: longest one may wait (sandbox/backlog.py); past them a call is shed with 503.
     MAX_QUEUED_PER_FUNCTION: Annotated[int, Field(ge=0, le=100_000)] = 64

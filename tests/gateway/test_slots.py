@@ -22,6 +22,7 @@ from donjon.identity import Policy, Principal
 from donjon.manifest import parse_manifest
 from donjon.obs import Metrics
 from donjon.ratelimit import BucketKey, MemoryConcurrencyLimiter
+from donjon.ratelimit.quota_book import QuotaBook
 from donjon.sandbox import SandboxError
 
 PRINCIPAL = Principal(id="0123456789abcdef", name="t", role="invoker")
@@ -72,6 +73,7 @@ def _node(tmp_path: Path, pool: Pool, **limits: Any) -> Any:
         denials=Denials(),
         audit=Audit(),
         pool=pool,
+        quotas=QuotaBook(),  # none set: nothing is charged
     )
 
 

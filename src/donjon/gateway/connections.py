@@ -3,8 +3,9 @@
 uvicorn's httptools protocol, with what it lacks against slow or greedy
 clients: a deadline for each request head (from connecting, or from the first
 byte of a later request on a kept-alive connection), a deadline for body
-progress, limits on head size and header count checked as bytes arrive
-(431, before the head is buffered whole), and caps on open connections per
+progress and one for the whole body however it trickles, limits on head
+size and header count checked as bytes arrive (431, before the head is
+buffered whole), and caps on open connections per
 client address and in all. Over a cap, the new connection is closed at once;
 other clients' connections are never touched.
 """
@@ -174,6 +175,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._refusal = 0  # the status a broken limit answers
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
 
     # Connections
 
@@ -195,10 +197,10 @@ class GatewayProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
+        for timer in (self._head_timer, self._body_timer, self._body_deadline):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._body_timer = None
+        self._head_timer = self._body_timer = self._body_deadline = None
 
     def _refuse(self, status: int) -> None:
         """Answer `status` and close: the request broke a limit or a deadline."""
@@ -243,6 +245,10 @@ class GatewayProtocol(HttpToolsProtocol):
         elif self._body_pending and self._body_timer is None:
             self._body_progress = False
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_stalled)
+            if self._body_deadline is None:  # once per body: progress does not extend it
+                self._body_deadline = self.loop.call_later(
+                    self.limits.body_deadline_s, self._body_overdue
+                )
 
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
@@ -282,9 +288,10 @@ class GatewayProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next is the next request's head
         self._body_pending = False
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        for timer in (self._body_timer, self._body_deadline):
+            if timer is not None:
+                timer.cancel()
+        self._body_timer = self._body_deadline = None
         super().on_message_complete()
 
     # Deadlines
@@ -307,6 +314,19 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._body_progress or self.flow.read_paused:
             self._body_progress = False
             self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._body_stalled)
+            return
+        self._refuse(http.HTTPStatus.REQUEST_TIMEOUT)
+
+    def _body_overdue(self) -> None:
+        """The whole body is not in by its deadline: a client trickling a byte now and
+        then makes progress enough for the stall timer, never enough for this one."""
+        self._body_deadline = None
+        if not self._body_pending or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the gateway stopped reading, not the client: wait on
+            self._body_deadline = self.loop.call_later(
+                self.limits.body_timeout_s, self._body_overdue
+            )
             return
         self._refuse(http.HTTPStatus.REQUEST_TIMEOUT)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
-from donjon.gateway.errors import BadRequest, InvalidInput
+from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
 from donjon.gateway.slots import ConcurrencyFull
 from donjon.identity import Principal
 from donjon.ratelimit import RateLimitError
@@ -160,7 +160,7 @@ def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:
     """What the caller learns of a call that gave no result: its kind and one line."""
     if isinstance(error, RateLimitError | TooManyInvocations | CallShed | ConcurrencyFull):
         return answer_error("throttled", f"{error.message} ({error.hint})")
-    if isinstance(error, InvalidInput | BadRequest):
+    if isinstance(error, InvalidInput | BadRequest | PayloadTooLarge):
         return answer_error("invalid", error.message)
     if isinstance(error, FunctionTimeout):
         return answer_error("timeout", f"{name} timed out (request {call_id})")

@@ -7,7 +7,6 @@ response is sent) -> response.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import json
@@ -31,14 +30,21 @@ from donjon.gateway.access import (
     client_address,
     new_request_id,
     parse_json,
-    read_body,
 )
 from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.apigw import apigw_event, apigw_response
 from donjon.gateway.calllog import call_log
-from donjon.gateway.errors import BadFunctionResponse, BadRequest, InvalidInput, NotFound
+from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
+from donjon.gateway.events import (
+    body_limit,
+    check_event_size,
+    read_event,
+    refuse_declared,
+    validate,
+)
 from donjon.gateway.function_calls import Chain, FunctionCalls
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
+from donjon.gateway.http_event import function_headers, http_event
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.problems import problem, problem_from_error, quarantined, status_for
@@ -57,11 +63,10 @@ from donjon.obs import log_secrets, mint_request_id
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
+from donjon.sandbox.replies import MAX_RESULT, check_result_size
 from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
-
-MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 #: A JSON string literal, as `json.dumps` writes it (ASCII, escaped).
 _json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
@@ -80,19 +85,24 @@ def _meta(
     principal: Principal | None,
     secrets: dict[str, str],
     timeout_s: float,
+    max_result: int = MAX_RESULT,
 ) -> bytes:
     """The call's context, sent over the control channel (never env, argv or files):
-    `secrets` holds the values of exactly the secrets the manifest grants.
+    `secrets` holds the values of exactly the secrets the manifest grants, `max_result`
+    is the largest result the runtime may return (DONJON_MAX_RESPONSE_BYTES; sent only
+    when lower than the runtime's own cap, which it is by default).
 
     The same JSON `json.dumps` writes for that dict, put together from its parts (its
     encoder's set-up cost more than the encoding of seven fields)."""
     label = _json_string(principal.label) if principal else "null"
+    cap = f', "max_result": {int(max_result)}' if max_result < MAX_RESULT else ""
     return (
         f'{{"request_id": {_json_string(request_id)}, "function": {_json_string(deployed.name)}'
         f', "version": {int(deployed.record.version)}'
         f', "memory_mb": {int(deployed.manifest.memory_mb)}'
         f', "deadline": {float(time.time() + timeout_s)!r}, "principal": {label}'
-        f', "secrets": {json.dumps(secrets) if secrets else "{}"}}}'
+        f', "secrets": {json.dumps(secrets) if secrets else "{}"}'
+        f"{cap}}}"
     ).encode()
 
 
@@ -110,14 +120,19 @@ async def _run(
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
     cap full for the bounded wait is refused (503) before it starts; the slots are given
-    back however the call ends (answered, failed, timed out, disconnected, cancelled)."""
+    back however the call ends (answered, failed, timed out, disconnected, cancelled), and
+    its time is charged to its compute quotas (gateway/quota_check.py)."""
     held = await hold_slots(node, deployed, principal, request_id, trigger)
+    started = time.perf_counter()
     try:
         return await _call(
             node, deployed, principal, event, request_id, trigger, render, chain, on_log, client
         )
     finally:
-        await held.release()
+        try:  # the call's wall time, charged to its daily compute quotas on every path
+            await charge_compute(node, deployed, principal, time.perf_counter() - started)
+        finally:
+            await held.release()
 
 
 async def _call(
@@ -155,18 +170,20 @@ async def _call(
     # before anything is stored or answered; its own result is its choice.
     redact = _NO_SECRETS
     granted: dict[str, str] = {}
+    max_result = node.settings.requests.max_response_bytes
     try:
         granted, redact = await _open_secrets(node, deployed)
         with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
             result = await node.pool.invoke(
                 deployed.config,
-                _meta(deployed, request_id, principal, granted, timeout_s),
+                _meta(deployed, request_id, principal, granted, timeout_s, max_result),
                 event,
                 timeout_s,
                 subcalls,
                 request_id,
             )
         _note_reads(detail, result, granted, policy_events)
+        check_result_size(result, max_result)
         output = redact(result.output)
         memory_kb = result.memory_kb
         rendered = render(result)
@@ -191,7 +208,6 @@ async def _call(
     finally:
         elapsed = time.perf_counter() - started
         node.metrics.invocation(deployed.name, outcome, elapsed)
-        await charge_compute(node, deployed, principal, elapsed)  # daily compute quotas
         # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
         # each), its output bounded whatever the function printed (calllog.py).
         log = InvocationLog(
@@ -268,12 +284,13 @@ async def _call_function(
     node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str, chain: Chain
 ) -> bytes:
     """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
+    check_event_size(event, callee, body_limit(callee, node.settings.requests.max_body_bytes))
     await admit(node, callee, caller, chain.request_id, "function")
     try:
         parsed = boundedjson.loads(event)
     except (ValueError, boundedjson.JSONTooDeep) as e:
         raise BadRequest("the event is not JSON (or nested too deeply)") from e
-    _validate(parsed, callee)
+    validate(parsed, callee)
     response = await _run(
         node,
         callee,
@@ -383,9 +400,11 @@ async def handle_invoke(request: Request) -> Response:
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
         caller = (principal, deployed)
+        limit = body_limit(deployed, node.settings.requests.max_body_bytes)
+        refuse_declared(request, deployed, limit)  # before the call spends any of its limits
         await admit(node, deployed, principal, request_id, "invoke")
-        body = await read_body(request, MAX_EVENT_BYTES) or b"{}"
-        _validate(await parse_json(node, request, principal.label, body, request_id), deployed)
+        body = await read_event(request, deployed, limit) or b"{}"
+        validate(await parse_json(node, request, principal.label, body, request_id), deployed)
         return await _run(
             node,
             deployed,
@@ -408,16 +427,6 @@ def _reveals(node: Node, caller: tuple[Principal | None, Deployed] | None, error
         and isinstance(error, FUNCTION_FAILURES)
         and may_read_logs(node, caller[0], caller[1])
     )
-
-
-def _validate(event: Any, deployed: Deployed) -> None:
-    if deployed.validator is not None:
-        errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
-        if errors:
-            where = "/".join(str(p) for p in errors[0].path) or "(root)"
-            raise InvalidInput(
-                f"input does not match the function's schema at {where}: {errors[0].message}"
-            )
 
 
 async def handle_http_trigger(request: Request) -> Response:
@@ -445,14 +454,20 @@ async def handle_http_trigger(request: Request) -> Response:
         else:  # a public trigger: only a throttled source address is slowed
             await check_throttles(node, request, request_id)
         caller = (principal, deployed)
+        limit = body_limit(deployed, node.settings.requests.max_body_bytes)
+        refuse_declared(request, deployed, limit)
         await admit(node, deployed, principal, request_id, "http", client=client_address(request))
-        body = await read_body(request, MAX_EVENT_BYTES)
-        headers = _function_headers(request, strip_auth=auth != "public")
+        body = await read_event(request, deployed, limit)
+        if deployed.validator is not None:  # the schema describes the request's JSON body
+            actor = principal.label if principal else "anonymous"
+            parsed = await parse_json(node, request, actor, body or b"{}", request_id)
+            validate(parsed, deployed)
+        headers = function_headers(request, strip_auth=auth != "public")
         own_path = route_of(path)
         label = principal.label if principal else None
         render: Callable[[bytes, str, str], RenderedResponse]
         if spec.event_format is None:
-            event = _http_event(request, path, body, label, headers)
+            event = http_event(request, path, body, label, headers)
             render = http_response
         else:  # API Gateway's proxy event and response (apigw.py)
             event = apigw_event(
@@ -473,42 +488,3 @@ async def handle_http_trigger(request: Request) -> Response:
         return quarantined(e, request_id, public=caller is not None and caller[0] is None)
     except Error as e:
         return _error_response(e, request_id, reveal=_reveals(node, caller, e))
-
-
-def _is_platform_credential(value: str) -> bool:
-    scheme, _, token = value.strip().partition(" ")
-    return scheme.lower() == "bearer" and token.strip().startswith("dj_")
-
-
-def _function_headers(request: Request, *, strip_auth: bool) -> list[tuple[str, str]]:
-    """The request's headers a function may see, in order, repeats kept.
-
-    A platform credential never reaches a function: not the one that
-    authenticated the call, nor a Donjon key sent to a public trigger.
-    """
-    return [
-        (k, v)
-        for k, v in request.headers.items()
-        if k != "authorization" or not (strip_auth or _is_platform_credential(v))
-    ]
-
-
-def _http_event(
-    request: Request, path: str, body: bytes, principal: str | None, headers: list[tuple[str, str]]
-) -> bytes:
-    try:
-        text: str = body.decode()
-        encoded = False
-    except UnicodeDecodeError:
-        text, encoded = base64.b64encode(body).decode(), True
-    return json.dumps(
-        {
-            "method": request.method,
-            "path": path,
-            "headers": dict(headers),
-            "query": dict(request.query_params),
-            "body": text,
-            "is_base64_encoded": encoded,
-            "principal": principal,
-        }
-    ).encode()

@@ -31,8 +31,9 @@ from donjon.gateway.access import (
 )
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
+from donjon.gateway.events import body_limit, check_event_size, validate
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
-from donjon.gateway.invoke import MAX_EVENT_BYTES, _error_response, _run, _validate
+from donjon.gateway.invoke import _error_response, _run
 from donjon.gateway.node import Node
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
@@ -48,7 +49,7 @@ from donjon.identity.sigv4 import (
 )
 from donjon.lifecycle import Deployed
 from donjon.manifest.model import NAME_RE
-from donjon.sandbox import SandboxError
+from donjon.sandbox import FunctionResultTooLarge, SandboxError
 from donjon.vault import SIGV4_SECRET_PURPOSE
 
 __all__ = ["LAMBDA_INVOKE_PATH", "handle_lambda_invoke"]
@@ -128,7 +129,10 @@ async def _authenticate(node: Node, request: Request, request_id: str) -> tuple[
         # How the request is signed, not whether the key is good: the caller is told.
         await deny(node, request, "anonymous", "auth.denied", e.message, request_id)
         raise Unauthorized(e.message.removeprefix("sigv4: "), hint=_HINT) from None
-    signed = dataclasses.replace(head, body=await read_body(request, MAX_EVENT_BYTES))
+    # The body is signed: read (up to the node's maximum) before the key is known, and held
+    # to the function's own `limits.body` once the caller may learn the function exists.
+    body = await read_body(request, node.settings.requests.max_body_bytes)
+    signed = dataclasses.replace(head, body=body)
     subkey = node.master.derive(SIGV4_SECRET_PURPOSE)
 
     def signed_by(digest: bytes | None) -> bool:
@@ -235,9 +239,12 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 "asynchronous invocation (InvocationType Event) is not available yet",
                 hint="invoke with InvocationType RequestResponse",
             )
+        check_event_size(
+            body, deployed, body_limit(deployed, node.settings.requests.max_body_bytes)
+        )
         await admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
-        _validate(await parse_json(node, request, principal.label, event, request_id), deployed)
+        validate(await parse_json(node, request, principal.label, event, request_id), deployed)
         logs: list[str] = []
         try:
             response = await _run(
@@ -251,7 +258,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 on_log=logs.append,
             )
             response.headers.update(_lambda_headers(request_id, version))
-        except FUNCTION_FAILURES as e:
+        except (*FUNCTION_FAILURES, FunctionResultTooLarge) as e:  # Lambda: 200, Unhandled
             reveal = may_read_logs(node, principal, deployed)
             response = _function_error(e, request_id, version, reveal)
         # The log is for those who may read it; asked only when the caller wants it.

@@ -475,6 +475,7 @@ def open_node(settings: Settings) -> Node:
             policy=policy,
             vault=vault,
             egress_networks=settings.egress.allow_networks,
+            max_body_bytes=settings.requests.max_body_bytes,
         ),
         resources=detect_resource_control(),
         scan_policy=scan_policy,

@@ -71,7 +71,7 @@ def _trigger(method: str) -> Operation:
         f"{method} an http trigger",
         "invoke",
         {200: _FUNCTION_RESPONSE},
-        _CALL,
+        (*_CALL, 422),  # 422: a body the function's input_schema refuses
         None if method in ("GET", "HEAD", "OPTIONS") else _FUNCTION_RESPONSE,
         auth="optional",
         description="Served by the function whose http trigger owns the path; the trigger's "
@@ -132,7 +132,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "AWS Lambda's Invoke API",
         "lambda",
         {200: _JSON_OUT, 204: None},
-        (400, 401, 403, 404, 413, 429, 500, 501, 502, 503, 504),
+        (400, 401, 403, 404, 413, 422, 429, 500, 501, 502, 503, 504),
         _JSON_IN,
         _LAMBDA_HEADERS,
         auth="sigv4",

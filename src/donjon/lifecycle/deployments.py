@@ -41,6 +41,7 @@ from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
 from donjon.manifest.grants import broad_grants
+from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
 from donjon.store import FunctionRecord, FunctionStore
@@ -103,8 +104,11 @@ class Deployments:
         policy: Policy | None = None,
         vault: Vault | None = None,
         egress_networks: Sequence[IPNetwork] = (),
+        max_body_bytes: int = 6 * 1024 * 1024,
     ) -> None:
         self.registry = registry
+        #: DONJON_MAX_BODY_BYTES: no manifest's `limits.body` may ask more.
+        self.max_body_bytes = max_body_bytes
         #: DONJON_EGRESS_ALLOW_NETWORKS: egress grants are judged as the proxy judges them.
         self.egress_networks = tuple(egress_networks)
         #: Who may deploy which function (owners included): decided once the name is known.
@@ -178,6 +182,7 @@ class Deployments:
                 runtime=self._runtime,
                 egress_networks=self.egress_networks,
             )
+            self._check_limits(accepted.manifest)
             await self._check_grants(accepted.manifest, principal)
         # From here on a deploy runs to its end even if its caller goes away, one
         # at a time per function: the version it picks, the sandbox it starts and
@@ -185,6 +190,18 @@ class Deployments:
         return await self._to_the_end(
             self._start_and_switch(accepted, principal, request_id, skip_scan)
         )
+
+    def _check_limits(self, manifest: Manifest) -> None:
+        """A manifest asks no more of this node than it allows (`limits.body`)."""
+        body = manifest.limits.body_bytes
+        if body > self.max_body_bytes:
+            ceiling = format_size(self.max_body_bytes)
+            raise ManifestError(
+                f"limits.body {manifest.limits.body} is over this node's maximum request "
+                f"body of {ceiling} ({self.max_body_bytes} bytes)",
+                problems=[f"limits.body: at most {ceiling} on this node (DONJON_MAX_BODY_BYTES)"],
+                hint="lower limits.body, or ask the node's operator to raise DONJON_MAX_BODY_BYTES",
+            )
 
     async def _check_grants(self, manifest: Manifest, principal: Principal) -> None:
         """Grants must name what exists, and a deployer grants no more than it may do:

@@ -27,6 +27,7 @@ from donjon.errors import Error
 from donjon.manifest.input_validator import check_patterns
 from donjon.manifest.policies import RuntimePolicies
 from donjon.manifest.schema_limits import check_expansion, check_size
+from donjon.manifest.sizes import DEFAULT_BODY_BYTES, parse_size
 from donjon.triggers.cron import CronError, CronExpression
 
 __all__ = [
@@ -206,6 +207,10 @@ class Limits(_Strict):
     #: The rate's bucket size (calls at once after a quiet spell); None: the rate's count.
     burst: int | None = Field(default=None, ge=1, le=1_000_000_000)
     concurrency: int = Field(default=8, ge=1, le=256)
+    #: The largest request body (event) a call of this function takes: ``512KiB``,
+    #: ``2MiB`` (manifest/sizes.py); None: 1 MiB. Never over the node's maximum
+    #: (DONJON_MAX_BODY_BYTES): a manifest asking more is refused at deploy.
+    body: str | None = None
 
     @field_validator("rate")
     @classmethod
@@ -213,6 +218,18 @@ class Limits(_Strict):
         if value is not None:
             Rate.parse(value)
         return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @property
+    def body_bytes(self) -> int:
+        """The body limit in bytes (`body`, else 1 MiB)."""
+        return parse_size(self.body) if self.body is not None else DEFAULT_BODY_BYTES
 
     @property
     def parsed_rate(self) -> Rate | None:

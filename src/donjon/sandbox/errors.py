@@ -15,6 +15,7 @@ __all__ = [
     "FunctionCrashed",
     "FunctionFailed",
     "FunctionMemoryExceeded",
+    "FunctionResultTooLarge",
     "FunctionTimeout",
     "SandboxError",
     "SandboxUnavailable",
@@ -90,3 +91,23 @@ class FunctionBlocked(FunctionFailed):
 
     title = "Function blocked by its runtime policy"
     error_type = "Sandbox.PolicyBlocked"
+
+
+class FunctionResultTooLarge(SandboxError):
+    """The handler returned a result larger than the node's response limit
+    (DONJON_MAX_RESPONSE_BYTES): refused in its sandbox, and again by the gateway
+    should function code write a reply of its own. The function's fault: its
+    caller gets a 502, its owner the reason in `donjon logs`."""
+
+    title = "Function result too large"
+    error_type = "Function.ResponseSizeTooLarge"  # Lambda's name for it
+
+    @classmethod
+    def over(cls, limit: int, size: int | None = None) -> FunctionResultTooLarge:
+        got = f" ({size} bytes)" if size is not None else ""
+        return cls(
+            f"the function's result{got} is over this node's response limit of {limit} bytes"
+            " (DONJON_MAX_RESPONSE_BYTES)",
+            hint="return less (a reference to stored data instead of the data), or ask the "
+            "node's operator to raise DONJON_MAX_RESPONSE_BYTES (at most 6 MiB)",
+        )

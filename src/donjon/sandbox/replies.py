@@ -18,13 +18,24 @@ from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionFailed,
     FunctionMemoryExceeded,
+    FunctionResultTooLarge,
     SandboxError,
 )
 from donjon.sandbox.policy_events import PolicyEvent
 
-__all__ = ["MAX_HEAD", "MAX_RESULT", "CallResult", "reply_head", "reply_result", "secrets_read"]
+__all__ = [
+    "MAX_HEAD",
+    "MAX_RESULT",
+    "CallResult",
+    "check_result_size",
+    "reply_head",
+    "reply_result",
+    "secrets_read",
+]
 
 MAX_HEAD = 256 * 1024
+#: The most of result the gateway reads of any reply (a frame over it breaks the call
+#: protocol); DONJON_MAX_RESPONSE_BYTES, at most this, is the limit a result is held to.
 MAX_RESULT = 6 * 1024 * 1024
 _MAX_OUTPUT = 64 * 1024
 #: The most secret names a reply may say it read (the gateway keeps only granted ones).
@@ -71,6 +82,10 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     error: SandboxError
     if kind == "memory":
         error = FunctionMemoryExceeded("the function exceeded its memory limit")
+    elif kind == "too_large":  # the runtime refused it against the limit the call carried
+        error = FunctionResultTooLarge.over(
+            _bounded_int(head.get("limit")) or MAX_RESULT, _bounded_int(head.get("size"))
+        )
     elif kind == "result":
         error = FunctionFailed(str(head.get("error")))
         error.error_type = "Runtime.MarshalError"
@@ -84,6 +99,15 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     error.secrets_read = read
     error.memory_kb = memory
     raise error
+
+
+def check_result_size(result: CallResult, limit: int) -> None:
+    """`FunctionResultTooLarge` for a result over `limit` (DONJON_MAX_RESPONSE_BYTES): the
+    runtime refuses one itself; this holds when function code wrote its own reply."""
+    if len(result.body) > limit:
+        error = FunctionResultTooLarge.over(limit, len(result.body))
+        error.output, error.memory_kb = result.output, result.memory_kb
+        raise error
 
 
 def secrets_read(head: dict[str, Any]) -> tuple[str, ...]:
@@ -103,6 +127,13 @@ def secrets_read(head: dict[str, Any]) -> tuple[str, ...]:
             }
         )
     )
+
+
+def _bounded_int(value: object) -> int | None:
+    """A reported byte count, if it is a plausible whole number."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 40:
+        return value
+    return None
 
 
 def _memory_kb(value: object) -> int | None:

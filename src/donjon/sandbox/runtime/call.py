@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 MAX_OUTPUT = 64 * 1024
-MAX_RESULT = 6 * 1024 * 1024  # the gateway reads no more (sandbox/instance.py)
+MAX_RESULT = 6 * 1024 * 1024  # the gateway reads no more (sandbox/replies.py)
 #: How a warm call's end-of-call frame starts (the call's token follows); no head does.
 END = b"\x00end:"
 
@@ -110,6 +110,15 @@ def _peak_memory_kb() -> int:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children)
+
+
+def _result_limit(ctx_meta: Any) -> int:
+    """The largest result this call may return: the node's DONJON_MAX_RESPONSE_BYTES as
+    the call's context carries it, never more than the gateway reads."""
+    limit = ctx_meta.get("max_result") if isinstance(ctx_meta, dict) else None
+    if type(limit) is int and 0 < limit < MAX_RESULT:
+        return limit
+    return MAX_RESULT
 
 
 def _trace() -> str:
@@ -207,13 +216,16 @@ def _invoke(
             try:
                 body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
                 meta = {"ok": True}
-                if len(body) > MAX_RESULT:
-                    body = b""
+                limit = _result_limit(ctx_meta)
+                if len(body) > limit:
                     meta = {
                         "ok": False,
-                        "kind": "result",
-                        "error": f"the result is larger than {MAX_RESULT} bytes",
+                        "kind": "too_large",
+                        "error": f"the result is larger than {limit} bytes",
+                        "size": len(body),
+                        "limit": limit,
                     }
+                    body = b""
             except (TypeError, ValueError) as e:
                 meta = {
                     "ok": False,

@@ -1,0 +1,102 @@
+"""A call's event at the gateway: its size (the function's `limits.body`) and its shape
+(the function's `input_schema`), decided before any sandbox is touched.
+
+Every way in reads its event through here: the invoke API, http triggers, the
+Lambda Invoke API and `context.invoke`. The body limit is the function's
+`limits.body` (1 MiB unless it says otherwise), never more than the node's
+DONJON_MAX_BODY_BYTES. A declared Content-Length over it is refused before
+anything is read (and before the call spends any of its limits); a chunked body
+is refused as soon as what arrived passes it, without buffering past it.
+
+A function that declares an `input_schema` gets only events that match it: a
+body that is not JSON is a 400, one the schema refuses a 422 naming the failing
+field as a JSON pointer (RFC 6901). For an http trigger, the schema describes the
+request's body: it must be JSON and match (an empty body is ``{}``), and the
+function still receives the whole http event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from donjon.gateway.access import read_body
+from donjon.gateway.errors import InvalidInput, PayloadTooLarge
+from donjon.lifecycle import Deployed
+from donjon.manifest.sizes import format_size
+
+__all__ = [
+    "body_limit",
+    "check_event_size",
+    "json_pointer",
+    "read_event",
+    "refuse_declared",
+    "validate",
+]
+
+
+def body_limit(deployed: Deployed, node_max: int) -> int:
+    """The most bytes of event a call of `deployed` takes: its `limits.body`, at most `node_max`."""
+    return min(deployed.manifest.limits.body_bytes, node_max)
+
+
+def _too_large(deployed: Deployed, limit: int, size: int | None = None) -> PayloadTooLarge:
+    got = f" ({size} bytes)" if size is not None else ""
+    return PayloadTooLarge(
+        f"the request body{got} is over the limit of function {deployed.name}: "
+        f"{format_size(limit)} ({limit} bytes)",
+        hint="send a smaller event, or raise limits.body in the function's manifest "
+        "(up to the node's DONJON_MAX_BODY_BYTES)",
+    )
+
+
+def refuse_declared(request: Request, deployed: Deployed, limit: int) -> None:
+    """`PayloadTooLarge` if the request's Content-Length says more than `limit`: nothing read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(deployed, limit, int(declared))
+
+
+async def read_event(request: Request, deployed: Deployed, limit: int) -> bytes:
+    """The request's body, refused (413) once it passes `limit`, declared or as it arrives."""
+    refuse_declared(request, deployed, limit)
+    try:
+        return await read_body(request, limit)
+    except PayloadTooLarge:
+        raise _too_large(deployed, limit) from None
+
+
+def check_event_size(event: bytes, deployed: Deployed, limit: int) -> None:
+    """`PayloadTooLarge` if an event already read (a signed body, a `context.invoke` event)
+    is over `limit`."""
+    if len(event) > limit:
+        raise _too_large(deployed, limit, len(event))
+
+
+def json_pointer(path: Any) -> str:
+    """The RFC 6901 pointer of a path of keys and indexes ("" is the whole document)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def validate(event: Any, deployed: Deployed) -> None:
+    """`InvalidInput` (422) naming the first failing field if `event` does not match the
+    function's input_schema; nothing if it declares none."""
+    if deployed.validator is None:
+        return
+    errors = sorted(deployed.validator.iter_errors(event), key=lambda err: list(err.path))
+    if not errors:
+        return
+    first = errors[0]
+    path = list(first.path)
+    if first.validator == "required" and isinstance(first.instance, dict):
+        # The field that fails is the one missing, not the object that lacks it.
+        missing = [name for name in first.validator_value if name not in first.instance]
+        if missing:
+            path.append(missing[0])
+    pointer = json_pointer(path)
+    raise InvalidInput(
+        f"input does not match the function's schema at {pointer or '(root)'}: "
+        f"{first.message[:512]}",
+        hint=f"send an event that matches the input_schema of {deployed.name}",
+    )
