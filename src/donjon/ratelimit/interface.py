@@ -17,6 +17,7 @@ what a shared backend raises when it cannot be reached; callers answer 503.
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ class RateLimitError(Error):
     title = "Too many requests"
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message, hint=f"retry in {retry_after_s:.1f}s")
+        # Whole seconds, at least one: what Retry-After says (a sub-second wait read "0.0s").
+        super().__init__(message, hint=f"retry in {max(1, math.ceil(retry_after_s))}s")
         self.retry_after_s = retry_after_s
 
 
