@@ -13,9 +13,8 @@ being refused (its first 429), the victim, another key from another address, cal
 asserts statuses and counts only, never timings.
 
 The second attack stays within its rate but keeps a slow function busy from many
-connections: the key's own concurrency (`--concurrency`, below the function's), or
-by default its share of the function's slots (DONJON_PRINCIPAL_SHARE, half), leaves
-the function's other slots to everyone else. Without either (the default
+connections: the key's own concurrency (`--concurrency`, below the function's)
+leaves the function's other slots to everyone else. Without it (the default
 per-principal cap, 64, is above the function's 4) the victim's 20 calls all got
 503 (the function's backlog full of the flooder's calls).
 """
@@ -208,19 +207,13 @@ def slow_node(tmp_path: Path) -> Iterator[LiveNode]:
         live.stop()
 
 
-@pytest.mark.parametrize(
-    "own_cap",
-    [("--concurrency", str(FLOOD_CONCURRENCY)), ()],
-    ids=["key-concurrency", "default-share"],
-)
-def test_a_principal_holding_a_slow_function_leaves_it_to_another(
-    slow_node: LiveNode, own_cap: tuple[str, ...]
-) -> None:
+def test_a_principal_holding_a_slow_function_leaves_it_to_another(slow_node: LiveNode) -> None:
     """A key keeping a slow function busy from many connections holds at most its own
-    concurrency of its slots (the key's, or by default its share of the function's: half,
-    2 of 4); another key's calls to it are served (at least 99%)."""
+    concurrency of its slots; another key's calls to it are served (at least 99%)."""
     node = slow_node
-    flooder = _key(node, "holder", "slow", "--rate", "50/second", *own_cap)
+    flooder = _key(
+        node, "holder", "slow", "--rate", "50/second", "--concurrency", str(FLOOD_CONCURRENCY)
+    )
     victim = _key(node, "victim", "slow")
     flood, victims = asyncio.run(_noisy(node, flooder, victim, "slow", ("slow",), started=20))
     answers = victims["slow"].statuses
