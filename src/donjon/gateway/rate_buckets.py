@@ -29,13 +29,7 @@ from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, RateLimitError
 from donjon.ratelimit.rates import CallerLimits, parse_rate
 
-__all__ = [
-    "RateLimited",
-    "caller_limits",
-    "concurrency_key",
-    "pair_concurrency_key",
-    "take_rate_buckets",
-]
+__all__ = ["RateLimited", "caller_limits", "concurrency_key", "take_rate_buckets"]
 
 
 class RateLimited(RateLimitError):
@@ -100,17 +94,6 @@ def client_key(address: str) -> BucketKey:
 
 def concurrency_key(principal: str) -> BucketKey:
     return _cached("\0concurrency", principal)
-
-
-def pair_concurrency_key(principal: str, function: str) -> BucketKey:
-    """The slots of one caller's calls to one function (its share of the function)."""
-    pair = (principal, "\0concurrency:" + function)
-    key = _KEYS.get(pair)
-    if key is None:
-        if len(_KEYS) >= _MAX_KEYS:
-            _KEYS.clear()
-        key = _KEYS[pair] = BucketKey(principal=principal, function=function, scope="concurrency")
-    return key
 
 
 def _pair_key(principal: str, function: str) -> BucketKey:

@@ -3,9 +3,7 @@
 A call holds, for as long as it runs in its sandbox:
 
 1. its principal's slot: at most the key's `concurrency`, else its role's, else
-   DONJON_CONCURRENCY_PER_PRINCIPAL calls of one caller at once; and its share of
-   the function: at most DONJON_PRINCIPAL_SHARE of `limits.concurrency` (rounded
-   up) calls of one caller to one function at once;
+   DONJON_CONCURRENCY_PER_PRINCIPAL calls of one caller at once;
 2. the function's slot across nodes (`limits.concurrency`), when the node shares
    its limits (Redis): on one node alone the sandbox pool's own per-function
    semaphore is that cap, with its bounded backlog (sandbox/pool.py, backlog.py);
@@ -24,21 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.node import Node
-from donjon.gateway.rate_buckets import (
-    caller_limits,
-    concurrency_key,
-    pair_concurrency_key,
-)
+from donjon.gateway.rate_buckets import caller_limits, concurrency_key
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, ConcurrencyLimiter, MemoryConcurrencyLimiter, Slot
 
-__all__ = ["NODE_KEY", "ConcurrencyFull", "Held", "hold_slots", "share_of"]
+__all__ = ["NODE_KEY", "ConcurrencyFull", "Held", "hold_slots"]
 
 log = logging.getLogger("donjon")
 
@@ -94,14 +87,6 @@ async def hold_slots(
             cap = caller_limits(node, principal)[3]
             key = concurrency_key(principal.label)
             await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")
-            # One caller holds at most its share of the function's slots, so a caller
-            # within its rate cannot keep a slow function busy for everyone else.
-            # (A share as large as the function's whole cap is that cap: not taken twice.)
-            concurrency = deployed.manifest.limits.concurrency
-            cap = share_of(concurrency, settings.limits.principal_share)
-            if cap < concurrency:
-                key = pair_concurrency_key(principal.label, deployed.name)
-                await _take(node, held, node.slots, key, cap, wait_s, lease_s, "share")
         if not isinstance(node.slots, MemoryConcurrencyLimiter):  # shared across nodes
             key = BucketKey(function=deployed.name, scope="concurrency")
             cap = deployed.manifest.limits.concurrency
@@ -118,11 +103,6 @@ async def hold_slots(
     return held
 
 
-def share_of(concurrency: int, share: float) -> int:
-    """A caller's share of a function's `concurrency` slots: rounded up, at least one."""
-    return max(1, math.ceil(concurrency * share))
-
-
 async def _take(
     node: Node,
     held: Held,
@@ -135,12 +115,7 @@ async def _take(
 ) -> None:
     slot = await limiter.acquire(key, cap, wait_s=wait_s, lease_s=lease_s)
     if slot is None:
-        whose = {
-            "principal": "your",
-            "share": "your share of the function's",
-            "function": "the function's",
-            "node": "the node's",
-        }[what]
+        whose = {"principal": "your", "function": "the function's", "node": "the node's"}[what]
         raise ConcurrencyFull(
             f"{whose} concurrency limit ({cap} calls at once) stayed full for {wait_s:g}s",
             retry_after_s=max(1.0, wait_s),
