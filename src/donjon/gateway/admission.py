@@ -12,6 +12,7 @@ could only queue past its bounds is shed with 503 (sandbox/backlog.py). Every wa
 from __future__ import annotations
 
 from donjon.audit import AuditEvent
+from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.gateway.quota_check import check_quota
 from donjon.gateway.rate_buckets import take_rate_buckets
@@ -20,11 +21,6 @@ from donjon.lifecycle import Deployed
 from donjon.sandbox import CallShed
 
 __all__ = ["actor_of", "admit"]
-
-
-def actor_of(principal: Principal | None, trigger: str) -> str:
-    """Who a call's records name: its principal, else `schedule` or `public`."""
-    return principal.label if principal else ("schedule" if trigger == "schedule" else "public")
 
 
 async def admit(

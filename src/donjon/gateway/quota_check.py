@@ -23,6 +23,7 @@ import math
 import time
 
 from donjon.audit import AuditEvent
+from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
@@ -119,8 +120,7 @@ async def _audit_refusal(
     day: str,
     reset: dt.datetime,
 ) -> None:
-    # As admission.actor_of names it (admission imports this module, not the reverse).
-    actor = principal.label if principal else ("schedule" if trigger == "schedule" else "public")
+    actor = actor_of(principal, trigger)
     target = f"{deployed.name}@{deployed.record.version}"
     detail: dict[str, object] = {
         "request_id": request_id,

@@ -23,6 +23,7 @@ import functools
 import math
 
 from donjon.audit import AuditEvent
+from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
@@ -214,15 +215,10 @@ async def take_rate_buckets(
             function_key(name), rate.count, rate.period_s, deployed.manifest.limits.burst
         )
         if not decision.allowed:
-            actor = (
-                principal.label
-                if principal is not None
-                else ("schedule" if trigger == "schedule" else "public")
-            )
             await _refuse(
                 node,
                 deployed,
-                actor,
+                actor_of(principal, trigger),
                 "function",
                 rate.count,
                 rate.period_s,

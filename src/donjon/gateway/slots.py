@@ -25,6 +25,7 @@ import logging
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
+from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.gateway.rate_buckets import caller_limits, concurrency_key
 from donjon.identity import Principal
@@ -133,11 +134,7 @@ async def _audit(
     error: ConcurrencyFull,
 ) -> None:
     node.metrics.rate_limited.labels(deployed.name, "concurrency").inc()
-    actor = (
-        principal.label
-        if principal is not None
-        else ("schedule" if trigger == "schedule" else "public")
-    )
+    actor = actor_of(principal, trigger)
     await node.denials.deny(
         AuditEvent(
             actor,
