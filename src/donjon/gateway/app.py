@@ -17,7 +17,8 @@ from donjon import __version__
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
-from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
+from donjon.gateway.deliveries import BackgroundDeliveries
+from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_event, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
 from donjon.gateway.node import Node
@@ -86,6 +87,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(node: Node) -> Starlette:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
+    deliveries = BackgroundDeliveries(functools.partial(run_event, node))
+    node.submit = deliveries.submit
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -95,6 +98,7 @@ def create_app(node: Node) -> Starlette:
             yield
         finally:
             await scheduler.stop()
+            await deliveries.stop()
             await node.stop()
 
     routes = [

@@ -64,6 +64,7 @@ from donjon.ratelimit import RateLimitError
 from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
 from donjon.sandbox.policy_events import PolicyEvent
 from donjon.sandbox.replies import MAX_RESULT, check_result_size
+from donjon.triggers.envelope import Envelope
 from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
@@ -347,6 +348,25 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
             event,
             request_id,
             "schedule",
+            lambda result: function_json_response(result.body, request_id),
+        )
+
+
+async def run_event(node: Node, envelope: Envelope, request_id: str) -> None:
+    """Run one event from a trigger (webhook, storage, database): a call like any
+    other, audited with its trigger kind as the actor."""
+    deployed = node.registry.get(envelope.function)
+    if deployed is None:
+        return
+    with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
+        await admit(node, deployed, None, request_id, envelope.trigger)
+        await _run(
+            node,
+            deployed,
+            None,
+            envelope.event,
+            request_id,
+            envelope.trigger,
             lambda result: function_json_response(result.body, request_id),
         )
 

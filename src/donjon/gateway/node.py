@@ -74,6 +74,7 @@ from donjon.store import (
     connect,
     create_schema,
 )
+from donjon.triggers.envelope import Submit
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.logseal import LogSealer
@@ -131,6 +132,8 @@ class Node:
     quota_counter: QuotaCounter = field(default_factory=MemoryQuotaCounter)
     quotas: QuotaBook = field(default_factory=QuotaBook)
     pool: SandboxPool | None = None
+    #: Where triggers hand their events (triggers/envelope.py); set by the app.
+    submit: Submit | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
     skipped: list[SkippedRecord] = field(default_factory=list)

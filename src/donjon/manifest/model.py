@@ -24,6 +24,16 @@ from pydantic import (
 
 from donjon.egress.grants import EgressGrantError, parse_grant_syntax
 from donjon.errors import Error
+from donjon.manifest.delivery import Destinations, Retry
+from donjon.manifest.event_triggers import (
+    PostgresSpec,
+    PostgresTrigger,
+    S3Spec,
+    S3Trigger,
+    WebhookSpec,
+    WebhookTrigger,
+    check_path,
+)
 from donjon.manifest.input_validator import check_patterns
 from donjon.manifest.policies import RuntimePolicies
 from donjon.manifest.schema_limits import check_expansion, check_size
@@ -31,6 +41,7 @@ from donjon.manifest.sizes import DEFAULT_BODY_BYTES, parse_size
 from donjon.triggers.cron import CronError, CronExpression
 
 __all__ = [
+    "Destinations",
     "FunctionName",
     "HttpTrigger",
     "Isolation",
@@ -38,9 +49,16 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Permissions",
+    "PostgresSpec",
+    "PostgresTrigger",
     "Rate",
+    "Retry",
     "RuntimePolicies",
+    "S3Spec",
+    "S3Trigger",
     "ScheduleTrigger",
+    "WebhookSpec",
+    "WebhookTrigger",
 ]
 
 FunctionName = NewType("FunctionName", str)
@@ -48,7 +66,6 @@ FunctionName = NewType("FunctionName", str)
 NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _HANDLER_RE = re.compile(rf"^{_IDENT}(\.{_IDENT})*\.{_IDENT}$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 _RATE_RE = re.compile(r"^([1-9][0-9]*)/(second|minute|hour|day)$")
 _PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -146,9 +163,7 @@ class HttpSpec(_Strict):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not _PATH_RE.match(value) or "//" in value or "/../" in f"{value}/":
-            raise ValueError(f"path must be an absolute URL path like /resize, got {value!r}")
-        return value.rstrip("/") or "/"
+        return check_path(value)
 
     @field_validator("methods")
     @classmethod
@@ -181,23 +196,37 @@ class ScheduleTrigger(_Strict):
         return value
 
 
+_KINDS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("http", HttpTrigger),
+    ("schedule", ScheduleTrigger),
+    ("webhook", WebhookTrigger),
+    ("s3", S3Trigger),
+    ("postgres", PostgresTrigger),
+)
+
+
 def _trigger_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        kinds = [k for k in ("http", "schedule") if k in value]
+        kinds = [k for k, _ in _KINDS if k in value]
         return kinds[0] if len(kinds) == 1 else None
-    if isinstance(value, HttpTrigger):
-        return "http"
-    if isinstance(value, ScheduleTrigger):
-        return "schedule"
+    for kind, model in _KINDS:
+        if isinstance(value, model):
+            return kind
     return None
 
 
 Trigger = Annotated[
-    Annotated[HttpTrigger, Tag("http")] | Annotated[ScheduleTrigger, Tag("schedule")],
+    Annotated[HttpTrigger, Tag("http")]
+    | Annotated[ScheduleTrigger, Tag("schedule")]
+    | Annotated[WebhookTrigger, Tag("webhook")]
+    | Annotated[S3Trigger, Tag("s3")]
+    | Annotated[PostgresTrigger, Tag("postgres")],
     Discriminator(
         _trigger_kind,
         custom_error_type="trigger_kind",
-        custom_error_message="a trigger has exactly one of the keys http, schedule",
+        custom_error_message=(
+            "a trigger has exactly one of the keys http, schedule, webhook, s3, postgres"
+        ),
     ),
 ]
 
@@ -250,6 +279,10 @@ class Manifest(_Strict):
     triggers: tuple[Trigger, ...] = ()
     limits: Limits = Limits()
     input_schema: dict[str, Any] | None = None
+    #: How async deliveries (async invokes, webhooks, storage and database events) are
+    #: retried, and where their outcomes go (manifest/delivery.py).
+    retry: Retry = Retry()
+    destinations: Destinations = Destinations()
     #: The root logger's level, as Lambda's ApplicationLogLevel; None: Python's (WARNING).
     log_level: LogLevel | None = None
 
@@ -286,6 +319,11 @@ class Manifest(_Strict):
                     if key in seen:
                         raise ValueError(f"two http triggers for {method} {trig.http.path}")
                     seen.add(key)
+        hooks = [w.path for w in self.webhooks]
+        hooks += [s.path for s in self.storage_events if s.path is not None]
+        for path in hooks:
+            if hooks.count(path) > 1:
+                raise ValueError(f"two triggers for POST /hooks{path}")
         return self
 
     @property
@@ -303,3 +341,15 @@ class Manifest(_Strict):
     @property
     def schedules(self) -> tuple[str, ...]:
         return tuple(t.schedule for t in self.triggers if isinstance(t, ScheduleTrigger))
+
+    @property
+    def webhooks(self) -> tuple[WebhookSpec, ...]:
+        return tuple(t.webhook for t in self.triggers if isinstance(t, WebhookTrigger))
+
+    @property
+    def storage_events(self) -> tuple[S3Spec, ...]:
+        return tuple(t.s3 for t in self.triggers if isinstance(t, S3Trigger))
+
+    @property
+    def database_events(self) -> tuple[PostgresSpec, ...]:
+        return tuple(t.postgres for t in self.triggers if isinstance(t, PostgresTrigger))

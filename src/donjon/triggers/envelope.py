@@ -1,0 +1,52 @@
+"""What every event trigger hands the platform: one event for one function.
+
+Webhooks, storage events (S3 through SQS or pushed), database events (PostgreSQL
+LISTEN) and async invokes all make an `Envelope` and pass it to a `Submit`; the
+node runs it as an invocation with the function's controls (quarantine, limits,
+quotas, capacity, sandbox, audit). The envelope carries what the CloudEvents 1.0
+context attributes need (`source`, `type`, `subject`, and the scheme's delivery id
+for `id`), so a handler sees the same attributes whatever the trigger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["TRIGGER_KINDS", "Envelope", "Submit"]
+
+#: The trigger kinds an envelope may come from (the audit records' `trigger`).
+TRIGGER_KINDS = frozenset({"invoke", "webhook", "s3", "postgres", "schedule"})
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One event for one function, before it runs."""
+
+    #: The deployed function to run.
+    function: str
+    #: The handler's event, as JSON bytes.
+    event: bytes
+    #: Where it came from: one of TRIGGER_KINDS.
+    trigger: str
+    #: CloudEvents `source`: a URI reference naming the producer, such as
+    #: ``/hooks/github``, ``s3://photos`` or ``postgres://orders``.
+    source: str
+    #: CloudEvents `type`, such as ``com.github.push`` or ``com.amazonaws.s3.ObjectCreated:Put``.
+    type: str
+    #: The principal id of the caller (async invokes); None for events from a source.
+    principal: str | None = None
+    #: The producer's own id for this delivery (``X-GitHub-Delivery``, ``webhook-id``,
+    #: the S3 record's ``sequencer``...); None when the producer has none.
+    delivery_id: str | None = None
+    #: CloudEvents `subject`, such as the object key of a storage event.
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.trigger not in TRIGGER_KINDS:
+            raise ValueError(f"unknown trigger kind {self.trigger!r}")
+
+
+#: Hands an envelope to the node; returns the invocation id it will run under.
+#: Raises donjon.errors.Error (e.g. an unknown function, limits) when it cannot take it.
+Submit = Callable[[Envelope], Awaitable[str]]
