@@ -71,6 +71,9 @@ class ConnectionSettings:
     #: Seconds for a whole request body, from the end of its head, however it trickles
     #: (DONJON_BODY_DEADLINE_S; not counted while the gateway itself has paused reading).
     body_deadline_s: float = 60.0
+    #: After a 429 or 503 with Retry-After, seconds the connection is not read again
+    #: (at most the Retry-After; not for trusted proxies) (DONJON_REFUSAL_HOLD_S; 0: never).
+    refusal_hold_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -452,6 +455,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_in_flight=raw.MAX_IN_FLIGHT,
             max_loop_lag_s=raw.MAX_LOOP_LAG_S,
             body_deadline_s=raw.BODY_DEADLINE_S,
+            refusal_hold_s=raw.REFUSAL_HOLD_S,
         ),
         requests=RequestSettings(
             max_body_bytes=raw.MAX_BODY_BYTES,

@@ -309,6 +309,9 @@ class SettingsInput(BaseSettings):
     MAX_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
     MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
     MAX_LOOP_LAG_S: Annotated[Seconds, Field(ge=0, le=60)] = 0.25
+    #: A refused client's connection rests (gateway/connections.py): its next request
+    #: is read only after this many seconds, at most the Retry-After it was given.
+    REFUSAL_HOLD_S: Annotated[Seconds, Field(ge=0, le=60)] = 1.0
     #: Request bodies and responses (gateway/bodies.py): the most any function's
     #: `limits.body` may ask, the whole-body deadline, and the largest result returned.
     MAX_BODY_BYTES: Annotated[int, Field(ge=1024, le=32 * 1024 * 1024)] = 6 * 1024 * 1024

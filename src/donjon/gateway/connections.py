@@ -8,6 +8,14 @@ size and header count checked as bytes arrive (431, before the head is
 buffered whole), and caps on open connections per
 client address and in all. Over a cap, the new connection is closed at once;
 other clients' connections are never touched.
+
+A connection whose request was refused for a while (429 or 503 with Retry-After:
+a rate limit, a quota, a full capacity) rests before its next request is read:
+for `refusal_hold_s`, at most the Retry-After. A client flooding past its limits
+on kept-alive connections then costs the gateway one refusal per connection and
+rest, not one per request it can send; reading is paused, so its requests wait
+in its own socket buffers, at no cost to anyone else. Trusted proxies, which
+carry other clients' requests on the same connections, are never held.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ import asyncio
 import http
 import ipaddress
 import logging
+import re
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,6 +43,10 @@ log = logging.getLogger("donjon")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOG_EVERY_S = 10.0
+
+# A refusal's head as uvicorn writes it (Starlette's header names are lower-case).
+_REFUSALS = (b"HTTP/1.1 429 ", b"HTTP/1.1 503 ")
+_RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
 
 
 def connection_cap(settings: ConnectionSettings) -> int:
@@ -60,7 +74,7 @@ class ClientConnections:
 
     def admit(self, address: str) -> bool:
         held = self.by_address.get(address, 0)
-        over_per_client = held >= self.per_client and not self._is_proxy(address)
+        over_per_client = held >= self.per_client and not self.is_proxy(address)
         if over_per_client or self.count >= self.total:
             self._refused(address, "per-address" if over_per_client else "total")
             return False
@@ -68,7 +82,7 @@ class ClientConnections:
         self.count += 1
         return True
 
-    def _is_proxy(self, address: str) -> bool:
+    def is_proxy(self, address: str) -> bool:
         if not self.proxies:
             return False
         try:
@@ -124,17 +138,25 @@ class _ResponseWriter:
     is sent before any later write, before a close, and at the latest on the loop's next
     iteration (a streamed response whose body comes later)."""
 
-    __slots__ = ("_held", "_loop", "_transport", "_writes")
+    __slots__ = ("_held", "_loop", "_on_refusal", "_transport", "_writes")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        on_refusal: Callable[[bytes], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._loop = loop
+        self._on_refusal = on_refusal
         self._held: bytes | None = None
         self._writes = 0
 
     def write(self, data: bytes) -> None:
         self._writes += 1
         if self._writes == 1:  # the head (or a 100 Continue): the body may follow at once
+            if self._on_refusal is not None and data.startswith(_REFUSALS):
+                self._on_refusal(data)
             self._held = data
             self._loop.call_soon(self.flush)
             return
@@ -166,6 +188,9 @@ class GatewayProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._address: str | None = None  # set once admitted: counted in `clients`
+        self._holds = False  # rests after a refusal (not a trusted proxy's connection)
+        self._hold_s = 0.0  # the rest the response going out asks for
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # between requests or inside a head
         self._head_bytes = 0  # raw bytes received since this head began
         self._head_size = 0  # bytes of request line and header fields parsed
@@ -187,10 +212,14 @@ class GatewayProtocol(HttpToolsProtocol):
             transport.abort()
             return
         self._address = address
+        self._holds = self.limits.refusal_hold_s > 0 and not self.clients.is_proxy(address)
         self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         if self._address is not None:
             self.clients.release(self._address)
             self._address = None
@@ -279,7 +308,9 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             # Its task runs from the next iteration on: nothing was written yet.
-            cycle.transport = _ResponseWriter(self.transport, self.loop)  # type: ignore[assignment]  # duck-typed transport
+            cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
+                self.transport, self.loop, self._refused if self._holds else None
+            )
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
@@ -293,6 +324,28 @@ class GatewayProtocol(HttpToolsProtocol):
                 timer.cancel()
         self._body_timer = self._body_deadline = None
         super().on_message_complete()
+
+    # Resting after a refusal
+
+    def _refused(self, head: bytes) -> None:
+        """A 429 or 503 is going out: with a Retry-After, the connection rests after it."""
+        match = _RETRY_AFTER.search(head)
+        if match is not None:
+            self._hold_s = min(self.limits.refusal_hold_s, float(match.group(1)))
+
+    def on_response_complete(self) -> None:
+        hold, self._hold_s = self._hold_s, 0.0
+        if hold <= 0 or self.transport.is_closing():
+            super().on_response_complete()
+            return
+        # Not read until the rest is over: a pipelined request waits too, and the
+        # keep-alive timer starts after it (uvicorn's own completion, deferred).
+        self.flow.pause_reading()
+        self._hold_timer = self.loop.call_later(hold, self._rested)
+
+    def _rested(self) -> None:
+        self._hold_timer = None
+        super().on_response_complete()
 
     # Deadlines
 
