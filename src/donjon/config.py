@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from donjon.config_limits import (
+    ConnectionSettings,
+    LimitSettings,
+    RequestSettings,
+    parse_rate,
+)
 from donjon.config_sources import SettingsProblem, read_settings
 from donjon.errors import Error
 from donjon.secret import Secret
@@ -42,84 +48,8 @@ class ConfigError(Error):
     title = "Configuration error"
 
 
-@dataclass(frozen=True)
-class ConnectionSettings:
-    """Limits on client connections and request heads (docs/security.md)."""
-
-    #: Seconds for a connection's TLS handshake (DONJON_TLS_HANDSHAKE_TIMEOUT_S).
-    handshake_timeout_s: float = 10.0
-    #: Seconds for a whole request head, from its first byte or from connecting
-    #: (DONJON_HEAD_TIMEOUT_S).
-    head_timeout_s: float = 10.0
-    #: Seconds a request body may go without progress (DONJON_BODY_TIMEOUT_S).
-    body_timeout_s: float = 30.0
-    #: Seconds an idle keep-alive connection stays open (DONJON_KEEPALIVE_TIMEOUT_S).
-    keepalive_timeout_s: int = 5
-    #: Bytes of request line and headers (DONJON_MAX_HEAD_BYTES).
-    max_head_bytes: int = 64 * 1024
-    #: Header fields per request (DONJON_MAX_HEADERS).
-    max_headers: int = 100
-    #: Open connections per client address (DONJON_MAX_CONNECTIONS_PER_CLIENT).
-    max_connections_per_client: int = 64
-    #: Open connections in all (DONJON_MAX_CONNECTIONS); 0: half the open-file limit.
-    max_connections: int = 0
-    #: Requests (head complete) being served at once (DONJON_MAX_IN_FLIGHT).
-    max_in_flight: int = 1024
-    #: Past this lag of the event loop (seconds; the gateway's CPU is saturated), new
-    #: requests are shed with 503 at once (DONJON_MAX_LOOP_LAG_S; 0: never for lag).
-    max_loop_lag_s: float = 0.25
-    #: Seconds for a whole request body, from the end of its head, however it trickles
-    #: (DONJON_BODY_DEADLINE_S; not counted while the gateway itself has paused reading).
-    body_deadline_s: float = 60.0
-    #: After a 429 or 503 with Retry-After, seconds the connection is not read again
-    #: (at most the Retry-After; not for trusted proxies) (DONJON_REFUSAL_HOLD_S; 0: never).
-    refusal_hold_s: float = 1.0
-
-
-@dataclass(frozen=True)
-class RequestSettings:
-    """Limits on request bodies and function results (docs/limits.md)."""
-
-    #: The largest request body any function may take: the ceiling of every manifest's
-    #: `limits.body` (default 1 MiB each) (DONJON_MAX_BODY_BYTES; at most 32 MiB).
-    max_body_bytes: int = 6 * 1024 * 1024
-    #: The largest result a function may return, checked in its sandbox and again by
-    #: the gateway (DONJON_MAX_RESPONSE_BYTES; at most 6 MiB, the frame cap).
-    max_response_bytes: int = 6 * 1024 * 1024
-
-
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
 DEFAULT_SANDBOX_ID_RANGE = (100_000, 165_535)
-
-
-_PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
-
-
-def _rate(text: str) -> tuple[int, float]:
-    """`50/second` (already checked by its pattern) -> (50, 1.0)."""
-    count, _, unit = text.partition("/")
-    return int(count), _PERIODS[unit]
-
-
-@dataclass(frozen=True)
-class LimitSettings:
-    """Issue 15's rate buckets and concurrency caps (docs/limits.md)."""
-
-    #: Each principal's bucket unless its key or role sets one (DONJON_RATE_PER_PRINCIPAL,
-    #: DONJON_BURST_PER_PRINCIPAL; burst None: the rate's count).
-    rate_per_principal: tuple[int, float] = (1000, 1.0)
-    burst_per_principal: int | None = None
-    #: Each client address's bucket on `auth: public` triggers (DONJON_RATE_PER_CLIENT,
-    #: DONJON_BURST_PER_CLIENT).
-    rate_per_client: tuple[int, float] = (100, 1.0)
-    burst_per_client: int | None = None
-    #: The share of a function's rate one principal may take (DONJON_PRINCIPAL_SHARE):
-    #: its principal x function bucket refills at this share, and holds the whole burst.
-    principal_share: float = 0.5
-    #: Calls in flight per principal unless its key or role sets it
-    #: (DONJON_CONCURRENCY_PER_PRINCIPAL), and on this node (DONJON_MAX_CONCURRENCY).
-    concurrency_per_principal: int = 64
-    max_concurrency: int = 256
 
 
 @dataclass(frozen=True)
@@ -506,9 +436,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             checkpoint_syslog=raw.AUDIT_CHECKPOINT_SYSLOG,
         ),
         limits=LimitSettings(
-            rate_per_principal=_rate(raw.RATE_PER_PRINCIPAL),
+            rate_per_principal=parse_rate(raw.RATE_PER_PRINCIPAL),
             burst_per_principal=raw.BURST_PER_PRINCIPAL,
-            rate_per_client=_rate(raw.RATE_PER_CLIENT),
+            rate_per_client=parse_rate(raw.RATE_PER_CLIENT),
             burst_per_client=raw.BURST_PER_CLIENT,
             principal_share=raw.PRINCIPAL_SHARE,
             concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,

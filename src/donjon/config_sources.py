@@ -15,18 +15,12 @@ reason. Every malformed value is reported at once, each by its variable.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import math
 import os
-import re
-import shlex
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -37,6 +31,27 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
+)
+
+from donjon.config_validators import (
+    absolute,
+    blank_is_unset,
+    checkpoint_syslog,
+    checkpoint_webhook,
+    command,
+    dns_server,
+    egress_networks,
+    existing,
+    https_urls,
+    id_range,
+    lower,
+    monitor_modes,
+    monitor_responses,
+    names,
+    networks,
+    redis_url,
+    url,
+    webhook_secret,
 )
 
 __all__ = ["PREFIX", "SettingsInput", "SettingsProblem", "read_settings"]
@@ -52,210 +67,9 @@ class SettingsProblem(Exception):
         self.problems = problems
 
 
-def _blank_is_unset(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _url(value: Any) -> Any:
-    if isinstance(value, str) and not value.startswith(("https://", "http://")):
-        raise ValueError("must start with https:// (set it to https://HOST:PORT)")
-    return value.rstrip("/") if isinstance(value, str) else value
-
-
-def _id_range(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    first, sep, last = value.strip().partition("-")
-    lo, hi = (int(first), int(last)) if sep and first.isdigit() and last.isdigit() else (0, -1)
-    if lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
-        raise ValueError(
-            "must be a range like 100000-165535: first-last, both above 999, "
-            "with at least 1024 ids, used by no account"
-        )
-    return (lo, hi)
-
-
-def _networks(value: Any) -> Any:
-    """Comma-separated CIDRs (a bare address is its own /32 or /128), normalised."""
-    if not isinstance(value, str):
-        return value
-    out = []
-    for item in (part.strip() for part in value.split(",")):
-        if not item:
-            continue
-        try:
-            out.append(str(ipaddress.ip_network(item, strict=True)))
-        except ValueError as e:
-            raise ValueError(
-                f"{item!r} is not a network ({e}); give CIDRs such as 10.0.0.0/8"
-            ) from e
-    return tuple(out)
-
-
-def _names(value: Any) -> Any:
-    """Comma- or space-separated names, lower case, each once."""
-    if not isinstance(value, str):
-        return value
-    return tuple(dict.fromkeys(n.lower() for n in value.replace(",", " ").split()))
-
-
-def _egress_networks(value: Any) -> Any:
-    """DONJON_EGRESS_ALLOW_NETWORKS: CIDRs separated by commas or spaces, normalised."""
-    if not isinstance(value, str):
-        return value
-    # Imported here: settings are read before, and by, every subsystem (no cycles).
-    from donjon.egress.addresses import AddressError, parse_networks
-
-    try:
-        return tuple(str(n) for n in parse_networks(value))
-    except AddressError as e:
-        raise ValueError(f"{e.message}; {e.hint}") from None
-
-
-def _dns_server(value: Any) -> Any:
-    """DONJON_EGRESS_DNS: an IP address and optional port (``127.0.0.1:5353``)."""
-    if not isinstance(value, str):
-        return value
-    from donjon.egress.resolve import ResolveError, parse_dns_server
-
-    try:
-        parse_dns_server(value)
-    except ResolveError as e:
-        raise ValueError(e.hint) from None
-    return value.strip()
-
-
-def _checkpoint_webhook(value: Any) -> Any:
-    """DONJON_AUDIT_CHECKPOINT_WEBHOOK: checked by the sink that uses it."""
-    if not isinstance(value, str):
-        return value
-    from donjon.audit.sinks import SinkError, parse_webhook_url
-
-    try:
-        parse_webhook_url(value)
-    except SinkError as e:
-        raise ValueError(f"{e.message}; {e.hint}") from None
-    return value.strip()
-
-
-def _checkpoint_syslog(value: Any) -> Any:
-    """DONJON_AUDIT_CHECKPOINT_SYSLOG: checked by the sink that uses it."""
-    if not isinstance(value, str):
-        return value
-    from donjon.audit.sinks import SinkError, parse_syslog_target
-
-    try:
-        parse_syslog_target(value)
-    except SinkError as e:
-        raise ValueError(f"{e.message}; {e.hint}") from None
-    return value.strip()
-
-
-def _redis_url(value: Any) -> Any:
-    """DONJON_REDIS_URL: redis://, rediss:// (TLS) or unix://, with a host or a path."""
-    if not isinstance(value, str):
-        return value
-    raw = value.strip()
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - a malformed port raises here
-    except ValueError:
-        raise ValueError("is not a URL; give redis://[:PASSWORD@]HOST:PORT/DB") from None
-    if parts.scheme in ("redis", "rediss") and parts.hostname:
-        return raw
-    if parts.scheme == "unix" and parts.path.startswith("/"):
-        return raw
-    raise ValueError("must be redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS) or unix:///PATH")
-
-
-def _absolute(value: Any) -> Any:
-    if isinstance(value, str) and not Path(value).expanduser().is_absolute():
-        raise ValueError("must be an absolute path")
-    return value
-
-
-def _existing(value: Any) -> Any:
-    if isinstance(value, str) and not Path(value).expanduser().exists():
-        raise ValueError(f"names {value}, which does not exist")
-    return value
-
-
-def _command(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return tuple(shlex.split(value))
-    except ValueError as e:
-        raise ValueError(f"is not a command line ({e}); quote it like a shell's words") from e
-
-
-_DETECTOR = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_KIND = re.compile(r"^[a-z][a-z0-9_.]{0,127}$")
-
-
-def _assignments(value: Any, names: re.Pattern[str], values: tuple[str, ...]) -> Any:
-    """`name=value,...` pairs (comma- or space-separated), each value one of `values`."""
-    if not isinstance(value, str):
-        return value
-    pairs: dict[str, str] = {}
-    for item in value.replace(",", " ").split():
-        name, sep, chosen = item.partition("=")
-        name, chosen = name.strip().lower(), chosen.strip().lower()
-        if not sep or not names.match(name):
-            raise ValueError(f"{item!r} is not name=value (e.g. auth_failures=block)")
-        if chosen not in values:
-            raise ValueError(f"{item!r}: the value must be one of {', '.join(values)}")
-        pairs[name] = chosen
-    return tuple(pairs.items())
-
-
-def _monitor_modes(value: Any) -> Any:
-    """DONJON_MONITOR_MODES: `detector=learn|alert|block,...`."""
-    return _assignments(value, _DETECTOR, ("learn", "alert", "block"))
-
-
-def _monitor_responses(value: Any) -> Any:
-    """DONJON_MONITOR_RESPONSES: `finding_kind=throttle|revoke|quarantine|none,...`."""
-    return _assignments(value, _KIND, ("throttle", "revoke", "quarantine", "none"))
-
-
-def _https_urls(value: Any) -> Any:
-    """DONJON_ALERT_WEBHOOKS: comma- or space-separated https:// URLs, each with a host."""
-    if not isinstance(value, str):
-        return value
-    urls = tuple(dict.fromkeys(value.replace(",", " ").split()))
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"{url!r}: each webhook must be an https:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError(f"{url!r}: no credentials in a webhook URL (the secret signs)")
-    return urls
-
-
-def _webhook_secret(value: Any) -> Any:
-    """DONJON_ALERT_WEBHOOK_SECRET: `whsec_` and base64 of at least 24 bytes."""
-    if not isinstance(value, str) or not value.strip():
-        return value
-    raw = value.strip()
-    try:
-        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if not raw.startswith("whsec_") or len(key) < 24:
-        raise ValueError("must be whsec_ and base64 of 24 to 64 random bytes")
-    if len(key) > 64:
-        raise ValueError("must be whsec_ and base64 of 24 to 64 random bytes")
-    return raw
-
-
-Text = Annotated[str | None, BeforeValidator(_blank_is_unset)]
+Text = Annotated[str | None, BeforeValidator(blank_is_unset)]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
-ExistingPath = Annotated[str | None, BeforeValidator(_existing), BeforeValidator(_blank_is_unset)]
+ExistingPath = Annotated[str | None, BeforeValidator(existing), BeforeValidator(blank_is_unset)]
 HostId = Annotated[
     int | None, Field(gt=0, lt=2**32 - 1, description="a host id; never 0 (host root)")
 ]
@@ -273,13 +87,13 @@ class SettingsInput(BaseSettings):
     )
 
     DATA_DIR: Text = None
-    URL: Annotated[str | None, BeforeValidator(_url), BeforeValidator(_blank_is_unset)] = None
+    URL: Annotated[str | None, BeforeValidator(url), BeforeValidator(blank_is_unset)] = None
     API_KEY: SecretStr | None = None
-    DEBUG: Annotated[bool, BeforeValidator(_lower)] = False
+    DEBUG: Annotated[bool, BeforeValidator(lower)] = False
     SCAN_FAIL_ON: Annotated[
-        Literal["low", "medium", "high", "critical"], BeforeValidator(_lower)
+        Literal["low", "medium", "high", "critical"], BeforeValidator(lower)
     ] = "high"
-    SCAN_MIN_CONFIDENCE: Annotated[Literal["low", "medium", "high"], BeforeValidator(_lower)] = (
+    SCAN_MIN_CONFIDENCE: Annotated[Literal["low", "medium", "high"], BeforeValidator(lower)] = (
         "medium"
     )
     ADVISORIES: ExistingPath = None
@@ -288,8 +102,8 @@ class SettingsInput(BaseSettings):
     SANDBOX_UID_RANGE: Annotated[
         tuple[int, int] | None,
         NoDecode,
-        BeforeValidator(_id_range),
-        BeforeValidator(_blank_is_unset),
+        BeforeValidator(id_range),
+        BeforeValidator(blank_is_unset),
     ] = None
     SANDBOX_DIR: Text = None
     SANDBOX_PYTHON: Text = None
@@ -297,8 +111,8 @@ class SettingsInput(BaseSettings):
     SANDBOX_MEMORY_BUDGET_MB: Annotated[int | None, Field(ge=64)] = None
     SANDBOX_PIDS_BUDGET: Annotated[int | None, Field(ge=32)] = None
     #: Controls `donjon serve` must find in force (controls/), besides its recorded baseline.
-    REQUIRE_CONTROLS: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)] = ()
-    TRUSTED_PROXIES: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
+    REQUIRE_CONTROLS: Annotated[tuple[str, ...], NoDecode, BeforeValidator(names)] = ()
+    TRUSTED_PROXIES: Annotated[tuple[str, ...], NoDecode, BeforeValidator(networks)] = ()
     TLS_HANDSHAKE_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
     HEAD_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
     BODY_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 30.0
@@ -348,15 +162,15 @@ class SettingsInput(BaseSettings):
     AUDIT_CHECKPOINT_RECORDS: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
     AUDIT_CHECKPOINT_S: Annotated[Seconds, Field(ge=0.1, le=86_400)] = 30.0
     AUDIT_CHECKPOINT_WEBHOOK: Annotated[
-        str | None, BeforeValidator(_checkpoint_webhook), BeforeValidator(_blank_is_unset)
+        str | None, BeforeValidator(checkpoint_webhook), BeforeValidator(blank_is_unset)
     ] = None
     AUDIT_CHECKPOINT_SYSLOG: Annotated[
-        str | None, BeforeValidator(_checkpoint_syslog), BeforeValidator(_blank_is_unset)
+        str | None, BeforeValidator(checkpoint_syslog), BeforeValidator(blank_is_unset)
     ] = None
     MASTER_KEY_FILE: Annotated[
-        str | None, BeforeValidator(_absolute), BeforeValidator(_blank_is_unset)
+        str | None, BeforeValidator(absolute), BeforeValidator(blank_is_unset)
     ] = None
-    KMS_COMMAND: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_command)] = ()
+    KMS_COMMAND: Annotated[tuple[str, ...], NoDecode, BeforeValidator(command)] = ()
     KMS_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
     LOG_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 30
     JWKS_CA_FILE: ExistingPath = None
@@ -367,20 +181,20 @@ class SettingsInput(BaseSettings):
         "us-east-1"
     )
     EGRESS_ALLOW_NETWORKS: Annotated[
-        tuple[str, ...], NoDecode, BeforeValidator(_egress_networks)
+        tuple[str, ...], NoDecode, BeforeValidator(egress_networks)
     ] = ()
     EGRESS_DNS: Annotated[
-        str | None, BeforeValidator(_dns_server), BeforeValidator(_blank_is_unset)
+        str | None, BeforeValidator(dns_server), BeforeValidator(blank_is_unset)
     ] = None
     EGRESS_MAX_BYTES: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     EGRESS_MAX_CONNECTIONS: Annotated[int, Field(ge=1)] = 32
     EGRESS_MAX_CONNECTION_S: Annotated[Seconds, Field(ge=0.1)] = 60.0
     #: The monitor (monitor/): detector modes, responses, learning, dedup, rules' thresholds.
     MONITOR_MODES: Annotated[
-        tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_monitor_modes)
+        tuple[tuple[str, str], ...], NoDecode, BeforeValidator(monitor_modes)
     ] = ()
     MONITOR_RESPONSES: Annotated[
-        tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_monitor_responses)
+        tuple[tuple[str, str], ...], NoDecode, BeforeValidator(monitor_responses)
     ] = ()
     #: A throttle's rate and length (monitor/throttles.py, owned by the responses).
     MONITOR_THROTTLE: Annotated[
@@ -394,15 +208,15 @@ class SettingsInput(BaseSettings):
     MONITOR_AUTH_DISTINCT_KEYS: Annotated[int, Field(ge=1)] = 10
     MONITOR_AUTH_WINDOW_S: Annotated[Seconds, Field(ge=1)] = 300.0
     #: Alert webhooks (monitor/webhooks.py): where, the signing secret, the receivers' CA.
-    ALERT_WEBHOOKS: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_https_urls)] = ()
+    ALERT_WEBHOOKS: Annotated[tuple[str, ...], NoDecode, BeforeValidator(https_urls)] = ()
     ALERT_WEBHOOK_SECRET: Annotated[
-        SecretStr | None, BeforeValidator(_webhook_secret), BeforeValidator(_blank_is_unset)
+        SecretStr | None, BeforeValidator(webhook_secret), BeforeValidator(blank_is_unset)
     ] = None
     ALERT_WEBHOOK_CA: ExistingPath = None
     #: The Redis that shares limits, quotas and concurrency between nodes (ratelimit/redis.py);
     #: unset: each node's own memory. Its password is never shown.
     REDIS_URL: Annotated[
-        SecretStr | None, BeforeValidator(_redis_url), BeforeValidator(_blank_is_unset)
+        SecretStr | None, BeforeValidator(redis_url), BeforeValidator(blank_is_unset)
     ] = None
 
 

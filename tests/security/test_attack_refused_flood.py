@@ -1,6 +1,6 @@
 """A client refused for its limits floods on regardless, on kept-alive connections.
 
-After a 429 or 503 with Retry-After, the gateway does not read that connection
+After a 429 with Retry-After, the gateway does not read that connection
 again for DONJON_REFUSAL_HOLD_S (at most the Retry-After): the flood's next
 requests wait in the flooder's own socket, costing the node nothing, while
 everyone else is served (gateway/connections.py). Trusted proxies carry other

@@ -9,8 +9,8 @@ buffered whole), and caps on open connections per
 client address and in all. Over a cap, the new connection is closed at once;
 other clients' connections are never touched.
 
-A connection whose request was refused for a while (429 or 503 with Retry-After:
-a rate limit, a quota, a full capacity) rests before its next request is read:
+A connection whose request was refused for the caller's own limits (429 with
+Retry-After: a rate limit, a quota, a throttle) rests before its next request is read:
 for `refusal_hold_s`, at most the Retry-After. A client flooding past its limits
 on kept-alive connections then costs the gateway one refusal per connection and
 rest, not one per request it can send; reading is paused, so its requests wait
@@ -45,7 +45,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_EVERY_S = 10.0
 
 # A refusal's head as uvicorn writes it (Starlette's header names are lower-case).
-_REFUSALS = (b"HTTP/1.1 429 ", b"HTTP/1.1 503 ")
+# Only 429, the caller's own limits: a 503 (the node's capacity, an overload shed) is
+# no fault of the caller's, and may reach a client carrying many callers' requests.
+_REFUSAL = b"HTTP/1.1 429 "
 _RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
 
 
@@ -155,7 +157,7 @@ class _ResponseWriter:
     def write(self, data: bytes) -> None:
         self._writes += 1
         if self._writes == 1:  # the head (or a 100 Continue): the body may follow at once
-            if self._on_refusal is not None and data.startswith(_REFUSALS):
+            if self._on_refusal is not None and data.startswith(_REFUSAL):
                 self._on_refusal(data)
             self._held = data
             self._loop.call_soon(self.flush)
@@ -328,7 +330,7 @@ class GatewayProtocol(HttpToolsProtocol):
     # Resting after a refusal
 
     def _refused(self, head: bytes) -> None:
-        """A 429 or 503 is going out: with a Retry-After, the connection rests after it."""
+        """A 429 is going out: with a Retry-After, the connection rests after it."""
         match = _RETRY_AFTER.search(head)
         if match is not None:
             self._hold_s = min(self.limits.refusal_hold_s, float(match.group(1)))

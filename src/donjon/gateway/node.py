@@ -18,6 +18,7 @@ from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
+from donjon.gateway.node_limits import open_limits
 from donjon.identity import (
     Issuer,
     IssuerRegistry,
@@ -45,8 +46,7 @@ from donjon.ratelimit import (
     QuotaCounter,
     RateLimiter,
 )
-from donjon.ratelimit.backends import SharedLimits, open_shared, share
-from donjon.ratelimit.failover import OnChange
+from donjon.ratelimit.backends import SharedLimits
 from donjon.ratelimit.memory_quota import MemoryQuotaCounter
 from donjon.ratelimit.quota_book import QuotaBook
 from donjon.sandbox import (
@@ -427,25 +427,8 @@ def open_node(settings: Settings) -> Node:
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
-    limiter: RateLimiter = MemoryRateLimiter()
-    # DONJON_REDIS_URL: limits shared by every node of that Redis; in an outage rates and
-    # slots fall back to this node's memory ones and quotas refuse (ratelimit/failover.py).
-    slots: ConcurrencyLimiter = _memory_slots(settings)
     quota_store = QuotaStore(engine)
-    quota_counter: QuotaCounter = MemoryQuotaCounter(quota_store)
-    shared_limits = None
-    backend = open_shared(settings)
-    if backend is not None:
-        shared_limits = share(
-            backend,
-            rate_fallback=limiter,
-            slots_fallback=slots,
-            on_change=_report_limits(audit, backend.shown_url),
-        )
-        limiter = shared_limits.rates
-        if shared_limits.slots is not None:  # always: given slots_fallback
-            slots = shared_limits.slots
-        quota_counter = shared_limits.quotas
+    limits = open_limits(settings, audit, quota_store)
 
     async def persist(issuer: Issuer) -> None:
         await asyncio.to_thread(
@@ -490,46 +473,14 @@ def open_node(settings: Settings) -> Node:
         roles=roles,
         policy=policy,
         quarantines=Quarantines(QuarantineStore(engine), audit),
-        throttles=Throttles(limiter),
+        throttles=Throttles(limits.limiter),
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
-        limiter=limiter,
-        slots=slots,
-        node_slots=_memory_slots(settings),
-        shared_limits=shared_limits,
-        quota_counter=quota_counter,
+        limiter=limits.limiter,
+        slots=limits.slots,
+        node_slots=limits.node_slots,
+        shared_limits=limits.shared,
+        quota_counter=limits.quota_counter,
         quotas=QuotaBook(quota_store, refresh_s=settings.quota_refresh_s),
         alerts=AlertStore(engine),
     )
-
-
-def _memory_slots(settings: Settings) -> MemoryConcurrencyLimiter:
-    """Slots in memory, their waits bounded as the pool's are (DONJON_MAX_QUEUED*)."""
-    sandbox = settings.sandbox
-    return MemoryConcurrencyLimiter(
-        max_waiters=sandbox.max_queued_per_function, max_waiting=sandbox.max_queued
-    )
-
-
-def _report_limits(audit: AuditLog, shown_url: str) -> OnChange:
-    """An outage of the shared limits store, and its end, as one audit record each (the
-    monitor raises the first as a `limits.unavailable` alert: monitor/limits_rule.py)."""
-
-    async def report(available: bool, reason: str) -> None:
-        await audit.record(
-            AuditEvent(
-                "system",
-                "limits.available" if available else "limits.unavailable",
-                "limits",
-                "ok" if available else "error",
-                {
-                    "store": f"Redis at {shown_url}",
-                    "reason": reason[:300],
-                    "fallback": ""
-                    if available
-                    else "rates and concurrency per node; quotas refused",
-                },
-            )
-        )
-
-    return report
