@@ -16,22 +16,25 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
 # The Redis backend's tests start their own redis-server (tests/redis_support.py).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The database events' tests start their own PostgreSQL (tests/postgres_support.py).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-  if [[ " ${need[*]} " == *" redis-server "* ]]; then
-    # Only the binary is wanted: the system service the package sets up is stopped
-    # and disabled if apt started it (tests start theirs on a free loopback port).
+  # Only the binaries are wanted: the system services the packages set up are stopped
+  # and disabled if apt started them (tests start theirs on a free loopback port).
+  for service in redis-server postgresql; do
+    [[ " ${need[*]} " == *" $service "* ]] || continue
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-      $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+      $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
     else
-      $sudo service redis-server stop >/dev/null 2>&1 || true
-      $sudo update-rc.d redis-server disable >/dev/null 2>&1 || true
+      $sudo service "$service" stop >/dev/null 2>&1 || true
+      $sudo update-rc.d "$service" disable >/dev/null 2>&1 || true
     fi
-  fi
+  done
 fi
 
 "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {

@@ -18,6 +18,7 @@ from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
 from donjon.gateway.deliveries import BackgroundDeliveries
+from donjon.gateway.event_sources import node_sources
 from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_event, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
@@ -89,14 +90,17 @@ def create_app(node: Node) -> Starlette:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
     deliveries = BackgroundDeliveries(functools.partial(run_event, node))
     node.submit = deliveries.submit
+    sources = node_sources(node)  # storage (SQS) and database events (triggers/sources.py)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         scheduler.start()
+        await sources.start()
         try:
             yield
         finally:
+            await sources.stop()
             await scheduler.stop()
             await deliveries.stop()
             await node.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,15 +109,26 @@ class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[str, Deployed] = {}
         self._routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, changed: Callable[[], None]) -> None:
+        """Call `changed` after each put or remove (the event sources reconcile then)."""
+        self._watchers.append(changed)
 
     def put(self, deployed: Deployed) -> None:
         self._functions[deployed.name] = deployed
         self._rebuild_routes()
+        self._notify()
 
     def remove(self, name: str) -> Deployed | None:
         gone = self._functions.pop(name, None)
         self._rebuild_routes()
+        self._notify()
         return gone
+
+    def _notify(self) -> None:
+        for changed in self._watchers:
+            changed()
 
     def get(self, name: str) -> Deployed | None:
         return self._functions.get(name)

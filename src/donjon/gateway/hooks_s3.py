@@ -1,0 +1,91 @@
+"""Storage events pushed by an S3-compatible store: `s3: {source: push, path, secret}`.
+
+MinIO and Ceph POST their event notifications to a webhook endpoint with
+``Authorization: Bearer <token>``; Donjon serves it at ``POST /hooks{path}``.
+In order: the token is compared, in constant time, with the trigger's secret
+(opened from the vault by the node) before anything of the body is read; the
+body is read up to the function's `limits.body` (413 past it); it is parsed as
+an S3 notification (400 if it is not one: nothing is submitted); each record
+the trigger's filters take is submitted, and the store gets 202 with the
+invocation ids. A refused token is a 401, audited as `hook.denied` (aggregated
+per source like every denial). A trigger without a secret takes any caller:
+the deploy refuses it unless an admin passes ``--unsafe-allow-public``.
+
+When a submit fails part way (the node is shedding, say), the store gets the
+error and sends the notification again, so the records submitted before the
+failure run again: handlers tell by the delivery id (bucket/key/sequencer).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.errors import Error
+from donjon.gateway.access import deny, new_request_id
+from donjon.gateway.errors import BadRequest, Unauthorized
+from donjon.gateway.events import body_limit, read_event
+from donjon.gateway.node import Node
+from donjon.gateway.problems import problem_from_error
+from donjon.lifecycle import Deployed
+from donjon.manifest.event_triggers import S3Spec
+from donjon.triggers.s3_events import envelopes, parse_notification
+from donjon.triggers.source_errors import MalformedEvent, SourceError
+
+__all__ = ["handle_s3_push"]
+
+log = logging.getLogger("donjon.sources")
+
+
+async def handle_s3_push(
+    request: Request, node: Node, deployed: Deployed, spec: S3Spec
+) -> Response:
+    """Take one pushed notification for `deployed`'s s3 trigger `spec`: 202 or a problem."""
+    request_id = new_request_id()
+    try:
+        await _check_token(request, node, spec, request_id)
+        body = await read_event(
+            request, deployed, body_limit(deployed, node.settings.requests.max_body_bytes)
+        )
+        try:
+            records = parse_notification(body)
+        except MalformedEvent as e:
+            raise BadRequest(e.message, hint=e.hint) from e
+        submit = node.submit
+        if submit is None:
+            raise SourceError("the node is not serving yet", hint="send the event again")
+        ids = [await submit(envelope) for envelope in envelopes(deployed.name, spec, records)]
+    except Error as e:
+        return problem_from_error(e, request_id=request_id)
+    return JSONResponse(
+        {"accepted": len(ids), "invocations": ids},
+        status_code=202,
+        headers={"x-request-id": request_id},
+    )
+
+
+async def _check_token(request: Request, node: Node, spec: S3Spec, request_id: str) -> None:
+    """`Unauthorized` (audited) unless the request bears the trigger's secret."""
+    if spec.secret is None:  # public by an admin's --unsafe-allow-public at deploy
+        return
+    try:
+        expected = (await node.vault.open_granted([spec.secret]))[spec.secret].strip()
+    except Error as e:  # nobody can be told apart: refused, and the operator told why
+        log.error("storage hook %s: its secret cannot be opened: %s", request.url.path, e.message)
+        expected = ""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    presented = token.strip().encode()
+    # compare_digest over bytes of any length: the time taken tells nothing of the secret.
+    ok = scheme.lower() == "bearer" and hmac.compare_digest(presented, expected.encode())
+    if not ok or not expected:
+        reason = "missing bearer token" if not presented else "wrong bearer token"
+        if not expected:
+            reason = "the trigger's secret is not in the vault"
+        await deny(node, request, "anonymous", "hook.denied", reason, request_id)
+        raise Unauthorized(
+            "missing or wrong bearer token for this storage hook",
+            hint="send Authorization: Bearer <the value of the trigger's secret>",
+        )

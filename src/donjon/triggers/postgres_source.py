@@ -1,0 +1,153 @@
+"""Database events: `postgres: {dsn: SECRET, channel: orders}`, one call per NOTIFY.
+
+A listener per trigger opens the DSN held in the trigger's vault secret (the
+node's, never the function's), connects with psycopg 3 (async, autocommit),
+runs ``LISTEN <channel>`` and submits each notification: its payload is the
+event (the JSON it holds, or ``{"payload": "<text>"}`` when it is not JSON).
+
+PostgreSQL keeps no notification for a listener that is not connected: while
+the connection is down (the server restarting, a network cut, the backend
+terminated), NOTIFYs sent are lost for this trigger. Delivery is therefore
+at most once across a disconnect, and exactly what the server sent while
+connected otherwise (less any the node could not submit: logged). A
+disconnect is an outage (source_health.py): the listener reconnects with a
+capped exponential backoff; the outage is alerted and audited once, and its
+end audited too. Every `IDLE_CHECK_S` without a notification the listener asks
+the server (``SELECT 1``), so a silently dead connection is noticed, and a
+rotated DSN is taken up.
+
+Each event's delivery id is ``<listener backend pid>.<session>.<n>``: the pid of
+the server process that listened, a random token for that connection, and a
+counter of its notifications. It names the delivery, not the payload: NOTIFY
+carries no id of its own, so a handler that must be idempotent puts one in the
+payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+import psycopg
+from psycopg import sql
+
+from donjon.errors import Error
+from donjon.manifest.event_triggers import PostgresSpec
+from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.source_health import Backoff, Record, SourceHealth
+from donjon.vault.redact import Redactor
+
+__all__ = ["IDLE_CHECK_S", "PostgresListener", "event_of"]
+
+log = logging.getLogger("donjon.sources")
+
+#: Seconds without a notification after which the listener checks its connection.
+IDLE_CHECK_S = 30.0
+#: Seconds a connection attempt may take.
+CONNECT_TIMEOUT_S = 10
+
+OpenSecret = Callable[[str], Awaitable[str]]
+
+
+def event_of(payload: str) -> bytes:
+    """The handler's event for a notification's payload: its JSON, or the text wrapped."""
+    try:
+        json.loads(payload)
+    except (ValueError, RecursionError):
+        return json.dumps({"payload": payload}).encode()
+    return payload.encode()
+
+
+class PostgresListener:
+    """Listens on one trigger's channel until cancelled."""
+
+    def __init__(
+        self,
+        function: str,
+        spec: PostgresSpec,
+        open_secret: OpenSecret,
+        submit: Submit,
+        record: Record,
+    ) -> None:
+        self.function = function
+        self.spec = spec
+        self._open_secret = open_secret
+        self._submit = submit
+        self.health = SourceHealth(record, function, "postgres", f"postgres channel {spec.channel}")
+        self._redact = Redactor({})
+        #: Notifications submitted (read by tests and `donjon ls` to come).
+        self.delivered = 0
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                dsn = (await self._open_secret(self.spec.dsn)).strip()
+                self._redact = Redactor({self.spec.dsn: dsn, **_password(dsn)})
+                async with await psycopg.AsyncConnection.connect(
+                    dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as conn:
+                    await conn.execute(
+                        sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
+                    )
+                    await self.health.succeeded()
+                    backoff.reset()
+                    await self._listen(conn, dsn)
+            except Exception as e:  # a lost connection, a bad DSN, a missing secret: retried
+                await self.health.failed(self._reason(e))
+            await asyncio.sleep(backoff.next())
+
+    async def _listen(self, conn: psycopg.AsyncConnection[object], dsn: str) -> None:
+        """Submit notifications until the connection fails or the DSN changes."""
+        session = f"{conn.info.backend_pid}.{secrets.token_hex(4)}"
+        n = 0
+        while True:
+            async for notify in conn.notifies(timeout=IDLE_CHECK_S):
+                n += 1
+                await self._deliver(notify.payload, f"{session}.{n}")
+            await conn.execute("SELECT 1")  # quiet for IDLE_CHECK_S: is it still there?
+            if (await self._open_secret(self.spec.dsn)).strip() != dsn:
+                log.info(
+                    "%s: the DSN of channel %s changed; reconnecting",
+                    self.function,
+                    self.spec.channel,
+                )
+                return
+
+    async def _deliver(self, payload: str, delivery_id: str) -> None:
+        envelope = Envelope(
+            function=self.function,
+            event=event_of(payload),
+            trigger="postgres",
+            source=f"postgres://{self.spec.channel}",
+            type="org.postgresql.notify",
+            delivery_id=delivery_id,
+            subject=self.spec.channel,
+        )
+        try:
+            await self._submit(envelope)
+        except Error as e:  # NOTIFY cannot be asked again: the loss is logged
+            log.warning(
+                "%s: a notification on %s was not taken and is lost: %s",
+                self.function,
+                self.spec.channel,
+                e.message,
+            )
+            return
+        self.delivered += 1
+
+    def _reason(self, error: BaseException) -> str:
+        text = error.message if isinstance(error, Error) else f"{type(error).__name__}: {error}"
+        return self._redact(text.strip())
+
+
+def _password(dsn: str) -> dict[str, str]:
+    """The DSN's password, to keep it out of reasons (a DSN that does not parse: none)."""
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return {}
+    return {"password": str(password)} if password else {}

@@ -1,0 +1,133 @@
+"""The node's event sources: a poller per SQS-fed s3 trigger, a listener per postgres
+trigger, for the functions deployed now.
+
+`EventSources` starts them with the node and stops them with it, and reconciles
+whenever the registry changes (a deploy, a new version, a removal): a trigger
+that is new gets its source, one that is gone has its source stopped, and one
+unchanged across a redeploy keeps its source running (nothing missed meanwhile).
+A source's secret is opened by the node at each (re)connection; the function
+never sees it. Pushed storage events (``source: push``) have no source here:
+the gateway receives them (gateway/hooks_s3.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+from donjon.manifest import Manifest
+from donjon.manifest.event_triggers import PostgresSpec, S3Spec
+from donjon.triggers.envelope import Submit
+from donjon.triggers.postgres_source import PostgresListener
+from donjon.triggers.source_health import Record, SourceHealth
+from donjon.triggers.sqs_source import SqsPoller
+
+__all__ = ["EventSources", "Source", "SourceKey"]
+
+log = logging.getLogger("donjon.sources")
+
+#: One trigger of one function: (function name, trigger spec).
+SourceKey = tuple[str, S3Spec | PostgresSpec]
+Listing = Callable[[], Iterable[tuple[str, Manifest]]]
+OpenSecret = Callable[[str], Awaitable[str]]
+
+
+class Source(Protocol):
+    """What reads one trigger's events until cancelled."""
+
+    health: SourceHealth
+
+    async def run(self) -> None: ...
+
+
+class EventSources:
+    """Runs a source for each storage (SQS) and database trigger of the deployed functions."""
+
+    def __init__(
+        self, listing: Listing, open_secret: OpenSecret, submit: Submit, record: Record
+    ) -> None:
+        self._listing = listing
+        self._open_secret = open_secret
+        self._submit = submit
+        self._record = record
+        self._running: dict[SourceKey, tuple[Source, asyncio.Task[None]]] = {}
+        self._changed = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def wanted(self) -> set[SourceKey]:
+        """The triggers that need a source now."""
+        keys: set[SourceKey] = set()
+        for name, manifest in self._listing():
+            keys.update((name, s) for s in manifest.storage_events if s.source == "sqs")
+            keys.update((name, p) for p in manifest.database_events)
+        return keys
+
+    def sources(self) -> dict[SourceKey, Source]:
+        """The sources running now, by trigger."""
+        return {key: source for key, (source, _) in self._running.items()}
+
+    async def start(self) -> None:
+        """Start the deployed functions' sources, then follow the registry's changes."""
+        await self.reconcile()
+        self._watcher = asyncio.get_running_loop().create_task(self._follow(), name="sources")
+
+    def changed(self) -> None:
+        """The registry changed (called on the loop by the registry): reconcile soon."""
+        self._changed.set()
+
+    async def reconcile(self) -> None:
+        """Stop the sources of triggers that are gone; start those of triggers that are new."""
+        wanted = self.wanted()
+        for key in [k for k in self._running if k not in wanted]:
+            await self._stop(key)
+        for key in sorted(wanted - self._running.keys(), key=_order):
+            self._start(key)
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        for key in list(self._running):
+            await self._stop(key)
+
+    async def _follow(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # the next change tries again; running sources go on
+                log.exception("event sources: reconciling with the registry failed")
+
+    def _start(self, key: SourceKey) -> None:
+        name, spec = key
+        source: Source
+        if isinstance(spec, S3Spec):
+            source = SqsPoller(name, spec, self._open_secret, self._submit, self._record)
+        else:
+            source = PostgresListener(name, spec, self._open_secret, self._submit, self._record)
+        task = asyncio.get_running_loop().create_task(
+            source.run(), name=f"source {name} {source.health.trigger}"
+        )
+        self._running[key] = (source, task)
+        log.info(
+            "%s trigger of %s: started (%s)", source.health.trigger, name, source.health.source
+        )
+
+    async def _stop(self, key: SourceKey) -> None:
+        source, task = self._running.pop(key)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if isinstance(source, SqsPoller):
+            source.close()
+        log.info("%s trigger of %s: stopped", source.health.trigger, key[0])
+
+
+def _order(key: SourceKey) -> tuple[str, str]:
+    return key[0], key[1].model_dump_json()

@@ -1,0 +1,234 @@
+"""Storage events from an SQS queue: `s3: {source: sqs, secret: NAME}`.
+
+The trigger's secret (in the vault, opened by the node, never given to the
+function) holds the queue's settings as JSON: ``queue_url``, ``region``,
+``access_key_id``, ``secret_access_key`` and, optionally, ``endpoint_url``.
+One poller per trigger long-polls the queue with botocore's SQS client in a
+thread of its own, reads each message's body (an S3 notification put on the
+queue by S3, or wrapped by SNS), submits each record the trigger takes, and
+deletes the message only once every record of it was submitted.
+
+What that promises: at least once. A message is deleted after its records were
+accepted, so a node that dies (or a delete that fails) between the two gets the
+message again after the queue's visibility timeout, and its records are
+submitted again; handlers tell by the event's delivery id (bucket/key/sequencer).
+A malformed message is never deleted: it is logged and audited (once per message
+on a node) and left to the queue's redrive policy, which moves it to the queue's
+own dead-letter queue. An unreachable queue or refused credentials are one
+outage (source_health.py): retried with a capped exponential backoff, alerted
+once, and its end recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from donjon.audit import AuditEvent
+from donjon.errors import Error
+from donjon.manifest.event_triggers import S3Spec
+from donjon.triggers.envelope import Submit
+from donjon.triggers.s3_events import envelopes, parse_notification
+from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSettingsError
+from donjon.triggers.source_health import Backoff, Record, SourceHealth
+from donjon.vault.redact import Redactor
+
+__all__ = ["WAIT_S", "SqsPoller", "SqsSettings", "parse_settings"]
+
+log = logging.getLogger("donjon.sources")
+
+#: The long poll's wait (SQS's WaitTimeSeconds): a receive returns as soon as a message
+#: is there, or after this long; a stopping node may wait this long for the last one.
+WAIT_S = 10
+#: Messages one receive takes at most (SQS's maximum).
+BATCH = 10
+#: Malformed messages remembered, so each is audited once per node, not at each receive.
+_SEEN_MALFORMED = 1000
+
+OpenSecret = Callable[[str], Awaitable[str]]
+T = TypeVar("T")
+
+
+class SqsSettings(BaseModel):
+    """The queue a trigger reads, as its vault secret holds it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
+    region: str = Field(pattern=r"^[a-z0-9-]{1,64}$")
+    access_key_id: str = Field(min_length=1, max_length=256)
+    secret_access_key: str = Field(min_length=1, max_length=1024)
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+
+
+def parse_settings(name: str, text: str) -> SqsSettings:
+    """The settings in secret `name`; `SourceSettingsError` naming the fields at fault
+    (never their values: the secret's text stays out of every message)."""
+    hint = (
+        f"`donjon secret rotate {name}` with JSON: queue_url, region, access_key_id, "
+        "secret_access_key and optionally endpoint_url"
+    )
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise SourceSettingsError(f"secret {name} is not JSON", hint=hint) from None
+    try:
+        return SqsSettings.model_validate(document)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in e.errors(include_input=False, include_url=False)
+        )
+        raise SourceSettingsError(
+            f"secret {name} does not hold SQS settings ({problems})", hint=hint
+        ) from None
+
+
+def _client(settings: SqsSettings) -> Any:
+    """botocore's SQS client for `settings` (made in the poller's thread: it reads files)."""
+    import botocore.config
+    import botocore.session
+
+    return botocore.session.get_session().create_client(
+        "sqs",
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        config=botocore.config.Config(
+            connect_timeout=5,
+            read_timeout=WAIT_S + 20,
+            retries={"mode": "standard", "max_attempts": 2},
+        ),
+    )
+
+
+class SqsPoller:
+    """Reads one trigger's queue until cancelled."""
+
+    def __init__(
+        self, function: str, spec: S3Spec, open_secret: OpenSecret, submit: Submit, record: Record
+    ) -> None:
+        if spec.source != "sqs" or spec.secret is None:
+            raise SourceSettingsError(f"{function}: an s3 trigger read from SQS names its secret")
+        self.function = function
+        self.spec = spec
+        self.secret: str = spec.secret
+        self._open_secret = open_secret
+        self._submit = submit
+        self._record = record
+        self.health = SourceHealth(record, function, "s3", f"sqs queue of secret {spec.secret}")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqs-{function}")
+        self._malformed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._redact = Redactor({})
+
+    def close(self) -> None:
+        """Let the thread go (a long poll in flight ends on its own within WAIT_S)."""
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        opened: str | None = None
+        client: Any = None
+        queue_url = ""
+        while True:
+            try:
+                text = (await self._open_secret(self.secret)).strip()
+                if text != opened:  # first, or rotated: a client for the new settings
+                    settings = parse_settings(self.secret, text)
+                    self._redact = Redactor(
+                        {"secret_access_key": settings.secret_access_key, self.secret: text}
+                    )
+                    client = await self._call(_client, settings)
+                    opened, queue_url = text, settings.queue_url
+                    self.health.source = f"sqs {queue_url}"
+                reply = await self._call(
+                    client.receive_message,
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=BATCH,
+                    WaitTimeSeconds=WAIT_S,
+                )
+            except Exception as e:  # any failure is an outage: retried, never fatal
+                await self.health.failed(self._reason(e))
+                await asyncio.sleep(backoff.next())
+                continue
+            await self.health.succeeded()
+            backoff.reset()
+            for message in reply.get("Messages", []):
+                await self._take(client, queue_url, message)
+
+    async def _take(self, client: Any, queue_url: str, message: dict[str, Any]) -> None:
+        """Submit the message's records, then delete it (or leave it, saying why)."""
+        message_id = str(message.get("MessageId", ""))
+        try:
+            records = parse_notification(str(message.get("Body", "")))
+        except MalformedEvent as e:
+            await self._report_malformed(message_id, e)
+            return
+        for envelope in envelopes(self.function, self.spec, records):
+            try:
+                await self._submit(envelope)
+            except Error as e:  # left on the queue: it comes back after its visibility timeout
+                log.warning(
+                    "%s: message %s of %s was not taken (it will be received again): %s",
+                    self.function,
+                    message_id,
+                    queue_url,
+                    e.message,
+                )
+                return
+        try:
+            await self._call(
+                client.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        except Exception as e:  # its records were submitted: received again, they run twice
+            log.warning(
+                "%s: message %s was submitted but not deleted (it will be received again): %s",
+                self.function,
+                message_id,
+                self._reason(e),
+            )
+
+    async def _report_malformed(self, message_id: str, error: SourceError) -> None:
+        if message_id in self._malformed:
+            return
+        self._malformed[message_id] = None
+        if len(self._malformed) > _SEEN_MALFORMED:
+            self._malformed.popitem(last=False)
+        log.warning(
+            "%s: message %s of %s is not an S3 notification (left to the queue's redrive "
+            "policy): %s",
+            self.function,
+            message_id,
+            self.health.source,
+            error.message,
+        )
+        detail = {
+            "trigger": "s3",
+            "source": self.health.source,
+            "message_id": message_id[:128],
+            "reason": error.message[:300],
+        }
+        try:
+            await self._record(
+                AuditEvent("system", "trigger.event.malformed", self.function, "refused", detail)
+            )
+        except Exception:
+            log.exception(
+                "%s: the record of a malformed message could not be written", self.function
+            )
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    def _reason(self, error: BaseException) -> str:
+        text = error.message if isinstance(error, Error) else f"{type(error).__name__}: {error}"
+        return self._redact(text)
