@@ -27,6 +27,7 @@ from donjon.monitor.findings import Mode
 from donjon.monitor.learned import learned_detectors
 from donjon.monitor.limits_rule import LimitsUnavailable
 from donjon.monitor.rules import AuthFailures, EgressRefused, SandboxViolation, ScanSkipped
+from donjon.monitor.source_rule import EventSources
 from donjon.monitor.webhooks import WebhookSink
 
 __all__ = [
@@ -63,6 +64,7 @@ def rule_detectors(settings: MonitorSettings) -> list[Detector]:
         SandboxViolation(),
         ScanSkipped(),
         LimitsUnavailable(),
+        EventSources(),
     ]
 
 

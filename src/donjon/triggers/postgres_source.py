@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg import sql
 
+from donjon import boundedjson
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
@@ -55,8 +56,8 @@ OpenSecret = Callable[[str], Awaitable[str]]
 def event_of(payload: str) -> bytes:
     """The handler's event for a notification's payload: its JSON, or the text wrapped."""
     try:
-        json.loads(payload)
-    except (ValueError, RecursionError):
+        boundedjson.loads(payload)
+    except (ValueError, boundedjson.JSONTooDeep):  # too deep for a handler to be given
         return json.dumps({"payload": payload}).encode()
     return payload.encode()
 

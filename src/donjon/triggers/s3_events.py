@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from donjon import boundedjson
 from donjon.manifest.event_triggers import S3Spec
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_errors import MalformedEvent
@@ -118,11 +119,11 @@ def envelopes(function: str, spec: S3Spec, records: list[S3Record]) -> list[Enve
 
 def _json(text: bytes | str, what: str) -> Any:
     try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        return boundedjson.loads(text)
+    except boundedjson.JSONTooDeep as e:
+        raise MalformedEvent(f"{what} nests too deeply: {e.message}", hint=_HINT) from e
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise MalformedEvent(f"{what} is not JSON: {e}", hint=_HINT) from e
-    except RecursionError as e:
-        raise MalformedEvent(f"{what} nests too deeply", hint=_HINT) from e
 
 
 def _record(raw: object, index: int) -> S3Record:

@@ -1,0 +1,234 @@
+"""The SQS source against a real S3 + SQS API (moto's server): bucket notifications in,
+an envelope per matching record, messages deleted only once submitted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from donjon.audit import AuditEvent
+from donjon.errors import Error
+from donjon.manifest.event_triggers import S3Spec
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.source_errors import SourceSettingsError
+from donjon.triggers.sqs_source import SqsPoller, parse_settings
+from harness import free_port
+from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, moto_server
+
+__all__ = ["moto_server"]  # the fixture, used by name below
+
+
+class Sink:
+    """The poller's vault (one secret), submit and audit log."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = json.dumps(settings)
+        self.envelopes: list[Envelope] = []
+        self.records: list[AuditEvent] = []
+        self.refuse = False
+
+    async def open_secret(self, name: str) -> str:
+        assert name == "photo-queue"
+        return self.settings
+
+    async def submit(self, envelope: Envelope) -> str:
+        if self.refuse:
+            raise Error("the node is shedding load")
+        self.envelopes.append(envelope)
+        return f"id-{len(self.envelopes)}"
+
+    async def record(self, event: AuditEvent) -> None:
+        self.records.append(event)
+
+
+def _queue(moto: MotoServer, bucket: str = "photos", visibility: int = 30) -> str:
+    """A queue that `bucket`'s object events go to (configured through boto3); its URL."""
+    sqs, s3 = moto.client("sqs"), moto.client("s3")
+    url: str = sqs.create_queue(
+        QueueName="events", Attributes={"VisibilityTimeout": str(visibility)}
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+            ]
+        },
+    )
+    return url
+
+
+def _settings(moto: MotoServer, url: str) -> dict[str, Any]:
+    return {
+        "queue_url": url,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "endpoint_url": moto.url,
+    }
+
+
+def _waiting(moto: MotoServer, url: str) -> int:
+    """Messages on the queue, visible or in flight."""
+    attrs = moto.client("sqs").get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _run(sink: Sink, spec: S3Spec, body: Callable[[SqsPoller], Awaitable[None]]) -> None:
+    async def go() -> None:
+        poller = SqsPoller("resize", spec, sink.open_secret, sink.submit, sink.record)
+        task = asyncio.create_task(poller.run())
+        try:
+            await body(poller)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            poller.close()
+
+    asyncio.run(go())
+
+
+SPEC = S3Spec(source="sqs", secret="photo-queue", prefix="in/", suffix=".jpg")  # noqa: S106
+
+
+@pytest.mark.slow
+def test_matching_records_are_submitted_and_their_messages_deleted(
+    moto_server: MotoServer,
+) -> None:
+    """Put and delete objects: each record under in/ ending .jpg is one envelope (created,
+    then removed), the others none; every message (S3's test event too) is deleted."""
+    url = _queue(moto_server)
+    s3 = moto_server.client("s3")
+    s3.put_object(Bucket="photos", Key="in/cat 1.jpg", Body=b"meow")
+    s3.put_object(Bucket="photos", Key="in/notes.txt", Body=b"no")
+    s3.put_object(Bucket="photos", Key="out/dog.jpg", Body=b"no")
+    s3.delete_object(Bucket="photos", Key="in/cat 1.jpg")
+    sink = Sink(_settings(moto_server, url))
+
+    async def body(poller: SqsPoller) -> None:
+        await _until(lambda: len(sink.envelopes) == 2, "two envelopes")
+        await _until(lambda: _waiting(moto_server, url) == 0, "an empty queue")
+
+    _run(sink, SPEC, body)
+    created, removed = sink.envelopes
+    assert (created.type, created.subject) == ("com.amazonaws.s3.ObjectCreated:Put", "in/cat 1.jpg")
+    assert removed.type == "com.amazonaws.s3.ObjectRemoved:Delete"
+    assert created.source == "s3://photos"
+    (record,) = json.loads(created.event)["Records"]
+    assert record["s3"]["bucket"]["name"] == "photos"
+    assert sink.records == []
+
+
+@pytest.mark.slow
+def test_a_message_not_taken_stays_on_the_queue_and_comes_back(moto_server: MotoServer) -> None:
+    """While submit refuses, the message is not deleted; once it accepts, the redelivered
+    message is submitted and deleted: nothing accepted by the queue is lost."""
+    url = _queue(moto_server, visibility=1)
+    moto_server.client("s3").put_object(Bucket="photos", Key="in/a.jpg", Body=b"x")
+    sink = Sink(_settings(moto_server, url))
+    sink.refuse = True
+
+    async def body(poller: SqsPoller) -> None:
+        await asyncio.sleep(3)  # received at least once, refused, left on the queue
+        assert _waiting(moto_server, url) >= 1
+        sink.refuse = False
+        await _until(lambda: len(sink.envelopes) == 1, "the envelope once accepted")
+        await _until(lambda: _waiting(moto_server, url) == 0, "an empty queue")
+
+    _run(sink, SPEC, body)
+    assert sink.envelopes[0].subject == "in/a.jpg"
+
+
+@pytest.mark.slow
+def test_a_malformed_message_is_audited_once_and_left_to_the_redrive_policy(
+    moto_server: MotoServer,
+) -> None:
+    """A message that is not an S3 notification: one trigger.event.malformed record however
+    often it is received, nothing submitted, the message kept."""
+    url = _queue(moto_server, visibility=1)
+    moto_server.client("sqs").send_message(QueueUrl=url, MessageBody="{not json")
+    sink = Sink(_settings(moto_server, url))
+
+    async def body(poller: SqsPoller) -> None:
+        await _until(lambda: len(sink.records) == 1, "the malformed record")
+        await asyncio.sleep(3)  # received again after its 1 s visibility timeout
+
+    _run(sink, SPEC, body)
+    (record,) = sink.records
+    assert (record.action, record.target, record.outcome) == (
+        "trigger.event.malformed",
+        "resize",
+        "refused",
+    )
+    assert "not JSON" in record.detail["reason"]
+    assert sink.envelopes == []
+    assert _waiting(moto_server, url) == 1
+
+
+@pytest.mark.slow
+def test_an_unreachable_queue_is_one_outage_then_recovers(moto_server: MotoServer) -> None:
+    """An endpoint nothing answers on: one outage record (the key kept out of it); settings
+    rotated to the real queue: a recovery record, and events flow."""
+    url = _queue(moto_server)
+    moto_server.client("s3").put_object(Bucket="photos", Key="in/b.jpg", Body=b"x")
+    good = _settings(moto_server, url)
+    sink = Sink({**good, "endpoint_url": f"http://127.0.0.1:{free_port()}"})
+
+    async def body(poller: SqsPoller) -> None:
+        await _until(lambda: poller.health.failures >= 2, "two failed attempts")
+        sink.settings = json.dumps(good)  # `donjon secret rotate`
+        await _until(lambda: len(sink.envelopes) == 1, "the envelope after recovery", 90)
+
+    _run(sink, SPEC, body)
+    assert [r.action for r in sink.records] == [
+        "trigger.source.unavailable",
+        "trigger.source.available",
+    ]
+    assert "EndpointConnectionError" in sink.records[0].detail["reason"]
+    assert SECRET_ACCESS_KEY not in json.dumps([r.detail for r in sink.records])
+
+
+def test_settings_errors_name_the_field_never_the_value() -> None:
+    """A secret that is not JSON, or lacks a field, or has a bad one: SourceSettingsError
+    naming the fields, without the secret's text."""
+    with pytest.raises(SourceSettingsError, match="is not JSON"):
+        parse_settings("q", "s3cr3t-not-json")
+    with pytest.raises(SourceSettingsError) as caught:
+        parse_settings("q", json.dumps({"queue_url": "ftp://x", "secret_access_key": "TOPSECRET"}))
+    text = caught.value.message
+    assert "queue_url" in text and "region" in text and "access_key_id" in text
+    assert "TOPSECRET" not in text and "ftp://x" not in text
+    ok = parse_settings("q", json.dumps({**_settings_like(), "endpoint_url": "http://h:1"}))
+    assert ok.endpoint_url == "http://h:1"
+
+
+def _settings_like() -> dict[str, str]:
+    return {
+        "queue_url": "https://sqs.eu-west-1.amazonaws.com/1/q",
+        "region": "eu-west-1",
+        "access_key_id": "AKID",
+        "secret_access_key": "k",
+    }
