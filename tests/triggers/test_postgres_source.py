@@ -72,13 +72,17 @@ async def _with_listener(sink: Sink, body: Callable[[PostgresListener], Awaitabl
             await task
 
 
-def _listening(server: PostgresServer) -> int:
-    """How many backends LISTEN now (pg_stat_activity shows the LISTEN as their last query)."""
+def _listeners(server: PostgresServer) -> list[int]:
+    """The backends that LISTEN now (pg_stat_activity shows the LISTEN as their last query)."""
     with server.connect() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
-        ).fetchone()
-    return int(row[0]) if row else 0
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _listening(server: PostgresServer) -> int:
+    return len(_listeners(server))
 
 
 @pytest.mark.slow
@@ -176,6 +180,53 @@ def test_a_missing_secret_is_an_outage_not_a_crash(postgres_server: PostgresServ
     asyncio.run(_with_listener(listener_sink, body))
     assert sink.actions() == ["trigger.source.unavailable"]
     assert "no secret named orders-db" in str(sink.records[0].detail["reason"])
+
+
+@pytest.mark.slow
+def test_of_several_nodes_one_listens_and_another_takes_over(
+    postgres_server: PostgresServer,
+) -> None:
+    """Two listeners of one trigger (two nodes): one LISTENs, a NOTIFY runs once; when its
+    connection is killed one of them takes the lock and a NOTIFY again runs once."""
+    sink = Sink(postgres_server.dsn())
+
+    async def go() -> None:
+        pair = [
+            PostgresListener("orders-fn", SPEC, sink.open_secret, sink.submit, sink.record)
+            for _ in range(2)
+        ]
+        tasks = [asyncio.create_task(listener.run()) for listener in pair]
+        try:
+            await _until(lambda: _listening(postgres_server) == 1, "one LISTEN")
+            await asyncio.sleep(0.5)  # the other is connected, waiting for the lock
+            assert _listening(postgres_server) == 1
+            assert sorted(listener.leading for listener in pair) == [False, True]
+            await _notify(postgres_server, '{"n": 1}')
+            await _until(lambda: len(sink.envelopes) == 1, "the first envelope")
+            (first,) = _listeners(postgres_server)
+
+            def kill() -> None:
+                with postgres_server.connect() as conn:
+                    conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE query LIKE 'LISTEN %%'"
+                    )
+
+            await asyncio.to_thread(kill)
+            await _until(
+                lambda: _listeners(postgres_server) not in ([], [first]), "a new LISTEN", 60
+            )
+            assert _listening(postgres_server) == 1
+            await _notify(postgres_server, '{"n": 2}')
+            await _until(lambda: len(sink.envelopes) == 2, "the second envelope")
+            await asyncio.sleep(0.5)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(go())
+    assert [json.loads(e.event) for e in sink.envelopes] == [{"n": 1}, {"n": 2}]
 
 
 def test_event_of_payloads() -> None:

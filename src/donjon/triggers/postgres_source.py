@@ -16,6 +16,13 @@ end audited too. Every `IDLE_CHECK_S` without a notification the listener asks
 the server (``SELECT 1``), so a silently dead connection is noticed, and a
 rotated DSN is taken up.
 
+With several nodes, each runs a listener, but only one LISTENs: the one whose
+connection holds the trigger's session advisory lock (``pg_try_advisory_lock``
+on a key from the function's name and the channel). The others wait, trying
+the lock every `STANDBY_S`; when the leader's connection ends, its lock goes
+with it and another node takes over (NOTIFYs sent in between are lost, as in
+any disconnect). Without the lock every node would run every notification.
+
 Each event's delivery id is ``<listener backend pid>.<session>.<n>``: the pid of
 the server process that listened, a random token for that connection, and a
 counter of its notifications. It names the delivery, not the payload: NOTIFY
@@ -26,10 +33,12 @@ payload.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -41,7 +50,7 @@ from donjon.triggers.envelope import Envelope, Submit
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
-__all__ = ["IDLE_CHECK_S", "PostgresListener", "event_of"]
+__all__ = ["IDLE_CHECK_S", "STANDBY_S", "PostgresListener", "event_of"]
 
 log = logging.getLogger("donjon.sources")
 
@@ -49,6 +58,8 @@ log = logging.getLogger("donjon.sources")
 IDLE_CHECK_S = 30.0
 #: Seconds a connection attempt may take.
 CONNECT_TIMEOUT_S = 10
+#: Seconds between a standby listener's tries at the trigger's lock.
+STANDBY_S = 2.0
 
 OpenSecret = Callable[[str], Awaitable[str]]
 
@@ -79,8 +90,17 @@ class PostgresListener:
         self._submit = submit
         self.health = SourceHealth(record, function, "postgres", f"postgres channel {spec.channel}")
         self._redact = Redactor({})
-        #: Notifications submitted (read by tests and `donjon ls` to come).
+        #: Notifications submitted.
         self.delivered = 0
+        #: The session advisory lock that one listener of this trigger holds, whichever
+        #: node it runs on: a 64-bit key from the function's name and the channel.
+        self.lock_key = int.from_bytes(
+            hashlib.blake2b(f"donjon:{function}:{spec.channel}".encode(), digest_size=8).digest(),
+            "big",
+            signed=True,
+        )
+        #: Whether this listener's connection holds the lock (it LISTENs) now.
+        self.leading = False
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -91,17 +111,32 @@ class PostgresListener:
                 async with await psycopg.AsyncConnection.connect(
                     dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                 ) as conn:
-                    await conn.execute(
-                        sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
-                    )
                     await self.health.succeeded()
                     backoff.reset()
-                    await self._listen(conn, dsn)
+                    if await self._lead(conn, dsn):
+                        await conn.execute(
+                            sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
+                        )
+                        await self._listen(conn, dsn)
             except Exception as e:  # a lost connection, a bad DSN, a missing secret: retried
                 await self.health.failed(self._reason(e))
+            self.leading = False
             await asyncio.sleep(backoff.next())
 
-    async def _listen(self, conn: psycopg.AsyncConnection[object], dsn: str) -> None:
+    async def _lead(self, conn: psycopg.AsyncConnection[Any], dsn: str) -> bool:
+        """Wait until this connection holds the trigger's advisory lock (True), or the DSN
+        changes (False). One node of several listens; the others wait their turn here."""
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
+            row = await cur.fetchone()
+            if row is not None and row[0] is True:
+                self.leading = True
+                return True
+            await asyncio.sleep(STANDBY_S)
+            if (await self._open_secret(self.spec.dsn)).strip() != dsn:
+                return False
+
+    async def _listen(self, conn: psycopg.AsyncConnection[Any], dsn: str) -> None:
         """Submit notifications until the connection fails or the DSN changes."""
         session = f"{conn.info.backend_pid}.{secrets.token_hex(4)}"
         n = 0
