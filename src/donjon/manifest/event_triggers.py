@@ -104,6 +104,11 @@ class S3Spec(_Strict):
             raise ValueError("an s3 trigger with source: push needs a path (served under /hooks)")
         if self.source == "sqs" and self.path is not None:
             raise ValueError("an s3 trigger with source: sqs takes no path")
+        if self.source == "sqs" and self.secret is None:
+            raise ValueError(
+                "an s3 trigger with source: sqs needs a secret (the vault secret holding the "
+                "queue's settings: docs/triggers.md)"
+            )
         if self.path is not None:
             object.__setattr__(self, "path", check_path(self.path))
         return self

@@ -84,7 +84,10 @@ class EventSources:
         for key in [k for k in self._running if k not in wanted]:
             await self._stop(key)
         for key in sorted(wanted - self._running.keys(), key=_order):
-            self._start(key)
+            try:
+                self._start(key)
+            except Exception:  # one trigger that cannot start must not stop the others
+                log.exception("%s: its event source could not start", key[0])
 
     async def stop(self) -> None:
         if self._watcher is not None:
