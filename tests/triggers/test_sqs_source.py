@@ -106,7 +106,6 @@ def _run(sink: Sink, spec: S3Spec, body: Callable[[SqsPoller], Awaitable[None]])
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            poller.close()
 
     asyncio.run(go())
 

@@ -127,8 +127,6 @@ class EventSources:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if isinstance(source, SqsPoller):
-            source.close()
         log.info("%s trigger of %s: stopped", source.health.trigger, key[0])
 
 

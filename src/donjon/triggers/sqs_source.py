@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,7 +46,7 @@ __all__ = ["WAIT_S", "SqsPoller", "SqsSettings", "parse_settings"]
 log = logging.getLogger("donjon.sources")
 
 #: The long poll's wait (SQS's WaitTimeSeconds): a receive returns as soon as a message
-#: is there, or after this long; a stopping node may wait this long for the last one.
+#: is there, or after this long. A stopping node abandons the receive in flight.
 WAIT_S = 10
 #: Messages one receive takes at most (SQS's maximum).
 BATCH = 10
@@ -125,13 +126,8 @@ class SqsPoller:
         self._submit = submit
         self._record = record
         self.health = SourceHealth(record, function, "s3", f"sqs queue of secret {spec.secret}")
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqs-{function}")
         self._malformed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._redact = Redactor({})
-
-    def close(self) -> None:
-        """Let the thread go (a long poll in flight ends on its own within WAIT_S)."""
-        self._thread.shutdown(wait=False, cancel_futures=True)
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -226,8 +222,29 @@ class SqsPoller:
             )
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn` in a daemon thread of its own: botocore blocks, and a long poll that a
+        stopping node abandons must not hold the process's exit (a pool's threads would)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        done: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if done.cancelled():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result)
+
+        def work() -> None:
+            try:
+                result, error = fn(*args, **kwargs), None
+            except Exception as e:
+                result, error = None, e
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=work, name=f"sqs-{self.function}", daemon=True).start()
+        return await done
 
     def _reason(self, error: BaseException) -> str:
         text = error.message if isinstance(error, Error) else f"{type(error).__name__}: {error}"
