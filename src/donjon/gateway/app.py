@@ -90,12 +90,12 @@ def create_app(node: Node) -> Starlette:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
     deliveries = BackgroundDeliveries(functools.partial(run_event, node))
     node.submit = deliveries.submit
-    sources = node_sources(node)  # storage (SQS) and database events (triggers/sources.py)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         scheduler.start()
+        sources = node_sources(node)  # storage (SQS) and database events (triggers/sources.py)
         await sources.start()
         try:
             yield
