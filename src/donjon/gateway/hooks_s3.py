@@ -7,9 +7,11 @@ In order: the token is compared, in constant time, with the trigger's secret
 body is read up to the function's `limits.body` (413 past it); it is parsed as
 an S3 notification (400 if it is not one: nothing is submitted); each record
 the trigger's filters take is submitted, and the store gets 202 with the
-invocation ids. A refused token is a 401, audited as `hook.denied` (aggregated
-per source like every denial). A trigger without a secret takes any caller:
-the deploy refuses it unless an admin passes ``--unsafe-allow-public``.
+invocation ids. A refused token is a 401, audited as `auth.denied` (trigger s3,
+aggregated per source and window like every failed authentication, so a burst
+raises the monitor's credential stuffing alert). A trigger without a secret
+takes any caller: the deploy refuses it unless an admin passes
+``--unsafe-allow-public``.
 
 When a submit fails part way (the node is shedding, say), the store gets the
 error and sends the notification again, so the records submitted before the
@@ -46,7 +48,7 @@ async def handle_s3_push(
     """Take one pushed notification for `deployed`'s s3 trigger `spec`: 202 or a problem."""
     request_id = new_request_id()
     try:
-        await _check_token(request, node, spec, request_id)
+        await _check_token(request, node, deployed.name, spec, request_id)
         body = await read_event(
             request, deployed, body_limit(deployed, node.settings.requests.max_body_bytes)
         )
@@ -67,7 +69,9 @@ async def handle_s3_push(
     )
 
 
-async def _check_token(request: Request, node: Node, spec: S3Spec, request_id: str) -> None:
+async def _check_token(
+    request: Request, node: Node, function: str, spec: S3Spec, request_id: str
+) -> None:
     """`Unauthorized` (audited) unless the request bears the trigger's secret."""
     if spec.secret is None:  # public by an admin's --unsafe-allow-public at deploy
         return
@@ -84,7 +88,15 @@ async def _check_token(request: Request, node: Node, spec: S3Spec, request_id: s
         reason = "missing bearer token" if not presented else "wrong bearer token"
         if not expected:
             reason = "the trigger's secret is not in the vault"
-        await deny(node, request, "anonymous", "hook.denied", reason, request_id)
+        await deny(
+            node,
+            request,
+            "anonymous",
+            "auth.denied",
+            f"storage hook: {reason}",
+            request_id,
+            {"trigger": "s3", "function": function},
+        )
         raise Unauthorized(
             "missing or wrong bearer token for this storage hook",
             hint="send Authorization: Bearer <the value of the trigger's secret>",

@@ -173,6 +173,9 @@ class PostgresListener:
                 e.message,
             )
             return
+        except Exception:  # a defect, not an outage of the database: logged, listening goes on
+            log.exception("%s: a notification on %s is lost", self.function, self.spec.channel)
+            return
         self.delivered += 1
 
     def _reason(self, error: BaseException) -> str:

@@ -158,7 +158,12 @@ class SqsPoller:
             await self.health.succeeded()
             backoff.reset()
             for message in reply.get("Messages", []):
-                await self._take(client, queue_url, message)
+                try:
+                    await self._take(client, queue_url, message)
+                except Exception:  # a defect: the message stays queued, the poller goes on
+                    log.exception(
+                        "%s: a message of %s could not be taken", self.function, queue_url
+                    )
 
     async def _take(self, client: Any, queue_url: str, message: dict[str, Any]) -> None:
         """Submit the message's records, then delete it (or leave it, saying why)."""

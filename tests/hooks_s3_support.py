@@ -1,0 +1,139 @@
+"""A real node behind the pushed-storage-events handler, over real HTTP on loopback.
+
+`serve(node, exchange)` starts the node, puts the trigger's token in its vault, and
+serves ``POST /hooks/{path}`` (finding the s3 push trigger by path, as the webhooks'
+route does) with uvicorn on a free loopback port around `exchange(client)`; `node_with`
+makes a node with the `on-upload` function deployed (MinIO's format: `minio_record`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from donjon.bootstrap import initialize
+from donjon.bundle import build_bundle
+from donjon.config import Settings
+from donjon.gateway.deliveries import BackgroundDeliveries
+from donjon.gateway.hooks_s3 import handle_s3_push
+from donjon.gateway.invoke import run_event
+from donjon.gateway.node import Node, open_node
+from donjon.lifecycle import make_deployed, manifest_json
+from donjon.manifest import load_manifest
+from donjon.secret import Secret
+from harness import free_port
+
+__all__ = ["TOKEN", "document", "minio_record", "node_with", "outputs", "serve"]
+
+TOKEN = "minio-push-token-4f1c9a"
+
+MANIFEST = """\
+name: on-upload
+handler: main.handler
+memory_mb: 64
+timeout_s: 5
+limits: {body: 4KiB}
+triggers:
+  - s3:
+      source: push
+      path: /minio
+      secret: minio-token
+      events: ["s3:ObjectCreated:*"]
+      suffix: .png
+"""
+HANDLER = """\
+import json
+
+
+def handler(event, context):
+    print("EVENT " + json.dumps(event["Records"][0]["s3"]["object"]["key"]))
+"""
+
+
+def minio_record(key: str, event: str = "s3:ObjectCreated:Put") -> dict[str, Any]:
+    """One record as MinIO sends it (its eventName keeps the s3: prefix)."""
+    return {
+        "eventVersion": "2.0",
+        "eventSource": "minio:s3",
+        "eventName": event,
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": "uploads", "arn": "arn:aws:s3:::uploads"},
+            "object": {"key": key, "size": 3, "sequencer": "17A0B2C3D4E5F607"},
+        },
+    }
+
+
+def document(*records: dict[str, Any]) -> bytes:
+    return json.dumps({"EventName": "s3:ObjectCreated:Put", "Records": list(records)}).encode()
+
+
+async def _route(request: Request) -> Response:
+    """What the /hooks route does for an s3 push trigger: find it by path, hand it over."""
+    node: Node = request.app.state.node
+    path = "/" + request.path_params["path"]
+    for deployed in node.registry.all():
+        for spec in deployed.manifest.storage_events:
+            if spec.source == "push" and spec.path == path:
+                return await handle_s3_push(request, node, deployed, spec)
+    return Response(status_code=404)
+
+
+def node_with(tmp_path: Path) -> Node:
+    fn = tmp_path / "fn"
+    fn.mkdir()
+    (fn / "donjon.yaml").write_text(MANIFEST)
+    (fn / "main.py").write_text(HANDLER)
+    settings = Settings(data_dir=tmp_path / "data", url="https://127.0.0.1:1", api_key=None)
+    initialize(settings)
+    node = open_node(settings)
+    _, archive = build_bundle(fn)
+    digest, manifest = node.bundles.add(archive, load_manifest)
+    record = node.functions.add_version("on-upload", 1, digest, manifest_json(manifest), "test")
+    node.registry.put(make_deployed(record, node.bundles.path(digest)))
+    return node
+
+
+async def serve(node: Node, exchange: Any) -> None:
+    """Serve the hook route on a loopback port around `exchange(client)`."""
+    await node.start()
+    deliveries = BackgroundDeliveries(functools.partial(run_event, node))
+    node.submit = deliveries.submit
+    try:
+        await node.vault.set("minio-token", Secret(TOKEN), "test")
+        app = Starlette(routes=[Route("/hooks/{path:path}", _route, methods=["POST"])])
+        app.state.node = node
+        port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                await exchange(c)
+        finally:
+            server.should_exit = True
+            await task
+        await deliveries.stop()
+    finally:
+        await node.stop()
+
+
+def outputs(settings: Settings, function: str = "on-upload") -> list[str]:
+    """What the function printed in each call, newest first (after the node stopped)."""
+    node = open_node(settings)
+    try:
+        return [e["output"] for e in node.logs.recent(function, 100)]
+    finally:
+        node.engine.dispose()
