@@ -229,6 +229,33 @@ def test_of_several_nodes_one_listens_and_another_takes_over(
     assert [json.loads(e.event) for e in sink.envelopes] == [{"n": 1}, {"n": 2}]
 
 
+@pytest.mark.slow
+def test_a_rotated_dsn_is_taken_up_at_the_next_check(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the DSN secret changes, the listener reconnects with the new one at its next
+    check (no outage recorded) and delivers on the new connection."""
+    monkeypatch.setattr("donjon.triggers.postgres_source.IDLE_CHECK_S", 0.2)
+    sink = Sink(postgres_server.dsn())
+
+    async def body(listener: PostgresListener) -> None:
+        await _until(lambda: _listening(postgres_server) == 1, "the LISTEN")
+        (first,) = _listeners(postgres_server)
+        sink.dsn = postgres_server.dsn() + "&application_name=rotated"  # `secret rotate`
+        await _until(lambda: _listeners(postgres_server) not in ([], [first]), "a new LISTEN")
+        with postgres_server.connect() as conn:
+            names = conn.execute(
+                "SELECT application_name FROM pg_stat_activity WHERE query LIKE 'LISTEN %%'"
+            ).fetchall()
+        assert names == [("rotated",)]  # connected with the new DSN
+        await _notify(postgres_server, '{"after": "rotation"}')
+        await _until(lambda: len(sink.envelopes) == 1, "the envelope")
+
+    asyncio.run(_with_listener(sink, body))
+    assert sink.records == []
+    assert json.loads(sink.envelopes[0].event) == {"after": "rotation"}
+
+
 def test_event_of_payloads() -> None:
     """JSON payloads pass as they are; anything else is {"payload": text}."""
     assert event_of('{"a": 1}') == b'{"a": 1}'

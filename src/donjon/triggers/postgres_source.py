@@ -12,9 +12,10 @@ at most once across a disconnect, and exactly what the server sent while
 connected otherwise (less any the node could not submit: logged). A
 disconnect is an outage (source_health.py): the listener reconnects with a
 capped exponential backoff; the outage is alerted and audited once, and its
-end audited too. Every `IDLE_CHECK_S` without a notification the listener asks
-the server (``SELECT 1``), so a silently dead connection is noticed, and a
-rotated DSN is taken up.
+end audited too. Every `IDLE_CHECK_S` the listener asks the server
+(``SELECT 1``, `CONNECT_TIMEOUT_S` to answer), so a silently dead connection is
+noticed, and a rotated DSN is taken up; notifications that arrive meanwhile are
+kept by psycopg and delivered next.
 
 With several nodes, each runs a listener, but only one LISTENs: the one whose
 connection holds the trigger's session advisory lock (``pg_try_advisory_lock``
@@ -54,9 +55,9 @@ __all__ = ["IDLE_CHECK_S", "STANDBY_S", "PostgresListener", "event_of"]
 
 log = logging.getLogger("donjon.sources")
 
-#: Seconds without a notification after which the listener checks its connection.
+#: Seconds between the listener's checks of its connection (and of its DSN).
 IDLE_CHECK_S = 30.0
-#: Seconds a connection attempt may take.
+#: Seconds a connection attempt, or a check of the connection, may take.
 CONNECT_TIMEOUT_S = 10
 #: Seconds between a standby listener's tries at the trigger's lock.
 STANDBY_S = 2.0
@@ -144,7 +145,9 @@ class PostgresListener:
             async for notify in conn.notifies(timeout=IDLE_CHECK_S):
                 n += 1
                 await self._deliver(notify.payload, f"{session}.{n}")
-            await conn.execute("SELECT 1")  # quiet for IDLE_CHECK_S: is it still there?
+            # Every IDLE_CHECK_S: is the server still there? (A silently cut connection
+            # would otherwise wait for TCP to give up, many minutes.)
+            await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT_S)
             if (await self._open_secret(self.spec.dsn)).strip() != dsn:
                 log.info(
                     "%s: the DSN of channel %s changed; reconnecting",
