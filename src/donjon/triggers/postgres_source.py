@@ -128,7 +128,10 @@ class PostgresListener:
         """Wait until this connection holds the trigger's advisory lock (True), or the DSN
         changes (False). One node of several listens; the others wait their turn here."""
         while True:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
+            cur = await asyncio.wait_for(
+                conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)),
+                CONNECT_TIMEOUT_S,
+            )
             row = await cur.fetchone()
             if row is not None and row[0] is True:
                 self.leading = True
