@@ -202,6 +202,35 @@ def test_notifications_run_the_function_and_survive_a_killed_connection(
     _until(lambda: _listeners(pg) == [], "the LISTEN to end with the function")
 
 
+def test_a_notification_past_the_functions_body_limit_runs_nothing(
+    live: LiveNode, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """limits.body holds for database events too: a payload over it is not run (and the
+    node says so in its log), one under it is."""
+    _secret(live, "small-db", pg.dsn())
+    fn = tmp_path / "on-small"
+    fn.mkdir()
+    (fn / "donjon.yaml").write_text(
+        "name: on-small\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\n"
+        "limits: {body: 64B}\ntriggers:\n  - postgres:\n      dsn: small-db\n"
+        "      channel: small\n"
+    )
+    (fn / "main.py").write_text(PRINTER)
+    live.deploy(fn)
+
+    def notify(payload: str) -> None:
+        with pg.connect() as conn:
+            conn.execute("SELECT pg_notify('small', %s)", (payload,))
+
+    _until(lambda: len(_listeners(pg)) == 1, "the node's LISTEN")
+    notify(json.dumps({"big": "x" * 200}))
+    notify('{"small": 1}')
+    _until(lambda: _events(live, "on-small") == [{"small": 1}], "the small event's call")
+    assert "over the limit of function on-small" in (live.data_dir / "serve.log").read_text()
+    run_cli(live.env(), "rm", "on-small")
+    _until(lambda: _listeners(pg) == [], "the LISTEN to end with the function")
+
+
 def test_an_unreachable_database_is_alerted(live: LiveNode, tmp_path: Path) -> None:
     """A postgres trigger whose DSN nothing answers on: an alert on the function names the
     outage (once), and the DSN's password is nowhere in it."""

@@ -1,9 +1,11 @@
 """The node's storage and database event sources (triggers/sources.py), wired to the
 node: the deployed functions from its registry, secrets from its vault, events to
-its `submit`, outages to its audit log."""
+its `submit` (each within the function's `limits.body`, as every way in is), outages
+to its audit log."""
 
 from __future__ import annotations
 
+from donjon.gateway.events import body_limit, check_event_size
 from donjon.gateway.node import Node
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_errors import SourceError
@@ -19,8 +21,14 @@ def node_sources(node: Node) -> EventSources:
         return (await node.vault.open_granted([name]))[name]
 
     async def submit(envelope: Envelope) -> str:
-        if node.submit is None:
-            raise SourceError("the node is not taking events", hint="it is starting or stopping")
+        deployed = node.registry.get(envelope.function)
+        if node.submit is None or deployed is None:
+            raise SourceError(
+                f"the node is not taking events for {envelope.function}",
+                hint="it is starting or stopping, or the function was removed",
+            )
+        limit = body_limit(deployed, node.settings.requests.max_body_bytes)
+        check_event_size(envelope.event, deployed, limit)  # PayloadTooLarge: not taken
         return await node.submit(envelope)
 
     sources = EventSources(
