@@ -142,6 +142,36 @@ def test_matching_records_are_submitted_and_their_messages_deleted(
 
 
 @pytest.mark.slow
+def test_notifications_through_sns_are_opened(moto_server: MotoServer) -> None:
+    """S3 -> SNS topic -> SQS queue (configured through boto3): the SNS envelope around each
+    notification is opened, and its record submitted like a direct one."""
+    sns, sqs, s3 = (moto_server.client(n) for n in ("sns", "sqs", "s3"))
+    topic = sns.create_topic(Name="photo-topic")["TopicArn"]
+    url = sqs.create_queue(QueueName="from-sns")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    s3.create_bucket(Bucket="photos")
+    s3.put_bucket_notification_configuration(
+        Bucket="photos",
+        NotificationConfiguration={
+            "TopicConfigurations": [{"TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    s3.put_object(Bucket="photos", Key="in/via-sns.jpg", Body=b"x")
+    sink = Sink(_settings(moto_server, url))
+
+    async def body(poller: SqsPoller) -> None:
+        await _until(lambda: len(sink.envelopes) == 1, "the envelope")
+        await _until(lambda: _waiting(moto_server, url) == 0, "an empty queue")
+
+    _run(sink, SPEC, body)
+    assert sink.envelopes[0].subject == "in/via-sns.jpg"
+    assert sink.records == []
+
+
+@pytest.mark.slow
 def test_a_message_not_taken_stays_on_the_queue_and_comes_back(moto_server: MotoServer) -> None:
     """While submit refuses, the message is not deleted; once it accepts, the redelivered
     message is submitted and deleted: nothing accepted by the queue is lost."""
