@@ -18,6 +18,7 @@ from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
 from donjon.gateway.deliveries import BackgroundDeliveries
+from donjon.gateway.hooks import handle_hook
 from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_event, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
@@ -30,7 +31,9 @@ from donjon.gateway.schemas import render
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
 from donjon.gateway.views import Health
 from donjon.identity import Action
+from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers import Scheduler
+from donjon.triggers.webhooks import WebhookService
 
 __all__ = ["create_app"]
 
@@ -89,14 +92,22 @@ def create_app(node: Node) -> Starlette:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
     deliveries = BackgroundDeliveries(functools.partial(run_event, node))
     node.submit = deliveries.submit
+    webhooks = WebhookService(
+        node.vault,
+        ReplayStore(node.engine),
+        grace_s=node.settings.webhook_secret_grace_s,
+        replay_ttl_s=node.settings.webhook_replay_ttl_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         scheduler.start()
+        webhooks.start()
         try:
             yield
         finally:
+            await webhooks.stop()
             await scheduler.stop()
             await deliveries.stop()
             await node.stop()
@@ -109,6 +120,8 @@ def create_app(node: Node) -> Starlette:
         # AWS Lambda's Invoke API, SigV4-signed (gateway/lambda_api.py).
         Route(LAMBDA_INVOKE_PATH, handle_lambda_invoke, methods=["POST"]),
         Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
+        # Signed webhooks (gateway/hooks.py); S3-compatible stores' pushes are wired later.
+        Route("/hooks/{path:path}", handle_hook, methods=["POST"]),
     ]
     by_path: dict[str, dict[str, Any]] = {}
     for path, method, endpoint in (*ROUTES, *RESPONSE_ROUTES, *TIMELINE_ROUTES, *QUOTA_ROUTES):
@@ -122,6 +135,7 @@ def create_app(node: Node) -> Starlette:
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
     app.state.node = node
+    app.state.webhooks = webhooks
     return app
 
 

@@ -46,11 +46,27 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
             request_id,
         )
         raise Forbidden("only admins may deploy broad permission grants")
+    allow_public = query_flag(request, "unsafe_allow_public")
+    if allow_public and principal.role != Role.ADMIN:
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            "unsafe_allow_public needs the admin role",
+            request_id,
+        )
+        raise Forbidden("only admins may deploy triggers open to unauthenticated events")
     archive = await read_body(request, MAX_BUNDLE_BYTES)
     if not archive:
         raise BadRequest("the request body must be a bundle archive (tar.gz)")
     done = await node.deployments.deploy(
-        archive, principal, request_id, skip_scan=skip_scan, allow_broad=allow_broad
+        archive,
+        principal,
+        request_id,
+        skip_scan=skip_scan,
+        allow_broad=allow_broad,
+        allow_public=allow_public,
     )
     record, report = done.record, done.report
     body: dict[str, object] = {

@@ -111,6 +111,18 @@ class SecretStore:
             row = conn.execute(query).one_or_none()
         return None if row is None else _version(row)
 
+    def recent(self, name: str, most: int) -> list[tuple[VersionRow, float]]:
+        """The newest `most` versions of `name`, newest first, each with when it was made."""
+        query = (
+            select(secret_versions, secrets.c.secret_id)
+            .join(secrets, secrets.c.name == secret_versions.c.name)
+            .where(secret_versions.c.name == name)
+            .order_by(secret_versions.c.version.desc())
+            .limit(most)
+        )
+        with self._engine.connect() as conn:
+            return [(_version(r), float(r._mapping["created_at"])) for r in conn.execute(query)]
+
     def summaries(self) -> list[SecretSummary]:
         query = (
             select(
