@@ -5,6 +5,7 @@ grace only, and a failed submit giving its delivery id back."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -171,5 +172,9 @@ def test_github_ids_remembered_for_the_replay_ttl(tmp_path: Path) -> None:
     spec = WebhookSpec(path="/gh", scheme="github", secret=gh_name)
     headers = github_headers("gh-secret", BODY, "d-9")
     asyncio.run(node.deliver(headers, spec))
-    assert node.replays.remembered("/gh", "d-9", time.time() + 3000)
-    assert not node.replays.remembered("/gh", "d-9", time.time() + 3700)
+    key = f"sha256:{hashlib.sha256(BODY).hexdigest()}"  # GitHub's id is not signed
+    assert node.replays.remembered("/gh", key, time.time() + 3000)
+    assert not node.replays.remembered("/gh", key, time.time() + 3700)
+    with pytest.raises(BadDelivery) as caught:  # the same delivery under a fresh id
+        asyncio.run(node.deliver(github_headers("gh-secret", BODY, "d-10"), spec))
+    assert caught.value.reason == "replay"

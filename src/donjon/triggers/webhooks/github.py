@@ -3,8 +3,11 @@ raw body)>``, the delivery's id in ``X-GitHub-Delivery`` and its event in
 ``X-GitHub-Event``.
 
 GitHub signs no timestamp, so a captured delivery stays valid forever: the replay
-cache on its delivery id (kept DONJON_WEBHOOK_REPLAY_TTL_S, 7 days by default) is
-the only defence against a replay, and a delivery replayed after that is accepted.
+cache (kept DONJON_WEBHOOK_REPLAY_TTL_S, 7 days by default) is the only defence
+against a replay, and a delivery replayed after that is accepted. GitHub does not
+sign its delivery id either, so the cache remembers the signed body's digest, not
+the id: a captured delivery sent again under a fresh X-GitHub-Delivery is still a
+replay (two deliveries with byte-identical bodies are taken for one).
 """
 
 from __future__ import annotations
@@ -46,4 +49,5 @@ class GitHubVerifier(Verifier):
             raise BadDelivery("signature", "the signature does not match the body")
         delivery = check_token(header(headers, "x-github-delivery"), "X-GitHub-Delivery")
         event = check_token(header(headers, "x-github-event"), "X-GitHub-Event")
-        return Verified(delivery, event, None)
+        digest = hashlib.sha256(body).hexdigest()
+        return Verified(delivery, event, None, replay_key=f"sha256:{digest}")

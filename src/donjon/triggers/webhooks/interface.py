@@ -75,6 +75,14 @@ class Verified:
     #: When the replay cache may forget `delivery_id` (seconds since the epoch): past
     #: it the signed timestamp is refused anyway; None: the node's replay TTL.
     remember_until: float | None
+    #: What the replay cache remembers, when not `delivery_id` (a scheme that does not
+    #: sign its delivery id must not let a fresh id make a captured delivery new).
+    replay_key: str = ""
+
+    @property
+    def replay_id(self) -> str:
+        """The replay cache's key for this delivery ("" when there is none)."""
+        return self.replay_key or self.delivery_id
 
 
 class Verifier(ABC):

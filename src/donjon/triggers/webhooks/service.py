@@ -101,18 +101,17 @@ class WebhookService:
             return await submit(envelope)
         except BaseException:
             if claimed:
-                await asyncio.to_thread(self._replays.release, spec.path, verified.delivery_id)
+                await asyncio.to_thread(self._replays.release, spec.path, verified.replay_id)
             raise
 
     async def _claim(self, path: str, verified: Verified) -> bool:
-        if not verified.delivery_id:
+        key = verified.replay_id
+        if not key:
             return False
         now = self._clock()
         until = verified.remember_until
         expires = max(until, now) + 60.0 if until is not None else now + self._replay_ttl_s
-        if not await asyncio.to_thread(
-            self._replays.claim, path, verified.delivery_id, expires, now
-        ):
+        if not await asyncio.to_thread(self._replays.claim, path, key, expires, now):
             raise BadDelivery("replay", "this delivery was accepted before")
         return True
 
