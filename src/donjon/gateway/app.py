@@ -92,17 +92,18 @@ def create_app(node: Node) -> Starlette:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
     deliveries = BackgroundDeliveries(functools.partial(run_event, node))
     node.submit = deliveries.submit
-    webhooks = WebhookService(
-        node.vault,
-        ReplayStore(node.engine),
-        grace_s=node.settings.webhook_secret_grace_s,
-        replay_ttl_s=node.settings.webhook_replay_ttl_s,
-    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         scheduler.start()
+        # Webhooks (gateway/hooks.py): made with the node it serves, at start.
+        webhooks = app.state.webhooks = WebhookService(
+            node.vault,
+            ReplayStore(node.engine),
+            grace_s=node.settings.webhook_secret_grace_s,
+            replay_ttl_s=node.settings.webhook_replay_ttl_s,
+        )
         webhooks.start()
         try:
             yield
@@ -135,7 +136,6 @@ def create_app(node: Node) -> Starlette:
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
     app.state.node = node
-    app.state.webhooks = webhooks
     return app
 
 
