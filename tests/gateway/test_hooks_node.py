@@ -82,8 +82,8 @@ def test_rotated_secret_accepted_during_grace(hooked: tuple[LiveNode, dict[str, 
     with node.client() as c:
         r = c.post(f"/v1/secrets/{HOOKS['github'][2]}/versions", json={"value": new})
         assert r.status_code in (200, 201), r.text
-    body = b'{"zen": "rotate"}'
     for secret in (new, keys["github"]):
+        body = json.dumps({"zen": "rotate", "with": secret[-6:]}).encode()
         delivery = secrets.token_hex(8)
         r = post_hook(node, "/gh", body, github_headers(secret, body, delivery, "ping"))
         assert r.status_code == 202, r.text
