@@ -31,7 +31,7 @@ from donjon.gateway.views import WebhookAccepted
 from donjon.manifest.event_triggers import WebhookSpec
 from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.ratelimit import RateLimitError
-from donjon.triggers.webhooks import BadDelivery, WebhookService
+from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
 
 __all__ = ["handle_hook"]
 
@@ -48,11 +48,13 @@ async def handle_hook(request: Request) -> Response:
     try:
         found = node.registry.hook(path) if len(raw) <= _MAX_PATH else None
         spec = found[1] if found is not None else None
-        if found is None or not isinstance(spec, WebhookSpec) or node.submit is None:
+        if found is None or not isinstance(spec, WebhookSpec):
             # An S3-compatible store's push (hooks_s3.py) is not served here (yet).
             await deny(node, request, "anonymous", "webhook.unknown", "no such hook", request_id)
             raise NotFound(f"no webhook at /hooks{path}")
-        deployed = found[0]
+        deployed, submit = found[0], node.submit
+        if submit is None:  # set by the app (app.py) before anything is served
+            raise WebhookMisconfigured("this node takes no events yet")
         body = await read_event(request, deployed, body_limit(deployed, _max_body(node)))
         try:
             verified = await hooks.verify(spec, request.headers, body)
@@ -63,7 +65,7 @@ async def handle_hook(request: Request) -> Response:
                 body,
                 verified,
                 functools.partial(admit, node, deployed, None, request_id, "webhook"),
-                node.submit,
+                submit,
             )
         except BadDelivery as e:
             await deny(

@@ -28,8 +28,9 @@ __all__ = ["BROAD_GRANT_RULE", "Accepted", "BundleScanner", "accept_bundle", "ro
 
 #: The scanner's finding for what `broad_grants` refuses (both call `broad_reason`).
 BROAD_GRANT_RULE = "DJ-MF-002"
-#: The scanner's finding for a public http trigger without a rate (`public_triggers`).
-PUBLIC_TRIGGER_RULE = "DJ-MF-001"
+#: The scanner's findings for what `public_triggers` refuses: a public http trigger
+#: without a rate, a webhook (or s3 push) without a secret.
+PUBLIC_TRIGGER_RULES = frozenset({"DJ-MF-001", "DJ-MF-005"})
 
 
 class BundleScanner(Protocol):
@@ -126,7 +127,7 @@ def accept_bundle(
             # Broad grants and public triggers were decided above (allowed here by an
             # admin): one decision, not two.
             if not (allow_broad and f.rule_id == BROAD_GRANT_RULE)
-            and not (allow_public and f.rule_id == PUBLIC_TRIGGER_RULE)
+            and not (allow_public and f.rule_id in PUBLIC_TRIGGER_RULES)
         ]
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]
