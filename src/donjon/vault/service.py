@@ -204,12 +204,7 @@ class Vault:
                 f"the function is granted secret {name}, which is not in the vault",
                 hint=f"`donjon secret set {name}`",
             )
-        data_key = await self._unwrap(
-            row, aad_for(row.name, row.secret_id, row.version, "data-key")
-        )
-        aad = aad_for(row.name, row.secret_id, row.version, "value")
-        plain = gcm_decrypt(data_key, row.ciphertext, aad, f"secret {name} version {row.version}")
-        opened = (row.version, Secret(plain.decode("utf-8")))
+        opened = (row.version, Secret(await self._open_row(row)))
         # Kept only if nothing was written meanwhile (the row read may be stale).
         if generation == self._generation:
             self._opened[name] = opened
