@@ -52,10 +52,16 @@ class BadDelivery(WebhookError):
     """
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(
-            message, hint="sign the raw body with the webhook's secret, once per delivery"
-        )
+        super().__init__(message, hint=_HINTS.get(reason, ""))
         self.reason = reason
+
+
+_HINTS = {
+    "malformed": "send the headers the webhook's scheme defines (github, stripe, standard)",
+    "signature": "sign the raw body with the webhook's secret",
+    "timestamp": "sign each delivery as it is sent, with a clock within 5 minutes of ours",
+    "replay": "each delivery is taken once: send a new one",
+}
 
 
 class WebhookMisconfigured(WebhookError):
