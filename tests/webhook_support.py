@@ -54,8 +54,14 @@ def deploy_hooks(node: LiveNode, root: Path, body_limit: str = "64KiB") -> dict[
     return secrets
 
 
-def post_hook(node: LiveNode, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    with httpx.Client(base_url=node.url, verify=node.tls, timeout=30) as c:
+def post_hook(
+    node: LiveNode, path: str, body: bytes, headers: dict[str, str], source: str | None = None
+) -> httpx.Response:
+    """POST a delivery to /hooks`path`, from the loopback address `source` if given."""
+    transport = (
+        None if source is None else httpx.HTTPTransport(verify=node.tls, local_address=source)
+    )
+    with httpx.Client(base_url=node.url, verify=node.tls, timeout=30, transport=transport) as c:
         return c.post(f"/hooks{path}", content=body, headers=headers)
 
 

@@ -17,11 +17,19 @@ import pytest
 from harness import LiveNode, fresh_source
 from sec_support import assert_problem
 from triggers.webhook_signing import github_headers, new_whsec, standard_headers, stripe_headers
-from webhook_support import HOOKS, audit, deliveries, deploy_hooks, post_hook, wait_for_delivery
+from webhook_support import HOOKS, audit, deliveries, deploy_hooks, wait_for_delivery
+from webhook_support import post_hook as _post_hook
 
 pytestmark = pytest.mark.slow
 
 Keys = dict[str, str]
+#: The attacks' own source address: their refusals count against it, not 127.0.0.1,
+#: which the rest of the session's tests call from.
+ATTACKER = fresh_source()
+
+
+def post_hook(node: LiveNode, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return _post_hook(node, path, body, headers, ATTACKER)
 
 
 @pytest.fixture(scope="module")
