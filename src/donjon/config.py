@@ -185,6 +185,11 @@ class Settings:
     #: Quotas (ratelimit/quota_book.py) changed through another node apply here within
     #: this many seconds (DONJON_QUOTA_REFRESH_S).
     quota_refresh_s: float = 10.0
+    #: Webhooks: a rotated secret's previous versions verify deliveries this long after
+    #: the rotation (DONJON_WEBHOOK_SECRET_GRACE_S); a delivery id without a signed
+    #: timestamp (GitHub's) is remembered this long (DONJON_WEBHOOK_REPLAY_TTL_S).
+    webhook_secret_grace_s: float = 86_400.0
+    webhook_replay_ttl_s: float = 7 * 86_400.0
     #: The master key file (DONJON_MASTER_KEY_FILE); None: master.key in the data dir.
     master_key_file: Path | None = None
     #: The vault's key provider program (DONJON_KMS_COMMAND, split like a shell's
@@ -394,6 +399,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         audit_denial_window_s=raw.AUDIT_DENIAL_WINDOW_S,
         audit_denial_max_sources=raw.AUDIT_DENIAL_MAX_SOURCES,
         quota_refresh_s=raw.QUOTA_REFRESH_S,
+        webhook_secret_grace_s=raw.WEBHOOK_SECRET_GRACE_S,
+        webhook_replay_ttl_s=raw.WEBHOOK_REPLAY_TTL_S,
         master_key_file=_path(raw.MASTER_KEY_FILE),
         kms_command=raw.KMS_COMMAND,
         kms_timeout_s=raw.KMS_TIMEOUT_S,

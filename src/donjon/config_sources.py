@@ -157,6 +157,11 @@ class SettingsInput(BaseSettings):
     AUDIT_DENIAL_MAX_SOURCES: Annotated[int, Field(ge=1)] = 10_000
     #: Seconds between reads of the quotas in force (ratelimit/quota_book.py).
     QUOTA_REFRESH_S: Annotated[Seconds, Field(gt=0, le=3600)] = 10.0
+    #: Webhooks (triggers/webhooks/): how long a rotated secret's previous versions still
+    #: verify deliveries, and how long a delivery id is remembered for schemes that sign
+    #: no timestamp (GitHub's).
+    WEBHOOK_SECRET_GRACE_S: Annotated[Seconds, Field(ge=0, le=30 * 86_400)] = 86_400.0
+    WEBHOOK_REPLAY_TTL_S: Annotated[Seconds, Field(ge=600, le=365 * 86_400)] = 7 * 86_400.0
     #: Signed checkpoints of the audit log (audit/checkpoints.py): every so many records
     #: or seconds, and where else they go besides the database and the checkpoint file.
     AUDIT_CHECKPOINT_RECORDS: Annotated[int, Field(ge=1, le=10_000_000)] = 1000

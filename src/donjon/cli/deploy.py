@@ -141,12 +141,19 @@ def _build_all(client: ApiClient, dirs: list[Path]) -> list[_Built]:
     is_flag=True,
     help="Admins only: let wildcard and over-broad permission grants through (audited, warned).",
 )
+@click.option(
+    "--unsafe-allow-public",
+    is_flag=True,
+    help="Admins only: let through triggers open to unauthenticated events (a webhook "
+    "without a secret, a public http trigger without limits.rate; audited, warned).",
+)
 @output_option
 def deploy(
     directories: tuple[Path, ...],
     stack: Path | None,
     unsafe_skip_scan: bool,
     unsafe_allow_broad: bool,
+    unsafe_allow_public: bool,
     output: OutputFormat,
 ) -> None:
     """Validate, vendor, scan and deploy the function bundles in DIRECTORIES (or -f STACK).
@@ -158,17 +165,20 @@ def deploy(
         click.echo("warning: UNSAFE: deploying without the scan gate", err=True)
     if unsafe_allow_broad:
         click.echo("warning: UNSAFE: broad permission grants allowed", err=True)
+    if unsafe_allow_public:
+        click.echo("warning: UNSAFE: triggers open to unauthenticated events allowed", err=True)
+    hatches = _Hatches(unsafe_skip_scan, unsafe_allow_broad, unsafe_allow_public)
     dirs = _directories(directories, stack)
     client = ApiClient(load_settings())
     built = _build_all(client, dirs)
     if len(built) == 1 and stack is None:
-        result = _upload(client, built[0], unsafe_skip_scan, unsafe_allow_broad)
+        result = _upload(client, built[0], hatches)
         _report_one(result, output)
         return
     results: list[dict[str, Any]] = []
     for b in built:
         try:
-            result = _upload(client, b, unsafe_skip_scan, unsafe_allow_broad)
+            result = _upload(client, b, hatches)
         except ApiError as e:
             echo_text(f"{b.directory}: refused:", err=True)
             click.echo(printable(e.message, multiline=True), err=True)
@@ -186,13 +196,23 @@ def deploy(
         raise click.exceptions.Exit(1)
 
 
-def _upload(client: ApiClient, b: _Built, skip_scan: bool, allow_broad: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Hatches:
+    """The escape hatches a deploy asked for (each admin-only, audited and warned)."""
+
+    skip_scan: bool
+    allow_broad: bool
+    allow_public: bool
+
+
+def _upload(client: ApiClient, b: _Built, hatches: _Hatches) -> dict[str, Any]:
     return upload_bundle(
         client,
         b.archive,
         b.manifest,
-        unsafe_skip_scan=skip_scan,
-        unsafe_allow_broad=allow_broad,
+        unsafe_skip_scan=hatches.skip_scan,
+        unsafe_allow_broad=hatches.allow_broad,
+        unsafe_allow_public=hatches.allow_public,
     )
 
 

@@ -49,6 +49,7 @@ def deploy_dir(
     *,
     unsafe_skip_scan: bool = False,
     unsafe_allow_broad: bool = False,
+    unsafe_allow_public: bool = False,
 ) -> dict[str, object]:
     """Build the bundle locally (validate, vendor) and upload it; the server scans it.
 
@@ -62,6 +63,7 @@ def deploy_dir(
         manifest.model_dump(mode="json", exclude_none=True),
         unsafe_skip_scan=unsafe_skip_scan,
         unsafe_allow_broad=unsafe_allow_broad,
+        unsafe_allow_public=unsafe_allow_public,
     )
 
 
@@ -88,11 +90,14 @@ def upload_bundle(
     *,
     unsafe_skip_scan: bool = False,
     unsafe_allow_broad: bool = False,
+    unsafe_allow_public: bool = False,
 ) -> dict[str, object]:
     """Send a built bundle; the reply (name, version, digest, scan, warnings, unchanged)."""
     params = {"unsafe_skip_scan": "true"} if unsafe_skip_scan else {}
     if unsafe_allow_broad:
         params["unsafe_allow_broad"] = "true"
+    if unsafe_allow_public:
+        params["unsafe_allow_public"] = "true"
     result: dict[str, object] = client.json(
         "POST",
         "/v1/functions",
@@ -204,7 +209,7 @@ def ls(output: OutputFormat) -> None:
     def table() -> None:
         rows = []
         for f in functions:
-            triggers = [t["http"]["path"] for t in f["manifest"].get("triggers", []) if "http" in t]
+            triggers = [_trigger_label(t) for t in f["manifest"].get("triggers", [])]
             rows.append(
                 [
                     f["name"],
@@ -215,9 +220,22 @@ def ls(output: OutputFormat) -> None:
                     when(f["deployed_at"]),
                 ]
             )
-        print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "HTTP", "DEPLOYED"], rows)
+        print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "TRIGGERS", "DEPLOYED"], rows)
 
     emit(output, functions, table)
+
+
+def _trigger_label(trigger: dict[str, Any]) -> str:
+    """One trigger, short: its kind and what it serves (`http:/resize`, `webhook:/hooks/gh`)."""
+    kind = next(iter(trigger), "?")
+    spec = trigger.get(kind)
+    if kind == "http" and isinstance(spec, dict):
+        return f"http:{spec.get('path', '?')}"
+    if kind in ("webhook", "s3") and isinstance(spec, dict) and spec.get("path"):
+        return f"{kind}:/hooks{spec['path']}"
+    if kind == "postgres" and isinstance(spec, dict):
+        return f"postgres:{spec.get('channel', '?')}"
+    return str(kind)
 
 
 @click.command()

@@ -19,6 +19,7 @@ from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
 from donjon.gateway.deliveries import BackgroundDeliveries
 from donjon.gateway.event_sources import node_sources
+from donjon.gateway.hooks import handle_hook
 from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_event, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
@@ -31,7 +32,9 @@ from donjon.gateway.schemas import render
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
 from donjon.gateway.views import Health
 from donjon.identity import Action
+from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers import Scheduler
+from donjon.triggers.webhooks import WebhookService
 
 __all__ = ["create_app"]
 
@@ -95,12 +98,21 @@ def create_app(node: Node) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
         scheduler.start()
+        # Webhooks (gateway/hooks.py): made with the node it serves, at start.
+        webhooks = app.state.webhooks = WebhookService(
+            node.vault,
+            ReplayStore(node.engine),
+            grace_s=node.settings.webhook_secret_grace_s,
+            replay_ttl_s=node.settings.webhook_replay_ttl_s,
+        )
+        webhooks.start()
         sources = node_sources(node)  # storage (SQS) and database events (triggers/sources.py)
         await sources.start()
         try:
             yield
         finally:
             await sources.stop()
+            await webhooks.stop()
             await scheduler.stop()
             await deliveries.stop()
             await node.stop()
@@ -113,6 +125,8 @@ def create_app(node: Node) -> Starlette:
         # AWS Lambda's Invoke API, SigV4-signed (gateway/lambda_api.py).
         Route(LAMBDA_INVOKE_PATH, handle_lambda_invoke, methods=["POST"]),
         Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
+        # Signed webhooks (gateway/hooks.py); S3-compatible stores' pushes are wired later.
+        Route("/hooks/{path:path}", handle_hook, methods=["POST"]),
     ]
     by_path: dict[str, dict[str, Any]] = {}
     for path, method, endpoint in (*ROUTES, *RESPONSE_ROUTES, *TIMELINE_ROUTES, *QUOTA_ROUTES):

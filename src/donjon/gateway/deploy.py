@@ -23,34 +23,47 @@ from donjon.scan import render_text
 __all__ = ["deploy"]
 
 
+#: Each escape hatch of a deploy (a query flag, admins only), and what a non-admin is told.
+_HATCHES = {
+    "unsafe_skip_scan": "only admins may skip the deploy scan",
+    "unsafe_allow_broad": "only admins may deploy broad permission grants",
+    "unsafe_allow_public": "only admins may deploy triggers open to unauthenticated events",
+}
+
+
+async def _hatch(
+    request: Request, node: Node, principal: Principal, request_id: str, name: str
+) -> bool:
+    """Whether the deploy asks for the escape hatch `name`; `Forbidden` (audited) if it
+    does and the caller is not an admin."""
+    asked = query_flag(request, name)
+    if asked and principal.role != Role.ADMIN:
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            f"{name} needs the admin role",
+            request_id,
+        )
+        raise Forbidden(_HATCHES[name])
+    return asked
+
+
 async def deploy(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
-    skip_scan = query_flag(request, "unsafe_skip_scan")
-    if skip_scan and principal.role != Role.ADMIN:
-        await deny(
-            node,
-            request,
-            principal.label,
-            "authz.denied",
-            "unsafe_skip_scan needs the admin role",
-            request_id,
-        )
-        raise Forbidden("only admins may skip the deploy scan")
-    allow_broad = query_flag(request, "unsafe_allow_broad")
-    if allow_broad and principal.role != Role.ADMIN:
-        await deny(
-            node,
-            request,
-            principal.label,
-            "authz.denied",
-            "unsafe_allow_broad needs the admin role",
-            request_id,
-        )
-        raise Forbidden("only admins may deploy broad permission grants")
+    skip_scan = await _hatch(request, node, principal, request_id, "unsafe_skip_scan")
+    allow_broad = await _hatch(request, node, principal, request_id, "unsafe_allow_broad")
+    allow_public = await _hatch(request, node, principal, request_id, "unsafe_allow_public")
     archive = await read_body(request, MAX_BUNDLE_BYTES)
     if not archive:
         raise BadRequest("the request body must be a bundle archive (tar.gz)")
     done = await node.deployments.deploy(
-        archive, principal, request_id, skip_scan=skip_scan, allow_broad=allow_broad
+        archive,
+        principal,
+        request_id,
+        skip_scan=skip_scan,
+        allow_broad=allow_broad,
+        allow_public=allow_public,
     )
     record, report = done.record, done.report
     body: dict[str, object] = {

@@ -126,6 +126,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/functions/{name}/invoke"): _INVOKE,
     **{(m, "/fn/{path}"): _trigger(m) for m in ("GET", "POST", "PUT", "PATCH", "DELETE")},
     ("HEAD", "/fn/{path}"): _trigger("HEAD"),
+    ("POST", "/hooks/{path}"): Operation(
+        "webhookDelivery",
+        "Deliver a signed webhook",
+        "invoke",
+        {202: v.WebhookAccepted},
+        (401, 404, 413, 429, 503),
+        _FUNCTION_RESPONSE,
+        auth="none",
+        description="Served by the function whose webhook trigger owns the path. The body's "
+        "signature (the trigger's scheme: github, stripe or standard) is checked against "
+        "the trigger's vault secret before anything parses it; a bad or missing signature, "
+        "a timestamp more than 5 minutes off, or a delivery id accepted before is a 401. "
+        "An accepted delivery is answered 202 at once and runs as an async invocation.",
+    ),
     ("OPTIONS", "/fn/{path}"): _trigger("OPTIONS"),
     ("POST", "/2015-03-31/functions/{name}/invocations"): Operation(
         "lambdaInvoke",
@@ -153,6 +167,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         (
             flag("unsafe_skip_scan", "skip the deploy scan (admins only; audited)"),
             flag("unsafe_allow_broad", "deploy broad permission grants (admins only; audited)"),
+            flag(
+                "unsafe_allow_public",
+                "deploy triggers open to unauthenticated events: a webhook without a secret, "
+                "a public http trigger without limits.rate (admins only; audited)",
+            ),
         ),
         description="Gate, scan and deploy as a new version (201); a bundle the function "
         "already runs is a no-op (200, `unchanged`). A refused bundle is a 422 whose "

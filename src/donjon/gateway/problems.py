@@ -38,6 +38,7 @@ from donjon.lifecycle import (
     LifecycleError,
     SkipScanRefused,
 )
+from donjon.lifecycle.errors import AllowPublicRefused
 from donjon.manifest import ManifestError
 from donjon.monitor.manual import BadSubject, NotThrottled
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
@@ -57,6 +58,7 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanError, ScanLimitExceeded
 from donjon.store import StoreConflict
+from donjon.triggers.webhooks import BadDelivery, WebhookError, WebhookMisconfigured
 from donjon.vault import SecretNotFound
 from donjon.vault.names import BadSecret
 
@@ -97,6 +99,7 @@ STATUS: dict[type[Error], int] = {
     LifecycleError: 400,
     DeployBlocked: 422,
     SkipScanRefused: 403,
+    AllowPublicRefused: 403,
     DeployForbidden: 403,
     RoleError: 400,
     RoleConflict: 409,
@@ -107,6 +110,10 @@ STATUS: dict[type[Error], int] = {
     # is refused (fail closed), with Retry-After (ratelimit/failover.py).
     LimiterUnavailable: 503,
     StoreConflict: 409,
+    WebhookError: 401,
+    BadDelivery: 401,
+    # The webhook's secret is unusable for its scheme: the sender retries once fixed.
+    WebhookMisconfigured: 503,
     SandboxError: 500,
     SandboxUnavailable: 503,
     FunctionFailed: 500,

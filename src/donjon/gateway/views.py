@@ -30,6 +30,7 @@ __all__ = [
     "ScanSkipped",
     "SecretSummary",
     "SecretVersion",
+    "WebhookAccepted",
 ]
 
 _T = 1764547200.0  # an example time: 2025-12-01T00:00:00Z
@@ -96,6 +97,14 @@ class FunctionView(BaseModel):
     deployed_by: str
     owner: str | None
     manifest: dict[str, Any] = Field(description="the deployed donjon.yaml, as JSON")
+
+
+class WebhookAccepted(BaseModel):
+    model_config = _example(id="3f2a1c0e9b8d4e7f", function="on-push", delivery_id="72d3162e")
+
+    id: str = Field(description="the invocation's id (audit log, `donjon logs`)")
+    function: FunctionName
+    delivery_id: str | None = Field(description="the sender's id of the delivery")
 
 
 class ScanSkipped(BaseModel):

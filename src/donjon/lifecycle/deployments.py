@@ -29,9 +29,16 @@ from donjon.bundle.target import RuntimeTarget
 from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
+from donjon.lifecycle.deploy_notes import (
+    audit_detail,
+    check_trigger_secrets,
+    not_yet_granted,
+    unsafe_warnings,
+)
 from donjon.lifecycle.deploy_queue import DeployQueue
 from donjon.lifecycle.errors import (
     AllowBroadRefused,
+    AllowPublicRefused,
     DeployForbidden,
     FunctionNotFound,
     InvokeGrantForbidden,
@@ -40,7 +47,6 @@ from donjon.lifecycle.errors import (
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
-from donjon.manifest.grants import broad_grants
 from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
@@ -159,6 +165,7 @@ class Deployments:
         *,
         skip_scan: bool = False,
         allow_broad: bool = False,
+        allow_public: bool = False,
     ) -> Deployment:
         """Gate, start, store and switch to the bundle in `archive` (a tar.gz).
 
@@ -170,6 +177,8 @@ class Deployments:
                 raise SkipScanRefused
             if allow_broad and principal.role != Role.ADMIN:
                 raise AllowBroadRefused
+            if allow_public and principal.role != Role.ADMIN:
+                raise AllowPublicRefused
             accepted = await self.queue.run(
                 accept_bundle,
                 archive,
@@ -179,11 +188,13 @@ class Deployments:
                 policy=self._policy,
                 skip_scan=skip_scan,
                 allow_broad=allow_broad,
+                allow_public=allow_public,
                 runtime=self._runtime,
                 egress_networks=self.egress_networks,
             )
             self._check_limits(accepted.manifest)
             await self._check_grants(accepted.manifest, principal)
+            await check_trigger_secrets(self._vault, accepted.manifest)
         # From here on a deploy runs to its end even if its caller goes away, one
         # at a time per function: the version it picks, the sandbox it starts and
         # the row it stores are its own, never another deploy's of the same name.
@@ -269,16 +280,16 @@ class Deployments:
                 "function.deploy",
                 f"{record.name}@{record.version}",
                 "unchanged",
-                _audit_detail(request_id, accepted, skip_scan),
+                audit_detail(request_id, accepted, skip_scan),
             )
         )
         manifest = accepted.manifest
-        warnings = _unsafe_warnings(principal, record, manifest, skip_scan)
+        warnings = unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(
             record,
             accepted.digest,
             accepted.report,
-            warnings + _not_yet_granted(manifest),
+            warnings + not_yet_granted(manifest),
             unchanged=True,
         )
 
@@ -329,11 +340,11 @@ class Deployments:
                 "function.deploy",
                 f"{record.name}@{record.version}",
                 "ok",
-                _audit_detail(request_id, accepted, skip_scan),
+                audit_detail(request_id, accepted, skip_scan),
             )
         )
-        warnings = _unsafe_warnings(principal, record, manifest, skip_scan)
-        return Deployment(record, digest, accepted.report, warnings + _not_yet_granted(manifest))
+        warnings = unsafe_warnings(principal, record, manifest, skip_scan)
+        return Deployment(record, digest, accepted.report, warnings + not_yet_granted(manifest))
 
     async def _store_and_switch(
         self, accepted: Accepted, version: int, principal: Principal
@@ -438,48 +449,3 @@ def _public(error: Error, request_id: str) -> Error:
             hint=f"the server log has the details (request {request_id})",
         )
     return error
-
-
-def _audit_detail(request_id: str, accepted: Accepted, skip_scan: bool) -> dict[str, object]:
-    detail: dict[str, object] = {"request_id": request_id, "digest": accepted.digest}
-    broad = broad_grants(accepted.manifest.permissions)
-    if broad:  # only ever stored when an admin asked for it (the gate refuses it otherwise)
-        detail["unsafe_allow_broad"] = True
-        detail["broad_grants"] = broad
-    if skip_scan:
-        detail["unsafe_skip_scan"] = True
-    else:
-        detail["findings"] = len(accepted.report.findings) if accepted.report else 0
-    return detail
-
-
-def _unsafe_warnings(
-    principal: Principal, record: FunctionRecord, manifest: Manifest, skip_scan: bool
-) -> tuple[str, ...]:
-    """Log each escape hatch a deploy used; the broad grants, as warnings for the deployer."""
-    if skip_scan:
-        log.warning(
-            "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
-            principal.label,
-            record.name,
-            record.version,
-        )
-    broad = broad_grants(manifest.permissions)
-    for grant in broad:
-        log.warning(
-            "UNSAFE: %s deployed %s@%s with a broad grant (--unsafe-allow-broad): %s",
-            principal.label,
-            record.name,
-            record.version,
-            grant,
-        )
-    return tuple(f"UNSAFE (--unsafe-allow-broad): {g}" for g in broad)
-
-
-def _not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
-    """Grants this node cannot honour yet: said plainly, never silently ignored."""
-    perms = manifest.permissions
-    out = []
-    if perms.invoke:
-        out.append("permissions.invoke: calling other functions is not in this version")
-    return tuple(out)

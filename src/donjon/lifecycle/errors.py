@@ -6,6 +6,7 @@ from donjon.errors import Error
 
 __all__ = [
     "AllowBroadRefused",
+    "AllowPublicRefused",
     "DeployBlocked",
     "DeployForbidden",
     "FunctionNotFound",
@@ -48,6 +49,15 @@ class AllowBroadRefused(LifecycleError):
 
     def __init__(self) -> None:
         super().__init__("only admins may deploy broad permission grants")
+
+
+class AllowPublicRefused(LifecycleError):
+    """Triggers open to unauthenticated events let through, asked for by a non-admin."""
+
+    title = "Forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("only admins may deploy triggers open to unauthenticated events")
 
 
 class DeployForbidden(LifecycleError):

@@ -20,6 +20,7 @@ from donjon.egress.addresses import IPNetwork
 from donjon.lifecycle.errors import DeployBlocked
 from donjon.lifecycle.registry import FunctionRegistry, stored_manifest
 from donjon.manifest import Manifest, ManifestError, load_manifest
+from donjon.manifest.exposure import public_triggers
 from donjon.manifest.grants import broad_grants, egress_refusals
 from donjon.scan import ScanError, ScanPolicy, ScanReport, render_text
 
@@ -27,6 +28,9 @@ __all__ = ["BROAD_GRANT_RULE", "Accepted", "BundleScanner", "accept_bundle", "ro
 
 #: The scanner's finding for what `broad_grants` refuses (both call `broad_reason`).
 BROAD_GRANT_RULE = "DJ-MF-002"
+#: The scanner's findings for what `public_triggers` refuses: a public http trigger
+#: without a rate, a webhook (or s3 push) without a secret.
+PUBLIC_TRIGGER_RULES = frozenset({"DJ-MF-001", "DJ-MF-005"})
 
 
 class BundleScanner(Protocol):
@@ -52,7 +56,7 @@ def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
     conflicts = registry.route_conflicts(manifest)
     if conflicts:
         raise ManifestError(
-            "http trigger routes already taken: " + "; ".join(conflicts), problems=conflicts
+            "trigger routes already taken: " + "; ".join(conflicts), problems=conflicts
         )
 
 
@@ -65,6 +69,7 @@ def accept_bundle(
     policy: ScanPolicy,
     skip_scan: bool,
     allow_broad: bool = False,
+    allow_public: bool = False,
     runtime: RuntimeTarget | None = None,
     egress_networks: Sequence[IPNetwork] = (),
 ) -> Accepted:
@@ -73,6 +78,8 @@ def accept_bundle(
     `runtime`: the sandbox's interpreter and platform; its vendored wheels must fit it.
     `egress_networks`: the node's DONJON_EGRESS_ALLOW_NETWORKS; an egress grant its
     proxy would refuse fails the deploy, whoever asks.
+    `allow_public`: an admin's --unsafe-allow-public lets through triggers that accept
+    unauthenticated events (manifest/exposure.py); refused otherwise.
     """
 
     def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
@@ -97,6 +104,14 @@ def accept_bundle(
                 problems=broad,
                 hint="grant exact names and host:port pairs (an admin may --unsafe-allow-broad)",
             )
+        public = public_triggers(manifest)
+        if public and not allow_public:
+            raise ManifestError(
+                "triggers that would accept unauthenticated events: " + "; ".join(public),
+                problems=public,
+                hint="give each webhook (and s3 push trigger) a vault secret, and a public "
+                "http trigger a limits.rate (an admin may --unsafe-allow-public)",
+            )
         if skip_scan:
             return manifest, stored, None
         if scanner is None:
@@ -109,8 +124,10 @@ def accept_bundle(
         blocking = [
             f
             for f in report.blocking(policy)
-            # Broad grants were decided above (allowed here by an admin): one decision, not two.
+            # Broad grants and public triggers were decided above (allowed here by an
+            # admin): one decision, not two.
             if not (allow_broad and f.rule_id == BROAD_GRANT_RULE)
+            and not (allow_public and f.rule_id in PUBLIC_TRIGGER_RULES)
         ]
         if blocking:
             problems = [f"{f.rule_id} {f.location}: {f.message}" for f in blocking]

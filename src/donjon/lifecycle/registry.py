@@ -23,6 +23,7 @@ from donjon.manifest import (
     parse_manifest,
     parse_stored_manifest,
 )
+from donjon.manifest.event_triggers import S3Spec, WebhookSpec
 from donjon.manifest.input_validator import input_validator
 from donjon.manifest.model import HttpSpec
 from donjon.sandbox import InstanceConfig
@@ -32,7 +33,9 @@ from donjon.triggers import CronExpression
 __all__ = [
     "Deployed",
     "FunctionRegistry",
+    "HookSpec",
     "SkippedRecord",
+    "hook_paths",
     "instance_config",
     "load_registry",
     "make_deployed",
@@ -103,12 +106,24 @@ def make_deployed(record: FunctionRecord, bundle: Path) -> Deployed:
     return Deployed(record, manifest, config, validator, manifest.limits.parsed_rate, schedules)
 
 
+#: What serves a path under /hooks: a signed webhook, or an S3-compatible store's push.
+HookSpec = WebhookSpec | S3Spec
+
+
+def hook_paths(manifest: Manifest) -> list[tuple[str, HookSpec]]:
+    """The paths `manifest` serves under /hooks, with their triggers."""
+    out: list[tuple[str, HookSpec]] = [(w.path, w) for w in manifest.webhooks]
+    out += [(s.path, s) for s in manifest.storage_events if s.path is not None]
+    return out
+
+
 class FunctionRegistry:
-    """Functions by name and http routes by (path, method)."""
+    """Functions by name, http routes by (path, method), and /hooks paths."""
 
     def __init__(self) -> None:
         self._functions: dict[str, Deployed] = {}
         self._routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
+        self._hooks: dict[str, tuple[Deployed, HookSpec]] = {}
         self._watchers: list[Callable[[], None]] = []
 
     def watch(self, changed: Callable[[], None]) -> None:
@@ -144,23 +159,36 @@ class FunctionRegistry:
         """The function and the trigger (auth mode, event format) for an http request."""
         return self._routes.get((path, method))
 
+    def hook(self, path: str) -> tuple[Deployed, HookSpec] | None:
+        """The function and the trigger (webhook or S3 push) served at POST /hooks{path}."""
+        return self._hooks.get(path)
+
     def route_conflicts(self, manifest: Manifest) -> list[str]:
-        """Routes of `manifest` already taken by another function."""
+        """Routes of `manifest` (http, and paths under /hooks) already taken by another
+        function."""
         out = []
         for spec in manifest.http_triggers:
             for method in spec.methods:
                 taken = self._routes.get((spec.path, method))
                 if taken is not None and taken[0].name != manifest.name:
                     out.append(f"{method} {spec.path} belongs to {taken[0].name}")
+        for path, _ in hook_paths(manifest):
+            hooked = self._hooks.get(path)
+            if hooked is not None and hooked[0].name != manifest.name:
+                out.append(f"POST /hooks{path} belongs to {hooked[0].name}")
         return out
 
     def _rebuild_routes(self) -> None:
         routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
+        hooks: dict[str, tuple[Deployed, HookSpec]] = {}
         for deployed in self._functions.values():
             for spec in deployed.manifest.http_triggers:
                 for method in spec.methods:
                     routes[(spec.path, method)] = (deployed, spec)
+            for path, hook in hook_paths(deployed.manifest):
+                hooks[path] = (deployed, hook)
         self._routes = routes
+        self._hooks = hooks
 
 
 def manifest_json(manifest: Manifest) -> str:

@@ -475,6 +475,17 @@ _CATALOG = (
         "timeout_s or memory_mb is missing, not positive, or beyond the platform's limits.",
         "Set memory_mb and timeout_s to what the function needs (e.g. 128 and 10).",
     ),
+    Rule(
+        "DJ-MF-005",
+        "unauthenticated-event-trigger",
+        _M,
+        Severity.HIGH,
+        Cwe.MISSING_AUTHENTICATION,
+        _SAS.SAS_2,
+        "A webhook trigger (or an s3 trigger with source: push) without a secret: anyone "
+        "who finds its /hooks path can run the function with any event.",
+        "Name a vault secret: webhook: {path: /github, scheme: github, secret: gh-hook}.",
+    ),
 )
 
 RULES: Mapping[str, Rule] = {r.id: r for r in _CATALOG}

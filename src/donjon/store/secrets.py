@@ -100,16 +100,20 @@ class SecretStore:
             ) from e
 
     def latest(self, name: str) -> VersionRow | None:
+        newest = self.recent(name, 1)
+        return newest[0][0] if newest else None
+
+    def recent(self, name: str, most: int) -> list[tuple[VersionRow, float]]:
+        """The newest `most` versions of `name`, newest first, each with when it was made."""
         query = (
             select(secret_versions, secrets.c.secret_id)
             .join(secrets, secrets.c.name == secret_versions.c.name)
             .where(secret_versions.c.name == name)
             .order_by(secret_versions.c.version.desc())
-            .limit(1)
+            .limit(most)
         )
         with self._engine.connect() as conn:
-            row = conn.execute(query).one_or_none()
-        return None if row is None else _version(row)
+            return [(_version(r), float(r._mapping["created_at"])) for r in conn.execute(query)]
 
     def summaries(self) -> list[SecretSummary]:
         query = (

@@ -31,6 +31,7 @@ __all__ = [
     "roles",
     "secret_versions",
     "secrets",
+    "webhook_deliveries",
 ]
 
 metadata = MetaData()
@@ -213,4 +214,15 @@ alerts_indexed = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("through", BigInteger, nullable=False),
+)
+
+#: The webhook replay cache (triggers/webhooks/): one row per delivery id accepted at a
+#: hook path, kept until `expires_at`; an INSERT that conflicts is a replay. Shared by
+#: every node on the database, and kept across restarts; expired rows are purged.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("hook", String(255), primary_key=True),
+    Column("delivery_id", String(255), primary_key=True),
+    Column("expires_at", Float, nullable=False, index=True),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets as _random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,7 +22,13 @@ from donjon.vault.errors import SecretNotFound, VaultError
 from donjon.vault.interface import KeyProvider
 from donjon.vault.names import check_name, check_value
 
-__all__ = ["Vault", "VersionInfo"]
+__all__ = ["ACCEPTED_CACHE_S", "MAX_ACCEPTED", "Vault", "VersionInfo"]
+
+#: The versions a webhook accepts are read again at least this often (another node's
+#: rotation is seen within it).
+ACCEPTED_CACHE_S = 60.0
+#: At most this many versions of a secret are accepted at once (the newest ones).
+MAX_ACCEPTED = 4
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,8 @@ class Vault:
         self.provider = provider
         self._readers: tuple[KeyProvider, ...] = (provider, *readers)
         self._opened: dict[str, tuple[int, Secret[str]]] = {}
+        #: name -> (read again after, in monotonic seconds; the accepted values, newest first).
+        self._accepted: dict[str, tuple[float, tuple[Secret[str], ...]]] = {}
         self._writes = asyncio.Lock()
         #: Bumped by every write: a value opened across a write is not kept.
         self._generation = 0
@@ -108,8 +117,10 @@ class Vault:
         self._generation += 1
         if name is None:
             self._opened.clear()
+            self._accepted.clear()
         else:
             self._opened.pop(name, None)
+            self._accepted.pop(name, None)
 
     @property
     def writes(self) -> asyncio.Lock:
@@ -144,6 +155,47 @@ class Vault:
             out[name] = opened[1].reveal()
         return out
 
+    async def open_accepted(self, name: str, grace_s: float) -> list[str]:
+        """The values a signature may be made with, newest first: the latest version, and
+        each older one whose successor was made less than `grace_s` seconds ago (a sender
+        still signing with the previous secret right after a rotation). At most
+        MAX_ACCEPTED. `SecretNotFound` if `name` is not in the vault.
+
+        Kept opened for ACCEPTED_CACHE_S at most (never past the end of a grace), and
+        forgotten at once when this node changes the secret."""
+        cached = self._accepted.get(name)
+        if cached is not None and time.monotonic() < cached[0]:
+            return [value.reveal() for value in cached[1]]
+        generation = self._generation
+        rows = await asyncio.to_thread(self.store.recent, name, MAX_ACCEPTED)
+        if not rows:
+            raise SecretNotFound(
+                f"the webhook's secret {name} is not in the vault",
+                hint=f"`donjon secret set {name}`",
+            )
+        now = time.time()
+        values = [await self._open_row(rows[0][0])]
+        keep_s = ACCEPTED_CACHE_S
+        for (row, _), (_, successor_made) in zip(rows[1:], rows, strict=False):
+            left = successor_made + grace_s - now
+            if left <= 0:
+                break
+            values.append(await self._open_row(row))
+            keep_s = min(keep_s, left)
+        if generation == self._generation:
+            self._accepted[name] = (time.monotonic() + keep_s, tuple(Secret(v) for v in values))
+        return values
+
+    async def _open_row(self, row: VersionRow) -> str:
+        data_key = await self._unwrap(
+            row, aad_for(row.name, row.secret_id, row.version, "data-key")
+        )
+        aad = aad_for(row.name, row.secret_id, row.version, "value")
+        plain = gcm_decrypt(
+            data_key, row.ciphertext, aad, f"secret {row.name} version {row.version}"
+        )
+        return plain.decode("utf-8")
+
     async def _open_latest(self, name: str) -> tuple[int, Secret[str]]:
         generation = self._generation
         row = await asyncio.to_thread(self.store.latest, name)
@@ -152,12 +204,7 @@ class Vault:
                 f"the function is granted secret {name}, which is not in the vault",
                 hint=f"`donjon secret set {name}`",
             )
-        data_key = await self._unwrap(
-            row, aad_for(row.name, row.secret_id, row.version, "data-key")
-        )
-        aad = aad_for(row.name, row.secret_id, row.version, "value")
-        plain = gcm_decrypt(data_key, row.ciphertext, aad, f"secret {name} version {row.version}")
-        opened = (row.version, Secret(plain.decode("utf-8")))
+        opened = (row.version, Secret(await self._open_row(row)))
         # Kept only if nothing was written meanwhile (the row read may be stale).
         if generation == self._generation:
             self._opened[name] = opened

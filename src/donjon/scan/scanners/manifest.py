@@ -88,6 +88,25 @@ class _Check:
                     "auth",
                 )
 
+    def unauthenticated_triggers(self) -> None:
+        for i, trigger in enumerate(self.data.get("triggers") or []):
+            if not isinstance(trigger, dict):
+                continue
+            for kind in ("webhook", "s3"):
+                spec = trigger.get(kind)
+                if not isinstance(spec, dict) or spec.get("secret"):
+                    continue
+                if kind == "s3" and spec.get("source") != "push":
+                    continue
+                what = "webhook" if kind == "webhook" else "s3 push trigger"
+                self.add(
+                    "DJ-MF-005",
+                    f"{what} {spec.get('path', '?')} has no secret",
+                    "triggers",
+                    i,
+                    kind,
+                )
+
     def broad_grants(self) -> None:
         perms = self.data.get("permissions")
         if not isinstance(perms, dict):
@@ -171,6 +190,7 @@ class ManifestScanner(Scanner):
                 continue
             check = _Check(doc, project, self.egress_networks)
             check.public_triggers()
+            check.unauthenticated_triggers()
             check.broad_grants()
             check.unused_secrets()
             check.bounds()

@@ -130,7 +130,7 @@ def not_a_secret(value: str) -> str:
         return "a reference to a variable, parameter or resource"
     if _IAM_ACTION.fullmatch(text):
         return "an IAM action name"
-    if _is_words(text):
+    if _is_words(core):  # `secret: gh-hook}` in a YAML flow mapping names a vault secret
         return WORDS
     if len(text.split()) >= _PROSE_WORDS:
         return "prose (a description, not a key)"

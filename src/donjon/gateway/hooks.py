@@ -1,0 +1,98 @@
+"""POST /hooks/{path}: signed webhooks, and S3-compatible stores' pushes (hooks_s3.py).
+
+find the trigger by path (404) -> read the body within the function's limits.body
+(413) -> verify its signature against the trigger's vault secret before anything
+parses it (401) -> the function's admission (quarantine, rates, quotas, capacity;
+trigger "webhook") -> refuse a delivery id accepted before (401) -> submit it as an
+async invocation -> 202 with the invocation's id. What each step does lives in
+triggers/webhooks/; this handler parses, calls it, renders. Refusals are audited
+as `auth.denied` (trigger "webhook"), aggregated per source and window like every
+failed authentication, so a burst of bad signatures raises the monitor's
+credential stuffing alert without a record per request.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.errors import Error
+from donjon.gateway.access import deny, new_request_id
+from donjon.gateway.admission import admit
+from donjon.gateway.errors import NotFound
+from donjon.gateway.events import body_limit, read_event
+from donjon.gateway.hooks_s3 import handle_s3_push
+from donjon.gateway.node import Node
+from donjon.gateway.problems import problem_from_error, quarantined
+from donjon.gateway.schemas import render
+from donjon.gateway.views import WebhookAccepted
+from donjon.manifest.event_triggers import S3Spec, WebhookSpec
+from donjon.monitor.quarantine import FunctionQuarantined
+from donjon.ratelimit import RateLimitError
+from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
+
+__all__ = ["handle_hook"]
+
+#: The longest path under /hooks looked up (longer: not found, never a lookup).
+_MAX_PATH = 512
+
+
+async def handle_hook(request: Request) -> Response:
+    node: Node = request.app.state.node
+    hooks: WebhookService = request.app.state.webhooks
+    request_id = new_request_id()
+    raw = request.path_params["path"]
+    path = "/" + raw.strip("/")
+    try:
+        found = node.registry.hook(path) if len(raw) <= _MAX_PATH else None
+        spec = found[1] if found is not None else None
+        if found is not None and isinstance(spec, S3Spec):  # a store's push (hooks_s3.py)
+            return await handle_s3_push(request, node, found[0], spec)
+        if found is None or not isinstance(spec, WebhookSpec):
+            await deny(node, request, "anonymous", "webhook.unknown", "no such hook", request_id)
+            raise NotFound(f"no webhook at /hooks{path}")
+        deployed, submit = found[0], node.submit
+        if submit is None:  # set by the app (app.py) before anything is served
+            raise WebhookMisconfigured("this node takes no events yet")
+        body = await read_event(request, deployed, body_limit(deployed, _max_body(node)))
+        try:
+            verified = await hooks.verify(spec, request.headers, body)
+            invocation = await hooks.accept(
+                deployed.name,
+                spec,
+                request.headers,
+                body,
+                verified,
+                functools.partial(admit, node, deployed, None, request_id, "webhook"),
+                submit,
+            )
+        except BadDelivery as e:
+            await deny(
+                node,
+                request,
+                "anonymous",
+                "auth.denied",
+                f"webhook {spec.scheme}: {e.reason}",
+                request_id,
+                {"trigger": "webhook", "function": deployed.name},
+            )
+            raise
+        accepted = WebhookAccepted(
+            id=invocation, function=deployed.name, delivery_id=verified.delivery_id or None
+        )
+        return render(accepted, 202)
+    except FunctionQuarantined as e:  # the sender is anyone: not told why
+        return quarantined(e, request_id, public=True)
+    except RateLimitError as e:
+        response = problem_from_error(e, request_id=request_id)
+        response.headers["retry-after"] = str(max(1, math.ceil(e.retry_after_s)))
+        return response
+    except Error as e:
+        return problem_from_error(e, request_id=request_id)
+
+
+def _max_body(node: Node) -> int:
+    return node.settings.requests.max_body_bytes

@@ -1,0 +1,93 @@
+"""What a deploy records and says beyond its result: the audit record's detail, the
+escape hatches it used (logged as warnings every time, and returned to the deployer),
+and the checks of what its triggers name.
+
+Broad grants and public triggers are only ever stored when an admin asked for them
+(`--unsafe-allow-broad`, `--unsafe-allow-public`: the gate refuses them otherwise),
+so the manifest itself says which hatch a deploy used.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from donjon.identity import Principal
+from donjon.lifecycle.gate import Accepted
+from donjon.manifest import Manifest, ManifestError
+from donjon.manifest.exposure import public_triggers, trigger_secrets
+from donjon.manifest.grants import broad_grants
+from donjon.store import FunctionRecord
+from donjon.vault.service import Vault
+
+__all__ = ["audit_detail", "check_trigger_secrets", "not_yet_granted", "unsafe_warnings"]
+
+log = logging.getLogger("donjon")
+
+
+def audit_detail(request_id: str, accepted: Accepted, skip_scan: bool) -> dict[str, object]:
+    """The detail of the deploy's `function.deploy` record."""
+    detail: dict[str, object] = {"request_id": request_id, "digest": accepted.digest}
+    broad = broad_grants(accepted.manifest.permissions)
+    if broad:
+        detail["unsafe_allow_broad"] = True
+        detail["broad_grants"] = broad
+    public = public_triggers(accepted.manifest)
+    if public:
+        detail["unsafe_allow_public"] = True
+        detail["public_triggers"] = public
+    if skip_scan:
+        detail["unsafe_skip_scan"] = True
+    else:
+        detail["findings"] = len(accepted.report.findings) if accepted.report else 0
+    return detail
+
+
+def unsafe_warnings(
+    principal: Principal, record: FunctionRecord, manifest: Manifest, skip_scan: bool
+) -> tuple[str, ...]:
+    """Log each escape hatch a deploy used; the broad grants and public triggers, as
+    warnings for the deployer."""
+    if skip_scan:
+        log.warning(
+            "UNSAFE: %s deployed %s@%s without the scan (--unsafe-skip-scan)",
+            principal.label,
+            record.name,
+            record.version,
+        )
+    broad = broad_grants(manifest.permissions)
+    hatches = [("--unsafe-allow-broad", "a broad grant", g) for g in broad]
+    hatches += [("--unsafe-allow-public", "a public trigger", t) for t in public_triggers(manifest)]
+    for flag, what, item in hatches:
+        log.warning(
+            "UNSAFE: %s deployed %s@%s with %s (%s): %s",
+            principal.label,
+            record.name,
+            record.version,
+            what,
+            flag,
+            item,
+        )
+    return tuple(f"UNSAFE ({flag}): {item}" for flag, _, item in hatches)
+
+
+def not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
+    """Grants this node cannot honour yet: said plainly, never silently ignored."""
+    perms = manifest.permissions
+    out = []
+    if perms.invoke:
+        out.append("permissions.invoke: calling other functions is not in this version")
+    return tuple(out)
+
+
+async def check_trigger_secrets(vault: Vault | None, manifest: Manifest) -> None:
+    """`ManifestError` if a trigger (webhook, s3, postgres) names a secret the vault lacks."""
+    names = trigger_secrets(manifest)
+    if vault is None or not names:
+        return
+    missing = await vault.missing(names)
+    if missing:
+        raise ManifestError(
+            f"triggers name secrets {', '.join(missing)}, not in the vault",
+            problems=[f"triggers: no secret named {n}" for n in missing],
+            hint="create it first: `donjon secret set NAME` (the value from stdin)",
+        )

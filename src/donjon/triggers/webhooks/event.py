@@ -1,0 +1,78 @@
+"""The event a webhook's handler sees, and the envelope it is submitted in.
+
+The handler's event is a JSON object::
+
+    {"scheme": "github", "path": "/github",
+     "delivery_id": "72d3162e-...", "event_type": "push",
+     "headers": {"x-github-event": "push", "content-type": "application/json", ...},
+     "body": {...the delivery's JSON body, parsed...}}
+
+`body` is the parsed JSON when the delivery's body is JSON; otherwise it is the body
+as text (UTF-8) with ``"body_encoding": "text"``, or base64 with ``"body_encoding":
+"base64"`` when it is not UTF-8. `headers` holds only the content type, the user
+agent and the scheme's own delivery headers, never the signature. For an unsigned
+webhook (deployed with --unsafe-allow-public) `delivery_id` may be null.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from donjon import boundedjson
+from donjon.manifest.event_triggers import WebhookSpec
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.webhooks.interface import Verified, Verifier
+
+__all__ = ["webhook_envelope"]
+
+#: Headers every webhook event carries (when sent), besides the scheme's own.
+_COMMON_HEADERS = ("content-type", "user-agent")
+#: The CloudEvents `type` prefix of each scheme's event types.
+_TYPE_PREFIX = {"github": "com.github.", "stripe": "com.stripe.", "standard": "webhook."}
+
+
+def webhook_envelope(
+    function: str,
+    spec: WebhookSpec,
+    verifier: Verifier,
+    headers: Mapping[str, str],
+    body: bytes,
+    verified: Verified,
+) -> Envelope:
+    """The envelope of an accepted delivery (its signature, if any, checked)."""
+    event: dict[str, Any] = {
+        "scheme": spec.scheme,
+        "path": spec.path,
+        "delivery_id": verified.delivery_id or None,
+        "event_type": verified.event_type or None,
+        "headers": {
+            name: headers[name][:1024]
+            for name in (*_COMMON_HEADERS, *verifier.event_headers)
+            if name in headers
+        },
+    }
+    event.update(_body(body))
+    return Envelope(
+        function=function,
+        event=json.dumps(event, separators=(",", ":")).encode(),
+        trigger="webhook",
+        source=f"/hooks{spec.path}",
+        type=_TYPE_PREFIX[spec.scheme] + (verified.event_type or "delivery"),
+        delivery_id=verified.delivery_id or None,
+    )
+
+
+def _body(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {"body": None}
+    try:
+        return {"body": boundedjson.loads(body)}
+    except (ValueError, boundedjson.JSONTooDeep):
+        pass
+    try:
+        return {"body": body.decode("utf-8"), "body_encoding": "text"}
+    except UnicodeDecodeError:
+        return {"body": base64.b64encode(body).decode(), "body_encoding": "base64"}

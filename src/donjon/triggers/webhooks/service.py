@@ -1,0 +1,150 @@
+"""`WebhookService`: what taking one webhook delivery does, whoever serves the route.
+
+verify the signature (against the secret's accepted versions, before anything parses
+the body) -> the function's admission (quarantine, rates, quotas, capacity: the
+caller's) -> claim the delivery id in the replay cache (a conflict is a replay) ->
+submit the envelope. A delivery refused after its id was claimed (the submit failed)
+gives the id back, so the sender's retry is not taken for a replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from donjon.manifest.event_triggers import WebhookSpec
+from donjon.store.webhook_replays import ReplayStore
+from donjon.triggers.envelope import Submit
+from donjon.triggers.webhooks.event import webhook_envelope
+from donjon.triggers.webhooks.github import GitHubVerifier
+from donjon.triggers.webhooks.interface import (
+    BadDelivery,
+    Verified,
+    Verifier,
+    WebhookMisconfigured,
+)
+from donjon.triggers.webhooks.standard import StandardVerifier
+from donjon.triggers.webhooks.stripe import StripeVerifier
+from donjon.vault.errors import SecretNotFound
+from donjon.vault.service import Vault
+
+__all__ = ["PURGE_INTERVAL_S", "VERIFIERS", "WebhookService"]
+
+log = logging.getLogger("donjon.webhooks")
+
+#: The verifier of each manifest `scheme:`.
+VERIFIERS: Mapping[str, Verifier] = {
+    v.scheme: v for v in (GitHubVerifier(), StripeVerifier(), StandardVerifier())
+}
+#: Expired delivery ids are deleted from the replay cache this often.
+PURGE_INTERVAL_S = 600.0
+
+
+class WebhookService:
+    """Verifies, deduplicates and submits webhook deliveries."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        replays: ReplayStore,
+        *,
+        grace_s: float,
+        replay_ttl_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._vault = vault
+        self._replays = replays
+        self._grace_s = grace_s
+        self._replay_ttl_s = replay_ttl_s
+        self._clock = clock
+        self._purge_task: asyncio.Task[None] | None = None
+
+    async def verify(self, spec: WebhookSpec, headers: Mapping[str, str], body: bytes) -> Verified:
+        """`BadDelivery` unless `body` is signed by one of the secret's accepted versions.
+
+        A webhook without a secret (deployed with --unsafe-allow-public) checks nothing;
+        its delivery id is the scheme's header when one is sent (and then deduplicated)."""
+        verifier = VERIFIERS[spec.scheme]
+        if spec.secret is None:
+            return _unsigned(verifier, headers, self._clock())
+        try:
+            secrets = await self._vault.open_accepted(spec.secret, self._grace_s)
+        except SecretNotFound:
+            # Removed since the deploy: the sender is not told the secret's name.
+            log.error("webhook %s: its secret %s is not in the vault", spec.path, spec.secret)
+            raise WebhookMisconfigured(
+                "this webhook cannot verify deliveries now",
+                hint="the node's operator must restore the webhook's secret",
+            ) from None
+        return verifier.verify(headers, body, secrets, self._clock())
+
+    async def accept(
+        self,
+        function: str,
+        spec: WebhookSpec,
+        headers: Mapping[str, str],
+        body: bytes,
+        verified: Verified,
+        admit: Callable[[], Awaitable[None]],
+        submit: Submit,
+    ) -> str:
+        """Admit, deduplicate and submit a verified delivery; the invocation id.
+
+        `BadDelivery` (replay) if its id was accepted at this path before."""
+        await admit()
+        claimed = await self._claim(spec.path, verified)
+        envelope = webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified)
+        try:
+            return await submit(envelope)
+        except BaseException:
+            if claimed:
+                await asyncio.to_thread(self._replays.release, spec.path, verified.replay_id)
+            raise
+
+    async def _claim(self, path: str, verified: Verified) -> bool:
+        key = verified.replay_id
+        if not key:
+            return False
+        now = self._clock()
+        until = verified.remember_until
+        expires = max(until, now) + 60.0 if until is not None else now + self._replay_ttl_s
+        if not await asyncio.to_thread(self._replays.claim, path, key, expires, now):
+            raise BadDelivery("replay", "this delivery was accepted before")
+        return True
+
+    # -- the purge ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._purge_task is None:
+            self._purge_task = asyncio.get_running_loop().create_task(
+                self._purge_periodically(), name="webhook-replays"
+            )
+
+    async def stop(self) -> None:
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+            self._purge_task = None
+
+    async def purge(self) -> int:
+        """Delete expired delivery ids from the replay cache; how many."""
+        return await asyncio.to_thread(self._replays.purge, self._clock())
+
+    async def _purge_periodically(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except Exception:  # a busy database: the next round deletes them
+                log.exception("purging the webhook replay cache failed")
+            await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+def _unsigned(verifier: Verifier, headers: Mapping[str, str], now: float) -> Verified:
+    """An unsigned delivery: the scheme's id header as its id when it looks like one."""
+    raw = headers.get(verifier.event_headers[0], "") if verifier.event_headers else ""
+    delivery_id = raw if 0 < len(raw) <= 255 and raw.isascii() and raw.isprintable() else ""
+    return Verified(delivery_id, "", None)
