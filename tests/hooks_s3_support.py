@@ -1,32 +1,25 @@
 """A real node behind the pushed-storage-events handler, over real HTTP on loopback.
 
-`serve(node, exchange)` starts the node, puts the trigger's token in its vault, and
-serves ``POST /hooks/{path}`` (finding the s3 push trigger by path, as the webhooks'
-route does) with uvicorn on a free loopback port around `exchange(client)`; `node_with`
+`serve(node, exchange)` serves the node's own app (its ``POST /hooks/{path}`` route)
+with uvicorn on a free loopback port, puts the trigger's token in its vault, and runs
+`exchange(client)`; `node_with`
 makes a node with the `on-upload` function deployed (MinIO's format: `minio_record`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from donjon.bootstrap import initialize
 from donjon.bundle import build_bundle
 from donjon.config import Settings
-from donjon.gateway.deliveries import BackgroundDeliveries
-from donjon.gateway.hooks_s3 import handle_s3_push
-from donjon.gateway.invoke import run_event
+from donjon.gateway.app import create_app
 from donjon.gateway.node import Node, open_node
 from donjon.lifecycle import make_deployed, manifest_json
 from donjon.manifest import load_manifest
@@ -78,17 +71,6 @@ def document(*records: dict[str, Any]) -> bytes:
     return json.dumps({"EventName": "s3:ObjectCreated:Put", "Records": list(records)}).encode()
 
 
-async def _route(request: Request) -> Response:
-    """What the /hooks route does for an s3 push trigger: find it by path, hand it over."""
-    node: Node = request.app.state.node
-    path = "/" + request.path_params["path"]
-    for deployed in node.registry.all():
-        for spec in deployed.manifest.storage_events:
-            if spec.source == "push" and spec.path == path:
-                return await handle_s3_push(request, node, deployed, spec)
-    return Response(status_code=404)
-
-
 def node_with(tmp_path: Path) -> Node:
     fn = tmp_path / "fn"
     fn.mkdir()
@@ -105,29 +87,25 @@ def node_with(tmp_path: Path) -> Node:
 
 
 async def serve(node: Node, exchange: Any) -> None:
-    """Serve the hook route on a loopback port around `exchange(client)`."""
-    await node.start()
-    deliveries = BackgroundDeliveries(functools.partial(run_event, node))
-    node.submit = deliveries.submit
+    """Serve the node's own app (its POST /hooks/{path} route) on a loopback port
+    around `exchange(client)`; the app's lifespan starts and stops the node."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(node), host="127.0.0.1", port=port, lifespan="on", log_level="error"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
     try:
-        await node.vault.set("minio-token", Secret(TOKEN), "test")
-        app = Starlette(routes=[Route("/hooks/{path:path}", _route, methods=["POST"])])
-        app.state.node = node
-        port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error")
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
         while not server.started:
+            if task.done():
+                await task  # it failed to start: say why
             await asyncio.sleep(0.02)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-                await exchange(c)
-        finally:
-            server.should_exit = True
-            await task
-        await deliveries.stop()
+        await node.vault.set("minio-token", Secret(TOKEN), "test")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            await exchange(c)
     finally:
-        await node.stop()
+        server.should_exit = True
+        await task
 
 
 def outputs(settings: Settings, function: str = "on-upload") -> list[str]:
