@@ -30,10 +30,11 @@ from donjon.gateway.access import (
     read_body,
 )
 from donjon.gateway.admission import admit
+from donjon.gateway.call_errors import error_response
 from donjon.gateway.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
 from donjon.gateway.events import body_limit, check_event_size, validate
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
-from donjon.gateway.invoke import _error_response, _run
+from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
@@ -178,7 +179,7 @@ def _tail(log: str) -> str:
 def _problem(error: Error, request_id: str) -> Response:
     """The problem document (RFC 9457) of `error`, which boto3 also reads as an AWS error:
     its code from `X-Amzn-ErrorType`, its message from the `message` member."""
-    plain = _error_response(error, request_id)
+    plain = error_response(error, request_id)
     status = plain.status_code
     body = json.loads(bytes(plain.body))
     body["message"] = body["detail"]  # where botocore reads an error's message
