@@ -24,20 +24,51 @@ __all__ = [
 ]
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(frozen=True)
+_ID = "3f1c2a9e-5b7d-4c1e-9a0b-2d4e6f8a1c3e"
+_T = 1767225600.0
 
 
-class InvocationAccepted(_View):
+def _example(**example: Any) -> ConfigDict:
+    return ConfigDict(frozen=True, json_schema_extra={"examples": [example]})
+
+
+_VIEW = {
+    "invocation_id": _ID,
+    "function": "resize",
+    "status": "succeeded",
+    "trigger": "invoke",
+    "attempts": 1,
+    "max_attempts": 3,
+    "enqueued_at": _T,
+    "updated_at": _T + 0.2,
+    "next_attempt_at": None,
+    "request_id": "5f2c1e0a9b7d3c41",
+    "result": {"resized": 1},
+    "error": None,
+}
+_DEAD = {
+    **_VIEW,
+    "status": "dead",
+    "attempts": 3,
+    "result": None,
+    "error": {"type": "RuntimeError", "message": "no such image"},
+}
+
+
+class InvocationAccepted(BaseModel):
     """An async invocation, queued (durably) and not yet run."""
+
+    model_config = _example(invocation_id=_ID, status="queued", request_id="5f2c1e0a9b7d3c41")
 
     invocation_id: str
     status: str = Field(description="queued")
     request_id: str = Field(description="the id of the request that queued it")
 
 
-class InvocationError(_View):
+class InvocationError(BaseModel):
     """Why its last attempt failed."""
+
+    model_config = _example(type="RuntimeError", message="no such image")
 
     type: str = Field(description="the error's type, as the logs name it (errorType)")
     message: str | None = Field(
@@ -45,8 +76,10 @@ class InvocationError(_View):
     )
 
 
-class InvocationView(_View):
+class InvocationView(BaseModel):
     """An async invocation: where it is, its attempts, and its result or error."""
+
+    model_config = _example(**_VIEW)
 
     invocation_id: str
     function: str
@@ -65,6 +98,15 @@ class InvocationView(_View):
 class DeadInvocationView(InvocationView):
     """A dead-lettered invocation with what it was queued with (admins only)."""
 
+    model_config = _example(
+        **_DEAD,
+        source="/v1/functions/resize/invoke",
+        type="dev.donjon.invoke",
+        subject=None,
+        delivery_id=None,
+        event={"url": "https://example.com/a.png"},
+    )
+
     source: str = Field(description="CloudEvents source: where the event came from")
     type: str = Field(description="CloudEvents type")
     subject: str | None = None
@@ -75,16 +117,25 @@ class DeadInvocationView(InvocationView):
 class DlqRedrive(BaseModel):
     """Queue again every dead-lettered invocation of one function."""
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"function": "resize"}]},
+    )
 
     function: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
 
 
-class DlqRedriven(_View):
+class DlqRedriven(BaseModel):
+    model_config = _example(redriven=[_ID])
+
     redriven: list[str] = Field(description="the ids queued again")
 
 
-class DlqPurged(_View):
+class DlqPurged(BaseModel):
+    model_config = _example(purged=2)
+
     purged: int = Field(description="how many dead-lettered invocations were deleted")
 
 
