@@ -106,6 +106,10 @@ def test_failing_event_is_dead_lettered_then_redriven_after_a_fix(
     ]
     with node.client() as c:
         assert c.get(f"/v1/dlq/{invocation_id}").status_code == 404  # no longer dead
+        assert c.post(f"/v1/dlq/{invocation_id}/redrive").status_code == 404
+        assert c.post("/v1/dlq/no-such-id/redrive").status_code == 404
+        assert c.post("/v1/dlq/redrive", json={"function": "Not A Name"}).status_code == 400
+        assert c.get("/v1/dlq", params={"function": "../x"}).status_code == 400
 
 
 def test_on_failure_destination_gets_the_outcome(node: LiveNode, tmp_path: Path) -> None:
