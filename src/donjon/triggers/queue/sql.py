@@ -44,7 +44,7 @@ from donjon.triggers.queue.interface import (
     Status,
 )
 
-__all__ = ["SqlInvocationQueue"]
+__all__ = ["SqlInvocationQueue", "claim_statement"]
 
 #: Bounds of what a row keeps of an error message.
 MAX_ERROR_CHARS = 2000
@@ -54,6 +54,29 @@ def _due(now: float) -> Any:
     return or_(
         and_(inv.c.status.in_([Status.QUEUED.value, Status.FAILED.value]), inv.c.next_at <= now),
         and_(inv.c.status == Status.RUNNING.value, inv.c.lease_expires <= now),
+    )
+
+
+def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
+    """The claim (see the module's doc): lease up to `limit` due rows under `token`."""
+    picked = (
+        select(inv.c.id)
+        .where(_due(now))
+        .order_by(inv.c.next_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(inv)
+        .where(inv.c.id.in_(picked), _due(now))
+        .values(
+            status=Status.RUNNING.value,
+            lease_token=token,
+            lease_expires=expires,
+            attempts=inv.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*inv.c)
     )
 
 
@@ -132,27 +155,8 @@ class SqlInvocationQueue(InvocationQueue):
             now = time.time()
             token = secrets.token_hex(16)
             expires = now + lease_s
-            picked = (
-                select(inv.c.id)
-                .where(_due(now))
-                .order_by(inv.c.next_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            statement = (
-                update(inv)
-                .where(inv.c.id.in_(picked), _due(now))
-                .values(
-                    status=Status.RUNNING.value,
-                    lease_token=token,
-                    lease_expires=expires,
-                    attempts=inv.c.attempts + 1,
-                    updated_at=now,
-                )
-                .returning(*inv.c)
-            )
             with self._engine.begin() as conn:
-                rows = conn.execute(statement).all()
+                rows = conn.execute(claim_statement(now, limit, token, expires)).all()
             return [_row(r) for r in rows], token, expires
 
         claimed, token, expires = await self._run(write)

@@ -62,6 +62,9 @@ class QueueWorkers:
         self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Set by `stop`: the loop claims nothing more and ends (it is not cancelled:
+        #: Python 3.11's wait_for can lose a cancellation that meets its timeout).
+        self._closed = False
         service.on_enqueue = self._wake.set
 
     def start(self) -> None:
@@ -73,10 +76,10 @@ class QueueWorkers:
         """Claim nothing more; give the deliveries in flight `grace_s` to end, then
         `end_calls` (the node ends their sandboxes): each call so ended is queued again,
         its attempt given back (the node stopping is not the event's fault)."""
+        self._closed = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         if self._running:
             await asyncio.wait(set(self._running), timeout=grace_s)
@@ -87,7 +90,7 @@ class QueueWorkers:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closed:
             await self._prune()
             free = self._workers - len(self._running)
             leases: list[Lease] = []
@@ -96,6 +99,20 @@ class QueueWorkers:
                     leases = await self._queue.claim(free, self._lease_s)
                 except QueueError as e:
                     log.warning("claiming async invocations failed: %s", e.message)
+            if self._closed:  # stopped during the claim: give them back, untouched
+                for lease in leases:
+                    try:
+                        await self._queue.fail(
+                            lease,
+                            "NodeStopping",
+                            "the node stopped",
+                            None,
+                            time.time(),
+                            charge=False,
+                        )
+                    except QueueError as e:  # its lease expires: claimed again then
+                        log.warning("giving back %s failed: %s", lease.invocation.id, e.message)
+                return
             for lease in leases:
                 task = asyncio.get_running_loop().create_task(self._guarded(lease))
                 self._running.add(task)
@@ -104,7 +121,8 @@ class QueueWorkers:
                 continue  # more may be due now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            self._wake.clear()
+            if not self._closed:
+                self._wake.clear()
 
     async def _prune(self) -> None:
         """Forget succeeded invocations older than the retention, once an hour."""
