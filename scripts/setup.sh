@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything Donjon needs on a fresh Debian machine: system packages when
-# missing (bubblewrap, python3-venv, redis-server for the shared-limits tests),
+# missing (bubblewrap, python3-venv, redis-server for the shared-limits tests,
+# postgresql for the queue's PostgreSQL tests),
 # then the package in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,12 +17,21 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
 # The Redis backend's tests start their own redis-server (tests/redis_support.py).
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The queue's PostgreSQL tests start their own server (tests/pg_support.py).
+{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || need+=(postgresql)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  if [[ " ${need[*]} " == *" postgresql "* ]]; then  # the binaries only, as for Redis
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $sudo systemctl disable --now postgresql >/dev/null 2>&1 || true
+    else
+      $sudo service postgresql stop >/dev/null 2>&1 || true
+    fi
+  fi
   if [[ " ${need[*]} " == *" redis-server "* ]]; then
     # Only the binary is wanted: the system service the package sets up is stopped
     # and disabled if apt started it (tests start theirs on a free loopback port).
