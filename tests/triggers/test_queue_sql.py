@@ -7,8 +7,18 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
-from donjon.triggers.queue import InvocationNotFound, RetryPolicy, Status
+from donjon.store.tables import invocations
+from donjon.triggers.queue import (
+    InvocationNotFound,
+    QueueError,
+    RetryPolicy,
+    SqlInvocationQueue,
+    Status,
+)
+from donjon.vault import MasterKey
+from donjon.vault.queueseal import QueueSealer
 from queue_support import envelope, sqlite_queue
 
 POLICY = RetryPolicy(attempts=3, backoff_s=1.0, max_age_s=3600)
@@ -188,5 +198,59 @@ def test_prune_forgets_only_old_successes(tmp_path: Path) -> None:
         assert await queue.prune(time.time() + 1) == 1
         assert await queue.get(ok.id) is None
         assert await queue.get(bad.id) is not None
+
+    asyncio.run(go())
+
+
+def _sealed_queue(tmp_path: Path, key: bytes = b"k" * 32) -> SqlInvocationQueue:
+    queue = sqlite_queue(tmp_path)
+    return SqlInvocationQueue(queue.engine, QueueSealer(MasterKey(key)))
+
+
+def test_events_and_results_are_sealed_at_rest(tmp_path: Path) -> None:
+    """Neither the event nor the result is in the database file in the clear."""
+
+    async def go() -> None:
+        queue = _sealed_queue(tmp_path)
+        queued = await queue.enqueue(envelope(event=b'{"card": "4111-PLAINTEXT"}'), POLICY)
+        (lease,) = await queue.claim(1, 60)
+        assert lease.invocation.event == b'{"card": "4111-PLAINTEXT"}'
+        assert await queue.succeed(lease, b'{"receipt": "RESULT-PLAINTEXT"}', "r")
+        done = await queue.get(queued.id)
+        assert done is not None
+        assert done.result == b'{"receipt": "RESULT-PLAINTEXT"}'
+        queue.engine.dispose()
+
+    asyncio.run(go())
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("queue.db*"))
+    assert b"4111-PLAINTEXT" not in on_disk
+    assert b"RESULT-PLAINTEXT" not in on_disk
+
+
+def test_a_sealed_event_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
+    """A ciphertext copied onto another invocation's row is refused, not delivered."""
+
+    async def go() -> None:
+        queue = _sealed_queue(tmp_path)
+        one = await queue.enqueue(envelope(event=b'{"to": "alice"}'), POLICY)
+        two = await queue.enqueue(envelope(event=b'{"to": "bob"}'), POLICY)
+        with queue.engine.begin() as conn:
+            row = conn.execute(
+                select(invocations.c.event, invocations.c.event_key).where(
+                    invocations.c.id == one.id
+                )
+            ).one()
+            conn.execute(
+                update(invocations)
+                .where(invocations.c.id == two.id)
+                .values(event=row.event, event_key=row.event_key)
+            )
+        with pytest.raises(QueueError):
+            await queue.get(two.id)
+        wrong_key = _sealed_queue(tmp_path, b"x" * 32)
+        with pytest.raises(QueueError):
+            await wrong_key.get(one.id)
+        queue.engine.dispose()
+        wrong_key.engine.dispose()
 
     asyncio.run(go())

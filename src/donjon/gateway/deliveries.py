@@ -34,6 +34,7 @@ from donjon.triggers.queue import (
     RetryPolicy,
     SqlInvocationQueue,
 )
+from donjon.vault.queueseal import QueueSealer
 
 __all__ = ["cloudevent", "deliver", "open_invocations"]
 
@@ -145,7 +146,9 @@ def open_invocations(node: Node) -> QueueWorkers:
     `node.submit` (every trigger's way in), and the workers that deliver them (started
     and stopped by the app, DONJON_QUEUE_*)."""
     service = AsyncInvocations(
-        SqlInvocationQueue(node.engine), node.audit, lambda name: _policy(node, name)
+        SqlInvocationQueue(node.engine, QueueSealer(node.master)),  # sealed at rest
+        node.audit,
+        lambda name: _policy(node, name),
     )
     node.invocations = service
     node.submit = service.submit

@@ -231,7 +231,11 @@ invocations = Table(
     Column("principal", String(300), nullable=True),
     Column("delivery_id", String(256), nullable=True),
     Column("subject", String(1024), nullable=True),
+    #: The event; sealed (vault/queueseal.py) when `event_key` is set: then `event`
+    #: holds its ciphertext, `event_key` its data key wrapped under `kek_id`.
     Column("event", LargeBinary, nullable=False),
+    Column("event_key", LargeBinary, nullable=True),
+    Column("kek_id", String(64), nullable=True),
     #: queued | running | succeeded | failed | dead (triggers/queue/interface.py Status).
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
@@ -246,6 +250,7 @@ invocations = Table(
     Column("lease_expires", Float, nullable=True),
     Column("request_id", String(64), nullable=True),
     Column("result", LargeBinary, nullable=True),
+    Column("result_key", LargeBinary, nullable=True),
     Column("error_type", String(128), nullable=True),
     Column("error", Text, nullable=True),
     Index("ix_invocations_due", "status", "next_at"),

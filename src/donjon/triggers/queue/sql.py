@@ -17,6 +17,9 @@ locked, and the lease columns say who owns a row once the transaction ends. Ever
 outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
 and was claimed again writes nothing.
 
+Events and results are sealed at rest when the queue is given a sealer (the node's
+always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
+
 The store is synchronous (SQLAlchemy Core); each call runs in a thread
 (`asyncio.to_thread`), as store/quotas.py's callers do, so the event loop stays free.
 """
@@ -32,6 +35,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from donjon.errors import Error
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.interface import (
@@ -43,6 +47,7 @@ from donjon.triggers.queue.interface import (
     RetryPolicy,
     Status,
 )
+from donjon.vault.queueseal import QueueSealer, Sealed
 
 __all__ = ["SqlInvocationQueue", "claim_statement"]
 
@@ -80,35 +85,16 @@ def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
     )
 
 
-def _row(r: Any) -> QueuedInvocation:
-    return QueuedInvocation(
-        id=r.id,
-        function=r.function,
-        trigger=r.trigger,
-        source=r.source,
-        type=r.type,
-        principal=r.principal,
-        delivery_id=r.delivery_id,
-        subject=r.subject,
-        event=bytes(r.event),
-        status=Status(r.status),
-        attempts=int(r.attempts),
-        retry=RetryPolicy(int(r.max_attempts), float(r.backoff_s), int(r.max_age_s)),
-        enqueued_at=float(r.enqueued_at),
-        next_at=float(r.next_at),
-        updated_at=float(r.updated_at),
-        request_id=r.request_id,
-        result=None if r.result is None else bytes(r.result),
-        error_type=r.error_type,
-        error=r.error,
-    )
-
-
 class SqlInvocationQueue(InvocationQueue):
     """The queue in a SQL database (SQLite by default; PostgreSQL: see the module doc)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sealer: QueueSealer | None = None) -> None:
         self._engine = engine
+        self._sealer = sealer
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         try:
@@ -118,13 +104,58 @@ class SqlInvocationQueue(InvocationQueue):
                 f"the queue's database failed: {type(e).__name__}",
                 hint="check the node's database (donjon doctor); the request changed nothing",
             ) from e
+        except QueueError:
+            raise
+        except Error as e:  # a row that does not open (vault/queueseal.py)
+            raise QueueError(e.message, hint=e.hint) from e
+
+    def _sealed(self, invocation_id: str, part: str, plain: bytes) -> dict[str, Any]:
+        """The columns holding `plain`: sealed when the queue has a sealer."""
+        if self._sealer is None:
+            return {part: plain}
+        sealed = self._sealer.seal(invocation_id, part, plain)
+        return {part: sealed.ciphertext, f"{part}_key": sealed.wrapped_key, "kek_id": sealed.kek_id}
+
+    def _opened(self, r: Any, part: str) -> bytes | None:
+        raw, key = getattr(r, part), getattr(r, f"{part}_key")
+        if raw is None:
+            return None
+        if key is None:  # written in the clear (no sealer)
+            return bytes(raw)
+        if self._sealer is None:
+            raise QueueError(f"invocation {r.id} is sealed and this queue has no key")
+        return self._sealer.open(r.id, part, Sealed(bytes(raw), bytes(key), r.kek_id))
+
+    def _row(self, r: Any) -> QueuedInvocation:
+        return QueuedInvocation(
+            id=r.id,
+            function=r.function,
+            trigger=r.trigger,
+            source=r.source,
+            type=r.type,
+            principal=r.principal,
+            delivery_id=r.delivery_id,
+            subject=r.subject,
+            event=self._opened(r, "event") or b"",
+            status=Status(r.status),
+            attempts=int(r.attempts),
+            retry=RetryPolicy(int(r.max_attempts), float(r.backoff_s), int(r.max_age_s)),
+            enqueued_at=float(r.enqueued_at),
+            next_at=float(r.next_at),
+            updated_at=float(r.updated_at),
+            request_id=r.request_id,
+            result=self._opened(r, "result"),
+            error_type=r.error_type,
+            error=r.error,
+        )
 
     # -- writes ------------------------------------------------------------------
 
     async def enqueue(self, envelope: Envelope, retry: RetryPolicy) -> QueuedInvocation:
         now = time.time()
+        invocation_id = str(uuid.uuid4())
         values = {
-            "id": str(uuid.uuid4()),
+            "id": invocation_id,
             "function": envelope.function,
             "trigger": envelope.trigger,
             "source": envelope.source,
@@ -132,7 +163,7 @@ class SqlInvocationQueue(InvocationQueue):
             "principal": envelope.principal,
             "delivery_id": envelope.delivery_id,
             "subject": envelope.subject,
-            "event": envelope.event,
+            **self._sealed(invocation_id, "event", envelope.event),
             "status": Status.QUEUED.value,
             "attempts": 0,
             "max_attempts": retry.attempts,
@@ -148,7 +179,7 @@ class SqlInvocationQueue(InvocationQueue):
                 conn.execute(inv.insert().values(**values))
 
         await self._run(write)
-        return _row(_Values(values))
+        return self._row(_Values(values))
 
     async def claim(self, limit: int, lease_s: float) -> list[Lease]:
         def write() -> tuple[list[QueuedInvocation], str, float]:
@@ -157,7 +188,7 @@ class SqlInvocationQueue(InvocationQueue):
             expires = now + lease_s
             with self._engine.begin() as conn:
                 rows = conn.execute(claim_statement(now, limit, token, expires)).all()
-            return [_row(r) for r in rows], token, expires
+            return [self._row(r) for r in rows], token, expires
 
         claimed, token, expires = await self._run(write)
         return [Lease(c, token, expires) for c in claimed]
@@ -183,10 +214,11 @@ class SqlInvocationQueue(InvocationQueue):
         return await self._owned(lease, lease_expires=time.time() + lease_s)
 
     async def succeed(self, lease: Lease, result: bytes, request_id: str) -> bool:
+        sealed = self._sealed(lease.invocation.id, "result", result)
         return await self._owned(
             lease,
             status=Status.SUCCEEDED.value,
-            result=result,
+            **sealed,
             request_id=request_id,
             error_type=None,
             error=None,
@@ -284,7 +316,7 @@ class SqlInvocationQueue(InvocationQueue):
         def read() -> QueuedInvocation | None:
             with self._engine.connect() as conn:
                 r = conn.execute(select(inv).where(inv.c.id == invocation_id)).first()
-            return None if r is None else _row(r)
+            return None if r is None else self._row(r)
 
         found: QueuedInvocation | None = await self._run(read)
         return found
@@ -296,7 +328,7 @@ class SqlInvocationQueue(InvocationQueue):
                 statement = statement.where(inv.c.function == function)
             statement = statement.order_by(inv.c.updated_at, inv.c.id).limit(limit)
             with self._engine.connect() as conn:
-                return [_row(r) for r in conn.execute(statement).all()]
+                return [self._row(r) for r in conn.execute(statement).all()]
 
         rows: list[QueuedInvocation] = await self._run(read)
         return rows
@@ -320,5 +352,14 @@ class _Values:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(
-            {"request_id": None, "result": None, "error_type": None, "error": None}, **values
+            {
+                "request_id": None,
+                "result": None,
+                "result_key": None,
+                "event_key": None,
+                "kek_id": None,
+                "error_type": None,
+                "error": None,
+            },
+            **values,
         )
