@@ -27,7 +27,7 @@ from donjon.lifecycle import Deployed
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue import QueuedInvocation
 
-__all__ = ["get_invocation", "respond_async", "wants_async"]
+__all__ = ["enqueue_checked", "get_invocation", "respond_async", "wants_async"]
 
 #: The longest invocation id looked up (a UUID is 36 characters).
 _MAX_ID = 64
@@ -43,22 +43,31 @@ def wants_async(request: Request) -> bool:
     return False
 
 
-async def respond_async(
-    node: Node, deployed: Deployed, principal: Principal, body: bytes, request_id: str
-) -> Response:
-    """Enqueue the checked event (committed before this returns) and answer 202."""
+async def enqueue_checked(
+    node: Node, deployed: Deployed, principal: Principal, body: bytes, source: str
+) -> QueuedInvocation:
+    """Enqueue an event its caller's request has passed every check with (committed
+    before this returns): the invoke API's and the Lambda API's (InvocationType Event)."""
     if node.invocations is None:
         raise NotFound("this node runs no async invocations")
-    queued = await node.invocations.enqueue(
+    return await node.invocations.enqueue(
         Envelope(
             function=deployed.name,
             event=body,
             trigger="invoke",
-            source=f"/v1/functions/{deployed.name}/invoke",
+            source=source,
             type="dev.donjon.invoke",
             principal=principal.label,
         )
     )
+
+
+async def respond_async(
+    node: Node, deployed: Deployed, principal: Principal, body: bytes, request_id: str
+) -> Response:
+    """Enqueue the checked event (committed before this returns) and answer 202."""
+    source = f"/v1/functions/{deployed.name}/invoke"
+    queued = await enqueue_checked(node, deployed, principal, body, source)
     location = f"/v1/invocations/{queued.id}"
     return JSONResponse(
         InvocationAccepted(

@@ -103,7 +103,7 @@ _LAMBDA_HEADERS = (
         "X-Amz-Invocation-Type",
         "header",
         {"type": "string", "enum": ["RequestResponse", "Event", "DryRun"]},
-        "RequestResponse (default) or DryRun",
+        "RequestResponse (default), Event (queued, 202; docs/triggers.md) or DryRun",
     ),
     Param(
         "X-Amz-Log-Type",
@@ -148,7 +148,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "lambdaInvoke",
         "AWS Lambda's Invoke API",
         "lambda",
-        {200: _JSON_OUT, 204: None},
+        {200: _JSON_OUT, 202: None, 204: None},
         (400, 401, 403, 404, 413, 422, 429, 500, 501, 502, 503, 504),
         _JSON_IN,
         _LAMBDA_HEADERS,
@@ -158,6 +158,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "X-Amz-Function-Error": "Unhandled when the function failed",
             "X-Amz-Executed-Version": "the version that ran",
             "X-Amz-Log-Result": "with X-Amz-Log-Type: Tail, base64 of the log's end",
+            "X-Donjon-Invocation-Id": "202 (Event) only: GET /v1/invocations/{invocation_id}",
         },
     ),
     ("POST", "/v1/functions"): Operation(
