@@ -186,6 +186,11 @@ class SqlInvocationQueue(InvocationQueue):
             now = time.time()
             token = secrets.token_hex(16)
             expires = now + lease_s
+            # A read first: an idle node's polls take no write lock (SQLite: none of
+            # the audit writer's; PostgreSQL: no row lock).
+            with self._engine.connect() as conn:
+                if conn.execute(select(inv.c.id).where(_due(now)).limit(1)).first() is None:
+                    return [], token, expires
             with self._engine.begin() as conn:
                 rows = conn.execute(claim_statement(now, limit, token, expires)).all()
             return [self._row(r) for r in rows], token, expires
