@@ -90,3 +90,41 @@ def test_sigkill_with_invocations_queued_and_in_flight_loses_none(tmp_path: Path
                 assert min(r["ts"] for r in mine) < killed_at, (invocation_id, mine)
     finally:
         node.stop()
+
+
+@pytest.mark.slow
+def test_sigterm_queues_calls_in_flight_again_without_charging_them(tmp_path: Path) -> None:
+    """A node told to stop ends a delivery still running after the grace period; it is
+    queued again with its attempt given back, and runs on the next start."""
+    env = {**QUEUE_ENV, "DONJON_SHUTDOWN_GRACE_S": "0.5"}
+    node = start_node(tmp_path, env)
+    try:
+        node.deploy(
+            bundle(
+                tmp_path / "src",
+                "crash-slow",
+                SLOW,
+                "timeout_s: 30\nretry: {attempts: 1, backoff_s: 0.2, max_age_s: 600}\n",
+            )
+        )
+        r = invoke_async(node, "crash-slow", {"n": 1, "sleep": 4.0})
+        assert r.status_code == 202, r.text
+        invocation_id = r.json()["invocation_id"]
+        wait_for(node, invocation_id, ("running",))
+        node.stop()  # SIGTERM: the grace period, then the sandbox is ended
+        assert node.proc.returncode == 0
+        node.serve_again(env)
+        done = wait_for(node, invocation_id)
+        # One attempt allowed, and it was not used up by the node stopping.
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1
+        assert done["result"] == {"n": 1}
+        with node.client() as c:
+            entries = c.get("/v1/functions/crash-slow/logs").json()
+        # This node's only function ran twice: the call the stop cut short, then the rerun.
+        outcomes = [e["outcome"] for e in sorted(entries, key=lambda e: e["ts"])]
+        assert len(outcomes) == 2, entries
+        assert outcomes[0] != "ok"
+        assert outcomes[1] == "ok"
+    finally:
+        node.stop()
