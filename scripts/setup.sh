@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything Donjon needs on a fresh Debian machine: system packages when
-# missing (bubblewrap, python3-venv, redis-server for the shared-limits tests),
+# missing (bubblewrap, python3-venv, redis-server for the shared-limits tests,
+# postgresql for the queue's PostgreSQL tests),
 # then the package in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."

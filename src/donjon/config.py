@@ -33,6 +33,7 @@ __all__ = [
     "EgressSettings",
     "LimitSettings",
     "MonitorSettings",
+    "QueueSettings",
     "RequestSettings",
     "SandboxSettings",
     "Settings",
@@ -50,6 +51,19 @@ class ConfigError(Error):
 
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
 DEFAULT_SANDBOX_ID_RANGE = (100_000, 165_535)
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The async queue's workers on this node (triggers/queue/; docs/triggers.md)."""
+
+    #: Deliveries this node runs at once (DONJON_QUEUE_WORKERS).
+    workers: int = 4
+    #: Seconds a delivery's lease lasts; renewed while it runs, so it only expires when
+    #: its node died: then another claim runs it again (DONJON_QUEUE_LEASE_S).
+    lease_s: float = 60.0
+    #: Seconds between idle workers' looks for due invocations (DONJON_QUEUE_POLL_S).
+    poll_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +241,8 @@ class Settings:
     #: (DONJON_REDIS_URL, redis://[:PASSWORD@]HOST:PORT/DB); None: in-process limits.
     #: Masked in repr; `redis_url_shown` is the form logs and `donjon doctor` print.
     redis_url: Secret[str] | None = None
+    #: The async queue's workers (DONJON_QUEUE_WORKERS, DONJON_QUEUE_LEASE_S, DONJON_QUEUE_POLL_S).
+    queue: QueueSettings = QueueSettings()
 
     @property
     def advisories_path(self) -> Path | None:
@@ -452,4 +468,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_concurrency=raw.MAX_CONCURRENCY,
         ),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
+        queue=QueueSettings(
+            workers=raw.QUEUE_WORKERS, lease_s=raw.QUEUE_LEASE_S, poll_s=raw.QUEUE_POLL_S
+        ),
     )

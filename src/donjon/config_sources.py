@@ -180,6 +180,12 @@ class SettingsInput(BaseSettings):
     LOG_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 30
     JWKS_CA_FILE: ExistingPath = None
     SHUTDOWN_GRACE_S: Annotated[Seconds, Field(ge=0)] = 10.0
+    #: The async queue (triggers/queue/): deliveries run at once by this node, the lease
+    #: a delivery holds (renewed while it runs; a dead node's expires after it), and how
+    #: often idle workers look for due invocations (an enqueue on this node wakes them).
+    QUEUE_WORKERS: Annotated[int, Field(ge=1, le=256)] = 4
+    QUEUE_LEASE_S: Annotated[Seconds, Field(ge=1, le=3600)] = 60.0
+    QUEUE_POLL_S: Annotated[Seconds, Field(gt=0, le=60)] = 1.0
     CA_BUNDLE: ExistingPath = None
     #: A region name such as us-east-1 (the Lambda Invoke API's SigV4 scope).
     LAMBDA_REGION: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = (

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from donjon import __version__
-from donjon.gateway import quota_views, views
+from donjon.gateway import queue_views, quota_views, views
 from donjon.gateway.app import create_app
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document, served_operations, template
@@ -30,6 +30,11 @@ _MODELS: dict[str, type[BaseModel]] = {
     **{m.__name__: m for m in (KeyCreate, KeyRotate, SecretValue, RoleDocument, IssuerRequest)},
     **{name: getattr(views, name) for name in views.__all__},
     **{name: getattr(quota_views, name) for name in quota_views.__all__},
+    **{
+        name: getattr(queue_views, name)
+        for name in queue_views.__all__
+        if isinstance(getattr(queue_views, name), type)
+    },
 }
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from async_support import wait_for
 from harness import LiveNode, fresh_source
 from sec_support import assert_problem, audit_records
 
@@ -306,11 +307,14 @@ def test_dry_run_checks_without_running(node: LiveNode, lam: dict[str, Any]) -> 
     assert audit_records(node, r["ResponseMetadata"]["RequestId"]) == []
 
 
-def test_event_invocation_is_refused_clearly(node: LiveNode, lam: dict[str, Any]) -> None:
-    """InvocationType Event: 501 saying asynchronous invocation is not available yet."""
+def test_event_invocation_is_queued_and_runs(node: LiveNode, lam: dict[str, Any]) -> None:
+    """InvocationType Event: 202 once the event is queued (durably); it then runs, as Lambda."""
     invoker = lam["invoker"]
     client = _lambda(node, invoker["id"], invoker["sigv4_secret"])
-    response = _boto_refused(lambda: client.invoke(FunctionName=ECHO, InvocationType="Event"))
-    assert response["ResponseMetadata"]["HTTPStatusCode"] == 501
-    assert "asynchronous invocation" in response["Error"]["Message"]
-    assert "not available yet" in response["Error"]["Message"]
+    r = client.invoke(FunctionName=ECHO, InvocationType="Event", Payload=b'{"async": 1}')
+    assert r["StatusCode"] == 202
+    headers = r["ResponseMetadata"]["HTTPHeaders"]
+    invocation_id = headers["x-donjon-invocation-id"]
+    done = wait_for(node, invocation_id)
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 1

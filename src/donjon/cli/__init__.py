@@ -34,6 +34,10 @@ COMMANDS = {
         "donjon.cli.functions:describe",
         "Show function NAME: version, digest, who deployed it, limits, triggers, grants.",
     ),
+    "dlq": LazyCommand(
+        "donjon.cli.dlq:dlq",
+        "The dead-letter queue: async invocations whose attempts are used up.",
+    ),
     "doctor": LazyCommand(
         "donjon.cli.node:doctor",
         "List every control in force on this host, and each missing one with its fix.",

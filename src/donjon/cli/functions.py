@@ -154,15 +154,28 @@ def read_event(data: str) -> bytes:
     help="tail: print the end of the call's log (START/END/REPORT, output; 4 KiB) "
     "on stderr. Needs the right to read the function's logs.",
 )
+@click.option(
+    "--async",
+    "run_async",
+    is_flag=True,
+    help="Queue the event and print its invocation id at once (Prefer: respond-async); "
+    "retried per the function's `retry`; see GET /v1/invocations/ID.",
+)
 @output_option
-def invoke(name: str, data: str, log_type: str, output: OutputFormat) -> None:
+def invoke(name: str, data: str, log_type: str, run_async: bool, output: OutputFormat) -> None:
     """Invoke function NAME with an event and print its result.
 
     With --output json it prints {"request_id", "result"} (and "log" with
-    --log-type tail) instead of the bare result.
+    --log-type tail) instead of the bare result. With --async it prints the
+    queued invocation's id ({"invocation_id", "status", "location", "request_id"}).
     """
     event = read_event(data)
     client = ApiClient(load_settings())
+    if run_async:
+        if log_type == "tail":
+            raise click.UsageError("--log-type tail needs a sync call: drop --async")
+        _invoke_async(client, name, event, output)
+        return
     try:
         response = client.request(
             "POST",
@@ -183,6 +196,20 @@ def invoke(name: str, data: str, log_type: str, output: OutputFormat) -> None:
         echo_json(doc)
     else:
         echo_json_text(response.text)
+
+
+def _invoke_async(client: ApiClient, name: str, event: bytes, output: OutputFormat) -> None:
+    response = client.request(
+        "POST",
+        f"/v1/functions/{name}/invoke",
+        content=event,
+        headers={"content-type": "application/json", "prefer": "respond-async"},
+    )
+    if response.status_code != 202:  # a node that ignored the preference answered at once
+        raise ApiError(f"the node did not queue the call (HTTP {response.status_code})")
+    accepted = response.json()
+    doc = {**accepted, "location": response.headers.get("location", "")}
+    emit(output, doc, lambda: echo_text(f"queued {doc['invocation_id']}"))
 
 
 def _print_tail(client: ApiClient, name: str, request_id: str) -> str | None:

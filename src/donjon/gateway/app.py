@@ -17,10 +17,12 @@ from donjon import __version__
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
-from donjon.gateway.deliveries import BackgroundDeliveries
+from donjon.gateway.async_invoke import get_invocation
+from donjon.gateway.deliveries import open_invocations
+from donjon.gateway.dlq_api import ROUTES as DLQ_ROUTES
 from donjon.gateway.event_sources import node_sources
 from donjon.gateway.hooks import handle_hook
-from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_event, run_scheduled
+from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
 from donjon.gateway.node import Node
@@ -91,11 +93,10 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(node: Node) -> Starlette:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
-    deliveries = BackgroundDeliveries(functools.partial(run_event, node))
-    node.submit = deliveries.submit
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        workers = open_invocations(node)  # node.submit: the durable queue (triggers/queue/)
         await node.start()
         scheduler.start()
         # Webhooks (gateway/hooks.py): made with the node it serves, at start.
@@ -108,13 +109,16 @@ def create_app(node: Node) -> Starlette:
         webhooks.start()
         sources = node_sources(node)  # storage (SQS) and database events (triggers/sources.py)
         await sources.start()
+        workers.start()
         try:
             yield
         finally:
             await sources.stop()
             await webhooks.stop()
             await scheduler.stop()
-            await deliveries.stop()
+            # Deliveries in flight get the grace period, then the node ends their
+            # sandboxes; each is queued again, its attempt given back.
+            await workers.stop(node.settings.shutdown_grace_s, node.end_calls)
             await node.stop()
 
     routes = [
@@ -122,14 +126,21 @@ def create_app(node: Node) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"]),
+        Route("/v1/invocations/{invocation_id}", get_invocation, methods=["GET"]),
         # AWS Lambda's Invoke API, SigV4-signed (gateway/lambda_api.py).
         Route(LAMBDA_INVOKE_PATH, handle_lambda_invoke, methods=["POST"]),
         Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
-        # Signed webhooks (gateway/hooks.py); S3-compatible stores' pushes are wired later.
+        # Signed webhooks and S3-compatible stores' pushes (gateway/hooks.py, hooks_s3.py).
         Route("/hooks/{path:path}", handle_hook, methods=["POST"]),
     ]
     by_path: dict[str, dict[str, Any]] = {}
-    for path, method, endpoint in (*ROUTES, *RESPONSE_ROUTES, *TIMELINE_ROUTES, *QUOTA_ROUTES):
+    for path, method, endpoint in (
+        *ROUTES,
+        *RESPONSE_ROUTES,
+        *TIMELINE_ROUTES,
+        *QUOTA_ROUTES,
+        *DLQ_ROUTES,
+    ):
         by_path.setdefault(path, {})[method] = endpoint
     for path, endpoints in by_path.items():
         routes.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))

@@ -1,44 +1,164 @@
-"""Events from triggers, run now in the background: the node's `Submit` until the
-durable async queue takes their place (issue 16). Each event is a call like any
-other (admission, slots, sandbox, audit), as schedules are; its outcome is in the
-audit log and `donjon logs` under the returned request id."""
+"""One delivery of an async invocation (the queue's workers call it: triggers/queue/):
+a call like any other, with every control: the function's quarantine, limits, quotas
+and capacity (`admit`), its slots, the sandbox, the audit record under the event's
+trigger kind. Its context carries the event's CloudEvents 1.0 attributes, whose `id`
+stays the same on every attempt (handlers dedupe on it).
+
+The caller of an async invoke is the principal recorded with the event: its key's
+limits apply to the delivery; a key revoked since is refused (401, not retried).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
 
+from donjon.errors import Error
 from donjon.gateway.access import new_request_id
-from donjon.triggers.envelope import Envelope
+from donjon.gateway.admission import admit
+from donjon.gateway.errors import NotFound, Unauthorized
+from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
+from donjon.gateway.invoke import _run
+from donjon.gateway.node import Node
+from donjon.gateway.problems import status_for
+from donjon.gateway.response_policy import function_json_response
+from donjon.identity import Principal
+from donjon.ratelimit import RateLimitError
+from donjon.sandbox import SandboxUnavailable
+from donjon.triggers.queue import (
+    AsyncInvocations,
+    FunctionPolicy,
+    Outcome,
+    QueuedInvocation,
+    QueueWorkers,
+    RetryPolicy,
+    SqlInvocationQueue,
+)
+from donjon.vault.queueseal import QueueSealer
 
-__all__ = ["BackgroundDeliveries"]
+__all__ = ["cloudevent", "deliver", "open_invocations"]
 
-log = logging.getLogger("donjon.deliveries")
-
-Run = Callable[[Envelope, str], Awaitable[None]]
+log = logging.getLogger("donjon.queue")
 
 
-class BackgroundDeliveries:
-    """Starts each submitted event as a task; `stop` waits for those in flight."""
+def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
+    """The CloudEvents 1.0 context attributes of `invocation` (the producer's delivery id
+    as `id` when it has one, else the invocation's own)."""
+    attributes = {
+        "specversion": "1.0",
+        "id": invocation.delivery_id or invocation.id,
+        "source": invocation.source,
+        "type": invocation.type,
+        "time": dt.datetime.fromtimestamp(invocation.enqueued_at, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        # Donjon's extension attributes (lower-case alphanumerics, as the spec asks).
+        "donjoninvocation": invocation.id,
+        "donjonattempt": str(invocation.attempts),
+    }
+    if invocation.subject is not None:
+        attributes["subject"] = invocation.subject
+    return attributes
 
-    def __init__(self, run: Run) -> None:
-        self._run = run
-        self._running: set[asyncio.Task[None]] = set()
 
-    async def submit(self, envelope: Envelope) -> str:
-        request_id = new_request_id()
-        task = asyncio.get_running_loop().create_task(self._guarded(envelope, request_id))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        return request_id
+def _principal(node: Node, label: str | None) -> Principal | None:
+    """The caller recorded with the event, as it is now (None for events from a source)."""
+    if label is None:
+        return None
+    kind, _, ident = label.partition(":")
+    if kind == "key":
+        principal = node.key_index.principal_of(ident)
+        if principal is None or not node.key_index.is_live(ident):
+            raise Unauthorized("the key that made this async invocation is revoked")
+        return principal
+    # A JWT's principal: its token is not kept; the delivery runs under the server's
+    # default per-caller limits, named as the caller was.
+    return Principal(id=ident, name=ident, role="jwt", kind=kind)
 
-    async def stop(self) -> None:
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _guarded(self, envelope: Envelope, request_id: str) -> None:
-        try:
-            await self._run(envelope, request_id)
-        except Exception as e:  # one failed event must not stop the others
-            log.warning("%s event for %s failed: %s", envelope.trigger, envelope.function, e)
+def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
+    if isinstance(error, FUNCTION_FAILURES):
+        fields = error_fields(error)
+        kind, message = fields["errorType"], fields["errorMessage"]
+    elif isinstance(error, SandboxUnavailable):  # its message may name host paths
+        kind, message = type(error).__name__, "the function's sandbox could not start"
+    else:
+        kind, message = type(error).__name__, error.message
+    return Outcome(
+        False,
+        request_id,
+        status=status_for(error),
+        error_type=kind,
+        error=message,
+        ran=ran,
+        retry_after_s=error.retry_after_s if isinstance(error, RateLimitError) else None,
+    )
+
+
+async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
+    """Run one attempt of `invocation`; its outcome (never raises)."""
+    request_id = new_request_id()
+    ran = False
+    try:
+        deployed = node.registry.get(invocation.function)
+        if deployed is None:
+            raise NotFound(f"no function named {invocation.function!r}")
+        principal = _principal(node, invocation.principal)
+        await admit(node, deployed, principal, request_id, invocation.trigger)
+        ran = True  # from here the sandbox may have started it
+        response = await _run(
+            node,
+            deployed,
+            principal,
+            invocation.event,
+            request_id,
+            invocation.trigger,
+            lambda result: function_json_response(result.body, request_id),
+            cloudevent=cloudevent(invocation),
+        )
+        return Outcome(True, request_id, result=bytes(response.body))
+    except Error as e:
+        # Slots full (503) is refused before the call starts: a throttle, like a 429.
+        return _failure(e, request_id, ran=ran and status_for(e) not in (429, 503))
+    except Exception as e:  # a defect: the attempt fails, the queue goes on
+        log.exception("async invocation %s: delivery failed", invocation.id)
+        return Outcome(
+            False, request_id, status=500, error_type=type(e).__name__, error="internal error"
+        )
+
+
+def _policy(node: Node, name: str) -> FunctionPolicy | None:
+    deployed = node.registry.get(name)
+    if deployed is None:
+        return None
+    manifest = deployed.manifest
+    retry = manifest.retry
+    return FunctionPolicy(
+        RetryPolicy(retry.attempts, retry.backoff_s, retry.max_age_s),
+        manifest.destinations.on_success,
+        manifest.destinations.on_failure,
+    )
+
+
+def open_invocations(node: Node) -> QueueWorkers:
+    """The node's async invocations on its own database: `node.invocations` and
+    `node.submit` (every trigger's way in), and the workers that deliver them (started
+    and stopped by the app, DONJON_QUEUE_*)."""
+    service = AsyncInvocations(
+        SqlInvocationQueue(node.engine, QueueSealer(node.master)),  # sealed at rest
+        node.audit,
+        lambda name: _policy(node, name),
+    )
+    node.invocations = service
+    node.submit = service.submit
+    settings = node.settings
+    return QueueWorkers(
+        service,
+        lambda invocation: deliver(node, invocation),
+        node.audit,
+        workers=settings.queue.workers,
+        lease_s=settings.queue.lease_s,
+        poll_s=settings.queue.poll_s,
+        keep_s=settings.log_retention_days * 86400.0,
+    )

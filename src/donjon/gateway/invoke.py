@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +32,8 @@ from donjon.gateway.access import (
 )
 from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.apigw import apigw_event, apigw_response
+from donjon.gateway.async_invoke import respond_async, wants_async
+from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
 from donjon.gateway.events import (
@@ -43,11 +44,10 @@ from donjon.gateway.events import (
     validate,
 )
 from donjon.gateway.function_calls import Chain, FunctionCalls
-from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.http_event import function_headers, http_event
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
-from donjon.gateway.problems import problem, problem_from_error, quarantined, status_for
+from donjon.gateway.problems import quarantined
 from donjon.gateway.quota_check import charge_compute
 from donjon.gateway.response_policy import (
     RenderedResponse,
@@ -60,11 +60,9 @@ from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.obs import log_secrets, mint_request_id
-from donjon.ratelimit import RateLimitError
-from donjon.sandbox import CallResult, FunctionFailed, SandboxError, SandboxUnavailable
+from donjon.sandbox import CallResult, SandboxError
 from donjon.sandbox.policy_events import PolicyEvent
 from donjon.sandbox.replies import MAX_RESULT, check_result_size
-from donjon.triggers.envelope import Envelope
 from donjon.vault.redact import Redactor
 
 __all__ = ["handle_http_trigger", "handle_invoke", "run_scheduled"]
@@ -87,16 +85,20 @@ def _meta(
     secrets: dict[str, str],
     timeout_s: float,
     max_result: int = MAX_RESULT,
+    cloudevent: dict[str, str] | None = None,
 ) -> bytes:
     """The call's context, sent over the control channel (never env, argv or files):
     `secrets` holds the values of exactly the secrets the manifest grants, `max_result`
     is the largest result the runtime may return (DONJON_MAX_RESPONSE_BYTES; sent only
-    when lower than the runtime's own cap, which it is by default).
+    when lower than the runtime's own cap, which it is by default), `cloudevent` the
+    CloudEvents 1.0 attributes of an async delivery (gateway/deliveries.py).
 
     The same JSON `json.dumps` writes for that dict, put together from its parts (its
     encoder's set-up cost more than the encoding of seven fields)."""
     label = _json_string(principal.label) if principal else "null"
     cap = f', "max_result": {int(max_result)}' if max_result < MAX_RESULT else ""
+    if cloudevent is not None:
+        cap += f', "cloudevent": {json.dumps(cloudevent)}'
     return (
         f'{{"request_id": {_json_string(request_id)}, "function": {_json_string(deployed.name)}'
         f', "version": {int(deployed.record.version)}'
@@ -118,6 +120,7 @@ async def _run(
     chain: Chain | None = None,
     on_log: Callable[[str], None] | None = None,
     client: str | None = None,
+    cloudevent: dict[str, str] | None = None,
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
     cap full for the bounded wait is refused (503) before it starts; the slots are given
@@ -127,7 +130,17 @@ async def _run(
     started = time.perf_counter()
     try:
         return await _call(
-            node, deployed, principal, event, request_id, trigger, render, chain, on_log, client
+            node,
+            deployed,
+            principal,
+            event,
+            request_id,
+            trigger,
+            render,
+            chain,
+            on_log,
+            client,
+            cloudevent,
         )
     finally:
         try:  # the call's wall time, charged to its daily compute quotas on every path
@@ -147,6 +160,7 @@ async def _call(
     chain: Chain | None = None,
     on_log: Callable[[str], None] | None = None,
     client: str | None = None,
+    cloudevent: dict[str, str] | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -177,7 +191,7 @@ async def _call(
         with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
             result = await node.pool.invoke(
                 deployed.config,
-                _meta(deployed, request_id, principal, granted, timeout_s, max_result),
+                _meta(deployed, request_id, principal, granted, timeout_s, max_result, cloudevent),
                 event,
                 timeout_s,
                 subcalls,
@@ -352,62 +366,6 @@ async def run_scheduled(node: Node, name: str, expression: str, minute: dt.datet
         )
 
 
-async def run_event(node: Node, envelope: Envelope, request_id: str) -> None:
-    """Run one event from a trigger (webhook, storage, database): a call like any
-    other, audited with its trigger kind as the actor."""
-    deployed = node.registry.get(envelope.function)
-    if deployed is None:
-        return
-    with contextlib.suppress(Error):  # the outcome is in the audit log and `donjon logs`
-        await admit(node, deployed, None, request_id, envelope.trigger)
-        await _run(
-            node,
-            deployed,
-            None,
-            envelope.event,
-            request_id,
-            envelope.trigger,
-            lambda result: function_json_response(result.body, request_id),
-        )
-
-
-def _error_response(error: Error, request_id: str, *, reveal: bool = False) -> Response:
-    """The problem document of `error`; with `reveal` (the caller may read the function's
-    logs) a failed call's `errorType` and `errorMessage` too (function_errors.py)."""
-    if reveal and isinstance(error, FUNCTION_FAILURES):
-        fields: dict[str, object] = dict(error_fields(error))
-        return problem(
-            status_for(error),
-            f"the function failed (request {request_id}): {fields['errorMessage']}",
-            request_id=request_id,
-            extra=fields,
-        )
-    if isinstance(error, FunctionQuarantined):
-        return quarantined(error, request_id)
-    if isinstance(error, RateLimitError):
-        response = problem_from_error(error, request_id=request_id)
-        response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
-        return response
-    if isinstance(error, FunctionFailed):
-        # The caller learns that it failed and the request id, never the trace.
-        return problem(
-            500,
-            f"the function failed; see `donjon logs` for request {request_id}",
-            request_id=request_id,
-            title=error.title,
-        )
-    if isinstance(error, SandboxUnavailable):
-        # Its message may name host paths or bubblewrap's own words: logs only.
-        log.error("request %s: %s", request_id, error.message)
-        return problem(
-            503,
-            f"the function's sandbox could not start (request {request_id})",
-            request_id=request_id,
-            title=error.title,
-        )
-    return problem_from_error(error, request_id=request_id)
-
-
 async def handle_invoke(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
@@ -425,6 +383,8 @@ async def handle_invoke(request: Request) -> Response:
         await admit(node, deployed, principal, request_id, "invoke")
         body = await read_event(request, deployed, limit) or b"{}"
         validate(await parse_json(node, request, principal.label, body, request_id), deployed)
+        if wants_async(request):  # checked as a sync call is; queued, answered 202 at once
+            return await respond_async(node, deployed, principal, body, request_id)
         return await _run(
             node,
             deployed,
@@ -436,17 +396,7 @@ async def handle_invoke(request: Request) -> Response:
             client=client_address(request),
         )
     except Error as e:
-        return _error_response(e, request_id, reveal=_reveals(node, caller, e))
-
-
-def _reveals(node: Node, caller: tuple[Principal | None, Deployed] | None, error: Error) -> bool:
-    """Whether a failed call's caller may be told its error (it may read the logs):
-    decided only for a function's own failure, so the hot path never pays for it."""
-    return (
-        caller is not None
-        and isinstance(error, FUNCTION_FAILURES)
-        and may_read_logs(node, caller[0], caller[1])
-    )
+        return error_response(e, request_id, reveal=reveals(node, caller, e))
 
 
 async def handle_http_trigger(request: Request) -> Response:
@@ -507,4 +457,4 @@ async def handle_http_trigger(request: Request) -> Response:
     except FunctionQuarantined as e:  # anyone at all (public) is not told why
         return quarantined(e, request_id, public=caller is not None and caller[0] is None)
     except Error as e:
-        return _error_response(e, request_id, reveal=_reveals(node, caller, e))
+        return error_response(e, request_id, reveal=reveals(node, caller, e))

@@ -4,9 +4,10 @@ So boto3's lambda client and the AWS CLI invoke Donjon functions unchanged
 (docs/lambda.md). In this order: the SigV4 header, date and scope -> the body,
 bounded -> the signature, against the key's SigV4 secret (identity/sigv4.py) ->
 `function:invoke` on the function (the policy and audit of every invoke) -> the
-function and qualifier -> `X-Amz-Invocation-Type` (DryRun answers here; Event is
-not available yet) -> rate limit -> input schema -> the call (invoke.py's `_run`:
-sandbox, redaction, a durable audit record) -> the answer as Lambda gives it.
+function and qualifier -> `X-Amz-Invocation-Type` (DryRun answers here) -> rate
+limit -> input schema -> (Event: queued durably, 202; gateway/async_invoke.py) -> the
+call (invoke.py's `_run`: sandbox, redaction, a durable audit record) -> the answer as
+Lambda gives it.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from donjon.gateway.access import (
     read_body,
 )
 from donjon.gateway.admission import admit
-from donjon.gateway.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
+from donjon.gateway.async_invoke import enqueue_checked
+from donjon.gateway.call_errors import error_response
+from donjon.gateway.errors import BadRequest, NotFound, Unauthorized
 from donjon.gateway.events import body_limit, check_event_size, validate
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
-from donjon.gateway.invoke import _error_response, _run
+from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
@@ -178,7 +181,7 @@ def _tail(log: str) -> str:
 def _problem(error: Error, request_id: str) -> Response:
     """The problem document (RFC 9457) of `error`, which boto3 also reads as an AWS error:
     its code from `X-Amzn-ErrorType`, its message from the `message` member."""
-    plain = _error_response(error, request_id)
+    plain = error_response(error, request_id)
     status = plain.status_code
     body = json.loads(bytes(plain.body))
     body["message"] = body["detail"]  # where botocore reads an error's message
@@ -234,17 +237,16 @@ async def handle_lambda_invoke(request: Request) -> Response:
             )
         if invocation == "DryRun":  # the caller may invoke it, and it exists
             return Response(status_code=204, headers=_lambda_headers(request_id, version))
-        if invocation == "Event":
-            raise NotImplementedYet(
-                "asynchronous invocation (InvocationType Event) is not available yet",
-                hint="invoke with InvocationType RequestResponse",
-            )
         check_event_size(
             body, deployed, body_limit(deployed, node.settings.requests.max_body_bytes)
         )
         await admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
         validate(await parse_json(node, request, principal.label, event, request_id), deployed)
+        if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
+            queued = await enqueue_checked(node, deployed, principal, event, request.url.path)
+            headers = {**_lambda_headers(request_id), "x-donjon-invocation-id": queued.id}
+            return Response(status_code=202, headers=headers)
         logs: list[str] = []
         try:
             response = await _run(

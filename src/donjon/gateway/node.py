@@ -75,6 +75,7 @@ from donjon.store import (
     create_schema,
 )
 from donjon.triggers.envelope import Submit
+from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.logseal import LogSealer
@@ -132,8 +133,10 @@ class Node:
     quota_counter: QuotaCounter = field(default_factory=MemoryQuotaCounter)
     quotas: QuotaBook = field(default_factory=QuotaBook)
     pool: SandboxPool | None = None
-    #: Where triggers hand their events (triggers/envelope.py); set by the app.
+    #: Where triggers hand their events (triggers/envelope.py): the async queue's enqueue
+    #: (`invocations`, triggers/queue/), both set by the app (gateway/deliveries.py).
     submit: Submit | None = None
+    invocations: AsyncInvocations | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None
     skipped: list[SkippedRecord] = field(default_factory=list)

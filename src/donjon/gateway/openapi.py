@@ -36,6 +36,11 @@ _PATH_PARAMS: dict[str, tuple[dict[str, Any], str, str]] = {
     "secret": ({"type": "string", "pattern": SECRET_NAME_RE}, "a secret's name", "stripe-key"),
     "issuer": ({"type": "string", "minLength": 1}, "a trusted issuer's name", "corp"),
     "path": ({"type": "string"}, "the http trigger's path, below /fn/", "hello"),
+    "invocation_id": (
+        {"type": "string", "minLength": 1, "maxLength": 64},
+        "an async invocation's id (from the 202 of an async invoke)",
+        "3f1c2a9e-5b7d-4c1e-9a0b-2d4e6f8a1c3e",
+    ),
     "quota": (
         {"type": "string", "pattern": QUOTA_SUBJECT_PATTERN},
         "a quota's subject: key:ID, role:NAME or function:NAME",
@@ -60,6 +65,7 @@ _TAGS = {
     "audit": "The tamper-evident audit log",
     "responses": "The monitor's automatic responses: throttles and quarantines, and their undoing",
     "node": "The node itself",
+    "dlq": "The dead-letter queue of async invocations (admins)",
     "quotas": "Daily quotas per key, role or function (denial of wallet), with today's usage",
 }
 

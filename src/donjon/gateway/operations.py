@@ -29,7 +29,9 @@ from donjon.gateway.operation_model import (
     whole,
 )
 from donjon.gateway.operations_audit import AUDIT_OPERATIONS
+from donjon.gateway.operations_queue import QUEUE_OPERATIONS
 from donjon.gateway.operations_quotas import QUOTA_OPERATIONS
+from donjon.gateway.queue_views import InvocationAccepted
 from donjon.identity.issuers import IssuerRequest
 from donjon.identity.policy_doc import RoleDocument
 
@@ -56,12 +58,27 @@ _INVOKE = Operation(
     "invokeFunction",
     "Invoke a function",
     "invoke",
-    {200: _JSON_OUT},
+    {200: _JSON_OUT, 202: InvocationAccepted},
     (*_CALL, 422),
     _JSON_IN,
+    params=(
+        Param(
+            "Prefer",
+            "header",
+            {"type": "string", "example": "respond-async"},
+            "respond-async: queue the event (durably) and answer 202 at once (RFC 7240)",
+        ),
+    ),
     description="Runs the function in a fresh sandbox (or its warm one) with the body as event. "
-    "A failed call is a 500 naming the request id; `donjon logs` has the error.",
-    headers={"x-request-id": "the call's id in the audit log and `donjon logs`"},
+    "A failed call is a 500 naming the request id; `donjon logs` has the error. With "
+    "`Prefer: respond-async` the same checks are made, the event is queued and the answer is "
+    "202 with a Location to GET /v1/invocations/{invocation_id} (retries, dead-letter queue: "
+    "docs/triggers.md).",
+    headers={
+        "x-request-id": "the call's id in the audit log and `donjon logs`",
+        "location": "202 only: /v1/invocations/{invocation_id}",
+        "preference-applied": "202 only: respond-async",
+    },
 )
 
 
@@ -86,7 +103,7 @@ _LAMBDA_HEADERS = (
         "X-Amz-Invocation-Type",
         "header",
         {"type": "string", "enum": ["RequestResponse", "Event", "DryRun"]},
-        "RequestResponse (default) or DryRun",
+        "RequestResponse (default), Event (queued, 202; docs/triggers.md) or DryRun",
     ),
     Param(
         "X-Amz-Log-Type",
@@ -145,7 +162,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "lambdaInvoke",
         "AWS Lambda's Invoke API",
         "lambda",
-        {200: _JSON_OUT, 204: None},
+        {200: _JSON_OUT, 202: None, 204: None},
         (400, 401, 403, 404, 413, 422, 429, 500, 501, 502, 503, 504),
         _JSON_IN,
         _LAMBDA_HEADERS,
@@ -155,6 +172,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "X-Amz-Function-Error": "Unhandled when the function failed",
             "X-Amz-Executed-Version": "the version that ran",
             "X-Amz-Log-Result": "with X-Amz-Log-Type: Tail, base64 of the log's end",
+            "X-Donjon-Invocation-Id": "202 (Event) only: GET /v1/invocations/{invocation_id}",
         },
     ),
     ("POST", "/v1/functions"): Operation(
@@ -354,4 +372,5 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     **AUDIT_OPERATIONS,
     **QUOTA_OPERATIONS,
+    **QUEUE_OPERATIONS,
 }

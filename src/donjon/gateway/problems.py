@@ -58,6 +58,7 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanError, ScanLimitExceeded
 from donjon.store import StoreConflict
+from donjon.triggers.queue import InvocationNotFound, QueueError, UnknownFunction
 from donjon.triggers.webhooks import BadDelivery, WebhookError, WebhookMisconfigured
 from donjon.vault import SecretNotFound
 from donjon.vault.names import BadSecret
@@ -136,6 +137,10 @@ STATUS: dict[type[Error], int] = {
     ProofError: 400,
     CheckpointNotFound: 404,
     LogTampered: 409,
+    # The async queue (triggers/queue/): its database failing is a 503 (nothing changed).
+    QueueError: 503,
+    InvocationNotFound: 404,
+    UnknownFunction: 404,
 }
 
 

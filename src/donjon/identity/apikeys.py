@@ -151,6 +151,14 @@ class KeyIndex:
         entry = self._keys.get(key_id)
         return entry.principal if entry is not None else None
 
+    def is_live(self, key_id: str, now: float | None = None) -> bool:
+        """Whether the key `key_id` is known, not revoked and not expired (async deliveries
+        made by a key run only while it is)."""
+        entry = self._keys.get(key_id)
+        if entry is None or entry.revoked:
+            return False
+        return entry.expires_at is None or (time.time() if now is None else now) < entry.expires_at
+
     def revoke(self, key_id: str) -> None:
         entry = self._keys.get(key_id)
         if entry is not None:

@@ -60,6 +60,9 @@ class Action(StrEnum):
     RESPONSES = "response:manage"
     #: Set, list and remove daily quotas (denial of wallet). Admins only among the built-in roles.
     QUOTAS = "quota:manage"
+    #: Read any async invocation, and list, show, redrive and purge the dead-letter queue
+    #: (triggers/queue/). Admins only among the built-in roles.
+    DLQ = "dlq:manage"
 
 
 #: The names audit records written before roles were data used (they stay readable).

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -26,6 +27,7 @@ __all__ = [
     "functions",
     "grant_uses",
     "invocation_logs",
+    "invocations",
     "issuers",
     "metadata",
     "roles",
@@ -225,4 +227,44 @@ webhook_deliveries = Table(
     Column("hook", String(255), primary_key=True),
     Column("delivery_id", String(255), primary_key=True),
     Column("expires_at", Float, nullable=False, index=True),
+)
+
+#: The durable queue of async invocations (triggers/queue/sql.py): one row per event,
+#: from its enqueue to its outcome. A worker leases a due row (lease_token, lease_expires);
+#: a lease left by a node that died expires and the row is claimed again.
+invocations = Table(
+    "invocations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("function", String(63), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("type", String(256), nullable=False),
+    Column("principal", String(300), nullable=True),
+    Column("delivery_id", String(256), nullable=True),
+    Column("subject", String(1024), nullable=True),
+    #: The event; sealed (vault/queueseal.py) when `event_key` is set: then `event`
+    #: holds its ciphertext, `event_key` its data key wrapped under `kek_id`.
+    Column("event", LargeBinary, nullable=False),
+    Column("event_key", LargeBinary, nullable=True),
+    Column("kek_id", String(64), nullable=True),
+    #: queued | running | succeeded | failed | dead (triggers/queue/interface.py Status).
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    #: The function's `retry` when it was enqueued (or redriven).
+    Column("max_attempts", Integer, nullable=False),
+    Column("backoff_s", Float, nullable=False),
+    Column("max_age_s", Integer, nullable=False),
+    Column("enqueued_at", Float, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("result", LargeBinary, nullable=True),
+    Column("result_key", LargeBinary, nullable=True),
+    Column("error_type", String(128), nullable=True),
+    Column("error", Text, nullable=True),
+    Index("ix_invocations_due", "status", "next_at"),
+    Index("ix_invocations_function", "function", "status"),
 )

@@ -89,13 +89,20 @@ class Context:
     `invoked_function_arn` (Donjon's own ARN-like name), `log_group_name`,
     `log_stream_name`, `identity`, `client_context` and
     `get_remaining_time_in_millis()`.
+
+    An async delivery (a queued invoke, a webhook, a storage or database event) also
+    carries its CloudEvents 1.0 attributes in `cloudevent` (specversion, id, source,
+    type, time, subject, datacontenttype) and `event_id`, their `id`: the same on
+    every attempt of one event, so a handler can be idempotent. A sync call has None.
     """
 
     __slots__ = (
         "_recv",
         "_sock",
         "client_context",
+        "cloudevent",
         "deadline",
+        "event_id",
         "function_name",
         "identity",
         "memory_limit_in_mb",
@@ -124,6 +131,11 @@ class Context:
         #: reads the next frame of the call (a warm worker's channel reads buffered)
         self._recv = recv
         self.memory_limit_in_mb: int = int(meta.get("memory_mb") or 0)
+        attributes = meta.get("cloudevent")
+        self.cloudevent: dict[str, str] | None = (
+            dict(attributes) if isinstance(attributes, dict) else None
+        )
+        self.event_id: str | None = self.cloudevent.get("id") if self.cloudevent else None
         # Lambda's are for its mobile SDKs' callers; no Donjon caller sends them.
         self.identity: object | None = None
         self.client_context: object | None = None

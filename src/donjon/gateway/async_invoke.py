@@ -1,0 +1,106 @@
+"""Async invocation over HTTP (triggers/queue/ does the rest).
+
+- `POST /v1/functions/{name}/invoke` with `Prefer: respond-async` (RFC 7240): the same
+  authentication, authorization, admission and input checks as a sync call (invoke.py),
+  then the event is enqueued, durably, and answered 202 with `{"invocation_id"}`,
+  `Location: /v1/invocations/{id}` and `Preference-Applied: respond-async`.
+- `GET /v1/invocations/{id}`: its status, attempts, result or error. Only the caller
+  that made it and holders of `dlq:manage` (admins) see it; to anyone else it does not
+  exist (404). Its error's message only to those who may read the function's logs.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from donjon.errors import Error
+from donjon.gateway.access import authenticate, new_request_id
+from donjon.gateway.errors import NotFound
+from donjon.gateway.function_errors import may_read_logs
+from donjon.gateway.node import Node
+from donjon.gateway.problems import problem_from_error
+from donjon.gateway.queue_views import InvocationAccepted, InvocationView, invocation_view
+from donjon.gateway.schemas import render
+from donjon.identity import Action, Principal
+from donjon.lifecycle import Deployed
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue import QueuedInvocation
+
+__all__ = ["enqueue_checked", "get_invocation", "respond_async", "wants_async"]
+
+#: The longest invocation id looked up (a UUID is 36 characters).
+_MAX_ID = 64
+
+
+def wants_async(request: Request) -> bool:
+    """Whether the request's `Prefer` fields hold the `respond-async` preference."""
+    for field in request.headers.getlist("prefer"):
+        for preference in field.split(","):
+            name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+            if name == "respond-async":
+                return True
+    return False
+
+
+async def enqueue_checked(
+    node: Node, deployed: Deployed, principal: Principal, body: bytes, source: str
+) -> QueuedInvocation:
+    """Enqueue an event its caller's request has passed every check with (committed
+    before this returns): the invoke API's and the Lambda API's (InvocationType Event)."""
+    if node.invocations is None:
+        raise NotFound("this node runs no async invocations")
+    return await node.invocations.enqueue(
+        Envelope(
+            function=deployed.name,
+            event=body,
+            trigger="invoke",
+            source=source,
+            type="dev.donjon.invoke",
+            principal=principal.label,
+        )
+    )
+
+
+async def respond_async(
+    node: Node, deployed: Deployed, principal: Principal, body: bytes, request_id: str
+) -> Response:
+    """Enqueue the checked event (committed before this returns) and answer 202."""
+    source = f"/v1/functions/{deployed.name}/invoke"
+    queued = await enqueue_checked(node, deployed, principal, body, source)
+    location = f"/v1/invocations/{queued.id}"
+    return JSONResponse(
+        InvocationAccepted(
+            invocation_id=queued.id, status=queued.status.value, request_id=request_id
+        ).model_dump(mode="json"),
+        status_code=202,
+        headers={
+            "location": location,
+            "preference-applied": "respond-async",
+            "x-request-id": request_id,
+        },
+    )
+
+
+def _may_see(node: Node, principal: Principal, invocation: QueuedInvocation) -> bool:
+    if invocation.principal is not None and invocation.principal == principal.label:
+        return True
+    return node.policy.decide(principal, Action.DLQ).allowed
+
+
+async def get_invocation(request: Request) -> Response:
+    node: Node = request.app.state.node
+    request_id = new_request_id()
+    invocation_id: str = request.path_params["invocation_id"]
+    try:
+        principal = await authenticate(node, request, request_id)
+        found = None
+        if node.invocations is not None and len(invocation_id) <= _MAX_ID:
+            found = await node.invocations.get(invocation_id)
+        if found is None or not _may_see(node, principal, found):
+            raise NotFound(f"no invocation {invocation_id[:_MAX_ID]!r}")
+        deployed = node.registry.get(found.function)
+        reveal = deployed is not None and may_read_logs(node, principal, deployed)
+        return render(InvocationView(**invocation_view(found, reveal=reveal)))
+    except Error as e:
+        return problem_from_error(e, request_id=request_id)

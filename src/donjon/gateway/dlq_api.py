@@ -1,0 +1,107 @@
+"""/v1/dlq: the dead-letter queue of async invocations, behind `dlq:manage` (admins).
+
+- `GET /v1/dlq[?function=NAME]`: dead-lettered invocations, oldest first.
+- `GET /v1/dlq/{invocation_id}`: one, with its event.
+- `POST /v1/dlq/{invocation_id}/redrive`: queue it again (attempts and age afresh, under
+  its function's current `retry`); audited `invocation.redrive`.
+- `POST /v1/dlq/redrive` `{"function": NAME}`: the same for each of a function's.
+- `DELETE /v1/dlq[?function=NAME]`: delete them; audited `invocation.purge`.
+What a redrive or purge does lives in triggers/queue/service.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.gateway.access import parse_json, read_body
+from donjon.gateway.admin import _guarded
+from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.node import Node
+from donjon.gateway.queue_views import (
+    DlqPurged,
+    DlqRedrive,
+    DlqRedriven,
+    InvocationView,
+    dead_view,
+    invocation_view,
+)
+from donjon.gateway.schemas import parse_body, render
+from donjon.identity import Action, Principal
+from donjon.triggers.queue import AsyncInvocations, Status
+
+__all__ = ["ROUTES"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_MAX_ID = 64
+MAX_REDRIVE_BYTES = 1024
+
+
+def _service(node: Node) -> AsyncInvocations:
+    if node.invocations is None:
+        raise NotFound("this node runs no async invocations")
+    return node.invocations
+
+
+def _function(request: Request) -> str | None:
+    name = request.query_params.get("function")
+    if name is not None and not _NAME.match(name):
+        raise BadRequest(f"{name[:80]!r} is not a function name")
+    return name
+
+
+async def list_dead(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    dead = await _service(node).dead(_function(request))
+    return render([InvocationView(**invocation_view(d, reveal=True)) for d in dead])
+
+
+async def _dead_one(node: Node, invocation_id: str) -> Response:
+    found = None if len(invocation_id) > _MAX_ID else await _service(node).get(invocation_id)
+    if found is None or found.status is not Status.DEAD:
+        raise NotFound(
+            f"no dead-lettered invocation {invocation_id[:_MAX_ID]!r}",
+            hint="donjon dlq ls lists them",
+        )
+    return render(dead_view(found))
+
+
+async def show_dead(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    return await _dead_one(node, request.path_params["invocation_id"])
+
+
+async def redrive_one(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    invocation_id: str = request.path_params["invocation_id"]
+    if len(invocation_id) > _MAX_ID:
+        raise NotFound("no dead-lettered invocation with that id")
+    redriven = await _service(node).redrive(invocation_id, principal.label, request_id)
+    return render(InvocationView(**invocation_view(redriven, reveal=True)))
+
+
+async def redrive_all(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    body = await read_body(request, MAX_REDRIVE_BYTES)
+    wanted = parse_body(
+        DlqRedrive, await parse_json(node, request, principal.label, body or b"null", request_id)
+    )
+    ids = await _service(node).redrive_all(wanted.function, principal.label, request_id)
+    return render(DlqRedriven(redriven=ids))
+
+
+async def purge(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
+    count = await _service(node).purge(_function(request), principal.label, request_id)
+    return render(DlqPurged(purged=count))
+
+
+ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("/v1/dlq", "GET", _guarded(Action.DLQ, list_dead)),
+    ("/v1/dlq", "DELETE", _guarded(Action.DLQ, purge)),
+    ("/v1/dlq/redrive", "POST", _guarded(Action.DLQ, redrive_all)),
+    ("/v1/dlq/{invocation_id}", "GET", _guarded(Action.DLQ, show_dead)),
+    ("/v1/dlq/{invocation_id}/redrive", "POST", _guarded(Action.DLQ, redrive_one)),
+]

@@ -1,0 +1,42 @@
+"""The durable queue of async invocations: retries, leases, the dead-letter queue."""
+
+from __future__ import annotations
+
+from donjon.triggers.queue.interface import (
+    InvocationNotFound,
+    InvocationQueue,
+    Lease,
+    QueuedInvocation,
+    QueueError,
+    RetryPolicy,
+    Status,
+)
+from donjon.triggers.queue.retry import Outcome
+from donjon.triggers.queue.service import (
+    AsyncInvocations,
+    AuditSink,
+    FunctionPolicy,
+    Lookup,
+    UnknownFunction,
+)
+from donjon.triggers.queue.sql import SqlInvocationQueue
+from donjon.triggers.queue.workers import Deliver, QueueWorkers
+
+__all__ = [
+    "AsyncInvocations",
+    "AuditSink",
+    "Deliver",
+    "FunctionPolicy",
+    "InvocationNotFound",
+    "InvocationQueue",
+    "Lease",
+    "Lookup",
+    "Outcome",
+    "QueueError",
+    "QueueWorkers",
+    "QueuedInvocation",
+    "RetryPolicy",
+    "SqlInvocationQueue",
+    "Status",
+    "UnknownFunction",
+]

@@ -1,0 +1,179 @@
+"""The durable queue of async invocations: its role, its values and its base error.
+
+An invocation is enqueued (committed) before its caller is answered; a worker of a
+node then *leases* it (a lease token and an expiry), runs it, and records its
+outcome under that token. A node that dies mid-call leaves its lease behind; once
+it expires the row is claimed again: delivery is at least once, and the window in
+which one event may run twice is one lease (DONJON_QUEUE_LEASE_S) after a node dies
+between the end of a call and the write of its outcome (docs/triggers.md).
+
+One implementation per module: `sql.py` (the node's own database).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import StrEnum
+
+from donjon.errors import Error
+from donjon.triggers.envelope import Envelope
+
+__all__ = [
+    "InvocationNotFound",
+    "InvocationQueue",
+    "Lease",
+    "QueueError",
+    "QueuedInvocation",
+    "RetryPolicy",
+    "Status",
+]
+
+
+class QueueError(Error):
+    """The queue of async invocations could not do what was asked."""
+
+    title = "Queue error"
+
+
+class InvocationNotFound(QueueError):
+    """No invocation (or none in the state asked for) has that id."""
+
+    title = "Not found"
+
+
+class Status(StrEnum):
+    """Where an async invocation is.
+
+    `failed`: an attempt failed and another is due; `dead`: no attempt is left (its
+    attempts used up, its maximum age passed, or an event no retry can fix): it is in
+    the dead-letter queue until it is redriven or purged."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """The function's `retry` as it was when the event was enqueued (or redriven)."""
+
+    attempts: int = 3
+    backoff_s: float = 2.0
+    max_age_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedInvocation:
+    """One async invocation as stored."""
+
+    id: str
+    function: str
+    trigger: str
+    source: str
+    type: str
+    #: The principal label of the caller (`key:<id>`, `jwt:<issuer>:<sub>`); None for
+    #: events from a source (webhook, storage, database).
+    principal: str | None
+    delivery_id: str | None
+    subject: str | None
+    event: bytes
+    status: Status
+    #: Attempts started so far (a claim counts one; a throttled one is given back).
+    attempts: int
+    retry: RetryPolicy
+    enqueued_at: float
+    #: When it may next be claimed (queued or failed).
+    next_at: float
+    updated_at: float
+    #: The last attempt's call (its `donjon logs` entry and audit records).
+    request_id: str | None = None
+    #: The function's result (JSON bytes) once it succeeded.
+    result: bytes | None = None
+    #: Why the last attempt failed: an error type and a message (never the event).
+    error_type: str | None = None
+    error: str | None = None
+
+    def envelope(self) -> Envelope:
+        """The envelope it was enqueued from."""
+        return Envelope(
+            function=self.function,
+            event=self.event,
+            trigger=self.trigger,
+            source=self.source,
+            type=self.type,
+            principal=self.principal,
+            delivery_id=self.delivery_id,
+            subject=self.subject,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """An invocation claimed by a worker: only the holder of `token` records its outcome."""
+
+    invocation: QueuedInvocation
+    token: str
+    expires_at: float
+
+
+class InvocationQueue(abc.ABC):
+    """The queue's role. Every method commits before it returns."""
+
+    @abc.abstractmethod
+    async def enqueue(self, envelope: Envelope, retry: RetryPolicy) -> QueuedInvocation:
+        """Store one invocation, due now; durable once this returns."""
+
+    @abc.abstractmethod
+    async def claim(self, limit: int, lease_s: float) -> list[Lease]:
+        """Lease up to `limit` due invocations (queued, failed and due, or running with an
+        expired lease), counting an attempt on each."""
+
+    @abc.abstractmethod
+    async def renew(self, lease: Lease, lease_s: float) -> bool:
+        """Move the lease's expiry on; False if it was lost (expired and claimed again)."""
+
+    @abc.abstractmethod
+    async def succeed(self, lease: Lease, result: bytes, request_id: str) -> bool:
+        """Record success; False if the lease was lost (the outcome is not written)."""
+
+    @abc.abstractmethod
+    async def fail(
+        self,
+        lease: Lease,
+        error_type: str,
+        error: str,
+        request_id: str | None,
+        retry_at: float | None,
+        *,
+        charge: bool = True,
+    ) -> bool:
+        """Record a failed attempt: `failed` and due at `retry_at`, or `dead` when None.
+        `charge=False` gives the attempt back (it never ran: throttled, node stopping)."""
+
+    @abc.abstractmethod
+    async def get(self, invocation_id: str) -> QueuedInvocation | None:
+        """The invocation with that id, whatever its state."""
+
+    @abc.abstractmethod
+    async def dead(self, function: str | None, limit: int) -> list[QueuedInvocation]:
+        """Dead-lettered invocations (of one function, or all), oldest first."""
+
+    @abc.abstractmethod
+    async def redrive(self, invocation_id: str, retry: RetryPolicy | None) -> QueuedInvocation:
+        """Queue a dead invocation again, its attempts and age starting afresh (under `retry`,
+        the function's current policy, if given). Raises InvocationNotFound."""
+
+    @abc.abstractmethod
+    async def dead_ids(self, function: str) -> list[str]:
+        """The ids of a function's dead-lettered invocations."""
+
+    @abc.abstractmethod
+    async def purge(self, function: str | None) -> int:
+        """Delete dead-lettered invocations (of one function, or all); how many."""
+
+    @abc.abstractmethod
+    async def prune(self, before: float) -> int:
+        """Delete succeeded invocations last updated before `before`; how many."""

@@ -1,0 +1,151 @@
+"""What the node does with async invocations, whoever asks (the gateway's routes, the
+triggers' `node.submit`, the workers' destinations): enqueue, read, and the dead-letter
+queue's redrive and purge. Each is audited; no record carries an event's body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from donjon.audit import AuditEvent
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.interface import (
+    InvocationNotFound,
+    InvocationQueue,
+    QueuedInvocation,
+    QueueError,
+    RetryPolicy,
+)
+
+__all__ = ["AsyncInvocations", "AuditSink", "FunctionPolicy", "Lookup", "UnknownFunction"]
+
+log = logging.getLogger("donjon.queue")
+
+#: The most dead-lettered invocations one listing returns.
+MAX_LISTED = 1000
+
+
+class AuditSink(Protocol):
+    """Where the queue's records go: the node's AuditLog (durable once `record` returns)."""
+
+    async def record(self, event: AuditEvent) -> None: ...
+
+
+class UnknownFunction(QueueError):
+    """An event for a function that is not deployed: refused, nothing is queued."""
+
+    title = "Not found"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionPolicy:
+    """A deployed function's `retry` and `destinations` (manifest/delivery.py)."""
+
+    retry: RetryPolicy
+    on_success: str | None = None
+    on_failure: str | None = None
+
+
+#: A deployed function's policy by name; None when it is not deployed.
+Lookup = Callable[[str], FunctionPolicy | None]
+
+
+class AsyncInvocations:
+    """The node's async invocations over one queue."""
+
+    def __init__(self, queue: InvocationQueue, audit: AuditSink, lookup: Lookup) -> None:
+        self.queue = queue
+        self._audit = audit
+        self._lookup = lookup
+        #: Called after each enqueue (the workers wake at once instead of at their poll).
+        self.on_enqueue: Callable[[], None] = lambda: None
+
+    def policy(self, function: str) -> FunctionPolicy | None:
+        return self._lookup(function)
+
+    async def submit(self, envelope: Envelope) -> str:
+        """Enqueue `envelope` (durable once this returns); its invocation id. The node's
+        `Submit` (triggers/envelope.py)."""
+        return (await self.enqueue(envelope)).id
+
+    async def enqueue(self, envelope: Envelope) -> QueuedInvocation:
+        policy = self._lookup(envelope.function)
+        if policy is None:
+            raise UnknownFunction(
+                f"no function named {envelope.function!r}", hint="donjon ls lists them"
+            )
+        queued = await self.queue.enqueue(envelope, policy.retry)
+        await self._audit.record(
+            AuditEvent(
+                envelope.principal or envelope.trigger,
+                "invocation.enqueue",
+                envelope.function,
+                "ok",
+                {
+                    "invocation_id": queued.id,
+                    "trigger": envelope.trigger,
+                    "source": envelope.source[:300],
+                    "type": envelope.type[:200],
+                    **({"delivery_id": envelope.delivery_id[:200]} if envelope.delivery_id else {}),
+                    "bytes": len(envelope.event),
+                },
+            )
+        )
+        self.on_enqueue()
+        return queued
+
+    async def get(self, invocation_id: str) -> QueuedInvocation | None:
+        return await self.queue.get(invocation_id)
+
+    async def dead(self, function: str | None, limit: int = MAX_LISTED) -> list[QueuedInvocation]:
+        return await self.queue.dead(function, min(limit, MAX_LISTED))
+
+    async def redrive(self, invocation_id: str, actor: str, request_id: str) -> QueuedInvocation:
+        """Queue one dead invocation again under its function's current `retry`."""
+        found = await self.queue.get(invocation_id)
+        if found is None:
+            raise InvocationNotFound(
+                f"no dead-lettered invocation {invocation_id[:64]!r}",
+                hint="donjon dlq ls lists them",
+            )
+        policy = self._lookup(found.function)
+        redriven = await self.queue.redrive(invocation_id, policy.retry if policy else None)
+        await self._audit.record(
+            AuditEvent(
+                actor,
+                "invocation.redrive",
+                redriven.function,
+                "ok",
+                {"invocation_id": redriven.id, "request_id": request_id},
+            )
+        )
+        self.on_enqueue()
+        return redriven
+
+    async def redrive_all(self, function: str, actor: str, request_id: str) -> list[str]:
+        """Queue again every dead invocation of `function`; their ids."""
+        done: list[str] = []
+        for invocation_id in await self.queue.dead_ids(function):
+            try:
+                await self.redrive(invocation_id, actor, request_id)
+            except InvocationNotFound:  # redriven or purged meanwhile (another admin, node)
+                continue
+            done.append(invocation_id)
+        return done
+
+    async def purge(self, function: str | None, actor: str, request_id: str) -> int:
+        """Delete the dead-lettered invocations (of `function`, or all); how many."""
+        count = await self.queue.purge(function)
+        await self._audit.record(
+            AuditEvent(
+                actor,
+                "invocation.purge",
+                function or "*",
+                "ok",
+                {"purged": count, "request_id": request_id},
+            )
+        )
+        return count

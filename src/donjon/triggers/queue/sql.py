@@ -1,0 +1,370 @@
+"""The embedded queue: the `invocations` table of the node's own database (store/tables.py).
+
+A claim is one statement, so the write lock it takes is the first thing it does:
+
+    UPDATE invocations SET status = 'running', lease_token = :t, lease_expires = :e,
+        attempts = attempts + 1
+    WHERE id IN (SELECT id FROM invocations WHERE <due> ORDER BY next_at LIMIT :n
+                 FOR UPDATE SKIP LOCKED)
+      AND <due>
+    RETURNING *
+
+SQLite has no row locks and leaves `FOR UPDATE SKIP LOCKED` out (SQLAlchemy does not
+render it there): its one writer at a time serialises claims, and the repeated `<due>`
+makes a row already claimed no longer match. On PostgreSQL the same statement, on the
+same schema, is the multi-node backend: each node's claim skips the rows another holds
+locked, and the lease columns say who owns a row once the transaction ends. Every
+outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
+and was claimed again writes nothing.
+
+Events and results are sealed at rest when the queue is given a sealer (the node's
+always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
+
+The store is synchronous (SQLAlchemy Core); each call runs in a thread
+(`asyncio.to_thread`), as store/quotas.py's callers do, so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from donjon.errors import Error
+from donjon.store.tables import invocations as inv
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.interface import (
+    InvocationNotFound,
+    InvocationQueue,
+    Lease,
+    QueuedInvocation,
+    QueueError,
+    RetryPolicy,
+    Status,
+)
+from donjon.vault.queueseal import QueueSealer, Sealed
+
+__all__ = ["SqlInvocationQueue", "claim_statement"]
+
+#: Bounds of what a row keeps of an error message.
+MAX_ERROR_CHARS = 2000
+
+
+def _due(now: float) -> Any:
+    return or_(
+        and_(inv.c.status.in_([Status.QUEUED.value, Status.FAILED.value]), inv.c.next_at <= now),
+        and_(inv.c.status == Status.RUNNING.value, inv.c.lease_expires <= now),
+    )
+
+
+def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
+    """The claim (see the module's doc): lease up to `limit` due rows under `token`."""
+    picked = (
+        select(inv.c.id)
+        .where(_due(now))
+        .order_by(inv.c.next_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(inv)
+        .where(inv.c.id.in_(picked), _due(now))
+        .values(
+            status=Status.RUNNING.value,
+            lease_token=token,
+            lease_expires=expires,
+            attempts=inv.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*inv.c)
+    )
+
+
+class SqlInvocationQueue(InvocationQueue):
+    """The queue in a SQL database (SQLite by default; PostgreSQL: see the module doc)."""
+
+    def __init__(self, engine: Engine, sealer: QueueSealer | None = None) -> None:
+        self._engine = engine
+        self._sealer = sealer
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except SQLAlchemyError as e:
+            raise QueueError(
+                f"the queue's database failed: {type(e).__name__}",
+                hint="check the node's database (donjon doctor); the request changed nothing",
+            ) from e
+        except QueueError:
+            raise
+        except Error as e:  # a row that does not open (vault/queueseal.py)
+            raise QueueError(e.message, hint=e.hint) from e
+
+    def _sealed(self, invocation_id: str, part: str, plain: bytes) -> dict[str, Any]:
+        """The columns holding `plain`: sealed when the queue has a sealer."""
+        if self._sealer is None:
+            return {part: plain}
+        sealed = self._sealer.seal(invocation_id, part, plain)
+        return {part: sealed.ciphertext, f"{part}_key": sealed.wrapped_key, "kek_id": sealed.kek_id}
+
+    def _opened(self, r: Any, part: str) -> bytes | None:
+        raw, key = getattr(r, part), getattr(r, f"{part}_key")
+        if raw is None:
+            return None
+        if key is None:  # written in the clear (no sealer)
+            return bytes(raw)
+        if self._sealer is None:
+            raise QueueError(f"invocation {r.id} is sealed and this queue has no key")
+        return self._sealer.open(r.id, part, Sealed(bytes(raw), bytes(key), r.kek_id))
+
+    def _row(self, r: Any) -> QueuedInvocation:
+        return QueuedInvocation(
+            id=r.id,
+            function=r.function,
+            trigger=r.trigger,
+            source=r.source,
+            type=r.type,
+            principal=r.principal,
+            delivery_id=r.delivery_id,
+            subject=r.subject,
+            event=self._opened(r, "event") or b"",
+            status=Status(r.status),
+            attempts=int(r.attempts),
+            retry=RetryPolicy(int(r.max_attempts), float(r.backoff_s), int(r.max_age_s)),
+            enqueued_at=float(r.enqueued_at),
+            next_at=float(r.next_at),
+            updated_at=float(r.updated_at),
+            request_id=r.request_id,
+            result=self._opened(r, "result"),
+            error_type=r.error_type,
+            error=r.error,
+        )
+
+    # -- writes ------------------------------------------------------------------
+
+    async def enqueue(self, envelope: Envelope, retry: RetryPolicy) -> QueuedInvocation:
+        now = time.time()
+        invocation_id = str(uuid.uuid4())
+        values = {
+            "id": invocation_id,
+            "function": envelope.function,
+            "trigger": envelope.trigger,
+            "source": envelope.source,
+            "type": envelope.type,
+            "principal": envelope.principal,
+            "delivery_id": envelope.delivery_id,
+            "subject": envelope.subject,
+            **self._sealed(invocation_id, "event", envelope.event),
+            "status": Status.QUEUED.value,
+            "attempts": 0,
+            "max_attempts": retry.attempts,
+            "backoff_s": retry.backoff_s,
+            "max_age_s": retry.max_age_s,
+            "enqueued_at": now,
+            "next_at": now,
+            "updated_at": now,
+        }
+
+        def write() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(inv.insert().values(**values))
+
+        await self._run(write)
+        return self._row(_Values(values))
+
+    async def claim(self, limit: int, lease_s: float) -> list[Lease]:
+        def write() -> tuple[list[QueuedInvocation], str, float]:
+            now = time.time()
+            token = secrets.token_hex(16)
+            expires = now + lease_s
+            # A read first: an idle node's polls take no write lock (SQLite: none of
+            # the audit writer's; PostgreSQL: no row lock).
+            with self._engine.connect() as conn:
+                if conn.execute(select(inv.c.id).where(_due(now)).limit(1)).first() is None:
+                    return [], token, expires
+            with self._engine.begin() as conn:
+                rows = conn.execute(claim_statement(now, limit, token, expires)).all()
+            return [self._row(r) for r in rows], token, expires
+
+        claimed, token, expires = await self._run(write)
+        return [Lease(c, token, expires) for c in claimed]
+
+    async def _owned(self, lease: Lease, **values: Any) -> bool:
+        def write() -> bool:
+            with self._engine.begin() as conn:
+                done = conn.execute(
+                    update(inv)
+                    .where(
+                        inv.c.id == lease.invocation.id,
+                        inv.c.lease_token == lease.token,
+                        inv.c.status == Status.RUNNING.value,
+                    )
+                    .values(updated_at=time.time(), **values)
+                )
+                return bool(done.rowcount)
+
+        ok: bool = await self._run(write)
+        return ok
+
+    async def renew(self, lease: Lease, lease_s: float) -> bool:
+        return await self._owned(lease, lease_expires=time.time() + lease_s)
+
+    async def succeed(self, lease: Lease, result: bytes, request_id: str) -> bool:
+        sealed = self._sealed(lease.invocation.id, "result", result)
+        return await self._owned(
+            lease,
+            status=Status.SUCCEEDED.value,
+            **sealed,
+            request_id=request_id,
+            error_type=None,
+            error=None,
+            lease_token=None,
+            lease_expires=None,
+        )
+
+    async def fail(
+        self,
+        lease: Lease,
+        error_type: str,
+        error: str,
+        request_id: str | None,
+        retry_at: float | None,
+        *,
+        charge: bool = True,
+    ) -> bool:
+        values: dict[str, Any] = {
+            "status": (Status.DEAD if retry_at is None else Status.FAILED).value,
+            "error_type": error_type[:128],
+            "error": error[:MAX_ERROR_CHARS],
+            "lease_token": None,  # nosec B105 - the lease column, cleared
+            "lease_expires": None,
+        }
+        if request_id is not None:
+            values["request_id"] = request_id
+        if retry_at is not None:
+            values["next_at"] = retry_at
+        if not charge:
+            values["attempts"] = inv.c.attempts - 1
+        return await self._owned(lease, **values)
+
+    async def redrive(self, invocation_id: str, retry: RetryPolicy | None) -> QueuedInvocation:
+        def write() -> None:
+            now = time.time()
+            values: dict[str, Any] = {
+                "status": Status.QUEUED.value,
+                "attempts": 0,
+                "enqueued_at": now,
+                "next_at": now,
+                "updated_at": now,
+            }
+            if retry is not None:
+                values.update(
+                    max_attempts=retry.attempts,
+                    backoff_s=retry.backoff_s,
+                    max_age_s=retry.max_age_s,
+                )
+            with self._engine.begin() as conn:
+                done = conn.execute(
+                    update(inv)
+                    .where(inv.c.id == invocation_id, inv.c.status == Status.DEAD.value)
+                    .values(**values)
+                )
+            if not done.rowcount:
+                raise InvocationNotFound(
+                    f"no dead-lettered invocation {invocation_id[:64]!r}",
+                    hint="donjon dlq ls lists them",
+                )
+
+        await self._run(write)
+        redriven = await self.get(invocation_id)
+        if redriven is None:  # purged meanwhile
+            raise InvocationNotFound(f"no invocation {invocation_id[:64]!r}")
+        return redriven
+
+    async def purge(self, function: str | None) -> int:
+        def write() -> int:
+            statement = delete(inv).where(inv.c.status == Status.DEAD.value)
+            if function is not None:
+                statement = statement.where(inv.c.function == function)
+            with self._engine.begin() as conn:
+                return int(conn.execute(statement).rowcount)
+
+        count: int = await self._run(write)
+        return count
+
+    async def prune(self, before: float) -> int:
+        def write() -> int:
+            with self._engine.begin() as conn:
+                return int(
+                    conn.execute(
+                        delete(inv).where(
+                            inv.c.status == Status.SUCCEEDED.value, inv.c.updated_at < before
+                        )
+                    ).rowcount
+                )
+
+        count: int = await self._run(write)
+        return count
+
+    # -- reads -------------------------------------------------------------------
+
+    async def get(self, invocation_id: str) -> QueuedInvocation | None:
+        def read() -> QueuedInvocation | None:
+            with self._engine.connect() as conn:
+                r = conn.execute(select(inv).where(inv.c.id == invocation_id)).first()
+            return None if r is None else self._row(r)
+
+        found: QueuedInvocation | None = await self._run(read)
+        return found
+
+    async def dead(self, function: str | None, limit: int) -> list[QueuedInvocation]:
+        def read() -> list[QueuedInvocation]:
+            statement = select(inv).where(inv.c.status == Status.DEAD.value)
+            if function is not None:
+                statement = statement.where(inv.c.function == function)
+            statement = statement.order_by(inv.c.updated_at, inv.c.id).limit(limit)
+            with self._engine.connect() as conn:
+                return [self._row(r) for r in conn.execute(statement).all()]
+
+        rows: list[QueuedInvocation] = await self._run(read)
+        return rows
+
+    async def dead_ids(self, function: str) -> list[str]:
+        def read() -> list[str]:
+            statement = (
+                select(inv.c.id)
+                .where(inv.c.status == Status.DEAD.value, inv.c.function == function)
+                .order_by(inv.c.updated_at, inv.c.id)
+            )
+            with self._engine.connect() as conn:
+                return [str(i) for i in conn.execute(statement).scalars()]
+
+        ids: list[str] = await self._run(read)
+        return ids
+
+
+class _Values:
+    """A dict of column values read as a row (for `_row` of what was just inserted)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(
+            {
+                "request_id": None,
+                "result": None,
+                "result_key": None,
+                "event_key": None,
+                "kek_id": None,
+                "error_type": None,
+                "error": None,
+            },
+            **values,
+        )

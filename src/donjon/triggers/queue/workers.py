@@ -1,0 +1,316 @@
+"""The node's queue workers: lease due invocations, run each (a bounded number at once,
+DONJON_QUEUE_WORKERS), record its outcome, retry or dead-letter it, and hand outcomes
+to the function's destinations.
+
+The lease is renewed while the call runs (every third of DONJON_QUEUE_LEASE_S), so only
+a node that stops renewing (it died, or its database is unreachable) loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from donjon.audit import AuditEvent
+from donjon.errors import Error
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
+from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
+from donjon.triggers.queue.service import AsyncInvocations, AuditSink
+
+__all__ = ["Deliver", "QueueWorkers", "destination_record"]
+
+log = logging.getLogger("donjon.queue")
+
+#: How often succeeded invocations past the retention (DONJON_LOG_RETENTION_DAYS) go.
+PRUNE_INTERVAL_S = 3600.0
+#: Runs one invocation as a call with every control; never raises.
+Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
+
+
+class QueueWorkers:
+    """A poller that claims due invocations while fewer than `workers` run."""
+
+    def __init__(
+        self,
+        service: AsyncInvocations,
+        deliver: Deliver,
+        audit: AuditSink,
+        *,
+        workers: int,
+        lease_s: float,
+        poll_s: float,
+        keep_s: float = 30 * 86400.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._service = service
+        self._queue = service.queue
+        self._deliver = deliver
+        self._audit = audit
+        self._workers = workers
+        self._lease_s = lease_s
+        self._poll_s = poll_s
+        self._keep_s = keep_s
+        self._pruned_at = 0.0
+        self._rng = rng or random.SystemRandom()
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Set by `stop`: the loop claims nothing more and ends (it is not cancelled:
+        #: Python 3.11's wait_for can lose a cancellation that meets its timeout).
+        self._closed = False
+        service.on_enqueue = self._wake.set
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="queue-workers")
+
+    async def stop(
+        self, grace_s: float = 0.0, end_calls: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Claim nothing more; give the deliveries in flight `grace_s` to end, then
+        `end_calls` (the node ends their sandboxes): each call so ended is queued again,
+        its attempt given back (the node stopping is not the event's fault)."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=grace_s)
+        if self._running:
+            self._stopping = True
+            if end_calls is not None:
+                await end_calls()
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._closed:
+            await self._prune()
+            free = self._workers - len(self._running)
+            leases: list[Lease] = []
+            if free > 0:
+                try:
+                    leases = await self._queue.claim(free, self._lease_s)
+                except QueueError as e:
+                    log.warning("claiming async invocations failed: %s", e.message)
+            if self._closed:  # stopped during the claim: give them back, untouched
+                for lease in leases:
+                    try:
+                        await self._queue.fail(
+                            lease,
+                            "NodeStopping",
+                            "the node stopped",
+                            None,
+                            time.time(),
+                            charge=False,
+                        )
+                    except QueueError as e:  # its lease expires: claimed again then
+                        log.warning("giving back %s failed: %s", lease.invocation.id, e.message)
+                return
+            for lease in leases:
+                task = asyncio.get_running_loop().create_task(self._guarded(lease))
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            if free > 0 and len(leases) == free:
+                continue  # more may be due now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            if not self._closed:
+                self._wake.clear()
+
+    async def _prune(self) -> None:
+        """Forget succeeded invocations older than the retention, once an hour."""
+        now = time.time()
+        if now - self._pruned_at < PRUNE_INTERVAL_S:
+            return
+        self._pruned_at = now
+        try:
+            await self._queue.prune(now - self._keep_s)
+        except QueueError as e:
+            log.warning("pruning succeeded invocations failed: %s", e.message)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a worker is free
+
+    async def _guarded(self, lease: Lease) -> None:
+        try:
+            await self._one(lease)
+        except Exception:  # one delivery must never stop the others
+            log.exception("async invocation %s: recording its outcome failed", lease.invocation.id)
+
+    async def _one(self, lease: Lease) -> None:
+        invocation = lease.invocation
+        now = time.time()
+        if invocation.attempts > invocation.retry.attempts:
+            # Claimed again after its last attempt's lease expired: the node running it died.
+            failed = Outcome(
+                False,
+                None,
+                status=500,
+                error_type="LeaseExpired",
+                error="the node running its last attempt stopped before it ended",
+            )
+            await self._record(lease, failed, None)
+            return
+        if now > invocation.enqueued_at + invocation.retry.max_age_s:
+            old = Outcome(
+                False,
+                None,
+                status=400,
+                error_type="EventAgeExceeded",
+                error=f"older than the function's max_age_s ({invocation.retry.max_age_s} s)",
+                ran=False,
+            )
+            await self._record(lease, old, None)
+            return
+        renewing = asyncio.get_running_loop().create_task(self._renew(lease))
+        try:
+            outcome = await self._deliver(invocation)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        if self._stopping and not outcome.ok:  # the node ended it: not the event's fault
+            await self._queue.fail(
+                lease,
+                "NodeStopping",
+                "the node stopped during the call",
+                outcome.request_id,
+                time.time(),
+                charge=False,
+            )
+            await self._audit_attempt(invocation, outcome, "requeued", time.time())
+            return
+        retry_at = None if outcome.ok else next_attempt(invocation, outcome, time.time(), self._rng)
+        await self._record(lease, outcome, retry_at)
+
+    async def _renew(self, lease: Lease) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                if not await self._queue.renew(lease, self._lease_s):
+                    log.warning("async invocation %s: its lease was lost", lease.invocation.id)
+                    return
+            except QueueError as e:
+                log.warning("renewing the lease of %s failed: %s", lease.invocation.id, e.message)
+
+    async def _record(self, lease: Lease, outcome: Outcome, retry_at: float | None) -> None:
+        invocation = lease.invocation
+        if outcome.ok:
+            kept = await self._queue.succeed(lease, outcome.result, outcome.request_id or "")
+        else:
+            kept = await self._queue.fail(
+                lease,
+                outcome.error_type,
+                outcome.error,
+                outcome.request_id,
+                retry_at,
+                charge=not throttled(outcome),
+            )
+        if not kept:  # another node holds it now; its outcome will be the one recorded
+            log.warning("async invocation %s: lease lost, outcome not recorded", invocation.id)
+            return
+        state = "succeeded" if outcome.ok else ("failed" if retry_at is not None else "dead")
+        await self._audit_attempt(invocation, outcome, state, retry_at)
+        if outcome.ok or retry_at is None:
+            if not outcome.ok:
+                await self._audit.record(
+                    AuditEvent(
+                        "system",
+                        "invocation.dead",
+                        invocation.function,
+                        outcome.error_type or "error",
+                        {"invocation_id": invocation.id, "attempts": invocation.attempts},
+                    )
+                )
+            await self._destination(invocation, outcome)
+
+    async def _audit_attempt(
+        self, invocation: QueuedInvocation, outcome: Outcome, state: str, retry_at: float | None
+    ) -> None:
+        detail: dict[str, object] = {
+            "invocation_id": invocation.id,
+            "attempt": invocation.attempts,
+            "status": outcome.status,
+            "state": state,
+            "trigger": invocation.trigger,
+        }
+        if outcome.request_id:
+            detail["request_id"] = outcome.request_id
+        if retry_at is not None:
+            detail["retry_in_s"] = round(max(0.0, retry_at - time.time()), 3)
+        await self._audit.record(
+            AuditEvent(
+                "system",
+                "invocation.attempt",
+                invocation.function,
+                "ok" if outcome.ok else (outcome.error_type or "error"),
+                detail,
+            )
+        )
+
+    async def _destination(self, invocation: QueuedInvocation, outcome: Outcome) -> None:
+        policy = self._service.policy(invocation.function)
+        target = (
+            None if policy is None else (policy.on_success if outcome.ok else policy.on_failure)
+        )
+        if target is None:
+            return
+        record = destination_record(invocation, outcome)
+        try:
+            await self._service.enqueue(
+                Envelope(
+                    function=target,
+                    event=json.dumps(record).encode(),
+                    trigger="invoke",
+                    source=f"/functions/{invocation.function}",
+                    type="donjon.invocation." + ("success" if outcome.ok else "failure"),
+                    subject=invocation.id,
+                )
+            )
+        except Error as e:
+            log.warning("destination %s of %s: %s", target, invocation.function, e.message)
+
+
+def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[str, object]:
+    """What a destination function receives: Lambda's destination record shape."""
+    try:
+        payload: object = json.loads(invocation.event)
+    except ValueError:
+        payload = None
+    condition = "Success"
+    if not outcome.ok:
+        condition = (
+            "EventAgeExceeded" if outcome.error_type == "EventAgeExceeded" else "RetriesExhausted"
+        )
+    response: object
+    if outcome.ok:
+        try:
+            response = json.loads(outcome.result) if outcome.result else None
+        except ValueError:
+            response = None
+    else:
+        response = {"errorType": outcome.error_type, "errorMessage": outcome.error}
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "requestContext": {
+            "requestId": invocation.id,
+            "functionArn": invocation.function,
+            "condition": condition,
+            "approximateInvokeCount": invocation.attempts,
+        },
+        "requestPayload": payload,
+        "responseContext": {
+            "statusCode": outcome.status,
+            **({} if outcome.ok else {"functionError": outcome.error_type}),
+        },
+        "responsePayload": response,
+    }

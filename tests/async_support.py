@@ -1,0 +1,60 @@
+"""Helpers of the async invocation tests: bundles written in a test, polling a status."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import LiveNode
+
+#: The terminal states of an async invocation.
+ENDED = ("succeeded", "dead")
+
+
+def bundle(root: Path, name: str, code: str, extra: str = "") -> Path:
+    """A function directory: `name`, handler `main.handler` with `code`, manifest `extra`."""
+    directory = root / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\n{extra}")
+    (directory / "main.py").write_text(code)
+    return directory
+
+
+def invoke_async(node: LiveNode, name: str, event: Any, key: str | None = None) -> Any:
+    """POST with `Prefer: respond-async`; the response."""
+    with node.client(key) as c:
+        return c.post(
+            f"/v1/functions/{name}/invoke",
+            content=json.dumps(event),
+            headers={"prefer": "respond-async"},
+        )
+
+
+def wait_for(
+    node: LiveNode, invocation_id: str, states: tuple[str, ...] = ENDED, key: str | None = None
+) -> dict[str, Any]:
+    """GET /v1/invocations/ID until its status is one of `states` (at most 90 s)."""
+    deadline = time.monotonic() + 90
+    seen: dict[str, Any] = {}
+    with node.client(key) as c:
+        while time.monotonic() < deadline:
+            r = c.get(f"/v1/invocations/{invocation_id}")
+            assert r.status_code == 200, r.text
+            seen = r.json()
+            if seen["status"] in states:
+                return seen
+            time.sleep(0.1)
+    raise AssertionError(f"{invocation_id} never reached {states}: {seen}")
+
+
+def audit_tail(node: LiveNode, n: int = 3000) -> list[dict[str, Any]]:
+    with node.client() as c:
+        records: list[dict[str, Any]] = c.get("/v1/audit", params={"n": n}).json()
+    return records
+
+
+def of_invocation(records: list[dict[str, Any]], invocation_id: str) -> list[dict[str, Any]]:
+    """The queue's records about one invocation, oldest first."""
+    return [r for r in records if r.get("detail", {}).get("invocation_id") == invocation_id]

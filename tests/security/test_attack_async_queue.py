@@ -1,0 +1,97 @@
+"""Attacks on async invocation and the dead-letter queue (issue 16): reading another
+caller's result, running events under a key revoked since they were queued, reaching the
+DLQ without `dlq:manage`, and smuggling a bad event past the checks by going async."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from async_support import bundle, invoke_async, wait_for
+from harness import LiveNode
+
+SECRET_RESULT = "def handler(event, context):\n    return {'private': event['v']}\n"
+
+
+def test_read_another_callers_async_result(node: LiveNode, tmp_path: Path) -> None:
+    """A second key cannot read (or learn the existence of) another key's invocation."""
+    node.deploy(bundle(tmp_path, "atk-private", SECRET_RESULT))
+    owner = node.create_key("atk-owner", "developer")["key"]
+    thief_key = node.create_key("atk-thief", "invoker")["key"]
+    r = invoke_async(node, "atk-private", {"v": "s3cr3t-result"}, key=owner)
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    assert wait_for(node, invocation_id, key=owner)["result"] == {"private": "s3cr3t-result"}
+    with node.client(thief_key) as c:
+        stolen = c.get(f"/v1/invocations/{invocation_id}")
+        missing = c.get("/v1/invocations/00000000-0000-4000-8000-000000000000")
+    assert stolen.status_code == 404
+    assert "s3cr3t-result" not in stolen.text
+    assert stolen.json()["title"] == missing.json()["title"]  # the same as one that never was
+
+
+def test_queued_events_of_a_revoked_key_do_not_run(node: LiveNode, tmp_path: Path) -> None:
+    """Revoking a key stops its queued invocations: the next attempt is refused (401), dead."""
+    fails_first = (
+        "def handler(event, context):\n"
+        "    if context.cloudevent['donjonattempt'] == '1':\n"
+        "        raise RuntimeError('first attempt fails')\n"
+        "    return {'ran': 'after revocation'}\n"
+    )
+    retry = "retry: {attempts: 3, backoff_s: 6, max_age_s: 600}\n"
+    node.deploy(bundle(tmp_path, "atk-revoked", fails_first, retry))
+    made = node.create_key("atk-soon-revoked", "developer")
+    r = invoke_async(node, "atk-revoked", {}, key=made["key"])
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    assert wait_for(node, invocation_id, ("failed",))["attempts"] == 1
+    with node.client() as c:
+        assert c.delete(f"/v1/keys/{made['id']}").status_code in (200, 204)
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead"
+    assert dead["error"]["type"] == "Unauthorized"
+    assert dead["result"] is None
+
+
+def test_reach_the_dead_letter_queue_without_dlq_manage(node: LiveNode, tmp_path: Path) -> None:
+    """A developer can neither list, show, redrive nor purge dead-lettered events."""
+    node.deploy(
+        bundle(
+            tmp_path,
+            "atk-dead",
+            "def handler(e, c):\n    raise ValueError('x')\n",
+            "retry: {attempts: 1, backoff_s: 0.1}\n",
+        )
+    )
+    invocation_id = invoke_async(node, "atk-dead", {"card": "4111"}).json()["invocation_id"]
+    assert wait_for(node, invocation_id)["status"] == "dead"
+    dev = node.create_key("atk-dlq-dev", "developer")["key"]
+    with node.client(dev) as c:
+        answers = [
+            c.get("/v1/dlq"),
+            c.get(f"/v1/dlq/{invocation_id}"),
+            c.post(f"/v1/dlq/{invocation_id}/redrive"),
+            c.post("/v1/dlq/redrive", json={"function": "atk-dead"}),
+            c.delete("/v1/dlq"),
+        ]
+    assert [a.status_code for a in answers] == [403] * 5
+    assert all("4111" not in a.text for a in answers)
+    with node.client() as c:
+        assert c.get(f"/v1/dlq/{invocation_id}").json()["event"] == {"card": "4111"}
+
+
+def test_bypass_input_checks_by_going_async(node: LiveNode, tmp_path: Path) -> None:
+    """An event the function's schema or body limit refuses is refused async too: 4xx, never
+    queued, and a caller without function:invoke cannot queue at all."""
+    strict = "input_schema: {type: object, required: [id], properties: {id: {type: integer}}}\n"
+    node.deploy(bundle(tmp_path, "atk-strict", SECRET_RESULT, strict + "limits: {body: 1KiB}\n"))
+    auditor = node.create_key("atk-auditor", "auditor")["key"]
+    assert invoke_async(node, "atk-strict", {"id": "1; DROP TABLE"}).status_code == 422
+    assert invoke_async(node, "atk-strict", {"id": 1, "pad": "x" * 5000}).status_code == 413
+    assert invoke_async(node, "atk-strict", {"id": 1}, key=auditor).status_code == 403
+    with node.client() as c:
+        queued = [
+            r
+            for r in c.get("/v1/audit", params={"n": 3000}).json()
+            if r["action"] == "invocation.enqueue" and r["target"] == "atk-strict"
+        ]
+    assert queued == []

@@ -1,0 +1,256 @@
+"""The embedded queue on a real SQLite file: enqueue, leases, expiry and re-claim, outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from donjon.store.tables import invocations
+from donjon.triggers.queue import (
+    InvocationNotFound,
+    QueueError,
+    RetryPolicy,
+    SqlInvocationQueue,
+    Status,
+)
+from donjon.vault import MasterKey
+from donjon.vault.queueseal import QueueSealer
+from queue_support import envelope, sqlite_queue
+
+POLICY = RetryPolicy(attempts=3, backoff_s=1.0, max_age_s=3600)
+
+
+def test_enqueued_invocation_is_durable_and_queued(tmp_path: Path) -> None:
+    """An enqueued event is read back from the database as queued, its body intact."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        queued = await queue.enqueue(envelope(event=b'{"x": [1, 2]}'), POLICY)
+        again = await sqlite_queue(tmp_path).get(queued.id)  # a new engine: from the file
+        assert again is not None
+        assert again.status is Status.QUEUED
+        assert again.event == b'{"x": [1, 2]}'
+        assert again.attempts == 0
+        assert again.retry == POLICY
+        assert again.principal == "key:abc"
+
+    asyncio.run(go())
+
+
+def test_claim_leases_each_due_row_once(tmp_path: Path) -> None:
+    """A claimed row is running with one attempt counted, and no second claim takes it."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        first = await queue.enqueue(envelope(), POLICY)
+        second = await queue.enqueue(envelope(), POLICY)
+        leases = await queue.claim(1, 60)
+        assert [lease.invocation.id for lease in leases] == [first.id]
+        assert leases[0].invocation.status is Status.RUNNING
+        assert leases[0].invocation.attempts == 1
+        rest = await queue.claim(10, 60)
+        assert [lease.invocation.id for lease in rest] == [second.id]
+        assert await queue.claim(10, 60) == []
+
+    asyncio.run(go())
+
+
+def test_expired_lease_is_claimed_again_and_the_old_holder_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """A lease that expires (its node died) is re-claimed; the lost lease records nothing."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        queued = await queue.enqueue(envelope(), POLICY)
+        (lost,) = await queue.claim(1, 0.2)
+        assert await queue.claim(1, 60) == []  # still held
+        await asyncio.sleep(0.3)
+        (taken,) = await queue.claim(1, 60)
+        assert taken.invocation.id == queued.id
+        assert taken.invocation.attempts == 2
+        assert taken.token != lost.token
+        assert not await queue.succeed(lost, b'"late"', "r-lost")
+        assert not await queue.renew(lost, 60)
+        assert await queue.succeed(taken, b'"done"', "r-taken")
+        done = await queue.get(queued.id)
+        assert done is not None
+        assert done.status is Status.SUCCEEDED
+        assert done.result == b'"done"'
+        assert done.request_id == "r-taken"
+
+    asyncio.run(go())
+
+
+def test_renewed_lease_is_not_claimed_again(tmp_path: Path) -> None:
+    """Renewing moves the expiry on: a row whose holder is alive stays its own."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        await queue.enqueue(envelope(), POLICY)
+        (lease,) = await queue.claim(1, 0.3)
+        assert await queue.renew(lease, 60)
+        await asyncio.sleep(0.4)
+        assert await queue.claim(1, 60) == []
+
+    asyncio.run(go())
+
+
+def test_failed_attempt_waits_for_its_retry_time(tmp_path: Path) -> None:
+    """A failed attempt is not claimed before its retry is due, and is claimed once it is."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        queued = await queue.enqueue(envelope(), POLICY)
+        (lease,) = await queue.claim(1, 60)
+        assert await queue.fail(lease, "Boom", "it broke", "r1", time.time() + 3600)
+        failed = await queue.get(queued.id)
+        assert failed is not None
+        assert failed.status is Status.FAILED
+        assert (failed.error_type, failed.error) == ("Boom", "it broke")
+        assert await queue.claim(1, 60) == []
+
+    asyncio.run(go())
+
+
+def test_failure_due_now_is_claimed_with_the_next_attempt(tmp_path: Path) -> None:
+    """A failure whose retry is due is claimed again, its attempts counting on."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        await queue.enqueue(envelope(), POLICY)
+        (lease,) = await queue.claim(1, 60)
+        assert await queue.fail(lease, "Boom", "it broke", "r1", time.time())
+        (again,) = await queue.claim(1, 60)
+        assert again.invocation.attempts == 2
+        assert again.invocation.status is Status.RUNNING
+
+    asyncio.run(go())
+
+
+def test_uncharged_failure_gives_its_attempt_back(tmp_path: Path) -> None:
+    """A throttled attempt (charge=False) is not counted among the attempts."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        queued = await queue.enqueue(envelope(), POLICY)
+        (lease,) = await queue.claim(1, 60)
+        assert await queue.fail(lease, "RateLimited", "429", None, time.time(), charge=False)
+        found = await queue.get(queued.id)
+        assert found is not None
+        assert found.attempts == 0
+
+    asyncio.run(go())
+
+
+def test_dead_invocation_is_listed_redriven_and_purged(tmp_path: Path) -> None:
+    """Dead rows are the DLQ: listed per function, redriven afresh, purged."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        one = await queue.enqueue(envelope("alpha"), POLICY)
+        two = await queue.enqueue(envelope("beta"), POLICY)
+        for lease in await queue.claim(2, 60):
+            assert await queue.fail(lease, "Boom", "no", "r", None)
+        assert [d.id for d in await queue.dead("alpha", 10)] == [one.id]
+        assert {d.id for d in await queue.dead(None, 10)} == {one.id, two.id}
+        redriven = await queue.redrive(one.id, RetryPolicy(5, 1.0, 60))
+        assert redriven.status is Status.QUEUED
+        assert redriven.attempts == 0
+        assert redriven.retry == RetryPolicy(5, 1.0, 60)
+        assert await queue.purge("alpha") == 0  # alpha's is queued now, not dead
+        assert await queue.purge(None) == 1
+        assert await queue.get(two.id) is None
+        assert await queue.get(one.id) is not None
+
+    asyncio.run(go())
+
+
+def test_redrive_of_a_row_that_is_not_dead_is_refused(tmp_path: Path) -> None:
+    """Only dead-lettered invocations are redriven; a queued one is left as it is."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        queued = await queue.enqueue(envelope(), POLICY)
+        with pytest.raises(InvocationNotFound):
+            await queue.redrive(queued.id, None)
+        found = await queue.get(queued.id)
+        assert found is not None
+        assert found.status is Status.QUEUED
+
+    asyncio.run(go())
+
+
+def test_prune_forgets_only_old_successes(tmp_path: Path) -> None:
+    """Pruning deletes succeeded rows past the cut-off and keeps dead ones."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        ok = await queue.enqueue(envelope(), POLICY)
+        bad = await queue.enqueue(envelope(), POLICY)
+        leases = {lease.invocation.id: lease for lease in await queue.claim(2, 60)}
+        await queue.succeed(leases[ok.id], b"1", "r")
+        await queue.fail(leases[bad.id], "Boom", "no", "r", None)
+        assert await queue.prune(time.time() + 1) == 1
+        assert await queue.get(ok.id) is None
+        assert await queue.get(bad.id) is not None
+
+    asyncio.run(go())
+
+
+def _sealed_queue(tmp_path: Path, key: bytes = b"k" * 32) -> SqlInvocationQueue:
+    queue = sqlite_queue(tmp_path)
+    return SqlInvocationQueue(queue.engine, QueueSealer(MasterKey(key)))
+
+
+def test_events_and_results_are_sealed_at_rest(tmp_path: Path) -> None:
+    """Neither the event nor the result is in the database file in the clear."""
+
+    async def go() -> None:
+        queue = _sealed_queue(tmp_path)
+        queued = await queue.enqueue(envelope(event=b'{"card": "4111-PLAINTEXT"}'), POLICY)
+        (lease,) = await queue.claim(1, 60)
+        assert lease.invocation.event == b'{"card": "4111-PLAINTEXT"}'
+        assert await queue.succeed(lease, b'{"receipt": "RESULT-PLAINTEXT"}', "r")
+        done = await queue.get(queued.id)
+        assert done is not None
+        assert done.result == b'{"receipt": "RESULT-PLAINTEXT"}'
+        queue.engine.dispose()
+
+    asyncio.run(go())
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.glob("queue.db*"))
+    assert b"4111-PLAINTEXT" not in on_disk
+    assert b"RESULT-PLAINTEXT" not in on_disk
+
+
+def test_a_sealed_event_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
+    """A ciphertext copied onto another invocation's row is refused, not delivered."""
+
+    async def go() -> None:
+        queue = _sealed_queue(tmp_path)
+        one = await queue.enqueue(envelope(event=b'{"to": "alice"}'), POLICY)
+        two = await queue.enqueue(envelope(event=b'{"to": "bob"}'), POLICY)
+        with queue.engine.begin() as conn:
+            row = conn.execute(
+                select(invocations.c.event, invocations.c.event_key).where(
+                    invocations.c.id == one.id
+                )
+            ).one()
+            conn.execute(
+                update(invocations)
+                .where(invocations.c.id == two.id)
+                .values(event=row.event, event_key=row.event_key)
+            )
+        with pytest.raises(QueueError):
+            await queue.get(two.id)
+        wrong_key = _sealed_queue(tmp_path, b"x" * 32)
+        with pytest.raises(QueueError):
+            await wrong_key.get(one.id)
+        queue.engine.dispose()
+        wrong_key.engine.dispose()
+
+    asyncio.run(go())
