@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy import func, select
 
 from donjon.bootstrap import initialize
 from donjon.bundle import build_bundle
@@ -24,6 +25,7 @@ from donjon.gateway.node import Node, open_node
 from donjon.lifecycle import make_deployed, manifest_json
 from donjon.manifest import load_manifest
 from donjon.secret import Secret
+from donjon.store.tables import invocations
 from harness import free_port
 
 __all__ = ["TOKEN", "document", "minio_record", "node_with", "outputs", "serve"]
@@ -103,9 +105,26 @@ async def serve(node: Node, exchange: Any) -> None:
         await node.vault.set("minio-token", Secret(TOKEN), "test")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             await exchange(c)
+        await _drained(node)
     finally:
         server.should_exit = True
         await task
+
+
+async def _drained(node: Node) -> None:
+    """Wait (at most 60 s) until the queue holds no event still to run: each accepted
+    push is an async invocation, run by the node's workers after its 202."""
+    pending = (
+        select(func.count())
+        .select_from(invocations)
+        .where(invocations.c.status.in_(["queued", "running", "failed"]))
+    )
+    for _ in range(600):
+        with node.engine.connect() as conn:
+            if not conn.execute(pending).scalar():
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the pushed events' invocations never ran")
 
 
 def outputs(settings: Settings, function: str = "on-upload") -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from async_support import wait_for
 from harness import LiveNode, run_cli, start_node
 from triggers.webhook_signing import github_headers, standard_headers, stripe_headers
 from webhook_support import HOOKS, audit, deploy_hooks, post_hook, wait_for_delivery
@@ -29,8 +30,8 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode,
 
 
 def test_standard_delivery_runs_the_function(hooked: tuple[LiveNode, dict[str, str]]) -> None:
-    """A Standard Webhooks delivery gets 202 with its invocation id; the function sees the
-    parsed body, the delivery id and type; the call is audited with trigger webhook."""
+    """A Standard Webhooks delivery gets 202 with its async invocation's id; the function
+    sees the parsed body, the delivery id and type; the call is audited with trigger webhook."""
     node, keys = hooked
     body = json.dumps({"type": "user.created", "data": {"id": 42}}).encode()
     msg_id = f"msg_{secrets.token_hex(6)}"
@@ -42,11 +43,13 @@ def test_standard_delivery_runs_the_function(hooked: tuple[LiveNode, dict[str, s
     assert seen["body"] == {"type": "user.created", "data": {"id": 42}}
     assert seen["event_type"] == "user.created"
     assert "webhook-signature" not in seen["trigger_headers"]
-    assert seen["request_id"] == answer["id"]
+    ran = wait_for(node, answer["id"])  # the async invocation the delivery became
+    assert (ran["status"], ran["trigger"]) == ("succeeded", "webhook")
+    assert seen["request_id"] == ran["request_id"]
     invoked = [
         r
         for r in audit(node)
-        if r["action"] == "function.invoke" and r["detail"].get("request_id") == answer["id"]
+        if r["action"] == "function.invoke" and r["detail"].get("request_id") == ran["request_id"]
     ]
     assert invoked and invoked[0]["detail"]["trigger"] == "webhook"
     assert invoked[0]["actor"] == "webhook"
