@@ -177,3 +177,34 @@ def test_bad_async_calls_are_refused_before_anything_is_queued(
         if r["action"] == "invocation.enqueue" and r["target"] in ("async-strict", "async-ghost")
     ]
     assert queued == []
+
+
+def test_an_async_call_is_counted_once_and_each_retry_again(node: LiveNode, tmp_path: Path) -> None:
+    """The request's admission stands for the first attempt (quota +1, not +2); a retry is a
+    call of its own (+1)."""
+    flaky = (
+        "def handler(event, context):\n"
+        "    if event.get('fail_first') and context.cloudevent['donjonattempt'] == '1':\n"
+        "        raise RuntimeError('first attempt fails')\n"
+        "    return 'ok'\n"
+    )
+    node.deploy(bundle(tmp_path, "async-counted", flaky, "retry: {attempts: 2, backoff_s: 0.1}\n"))
+    made = node.create_key("async-counted-key", "developer")
+    subject = f"key:{made['id']}"
+    with node.client() as c:
+        r = c.put(f"/v1/quotas/{subject}", json={"invocations": 100})
+        assert r.status_code == 201, r.text
+
+    def used() -> int:
+        with node.client() as c:
+            quotas = c.get("/v1/quotas").json()
+        return int(next(q for q in quotas if q["subject"] == subject)["invocations"]["used"])
+
+    once = invoke_async(node, "async-counted", {}, key=made["key"]).json()["invocation_id"]
+    assert wait_for(node, once)["status"] == "succeeded"
+    assert used() == 1
+    twice = invoke_async(node, "async-counted", {"fail_first": True}, key=made["key"])
+    done = wait_for(node, twice.json()["invocation_id"])
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 2
+    assert used() == 3

@@ -254,3 +254,22 @@ def test_a_sealed_event_moved_to_another_row_does_not_open(tmp_path: Path) -> No
         wrong_key.engine.dispose()
 
     asyncio.run(go())
+
+
+def test_admitted_request_is_remembered_until_a_redrive(tmp_path: Path) -> None:
+    """An admitted enqueue is marked so (its first attempt skips a second charge); a
+    redrive, not the caller's request, clears the mark."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        plain = await queue.enqueue(envelope(), POLICY)
+        admitted = await queue.enqueue(envelope(), POLICY, admitted=True)
+        assert not plain.admitted
+        claimed = {lease.invocation.id: lease for lease in await queue.claim(2, 60)}
+        assert claimed[admitted.id].invocation.admitted
+        assert not claimed[plain.id].invocation.admitted
+        assert await queue.fail(claimed[admitted.id], "Boom", "no", "r", None)
+        redriven = await queue.redrive(admitted.id, None)
+        assert not redriven.admitted
+
+    asyncio.run(go())

@@ -20,7 +20,7 @@ from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.sandbox import CallShed
 
-__all__ = ["actor_of", "admit"]
+__all__ = ["actor_of", "admit", "admit_again"]
 
 
 async def admit(
@@ -40,6 +40,23 @@ async def admit(
         await node.throttles.check("function", deployed.name)
     await take_rate_buckets(node, deployed, principal, request_id, trigger, client)
     await check_quota(node, deployed, principal, request_id, trigger)
+    await _check_capacity(node, deployed, principal, request_id, trigger)
+
+
+async def admit_again(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+) -> None:
+    """`admit` for the first attempt of an async call whose request was admitted as it
+    was queued: its rate buckets and quotas are not spent twice for one call; the
+    function's quarantine, the monitor's throttle and the node's capacity are checked
+    as they are now."""
+    node.quarantines.check(deployed.name)
+    if node.throttles:
+        await node.throttles.check("function", deployed.name)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 
 

@@ -58,7 +58,8 @@ async def enqueue_checked(
             source=source,
             type="dev.donjon.invoke",
             principal=principal.label,
-        )
+        ),
+        admitted=True,
     )
 
 

@@ -255,6 +255,9 @@ invocations = Table(
     Column("max_attempts", Integer, nullable=False),
     Column("backoff_s", Float, nullable=False),
     Column("max_age_s", Integer, nullable=False),
+    #: 1 when its request passed admission (rate buckets, quotas) as it was queued: that
+    #: admission stands for its first attempt's, so one async call is counted once.
+    Column("admitted", Integer, nullable=True),
     Column("enqueued_at", Float, nullable=False),
     Column("next_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

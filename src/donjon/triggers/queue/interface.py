@@ -90,6 +90,9 @@ class QueuedInvocation:
     updated_at: float
     #: The last attempt's call (its `donjon logs` entry and audit records).
     request_id: str | None = None
+    #: Its request passed admission as it was queued (an async invoke): that stands for
+    #: the first attempt's rate buckets and quotas (a redrive clears it).
+    admitted: bool = False
     #: The function's result (JSON bytes) once it succeeded.
     result: bytes | None = None
     #: Why the last attempt failed: an error type and a message (never the event).
@@ -123,7 +126,9 @@ class InvocationQueue(abc.ABC):
     """The queue's role. Every method commits before it returns."""
 
     @abc.abstractmethod
-    async def enqueue(self, envelope: Envelope, retry: RetryPolicy) -> QueuedInvocation:
+    async def enqueue(
+        self, envelope: Envelope, retry: RetryPolicy, *, admitted: bool = False
+    ) -> QueuedInvocation:
         """Store one invocation, due now; durable once this returns."""
 
     @abc.abstractmethod

@@ -71,13 +71,15 @@ class AsyncInvocations:
         `Submit` (triggers/envelope.py)."""
         return (await self.enqueue(envelope)).id
 
-    async def enqueue(self, envelope: Envelope) -> QueuedInvocation:
+    async def enqueue(self, envelope: Envelope, *, admitted: bool = False) -> QueuedInvocation:
+        """Enqueue `envelope`; `admitted`: its request passed admission (rate buckets,
+        quotas) just now, which then stands for its first attempt's."""
         policy = self._lookup(envelope.function)
         if policy is None:
             raise UnknownFunction(
                 f"no function named {envelope.function!r}", hint="donjon ls lists them"
             )
-        queued = await self.queue.enqueue(envelope, policy.retry)
+        queued = await self.queue.enqueue(envelope, policy.retry, admitted=admitted)
         await self._audit.record(
             AuditEvent(
                 envelope.principal or envelope.trigger,

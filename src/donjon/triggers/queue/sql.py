@@ -147,11 +147,14 @@ class SqlInvocationQueue(InvocationQueue):
             result=self._opened(r, "result"),
             error_type=r.error_type,
             error=r.error,
+            admitted=bool(r.admitted),
         )
 
     # -- writes ------------------------------------------------------------------
 
-    async def enqueue(self, envelope: Envelope, retry: RetryPolicy) -> QueuedInvocation:
+    async def enqueue(
+        self, envelope: Envelope, retry: RetryPolicy, *, admitted: bool = False
+    ) -> QueuedInvocation:
         now = time.time()
         invocation_id = str(uuid.uuid4())
         values = {
@@ -169,6 +172,7 @@ class SqlInvocationQueue(InvocationQueue):
             "max_attempts": retry.attempts,
             "backoff_s": retry.backoff_s,
             "max_age_s": retry.max_age_s,
+            "admitted": 1 if admitted else None,
             "enqueued_at": now,
             "next_at": now,
             "updated_at": now,
@@ -262,6 +266,7 @@ class SqlInvocationQueue(InvocationQueue):
             values: dict[str, Any] = {
                 "status": Status.QUEUED.value,
                 "attempts": 0,
+                "admitted": None,  # a redrive is not the caller's request: full admission
                 "enqueued_at": now,
                 "next_at": now,
                 "updated_at": now,
@@ -363,6 +368,7 @@ class _Values:
                 "result_key": None,
                 "event_key": None,
                 "kek_id": None,
+                "admitted": None,
                 "error_type": None,
                 "error": None,
             },
