@@ -15,7 +15,7 @@ import pytest
 from async_support import wait_for
 from harness import LiveNode, run_cli, start_node
 from triggers.webhook_signing import github_headers, standard_headers, stripe_headers
-from webhook_support import HOOKS, audit, deploy_hooks, post_hook, wait_for_delivery
+from webhook_support import HANDLER, HOOKS, audit, deploy_hooks, post_hook, wait_for_delivery
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +53,36 @@ def test_standard_delivery_runs_the_function(hooked: tuple[LiveNode, dict[str, s
     ]
     assert invoked and invoked[0]["detail"]["trigger"] == "webhook"
     assert invoked[0]["actor"] == "webhook"
+
+
+def test_a_delivery_spends_the_functions_quota_once(
+    hooked: tuple[LiveNode, dict[str, str]], tmp_path: Path
+) -> None:
+    """A function with a quota of 2 invocations a day takes two deliveries, both run: the
+    admission a delivery passed at /hooks stands for its first attempt's."""
+    node, keys = hooked
+    fn = tmp_path / "hook-once"
+    fn.mkdir()
+    (fn / "main.py").write_text(HANDLER)
+    (fn / "donjon.yaml").write_text(
+        "name: hook-once\nhandler: main.handler\nmemory_mb: 64\n"
+        "limits: {rate: 600/minute}\n"
+        "triggers:\n  - webhook: {path: /once, scheme: standard, secret: hook-std-key}\n"
+    )
+    node.deploy(fn)
+    with node.client() as c:
+        r = c.put("/v1/quotas/function:hook-once", json={"invocations": 2})
+        assert r.status_code == 201, r.text
+    for _ in range(2):
+        body = json.dumps({"type": "tick", "n": secrets.token_hex(4)}).encode()
+        msg_id = f"msg_{secrets.token_hex(6)}"
+        r = post_hook(node, "/once", body, standard_headers(keys["standard"], body, msg_id))
+        assert r.status_code == 202, r.text
+        ran = wait_for(node, r.json()["id"])
+        assert (ran["status"], ran["attempts"]) == ("succeeded", 1), ran
+    body = json.dumps({"type": "tick", "n": "third"}).encode()
+    r = post_hook(node, "/once", body, standard_headers(keys["standard"], body, "msg_third"))
+    assert r.status_code == 429, r.text  # the day's two are spent: refused at the edge
 
 
 def test_github_delivery_runs_the_function(hooked: tuple[LiveNode, dict[str, str]]) -> None:

@@ -58,8 +58,8 @@ async def enqueue_checked(
             source=source,
             type="dev.donjon.invoke",
             principal=principal.label,
-        ),
-        admitted=True,
+            admitted=True,  # its request passed admission just now
+        )
     )
 
 

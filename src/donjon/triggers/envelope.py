@@ -41,6 +41,11 @@ class Envelope:
     delivery_id: str | None = None
     #: CloudEvents `subject`, such as the object key of a storage event.
     subject: str | None = None
+    #: The request that brought it passed the function's admission just now (an async
+    #: invoke, a webhook): its rate buckets and quotas are spent, and stand for the first
+    #: attempt's; False (a source without an edge, such as SQS or NOTIFY): the first
+    #: attempt spends them.
+    admitted: bool = False
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGER_KINDS:

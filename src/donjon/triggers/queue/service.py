@@ -71,15 +71,15 @@ class AsyncInvocations:
         `Submit` (triggers/envelope.py)."""
         return (await self.enqueue(envelope)).id
 
-    async def enqueue(self, envelope: Envelope, *, admitted: bool = False) -> QueuedInvocation:
-        """Enqueue `envelope`; `admitted`: its request passed admission (rate buckets,
-        quotas) just now, which then stands for its first attempt's."""
+    async def enqueue(self, envelope: Envelope) -> QueuedInvocation:
+        """Enqueue `envelope`; when `envelope.admitted` (its request passed admission just
+        now), that admission stands for its first attempt's rate buckets and quotas."""
         policy = self._lookup(envelope.function)
         if policy is None:
             raise UnknownFunction(
                 f"no function named {envelope.function!r}", hint="donjon ls lists them"
             )
-        queued = await self.queue.enqueue(envelope, policy.retry, admitted=admitted)
+        queued = await self.queue.enqueue(envelope, policy.retry, admitted=envelope.admitted)
         await self._audit.record(
             AuditEvent(
                 envelope.principal or envelope.trigger,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -96,7 +97,10 @@ class WebhookService:
         `BadDelivery` (replay) if its id was accepted at this path before."""
         await admit()
         claimed = await self._claim(spec.path, verified)
-        envelope = webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified)
+        envelope = dataclasses.replace(  # admitted just now: its first attempt spends nothing
+            webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified),
+            admitted=True,
+        )
         try:
             return await submit(envelope)
         except BaseException:
