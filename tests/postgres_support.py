@@ -65,6 +65,11 @@ class PostgresServer:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}?connect_timeout=5"
 
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of its `postgres` database (psycopg 3)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
     def connect(self) -> psycopg.Connection[Any]:
         """A connection of the test's own (autocommit), to NOTIFY and look around."""
         return psycopg.connect(self.dsn(), autocommit=True)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from donjon.store import Engine, connect, create_schema
 from donjon.triggers.queue import RetryPolicy, SqlInvocationQueue, Status
 from donjon.triggers.queue.sql import claim_statement
-from pg_support import PostgresServer
+from postgres_support import PostgresServer
 from queue_support import envelope
 
 pytestmark = pytest.mark.slow
