@@ -10,12 +10,14 @@ client address and in all. Over a cap, the new connection is closed at once;
 other clients' connections are never touched.
 
 A connection whose request was refused for the caller's own limits (429 with
-Retry-After: a rate limit, a quota, a throttle) rests before its next request is read:
-for `refusal_hold_s`, at most the Retry-After. A client flooding past its limits
-on kept-alive connections then costs the gateway one refusal per connection and
-rest, not one per request it can send; reading is paused, so its requests wait
-in its own socket buffers, at no cost to anyone else. Trusted proxies, which
-carry other clients' requests on the same connections, are never held.
+Retry-After: a rate limit, a quota, a throttle) rests before its next request is
+read: for half to all of `refusal_hold_s` (at most the Retry-After), each connection
+its own share, so that a flood's connections refused together do not wake together.
+A client flooding past its limits on kept-alive connections then costs the gateway
+one refusal per connection and rest, not one per request it can send; reading is
+paused, so its requests wait in its own socket buffers, at no cost to anyone else.
+Trusted proxies, which carry other clients' requests on the same connections, are
+never held.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import http
 import ipaddress
+import itertools
 import logging
 import re
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -186,12 +189,16 @@ class GatewayProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ConnectionSettings] = ConnectionSettings()
     clients: ClassVar[ClientConnections] = ClientConnections(per_client=64, total=512)
+    _serials: ClassVar[Iterator[int]] = itertools.count()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._address: str | None = None  # set once admitted: counted in `clients`
         self._holds = False  # rests after a refusal (not a trusted proxy's connection)
         self._hold_s = 0.0  # the rest the response going out asks for
+        # Its share of a full rest, 0.5 to 0.97 by its serial: the connections of one
+        # flood, refused together, wake at 16 different times, not all at once.
+        self._rest_share = 0.5 + (next(self._serials) % 16) / 32
         self._hold_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # between requests or inside a head
         self._head_bytes = 0  # raw bytes received since this head began
@@ -333,7 +340,8 @@ class GatewayProtocol(HttpToolsProtocol):
         """A 429 is going out: with a Retry-After, the connection rests after it."""
         match = _RETRY_AFTER.search(head)
         if match is not None:
-            self._hold_s = min(self.limits.refusal_hold_s, float(match.group(1)))
+            rest = min(self.limits.refusal_hold_s, float(match.group(1)))
+            self._hold_s = rest * self._rest_share
 
     def on_response_complete(self) -> None:
         hold, self._hold_s = self._hold_s, 0.0
