@@ -12,7 +12,15 @@ from donjon.triggers.webhooks import VERIFIERS, BadDelivery, WebhookMisconfigure
 from triggers.webhook_signing import github_headers, new_whsec, standard_headers, stripe_headers
 
 BODY = json.dumps({"id": "evt_1", "type": "invoice.paid", "n": 1}).encode()
+#: The verifiers' clock in each test, read when it starts (as the signing helpers read
+#: theirs): a value taken at import would be minutes old in a long run of the suite.
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _clock() -> None:
+    global NOW  # noqa: PLW0603 - the one clock of the test and of the signing helpers
+    NOW = time.time()
 
 
 def _refused(scheme: str, headers: dict[str, str], body: bytes, secrets: list[str]) -> str:
