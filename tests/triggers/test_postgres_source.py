@@ -176,7 +176,7 @@ def test_a_missing_secret_is_an_outage_not_a_crash(postgres_server: PostgresServ
         await _until(lambda: listener.health.failures >= 2, "two failed attempts")
 
     listener_sink = sink
-    listener_sink.open_secret = gone  # type: ignore[method-assign]
+    listener_sink.open_secret = gone  # type: ignore[method-assign]  # the DSN removed
     asyncio.run(_with_listener(listener_sink, body))
     assert sink.actions() == ["trigger.source.unavailable"]
     assert "no secret named orders-db" in str(sink.records[0].detail["reason"])

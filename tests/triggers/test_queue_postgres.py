@@ -51,7 +51,7 @@ def queues(pg_url: str) -> Iterator[Callable[[], SqlInvocationQueue]]:
 def test_claim_skips_locked_rows_on_postgresql_only() -> None:
     """PostgreSQL gets FOR UPDATE SKIP LOCKED; SQLite, which has no row locks, does not."""
     statement = claim_statement(0.0, 5, "t", 1.0)
-    on_pg = str(statement.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    on_pg = str(statement.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]  # untyped dialect
     on_sqlite = str(statement.compile(dialect=sqlite.dialect()))
     assert "FOR UPDATE SKIP LOCKED" in on_pg
     assert "RETURNING" in on_pg

@@ -110,7 +110,7 @@ def _run(sink: Sink, spec: S3Spec, body: Callable[[SqsPoller], Awaitable[None]])
     asyncio.run(go())
 
 
-SPEC = S3Spec(source="sqs", secret="photo-queue", prefix="in/", suffix=".jpg")  # noqa: S106
+SPEC = S3Spec(source="sqs", secret="photo-queue", prefix="in/", suffix=".jpg")  # noqa: S106 - a vault name
 
 
 @pytest.mark.slow
