@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from harness import free_port
+from process_support import end_server
 
 __all__ = ["REGION", "MotoServer", "moto_server"]
 
@@ -78,16 +79,8 @@ class MotoServer:
         raise AssertionError(f"moto_server on port {self.port} did not answer")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        end_server(self.proc, self._log, 15)
+        self._log = None
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from harness import free_port
+from process_support import end_server
 
 __all__ = ["PostgresServer", "postgres_bin", "postgres_server"]
 
@@ -106,16 +107,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Stop the server (a fast shutdown) and remove its files."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        end_server(self.proc, self._log, 30)
+        self._log = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from harness import free_port
+from process_support import end_server
 
 __all__ = ["RedisServer", "redis_binary", "redis_server"]
 
@@ -106,16 +107,8 @@ class RedisServer:
             self._log = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        end_server(self.proc, self._log, 15)
+        self._log = None
 
 
 @pytest.fixture
