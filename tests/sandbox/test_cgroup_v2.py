@@ -67,11 +67,15 @@ def test_calls_run_in_per_call_cgroups_on_cgroup_v2(tmp_path: Path, v2_base: Pat
         try:
             result = await pool.invoke(cfg, json.dumps(meta).encode(), b"{}", 10)
             (sandbox,) = [d for d in node_dir.iterdir() if d.is_dir()]
-            layout = {
-                d.name: (d / "cgroup.procs").read_text().split()
-                for d in sandbox.iterdir()
-                if d.is_dir()
-            }
+            for _ in range(100):  # the spare worker is made after the call: wait for it (10 s)
+                layout = {
+                    d.name: (d / "cgroup.procs").read_text().split()
+                    for d in sandbox.iterdir()
+                    if d.is_dir()
+                }
+                if any(v for k, v in layout.items() if k.startswith("call-")):
+                    break
+                await asyncio.sleep(0.1)
             layout["."] = (sandbox / "cgroup.procs").read_text().split()
             return json.loads(result.body), layout
         finally:
