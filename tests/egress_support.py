@@ -147,16 +147,35 @@ class ProxyRig:
         self.http_port = plain_sock.getsockname()[1]
         self._servers: list[asyncio.Server] = []
         self._relays: list[asyncio.Server] = []
+        self._handlers: set[asyncio.Task[Any]] = set()
 
         async def start() -> None:
             await self.proxy.start()
-            handler = functools.partial(_serve_http, self.upstream)
+            handler = self._tracked(functools.partial(_serve_http, self.upstream))
             tls_sock.listen(64)
             plain_sock.listen(64)
             self._servers.append(await asyncio.start_server(handler, sock=tls_sock, ssl=server_ctx))
             self._servers.append(await asyncio.start_server(handler, sock=plain_sock))
 
         self.run(start())
+
+    def _tracked(
+        self,
+        handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]],
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]:
+        """`handler`, its task remembered until it ends, so close() can end the ones still open."""
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._handlers.add(task)
+            try:
+                await handler(reader, writer)
+            finally:
+                writer.close()
+                self._handlers.discard(task)
+
+        return run
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -186,26 +205,26 @@ class ProxyRig:
             try:  # through the directory: the path may be longer than sun_path takes
                 r2, w2 = await asyncio.open_unix_connection(f"/proc/self/fd/{fd}/proxy.sock")
             except OSError:
-                writer.close()
                 return
             finally:
                 os.close(fd)
-            w2.write(TOKEN_PREFIX + token.encode() + b"\n")
+            try:
+                w2.write(TOKEN_PREFIX + token.encode() + b"\n")
 
-            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-                with contextlib.suppress(OSError):
-                    while data := await src.read(65536):
-                        dst.write(data)
-                        await dst.drain()
-                    if dst.can_write_eof():
-                        dst.write_eof()
+                async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                    with contextlib.suppress(OSError):
+                        while data := await src.read(65536):
+                            dst.write(data)
+                            await dst.drain()
+                        if dst.can_write_eof():
+                            dst.write_eof()
 
-            await asyncio.gather(pipe(reader, w2), pipe(r2, writer), return_exceptions=True)
-            writer.close()
-            w2.close()
+                await asyncio.gather(pipe(reader, w2), pipe(r2, writer), return_exceptions=True)
+            finally:
+                w2.close()
 
         async def start() -> int:
-            server = await asyncio.start_server(one, "127.0.0.1", 0)
+            server = await asyncio.start_server(self._tracked(one), "127.0.0.1", 0)
             self._relays.append(server)
             return int(server.sockets[0].getsockname()[1])
 
@@ -225,6 +244,12 @@ class ProxyRig:
             await self.proxy.close()
             for server in self._servers + self._relays:
                 server.close()
+            # A server's close() leaves its open connections be: end their
+            # handlers here, so no socket outlives the loop.
+            for task in list(self._handlers):
+                task.cancel()
+            await asyncio.gather(*self._handlers, return_exceptions=True)
+            await asyncio.sleep(0)  # let the transports' close callbacks run
 
         with contextlib.suppress(Exception):
             self.run(stop())
