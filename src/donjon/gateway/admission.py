@@ -20,7 +20,7 @@ from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.sandbox import CallShed
 
-__all__ = ["actor_of", "admit", "admit_again"]
+__all__ = ["actor_of", "admit"]
 
 
 async def admit(
@@ -31,32 +31,20 @@ async def admit(
     trigger: str,
     *,
     client: str | None = None,
+    spend: bool = True,
 ) -> None:
     """The function's quarantine, rate limits and capacity, checked before its request body
     is even read (a quarantined function answers 503 to every way in: monitor/quarantine.py).
-    `client` is the caller's address: an `auth: public` trigger's calls spend its bucket."""
+    `client` is the caller's address: an `auth: public` trigger's calls spend its bucket.
+    Without `spend` (the first attempt of an async call whose request was admitted as it
+    was queued) the rate buckets and quotas are not spent twice for one call; quarantine,
+    the monitor's throttle and the node's capacity are checked as they are now."""
     node.quarantines.check(deployed.name)
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
         await node.throttles.check("function", deployed.name)
-    await take_rate_buckets(node, deployed, principal, request_id, trigger, client)
-    await check_quota(node, deployed, principal, request_id, trigger)
-    await _check_capacity(node, deployed, principal, request_id, trigger)
-
-
-async def admit_again(
-    node: Node,
-    deployed: Deployed,
-    principal: Principal | None,
-    request_id: str,
-    trigger: str,
-) -> None:
-    """`admit` for the first attempt of an async call whose request was admitted as it
-    was queued: its rate buckets and quotas are not spent twice for one call; the
-    function's quarantine, the monitor's throttle and the node's capacity are checked
-    as they are now."""
-    node.quarantines.check(deployed.name)
-    if node.throttles:
-        await node.throttles.check("function", deployed.name)
+    if spend:
+        await take_rate_buckets(node, deployed, principal, request_id, trigger, client)
+        await check_quota(node, deployed, principal, request_id, trigger)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from starlette.responses import Response
 
@@ -14,7 +13,6 @@ from donjon.gateway.problems import problem, problem_from_error, quarantined, st
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
-from donjon.ratelimit import RateLimitError
 from donjon.sandbox import FunctionFailed, SandboxUnavailable
 
 __all__ = ["error_response", "reveals"]
@@ -35,10 +33,6 @@ def error_response(error: Error, request_id: str, *, reveal: bool = False) -> Re
         )
     if isinstance(error, FunctionQuarantined):
         return quarantined(error, request_id)
-    if isinstance(error, RateLimitError):
-        response = problem_from_error(error, request_id=request_id)
-        response.headers["retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
-        return response
     if isinstance(error, FunctionFailed):
         # The caller learns that it failed and the request id, never the trace.
         return problem(

@@ -15,7 +15,7 @@ import logging
 
 from donjon.errors import Error
 from donjon.gateway.access import new_request_id
-from donjon.gateway.admission import admit, admit_again
+from donjon.gateway.admission import admit
 from donjon.gateway.errors import NotFound, Unauthorized
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
@@ -105,12 +105,12 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         if deployed is None:
             raise NotFound(f"no function named {invocation.function!r}")
         principal = _principal(node, invocation.principal)
-        if invocation.admitted and invocation.attempts == 1:
-            # Its request's admission (rate buckets, quotas) counted this attempt already:
-            # only what may have changed since is checked again (quarantine, capacity).
-            await admit_again(node, deployed, principal, request_id, invocation.trigger)
-        else:
-            await admit(node, deployed, principal, request_id, invocation.trigger)
+        # A first attempt whose request's admission counted it already spends no rate
+        # bucket or quota again; quarantine and capacity are checked at every attempt.
+        first_admitted = invocation.admitted and invocation.attempts == 1
+        await admit(
+            node, deployed, principal, request_id, invocation.trigger, spend=not first_admitted
+        )
         ran = True  # from here the sandbox may have started it
         response = await _run(
             node,

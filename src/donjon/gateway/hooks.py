@@ -14,7 +14,6 @@ credential stuffing alert without a record per request.
 from __future__ import annotations
 
 import functools
-import math
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +30,6 @@ from donjon.gateway.schemas import render
 from donjon.gateway.views import WebhookAccepted
 from donjon.manifest.event_triggers import S3Spec, WebhookSpec
 from donjon.monitor.quarantine import FunctionQuarantined
-from donjon.ratelimit import RateLimitError
 from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
 
 __all__ = ["handle_hook"]
@@ -86,11 +84,7 @@ async def handle_hook(request: Request) -> Response:
         return render(accepted, 202)
     except FunctionQuarantined as e:  # the sender is anyone: not told why
         return quarantined(e, request_id, public=True)
-    except RateLimitError as e:
-        response = problem_from_error(e, request_id=request_id)
-        response.headers["retry-after"] = str(max(1, math.ceil(e.retry_after_s)))
-        return response
-    except Error as e:
+    except Error as e:  # a rate limit's Retry-After is set there
         return problem_from_error(e, request_id=request_id)
 
 
