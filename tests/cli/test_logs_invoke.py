@@ -129,8 +129,16 @@ def test_logs_follow_prints_calls_as_they_end(node: LiveNode, printer: str) -> N
                     seen += lines.get(timeout=1)
         finally:
             proc.send_signal(signal.SIGINT)
-            code = proc.wait(timeout=60)
-            reader.join(timeout=10)
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # never hang the suite: fail instead
+                proc.kill()
+                proc.wait()
+                raise AssertionError(
+                    "logs -f did not end on SIGINT (was it started with SIGINT ignored?)"
+                ) from None
+            finally:
+                reader.join(timeout=10)
         errors = err.read()
     call = _call_lines(seen, rid)
     assert "| RuntimeError: asked to fail" in call
