@@ -6,11 +6,17 @@ batch to the log's listeners on the loop's thread (the monitor and the metrics s
 see every call) and writes nothing; `SandboxPool.invoke` answers `bench-warm`'s calls
 with a fixed result (other functions run for real, so deploys still start sandboxes).
 Never a way to serve: nothing here is durable or isolated.
+
+With `--under-valgrind` (first argument; `gateway_instr.py`) the node's sandbox probe
+and its seccomp filters are set aside too, and a deploy starts no sandbox: valgrind
+runs neither seccomp(2) nor Landlock's calls, and the bench's calls never reach a
+sandbox.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from typing import Any
 
@@ -47,5 +53,22 @@ async def _invoke(
 audit_log.AuditLog.record = _record  # type: ignore[method-assign]  # measurement only: the part set aside
 sandbox_pool.SandboxPool.invoke = _invoke  # type: ignore[method-assign]  # measurement only: the part set aside
 
+
+def _no_probe(*args: Any) -> None:
+    return None
+
+
+async def _no_prestart(*args: Any) -> None:
+    return None
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--under-valgrind"]:
+        from donjon.gateway import node as gateway_node
+
+        del sys.argv[1]
+        # Measurement only: the node's own names for them, replaced.
+        gateway_node.check_sandbox = _no_probe  # type: ignore[attr-defined,assignment]
+        gateway_node.compile_filters = _no_probe  # type: ignore[attr-defined,assignment]
+        sandbox_pool.SandboxPool.prestart = _no_prestart  # type: ignore[method-assign,assignment]
     main()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from donjon.identity import Action, KeyIndex, Principal, Role, is_allowed, new_api_key
+from donjon.identity import Action, KeyIndex, Principal, Role, hash_key, is_allowed, new_api_key
 from donjon.secret import Secret
 
 HK = Secret(b"h" * 32)
@@ -51,6 +51,13 @@ def test_hash_key_matters() -> None:
     """A key hashed under another node's subkey does not authenticate."""
     key = new_api_key(Secret(b"other" * 8), "n", Role.ADMIN)
     assert KeyIndex(HK, [key.record]).authenticate(key.secret) is None
+
+
+def test_stored_digests_are_hmac_sha256() -> None:
+    """A key's digest is HMAC-SHA256 under the node's subkey: keys stored by earlier
+    releases still authenticate (a known answer, RFC 4231 test case 2)."""
+    digest = hash_key(Secret(b"Jefe"), "what do ya want for nothing?")
+    assert digest.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
 
 
 def test_roles() -> None:

@@ -22,6 +22,7 @@ from donjon.gateway.deliveries import open_invocations
 from donjon.gateway.dlq_api import ROUTES as DLQ_ROUTES
 from donjon.gateway.event_sources import node_sources
 from donjon.gateway.hooks import handle_hook
+from donjon.gateway.hot_route import GatewayApp, HotRoute
 from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
@@ -121,11 +122,12 @@ def create_app(node: Node) -> Starlette:
             await workers.stop(node.settings.shutdown_grace_s, node.end_calls)
             await node.stop()
 
+    invoke = Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"])
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"]),
+        invoke,
         Route("/v1/invocations/{invocation_id}", get_invocation, methods=["GET"]),
         # AWS Lambda's Invoke API, SigV4-signed (gateway/lambda_api.py).
         Route(LAMBDA_INVOKE_PATH, handle_lambda_invoke, methods=["POST"]),
@@ -145,11 +147,13 @@ def create_app(node: Node) -> Starlette:
     for path, endpoints in by_path.items():
         routes.append(Route(path, _dispatch(endpoints), methods=list(endpoints)))
     # The route table: /openapi.json describes exactly these (gateway/operations.py).
-    app = Starlette(
+    app = GatewayApp(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
+    # The warm path's route, served below the middleware and router (gateway/hot_route.py).
+    app.hot = HotRoute(invoke, _server_error)
     app.state.node = node
     return app
 

@@ -102,13 +102,35 @@ def _safe_defaults(response: Response) -> Response:
     return response
 
 
+#: The constant headers of a function's JSON result (after its length), encoded once.
+_JSON_RESULT_HEADERS = (
+    (b"content-type", b"application/json"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", PLATFORM_CSP.encode("latin-1")),
+)
+
+
+class _JSONResult(Response):
+    """A function's JSON result: the headers, in the order and bytes Starlette's `Response`
+    and `_safe_defaults` give them (x-request-id, content-length, content-type, nosniff,
+    the CSP), put together from their encoded parts. Every warm call's response."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, request_id: str) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = self.render(body)
+        self.raw_headers = [
+            (b"x-request-id", request_id.encode("latin-1")),
+            (b"content-length", str(len(self.body)).encode("latin-1")),
+            *_JSON_RESULT_HEADERS,
+        ]
+
+
 def function_json_response(body: bytes, request_id: str) -> RenderedResponse:
     """A function's plain JSON result, as the body of a 200."""
-    return RenderedResponse(
-        _safe_defaults(
-            Response(body, media_type="application/json", headers={"x-request-id": request_id})
-        )
-    )
+    return RenderedResponse(_JSONResult(body, request_id))
 
 
 def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:

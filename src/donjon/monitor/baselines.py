@@ -80,6 +80,28 @@ def subjects_of(call: Call) -> tuple[Subject, ...]:
     )
 
 
+#: What a baseline reads of a record: the deploy or removal it is, else the call it is,
+#: its time, and the subjects the call feeds.
+_View = tuple[Change | None, Call | None, float, tuple[Subject, ...]]
+#: The last record read, the clock it was read at, and its view: the four baselines read
+#: every record in turn, with the same clock, and need the same view of it.
+_last_view: tuple[CommittedRecord | None, float, _View] = (None, 0.0, (None, None, 0.0, ()))
+
+
+def _read(record: CommittedRecord, now: float) -> _View:
+    """The view of `record` every baseline reads (made once per record and clock)."""
+    global _last_view  # noqa: PLW0603 - a one-entry memo of the record in hand
+    last = _last_view  # read once: another node's loop in another thread may replace it
+    if last[0] is record and last[1] == now:
+        return last[2]
+    change = read_change(record)
+    call = read_call(record) if change is None else None
+    subjects = subjects_of(call) if call is not None else ()
+    view: _View = (change, call, event_time(record, now), subjects)
+    _last_view = (record, now, view)
+    return view
+
+
 def _round(value: float) -> float:
     return round(value, 6)
 
@@ -100,16 +122,14 @@ class SeriesDetector(Generic[S]):
         raise NotImplementedError
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
-        change = read_change(record)
+        change, call, at, subjects = _read(record, now)
         if change is not None:
             self._reset(change)
             return []
-        call = read_call(record)
         if call is None:
             return []
-        at = event_time(record, now)
         findings: list[Finding] = []
-        for subject in subjects_of(call):
+        for subject in subjects:
             finding = self.see(subject, call, at)
             if finding is not None:
                 findings.append(finding)
