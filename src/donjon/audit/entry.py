@@ -21,10 +21,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from donjon.audit.events import InvocationLog
 from donjon.audit.usage import USE_ACTIONS, grant_uses
 
 if TYPE_CHECKING:
-    from donjon.audit.log import AuditEvent, InvocationLog
+    from donjon.audit.events import AuditEvent
 
 __all__ = ["Entry", "encode_entry", "fill", "from_wire", "to_wire", "ts_tail"]
 
@@ -114,8 +115,6 @@ def to_wire(event: AuditEvent, log: InvocationLog | None) -> bytes:
 
 def from_wire(data: bytes) -> Entry:
     """The entry `to_wire` made (in the writer process)."""
-    from donjon.audit.log import InvocationLog
-
     head, _, rest = data.partition(_SEP)
     tail, sep2, extra = rest.partition(_SEP)
     template = head + _SEP + tail

@@ -5,11 +5,16 @@ process (`python -m donjon.audit.writer`) that owns the appends: its own
 database connection, the tree's frontier, the signing key, the checkpointer
 and the sinks. The node keeps the `AuditLog` API and its promises:
 
-- `record()` encodes the record's fixed part on the loop (audit/entry.py),
-  queues it, and one frame per loop iteration carries every record queued in
-  it; the future resolves when the writer says the batch is committed.
-- Group commit: the writer takes every frame waiting on its socket into one
-  transaction; one COMMITTED answer per transaction, one wake-up of the loop.
+- `record()` encodes the record's fixed part on the loop (audit/entry.py) and
+  queues it; the records queued in one loop iteration (a burst) go in MORE
+  frames of FLUSH_AT records as they come, so the writer prepares and inserts
+  them while the loop encodes the rest, and the burst ends with a RECORDS
+  frame (what is left of it, maybe nothing) when the iteration ends; the
+  future resolves when the writer says the records are committed.
+- Group commit: the writer commits once a burst is in (audit/pipeline.py),
+  with everything else that came meanwhile; the next burst is read and
+  prepared while that commit's fsync runs. One answer per chunk of records,
+  all of a commit's answers in one write: one wake-up of the loop.
 - The listeners get each `CommittedBatch` on the loop's thread, in commit
   order, before the batch's callers resume (they are woken after).
 - A writer that dies fails closed: every record in flight and every record
@@ -39,13 +44,23 @@ from typing import TYPE_CHECKING
 
 from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError
+from donjon.audit.events import CommittedBatch, CommittedRecord
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
-from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, RECORDS, FrameReader, frame
+from donjon.audit.wire import (
+    COMMITTED,
+    COMMITTED_BODY,
+    COUNT,
+    FAILED,
+    MORE,
+    RECORDS,
+    FrameReader,
+    frame,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from donjon.audit.log import AuditEvent, CommittedBatch, InvocationLog
+    from donjon.audit.events import AuditEvent, InvocationLog
 
 __all__ = ["RESTARTS", "RemoteWriter", "WriterConfig"]
 
@@ -179,21 +194,24 @@ class RemoteWriter:
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, done))
         self._chunks.append(data)
-        if len(self._chunks) >= FLUSH_AT:  # let the writer start while more come
-            self._flush()
-        elif not self._flush_due:
+        if not self._flush_due:  # the burst ends with this loop iteration
             self._flush_due = True
             loop.call_soon(self._flush)
+        if len(self._chunks) >= FLUSH_AT:  # let the writer start while more come
+            self._send_records(MORE)
         await done
 
     def _flush(self) -> None:
-        """Send every record queued in this loop iteration as one frame."""
+        """End this loop iteration's burst: what is left of it, in a frame that tells the
+        writer to commit once it has these (an empty one if all went ahead in MORE)."""
         self._flush_due = False
-        if not self._chunks or self._sock is None:
+        self._send_records(RECORDS)
+
+    def _send_records(self, kind: int) -> None:
+        if self._sock is None:
             return
-        data = frame(RECORDS, b"\n".join(self._chunks))
+        self._out += frame(kind, b"\n".join(self._chunks))
         self._chunks = []
-        self._out += data
         self._send()
 
     def _send(self) -> None:
@@ -244,8 +262,6 @@ class RemoteWriter:
         return [pending.popleft() for _ in range(min(count, len(pending)))]
 
     def _committed(self, count: int, first: int, ts: float, seconds: float) -> None:
-        from donjon.audit.log import CommittedBatch, CommittedRecord
-
         items = self._take(count)
         self.size = first + count - 1
         if self._listeners:
