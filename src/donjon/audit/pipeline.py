@@ -63,10 +63,17 @@ def _size(chunk: _Chunk | None) -> int:
 class Pipeline:
     """Prepares on the caller's thread, commits and answers on its own."""
 
-    def __init__(self, sock: socket.socket, log: AuditLog, max_queued: int) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        log: AuditLog,
+        max_queued: int,
+        open_wait_s: float = _OPEN_WAIT_S,
+    ) -> None:
         self._sock = sock
         self._log = log
         self._max = max_queued
+        self._open_wait_s = open_wait_s
         self._cond = threading.Condition()
         #: Chunks with whether a burst ends with them (None: only a burst's end).
         self._queue: list[tuple[_Chunk | None, bool]] = []
@@ -133,7 +140,7 @@ class Pipeline:
         with self._cond:
             while not self._queue and not self._closing:
                 if open_:  # a burst's end is late: commit what came of it
-                    wait: float | None = _OPEN_WAIT_S
+                    wait: float | None = self._open_wait_s
                 else:
                     wait = log._checkpointer.seconds_until_due(log.size, log._clock())
                     wait = None if wait is None else max(wait, 0.05)
