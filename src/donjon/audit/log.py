@@ -389,7 +389,7 @@ class AuditLog:
     async def record(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append and return once the record is durable."""
         if self._remote is not None:
-            await self._remote.record(event, log)  # refused once it stopped
+            await self._remote.submit(event, log)  # refused once it stopped
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()

@@ -58,7 +58,7 @@ from donjon.audit.wire import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from donjon.audit.events import AuditEvent, InvocationLog
 
@@ -178,12 +178,16 @@ class RemoteWriter:
     # -- appending -------------------------------------------------------------
 
     async def record(self, event: AuditEvent, log: InvocationLog | None) -> None:
+        await self.submit(event, log)
+
+    def submit(self, event: AuditEvent, log: InvocationLog | None) -> Awaitable[None]:
+        """Queue the record (raising at once if it is refused); await the result to know
+        it is durable. On the writer's loop that is a bare future: no coroutine."""
         loop = asyncio.get_running_loop()
         own = self._require_loop()
         if loop is not own:  # another thread's loop: hand it to the writer's loop
-            coro = self.record(event, log)
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, own))
-            return
+            elsewhere = asyncio.run_coroutine_threadsafe(self.record(event, log), own)
+            return asyncio.wrap_future(elsewhere)
         if self._down is not None or self._sock is None:
             raise _failure(self._down or "the audit writer is stopped")
         try:
@@ -199,7 +203,7 @@ class RemoteWriter:
             loop.call_soon(self._flush)
         if len(self._chunks) >= FLUSH_AT:  # let the writer start while more come
             self._send_records(MORE)
-        await done
+        return done
 
     def _flush(self) -> None:
         """End this loop iteration's burst: what is left of it, in a frame that tells the
