@@ -29,10 +29,34 @@ if TYPE_CHECKING:
 
 __all__ = ["Entry", "encode_entry", "fill", "from_wire", "to_wire", "ts_tail"]
 
-#: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
-CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-_TEMPLATE = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":\x01,"target":%s,"ts":'
+
 _string = json.encoder.encode_basestring_ascii
+
+
+def _not_json(o: object) -> object:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+_make = getattr(json.encoder, "c_make_encoder", None)
+#: The C encoder json.dumps(separators=(",", ":"), sort_keys=True) builds on each
+#: call, built once (no cycle check: a cycle ends in RecursionError, made ValueError).
+_encoder = (
+    None if _make is None else _make(None, _not_json, _string, None, ":", ",", True, False, True)
+)
+_slow = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def canonical(value: object) -> str:
+    """Canonical JSON: the exact bytes that are hashed are the bytes that are stored."""
+    if _encoder is None:  # no C accelerator in this interpreter
+        return _slow(value)
+    try:
+        return "".join(_encoder(value, 0))
+    except RecursionError:
+        raise ValueError("a circular or too deep value is not JSON") from None
+
+
+_TEMPLATE = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":\x01,"target":%s,"ts":'
 _SEP = b"\x01"
 #: (function, kind, name) of each grant a record shows used (audit/usage.py).
 Use = tuple[str, str, str]
@@ -55,7 +79,7 @@ def _template(event: AuditEvent) -> bytes:
         % (
             _string(event.action),
             _string(event.actor),
-            CANONICAL(event.detail),
+            canonical(event.detail),
             _string(event.outcome),
             _string(event.target),
         )

@@ -174,9 +174,10 @@ class AuditLog:
             checkpoint = self.store([chunk])
         return _Appended(chunk.first, chunk.ts, time.perf_counter() - started, checkpoint)
 
-    def prepare(self, entries: Sequence[Entry], frontier: Frontier) -> Prepared:
-        """The rows of `entries` as the records after `frontier`, which is extended by
-        their leaf hashes (no database work: a later `store` writes them)."""
+    def prepare(self, entries: Sequence[Entry | bytes], frontier: Frontier) -> Prepared:
+        """The rows of `entries` (each an entry or its bare template) as the records
+        after `frontier`, which is extended by their leaf hashes (no database work: a
+        later `store` writes them)."""
         first = seq = frontier.size
         rows: list[tuple[Any, ...]] = []
         logs: list[tuple[Any, ...]] = []
@@ -186,6 +187,11 @@ class AuditLog:
         tail = ts_tail(ts)
         for entry in entries:
             seq += 1
+            if isinstance(entry, bytes):  # a bare template: no log, no grant uses
+                head, _, rest = entry.partition(b"\x01")
+                record = b"%s%d%s%s" % (head, seq, rest, tail)
+                rows.append((seq, record, sha256(b"\x00" + record).digest()))
+                continue
             head, _, rest = entry.template.partition(b"\x01")
             record = b"%s%d%s%s" % (head, seq, rest, tail)
             rows.append((seq, record, sha256(b"\x00" + record).digest()))

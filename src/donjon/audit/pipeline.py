@@ -50,8 +50,8 @@ class _Refused:
 _Chunk = Prepared | _Refused
 
 
-def _entry(data: bytes) -> Entry:
-    return Entry(data) if data.count(b"\x01") == 1 else from_wire(data)
+def _entry(data: bytes) -> Entry | bytes:
+    return data if data.count(b"\x01") == 1 else from_wire(data)
 
 
 def _size(chunk: _Chunk | None) -> int:
