@@ -40,7 +40,7 @@ def rig(engine: Engine) -> Iterator[tuple[Pipeline, socket.socket, AuditLog]]:
     log = AuditLog(engine, KEY)
     log.hold_connection()
     ours, theirs = socket.socketpair()
-    pipeline = Pipeline(theirs, log, 8192, open_wait_s=600.0)  # bursts end by their marker
+    pipeline = Pipeline(theirs, log, 8192)
     try:
         yield pipeline, ours, log
     finally:
@@ -77,14 +77,13 @@ def _poison(engine: Engine) -> None:
         )
 
 
-def test_a_burst_is_answered_in_order_after_one_commit(
+def test_chunks_are_answered_in_order_once_durable(
     rig: tuple[Pipeline, socket.socket, AuditLog], engine: Engine
 ) -> None:
-    """Chunks of one burst share a commit, are answered in order, and are durable."""
+    """Each chunk gets its answer, in the order submitted, with the seqs it was given."""
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("a", 3), end=False)
-    pipeline.submit(_wire("b", 2), end=False)
-    pipeline.submit([], end=True)
+    pipeline.submit(_wire("a", 3))
+    pipeline.submit(_wire("b", 2))
     assert _answers(sock, 5) == [("committed", 3, 1), ("committed", 2, 4)]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 5
@@ -93,25 +92,33 @@ def test_a_burst_is_answered_in_order_after_one_commit(
 def test_a_failed_transaction_fails_its_records_and_the_next_follow_the_committed_tree(
     rig: tuple[Pipeline, socket.socket, AuditLog], engine: Engine
 ) -> None:
-    """A transaction the database refuses fails every record in it, writes none of them,
-    and the records after it take the seqs after the last committed one."""
+    """A transaction the database refuses writes none of its records and answers them
+    FAILED (with any chunk prepared on top of them); what is answered COMMITTED is
+    exactly what is stored, and later records take the seqs after it."""
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("ok", 2), end=True)
+    pipeline.submit(_wire("ok", 2))
     assert _answers(sock, 2) == [("committed", 2, 1)]
     _poison(engine)
-    pipeline.submit(_wire("before", 2), end=False)
-    pipeline.submit(_wire("poison", 1), end=False)
-    pipeline.submit(_wire("after", 2), end=True)
+    pipeline.submit(_wire("before", 2))
+    pipeline.submit(_wire("poison", 1))
+    pipeline.submit(_wire("after", 2))
     answers = _answers(sock, 5)
-    assert [kind for kind, _, _ in answers] == ["failed"] * len(answers)
-    pipeline.submit(_wire("later", 3), end=True)
-    assert _answers(sock, 3) == [("committed", 3, 3)]
+    assert [n for _, n, _ in answers] == [2, 1, 2]  # one answer per chunk, in order
+    assert answers[1][0] == "failed"  # how the others group depends on timing
+    committed = [(n, first) for kind, n, first in answers if kind == "committed"]
+    seq = 3
+    for n, first in committed:
+        assert first == seq
+        seq += n
+    pipeline.submit(_wire("later", 3))
+    assert _answers(sock, 3) == [("committed", 3, seq)]
     result = verify_log(engine, KEY)
-    assert result.ok and result.records == 5
+    assert result.ok and result.records == seq + 2
     assert engine.url.database is not None
     with sqlite3.connect(engine.url.database) as db:
-        tags = [r[0] for r in db.execute("SELECT record FROM audit_log ORDER BY seq")]
-    assert not any(b'"before"' in t or b'"after"' in t for t in tags)
+        stored = [r[0] for r in db.execute("SELECT record FROM audit_log ORDER BY seq")]
+    for tag, (kind, _, _) in zip(("before", "poison", "after"), answers, strict=True):
+        assert any(f'"tag":"{tag}"'.encode() in r for r in stored) == (kind == "committed")
 
 
 def test_records_that_are_not_wire_entries_fail_alone_in_their_turn(
@@ -119,9 +126,9 @@ def test_records_that_are_not_wire_entries_fail_alone_in_their_turn(
 ) -> None:
     """A chunk that cannot be read is answered FAILED in its place; its neighbours commit."""
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("a", 1), end=False)
-    pipeline.submit([b"{\x01\x01not json"], end=False)
-    pipeline.submit(_wire("b", 1), end=True)
+    pipeline.submit(_wire("a", 1))
+    pipeline.submit([b"{\x01\x01not json"])
+    pipeline.submit(_wire("b", 1))
     assert _answers(sock, 3) == [("committed", 1, 1), ("failed", 1, 0), ("committed", 1, 2)]
     assert verify_log(engine, KEY).records == 2
 
@@ -133,7 +140,7 @@ def test_close_commits_an_unfinished_burst(engine: Engine) -> None:
     ours, theirs = socket.socketpair()
     try:
         pipeline = Pipeline(theirs, log, 8192)
-        pipeline.submit(_wire("a", 4), end=False)
+        pipeline.submit(_wire("a", 4))
         pipeline.close()
         assert _answers(ours, 4) == [("committed", 4, 1)]
     finally:

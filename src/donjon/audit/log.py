@@ -202,11 +202,11 @@ class AuditLog:
         frontier.extend([row[2] for row in rows])
         return Prepared(first + 1, ts, now, rows, logs, uses, frontier.copy())
 
-    def store(self, chunks: Sequence[Prepared], *, inserted: int = 0) -> CheckpointEntry | None:
+    def store(self, chunks: Sequence[Prepared]) -> CheckpointEntry | None:
         """Write prepared `chunks` (each following the one before, the first following
-        the committed tree; the first `inserted` of them already `insert`ed) with the
-        signed head of the last and a checkpoint if due, and commit; only then move the
-        tree. Returns the checkpoint. On failure nothing of them stays."""
+        the committed tree) with the signed head of the last and a checkpoint if due,
+        in one transaction; only then move the tree. Returns the checkpoint. On
+        failure nothing of them stays."""
         last = chunks[-1]
         if chunks[0].first != self._frontier.size + 1:
             raise AuditError(
@@ -222,7 +222,7 @@ class AuditLog:
         )
         raw = self._raw if self._raw is not None else self._engine.raw_connection()
         try:
-            for chunk in chunks[inserted:]:
+            for chunk in chunks:
                 self._sql.insert(raw, chunk.rows, chunk.logs, chunk.uses)
             self._sql.finish(
                 raw,
@@ -239,18 +239,6 @@ class AuditLog:
         if checkpoint is not None:
             self._checkpointer.committed(checkpoint)
         return checkpoint
-
-    def insert(self, chunk: Prepared) -> None:
-        """Insert `chunk`'s rows on the held connection, in its open transaction (a later
-        `store` commits them; `rollback` drops them)."""
-        try:
-            self._sql.insert(self._raw, chunk.rows, chunk.logs, chunk.uses)
-        except BaseException:
-            self.rollback()
-            raise
-
-    def rollback(self) -> None:
-        self._raw.rollback()
 
     def hold_connection(self) -> None:
         """Keep one DB-API connection for every append (the writer process's)."""

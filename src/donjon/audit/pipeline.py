@@ -3,13 +3,11 @@
 The reading thread (audit/writer.py) turns each run of records it reads into a
 `Prepared` chunk that follows the chunks before it (seqs, time, rows, leaf
 hashes, the tree extended: `AuditLog.prepare`) and queues it. The commit thread
-inserts each chunk as it comes into the open transaction and, once the node's
-burst is in (a RECORDS frame ends it, audit/remote.py), writes the signed head
-of the last and commits (SQLite's fsync runs without the GIL); only then does it
-answer COMMITTED for each chunk. So the loop's encoding, the reading, hashing
-and inserting of a burst overlap one another, the next burst is read and
-hashed while this one's fsync runs, and a commit takes everything that came
-meanwhile (group commit).
+takes every chunk queued, writes them in one transaction with the signed head
+of the last (`AuditLog.store`), commits (SQLite's fsync runs without the GIL),
+and only then answers COMMITTED for each chunk. So the next records are read,
+parsed and hashed while this transaction's fsync runs, and the next
+transaction takes every record that came meanwhile (group commit).
 
 A record is answered only after its own transaction committed. If a transaction
 fails, its chunks and every chunk queued behind it (their seqs follow records
@@ -35,9 +33,6 @@ __all__ = ["Pipeline"]
 
 log_ = logging.getLogger("donjon.audit.writer")
 
-#: Seconds an open transaction waits for the rest of a burst before it commits anyway.
-_OPEN_WAIT_S = 0.05
-
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
@@ -54,9 +49,7 @@ def _entry(data: bytes) -> Entry | bytes:
     return data if data.count(b"\x01") == 1 else from_wire(data)
 
 
-def _size(chunk: _Chunk | None) -> int:
-    if chunk is None:
-        return 0
+def _size(chunk: _Chunk) -> int:
     return len(chunk.rows) if isinstance(chunk, Prepared) else chunk.count
 
 
@@ -68,15 +61,12 @@ class Pipeline:
         sock: socket.socket,
         log: AuditLog,
         max_queued: int,
-        open_wait_s: float = _OPEN_WAIT_S,
     ) -> None:
         self._sock = sock
         self._log = log
         self._max = max_queued
-        self._open_wait_s = open_wait_s
         self._cond = threading.Condition()
-        #: Chunks with whether a burst ends with them (None: only a burst's end).
-        self._queue: list[tuple[_Chunk | None, bool]] = []
+        self._queue: list[_Chunk] = []
         self._queued = 0
         self._closing = False
         #: Bumped when a transaction fails: chunks prepared before are stale.
@@ -89,17 +79,13 @@ class Pipeline:
         self._thread = threading.Thread(target=self._run, name="audit-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, data: list[bytes], end: bool) -> None:
+    def submit(self, data: list[bytes]) -> None:
         """Prepare these wire entries after every record submitted before them and
-        queue them (waits while `max_queued` records wait); `end`: the node's burst
-        ends with them, so the commit thread commits once it has them."""
-        if not data:
-            self._queue_chunk(None, end, None)
-            return
+        queue them for the next transaction (waits while `max_queued` records wait)."""
         try:
             entries = [_entry(e) for e in data]
         except Exception as e:  # not what to_wire makes: refused, in its turn
-            self._queue_chunk(_Refused(len(data), type(e).__name__), end, None)
+            self._queue_chunk(_Refused(len(data), type(e).__name__), None)
             return
         while True:
             with self._cond:
@@ -111,16 +97,16 @@ class Pipeline:
             except Exception as e:  # e.g. sealing an invocation log failed
                 log_.error("audit records could not be prepared: %s", e)
                 chunk = _Refused(len(data), type(e).__name__)
-            if self._queue_chunk(chunk, end, gen):
+            if self._queue_chunk(chunk, gen):
                 return
 
-    def _queue_chunk(self, chunk: _Chunk | None, end: bool, gen: int | None) -> bool:
+    def _queue_chunk(self, chunk: _Chunk, gen: int | None) -> bool:
         with self._cond:
             if gen is not None and gen != self._gen:  # built on records that failed
                 return False
             if isinstance(chunk, Prepared):
                 self._tip = chunk.frontier
-            self._queue.append((chunk, end))
+            self._queue.append(chunk)
             self._queued += _size(chunk)
             self._cond.notify_all()
         return True
@@ -134,80 +120,53 @@ class Pipeline:
 
     # -- the commit thread ------------------------------------------------------
 
-    def _take(self, open_: bool) -> tuple[list[tuple[_Chunk | None, bool]], bool]:
-        """What is queued (waiting for it), and whether to commit after it."""
+    def _take(self) -> list[_Chunk]:
+        """Everything queued, once there is something (nothing: closing or time to
+        look at the checkpoint cadence)."""
         log = self._log
         with self._cond:
             while not self._queue and not self._closing:
-                if open_:  # a burst's end is late: commit what came of it
-                    wait: float | None = self._open_wait_s
-                else:
-                    wait = log._checkpointer.seconds_until_due(log.size, log._clock())
-                    wait = None if wait is None else max(wait, 0.05)
-                if not self._cond.wait(wait):
+                wait = log._checkpointer.seconds_until_due(log.size, log._clock())
+                if not self._cond.wait(None if wait is None else max(wait, 0.05)):
                     break
-            items, self._queue, self._queued = self._queue, [], 0
+            chunks, self._queue, self._queued = self._queue, [], 0
             self._cond.notify_all()
-            return items, self._closing or not items or any(end for _, end in items)
+            return chunks
 
     def _run(self) -> None:
-        taken: list[_Chunk] = []  # in the open transaction (or refused), not answered
-        inserted: list[Prepared] = []
         while True:
-            items, end = self._take(bool(taken))
-            if not items and not taken:
-                if self._closing:
-                    return
-                try:  # nothing came for a while: a checkpoint by time, if due
-                    self._log.checkpoint(force=False)
-                except Exception as e:  # retried at the next wake-up
-                    log_.error("audit checkpoint failed: %s", e)
+            chunks = self._take()
+            if chunks:
+                self._commit(chunks)
                 continue
-            error = self._insert(items, taken, inserted)
-            if not taken or (error is None and not end and sum(map(_size, taken)) < self._max):
-                continue  # the burst goes on: its rest joins this transaction
-            started = time.perf_counter()
-            checkpoint = None
-            if error is None and inserted:
-                try:
-                    checkpoint = self._log.store(inserted, inserted=len(inserted))
-                except Exception as e:  # rolled back
-                    error = e
-            if error is not None:
-                taken += self._reset(error, inserted)
-            self._answer(taken, error, time.perf_counter() - started)
-            taken, inserted = [], []
-            if checkpoint is not None:  # its fsync and its sinks are not on the callers' path
-                self._log._checkpointer.publish(checkpoint)
+            if self._closing:
+                return
+            try:  # nothing came for a while: a checkpoint by time, if due
+                self._log.checkpoint(force=False)
+            except Exception as e:  # retried at the next wake-up
+                log_.error("audit checkpoint failed: %s", e)
 
-    def _insert(
-        self,
-        items: list[tuple[_Chunk | None, bool]],
-        taken: list[_Chunk],
-        inserted: list[Prepared],
-    ) -> Exception | None:
-        """Insert `items`' chunks into the open transaction; add them to `taken` and
-        the inserted ones to `inserted`. Returns the error that rolled it back."""
+    def _commit(self, chunks: list[_Chunk]) -> None:
+        started = time.perf_counter()
+        good = [c for c in chunks if isinstance(c, Prepared)]
         error: Exception | None = None
-        for chunk, _ in items:
-            if chunk is None:
-                continue
-            taken.append(chunk)
-            if isinstance(chunk, Prepared) and error is None:
-                try:
-                    self._log.insert(chunk)
-                    inserted.append(chunk)
-                except Exception as e:  # rolled back: these and what follows fail
-                    error = e
-        return error
+        checkpoint = None
+        if good:
+            try:
+                checkpoint = self._log.store(good)
+            except Exception as e:  # rolled back: these and what follows them fail
+                error = e
+                chunks += self._reset(e, good)
+        self._answer(chunks, error, time.perf_counter() - started)
+        if checkpoint is not None:  # its fsync and its sinks are not on the callers' path
+            self._log._checkpointer.publish(checkpoint)
 
-    def _reset(self, error: Exception, inserted: list[Prepared]) -> list[_Chunk]:
+    def _reset(self, error: Exception, failed: list[Prepared]) -> list[_Chunk]:
         """After a failed transaction: the chunks queued behind it, to fail too."""
-        log_.error("audit append of %d record(s) failed: %s", sum(map(_size, inserted)), error)
+        log_.error("audit append of %d record(s) failed: %s", sum(map(_size, failed)), error)
         with self._cond:
             self._gen += 1
-            stale = [chunk for chunk, _ in self._queue if chunk is not None]
-            self._queue, self._queued = [], 0
+            stale, self._queue, self._queued = self._queue, [], 0
             self._tip = self._log._frontier.copy()
             self._cond.notify_all()
         return stale

@@ -1,8 +1,8 @@
 """The audit writer's statements, compiled once, run on a bare DB-API connection.
 
 One transaction per batch: the records, their invocation logs and the grant
-uses (`insert`, once or more: the writer process inserts records as they come),
-then the signed head and (by cadence) a checkpoint, and COMMIT (`finish`). SQLAlchemy
+uses (`insert`, once per prepared chunk of records), then the signed head and
+(by cadence) a checkpoint, and COMMIT (`finish`). SQLAlchemy
 compiles each statement once for the engine's dialect (SQLite's qmark or
 psycopg's named style); each batch then goes straight to the driver's
 `executemany`, without a Connection, a Result or per-row parameter processing.

@@ -5,16 +5,13 @@ process (`python -m donjon.audit.writer`) that owns the appends: its own
 database connection, the tree's frontier, the signing key, the checkpointer
 and the sinks. The node keeps the `AuditLog` API and its promises:
 
-- `record()` encodes the record's fixed part on the loop (audit/entry.py) and
-  queues it; the records queued in one loop iteration (a burst) go in MORE
-  frames of FLUSH_AT records as they come, so the writer prepares and inserts
-  them while the loop encodes the rest, and the burst ends with a RECORDS
-  frame (what is left of it, maybe nothing) when the iteration ends; the
-  future resolves when the writer says the records are committed.
-- Group commit: the writer commits once a burst is in (audit/pipeline.py),
-  with everything else that came meanwhile; the next burst is read and
-  prepared while that commit's fsync runs. One answer per chunk of records,
-  all of a commit's answers in one write: one wake-up of the loop.
+- `record()` encodes the record's fixed part on the loop (audit/entry.py),
+  queues it, and one frame per loop iteration carries every record queued in
+  it; the future resolves when the writer says the batch is committed.
+- Group commit: the writer commits everything that came while its previous
+  transaction committed (audit/pipeline.py); one COMMITTED answer per frame's
+  worth of records, all of a transaction's answers in one write: one wake-up
+  of the loop.
 - The listeners get each `CommittedBatch` on the loop's thread, in commit
   order, before the batch's callers resume (they are woken after).
 - A writer that dies fails closed: every record in flight and every record
@@ -46,16 +43,7 @@ from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError
 from donjon.audit.events import CommittedBatch, CommittedRecord
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
-from donjon.audit.wire import (
-    COMMITTED,
-    COMMITTED_BODY,
-    COUNT,
-    FAILED,
-    MORE,
-    RECORDS,
-    FrameReader,
-    frame,
-)
+from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, RECORDS, FrameReader, frame
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -198,24 +186,21 @@ class RemoteWriter:
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((event, done))
         self._chunks.append(data)
-        if not self._flush_due:  # the burst ends with this loop iteration
+        if len(self._chunks) >= FLUSH_AT:  # let the writer start while more come
+            self._flush()
+        elif not self._flush_due:
             self._flush_due = True
             loop.call_soon(self._flush)
-        if len(self._chunks) >= FLUSH_AT:  # let the writer start while more come
-            self._send_records(MORE)
         return done
 
     def _flush(self) -> None:
-        """End this loop iteration's burst: what is left of it, in a frame that tells the
-        writer to commit once it has these (an empty one if all went ahead in MORE)."""
+        """Send every record queued in this loop iteration as one frame."""
         self._flush_due = False
-        self._send_records(RECORDS)
-
-    def _send_records(self, kind: int) -> None:
-        if self._sock is None:
+        if not self._chunks or self._sock is None:
             return
-        self._out += frame(kind, b"\n".join(self._chunks))
+        data = frame(RECORDS, b"\n".join(self._chunks))
         self._chunks = []
+        self._out += data
         self._send()
 
     def _send(self) -> None:

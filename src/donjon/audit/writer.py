@@ -35,7 +35,6 @@ from donjon.audit.pipeline import Pipeline
 from donjon.audit.wire import (
     ERROR,
     INIT,
-    MORE,
     READY,
     RECORDS,
     SIZE,
@@ -88,7 +87,7 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
                 return
             if not ready:
                 continue
-            # Everything waiting now is prepared at once, in runs that end a burst.
+            # Everything waiting now is prepared at once; it joins the next transaction.
             entries: list[bytes] = []
             while len(entries) < MAX_BATCH:
                 try:
@@ -99,13 +98,10 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
                     closed = True
                     break
                 for kind, body in reader.feed(data):
-                    if kind in (RECORDS, MORE) and body:
-                        entries.extend(body.split(b"\n"))
                     if kind == RECORDS:
-                        pipeline.submit(entries, end=True)
-                        entries = []
-            if entries or closed:
-                pipeline.submit(entries, end=closed)
+                        entries.extend(body.split(b"\n"))
+            if entries:
+                pipeline.submit(entries)
     finally:
         pipeline.close()  # what was received is committed and answered
 
