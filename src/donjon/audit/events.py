@@ -48,7 +48,8 @@ class CommittedBatch:
     """What one commit appended, handed to the listeners after the commit."""
 
     records: tuple[CommittedRecord, ...]
-    #: Seconds spent encoding, hashing and committing the batch.
+    #: Seconds spent writing and committing the batch's transaction (in the writer
+    #: process a transaction may hold several batches; each reports its time).
     write_seconds: float
 
 
