@@ -148,3 +148,29 @@ def test_close_commits_an_unfinished_burst(engine: Engine) -> None:
         ours.close()
         theirs.close()
     assert verify_log(engine, KEY).records == 4
+
+
+def test_a_commit_thread_that_breaks_closes_the_socket(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the commit thread itself fails (a bug), the node's end sees the socket close
+    (so it fails its callers closed and restarts the writer) instead of waiting."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in answering")
+
+    monkeypatch.setattr(Pipeline, "_answer", broken)
+    log = AuditLog(engine, KEY)
+    log.hold_connection()
+    ours, theirs = socket.socketpair()
+    ours.settimeout(60)
+    try:
+        pipeline = Pipeline(theirs, log, 8192)
+        pipeline.submit(_wire("a", 2))
+        assert ours.recv(1 << 16) == b""
+        pipeline.close()
+        assert pipeline.gone
+    finally:
+        log.stop()
+        ours.close()
+        theirs.close()

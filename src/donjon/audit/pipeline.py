@@ -19,6 +19,7 @@ in the order the records came, which is the order the node waits for them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -134,6 +135,18 @@ class Pipeline:
             return chunks
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:  # a bug: fail closed rather than leave callers waiting
+            log_.exception("the audit writer's commit thread failed: the writer stops")
+            with self._cond:
+                self.gone = True
+                self._cond.notify_all()
+            # The node sees the socket close, fails what is in flight and restarts us.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def _serve(self) -> None:
         while True:
             chunks = self._take()
             if chunks:
