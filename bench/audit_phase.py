@@ -6,7 +6,9 @@ Donjon side: `AuditLog` on a SQLite file opened with `donjon.store.connect`
 - `_write` in batches: what the group-commit writer does with a full queue;
 - `record` from many coroutines at once: the group-commit path the gateway uses,
   through the writer process (`start(process=True)`, as `donjon serve` runs it),
-  and, for comparison, through the in-process writer thread it replaced;
+  with the CPU per record of the loop's process and of the writer process
+  (/proc/PID/stat: a figure the machine's load moves less than the rate), and,
+  for comparison, through the in-process writer thread it replaced;
 - `verify_log` over N records built quickly through `_append` in large batches
   (one pre-encoded entry: the fill is not what is measured).
 
@@ -80,7 +82,16 @@ def _floor_scan(db: Path) -> float:
     return elapsed
 
 
-async def _concurrent(log: AuditLog, waiters: int, total: int, process: bool) -> float:
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _concurrent(
+    log: AuditLog, waiters: int, total: int, process: bool, cpu: dict[str, float] | None = None
+) -> float:
+    """records/s; with `cpu`, the CPU µs per record of this process and of the writer's."""
     per = total // waiters
 
     async def waiter() -> None:
@@ -88,10 +99,18 @@ async def _concurrent(log: AuditLog, waiters: int, total: int, process: bool) ->
             await log.record(EVENT)
 
     log.start(process=process)
+    writer = log._remote.pid if log._remote is not None else None
     try:
+        here0 = _cpu_s(os.getpid())
+        there0 = 0.0 if writer is None else _cpu_s(writer)
         t0 = time.perf_counter()
         await asyncio.gather(*(waiter() for _ in range(waiters)))
-        return per * waiters / (time.perf_counter() - t0)
+        rate = per * waiters / (time.perf_counter() - t0)
+        if cpu is not None:
+            cpu["loop_us"] = (_cpu_s(os.getpid()) - here0) * 1e6 / (per * waiters)
+            if writer is not None:
+                cpu["writer_us"] = (_cpu_s(writer) - there0) * 1e6 / (per * waiters)
+        return rate
     finally:
         log.stop()
 
@@ -125,7 +144,10 @@ def run(
     out["floor_waiters_rps"] = _floor_rows(
         workdir / "floor-waiters.db", waiters, max(1, 20_000 // waiters), b"x" * record_size
     )
-    out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total, True))
+    cpu: dict[str, float] = {}
+    out["group_rps"] = run_loop(lambda: _concurrent(log, waiters, concurrent_total, True, cpu))
+    out["group_loop_cpu_us"] = cpu["loop_us"]
+    out["group_writer_cpu_us"] = cpu["writer_us"]
     out["group_thread_rps"] = run_loop(
         lambda: _concurrent(log, waiters, concurrent_total // 2, False)
     )

@@ -521,6 +521,17 @@ def _audit_rows(a: dict[str, Any]) -> list[Row]:
             _verdict(_ratio(a["group_rps"], floor) >= 0.5),
         ),
     ]
+    if "group_loop_cpu_us" in a:
+        rows.append(
+            Row(
+                "audit record(), CPU per record: the loop's process / the writer process",
+                f"{a['group_loop_cpu_us']:.1f} / {a['group_writer_cpu_us']:.1f} µs",
+                "-",
+                "-",
+                "-",
+                "info",
+            )
+        )
     if "group_thread_rps" in a:
         rows.append(
             Row(

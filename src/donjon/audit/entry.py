@@ -21,17 +21,42 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from donjon.audit.events import InvocationLog
 from donjon.audit.usage import USE_ACTIONS, grant_uses
 
 if TYPE_CHECKING:
-    from donjon.audit.log import AuditEvent, InvocationLog
+    from donjon.audit.events import AuditEvent
 
 __all__ = ["Entry", "encode_entry", "fill", "from_wire", "to_wire", "ts_tail"]
 
-#: Canonical JSON: the exact bytes that are hashed are the bytes that are stored.
-CANONICAL = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-_TEMPLATE = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":\x01,"target":%s,"ts":'
+
 _string = json.encoder.encode_basestring_ascii
+
+
+def _not_json(o: object) -> object:
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+_make = getattr(json.encoder, "c_make_encoder", None)
+#: The C encoder json.dumps(separators=(",", ":"), sort_keys=True) builds on each
+#: call, built once (no cycle check: a cycle ends in RecursionError, made ValueError).
+_encoder = (
+    None if _make is None else _make(None, _not_json, _string, None, ":", ",", True, False, True)
+)
+_slow = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def canonical(value: object) -> str:
+    """Canonical JSON: the exact bytes that are hashed are the bytes that are stored."""
+    if _encoder is None:  # no C accelerator in this interpreter
+        return _slow(value)
+    try:
+        return "".join(_encoder(value, 0))
+    except RecursionError:
+        raise ValueError("a circular or too deep value is not JSON") from None
+
+
+_TEMPLATE = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":\x01,"target":%s,"ts":'
 _SEP = b"\x01"
 #: (function, kind, name) of each grant a record shows used (audit/usage.py).
 Use = tuple[str, str, str]
@@ -54,7 +79,7 @@ def _template(event: AuditEvent) -> bytes:
         % (
             _string(event.action),
             _string(event.actor),
-            CANONICAL(event.detail),
+            canonical(event.detail),
             _string(event.outcome),
             _string(event.target),
         )
@@ -114,8 +139,6 @@ def to_wire(event: AuditEvent, log: InvocationLog | None) -> bytes:
 
 def from_wire(data: bytes) -> Entry:
     """The entry `to_wire` made (in the writer process)."""
-    from donjon.audit.log import InvocationLog
-
     head, _, rest = data.partition(_SEP)
     tail, sep2, extra = rest.partition(_SEP)
     template = head + _SEP + tail

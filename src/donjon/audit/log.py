@@ -24,8 +24,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,14 @@ from donjon.audit.checkpoint import SigningKey
 from donjon.audit.checkpoints import CheckpointEntry, Checkpointer, CheckpointFile
 from donjon.audit.entry import Entry, encode_entry, fill, ts_tail
 from donjon.audit.errors import AuditError
+from donjon.audit.events import (
+    AuditEvent,
+    CommittedBatch,
+    CommittedRecord,
+    InvocationLog,
+    Listener,
+)
+from donjon.audit.frontier import Frontier
 from donjon.audit.rawsql import RawStatements
 from donjon.audit.remote import RemoteWriter, WriterConfig
 from donjon.audit.sinks import CheckpointSink
@@ -55,58 +63,24 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    """Metadata of one security-relevant event. Never payloads, never secrets."""
-
-    actor: str
-    action: str
-    target: str
-    outcome: str
-    detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class InvocationLog:
-    """A function's captured output for one call, written with its audit record."""
-
-    function: str
-    version: int
-    request_id: str
-    outcome: str
-    output: str
-    #: The call's wall time at the gateway, and the peak memory its worker reported.
-    duration_ms: float | None = None
-    memory_kb: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedRecord:
-    """One record as committed: its place in the log, its time and its event."""
-
-    seq: int
-    ts: float
-    event: AuditEvent
-
-
-@dataclass(frozen=True, slots=True)
-class CommittedBatch:
-    """What one commit appended, handed to the listeners after the commit."""
-
-    records: tuple[CommittedRecord, ...]
-    #: Seconds spent encoding, hashing and committing the batch.
-    write_seconds: float
-
-
-#: Called after each commit, before the batch's callers resume: in the writer thread,
-#: or on the loop's thread when the writer is a process. Must be quick and thread-safe
-#: (hand the batch to an event loop with `call_soon_threadsafe`, or bump counters).
-Listener = Callable[[CommittedBatch], None]
-
 log_ = logging.getLogger("donjon.audit")
 
 _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
 _INSERT_CHECKPOINT = insert(audit_checkpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Records given their seqs, time and rows, not yet stored (`AuditLog.prepare`)."""
+
+    first: int
+    ts: float
+    now: float
+    rows: list[tuple[Any, ...]]
+    logs: list[tuple[Any, ...]]
+    uses: list[tuple[Any, ...]]
+    #: The tree with these records (and every one prepared before them).
+    frontier: Frontier
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,54 +163,82 @@ class AuditLog:
     def _append(self, entries: Sequence[Entry]) -> _Appended:
         """Append `entries` in one transaction; the frontier and head move only on commit.
 
-        The one place records are written, in either mode (this process's writer
-        thread, or the writer process). Returns the first seq, the records' time,
-        the seconds it took and the checkpoint committed with them, for the caller
-        to `publish` once it has woken the batch's callers."""
+        The one place records are written in this process's modes (the writer thread,
+        `record_now`, tools); the writer process runs `prepare` and `store` itself, in
+        two threads (audit/pipeline.py). Returns the first seq, the records' time, the
+        seconds it took and the checkpoint committed with them, for the caller to
+        `publish` once it has woken the batch's callers."""
         started = time.perf_counter()
         with self._lock:
-            frontier = self._frontier.copy()
-            first = seq = frontier.size
-            rows: list[tuple[Any, ...]] = []
-            logs: list[tuple[Any, ...]] = []
-            uses: list[tuple[Any, ...]] = []  # the grant_uses index (audit/usage.py)
-            now = self._clock()
-            ts = round(now, 6)
-            tail = ts_tail(ts)
-            for entry in entries:
-                seq += 1
-                head, _, rest = entry.template.partition(b"\x01")
+            chunk = self.prepare(entries, self._frontier.copy())
+            checkpoint = self.store([chunk])
+        return _Appended(chunk.first, chunk.ts, time.perf_counter() - started, checkpoint)
+
+    def prepare(self, entries: Sequence[Entry | bytes], frontier: Frontier) -> Prepared:
+        """The rows of `entries` (each an entry or its bare template) as the records
+        after `frontier`, which is extended by their leaf hashes (no database work: a
+        later `store` writes them)."""
+        first = seq = frontier.size
+        rows: list[tuple[Any, ...]] = []
+        logs: list[tuple[Any, ...]] = []
+        uses: list[tuple[Any, ...]] = []  # the grant_uses index (audit/usage.py)
+        now = self._clock()
+        ts = round(now, 6)
+        tail = ts_tail(ts)
+        for entry in entries:
+            seq += 1
+            if isinstance(entry, bytes):  # a bare template: no log, no grant uses
+                head, _, rest = entry.partition(b"\x01")
                 record = b"%s%d%s%s" % (head, seq, rest, tail)
                 rows.append((seq, record, sha256(b"\x00" + record).digest()))
-                if entry.log is not None:
-                    logs.append(self._log_row(entry.log, now))
-                for use in entry.uses:
-                    uses.append((*use, seq, ts))
-            frontier.extend([row[2] for row in rows])
-            root = frontier.root()
-            head_ = sign_head(self._key, seq, root, int(now * 1000))
-            checkpoint = (
-                self._checkpointer.make(seq, root, now)
-                if self._checkpointer.due(seq, now)
-                else None
+                continue
+            head, _, rest = entry.template.partition(b"\x01")
+            record = b"%s%d%s%s" % (head, seq, rest, tail)
+            rows.append((seq, record, sha256(b"\x00" + record).digest()))
+            if entry.log is not None:
+                logs.append(self._log_row(entry.log, now))
+            for use in entry.uses:
+                uses.append((*use, seq, ts))
+        frontier.extend([row[2] for row in rows])
+        return Prepared(first + 1, ts, now, rows, logs, uses, frontier.copy())
+
+    def store(self, chunks: Sequence[Prepared]) -> CheckpointEntry | None:
+        """Write prepared `chunks` (each following the one before, the first following
+        the committed tree) with the signed head of the last and a checkpoint if due,
+        in one transaction; only then move the tree. Returns the checkpoint. On
+        failure nothing of them stays."""
+        last = chunks[-1]
+        if chunks[0].first != self._frontier.size + 1:
+            raise AuditError(
+                f"records prepared from seq {chunks[0].first} do not follow the log's "
+                f"{self._frontier.size} records",
+                hint="a Donjon bug: prepared records are stored in order",
             )
-            raw = self._raw if self._raw is not None else self._engine.raw_connection()
-            try:
-                self._sql.write(
-                    raw,
-                    rows,
-                    logs,
-                    uses,
-                    (seq, root, head_.signature, head_.ts_ms),
-                    None if checkpoint is None else _checkpoint_row(checkpoint),
-                )
-            finally:
-                if raw is not self._raw:
-                    raw.close()
-            self._frontier = frontier
-            if checkpoint is not None:
-                self._checkpointer.committed(checkpoint)
-        return _Appended(first + 1, ts, time.perf_counter() - started, checkpoint)
+        frontier, seq, now = last.frontier, last.frontier.size, last.now
+        root = frontier.root()
+        head_ = sign_head(self._key, seq, root, int(now * 1000))
+        checkpoint = (
+            self._checkpointer.make(seq, root, now) if self._checkpointer.due(seq, now) else None
+        )
+        raw = self._raw if self._raw is not None else self._engine.raw_connection()
+        try:
+            for chunk in chunks:
+                self._sql.insert(raw, chunk.rows, chunk.logs, chunk.uses)
+            self._sql.finish(
+                raw,
+                (seq, root, head_.signature, head_.ts_ms),
+                None if checkpoint is None else _checkpoint_row(checkpoint),
+            )
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            if raw is not self._raw:
+                raw.close()
+        self._frontier = frontier
+        if checkpoint is not None:
+            self._checkpointer.committed(checkpoint)
+        return checkpoint
 
     def hold_connection(self) -> None:
         """Keep one DB-API connection for every append (the writer process's)."""
@@ -381,7 +383,7 @@ class AuditLog:
     async def record(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
         """Append and return once the record is durable."""
         if self._remote is not None:
-            await self._remote.record(event, log)  # refused once it stopped
+            await self._remote.submit(event, log)  # refused once it stopped
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()

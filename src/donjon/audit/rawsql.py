@@ -1,7 +1,8 @@
 """The audit writer's statements, compiled once, run on a bare DB-API connection.
 
-One transaction per batch: the records, their invocation logs, the grant uses,
-the signed head and (by cadence) a checkpoint, then COMMIT. SQLAlchemy
+One transaction per batch: the records, their invocation logs and the grant
+uses (`insert`, once per prepared chunk of records), then the signed head and
+(by cadence) a checkpoint, and COMMIT (`finish`). SQLAlchemy
 compiles each statement once for the engine's dialect (SQLite's qmark or
 psycopg's named style); each batch then goes straight to the driver's
 `executemany`, without a Connection, a Result or per-row parameter processing.
@@ -89,16 +90,14 @@ class RawStatements:
             _CHECKPOINT_COLUMNS,
         )
 
-    def write(
+    def insert(
         self,
         raw: Any,
         records: list[tuple[Any, ...]],
         logs: list[tuple[Any, ...]],
         uses: list[tuple[Any, ...]],
-        head: tuple[Any, ...],
-        checkpoint: Mapping[str, Any] | None,
     ) -> None:
-        """Run one batch on DB-API connection `raw` and commit (or roll back and raise)."""
+        """Insert rows on DB-API connection `raw` (its transaction stays open)."""
         cur = raw.cursor()
         try:
             cur.executemany(self.record.sql, self.record.rows(records))
@@ -106,13 +105,17 @@ class RawStatements:
                 cur.executemany(self.log.sql, self.log.rows(logs))
             if uses:
                 cur.executemany(self.use.sql, self.use.rows(uses))
+        finally:
+            cur.close()
+
+    def finish(self, raw: Any, head: tuple[Any, ...], checkpoint: Mapping[str, Any] | None) -> None:
+        """Write the head (and a checkpoint) on `raw` and commit what it inserted."""
+        cur = raw.cursor()
+        try:
             cur.execute(self.head.sql, self.head.rows([head])[0])
             if checkpoint is not None:
                 row = tuple(checkpoint[c] for c in _CHECKPOINT_COLUMNS)
                 cur.execute(self.checkpoint.sql, self.checkpoint.rows([row])[0])
-            raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
         finally:
             cur.close()
+        raw.commit()

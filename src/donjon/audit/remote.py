@@ -8,8 +8,10 @@ and the sinks. The node keeps the `AuditLog` API and its promises:
 - `record()` encodes the record's fixed part on the loop (audit/entry.py),
   queues it, and one frame per loop iteration carries every record queued in
   it; the future resolves when the writer says the batch is committed.
-- Group commit: the writer takes every frame waiting on its socket into one
-  transaction; one COMMITTED answer per transaction, one wake-up of the loop.
+- Group commit: the writer commits everything that came while its previous
+  transaction committed (audit/pipeline.py); one COMMITTED answer per frame's
+  worth of records, all of a transaction's answers in one write: one wake-up
+  of the loop.
 - The listeners get each `CommittedBatch` on the loop's thread, in commit
   order, before the batch's callers resume (they are woken after).
 - A writer that dies fails closed: every record in flight and every record
@@ -39,13 +41,14 @@ from typing import TYPE_CHECKING
 
 from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError
+from donjon.audit.events import CommittedBatch, CommittedRecord
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, RECORDS, FrameReader, frame
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
-    from donjon.audit.log import AuditEvent, CommittedBatch, InvocationLog
+    from donjon.audit.events import AuditEvent, InvocationLog
 
 __all__ = ["RESTARTS", "RemoteWriter", "WriterConfig"]
 
@@ -163,12 +166,16 @@ class RemoteWriter:
     # -- appending -------------------------------------------------------------
 
     async def record(self, event: AuditEvent, log: InvocationLog | None) -> None:
+        await self.submit(event, log)
+
+    def submit(self, event: AuditEvent, log: InvocationLog | None) -> Awaitable[None]:
+        """Queue the record (raising at once if it is refused); await the result to know
+        it is durable. On the writer's loop that is a bare future: no coroutine."""
         loop = asyncio.get_running_loop()
         own = self._require_loop()
         if loop is not own:  # another thread's loop: hand it to the writer's loop
-            coro = self.record(event, log)
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, own))
-            return
+            elsewhere = asyncio.run_coroutine_threadsafe(self.record(event, log), own)
+            return asyncio.wrap_future(elsewhere)
         if self._down is not None or self._sock is None:
             raise _failure(self._down or "the audit writer is stopped")
         try:
@@ -184,7 +191,7 @@ class RemoteWriter:
         elif not self._flush_due:
             self._flush_due = True
             loop.call_soon(self._flush)
-        await done
+        return done
 
     def _flush(self) -> None:
         """Send every record queued in this loop iteration as one frame."""
@@ -244,8 +251,6 @@ class RemoteWriter:
         return [pending.popleft() for _ in range(min(count, len(pending)))]
 
     def _committed(self, count: int, first: int, ts: float, seconds: float) -> None:
-        from donjon.audit.log import CommittedBatch, CommittedRecord
-
         items = self._take(count)
         self.size = first + count - 1
         if self._listeners:

@@ -5,10 +5,12 @@ reads its configuration and keys from the first frame, opens the log as the
 node does (its own engine from the node's database URL; the tree rebuilt from
 the stored leaf hashes and checked against the signed head; the checkpoint
 file's newest line checked against the database), checkpoints, says READY,
-then appends: it takes every RECORDS frame waiting on the socket into one
-transaction (group commit, at most MAX_BATCH records), commits it, answers
-COMMITTED, and only then publishes a checkpoint made with it. It checkpoints
-by time between records too. It ends when the socket closes (after committing
+then appends in two stages (audit/pipeline.py): this thread reads every
+RECORDS frame waiting on the socket and prepares those records (seqs, hashes,
+the tree) while the transaction before them commits; the commit thread takes
+everything prepared meanwhile into one transaction (group commit), commits it,
+answers COMMITTED, and only then publishes a checkpoint made with it. It
+checkpoints by time between records too. It ends when the socket closes (after committing
 what it received and checkpointing) or when its parent is gone; SIGINT and
 SIGTERM are the node's to handle, so it ignores them.
 """
@@ -26,16 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from donjon.audit.checkpoint import SigningKey
-from donjon.audit.entry import Entry, from_wire
 from donjon.audit.errors import AuditError
 from donjon.audit.log import AuditLog
 from donjon.audit.opening import check_file_tail, sinks_for
+from donjon.audit.pipeline import Pipeline
 from donjon.audit.wire import (
-    COMMITTED,
-    COMMITTED_BODY,
-    COUNT,
     ERROR,
-    FAILED,
     INIT,
     READY,
     RECORDS,
@@ -77,57 +75,35 @@ def _open(config: dict[str, Any]) -> AuditLog:
     return log
 
 
-def _entry(data: bytes) -> Entry:
-    return Entry(data) if data.count(b"\x01") == 1 else from_wire(data)
-
-
-def _commit(sock: socket.socket, log: AuditLog, batch: list[bytes]) -> None:
-    try:
-        done = log._append([_entry(e) for e in batch])
-    except Exception as e:  # the node fails these records' callers; details stay here
-        log_.error("audit append of %d record(s) failed: %s", len(batch), e)
-        sock.sendall(frame(FAILED, COUNT.pack(len(batch)) + type(e).__name__.encode()))
-        return
-    sock.sendall(
-        frame(COMMITTED, COMMITTED_BODY.pack(len(batch), done.first, done.ts, done.seconds))
-    )
-    if done.checkpoint is not None:  # its fsync and its sinks are not on the callers' path
-        log._checkpointer.publish(done.checkpoint)
-
-
 def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
     reader = FrameReader()
-    entries: list[bytes] = []
+    pipeline = Pipeline(sock, log, MAX_BATCH)
     closed = False
-    while not closed:
-        wait = log._checkpointer.seconds_until_due(log.size, log._clock())
-        timeout = _PARENT_CHECK_S if wait is None else min(max(wait, 0.05), _PARENT_CHECK_S)
-        ready, _, _ = select.select([sock], [], [], timeout)
-        if os.getppid() != parent:
-            log_.warning("the node is gone: the audit writer stops")
-            return
-        if not ready:
-            try:
-                log.checkpoint(force=False)
-            except Exception as e:  # retried at the next wake-up
-                log_.error("audit checkpoint failed: %s", e)
-            continue
-        # Everything waiting now goes into one transaction (group commit).
-        while len(entries) < MAX_BATCH:
-            try:
-                data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                break
-            if not data:
-                closed = True
-                break
-            for kind, body in reader.feed(data):
-                if kind == RECORDS:
-                    entries.extend(body.split(b"\n"))
-        while entries:
-            batch = entries[:MAX_BATCH]
-            del entries[:MAX_BATCH]
-            _commit(sock, log, batch)
+    try:
+        while not closed and not pipeline.gone:
+            ready, _, _ = select.select([sock], [], [], _PARENT_CHECK_S)
+            if os.getppid() != parent:
+                log_.warning("the node is gone: the audit writer stops")
+                return
+            if not ready:
+                continue
+            # Everything waiting now is prepared at once; it joins the next transaction.
+            entries: list[bytes] = []
+            while len(entries) < MAX_BATCH:
+                try:
+                    data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                if not data:
+                    closed = True
+                    break
+                for kind, body in reader.feed(data):
+                    if kind == RECORDS:
+                        entries.extend(body.split(b"\n"))
+            if entries:
+                pipeline.submit(entries)
+    finally:
+        pipeline.close()  # what was received is committed and answered
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,7 +120,7 @@ class Metrics:
         )
         self.audit_append = Histogram(
             "donjon_audit_append_seconds",
-            "Time the audit writer spent encoding, hashing and committing one batch",
+            "Time the audit writer spent writing and committing the transaction of one batch",
             buckets=_APPEND_BUCKETS,
             registry=r,
         )

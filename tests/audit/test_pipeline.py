@@ -1,0 +1,176 @@
+"""The writer process's two stages (audit/pipeline.py), driven directly over a socketpair."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.audit.entry import to_wire
+from donjon.audit.pipeline import Pipeline
+from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, FrameReader
+from donjon.secret import Secret
+from donjon.store import connect, create_schema
+
+KEY = Secret(bytes(range(32)))
+Answer = tuple[str, int, int]  # kind, count, first seq (0 for FAILED)
+
+
+def _wire(tag: str, n: int) -> list[bytes]:
+    return [
+        to_wire(AuditEvent("key:a", "function.invoke", "f@1", "ok", {"tag": tag, "i": i}), None)
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    e = connect(f"sqlite:///{tmp_path / 'a.db'}")
+    create_schema(e)
+    return e
+
+
+@pytest.fixture
+def rig(engine: Engine) -> Iterator[tuple[Pipeline, socket.socket, AuditLog]]:
+    log = AuditLog(engine, KEY)
+    log.hold_connection()
+    ours, theirs = socket.socketpair()
+    pipeline = Pipeline(theirs, log, 8192)
+    try:
+        yield pipeline, ours, log
+    finally:
+        pipeline.close()
+        log.stop()
+        ours.close()
+        theirs.close()
+
+
+def _answers(sock: socket.socket, records: int) -> list[Answer]:
+    """Read answers until they cover `records` records."""
+    reader = FrameReader()
+    out: list[Answer] = []
+    while sum(n for _, n, _ in out) < records:
+        data = sock.recv(1 << 16)
+        assert data, "the pipeline closed its socket"
+        for kind, body in reader.feed(data):
+            if kind == COMMITTED:
+                count, first, _, _ = COMMITTED_BODY.unpack(body)
+                out.append(("committed", count, first))
+            else:
+                assert kind == FAILED
+                out.append(("failed", COUNT.unpack_from(body)[0], 0))
+    return out
+
+
+def _poison(engine: Engine) -> None:
+    """A real database failure: any record tagged poison aborts its transaction."""
+    assert engine.url.database is not None
+    with sqlite3.connect(engine.url.database) as db:
+        db.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON audit_log WHEN instr(NEW.record, "
+            "CAST('\"tag\":\"poison\"' AS BLOB)) > 0 BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        )
+
+
+def test_chunks_are_answered_in_order_once_durable(
+    rig: tuple[Pipeline, socket.socket, AuditLog], engine: Engine
+) -> None:
+    """Each chunk gets its answer, in the order submitted, with the seqs it was given."""
+    pipeline, sock, _ = rig
+    pipeline.submit(_wire("a", 3))
+    pipeline.submit(_wire("b", 2))
+    assert _answers(sock, 5) == [("committed", 3, 1), ("committed", 2, 4)]
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == 5
+
+
+def test_a_failed_transaction_fails_its_records_and_the_next_follow_the_committed_tree(
+    rig: tuple[Pipeline, socket.socket, AuditLog], engine: Engine
+) -> None:
+    """A transaction the database refuses writes none of its records and answers them
+    FAILED (with any chunk prepared on top of them); what is answered COMMITTED is
+    exactly what is stored, and later records take the seqs after it."""
+    pipeline, sock, _ = rig
+    pipeline.submit(_wire("ok", 2))
+    assert _answers(sock, 2) == [("committed", 2, 1)]
+    _poison(engine)
+    pipeline.submit(_wire("before", 2))
+    pipeline.submit(_wire("poison", 1))
+    pipeline.submit(_wire("after", 2))
+    answers = _answers(sock, 5)
+    assert [n for _, n, _ in answers] == [2, 1, 2]  # one answer per chunk, in order
+    assert answers[1][0] == "failed"  # how the others group depends on timing
+    committed = [(n, first) for kind, n, first in answers if kind == "committed"]
+    seq = 3
+    for n, first in committed:
+        assert first == seq
+        seq += n
+    pipeline.submit(_wire("later", 3))
+    assert _answers(sock, 3) == [("committed", 3, seq)]
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == seq + 2
+    assert engine.url.database is not None
+    with sqlite3.connect(engine.url.database) as db:
+        stored = [r[0] for r in db.execute("SELECT record FROM audit_log ORDER BY seq")]
+    for tag, (kind, _, _) in zip(("before", "poison", "after"), answers, strict=True):
+        assert any(f'"tag":"{tag}"'.encode() in r for r in stored) == (kind == "committed")
+
+
+def test_records_that_are_not_wire_entries_fail_alone_in_their_turn(
+    rig: tuple[Pipeline, socket.socket, AuditLog], engine: Engine
+) -> None:
+    """A chunk that cannot be read is answered FAILED in its place; its neighbours commit."""
+    pipeline, sock, _ = rig
+    pipeline.submit(_wire("a", 1))
+    pipeline.submit([b"{\x01\x01not json"])
+    pipeline.submit(_wire("b", 1))
+    assert _answers(sock, 3) == [("committed", 1, 1), ("failed", 1, 0), ("committed", 1, 2)]
+    assert verify_log(engine, KEY).records == 2
+
+
+def test_close_commits_an_unfinished_burst(engine: Engine) -> None:
+    """Records whose burst never ended (the node stopped) are committed and answered at close."""
+    log = AuditLog(engine, KEY)
+    log.hold_connection()
+    ours, theirs = socket.socketpair()
+    try:
+        pipeline = Pipeline(theirs, log, 8192)
+        pipeline.submit(_wire("a", 4))
+        pipeline.close()
+        assert _answers(ours, 4) == [("committed", 4, 1)]
+    finally:
+        log.stop()
+        ours.close()
+        theirs.close()
+    assert verify_log(engine, KEY).records == 4
+
+
+def test_a_commit_thread_that_breaks_closes_the_socket(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the commit thread itself fails (a bug), the node's end sees the socket close
+    (so it fails its callers closed and restarts the writer) instead of waiting."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug in answering")
+
+    monkeypatch.setattr(Pipeline, "_answer", broken)
+    log = AuditLog(engine, KEY)
+    log.hold_connection()
+    ours, theirs = socket.socketpair()
+    ours.settimeout(60)
+    try:
+        pipeline = Pipeline(theirs, log, 8192)
+        pipeline.submit(_wire("a", 2))
+        assert ours.recv(1 << 16) == b""
+        pipeline.close()
+        assert pipeline.gone
+    finally:
+        log.stop()
+        ours.close()
+        theirs.close()
