@@ -2,8 +2,9 @@
 
 Split from supervisor.py: the supervisor makes `Worker`s (a one-call worker
 without egress by one clone, worker.py's `start_cloned`; else a fork that
-becomes the worker's parent, `start_worker`), hands them calls, and ends them
-with `kill_worker`.
+becomes the worker's parent, `start_worker`), hands them calls, ends them
+with `kill_worker` (and whatever it adopted with `kill_strangers`), and
+reports each reaped worker's call with `exit_report`.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
@@ -22,6 +23,8 @@ from .worker import start_cloned, start_worker
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .supervisor import Supervisor
 
 FOREVER = float("inf")
@@ -97,6 +100,14 @@ class Worker:
         """The worker's pid 1 (what runs in its namespaces is under it); [] once gone."""
         return [self.pid] if self.direct else lowlevel.children(self.pid)
 
+    def kept_nothing(self) -> bool:
+        """True when this ready worker runs alone in its pid namespace.
+
+        The runtime ends whatever the import started before it reports ready;
+        a process left over means the function interfered with that.
+        """
+        return all(not lowlevel.children(pid) for pid in self.inner())
+
     def idle_from(self, now: float) -> None:
         """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
         self.look_at = now + IDLE_CHECK_S
@@ -129,7 +140,7 @@ def kill_worker(parent: int) -> None:
     is not dumpable, so its /proc/<pid>/ns is not readable). Under an intermediate:
     before the worker exists, `parent` itself is killed; a worker it forks
     after all is then adopted by the supervisor and killed as a stranger
-    (`Supervisor._kill_strangers`).
+    (`kill_strangers`).
     """
     if parent in _cloned:
         with contextlib.suppress(ProcessLookupError):
@@ -141,3 +152,31 @@ def kill_worker(parent: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
+
+
+def kill_strangers(ours: set[int]) -> None:
+    """Kill, and wait for, every child of the supervisor not in `ours`.
+
+    Its own children are workers (or their intermediate parents); anything
+    else was adopted (a worker whose parent died) and must not outlive its call.
+    """
+    for _ in range(100):  # bounded: each pass kills what it finds
+        strangers = [p for p in lowlevel.children(os.getpid()) if p not in ours]
+        if not strangers:
+            return
+        for pid in strangers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)  # returns once its namespace is empty
+            except (ProcessLookupError, ChildProcessError):
+                continue
+
+
+def exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
+    """The supervisor's report of a call whose worker was reaped with `status`."""
+    if timed_out:
+        return {"op": "exit", "id": call_id, "status": "timeout"}
+    if os.WIFSIGNALED(status):
+        return {"op": "exit", "id": call_id, "status": "signal", "signal": os.WTERMSIG(status)}
+    code = os.waitstatus_to_exitcode(status)
+    return {"op": "exit", "id": call_id, "status": "ok" if code == 0 else "exit", "code": code}
