@@ -1,11 +1,11 @@
 """A worker: the only kind of process in which a function's code runs.
 
-A one-call worker of a function without egress is made by one clone(2)
-from the supervisor, already pid 1 of new pid, mount, IPC and network
-namespaces (clone.py, `start_cloned`). Otherwise the supervisor forks a
-short-lived parent that enters those namespaces (network.py) and forks the
-worker as pid 1 there; for a function granted egress, that parent then
-relays the worker's proxy connections (relay.py). Before any of the function's
+A worker of a function without egress (either isolation) is made by one
+clone(2) from the supervisor, already pid 1 of new pid, mount, IPC and
+network namespaces (clone.py, `start_cloned`). For a function granted
+egress, the supervisor forks a parent that enters those namespaces
+(network.py), forks the worker as pid 1 there and then relays the worker's
+proxy connections (relay.py). Before any of the function's
 code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
 closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the
@@ -280,10 +280,10 @@ def start_cloned(
     for its worker (its cgroups, `lo` up, its OOM score, a read-only /proc, no ptys),
     then serves as that worker would. Never returns.
 
-    Used for a one-call worker of a function without egress (its relay needs a parent
-    outside the worker's namespaces: `start_worker`). The confinement is the same; the
-    worker's parent is the supervisor itself, so its parent-death signal follows the
-    supervisor.
+    Used for the workers of a function without egress, one-call and warm alike (a
+    relay needs a parent outside the worker's namespaces: `start_worker`). The
+    confinement is the same; the worker's parent is the supervisor itself, so its
+    parent-death signal follows the supervisor.
     """
     try:
         network.loopback_up()

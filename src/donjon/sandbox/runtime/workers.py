@@ -1,8 +1,8 @@
 """A worker process as the supervisor sees it, and how a worker is ended.
 
-Split from supervisor.py: the supervisor makes `Worker`s (a one-call worker
-without egress by one clone, worker.py's `start_cloned`; else a fork that
-becomes the worker's parent, `start_worker`), hands them calls, ends them
+Split from supervisor.py: the supervisor makes `Worker`s (a worker of a
+function without egress by one clone, worker.py's `start_cloned`; else a
+fork that becomes the worker's parent and relay, `start_worker`), hands them calls, ends them
 with `kill_worker` (and whatever it adopted with `kill_strangers`), and
 reports each reaped worker's call with `exit_report`.
 
@@ -36,8 +36,8 @@ IMPORT_DEADLINE_S = 30.0
 #: than the supervisor's `IDLE_CPU_S` since the last look, runs code outside
 #: any call: killed.
 IDLE_CHECK_S = 5.0
-#: One-call workers (no egress) are made by one clone with these namespaces (clone.py)
-#: instead of fork + unshare + fork.
+#: Workers of functions without egress are made by one clone with these namespaces
+#: (clone.py) instead of fork + unshare + fork.
 WORKER_NAMESPACES = clone.CLONE_NEWPID | clone.CLONE_NEWNS | clone.CLONE_NEWIPC | clone.CLONE_NEWNET
 
 
@@ -62,8 +62,8 @@ class Worker:
             if sup.config.get("egress"):
                 relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             #: made by one clone: the worker itself, pid 1 of its namespaces (else the
-            #: intermediate parent that made them and forked the worker)
-            self.direct = not sup.warm and relay is None
+            #: intermediate parent that made them, forked the worker and relays its egress)
+            self.direct = relay is None
             pid = clone.clone_process(WORKER_NAMESPACES) if self.direct else os.fork()
         except OSError:
             sup.give_back_cgroup_slot(slot)
