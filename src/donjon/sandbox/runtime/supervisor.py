@@ -39,10 +39,9 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 
-from . import lowlevel
+from . import lowlevel, sockets
 from .callpage import CallPage
 from .frames import send_json
 from .spares import Demand
@@ -80,7 +79,7 @@ class Supervisor:
 
     def __init__(
         self,
-        ctrl: socket.socket,
+        ctrl: sockets.Socket,
         config: dict[str, Any],
         channel_fd: int | None = None,
         page: CallPage | None = None,
@@ -238,7 +237,7 @@ class Supervisor:
                 self._poller.unregister(fd)
             return
         try:
-            data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1, socket.MSG_DONTWAIT)
+            data, fds, _flags, _addr = sockets.recv_fds(worker.sock, 65536, 1, sockets.MSG_DONTWAIT)
         except BlockingIOError:
             return  # a stale event (its number was reused): nothing to read yet
         except OSError:
@@ -292,7 +291,7 @@ class Supervisor:
         return soonest if look is None else min(soonest, look)
 
     def _on_message(self) -> None:
-        msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
+        msg, fds, _flags, _addr = sockets.recv_fds(self.ctrl, 4096, 1)
         if not msg:  # the gateway is gone: so is everything here
             for pid in (*self.calls, *(w.pid for w in self._idle_workers())):
                 kill_worker(pid)
@@ -464,7 +463,7 @@ class Supervisor:
 
 
 def main(ctrl_fd: int) -> None:
-    ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
+    ctrl = sockets.Socket(fileno=ctrl_fd)  # boot.py has said hello on it
     config, fds = read_config(ctrl)
     channel_fd: int | None = None
     page: CallPage | None = None

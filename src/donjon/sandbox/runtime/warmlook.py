@@ -17,8 +17,8 @@ Imports nothing from donjon (this runs inside the sandbox).
 from __future__ import annotations
 
 import os
-import socket
 
+from . import sockets
 from .callpage import ACTIVE_LOOK_S, DOZE_AFTER_S, CallPage
 from .waiting import single_threaded
 
@@ -36,17 +36,17 @@ QUIET_LOOK_S = 0.25
 
 
 def hand_channel(
-    ctrl: socket.socket, worker: Worker, channel_fd: int | None, report: dict[str, Any]
+    ctrl: sockets.Socket, worker: Worker, channel_fd: int | None, report: dict[str, Any]
 ) -> dict[str, Any]:
     """The gateway's channel to the ready worker (once; closed here whatever happens), and
     the worker's relay to the gateway (egress granted: each call's token goes there
     before the call); `report` as it stands, or failed."""
     try:
         if worker.relay is not None:
-            socket.send_fds(ctrl, [b'{"op":"relay"}'], [worker.relay.fileno()])
+            sockets.send_fds(ctrl, [b'{"op":"relay"}'], [worker.relay.fileno()])
         if channel_fd is None:
             raise OSError("no channel")
-        socket.send_fds(worker.sock, [b"channel"], [channel_fd])
+        sockets.send_fds(worker.sock, [b"channel"], [channel_fd])
     except OSError as e:
         return {"op": "failed", "error": f"the warm worker's channel: {e}"}
     finally:

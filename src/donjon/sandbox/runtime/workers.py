@@ -14,10 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 
-from . import clone, lowlevel
+from . import clone, lowlevel, sockets
 from .worker import start_cloned, start_worker
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
@@ -55,12 +54,12 @@ class Worker:
 
     def __init__(self, sup: Supervisor) -> None:
         slot = sup.take_cgroup_slot()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
         #: to the worker's relay (egress granted): each call's token, before the call
-        relay: tuple[socket.socket, socket.socket] | None = None
+        relay: tuple[sockets.Socket, sockets.Socket] | None = None
         try:
             if sup.config.get("egress"):
-                relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                relay = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
             #: made by one clone: the worker itself, pid 1 of its namespaces (else the
             #: intermediate parent that made them, forked the worker and relays its egress)
             self.direct = relay is None
@@ -83,7 +82,7 @@ class Worker:
         if self.direct:
             _cloned.add(pid)
         theirs.close()
-        self.relay: socket.socket | None = None
+        self.relay: sockets.Socket | None = None
         if relay is not None:
             relay[1].close()
             self.relay = relay[0]
@@ -121,8 +120,8 @@ class Worker:
         if self.relay is not None:
             # Before the call reaches the worker: its first connection finds the token.
             with contextlib.suppress(OSError):
-                self.relay.send((token or "-").encode(), socket.MSG_DONTWAIT)
-        socket.send_fds(self.sock, [b"call"], [call_fd])
+                self.relay.send((token or "-").encode(), sockets.MSG_DONTWAIT)
+        sockets.send_fds(self.sock, [b"call"], [call_fd])
 
     def close(self) -> None:
         self.sock.close()
