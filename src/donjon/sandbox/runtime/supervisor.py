@@ -42,12 +42,10 @@ import signal
 import time
 
 from . import lowlevel, sockets
-from .callpage import CallPage
 from .frames import send_json
 from .spares import Demand
 from .startup import first_report, read_config
 from .waiting import single_threaded
-from .warmlook import WarmLook, hand_channel
 from .watch import Watches
 from .workers import (
     FOREVER,
@@ -63,6 +61,9 @@ from .workers import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from .callpage import CallPage
+    from .warmlook import WarmLook
 
 #: An idle worker that has used more CPU than this since the last look (every
 #: `IDLE_CHECK_S`, workers.py) runs code outside any call: killed.
@@ -89,7 +90,11 @@ class Supervisor:
         self.warm: bool = config["warm"]
         #: warm: the gateway's channel (until the worker has it) and the call page
         self.channel_fd = channel_fd
-        self.warm_look = WarmLook(page) if page is not None else None
+        self.warm_look: WarmLook | None = None
+        if page is not None:
+            from .warmlook import WarmLook  # warm only: an invocation sandbox never maps a page
+
+            self.warm_look = WarmLook(page)
         self.wake = os.pipe()
         os.set_blocking(self.wake[0], False)
         os.set_blocking(self.wake[1], False)
@@ -158,6 +163,8 @@ class Supervisor:
         if report.get("op") == "ready" and not self.watches.ready(self.worker.pid):
             report = {"op": "failed", "error": "the worker's process watch was not set up"}
         if report.get("op") == "ready" and self.warm_look is not None:
+            from .warmlook import hand_channel
+
             report = hand_channel(self.ctrl, self.worker, self.channel_fd, report)
             self.channel_fd = None  # closed: the worker has it
         if report.get("op") != "ready":
@@ -468,6 +475,8 @@ def main(ctrl_fd: int) -> None:
     channel_fd: int | None = None
     page: CallPage | None = None
     if config["warm"] and len(fds) == 2:
+        from .callpage import CallPage  # warm only (it brings mmap)
+
         channel_fd, page = fds[0], CallPage(fds[1])
     else:
         for fd in fds:
