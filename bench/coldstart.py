@@ -11,13 +11,18 @@ the same launcher, namespaces, mounts, tmpfs size and seccomp filter), running
 
 Both are timed from this process, one after the other in rounds (floor, warm,
 invocation), so that the machine's load moves them alike; the figures are the
-medians over the rounds.
+medians over the rounds. Beside the wall clock, the CPU each used, which the
+machine's load moves much less: the floor's whole run (RUSAGE_CHILDREN), and
+a warm cold start's sandbox processes from their spawn to the end of the
+call (bubblewrap, the supervisor and the worker are all alive then: the sum
+of their threads' run time in /proc/<pid>/task/*/schedstat).
 """
 
 from __future__ import annotations
 
 import compileall
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -44,40 +49,85 @@ def floor_argv(host: SandboxHost, spec: SandboxSpec) -> list[str]:
     return [*argv[:at], str(host.python), "-I", "-S", "-B", "-c", _IMPORT_MAIN]
 
 
-def _floor_once(host: SandboxHost, bundle: Path, tmp_mb: int, function: str) -> float:
-    """Seconds for one run of the floor, seccomp filter and all."""
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _descendants(pid: int) -> set[int]:
+    """`pid` and every process under it (any thread's children), as /proc says now."""
+    seen: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        seen.add(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split() if int(c) not in seen]
+        except OSError:
+            continue
+    return seen
+
+
+def _run_s(pids: set[int]) -> float:
+    """CPU seconds the threads of `pids` have run (schedstat: nanoseconds)."""
+    total = 0
+    for pid in pids:
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+def _floor_once(host: SandboxHost, bundle: Path, tmp_mb: int, function: str) -> tuple[float, float]:
+    """Seconds for one run of the floor, seccomp filter and all: wall clock, and CPU."""
     seccomp_fd = compile_filters().sandbox_fd()
     try:
         spec = SandboxSpec(bundle=bundle, tmp_mb=tmp_mb, seccomp_fd=seccomp_fd, function=function)
         argv = floor_argv(host, spec)
-        t0 = time.perf_counter()
+        cpu0, t0 = _children_cpu_s(), time.perf_counter()
         subprocess.run(argv, check=True, capture_output=True, pass_fds=(seccomp_fd,), timeout=60)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, _children_cpu_s() - cpu0
     finally:
         os.close(seccomp_fd)
 
 
 async def _rounds(host: SandboxHost, bundle: Path, rounds: int) -> dict[str, list[float]]:
     pool = sandboxes.make_pool(host)
-    out: dict[str, list[float]] = {"floor_s": [], "warm_s": [], "invocation_s": []}
+    out: dict[str, list[float]] = {
+        "floor_s": [],
+        "warm_s": [],
+        "invocation_s": [],
+        "floor_cpu_s": [],
+        "warm_cpu_s": [],
+    }
     tmp_mb = sandboxes.config(bundle, "x", True).tmp_mb
     try:
         _floor_once(host, bundle, tmp_mb, "coldstart-floor")  # page cache, not measured
         for i in range(rounds + 1):  # round 0 warms the page cache and the pool's caches
-            floor = _floor_once(host, bundle, tmp_mb, f"coldstart-floor-{i}")
+            floor, floor_cpu = _floor_once(host, bundle, tmp_mb, f"coldstart-floor-{i}")
             times = {}
             for mode in ("warm", "invocation"):
                 fn = f"cold-{mode[0]}-start-{i}"
                 cfg = sandboxes.config(bundle, fn, mode == "warm")
+                before = _descendants(os.getpid())
                 t0 = time.perf_counter()
                 await pool.invoke(cfg, sandboxes._meta(fn), _EVENT, 5)
                 times[mode] = time.perf_counter() - t0
+                if mode == "warm":  # an invocation's worker is gone by now, its CPU with it
+                    times["warm_cpu"] = _run_s(_descendants(os.getpid()) - before)
                 await pool.retire(fn)
             if i == 0:
                 continue
             out["floor_s"].append(floor)
             out["warm_s"].append(times["warm"])
             out["invocation_s"].append(times["invocation"])
+            out["floor_cpu_s"].append(floor_cpu)
+            out["warm_cpu_s"].append(times["warm_cpu"])
     finally:
         await pool.close()
     return out

@@ -293,6 +293,18 @@ def _cold_rows(gw: dict[str, Any], sb: dict[str, Any]) -> list[Row]:
                 _verdict(r <= 1.5),
             )
         )
+    if "warm_cpu_median_s" in cold:
+        v, base = cold["warm_cpu_median_s"], cold["floor_cpu_median_s"]
+        rows.append(
+            Row(
+                "cold: CPU of a true cold start's sandbox (warm) vs the floor's whole run",
+                _ms(v),
+                _ms(base),
+                _x(_ratio(v, base)),
+                "-",
+                "info",
+            )
+        )
     for mode in ("warm", "invocation"):
         v = _median(sb[mode]["cold_s"])
         rows.append(

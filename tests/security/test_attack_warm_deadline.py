@@ -22,6 +22,7 @@ _SETTLE_S = 45.0
 _LINGER = """\
 import ctypes
 import json
+import _socket
 import socket
 import sys
 import time
@@ -33,7 +34,7 @@ def _call_socket():
     frame = sys._getframe(1)
     while frame is not None:
         sock = frame.f_locals.get("sock")
-        if isinstance(sock, socket.socket):
+        if isinstance(sock, _socket.socket):  # the runtime's are _socket's own (sockets.py)
             return sock
         frame = frame.f_back
     raise RuntimeError("no call socket found")

@@ -2,14 +2,17 @@
 
 `InstanceConfig` is what one sandbox runs and under which limits; `boot_message`
 is the one message the supervisor gets before it forks any worker
-(runtime/supervisor.py reads it); `import_failure` is the error a caller sees
-when the handler could not be imported.
+(runtime/startup.py reads it), and `send_boot` sends it with the descriptors
+that follow it; `import_failure` is the error a caller sees when the handler
+could not be imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,10 @@ from donjon.manifest.policies import RuntimePolicies
 from donjon.sandbox.errors import FunctionFailed
 from donjon.sandbox.seccomp import Filters
 
-__all__ = ["InstanceConfig", "boot_message", "import_failure"]
+__all__ = ["InstanceConfig", "boot_message", "import_failure", "send_boot"]
+
+#: Per-call cgroup descriptors in one control message (the kernel takes 253 at most).
+_FDS_PER_MESSAGE = 64
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,10 @@ def boot_message(
     egress: bool,
     preload: list[str],
     slot_width: int,
-    slot_messages: int,
+    slots: int,
 ) -> bytes:
-    """The supervisor's configuration: the handler, its limits, filters and policies."""
+    """The supervisor's configuration: the handler, its limits, filters and policies
+    (`slots`: how many per-call cgroup descriptors `send_boot` sends after it)."""
     return json.dumps(
         {
             "module": config.module,
@@ -86,9 +93,22 @@ def boot_message(
             # Descriptors per slot (memory, pids), and the messages that carry them
             # after this one.
             "cgroup_slot_width": slot_width,
-            "cgroup_slot_messages": slot_messages,
+            "cgroup_slot_messages": -(-slots // _FDS_PER_MESSAGE),
         }
     ).encode()
+
+
+def send_boot(ctrl: socket.socket, message: bytes, handed: list[int], slots: list[int]) -> None:
+    """Send `message` (`boot_message`) with `handed` (a warm sandbox's channel and call
+    page), then the per-call cgroups' descriptors `slots`, `_FDS_PER_MESSAGE` to a
+    message; `slots` are closed here whatever happens (`handed` are the caller's)."""
+    try:
+        socket.send_fds(ctrl, [message], handed)
+        for i in range(0, len(slots), _FDS_PER_MESSAGE):
+            socket.send_fds(ctrl, [b"fds"], slots[i : i + _FDS_PER_MESSAGE])
+    finally:
+        for fd in slots:
+            os.close(fd)
 
 
 def import_failure(ready: dict[str, Any]) -> FunctionFailed:

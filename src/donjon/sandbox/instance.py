@@ -1,9 +1,9 @@
 """One running sandbox (its supervisor and workers) seen from the gateway.
 
 Warm calls go over the worker's persistent channel (`_warm_call`; warmlink.py,
-warmchannel.py), invocation calls over a socket each (`_call`). Past 500 lines
-since issue 14: the two paths share the failure classification (`_why_gone`)
-and were changed by two people at once; splitting them is a follow-up.
+warmchannel.py), invocation calls over a socket each (`_call`). What the
+supervisor says comes in on the control channel (control.py); why a call
+ended without its answer is told by endings.py.
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from donjon import boundedjson
 from donjon._subprocess import CommandError
-from donjon.boundedjson import JSONTooDeep
-from donjon.sandbox.boot import InstanceConfig, boot_message, import_failure
+from donjon.sandbox.boot import InstanceConfig, boot_message, import_failure, send_boot
 from donjon.sandbox.callgroups import (
     protect_from_oom_killer,
     sandbox_processes,
 )
 from donjon.sandbox.channel import ChannelClosed, send_with_fd
+from donjon.sandbox.control import ControlChannel
 from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
+from donjon.sandbox.endings import CallEndings
 from donjon.sandbox.errors import (
     FunctionCrashed,
-    FunctionMemoryExceeded,
     FunctionTimeout,
     SandboxError,
     SandboxUnavailable,
@@ -53,8 +52,6 @@ __all__ = ["CallResult", "Instance", "InstanceConfig"]
 
 _START_TIMEOUT_S = 30.0
 _GRACE_S = 1.0
-#: Per-call cgroup descriptors in one control message (the kernel takes 253 at most).
-_FDS_PER_MESSAGE = 64
 
 
 class Instance:
@@ -77,18 +74,18 @@ class Instance:
         self._proc: SandboxProcess | None = None
         self._ctrl: socket.socket | None = None
         self._cgroups = InstanceCgroups(config, resources)
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._exits: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._endings = CallEndings(config, self._cgroups, resources)
         self._next_id = 0
         self._stderr = b""
         self.active = 0
         self.last_used = time.monotonic()
         self.closed = False
-        self._starting = True
-        self._oom_seen = 0
         self._closing: set[asyncio.Future[None]] = set()
         #: what calls in flight did that a runtime policy watches
         self._policy_events = CallPolicyEvents(config.policies)
+        self._control = ControlChannel(self._policy_events)
+        self._inbox = self._control.inbox
+        self._exits = self._control.exits
         #: warm: the persistent channel to the worker, the page its supervisor reads,
         #: and (egress granted) the worker's relay, which gets each call's token
         self._warm: WarmChannel | None = None
@@ -115,9 +112,7 @@ class Instance:
             egress_dir=self._network.socket_dir,
         )
         await self._spawn(spec, theirs, seccomp_fd)
-        loop = asyncio.get_running_loop()
-        ours.setblocking(False)
-        loop.add_reader(ours.fileno(), self._on_control)
+        self._control.attach(ours, self._took_fds, self._on_eof)
         try:
             hello = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
             if hello.get("op") != "hello":
@@ -132,15 +127,11 @@ class Instance:
                 egress=self._network.link is not None,
                 preload=list(await preload),
                 slot_width=self._cgroups.slot_width,
-                slot_messages=-(-len(slot_fds) // _FDS_PER_MESSAGE),
+                slots=len(slot_fds),
             )
             try:
-                socket.send_fds(ours, [config], handed)
-                for i in range(0, len(slot_fds), _FDS_PER_MESSAGE):
-                    socket.send_fds(ours, [b"fds"], slot_fds[i : i + _FDS_PER_MESSAGE])
+                send_boot(ours, config, handed, slot_fds)
             finally:
-                for fd in slot_fds:
-                    os.close(fd)
                 if self._warm is not None:
                     self._warm.handed_over()
             ready = await asyncio.wait_for(self._inbox.get(), _START_TIMEOUT_S)
@@ -152,7 +143,7 @@ class Instance:
                 f"the sandbox of {self.config.function} did not start: {e} "
                 f"{self._stderr.decode(errors='replace').strip()}".strip()
             ) from e
-        self._starting = False
+        self._control.starting = False
         if ready.get("op") != "ready":
             await self.close()
             raise import_failure(ready)
@@ -193,41 +184,10 @@ class Instance:
             theirs.close()
             os.close(seccomp_fd)
 
-    def _on_control(self) -> None:
-        if self._ctrl is None:
-            return
-        while True:
-            try:
-                data, fds, _flags, _addr = socket.recv_fds(self._ctrl, 65536, 1)
-            except BlockingIOError:
-                return
-            except OSError:
-                data, fds = b"", []
-            if fds:
-                self._took_fds(data, fds)
-                continue
-            if not data:
-                self._on_eof()
-                return
-            # The channel's far end is the sandbox: anything it says is untrusted.
-            try:
-                msg = boundedjson.loads(data)
-                op = msg.get("op") if isinstance(msg, dict) else None
-                if op == "exit":
-                    fut = self._exits.pop(int(msg["id"]), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
-                elif op == "policy":
-                    self._policy_events.on_message(msg)
-                elif isinstance(msg, dict) and self._starting and self._inbox.qsize() < 4:
-                    self._inbox.put_nowait(msg)
-            except (ValueError, KeyError, TypeError, JSONTooDeep):
-                continue
-
     def _took_fds(self, data: bytes, fds: list[int]) -> None:
         """Only ever the warm worker's relay, while the sandbox starts; else closed."""
         if self._warm is not None:
-            self._warm.take_relay(data, fds, self._starting and bool(self.config.egress))
+            self._warm.take_relay(data, fds, self._control.starting and bool(self.config.egress))
             return
         for fd in fds:
             os.close(fd)
@@ -239,14 +199,6 @@ class Instance:
 
     def _on_eof(self) -> None:
         self.closed = True
-        if self._ctrl is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._ctrl.fileno())
-        self._inbox.put_nowait({"op": "eof"})
-        for fut in self._exits.values():
-            if not fut.done():
-                fut.set_result({"op": "exit", "status": "sandbox-gone"})
-        self._exits.clear()
 
     async def close(self) -> None:
         """Kill the sandbox (die-with-parent takes everything inside with it)."""
@@ -254,8 +206,7 @@ class Instance:
         if self._warm is not None:
             self._warm.close()
         if self._ctrl is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._ctrl.fileno())
+            self._control.detach()
             self._ctrl.close()
             self._ctrl = None
         if self._proc is not None and self._proc.returncode is None:
@@ -271,9 +222,7 @@ class Instance:
         self._host.unpin(self.config.bundle, self)  # nothing of it runs: may be collected
         await self._network.close()
         # Every process of the sandbox is gone: calls still waiting to hear so end now.
-        for fut in list(self._exits.values()):
-            if not fut.done():
-                fut.set_result({"op": "exit", "status": "sandbox-gone"})
+        self._control.settle()
 
     # -- calls ----------------------------------------------------------------
 
@@ -445,14 +394,11 @@ class Instance:
     def _check_ended(self, call_id: int, report: dict[str, Any], timeout_s: float) -> None:
         """Raise if a call that replied was still ended: by its egress policy, or at its
         deadline (its processes ran on after the reply; the answer is not used)."""
-        blocked = self._network.blocked(call_id)
-        if blocked is not None:
-            raise blocked
-        if report.get("status") == "timeout":
-            raise FunctionTimeout(
-                f"the function ran past its {timeout_s:g}s timeout after writing its answer"
-                " (the answer was not sent)"
-            )
+        error = self._network.blocked(call_id) or self._endings.timed_out_after_reply(
+            report, timeout_s
+        )
+        if error is not None:
+            raise error
 
     def _end(
         self, call_id: int, sock: socket.socket | None, release: Callable[[], None] | None
@@ -536,21 +482,4 @@ class Instance:
         except (TimeoutError, OSError):
             await self.close()
             return FunctionCrashed("the function's process ended without an answer")
-        status = report.get("status")
-        if status == "timeout" and replied:
-            return FunctionTimeout(
-                f"the function ran past its {timeout_s:g}s timeout after writing its answer"
-                " (the answer was not sent)"
-            )
-        if status == "timeout":
-            return FunctionTimeout(f"the function ran past its {timeout_s:g}s timeout")
-        if status == "signal" and report.get("signal") == signal.SIGKILL:
-            # Read only on this failure path: did the sandbox's cgroup OOM-kill it?
-            oom = await asyncio.to_thread(self._cgroups.oom_kills) if self._cgroups.cgroup else None
-            if oom is None or oom > self._oom_seen:
-                self._oom_seen = oom or 0
-                why = await asyncio.to_thread(self._resources.budget_reached)
-                limit = why or f"over its {self.config.memory_mb} MB memory limit"
-                return FunctionMemoryExceeded(f"the function was killed: {limit}")
-            return FunctionCrashed("the function's process was killed")
-        return FunctionCrashed(f"the function's process ended without an answer ({status})")
+        return await self._endings.without_answer(report, timeout_s, replied)

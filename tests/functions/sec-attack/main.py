@@ -4,6 +4,7 @@ Nothing here raises on a failed attack: the result says what was tried and
 what the kernel answered, so the tests can assert on it.
 """
 
+import _socket
 import contextlib
 import ctypes
 import errno
@@ -42,7 +43,7 @@ def _call_socket():
     frame = sys._getframe(1)
     while frame is not None:
         sock = frame.f_locals.get("sock")
-        if isinstance(sock, socket.socket):
+        if isinstance(sock, _socket.socket):  # the runtime's are _socket's own (sockets.py)
             return sock.fileno()
         frame = frame.f_back
     return -1

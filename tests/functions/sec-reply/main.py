@@ -4,8 +4,8 @@ Header cases return {statusCode, headers, body} as any http function may; the
 `deep-*` and `control-output` cases attack the gateway's parsing and the CLI.
 """
 
+import _socket
 import os
-import socket
 import sys
 
 DEPTH = 100_000
@@ -52,7 +52,7 @@ def _call_socket():
     frame = sys._getframe(1)
     while frame is not None:
         sock = frame.f_locals.get("sock")
-        if isinstance(sock, socket.socket):
+        if isinstance(sock, _socket.socket):  # the runtime's are _socket's own (sockets.py)
             return sock.fileno()
         frame = frame.f_back
     return -1

@@ -17,9 +17,10 @@ _NO_WATCH = CallWatch({})
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable
     from typing import Any
+
+    from .sockets import Socket
 
 
 MAX_OUTPUT = 64 * 1024
@@ -128,7 +129,7 @@ def _trace() -> str:
 
 
 def run_call(
-    sock: socket.socket,
+    sock: Socket,
     handler: Callable[[Any, Context], Any],
     watch: CallWatch = _NO_WATCH,
 ) -> None:
@@ -148,7 +149,7 @@ def run_call(
 
 
 def serve_channel(
-    sock: socket.socket,
+    sock: Socket,
     handler: Callable[[Any, Context], Any],
     watch: CallWatch,
     end_leftovers: Callable[[], None],
@@ -178,7 +179,7 @@ def serve_channel(
 
 
 def _invoke(
-    sock: socket.socket,
+    sock: Socket,
     recv: Callable[[], bytes] | None,
     handler: Callable[[Any, Context], Any],
     watch: CallWatch,

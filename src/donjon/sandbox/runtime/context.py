@@ -13,9 +13,10 @@ from .frames import FrameError, recv_frame, send_frames
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable, Iterator
     from typing import Any
+
+    from .sockets import Socket
 
 #: What context.invoke sends at most as an event (the gateway reads no more).
 MAX_EVENT = 6 * 1024 * 1024
@@ -118,7 +119,7 @@ class Context:
     def __init__(
         self,
         meta: dict[str, Any],
-        sock: socket.socket | None = None,
+        sock: Socket | None = None,
         recv: Callable[[], bytes] | None = None,
     ) -> None:
         self.request_id: str = meta["request_id"]

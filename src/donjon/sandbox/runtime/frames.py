@@ -8,8 +8,9 @@ import struct
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from typing import Any
+
+    from .sockets import Socket
 
 MAX_FRAME = 64 * 1024 * 1024
 _LEN = struct.Struct(">I")
@@ -19,7 +20,7 @@ class FrameError(Exception):
     pass
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: Socket, n: int) -> bytes:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
@@ -31,14 +32,14 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def recv_frame(sock: socket.socket) -> bytes:
+def recv_frame(sock: Socket) -> bytes:
     (size,) = _LEN.unpack(recv_exact(sock, 4))
     if size > MAX_FRAME:
         raise FrameError(f"frame of {size} bytes is over the limit")
     return recv_exact(sock, size)
 
 
-def send_frames(sock: socket.socket, *payloads: bytes) -> None:
+def send_frames(sock: Socket, *payloads: bytes) -> None:
     parts = []
     for payload in payloads:
         parts.append(_LEN.pack(len(payload)))
@@ -46,7 +47,7 @@ def send_frames(sock: socket.socket, *payloads: bytes) -> None:
     sock.sendall(b"".join(parts))
 
 
-def send_json(sock: socket.socket, obj: Any) -> None:
+def send_json(sock: Socket, obj: Any) -> None:
     """One control message on a SOCK_SEQPACKET socket."""
     sock.send(json.dumps(obj, separators=(",", ":")).encode())
 
@@ -59,7 +60,7 @@ class FrameReader:
     worker answers, so whatever one `recv` returns belongs to the current message.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Socket) -> None:
         self._sock = sock
         self._buf = bytearray()
         self._pos = 0

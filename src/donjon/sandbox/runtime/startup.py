@@ -1,6 +1,6 @@
-"""What the supervisor does once, before its first worker: preload the standard-library
-modules the function uses, and take the per-call cgroups' descriptors from the host;
-then wait for the first worker's report.
+"""What the supervisor does once, before its first worker: read its configuration,
+preload the standard-library modules the function uses, and take the per-call
+cgroups' descriptors from the host; then wait for the first worker's report.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import select
-import socket
 import time
+
+from . import landlock, lowlevel, sockets
+from .worker import vm_size
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -22,6 +24,29 @@ if TYPE_CHECKING:
 
 #: Descriptors one control message can carry (the kernel's SCM_MAX_FD).
 _MAX_FDS_PER_MESSAGE = 253
+
+
+def read_config(ctrl: sockets.Socket) -> tuple[dict[str, Any], list[int]]:
+    """The configuration the host sends once hello is said, completed with what the
+    supervisor learns of itself, and the descriptors that came with it (warm: the
+    gateway's channel and the call page)."""
+    msg, fds, _flags, _addr = sockets.recv_fds(ctrl, 65536, 2)
+    config = json.loads(msg)
+    config["cgroup_slots"] = receive_slots(
+        ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
+    )
+    config["landlock"] = landlock.abi_version()
+    config["call_filter"] = bytes.fromhex(config["call_filter"])
+    config["call_watch"] = bytes.fromhex(config.get("call_watch") or "")
+    config["warm"] = config["mode"] == "warm"
+    lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
+    # CAP_SYS_ADMIN stays effective (workers' namespaces need it); nothing it
+    # executes may inherit it, so the ambient and inheritable sets go.
+    lowlevel.drop_ambient_capabilities()
+    config["bounding"] = lowlevel.bounding_set()
+    preload(config.get("preload") or [])
+    config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
+    return config, fds
 
 
 def preload(names: list[str]) -> None:
@@ -41,12 +66,12 @@ def preload(names: list[str]) -> None:
             continue
 
 
-def receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[int, ...]]:
+def receive_slots(ctrl: sockets.Socket, messages: int, width: int) -> list[tuple[int, ...]]:
     """The per-call cgroups' descriptors, in the `messages` the host sends after the
     config, `width` per slot (a slot cut short, were any lost, is not used)."""
     fds: list[int] = []
     for _ in range(messages):
-        _msg, more, _flags, _addr = socket.recv_fds(ctrl, 64, _MAX_FDS_PER_MESSAGE)
+        _msg, more, _flags, _addr = sockets.recv_fds(ctrl, 64, _MAX_FDS_PER_MESSAGE)
         fds += more
     width = max(width, 1)
     whole = len(fds) - len(fds) % width
@@ -56,7 +81,7 @@ def receive_slots(ctrl: socket.socket, messages: int, width: int) -> list[tuple[
 
 
 def first_report(
-    sock: socket.socket, pid: int, deadline: float, poller: select.poll, watches: Watches
+    sock: sockets.Socket, pid: int, deadline: float, poller: select.poll, watches: Watches
 ) -> dict[str, Any]:
     """The first worker's ready (or failed) report, read from its hand-off socket `sock`
     by `deadline` (monotonic); its process calls are answered meanwhile (watch.py), or an
@@ -69,7 +94,7 @@ def first_report(
                     watches.on_event(ready, events)
                     continue
                 try:
-                    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1)
+                    data, fds, _flags, _addr = sockets.recv_fds(sock, 65536, 1)
                 except OSError as e:
                     return {"op": "failed", "error": f"the worker did not start: {e}"}
                 if not watches.take(pid, data, fds):

@@ -39,30 +39,35 @@ import json
 import os
 import select
 import signal
-import socket
 import time
 
-from . import landlock, lowlevel
-from .callpage import ACTIVE_LOOK_S, DOZE_AFTER_S, CallPage
+from . import lowlevel, sockets
 from .frames import send_json
 from .spares import Demand
-from .startup import first_report, preload, receive_slots
+from .startup import first_report, read_config
 from .waiting import single_threaded
 from .watch import Watches
-from .worker import vm_size
-from .workers import FOREVER, IDLE_CHECK_S, Worker, forget_worker, kill_worker
+from .workers import (
+    FOREVER,
+    IDLE_CHECK_S,
+    Worker,
+    exit_report,
+    forget_worker,
+    kill_strangers,
+    kill_worker,
+)
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .callpage import CallPage
+    from .warmlook import WarmLook
+
 #: An idle worker that has used more CPU than this since the last look (every
 #: `IDLE_CHECK_S`, workers.py) runs code outside any call: killed.
 IDLE_CPU_S = 1.0
-#: While calls come, a warm worker seen between calls is checked for threads this often;
-#: one seen with more than one twice, with no call begun in between, is killed.
-QUIET_LOOK_S = 0.25
 
 
 class Supervisor:
@@ -75,7 +80,7 @@ class Supervisor:
 
     def __init__(
         self,
-        ctrl: socket.socket,
+        ctrl: sockets.Socket,
         config: dict[str, Any],
         channel_fd: int | None = None,
         page: CallPage | None = None,
@@ -85,13 +90,11 @@ class Supervisor:
         self.warm: bool = config["warm"]
         #: warm: the gateway's channel (until the worker has it) and the call page
         self.channel_fd = channel_fd
-        self.page = page
-        #: warm: calls begun as last read from the page; at the last idle look
-        self.seen_begun = 0
-        self.active_until = 0.0
-        self.looked_begun = 0
-        self.quiet_look_at = 0.0
-        self.noisy_begun = -1
+        self.warm_look: WarmLook | None = None
+        if page is not None:
+            from .warmlook import WarmLook  # warm only: an invocation sandbox never maps a page
+
+            self.warm_look = WarmLook(page)
         self.wake = os.pipe()
         os.set_blocking(self.wake[0], False)
         os.set_blocking(self.wake[1], False)
@@ -148,9 +151,9 @@ class Supervisor:
             return {"op": "failed", "error": "no worker process could be started"}
         worker = self.worker
         report = first_report(worker.sock, worker.pid, worker.ready_by, self._poller, self.watches)
-        if report.get("op") == "ready" and not self._kept_nothing(self.worker):
+        if report.get("op") == "ready" and not self.worker.kept_nothing():
             report = {"op": "failed", "error": "the handler's import left processes running"}
-        elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.pid):
+        elif report.get("op") == "ready" and self.warm and not single_threaded(self.worker.inner()):
             # Its calls could never be seen to end (waiting.py): say so now, not per call.
             report = {
                 "op": "failed",
@@ -159,75 +162,28 @@ class Supervisor:
             }
         if report.get("op") == "ready" and not self.watches.ready(self.worker.pid):
             report = {"op": "failed", "error": "the worker's process watch was not set up"}
-        if report.get("op") == "ready" and self.page is not None:
-            report = self._hand_channel(self.worker, report)
+        if report.get("op") == "ready" and self.warm_look is not None:
+            from .warmlook import hand_channel
+
+            report = hand_channel(self.ctrl, self.worker, self.channel_fd, report)
+            self.channel_fd = None  # closed: the worker has it
         if report.get("op") != "ready":
             self.worker.kill()
         self.worker.ready = True
         self.worker.idle_from(time.monotonic())
         return report
 
-    def _hand_channel(self, worker: Worker, report: dict[str, Any]) -> dict[str, Any]:
-        """Warm: the gateway's channel to the worker (once), and the worker's relay to the
-        gateway (egress granted: each call's token goes there before the call)."""
-        try:
-            if worker.relay is not None:
-                socket.send_fds(self.ctrl, [b'{"op":"relay"}'], [worker.relay.fileno()])
-            if self.channel_fd is None:
-                raise OSError("no channel")
-            socket.send_fds(worker.sock, [b"channel"], [self.channel_fd])
-        except OSError as e:
-            return {"op": "failed", "error": f"the warm worker's channel: {e}"}
-        finally:
-            if self.channel_fd is not None:
-                os.close(self.channel_fd)
-                self.channel_fd = None
-        return report
-
     def _call_of(self, pid: int) -> int | None:
         """The call the worker under `pid` serves (None outside calls)."""
         worker = self.worker
-        if self.page is not None and worker is not None and pid == worker.pid:
-            return self.page.read()[0] or None
+        if self.warm_look is not None and worker is not None and pid == worker.pid:
+            return self.warm_look.call_id() or None
         return self.calls[pid][0] if pid in self.calls else None
 
     def _observe(self, now: float) -> None:
-        """Warm: take the call in flight, if any, from the page (see callpage.py)."""
-        worker = self.worker
-        if self.page is None or worker is None:
-            return
-        call_id, deadline, begun = self.page.read()
-        if begun != self.seen_begun:
-            self.seen_begun = begun
-            self.active_until = now + DOZE_AFTER_S
-        if worker.pid in self.timed_out:
-            return  # killed at its call's deadline: reaping reports that call
-        current = self.calls.get(worker.pid)
-        if current is not None and current[0] != call_id:
-            del self.calls[worker.pid]
-            self.watches.call_ended(current[0])
-        if call_id and (current is None or current[0] != call_id):
-            self.calls[worker.pid] = (call_id, deadline)
-        worker.busy = bool(call_id)
-        if not call_id and now >= self.quiet_look_at:
-            self._look_between_calls(worker, now, begun)
-        if not call_id and now >= self.active_until:
-            self.page.doze(True)  # the gateway wakes us at its next call
-
-    def _look_between_calls(self, worker: Worker, now: float, begun: int) -> None:
-        """Warm, between calls: a worker keeps no thread (waiting.py). One seen with more,
-        twice and with no call begun in between, ran code past its call's end: killed."""
-        self.quiet_look_at = now + QUIET_LOOK_S
-        if self.page is None or single_threaded(worker.pid):
-            self.noisy_begun = -1
-            return
-        call_id, _, again = self.page.read()
-        if call_id or again != begun:
-            return  # a call began meanwhile: its threads are its own
-        if self.noisy_begun != begun:
-            self.noisy_begun = begun
-            return
-        worker.kill()  # reaping it ends the channel; the gateway replaces the sandbox
+        """Warm: take the call in flight, if any, from the page (warmlook.py)."""
+        if self.warm_look is not None and self.worker is not None:
+            self.warm_look.observe(now, self.worker, self.calls, self.timed_out, self.watches)
 
     def _new_worker(self) -> Worker | None:
         try:
@@ -288,7 +244,7 @@ class Supervisor:
                 self._poller.unregister(fd)
             return
         try:
-            data, fds, _flags, _addr = socket.recv_fds(worker.sock, 65536, 1, socket.MSG_DONTWAIT)
+            data, fds, _flags, _addr = sockets.recv_fds(worker.sock, 65536, 1, sockets.MSG_DONTWAIT)
         except BlockingIOError:
             return  # a stale event (its number was reused): nothing to read yet
         except OSError:
@@ -303,22 +259,13 @@ class Supervisor:
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
         if not self.watches.ready(worker.pid):
             worker.ready = False  # its process calls would be answered by no one
-        if not worker.ready or (not worker.busy and not self._kept_nothing(worker)):
+        if not worker.ready or (not worker.busy and not worker.kept_nothing()):
             worker.kill()  # it exits; reaping makes the next one, unless they keep failing
         elif not worker.busy:
             now = time.monotonic()
             self.demand.made(now - worker.made_at)
             worker.idle_from(now)
             self._take_front()
-
-    @staticmethod
-    def _kept_nothing(worker: Worker) -> bool:
-        """True when a ready worker runs alone in its pid namespace.
-
-        The runtime ends whatever the import started before it reports ready;
-        a process left over means the function interfered with that.
-        """
-        return all(not lowlevel.children(pid) for pid in worker.inner())
 
     def serve(self) -> None:
         poller = self._poller
@@ -347,13 +294,11 @@ class Supervisor:
         soonest = min((d for _, d in self.calls.values()), default=FOREVER)
         for idle in self._idle_workers():
             soonest = min(soonest, idle.look_at if idle.ready else idle.ready_by)
-        now = time.monotonic()
-        if self.page is not None and now < self.active_until:
-            soonest = min(soonest, now + ACTIVE_LOOK_S)
-        return soonest
+        look = self.warm_look.next_look(time.monotonic()) if self.warm_look else None
+        return soonest if look is None else min(soonest, look)
 
     def _on_message(self) -> None:
-        msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 4096, 1)
+        msg, fds, _flags, _addr = sockets.recv_fds(self.ctrl, 4096, 1)
         if not msg:  # the gateway is gone: so is everything here
             for pid in (*self.calls, *(w.pid for w in self._idle_workers())):
                 kill_worker(pid)
@@ -363,7 +308,8 @@ class Supervisor:
             for fd in fds:
                 os.close(fd)
             now = time.monotonic()
-            self.active_until = now + DOZE_AFTER_S
+            if self.warm_look is not None:
+                self.warm_look.woken(now)
             self._observe(now)
             if req["op"] == "end":
                 self._end_call(int(req["id"]))
@@ -452,17 +398,17 @@ class Supervisor:
         says); it must then also run one thread (waiting.py).
         """
         cpu = sum(map(lowlevel.cpu_seconds, worker.inner()))
-        if self.page is not None and self.looked_begun != self.seen_begun:
-            self.looked_begun = self.seen_begun  # calls came: a new window from here
+        warm = self.warm_look
+        if warm is not None and warm.calls_came():
             worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
             return
-        quiet = self.page is None or single_threaded(worker.pid)
-        if quiet and self._kept_nothing(worker) and cpu - worker.cpu_seen <= IDLE_CPU_S:
+        quiet = warm is None or single_threaded(worker.inner())
+        if quiet and worker.kept_nothing() and cpu - worker.cpu_seen <= IDLE_CPU_S:
             worker.look_at, worker.cpu_seen = now + IDLE_CHECK_S, cpu
             return
-        if self.page is not None:
+        if warm is not None:
             self._observe(now)
-            if worker.busy or self.looked_begun != self.seen_begun:
+            if worker.busy or warm.began_since_look():
                 return  # a call began meanwhile: looked at again after it
         worker.look_at = FOREVER  # killed once; reaping replaces it
         worker.kill()
@@ -484,7 +430,7 @@ class Supervisor:
             ):
                 # A worker's parent that was killed leaves the worker to us: end it
                 # (and its namespace) before this call is reported over.
-                self._kill_strangers()
+                kill_strangers(self._ours())
             self.give_back_cgroup_slot(self.cgroup_slot_of.pop(pid, None))
             self.watches.drop(pid)
             spare = next((w for w in self.spares if w.pid == pid), None)
@@ -502,7 +448,7 @@ class Supervisor:
                 if call is None:
                     self.idle_deaths += 1
                 # Warm: the channel went with the worker; the gateway replaces the sandbox.
-                if self.warm and self.page is None and self.idle_deaths < 3:
+                if self.warm and self.warm_look is None and self.idle_deaths < 3:
                     self.worker = self._new_worker()
                 self._take_front()
                 self._top_up(time.monotonic())
@@ -516,57 +462,21 @@ class Supervisor:
                 self.watches.call_ended(call[0])
                 was_timeout = pid in self.timed_out
                 self.timed_out.discard(pid)
-                send_json(self.ctrl, _exit_report(call[0], status, was_timeout))
+                send_json(self.ctrl, exit_report(call[0], status, was_timeout))
 
-    def _kill_strangers(self) -> None:
-        """Kill, and wait for, every child the supervisor did not make itself.
-
-        Its own children are workers' intermediate parents; anything else was
-        adopted (a worker whose parent died) and must not outlive its call.
-        """
-        ours = set(self.calls) | {w.pid for w in (self.worker, *self.spares) if w is not None}
-        for _ in range(100):  # bounded: each pass kills what it finds
-            strangers = [p for p in lowlevel.children(os.getpid()) if p not in ours]
-            if not strangers:
-                return
-            for pid in strangers:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)  # returns once its namespace is empty
-                except (ProcessLookupError, ChildProcessError):
-                    continue
-
-
-def _exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
-    if timed_out:
-        return {"op": "exit", "id": call_id, "status": "timeout"}
-    if os.WIFSIGNALED(status):
-        return {"op": "exit", "id": call_id, "status": "signal", "signal": os.WTERMSIG(status)}
-    code = os.waitstatus_to_exitcode(status)
-    return {"op": "exit", "id": call_id, "status": "ok" if code == 0 else "exit", "code": code}
+    def _ours(self) -> set[int]:
+        """The supervisor's own children: workers (or their intermediate parents)."""
+        return set(self.calls) | {w.pid for w in (self.worker, *self.spares) if w is not None}
 
 
 def main(ctrl_fd: int) -> None:
-    ctrl = socket.socket(fileno=ctrl_fd)  # boot.py has said hello on it
-    msg, fds, _flags, _addr = socket.recv_fds(ctrl, 65536, 2)
-    config = json.loads(msg)
-    config["cgroup_slots"] = receive_slots(
-        ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
-    )
-    config["landlock"] = landlock.abi_version()
-    config["call_filter"] = bytes.fromhex(config["call_filter"])
-    config["call_watch"] = bytes.fromhex(config.get("call_watch") or "")
-    config["warm"] = config["mode"] == "warm"
-    lowlevel.prctl(lowlevel.PR_SET_DUMPABLE, 0)
-    # CAP_SYS_ADMIN stays effective (workers' namespaces need it); nothing it
-    # executes may inherit it, so the ambient and inheritable sets go.
-    lowlevel.drop_ambient_capabilities()
-    config["bounding"] = lowlevel.bounding_set()
-    preload(config.get("preload") or [])
-    config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
+    ctrl = sockets.Socket(fileno=ctrl_fd)  # boot.py has said hello on it
+    config, fds = read_config(ctrl)
     channel_fd: int | None = None
     page: CallPage | None = None
     if config["warm"] and len(fds) == 2:
+        from .callpage import CallPage  # warm only (it brings mmap)
+
         channel_fd, page = fds[0], CallPage(fds[1])
     else:
         for fd in fds:

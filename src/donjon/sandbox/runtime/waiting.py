@@ -2,8 +2,8 @@
 
 A warm worker must keep no thread between calls: its import may leave none
 (the supervisor refuses to start it: "left threads running"), and between
-calls the supervisor looks that it runs one (supervisor.py,
-`_look_between_calls` and the idle look). The count comes from
+calls the supervisor looks that it runs one (warmlook.py's
+`_look_between_calls`, and supervisor.py's idle look). The count comes from
 ``/proc/<pid>/task``, which the supervisor can read because a warm worker
 makes itself dumpable before any function code (worker.py).
 
@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import os
 
-from . import lowlevel
 
-
-def single_threaded(parent: int) -> bool:
-    """True when the worker under `parent` runs one thread (as it must between warm calls)."""
-    inner = lowlevel.children(parent)
+def single_threaded(inner: list[int]) -> bool:
+    """True when the worker, `inner` (`Worker.inner`: its pid 1, [] once gone), runs one
+    thread (as it must between warm calls)."""
     try:
         return len(inner) == 1 and _threads(inner[0]) == 1
     except OSError:

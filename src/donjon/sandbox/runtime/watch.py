@@ -21,8 +21,9 @@ import errno
 import fcntl
 import os
 import select
-import socket
 import struct
+
+from . import sockets
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -119,7 +120,7 @@ class Watches:
         #: workers that have sent their first message (the listener comes first, or never)
         self._spoke: set[int] = set()
         #: hand-off socket -> (pid, socket) of a worker handed its call before its listener
-        self._awaiting: dict[int, tuple[int, socket.socket]] = {}
+        self._awaiting: dict[int, tuple[int, sockets.Socket]] = {}
         #: calls whose `policy` message is sent
         self._reported: set[int] = set()
 
@@ -140,7 +141,7 @@ class Watches:
         """May the worker under `pid` take calls (its listener is held, when watched)?"""
         return not self.enabled or pid in self._fd_of
 
-    def hand_over(self, pid: int, sock: socket.socket) -> bool:
+    def hand_over(self, pid: int, sock: sockets.Socket) -> bool:
         """A worker was handed its call; True if its socket is kept here until its
         listener arrives (the caller must not close it), else the caller closes it."""
         if not self.enabled or pid in self._spoke:
@@ -200,7 +201,7 @@ class Watches:
         pid, sock = self._awaiting.pop(fd)
         self._poller.unregister(fd)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 1, socket.MSG_DONTWAIT)
+            data, fds, _flags, _addr = sockets.recv_fds(sock, 65536, 1, sockets.MSG_DONTWAIT)
         except BlockingIOError:
             self._awaiting[fd] = (pid, sock)
             self._poller.register(fd, select.POLLIN)

@@ -1,11 +1,11 @@
 """A worker: the only kind of process in which a function's code runs.
 
-A one-call worker of a function without egress is made by one clone(2)
-from the supervisor, already pid 1 of new pid, mount, IPC and network
-namespaces (clone.py, `start_cloned`). Otherwise the supervisor forks a
-short-lived parent that enters those namespaces (network.py) and forks the
-worker as pid 1 there; for a function granted egress, that parent then
-relays the worker's proxy connections (relay.py). Before any of the function's
+A worker of a function without egress (either isolation) is made by one
+clone(2) from the supervisor, already pid 1 of new pid, mount, IPC and
+network namespaces (clone.py, `start_cloned`). For a function granted
+egress, the supervisor forks a parent that enters those namespaces
+(network.py), forks the worker as pid 1 there and then relays the worker's
+proxy connections (relay.py). Before any of the function's
 code is imported, the worker mounts a fresh /tmp and /dev/shm of its own,
 closes every descriptor but its hand-off socket, loads the call filter,
 drops every capability and sets its memory limit. It then imports the
@@ -25,19 +25,19 @@ import json
 import os
 import resource
 import signal
-import socket
 import sys
 
-from . import isolation, lambda_env, lowlevel, network, watch
+from . import isolation, lambda_env, lowlevel, network, sockets, watch
 from .call import _trace, run_call, serve_channel
 from .handler_check import check_handler
 from .policy_hooks import CallWatch, hide_bundle, tmp_read_only
-from .relay import Relay
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from .relay import Relay
 
 MIB = 1024 * 1024
 
@@ -51,7 +51,7 @@ def vm_size() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _only_descriptors(handoff: socket.socket) -> socket.socket:
+def _only_descriptors(handoff: sockets.Socket) -> sockets.Socket:
     """stdin/stdout/stderr to /dev/null, the hand-off socket at fd 3, nothing else open."""
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -62,7 +62,7 @@ def _only_descriptors(handoff: socket.socket) -> socket.socket:
         os.dup2(handoff.fileno(), HANDOFF_FD)
     os.closerange(HANDOFF_FD + 1, 65536)
     handoff.detach()
-    return socket.socket(fileno=HANDOFF_FD)
+    return sockets.Socket(fileno=HANDOFF_FD)
 
 
 def _confine(config: dict[str, Any]) -> int | None:
@@ -154,14 +154,14 @@ def _line_buffered() -> None:
             pass
 
 
-def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
+def _serve(handoff: sockets.Socket, config: dict[str, Any]) -> None:
     handoff = _only_descriptors(handoff)
     _line_buffered()
     try:
         listener = _confine(config)
         if listener is not None:
             # To the supervisor before any function code runs; the function never holds it.
-            socket.send_fds(handoff, [b'{"op": "watch"}'], [listener])
+            sockets.send_fds(handoff, [b'{"op": "watch"}'], [listener])
             os.close(listener)
         if config.get("egress"):
             network.proxy_environment(os.environ)
@@ -184,17 +184,17 @@ def _serve(handoff: socket.socket, config: dict[str, Any]) -> None:
     if config["warm"]:
         # Warm: the gateway's persistent channel, handed over once; calls come on it.
         if msg == b"channel":
-            serve_channel(socket.socket(fileno=fds[0]), handler, call_watch, end_leftovers)
+            serve_channel(sockets.Socket(fileno=fds[0]), handler, call_watch, end_leftovers)
         return
     handoff.close()  # one call only: nothing more will come
-    call = socket.socket(fileno=fds[0])
+    call = sockets.Socket(fileno=fds[0])
     try:
         run_call(call, handler, call_watch)
     finally:
         call.close()
 
 
-def _say_ready(handoff: socket.socket) -> None:
+def _say_ready(handoff: sockets.Socket) -> None:
     """Report ready (and the capabilities held, none), then never speak again."""
     try:
         caps = lowlevel.capabilities_held()
@@ -203,7 +203,7 @@ def _say_ready(handoff: socket.socket) -> None:
     try:
         handoff.send(json.dumps({"op": "ready", "caps": caps}).encode())
         # From here the worker only listens: function code cannot speak to the supervisor.
-        handoff.shutdown(socket.SHUT_WR)
+        handoff.shutdown(sockets.SHUT_WR)
     except OSError:
         # Handed its call before it was ready, after its listener had arrived: the
         # supervisor stopped listening (its end is closed) and the call is queued here.
@@ -211,22 +211,22 @@ def _say_ready(handoff: socket.socket) -> None:
         pass
 
 
-def _next_message(handoff: socket.socket) -> tuple[bytes, list[int]]:
+def _next_message(handoff: sockets.Socket) -> tuple[bytes, list[int]]:
     """The next call handed over (a message and its descriptor); b"" at the end."""
     try:
-        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+        msg, fds, _flags, _addr = sockets.recv_fds(handoff, 16, 1)
     except ConnectionResetError:
         # The supervisor closed its end with our ready report unread (it had handed the
         # call first): the kernel says so once, then yields what is queued.
-        msg, fds, _flags, _addr = socket.recv_fds(handoff, 16, 1)
+        msg, fds, _flags, _addr = sockets.recv_fds(handoff, 16, 1)
     return msg, fds
 
 
 def start_worker(
-    handoff: socket.socket,
+    handoff: sockets.Socket,
     config: dict[str, Any],
     cgroup_fds: tuple[int, ...] | None = None,
-    relay_control: socket.socket | None = None,
+    relay_control: sockets.Socket | None = None,
 ) -> int:
     """In a fresh fork of the supervisor: make the namespaces, fork the worker,
     wait for it (relaying its egress, if `relay_control`) and leave with its
@@ -243,6 +243,8 @@ def start_worker(
             isolation.join_cgroup(cgroup_fds)
         isolation.before_fork()
         if relay_control is not None:
+            from .relay import Relay  # egress only: it brings selectors and socket
+
             relay = Relay(network.relay_listener(), relay_control, network.egress_dir_fd())
         pid = os.fork()
     except BaseException:
@@ -273,17 +275,17 @@ def start_worker(
 
 
 def start_cloned(
-    handoff: socket.socket, config: dict[str, Any], cgroup_fds: tuple[int, ...] | None
+    handoff: sockets.Socket, config: dict[str, Any], cgroup_fds: tuple[int, ...] | None
 ) -> None:
     """In the child of one clone(2) (clone.py): already pid 1 of its own pid, mount, IPC
     and network namespaces, it does what the intermediate parent of `start_worker` does
     for its worker (its cgroups, `lo` up, its OOM score, a read-only /proc, no ptys),
     then serves as that worker would. Never returns.
 
-    Used for a one-call worker of a function without egress (its relay needs a parent
-    outside the worker's namespaces: `start_worker`). The confinement is the same; the
-    worker's parent is the supervisor itself, so its parent-death signal follows the
-    supervisor.
+    Used for the workers of a function without egress, one-call and warm alike (a
+    relay needs a parent outside the worker's namespaces: `start_worker`). The
+    confinement is the same; the worker's parent is the supervisor itself, so its
+    parent-death signal follows the supervisor.
     """
     try:
         network.loopback_up()

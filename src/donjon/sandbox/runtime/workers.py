@@ -1,9 +1,10 @@
 """A worker process as the supervisor sees it, and how a worker is ended.
 
-Split from supervisor.py: the supervisor makes `Worker`s (a one-call worker
-without egress by one clone, worker.py's `start_cloned`; else a fork that
-becomes the worker's parent, `start_worker`), hands them calls, and ends them
-with `kill_worker`.
+Split from supervisor.py: the supervisor makes `Worker`s (a worker of a
+function without egress by one clone, worker.py's `start_cloned`; else a
+fork that becomes the worker's parent and relay, `start_worker`), hands them calls, ends them
+with `kill_worker` (and whatever it adopted with `kill_strangers`), and
+reports each reaped worker's call with `exit_report`.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
@@ -13,15 +14,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import time
 
-from . import clone, lowlevel
+from . import clone, lowlevel, sockets
 from .worker import start_cloned, start_worker
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .supervisor import Supervisor
 
 FOREVER = float("inf")
@@ -33,8 +35,8 @@ IMPORT_DEADLINE_S = 30.0
 #: than the supervisor's `IDLE_CPU_S` since the last look, runs code outside
 #: any call: killed.
 IDLE_CHECK_S = 5.0
-#: One-call workers (no egress) are made by one clone with these namespaces (clone.py)
-#: instead of fork + unshare + fork.
+#: Workers of functions without egress are made by one clone with these namespaces
+#: (clone.py) instead of fork + unshare + fork.
 WORKER_NAMESPACES = clone.CLONE_NEWPID | clone.CLONE_NEWNS | clone.CLONE_NEWIPC | clone.CLONE_NEWNET
 
 
@@ -52,15 +54,15 @@ class Worker:
 
     def __init__(self, sup: Supervisor) -> None:
         slot = sup.take_cgroup_slot()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
         #: to the worker's relay (egress granted): each call's token, before the call
-        relay: tuple[socket.socket, socket.socket] | None = None
+        relay: tuple[sockets.Socket, sockets.Socket] | None = None
         try:
             if sup.config.get("egress"):
-                relay = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                relay = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
             #: made by one clone: the worker itself, pid 1 of its namespaces (else the
-            #: intermediate parent that made them and forked the worker)
-            self.direct = not sup.warm and relay is None
+            #: intermediate parent that made them, forked the worker and relays its egress)
+            self.direct = relay is None
             pid = clone.clone_process(WORKER_NAMESPACES) if self.direct else os.fork()
         except OSError:
             sup.give_back_cgroup_slot(slot)
@@ -80,7 +82,7 @@ class Worker:
         if self.direct:
             _cloned.add(pid)
         theirs.close()
-        self.relay: socket.socket | None = None
+        self.relay: sockets.Socket | None = None
         if relay is not None:
             relay[1].close()
             self.relay = relay[0]
@@ -97,6 +99,14 @@ class Worker:
         """The worker's pid 1 (what runs in its namespaces is under it); [] once gone."""
         return [self.pid] if self.direct else lowlevel.children(self.pid)
 
+    def kept_nothing(self) -> bool:
+        """True when this ready worker runs alone in its pid namespace.
+
+        The runtime ends whatever the import started before it reports ready;
+        a process left over means the function interfered with that.
+        """
+        return all(not lowlevel.children(pid) for pid in self.inner())
+
     def idle_from(self, now: float) -> None:
         """The worker is idle from `now`: look at it again `IDLE_CHECK_S` later."""
         self.look_at = now + IDLE_CHECK_S
@@ -110,8 +120,8 @@ class Worker:
         if self.relay is not None:
             # Before the call reaches the worker: its first connection finds the token.
             with contextlib.suppress(OSError):
-                self.relay.send((token or "-").encode(), socket.MSG_DONTWAIT)
-        socket.send_fds(self.sock, [b"call"], [call_fd])
+                self.relay.send((token or "-").encode(), sockets.MSG_DONTWAIT)
+        sockets.send_fds(self.sock, [b"call"], [call_fd])
 
     def close(self) -> None:
         self.sock.close()
@@ -129,7 +139,7 @@ def kill_worker(parent: int) -> None:
     is not dumpable, so its /proc/<pid>/ns is not readable). Under an intermediate:
     before the worker exists, `parent` itself is killed; a worker it forks
     after all is then adopted by the supervisor and killed as a stranger
-    (`Supervisor._kill_strangers`).
+    (`kill_strangers`).
     """
     if parent in _cloned:
         with contextlib.suppress(ProcessLookupError):
@@ -141,3 +151,31 @@ def kill_worker(parent: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
+
+
+def kill_strangers(ours: set[int]) -> None:
+    """Kill, and wait for, every child of the supervisor not in `ours`.
+
+    Its own children are workers (or their intermediate parents); anything
+    else was adopted (a worker whose parent died) and must not outlive its call.
+    """
+    for _ in range(100):  # bounded: each pass kills what it finds
+        strangers = [p for p in lowlevel.children(os.getpid()) if p not in ours]
+        if not strangers:
+            return
+        for pid in strangers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)  # returns once its namespace is empty
+            except (ProcessLookupError, ChildProcessError):
+                continue
+
+
+def exit_report(call_id: int, status: int, timed_out: bool) -> dict[str, Any]:
+    """The supervisor's report of a call whose worker was reaped with `status`."""
+    if timed_out:
+        return {"op": "exit", "id": call_id, "status": "timeout"}
+    if os.WIFSIGNALED(status):
+        return {"op": "exit", "id": call_id, "status": "signal", "signal": os.WTERMSIG(status)}
+    code = os.waitstatus_to_exitcode(status)
+    return {"op": "exit", "id": call_id, "status": "ok" if code == 0 else "exit", "code": code}
