@@ -68,3 +68,27 @@ def pids_full(dirs: list[Path]) -> bool:
         if limit != "max" and current >= int(limit):
             return True
     return False
+
+
+def thread_cgroups(pid: int) -> list[dict[str, str]]:
+    """For each thread of `pid`: controller -> cgroup path (memory, pids, cpu; v2: "")."""
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        paths = {}
+        for line in Path(f"/proc/{pid}/task/{tid}/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") or [""]:
+                if c in ("memory", "pids", "cpu", ""):
+                    paths[c] = path
+        out.append(paths)
+    return out
+
+
+def exited(pid: int) -> bool:
+    """Whether `pid` has exited (a zombie, or gone): its cgroup file then reads the root,
+    as the kernel moves an exiting task out of its cgroups."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")

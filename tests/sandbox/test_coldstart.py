@@ -82,20 +82,6 @@ def test_memory_filled_at_import_on_a_cold_start_is_stopped(tmp_path: Path, warm
     assert isinstance(outcome, SandboxError), outcome
 
 
-def _cgroup_paths(pid: int) -> list[dict[str, str]]:
-    """For each thread of `pid`: controller -> cgroup path (memory, pids, cpu; v2: "")."""
-    out = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        paths = {}
-        for line in Path(f"/proc/{pid}/task/{tid}/cgroup").read_text().splitlines():
-            _, controllers, path = line.split(":", 2)
-            for c in controllers.split(",") or [""]:
-                if c in ("memory", "pids", "cpu", ""):
-                    paths[c] = path
-        out.append(paths)
-    return out
-
-
 def test_every_thread_of_a_sandbox_is_in_its_cgroups(tmp_path: Path) -> None:
     """bubblewrap, the supervisor and the worker (made by one clone: a function without
     egress has no worker's parent): every thread of each is in the sandbox's cgroup in
@@ -113,7 +99,7 @@ def test_every_thread_of_a_sandbox_is_in_its_cgroups(tmp_path: Path) -> None:
         try:
             await pool.invoke(cfg, _meta("cgwho"), b"{}", 20)
             return [
-                _cgroup_paths(p)
+                cgroupfs.thread_cgroups(p)
                 for p in cgroupfs.descendants(mine)
                 if p != mine and p not in before
             ]
@@ -139,7 +125,7 @@ def test_the_gateway_stays_in_its_own_cgroups_after_a_start(tmp_path: Path) -> N
     thread of the starting process is in a sandbox's cgroup, and each is where it was."""
     _cgroups_in_force()
     bundle = _bundle(tmp_path, ECHO)
-    before = {tuple(sorted(p.items())) for p in _cgroup_paths(os.getpid())}
+    before = {tuple(sorted(p.items())) for p in cgroupfs.thread_cgroups(os.getpid())}
 
     async def go() -> list[dict[str, str]]:
         pool = SandboxPool(
@@ -148,7 +134,7 @@ def test_the_gateway_stays_in_its_own_cgroups_after_a_start(tmp_path: Path) -> N
         cfg = InstanceConfig("cghome", 1, bundle, "main", "handler", False, 64, 8, 1)
         try:
             await pool.invoke(cfg, _meta("cghome"), b"{}", 20)
-            return _cgroup_paths(os.getpid())
+            return cgroupfs.thread_cgroups(os.getpid())
         finally:
             await pool.close()
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+import cgroupfs
 from donjon.gateway.problems import status_for
 from donjon.sandbox import (
     FunctionBlocked,
@@ -33,6 +34,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
+from donjon.sandbox.limits import ResourceMode
 
 HANDLER = r"""
 import os, socket, urllib.request
@@ -289,3 +291,64 @@ def test_no_grant_no_relay(bundle: Path, proxy_root: Path) -> None:
     assert proxy.channels == []
     assert out["env"] == {}
     assert out["egress_dir"] is None
+
+
+def _in_cgroups(
+    processes: list[list[dict[str, str]]], hierarchies: list[str], function: str
+) -> tuple[bool, int]:
+    """Whether every thread of `processes` is in the function's sandbox cgroups in each
+    hierarchy, and how many processes are in a per-call one."""
+    inside = all(
+        f"/{function}-v1-" in paths[c]
+        for threads in processes
+        for paths in threads
+        for c in hierarchies
+    )
+    in_calls = sum(
+        all("/call-" in threads[0][c] for c in hierarchies if c != "cpu") for threads in processes
+    )
+    return inside, in_calls
+
+
+@MODES
+def test_every_process_of_an_egress_sandbox_is_in_its_cgroups(
+    bundle: Path, proxy_root: Path, warm: bool
+) -> None:
+    """A function granted egress keeps a worker's parent (its relay) beside the worker:
+    bubblewrap, the supervisor, the relay and the worker, every thread of each, are in
+    the sandbox's cgroups in each hierarchy, and the relay and worker in a per-call one."""
+    resources = detect_resource_control()
+    if resources.mode is ResourceMode.RLIMIT:
+        pytest.skip("no writable cgroup hierarchy here: rlimits only")
+    hierarchies = ["memory", "pids"] if resources.mode is ResourceMode.CGROUP_V1 else [""]
+    if "cpu" in resources.hierarchies:
+        hierarchies.append("cpu")
+    proxy = _Proxy(proxy_root)
+    mine = os.getpid()
+    before = set(cgroupfs.descendants(mine))  # e.g. a session's scan helper
+
+    async def body(pool: SandboxPool) -> list[list[dict[str, str]]]:
+        cfg = _config(bundle, warm=warm, egress=GRANT)
+        event = b'{"op": "connect", "host": "api.example.com:443"}'
+        await pool.invoke(cfg, _meta(), event, 30, request_id="req-cg")
+        # A one-call worker and its relay exit with the call (an exiting process is
+        # already out of its cgroups), and the pool makes a spare after it: look until
+        # the sandbox is whole, for 10 s at most (a loaded machine may take a while).
+        deadline = time.monotonic() + 10
+        while True:
+            seen = [
+                cgroupfs.thread_cgroups(p)
+                for p in cgroupfs.descendants(mine)
+                if p != mine and p not in before and not cgroupfs.exited(p)
+            ]
+            inside, in_calls = _in_cgroups(seen, hierarchies, "egresstest")
+            if (len(seen) >= 4 and inside and in_calls >= 2) or time.monotonic() > deadline:
+                return seen
+            await asyncio.sleep(0.05)
+
+    processes = _with_pool(bundle, proxy, body)
+    # bubblewrap, the supervisor, and per worker its relay and itself.
+    assert len(processes) >= 4, processes
+    inside, in_calls = _in_cgroups(processes, hierarchies, "egresstest")
+    assert inside, processes
+    assert in_calls >= 2, processes  # the relay and its worker share the call's cgroups
