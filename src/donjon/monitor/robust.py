@@ -155,7 +155,12 @@ class RobustWindow:
 
     def is_anomalous(self, value: float) -> bool:
         """Whether `value` is above the band of a learned series (never while learning)."""
-        return self.learned and value > self.upper()
+        if len(self._values) < self._band.min_history:
+            return False
+        stats = self._stats  # (`_fresh`'s test, inline: this runs for every call's duration)
+        if stats is None or self._stale >= self._refresh:
+            stats = self._fresh()
+        return value > stats[2]
 
 
 def _middle(ordered: list[float]) -> float:
@@ -236,13 +241,15 @@ class Bounded(Generic[K, V]):
 
     def setdefault(self, key: K, make: Callable[[], V]) -> V:
         """The entry for `key`, made (and the oldest entry dropped if full) if absent."""
-        value = self.get(key)
-        if value is None:
-            value = make()
-            self._items[key] = value
-            if len(self._items) > self._cap:
-                self._items.popitem(last=False)
-                self.evicted += 1
+        items = self._items
+        value = items.get(key)
+        if value is not None:  # (`get`, inline: every baseline looks up every call's subjects)
+            items.move_to_end(key)
+            return value
+        value = items[key] = make()
+        if len(items) > self._cap:
+            items.popitem(last=False)
+            self.evicted += 1
         return value
 
     def pop(self, key: K) -> V | None:
