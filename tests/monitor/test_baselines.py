@@ -47,6 +47,22 @@ def test_window_is_bounded() -> None:
     assert len(window) == 5 and window.stats() == (7.0, 0.0)
 
 
+def test_a_window_judges_from_its_min_history_on() -> None:
+    """A series learns until `min_history` values (pushed one by one or as quiet windows),
+    never flags a value meanwhile, then flags one above its band."""
+    window = RobustWindow(Band(k=3, abs_min=1, size=10, min_history=4))
+    for value in (5.0, 5.0, 5.0):
+        window.push(value)
+        assert not window.learned and not window.is_anomalous(1e9)
+    window.push(5.0)
+    assert window.learned and window.is_anomalous(7.0) and not window.is_anomalous(5.5)
+    quiet = RobustWindow(Band(k=3, abs_min=1, size=10, min_history=4))
+    quiet.push_many(0.0, 3)
+    assert not quiet.learned
+    quiet.push_many(0.0, 1)
+    assert quiet.learned and quiet.is_anomalous(2.0)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"k": -1}, {"k": float("nan")}, {"size": 5, "min_history": 6}, {"min_history": 0}, {"k": 0}],

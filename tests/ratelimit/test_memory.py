@@ -74,3 +74,17 @@ def test_refill_never_exceeds_capacity() -> None:
     take(limiter, K, 2, 1)
     clock.now += 3600
     assert [take(limiter, K, 2, 1) for _ in range(3)] == [True, True, False]
+
+
+def test_take_now_spends_the_same_bucket_as_take() -> None:
+    """`take_now` (the gateway's call without a coroutine) shares `take`'s buckets and
+    refuses a spent one with the same Retry-After."""
+    clock = Clock()
+    limiter = MemoryRateLimiter(clock)
+    assert limiter.take_now(K, 2, 60).allowed
+    assert take(limiter, K, 2, 60)
+    refused = limiter.take_now(K, 2, 60)
+    assert not refused.allowed and 29.9 < refused.retry_after_s <= 30.0
+    assert not take(limiter, K, 2, 60)
+    clock.now += 30
+    assert limiter.take_now(K, 2, 60).allowed

@@ -173,3 +173,28 @@ def test_a_decision_says_what_is_left_and_when_it_is_full() -> None:
     key = BucketKey(principal="key:a")
     first = asyncio.run(limiter.take(key, 10, 10.0, 4))
     assert first.allowed and first.remaining == 3 and first.reset_s == 1.0
+
+
+def test_try_acquire_grants_a_free_slot_and_never_overtakes_a_waiter() -> None:
+    """`try_acquire` (no coroutine) grants a free slot at once, answers None when the key
+    is full or a call waits for it (the waiter keeps its turn), and `release_now` hands
+    a freed slot to that waiter."""
+
+    async def go() -> None:
+        slots = MemoryConcurrencyLimiter()
+        held = slots.try_acquire(K, 1, lease_s=60)
+        assert held is not None and await slots.held(K) == 1
+        assert slots.try_acquire(K, 1, lease_s=60) is None  # full
+        waiter = asyncio.create_task(slots.acquire(K, 1, wait_s=60, lease_s=60))
+        while slots.waiting == 0:
+            await asyncio.sleep(0)
+        slots.release_now(held)
+        assert slots.try_acquire(K, 1, lease_s=60) is None  # handed to the waiter
+        got = await waiter
+        assert got is not None and await slots.held(K) == 1
+        slots.release_now(got)
+        slots.release_now(got)  # idempotent
+        assert await slots.held(K) == 0
+        assert slots.try_acquire(K, 1, lease_s=60) is not None
+
+    asyncio.run(go())

@@ -244,7 +244,7 @@ async def _call(
                 outcome,
                 {
                     "request_id": chain.request_id if chain else request_id,
-                    "duration_ms": round(elapsed * 1000, 3),
+                    "duration_ms": log.duration_ms,  # (rounded once)
                     "trigger": trigger,
                     "memory_mb": deployed.manifest.memory_mb,  # its cost: duration x memory
                     **({"client": client} if client is not None else {}),

@@ -27,7 +27,7 @@ from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
-from donjon.ratelimit import BucketKey, RateLimitError
+from donjon.ratelimit import BucketKey, MemoryRateLimiter, RateLimitError
 from donjon.ratelimit.rates import CallerLimits, parse_rate
 
 __all__ = ["RateLimited", "caller_limits", "concurrency_key", "take_rate_buckets"]
@@ -149,12 +149,19 @@ async def take_rate_buckets(
     """Spend one token of each of the call's buckets, in order; `RateLimited` at the first
     that is empty (the ones after it are not touched)."""
     limiter = node.limiter
+    # The node's own buckets answer at once: asked without a coroutine per bucket (exactly
+    # the memory class; anything else, a shared backend or a wrapper, is awaited).
+    local = limiter if type(limiter) is MemoryRateLimiter else None
     name = deployed.name
     rate = deployed.rate
     if principal is not None:
         count, period_s, burst, _ = caller_limits(node, principal)
         label = principal.label
-        decision = await limiter.take(_key_of(label), count, period_s, burst)
+        decision = (
+            local.take_now(_key_of(label), count, period_s, burst)
+            if local is not None
+            else await limiter.take(_key_of(label), count, period_s, burst)
+        )
         if not decision.allowed:
             await _refuse(
                 node,
@@ -173,11 +180,12 @@ async def take_rate_buckets(
             share = node.settings.limits.principal_share
             # The whole burst, a share of the refill: a caller alone gets a burst's worth at
             # once, then at most `share` of the function's sustained rate.
-            decision = await limiter.take(
-                _pair_key(label, name),
-                rate.count,
-                rate.period_s / share,
-                f_burst,
+            decision = (
+                local.take_now(_pair_key(label, name), rate.count, rate.period_s / share, f_burst)
+                if local is not None
+                else await limiter.take(
+                    _pair_key(label, name), rate.count, rate.period_s / share, f_burst
+                )
             )
             if not decision.allowed:
                 await _refuse(
@@ -196,7 +204,11 @@ async def take_rate_buckets(
         limits = node.settings.limits
         count, period_s = limits.rate_per_client
         burst = limits.burst_per_client or count
-        decision = await limiter.take(client_key(client), count, period_s, burst)
+        decision = (
+            local.take_now(client_key(client), count, period_s, burst)
+            if local is not None
+            else await limiter.take(client_key(client), count, period_s, burst)
+        )
         if not decision.allowed:
             await _refuse(
                 node,
@@ -211,8 +223,17 @@ async def take_rate_buckets(
                 client,
             )
     if rate is not None:
-        decision = await limiter.take(
-            function_key(name), rate.count, rate.period_s, deployed.manifest.limits.burst
+        decision = (
+            local.take_now(
+                function_key(name), rate.count, rate.period_s, deployed.manifest.limits.burst
+            )
+            if local is not None
+            else await limiter.take(
+                function_key(name),
+                rate.count,
+                rate.period_s,
+                deployed.manifest.limits.burst,
+            )
         )
         if not decision.allowed:
             await _refuse(

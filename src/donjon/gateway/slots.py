@@ -69,7 +69,10 @@ class Held:
         while self._slots:
             limiter, slot = self._slots.pop()
             try:
-                await limiter.release(slot)
+                if type(limiter) is MemoryConcurrencyLimiter:
+                    limiter.release_now(slot)  # (no coroutine for the node's own slots)
+                else:
+                    await limiter.release(slot)
             except Exception:
                 log.exception("releasing a concurrency slot failed; its lease will free it")
 
@@ -87,13 +90,15 @@ async def hold_slots(
         if principal is not None:
             cap = caller_limits(node, principal)[3]
             key = concurrency_key(principal.label)
-            await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")
+            if not _grab(held, node.slots, key, cap, lease_s):
+                await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")
         if not isinstance(node.slots, MemoryConcurrencyLimiter):  # shared across nodes
             key = BucketKey(function=deployed.name, scope="concurrency")
             cap = deployed.manifest.limits.concurrency
             await _take(node, held, node.slots, key, cap, wait_s, lease_s, "function")
         limit = settings.limits.max_concurrency
-        await _take(node, held, node.node_slots, NODE_KEY, limit, wait_s, lease_s, "node")
+        if not _grab(held, node.node_slots, NODE_KEY, limit, lease_s):
+            await _take(node, held, node.node_slots, NODE_KEY, limit, wait_s, lease_s, "node")
     except ConcurrencyFull as e:
         await held.release()
         await _audit(node, deployed, principal, request_id, trigger, e)
@@ -102,6 +107,21 @@ async def hold_slots(
         await asyncio.shield(held.release())
         raise
     return held
+
+
+def _grab(
+    held: Held, limiter: ConcurrencyLimiter, key: BucketKey, cap: int, lease_s: float
+) -> bool:
+    """Whether a free slot was taken at once, without a coroutine: the node's own (memory)
+    slots only (exactly that class: a shared backend, or any wrapper, is awaited in
+    `_take`); a full key goes through `_take` too, which waits its turn or refuses."""
+    if type(limiter) is not MemoryConcurrencyLimiter:
+        return False
+    slot = limiter.try_acquire(key, cap, lease_s=lease_s)
+    if slot is None:
+        return False
+    held.add(limiter, slot)
+    return True
 
 
 async def _take(

@@ -123,10 +123,9 @@ class SeriesDetector(Generic[S]):
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         change, call, at, subjects = _read(record, now)
-        if change is not None:
-            self._reset(change)
-            return []
         if call is None:
+            if change is not None:
+                self._reset(change)
             return []
         findings: list[Finding] = []
         for subject in subjects:

@@ -116,7 +116,9 @@ class RateDetector(SeriesDetector[_Rate]):
         if amount is None:
             return None
         state = self.series.setdefault(subject, self.new_state)
-        self._roll(state, int(now // self.bucket_s))
+        bucket = int(now // self.bucket_s)
+        if bucket > state.bucket:  # a new window (`_roll`'s own test, kept out of the call)
+            self._roll(state, bucket)
         state.amount += amount
         state.calls += 1
         if len(state.evidence) < MAX_EVIDENCE:

@@ -85,7 +85,7 @@ class Band:
 class RobustWindow:
     """The last `band.size` values of one series, their median, MAD and upper band."""
 
-    __slots__ = ("_band", "_ordered", "_refresh", "_stale", "_stats", "_values")
+    __slots__ = ("_band", "_ordered", "_refresh", "_stale", "_stats", "_values", "learned")
 
     def __init__(self, band: Band) -> None:
         self._band = band
@@ -98,14 +98,12 @@ class RobustWindow:
         #: the call being judged), and always while the series is still learning.
         self._stale = 0
         self._refresh = max(1, band.size // 20)
+        #: Whether the series has enough values to judge (`band.min_history`): set by
+        #: `push`, read for every call by every baseline (an attribute, not a property).
+        self.learned = False
 
     def __len__(self) -> int:
         return len(self._values)
-
-    @property
-    def learned(self) -> bool:
-        """Whether the series has enough values to judge."""
-        return len(self._values) >= self._band.min_history
 
     def push(self, value: float) -> None:
         """Add a value the owner found normal."""
@@ -116,6 +114,8 @@ class RobustWindow:
         values.append(value)
         bisect.insort(ordered, value)
         self._stale += 1
+        if not self.learned:
+            self.learned = len(values) >= self._band.min_history
 
     def push_many(self, value: float, count: int) -> None:
         """Add `count` copies of `value` (quiet windows), at most a window's worth."""
@@ -125,6 +125,7 @@ class RobustWindow:
         self._values.extend([float(value)] * count)
         self._ordered = sorted(self._values)
         self._stale += count
+        self.learned = len(self._values) >= self._band.min_history
 
     def _fresh(self) -> tuple[float, float, float]:
         """(median, sigma, upper), computed again if a twentieth of the window is new."""
@@ -155,7 +156,12 @@ class RobustWindow:
 
     def is_anomalous(self, value: float) -> bool:
         """Whether `value` is above the band of a learned series (never while learning)."""
-        return self.learned and value > self.upper()
+        if not self.learned:
+            return False
+        stats = self._stats  # (`_fresh`'s test, inline: this runs for every call's duration)
+        if stats is None or self._stale >= self._refresh:
+            stats = self._fresh()
+        return value > stats[2]
 
 
 def _middle(ordered: list[float]) -> float:
@@ -236,13 +242,15 @@ class Bounded(Generic[K, V]):
 
     def setdefault(self, key: K, make: Callable[[], V]) -> V:
         """The entry for `key`, made (and the oldest entry dropped if full) if absent."""
-        value = self.get(key)
-        if value is None:
-            value = make()
-            self._items[key] = value
-            if len(self._items) > self._cap:
-                self._items.popitem(last=False)
-                self.evicted += 1
+        items = self._items
+        value = items.get(key)
+        if value is not None:  # (`get`, inline: every baseline looks up every call's subjects)
+            items.move_to_end(key)
+            return value
+        value = items[key] = make()
+        if len(items) > self._cap:
+            items.popitem(last=False)
+            self.evicted += 1
         return value
 
     def pop(self, key: K) -> V | None:

@@ -1,4 +1,9 @@
-"""Token buckets in process memory: one node, no I/O on the hot path."""
+"""Token buckets in process memory: one node, no I/O on the hot path.
+
+`take_now` is `take` without the coroutine: the gateway calls it directly when
+the node's limiter is this one (a take never waits), and awaits `take` when it
+is a shared backend's (gateway/rate_buckets.py).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,12 @@ class MemoryRateLimiter(RateLimiter):
     async def take(
         self, key: BucketKey, count: int, period_s: float, burst: int | None = None
     ) -> Decision:
+        return self.take_now(key, count, period_s, burst)
+
+    def take_now(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> Decision:
+        """`take`, answered at once (this backend never waits)."""
         now = self._clock()
         rate = count / period_s
         capacity = float(burst if burst is not None else count)

@@ -10,6 +10,10 @@ within its `lease_s` (its holder leaked it) is freed when its lease ends if a
 call waits for it (the waiters wake then), else the next time its key is looked
 at. Keys with nothing held or waiting are swept once there are more
 than `max_idle_keys`.
+
+`try_acquire` and `release_now` are the same without a coroutine, for the
+gateway's calls when this is the node's limiter (a free slot is granted at
+once; a full key goes through `acquire`, which waits or refuses).
 """
 
 from __future__ import annotations
@@ -56,9 +60,9 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         #: Calls waiting now, over every key.
         self.waiting = 0
 
-    async def acquire(
-        self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
-    ) -> Slot | None:
+    def try_acquire(self, key: BucketKey, cap: int, *, lease_s: float) -> Slot | None:
+        """A slot at once if one of `key`'s is free and no call waits for one; else None
+        (then `acquire` decides: it waits its turn or refuses). Never suspends."""
         state = self._keys.get(key)
         if state is None:
             state = self._keys[key] = _Key()
@@ -68,6 +72,15 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
                 self._hand_on(state)
         if len(state.held) < cap and not state.waiters:
             return self._grant(key, state, lease_s)
+        return None
+
+    async def acquire(
+        self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
+    ) -> Slot | None:
+        slot = self.try_acquire(key, cap, lease_s=lease_s)
+        if slot is not None:
+            return slot
+        state = self._keys[key]  # (made by try_acquire)
         if (
             wait_s <= 0
             or len(state.waiters) >= self._max_waiters
@@ -103,6 +116,10 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
             self._forget_if_idle(key, state)
 
     async def release(self, slot: Slot) -> None:
+        self.release_now(slot)
+
+    def release_now(self, slot: Slot) -> None:
+        """`release`, at once (it never waits)."""
         state = self._keys.get(slot.key)
         if state is not None:
             self._release_token(slot.key, state, slot.token)
