@@ -40,6 +40,11 @@ class ConnectionSettings:
     #: After a 429 with Retry-After, seconds the connection is not read again
     #: (at most the Retry-After; not for trusted proxies) (DONJON_REFUSAL_HOLD_S; 0: never).
     refusal_hold_s: float = 1.0
+    #: New connections per second per client address (IPv6: per /64), checked at accept
+    #: before the TLS handshake (DONJON_CONNECT_RATE; trusted proxies exempt).
+    connect_rate: float = 50.0
+    #: New connections a client address may open at once (DONJON_CONNECT_BURST).
+    connect_burst: int = 500
 
 
 @dataclass(frozen=True)

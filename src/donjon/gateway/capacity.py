@@ -28,8 +28,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from donjon.audit import AuditEvent
 from donjon.audit.denials import DenialLog
 from donjon.gateway.problems import problem
+from donjon.obs.metrics import Metrics
 
-__all__ = ["MIN_IN_FLIGHT", "InFlightLimit", "LoopLag", "audit_sheds"]
+__all__ = ["MIN_IN_FLIGHT", "InFlightLimit", "LoopLag", "audit_connect_refusals", "audit_sheds"]
 
 log = logging.getLogger("donjon")
 
@@ -165,3 +166,26 @@ def audit_sheds(denials: DenialLog) -> OnShed:
         await denials.deny(event, client)
 
     return on_shed
+
+
+def audit_connect_refusals(denials: DenialLog, metrics: Metrics) -> Callable[[str], None]:
+    """The accept gate's `on_refused` (accept_gate.py): each connection refused over the
+    connect rate is counted and is a denial (`node.shed`, reason `connect-rate`), one
+    record per address and window; written after the close, which waits for nothing."""
+    refusals = metrics.rate_limited.labels("-", "connect")
+    writing: set[asyncio.Task[None]] = set()
+
+    def on_refused(address: str) -> None:
+        refusals.inc()
+        event = AuditEvent(
+            "anonymous",
+            "node.shed",
+            "(connection)",
+            "denied",
+            {"reason": "connect-rate", "client": address},
+        )
+        task = asyncio.get_running_loop().create_task(denials.deny(event, address))
+        writing.add(task)  # held: the loop keeps only weak references to tasks
+        task.add_done_callback(writing.discard)
+
+    return on_refused
