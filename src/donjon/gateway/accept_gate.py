@@ -218,7 +218,8 @@ class _GateProtocol(asyncio.Protocol):
         self._early.append(data)
 
     async def upgrade(self, transport: asyncio.Transport) -> None:
-        assert self._context is not None  # nosec B101 - only called with a context
+        if self._context is None:  # never: only a TLS listener's connections are upgraded
+            return
         handoff = _Handoff()
         loop = asyncio.get_running_loop()
         # start_tls pauses reading and puts its TLS protocol on the transport before it
