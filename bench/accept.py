@@ -101,7 +101,7 @@ def main() -> None:
         node = start_node(Path(tmp) / "data", extra)
         try:
             flood_source = "127.9.9.9"
-            _refused(node, 600, flood_source)  # spends the flooder's burst (500 by default)
+            _refused(node, 600, flood_source)  # spends the flooder's burst (256 by default)
             for r in range(args.rounds):
                 through = _let_through(node, args.connections, r)
                 refused, silent = _refused(node, 5 * args.connections, flood_source)

@@ -70,9 +70,9 @@ def test_a_malformed_limit_is_refused(name: str, value: str) -> None:
 
 
 def test_connect_rate_is_read_and_on_by_default() -> None:
-    """DONJON_CONNECT_RATE/BURST are read; unset, the gate is on at 50/s and 500 at once."""
-    assert _load().connections.connect_rate == 50.0
-    assert _load().connections.connect_burst == 500
+    """DONJON_CONNECT_RATE/BURST are read; unset, the gate is on at 100/s and 256 at once."""
+    assert _load().connections.connect_rate == 100.0
+    assert _load().connections.connect_burst == 256
     c = _load(DONJON_CONNECT_RATE="2.5", DONJON_CONNECT_BURST="20").connections
     assert (c.connect_rate, c.connect_burst) == (2.5, 20)
 

@@ -184,7 +184,7 @@ class AcceptGate:
 class _GateProtocol(asyncio.Protocol):
     """The listener's protocol for one accepted connection, until it is let through."""
 
-    __slots__ = ("_context", "_early", "_factory", "_gate", "_timeout_s")
+    __slots__ = ("_context", "_early", "_factory", "_gate", "_lost", "_timeout_s")
 
     def __init__(
         self,
@@ -198,6 +198,7 @@ class _GateProtocol(asyncio.Protocol):
         self._context = context
         self._timeout_s = timeout_s
         self._early: list[bytes] = []
+        self._lost = False  # the client left before TLS started
 
     # A stream server's transport (uvloop's is not an asyncio.Transport subclass).
     def connection_made(self, transport: Any) -> None:
@@ -217,9 +218,12 @@ class _GateProtocol(asyncio.Protocol):
         # The loop reads as soon as this returns: a ClientHello may come before TLS starts.
         self._early.append(data)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+
     async def upgrade(self, transport: asyncio.Transport) -> None:
-        if self._context is None:  # never: only a TLS listener's connections are upgraded
-            return
+        if self._context is None or self._lost or transport.is_closing():
+            return  # gone already (or, never, not a TLS listener's connection)
         handoff = _Handoff()
         loop = asyncio.get_running_loop()
         # start_tls pauses reading and puts its TLS protocol on the transport before it
