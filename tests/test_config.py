@@ -55,12 +55,26 @@ def test_a_malformed_trusted_proxy_is_refused(value: str) -> None:
         ("DONJON_MAX_CONNECTIONS_PER_CLIENT", "0"),
         ("DONJON_MAX_CONNECTIONS", "-1"),
         ("DONJON_KEEPALIVE_TIMEOUT_S", "2.5"),
+        ("DONJON_CONNECT_RATE", "0"),
+        ("DONJON_CONNECT_RATE", "-5"),
+        ("DONJON_CONNECT_RATE", "inf"),
+        ("DONJON_CONNECT_RATE", "fast"),
+        ("DONJON_CONNECT_BURST", "0"),
+        ("DONJON_CONNECT_BURST", "1.5"),
     ],
 )
 def test_a_malformed_limit_is_refused(name: str, value: str) -> None:
     """A limit that is not a number, or below its minimum, is an error naming the setting."""
     with pytest.raises(ConfigError, match=name):
         _load(**{name: value})
+
+
+def test_connect_rate_is_read_and_on_by_default() -> None:
+    """DONJON_CONNECT_RATE/BURST are read; unset, the gate is on at 100/s and 256 at once."""
+    assert _load().connections.connect_rate == 100.0
+    assert _load().connections.connect_burst == 256
+    c = _load(DONJON_CONNECT_RATE="2.5", DONJON_CONNECT_BURST="20").connections
+    assert (c.connect_rate, c.connect_burst) == (2.5, 20)
 
 
 def test_limits_are_read() -> None:

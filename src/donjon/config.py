@@ -407,6 +407,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_loop_lag_s=raw.MAX_LOOP_LAG_S,
             body_deadline_s=raw.BODY_DEADLINE_S,
             refusal_hold_s=raw.REFUSAL_HOLD_S,
+            connect_rate=raw.CONNECT_RATE,
+            connect_burst=raw.CONNECT_BURST,
         ),
         requests=RequestSettings(
             max_body_bytes=raw.MAX_BODY_BYTES,

@@ -40,6 +40,12 @@ class ConnectionSettings:
     #: After a 429 with Retry-After, seconds the connection is not read again
     #: (at most the Retry-After; not for trusted proxies) (DONJON_REFUSAL_HOLD_S; 0: never).
     refusal_hold_s: float = 1.0
+    #: New connections per second per client address (IPv6: per /64), checked at accept
+    #: before the TLS handshake (DONJON_CONNECT_RATE; trusted proxies exempt).
+    connect_rate: float = 100.0
+    #: New connections a client address may open at once (DONJON_CONNECT_BURST): four
+    #: times the 64 it may hold open.
+    connect_burst: int = 256
 
 
 @dataclass(frozen=True)

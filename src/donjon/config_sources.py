@@ -126,6 +126,10 @@ class SettingsInput(BaseSettings):
     #: A refused client's connection rests (gateway/connections.py): its next request
     #: is read only after this many seconds, at most the Retry-After it was given.
     REFUSAL_HOLD_S: Annotated[Seconds, Field(ge=0, le=60)] = 1.0
+    #: New connections per client address, checked at accept (gateway/accept_gate.py):
+    #: a second, and at once. No 0 (off): a trusted proxy is exempt instead.
+    CONNECT_RATE: Annotated[float, Field(ge=1, le=1_000_000, allow_inf_nan=False)] = 100.0
+    CONNECT_BURST: Annotated[int, Field(ge=1, le=1_000_000)] = 256
     #: Request bodies and responses (gateway/bodies.py): the most any function's
     #: `limits.body` may ask, the whole-body deadline, and the largest result returned.
     MAX_BODY_BYTES: Annotated[int, Field(ge=1024, le=32 * 1024 * 1024)] = 6 * 1024 * 1024

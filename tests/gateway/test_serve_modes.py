@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import subprocess
 import sys
@@ -9,17 +10,20 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from donjon.gateway.tls import create_self_signed
 from harness import donjon_env, free_port, run_cli
 
 
-def _serve(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _serve(
+    data: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     log = data.parent / "serve.out"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "donjon.cli", "serve", *args],
-            env=donjon_env(data),
+            env={**donjon_env(data), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -55,6 +59,34 @@ def test_unsafe_http_serves_plain_http_and_warns(tmp_path: Path) -> None:
     finally:
         _stop(proc)
     assert "UNSAFE" in log.read_text()
+
+
+def _plain_answer(port: int, source: str) -> bytes:
+    """A GET /healthz on a new plain connection from `source`: what came back."""
+    with socket.create_connection(("127.0.0.1", port), 30, (source, 0)) as s:
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(4096)
+        except ConnectionResetError:
+            return b""
+
+
+@pytest.mark.slow
+def test_unsafe_http_is_gated_by_the_connect_rate(tmp_path: Path) -> None:
+    """Plain HTTP too: past its burst an address's new connections close unanswered."""
+    data = tmp_path / "data"
+    run_cli(donjon_env(data), "init", "--json")
+    port = free_port()
+    env = {"DONJON_CONNECT_RATE": "1", "DONJON_CONNECT_BURST": "2"}
+    proc, _ = _serve(data, "--port", str(port), "--unsafe-http", env=env)
+    try:
+        assert _wait(f"http://127.0.0.1:{port}/healthz", False).status_code == 200
+        answers = [_plain_answer(port, "127.0.0.2") for _ in range(20)]
+        assert answers[0].startswith(b"HTTP/1.1 200 ")
+        assert answers.count(b"") >= 10, answers
+        assert _plain_answer(port, "127.0.0.3").startswith(b"HTTP/1.1 200 ")
+    finally:
+        _stop(proc)
 
 
 def test_serves_a_given_certificate(tmp_path: Path) -> None:

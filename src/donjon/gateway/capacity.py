@@ -17,6 +17,7 @@ sheds are counted, logged once a second and audited per client and window
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -28,8 +29,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from donjon.audit import AuditEvent
 from donjon.audit.denials import DenialLog
 from donjon.gateway.problems import problem
+from donjon.obs.metrics import Metrics
 
-__all__ = ["MIN_IN_FLIGHT", "InFlightLimit", "LoopLag", "audit_sheds"]
+__all__ = ["MIN_IN_FLIGHT", "InFlightLimit", "LoopLag", "audit_connect_refusals", "audit_sheds"]
 
 log = logging.getLogger("donjon")
 
@@ -165,3 +167,39 @@ def audit_sheds(denials: DenialLog) -> OnShed:
         await denials.deny(event, client)
 
     return on_shed
+
+
+def audit_connect_refusals(denials: DenialLog, metrics: Metrics) -> Callable[[str], None]:
+    """The accept gate's `on_refused` (accept_gate.py): each connection refused over the
+    connect rate is counted and is a denial (`node.shed`, reason `connect-rate`), one
+    record per address and window; written after the close, which waits for nothing.
+    Refusals queue for one writer task (not a task each: a flood makes thousands)."""
+    refusals = metrics.rate_limited.labels("-", "connect")
+    queued: collections.deque[str] = collections.deque()
+    writer: list[asyncio.Task[None]] = []  # the one running, if any
+
+    async def write() -> None:
+        try:
+            while queued:
+                address = queued.popleft()
+                event = AuditEvent(
+                    "anonymous",
+                    "node.shed",
+                    "(connection)",
+                    "denied",
+                    {"reason": "connect-rate", "client": address},
+                )
+                try:
+                    await denials.deny(event, address)
+                except Exception:  # the audit log failing is logged there; keep counting
+                    log.exception("auditing a refused connection failed")
+        finally:
+            writer.clear()
+
+    def on_refused(address: str) -> None:
+        refusals.inc()
+        queued.append(address)
+        if not writer:
+            writer.append(asyncio.get_running_loop().create_task(write()))
+
+    return on_refused

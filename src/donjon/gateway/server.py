@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import math
 import signal
@@ -20,8 +21,9 @@ import uvicorn
 from donjon.config import Settings
 from donjon.controls import enforce
 from donjon.errors import Error
+from donjon.gateway.accept_gate import AcceptGate, ConnectRate
 from donjon.gateway.app import create_app
-from donjon.gateway.capacity import InFlightLimit, audit_sheds
+from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.node import open_node
 
@@ -168,16 +170,23 @@ class _GatewayServer(uvicorn.Server):
 
 
 class _TlsDeadlines:
-    """An event loop whose TLS servers bound the handshake and the closing exchange.
+    """An event loop whose servers check each new connection at accept (`gate`:
+    accept_gate.py) and bound the TLS handshake and the closing exchange.
 
     Left to the loop's defaults (60 s and 30 s), a client that opens TCP and never
     finishes the handshake, or never answers close_notify, holds its socket that long.
+    With a gate the server is made without TLS and the gate starts TLS on each
+    connection it lets through, with the same deadlines.
     """
 
     tls_timeout_s: float = 10.0
+    gate: AcceptGate | None = None
 
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
-        if kwargs.get("ssl") is not None:
+        if self.gate is not None and args:
+            context = kwargs.pop("ssl", None)
+            args = (self.gate.wrap(args[0], context, self.tls_timeout_s), *args[1:])
+        elif kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_handshake_timeout", self.tls_timeout_s)
             kwargs.setdefault("ssl_shutdown_timeout", self.tls_timeout_s)
         # A mixin: mypy cannot see the loop class it is mixed into.
@@ -185,8 +194,10 @@ class _TlsDeadlines:
         return server
 
 
-def _loop_factory(tls_timeout_s: float) -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop (as uvicorn would pick) or asyncio's loop, with the TLS deadlines."""
+def _loop_factory(
+    tls_timeout_s: float, gate: AcceptGate | None = None
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop (as uvicorn would pick) or asyncio's loop, with the gate and TLS deadlines."""
     base: type[asyncio.AbstractEventLoop]
     try:
         import uvloop
@@ -201,6 +212,7 @@ def _loop_factory(tls_timeout_s: float) -> Callable[[], asyncio.AbstractEventLoo
     def new_loop() -> asyncio.AbstractEventLoop:
         loop = GatewayLoop()
         loop.tls_timeout_s = tls_timeout_s
+        loop.gate = gate
         return loop
 
     return new_loop
@@ -276,6 +288,16 @@ def serve(
         server.cert_files = (Path(certfile), Path(keyfile))
         server._reload_certificate()  # the pair as loaded: later changes are renewals
     server.end_calls = node.end_calls
-    with asyncio.Runner(loop_factory=_loop_factory(limits.handshake_timeout_s)) as runner:
+    # New connections per client address, checked at accept: over the rate, closed
+    # before the TLS handshake (accept_gate.py); trusted proxies exempt.
+    gate = AcceptGate(
+        ConnectRate(
+            limits.connect_rate,
+            limits.connect_burst,
+            tuple(ipaddress.ip_network(net) for net in trusted),
+        ),
+        audit_connect_refusals(node.denials, node.metrics),
+    )
+    with asyncio.Runner(loop_factory=_loop_factory(limits.handshake_timeout_s, gate)) as runner:
         runner.run(server.serve(sockets=[listener]))
     return server.stop_signal

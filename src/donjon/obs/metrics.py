@@ -114,7 +114,8 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "donjon_rate_limited",
-            "Calls refused by a limit, by function and limit (rate, concurrency, overload)",
+            "Calls refused by a limit, by function and limit (rate, concurrency, overload;"
+            " connect: new connections refused at accept, function '-')",
             ["function", "limit"],
             registry=r,
         )
