@@ -36,6 +36,9 @@ __all__ = ["AcceptGate", "ConnectRate", "client_key"]
 log = logging.getLogger("donjon")
 
 LOG_EVERY_S = 10.0
+#: Bytes a client may send before its TLS starts (one loop turn's reads: a ClientHello
+#: is a few KiB); more, and the connection is dropped.
+MAX_EARLY_BYTES = 64 * 1024
 #: Idle buckets dropped per new connection at most (amortised sweeping).
 _SWEEP_EACH = 4
 
@@ -184,7 +187,16 @@ class AcceptGate:
 class _GateProtocol(asyncio.Protocol):
     """The listener's protocol for one accepted connection, until it is let through."""
 
-    __slots__ = ("_context", "_early", "_factory", "_gate", "_lost", "_timeout_s")
+    __slots__ = (
+        "_context",
+        "_early",
+        "_early_size",
+        "_factory",
+        "_gate",
+        "_lost",
+        "_timeout_s",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -198,10 +210,13 @@ class _GateProtocol(asyncio.Protocol):
         self._context = context
         self._timeout_s = timeout_s
         self._early: list[bytes] = []
+        self._early_size = 0
         self._lost = False  # the client left before TLS started
+        self._transport: Any = None
 
     # A stream server's transport (uvloop's is not an asyncio.Transport subclass).
     def connection_made(self, transport: Any) -> None:
+        self._transport = transport
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "-"
         if not self._gate.admit(address):
@@ -215,7 +230,14 @@ class _GateProtocol(asyncio.Protocol):
         self._gate.upgrade(transport, self)
 
     def data_received(self, data: bytes) -> None:
-        # The loop reads as soon as this returns: a ClientHello may come before TLS starts.
+        # The loop reads as soon as this returns: a ClientHello may come before TLS starts
+        # (one loop turn's reads at most; more than a ClientHello's worth is not one).
+        self._early_size += len(data)
+        if self._early_size > MAX_EARLY_BYTES:
+            self._lost = True
+            self._early = []
+            self._transport.abort()
+            return
         self._early.append(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
