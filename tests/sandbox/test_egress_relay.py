@@ -10,10 +10,12 @@ speaks just enough HTTP proxy to answer; the real proxy is tests/egress/'s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -266,6 +268,52 @@ def test_block_policy_ends_the_call(bundle: Path, proxy_root: Path, warm: bool) 
     assert "blocked.example:443" in error.message
     assert status_for(error) == 403
     assert after["echo"] == "PING"  # the next call is served as usual
+
+
+def _bwraps(mine: int, before: set[int]) -> list[int]:
+    """The bubblewrap processes under the test's own process, those in `before` apart."""
+    found = []
+    for pid in cgroupfs.descendants(mine):
+        with contextlib.suppress(OSError):  # one that exited meanwhile is not one
+            if pid not in before and Path(f"/proc/{pid}/cmdline").read_bytes()[:6] == b"bwrap\0":
+                found.append(pid)
+    return found
+
+
+def test_blocked_warm_call_that_replied_before_its_kill_retires_its_sandbox(
+    bundle: Path, proxy_root: Path
+) -> None:
+    """A warm worker's reply can beat the supervisor's kill (a busy machine, made here
+    by stopping the supervisor): the call still fails 403, and its sandbox goes, so the
+    next call is served by a fresh one, never by the worker being killed."""
+    proxy = _Proxy(proxy_root)
+    mine = os.getpid()
+    before = set(cgroupfs.descendants(mine))
+
+    async def body(pool: SandboxPool) -> tuple[BaseException | None, dict[str, Any], int]:
+        cfg = _config(bundle, warm=True, egress=GRANT)
+        await pool.invoke(cfg, _meta(), b"{}", 30)  # the sandbox is up
+        (bwrap,) = _bwraps(mine, before)
+        supervisor = cgroupfs.children(bwrap)[0]
+        os.kill(supervisor, signal.SIGSTOP)  # its "end" waits unread: the reply comes first
+        try:
+            event = b'{"op": "connect", "host": "blocked.example:443"}'
+            await pool.invoke(cfg, _meta(), event, 30, request_id="b")
+            error: BaseException | None = None
+        except FunctionBlocked as e:
+            error = e
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor, signal.SIGCONT)
+        after = await pool.invoke(cfg, _meta(), b'{"op": "connect", "host": "a:443"}', 30)
+        assert bwrap not in _bwraps(mine, before)  # the blocked call's sandbox is gone
+        return error, json.loads(after.body), pool.cold_starts
+
+    error, after, cold_starts = _with_pool(bundle, proxy, body)
+    assert isinstance(error, FunctionBlocked)
+    assert status_for(error) == 403
+    assert after["echo"] == "PING"
+    assert cold_starts == 2  # the call after the blocked one started a sandbox of its own
 
 
 def test_grant_without_a_proxy_refuses_to_start(bundle: Path) -> None:

@@ -13,6 +13,9 @@ every attack here; split, each part would start a node of its own.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +42,7 @@ from egress_realworld import (
 )
 from egress_world import DOMAIN
 from harness import LiveNode, start_node
+from sec_support import bundle_dir
 
 API = f"api.{DOMAIN}"
 SOCKET = "/run/donjon-egress/proxy.sock"
@@ -674,6 +678,48 @@ def test_a_refused_attempt_ends_the_call_under_block(
         time.sleep(0.5)
     assert blocks and blocks[0]["detail"]["policy"] == "egress_attempts", blocks
     # The function keeps serving: the next call, granted, gets through.
+    ok, _ = call(egress_node, name, "urllib", url=f"https://{API}{marker()}")
+    assert ok["status"] == 200, ok
+
+
+def _sandboxes(node: LiveNode, name: str) -> dict[int, int]:
+    """{bubblewrap pid: supervisor pid} of the running sandboxes of `name`, from the host."""
+    digest = bundle_dir(node, name).name.encode()
+    out = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if cmdline.startswith(b"bwrap\0") and digest in cmdline:
+                children = Path(f"/proc/{entry}/task/{entry}/children").read_text().split()
+                if children:
+                    out[int(entry)] = int(children[0])
+    return out
+
+
+def test_replying_before_the_block_kill_keeps_no_worker(
+    egress_node: LiveNode, world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A warm worker whose reply to a blocked call beats the supervisor's kill (a busy
+    machine; made sure here by stopping the supervisor): the call is still 403, its
+    sandbox is gone before the answer, and the next call is served by a fresh one."""
+    name = "eg-block-race"
+    root = tmp_path_factory.mktemp("eg-block-race")
+    extra = "policies: {egress_attempts: block}\n"
+    deploy(
+        egress_node,
+        function_source(world, root, "eg-attack", name, isolation="warm", extra=extra),
+    )
+    prime(egress_node, name)
+    ((bwrap, supervisor),) = _sandboxes(egress_node, name).items()
+    os.kill(supervisor, signal.SIGSTOP)  # its "end" waits unread: the reply comes first
+    try:
+        r = egress_node.invoke(name, {"op": "connect", "target": f"other.{DOMAIN}:443"})
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor, signal.SIGCONT)
+    assert r.status_code == 403, r.text
+    assert "PolicyBlocked" in r.text, r.text
+    assert bwrap not in _sandboxes(egress_node, name)
     ok, _ = call(egress_node, name, "urllib", url=f"https://{API}{marker()}")
     assert ok["status"] == 200, ok
 

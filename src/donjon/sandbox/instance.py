@@ -376,6 +376,13 @@ class Instance:
                 await self.close()
                 raise error from None
             warm.page.end()
+            blocked = self._network.blocked(call_id)
+            if blocked is not None:
+                # Its worker is told to die (`_stop_call`) but replied before the kill
+                # landed: the sandbox goes now, so no next call reaches that worker.
+                self.closed = True
+                await self.close()
+                raise blocked
             self._check_ended(call_id, {}, timeout_s)
             return self._answer(call_id, head, body)
         finally:
