@@ -43,6 +43,20 @@ MAX_EARLY_BYTES = 64 * 1024
 _SWEEP_EACH = 4
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether `address` (a client's, as the socket gives it) is in one of `networks`
+    (the trusted proxies): never for a name or anything that is not an address."""
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
@@ -87,13 +101,7 @@ class ConnectRate:
         return len(self._buckets)
 
     def is_proxy(self, address: str) -> bool:
-        if not self.proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.proxies)
+        return in_networks(address, self.proxies)
 
     def admit(self, address: str) -> bool:
         """Take a token from `address`'s bucket: False if it has none."""

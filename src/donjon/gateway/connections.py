@@ -38,12 +38,12 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from donjon.config import ConnectionSettings
+from donjon.gateway.accept_gate import IPNetwork, in_networks
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
 log = logging.getLogger("donjon")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LOG_EVERY_S = 10.0
 
@@ -88,13 +88,7 @@ class ClientConnections:
         return True
 
     def is_proxy(self, address: str) -> bool:
-        if not self.proxies:
-            return False
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.proxies)
+        return in_networks(address, self.proxies)
 
     def _refused(self, address: str, cap: str) -> None:
         self.refused += 1
