@@ -207,3 +207,48 @@ def test_plain_methods_and_routes_reach_the_function_they_integrate() -> None:
     apis = {a.where.resource: a for a in app.apis}
     assert apis["Rest"].access_log == Val.of(True, 34)
     assert not apis["V2"].access_log.present
+
+
+PRIVATE = (
+    SAM
+    + """\
+Resources:
+  Keyed:
+    Type: AWS::Serverless::Api
+    Properties: {StageName: p, Auth: {ApiKeyRequired: true}}
+  Walled:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: p
+      Auth: {ResourcePolicy: {IpRangeWhitelist: [10.0.0.0/8]}}
+  Inside:
+    Type: AWS::Serverless::Api
+    Properties: {StageName: p, EndpointConfiguration: {Type: PRIVATE}}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Runtime: python3.12
+      Events:
+        A: {Type: Api, Properties: {Path: /a, Method: get, RestApiId: !Ref Keyed}}
+        B: {Type: Api, Properties: {Path: /b, Method: get, RestApiId: !Ref Walled}}
+        C: {Type: Api, Properties: {Path: /c, Method: get, RestApiId: !Ref Inside}}
+        D: {Type: Api, Properties: {Path: /d, Method: get, Auth: {ApiKeyRequired: true}}}
+        E: {Type: Api, Properties: {Path: /e, Auth: {Authorizer: !If [C, NONE, AWS_IAM]}}}
+"""
+)
+
+
+def test_keys_resource_policies_and_private_endpoints_are_not_none() -> None:
+    """An API requiring keys, one whose resource policy allow-lists addresses, a
+    private endpoint, a route requiring a key: none is reported as unauthenticated; an
+    authorizer chosen by a condition gives both, conditional."""
+    routes = _routes(_fn(_app(PRIVATE)))
+    assert {path: r.auth.known for path, r in routes.items()} == {
+        "/a": ("api_key",),
+        "/b": ("resource_policy",),
+        "/c": ("private",),
+        "/d": ("api_key",),
+        "/e": ("none", "aws_iam"),
+    }
+    assert routes["/e"].auth.conditional
+    assert not routes["/a"].auth.conditional

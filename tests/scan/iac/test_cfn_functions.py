@@ -335,3 +335,22 @@ def test_a_conditional_resource_gives_conditional_values() -> None:
         "    Properties:\n      Runtime: python3.8\n"
     )
     assert _fn(text).runtime == Val(("python3.8",), (), 10, True)
+
+
+def test_conditional_policies_and_environments_are_marked() -> None:
+    """A policy list chosen by Fn::If and an environment map chosen by Fn::If give
+    every branch's entries, each conditional."""
+    text = SAM + (
+        "Conditions:\n  C: !Equals [a, b]\nResources:\n  Fn:\n"
+        "    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: python3.12\n"
+        "      Policies: !If [C, [AdministratorAccess], !Ref AWS::NoValue]\n"
+        "      Environment:\n        Variables: !If [C, {A: '1'}, {B: '2'}]\n"
+    )
+    fn = _fn(text)
+    assert [(p.name, p.conditional) for p in fn.policies] == [("AdministratorAccess", True)]
+    assert fn.policies[0].statements[0].conditional
+    assert [(e.name, e.value.one, e.value.conditional) for e in fn.environment] == [
+        ("A", "1", True),
+        ("B", "2", True),
+    ]

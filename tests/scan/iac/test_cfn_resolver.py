@@ -18,6 +18,7 @@ Parameters:
     Default: "a, b, c"
   Token:
     Type: String
+    NoEcho: true
 Conditions:
   IsProd: !Equals [!Ref Stage, prod]
 Mappings:
@@ -57,7 +58,7 @@ def test_ref_resolves_parameters_pseudo_parameters_and_resources() -> None:
         QUEUE: !Ref Queue
         """
     )
-    assert env["STAGE"] == Val.of("prod", 28)
+    assert env["STAGE"] == Val.of("prod", 29)
     assert env["PARTITION"].one == "aws"
     assert env["REGION"].one == "${AWS::Region}"
     assert env["QUEUE"].one == "${Queue}"
@@ -107,10 +108,10 @@ def test_if_gives_both_branches_as_conditional() -> None:
         MAYBE: !If [IsProd, only-prod, !Ref AWS::NoValue]
         """
     )
-    assert env["MODE"] == Val(("fast", "slow"), (), 28, True)
+    assert env["MODE"] == Val(("fast", "slow"), (), 29, True)
     assert env["URL"].known == ("https://api.example.org", "https://test.example.org")
     assert env["URL"].conditional
-    assert env["MAYBE"] == Val(("only-prod",), (), 30, True)
+    assert env["MAYBE"] == Val(("only-prod",), (), 31, True)
 
 
 def test_what_cannot_be_known_is_unresolved_with_the_expression() -> None:
@@ -130,7 +131,9 @@ def test_what_cannot_be_known_is_unresolved_with_the_expression() -> None:
         "{{resolve:ssm:/app/token}}", "a dynamic reference, resolved only at deploy time"
     )
     assert env["TOKEN"].unresolved[0].expression == "!Ref Token"
-    assert "no default" in env["TOKEN"].unresolved[0].reason
+    assert env["TOKEN"].unresolved[0].reason == (
+        "parameter Token (NoEcho) has no default: it is given at deploy time"
+    )
     assert env["MISSING"].unresolved[0].expression == "!Ref Nowhere"
     assert env["BUILT"].unresolved[0].expression == "!Sub Bearer ${Token}"
     assert "!Ref Token" in env["BUILT"].unresolved[0].reason
@@ -145,7 +148,7 @@ def test_values_keep_the_line_of_the_property_that_uses_them() -> None:
         SECOND: !Ref Stage
         """
     )
-    assert [env["FIRST"].line, env["SECOND"].line] == [28, 29]
+    assert [env["FIRST"].line, env["SECOND"].line] == [29, 30]
 
 
 def test_json_templates_resolve_the_same_and_carry_lines() -> None:

@@ -101,6 +101,10 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+def _true(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
 def _parameters(data: Mapping[object, object], resolver: Resolver) -> dict[str, object]:
     out: dict[str, object] = {}
     params = data.get("Parameters")
@@ -108,7 +112,8 @@ def _parameters(data: Mapping[object, object], resolver: Resolver) -> dict[str, 
         return out
     for name, spec in params.items():
         if not isinstance(spec, Mapping) or "Default" not in spec:
-            reason = f"parameter {name} has no default: it is given at deploy time"
+            secret = " (NoEcho)" if isinstance(spec, Mapping) and _true(spec.get("NoEcho")) else ""
+            reason = f"parameter {name}{secret} has no default: it is given at deploy time"
             out[str(name)] = Unresolved(f"!Ref {name}", reason)
             continue
         default = resolver.resolve(spec["Default"])
