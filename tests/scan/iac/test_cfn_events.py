@@ -252,3 +252,41 @@ def test_keys_resource_policies_and_private_endpoints_are_not_none() -> None:
     }
     assert routes["/e"].auth.conditional
     assert not routes["/a"].auth.conditional
+
+
+SOURCES = """\
+AWSTemplateFormatVersion: '2010-09-09'
+Resources:
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties: {Runtime: python3.12, Role: arn:aws:iam::1:role/r}
+  Jobs: {Type: AWS::SQS::Queue}
+  FromQueue:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {FunctionName: !Ref Fn, EventSourceArn: !GetAtt Jobs.Arn}
+  FromStream:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !GetAtt Fn.Arn
+      EventSourceArn: arn:aws:kinesis:us-east-1:123456789012:stream/s
+  Quick:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      ProtocolType: HTTP
+      Target: !GetAtt Fn.Arn
+      CorsConfiguration: {AllowOrigins: ['*']}
+"""
+
+
+def test_event_source_mappings_and_quick_create_apis() -> None:
+    """A mapping from a queue or a stream is its trigger kind; a quick-create HTTP API
+    is a public $default route with its CORS."""
+    triggers = _fn(_app(SOURCES)).triggers
+    assert [(t.kind, t.where.resource, t.where.line) for t in triggers] == [
+        (TriggerKind.QUEUE, "FromQueue", 7),
+        (TriggerKind.STREAM, "FromStream", 10),
+        (TriggerKind.HTTP_API, "Quick", 19),
+    ]
+    quick = triggers[2]
+    assert (quick.auth, quick.path, quick.api) == (Val.of("none", 19), "$default", "Quick")
+    assert quick.cors_origins == Val.of("*", 20)

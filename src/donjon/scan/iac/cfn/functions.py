@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from donjon.scan.iac.cfn.events import api_triggers, event_triggers, url_triggers
 from donjon.scan.iac.cfn.policies import role_policies, sam_policies
 from donjon.scan.iac.cfn.props import as_int, as_str, child, prop, referenced
+from donjon.scan.iac.cfn.sources import source_triggers
 from donjon.scan.iac.cfn.template import Resource, Template
 from donjon.scan.iac.cfn.values import RMap, options, plain, val
 from donjon.scan.iac.model import (
@@ -189,6 +190,8 @@ def build_functions(
 ) -> tuple[tuple[Function, ...], set[TriggerKind]]:
     """Every function of the template, and the implicit SAM APIs their events use."""
     extra = api_triggers(template)
+    for name, found in source_triggers(template).items():
+        extra.setdefault(name, []).extend(found)
     functions: list[Function] = []
     implicit: set[TriggerKind] = set()
     for resource in template.of_type(*FUNCTION_TYPES):
