@@ -354,3 +354,18 @@ def test_conditional_policies_and_environments_are_marked() -> None:
         ("A", "1", True),
         ("B", "2", True),
     ]
+
+
+def test_a_role_chosen_by_a_condition_brings_both_roles_policies() -> None:
+    """Role: !If [C, A, B] follows both roles; each policy is conditional."""
+    text = ROLE.replace("Role: !GetAtt Role.Arn", "Role: !If [Extra, !GetAtt Role.Arn, !Ref Other]")
+    text += (
+        "  Other:\n    Type: AWS::IAM::Role\n    Properties:\n"
+        "      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n"
+    )
+    fn = _fn(text)
+    assert fn.role.known == ("${Role.Arn}", "${Other}")
+    assert fn.role.conditional
+    assert [(p.name, p.conditional) for p in fn.policies][-1] == ("AdministratorAccess", True)
+    assert all(p.conditional for p in fn.policies)
+    assert len(fn.policies) == 5

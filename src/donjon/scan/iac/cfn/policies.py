@@ -66,17 +66,22 @@ def _document_policy(resource: Resource, conditional: bool) -> Policy:
     )
 
 
-def _attached(template: Template, role: str) -> list[Policy]:
+def _attached(template: Template, role: str, conditional: bool) -> list[Policy]:
     out: list[Policy] = []
     for resource in template.of_type("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         roles = resource.raw.get("Roles")
         if isinstance(roles, list) and any(referenced(r) == role for r in roles):
-            out.append(_document_policy(resource, False))
+            out.append(_document_policy(resource, conditional))
     return out
 
 
 def role_policies(template: Template, raw_role: object, conditional: bool) -> tuple[Policy, ...]:
-    """The policies of the role `raw_role` points at, when it is a role of the template."""
+    """The policies of the role `raw_role` points at, when it is a role of the template
+    (both roles, conditional, when an ``Fn::If`` picks one)."""
+    if isinstance(raw_role, Mapping) and len(raw_role) == 1 and "Fn::If" in raw_role:
+        args = raw_role["Fn::If"]
+        if isinstance(args, list) and len(args) == 3:
+            return role_policies(template, args[1], True) + role_policies(template, args[2], True)
     role = template.resources.get(referenced(raw_role))
     if role is None or role.type != "AWS::IAM::Role":
         return ()
@@ -100,7 +105,7 @@ def role_policies(template: Template, raw_role: object, conditional: bool) -> tu
     arns = role.properties.get("ManagedPolicyArns")
     for item, branch, line in _items(arns, role.properties.line_of("ManagedPolicyArns")):
         policies.append(managed_policy(item, line, cond or branch, template))
-    policies.extend(_attached(template, role.name))
+    policies.extend(_attached(template, role.name, cond))
     return tuple(policies)
 
 
