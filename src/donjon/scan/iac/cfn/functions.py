@@ -12,7 +12,7 @@ from donjon.scan.iac.cfn.policies import role_policies, sam_policies
 from donjon.scan.iac.cfn.props import as_int, as_str, child, prop, referenced
 from donjon.scan.iac.cfn.sources import source_triggers
 from donjon.scan.iac.cfn.template import Resource, Template
-from donjon.scan.iac.cfn.values import RMap, options, plain, val
+from donjon.scan.iac.cfn.values import Choice, RMap, options, plain, val
 from donjon.scan.iac.model import (
     Cloud,
     EnvVar,
@@ -83,14 +83,15 @@ def _dead_letter(template: Template, function: Resource) -> Val[str]:
     return Val()
 
 
-def _permission(template: Template, permission: Resource) -> Statement:
+def _permission(permission: Resource) -> Statement:
+    """An ``AWS::Lambda::Permission`` as the resource-policy statement Lambda makes of it
+    (its source, account, organisation and URL auth type as conditions)."""
     props = permission.properties
-    principals: list[object] = []
-    for principal, _ in options(props.get("Principal")):
-        if isinstance(principal, str) and principal.endswith(".amazonaws.com"):
-            principals.append({"Service": principal})
-        else:
-            principals.append({"AWS": principal})
+    principal = props.get("Principal")
+    grouped: dict[str, list[object]] = {}
+    for value, _ in options(principal):
+        service = isinstance(value, str) and value.endswith(".amazonaws.com")
+        grouped.setdefault("Service" if service else "AWS", []).append(value)
     conditions: dict[str, dict[str, object]] = {}
     for key, operator, condition_key in (
         ("SourceArn", "ArnLike", "AWS:SourceArn"),
@@ -100,30 +101,18 @@ def _permission(template: Template, permission: Resource) -> Statement:
     ):
         if key in props:
             conditions.setdefault(operator, {})[condition_key] = plain(props[key])
-    raw = RMap(props.line_of("Principal") or permission.where.line, permission.conditional)
+    conditional = permission.conditional or isinstance(principal, Choice)
+    raw = RMap(props.line_of("Principal") or permission.where.line, conditional)
     raw.update(
         {
             "Effect": "Allow",
             "Action": plain(props.get("Action")),
             "Resource": plain(props.get("FunctionName")),
-            "Principal": principals[0]
-            if len(principals) == 1
-            else {"AWS": principals}
-            if not principals
-            else _merge(principals),
+            "Principal": grouped or None,
             "Condition": conditions or None,
         }
     )
     return parse_statement(raw, permission.where.line)
-
-
-def _merge(principals: list[object]) -> dict[str, list[object]]:
-    out: dict[str, list[object]] = {}
-    for item in principals:
-        if isinstance(item, Mapping):
-            for key, value in item.items():
-                out.setdefault(str(key), []).append(value)
-    return out
 
 
 def _log_group(function: Resource, groups: Mapping[str, LogGroup]) -> LogGroup:
@@ -161,7 +150,7 @@ def _function(
     if not tracing.present:
         tracing = prop(function, "TracingConfig", "Mode", convert=as_str)
     permissions = [
-        _permission(template, p)
+        _permission(p)
         for p in template.of_type("AWS::Lambda::Permission")
         if _targets(template, p, "FunctionName", function)
     ]
