@@ -290,3 +290,35 @@ def test_event_source_mappings_and_quick_create_apis() -> None:
     quick = triggers[2]
     assert (quick.auth, quick.path, quick.api) == (Val.of("none", 19), "$default", "Quick")
     assert quick.cors_origins == Val.of("*", 20)
+
+
+def test_a_route_on_an_api_outside_the_template_has_unresolved_auth() -> None:
+    """An event on an imported API: its auth and CORS are unresolved, never none."""
+    text = SAM + (
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: python3.12\n      Events:\n"
+        "        Get: {Type: Api, Properties: {Path: /x, Method: get,"
+        " RestApiId: !ImportValue shared-api}}\n"
+    )
+    route = _routes(_fn(_app(text)))["/x"]
+    assert route.auth.known == ()
+    assert route.auth.unresolved[0].expression == "!ImportValue shared-api"
+    assert route.auth.line == 9
+    assert route.api == "!ImportValue shared-api"
+
+
+def test_an_api_defined_by_openapi_without_sam_auth_is_unresolved() -> None:
+    """Security set in an OpenAPI body is not read: the routes' auth is unresolved."""
+    text = SAM + (
+        "Resources:\n  Api:\n    Type: AWS::Serverless::Api\n    Properties:\n"
+        "      StageName: p\n      DefinitionUri: openapi.yaml\n"
+        "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: python3.12\n      Events:\n"
+        "        Get: {Type: Api, Properties: {Path: /x, Method: get, RestApiId: !Ref Api}}\n"
+    )
+    app = _app(text)
+    route = _routes(_fn(app))["/x"]
+    assert route.auth.known == ()
+    assert route.auth.unresolved[0].expression == "DefinitionUri"
+    assert route.auth.line == 8
+    assert app.apis[0].default_auth == route.auth

@@ -77,7 +77,11 @@ def default_auth(api: Resource) -> Val[str]:
         default, at = child(auth, "DefaultAuthorizer")
         if default is not None:
             return val(
-                default, at, lambda v: authorizer_kind(api, str(v)) if isinstance(v, str) else None
+                default,
+                at,
+                lambda v: authorizer_kind(api, str(v)) if isinstance(v, str) else None,
+                conditional=api.conditional,
+                what="DefaultAuthorizer",
             )
         if as_bool(auth.get("ApiKeyRequired")):
             return Val.of("api_key", line, conditional=api.conditional)
@@ -91,6 +95,11 @@ def default_auth(api: Resource) -> Val[str]:
         endpoint, at = child(api.properties, "EndpointConfiguration")
     if isinstance(endpoint, str) and endpoint.upper() == "PRIVATE":
         return Val.of("private", at, conditional=api.conditional)
+    for key in ("DefinitionBody", "DefinitionUri"):
+        if key in api.properties:
+            # Its OpenAPI security schemes may protect the routes: not read, so not "none".
+            why = "the API's OpenAPI definition may set its authorisation (not read)"
+            return Val[str]((), (Unresolved(key, why),), api.properties.line_of(key))
     return Val.of("none", line or api.where.line, conditional=api.conditional)
 
 

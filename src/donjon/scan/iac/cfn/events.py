@@ -23,7 +23,7 @@ from donjon.scan.iac.cfn.apis import (
 from donjon.scan.iac.cfn.props import as_bool, as_str, child
 from donjon.scan.iac.cfn.template import Resource, Template
 from donjon.scan.iac.cfn.values import RMap, val
-from donjon.scan.iac.model import Trigger, TriggerKind, Val
+from donjon.scan.iac.model import Trigger, TriggerKind, Unresolved, Val
 
 __all__ = ["api_triggers", "event_triggers", "url_triggers"]
 
@@ -54,12 +54,20 @@ _AUTHORIZATION_TYPES = {
 _FUNCTION_IN_URI = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.Arn)?\}")
 
 
-def _api_of(template: Template, props: Mapping[str, object], kind: TriggerKind) -> Resource:
+def _api_of(
+    template: Template, props: Mapping[str, object], kind: TriggerKind
+) -> Resource | Unresolved:
+    """The API a SAM event belongs to: one of the template, SAM's implicit one when it
+    names none, or unresolved when it names one from elsewhere (its auth is unknown)."""
     key = "RestApiId" if kind is TriggerKind.REST_API else "ApiId"
     given = props.get(key)
+    if given is None:
+        return implicit_api(template, kind)
     if isinstance(given, str) and given.startswith("${") and given[2:-1] in template.resources:
         return template.resources[given[2:-1]]
-    return implicit_api(template, kind)
+    if isinstance(given, Unresolved):
+        return given
+    return Unresolved(str(given), f"{key} names an API outside the template")
 
 
 def _route(template: Template, function: Resource, at: int, event: RMap) -> Trigger:
@@ -70,6 +78,18 @@ def _route(template: Template, function: Resource, at: int, event: RMap) -> Trig
     if kind not in (TriggerKind.REST_API, TriggerKind.HTTP_API):
         return Trigger(kind, where)
     api = _api_of(template, props, kind)
+    if isinstance(api, Unresolved):
+        outside = Val[str]((), (api,), where.line, function.conditional)
+        method, path = props.get("Method"), props.get("Path")
+        return Trigger(
+            kind,
+            where,
+            auth=outside,
+            method=method.upper() if isinstance(method, str) else "ANY",
+            path=path if isinstance(path, str) else "$default",
+            cors_origins=outside,
+            api=api.expression,
+        )
     authorizer, line = child(props, "Auth", "Authorizer")
     if authorizer is not None:
         auth: Val[str] = val(
