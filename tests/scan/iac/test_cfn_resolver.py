@@ -19,6 +19,9 @@ Parameters:
   Token:
     Type: String
     NoEcho: true
+  FromSsm:
+    Type: AWS::SSM::Parameter::Value<String>
+    Default: /app/key
 Conditions:
   IsProd: !Equals [!Ref Stage, prod]
 Mappings:
@@ -58,7 +61,7 @@ def test_ref_resolves_parameters_pseudo_parameters_and_resources() -> None:
         QUEUE: !Ref Queue
         """
     )
-    assert env["STAGE"] == Val.of("prod", 29)
+    assert env["STAGE"] == Val.of("prod", 32)
     assert env["PARTITION"].one == "aws"
     assert env["REGION"].one == "${AWS::Region}"
     assert env["QUEUE"].one == "${Queue}"
@@ -108,20 +111,22 @@ def test_if_gives_both_branches_as_conditional() -> None:
         MAYBE: !If [IsProd, only-prod, !Ref AWS::NoValue]
         """
     )
-    assert env["MODE"] == Val(("fast", "slow"), (), 29, True)
+    assert env["MODE"] == Val(("fast", "slow"), (), 32, True)
     assert env["URL"].known == ("https://api.example.org", "https://test.example.org")
     assert env["URL"].conditional
-    assert env["MAYBE"] == Val(("only-prod",), (), 31, True)
+    assert env["MAYBE"] == Val(("only-prod",), (), 34, True)
 
 
 def test_what_cannot_be_known_is_unresolved_with_the_expression() -> None:
-    """ImportValue, SSM dynamic references, a parameter without default and an unknown
-    name are unresolved, each with the expression as written; a Sub using one too."""
+    """ImportValue, SSM dynamic references and SSM-typed parameters, a parameter without
+    default and an unknown name are unresolved, each with the expression as written; a
+    Sub using one too."""
     env = _env(
         """\
         IMPORTED: !ImportValue shared-table
         SSM: '{{resolve:ssm:/app/token}}'
         TOKEN: !Ref Token
+        KEY: !Ref FromSsm
         MISSING: !Ref Nowhere
         BUILT: !Sub 'Bearer ${Token}'
         """
@@ -133,6 +138,9 @@ def test_what_cannot_be_known_is_unresolved_with_the_expression() -> None:
     assert env["TOKEN"].unresolved[0].expression == "!Ref Token"
     assert env["TOKEN"].unresolved[0].reason == (
         "parameter Token (NoEcho) has no default: it is given at deploy time"
+    )
+    assert env["KEY"].unresolved[0].reason == (
+        "parameter FromSsm is the value of SSM parameter /app/key, read at deploy time"
     )
     assert env["MISSING"].unresolved[0].expression == "!Ref Nowhere"
     assert env["BUILT"].unresolved[0].expression == "!Sub Bearer ${Token}"
@@ -148,7 +156,7 @@ def test_values_keep_the_line_of_the_property_that_uses_them() -> None:
         SECOND: !Ref Stage
         """
     )
-    assert [env["FIRST"].line, env["SECOND"].line] == [29, 30]
+    assert [env["FIRST"].line, env["SECOND"].line] == [32, 33]
 
 
 def test_json_templates_resolve_the_same_and_carry_lines() -> None:

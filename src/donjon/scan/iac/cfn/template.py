@@ -118,6 +118,13 @@ def _parameters(data: Mapping[object, object], resolver: Resolver) -> dict[str, 
             continue
         default = resolver.resolve(spec["Default"])
         kind = str(spec.get("Type", ""))
+        if kind.startswith("AWS::SSM::Parameter::Value"):
+            # The default names the SSM parameter; its value is read at deploy time.
+            reason = (
+                f"parameter {name} is the value of SSM parameter {default}, read at deploy time"
+            )
+            out[str(name)] = Unresolved(f"!Ref {name}", reason)
+            continue
         if ("List" in kind) and isinstance(default, str):
             items = RList(line_of_node(spec["Default"]))
             items.extend(part.strip() for part in default.split(","))
