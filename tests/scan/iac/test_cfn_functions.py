@@ -369,3 +369,16 @@ def test_a_role_chosen_by_a_condition_brings_both_roles_policies() -> None:
     assert [(p.name, p.conditional) for p in fn.policies][-1] == ("AdministratorAccess", True)
     assert all(p.conditional for p in fn.policies)
     assert len(fn.policies) == 5
+
+
+def test_a_log_group_made_elsewhere_has_unknown_settings() -> None:
+    """LoggingConfig naming a group not in the template: retention and key unresolved."""
+    text = SAM + (
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      Runtime: python3.12\n      LoggingConfig: {LogGroup: shared-logs}\n"
+    )
+    group = _fn(text).log_group
+    assert group is not None
+    assert group.where.line == 8
+    assert group.retention_days.unresolved[0].expression == "shared-logs"
+    assert group.kms_key.unresolved[0].reason == "a log group made outside the template"

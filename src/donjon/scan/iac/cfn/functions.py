@@ -117,16 +117,22 @@ def _permission(permission: Resource) -> Statement:
 
 def _log_group(function: Resource, groups: Mapping[str, LogGroup]) -> LogGroup:
     """The log group the function writes to; Lambda makes one when the template has
-    none (kept forever, AWS's key): that is the effective value then."""
-    named, _ = child(function.properties, "LoggingConfig", "LogGroup")
-    candidates = [named] if isinstance(named, str) else []
+    none (kept forever, AWS's key): that is the effective value then. A group named in
+    ``LoggingConfig`` but made elsewhere has unknown settings."""
+    named, line = child(function.properties, "LoggingConfig", "LogGroup")
     name = function.properties.get("FunctionName")
-    candidates.append(
-        "/aws/lambda/" + (name if isinstance(name, str) else "${" + function.name + "}")
-    )
-    for candidate in candidates:
-        if candidate in groups:
+    own = "/aws/lambda/" + (name if isinstance(name, str) else "${" + function.name + "}")
+    for candidate in (named, own):
+        if isinstance(candidate, str) and candidate in groups:
             return groups[candidate]
+    if named is not None and named != own:
+        shown = named.expression if isinstance(named, Unresolved) else str(named)
+        outside = Unresolved(shown, "a log group made outside the template")
+        return LogGroup(
+            function.where.at(line),
+            retention_days=Val((), (outside,), line),
+            kms_key=Val((), (outside,), line),
+        )
     return LogGroup(function.where)
 
 
