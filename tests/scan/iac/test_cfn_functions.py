@@ -382,3 +382,18 @@ def test_a_log_group_made_elsewhere_has_unknown_settings() -> None:
     assert group.where.line == 8
     assert group.retention_days.unresolved[0].expression == "shared-logs"
     assert group.kms_key.unresolved[0].reason == "a log group made outside the template"
+
+
+def test_a_role_arn_built_with_sub_is_followed() -> None:
+    """Role: !Sub 'arn:aws:iam::${AWS::AccountId}:role/${Role}' follows the role."""
+    text = ROLE.replace(
+        "Role: !GetAtt Role.Arn", "Role: !Sub 'arn:aws:iam::${AWS::AccountId}:role/${Role}'"
+    )
+    fn = _fn(text)
+    assert fn.role.one == "arn:aws:iam::${AWS::AccountId}:role/${Role}"
+    assert [p.name for p in fn.policies] == [
+        "inline",
+        "AWSLambdaBasicExecutionRole",
+        "Managed",
+        "attached",
+    ]

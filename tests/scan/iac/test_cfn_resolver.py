@@ -82,12 +82,14 @@ def test_sub_resolves_both_forms_and_keeps_escaped_names() -> None:
 
 
 def test_getatt_findinmap_join_select_split() -> None:
-    """GetAtt (both forms), FindInMap, Join, Select and Split give their values."""
+    """GetAtt (both forms), FindInMap (with DefaultValue too), Join, Select and Split
+    give their values."""
     env = _env(
         """\
         SHORT: !GetAtt Queue.Arn
         LONG: {"Fn::GetAtt": [Queue, QueueName]}
         TABLE: !FindInMap [Regions, !Ref Stage, Table]
+        FALLBACK: !FindInMap [Regions, dev, Table, {DefaultValue: orders-dev}]
         JOINED: !Join ['-', [x, !Ref Stage, y]]
         SECOND: !Select [1, !Ref Names]
         SPLIT: !Select [2, !Split [':', 'p:q:r']]
@@ -96,6 +98,7 @@ def test_getatt_findinmap_join_select_split() -> None:
     assert env["SHORT"].one == "${Queue.Arn}"
     assert env["LONG"].one == "${Queue.QueueName}"
     assert env["TABLE"].one == "orders-prod"
+    assert env["FALLBACK"].one == "orders-dev"
     assert env["JOINED"].one == "x-prod-y"
     assert env["SECOND"].one == "b"
     assert env["SPLIT"].one == "r"

@@ -75,6 +75,18 @@ def _attached(template: Template, role: str, conditional: bool) -> list[Policy]:
     return out
 
 
+def _role_in_arn(template: Template, raw_role: object) -> str:
+    """The role of the template an ARN built with ``Fn::Sub`` names
+    (``arn:aws:iam::${AWS::AccountId}:role/${Role}``), or ""."""
+    arg = raw_role.get("Fn::Sub") if isinstance(raw_role, Mapping) and len(raw_role) == 1 else None
+    if not isinstance(arg, str) or ":role/" not in arg:
+        return ""
+    name = arg.rsplit(":role/", 1)[1]
+    if name.startswith("${") and name.endswith("}") and name.count("${") == 1:
+        return name[2:-1]
+    return ""
+
+
 def role_policies(template: Template, raw_role: object, conditional: bool) -> tuple[Policy, ...]:
     """The policies of the role `raw_role` points at, when it is a role of the template
     (both roles, conditional, when an ``Fn::If`` picks one)."""
@@ -82,7 +94,7 @@ def role_policies(template: Template, raw_role: object, conditional: bool) -> tu
         args = raw_role["Fn::If"]
         if isinstance(args, list) and len(args) == 3:
             return role_policies(template, args[1], True) + role_policies(template, args[2], True)
-    role = template.resources.get(referenced(raw_role))
+    role = template.resources.get(referenced(raw_role) or _role_in_arn(template, raw_role))
     if role is None or role.type != "AWS::IAM::Role":
         return ()
     cond = conditional or role.conditional

@@ -161,9 +161,12 @@ class Resolver:
         if not isinstance(arg, list) or len(arg) < 3:
             return _bad(node)
         keys = [self.resolve(a, depth) for a in arg[:3]]
+        fallback = arg[3] if len(arg) > 3 and isinstance(arg[3], Mapping) else {}
         current: object = self._mappings
         for key in keys:
             if not isinstance(key, str) or not isinstance(current, Mapping) or key not in current:
+                if isinstance(key, str) and "DefaultValue" in fallback:  # LanguageExtensions
+                    return self.resolve(fallback["DefaultValue"], depth)
                 return Unresolved(written(node), "the map keys are not all known")
             current = current[key]
         return self.resolve(current, depth)
