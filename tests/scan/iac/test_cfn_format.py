@@ -127,3 +127,21 @@ def test_the_iac_scanner_runs_the_cfn_format(tmp_path: Path) -> None:
     assert [a.path for a in seen] == ["template.yaml"]
     assert len(output.notes) == 1
     assert output.notes[0].startswith("broken.yaml: ")
+
+
+def test_macros_and_nested_stacks_are_named_in_notes(tmp_path: Path) -> None:
+    """A transform other than SAM's and a nested stack are read around, and said so."""
+    (tmp_path / "template.yaml").write_text(
+        "Transform: [AWS::Serverless-2016-10-31, MyMacro]\nResources:\n"
+        "  Child: {Type: AWS::CloudFormation::Stack, Properties: {TemplateURL: x}}\n"
+        "  App: {Type: AWS::Serverless::Application, Properties: {Location: y}}\n"
+    )
+    loaded = CfnFormat().load(discover(tmp_path))
+    assert len(loaded.apps) == 1
+    assert loaded.notes == (
+        "template.yaml: transform MyMacro is not applied; the template is read as written",
+        "template.yaml: Child is a nested stack (AWS::CloudFormation::Stack); "
+        "its template is not read",
+        "template.yaml: App is a nested stack (AWS::Serverless::Application); "
+        "its template is not read",
+    )

@@ -23,7 +23,7 @@ from donjon.scan.iac.interface import IacError, Loaded, TemplateFormat
 from donjon.scan.iac.model import App, Where
 from donjon.scan.project import Project
 
-__all__ = ["CfnFormat", "build_app", "load_text"]
+__all__ = ["CfnFormat", "build_app", "load_text", "read_text"]
 
 _MAX_LITERALS = 2000
 
@@ -83,18 +83,38 @@ def build_app(template: Template) -> App:
     )
 
 
-def load_text(path: str, text: str) -> App | None:
-    """The app of one file (None when it is not a template). Raises `IacError`."""
+def _limits(template: Template) -> tuple[str, ...]:
+    """What of this template the loader knows it does not read, as notes."""
+    notes = [
+        f"{template.path}: transform {name} is not applied; the template is read as written"
+        for name in template.transforms
+        if not name.startswith("AWS::Serverless") and name != "AWS::LanguageExtensions"
+    ]
+    notes.extend(
+        f"{template.path}: {r.name} is a nested stack ({r.type}); its template is not read"
+        for r in template.of_type("AWS::CloudFormation::Stack", "AWS::Serverless::Application")
+    )
+    return tuple(notes)
+
+
+def read_text(path: str, text: str) -> tuple[App | None, tuple[str, ...]]:
+    """The app of one file (None when it is not a template) and what of it is not read.
+    Raises `IacError` when it looks like a template but cannot be read."""
     if not looks_like(path, text):
-        return None
+        return None, ()
     template = decode(path, text)
     if template is None:
-        return None
+        return None, ()
     try:
-        return build_app(template)
+        return build_app(template), _limits(template)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
         # A shape no rule of the loader expected: reported, never fatal to the scan.
         raise IacError(f"{path}: could not be read as a template ({type(e).__name__}: {e})") from e
+
+
+def load_text(path: str, text: str) -> App | None:
+    """The app of one file, None when it is not a template. Raises `IacError`."""
+    return read_text(path, text)[0]
 
 
 class CfnFormat(TemplateFormat):
@@ -107,10 +127,11 @@ class CfnFormat(TemplateFormat):
         notes: list[str] = []
         for source in project.files:
             try:
-                app = load_text(source.rel, source.text)
+                app, limits = read_text(source.rel, source.text)
             except IacError as e:
                 notes.append(e.message)
                 continue
+            notes.extend(limits)
             if app is not None:
                 apps.append(app)
         return Loaded(tuple(apps), tuple(notes))

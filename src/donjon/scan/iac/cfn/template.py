@@ -56,6 +56,8 @@ class Template:
     globals_: RMap
     #: Literal string defaults of parameters, by name: (line, value).
     parameter_defaults: dict[str, tuple[int, str]]
+    #: The template's ``Transform``s, as named.
+    transforms: tuple[str, ...] = ()
 
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.type in types]
@@ -175,7 +177,8 @@ def decode(path: str, text: str) -> Template | None:
         )
     kind_of = TemplateKind.SAM if sam else TemplateKind.CLOUDFORMATION
     globals_map = globals_ if isinstance(globals_, RMap) else RMap()
-    return Template(path, kind_of, resources, resolver, globals_map, _defaults(data))
+    transforms = tuple(_transforms(data))
+    return Template(path, kind_of, resources, resolver, globals_map, _defaults(data), transforms)
 
 
 def _defaults(data: Mapping[object, object]) -> dict[str, tuple[int, str]]:
