@@ -66,6 +66,8 @@ def test_each_event_type_is_its_trigger_kind_on_its_line() -> None:
     ]
     api = _routes(fn)["/open"]
     assert (api.method, api.api, api.auth) == ("GET", "ServerlessRestApi", Val.of("none", 17))
+    implicit = _app(EVENTS).apis[0]
+    assert (implicit.where.resource, implicit.where.line) == ("ServerlessRestApi", 17)
 
 
 AUTH = (
@@ -138,6 +140,7 @@ def test_apis_carry_default_auth_cors_logging_and_tracing() -> None:
     assert keyed.access_log == Val.of(True, 17)
     assert keyed.tracing == Val.of(True, 18)
     assert apis["ServerlessRestApi"].default_auth.one == "cognito"
+    assert apis["ServerlessRestApi"].where.line == 4
     assert apis["ServerlessRestApi"].access_log.one is False
     assert apis["Http"].default_auth.one == "jwt"
     assert apis["ServerlessHttpApi"].default_auth.one == "none"

@@ -43,13 +43,27 @@ def implicit_api(template: Template, kind: TriggerKind) -> Resource:
     name = IMPLICIT_REST if kind is TriggerKind.REST_API else IMPLICIT_HTTP
     found = template.globals_.get(section)
     properties = found if isinstance(found, RMap) else RMap()
-    line = template.globals_.line_of(section) or 1
+    line = template.globals_.line_of(section) if section in template.globals_ else 0
     kind_name = (
         "AWS::Serverless::Api" if kind is TriggerKind.REST_API else "AWS::Serverless::HttpApi"
     )
-    return Resource(
-        name, kind_name, Where(template.path, line, name), properties, {}, False, RMap()
-    )
+    where = Where(template.path, line or _first_event(template, section), name)
+    return Resource(name, kind_name, where, properties, {}, False)
+
+
+def _first_event(template: Template, section: str) -> int:
+    """The line of the first event that makes SAM create the implicit API (1 if none)."""
+    key = "RestApiId" if section == "Api" else "ApiId"
+    for function in template.of_type("AWS::Serverless::Function"):
+        events = function.properties.get("Events")
+        if not isinstance(events, RMap):
+            continue
+        for name, event in events.items():
+            props = event.get("Properties") if isinstance(event, Mapping) else None
+            uses = not isinstance(props, Mapping) or key not in props
+            if isinstance(event, Mapping) and event.get("Type") == section and uses:
+                return events.line_of(str(name))
+    return 1
 
 
 def authorizer_kind(api: Resource, name: str) -> str:

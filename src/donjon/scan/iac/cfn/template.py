@@ -44,7 +44,6 @@ class Resource:
     properties: RMap
     raw: Mapping[object, object]
     conditional: bool
-    attributes: RMap
 
 
 @dataclass
@@ -165,7 +164,6 @@ def decode(path: str, text: str) -> Template | None:
         )
         raw_map = raw if isinstance(raw, Mapping) else {}
         properties = resolver.resolve(raw_map)
-        attributes = resolver.resolve({k: v for k, v in body.items() if k != "Properties"})
         resources[str(key)] = Resource(
             str(key),
             kind,
@@ -173,7 +171,6 @@ def decode(path: str, text: str) -> Template | None:
             properties if isinstance(properties, RMap) else RMap(),
             raw_map,
             "Condition" in body,
-            attributes if isinstance(attributes, RMap) else RMap(),
         )
     kind_of = TemplateKind.SAM if sam else TemplateKind.CLOUDFORMATION
     globals_map = globals_ if isinstance(globals_, RMap) else RMap()
