@@ -19,4 +19,6 @@ CHECKS: tuple[Check, ...] = ()
 
 def formats() -> tuple[TemplateFormat, ...]:
     """Every template format, imported on first use (their parsers are not light)."""
-    return ()
+    from donjon.scan.iac.terraform import TerraformFormat  # noqa: PLC0415 - lazy, see above
+
+    return (TerraformFormat(),)

@@ -1,0 +1,129 @@
+"""What a Terraform expression evaluates to, before the model.
+
+Plain Python values (str, int, float, bool, None) and these:
+
+- `Obj` and `Arr`: an object or tuple, carrying the line it was written on (the
+  shared `statements` parser reads ``line`` from them);
+- `Ref`: an attribute of a resource of the module that Terraform only knows after
+  apply (``aws_iam_role.fn.arn``), a string naming it, with the resource's address;
+- `Json`: the result of ``jsonencode`` or a policy document's ``.json``, a string
+  that keeps the structure it encodes;
+- `Choice`: the values of a conditional whose condition is not known, or of a
+  variable that several ``.tfvars`` files set differently;
+- `Unresolved` (from the model): what cannot be known, with the expression as written.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from donjon.scan.iac.model import Unresolved, Val
+
+__all__ = ["Arr", "Choice", "Json", "Obj", "Ref", "to_bool", "to_int", "to_str", "to_val"]
+
+T = TypeVar("T")
+
+
+class Obj(dict[str, Any]):
+    """An HCL object, with its line."""
+
+    def __init__(self, items: dict[str, Any] | None = None, line: int = 0) -> None:
+        super().__init__(items or {})
+        self.line = line
+
+
+class Arr(list[Any]):
+    """An HCL tuple, with its line."""
+
+    def __init__(self, items: list[Any] | None = None, line: int = 0) -> None:
+        super().__init__(items or [])
+        self.line = line
+
+
+class Ref(str):
+    """An attribute of a resource of this module known only after apply."""
+
+    address: str
+    attribute: str
+
+    def __new__(cls, address: str, attribute: str) -> Ref:
+        ref = super().__new__(cls, f"{address}.{attribute}")
+        ref.address = address
+        ref.attribute = attribute
+        return ref
+
+
+class Json(str):
+    """A JSON text built in the template, with the value it encodes."""
+
+    value: Any
+
+    def __new__(cls, value: Any) -> Json:
+        text = json.dumps(value, default=str, sort_keys=True)
+        made = super().__new__(cls, text)
+        made.value = value
+        return made
+
+
+class Choice(tuple[Any, ...]):
+    """A value that may be any of these (a condition or a variable file decides)."""
+
+
+def _flat(value: Any) -> list[Any]:
+    return [v for item in value for v in _flat(item)] if isinstance(value, Choice) else [value]
+
+
+def to_val(value: Any, line: int, convert: type[T]) -> Val[T]:
+    """A property's `Val`: its known values of type `convert` (strings, numbers and
+    booleans converted as Terraform converts them), the rest unresolved."""
+    options = _flat(value)
+    conditional = isinstance(value, Choice)
+    known: list[T] = []
+    unknown: list[Unresolved] = []
+    for option in options:
+        if option is None:
+            continue
+        if isinstance(option, Unresolved):
+            unknown.append(option)
+            continue
+        converted = _convert(option, convert)
+        if converted is None:
+            unknown.append(Unresolved(str(option), f"not a {convert.__name__}"))
+        elif converted not in known:
+            known.append(converted)
+    return Val(tuple(known), tuple(unknown), line, conditional)
+
+
+def _convert(value: Any, convert: type[T]) -> T | None:
+    result: Any = None
+    if convert is str:
+        if isinstance(value, bool):
+            result = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            result = str(value)
+    elif convert is bool:
+        if isinstance(value, bool):
+            result = value
+        elif isinstance(value, str) and value in ("true", "false"):
+            result = value == "true"
+    elif convert is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            result = value
+        elif isinstance(value, str) and value.lstrip("-").isdigit():
+            result = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            result = int(value)
+    return result  # type: ignore[no-any-return]
+
+
+def to_str(value: Any, line: int) -> Val[str]:
+    return to_val(value, line, str)
+
+
+def to_int(value: Any, line: int) -> Val[int]:
+    return to_val(value, line, int)
+
+
+def to_bool(value: Any, line: int) -> Val[bool]:
+    return to_val(value, line, bool)
