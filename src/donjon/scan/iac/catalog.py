@@ -19,6 +19,6 @@ CHECKS: tuple[Check, ...] = ()
 
 def formats() -> tuple[TemplateFormat, ...]:
     """Every template format, imported on first use (their parsers are not light)."""
-    from donjon.scan.iac.terraform import TerraformFormat  # noqa: PLC0415 - lazy, see above
+    from donjon.scan.iac.terraform import TerraformFormat
 
     return (TerraformFormat(),)

@@ -81,8 +81,15 @@ def buckets(module: Module) -> tuple[Bucket, ...]:
         policy = statements(*module.attr(block, "policy"), block.path)
         for _, policy_block in _related(module, "aws_s3_bucket_policy", "bucket", named):
             policy += statements(*module.attr(policy_block, "policy"), policy_block.path)
-        sse = [b for _, b in _related(module, "aws_s3_bucket_server_side_encryption_configuration", "bucket", named)]
-        encryption, key = _encryption(module, sse[0] if sse else block.first("server_side_encryption_configuration"))
+        sse = [
+            b
+            for _, b in _related(
+                module, "aws_s3_bucket_server_side_encryption_configuration", "bucket", named
+            )
+        ]
+        encryption, key = _encryption(
+            module, sse[0] if sse else block.first("server_side_encryption_configuration")
+        )
         out.append(
             Bucket(
                 _where(block, address),

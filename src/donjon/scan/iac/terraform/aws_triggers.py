@@ -56,17 +56,12 @@ def _where(block: Block, address: str, line: int = 0) -> Where:
 
 
 def _auth(value: Any, line: int) -> Val[str]:
+    """The effective authorisation: absent is NONE (API Gateway's default)."""
     if value is None:
         return Val.of("none", line)
-    mapped = Choice(_AUTH.get(v, v) if isinstance(v, str) else v for v in value) if isinstance(
-        value, Choice
-    ) else (_AUTH.get(value, value.lower()) if isinstance(value, str) else value)
-    return to_str(mapped, line)
-
-
-def _origins(module: Module, block: Block | None, name: str) -> Val[str]:
-    value, line = module.attr(block, name)
-    return to_str(value, line) if isinstance(value, list | Choice) else to_str(value, line)
+    options = list(value) if isinstance(value, Choice) else [value]
+    mapped = [_AUTH.get(v, v.lower()) if isinstance(v, str) else v for v in options]
+    return to_str(Choice(mapped) if isinstance(value, Choice) else mapped[0], line)
 
 
 def _function_urls(module: Module, ref: FunctionRef) -> list[Trigger]:
@@ -117,7 +112,8 @@ def _http_api_routes(module: Module, ref: FunctionRef) -> list[Trigger]:
                     method=method,
                     path=path,
                     cors_origins=_list_val(
-                        module, api_block.first("cors_configuration") if api_block else None,
+                        module,
+                        api_block.first("cors_configuration") if api_block else None,
                         "allow_origins",
                     ),
                     api=api,

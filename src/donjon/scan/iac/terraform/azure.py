@@ -46,7 +46,9 @@ def _runtime(module: Module, app: Block) -> Val[str]:
     for name, prefix in _STACKS.items():
         version, line = module.attr(stack, name)
         if line:
-            return to_str(f"{prefix}{version.lstrip('~')}" if isinstance(version, str) else version, line)
+            return to_str(
+                f"{prefix}{version.lstrip('~')}" if isinstance(version, str) else version, line
+            )
     fx, line = module.attr(site, "linux_fx_version")
     if isinstance(fx, str) and "|" in fx:
         language, _, version = fx.partition("|")
@@ -156,9 +158,10 @@ def storage(module: Module) -> tuple[Bucket, ...]:
     for address, container in module.of_type("azurerm_storage_container"):
         access, line = module.attr(container, "container_access_type")
         acl = to_str(_acl(access), line) if line else Val.of("private")
-        owner: Any = module.attr(container, "storage_account_name")[0] or module.attr(
-            container, "storage_account_id"
-        )[0]
+        owner: Any = (
+            module.attr(container, "storage_account_name")[0]
+            or module.attr(container, "storage_account_id")[0]
+        )
         blocked: Val[bool] = Val.unknown(str(owner), "storage account not in this module")
         for named, account_bucket in accounts.values():
             if named.named_by(owner):

@@ -81,7 +81,7 @@ class Evaluator:
     def value(self, expr: Expr) -> Any:
         return self._eval(expr, expr.tree)
 
-    def _eval(self, expr: Expr, node: Tree[Token]) -> Any:  # noqa: PLR0911 - one case per rule
+    def _eval(self, expr: Expr, node: Tree[Token]) -> Any:
         kind = node.data
         if kind == "expr_term":
             return self._eval(expr, _trees(node)[0])
@@ -117,9 +117,7 @@ class Evaluator:
             child = part.children[0]
             if isinstance(child, Token):
                 text = str(child)
-                if child.type == "ESCAPED_INTERPOLATION":
-                    text = text[1:]
-                elif child.type == "ESCAPED_DIRECTIVE":
+                if child.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
                     text = text[1:]
                 else:
                     text = unescape(text)
@@ -137,7 +135,7 @@ class Evaluator:
     def _heredoc(self, expr: Expr, node: Tree[Token], *, trim: bool) -> Any:
         raw = str(_tokens(node)[0])
         lines = raw.replace("\r\n", "\n").split("\n")
-        body = "\n".join(lines[1:-2]) + "\n" if len(lines) > 2 else ""  # noqa: PLR2004
+        body = "\n".join(lines[1:-2]) + "\n" if len(lines) > 2 else ""
         if trim:
             body = textwrap.dedent(body)
         if "%{" in body.replace("%%{", ""):
@@ -191,8 +189,8 @@ class Evaluator:
             name = str(_tokens(current)[0])
             return self._lookup([name, *steps], expr.written(node))
         value = self._eval(expr, current)
-        for step in steps:
-            value = step_into(value, step, expr.written(node))
+        for each in steps:
+            value = step_into(value, each, expr.written(node))
         return value
 
     def _step(self, expr: Expr, step: Tree[Token]) -> Step:
@@ -210,7 +208,9 @@ class Evaluator:
         arguments = [a for a in _trees(node) if a.data == "arguments"]
         written = expr.written(node)
         function = FUNCTIONS.get(names[0]) if len(names) == 1 else None
-        if function is None or (arguments and any(t.type == "ELLIPSIS" for t in _tokens(arguments[0]))):
+        if function is None or (
+            arguments and any(t.type == "ELLIPSIS" for t in _tokens(arguments[0]))
+        ):
             return Unresolved(written, f"function {'::'.join(names)} not evaluated")
         args = [self._eval(expr, a) for a in _trees(arguments[0])] if arguments else []
         for arg in args:

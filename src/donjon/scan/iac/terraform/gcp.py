@@ -29,6 +29,7 @@ from donjon.scan.iac.model import (
     Statement,
     Trigger,
     TriggerKind,
+    Unresolved,
     Val,
     Where,
 )
@@ -62,7 +63,9 @@ def _members(module: Module, block: Block) -> list[Any]:
     return list(members) if isinstance(members, list) else [members]
 
 
-def _grants(module: Module, kinds: tuple[str, ...], fields: tuple[str, ...], named: Named) -> list[Statement]:
+def _grants(
+    module: Module, kinds: tuple[str, ...], fields: tuple[str, ...], named: Named
+) -> list[Statement]:
     """The IAM member/binding resources of `kinds` naming the resource, as statements
     (principal ``*`` for allUsers/allAuthenticatedUsers)."""
     out = []
@@ -72,8 +75,8 @@ def _grants(module: Module, kinds: tuple[str, ...], fields: tuple[str, ...], nam
             if not named.named_by(target):
                 continue
             role, _ = module.attr(block, "role")
-            principals = []
-            unresolved = []
+            principals: list[str] = []
+            unresolved: list[Unresolved] = []
             for member in _members(module, block):
                 if isinstance(member, str):
                     principals.append("*" if member in _PUBLIC else member)

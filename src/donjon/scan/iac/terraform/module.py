@@ -41,7 +41,7 @@ class Module:
         self.data: dict[str, Block] = {}
         self.locals: dict[str, Attribute] = {}
         for block in blocks:
-            if block.type in ("resource", "data") and len(block.labels) == 2:  # noqa: PLR2004
+            if block.type in ("resource", "data") and len(block.labels) == 2:
                 table = self.resources if block.type == "resource" else self.data
                 table.setdefault(".".join(block.labels), block)
             elif block.type == "locals":
@@ -78,7 +78,7 @@ class Module:
                 )
         alternatives: dict[str, list[Any]] = {}
         for block in sorted(tfvars, key=lambda b: _tfvars_order(b.path)):
-            always = _tfvars_order(block.path)[0] < 2  # noqa: PLR2004
+            always = _tfvars_order(block.path)[0] < 2
             for name, attribute in block.attributes.items():
                 if name not in declared:
                     continue
@@ -103,8 +103,10 @@ class Module:
             name = str(steps[1])
             if name not in self.locals:
                 return Unresolved(written, "no such local")
-            return _walk(self._once(f"local.{name}", self.locals[name].expr, written), steps[2:], written)
-        if root == "data" and len(steps) > 3:  # noqa: PLR2004
+            return _walk(
+                self._once(f"local.{name}", self.locals[name].expr, written), steps[2:], written
+            )
+        if root == "data" and len(steps) > 3:
             return self._data(steps, written)
         if root == "module":
             return Unresolved(written, "module output not read")

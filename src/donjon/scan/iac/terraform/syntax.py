@@ -18,7 +18,7 @@ from lark.exceptions import LarkError
 
 from donjon.scan.iac.interface import IacError
 
-__all__ = ["Attribute", "Block", "Expr", "parse_file", "parse_expression", "string_value"]
+__all__ = ["Attribute", "Block", "Expr", "parse_expression", "parse_file", "string_value"]
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,7 @@ def _block(node: Tree[Token], source: str, path: str) -> Block:
 
 
 def _parse(text: str, what: str) -> Tree[Token]:
-    import hcl2  # noqa: PLC0415 - the grammar loads on first use, only when .tf files exist
+    import hcl2
 
     try:
         return hcl2.parses_to_tree(text)

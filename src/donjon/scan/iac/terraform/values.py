@@ -110,9 +110,9 @@ def _convert(value: Any, convert: type[T]) -> T | None:
     elif convert is int:
         if isinstance(value, int) and not isinstance(value, bool):
             result = value
-        elif isinstance(value, str) and value.lstrip("-").isdigit():
-            result = int(value)
-        elif isinstance(value, float) and value.is_integer():
+        elif (isinstance(value, str) and value.lstrip("-").isdigit()) or (
+            isinstance(value, float) and value.is_integer()
+        ):
             result = int(value)
     return result  # type: ignore[no-any-return]
 

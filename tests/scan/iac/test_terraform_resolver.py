@@ -1,0 +1,175 @@
+"""The Terraform resolver: variables, tfvars, locals, references, functions, lines, and
+what it leaves unresolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from donjon.scan.iac.model import App, Function
+from donjon.scan.iac.terraform import TerraformFormat
+from donjon.scan.iac.terraform.module import Module
+from donjon.scan.iac.terraform.syntax import parse_file
+from donjon.scan.project import discover
+
+
+def _app(tmp_path: Path, files: dict[str, str]) -> App:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    loaded = TerraformFormat().load(discover(tmp_path))
+    assert loaded.notes == ()
+    (app,) = loaded.apps
+    return app
+
+
+def _fn(app: App) -> Function:
+    (fn,) = app.functions
+    return fn
+
+
+LAMBDA = """
+resource "aws_lambda_function" "api" {
+  function_name = local.name
+  runtime       = var.runtime
+  handler       = "app.handler"
+  role          = "arn:aws:iam::123456789012:role/x"
+}
+"""
+
+
+def test_variable_default_and_local_interpolation(tmp_path: Path) -> None:
+    """var.x takes its default; a local interpolating it is resolved; lines are the
+    attributes' own."""
+    fn = _fn(
+        _app(
+            tmp_path,
+            {
+                "main.tf": LAMBDA,
+                "vars.tf": 'variable "runtime" {\n  default = "python3.8"\n}\n'
+                'locals {\n  name = "svc-${var.runtime}"\n}\n',
+            },
+        )
+    )
+    assert fn.runtime.one == "python3.8"
+    assert fn.runtime.line == 4
+    assert fn.name.one == "svc-python3.8"
+    assert fn.where.resource == "aws_lambda_function.api"
+    assert fn.where.path == "main.tf"
+    assert fn.where.line == 2
+
+
+def test_terraform_tfvars_overrides_default(tmp_path: Path) -> None:
+    """terraform.tfvars wins over the default (Terraform always loads it)."""
+    fn = _fn(
+        _app(
+            tmp_path,
+            {
+                "main.tf": LAMBDA + 'variable "runtime" { default = "python3.12" }\n'
+                'locals { name = "n" }\n',
+                "terraform.tfvars": 'runtime = "nodejs12.x"\n',
+            },
+        )
+    )
+    assert fn.runtime.one == "nodejs12.x"
+
+
+def test_other_tfvars_files_are_alternatives(tmp_path: Path) -> None:
+    """Two -var-file candidates setting different values make a conditional value."""
+    fn = _fn(
+        _app(
+            tmp_path,
+            {
+                "main.tf": LAMBDA + 'variable "runtime" {}\nlocals { name = "n" }\n',
+                "dev.tfvars": 'runtime = "python3.6"\n',
+                "prod.tfvars": 'runtime = "python3.12"\n',
+            },
+        )
+    )
+    assert set(fn.runtime.known) == {"python3.6", "python3.12"}
+    assert fn.runtime.conditional
+
+
+def test_variable_without_default_is_unresolved(tmp_path: Path) -> None:
+    """A variable nobody sets is unresolved, named as written, never a guess."""
+    fn = _fn(_app(tmp_path, {"main.tf": LAMBDA + 'variable "runtime" {}\nlocals { name = "n" }\n'}))
+    assert fn.runtime.known == ()
+    assert fn.runtime.unresolved[0].expression == "var.runtime"
+
+
+def test_unknown_condition_gives_both_branches(tmp_path: Path) -> None:
+    """`cond ? a : b` with an unknown condition may be either branch."""
+    text = LAMBDA.replace("var.runtime", 'var.legacy ? "python2.7" : "python3.12"')
+    fn = _fn(_app(tmp_path, {"main.tf": text + 'variable "legacy" {}\nlocals { name = "n" }\n'}))
+    assert set(fn.runtime.known) == {"python2.7", "python3.12"}
+    assert fn.runtime.conditional
+
+
+def test_module_outputs_data_sources_and_functions_stay_unresolved(tmp_path: Path) -> None:
+    """Module outputs, other data sources and functions not evaluated are unresolved
+    with the expression as written."""
+    text = """
+resource "aws_lambda_function" "api" {
+  function_name = module.names.api
+  runtime       = data.aws_ssm_parameter.rt.value
+  handler       = file("handler.txt")
+  role          = "r"
+}
+data "aws_ssm_parameter" "rt" { name = "rt" }
+"""
+    fn = _fn(_app(tmp_path, {"main.tf": text}))
+    assert fn.name.unresolved[0].expression == "module.names.api"
+    assert fn.runtime.unresolved[0].expression == "data.aws_ssm_parameter.rt.value"
+    assert fn.handler.unresolved[0].expression == 'file("handler.txt")'
+    assert "not evaluated" in fn.handler.unresolved[0].reason
+
+
+def test_functions_evaluated_when_arguments_known() -> None:
+    """join, format, lower, merge and jsondecode give values from known arguments."""
+    text = """
+locals {
+  a = join("-", ["x", "y"])
+  b = format("%s:%s", "p", 1)
+  c = lower("ABC")
+  d = merge({ k = 1 }, { l = 2 })
+  e = jsondecode("{\\"z\\": [1]}").z[0]
+  f = 1 + 2 * 3
+  g = !false && "a" == "a"
+}
+"""
+    module = Module("", list(parse_file("main.tf", text)), [])
+    values = {k: module.value(a.expr) for k, a in module.locals.items()}
+    assert values == {
+        "a": "x-y",
+        "b": "p:1",
+        "c": "abc",
+        "d": {"k": 1, "l": 2},
+        "e": 1,
+        "f": 7,
+        "g": True,
+    }
+
+
+def test_malformed_hcl_is_a_note_not_an_exception(tmp_path: Path) -> None:
+    """A file that does not parse is a note naming it; its directory's other files are read."""
+    (tmp_path / "bad.tf").write_text('resource "aws_s3_bucket" "b" {\n  bucket = \n')
+    (tmp_path / "good.tf").write_text(
+        LAMBDA.replace("local.name", '"n"').replace("var.runtime", '"python3.12"')
+    )
+    loaded = TerraformFormat().load(discover(tmp_path))
+    assert len(loaded.notes) == 1
+    assert loaded.notes[0].startswith("bad.tf: not valid HCL")
+    assert _fn(loaded.apps[0]).runtime.one == "python3.12"
+
+
+def test_each_directory_is_one_module(tmp_path: Path) -> None:
+    """Two directories of .tf files are two apps; a local of one is not seen by the other."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "main.tf").write_text(
+        LAMBDA + 'locals { name = "a" }\nvariable "runtime" { default = "x" }\n'
+    )
+    (tmp_path / "b" / "main.tf").write_text(LAMBDA + 'variable "runtime" { default = "x" }\n')
+    loaded = TerraformFormat().load(discover(tmp_path))
+    apps = {a.path: a for a in loaded.apps}
+    assert set(apps) == {"a", "b"}
+    assert _fn(apps["a"]).name.one == "a"
+    assert _fn(apps["b"]).name.unresolved[0].expression == "local.name"
