@@ -173,3 +173,55 @@ def test_each_directory_is_one_module(tmp_path: Path) -> None:
     assert set(apps) == {"a", "b"}
     assert _fn(apps["a"]).name.one == "a"
     assert _fn(apps["b"]).name.unresolved[0].expression == "local.name"
+
+
+def test_deep_nesting_is_unresolved_or_a_note(tmp_path: Path) -> None:
+    """Expressions nested thousands deep are unresolved and blocks nested thousands deep
+    are a note: never a RecursionError out of the scan."""
+    deep = "(" * 3000 + '"x"' + ")" * 3000
+    (tmp_path / "main.tf").write_text(LAMBDA + f"locals {{ name = {deep} }}\n")
+    blocks = 'resource "a" "b" {\n' + "x {\n" * 3000 + "}\n" * 3001
+    (tmp_path / "nest.tf").write_text(blocks)
+    loaded = TerraformFormat().load(discover(tmp_path))
+    assert loaded.notes == (
+        "nest.tf: blocks nested too deeply to read; the rest of its module is read without it",
+    )
+    name = _fn(loaded.apps[0]).name
+    assert name.known == ()
+    assert name.unresolved[0].reason == "nested too deeply to evaluate"
+
+
+def test_conditional_policy_and_dynamic_statements(tmp_path: Path) -> None:
+    """A policy chosen by an unknown condition keeps the admin branch as conditional; an
+    empty document grants nothing; a dynamic statement block is an unresolved statement."""
+    text = """
+resource "aws_lambda_function" "f" {
+  role = aws_iam_role.r.arn
+}
+resource "aws_iam_role" "r" {}
+variable "admin" {}
+resource "aws_iam_role_policy" "choice" {
+  role   = aws_iam_role.r.id
+  policy = var.admin ? local.admin : "{}"
+}
+locals {
+  admin = jsonencode({ Statement = [{ Effect = "Allow", Action = "*", Resource = "*" }] })
+}
+resource "aws_iam_role_policy" "dyn" {
+  role   = aws_iam_role.r.id
+  policy = data.aws_iam_policy_document.d.json
+}
+data "aws_iam_policy_document" "d" {
+  dynamic "statement" {
+    for_each = var.statements
+    content {
+      actions = statement.value
+    }
+  }
+}
+"""
+    policies = {p.name: p for p in _fn(_app(tmp_path, {"main.tf": text})).policies}
+    (admin,) = policies["aws_iam_role_policy.choice"].statements
+    assert (admin.actions, admin.conditional) == (("*",), True)
+    (dynamic,) = policies["aws_iam_role_policy.dyn"].statements
+    assert dynamic.unresolved[0].reason == "dynamic statement blocks are not expanded"

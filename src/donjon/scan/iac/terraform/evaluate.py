@@ -10,7 +10,6 @@ else (``for`` expressions, splats, template directives, other functions) is
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from collections.abc import Callable
@@ -49,6 +48,8 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": lambda a, b: a >= b,
 }
 _NUMERIC = frozenset("+-*/%<><=>=")
+#: Expression nesting evaluated at most (each level costs a few Python frames).
+MAX_DEPTH = 100
 
 
 def _trees(node: Tree[Token]) -> list[Tree[Token]]:
@@ -77,11 +78,23 @@ class Evaluator:
 
     def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
+        self._depth = 0
 
     def value(self, expr: Expr) -> Any:
         return self._eval(expr, expr.tree)
 
     def _eval(self, expr: Expr, node: Tree[Token]) -> Any:
+        """`node`'s value; nesting (of expressions and of the locals and attributes they
+        refer to) past `MAX_DEPTH` is unresolved rather than a RecursionError."""
+        if self._depth >= MAX_DEPTH:
+            return Unresolved(expr.written(node)[:200], "nested too deeply to evaluate")
+        self._depth += 1
+        try:
+            return self._node(expr, node)
+        finally:
+            self._depth -= 1
+
+    def _node(self, expr: Expr, node: Tree[Token]) -> Any:
         kind = node.data
         if kind == "expr_term":
             return self._eval(expr, _trees(node)[0])
@@ -218,7 +231,7 @@ class Evaluator:
                 return Unresolved(written, _why(arg))
         try:
             return function(*args)
-        except (TypeError, ValueError, KeyError, IndexError, json.JSONDecodeError) as e:
+        except (TypeError, ValueError, KeyError, IndexError, RecursionError) as e:
             return Unresolved(written, f"{names[0]} failed: {e}")
 
     def _conditional(self, expr: Expr, node: Tree[Token]) -> Any:

@@ -59,6 +59,10 @@ class TerraformFormat(TemplateFormat):
             (tfvars if source.rel.endswith(".tfvars") else blocks).extend(parsed)
         apps = []
         for directory, (blocks, tfvars) in sorted(directories.items()):
-            if blocks:
+            if not blocks:
+                continue
+            try:
                 apps.append(build_app(Module(directory, blocks, tfvars)))
+            except RecursionError:
+                notes.append(f"{directory or '.'}: Terraform module nested too deeply to read")
         return Loaded(tuple(apps), tuple(notes))

@@ -74,9 +74,9 @@ def _grants(
             target = next((module.attr(block, f)[0] for f in fields if f in block.attributes), None)
             if not named.named_by(target):
                 continue
-            role, _ = module.attr(block, "role")
+            role = to_str(*module.attr(block, "role"))
             principals: list[str] = []
-            unresolved: list[Unresolved] = []
+            unresolved: list[Unresolved] = list(role.unresolved)
             for member in _members(module, block):
                 if isinstance(member, str):
                     principals.append("*" if member in _PUBLIC else member)
@@ -86,7 +86,7 @@ def _grants(
                 Statement(
                     Effect.ALLOW,
                     block.line,
-                    actions=(str(role),),
+                    actions=role.known,
                     principals=tuple(principals),
                     unresolved=tuple(unresolved),
                     path=block.path,
@@ -160,6 +160,7 @@ def gcs_buckets(module: Module) -> tuple[Bucket, ...]:
     for address, block in module.of_type("google_storage_bucket"):
         named = Named(address, module.attr(block, "name")[0])
         prevention, p_line = module.attr(block, "public_access_prevention")
+        prevention = "inherited" if prevention is None else prevention
         acl: Val[str] = Val.of("private")
         for _, acl_block in module.of_type("google_storage_bucket_acl"):
             if named.named_by(module.attr(acl_block, "bucket")[0]):
@@ -172,9 +173,16 @@ def gcs_buckets(module: Module) -> tuple[Bucket, ...]:
                 Cloud.GCP,
                 acl=acl,
                 policy=tuple(_grants(module, kinds, ("bucket",), named)),
-                public_access_blocked=Val.of(prevention == "enforced", p_line),
+                public_access_blocked=_prevented(prevention, p_line),
                 encryption=Val.of("kms" if k_line else "managed"),
                 kms_key=to_str(key, k_line),
             )
         )
     return tuple(out)
+
+
+def _prevented(value: Any, line: int) -> Val[bool]:
+    """``public_access_prevention``: ``enforced`` blocks; absent or ``inherited`` does
+    not (unless the organisation enforces it, which the module cannot show)."""
+    setting = to_str(value, line)
+    return Val(tuple(v == "enforced" for v in setting.known), setting.unresolved, line)

@@ -49,6 +49,7 @@ class Module:
         self._evaluator = Evaluator(self._lookup)
         self._busy: set[str] = set()
         self._cache: dict[str, Any] = {}
+        self.variables: dict[str, Any] = {}  # a default referring to a variable: unresolved
         self.variables = self._variables(tfvars)
 
     def of_type(self, kind: str) -> list[tuple[str, Block]]:

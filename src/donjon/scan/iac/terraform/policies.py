@@ -35,6 +35,8 @@ def statements(value: Any, line: int, path: str) -> tuple[Statement, ...]:
     out: list[Statement] = []
     for option in options:
         document = decode(option, line)
+        if isinstance(document, dict) and not {"Statement", "Effect"} & document.keys():
+            continue  # a document without statements grants nothing
         parsed = parse_policy(document, line, conditional=isinstance(value, Choice))
         out.extend(replace(s, path=path) for s in parsed)
     return tuple(out)

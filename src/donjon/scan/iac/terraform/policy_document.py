@@ -103,6 +103,10 @@ def policy_document(module: Module, block: Block) -> Json:
         if line:
             statements.extend(statements_of(decode(document, line)))
     statements.extend(_statement(module, s) for s in block.nested("statement"))
+    for dynamic in block.nested("dynamic"):
+        if dynamic.labels[:1] == ("statement",):
+            why = "dynamic statement blocks are not expanded"
+            statements.append(Unresolved(f'dynamic "statement" (line {dynamic.line})', why))
     return Json(Obj({"Version": "2012-10-17", "Statement": statements}, line=block.line))
 
 
@@ -115,7 +119,7 @@ def decode(document: Any, line: int) -> Any:
     if isinstance(document, str):
         try:
             return _lined(json.loads(document), line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return Unresolved(document.strip()[:200], "policy is not valid JSON")
     return document
 

@@ -167,7 +167,10 @@ def parse_file(path: str, text: str) -> tuple[Block, ...]:
     attributes, returned as a block of type ``tfvars``."""
     tree = _parse(text, path)
     body = _trees(tree)[0]
-    attributes, blocks = _body(body, text, path)
+    try:
+        attributes, blocks = _body(body, text, path)
+    except RecursionError as e:
+        raise IacError(f"{path}: blocks nested too deeply to read") from e
     if path.endswith(".tfvars"):
         return (Block("tfvars", (), 1, path, attributes, ()),)
     return tuple(blocks)
