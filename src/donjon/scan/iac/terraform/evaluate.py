@@ -23,10 +23,16 @@ from donjon.scan.iac.terraform.functions import FUNCTIONS
 from donjon.scan.iac.terraform.syntax import Expr, line_of, parse_expression, unescape
 from donjon.scan.iac.terraform.values import Arr, Choice, Json, Obj
 
-__all__ = ["Evaluator", "Lookup", "Step", "step_into"]
+__all__ = ["Evaluator", "Key", "Lookup", "Step", "step_into"]
 
 #: A traversal step: an attribute name or an index (an unknown index is `Unresolved`).
 Step = str | int | Unresolved
+
+
+class Key(str):
+    """A string index written in brackets (``r["a"]``), told apart from ``r.a``."""
+
+
 #: Resolves ``root.step.step...`` (``var.x``, ``aws_iam_role.r.arn``); gets the steps and
 #: the traversal as written.
 Lookup = Callable[[list[Step], str], Any]
@@ -214,7 +220,7 @@ class Evaluator:
         value = self._eval(expr, _trees(step)[0])
         if isinstance(value, bool) or not isinstance(value, str | int):
             return Unresolved(expr.written(step), "index not known")
-        return value
+        return Key(value) if isinstance(value, str) else value
 
     def _call(self, expr: Expr, node: Tree[Token]) -> Any:
         names = [str(_tokens(n)[0]) for n in _trees(node) if n.data == "identifier"]

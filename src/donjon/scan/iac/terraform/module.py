@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from donjon.scan.iac.model import Unresolved
-from donjon.scan.iac.terraform.evaluate import Evaluator, Step, step_into
+from donjon.scan.iac.terraform.evaluate import Evaluator, Key, Step, step_into
 from donjon.scan.iac.terraform.policy_document import policy_document
 from donjon.scan.iac.terraform.syntax import Attribute, Block, Expr
 from donjon.scan.iac.terraform.values import Choice, Ref
@@ -169,8 +169,9 @@ def _walk(value: Any, steps: list[Step], written: str) -> Any:
 
 
 def _skip_index(steps: list[Step]) -> list[Step]:
-    """The steps after a resource's instance index (``aws_iam_role.r[0].arn``)."""
-    while steps and not isinstance(steps[0], str):
+    """The steps after a resource's instance index (``aws_iam_role.r[0].arn``,
+    ``aws_iam_role.r["a"].arn``)."""
+    while steps and (not isinstance(steps[0], str) or isinstance(steps[0], Key)):
         steps = steps[1:]
     return steps
 
