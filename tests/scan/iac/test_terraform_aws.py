@@ -100,7 +100,8 @@ resource "aws_apigatewayv2_api" "http" {
   name          = "http"
   protocol_type = "HTTP"
   cors_configuration {
-    allow_origins = ["https://example.com"]
+    allow_origins     = ["https://example.com"]
+    allow_credentials = true
   }
 }
 resource "aws_apigatewayv2_integration" "api" {
@@ -164,6 +165,10 @@ resource "aws_sqs_queue" "dlq" {
 resource "aws_sns_topic" "t" {
   name = "t"
 }
+resource "aws_sns_topic" "encrypted" {
+  kms_master_key_id = var.topic_key
+}
+variable "topic_key" {}
 resource "aws_cognito_user_pool" "users" {
   name = "users"
   password_policy {
@@ -176,6 +181,11 @@ resource "aws_cognito_identity_pool" "ids" {
   allow_unauthenticated_identities = true
 }
 """
+
+
+def _line(text: str, needle: str) -> int:
+    """The 1-based line of `text` holding `needle`."""
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 def _app(tmp_path: Path) -> App:
@@ -215,6 +225,7 @@ def test_lambda_configuration(tmp_path: Path) -> None:
     the log group found by name."""
     (fn,) = _app(tmp_path).functions
     assert [(e.name, e.value.one) for e in fn.environment] == [("TOKEN", "abc")]
+    assert fn.environment[0].value.line == _line(LAMBDA, 'TOKEN = "abc"')
     assert fn.dead_letter.one == "aws_sqs_queue.dlq.arn"
     assert fn.reserved_concurrency.one == 5
     assert fn.kms_key.unresolved[0].expression == "var.key"
@@ -230,6 +241,7 @@ def test_public_invoke_and_unauthenticated_routes(tmp_path: Path) -> None:
     (permission,) = fn.invoke_policy
     assert permission.principals == ("*",)
     assert permission.path == "main.tf"
+    assert permission.line == _line(LAMBDA, 'principal     = "*"')
     triggers = {t.where.resource: t for t in fn.triggers}
     url = triggers["aws_lambda_function_url.url"]
     assert (url.kind, url.auth.one) == (TriggerKind.FUNCTION_URL, "none")
@@ -237,6 +249,8 @@ def test_public_invoke_and_unauthenticated_routes(tmp_path: Path) -> None:
     route = triggers["aws_apigatewayv2_route.open"]
     assert (route.auth.one, route.method, route.path) == ("none", "GET", "/items")
     assert route.cors_origins.known == ("https://example.com",)
+    assert route.cors_credentials.one is True
+    assert url.cors_credentials.present is False
     assert triggers["aws_apigatewayv2_route.jwt"].auth.one == "jwt"
 
 
@@ -257,6 +271,9 @@ def test_buckets_queues_and_identity(tmp_path: Path) -> None:
     queues = {q.where.resource: q for q in app.queues}
     assert queues["aws_sqs_queue.dlq"].encryption.one == "none"
     assert queues["aws_sns_topic.t"].encryption.one == "none"
+    (encrypted,) = [q for q in app.queues if q.where.resource == "aws_sns_topic.encrypted"]
+    assert encrypted.encryption.one == "kms"
+    assert encrypted.kms_key.unresolved[0].expression == "var.topic_key"
     pools = {p.kind: p for p in app.user_pools}
     assert pools["user-pool"].password_min_length.one == 6
     assert pools["user-pool"].password_classes.one == 1
@@ -264,3 +281,4 @@ def test_buckets_queues_and_identity(tmp_path: Path) -> None:
     assert pools["identity-pool"].allow_unauthenticated.one is True
     (api,) = app.apis
     assert api.cors_origins.known == ("https://example.com",)
+    assert api.cors_credentials.one is True

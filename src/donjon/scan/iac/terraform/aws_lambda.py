@@ -19,7 +19,7 @@ from donjon.scan.iac.terraform.aws_triggers import FunctionRef, triggers_of
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.policies import role_address, role_policies
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Ref, to_int, to_str
+from donjon.scan.iac.terraform.values import Ref, env_vars, to_int, to_str
 
 __all__ = ["lambda_functions", "log_groups"]
 
@@ -40,13 +40,7 @@ def log_groups(module: Module) -> dict[str, LogGroup]:
 
 
 def _environment(module: Module, block: Block) -> tuple[EnvVar, ...]:
-    env = block.first("environment")
-    variables, line = module.attr(env, "variables")
-    if not line:
-        return ()
-    if not isinstance(variables, dict):
-        return (EnvVar("*", to_str(variables, line)),)
-    return tuple(EnvVar(k, to_str(v, line)) for k, v in variables.items())
+    return env_vars(*module.attr(block.first("environment"), "variables"))
 
 
 def _dead_letter(module: Module, block: Block, ref: FunctionRef) -> Val[str]:
@@ -85,7 +79,7 @@ def _permission(module: Module, block: Block) -> Statement:
             conditions.setdefault(operator, {})[key] = value
     if conditions:
         raw["Condition"] = conditions
-    statement = parse_statement(raw, block.line)
+    statement = parse_statement(raw, module.attr(block, "principal")[1] or block.line)
     return Statement(**{**statement.__dict__, "path": block.path})
 
 

@@ -107,9 +107,9 @@ def buckets(module: Module) -> tuple[Bucket, ...]:
 
 
 def _queue_encryption(module: Module, block: Block, *, sqs: bool) -> Val[str]:
-    key, line = module.attr(block, "kms_master_key_id")
+    _, line = module.attr(block, "kms_master_key_id")
     if line:
-        return Val(("kms",), to_str(key, line).unresolved, line)
+        return Val.of("kms", line)  # whichever key it is (`kms_key` says which)
     managed, m_line = module.attr(block, "sqs_managed_sse_enabled")
     if sqs and managed is False:
         return Val.of("none", m_line)
@@ -164,6 +164,9 @@ def apis(module: Module) -> tuple[HttpApi, ...]:
                     _where(block, address),
                     trigger,
                     cors_origins=_origins(module, block.first("cors_configuration")),
+                    cors_credentials=to_bool(
+                        *module.attr(block.first("cors_configuration"), "allow_credentials")
+                    ),
                     access_log=Val.of(logged),
                     tracing=Val.of(traced),
                 )

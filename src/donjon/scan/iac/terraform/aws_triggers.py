@@ -22,7 +22,7 @@ from typing import Any
 from donjon.scan.iac.model import Trigger, TriggerKind, Val, Where
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Choice, Ref, to_str
+from donjon.scan.iac.terraform.values import Choice, Ref, to_bool, to_str
 
 __all__ = ["FunctionRef", "triggers_of"]
 
@@ -75,6 +75,9 @@ def _function_urls(module: Module, ref: FunctionRef) -> list[Trigger]:
                     _where(block, address),
                     auth=_auth(value, line),
                     cors_origins=_list_val(module, block.first("cors"), "allow_origins"),
+                    cors_credentials=to_bool(
+                        *module.attr(block.first("cors"), "allow_credentials")
+                    ),
                 )
             )
     return out
@@ -104,6 +107,7 @@ def _http_api_routes(module: Module, ref: FunctionRef) -> list[Trigger]:
             api_id, _ = module.attr(route, "api_id")
             api = api_id.address if isinstance(api_id, Ref) else ""
             api_block = module.resources.get(api)
+            cors = api_block.first("cors_configuration") if api_block else None
             out.append(
                 Trigger(
                     TriggerKind.HTTP_API,
@@ -111,12 +115,9 @@ def _http_api_routes(module: Module, ref: FunctionRef) -> list[Trigger]:
                     auth=_auth(*module.attr(route, "authorization_type")),
                     method=method,
                     path=path,
-                    cors_origins=_list_val(
-                        module,
-                        api_block.first("cors_configuration") if api_block else None,
-                        "allow_origins",
-                    ),
+                    cors_origins=_list_val(module, cors, "allow_origins"),
                     api=api,
+                    cors_credentials=to_bool(*module.attr(cors, "allow_credentials")),
                 )
             )
     return out

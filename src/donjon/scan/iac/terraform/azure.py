@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from donjon.scan.iac.model import Bucket, Cloud, EnvVar, Function, Trigger, TriggerKind, Val, Where
+from donjon.scan.iac.model import Bucket, Cloud, Function, Trigger, TriggerKind, Val, Where
 from donjon.scan.iac.terraform.aws_triggers import FunctionRef as Named
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.policy_document import decode
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import to_bool, to_str
+from donjon.scan.iac.terraform.values import env_vars, to_bool, to_str
 
 __all__ = ["azure_functions", "storage"]
 
@@ -108,12 +108,7 @@ def azure_functions(module: Module) -> tuple[Function, ...]:
     for kind in _APPS:
         for address, app in module.of_type(kind):
             name, n_line = module.attr(app, "name")
-            settings, s_line = module.attr(app, "app_settings")
-            environment: tuple[EnvVar, ...] = ()
-            if isinstance(settings, dict):
-                environment = tuple(EnvVar(k, to_str(v, s_line)) for k, v in settings.items())
-            elif s_line:
-                environment = (EnvVar("*", to_str(settings, s_line)),)
+            environment = env_vars(*module.attr(app, "app_settings"))
             https = to_bool(*module.attr(app, "https_only"))
             out.append(
                 Function(

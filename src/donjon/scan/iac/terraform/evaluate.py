@@ -191,6 +191,7 @@ class Evaluator:
             if not isinstance(key, str | int | float | bool):
                 return Unresolved(expr.written(node), f"object key {expr.written(key_node)}")
             out[str(key)] = self._eval(expr, value_node)
+            out.lines[str(key)] = line_of(elem)
         return out
 
     def _traversal(self, expr: Expr, node: Tree[Token]) -> Any:

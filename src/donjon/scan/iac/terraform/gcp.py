@@ -24,7 +24,6 @@ from donjon.scan.iac.model import (
     Bucket,
     Cloud,
     Effect,
-    EnvVar,
     Function,
     Statement,
     Trigger,
@@ -36,7 +35,7 @@ from donjon.scan.iac.model import (
 from donjon.scan.iac.terraform.aws_triggers import FunctionRef as Named
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Choice, to_str
+from donjon.scan.iac.terraform.values import Choice, env_vars, to_str
 
 __all__ = ["gcp_functions", "gcs_buckets"]
 
@@ -95,12 +94,6 @@ def _grants(
     return out
 
 
-def _environment(value: Any, line: int) -> tuple[EnvVar, ...]:
-    if isinstance(value, dict):
-        return tuple(EnvVar(k, to_str(v, line)) for k, v in value.items())
-    return (EnvVar("*", to_str(value, line)),) if line else ()
-
-
 def _auth(invokers: list[Statement], ingress: Any) -> Val[str]:
     if isinstance(ingress, str) and ingress.startswith("ALLOW_INTERNAL"):
         return Val.of("private")
@@ -121,14 +114,14 @@ def gcp_functions(module: Module) -> tuple[Function, ...]:
             if kind.endswith("2_function"):
                 build, service = block.first("build_config"), block.first("service_config")
                 runtime, handler = module.attr(build, "runtime"), module.attr(build, "entry_point")
-                environment = _environment(*module.attr(service, "environment_variables"))
+                environment = env_vars(*module.attr(service, "environment_variables"))
                 account = module.attr(service, "service_account_email")
                 ingress, _ = module.attr(service, "ingress_settings")
                 http = block.first("event_trigger") is None
                 https: Val[bool] = Val.of(True)
             else:
                 runtime, handler = module.attr(block, "runtime"), module.attr(block, "entry_point")
-                environment = _environment(*module.attr(block, "environment_variables"))
+                environment = env_vars(*module.attr(block, "environment_variables"))
                 account = module.attr(block, "service_account_email")
                 ingress, _ = module.attr(block, "ingress_settings")
                 http = module.attr(block, "trigger_http")[0] is True

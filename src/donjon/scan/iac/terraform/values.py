@@ -18,19 +18,35 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from donjon.scan.iac.model import Unresolved, Val
+from donjon.scan.iac.model import EnvVar, Unresolved, Val
 
-__all__ = ["Arr", "Choice", "Json", "Obj", "Ref", "to_bool", "to_int", "to_str", "to_val"]
+__all__ = [
+    "Arr",
+    "Choice",
+    "Json",
+    "Obj",
+    "Ref",
+    "env_vars",
+    "to_bool",
+    "to_int",
+    "to_str",
+    "to_val",
+]
 
 T = TypeVar("T")
 
 
 class Obj(dict[str, Any]):
-    """An HCL object, with its line."""
+    """An HCL object, with its line and each key's own (`lines`)."""
 
     def __init__(self, items: dict[str, Any] | None = None, line: int = 0) -> None:
         super().__init__(items or {})
         self.line = line
+        self.lines: dict[str, int] = {}
+
+    def line_of(self, key: str, default: int) -> int:
+        """The line `key` is written on (`default` when not known)."""
+        return self.lines.get(key) or default
 
 
 class Arr(list[Any]):
@@ -115,6 +131,15 @@ def _convert(value: Any, convert: type[T]) -> T | None:
         ):
             result = int(value)
     return result  # type: ignore[no-any-return]
+
+
+def env_vars(value: Any, line: int) -> tuple[EnvVar, ...]:
+    """A map of environment variables (``environment.variables``, ``app_settings``),
+    each with its own line; a map that is not known is one variable named ``*``."""
+    if isinstance(value, dict):
+        at = value.line_of if isinstance(value, Obj) else (lambda _key, default: default)
+        return tuple(EnvVar(str(k), to_str(v, at(str(k), line))) for k, v in value.items())
+    return (EnvVar("*", to_str(value, line)),) if line else ()
 
 
 def to_str(value: Any, line: int) -> Val[str]:
