@@ -76,7 +76,7 @@ def test_first_generation_function_public_invoker(tmp_path: Path) -> None:
     assert [(e.name, e.value.one) for e in v1.environment] == [("MODE", "prod")]
     (trigger,) = v1.triggers
     assert (trigger.kind, trigger.auth.one) == (TriggerKind.HTTP, "none")
-    assert trigger.auth.line == 12
+    assert trigger.auth.line == 15
     (grant,) = v1.invoke_policy
     assert grant.principals == ("*",)
     assert v1.https_only.one is False

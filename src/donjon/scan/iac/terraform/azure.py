@@ -139,13 +139,16 @@ def storage(module: Module) -> tuple[Bucket, ...]:
     out = []
     accounts: dict[str, tuple[Named, Bucket]] = {}
     for address, account in module.of_type("azurerm_storage_account"):
-        cmk = account.first("customer_managed_key") is not None
+        cmk = account.first("customer_managed_key") is not None or any(
+            named_by_account(module, b, address) for _, b in module.of_type(_CMK)
+        )
         bucket = Bucket(
             Where(account.path, account.line, address),
             Cloud.AZURE,
             acl=Val.of("private"),
             public_access_blocked=_public(module, account),
             encryption=Val.of("kms" if cmk else "managed"),
+            kms_key=to_str(*module.attr(account.first("customer_managed_key"), "key_vault_key_id")),
             min_tls_version=_tls(module, account),
         )
         accounts[address] = (Named(address, module.attr(account, "name")[0]), bucket)
@@ -158,19 +161,30 @@ def storage(module: Module) -> tuple[Bucket, ...]:
             or module.attr(container, "storage_account_id")[0]
         )
         blocked: Val[bool] = Val.unknown(str(owner), "storage account not in this module")
+        encryption: Val[str] = Val.of("managed")  # Azure Storage always encrypts at rest
         for named, account_bucket in accounts.values():
             if named.named_by(owner):
                 blocked = account_bucket.public_access_blocked
+                encryption = account_bucket.encryption
         out.append(
             Bucket(
                 Where(container.path, container.line, address),
                 Cloud.AZURE,
                 acl=acl,
                 public_access_blocked=blocked,
-                encryption=Val.of("managed"),
+                encryption=encryption,
             )
         )
     return tuple(out)
+
+
+_CMK = "azurerm_storage_account_customer_managed_key"
+
+
+def named_by_account(module: Module, block: Block, account: str) -> bool:
+    """An ``azurerm_storage_account_customer_managed_key`` for the account at `account`."""
+    value, _ = module.attr(block, "storage_account_id")
+    return Named(account, None).named_by(value)
 
 
 def _acl(access: Any) -> Any:

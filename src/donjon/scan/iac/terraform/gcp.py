@@ -54,12 +54,13 @@ _ACLS = {"publicRead": "public-read", "publicReadWrite": "public-read-write"}
 _ACLS |= {"authenticatedRead": "authenticated-read"}
 
 
-def _members(module: Module, block: Block) -> list[Any]:
+def _members(module: Module, block: Block) -> tuple[list[Any], int]:
+    """The members an IAM member/binding resource grants, and their line."""
     member, line = module.attr(block, "member")
     if line:
-        return list(member) if isinstance(member, Choice) else [member]
-    members, _ = module.attr(block, "members")
-    return list(members) if isinstance(members, list) else [members]
+        return (list(member) if isinstance(member, Choice) else [member]), line
+    members, line = module.attr(block, "members")
+    return (list(members) if isinstance(members, list) else [members]), line
 
 
 def _grants(
@@ -76,7 +77,8 @@ def _grants(
             role = to_str(*module.attr(block, "role"))
             principals: list[str] = []
             unresolved: list[Unresolved] = list(role.unresolved)
-            for member in _members(module, block):
+            members, line = _members(module, block)
+            for member in members:
                 if isinstance(member, str):
                     principals.append("*" if member in _PUBLIC else member)
                 else:
@@ -84,7 +86,7 @@ def _grants(
             out.append(
                 Statement(
                     Effect.ALLOW,
-                    block.line,
+                    line or block.line,
                     actions=role.known,
                     principals=tuple(principals),
                     unresolved=tuple(unresolved),
