@@ -46,15 +46,33 @@ class Module:
                 table.setdefault(".".join(block.labels), block)
             elif block.type == "locals":
                 self.locals.update(block.attributes)
+        self._by_type: dict[str, list[tuple[str, Block]]] = {}
+        for address, block in self.resources.items():
+            self._by_type.setdefault(block.labels[0], []).append((address, block))
+        self._indexes: dict[tuple[str, str], dict[str, str]] = {}
         self._evaluator = Evaluator(self._lookup)
         self._busy: set[str] = set()
         self._cache: dict[str, Any] = {}
+        self._values: dict[int, tuple[Attribute, Any]] = {}
         self.variables: dict[str, Any] = {}  # a default referring to a variable: unresolved
         self.variables = self._variables(tfvars)
 
     def of_type(self, kind: str) -> list[tuple[str, Block]]:
         """The resources of one type, with their addresses."""
-        return [(a, b) for a, b in self.resources.items() if a.startswith(kind + ".")]
+        return self._by_type.get(kind, [])
+
+    def index(self, kind: str, attribute: str) -> dict[str, str]:
+        """The resources of one type by the literal value of one attribute (a role by
+        its ``name``), first declared first; built once."""
+        key = (kind, attribute)
+        if key not in self._indexes:
+            found: dict[str, str] = {}
+            for address, block in self.of_type(kind):
+                value, _ = self.attr(block, attribute)
+                if isinstance(value, str) and not isinstance(value, Ref):
+                    found.setdefault(value, address)
+            self._indexes[key] = found
+        return self._indexes[key]
 
     def value(self, expr: Expr) -> Any:
         return self._evaluator.value(expr)
@@ -64,7 +82,13 @@ class Module:
         if block is None or name not in block.attributes:
             return None, 0
         attribute = block.attributes[name]
-        return self.value(attribute.expr), attribute.line
+        cached = self._values.get(id(attribute))
+        if cached is None:
+            # Keyed by the attribute, kept alive with it: each is evaluated once, however
+            # many resources look at it (a module of n functions is not n² evaluations).
+            cached = (attribute, self.value(attribute.expr))
+            self._values[id(attribute)] = cached
+        return cached[1], attribute.line
 
     def _variables(self, tfvars: list[Block]) -> dict[str, Any]:
         declared: dict[str, Any] = {}

@@ -48,10 +48,7 @@ def role_address(module: Module, value: Any) -> str | None:
     if isinstance(value, Ref):
         return value.address if value.address.startswith("aws_iam_role.") else None
     if isinstance(value, str):
-        for address, block in module.of_type("aws_iam_role"):
-            name, _ = module.attr(block, "name")
-            if value == name:
-                return address
+        return module.index("aws_iam_role", "name").get(value)
     return None
 
 
