@@ -225,3 +225,30 @@ data "aws_iam_policy_document" "d" {
     assert (admin.actions, admin.conditional) == (("*",), True)
     (dynamic,) = policies["aws_iam_role_policy.dyn"].statements
     assert dynamic.unresolved[0].reason == "dynamic statement blocks are not expanded"
+
+
+def test_values_that_double_at_each_level_stay_unresolved(tmp_path: Path) -> None:
+    """Locals that double a string, a list, a JSON document or a number at each of 80
+    levels are unresolved past the size bounds, in well under the time they would take
+    to build (a template is untrusted input)."""
+    levels = 80
+    lines = ['s0 = "xxxxxxxxxxxxxxxx"', 'l0 = ["x"]', 'o0 = { a = "x" }', "n0 = 3"]
+    for i in range(1, levels + 1):
+        lines += [
+            f's{i} = "${{local.s{i - 1}}}${{local.s{i - 1}}}"',
+            f"l{i} = concat(local.l{i - 1}, local.l{i - 1})",
+            f"o{i} = {{ a = local.o{i - 1}, b = local.o{i - 1} }}",
+            f"n{i} = local.n{i - 1} * local.n{i - 1}",
+        ]
+    lines += [
+        f"j = jsonencode(local.o{levels})",
+        'r = replace(local.s16, "x", local.s16)',
+        "m = [1] * 3",
+    ]
+    text = "locals {\n" + "\n".join(lines) + "\n}\n"
+    module = Module("", list(parse_file("main.tf", text)), [])
+    values = {k: module.value(a.expr) for k, a in module.locals.items()}
+    for name in (f"s{levels}", f"l{levels}", f"n{levels}", "j", "r", "m"):
+        assert values[name].__class__.__name__ == "Unresolved", name
+    assert values["s3"] == "x" * 128
+    assert values["n2"] == 81

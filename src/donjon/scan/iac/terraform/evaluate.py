@@ -21,7 +21,7 @@ from donjon.scan.iac.interface import IacError
 from donjon.scan.iac.model import Unresolved
 from donjon.scan.iac.terraform.functions import FUNCTIONS
 from donjon.scan.iac.terraform.syntax import Expr, line_of, parse_expression, unescape
-from donjon.scan.iac.terraform.values import Arr, Choice, Json, Obj
+from donjon.scan.iac.terraform.values import Arr, Choice, Json, Obj, TooLarge, bounded
 
 __all__ = ["Evaluator", "Key", "Lookup", "Step", "step_into"]
 
@@ -56,6 +56,11 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
 _NUMERIC = frozenset("+-*/%<><=>=")
 #: Expression nesting evaluated at most (each level costs a few Python frames).
 MAX_DEPTH = 100
+#: Integers past this are left unresolved (Terraform's numbers are not arbitrary-size,
+#: and squaring a local at each level would otherwise grow without bound).
+_MAX_INT = 1 << 64
+#: The longest string built by interpolation (1 MiB).
+MAX_TEXT = 1 << 20
 
 
 def _trees(node: Tree[Token]) -> list[Tree[Token]]:
@@ -149,6 +154,8 @@ class Evaluator:
                 parts.append(text_or_why)
             else:
                 return Unresolved(expr.written(node), "template directive not evaluated")
+            if sum(len(p) for p in parts) > MAX_TEXT:
+                return Unresolved(expr.written(node)[:200], "string too long to evaluate")
         return "".join(parts)
 
     def _heredoc(self, expr: Expr, node: Tree[Token], *, trim: bool) -> Any:
@@ -172,6 +179,8 @@ class Evaluator:
             if isinstance(text_or_why, Unresolved):
                 return Unresolved(match.group(0), text_or_why.reason)
             out.append(text_or_why)
+            if sum(len(p) for p in out) > MAX_TEXT:
+                return Unresolved(match.group(0), "string too long to evaluate")
         out.append(body[last:])
         return "".join(out).replace("$${", "${")
 
@@ -237,7 +246,9 @@ class Evaluator:
             if isinstance(arg, Unresolved | Choice) and names[0] != "jsonencode":
                 return Unresolved(written, _why(arg))
         try:
-            return function(*args)
+            return bounded(function(*bounded(args)))
+        except TooLarge:
+            return Unresolved(written[:200], "value too large to evaluate")
         except (TypeError, ValueError, KeyError, IndexError, RecursionError) as e:
             return Unresolved(written, f"{names[0]} failed: {e}")
 
@@ -260,9 +271,12 @@ class Evaluator:
         try:
             if operator in _NUMERIC:
                 left, right = _number(left), _number(right)
-            return _OPERATORS[operator](left, right)
-        except (TypeError, ValueError, ZeroDivisionError, KeyError):
+            result = _OPERATORS[operator](left, right)
+        except (TypeError, ValueError, ZeroDivisionError, KeyError, OverflowError):
             return Unresolved(written, f"operator {operator} on these values")
+        if isinstance(result, int) and not isinstance(result, bool) and abs(result) > _MAX_INT:
+            return Unresolved(written[:200], "number too large to evaluate")
+        return result
 
     def _unary(self, expr: Expr, node: Tree[Token]) -> Any:
         operand = self._eval(expr, _trees(node)[0])
@@ -274,10 +288,16 @@ class Evaluator:
         return Unresolved(expr.written(node), _why(operand) if _why(operand) else "operand")
 
 
-def _number(value: Any) -> Any:
+def _number(value: Any) -> int | float:
+    """An operand of arithmetic or ordering: numbers only, as Terraform (a string of
+    digits converts; a list or an object is an error, not Python's repetition)."""
+    if isinstance(value, bool):
+        raise TypeError("not a number")
+    if isinstance(value, int | float):
+        return value
     if isinstance(value, str) and not isinstance(value, Json):
         return float(value) if "." in value else int(value)
-    return value
+    raise TypeError("not a number")
 
 
 def _why(value: Any) -> str:

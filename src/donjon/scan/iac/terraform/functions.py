@@ -13,7 +13,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from donjon.scan.iac.terraform.values import Arr, Json, Obj
+from donjon.scan.iac.terraform.values import Arr, Json, Obj, TooLarge
+
+_MAX_TEXT = 1 << 20  # as the evaluator's MAX_TEXT
 
 __all__ = ["FUNCTIONS"]
 
@@ -39,7 +41,22 @@ def _list(value: Any) -> list[Any]:
 
 
 def _join(separator: str, *lists: Any) -> str:
-    return str(separator).join(str(v) for items in lists for v in _list(items))
+    parts = [str(v) for items in lists for v in _list(items)]
+    _fits(sum(map(len, parts)) + len(str(separator)) * len(parts))
+    return str(separator).join(parts)
+
+
+def _replace(text: Any, old: Any, new: Any) -> str:
+    subject, before, after = str(text), str(old), str(new)
+    slots = subject.count(before) if before else len(subject) + 1
+    _fits(len(subject) + slots * max(len(after) - len(before), 0))
+    return subject.replace(before, after)
+
+
+def _fits(length: int) -> None:
+    """Refuses to build a string longer than `MAX_TEXT` characters."""
+    if length > _MAX_TEXT:
+        raise TooLarge("string too long to evaluate")
 
 
 def _concat(*lists: Any) -> Arr:
@@ -110,7 +127,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "lower": lambda s: str(s).lower(),
     "upper": lambda s: str(s).upper(),
     "trimspace": lambda s: str(s).strip(),
-    "replace": lambda s, old, new: str(s).replace(str(old), str(new)),
+    "replace": _replace,
     "tostring": lambda v: v if isinstance(v, str) else json.dumps(v),
     "tonumber": lambda v: v if isinstance(v, int | float) else float(v),
     "tobool": lambda v: v if isinstance(v, bool) else {"true": True, "false": False}[v],

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from donjon.scan.iac.model import Unresolved
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Arr, Json, Obj
+from donjon.scan.iac.terraform.values import Arr, Json, Obj, TooLarge
 
 if TYPE_CHECKING:
     from donjon.scan.iac.terraform.module import Module
@@ -89,7 +89,7 @@ def _statement(module: Module, block: Block) -> Obj:
     return statement
 
 
-def policy_document(module: Module, block: Block) -> Json:
+def policy_document(module: Module, block: Block) -> Json | Unresolved:
     """The document a ``data "aws_iam_policy_document"`` block renders."""
     statements = Arr(line=block.line)
     for name in ("source_policy_documents", "override_policy_documents"):
@@ -107,7 +107,10 @@ def policy_document(module: Module, block: Block) -> Json:
         if dynamic.labels[:1] == ("statement",):
             why = "dynamic statement blocks are not expanded"
             statements.append(Unresolved(f'dynamic "statement" (line {dynamic.line})', why))
-    return Json(Obj({"Version": "2012-10-17", "Statement": statements}, line=block.line))
+    try:
+        return Json(Obj({"Version": "2012-10-17", "Statement": statements}, line=block.line))
+    except TooLarge:
+        return Unresolved(f"data.aws_iam_policy_document (line {block.line})", "too large")
 
 
 def decode(document: Any, line: int) -> Any:

@@ -21,16 +21,20 @@ from typing import Any, TypeVar
 from donjon.scan.iac.model import EnvVar, Unresolved, Val
 
 __all__ = [
+    "MAX_WEIGHT",
     "Arr",
     "Choice",
     "Json",
     "Obj",
     "Ref",
+    "TooLarge",
+    "bounded",
     "env_vars",
     "to_bool",
     "to_int",
     "to_str",
     "to_val",
+    "weight",
 ]
 
 T = TypeVar("T")
@@ -70,13 +74,54 @@ class Ref(str):
         return ref
 
 
+#: The most a value may weigh (`weight`): about 64 MiB of text. A template is untrusted
+#: input, and locals that double a string or a list at each level would otherwise grow
+#: without bound.
+MAX_WEIGHT = 1 << 20
+
+
+class TooLarge(ValueError):
+    """A value past `MAX_WEIGHT`: left unresolved rather than built."""
+
+
+def weight(value: Any, memo: dict[int, int] | None = None) -> int:
+    """What building `value` out costs: one per element, one per 64 characters of text,
+    shared parts counted as often as they appear (JSON text repeats them)."""
+    memo = {} if memo is None else memo
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, str):
+        cost = 1 + len(value) // 64
+    elif isinstance(value, dict):
+        cost = 1 + len(value) + sum(weight(v, memo) for v in value.values())
+    elif isinstance(value, list | tuple):
+        cost = 1 + sum(weight(v, memo) for v in value)
+    else:
+        cost = 1
+    memo[key] = cost
+    return cost
+
+
+def bounded(value: Any) -> Any:
+    """`value`, or `TooLarge` raised when it weighs more than `MAX_WEIGHT` (or nests too
+    deeply to weigh)."""
+    try:
+        heavy = weight(value) > MAX_WEIGHT
+    except RecursionError:
+        heavy = True
+    if heavy:
+        raise TooLarge("value too large to evaluate")
+    return value
+
+
 class Json(str):
     """A JSON text built in the template, with the value it encodes."""
 
     value: Any
 
     def __new__(cls, value: Any) -> Json:
-        text = json.dumps(value, default=str, sort_keys=True)
+        text = json.dumps(bounded(value), default=str, sort_keys=True)
         made = super().__new__(cls, text)
         made.value = value
         return made
