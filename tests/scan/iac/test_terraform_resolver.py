@@ -252,3 +252,56 @@ def test_values_that_double_at_each_level_stay_unresolved(tmp_path: Path) -> Non
         assert values[name].__class__.__name__ == "Unresolved", name
     assert values["s3"] == "x" * 128
     assert values["n2"] == 81
+
+
+def test_shared_structures_are_never_expanded(tmp_path: Path) -> None:
+    """Objects, tuples and conditionals that share their parts 2^80 times, used as an
+    environment, a role, a policy's actions and a runtime, are read or left unresolved
+    without ever being expanded."""
+    levels = 80
+    lines = ['o0 = { a = "x" }', 't0 = ["x"]', 'c0 = "python3.12"']
+    for i in range(1, levels + 1):
+        lines += [
+            f"o{i} = {{ a = local.o{i - 1}, b = local.o{i - 1} }}",
+            f"t{i} = [local.t{i - 1}, local.t{i - 1}]",
+            f'c{i} = var.flag ? local.c{i - 1} : "python{i}"',
+        ]
+    text = f"""
+variable "flag" {{}}
+locals {{
+{chr(10).join(lines)}
+}}
+resource "aws_lambda_function" "f" {{
+  function_name = "f"
+  runtime       = local.c{levels}
+  role          = aws_iam_role.r.arn
+  environment {{
+    variables = local.o{levels}
+  }}
+}}
+resource "aws_iam_role" "r" {{
+  name                = "r"
+  managed_policy_arns = local.t{levels}
+}}
+resource "aws_iam_role_policy" "p" {{
+  role   = local.t{levels}
+  policy = jsonencode({{ Statement = [{{ Effect = "Allow", Action = local.t{levels} }}] }})
+}}
+resource "aws_iam_role_policy" "q" {{
+  role   = aws_iam_role.r.id
+  policy = data.aws_iam_policy_document.d.json
+}}
+data "aws_iam_policy_document" "d" {{
+  statement {{
+    actions = local.t{levels}
+  }}
+}}
+"""
+    fn = _fn(_app(tmp_path, {"main.tf": text}))
+    assert fn.runtime.unresolved[0].reason == "too many conditional values"
+    assert [e.name for e in fn.environment] == ["a", "b"]
+    assert len(fn.environment[0].value.unresolved[0].expression) < 200
+    assert all(p.unresolved or p.statements for p in fn.policies)
+    assert any(
+        "too large" in u.reason for p in fn.policies for s in p.statements for u in s.unresolved
+    )

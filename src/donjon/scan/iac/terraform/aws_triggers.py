@@ -38,8 +38,9 @@ class FunctionRef:
         self.name = name if isinstance(name, str) and not isinstance(name, Ref) else None
 
     def named_by(self, value: Any) -> bool:
+        """`value` (or, for a list or a choice, one of its strings) names the resource."""
         if isinstance(value, Choice | list):
-            return any(self.named_by(v) for v in value)
+            return any(self.named_by(v) for v in value if isinstance(v, str))
         if not isinstance(value, str):
             return False
         if isinstance(value, Ref):
@@ -145,7 +146,7 @@ def _rest_methods(module: Module, ref: FunctionRef) -> list[Trigger]:
                     TriggerKind.REST_API,
                     _where(method, address),
                     auth=auth,
-                    method=str(wanted[2]),
+                    method=wanted[2] if isinstance(wanted[2], str) else "",
                     path=f"/{path}" if isinstance(path, str) else "",
                     api=api,
                 )

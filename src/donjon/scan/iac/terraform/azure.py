@@ -25,7 +25,7 @@ from donjon.scan.iac.terraform.aws_triggers import FunctionRef as Named
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.policy_document import decode
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import env_vars, to_bool, to_str
+from donjon.scan.iac.terraform.values import describe, env_vars, to_bool, to_str
 
 __all__ = ["azure_functions", "storage"]
 
@@ -160,7 +160,8 @@ def storage(module: Module) -> tuple[Bucket, ...]:
             module.attr(container, "storage_account_name")[0]
             or module.attr(container, "storage_account_id")[0]
         )
-        blocked: Val[bool] = Val.unknown(str(owner), "storage account not in this module")
+        why = "storage account not in this module"
+        blocked: Val[bool] = Val.unknown(describe(owner), why)
         encryption: Val[str] = Val.of("managed")  # Azure Storage always encrypts at rest
         for named, account_bucket in accounts.values():
             if named.named_by(owner):

@@ -21,7 +21,15 @@ from donjon.scan.iac.interface import IacError
 from donjon.scan.iac.model import Unresolved
 from donjon.scan.iac.terraform.functions import FUNCTIONS
 from donjon.scan.iac.terraform.syntax import Expr, line_of, parse_expression, unescape
-from donjon.scan.iac.terraform.values import Arr, Choice, Json, Obj, TooLarge, bounded
+from donjon.scan.iac.terraform.values import (
+    Arr,
+    Choice,
+    Json,
+    Obj,
+    TooLarge,
+    bounded,
+    describe,
+)
 
 __all__ = ["Evaluator", "Key", "Lookup", "Step", "step_into"]
 
@@ -257,7 +265,7 @@ class Evaluator:
         test = self._eval(expr, condition)
         if isinstance(test, bool):
             return self._eval(expr, yes if test else no)
-        return Choice((self._eval(expr, yes), self._eval(expr, no)))
+        return _choice(self._eval(expr, yes), self._eval(expr, no), expr.written(node))
 
     def _binary(self, expr: Expr, node: Tree[Token]) -> Any:
         left_node, term = _trees(node)[0], _trees(node)[1]
@@ -288,6 +296,23 @@ class Evaluator:
         return Unresolved(expr.written(node), _why(operand) if _why(operand) else "operand")
 
 
+#: The most values a conditional may take (nested conditionals multiply them).
+MAX_CHOICES = 32
+
+
+def _choice(yes: Any, no: Any, written: str) -> Any:
+    """Both branches as one flat `Choice` (a branch that is itself a choice is spliced),
+    without repeats; more than `MAX_CHOICES` is unresolved."""
+    options: list[Any] = []
+    for branch in (yes, no):
+        for option in branch if isinstance(branch, Choice) else (branch,):
+            if not any(option is o for o in options):
+                options.append(option)
+    if len(options) > MAX_CHOICES:
+        return Unresolved(written[:200], "too many conditional values")
+    return Choice(options)
+
+
 def _number(value: Any) -> int | float:
     """An operand of arithmetic or ordering: numbers only, as Terraform (a string of
     digits converts; a list or an object is an error, not Python's repetition)."""
@@ -313,9 +338,9 @@ def _as_text(value: Any) -> str | Unresolved:
     if isinstance(value, Unresolved):
         return value
     if isinstance(value, Choice):
-        return Unresolved(str(value), "depends on a condition")
+        return Unresolved(describe(value), "depends on a condition")
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str | int | float):
         return str(value)
-    return Unresolved(str(value), "a collection in a string")
+    return Unresolved(describe(value), "a collection in a string")

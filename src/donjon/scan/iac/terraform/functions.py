@@ -16,6 +16,7 @@ from typing import Any
 from donjon.scan.iac.terraform.values import Arr, Json, Obj, TooLarge
 
 _MAX_TEXT = 1 << 20  # as the evaluator's MAX_TEXT
+_MAX_COMPARED = 1000  # collections compared one by one in distinct/toset
 
 __all__ = ["FUNCTIONS"]
 
@@ -97,8 +98,15 @@ def _format(spec: str, *args: Any) -> str:
 
 def _distinct(items: Any) -> Arr:
     out = Arr()
+    seen: set[Any] = set()
     for item in _list(items):
-        if item not in out:
+        if isinstance(item, str | int | float | bool) or item is None:
+            if item not in seen:
+                seen.add(item)
+                out.append(item)
+        elif len(out) > _MAX_COMPARED:
+            raise TooLarge("too many elements to compare")
+        elif item not in out:
             out.append(item)
     return out
 

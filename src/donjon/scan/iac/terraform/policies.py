@@ -21,7 +21,7 @@ from donjon.scan.iac.statements import parse_policy
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.policy_document import decode
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Choice, Ref
+from donjon.scan.iac.terraform.values import Choice, Ref, TooLarge, bounded, describe
 
 __all__ = ["role_address", "role_policies", "statements"]
 
@@ -34,7 +34,10 @@ def statements(value: Any, line: int, path: str) -> tuple[Statement, ...]:
     options = list(value) if isinstance(value, Choice) else [value]
     out: list[Statement] = []
     for option in options:
-        document = decode(option, line)
+        try:
+            document = bounded(decode(option, line))
+        except TooLarge:
+            document = Unresolved(describe(option), "policy too large to read")
         if isinstance(document, dict) and not {"Statement", "Effect"} & document.keys():
             continue  # a document without statements grants nothing
         parsed = parse_policy(document, line, conditional=isinstance(value, Choice))
@@ -54,7 +57,7 @@ def role_address(module: Module, value: Any) -> str | None:
 
 def _names(module: Module, value: Any, role: str) -> bool:
     options = list(value) if isinstance(value, Choice | list) else [value]
-    return any(role_address(module, option) == role for option in options)
+    return any(role_address(module, o) == role for o in options if isinstance(o, str))
 
 
 def _document_policy(module: Module, name: str, block: Block, attribute: str) -> Policy:
@@ -72,7 +75,11 @@ def _attached(module: Module, value: Any, line: int, path: str) -> list[Policy]:
     """The policies an attachment's ``policy_arn`` (or a list of ARNs) names."""
     if isinstance(value, Choice | list):
         conditional = isinstance(value, Choice)
-        out = [p for item in value for p in _attached(module, item, line, path)]
+        flat = [
+            i if not isinstance(i, list | Choice) else Unresolved(describe(i), "nested")
+            for i in value
+        ]
+        out = [p for item in flat for p in _attached(module, item, line, path)]
         return [replace(p, conditional=p.conditional or conditional) for p in out]
     if isinstance(value, Ref) and value.address.startswith("aws_iam_policy."):
         block = module.resources[value.address]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from donjon.scan.iac.model import Unresolved
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Arr, Json, Obj, TooLarge
+from donjon.scan.iac.terraform.values import Arr, Json, Obj, TooLarge, describe
 
 if TYPE_CHECKING:
     from donjon.scan.iac.terraform.module import Module
@@ -44,7 +44,7 @@ def statements_of(document: Any) -> list[Any]:
         return [document["Statement"]]
     if isinstance(document, Unresolved):
         return [document]
-    return [Unresolved(str(document), "not a policy document")]
+    return [Unresolved(describe(document), "not a policy document")]
 
 
 def _principals(module: Module, blocks: tuple[Block, ...]) -> Obj | Unresolved:
@@ -53,7 +53,7 @@ def _principals(module: Module, blocks: tuple[Block, ...]) -> Obj | Unresolved:
         kind, _ = module.attr(block, "type")
         names, _ = module.attr(block, "identifiers")
         if not isinstance(kind, str):
-            return Unresolved(f"principals type {kind}", "principal type not known")
+            return Unresolved(f"principals type {describe(kind)}", "principal type not known")
         items = list(names) if isinstance(names, list) else [names]
         existing = out.get(kind, [])
         out[kind] = [*existing, *items]
@@ -67,7 +67,7 @@ def _conditions(module: Module, blocks: tuple[Block, ...]) -> Obj | Unresolved:
         variable, _ = module.attr(block, "variable")
         values, _ = module.attr(block, "values")
         if not isinstance(test, str) or not isinstance(variable, str):
-            written = f"condition {test} {variable}"
+            written = f"condition {describe(test)} {describe(variable)}"
             return Unresolved(written, "condition test or variable not known")
         out.setdefault(test, Obj(line=block.line))[variable] = values
     return out

@@ -29,6 +29,7 @@ __all__ = [
     "Ref",
     "TooLarge",
     "bounded",
+    "describe",
     "env_vars",
     "to_bool",
     "to_int",
@@ -103,6 +104,45 @@ def weight(value: Any, memo: dict[int, int] | None = None) -> int:
     return cost
 
 
+def describe(value: Any, budget: int = 120) -> str:
+    """A value as a short text for a note or an unresolved expression: its start, never
+    the whole of a value that may be large or share its parts many times."""
+    out: list[str] = []
+    size = 0
+    pending: list[Any] = [value]
+    while pending and size <= budget:
+        item = pending.pop()
+        if isinstance(item, _Text):
+            text = item.text
+        elif isinstance(item, Unresolved):
+            text = item.expression
+        elif isinstance(item, dict):
+            text = "{"
+            rest: list[Any] = [_Text("}")]
+            for key, child in reversed(list(item.items())[:8]):
+                rest += [child, _Text(f"{key} = ")]
+            pending.extend(rest)
+        elif isinstance(item, list | tuple):
+            text = "["
+            pending.append(_Text("]"))
+            pending.extend(reversed(list(item)[:8]))
+        elif isinstance(item, str):
+            text = json.dumps(item[: budget + 1])
+        else:
+            text = json.dumps(item) if isinstance(item, int | float | bool | None) else "?"
+        out.append(text if not out or text in "]}" or out[-1].endswith(("[", "= ")) else " " + text)
+        size += len(out[-1])
+    joined = "".join(out)
+    return joined if len(joined) <= budget and not pending else joined[:budget] + "..."
+
+
+class _Text:
+    """Punctuation in `describe`'s work list."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 def bounded(value: Any) -> Any:
     """`value`, or `TooLarge` raised when it weighs more than `MAX_WEIGHT` (or nests too
     deeply to weigh)."""
@@ -150,7 +190,7 @@ def to_val(value: Any, line: int, convert: type[T]) -> Val[T]:
             continue
         converted = _convert(option, convert)
         if converted is None:
-            unknown.append(Unresolved(str(option), f"not a {convert.__name__}"))
+            unknown.append(Unresolved(describe(option), f"not a {convert.__name__}"))
         elif converted not in known:
             known.append(converted)
     return Val(tuple(known), tuple(unknown), line, conditional)
