@@ -305,3 +305,42 @@ data "aws_iam_policy_document" "d" {{
     assert any(
         "too large" in u.reason for p in fn.policies for s in p.statements for u in s.unresolved
     )
+
+
+def test_literals_for_the_secret_rule(tmp_path: Path) -> None:
+    """Variable defaults, .tfvars values, locals and literal resource attributes (nested
+    blocks and maps too) are the app's literals, with their lines; the function's own
+    environment and interpolated strings are not."""
+    main = """
+variable "db_password" {
+  default = "default-secret"
+}
+locals {
+  api_key = "local-secret"
+}
+resource "aws_db_instance" "db" {
+  password = "resource-secret"
+  tags = {
+    Token = "tag-secret"
+  }
+  connection {
+    password = "nested-secret"
+  }
+  name = "db-${var.db_password}"
+}
+resource "aws_lambda_function" "f" {
+  environment {
+    variables = { TOKEN = "env-secret" }
+  }
+}
+"""
+    app = _app(tmp_path, {"main.tf": main, "terraform.tfvars": 'db_password = "tfvars-secret"\n'})
+    found = {(w.path, w.line, w.resource, path, value) for w, path, value in app.literals}
+    assert found == {
+        ("main.tf", 3, "var.db_password", "default", "default-secret"),
+        ("main.tf", 6, "local.api_key", "api_key", "local-secret"),
+        ("main.tf", 9, "aws_db_instance.db", "password", "resource-secret"),
+        ("main.tf", 11, "aws_db_instance.db", "tags.Token", "tag-secret"),
+        ("main.tf", 14, "aws_db_instance.db", "connection.password", "nested-secret"),
+        ("terraform.tfvars", 1, "var.db_password", "default", "tfvars-secret"),
+    }

@@ -16,6 +16,7 @@ from donjon.scan.iac.terraform.aws_lambda import lambda_functions, log_groups
 from donjon.scan.iac.terraform.aws_resources import apis, buckets, queues, user_pools
 from donjon.scan.iac.terraform.azure import azure_functions, storage
 from donjon.scan.iac.terraform.gcp import gcp_functions, gcs_buckets
+from donjon.scan.iac.terraform.literals import template_literals
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.syntax import Block, parse_file
 
@@ -37,6 +38,7 @@ def build_app(module: Module) -> App:
         apis=apis(module),
         log_groups=tuple(groups.values()),
         user_pools=user_pools(module),
+        literals=template_literals(module),
     )
 
 

@@ -37,6 +37,7 @@ class Module:
     def __init__(self, directory: str, blocks: list[Block], tfvars: list[Block]) -> None:
         self.directory = directory
         self.blocks = blocks
+        self.tfvars = tfvars
         self.resources: dict[str, Block] = {}
         self.data: dict[str, Block] = {}
         self.locals: dict[str, Attribute] = {}
