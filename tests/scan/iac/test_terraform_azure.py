@@ -124,3 +124,38 @@ def test_storage_accounts_and_containers(tmp_path: Path) -> None:
     assert container.acl.one == "public-read"
     assert container.public_access_blocked.one is False
     assert buckets["azurerm_storage_account.closed"].public_access_blocked.one is True
+
+
+def test_legacy_app_auth_settings_v1_and_unknown_bindings(tmp_path: Path) -> None:
+    """The legacy azurerm_function_app reads linux_fx_version; auth_settings v1 with
+    AllowAnonymous leaves an anonymous binding open; a config_json that is not known is
+    an HTTP trigger with unresolved auth, not a missing one."""
+    text = """
+resource "azurerm_function_app" "old" {
+  name = "old"
+  site_config {
+    linux_fx_version = "PYTHON|3.7"
+  }
+  auth_settings {
+    enabled                       = true
+    unauthenticated_client_action = "AllowAnonymous"
+  }
+}
+resource "azurerm_function_app_function" "open" {
+  function_app_id = azurerm_function_app.old.id
+  config_json     = jsonencode({ bindings = [{ type = "httpTrigger", authLevel = "anonymous" }] })
+}
+resource "azurerm_function_app_function" "unknown" {
+  function_app_id = azurerm_function_app.old.id
+  config_json     = file("function.json")
+}
+"""
+    (tmp_path / "main.tf").write_text(text)
+    loaded = TerraformFormat().load(discover(tmp_path))
+    (app,) = loaded.apps[0].functions
+    assert app.runtime.one == "python3.7"
+    assert app.https_only.one is False
+    triggers = {t.where.resource: t for t in app.triggers}
+    assert triggers["azurerm_function_app_function.open"].auth.one == "none"
+    unknown = triggers["azurerm_function_app_function.unknown"].auth
+    assert unknown.unresolved[0].expression == 'file("function.json")'

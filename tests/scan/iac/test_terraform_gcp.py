@@ -102,3 +102,26 @@ def test_storage_buckets(tmp_path: Path) -> None:
     assert open_bucket.policy[0].principals == ("*",)
     assert open_bucket.public_access_blocked.one is False
     assert buckets["google_storage_bucket.closed"].public_access_blocked.one is True
+
+
+def test_internal_ingress_keeps_a_public_invoker_private(tmp_path: Path) -> None:
+    """allUsers on a function whose ingress is internal only is not reachable from the
+    internet: the trigger's auth is "private" (the grant stays in the invoke policy)."""
+    text = """
+resource "google_cloudfunctions2_function" "internal" {
+  name = "internal"
+  service_config {
+    ingress_settings = "ALLOW_INTERNAL_ONLY"
+  }
+}
+resource "google_cloudfunctions2_function_iam_member" "all" {
+  cloud_function = google_cloudfunctions2_function.internal.name
+  role           = "roles/cloudfunctions.invoker"
+  member         = "allUsers"
+}
+"""
+    (tmp_path / "main.tf").write_text(text)
+    (fn,) = TerraformFormat().load(discover(tmp_path)).apps[0].functions
+    (trigger,) = fn.triggers
+    assert trigger.auth.one == "private"
+    assert fn.invoke_policy[0].principals == ("*",)
