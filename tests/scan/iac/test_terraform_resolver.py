@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from donjon.scan.iac.model import App, Function
+from donjon.scan.iac.model import App, Function, Unresolved
 from donjon.scan.iac.terraform import TerraformFormat
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.syntax import parse_file
@@ -249,7 +249,7 @@ def test_values_that_double_at_each_level_stay_unresolved(tmp_path: Path) -> Non
     module = Module("", list(parse_file("main.tf", text)), [])
     values = {k: module.value(a.expr) for k, a in module.locals.items()}
     for name in (f"s{levels}", f"l{levels}", f"n{levels}", "j", "r", "m"):
-        assert values[name].__class__.__name__ == "Unresolved", name
+        assert isinstance(values[name], Unresolved), name
     assert values["s3"] == "x" * 128
     assert values["n2"] == 81
 
@@ -344,3 +344,24 @@ resource "aws_lambda_function" "f" {
         ("main.tf", 14, "aws_db_instance.db", "connection.password", "nested-secret"),
         ("terraform.tfvars", 1, "var.db_password", "default", "tfvars-secret"),
     }
+
+
+def test_comparisons_and_operators_follow_terraform() -> None:
+    """Ordering converts numeric strings ("10" >= 9), + does not concatenate strings or
+    lists, and a comparison of unknown values is unresolved."""
+    text = """
+locals {
+  ge   = "10" >= 9
+  lt   = 2 < 1.5
+  cat  = "a" + "b"
+  list = [1] + [2]
+  eq   = var.x == "a"
+}
+variable "x" {}
+"""
+    module = Module("", list(parse_file("main.tf", text)), [])
+    values = {k: module.value(a.expr) for k, a in module.locals.items()}
+    assert values["ge"] is True
+    assert values["lt"] is False
+    for name in ("cat", "list", "eq"):
+        assert isinstance(values[name], Unresolved), name

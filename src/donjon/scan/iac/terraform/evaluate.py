@@ -20,15 +20,14 @@ from lark import Token, Tree
 from donjon.scan.iac.interface import IacError
 from donjon.scan.iac.model import Unresolved
 from donjon.scan.iac.terraform.functions import FUNCTIONS
+from donjon.scan.iac.terraform.operations import as_text, choose, operate, why
 from donjon.scan.iac.terraform.syntax import Expr, line_of, parse_expression, unescape
 from donjon.scan.iac.terraform.values import (
     Arr,
     Choice,
-    Json,
     Obj,
     TooLarge,
     bounded,
-    describe,
 )
 
 __all__ = ["Evaluator", "Key", "Lookup", "Step", "step_into"]
@@ -46,27 +45,8 @@ class Key(str):
 Lookup = Callable[[list[Step], str], Any]
 
 _INTERPOLATION = re.compile(r"(?<!\$)\$\{([^{}]*)\}")
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "&&": lambda a, b: bool(a) and bool(b),
-    "||": lambda a, b: bool(a) or bool(b),
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "%": lambda a, b: a % b,
-    "<": lambda a, b: a < b,
-    ">": lambda a, b: a > b,
-    "<=": lambda a, b: a <= b,
-    ">=": lambda a, b: a >= b,
-}
-_NUMERIC = frozenset("+-*/%<><=>=")
 #: Expression nesting evaluated at most (each level costs a few Python frames).
 MAX_DEPTH = 100
-#: Integers past this are left unresolved (Terraform's numbers are not arbitrary-size,
-#: and squaring a local at each level would otherwise grow without bound).
-_MAX_INT = 1 << 64
 #: The longest string built by interpolation (1 MiB).
 MAX_TEXT = 1 << 20
 
@@ -156,7 +136,7 @@ class Evaluator:
                 parts.append(text)
             elif child.data == "interpolation":
                 value = self._eval(expr, _trees(child)[0])
-                text_or_why = _as_text(value)
+                text_or_why = as_text(value)
                 if isinstance(text_or_why, Unresolved):
                     return Unresolved(expr.written(node), text_or_why.reason)
                 parts.append(text_or_why)
@@ -183,7 +163,7 @@ class Evaluator:
                 inner = parse_expression(match.group(1))
             except IacError:
                 return Unresolved(match.group(0), "interpolation does not parse")
-            text_or_why = _as_text(self.value(inner))
+            text_or_why = as_text(self.value(inner))
             if isinstance(text_or_why, Unresolved):
                 return Unresolved(match.group(0), text_or_why.reason)
             out.append(text_or_why)
@@ -252,7 +232,7 @@ class Evaluator:
         args = [self._eval(expr, a) for a in _trees(arguments[0])] if arguments else []
         for arg in args:
             if isinstance(arg, Unresolved | Choice) and names[0] != "jsonencode":
-                return Unresolved(written, _why(arg))
+                return Unresolved(written, why(arg))
         try:
             return bounded(function(*bounded(args)))
         except TooLarge:
@@ -265,7 +245,7 @@ class Evaluator:
         test = self._eval(expr, condition)
         if isinstance(test, bool):
             return self._eval(expr, yes if test else no)
-        return _choice(self._eval(expr, yes), self._eval(expr, no), expr.written(node))
+        return choose(self._eval(expr, yes), self._eval(expr, no), expr.written(node))
 
     def _binary(self, expr: Expr, node: Tree[Token]) -> Any:
         left_node, term = _trees(node)[0], _trees(node)[1]
@@ -275,16 +255,8 @@ class Evaluator:
         written = expr.written(node)
         for side in (left, right):
             if isinstance(side, Unresolved | Choice):
-                return Unresolved(written, _why(side))
-        try:
-            if operator in _NUMERIC:
-                left, right = _number(left), _number(right)
-            result = _OPERATORS[operator](left, right)
-        except (TypeError, ValueError, ZeroDivisionError, KeyError, OverflowError):
-            return Unresolved(written, f"operator {operator} on these values")
-        if isinstance(result, int) and not isinstance(result, bool) and abs(result) > _MAX_INT:
-            return Unresolved(written[:200], "number too large to evaluate")
-        return result
+                return Unresolved(written, why(side))
+        return operate(operator, left, right, written)
 
     def _unary(self, expr: Expr, node: Tree[Token]) -> Any:
         operand = self._eval(expr, _trees(node)[0])
@@ -293,54 +265,4 @@ class Evaluator:
             return not operand
         if isinstance(operand, int | float) and not isinstance(operand, bool) and operator == "-":
             return -operand
-        return Unresolved(expr.written(node), _why(operand) if _why(operand) else "operand")
-
-
-#: The most values a conditional may take (nested conditionals multiply them).
-MAX_CHOICES = 32
-
-
-def _choice(yes: Any, no: Any, written: str) -> Any:
-    """Both branches as one flat `Choice` (a branch that is itself a choice is spliced),
-    without repeats; more than `MAX_CHOICES` is unresolved."""
-    options: list[Any] = []
-    for branch in (yes, no):
-        for option in branch if isinstance(branch, Choice) else (branch,):
-            if not any(option is o for o in options):
-                options.append(option)
-    if len(options) > MAX_CHOICES:
-        return Unresolved(written[:200], "too many conditional values")
-    return Choice(options)
-
-
-def _number(value: Any) -> int | float:
-    """An operand of arithmetic or ordering: numbers only, as Terraform (a string of
-    digits converts; a list or an object is an error, not Python's repetition)."""
-    if isinstance(value, bool):
-        raise TypeError("not a number")
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str) and not isinstance(value, Json):
-        return float(value) if "." in value else int(value)
-    raise TypeError("not a number")
-
-
-def _why(value: Any) -> str:
-    if isinstance(value, Unresolved):
-        return value.reason
-    if isinstance(value, Choice):
-        return "depends on a condition"
-    return ""
-
-
-def _as_text(value: Any) -> str | Unresolved:
-    """A value as interpolation renders it."""
-    if isinstance(value, Unresolved):
-        return value
-    if isinstance(value, Choice):
-        return Unresolved(describe(value), "depends on a condition")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return Unresolved(describe(value), "a collection in a string")
+        return Unresolved(expr.written(node), why(operand) if why(operand) else "operand")
