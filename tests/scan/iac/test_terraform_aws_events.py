@@ -85,6 +85,11 @@ resource "aws_cloudwatch_event_target" "nightly" {
   rule = aws_cloudwatch_event_rule.nightly.name
   arn  = aws_lambda_function.worker["a"].arn
 }
+resource "aws_apigatewayv2_api" "quick" {
+  name          = "quick"
+  protocol_type = "HTTP"
+  target        = aws_lambda_function.worker["a"].arn
+}
 resource "aws_sqs_queue" "jobs" {
   name = "jobs"
 }
@@ -138,3 +143,5 @@ def test_rest_methods_and_event_sources(tmp_path: Path) -> None:
     assert triggers["aws_cloudwatch_event_target.nightly"].kind is TriggerKind.SCHEDULE
     assert triggers["aws_lambda_event_source_mapping.jobs"].kind is TriggerKind.QUEUE
     assert triggers["aws_cloudwatch_event_target.nightly"].asynchronous
+    quick = triggers["aws_apigatewayv2_api.quick"]
+    assert (quick.kind, quick.auth.one, quick.path) == (TriggerKind.HTTP_API, "none", "$default")

@@ -18,14 +18,12 @@ written in where a property is absent.
 
 from __future__ import annotations
 
-from typing import Any
-
 from donjon.scan.iac.model import Bucket, Cloud, HttpApi, Queue, TriggerKind, UserPool, Val, Where
 from donjon.scan.iac.terraform.aws_triggers import FunctionRef as Named
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.policies import statements
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Choice, to_bool, to_int, to_str
+from donjon.scan.iac.terraform.values import Choice, to_bool, to_int, to_str, to_strs
 
 __all__ = ["apis", "buckets", "queues", "user_pools"]
 
@@ -140,15 +138,6 @@ def queues(module: Module) -> tuple[Queue, ...]:
     return tuple(out)
 
 
-def _origins(module: Module, block: Block | None) -> Val[str]:
-    value, line = module.attr(block, "allow_origins")
-    items: Any = list(value) if isinstance(value, list) else value
-    vals = [to_str(v, line) for v in items] if isinstance(items, list) else [to_str(items, line)]
-    return Val(
-        tuple(k for v in vals for k in v.known), tuple(u for v in vals for u in v.unresolved), line
-    )
-
-
 def apis(module: Module) -> tuple[HttpApi, ...]:
     out = []
     for kind, stage_kind, field, trigger in (
@@ -163,7 +152,9 @@ def apis(module: Module) -> tuple[HttpApi, ...]:
                 HttpApi(
                     _where(block, address),
                     trigger,
-                    cors_origins=_origins(module, block.first("cors_configuration")),
+                    cors_origins=to_strs(
+                        *module.attr(block.first("cors_configuration"), "allow_origins")
+                    ),
                     cors_credentials=to_bool(
                         *module.attr(block.first("cors_configuration"), "allow_credentials")
                     ),

@@ -22,7 +22,7 @@ from typing import Any
 from donjon.scan.iac.model import Trigger, TriggerKind, Val, Where
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.syntax import Block
-from donjon.scan.iac.terraform.values import Choice, Ref, to_bool, to_str
+from donjon.scan.iac.terraform.values import Choice, Ref, to_bool, to_str, to_strs
 
 __all__ = ["FunctionRef", "triggers_of"]
 
@@ -75,7 +75,7 @@ def _function_urls(module: Module, ref: FunctionRef) -> list[Trigger]:
                     TriggerKind.FUNCTION_URL,
                     _where(block, address),
                     auth=_auth(value, line),
-                    cors_origins=_list_val(module, block.first("cors"), "allow_origins"),
+                    cors_origins=to_strs(*module.attr(block.first("cors"), "allow_origins")),
                     cors_credentials=to_bool(
                         *module.attr(block.first("cors"), "allow_credentials")
                     ),
@@ -84,18 +84,23 @@ def _function_urls(module: Module, ref: FunctionRef) -> list[Trigger]:
     return out
 
 
-def _list_val(module: Module, block: Block | None, name: str) -> Val[str]:
-    value, line = module.attr(block, name)
-    if isinstance(value, list):
-        merged = [to_str(v, line) for v in value]
-        known = tuple(k for v in merged for k in v.known)
-        unknown = tuple(u for v in merged for u in v.unresolved)
-        return Val(known, unknown, line)
-    return to_str(value, line)
-
-
 def _http_api_routes(module: Module, ref: FunctionRef) -> list[Trigger]:
     out = []
+    for address, quick in module.of_type("aws_apigatewayv2_api"):
+        # Quick create: the API's own `target` makes a $default route with no authorizer.
+        if ref.named_by(module.attr(quick, "target")[0]):
+            cors = quick.first("cors_configuration")
+            out.append(
+                Trigger(
+                    TriggerKind.HTTP_API,
+                    _where(quick, address, module.attr(quick, "target")[1]),
+                    auth=Val.of("none", module.attr(quick, "target")[1]),
+                    path="$default",
+                    cors_origins=to_strs(*module.attr(cors, "allow_origins")),
+                    api=address,
+                    cors_credentials=to_bool(*module.attr(cors, "allow_credentials")),
+                )
+            )
     for integration, block in module.of_type("aws_apigatewayv2_integration"):
         if not ref.named_by(module.attr(block, "integration_uri")[0]):
             continue
@@ -116,7 +121,7 @@ def _http_api_routes(module: Module, ref: FunctionRef) -> list[Trigger]:
                     auth=_auth(*module.attr(route, "authorization_type")),
                     method=method,
                     path=path,
-                    cors_origins=_list_val(module, cors, "allow_origins"),
+                    cors_origins=to_strs(*module.attr(cors, "allow_origins")),
                     api=api,
                     cors_credentials=to_bool(*module.attr(cors, "allow_credentials")),
                 )

@@ -34,6 +34,7 @@ __all__ = [
     "to_bool",
     "to_int",
     "to_str",
+    "to_strs",
     "to_val",
     "weight",
 ]
@@ -225,6 +226,15 @@ def env_vars(value: Any, line: int) -> tuple[EnvVar, ...]:
         at = value.line_of if isinstance(value, Obj) else (lambda _key, default: default)
         return tuple(EnvVar(str(k), to_str(v, at(str(k), line))) for k, v in value.items())
     return (EnvVar("*", to_str(value, line)),) if line else ()
+
+
+def to_strs(value: Any, line: int) -> Val[str]:
+    """A list of strings (CORS origins) as one `Val` of every string it holds."""
+    items = list(value) if isinstance(value, list) else [value]
+    parts = [to_str(item, line) for item in items]
+    known = tuple(k for part in parts for k in part.known)
+    unknown = tuple(u for part in parts for u in part.unresolved)
+    return Val(known, unknown, line, isinstance(value, Choice))
 
 
 def to_str(value: Any, line: int) -> Val[str]:
