@@ -160,6 +160,17 @@ def test_malformed_hcl_is_a_note_not_an_exception(tmp_path: Path) -> None:
     assert _fn(loaded.apps[0]).runtime.one == "python3.12"
 
 
+def test_terraform_working_directory_is_not_read(tmp_path: Path) -> None:
+    """Modules downloaded under .terraform/ are third-party code, not apps of the project."""
+    downloaded = tmp_path / ".terraform" / "modules" / "lambda"
+    downloaded.mkdir(parents=True)
+    (downloaded / "main.tf").write_text(LAMBDA)
+    (tmp_path / "main.tf").write_text('resource "aws_s3_bucket" "b" {}\n')
+    loaded = TerraformFormat().load(discover(tmp_path))
+    assert [a.path for a in loaded.apps] == ["."]
+    assert loaded.apps[0].functions == ()
+
+
 def test_each_directory_is_one_module(tmp_path: Path) -> None:
     """Two directories of .tf files are two apps; a local of one is not seen by the other."""
     (tmp_path / "a").mkdir()

@@ -3,6 +3,8 @@ into one `App` (AWS, Azure and Google resources together).
 
 A file that does not parse is a note naming it and why; the rest of its directory is
 still read (what the broken file declared is then missing, and the note says so).
+Files under ``.terraform/`` (modules and providers ``terraform init`` downloaded) are
+not the project's and are not read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
     from donjon.scan.project import Project
 
 __all__ = ["TerraformFormat", "build_app"]
+
+#: Terraform's working directory (``terraform init`` downloads modules and providers
+#: there): third-party code, not the project's templates.
+_WORKDIR = ".terraform"
 
 
 def build_app(module: Module) -> App:
@@ -49,7 +55,7 @@ class TerraformFormat(TemplateFormat):
         directories: dict[str, tuple[list[Block], list[Block]]] = {}
         notes: list[str] = []
         for source in project.files:
-            if not source.rel.endswith((".tf", ".tfvars")):
+            if not source.rel.endswith((".tf", ".tfvars")) or _WORKDIR in source.rel.split("/"):
                 continue
             directory = str(PurePosixPath(source.rel).parent).removeprefix(".")
             blocks, tfvars = directories.setdefault(directory, ([], []))
