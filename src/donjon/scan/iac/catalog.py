@@ -20,5 +20,6 @@ CHECKS: tuple[Check, ...] = ()
 def formats() -> tuple[TemplateFormat, ...]:
     """Every template format, imported on first use (their parsers are not light)."""
     from donjon.scan.iac.cfn import CfnFormat
+    from donjon.scan.iac.terraform import TerraformFormat
 
-    return (CfnFormat(),)
+    return (CfnFormat(), TerraformFormat())

@@ -175,6 +175,9 @@ class Statement:
     conditions: tuple[Condition, ...] = ()
     conditional: bool = False
     unresolved: tuple[Unresolved, ...] = ()
+    #: The file the statement is written in, when it may not be its resource's own (a
+    #: Terraform module spans files: a role policy in iam.tf, the function in main.tf).
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ class Policy:
     template: str = ""
     conditional: bool = False
     unresolved: tuple[Unresolved, ...] = ()
+    #: The file the policy is written in, when it may not be the function's (Terraform).
+    path: str = ""
 
 
 class TriggerKind(enum.Enum):
@@ -231,6 +236,8 @@ class Trigger:
     cors_origins: Val[str] = Val()
     #: The API resource this route belongs to (its logical id or address), if any.
     api: str = ""
+    #: CORS allows credentials (cookies, ``Authorization``) from the allowed origins.
+    cors_credentials: Val[bool] = Val()
 
     @property
     def asynchronous(self) -> bool:
@@ -276,6 +283,9 @@ class Function:
     #: ``Active``/``PassThrough`` (X-Ray), ``enabled``/``disabled`` elsewhere.
     tracing: Val[str] = Val()
     log_group: LogGroup | None = None
+    #: Plain HTTP refused (Azure ``https_only``, Google ``SECURE_ALWAYS``); absent where
+    #: the cloud serves HTTPS only (AWS).
+    https_only: Val[bool] = Val()
 
 
 @dataclass(frozen=True)
@@ -296,6 +306,8 @@ class Bucket:
     #: ``kms`` (a customer key), ``managed`` (the provider's key), ``none``.
     encryption: Val[str] = Val()
     kms_key: Val[str] = Val()
+    #: The oldest TLS version accepted (Azure ``min_tls_version``: ``TLS1_0``...).
+    min_tls_version: Val[str] = Val()
 
 
 @dataclass(frozen=True)
@@ -320,6 +332,8 @@ class HttpApi:
     cors_origins: Val[str] = Val()
     access_log: Val[bool] = Val()
     tracing: Val[bool] = Val()
+    #: CORS allows credentials (cookies, ``Authorization``) from the allowed origins.
+    cors_credentials: Val[bool] = Val()
 
 
 @dataclass(frozen=True)
