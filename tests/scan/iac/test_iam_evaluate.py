@@ -107,4 +107,6 @@ def test_managed_policy_from_the_table_becomes_statements() -> None:
     policy = Policy("AdministratorAccess", 9, managed="AdministratorAccess")
     function = Function(Where("t.yaml", 3, "Api"), Cloud.AWS, policies=(policy,))
     (grant,) = evaluate(function).grants
-    assert grant.admin and grant.managed == "AdministratorAccess" and grant.line == 9
+    assert (
+        grant.admin and grant.source == "AWS managed policy AdministratorAccess" and grant.line == 9
+    )

@@ -243,3 +243,31 @@ def test_rules_are_in_the_catalog_and_run_over_apps() -> None:
     )
     found = [f.rule_id for check in CHECKS for f in check(app)]
     assert found == ["DJ-IAC-001"]
+
+
+def test_wildcard_in_the_middle_reaches_passrole() -> None:
+    """iam:Pass* on '*' is iam:PassRole on every role (no literal comparison)."""
+    (finding,) = _found(_fn(_inline(_allow("iam:Pass*"))), "DJ-IAC-004")
+    assert "iam:PassRole" in finding.message
+
+
+def test_star_colon_star_is_admin() -> None:
+    """Action '*:*' is every action, like '*'."""
+    assert _found(_fn(_inline(_allow("*:*"))), "DJ-IAC-001")
+
+
+def test_service_wildcard_in_the_prefix_hiding_permissions_management() -> None:
+    """'*:PutBucket*' on a bucket reaches s3:PutBucketPolicy through the prefix wildcard."""
+    statement = _allow("*:PutBucket*", resources=("arn:aws:s3:::site",))
+    (finding,) = _found(_fn(_inline(statement)), "DJ-IAC-002")
+    assert "s3:PutBucketPolicy" in finding.message or "permissions management" in finding.message
+
+
+def test_curated_statements_are_not_wildcard_resource_findings() -> None:
+    """Statements a loader filled in for an AWS managed policy or a SAM policy template
+    are judged for admin, wildcards and escalation, not for Resource '*'."""
+    logs = _allow("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
+    managed = Policy("b", 9, statements=(logs,), managed="AWSLambdaBasicExecutionRole")
+    vpc = _allow("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface")
+    template = Policy("v", 9, statements=(vpc,), template="VPCAccessPolicy")
+    assert function_findings(_fn(managed, template)) == []

@@ -23,7 +23,7 @@ import gc
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["AccessLevel", "Action", "ActionCatalog", "catalog"]
 
@@ -47,14 +47,21 @@ class Action:
     name: str
     level: AccessLevel | None = None
     wildcard_only: bool = False
+    #: The case-folded ``service:name`` that IAM compares (computed once: rules and set
+    #: operations over ~20,000 actions read it and the hash over and over).
+    key: str = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = f"{self.service}:{self.name}".lower()
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "_hash", hash(key))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.service}:{self.name}"
-
-    @property
-    def key(self) -> str:
-        """The case-folded ``service:name`` that IAM compares."""
-        return f"{self.service}:{self.name}".lower()
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -98,6 +105,11 @@ class ActionCatalog:
 
     def service_actions(self, service: str) -> frozenset[Action]:
         return frozenset(self._services.get(service.lower(), {}).values())
+
+    def find(self, key: str) -> Action | None:
+        """The known action named `key` (``service:name``, any case)."""
+        service, _, name = key.lower().partition(":")
+        return self._services.get(service, {}).get(name)
 
     def expand(self, pattern: str) -> frozenset[Action]:
         """The actions `pattern` names. A pattern without wildcards that names no known

@@ -73,8 +73,10 @@ class Grant:
     not_action: bool
     #: ``Resource: "*"``, every resource of a type, or ``NotResource``.
     unbounded: bool
-    #: The AWS managed policy (from the table) the statement comes from, if any.
-    managed: str = ""
+    #: Where a statement nobody in the project wrote comes from: ``AWS managed policy
+    #: AdministratorAccess``, ``SAM policy template DynamoDBCrudPolicy``; empty for the
+    #: template's own statements.
+    source: str = ""
 
     @property
     def narrowed(self) -> bool:
@@ -97,8 +99,8 @@ class Grant:
 
     def of(self, keys: Iterable[str]) -> tuple[Action, ...]:
         """The granted actions among `keys` (case-folded ``service:name``)."""
-        wanted = set(keys)
-        return tuple(sorted(a for a in self.actions if a.key in wanted))
+        found = {catalog().find(k) for k in keys}
+        return tuple(sorted(a for a in found if a is not None and a in self.actions))
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,16 @@ def _unknown_role(function: Function) -> list[Unknown]:
     return found
 
 
+def _source(policy: Policy) -> str:
+    """Who wrote the policy's statements, when not the template's author."""
+    name = managed_name(policy.managed) if policy.managed else None
+    if name is not None:
+        return f"AWS managed policy {name}"
+    if policy.template:
+        return f"SAM policy template {policy.template}"
+    return ""
+
+
 def _policy_statements(
     policy: Policy, unknown: list[Unknown], by_name: list[Policy]
 ) -> list[tuple[Statement, str]]:
@@ -167,11 +179,11 @@ def _policy_statements(
         Unknown(policy.line, "policy", u.expression, u.reason) for u in policy.unresolved
     )
     if policy.statements:
-        return [(s, "") for s in policy.statements]
+        return [(s, _source(policy)) for s in policy.statements]
     if policy.managed:
         known = lookup(policy.managed, policy.line)
         if known is not None:
-            return [(s, known.name) for s in known.statements]
+            return [(s, f"AWS managed policy {known.name}") for s in known.statements]
         name = managed_name(policy.managed)
         if name is not None and full_access_by_name(name):
             by_name.append(policy)
@@ -194,15 +206,15 @@ def evaluate(function: Function) -> Access:
     by_name: list[Policy] = []
     written: list[tuple[Policy, Statement, str]] = []
     for policy in function.policies:
-        for statement, managed in _policy_statements(policy, unknown, by_name):
-            written.append((policy, statement, managed))
+        for statement, source in _policy_statements(policy, unknown, by_name):
+            written.append((policy, statement, source))
             unknown.extend(
                 Unknown(statement.line or policy.line, "statement", u.expression, u.reason)
                 for u in statement.unresolved
             )
     denies = [s for _, s, _ in written if s.effect is Effect.DENY]
     grants: list[Grant] = []
-    for policy, statement, managed in written:
+    for policy, statement, source in written:
         if statement.effect is not Effect.ALLOW:
             continue
         named = _named(statement)
@@ -217,10 +229,10 @@ def evaluate(function: Function) -> Access:
                 statement=statement,
                 actions=named - denied,
                 denied=denied,
-                every_action=any(a.strip() == "*" for a in statement.actions),
+                every_action=any(a.strip() in ("*", "*:*") for a in statement.actions),
                 not_action=bool(statement.not_actions),
                 unbounded=bool(statement.not_resources) or any(unbounded(r) for r in resources),
-                managed=managed,
+                source=source,
             )
         )
     return Access(tuple(grants), tuple(unknown), tuple(by_name))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from donjon.scan.iac.iam.actions import AccessLevel, Action
+from donjon.scan.iac.iam.actions import AccessLevel, Action, catalog
 from donjon.scan.iac.iam.escalation import PATHS, ROLE_HANDOVER, key_actions
 from donjon.scan.iac.iam.evaluate import Access, Grant, evaluate
 from donjon.scan.iac.iam.managed import managed_name
@@ -134,7 +134,7 @@ class _Reporter:
             severity = _lower(severity)
             keys = ", ".join(sorted({c.key for c in grant.statement.conditions}))
             where = f" (narrowed by a condition on {keys})"
-        source = f" through AWS managed policy {grant.managed}" if grant.managed else ""
+        source = f" through {grant.source}" if grant.source else ""
         message = f"{self.function.where.resource} {verb} {what}{source}{where}"
         self.add(rule, grant.line, message, severity, confidence)
 
@@ -173,9 +173,8 @@ def _service_wildcard(report: _Reporter, grant: Grant) -> None:
             continue
         hidden = [
             a
-            for a in grant.actions
+            for a in catalog().expand(pattern) & grant.actions
             if a.level is AccessLevel.PERMISSIONS_MANAGEMENT
-            and a.key.startswith(pattern.partition(":")[0].lower() + ":")
         ]
         if hidden:
             what = f"{pattern}, which includes permissions management actions ({_names(hidden)})"
@@ -255,7 +254,7 @@ def function_findings(function: Function) -> list[Finding]:
             continue
         rest.append(grant)
         _service_wildcard(report, grant)
-        if grant.unbounded and not grant.managed:
+        if grant.unbounded and not grant.source:
             _resource_wildcard(report, grant)
     for policy in access.full_access_by_name:
         name = managed_name(policy.managed) or policy.managed
