@@ -271,3 +271,9 @@ def test_curated_statements_are_not_wildcard_resource_findings() -> None:
     vpc = _allow("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface")
     template = Policy("v", 9, statements=(vpc,), template="VPCAccessPolicy")
     assert function_findings(_fn(managed, template)) == []
+
+
+def test_power_user_access_is_near_admin() -> None:
+    """PowerUserAccess (NotAction iam:*, organizations:*, account:*) is admin access."""
+    (finding,) = _found(_fn(Policy("pu", 9, managed="PowerUserAccess")), "DJ-IAC-001")
+    assert "except iam:*" in finding.message and "PowerUserAccess" in finding.message
