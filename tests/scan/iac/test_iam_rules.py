@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from donjon.scan.iac.catalog import CHECKS, IAC_RULES
 from donjon.scan.iac.iam.rules import function_findings
 from donjon.scan.iac.model import (
@@ -277,3 +279,20 @@ def test_power_user_access_is_near_admin() -> None:
     """PowerUserAccess (NotAction iam:*, organizations:*, account:*) is admin access."""
     (finding,) = _found(_fn(Policy("pu", 9, managed="PowerUserAccess")), "DJ-IAC-001")
     assert "except iam:*" in finding.message and "PowerUserAccess" in finding.message
+
+
+@dataclass(frozen=True)
+class _FiledStatement(Statement):
+    """A statement as the Terraform loader records it: with the file it is written in."""
+
+    path: str = ""
+
+
+def test_finding_points_at_the_file_the_statement_is_in() -> None:
+    """A statement written in iam.tf is reported in iam.tf, with the function's address."""
+    statement = _FiledStatement(
+        Effect.ALLOW, 4, actions=("iam:PassRole",), resources=("*",), path="iam.tf"
+    )
+    (finding,) = _found(_fn(_inline(statement)), "DJ-IAC-004")
+    assert (finding.location.path, finding.location.line) == ("iam.tf", 4)
+    assert finding.location.resource == "ApiFunction"

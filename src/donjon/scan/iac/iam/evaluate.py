@@ -31,7 +31,7 @@ from donjon.scan.iac.iam.actions import Action, catalog
 from donjon.scan.iac.iam.managed import full_access_by_name, lookup, managed_name
 from donjon.scan.iac.model import Effect, Function, Policy, Statement
 
-__all__ = ["Access", "Grant", "Unknown", "evaluate", "unbounded"]
+__all__ = ["Access", "Grant", "Unknown", "evaluate", "unbounded", "written_in"]
 
 # The resource part of an ARN that names every resource of its type: ``*``,
 # ``role/*``, ``function:*``, ``*/*``.
@@ -111,6 +111,8 @@ class Unknown:
     what: str
     expression: str
     reason: str
+    #: The file it is written in when not the function's (empty: the function's).
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,13 @@ def _unknown_role(function: Function) -> list[Unknown]:
     return found
 
 
+def written_in(part: Policy | Statement) -> str:
+    """The file a policy or statement is written in, when a loader records it (the
+    Terraform loader does: a module spans files); "" for the function's own file."""
+    path = getattr(part, "path", "")
+    return path if isinstance(path, str) else ""
+
+
 def _source(policy: Policy) -> str:
     """Who wrote the policy's statements, when not the template's author."""
     name = managed_name(policy.managed) if policy.managed else None
@@ -175,8 +184,9 @@ def _source(policy: Policy) -> str:
 def _policy_statements(
     policy: Policy, unknown: list[Unknown], by_name: list[Policy]
 ) -> list[tuple[Statement, str]]:
+    path = written_in(policy)
     unknown.extend(
-        Unknown(policy.line, "policy", u.expression, u.reason) for u in policy.unresolved
+        Unknown(policy.line, "policy", u.expression, u.reason, path) for u in policy.unresolved
     )
     if policy.statements:
         return [(s, _source(policy)) for s in policy.statements]
@@ -189,13 +199,13 @@ def _policy_statements(
             by_name.append(policy)
         elif name is not None:
             reason = "an AWS managed policy outside Donjon's table: its content is unseen"
-            unknown.append(Unknown(policy.line, "policy", policy.managed, reason))
+            unknown.append(Unknown(policy.line, "policy", policy.managed, reason, path))
         else:
             reason = "a managed policy defined outside the template: its content is unseen"
-            unknown.append(Unknown(policy.line, "policy", policy.managed, reason))
+            unknown.append(Unknown(policy.line, "policy", policy.managed, reason, path))
     elif policy.template:
         reason = "a SAM policy template the loader did not expand"
-        unknown.append(Unknown(policy.line, "policy", policy.template, reason))
+        unknown.append(Unknown(policy.line, "policy", policy.template, reason, path))
     return []
 
 
@@ -208,8 +218,9 @@ def evaluate(function: Function) -> Access:
     for policy in function.policies:
         for statement, source in _policy_statements(policy, unknown, by_name):
             written.append((policy, statement, source))
+            where = written_in(statement) or written_in(policy)
             unknown.extend(
-                Unknown(statement.line or policy.line, "statement", u.expression, u.reason)
+                Unknown(statement.line or policy.line, "statement", u.expression, u.reason, where)
                 for u in statement.unresolved
             )
     denies = [s for _, s, _ in written if s.effect is Effect.DENY]

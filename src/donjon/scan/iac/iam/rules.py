@@ -15,10 +15,18 @@ from collections.abc import Iterable, Iterator
 
 from donjon.scan.iac.iam.actions import AccessLevel, Action, catalog
 from donjon.scan.iac.iam.escalation import PATHS, ROLE_HANDOVER, key_actions
-from donjon.scan.iac.iam.evaluate import Access, Grant, evaluate
+from donjon.scan.iac.iam.evaluate import Access, Grant, evaluate, written_in
 from donjon.scan.iac.iam.managed import managed_name
 from donjon.scan.iac.model import App, Function
-from donjon.scan.model import Confidence, Cwe, Finding, FindingKind, SasCategory, Severity
+from donjon.scan.model import (
+    Confidence,
+    Cwe,
+    Finding,
+    FindingKind,
+    Location,
+    SasCategory,
+    Severity,
+)
 from donjon.scan.rule import Rule
 
 __all__ = [
@@ -136,12 +144,20 @@ class _Reporter:
             where = f" (narrowed by a condition on {keys})"
         source = f" through {grant.source}" if grant.source else ""
         message = f"{self.function.where.resource} {verb} {what}{source}{where}"
-        self.add(rule, grant.line, message, severity, confidence)
+        path = written_in(grant.statement) or written_in(grant.policy)
+        self.add(rule, grant.line, message, severity, confidence, path)
 
     def add(
-        self, rule: Rule, line: int, message: str, severity: Severity, confidence: Confidence
+        self,
+        rule: Rule,
+        line: int,
+        message: str,
+        severity: Severity,
+        confidence: Confidence,
+        path: str = "",
     ) -> None:
-        location = self.function.where.location(line)
+        where = self.function.where
+        location = Location(path or where.path, line or where.line, 0, where.resource)
         self.findings.append(
             rule.finding(location, message, confidence=confidence, severity=severity)
         )
@@ -230,7 +246,8 @@ def _escalation(report: _Reporter, grants: list[Grant]) -> None:
             ]
     for grant, paths in by_line.items():
         confidence = Confidence.HIGH if grant.unbounded else Confidence.MEDIUM
-        what = "; ".join(paths) + ": privilege escalation"
+        more = f"; and {len(paths) - 3} more paths" if len(paths) > 3 else ""
+        what = "; ".join(paths[:3]) + more + ": privilege escalation"
         report.grant(ESCALATION, grant, what, confidence=confidence)
 
 
@@ -240,7 +257,7 @@ def _unseen(report: _Reporter, access: Access) -> None:
             f"{report.function.where.resource}: the permissions of {item.what} "
             f"{item.expression} are unknown ({item.reason}); not checked"
         )
-        report.add(UNSEEN, item.line, message, UNSEEN.severity, Confidence.LOW)
+        report.add(UNSEEN, item.line, message, UNSEEN.severity, Confidence.LOW, item.path)
 
 
 def function_findings(function: Function) -> list[Finding]:
@@ -262,7 +279,14 @@ def function_findings(function: Function) -> list[Finding]:
             f"{function.where.resource} is given AWS managed policy {name}, which by its "
             "name grants every action of its service (not in Donjon's table: judged by name)"
         )
-        report.add(SERVICE_WILDCARD, policy.line, message, Severity.HIGH, Confidence.MEDIUM)
+        report.add(
+            SERVICE_WILDCARD,
+            policy.line,
+            message,
+            Severity.HIGH,
+            Confidence.MEDIUM,
+            written_in(policy),
+        )
     _escalation(report, rest)
     _unseen(report, access)
     return report.findings
