@@ -1,5 +1,5 @@
 """AWS managed policies as statements: a dated, hand-written table
-(`managed_policies.json`) of what the common ones grant, so rules judge
+(``scan/iac/data/managed_policies.json``) of what the common ones grant, so rules judge
 ``Policies: [AdministratorAccess]`` or ``arn:aws:iam::aws:policy/IAMFullAccess`` by
 their content, like an inline policy.
 
@@ -83,7 +83,8 @@ def _statement(raw: dict[str, object], line: int) -> Statement:
 
 @functools.cache
 def _table() -> tuple[str, dict[str, list[dict[str, object]]]]:
-    text = resources.files(__package__).joinpath("managed_policies.json").read_text("utf-8")
+    data_dir = resources.files("donjon.scan.iac").joinpath("data")
+    text = data_dir.joinpath("managed_policies.json").read_text("utf-8")
     data = json.loads(text)
     return str(data["as_of"]), dict(data["policies"])
 
