@@ -296,3 +296,34 @@ def test_finding_points_at_the_file_the_statement_is_in() -> None:
     (finding,) = _found(_fn(_inline(statement)), "DJ-IAC-004")
     assert (finding.location.path, finding.location.line) == ("iam.tf", 4)
     assert finding.location.resource == "ApiFunction"
+
+
+def test_fully_denied_allow_reports_nothing() -> None:
+    """Allow * with Deny * on every resource grants nothing: no finding."""
+    deny = Statement(Effect.DENY, 13, actions=("*",), resources=("*",))
+    assert function_findings(_fn(_inline(_allow("*"), deny))) == []
+
+
+def test_admin_less_denied_actions_names_them() -> None:
+    """Allow * with Deny iam:* is still admin access, naming what is denied."""
+    deny = Statement(Effect.DENY, 13, actions=("iam:*",), resources=("*",))
+    (finding,) = _found(_fn(_inline(_allow("*"), deny)), "DJ-IAC-001")
+    assert "denied actions" in finding.message and "iam:" in finding.message
+
+
+def test_not_action_in_a_deny_grants_nothing() -> None:
+    """Deny NotAction dynamodb:* leaves the dynamodb Allow as written, and grants nothing."""
+    table = ("arn:aws:dynamodb:eu-west-1:123456789012:table/orders",)
+    deny = Statement(Effect.DENY, 13, not_actions=("dynamodb:*",), resources=("*",))
+    assert function_findings(_fn(_inline(_allow("dynamodb:GetItem", resources=table), deny))) == []
+
+
+def test_unknown_aws_managed_policy_and_unexpanded_template_are_unseen() -> None:
+    """An AWS managed policy outside the table and an unexpanded SAM policy template are
+    DJ-IAC-005 at low confidence, each at its own line."""
+    function = _fn(
+        Policy("ro", 9, managed="ReadOnlyAccess"), Policy("t", 10, template="NewSamPolicy")
+    )
+    found = _found(function, "DJ-IAC-005")
+    assert sorted(f.location.line for f in found) == [9, 10]
+    assert all(f.confidence is Confidence.LOW for f in found)

@@ -266,6 +266,8 @@ def function_findings(function: Function) -> list[Finding]:
     report = _Reporter(function)
     rest: list[Grant] = []
     for grant in access.grants:
+        if not grant.actions:
+            continue  # everything it names is denied
         if grant.admin:
             _admin(report, grant)
             continue
