@@ -1,6 +1,6 @@
 """The IaC rules and checks, gathered from their modules, and the template formats.
 
-Ids: DJ-IAC-001..009 IAM (`iam_rules`), 010..019 exposure: routes, storage, invoke
+Ids: DJ-IAC-001..009 IAM (`iam`, 001..005 used), 010..019 exposure: routes, storage, invoke
 permissions, CORS (`exposure_rules`), 020..049 configuration: runtimes, secrets,
 encryption, failure handling, concurrency, logging and tracing, identity
 (`config_rules`). Ids never change meaning.
@@ -8,13 +8,14 @@ encryption, failure handling, concurrency, logging and tracing, identity
 
 from __future__ import annotations
 
+from donjon.scan.iac import iam
 from donjon.scan.iac.interface import Check, TemplateFormat
 from donjon.scan.rule import Rule
 
 __all__ = ["CHECKS", "IAC_RULES", "formats"]
 
-IAC_RULES: tuple[Rule, ...] = ()
-CHECKS: tuple[Check, ...] = ()
+IAC_RULES: tuple[Rule, ...] = (*iam.RULES,)
+CHECKS: tuple[Check, ...] = (*iam.CHECKS,)
 
 
 def formats() -> tuple[TemplateFormat, ...]:
