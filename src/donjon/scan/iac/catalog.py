@@ -8,6 +8,7 @@ encryption, failure handling, concurrency, logging and tracing, identity
 
 from __future__ import annotations
 
+from donjon.scan.iac import config_rules, exposure_rules, identity_rules, ops_rules
 from donjon.scan.iac.interface import Check, TemplateFormat
 from donjon.scan.rule import Rule
 
@@ -15,6 +16,8 @@ __all__ = ["CHECKS", "IAC_RULES", "formats"]
 
 IAC_RULES: tuple[Rule, ...] = ()
 CHECKS: tuple[Check, ...] = ()
+IAC_RULES += exposure_rules.RULES + config_rules.RULES + ops_rules.RULES + identity_rules.RULES
+CHECKS += exposure_rules.CHECKS + config_rules.CHECKS + ops_rules.CHECKS + identity_rules.CHECKS
 
 
 def formats() -> tuple[TemplateFormat, ...]:

@@ -231,6 +231,8 @@ class Trigger:
     cors_origins: Val[str] = Val()
     #: The API resource this route belongs to (its logical id or address), if any.
     api: str = ""
+    #: CORS allows credentials (cookies, ``Authorization``) from the allowed origins.
+    cors_credentials: Val[bool] = Val()
 
     @property
     def asynchronous(self) -> bool:
@@ -320,6 +322,8 @@ class HttpApi:
     cors_origins: Val[str] = Val()
     access_log: Val[bool] = Val()
     tracing: Val[bool] = Val()
+    #: CORS allows credentials (cookies, ``Authorization``) from the allowed origins.
+    cors_credentials: Val[bool] = Val()
 
 
 @dataclass(frozen=True)
