@@ -80,7 +80,7 @@ def bucket(name: str = "Data", line: int = 50, **kw: Any) -> Bucket:
 
 
 def queue(name: str = "Jobs", kind: str = "sqs", line: int = 60, **kw: Any) -> Queue:
-    values: dict[str, Any] = {"encryption": Val.of("managed", line + 1)}
+    values: dict[str, Any] = {"encryption": Val.of("kms", line + 1)}
     values.update(kw)
     return Queue(where(name, line), Cloud.AWS, kind, **values)
 

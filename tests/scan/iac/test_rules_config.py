@@ -8,7 +8,7 @@ from typing import Any
 from donjon.scan.iac import config_rules as rules
 from donjon.scan.iac.model import App, Cloud, EnvVar, Val, Where
 from donjon.scan.iac.template_secrets import is_secret_name
-from donjon.scan.model import Confidence
+from donjon.scan.model import Confidence, Severity
 from iac_support import app, bucket, function, graded, log_group, queue, run, where
 
 HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
@@ -106,21 +106,27 @@ def test_environment_kms_is_an_aws_rule() -> None:
 
 
 def test_unencrypted_buckets_queues_and_topics() -> None:
-    """Effective encryption none is reported; managed or kms is not; unresolved is low."""
+    """Encryption none is DJ-IAC-024 (an unresolved mode low); the provider's key only is
+    DJ-IAC-023 (low severity); a customer key is clean."""
     built = app(
-        buckets=(bucket(encryption=Val.of("none", 53)), bucket("Ok")),
+        buckets=(bucket(encryption=Val.of("none", 53)), bucket("Ok"),
+                 bucket("Sse", line=120, encryption=Val.of("managed", 123))),
         queues=(
             queue("Alerts", "sns", encryption=Val.of("none", 61)),
-            queue("Jobs"),
+            queue("Jobs", encryption=Val.of("kms", 61)),
             queue("Maybe", line=90, encryption=Val[str].unknown("!Ref Mode", "no default", 91)),
+            queue("Iffy", line=100, encryption=Val(("kms", "managed"), (), 101, True)),
         ),
-    )
+    )  # fmt: skip
     found = run(rules.unencrypted_storage, built)
     assert [(f.rule_id, f.location.line, f.confidence) for f in found] == [
-        ("DJ-IAC-023", 53, HIGH),
+        ("DJ-IAC-024", 53, HIGH),
+        ("DJ-IAC-023", 123, HIGH),
         ("DJ-IAC-024", 61, HIGH),
         ("DJ-IAC-024", 91, LOW),
+        ("DJ-IAC-023", 101, MEDIUM),
     ]
+    assert found[1].severity is Severity.LOW
 
 
 def test_log_groups_without_kms() -> None:

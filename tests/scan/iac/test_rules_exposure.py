@@ -204,6 +204,22 @@ def test_public_invoke_permission() -> None:
     assert found[0].rule_id == "DJ-IAC-014"
 
 
+def test_function_url_permission_is_left_to_the_url_rule() -> None:
+    """lambda:InvokeFunctionUrl to "*" for AuthType NONE is the public URL's own grant
+    (DJ-IAC-010 reports the URL); the same grant for AWS_IAM URLs lets any account in."""
+    none_cond = (Condition("StringEquals", "lambda:FunctionUrlAuthType", ("NONE",)),)
+    iam_cond = (Condition("StringEquals", "lambda:FunctionUrlAuthType", ("AWS_IAM",)),)
+    url_none = Statement(Effect.ALLOW, 30, actions=("lambda:InvokeFunctionUrl",),
+                         principals=("*",), conditions=none_cond)  # fmt: skip
+    url_iam = Statement(Effect.ALLOW, 31, actions=("lambda:InvokeFunctionUrl",),
+                        principals=("*",), conditions=iam_cond)  # fmt: skip
+    found = run(
+        rules.public_invoke_permissions,
+        app(functions=(function(invoke_policy=(url_none, url_iam)),)),
+    )
+    assert graded(found) == [(31, HIGH)]
+
+
 def test_open_cors_on_an_api_and_with_credentials() -> None:
     """ "*" is medium severity; with credentials allowed, high; listed origins are fine."""
     plain = api(cors_origins=Val.of("*", 72))

@@ -1,5 +1,5 @@
 """DJ-IAC-020..025: runtimes past their support, secrets written in the template, and
-what is stored without encryption.
+what is stored without encryption or without a customer key.
 
 The runtime rule is the one check that depends on the day: `runtime_check(today)` makes
 it for a given date (tests pass one), `end_of_life_runtimes` checks against the scan's
@@ -57,20 +57,23 @@ ENV_WITHOUT_KMS = _rule(
     "Set KmsKeyArn (kms_key_arn) to a customer key whose policy names who may decrypt, or "
     "better, read the secret at run time from Secrets Manager or Parameter Store.",
 )  # fmt: skip
-BUCKET_UNENCRYPTED = _rule(
-    "DJ-IAC-023", "storage-not-encrypted", Severity.MEDIUM, Cwe.MISSING_ENCRYPTION,
+NO_CUSTOMER_KEY = _rule(
+    "DJ-IAC-023", "storage-without-customer-key", Severity.LOW, Cwe.MISSING_ENCRYPTION,
     SasCategory.SAS_3,
-    "A bucket stored without encryption at rest (its effective encryption is none).",
-    "Turn on default encryption (S3 BucketEncryption with aws:kms, or at least AES256; a "
-    "customer-managed key on Azure or Google storage).",
+    "A bucket, queue or topic encrypted only with the provider's own key (S3 SSE-S3, "
+    "SSE-SQS): whoever is granted read on the resource reads the data; a customer key "
+    "adds its own key policy as a second gate.",
+    "Encrypt with a customer-managed KMS key (SSEAlgorithm aws:kms with KMSMasterKeyID; "
+    "KmsMasterKeyId for SQS and SNS) whose policy names the readers.",
 )  # fmt: skip
-QUEUE_UNENCRYPTED = _rule(
-    "DJ-IAC-024", "messaging-not-encrypted", Severity.MEDIUM, Cwe.MISSING_ENCRYPTION,
+UNENCRYPTED = _rule(
+    "DJ-IAC-024", "storage-not-encrypted", Severity.MEDIUM, Cwe.MISSING_ENCRYPTION,
     SasCategory.SAS_3,
-    "A queue or topic whose messages are stored without encryption at rest (an SNS topic "
-    "without KmsMasterKeyId; an SQS queue with SqsManagedSseEnabled false and no key).",
+    "A bucket, queue or topic whose data is stored without encryption at rest (an SNS "
+    "topic without KmsMasterKeyId; an SQS queue with SqsManagedSseEnabled false and no "
+    "key).",
     "Set KmsMasterKeyId (kms_master_key_id) to a KMS key, or SqsManagedSseEnabled: true "
-    "for SQS.",
+    "for SQS; buckets: default encryption with aws:kms.",
 )  # fmt: skip
 LOGS_WITHOUT_KMS = _rule(
     "DJ-IAC-025", "log-group-without-kms", Severity.LOW, Cwe.MISSING_ENCRYPTION,
@@ -82,7 +85,7 @@ LOGS_WITHOUT_KMS = _rule(
 )  # fmt: skip
 
 RULES: tuple[Rule, ...] = (
-    OLD_RUNTIME, HARD_CODED_SECRET, ENV_WITHOUT_KMS, BUCKET_UNENCRYPTED, QUEUE_UNENCRYPTED,
+    OLD_RUNTIME, HARD_CODED_SECRET, ENV_WITHOUT_KMS, NO_CUSTOMER_KEY, UNENCRYPTED,
     LOGS_WITHOUT_KMS,
 )  # fmt: skip
 
@@ -224,18 +227,29 @@ def environments_without_kms(app: App) -> Iterator[Finding]:
 
 
 def unencrypted_storage(app: App) -> Iterator[Finding]:
-    """DJ-IAC-023 and 024: buckets, queues and topics whose encryption is none."""
-    holders = [(BUCKET_UNENCRYPTED, "bucket", b.where, b.encryption) for b in app.buckets]
-    holders += [(QUEUE_UNENCRYPTED, q.kind or "queue", q.where, q.encryption) for q in app.queues]
-    for rule, kind, where, encryption in holders:
+    """DJ-IAC-023 and 024: buckets, queues and topics encrypted with the provider's key
+    only (``managed``), or not at all (``none``). S3 has encrypted every object since
+    January 2023 and SQS every new queue since 2022: a loader writes ``managed`` for
+    them when the template says nothing, never ``none``."""
+    holders = [("bucket", b.where, b.encryption) for b in app.buckets]
+    holders += [(q.kind or "queue", q.where, q.encryption) for q in app.queues]
+    for kind, where, encryption in holders:
         reading = read(encryption, lambda mode: mode.lower() == "none")
-        if reading is None:
+        if reading is not None:
+            yield UNENCRYPTED.finding(
+                where.location(encryption.line),
+                f"{kind} {where.resource} {reading.verb} stored without encryption{reading.note()}",
+                confidence=reading.confidence,
+            )
             continue
-        yield rule.finding(
-            where.location(encryption.line),
-            f"{kind} {where.resource} {reading.verb} stored without encryption{reading.note()}",
-            confidence=reading.confidence,
-        )
+        managed = read(encryption, lambda mode: mode.lower() == "managed")
+        if managed is not None and not managed.unresolved:
+            yield NO_CUSTOMER_KEY.finding(
+                where.location(encryption.line),
+                f"{kind} {where.resource} {managed.verb} encrypted with the provider's key "
+                "only, no customer KMS key",
+                confidence=managed.confidence,
+            )
 
 
 def log_groups_without_kms(app: App) -> Iterator[Finding]:

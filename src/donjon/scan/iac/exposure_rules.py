@@ -8,20 +8,19 @@ check reads only the model; how an unresolved or conditional value is graded is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from donjon.scan.iac.judge import Reading, read
 from donjon.scan.iac.model import (
     App,
     Cloud,
-    Effect,
     HttpApi,
     Statement,
     Trigger,
     TriggerKind,
     Where,
 )
-from donjon.scan.iac.public import ROUTES, is_public_principal, narrowing_condition
+from donjon.scan.iac.public import ROUTES, public_statements, url_permission
 from donjon.scan.model import Confidence, Cwe, Finding, FindingKind, SasCategory, Severity
 from donjon.scan.rule import Rule
 
@@ -155,30 +154,6 @@ def public_acls(app: App) -> Iterator[Finding]:
         )
 
 
-def _public_statements(
-    statements: Iterable[Statement],
-) -> Iterator[tuple[Statement, Confidence, str]]:
-    """Allow statements anyone may use: each with how sure, and what makes it so.
-
-    An Allow with NotPrincipal lets in everyone it does not name; an Allow whose
-    principal is not known at all is reported at low confidence."""
-    for st in statements:
-        if st.effect is not Effect.ALLOW or narrowing_condition(st.conditions):
-            continue
-        unresolved = "; ".join(str(u) for u in st.unresolved)
-        public = any(map(is_public_principal, st.principals)) or bool(st.not_principals)
-        if not public:
-            if unresolved and not st.principals:
-                yield st, Confidence.LOW, f"its principal is unresolved: {unresolved}"
-            continue
-        if unresolved:
-            yield st, Confidence.LOW, f"part of it is unresolved: {unresolved}"
-        elif st.conditional:
-            yield st, Confidence.MEDIUM, "under a template condition"
-        else:
-            yield st, Confidence.HIGH, ""
-
-
 def public_policies(app: App) -> Iterator[Finding]:
     """DJ-IAC-012: bucket, queue and topic policies open to any principal."""
     holders: list[tuple[str, Where, tuple[Statement, ...], bool]] = [
@@ -186,7 +161,7 @@ def public_policies(app: App) -> Iterator[Finding]:
     ]
     holders += [(q.kind or "queue", q.where, q.policy, False) for q in app.queues]
     for kind, where, policy, blocked in holders:
-        for st, sure, why in _public_statements(policy):
+        for st, sure, why in public_statements(policy):
             may = "may allow" if sure is not Confidence.HIGH else "allows"
             actions = ", ".join(st.actions) or "every action"
             if st.not_actions:
@@ -237,7 +212,9 @@ def missing_public_access_blocks(app: App) -> Iterator[Finding]:
 def public_invoke_permissions(app: App) -> Iterator[Finding]:
     """DJ-IAC-014: invoke permissions granted to any principal without a source."""
     for function in app.functions:
-        for st, confidence, why in _public_statements(function.invoke_policy):
+        for st, confidence, why in public_statements(function.invoke_policy):
+            if url_permission(st):
+                continue
             may = "may let" if confidence is not Confidence.HIGH else "lets"
             tail = f" ({why})" if why else ""
             yield PUBLIC_INVOKE.finding(

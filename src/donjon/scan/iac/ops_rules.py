@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from donjon.scan.iac.judge import read, read_missing
-from donjon.scan.iac.model import App, Cloud, Effect, Function, LogGroup, Where
-from donjon.scan.iac.public import ROUTES, is_public_principal, narrowing_condition
+from donjon.scan.iac.model import App, Cloud, Function, LogGroup, Where
+from donjon.scan.iac.public import ROUTES, public_statements
 from donjon.scan.model import Confidence, Cwe, Finding, FindingKind, SasCategory, Severity
 from donjon.scan.rule import Rule
 
@@ -103,10 +103,9 @@ def _public_reason(function: Function) -> tuple[str, Confidence] | None:
         reading = read(trigger.auth, lambda auth: auth.lower() == "none")
         if reading is not None and not reading.unresolved:
             return "an unauthenticated route", reading.confidence
-    for st in function.invoke_policy:
-        public = any(map(is_public_principal, st.principals)) or bool(st.not_principals)
-        if public and st.effect is Effect.ALLOW and not narrowing_condition(st.conditions):
-            return "a public invoke permission", Confidence.HIGH
+    for _, sure, _why in public_statements(function.invoke_policy):
+        if sure is not Confidence.LOW:
+            return "a public invoke permission", sure
     return None
 
 

@@ -13,11 +13,19 @@ aws:SourceArn), a negated one (``StringNotEquals``) lets everyone else in, and
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
-from donjon.scan.iac.model import Condition, TriggerKind
+from donjon.scan.iac.model import Condition, Effect, Statement, TriggerKind
+from donjon.scan.model import Confidence
 
-__all__ = ["NARROWING_KEYS", "ROUTES", "is_public_principal", "narrowing_condition"]
+__all__ = [
+    "NARROWING_KEYS",
+    "ROUTES",
+    "is_public_principal",
+    "narrowing_condition",
+    "public_statements",
+    "url_permission",
+]
 
 #: Triggers that are HTTP routes: their `auth` says who may call them.
 ROUTES = frozenset(
@@ -77,3 +85,37 @@ def _narrows(condition: Condition) -> bool:
 def narrowing_condition(conditions: Iterable[Condition]) -> Condition | None:
     """The first condition that pins who or where the caller is, if any."""
     return next((c for c in conditions if _narrows(c)), None)
+
+
+def public_statements(
+    statements: Iterable[Statement],
+) -> Iterator[tuple[Statement, Confidence, str]]:
+    """Allow statements anyone may use: each with how sure, and what makes it so.
+
+    An Allow with NotPrincipal lets in everyone it does not name; an Allow whose
+    principal is not known at all is reported at low confidence."""
+    for st in statements:
+        if st.effect is not Effect.ALLOW or narrowing_condition(st.conditions):
+            continue
+        unresolved = "; ".join(str(u) for u in st.unresolved)
+        public = any(map(is_public_principal, st.principals)) or bool(st.not_principals)
+        if not public:
+            if unresolved and not st.principals:
+                yield st, Confidence.LOW, f"its principal is unresolved: {unresolved}"
+            continue
+        if unresolved:
+            yield st, Confidence.LOW, f"part of it is unresolved: {unresolved}"
+        elif st.conditional:
+            yield st, Confidence.MEDIUM, "under a template condition"
+        else:
+            yield st, Confidence.HIGH, ""
+
+
+def url_permission(st: Statement) -> bool:
+    """The permission a function URL with AuthType NONE needs: its exposure is the URL's
+    (DJ-IAC-010), not a second finding."""
+    url_only = bool(st.actions) and all(a.lower() == "lambda:invokefunctionurl" for a in st.actions)
+    return url_only and any(
+        c.key.lower() == "lambda:functionurlauthtype" and c.values == ("NONE",)
+        for c in st.conditions
+    )
