@@ -3,10 +3,11 @@ reference), environments without KMS, unencrypted storage and messaging, log gro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from donjon.scan.iac import config_rules as rules
-from donjon.scan.iac.model import App, Cloud, EnvVar, Val, Where
+from donjon.scan.iac.model import App, Cloud, EnvVar, LogGroup, Val, Where
 from donjon.scan.iac.template_secrets import is_secret_name
 from donjon.scan.model import Confidence, Severity
 from iac_support import app, bucket, function, graded, log_group, queue, run, where
@@ -72,6 +73,22 @@ def test_template_literals_are_checked() -> None:
     assert found[0].location.resource == "DbPassword"
 
 
+def test_parameter_defaults_and_property_paths_are_named_by_their_key() -> None:
+    """A parameter's Default is judged by the parameter's name; a property path by its
+    last key (as the SAM/CloudFormation loader writes literals)."""
+    built = app(
+        literals=(
+            (where("ReportsPassword", 5), "Default", PASSWORD),
+            (where("Db", 9), "Properties.MasterUserPassword", PASSWORD),
+            (where("Stage", 12), "Default", PASSWORD),
+        )
+    )
+    found = run(rules.hard_coded_secrets, built)
+    assert graded(found) == [(5, MEDIUM), (9, MEDIUM)]
+    assert found[0].message.startswith("ReportsPassword holds")
+    assert found[1].message.startswith("MasterUserPassword of Db holds")
+
+
 def test_templates_under_tests_are_graded_low() -> None:
     """A template in tests/ or examples/ holds made-up secrets, as the secrets scanner says."""
     built = app(literals=((Where("examples/t.yaml", 5, "K"), "Key", AWS_KEY),))
@@ -116,6 +133,8 @@ def test_unencrypted_buckets_queues_and_topics() -> None:
             queue("Jobs", encryption=Val.of("kms", 61)),
             queue("Maybe", line=90, encryption=Val[str].unknown("!Ref Mode", "no default", 91)),
             queue("Iffy", line=100, encryption=Val(("kms", "managed"), (), 101, True)),
+            queue("Keyed", line=110, kms_key=Val[str].unknown("!Ref Key", "no default", 111),
+                  encryption=Val[str].unknown("!Ref Key", "no default", 111)),
         ),
     )  # fmt: skip
     found = run(rules.unencrypted_storage, built)
@@ -130,9 +149,12 @@ def test_unencrypted_buckets_queues_and_topics() -> None:
 
 
 def test_log_groups_without_kms() -> None:
-    """A declared log group with no key is low severity; a key (even unresolved) is enough."""
+    """A declared log group with no key is low severity; a key (even unresolved) is enough;
+    the group Lambda makes itself (written at the function) is left to DJ-IAC-030."""
     bare = log_group("Bare", line=100, kms_key=Val())
     unknown = log_group("Imported", line=110, kms_key=Val[str].unknown("!ImportValue K", "import"))
-    built = app(log_groups=(bare, unknown), functions=(function(),))
+    implicit = function("Implicit", line=120)
+    implicit = replace(implicit, log_group=LogGroup(implicit.where))
+    built = app(log_groups=(bare, unknown), functions=(function(), implicit))
     found = run(rules.log_groups_without_kms, built)
     assert [(f.location.resource, f.confidence) for f in found] == [("Bare", HIGH)]

@@ -3,8 +3,18 @@ concurrency caps on public functions, tracing, API access logs, log retention.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from donjon.scan.iac import ops_rules as rules
-from donjon.scan.iac.model import Cloud, Effect, Statement, Trigger, TriggerKind, Val
+from donjon.scan.iac.model import (
+    Cloud,
+    Effect,
+    LogGroup,
+    Statement,
+    Trigger,
+    TriggerKind,
+    Val,
+)
 from donjon.scan.model import Confidence
 from iac_support import api, app, function, graded, log_group, route, run, where
 
@@ -110,6 +120,16 @@ def test_log_retention() -> None:
         ("NoGroup", 10, MEDIUM),
         ("Forever", 100, HIGH),
     ]
+
+
+def test_the_group_lambda_makes_itself_is_no_log_group() -> None:
+    """A loader that writes Lambda's own group at the function (no retention, no key):
+    the function declares no log group (medium), not a second finding on the group."""
+    fn = function("Implicit")
+    built = app(functions=(replace(fn, log_group=LogGroup(fn.where)),))
+    found = run(rules.missing_log_retention, built)
+    assert graded(found) == [(10, MEDIUM)]
+    assert "declares no log group" in found[0].message
 
 
 def test_log_group_shared_by_function_and_app_is_reported_once() -> None:

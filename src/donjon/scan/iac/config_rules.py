@@ -8,11 +8,12 @@ own day.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 from donjon.scan.iac.judge import read, read_missing
-from donjon.scan.iac.model import App, Cloud, Function
+from donjon.scan.iac.model import App, Cloud, Function, Where
 from donjon.scan.iac.runtimes import Stage, runtime_table
 from donjon.scan.iac.template_secrets import find_secret, is_secret_name
 from donjon.scan.model import Confidence, Cwe, Finding, FindingKind, SasCategory, Severity
@@ -187,17 +188,26 @@ def hard_coded_secrets(app: App) -> Iterator[Finding]:
                     f"{hit.kind}: {hit.masked}",
                     confidence=_sample_graded(function.where.path, hit.confidence),
                 )
-    for where, name, value in app.literals:
+    for where, path, value in app.literals:
+        name = _literal_name(where, path)
         hit = find_secret(name, value)
-        key = (where.path, where.line, value)
-        if hit is None or key in seen:
+        spot = (where.path, where.line, value)
+        if hit is None or spot in seen:
             continue
-        seen.add(key)
+        seen.add(spot)
         yield HARD_CODED_SECRET.finding(
             where.location(),
-            f"{name} of {where.resource} holds {hit.kind}: {hit.masked}",
+            f"{name if name == where.resource else f'{name} of {where.resource}'} holds "
+            f"{hit.kind}: {hit.masked}",
             confidence=_sample_graded(where.path, hit.confidence),
         )
+
+
+def _literal_name(where: Where, key: str) -> str:
+    """The name a literal is written under: a property path's last key
+    (``Properties.MasterUserPassword``), a parameter's own name for its ``Default``."""
+    last = re.sub(r"\[\d+\]$", "", key).rsplit(".", 1)[-1]
+    return where.resource if last in {"", "Default", "default"} else last
 
 
 def _sample_graded(path: str, confidence: Confidence) -> Confidence:
@@ -231,11 +241,12 @@ def unencrypted_storage(app: App) -> Iterator[Finding]:
     only (``managed``), or not at all (``none``). S3 has encrypted every object since
     January 2023 and SQS every new queue since 2022: a loader writes ``managed`` for
     them when the template says nothing, never ``none``."""
-    holders = [("bucket", b.where, b.encryption) for b in app.buckets]
-    holders += [(q.kind or "queue", q.where, q.encryption) for q in app.queues]
-    for kind, where, encryption in holders:
+    holders = [("bucket", b.where, b.encryption, b.kms_key) for b in app.buckets]
+    holders += [(q.kind or "queue", q.where, q.encryption, q.kms_key) for q in app.queues]
+    for kind, where, encryption, key in holders:
         reading = read(encryption, lambda mode: mode.lower() == "none")
-        if reading is not None:
+        # A key written as an unresolved expression is still a key: encrypted, by whom unknown.
+        if reading is not None and not (reading.unresolved and key.present):
             yield UNENCRYPTED.finding(
                 where.location(encryption.line),
                 f"{kind} {where.resource} {reading.verb} stored without encryption{reading.note()}",
@@ -256,8 +267,11 @@ def log_groups_without_kms(app: App) -> Iterator[Finding]:
     """DJ-IAC-025: declared log groups without a KMS key (an unresolved key is a key)."""
     groups = {g.where: g for g in app.log_groups}
     for function in app.functions:
-        if function.log_group is not None:
-            groups.setdefault(function.log_group.where, function.log_group)
+        group = function.log_group
+        # The group Lambda makes itself (the loader writes it at the function): there is no
+        # key to set on it until it is declared, which DJ-IAC-030 asks for.
+        if group is not None and group.where != function.where:
+            groups.setdefault(group.where, group)
     for group in groups.values():
         reading = read_missing(group.kms_key)
         if reading is None or reading.unresolved:

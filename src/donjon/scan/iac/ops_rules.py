@@ -67,7 +67,8 @@ LOG_RETENTION = _rule(
     "group declared, which Lambda then creates without one). Logs holding event data "
     "pile up unbounded, and no retention decision was made.",
     "Declare the log group (/aws/lambda/<name>, or LoggingConfig.LogGroup) with "
-    "RetentionInDays (retention_in_days) set to what your records policy needs.",
+    "RetentionInDays (retention_in_days) set to what your records policy needs, and a "
+    "KmsKeyId.",
 )  # fmt: skip
 
 RULES: tuple[Rule, ...] = (NO_DEAD_LETTER, NO_CONCURRENCY_CAP, TRACING_OFF, API_LOGS_OFF,
@@ -170,15 +171,22 @@ def missing_log_retention(app: App) -> Iterator[Finding]:
     """DJ-IAC-030: log groups without retention, and functions with no log group at all."""
     groups: dict[Where, LogGroup] = {g.where: g for g in app.log_groups}
     for function in _aws(app):
-        if function.log_group is None:
+        group = function.log_group
+        # None, or the group Lambda makes itself, written by the loader at the function.
+        implicit = group is None or (
+            group.where == function.where
+            and not group.retention_days.present
+            and not group.kms_key.present
+        )
+        if implicit:
             yield LOG_RETENTION.finding(
                 function.where.location(),
                 f"{function.where.resource} declares no log group: Lambda creates "
                 f"/aws/lambda/<name> keeping logs forever",
                 confidence=Confidence.MEDIUM,
             )
-        else:
-            groups.setdefault(function.log_group.where, function.log_group)
+        elif group is not None:
+            groups.setdefault(group.where, group)
     for group in groups.values():
         finding = _retention(group)
         if finding is not None:
