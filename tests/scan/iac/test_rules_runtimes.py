@@ -55,7 +55,8 @@ def test_runtime_keys_join_spellings() -> None:
     """nodejs18.x, node18 and nodejs18 are one key; python3.10 is not python3.1."""
     assert runtime_key("nodejs18.x") == runtime_key("node18") == runtime_key("NodeJS18")
     assert runtime_key("python3.10") != runtime_key("python3.1")
-    assert runtime_key("dotnet8.0") == runtime_key("dotnet8")
+    assert runtime_key("dotnet8.0") == runtime_key("dotnet8") == runtime_key("dotnetv8.0")
+    assert runtime_key("dotnet-isolated8.0") == runtime_key("dotnet8")
     assert runtime_key("provided.al2") == "provided.al2"
 
 

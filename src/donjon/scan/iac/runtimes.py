@@ -69,7 +69,7 @@ def runtime_key(runtime: str) -> str:
     text = runtime.strip().lower()
     if text.startswith("provided"):
         return text
-    text = text.removesuffix(".x")
+    text = text.removesuffix(".x").replace("-isolated", "")  # Azure's dotnet-isolated|8.0
     match = _PREFIX.match(text)
     if match is None:
         return text
