@@ -63,13 +63,17 @@ def masked(secret: str, *, show_prefix: bool = False) -> str:
 
 def find_secret(name: str, value: str) -> SecretHit | None:
     """The secret in `value` (written under `name`), or None."""
-    from donjon.scan.scanners.secret_detect import detect, keyword_regexes
+    from donjon.scan.scanners.secret_detect import CANDIDATE_LINE, detect, keyword_regexes
     from donjon.scan.scanners.secret_values import Verdict, classify, is_reference
 
     text = value.strip()
     if not text or is_reference(text):
         return None
-    for cand in detect(text, keyword_regexes("template.yaml"), False):
+    # Speed only: what the line scanner's pre-filter rules out, no detector can match.
+    candidates = (
+        detect(text, keyword_regexes("template.yaml"), False) if CANDIDATE_LINE.search(text) else []
+    )
+    for cand in candidates:
         if cand.rule_id in _FORMAT_RULES:
             show = cand.rule_id == "DJ-SEC-001"
             return SecretHit(cand.kind, Confidence.HIGH, masked(cand.secret, show_prefix=show))
