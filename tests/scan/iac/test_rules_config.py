@@ -47,8 +47,34 @@ def test_references_and_pointers_are_not_secrets() -> None:
         ("JWT_SECRET", Val[str].unknown("!Ref JwtSecret", "NoEcho parameter", 18)),
         ("SECRET_NAME", Val.of("prod/orders/db-password", 19)),
         ("STAGE", Val.of("prod", 20)),
+        (
+            "DB_PASSWORD",
+            Val.of("@Microsoft.KeyVault(SecretUri=https://o.vault.azure.net/secrets/db/)"),
+        ),
+        (
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+            Val.of(
+                "InstrumentationKey=8d2a1b3c-4e5f-6789-abcd-ef0123456789;IngestionEndpoint=https://x"
+            ),
+        ),
     )
     assert run(rules.hard_coded_secrets, _env(*pairs)) == []
+
+
+def test_passwords_in_urls_and_connection_strings_are_found_under_any_name() -> None:
+    """A database URL or an ODBC string with a password is a credential whatever its name."""
+    found = run(
+        rules.hard_coded_secrets,
+        _env(
+            ("DATABASE_URL", Val.of(f"postgresql://app:{PASSWORD}@db.internal:5432/orders", 14)),
+            (
+                "ORDERS_DB",
+                Val.of(f"Server=db;Database=orders;User Id=app;Password={PASSWORD};", 15),
+            ),
+        ),
+    )
+    assert graded(found) == [(14, HIGH), (15, HIGH)]
+    assert all(PASSWORD not in f.message for f in found)
 
 
 def test_weak_literal_is_low_and_conditional_says_may() -> None:

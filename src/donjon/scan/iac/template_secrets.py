@@ -2,14 +2,17 @@
 a property) is a hard-coded secret, judged with the secrets scanner's own detectors.
 
 Two ways in, as the line scanner has them: a known credential format anywhere (an AWS
-key, a GitHub or Slack token, a private key, a URL or connection string with a
-password: detect-secrets' format detectors and Donjon's `tokens`, found by
-`secret_detect.detect`), or a variable *named* like a secret (``DB_PASSWORD``,
-``STRIPE_API_KEY``, ``JWT_SECRET``, ``GITHUB_TOKEN``) whose value passes the value filters
-of `secret_values` (not a reference, a boolean, a word, a placeholder...). Names that
-only point at a secret (``DB_SECRET_ARN``, ``API_KEY_PARAM``, ``TOKEN_TTL``) are not
-secret names. A random-looking value under any other name is left to the line scanner's
-entropy rule (DJ-SEC-004): an environment full of ids and hashes is not full of secrets.
+key, a GitHub or Slack token, a private key, an Azure storage key, a URL or connection
+string with a password: detect-secrets' format detectors and Donjon's `tokens`, found
+by `secret_detect.detect`), or a variable *named* like a secret (``DB_PASSWORD``,
+``STRIPE_API_KEY``, ``JWT_SECRET``, ``GITHUB_TOKEN``) whose value passes the value
+filters of `secret_values` (not a reference, a boolean, a word, a placeholder...).
+Names that only point at a secret (``DB_SECRET_ARN``, ``API_KEY_PARAM``, ``TOKEN_TTL``)
+are not secret names. Connection strings are judged by what they hold, not by a
+``_CONNECTION_STRING`` name (Application Insights' carries only an instrumentation
+id). A random-looking value under any other name is left to the line scanner's
+entropy rule (DJ-SEC-004): an environment full of ids and hashes is not full of
+secrets.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ __all__ = ["SecretHit", "find_secret", "is_secret_name", "masked"]
 
 _SECRET_NAME = re.compile(
     r"pass(?:word|wd|phrase)?(?![a-z])|pwd|secret|token|api_?key|apikey|access_?key"
-    r"|private_?key|signing_?key|encryption_?key|auth_?key|master_?key|credential"
-    r"|conn(?:ection)?_?str(?:ing)?|dsn(?![a-z])",
+    r"|private_?key|signing_?key|encryption_?key|auth_?key|master_?key|credential",
     re.IGNORECASE,
 )
+#: Where a secret lives, in the clouds' own reference syntaxes (Azure Key Vault
+#: references in app settings; the rest are caught by `secret_values.is_reference`).
+_VAULT_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE)
 #: Suffixes of names that point at a secret or describe it rather than hold it.
 _POINTER_NAME = re.compile(
     r"_(?:arn|name|id|ids|path|param|parameter|ref|region|ttl|length|len|header|file|"
@@ -67,7 +72,7 @@ def find_secret(name: str, value: str) -> SecretHit | None:
     from donjon.scan.scanners.secret_values import Verdict, classify, is_reference
 
     text = value.strip()
-    if not text or is_reference(text):
+    if not text or is_reference(text) or _VAULT_REFERENCE.match(text):
         return None
     # Speed only: what the line scanner's pre-filter rules out, no detector can match.
     candidates = (
