@@ -8,8 +8,8 @@ resource "google_cloudfunctions_function" "hello" {
   https_trigger_security_level = "SECURE_ALWAYS"
 }
 
-resource "google_cloudfunctions_function_iam_member" "invoker" {  # expect: DJ-IAC-010@high, DJ-IAC-014@high
+resource "google_cloudfunctions_function_iam_member" "invoker" {
   cloud_function = google_cloudfunctions_function.hello.name
   role           = "roles/cloudfunctions.invoker"
-  member         = "allUsers"
+  member         = "allUsers"  # expect: DJ-IAC-010@high, DJ-IAC-014@high
 }

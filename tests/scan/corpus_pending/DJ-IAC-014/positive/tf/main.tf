@@ -28,9 +28,9 @@ variable "log_key_arn" {
   type = string
 }
 
-resource "aws_lambda_permission" "anyone" {  # expect: DJ-IAC-014@high
+resource "aws_lambda_permission" "anyone" {
   statement_id  = "anyone"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.worker.function_name
-  principal     = "*"
+  principal     = "*"  # expect: DJ-IAC-014@high
 }
