@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
+
+import pytest
 
 from donjon.scan import RULES, scan_path
 from donjon.scan.format import render_sarif
@@ -11,6 +14,7 @@ from donjon.scan.iac import config_rules, exposure_rules, identity_rules, ops_ru
 from donjon.scan.iac.catalog import CHECKS, IAC_RULES
 from donjon.scan.iac.interface import Loaded, TemplateFormat
 from donjon.scan.iac.model import App, Val
+from donjon.scan.iac.runtimes import runtime_table
 from donjon.scan.model import FindingKind
 from donjon.scan.project import Project
 from donjon.scan.scanners.iac import IacScanner
@@ -65,3 +69,23 @@ def test_findings_reach_the_sarif_report_with_the_resource(tmp_path: Path) -> No
     location = public_acl["locations"][0]
     assert location["physicalLocation"]["region"]["startLine"] == 51
     assert location["logicalLocations"][0]["fullyQualifiedName"] == "Site"
+
+
+def test_an_old_runtime_table_is_a_scan_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past STALE_DAYS after the table's date, a scan that read functions says so in its
+    notes (the clock is moved: the only stand-in here); a fresh table says nothing."""
+    (tmp_path / "template.yaml").write_text("Resources: {}\n")
+    built = app(functions=(function(),))
+    table = runtime_table()
+    monkeypatch.setattr(config_rules, "scan_day", lambda: table.as_of)
+    fresh = scan_path(tmp_path, scanners=[IacScanner([_Given(built)])])
+    assert not [n for n in fresh.notes if "runtime support dates" in n]
+    later = date.fromordinal(table.as_of.toordinal() + config_rules.STALE_DAYS + 1)
+    monkeypatch.setattr(config_rules, "scan_day", lambda: later)
+    stale = scan_path(tmp_path, scanners=[IacScanner([_Given(built)])])
+    assert [n for n in stale.notes if "runtime support dates" in n] == [
+        f"IaC runtime support dates are as of {table.as_of} ({config_rules.STALE_DAYS + 1} "
+        "days old): runtimes deprecated since are not reported; update donjon"
+    ]

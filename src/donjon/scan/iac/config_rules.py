@@ -9,7 +9,7 @@ own day.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 
 from donjon.scan.iac.judge import read, read_missing
@@ -19,7 +19,15 @@ from donjon.scan.iac.template_secrets import find_secret, is_secret_name
 from donjon.scan.model import Confidence, Cwe, Finding, FindingKind, SasCategory, Severity
 from donjon.scan.rule import Rule
 
-__all__ = ["CHECKS", "RULES", "STALE_DAYS", "WARN_DAYS", "runtime_check"]
+__all__ = [
+    "CHECKS",
+    "RULES",
+    "STALE_DAYS",
+    "WARN_DAYS",
+    "runtime_check",
+    "runtime_data_notes",
+    "scan_day",
+]
 
 _IAC = FindingKind.IAC
 
@@ -162,9 +170,29 @@ def runtime_check(today: date) -> Callable[[App], Iterator[Finding]]:
     return end_of_life_runtimes
 
 
+def scan_day() -> date:
+    """The day runtimes are checked against: today, in UTC."""
+    return datetime.now(UTC).date()
+
+
 def end_of_life_runtimes(app: App) -> Iterator[Finding]:
-    """DJ-IAC-020 as of the day of the scan (UTC)."""
-    return runtime_check(datetime.now(UTC).date())(app)
+    """DJ-IAC-020 as of the day of the scan."""
+    return runtime_check(scan_day())(app)
+
+
+def runtime_data_notes(apps: Sequence[App]) -> tuple[str, ...]:
+    """A scan note when functions were checked against a runtime table older than
+    `STALE_DAYS`: deprecations announced since are unknown to it."""
+    if not any(f.runtime.present for app in apps for f in app.functions):
+        return ()
+    table = runtime_table()
+    age = table.age_days(scan_day())
+    if age <= STALE_DAYS:
+        return ()
+    return (
+        f"IaC runtime support dates are as of {table.as_of} ({age} days old): runtimes "
+        "deprecated since are not reported; update donjon",
+    )
 
 
 def hard_coded_secrets(app: App) -> Iterator[Finding]:
