@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from donjon.scan.iac.catalog import CHECKS, formats
+from donjon.scan.iac.catalog import CHECKS, NOTES, formats
 from donjon.scan.iac.interface import Check, TemplateFormat
+from donjon.scan.iac.model import App
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Finding
 from donjon.scan.project import Project
@@ -36,10 +37,14 @@ class IacScanner(Scanner):
     def scan(self, project: Project) -> ScannerOutput:
         findings: list[Finding] = []
         notes: list[str] = []
+        apps: list[App] = []
         for fmt in self._formats if self._formats is not None else formats():
             loaded = fmt.load(project)
             notes.extend(loaded.notes)
+            apps.extend(loaded.apps)
             for app in loaded.apps:
                 for check in self._checks:
                     findings.extend(check(app))
+        for note in NOTES:
+            notes.extend(note(apps))
         return ScannerOutput(findings=tuple(findings), notes=tuple(notes))
