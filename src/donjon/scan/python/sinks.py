@@ -1,7 +1,8 @@
-"""Injection sinks: command, code, SQL, deserialization and XML entity rules.
+"""Injection sinks: command, SQL, deserialization and XML entity rules.
 
-SQL through other database APIs, request forgery and path traversal have modules
-of their own (sinks_sql.py, sinks_net.py, sinks_files.py); `check_call` runs them.
+Code injection, SQL through other database APIs, request forgery and path traversal
+have modules of their own (sinks_code.py, sinks_sql.py, sinks_net.py, sinks_files.py);
+`check_call` runs them.
 
 Grading is by what reaches the sink: event data (taint) -> high confidence, with
 its path; a value built only from literals -> nothing (a constant command is not an
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from donjon.scan.model import Confidence, Severity
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
+from donjon.scan.python.sinks_code import CODE_SINKS, check_code_method
 from donjon.scan.python.sinks_files import check_path
 from donjon.scan.python.sinks_net import check_request
 from donjon.scan.python.sinks_sql import SQL_CALLS, check_sql_api, grade_sql
@@ -83,10 +85,6 @@ _EXEC_PROGRAM_ARG = {
     },
     "asyncio.create_subprocess_exec": 0,
 }
-_CODE_CALLS = frozenset(
-    {"eval", "exec", "compile", "builtins.eval", "builtins.exec", "builtins.compile"}
-)
-_IMPORT_CALLS = frozenset({"importlib.import_module", "__import__", "builtins.__import__"})
 _SQL_METHODS = frozenset({"execute", "executemany", "executescript", "raw", "mogrify"})
 #: Deserializers of data passed in memory (a literal payload is harmless).
 _DESER_DATA = frozenset(
@@ -232,25 +230,6 @@ def _shell_script(site: CallSite, qual: str) -> bool:
     return False
 
 
-def _code(site: CallSite, qual: str) -> None:
-    if qual in _CODE_CALLS:
-        _grade(
-            site,
-            "DJ-PY-002",
-            site.arg(0, "source"),
-            f"{qual.rsplit('.', maxsplit=1)[-1]}()",
-            unknown=_LOW,
-        )
-    else:
-        _grade(
-            site,
-            "DJ-PY-002",
-            site.arg(0, "name"),
-            f"{qual}() (imports a chosen module)",
-            unknown=None,
-        )
-
-
 def _sql(site: CallSite, what: str) -> None:
     grade_sql(site, site.arg(0, "sql") or site.arg(0, "query") or site.arg(0, "statement"), what)
 
@@ -326,7 +305,7 @@ def _lxml_parser(site: CallSite) -> None:
 
 _BY_QUAL: dict[str, Callable[[CallSite, str], None]] = {
     **dict.fromkeys(_SHELL_CALLS | _SUBPROCESS | _EXEC_PROGRAM_ARG.keys(), _command),
-    **dict.fromkeys(_CODE_CALLS | _IMPORT_CALLS, _code),
+    **CODE_SINKS,
     **dict.fromkeys(SQL_CALLS, lambda site, qual: _sql(site, f"{qual}()")),
     **dict.fromkeys(
         _DESER_DATA | _DESER_FILE | _YAML_LOADS | _YAML_UNSAFE | {"numpy.load", "torch.load"},
@@ -352,6 +331,7 @@ def check_call(site: CallSite) -> None:
         _xml_features(site)
     else:
         check_sql_api(site)
+    check_code_method(site)
     check_request(site, qual)
     check_path(site, qual)
     check_misuse(site, qual)
