@@ -8,6 +8,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from donjon.scan import Confidence, Finding, ScanPolicy, Severity, render_sarif, scan_path
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -112,3 +114,49 @@ def test_decoded_code_stays_blocking(tmp_path: Path) -> None:
     )
     assert (finding.severity, finding.confidence) == (Severity.HIGH, Confidence.MEDIUM)
     assert "decoded" in finding.message
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        'code.InteractiveInterpreter().runcode(event["c"])',
+        'code.InteractiveInterpreter().runsource(event["c"])',
+        'code.compile_command(event["c"])',
+        'codeop.compile_command(event["c"])',
+        'cProfile.run(event["c"])',
+        'cProfile.Profile().runctx(event["c"], {}, {})',
+        'profile.runctx(event["c"], {}, {})',
+        'pdb.runctx(event["c"], {}, {})',
+        'pdb.Pdb().runeval(event["c"])',
+        'bdb.Bdb().run(event["c"])',
+        'trace.Trace().run(event["c"])',
+        'timeit.Timer(setup=event["c"])',
+        'timeit.repeat(event["c"])',
+        'list(filter(eval, event["c"]))',
+        'functools.reduce(eval, event["c"])',
+        'max(event["c"], key=eval)',
+        'asyncio.to_thread(exec, event["c"])',
+        'multiprocessing.Process(target=exec, args=(event["c"],))',
+        'pool.imap(eval, event["c"])',
+        'pool.apply_async(exec, (event["c"],))',
+        'loop.run_in_executor(None, exec, event["c"])',
+        'runpy.run_module(event["c"])',
+        'runpy.run_path(event["c"])',
+        '__import__(event["c"])',
+    ],
+)
+def test_each_code_runner_is_a_sink(tmp_path: Path, call: str) -> None:
+    """Event data reaching each runner of text as code the rule lists is an error."""
+    findings = _scan(
+        tmp_path,
+        f"""
+        import asyncio, bdb, code, codeop, cProfile, functools, multiprocessing, pdb
+        import profile, runpy, timeit, trace
+
+        def handler(event, context, pool=None, loop=None):
+            {call}
+        """,
+    )
+    assert [(f.location.line, f.severity, f.confidence) for f in findings] == [
+        (6, Severity.HIGH, Confidence.HIGH)
+    ]
