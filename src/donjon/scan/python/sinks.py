@@ -16,9 +16,10 @@ import ast
 from collections.abc import Callable
 
 from donjon.scan.model import Confidence, Severity
+from donjon.scan.python.callbacks import handed_calls
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
-from donjon.scan.python.sinks_code import CODE_SINKS, check_code_calls
+from donjon.scan.python.sinks_code import CODE_SINKS, check_code_method
 from donjon.scan.python.sinks_files import check_path
 from donjon.scan.python.sinks_net import check_request
 from donjon.scan.python.sinks_sql import SQL_CALLS, check_sql_api, grade_sql
@@ -331,7 +332,9 @@ def check_call(site: CallSite) -> None:
         _xml_features(site)
     else:
         check_sql_api(site)
-    check_code_calls(site)
+    check_code_method(site)
     check_request(site, qual)
     check_path(site, qual)
     check_misuse(site, qual)
+    for call in handed_calls(site):  # map(os.system, commands): checked as os.system(...)
+        check_call(call)

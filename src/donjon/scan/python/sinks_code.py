@@ -8,7 +8,8 @@ interpreters of ``code`` (``InteractiveInterpreter().runsource``,
 ``InteractiveConsole().push``, ``code.compile_command``), ``codeop.compile_command``,
 ``timeit`` (its ``stmt`` and ``setup``), the profilers and debuggers (``cProfile.run``,
 ``profile.run``, ``pdb.run``, ``pdb.runeval`` and their objects' ``run``/``runctx``/
-``runeval``, ``trace.Trace().run``) and ``runpy.run_path``.
+``runeval``, ``trace.Trace().run``) and ``runpy.run_path``; handed to a function that
+calls them (``map(eval, lines)``), they are checked by python/callbacks.py.
 
 Grading, per what reaches the code's text:
 
@@ -33,9 +34,9 @@ from collections.abc import Callable
 from donjon.scan.model import Confidence, Severity
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.kinds import CODE, CODE_RUNNER
-from donjon.scan.python.values import Value, constant, join_all
+from donjon.scan.python.values import Value
 
-__all__ = ["CODE_SINKS", "check_code_calls"]
+__all__ = ["CODE_SINKS", "check_code_method"]
 
 RULE = "DJ-PY-002"
 _BUILTINS = frozenset({"eval", "exec", "compile"})
@@ -61,27 +62,6 @@ _RUNNER_METHODS = {
     "run": "cmd",
     "runctx": "cmd",
     "runeval": "expr",
-}
-#: Functions that call a callable they are given with other arguments of the same call:
-#: where the callable is (its position, None if keyword-only; its keyword).
-_CALLBACKS: dict[str, tuple[int | None, str | None]] = {
-    "map": (0, None),
-    "filter": (0, None),
-    "functools.reduce": (0, None),
-    "sorted": (None, "key"),
-    "min": (None, "key"),
-    "max": (None, "key"),
-    "asyncio.to_thread": (0, "func"),
-    "threading.Thread": (None, "target"),
-    "multiprocessing.Process": (None, "target"),
-}
-#: The same, as methods of objects the analysis does not know (executors, pools, loops).
-_CALLBACK_METHODS: dict[str, tuple[int | None, str | None]] = {
-    "submit": (0, "fn"),
-    "map": (0, "fn"),
-    "imap": (0, "func"),
-    "run_in_executor": (1, "func"),
-    "apply_async": (0, "func"),
 }
 #: Functions that import or run a module or file the argument names: only event data
 #: choosing it is reported.
@@ -149,31 +129,11 @@ def _chosen(site: CallSite, qual: str) -> None:
         )
 
 
-def check_code_calls(site: CallSite) -> None:
-    """The sinks no qualified name shows: ``console.push(line)`` and the like on an
-    object of kind CODE_RUNNER, and eval/exec/compile handed to a function that calls
-    them with other arguments of the call (``map(eval, lines)``)."""
+def check_code_method(site: CallSite) -> None:
+    """``console.push(line)`` and the like, on an object of kind CODE_RUNNER."""
     receiver = site.receiver
     if receiver is not None and receiver.kind == CODE_RUNNER and site.method in _RUNNER_METHODS:
         _grade(site, site.arg(0, _RUNNER_METHODS[site.method]), f".{site.method}()")
-        return
-    _callback(site)
-
-
-def _callback(site: CallSite) -> None:
-    qual = site.qual or ""
-    where = _CALLBACKS.get(qual) or _CALLBACK_METHODS.get(site.method or "")
-    if where is None:
-        return
-    caller = f"{qual}()" if qual in _CALLBACKS else f".{site.method}()"
-    index, keyword = where
-    sink = site.arg(index, keyword) if index is not None else site.kwargs.get(keyword or "")
-    ref = sink.ref if sink is not None else None
-    name = ref.name.removeprefix("builtins.") if ref is not None else ""
-    if ref is None or ref.kind != "object" or name not in _BUILTINS:
-        return
-    rest = [v for v in (*site.args, *site.kwargs.values()) if v is not sink]
-    _grade(site, join_all(rest, empty=constant()), f"{name}() (called by {caller})")
 
 
 #: Every function this module checks, by qualified name, and its check.
