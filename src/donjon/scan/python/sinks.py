@@ -16,6 +16,7 @@ import ast
 from collections.abc import Callable
 
 from donjon.scan.model import Confidence, Severity
+from donjon.scan.python.argv import argv_use
 from donjon.scan.python.callbacks import handed_calls
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
@@ -23,7 +24,7 @@ from donjon.scan.python.sinks_code import CODE_SINKS, check_code_method
 from donjon.scan.python.sinks_files import check_path
 from donjon.scan.python.sinks_net import check_request
 from donjon.scan.python.sinks_sql import SQL_CALLS, check_sql_api, grade_sql
-from donjon.scan.python.values import Value
+from donjon.scan.python.values import Value, join_all
 
 __all__ = ["SINK_NAMES", "check_call"]
 
@@ -53,6 +54,7 @@ _SUBPROCESS = frozenset(
         "subprocess.check_call",
         "subprocess.check_output",
         "subprocess.Popen",
+        "pty.spawn",
     }
 )
 _EXEC_PROGRAM_ARG = {
@@ -178,14 +180,15 @@ def _command(site: CallSite, qual: str) -> None:
             unknown=_LOW,
         )
         return
+    elts = _argv_nodes(site, qual)
+    if elts is not None and _argv(site, qual, elts):
+        return
     if qual in _EXEC_PROGRAM_ARG:
         program = site.arg(_EXEC_PROGRAM_ARG[qual], "path") or site.arg(0, "program")
         _grade(site, "DJ-PY-001", program, f"the program run by {qual}()", unknown=None)
         return
     command = site.arg(0, "args")
     if command is None:
-        return
-    if _shell_script(site, qual):
         return
     shell = site.keyword_node("shell")
     if shell is None and "**" in site.kwargs and command.head is None:
@@ -206,29 +209,39 @@ def _command(site: CallSite, qual: str) -> None:
         )
 
 
-#: Programs that run their ``-c`` argument as a script.
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox"})
+def _argv(site: CallSite, qual: str, elts: list[ast.expr]) -> bool:
+    """An argv list that runs one of its items beyond the first as a script or program
+    (``["/bin/sh", "-c", script]``, behind ``sudo``/``timeout``/``env``..., ``python3 -c``,
+    ``find -exec``, ``ssh host words``; python/argv.py): that item is graded as
+    ``os.system(script)`` or as the program. True when the argv is such a list."""
+    use = argv_use(elts)
+    if use is None or site.evaluate is None:
+        return False
+    evaluate = site.evaluate
+    if use.to_end:
+        value = join_all([evaluate(e) for e in elts[use.index :]])
+    else:
+        value = evaluate(elts[use.index])
+    _grade(site, "DJ-PY-001", value, f"{use.what} ({qual}())", unknown=_LOW if use.script else None)
+    return True
 
 
-def _shell_script(site: CallSite, qual: str) -> bool:
-    """``run(["/bin/sh", "-c", script])``: the script is a shell command line, graded as
-    ``os.system(script)``; True when the argv is such a list."""
-    node = site.arg_node(0, "args")
-    if not isinstance(node, ast.List | ast.Tuple) or site.evaluate is None or not node.elts:
-        return False
-    head = node.elts[0]
-    if not (isinstance(head, ast.Constant) and isinstance(head.value, str)):
-        return False
-    if head.value.rsplit("/", 1)[-1] not in _SHELLS:
-        return False
-    for i, elt in enumerate(node.elts[1:-1], start=1):
-        flag = elt.value if isinstance(elt, ast.Constant) else None
-        if isinstance(flag, str) and flag.startswith("-") and "c" in flag.lstrip("-"):
-            script = site.evaluate(node.elts[i + 1])
-            what = f"the script {qual}() runs with {head.value} {flag}"
-            _grade(site, "DJ-PY-001", script, what, unknown=_LOW)
-            return True
-    return False
+def _argv_nodes(site: CallSite, qual: str) -> list[ast.expr] | None:
+    """The argv of a call, as nodes, when it is written out: a list given to subprocess
+    or os.exec*v/spawn*v/posix_spawn, or the arguments of os.exec*l/spawn*l and
+    asyncio.create_subprocess_exec."""
+    args = site.node.args
+    if qual in _EXEC_PROGRAM_ARG:
+        start = _EXEC_PROGRAM_ARG[qual] + (0 if qual == "asyncio.create_subprocess_exec" else 1)
+        name = qual.rsplit(".", 1)[-1]
+        if name.startswith("posix_spawn") or "v" in name:  # execv, spawnvpe, posix_spawn
+            node = args[start] if start < len(args) else None
+        else:
+            end = len(args) - 1 if name.endswith("e") else len(args)
+            return [a for a in args[start:end] if not isinstance(a, ast.Starred)] or None
+    else:
+        node = site.arg_node(0, "args")
+    return list(node.elts) if isinstance(node, ast.List | ast.Tuple) else None
 
 
 def _sql(site: CallSite, what: str) -> None:
