@@ -159,12 +159,12 @@ def _runs_code(text: str | None) -> bool:
 
 
 def _ssh_command(elts: list[ast.expr]) -> ArgvUse | None:
+    """The words after ssh's destination (constant options come before it; the
+    destination itself may be anything)."""
     i = 1
     while i < len(elts):
         flag = _text(elts[i])
-        if flag is None:
-            return None
-        if not flag.startswith("-"):
+        if flag is None or not flag.startswith("-"):
             break
         i += 2 if len(flag) == 2 and flag[1] in _SSH_VALUED else 1
     if i + 1 >= len(elts):

@@ -74,7 +74,11 @@ def handed_calls(site: CallSite) -> list[CallSite]:
     if ref is None or ref.kind != "object" or ref.bound is not None:
         return []
     pairs, keywords = _arguments(site, site.evaluate, given, index, shape)
-    kwargs = {kw.arg: site.evaluate(kw.value) for kw in keywords if kw.arg is not None}
+    if shape == "rest":  # the call's own keywords but the callable's, already evaluated
+        keywords = [kw for kw in keywords if kw.arg != keyword]
+        kwargs = {kw.arg: site.kwargs[kw.arg] for kw in keywords if kw.arg is not None}
+    else:
+        kwargs = {kw.arg: site.evaluate(kw.value) for kw in keywords if kw.arg is not None}
     call = ast.Call(func=site.node.func, args=[n for n, _ in pairs], keywords=keywords)
     ast.copy_location(call, site.node)
     return [

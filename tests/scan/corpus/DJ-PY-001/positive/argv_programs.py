@@ -26,3 +26,9 @@ def handler(event, context):
     pty.spawn(["sh", "-c", script])  # expect: DJ-PY-001@high
     asyncio.create_subprocess_exec("sh", "-c", script)  # expect: DJ-PY-001@high
     return {"statusCode": 202}
+
+
+def deploy(event, context):
+    host = event["host"]
+    subprocess.run(["ssh", "-o", "BatchMode=yes", f"deploy@{host}", "restart", event["unit"]])  # expect: DJ-PY-001@high
+    subprocess.run(["bash", "--rcfile", "/etc/app.rc", "-c", event["script"]])  # expect: DJ-PY-001@high
