@@ -17,7 +17,7 @@ import ast
 import re
 from dataclasses import dataclass
 
-__all__ = ["ArgvUse", "argv_use"]
+__all__ = ["ArgvUse", "argv_use", "runs_code"]
 
 #: Shells: a flag holding ``c`` (``-c``, ``-ec``, ``-lc``) makes the next item a script.
 SHELLS = frozenset(
@@ -153,7 +153,8 @@ def _script_after(elts: list[ast.expr], start: int) -> ArgvUse | None:
     return None
 
 
-def _runs_code(text: str | None) -> bool:
+def runs_code(text: str | None) -> bool:
+    """Whether the program `text` names is a shell or an interpreter that takes code."""
     program = _program(text or "")
     return program in SHELLS or _inline_flags(program) is not None
 
@@ -181,7 +182,7 @@ def argv_use(elts: list[ast.expr]) -> ArgvUse | None:
     if head is None:
         return None
     program = _program(head)
-    if _runs_code(head):
+    if runs_code(head):
         return _script_after(elts, 0)
     if program == "ssh":
         return _ssh_command(elts)
@@ -189,13 +190,13 @@ def argv_use(elts: list[ast.expr]) -> ArgvUse | None:
         for i, elt in enumerate(elts[1:-1], start=1):
             if _text(elt) in _FIND_EXEC:
                 found = _text(elts[i + 1])
-                if found is None or not _runs_code(found):
+                if found is None or not runs_code(found):
                     return ArgvUse(i + 1, f"the program find {_text(elt)} runs", script=False)
                 return _script_after(elts, i + 1)
         return None
     if program not in _WRAPPERS:
         return None
     for i, elt in enumerate(elts[1:], start=1):
-        if _runs_code(_text(elt)):
+        if runs_code(_text(elt)):
             return _script_after(elts, i)
     return None

@@ -16,7 +16,7 @@ import ast
 from collections.abc import Callable
 
 from donjon.scan.model import Confidence, Severity
-from donjon.scan.python.argv import argv_use
+from donjon.scan.python.argv import argv_use, runs_code
 from donjon.scan.python.callbacks import handed_calls
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
@@ -198,6 +198,16 @@ def _command(site: CallSite, qual: str) -> None:
         _grade(site, "DJ-PY-001", command, f"{qual}(shell=True)", unknown=_LOW)
     elif command.head is not None:
         _grade(site, "DJ-PY-001", command.head, f"the program {qual}() runs", unknown=None)
+        head = command.head.prefix if command.head.const else None
+        if elts is None and command.taint is not None and head is not None and runs_code(head):
+            # ``argv = ["sh", "-c", cmd]`` then run(argv): the list is not written out
+            # at the call, so its script cannot be told from the script's arguments.
+            site.report(
+                "DJ-PY-001",
+                _LOW,
+                f"event data is in the argv of {head}, run by {qual}(), built where Donjon "
+                "cannot tell a script from its arguments",
+            )
     elif command.taint is not None:
         confidence = _HIGH if command.built else _MEDIUM
         site.report(

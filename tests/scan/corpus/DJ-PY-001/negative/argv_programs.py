@@ -23,3 +23,9 @@ def handler(event, context):
 def deploy(event, context):
     subprocess.run(["ssh", f"deploy@{event['host']}", "systemctl", "restart", "app"])
     subprocess.run(["bash", "--rcfile", event["rc"], "-c", "make all"])
+
+
+def prepared(event, context):
+    argv = ["convert", event["name"], "out.png"]
+    subprocess.run(argv)
+    subprocess.run(["sh", "build.sh", event["target"]])

@@ -32,3 +32,8 @@ def deploy(event, context):
     host = event["host"]
     subprocess.run(["ssh", "-o", "BatchMode=yes", f"deploy@{host}", "restart", event["unit"]])  # expect: DJ-PY-001@high
     subprocess.run(["bash", "--rcfile", "/etc/app.rc", "-c", event["script"]])  # expect: DJ-PY-001@high
+
+
+def prepared(event, context):
+    argv = ["bash", "-c", event["script"]]
+    subprocess.run(argv)  # expect: DJ-PY-001@low
