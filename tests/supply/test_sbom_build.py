@@ -169,7 +169,7 @@ def test_metadata_without_a_name_is_a_clear_error(tmp_path: Path) -> None:
     root = function_tree(tmp_path / "shop")
     info = vendor(root, "broken", "1.0", {"broken.py": b""})
     (info / "METADATA").write_text("Metadata-Version: 2.1\nVersion: 1.0\n")
-    with pytest.raises(SupplyError, match="broken-1.0.dist-info/METADATA has no Name"):
+    with pytest.raises(SupplyError, match=r"broken-1\.0\.dist-info/METADATA has no Name"):
         build_sbom(root, _identity(root))
 
 

@@ -80,7 +80,9 @@ def sbom(target: str, fmt: str, out: Path | None) -> None:
     name, params = _target(target)
     client = ApiClient(load_settings())
     try:
-        response = client.request("GET", f"/v1/functions/{name}/sbom", params={**params, "format": fmt})
+        response = client.request(
+            "GET", f"/v1/functions/{name}/sbom", params={**params, "format": fmt}
+        )
     finally:
         client.close()
     _write(response.text, out)
@@ -115,9 +117,7 @@ def _summary(statement: dict[str, Any]) -> dict[str, Any]:
 
 
 @click.command("verify-provenance")
-@click.argument(
-    "statement_file", type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("statement_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--key",
     "key_text",
@@ -157,7 +157,9 @@ def verify_provenance_command(
 
     def lines() -> None:
         echo_text(f"provenance verified: {checked.subject} sha256:{checked.bundle_digest}")
-        echo_text(f"signed by:   {key.origin} ({'the bundle matches' if bundle else 'no bundle checked'})")
+        echo_text(
+            f"signed by:   {key.origin} ({'the bundle matches' if bundle else 'no bundle checked'})"
+        )
         echo_text(f"deployed by: {result['deployed_by']} at {result['finished_on']}")
         echo_text(f"statement:   sha256:{checked.statement_digest}")
 

@@ -46,9 +46,7 @@ def _target(request: Request, node: Node) -> tuple[SupplyChain, str, int]:
         return supply, name, int(raw)
     deployed = node.registry.get(name)
     if deployed is None:
-        raise NotFound(
-            f"no function named {name!r} is deployed", hint="name a version: ?version=N"
-        )
+        raise NotFound(f"no function named {name!r} is deployed", hint="name a version: ?version=N")
     return supply, name, deployed.record.version
 
 

@@ -401,7 +401,9 @@ class Deployments:
                 accepted.stored,
                 principal.label,
                 check=check,
-                also=None if supply is None else functools.partial(SupplyStore.insert, record=supply),
+                also=None
+                if supply is None
+                else functools.partial(SupplyStore.insert, record=supply),
             )
             self.registry.put(loaded[-1])
         return record

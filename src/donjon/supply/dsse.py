@@ -105,8 +105,7 @@ def open_envelope(document: bytes, key: VerifierKey) -> bytes:
     envelope = _parse(document)
     if envelope.payload_type != PAYLOAD_TYPE:
         raise ProvenanceInvalid(
-            f"the envelope's payload type is {envelope.payload_type[:80]!r}, "
-            f"not {PAYLOAD_TYPE!r}",
+            f"the envelope's payload type is {envelope.payload_type[:80]!r}, not {PAYLOAD_TYPE!r}",
             hint=_HINT,
         )
     public = _public_key(key)

@@ -9,8 +9,9 @@ provenance v1, in the closest honest shape for a deploy.
   policy, the scanner and advisory database it used).
 - buildDefinition.resolvedDependencies: each vendored distribution, by purl and the
   digest the SBOM gives it.
-- runDetails: the node (builder.id from its audit key's origin; its host name is an
-  internal parameter), the deploy's request id and time, and the SBOM as a byproduct with its digest.
+- runDetails: the node (builder.id from its audit key's origin; its host name is
+  an internal parameter), the deploy's request id and time, and the SBOM as a
+  byproduct with its digest.
 
 Nothing is built at deploy (the bundle arrives built), so "build" here is the
 node's acceptance of a bundle: the statement says who sent what, what the gate

@@ -97,9 +97,7 @@ class SupplyChain:
         with self._digest_lock:
             if self._advisories_digest is None:
                 try:
-                    self._advisories_digest = source_digest(
-                        self._advisories, _MAX_ADVISORY_RECORD
-                    )
+                    self._advisories_digest = source_digest(self._advisories, _MAX_ADVISORY_RECORD)
                 except OSError as e:
                     log.warning("cannot digest the advisory database: %s", e)
                     return None

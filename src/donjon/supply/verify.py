@@ -96,4 +96,6 @@ def verify_provenance(
                 f"{name} sha256:{digest}",
                 hint="pass the bundle that was deployed (its archive or unpacked tree)",
             )
-    return VerifiedProvenance(name, digest, statement_digest(payload), statement, bundle is not None)
+    return VerifiedProvenance(
+        name, digest, statement_digest(payload), statement, bundle is not None
+    )
