@@ -16,6 +16,7 @@ from cyclonedx.schema import OutputFormat, SchemaVersion
 from cyclonedx.validation import make_schemabased_validator
 
 from donjon.bundle import build_bundle
+from donjon.bundle.archive import pack
 from donjon.bundle.target import RuntimeTarget
 from harness import LiveNode, run_cli
 
@@ -160,3 +161,22 @@ def test_sbom_reads_are_policy_checked_and_inputs_checked(
         missing = c.get(f"/v1/functions/{NAME}/provenance", params={"version": "999"})
         assert missing.status_code == 404
         assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_bundle_whose_vendored_metadata_is_broken_is_refused_and_nothing_changes(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A .deps distribution without a Name: 422 naming it, and no version is stored."""
+    src = tmp_path / "broken"
+    src.mkdir()
+    (src / "donjon.yaml").write_text("name: sbom-broken\nhandler: main.handler\nmemory_mb: 64\n")
+    (src / "main.py").write_text("def handler(event, context):\n    return 1\n")
+    info = src / ".deps" / "nameless-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nVersion: 1.0\n")
+    with node.client() as c:
+        r = c.post("/v1/functions", content=pack(src), headers={"content-type": "application/gzip"})
+        assert r.status_code == 422, r.text
+        assert "nameless-1.0.dist-info/METADATA has no Name" in r.json()["detail"]
+        assert c.get("/v1/functions/sbom-broken").status_code == 404
+        assert c.get("/v1/functions/sbom-broken/sbom", params={"version": "1"}).status_code == 404

@@ -12,7 +12,7 @@ import pytest
 from cyclonedx.schema import OutputFormat, SchemaVersion
 from cyclonedx.validation import make_schemabased_validator
 
-from donjon.bundle import tree_digest
+from donjon.bundle import BundleError, tree_digest
 from donjon.supply import ComponentRef, SupplyError, list_components
 from donjon.supply.sbom import FunctionIdentity, build_sbom, render_sbom
 from supply_support import function_tree, vendor
@@ -169,7 +169,7 @@ def test_metadata_without_a_name_is_a_clear_error(tmp_path: Path) -> None:
     root = function_tree(tmp_path / "shop")
     info = vendor(root, "broken", "1.0", {"broken.py": b""})
     (info / "METADATA").write_text("Metadata-Version: 2.1\nVersion: 1.0\n")
-    with pytest.raises(SupplyError, match=r"broken-1\.0\.dist-info/METADATA has no Name"):
+    with pytest.raises(BundleError, match=r"broken-1\.0\.dist-info/METADATA has no Name"):
         build_sbom(root, _identity(root))
 
 

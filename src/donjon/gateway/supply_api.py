@@ -21,7 +21,6 @@ from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
 from donjon.supply import SupplyChain, SupplyNotFound
-from donjon.supply.sbom import render_sbom
 
 __all__ = ["MEDIA_TYPES", "ROUTES"]
 
@@ -56,11 +55,10 @@ async def function_sbom(request: Request, node: Node, _p: Principal, _r: str) ->
         raise BadRequest("format must be json or xml")
     supply, name, version = _target(request, node)
     try:
-        record = await asyncio.to_thread(supply.record, name, version)
+        body, digest = await asyncio.to_thread(supply.sbom, name, version, fmt)
     except SupplyNotFound as e:
         raise NotFound(e.message, hint=e.hint) from e
-    body = await asyncio.to_thread(render_sbom, record.sbom, fmt)
-    headers = {"x-sbom-digest": f"sha256:{record.sbom_digest}", "x-function-version": str(version)}
+    headers = {"x-sbom-digest": f"sha256:{digest}", "x-function-version": str(version)}
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

@@ -27,7 +27,7 @@ from email.parser import BytesParser
 from email.policy import compat32
 from pathlib import Path
 
-from donjon.bundle import DEPS_DIR
+from donjon.bundle import DEPS_DIR, BundleError
 from donjon.supply.errors import SupplyError
 
 __all__ = ["Distribution", "VendoredSet", "read_vendored"]
@@ -74,7 +74,7 @@ def _regular(path: Path) -> bool:
 
 def _read(path: Path, limit: int, what: str) -> bytes:
     if not _regular(path) or path.stat().st_size > limit:
-        raise SupplyError(
+        raise BundleError(
             f"{what} is not a regular file of at most {limit} bytes",
             hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
         )
@@ -154,7 +154,7 @@ def _distribution(deps: Path, dist_info: Path, claimed: set[str]) -> Distributio
     name = (fields.get("name") or [""])[0].strip()
     version = (fields.get("version") or [""])[0].strip()
     if not name or not version:
-        raise SupplyError(
+        raise BundleError(
             f"{dist_info.name}/METADATA has no Name or Version",
             hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
         )
@@ -197,13 +197,17 @@ def _unattributed(deps: Path, claimed: set[str]) -> int:
 
 
 def read_vendored(tree: Path) -> VendoredSet:
-    """The distributions vendored in the bundle tree `tree` (none without `.deps/`)."""
+    """The distributions vendored in the bundle tree `tree` (none without `.deps/`).
+
+    `BundleError` (the deploy is refused, nothing changed) for a distribution whose
+    metadata is missing, oversized or lacks a name or version.
+    """
     deps = tree / DEPS_DIR
     if not deps.is_dir() or deps.is_symlink():
         return VendoredSet((), 0)
     infos = sorted(p for p in deps.glob("*.dist-info") if p.is_dir() and not p.is_symlink())
     if len(infos) > MAX_DISTRIBUTIONS:
-        raise SupplyError(f"the bundle vendors more than {MAX_DISTRIBUTIONS} distributions")
+        raise BundleError(f"the bundle vendors more than {MAX_DISTRIBUTIONS} distributions")
     claimed: set[str] = set()
     try:
         found = tuple(_distribution(deps, info, claimed) for info in infos)

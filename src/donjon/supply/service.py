@@ -40,6 +40,7 @@ from donjon.supply.sbom import (
     build_sbom,
     component_digests,
     list_components,
+    render_sbom,
     sbom_digest,
 )
 
@@ -179,6 +180,12 @@ class SupplyChain:
         made = SupplyRecord(name, version, sbom, sbom_digest(sbom), None, None, self._clock())
         log.info("made the SBOM of %s@%s (deployed before SBOMs were kept)", name, version)
         return self._store.add_missing(made)
+
+    def sbom(self, name: str, version: int, fmt: str = "json") -> tuple[str, str]:
+        """The version's SBOM rendered as `fmt` (json: the stored bytes; xml), and the
+        stored JSON's digest."""
+        record = self.record(name, version)
+        return render_sbom(record.sbom, fmt), record.sbom_digest
 
     def provenance(self, name: str, version: int) -> str:
         """The DSSE envelope (JSON) of the version's provenance statement."""
