@@ -155,6 +155,16 @@ def test_record_paths_outside_deps_are_missing_never_read(tmp_path: Path) -> Non
     assert _props(component)["donjon:files"] == "4"
 
 
+def test_control_characters_in_metadata_cannot_break_the_document(tmp_path: Path) -> None:
+    """A licence or name holding control characters still gives schema-valid XML."""
+    root = function_tree(tmp_path / "shop")
+    vendor(root, "odd", "1.0", {"odd.py": b""}, metadata="License: MIT\x01\x1b[2J\n")
+    rendered = render_sbom(build_sbom(root, _identity(root)), "xml")
+    validator = make_schemabased_validator(OutputFormat.XML, SchemaVersion.V1_6)
+    assert validator.validate_str(rendered) is None
+    assert "\x1b" not in rendered
+
+
 def test_a_bundle_without_dependencies_has_no_components(tmp_path: Path) -> None:
     """No .deps/: an SBOM of the function alone, still valid."""
     root = function_tree(tmp_path / "shop")

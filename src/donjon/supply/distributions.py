@@ -81,19 +81,25 @@ def _read(path: Path, limit: int, what: str) -> bytes:
     return path.read_bytes()
 
 
+def _text(value: str) -> str:
+    """A metadata value fit for JSON, XML and terminals: each control or invisible
+    formatting character (which XML cannot hold) shown as U+FFFD."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in value.strip())
+
+
 def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
     """PEP 639's License-Expression, else a short License field, else the classifiers."""
     expression = fields.get("license-expression", [])
     if expression and expression[0].strip():
-        return (expression[0].strip(),)
+        return (_text(expression[0]),)
     text = (fields.get("license") or [""])[0].strip()
     if text and "\n" not in text and len(text) <= _MAX_LICENSE_NAME and text.upper() != "UNKNOWN":
-        return (text,)
+        return (_text(text),)
     out = []
     for classifier in fields.get("classifier", []):
         parts = [p.strip() for p in classifier.split("::")]
         if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved":
-            out.append(parts[-1])
+            out.append(_text(parts[-1]))
     return tuple(dict.fromkeys(out))
 
 
@@ -151,8 +157,8 @@ def _compiled(deps: Path, rel: str) -> list[str]:
 
 def _distribution(deps: Path, dist_info: Path, claimed: set[str]) -> Distribution:
     fields = _metadata(dist_info)
-    name = (fields.get("name") or [""])[0].strip()
-    version = (fields.get("version") or [""])[0].strip()
+    name = _text((fields.get("name") or [""])[0])
+    version = _text((fields.get("version") or [""])[0])
     if not name or not version:
         raise BundleError(
             f"{dist_info.name}/METADATA has no Name or Version",
