@@ -118,10 +118,8 @@ def make_statement(facts: DeployFacts) -> bytes:
                 "buildType": BUILD_TYPE,
                 "externalParameters": {
                     "function": facts.name,
-                    "source": {
-                        "digest": {"sha256": facts.source_digest},
-                        "mediaType": "application/gzip",
-                    },
+                    # The archive as received (tar, optionally gz, bz2 or xz).
+                    "source": {"digest": {"sha256": facts.source_digest}},
                     "unsafe": list(facts.hatches),
                 },
                 "internalParameters": {
