@@ -18,7 +18,7 @@ from cyclonedx.validation import make_schemabased_validator
 from donjon.bundle import build_bundle
 from donjon.bundle.archive import pack
 from donjon.bundle.target import RuntimeTarget
-from harness import LiveNode, run_cli
+from harness import LiveNode, run_cli, start_node
 
 NAME = "sbom-probe"
 
@@ -180,3 +180,31 @@ def test_a_bundle_whose_vendored_metadata_is_broken_is_refused_and_nothing_chang
         assert "nameless-1.0.dist-info/METADATA has no Name" in r.json()["detail"]
         assert c.get("/v1/functions/sbom-broken").status_code == 404
         assert c.get("/v1/functions/sbom-broken/sbom", params={"version": "1"}).status_code == 404
+
+
+def test_the_sbom_and_provenance_survive_a_restart(tmp_path: Path) -> None:
+    """A node of its own: after `donjon serve` starts again, both read back byte for byte."""
+    live = start_node(tmp_path / "data")
+    try:
+        src = tmp_path / "fn"
+        src.mkdir()
+        (src / "donjon.yaml").write_text("name: kept\nhandler: main.handler\nmemory_mb: 64\n")
+        (src / "main.py").write_text("def handler(event, context):\n    return 1\n")
+        version = live.deploy(src)["version"]
+        with live.client() as c:
+            before = [c.get(f"/v1/functions/kept/{what}").content for what in _RECORDS]
+        live.stop()
+        live.serve_again()
+        with live.client() as c:
+            after = [
+                c.get(f"/v1/functions/kept/{what}", params={"version": version}).content
+                for what in _RECORDS
+            ]
+    finally:
+        live.stop()
+    assert after == before
+    assert json.loads(before[0])["bomFormat"] == "CycloneDX"
+    assert json.loads(before[1])["payloadType"] == "application/vnd.in-toto+json"
+
+
+_RECORDS = ("sbom", "provenance")
