@@ -74,6 +74,8 @@ from donjon.store import (
     connect,
     create_schema,
 )
+from donjon.store.supply import SupplyStore
+from donjon.supply import SupplyChain
 from donjon.triggers.envelope import Submit
 from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
@@ -465,6 +467,14 @@ def open_node(settings: Settings) -> Node:
             vault=vault,
             egress_networks=settings.egress.allow_networks,
             max_body_bytes=settings.requests.max_body_bytes,
+            # Each version's SBOM and provenance, signed with the audit log's own key.
+            supply=SupplyChain(
+                SupplyStore(engine),
+                bundles,
+                audit.signing_key,
+                scan_policy,
+                advisories=settings.advisories_path,
+            ),
         ),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
