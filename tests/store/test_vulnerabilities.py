@@ -3,6 +3,7 @@ by several nodes, where the database decides which node reports a finding."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,9 +77,18 @@ def test_nodes_sharing_postgres_open_and_clear_each_finding_once(
         stores = [VulnerabilityStore(e) for e in engines]
         for n in range(5):
             finding = VersionFinding("resize", n + 1, "leftpad", "1.0", f"GHSA-{n}")
-            assert _race(stores, lambda s, f=finding: s.open_finding(f)) == 1
-            assert _race(stores, lambda s, f=finding: s.clear_finding(f)) == 1
-            assert _race(stores, lambda s, f=finding: s.open_finding(f)) == 1
+            assert (
+                _race(stores, functools.partial(VulnerabilityStore.open_finding, finding=finding))
+                == 1
+            )
+            assert (
+                _race(stores, functools.partial(VulnerabilityStore.clear_finding, finding=finding))
+                == 1
+            )
+            assert (
+                _race(stores, functools.partial(VulnerabilityStore.open_finding, finding=finding))
+                == 1
+            )
         assert len(stores[0].open_findings(["resize"])) == 5
         stores[1].save_digest("c" * 64)
         assert stores[2].last_digest() == "c" * 64
