@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -252,7 +253,7 @@ def test_a_fetched_export_is_checked_like_any_other_change(
         assert await watch.fetch() is False  # fetched less than refresh_s ago
         export = tmp_path / "advisories" / "osv-pypi.zip"
         old = export.stat().st_mtime - 7200
-        __import__("os").utime(export, (old, old))
+        os.utime(export, (old, old))
         assert await watch.fetch() is True
         await watch.check()
 
@@ -260,3 +261,42 @@ def test_a_fetched_export_is_checked_like_any_other_change(
     assert [r["outcome"] for r in world.records("advisory.refresh")] == ["ok", "ok"]
     (alert,) = world.alerts()
     assert alert["detail"]["advisory"] == "GHSA-1"
+
+
+def test_data_that_does_not_load_is_audited_once_and_changes_nothing(tmp_path: Path) -> None:
+    """A broken export: one `advisory.data` failure, the open findings kept as they were."""
+    world = _world(tmp_path)
+    write_export(world.data, osv("GHSA-0", "otherpkg"))
+    world.deploy("resize", 1, {"leftpad": "1.0"})
+
+    async def steps() -> None:
+        watch = world.watch()
+        await _look(watch)
+        write_export(world.data, osv("GHSA-0", "otherpkg"), osv("GHSA-1", "leftpad"))
+        await watch.check()
+        (world.data / "broken.json").write_text("{not json")
+        assert (await watch.check()).new == 0
+        assert (await watch.check()).new == 0
+
+    _run(world, steps)
+    (failed,) = world.records("advisory.data")[1:]
+    assert failed["outcome"] == "failed"
+    assert [f.advisory for f in VulnerabilityStore(world.engine).open_findings()] == ["GHSA-1"]
+
+
+def test_data_touched_but_not_changed_checks_nothing(tmp_path: Path) -> None:
+    """New modification times with the same content: no change, no version checked again."""
+    world = _world(tmp_path)
+    write_export(world.data, osv("GHSA-0", "otherpkg"))
+    world.deploy("resize", 1, {"leftpad": "1.0"})
+
+    async def steps() -> None:
+        watch = world.watch()
+        await _look(watch)
+        for record in world.data.iterdir():
+            os.utime(record, (1_000_000, 1_000_000))
+        done = await watch.check()
+        assert (done.changed, done.checked) == (False, 0)
+
+    _run(world, steps)
+    assert world.records("advisory.data") == []

@@ -83,6 +83,7 @@ class AdvisoryWatch:
         self._scanner_digest = ""
         self._seen: set[tuple[str, int]] = set()
         self._next_fetch = 0.0
+        self._prepared = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self, reload_scanner: Callable[[Path | None], None] | None = None) -> None:
@@ -120,6 +121,7 @@ class AdvisoryWatch:
         path = self._settings.advisories_path
         self._scanner_digest = await asyncio.to_thread(_digest_of, path)
         self._digest = await asyncio.to_thread(self._store.last_digest)
+        self._prepared = True
 
     async def _safely(self, step: Callable[[], object]) -> None:
         try:
@@ -154,6 +156,8 @@ class AdvisoryWatch:
 
     async def check(self) -> WatchPass:
         """Look at the data; if it changed, or versions are new, check them."""
+        if not self._prepared:  # what was checked before must be known first
+            await self.prepare()
         path = self._settings.advisories_path
         identity = await asyncio.to_thread(stat_identity, path)
         records = {(r.name, r.version): r for r in await asyncio.to_thread(self._functions.current)}
@@ -200,7 +204,7 @@ class AdvisoryWatch:
     ) -> WatchPass:
         """Check `versions` against `db`: open and clear findings, audit each."""
         parts = await asyncio.to_thread(self._components, versions)
-        found = match(db, parts)
+        found = await asyncio.to_thread(match, db, parts)
         names = {name for name, _ in versions}
         known = [
             f
@@ -226,6 +230,13 @@ class AdvisoryWatch:
                 )
         for f in cleared:
             await self._record("advisory.cleared", _target(f), "ok", {**f.detail(), **data})
+        if opened or cleared:
+            log.info(
+                "advisory watch: %d finding(s) opened, %d cleared over %d version(s)",
+                len(opened),
+                len(cleared),
+                len(versions),
+            )
         if changed:
             await self._record(
                 "advisory.data",
