@@ -49,7 +49,8 @@ def _audited(node: LiveNode, action: str) -> list[dict[str, Any]]:
 def test_a_new_export_covering_a_deployed_version_alerts_once(tmp_path: Path) -> None:
     """Deploy a function vendoring a version the first export does not cover, then give
     the node a second export that does: one alert, one audit record, the marker in
-    `donjon ls` and the advisory in `donjon describe`; a restart raises nothing again."""
+    `donjon ls` and the advisory in `donjon describe`, the deploy gate judging by the new
+    export; a restart raises nothing again."""
     export = write_export(tmp_path / "osv", osv("GHSA-dwtc-unrelated", "some-other-pkg"))
     env = {"DONJON_ADVISORIES": str(export), "DONJON_ADVISORY_WATCH_S": "1"}
     data_dir = tmp_path / "data"
@@ -85,6 +86,11 @@ def test_a_new_export_covering_a_deployed_version_alerts_once(tmp_path: Path) ->
         assert "VULNERABLE" in table and "yes (1)" in table
         described = run_cli(node.env(), "describe", "watched").stdout
         assert ADVISORY in described and "fixed in 1.1" in described
+
+        with node.client() as c:  # the deploy gate reads the new export too
+            r = c.post("/v1/functions", content=bundle_archive("watched-two", {PACKAGE: "1.0"}))
+        assert r.status_code == 422, r.text
+        assert ADVISORY in r.json()["report"]
 
         node.stop()
         restarted = time.time()
