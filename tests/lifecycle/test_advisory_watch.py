@@ -300,3 +300,23 @@ def test_data_touched_but_not_changed_checks_nothing(tmp_path: Path) -> None:
 
     _run(world, steps)
     assert world.records("advisory.data") == []
+
+
+def test_a_download_in_progress_is_no_change(tmp_path: Path) -> None:
+    """A partial `.download-*.zip` beside the export is not looked at; its swap-in is."""
+    world = _world(tmp_path)
+    write_export(world.data, osv("GHSA-0", "otherpkg"))
+    world.deploy("resize", 1, {"leftpad": "1.0"})
+
+    async def steps() -> None:
+        watch = world.watch()
+        await _look(watch)
+        partial = world.data / ".download-x1.zip"
+        partial.write_bytes(b"PK\x03\x04 half a zip")
+        assert (await watch.check()).changed is False
+        partial.unlink()
+        write_zip(world.data / "osv-pypi.zip", osv("GHSA-1", "leftpad"))
+        assert (await watch.check()).new == 1
+
+    _run(world, steps)
+    assert [r["outcome"] for r in world.records("advisory.data")] == ["ok"]

@@ -40,7 +40,8 @@ def stat_identity(path: Path | None) -> str:
         for top, dirs, files in os.walk(path):
             dirs.sort()
             for name in sorted(files):
-                if name.endswith(_SUFFIXES):
+                # Not a download in progress (`.download-*.zip`): its swap-in is the change.
+                if name.endswith(_SUFFIXES) and not name.startswith("."):
                     full = Path(top) / name
                     if not full.is_symlink():
                         parts.append(_line(str(full.relative_to(path)), full.stat()))
