@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import os
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from advisory_support import bundle_archive, osv, write_export
+from advisory_support import bundle_archive, osv, write_export, write_zip
 from harness import LiveNode, run_cli, start_node
 
 #: A package no real advisory names: only the test's exports speak of it.
@@ -101,5 +106,67 @@ def test_a_new_export_covering_a_deployed_version_alerts_once(tmp_path: Path) ->
         )
         assert len(_alerts(node)) == 1
         assert len(_audited(node, "advisory.vulnerable")) == 1
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def export_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on loopback serving `served/all.zip` (its URL, and that file)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/all.zip", served / "all.zip"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_node_fetching_its_export_alerts_what_a_new_export_covers(
+    tmp_path: Path, export_server: tuple[str, Path]
+) -> None:
+    """DONJON_ADVISORY_SOURCE_URL on a node that starts with no advisory data: the export
+    is fetched and used (by the gate too); once the next fetch brings an advisory for a
+    deployed version, that version is alerted."""
+    url, served = export_server
+    write_zip(served, osv("GHSA-dwtc-unrelated", "some-other-pkg"))
+    env = {
+        "DONJON_ADVISORIES": "",
+        "DONJON_ADVISORY_SOURCE_URL": url,
+        "DONJON_ADVISORY_WATCH_S": "1",
+        "DONJON_ADVISORY_REFRESH_S": "3600",
+    }
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    node = start_node(data_dir, env)
+    export = data_dir / "advisories" / "osv-pypi.zip"
+    try:
+        _wait("the first fetch", lambda: _audited(node, "advisory.refresh"))
+        _wait("the first look at the data", lambda: _db(node, "SELECT 1 FROM advisory_watch"))
+        with node.client() as c:
+            r = c.post("/v1/functions", content=bundle_archive("fetched", {PACKAGE: "1.0"}))
+        assert r.status_code == 201, r.text
+        _wait(
+            "the watch to check the new version",
+            lambda: _db(node, "SELECT 1 FROM advisory_checked WHERE function = 'fetched'"),
+        )
+        write_zip(served, osv(ADVISORY, PACKAGE, fixed="1.1"))
+        old = time.time() - 7200  # as if fetched two hours ago: due again
+        os.utime(export, (old, old))
+        (alert,) = _wait("the alert", lambda: _alerts(node))
+        assert (alert["subject"], alert["detail"]["advisory"]) == ("function:fetched", ADVISORY)
+        outcomes = [r["outcome"] for r in _audited(node, "advisory.refresh")]
+        assert outcomes == ["ok", "ok"]
     finally:
         node.stop()
