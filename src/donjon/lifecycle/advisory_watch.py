@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,11 +123,9 @@ class AdvisoryWatch:
         self._digest = await asyncio.to_thread(self._store.last_digest)
         self._prepared = True
 
-    async def _safely(self, step: Callable[[], object]) -> None:
+    async def _safely(self, step: Callable[[], Awaitable[object]]) -> None:
         try:
-            result = step()
-            if asyncio.iscoroutine(result):
-                await result
+            await step()
         except Exception:  # a busy database, a bad file: the next period tries again
             log.exception("advisory watch: a pass failed")
 
