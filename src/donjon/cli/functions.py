@@ -271,8 +271,10 @@ def _trigger_label(trigger: dict[str, Any]) -> str:
 @click.argument("name")
 @output_option
 def describe(name: str, output: OutputFormat) -> None:
-    """Show function NAME: version, digest, who deployed it, limits, triggers, grants,
-    advisories."""
+    """Show function NAME: version, digest, who deployed it, limits, triggers, grants.
+
+    Also the advisories that cover its current version (docs/scanning.md).
+    """
     view = ApiClient(load_settings()).json("GET", f"/v1/functions/{name}")
     emit(output, view, lambda: _describe_lines(view))
 
