@@ -31,6 +31,7 @@ from donjon.identity import (
     tls_context,
 )
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
+from donjon.lifecycle.advisory_watch import AdvisoryWatch, restart_scanner
 from donjon.monitor.alerts import AlertStore
 from donjon.monitor.engine import Monitor
 from donjon.monitor.quarantine import Quarantines
@@ -71,6 +72,7 @@ from donjon.store import (
     QuotaStore,
     RoleStore,
     SecretStore,
+    VulnerabilityStore,
     connect,
     create_schema,
 )
@@ -154,6 +156,8 @@ class Node:
     #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
     alerts: AlertStore | None = None
     _monitor: MonitorService | None = None
+    #: Re-checks deployed versions when the advisory data changes (lifecycle/advisory_watch.py).
+    advisory_watch: AdvisoryWatch | None = None
     #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
     metrics: Metrics = field(default_factory=Metrics)
     _runtime_target: RuntimeTarget | None = None
@@ -241,6 +245,8 @@ class Node:
         except BundleError as e:
             log.warning("vendored wheels are not checked at deploy: %s", e.message)
         self.deployments.start(self.pool, scanner, self._runtime_target)
+        if self.advisory_watch is not None:  # after the monitor: its alerts go through it
+            self.advisory_watch.start(functools.partial(restart_scanner, scanner))
         # Through the writer process, like every other append made on the event loop.
         await self.audit.record(
             AuditEvent(
@@ -388,6 +394,8 @@ class Node:
                 await self._last_used_task
             self._last_used_task = None
             await self.flush_last_used()
+        if self.advisory_watch is not None:
+            await self.advisory_watch.stop()
         self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
@@ -496,4 +504,7 @@ def open_node(settings: Settings) -> Node:
         quota_counter=limits.quota_counter,
         quotas=QuotaBook(quota_store, refresh_s=settings.quota_refresh_s),
         alerts=AlertStore(engine),
+        advisory_watch=AdvisoryWatch(
+            settings, functions, bundles, VulnerabilityStore(engine), audit
+        ),
     )
