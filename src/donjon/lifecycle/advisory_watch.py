@@ -32,11 +32,12 @@ from donjon.config import Settings
 from donjon.errors import Error
 from donjon.lifecycle.advisory_diff import diff, match
 from donjon.lifecycle.advisory_source import content_digest, refresh, refresh_due, stat_identity
-from donjon.lifecycle.components import Component, components_of
+from donjon.lifecycle.components import Component, components_of, sbom_components
 from donjon.scan import IsolatedScanner
 from donjon.scan.deps.advisories import AdvisoryDB
 from donjon.scan.deps.advisory_cache import cache_dir_for
 from donjon.store import FunctionRecord, FunctionStore, VersionFinding, VulnerabilityStore
+from donjon.supply import SupplyChain
 
 __all__ = ["ACTOR", "AdvisoryWatch", "WatchPass", "restart_scanner"]
 
@@ -70,6 +71,7 @@ class AdvisoryWatch:
         audit: AuditLog,
         *,
         reload_scanner: Callable[[Path | None], None] | None = None,
+        supply: SupplyChain | None = None,
     ) -> None:
         self._settings = settings
         self._functions = functions
@@ -77,6 +79,8 @@ class AdvisoryWatch:
         self._store = store
         self._audit = audit
         self._reload_scanner = reload_scanner
+        #: Each version's stored SBOM, where its components are read (None: the bundle's).
+        self._supply = supply
         self._identity: str | None = None
         #: The digest last checked against (the database's), and the deploy scan's.
         self._digest: str | None = None
@@ -247,6 +251,9 @@ class AdvisoryWatch:
     def _components(
         self, versions: dict[tuple[str, int], FunctionRecord]
     ) -> dict[tuple[str, int], list[Component]]:
+        supply = self._supply
+        if supply is not None:
+            return {key: sbom_components(supply, record) for key, record in versions.items()}
         return {key: components_of(self._bundles, record) for key, record in versions.items()}
 
     async def _record(

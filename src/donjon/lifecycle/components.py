@@ -1,10 +1,11 @@
 """The third-party components of a deployed version: what the advisory watch checks.
 
-Until the stored SBOM of each version (issue 17, point 6) is merged, the components
-are read from the version's stored bundle: the distributions vendored under ``.deps/``
-(their ``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way the deploy
-scan reads installed distributions (`donjon.scan.deps.parse_installed`). Switching to
-the SBOM changes `components_of` alone.
+A node reads them from each version's stored SBOM (`sbom_components`: the SBOM the
+deploy made, or the one made from the stored bundle on first request for a version
+deployed before SBOMs were kept). Without an SBOM service (a watch built on its own,
+as tests do) they are read from the stored bundle: the distributions vendored under
+``.deps/`` (their ``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way
+the deploy scan reads installed distributions (`donjon.scan.deps.parse_installed`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from donjon.bundle import BundleStore
 from donjon.scan.deps import parse_installed
 from donjon.scan.project import DEPS_DIR, SourceFile
 from donjon.store import FunctionRecord
+from donjon.supply import SupplyChain
 
-__all__ = ["Component", "components_of"]
+__all__ = ["Component", "components_of", "sbom_components"]
 
 #: Directory levels under .deps/ looked into (as the deploy scan does).
 _MAX_DEPTH = 4
@@ -34,6 +36,21 @@ class Component:
 
     name: str
     version: Version
+
+
+def sbom_components(supply: SupplyChain, record: FunctionRecord) -> list[Component]:
+    """The components the version's stored SBOM lists (blocking: call it on a thread).
+
+    A component whose version is not a PEP 440 version cannot be matched against an
+    advisory's ranges and is left out, as the deploy scan leaves it out.
+    """
+    found: dict[tuple[str, str], Component] = {}
+    for ref in supply.components(record.name, record.version):
+        try:
+            found[(ref.name, ref.version)] = Component(ref.name, Version(ref.version))
+        except InvalidVersion:
+            continue
+    return [found[k] for k in sorted(found)]
 
 
 def components_of(bundles: BundleStore, record: FunctionRecord) -> list[Component]:
