@@ -122,7 +122,7 @@ def test_sam_policies_cover_names_references_templates_and_statements() -> None:
     assert read_only.managed == "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
     assert read_only.statements == ()
     assert admin.managed == "arn:aws:iam::aws:policy/AdministratorAccess"
-    assert [(s.actions, s.resources) for s in admin.statements] == [(("*",), ("*",))]
+    assert admin.statements == ()  # its content comes from the IAM rules' table (iam/managed.py)
     assert crud.template == "S3CrudPolicy"
     assert crud.statements[0].resources == ("arn:aws:s3:::${Bucket}", "arn:aws:s3:::${Bucket}/*")
     assert "s3:DeleteObject" in crud.statements[0].actions
@@ -349,7 +349,6 @@ def test_conditional_policies_and_environments_are_marked() -> None:
     )
     fn = _fn(text)
     assert [(p.name, p.conditional) for p in fn.policies] == [("AdministratorAccess", True)]
-    assert fn.policies[0].statements[0].conditional
     assert [(e.name, e.value.one, e.value.conditional) for e in fn.environment] == [
         ("A", "1", True),
         ("B", "2", True),

@@ -29,13 +29,12 @@ _ANY_ACTION = Rule(
 def _any_action(app: App) -> Iterator[Finding]:
     for function in app.functions:
         for policy in function.policies:
-            for statement in policy.statements:
-                if "*" in statement.actions:
-                    yield _ANY_ACTION.finding(
-                        function.where.location(statement.line),
-                        f"{policy.name} allows every action",
-                        confidence=Confidence.HIGH,
-                    )
+            if policy.managed.endswith("/AdministratorAccess"):
+                yield _ANY_ACTION.finding(
+                    function.where.location(policy.line),
+                    f"{policy.name} allows every action",
+                    confidence=Confidence.HIGH,
+                )
 
 
 TEMPLATE = """\

@@ -4,8 +4,8 @@ SAM's own data, as installed with the ``aws-sam-translator`` package (the librar
 SAM itself transforms templates with): ``aws_managed_policies.json`` maps managed
 policy names (``AmazonS3FullAccess``) to their ARNs, and ``policy_templates.json``
 holds every policy template (``S3CrudPolicy``...) with its parameters and statements.
-The content of a few managed policies whose meaning a rule needs is written here:
-the broad ones, each as the statement that gives it its reach.
+What a managed policy grants is not read here: the IAM rules' dated table
+(`donjon.scan.iac.iam.managed`) serves every format.
 """
 
 from __future__ import annotations
@@ -15,33 +15,9 @@ from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 
-__all__ = ["KNOWN_CONTENT", "known_statements", "managed_arn", "managed_name", "policy_template"]
+__all__ = ["managed_arn", "managed_name", "policy_template"]
 
 _AWS_POLICY = "arn:aws:iam::aws:policy/"
-
-#: The statements that give these managed policies their reach (their full documents
-#: add only narrower grants).
-KNOWN_CONTENT: dict[str, tuple[dict[str, object], ...]] = {
-    "AdministratorAccess": ({"Effect": "Allow", "Action": "*", "Resource": "*"},),
-    "PowerUserAccess": (
-        {
-            "Effect": "Allow",
-            "NotAction": ["iam:*", "organizations:*", "account:*"],
-            "Resource": "*",
-        },
-    ),
-    "IAMFullAccess": ({"Effect": "Allow", "Action": "iam:*", "Resource": "*"},),
-    "AmazonS3FullAccess": (
-        {"Effect": "Allow", "Action": ["s3:*", "s3-object-lambda:*"], "Resource": "*"},
-    ),
-    "AmazonDynamoDBFullAccess": ({"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"},),
-    "AmazonSQSFullAccess": ({"Effect": "Allow", "Action": "sqs:*", "Resource": "*"},),
-    "AmazonSNSFullAccess": ({"Effect": "Allow", "Action": "sns:*", "Resource": "*"},),
-    "AWSLambda_FullAccess": ({"Effect": "Allow", "Action": "lambda:*", "Resource": "*"},),
-    "SecretsManagerReadWrite": (
-        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
-    ),
-}
 
 
 @cache
@@ -69,13 +45,6 @@ def managed_name(arn: str) -> str:
     if arn.startswith("arn:") and ":iam::aws:policy/" in arn:
         return arn.rsplit("/", 1)[-1]
     return arn
-
-
-def known_statements(arn: str) -> tuple[dict[str, object], ...]:
-    """What an AWS managed policy grants, when this module knows it."""
-    if arn.startswith("arn:") and ":iam::aws:policy/" not in arn:
-        return ()  # a customer managed policy: its content is not in the template
-    return KNOWN_CONTENT.get(managed_name(arn), ())
 
 
 def policy_template(name: str) -> Mapping[str, object] | None:

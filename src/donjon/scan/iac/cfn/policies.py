@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from donjon.scan.iac.cfn.managed import known_statements, managed_arn, managed_name
+from donjon.scan.iac.cfn.managed import managed_arn, managed_name
 from donjon.scan.iac.cfn.managed import policy_template as find_template
 from donjon.scan.iac.cfn.props import referenced
 from donjon.scan.iac.cfn.template import Resource, Template
@@ -51,8 +51,9 @@ def managed_policy(value: object, line: int, conditional: bool, template: Templa
     if resource is not None and resource.type == "AWS::IAM::ManagedPolicy":
         return _document_policy(resource, conditional)
     arn = managed_arn(value)
-    statements = parse_policy(list(known_statements(arn)), line, conditional=conditional)
-    return Policy(managed_name(arn), line, statements, managed=arn, conditional=conditional)
+    # Its content, when Donjon knows it, comes from the IAM rules' dated table of AWS
+    # managed policies (iam/managed.py), as for every other format.
+    return Policy(managed_name(arn), line, managed=arn, conditional=conditional)
 
 
 def _document_policy(resource: Resource, conditional: bool) -> Policy:
