@@ -30,8 +30,9 @@ from donjon.scan.iac.model import Unresolved
 
 __all__ = ["Variables"]
 
-#: An innermost variable: ``${...}`` holding no other ``${``.
-_INNER = re.compile(r"\$\{([^${}]*)\}")
+#: An innermost variable: ``${source:...}`` or ``${file(...)...}`` holding no other ``${``.
+#: ``${AWS::Region}`` and ``${Bucket}`` are CloudFormation's (``Fn::Sub``), left as written.
+_INNER = re.compile(r"\$\{(\s*(?:file\(|[A-Za-z][\w-]*:(?!:))[^${}]*)\}")
 _MAX_DEPTH = 32
 _MAX_STEPS = 256
 _AWS = {"region": "${AWS::Region}", "accountId": "${AWS::AccountId}"}
@@ -146,7 +147,7 @@ class Variables:
                 return _Value(current, conditional)
             found = self._variable(match.group(1), depth + 1)
             conditional = conditional or found.conditional
-            if match.group(0) == current and "${" not in current[2:]:
+            if match.span() == (0, len(current)):
                 return _Value(found.value, conditional)
             value = found.value
             if isinstance(value, Choice):
