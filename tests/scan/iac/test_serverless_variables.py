@@ -79,16 +79,16 @@ def test_deploy_time_sources_are_unresolved(expression: str, why: str) -> None:
 def test_cloudformation_substitutions_are_left_for_cloudformation() -> None:
     """${AWS::Region} and ${Bucket} are Fn::Sub's, not Serverless variables; ${aws:region}
     becomes CloudFormation's ${AWS::Region}."""
-    env = _env(
-        "      A: arn:aws:s3:::${Bucket}/${AWS::Region}\n      B: ${aws:region}\n"
-    )
+    env = _env("      A: arn:aws:s3:::${Bucket}/${AWS::Region}\n      B: ${aws:region}\n")
     assert env["A"].known == ("arn:aws:s3:::${Bucket}/${AWS::Region}",)
     assert env["B"].known == ("${AWS::Region}",)
 
 
 def test_self_reference_cycles_end_unresolved() -> None:
     """A path that refers to itself is unresolved, not an endless loop."""
-    env = _env("      LOOP: ${self:custom.a}\n", "custom:\n  a: ${self:custom.b}\n  b: ${self:custom.a}\n")
+    env = _env(
+        "      LOOP: ${self:custom.a}\n", "custom:\n  a: ${self:custom.b}\n  b: ${self:custom.a}\n"
+    )
     assert env["LOOP"].known == ()
     assert isinstance(env["LOOP"].unresolved[0], Unresolved)
 

@@ -20,7 +20,7 @@ from donjon.scan.iac.cfn.props import as_bool, as_str, child
 from donjon.scan.iac.cfn.values import RList, RMap, options, val
 from donjon.scan.iac.model import Trigger, TriggerKind, Val, Where
 
-__all__ = ["build_triggers", "url_trigger"]
+__all__ = ["build_triggers", "cors_credentials", "cors_origins", "url_trigger"]
 
 _KINDS = {
     "s3": TriggerKind.STORAGE,
@@ -72,16 +72,29 @@ def _http(spec: object, where: Where, conditional: bool) -> Trigger:
     method, path = _route(spec)
     body = spec if isinstance(spec, RMap) else RMap(where.line)
     if "authorizer" in body:
-        auth = val(body["authorizer"], body.line_of("authorizer"), _mechanism,
-                   conditional=conditional, what="authorizer")  # fmt: skip
+        auth = val(
+            body["authorizer"],
+            body.line_of("authorizer"),
+            _mechanism,
+            conditional=conditional,
+            what="authorizer",
+        )
     elif any(o is True for o, _ in options(_bool(body.get("private")))):
         auth = Val.of("api_key", body.line_of("private"), conditional=conditional)
     else:
         auth = Val.of("none", conditional=conditional)
     cors = body.get("cors")
-    origins = _cors_origins(cors, body.line_of("cors"), conditional)
-    return Trigger(TriggerKind.REST_API, where, auth, method, path, origins, "ApiGatewayRestApi",
-                   _credentials(cors, body.line_of("cors")))  # fmt: skip
+    origins = cors_origins(cors, body.line_of("cors"), conditional)
+    return Trigger(
+        TriggerKind.REST_API,
+        where,
+        auth,
+        method,
+        path,
+        origins,
+        "ApiGatewayRestApi",
+        cors_credentials(cors, body.line_of("cors")),
+    )
 
 
 def _bool(value: object) -> object:
@@ -89,7 +102,7 @@ def _bool(value: object) -> object:
     return value if converted is None else converted
 
 
-def _cors_origins(cors: object, line: int, conditional: bool) -> Val[str]:
+def cors_origins(cors: object, line: int, conditional: bool) -> Val[str]:
     """``cors: true`` is ``*``; a mapping's ``origin``/``origins``/``allowedOrigins``."""
     if cors is None or as_bool(cors) is False:
         return Val()
@@ -112,9 +125,9 @@ def _cors_origins(cors: object, line: int, conditional: bool) -> Val[str]:
     return val(cors, line, as_str, conditional=conditional, what="cors")
 
 
-def _credentials(cors: object, line: int) -> Val[bool]:
+def cors_credentials(cors: object, line: int) -> Val[bool]:
     if isinstance(cors, Mapping):
-        for key in ("allowCredentials", "allowCredentials"):
+        for key in ("allowCredentials", "credentials"):
             if key in cors:
                 return val(cors[key], line, as_bool, what="allowCredentials")
     return Val()
@@ -138,7 +151,9 @@ def _http_api(spec: object, where: Where, authorizers: RMap, conditional: bool) 
                 lambda_ = str(declared.get("type", "jwt")).lower() == "request"
                 auth = Val.of("lambda" if lambda_ else "jwt", line, conditional=conditional)
             else:
-                auth = Val.unknown(f"authorizer {name}", "not in provider.httpApi.authorizers", line)
+                auth = Val.unknown(
+                    f"authorizer {name}", "not in provider.httpApi.authorizers", line
+                )
     return Trigger(TriggerKind.HTTP_API, where, auth, method, path, api="HttpApi")
 
 
@@ -147,7 +162,9 @@ def _alb(spec: object, where: Where) -> Trigger:
     if "authorizer" in body:
         auth = Val.of("cognito", body.line_of("authorizer"))
     else:
-        auth = Val.unknown("alb", "an ALB listener: whether it faces the internet is not in the file")
+        auth = Val.unknown(
+            "alb", "an ALB listener: whether it faces the internet is not in the file"
+        )
     conditions = body.get("conditions")
     path = ""
     if isinstance(conditions, Mapping):
@@ -192,7 +209,11 @@ def url_trigger(url: object, line: int, where: Where) -> Trigger | None:
         )
         cors = url.get("cors")
         at_cors = url.line_of("cors") if isinstance(url, RMap) else line
-        return Trigger(TriggerKind.FUNCTION_URL, at, auth,
-                       cors_origins=_cors_origins(cors, at_cors, False),
-                       cors_credentials=_credentials(cors, at_cors))  # fmt: skip
+        return Trigger(
+            TriggerKind.FUNCTION_URL,
+            at,
+            auth,
+            cors_origins=cors_origins(cors, at_cors, False),
+            cors_credentials=cors_credentials(cors, at_cors),
+        )
     return Trigger(TriggerKind.FUNCTION_URL, at, Val.of("none"))

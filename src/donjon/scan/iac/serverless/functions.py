@@ -8,7 +8,8 @@ wins). Each value keeps the line it is written on, the provider's when inherited
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from donjon.scan.iac.cfn.props import as_bool, as_int, as_str, child
 from donjon.scan.iac.cfn.values import RMap, val
@@ -19,15 +20,21 @@ from donjon.scan.iac.serverless.iam import function_role
 
 __all__ = ["build_functions"]
 
+T = TypeVar("T")
+
 
 def _own_or_provider(
-    function: RMap, provider: RMap, key: str, convert: object, *provider_path: str
-) -> Val[object]:
+    function: RMap,
+    provider: RMap,
+    key: str,
+    convert: Callable[[object], T | None],
+    *provider_path: str,
+) -> Val[T]:
     """The function's value of `key`, else the provider's (at `provider_path`)."""
     if key in function:
-        return val(function[key], function.line_of(key), convert, what=key)  # type: ignore[arg-type]
+        return val(function[key], function.line_of(key), convert, what=key)
     value, line = child(provider, *(provider_path or (key,)))
-    return val(value, line, convert, what=key)  # type: ignore[arg-type]
+    return val(value, line, convert, what=key)
 
 
 def _tracing(value: object) -> str | None:
@@ -65,7 +72,7 @@ def _log_group(function: RMap, provider: RMap, where: Where) -> LogGroup | None:
     # Serverless declares /aws/lambda/<name> for every function: its retention is the
     # function's or the provider's; no key can be set on it (it sits at the function).
     retention = _own_or_provider(function, provider, "logRetentionInDays", as_int)
-    return LogGroup(where, retention_days=retention)  # type: ignore[arg-type]
+    return LogGroup(where, retention_days=retention)
 
 
 def _function(doc: Document, key: str, body: RMap, line: int) -> Function:
@@ -73,8 +80,9 @@ def _function(doc: Document, key: str, body: RMap, line: int) -> Function:
     where = Where(doc.path, line, key)
     authorizers, _ = child(provider, "httpApi", "authorizers")
     triggers: list[Trigger] = list(
-        build_triggers(body.get("events"), where,
-                       authorizers if isinstance(authorizers, RMap) else RMap())  # fmt: skip
+        build_triggers(
+            body.get("events"), where, authorizers if isinstance(authorizers, RMap) else RMap()
+        )
     )
     url = url_trigger(body.get("url"), body.line_of("url"), where)
     if url is not None:
@@ -90,17 +98,18 @@ def _function(doc: Document, key: str, body: RMap, line: int) -> Function:
         where,
         Cloud.AWS,
         name=name,
-        runtime=_own_or_provider(body, provider, "runtime", as_str),  # type: ignore[arg-type]
+        runtime=_own_or_provider(body, provider, "runtime", as_str),
         handler=val(body.get("handler"), body.line_of("handler"), as_str, what="handler"),
         environment=_environment(body, provider),
         role=role,
         policies=policies,
         triggers=tuple(triggers),
         dead_letter=_dead_letter(body),
-        reserved_concurrency=val(body.get("reservedConcurrency"),
-                                 body.line_of("reservedConcurrency"), as_int),  # fmt: skip
-        kms_key=_own_or_provider(body, provider, "kmsKeyArn", as_str),  # type: ignore[arg-type]
-        tracing=_own_or_provider(body, provider, "tracing", _tracing, "tracing", "lambda"),  # type: ignore[arg-type]
+        reserved_concurrency=val(
+            body.get("reservedConcurrency"), body.line_of("reservedConcurrency"), as_int
+        ),
+        kms_key=_own_or_provider(body, provider, "kmsKeyArn", as_str),
+        tracing=_own_or_provider(body, provider, "tracing", _tracing, "tracing", "lambda"),
         log_group=_log_group(body, provider, where),
     )
 

@@ -56,16 +56,24 @@ def _provider(doc: Document) -> tuple[object, int, list[Policy]]:
         current = iam.get("role")
         at = iam.line_of("role")
         if isinstance(current, RMap):
-            policies += _statements("provider.iam.role.statements",
-                                    current.get("statements"), current.line_of("statements"))  # fmt: skip
-            policies += _managed(doc, current.get("managedPolicies"),
-                                 current.line_of("managedPolicies"))  # fmt: skip
+            policies += _statements(
+                "provider.iam.role.statements",
+                current.get("statements"),
+                current.line_of("statements"),
+            )
+            policies += _managed(
+                doc, current.get("managedPolicies"), current.line_of("managedPolicies")
+            )
         elif current is not None:
             role, role_line = current, at
-    policies += _statements("provider.iamRoleStatements", provider.get("iamRoleStatements"),
-                            provider.line_of("iamRoleStatements"))  # fmt: skip
-    policies += _managed(doc, provider.get("iamManagedPolicies"),
-                         provider.line_of("iamManagedPolicies"))  # fmt: skip
+    policies += _statements(
+        "provider.iamRoleStatements",
+        provider.get("iamRoleStatements"),
+        provider.line_of("iamRoleStatements"),
+    )
+    policies += _managed(
+        doc, provider.get("iamManagedPolicies"), provider.line_of("iamManagedPolicies")
+    )
     return role, role_line, policies
 
 
@@ -80,9 +88,7 @@ def _named_role(doc: Document, role: object, line: int) -> tuple[Val[str], tuple
     return value, role_policies(doc.resources, raw, False)
 
 
-def function_role(
-    doc: Document, function: RMap, line: int
-) -> tuple[Val[str], tuple[Policy, ...]]:
+def function_role(doc: Document, function: RMap, line: int) -> tuple[Val[str], tuple[Policy, ...]]:
     """The role of one function and the policies the scan can see on it."""
     if "role" in function:
         return _named_role(doc, function["role"], function.line_of("role"))

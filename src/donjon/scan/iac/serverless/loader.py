@@ -15,7 +15,8 @@ from donjon.scan.iac.cfn.values import RMap
 from donjon.scan.iac.interface import IacError, Loaded, TemplateFormat
 from donjon.scan.iac.model import App, Function, HttpApi, TemplateKind, TriggerKind, Val, Where
 from donjon.scan.iac.serverless.document import Document, decode, is_candidate
-from donjon.scan.iac.serverless.events import _cors_origins, _credentials
+from donjon.scan.iac.serverless.events import cors_credentials, cors_origins
+from donjon.scan.iac.serverless.functions import build_functions
 from donjon.scan.project import Project
 
 __all__ = ["ServerlessFormat", "read_text"]
@@ -46,8 +47,8 @@ def _apis(doc: Document, functions: tuple[Function, ...]) -> tuple[HttpApi, ...]
         credentials: Val[bool] = Val()
         if kind is TriggerKind.HTTP_API:
             value, line = child(provider, "httpApi", "cors")
-            cors = _cors_origins(value, line, False)
-            credentials = _credentials(value, line)
+            cors = cors_origins(value, line, False)
+            credentials = cors_credentials(value, line)
         tracing, line = child(provider, "tracing", "apiGateway")
         out.append(
             HttpApi(
@@ -63,8 +64,6 @@ def _apis(doc: Document, functions: tuple[Function, ...]) -> tuple[HttpApi, ...]
 
 
 def build_app(doc: Document) -> App:
-    from donjon.scan.iac.serverless.functions import build_functions
-
     functions = build_functions(doc)
     groups = build_log_groups(doc.resources)
     return App(
@@ -90,7 +89,9 @@ def read_text(path: str, text: str) -> App | None:
         return build_app(doc)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError) as e:
         # A shape the loader did not expect: reported, never fatal to the scan.
-        raise IacError(f"{path}: could not be read as a Serverless service ({type(e).__name__}: {e})") from e
+        raise IacError(
+            f"{path}: could not be read as a Serverless service ({type(e).__name__}: {e})"
+        ) from e
 
 
 class ServerlessFormat(TemplateFormat):
