@@ -41,7 +41,9 @@ _CATALOG = (
         Severity.HIGH,
         Cwe.EVAL_INJECTION,
         _SAS.SAS_1,
-        "eval, exec or compile of a value that is not a constant.",
+        "eval, exec, compile or another runner of text as code (code, codeop, timeit, "
+        "the profilers and debuggers) given a value that is not a literal: an error when "
+        "event data reaches it, a warning otherwise.",
         "Never evaluate input as code: parse it (json.loads, ast.literal_eval) or dispatch "
         "through a dict of allowed operations.",
     ),
