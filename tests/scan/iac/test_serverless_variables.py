@@ -106,3 +106,16 @@ def test_function_environment_merges_over_the_provider_s() -> None:
         EnvVar("SHARED", Val.of("all", 5)),
         EnvVar("LEVEL", Val.of("debug", 11)),
     )
+
+
+def test_files_built_to_blow_up_end_unresolved() -> None:
+    """Strings doubled through ${self:} stop at 1 MiB, lists doubled at 200,000 values:
+    the value is unresolved, the file is still read."""
+    doubled = "custom:\n  s0: x\n  l0: [x]\n" + "".join(
+        f"  s{i}: ${{self:custom.s{i - 1}}}${{self:custom.s{i - 1}}}\n"
+        f"  l{i}: ['${{self:custom.l{i - 1}}}', '${{self:custom.l{i - 1}}}']\n"
+        for i in range(1, 60)
+    )
+    env = _env("      S: ${self:custom.s59}\n      L: ${self:custom.l59}\n", doubled)
+    assert "past 1 MiB" in env["S"].unresolved[0].reason
+    assert "past 200,000 values" in env["L"].unresolved[0].reason

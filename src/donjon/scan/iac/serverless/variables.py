@@ -34,7 +34,14 @@ __all__ = ["Variables"]
 #: ``${AWS::Region}`` and ``${Bucket}`` are CloudFormation's (``Fn::Sub``), left as written.
 _INNER = re.compile(r"\$\{(\s*(?:file\(|[A-Za-z][\w-]*:(?!:))[^${}]*)\}")
 _MAX_DEPTH = 32
-_MAX_STEPS = 256
+#: Variables followed per file at most (each ``${self:}`` path is resolved once and
+#: remembered; this bounds files built to blow up).
+_MAX_STEPS = 20_000
+#: Values a file may expand to through whole-value ``${self:}`` copies of mappings and
+#: lists (later readers walk every copy).
+_MAX_WEIGHT = 200_000
+#: A string grown past this by substitution is unresolved (a file built to blow up).
+_MAX_LENGTH = 1 << 20
 _AWS = {"region": "${AWS::Region}", "accountId": "${AWS::AccountId}"}
 _DEPLOY_TIME = {
     "env": "an environment variable of the deploy, known only when it runs",
@@ -105,6 +112,9 @@ class Variables:
     def __init__(self, document: Mapping[object, object]) -> None:
         self._doc = document
         self._steps = 0
+        self._seen: dict[str, object] = {}
+        self._weights: dict[int, int] = {}
+        self._weight = 0
 
     def resolve(self, node: object, depth: int = 0) -> object:
         """`node` with every variable in it resolved (or `Unresolved`)."""
@@ -140,7 +150,7 @@ class Variables:
         current = str(text)
         while True:
             self._steps += 1
-            if self._steps > _MAX_STEPS * 16 or depth > _MAX_DEPTH:
+            if self._steps > _MAX_STEPS or depth > _MAX_DEPTH:
                 raise _Failed("too many variables to follow")
             match = _INNER.search(current)
             if match is None:
@@ -157,36 +167,56 @@ class Variables:
             if isinstance(value, Mapping | list):
                 raise _Failed("a mapping or list inside a string")
             piece = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if len(current) + len(piece) > _MAX_LENGTH:
+                raise _Failed("a value past 1 MiB once its variables are substituted")
             current = current[: match.start()] + piece + current[match.end() :]
 
     def _variable(self, body: str, depth: int) -> _Value:
         ref, *fallbacks = _split_args(body)
         source, address = _source(ref)
         if source == "self":
-            target = self._lookup(address)
-            if target is not None:
-                resolved = self.resolve(target, depth + 1)
-                if isinstance(resolved, Unresolved):
-                    raise _Failed(resolved.reason)
-                if isinstance(resolved, Choice):
-                    return _Value(resolved.branches[0], True)
-                return _Value(resolved)
-            if not fallbacks:
-                raise _Failed(f"self:{address} is not in the file")
-            return _Value(_literal(fallbacks[0]))
+            return self._self(address, fallbacks, depth)
         if source == "aws" and address in _AWS:
             return _Value(_AWS[address])
         if source == "sls" and address == "stage":
             return self._stage(depth)
-        if source == "opt":
-            if fallbacks:
-                return _Value(_literal(fallbacks[0]), True)
-            raise _Failed(f"CLI option --{address} given at deploy time, no fallback")
         if source in _DEPLOY_TIME:
             raise _Failed(_DEPLOY_TIME[source])
-        if fallbacks and source not in ("env",):
+        if fallbacks:  # opt: and any other source: the fallback, unless overridden
             return _Value(_literal(fallbacks[0]), True)
+        if source == "opt":
+            raise _Failed(f"CLI option --{address} given at deploy time, no fallback")
         raise _Failed(f"variable source {source or ref!r} is not resolved by the scan")
+
+    def _self(self, address: str, fallbacks: list[str], depth: int) -> _Value:
+        """``${self:a.b}``: the value at that path, resolved once and remembered."""
+        target = self._lookup(address)
+        if target is None:
+            if not fallbacks:
+                raise _Failed(f"self:{address} is not in the file")
+            return _Value(_literal(fallbacks[0]))
+        if address not in self._seen:
+            self._seen[address] = self.resolve(target, depth + 1)
+        resolved = self._seen[address]
+        if isinstance(resolved, Mapping | list):
+            self._weight += self._weigh(resolved)
+            if self._weight > _MAX_WEIGHT:
+                raise _Failed("the file expands past 200,000 values through ${self:}")
+        if isinstance(resolved, Unresolved):
+            raise _Failed(resolved.reason)
+        if isinstance(resolved, Choice):
+            return _Value(resolved.branches[0], True)
+        return _Value(resolved)
+
+    def _weigh(self, node: object) -> int:
+        """The values a structure holds, each shared part counted every time it is held."""
+        if not isinstance(node, Mapping | list):
+            return 1
+        key = id(node)
+        if key not in self._weights:
+            items = node.values() if isinstance(node, Mapping) else node
+            self._weights[key] = 1 + sum(self._weigh(item) for item in items)
+        return self._weights[key]
 
     def _stage(self, depth: int) -> _Value:
         provider = self._doc.get("provider")
