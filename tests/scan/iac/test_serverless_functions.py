@@ -208,3 +208,24 @@ def test_roles_given_by_name_arn_expression_or_per_function() -> None:
     assert own == [("sqs:SendMessage",)]
     both = [s.actions for p in fns["both"].policies for s in p.statements]
     assert both == [("sqs:SendMessage",), ("s3:GetObject",)]
+
+
+def test_literals_outside_environments_are_seen_with_their_owner() -> None:
+    """custom, provider, functions and resources strings are App.literals at their lines,
+    named by function key or logical id; environments are not (they are in the model)."""
+    text = (
+        "service: s\ncustom:\n  token: abc\nprovider:\n  name: aws\n  environment:\n"
+        "    A: in-env\nfunctions:\n  fn:\n    handler: a.h\n    environment:\n"
+        "      B: in-env\nresources:\n  Resources:\n    Db:\n      Type: AWS::RDS::DBInstance\n"
+        "      Properties:\n        MasterUserPassword: hunter2hunter2\n"
+    )
+    seen = {(w.resource, w.line, path, value) for w, path, value in _app(text).literals}
+    assert ("custom", 3, "custom.token", "abc") in seen
+    assert ("fn", 10, "functions.fn.handler", "a.h") in seen
+    assert (
+        "Db",
+        18,
+        "resources.Resources.Db.Properties.MasterUserPassword",
+        "hunter2hunter2",
+    ) in seen
+    assert not any(value == "in-env" for *_, value in seen)

@@ -17,6 +17,7 @@ from donjon.scan.iac.model import App, Function, HttpApi, TemplateKind, TriggerK
 from donjon.scan.iac.serverless.document import Document, decode, is_candidate
 from donjon.scan.iac.serverless.events import cors_credentials, cors_origins
 from donjon.scan.iac.serverless.functions import build_functions
+from donjon.scan.iac.serverless.literals import literals
 from donjon.scan.project import Project
 
 __all__ = ["ServerlessFormat", "read_text"]
@@ -75,6 +76,7 @@ def build_app(doc: Document) -> App:
         apis=_apis(doc, functions),
         log_groups=tuple(dict.fromkeys(groups.values())),
         user_pools=build_user_pools(doc.resources),
+        literals=literals(doc),
     )
 
 
