@@ -229,3 +229,23 @@ def test_literals_outside_environments_are_seen_with_their_owner() -> None:
         "hunter2hunter2",
     ) in seen
     assert not any(value == "in-env" for *_, value in seen)
+
+
+def test_roles_of_resources_by_name_and_by_getatt() -> None:
+    """provider.iam.role naming a role of resources, and a function's !GetAtt Role.Arn,
+    bring that role's managed and inline policies, at their lines in resources."""
+    text = (
+        "service: s\nprovider:\n  name: aws\n  iam:\n    role: AppRole\nfunctions:\n"
+        "  a:\n    handler: h\n    role: !GetAtt OtherRole.Arn\n  b:\n    handler: h\n"
+        "resources:\n  Resources:\n    AppRole:\n      Type: AWS::IAM::Role\n"
+        "      Properties:\n"
+        "        ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n"
+        "    OtherRole:\n      Type: AWS::IAM::Role\n      Properties:\n        Policies:\n"
+        "          - PolicyName: p\n            PolicyDocument:\n"
+        "              Statement: [{Effect: Allow, Action: 's3:*', Resource: '*'}]\n"
+    )
+    fns = {f.where.resource: f for f in _app(text).functions}
+    assert fns["a"].role == Val.of("${OtherRole.Arn}", 9)
+    assert [(p.name, p.line) for p in fns["a"].policies] == [("p", 22)]
+    assert fns["b"].role == Val.of("AppRole", 5)
+    assert [(p.name, p.line) for p in fns["b"].policies] == [("AdministratorAccess", 17)]
