@@ -210,3 +210,19 @@ def test_the_scanner_runs_the_serverless_format(tmp_path: Path) -> None:
     loaded = ServerlessFormat().load(discover(tmp_path))
     assert [a.path for a in loaded.apps] == ["serverless.yml"]
     assert loaded.notes == ()
+
+
+def test_a_route_read_from_a_deploy_time_source_has_unresolved_auth() -> None:
+    """An http or httpApi event whose whole body is ${file()} is not taken as public nor
+    as protected: its authorisation is unresolved, naming the expression."""
+    text = (
+        "service: s\nprovider:\n  name: aws\nfunctions:\n  f:\n    handler: h\n"
+        "    events:\n      - http: ${file(./routes.yml):orders}\n"
+        "      - httpApi: ${env:ROUTE}\n"
+    )
+    triggers = _app(text).functions[0].triggers
+    assert [t.auth.unresolved[0].expression for t in triggers] == [
+        "${file(./routes.yml):orders}",
+        "${env:ROUTE}",
+    ]
+    assert all(not t.auth.known for t in triggers)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from donjon.scan.iac.cfn.props import as_bool, as_str, child
 from donjon.scan.iac.cfn.values import RList, RMap, options, val
-from donjon.scan.iac.model import Trigger, TriggerKind, Val, Where
+from donjon.scan.iac.model import Trigger, TriggerKind, Unresolved, Val, Where
 
 __all__ = ["build_triggers", "cors_credentials", "cors_origins", "url_trigger"]
 
@@ -71,7 +71,9 @@ def _route(spec: object) -> tuple[str, str]:
 def _http(spec: object, where: Where, conditional: bool) -> Trigger:
     method, path = _route(spec)
     body = spec if isinstance(spec, RMap) else RMap(where.line)
-    if "authorizer" in body:
+    if isinstance(spec, Unresolved):  # the whole event from ${file()}, ${env:}...
+        auth: Val[str] = Val((), (spec,))
+    elif "authorizer" in body:
         auth = val(
             body["authorizer"],
             body.line_of("authorizer"),
@@ -122,7 +124,15 @@ def cors_origins(cors: object, line: int, conditional: bool) -> Val[str]:
                     any(v.conditional for v in vals),
                 )
         return Val.of("*", line, conditional=conditional)  # Serverless's default origin
-    return val(cors, line, as_str, conditional=conditional, what="cors")
+    return val(cors, line, _origin, conditional=conditional, what="cors")
+
+
+def _origin(value: object) -> str | None:
+    """One branch of a conditional ``cors``: ``true`` is ``*``, ``false`` no origin."""
+    flag = as_bool(value)
+    if flag is not None:
+        return "*" if flag else ""
+    return as_str(value)
 
 
 def cors_credentials(cors: object, line: int) -> Val[bool]:
@@ -136,7 +146,9 @@ def cors_credentials(cors: object, line: int) -> Val[bool]:
 def _http_api(spec: object, where: Where, authorizers: RMap, conditional: bool) -> Trigger:
     method, path = _route(spec)
     auth: Val[str] = Val.of("none", conditional=conditional)
-    if isinstance(spec, RMap) and "authorizer" in spec:
+    if isinstance(spec, Unresolved):  # the whole event from ${file()}, ${env:}...
+        auth = Val((), (spec,))
+    elif isinstance(spec, RMap) and "authorizer" in spec:
         line = spec.line_of("authorizer")
         found = spec["authorizer"]
         name = found.get("name") if isinstance(found, Mapping) else found
