@@ -249,3 +249,17 @@ def test_roles_of_resources_by_name_and_by_getatt() -> None:
     assert [(p.name, p.line) for p in fns["a"].policies] == [("p", 22)]
     assert fns["b"].role == Val.of("AppRole", 5)
     assert [(p.name, p.line) for p in fns["b"].policies] == [("AdministratorAccess", 17)]
+
+
+def test_default_name_and_container_image_functions() -> None:
+    """A function's name defaults to <service>-<stage>-<key> (the stage may be overridden:
+    conditional); a container image function inherits no runtime."""
+    text = (
+        "service: shop\nprovider:\n  name: aws\n  stage: ${opt:stage, 'prod'}\n"
+        "  runtime: python3.12\n"
+        "functions:\n  zip:\n    handler: a.h\n  image:\n    image: 1.dkr.ecr/x:latest\n"
+    )
+    fns = {f.where.resource: f for f in _app(text).functions}
+    assert fns["zip"].name == Val.of("shop-prod-zip", 7, conditional=True)
+    assert fns["zip"].runtime == Val.of("python3.12", 5)
+    assert not fns["image"].runtime.present

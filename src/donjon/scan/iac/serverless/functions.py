@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from donjon.scan.iac.cfn.props import as_bool, as_int, as_str, child
-from donjon.scan.iac.cfn.values import RMap, val
+from donjon.scan.iac.cfn.values import RMap, options, val
 from donjon.scan.iac.model import Cloud, EnvVar, Function, LogGroup, Trigger, Val, Where
 from donjon.scan.iac.serverless.document import Document
 from donjon.scan.iac.serverless.events import build_triggers, url_trigger
@@ -75,6 +75,17 @@ def _log_group(function: RMap, provider: RMap, where: Where) -> LogGroup | None:
     return LogGroup(where, retention_days=retention)
 
 
+def _name(doc: Document, key: str, line: int) -> Val[str]:
+    """Serverless's default name, ``<service>-<stage>-<key>``; the stage is ``provider.stage``
+    or ``dev`` unless ``--stage`` says otherwise (conditional)."""
+    service = doc.root.get("service")
+    written = doc.section("provider").get("stage", "dev")
+    stage = next((o for o, _ in options(written)), written)  # ${opt:stage, 'dev'}: dev
+    if not isinstance(service, str) or not isinstance(stage, str):
+        return Val.unknown(f"{service}-{stage}-{key}", "the service or stage is not resolved", line)
+    return Val.of(f"{service}-{stage}-{key}", line, conditional=True)
+
+
 def _function(doc: Document, key: str, body: RMap, line: int) -> Function:
     provider = doc.section("provider")
     where = Where(doc.path, line, key)
@@ -88,17 +99,16 @@ def _function(doc: Document, key: str, body: RMap, line: int) -> Function:
     if url is not None:
         triggers.append(url)
     role, policies = function_role(doc, body, line)
-    service = doc.root.get("service")
     name = (
-        val(body["name"], body.line_of("name"), as_str)
-        if "name" in body
-        else Val.of(f"{service}-{key}" if isinstance(service, str) else key, line)
+        val(body["name"], body.line_of("name"), as_str) if "name" in body else _name(doc, key, line)
     )
+    # A container image function has no runtime: the provider's does not apply to it.
+    runtime = Val[str]() if "image" in body else _own_or_provider(body, provider, "runtime", as_str)
     return Function(
         where,
         Cloud.AWS,
         name=name,
-        runtime=_own_or_provider(body, provider, "runtime", as_str),
+        runtime=runtime,
         handler=val(body.get("handler"), body.line_of("handler"), as_str, what="handler"),
         environment=_environment(body, provider),
         role=role,
