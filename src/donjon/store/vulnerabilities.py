@@ -19,7 +19,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Engine, Float, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from donjon.store.tables import metadata
@@ -114,13 +127,13 @@ advisory_watch = Table(
 _KEY = ("function", "version", "package", "advisory")
 
 
-def _where(finding: VersionFinding) -> object:
+def _where(finding: VersionFinding) -> ColumnElement[bool]:
     c = advisory_findings.c
-    return (
-        (c.function == finding.function)
-        & (c.version == finding.version)
-        & (c.package == finding.package)
-        & (c.advisory == finding.advisory)
+    return and_(
+        c.function == finding.function,
+        c.version == finding.version,
+        c.package == finding.package,
+        c.advisory == finding.advisory,
     )
 
 
@@ -171,7 +184,7 @@ class VulnerabilityStore:
         with self._engine.begin() as conn:
             reopened = conn.execute(
                 update(advisory_findings)
-                .where(_where(finding) & advisory_findings.c.cleared_at.is_not(None))  # type: ignore[operator]
+                .where(_where(finding), advisory_findings.c.cleared_at.is_not(None))
                 .values(**values)
             )
         return bool(reopened.rowcount)
@@ -181,7 +194,7 @@ class VulnerabilityStore:
         with self._engine.begin() as conn:
             done = conn.execute(
                 update(advisory_findings)
-                .where(_where(finding) & advisory_findings.c.cleared_at.is_(None))  # type: ignore[operator]
+                .where(_where(finding), advisory_findings.c.cleared_at.is_(None))
                 .values(cleared_at=time.time())
             )
         return bool(done.rowcount)

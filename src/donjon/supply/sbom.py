@@ -151,6 +151,7 @@ def render_sbom(document: str, fmt: str) -> str:
     if fmt == "json":
         return document
     try:
+        # from_json is added by py-serializable's class decorator, which mypy does not see.
         bom = Bom.from_json(json.loads(document))  # type: ignore[attr-defined]
     except (ValueError, TypeError, KeyError) as e:
         raise SupplyError(
