@@ -28,6 +28,7 @@ NOTES: tuple[Callable[[Sequence[App]], tuple[str, ...]], ...] = (config_rules.ru
 def formats() -> tuple[TemplateFormat, ...]:
     """Every template format, imported on first use (their parsers are not light)."""
     from donjon.scan.iac.cfn import CfnFormat
+    from donjon.scan.iac.serverless import ServerlessFormat
     from donjon.scan.iac.terraform import TerraformFormat
 
-    return (CfnFormat(), TerraformFormat())
+    return (CfnFormat(), ServerlessFormat(), TerraformFormat())
