@@ -15,8 +15,9 @@ from harness import LiveNode, donjon_env, run_cli
 
 #: Commands that print nothing of their own to choose a form for: `serve` and `up`
 #: run a node; `scan` has `--format text|json|sarif` and, since before this flag,
-#: `--output FILE` for the report.
-_NOT_PRINTING = {"serve", "up", "scan"}
+#: `--output FILE` for the report; `sbom` and `provenance` print a standard document
+#: (CycloneDX JSON or XML, a DSSE envelope) as it is stored, to stdout or `-o FILE`.
+_NOT_PRINTING = {"serve", "up", "scan", "sbom", "provenance"}
 
 
 def _leaves(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
