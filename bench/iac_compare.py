@@ -66,12 +66,18 @@ def run_tool(tool: str, project: Project, venv: Path) -> tuple[list[Hit], iac_to
     return cfn_lint_hits(done.stdout, project), done
 
 
-def start_up(venv: Path) -> dict[str, str]:
-    """Each tool's `--version` and empty-directory scan, wall seconds (CPU seconds)."""
+def start_up(venv: Path) -> dict[str, tuple[iac_tools.Timed, iac_tools.Timed]]:
+    """Each tool's `--version` and its scan of an empty directory."""
     with tempfile.TemporaryDirectory() as empty:
         runs = {
             "donjon": [iac_tools.donjon(), "scan", "--format", "json", empty],
-            "checkov": [iac_tools.checkov(venv), "-d", empty, *iac_tools.CHECKOV_FLAGS],
+            "checkov": [
+                iac_tools.checkov(venv),
+                "-d",
+                empty,
+                *iac_tools.CHECKOV_FLAGS,
+                *iac_tools.FRAMEWORKS,
+            ],
             "cfn-lint": [iac_tools.cfn_lint(venv), "--format", "json", "--", empty],
         }
         versions = {
@@ -79,14 +85,7 @@ def start_up(venv: Path) -> dict[str, str]:
             "checkov": [iac_tools.checkov(venv), "--version"],
             "cfn-lint": [iac_tools.cfn_lint(venv), "--version"],
         }
-        out: dict[str, str] = {}
-        for tool in TOOLS:
-            v = iac_tools.timed(versions[tool])
-            e = iac_tools.timed([*runs[tool], *(iac_tools.FRAMEWORKS if tool == "checkov" else ())])
-            out[tool] = f"--version {v.wall:.2f} s ({v.cpu:.2f} CPU), empty dir {e.wall:.2f} s"
-            out[tool] += f" ({e.cpu:.2f} CPU)"
-            out[f"{tool}-wall"] = f"{min(v.wall, e.wall):.2f}"
-    return out
+        return {t: (iac_tools.timed(versions[t]), iac_tools.timed(runs[t])) for t in TOOLS}
 
 
 def _pct(part: int, whole: int) -> str:
@@ -120,13 +119,17 @@ def table(group: str, scores: dict[str, Score], items: list[Project], mapping: M
     print(
         "recall per rule: "
         + "  ".join(
-            f"{r[-3:]} "
+            f"{r.removeprefix('DJ-')} "
             + "/".join(str(len({k for k in scores[t].found_keys if k[2] == r})) for t in TOOLS)
             + f" of {sum(k[2] == r for k in expected)}"
             for r in rules
         )
     )
     print("(per rule: Donjon/Checkov/cfn-lint found, of expected)")
+    for tool in TOOLS:
+        if scores[tool].alarm_checks:
+            alarms = ", ".join(f"{c} {n}" for c, n in scores[tool].alarm_checks.most_common())
+            print(f"false alarms of {tool} by check: {alarms}")
 
 
 def main() -> None:
@@ -157,14 +160,18 @@ def main() -> None:
         iac_tools.version(iac_tools.cfn_lint(venv)),
     )
     starts = start_up(venv)
-    for tool in TOOLS:
-        print(f"start-up {tool:9} {starts[tool]}")
+    for tool, (v, e) in starts.items():
+        print(
+            f"start-up {tool:9} --version {v.wall:.2f} s ({v.cpu:.2f} CPU), "
+            f"empty dir {e.wall:.2f} s ({e.cpu:.2f} CPU)"
+        )
     totals: dict[str, dict[str, Score]] = {}
     all_projects = projects(roots)
     for group in dict.fromkeys(p.group for p in all_projects):
         items = [p for p in all_projects if p.group == group]
         scores = {tool: Score() for tool in TOOLS}
         for project in items:
+            print(f"  {group} {project.name}", file=sys.stderr)
             for tool in TOOLS:
                 ran = run_tool(tool, project, venv)
                 if ran is None:
@@ -183,11 +190,13 @@ def main() -> None:
     if main_group:
         d, c = main_group["donjon"], main_group["checkov"]
         n = max(d.projects, 1)
+        up = starts["checkov"][0]
         print(
             f"\nverdict ({roots[0][0]}): recall Donjon {len(d.found_keys)} vs Checkov "
             f"{len(c.found_keys)} expected findings; false alarms on negatives Donjon "
-            f"{d.false_alarms} vs Checkov {c.false_alarms}; Donjon {d.wall / n:.2f} s per "
-            f"project vs Checkov's start-up {starts['checkov-wall']} s"
+            f"{d.false_alarms} vs Checkov {c.false_alarms}; Donjon {d.wall / n:.2f} s wall "
+            f"({d.cpu / n:.2f} CPU) per project vs Checkov's start-up (--version) "
+            f"{up.wall:.2f} s ({up.cpu:.2f} CPU)"
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class Score:
     wall: float = 0.0
     cpu: float = 0.0
     found_keys: set[Key] = field(default_factory=set)
+    alarm_checks: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Score) -> None:
         self.expected += other.expected
@@ -79,6 +81,7 @@ class Score:
         self.wall += other.wall
         self.cpu += other.cpu
         self.found_keys |= other.found_keys
+        self.alarm_checks.update(other.alarm_checks)
 
 
 def donjon_hits(stdout: str) -> list[Hit]:
@@ -121,6 +124,7 @@ def score(project: Project, tool: str, hits: list[Hit], mapping: Mapping) -> Sco
     result.others = len({h for h in hits if h not in mapped})
     if project.negative:
         result.false_alarms = len(mapped)
+        result.alarm_checks.update(h.check for h in mapped)
         return result
     used: set[Hit] = set()
     for file, line, rule in project.expected:
