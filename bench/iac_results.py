@@ -12,10 +12,12 @@ the file: the benefit of the doubt goes to the other tools.
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from iac_corpus import Key, Project
 
@@ -84,14 +86,23 @@ class Score:
         self.alarm_checks.update(other.alarm_checks)
 
 
+def _json(stdout: str, empty: str) -> Any:
+    """The tool's JSON output; a crash's partial output is reported and read as nothing."""
+    try:
+        return json.loads(stdout or empty)
+    except ValueError:
+        print(f"unreadable tool output: {stdout[:200]!r}", file=sys.stderr)
+        return json.loads(empty)
+
+
 def donjon_hits(stdout: str) -> list[Hit]:
-    report = json.loads(stdout or "{}")
+    report = _json(stdout, "{}")
     return [Hit(f["rule_id"], f["path"], f["line"], f["line"]) for f in report.get("findings", [])]
 
 
 def checkov_hits(stdout: str) -> list[Hit]:
     """Failed checks of every framework's report (one dict, a list, or an empty summary)."""
-    data = json.loads(stdout or "[]")
+    data = _json(stdout, "[]")
     reports = data if isinstance(data, list) else [data]
     hits: list[Hit] = []
     for report in reports:
@@ -104,7 +115,7 @@ def checkov_hits(stdout: str) -> list[Hit]:
 
 def cfn_lint_hits(stdout: str, project: Project) -> list[Hit]:
     hits: list[Hit] = []
-    for match in json.loads(stdout or "[]"):
+    for match in _json(stdout, "[]"):
         file = Path(match["Filename"]).resolve().relative_to(project.path.resolve()).as_posix()
         where = match["Location"]
         line = int(where["Start"]["LineNumber"])
