@@ -5,6 +5,8 @@ line of the offending property."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +113,19 @@ def test_the_same_run_passes_once_the_templates_are_fixed(tmp_path: Path) -> Non
         if r.get("level") == "error" and str(r["ruleId"]).startswith("DJ-IAC-0")
     ]
     assert result.exit_code == 0, (result.output, blocking)
+
+
+def test_a_scan_without_templates_loads_no_template_parser(tmp_path: Path) -> None:
+    """Scanning code alone imports neither cfn-lint nor python-hcl2 (their import is most
+    of a scan's start-up); they are loaded once a candidate template exists."""
+    (tmp_path / "app.py").write_text(CODE)
+    probe = (
+        "import sys; from pathlib import Path; from donjon.scan import scan_path; "
+        f"scan_path(Path({str(tmp_path)!r})); "
+        "print(sorted(m for m in ('cfnlint', 'hcl2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    (tmp_path / "serverless.yml").write_text("service: s\nprovider: {name: aws}\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['cfnlint']"

@@ -23,8 +23,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cfnlint.decode.node import dict_node, list_node, str_node
-
 from donjon.scan.iac.cfn.values import Choice
 from donjon.scan.iac.model import Unresolved
 
@@ -110,6 +108,11 @@ class Variables:
     """Resolves the variables of one decoded ``serverless.yml``."""
 
     def __init__(self, document: Mapping[object, object]) -> None:
+        # cfn-lint's marked nodes (lines kept through resolution); imported here, once a
+        # serverless file exists, not when the scanner is (~0.7 s).
+        from cfnlint.decode.node import dict_node, list_node, str_node
+
+        self._dict_node, self._list_node, self._str_node = dict_node, list_node, str_node
         self._doc = document
         self._steps = 0
         self._seen: dict[str, object] = {}
@@ -121,12 +124,12 @@ class Variables:
         if depth > _MAX_DEPTH:
             return Unresolved(str(node)[:200], "nested too deeply")
         if isinstance(node, Mapping):
-            out = dict_node({}, _mark(node, "start_mark"), _mark(node, "end_mark"))
+            out = self._dict_node({}, _mark(node, "start_mark"), _mark(node, "end_mark"))
             for key, value in node.items():
                 out[key] = self.resolve(value, depth + 1)
             return out
         if isinstance(node, list):
-            items = list_node([], _mark(node, "start_mark"), _mark(node, "end_mark"))
+            items = self._list_node([], _mark(node, "start_mark"), _mark(node, "end_mark"))
             items.extend(self.resolve(item, depth + 1) for item in node)
             return items
         if isinstance(node, str) and "${" in node:
@@ -140,7 +143,7 @@ class Variables:
             return Unresolved(str(text), e.reason)
         value = found.value
         if isinstance(value, str):
-            value = str_node(value, _mark(text, "start_mark"), _mark(text, "end_mark"))
+            value = self._str_node(value, _mark(text, "start_mark"), _mark(text, "end_mark"))
         return Choice((value,)) if found.conditional else value
 
     def _interpolate(self, text: str, depth: int) -> _Value:
