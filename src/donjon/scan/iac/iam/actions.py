@@ -22,9 +22,10 @@ import enum
 import functools
 import gc
 import json
-import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from donjon.scan.iac.iam.glob import glob_match, too_long
 
 __all__ = ["AccessLevel", "Action", "ActionCatalog", "catalog"]
 
@@ -65,10 +66,11 @@ class Action:
         return f"{self.service}:{self.name}"
 
 
-def _regex(pattern: str) -> re.Pattern[str]:
-    """IAM's wildcards (``*`` any run, ``?`` one character), matched case-insensitively."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
-    return re.compile(body, re.DOTALL)
+def _matcher(pattern: str) -> Callable[[str], bool]:
+    """IAM's wildcards (``*`` any run, ``?`` one character), matched case-insensitively
+    against lower-case names (iam/glob.py: linear, not a backtracking regex)."""
+    lowered = pattern.lower()
+    return lambda name: glob_match(lowered, name)
 
 
 class ActionCatalog:
@@ -128,11 +130,16 @@ class ActionCatalog:
         if not wild:
             known = self._services.get(service.lower(), {}).get(name.lower())
             return frozenset({known or Action(service, name)})
+        if too_long(pattern):
+            # Longer than any IAM action: not expanded (and not taken as safe): it stands
+            # for itself, an action unknown to the database, which counts as a write.
+            return frozenset({Action(service, name)})
         if "*" in service or "?" in service:
-            services = [s for s in self._services if _regex(service).fullmatch(s)]
+            in_service = _matcher(service)
+            services = [s for s in self._services if in_service(s)]
         else:
             services = [service.lower()] if service.lower() in self._services else []
-        match = _regex(name).fullmatch
+        match = _matcher(name)
         found = frozenset(a for s in services for key, a in self._services[s].items() if match(key))
         # A pattern over a service the database does not know still grants something.
         return found if services else frozenset({Action(service, name)})

@@ -22,12 +22,12 @@ template, a role given by ARN with no policies in the template) are `Unknown`.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from donjon.scan.iac.iam.actions import Action, catalog
+from donjon.scan.iac.iam.glob import glob_covers, too_long
 from donjon.scan.iac.iam.managed import full_access_by_name, lookup, managed_name
 from donjon.scan.iac.model import Effect, Function, Policy, Statement
 
@@ -50,12 +50,6 @@ def unbounded(resource: str) -> bool:
     if parts[2] == "s3":
         return parts[5].strip("*/") == ""
     return bool(_ANY_NAME.fullmatch(parts[5]))
-
-
-@functools.lru_cache(maxsize=1024)
-def _resource_regex(pattern: str) -> re.Pattern[str]:
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -148,7 +142,10 @@ def _covers(deny: Statement, allow: Statement) -> bool:
     if not allow.resources or allow.not_resources:
         return False
     return all(
-        any(_resource_regex(d.strip()).fullmatch(r.strip()) for d in deny.resources)
+        any(
+            not too_long(d) and not too_long(r) and glob_covers(d.strip(), r.strip())
+            for d in deny.resources
+        )
         for r in allow.resources
     )
 
