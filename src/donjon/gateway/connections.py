@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from donjon.config import ConnectionSettings
 from donjon.gateway.accept_gate import IPNetwork, in_networks
+from donjon.gateway.early_shed import EarlyShed
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
@@ -183,6 +184,8 @@ class GatewayProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ConnectionSettings] = ConnectionSettings()
     clients: ClassVar[ClientConnections] = ClientConnections(per_client=64, total=512)
+    #: Sheds an invoke call from its head alone, before the app (early_shed.py).
+    early_shed: ClassVar[EarlyShed | None] = None
     _serials: ClassVar[Iterator[int]] = itertools.count()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -194,6 +197,7 @@ class GatewayProtocol(HttpToolsProtocol):
         # flood, refused together, wake at 16 different times, not all at once.
         self._rest_share = 0.5 + (next(self._serials) % 16) / 32
         self._hold_timer: asyncio.TimerHandle | None = None
+        self._counted = ""  # the function of a call counted in flight by the early shed
         self._in_head = True  # between requests or inside a head
         self._head_bytes = 0  # raw bytes received since this head began
         self._head_size = 0  # bytes of request line and header fields parsed
@@ -219,6 +223,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._uncount()
         self._cancel_timers()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
@@ -307,6 +312,8 @@ class GatewayProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._body_pending = True
+        if self.early_shed is not None and self._shed_early(self.early_shed):
+            return
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
@@ -314,6 +321,45 @@ class GatewayProtocol(HttpToolsProtocol):
             cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
                 self.transport, self.loop, self._refused if self._holds else None
             )
+
+    def _shed_early(self, early_shed: EarlyShed) -> bool:
+        """Answer 503 now if the call would be shed at admission (early_shed.py): no
+        ASGI cycle is made; the body that follows is read and dropped."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return False  # a pipelined request behind one being served: queued as usual
+        keep_alive = self.parser.should_keep_alive()
+        name, answer = early_shed.answer(
+            self.parser.get_method(), self.url, self._address or "-", keep_alive
+        )
+        if answer is None:
+            self._counted = name  # released when its response is complete
+            return False
+        self.cycle = self._finished_cycle()
+        self.transport.write(answer)
+        if not keep_alive:
+            self.transport.close()
+            return True
+        self.on_response_complete()
+        return True
+
+    def _finished_cycle(self) -> RequestResponseCycle:
+        """A cycle already answered: uvicorn's body callbacks drop what they get."""
+        cycle = RequestResponseCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=False,
+            default_headers=[],
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=True,
+            on_response=self.on_response_complete,
+        )
+        cycle.response_complete = True
+        return cycle
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
@@ -337,7 +383,13 @@ class GatewayProtocol(HttpToolsProtocol):
             rest = min(self.limits.refusal_hold_s, float(match.group(1)))
             self._hold_s = rest * self._rest_share
 
+    def _uncount(self) -> None:
+        if self._counted and self.early_shed is not None:
+            self.early_shed.done(self._counted)
+        self._counted = ""
+
     def on_response_complete(self) -> None:
+        self._uncount()
         hold, self._hold_s = self._hold_s, 0.0
         if hold <= 0 or self.transport.is_closing():
             super().on_response_complete()
@@ -389,13 +441,18 @@ class GatewayProtocol(HttpToolsProtocol):
 
 
 def protocol_for(
-    settings: ConnectionSettings, trusted_proxies: tuple[str, ...] = ()
+    settings: ConnectionSettings,
+    trusted_proxies: tuple[str, ...] = (),
+    early_shed: EarlyShed | None = None,
 ) -> type[GatewayProtocol]:
-    """A protocol class bound to these limits and to one fresh connection count."""
+    """A protocol class bound to these limits, to one fresh connection count and to the
+    node's early shed (None: every request goes to the app)."""
     proxies = tuple(ipaddress.ip_network(net) for net in trusted_proxies)
+    shed = early_shed
 
     class BoundGatewayProtocol(GatewayProtocol):
         limits = settings
+        early_shed = shed
         clients = ClientConnections(
             per_client=settings.max_connections_per_client,
             total=connection_cap(settings),

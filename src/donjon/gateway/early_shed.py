@@ -1,0 +1,154 @@
+"""Shedding an invoke call from its request head alone, before the ASGI app runs.
+
+Under overload most calls are refused: their function's queue is full, or they
+would wait past its queue-time budget (sandbox/backlog.py). Refused at `admit`
+(gateway/admission.py), each one still costs Starlette's request, the credential
+check, the policy and the rate buckets: about half of what a served call costs the
+event loop, so past about twice the sustainable rate the refusals alone take the
+whole loop and every call, accepted or not, waits in the sockets behind them
+(docs/performance.md, "Shedding from the request head").
+
+Here the protocol (connections.py) asks, as soon as a head is parsed, whether a
+`POST /v1/functions/{name}/invoke` would be shed if it were admitted now: the same
+question `admit` asks the pool (`SandboxPool.check_capacity`), with the same
+answer. If so it writes a ready-made 503 with Retry-After (the expected wait, at
+least 1 s, as at `admit`) and no ASGI cycle, task, Starlette object or credential
+check is made. The refusal is counted (`donjon_rate_limited_total{limit="overload"}`)
+and audited as `node.shed` (reason `overload`) per client address and window, by
+one writer task (audit/denials.py), as the accept gate's refusals are.
+
+What the head reveals, before authentication: only that the node is shedding calls
+to a function of that name right now (the detail does not name it; the same answer
+as the node's own capacity limit, capacity.py). A call that is not shed here goes
+through every check as before, and may still be shed at `admit` (calls admitted
+together). Other ways in (http triggers, the Lambda API) are shed at `admit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import re
+import secrets
+
+from donjon.audit import AuditEvent
+from donjon.audit.denials import DenialLog
+from donjon.gateway.node import Node
+from donjon.obs.metrics import Metrics
+from donjon.sandbox import CallShed
+
+__all__ = ["EarlyShed", "early_shed_for"]
+
+log = logging.getLogger("donjon")
+
+#: The invoke route's path, as the request line carries it (a query string may follow).
+_INVOKE = re.compile(rb"/v1/functions/([a-z][a-z0-9-]{0,62})/invoke(?:\?|$)")
+_DETAIL = "overloaded: the node is shedding calls to this function; retry after Retry-After"
+
+
+def shed_response(retry_after_s: int, keep_alive: bool) -> bytes:
+    """A 503 problem document (RFC 9457) with Retry-After and a fresh request id."""
+    request_id = secrets.token_hex(8)
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": _DETAIL,
+            "request_id": request_id,
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "content-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\n"
+        f"retry-after: {retry_after_s}\r\n"
+        f"x-request-id: {request_id}\r\n"
+        "cache-control: no-store\r\n"
+    )
+    if not keep_alive:
+        head += "connection: close\r\n"
+    return (head + "\r\n").encode() + body
+
+
+class EarlyShed:
+    """Asks the pool, from a request's method and URL, whether an invoke call would be
+    shed now; if so, counts it, queues its denial and gives the answer's bytes."""
+
+    def __init__(self, node: Node, denials: DenialLog, metrics: Metrics) -> None:
+        self.node = node
+        self.denials = denials
+        self.metrics = metrics
+        #: Calls shed here since start (read by the tests and the bench).
+        self.shed = 0
+        #: Calls let through per function and not yet answered: between their head
+        #: and the pool they are invisible to it, yet they will queue there.
+        self._in_flight: dict[str, int] = {}
+        self._queued: collections.deque[tuple[str, str]] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    def answer(
+        self, method: bytes, url: bytes, client: str, keep_alive: bool
+    ) -> tuple[str, bytes | None]:
+        """For this head: the function it invokes ("" if none that is deployed) and the
+        503 to write, or None to let it through; a call let through is counted in flight
+        until `done`."""
+        pool = self.node.pool
+        if pool is None or method != b"POST":
+            return "", None
+        match = _INVOKE.match(url)
+        if match is None:
+            return "", None
+        name = match.group(1).decode("ascii")
+        deployed = self.node.registry.get(name)
+        if deployed is None:
+            return "", None
+        in_flight = self._in_flight.get(name, 0)
+        try:
+            pool.check_in_flight(deployed.config, in_flight)
+        except CallShed as shed:
+            self._refused(name, client)
+            return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
+        self._in_flight[name] = in_flight + 1
+        return name, None
+
+    def done(self, name: str) -> None:
+        """A call `answer` let through has been answered (or its connection is gone)."""
+        left = self._in_flight.get(name, 0) - 1
+        if left > 0:
+            self._in_flight[name] = left
+        else:
+            self._in_flight.pop(name, None)
+
+    def _refused(self, name: str, client: str) -> None:
+        self.shed += 1
+        self.metrics.shed(name)
+        self._queued.append((name, client))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Audit the queued refusals: one task for all, one record per client and window."""
+        try:
+            while self._queued:
+                name, client = self._queued.popleft()
+                event = AuditEvent(
+                    "anonymous",
+                    "node.shed",
+                    f"/v1/functions/{name}/invoke",
+                    "denied",
+                    {"reason": "overload", "method": "POST", "client": client},
+                )
+                try:
+                    await self.denials.deny(event, client)
+                except Exception:  # the audit log failing is logged there; keep shedding
+                    log.exception("auditing a shed call failed")
+        finally:
+            self._writer = None
+
+
+def early_shed_for(node: Node) -> EarlyShed:
+    """The node's early shed, auditing through its denial log and counting in its metrics."""
+    return EarlyShed(node, node.denials, node.metrics)
