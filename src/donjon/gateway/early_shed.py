@@ -32,6 +32,7 @@ import json
 import logging
 import re
 import secrets
+import time
 
 from donjon.audit import AuditEvent
 from donjon.audit.denials import DenialLog
@@ -45,6 +46,8 @@ log = logging.getLogger("donjon")
 
 #: The invoke route's path, as the request line carries it (a query string may follow).
 _INVOKE = re.compile(rb"/v1/functions/([a-z][a-z0-9-]{0,62})/invoke(?:\?|$)")
+#: Denials queued for the audit writer at most; past it the oldest are dropped (and logged).
+MAX_QUEUED = 65536
 _DETAIL = "overloaded: the node is shedding calls to this function; retry after Retry-After"
 
 
@@ -86,8 +89,12 @@ class EarlyShed:
         #: Calls let through per function and not yet answered: between their head
         #: and the pool they are invisible to it, yet they will queue there.
         self._in_flight: dict[str, int] = {}
-        self._queued: collections.deque[tuple[str, str]] = collections.deque()
+        #: Denials waiting for the writer task: bounded, so a flood faster than the
+        #: audit log cannot grow memory (the metric still counts every refusal).
+        self._queued: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_QUEUED)
         self._writer: asyncio.Task[None] | None = None
+        self._dropped = 0
+        self._warned_at = -10.0
 
     def answer(
         self, method: bytes, url: bytes, client: str, keep_alive: bool
@@ -125,6 +132,12 @@ class EarlyShed:
     def _refused(self, name: str, client: str) -> None:
         self.shed += 1
         self.metrics.shed(name)
+        if len(self._queued) == MAX_QUEUED:  # the oldest goes: logged every 10 s at most
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._warned_at >= 10.0:
+                log.warning("audit of shed calls behind: %d denial(s) not audited", self._dropped)
+                self._dropped, self._warned_at = 0, now
         self._queued.append((name, client))
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
