@@ -197,7 +197,6 @@ class GatewayProtocol(HttpToolsProtocol):
         # flood, refused together, wake at 16 different times, not all at once.
         self._rest_share = 0.5 + (next(self._serials) % 16) / 32
         self._hold_timer: asyncio.TimerHandle | None = None
-        self._counted = ""  # the function of a call counted in flight by the early shed
         self._in_head = True  # between requests or inside a head
         self._head_bytes = 0  # raw bytes received since this head began
         self._head_size = 0  # bytes of request line and header fields parsed
@@ -223,7 +222,6 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._uncount()
         self._cancel_timers()
         if self._hold_timer is not None:
             self._hold_timer.cancel()
@@ -333,7 +331,8 @@ class GatewayProtocol(HttpToolsProtocol):
             self.parser.get_method(), self.url, self._address or "-", keep_alive
         )
         if answer is None:
-            self._counted = name  # released when its response is complete
+            if name:  # counted until its task's first step has run (it reaches `admit` there)
+                self.loop.call_soon(early_shed.done, name)
             return False
         self.cycle = self._finished_cycle()
         self.transport.write(answer)
@@ -383,13 +382,7 @@ class GatewayProtocol(HttpToolsProtocol):
             rest = min(self.limits.refusal_hold_s, float(match.group(1)))
             self._hold_s = rest * self._rest_share
 
-    def _uncount(self) -> None:
-        if self._counted and self.early_shed is not None:
-            self.early_shed.done(self._counted)
-        self._counted = ""
-
     def on_response_complete(self) -> None:
-        self._uncount()
         hold, self._hold_s = self._hold_s, 0.0
         if hold <= 0 or self.transport.is_closing():
             super().on_response_complete()

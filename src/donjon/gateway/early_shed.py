@@ -86,8 +86,11 @@ class EarlyShed:
         self.metrics = metrics
         #: Calls shed here since start (read by the tests and the bench).
         self.shed = 0
-        #: Calls let through per function and not yet answered: between their head
-        #: and the pool they are invisible to it, yet they will queue there.
+        #: Calls let through per function whose task has not had its first step: the
+        #: heads parsed in one turn of the loop all reach `admit` in the next, so the
+        #: pool cannot see them yet, yet they will queue there. A call past `admit` is
+        #: not counted: one waiting for its caller's own slots (gateway/slots.py) must
+        #: not make another caller's calls look queued.
         self._in_flight: dict[str, int] = {}
         #: Denials waiting for the writer task: bounded, so a flood faster than the
         #: audit log cannot grow memory (the metric still counts every refusal).
@@ -100,8 +103,8 @@ class EarlyShed:
         self, method: bytes, url: bytes, client: str, keep_alive: bool
     ) -> tuple[str, bytes | None]:
         """For this head: the function it invokes ("" if none that is deployed) and the
-        503 to write, or None to let it through; a call let through is counted in flight
-        until `done`."""
+        503 to write, or None to let it through; a call let through is counted as on its
+        way until `done`."""
         pool = self.node.pool
         if pool is None or method != b"POST":
             return "", None
@@ -122,7 +125,9 @@ class EarlyShed:
         return name, None
 
     def done(self, name: str) -> None:
-        """A call `answer` let through has been answered (or its connection is gone)."""
+        """A call `answer` let through has had its first step in the app (the protocol
+        calls this on the loop's turn after its task's first step: `admit` ran there,
+        unless something before it had to wait, in which case `admit` sheds it)."""
         left = self._in_flight.get(name, 0) - 1
         if left > 0:
             self._in_flight[name] = left

@@ -176,8 +176,8 @@ class SandboxPool:
 
     def check_in_flight(self, config: InstanceConfig, in_flight: int) -> None:
         """`check_capacity` for a call whose request head was just read, with `in_flight`
-        calls of the function already let through and not yet answered: those between
-        their head and this pool count as waiting too (gateway/early_shed.py)."""
+        calls of the function let through whose way to this pool has not begun: they
+        count as waiting too (gateway/early_shed.py)."""
         slot = self._slots.get((config.function, config.version))
         if slot is None:
             return
