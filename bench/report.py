@@ -529,7 +529,7 @@ def _overload_where(ov: dict[str, Any]) -> list[Row]:
     if "accepted_wire" not in load:
         return []
     pinned = " (node on CPU 0, client apart)" if ov.get("pinned") else ""
-    secs = max(load["seconds"], 1e-9)
+    secs = max(ov.get("load_wall_s", load["seconds"]), 1e-9)
     answered = max(1, load["answered"])
     return [
         Row(
