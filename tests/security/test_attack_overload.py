@@ -174,7 +174,8 @@ def test_shed_call_body_is_dropped_and_its_connection_serves_on(
     shedding_node: LiveNode,
 ) -> None:
     """A call shed from its head gets a 503 problem (Retry-After, request id) and its
-    64 KiB body is read and dropped: the same connection then serves the next request."""
+    64 KiB body is read and dropped: the same connection then serves the next request.
+    One that waits for 100 Continue gets the 503 and its connection is closed."""
     node = shedding_node
     answers: list[httpx.Response] = []
     threads = _saturate(node, answers)
@@ -201,6 +202,13 @@ def test_shed_call_body_is_dropped_and_its_connection_serves_on(
         assert doc["request_id"] == fields[b"x-request-id"].decode()
         head, _ = _exchange(conn, f"GET /healthz HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
         assert head.startswith(b"HTTP/1.1 200 "), head
+    # One waiting for 100 Continue gets the 503 and the connection closes after it.
+    raw = socket.create_connection((host, int(port)), timeout=30)
+    with node.tls.wrap_socket(raw, server_hostname=host) as conn:
+        head, _ = _exchange(conn, request.replace(b"\r\n\r\n", b"\r\nexpect: 100-continue\r\n\r\n"))
+        assert head.startswith(b"HTTP/1.1 503 "), head
+        assert b"\r\nconnection: close" in head
+        assert conn.recv(1) == b""
     for thread in threads:
         thread.join(120)
     assert sorted(r.status_code for r in answers) == [200, 200]

@@ -326,7 +326,9 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             return False  # a pipelined request behind one being served: queued as usual
-        keep_alive = self.parser.should_keep_alive()
+        # A client waiting for 100 Continue may send its body or not: the connection
+        # closes after the 503 rather than guess where the next request starts.
+        keep_alive = self.parser.should_keep_alive() and not self.expect_100_continue
         name, answer = early_shed.answer(
             self.parser.get_method(), self.url, self._address or "-", keep_alive
         )
