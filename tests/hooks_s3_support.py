@@ -21,7 +21,8 @@ from donjon.bootstrap import initialize
 from donjon.bundle import build_bundle
 from donjon.config import Settings
 from donjon.gateway.app import create_app
-from donjon.gateway.node import Node, open_node
+from donjon.gateway.assembly import open_node
+from donjon.gateway.node import Node
 from donjon.lifecycle import make_deployed, manifest_json
 from donjon.manifest import load_manifest
 from donjon.secret import Secret

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # settings import nothing of the subsystems they configure (n
     from donjon.egress.addresses import IPNetwork
 
 __all__ = [
+    "AdvisoryWatchSettings",
     "AuditSettings",
     "ConfigError",
     "ConnectionSettings",
@@ -117,6 +118,18 @@ class EgressSettings:
 
 
 @dataclass(frozen=True)
+class AdvisoryWatchSettings:
+    """Re-checking deployed versions when the advisory data changes (docs/scanning.md)."""
+
+    #: Seconds between looks at the advisory data's identity (DONJON_ADVISORY_WATCH_S).
+    period_s: float = 60.0
+    #: An OSV PyPI export zip fetched into DATA_DIR/advisories every `refresh_s`
+    #: (DONJON_ADVISORY_SOURCE_URL, DONJON_ADVISORY_REFRESH_S); None: never fetched.
+    source_url: str | None = None
+    refresh_s: float = 86_400.0
+
+
+@dataclass(frozen=True)
 class MonitorSettings:
     """The monitor: detectors, responses, alert webhooks (DONJON_MONITOR_*, DONJON_ALERT_*)."""
 
@@ -183,6 +196,7 @@ class Settings:
     #: OSV records for dependency checks (DONJON_ADVISORIES: a directory or an
     #: export zip); default: DATA_DIR/advisories when it exists.
     advisories: Path | None = None
+    advisory_watch: AdvisoryWatchSettings = AdvisoryWatchSettings()
     sandbox: SandboxSettings = SandboxSettings()
     #: Proxies whose X-Forwarded-For/-Proto the gateway believes
     #: (DONJON_TRUSTED_PROXIES: comma-separated CIDRs); default none.
@@ -372,6 +386,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             hint="set DONJON_ALERT_WEBHOOK_SECRET=whsec_<base64 of 32 random bytes>: "
             "receivers check each alert's signature with it",
         )
+    if raw.ADVISORY_SOURCE_URL and raw.ADVISORIES:
+        raise ConfigError(
+            "DONJON_ADVISORY_SOURCE_URL is set with DONJON_ADVISORIES",
+            hint="the export is fetched into DATA_DIR/advisories, which the node reads only "
+            "when DONJON_ADVISORIES is unset: unset one of them",
+        )
     return Settings(
         data_dir=data_dir,
         url=raw.URL or f"https://127.0.0.1:{DEFAULT_PORT}",
@@ -380,6 +400,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         scan_fail_on=raw.SCAN_FAIL_ON,
         scan_min_confidence=raw.SCAN_MIN_CONFIDENCE,
         advisories=_path(raw.ADVISORIES),
+        advisory_watch=AdvisoryWatchSettings(
+            raw.ADVISORY_WATCH_S, raw.ADVISORY_SOURCE_URL, raw.ADVISORY_REFRESH_S
+        ),
         sandbox=SandboxSettings(
             uid=raw.SANDBOX_UID,
             gid=raw.SANDBOX_GID,

@@ -35,6 +35,7 @@ from pydantic_settings import (
 
 from donjon.config_validators import (
     absolute,
+    advisory_source_url,
     blank_is_unset,
     checkpoint_syslog,
     checkpoint_webhook,
@@ -97,6 +98,13 @@ class SettingsInput(BaseSettings):
         "medium"
     )
     ADVISORIES: ExistingPath = None
+    #: The advisory watch (lifecycle/advisory_watch.py): how often the advisory data is
+    #: looked at for a change, the OSV export it fetches (unset: none), and how often.
+    ADVISORY_WATCH_S: Annotated[Seconds, Field(ge=1, le=86_400)] = 60.0
+    ADVISORY_SOURCE_URL: Annotated[
+        str | None, BeforeValidator(advisory_source_url), BeforeValidator(blank_is_unset)
+    ] = None
+    ADVISORY_REFRESH_S: Annotated[Seconds, Field(ge=60, le=30 * 86_400)] = 86_400.0
     SANDBOX_UID: HostId = None
     SANDBOX_GID: HostId = None
     SANDBOX_UID_RANGE: Annotated[

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import re
 import shlex
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "absolute",
+    "advisory_source_url",
     "assignments",
     "blank_is_unset",
     "checkpoint_syslog",
@@ -123,6 +125,23 @@ def checkpoint_webhook(value: Any) -> Any:
         parse_webhook_url(value)
     except SinkError as e:
         raise ValueError(f"{e.message}; {e.hint}") from None
+    return value.strip()
+
+
+def advisory_source_url(value: Any) -> Any:
+    """DONJON_ADVISORY_SOURCE_URL: https://..., or http:// to a loopback address only."""
+    if not isinstance(value, str):
+        return value
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("not an http(s) URL of an OSV export zip")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    loopback = parts.hostname == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(parts.hostname).is_loopback
+    if parts.scheme == "http" and not loopback:
+        raise ValueError("must be https:// unless it is on this host")
     return value.strip()
 
 

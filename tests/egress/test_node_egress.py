@@ -10,7 +10,7 @@ from pathlib import Path
 
 from donjon.bootstrap import initialize
 from donjon.config import Settings
-from donjon.gateway.node import open_node
+from donjon.gateway.assembly import open_node
 
 
 def test_the_node_runs_an_egress_proxy_for_its_sandboxes(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from donjon.gateway.node import open_node
+from donjon.gateway.assembly import open_node
 from donjon.store.tables import audit_log
 from hooks_s3_support import TOKEN, document, minio_record, node_with, serve
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from donjon.bootstrap import initialize
 from donjon.bundle import build_bundle
 from donjon.config import Settings
+from donjon.gateway.assembly import open_node
 from donjon.gateway.invoke import run_scheduled
-from donjon.gateway.node import open_node
 from donjon.lifecycle import make_deployed, manifest_json
 from donjon.manifest import load_manifest
 from donjon.store.tables import audit_log

@@ -82,6 +82,11 @@ COMMANDS = {
         "donjon.cli.functions:rm",
         "Remove function NAME (its versions stay in the audit trail).",
     ),
+    "provenance": LazyCommand(
+        "donjon.cli.sbom_cmd:provenance",
+        "Print the signed provenance of function NAME (a DSSE envelope; default: the version "
+        "serving).",
+    ),
     "quota": LazyCommand(
         "donjon.cli.quotas:quota",
         "Daily quotas per key, role or function (denial of wallet), reset at UTC midnight.",
@@ -89,6 +94,10 @@ COMMANDS = {
     "role": LazyCommand(
         "donjon.cli.roles:role",
         "Manage roles: the built-in ones and custom role documents.",
+    ),
+    "sbom": LazyCommand(
+        "donjon.cli.sbom_cmd:sbom",
+        "Print the CycloneDX SBOM of function NAME (default: the version serving).",
     ),
     "scan": LazyCommand(
         "donjon.cli.scan_cmd:scan_command",
@@ -114,6 +123,10 @@ COMMANDS = {
     "up": LazyCommand(
         "donjon.cli.node:up",
         "Init if needed, serve, deploy the examples and print how to call them.",
+    ),
+    "verify-provenance": LazyCommand(
+        "donjon.cli.sbom_cmd:verify_provenance_command",
+        "Check a provenance statement offline: its signature, payload type and subject.",
     ),
     "vault": LazyCommand(
         "donjon.cli.secrets:vault",

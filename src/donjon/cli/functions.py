@@ -245,9 +245,11 @@ def ls(output: OutputFormat) -> None:
                     f["manifest"].get("isolation", "invocation"),
                     " ".join(triggers) or "-",
                     when(f["deployed_at"]),
+                    f"yes ({len(f.get('advisories') or [])})" if f.get("vulnerable") else "no",
                 ]
             )
-        print_table(["NAME", "VERSION", "DIGEST", "ISOLATION", "TRIGGERS", "DEPLOYED"], rows)
+        headers = ["NAME", "VERSION", "DIGEST", "ISOLATION", "TRIGGERS", "DEPLOYED", "VULNERABLE"]
+        print_table(headers, rows)
 
     emit(output, functions, table)
 
@@ -269,7 +271,10 @@ def _trigger_label(trigger: dict[str, Any]) -> str:
 @click.argument("name")
 @output_option
 def describe(name: str, output: OutputFormat) -> None:
-    """Show function NAME: version, digest, who deployed it, limits, triggers, grants."""
+    """Show function NAME: version, digest, who deployed it, limits, triggers, grants.
+
+    Also the advisories that cover its current version (docs/scanning.md).
+    """
     view = ApiClient(load_settings()).json("GET", f"/v1/functions/{name}")
     emit(output, view, lambda: _describe_lines(view))
 
@@ -298,6 +303,20 @@ def _describe_lines(view: dict[str, Any]) -> None:
     echo_text(f"{'triggers:':<13}{triggers[0] if triggers else 'none (invoke only)'}")
     for more in triggers[1:]:
         echo_text(f"{'':<13}{more}")
+    advisories = [_advisory(a) for a in view.get("advisories") or []]
+    echo_text(f"{'advisories:':<13}{advisories[0] if advisories else 'none known'}")
+    for more in advisories[1:]:
+        echo_text(f"{'':<13}{more}")
+
+
+def _advisory(found: dict[str, Any]) -> str:
+    """One advisory finding: `jinja2 2.10: GHSA-... (CVE-...) high, fixed in 2.10.1`."""
+    aliases = f" ({', '.join(found.get('aliases') or [])})" if found.get("aliases") else ""
+    fixed = ", ".join(found.get("fixed") or []) or "no fix published"
+    return (
+        f"{found.get('package')} {found.get('installed')}: {found.get('advisory')}{aliases} "
+        f"{found.get('severity')}, fixed in {fixed}"
+    )
 
 
 def _trigger(trigger: dict[str, Any]) -> str:

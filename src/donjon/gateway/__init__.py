@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from donjon.gateway.app import create_app
-from donjon.gateway.node import Node, open_node
+from donjon.gateway.assembly import open_node
+from donjon.gateway.node import Node
 from donjon.gateway.server import serve
 
 __all__ = ["Node", "create_app", "open_node", "serve"]

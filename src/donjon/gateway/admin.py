@@ -56,6 +56,7 @@ from donjon.gateway.secrets import (
     rotate_secret,
 )
 from donjon.gateway.views import (
+    AdvisoryFinding,
     FunctionView,
     KeyCreated,
     KeyRotated,
@@ -114,11 +115,14 @@ def _guarded(
     return endpoint
 
 
-def _function_view(node: Node, name: str) -> FunctionView:
+def _function_view(
+    node: Node, name: str, found: dict[str, list[AdvisoryFinding]] | None = None
+) -> FunctionView:
     deployed = node.registry.get(name)
     if deployed is None:
         raise NotFound(f"no function named {name!r}")
     r = deployed.record
+    advisories = (found or {}).get(name, [])
     return FunctionView(
         name=r.name,
         version=r.version,
@@ -127,22 +131,39 @@ def _function_view(node: Node, name: str) -> FunctionView:
         deployed_by=r.created_by,
         owner=r.owner or None,
         manifest=json.loads(r.manifest),
+        vulnerable=bool(advisories),
+        advisories=advisories,
     )
+
+
+async def _advisories(node: Node, names: list[str]) -> dict[str, list[AdvisoryFinding]]:
+    """The open advisory findings of each named function's current version."""
+    if node.advisory_watch is None or not names:
+        return {}
+    current = {n: d.record.version for n in names if (d := node.registry.get(n)) is not None}
+    if not current:
+        return {}
+    found = await node.advisory_watch.findings_of(current)
+    return {
+        name: [AdvisoryFinding.model_validate(f.detail()) for f in findings]
+        for name, findings in found.items()
+    }
 
 
 async def list_functions(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     # Only the functions this principal may read (its own, or those its role names).
-    return render(
-        [
-            _function_view(node, d.name)
-            for d in node.registry.all()
-            if node.policy.decide(principal, Action.READ, d.name, d.record.owner or None).allowed
-        ]
-    )
+    names = [
+        d.name
+        for d in node.registry.all()
+        if node.policy.decide(principal, Action.READ, d.name, d.record.owner or None).allowed
+    ]
+    found = await _advisories(node, names)
+    return render([_function_view(node, name, found) for name in names])
 
 
 async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return render(_function_view(node, request.path_params["name"]))
+    name = request.path_params["name"]
+    return render(_function_view(node, name, await _advisories(node, [name])))
 
 
 async def delete_function(

@@ -32,6 +32,7 @@ from donjon.gateway.problems import problem, problem_from_error
 from donjon.gateway.quotas_api import ROUTES as QUOTA_ROUTES
 from donjon.gateway.responses_api import ROUTES as RESPONSE_ROUTES
 from donjon.gateway.schemas import render
+from donjon.gateway.supply_api import ROUTES as SUPPLY_ROUTES
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
 from donjon.gateway.views import Health
 from donjon.identity import Action
@@ -142,6 +143,7 @@ def create_app(node: Node) -> Starlette:
         *TIMELINE_ROUTES,
         *QUOTA_ROUTES,
         *DLQ_ROUTES,
+        *SUPPLY_ROUTES,
     ):
         by_path.setdefault(path, {})[method] = endpoint
     for path, endpoints in by_path.items():

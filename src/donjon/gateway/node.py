@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,24 +12,18 @@ from pathlib import Path
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
-from donjon.audit.opening import open_audit_log
 from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
-from donjon.gateway.node_limits import open_limits
 from donjon.identity import (
-    Issuer,
-    IssuerRegistry,
     JwtVerifier,
     KeyIndex,
     Policy,
     Role,
-    fetch_jwks,
-    parse_role,
-    tls_context,
 )
-from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord, load_registry
+from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord
+from donjon.lifecycle.advisory_watch import AdvisoryWatch, restart_scanner
 from donjon.monitor.alerts import AlertStore
 from donjon.monitor.engine import Monitor
 from donjon.monitor.quarantine import Quarantines
@@ -57,7 +50,6 @@ from donjon.sandbox import (
     SandboxPool,
     check_sandbox,
     compile_filters,
-    detect_resource_control,
 )
 from donjon.sandbox.budget import node_budget, node_tag
 from donjon.scan import IsolatedScanner, ScanPolicy, cache_dir_for
@@ -67,21 +59,15 @@ from donjon.store import (
     InvocationLogStore,
     IssuerStore,
     KeyStore,
-    QuarantineStore,
-    QuotaStore,
     RoleStore,
-    SecretStore,
-    connect,
-    create_schema,
 )
 from donjon.triggers.envelope import Submit
 from donjon.triggers.queue import AsyncInvocations
-from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
-from donjon.vault.keyring import Keyring, open_vault
-from donjon.vault.logseal import LogSealer
+from donjon.vault import MasterKey
+from donjon.vault.keyring import Keyring
 from donjon.vault.service import Vault
 
-__all__ = ["LAST_USED_WRITE_S", "Node", "open_node"]
+__all__ = ["LAST_USED_WRITE_S", "Node"]
 
 log = logging.getLogger("donjon")
 
@@ -152,6 +138,8 @@ class Node:
     #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
     alerts: AlertStore | None = None
     _monitor: MonitorService | None = None
+    #: Re-checks deployed versions when the advisory data changes (lifecycle/advisory_watch.py).
+    advisory_watch: AdvisoryWatch | None = None
     #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
     metrics: Metrics = field(default_factory=Metrics)
     _runtime_target: RuntimeTarget | None = None
@@ -239,6 +227,8 @@ class Node:
         except BundleError as e:
             log.warning("vendored wheels are not checked at deploy: %s", e.message)
         self.deployments.start(self.pool, scanner, self._runtime_target)
+        if self.advisory_watch is not None:  # after the monitor: its alerts go through it
+            self.advisory_watch.start(functools.partial(restart_scanner, scanner))
         # Through the writer process, like every other append made on the event loop.
         await self.audit.record(
             AuditEvent(
@@ -386,6 +376,8 @@ class Node:
                 await self._last_used_task
             self._last_used_task = None
             await self.flush_last_used()
+        if self.advisory_watch is not None:
+            await self.advisory_watch.stop()
         self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
@@ -407,83 +399,3 @@ class Node:
         finally:
             self.audit.stop()
         self.engine.dispose()
-
-
-def open_node(settings: Settings) -> Node:
-    """Open an initialised data dir; raise a clear error if it is not."""
-    if not settings.db_path.exists():
-        raise VaultError(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
-    master = MasterKey.load(settings.master_key_path)
-    engine = connect(settings.database_url)
-    create_schema(engine)
-    functions = FunctionStore(engine)
-    keys = KeyStore(engine)
-    bundles = BundleStore(settings.bundles_dir)
-    registry, skipped = load_registry(functions, bundles)
-    sealer = LogSealer(master)
-    audit = open_audit_log(settings, engine, master, sealer)  # log v2; migrates a v1 log
-    roles = RoleStore(engine)
-    # Checked again as they load: a stored document this version cannot read stops the
-    # node with the role's name and the problem, never with a bare traceback.
-    policy = Policy(parse_role(json.loads(document)) for _, document, _ in roles.all())
-    scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
-    keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
-    vault = open_vault(SecretStore(engine), keyring)
-    issuers = IssuerStore(engine)
-    quota_store = QuotaStore(engine)
-    limits = open_limits(settings, audit, quota_store)
-
-    async def persist(issuer: Issuer) -> None:
-        await asyncio.to_thread(
-            issuers.set_jwks, issuer.name, issuer.record.jwks, issuer.record.refreshed_at
-        )
-
-    verifier = JwtVerifier(
-        IssuerRegistry(issuers.all()),
-        tls_context(str(settings.jwks_ca_file) if settings.jwks_ca_file else None),
-        fetch=fetch_jwks,
-        persist=persist,
-    )
-    return Node(
-        settings=settings,
-        engine=engine,
-        master=master,
-        functions=functions,
-        keys=keys,
-        key_index=KeyIndex(master.derive(KEY_HASH_PURPOSE), keys.all()),
-        audit=audit,
-        denials=DenialLog(audit, settings.audit_denial_window_s, settings.audit_denial_max_sources),
-        logs=InvocationLogStore(engine, sealer),
-        bundles=bundles,
-        deployments=Deployments(
-            functions,
-            bundles,
-            registry,
-            audit,
-            scan_policy,
-            policy=policy,
-            vault=vault,
-            egress_networks=settings.egress.allow_networks,
-            max_body_bytes=settings.requests.max_body_bytes,
-        ),
-        resources=detect_resource_control(),
-        scan_policy=scan_policy,
-        vault=vault,
-        keyring=keyring,
-        issuers=issuers,
-        jwt=verifier,
-        skipped=skipped,
-        roles=roles,
-        policy=policy,
-        quarantines=Quarantines(QuarantineStore(engine), audit),
-        throttles=Throttles(limits.limiter),
-        # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
-        response_policy=ResponsePolicy.from_settings(settings.monitor),
-        limiter=limits.limiter,
-        slots=limits.slots,
-        node_slots=limits.node_slots,
-        shared_limits=limits.shared,
-        quota_counter=limits.quota_counter,
-        quotas=QuotaBook(quota_store, refresh_s=settings.quota_refresh_s),
-        alerts=AlertStore(engine),
-    )

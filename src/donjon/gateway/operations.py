@@ -31,6 +31,7 @@ from donjon.gateway.operation_model import (
 from donjon.gateway.operations_audit import AUDIT_OPERATIONS
 from donjon.gateway.operations_queue import QUEUE_OPERATIONS
 from donjon.gateway.operations_quotas import QUOTA_OPERATIONS
+from donjon.gateway.operations_supply import SUPPLY_OPERATIONS
 from donjon.gateway.queue_views import InvocationAccepted
 from donjon.identity.issuers import IssuerRequest
 from donjon.identity.policy_doc import RoleDocument
@@ -373,4 +374,5 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     **AUDIT_OPERATIONS,
     **QUOTA_OPERATIONS,
     **QUEUE_OPERATIONS,
+    **SUPPLY_OPERATIONS,
 }

@@ -23,10 +23,10 @@ from donjon.controls import enforce
 from donjon.errors import Error
 from donjon.gateway.accept_gate import AcceptGate, ConnectRate
 from donjon.gateway.app import create_app
+from donjon.gateway.assembly import open_node
 from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.early_shed import early_shed_for
-from donjon.gateway.node import open_node
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from donjon.gateway.schemas import Epoch, FunctionName
 
 __all__ = [
+    "AdvisoryFinding",
     "AlertView",
     "AuditRecord",
     "DeployResult",
@@ -79,6 +80,30 @@ class Health(BaseModel):
     sandboxes: int = Field(ge=0, description="sandboxes running now")
 
 
+class AdvisoryFinding(BaseModel):
+    """An advisory covering a package the function's current version vendors."""
+
+    model_config = _example(
+        version=3,
+        package="jinja2",
+        installed="2.10",
+        advisory="GHSA-462w-v97r-4m45",
+        aliases=["CVE-2019-10906", "PYSEC-2019-217"],
+        fixed=["2.10.1"],
+        severity="high",
+        summary="Jinja2 sandbox escape via string formatting",
+    )
+
+    version: int = Field(ge=1)
+    package: str
+    installed: str
+    advisory: str
+    aliases: list[str]
+    fixed: list[str] = Field(description="versions that fix it (none: no fix published)")
+    severity: str
+    summary: str
+
+
 class FunctionView(BaseModel):
     model_config = _example(
         name="hello",
@@ -97,6 +122,10 @@ class FunctionView(BaseModel):
     deployed_by: str
     owner: str | None
     manifest: dict[str, Any] = Field(description="the deployed donjon.yaml, as JSON")
+    vulnerable: bool = Field(
+        False, description="advisories cover its current version (docs/scanning.md)"
+    )
+    advisories: list[AdvisoryFinding] = Field(default_factory=list)
 
 
 class WebhookAccepted(BaseModel):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
 from donjon.store import FunctionRecord, FunctionStore
+from donjon.store.supply import SupplyRecord, SupplyStore
+from donjon.supply import DeployInput, SupplyChain
 from donjon.vault.service import Vault
 
 __all__ = ["Deployment", "Deployments"]
@@ -111,8 +114,11 @@ class Deployments:
         vault: Vault | None = None,
         egress_networks: Sequence[IPNetwork] = (),
         max_body_bytes: int = 6 * 1024 * 1024,
+        supply: SupplyChain | None = None,
     ) -> None:
         self.registry = registry
+        #: Each new version's SBOM and signed provenance (supply/), stored with it.
+        self.supply = supply
         #: DONJON_MAX_BODY_BYTES: no manifest's `limits.body` may ask more.
         self.max_body_bytes = max_body_bytes
         #: DONJON_EGRESS_ALLOW_NETWORKS: egress grants are judged as the proxy judges them.
@@ -326,7 +332,8 @@ class Deployments:
     ) -> Deployment:
         manifest, digest = accepted.manifest, accepted.digest
         try:
-            record = await self._store_and_switch(accepted, version, principal)
+            supply = await self._attest(accepted, version, principal, request_id, skip_scan)
+            record = await self._store_and_switch(accepted, version, principal, supply)
         except Exception as e:
             if self._pool is not None:
                 await self._pool.retire_version(manifest.name, version)
@@ -340,14 +347,41 @@ class Deployments:
                 "function.deploy",
                 f"{record.name}@{record.version}",
                 "ok",
-                audit_detail(request_id, accepted, skip_scan),
+                {**audit_detail(request_id, accepted, skip_scan), **_supply_detail(supply)},
             )
         )
         warnings = unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(record, digest, accepted.report, warnings + not_yet_granted(manifest))
 
+    async def _attest(
+        self,
+        accepted: Accepted,
+        version: int,
+        principal: Principal,
+        request_id: str,
+        skip_scan: bool,
+    ) -> SupplyRecord | None:
+        """The new version's SBOM and signed provenance (supply/), made on a deploy thread."""
+        if self.supply is None:
+            return None
+        facts = DeployInput(
+            accepted.manifest,
+            version,
+            accepted.digest,
+            accepted.source_digest,
+            accepted.report,
+            principal.label,
+            request_id,
+            skip_scan,
+        )
+        return await asyncio.to_thread(self.supply.attest, facts)
+
     async def _store_and_switch(
-        self, accepted: Accepted, version: int, principal: Principal
+        self,
+        accepted: Accepted,
+        version: int,
+        principal: Principal,
+        supply: SupplyRecord | None = None,
     ) -> FunctionRecord:
         bundle = self._bundles.path(accepted.digest)
         loaded: list[Deployed] = []
@@ -367,6 +401,9 @@ class Deployments:
                 accepted.stored,
                 principal.label,
                 check=check,
+                also=None
+                if supply is None
+                else functools.partial(SupplyStore.insert, record=supply),
             )
             self.registry.put(loaded[-1])
         return record
@@ -425,6 +462,13 @@ class Deployments:
                 },
             )
         )
+
+
+def _supply_detail(supply: SupplyRecord | None) -> dict[str, object]:
+    """What the deploy's audit record says of the version's SBOM and provenance."""
+    if supply is None:
+        return {}
+    return {"sbom_digest": supply.sbom_digest, "provenance_digest": supply.statement_digest}
 
 
 def _settled(finishing: set[asyncio.Future[Any]]) -> Any:

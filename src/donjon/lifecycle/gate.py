@@ -8,6 +8,7 @@ check its routes, scan it, and keep the tree content-addressed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class Accepted:
     digest: str
     #: None when the scan was skipped (--unsafe-skip-scan).
     report: ScanReport | None
+    #: SHA-256 (hex) of the archive as received (the provenance's source digest).
+    source_digest: str = ""
 
 
 def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
@@ -137,4 +140,4 @@ def accept_bundle(
         return manifest, stored, report
 
     digest, (manifest, stored, report) = bundles.add(archive, inspect)
-    return Accepted(manifest, stored, digest, report)
+    return Accepted(manifest, stored, digest, report, hashlib.sha256(archive).hexdigest())

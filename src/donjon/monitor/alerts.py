@@ -57,6 +57,7 @@ def alert_view(seq: int, ts: float, event: AuditEvent) -> dict[str, Any]:
         "evidence": list(detail.get("evidence", ())),
         "detail": dict(detail.get("detail", {})),
         **({"suppressed": detail["suppressed"]} if "suppressed" in detail else {}),
+        **({"key": detail["key"]} if "key" in detail else {}),
     }
 
 

@@ -111,8 +111,8 @@ class Monitor:
         self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
-        #: (kind, subject) -> (time last raised, findings suppressed since).
-        self._raised: dict[tuple[str, str], tuple[float, int]] = {}
+        #: (kind, subject[, key]) -> (time last raised, findings suppressed since).
+        self._raised: dict[tuple[str, ...], tuple[float, int]] = {}
         #: Alert ids whose record is being written -> the future of its (seq, ts).
         self._waiting: dict[str, asyncio.Future[tuple[int, float]]] = {}
         #: Alerts being raised now (the index watermark waits for them).
@@ -154,7 +154,9 @@ class Monitor:
     def seed(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         """Alerts raised before a restart (from the index) count for deduplication."""
         for alert in alerts:
-            key = (str(alert.get("kind", "")), str(alert.get("subject", "")))
+            key = _dedup_key(
+                str(alert.get("kind", "")), str(alert.get("subject", "")), alert.get("key")
+            )
             ts = float(alert.get("ts", 0.0))
             if ts > self._raised.get(key, (float("-inf"), 0))[0]:
                 self._raised[key] = (ts, 0)
@@ -309,7 +311,7 @@ class Monitor:
     def _deduplicated(self, finding: Finding, now: float) -> int | None:
         """None if an alert of this kind and subject was raised within the window, else
         the number of findings suppressed since the last one."""
-        key = (finding.kind, str(finding.subject))
+        key = _dedup_key(finding.kind, str(finding.subject), finding.key)
         last = self._raised.get(key)
         if last is not None and now - last[0] < self._dedup_s:
             self._raised[key] = (last[0], last[1] + 1)
@@ -381,7 +383,14 @@ def _alert_event(finding: Finding, mode: Mode, suppressed: int) -> AuditEvent:
         detail["evidence_count"] = len(evidence)
     if suppressed:
         detail["suppressed"] = suppressed
+    if finding.key:
+        detail["key"] = finding.key[:256]
     return AuditEvent(ACTOR, RAISED, str(finding.subject), finding.severity, detail)
+
+
+def _dedup_key(kind: str, subject: str, key: object) -> tuple[str, ...]:
+    """What deduplication tells alerts apart by: kind and subject, and the finding's key."""
+    return (kind, subject, key) if isinstance(key, str) and key else (kind, subject)
 
 
 def _jsonable(detail: Mapping[str, Any]) -> dict[str, Any]:

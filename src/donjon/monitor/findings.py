@@ -78,6 +78,9 @@ class Finding:
     evidence: tuple[int, ...]
     ts: float
     detail: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: What tells it apart from other findings of its kind and subject (an advisory
+    #: on a function): findings with different keys are never deduplicated together.
+    key: str = ""
 
     def __post_init__(self) -> None:
         if not self.evidence:

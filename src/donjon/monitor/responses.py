@@ -58,6 +58,7 @@ KNOWN_KINDS: dict[str, frozenset[str]] = {
     "egress.refused": frozenset({"function"}),
     "sandbox.violation": frozenset({"function"}),
     "deploy.scan_skipped": frozenset({"function"}),
+    "dependency.vulnerable": frozenset({"function"}),
     "baseline.call_rate": frozenset({"function", "principal"}),
     "baseline.error_rate": frozenset({"function", "principal"}),
     "baseline.duration": frozenset({"function", "principal"}),
@@ -74,6 +75,8 @@ DEFAULT_RESPONSES: dict[str, ResponseAction] = {
     "egress.refused": "quarantine",
     "sandbox.violation": "quarantine",
     "deploy.scan_skipped": "quarantine",
+    # A published advisory is no sign of an attack: say so, stop nothing unless configured.
+    "dependency.vulnerable": "none",
     "baseline.call_rate": "throttle",
     "baseline.error_rate": "throttle",
     "baseline.duration": "throttle",

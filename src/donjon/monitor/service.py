@@ -20,6 +20,7 @@ from donjon.audit.denials import DenialLog
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
 from donjon.errors import Error
+from donjon.monitor.advisory_rule import VulnerableDependency
 from donjon.monitor.alerts import MAX_LIST, AlertStore
 from donjon.monitor.detector import Detector
 from donjon.monitor.engine import AlertSink, Monitor, Responder
@@ -65,6 +66,7 @@ def rule_detectors(settings: MonitorSettings) -> list[Detector]:
         ScanSkipped(),
         LimitsUnavailable(),
         EventSources(),
+        VulnerableDependency(),
     ]
 
 

@@ -17,6 +17,7 @@ from donjon.scan.scanners import (
     BanditScanner,
     CodeScanner,
     DependencyScanner,
+    IacScanner,
     ManifestScanner,
     SecretScanner,
 )
@@ -35,6 +36,7 @@ def default_scanners(
         SecretScanner(),
         DependencyScanner(advisories),
         ManifestScanner(egress_networks),
+        IacScanner(),
     )
 
 

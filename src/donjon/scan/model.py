@@ -132,6 +132,17 @@ class Cwe(enum.IntEnum):
     TEMPLATE_INJECTION = 1336
     UNSAFE_REFLECTION = 470
     VULNERABLE_DEPENDENCY = 1395
+    # Infrastructure as code (DJ-IAC rules).
+    IMPROPER_PRIVILEGE_MANAGEMENT = 269
+    INCORRECT_DEFAULT_PERMISSIONS = 276
+    IMPROPER_ACCESS_CONTROL = 284
+    SINGLE_FACTOR_AUTHENTICATION = 308
+    MISSING_ENCRYPTION = 311
+    WEAK_PASSWORD_REQUIREMENTS = 521
+    UNCHECKED_ERROR_CONDITION = 391
+    INSUFFICIENT_LOGGING = 778
+    PERMISSIVE_CORS = 942
+    UNMAINTAINED_COMPONENT = 1104
 
     @property
     def label(self) -> str:
@@ -146,6 +157,7 @@ class FindingKind(enum.Enum):
     SECRET = "secret"  # noqa: S105  # nosec B105
     DEPENDENCY = "dependency"
     MANIFEST = "manifest"
+    IAC = "iac"
 
 
 @dataclass(frozen=True)
@@ -155,6 +167,8 @@ class Location:
     path: str
     line: int = 1
     column: int = 0  # 1-based; 0 when unknown
+    #: IaC findings: the resource's logical id or address (SARIF's logical location).
+    resource: str = ""
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}" + (f":{self.column}" if self.column else "")

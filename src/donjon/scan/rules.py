@@ -2,75 +2,23 @@
 
 Ids never change meaning: DJ-PY-0xx are Donjon's own Python rules (with taint),
 DJ-PY-1xx are Bandit checks Donjon runs as a library, DJ-SEC secrets, DJ-DEP
-dependencies and DJ-MF manifest rules. Each rule has a positive and a negative
-example in ``tests/scan/corpus/<id>/``.
+dependencies and DJ-MF manifest rules; DJ-IAC rules over templates are in
+`donjon.scan.iac.catalog` and join `RULES` here. Each rule has a positive and a
+negative example in ``tests/scan/corpus/<id>/``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from donjon.scan.model import (
-    AdvisoryRef,
-    Confidence,
-    Cwe,
-    Finding,
-    FindingKind,
-    Location,
-    SasCategory,
-    Severity,
-    TaintStep,
-)
+from donjon.scan.iac.catalog import IAC_RULES
+from donjon.scan.model import Cwe, FindingKind, SasCategory, Severity
+from donjon.scan.rule import Rule
 
 __all__ = ["RULES", "Rule", "rule"]
 
 _C, _S, _D, _M = FindingKind.CODE, FindingKind.SECRET, FindingKind.DEPENDENCY, FindingKind.MANIFEST
 _SAS = SasCategory
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a rule looks for, how bad it is by default, and how to fix what it finds."""
-
-    id: str
-    name: str
-    kind: FindingKind
-    severity: Severity
-    cwe: Cwe
-    category: SasCategory
-    description: str
-    fix: str
-
-    def finding(
-        self,
-        location: Location,
-        message: str,
-        *,
-        confidence: Confidence,
-        severity: Severity | None = None,
-        snippet: str = "",
-        taint_path: tuple[TaintStep, ...] = (),
-        advisory: AdvisoryRef | None = None,
-        fingerprint: str = "",
-        fix: str | None = None,
-    ) -> Finding:
-        return Finding(
-            rule_id=self.id,
-            title=self.name,
-            kind=self.kind,
-            severity=severity or self.severity,
-            confidence=confidence,
-            cwe=self.cwe,
-            category=self.category,
-            location=location,
-            message=message,
-            fix=fix or self.fix,
-            snippet=snippet,
-            taint_path=taint_path,
-            advisory=advisory,
-            fingerprint=fingerprint,
-        )
 
 
 _CATALOG = (
@@ -93,7 +41,9 @@ _CATALOG = (
         Severity.HIGH,
         Cwe.EVAL_INJECTION,
         _SAS.SAS_1,
-        "eval, exec or compile of a value that is not a constant.",
+        "eval, exec, compile or another runner of text as code (code, codeop, timeit, "
+        "the profilers and debuggers) given a value that is not a literal: an error when "
+        "event data reaches it, a warning otherwise.",
         "Never evaluate input as code: parse it (json.loads, ast.literal_eval) or dispatch "
         "through a dict of allowed operations.",
     ),
@@ -488,7 +438,7 @@ _CATALOG = (
     ),
 )
 
-RULES: Mapping[str, Rule] = {r.id: r for r in _CATALOG}
+RULES: Mapping[str, Rule] = {r.id: r for r in (*_CATALOG, *IAC_RULES)}
 
 
 def rule(rule_id: str) -> Rule:

@@ -12,6 +12,7 @@ from donjon.store.quotas import QuotaRecord, QuotaStore
 from donjon.store.roles import RoleStore
 from donjon.store.secrets import SecretStore, SecretSummary, VersionRow
 from donjon.store.tables import metadata
+from donjon.store.vulnerabilities import VersionFinding, VulnerabilityStore
 
 __all__ = [
     "Engine",
@@ -31,7 +32,9 @@ __all__ = [
     "SecretSummary",
     "StoreConflict",
     "StoreError",
+    "VersionFinding",
     "VersionRow",
+    "VulnerabilityStore",
     "connect",
     "create_schema",
     "metadata",

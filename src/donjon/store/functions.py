@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.store.database import StoreConflict, StoreError
@@ -53,6 +53,7 @@ class FunctionStore:
         created_by: str,
         *,
         check: Callable[[FunctionRecord], object] | None = None,
+        also: Callable[[Connection], object] | None = None,
     ) -> FunctionRecord:
         """Record `version` of `name` and make it current, in one transaction.
 
@@ -60,6 +61,8 @@ class FunctionStore:
         the transaction: if it raises, the transaction rolls back and nothing is
         stored (what a node could not load at start must never be stored).
         `StoreConflict` if that version exists already (a concurrent deploy won).
+        `also` writes what belongs with the version (its SBOM and provenance) in the
+        same transaction.
         """
         key = (function_versions.c.name == name) & (function_versions.c.version == version)
         try:
@@ -98,6 +101,8 @@ class FunctionStore:
                 )
                 if check is not None:
                     check(record)
+                if also is not None:
+                    also(conn)
         except SQLAlchemyError as e:
             # Never the statement in the message: it holds the manifest.
             raise StoreError(

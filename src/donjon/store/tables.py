@@ -23,6 +23,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_head",
     "audit_log",
+    "function_supply",
     "function_versions",
     "functions",
     "grant_uses",
@@ -56,6 +57,22 @@ function_versions = Table(
     Column("manifest", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), nullable=False),
+)
+
+#: Each version's supply chain records (supply/): its CycloneDX SBOM (JSON, as served)
+#: and its provenance statement in a DSSE envelope signed by the node's audit key;
+#: written in the deploy's transaction. A version deployed before this table has its
+#: SBOM made on first request and no provenance (NULL).
+function_supply = Table(
+    "function_supply",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("sbom", Text, nullable=False),
+    Column("sbom_digest", String(64), nullable=False),
+    Column("provenance", Text, nullable=True),
+    Column("statement_digest", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
 )
 
 api_keys = Table(

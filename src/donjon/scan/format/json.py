@@ -41,6 +41,7 @@ def finding_dict(f: Finding) -> dict[str, Any]:
         "path": f.location.path,
         "line": f.location.line,
         "column": f.location.column,
+        "resource": f.location.resource,
         "message": f.message,
         "fix": f.fix,
         "snippet": f.snippet,
@@ -102,7 +103,9 @@ def _finding(d: dict[str, Any]) -> Finding:
         confidence=Confidence.parse(d["confidence"]),
         cwe=Cwe(int(str(d["cwe"]).removeprefix("CWE-"))),
         category=SasCategory(d["category"]),
-        location=Location(d["path"], int(d["line"]), int(d["column"])),
+        location=Location(
+            d["path"], int(d["line"]), int(d["column"]), str(d.get("resource") or "")
+        ),
         message=d["message"],
         fix=d["fix"],
         snippet=d["snippet"],

@@ -69,6 +69,9 @@ def _location(loc: Location, snippet: str = "", message: str = "") -> dict[str, 
             "region": region,
         }
     }
+    if loc.resource:
+        # The template resource (logical id or Terraform address) the property belongs to.
+        out["logicalLocations"] = [{"fullyQualifiedName": loc.resource, "kind": "resource"}]
     if message:
         out["message"] = {"text": message}
     return out

@@ -19,6 +19,8 @@ def _finding(f: Finding) -> list[str]:
         f"{f.rule_id} {f.title} ({f.cwe.label}, {f.category.value})",
         f"           {f.message}",
     ]
+    if f.location.resource:
+        lines.insert(1, f"           resource: {f.location.resource}")
     if f.snippet:
         lines.append(f"           > {f.snippet}")
     if f.taint_path:

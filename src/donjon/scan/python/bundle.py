@@ -114,6 +114,24 @@ class Bundle:
             return None
         return self._lookup(caller.rel, target.attribute(path[1:]))
 
+    def constant(self, caller: Interpreter, node: ast.expr, env: Env) -> Value | None:
+        """The constant a module-level name of another module of the bundle holds, as
+        `caller` imports it (``from .config import TABLE``, ``config.TABLE``): literal
+        text stays a constant across modules. None for anything else."""
+        path = _dotted(node)
+        if path is None or env.get(path[0]) is not None:
+            return None
+        target = caller.bundle_imports.get(path[0])
+        found = self.index.resolve(caller.rel, target.attribute(path[1:])) if target else None
+        if found is None or len(found[1]) != 1 or found[0] not in self.modules:
+            return None
+        module = self.modules[found[0]]
+        module.prepare()
+        value = module.module_env.vars.get(found[1][0])
+        if value is None or not value.const or value.interesting or value.ref is not None:
+            return None
+        return Value(const=True, prefix=value.prefix)
+
     def _lookup(self, rel: str, target: ImportTarget) -> tuple[Interpreter, FunctionInfo] | None:
         for _ in range(_MAX_REEXPORTS + 1):
             found = self.index.resolve(rel, target)

@@ -52,6 +52,11 @@ class Evaluator(ABC):
     def call_local(self, site: CallSite, env: Env, frame: Frame) -> Value | None:
         """Analyse a call to a function of this module; None if it is not one."""
 
+    def imported(self, node: ast.Name | ast.Attribute, env: Env) -> Value | None:
+        """A constant that another module of the bundle defines and this one imports
+        (``from .config import TABLE``, ``config.TABLE``); None if it is not one."""
+        return None
+
     def text(self, line: int) -> str:
         return self.lines[line - 1].strip()[:120] if 0 < line <= len(self.lines) else ""
 
@@ -73,16 +78,18 @@ class Evaluator(ABC):
             case ast.Constant():
                 return constant()
             case ast.Name(id=name):
-                return env.get(name) or self.resolver.name(node)
+                return env.get(name) or self.imported(node, env) or self.resolver.name(node)
             case ast.Attribute():
                 return self._attribute(node, env, frame)
             case ast.Subscript(value=base, slice=index):
                 container, key = self.eval(base, env, frame), self.eval(index, env, frame)
                 ref = self.resolver.item(container, key, node) if container.ref else None
+                # An item of a constant (``TABLES[event["kind"]]``) is one of its
+                # constants, whatever picks it: an allowlist lookup.
                 return Value(
                     taint=container.taint,
                     exc=container.exc,
-                    const=container.const and key.const,
+                    const=container.const,
                     secret=secret_in_subscript(node, container, self.imports),
                     ref=ref,
                 )
@@ -162,7 +169,7 @@ class Evaluator(ABC):
         source = request_source(node, self.imports, frame.params)
         if source is not None:
             return source
-        known = self._known_attribute(node, env, frame)
+        known = self._known_attribute(node, env, frame) or self.imported(node, env)
         if known is not None:
             return known
         base_value = self.eval(node.value, env, frame)

@@ -52,6 +52,15 @@ def _handler_aliases(tree: ast.Module, handlers: frozenset[str]) -> frozenset[st
     )
 
 
+def _attributes_assigned(tree: ast.Module) -> set[str]:
+    """The attribute names the module assigns anywhere (``x.name = ...``, ``x.name += ...``)."""
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store | ast.Del)
+    }
+
+
 class Interpreter(CallInterpreter):
     """Analyses one module; findings accumulate in `hits`.
 
@@ -138,18 +147,28 @@ class Interpreter(CallInterpreter):
 
     def _class_aliases(self) -> None:
         """Class attributes that refer to a callable (``run = subprocess.run``), kept as
-        ``Cls.run`` for ``self.run(...)`` and ``Cls.run(...)``."""
+        ``Cls.run`` for ``self.run(...)`` and ``Cls.run(...)``; and class constants
+        (``TABLE = "items"``) that nothing in the module assigns as an attribute
+        (``self.TABLE = ...``, ``repo.TABLE = ...``), so they stay constants there."""
         frame = Frame(None)
         classes = [c for c in self.tree.body if isinstance(c, ast.ClassDef)]
+        assigned: set[str] | None = None
         for cls in classes:
             for stmt in cls.body:
-                if isinstance(stmt, ast.Assign) and isinstance(
-                    stmt.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript
-                ):
-                    value = self.eval(stmt.value, self.module_env, frame)
-                    for target in stmt.targets:
-                        if value.ref is not None and isinstance(target, ast.Name):
-                            self.module_env.set(f"{cls.name}.{target.id}", value)
+                if not isinstance(stmt, ast.Assign):
+                    continue
+                value = self.eval(stmt.value, self.module_env, frame)
+                if not isinstance(stmt.value, ast.Name | ast.Attribute | ast.Call | ast.Subscript):
+                    value = replace(value, ref=None)  # a lambda is analysed where it is called
+                if value.ref is None and not (value.const and not value.interesting):
+                    continue
+                if value.ref is None and assigned is None:
+                    assigned = _attributes_assigned(self.tree)
+                for target in stmt.targets:
+                    if isinstance(target, ast.Name) and (
+                        value.ref is not None or target.id not in (assigned or ())
+                    ):
+                        self.module_env.set(f"{cls.name}.{target.id}", value)
 
     def _register(
         self, node: ast.FunctionDef | ast.AsyncFunctionDef, cls: str | None, closure: Env
@@ -173,6 +192,9 @@ class Interpreter(CallInterpreter):
         frame.local_functions[node.name] = info
         if info.entry or not self.call_counts[node.name]:
             self._analyze_entry(info)
+
+    def imported(self, node: ast.Name | ast.Attribute, env: Env) -> Value | None:
+        return self.bundle.constant(self, node, env) if self.bundle is not None else None
 
     def call_other(self, site: CallSite, func: ast.expr, env: Env, frame: Frame) -> Value | None:
         """A call to a function another module of the bundle defines, analysed there."""

@@ -26,6 +26,8 @@ from donjon.scan.python.imports import LOCAL
 from donjon.scan.python.values import HOLDING_BUILTINS, Value
 
 __all__ = [
+    "CODE",
+    "CODE_RUNNER",
     "HTTP",
     "NORMALISED",
     "OBJECT",
@@ -48,6 +50,21 @@ NORMALISED = "path-normalised"
 PATH_KINDS = frozenset({PATH, RESOLVED_PATH})
 #: Something a function or a lookup made from event data: not the data's text.
 OBJECT = "object"
+#: A code object made by compile() (python/sinks_code.py judges it where it is made).
+CODE = "code"
+#: An object whose methods run text as code (an interactive interpreter, a profiler).
+CODE_RUNNER = "code-runner"
+_CODE_RUNNERS = frozenset(
+    {
+        "code.InteractiveInterpreter",
+        "code.InteractiveConsole",
+        "cProfile.Profile",
+        "profile.Profile",
+        "pdb.Pdb",
+        "bdb.Bdb",
+        "trace.Trace",
+    }
+)
 
 _HTTP_CLIENTS = frozenset(
     {
@@ -152,6 +169,10 @@ def result_kind(site: CallSite) -> str | None:
         return PATH
     if qual in _NORMALISERS:
         return NORMALISED
+    if qual in _CODE_RUNNERS:
+        return CODE_RUNNER
+    if qual in ("compile", "builtins.compile"):
+        return CODE
     receiver = site.receiver.kind if site.receiver is not None else None
     if receiver in PATH_KINDS:
         if site.method == "resolve":

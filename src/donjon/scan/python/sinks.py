@@ -1,7 +1,8 @@
-"""Injection sinks: command, code, SQL, deserialization and XML entity rules.
+"""Injection sinks: command, SQL, deserialization and XML entity rules.
 
-SQL through other database APIs, request forgery and path traversal have modules
-of their own (sinks_sql.py, sinks_net.py, sinks_files.py); `check_call` runs them.
+Code injection, SQL through other database APIs, request forgery and path traversal
+have modules of their own (sinks_code.py, sinks_sql.py, sinks_net.py, sinks_files.py);
+`check_call` runs them.
 
 Grading is by what reaches the sink: event data (taint) -> high confidence, with
 its path; a value built only from literals -> nothing (a constant command is not an
@@ -15,12 +16,15 @@ import ast
 from collections.abc import Callable
 
 from donjon.scan.model import Confidence, Severity
+from donjon.scan.python.argv import argv_use, runs_code
+from donjon.scan.python.callbacks import handed_calls
 from donjon.scan.python.hits import CallSite
 from donjon.scan.python.misuse import check_misuse
+from donjon.scan.python.sinks_code import CODE_SINKS, check_code_method
 from donjon.scan.python.sinks_files import check_path
 from donjon.scan.python.sinks_net import check_request
 from donjon.scan.python.sinks_sql import SQL_CALLS, check_sql_api, grade_sql
-from donjon.scan.python.values import Value
+from donjon.scan.python.values import Value, join_all
 
 __all__ = ["SINK_NAMES", "check_call"]
 
@@ -50,6 +54,7 @@ _SUBPROCESS = frozenset(
         "subprocess.check_call",
         "subprocess.check_output",
         "subprocess.Popen",
+        "pty.spawn",
     }
 )
 _EXEC_PROGRAM_ARG = {
@@ -83,10 +88,6 @@ _EXEC_PROGRAM_ARG = {
     },
     "asyncio.create_subprocess_exec": 0,
 }
-_CODE_CALLS = frozenset(
-    {"eval", "exec", "compile", "builtins.eval", "builtins.exec", "builtins.compile"}
-)
-_IMPORT_CALLS = frozenset({"importlib.import_module", "__import__", "builtins.__import__"})
 _SQL_METHODS = frozenset({"execute", "executemany", "executescript", "raw", "mogrify"})
 #: Deserializers of data passed in memory (a literal payload is harmless).
 _DESER_DATA = frozenset(
@@ -179,14 +180,15 @@ def _command(site: CallSite, qual: str) -> None:
             unknown=_LOW,
         )
         return
+    elts = _argv_nodes(site, qual)
+    if elts is not None and _argv(site, qual, elts):
+        return
     if qual in _EXEC_PROGRAM_ARG:
         program = site.arg(_EXEC_PROGRAM_ARG[qual], "path") or site.arg(0, "program")
         _grade(site, "DJ-PY-001", program, f"the program run by {qual}()", unknown=None)
         return
     command = site.arg(0, "args")
     if command is None:
-        return
-    if _shell_script(site, qual):
         return
     shell = site.keyword_node("shell")
     if shell is None and "**" in site.kwargs and command.head is None:
@@ -196,6 +198,16 @@ def _command(site: CallSite, qual: str) -> None:
         _grade(site, "DJ-PY-001", command, f"{qual}(shell=True)", unknown=_LOW)
     elif command.head is not None:
         _grade(site, "DJ-PY-001", command.head, f"the program {qual}() runs", unknown=None)
+        head = command.head.prefix if command.head.const else None
+        if elts is None and command.taint is not None and head is not None and runs_code(head):
+            # ``argv = ["sh", "-c", cmd]`` then run(argv): the list is not written out
+            # at the call, so its script cannot be told from the script's arguments.
+            site.report(
+                "DJ-PY-001",
+                _LOW,
+                f"event data is in the argv of {head}, run by {qual}(), built where Donjon "
+                "cannot tell a script from its arguments",
+            )
     elif command.taint is not None:
         confidence = _HIGH if command.built else _MEDIUM
         site.report(
@@ -207,48 +219,39 @@ def _command(site: CallSite, qual: str) -> None:
         )
 
 
-#: Programs that run their ``-c`` argument as a script.
-_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "busybox"})
-
-
-def _shell_script(site: CallSite, qual: str) -> bool:
-    """``run(["/bin/sh", "-c", script])``: the script is a shell command line, graded as
-    ``os.system(script)``; True when the argv is such a list."""
-    node = site.arg_node(0, "args")
-    if not isinstance(node, ast.List | ast.Tuple) or site.evaluate is None or not node.elts:
+def _argv(site: CallSite, qual: str, elts: list[ast.expr]) -> bool:
+    """An argv list that runs one of its items beyond the first as a script or program
+    (``["/bin/sh", "-c", script]``, behind ``sudo``/``timeout``/``env``..., ``python3 -c``,
+    ``find -exec``, ``ssh host words``; python/argv.py): that item is graded as
+    ``os.system(script)`` or as the program. True when the argv is such a list."""
+    use = argv_use(elts)
+    if use is None or site.evaluate is None:
         return False
-    head = node.elts[0]
-    if not (isinstance(head, ast.Constant) and isinstance(head.value, str)):
-        return False
-    if head.value.rsplit("/", 1)[-1] not in _SHELLS:
-        return False
-    for i, elt in enumerate(node.elts[1:-1], start=1):
-        flag = elt.value if isinstance(elt, ast.Constant) else None
-        if isinstance(flag, str) and flag.startswith("-") and "c" in flag.lstrip("-"):
-            script = site.evaluate(node.elts[i + 1])
-            what = f"the script {qual}() runs with {head.value} {flag}"
-            _grade(site, "DJ-PY-001", script, what, unknown=_LOW)
-            return True
-    return False
-
-
-def _code(site: CallSite, qual: str) -> None:
-    if qual in _CODE_CALLS:
-        _grade(
-            site,
-            "DJ-PY-002",
-            site.arg(0, "source"),
-            f"{qual.rsplit('.', maxsplit=1)[-1]}()",
-            unknown=_LOW,
-        )
+    evaluate = site.evaluate
+    if use.to_end:
+        value = join_all([evaluate(e) for e in elts[use.index :]])
     else:
-        _grade(
-            site,
-            "DJ-PY-002",
-            site.arg(0, "name"),
-            f"{qual}() (imports a chosen module)",
-            unknown=None,
-        )
+        value = evaluate(elts[use.index])
+    _grade(site, "DJ-PY-001", value, f"{use.what} ({qual}())", unknown=_LOW if use.script else None)
+    return True
+
+
+def _argv_nodes(site: CallSite, qual: str) -> list[ast.expr] | None:
+    """The argv of a call, as nodes, when it is written out: a list given to subprocess
+    or os.exec*v/spawn*v/posix_spawn, or the arguments of os.exec*l/spawn*l and
+    asyncio.create_subprocess_exec."""
+    args = site.node.args
+    if qual in _EXEC_PROGRAM_ARG:
+        start = _EXEC_PROGRAM_ARG[qual] + (0 if qual == "asyncio.create_subprocess_exec" else 1)
+        name = qual.rsplit(".", 1)[-1]
+        if name.startswith("posix_spawn") or "v" in name:  # execv, spawnvpe, posix_spawn
+            node = args[start] if start < len(args) else None
+        else:
+            end = len(args) - 1 if name.endswith("e") else len(args)
+            return [a for a in args[start:end] if not isinstance(a, ast.Starred)] or None
+    else:
+        node = site.arg_node(0, "args")
+    return list(node.elts) if isinstance(node, ast.List | ast.Tuple) else None
 
 
 def _sql(site: CallSite, what: str) -> None:
@@ -326,7 +329,7 @@ def _lxml_parser(site: CallSite) -> None:
 
 _BY_QUAL: dict[str, Callable[[CallSite, str], None]] = {
     **dict.fromkeys(_SHELL_CALLS | _SUBPROCESS | _EXEC_PROGRAM_ARG.keys(), _command),
-    **dict.fromkeys(_CODE_CALLS | _IMPORT_CALLS, _code),
+    **CODE_SINKS,
     **dict.fromkeys(SQL_CALLS, lambda site, qual: _sql(site, f"{qual}()")),
     **dict.fromkeys(
         _DESER_DATA | _DESER_FILE | _YAML_LOADS | _YAML_UNSAFE | {"numpy.load", "torch.load"},
@@ -352,6 +355,9 @@ def check_call(site: CallSite) -> None:
         _xml_features(site)
     else:
         check_sql_api(site)
+    check_code_method(site)
     check_request(site, qual)
     check_path(site, qual)
     check_misuse(site, qual)
+    for call in handed_calls(site):  # map(os.system, commands): checked as os.system(...)
+        check_call(call)

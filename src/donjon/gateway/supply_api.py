@@ -1,0 +1,79 @@
+"""`GET /v1/functions/{name}/sbom` and `/provenance` (function:read, as describe).
+
+Query: `version` (default: the version serving), and for the SBOM `format` (json,
+the default: the stored CycloneDX JSON, byte for byte; or xml). The provenance is
+the DSSE envelope of the version's signed in-toto statement (supply/). Reads of a
+function are not audited (as `GET /v1/functions/{name}`); refusals are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.gateway.admin import _guarded
+from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.node import Node
+from donjon.identity import Action, Principal
+from donjon.manifest.model import NAME_RE
+from donjon.supply import SupplyChain, SupplyNotFound
+
+__all__ = ["MEDIA_TYPES", "ROUTES"]
+
+_FUNCTION = re.compile(NAME_RE)
+_VERSION = re.compile(r"[1-9][0-9]{0,8}")
+#: The media type of each SBOM format (CycloneDX's registered ones).
+MEDIA_TYPES = {"json": "application/vnd.cyclonedx+json", "xml": "application/vnd.cyclonedx+xml"}
+
+
+def _target(request: Request, node: Node) -> tuple[SupplyChain, str, int]:
+    """The service, the function's name and the version asked for (default: current)."""
+    name = request.path_params["name"]
+    if not _FUNCTION.fullmatch(name):  # no function ever had that name
+        raise NotFound(f"no function named {name[:64]!r}")
+    supply = node.deployments.supply
+    if supply is None:
+        raise NotFound("this node keeps no SBOMs or provenance")
+    raw = request.query_params.get("version")
+    if raw is not None:
+        if not _VERSION.fullmatch(raw):
+            raise BadRequest("version must be a whole number from 1")
+        return supply, name, int(raw)
+    deployed = node.registry.get(name)
+    if deployed is None:
+        raise NotFound(f"no function named {name!r} is deployed", hint="name a version: ?version=N")
+    return supply, name, deployed.record.version
+
+
+async def function_sbom(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    fmt = request.query_params.get("format", "json")
+    if fmt not in MEDIA_TYPES:
+        raise BadRequest("format must be json or xml")
+    supply, name, version = _target(request, node)
+    try:
+        body, digest = await asyncio.to_thread(supply.sbom, name, version, fmt)
+    except SupplyNotFound as e:
+        raise NotFound(e.message, hint=e.hint) from e
+    headers = {"x-sbom-digest": f"sha256:{digest}", "x-function-version": str(version)}
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+async def function_provenance(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+    supply, name, version = _target(request, node)
+    try:
+        envelope = await asyncio.to_thread(supply.provenance, name, version)
+    except SupplyNotFound as e:
+        raise NotFound(e.message, hint=e.hint) from e
+    return Response(
+        envelope, media_type="application/json", headers={"x-function-version": str(version)}
+    )
+
+
+ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
+    ("/v1/functions/{name}/sbom", "GET", _guarded(Action.READ, function_sbom)),
+    ("/v1/functions/{name}/provenance", "GET", _guarded(Action.READ, function_provenance)),
+]

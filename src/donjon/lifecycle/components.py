@@ -1,0 +1,90 @@
+"""The third-party components of a deployed version: what the advisory watch checks.
+
+A node reads them from each version's stored SBOM (`sbom_components`: the SBOM the
+deploy made, or the one made from the stored bundle on first request for a version
+deployed before SBOMs were kept). Without an SBOM service (a watch built on its own,
+as tests do) they are read from the stored bundle: the distributions vendored under
+``.deps/`` (their ``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way
+the deploy scan reads installed distributions (`donjon.scan.deps.parse_installed`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from donjon.bundle import BundleStore
+from donjon.scan.deps import parse_installed
+from donjon.scan.project import DEPS_DIR, SourceFile
+from donjon.store import FunctionRecord
+from donjon.supply import SupplyChain
+
+__all__ = ["Component", "components_of", "sbom_components"]
+
+#: Directory levels under .deps/ looked into (as the deploy scan does).
+_MAX_DEPTH = 4
+#: Bytes of one METADATA file read at most (the headers come first).
+_MAX_METADATA_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A package at an exact version (its canonical name)."""
+
+    name: str
+    version: Version
+
+
+def sbom_components(supply: SupplyChain, record: FunctionRecord) -> list[Component]:
+    """The components the version's stored SBOM lists (blocking: call it on a thread).
+
+    A component whose version is not a PEP 440 version cannot be matched against an
+    advisory's ranges and is left out, as the deploy scan leaves it out.
+    """
+    found: dict[tuple[str, str], Component] = {}
+    for ref in supply.components(record.name, record.version):
+        try:
+            found[(ref.name, ref.version)] = Component(ref.name, Version(ref.version))
+        except InvalidVersion:
+            continue
+    return [found[k] for k in sorted(found)]
+
+
+def components_of(bundles: BundleStore, record: FunctionRecord) -> list[Component]:
+    """The vendored distributions of `record`'s stored bundle, by name (none: an empty list)."""
+    deps = bundles.path(record.digest) / DEPS_DIR
+    if not deps.is_dir() or deps.is_symlink():
+        return []
+    found: dict[tuple[str, str], Component] = {}
+    for dirpath, dirnames, _ in os.walk(deps):
+        here = Path(dirpath)
+        if len(here.relative_to(deps).parts) > _MAX_DEPTH:
+            dirnames.clear()
+            continue
+        for name in sorted(dirnames):
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            meta = here / name / ("METADATA" if name.endswith(".dist-info") else "PKG-INFO")
+            component = _read(meta, deps)
+            if component is not None:
+                found[(component.name, str(component.version))] = component
+        dirnames[:] = [d for d in dirnames if not d.endswith((".dist-info", ".egg-info"))]
+    return [found[k] for k in sorted(found)]
+
+
+def _read(meta: Path, deps: Path) -> Component | None:
+    if meta.is_symlink() or not meta.is_file():
+        return None
+    try:
+        with meta.open("rb") as f:
+            text = f.read(_MAX_METADATA_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    rel = meta.relative_to(deps.parent).as_posix()
+    installed = parse_installed(SourceFile(meta, rel, text))
+    if installed is None or installed.version is None:
+        return None
+    return Component(installed.name, installed.version)

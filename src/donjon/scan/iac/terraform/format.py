@@ -1,0 +1,76 @@
+"""`TerraformFormat`: every directory of ``.tf`` files of a project read as one module
+into one `App` (AWS, Azure and Google resources together).
+
+A file that does not parse is a note naming it and why; the rest of its directory is
+still read (what the broken file declared is then missing, and the note says so).
+Files under ``.terraform/`` (modules and providers ``terraform init`` downloaded) are
+not the project's and are not read.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from donjon.scan.iac.interface import IacError, Loaded, TemplateFormat
+from donjon.scan.iac.model import App, TemplateKind
+from donjon.scan.iac.terraform.aws_lambda import lambda_functions, log_groups
+from donjon.scan.iac.terraform.aws_resources import apis, buckets, queues, user_pools
+from donjon.scan.iac.terraform.azure import azure_functions, storage
+from donjon.scan.iac.terraform.gcp import gcp_functions, gcs_buckets
+from donjon.scan.iac.terraform.literals import template_literals
+from donjon.scan.iac.terraform.module import Module
+from donjon.scan.iac.terraform.syntax import Block, parse_file
+
+if TYPE_CHECKING:
+    from donjon.scan.project import Project
+
+__all__ = ["TerraformFormat", "build_app"]
+
+#: Terraform's working directory (``terraform init`` downloads modules and providers
+#: there): third-party code, not the project's templates.
+_WORKDIR = ".terraform"
+
+
+def build_app(module: Module) -> App:
+    """The model of one module."""
+    groups = {id(g): g for g in log_groups(module).values()}
+    return App(
+        module.directory or ".",
+        TemplateKind.TERRAFORM,
+        functions=lambda_functions(module) + azure_functions(module) + gcp_functions(module),
+        buckets=buckets(module) + storage(module) + gcs_buckets(module),
+        queues=queues(module),
+        apis=apis(module),
+        log_groups=tuple(groups.values()),
+        user_pools=user_pools(module),
+        literals=template_literals(module),
+    )
+
+
+class TerraformFormat(TemplateFormat):
+    name = "terraform"
+
+    def load(self, project: Project) -> Loaded:
+        directories: dict[str, tuple[list[Block], list[Block]]] = {}
+        notes: list[str] = []
+        for source in project.files:
+            if not source.rel.endswith((".tf", ".tfvars")) or _WORKDIR in source.rel.split("/"):
+                continue
+            directory = str(PurePosixPath(source.rel).parent).removeprefix(".")
+            blocks, tfvars = directories.setdefault(directory, ([], []))
+            try:
+                parsed = parse_file(source.rel, source.text)
+            except IacError as e:
+                notes.append(f"{e.message}; the rest of its module is read without it")
+                continue
+            (tfvars if source.rel.endswith(".tfvars") else blocks).extend(parsed)
+        apps = []
+        for directory, (blocks, tfvars) in sorted(directories.items()):
+            if not blocks:
+                continue
+            try:
+                apps.append(build_app(Module(directory, blocks, tfvars)))
+            except RecursionError:
+                notes.append(f"{directory or '.'}: Terraform module nested too deeply to read")
+        return Loaded(tuple(apps), tuple(notes))

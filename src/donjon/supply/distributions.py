@@ -1,0 +1,225 @@
+"""The distributions a bundle vendors: what each `.deps/*.dist-info` says, and a digest
+of the files the bundle holds for it.
+
+A distribution's digest is SHA-256 over the sorted lines ``path NUL sha256(content)``
+(paths relative to ``.deps/``) of the files its RECORD lists that the bundle holds,
+and of the byte-code compiled from them (``pkg/__pycache__/mod.*.pyc``: the bundle
+is byte-compiled after vendoring with unchecked-hash pycs, which Python imports
+without looking at the source, so they are what runs). Each hash is of the bytes
+in the bundle, never RECORD's word for them; a file whose bytes differ from its
+RECORD hash is counted as altered, one RECORD lists that the bundle does not hold
+(console scripts, removed at build) as missing. Wheels are not kept in a bundle, so
+no hash of the wheel itself can be given. Files of ``.deps/`` that no RECORD claims
+are counted as unattributed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import compat32
+from pathlib import Path
+
+from donjon.bundle import DEPS_DIR, BundleError
+from donjon.supply.errors import SupplyError
+
+__all__ = ["Distribution", "VendoredSet", "read_vendored"]
+
+#: Bounds on what is read: a bundle is already size-limited, these keep the work small.
+MAX_DISTRIBUTIONS = 2000
+_MAX_METADATA = 1024 * 1024
+_MAX_RECORD = 8 * 1024 * 1024
+#: A `License:` field longer than this (or of several lines) is a licence's text, not its name.
+_MAX_LICENSE_NAME = 100
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One vendored distribution as the bundle holds it."""
+
+    name: str
+    version: str
+    #: SPDX expressions or licence names, as the metadata gives them (may be empty).
+    licenses: tuple[str, ...]
+    #: SHA-256 (hex) over the files held for it (the module docstring says how).
+    sha256: str
+    files: int
+    #: Files whose bytes differ from their RECORD hash.
+    altered: int
+    #: Files RECORD lists that the bundle does not hold (or that point outside `.deps/`).
+    missing: int
+
+
+@dataclass(frozen=True)
+class VendoredSet:
+    """Every distribution of a bundle's `.deps/`, and the files none of them claims."""
+
+    distributions: tuple[Distribution, ...]
+    unattributed: int
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _read(path: Path, limit: int, what: str) -> bytes:
+    if not _regular(path) or path.stat().st_size > limit:
+        raise BundleError(
+            f"{what} is not a regular file of at most {limit} bytes",
+            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
+        )
+    return path.read_bytes()
+
+
+def _text(value: str) -> str:
+    """A metadata value fit for JSON, XML and terminals: each control or invisible
+    formatting character (which XML cannot hold) shown as U+FFFD."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in value.strip())
+
+
+def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
+    """PEP 639's License-Expression, else a short License field, else the classifiers."""
+    expression = fields.get("license-expression", [])
+    if expression and expression[0].strip():
+        return (_text(expression[0]),)
+    text = (fields.get("license") or [""])[0].strip()
+    if text and "\n" not in text and len(text) <= _MAX_LICENSE_NAME and text.upper() != "UNKNOWN":
+        return (_text(text),)
+    out = []
+    for classifier in fields.get("classifier", []):
+        parts = [p.strip() for p in classifier.split("::")]
+        if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved":
+            out.append(_text(parts[-1]))
+    return tuple(dict.fromkeys(out))
+
+
+def _metadata(dist_info: Path) -> dict[str, list[str]]:
+    data = _read(dist_info / "METADATA", _MAX_METADATA, f"{dist_info.name}/METADATA")
+    message = BytesParser(policy=compat32).parsebytes(data, headersonly=True)
+    fields: dict[str, list[str]] = {}
+    for key, value in message.items():
+        fields.setdefault(key.lower(), []).append(str(value))
+    return fields
+
+
+def _record_rows(dist_info: Path) -> list[tuple[str, str]]:
+    """RECORD's (path, hash) rows, the RECORD itself left out; [] when there is none."""
+    record = dist_info / "RECORD"
+    if not record.exists():
+        return []
+    text = _read(record, _MAX_RECORD, f"{dist_info.name}/RECORD").decode("utf-8", "replace")
+    rows = []
+    for row in csv.reader(io.StringIO(text)):
+        if row and row[0] != f"{dist_info.name}/RECORD":
+            rows.append((row[0], row[1] if len(row) > 1 else ""))
+    return rows
+
+
+def _inside(rel: str) -> str | None:
+    """`rel` normalised, or None if it leaves `.deps/` (absolute or through ``..``)."""
+    norm = posixpath.normpath(rel)
+    if norm.startswith(("/", "../")) or norm in ("..", ".") or "\\" in norm:
+        return None
+    return norm
+
+
+def _recorded_matches(expected: str, digest: bytes) -> bool:
+    algorithm, _, value = expected.partition("=")
+    if algorithm != "sha256" or not value:
+        return True  # no hash, or one of another algorithm: nothing to compare
+    encoded = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return encoded == value
+
+
+def _compiled(deps: Path, rel: str) -> list[str]:
+    """The byte-code of `rel` (a .py file) the bundle holds."""
+    if not rel.endswith(".py"):
+        return []
+    folder, _, name = rel.rpartition("/")
+    cache = deps / folder / "__pycache__" if folder else deps / "__pycache__"
+    if not cache.is_dir() or cache.is_symlink():
+        return []
+    prefix = name[: -len(".py")] + "."
+    found = sorted(p.name for p in cache.iterdir() if p.name.startswith(prefix))
+    base = f"{folder}/__pycache__" if folder else "__pycache__"
+    return [f"{base}/{n}" for n in found if n.endswith(".pyc")]
+
+
+def _distribution(deps: Path, dist_info: Path, claimed: set[str]) -> Distribution:
+    fields = _metadata(dist_info)
+    name = _text((fields.get("name") or [""])[0])
+    version = _text((fields.get("version") or [""])[0])
+    if not name or not version:
+        raise BundleError(
+            f"{dist_info.name}/METADATA has no Name or Version",
+            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
+        )
+    lines: dict[str, str] = {}
+    altered = missing = 0
+    for rel, expected in _record_rows(dist_info):
+        norm = _inside(rel)
+        if norm is None or not _regular(deps / norm):
+            missing += 1
+            continue
+        for path in (norm, *_compiled(deps, norm)):
+            if path in lines:
+                continue
+            digest = hashlib.sha256((deps / path).read_bytes()).digest()
+            if path == norm and not _recorded_matches(expected, digest):
+                altered += 1
+            lines[path] = digest.hex()
+    # The dist-info's own files are the distribution's too (RECORD lists them but itself).
+    for member in sorted(p for p in dist_info.iterdir() if _regular(p)):
+        rel = f"{dist_info.name}/{member.name}"
+        lines.setdefault(rel, hashlib.sha256(member.read_bytes()).hexdigest())
+    outer = hashlib.sha256()
+    for path in sorted(lines):
+        outer.update(f"{path}\0{lines[path]}\n".encode())
+    claimed.update(lines)
+    return Distribution(
+        name, version, _licenses(fields), outer.hexdigest(), len(lines), altered, missing
+    )
+
+
+def _unattributed(deps: Path, claimed: set[str]) -> int:
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(deps):
+        dirnames.sort()
+        rel_dir = Path(dirpath).relative_to(deps).as_posix()
+        for name in filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            count += rel not in claimed
+    return count
+
+
+def read_vendored(tree: Path) -> VendoredSet:
+    """The distributions vendored in the bundle tree `tree` (none without `.deps/`).
+
+    `BundleError` (the deploy is refused, nothing changed) for a distribution whose
+    metadata is missing, oversized or lacks a name or version.
+    """
+    deps = tree / DEPS_DIR
+    if not deps.is_dir() or deps.is_symlink():
+        return VendoredSet((), 0)
+    infos = sorted(p for p in deps.glob("*.dist-info") if p.is_dir() and not p.is_symlink())
+    if len(infos) > MAX_DISTRIBUTIONS:
+        raise BundleError(f"the bundle vendors more than {MAX_DISTRIBUTIONS} distributions")
+    claimed: set[str] = set()
+    try:
+        found = tuple(_distribution(deps, info, claimed) for info in infos)
+        return VendoredSet(found, _unattributed(deps, claimed))
+    except OSError as e:
+        raise SupplyError(
+            f"cannot read the bundle's vendored distributions ({os.strerror(e.errno or 0)})",
+            hint="the server log may say more",
+        ) from e

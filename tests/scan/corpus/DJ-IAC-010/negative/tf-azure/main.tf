@@ -1,0 +1,21 @@
+# The same binding behind a function key.
+resource "azurerm_linux_function_app" "orders" {
+  name       = "orders"
+  https_only = true
+  site_config {
+    application_stack {
+      python_version = "3.12"
+    }
+  }
+}
+
+resource "azurerm_function_app_function" "list" {
+  name            = "list"
+  function_app_id = azurerm_linux_function_app.orders.id
+  config_json = jsonencode({
+    bindings = [
+      { type = "httpTrigger", direction = "in", name = "req", authLevel = "function" },
+      { type = "http", direction = "out", name = "res" },
+    ]
+  })
+}

@@ -1,0 +1,36 @@
+resource "aws_lambda_function" "worker" {
+  function_name = "worker"
+  role          = aws_iam_role.worker.arn
+  runtime       = "python3.13"
+  handler       = "app.handler"
+  filename      = "worker.zip"
+  reserved_concurrent_executions = 5
+  tracing_config {
+    mode = "Active"
+  }
+}
+
+resource "aws_iam_role" "worker" {
+  name = "worker"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "lambda.amazonaws.com" } }]
+  })
+}
+
+resource "aws_cloudwatch_log_group" "worker" {
+  name              = "/aws/lambda/worker"
+  retention_in_days = 30
+  kms_key_id        = var.log_key_arn
+}
+
+variable "log_key_arn" {
+  type = string
+}
+
+resource "aws_lambda_permission" "anyone" {
+  statement_id  = "anyone"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.worker.function_name
+  principal     = "*"  # expect: DJ-IAC-014@high
+}

@@ -1,0 +1,3 @@
+resource "aws_sns_topic" "alerts" {  # expect: DJ-IAC-024@high
+  name = "alerts"
+}

@@ -1,0 +1,2 @@
+SETUP = "import math"
+AREA = "3.14159 * " + "r ** 2"

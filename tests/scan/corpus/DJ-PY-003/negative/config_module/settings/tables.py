@@ -1,0 +1,2 @@
+USERS = "users"
+AUDIT = "audit_" + "log"
