@@ -3,9 +3,10 @@
 Before: every call past a function's concurrency waited (up to 5 s each, however
 many), holding its request and connection, and was then refused with 429. Now at
 most DONJON_MAX_QUEUED_PER_FUNCTION calls wait; the rest are answered 503 with
-Retry-After from their request head alone, before the app, any credential check or
-the body (gateway/early_shed.py), counted, and audited as one record per client and
-window, while the calls already accepted run to the end and are audited as usual.
+Retry-After from their request head alone, before the app or the body, when their API
+key may invoke the function (gateway/early_shed.py), counted, and audited as one record
+per caller and window, while the calls already accepted run to the end and are audited
+as usual. A caller who may not invoke it learns nothing: it gets its 401 or 403.
 """
 
 from __future__ import annotations
@@ -216,18 +217,42 @@ def test_shed_call_body_is_dropped_and_its_connection_serves_on(
     assert node.invoke("slow", {"sleep": 0}).status_code == 200
 
 
-def test_shed_from_the_head_reaches_no_unknown_function(shedding_node: LiveNode) -> None:
-    """While `slow` sheds, a call without credentials to it gets the same 503 as anyone
-    (nothing runs); one to a function that does not exist is still refused 401."""
+def test_shed_tells_nothing_to_a_caller_who_may_not_invoke(shedding_node: LiveNode) -> None:
+    """While `slow` sheds: no credentials, a JWT-shaped token and a revoked key get 401, a
+    key without the invoke grant 403 (as when nothing sheds); a key with the grant 503."""
     node = shedding_node
+    reader = node.create_key("shed-reader", "metrics")["key"]
+    other = node.create_key("shed-other", "invoker", functions=["other"])["key"]
+    invoker = node.create_key("shed-invoker", "invoker", functions=["slow"])["key"]
+    revoked = node.create_key("shed-revoked", "invoker")
+    with node.client() as c:
+        assert c.delete(f"/v1/keys/{revoked['id']}").status_code == 204
     answers: list[httpx.Response] = []
     threads = _saturate(node, answers)
     with node.client("") as anonymous:
-        shed = anonymous.post("/v1/functions/slow/invoke", content=b"{}")
+        nothing = anonymous.post("/v1/functions/slow/invoke", content=b"{}")
+        jwt = anonymous.post(
+            "/v1/functions/slow/invoke",
+            headers={"authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln"},
+            content=b"{}",
+        )
         unknown = anonymous.post("/v1/functions/nosuch/invoke", content=b"{}")
+    refused = {key: node.invoke("slow", {}, key=key) for key in (revoked["key"], reader, other)}
+    granted = node.invoke("slow", {}, key=invoker)
     for thread in threads:
         thread.join(120)
-    assert shed.status_code == 503, shed.text
-    assert "slow" not in shed.text
-    assert unknown.status_code == 401, unknown.text
+    assert sorted(r.status_code for r in answers) == [200, 200]
+    for r in (nothing, jwt, unknown, refused[revoked["key"]]):
+        assert r.status_code == 401, r.text
+        assert r.json()["detail"] == "missing, invalid or revoked credentials"
+    for key in (reader, other):
+        assert refused[key].status_code == 403, refused[key].text
+        assert "retry-after" not in refused[key].headers
+    assert granted.status_code == 503, granted.text
+    assert int(granted.headers["retry-after"]) >= 1
+    assert "slow" not in granted.text
     assert _metric(node, "donjon_rate_limited_total", function="slow", limit="overload") == 1
+    node.stop()
+    sheds = [r for r in _records(node.data_dir) if r["action"] == "node.shed"]
+    assert [r["actor"].split(":")[0] for r in sheds] == ["key"], sheds
+    assert sheds[0]["detail"]["reason"] == "overload"

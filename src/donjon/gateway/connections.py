@@ -321,8 +321,9 @@ class GatewayProtocol(HttpToolsProtocol):
             )
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
-        """Answer 503 now if the call would be shed at admission (early_shed.py): no
-        ASGI cycle is made; the body that follows is read and dropped."""
+        """Answer 503 now if the call would be shed at admission and its API key may
+        invoke the function (early_shed.py): no ASGI cycle is made; the body that
+        follows is read and dropped."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             return False  # a pipelined request behind one being served: queued as usual
@@ -330,7 +331,7 @@ class GatewayProtocol(HttpToolsProtocol):
         # closes after the 503 rather than guess where the next request starts.
         keep_alive = self.parser.should_keep_alive() and not self.expect_100_continue
         name, answer = early_shed.answer(
-            self.parser.get_method(), self.url, self._address or "-", keep_alive
+            self.parser.get_method(), self.url, self.headers, self._address or "-", keep_alive
         )
         if answer is None:
             if name:  # counted until its task's first step has run (it reaches `admit` there)

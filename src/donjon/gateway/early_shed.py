@@ -11,17 +11,24 @@ whole loop and every call, accepted or not, waits in the sockets behind them
 Here the protocol (connections.py) asks, as soon as a head is parsed, whether a
 `POST /v1/functions/{name}/invoke` would be shed if it were admitted now: the same
 question `admit` asks the pool (`SandboxPool.check_capacity`), with the same
-answer. If so it writes a ready-made 503 with Retry-After (the expected wait, at
-least 1 s, as at `admit`) and no ASGI cycle, task, Starlette object or credential
-check is made. The refusal is counted (`donjon_rate_limited_total{limit="overload"}`)
-and audited as `node.shed` (reason `overload`) per client address and window, by
-one writer task (audit/denials.py), as the accept gate's refusals are.
+answer. If so, and only if the head's `Authorization: Bearer` is an API key the
+node's key index verifies (`KeyIndex.check`: a keyed hash and a dict lookup) whose
+principal the policy allows to invoke that function (`access.decide`, as the invoke
+route's `authorize`), it writes a ready-made 503 with Retry-After (the expected
+wait, at least 1 s, as at `admit`); no ASGI cycle, task or Starlette object is made.
+The refusal is counted (`donjon_rate_limited_total{limit="overload"}`) and audited
+as `node.shed` (reason `overload`) with the principal, per principal, client address
+and window, by one writer task (audit/denials.py).
 
-What the head reveals, before authentication: only that the node is shedding calls
-to a function of that name right now (the detail does not name it; the same answer
-as the node's own capacity limit, capacity.py). A call that is not shed here goes
-through every check as before, and may still be shed at `admit` (calls admitted
-together). Other ways in (http triggers, the Lambda API) are shed at `admit`.
+Deny by default (DESIGN.md invariant 1): any other head (no credential, a JWT, a
+SigV4 signature, an unknown, revoked or expired key, a principal without the grant)
+goes to the app untouched and gets the answer it gets without this shed (401/403,
+or a shed at `admit` once authenticated), so nothing about a function is told to a
+caller who has not authenticated. While the monitor throttles anything
+(monitor/throttles.py), every head goes to the app too: a throttle answers 429
+before the capacity is asked. A call not shed here goes through every check as
+before, and may still be shed at `admit` (calls admitted together). Other ways in
+(http triggers, the Lambda API) are shed at `admit`.
 """
 
 from __future__ import annotations
@@ -36,11 +43,13 @@ import time
 
 from donjon.audit import AuditEvent
 from donjon.audit.denials import DenialLog
+from donjon.gateway.access import decide
 from donjon.gateway.node import Node
+from donjon.identity import Action, Principal, looks_like_jwt
 from donjon.obs.metrics import Metrics
 from donjon.sandbox import CallShed
 
-__all__ = ["EarlyShed", "early_shed_for"]
+__all__ = ["EarlyShed", "bearer_token", "early_shed_for"]
 
 log = logging.getLogger("donjon")
 
@@ -94,19 +103,24 @@ class EarlyShed:
         self._in_flight: dict[str, int] = {}
         #: Denials waiting for the writer task: bounded, so a flood faster than the
         #: audit log cannot grow memory (the metric still counts every refusal).
-        self._queued: collections.deque[tuple[str, str]] = collections.deque(maxlen=MAX_QUEUED)
+        self._queued: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=MAX_QUEUED)
         self._writer: asyncio.Task[None] | None = None
         self._dropped = 0
         self._warned_at = -10.0
 
     def answer(
-        self, method: bytes, url: bytes, client: str, keep_alive: bool
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client: str,
+        keep_alive: bool,
     ) -> tuple[str, bytes | None]:
-        """For this head: the function it invokes ("" if none that is deployed) and the
-        503 to write, or None to let it through; a call let through is counted as on its
-        way until `done`."""
+        """For this head (`headers` as parsed, names in lower case): the function it
+        invokes ("" if none that is deployed) and the 503 to write, or None to let it
+        through; a call let through is counted as on its way until `done`."""
         pool = self.node.pool
-        if pool is None or method != b"POST":
+        if pool is None or method != b"POST" or self.node.throttles:
             return "", None
         match = _INVOKE.match(url)
         if match is None:
@@ -119,10 +133,24 @@ class EarlyShed:
         try:
             pool.check_in_flight(deployed.config, in_flight)
         except CallShed as shed:
-            self._refused(name, client)
-            return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
+            # Only now the credential: a call the pool takes pays nothing more here.
+            principal = self._invoker(headers, name)
+            if principal is not None:
+                self._refused(name, principal, client)
+                return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
         self._in_flight[name] = in_flight + 1
         return name, None
+
+    def _invoker(self, headers: list[tuple[bytes, bytes]], name: str) -> Principal | None:
+        """The principal of the head's bearer API key if the key index verifies it and
+        the policy lets it invoke `name`; None for anything else (the app answers it)."""
+        token = bearer_token(headers)
+        if not token or looks_like_jwt(token):
+            return None
+        principal, _ = self.node.key_index.check(token)
+        if principal is None or not decide(self.node, principal, Action.INVOKE, name).allowed:
+            return None
+        return principal
 
     def done(self, name: str) -> None:
         """A call `answer` let through has had its first step in the app (the protocol
@@ -134,7 +162,7 @@ class EarlyShed:
         else:
             self._in_flight.pop(name, None)
 
-    def _refused(self, name: str, client: str) -> None:
+    def _refused(self, name: str, principal: Principal, client: str) -> None:
         self.shed += 1
         self.metrics.shed(name)
         if len(self._queued) == MAX_QUEUED:  # the oldest goes: logged every 10 s at most
@@ -143,7 +171,7 @@ class EarlyShed:
             if now - self._warned_at >= 10.0:
                 log.warning("audit of shed calls behind: %d denial(s) not audited", self._dropped)
                 self._dropped, self._warned_at = 0, now
-        self._queued.append((name, client))
+        self._queued.append((name, principal.label, client))
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -151,9 +179,9 @@ class EarlyShed:
         """Audit the queued refusals: one task for all, one record per client and window."""
         try:
             while self._queued:
-                name, client = self._queued.popleft()
+                name, actor, client = self._queued.popleft()
                 event = AuditEvent(
-                    "anonymous",
+                    actor,
                     "node.shed",
                     f"/v1/functions/{name}/invoke",
                     "denied",
@@ -165,6 +193,16 @@ class EarlyShed:
                     log.exception("auditing a shed call failed")
         finally:
             self._writer = None
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
+    """The token of the first `Authorization` header if its scheme is Bearer, else ""
+    (read as the app reads it: access.py)."""
+    for field, value in headers:
+        if field == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
 
 
 def early_shed_for(node: Node) -> EarlyShed:
