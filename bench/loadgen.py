@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import shutil
 import ssl
 import subprocess
@@ -201,7 +202,8 @@ async def _connection(
         writer.close()
 
 
-async def _load(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+def _target(req: Request) -> tuple[str, int, ssl.SSLContext | None, bytes]:
+    """Where to connect, with which TLS context, and the request's bytes."""
     url = urlsplit(req.url)
     host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
     tls = ssl.create_default_context(cafile=req.cafile) if url.scheme == "https" else None
@@ -212,6 +214,11 @@ async def _load(req: Request, connections: int, seconds: float) -> dict[str, Any
     ]
     head += [f"{k}: {v}" for k, v in req.headers.items()]
     payload = ("\r\n".join(head) + "\r\n\r\n").encode() + req.body
+    return host, port, tls, payload
+
+
+async def _load(req: Request, connections: int, seconds: float) -> dict[str, Any]:
+    host, port, tls, payload = _target(req)
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
@@ -247,17 +254,17 @@ async def _exchange(
     return status, await reader.readexactly(length)
 
 
+def _stats(values: list[float]) -> dict[str, Any]:
+    values = sorted(values)
+    return {
+        "count": len(values),
+        "p50_ms": _percentile(values, 50) * 1000,
+        "p99_ms": _percentile(values, 99) * 1000,
+    }
+
+
 async def _open_loop(req: Request, rate: float, seconds: float, connections: int) -> dict[str, Any]:
-    url = urlsplit(req.url)
-    host, port = url.hostname or "127.0.0.1", url.port or (443 if url.scheme == "https" else 80)
-    tls = ssl.create_default_context(cafile=req.cafile) if url.scheme == "https" else None
-    head = [
-        f"POST {url.path or '/'} HTTP/1.1",
-        f"Host: {host}:{port}",
-        f"Content-Length: {len(req.body)}",
-    ]
-    head += [f"{k}: {v}" for k, v in req.headers.items()]
-    payload = ("\r\n".join(head) + "\r\n\r\n").encode() + req.body
+    host, port, tls, payload = _target(req)
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     sources = [f"127.0.0.{1 + i // PER_SOURCE}" for i in range(connections)]
 
@@ -268,12 +275,16 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
     for i in range(connections):
         idle.put_nowait(await connect(i))
     by_status: dict[str, list[float]] = {}
+    # Of the accepted: send to answer (the node's part), and due to send (a free connection).
+    wire: list[float] = []
+    queued: list[float] = []
     samples: dict[str, str] = {}  # the first body of each status
     kinds: dict[str, int] = {}
     errors: list[int] = []
 
     async def one(due: float) -> None:
         reader, writer = await idle.get()
+        sent = time.perf_counter()
         try:
             status, body = await _exchange(reader, writer, payload)
         except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
@@ -282,11 +293,16 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
             with contextlib.suppress(OSError):  # replaced: the pool keeps its size
                 idle.put_nowait(await connect(0))
             return
-        by_status.setdefault(str(status), []).append(time.perf_counter() - due)
+        answered_at = time.perf_counter()
+        by_status.setdefault(str(status), []).append(answered_at - due)
+        if 200 <= status < 300:
+            wire.append(answered_at - sent)
+            queued.append(sent - due)
         samples.setdefault(str(status), body[:300].decode(errors="replace"))
-        if status >= 400:  # which refusal: the problem's detail up to its first colon
-            kind = f"{status} " + body.decode(errors="replace").partition('"detail": "')[2][:40]
-            kinds[kind.split(":")[0]] = kinds.get(kind.split(":")[0], 0) + 1
+        if status >= 400:  # which refusal: the problem's detail, its first 40 characters
+            detail = body.decode(errors="replace").partition('"detail": "')[2][:40]
+            kind = f"{status} " + re.sub(r"[0-9]+", "N", detail)
+            kinds[kind] = kinds.get(kind, 0) + 1
         idle.put_nowait((reader, writer))
 
     total = int(rate * seconds)
@@ -304,16 +320,7 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
     while not idle.empty():
         idle.get_nowait()[1].close()
 
-    def stats(values: list[float]) -> dict[str, Any]:
-        values = sorted(values)
-        return {
-            "count": len(values),
-            "p50_ms": _percentile(values, 50) * 1000,
-            "p99_ms": _percentile(values, 99) * 1000,
-        }
-
     ok = [v for s, vs in by_status.items() if s.startswith("2") for v in vs]
-    shed = [v for s, vs in by_status.items() if s in ("503", "429") for v in vs]
     answered = sum(len(v) for v in by_status.values())
     return {
         "offered": total,
@@ -323,8 +330,10 @@ async def _open_loop(req: Request, rate: float, seconds: float, connections: int
         "unanswered": total - answered - len(errors),
         "errors": len(errors),
         "statuses": {s: len(v) for s, v in sorted(by_status.items())},
-        "accepted": stats(ok),
-        "shed": stats(shed),
+        "accepted": _stats(ok),
+        "accepted_wire": _stats(wire),
+        "accepted_queued": _stats(queued),
+        "shed": _stats([v for s, vs in by_status.items() if s in ("503", "429") for v in vs]),
         "accepted_rps": len(ok) / elapsed,
         "samples": samples,
         "refusals": kinds,

@@ -1,6 +1,6 @@
 """Overload (issue 14, point 6): offer 4x the sustainable rate, and see what the node does.
 
-    .venv/bin/python bench/overload.py [--quick]      # on a node of its own
+    .venv/bin/python bench/overload.py [--quick] [--pin] [--rounds N]   # a node of its own
 
 Called from bench_invoke.py on its node's warm function. The steps:
 1. unloaded latency: one connection, one call after the other (p50/p99);
@@ -11,7 +11,15 @@ Called from bench_invoke.py on its node's warm function. The steps:
    (rate x seconds) and time; each answer is sorted by status: accepted (2xx),
    shed (503 or 429), other;
 4. the gateway's RSS before, its peak during (sampled every 50 ms), and after
-   (2 s later), and how many calls the node says it shed (/metrics).
+   (2 s later), and how many calls the node says it shed (/metrics);
+5. where the time went: the CPU of the node's whole process tree (gateway, audit
+   writer, sandboxes) and of the load client during step 3, and of each accepted
+   call the time from when it was due to when a connection took it (the client's
+   wait: every connection busy) and from then to its answer (the node's part).
+
+With `pin` (`--pin`) the node's processes run on CPU 0 and the load clients on the
+others, so the client never takes the node's core (and vice versa): the same
+steps, one core for the node.
 
 Verdicts (report.py): p99 of the accepted calls within 3x the unloaded p99; the
 shed answers fast (their p99 beside the accepted p99); RSS bounded (the peak
@@ -21,6 +29,8 @@ minus before, and after minus before).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import tempfile
 import threading
@@ -74,6 +84,54 @@ class PeakRss:
         self._thread.join(5)
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of `pid`'s tree."""
+    ticks = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu() -> float:
+    """CPU seconds used by this process's waited-for children (the load clients)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Every thread of every process of `pid`'s tree on `cpus` (later children inherit)."""
+    for p in tree(pid):
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                os.sched_setaffinity(int(tid), cpus)
+        except OSError:
+            continue
+
+
 def shed_count(url: str, cafile: str | None, admin_key: str) -> float:
     """The node's own count of shed calls (donjon_rate_limited{limit="overload"})."""
     import httpx
@@ -99,8 +157,30 @@ def run(
     pid: int,
     admin_key: str,
     seconds: float,
+    pin: bool = False,
 ) -> dict[str, Any]:
-    """The four steps against `function` on the node at `base_url` (server pid `pid`)."""
+    """The steps against `function` on the node at `base_url` (server pid `pid`); with
+    `pin`, the node on CPU 0 and the clients (this process's children) on the rest."""
+    own = os.sched_getaffinity(0)
+    if pin:
+        pin_tree(pid, {0})
+        os.sched_setaffinity(0, (own - {0}) or own)
+    try:
+        return _run(base_url, function, headers, cafile, pid, admin_key, seconds, pin)
+    finally:
+        os.sched_setaffinity(0, own)
+
+
+def _run(
+    base_url: str,
+    function: str,
+    headers: dict[str, str],
+    cafile: str | None,
+    pid: int,
+    admin_key: str,
+    seconds: float,
+    pin: bool,
+) -> dict[str, Any]:
     req = loadgen.Request(f"{base_url}/v1/functions/{function}/invoke", BODY, headers, cafile)
     loadgen.run(req, 8, 1)  # warm up: sandboxes started, caches full
     unloaded = loadgen.run(req, 1, max(1.0, seconds / 2))
@@ -110,8 +190,11 @@ def run(
     rate = FACTOR * served
     shed_before = shed_count(base_url, cafile, admin_key)
     before = rss(pid)
+    node_cpu, load_cpu, wall = tree_cpu(pid), client_cpu(), time.monotonic()
     with PeakRss(pid) as peak:
         load = loadgen.open_loop(req, rate, seconds, CONNECTIONS)
+    node_cpu, load_cpu = tree_cpu(pid) - node_cpu, client_cpu() - load_cpu
+    wall = time.monotonic() - wall  # the client's whole run: its 256 handshakes too
     time.sleep(2)
     after = rss(pid)
     out = {
@@ -124,6 +207,10 @@ def run(
         "rss_before": before,
         "rss_peak": max(peak.peak, before),
         "rss_after": after,
+        "pinned": pin,
+        "node_cpu_s": node_cpu,
+        "client_cpu_s": load_cpu,
+        "load_wall_s": wall,
     }
     acc, shed = load["accepted"], load["shed"]
     sys.stderr.write(
@@ -133,7 +220,11 @@ def run(
         f"errors {load['errors']}; "
         f"accepted p99 {acc['p99_ms']:.1f} ms (unloaded p99 {unloaded['p99_ms']:.1f} ms), "
         f"shed p50/p99 {shed['p50_ms']:.1f}/{shed['p99_ms']:.1f} ms; RSS "
-        f"{before / 2**20:.0f} -> {out['rss_peak'] / 2**20:.0f} -> {after / 2**20:.0f} MiB\n"
+        f"{before / 2**20:.0f} -> {out['rss_peak'] / 2**20:.0f} -> {after / 2**20:.0f} MiB; "
+        f"accepted: waited for a connection p99 {load['accepted_queued']['p99_ms']:.1f} ms, "
+        f"sent to answered p99 {load['accepted_wire']['p99_ms']:.1f} ms; CPU in "
+        f"{wall:.1f} s: node {node_cpu:.2f} s, client {load_cpu:.2f} s"
+        f"{' (node on CPU 0, client apart)' if pin else ''}\n"
     )
     return out
 
@@ -144,34 +235,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--env", action="append", default=[], help="DONJON_X=V for the node")
+    parser.add_argument("--pin", action="store_true", help="node on CPU 0, client on the rest")
+    parser.add_argument("--rounds", type=int, default=1, help="runs on the one node")
     args = parser.parse_args()
     extra = dict(e.split("=", 1) for e in args.env)
     with tempfile.TemporaryDirectory(prefix="donjon-overload-") as tmp:
-        import os
-
         os.chmod(tmp, 0o755)
         node = start_node(Path(tmp) / "node", extra)
         try:
             node.deploy(sandboxes.write_bundle(Path(tmp) / "fn", "bench-warm", "warm"))
             key = node.create_key("bench", "invoker", ["bench-warm"], UNTHROTTLED)["key"]
             headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-            out = run(
-                node.url,
-                "bench-warm",
-                headers,
-                node.cert,
-                node.proc.pid,
-                node.admin_key,
-                3.0 if args.quick else 5.0,
-            )
+            rounds = [
+                run(
+                    node.url,
+                    "bench-warm",
+                    headers,
+                    node.cert,
+                    node.proc.pid,
+                    node.admin_key,
+                    3.0 if args.quick else 5.0,
+                    pin=args.pin,
+                )
+                for _ in range(max(1, args.rounds))
+            ]
         finally:
             node.stop()
             import shutil
 
             shutil.rmtree(sandboxes.node_staging(node.data_dir), ignore_errors=True)
+    import dataclasses
     import json
 
-    print(json.dumps(out, indent=2))
+    import report
+
+    for out in rounds:  # the bench's own rows and verdicts (report.py), one table a round
+        for row in report._overload_rows(out):
+            print("| " + " | ".join(dataclasses.astuple(row)) + " |")
+        print()
+    print(json.dumps(rounds, indent=2))
 
 
 if __name__ == "__main__":

@@ -518,6 +518,44 @@ def _overload_rows(ov: dict[str, Any] | None) -> list[Row]:
             "-",
             "info",
         ),
+        *_overload_where(ov),
+    ]
+
+
+def _overload_where(ov: dict[str, Any]) -> list[Row]:
+    """Where an accepted call's time went (the client's wait for a free connection, the
+    node's part), and the CPU of the node and of the client during the load."""
+    load = ov["open_loop"]
+    if "accepted_wire" not in load:
+        return []
+    pinned = " (node on CPU 0, client apart)" if ov.get("pinned") else ""
+    secs = max(ov.get("load_wall_s", load["seconds"]), 1e-9)
+    answered = max(1, load["answered"])
+    return [
+        Row(
+            "overload: accepted p99, waiting for a free connection / sent to answered",
+            f"{load['accepted_queued']['p99_ms']:.1f} / {load['accepted_wire']['p99_ms']:.1f} ms",
+            "-",
+            "-",
+            "-",
+            "info",
+        ),
+        Row(
+            f"overload: CPU during, node tree / load client, in cores{pinned}",
+            f"{ov['node_cpu_s'] / secs:.2f} / {ov['client_cpu_s'] / secs:.2f}",
+            "-",
+            "-",
+            "-",
+            "info",
+        ),
+        Row(
+            "overload: node CPU per answer (accepted and shed)",
+            f"{ov['node_cpu_s'] / answered * 1e6:.0f} us",
+            "-",
+            "-",
+            "-",
+            "info",
+        ),
     ]
 
 

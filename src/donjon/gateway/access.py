@@ -15,6 +15,7 @@ from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauth
 from donjon.gateway.node import Node
 from donjon.identity import (
     Action,
+    Decision,
     Principal,
     TokenRejected,
     looks_like_jwt,
@@ -30,6 +31,7 @@ __all__ = [
     "authorize",
     "check_throttles",
     "client_address",
+    "decide",
     "deny",
     "new_request_id",
     "parse_json",
@@ -178,6 +180,18 @@ async def _authenticate_jwt(node: Node, request: Request, request_id: str, token
     return principal
 
 
+def decide(
+    node: Node, principal: Principal, action: Action, function: str | None = None
+) -> Decision:
+    """The policy's decision on `action` by `principal` (on `function`: on one that exists,
+    its owner takes part, policy_eval.py); nothing audited (`authorize` does)."""
+    owner = None
+    if function is not None and action in OWNER_SCOPED:
+        deployed = node.registry.get(function)
+        owner = (deployed.record.owner or None) if deployed is not None else None
+    return node.policy.decide(principal, action, function, owner)
+
+
 async def authorize(
     node: Node,
     request: Request,
@@ -186,15 +200,9 @@ async def authorize(
     request_id: str,
     function: str | None = None,
 ) -> None:
-    """`Forbidden` (audited, with the deciding statement) unless the policy allows `action`.
-
-    On a function that exists, its owner takes part in the decision (policy_eval.py).
-    """
-    owner = None
-    if function is not None and action in OWNER_SCOPED:
-        deployed = node.registry.get(function)
-        owner = (deployed.record.owner or None) if deployed is not None else None
-    decision = node.policy.decide(principal, action, function, owner)
+    """`Forbidden` (audited, with the deciding statement) unless the policy allows `action`
+    (`decide`)."""
+    decision = decide(node, principal, action, function)
     if not decision.allowed:
         target = f" on {function}" if function is not None else ""
         await deny(

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from donjon.config import ConnectionSettings
 from donjon.gateway.accept_gate import IPNetwork, in_networks
+from donjon.gateway.early_shed import EarlyShed
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
@@ -183,6 +184,8 @@ class GatewayProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ConnectionSettings] = ConnectionSettings()
     clients: ClassVar[ClientConnections] = ClientConnections(per_client=64, total=512)
+    #: Sheds an invoke call from its head alone, before the app (early_shed.py).
+    early_shed: ClassVar[EarlyShed | None] = None
     _serials: ClassVar[Iterator[int]] = itertools.count()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -307,6 +310,8 @@ class GatewayProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         self._body_pending = True
+        if self.early_shed is not None and self._shed_early(self.early_shed):
+            return
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
@@ -314,6 +319,49 @@ class GatewayProtocol(HttpToolsProtocol):
             cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
                 self.transport, self.loop, self._refused if self._holds else None
             )
+
+    def _shed_early(self, early_shed: EarlyShed) -> bool:
+        """Answer 503 now if the call would be shed at admission and its API key may
+        invoke the function (early_shed.py): no ASGI cycle is made; the body that
+        follows is read and dropped."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return False  # a pipelined request behind one being served: queued as usual
+        # A client waiting for 100 Continue may send its body or not: the connection
+        # closes after the 503 rather than guess where the next request starts.
+        keep_alive = self.parser.should_keep_alive() and not self.expect_100_continue
+        name, answer = early_shed.answer(
+            self.parser.get_method(), self.url, self.headers, self._address or "-", keep_alive
+        )
+        if answer is None:
+            if name:  # counted until its task's first step has run (it reaches `admit` there)
+                self.loop.call_soon(early_shed.done, name)
+            return False
+        self.cycle = self._finished_cycle()
+        self.transport.write(answer)
+        if not keep_alive:
+            self.transport.close()
+            return True
+        self.on_response_complete()
+        return True
+
+    def _finished_cycle(self) -> RequestResponseCycle:
+        """A cycle already answered: uvicorn's body callbacks drop what they get."""
+        cycle = RequestResponseCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=False,
+            default_headers=[],
+            message_event=asyncio.Event(),
+            expect_100_continue=False,
+            keep_alive=True,
+            on_response=self.on_response_complete,
+        )
+        cycle.response_complete = True
+        return cycle
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
@@ -389,13 +437,18 @@ class GatewayProtocol(HttpToolsProtocol):
 
 
 def protocol_for(
-    settings: ConnectionSettings, trusted_proxies: tuple[str, ...] = ()
+    settings: ConnectionSettings,
+    trusted_proxies: tuple[str, ...] = (),
+    early_shed: EarlyShed | None = None,
 ) -> type[GatewayProtocol]:
-    """A protocol class bound to these limits and to one fresh connection count."""
+    """A protocol class bound to these limits, to one fresh connection count and to the
+    node's early shed (None: every request goes to the app)."""
     proxies = tuple(ipaddress.ip_network(net) for net in trusted_proxies)
+    shed = early_shed
 
     class BoundGatewayProtocol(GatewayProtocol):
         limits = settings
+        early_shed = shed
         clients = ClientConnections(
             per_client=settings.max_connections_per_client,
             total=connection_cap(settings),

@@ -26,6 +26,7 @@ from donjon.gateway.app import create_app
 from donjon.gateway.assembly import open_node
 from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
+from donjon.gateway.early_shed import early_shed_for
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -272,7 +273,7 @@ def serve(
         lifespan="on",
         server_header=False,
         ws="none",
-        http=protocol_for(limits, settings.trusted_proxies),
+        http=protocol_for(limits, settings.trusted_proxies, early_shed_for(node)),
         limit_concurrency=None,
         timeout_keep_alive=limits.keepalive_timeout_s,
         proxy_headers=bool(trusted),

@@ -174,6 +174,17 @@ class SandboxPool:
                 config.function, slot.waiting, config.concurrency, slot.service.seconds
             )
 
+    def check_in_flight(self, config: InstanceConfig, in_flight: int) -> None:
+        """`check_capacity` for a call whose request head was just read, with `in_flight`
+        calls of the function let through whose way to this pool has not begun: they
+        count as waiting too (gateway/early_shed.py)."""
+        slot = self._slots.get((config.function, config.version))
+        if slot is None:
+            return
+        ahead = max(slot.waiting, in_flight - config.concurrency)
+        if ahead > 0 or slot.gate.locked():
+            self.backlog.admit(config.function, ahead, config.concurrency, slot.service.seconds)
+
     async def _wait_for_slot(self, slot: _Slot) -> None:
         """Wait, bounded in count and time, for a slot of a function at its limit."""
         config = slot.config

@@ -1,0 +1,210 @@
+"""Shedding an invoke call from its request head alone, before the ASGI app runs.
+
+Under overload most calls are refused: their function's queue is full, or they
+would wait past its queue-time budget (sandbox/backlog.py). Refused at `admit`
+(gateway/admission.py), each one still costs Starlette's request, the credential
+check, the policy and the rate buckets: about half of what a served call costs the
+event loop, so past about twice the sustainable rate the refusals alone take the
+whole loop and every call, accepted or not, waits in the sockets behind them
+(docs/performance.md, "Shedding from the request head").
+
+Here the protocol (connections.py) asks, as soon as a head is parsed, whether a
+`POST /v1/functions/{name}/invoke` would be shed if it were admitted now: the same
+question `admit` asks the pool (`SandboxPool.check_capacity`), with the same
+answer. If so, and only if the head's `Authorization: Bearer` is an API key the
+node's key index verifies (`KeyIndex.check`: a keyed hash and a dict lookup) whose
+principal the policy allows to invoke that function (`access.decide`, as the invoke
+route's `authorize`), it writes a ready-made 503 with Retry-After (the expected
+wait, at least 1 s, as at `admit`); no ASGI cycle, task or Starlette object is made.
+The refusal is counted (`donjon_rate_limited_total{limit="overload"}`) and audited
+as `node.shed` (reason `overload`) with the principal, per principal, client address
+and window, by one writer task (audit/denials.py).
+
+Deny by default (DESIGN.md invariant 1): any other head (no credential, a JWT, a
+SigV4 signature, an unknown, revoked or expired key, a principal without the grant)
+goes to the app untouched and gets the answer it gets without this shed (401/403,
+or a shed at `admit` once authenticated), so nothing about a function is told to a
+caller who has not authenticated. While the monitor throttles anything
+(monitor/throttles.py), every head goes to the app too: a throttle answers 429
+before the capacity is asked. A call not shed here goes through every check as
+before, and may still be shed at `admit` (calls admitted together). Other ways in
+(http triggers, the Lambda API) are shed at `admit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import re
+import secrets
+import time
+
+from donjon.audit import AuditEvent
+from donjon.audit.denials import DenialLog
+from donjon.gateway.access import decide
+from donjon.gateway.node import Node
+from donjon.identity import Action, Principal, looks_like_jwt
+from donjon.obs.metrics import Metrics
+from donjon.sandbox import CallShed
+
+__all__ = ["EarlyShed", "bearer_token", "early_shed_for"]
+
+log = logging.getLogger("donjon")
+
+#: The invoke route's path, as the request line carries it (a query string may follow).
+_INVOKE = re.compile(rb"/v1/functions/([a-z][a-z0-9-]{0,62})/invoke(?:\?|$)")
+#: Denials queued for the audit writer at most; past it the oldest are dropped (and logged).
+MAX_QUEUED = 65536
+_DETAIL = "overloaded: the node is shedding calls to this function; retry after Retry-After"
+
+
+def shed_response(retry_after_s: int, keep_alive: bool) -> bytes:
+    """A 503 problem document (RFC 9457) with Retry-After and a fresh request id."""
+    request_id = secrets.token_hex(8)
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": _DETAIL,
+            "request_id": request_id,
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "content-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\n"
+        f"retry-after: {retry_after_s}\r\n"
+        f"x-request-id: {request_id}\r\n"
+        "cache-control: no-store\r\n"
+    )
+    if not keep_alive:
+        head += "connection: close\r\n"
+    return (head + "\r\n").encode() + body
+
+
+class EarlyShed:
+    """Asks the pool, from a request's method and URL, whether an invoke call would be
+    shed now; if so, counts it, queues its denial and gives the answer's bytes."""
+
+    def __init__(self, node: Node, denials: DenialLog, metrics: Metrics) -> None:
+        self.node = node
+        self.denials = denials
+        self.metrics = metrics
+        #: Calls shed here since start (read by the tests and the bench).
+        self.shed = 0
+        #: Calls let through per function whose task has not had its first step: the
+        #: heads parsed in one turn of the loop all reach `admit` in the next, so the
+        #: pool cannot see them yet, yet they will queue there. A call past `admit` is
+        #: not counted: one waiting for its caller's own slots (gateway/slots.py) must
+        #: not make another caller's calls look queued.
+        self._in_flight: dict[str, int] = {}
+        #: Denials waiting for the writer task: bounded, so a flood faster than the
+        #: audit log cannot grow memory (the metric still counts every refusal).
+        self._queued: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=MAX_QUEUED)
+        self._writer: asyncio.Task[None] | None = None
+        self._dropped = 0
+        self._warned_at = -10.0
+
+    def answer(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client: str,
+        keep_alive: bool,
+    ) -> tuple[str, bytes | None]:
+        """For this head (`headers` as parsed, names in lower case): the function it
+        invokes ("" if none that is deployed) and the 503 to write, or None to let it
+        through; a call let through is counted as on its way until `done`."""
+        pool = self.node.pool
+        if pool is None or method != b"POST" or self.node.throttles:
+            return "", None
+        match = _INVOKE.match(url)
+        if match is None:
+            return "", None
+        name = match.group(1).decode("ascii")
+        deployed = self.node.registry.get(name)
+        if deployed is None:
+            return "", None
+        in_flight = self._in_flight.get(name, 0)
+        try:
+            pool.check_in_flight(deployed.config, in_flight)
+        except CallShed as shed:
+            # Only now the credential: a call the pool takes pays nothing more here.
+            principal = self._invoker(headers, name)
+            if principal is not None:
+                self._refused(name, principal, client)
+                return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
+        self._in_flight[name] = in_flight + 1
+        return name, None
+
+    def _invoker(self, headers: list[tuple[bytes, bytes]], name: str) -> Principal | None:
+        """The principal of the head's bearer API key if the key index verifies it and
+        the policy lets it invoke `name`; None for anything else (the app answers it)."""
+        token = bearer_token(headers)
+        if not token or looks_like_jwt(token):
+            return None
+        principal, _ = self.node.key_index.check(token)
+        if principal is None or not decide(self.node, principal, Action.INVOKE, name).allowed:
+            return None
+        return principal
+
+    def done(self, name: str) -> None:
+        """A call `answer` let through has had its first step in the app (the protocol
+        calls this on the loop's turn after its task's first step: `admit` ran there,
+        unless something before it had to wait, in which case `admit` sheds it)."""
+        left = self._in_flight.get(name, 0) - 1
+        if left > 0:
+            self._in_flight[name] = left
+        else:
+            self._in_flight.pop(name, None)
+
+    def _refused(self, name: str, principal: Principal, client: str) -> None:
+        self.shed += 1
+        self.metrics.shed(name)
+        if len(self._queued) == MAX_QUEUED:  # the oldest goes: logged every 10 s at most
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._warned_at >= 10.0:
+                log.warning("audit of shed calls behind: %d denial(s) not audited", self._dropped)
+                self._dropped, self._warned_at = 0, now
+        self._queued.append((name, principal.label, client))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Audit the queued refusals: one task for all, one record per client and window."""
+        try:
+            while self._queued:
+                name, actor, client = self._queued.popleft()
+                event = AuditEvent(
+                    actor,
+                    "node.shed",
+                    f"/v1/functions/{name}/invoke",
+                    "denied",
+                    {"reason": "overload", "method": "POST", "client": client},
+                )
+                try:
+                    await self.denials.deny(event, client)
+                except Exception:  # the audit log failing is logged there; keep shedding
+                    log.exception("auditing a shed call failed")
+        finally:
+            self._writer = None
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
+    """The token of the first `Authorization` header if its scheme is Bearer, else ""
+    (read as the app reads it: access.py)."""
+    for field, value in headers:
+        if field == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+def early_shed_for(node: Node) -> EarlyShed:
+    """The node's early shed, auditing through its denial log and counting in its metrics."""
+    return EarlyShed(node, node.denials, node.metrics)
