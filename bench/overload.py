@@ -267,10 +267,10 @@ def main() -> None:
     import dataclasses
     import json
 
-    import report
+    import report_load
 
-    for out in rounds:  # the bench's own rows and verdicts (report.py), one table a round
-        for row in report._overload_rows(out):
+    for out in rounds:  # the bench's own rows and verdicts (report_load.py), one table a round
+        for row in report_load._overload_rows(out):
             print("| " + " | ".join(dataclasses.astuple(row)) + " |")
         print()
     print(json.dumps(rounds, indent=2))
