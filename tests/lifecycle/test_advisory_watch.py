@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Engine
 
 from advisory_support import osv, write_export, write_zip
-from donjon.audit import AuditLog
+from donjon.audit import AuditEvent, AuditLog
+from donjon.audit.events import InvocationLog
 from donjon.bundle import BundleStore
 from donjon.config import AdvisoryWatchSettings, MonitorSettings, Settings
 from donjon.lifecycle.advisory_watch import AdvisoryWatch
@@ -320,3 +321,127 @@ def test_a_download_in_progress_is_no_change(tmp_path: Path) -> None:
 
     _run(world, steps)
     assert [r["outcome"] for r in world.records("advisory.data")] == ["ok"]
+
+
+def test_a_record_that_failed_is_written_by_a_later_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit write failing once after both findings were opened: a later watch (a
+    restart) writes each finding's record, and its alert, exactly once."""
+    world = _world(tmp_path)
+    write_export(world.data, osv("GHSA-0", "otherpkg"))
+    world.deploy("resize", 1, {"leftpad": "1.0", "rightpad": "3.0"})
+    real = world.audit.record
+    failed: list[AuditEvent] = []
+
+    async def flaky(event: AuditEvent, log: InvocationLog | None = None) -> None:
+        if event.action == "advisory.vulnerable" and not failed:
+            failed.append(event)
+            raise OSError("the audit writer is down")
+        await real(event, log)
+
+    async def steps() -> None:
+        watch = world.watch()
+        await _look(watch)
+        write_export(
+            world.data,
+            osv("GHSA-0", "otherpkg"),
+            osv("GHSA-1", "leftpad"),
+            osv("GHSA-2", "rightpad", fixed=None),
+        )
+        monkeypatch.setattr(world.audit, "record", flaky)
+        await watch.check()
+        await _look(world.watch())  # a restart
+        await _look(world.watch())
+
+    _run(world, steps)
+    assert len(failed) == 1
+    records = world.records("advisory.vulnerable")
+    assert sorted(r["detail"]["advisory"] for r in records) == ["GHSA-1", "GHSA-2"]
+    assert sorted(a["detail"]["advisory"] for a in world.alerts()) == ["GHSA-1", "GHSA-2"]
+
+
+def test_an_advisory_id_too_long_to_keep_leaves_the_others_alerted(tmp_path: Path) -> None:
+    """An advisory id longer than the table's column is skipped; the next one is alerted."""
+    world = _world(tmp_path)
+    write_export(world.data, osv("GHSA-0", "otherpkg"))
+    world.deploy("resize", 1, {"leftpad": "1.0"})
+
+    async def steps() -> None:
+        watch = world.watch()
+        await _look(watch)
+        write_export(
+            world.data,
+            osv("GHSA-0", "otherpkg"),
+            osv("GHSA-" + "x" * 200, "leftpad"),
+            osv("GHSA-1", "leftpad"),
+        )
+        assert (await watch.check()).new == 1
+
+    _run(world, steps)
+    assert [f.advisory for f in VulnerabilityStore(world.engine).open_findings()] == ["GHSA-1"]
+    (alert,) = world.alerts()
+    assert alert["detail"]["advisory"] == "GHSA-1"
+
+
+@pytest.fixture
+def dripping_server() -> Iterator[str]:
+    """An HTTP server on loopback that answers with a byte every 50 ms, never ending."""
+    stop = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            try:
+                while not stop.wait(0.05):
+                    self.wfile.write(b"P")
+                    self.wfile.flush()
+            except OSError:
+                pass  # the client gave up
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/osv.zip"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_source_dripping_bytes_fails_the_fetch_at_its_deadline(
+    tmp_path: Path, dripping_server: str
+) -> None:
+    """Each read is quick but the download never ends: the fetch fails at its overall
+    deadline, is audited as failed, and leaves no export behind."""
+    world = _world(tmp_path, source_url=dripping_server, refresh_s=3600.0)
+
+    async def steps() -> None:
+        watch = world.watch()
+        watch.fetch_deadline_s = 0.5
+        assert await watch.fetch() is False
+
+    _run(world, steps)
+    (failed,) = world.records("advisory.refresh")
+    assert failed["outcome"] == "failed"
+    assert "did not finish downloading" in failed["detail"]["error"]
+    assert list((tmp_path / "advisories").iterdir()) == []
+
+
+def test_a_source_url_httpx_cannot_parse_is_an_audited_failure(tmp_path: Path) -> None:
+    """A URL httpx refuses: the fetch fails like any other (audited), it does not raise."""
+    world = _world(tmp_path, source_url="http://[::1/osv.zip", refresh_s=3600.0)
+
+    async def steps() -> None:
+        assert await world.watch().fetch() is False
+
+    _run(world, steps)
+    (failed,) = world.records("advisory.refresh")
+    assert failed["outcome"] == "failed"

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from donjon.store import Engine, VersionFinding, VulnerabilityStore, connect, create_schema
 from postgres_support import PostgresServer
@@ -70,7 +71,8 @@ def test_nodes_sharing_postgres_open_and_clear_each_finding_once(
     shared_postgres: PostgresServer,
 ) -> None:
     """Four nodes (engines) on one PostgreSQL open the same finding at once: one wins;
-    they clear it at once: one wins; the data covers it again: one reopens it."""
+    they claim its record at once: one wins; they clear it at once: one wins; the data
+    covers it again: one reopens it."""
     engines = [connect(shared_postgres.url) for _ in range(4)]
     try:
         create_schema(engines[0])
@@ -79,6 +81,10 @@ def test_nodes_sharing_postgres_open_and_clear_each_finding_once(
             finding = VersionFinding("resize", n + 1, "leftpad", "1.0", f"GHSA-{n}")
             assert (
                 _race(stores, functools.partial(VulnerabilityStore.open_finding, finding=finding))
+                == 1
+            )
+            assert (
+                _race(stores, functools.partial(VulnerabilityStore.claim_report, finding=finding))
                 == 1
             )
             assert (
@@ -95,3 +101,41 @@ def test_nodes_sharing_postgres_open_and_clear_each_finding_once(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_finding_waits_in_the_outbox_until_a_claim_holds(tmp_path: Path) -> None:
+    """An opened finding is unreported until claimed; one claim wins; a released claim
+    (its record failed) puts it back; a finding opened as reported never waits."""
+    store = VulnerabilityStore(_sqlite(tmp_path))
+    store.open_finding(FINDING)
+    assert store.unreported() == [FINDING]
+    assert store.claim_report(FINDING) is True
+    assert store.claim_report(FINDING) is False
+    assert store.unreported() == []
+    store.release_report(FINDING)
+    assert store.unreported() == [FINDING]
+    assert store.claim_report(FINDING) is True
+    known = VersionFinding("resize", 3, "leftpad", "1.0", "GHSA-1")
+    store.open_finding(known, reported=True)
+    assert store.unreported() == []
+    store.clear_finding(FINDING)
+    store.open_finding(FINDING)  # covered again: reported again
+    assert store.unreported() == [FINDING]
+
+
+def test_findings_open_before_the_outbox_are_not_reported_again(tmp_path: Path) -> None:
+    """A data dir from before `reported_at`: the column is added at start, and the
+    findings already open (their records written then) do not wait in the outbox."""
+    engine = _sqlite(tmp_path)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE advisory_findings DROP COLUMN reported_at"))
+        conn.execute(
+            text(
+                "INSERT INTO advisory_findings VALUES ('resize', 2, 'leftpad', 'GHSA-1', '1.0',"
+                " '[]', '[]', 'high', '', 1.0, NULL)"
+            )
+        )
+    create_schema(engine)
+    store = VulnerabilityStore(engine)
+    assert [f.advisory for f in store.open_findings()] == ["GHSA-1"]
+    assert store.unreported() == []

@@ -20,7 +20,12 @@ import time
 from pathlib import Path
 
 from donjon.scan.deps.advisory_cache import source_digest
-from donjon.scan.deps.osv_update import EXPORT_NAME, advisories_dir, update_advisory_db
+from donjon.scan.deps.osv_update import (
+    DOWNLOAD_DEADLINE_S,
+    EXPORT_NAME,
+    advisories_dir,
+    update_advisory_db,
+)
 
 __all__ = ["content_digest", "refresh", "refresh_due", "stat_identity"]
 
@@ -69,6 +74,7 @@ def refresh_due(data_dir: Path, refresh_s: float, now: float | None = None) -> b
     return age >= refresh_s
 
 
-def refresh(data_dir: Path, url: str) -> Path:
-    """Fetch the export at `url` into ``DATA_DIR/advisories`` (`ScanError` if it fails)."""
-    return update_advisory_db(data_dir, url=url)
+def refresh(data_dir: Path, url: str, deadline_s: float = DOWNLOAD_DEADLINE_S) -> Path:
+    """Fetch the export at `url` into ``DATA_DIR/advisories`` (`ScanError` if it fails,
+    or takes longer than `deadline_s` in all)."""
+    return update_advisory_db(data_dir, url=url, deadline_s=deadline_s)

@@ -5,8 +5,11 @@ after `donjon scan --update-db`, a new DONJON_ADVISORIES export, or a fetch of
 DONJON_ADVISORY_SOURCE_URL, its content digest differs from the one last checked
 against (kept in the database), and every current version is checked again
 (components.py, advisory_diff.py). Each finding that appears is opened in the
-database; the node whose insert wins writes its `advisory.vulnerable` record, which
-the monitor's `advisory_watch` rule raises as a `dependency.vulnerable` alert. A
+database, unreported; every pass then claims the unreported ones (the outbox of
+store/vulnerabilities.py): the node whose claim wins writes its `advisory.vulnerable`
+record, which the monitor's `advisory_watch` rule raises as a `dependency.vulnerable`
+alert, and gives the claim back if the record fails, so a later pass (of any node, or
+after a restart) retries it: no finding stays open without its alert. A
 finding the data no longer supports is cleared (`advisory.cleared`). The deploy
 scan's helper is then restarted on the new data.
 
@@ -26,6 +29,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from donjon.audit import AuditEvent, AuditLog
 from donjon.bundle import BundleStore
 from donjon.config import Settings
@@ -36,7 +41,9 @@ from donjon.lifecycle.components import Component, components_of, sbom_component
 from donjon.scan import IsolatedScanner
 from donjon.scan.deps.advisories import AdvisoryDB
 from donjon.scan.deps.advisory_cache import cache_dir_for
+from donjon.scan.deps.osv_update import DOWNLOAD_DEADLINE_S
 from donjon.store import FunctionRecord, FunctionStore, VersionFinding, VulnerabilityStore
+from donjon.store.vulnerabilities import fits
 from donjon.supply import SupplyChain
 
 __all__ = ["ACTOR", "AdvisoryWatch", "WatchPass", "restart_scanner"]
@@ -89,6 +96,8 @@ class AdvisoryWatch:
         self._next_fetch = 0.0
         self._prepared = False
         self._task: asyncio.Task[None] | None = None
+        #: A fetch's limit in all (each read has its own); tests make it short.
+        self.fetch_deadline_s = DOWNLOAD_DEADLINE_S
 
     def start(self, reload_scanner: Callable[[Path | None], None] | None = None) -> None:
         """Look now, then every period, on the running loop. `reload_scanner` restarts
@@ -143,12 +152,13 @@ class AdvisoryWatch:
         if not await asyncio.to_thread(refresh_due, data_dir, period):
             return False
         try:
-            saved = await asyncio.to_thread(refresh, data_dir, url)
-        except Error as e:
+            saved = await asyncio.to_thread(refresh, data_dir, url, self.fetch_deadline_s)
+        except (Error, httpx.InvalidURL, OSError) as e:
+            error = e.message if isinstance(e, Error) else str(e)
             self._next_fetch = time.time() + min(period, _RETRY_S)
-            log.warning("advisory watch: fetching %s failed: %s", url, e.message)
+            log.warning("advisory watch: fetching %s failed: %s", url, error)
             await self._record(
-                "advisory.refresh", "advisories", "failed", {"url": url, "error": e.message}
+                "advisory.refresh", "advisories", "failed", {"url": url, "error": error}
             )
             return False
         await self._record(
@@ -157,7 +167,33 @@ class AdvisoryWatch:
         return True
 
     async def check(self) -> WatchPass:
-        """Look at the data; if it changed, or versions are new, check them."""
+        """Look at the data; if it changed, or versions are new, check them; then
+        write the records of the findings nobody has reported yet."""
+        try:
+            return await self._check()
+        finally:
+            await self._report()
+
+    async def _report(self) -> int:
+        """Claim each unreported open finding and write its record; a failed record
+        gives its claim back (retried by a later pass). The number written."""
+        data = {"data": (self._digest or "")[:16]}
+        written = 0
+        for f in await asyncio.to_thread(self._store.unreported):
+            if not await asyncio.to_thread(self._store.claim_report, f):
+                continue  # another node claimed it
+            try:
+                await self._record(
+                    "advisory.vulnerable", _target(f), "warning", {**f.detail(), **data}
+                )
+            except Exception:  # the audit writer down: a later pass retries
+                log.exception("advisory watch: the record of %s failed", _target(f))
+                await asyncio.to_thread(self._store.release_report, f)
+                continue
+            written += 1
+        return written
+
+    async def _check(self) -> WatchPass:
         if not self._prepared:  # what was checked before must be known first
             await self.prepare()
         path = self._settings.advisories_path
@@ -214,7 +250,7 @@ class AdvisoryWatch:
             if (f.function, f.version) in versions
         ]
         change = diff(known, found)
-        opened = [f for f in change.new if await asyncio.to_thread(self._store.open_finding, f)]
+        opened = [f for f in change.new if await asyncio.to_thread(self._open, f, quiet)]
         cleared = [
             f for f in change.cleared if await asyncio.to_thread(self._store.clear_finding, f)
         ]
@@ -224,11 +260,6 @@ class AdvisoryWatch:
                 mine = [f.detail() for f in opened if (f.function, f.version) == key]
                 await self._record(
                     "advisory.known", f"{key[0]}@{key[1]}", "ok", {"findings": mine, **data}
-                )
-        else:
-            for f in opened:
-                await self._record(
-                    "advisory.vulnerable", _target(f), "warning", {**f.detail(), **data}
                 )
         for f in cleared:
             await self._record("advisory.cleared", _target(f), "ok", {**f.detail(), **data})
@@ -247,6 +278,25 @@ class AdvisoryWatch:
                 {"versions": len(versions), "new": len(opened), "cleared": len(cleared), **data},
             )
         return WatchPass(digest, changed, len(versions), len(opened), len(cleared))
+
+    def _open(self, finding: VersionFinding, quiet: bool) -> bool:
+        """Open one finding (its record waits in the outbox unless `quiet`); one that
+        does not fit the table, or fails, is logged and leaves the others alone."""
+        if not fits(finding):
+            log.warning(
+                "advisory watch: %s %s %s is longer than the table keeps: skipped",
+                _target(finding),
+                finding.package[:200],
+                finding.advisory[:128],
+            )
+            return False
+        try:
+            return self._store.open_finding(finding, reported=quiet)
+        except Exception:  # a database error on this row: the next change retries it
+            log.exception(
+                "advisory watch: opening %s %s failed", _target(finding), finding.advisory[:128]
+            )
+            return False
 
     def _components(
         self, versions: dict[tuple[str, int], FunctionRecord]

@@ -74,6 +74,9 @@ def _add_missing_columns(engine: Engine) -> None:
                 kind = column.type.compile(dialect=engine.dialect)
                 # Names and types come from our own schema, never from input.
                 conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"))
+                if (table.name, column.name) == ("advisory_findings", "reported_at"):
+                    # Findings opened before the outbox had their records written then.
+                    conn.execute(text("UPDATE advisory_findings SET reported_at = found_at"))
         # Functions deployed before owners were recorded: owned by their first deployer.
         conn.execute(
             text(

@@ -9,6 +9,11 @@ Nodes sharing a database decide through it who reports what: `open_finding` and
 `clear_finding` change a row only if nobody did already (an insert that conflicts, an
 update that finds nothing to change), so exactly one node writes each finding's audit
 record and raises its alert, and a restart raises nothing again.
+
+The alert goes through an outbox: a finding is opened with `reported_at` NULL, then a
+node claims it (`claim_report`: an update that sets `reported_at` only where it is
+NULL), writes its record, and on failure releases the claim (`release_report`), so a
+record that failed, or a node that died between the two, is retried by a later pass.
 Blocking: call off the event loop.
 """
 
@@ -44,6 +49,7 @@ __all__ = [
     "advisory_checked",
     "advisory_findings",
     "advisory_watch",
+    "fits",
 ]
 
 #: (function name, version number).
@@ -106,6 +112,8 @@ advisory_findings = Table(
     Column("found_at", Float, nullable=False),
     #: None while the version is vulnerable.
     Column("cleared_at", Float, nullable=True),
+    #: None until a node claimed its audit record (the outbox; added at start if missing).
+    Column("reported_at", Float, nullable=True),
 )
 
 advisory_checked = Table(
@@ -125,6 +133,25 @@ advisory_watch = Table(
 )
 
 _KEY = ("function", "version", "package", "advisory")
+
+
+def fits(finding: VersionFinding) -> bool:
+    """Do its key and installed version fit their columns? (PostgreSQL refuses longer.)"""
+    c = advisory_findings.c
+    return all(
+        len(value) <= _length(column)
+        for value, column in (
+            (finding.function, c.function),
+            (finding.package, c.package),
+            (finding.advisory, c.advisory),
+            (finding.installed, c.installed),
+        )
+    )
+
+
+def _length(column: Column[str]) -> int:
+    kind = column.type
+    return kind.length or 0 if isinstance(kind, String) else 0
 
 
 def _where(finding: VersionFinding) -> ColumnElement[bool]:
@@ -160,16 +187,19 @@ class VulnerabilityStore:
 
     # -- findings -------------------------------------------------------------------
 
-    def open_finding(self, finding: VersionFinding) -> bool:
-        """Record `finding` as open; True if this call opened it (False: it was open)."""
+    def open_finding(self, finding: VersionFinding, *, reported: bool = False) -> bool:
+        """Record `finding` as open; True if this call opened it (False: it was open).
+        Unless `reported`, it waits for its record in the outbox (`unreported`)."""
+        now = time.time()
         values = {
             "installed": finding.installed,
             "aliases": json.dumps(list(finding.aliases)),
             "fixed": json.dumps(list(finding.fixed)),
             "severity": finding.severity,
             "summary": finding.summary[:2000],
-            "found_at": time.time(),
+            "found_at": now,
             "cleared_at": None,
+            "reported_at": now if reported else None,
         }
         try:
             with self._engine.begin() as conn:
@@ -198,6 +228,32 @@ class VulnerabilityStore:
                 .values(cleared_at=time.time())
             )
         return bool(done.rowcount)
+
+    def unreported(self) -> list[VersionFinding]:
+        """The open findings whose record nobody has claimed yet (the outbox)."""
+        c = advisory_findings.c
+        query = (
+            select(advisory_findings)
+            .where(c.cleared_at.is_(None), c.reported_at.is_(None))
+            .order_by(c.function, c.version, c.package, c.advisory)
+        )
+        with self._engine.connect() as conn:
+            return [_finding(row) for row in conn.execute(query)]
+
+    def claim_report(self, finding: VersionFinding) -> bool:
+        """Claim `finding`'s record; True if this call claimed it (this node writes it)."""
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(advisory_findings)
+                .where(_where(finding), advisory_findings.c.reported_at.is_(None))
+                .values(reported_at=time.time())
+            )
+        return bool(done.rowcount)
+
+    def release_report(self, finding: VersionFinding) -> None:
+        """Give the claim back (its record failed): a later pass claims it again."""
+        with self._engine.begin() as conn:
+            conn.execute(update(advisory_findings).where(_where(finding)).values(reported_at=None))
 
     def open_findings(self, functions: Iterable[str] | None = None) -> list[VersionFinding]:
         """The open findings (of `functions`' versions), by function, version, package."""
