@@ -23,6 +23,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    Row,
     String,
     Table,
     Text,
@@ -164,8 +166,8 @@ def _where(finding: VersionFinding) -> ColumnElement[bool]:
     )
 
 
-def _finding(row: object) -> VersionFinding:
-    m = row._mapping  # type: ignore[attr-defined]  # a SQLAlchemy Row
+def _finding(row: Row[Any]) -> VersionFinding:
+    m = row._mapping
     return VersionFinding(
         function=str(m["function"]),
         version=int(m["version"]),

@@ -151,8 +151,7 @@ def render_sbom(document: str, fmt: str) -> str:
     if fmt == "json":
         return document
     try:
-        # from_json is added by py-serializable's class decorator, which mypy does not see.
-        bom = Bom.from_json(json.loads(document))  # type: ignore[attr-defined]
+        bom = Bom.from_json(json.loads(document))  # type: ignore[attr-defined]  # added by a decorator
     except (ValueError, TypeError, KeyError) as e:
         raise SupplyError(
             f"the stored SBOM cannot be read ({type(e).__name__})",
