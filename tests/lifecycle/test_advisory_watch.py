@@ -9,7 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine
@@ -23,6 +23,7 @@ from donjon.lifecycle.advisory_watch import AdvisoryWatch
 from donjon.monitor.alerts import AlertStore
 from donjon.monitor.service import start_monitor
 from donjon.store import FunctionStore, VulnerabilityStore
+from donjon.supply import ComponentRef, SupplyChain, SupplyError
 from monitor_support import make_engine, make_log
 
 
@@ -445,3 +446,33 @@ def test_a_source_url_httpx_cannot_parse_is_an_audited_failure(tmp_path: Path) -
     _run(world, steps)
     (failed,) = world.records("advisory.refresh")
     assert failed["outcome"] == "failed"
+
+
+class _DamagedSboms:
+    """Stands in for a node's SBOM store in which one version's SBOM cannot be read."""
+
+    def components(self, name: str, version: int) -> list[ComponentRef]:
+        if name == "broken":
+            raise SupplyError(f"{name}@{version}: the stored SBOM is not CycloneDX JSON")
+        return [ComponentRef("requests", "2.0.0", "pkg:pypi/requests@2.0.0")]
+
+
+def test_a_damaged_sbom_does_not_stop_the_check_of_the_others(tmp_path: Path) -> None:
+    """A version whose SBOM cannot be read is read from its bundle instead; the other
+    versions keep their SBOM's components (one bad row never blinds the watch)."""
+    world = _world(tmp_path)
+    world.deploy("broken", 1, {"urllib3": "1.0.0"})
+    world.deploy("fine", 1, {})
+    store = VulnerabilityStore(world.engine)
+    watch = AdvisoryWatch(
+        world.settings,
+        world.functions,
+        world.bundles,
+        store,
+        world.audit,
+        supply=cast("SupplyChain", _DamagedSboms()),
+    )
+    records = {(r.name, r.version): r for r in world.functions.current()}
+    found = watch._components(records)
+    assert [(c.name, str(c.version)) for c in found[("broken", 1)]] == [("urllib3", "1.0.0")]
+    assert [(c.name, str(c.version)) for c in found[("fine", 1)]] == [("requests", "2.0.0")]

@@ -44,7 +44,7 @@ from donjon.scan.deps.advisory_cache import cache_dir_for
 from donjon.scan.deps.osv_update import DOWNLOAD_DEADLINE_S
 from donjon.store import FunctionRecord, FunctionStore, VersionFinding, VulnerabilityStore
 from donjon.store.vulnerabilities import fits
-from donjon.supply import SupplyChain
+from donjon.supply import SupplyChain, SupplyError
 
 __all__ = ["ACTOR", "AdvisoryWatch", "WatchPass", "restart_scanner"]
 
@@ -301,10 +301,22 @@ class AdvisoryWatch:
     def _components(
         self, versions: dict[tuple[str, int], FunctionRecord]
     ) -> dict[tuple[str, int], list[Component]]:
-        supply = self._supply
-        if supply is not None:
-            return {key: sbom_components(supply, record) for key, record in versions.items()}
-        return {key: components_of(self._bundles, record) for key, record in versions.items()}
+        return {key: self._components_of(record) for key, record in versions.items()}
+
+    def _components_of(self, record: FunctionRecord) -> list[Component]:
+        """From the version's SBOM; from its bundle if the SBOM cannot be read, so one
+        damaged SBOM does not stop the check of every other version."""
+        if self._supply is not None:
+            try:
+                return sbom_components(self._supply, record)
+            except SupplyError as e:
+                log.warning(
+                    "advisory watch: %s@%s: SBOM unreadable (%s); reading its bundle",
+                    record.name,
+                    record.version,
+                    e.message,
+                )
+        return components_of(self._bundles, record)
 
     async def _record(
         self, action: str, target: str, outcome: str, detail: dict[str, object]
