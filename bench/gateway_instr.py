@@ -13,7 +13,11 @@ warm function, warms up, then counts:
   loop's timers, uvicorn's ticks), subtracted from it.
 
     python bench/gateway_instr.py [--python PY] [--requests 2000] [--connections 8]
-        [--starlette] [--json FILE]
+        [--deployed 1] [--starlette] [--json FILE]
+
+With `--deployed N`, N - 1 more functions (the same bundle under other names) are
+deployed before the count, so the figure can be compared at 10 and 50 deployed
+(issue 14 target 5: the warm path must not grow with the functions deployed).
 
 With `--starlette`, bare Starlette over HTTPS (`baselines.py`) is counted the same
 way after it, and the ratio printed.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import ssl
@@ -35,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,8 +153,11 @@ def _count(
     }
 
 
-def measure_gateway(python: str, requests: int, connections: int, warmup: int) -> dict[str, Any]:
-    """The stubbed node (`gateway_stub.py`) under callgrind, run by `python`."""
+def measure_gateway(
+    python: str, requests: int, connections: int, warmup: int, deployed: int = 1
+) -> dict[str, Any]:
+    """The stubbed node (`gateway_stub.py`) under callgrind, run by `python`, with
+    `deployed` functions deployed (the one called among them)."""
     import sandboxes
     from gateway_cpu import _bench_key
 
@@ -179,11 +188,13 @@ def measure_gateway(python: str, requests: int, connections: int, warmup: int) -
     try:
         _wait_ready(url + "/healthz", node.tls, proc, tmp / "serve.log")
         node.deploy(sandboxes.write_bundle(tmp / "fn", "bench-warm", "warm"))
+        for i in range(1, deployed):
+            node.deploy(sandboxes.write_bundle(tmp / "fn", f"bench-other-{i:04d}", "warm"))
         key = _bench_key(node)
         headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
         invoke = url + "/v1/functions/bench-warm/invoke"
         args = (invoke, b'{"name":"x"}', headers, node.cert)
-        return _count(proc, tmp, args, requests, connections, warmup)
+        return {"deployed": deployed, **_count(proc, tmp, args, requests, connections, warmup)}
     finally:
         node.stop()
 
@@ -218,12 +229,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--deployed", type=int, default=1, help="functions deployed")
     parser.add_argument(
         "--starlette", action="store_true", help="bare Starlette too, and the ratio"
     )
     parser.add_argument("--json", help="write every raw figure here")
     args = parser.parse_args()
-    measured = [("gateway (audit and sandbox set aside)", measure_gateway)]
+    gateway: Callable[[str, int, int, int], dict[str, Any]] = functools.partial(
+        measure_gateway, deployed=args.deployed
+    )
+    measured = [(f"gateway, {args.deployed} deployed (audit, sandbox aside)", gateway)]
     if args.starlette:
         measured.append(("bare Starlette, HTTPS", measure_starlette))
     results = {}

@@ -27,6 +27,7 @@ from donjon.gateway.assembly import open_node
 from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.early_shed import early_shed_for
+from donjon.gateway.heap import freeze_started_heap
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -94,6 +95,11 @@ class _GatewayServer(uvicorn.Server):
     #: (`donjon tls renew`): checked every `_CERT_CHECK_TICKS` ticks of 0.1 s.
     cert_files: tuple[Path, Path] | None = None
     _cert_stamp: tuple[tuple[int, int, int], ...] = ()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:  # the node and its app are up: full collections skip all that
+            freeze_started_heap()
 
     async def on_tick(self, counter: int) -> bool:
         if self.cert_files is not None and counter % _CERT_CHECK_TICKS == 0:
