@@ -104,6 +104,7 @@ def measure(node: Any, req: loadgen.Request, digest: str, load_s: float) -> dict
         "c1_p50_ms": one["p50_ms"],
         "c1_p99_ms": one["p99_ms"],
         "c32_rps": many["rps"],
+        "c32_p99_ms": many["p99_ms"],
         "errors": one["errors"] + many["errors"],
         "instance": instance,
     }
@@ -209,8 +210,8 @@ def run(tmp: Path, functions: int, load_s: float) -> dict[str, Any]:
                     f"{m['idle']['gateway_uss'] / 2**20:.1f} MiB; idle tree USS "
                     f"{m['idle']['tree_uss'] / 2**20:.1f} MiB (reaped: {m['idle']['reaped']}); "
                     f"1 conn p50/p99 {m['c1_p50_ms']:.2f}/{m['c1_p99_ms']:.2f} ms; "
-                    f"32 conns {m['c32_rps']:.0f} req/s; instance USS "
-                    f"{(m['instance'] or {}).get('uss', 0) / 2**20:.1f} MiB"
+                    f"32 conns {m['c32_rps']:.0f} req/s (p99 {m['c32_p99_ms']:.1f} ms); "
+                    f"instance USS {(m['instance'] or {}).get('uss', 0) / 2**20:.1f} MiB"
                 )
     finally:
         node.stop()
