@@ -5,9 +5,10 @@ collects; a full (generation 2) collection walks every container object alive,
 and the gateway is one event loop, so every call in flight waits for it. Once a
 node has started, that heap is mostly what never dies: modules, classes, the
 settings, the app and its routes, the functions deployed before the start. Measured
-(2026-12-03, docs/performance.md, "How cost grows, again"): about 150,000 objects,
-so each full collection under load stopped the loop for 60 to 200 ms, the warm
-path's p99 at 32 connections.
+(2026-12-03, docs/performance.md, "How cost grows, again"): about 150,000 objects
+alive from the start, 158,000-168,000 walked by each full collection under load,
+which stopped the loop for 95 to 363 ms (a shared machine, load 4-6): the warm path's
+p99 tail at 32 connections.
 
 `freeze_started_heap` collects once, then moves every object then alive to the
 collector's permanent generation (`gc.freeze`, the interpreter's own remedy for a
