@@ -17,8 +17,10 @@ from donjon.audit.rows import fill_rows, row_tuples
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, FrameReader
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
+from postgres_support import PostgresServer, postgres_server
 
 KEY = Secret(bytes(range(32)))
+__all__ = ["postgres_server"]  # the fixture, used by name below
 
 
 def _event(i: int) -> AuditEvent:
@@ -91,3 +93,35 @@ def test_a_transaction_across_insert_blocks_stores_every_record_in_order(
     assert [b'"i":%d' % i in r for i, (_, r, _) in enumerate(stored)] == [True] * 261
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 261
+
+
+@pytest.mark.slow
+def test_on_postgresql_the_rows_go_through_executemany_and_verify(
+    postgres_server: PostgresServer,
+) -> None:
+    """On PostgreSQL (no multi-row blocks) a transaction of 261 records, two of them
+    with an invocation log, stores every record in order with its leaf hash, and the
+    log verifies."""
+    engine = connect(postgres_server.url)
+    try:
+        create_schema(engine)
+        log = AuditLog(engine, KEY)
+        assert log._sql.blocks is None
+        log._write(
+            [
+                (_event(i), InvocationLog("f", 1, f"r{i}", "ok", "out") if i in (7, 200) else None)
+                for i in range(261)
+            ]
+        )
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT seq, record, hash FROM audit_log ORDER BY seq"
+            ).all()
+            logs = conn.exec_driver_sql("SELECT count(*) FROM invocation_logs").scalar()
+        assert [s for s, _, _ in stored] == list(range(1, 262))
+        assert all(bytes(h) == leaf_hash(bytes(r)) for _, r, h in stored)
+        assert logs == 2
+        result = verify_log(engine, KEY)
+        assert result.ok and result.records == 261
+    finally:
+        engine.dispose()
