@@ -209,6 +209,18 @@ def _audit_rows(a: dict[str, Any]) -> list[Row]:
                 "info",
             )
         )
+    if "floor_blocks_rps" in a:
+        blocks = a["floor_blocks_rps"]
+        rows.append(
+            Row(
+                "audit record() vs sqlite3 alone bound the writer's way (256-row INSERTs)",
+                _rate(a["group_rps"]),
+                _rate(blocks),
+                _x(_ratio(a["group_rps"], blocks)),
+                "-",
+                "info",
+            )
+        )
     if "floor_waiters_rps" in a:
         rows.append(
             Row(

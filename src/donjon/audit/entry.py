@@ -56,7 +56,6 @@ def canonical(value: object) -> str:
         raise ValueError("a circular or too deep value is not JSON") from None
 
 
-_TEMPLATE = '{"action":%s,"actor":%s,"detail":%s,"outcome":%s,"seq":\x01,"target":%s,"ts":'
 _SEP = b"\x01"
 #: (function, kind, name) of each grant a record shows used (audit/usage.py).
 Use = tuple[str, str, str]
@@ -74,15 +73,12 @@ class Entry:
 
 
 def _template(event: AuditEvent) -> bytes:
+    # One f-string (built in one step), not `%` (which parses its format on each call).
+    action, actor, detail = _string(event.action), _string(event.actor), canonical(event.detail)
+    outcome, target = _string(event.outcome), _string(event.target)
     return (
-        _TEMPLATE
-        % (
-            _string(event.action),
-            _string(event.actor),
-            canonical(event.detail),
-            _string(event.outcome),
-            _string(event.target),
-        )
+        f'{{"action":{action},"actor":{actor},"detail":{detail},"outcome":{outcome},'
+        f'"seq":\x01,"target":{target},"ts":'
     ).encode()
 
 

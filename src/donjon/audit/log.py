@@ -24,9 +24,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from donjon.audit.events import (
 from donjon.audit.frontier import Frontier
 from donjon.audit.rawsql import RawStatements
 from donjon.audit.remote import RemoteWriter, WriterConfig
+from donjon.audit.rows import fill_rows
 from donjon.audit.sinks import CheckpointSink
 from donjon.audit.tree import load_tree, sign_head
 from donjon.config import AuditSettings
@@ -76,7 +76,10 @@ class Prepared:
     first: int
     ts: float
     now: float
-    rows: list[tuple[Any, ...]]
+    #: How many records.
+    count: int
+    #: seq, record, hash of each record, flat (audit/rows.py).
+    params: list[Any]
     logs: list[tuple[Any, ...]]
     uses: list[tuple[Any, ...]]
     #: The tree with these records (and every one prepared before them).
@@ -175,32 +178,22 @@ class AuditLog:
         return _Appended(chunk.first, chunk.ts, time.perf_counter() - started, checkpoint)
 
     def prepare(self, entries: Sequence[Entry | bytes], frontier: Frontier) -> Prepared:
-        """The rows of `entries` (each an entry or its bare template) as the records
-        after `frontier`, which is extended by their leaf hashes (no database work: a
-        later `store` writes them)."""
-        first = seq = frontier.size
-        rows: list[tuple[Any, ...]] = []
-        logs: list[tuple[Any, ...]] = []
-        uses: list[tuple[Any, ...]] = []  # the grant_uses index (audit/usage.py)
+        """The rows of `entries` (each an entry, its bare template or its wire form,
+        audit/rows.py) as the records after `frontier`, which is extended by their
+        leaf hashes (no database work: a later `store` writes them)."""
+        first = frontier.size
         now = self._clock()
         ts = round(now, 6)
-        tail = ts_tail(ts)
-        for entry in entries:
-            seq += 1
-            if isinstance(entry, bytes):  # a bare template: no log, no grant uses
-                head, _, rest = entry.partition(b"\x01")
-                record = b"%s%d%s%s" % (head, seq, rest, tail)
-                rows.append((seq, record, sha256(b"\x00" + record).digest()))
-                continue
-            head, _, rest = entry.template.partition(b"\x01")
-            record = b"%s%d%s%s" % (head, seq, rest, tail)
-            rows.append((seq, record, sha256(b"\x00" + record).digest()))
+        rows = fill_rows(entries, first, ts_tail(ts))
+        logs: list[tuple[Any, ...]] = []
+        uses: list[tuple[Any, ...]] = []  # the grant_uses index (audit/usage.py)
+        for seq, entry in rows.extras:
             if entry.log is not None:
                 logs.append(self._log_row(entry.log, now))
             for use in entry.uses:
                 uses.append((*use, seq, ts))
-        frontier.extend([row[2] for row in rows])
-        return Prepared(first + 1, ts, now, rows, logs, uses, frontier.copy())
+        frontier.extend(rows.hashes)
+        return Prepared(first + 1, ts, now, rows.count, rows.params, logs, uses, frontier.copy())
 
     def store(self, chunks: Sequence[Prepared]) -> CheckpointEntry | None:
         """Write prepared `chunks` (each following the one before, the first following
@@ -223,7 +216,7 @@ class AuditLog:
         raw = self._raw if self._raw is not None else self._engine.raw_connection()
         try:
             for chunk in chunks:
-                self._sql.insert(raw, chunk.rows, chunk.logs, chunk.uses)
+                self._sql.insert(raw, chunk.params, chunk.logs, chunk.uses)
             self._sql.finish(
                 raw,
                 (seq, root, head_.signature, head_.ts_ms),
@@ -380,15 +373,21 @@ class AuditLog:
             log_.error("audit checkpoint at shutdown failed: %s", e)
         self._checkpointer.close()
 
-    async def record(self, event: AuditEvent, log: InvocationLog | None = None) -> None:
-        """Append and return once the record is durable."""
-        if self._remote is not None:
-            await self._remote.submit(event, log)  # refused once it stopped
-            return
+    def record(self, event: AuditEvent, log: InvocationLog | None = None) -> Awaitable[None]:
+        """Append; awaiting the result returns once the record is durable (a future,
+        not a coroutine: one frame less per record on the hot path). A record the
+        writer refuses raises AuditError when awaited."""
         loop = asyncio.get_running_loop()
+        if self._remote is not None:
+            try:
+                return self._remote.submit(event, log)
+            except AuditError as e:  # refused: raised when awaited, as from a coroutine
+                refused: asyncio.Future[None] = loop.create_future()
+                refused.set_exception(e)
+                return refused
         done: asyncio.Future[None] = loop.create_future()
         self._queue.put((event, log, done))
-        await done
+        return done
 
     def _next(self) -> tuple[bool, _Item | None]:
         """(True, the next queued item), or (False, None) when the time cadence came

@@ -26,7 +26,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from donjon.audit.entry import Entry, from_wire
 from donjon.audit.log import AuditLog, Prepared
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, frame
 
@@ -44,14 +43,6 @@ class _Refused:
 
 
 _Chunk = Prepared | _Refused
-
-
-def _entry(data: bytes) -> Entry | bytes:
-    return data if data.count(b"\x01") == 1 else from_wire(data)
-
-
-def _size(chunk: _Chunk) -> int:
-    return len(chunk.rows) if isinstance(chunk, Prepared) else chunk.count
 
 
 class Pipeline:
@@ -83,19 +74,14 @@ class Pipeline:
     def submit(self, data: list[bytes]) -> None:
         """Prepare these wire entries after every record submitted before them and
         queue them for the next transaction (waits while `max_queued` records wait)."""
-        try:
-            entries = [_entry(e) for e in data]
-        except Exception as e:  # not what to_wire makes: refused, in its turn
-            self._queue_chunk(_Refused(len(data), type(e).__name__), None)
-            return
         while True:
             with self._cond:
                 while self._queued >= self._max and not self.gone:
                     self._cond.wait()
                 gen, tip = self._gen, self._tip
             try:
-                chunk: _Chunk = self._log.prepare(entries, tip.copy())
-            except Exception as e:  # e.g. sealing an invocation log failed
+                chunk: _Chunk = self._log.prepare(data, tip.copy())
+            except Exception as e:  # not what to_wire makes, or sealing a log failed
                 log_.error("audit records could not be prepared: %s", e)
                 chunk = _Refused(len(data), type(e).__name__)
             if self._queue_chunk(chunk, gen):
@@ -108,7 +94,7 @@ class Pipeline:
             if isinstance(chunk, Prepared):
                 self._tip = chunk.frontier
             self._queue.append(chunk)
-            self._queued += _size(chunk)
+            self._queued += chunk.count
             self._cond.notify_all()
         return True
 
@@ -176,7 +162,7 @@ class Pipeline:
 
     def _reset(self, error: Exception, failed: list[Prepared]) -> list[_Chunk]:
         """After a failed transaction: the chunks queued behind it, to fail too."""
-        log_.error("audit append of %d record(s) failed: %s", sum(map(_size, failed)), error)
+        log_.error("audit append of %d record(s) failed: %s", sum(c.count for c in failed), error)
         with self._cond:
             self._gen += 1
             stale, self._queue, self._queued = self._queue, [], 0
@@ -188,11 +174,11 @@ class Pipeline:
         out = []
         for c in chunks:
             if isinstance(c, Prepared) and error is None:
-                body = COMMITTED_BODY.pack(len(c.rows), c.first, c.ts, seconds)
+                body = COMMITTED_BODY.pack(c.count, c.first, c.ts, seconds)
                 out.append(frame(COMMITTED, body))
             else:
                 why = c.reason if isinstance(c, _Refused) else type(error).__name__
-                out.append(frame(FAILED, COUNT.pack(_size(c)) + why.encode()))
+                out.append(frame(FAILED, COUNT.pack(c.count) + why.encode()))
         try:
             self._sock.sendall(b"".join(out))
         except OSError as e:

@@ -4,8 +4,13 @@ One transaction per batch: the records, their invocation logs and the grant
 uses (`insert`, once per prepared chunk of records), then the signed head and
 (by cadence) a checkpoint, and COMMIT (`finish`). SQLAlchemy
 compiles each statement once for the engine's dialect (SQLite's qmark or
-psycopg's named style); each batch then goes straight to the driver's
-`executemany`, without a Connection, a Result or per-row parameter processing.
+psycopg's named style); each batch then goes straight to the driver, without a
+Connection, a Result or per-row parameter processing. On SQLite the records go
+in multi-row INSERTs of up to 256 rows (one statement per power of two, compiled
+when first used): the driver binds a block in one call and SQLite inserts it in
+one step, with the interpreter's lock released, instead of one step per row
+(audit/rows.py lays the parameters out flat for it). Other drivers get
+`executemany`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, insert, text
 from sqlalchemy.sql import ClauseElement
 
+from donjon.audit.errors import AuditError
+from donjon.audit.rows import WIDTH, row_tuples
 from donjon.audit.usage import UPSERT_USE
 from donjon.store.tables import audit_checkpoints, audit_log, invocation_logs
 
@@ -38,6 +45,9 @@ _RECORD_COLUMNS = ("seq", "record", "hash")
 _USE_COLUMNS = ("function", "kind", "name", "seq", "ts")
 _HEAD_COLUMNS = ("seq", "hash", "mac", "ts_ms")
 _CHECKPOINT_COLUMNS = ("size", "root", "ts", "note")
+#: The most rows in one multi-row INSERT (3 parameters each: below SQLite's oldest
+#: limit of 999 variables a statement).
+_BLOCK = 256
 
 
 class _Statement:
@@ -62,10 +72,54 @@ class _Statement:
         return [tuple(r[i] for i in order) for r in rows]
 
 
+class _RecordBlocks:
+    """audit_log rows in multi-row INSERTs (SQLite): a block of 256, then powers of two."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        """The INSERT of `rows` rows whose parameters are seq, record, hash of each row
+        in turn (compiled on first use)."""
+        sql = self._sql.get(rows)
+        if sql is None:
+            names = [f"{c}_{i}" for i in range(rows) for c in _RECORD_COLUMNS]
+            values: list[dict[str, Any]] = [
+                {c: bindparam(f"{c}_{i}") for c in _RECORD_COLUMNS} for i in range(rows)
+            ]
+            stmt = _Statement(insert(audit_log).values(values), self._engine, names)
+            if stmt.order != tuple(range(len(names))):  # not in row order: a Donjon bug
+                raise AuditError(
+                    "the multi-row audit INSERT binds its parameters out of row order",
+                    hint="a Donjon bug: report it with the database's dialect",
+                )
+            sql = self._sql[rows] = stmt.sql
+        return sql
+
+    def insert(self, cur: Any, params: list[Any]) -> None:
+        rows, at = len(params) // WIDTH, 0
+        block = _BLOCK
+        while at < rows:
+            while block > rows - at:
+                block >>= 1
+            sql = self.sql(block)
+            end = at + block
+            cur.execute(sql, params[at * WIDTH : end * WIDTH])
+            at = end
+
+
 class RawStatements:
     """The writer's statements for one engine."""
 
     def __init__(self, engine: Engine) -> None:
+        #: Multi-row INSERTs on SQLite; None: executemany.
+        self.blocks = (
+            _RecordBlocks(engine)
+            if engine.dialect.name == "sqlite" and engine.dialect.positional
+            else None
+        )
+
         def params(names: Sequence[str]) -> dict[str, Any]:
             return {n: bindparam(n) for n in names}
 
@@ -93,14 +147,18 @@ class RawStatements:
     def insert(
         self,
         raw: Any,
-        records: list[tuple[Any, ...]],
+        records: list[Any],
         logs: list[tuple[Any, ...]],
         uses: list[tuple[Any, ...]],
     ) -> None:
-        """Insert rows on DB-API connection `raw` (its transaction stays open)."""
+        """Insert rows on DB-API connection `raw` (its transaction stays open); `records`
+        holds seq, record, hash of each record, flat (audit/rows.py)."""
         cur = raw.cursor()
         try:
-            cur.executemany(self.record.sql, self.record.rows(records))
+            if self.blocks is not None:
+                self.blocks.insert(cur, records)
+            else:
+                cur.executemany(self.record.sql, self.record.rows(row_tuples(records)))
             if logs:
                 cur.executemany(self.log.sql, self.log.rows(logs))
             if uses:

@@ -172,7 +172,9 @@ class RemoteWriter:
         """Queue the record (raising at once if it is refused); await the result to know
         it is durable. On the writer's loop that is a bare future: no coroutine."""
         loop = asyncio.get_running_loop()
-        own = self._require_loop()
+        own = self._loop
+        if own is None:
+            own = self._require_loop()  # raises: not started
         if loop is not own:  # another thread's loop: hand it to the writer's loop
             elsewhere = asyncio.run_coroutine_threadsafe(self.record(event, log), own)
             return asyncio.wrap_future(elsewhere)

@@ -6,7 +6,7 @@ queue's redrive and purge. Each is audited; no record carries an event's body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +31,7 @@ MAX_LISTED = 1000
 class AuditSink(Protocol):
     """Where the queue's records go: the node's AuditLog (durable once `record` returns)."""
 
-    async def record(self, event: AuditEvent) -> None: ...
+    def record(self, event: AuditEvent) -> Awaitable[None]: ...
 
 
 class UnknownFunction(QueueError):

@@ -1,0 +1,127 @@
+"""The writer's rows (audit/rows.py) and their multi-row INSERTs (audit/rawsql.py)."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from donjon.audit import AuditEvent, AuditLog, leaf_hash, verify_log
+from donjon.audit.entry import encode_entry, fill, to_wire, ts_tail
+from donjon.audit.events import InvocationLog
+from donjon.audit.pipeline import Pipeline
+from donjon.audit.rows import fill_rows, row_tuples
+from donjon.audit.wire import COMMITTED, COMMITTED_BODY, FrameReader
+from donjon.secret import Secret
+from donjon.store import connect, create_schema
+from postgres_support import PostgresServer, postgres_server
+
+KEY = Secret(bytes(range(32)))
+__all__ = ["postgres_server"]  # the fixture, used by name below
+
+
+def _event(i: int) -> AuditEvent:
+    return AuditEvent("key:a", "function.invoke", "f@1", "ok", {"i": i})
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    e = connect(f"sqlite:///{tmp_path / 'a.db'}")
+    create_schema(e)
+    return e
+
+
+def test_rows_are_the_canonical_records_with_their_leaf_hashes() -> None:
+    """Each row is the seq, the template filled with it and the batch's time, and its
+    RFC 6962 leaf hash, whatever form the entry came in; only entries with a log or
+    grant uses are kept as extras, at their seq."""
+    tail = ts_tail(1_800_000_000.25)
+    bare = encode_entry(_event(1)).template
+    logged = InvocationLog("f", 1, "r", "ok", "out")
+    wire = to_wire(_event(2), logged)
+    entry = encode_entry(_event(3))
+    rows = fill_rows([bare, wire, entry], 41, tail)
+    assert rows.count == 3
+    expected = [
+        fill(t, seq, tail)
+        for t, seq in (
+            (bare, 42),
+            (encode_entry(_event(2)).template, 43),
+            (entry.template, 44),
+        )
+    ]
+    assert [(s, bytes(r), bytes(h)) for s, r, h in row_tuples(rows.params)] == [
+        (42 + i, rec, leaf_hash(rec)) for i, rec in enumerate(expected)
+    ]
+    assert rows.hashes == [leaf_hash(rec) for rec in expected]
+    assert [(seq, e.log) for seq, e in rows.extras] == [(43, logged)]
+
+
+def test_a_wire_entry_that_is_not_what_to_wire_makes_is_refused() -> None:
+    """A second 0x01 followed by something that is not the JSON extras raises ValueError."""
+    with pytest.raises(ValueError, match=r"Expecting value|JSON"):
+        fill_rows([b'{"a":\x01,"ts":\x01not json'], 0, ts_tail(1.0))
+
+
+def test_a_transaction_across_insert_blocks_stores_every_record_in_order(
+    engine: Engine,
+) -> None:
+    """One transaction of 261 records (INSERTs of 256, 4 and 1 rows) stores exactly those
+    records, seqs 1..261, each the canonical bytes with its leaf hash, and verifies."""
+    log = AuditLog(engine, KEY)
+    log.hold_connection()
+    ours, theirs = socket.socketpair()
+    try:
+        pipeline = Pipeline(theirs, log, 8192)
+        pipeline.submit([to_wire(_event(i), None) for i in range(261)])
+        pipeline.close()
+        reader = FrameReader()
+        frames = reader.feed(ours.recv(1 << 16))
+    finally:
+        log.stop()
+        ours.close()
+        theirs.close()
+    assert [(k, COMMITTED_BODY.unpack(b)[:2]) for k, b in frames] == [(COMMITTED, (261, 1))]
+    assert engine.url.database is not None
+    with sqlite3.connect(engine.url.database) as db:
+        stored = db.execute("SELECT seq, record, hash FROM audit_log ORDER BY seq").fetchall()
+    assert [s for s, _, _ in stored] == list(range(1, 262))
+    assert all(type(r) is bytes and bytes(h) == leaf_hash(r) for _, r, h in stored)
+    assert [b'"i":%d' % i in r for i, (_, r, _) in enumerate(stored)] == [True] * 261
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == 261
+
+
+@pytest.mark.slow
+def test_on_postgresql_the_rows_go_through_executemany_and_verify(
+    postgres_server: PostgresServer,
+) -> None:
+    """On PostgreSQL (no multi-row blocks) a transaction of 261 records, two of them
+    with an invocation log, stores every record in order with its leaf hash, and the
+    log verifies."""
+    engine = connect(postgres_server.url)
+    try:
+        create_schema(engine)
+        log = AuditLog(engine, KEY)
+        assert log._sql.blocks is None
+        log._write(
+            [
+                (_event(i), InvocationLog("f", 1, f"r{i}", "ok", "out") if i in (7, 200) else None)
+                for i in range(261)
+            ]
+        )
+        with engine.connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT seq, record, hash FROM audit_log ORDER BY seq"
+            ).all()
+            logs = conn.exec_driver_sql("SELECT count(*) FROM invocation_logs").scalar()
+        assert [s for s, _, _ in stored] == list(range(1, 262))
+        assert all(bytes(h) == leaf_hash(bytes(r)) for _, r, h in stored)
+        assert logs == 2
+        result = verify_log(engine, KEY)
+        assert result.ok and result.records == 261
+    finally:
+        engine.dispose()
