@@ -22,7 +22,9 @@ time, not four. This is CoDel's rule as servers apply it to a request queue (Mau
 "Fail at Scale", ACM Queue 2015: while the queue has not been empty for the
 interval, the time a request may queue is the short target). The queue stops
 standing when it drains: a call finds a slot free. A call that waited less than
-`target` restarts the interval for the next time, as in CoDel.
+`target` restarts the interval for the next time, as in CoDel. Callers that wait
+the Retry-After let the queue drain; callers that retry at once, faster than the
+function serves, keep it standing, and are shed as the overload they are.
 
 Both are derived from the function's own service time (backlog.ServiceTime, a
 moving average), unless set: `target` is one service time (the calls waiting are at
