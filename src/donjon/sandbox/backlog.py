@@ -14,8 +14,9 @@ holds anything:
   (`BUDGET_FACTOR` service times, and never above `wait_s`) is not queued: it
   would answer too late to be worth serving, and make every later call later;
 - while the function's queue stands (standing.py: CoDel's rule, every call that took
-  a slot over the last interval waited past the target), the budget is the target,
-  about one service time: a lasting overload is refused, a burst still queues.
+  a slot over the last interval waited past the target, and the queue overflowed
+  these bounds meanwhile), the budget is the target, about one service time: a
+  lasting overload is refused, a burst still queues.
 
 A call that did queue and still waits `wait_s` gives up as before
 (`TooManyInvocations`, 429: the function's own concurrency limit).

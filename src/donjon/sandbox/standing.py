@@ -30,8 +30,8 @@ Both are derived from the function's own service time (backlog.ServiceTime, a
 moving average), unless set: `target` is one service time (the calls waiting are at
 most one concurrency's worth), `interval` is the larger of 100 ms and
 `INTERVAL_SERVICES` service times (a full queue drains in 4: a slow function's
-burst is not a standing queue). DONJON_SHED_TARGET_MS / DONJON_SHED_INTERVAL_MS set them for every
-function (config.py).
+burst is not a standing queue). DONJON_SHED_TARGET_MS / DONJON_SHED_INTERVAL_MS
+set them for every function (config.py).
 """
 
 from __future__ import annotations
