@@ -1,6 +1,10 @@
 """Overload (issue 14, point 6): offer 4x the sustainable rate, and see what the node does.
 
-    .venv/bin/python bench/overload.py [--quick] [--pin] [--rounds N]   # a node of its own
+    .venv/bin/python bench/overload.py [--quick] [--pin] [--rounds N] [--sleep-ms MS]
+
+A node of its own. With `--sleep-ms`, the function's handler also sleeps that long: its
+own service time, not the gateway's loop, then sets the sustainable rate, so the
+function's queue (sandbox/backlog.py, standing.py) is what an overload fills.
 
 Called from bench_invoke.py on its node's warm function. The steps:
 1. unloaded latency: one connection, one call after the other (p50/p99);
@@ -50,6 +54,17 @@ import loadgen
 import sandboxes
 
 BODY = b'{"name": "bench"}'
+#: The bench handler with a sleep: `--sleep-ms`.
+SLEEPING = """\
+import time
+
+from bench_handler import handler as _handler
+
+
+def handler(event, context):
+    time.sleep({seconds!r})
+    return _handler(event, context)
+"""
 FACTOR = 4.0
 CONNECTIONS = 256
 
@@ -237,13 +252,18 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="DONJON_X=V for the node")
     parser.add_argument("--pin", action="store_true", help="node on CPU 0, client on the rest")
     parser.add_argument("--rounds", type=int, default=1, help="runs on the one node")
+    parser.add_argument("--sleep-ms", type=float, default=0.0, help="the handler sleeps this")
     args = parser.parse_args()
     extra = dict(e.split("=", 1) for e in args.env)
     with tempfile.TemporaryDirectory(prefix="donjon-overload-") as tmp:
         os.chmod(tmp, 0o755)
         node = start_node(Path(tmp) / "node", extra)
         try:
-            node.deploy(sandboxes.write_bundle(Path(tmp) / "fn", "bench-warm", "warm"))
+            bundle = sandboxes.write_bundle(Path(tmp) / "fn", "bench-warm", "warm")
+            if args.sleep_ms > 0:
+                (bundle / "main.py").rename(bundle / "bench_handler.py")
+                (bundle / "main.py").write_text(SLEEPING.format(seconds=args.sleep_ms / 1000))
+            node.deploy(bundle)
             key = node.create_key("bench", "invoker", ["bench-warm"], UNTHROTTLED)["key"]
             headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
             rounds = [

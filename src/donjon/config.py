@@ -95,6 +95,11 @@ class SandboxSettings:
     #: The longest a call waits for a free slot (DONJON_MAX_QUEUE_WAIT_S); a call that
     #: would wait longer, judged from recent service times, is shed at once with 503.
     max_queue_wait_s: float = 5.0
+    #: A standing queue's target and interval (DONJON_SHED_TARGET_MS and
+    #: DONJON_SHED_INTERVAL_MS, sandbox/standing.py); 0: one service time of the
+    #: function, and the larger of 100 ms and 5 service times.
+    shed_target_s: float = 0.0
+    shed_interval_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -415,6 +420,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_queued_per_function=raw.MAX_QUEUED_PER_FUNCTION,
             max_queued=raw.MAX_QUEUED,
             max_queue_wait_s=raw.MAX_QUEUE_WAIT_S,
+            shed_target_s=raw.SHED_TARGET_MS / 1000,
+            shed_interval_s=raw.SHED_INTERVAL_MS / 1000,
         ),
         trusted_proxies=raw.TRUSTED_PROXIES,
         connections=ConnectionSettings(

@@ -48,6 +48,7 @@ from donjon.sandbox import (
     SandboxError,
     SandboxHost,
     SandboxPool,
+    ShedTiming,
     check_sandbox,
     compile_filters,
 )
@@ -217,7 +218,10 @@ class Node:
             idle_timeout_s=sandbox.idle_s,
             egress=self.egress,
             bounds=QueueBounds(
-                sandbox.max_queued_per_function, sandbox.max_queued, sandbox.max_queue_wait_s
+                sandbox.max_queued_per_function,
+                sandbox.max_queued,
+                sandbox.max_queue_wait_s,
+                ShedTiming(sandbox.shed_target_s, sandbox.shed_interval_s),
             ),
         )
         self.pool.start()

@@ -22,6 +22,7 @@ from donjon.sandbox.limits import ResourceControl, ResourceMode, detect_resource
 from donjon.sandbox.pool import SandboxPool
 from donjon.sandbox.probe import check_sandbox
 from donjon.sandbox.seccomp import Filters, compile_filters
+from donjon.sandbox.standing import ShedTiming
 from donjon.sandbox.subcalls import SubCall, answer_error, answer_ok
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "SandboxHost",
     "SandboxPool",
     "SandboxUnavailable",
+    "ShedTiming",
     "SubCall",
     "TooManyInvocations",
     "answer_error",

@@ -3,7 +3,7 @@
 A call that finds its function at its concurrency limit waits for a slot
 (pool.py). Without a bound, an overload piles calls up in that wait: each
 holds its request, its connection and its event in memory, and every call
-behind it answers later. Here the wait is bounded three ways, and a call past
+behind it answers later. Here the wait is bounded four ways, and a call past
 any of them is refused at once with `CallShed` (503 and Retry-After), before it
 holds anything:
 
@@ -12,7 +12,11 @@ holds anything:
 - in time: a call whose expected wait (calls ahead of it, over the function's
   concurrency, times the function's recent service time) is above its budget
   (`BUDGET_FACTOR` service times, and never above `wait_s`) is not queued: it
-  would answer too late to be worth serving, and make every later call later.
+  would answer too late to be worth serving, and make every later call later;
+- while the function's queue stands (standing.py: CoDel's rule, every call that took
+  a slot over the last interval waited past the target, and the queue overflowed
+  these bounds meanwhile), the budget is the target, about one service time: a
+  lasting overload is refused, a burst still queues.
 
 A call that did queue and still waits `wait_s` gives up as before
 (`TooManyInvocations`, 429: the function's own concurrency limit).
@@ -21,9 +25,10 @@ A call that did queue and still waits `wait_s` gives up as before
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from donjon.sandbox.errors import CallShed
+from donjon.sandbox.standing import ShedTiming
 
 __all__ = ["BUDGET_FACTOR", "Backlog", "QueueBounds", "ServiceTime"]
 
@@ -41,6 +46,8 @@ class QueueBounds:
     per_function: int = 64
     node: int = 512
     wait_s: float = 5.0
+    #: A standing queue's target and interval (standing.py); 0: from the service time.
+    shed: ShedTiming = field(default_factory=ShedTiming)
 
 
 class ServiceTime:
@@ -67,9 +74,17 @@ class Backlog:
         #: Calls shed since the node started (read by the bench and the tests).
         self.shed = 0
 
-    def admit(self, function: str, ahead: int, concurrency: int, service_s: float) -> None:
+    def admit(
+        self,
+        function: str,
+        ahead: int,
+        concurrency: int,
+        service_s: float,
+        standing_s: float | None = None,
+    ) -> None:
         """May one more call of `function` wait, with `ahead` calls already waiting for
-        its `concurrency` slots? Raises `CallShed` if not; returns if it may."""
+        its `concurrency` slots? `standing_s`: its queue stands (standing.py), and this
+        is its target, the budget then. Raises `CallShed` if not; returns if it may."""
         bounds = self.bounds
         expected = (ahead // max(1, concurrency) + 1) * service_s
         budget = min(bounds.wait_s, BUDGET_FACTOR * service_s)
@@ -81,6 +96,11 @@ class Backlog:
             why = (
                 f"{function} would answer in about {expected * 1000:.0f} ms, "
                 f"past its queue-time budget ({budget * 1000:.0f} ms)"
+            )
+        elif standing_s is not None and expected > standing_s:
+            why = (
+                f"{function} has a standing queue: it would answer in about "
+                f"{expected * 1000:.0f} ms, past its target ({standing_s * 1000:.0f} ms)"
             )
         else:
             return

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from donjon.sandbox.backlog import Backlog, QueueBounds, ServiceTime
 from donjon.sandbox.egresslink import EgressOpener
 from donjon.sandbox.errors import (
+    CallShed,
     FunctionBlocked,
     FunctionCrashed,
     FunctionMemoryExceeded,
@@ -28,6 +29,7 @@ from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance import CallResult, Instance, InstanceConfig
 from donjon.sandbox.limits import ResourceControl
 from donjon.sandbox.seccomp import Filters
+from donjon.sandbox.standing import StandingQueue
 from donjon.sandbox.subcalls import SubCall
 
 __all__ = ["SandboxPool"]
@@ -55,6 +57,8 @@ class _Slot:
     waiting: int = 0
     calls: int = 0
     service: ServiceTime = field(default_factory=ServiceTime)
+    #: Whether the wait for a slot is a standing queue (standing.py), not a burst.
+    queue: StandingQueue = field(default_factory=StandingQueue)
 
 
 class SandboxPool:
@@ -134,6 +138,7 @@ class SandboxPool:
                 await self._wait_for_slot(slot)
             else:
                 await slot.gate.acquire()  # free: returns without suspending
+                slot.queue.took_free_slot()
         except TimeoutError:
             raise TooManyInvocations(
                 f"{config.function} is at its concurrency limit ({config.concurrency})",
@@ -170,9 +175,7 @@ class SandboxPool:
         (the gateway asks before it reads a request's body: a shed call costs little)."""
         slot = self._slots.get((config.function, config.version))
         if slot is not None and slot.gate.locked():
-            self.backlog.admit(
-                config.function, slot.waiting, config.concurrency, slot.service.seconds
-            )
+            self._admit(slot, slot.waiting)
 
     def check_in_flight(self, config: InstanceConfig, in_flight: int) -> None:
         """`check_capacity` for a call whose request head was just read, with `in_flight`
@@ -183,21 +186,40 @@ class SandboxPool:
             return
         ahead = max(slot.waiting, in_flight - config.concurrency)
         if ahead > 0 or slot.gate.locked():
-            self.backlog.admit(config.function, ahead, config.concurrency, slot.service.seconds)
+            self._admit(slot, ahead)
+
+    def _admit(self, slot: _Slot, ahead: int) -> None:
+        """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
+        target while its queue stands (standing.py), which a refusal tells it is full."""
+        service_s = slot.service.seconds
+        try:
+            self.backlog.admit(
+                slot.config.function,
+                ahead,
+                slot.config.concurrency,
+                service_s,
+                slot.queue.budget(self.backlog.bounds.shed, service_s),
+            )
+        except CallShed:
+            slot.queue.refused()
+            raise
 
     async def _wait_for_slot(self, slot: _Slot) -> None:
         """Wait, bounded in count and time, for a slot of a function at its limit."""
-        config = slot.config
         backlog = self.backlog
-        backlog.admit(config.function, slot.waiting, config.concurrency, slot.service.seconds)
+        self._admit(slot, slot.waiting)
         slot.waiting += 1
         backlog.waiting += 1
+        admitted = time.monotonic()
         try:
             async with asyncio.timeout(backlog.bounds.wait_s):
                 await slot.gate.acquire()
         finally:
             slot.waiting -= 1
             backlog.waiting -= 1
+        # CoDel's test as the call leaves the queue (standing.py).
+        now, shed, service_s = time.monotonic(), backlog.bounds.shed, slot.service.seconds
+        slot.queue.waited(now - admitted, now, shed.target(service_s), shed.interval(service_s))
 
     def _new_slot(self, config: InstanceConfig) -> _Slot:
         slot = _Slot(config, asyncio.Semaphore(config.concurrency))

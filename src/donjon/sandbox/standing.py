@@ -1,0 +1,108 @@
+"""A standing queue told from a burst: CoDel's rule on a function's wait for a slot.
+
+The bounds of backlog.py cap a function's queue at 4 service times of expected
+wait. Under a burst that is right: the burst drains and every call is served. Under
+a lasting overload it is not: the queue sits at its cap, and every call the node
+accepts waits the whole 4 service times, for as long as the overload lasts.
+
+CoDel (Nichols and Jacobson, "Controlling Queue Delay", ACM Queue 2012; RFC 8289)
+tells the two apart by the sojourn of what leaves the queue, here the time from a
+call's admission to when it takes a slot (0 for a call that finds a slot free):
+while no call that took a slot in the last `interval` waited less than `target`, the
+queue is *standing*. A burst that drains within the interval is never standing.
+One more condition, ours: a call was refused at the queue's bounds in that time. A
+closed loop of clients (the bench's 32 connections at concurrency 8) keeps a queue
+of its own size that CoDel alone calls standing (measured: docs/performance.md,
+"Shedding a standing queue"); it never fills the bounds, so it is never shed.
+
+While a function's queue stands, its queue-time budget is `target` instead of 4
+service times: a call that would wait longer is shed (503, at the request head and
+at `admit`, as the other bounds are), so the calls accepted wait about one service
+time, not four. This is CoDel's rule as servers apply it to a request queue (Maurer,
+"Fail at Scale", ACM Queue 2015: while the queue has not been empty for the
+interval, the time a request may queue is the short target). The queue stops
+standing when it drains: a call finds a slot free. A call that waited less than
+`target` restarts the interval for the next time, as in CoDel. Callers that wait
+the Retry-After let the queue drain; callers that retry at once, faster than the
+function serves, keep it standing, and are shed as the overload they are.
+
+Both are derived from the function's own service time (backlog.ServiceTime, a
+moving average), unless set: `target` is one service time (the calls waiting are at
+most one concurrency's worth), `interval` is the larger of 100 ms and
+`INTERVAL_SERVICES` service times (a full queue drains in 4: a slow function's
+burst is not a standing queue). DONJON_SHED_TARGET_MS / DONJON_SHED_INTERVAL_MS
+set them for every function (config.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["INTERVAL_SERVICES", "ShedTiming", "StandingQueue"]
+
+#: The interval is at least this many of the function's service times.
+INTERVAL_SERVICES = 5.0
+#: The interval when the function's service times do not ask for a longer one (CoDel's).
+DEFAULT_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class ShedTiming:
+    """The node's settings: 0 means derived from each function's service time."""
+
+    target_s: float = 0.0
+    interval_s: float = 0.0
+
+    def target(self, service_s: float) -> float:
+        """The longest wait of a standing queue's calls for a function of `service_s`."""
+        return self.target_s or service_s
+
+    def interval(self, service_s: float) -> float:
+        """How long every call must have waited past the target for the queue to stand."""
+        return self.interval_s or max(DEFAULT_INTERVAL_S, INTERVAL_SERVICES * service_s)
+
+
+class StandingQueue:
+    """One function's queue, standing or not. Runs on the event loop only; the clock
+    (`now`, seconds) is the caller's, so the rule is tested without sleeping."""
+
+    __slots__ = ("_first_above", "_full", "standing")
+
+    def __init__(self) -> None:
+        #: When the queue will be standing if no call waits less than the target till
+        #: then (0: the last call to take a slot waited less).
+        self._first_above = 0.0
+        #: A call was refused at the queue's bounds since a call last waited less
+        #: than the target or found a slot free.
+        self._full = False
+        self.standing = False
+
+    def took_free_slot(self) -> None:
+        """A call found a slot free: the queue has drained."""
+        self._first_above = 0.0
+        self._full = False
+        self.standing = False
+
+    def refused(self) -> None:
+        """A call was shed at the queue's bounds (backlog.py): the queue is full."""
+        self._full = True
+
+    def waited(self, sojourn_s: float, now: float, target_s: float, interval_s: float) -> None:
+        """A call took a slot after waiting `sojourn_s` (CoDel's test at dequeue); with
+        no target yet (no service time measured) it tells nothing."""
+        if target_s <= 0.0:
+            return
+        if sojourn_s < target_s:
+            self._first_above = 0.0
+            self._full = False
+        elif self._first_above == 0.0:
+            self._first_above = now + interval_s
+        elif now >= self._first_above and self._full:
+            self.standing = True
+
+    def budget(self, timing: ShedTiming, service_s: float) -> float | None:
+        """The queue-time budget while the queue stands (its target); None if it does
+        not, or if the function has no service time measured yet."""
+        if not self.standing or service_s <= 0.0:
+            return None
+        return timing.target(service_s)
