@@ -81,8 +81,10 @@ def roles(root: int) -> dict[int, str]:
         up = out.get(parent.get(pid, -1), "")
         if pid == root:
             out[pid] = "gateway"
-        elif "donjon.audit.writer" in cmd or "floor_server.py writer" in cmd:
+        elif "donjon.audit.writer" in cmd:
             out[pid] = "audit writer"
+        elif "floor_server.py writer" in cmd:
+            out[pid] = "audit writer (floor: one thread)"
         elif "floor_server.py worker" in cmd:
             out[pid] = "sandbox: worker"
         elif "donjon.scan.worker" in cmd:
