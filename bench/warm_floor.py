@@ -26,6 +26,7 @@ counts Donjon's. The variants:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -98,16 +99,35 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
+def _writer_stats(pid: int) -> dict[str, float]:
+    """The floor writer's counters (floor_server.py keeps them beside its database)."""
+    argv = sandboxes.cmdline(pid).split(" ")
+    if "serve" not in argv:
+        return {}
+    stats = Path(argv[argv.index("serve") + 4] + ".stats")
+    try:
+        return dict(json.loads(stats.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def measure(url: str, pid: int, cafile: str, connections: int, seconds: float) -> dict[str, Any]:
     """bench_invoke.py's load step: warm-up, then `connections` for `seconds`, tree CPU."""
     headers = {"content-type": "application/json", "authorization": "Bearer x"}
     req = loadgen.Request(url, BODY, headers, cafile)
     loadgen.run(req, 8, 1)
-    cpu0 = sandboxes.tree_cpu(pid)
+    time.sleep(0.3)  # the writer's counters of the warm-up are written
+    cpu0, groups0 = sandboxes.tree_cpu(pid), _writer_stats(pid)
     client0 = os.times()
     res = loadgen.run(req, connections, seconds)
     client1 = os.times()
     cpu = sandboxes.tree_cpu(pid) - cpu0
+    time.sleep(0.3)
+    groups1 = _writer_stats(pid)
+    if groups0 and groups1 and groups1["groups"] > groups0["groups"]:
+        n = groups1["groups"] - groups0["groups"]
+        res["records_per_group"] = (groups1["records"] - groups0["records"]) / n
+        res["commit_ms"] = (groups1["commit_s"] - groups0["commit_s"]) * 1000 / n
     client = client1.children_user + client1.children_system
     client -= client0.children_user + client0.children_system
     res["cpu_ms_per_req"] = cpu * 1000 / max(1, res["requests"])
@@ -149,10 +169,15 @@ def run(variants: list[str], rounds: int, seconds: float) -> dict[str, list[dict
                 path = PATH if name.startswith("floor") else "/v1/functions/b/invoke"
                 res = measure(f"https://127.0.0.1:{port}{path}", proc.pid, str(cert), 32, seconds)
                 out[name].append(res)
+                audit = (
+                    f"  {res['records_per_group']:.1f} records/commit, {res['commit_ms']:.2f} ms"
+                    if "commit_ms" in res
+                    else ""
+                )
                 print(
                     f"  round {r + 1} {name:16} {res['rps']:8.0f} req/s  CPU/req "
                     f"{res['cpu_ms_per_req']:.3f} ms  client {res['client_ms_per_req']:.3f} ms"
-                    f"  errors {res['errors']}",
+                    f"  errors {res['errors']}{audit}",
                     file=sys.stderr,
                     flush=True,
                 )

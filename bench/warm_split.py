@@ -19,7 +19,7 @@ same load under `perf stat` (syscall tracepoints, counted in the kernel), the
 system calls per request of each role and the audit writer's fsync/fdatasync
 per request: one per transaction, so records per transaction.
 
-`--floor` measures bench/floor_server.py (the same architecture from bare
+`--floor [VARIANT]` measures bench/floor_server.py (the same architecture from bare
 parts, no control; bench/warm_floor.py) the same way, roles server / worker /
 writer, for the counterpart of each row.
 """
@@ -217,8 +217,11 @@ def perf_window(req: loadgen.Request, root: int, seconds: float) -> dict[str, An
 def report(name: str, runs: list[dict[str, Any]], perf: dict[str, Any] | None) -> None:
     print(f"\n{name}: 32 connections, CPU per request by role (ms), each window")
     order: list[str] = sorted({r for w in runs for r in w["split"]})
-    print(f"  {'role':34} " + " ".join(f"{'window ' + str(i + 1):>24}" for i in range(len(runs))))
-    print(f"  {'':34} " + " ".join(f"{'CPU (user) ms  cs v/i':>24}" for _ in runs))
+    print(
+        f"  {'role (threads)':38} "
+        + " ".join(f"{'window ' + str(i + 1):>24}" for i in range(len(runs)))
+    )
+    print(f"  {'':38} " + " ".join(f"{'CPU (user) ms  cs v/i':>24}" for _ in runs))
     for role in [*order, "whole tree", "load client (wrk)"]:
         cells = []
         for w in runs:
@@ -235,7 +238,9 @@ def report(name: str, runs: list[dict[str, Any]], perf: dict[str, Any] | None) -
                 f"{s.get('cpu_s', 0) * 1000 / n:>8.3f} ({s.get('user_s', 0) * 1000 / n:5.3f})"
                 f" {s.get('voluntary', 0) / n:4.2f}/{s.get('involuntary', 0) / n:4.2f}"
             )
-        print(f"  {role:34} " + " ".join(f"{c:>24}" for c in cells))
+        threads = max((int(w["split"].get(role, {}).get("threads", 0)) for w in runs), default=0)
+        label = f"{role} ({threads})" if threads else role
+        print(f"  {label:38} " + " ".join(f"{c:>24}" for c in cells))
     rps = " ".join(f"{w['rps']:.0f}" for w in runs)
     print(f"  req/s: {rps}  (cs v/i: voluntary / involuntary context switches per request)")
     for w in runs:
@@ -257,7 +262,7 @@ def report(name: str, runs: list[dict[str, Any]], perf: dict[str, Any] | None) -
         extra = (
             f", fsync+fdatasync {syncs / n:.4f} ({n / syncs:.1f} requests each)" if syncs else ""
         )
-        print(f"    {role:34} {c.get('sys_enter', 0) / n:7.2f}{extra}")
+        print(f"    {role:36} {c.get('sys_enter', 0) / n:7.2f}{extra}")
 
 
 def _node_target(tmp: Path) -> tuple[Any, loadgen.Request, int]:
@@ -279,7 +284,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--floor", action="store_true", help="measure bench/floor_server.py")
+    parser.add_argument(
+        "--floor",
+        nargs="?",
+        const="floor",
+        help="measure bench/floor_server.py instead (a variant of bench/warm_floor.py)",
+    )
     parser.add_argument("--no-perf", action="store_true", help="skip the perf stat window")
     args = parser.parse_args()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -297,10 +307,10 @@ def main() -> None:
 
             cert, key = tmp / "cert.pem", tmp / "key.pem"
             create_self_signed(cert, key)
-            proc, port = warm_floor.start(tmp, str(cert), str(key))
+            proc, port = warm_floor.start(tmp, str(cert), str(key), args.floor)
             url = f"https://127.0.0.1:{port}{warm_floor.PATH}"
             req = loadgen.Request(url, BODY, {"content-type": "application/json"}, str(cert))
-            root, name = proc.pid, "the design floor (bench/floor_server.py)"
+            root, name = proc.pid, f"the design floor (bench/floor_server.py, {args.floor})"
         else:
             node, req, root = _node_target(tmp)
             name = "Donjon warm (donjon serve, every control on)"
