@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -185,6 +186,7 @@ def run(variants: list[str], rounds: int, seconds: float) -> dict[str, list[dict
     finally:
         for proc, _ in servers.values():
             stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
