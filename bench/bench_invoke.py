@@ -11,7 +11,9 @@ What runs (all on loopback; clients and servers share the machine's cores):
    restricted to the bench functions, input schema, audit with group commit)
    serving an `isolation: warm` function, beside the same handler in a bare
    Starlette app on uvicorn (HTTPS with the node's certificate, and plain
-   HTTP) and in a Flask + waitress server (OpenFaaS python3-http, plain HTTP).
+   HTTP), in a Flask + waitress server (OpenFaaS python3-http, plain HTTP), and
+   the design's floor: Donjon's processes and hops from bare parts, with no
+   control (bench/warm_floor.py).
 2. `isolation: invocation` through the gateway, and per call through the
    sandbox pool directly, beside the fork-and-wait floor.
 3. Cold start: first call after deploy (gateway) and sandbox start + first
@@ -60,6 +62,7 @@ import profiling
 import report
 import sandboxes
 import scale
+import warm_floor
 
 import donjon
 from donjon.sandbox import SandboxHost
@@ -334,7 +337,8 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
         )
         starlette_http, p2 = start_baseline("starlette", tmp)
         flask, p3 = start_baseline("flask", tmp)
-        procs += [starlette_tls, starlette_http, flask]
+        floor, p4 = warm_floor.start(tmp, node.cert, str(node.data_dir / "tls" / "key.pem"))
+        procs += [starlette_tls, starlette_http, flask, floor]
         targets = [
             Target(
                 "donjon-warm",
@@ -370,6 +374,13 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
                 flask.pid,
                 None,
                 "OpenFaaS python3-http, plain HTTP",
+            ),
+            Target(
+                "design-floor",
+                f"https://127.0.0.1:{p4}{warm_floor.PATH}",
+                floor.pid,
+                node.cert,
+                "Donjon's processes from bare parts, no control (bench/warm_floor.py)",
             ),
         ]
         log(

@@ -99,6 +99,32 @@ def _warm_rows(load: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _design_floor_rows(load: dict[str, Any]) -> list[Row]:
+    """Target 1's floor (bench/warm_floor.py): the warm path's processes and hops (HTTPS,
+    a worker process, a group-committed durable append in a writer process) with no
+    control, beside Starlette, and Donjon beside it: the design's share, the controls'."""
+    fl, s, w = load.get("design-floor"), load["starlette-tls"], load["donjon-warm"]
+    if fl is None:
+        return []
+    rows = []
+    for label, a, b in (
+        ("design floor req/s vs bare Starlette HTTPS (worker + writer, no control)", fl, s),
+        ("warm req/s vs the design floor (what the controls cost)", w, fl),
+    ):
+        rows.append(
+            Row(
+                label, _rate(a["rps"]), _rate(b["rps"]), _x(_ratio(a["rps"], b["rps"])), "-", "info"
+            )
+        )
+    for label, a, b in (
+        ("design floor CPU per request vs bare Starlette HTTPS", fl, s),
+        ("warm CPU per request vs the design floor", w, fl),
+    ):
+        ca, cb = a["cpu_ms_per_req"], b["cpu_ms_per_req"]
+        rows.append(Row(label, f"{ca:.3f} ms", f"{cb:.3f} ms", _x(_ratio(ca, cb)), "-", "info"))
+    return rows
+
+
 def _clone_floor_rows(gateway: dict[str, Any], inv: float, sb: dict[str, Any]) -> list[Row]:
     """Issue 14 point 2: the pool's invocation and the gateway's rate against one
     clone(NEWPID|NEWNS|NEWIPC) + wait inside bwrap, measured in the same run."""
@@ -372,6 +398,7 @@ def print_tables(results: dict[str, Any]) -> None:
     _load_table(node["load"])
     rows = (
         _warm_rows(node["load"])
+        + _design_floor_rows(node["load"])
         + _invocation_rows(node["load"], sb)
         + _cold_rows(node["gateway_cold"], sb)
         + _memory_rows(node["memory"])
