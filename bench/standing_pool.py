@@ -6,8 +6,8 @@ bench/overload.py measures the whole node, where on this machine the gateway's o
 event loop (TLS, parsing, refusing) and the load client sharing two cores set the
 accepted calls' latency. This drives `SandboxPool.invoke` directly, as the gateway
 does, for a warm function whose handler sleeps `--sleep-ms` at concurrency 8, so
-what is measured is the queue for the function's slots (sandbox/backlog.py and, on
-the `codel` branch, sandbox/standing.py) and the sandbox round trip:
+what is measured is the queue for the function's slots (sandbox/backlog.py and
+sandbox/standing.py) and the sandbox round trip:
 
 1. unloaded: 200 calls one after the other (p50/p99);
 2. sustainable: 32 callers in a closed loop (calls/s; any refusal counted);
@@ -15,7 +15,7 @@ the `codel` branch, sandbox/standing.py) and the sandbox round trip:
    does, and its latency counts from then; each ends served, shed (`CallShed`, 503)
    or refused after the longest wait (`TooManyInvocations`, 429). The served calls'
    p99 is given over the whole run and over the calls due after its first 0.5 s
-   (before then a queue fills, and on `codel` stands only after an interval), with
+   (before then a queue fills, and a queue stands only after an interval), with
    the p50/p99 per quarter second (`timeline`).
 
 Prints one line per round and the figures as JSON. Runs with either tree's venv.
