@@ -40,10 +40,6 @@ from donjon.audit.entry import to_wire, ts_tail
 from donjon.audit.rows import fill_rows
 
 BATCH = 1000
-_SQL = {
-    n: "INSERT INTO t VALUES " + ", ".join(["(?, ?, ?)"] * n)
-    for n in (256, 128, 64, 32, 16, 8, 4, 2, 1)
-}
 
 
 def _cpu_us(records: int, work: Callable[[], object]) -> float:
@@ -65,12 +61,7 @@ def _minimal(db: Path, records: int, wire: list[bytes]) -> None:
         params = fill_rows(wire, seq, ts_tail(time.time())).params
         seq += BATCH
         conn.execute("BEGIN")
-        at, block = 0, 256
-        while at < BATCH:
-            while block > BATCH - at:
-                block >>= 1
-            conn.execute(_SQL[block], params[at * 3 : (at + block) * 3])
-            at += block
+        audit_phase.insert_blocks(conn, params)
         conn.execute("COMMIT")
     conn.close()
 

@@ -73,6 +73,24 @@ def _floor_rows(db: Path, batch: int, batches: int, record: bytes) -> float:
     return batch * batches / elapsed
 
 
+#: sqlite3 alone's multi-row INSERT of n rows (seq, record, hash), as the writer's.
+BLOCK_SQL = {
+    n: "INSERT INTO t VALUES " + ", ".join(["(?, ?, ?)"] * n)
+    for n in (256, 128, 64, 32, 16, 8, 4, 2, 1)
+}
+
+
+def insert_blocks(conn: sqlite3.Connection, params: list[Any]) -> None:
+    """Insert the flat (seq, record, hash) `params` into table t as audit/rawsql.py
+    does: blocks of 256 rows, then powers of two."""
+    rows, at, block = len(params) // 3, 0, 256
+    while at < rows:
+        while block > rows - at:
+            block >>= 1
+        conn.execute(BLOCK_SQL[block], params[at * 3 : (at + block) * 3])
+        at += block
+
+
 def _floor_rows_blocks(db: Path, batch: int, batches: int, record: bytes) -> float:
     """records/s of sqlite3 alone bound as the writer binds: multi-row INSERTs of 256
     rows (then powers of two) with bytearray BLOBs, one commit per batch, same pragmas."""
@@ -82,10 +100,6 @@ def _floor_rows_blocks(db: Path, batch: int, batches: int, record: bytes) -> flo
     conn.execute(
         "CREATE TABLE t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL, hash BLOB NOT NULL)"
     )
-    sql = {
-        n: "INSERT INTO t VALUES " + ", ".join(["(?, ?, ?)"] * n)
-        for n in (256, 128, 64, 32, 16, 8, 4, 2, 1)
-    }
     digest = bytearray(32)
     blob = bytearray(record)
     seq = 0
@@ -96,12 +110,7 @@ def _floor_rows_blocks(db: Path, batch: int, batches: int, record: bytes) -> flo
             params += (seq + i + 1, blob, digest)
         seq += batch
         conn.execute("BEGIN")
-        at, block = 0, 256
-        while at < batch:
-            while block > batch - at:
-                block >>= 1
-            conn.execute(sql[block], params[at * 3 : (at + block) * 3])
-            at += block
+        insert_blocks(conn, params)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - t0
     conn.close()

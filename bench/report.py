@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from report_cells import MIB, Row, _mib, _ms, _rate, _ratio, _verdict, _x
+from report_cells import MIB, Row, _mib, _ms, _rate, _ratio, _verdict, _x, rate_info
 from report_load import _audit_rows, _overload_rows, _scale_rows
 
 
@@ -106,16 +106,14 @@ def _design_floor_rows(load: dict[str, Any]) -> list[Row]:
     fl, s, w = load.get("design-floor"), load["starlette-tls"], load["donjon-warm"]
     if fl is None:
         return []
-    rows = []
-    for label, a, b in (
-        ("design floor req/s vs bare Starlette HTTPS (worker + writer, no control)", fl, s),
-        ("warm req/s vs the design floor (what the controls cost)", w, fl),
-    ):
-        rows.append(
-            Row(
-                label, _rate(a["rps"]), _rate(b["rps"]), _x(_ratio(a["rps"], b["rps"])), "-", "info"
-            )
-        )
+    rows = [
+        rate_info(
+            "design floor req/s vs bare Starlette HTTPS (worker + writer, no control)",
+            fl["rps"],
+            s["rps"],
+        ),
+        rate_info("warm req/s vs the design floor (what the controls cost)", w["rps"], fl["rps"]),
+    ]
     for label, a, b in (
         ("design floor CPU per request vs bare Starlette HTTPS", fl, s),
         ("warm CPU per request vs the design floor", w, fl),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["MIB", "Row", "_mib", "_ms", "_rate", "_ratio", "_verdict", "_x"]
+__all__ = ["MIB", "Row", "_mib", "_ms", "_rate", "_ratio", "_verdict", "_x", "rate_info"]
 
 MIB = 1024 * 1024
 
@@ -42,3 +42,8 @@ def _mib(b: float) -> str:
 
 def _verdict(ok: bool | None) -> str:
     return "info" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def rate_info(label: str, rate: float, base: float) -> Row:
+    """A row of two rates and their ratio, with no target (an "info" row)."""
+    return Row(label, _rate(rate), _rate(base), _x(_ratio(rate, base)), "-", "info")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from report_cells import MIB, Row, _mib, _ms, _rate, _ratio, _verdict, _x
+from report_cells import MIB, Row, _mib, _ms, _rate, _ratio, _verdict, _x, rate_info
 
 
 def _scale_rows(sc: dict[str, Any] | None) -> list[Row]:
@@ -210,26 +210,19 @@ def _audit_rows(a: dict[str, Any]) -> list[Row]:
             )
         )
     if "floor_blocks_rps" in a:
-        blocks = a["floor_blocks_rps"]
         rows.append(
-            Row(
+            rate_info(
                 "audit record() vs sqlite3 alone bound the writer's way (256-row INSERTs)",
-                _rate(a["group_rps"]),
-                _rate(blocks),
-                _x(_ratio(a["group_rps"], blocks)),
-                "-",
-                "info",
+                a["group_rps"],
+                a["floor_blocks_rps"],
             )
         )
     if "floor_waiters_rps" in a:
         rows.append(
-            Row(
+            rate_info(
                 f"sqlite3 alone, batches of {a['waiters']} (one commit per group)",
-                _rate(a["floor_waiters_rps"]),
-                _rate(floor),
-                _x(_ratio(a["floor_waiters_rps"], floor)),
-                "-",
-                "info",
+                a["floor_waiters_rps"],
+                floor,
             )
         )
     rows += [

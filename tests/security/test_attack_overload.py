@@ -15,86 +15,33 @@ import json
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select
 
-from donjon.store.tables import audit_log
-from harness import LiveNode, run_cli, start_node
+from harness import LiveNode, run_cli
+from shed_support import audit_records, metric, slow_node, wait_for_metric
 
 FLOOD = 12
-SLOW = """\
-import time
-def handler(event, context):
-    time.sleep(event.get("sleep", 0))
-    return {"slept": event.get("sleep", 0)}
-"""
-MANIFEST = """\
-name: slow
-handler: main.handler
-memory_mb: 64
-timeout_s: 60
-isolation: warm
-limits: {concurrency: 1}
-"""
 
 
 @pytest.fixture
 def shedding_node(tmp_path: Path) -> Iterator[LiveNode]:
     """A node where one call may wait per function (as long as it takes); the loop's lag
     sheds nothing (the machine's load must not decide); denials aggregate all test long."""
-    live = start_node(
-        tmp_path / "data",
+    with slow_node(
+        tmp_path,
+        "slow",
         {
             "DONJON_MAX_QUEUED_PER_FUNCTION": "1",
             "DONJON_MAX_QUEUE_WAIT_S": "300",
             "DONJON_MAX_LOOP_LAG_S": "0",
             "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
         },
-    )
-    fn = tmp_path / "slow"
-    fn.mkdir(mode=0o755)
-    (fn / "main.py").write_text(SLOW)
-    (fn / "donjon.yaml").write_text(MANIFEST)
-    fn.chmod(0o755)
-    try:
-        live.deploy(fn)
+    ) as live:
         yield live
-    finally:
-        live.stop()
-
-
-def _metric(node: LiveNode, name: str, **labels: str) -> float:
-    with node.client() as c:
-        text = c.get("/metrics").text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        head, _, value = line.rpartition(" ")
-        if head in (name, f"{name}{{{want}}}"):
-            return float(value)
-    return 0.0
-
-
-def _wait_for(node: LiveNode, name: str, value: float, **labels: str) -> None:
-    deadline = time.monotonic() + 60
-    while _metric(node, name, **labels) != value:
-        assert time.monotonic() < deadline, f"{name} never reached {value}"
-        time.sleep(0.05)
-
-
-def _records(data_dir: Path) -> list[dict[str, Any]]:
-    engine = create_engine(f"sqlite:///{data_dir / 'donjon.db'}")
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(audit_log.c.record).order_by(audit_log.c.seq))
-            return [json.loads(bytes(raw)) for raw in rows.scalars()]
-    finally:
-        engine.dispose()
 
 
 def test_call_flood_past_the_queue_is_shed_with_503(shedding_node: LiveNode) -> None:
@@ -108,23 +55,23 @@ def test_call_flood_past_the_queue_is_shed_with_503(shedding_node: LiveNode) -> 
 
     running = threading.Thread(target=call, args=(10,))
     running.start()
-    _wait_for(node, "donjon_sandboxes", 1, function="slow", state="busy")
+    wait_for_metric(node, "donjon_sandboxes", 1, function="slow", state="busy")
     waiting = threading.Thread(target=call, args=(0,))
     waiting.start()
-    _wait_for(node, "donjon_calls_waiting", 1)
+    wait_for_metric(node, "donjon_calls_waiting", 1)
     shed = []
     with node.client() as c:
         for _ in range(FLOOD):
             shed.append(c.post("/v1/functions/slow/invoke", content=b'{"sleep": 0}'))
-        assert _metric(node, "donjon_calls_waiting") == 1  # the queue never grew
+        assert metric(node, "donjon_calls_waiting") == 1  # the queue never grew
     running.join(120)
     waiting.join(120)
     assert [r.status_code for r in shed] == [503] * FLOOD, shed[0].text
     assert all(int(r.headers["retry-after"]) >= 1 for r in shed)
     assert sorted(r.status_code for r in answers) == [200, 200], [r.text for r in answers]
-    assert _metric(node, "donjon_rate_limited_total", function="slow", limit="overload") == FLOOD
+    assert metric(node, "donjon_rate_limited_total", function="slow", limit="overload") == FLOOD
     node.stop()
-    records = _records(node.data_dir)
+    records = audit_records(node.data_dir)
     served = [r for r in records if r["action"] == "function.invoke" and r["outcome"] == "ok"]
     assert len(served) == 2
     sheds = [r for r in records if r["action"] == "node.shed"]
@@ -164,10 +111,10 @@ def _saturate(node: LiveNode, answers: list[httpx.Response]) -> list[threading.T
 
     running = threading.Thread(target=call, args=(10,))
     running.start()
-    _wait_for(node, "donjon_sandboxes", 1, function="slow", state="busy")
+    wait_for_metric(node, "donjon_sandboxes", 1, function="slow", state="busy")
     waiting = threading.Thread(target=call, args=(0,))
     waiting.start()
-    _wait_for(node, "donjon_calls_waiting", 1)
+    wait_for_metric(node, "donjon_calls_waiting", 1)
     return [running, waiting]
 
 
@@ -251,8 +198,8 @@ def test_shed_tells_nothing_to_a_caller_who_may_not_invoke(shedding_node: LiveNo
     assert granted.status_code == 503, granted.text
     assert int(granted.headers["retry-after"]) >= 1
     assert "slow" not in granted.text
-    assert _metric(node, "donjon_rate_limited_total", function="slow", limit="overload") == 1
+    assert metric(node, "donjon_rate_limited_total", function="slow", limit="overload") == 1
     node.stop()
-    sheds = [r for r in _records(node.data_dir) if r["action"] == "node.shed"]
+    sheds = [r for r in audit_records(node.data_dir) if r["action"] == "node.shed"]
     assert [r["actor"].split(":")[0] for r in sheds] == ["key"], sheds
     assert sheds[0]["detail"]["reason"] == "overload"
