@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass
 
 from donjon.audit.log import AuditLog, Prepared
-from donjon.audit.wal import WalCheckpointer
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, frame
 
 __all__ = ["Pipeline"]
@@ -69,11 +68,6 @@ class Pipeline:
         self._tip = log._frontier.copy()
         #: The node's end failed while answering: the reading thread stops.
         self.gone = False
-        #: SQLite's WAL checkpoints, after the answers and mostly in a thread of their
-        #: own (audit/wal.py); None: not SQLite in WAL mode, or no held connection.
-        self._wal = (
-            None if log._raw is None else WalCheckpointer.for_connection(log._engine, log._raw)
-        )
         self._thread = threading.Thread(target=self._run, name="audit-commit", daemon=True)
         self._thread.start()
 
@@ -110,8 +104,6 @@ class Pipeline:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
-        if self._wal is not None:
-            self._wal.close()
 
     # -- the commit thread ------------------------------------------------------
 
@@ -167,10 +159,6 @@ class Pipeline:
         self._answer(chunks, error, time.perf_counter() - started)
         if checkpoint is not None:  # its fsync and its sinks are not on the callers' path
             self._log._checkpointer.publish(checkpoint)
-        if self._wal is not None and good and error is None:  # after the answers, too
-            with self._cond:
-                waiting = bool(self._queue)
-            self._wal.committed(waiting)
 
     def _reset(self, error: Exception, failed: list[Prepared]) -> list[_Chunk]:
         """After a failed transaction: the chunks queued behind it, to fail too."""
