@@ -40,9 +40,9 @@ def _install(out: str) -> None:
         answer(self, *args)
         note(("answered", pc(), 0))
 
-    def _submit(self: Any, data: Any) -> None:
+    def _submit(self: Any, data: Any, *args: Any) -> None:
         note(("prepare", pc(), len(data)))
-        submit(self, data)
+        submit(self, data, *args)
         note(("prepared", pc(), 0))
 
     def _finish(self: Any, *args: Any) -> None:
