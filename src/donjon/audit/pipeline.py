@@ -33,9 +33,6 @@ __all__ = ["Pipeline"]
 
 log_ = logging.getLogger("donjon.audit.writer")
 
-#: Seconds a free commit thread waits, at most, for the end of the node's burst.
-MAX_BURST_WAIT_S = 0.01
-
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
@@ -69,25 +66,14 @@ class Pipeline:
         #: The tree after every chunk queued (the committed tree when none is); never
         #: extended in place (a stored chunk's tree becomes the log's).
         self._tip = log._frontier.copy()
-        #: The node's burst of records is still open: it sent MORE, not yet RECORDS.
-        self._open = False
-        #: How long the last transaction took to store: the most a free commit thread
-        #: waits for the rest of an open burst.
-        self._last_store = 0.0
         #: The node's end failed while answering: the reading thread stops.
         self.gone = False
         self._thread = threading.Thread(target=self._run, name="audit-commit", daemon=True)
         self._thread.start()
 
-    def submit(self, data: list[bytes], ends: bool = True) -> None:
+    def submit(self, data: list[bytes]) -> None:
         """Prepare these wire entries after every record submitted before them and
-        queue them for the next transaction (waits while `max_queued` records wait);
-        `ends`: they end the node's burst (its RECORDS frame), else more follow."""
-        if not data:
-            with self._cond:
-                self._open = not ends
-                self._cond.notify_all()
-            return
+        queue them for the next transaction (waits while `max_queued` records wait)."""
         while True:
             with self._cond:
                 while self._queued >= self._max and not self.gone:
@@ -98,14 +84,13 @@ class Pipeline:
             except Exception as e:  # not what to_wire makes, or sealing a log failed
                 log_.error("audit records could not be prepared: %s", e)
                 chunk = _Refused(len(data), type(e).__name__)
-            if self._queue_chunk(chunk, gen, ends):
+            if self._queue_chunk(chunk, gen):
                 return
 
-    def _queue_chunk(self, chunk: _Chunk, gen: int | None, ends: bool) -> bool:
+    def _queue_chunk(self, chunk: _Chunk, gen: int | None) -> bool:
         with self._cond:
             if gen is not None and gen != self._gen:  # built on records that failed
                 return False
-            self._open = not ends
             if isinstance(chunk, Prepared):
                 self._tip = chunk.frontier
             self._queue.append(chunk)
@@ -124,23 +109,13 @@ class Pipeline:
 
     def _take(self) -> list[_Chunk]:
         """Everything queued, once there is something (nothing: closing or time to
-        look at the checkpoint cadence). While the node's burst is open (the records
-        queued came in MORE frames), wait for its end, but no longer than the last
-        transaction took to store: when commits are slow (the disk's fsync), the rest
-        of the burst joins this transaction instead of waiting for the next whole one;
-        when they are quick, little is lost. A lone record ends its own burst."""
+        look at the checkpoint cadence)."""
         log = self._log
         with self._cond:
             while not self._queue and not self._closing:
                 wait = log._checkpointer.seconds_until_due(log.size, log._clock())
                 if not self._cond.wait(None if wait is None else max(wait, 0.05)):
                     break
-            if self._queue and self._open:
-                deadline = time.monotonic() + min(self._last_store, MAX_BURST_WAIT_S)
-                while self._open and not self._closing and self._queued < self._max:
-                    left = deadline - time.monotonic()
-                    if left <= 0 or not self._cond.wait(left):
-                        break
             chunks, self._queue, self._queued = self._queue, [], 0
             self._cond.notify_all()
             return chunks
@@ -181,9 +156,7 @@ class Pipeline:
             except Exception as e:  # rolled back: these and what follows them fail
                 error = e
                 chunks += self._reset(e, good)
-        seconds = time.perf_counter() - started
-        self._last_store = seconds
-        self._answer(chunks, error, seconds)
+        self._answer(chunks, error, time.perf_counter() - started)
         if checkpoint is not None:  # its fsync and its sinks are not on the callers' path
             self._log._checkpointer.publish(checkpoint)
 

@@ -43,16 +43,7 @@ from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError
 from donjon.audit.events import CommittedBatch, CommittedRecord
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
-from donjon.audit.wire import (
-    COMMITTED,
-    COMMITTED_BODY,
-    COUNT,
-    FAILED,
-    MORE,
-    RECORDS,
-    FrameReader,
-    frame,
-)
+from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, RECORDS, FrameReader, frame
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -93,8 +84,6 @@ class RemoteWriter:
         self._pending: deque[tuple[AuditEvent, asyncio.Future[None]]] = deque()
         self._chunks: list[bytes] = []
         self._flush_due = False
-        #: MORE frames were sent in this loop iteration: its last frame ends them.
-        self._more_sent = False
         self._out = bytearray()
         self._writing = False
         self._stopping = False
@@ -200,26 +189,18 @@ class RemoteWriter:
         self._pending.append((event, done))
         self._chunks.append(data)
         if len(self._chunks) >= FLUSH_AT:  # let the writer start while more come
-            self._flush(more=self._flush_due)
+            self._flush()
         elif not self._flush_due:
             self._flush_due = True
             loop.call_soon(self._flush)
         return done
 
-    def _flush(self, more: bool = False) -> None:
-        """Send the records queued as one frame: MORE if the iteration's flush is still
-        due (the writer may wait for it before it commits), else RECORDS, which ends
-        the iteration's records (an empty one if MORE frames took them all)."""
-        if more:
-            self._more_sent = True
-        else:
-            self._flush_due = False
-            more_sent, self._more_sent = self._more_sent, False
-            if not self._chunks and not more_sent:
-                return
-        if self._sock is None:
+    def _flush(self) -> None:
+        """Send every record queued in this loop iteration as one frame."""
+        self._flush_due = False
+        if not self._chunks or self._sock is None:
             return
-        data = frame(MORE if more else RECORDS, b"\n".join(self._chunks))
+        data = frame(RECORDS, b"\n".join(self._chunks))
         self._chunks = []
         self._out += data
         self._send()

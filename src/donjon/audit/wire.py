@@ -2,9 +2,7 @@
 
 A frame is a 4-byte big-endian body length, a 1-byte kind and the body.
 Node to writer: INIT (once: JSON of the writer's configuration and keys),
-RECORDS (entries of audit/entry.py joined by newlines; the last frame of a loop
-iteration's records, possibly empty), MORE (entries, as RECORDS, sent early: more
-of the same iteration follow). Writer to node: READY
+RECORDS (entries of audit/entry.py joined by newlines). Writer to node: READY
 (once: the log's size), COMMITTED (count, first seq, ts, seconds: the oldest
 `count` entries not yet answered are durable), FAILED (count, then the reason:
 they were not written), ERROR (at start: why the writer cannot run).
@@ -23,7 +21,6 @@ __all__ = [
     "ERROR",
     "FAILED",
     "INIT",
-    "MORE",
     "READY",
     "RECORDS",
     "FrameReader",
@@ -31,7 +28,7 @@ __all__ = [
     "read_frame",
 ]
 
-INIT, RECORDS, READY, COMMITTED, FAILED, ERROR, MORE = 1, 2, 3, 4, 5, 6, 7
+INIT, RECORDS, READY, COMMITTED, FAILED, ERROR = 1, 2, 3, 4, 5, 6
 HEADER = struct.Struct("!IB")
 COMMITTED_BODY = struct.Struct("!IQdd")
 COUNT = struct.Struct("!I")

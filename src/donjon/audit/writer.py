@@ -6,10 +6,9 @@ node does (its own engine from the node's database URL; the tree rebuilt from
 the stored leaf hashes and checked against the signed head; the checkpoint
 file's newest line checked against the database), checkpoints, says READY,
 then appends in two stages (audit/pipeline.py): this thread reads every
-RECORDS and MORE frame waiting on the socket and prepares those records (seqs,
-hashes, the tree) while the transaction before them commits; the commit thread
-takes everything prepared meanwhile into one transaction (group commit; while
-the node's burst of records is still open, see pipeline.py), commits it,
+RECORDS frame waiting on the socket and prepares those records (seqs, hashes,
+the tree) while the transaction before them commits; the commit thread takes
+everything prepared meanwhile into one transaction (group commit), commits it,
 answers COMMITTED, and only then publishes a checkpoint made with it. It
 checkpoints by time between records too. It ends when the socket closes (after committing
 what it received and checkpointing) or when its parent is gone; SIGINT and
@@ -36,7 +35,6 @@ from donjon.audit.pipeline import Pipeline
 from donjon.audit.wire import (
     ERROR,
     INIT,
-    MORE,
     READY,
     RECORDS,
     SIZE,
@@ -91,7 +89,6 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
                 continue
             # Everything waiting now is prepared at once; it joins the next transaction.
             entries: list[bytes] = []
-            ends: bool | None = None  # the last frame read: RECORDS (True) or MORE
             while len(entries) < MAX_BATCH:
                 try:
                     data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
@@ -101,12 +98,10 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
                     closed = True
                     break
                 for kind, body in reader.feed(data):
-                    if kind in (RECORDS, MORE):
-                        if body:
-                            entries.extend(body.split(b"\n"))
-                        ends = kind == RECORDS
-            if entries or ends is not None:
-                pipeline.submit(entries, ends is not False)
+                    if kind == RECORDS:
+                        entries.extend(body.split(b"\n"))
+            if entries:
+                pipeline.submit(entries)
     finally:
         pipeline.close()  # what was received is committed and answered
 
