@@ -59,8 +59,16 @@ def _install(out: str) -> None:
         with open(out, "a", encoding="utf-8") as f:
             f.write(json.dumps(_STAGES) + "\n")
 
-    klass._commit, klass._answer, klass.submit, klass.close = _commit, _answer, _submit, _close
-    rawsql.RawStatements.finish, audit_log.AuditLog.store = _finish, _store  # type: ignore[method-assign]
+    hooks = (
+        (klass, "_commit", _commit),
+        (klass, "_answer", _answer),
+        (klass, "submit", _submit),
+        (klass, "close", _close),
+        (rawsql.RawStatements, "finish", _finish),
+        (audit_log.AuditLog, "store", _store),
+    )
+    for owner, name, hook in hooks:
+        setattr(owner, name, hook)  # a wrapper of the method, measurement only
 
 
 _out = os.environ.get("DONJON_BENCH_STAGES")
