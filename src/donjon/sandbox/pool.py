@@ -186,11 +186,19 @@ class SandboxPool:
             return
         ahead = max(slot.waiting, in_flight - config.concurrency)
         if ahead > 0 or slot.gate.locked():
-            self._admit(slot, ahead)
+            # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
+            self._admit(slot, ahead, refusing=False)
 
-    def _admit(self, slot: _Slot, ahead: int) -> None:
+    def refused_at_head(self, config: InstanceConfig) -> None:
+        """The gateway shed a call `check_in_flight` refused: its queue is full (standing.py)."""
+        slot = self._slots.get((config.function, config.version))
+        if slot is not None:
+            slot.queue.refused()
+
+    def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
         """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
-        target while its queue stands (standing.py), which a refusal tells it is full."""
+        target while its queue stands (standing.py), which a refusal tells it is full
+        (`refusing`: the call is refused if this raises)."""
         service_s = slot.service.seconds
         try:
             self.backlog.admit(
@@ -201,7 +209,8 @@ class SandboxPool:
                 slot.queue.budget(self.backlog.bounds.shed, service_s),
             )
         except CallShed:
-            slot.queue.refused()
+            if refusing:
+                slot.queue.refused()
             raise
 
     async def _wait_for_slot(self, slot: _Slot) -> None:
