@@ -185,6 +185,8 @@ class SandboxPool:
         if slot is None:
             return
         ahead = max(slot.waiting, in_flight - config.concurrency)
+        if not slot.gate.locked():  # a slot is free, nobody waits: the queue has drained
+            slot.queue.took_free_slot()
         if ahead > 0 or slot.gate.locked():
             # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
             self._admit(slot, ahead, refusing=False)

@@ -1,0 +1,83 @@
+"""The pool's standing queue (sandbox/standing.py) with a real sandbox: it ends when the
+queue drains, whatever way the next calls come in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from donjon.sandbox import (
+    CallResult,
+    CallShed,
+    InstanceConfig,
+    QueueBounds,
+    SandboxHost,
+    SandboxPool,
+    ShedTiming,
+    compile_filters,
+    detect_resource_control,
+)
+
+HANDLER = """
+import time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"ok": True}
+"""
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    (tmp_path / "main.py").write_text(HANDLER)
+    return tmp_path
+
+
+def test_a_drained_standing_queue_takes_a_burst_at_the_request_head(bundle: Path) -> None:
+    """A's call holds the only slot while B and C wait (past the target, an interval
+    apart) and D is refused at the bound: the queue stands. Once all have run nobody
+    waits and the slot is free; a burst of 2 heads then is asked as a burst (4 service
+    times of budget), not shed with the drained queue's target."""
+    config = InstanceConfig("standingtest", 1, bundle, "main", "handler", True, 64, 8, 1)
+    meta = json.dumps(
+        {"request_id": "r", "function": "standingtest", "version": 1, "deadline": time.time() + 60}
+    ).encode()
+
+    async def go() -> tuple[list[CallResult | BaseException], bool, str]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(2, 100, 60.0, ShedTiming(target_s=0.05, interval_s=0.1)),
+        )
+        try:
+            await pool.prestart(config)
+            await pool.invoke(config, meta, b'{"sleep": 0.2}', 30)  # a service time
+            first = asyncio.ensure_future(pool.invoke(config, meta, b'{"sleep": 1}', 30))
+            while pool.sizes().get("standingtest", (0, 0))[0] == 0:  # until A holds it
+                await asyncio.sleep(0.01)
+            rest = await asyncio.gather(
+                pool.invoke(config, meta, b'{"sleep": 0.3}', 30),  # B
+                pool.invoke(config, meta, b"{}", 30),  # C
+                pool.invoke(config, meta, b"{}", 30),  # D: past the bound of 2
+                return_exceptions=True,
+            )
+            results = [await first, *rest]
+            slot = pool._slots[(config.function, config.version)]
+            stood = slot.queue.standing
+            try:
+                pool.check_in_flight(config, 2)  # two heads let through at once
+            except CallShed as e:
+                return results, stood, e.message
+            return results, stood, ""
+
+        finally:
+            await pool.close()
+
+    results, stood, shed = asyncio.run(go())
+    assert [type(r) for r in results] == [CallResult, CallResult, CallResult, CallShed], results
+    assert stood  # the scenario made the queue stand
+    assert shed == ""
