@@ -81,3 +81,44 @@ def test_a_drained_standing_queue_takes_a_burst_at_the_request_head(bundle: Path
     assert [type(r) for r in results] == [CallResult, CallResult, CallResult, CallShed], results
     assert stood  # the scenario made the queue stand
     assert shed == ""
+
+
+def test_a_refusal_at_the_node_bound_does_not_make_a_function_queue_stand(
+    bundle: Path,
+) -> None:
+    """Other functions' calls fill the node's queue, so a call of this one (two waiting,
+    within its own bounds) is refused at the node's bound; its own calls then wait past
+    the target for many intervals (a closed loop of its callers): its queue is not full,
+    so it does not stand, and a call with two ahead still queues."""
+    config = InstanceConfig("nodebound", 1, bundle, "main", "handler", True, 64, 8, 1)
+    timing = ShedTiming()
+    service_s = 0.01
+
+    async def go() -> tuple[bool, str]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(per_function=64, node=4, wait_s=60.0),
+        )
+        slot = pool._new_slot(config)
+        slot.service.note(service_s)
+        await slot.gate.acquire()  # a call of it runs: the next ones queue
+        slot.waiting, pool.backlog.waiting = 2, 4  # 2 of its own, 2 of other functions
+        with pytest.raises(CallShed, match="the node has 4 calls waiting"):
+            pool.check_capacity(config)
+        pool.backlog.waiting = 2  # the other functions' calls are gone
+        now = 100.0
+        target, interval = timing.target(service_s), timing.interval(service_s)
+        while now < 100.0 + 10 * interval:  # its own calls each wait 3 service times
+            slot.queue.waited(3 * service_s, now, target, interval)
+            now += 0.001
+        try:
+            pool.check_capacity(config)
+        except CallShed as e:
+            return slot.queue.standing, e.message
+        return slot.queue.standing, ""
+
+    standing, shed = asyncio.run(go())
+    assert not standing
+    assert shed == ""

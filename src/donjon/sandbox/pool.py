@@ -210,8 +210,8 @@ class SandboxPool:
                 service_s,
                 slot.queue.budget(self.backlog.bounds.shed, service_s),
             )
-        except CallShed:
-            if refusing:
+        except CallShed as e:
+            if refusing and not e.node_only:  # other functions' calls filled the node's
                 slot.queue.refused()
             raise
 
