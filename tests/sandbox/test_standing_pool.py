@@ -122,3 +122,47 @@ def test_a_refusal_at_the_node_bound_does_not_make_a_function_queue_stand(
     standing, shed = asyncio.run(go())
     assert not standing
     assert shed == ""
+
+
+def test_a_head_shed_at_the_node_bound_alone_does_not_mark_the_queue_full(
+    bundle: Path,
+) -> None:
+    """The request head's shed (`check_in_flight`, then `refused_at_head` when the gateway
+    does shed it) follows the same rule: the node's bound alone does not make the
+    function's queue full; its own bound does."""
+    config = InstanceConfig("headbound", 1, bundle, "main", "handler", True, 64, 8, 1)
+    timing = ShedTiming()
+    service_s = 0.01
+
+    async def go() -> tuple[bool, bool]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(per_function=3, node=4, wait_s=60.0),
+        )
+        slot = pool._new_slot(config)
+        slot.service.note(service_s)
+        await slot.gate.acquire()
+        target, interval = timing.target(service_s), timing.interval(service_s)
+
+        def stands_after(ahead: int) -> bool:
+            slot.queue.took_free_slot()  # start afresh
+            with pytest.raises(CallShed) as caught:
+                pool.check_in_flight(config, ahead + 1)
+            pool.refused_at_head(config, caught.value)
+            now = 100.0
+            while now < 100.0 + 10 * interval:
+                slot.queue.waited(3 * service_s, now, target, interval)
+                now += 0.001
+            return slot.queue.standing
+
+        pool.backlog.waiting = 4  # other functions' calls fill the node's queue
+        by_node = stands_after(0)
+        pool.backlog.waiting = 0
+        by_own = stands_after(3)  # 3 ahead: its own bound
+        return by_node, by_own
+
+    by_node, by_own = asyncio.run(go())
+    assert not by_node
+    assert by_own

@@ -191,10 +191,11 @@ class SandboxPool:
             # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
             self._admit(slot, ahead, refusing=False)
 
-    def refused_at_head(self, config: InstanceConfig) -> None:
-        """The gateway shed a call `check_in_flight` refused: its queue is full (standing.py)."""
+    def refused_at_head(self, config: InstanceConfig, shed: CallShed) -> None:
+        """The gateway shed a call `check_in_flight` refused with `shed`: its queue is
+        full (standing.py), unless the node's bound alone refused it."""
         slot = self._slots.get((config.function, config.version))
-        if slot is not None:
+        if slot is not None and not shed.node_only:
             slot.queue.refused()
 
     def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
