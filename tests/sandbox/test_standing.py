@@ -122,3 +122,19 @@ def test_no_service_time_yet_tells_nothing() -> None:
         queue.waited(1.0, 100.0 + i, ShedTiming().target(0.0), ShedTiming().interval(0.0))
     assert not queue.standing
     assert queue.budget(TIMING, 0.0) is None
+
+
+def test_a_refusal_at_the_node_bound_tells_whether_the_function_was_past_its_own() -> None:
+    """At the node's bound a call within its function's own bounds is refused as the
+    node's alone (its queue is not full); one past its own budget too is not."""
+    backlog = Backlog(QueueBounds(per_function=1000, node=3, wait_s=60.0))
+    backlog.waiting = 3
+    with pytest.raises(CallShed, match="the node has 3") as within:
+        backlog.admit("f", CONCURRENCY, CONCURRENCY, SERVICE_S)
+    assert within.value.node_only
+    with pytest.raises(CallShed, match="the node has 3") as past:
+        backlog.admit("f", 8 * CONCURRENCY, CONCURRENCY, SERVICE_S)
+    assert not past.value.node_only
+    with pytest.raises(CallShed, match="the node has 3") as standing:
+        backlog.admit("f", CONCURRENCY, CONCURRENCY, SERVICE_S, TARGET_S)
+    assert not standing.value.node_only

@@ -83,3 +83,35 @@ def test_standing_queue_of_a_held_function_is_shed(held_node: LiveNode) -> None:
     assert sum(r["detail"]["count"] for r in sheds) == 2
     assert sheds[0]["detail"]["reason"] == "overload"
     assert {r["target"] for r in sheds} == {"/v1/functions/held/invoke"}
+
+
+def test_unauthenticated_heads_cannot_make_a_queue_stand(held_node: LiveNode) -> None:
+    """As above, but D carries no credential: its head would be shed, yet it is not
+    refused (the app answers it 401), so the queue never overflowed and E, which the
+    bounds admit, queues behind C and is served instead of being shed."""
+    node = held_node
+    assert node.invoke("held", {"sleep": 0.2}).status_code == 200  # a service time
+    answers: list[httpx.Response] = []
+
+    def call(sleep: float) -> threading.Thread:
+        thread = threading.Thread(
+            target=lambda: answers.append(node.invoke("held", {"sleep": sleep}))
+        )
+        thread.start()
+        return thread
+
+    threads = [call(3)]  # A
+    wait_for_metric(node, "donjon_sandboxes", 1, function="held", state="busy")
+    threads.append(call(0.3))  # B
+    wait_for_metric(node, "donjon_calls_waiting", 1)
+    threads.append(call(2))  # C
+    wait_for_metric(node, "donjon_calls_waiting", 2)
+    anonymous = node.invoke("held", {}, key="")  # D: no credential, the queue is full
+    wait_for_metric(node, "donjon_calls_waiting", 0)  # A and B done, C running
+    queued = node.invoke("held", {})  # E: one call ahead of it, within every bound
+    for thread in threads:
+        thread.join(120)
+    assert sorted(r.status_code for r in answers) == [200, 200, 200], [r.text for r in answers]
+    assert anonymous.status_code == 401, anonymous.text
+    assert queued.status_code == 200, queued.text
+    assert metric(node, "donjon_rate_limited_total", function="held", limit="overload") == 0

@@ -136,6 +136,7 @@ class EarlyShed:
             # Only now the credential: a call the pool takes pays nothing more here.
             principal = self._invoker(headers, name)
             if principal is not None:
+                pool.refused_at_head(deployed.config, shed)
                 self._refused(name, principal, client)
                 return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
         self._in_flight[name] = in_flight + 1

@@ -88,10 +88,16 @@ class Backlog:
         bounds = self.bounds
         expected = (ahead // max(1, concurrency) + 1) * service_s
         budget = min(bounds.wait_s, BUDGET_FACTOR * service_s)
+        node_only = False
         if ahead >= bounds.per_function:
             why = f"{function} has {ahead} calls waiting (at most {bounds.per_function})"
         elif self.waiting >= bounds.node:
             why = f"the node has {self.waiting} calls waiting (at most {bounds.node})"
+            # Other functions' calls filled it, unless this one's own budget refuses it too.
+            node_only = not (
+                (service_s > 0 and expected > budget)
+                or (standing_s is not None and expected > standing_s)
+            )
         elif service_s > 0 and expected > budget:
             why = (
                 f"{function} would answer in about {expected * 1000:.0f} ms, "
@@ -109,4 +115,5 @@ class Backlog:
             f"overloaded: {why}",
             hint="retry after the Retry-After seconds",
             retry_after_s=max(1.0, math.ceil(expected)),
+            node_only=node_only,
         )

@@ -80,9 +80,13 @@ class CallShed(SandboxError):
 
     title = "Overloaded"
 
-    def __init__(self, message: str, *, hint: str = "", retry_after_s: float = 1.0) -> None:
+    def __init__(
+        self, message: str, *, hint: str = "", retry_after_s: float = 1.0, node_only: bool = False
+    ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after_s = retry_after_s
+        #: Refused at the node's bound alone: its function's own queue is not full.
+        self.node_only = node_only
 
 
 class FunctionBlocked(FunctionFailed):

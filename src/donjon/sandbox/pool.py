@@ -185,12 +185,23 @@ class SandboxPool:
         if slot is None:
             return
         ahead = max(slot.waiting, in_flight - config.concurrency)
+        if not slot.gate.locked():  # a slot is free, nobody waits: the queue has drained
+            slot.queue.took_free_slot()
         if ahead > 0 or slot.gate.locked():
-            self._admit(slot, ahead)
+            # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
+            self._admit(slot, ahead, refusing=False)
 
-    def _admit(self, slot: _Slot, ahead: int) -> None:
+    def refused_at_head(self, config: InstanceConfig, shed: CallShed) -> None:
+        """The gateway shed a call `check_in_flight` refused with `shed`: its queue is
+        full (standing.py), unless the node's bound alone refused it."""
+        slot = self._slots.get((config.function, config.version))
+        if slot is not None and not shed.node_only:
+            slot.queue.refused()
+
+    def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
         """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
-        target while its queue stands (standing.py), which a refusal tells it is full."""
+        target while its queue stands (standing.py), which a refusal tells it is full
+        (`refusing`: the call is refused if this raises)."""
         service_s = slot.service.seconds
         try:
             self.backlog.admit(
@@ -200,8 +211,9 @@ class SandboxPool:
                 service_s,
                 slot.queue.budget(self.backlog.bounds.shed, service_s),
             )
-        except CallShed:
-            slot.queue.refused()
+        except CallShed as e:
+            if refusing and not e.node_only:  # other functions' calls filled the node's
+                slot.queue.refused()
             raise
 
     async def _wait_for_slot(self, slot: _Slot) -> None:

@@ -29,7 +29,8 @@ MAX_LISTED = 1000
 
 
 class AuditSink(Protocol):
-    """Where the queue's records go: the node's AuditLog (durable once `record` returns)."""
+    """Where the queue's records go: the node's AuditLog (durable once what `record`
+    returns has been awaited)."""
 
     def record(self, event: AuditEvent) -> Awaitable[None]: ...
 

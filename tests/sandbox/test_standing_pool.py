@@ -1,0 +1,168 @@
+"""The pool's standing queue (sandbox/standing.py) with a real sandbox: it ends when the
+queue drains, whatever way the next calls come in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from donjon.sandbox import (
+    CallResult,
+    CallShed,
+    InstanceConfig,
+    QueueBounds,
+    SandboxHost,
+    SandboxPool,
+    ShedTiming,
+    compile_filters,
+    detect_resource_control,
+)
+
+HANDLER = """
+import time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"ok": True}
+"""
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    (tmp_path / "main.py").write_text(HANDLER)
+    return tmp_path
+
+
+def test_a_drained_standing_queue_takes_a_burst_at_the_request_head(bundle: Path) -> None:
+    """A's call holds the only slot while B and C wait (past the target, an interval
+    apart) and D is refused at the bound: the queue stands. Once all have run nobody
+    waits and the slot is free; a burst of 2 heads then is asked as a burst (4 service
+    times of budget), not shed with the drained queue's target."""
+    config = InstanceConfig("standingtest", 1, bundle, "main", "handler", True, 64, 8, 1)
+    meta = json.dumps(
+        {"request_id": "r", "function": "standingtest", "version": 1, "deadline": time.time() + 60}
+    ).encode()
+
+    async def go() -> tuple[list[CallResult | BaseException], bool, str]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(2, 100, 60.0, ShedTiming(target_s=0.05, interval_s=0.1)),
+        )
+        try:
+            await pool.prestart(config)
+            await pool.invoke(config, meta, b'{"sleep": 0.2}', 30)  # a service time
+            first = asyncio.ensure_future(pool.invoke(config, meta, b'{"sleep": 1}', 30))
+            while pool.sizes().get("standingtest", (0, 0))[0] == 0:  # until A holds it
+                await asyncio.sleep(0.01)
+            rest = await asyncio.gather(
+                pool.invoke(config, meta, b'{"sleep": 0.3}', 30),  # B
+                pool.invoke(config, meta, b"{}", 30),  # C
+                pool.invoke(config, meta, b"{}", 30),  # D: past the bound of 2
+                return_exceptions=True,
+            )
+            results = [await first, *rest]
+            slot = pool._slots[(config.function, config.version)]
+            stood = slot.queue.standing
+            try:
+                pool.check_in_flight(config, 2)  # two heads let through at once
+            except CallShed as e:
+                return results, stood, e.message
+            return results, stood, ""
+
+        finally:
+            await pool.close()
+
+    results, stood, shed = asyncio.run(go())
+    assert [type(r) for r in results] == [CallResult, CallResult, CallResult, CallShed], results
+    assert stood  # the scenario made the queue stand
+    assert shed == ""
+
+
+def test_a_refusal_at_the_node_bound_does_not_make_a_function_queue_stand(
+    bundle: Path,
+) -> None:
+    """Other functions' calls fill the node's queue, so a call of this one (two waiting,
+    within its own bounds) is refused at the node's bound; its own calls then wait past
+    the target for many intervals (a closed loop of its callers): its queue is not full,
+    so it does not stand, and a call with two ahead still queues."""
+    config = InstanceConfig("nodebound", 1, bundle, "main", "handler", True, 64, 8, 1)
+    timing = ShedTiming()
+    service_s = 0.01
+
+    async def go() -> tuple[bool, str]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(per_function=64, node=4, wait_s=60.0),
+        )
+        slot = pool._new_slot(config)
+        slot.service.note(service_s)
+        await slot.gate.acquire()  # a call of it runs: the next ones queue
+        slot.waiting, pool.backlog.waiting = 2, 4  # 2 of its own, 2 of other functions
+        with pytest.raises(CallShed, match="the node has 4 calls waiting"):
+            pool.check_capacity(config)
+        pool.backlog.waiting = 2  # the other functions' calls are gone
+        now = 100.0
+        target, interval = timing.target(service_s), timing.interval(service_s)
+        while now < 100.0 + 10 * interval:  # its own calls each wait 3 service times
+            slot.queue.waited(3 * service_s, now, target, interval)
+            now += 0.001
+        try:
+            pool.check_capacity(config)
+        except CallShed as e:
+            return slot.queue.standing, e.message
+        return slot.queue.standing, ""
+
+    standing, shed = asyncio.run(go())
+    assert not standing
+    assert shed == ""
+
+
+def test_a_head_shed_at_the_node_bound_alone_does_not_mark_the_queue_full(
+    bundle: Path,
+) -> None:
+    """The request head's shed (`check_in_flight`, then `refused_at_head` when the gateway
+    does shed it) follows the same rule: the node's bound alone does not make the
+    function's queue full; its own bound does."""
+    config = InstanceConfig("headbound", 1, bundle, "main", "handler", True, 64, 8, 1)
+    timing = ShedTiming()
+    service_s = 0.01
+
+    async def go() -> tuple[bool, bool]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(per_function=3, node=4, wait_s=60.0),
+        )
+        slot = pool._new_slot(config)
+        slot.service.note(service_s)
+        await slot.gate.acquire()
+        target, interval = timing.target(service_s), timing.interval(service_s)
+
+        def stands_after(ahead: int) -> bool:
+            slot.queue.took_free_slot()  # start afresh
+            with pytest.raises(CallShed) as caught:
+                pool.check_in_flight(config, ahead + 1)
+            pool.refused_at_head(config, caught.value)
+            now = 100.0
+            while now < 100.0 + 10 * interval:
+                slot.queue.waited(3 * service_s, now, target, interval)
+                now += 0.001
+            return slot.queue.standing
+
+        pool.backlog.waiting = 4  # other functions' calls fill the node's queue
+        by_node = stands_after(0)
+        pool.backlog.waiting = 0
+        by_own = stands_after(3)  # 3 ahead: its own bound
+        return by_node, by_own
+
+    by_node, by_own = asyncio.run(go())
+    assert not by_node
+    assert by_own
