@@ -52,6 +52,27 @@ def test_loads_reads_what_json_loads_reads(value: Any) -> None:
     assert jsonwire.loads(text) == json.loads(text)
 
 
+ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_loads_reads_the_encodings_json_loads_reads(encoding: str) -> None:
+    """JSON bytes with a byte order mark, or in UTF-16/32 without one, read as json reads
+    them (the gateway reads a request body as json does, and may pass it on as it came)."""
+    values: list[Any] = [{"a": ["é", 1]}, [], 7, "x"]
+    for value in values:
+        data = json.dumps(value).encode(encoding)
+        assert jsonwire.loads(data) == json.loads(data) == value
+
+
+def test_loads_refuses_a_text_byte_order_mark_as_json_does() -> None:
+    """A str that starts with U+FEFF is refused by both (bytes with one are read)."""
+    with pytest.raises(ValueError, match="BOM"):
+        json.loads("\ufeff{}")
+    with pytest.raises(ValueError, match="BOM"):
+        jsonwire.loads("\ufeff{}")
+
+
 def test_loads_reads_json_constants() -> None:
     """NaN and the infinities come back as floats, as json.loads gives them."""
     values = jsonwire.loads(b"[NaN, Infinity, -Infinity]")

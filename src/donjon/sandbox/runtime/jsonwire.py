@@ -6,8 +6,9 @@ six regular expressions and builds its decoder and encoder classes at
 import, about 4.7 M instructions (callgrind) of every sandbox start, before
 the first worker exists. This module makes the same scanner and encoder
 from `_json` directly, with the same settings as `json`'s defaults, and
-imports nothing else: what it reads (UTF-8) and writes is what `json.loads`
-and `json.dumps` read and write. A function's own `import json` is untouched.
+imports nothing else: what it reads and writes is what `json.loads` and
+`json.dumps` read and write (bytes in UTF-8, -16 or -32, as json detects
+them). A function's own `import json` is untouched.
 
 Errors are json's: `ValueError` for what is not one JSON document (the
 scanner raises json's own `JSONDecodeError` from inside, or `loads` raises a
@@ -65,9 +66,36 @@ def _encoder(item_separator: str, key_separator: str, allow_nan: bool) -> _json.
     )
 
 
+def _encoding(data: bytes) -> str:
+    """The encoding json.loads reads `data` in (json.detect_encoding's rules: RFC 8259's
+    UTF-8, UTF-16 and UTF-32, by their byte order marks or their zero bytes)."""
+    if data.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        return "utf-32"
+    if data.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "utf-16"
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if len(data) >= 4:
+        if not data[0]:
+            return "utf-16-be" if data[1] else "utf-32-be"
+        if not data[1]:
+            return "utf-16-le" if data[2] or data[3] else "utf-32-le"
+    elif len(data) == 2:
+        if not data[0]:
+            return "utf-16-be"
+        if not data[1]:
+            return "utf-16-le"
+    return "utf-8"
+
+
 def loads(data: bytes | str) -> Any:
-    """The value of the one JSON document `data` (UTF-8 when bytes), as json.loads."""
-    text = data.decode("utf-8", "surrogatepass") if isinstance(data, bytes) else data
+    """The value of the one JSON document `data`, as json.loads reads it."""
+    if isinstance(data, bytes):
+        text = data.decode(_encoding(data), "surrogatepass")
+    elif data.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig): char 0")
+    else:
+        text = data
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
