@@ -37,13 +37,13 @@ from donjon.sandbox.errors import (
 )
 from donjon.sandbox.host import SandboxHost
 from donjon.sandbox.instance_cgroups import InstanceCgroups
-from donjon.sandbox.limits import ResourceControl
+from donjon.sandbox.limits import ResourceControl, ResourceMode
 from donjon.sandbox.policy_events import CallPolicyEvents
 from donjon.sandbox.preload import stdlib_imports
 from donjon.sandbox.profile import SandboxSpec, bwrap_argv
 from donjon.sandbox.replies import CallResult, reply_head, reply_result
 from donjon.sandbox.seccomp import Filters
-from donjon.sandbox.spawn import SandboxProcess, start_sandbox
+from donjon.sandbox.spawn import SandboxProcess, make_and_start
 from donjon.sandbox.subcalls import SubCall, exchange
 from donjon.sandbox.warmchannel import WarmChannel
 from donjon.sandbox.warmlink import ChannelEnded, ChannelViolation
@@ -156,24 +156,19 @@ class Instance:
     async def _spawn(self, spec: SandboxSpec, theirs: socket.socket, seccomp_fd: int) -> None:
         """Make the cgroup, then start bubblewrap inside it; closes the descriptors it is given.
 
-        The cgroup is made (in a thread, while the argv is built) before the
+        The cgroup is made (off the event loop, with the argv) before the
         sandbox starts, and bubblewrap starts inside it (spawn.py): its
         limits hold from the first instruction, and the cgroup namespace it
         makes is rooted at the sandbox's own cgroup.
         """
-        argv, cgroup = await asyncio.gather(
-            asyncio.to_thread(bwrap_argv, spec, self._host, theirs.fileno()),
-            asyncio.to_thread(self._cgroups.make),
-            return_exceptions=True,
-        )
-        fds = [theirs.fileno(), seccomp_fd]
         try:
-            if isinstance(argv, BaseException):
-                raise argv
-            if isinstance(cgroup, BaseException):
-                raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {cgroup}")
             # In its cgroup from its first instruction (spawn.py: without a fork on v1).
-            self._proc = await start_sandbox(argv, fds, cgroup)
+            self._proc = await make_and_start(
+                lambda: bwrap_argv(spec, self._host, theirs.fileno()),
+                self._cgroups.make,
+                [theirs.fileno(), seccomp_fd],
+                v1=self._resources.mode is ResourceMode.CGROUP_V1,
+            )
         except CommandError as e:  # bwrap missing, or joining the cgroup failed
             await self.close()
             raise SandboxUnavailable(f"the sandbox could not be started: {e.message}") from e

@@ -36,7 +36,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -46,7 +46,7 @@ from donjon.sandbox.cgroupfs import ROOT, ResourceMode, join_before_exec, open_j
 from donjon.sandbox.errors import SandboxUnavailable
 from donjon.sandbox.limits import Cgroup
 
-__all__ = ["SandboxProcess", "start_sandbox"]
+__all__ = ["SandboxProcess", "make_and_start", "start_sandbox"]
 
 
 class SandboxProcess(Protocol):
@@ -179,11 +179,32 @@ class _Spawner:
             for fd in home:
                 os.close(fd)
 
+    def _make_then_start(
+        self, make: Callable[[], tuple[list[str], Cgroup | None]], pass_fds: Sequence[int]
+    ) -> tuple[list[str], Cgroup | None, subprocess.Popen[bytes] | None]:
+        """`make` the argv and the cgroup, then start in it; no process (None) when the
+        cgroup is not v1's or this thread cannot leave and come back (`_NoHome`)."""
+        argv, cgroup = make()
+        if cgroup is None or cgroup.mode is not ResourceMode.CGROUP_V1 or self.broken:
+            return argv, cgroup, None
+        try:
+            return argv, cgroup, self._start(argv, pass_fds, cgroup)
+        except _NoHome:
+            self.broken = True  # never left its cgroups: fork from now on
+            return argv, cgroup, None
+        except OSError as e:  # the sandbox's cgroup could not be joined
+            raise CommandError(f"{argv[0]} could not join its cgroup: {e}") from e
+
     async def start(
         self, argv: list[str], pass_fds: Sequence[int], cgroup: Cgroup
     ) -> SandboxProcess:
         loop = asyncio.get_running_loop()
         popen = await loop.run_in_executor(self._thread, self._start, argv, pass_fds, cgroup)
+        return await self.adopt(popen)
+
+    async def adopt(self, popen: subprocess.Popen[bytes]) -> SandboxProcess:
+        """The launcher this thread started, watched from the event loop."""
+        loop = asyncio.get_running_loop()
         if self.broken or popen.stderr is None:
             with contextlib.suppress(OSError):
                 popen.send_signal(signal.SIGKILL)
@@ -236,3 +257,36 @@ async def start_sandbox(
     finally:
         for fd in joins:
             os.close(fd)
+
+
+async def make_and_start(
+    argv: Callable[[], list[str]],
+    cgroup: Callable[[], Cgroup | None],
+    pass_fds: Sequence[int],
+    *,
+    v1: bool,
+) -> SandboxProcess:
+    """Build the argv and make the sandbox's cgroup (both touch the disk: off the event
+    loop), then start the launcher in it (`start_sandbox`). On cgroup v1 (`v1`) the
+    spawning thread does all three in one hop, one wake-up of one thread where a cold
+    start waited out two more; elsewhere, or once that thread is broken, two threads
+    make them side by side first. Raises SandboxUnavailable if the cgroup cannot be
+    made, CommandError if the launcher cannot start."""
+
+    def made() -> Cgroup | None:
+        try:
+            return cgroup()
+        except Exception as e:
+            raise SandboxUnavailable(f"the sandbox's cgroup could not be made: {e}") from e
+
+    spawner = _the_spawner() if v1 else None
+    if spawner is not None and not spawner.broken:
+        loop = asyncio.get_running_loop()
+        args, group, popen = await loop.run_in_executor(
+            spawner._thread, spawner._make_then_start, lambda: (argv(), made()), pass_fds
+        )
+        if popen is not None:
+            return await spawner.adopt(popen)
+    else:
+        args, group = await asyncio.gather(asyncio.to_thread(argv), asyncio.to_thread(made))
+    return await start_sandbox(args, pass_fds, group)

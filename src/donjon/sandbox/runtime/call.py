@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
 
-from . import lambda_env
+from . import jsonwire, lambda_env
 from .context import Context, Secrets
 from .frames import FrameError, FrameReader, recv_frame, send_frames
 from .policy_hooks import CallWatch
@@ -196,8 +195,8 @@ def _invoke(
     body = b""
     secrets: Secrets | None = None
     try:
-        ctx_meta = json.loads(raw_meta)
-        event = json.loads(raw_event)
+        ctx_meta = jsonwire.loads(raw_meta)
+        event = jsonwire.loads(raw_event)
         context = Context(ctx_meta, sock, recv)
         secrets = context.secrets  # kept here: the handler may rebind context.secrets
         lambda_env.begin_call(context.request_id)
@@ -215,7 +214,7 @@ def _invoke(
             }
         else:
             try:
-                body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
+                body = jsonwire.dumps(result, compact=True, allow_nan=False).encode()
                 meta = {"ok": True}
                 limit = _result_limit(ctx_meta)
                 if len(body) > limit:
@@ -248,4 +247,4 @@ def _invoke(
         if read:  # which granted secrets this call read, whatever its outcome
             meta["secrets_read"] = read
     meta["mem_kb"] = _peak_memory_kb()
-    return json.dumps(meta, separators=(",", ":")).encode(), body
+    return jsonwire.dumps(meta, compact=True).encode(), body

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
+
+from . import signals
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -101,7 +102,7 @@ def clone_process(flags: int) -> int:
     _python.PyOS_BeforeFork()
     pid = _syscall(
         ctypes.c_long(number),
-        ctypes.c_ulong(flags | signal.SIGCHLD),
+        ctypes.c_ulong(flags | signals.SIGCHLD),
         ctypes.c_void_p(0),
         ctypes.c_void_p(0),
         ctypes.c_void_p(0),

@@ -22,7 +22,6 @@ import ctypes
 import fcntl
 import os
 import struct
-from collections.abc import MutableMapping
 
 from . import sockets
 
@@ -30,6 +29,7 @@ from . import sockets
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import MutableMapping
 
 CLONE_NEWNET = 0x40000000
 #: Where the host binds the directory holding the proxy's socket (sandbox/profile.py).

@@ -7,12 +7,11 @@ Imports nothing from donjon (this runs inside the sandbox).
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import time
 
-from . import landlock, lowlevel, sockets
+from . import jsonwire, landlock, lowlevel, sockets
 from .worker import vm_size
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
@@ -31,7 +30,7 @@ def read_config(ctrl: sockets.Socket) -> tuple[dict[str, Any], list[int]]:
     supervisor learns of itself, and the descriptors that came with it (warm: the
     gateway's channel and the call page)."""
     msg, fds, _flags, _addr = sockets.recv_fds(ctrl, 65536, 2)
-    config = json.loads(msg)
+    config = jsonwire.loads(msg)
     config["cgroup_slots"] = receive_slots(
         ctrl, int(config.get("cgroup_slot_messages", 0)), int(config.get("cgroup_slot_width", 1))
     )
@@ -106,7 +105,7 @@ def first_report(
 
 def _report(data: bytes) -> dict[str, Any]:
     try:
-        report = json.loads(data or b'{"op": "failed", "error": "exited"}')
+        report = jsonwire.loads(data or b'{"op": "failed", "error": "exited"}')
     except ValueError:
         report = None
     return report if isinstance(report, dict) else {"op": "failed", "error": "bad report"}

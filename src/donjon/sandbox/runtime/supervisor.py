@@ -34,14 +34,11 @@ worker as at any idle one (other processes, threads, CPU).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import select
-import signal
 import time
 
-from . import lowlevel, sockets
+from . import jsonwire, lowlevel, signals, sockets
 from .frames import send_json
 from .spares import Demand
 from .startup import first_report, read_config
@@ -98,8 +95,8 @@ class Supervisor:
         self.wake = os.pipe()
         os.set_blocking(self.wake[0], False)
         os.set_blocking(self.wake[1], False)
-        signal.set_wakeup_fd(self.wake[1])
-        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signals.set_wakeup_fd(self.wake[1])
+        signals.signal(signals.SIGCHLD, lambda *_: None)
         #: worker pid -> (call id, deadline) for calls in flight
         self.calls: dict[int, tuple[int, float]] = {}
         self.timed_out: set[int] = set()
@@ -240,8 +237,10 @@ class Supervisor:
             (w for w in (self.worker, *self.spares) if w and self.pending.get(w.pid) == fd), None
         )
         if worker is None:
-            with contextlib.suppress(KeyError):  # a stale event of a socket since closed
+            try:
                 self._poller.unregister(fd)
+            except KeyError:  # a stale event of a socket since closed
+                pass
             return
         try:
             data, fds, _flags, _addr = sockets.recv_fds(worker.sock, 65536, 1, sockets.MSG_DONTWAIT)
@@ -253,7 +252,7 @@ class Supervisor:
             return  # its ready report comes next
         self._stop_pending(worker)
         try:
-            report = json.loads(data or b"{}")
+            report = jsonwire.loads(data or b"{}")
         except ValueError:
             report = {}
         worker.ready = isinstance(report, dict) and report.get("op") == "ready"
@@ -303,7 +302,7 @@ class Supervisor:
             for pid in (*self.calls, *(w.pid for w in self._idle_workers())):
                 kill_worker(pid)
             os._exit(0)
-        req = json.loads(msg)
+        req = jsonwire.loads(msg)
         if req.get("op") in ("wake", "end"):
             for fd in fds:
                 os.close(fd)

@@ -15,7 +15,6 @@ Imports nothing from donjon (this runs inside the sandbox).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import fcntl
@@ -167,8 +166,10 @@ class Watches:
                 try:
                     self._report(pid, self._names.get(nr, f"system call {nr}"))
                 finally:
-                    with contextlib.suppress(OSError):
+                    try:
                         answer(fd, notification, allow=self._mode == "alert")
+                    except OSError:
+                        pass
                 return
         if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
             self._close_listener(pid)  # no process uses the filter any more
@@ -183,8 +184,10 @@ class Watches:
         for fd, (waiting, sock) in list(self._awaiting.items()):
             if waiting == pid:
                 del self._awaiting[fd]
-                with contextlib.suppress(KeyError, ValueError):
+                try:
                     self._poller.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
                 sock.close()
 
     def _report(self, pid: int, seen: str) -> None:
@@ -217,6 +220,8 @@ class Watches:
         if fd is None:
             return
         del self._pid_of[fd]
-        with contextlib.suppress(KeyError, ValueError):
+        try:
             self._poller.unregister(fd)
+        except (KeyError, ValueError):
+            pass
         os.close(fd)

@@ -21,13 +21,11 @@ does not rely on it anyway, and kills the worker itself to end a call.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import resource
-import signal
 import sys
 
-from . import isolation, lambda_env, lowlevel, network, sockets, watch
+from . import isolation, jsonwire, lambda_env, lowlevel, network, signals, sockets, watch
 from .call import _trace, run_call, serve_channel
 from .handler_check import check_handler
 from .policy_hooks import CallWatch, hide_bundle, tmp_read_only
@@ -68,7 +66,7 @@ def _only_descriptors(handoff: sockets.Socket) -> sockets.Socket:
 def _confine(config: dict[str, Any]) -> int | None:
     """Confine this worker; the seccomp listener the supervisor must hold, if any."""
     policies = config.get("policies") or {}
-    lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signals.SIGKILL)
     lowlevel.private_mounts(config["tmp_mb"] * MIB)
     # tmp_write: block. A Landlock domain refuses every mount change, so the remount comes
     # first; without Landlock the /proc of the worker's own is staged in /tmp first.
@@ -130,7 +128,7 @@ def end_leftovers() -> None:
     except ChildProcessError:
         return  # no child, so no process but this one in the namespace
     try:
-        os.kill(-1, signal.SIGKILL)
+        os.kill(-1, signals.SIGKILL)
     except ProcessLookupError:
         return  # nothing else runs here
     while True:
@@ -175,7 +173,7 @@ def _serve(handoff: sockets.Socket, config: dict[str, Any]) -> None:
         end_leftovers()
     except BaseException as e:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
-        handoff.send(json.dumps(report).encode())
+        handoff.send(jsonwire.dumps(report).encode())
         os._exit(72)
     _say_ready(handoff)
     msg, fds = _next_message(handoff)
@@ -201,7 +199,7 @@ def _say_ready(handoff: sockets.Socket) -> None:
     except OSError:  # no /proc in this worker (a kernel without Landlock): capget says
         caps = isolation.effective_capabilities()
     try:
-        handoff.send(json.dumps({"op": "ready", "caps": caps}).encode())
+        handoff.send(jsonwire.dumps({"op": "ready", "caps": caps}).encode())
         # From here the worker only listens: function code cannot speak to the supervisor.
         handoff.shutdown(sockets.SHUT_WR)
     except OSError:
@@ -267,8 +265,8 @@ def start_worker(
         code = os.waitstatus_to_exitcode(status)
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            if sig != signal.SIGKILL:  # SIGKILL has no handler to reset
-                signal.signal(sig, signal.SIG_DFL)
+            if sig != signals.SIGKILL:  # SIGKILL has no handler to reset
+                signals.signal(sig, signals.SIG_DFL)
             os.kill(os.getpid(), sig)
     finally:
         os._exit(code & 0xFF)

@@ -11,12 +11,10 @@ Imports nothing from donjon (this runs inside the sandbox).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 
-from . import clone, lowlevel, sockets
+from . import clone, lowlevel, signals, sockets
 from .worker import start_cloned, start_worker
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
@@ -70,8 +68,8 @@ class Worker:
                 sock.close()
             raise
         if pid == 0:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signals.set_wakeup_fd(-1)
+            signals.signal(signals.SIGCHLD, signals.SIG_DFL)
             if self.direct:
                 start_cloned(theirs, sup.config, slot)
             if relay is not None:
@@ -119,8 +117,10 @@ class Worker:
     def hand(self, call_fd: int, token: str | None = None) -> None:
         if self.relay is not None:
             # Before the call reaches the worker: its first connection finds the token.
-            with contextlib.suppress(OSError):
+            try:
                 self.relay.send((token or "-").encode(), sockets.MSG_DONTWAIT)
+            except OSError:
+                pass
         sockets.send_fds(self.sock, [b"call"], [call_fd])
 
     def close(self) -> None:
@@ -142,13 +142,15 @@ def kill_worker(parent: int) -> None:
     (`kill_strangers`).
     """
     if parent in _cloned:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(parent, signal.SIGKILL)
+        try:
+            os.kill(parent, signals.SIGKILL)
+        except ProcessLookupError:
+            pass
         return
     inner = lowlevel.children(parent)
     for pid in inner or (parent,):
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signals.SIGKILL)
         except ProcessLookupError:
             continue
 
@@ -165,7 +167,7 @@ def kill_strangers(ours: set[int]) -> None:
             return
         for pid in strangers:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signals.SIGKILL)
                 os.waitpid(pid, 0)  # returns once its namespace is empty
             except (ProcessLookupError, ChildProcessError):
                 continue

@@ -1,0 +1,114 @@
+"""JSON for the runtime through `_json`, the C half of the `json` package.
+
+`json.loads` and `json.dumps` (indent None, the only form the runtime uses)
+already run `_json`'s scanner and encoder; the package around them compiles
+six regular expressions and builds its decoder and encoder classes at
+import, about 4.7 M instructions (callgrind) of every sandbox start, before
+the first worker exists. This module makes the same scanner and encoder
+from `_json` directly, with the same settings as `json`'s defaults, and
+imports nothing else: what it reads and writes is what `json.loads` and
+`json.dumps` read and write (bytes in UTF-8, -16 or -32, as json detects
+them). A function's own `import json` is untouched.
+
+Errors are json's: `ValueError` for what is not one JSON document (the
+scanner raises json's own `JSONDecodeError` from inside, or `loads` raises a
+plain `ValueError` where json would raise that subclass), `TypeError` for a
+value with no JSON form, `ValueError` for a circular reference or, with
+`allow_nan=False`, a float out of range.
+
+Imports nothing from donjon (this runs inside the sandbox).
+"""
+
+from __future__ import annotations
+
+import _json
+
+#: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["dumps", "loads"]
+
+_WHITESPACE = " \t\n\r"
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+
+class _Context:
+    """What `_json.make_scanner` reads of a decoder: json.JSONDecoder's defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]  # a duck-typed context
+
+
+def _no_json_form(obj: object) -> Any:
+    raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
+
+
+def _encoder(item_separator: str, key_separator: str, allow_nan: bool) -> _json.make_encoder:
+    return _json.make_encoder(
+        {},  # circular references are checked, as json.dumps does by default
+        _no_json_form,
+        _json.encode_basestring_ascii,
+        None,
+        key_separator,
+        item_separator,
+        False,
+        False,
+        allow_nan,
+    )
+
+
+def _encoding(data: bytes) -> str:
+    """The encoding json.loads reads `data` in (json.detect_encoding's rules: RFC 8259's
+    UTF-8, UTF-16 and UTF-32, by their byte order marks or their zero bytes)."""
+    if data.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        return "utf-32"
+    if data.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "utf-16"
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if len(data) >= 4:
+        if not data[0]:
+            return "utf-16-be" if data[1] else "utf-32-be"
+        if not data[1]:
+            return "utf-16-le" if data[2] or data[3] else "utf-32-le"
+    elif len(data) == 2:
+        if not data[0]:
+            return "utf-16-be"
+        if not data[1]:
+            return "utf-16-le"
+    return "utf-8"
+
+
+def loads(data: bytes | str) -> Any:
+    """The value of the one JSON document `data`, as json.loads reads it."""
+    if isinstance(data, bytes):
+        text = data.decode(_encoding(data), "surrogatepass")
+    elif data.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig): char 0")
+    else:
+        text = data
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration as e:
+        raise ValueError(f"Expecting value: char {e.value}") from None
+    if text[end:].lstrip(_WHITESPACE):
+        raise ValueError(f"Extra data: char {end}")
+    return value
+
+
+def dumps(obj: Any, *, compact: bool = False, allow_nan: bool = True) -> str:
+    """`obj` as JSON text, as json.dumps(obj) (`compact`: separators "," and ":")."""
+    if isinstance(obj, str):
+        return _json.encode_basestring_ascii(obj)
+    item, key = (",", ":") if compact else (", ", ": ")
+    return "".join(_encoder(item, key, allow_nan)(obj, 0))

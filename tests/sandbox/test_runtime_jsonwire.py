@@ -1,0 +1,135 @@
+"""The runtime's JSON through `_json` (runtime/jsonwire.py), and what the supervisor's
+import leaves out (json, signal, contextlib: each costs every sandbox start)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from donjon.sandbox.host import RUNTIME_SOURCE
+from donjon.sandbox.runtime import jsonwire
+
+VALUES: list[Any] = [
+    {},
+    [],
+    "",
+    "plain",
+    'quote " backslash \\ control \x01 tab \t',
+    "é ü ∑ \U0001f600 \ud800",
+    0,
+    -17,
+    2**70,
+    1.5,
+    -0.0,
+    1e300,
+    True,
+    False,
+    None,
+    {"a": [1, 2.5, None, True, {"b": {"c": []}}], "é": "x"},
+    {1: "int key", 2.5: "float key", None: "null key", False: "bool key"},
+    [[[[[]]]]],
+]
+#: What json (and jsonwire) say of a document they refuse.
+_REFUSED = "Expecting|Extra data|can't decode"
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_dumps_writes_what_json_dumps_writes(value: Any) -> None:
+    """Default and compact separators give json.dumps's text, byte for byte."""
+    assert jsonwire.dumps(value) == json.dumps(value)
+    assert jsonwire.dumps(value, compact=True) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_loads_reads_what_json_loads_reads(value: Any) -> None:
+    """Bytes or text, with surrounding whitespace, read back as json.loads reads them."""
+    text = " \n\t" + json.dumps(value) + "\r\n "
+    assert jsonwire.loads(text.encode("utf-8", "surrogatepass")) == json.loads(text)
+    assert jsonwire.loads(text) == json.loads(text)
+
+
+ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_loads_reads_the_encodings_json_loads_reads(encoding: str) -> None:
+    """JSON bytes with a byte order mark, or in UTF-16/32 without one, read as json reads
+    them (the gateway reads a request body as json does, and may pass it on as it came)."""
+    values: list[Any] = [{"a": ["é", 1]}, [], 7, "x"]
+    for value in values:
+        data = json.dumps(value).encode(encoding)
+        assert jsonwire.loads(data) == json.loads(data) == value
+
+
+def test_loads_refuses_a_text_byte_order_mark_as_json_does() -> None:
+    """A str that starts with U+FEFF is refused by both (bytes with one are read)."""
+    with pytest.raises(ValueError, match="BOM"):
+        json.loads("\ufeff{}")
+    with pytest.raises(ValueError, match="BOM"):
+        jsonwire.loads("\ufeff{}")
+
+
+def test_loads_reads_json_constants() -> None:
+    """NaN and the infinities come back as floats, as json.loads gives them."""
+    values = jsonwire.loads(b"[NaN, Infinity, -Infinity]")
+    assert values[0] != values[0]
+    assert values[1:] == [float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize(
+    "bad", [b"", b"   ", b"{", b"[1,]", b"nul", b"{} x", b"[] []", b'{"a" 1}', b"\xff"]
+)
+def test_loads_refuses_what_is_not_one_json_document(bad: bytes) -> None:
+    """Anything json.loads refuses raises ValueError here too."""
+    with pytest.raises(ValueError, match=_REFUSED):
+        json.loads(bad)
+    with pytest.raises(ValueError, match=_REFUSED):
+        jsonwire.loads(bad)
+
+
+def test_dumps_refuses_values_with_no_json_form() -> None:
+    """Objects, circular lists, non-JSON keys and (when asked) NaN fail as in json.dumps."""
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        jsonwire.dumps({"a": object()})
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        jsonwire.dumps(loop)
+    with pytest.raises(TypeError, match="keys must be"):
+        jsonwire.dumps({(1, 2): 3})
+    with pytest.raises(ValueError, match="Out of range float"):
+        jsonwire.dumps({"a": float("nan")}, compact=True, allow_nan=False)
+    assert jsonwire.dumps([float("nan"), float("inf")]) == "[NaN, Infinity]"
+
+
+def test_dumps_is_usable_again_after_a_failure() -> None:
+    """A failed dump (a circular reference) leaves no state behind for the next one."""
+    loop: list[Any] = []
+    loop.append(loop)
+    shared = [1]
+    with pytest.raises(ValueError, match="Circular reference"):
+        jsonwire.dumps(loop)
+    assert jsonwire.dumps([shared, shared]) == "[[1], [1]]"
+
+
+def test_the_supervisor_imports_no_json_signal_or_contextlib() -> None:
+    """Importing the supervisor as the sandbox does brings neither `json` (six regular
+    expressions), `signal` (three enums) nor `contextlib`/`collections`, nor what they
+    import (`re`, `enum`): together half of the supervisor's import."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import runtime.supervisor; "
+        "print(sorted({'json', 're', 'signal', 'enum', 'contextlib', 'collections'}"
+        " & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(RUNTIME_SOURCE.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
