@@ -133,3 +133,28 @@ def test_the_supervisor_imports_no_json_signal_or_contextlib() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_loads_refuses_bad_documents_where_json_was_never_imported() -> None:
+    """In the sandbox `json` is not imported: a malformed or too deeply nested document
+    is still a ValueError (the scanner looks json.decoder's error up in sys.modules, and
+    without it returned NULL, a SystemError; the nesting a RecursionError), which the
+    supervisor's readers of a worker's report catch."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from runtime import jsonwire\n"
+        "for bad in (b'{\"op\": \"ready\"', b'{\"a\" 1}', b'[1 2]', b'\"\\\\x\"', b'[' * 60000):\n"
+        "    try:\n"
+        "        jsonwire.loads(bad)\n"
+        "    except ValueError:\n"
+        "        continue\n"
+        "    raise SystemExit(f'{bad[:20]!r} was read')\n"
+        "print(sorted({'json', 'json.decoder'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(RUNTIME_SOURCE.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
