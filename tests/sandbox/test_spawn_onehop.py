@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -17,10 +19,12 @@ from donjon.sandbox import (
     SandboxUnavailable,
     compile_filters,
     detect_resource_control,
+    instance,
 )
 from donjon.sandbox.instance_cgroups import InstanceCgroups
 from donjon.sandbox.limits import Cgroup, ResourceMode
-from donjon.sandbox.spawn import _spawners
+from donjon.sandbox.profile import SandboxSpec, bwrap_argv
+from donjon.sandbox.spawn import _Spawner, _spawners
 
 ECHO = "def handler(event, context):\n    return {'ok': True}\n"
 
@@ -70,3 +74,78 @@ def test_a_cgroup_that_cannot_be_made_refuses_the_start(
     assert "No space left on device" in str(refusal)
     assert json.loads(body) == {"ok": True}
     assert not any(s.broken for s in _spawners.values())
+
+
+def _echo_bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "fn"
+    bundle.mkdir()
+    (bundle / "main.py").write_text(ECHO)
+    return bundle
+
+
+@pytest.mark.slow
+def test_an_argv_that_cannot_be_built_leaves_no_cgroup_on_the_two_thread_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where two threads build the argv and make the cgroup side by side (v2, or v1 once
+    the spawning thread is broken), an argv that fails at once (the bundle cannot be
+    staged) refuses the start only once the cgroup is made, so the start's clean-up
+    removes it: no cgroup directory is left (none is swept before the node restarts),
+    and the next start serves its call."""
+    if detect_resource_control().mode is ResourceMode.RLIMIT:
+        pytest.skip("no writable cgroup hierarchy here: rlimits only")
+    broken = _Spawner()
+    broken.broken = True
+    monkeypatch.setitem(_spawners, os.getpid(), broken)  # v1 too takes the two threads
+    bundle = _echo_bundle(tmp_path)
+    real_make, real_release = InstanceCgroups.make, InstanceCgroups.release
+    real_argv = bwrap_argv
+    released = threading.Event()
+    made: list[Cgroup] = []
+
+    def no_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[str]:
+        raise OSError(28, "No space left on device (staging the bundle)")
+
+    def late_make(self: InstanceCgroups) -> Cgroup | None:
+        released.wait(3)  # after the start's clean-up, if it does not wait for this
+        cgroup = real_make(self)
+        made.extend([cgroup] if cgroup is not None else [])
+        return cgroup
+
+    async def noting_release(self: InstanceCgroups) -> None:
+        released.set()
+        await real_release(self)
+
+    async def go() -> tuple[BaseException | None, bytes]:
+        host = SandboxHost.detect(tmp_path / "data")
+        pool = SandboxPool(detect_resource_control(), compile_filters(), host)
+        cfg = InstanceConfig("twohop", 1, bundle, "main", "handler", True, 64, 8, 1)
+        refusal: BaseException | None = None
+        try:
+            monkeypatch.setattr(instance, "bwrap_argv", no_argv)
+            monkeypatch.setattr(InstanceCgroups, "make", late_make)
+            monkeypatch.setattr(InstanceCgroups, "release", noting_release)
+            try:
+                await pool.invoke(cfg, _meta("twohop"), b"{}", 20)
+            except (SandboxUnavailable, OSError) as e:
+                refusal = e
+            for _ in range(100):  # the cgroup's thread, if still out, finishes its make
+                if made:
+                    break
+                await asyncio.sleep(0.05)
+            monkeypatch.setattr(instance, "bwrap_argv", real_argv)
+            monkeypatch.setattr(InstanceCgroups, "make", real_make)
+            result = await pool.invoke(cfg, _meta("twohop"), b"{}", 20)
+            return refusal, result.body
+        finally:
+            await pool.close()
+
+    refusal, body = asyncio.run(go())
+    assert refusal is not None
+    assert "No space left on device" in str(refusal)
+    assert made, "the cgroup was never made"
+    left = [d for d in made[0].dirs if d.exists()]
+    for d in left:  # what the defect leaves: empty, removed here so no run leaves it
+        d.rmdir()
+    assert left == []
+    assert json.loads(body) == {"ok": True}

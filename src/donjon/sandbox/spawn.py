@@ -288,5 +288,14 @@ async def make_and_start(
         if popen is not None:
             return await spawner.adopt(popen)
     else:
-        args, group = await asyncio.gather(asyncio.to_thread(argv), asyncio.to_thread(made))
+        # Both finish before either's failure is raised: a cgroup made after the caller
+        # cleaned up would be nobody's (an argv that fails at once must not outrun it).
+        built, group_made = await asyncio.gather(
+            asyncio.to_thread(argv), asyncio.to_thread(made), return_exceptions=True
+        )
+        if isinstance(built, BaseException):
+            raise built
+        if isinstance(group_made, BaseException):
+            raise group_made
+        args, group = built, group_made
     return await start_sandbox(args, pass_fds, group)
