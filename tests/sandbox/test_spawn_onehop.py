@@ -149,3 +149,63 @@ def test_an_argv_that_cannot_be_built_leaves_no_cgroup_on_the_two_thread_path(
         d.rmdir()
     assert left == []
     assert json.loads(body) == {"ok": True}
+
+
+def _cgroups_of(tid: int) -> str:
+    return Path(f"/proc/self/task/{tid}/cgroup").read_text()
+
+
+@pytest.mark.slow
+def test_a_launcher_that_cannot_start_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launcher that cannot be executed (not installed), started by the spawning thread
+    from inside the sandbox's fresh cgroup, refuses the start with the cause; the thread
+    is back in the gateway's cgroups and usable, the cgroup is removed, no descriptor is
+    left open, and the next start serves its call."""
+    if detect_resource_control().mode is not ResourceMode.CGROUP_V1:
+        pytest.skip("the spawning thread's one hop is cgroup v1's")
+    bundle = _echo_bundle(tmp_path)
+    real_make = InstanceCgroups.make
+    made: list[Cgroup] = []
+
+    def noted_make(self: InstanceCgroups) -> Cgroup | None:
+        cgroup = real_make(self)
+        made.extend([cgroup] if cgroup is not None else [])
+        return cgroup
+
+    def missing(self: SandboxHost, function: str = "") -> list[str]:
+        return [str(tmp_path / "no-such-launcher")]
+
+    async def go() -> tuple[BaseException | None, set[str], bytes]:
+        host = SandboxHost.detect(tmp_path / "data")
+        pool = SandboxPool(detect_resource_control(), compile_filters(), host)
+        cfg = InstanceConfig("nolauncher", 1, bundle, "main", "handler", True, 64, 8, 1)
+        refusal: BaseException | None = None
+        try:
+            monkeypatch.setattr(InstanceCgroups, "make", noted_make)
+            monkeypatch.setattr(SandboxHost, "launcher", missing)
+            fds = set(os.listdir("/proc/self/fd"))
+            try:
+                await pool.invoke(cfg, _meta("nolauncher"), b"{}", 20)
+            except SandboxUnavailable as e:
+                refusal = e
+            left_open = set(os.listdir("/proc/self/fd")) - fds
+            monkeypatch.undo()
+            result = await pool.invoke(cfg, _meta("nolauncher"), b"{}", 20)
+            return refusal, left_open, result.body
+        finally:
+            await pool.close()
+
+    refusal, left_open, body = asyncio.run(go())
+    assert refusal is not None
+    assert "no-such-launcher is not installed" in str(refusal)
+    assert made
+    assert [d for d in made[0].dirs if d.exists()] == []
+    assert left_open == set()
+    spawner = _spawners[os.getpid()]
+    assert not spawner.broken
+    (tid,) = [t.native_id for t in threading.enumerate() if t.name.startswith("donjon-spawn")]
+    assert tid is not None
+    assert _cgroups_of(tid) == _cgroups_of(threading.get_native_id())
+    assert json.loads(body) == {"ok": True}
