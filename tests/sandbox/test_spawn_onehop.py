@@ -4,6 +4,7 @@ cgroup v1 (spawn.py `make_and_start`): what fails there fails the start cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -250,4 +251,75 @@ def test_a_cgroup_made_in_part_is_removed(tmp_path: Path, monkeypatch: pytest.Mo
     assert refusal is not None
     assert "Invalid argument" in str(refusal)
     assert left == []
+    assert json.loads(body) == {"ok": True}
+
+
+def _children() -> list[int]:
+    """This process's live children (zombies, already ended, are not)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_start_cancelled_while_its_cgroup_is_made_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start cancelled (a subcall's deadline) while its thread makes the cgroup: that
+    thread goes on, so the start's clean-up waits for it. Nothing is left: no launcher
+    started for nobody (nor one handed descriptor numbers the gateway had closed and
+    may have reused), no cgroup directory; the next start serves its call."""
+    if detect_resource_control().mode is ResourceMode.RLIMIT:
+        pytest.skip("no writable cgroup hierarchy here: rlimits only")
+    bundle = _echo_bundle(tmp_path)
+    real_make = InstanceCgroups.make
+    entered, go_on = threading.Event(), threading.Event()
+    made: list[Cgroup] = []
+
+    def held_make(self: InstanceCgroups) -> Cgroup | None:
+        entered.set()
+        go_on.wait(10)
+        cgroup = real_make(self)
+        made.extend([cgroup] if cgroup is not None else [])
+        return cgroup
+
+    async def go() -> tuple[bool, list[int], bytes]:
+        host = SandboxHost.detect(tmp_path / "data")
+        pool = SandboxPool(detect_resource_control(), compile_filters(), host)
+        cfg = InstanceConfig("cancelled", 1, bundle, "main", "handler", True, 64, 8, 1)
+        try:
+            monkeypatch.setattr(InstanceCgroups, "make", held_make)
+            before = set(_children())  # an earlier test's, still ending, is not this one's
+            call = asyncio.ensure_future(pool.invoke(cfg, _meta("cancelled"), b"{}", 20))
+            await asyncio.to_thread(entered.wait, 10)
+            call.cancel()
+            await asyncio.sleep(0)  # the cancellation reaches the start first
+            go_on.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            for _ in range(100):  # a launcher started for nobody would be running now
+                await asyncio.sleep(0.01)
+            children = sorted(set(_children()) - before)
+            monkeypatch.undo()
+            result = await pool.invoke(cfg, _meta("cancelled"), b"{}", 20)
+            return call.cancelled(), children, result.body
+        finally:
+            go_on.set()
+            await pool.close()
+
+    cancelled, children, body = asyncio.run(go())
+    assert cancelled
+    assert made
+    left = [d for d in made[0].dirs if d.exists()]
+    for d in left:  # what the defect leaves: removed here so no run leaves it
+        d.rmdir()
+    assert left == []
+    assert children == []
     assert json.loads(body) == {"ok": True}
