@@ -9,6 +9,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from donjon.sandbox.host import RUNTIME_SOURCE
 from donjon.sandbox.runtime import jsonwire
@@ -133,3 +135,99 @@ def test_the_supervisor_imports_no_json_signal_or_contextlib() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_loads_refuses_bad_documents_where_json_was_never_imported() -> None:
+    """In the sandbox `json` is not imported: a malformed or too deeply nested document
+    is still a ValueError (the scanner looks json.decoder's error up in sys.modules, and
+    without it returned NULL, a SystemError; the nesting a RecursionError), which the
+    supervisor's readers of a worker's report catch."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from runtime import jsonwire\n"
+        "for bad in (b'{\"op\": \"ready\"', b'{\"a\" 1}', b'[1 2]', b'\"\\\\x\"', b'[' * 60000):\n"
+        "    try:\n"
+        "        jsonwire.loads(bad)\n"
+        "    except ValueError:\n"
+        "        continue\n"
+        "    raise SystemExit(f'{bad[:20]!r} was read')\n"
+        "print(sorted({'json', 'json.decoder'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(RUNTIME_SOURCE.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**4400), max_value=10**4400)  # past int's 4,300 digits
+    | st.floats()  # NaN and the infinities too
+    | st.text()  # lone surrogates too
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=4) | st.integers() | st.floats() | st.none(), inner)
+    ),
+    max_leaves=20,
+)
+#: Numbers about int's 4,300 digits (json refuses what int refuses to read).
+_LONG_NUMBERS = st.integers(min_value=4290, max_value=4310).map(lambda n: "7" * n)
+#: Fragments of JSON, most of them no document at all.
+_FRAGMENTS = (
+    st.text(alphabet='[]{}",:0123456789.eE+-truefalsnNIaiy \\u\t', max_size=30) | _LONG_NUMBERS
+)
+
+
+def _text_of(value: Any) -> str:
+    """json's text of `value`, or "" where json has none (an int past 4,300 digits)."""
+    try:
+        return json.dumps(value)
+    except ValueError:
+        return ""
+
+
+def _outcome(read: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
+    """What a call gives: its value as JSON text, or the kind of error it raises."""
+    try:
+        value = read(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        return ("error", "TypeError" if isinstance(e, TypeError) else "ValueError")
+    return ("value", value if isinstance(value, str) else json.dumps(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, st.booleans())
+def test_dumps_agrees_with_json_on_any_value(value: Any, allow_nan: bool) -> None:
+    """Any nesting of JSON's types (huge ints, NaN, surrogates, non-string keys): the
+    same text, or the same kind of error, as json.dumps, in both separators."""
+    assert _outcome(jsonwire.dumps, value, allow_nan=allow_nan) == _outcome(
+        json.dumps, value, allow_nan=allow_nan
+    )
+    assert _outcome(jsonwire.dumps, value, compact=True, allow_nan=allow_nan) == _outcome(
+        json.dumps, value, separators=(",", ":"), allow_nan=allow_nan
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FRAGMENTS | _VALUES.map(_text_of).filter(bool), st.sampled_from([*ENCODINGS, "utf-8"]))
+def test_loads_agrees_with_json_on_any_text(text: str, encoding: str) -> None:
+    """Documents and fragments, as text and as bytes in each encoding json detects: the
+    same value, or a ValueError where json raises one."""
+    assert _outcome(jsonwire.loads, text) == _outcome(json.loads, text)
+    data = text.encode(encoding, "surrogatepass")
+    assert _outcome(jsonwire.loads, data) == _outcome(json.loads, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_loads_agrees_with_json_on_any_bytes(data: bytes) -> None:
+    """Arbitrary bytes (BOMs, zero bytes, invalid UTF-8): what json.loads reads or refuses."""
+    assert _outcome(jsonwire.loads, data) == _outcome(json.loads, data)

@@ -218,7 +218,23 @@ class ResourceControl:
         self._counter += 1
         name = f"{label}-{secrets.token_hex(6)}"
         quota = None if cpu_cores is None else max(1000, int(cpu_cores * _CPU_PERIOD_US))
-        dirs = []
+        dirs: list[Path] = []
+        try:
+            self._make_dirs(name, dirs, memory_bytes, pids_max, quota)
+            cgroup = Cgroup(self.mode, tuple(dirs), tuple(self._parents))
+            if pid is not None:
+                cgroup.add(pid)
+        except BaseException:
+            # Made in part: none of it may stay (the sweep runs at a node's start only).
+            remove_cgroup_dirs(dirs, 0)
+            raise
+        return cgroup
+
+    def _make_dirs(
+        self, name: str, dirs: list[Path], memory_bytes: int, pids_max: int, quota: int | None
+    ) -> None:
+        """Make `name` in every hierarchy with its limits, each directory added to `dirs`
+        as soon as it exists."""
         for controller, base in self._parents.items():
             d = base / name
             d.mkdir(exist_ok=True)
@@ -242,10 +258,6 @@ class ResourceControl:
                     swap.write_text(str(memory_bytes))
             elif controller == "pids":
                 (d / "pids.max").write_text(str(pids_max))
-        cgroup = Cgroup(self.mode, tuple(dirs), tuple(self._parents))
-        if pid is not None:
-            cgroup.add(pid)
-        return cgroup
 
     def sweep(self) -> int:
         """Remove empty cgroups left behind (a crash, a slow exit).

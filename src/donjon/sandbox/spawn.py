@@ -266,6 +266,32 @@ async def make_and_start(
     *,
     v1: bool,
 ) -> SandboxProcess:
+    """`_make_and_start`, which a cancellation does not cut short: the threads it uses run
+    on, passing descriptor numbers the caller closes once this returns and making the
+    cgroup the caller removes, so a cancelled start raises only once they are done, with
+    the launcher they started, if any, killed."""
+    start = asyncio.ensure_future(_make_and_start(argv, cgroup, pass_fds, v1=v1))
+    try:
+        return await asyncio.shield(start)
+    except asyncio.CancelledError:
+        while not start.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({start})
+        if not start.cancelled() and start.exception() is None:
+            proc = start.result()
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        raise
+
+
+async def _make_and_start(
+    argv: Callable[[], list[str]],
+    cgroup: Callable[[], Cgroup | None],
+    pass_fds: Sequence[int],
+    *,
+    v1: bool,
+) -> SandboxProcess:
     """Build the argv and make the sandbox's cgroup (both touch the disk: off the event
     loop), then start the launcher in it (`start_sandbox`). On cgroup v1 (`v1`) the
     spawning thread does all three in one hop, one wake-up of one thread where a cold
@@ -288,5 +314,14 @@ async def make_and_start(
         if popen is not None:
             return await spawner.adopt(popen)
     else:
-        args, group = await asyncio.gather(asyncio.to_thread(argv), asyncio.to_thread(made))
+        # Both finish before either's failure is raised: a cgroup made after the caller
+        # cleaned up would be nobody's (an argv that fails at once must not outrun it).
+        built, group_made = await asyncio.gather(
+            asyncio.to_thread(argv), asyncio.to_thread(made), return_exceptions=True
+        )
+        if isinstance(built, BaseException):
+            raise built
+        if isinstance(group_made, BaseException):
+            raise group_made
+        args, group = built, group_made
     return await start_sandbox(args, pass_fds, group)

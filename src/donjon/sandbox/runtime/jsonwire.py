@@ -11,8 +11,10 @@ imports nothing else: what it reads and writes is what `json.loads` and
 them). A function's own `import json` is untouched.
 
 Errors are json's: `ValueError` for what is not one JSON document (the
-scanner raises json's own `JSONDecodeError` from inside, or `loads` raises a
-plain `ValueError` where json would raise that subclass), `TypeError` for a
+scanner raises json's own `JSONDecodeError` from inside if `json` is
+imported, or `loads` raises a plain `ValueError` where json would raise that
+subclass; also for a document nested past the recursion limit, where json
+raises `RecursionError`), `TypeError` for a
 value with no JSON form, `ValueError` for a circular reference or, with
 `allow_nan=False`, a float out of range.
 
@@ -101,6 +103,12 @@ def loads(data: bytes | str) -> Any:
         value, end = _scan(text, start)
     except StopIteration as e:
         raise ValueError(f"Expecting value: char {e.value}") from None
+    except SystemError:
+        # The scanner raises json.decoder's JSONDecodeError, looked up in sys.modules
+        # only: where `json` was never imported (the supervisor) it returns NULL instead.
+        raise ValueError("not one JSON document") from None
+    except RecursionError:  # json lets it through: a worker's report must not end us
+        raise ValueError("nested too deeply") from None
     if text[end:].lstrip(_WHITESPACE):
         raise ValueError(f"Extra data: char {end}")
     return value
