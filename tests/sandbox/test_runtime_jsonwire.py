@@ -118,6 +118,19 @@ def test_dumps_is_usable_again_after_a_failure() -> None:
     assert jsonwire.dumps([shared, shared]) == "[[1], [1]]"
 
 
+def _bare_run(code: str) -> str:
+    """What `code` prints in an interpreter started as the sandbox starts one (isolated,
+    no site), with the runtime's package importable as `runtime`."""
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-B", "-c", code, str(RUNTIME_SOURCE.parent)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_the_supervisor_imports_no_json_signal_or_contextlib() -> None:
     """Importing the supervisor as the sandbox does brings neither `json` (six regular
     expressions), `signal` (three enums) nor `contextlib`/`collections`, nor what they
@@ -127,14 +140,7 @@ def test_the_supervisor_imports_no_json_signal_or_contextlib() -> None:
         "print(sorted({'json', 're', 'signal', 'enum', 'contextlib', 'collections'}"
         " & set(sys.modules)))"
     )
-    out = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", code, str(RUNTIME_SOURCE.parent)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _bare_run(code) == "[]"
 
 
 def test_loads_refuses_bad_documents_where_json_was_never_imported() -> None:
@@ -152,14 +158,7 @@ def test_loads_refuses_bad_documents_where_json_was_never_imported() -> None:
         "    raise SystemExit(f'{bad[:20]!r} was read')\n"
         "print(sorted({'json', 'json.decoder'} & set(sys.modules)))"
     )
-    out = subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", code, str(RUNTIME_SOURCE.parent)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert _bare_run(code) == "[]"
 
 
 _SCALARS = (

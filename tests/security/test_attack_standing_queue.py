@@ -42,14 +42,13 @@ def held_node(tmp_path: Path) -> Iterator[LiveNode]:
         yield live
 
 
-def test_standing_queue_of_a_held_function_is_shed(held_node: LiveNode) -> None:
-    """A held for 3 s with B and C queued behind it and D refused at the bound: B and C
-    each wait far past the target, more than an interval apart, so the queue stands;
-    while C runs, E (which would have queued before) gets 503 + Retry-After, counted
-    and audited; once the queue has drained, F is served."""
-    node = held_node
-    assert node.invoke("held", {"sleep": 0.2}).status_code == 200  # a service time
-    answers: list[httpx.Response] = []
+def _hold_a_b_c(
+    node: LiveNode, answers: list[httpx.Response], c_sleep: float
+) -> list[threading.Thread]:
+    """After one call of 0.2 s (a service time): A holds the only slot for 3 s, B (0.3 s,
+    so C leaves the queue an interval after it) and C (`c_sleep`) wait behind it; each
+    answer goes to `answers`. Returns once both wait."""
+    assert node.invoke("held", {"sleep": 0.2}).status_code == 200
 
     def call(sleep: float) -> threading.Thread:
         thread = threading.Thread(
@@ -60,10 +59,21 @@ def test_standing_queue_of_a_held_function_is_shed(held_node: LiveNode) -> None:
 
     threads = [call(3)]  # A
     wait_for_metric(node, "donjon_sandboxes", 1, function="held", state="busy")
-    threads.append(call(0.3))  # B: runs 0.3 s, so C leaves the queue an interval later
+    threads.append(call(0.3))  # B
     wait_for_metric(node, "donjon_calls_waiting", 1)
-    threads.append(call(5))  # C
+    threads.append(call(c_sleep))  # C
     wait_for_metric(node, "donjon_calls_waiting", 2)
+    return threads
+
+
+def test_standing_queue_of_a_held_function_is_shed(held_node: LiveNode) -> None:
+    """A held for 3 s with B and C queued behind it and D refused at the bound: B and C
+    each wait far past the target, more than an interval apart, so the queue stands;
+    while C runs, E (which would have queued before) gets 503 + Retry-After, counted
+    and audited; once the queue has drained, F is served."""
+    node = held_node
+    answers: list[httpx.Response] = []
+    threads = _hold_a_b_c(node, answers, c_sleep=5)
     overflow = node.invoke("held", {})  # D: past the bound of 2 waiting
     wait_for_metric(node, "donjon_calls_waiting", 0)  # A and B done, C running
     standing = node.invoke("held", {})  # E: nobody waits, yet the queue stood
@@ -90,22 +100,8 @@ def test_unauthenticated_heads_cannot_make_a_queue_stand(held_node: LiveNode) ->
     refused (the app answers it 401), so the queue never overflowed and E, which the
     bounds admit, queues behind C and is served instead of being shed."""
     node = held_node
-    assert node.invoke("held", {"sleep": 0.2}).status_code == 200  # a service time
     answers: list[httpx.Response] = []
-
-    def call(sleep: float) -> threading.Thread:
-        thread = threading.Thread(
-            target=lambda: answers.append(node.invoke("held", {"sleep": sleep}))
-        )
-        thread.start()
-        return thread
-
-    threads = [call(3)]  # A
-    wait_for_metric(node, "donjon_sandboxes", 1, function="held", state="busy")
-    threads.append(call(0.3))  # B
-    wait_for_metric(node, "donjon_calls_waiting", 1)
-    threads.append(call(2))  # C
-    wait_for_metric(node, "donjon_calls_waiting", 2)
+    threads = _hold_a_b_c(node, answers, c_sleep=2)
     anonymous = node.invoke("held", {}, key="")  # D: no credential, the queue is full
     wait_for_metric(node, "donjon_calls_waiting", 0)  # A and B done, C running
     queued = node.invoke("held", {})  # E: one call ahead of it, within every bound

@@ -88,25 +88,25 @@ class Backlog:
         bounds = self.bounds
         expected = (ahead // max(1, concurrency) + 1) * service_s
         budget = min(bounds.wait_s, BUDGET_FACTOR * service_s)
+        over_budget = service_s > 0 and expected > budget
+        target = math.inf if standing_s is None else standing_s
+        over_target = expected > target
         node_only = False
         if ahead >= bounds.per_function:
             why = f"{function} has {ahead} calls waiting (at most {bounds.per_function})"
         elif self.waiting >= bounds.node:
             why = f"the node has {self.waiting} calls waiting (at most {bounds.node})"
             # Other functions' calls filled it, unless this one's own budget refuses it too.
-            node_only = not (
-                (service_s > 0 and expected > budget)
-                or (standing_s is not None and expected > standing_s)
-            )
-        elif service_s > 0 and expected > budget:
+            node_only = not (over_budget or over_target)
+        elif over_budget:
             why = (
                 f"{function} would answer in about {expected * 1000:.0f} ms, "
                 f"past its queue-time budget ({budget * 1000:.0f} ms)"
             )
-        elif standing_s is not None and expected > standing_s:
+        elif over_target:
             why = (
                 f"{function} has a standing queue: it would answer in about "
-                f"{expected * 1000:.0f} ms, past its target ({standing_s * 1000:.0f} ms)"
+                f"{expected * 1000:.0f} ms, past its target ({target * 1000:.0f} ms)"
             )
         else:
             return

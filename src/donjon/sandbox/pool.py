@@ -61,6 +61,13 @@ class _Slot:
     queue: StandingQueue = field(default_factory=StandingQueue)
 
 
+def _queue_full(slot: _Slot, shed: CallShed) -> None:
+    """`slot`'s call was refused with `shed`: its queue is full (standing.py), unless the
+    node's bound alone refused it (other functions' calls filled the node's)."""
+    if not shed.node_only:
+        slot.queue.refused()
+
+
 class SandboxPool:
     """Runs calls in sandboxes, starting them on first use (the cold start)."""
 
@@ -195,8 +202,8 @@ class SandboxPool:
         """The gateway shed a call `check_in_flight` refused with `shed`: its queue is
         full (standing.py), unless the node's bound alone refused it."""
         slot = self._slots.get((config.function, config.version))
-        if slot is not None and not shed.node_only:
-            slot.queue.refused()
+        if slot is not None:
+            _queue_full(slot, shed)
 
     def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
         """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
@@ -212,8 +219,8 @@ class SandboxPool:
                 slot.queue.budget(self.backlog.bounds.shed, service_s),
             )
         except CallShed as e:
-            if refusing and not e.node_only:  # other functions' calls filled the node's
-                slot.queue.refused()
+            if refusing:
+                _queue_full(slot, e)
             raise
 
     async def _wait_for_slot(self, slot: _Slot) -> None:
