@@ -29,7 +29,7 @@ import asyncio
 import os
 import re
 import resource
-import subprocess  # nosec B404  (strace, fixed argv)
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,7 +77,7 @@ def _sample(pid: int) -> dict[str, Any]:
 
 def _strace(pid: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """One tracer (a process takes only one): every call with its file and duration."""
-    trace = subprocess.Popen(  # nosec B603 B607
+    trace = subprocess.Popen(
         ["strace", "-f", "-y", "-T", "-tt", "-o", str(out / "trace.txt"), "-p", str(pid)],
         stderr=subprocess.DEVNULL,
     )
@@ -87,7 +87,7 @@ def _strace(pid: int, out: Path) -> list[subprocess.Popen[bytes]]:
 
 def _perf(pid: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """perf's samples of the writer, user and kernel, with call graphs."""
-    rec = subprocess.Popen(  # nosec B603 B607
+    rec = subprocess.Popen(
         ["perf", "record", "-q", "-F", "4000", "-g", "-o", str(out / "perf.data"), "-p", str(pid)],
         stderr=subprocess.DEVNULL,
     )
@@ -205,7 +205,7 @@ def one_round(
         elif tool == "perf":
             out["perf"] = ""
             for sort, limit in (("dso", "0.5"), ("dso,sym", "0.8")):
-                report = subprocess.run(  # nosec B603 B607
+                report = subprocess.run(
                     [*_PERF_REPORT, limit, "-i", str(work / "perf.data"), "--sort", sort],
                     capture_output=True,
                     text=True,
