@@ -7,11 +7,14 @@ socket (sandbox/runtime/call.py). When the caller reads a reply, the kernel
 frees the reply's buffer and wakes the sleepers on the worker socket's wait
 queue to say it may write (`unix_write_space`). A worker asleep in `recv`
 wakes, finds no data and sleeps again: two voluntary context switches a call.
-`poll(POLLIN)` waits with a keyed entry that the write-space wake-up passes by.
-This script shows both on this kernel, with a forked worker and a caller that
-reads each reply only once the worker is back asleep (as the gateway's loop
-usually does); it prints the worker's voluntary context switches per call from
-/proc. docs/performance.md, "The warm path's floor".
+`poll(POLLIN)` waits with a keyed entry that the write-space wake-up passes by;
+replies on a socket of their own leave nobody asleep where that wake-up lands.
+This script shows the three on this kernel, with a forked worker and a caller
+that reads each reply only once the worker is back asleep (as the gateway's loop
+usually does); it prints the worker's voluntary context switches and its CPU
+(/proc/PID/schedstat, ns on the CPU) per call, and the caller's own CPU per call
+(sleeps included, the same in every mode). docs/performance.md, "The warm
+path's floor" and "The warm worker: one wake-up per call".
 """
 
 from __future__ import annotations
@@ -22,16 +25,22 @@ import select
 import socket
 import time
 
+MODES = {
+    "recv": "recv alone",
+    "poll": "poll(POLLIN), then recv",
+    "split": "replies on their own socket",
+}
 
-def _worker(sock: socket.socket, use_poll: bool) -> None:
+
+def _worker(calls: socket.socket, replies: socket.socket, use_poll: bool) -> None:
     poller = select.poll()
-    poller.register(sock, select.POLLIN)
+    poller.register(calls, select.POLLIN)
     while True:
         if use_poll:
             poller.poll()
-        if not sock.recv(65536):
+        if not calls.recv(65536):
             os._exit(0)
-        sock.sendall(b"r" * 200)
+        replies.sendall(b"r" * 200)
 
 
 def _switches(pid: int) -> int:
@@ -42,25 +51,37 @@ def _switches(pid: int) -> int:
     return 0
 
 
-def per_call(use_poll: bool, calls: int) -> float:
+def _cpu_ns(pid: int) -> int:
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def per_call(mode: str, calls: int) -> tuple[float, float, float]:
+    """Voluntary switches and µs of CPU per call of a worker in `mode`, and the caller's."""
     ours, theirs = socket.socketpair()
+    back, out = socket.socketpair() if mode == "split" else (ours, theirs)
     pid = os.fork()
     if pid == 0:
         ours.close()
-        _worker(theirs, use_poll)
+        _worker(theirs, out, mode == "poll")
     theirs.close()
     try:
         ours.send(b"x")
-        ours.recv(65536)
-        before = _switches(pid)
+        back.recv(65536)
+        before, cpu, mine = _switches(pid), _cpu_ns(pid), time.thread_time_ns()
         for _ in range(calls):
             ours.send(b"x" * 100)
             time.sleep(0.0002)  # the worker answers and is back asleep
-            ours.recv(65536)  # frees the reply's buffer: the write-space wake-up
+            back.recv(65536)  # frees the reply's buffer: the write-space wake-up
             time.sleep(0.0002)
-        return (_switches(pid) - before) / calls
+        mine = time.thread_time_ns() - mine
+        cpu = _cpu_ns(pid) - cpu
+        return (_switches(pid) - before) / calls, cpu / calls / 1000, mine / calls / 1000
     finally:
         ours.close()
+        if back is not ours:
+            back.close()
+            out.close()
         os.waitpid(pid, 0)
 
 
@@ -68,9 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    for use_poll in (False, True, False, True):
-        how = "poll(POLLIN), then recv" if use_poll else "recv alone"
-        print(f"{how:24} {per_call(use_poll, args.calls):.2f} voluntary switches per call")
+    for mode in (*MODES, *MODES):
+        switches, cpu, caller = per_call(mode, args.calls)
+        print(
+            f"{MODES[mode]:28} {switches:.2f} voluntary switches, {cpu:5.1f} µs CPU per call"
+            f" (the caller's: {caller:5.1f} µs)"
+        )
 
 
 if __name__ == "__main__":

@@ -68,9 +68,13 @@ class CapturedOutput:
 class ReusedOutput:
     """A warm worker's output capture: one memfd for its life, fd 1 and 2 on it.
 
-    Per call it is emptied and fd 1 and 2 are pointed at it again (the handler
-    may have closed or replaced them); what is written between calls lands in
-    it too and is dropped when the next call begins, as /dev/null would.
+    Per call fd 1 and 2 are pointed at it again (the handler may have closed or
+    replaced them) and every call begins with it empty, its offset at 0. A call
+    that wrote to it has it emptied when its output is collected; what is
+    written between calls lands in it too and is dropped when the next call
+    begins, as /dev/null would drop it. So a silent call costs two `lseek` (the
+    size, at either end) and the two `dup2`, and one that wrote a `pread` and an
+    `ftruncate` more.
     """
 
     def __init__(self) -> None:
@@ -78,15 +82,21 @@ class ReusedOutput:
 
     def begin(self) -> None:
         _flush()
-        os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
+        # At its end, so the call's output starts at 0 wherever an earlier call left the
+        # offset; not empty: written since the last call was collected, dropped.
+        if os.lseek(self._fd, 0, os.SEEK_END):
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
         os.dup2(self._fd, 1)
         os.dup2(self._fd, 2)
 
     def collect(self) -> str:
         _flush()
-        size = os.fstat(self._fd).st_size
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if not size:
+            return ""
         data = os.pread(self._fd, MAX_OUTPUT, max(0, size - MAX_OUTPUT))
+        os.ftruncate(self._fd, 0)  # the next call's `begin` finds it empty
         text = data.decode("utf-8", "replace")
         if size > MAX_OUTPUT:
             text = f"[{size - MAX_OUTPUT} earlier bytes dropped]\n" + text
@@ -110,6 +120,12 @@ def _peak_memory_kb() -> int:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children)
+
+
+def _own_peak_kb() -> int:
+    """`_peak_memory_kb` of a worker that can have no child: the kernel refuses it every
+    new process, so the children's peak stays 0 (worker.py, `may_make_children`)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _result_limit(ctx_meta: Any) -> int:
@@ -139,7 +155,7 @@ def run_call(
         event = recv_frame(sock)
     except Exception as e:
         ctx_meta, event = b"", f"{e}".encode()
-    head, body = _invoke(sock, None, handler, watch, output, ctx_meta, event)
+    head, body = _invoke(sock, None, handler, watch, output, ctx_meta, event, _peak_memory_kb)
     output.restore()
     try:
         send_frames(sock, head, body)
@@ -151,16 +167,19 @@ def serve_channel(
     sock: Socket,
     handler: Callable[[Any, Context], Any],
     watch: CallWatch,
-    end_leftovers: Callable[[], None],
+    end_leftovers: Callable[[], None] | None,
 ) -> None:
     """A warm worker's calls, one after another, on its persistent channel; returns at its end.
 
     Each call arrives as three frames (its token, its context, its event) and
     is answered with the reply's head and body and then the end-of-call frame
     (``END`` + the token), written once what the call started has been ended.
+    `end_leftovers` is None for a worker the kernel refuses every new process
+    (worker.py, `may_make_children`): no call can start one, or reap one.
     """
     reader = FrameReader(sock)
     output = ReusedOutput()
+    peak = _own_peak_kb if end_leftovers is None else _peak_memory_kb
     while True:
         try:
             token = reader.frame()
@@ -169,8 +188,9 @@ def serve_channel(
         except (OSError, FrameError):
             return  # the gateway closed the channel (or the function broke it)
         output.begin()
-        head, body = _invoke(sock, reader.frame, handler, watch, output, ctx_meta, event)
-        end_leftovers()  # before the call's end is said: the gateway relies on it
+        head, body = _invoke(sock, reader.frame, handler, watch, output, ctx_meta, event, peak)
+        if end_leftovers is not None:
+            end_leftovers()  # before the call's end is said: the gateway relies on it
         try:
             send_frames(sock, head, body, END + token)
         except OSError:
@@ -185,6 +205,7 @@ def _invoke(
     output: CapturedOutput | ReusedOutput,
     raw_meta: bytes,
     raw_event: bytes,
+    peak_kb: Callable[[], int],
 ) -> tuple[bytes, bytes]:
     """Run the handler on one call's frames; the reply's head and body. Never raises.
 
@@ -246,5 +267,5 @@ def _invoke(
             read = []
         if read:  # which granted secrets this call read, whatever its outcome
             meta["secrets_read"] = read
-    meta["mem_kb"] = _peak_memory_kb()
+    meta["mem_kb"] = peak_kb()
     return jsonwire.dumps(meta, compact=True).encode(), body

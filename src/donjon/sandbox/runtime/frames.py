@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import struct
 
 from . import jsonwire
@@ -59,12 +60,22 @@ class FrameReader:
     A warm worker's channel (call.py `serve_channel`) carries one call at a time:
     the gateway sends a call's frames in one write and nothing more until the
     worker answers, so whatever one `recv` returns belongs to the current message.
+
+    It waits for input in `poll`, then reads with `recv`. The channel's one socket
+    carries the replies too, and when the gateway reads one the kernel wakes
+    every sleeper on this socket's wait queue to say it may write again
+    (`unix_write_space`); asleep in `recv` by then, the worker would wake for
+    nothing and sleep again, two wake-ups a call. `poll`'s wait is keyed to
+    POLLIN, so that wake-up passes it by (docs/performance.md, "The warm worker:
+    one wake-up per call"; bench/worker_wakeups.py).
     """
 
     def __init__(self, sock: Socket) -> None:
         self._sock = sock
         self._buf = bytearray()
         self._pos = 0
+        self._input = select.poll()
+        self._input.register(sock.fileno(), select.POLLIN)
 
     def frame(self) -> bytes:
         while True:
@@ -83,6 +94,7 @@ class FrameReader:
                         self._buf.clear()
                         self._pos = 0
                     return out
+            self._input.poll()  # until input, the channel's end or an error: recv then says
             chunk = self._sock.recv(max(65536, need - avail))
             if not chunk:
                 raise FrameError("peer closed the channel")

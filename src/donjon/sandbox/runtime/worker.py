@@ -140,6 +140,21 @@ def end_leftovers() -> None:
             continue
 
 
+def may_make_children(config: dict[str, Any]) -> bool:
+    """Whether this worker's code can start a process at all.
+
+    With `child_processes: block` (the default) the kernel stops every fork,
+    vfork, clone of a process and exec of the worker (clone3 fails ENOSYS, libc
+    then uses clone) and the supervisor answers each with EPERM, or the kernel
+    ENOSYS once no one holds the listener (watch.py, sandbox/seccomp.py): no call
+    can leave a process behind or reap one, so a warm call skips
+    `end_leftovers`' wait and the children's memory peak. With alert or allow,
+    each call is followed by both.
+    """
+    policies = config.get("policies") or {}
+    return bool(policies.get("child_processes", "block") != "block")
+
+
 def _line_buffered() -> None:
     """stdout flushed at each line, like stderr: what a call prints lands in order."""
     for stream in (sys.stdout, sys.stderr):
@@ -182,7 +197,8 @@ def _serve(handoff: sockets.Socket, config: dict[str, Any]) -> None:
     if config["warm"]:
         # Warm: the gateway's persistent channel, handed over once; calls come on it.
         if msg == b"channel":
-            serve_channel(sockets.Socket(fileno=fds[0]), handler, call_watch, end_leftovers)
+            leftovers = end_leftovers if may_make_children(config) else None
+            serve_channel(sockets.Socket(fileno=fds[0]), handler, call_watch, leftovers)
         return
     handoff.close()  # one call only: nothing more will come
     call = sockets.Socket(fileno=fds[0])
