@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from donjon.audit.entry import to_wire
 from donjon.audit.log import Prepared
 from donjon.audit.pipeline import INLINE_MAX, Pipeline
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, FrameReader
+from donjon.config import AuditSettings
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
@@ -263,3 +265,33 @@ def test_a_failed_inline_commit_fails_its_records_and_the_next_follow_the_commit
     assert [thread for thread, _ in spy.calls] == [me, me, me]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 3
+
+
+def test_records_committed_inline_are_checkpointed_by_time(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle commit thread, asleep with nothing to checkpoint, still makes the timed
+    checkpoint of records the reading thread committed meanwhile."""
+    spy = _StoreSpy(monkeypatch)
+    log = AuditLog(engine, KEY, settings=AuditSettings(checkpoint_s=0.2))
+    log.hold_connection()
+    log.checkpoint()  # as the writer starts: nothing left to checkpoint
+    ours, theirs = socket.socketpair()
+    pipeline = Pipeline(theirs, log, 8192)
+    try:
+        pipeline.submit(_wire("a", 2))
+        assert _answers(ours, 2) == [("committed", 2, 1)]
+        assert spy.calls == [(threading.current_thread().name, [2])]
+        assert engine.url.database is not None
+        deadline = time.monotonic() + 30
+        size = 0
+        while size < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with sqlite3.connect(engine.url.database) as db:
+                ((size,),) = db.execute("SELECT coalesce(max(size), 0) FROM audit_checkpoints")
+        assert size == 2, "no checkpoint by time covered the inline commit"
+    finally:
+        pipeline.close()
+        log.stop()
+        ours.close()
+        theirs.close()

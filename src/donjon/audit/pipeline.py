@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -50,6 +51,8 @@ log_ = logging.getLogger("donjon.audit.writer")
 #: preparing (about 3 µs a record) would cost more than the hand-off saves (about
 #: 0.1 ms of CPU a transaction, docs/performance.md), so it overlaps the commit.
 INLINE_MAX = 32
+#: The commit thread's shortest sleep while a checkpoint is due by time, in seconds.
+_SLACK_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class Pipeline:
         self._closing = False
         #: A thread holds the commit: a transaction or a timed checkpoint runs.
         self._committing = False
+        #: When the idle commit thread wakes to look at the checkpoint cadence (the
+        #: log's clock; inf: only when woken); None while it is awake.
+        self._asleep_until: float | None = None
         #: Bumped when a transaction fails: chunks prepared before are stale.
         self._gen = 0
         #: The tree after every chunk queued (the committed tree when none is); never
@@ -138,12 +144,19 @@ class Pipeline:
             self._release()
 
     def _release(self) -> None:
-        """Give the commit back. The idle commit thread is woken only when chunks wait
-        or the pipeline closes: after an inline commit nothing does, so it sleeps on."""
+        """Give the commit back. The idle commit thread is woken only when chunks wait,
+        the pipeline closes, or the records just committed make a checkpoint due by time
+        before it would wake (once a cadence: it then sleeps until then)."""
         with self._cond:
             self._committing = False
             if self._queue or self._closing:
                 self._cond.notify_all()
+            elif self._asleep_until is not None:
+                log = self._log
+                now = log._clock()
+                wait = log._checkpointer.seconds_until_due(log.size, now)
+                if wait is not None and now + wait < self._asleep_until - _SLACK_S:
+                    self._cond.notify_all()
 
     def _fail_closed(self, why: str) -> None:
         log_.exception(why)
@@ -170,8 +183,13 @@ class Pipeline:
         log = self._log
         with self._cond:
             while self._committing or (not self._queue and not self._closing):
-                wait = log._checkpointer.seconds_until_due(log.size, log._clock())
-                if not self._cond.wait(None if wait is None else max(wait, 0.05)):
+                now = log._clock()
+                wait = log._checkpointer.seconds_until_due(log.size, now)
+                wait = None if wait is None else max(wait, _SLACK_S)
+                self._asleep_until = math.inf if wait is None else now + wait
+                woken = self._cond.wait(wait)
+                self._asleep_until = None
+                if not woken:
                     if self._committing:  # an inline commit runs: look again after it
                         return None
                     break
