@@ -13,8 +13,9 @@ A record is answered only after its own transaction committed. If a transaction
 fails, its chunks and every chunk queued behind it (their seqs follow records
 that were not written) are answered FAILED, and the tree to prepare on goes
 back to the committed one; a chunk being prepared then is prepared again (its
-records were not answered yet). Every answer goes out from the commit thread,
-in the order the records came, which is the order the node waits for them.
+records were not answered yet). Every answer goes out from the thread that
+holds the commit, in the order the records came, which is the order the node
+waits for them.
 
 Small chunks skip the hand-off. When the commit thread is idle, nothing is
 queued and a chunk holds at most `INLINE_MAX` records, the reading thread
@@ -48,8 +49,8 @@ log_ = logging.getLogger("donjon.audit.writer")
 
 #: A chunk of at most this many records, met by an idle commit thread and an empty
 #: queue, is committed by the thread that prepared it. Above it the next group's
-#: preparing (about 3 µs a record) would cost more than the hand-off saves (about
-#: 0.1 ms of CPU a transaction, docs/performance.md), so it overlaps the commit.
+#: preparing in series (3-5 µs a record) would cost about what the hand-off saves
+#: (30-70 µs of CPU a group, docs/performance.md, `fold`), so it overlaps the commit.
 INLINE_MAX = 32
 #: The commit thread's shortest sleep while a checkpoint is due by time, in seconds.
 _SLACK_S = 0.05
