@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.audit.checkpoints import CheckpointEntry
 from donjon.audit.entry import to_wire
-from donjon.audit.pipeline import Pipeline
+from donjon.audit.log import Prepared
+from donjon.audit.pipeline import INLINE_MAX, Pipeline
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, FrameReader
+from donjon.config import AuditSettings
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 
@@ -171,6 +176,122 @@ def test_a_commit_thread_that_breaks_closes_the_socket(
         pipeline.close()
         assert pipeline.gone
     finally:
+        log.stop()
+        ours.close()
+        theirs.close()
+
+
+class _StoreSpy:
+    """Records which thread ran each real `AuditLog.store` and how many records each
+    chunk of it held; `gate`, when set, holds the next store until it is opened."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+        real = AuditLog.store
+
+        def store(log: AuditLog, chunks: Sequence[Prepared]) -> CheckpointEntry | None:
+            self.calls.append((threading.current_thread().name, [c.count for c in chunks]))
+            self.entered.set()
+            gate, self.gate = self.gate, None
+            if gate is not None:
+                assert gate.wait(60), "the test never opened the gate"
+            return real(log, chunks)
+
+        monkeypatch.setattr(AuditLog, "store", store)
+
+
+def test_a_small_chunk_met_by_an_idle_commit_is_committed_by_its_own_thread(
+    rig: tuple[Pipeline, socket.socket, AuditLog],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks of up to INLINE_MAX records, each submitted once the one before is
+    answered, are committed by the thread that submits them, one transaction each;
+    a larger chunk is handed to the commit thread."""
+    spy = _StoreSpy(monkeypatch)
+    pipeline, sock, _ = rig
+    me = threading.current_thread().name
+    pipeline.submit(_wire("a", 1))
+    assert _answers(sock, 1) == [("committed", 1, 1)]
+    pipeline.submit(_wire("b", INLINE_MAX))
+    assert _answers(sock, INLINE_MAX) == [("committed", INLINE_MAX, 2)]
+    pipeline.submit(_wire("c", INLINE_MAX + 1))
+    assert _answers(sock, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, INLINE_MAX + 2)]
+    assert spy.calls == [(me, [1]), (me, [INLINE_MAX]), ("audit-commit", [INLINE_MAX + 1])]
+    assert verify_log(engine, KEY).records == 2 * INLINE_MAX + 2
+
+
+def test_records_that_come_while_a_commit_runs_are_prepared_and_share_the_next(
+    rig: tuple[Pipeline, socket.socket, AuditLog],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a transaction runs, small chunks are not committed inline: they are
+    prepared, queued and committed together in the next transaction, answered in order."""
+    spy = _StoreSpy(monkeypatch)
+    gate = spy.gate = threading.Event()
+    pipeline, sock, _ = rig
+    pipeline.submit(_wire("big", INLINE_MAX + 1))
+    assert spy.entered.wait(60)  # the commit thread holds the commit, at the gate
+    pipeline.submit(_wire("small", 1))  # returns: queued, not committed here
+    pipeline.submit(_wire("small", 2))
+    gate.set()
+    assert _answers(sock, INLINE_MAX + 4) == [
+        ("committed", INLINE_MAX + 1, 1),
+        ("committed", 1, INLINE_MAX + 2),
+        ("committed", 2, INLINE_MAX + 3),
+    ]
+    assert spy.calls == [("audit-commit", [INLINE_MAX + 1]), ("audit-commit", [1, 2])]
+    assert verify_log(engine, KEY).records == INLINE_MAX + 4
+
+
+def test_a_failed_inline_commit_fails_its_records_and_the_next_follow_the_committed_tree(
+    rig: tuple[Pipeline, socket.socket, AuditLog],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An inline transaction the database refuses answers its chunk FAILED, writes
+    nothing of it, and the next records take the seqs after the committed ones."""
+    spy = _StoreSpy(monkeypatch)
+    pipeline, sock, _ = rig
+    me = threading.current_thread().name
+    pipeline.submit(_wire("ok", 2))
+    _poison(engine)
+    pipeline.submit(_wire("poison", 2))
+    pipeline.submit(_wire("after", 1))
+    assert _answers(sock, 5) == [("committed", 2, 1), ("failed", 2, 0), ("committed", 1, 3)]
+    assert [thread for thread, _ in spy.calls] == [me, me, me]
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == 3
+
+
+def test_records_committed_inline_are_checkpointed_by_time(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle commit thread, asleep with nothing to checkpoint, still makes the timed
+    checkpoint of records the reading thread committed meanwhile."""
+    spy = _StoreSpy(monkeypatch)
+    log = AuditLog(engine, KEY, settings=AuditSettings(checkpoint_s=0.2))
+    log.hold_connection()
+    log.checkpoint()  # as the writer starts: nothing left to checkpoint
+    ours, theirs = socket.socketpair()
+    pipeline = Pipeline(theirs, log, 8192)
+    try:
+        pipeline.submit(_wire("a", 2))
+        assert _answers(ours, 2) == [("committed", 2, 1)]
+        assert spy.calls == [(threading.current_thread().name, [2])]
+        assert engine.url.database is not None
+        deadline = time.monotonic() + 30
+        size = 0
+        while size < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with sqlite3.connect(engine.url.database) as db:
+                ((size,),) = db.execute("SELECT coalesce(max(size), 0) FROM audit_checkpoints")
+        assert size == 2, "no checkpoint by time covered the inline commit"
+    finally:
+        pipeline.close()
         log.stop()
         ours.close()
         theirs.close()

@@ -137,8 +137,13 @@ def test_listeners_see_each_batch_in_order_before_its_callers_resume(engine: Eng
 
 
 @pytest.mark.slow  # two writer processes and a bounded load
+@pytest.mark.parametrize(
+    ("waiters", "each"),
+    [(1, 600), (128, 100)],
+    ids=["inline", "two-stage"],  # groups of one (committed by the reading thread); large
+)
 def test_a_killed_writer_fails_its_callers_loses_nothing_accepted_and_is_restarted(
-    engine: Engine,
+    engine: Engine, waiters: int, each: int
 ) -> None:
     """SIGKILL of the writer mid-load: callers get AuditError, every record whose
     record() returned is stored, a new writer takes over and the log verifies."""
@@ -149,7 +154,7 @@ def test_a_killed_writer_fails_its_callers_loses_nothing_accepted_and_is_restart
     failed: list[BaseException] = []
 
     async def waiter(w: int) -> None:
-        for k in range(400):
+        for k in range(each):
             i = w * 1000 + k
             try:
                 await log.record(_event(i))
@@ -164,7 +169,7 @@ def test_a_killed_writer_fails_its_callers_loses_nothing_accepted_and_is_restart
             assert log._remote is not None
             first = log._remote.pid
             assert first is not None
-            tasks = [asyncio.ensure_future(waiter(w)) for w in range(32)]
+            tasks = [asyncio.ensure_future(waiter(w)) for w in range(waiters)]
             for _ in range(6000):  # until some batches are committed (bounded)
                 if committed[0] >= 300:
                     break

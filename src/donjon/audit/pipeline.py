@@ -13,14 +13,28 @@ A record is answered only after its own transaction committed. If a transaction
 fails, its chunks and every chunk queued behind it (their seqs follow records
 that were not written) are answered FAILED, and the tree to prepare on goes
 back to the committed one; a chunk being prepared then is prepared again (its
-records were not answered yet). Every answer goes out from the commit thread,
-in the order the records came, which is the order the node waits for them.
+records were not answered yet). Every answer goes out from the thread that
+holds the commit, in the order the records came, which is the order the node
+waits for them.
+
+Small chunks skip the hand-off. When the commit thread is idle, nothing is
+queued and a chunk holds at most `INLINE_MAX` records, the reading thread
+commits and answers it itself: no wake-up of the other thread, no GIL passed
+back and forth, for the groups of a few records a node at moderate load makes.
+While that commit runs nobody reads; what arrives meanwhile is read after it and
+goes in the next transaction, which costs the preparing of a few records. A
+larger chunk, or any chunk while a commit runs or chunks wait, takes the two
+stages above, so large groups keep preparing while they commit. Either way one
+thread at a time holds the commit (`_committing`), answers go out in order
+(a chunk is committed inline only when every chunk before it is answered), and
+a failure resets the tree as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -29,9 +43,17 @@ from dataclasses import dataclass
 from donjon.audit.log import AuditLog, Prepared
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, frame
 
-__all__ = ["Pipeline"]
+__all__ = ["INLINE_MAX", "Pipeline"]
 
 log_ = logging.getLogger("donjon.audit.writer")
+
+#: A chunk of at most this many records, met by an idle commit thread and an empty
+#: queue, is committed by the thread that prepared it. Above it the next group's
+#: preparing in series (3-5 µs a record) would cost about what the hand-off saves
+#: (30-70 µs of CPU a group, docs/performance.md, `fold`), so it overlaps the commit.
+INLINE_MAX = 32
+#: The commit thread's shortest sleep while a checkpoint is due by time, in seconds.
+_SLACK_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +83,11 @@ class Pipeline:
         self._queue: list[_Chunk] = []
         self._queued = 0
         self._closing = False
+        #: A thread holds the commit: a transaction or a timed checkpoint runs.
+        self._committing = False
+        #: When the idle commit thread wakes to look at the checkpoint cadence (the
+        #: log's clock; inf: only when woken); None while it is awake.
+        self._asleep_until: float | None = None
         #: Bumped when a transaction fails: chunks prepared before are stale.
         self._gen = 0
         #: The tree after every chunk queued (the committed tree when none is); never
@@ -84,19 +111,62 @@ class Pipeline:
             except Exception as e:  # not what to_wire makes, or sealing a log failed
                 log_.error("audit records could not be prepared: %s", e)
                 chunk = _Refused(len(data), type(e).__name__)
-            if self._queue_chunk(chunk, gen):
-                return
+            queued = self._queue_chunk(chunk, gen)
+            if queued is None:
+                continue
+            if not queued:
+                self._commit_here(chunk)
+            return
 
-    def _queue_chunk(self, chunk: _Chunk, gen: int | None) -> bool:
+    def _queue_chunk(self, chunk: _Chunk, gen: int) -> bool | None:
+        """Queue `chunk` for the commit thread (True), or claim the commit for this
+        thread when the chunk is small and the commit idle with nothing queued (False);
+        None when it was built on records that failed (prepare it again)."""
         with self._cond:
-            if gen is not None and gen != self._gen:  # built on records that failed
-                return False
+            if gen != self._gen:  # built on records that failed
+                return None
             if isinstance(chunk, Prepared):
                 self._tip = chunk.frontier
+                if not self._committing and not self._queue and chunk.count <= INLINE_MAX:
+                    self._committing = True
+                    return False
             self._queue.append(chunk)
             self._queued += chunk.count
             self._cond.notify_all()
         return True
+
+    def _commit_here(self, chunk: _Chunk) -> None:
+        """Commit and answer `chunk` on this thread (the commit is claimed)."""
+        try:
+            self._commit([chunk])
+        except BaseException:  # a bug: fail closed, as the commit thread does
+            self._fail_closed("the audit writer's inline commit failed: the writer stops")
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Give the commit back. The idle commit thread is woken only when chunks wait,
+        the pipeline closes, or the records just committed make a checkpoint due by time
+        before it would wake (once a cadence: it then sleeps until then)."""
+        with self._cond:
+            self._committing = False
+            if self._queue or self._closing:
+                self._cond.notify_all()
+            elif self._asleep_until is not None:
+                log = self._log
+                now = log._clock()
+                wait = log._checkpointer.seconds_until_due(log.size, now)
+                if wait is not None and now + wait < self._asleep_until - _SLACK_S:
+                    self._cond.notify_all()
+
+    def _fail_closed(self, why: str) -> None:
+        log_.exception(why)
+        with self._cond:
+            self.gone = True
+            self._cond.notify_all()
+        # The node sees the socket close, fails what is in flight and restarts us.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Commit and answer everything queued, then end the commit thread."""
@@ -107,15 +177,24 @@ class Pipeline:
 
     # -- the commit thread ------------------------------------------------------
 
-    def _take(self) -> list[_Chunk]:
-        """Everything queued, once there is something (nothing: closing or time to
-        look at the checkpoint cadence)."""
+    def _take(self) -> list[_Chunk] | None:
+        """Everything queued, once there is something, with the commit claimed (nothing:
+        closing or time to look at the checkpoint cadence, the commit claimed too;
+        None: an inline commit holds it, look again)."""
         log = self._log
         with self._cond:
-            while not self._queue and not self._closing:
-                wait = log._checkpointer.seconds_until_due(log.size, log._clock())
-                if not self._cond.wait(None if wait is None else max(wait, 0.05)):
+            while self._committing or (not self._queue and not self._closing):
+                now = log._clock()
+                wait = log._checkpointer.seconds_until_due(log.size, now)
+                wait = None if wait is None else max(wait, _SLACK_S)
+                self._asleep_until = math.inf if wait is None else now + wait
+                woken = self._cond.wait(wait)
+                self._asleep_until = None
+                if not woken:
+                    if self._committing:  # an inline commit runs: look again after it
+                        return None
                     break
+            self._committing = True
             chunks, self._queue, self._queued = self._queue, [], 0
             self._cond.notify_all()
             return chunks
@@ -124,26 +203,25 @@ class Pipeline:
         try:
             self._serve()
         except BaseException:  # a bug: fail closed rather than leave callers waiting
-            log_.exception("the audit writer's commit thread failed: the writer stops")
-            with self._cond:
-                self.gone = True
-                self._cond.notify_all()
-            # The node sees the socket close, fails what is in flight and restarts us.
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+            self._fail_closed("the audit writer's commit thread failed: the writer stops")
 
     def _serve(self) -> None:
         while True:
             chunks = self._take()
-            if chunks:
-                self._commit(chunks)
+            if chunks is None:
                 continue
-            if self._closing:
-                return
-            try:  # nothing came for a while: a checkpoint by time, if due
-                self._log.checkpoint(force=False)
-            except Exception as e:  # retried at the next wake-up
-                log_.error("audit checkpoint failed: %s", e)
+            try:
+                if chunks:
+                    self._commit(chunks)
+                    continue
+                if self._closing:
+                    return
+                try:  # nothing came for a while: a checkpoint by time, if due
+                    self._log.checkpoint(force=False)
+                except Exception as e:  # retried at the next wake-up
+                    log_.error("audit checkpoint failed: %s", e)
+            finally:
+                self._release()
 
     def _commit(self, chunks: list[_Chunk]) -> None:
         started = time.perf_counter()

@@ -9,7 +9,9 @@ then appends in two stages (audit/pipeline.py): this thread reads every
 RECORDS frame waiting on the socket and prepares those records (seqs, hashes,
 the tree) while the transaction before them commits; the commit thread takes
 everything prepared meanwhile into one transaction (group commit), commits it,
-answers COMMITTED, and only then publishes a checkpoint made with it. It
+answers COMMITTED, and only then publishes a checkpoint made with it. A small
+run met by an idle commit thread is committed by this thread itself, without the
+hand-off (audit/pipeline.py says when). It
 checkpoints by time between records too. It ends when the socket closes (after committing
 what it received and checkpointing) or when its parent is gone; SIGINT and
 SIGTERM are the node's to handle, so it ignores them.
