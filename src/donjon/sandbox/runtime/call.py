@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 MAX_OUTPUT = 64 * 1024
 MAX_RESULT = 6 * 1024 * 1024  # the gateway reads no more (sandbox/replies.py)
+MAX_HEAD = 256 * 1024  # the gateway reads no more of a reply's head (sandbox/replies.py)
 #: How a warm call's end-of-call frame starts (the call's token follows); no head does.
 END = b"\x00end:"
 
@@ -268,4 +269,29 @@ def _invoke(
         if read:  # which granted secrets this call read, whatever its outcome
             meta["secrets_read"] = read
     meta["mem_kb"] = peak_kb()
-    return jsonwire.dumps(meta, compact=True).encode(), body
+    return _head(meta), body
+
+
+def _head(meta: dict[str, Any]) -> bytes:
+    """The reply's head, within the MAX_HEAD the gateway reads.
+
+    The output is at most MAX_OUTPUT bytes, but a byte that is not UTF-8 or a control
+    character escapes to six in JSON (``\\ufffd``, ``\\u0000``): such output would make
+    a head the gateway refuses, and the call would lose its answer. Its oldest part is
+    dropped then, until the head fits; the note says how much.
+    """
+    head = jsonwire.dumps(meta, compact=True).encode()
+    out = meta.get("out")
+    if len(head) <= MAX_HEAD or not isinstance(out, str) or not out:
+        return head
+    # The escaped size shrinks as the cut grows: the smallest cut that fits, by bisection.
+    room = MAX_HEAD - (len(head) - len(jsonwire.dumps(out))) - 128  # 128: the note
+    low, high = 0, len(out)
+    while low < high:
+        mid = (low + high) // 2
+        if len(jsonwire.dumps(out[mid:])) <= room:
+            high = mid
+        else:
+            low = mid + 1
+    meta["out"] = f"[{low} earlier characters dropped to fit the reply]\n" + out[low:]
+    return jsonwire.dumps(meta, compact=True).encode()

@@ -270,6 +270,9 @@ class Supervisor:
         poller = self._poller
         poller.register(self.ctrl.fileno(), select.POLLIN)
         poller.register(self.wake[0], select.POLLIN)
+        # Warm: read the page once now, so it says we doze (no call yet) or we follow the
+        # call already begun; else the gateway would not wake us for the first calls.
+        self._observe(time.monotonic())
         while True:
             now = time.monotonic()
             wait = self._next_deadline() - now
