@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from donjon.audit import AuditEvent, AuditLog, verify_log
-from donjon.audit.checkpoints import CheckpointEntry
+from donjon.audit.checkpoints import CheckpointEntry, Checkpointer
 from donjon.audit.entry import to_wire
 from donjon.audit.frontier import Frontier
 from donjon.audit.log import Prepared
@@ -158,6 +158,36 @@ def test_after_the_commit_thread_fails_closed_nothing_more_is_committed(
         log.stop()
     assert "late" not in _stored_tags(engine)
     assert verify_log(engine, KEY).ok
+
+
+def test_after_the_idle_commit_thread_fails_closed_nothing_is_committed(
+    engine: Engine,
+    sockets: tuple[socket.socket, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit thread that breaks while it waits for records (a bug, nothing claimed)
+    fails closed; a small chunk read after that is not committed inline by the reading
+    thread."""
+    real = Checkpointer.seconds_until_due
+
+    def seconds_until_due(checkpointer: Checkpointer, size: int, now: float) -> float | None:
+        if threading.current_thread().name == COMMIT_THREAD:
+            raise RuntimeError("a bug in the cadence")
+        return real(checkpointer, size, now)
+
+    monkeypatch.setattr(Checkpointer, "seconds_until_due", seconds_until_due)
+    ours, theirs = sockets
+    log = AuditLog(engine, KEY)
+    log.hold_connection()
+    pipeline = Pipeline(theirs, log, 8192)
+    try:
+        assert ours.recv(1 << 16) == b""  # it failed closed: the node fails what is in flight
+        assert pipeline.gone
+        pipeline.submit(_wire("late", 1))  # read before the reading thread saw `gone`
+        pipeline.close()
+    finally:
+        log.stop()
+    assert _stored_tags(engine) == []
 
 
 def test_a_chunk_read_during_a_timed_checkpoint_waits_for_it(
