@@ -28,7 +28,8 @@ stages above, so large groups keep preparing while they commit. Either way one
 thread at a time holds the commit (`_committing`), answers go out in order
 (a chunk is committed inline only when every chunk before it is answered), and
 a failure resets the tree as above. A commit thread that breaks (a bug) keeps the
-commit as it fails closed: nothing is committed after it, inline or queued.
+commit as it fails closed, and the reading thread commits nothing inline once the
+writer is `gone`: records the node has failed are not written after it.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class Pipeline:
                 return None
             if isinstance(chunk, Prepared):
                 self._tip = chunk.frontier
-                if not self._committing and not self._queue and chunk.count <= INLINE_MAX:
+                idle = not self._committing and not self._queue and not self.gone
+                if idle and chunk.count <= INLINE_MAX:
                     self._committing = True
                     return False
             self._queue.append(chunk)
