@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -119,3 +121,68 @@ def test_what_is_answered_committed_is_exactly_what_is_stored(
     assert set(stored) == accepted
     result = verify_log(engine, KEY)
     assert result.ok and result.records == len(accepted)
+
+
+#: x86_64 system calls the SQLite busy handler sleeps in (usleep).
+_SLEEPS = {"35", "230"}  # nanosleep, clock_nanosleep
+
+
+def _main_thread_sleeps(pid: int) -> bool:
+    """Is the process's main thread (the writer's reading thread) in a sleep call?"""
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().split(" ", 1)[0] in _SLEEPS
+    except OSError:
+        return False
+
+
+@pytest.mark.slow  # two writer processes, one killed
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="reads x86_64 system call numbers")
+def test_a_writer_killed_inside_its_inline_transaction_loses_nothing_accepted(
+    engine: Engine,
+) -> None:
+    """SIGKILL of the writer while the transaction its reading thread runs itself waits
+    for the database: that record's caller gets AuditError, nothing of it is stored, a
+    new writer takes over after the committed records and the log verifies."""
+    log = AuditLog(engine, KEY)
+    assert engine.url.database is not None
+    path = engine.url.database
+
+    async def go() -> None:
+        log.start(process=True)
+        try:
+            assert log._remote is not None
+            await log.record(_event(0))
+            pid = log._remote.pid
+            assert pid is not None
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # the writer's next transaction waits on it
+            try:
+                pending = asyncio.ensure_future(log.record(_event(1)))
+                for _ in range(400):  # until its transaction waits for the lock (bounded)
+                    if _main_thread_sleeps(pid):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the writer's reading thread never waited for the lock")
+                os.kill(pid, signal.SIGKILL)
+                with pytest.raises(AuditError, match="could not be written"):
+                    await pending
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            for _ in range(1200):  # a new writer, after reading the tree again (bounded)
+                try:
+                    await log.record(_event(2))
+                    break
+                except AuditError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("no new audit writer took over")
+            assert log._remote.pid not in (None, pid)
+        finally:
+            log.stop()
+
+    asyncio.run(go())
+    assert _stored(engine) == [0, 2]
+    result = verify_log(engine, KEY)
+    assert result.ok and result.records == 2
