@@ -145,21 +145,23 @@ def test_close_commits_an_unfinished_burst(engine: Engine) -> None:
     ours, theirs = socket.socketpair()
     try:
         pipeline = Pipeline(theirs, log, 8192)
-        pipeline.submit(_wire("a", 4))
+        pipeline.submit(_wire("a", INLINE_MAX + 1))  # queued: too many to commit inline
         pipeline.close()
-        assert _answers(ours, 4) == [("committed", 4, 1)]
+        assert _answers(ours, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, 1)]
     finally:
         log.stop()
         ours.close()
         theirs.close()
-    assert verify_log(engine, KEY).records == 4
+    assert verify_log(engine, KEY).records == INLINE_MAX + 1
 
 
+@pytest.mark.parametrize("records", [2, INLINE_MAX + 1], ids=["inline", "commit-thread"])
 def test_a_commit_thread_that_breaks_closes_the_socket(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, records: int
 ) -> None:
-    """If the commit thread itself fails (a bug), the node's end sees the socket close
-    (so it fails its callers closed and restarts the writer) instead of waiting."""
+    """If the thread committing fails (a bug: the reading thread's inline commit or the
+    commit thread's), the node's end sees the socket close (so it fails its callers
+    closed and restarts the writer) instead of waiting."""
 
     def broken(*args: object) -> None:
         raise RuntimeError("a bug in answering")
@@ -171,7 +173,7 @@ def test_a_commit_thread_that_breaks_closes_the_socket(
     ours.settimeout(60)
     try:
         pipeline = Pipeline(theirs, log, 8192)
-        pipeline.submit(_wire("a", 2))
+        pipeline.submit(_wire("a", records))
         assert ours.recv(1 << 16) == b""
         pipeline.close()
         assert pipeline.gone

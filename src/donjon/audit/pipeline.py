@@ -27,7 +27,9 @@ larger chunk, or any chunk while a commit runs or chunks wait, takes the two
 stages above, so large groups keep preparing while they commit. Either way one
 thread at a time holds the commit (`_committing`), answers go out in order
 (a chunk is committed inline only when every chunk before it is answered), and
-a failure resets the tree as above.
+a failure resets the tree as above. A commit thread that breaks (a bug) keeps the
+commit as it fails closed, and the reading thread commits nothing inline once the
+writer is `gone`: records the node has failed are not written after it.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ class Pipeline:
                 return None
             if isinstance(chunk, Prepared):
                 self._tip = chunk.frontier
-                if not self._committing and not self._queue and chunk.count <= INLINE_MAX:
+                idle = not self._committing and not self._queue and not self.gone
+                if idle and chunk.count <= INLINE_MAX:
                     self._committing = True
                     return False
             self._queue.append(chunk)
@@ -210,18 +213,19 @@ class Pipeline:
             chunks = self._take()
             if chunks is None:
                 continue
-            try:
-                if chunks:
-                    self._commit(chunks)
-                    continue
-                if self._closing:
-                    return
+            # Given back only on these paths: a bug that ends this thread keeps the
+            # commit, so nothing is committed inline after the writer failed closed.
+            if chunks:
+                self._commit(chunks)
+            elif self._closing:
+                self._release()
+                return
+            else:
                 try:  # nothing came for a while: a checkpoint by time, if due
                     self._log.checkpoint(force=False)
                 except Exception as e:  # retried at the next wake-up
                     log_.error("audit checkpoint failed: %s", e)
-            finally:
-                self._release()
+            self._release()
 
     def _commit(self, chunks: list[_Chunk]) -> None:
         started = time.perf_counter()
