@@ -33,7 +33,7 @@ def test_meta_is_the_json_of_its_fields(
     # A real Principal (its label is "<kind>:<id>"): a compiled `_meta` checks its type.
     kind, _, ident = (label or "").partition(":")
     principal = None if label is None else Principal(ident, "caller", "invoker", kind=kind)
-    raw = _meta(_deployed(name), "0123456789abcdef", principal, secrets, 5.0)  # type: ignore[arg-type]  # a stand-in Deployed
+    raw = _meta(_deployed(name), "0123456789abcdef", principal, secrets, 5.0)
     meta = json.loads(raw)
     assert set(meta) == {
         "request_id", "function", "version", "memory_mb", "deadline", "principal", "secrets"
