@@ -171,7 +171,7 @@ def create_app(node: Node) -> Starlette:
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
     # The warm path's route, served below the middleware and router (gateway/hot_route.py).
-    app.hot = HotRoute(invoke, _server_error)
+    app.hot = HotRoute(invoke, _server_error, handle_invoke)
     app.state.node = node
     return app
 
