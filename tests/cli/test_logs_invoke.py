@@ -97,13 +97,22 @@ def test_logs_since_keeps_only_recent_calls(node: LiveNode, printer: str) -> Non
 
 def test_logs_follow_prints_calls_as_they_end(node: LiveNode, printer: str) -> None:
     """`logs -f` keeps running and prints a call made after it started; Ctrl-C ends it cleanly."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "logs", printer, "-f", "-n", "1"],
-        env=node.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    # Started as a terminal would start it, with SIGINT at its default: a suite run in the
+    # background of a shell without job control (scripts/test.sh's shards) inherits SIGINT
+    # ignored, and a child exec'd from here would inherit that too. A handler of Python's
+    # own here is reset to the default in the child at exec.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "donjon.cli", "logs", printer, "-f", "-n", "1"],
+            env=node.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    with proc:
         lines: queue.Queue[str] = queue.Queue()
         out, err = proc.stdout, proc.stderr
         assert out is not None and err is not None
