@@ -91,7 +91,6 @@ def pieces() -> dict[str, float]:
 
     from donjon.gateway.access import client_address
     from donjon.gateway.invoke import _meta
-    from donjon.identity import Principal
     from donjon.manifest.input_validator import input_validator
     from donjon.obs import Metrics, log_secrets, mint_request_id
     from donjon.vault.redact import Redactor
@@ -106,8 +105,7 @@ def pieces() -> dict[str, float]:
     deployed: Any = SimpleNamespace(
         name="bench-warm", record=SimpleNamespace(version=1), manifest=SimpleNamespace(memory_mb=64)
     )
-    # A real Principal (label "key:0123456789abcdef"): a compiled `_meta` checks its type.
-    principal = Principal(id="0123456789abcdef", name="bench", role="invoker")
+    principal: Any = SimpleNamespace(label="key:0123456789abcdef")
     metrics = Metrics()
     request = Request({"type": "http", "client": ("127.0.0.1", 5555), "headers": []})
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything Donjon needs on a fresh Debian machine: system packages when
 # missing (bubblewrap, python3-venv, redis-server for the shared-limits tests,
-# postgresql for the queue's PostgreSQL tests; gcc and python3-dev when
-# DONJON_MYPYC=1 asks for the hot-path modules compiled), then the package in .venv.
+# postgresql for the queue's PostgreSQL tests),
+# then the package in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,14 +19,6 @@ ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The database events' tests start their own PostgreSQL (tests/postgres_support.py).
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
-# DONJON_MYPYC=1: the gateway's hot-path modules compiled by mypyc (setup.py,
-# src/donjon/compiled.py), which needs a C compiler and the interpreter's headers.
-if [ "${DONJON_MYPYC:-0}" = 1 ]; then
-  command -v gcc >/dev/null 2>&1 || need+=(gcc)
-  has_headers='import os, sys, sysconfig
-sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
-  [ -x "$PY" ] && "$PY" -c "$has_headers" || need+=(python3-dev)
-fi
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -64,12 +56,6 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 # Install what was built, not the source tree (tests run against the installed package).
 # setuptools keeps build/ between runs and never prunes it: a moved module would live on.
-# The dependencies (and mypy, a dev one) first; then Donjon itself, built in the venv
-# without build isolation so that mypyc (DONJON_MYPYC=1) compiles its hot-path modules
-# against the very libraries it runs with (an isolated build has none of their types).
 rm -rf build
-.venv/bin/python -m pip install --quiet --disable-pip-version-check 'setuptools>=77' wheel
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
 .venv/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
-rm -rf build
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-build-isolation \
-  --force-reinstall --no-deps .

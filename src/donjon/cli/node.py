@@ -130,7 +130,6 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     Exit 0 when every required control is in force (those Donjon never runs
     without, DONJON_REQUIRE_CONTROLS, the node's recorded baseline), 1 when one
     is missing. --output json prints {"ok", "controls": [...], ...}."""
-    from donjon.compiled import compiled_modules, describe_compiled
     from donjon.controls import load_baseline, survey
     from donjon.controls import record_baseline as record
     from donjon.controls.baseline import with_required
@@ -150,7 +149,6 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     resources = detect_resource_control()
     procs, memory = describe_call_isolation(resources)
     limits = _limits_backend(settings)
-    compiled, interpreted = compiled_modules()
     if output is OutputFormat.JSON:
         click.echo(
             json.dumps(
@@ -161,7 +159,6 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
                     "baseline": sorted(baseline) if baseline is not None else None,
                     "controls": [c.as_json() for c in marked],
                     "limits": limits,
-                    "hot_path": {"compiled": compiled, "interpreted": interpreted},
                 }
             )
         )
@@ -181,7 +178,6 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
             cast("bool | None", limits["answers"])
         ]
         click.echo(f"{'limits backend:':<{width}} {limits['backend']}{answers}: {limits['detail']}")
-        click.echo(f"{'hot path:':<{width}} {describe_compiled()}")
         if baseline is None:
             click.echo("baseline: none recorded yet (the first `donjon serve` records it)")
         else:

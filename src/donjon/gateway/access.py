@@ -244,10 +244,10 @@ async def parse_json(node: Node, request: Request, actor: str, body: bytes, requ
     except boundedjson.JSONTooDeep as e:
         await deny(node, request, actor, "input.refused", e.message, request_id)
         raise BadRequest(e.message, hint=e.hint) from e
-    except ValueError as bad:  # a name of its own: compiled (mypyc), `e` is JSONTooDeep
+    except ValueError as e:
         raise BadRequest(
-            f"the request body is not valid JSON: {bad}", hint="send a JSON document (UTF-8)"
-        ) from bad
+            f"the request body is not valid JSON: {e}", hint="send a JSON document (UTF-8)"
+        ) from e
 
 
 def query_time(request: Request, name: str) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,20 +45,6 @@ __all__ = ["create_app"]
 log = logging.getLogger("donjon")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-def _request_endpoint(
-    handler: Callable[[Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """`handler` as a Python function, which Starlette's `Route` calls with a `Request`.
-
-    Compiled by mypyc (donjon/compiled.py), a handler is a built-in function, not a
-    function to `inspect`, and `Route` would call it as a raw ASGI app."""
-
-    async def endpoint(request: Request) -> Response:
-        return await handler(request)
-
-    return endpoint
 
 
 async def healthz(request: Request) -> Response:
@@ -137,9 +123,7 @@ def create_app(node: Node) -> Starlette:
             await workers.stop(node.settings.shutdown_grace_s, node.end_calls)
             await node.stop()
 
-    invoke = Route(
-        "/v1/functions/{name}/invoke", _request_endpoint(handle_invoke), methods=["POST"]
-    )
+    invoke = Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"])
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -148,7 +132,7 @@ def create_app(node: Node) -> Starlette:
         Route("/v1/invocations/{invocation_id}", get_invocation, methods=["GET"]),
         # AWS Lambda's Invoke API, SigV4-signed (gateway/lambda_api.py).
         Route(LAMBDA_INVOKE_PATH, handle_lambda_invoke, methods=["POST"]),
-        Route("/fn/{path:path}", _request_endpoint(handle_http_trigger), methods=_ALL_METHODS),
+        Route("/fn/{path:path}", handle_http_trigger, methods=_ALL_METHODS),
         # Signed webhooks and S3-compatible stores' pushes (gateway/hooks.py, hooks_s3.py).
         Route("/hooks/{path:path}", handle_hook, methods=["POST"]),
     ]
@@ -171,7 +155,7 @@ def create_app(node: Node) -> Starlette:
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
     # The warm path's route, served below the middleware and router (gateway/hot_route.py).
-    app.hot = HotRoute(invoke, _server_error, handle_invoke)
+    app.hot = HotRoute(invoke, _server_error)
     app.state.node = node
     return app
 

@@ -41,20 +41,13 @@ class HotRoute:
 
     __slots__ = ("_convertors", "_endpoint", "_methods", "_on_error", "_pattern")
 
-    def __init__(
-        self,
-        route: Route,
-        on_error: OnError,
-        endpoint: Callable[[Request], Awaitable[Response]] | None = None,
-    ) -> None:
-        """`endpoint`: the handler the route's own endpoint wraps (gateway/app.py wraps a
-        compiled one for Starlette), called directly; by default the route's endpoint."""
+    def __init__(self, route: Route, on_error: OnError) -> None:
         if route.methods is None:
             raise ValueError(f"the hot route {route.path} must name its methods")
         self._pattern = route.path_regex
         self._convertors = route.param_convertors
         self._methods = frozenset(route.methods)
-        self._endpoint: Callable[[Request], Awaitable[Response]] = endpoint or route.endpoint
+        self._endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint
         self._on_error = on_error
 
     def match(self, scope: Scope) -> dict[str, Any] | None:

@@ -212,14 +212,13 @@ async def _call(
         _redact_error(e, redact)
         output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
         raise
-    # Each clause names its exception apart: compiled (mypyc), one name has one type.
-    except BadFunctionResponse as bad:
-        outcome = type(bad).__name__
-        _redact_error(bad, redact)
-        output += f"[donjon] {bad.title}: {bad.message}\n"
+    except BadFunctionResponse as e:
+        outcome = type(e).__name__
+        _redact_error(e, redact)
+        output += f"[donjon] {e.title}: {e.message}\n"
         raise
-    except Exception as other:
-        outcome = type(other).__name__
+    except Exception as e:
+        outcome = type(e).__name__
         raise
     finally:
         elapsed = time.perf_counter() - started
@@ -455,7 +454,7 @@ async def handle_http_trigger(request: Request) -> Response:
             lambda result: render(result.body, request_id, own_path),
             client=client_address(request),
         )
-    except FunctionQuarantined as held:  # anyone at all (public) is not told why
-        return quarantined(held, request_id, public=caller is not None and caller[0] is None)
+    except FunctionQuarantined as e:  # anyone at all (public) is not told why
+        return quarantined(e, request_id, public=caller is not None and caller[0] is None)
     except Error as e:
         return error_response(e, request_id, reveal=reveals(node, caller, e))

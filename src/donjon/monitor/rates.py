@@ -23,6 +23,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from donjon.monitor.baselines import MAX_EVIDENCE, SeriesDetector
 from donjon.monitor.calls import Call
@@ -162,13 +163,7 @@ def _gb_seconds(call: Call) -> float | None:
     return call.gb_seconds
 
 
-def call_rate(
-    band: Band | None = None,
-    *,
-    bucket_s: float = 60.0,
-    min_calls: float = 10.0,
-    max_subjects: int = 5000,
-) -> RateDetector:
+def call_rate(band: Band | None = None, *, bucket_s: float = 60.0, **kw: Any) -> RateDetector:
     """Calls per window: at least twice the usual and 10 calls more, and 6 sigma out."""
     return RateDetector(
         "call_rate",
@@ -177,18 +172,11 @@ def call_rate(
         band or Band(k=6.0, poisson_k=3.0, rel=1.0, size=120, min_history=30),
         unit="calls",
         bucket_s=bucket_s,
-        min_calls=min_calls,
-        max_subjects=max_subjects,
+        **kw,
     )
 
 
-def cost(
-    band: Band | None = None,
-    *,
-    bucket_s: float = 60.0,
-    min_calls: float = 10.0,
-    max_subjects: int = 5000,
-) -> RateDetector:
+def cost(band: Band | None = None, *, bucket_s: float = 60.0, **kw: Any) -> RateDetector:
     """GB-seconds per window: at least twice the usual and 10 typical calls more, and
     6 sigma out."""
     return RateDetector(
@@ -198,6 +186,5 @@ def cost(
         band or Band(k=6.0, rel=1.0, size=120, min_history=30),
         unit="GB-s",
         bucket_s=bucket_s,
-        min_calls=min_calls,
-        max_subjects=max_subjects,
+        **kw,
     )
