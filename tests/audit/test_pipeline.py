@@ -17,13 +17,12 @@ from donjon.audit.checkpoints import CheckpointEntry
 from donjon.audit.entry import to_wire
 from donjon.audit.log import Prepared
 from donjon.audit.pipeline import INLINE_MAX, Pipeline
-from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, FrameReader
 from donjon.config import AuditSettings
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
+from pipeline_support import answers, poison
 
 KEY = Secret(bytes(range(32)))
-Answer = tuple[str, int, int]  # kind, count, first seq (0 for FAILED)
 
 
 def _wire(tag: str, n: int) -> list[bytes]:
@@ -55,33 +54,6 @@ def rig(engine: Engine) -> Iterator[tuple[Pipeline, socket.socket, AuditLog]]:
         theirs.close()
 
 
-def _answers(sock: socket.socket, records: int) -> list[Answer]:
-    """Read answers until they cover `records` records."""
-    reader = FrameReader()
-    out: list[Answer] = []
-    while sum(n for _, n, _ in out) < records:
-        data = sock.recv(1 << 16)
-        assert data, "the pipeline closed its socket"
-        for kind, body in reader.feed(data):
-            if kind == COMMITTED:
-                count, first, _, _ = COMMITTED_BODY.unpack(body)
-                out.append(("committed", count, first))
-            else:
-                assert kind == FAILED
-                out.append(("failed", COUNT.unpack_from(body)[0], 0))
-    return out
-
-
-def _poison(engine: Engine) -> None:
-    """A real database failure: any record tagged poison aborts its transaction."""
-    assert engine.url.database is not None
-    with sqlite3.connect(engine.url.database) as db:
-        db.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON audit_log WHEN instr(NEW.record, "
-            "CAST('\"tag\":\"poison\"' AS BLOB)) > 0 BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
-        )
-
-
 def test_chunks_are_answered_in_order_once_durable(
     rig: tuple[Pipeline, socket.socket, AuditLog], engine: Engine
 ) -> None:
@@ -89,7 +61,7 @@ def test_chunks_are_answered_in_order_once_durable(
     pipeline, sock, _ = rig
     pipeline.submit(_wire("a", 3))
     pipeline.submit(_wire("b", 2))
-    assert _answers(sock, 5) == [("committed", 3, 1), ("committed", 2, 4)]
+    assert answers(sock, 5) == [("committed", 3, 1), ("committed", 2, 4)]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 5
 
@@ -102,27 +74,27 @@ def test_a_failed_transaction_fails_its_records_and_the_next_follow_the_committe
     exactly what is stored, and later records take the seqs after it."""
     pipeline, sock, _ = rig
     pipeline.submit(_wire("ok", 2))
-    assert _answers(sock, 2) == [("committed", 2, 1)]
-    _poison(engine)
+    assert answers(sock, 2) == [("committed", 2, 1)]
+    poison(engine)
     pipeline.submit(_wire("before", 2))
     pipeline.submit(_wire("poison", 1))
     pipeline.submit(_wire("after", 2))
-    answers = _answers(sock, 5)
-    assert [n for _, n, _ in answers] == [2, 1, 2]  # one answer per chunk, in order
-    assert answers[1][0] == "failed"  # how the others group depends on timing
-    committed = [(n, first) for kind, n, first in answers if kind == "committed"]
+    got = answers(sock, 5)
+    assert [n for _, n, _ in got] == [2, 1, 2]  # one answer per chunk, in order
+    assert got[1][0] == "failed"  # how the others group depends on timing
+    committed = [(n, first) for kind, n, first in got if kind == "committed"]
     seq = 3
     for n, first in committed:
         assert first == seq
         seq += n
     pipeline.submit(_wire("later", 3))
-    assert _answers(sock, 3) == [("committed", 3, seq)]
+    assert answers(sock, 3) == [("committed", 3, seq)]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == seq + 2
     assert engine.url.database is not None
     with sqlite3.connect(engine.url.database) as db:
         stored = [r[0] for r in db.execute("SELECT record FROM audit_log ORDER BY seq")]
-    for tag, (kind, _, _) in zip(("before", "poison", "after"), answers, strict=True):
+    for tag, (kind, _, _) in zip(("before", "poison", "after"), got, strict=True):
         assert any(f'"tag":"{tag}"'.encode() in r for r in stored) == (kind == "committed")
 
 
@@ -134,7 +106,7 @@ def test_records_that_are_not_wire_entries_fail_alone_in_their_turn(
     pipeline.submit(_wire("a", 1))
     pipeline.submit([b"{\x01\x01not json"])
     pipeline.submit(_wire("b", 1))
-    assert _answers(sock, 3) == [("committed", 1, 1), ("failed", 1, 0), ("committed", 1, 2)]
+    assert answers(sock, 3) == [("committed", 1, 1), ("failed", 1, 0), ("committed", 1, 2)]
     assert verify_log(engine, KEY).records == 2
 
 
@@ -147,7 +119,7 @@ def test_close_commits_an_unfinished_burst(engine: Engine) -> None:
         pipeline = Pipeline(theirs, log, 8192)
         pipeline.submit(_wire("a", INLINE_MAX + 1))  # queued: too many to commit inline
         pipeline.close()
-        assert _answers(ours, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, 1)]
+        assert answers(ours, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, 1)]
     finally:
         log.stop()
         ours.close()
@@ -216,11 +188,11 @@ def test_a_small_chunk_met_by_an_idle_commit_is_committed_by_its_own_thread(
     pipeline, sock, _ = rig
     me = threading.current_thread().name
     pipeline.submit(_wire("a", 1))
-    assert _answers(sock, 1) == [("committed", 1, 1)]
+    assert answers(sock, 1) == [("committed", 1, 1)]
     pipeline.submit(_wire("b", INLINE_MAX))
-    assert _answers(sock, INLINE_MAX) == [("committed", INLINE_MAX, 2)]
+    assert answers(sock, INLINE_MAX) == [("committed", INLINE_MAX, 2)]
     pipeline.submit(_wire("c", INLINE_MAX + 1))
-    assert _answers(sock, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, INLINE_MAX + 2)]
+    assert answers(sock, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, INLINE_MAX + 2)]
     assert spy.calls == [(me, [1]), (me, [INLINE_MAX]), ("audit-commit", [INLINE_MAX + 1])]
     assert verify_log(engine, KEY).records == 2 * INLINE_MAX + 2
 
@@ -240,7 +212,7 @@ def test_records_that_come_while_a_commit_runs_are_prepared_and_share_the_next(
     pipeline.submit(_wire("small", 1))  # returns: queued, not committed here
     pipeline.submit(_wire("small", 2))
     gate.set()
-    assert _answers(sock, INLINE_MAX + 4) == [
+    assert answers(sock, INLINE_MAX + 4) == [
         ("committed", INLINE_MAX + 1, 1),
         ("committed", 1, INLINE_MAX + 2),
         ("committed", 2, INLINE_MAX + 3),
@@ -260,10 +232,10 @@ def test_a_failed_inline_commit_fails_its_records_and_the_next_follow_the_commit
     pipeline, sock, _ = rig
     me = threading.current_thread().name
     pipeline.submit(_wire("ok", 2))
-    _poison(engine)
+    poison(engine)
     pipeline.submit(_wire("poison", 2))
     pipeline.submit(_wire("after", 1))
-    assert _answers(sock, 5) == [("committed", 2, 1), ("failed", 2, 0), ("committed", 1, 3)]
+    assert answers(sock, 5) == [("committed", 2, 1), ("failed", 2, 0), ("committed", 1, 3)]
     assert [thread for thread, _ in spy.calls] == [me, me, me]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 3
@@ -282,7 +254,7 @@ def test_records_committed_inline_are_checkpointed_by_time(
     pipeline = Pipeline(theirs, log, 8192)
     try:
         pipeline.submit(_wire("a", 2))
-        assert _answers(ours, 2) == [("committed", 2, 1)]
+        assert answers(ours, 2) == [("committed", 2, 1)]
         assert spy.calls == [(threading.current_thread().name, [2])]
         assert engine.url.database is not None
         deadline = time.monotonic() + 30

@@ -20,15 +20,14 @@ from donjon.audit.entry import to_wire
 from donjon.audit.frontier import Frontier
 from donjon.audit.log import Prepared
 from donjon.audit.pipeline import INLINE_MAX, Pipeline
-from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, FrameReader
 from donjon.config import AuditSettings
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
+from pipeline_support import answers, poison
 
 KEY = Secret(bytes(range(32)))
 COMMIT_THREAD = "audit-commit"
 WAIT_S = 60.0  # a bound on every wait, so that a broken pipeline fails instead of hanging
-Answer = tuple[str, int, int]  # kind, count, first seq (0 for FAILED)
 
 
 def _wire(tag: str, n: int) -> list[bytes]:
@@ -54,33 +53,6 @@ def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
     finally:
         ours.close()
         theirs.close()
-
-
-def _answers(sock: socket.socket, records: int) -> list[Answer]:
-    """Read answers until they cover `records` records."""
-    reader = FrameReader()
-    out: list[Answer] = []
-    while sum(n for _, n, _ in out) < records:
-        data = sock.recv(1 << 16)
-        assert data, "the pipeline closed its socket"
-        for kind, body in reader.feed(data):
-            if kind == COMMITTED:
-                count, first, _, _ = COMMITTED_BODY.unpack(body)
-                out.append(("committed", count, first))
-            else:
-                assert kind == FAILED
-                out.append(("failed", COUNT.unpack_from(body)[0], 0))
-    return out
-
-
-def _poison(engine: Engine) -> None:
-    """A real database failure: any record tagged poison aborts its transaction."""
-    assert engine.url.database is not None
-    with sqlite3.connect(engine.url.database) as db:
-        db.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON audit_log WHEN instr(NEW.record, "
-            "CAST('\"tag\":\"poison\"' AS BLOB)) > 0 BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
-        )
 
 
 def _stored_tags(engine: Engine) -> list[str]:
@@ -217,12 +189,12 @@ def test_a_chunk_read_during_a_timed_checkpoint_waits_for_it(
     me = threading.current_thread().name
     try:
         pipeline.submit(_wire("a", 1))
-        assert _answers(ours, 1) == [("committed", 1, 1)]
+        assert answers(ours, 1) == [("committed", 1, 1)]
         assert entered.wait(WAIT_S), "no checkpoint by time of the inline commit"
         pipeline.submit(_wire("b", 1))  # returns at once: queued behind the checkpoint
         assert stores.calls == [(me, [1])]
         go.set()
-        assert _answers(ours, 1) == [("committed", 1, 2)]
+        assert answers(ours, 1) == [("committed", 1, 2)]
         assert stores.calls == [(me, [1]), (COMMIT_THREAD, [1])]
     finally:
         go.set()
@@ -260,7 +232,7 @@ def test_a_chunk_prepared_while_the_transaction_under_it_fails_is_prepared_again
     ours, theirs = sockets
     log = AuditLog(engine, KEY)
     log.hold_connection()
-    _poison(engine)
+    poison(engine)
     pipeline = Pipeline(theirs, log, 8192)
     try:
         gate = stores.held()
@@ -269,11 +241,11 @@ def test_a_chunk_prepared_while_the_transaction_under_it_fails_is_prepared_again
         small, errors = _in_thread(lambda: pipeline.submit(_wire("small", 1)))
         assert prepared.wait(WAIT_S)
         gate.set()  # the transaction fails and the tree goes back
-        assert _answers(ours, INLINE_MAX + 1) == [("failed", INLINE_MAX + 1, 0)]
+        assert answers(ours, INLINE_MAX + 1) == [("failed", INLINE_MAX + 1, 0)]
         go.set()
         small.join(WAIT_S)
         assert not small.is_alive() and not errors
-        assert _answers(ours, 1) == [("committed", 1, 1)]
+        assert answers(ours, 1) == [("committed", 1, 1)]
     finally:
         go.set()
         pipeline.close()
@@ -314,7 +286,7 @@ def test_close_commits_the_chunks_queued_behind_a_running_transaction(
         gate.set()
         pipeline.close()
         log.stop()
-    assert _answers(ours, INLINE_MAX + 4) == [
+    assert answers(ours, INLINE_MAX + 4) == [
         ("committed", INLINE_MAX + 1, 1),
         ("committed", 1, INLINE_MAX + 2),
         ("committed", 2, INLINE_MAX + 3),
