@@ -12,31 +12,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.audit import AuditLog, verify_log
 from donjon.audit.checkpoints import CheckpointEntry
-from donjon.audit.entry import to_wire
 from donjon.audit.log import Prepared
 from donjon.audit.pipeline import INLINE_MAX, Pipeline
 from donjon.config import AuditSettings
-from donjon.secret import Secret
-from donjon.store import connect, create_schema
-from pipeline_support import answers, poison
-
-KEY = Secret(bytes(range(32)))
-
-
-def _wire(tag: str, n: int) -> list[bytes]:
-    return [
-        to_wire(AuditEvent("key:a", "function.invoke", "f@1", "ok", {"tag": tag, "i": i}), None)
-        for i in range(n)
-    ]
+from pipeline_support import KEY, answers, audit_engine, poison, wire
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    e = connect(f"sqlite:///{tmp_path / 'a.db'}")
-    create_schema(e)
-    return e
+    return audit_engine(tmp_path)
 
 
 @pytest.fixture
@@ -59,8 +45,8 @@ def test_chunks_are_answered_in_order_once_durable(
 ) -> None:
     """Each chunk gets its answer, in the order submitted, with the seqs it was given."""
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("a", 3))
-    pipeline.submit(_wire("b", 2))
+    pipeline.submit(wire("a", 3))
+    pipeline.submit(wire("b", 2))
     assert answers(sock, 5) == [("committed", 3, 1), ("committed", 2, 4)]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 5
@@ -73,12 +59,12 @@ def test_a_failed_transaction_fails_its_records_and_the_next_follow_the_committe
     FAILED (with any chunk prepared on top of them); what is answered COMMITTED is
     exactly what is stored, and later records take the seqs after it."""
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("ok", 2))
+    pipeline.submit(wire("ok", 2))
     assert answers(sock, 2) == [("committed", 2, 1)]
     poison(engine)
-    pipeline.submit(_wire("before", 2))
-    pipeline.submit(_wire("poison", 1))
-    pipeline.submit(_wire("after", 2))
+    pipeline.submit(wire("before", 2))
+    pipeline.submit(wire("poison", 1))
+    pipeline.submit(wire("after", 2))
     got = answers(sock, 5)
     assert [n for _, n, _ in got] == [2, 1, 2]  # one answer per chunk, in order
     assert got[1][0] == "failed"  # how the others group depends on timing
@@ -87,7 +73,7 @@ def test_a_failed_transaction_fails_its_records_and_the_next_follow_the_committe
     for n, first in committed:
         assert first == seq
         seq += n
-    pipeline.submit(_wire("later", 3))
+    pipeline.submit(wire("later", 3))
     assert answers(sock, 3) == [("committed", 3, seq)]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == seq + 2
@@ -103,9 +89,9 @@ def test_records_that_are_not_wire_entries_fail_alone_in_their_turn(
 ) -> None:
     """A chunk that cannot be read is answered FAILED in its place; its neighbours commit."""
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("a", 1))
+    pipeline.submit(wire("a", 1))
     pipeline.submit([b"{\x01\x01not json"])
-    pipeline.submit(_wire("b", 1))
+    pipeline.submit(wire("b", 1))
     assert answers(sock, 3) == [("committed", 1, 1), ("failed", 1, 0), ("committed", 1, 2)]
     assert verify_log(engine, KEY).records == 2
 
@@ -117,7 +103,7 @@ def test_close_commits_an_unfinished_burst(engine: Engine) -> None:
     ours, theirs = socket.socketpair()
     try:
         pipeline = Pipeline(theirs, log, 8192)
-        pipeline.submit(_wire("a", INLINE_MAX + 1))  # queued: too many to commit inline
+        pipeline.submit(wire("a", INLINE_MAX + 1))  # queued: too many to commit inline
         pipeline.close()
         assert answers(ours, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, 1)]
     finally:
@@ -145,7 +131,7 @@ def test_a_commit_thread_that_breaks_closes_the_socket(
     ours.settimeout(60)
     try:
         pipeline = Pipeline(theirs, log, 8192)
-        pipeline.submit(_wire("a", records))
+        pipeline.submit(wire("a", records))
         assert ours.recv(1 << 16) == b""
         pipeline.close()
         assert pipeline.gone
@@ -187,11 +173,11 @@ def test_a_small_chunk_met_by_an_idle_commit_is_committed_by_its_own_thread(
     spy = _StoreSpy(monkeypatch)
     pipeline, sock, _ = rig
     me = threading.current_thread().name
-    pipeline.submit(_wire("a", 1))
+    pipeline.submit(wire("a", 1))
     assert answers(sock, 1) == [("committed", 1, 1)]
-    pipeline.submit(_wire("b", INLINE_MAX))
+    pipeline.submit(wire("b", INLINE_MAX))
     assert answers(sock, INLINE_MAX) == [("committed", INLINE_MAX, 2)]
-    pipeline.submit(_wire("c", INLINE_MAX + 1))
+    pipeline.submit(wire("c", INLINE_MAX + 1))
     assert answers(sock, INLINE_MAX + 1) == [("committed", INLINE_MAX + 1, INLINE_MAX + 2)]
     assert spy.calls == [(me, [1]), (me, [INLINE_MAX]), ("audit-commit", [INLINE_MAX + 1])]
     assert verify_log(engine, KEY).records == 2 * INLINE_MAX + 2
@@ -207,10 +193,10 @@ def test_records_that_come_while_a_commit_runs_are_prepared_and_share_the_next(
     spy = _StoreSpy(monkeypatch)
     gate = spy.gate = threading.Event()
     pipeline, sock, _ = rig
-    pipeline.submit(_wire("big", INLINE_MAX + 1))
+    pipeline.submit(wire("big", INLINE_MAX + 1))
     assert spy.entered.wait(60)  # the commit thread holds the commit, at the gate
-    pipeline.submit(_wire("small", 1))  # returns: queued, not committed here
-    pipeline.submit(_wire("small", 2))
+    pipeline.submit(wire("small", 1))  # returns: queued, not committed here
+    pipeline.submit(wire("small", 2))
     gate.set()
     assert answers(sock, INLINE_MAX + 4) == [
         ("committed", INLINE_MAX + 1, 1),
@@ -231,10 +217,10 @@ def test_a_failed_inline_commit_fails_its_records_and_the_next_follow_the_commit
     spy = _StoreSpy(monkeypatch)
     pipeline, sock, _ = rig
     me = threading.current_thread().name
-    pipeline.submit(_wire("ok", 2))
+    pipeline.submit(wire("ok", 2))
     poison(engine)
-    pipeline.submit(_wire("poison", 2))
-    pipeline.submit(_wire("after", 1))
+    pipeline.submit(wire("poison", 2))
+    pipeline.submit(wire("after", 1))
     assert answers(sock, 5) == [("committed", 2, 1), ("failed", 2, 0), ("committed", 1, 3)]
     assert [thread for thread, _ in spy.calls] == [me, me, me]
     result = verify_log(engine, KEY)
@@ -253,7 +239,7 @@ def test_records_committed_inline_are_checkpointed_by_time(
     ours, theirs = socket.socketpair()
     pipeline = Pipeline(theirs, log, 8192)
     try:
-        pipeline.submit(_wire("a", 2))
+        pipeline.submit(wire("a", 2))
         assert answers(ours, 2) == [("committed", 2, 1)]
         assert spy.calls == [(threading.current_thread().name, [2])]
         assert engine.url.database is not None

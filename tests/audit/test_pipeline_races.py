@@ -14,34 +14,21 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from donjon.audit import AuditEvent, AuditLog, verify_log
+from donjon.audit import AuditLog, verify_log
 from donjon.audit.checkpoints import CheckpointEntry, Checkpointer
-from donjon.audit.entry import to_wire
 from donjon.audit.frontier import Frontier
 from donjon.audit.log import Prepared
 from donjon.audit.pipeline import INLINE_MAX, Pipeline
 from donjon.config import AuditSettings
-from donjon.secret import Secret
-from donjon.store import connect, create_schema
-from pipeline_support import answers, poison
+from pipeline_support import KEY, answers, audit_engine, poison, wire
 
-KEY = Secret(bytes(range(32)))
 COMMIT_THREAD = "audit-commit"
 WAIT_S = 60.0  # a bound on every wait, so that a broken pipeline fails instead of hanging
 
 
-def _wire(tag: str, n: int) -> list[bytes]:
-    return [
-        to_wire(AuditEvent("key:a", "function.invoke", "f@1", "ok", {"tag": tag, "i": i}), None)
-        for i in range(n)
-    ]
-
-
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    e = connect(f"sqlite:///{tmp_path / 'a.db'}")
-    create_schema(e)
-    return e
+    return audit_engine(tmp_path)
 
 
 @pytest.fixture
@@ -121,10 +108,10 @@ def test_after_the_commit_thread_fails_closed_nothing_more_is_committed(
     log.hold_connection()
     pipeline = Pipeline(theirs, log, 8192)
     try:
-        pipeline.submit(_wire("big", INLINE_MAX + 1))  # the commit thread's: it breaks
+        pipeline.submit(wire("big", INLINE_MAX + 1))  # the commit thread's: it breaks
         assert ours.recv(1 << 16) == b""  # it failed closed: the node fails what is in flight
         assert pipeline.gone
-        pipeline.submit(_wire("late", 1))  # read before the reading thread saw `gone`
+        pipeline.submit(wire("late", 1))  # read before the reading thread saw `gone`
         pipeline.close()
     finally:
         log.stop()
@@ -155,7 +142,7 @@ def test_after_the_idle_commit_thread_fails_closed_nothing_is_committed(
     try:
         assert ours.recv(1 << 16) == b""  # it failed closed: the node fails what is in flight
         assert pipeline.gone
-        pipeline.submit(_wire("late", 1))  # read before the reading thread saw `gone`
+        pipeline.submit(wire("late", 1))  # read before the reading thread saw `gone`
         pipeline.close()
     finally:
         log.stop()
@@ -188,10 +175,10 @@ def test_a_chunk_read_during_a_timed_checkpoint_waits_for_it(
     pipeline = Pipeline(theirs, log, 8192)
     me = threading.current_thread().name
     try:
-        pipeline.submit(_wire("a", 1))
+        pipeline.submit(wire("a", 1))
         assert answers(ours, 1) == [("committed", 1, 1)]
         assert entered.wait(WAIT_S), "no checkpoint by time of the inline commit"
-        pipeline.submit(_wire("b", 1))  # returns at once: queued behind the checkpoint
+        pipeline.submit(wire("b", 1))  # returns at once: queued behind the checkpoint
         assert stores.calls == [(me, [1])]
         go.set()
         assert answers(ours, 1) == [("committed", 1, 2)]
@@ -236,9 +223,9 @@ def test_a_chunk_prepared_while_the_transaction_under_it_fails_is_prepared_again
     pipeline = Pipeline(theirs, log, 8192)
     try:
         gate = stores.held()
-        pipeline.submit(_wire("poison", INLINE_MAX + 1))  # the commit thread's
+        pipeline.submit(wire("poison", INLINE_MAX + 1))  # the commit thread's
         assert stores.entered.wait(WAIT_S)
-        small, errors = _in_thread(lambda: pipeline.submit(_wire("small", 1)))
+        small, errors = _in_thread(lambda: pipeline.submit(wire("small", 1)))
         assert prepared.wait(WAIT_S)
         gate.set()  # the transaction fails and the tree goes back
         assert answers(ours, INLINE_MAX + 1) == [("failed", INLINE_MAX + 1, 0)]
@@ -269,10 +256,10 @@ def test_close_commits_the_chunks_queued_behind_a_running_transaction(
     pipeline = Pipeline(theirs, log, 8192)
     gate = stores.held()
     try:
-        pipeline.submit(_wire("big", INLINE_MAX + 1))
+        pipeline.submit(wire("big", INLINE_MAX + 1))
         assert stores.entered.wait(WAIT_S)
-        pipeline.submit(_wire("small", 1))  # queued: the commit is held
-        pipeline.submit(_wire("small", 2))
+        pipeline.submit(wire("small", 1))  # queued: the commit is held
+        pipeline.submit(wire("small", 2))
         closing, errors = _in_thread(pipeline.close)
         for _ in range(int(WAIT_S / 0.01)):  # until close() has said so (bounded)
             if pipeline._closing:
