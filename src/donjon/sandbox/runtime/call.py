@@ -8,7 +8,7 @@ import sys
 
 from . import jsonwire, lambda_env
 from .context import Context, Secrets
-from .frames import FrameError, FrameReader, recv_frame, send_frames
+from .frames import FrameError, FrameReader, recv_frame, send_frames, send_reply
 from .policy_hooks import CallWatch
 
 _NO_WATCH = CallWatch({})
@@ -185,9 +185,7 @@ def serve_channel(
     peak = _own_peak_kb if end_leftovers is None else _peak_memory_kb
     while True:
         try:
-            token = reader.frame()
-            ctx_meta = reader.frame()
-            event = reader.frame()
+            token, ctx_meta, event = reader.frames(3)
         except (OSError, FrameError):
             return  # the gateway closed the channel (or the function broke it)
         output.begin()
@@ -195,7 +193,7 @@ def serve_channel(
         if end_leftovers is not None:
             end_leftovers()  # before the call's end is said: the gateway relies on it
         try:
-            send_frames(sock, head, body, END + token)
+            send_reply(sock, head, body, END + token)
         except OSError:
             return
 

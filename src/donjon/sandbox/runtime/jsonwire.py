@@ -104,7 +104,9 @@ def _encoding(data: bytes) -> str:
 def loads(data: bytes | str) -> Any:
     """The value of the one JSON document `data`, as json.loads reads it."""
     if isinstance(data, bytes):
-        text = data.decode(_encoding(data), "surrogatepass")
+        # ASCII first, no zero second: no byte order mark, UTF-8 (_encoding, at no call).
+        plain = b"\x00" < data[:1] < b"\x80" and data[1:2] != b"\x00"
+        text = data.decode("utf-8" if plain else _encoding(data), "surrogatepass")
     elif data.startswith("\ufeff"):
         raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig): char 0")
     else:
