@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import socket
 import struct
@@ -146,7 +147,8 @@ def _start(mode: str, warmup: int, out: str, wrap: list[str]) -> tuple[Any, sock
     ours, theirs = socket.socketpair()
     cmd = [*wrap, sys.executable, __file__, "--serve", str(theirs.fileno()), "--mode", mode]
     cmd += ["--warmup", str(warmup), "--out", out]
-    proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()])
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dicts' layout in every run
+    proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env=env)
     theirs.close()
     return proc, ours
 

@@ -8,7 +8,11 @@ the first worker exists. This module makes the same scanner and encoder
 from `_json` directly, with the same settings as `json`'s defaults, and
 imports nothing else: what it reads and writes is what `json.loads` and
 `json.dumps` read and write (bytes in UTF-8, -16 or -32, as json detects
-them). A function's own `import json` is untouched.
+them). A function's own `import json` is untouched. Its encoders are made once
+per setting, not per document as json.dumps makes them (a warm worker encodes
+two documents a call): an encoder is taken while it writes, so an encoding
+that runs code which encodes meanwhile gets a new one, and its markers (the
+circular-reference check) are cleared after each document, failed or not.
 
 Errors are json's: `ValueError` for what is not one JSON document (the
 scanner raises json's own `JSONDecodeError` from inside if `json` is
