@@ -110,9 +110,12 @@ def test_messages_of_three_frames_are_read_whole_however_they_are_split(piece: i
     stream = b"".join(len(p).to_bytes(4, "big") + p for m in messages for p in m)
     stream += (3).to_bytes(4, "big") + b"end"
     ours, theirs = socket.socketpair()
-    writer = threading.Thread(
-        target=lambda: [ours.sendall(stream[i : i + piece]) for i in range(0, len(stream), piece)]
-    )
+
+    def write() -> None:
+        for i in range(0, len(stream), piece):
+            ours.sendall(stream[i : i + piece])
+
+    writer = threading.Thread(target=write)
     writer.start()
     try:
         reader = FrameReader(theirs)
