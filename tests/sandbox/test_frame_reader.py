@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,29 @@ def test_reading_the_reply_does_not_wake_the_waiting_worker(
         _asleep(pid)
         spurious += _voluntary_switches(pid) - before
     assert spurious == 0
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
+def test_messages_of_three_frames_are_read_whole_however_they_are_split(piece: int) -> None:
+    """A warm call's message (token, context, event) comes back whole and in order from
+    `frames(3)`, whether the stream arrives a byte at a time or many messages at once;
+    the reader's `frame` then reads on from where it stopped."""
+    messages = [(b"%016d" % i, b'{"call": %d}' % i, b"e" * (i * 3000)) for i in range(6)]
+    stream = b"".join(len(p).to_bytes(4, "big") + p for m in messages for p in m)
+    stream += (3).to_bytes(4, "big") + b"end"
+    ours, theirs = socket.socketpair()
+
+    def write() -> None:
+        for i in range(0, len(stream), piece):
+            ours.sendall(stream[i : i + piece])
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reader = FrameReader(theirs)
+        assert [tuple(reader.frames(3)) for _ in messages] == messages
+        assert reader.frame() == b"end"
+    finally:
+        writer.join()
+        ours.close()
+        theirs.close()

@@ -230,3 +230,33 @@ def test_loads_agrees_with_json_on_any_text(text: str, encoding: str) -> None:
 def test_loads_agrees_with_json_on_any_bytes(data: bytes) -> None:
     """Arbitrary bytes (BOMs, zero bytes, invalid UTF-8): what json.loads reads or refuses."""
     assert _outcome(jsonwire.loads, data) == _outcome(json.loads, data)
+
+
+def test_a_failed_dump_leaves_no_marker_behind() -> None:
+    """A container left half-written by a failure (a value with no JSON form inside it)
+    is written whole once fixed: the encoders are kept, their markers are not."""
+    nested = [1]
+    broken: list[Any] = [nested, object()]
+    for compact in (False, True):
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            jsonwire.dumps(broken, compact=compact)
+    broken.pop()
+    assert jsonwire.dumps(broken) == "[[1]]"
+    assert jsonwire.dumps(broken, compact=True) == "[[1]]"
+
+
+class _Reentrant(dict[str, Any]):
+    """A dict whose items are read by running code that writes JSON itself."""
+
+    def items(self) -> Any:
+        self["inner"] = jsonwire.dumps({"x": [1, 2]}, compact=True)
+        return super().items()
+
+
+def test_a_dump_within_a_dump_gets_its_own_encoder() -> None:
+    """Function code that runs during an encoding (a dict subclass's items) and encodes
+    with the same settings meanwhile: both texts are json's."""
+    value = _Reentrant(a=[1])
+    text = jsonwire.dumps({"outer": value}, compact=True)
+    assert json.loads(text) == {"outer": {"a": [1], "inner": '{"x":[1,2]}'}}
+    assert text == json.dumps({"outer": value}, separators=(",", ":"))

@@ -75,6 +75,8 @@ class Secrets(Mapping[str, str]):
 
     def read_names(self) -> list[str]:
         """The names whose values the handler read, sorted (strings only, whatever it did)."""
+        if not self._read:
+            return []
         return sorted(name for name in self._read if isinstance(name, str))
 
     def __repr__(self) -> str:

@@ -49,6 +49,12 @@ def send_frames(sock: Socket, *payloads: bytes) -> None:
     sock.sendall(b"".join(parts))
 
 
+def send_reply(sock: Socket, head: bytes, body: bytes, end: bytes) -> None:
+    """`send_frames` of a warm call's reply (its head, body and end-of-call frame)."""
+    pack = _LEN.pack
+    sock.sendall(b"".join((pack(len(head)), head, pack(len(body)), body, pack(len(end)), end)))
+
+
 def send_json(sock: Socket, obj: Any) -> None:
     """One control message on a SOCK_SEQPACKET socket."""
     sock.send(jsonwire.dumps(obj, compact=True).encode())
@@ -78,20 +84,28 @@ class FrameReader:
         self._input.register(sock.fileno(), select.POLLIN)
 
     def frame(self) -> bytes:
+        return self.frames(1)[0]
+
+    def frames(self, count: int) -> list[bytes]:
+        """The next `count` frames (a warm call's message is three), read as they come."""
+        out: list[bytes] = []
+        buf = self._buf
         while True:
-            avail = len(self._buf) - self._pos
+            pos = self._pos
+            avail = len(buf) - pos
             need = 4
             if avail >= 4:
-                (size,) = _LEN.unpack_from(self._buf, self._pos)
+                (size,) = _LEN.unpack_from(buf, pos)
                 if size > MAX_FRAME:
                     raise FrameError(f"frame of {size} bytes is over the limit")
                 need = 4 + size
                 if avail >= need:
-                    start = self._pos + 4
-                    out = bytes(self._buf[start : start + size])
-                    self._pos = start + size
-                    if self._pos == len(self._buf):
-                        self._buf.clear()
+                    out.append(bytes(buf[pos + 4 : pos + need]))
+                    self._pos = pos + need
+                    if len(out) < count:
+                        continue
+                    if self._pos == len(buf):
+                        buf.clear()
                         self._pos = 0
                     return out
             self._input.poll()  # until input, the channel's end or an error: recv then says
@@ -99,6 +113,6 @@ class FrameReader:
             if not chunk:
                 raise FrameError("peer closed the channel")
             if self._pos:
-                del self._buf[: self._pos]
+                del buf[: self._pos]
                 self._pos = 0
-            self._buf += chunk
+            buf += chunk
