@@ -146,13 +146,18 @@ class RobustWindow:
 
     def stats(self) -> tuple[float, float]:
         """(median, sigma = 1.4826 x MAD) of the window; (0, 0) when empty."""
-        median, sigma, _ = self._fresh()
-        return median, sigma
+        stats = self._stats  # (`_fresh`'s test, inline: baselines read it for every call)
+        if stats is None or self._stale >= self._refresh or not self.learned:
+            stats = self._fresh()
+        return stats[0], stats[1]
 
     def upper(self) -> float:
         """The value above which a new value is anomalous: the median plus the largest of
         k sigma, poisson_k x sqrt(median), rel x median and abs_min."""
-        return self._fresh()[2]
+        stats = self._stats  # (`_fresh`'s test, inline: baselines read it for every call)
+        if stats is None or self._stale >= self._refresh or not self.learned:
+            stats = self._fresh()
+        return stats[2]
 
     def is_anomalous(self, value: float) -> bool:
         """Whether `value` is above the band of a learned series (never while learning)."""
