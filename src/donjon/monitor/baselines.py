@@ -132,10 +132,7 @@ class SeriesDetector(Generic[S]):
                 self._reset(change)
             return []
         findings: list[Finding] = []
-        for subject in subjects:
-            finding = self.see(subject, call, at)
-            if finding is not None:
-                findings.append(finding)
+        self.see_all(subjects, call, at, findings)
         return findings
 
     def tick(self, now: float) -> list[Finding]:
@@ -143,6 +140,16 @@ class SeriesDetector(Generic[S]):
 
     def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
         raise NotImplementedError
+
+    def see_all(
+        self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
+    ) -> None:
+        """`see` the call for each of its subjects in turn, adding the findings to `found`
+        (a baseline may do once what is the same for every subject of the call)."""
+        for subject in subjects:
+            finding = self.see(subject, call, now)
+            if finding is not None:
+                found.append(finding)
 
     def _reset(self, change: Change) -> None:
         """Drop the function's old versions (and on a removal, every version)."""

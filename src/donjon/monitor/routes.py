@@ -5,8 +5,8 @@ read records of that action (their `actions`, detector.py), in the order they
 were given, with one change: a run of learned baselines side by side
 (`SeriesDetector`s: call rate, error rate, duration, cost) is fed through one
 `SeriesPass`. The pass reads the record once for all of them (the call, its
-time and its subjects) and hands the call to each one's `see`, subject by
-subject, as each one's `observe` would: the same findings in the same order,
+time and its subjects) and hands the call to each one's `see_all` (`see`, subject
+by subject), as each one's `observe` would: the same findings in the same order,
 without a lookup of the record's view and a loop of its own per baseline.
 
 What the engine promises per detector holds per baseline inside the pass: one
@@ -59,13 +59,9 @@ class SeriesPass:
                         _failed(detector, record)
             return found
         for detector in self.detectors:
-            see = detector.see
             mark = len(found)
             try:
-                for subject in subjects:
-                    finding = see(subject, call, at)
-                    if finding is not None:
-                        found.append(finding)
+                detector.see_all(subjects, call, at, found)
             except Exception:  # as `observe` failing: none of this baseline's findings
                 del found[mark:]
                 _failed(detector, record)
