@@ -5,6 +5,9 @@ thread; that only schedules the batch on the event loop (bounded: past
 `max_backlog` records, batches are dropped, counted and logged, never queued
 without limit). One task feeds the records, in seq order, to every detector,
 and a second ticks the detectors so that windows close without new records.
+A batch is examined in one loop: each record goes to the detectors that read
+its action (routes.py: the learned baselines fed together), and its findings
+are raised once they have all seen it, before the next record is examined.
 
 A finding from a detector in `alert` or `block` mode becomes an `alert.raised`
 audit record (actor `system:monitor`, target `kind:id` of its subject,
