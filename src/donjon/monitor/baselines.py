@@ -38,6 +38,7 @@ __all__ = [
     "ErrorRateDetector",
     "SeriesDetector",
     "function_subject",
+    "read_view",
     "subjects_of",
 ]
 
@@ -88,7 +89,7 @@ _View = tuple[Change | None, Call | None, float, tuple[Subject, ...]]
 _last_view: tuple[CommittedRecord | None, float, _View] = (None, 0.0, (None, None, 0.0, ()))
 
 
-def _read(record: CommittedRecord, now: float) -> _View:
+def read_view(record: CommittedRecord, now: float) -> _View:
     """The view of `record` every baseline reads (made once per record and clock)."""
     global _last_view  # noqa: PLW0603 - a one-entry memo of the record in hand
     last = _last_view  # read once: another node's loop in another thread may replace it
@@ -112,6 +113,9 @@ class SeriesDetector(Generic[S]):
     name: str
     kind: str
     severity: Severity = "medium"
+    #: The only records a baseline reads (calls, deploys, removals: `read_view`); the
+    #: monitor spares it the others (engine.py).
+    actions = frozenset({"function.invoke", "function.deploy", "function.delete"})
 
     def __init__(self, band: Band, max_subjects: int) -> None:
         self.band = band
@@ -122,16 +126,13 @@ class SeriesDetector(Generic[S]):
         raise NotImplementedError
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
-        change, call, at, subjects = _read(record, now)
+        change, call, at, subjects = read_view(record, now)
         if call is None:
             if change is not None:
                 self._reset(change)
             return []
         findings: list[Finding] = []
-        for subject in subjects:
-            finding = self.see(subject, call, at)
-            if finding is not None:
-                findings.append(finding)
+        self.see_all(subjects, call, at, findings)
         return findings
 
     def tick(self, now: float) -> list[Finding]:
@@ -139,6 +140,16 @@ class SeriesDetector(Generic[S]):
 
     def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
         raise NotImplementedError
+
+    def see_all(
+        self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
+    ) -> None:
+        """`see` the call for each of its subjects in turn, adding the findings to `found`
+        (a baseline may do once what is the same for every subject of the call)."""
+        for subject in subjects:
+            finding = self.see(subject, call, now)
+            if finding is not None:
+                found.append(finding)
 
     def _reset(self, change: Change) -> None:
         """Drop the function's old versions (and on a removal, every version)."""
@@ -284,6 +295,9 @@ class DurationDetector(SeriesDetector[_Durations]):
                 hint="streak must be 1..recent",
             )
         self.streak, self.recent = streak, recent
+        #: The last call seen for its function version, and that version's series: the
+        #: call's principal, seen next, is judged against it (found without a lookup).
+        self._version: tuple[Call | None, _Durations | None] = (None, None)
 
     def new_state(self) -> _Durations:
         return _Durations(RobustWindow(self.band), deque(maxlen=self.recent))
@@ -297,8 +311,12 @@ class DurationDetector(SeriesDetector[_Durations]):
         if subject.kind == "function":
             value, unit = call.duration_ms, "ms"
             state = self.series.setdefault(subject, self.new_state)
+            if subject.id == call.version:
+                self._version = (call, state)
         else:
-            version = self.series.get(function_subject(call.version))
+            seen, version = self._version
+            if seen is not call:  # (else its version's series was just looked up, and used)
+                version = self.series.get(function_subject(call.version))
             if version is None or not version.window.learned:
                 return None
             usual, _ = version.window.stats()

@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from donjon.audit.log import CommittedRecord
 
@@ -31,9 +31,13 @@ __all__ = [
 UNNAMED_ACTORS = frozenset({"public", "schedule", "system", ""})
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One invocation, as the baselines see it."""
+class Call(NamedTuple):
+    """One invocation, as the baselines see it.
+
+    (A named tuple, not a frozen dataclass: one is made for every call record the
+    monitor examines, and a frozen dataclass sets each of its eight fields through
+    `object.__setattr__`, which cost as much as the rest of reading the record.)
+    """
 
     seq: int
     #: The function's name, and its version as `name@version` (the record's target).
@@ -64,6 +68,8 @@ class Change:
 
 
 def _number(value: Any) -> float | None:
+    if type(value) is float:  # (what JSON gives, tested first: two per call record)
+        return value if math.isfinite(value) and value >= 0 else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     number = float(value)

@@ -5,6 +5,9 @@ thread; that only schedules the batch on the event loop (bounded: past
 `max_backlog` records, batches are dropped, counted and logged, never queued
 without limit). One task feeds the records, in seq order, to every detector,
 and a second ticks the detectors so that windows close without new records.
+A batch is examined in one loop: each record goes to the detectors that read
+its action (routes.py: the learned baselines fed together), and its findings
+are raised once they have all seen it, before the next record is examined.
 
 A finding from a detector in `alert` or `block` mode becomes an `alert.raised`
 audit record (actor `system:monitor`, target `kind:id` of its subject,
@@ -32,6 +35,7 @@ from donjon.audit.log import AuditEvent, AuditLog, CommittedBatch, CommittedReco
 from donjon.monitor.alerts import ACTOR, RAISED, alert_view
 from donjon.monitor.detector import Detector
 from donjon.monitor.findings import Finding, Mode
+from donjon.monitor.routes import Observer, route
 
 __all__ = ["ACTOR", "RAISED", "AlertIndex", "AlertSink", "Monitor", "Responder"]
 
@@ -120,8 +124,8 @@ class Monitor:
         #: The index watermark last saved; None once an alert failed to be indexed
         #: (the next start's catch-up redoes it from there).
         self._through: int | None = 0
-        #: Record action -> the detectors that read it (their `actions`, detector.py).
-        self._routes: dict[str, list[Detector]] = {}
+        #: Record action -> what reads it (its detectors' `actions`, detector.py; routes.py).
+        self._routes: dict[str, list[Observer]] = {}
         #: Records dropped because the backlog was full (the monitor fell behind).
         self.dropped = 0
         #: The last seq fed to the detectors.
@@ -164,11 +168,7 @@ class Monitor:
     async def replay(self, records: Iterable[CommittedRecord]) -> None:
         """Examine records committed before this monitor listened (a node that died
         before examining them): the same findings, and alerts, as if it had."""
-        for record in records:
-            try:
-                await self._examine(record)
-            except Exception:
-                log.exception("monitor: examining seq %d failed", record.seq)
+        await self._examine_all(records)
 
     def resume(self) -> None:
         """Examine the batches received while paused, and the next ones."""
@@ -239,34 +239,42 @@ class Monitor:
             while self._backlog:
                 batch = self._backlog.popleft()
                 self._backlog_records -= len(batch.records)
-                for record in batch.records:
-                    try:
-                        await self._examine(record)
-                    except Exception:  # the feed goes on whatever one record did
-                        log.exception("monitor: examining seq %d failed", record.seq)
+                await self._examine_all(batch.records)
             self._idle.set()
 
-    async def _examine(self, record: CommittedRecord) -> None:
-        if record.seq <= self.seen:  # replayed already
-            return
-        self.seen = record.seq
-        if record.event.action.startswith(_OWN_PREFIXES):
-            return
-        now = self._clock()
-        for detector in self._reading(record.event.action):
+    async def _examine_all(self, records: Iterable[CommittedRecord]) -> None:
+        """Examine records in order: a batch in one loop, with no coroutine per record (a
+        record's findings are raised before the next record is examined, as ever)."""
+        for record in records:
             try:
-                findings = detector.observe(record, now)
-            except Exception:  # one detector's bug must not blind the others
-                log.exception("monitor: detector %s failed on seq %d", detector.name, record.seq)
-                continue
-            for finding in findings:
-                await self._raise(finding)
+                findings = self._examine(record)
+                for finding in findings:
+                    await self._raise(finding)
+            except Exception:  # the feed goes on whatever one record did
+                log.exception("monitor: examining seq %d failed", record.seq)
 
-    def _reading(self, action: str) -> list[Detector]:
-        """The detectors that read records of `action`, in their order."""
+    def _examine(self, record: CommittedRecord) -> list[Finding]:
+        """The findings of one record, from every detector that reads it, in their order."""
+        if record.seq <= self.seen:  # replayed already
+            return []
+        self.seen = record.seq
+        action = record.event.action
+        if action.startswith(_OWN_PREFIXES):
+            return []
+        now = self._clock()
+        found: list[Finding] = []
+        for step in self._reading(action):
+            try:
+                found += step.observe(record, now)
+            except Exception:  # one detector's bug must not blind the others
+                log.exception("monitor: detector %s failed on seq %d", step.name, record.seq)
+        return found
+
+    def _reading(self, action: str) -> list[Observer]:
+        """What reads records of `action`: its detectors in their order (routes.py)."""
         found = self._routes.get(action)
         if found is None:
-            found = [d for d in self._detectors if action in getattr(d, "actions", (action,))]
+            found = route(self._detectors, action)
             if len(self._routes) < _MAX_ROUTES:  # actions are a small set; a flood of made-up
                 self._routes[action] = found  # ones is routed again each time, not kept
         return found

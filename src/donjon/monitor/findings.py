@@ -49,12 +49,23 @@ class Subject:
 
     kind: SubjectKind
     id: str
+    #: The hash, computed once: subjects key the baselines' tables, which hash them
+    #: for every call (the generated `__hash__` built a tuple each time).
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _SUBJECT_KINDS:
             raise FindingError(
                 f"unknown subject kind {self.kind!r}", hint=f"one of {', '.join(_SUBJECT_KINDS)}"
             )
+        object.__setattr__(self, "_hash", hash((self.kind, self.id)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Subject], tuple[SubjectKind, str]]:
+        """Made again from its kind and id (a string's hash differs between processes)."""
+        return (Subject, (self.kind, self.id))
 
     def __str__(self) -> str:
         """`kind:id`, the alert record's target."""

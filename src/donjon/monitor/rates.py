@@ -112,22 +112,35 @@ class RateDetector(SeriesDetector[_Rate]):
         return max(state.window.upper(), median + self.min_calls * state.per_call)
 
     def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
+        found: list[Finding] = []
+        self.see_all((subject,), call, now, found)
+        return found[0] if found else None
+
+    def see_all(
+        self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
+    ) -> None:
+        """The call's amount and window, once for all its subjects; then each subject's."""
         amount = self.measure(call)
         if amount is None:
-            return None
-        state = self.series.setdefault(subject, self.new_state)
+            return
         bucket = int(now // self.bucket_s)
-        if bucket > state.bucket:  # a new window (`_roll`'s own test, kept out of the call)
-            self._roll(state, bucket)
-        state.amount += amount
-        state.calls += 1
-        if len(state.evidence) < MAX_EVIDENCE:
-            state.evidence.append(call.seq)
-            state.pending.append(amount)
-        upper = state.limit
-        if state.flagged or upper is None or state.amount <= upper:
-            return None
-        state.flagged = True
+        series, make = self.series, self.new_state
+        for subject in subjects:
+            state = series.setdefault(subject, make)
+            if bucket > state.bucket:  # a new window (`_roll`'s own test, kept out of the call)
+                self._roll(state, bucket)
+            state.amount += amount
+            state.calls += 1
+            if len(state.evidence) < MAX_EVIDENCE:
+                state.evidence.append(call.seq)
+                state.pending.append(amount)
+            upper = state.limit
+            if state.flagged or upper is None or state.amount <= upper:
+                continue
+            state.flagged = True
+            found.append(self._finding(subject, state, upper, now))
+
+    def _finding(self, subject: Subject, state: _Rate, upper: float, now: float) -> Finding:
         median, _ = state.window.stats()
         return self.finding(
             subject,

@@ -146,13 +146,18 @@ class RobustWindow:
 
     def stats(self) -> tuple[float, float]:
         """(median, sigma = 1.4826 x MAD) of the window; (0, 0) when empty."""
-        median, sigma, _ = self._fresh()
-        return median, sigma
+        stats = self._stats  # (`_fresh`'s test, inline: baselines read it for every call)
+        if stats is None or self._stale >= self._refresh or not self.learned:
+            stats = self._fresh()
+        return stats[0], stats[1]
 
     def upper(self) -> float:
         """The value above which a new value is anomalous: the median plus the largest of
         k sigma, poisson_k x sqrt(median), rel x median and abs_min."""
-        return self._fresh()[2]
+        stats = self._stats  # (`_fresh`'s test, inline: baselines read it for every call)
+        if stats is None or self._stale >= self._refresh or not self.learned:
+            stats = self._fresh()
+        return stats[2]
 
     def is_anomalous(self, value: float) -> bool:
         """Whether `value` is above the band of a learned series (never while learning)."""
@@ -185,12 +190,9 @@ def _median_deviation(ordered: list[float], median: float) -> float:
     if n == 0:
         return 0.0
     split = bisect.bisect_left(ordered, median)  # ordered[:split] < median <= ordered[split:]
-
-    def below(i: int) -> float:  # the i-th smallest deviation of the values below
-        return median - ordered[split - 1 - i]
-
-    def above(i: int) -> float:  # the i-th smallest deviation of the rest
-        return ordered[split + i] - median
+    # The i-th smallest deviation of the values below is `median - ordered[split - 1 - i]`,
+    # of the rest `ordered[split + i] - median` (written out below: this runs at every
+    # refresh of every window).
 
     def kth(k: int) -> float:  # the k-th smallest deviation (0-based)
         n_below, n_above = split, n - split
@@ -198,13 +200,20 @@ def _median_deviation(ordered: list[float], median: float) -> float:
         while True:
             i = (lo + hi) // 2  # deviations taken from below; k + 1 - i from above
             j = k + 1 - i
-            if i < n_below and j > 0 and above(j - 1) > below(i):
+            if (
+                i < n_below
+                and j > 0
+                and ordered[split + j - 1] - median > median - ordered[split - 1 - i]
+            ):
                 lo = i + 1
-            elif i > 0 and j < n_above and below(i - 1) > above(j):
+            elif (
+                i > 0 and j < n_above and median - ordered[split - i] > ordered[split + j] - median
+            ):
                 hi = i - 1
             else:
                 return max(
-                    below(i - 1) if i > 0 else -math.inf, above(j - 1) if j > 0 else -math.inf
+                    median - ordered[split - i] if i > 0 else -math.inf,
+                    ordered[split + j - 1] - median if j > 0 else -math.inf,
                 )
 
     half = n // 2

@@ -1,0 +1,159 @@
+"""The engine's examination against the plain one: the same findings for the same stream.
+
+The engine examines each committed batch in one loop and feeds a call once to the
+learned baselines together (monitor/routes.py). The reference here is the plain
+examination those replaced: every record in seq order, to every detector that
+reads it, one `observe` at a time (the learned baselines to every record, as
+before they named their actions). Both run over a recorded stream: monitor/test_trace.py's
+24 simulated hours of calls, deploys and key creations with injected anomalies,
+with denials, runtime-policy blocks, OOM kills and egress refusals mixed in. Every
+finding the engine raises (deduplication off) must be the reference's, field by
+field and in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from donjon.audit.log import AuditEvent, CommittedBatch, CommittedRecord
+from donjon.config import MonitorSettings
+from donjon.monitor.baselines import SeriesDetector
+from donjon.monitor.detector import Detector
+from donjon.monitor.engine import Monitor
+from donjon.monitor.findings import Finding
+from donjon.monitor.service import default_detectors
+from monitor.test_trace import LEARNING_S, generate
+
+#: What an alert keeps of a finding, comparable on both sides.
+Seen = tuple[str, str, str, str, str, tuple[int, ...], str, float]
+
+
+class _Log:
+    """The audit log as the monitor uses it: listeners, and appends committed at once."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[CommittedBatch], None]] = []
+        self._seq = 0
+        self.alerts: list[AuditEvent] = []
+
+    def add_listener(self, listener: Callable[[CommittedBatch], None]) -> None:
+        self._listeners.append(listener)
+
+    def commit(self, records: Sequence[CommittedRecord]) -> None:
+        """Hand a batch to the listeners; an alert's seq comes after the last one's."""
+        self._seq = records[-1].seq
+        batch = CommittedBatch(tuple(records), 0.001)
+        for listener in self._listeners:
+            listener(batch)
+
+    async def record(self, event: AuditEvent) -> None:
+        self.alerts.append(event)
+        self._seq += 1
+        self.commit([CommittedRecord(self._seq, 0.0, event)])
+
+
+def _stream(seed: int = 5) -> list[CommittedRecord]:
+    """The trace, with other records the detectors read mixed in (every 50th record)."""
+    records, _ = generate()
+    rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not a secret
+    others: tuple[tuple[str, str, str, str, dict[str, str]], ...] = (
+        ("anonymous", "auth.denied", "/v1/functions", "denied", {"client": "198.51.100.7"}),
+        ("key:k3", "function.invoke", "report@1", "FunctionMemoryExceeded", {}),
+        ("report@1", "policy.block", "report@1", "denied", {"policy": "child_processes"}),
+        ("api@1", "egress.connect", "evil.example:443", "denied", {"function": "api"}),
+    )
+    out: list[CommittedRecord] = []
+    for record in records:  # (seqs 1,000 apart: alert records take the ones between)
+        if len(out) % 50 == 49:
+            actor, action, target, outcome, detail = rng.choice(others)
+            event = AuditEvent(actor, action, target, outcome, detail)
+            out.append(CommittedRecord((len(out) + 1) * 1000, record.ts, event))
+        out.append(CommittedRecord((len(out) + 1) * 1000, record.ts, record.event))
+    return out
+
+
+def _detectors() -> list[Detector]:
+    return default_detectors(MonitorSettings(learning_s=LEARNING_S))
+
+
+def _seen(finding: Finding) -> Seen:
+    return (
+        finding.kind,
+        finding.detector,
+        finding.severity,
+        str(finding.subject),
+        finding.summary[:500],
+        tuple(sorted(set(finding.evidence))),
+        json.dumps(dict(finding.detail), sort_keys=True),
+        finding.ts,
+    )
+
+
+def _alert_seen(event: AuditEvent) -> Seen:
+    d: Any = event.detail
+    return (
+        d["kind"],
+        d["detector"],
+        event.outcome,
+        event.target,
+        d["summary"],
+        tuple(d["evidence"]),
+        json.dumps(d["detail"], sort_keys=True),
+        d["finding_ts"],
+    )
+
+
+def _plain(records: list[CommittedRecord], now: float) -> list[Seen]:
+    """Every record to every detector that reads it, one observe at a time."""
+    detectors = _detectors()
+    found: list[Seen] = []
+    for record in records:
+        action = record.event.action
+        for d in detectors:
+            if isinstance(d, SeriesDetector) or action in getattr(d, "actions", (action,)):
+                found += [_seen(f) for f in d.observe(record, now)]
+    return found
+
+
+async def _engine(records: list[CommittedRecord], now: float, seed: int) -> list[Seen]:
+    """The node's engine, fed the stream in committed batches of 1 to 16 records."""
+    log = _Log()
+    detectors = _detectors()
+    monitor = Monitor(
+        log,  # type: ignore[arg-type]
+        detectors,
+        dict.fromkeys((d.name for d in detectors), "alert"),
+        clock=lambda: now,
+        dedup_s=0.0,
+        tick_s=3600.0,
+    )
+    monitor.attach(asyncio.get_running_loop())
+    rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not a secret
+    try:
+        i = 0
+        while i < len(records):
+            size = rng.randint(1, 16)
+            log.commit(records[i : i + size])
+            i += size
+            if rng.random() < 0.1:
+                await monitor.settle()
+        await monitor.settle()
+    finally:
+        await monitor.close()
+    assert monitor.seen >= records[-1].seq
+    return [_alert_seen(e) for e in log.alerts]
+
+
+def test_engine_finds_what_the_plain_examination_finds() -> None:
+    """Batches through the engine raise the plain examination's findings, in its order."""
+    records = _stream()
+    now = records[-1].ts + 1.0
+    expected = _plain(records, now)
+    kinds = {seen[1] for seen in expected}
+    assert {"call_rate", "error_rate", "duration", "cost", "first_seen"} <= kinds
+    assert {"auth_failures", "sandbox_violation", "egress_refused"} <= kinds
+    assert asyncio.run(_engine(records, now, seed=1)) == expected
