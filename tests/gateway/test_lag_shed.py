@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from donjon.config import ConfigError, load_settings
-from donjon.gateway.lag_shed import ARM_S, SAFE_P, LagController
+from donjon.gateway.lag_shed import ARM_REFUSALS, ARM_S, SAFE_P, LagController
 
 TARGET = 0.010  # 10 ms
 STEP = 0.015  # one update interval
@@ -21,6 +21,12 @@ def _feed(controller: LagController, lags_s: list[float], start: float = 0.0) ->
     return now
 
 
+def _overflow(controller: LagController, now: float, refusals: int = ARM_REFUSALS) -> None:
+    """`refusals` calls refused at the pool's bounds at `now`."""
+    for _ in range(refusals):
+        controller.overflowed(now)
+
+
 def _share(controller: LagController, draws: int = 1000) -> float:
     """The share of `draws` evenly spread uniform draws the controller sheds."""
     return sum(controller.sheds((i + 0.5) / draws) for i in range(draws)) / draws
@@ -30,7 +36,7 @@ def test_p_rises_while_the_loop_lags_past_the_target_under_overflow() -> None:
     """Armed by a refusal at the pool's bounds, a lag 4x the target raises p step by
     step, and about that share of calls is shed."""
     controller = LagController(TARGET)
-    controller.overflowed(0.0)
+    _overflow(controller, 0.0)
     shares = []
     now = 0.0
     for _ in range(5):
@@ -45,7 +51,7 @@ def test_p_falls_when_the_lag_is_below_the_target_and_decays_to_zero() -> None:
     """Once the lag is back under half the target, p decays to exactly 0 and nothing
     is shed; the controller is then idle (not armed once the arming has passed)."""
     controller = LagController(TARGET)
-    controller.overflowed(0.0)
+    _overflow(controller, 0.0)
     now = _feed(controller, [0.050] * 20)
     high = controller.p
     assert high > 0.5
@@ -71,7 +77,7 @@ def test_p_stays_zero_under_an_ordinary_lag_even_when_armed() -> None:
     controller = LagController(TARGET)
     now = 0.0
     for _ in range(50):
-        controller.overflowed(now)
+        _overflow(controller, now)
         now = _feed(controller, [0.004, 0.009, 0.0, 0.006], now)
         assert controller.p == 0.0
 
@@ -79,7 +85,7 @@ def test_p_stays_zero_under_an_ordinary_lag_even_when_armed() -> None:
 def test_p_only_starts_within_the_arming_window() -> None:
     """An overflow arms the controller for ARM_S: a lag after that starts nothing."""
     controller = LagController(TARGET)
-    controller.overflowed(0.0)
+    _overflow(controller, 0.0)
     _feed(controller, [0.0] * 10)
     _feed(controller, [0.100] * 10, start=ARM_S + 0.001)
     assert controller.p == 0.0
@@ -89,7 +95,7 @@ def test_a_small_p_sheds_nothing_while_the_lag_is_short() -> None:
     """RFC 8033's safeguard: under SAFE_P, a lag below half the target sheds nothing
     (a burst drained), though p has not decayed yet."""
     controller = LagController(TARGET)
-    controller.overflowed(0.0)
+    _overflow(controller, 0.0)
     now = _feed(controller, [0.014] * 3)
     assert 0.0 < controller.p < SAFE_P
     assert _share(controller) > 0.0
@@ -137,3 +143,17 @@ def test_max_loop_lag_zero_allows_any_target() -> None:
     compared with it."""
     settings = load_settings({**_BASE, "DONJON_MAX_LOOP_LAG_S": "0", "DONJON_LAG_TARGET_MS": "500"})
     assert settings.connections.max_loop_lag_s == 0.0
+
+
+def test_a_few_refusals_do_not_arm() -> None:
+    """Fewer than ARM_REFUSALS refusals within ARM_S (a closed loop at the edge of the
+    queue's budget) start nothing, however late the loop; ARM_REFUSALS of them do."""
+    controller = LagController(TARGET)
+    now = 0.0
+    for _ in range(10):
+        _overflow(controller, now, ARM_REFUSALS - 1)
+        now = _feed(controller, [0.100] * 80, now)  # more than ARM_S: the count restarts
+        assert controller.p == 0.0
+    _overflow(controller, now)
+    _feed(controller, [0.100] * 4, now)
+    assert controller.p > 0.0

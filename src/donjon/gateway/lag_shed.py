@@ -27,10 +27,11 @@ the index verifies and whose principal may invoke the function; any other head g
 to the app).
 
 Ours, so that ordinary load is never shed: p only *starts* to rise once the pool
-has refused a call at its bounds (`overflowed`: the node is demonstrably offered
-more than it serves) within the last `ARM_S`; a closed loop of clients saturating
-the loop (the bench's sustainable run) never fills the pool's queue, and a stall of
-a loaded machine is lag without an overflow. Once p is above 0 the controller runs
+has refused `ARM_REFUSALS` calls at its bounds (`overflowed`: the node is
+demonstrably offered more than it serves) within `ARM_S`, and for `ARM_S` after; a
+closed loop of clients saturating the loop (the bench's sustainable run) fills the
+pool's queue once in a while at most, and a stall of a loaded machine is lag without
+an overflow. Once p is above 0 the controller runs
 on its own until p decays back to 0. The timer runs only while armed or p > 0: an
 idle node is not woken. Knobs (config.py): DONJON_LAG_TARGET_MS (10) and
 DONJON_LAG_INTERVAL_MS (15); DONJON_MAX_LOOP_LAG_S=0 turns this off with the bound.
@@ -57,15 +58,18 @@ DECAY = 0.9
 FLOOR = 0.001
 #: Below this p, nothing is shed while the lag is below half the target.
 SAFE_P = 0.2
-#: p may start to rise this long after the pool last refused a call at its bounds.
+#: p may start to rise for ARM_S once the pool has refused ARM_REFUSALS calls at its
+#: bounds within ARM_S: an overload refuses thousands a second, a closed loop of
+#: clients at the edge of the queue's budget one now and then.
 ARM_S = 1.0
+ARM_REFUSALS = 16
 
 
 class LagController:
     """PIE's state and update. Deterministic: the lag samples and the clock are given
     (seconds), so it is tested without sleeping."""
 
-    __slots__ = ("_armed_until", "_lag_before", "p", "target_s")
+    __slots__ = ("_armed_until", "_lag_before", "_refusals", "_since", "p", "target_s")
 
     def __init__(self, target_s: float) -> None:
         self.target_s = target_s
@@ -73,10 +77,18 @@ class LagController:
         self.p = 0.0
         self._lag_before = 0.0
         self._armed_until = -1.0
+        #: Refusals at the pool's bounds counted since `_since`.
+        self._refusals = 0
+        self._since = -ARM_S
 
     def overflowed(self, now: float) -> None:
-        """The pool refused a call at its bounds: p may rise for `ARM_S` from now."""
-        self._armed_until = now + ARM_S
+        """The pool refused a call at its bounds: the ARM_REFUSALS-th within ARM_S lets
+        p rise for ARM_S from now."""
+        if now - self._since >= ARM_S:
+            self._refusals, self._since = 0, now
+        self._refusals += 1
+        if self._refusals >= ARM_REFUSALS:
+            self._armed_until = now + ARM_S
 
     def armed(self, now: float) -> bool:
         return now < self._armed_until
