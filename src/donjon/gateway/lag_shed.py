@@ -27,13 +27,13 @@ the index verifies and whose principal may invoke the function; any other head g
 to the app).
 
 Ours, so that ordinary load is never shed: p only *starts* to rise once the pool
-has refused `ARM_REFUSALS` calls at its bounds (`overflowed`: the node is
-demonstrably offered more than it serves) within `ARM_S`, and for `ARM_S` after; a
-closed loop of clients saturating the loop (the bench's sustainable run) fills the
-pool's queue once in a while at most, and a stall of a loaded machine is lag without
-an overflow. Once p is above 0 the controller runs
-on its own until p decays back to 0. The timer runs only while armed or p > 0: an
-idle node is not woken. Knobs (config.py): DONJON_LAG_TARGET_MS (10) and
+has refused `ARM_REFUSALS` calls at its bounds from their heads (`overflowed`, from
+early_shed.py: the node is demonstrably offered more than it serves) within `ARM_S`,
+and for `ARM_S` after; a closed loop of clients saturating the loop (the bench's
+sustainable run) fills the pool's queue once in a while at most, and a stall of a
+loaded machine is lag without an overflow. Once p is above 0 the controller runs on
+its own until p decays back to 0. The timer runs only while armed or p > 0: an idle
+node is not woken. Knobs (config.py): DONJON_LAG_TARGET_MS (10) and
 DONJON_LAG_INTERVAL_MS (15); DONJON_MAX_LOOP_LAG_S=0 turns this off with the bound.
 """
 
