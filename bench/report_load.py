@@ -84,7 +84,11 @@ def _overload_rows(ov: dict[str, Any] | None) -> list[Row]:
     acc, shed = load["accepted"], load["shed"]
     offered = max(1, load["offered"])
     r = _ratio(acc["p99_ms"], unloaded["p99_ms"])
-    label = f"overload: {ov['offered_rps']:,.0f}/s offered (4x {ov['sustainable_rps']:,.0f}/s)"
+    factor = ov["offered_rps"] / max(ov["sustainable_rps"], 1e-9)  # 4 unless --factor
+    label = (
+        f"overload: {ov['offered_rps']:,.0f}/s offered "
+        f"({factor:.0f}x {ov['sustainable_rps']:,.0f}/s)"
+    )
     return [
         Row(
             f"{label}, accepted p99 (vs unloaded p99)",

@@ -360,6 +360,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             hint="the export is fetched into DATA_DIR/advisories, which the node reads only "
             "when DONJON_ADVISORIES is unset: unset one of them",
         )
+    if raw.MAX_LOOP_LAG_S and raw.LAG_TARGET_MS >= raw.MAX_LOOP_LAG_S * 1000:
+        raise ConfigError(
+            f"DONJON_LAG_TARGET_MS ({raw.LAG_TARGET_MS:g}) is not below "
+            f"DONJON_MAX_LOOP_LAG_S ({raw.MAX_LOOP_LAG_S:g} s)",
+            hint="the lag a share of calls is shed to keep must be below the lag at which "
+            "every call is shed: lower DONJON_LAG_TARGET_MS or raise DONJON_MAX_LOOP_LAG_S",
+        )
     return Settings(
         data_dir=data_dir,
         url=raw.URL or f"https://127.0.0.1:{DEFAULT_PORT}",
@@ -398,6 +405,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_connections=raw.MAX_CONNECTIONS,
             max_in_flight=raw.MAX_IN_FLIGHT,
             max_loop_lag_s=raw.MAX_LOOP_LAG_S,
+            lag_target_s=raw.LAG_TARGET_MS / 1000,
+            lag_interval_s=raw.LAG_INTERVAL_MS / 1000,
             body_deadline_s=raw.BODY_DEADLINE_S,
             refusal_hold_s=raw.REFUSAL_HOLD_S,
             connect_rate=raw.CONNECT_RATE,

@@ -34,6 +34,11 @@ class ConnectionSettings:
     #: Past this lag of the event loop (seconds; the gateway's CPU is saturated), new
     #: requests are shed with 503 at once (DONJON_MAX_LOOP_LAG_S; 0: never for lag).
     max_loop_lag_s: float = 0.25
+    #: While the pool overflows, a share of the invoke calls (PIE's, gateway/lag_shed.py)
+    #: is shed to keep the loop's lag near this (DONJON_LAG_TARGET_MS; off with
+    #: max_loop_lag_s 0), updated every lag_interval_s (DONJON_LAG_INTERVAL_MS).
+    lag_target_s: float = 0.01
+    lag_interval_s: float = 0.015
     #: Seconds for a whole request body, from the end of its head, however it trickles
     #: (DONJON_BODY_DEADLINE_S; not counted while the gateway itself has paused reading).
     body_deadline_s: float = 60.0

@@ -131,6 +131,10 @@ class SettingsInput(BaseSettings):
     MAX_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
     MAX_IN_FLIGHT: Annotated[int, Field(ge=1)] = 1024
     MAX_LOOP_LAG_S: Annotated[Seconds, Field(ge=0, le=60)] = 0.25
+    #: The loop's lag a share of the calls is shed to keep (gateway/lag_shed.py, PIE),
+    #: and how often the share is updated; no 0 (DONJON_MAX_LOOP_LAG_S=0 turns it off).
+    LAG_TARGET_MS: Annotated[float, Field(ge=1, le=60_000, allow_inf_nan=False)] = 10.0
+    LAG_INTERVAL_MS: Annotated[float, Field(ge=1, le=1_000, allow_inf_nan=False)] = 15.0
     #: A refused client's connection rests (gateway/connections.py): its next request
     #: is read only after this many seconds, at most the Retry-After it was given.
     REFUSAL_HOLD_S: Annotated[Seconds, Field(ge=0, le=60)] = 1.0

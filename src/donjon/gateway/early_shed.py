@@ -29,6 +29,10 @@ caller who has not authenticated. While the monitor throttles anything
 before the capacity is asked. A call not shed here goes through every check as
 before, and may still be shed at `admit` (calls admitted together). Other ways in
 (http triggers, the Lambda API) are shed at `admit`.
+
+While the event loop lags under an overload, a share of the calls the pool would
+take is shed here too, the share set by PIE's controller on the loop's lag
+(lag_shed.py): same rule, same 503 (Retry-After 1), audited with reason `loop-lag`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import time
 from donjon.audit import AuditEvent
 from donjon.audit.denials import DenialLog
 from donjon.gateway.access import decide
+from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal, looks_like_jwt
 from donjon.obs.metrics import Metrics
@@ -58,9 +63,10 @@ _INVOKE = re.compile(rb"/v1/functions/([a-z][a-z0-9-]{0,62})/invoke(?:\?|$)")
 #: Denials queued for the audit writer at most; past it the oldest are dropped (and logged).
 MAX_QUEUED = 65536
 _DETAIL = "overloaded: the node is shedding calls to this function; retry after Retry-After"
+_LAG_DETAIL = "overloaded: the node runs late and sheds a share of calls; retry after Retry-After"
 
 
-def shed_response(retry_after_s: int, keep_alive: bool) -> bytes:
+def shed_response(retry_after_s: int, keep_alive: bool, detail: str = _DETAIL) -> bytes:
     """A 503 problem document (RFC 9457) with Retry-After and a fresh request id."""
     request_id = secrets.token_hex(8)
     body = json.dumps(
@@ -68,7 +74,7 @@ def shed_response(retry_after_s: int, keep_alive: bool) -> bytes:
             "type": "about:blank",
             "title": "Service Unavailable",
             "status": 503,
-            "detail": _DETAIL,
+            "detail": detail,
             "request_id": request_id,
         }
     ).encode()
@@ -89,8 +95,12 @@ class EarlyShed:
     """Asks the pool, from a request's method and URL, whether an invoke call would be
     shed now; if so, counts it, queues its denial and gives the answer's bytes."""
 
-    def __init__(self, node: Node, denials: DenialLog, metrics: Metrics) -> None:
+    def __init__(
+        self, node: Node, denials: DenialLog, metrics: Metrics, lag: LagShed | None = None
+    ) -> None:
         self.node = node
+        #: Sheds a share of the calls the pool takes while the loop lags (None: none).
+        self.lag = lag
         self.denials = denials
         self.metrics = metrics
         #: Calls shed here since start (read by the tests and the bench).
@@ -103,7 +113,9 @@ class EarlyShed:
         self._in_flight: dict[str, int] = {}
         #: Denials waiting for the writer task: bounded, so a flood faster than the
         #: audit log cannot grow memory (the metric still counts every refusal).
-        self._queued: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=MAX_QUEUED)
+        self._queued: collections.deque[tuple[str, str, str, str]] = collections.deque(
+            maxlen=MAX_QUEUED
+        )
         self._writer: asyncio.Task[None] | None = None
         self._dropped = 0
         self._warned_at = -10.0
@@ -137,8 +149,16 @@ class EarlyShed:
             principal = self._invoker(headers, name)
             if principal is not None:
                 pool.refused_at_head(deployed.config, shed)
-                self._refused(name, principal, client)
+                if self.lag is not None:
+                    self.lag.overflowed()
+                self._refused(name, principal, client, "overload")
                 return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
+        else:
+            if self.lag is not None and self.lag.sheds():
+                principal = self._invoker(headers, name)
+                if principal is not None:
+                    self._refused(name, principal, client, "loop-lag")
+                    return name, shed_response(1, keep_alive, _LAG_DETAIL)
         self._in_flight[name] = in_flight + 1
         return name, None
 
@@ -163,7 +183,7 @@ class EarlyShed:
         else:
             self._in_flight.pop(name, None)
 
-    def _refused(self, name: str, principal: Principal, client: str) -> None:
+    def _refused(self, name: str, principal: Principal, client: str, reason: str) -> None:
         self.shed += 1
         self.metrics.shed(name)
         if len(self._queued) == MAX_QUEUED:  # the oldest goes: logged every 10 s at most
@@ -172,7 +192,7 @@ class EarlyShed:
             if now - self._warned_at >= 10.0:
                 log.warning("audit of shed calls behind: %d denial(s) not audited", self._dropped)
                 self._dropped, self._warned_at = 0, now
-        self._queued.append((name, principal.label, client))
+        self._queued.append((name, principal.label, client, reason))
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -180,13 +200,13 @@ class EarlyShed:
         """Audit the queued refusals: one task for all, one record per client and window."""
         try:
             while self._queued:
-                name, actor, client = self._queued.popleft()
+                name, actor, client, reason = self._queued.popleft()
                 event = AuditEvent(
                     actor,
                     "node.shed",
                     f"/v1/functions/{name}/invoke",
                     "denied",
-                    {"reason": "overload", "method": "POST", "client": client},
+                    {"reason": reason, "method": "POST", "client": client},
                 )
                 try:
                     await self.denials.deny(event, client)
@@ -206,6 +226,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
     return ""
 
 
-def early_shed_for(node: Node) -> EarlyShed:
-    """The node's early shed, auditing through its denial log and counting in its metrics."""
-    return EarlyShed(node, node.denials, node.metrics)
+def early_shed_for(node: Node, lag: LagShed | None = None) -> EarlyShed:
+    """The node's early shed, auditing through its denial log and counting in its metrics,
+    with `lag` shedding a share while the loop lags."""
+    return EarlyShed(node, node.denials, node.metrics, lag)

@@ -28,6 +28,7 @@ from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
+from donjon.gateway.lag_shed import LagShed
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -257,6 +258,10 @@ def serve(
     app = InFlightLimit(
         create_app(node), limits.max_in_flight, limits.max_loop_lag_s, audit_sheds(node.denials)
     )
+    # A share of the invoke calls shed in proportion to the loop's lag (lag_shed.py).
+    lag_shed = (
+        LagShed(limits.lag_target_s, limits.lag_interval_s) if limits.max_loop_lag_s else None
+    )
     certfile: str | None = None
     keyfile: str | None = None
     if unsafe_http:
@@ -279,7 +284,7 @@ def serve(
         lifespan="on",
         server_header=False,
         ws="none",
-        http=protocol_for(limits, settings.trusted_proxies, early_shed_for(node)),
+        http=protocol_for(limits, settings.trusted_proxies, early_shed_for(node, lag_shed)),
         limit_concurrency=None,
         timeout_keep_alive=limits.keepalive_timeout_s,
         proxy_headers=bool(trusted),

@@ -1,0 +1,148 @@
+"""A flood that makes the gateway's loop late is shed in part, in proportion to the lag.
+
+Before: while the loop lagged under the bound (DONJON_MAX_LOOP_LAG_S) the node shed
+only what a function's queue could not take, so a flood of calls it could take kept
+the loop late for everyone; past the bound it shed every request. Now, once the pool
+has refused a call at its bounds, a share of the invoke calls the pool would take is
+shed from the request head, the share set by PIE's controller on the loop's lag
+(gateway/lag_shed.py): some callers are served, some get 503 with Retry-After, counted
+and audited as `node.shed` (reason `loop-lag`). Deny by default stays: a head without a
+verified key and grant is never shed there, it gets its 401.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import LiveNode
+from shed_support import MANIFEST, SLOW, audit_records, metric, slow_node, wait_for_metric
+
+FLOODERS = 24
+#: How long the flood may take to make the loop lag the (tiny) target: a deadline, not a timing.
+DEADLINE_S = 60.0
+_LAG = "overloaded: the node runs late"
+
+
+@pytest.fixture
+def lagging_node(tmp_path: Path) -> Iterator[LiveNode]:
+    """A node whose lag target is 1 ms (any flood passes it), updated every 2 ms; the
+    all-or-nothing bound far off (60 s); one call may wait per function."""
+    with slow_node(
+        tmp_path,
+        "slow",
+        {
+            "DONJON_LAG_TARGET_MS": "1",
+            "DONJON_LAG_INTERVAL_MS": "2",
+            "DONJON_MAX_LOOP_LAG_S": "60",
+            "DONJON_MAX_QUEUED_PER_FUNCTION": "1",
+            "DONJON_MAX_QUEUE_WAIT_S": "300",
+            "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
+        },
+    ) as live:
+        fast = tmp_path / "fast"
+        fast.mkdir(mode=0o755)
+        (fast / "main.py").write_text(SLOW)
+        (fast / "donjon.yaml").write_text(
+            MANIFEST.format(name="fast").replace("concurrency: 1", "concurrency: 8")
+        )
+        live.deploy(fast)
+        yield live
+
+
+def _hold_slow(node: LiveNode) -> list[threading.Thread]:
+    """One call of `slow` running (10 s) and one waiting: the next is refused at its bounds."""
+
+    def hold(sleep: float) -> None:
+        node.invoke("slow", {"sleep": sleep})
+
+    running = threading.Thread(target=hold, args=(10,))
+    running.start()
+    wait_for_metric(node, "donjon_sandboxes", 1, function="slow", state="busy")
+    waiting = threading.Thread(target=hold, args=(0,))
+    waiting.start()
+    wait_for_metric(node, "donjon_calls_waiting", 1)
+    return [running, waiting]
+
+
+class _Flood:
+    """FLOODERS connections, each calling `slow` (refused at its bounds: the controller
+    stays armed) then `fast`, sorting `fast`'s answers: served, shed for the lag, other."""
+
+    def __init__(self, node: LiveNode) -> None:
+        self.node = node
+        self.counts = {"served": 0, "lag": 0, "other": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(FLOODERS)]
+
+    def __enter__(self) -> _Flood:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(120)
+
+    def seen(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def _run(self) -> None:
+        with self.node.client() as c:
+            while not self._stop.is_set():
+                c.post("/v1/functions/slow/invoke", content=b'{"sleep": 0}')
+                r = c.post("/v1/functions/fast/invoke", content=b'{"sleep": 0}')
+                kind = "other"
+                if r.status_code == 200:
+                    kind = "served"
+                elif r.status_code == 503 and r.json()["detail"].startswith(_LAG):
+                    assert r.headers["retry-after"] == "1"
+                    kind = "lag"
+                with self._lock:
+                    self.counts[kind] += 1
+
+
+@pytest.mark.slow
+def test_loop_lag_flood_is_shed_in_part_and_anonymous_heads_get_401(
+    lagging_node: LiveNode,
+) -> None:
+    """`slow` held full (one call running, one waiting) and a call refused at its bounds
+    arm the controller; a flood of `fast` calls on 24 connections makes the loop late:
+    some of them are served and some shed with the lag's 503 while the flood lasts; heads
+    without a valid key get 401 all along; the sheds are counted and audited."""
+    node = lagging_node
+    held = _hold_slow(node)
+    anonymous: list[int] = []
+    with _Flood(node) as flood:
+        deadline = time.monotonic() + DEADLINE_S
+        with httpx.Client(base_url=node.url, verify=node.tls, timeout=60) as anon:
+            while time.monotonic() < deadline:
+                for headers in ({}, {"authorization": "Bearer dk_not-a-key"}):
+                    r = anon.post("/v1/functions/fast/invoke", content=b"{}", headers=headers)
+                    anonymous.append(r.status_code)
+                seen = flood.seen()
+                if seen["lag"] >= 20 and seen["served"] >= 20:
+                    break
+                time.sleep(0.01)
+    for t in held:
+        t.join(120)
+    counts = flood.seen()
+    assert counts["lag"] >= 20, counts  # a share shed for the loop's lag...
+    assert counts["served"] >= 20, counts  # ...not all
+    assert anonymous and set(anonymous) == {401}, anonymous
+    shed_metric = metric(node, "donjon_rate_limited_total", function="fast", limit="overload")
+    assert shed_metric >= counts["lag"]
+    node.stop()
+    sheds = [r["detail"] for r in audit_records(node.data_dir) if r["action"] == "node.shed"]
+    # The first of a window is a record of its own; the rest one aggregate, by reason.
+    audited = sum(d.get("reason") == "loop-lag" for d in sheds)
+    audited += sum(d.get("reasons", {}).get("loop-lag", 0) for d in sheds)
+    assert audited >= counts["lag"], sheds
