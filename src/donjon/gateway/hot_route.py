@@ -72,7 +72,21 @@ class HotRoute:
 
         try:
             response = await self._endpoint(Request(scope, receive, send))
-            await response(scope, receive, sending)
+            if type(response).__call__ is Response.__call__:
+                # What `Response.__call__` sends for an http scope, sent here: no wrapper.
+                started = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": response.raw_headers,
+                    }
+                )
+                await send({"type": "http.response.body", "body": response.body})
+                if response.background is not None:
+                    await response.background()
+            else:  # a response of its own making (streamed, a file...): as it sends itself
+                await response(scope, receive, sending)
         except Exception as exc:
             if not started:  # as ServerErrorMiddleware: the 500 problem, unless too late
                 answer = await self._on_error(Request(scope), exc)
