@@ -41,9 +41,10 @@ async def admit(
     was queued) the rate buckets and quotas are not spent twice for one call; quarantine,
     the monitor's throttle and the node's capacity are checked as they are now.
     `limits`: the principal's `caller_limits`, if already resolved (gateway/call_plan.py)."""
-    node.quarantines.check(deployed.name)
+    name = deployed.record.name  # (`Deployed.name` is a property)
+    node.quarantines.check(name)
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
-        await node.throttles.check("function", deployed.name)
+        await node.throttles.check("function", name)
     if spend:
         await take_rate_buckets(node, deployed, principal, request_id, trigger, client, limits)
         await check_quota(node, deployed, principal, request_id, trigger)
