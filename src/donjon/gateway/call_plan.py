@@ -35,12 +35,22 @@ from donjon.gateway.rate_buckets import caller_limits
 from donjon.identity import Action, Policy, Principal
 from donjon.lifecycle import Deployed
 
-__all__ = ["MAX_PLANS", "CallPlan", "plan_for"]
+__all__ = ["MAX_PLANS", "CallPlan", "function_meta", "plan_for"]
 
 #: Plans kept per node; past it the table starts again (a plan is cheap to remake).
 MAX_PLANS = 4096
 
 _json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def function_meta(deployed: Deployed) -> str:
+    """The call meta's fields that name the function version, as `json.dumps` writes
+    them after the request id (invoke._meta)."""
+    return (
+        f', "function": {_json_string(deployed.name)}'
+        f', "version": {int(deployed.record.version)}'
+        f', "memory_mb": {int(deployed.manifest.memory_mb)}'
+    )
 
 
 class CallPlan:
@@ -75,11 +85,7 @@ class CallPlan:
         self.limits = caller_limits(node, principal)
         self.body_limit = body_limit(deployed, node.settings.requests.max_body_bytes)
         #: The meta's fields after the request id, and its principal (invoke._meta).
-        self.function_meta = (
-            f', "function": {_json_string(deployed.name)}'
-            f', "version": {int(deployed.record.version)}'
-            f', "memory_mb": {int(deployed.manifest.memory_mb)}'
-        )
+        self.function_meta = function_meta(deployed)
         self.principal_meta = _json_string(self.label)
         #: The call's audit target.
         self.target = f"{deployed.name}@{deployed.record.version}"

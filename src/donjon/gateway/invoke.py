@@ -34,7 +34,7 @@ from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.apigw import apigw_event, apigw_response
 from donjon.gateway.async_invoke import respond_async, wants_async
 from donjon.gateway.call_errors import error_response, reveals
-from donjon.gateway.call_plan import CallPlan, plan_for
+from donjon.gateway.call_plan import CallPlan, function_meta, plan_for
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
 from donjon.gateway.events import (
@@ -101,12 +101,8 @@ def _meta(
     if plan is not None:
         function, label = plan.function_meta, plan.principal_meta
     else:
+        function = function_meta(deployed)
         label = _json_string(principal.label) if principal else "null"
-        function = (
-            f', "function": {_json_string(deployed.name)}'
-            f', "version": {int(deployed.record.version)}'
-            f', "memory_mb": {int(deployed.manifest.memory_mb)}'
-        )
     cap = f', "max_result": {int(max_result)}' if max_result < MAX_RESULT else ""
     if cloudevent is not None:
         cap += f', "cloudevent": {json.dumps(cloudevent)}'
