@@ -81,8 +81,9 @@ class CallPlan:
         #: taken from here: `authorize` decides it again, and audits it).
         self.allowed = decide(node, principal, Action.INVOKE, deployed.name).allowed
         self.label = principal.label
-        #: The caller's (count, period_s, burst, concurrency): `caller_limits`.
-        self.limits = caller_limits(node, principal)
+        #: The caller's (count, period_s, burst, concurrency): `caller_limits`; resolved
+        #: only for an allowed caller, as the call itself reads them after `authorize`.
+        self.limits = caller_limits(node, principal) if self.allowed else None
         self.body_limit = body_limit(deployed, node.settings.requests.max_body_bytes)
         #: The meta's fields after the request id, and its principal (invoke._meta).
         self.function_meta = function_meta(deployed)
