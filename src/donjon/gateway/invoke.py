@@ -242,11 +242,11 @@ async def _call(
         raise
     finally:
         elapsed = time.perf_counter() - started
-        node.metrics.invocation(deployed.record.name, outcome, elapsed)
+        node.metrics.invocation(deployed.name, outcome, elapsed)
         # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
         # each), its output bounded whatever the function printed (calllog.py).
         log = InvocationLog(
-            deployed.record.name,
+            deployed.name,
             deployed.record.version,
             request_id,
             outcome,
