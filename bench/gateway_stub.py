@@ -7,6 +7,10 @@ see every call) and writes nothing; `SandboxPool.invoke` answers `bench-warm`'s 
 with a fixed result (other functions run for real, so deploys still start sandboxes).
 Never a way to serve: nothing here is durable or isolated.
 
+With `DONJON_BENCH_PROFILE=FILE` in its environment (`gateway_calls.py`), SIGUSR1
+starts a cProfile of the loop's thread and SIGUSR2 stops it and writes its stats to
+FILE: the window is the caller's, not the server's start-up or its deploys.
+
 With `--under-valgrind` (first argument; `gateway_instr.py`) the node's sandbox probe
 and its seccomp filters are set aside too, and a deploy starts no sandbox: valgrind
 runs neither seccomp(2) nor Landlock's calls, and the bench's calls never reach a
@@ -15,7 +19,10 @@ sandbox.
 
 from __future__ import annotations
 
+import cProfile
 import itertools
+import os
+import signal
 import sys
 import time
 from typing import Any
@@ -62,7 +69,24 @@ async def _no_prestart(*args: Any) -> None:
     return None
 
 
+def _profile_on_signals(out: str) -> None:
+    """SIGUSR1 starts a profile of the main thread (the loop's), SIGUSR2 writes it to `out`."""
+    profiler = cProfile.Profile()
+
+    def start(signum: int, frame: Any) -> None:
+        profiler.enable()
+
+    def stop(signum: int, frame: Any) -> None:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+
+
 if __name__ == "__main__":
+    if os.environ.get("DONJON_BENCH_PROFILE"):
+        _profile_on_signals(os.environ["DONJON_BENCH_PROFILE"])
     if sys.argv[1:2] == ["--under-valgrind"]:
         from donjon.gateway import node as gateway_node
 

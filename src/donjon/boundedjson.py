@@ -30,6 +30,8 @@ MAX_DEPTH = 128
 #: A string literal, or what is left of an unterminated one (to the end: json
 #: parses nothing after it). Unrolled, so it is linear and never backtracks.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+#: What `json.loads` parses with when given no options (its own default decoder's).
+_DECODER = json.JSONDecoder()
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1
@@ -71,8 +73,12 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
 
     Malformed JSON raises ValueError (or UnicodeDecodeError, a ValueError) as json does.
     """
-    if isinstance(data, bytes) and data.startswith(b"\xef\xbb\xbf"):
+    if isinstance(data, str):
+        check_depth(_utf8(data), max_depth)
+        return json.loads(data)
+    if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # json.loads(bytes) skips a UTF-8 byte order mark
     utf8 = _utf8(data)
     check_depth(utf8, max_depth)
-    return json.loads(data)
+    # What json.loads(data) parses: `data` decoded as detected (once, in `_utf8`).
+    return _DECODER.decode(utf8.decode("utf-8", "surrogatepass"))

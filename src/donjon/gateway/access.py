@@ -221,18 +221,23 @@ async def authorize(
         raise Forbidden("this credential does not allow that")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes before reading it all."""
-    declared = request.headers.get("content-length")
-    hint = f"this route takes at most {limit} bytes"
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes", hint=hint)
+async def read_body(request: Request, limit: int, *, check_declared: bool = True) -> bytes:
+    """The request body, refusing more than `limit` bytes before reading it all (without
+    `check_declared`, the caller has already refused a Content-Length over `limit`)."""
+    if check_declared:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(
+                f"request body over {limit} bytes", hint=f"this route takes at most {limit} bytes"
+            )
     chunks = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes", hint=hint)
+            raise PayloadTooLarge(
+                f"request body over {limit} bytes", hint=f"this route takes at most {limit} bytes"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 

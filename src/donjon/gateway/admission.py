@@ -32,18 +32,21 @@ async def admit(
     *,
     client: str | None = None,
     spend: bool = True,
+    limits: tuple[int, float, int, int] | None = None,
 ) -> None:
     """The function's quarantine, rate limits and capacity, checked before its request body
     is even read (a quarantined function answers 503 to every way in: monitor/quarantine.py).
     `client` is the caller's address: an `auth: public` trigger's calls spend its bucket.
     Without `spend` (the first attempt of an async call whose request was admitted as it
     was queued) the rate buckets and quotas are not spent twice for one call; quarantine,
-    the monitor's throttle and the node's capacity are checked as they are now."""
-    node.quarantines.check(deployed.name)
+    the monitor's throttle and the node's capacity are checked as they are now.
+    `limits`: the principal's `caller_limits`, if already resolved (gateway/call_plan.py)."""
+    name = deployed.record.name  # (`Deployed.name` is a property)
+    node.quarantines.check(name)
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
-        await node.throttles.check("function", deployed.name)
+        await node.throttles.check("function", name)
     if spend:
-        await take_rate_buckets(node, deployed, principal, request_id, trigger, client)
+        await take_rate_buckets(node, deployed, principal, request_id, trigger, client, limits)
         await check_quota(node, deployed, principal, request_id, trigger)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 

@@ -28,6 +28,8 @@ def _tail(text: str, cap: int) -> str:
 
 def call_log(output: str, trace: str = "", error: str = "") -> str:
     """The call's log: output, then trace, then error line, within `LOG_CAP` bytes."""
+    if not trace and not error:  # a call that succeeded: its output alone
+        return _tail(output, LOG_CAP) if output else ""
     error = _tail(error, _ERROR_CAP)
     trace = _tail(trace, _TRACE_CAP)
     fixed = sum(len(p.encode()) + 1 for p in (trace, error) if p)

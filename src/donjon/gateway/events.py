@@ -58,11 +58,15 @@ def refuse_declared(request: Request, deployed: Deployed, limit: int) -> None:
         raise _too_large(deployed, limit, int(declared))
 
 
-async def read_event(request: Request, deployed: Deployed, limit: int) -> bytes:
-    """The request's body, refused (413) once it passes `limit`, declared or as it arrives."""
-    refuse_declared(request, deployed, limit)
+async def read_event(
+    request: Request, deployed: Deployed, limit: int, *, declared_checked: bool = False
+) -> bytes:
+    """The request's body, refused (413) once it passes `limit`, declared or as it arrives
+    (`declared_checked`: the caller has already called `refuse_declared`)."""
+    if not declared_checked:
+        refuse_declared(request, deployed, limit)
     try:
-        return await read_body(request, limit)
+        return await read_body(request, limit, check_declared=not declared_checked)
     except PayloadTooLarge:
         raise _too_large(deployed, limit) from None
 

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.convertors import StringConvertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -39,13 +40,15 @@ OnError = Callable[[Request, Exception], Awaitable[Response]]
 class HotRoute:
     """One route of the app's table, served without the app's middleware and router."""
 
-    __slots__ = ("_convertors", "_endpoint", "_methods", "_on_error", "_pattern")
+    __slots__ = ("_as_matched", "_convertors", "_endpoint", "_methods", "_on_error", "_pattern")
 
     def __init__(self, route: Route, on_error: OnError) -> None:
         if route.methods is None:
             raise ValueError(f"the hot route {route.path} must name its methods")
         self._pattern = route.path_regex
         self._convertors = route.param_convertors
+        #: Every parameter a plain string: its convertor returns what was matched.
+        self._as_matched = all(type(c) is StringConvertor for c in self._convertors.values())
         self._methods = frozenset(route.methods)
         self._endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint
         self._on_error = on_error
@@ -58,6 +61,8 @@ class HotRoute:
         found = self._pattern.match(scope["path"])
         if found is None:
             return None
+        if self._as_matched:
+            return found.groupdict()
         convertors = self._convertors
         return {key: convertors[key].convert(value) for key, value in found.groupdict().items()}
 
@@ -72,7 +77,21 @@ class HotRoute:
 
         try:
             response = await self._endpoint(Request(scope, receive, send))
-            await response(scope, receive, sending)
+            if type(response).__call__ is Response.__call__:
+                # What `Response.__call__` sends for an http scope, sent here: no wrapper.
+                started = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status_code,
+                        "headers": response.raw_headers,
+                    }
+                )
+                await send({"type": "http.response.body", "body": response.body})
+                if response.background is not None:
+                    await response.background()
+            else:  # a response of its own making (streamed, a file...): as it sends itself
+                await response(scope, receive, sending)
         except Exception as exc:
             if not started:  # as ServerErrorMiddleware: the 500 problem, unless too late
                 answer = await self._on_error(Request(scope), exc)

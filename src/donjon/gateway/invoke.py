@@ -34,6 +34,7 @@ from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.apigw import apigw_event, apigw_response
 from donjon.gateway.async_invoke import respond_async, wants_async
 from donjon.gateway.call_errors import error_response, reveals
+from donjon.gateway.call_plan import CallPlan, function_meta, plan_for
 from donjon.gateway.calllog import call_log
 from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
 from donjon.gateway.events import (
@@ -86,6 +87,7 @@ def _meta(
     timeout_s: float,
     max_result: int = MAX_RESULT,
     cloudevent: dict[str, str] | None = None,
+    plan: CallPlan | None = None,
 ) -> bytes:
     """The call's context, sent over the control channel (never env, argv or files):
     `secrets` holds the values of exactly the secrets the manifest grants, `max_result`
@@ -94,15 +96,18 @@ def _meta(
     CloudEvents 1.0 attributes of an async delivery (gateway/deliveries.py).
 
     The same JSON `json.dumps` writes for that dict, put together from its parts (its
-    encoder's set-up cost more than the encoding of seven fields)."""
-    label = _json_string(principal.label) if principal else "null"
+    encoder's set-up cost more than the encoding of seven fields); a keyed call's `plan`
+    (call_plan.py) holds the parts naming the function and the caller."""
+    if plan is not None:
+        function, label = plan.function_meta, plan.principal_meta
+    else:
+        function = function_meta(deployed)
+        label = _json_string(principal.label) if principal else "null"
     cap = f', "max_result": {int(max_result)}' if max_result < MAX_RESULT else ""
     if cloudevent is not None:
         cap += f', "cloudevent": {json.dumps(cloudevent)}'
     return (
-        f'{{"request_id": {_json_string(request_id)}, "function": {_json_string(deployed.name)}'
-        f', "version": {int(deployed.record.version)}'
-        f', "memory_mb": {int(deployed.manifest.memory_mb)}'
+        f'{{"request_id": {_json_string(request_id)}{function}'
         f', "deadline": {float(time.time() + timeout_s)!r}, "principal": {label}'
         f', "secrets": {json.dumps(secrets) if secrets else "{}"}'
         f"{cap}}}"
@@ -121,12 +126,16 @@ async def _run(
     on_log: Callable[[str], None] | None = None,
     client: str | None = None,
     cloudevent: dict[str, str] | None = None,
+    plan: CallPlan | None = None,
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
     cap full for the bounded wait is refused (503) before it starts; the slots are given
     back however the call ends (answered, failed, timed out, disconnected, cancelled), and
-    its time is charged to its compute quotas (gateway/quota_check.py)."""
-    held = await hold_slots(node, deployed, principal, request_id, trigger)
+    its time is charged to its compute quotas (gateway/quota_check.py). `plan`: a keyed
+    call's checks resolved once (call_plan.py)."""
+    held = await hold_slots(
+        node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
+    )
     started = time.perf_counter()
     try:
         return await _call(
@@ -141,6 +150,7 @@ async def _run(
             on_log,
             client,
             cloudevent,
+            plan,
         )
     finally:
         try:  # the call's wall time, charged to its daily compute quotas on every path
@@ -161,6 +171,7 @@ async def _call(
     on_log: Callable[[str], None] | None = None,
     client: str | None = None,
     cloudevent: dict[str, str] | None = None,
+    plan: CallPlan | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -191,7 +202,16 @@ async def _call(
         with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
             result = await node.pool.invoke(
                 deployed.config,
-                _meta(deployed, request_id, principal, granted, timeout_s, max_result, cloudevent),
+                _meta(
+                    deployed,
+                    request_id,
+                    principal,
+                    granted,
+                    timeout_s,
+                    max_result,
+                    cloudevent,
+                    plan,
+                ),
                 event,
                 timeout_s,
                 subcalls,
@@ -240,7 +260,7 @@ async def _call(
             AuditEvent(
                 actor,
                 "function.invoke",
-                f"{deployed.name}@{deployed.record.version}",
+                plan.target if plan is not None else f"{deployed.name}@{deployed.record.version}",
                 outcome,
                 {
                     "request_id": chain.request_id if chain else request_id,
@@ -373,15 +393,24 @@ async def handle_invoke(request: Request) -> Response:
     caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
         principal = await authenticate(node, request, request_id)
-        await authorize(node, request, principal, Action.INVOKE, request_id, name)
         deployed = node.registry.get(name)
+        # A keyed caller's checks on this version, resolved once (call_plan.py); a refusal,
+        # a JWT's principal or a missing function is decided (and audited) as it comes.
+        plan = plan_for(node, principal, deployed) if deployed is not None else None
+        if plan is None or not plan.allowed:
+            await authorize(node, request, principal, Action.INVOKE, request_id, name)
         if deployed is None:
             raise NotFound(f"no function named {name!r}")
         caller = (principal, deployed)
-        limit = body_limit(deployed, node.settings.requests.max_body_bytes)
+        limit = (
+            plan.body_limit
+            if plan is not None
+            else body_limit(deployed, node.settings.requests.max_body_bytes)
+        )
         refuse_declared(request, deployed, limit)  # before the call spends any of its limits
-        await admit(node, deployed, principal, request_id, "invoke")
-        body = await read_event(request, deployed, limit) or b"{}"
+        limits = plan.limits if plan is not None else None
+        await admit(node, deployed, principal, request_id, "invoke", limits=limits)
+        body = await read_event(request, deployed, limit, declared_checked=True) or b"{}"
         validate(await parse_json(node, request, principal.label, body, request_id), deployed)
         if wants_async(request):  # checked as a sync call is; queued, answered 202 at once
             return await respond_async(node, deployed, principal, body, request_id)
@@ -394,6 +423,7 @@ async def handle_invoke(request: Request) -> Response:
             "invoke",
             lambda result: function_json_response(result.body, request_id),
             client=client_address(request),
+            plan=plan,
         )
     except Error as e:
         return error_response(e, request_id, reveal=reveals(node, caller, e))

@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.denials import DenialLog
@@ -67,6 +68,9 @@ from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import MasterKey
 from donjon.vault.keyring import Keyring
 from donjon.vault.service import Vault
+
+if TYPE_CHECKING:
+    from donjon.gateway.call_plan import CallPlan
 
 __all__ = ["LAST_USED_WRITE_S", "Node"]
 
@@ -143,6 +147,8 @@ class Node:
     advisory_watch: AdvisoryWatch | None = None
     #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
     metrics: Metrics = field(default_factory=Metrics)
+    #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
+    call_plans: dict[tuple[int, int], CallPlan] = field(default_factory=dict)
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None

@@ -145,9 +145,11 @@ async def take_rate_buckets(
     request_id: str,
     trigger: str,
     client: str | None,
+    resolved: tuple[int, float, int, int] | None = None,
 ) -> None:
     """Spend one token of each of the call's buckets, in order; `RateLimited` at the first
-    that is empty (the ones after it are not touched)."""
+    that is empty (the ones after it are not touched). `resolved`: the principal's
+    `caller_limits`, if already resolved (gateway/call_plan.py)."""
     limiter = node.limiter
     # The node's own buckets answer at once: asked without a coroutine per bucket (exactly
     # the memory class; anything else, a shared backend or a wrapper, is awaited).
@@ -155,7 +157,7 @@ async def take_rate_buckets(
     name = deployed.name
     rate = deployed.rate
     if principal is not None:
-        count, period_s, burst, _ = caller_limits(node, principal)
+        count, period_s, burst, _ = resolved or caller_limits(node, principal)
         label = principal.label
         decision = (
             local.take_now(_key_of(label), count, period_s, burst)

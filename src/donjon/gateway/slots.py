@@ -78,17 +78,23 @@ class Held:
 
 
 async def hold_slots(
-    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    limits: tuple[int, float, int, int] | None = None,
 ) -> Held:
     """Take the call's slots (caller's, function's, node's) or raise `ConcurrencyFull`
-    having given back the ones taken; cancellation gives them back too."""
+    having given back the ones taken; cancellation gives them back too. `limits`: the
+    principal's `caller_limits`, if already resolved (gateway/call_plan.py)."""
     held = Held()
     settings = node.settings
     wait_s = settings.sandbox.max_queue_wait_s
     lease_s = deployed.manifest.timeout_s + LEASE_MARGIN_S
     try:
         if principal is not None:
-            cap = caller_limits(node, principal)[3]
+            cap = (limits or caller_limits(node, principal))[3]
             key = concurrency_key(principal.label)
             if not _grab(held, node.slots, key, cap, lease_s):
                 await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")

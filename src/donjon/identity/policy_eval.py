@@ -109,12 +109,16 @@ class Policy:
         self._docs: dict[str, RoleDocument] = {}
         #: The limits each custom role sets (only roles that set some).
         self._limits: dict[str, CallerLimits] = {}
+        #: Bumped by every change (`put`, `remove`): what was decided under an older
+        #: generation is stale (gateway/call_plan.py keeps decisions by it).
+        self.generation = 0
         for doc in custom:
             self.put(doc)
 
     def put(self, doc: RoleDocument) -> None:
         if doc.name in set(Role):
             raise ValueError(f"{doc.name} is built in")
+        self.generation += 1
         self._roles[doc.name] = _compile_doc(doc)
         self._docs[doc.name] = doc
         if doc.limits is not None and doc.limits.caller_limits():
@@ -133,6 +137,7 @@ class Policy:
 
     def remove(self, name: str) -> None:
         if name not in set(Role):
+            self.generation += 1
             self._roles.pop(name, None)
             self._docs.pop(name, None)
             self._limits.pop(name, None)

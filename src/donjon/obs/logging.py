@@ -23,7 +23,7 @@ call's audit record (`detail.request_id`).
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import sys
 from typing import Any, TextIO
 
@@ -40,8 +40,9 @@ _HANDLER_NAME = "donjon-structlog"
 
 
 def mint_request_id() -> str:
-    """A new request id (16 hex digits), not bound to anything."""
-    return secrets.token_hex(8)
+    """A new request id (16 hex digits), not bound to anything: what `secrets.token_hex(8)`
+    returns (the kernel's CSPRNG), without its two Python-level calls."""
+    return os.urandom(8).hex()
 
 
 def bind_request_id(request_id: str) -> None:
