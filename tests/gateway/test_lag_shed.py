@@ -157,3 +157,32 @@ def test_a_few_refusals_do_not_arm() -> None:
     _overflow(controller, now)
     _feed(controller, [0.100] * 4, now)
     assert controller.p > 0.0
+
+
+def test_p_returns_to_zero_once_overflows_stop_though_the_loop_stays_late() -> None:
+    """After an overload the pool refuses nothing more, but the loop stays a little past
+    the target (another process's CPU, a stalled machine: a lag shedding cannot cure):
+    p must not stay up shedding every call of a node whose pool takes them all; within
+    30 s of the last refusal it is 0 and nothing is shed."""
+    controller = LagController(TARGET)
+    _overflow(controller, 0.0)
+    now = _feed(controller, [0.040] * 20)
+    assert controller.p > 0.5
+    now = _feed(controller, [0.012] * round(30.0 / STEP), now)
+    assert controller.p == 0.0
+    assert _share(controller) == 0.0
+    _overflow(controller, now)  # a new overload arms it again
+    _feed(controller, [0.040] * 4, now)
+    assert controller.p > 0.0
+
+
+def test_p_is_held_while_the_overload_goes_on() -> None:
+    """While the pool keeps refusing calls at its bounds (re-arming each second), a lag
+    past the target keeps p up: HOLD_S ends the share only once the overflows stop."""
+    controller = LagController(TARGET)
+    now = 0.0
+    for _ in range(30):
+        _overflow(controller, now)
+        now = _feed(controller, [0.012] * round(1.0 / STEP), now)
+        assert controller.p > 0.0
+    assert _share(controller) > SAFE_P

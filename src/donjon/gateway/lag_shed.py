@@ -32,9 +32,12 @@ early_shed.py: the node is demonstrably offered more than it serves) within `ARM
 and for `ARM_S` after; a closed loop of clients saturating the loop (the bench's
 sustainable run) fills the pool's queue once in a while at most, and a stall of a
 loaded machine is lag without an overflow. Once p is above 0 the controller runs on
-its own until p decays back to 0. The timer runs only while armed or p > 0: an idle
-node is not woken. Knobs (config.py): DONJON_LAG_TARGET_MS (10) and
-DONJON_LAG_INTERVAL_MS (15); DONJON_MAX_LOOP_LAG_S=0 turns this off with the bound.
+its own for `HOLD_S` after the last arming; past that, with no overflow, p decays to 0
+whatever the lag (a lag shedding does not cure, another process's CPU or a stalled
+machine, must not shed every call of a node whose pool takes them all). The timer
+runs only while armed or p > 0: an idle node is not woken. Knobs (config.py):
+DONJON_LAG_TARGET_MS (10) and DONJON_LAG_INTERVAL_MS (15); DONJON_MAX_LOOP_LAG_S=0
+turns this off with the bound.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import asyncio
 import contextlib
 import random
 
-__all__ = ["ALPHA", "BETA", "LagController", "LagShed"]
+__all__ = ["ALPHA", "BETA", "HOLD_S", "LagController", "LagShed"]
 
 #: PIE's gains, per second of lag: RFC 8033's 0.125 and 1.25 times 10 and 2 (a request's
 #: share is tens of percent under overload, not a packet drop rate of 1e-6: no
@@ -63,13 +66,23 @@ SAFE_P = 0.2
 #: clients at the edge of the queue's budget one now and then.
 ARM_S = 1.0
 ARM_REFUSALS = 16
+#: p is held by the lag alone for this long after the last arming; past it, it decays.
+HOLD_S = 5.0
 
 
 class LagController:
     """PIE's state and update. Deterministic: the lag samples and the clock are given
     (seconds), so it is tested without sleeping."""
 
-    __slots__ = ("_armed_until", "_lag_before", "_refusals", "_since", "p", "target_s")
+    __slots__ = (
+        "_armed_until",
+        "_held_until",
+        "_lag_before",
+        "_refusals",
+        "_since",
+        "p",
+        "target_s",
+    )
 
     def __init__(self, target_s: float) -> None:
         self.target_s = target_s
@@ -77,6 +90,8 @@ class LagController:
         self.p = 0.0
         self._lag_before = 0.0
         self._armed_until = -1.0
+        #: Past this, with no new arming, p decays whatever the lag (HOLD_S).
+        self._held_until = -1.0
         #: Refusals at the pool's bounds counted since `_since`.
         self._refusals = 0
         self._since = -ARM_S
@@ -89,6 +104,7 @@ class LagController:
         self._refusals += 1
         if self._refusals >= ARM_REFUSALS:
             self._armed_until = now + ARM_S
+            self._held_until = now + HOLD_S
 
     def armed(self, now: float) -> bool:
         return now < self._armed_until
@@ -99,8 +115,8 @@ class LagController:
         if self.p <= 0.0 and (lag_s <= self.target_s or not self.armed(now)):
             return  # ordinary load: no overflow, or the lag within the target
         half = self.target_s / 2
-        if lag_s < half and lag_before < half:
-            self.p *= DECAY
+        if (lag_s < half and lag_before < half) or now >= self._held_until:
+            self.p *= DECAY  # the lag is short, or no overflow for HOLD_S: the overload ended
         else:
             step = ALPHA * (lag_s - self.target_s) + BETA * (lag_s - lag_before)
             self.p += max(-MAX_STEP, min(MAX_STEP, step))
