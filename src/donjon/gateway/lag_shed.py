@@ -21,10 +21,12 @@ is below half the target, and is 0 below `FLOOR`; from 0 it starts only on a lag
 the target (the derivative alone, on noisy samples, would ratchet it up from 0).
 While the lag is below half the target and p is under `SAFE_P`, nothing is shed
 (RFC 8033's safeguard: a short burst is not shed). Each authenticated invoke head
-the pool would take is shed with probability p (early_shed.py: the same 503,
-Retry-After and audit as the other sheds, and the same rule: only a bearer API key
-the index verifies and whose principal may invoke the function; any other head goes
-to the app).
+the pool would take is shed with probability p if the pool refused a call of its
+function at its bounds within `HOLD_S` (early_shed.py: the same 503, Retry-After and
+audit as the other sheds, and the same rule: only a bearer API key the index
+verifies and whose principal may invoke the function; any other head goes to the
+app). Only those functions': a tenant that floods its own full function arms the
+controller and makes the loop late, but sheds no other function's calls.
 
 Ours, so that ordinary load is never shed: p only *starts* to rise once the pool
 has refused `ARM_REFUSALS` calls at its bounds from their heads (`overflowed`, from
@@ -46,7 +48,7 @@ import asyncio
 import contextlib
 import random
 
-__all__ = ["ALPHA", "BETA", "HOLD_S", "LagController", "LagShed"]
+__all__ = ["ALPHA", "BETA", "HOLD_S", "MAX_OVERFLOWING", "LagController", "LagShed"]
 
 #: PIE's gains, per second of lag: RFC 8033's 0.125 and 1.25 times 10 and 2 (a request's
 #: share is tens of percent under overload, not a packet drop rate of 1e-6: no
@@ -67,7 +69,10 @@ SAFE_P = 0.2
 ARM_S = 1.0
 ARM_REFUSALS = 16
 #: p is held by the lag alone for this long after the last arming; past it, it decays.
+#: A function's calls are in the share for as long after the pool refused one of them.
 HOLD_S = 5.0
+#: Functions remembered as refused at the pool's bounds before the lapsed are dropped.
+MAX_OVERFLOWING = 1024
 
 
 class LagController:
@@ -142,17 +147,31 @@ class LagShed:
         self._task: asyncio.Task[None] | None = None
         #: Not a secret: which calls are shed only needs to be a fair share.
         self._draws = random.Random()  # noqa: S311  # nosec B311
+        #: Function -> the loop's time until which its calls may be shed (HOLD_S after
+        #: the pool last refused one at its bounds); deployed functions only.
+        self._overflowing: dict[str, float] = {}
 
-    def overflowed(self) -> None:
-        """The pool refused a call at its bounds (on the loop): arm, start the timer."""
+    def overflowed(self, name: str) -> None:
+        """The pool refused a call of `name` at its bounds (on the loop): arm, start the
+        timer; `name`'s calls may be shed for HOLD_S."""
         loop = asyncio.get_running_loop()
-        self.controller.overflowed(loop.time())
+        now = loop.time()
+        self.controller.overflowed(now)
+        if len(self._overflowing) >= MAX_OVERFLOWING and name not in self._overflowing:
+            self._overflowing = {n: t for n, t in self._overflowing.items() if t > now}
+        self._overflowing[name] = now + HOLD_S
         if self._task is None:
             self._task = loop.create_task(self._run(), name="lag-shed")
 
-    def sheds(self) -> bool:
-        """Whether the call whose head was just read is shed (probability p)."""
-        return self.controller.p > 0.0 and self.controller.sheds(self._draws.random())
+    def sheds(self, name: str) -> bool:
+        """Whether the call of `name` whose head was just read is shed: probability p,
+        if the pool refused a call of `name` at its bounds within HOLD_S."""
+        if self.controller.p <= 0.0:
+            return False
+        until = self._overflowing.get(name)
+        if until is None or until <= asyncio.get_running_loop().time():
+            return False
+        return self.controller.sheds(self._draws.random())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -172,6 +191,7 @@ class LagShed:
                 now = clock()
                 controller.update(max(0.0, now - due), now)
                 if controller.p <= 0.0 and not controller.armed(now):
+                    self._overflowing.clear()
                     return  # idle again: the next overflow starts the timer
         finally:
             self._task = None
