@@ -3,10 +3,12 @@ samples and the clock are injected, nothing sleeps."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from donjon.config import ConfigError, load_settings
-from donjon.gateway.lag_shed import ARM_REFUSALS, ARM_S, SAFE_P, LagController
+from donjon.gateway.lag_shed import ARM_REFUSALS, ARM_S, SAFE_P, LagController, LagShed
 
 TARGET = 0.010  # 10 ms
 STEP = 0.015  # one update interval
@@ -186,3 +188,21 @@ def test_p_is_held_while_the_overload_goes_on() -> None:
         now = _feed(controller, [0.012] * round(1.0 / STEP), now)
         assert controller.p > 0.0
     assert _share(controller) > SAFE_P
+
+
+def test_only_the_overflowing_functions_calls_are_in_the_share() -> None:
+    """With p at 1, a head is shed only if the pool refused a call of its function at its
+    bounds lately: one tenant's full function puts no other function's calls in the share."""
+
+    async def go() -> tuple[bool, bool]:
+        shed = LagShed(TARGET, STEP)
+        for _ in range(ARM_REFUSALS):
+            shed.overflowed("full")
+        shed.controller.update(0.050, asyncio.get_running_loop().time())
+        shed.controller.p = 1.0
+        try:
+            return shed.sheds("full"), shed.sheds("roomy")
+        finally:
+            await shed.stop()
+
+    assert asyncio.run(go()) == (True, False)
