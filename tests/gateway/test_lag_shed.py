@@ -3,10 +3,12 @@ samples and the clock are injected, nothing sleeps."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from donjon.config import ConfigError, load_settings
-from donjon.gateway.lag_shed import ARM_REFUSALS, ARM_S, SAFE_P, LagController
+from donjon.gateway.lag_shed import ARM_REFUSALS, ARM_S, SAFE_P, LagController, LagShed
 
 TARGET = 0.010  # 10 ms
 STEP = 0.015  # one update interval
@@ -157,3 +159,50 @@ def test_a_few_refusals_do_not_arm() -> None:
     _overflow(controller, now)
     _feed(controller, [0.100] * 4, now)
     assert controller.p > 0.0
+
+
+def test_p_returns_to_zero_once_overflows_stop_though_the_loop_stays_late() -> None:
+    """After an overload the pool refuses nothing more, but the loop stays a little past
+    the target (another process's CPU, a stalled machine: a lag shedding cannot cure):
+    p must not stay up shedding every call of a node whose pool takes them all; within
+    30 s of the last refusal it is 0 and nothing is shed."""
+    controller = LagController(TARGET)
+    _overflow(controller, 0.0)
+    now = _feed(controller, [0.040] * 20)
+    assert controller.p > 0.5
+    now = _feed(controller, [0.012] * round(30.0 / STEP), now)
+    assert controller.p == 0.0
+    assert _share(controller) == 0.0
+    _overflow(controller, now)  # a new overload arms it again
+    _feed(controller, [0.040] * 4, now)
+    assert controller.p > 0.0
+
+
+def test_p_is_held_while_the_overload_goes_on() -> None:
+    """While the pool keeps refusing calls at its bounds (re-arming each second), a lag
+    past the target keeps p up: HOLD_S ends the share only once the overflows stop."""
+    controller = LagController(TARGET)
+    now = 0.0
+    for _ in range(30):
+        _overflow(controller, now)
+        now = _feed(controller, [0.012] * round(1.0 / STEP), now)
+        assert controller.p > 0.0
+    assert _share(controller) > SAFE_P
+
+
+def test_only_the_overflowing_functions_calls_are_in_the_share() -> None:
+    """With p at 1, a head is shed only if the pool refused a call of its function at its
+    bounds lately: one tenant's full function puts no other function's calls in the share."""
+
+    async def go() -> tuple[bool, bool]:
+        shed = LagShed(TARGET, STEP)
+        for _ in range(ARM_REFUSALS):
+            shed.overflowed("full")
+        shed.controller.update(0.050, asyncio.get_running_loop().time())
+        shed.controller.p = 1.0
+        try:
+            return shed.sheds("full"), shed.sheds("roomy")
+        finally:
+            await shed.stop()
+
+    assert asyncio.run(go()) == (True, False)

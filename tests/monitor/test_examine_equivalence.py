@@ -22,9 +22,11 @@ from typing import Any
 from donjon.audit.log import AuditEvent, CommittedBatch, CommittedRecord
 from donjon.config import MonitorSettings
 from donjon.monitor.baselines import SeriesDetector
+from donjon.monitor.calls import Call
 from donjon.monitor.detector import Detector
 from donjon.monitor.engine import Monitor
-from donjon.monitor.findings import Finding
+from donjon.monitor.findings import Finding, Subject
+from donjon.monitor.robust import Band
 from donjon.monitor.service import default_detectors
 from monitor.test_trace import LEARNING_S, generate
 
@@ -76,8 +78,34 @@ def _stream(seed: int = 5) -> list[CommittedRecord]:
     return out
 
 
-def _detectors() -> list[Detector]:
-    return default_detectors(MonitorSettings(learning_s=LEARNING_S))
+class _Flaky(SeriesDetector[int]):
+    """A learned baseline with a bug: it finds on some calls' function and raises on
+    others' principal, after its finding for their function (its `see_all` fails half
+    done)."""
+
+    name = "flaky"
+    kind = "baseline.flaky"
+
+    def __init__(self) -> None:
+        super().__init__(Band(), 5000)
+
+    def new_state(self) -> int:
+        return 0
+
+    def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
+        if subject.kind == "principal" and call.seq % 3000 == 0:
+            raise RuntimeError("a baseline's bug")
+        if subject.kind == "function" and call.seq % 7000 == 0:
+            return self.finding(subject, f"{subject}: call {call.seq}", [call.seq], now)
+        return None
+
+
+def _detectors(flaky: bool = False) -> list[Detector]:
+    detectors = default_detectors(MonitorSettings(learning_s=LEARNING_S))
+    if flaky:  # between two learned baselines: fed in the same pass as they are
+        first = next(i for i, d in enumerate(detectors) if isinstance(d, SeriesDetector))
+        detectors.insert(first + 1, _Flaky())
+    return detectors
 
 
 def _seen(finding: Finding) -> Seen:
@@ -107,22 +135,28 @@ def _alert_seen(event: AuditEvent) -> Seen:
     )
 
 
-def _plain(records: list[CommittedRecord], now: float) -> list[Seen]:
-    """Every record to every detector that reads it, one observe at a time."""
-    detectors = _detectors()
+def _plain(records: list[CommittedRecord], now: float, flaky: bool = False) -> list[Seen]:
+    """Every record to every detector that reads it, one observe at a time (one that
+    raises finds nothing in that record)."""
+    detectors = _detectors(flaky)
     found: list[Seen] = []
     for record in records:
         action = record.event.action
         for d in detectors:
             if isinstance(d, SeriesDetector) or action in getattr(d, "actions", (action,)):
-                found += [_seen(f) for f in d.observe(record, now)]
+                try:
+                    found += [_seen(f) for f in d.observe(record, now)]
+                except RuntimeError:
+                    continue
     return found
 
 
-async def _engine(records: list[CommittedRecord], now: float, seed: int) -> list[Seen]:
+async def _engine(
+    records: list[CommittedRecord], now: float, seed: int, flaky: bool = False
+) -> list[Seen]:
     """The node's engine, fed the stream in committed batches of 1 to 16 records."""
     log = _Log()
-    detectors = _detectors()
+    detectors = _detectors(flaky)
     monitor = Monitor(
         log,  # type: ignore[arg-type]
         detectors,
@@ -157,3 +191,16 @@ def test_engine_finds_what_the_plain_examination_finds() -> None:
     assert {"call_rate", "error_rate", "duration", "cost", "first_seen"} <= kinds
     assert {"auth_failures", "sandbox_violation", "egress_refused"} <= kinds
     assert asyncio.run(_engine(records, now, seed=1)) == expected
+
+
+def test_a_baseline_that_raises_in_the_pass_blinds_no_other() -> None:
+    """A learned baseline fed in the same pass as the others raises on some records,
+    once after a finding of its own: it loses that record's findings and nothing else;
+    every other detector, learned or rule, raises what the plain examination raises,
+    and no record is skipped."""
+    records = _stream()
+    now = records[-1].ts + 1.0
+    expected = _plain(records, now, flaky=True)
+    assert any(seen[1] == "flaky" for seen in expected)
+    assert expected != _plain(records, now)
+    assert asyncio.run(_engine(records, now, seed=2, flaky=True)) == expected

@@ -235,3 +235,82 @@ def test_a_detector_is_fed_only_the_actions_it_names(tmp_path: Path) -> None:
     asyncio.run(run())
     assert picky.seen == ["auth.denied", "egress.connect", "auth.denied"]
     assert every.seen == actions
+
+
+class _TwoFindings:
+    """Two findings for each denial: its source, and the node's authentication."""
+
+    name = "two_findings"
+    actions = frozenset({"auth.denied"})
+
+    def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
+        client = str(record.event.detail.get("client", ""))
+        return [
+            Finding(
+                kind=f"test.{subject.kind}",
+                detector=self.name,
+                severity="high",
+                subject=subject,
+                summary=f"denied: {subject}",
+                evidence=(record.seq,),
+                ts=now,
+            )
+            for subject in (Subject("source", client), Subject("node", "authentication"))
+        ]
+
+    def tick(self, now: float) -> list[Finding]:
+        return []
+
+
+class _HeldResponder:
+    """A response that takes a while: it waits until released."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def respond(self, finding: Finding, alert_seq: int) -> None:
+        self.started.set()
+        await self.release.wait()
+
+
+def test_watermark_waits_for_every_alert_of_a_record(tmp_path: Path) -> None:
+    """While the response to a record's first alert is under way, its second alert is not
+    raised yet: a tick then must not save the index watermark past that record (a node
+    dying then would never raise the second: its catch-up starts after the watermark)."""
+    engine = make_engine(tmp_path)
+
+    async def go() -> tuple[int | None, int | None, int]:
+        log = make_log(engine)
+        log.start()
+        store = AlertStore(engine)
+        store.catch_up(store.through())
+        responder = _HeldResponder()
+        monitor = Monitor(
+            log,
+            [_TwoFindings()],
+            {"two_findings": "block"},
+            responder=responder,
+            index=store,
+            tick_s=3600,
+        )
+        monitor.attach(asyncio.get_running_loop())
+        try:
+            await log.record(_denial("10.8.8.8"))
+            await asyncio.wait_for(responder.started.wait(), 30)
+            seq = next(r["seq"] for r in log.tail(10) if r["action"] == "auth.denied")
+            await monitor.tick()  # the first alert raised, its response pending
+            during = store.through()
+            responder.release.set()
+            await monitor.settle()
+            await monitor.tick()
+            return during, store.through(), seq
+        finally:
+            responder.release.set()
+            await monitor.close()
+            log.stop()
+
+    during, after, seq = asyncio.run(go())
+    assert during is None or during < seq, (during, seq)
+    assert after is not None and after >= seq
+    assert len(AlertStore(engine).listing().alerts) == 2

@@ -3,15 +3,17 @@
 Before: while the loop lagged under the bound (DONJON_MAX_LOOP_LAG_S) the node shed
 only what a function's queue could not take, so a flood of calls it could take kept
 the loop late for everyone; past the bound it shed every request. Now, once the pool
-has refused a call at its bounds, a share of the invoke calls the pool would take is
-shed from the request head, the share set by PIE's controller on the loop's lag
-(gateway/lag_shed.py): some callers are served, some get 503 with Retry-After, counted
-and audited as `node.shed` (reason `loop-lag`). Deny by default stays: a head without a
-verified key and grant is never shed there, it gets its 401.
+has refused a call at its bounds, a share of the invoke calls the pool would take (of
+the functions it refused calls of) is shed from the request head, the share set by
+PIE's controller on the loop's lag (gateway/lag_shed.py): some callers are served,
+some get 503 with Retry-After, counted and audited as `node.shed` (reason `loop-lag`).
+Deny by default stays: a head without a verified key and grant is never shed there, it
+gets its 401. Another tenant's calls of a function that has room are never in the share.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Iterator
@@ -115,7 +117,8 @@ def test_loop_lag_flood_is_shed_in_part_and_anonymous_heads_get_401(
     lagging_node: LiveNode,
 ) -> None:
     """`slow` held full (one call running, one waiting) and a call refused at its bounds
-    arm the controller; a flood of `fast` calls on 24 connections makes the loop late:
+    arm the controller; a flood of `fast` calls on 24 connections (past its 8 running and
+    1 waiting: refused at its bounds too, so in the share) makes the loop late:
     some of them are served and some shed with the lag's 503 while the flood lasts; heads
     without a valid key get 401 all along; the sheds are counted and audited."""
     node = lagging_node
@@ -146,3 +149,74 @@ def test_loop_lag_flood_is_shed_in_part_and_anonymous_heads_get_401(
     audited = sum(d.get("reason") == "loop-lag" for d in sheds)
     audited += sum(d.get("reasons", {}).get("loop-lag", 0) for d in sheds)
     assert audited >= counts["lag"], sheds
+
+
+class _Refused:
+    """FLOODERS connections of `key` calling `slow` (held full: each call refused at its
+    bounds), counting the answers."""
+
+    def __init__(self, node: LiveNode, key: str) -> None:
+        self.node, self.key = node, key
+        self.statuses: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(FLOODERS)]
+
+    def __enter__(self) -> _Refused:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(120)
+
+    def count(self, status: int) -> int:
+        with self._lock:
+            return self.statuses.get(status, 0)
+
+    def _run(self) -> None:
+        with self.node.client(self.key) as c:
+            while not self._stop.is_set():
+                r = c.post("/v1/functions/slow/invoke", content=b'{"sleep": 0}')
+                with self._lock:
+                    self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
+
+
+@pytest.mark.slow
+def test_tenant_flooding_its_own_full_function_gets_no_other_callers_shed(
+    lagging_node: LiveNode,
+) -> None:
+    """A tenant whose key may invoke only `slow` holds it full and floods it from 24
+    connections: its calls are refused at the function's bounds (its own queue), which
+    arms the controller, and its flood makes the loop late. Another tenant calling
+    `fast` one call at a time (far below `fast`'s bounds) must be served every time:
+    one tenant's full function is no reason to shed another's calls."""
+    node = lagging_node
+    attacker = node.create_key("lag-attacker", "invoker", functions=["slow"])["key"]
+    victim = node.create_key("lag-victim", "invoker", functions=["fast"])["key"]
+    running = threading.Thread(target=node.invoke, args=("slow", {"sleep": 20}, attacker))
+    running.start()
+    wait_for_metric(node, "donjon_sandboxes", 1, function="slow", state="busy")
+    waiting = threading.Thread(target=node.invoke, args=("slow", {"sleep": 0}, attacker))
+    waiting.start()
+    wait_for_metric(node, "donjon_calls_waiting", 1)
+    answers: list[str] = []
+    with _Refused(node, attacker) as flood, node.client(victim) as c:
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline and (len(answers) < 500 or flood.count(503) < 500):
+            r = c.post("/v1/functions/fast/invoke", content=b'{"sleep": 0}')
+            answers.append("200" if r.status_code == 200 else _detail(r))
+    running.join(120)
+    waiting.join(120)
+    assert flood.count(503) >= 500  # the attacker's calls refused at slow's bounds
+    assert len(answers) >= 500 and set(answers) == {"200"}, collections.Counter(answers)
+
+
+def _detail(r: httpx.Response) -> str:
+    """A refusal's status and problem detail (its request id left out)."""
+    try:
+        return f"{r.status_code} {r.json()['detail']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{r.status_code} {r.text[:200]}"

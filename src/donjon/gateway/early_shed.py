@@ -32,7 +32,8 @@ before, and may still be shed at `admit` (calls admitted together). Other ways i
 
 While the event loop lags under an overload, a share of the calls the pool would
 take is shed here too, the share set by PIE's controller on the loop's lag
-(lag_shed.py): same rule, same 503 (Retry-After 1), audited with reason `loop-lag`.
+(lag_shed.py), of the functions whose calls the pool refused at its bounds lately:
+same rule, same 503 (Retry-After 1), audited with reason `loop-lag`.
 """
 
 from __future__ import annotations
@@ -150,11 +151,11 @@ class EarlyShed:
             if principal is not None:
                 pool.refused_at_head(deployed.config, shed)
                 if self.lag is not None:
-                    self.lag.overflowed()
+                    self.lag.overflowed(name)
                 self._refused(name, principal, client, "overload")
                 return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
         else:
-            if self.lag is not None and self.lag.sheds():
+            if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
                 if principal is not None:
                     self._refused(name, principal, client, "loop-lag")

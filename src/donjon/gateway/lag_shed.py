@@ -21,10 +21,12 @@ is below half the target, and is 0 below `FLOOR`; from 0 it starts only on a lag
 the target (the derivative alone, on noisy samples, would ratchet it up from 0).
 While the lag is below half the target and p is under `SAFE_P`, nothing is shed
 (RFC 8033's safeguard: a short burst is not shed). Each authenticated invoke head
-the pool would take is shed with probability p (early_shed.py: the same 503,
-Retry-After and audit as the other sheds, and the same rule: only a bearer API key
-the index verifies and whose principal may invoke the function; any other head goes
-to the app).
+the pool would take is shed with probability p if the pool refused a call of its
+function at its bounds within `HOLD_S` (early_shed.py: the same 503, Retry-After and
+audit as the other sheds, and the same rule: only a bearer API key the index
+verifies and whose principal may invoke the function; any other head goes to the
+app). Only those functions': a tenant that floods its own full function arms the
+controller and makes the loop late, but sheds no other function's calls.
 
 Ours, so that ordinary load is never shed: p only *starts* to rise once the pool
 has refused `ARM_REFUSALS` calls at its bounds from their heads (`overflowed`, from
@@ -32,9 +34,12 @@ early_shed.py: the node is demonstrably offered more than it serves) within `ARM
 and for `ARM_S` after; a closed loop of clients saturating the loop (the bench's
 sustainable run) fills the pool's queue once in a while at most, and a stall of a
 loaded machine is lag without an overflow. Once p is above 0 the controller runs on
-its own until p decays back to 0. The timer runs only while armed or p > 0: an idle
-node is not woken. Knobs (config.py): DONJON_LAG_TARGET_MS (10) and
-DONJON_LAG_INTERVAL_MS (15); DONJON_MAX_LOOP_LAG_S=0 turns this off with the bound.
+its own for `HOLD_S` after the last arming; past that, with no overflow, p decays to 0
+whatever the lag (a lag shedding does not cure, another process's CPU or a stalled
+machine, must not shed every call of a node whose pool takes them all). The timer
+runs only while armed or p > 0: an idle node is not woken. Knobs (config.py):
+DONJON_LAG_TARGET_MS (10) and DONJON_LAG_INTERVAL_MS (15); DONJON_MAX_LOOP_LAG_S=0
+turns this off with the bound.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import asyncio
 import contextlib
 import random
 
-__all__ = ["ALPHA", "BETA", "LagController", "LagShed"]
+__all__ = ["ALPHA", "BETA", "HOLD_S", "MAX_OVERFLOWING", "LagController", "LagShed"]
 
 #: PIE's gains, per second of lag: RFC 8033's 0.125 and 1.25 times 10 and 2 (a request's
 #: share is tens of percent under overload, not a packet drop rate of 1e-6: no
@@ -63,13 +68,26 @@ SAFE_P = 0.2
 #: clients at the edge of the queue's budget one now and then.
 ARM_S = 1.0
 ARM_REFUSALS = 16
+#: p is held by the lag alone for this long after the last arming; past it, it decays.
+#: A function's calls are in the share for as long after the pool refused one of them.
+HOLD_S = 5.0
+#: Functions remembered as refused at the pool's bounds before the lapsed are dropped.
+MAX_OVERFLOWING = 1024
 
 
 class LagController:
     """PIE's state and update. Deterministic: the lag samples and the clock are given
     (seconds), so it is tested without sleeping."""
 
-    __slots__ = ("_armed_until", "_lag_before", "_refusals", "_since", "p", "target_s")
+    __slots__ = (
+        "_armed_until",
+        "_held_until",
+        "_lag_before",
+        "_refusals",
+        "_since",
+        "p",
+        "target_s",
+    )
 
     def __init__(self, target_s: float) -> None:
         self.target_s = target_s
@@ -77,6 +95,8 @@ class LagController:
         self.p = 0.0
         self._lag_before = 0.0
         self._armed_until = -1.0
+        #: Past this, with no new arming, p decays whatever the lag (HOLD_S).
+        self._held_until = -1.0
         #: Refusals at the pool's bounds counted since `_since`.
         self._refusals = 0
         self._since = -ARM_S
@@ -89,6 +109,7 @@ class LagController:
         self._refusals += 1
         if self._refusals >= ARM_REFUSALS:
             self._armed_until = now + ARM_S
+            self._held_until = now + HOLD_S
 
     def armed(self, now: float) -> bool:
         return now < self._armed_until
@@ -99,8 +120,8 @@ class LagController:
         if self.p <= 0.0 and (lag_s <= self.target_s or not self.armed(now)):
             return  # ordinary load: no overflow, or the lag within the target
         half = self.target_s / 2
-        if lag_s < half and lag_before < half:
-            self.p *= DECAY
+        if (lag_s < half and lag_before < half) or now >= self._held_until:
+            self.p *= DECAY  # the lag is short, or no overflow for HOLD_S: the overload ended
         else:
             step = ALPHA * (lag_s - self.target_s) + BETA * (lag_s - lag_before)
             self.p += max(-MAX_STEP, min(MAX_STEP, step))
@@ -126,17 +147,31 @@ class LagShed:
         self._task: asyncio.Task[None] | None = None
         #: Not a secret: which calls are shed only needs to be a fair share.
         self._draws = random.Random()  # noqa: S311  # nosec B311
+        #: Function -> the loop's time until which its calls may be shed (HOLD_S after
+        #: the pool last refused one at its bounds); deployed functions only.
+        self._overflowing: dict[str, float] = {}
 
-    def overflowed(self) -> None:
-        """The pool refused a call at its bounds (on the loop): arm, start the timer."""
+    def overflowed(self, name: str) -> None:
+        """The pool refused a call of `name` at its bounds (on the loop): arm, start the
+        timer; `name`'s calls may be shed for HOLD_S."""
         loop = asyncio.get_running_loop()
-        self.controller.overflowed(loop.time())
+        now = loop.time()
+        self.controller.overflowed(now)
+        if len(self._overflowing) >= MAX_OVERFLOWING and name not in self._overflowing:
+            self._overflowing = {n: t for n, t in self._overflowing.items() if t > now}
+        self._overflowing[name] = now + HOLD_S
         if self._task is None:
             self._task = loop.create_task(self._run(), name="lag-shed")
 
-    def sheds(self) -> bool:
-        """Whether the call whose head was just read is shed (probability p)."""
-        return self.controller.p > 0.0 and self.controller.sheds(self._draws.random())
+    def sheds(self, name: str) -> bool:
+        """Whether the call of `name` whose head was just read is shed: probability p,
+        if the pool refused a call of `name` at its bounds within HOLD_S."""
+        if self.controller.p <= 0.0:
+            return False
+        until = self._overflowing.get(name)
+        if until is None or until <= asyncio.get_running_loop().time():
+            return False
+        return self.controller.sheds(self._draws.random())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -156,6 +191,7 @@ class LagShed:
                 now = clock()
                 controller.update(max(0.0, now - due), now)
                 if controller.p <= 0.0 and not controller.armed(now):
+                    self._overflowing.clear()
                     return  # idle again: the next overflow starts the timer
         finally:
             self._task = None

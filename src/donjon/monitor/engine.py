@@ -119,7 +119,8 @@ class Monitor:
         self._raised: dict[tuple[str, ...], tuple[float, int]] = {}
         #: Alert ids whose record is being written -> the future of its (seq, ts).
         self._waiting: dict[str, asyncio.Future[tuple[int, float]]] = {}
-        #: Alerts being raised now (the index watermark waits for them).
+        #: Alerts being raised now, and the record whose findings are being raised (the
+        #: index watermark waits for them).
         self._inflight = 0
         #: The index watermark last saved; None once an alert failed to be indexed
         #: (the next start's catch-up redoes it from there).
@@ -246,12 +247,17 @@ class Monitor:
         """Examine records in order: a batch in one loop, with no coroutine per record (a
         record's findings are raised before the next record is examined, as ever)."""
         for record in records:
+            # In flight until its last finding is raised: the index watermark (at `seen`,
+            # this record's seq) must not pass it while a response to an earlier one runs.
+            self._inflight += 1
             try:
                 findings = self._examine(record)
                 for finding in findings:
                     await self._raise(finding)
             except Exception:  # the feed goes on whatever one record did
                 log.exception("monitor: examining seq %d failed", record.seq)
+            finally:
+                self._inflight -= 1
 
     def _examine(self, record: CommittedRecord) -> list[Finding]:
         """The findings of one record, from every detector that reads it, in their order."""
