@@ -12,6 +12,7 @@ them.
 
 from __future__ import annotations
 
+import codecs
 import json
 import secrets
 import socket
@@ -260,3 +261,23 @@ def test_encoded_bodies_are_read_as_json_loads_reads_them(node: LiveNode, codec:
         return
     assert r.status_code == 200, r.text
     assert json.loads(r.content) == expected
+
+
+def test_doubled_bom_body_is_refused_not_blamed_on_the_function(node: LiveNode) -> None:
+    """A body behind two UTF-8 byte order marks, which json.loads (and so the function's
+    runtime) refuses, is a 400 from the gateway: the function is never run on it, and no
+    500 "the function failed" is recorded against it."""
+    body = codecs.BOM_UTF8 * 2 + json.dumps(_ECHO).encode()
+    with pytest.raises(json.JSONDecodeError, match="Expecting value"):
+        json.loads(body)
+    with node.client(source=fresh_source()) as c:
+        r = c.post("/v1/functions/probe-warm/invoke", content=body)
+    assert_problem(r, 400)
+    ran = [
+        rec
+        for rec in audit_records(node, r.headers["x-request-id"])
+        if rec["action"] == "function.invoke"
+    ]
+    assert ran == [], ran
+    with node.client(source=fresh_source()) as c:  # one mark is JSON's own: still taken
+        assert c.post("/v1/functions/probe-warm/invoke", content=body[3:]).status_code == 200
