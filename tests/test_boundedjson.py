@@ -66,3 +66,24 @@ def test_malformed_json_raises_value_error(text: str) -> None:
     """Malformed input raises ValueError, as json.loads does."""
     with pytest.raises(ValueError):  # noqa: PT011 - json's own errors vary by input
         loads(text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'\xef\xbb\xbf{"a": 1}',
+        b'\xef\xbb\xbf\xef\xbb\xbf{"a": 1}',
+        '\ufeff{"a": 1}'.encode("utf-16"),
+        '\ufeff{"a": 1}'.encode("utf-32"),
+    ],
+)
+def test_byte_order_marks_are_taken_as_json_loads_takes_them(data: bytes) -> None:
+    """One byte order mark is dropped, as json.loads(bytes) drops it; a second one (which
+    json.loads, and so a function's runtime, refuses) is refused too."""
+    try:
+        expected = json.loads(data)
+    except json.JSONDecodeError as e:
+        with pytest.raises(json.JSONDecodeError, match=e.msg):
+            loads(data)
+    else:
+        assert loads(data) == expected

@@ -76,8 +76,9 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
     if isinstance(data, str):
         check_depth(_utf8(data), max_depth)
         return json.loads(data)
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # json.loads(bytes) skips a UTF-8 byte order mark
+    # One UTF-8 byte order mark is dropped by the decoding `_utf8` detects (utf-8-sig), as
+    # json.loads(bytes) drops it, and no more: a second is not JSON there, nor here (nor in
+    # the function's runtime, which reads the body as json.loads does: jsonwire.py).
     utf8 = _utf8(data)
     check_depth(utf8, max_depth)
     # What json.loads(data) parses: `data` decoded as detected (once, in `_utf8`).
