@@ -83,6 +83,17 @@ def test_new_version_and_other_key_get_their_own_plans() -> None:
     assert plan_for(node, same_id, old) is not kept
 
 
+def test_a_redeploy_takes_the_old_versions_place() -> None:
+    """One plan per key and function name: a superseded version is not kept alive by it."""
+    node = _node(_deployed(1))
+    node.policy.put(_role("custom-r", "fn"))
+    for version in range(1, 51):
+        deployed = _deployed(version)
+        plan = plan_for(node, KEY, deployed)
+        assert plan is not None and plan.deployed is deployed
+    assert len(node.call_plans) == 1
+
+
 def test_jwt_principal_gets_no_plan() -> None:
     """A JWT's principal is made per request: nothing is resolved ahead or kept for it."""
     deployed = _deployed()

@@ -109,7 +109,9 @@ def plan_for(node: Node, principal: Principal, deployed: Deployed) -> CallPlan |
     if principal.kind != "key":
         return None
     plans = node.call_plans
-    key = (id(principal), id(deployed))
+    # By name, not by version: a redeploy's plan takes the place of the old version's, so
+    # a superseded `Deployed` is not kept alive here (`fits` still compares by identity).
+    key = (id(principal), deployed.record.name)
     plan = plans.get(key)
     if plan is not None and plan.fits(node, principal, deployed):
         return plan

@@ -148,7 +148,7 @@ class Node:
     #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
     metrics: Metrics = field(default_factory=Metrics)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
-    call_plans: dict[tuple[int, int], CallPlan] = field(default_factory=dict)
+    call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
