@@ -60,6 +60,7 @@ def _wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_a_record_is_durable_and_canonical_before_record_returns(engine: Engine) -> None:
     """Once record() returns, another connection reads the row, with its leaf hash."""
     log = AuditLog(engine, KEY)
@@ -82,6 +83,7 @@ def test_a_record_is_durable_and_canonical_before_record_returns(engine: Engine)
     assert verify_log(engine, KEY).ok
 
 
+@pytest.mark.slow
 def test_records_in_flight_together_share_a_commit(engine: Engine) -> None:
     """200 concurrent records take fewer than 200 transactions; each seq once, in order."""
     log = AuditLog(engine, KEY)
@@ -241,6 +243,7 @@ def test_the_writer_exits_when_its_node_is_killed(tmp_path: Path, engine: Engine
     assert verify_log(engine, KEY).ok
 
 
+@pytest.mark.slow
 def test_invocation_logs_are_sealed_by_the_writer_and_grant_uses_indexed(engine: Engine) -> None:
     """The writer process seals an invocation log's output under the log subkey it was
     given over its socket; the grant_uses index gets the record's uses."""
@@ -271,6 +274,7 @@ def test_invocation_logs_are_sealed_by_the_writer_and_grant_uses_indexed(engine:
     assert uses == [("f", "secret", "db", 1)]
 
 
+@pytest.mark.slow
 def test_a_record_that_is_not_json_fails_only_its_caller(engine: Engine) -> None:
     """A detail that cannot be encoded raises AuditError for its caller; others commit."""
     log = AuditLog(engine, KEY)
@@ -294,6 +298,7 @@ def test_a_record_that_is_not_json_fails_only_its_caller(engine: Engine) -> None
     assert log.size == 2
 
 
+@pytest.mark.slow
 def test_synchronous_writes_wait_for_the_process_to_stop(engine: Engine) -> None:
     """record_now() is refused while the writer process runs, and after it stopped
     continues the tree it left."""
@@ -314,6 +319,7 @@ def test_synchronous_writes_wait_for_the_process_to_stop(engine: Engine) -> None
     assert verify_log(engine, KEY).ok
 
 
+@pytest.mark.slow
 def test_a_writer_begun_early_is_the_one_start_takes_or_is_ended(engine: Engine) -> None:
     """prestart() begins the writer (as the node does first thing); start(process=True)
     takes that process; a log stopped without starting ends it."""

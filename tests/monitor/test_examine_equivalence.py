@@ -19,6 +19,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from donjon.audit.log import AuditEvent, CommittedBatch, CommittedRecord
 from donjon.config import MonitorSettings
 from donjon.monitor.baselines import SeriesDetector
@@ -182,6 +184,7 @@ async def _engine(
     return [_alert_seen(e) for e in log.alerts]
 
 
+@pytest.mark.slow
 def test_engine_finds_what_the_plain_examination_finds() -> None:
     """Batches through the engine raise the plain examination's findings, in its order."""
     records = _stream()
@@ -193,6 +196,7 @@ def test_engine_finds_what_the_plain_examination_finds() -> None:
     assert asyncio.run(_engine(records, now, seed=1)) == expected
 
 
+@pytest.mark.slow
 def test_a_baseline_that_raises_in_the_pass_blinds_no_other() -> None:
     """A learned baseline fed in the same pass as the others raises on some records,
     once after a finding of its own: it loses that record's findings and nothing else;

@@ -79,6 +79,7 @@ def test_tampered_delivery_fails_verification(receiver: WebhookReceiver) -> None
         Webhook(other).verify(delivery.body, delivery.headers)
 
 
+@pytest.mark.slow
 def test_failed_delivery_is_retried_with_the_same_id(tmp_path: Path) -> None:
     """Two 503s, then a 2xx: three attempts, one message id, each signed for its time."""
     receiver = WebhookReceiver(tmp_path, fail_first=2)
@@ -93,6 +94,7 @@ def test_failed_delivery_is_retried_with_the_same_id(tmp_path: Path) -> None:
         receiver.close()
 
 
+@pytest.mark.slow
 def test_delivery_gives_up_after_max_attempts(tmp_path: Path) -> None:
     """A receiver that always fails gets max_attempts tries, then the alert is counted failed."""
     receiver = WebhookReceiver(tmp_path, fail_first=1000)

@@ -86,6 +86,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, limit_s: float 
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_an_outage_falls_back_per_node_refuses_quotas_and_recovers(
     redis_server: RedisServer,
 ) -> None:

@@ -79,6 +79,7 @@ def bundle(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_the_pool_sheds_past_its_bound_and_serves_the_rest(bundle: Path) -> None:
     """12 calls at once at concurrency 1 with room for 2 waiting: 3 served, 9 shed at once;
     nothing stays counted as waiting."""

@@ -105,12 +105,14 @@ def test_clone_runs_the_interpreters_at_fork_hooks(children: dict[str, Any]) -> 
     assert first != second
 
 
+@pytest.mark.slow
 def test_clone_refuses_flags_that_share_or_widen() -> None:
     """CLONE_NEWUSER, CLONE_VM and CLONE_THREAD are refused before any system call."""
     said = _run(_REFUSALS)
     assert said["user"] == said["vm"] == said["thread"] == "refused"
 
 
+@pytest.mark.slow
 def test_clone_refuses_a_threaded_process() -> None:
     """With a second thread running, the helper refuses: a raw clone is fork-safe only alone."""
     assert _run(_REFUSALS)["threaded"] == "refused"

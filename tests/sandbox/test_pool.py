@@ -93,6 +93,7 @@ def test_warm_mode_reuses_one_process(bundle: Path) -> None:
     assert len(_run(go())) == 1
 
 
+@pytest.mark.slow
 def test_concurrency_limit_turns_excess_away(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past limits.concurrency a call waits briefly, then is refused with 429."""
     import donjon.sandbox.pool as pool_module
@@ -189,6 +190,7 @@ def test_retire_stops_old_versions(bundle: Path) -> None:
     assert _run(go()) == (2, 1)
 
 
+@pytest.mark.slow
 def test_retire_with_drain_lets_calls_in_flight_finish(bundle: Path) -> None:
     """A new version's retirement of the old one waits for the old one's calls in flight."""
 

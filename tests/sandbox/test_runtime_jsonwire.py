@@ -204,6 +204,7 @@ def _outcome(read: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
 
 @settings(max_examples=300, deadline=None)
 @given(_VALUES, st.booleans())
+@pytest.mark.slow
 def test_dumps_agrees_with_json_on_any_value(value: Any, allow_nan: bool) -> None:
     """Any nesting of JSON's types (huge ints, NaN, surrogates, non-string keys): the
     same text, or the same kind of error, as json.dumps, in both separators."""
@@ -217,6 +218,7 @@ def test_dumps_agrees_with_json_on_any_value(value: Any, allow_nan: bool) -> Non
 
 @settings(max_examples=300, deadline=None)
 @given(_FRAGMENTS | _VALUES.map(_text_of).filter(bool), st.sampled_from([*ENCODINGS, "utf-8"]))
+@pytest.mark.slow
 def test_loads_agrees_with_json_on_any_text(text: str, encoding: str) -> None:
     """Documents and fragments, as text and as bytes in each encoding json detects: the
     same value, or a ValueError where json raises one."""

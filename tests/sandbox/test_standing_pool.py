@@ -36,6 +36,7 @@ def bundle(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_drained_standing_queue_takes_a_burst_at_the_request_head(bundle: Path) -> None:
     """A's call holds the only slot while B and C wait (past the target, an interval
     apart) and D is refused at the bound: the queue stands. Once all have run nobody

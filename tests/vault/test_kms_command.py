@@ -49,6 +49,7 @@ def test_failing_provider_carries_its_stderr(tmp_path: Path) -> None:
         asyncio.run(provider.wrap(bytes(32), AAD))
 
 
+@pytest.mark.slow
 def test_hanging_provider_times_out(tmp_path: Path) -> None:
     """A provider that never answers is stopped at the timeout, with a clear error."""
     provider = CommandKeyProvider(kms_argv(tmp_path, "--hang"), timeout_s=1.0)

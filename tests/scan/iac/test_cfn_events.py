@@ -3,6 +3,8 @@ authorisation, CORS and access logging."""
 
 from __future__ import annotations
 
+import pytest
+
 from donjon.scan.iac.cfn import load_text
 from donjon.scan.iac.model import App, Function, Trigger, TriggerKind, Val
 
@@ -50,6 +52,7 @@ Resources:
 )
 
 
+@pytest.mark.slow
 def test_each_event_type_is_its_trigger_kind_on_its_line() -> None:
     """S3, SQS, SNS, schedules, EventBridge, streams and APIs map to the model's kinds."""
     fn = _fn(_app(EVENTS))

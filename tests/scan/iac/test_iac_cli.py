@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from click.testing import CliRunner
 
 from donjon.cli.scan_cmd import scan_command
@@ -115,6 +116,7 @@ def test_the_same_run_passes_once_the_templates_are_fixed(tmp_path: Path) -> Non
     assert result.exit_code == 0, (result.output, blocking)
 
 
+@pytest.mark.slow
 def test_a_scan_without_templates_loads_no_template_parser(tmp_path: Path) -> None:
     """Scanning code alone imports neither cfn-lint nor python-hcl2 (their import is most
     of a scan's start-up); they are loaded once a candidate template exists."""

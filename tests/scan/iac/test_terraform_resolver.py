@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from donjon.scan.iac.model import App, Function, Unresolved
 from donjon.scan.iac.terraform import TerraformFormat
 from donjon.scan.iac.terraform.module import Module
@@ -186,6 +188,7 @@ def test_each_directory_is_one_module(tmp_path: Path) -> None:
     assert _fn(apps["b"]).name.unresolved[0].expression == "local.name"
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_unresolved_or_a_note(tmp_path: Path) -> None:
     """Expressions nested thousands deep are unresolved and blocks nested thousands deep
     are a note: never a RecursionError out of the scan."""
