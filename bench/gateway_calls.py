@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import pstats
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,45 +49,14 @@ def _name(func: tuple[str, int, str]) -> str:
 
 def profile(python: str, requests: int, connections: int, warmup: int, out: Path) -> None:
     """Profile `requests` warm invoke requests in the stubbed node run by `python`."""
-    import httpx
     import sandboxes
-    from gateway_cpu import _bench_key
-    from gateway_instr import _fixed_count
+    from gateway_cpu import _bench_key, start_stub
+    from gateway_instr import _fixed_count, _wait_ready
 
-    from harness import LiveNode, donjon_env, free_port
-
-    tmp = Path(tempfile.mkdtemp(prefix="gwcalls"))
-    data = tmp / "node"
-    data.mkdir()
-    env = donjon_env(data)
-    done = subprocess.run(
-        [python, "-m", "donjon.cli", "init", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    env = {**donjon_env(data, url), "DONJON_BENCH_PROFILE": str(out)}
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed by node.stop()
-    proc = subprocess.Popen(
-        [python, str(HERE / "gateway_stub.py"), "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    node = LiveNode(data, url, json.loads(done.stdout)["admin_key"], proc, log)
+    node, tmp = start_stub(python, "gwcalls", env={"DONJON_BENCH_PROFILE": str(out)})
+    url, proc = node.url, node.proc
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/healthz", verify=node.tls, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start: see {tmp}/serve.log") from None
-                time.sleep(0.2)
+        _wait_ready(url + "/healthz", node.tls, proc, tmp / "serve.log")
         node.deploy(sandboxes.write_bundle(tmp / "fn", "bench-warm", "warm"))
         key = _bench_key(node)
         headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}

@@ -198,30 +198,10 @@ def load(python: str, rounds: int, seconds: float) -> dict[str, list[float]]:
     import loadgen
     import sandboxes
 
-    from harness import LiveNode, donjon_env, free_port
+    from harness import free_port
 
-    tmp = Path(tempfile.mkdtemp(prefix="gwcpu"))
-    data = tmp / "node"
-    data.mkdir()
-    env = donjon_env(data)
-    done = subprocess.run(
-        [python, "-m", "donjon.cli", "init", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    env = donjon_env(data, url)
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed by node.stop()
-    proc = subprocess.Popen(
-        [python, str(HERE / "gateway_stub.py"), "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    node = LiveNode(data, url, json.loads(done.stdout)["admin_key"], proc, log)
+    node, tmp = start_stub(python, "gwcpu")
+    url, data = node.url, node.data_dir
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -237,7 +217,9 @@ def load(python: str, rounds: int, seconds: float) -> dict[str, list[float]]:
             url + "/v1/functions/bench-warm/invoke", b'{"name":"x"}', headers, node.cert
         )
         figures = {
-            "gateway (audit and sandbox set aside)": _rounds(request, proc.pid, rounds, seconds)
+            "gateway (audit and sandbox set aside)": _rounds(
+                request, node.proc.pid, rounds, seconds
+            )
         }
         base_port = free_port()
         tls = (node.cert, str(data / "tls" / "key.pem"))
@@ -285,6 +267,41 @@ def _cpu_ticks(pid: int) -> int:
 #: The bench's key gets limits of its own far above anything it can reach (issue 15's
 #: per-principal buckets are measured, never hit); a tree before them takes none.
 UNTHROTTLED = {"rate": "1000000/second", "burst": 1000000, "concurrency": 100000}
+
+
+def start_stub(
+    python: str,
+    prefix: str,
+    serve: Callable[[Path, int], list[str]] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[Any, Path]:
+    """A node initialised by `python` in a new temporary directory and served through
+    `gateway_stub.py` (or `serve(tmp, port)`'s argv), with `env` added: its `LiveNode`
+    (stopped by its `stop()`) and the directory, where `serve.log` is."""
+    from harness import LiveNode, donjon_env, free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    data = tmp / "node"
+    data.mkdir()
+    done = subprocess.run(
+        [python, "-m", "donjon.cli", "init", "--json"],
+        env=donjon_env(data),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    argv = (
+        serve(tmp, port)
+        if serve is not None
+        else [python, str(HERE / "gateway_stub.py"), "serve", "--port", str(port)]
+    )
+    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed by node.stop()
+    proc = subprocess.Popen(
+        argv, env={**donjon_env(data, url), **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+    )
+    return LiveNode(data, url, json.loads(done.stdout)["admin_key"], proc, log), tmp
 
 
 def _bench_key(node: Any) -> str:

@@ -159,32 +159,18 @@ def measure_gateway(
     """The stubbed node (`gateway_stub.py`) under callgrind, run by `python`, with
     `deployed` functions deployed (the one called among them)."""
     import sandboxes
-    from gateway_cpu import _bench_key
+    from gateway_cpu import _bench_key, start_stub
 
-    from harness import LiveNode, donjon_env, free_port
+    def serve(tmp: Path, port: int) -> list[str]:
+        # This tree's stub, whichever tree `python` imports Donjon from (it patches by
+        # name). valgrind cannot run seccomp(2) or Landlock's calls, so the node's probe
+        # of the sandbox would fail under it; the stub never starts a sandbox for the
+        # bench's calls.
+        stub = [str(HERE / "gateway_stub.py"), "--under-valgrind", "serve", "--port", str(port)]
+        return _valgrind(tmp, [python, *stub, "--unsafe-fewer-controls"])
 
-    tmp = Path(tempfile.mkdtemp(prefix="gwinstr"))
-    data = tmp / "node"
-    data.mkdir()
-    env = donjon_env(data)
-    done = subprocess.run(
-        [python, "-m", "donjon.cli", "init", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    env = donjon_env(data, url)
-    # This tree's stub, whichever tree `python` imports Donjon from (it patches by name).
-    # valgrind cannot run seccomp(2) or Landlock's calls, so the node's probe of the
-    # sandbox would fail under it; the stub never starts a sandbox for the bench's calls.
-    serve = [str(HERE / "gateway_stub.py"), "--under-valgrind", "serve", "--port", str(port)]
-    argv = _valgrind(tmp, [python, *serve, "--unsafe-fewer-controls"])
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed by node.stop()
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    node = LiveNode(data, url, json.loads(done.stdout)["admin_key"], proc, log)
+    node, tmp = start_stub(python, "gwinstr", serve)
+    url, proc = node.url, node.proc
     try:
         _wait_ready(url + "/healthz", node.tls, proc, tmp / "serve.log")
         node.deploy(sandboxes.write_bundle(tmp / "fn", "bench-warm", "warm"))

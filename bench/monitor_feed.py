@@ -68,7 +68,7 @@ async def _feed(batch_size: int, n: int, repeat: int) -> float:
 
     detectors = default_detectors(MonitorSettings())
     monitor = Monitor(
-        _NoLog(),  # type: ignore[arg-type]
+        _NoLog(),  # type: ignore[arg-type]  # a stand-in AuditLog: the listener hook only
         detectors,
         dict.fromkeys((d.name for d in detectors), "learn"),
         tick_s=3600.0,

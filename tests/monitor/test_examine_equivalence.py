@@ -160,7 +160,7 @@ async def _engine(
     log = _Log()
     detectors = _detectors(flaky)
     monitor = Monitor(
-        log,  # type: ignore[arg-type]
+        log,  # type: ignore[arg-type]  # a stand-in AuditLog: listeners and alerts only
         detectors,
         dict.fromkeys((d.name for d in detectors), "alert"),
         clock=lambda: now,

@@ -43,7 +43,7 @@ def _call(
 ) -> tuple[bytes, bytes]:
     raw = json.dumps(meta or META).encode()
     watch = watch or CallWatch({})
-    return call._invoke(None, None, handler, watch, _Output(out), raw, b"{}", lambda: 4321)  # type: ignore[arg-type]
+    return call._invoke(None, None, handler, watch, _Output(out), raw, b"{}", lambda: 4321)  # type: ignore[arg-type]  # no socket; _Output stands for the memfd
 
 
 OUTPUTS = ["", "hello\n", 'quote " back \\ tab \t nul \x00 é \U0001f600 \ud800\n', "x" * 65536]

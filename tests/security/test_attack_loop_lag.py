@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -72,18 +73,15 @@ def _hold_slow(node: LiveNode) -> list[threading.Thread]:
     return [running, waiting]
 
 
-class _Flood:
-    """FLOODERS connections, each calling `slow` (refused at its bounds: the controller
-    stays armed) then `fast`, sorting `fast`'s answers: served, shed for the lag, other."""
+class _Flooders:
+    """FLOODERS threads, each running `_run` until the `with` block ends."""
 
-    def __init__(self, node: LiveNode) -> None:
-        self.node = node
-        self.counts = {"served": 0, "lag": 0, "other": 0}
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run) for _ in range(FLOODERS)]
 
-    def __enter__(self) -> _Flood:
+    def __enter__(self) -> Self:
         for t in self._threads:
             t.start()
         return self
@@ -92,6 +90,19 @@ class _Flood:
         self._stop.set()
         for t in self._threads:
             t.join(120)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class _Flood(_Flooders):
+    """FLOODERS connections, each calling `slow` (refused at its bounds: the controller
+    stays armed) then `fast`, sorting `fast`'s answers: served, shed for the lag, other."""
+
+    def __init__(self, node: LiveNode) -> None:
+        self.node = node
+        self.counts = {"served": 0, "lag": 0, "other": 0}
+        super().__init__()
 
     def seen(self) -> dict[str, int]:
         with self._lock:
@@ -151,26 +162,14 @@ def test_loop_lag_flood_is_shed_in_part_and_anonymous_heads_get_401(
     assert audited >= counts["lag"], sheds
 
 
-class _Refused:
+class _Refused(_Flooders):
     """FLOODERS connections of `key` calling `slow` (held full: each call refused at its
     bounds), counting the answers."""
 
     def __init__(self, node: LiveNode, key: str) -> None:
         self.node, self.key = node, key
         self.statuses: dict[int, int] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(FLOODERS)]
-
-    def __enter__(self) -> _Refused:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(120)
+        super().__init__()
 
     def count(self, status: int) -> int:
         with self._lock:

@@ -145,8 +145,8 @@ class LagShed:
         self.controller = LagController(target_s)
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
-        #: Not a secret: which calls are shed only needs to be a fair share.
-        self._draws = random.Random()  # noqa: S311  # nosec B311
+        #: Which calls are shed only needs to be a fair share.
+        self._draws = random.Random()  # noqa: S311  # nosec B311 - a fair share, not a secret
         #: Function -> the loop's time until which its calls may be shed (HOLD_S after
         #: the pool last refused one at its bounds); deployed functions only.
         self._overflowing: dict[str, float] = {}
