@@ -26,7 +26,8 @@ prints per call, over exactly that window:
 CPU from /proc is counted in clock ticks (10 ms): over 300 calls that is 0.03 ms
 a call. With `--perf FILE`, `perf record -e cpu-clock -a -g` runs over the same
 window (kernel symbols as root); `perf report -i FILE` then says which kernel
-functions the calls cost. The bundle is byte-compiled as a deploy builds it (bundle/build.py;
+functions the calls cost; with `--strace FILE`, `strace -f -c` counts the system calls
+of the supervisor and its workers (slow: its times are not the calls'). The bundle is byte-compiled as a deploy builds it (bundle/build.py;
 `--no-pyc`: as bench/sandboxes.py writes it, so each worker compiles main.py). With `--warm`, the same calls of the same handler in a
 warm sandbox, for the caller's side of an invocation call against a warm one.
 docs/performance.md, "Where an invocation call's CPU goes, whole".
@@ -199,7 +200,13 @@ def _diff(a: Snapshot, b: Snapshot, n: int) -> dict[str, float]:
 
 
 async def _measure(
-    bundle: Path, host: SandboxHost, calls: int, callers: int, warm: bool, perf: str | None
+    bundle: Path,
+    host: SandboxHost,
+    calls: int,
+    callers: int,
+    warm: bool,
+    perf: str | None,
+    strace: str | None = None,
 ) -> dict[str, float]:
     pool = sandboxes.make_pool(host)
     name = "split-w" if warm else "split-i"
@@ -227,6 +234,13 @@ async def _measure(
                 stderr=subprocess.DEVNULL,
             )
             await asyncio.sleep(1.0)  # perf's own start is not the calls'
+        if strace:
+            recorder = subprocess.Popen(
+                ["strace", "-f", "-c", "-S", "calls", "-o", strace, "-p", str(sup)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(1.0)  # attached
         a = _snapshot(sup, bwraps)
         await asyncio.gather(*(caller(calls // callers) for _ in range(callers)))
         b = _snapshot(sup, bwraps)
@@ -283,6 +297,9 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true", help="a warm sandbox instead")
     parser.add_argument("--perf", help="perf record -a -g over the window into this file")
     parser.add_argument(
+        "--strace", help="strace -f -c the supervisor and its workers into this file (slow)"
+    )
+    parser.add_argument(
         "--no-pyc", action="store_true", help="leave the bundle uncompiled (bench/sandboxes.py's)"
     )
     args = parser.parse_args()
@@ -304,7 +321,9 @@ def main() -> None:
             for pyc in bundle.rglob("*"):
                 pyc.chmod(0o755 if pyc.is_dir() else 0o644)
         r = sandboxes.run_loop(
-            lambda: _measure(bundle, host, args.calls, args.callers, args.warm, args.perf)
+            lambda: _measure(
+                bundle, host, args.calls, args.callers, args.warm, args.perf, args.strace
+            )
         )
     finally:
         sandboxes.forget_host(host)
