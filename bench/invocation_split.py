@@ -25,11 +25,13 @@ prints per call, over exactly that window:
 
 CPU from /proc is counted in clock ticks (10 ms): over 300 calls that is 0.03 ms
 a call. With `--perf FILE`, `perf record -e cpu-clock -a -g` runs over the same
-window (kernel symbols as root); `perf report -i FILE` then says which kernel
-functions the calls cost; with `--strace FILE`, `strace -f -c` counts the system calls
-of the supervisor and its workers (slow: its times are not the calls'). The bundle is byte-compiled as a deploy builds it (bundle/build.py;
-`--no-pyc`: as bench/sandboxes.py writes it, so each worker compiles main.py). With `--warm`, the same calls of the same handler in a
-warm sandbox, for the caller's side of an invocation call against a warm one.
+window (kernel symbols as root); bench/perf_split.py then sorts its samples into
+clone, exit, page faults and system calls per process. With `--strace FILE`,
+`strace -f -c` counts the system calls of the supervisor and its workers (slow:
+its times are not the calls'). The bundle is byte-compiled as a deploy builds it
+(bundle/build.py; `--no-pyc`: as bench/sandboxes.py writes it, so that each worker
+compiles main.py). With `--warm`, the same calls of the same handler in a warm
+sandbox, for the caller's side of an invocation call against a warm one.
 docs/performance.md, "Where an invocation call's CPU goes, whole".
 """
 
@@ -135,9 +137,7 @@ class Snapshot:
 
 
 def _snapshot(sup: int, bwraps: list[int]) -> Snapshot:
-    workers = {
-        c: s for c in sandboxes.children(sup) if (s := _stat(c)) and s[_PPID] == sup
-    }
+    workers = {c: s for c in sandboxes.children(sup) if (s := _stat(c)) and s[_PPID] == sup}
     bw = 0
     for b in bwraps:
         s = _stat(b)
@@ -252,6 +252,8 @@ async def _measure(
             recorder.kill()
         await pool.close()
     n = callers * (calls // callers)
+    if perf:  # for bench/perf_split.py --supervisor ... --bench ...
+        print(f"supervisor pid {sup}, bench pid {os.getpid()}, {n} calls")
     return _diff(a, b, n)
 
 
@@ -318,8 +320,8 @@ def main() -> None:
                 quiet=2,
                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             )
-            for pyc in bundle.rglob("*"):
-                pyc.chmod(0o755 if pyc.is_dir() else 0o644)
+            for made in bundle.rglob("*"):
+                made.chmod(0o755 if made.is_dir() else 0o644)
         r = sandboxes.run_loop(
             lambda: _measure(
                 bundle, host, args.calls, args.callers, args.warm, args.perf, args.strace
@@ -328,8 +330,8 @@ def main() -> None:
     finally:
         sandboxes.forget_host(host)
         shutil.rmtree(tmp, ignore_errors=True)
-    pyc = "no pyc" if args.no_pyc else "bundle byte-compiled"
-    print(f"{iso}, {args.calls} calls, {args.callers} caller(s), {pyc}")
+    compiled = "no pyc" if args.no_pyc else "bundle byte-compiled"
+    print(f"{iso}, {args.calls} calls, {args.callers} caller(s), {compiled}")
     _table(r, args.warm)
 
 

@@ -55,6 +55,20 @@ def _part(frames: list[tuple[str, str]]) -> str:
     return "user space (the interpreter, libc)"
 
 
+def _who(comm: str, pid: int, supervisor: int, bench: int) -> str:
+    if comm == "swapper":
+        return "idle"
+    if pid == supervisor:
+        return "supervisor"
+    if comm.startswith("python3.11"):
+        return "workers"
+    if pid == bench or comm == "python":
+        return "caller (bench process)"
+    if comm.startswith(("kworker", "ksoftirqd", "rcu", "kdamond", "migration")):
+        return "kernel threads" + (" (netns workqueue)" if comm.endswith("-ne") else "")
+    return "other: " + comm
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, required=True)
@@ -63,7 +77,7 @@ def main() -> None:
     parser.add_argument("--bench", type=int, default=0, help="the calling process's pid")
     args = parser.parse_args()
     counts: Counter[tuple[str, str]] = Counter()
-    who = part = ""
+    who = ""
     frames: list[tuple[str, str]] = []
 
     def flush() -> None:
@@ -74,20 +88,7 @@ def main() -> None:
         m = _HEAD.match(line)
         if m:
             flush()
-            comm, pid = m[1], int(m[2])
-            if comm == "swapper":
-                who = "idle"
-            elif pid == args.supervisor:
-                who = "supervisor"
-            elif comm.startswith("python3.11"):
-                who = "workers"
-            elif pid == args.bench or comm == "python":
-                who = "caller (bench process)"
-            elif comm.startswith(("kworker", "ksoftirqd", "rcu", "kdamond", "migration")):
-                who = "kernel threads" + (" (netns workqueue)" if comm.endswith("-ne") else "")
-            else:
-                who = "other: " + comm
-            frames = []
+            who, frames = _who(m[1], int(m[2]), args.supervisor, args.bench), []
             continue
         f = _FRAME.match(line)
         if f:
@@ -102,7 +103,6 @@ def main() -> None:
         for (w2, p), n in sorted(counts.items(), key=lambda kv: -kv[1]):
             if w2 == w and n * per >= 0.02:
                 print(f"    {p:<40} {n * per:7.3f}")
-    del part
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ def log_stream(version: int | str) -> str:
 
 
 def prepare(config: dict[str, Any]) -> None:
-    """In the worker, before the handler is imported: Lambda's variables, and its root
-    logger if the function's code will find `logging` already loaded."""
+    """In the supervisor, once, before it makes any worker (startup.py): Lambda's
+    variables, and its root logger if the function's code will find `logging` already
+    loaded (preloaded). Every worker is a copy of the supervisor, so each starts with
+    both before its handler is imported, without setting them again."""
     name = str(config.get("function_name") or "")
     version = str(config.get("function_version") or "")
     level = config.get("log_level")

@@ -78,14 +78,23 @@ def drop_all_capabilities(bounding: int | None = None) -> None:
     reads it once, so each call's process need not read /proc again).
     """
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    if bounding is None:
-        bounding = bounding_set()
-    for cap in range(_LAST_CAP + 1):
-        if bounding >> cap & 1:
-            prctl(PR_CAPBSET_DROP, cap)
+    drop_bounding_set(bounding_set() if bounding is None else bounding)
     header = _CapHeader(_CAP_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def drop_bounding_set(bounding: int) -> None:
+    """Drop every capability of `bounding` (the current bounding set) from it.
+
+    The bounding set only limits what an execve(2) or a capset(2) could add: the
+    effective and permitted sets of this process keep what they hold. A supervisor
+    empties its own once, so the workers it makes inherit it empty and need not
+    drop the set again, one prctl(2) per capability, each.
+    """
+    for cap in range(_LAST_CAP + 1):
+        if bounding >> cap & 1:
+            prctl(PR_CAPBSET_DROP, cap)
 
 
 class _SockFprog(ctypes.Structure):
@@ -165,7 +174,3 @@ def _status_caps(field: str) -> int:
 
 def bounding_set() -> int:
     return _status_caps("CapBnd")
-
-
-def capabilities_held() -> int:
-    return _status_caps("CapEff")

@@ -11,8 +11,8 @@ import os
 import select
 import time
 
-from . import jsonwire, landlock, lowlevel, sockets
-from .worker import vm_size
+from . import jsonwire, lambda_env, landlock, lowlevel, sockets
+from .worker import line_buffered, vm_size, warm_bundle_finders
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -42,8 +42,19 @@ def read_config(ctrl: sockets.Socket) -> tuple[dict[str, Any], list[int]]:
     # CAP_SYS_ADMIN stays effective (workers' namespaces need it); nothing it
     # executes may inherit it, so the ambient and inheritable sets go.
     lowlevel.drop_ambient_capabilities()
+    # Nor may it ever gain one by execve: the bounding set goes too, here, once (its
+    # effective CAP_SYS_ADMIN stays). Workers inherit it empty; what the kernel kept,
+    # if anything, each worker drops again before any function code (worker.py).
+    lowlevel.drop_bounding_set(lowlevel.bounding_set())
     config["bounding"] = lowlevel.bounding_set()
     preload(config.get("preload") or [])
+    # What every worker would otherwise redo, the same for each: Lambda's variables
+    # in the environment (and its root logger, if `logging` was preloaded), the line
+    # buffering of stdout, and the finders of the bundle's directories. Workers are
+    # copies of this process and inherit all three.
+    lambda_env.prepare(config)
+    line_buffered()
+    warm_bundle_finders()
     config["base_vm"] = vm_size() + 8 * 1024 * 1024  # and room for a worker's own start
     return config, fds
 
