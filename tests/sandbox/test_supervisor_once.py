@@ -1,0 +1,110 @@
+"""What the supervisor does once for every one-call worker (runtime/startup.py): its
+bounding set emptied, Lambda's environment set, the bundle's finders made; each worker,
+a copy of it, still ends confined as before."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from donjon.sandbox import (
+    InstanceConfig,
+    SandboxHost,
+    SandboxPool,
+    compile_filters,
+    detect_resource_control,
+)
+
+HANDLER = """
+import os, sys
+import helper
+def handler(event, context):
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    caps = {k: int(status[k].strip(), 16) for k in ("CapEff", "CapPrm", "CapInh", "CapBnd")}
+    return {
+        "caps": caps,
+        "env": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+        "helper": helper.WHERE,
+        "path": sys.path[:2],
+    }
+"""
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    d = tmp_path / "fn"
+    d.mkdir()
+    (d / "main.py").write_text(HANDLER)
+    (d / ".deps").mkdir()
+    (d / ".deps" / "helper.py").write_text('WHERE = "deps"\n')
+    for path in (d, d / ".deps", d / "main.py", d / ".deps" / "helper.py"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    tmp_path.chmod(0o755)
+    return d
+
+
+def _meta() -> bytes:
+    return json.dumps(
+        {"request_id": "r", "function": "oncetest", "version": 1, "deadline": time.time() + 30}
+    ).encode()
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in f)}
+
+
+def _supervisors() -> list[int]:
+    """The pids of the sandboxes' supervisors: the interpreter running boot.py whose
+    parent is not one (that is a worker), bubblewrap's own processes left out."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            parent = int(_status(int(entry))["PPid"])
+            parent_cmd = Path(f"/proc/{parent}/cmdline").read_bytes()
+        except (OSError, KeyError, ValueError):
+            continue
+        interpreter = b"python" in cmd.split(b"\0")[0]
+        parent_is_one = b"python" in parent_cmd.split(b"\0")[0]
+        if interpreter and b"donjon_runtime/boot.py" in cmd and not parent_is_one:
+            out.append(int(entry))
+    return out
+
+
+def test_supervisor_empties_its_bounding_set_and_workers_stay_confined(bundle: Path) -> None:
+    """The supervisor's bounding set is empty while it keeps making workers; each
+    worker holds no capability in any set, finds Lambda's environment, and imports
+    from the bundle and its vendored dependencies."""
+    config = InstanceConfig("oncetest", 1, bundle, "main", "handler", False, 64, 8, 2)
+    before = set(_supervisors())
+
+    async def go() -> tuple[list[dict[str, object]], list[dict[str, str]]]:
+        host = SandboxHost.detect(bundle.parent / "data")
+        pool = SandboxPool(detect_resource_control(), compile_filters(), host)
+        try:
+            answers = []
+            for _ in range(3):
+                result = await pool.invoke(config, _meta(), b"{}", 10)
+                answers.append(json.loads(result.body))
+            sups = [_status(pid) for pid in set(_supervisors()) - before]
+            return answers, sups
+        finally:
+            await pool.close()
+
+    answers, sups = asyncio.run(go())
+    assert len(sups) == 1
+    assert int(sups[0]["CapBnd"], 16) == 0
+    assert int(sups[0]["CapEff"], 16) != 0  # it still makes namespaces for its workers
+    for answer in answers:
+        assert answer["caps"] == {"CapEff": 0, "CapPrm": 0, "CapInh": 0, "CapBnd": 0}
+        assert answer["env"] == "oncetest"
+        assert answer["helper"] == "deps"
+        assert answer["path"] == ["/fn", "/fn/.deps"]
