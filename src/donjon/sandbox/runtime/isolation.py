@@ -26,7 +26,7 @@ import ctypes
 import os
 import resource
 
-from . import landlock
+from . import landlock, lowlevel
 
 _MS_RDONLY = 1
 _MS_NOSUID = 2
@@ -44,7 +44,7 @@ _OOM_SCORE_ADJ_MAX = 1000
 CALL_NOFILE = 1024
 _CAP_VERSION_3 = 0x20080522
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = lowlevel.libc("mount", "prctl", "unshare", "capget")  # looked up once, in the supervisor
 
 
 def _mount(

@@ -25,6 +25,8 @@ from __future__ import annotations
 import ctypes
 import os
 
+from . import lowlevel
+
 _SYS_CREATE_RULESET = 444
 _SYS_RESTRICT_SELF = 446
 _CREATE_RULESET_VERSION = 1
@@ -35,7 +37,7 @@ _SCOPE_SIGNAL = 1 << 1
 #: The first ABI with scopes (abstract unix sockets, signals).
 SCOPES_ABI = 6
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = lowlevel.libc("syscall", "prctl")  # looked up once, in the supervisor
 _libc.syscall.restype = ctypes.c_long
 
 

@@ -21,7 +21,22 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_VERSION_3 = 0x20080522
 _LAST_CAP = 63
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+def libc(*functions: str) -> ctypes.CDLL:
+    """The C library, with `functions` looked up now.
+
+    ctypes looks a function up (and makes its foreign-function object) on first
+    use, and keeps it on the library object. Modules import this in the supervisor,
+    so the functions only workers call are looked up there once: every worker is a
+    copy of the supervisor and finds them made, instead of each making its own.
+    """
+    lib = ctypes.CDLL(None, use_errno=True)
+    for name in functions:
+        getattr(lib, name)
+    return lib
+
+
+_libc = libc("prctl", "unshare", "mount", "capget", "capset")
 
 
 class _CapHeader(ctypes.Structure):

@@ -23,7 +23,7 @@ import fcntl
 import os
 import struct
 
-from . import sockets
+from . import lowlevel, sockets
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -47,7 +47,7 @@ _MS_NOSUID = 2
 _MS_NODEV = 4
 _MS_NOEXEC = 8
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = lowlevel.libc("mount", "unshare")  # looked up once, in the supervisor
 
 
 def loopback_up() -> None:

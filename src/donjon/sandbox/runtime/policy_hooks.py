@@ -30,6 +30,8 @@ import ctypes
 import os
 import sys
 
+from . import lowlevel
+
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ _BUNDLE = "/fn"
 _DEPS = "/fn/.deps"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = lowlevel.libc("mount")  # looked up once, in the supervisor
 
 
 def tmp_read_only() -> None:

@@ -22,7 +22,7 @@ import os
 import select
 import struct
 
-from . import sockets
+from . import lowlevel, sockets
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
@@ -42,7 +42,7 @@ _IOCTL_SEND = 0xC0000000 | _RESP.size << 16 | 0x21 << 8 | 1
 #: The worker's first message when watched, carrying the listener (worker.py).
 _WATCH = b'{"op": "watch"}'
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = lowlevel.libc("syscall")  # looked up once, in the supervisor
 _libc.syscall.restype = ctypes.c_long
 
 
