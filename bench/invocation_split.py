@@ -31,7 +31,10 @@ clone, exit, page faults and system calls per process. With `--strace FILE`,
 its times are not the calls'). The bundle is byte-compiled as a deploy builds it
 (bundle/build.py; `--no-pyc`: as bench/sandboxes.py writes it, so that each worker
 compiles main.py). With `--warm`, the same calls of the same handler in a warm
-sandbox, for the caller's side of an invocation call against a warm one.
+sandbox, for the caller's side of an invocation call against a warm one. With
+`--floor N`, bench/clone_floor.py's floor (and with a network namespace) over N
+cycles inside bwrap, its wall and the machine's whole CPU per cycle: the same
+account for the isolation alone.
 docs/performance.md, "Where an invocation call's CPU goes, whole".
 """
 
@@ -41,6 +44,7 @@ import argparse
 import asyncio
 import compileall
 import dataclasses
+import json
 import os
 import py_compile
 import shutil
@@ -199,6 +203,66 @@ def _diff(a: Snapshot, b: Snapshot, n: int) -> dict[str, float]:
     return out
 
 
+_FLOOR = """\
+import ctypes, json, os, signal, sys, time
+sys.path.insert(0, '')
+import main
+n, flags = int(sys.argv[1]), int(sys.argv[2])
+libc = ctypes.PyDLL(None, use_errno=True)
+nr = {"x86_64": 56, "aarch64": 220}[os.uname().machine]
+def cycle():
+    pid = libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(flags | signal.SIGCHLD),
+                       None, None, None, ctypes.c_ulong(0))
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+for _ in range(50):
+    cycle()
+with open("/proc/stat") as f:
+    a = f.readline().split()
+t0 = os.times()
+t = time.perf_counter()
+for _ in range(n):
+    cycle()
+wall = time.perf_counter() - t
+with open("/proc/stat") as f:
+    b = f.readline().split()
+busy = sum(int(b[i]) - int(a[i]) for i in (1, 2, 3, 6, 7, 8))
+t1 = os.times()
+own = sum(t1[i] - t0[i] for i in range(4))  # user, system, children's user and system
+print(json.dumps({"wall": wall / n, "busy_ticks": busy, "n": n, "own": own / n}))
+"""
+#: bench/clone_floor.py's floor: clone(PID | NS | IPC), and the same with a network namespace
+_NS = 0x20000000 | 0x00020000 | 0x08000000
+_NET = 0x40000000
+
+
+def floor_cpu(host: SandboxHost, bundle: Path, n: int) -> dict[str, dict[str, float]]:
+    """The clone floor's wall and whole-machine CPU per cycle (ms), inside bwrap with
+    Donjon's profile: what the isolation alone costs the machine, kernel work included."""
+    (bundle / "floor_cpu.py").write_text(_FLOOR)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for label, flags in (("clone floor (PID, NS, IPC)", _NS), ("+ NET", _NS | _NET)):
+            done = subprocess.run(
+                sandboxes._in_bwrap(host, bundle, ["/fn/floor_cpu.py", str(n), str(flags)]),
+                cwd=bundle,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            )
+            r = json.loads(done.stdout)
+            out[label] = {
+                "wall": r["wall"] * 1000,
+                "cpu": r["busy_ticks"] * 1000.0 / _TICK / r["n"],
+                "own": r["own"] * 1000,
+            }
+    finally:
+        (bundle / "floor_cpu.py").unlink()
+    return out
+
+
 async def _measure(
     bundle: Path,
     host: SandboxHost,
@@ -299,6 +363,12 @@ def main() -> None:
     parser.add_argument("--warm", action="store_true", help="a warm sandbox instead")
     parser.add_argument("--perf", help="perf record -a -g over the window into this file")
     parser.add_argument(
+        "--floor",
+        type=int,
+        default=0,
+        help="also the clone floor's wall and machine CPU per cycle over this many cycles",
+    )
+    parser.add_argument(
         "--strace", help="strace -f -c the supervisor and its workers into this file (slow)"
     )
     parser.add_argument(
@@ -327,9 +397,15 @@ def main() -> None:
                 bundle, host, args.calls, args.callers, args.warm, args.perf, args.strace
             )
         )
+        floors = floor_cpu(host, bundle, args.floor) if args.floor else {}
     finally:
         sandboxes.forget_host(host)
         shutil.rmtree(tmp, ignore_errors=True)
+    for label, f in floors.items():
+        print(
+            f"{label}: {f['wall']:.3f} ms wall, {f['own']:.3f} ms CPU of its processes,"
+            f" {f['cpu']:.3f} ms machine CPU per cycle"
+        )
     compiled = "no pyc" if args.no_pyc else "bundle byte-compiled"
     print(f"{iso}, {args.calls} calls, {args.callers} caller(s), {compiled}")
     _table(r, args.warm)
