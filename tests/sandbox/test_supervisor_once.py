@@ -59,23 +59,28 @@ def _status(pid: int) -> dict[str, str]:
         return {k: v.strip() for k, v in (line.split(":", 1) for line in f)}
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
 def _supervisors() -> list[int]:
-    """The pids of the sandboxes' supervisors: the interpreter running boot.py whose
-    parent is not one (that is a worker), bubblewrap's own processes left out."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    """The supervisors under this process: each interpreter running boot.py whose
+    parent is not one (a worker's parent is its supervisor; bubblewrap is no python)."""
+    out, todo = [], [(os.getpid(), b"")]
+    while todo:
+        pid, parent_cmd = todo.pop()
         try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            parent = int(_status(int(entry))["PPid"])
-            parent_cmd = Path(f"/proc/{parent}/cmdline").read_bytes()
-        except (OSError, KeyError, ValueError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            todo += [(child, cmd) for child in _children(pid)]
+        except OSError:
             continue
-        interpreter = b"python" in cmd.split(b"\0")[0]
-        parent_is_one = b"python" in parent_cmd.split(b"\0")[0]
-        if interpreter and b"donjon_runtime/boot.py" in cmd and not parent_is_one:
-            out.append(int(entry))
+        is_runtime = b"python" in cmd.split(b"\0")[0] and b"donjon_runtime/boot.py" in cmd
+        if is_runtime and b"python" not in parent_cmd.split(b"\0")[0]:
+            out.append(pid)
     return out
 
 
@@ -84,7 +89,6 @@ def test_supervisor_empties_its_bounding_set_and_workers_stay_confined(bundle: P
     worker holds no capability in any set, finds Lambda's environment, and imports
     from the bundle and its vendored dependencies."""
     config = InstanceConfig("oncetest", 1, bundle, "main", "handler", False, 64, 8, 2)
-    before = set(_supervisors())
 
     async def go() -> tuple[list[dict[str, object]], list[dict[str, str]]]:
         host = SandboxHost.detect(bundle.parent / "data")
@@ -94,7 +98,7 @@ def test_supervisor_empties_its_bounding_set_and_workers_stay_confined(bundle: P
             for _ in range(3):
                 result = await pool.invoke(config, _meta(), b"{}", 10)
                 answers.append(json.loads(result.body))
-            sups = [_status(pid) for pid in set(_supervisors()) - before]
+            sups = [_status(pid) for pid in _supervisors()]
             return answers, sups
         finally:
             await pool.close()
