@@ -93,7 +93,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return problem(500, f"internal error (request {request_id})", request_id=request_id)
 
 
-def create_app(node: Node) -> Starlette:
+def create_app(node: Node) -> GatewayApp:
     scheduler = Scheduler(node.registry.schedules, functools.partial(run_scheduled, node))
 
     @asynccontextmanager

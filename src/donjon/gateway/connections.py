@@ -39,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from donjon.config import ConnectionSettings
 from donjon.gateway.accept_gate import IPNetwork, in_networks
+from donjon.gateway.direct import DirectRoute
 from donjon.gateway.early_shed import EarlyShed
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
@@ -186,6 +187,8 @@ class GatewayProtocol(HttpToolsProtocol):
     clients: ClassVar[ClientConnections] = ClientConnections(per_client=64, total=512)
     #: Sheds an invoke call from its head alone, before the app (early_shed.py).
     early_shed: ClassVar[EarlyShed | None] = None
+    #: Serves the invoke route's plain requests below the ASGI cycle (direct.py).
+    direct: ClassVar[DirectRoute | None] = None
     _serials: ClassVar[Iterator[int]] = itertools.count()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -207,6 +210,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
+        self._fresh = False  # a head just completed, no other request being served
 
     # Connections
 
@@ -312,13 +316,47 @@ class GatewayProtocol(HttpToolsProtocol):
         self._body_pending = True
         if self.early_shed is not None and self._shed_early(self.early_shed):
             return
-        super().on_headers_complete()
+        self._fresh = True  # uvicorn starts its task now unless another is being served
+        try:
+            super().on_headers_complete()
+        finally:
+            self._fresh = False
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             # Its task runs from the next iteration on: nothing was written yet.
             cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
                 self.transport, self.loop, self._refused if self._holds else None
             )
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """uvicorn's task for the cycle, or the direct route's for a plain invoke request
+        (direct.py) whose head just completed; a pipelined request's is always uvicorn's."""
+        direct = self.direct
+        if (
+            direct is None
+            or not self._fresh
+            or direct.take(app, self.scope, self.headers, self._plain()) is None
+        ):
+            super()._start_asgi_task(cycle, app)
+            return
+        task = self.loop.create_task(
+            direct.run(cycle, self.transport, self._refused if self._holds else None)
+        )
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def _plain(self) -> bool:
+        """The protocol's side of the direct route's plain case: HTTP/1.1 or 1.0, no
+        100-continue, no upgrade, and nothing uvicorn adds to a cycle (access log,
+        concurrency limit, fresh context variables)."""
+        return (
+            self.scope["http_version"] in ("1.1", "1.0")
+            and not self.expect_100_continue
+            and not self.parser.should_upgrade()
+            and not self.access_log
+            and self.limit_concurrency is None
+            and not self.config.reset_contextvars
+        )
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
         """Answer 503 now if the call would be shed at admission and its API key may
@@ -440,15 +478,19 @@ def protocol_for(
     settings: ConnectionSettings,
     trusted_proxies: tuple[str, ...] = (),
     early_shed: EarlyShed | None = None,
+    direct: DirectRoute | None = None,
 ) -> type[GatewayProtocol]:
-    """A protocol class bound to these limits, to one fresh connection count and to the
-    node's early shed (None: every request goes to the app)."""
+    """A protocol class bound to these limits, to one fresh connection count, to the
+    node's early shed (None: every request goes to the app) and to its direct invoke
+    route (None: every request goes through uvicorn's ASGI cycle)."""
     proxies = tuple(ipaddress.ip_network(net) for net in trusted_proxies)
     shed = early_shed
+    route = direct
 
     class BoundGatewayProtocol(GatewayProtocol):
         limits = settings
         early_shed = shed
+        direct = route
         clients = ClientConnections(
             per_client=settings.max_connections_per_client,
             total=connection_cap(settings),

@@ -40,7 +40,7 @@ OnError = Callable[[Request, Exception], Awaitable[Response]]
 class HotRoute:
     """One route of the app's table, served without the app's middleware and router."""
 
-    __slots__ = ("_as_matched", "_convertors", "_endpoint", "_methods", "_on_error", "_pattern")
+    __slots__ = ("_as_matched", "_convertors", "_methods", "_pattern", "endpoint", "on_error")
 
     def __init__(self, route: Route, on_error: OnError) -> None:
         if route.methods is None:
@@ -50,8 +50,8 @@ class HotRoute:
         #: Every parameter a plain string: its convertor returns what was matched.
         self._as_matched = all(type(c) is StringConvertor for c in self._convertors.values())
         self._methods = frozenset(route.methods)
-        self._endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint
-        self._on_error = on_error
+        self.endpoint: Callable[[Request], Awaitable[Response]] = route.endpoint
+        self.on_error = on_error
 
     def match(self, scope: Scope) -> dict[str, Any] | None:
         """The path parameters if the route takes this request as Starlette's router
@@ -76,7 +76,7 @@ class HotRoute:
             await send(message)
 
         try:
-            response = await self._endpoint(Request(scope, receive, send))
+            response = await self.endpoint(Request(scope, receive, send))
             if type(response).__call__ is Response.__call__:
                 # What `Response.__call__` sends for an http scope, sent here: no wrapper.
                 started = True
@@ -94,7 +94,7 @@ class HotRoute:
                 await response(scope, receive, sending)
         except Exception as exc:
             if not started:  # as ServerErrorMiddleware: the 500 problem, unless too late
-                answer = await self._on_error(Request(scope), exc)
+                answer = await self.on_error(Request(scope), exc)
                 await answer(scope, receive, send)
             raise
 

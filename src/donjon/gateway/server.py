@@ -26,6 +26,7 @@ from donjon.gateway.app import create_app
 from donjon.gateway.assembly import open_node
 from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
+from donjon.gateway.direct import DirectRoute
 from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
@@ -255,9 +256,13 @@ def serve(
     limits = settings.connections
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.
+    gateway_app = create_app(node)
     app = InFlightLimit(
-        create_app(node), limits.max_in_flight, limits.max_loop_lag_s, audit_sheds(node.denials)
+        gateway_app, limits.max_in_flight, limits.max_loop_lag_s, audit_sheds(node.denials)
     )
+    # The invoke route's plain requests, served below uvicorn's ASGI cycle (direct.py);
+    # with proxy headers uvicorn wraps `app`, and the direct route then takes nothing.
+    direct = DirectRoute(app, gateway_app)
     # A share of the invoke calls shed in proportion to the loop's lag (lag_shed.py).
     lag_shed = (
         LagShed(limits.lag_target_s, limits.lag_interval_s) if limits.max_loop_lag_s else None
@@ -284,7 +289,7 @@ def serve(
         lifespan="on",
         server_header=False,
         ws="none",
-        http=protocol_for(limits, settings.trusted_proxies, early_shed_for(node, lag_shed)),
+        http=protocol_for(limits, settings.trusted_proxies, early_shed_for(node, lag_shed), direct),
         limit_concurrency=None,
         timeout_keep_alive=limits.keepalive_timeout_s,
         proxy_headers=bool(trusted),
