@@ -423,13 +423,28 @@ def test_request_behind_a_running_direct_call_waits_its_turn(direct_node: LiveNo
     assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b'"n":9}'), second
 
 
+def _invocations(node: LiveNode, name: str) -> int:
+    """How many calls of `name` the audit log holds."""
+    with node.client() as c:
+        r = c.get("/v1/audit", params={"n": 5000})
+    assert r.status_code == 200, r.text
+    return sum(
+        1
+        for rec in r.json()
+        if rec["action"] == "function.invoke" and rec["target"].startswith(f"{name}@")
+    )
+
+
 def test_short_body_then_silence_is_refused_at_the_body_deadline(direct_node: LiveNode) -> None:
-    """A body shorter than its Content-Length, then nothing: 408 and the close once the
-    body stalls (DONJON_BODY_TIMEOUT_S), as through ASGI; nothing is run."""
+    """A body shorter than its Content-Length (its first bytes a whole JSON document),
+    then nothing: 408 and the close once the body stalls (DONJON_BODY_TIMEOUT_S), as
+    through ASGI; the function is never run on the part that came."""
     node = direct_node
-    request = _request(key=node.admin_key, body=b'{"op": "echo"', length="100")
+    calls = _invocations(node, "probe-warm")
+    request = _request(key=node.admin_key, body=b'{"op": "echo"}', length="100")
     answer = _same_both_ways(node, request)
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert _invocations(node, "probe-warm") == calls
 
 
 def test_huge_body_is_refused_without_being_read(direct_node: LiveNode) -> None:
