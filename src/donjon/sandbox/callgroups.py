@@ -230,8 +230,9 @@ class CallGroups:
 
     def remove(self, wait_s: float = 5.0) -> None:
         """Remove the slots (before the sandbox's own cgroup, which they are inside),
-        once their killed processes have left them; on v2 the supervisor's leaf too."""
-        remove_cgroup_dirs([*self.dirs, *([self.leaf] if self.leaf else [])], wait_s)
+        once their killed processes have left them (one still there is killed); on v2 the
+        supervisor's leaf too."""
+        remove_cgroup_dirs([*self.dirs, *([self.leaf] if self.leaf else [])], wait_s, kill=True)
 
 
 def describe_call_isolation(resources: ResourceControl) -> list[str]:

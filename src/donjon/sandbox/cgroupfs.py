@@ -7,6 +7,7 @@ limits.py (each sandbox's cgroup), budget.py (the node's) and callgroups.py
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
@@ -16,6 +17,7 @@ __all__ = [
     "ROOT",
     "ResourceMode",
     "join_before_exec",
+    "kill_members",
     "open_joins",
     "open_procs",
     "read_words",
@@ -89,9 +91,16 @@ def join_before_exec(fds: list[int]) -> Callable[[], None]:
     return join
 
 
-def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
+def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float, *, kill: bool = False) -> None:
     """rmdir each cgroup directory once its killed processes have left it (they take
-    a moment); one still busy after `wait_s` is left for the next start's sweep."""
+    a moment); one still busy after `wait_s` is left for the next start's sweep.
+
+    `kill`: the directory is a sandbox's or a call's, whose every process must be gone:
+    whatever is still in it when rmdir finds it busy is killed (`kill_members`). A
+    sandbox's processes die with bubblewrap's launcher (die-with-parent), but not one
+    whose parent was killed before it asked for that signal: seen once in 18 starts
+    cancelled while their cgroup was made, a bwrap left running for good in a cgroup
+    nobody would remove (the sweep leaves a cgroup with a process in it)."""
     deadline = time.monotonic() + wait_s
     for d in dirs:
         while True:
@@ -101,9 +110,32 @@ def remove_cgroup_dirs(dirs: Iterable[Path], wait_s: float) -> None:
             except FileNotFoundError:
                 break
             except OSError:
+                if kill:
+                    kill_members(d)
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
+
+
+def kill_members(d: Path) -> None:
+    """SIGKILL every process in cgroup `d` (not in its child cgroups): cgroup v2's
+    `cgroup.kill` where the kernel has it, else each pid its cgroup.procs lists (in this
+    process's pid namespace; a member cannot leave a cgroup it did not join by itself,
+    and every process here is confined, so the list is what runs in it)."""
+    try:
+        (d / "cgroup.kill").write_text("1")
+        return
+    except OSError:
+        pass  # v1, or a v2 kernel before 5.14: one by one
+    try:
+        pids = (d / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError):
+            continue
 
 
 def write_present(d: Path, name: str, value: str) -> bool:

@@ -97,8 +97,9 @@ class Cgroup:
         return 0
 
     def remove(self, wait_s: float = 5.0) -> None:
-        """Remove the cgroup once its killed processes have left it (they take a moment)."""
-        remove_cgroup_dirs(self.dirs, wait_s)
+        """Remove the cgroup once its killed processes have left it (they take a moment);
+        one still in it by then is killed (a sandbox's cgroup holds nothing else)."""
+        remove_cgroup_dirs(self.dirs, wait_s, kill=True)
 
 
 class ResourceControl:
