@@ -23,6 +23,7 @@ import pytest
 
 from cgroupfs import children, descendants
 from donjon.bundle import build_bundle
+from donjon.bundle.archive import pack
 from harness import LiveNode, start_node
 from sec_support import attack, bundle_dir
 
@@ -663,3 +664,37 @@ def test_bundle_without_deps_imports_from_the_bundle(import_node: LiveNode, fn: 
     assert out["missing"] == "ModuleNotFoundError", out
     assert out["stdlib"] == "ok", out
     assert out["deps"] in ("None", "'absent'"), out
+
+
+ZIPPED = r"""
+import sys
+import zipdep
+
+
+def handler(event, context):
+    return {"zipdep": zipdep.WHERE, "finder": type(sys.path_importer_cache["/fn/.deps"]).__name__}
+"""
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["invocation", "warm"])
+def test_deps_as_a_zip_file_imports_as_before(
+    once_node: LiveNode, tmp_path: Path, warm: bool
+) -> None:
+    """A bundle archive (uploaded as is, not built) whose `.deps` is a zip file, not a
+    directory: the supervisor, which now makes the finder of `.deps`, reads its listing
+    and lives; the worker imports from it through zipimport, as the base's worker did."""
+    name = f"so-zip{'-warm' if warm else ''}"
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "main.py").write_text(ZIPPED)
+    (root / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+        + ("isolation: warm\n" if warm else "")
+    )
+    with zipfile.ZipFile(root / ".deps", "w") as z:
+        z.writestr("zipdep.py", 'WHERE = "zip"\n')
+    with once_node.client() as c:
+        r = c.post("/v1/functions", content=pack(root), params={"unsafe_skip_scan": "true"})
+    assert r.status_code == 201, r.text
+    for _ in range(2):
+        assert attack(once_node, name, "") == {"zipdep": "zip", "finder": "zipimporter"}
