@@ -10,6 +10,7 @@ Each kind of worker is attacked on a node of its own that grants egress to 127.0
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -698,3 +699,44 @@ def test_deps_as_a_zip_file_imports_as_before(
     assert r.status_code == 201, r.text
     for _ in range(2):
         assert attack(once_node, name, "") == {"zipdep": "zip", "finder": "zipimporter"}
+
+
+def test_a_huge_zip_as_deps_is_read_by_the_worker_under_its_limits(
+    once_node: LiveNode, tmp_path: Path
+) -> None:
+    """A hand-made archive whose `.deps` is a zip of 65,000 long names (zipimport's
+    listing of it takes some 260 MB): the worker reads it, under its memory_mb, and the
+    import fails as on the base; the supervisor (no memory rlimit, kept out of the OOM
+    killer's choice) never holds it, nor lets every worker inherit it."""
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "main.py").write_text(
+        "import zipdep\ndef handler(event, context):\n    return {'zipdep': zipdep.WHERE}\n"
+    )
+    (root / "donjon.yaml").write_text(
+        "name: so-bigzip\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+    )
+    with zipfile.ZipFile(root / ".deps", "w") as z:
+        for i in range(65_000):
+            z.writestr(f"d{i:05d}/" + "x" * 1780 + ".py", "")
+        z.writestr("zipdep.py", 'WHERE = "zip"\n')
+    # Incompressible bytes, so the archive may unpack to the 240 MB (50 times its size).
+    (root / "pad.bin").write_bytes(os.urandom(5_200_000))
+    with once_node.client() as c:
+        r = c.post("/v1/functions", content=pack(root), params={"unsafe_skip_scan": "true"})
+    try:
+        supervisors, _ = _runtime(once_node, "so-bigzip") if r.status_code == 201 else ([], [])
+        for pid in supervisors:
+            rss_kb = int(
+                next(
+                    line.split()[1]
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmRSS:")
+                )
+            )
+            assert rss_kb < 64 * 1024, f"the supervisor holds {rss_kb} KiB"
+        assert r.status_code == 422, r.text
+        assert "failed to import" in r.json()["detail"], r.text
+    finally:
+        with once_node.client() as c:
+            c.delete("/v1/functions/so-bigzip")
