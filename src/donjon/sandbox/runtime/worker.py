@@ -112,8 +112,18 @@ def warm_bundle_finders() -> None:
     their listings read, in `sys.path_importer_cache` (not on `sys.path`: the supervisor
     imports nothing from the bundle). Each worker then finds them ready instead of trying
     a zip importer and listing the directory again. A finder still checks its directory's
-    mtime on every lookup (the bundle is read-only: it never changes)."""
+    mtime on every lookup (the bundle is read-only: it never changes).
+
+    Directories only: a hand-made archive's `.deps` may be a file, a zip whose listing
+    zipimport would hold in memory (hundreds of MB for 65,535 long names); that is read,
+    as before, by the worker that imports from it, under the worker's own limits, never
+    by the supervisor (no memory rlimit, out of the OOM killer's choice) for every worker
+    to inherit (tests/security/test_attack_supervisor_once.py)."""
     for path in BUNDLE_PATH:
+        if not os.path.isdir(path):
+            if not os.path.exists(path):  # no .deps: no hook takes it, as importlib records
+                sys.path_importer_cache[path] = None
+            continue  # a file is the worker's to read (see above)
         for hook in sys.path_hooks:
             try:
                 finder = hook(path)
