@@ -20,6 +20,7 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_VERSION_3 = 0x20080522
 _LAST_CAP = 63
+CAP_SETPCAP = 8
 
 
 def libc(*functions: str) -> ctypes.CDLL:
@@ -141,6 +142,21 @@ def drop_ambient_capabilities() -> None:
     _check(_libc.capget(ctypes.byref(header), data), "capget")
     for half in data:
         half.inheritable = 0
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def drop_capability(cap: int) -> None:
+    """Remove `cap` from the effective and permitted sets (for good: nothing gives it back).
+
+    The supervisor needs CAP_SETPCAP only to empty its bounding set; once that is
+    done it gives it up, keeping CAP_SYS_ADMIN and CAP_NET_ADMIN for its workers.
+    """
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    half, bit = divmod(cap, 32)
+    data[half].effective &= ~(1 << bit)
+    data[half].permitted &= ~(1 << bit)
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 

@@ -47,6 +47,10 @@ def read_config(ctrl: sockets.Socket) -> tuple[dict[str, Any], list[int]]:
     # if anything, each worker drops again before any function code (worker.py).
     lowlevel.drop_bounding_set(lowlevel.bounding_set())
     config["bounding"] = lowlevel.bounding_set()
+    # CAP_SETPCAP was there for that alone: it goes from the effective and permitted
+    # sets now, so neither this process nor a worker can change a bounding set again
+    # (a worker finding one non-empty fails its start: fail closed).
+    lowlevel.drop_capability(lowlevel.CAP_SETPCAP)
     preload(config.get("preload") or [])
     # What every worker would otherwise redo, the same for each: Lambda's variables
     # in the environment (and its root logger, if `logging` was preloaded), the line
