@@ -168,6 +168,12 @@ def test_chunked_body_is_refused_once_past_the_limit(node: LiveNode, functions: 
         s.close()
     assert reply.startswith(b"HTTP/1.1 413 "), (sent, reply[:300])
     assert sent < total, sent
+    # One answer, and the connection ends with it: the node reads no more of a body it
+    # refused for its size (before, it read on until the body deadline, 60 s, and then
+    # wrote a second answer, a 408, to the same request).
+    head = reply.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"\r\nconnection: close" in head, reply[:300]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply
 
 
 def test_event_over_the_default_1_mib_is_413(node: LiveNode, functions: None) -> None:

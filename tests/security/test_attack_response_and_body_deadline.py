@@ -106,6 +106,28 @@ def test_trickled_body_is_cut_at_the_body_deadline(tight: LiveNode) -> None:
     assert sent < 60
 
 
+def test_an_answered_requests_stalled_body_gets_no_second_answer(tight: LiveNode) -> None:
+    """A call refused from its head (a wrong key: 401) whose body never comes: the one
+    answer is the 401; when the body's timers run out the connection is closed, with no
+    408 written after it (a client would read that as its next request's answer)."""
+    s = _tls(tight, fresh_source())
+    s.settimeout(15)  # the body timers here are 2 s and 4 s
+    reply = b""
+    try:
+        s.sendall(
+            b"POST /v1/functions/rq-big/invoke HTTP/1.1\r\nHost: localhost\r\n"
+            b"Authorization: Bearer dj_" + b"x" * 40 + b"\r\n"
+            b"Content-Length: 60\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(65536):
+                reply += chunk
+    finally:
+        s.close()
+    assert reply.startswith(b"HTTP/1.1 401 "), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 1, reply
+
+
 def test_connections_over_the_per_address_cap_are_closed(tight: LiveNode) -> None:
     """An address holding its 8 connections gets the next ones closed at once; another
     address is served meanwhile."""

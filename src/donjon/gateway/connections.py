@@ -52,6 +52,9 @@ LOG_EVERY_S = 10.0
 # Only 429, the caller's own limits: a 503 (the node's capacity, an overload shed) is
 # no fault of the caller's, and may reach a client carrying many callers' requests.
 _REFUSAL = b"HTTP/1.1 429 "
+# A body refused for its size: when it is still arriving, the connection closes after
+# the answer instead of reading on what the limit refused (as a proxy in front would).
+_TOO_LARGE = b"HTTP/1.1 413 "
 _RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
 
 
@@ -138,17 +141,19 @@ class _ResponseWriter:
     is sent before any later write, before a close, and at the latest on the loop's next
     iteration (a streamed response whose body comes later)."""
 
-    __slots__ = ("_held", "_loop", "_on_refusal", "_transport", "_writes")
+    __slots__ = ("_held", "_loop", "_on_refusal", "_on_too_large", "_transport", "_writes")
 
     def __init__(
         self,
         transport: asyncio.Transport,
         loop: asyncio.AbstractEventLoop,
         on_refusal: Callable[[bytes], None] | None = None,
+        on_too_large: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._transport = transport
         self._loop = loop
         self._on_refusal = on_refusal
+        self._on_too_large = on_too_large
         self._held: bytes | None = None
         self._writes = 0
 
@@ -157,6 +162,8 @@ class _ResponseWriter:
         if self._writes == 1:  # the head (or a 100 Continue): the body may follow at once
             if self._on_refusal is not None and data.startswith(_REFUSAL):
                 self._on_refusal(data)
+            elif self._on_too_large is not None and data.startswith(_TOO_LARGE):
+                data = self._on_too_large(data)
             self._held = data
             self._loop.call_soon(self.flush)
             return
@@ -204,6 +211,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._body_pending = False  # head complete, body not yet whole
         self._body_progress = False  # body bytes arrived since the body timer was armed
         self._refusal = 0  # the status a broken limit answers
+        self._close_after = False  # the response going out ends the connection
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
@@ -250,6 +258,12 @@ class GatewayProtocol(HttpToolsProtocol):
                 return
             cycle.disconnected = True  # the app sees http.disconnect and writes nothing
             cycle.message_event.set()
+        elif self._body_pending:
+            # The body of a request already answered (a refusal made from its head, an
+            # early shed) stalled or broke: that request has had its one answer, and a
+            # second (the 408) would be read as the next request's. Just close.
+            self.transport.close()
+            return
         self.transport.write(_error_response(status, self.server_state.default_headers))
         self.transport.close()
 
@@ -317,7 +331,7 @@ class GatewayProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.transport is self.transport:
             # Its task runs from the next iteration on: nothing was written yet.
             cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
-                self.transport, self.loop, self._refused if self._holds else None
+                self.transport, self.loop, self._refused if self._holds else None, self._too_large
             )
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
@@ -385,7 +399,21 @@ class GatewayProtocol(HttpToolsProtocol):
             rest = min(self.limits.refusal_hold_s, float(match.group(1)))
             self._hold_s = rest * self._rest_share
 
+    def _too_large(self, head: bytes) -> bytes:
+        """A 413 is going out: if its body is still arriving, it is the last response of
+        this connection, and its head says so (reading on would take in what the limit
+        refused, up to the body deadline, and answer it a second time then)."""
+        if not self._body_pending or not head.endswith(b"\r\n\r\n"):
+            return head
+        self._close_after = True
+        return head[:-2] + b"connection: close\r\n\r\n"
+
     def on_response_complete(self) -> None:
+        if self._close_after:
+            self._close_after = False
+            self._cancel_timers()
+            self.transport.close()
+            return
         hold, self._hold_s = self._hold_s, 0.0
         if hold <= 0 or self.transport.is_closing():
             super().on_response_complete()
