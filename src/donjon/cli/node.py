@@ -93,7 +93,7 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
-    from donjon.gateway import serve as run_server
+    from donjon.gateway.server import serve as run_server
     from donjon.obs import configure_logging
 
     configure_logging(json={"auto": None, "json": True}.get(log_format, False), level=log_level)

@@ -1,10 +1,6 @@
-"""The gateway: the ASGI app, its routes, and the node it serves."""
+"""The gateway: the ASGI app (`app.create_app`), its routes, the node it serves
+(`node.Node`, made by `assembly.open_node`) and the server (`server.serve`).
 
-from __future__ import annotations
-
-from donjon.gateway.app import create_app
-from donjon.gateway.assembly import open_node
-from donjon.gateway.node import Node
-from donjon.gateway.server import serve
-
-__all__ = ["Node", "create_app", "open_node", "serve"]
+Nothing is imported here: `donjon init` needs only `gateway.tls`, and importing the
+package must not pull in the app, the lifecycle and the scanner with it (about 1 s).
+"""
