@@ -358,3 +358,30 @@ def test_connections_of_refused_bodies_are_all_released(early: LiveNode) -> None
         assert data.startswith(b"HTTP/1.1 413 ") and closed, (n, data[:200])
     with early.client(source=source) as c:
         assert c.get("/healthz").status_code == 200
+
+
+def test_broken_chunked_body_after_an_early_answer_gets_no_second_answer(
+    early: LiveNode,
+) -> None:
+    """A call refused from its head (a wrong key: 401) whose chunked body then breaks the
+    chunk syntax: the one answer is the 401 and the connection is closed, no 400 after it
+    (a client would read that as its next request's answer)."""
+    s = _tls(early)
+    try:
+        s.sendall(
+            _head(
+                early,
+                f"/v1/functions/{SMALL}/invoke",
+                "Transfer-Encoding: chunked\r\n",
+                key="dj_" + "x" * 40,
+            )
+        )
+        first, _ = _read_until_closed_at(s, b"\r\n\r\n", 10)
+        s.sendall(b"4\r\nabcd\r\nzz-not-a-size\r\n")
+        data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+    finally:
+        s.close()
+    answers = _responses(first + data)
+    assert [h.split(b" ", 2)[1] for h, _ in answers] == [b"401"], (first + data)[:600]
+    assert (first + data).count(b"HTTP/1.1 ") == 1, (first + data)[:600]
+    assert closed, "a broken body after an early answer left its connection open"
