@@ -385,3 +385,31 @@ def test_broken_chunked_body_after_an_early_answer_gets_no_second_answer(
     assert [h.split(b" ", 2)[1] for h, _ in answers] == [b"401"], (first + data)[:600]
     assert (first + data).count(b"HTTP/1.1 ") == 1, (first + data)[:600]
     assert closed, "a broken body after an early answer left its connection open"
+
+
+def test_refused_connections_the_client_keeps_are_released_in_time(early: LiveNode) -> None:
+    """The per-address cap's worth of 413s from their heads, each connection kept open by
+    the client after the node closed it: the address is admitted again within 60 s (the
+    TLS shutdown's wait for the client's close_notify is bounded), never held for good."""
+    source = fresh_source()
+    held: list[ssl.SSLSocket] = []
+    try:
+        for n in range(PER_CLIENT):
+            s = _tls(early, source)
+            held.append(s)
+            s.sendall(_head(early, f"/v1/functions/{SMALL}/invoke", "Content-Length: 200000\r\n"))
+            data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+            assert data.startswith(b"HTTP/1.1 413 ") and closed, (n, data[:200])
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            try:
+                with early.client(source=source) as c:
+                    if c.get("/healthz").status_code == 200:
+                        print(f"admitted again after {time.monotonic() - started:.1f} s")
+                        return
+            except Exception:  # over the cap: closed at once
+                time.sleep(0.5)
+        raise AssertionError(f"{source} was still over its cap 60 s after its 413s")
+    finally:
+        for s in held:
+            s.close()
