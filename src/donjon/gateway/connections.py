@@ -55,6 +55,10 @@ _REFUSAL = b"HTTP/1.1 429 "
 # A body refused for its size: when it is still arriving, the connection closes after
 # the answer instead of reading on what the limit refused (as a proxy in front would).
 _TOO_LARGE = b"HTTP/1.1 413 "
+# uvicorn's own, when the client said close (or spoke HTTP/1.0): not to be said twice.
+_SAYS_CLOSE = re.compile(rb"\r\nconnection:[^\r]*\bclose\b", re.IGNORECASE)
+# An interim answer to `Expect: 100-continue`: the response's head is the next write.
+_CONTINUE = b"HTTP/1.1 100 "
 _RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
 
 
@@ -158,8 +162,11 @@ class _ResponseWriter:
         self._writes = 0
 
     def write(self, data: bytes) -> None:
+        if not self._writes and data.startswith(_CONTINUE):
+            self._transport.write(data)  # the client sends its body on this: at once
+            return
         self._writes += 1
-        if self._writes == 1:  # the head (or a 100 Continue): the body may follow at once
+        if self._writes == 1:  # the head: the body may follow at once
             if self._on_refusal is not None and data.startswith(_REFUSAL):
                 self._on_refusal(data)
             elif self._on_too_large is not None and data.startswith(_TOO_LARGE):
@@ -406,6 +413,8 @@ class GatewayProtocol(HttpToolsProtocol):
         if not self._body_pending or not head.endswith(b"\r\n\r\n"):
             return head
         self._close_after = True
+        if _SAYS_CLOSE.search(head):
+            return head
         return head[:-2] + b"connection: close\r\n\r\n"
 
     def on_response_complete(self) -> None:
