@@ -6,10 +6,12 @@ import itertools
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,12 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 GATE_REFUSED_PROBES = frozenset({"probe", "sec-isolation", "sec-neighbour", "leak-return"})
 #: The offline snapshot of the PyPA advisory database beside the repository.
 ADVISORIES = Path(__file__).parent.parent.parent / "shared" / "data" / "pypa-advisory-db"
+#: The parsed advisory database, kept for every node the tests start: a node keeps its own
+#: in its data dir (scan/deps/advisory_cache.py), keyed by the digest of the database, so
+#: a copy made from another node's is used only for the very same database. Parsing it
+#: costs a node's start 1.3-2 s; the scan tests parse it themselves, as does the first
+#: node of a run.
+ADVISORY_CACHE = Path(tempfile.gettempdir()) / f"donjon-tests-advisories-{os.getuid()}"
 
 
 def free_port() -> int:
@@ -192,6 +200,18 @@ def _refused_by_the_gate(directory: Path) -> bool:
     return found is not None and found.group(1).removesuffix("-warm") in GATE_REFUSED_PROBES
 
 
+def _copy_cache_files(source: Path, target: Path) -> None:
+    """Copy the advisory cache files `target` lacks, each whole or not at all."""
+    for path in sorted(source.glob("advisories-*.json")):
+        if (target / path.name).exists():
+            continue
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=target)
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target / path.name)
+
+
 def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveNode:
     """Initialise `data_dir`, start serving on a free port and wait until healthy.
 
@@ -199,6 +219,7 @@ def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveN
     """
     env = donjon_env(data_dir)
     init = json.loads(run_cli(env, "init", "--json").stdout)
+    _copy_cache_files(ADVISORY_CACHE, data_dir / "cache" / "advisories")
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -220,6 +241,7 @@ def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveN
             raise AssertionError((data_dir / "serve.log").read_text())
         try:
             if httpx.get(f"{url}/healthz", verify=node.tls, timeout=1).status_code == 200:
+                _copy_cache_files(data_dir / "cache" / "advisories", ADVISORY_CACHE)
                 return node
         except httpx.HTTPError:
             time.sleep(0.05)
