@@ -130,6 +130,14 @@ def load_seccomp(program: bytes) -> None:
     prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog))
 
 
+def _capabilities() -> tuple[_CapHeader, ctypes.Array[_CapData]]:
+    """This process's capability sets as capget(2) gives them, ready for a capset(2)."""
+    header = _CapHeader(_CAP_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    return header, data
+
+
 def drop_ambient_capabilities() -> None:
     """Empty the ambient and inheritable sets; keep the effective and permitted ones.
 
@@ -137,9 +145,7 @@ def drop_ambient_capabilities() -> None:
     CAP_SYS_ADMIN (effective) is untouched.
     """
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    header = _CapHeader(_CAP_VERSION_3, 0)
-    data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    header, data = _capabilities()
     for half in data:
         half.inheritable = 0
     _check(_libc.capset(ctypes.byref(header), data), "capset")
@@ -151,9 +157,7 @@ def drop_capability(cap: int) -> None:
     The supervisor needs CAP_SETPCAP only to empty its bounding set; once that is
     done it gives it up, keeping CAP_SYS_ADMIN and CAP_NET_ADMIN for its workers.
     """
-    header = _CapHeader(_CAP_VERSION_3, 0)
-    data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    header, data = _capabilities()
     half, bit = divmod(cap, 32)
     data[half].effective &= ~(1 << bit)
     data[half].permitted &= ~(1 << bit)
