@@ -220,6 +220,23 @@ def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveN
     env = donjon_env(data_dir)
     init = json.loads(run_cli(env, "init", "--json").stdout)
     _copy_cache_files(ADVISORY_CACHE, data_dir / "cache" / "advisories")
+    for _ in range(_PORT_TRIES):
+        node = _serve(data_dir, init["admin_key"], extra_env)
+        if node is not None:
+            return node
+        # The free port was taken (by the other test worker) before serve bound it.
+    raise AssertionError(
+        f"{_PORT_TRIES} free ports were each taken before serve bound them:\n"
+        + (data_dir / "serve.log").read_text()
+    )
+
+
+#: Ports tried by `start_node`: a port found free can be taken before serve binds it.
+_PORT_TRIES = 3
+
+
+def _serve(data_dir: Path, admin_key: str, extra_env: dict[str, str] | None) -> LiveNode | None:
+    """`donjon serve` on a free port, healthy; None if that port was taken meanwhile."""
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -233,12 +250,15 @@ def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveN
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    node = LiveNode(data_dir, url, init["admin_key"], proc, log)
-    deadline = time.monotonic() + 30
+    node = LiveNode(data_dir, url, admin_key, proc, log)
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             node.stop()
-            raise AssertionError((data_dir / "serve.log").read_text())
+            text = (data_dir / "serve.log").read_text()
+            if f"port in use: 127.0.0.1:{port}" in text:
+                return None
+            raise AssertionError(text)
         try:
             if httpx.get(f"{url}/healthz", verify=node.tls, timeout=1).status_code == 200:
                 _copy_cache_files(data_dir / "cache" / "advisories", ADVISORY_CACHE)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from harness import LiveNode, donjon_env, free_port, start_node
+from shed_support import wait_for_metric
 
 #: Bounds on waiting, generous for a loaded 2-core machine; no test asserts a timing.
 STOP_WAIT_S = 90
@@ -102,10 +103,9 @@ def test_serve_stops_on_signal_with_a_call_in_flight(tmp_path: Path, sig: signal
         assert node.invoke("sleeper", {"s": 0}).status_code == 200
         answers: list[int] = []
         call = _start_call(node, 500, answers)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "boot.py" not in str(_descendants(node.proc.pid)):
-            time.sleep(0.1)
-        time.sleep(1)  # the call reaches the sandbox (the sandbox exists either way)
+        # The call is in the sandbox (not still on its way: the sandbox of the first
+        # call is already there, so only its busy state says the call arrived).
+        wait_for_metric(node, "donjon_sandboxes", 1, function="sleeper", state="busy")
         started = _descendants(node.proc.pid)
         assert any(b"bwrap" in c for c in started.values()), started
         node.proc.send_signal(sig)

@@ -46,7 +46,9 @@ def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def _redis(request: pytest.FixtureRequest) -> Callable[[], RedisLimiter]:
     server: RedisServer = request.getfixturevalue("shared_redis")
     prefix = f"donjon-test-{secrets.token_hex(4)}:"
-    return lambda: RedisLimiter(server.url, prefix=prefix)
+    # 30 s for a connection or a reply, not the node's 1 s: the contract tests assert no
+    # timing, and a busy CI machine can stall one round trip past a second.
+    return lambda: RedisLimiter(server.url, prefix=prefix, timeout_s=30.0)
 
 
 @pytest.fixture(params=RATE_BACKENDS)

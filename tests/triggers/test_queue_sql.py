@@ -24,6 +24,24 @@ from queue_support import envelope, sqlite_queue
 POLICY = RetryPolicy(attempts=3, backoff_s=1.0, max_age_s=3600)
 
 
+class _Clock:
+    """The queue module's `time`, moved by the test: a lease expires when the test says,
+    not when a loaded machine happens to take longer than the lease between two steps."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr("donjon.triggers.queue.sql.time", fake)
+    return fake
+
+
 def test_enqueued_invocation_is_durable_and_queued(tmp_path: Path) -> None:
     """An enqueued event is read back from the database as queued, its body intact."""
 
@@ -60,7 +78,7 @@ def test_claim_leases_each_due_row_once(tmp_path: Path) -> None:
 
 
 def test_expired_lease_is_claimed_again_and_the_old_holder_writes_nothing(
-    tmp_path: Path,
+    tmp_path: Path, clock: _Clock
 ) -> None:
     """A lease that expires (its node died) is re-claimed; the lost lease records nothing."""
 
@@ -68,8 +86,9 @@ def test_expired_lease_is_claimed_again_and_the_old_holder_writes_nothing(
         queue = sqlite_queue(tmp_path)
         queued = await queue.enqueue(envelope(), POLICY)
         (lost,) = await queue.claim(1, 0.2)
+        clock.now += 0.1
         assert await queue.claim(1, 60) == []  # still held
-        await asyncio.sleep(0.3)
+        clock.now += 0.2
         (taken,) = await queue.claim(1, 60)
         assert taken.invocation.id == queued.id
         assert taken.invocation.attempts == 2
@@ -86,15 +105,16 @@ def test_expired_lease_is_claimed_again_and_the_old_holder_writes_nothing(
     asyncio.run(go())
 
 
-def test_renewed_lease_is_not_claimed_again(tmp_path: Path) -> None:
+def test_renewed_lease_is_not_claimed_again(tmp_path: Path, clock: _Clock) -> None:
     """Renewing moves the expiry on: a row whose holder is alive stays its own."""
 
     async def go() -> None:
         queue = sqlite_queue(tmp_path)
         await queue.enqueue(envelope(), POLICY)
         (lease,) = await queue.claim(1, 0.3)
+        clock.now += 0.2
         assert await queue.renew(lease, 60)
-        await asyncio.sleep(0.4)
+        clock.now += 0.2  # past the first lease's end, within the renewed one
         assert await queue.claim(1, 60) == []
 
     asyncio.run(go())
