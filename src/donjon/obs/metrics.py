@@ -1,12 +1,15 @@
 """The node's Prometheus metrics, in a registry of its own (`node.metrics`).
 
 Each node holds one `Metrics`: tests run several nodes in one process, and a
-process-wide registry would mix their counts. The hot path pays a counter and
-a histogram observation per call (`invocation`); what other subsystems count
-(cold starts and pool sizes in the sandbox pool, egress decisions in the egress
-proxy) they keep as plain numbers, read at scrape time by `NodeCollector`
-(collector.py), so they import nothing of Prometheus. The audit writer's
-append time and batch sizes come through `AuditLog.add_listener`.
+process-wide registry would mix their counts. The hot path's counts (a call's
+outcome and its time, `invocation`) are plain numbers on the event loop,
+rendered at scrape time by `CallCollector` (calls.py): prometheus_client's own
+counter and histogram take a lock and make several Python calls per
+observation. What other subsystems count (cold starts and pool sizes in the
+sandbox pool, egress decisions in the egress proxy) they keep as plain numbers
+too, read at scrape time by `NodeCollector` (collector.py), so they import
+nothing of Prometheus. The audit writer's append time and batch sizes come
+through `AuditLog.add_listener`.
 
 Names and units follow Prometheus' conventions: base units (seconds), a
 `_total` suffix on counters, labels of bounded sets only (a function name, an
@@ -15,7 +18,7 @@ outcome that is an error class name, a reason or kind from a fixed list).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +28,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 from prometheus_client.exposition import generate_latest
+
+from donjon.obs.calls import CallCollector
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -87,19 +92,9 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         self.registry = CollectorRegistry()
         r = self.registry
-        self.invocations = Counter(
-            "donjon_invocations",
-            "Function calls by function and outcome (ok, or the error's class name)",
-            ["function", "outcome"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "donjon_invocation_duration_seconds",
-            "Wall time of a function call in the sandbox, by function",
-            ["function"],
-            buckets=_DURATION_BUCKETS,
-            registry=r,
-        )
+        #: `donjon_invocations_total` and `donjon_invocation_duration_seconds`.
+        self.calls = CallCollector(_DURATION_BUCKETS)
+        r.register(self.calls)
         self.kills = Counter(
             "donjon_sandbox_kills",
             "Calls ended by killing their processes, by reason (timeout, memory, policy, crashed)",
@@ -132,10 +127,6 @@ class Metrics:
             registry=r,
         )
         self.audit_records = Counter("donjon_audit_records", "Audit records committed", registry=r)
-        #: The children of the per-call series, by labels: `labels()` validates and locks
-        #: on every call, a dict lookup does not (children are never removed here).
-        self._calls: dict[tuple[str, str], Any] = {}
-        self._durations: dict[str, Any] = {}
         for kind in AUTH_FAILURE_KINDS:  # every kind shows, at 0, before the first
             self.auth_failures.labels(kind)
         for reason in KILL_REASONS.values():
@@ -144,15 +135,9 @@ class Metrics:
     # -- instrumentation sites: one call each -------------------------------------
 
     def invocation(self, function: str, outcome: str, seconds: float) -> None:
-        """One call ended: its outcome, its time, and the kill or limit that ended it."""
-        calls = self._calls.get((function, outcome))
-        if calls is None:
-            calls = self._calls[(function, outcome)] = self.invocations.labels(function, outcome)
-        calls.inc()
-        duration = self._durations.get(function)
-        if duration is None:
-            duration = self._durations[function] = self.duration.labels(function)
-        duration.observe(seconds)
+        """One call ended: its outcome, its time, and the kill or limit that ended it
+        (on the event loop, as every scrape)."""
+        self.calls.observe(function, outcome, seconds)
         if outcome != "ok":
             reason = KILL_REASONS.get(outcome)
             if reason is not None:
