@@ -48,6 +48,7 @@ from donjon import boundedjson
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
@@ -108,7 +109,7 @@ class PostgresListener:
         while True:
             try:
                 dsn = (await self._open_secret(self.spec.dsn)).strip()
-                self._redact = Redactor({self.spec.dsn: dsn, **_password(dsn)})
+                self._redact = Redactor({self.spec.dsn: dsn, **_password(self.spec.dsn, dsn)})
                 async with await psycopg.AsyncConnection.connect(
                     dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                 ) as conn:
@@ -189,10 +190,16 @@ class PostgresListener:
         return self._redact(text.strip())
 
 
-def _password(dsn: str) -> dict[str, str]:
-    """The DSN's password, to keep it out of reasons (a DSN that does not parse: none)."""
+def _password(name: str, dsn: str) -> dict[str, str]:
+    """The DSN's password, to keep it out of reasons. `SourceSettingsError` if the DSN does
+    not parse: libpq's message quotes the part it could not read, which may be the password
+    (``invalid percent-encoded token: "<password>"``), so it is not passed on."""
     try:
         password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
     except psycopg.Error:
-        return {}
+        raise SourceSettingsError(
+            f"secret {name} does not hold a PostgreSQL connection string that parses",
+            hint=f"`donjon secret rotate {name}` with a DSN such as "
+            "postgresql://USER:PASSWORD@HOST:5432/DB (a % or @ in the password percent-encoded)",
+        ) from None
     return {"password": str(password)} if password else {}
