@@ -186,8 +186,9 @@ def test_a_missing_secret_is_an_outage_not_a_crash(postgres_server: PostgresServ
 def test_of_several_nodes_one_listens_and_another_takes_over(
     postgres_server: PostgresServer,
 ) -> None:
-    """Two listeners of one trigger (two nodes): one LISTENs, a NOTIFY runs once; when its
-    connection is killed one of them takes the lock and a NOTIFY again runs once."""
+    """Two listeners of one trigger (two nodes): one LISTENs, the other waits without an
+    outage, a NOTIFY runs once; when its connection is killed one of them takes the lock and
+    a NOTIFY again runs once."""
     sink = Sink(postgres_server.dsn())
 
     async def go() -> None:
@@ -201,6 +202,8 @@ def test_of_several_nodes_one_listens_and_another_takes_over(
             await asyncio.sleep(0.5)  # the other is connected, waiting for the lock
             assert _listening(postgres_server) == 1
             assert sorted(listener.leading for listener in pair) == [False, True]
+            # The lock held by a session of its own role (another node's listener): no outage.
+            assert sink.actions() == []
             await _notify(postgres_server, '{"n": 1}')
             await _until(lambda: len(sink.envelopes) == 1, "the first envelope")
             (first,) = _listeners(postgres_server)
