@@ -181,20 +181,16 @@ def test_database_events_spend_the_functions_quota(
     run_cli(live.env(), "rm", "on-quota")
 
 
+def _s3_record(bucket: str, key: str, sequencer: str) -> dict[str, Any]:
+    return {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": key, "sequencer": sequencer}},
+    }
+
+
 def _record(bucket: str, key: str, sequencer: str) -> str:
-    return json.dumps(
-        {
-            "Records": [
-                {
-                    "eventName": "ObjectCreated:Put",
-                    "s3": {
-                        "bucket": {"name": bucket},
-                        "object": {"key": key, "sequencer": sequencer},
-                    },
-                }
-            ]
-        }
-    )
+    """A notification of one record, as S3 puts it on the queue."""
+    return json.dumps({"Records": [_s3_record(bucket, key, sequencer)]})
 
 
 def test_poison_messages_block_neither_the_queue_nor_other_buckets_reach_the_function(
@@ -293,3 +289,56 @@ def test_an_invoker_cannot_start_a_source_and_no_answer_shows_a_dsn(
     assert all("pw-NOT-SHOWN-7" not in a for a in answers)
     assert "view-db" in answers[0]  # the view shows the trigger, by its secret's name
     run_cli(live.env(), "rm", "on-view")
+
+
+def test_a_record_whose_key_is_not_unicode_is_malformed_and_runs_nothing(
+    live: LiveNode, moto: MotoServer, tmp_path: Path
+) -> None:
+    """A notification whose second record's key is a lone surrogate (``\\ud800``, valid JSON,
+    never UTF-8, so never a real S3 key): from SQS nothing of it runs, not its first record
+    at each redelivery either, and it is audited once as malformed; pushed, it is a 400 and
+    runs nothing. The message behind it on the queue runs."""
+    records = [_s3_record("photos", "in/first", "10"), _s3_record("photos", "in/sur?x", "11")]
+    bad = json.dumps({"Records": records}).replace("in/sur?x", "in/sur\\ud800x")
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName="surrogate", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    settings = {
+        "queue_url": url,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "endpoint_url": moto.url,
+    }
+    _secret(live, "surrogate-queue", json.dumps(settings))
+    _secret(live, "surrogate-token", "t0ken-for-the-push-of-this-attack")
+    sqs.send_message(QueueUrl=url, MessageBody=bad)
+    sqs.send_message(QueueUrl=url, MessageBody=_record("photos", "in/after", "12"))
+    live.deploy(
+        _write(
+            tmp_path,
+            "on-surrogate",
+            "s3:\n      source: sqs\n      secret: surrogate-queue\n      prefix: in/\n"
+            "  - s3:\n      source: push\n      path: /surrogate\n      secret: surrogate-token",
+        )
+    )
+    _until(lambda: len(_events(live, "on-surrogate")) >= 1, "the call of the message behind")
+    time.sleep(4)  # the bad message comes back each second meanwhile
+    keys = [e["Records"][0]["s3"]["object"]["key"] for e in _events(live, "on-surrogate")]
+    assert keys == ["in/after"]
+    malformed = [
+        r
+        for r in _audit(live)
+        if r["action"] == "trigger.event.malformed" and r["target"] == "on-surrogate"
+    ]
+    assert len(malformed) == 1
+    with live.client("") as c:
+        r = c.post(
+            "/hooks/surrogate",
+            content=bad,
+            headers={"authorization": "Bearer t0ken-for-the-push-of-this-attack"},
+        )
+    assert r.status_code == 400, r.text
+    time.sleep(1)
+    keys = [e["Records"][0]["s3"]["object"]["key"] for e in _events(live, "on-surrogate")]
+    assert keys == ["in/after"]
+    run_cli(live.env(), "rm", "on-surrogate")
