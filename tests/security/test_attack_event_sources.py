@@ -342,3 +342,76 @@ def test_a_record_whose_key_is_not_unicode_is_malformed_and_runs_nothing(
     keys = [e["Records"][0]["s3"]["object"]["key"] for e in _events(live, "on-surrogate")]
     assert keys == ["in/after"]
     run_cli(live.env(), "rm", "on-surrogate")
+
+
+SECRETS_PRINTER = """\
+import json
+
+
+def handler(event, context):
+    print("EVENT " + json.dumps(event, sort_keys=True))
+    print("SECRETS " + json.dumps(dict(context.secrets)))
+"""
+
+
+def _queue(live: LiveNode, moto: MotoServer, name: str) -> str:
+    """A queue of moto's (messages back after 1 s) and its settings in secret `name`."""
+    url: str = moto.client("sqs").create_queue(
+        QueueName=name, Attributes={"VisibilityTimeout": "1"}
+    )["QueueUrl"]
+    settings = {
+        "queue_url": url,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "endpoint_url": moto.url,
+    }
+    _secret(live, name, json.dumps(settings))
+    return url
+
+
+def _held(moto: MotoServer, url: str) -> int:
+    """Messages on the queue, visible or not."""
+    attrs = moto.client("sqs").get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attrs.values())
+
+
+def test_a_queue_left_by_a_redeploy_or_a_removal_is_no_longer_read(
+    live: LiveNode, moto: MotoServer, tmp_path: Path
+) -> None:
+    """The function never sees its trigger's secret (context.secrets is empty, the keys in
+    no log); redeployed to read another queue, the old queue's messages stay there and run
+    nothing; removed, the new queue's messages stay there too."""
+    old, new = _queue(live, moto, "life-old"), _queue(live, moto, "life-new")
+    sqs = moto.client("sqs")
+
+    def deploy(secret: str) -> None:
+        fn = _write(tmp_path, "on-life", f"s3:\n      source: sqs\n      secret: {secret}")
+        (fn / "main.py").write_text(SECRETS_PRINTER)
+        live.deploy(fn)
+
+    def keys() -> list[str]:
+        return [e["Records"][0]["s3"]["object"]["key"] for e in _events(live, "on-life")]
+
+    deploy("life-old")
+    sqs.send_message(QueueUrl=old, MessageBody=_record("b", "one", "1"))
+    _until(lambda: keys() == ["one"], "the call from the old queue")
+    out = run_cli(live.env(), "logs", "on-life", "-n", "100").stdout
+    assert "SECRETS {}" in out
+    assert SECRET_ACCESS_KEY not in out
+
+    deploy("life-new")
+    sqs.send_message(QueueUrl=old, MessageBody=_record("b", "two", "2"))
+    sqs.send_message(QueueUrl=new, MessageBody=_record("b", "three", "3"))
+    _until(lambda: keys() == ["one", "three"], "the call from the new queue")
+    time.sleep(3)
+    assert keys() == ["one", "three"]
+    assert _held(moto, old) == 1
+
+    run_cli(live.env(), "rm", "on-life")
+    sqs.send_message(QueueUrl=new, MessageBody=_record("b", "four", "4"))
+    time.sleep(3)
+    assert _held(moto, new) == 1
