@@ -415,3 +415,31 @@ def test_a_queue_left_by_a_redeploy_or_a_removal_is_no_longer_read(
     sqs.send_message(QueueUrl=new, MessageBody=_record("b", "four", "4"))
     time.sleep(3)
     assert _held(moto, new) == 1
+
+
+def test_a_notification_the_input_schema_refuses_runs_nothing(
+    live: LiveNode, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """A function that declares an `input_schema` only ever sees events that match it
+    (docs/limits.md), whichever way they come: a NOTIFY whose payload the schema refuses
+    (a string for an integer id, or text that is not JSON) is not run (the node logs it);
+    a matching one is."""
+    _secret(live, "schema-db", pg.dsn())
+    live.deploy(
+        _write(
+            tmp_path,
+            "on-schema",
+            "postgres: {dsn: schema-db, channel: schema}",
+            extra="input_schema:\n  type: object\n  required: [id]\n"
+            "  properties: {id: {type: integer}}\n",
+        )
+    )
+    _until(lambda: _listening(pg, "schema") == 1, "the node's LISTEN")
+    _notify(pg, "schema", '{"id": "1; DROP TABLE orders"}')
+    _notify(pg, "schema", "not json at all")
+    _notify(pg, "schema", '{"id": 7}')
+    _until(lambda: len(_events(live, "on-schema")) >= 1, "the matching event's call")
+    time.sleep(1)
+    assert _events(live, "on-schema") == [{"id": 7}]
+    assert "does not match the function's schema" in (live.data_dir / "serve.log").read_text()
+    run_cli(live.env(), "rm", "on-schema")
