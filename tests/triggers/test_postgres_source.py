@@ -162,6 +162,21 @@ def test_an_unreachable_database_is_one_outage_however_many_attempts() -> None:
     assert "hunter2-pw" not in json.dumps(sink.records[0].detail)
 
 
+def test_a_dsn_that_does_not_parse_is_an_outage_without_its_text() -> None:
+    """A DSN libpq cannot parse (a bare % in its password, which libpq's message would
+    quote): an outage naming the secret, never the DSN's text."""
+    sink = Sink(f"postgresql://app:pa%zz-hunter2@127.0.0.1:{free_port()}/orders")
+
+    async def body(listener: PostgresListener) -> None:
+        await _until(lambda: listener.health.failures >= 2, "two failed attempts")
+
+    asyncio.run(_with_listener(sink, body))
+    assert sink.actions() == ["trigger.source.unavailable"]
+    reason = str(sink.records[0].detail["reason"])
+    assert "secret orders-db does not hold a PostgreSQL connection string" in reason
+    assert "hunter2" not in reason
+
+
 @pytest.mark.slow
 def test_a_missing_secret_is_an_outage_not_a_crash(postgres_server: PostgresServer) -> None:
     """The trigger's secret not in the vault: the source reports it and keeps trying."""
