@@ -162,6 +162,21 @@ def test_an_unreachable_database_is_one_outage_however_many_attempts() -> None:
     assert "hunter2-pw" not in json.dumps(sink.records[0].detail)
 
 
+def test_a_dsn_that_does_not_parse_is_an_outage_without_its_text() -> None:
+    """A DSN libpq cannot parse (a bare % in its password, which libpq's message would
+    quote): an outage naming the secret, never the DSN's text."""
+    sink = Sink(f"postgresql://app:pa%zz-hunter2@127.0.0.1:{free_port()}/orders")
+
+    async def body(listener: PostgresListener) -> None:
+        await _until(lambda: listener.health.failures >= 2, "two failed attempts")
+
+    asyncio.run(_with_listener(sink, body))
+    assert sink.actions() == ["trigger.source.unavailable"]
+    reason = str(sink.records[0].detail["reason"])
+    assert "secret orders-db does not hold a PostgreSQL connection string" in reason
+    assert "hunter2" not in reason
+
+
 @pytest.mark.slow
 def test_a_missing_secret_is_an_outage_not_a_crash(postgres_server: PostgresServer) -> None:
     """The trigger's secret not in the vault: the source reports it and keeps trying."""
@@ -186,8 +201,9 @@ def test_a_missing_secret_is_an_outage_not_a_crash(postgres_server: PostgresServ
 def test_of_several_nodes_one_listens_and_another_takes_over(
     postgres_server: PostgresServer,
 ) -> None:
-    """Two listeners of one trigger (two nodes): one LISTENs, a NOTIFY runs once; when its
-    connection is killed one of them takes the lock and a NOTIFY again runs once."""
+    """Two listeners of one trigger (two nodes): one LISTENs, the other waits without an
+    outage, a NOTIFY runs once; when its connection is killed one of them takes the lock and
+    a NOTIFY again runs once."""
     sink = Sink(postgres_server.dsn())
 
     async def go() -> None:
@@ -201,6 +217,8 @@ def test_of_several_nodes_one_listens_and_another_takes_over(
             await asyncio.sleep(0.5)  # the other is connected, waiting for the lock
             assert _listening(postgres_server) == 1
             assert sorted(listener.leading for listener in pair) == [False, True]
+            # The lock held by a session of its own role (another node's listener): no outage.
+            assert sink.actions() == []
             await _notify(postgres_server, '{"n": 1}')
             await _until(lambda: len(sink.envelopes) == 1, "the first envelope")
             (first,) = _listeners(postgres_server)

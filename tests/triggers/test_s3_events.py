@@ -133,6 +133,16 @@ def test_without_a_sequencer_the_delivery_id_is_stable() -> None:
         (b'{"Type": "Notification", "Message": 3}', "Message is not a string"),
         (b'{"Type": "Notification", "Message": "{"}', "Message is not JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "nests too deeply"),
+        (
+            b'{"Records": [{"eventName": "x", "s3": {"bucket": {"name": "b"}, '
+            b'"object": {"key": "k\\ud800"}}}]}',
+            "record 0's s3.object.key is not valid Unicode",
+        ),
+        (
+            b'{"Records": [{"eventName": "x", "s3": {"bucket": {"name": "\\udfff"}, '
+            b'"object": {"key": "k"}}}]}',
+            "record 0's s3.bucket.name is not valid Unicode",
+        ),
     ],
 )
 def test_malformed_documents_are_refused_with_what_is_wrong(body: bytes, said: str) -> None:

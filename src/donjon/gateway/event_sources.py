@@ -1,11 +1,12 @@
 """The node's storage and database event sources (triggers/sources.py), wired to the
 node: the deployed functions from its registry, secrets from its vault, events to
-its `submit` (each within the function's `limits.body`, as every way in is), outages
-to its audit log."""
+its `submit` (each within the function's `limits.body` and matching its `input_schema`,
+as every way in is), outages to its audit log."""
 
 from __future__ import annotations
 
-from donjon.gateway.events import body_limit, check_event_size
+from donjon import boundedjson
+from donjon.gateway.events import body_limit, check_event_size, validate
 from donjon.gateway.node import Node
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_errors import SourceError
@@ -29,6 +30,8 @@ def node_sources(node: Node) -> EventSources:
             )
         limit = body_limit(deployed, node.settings.requests.max_body_bytes)
         check_event_size(envelope.event, deployed, limit)  # PayloadTooLarge: not taken
+        if deployed.validator is not None:  # InvalidInput: not taken, as on every way in
+            validate(boundedjson.loads(envelope.event), deployed)
         return await node.submit(envelope)
 
     sources = EventSources(

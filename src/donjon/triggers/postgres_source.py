@@ -22,7 +22,10 @@ connection holds the trigger's session advisory lock (``pg_try_advisory_lock``
 on a key from the function's name and the channel). The others wait, trying
 the lock every `STANDBY_S`; when the leader's connection ends, its lock goes
 with it and another node takes over (NOTIFYs sent in between are lost, as in
-any disconnect). Without the lock every node would run every notification.
+any disconnect). Without the lock every node would run every notification. The
+key needs no secret, so any user of the database could take it first: a standby
+whose lock is held by a session of another database role than its own says so as
+an outage (alerted) until the lock is its own.
 
 Each event's delivery id is ``<listener backend pid>.<session>.<n>``: the pid of
 the server process that listened, a random token for that connection, and a
@@ -48,6 +51,7 @@ from donjon import boundedjson
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
@@ -63,6 +67,17 @@ CONNECT_TIMEOUT_S = 10
 STANDBY_S = 2.0
 
 OpenSecret = Callable[[str], Awaitable[str]]
+
+#: The roles of the sessions holding a bigint advisory lock (its high and low 32 bits),
+#: other than this session's role (a holder without a session, a prepared transaction,
+#: counts as another).
+_STRANGE_HOLDERS = """
+SELECT coalesce(a.usename::text, '(no session)') FROM pg_locks l
+LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid
+  AND a.usename IS DISTINCT FROM current_user
+"""
 
 
 def event_of(payload: str) -> bytes:
@@ -108,7 +123,7 @@ class PostgresListener:
         while True:
             try:
                 dsn = (await self._open_secret(self.spec.dsn)).strip()
-                self._redact = Redactor({self.spec.dsn: dsn, **_password(dsn)})
+                self._redact = Redactor({self.spec.dsn: dsn, **_password(self.spec.dsn, dsn)})
                 async with await psycopg.AsyncConnection.connect(
                     dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                 ) as conn:
@@ -135,10 +150,26 @@ class PostgresListener:
             row = await cur.fetchone()
             if row is not None and row[0] is True:
                 self.leading = True
+                await self.health.succeeded()  # the end of a stranger's hold, if there was one
                 return True
+            await self._check_holder(conn)
             await asyncio.sleep(STANDBY_S)
             if (await self._open_secret(self.spec.dsn)).strip() != dsn:
                 return False
+
+    async def _check_holder(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """While the lock is held elsewhere: by a session of this listener's own database
+        role, a listener on another node, that is the standby's normal wait; by any other
+        role, a stranger who computed the (documented) key and silences the trigger, every
+        NOTIFY lost: an outage, alerted, until the lock is this listener's."""
+        high, low = (self.lock_key >> 32) & 0xFFFFFFFF, self.lock_key & 0xFFFFFFFF
+        cur = await asyncio.wait_for(conn.execute(_STRANGE_HOLDERS, (high, low)), CONNECT_TIMEOUT_S)
+        strangers = [str(r[0]) for r in await cur.fetchall()]
+        if strangers:
+            await self.health.failed(
+                f"the lock of channel {self.spec.channel} is held by a session of role "
+                f"{strangers[0]}, not by a listener of this trigger; its notifications are lost"
+            )
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any], dsn: str) -> None:
         """Submit notifications until the connection fails or the DSN changes."""
@@ -189,10 +220,16 @@ class PostgresListener:
         return self._redact(text.strip())
 
 
-def _password(dsn: str) -> dict[str, str]:
-    """The DSN's password, to keep it out of reasons (a DSN that does not parse: none)."""
+def _password(name: str, dsn: str) -> dict[str, str]:
+    """The DSN's password, to keep it out of reasons. `SourceSettingsError` if the DSN does
+    not parse: libpq's message quotes the part it could not read, which may be the password
+    (``invalid percent-encoded token: "<password>"``), so it is not passed on."""
     try:
         password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
     except psycopg.Error:
-        return {}
+        raise SourceSettingsError(
+            f"secret {name} does not hold a PostgreSQL connection string that parses",
+            hint=f"`donjon secret rotate {name}` with a DSN such as "
+            "postgresql://USER:PASSWORD@HOST:5432/DB (a % or @ in the password percent-encoded)",
+        ) from None
     return {"password": str(password)} if password else {}

@@ -144,6 +144,11 @@ def _record(raw: object, index: int) -> S3Record:
     if not isinstance(key, str) or not key:
         raise MalformedEvent(f"{where} has no s3.object.key", hint=_HINT)
     sequencer = obj.get("sequencer") if isinstance(obj, dict) else None
+    fields = {"eventName": name, "s3.bucket.name": bucket_name, "s3.object.key": key}
+    if isinstance(sequencer, str):
+        fields["s3.object.sequencer"] = sequencer
+    for field, text in fields.items():
+        _unicode(text, f"{where}'s {field}")
     return S3Record(
         event_name=name.removeprefix("s3:"),
         bucket=bucket_name,
@@ -151,3 +156,16 @@ def _record(raw: object, index: int) -> S3Record:
         sequencer=sequencer if isinstance(sequencer, str) and sequencer else None,
         raw=raw,
     )
+
+
+def _unicode(text: str, what: str) -> None:
+    """`MalformedEvent` if `text` holds a lone surrogate (a JSON escape such as ``\\ud800``):
+    never in a real name or key, and no UTF-8 store or log can take it, so a record holding
+    one would fail at its submit after the records before it ran (and run again each time
+    the queue gives the message back)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedEvent(
+            f"{what} is not valid Unicode (a lone surrogate)", hint=_HINT
+        ) from None
