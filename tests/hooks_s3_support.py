@@ -74,10 +74,10 @@ def document(*records: dict[str, Any]) -> bytes:
     return json.dumps({"EventName": "s3:ObjectCreated:Put", "Records": list(records)}).encode()
 
 
-def node_with(tmp_path: Path) -> Node:
+def node_with(tmp_path: Path, manifest_text: str = MANIFEST) -> Node:
     fn = tmp_path / "fn"
     fn.mkdir()
-    (fn / "donjon.yaml").write_text(MANIFEST)
+    (fn / "donjon.yaml").write_text(manifest_text)
     (fn / "main.py").write_text(HANDLER)
     settings = Settings(data_dir=tmp_path / "data", url="https://127.0.0.1:1", api_key=None)
     initialize(settings)

@@ -15,7 +15,15 @@ import pytest
 from async_support import wait_for
 from harness import LiveNode, run_cli, start_node
 from triggers.webhook_signing import github_headers, standard_headers, stripe_headers
-from webhook_support import HANDLER, HOOKS, audit, deploy_hooks, post_hook, wait_for_delivery
+from webhook_support import (
+    HANDLER,
+    HOOKS,
+    audit,
+    deliveries,
+    deploy_hooks,
+    post_hook,
+    wait_for_delivery,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +91,39 @@ def test_a_delivery_spends_the_functions_quota_once(
     body = json.dumps({"type": "tick", "n": "third"}).encode()
     r = post_hook(node, "/once", body, standard_headers(keys["standard"], body, "msg_third"))
     assert r.status_code == 429, r.text  # the day's two are spent: refused at the edge
+
+
+def test_a_delivery_the_input_schema_refuses_is_422_and_its_resend_is_taken(
+    hooked: tuple[LiveNode, dict[str, str]], tmp_path: Path
+) -> None:
+    """A function's input_schema applies to the event a delivery makes (what its handler
+    is given): a delivery whose body it refuses is a 422 naming the field, never queued
+    nor run; the same delivery id sent again, corrected, is taken (its replay claim was
+    given back) and runs once."""
+    node, keys = hooked
+    fn = tmp_path / "hook-typed"
+    fn.mkdir()
+    (fn / "main.py").write_text(HANDLER)
+    (fn / "donjon.yaml").write_text(
+        "name: hook-typed\nhandler: main.handler\nmemory_mb: 64\n"
+        "limits: {rate: 600/minute}\n"
+        "input_schema:\n  type: object\n  required: [body]\n  properties:\n"
+        "    body:\n      type: object\n      required: [amount]\n"
+        "      properties: {amount: {type: integer}}\n"
+        "triggers:\n  - webhook: {path: /typed, scheme: standard, secret: hook-std-key}\n"
+    )
+    node.deploy(fn)
+    msg_id = f"msg_{secrets.token_hex(6)}"
+    bad = json.dumps({"amount": "1; DROP TABLE"}).encode()
+    r = post_hook(node, "/typed", bad, standard_headers(keys["standard"], bad, msg_id))
+    assert r.status_code == 422, r.text
+    assert "/body/amount" in r.json()["detail"]
+    good = json.dumps({"amount": 7}).encode()
+    r = post_hook(node, "/typed", good, standard_headers(keys["standard"], good, msg_id))
+    assert r.status_code == 202, r.text
+    assert wait_for(node, r.json()["id"])["status"] == "succeeded"
+    ran = deliveries(node, "hook-typed")
+    assert [d["body"] for d in ran] == [{"amount": 7}], ran
 
 
 def test_github_delivery_runs_the_function(hooked: tuple[LiveNode, dict[str, str]]) -> None:

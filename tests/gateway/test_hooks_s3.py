@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from donjon.gateway.assembly import open_node
 from donjon.store.tables import audit_log
-from hooks_s3_support import TOKEN, document, minio_record, node_with, serve
+from hooks_s3_support import MANIFEST, TOKEN, document, minio_record, node_with, serve
 
 
 @pytest.mark.slow
@@ -83,3 +83,49 @@ def test_bad_pushes_are_refused_and_run_nothing(tmp_path: Path) -> None:
     node = open_node(node.settings)
     assert node.logs.recent("on-upload", 10) == []
     node.engine.dispose()
+
+
+#: Object keys the function takes: lower-case letters, then .png.
+SCHEMA = """\
+input_schema:
+  type: object
+  required: [Records]
+  properties:
+    Records:
+      type: array
+      items:
+        type: object
+        properties:
+          s3:
+            type: object
+            properties:
+              object:
+                type: object
+                properties:
+                  key: {type: string, pattern: "^[a-z]+[.]png$"}
+"""
+
+
+@pytest.mark.slow
+def test_a_push_with_one_record_the_schema_refuses_runs_none(tmp_path: Path) -> None:
+    """The function's input_schema applies to each record's event: a push whose second
+    record it refuses is a 422 naming the field, and its first record does not run
+    either (the store sends the whole notification again); a push of good records runs."""
+    node = node_with(tmp_path, MANIFEST + SCHEMA)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    answers: dict[str, httpx.Response] = {}
+
+    async def exchange(c: httpx.AsyncClient) -> None:
+        mixed = document(minio_record("cat.png"), minio_record("Bad Name.png"))
+        answers["mixed"] = await c.post("/hooks/minio", content=mixed, headers=auth)
+        good = document(minio_record("dog.png"))
+        answers["good"] = await c.post("/hooks/minio", content=good, headers=auth)
+
+    asyncio.run(serve(node, exchange))
+    assert answers["mixed"].status_code == 422, answers["mixed"].text
+    assert "/Records/0/s3/object/key" in answers["mixed"].json()["detail"]
+    assert answers["good"].status_code == 202, answers["good"].text
+    node = open_node(node.settings)
+    outputs = [e["output"] for e in node.logs.recent("on-upload", 10)]
+    node.engine.dispose()
+    assert len(outputs) == 1 and 'EVENT "dog.png"' in outputs[0], outputs

@@ -31,6 +31,14 @@ class Sink:
         self.envelopes: list[Envelope] = []
         self.records: list[AuditEvent] = []
         self.refuse = False
+        #: Subjects (object keys) whose envelopes the node's check refuses.
+        self.refused_keys: set[str] = set()
+        self.checked: list[str] = []
+
+    def check(self, envelope: Envelope) -> None:
+        self.checked.append(envelope.subject or "")
+        if envelope.subject in self.refused_keys:
+            raise Error("input does not match the function's schema")
 
     async def open_secret(self, name: str) -> str:
         assert name == "photo-queue"
@@ -98,7 +106,7 @@ async def _until(check: Callable[[], bool], what: str, timeout: float = 40.0) ->
 
 def _run(sink: Sink, spec: S3Spec, body: Callable[[SqsPoller], Awaitable[None]]) -> None:
     async def go() -> None:
-        poller = SqsPoller("resize", spec, sink.open_secret, sink.submit, sink.record)
+        poller = SqsPoller("resize", spec, sink.open_secret, sink.submit, sink.record, sink.check)
         task = asyncio.create_task(poller.run())
         try:
             await body(poller)
@@ -189,6 +197,34 @@ def test_a_message_not_taken_stays_on_the_queue_and_comes_back(moto_server: Moto
 
     _run(sink, SPEC, body)
     assert sink.envelopes[0].subject == "in/a.jpg"
+
+
+def _record(key: str) -> dict[str, Any]:
+    return {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "photos"}, "object": {"key": key, "sequencer": "0A"}},
+    }
+
+
+@pytest.mark.slow
+def test_a_message_with_one_refused_record_submits_none_of_its_records(
+    moto_server: MotoServer,
+) -> None:
+    """A message of two records whose second the node refuses (its schema, its body
+    limit): neither is submitted, at any receive, and the message stays on the queue for
+    its redrive policy (the first record does not run again at each redelivery)."""
+    url = _queue(moto_server, visibility=1)
+    body_text = json.dumps({"Records": [_record("in/good.jpg"), _record("in/bad.jpg")]})
+    moto_server.client("sqs").send_message(QueueUrl=url, MessageBody=body_text)
+    sink = Sink(_settings(moto_server, url))
+    sink.refused_keys = {"in/bad.jpg"}
+
+    async def body(poller: SqsPoller) -> None:
+        await _until(lambda: sink.checked.count("in/bad.jpg") >= 2, "a second receive")
+
+    _run(sink, SPEC, body)
+    assert sink.envelopes == []
+    assert _waiting(moto_server, url) == 1
 
 
 @pytest.mark.slow

@@ -5,10 +5,9 @@ as every way in is), outages to its audit log."""
 
 from __future__ import annotations
 
-from donjon import boundedjson
-from donjon.gateway.events import body_limit, check_event_size, validate
+from donjon.gateway.events import body_limit, check_event_size, validate_made
 from donjon.gateway.node import Node
-from donjon.triggers.envelope import Envelope
+from donjon.triggers.envelope import Envelope, Submit
 from donjon.triggers.source_errors import SourceError
 from donjon.triggers.sources import EventSources
 
@@ -21,24 +20,32 @@ def node_sources(node: Node) -> EventSources:
     async def open_secret(name: str) -> str:
         return (await node.vault.open_granted([name]))[name]
 
-    async def submit(envelope: Envelope) -> str:
-        deployed = node.registry.get(envelope.function)
-        if node.submit is None or deployed is None:
+    def taker(envelope: Envelope) -> Submit:
+        """The node's submit, if it would take `envelope` (else the Error saying why)."""
+        deployed, take = node.registry.get(envelope.function), node.submit
+        if take is None or deployed is None:
             raise SourceError(
                 f"the node is not taking events for {envelope.function}",
                 hint="it is starting or stopping, or the function was removed",
             )
         limit = body_limit(deployed, node.settings.requests.max_body_bytes)
         check_event_size(envelope.event, deployed, limit)  # PayloadTooLarge: not taken
-        if deployed.validator is not None:  # InvalidInput: not taken, as on every way in
-            validate(boundedjson.loads(envelope.event), deployed)
-        return await node.submit(envelope)
+        validate_made(envelope.event, deployed)  # InvalidInput: not taken, as on every way in
+        return take
+
+    def check(envelope: Envelope) -> None:
+        taker(envelope)
+
+    async def submit(envelope: Envelope) -> str:
+        # Checked again: the registry may have changed since a source's own check.
+        return await taker(envelope)(envelope)
 
     sources = EventSources(
         lambda: ((d.name, d.manifest) for d in node.registry.all()),
         open_secret,
         submit,
         node.audit.record,
+        check,
     )
     node.registry.watch(sources.changed)
     return sources

@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from donjon import boundedjson
 from donjon.gateway.access import read_body
 from donjon.gateway.errors import InvalidInput, PayloadTooLarge
 from donjon.lifecycle import Deployed
@@ -104,3 +105,10 @@ def validate(event: Any, deployed: Deployed) -> None:
         f"{first.message[:512]}",
         hint=f"send an event that matches the input_schema of {deployed.name}",
     )
+
+
+def validate_made(event: bytes, deployed: Deployed) -> None:
+    """`validate` for an event the node made whole (an event source's record, a webhook's
+    delivery, a pushed notification's record): the JSON the handler will be given."""
+    if deployed.validator is not None:
+        validate(boundedjson.loads(event), deployed)

@@ -3,8 +3,9 @@
 find the trigger by path (404) -> read the body within the function's limits.body
 (413) -> verify its signature against the trigger's vault secret before anything
 parses it (401) -> the function's admission (quarantine, rates, quotas, capacity;
-trigger "webhook") -> refuse a delivery id accepted before (401) -> submit it as an
-async invocation -> 202 with the invocation's id. What each step does lives in
+trigger "webhook") -> refuse a delivery id accepted before (401) -> the event it
+makes checked against the function's input_schema (422) -> submit it as an async
+invocation -> 202 with the invocation's id. What each step does lives in
 triggers/webhooks/; this handler parses, calls it, renders. Refusals are audited
 as `auth.denied` (trigger "webhook"), aggregated per source and window like every
 failed authentication, so a burst of bad signatures raises the monitor's
@@ -22,14 +23,16 @@ from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import NotFound
-from donjon.gateway.events import body_limit, read_event
+from donjon.gateway.events import body_limit, read_event, validate_made
 from donjon.gateway.hooks_s3 import handle_s3_push
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, quarantined
 from donjon.gateway.schemas import render
 from donjon.gateway.views import WebhookAccepted
+from donjon.lifecycle import Deployed
 from donjon.manifest.event_triggers import S3Spec, WebhookSpec
 from donjon.monitor.quarantine import FunctionQuarantined
+from donjon.triggers.envelope import Envelope, Submit
 from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
 
 __all__ = ["handle_hook"]
@@ -65,7 +68,7 @@ async def handle_hook(request: Request) -> Response:
                 body,
                 verified,
                 functools.partial(admit, node, deployed, None, request_id, "webhook"),
-                submit,
+                functools.partial(_validated, submit, deployed),
             )
         except BadDelivery as e:
             await deny(
@@ -90,3 +93,11 @@ async def handle_hook(request: Request) -> Response:
 
 def _max_body(node: Node) -> int:
     return node.settings.requests.max_body_bytes
+
+
+async def _validated(submit: Submit, deployed: Deployed, envelope: Envelope) -> str:
+    """Submit a delivery's event only if the function's input_schema takes it (else
+    `InvalidInput`, 422, after admission as on the invoke route; the delivery's replay
+    claim is given back, so a corrected resend is taken)."""
+    validate_made(envelope.event, deployed)
+    return await submit(envelope)

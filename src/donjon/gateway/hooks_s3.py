@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
 from donjon.gateway.errors import BadRequest, Unauthorized
-from donjon.gateway.events import body_limit, read_event
+from donjon.gateway.events import body_limit, read_event, validate_made
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.lifecycle import Deployed
@@ -59,7 +59,10 @@ async def handle_s3_push(
         submit = node.submit
         if submit is None:
             raise SourceError("the node is not serving yet", hint="send the event again")
-        ids = [await submit(envelope) for envelope in envelopes(deployed.name, spec, records)]
+        taken = envelopes(deployed.name, spec, records)
+        for envelope in taken:  # every record first: one refused (422) submits none
+            validate_made(envelope.event, deployed)
+        ids = [await submit(envelope) for envelope in taken]
     except Error as e:
         return problem_from_error(e, request_id=request_id)
     return JSONResponse(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-__all__ = ["TRIGGER_KINDS", "Envelope", "Submit"]
+__all__ = ["TRIGGER_KINDS", "Check", "Envelope", "Submit"]
 
 #: The trigger kinds an envelope may come from (the audit records' `trigger`).
 TRIGGER_KINDS = frozenset({"invoke", "webhook", "s3", "postgres", "schedule"})
@@ -55,3 +55,8 @@ class Envelope:
 #: Hands an envelope to the node; returns the invocation id it will run under.
 #: Raises donjon.errors.Error (e.g. an unknown function, limits) when it cannot take it.
 Submit = Callable[[Envelope], Awaitable[str]]
+#: Raises donjon.errors.Error if the node would refuse the envelope for what it holds
+#: (over the function's body limit, refused by its input_schema); `Submit` checks the
+#: same. A source checks every envelope of a message first, so that one refused record
+#: does not leave the records before it submitted, to run again at each redelivery.
+Check = Callable[[Envelope], None]

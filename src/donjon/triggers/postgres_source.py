@@ -229,7 +229,7 @@ def _password(name: str, dsn: str) -> dict[str, str]:
     except psycopg.Error:
         raise SourceSettingsError(
             f"secret {name} does not hold a PostgreSQL connection string that parses",
-            hint=f"`donjon secret rotate {name}` with a DSN such as "
-            "postgresql://USER:PASSWORD@HOST:5432/DB (a % or @ in the password percent-encoded)",
+            hint=f"`donjon secret rotate {name}` with a postgresql:// URL or key=value DSN;"
+            " in a URL, a % or @ in the password is percent-encoded (%25, %40)",
         ) from None
     return {"password": str(password)} if password else {}

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from donjon.manifest import Manifest
 from donjon.manifest.event_triggers import PostgresSpec, S3Spec
-from donjon.triggers.envelope import Submit
+from donjon.triggers.envelope import Check, Submit
 from donjon.triggers.postgres_source import PostgresListener
 from donjon.triggers.source_health import Record, SourceHealth
 from donjon.triggers.sqs_source import SqsPoller
@@ -47,11 +47,17 @@ class EventSources:
     """Runs a source for each storage (SQS) and database trigger of the deployed functions."""
 
     def __init__(
-        self, listing: Listing, open_secret: OpenSecret, submit: Submit, record: Record
+        self,
+        listing: Listing,
+        open_secret: OpenSecret,
+        submit: Submit,
+        record: Record,
+        check: Check | None = None,
     ) -> None:
         self._listing = listing
         self._open_secret = open_secret
         self._submit = submit
+        self._check = check
         self._record = record
         self._running: dict[SourceKey, tuple[Source, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
@@ -111,7 +117,9 @@ class EventSources:
         name, spec = key
         source: Source
         if isinstance(spec, S3Spec):
-            source = SqsPoller(name, spec, self._open_secret, self._submit, self._record)
+            source = SqsPoller(
+                name, spec, self._open_secret, self._submit, self._record, self._check
+            )
         else:
             source = PostgresListener(name, spec, self._open_secret, self._submit, self._record)
         task = asyncio.get_running_loop().create_task(

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.manifest.event_triggers import S3Spec
-from donjon.triggers.envelope import Submit
+from donjon.triggers.envelope import Check, Submit
 from donjon.triggers.s3_events import envelopes, parse_notification
 from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
@@ -115,7 +115,13 @@ class SqsPoller:
     """Reads one trigger's queue until cancelled."""
 
     def __init__(
-        self, function: str, spec: S3Spec, open_secret: OpenSecret, submit: Submit, record: Record
+        self,
+        function: str,
+        spec: S3Spec,
+        open_secret: OpenSecret,
+        submit: Submit,
+        record: Record,
+        check: Check | None = None,
     ) -> None:
         if spec.source != "sqs" or spec.secret is None:
             raise SourceSettingsError(f"{function}: an s3 trigger read from SQS names its secret")
@@ -124,6 +130,7 @@ class SqsPoller:
         self.secret: str = spec.secret
         self._open_secret = open_secret
         self._submit = submit
+        self._check = check
         self._record = record
         self.health = SourceHealth(record, function, "s3", f"sqs queue of secret {spec.secret}")
         self._malformed: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -173,7 +180,25 @@ class SqsPoller:
         except MalformedEvent as e:
             await self._report_malformed(message_id, e)
             return
-        for envelope in envelopes(self.function, self.spec, records):
+        taken = envelopes(self.function, self.spec, records)
+        try:
+            # Every record first: one the node refuses leaves the whole message on the
+            # queue, none of its records submitted (else those before it would run
+            # again at each redelivery, until the redrive policy moves it).
+            check = self._check
+            if check is not None:
+                for envelope in taken:
+                    check(envelope)
+        except Error as e:
+            log.warning(
+                "%s: message %s of %s was not taken (it will be received again): %s",
+                self.function,
+                message_id,
+                queue_url,
+                e.message,
+            )
+            return
+        for envelope in taken:
             try:
                 await self._submit(envelope)
             except Error as e:  # left on the queue: it comes back after its visibility timeout
