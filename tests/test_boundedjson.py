@@ -87,3 +87,22 @@ def test_byte_order_marks_are_taken_as_json_loads_takes_them(data: bytes) -> Non
             loads(data)
     else:
         assert loads(data) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ['{"a": NaN}', "[Infinity]", "-Infinity", "1e999", '{"a": [-1E400]}']
+)
+def test_finite_refuses_what_json_takes_and_json_has_not(text: str) -> None:
+    """NaN, Infinity and a number past a float are refused when `finite` (the events an
+    input_schema checks: NaN passes every numeric bound), taken otherwise as json does."""
+    with pytest.raises(ValueError, match=r"JSON number|out of range"):
+        loads(text, finite=True)
+    with pytest.raises(ValueError, match=r"JSON number|out of range"):
+        loads(text.encode(), finite=True)
+    assert json.dumps(loads(text)) == json.dumps(json.loads(text))
+
+
+def test_finite_takes_large_and_precise_numbers() -> None:
+    """Numbers a float holds, and integers of any size json takes, are read as json reads them."""
+    text = "[1e308, -1.5e-320, 0.1, 12345678901234567890123456789, 1E2]"
+    assert loads(text, finite=True) == json.loads(text)

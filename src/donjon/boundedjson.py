@@ -5,6 +5,12 @@ RecursionError wherever it is parsed. `loads` here measures the nesting first,
 with a linear scan (regular expressions and C-level iteration, no recursion),
 and refuses anything deeper than `MAX_DEPTH` before `json.loads` sees it.
 
+`loads(..., finite=True)` also refuses what `json.loads` takes that is no JSON
+(RFC 8259): the constants ``NaN``, ``Infinity`` and ``-Infinity``, and a number too
+large for a float (``1e999``, which json makes infinite). An event checked against an
+input_schema is read so: NaN fails no ``minimum`` or ``maximum`` comparison, so it
+would pass any numeric bound and reach the handler as NaN.
+
 The scan agrees with `json.loads` on every valid prefix of the input (it skips
 string literals exactly as JSON defines them), so the depth json would reach
 is never more than the depth measured here. It runs on the decoded text, as
@@ -15,6 +21,7 @@ hide a bracket.
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate
 from typing import Any
@@ -32,6 +39,21 @@ MAX_DEPTH = 128
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 #: What `json.loads` parses with when given no options (its own default decoder's).
 _DECODER = json.JSONDecoder()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range (no JSON number is infinite)")
+    return value
+
+
+#: `_DECODER`, refusing NaN, Infinity, -Infinity and numbers a float cannot hold.
+_FINITE_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1
@@ -68,18 +90,20 @@ def check_depth(data: bytes, max_depth: int = MAX_DEPTH) -> None:
         )
 
 
-def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
-    """`json.loads(data)`, refusing nesting deeper than `max_depth` (`JSONTooDeep`).
+def loads(data: bytes | str, max_depth: int = MAX_DEPTH, *, finite: bool = False) -> Any:
+    """`json.loads(data)`, refusing nesting deeper than `max_depth` (`JSONTooDeep`) and, when
+    `finite`, the non-finite numbers json takes and JSON has not (ValueError).
 
     Malformed JSON raises ValueError (or UnicodeDecodeError, a ValueError) as json does.
     """
+    decoder = _FINITE_DECODER if finite else _DECODER
     if isinstance(data, str):
         check_depth(_utf8(data), max_depth)
-        return json.loads(data)
+        return decoder.decode(data)
     # One UTF-8 byte order mark is dropped by the decoding `_utf8` detects (utf-8-sig), as
     # json.loads(bytes) drops it, and no more: a second is not JSON there, nor here (nor in
     # the function's runtime, which reads the body as json.loads does: jsonwire.py).
     utf8 = _utf8(data)
     check_depth(utf8, max_depth)
     # What json.loads(data) parses: `data` decoded as detected (once, in `_utf8`).
-    return _DECODER.decode(utf8.decode("utf-8", "surrogatepass"))
+    return decoder.decode(utf8.decode("utf-8", "surrogatepass"))

@@ -242,10 +242,14 @@ async def read_body(request: Request, limit: int, *, check_declared: bool = True
     return b"".join(chunks)
 
 
-async def parse_json(node: Node, request: Request, actor: str, body: bytes, request_id: str) -> Any:
-    """`body` as JSON, or `BadRequest`; nesting past `boundedjson.MAX_DEPTH` is also audited."""
+async def parse_json(
+    node: Node, request: Request, actor: str, body: bytes, request_id: str, *, finite: bool = False
+) -> Any:
+    """`body` as JSON, or `BadRequest`; nesting past `boundedjson.MAX_DEPTH` is also audited.
+    `finite`: NaN, Infinity and numbers past a float are refused (an event an input_schema
+    checks: NaN would pass its numeric bounds)."""
     try:
-        return boundedjson.loads(body)
+        return boundedjson.loads(body, finite=finite)
     except boundedjson.JSONTooDeep as e:
         await deny(node, request, actor, "input.refused", e.message, request_id)
         raise BadRequest(e.message, hint=e.hint) from e

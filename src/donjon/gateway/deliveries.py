@@ -1,8 +1,10 @@
 """One delivery of an async invocation (the queue's workers call it: triggers/queue/):
-a call like any other, with every control: the function's quarantine, limits, quotas
-and capacity (`admit`), its slots, the sandbox, the audit record under the event's
-trigger kind. Its context carries the event's CloudEvents 1.0 attributes, whose `id`
-stays the same on every attempt (handlers dedupe on it).
+a call like any other, with every control: the event checked again against the
+input_schema of the version that runs it (a deploy may have changed it since the event
+was queued), the function's quarantine, limits, quotas and capacity (`admit`),
+its slots, the sandbox, the audit record under the event's trigger kind. Its context
+carries the event's CloudEvents 1.0 attributes, whose `id` stays the same on every
+attempt (handlers dedupe on it).
 
 The caller of an async invoke is the principal recorded with the event: its key's
 limits apply to the delivery; a key revoked since is refused (401, not retried).
@@ -17,6 +19,7 @@ from donjon.errors import Error
 from donjon.gateway.access import new_request_id
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import NotFound, Unauthorized
+from donjon.gateway.events import validate_made
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
@@ -104,6 +107,11 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         deployed = node.registry.get(invocation.function)
         if deployed is None:
             raise NotFound(f"no function named {invocation.function!r}")
+        # Checked against the schema of the version that runs it (a deploy since its
+        # enqueue, or before its redrive, may have added or tightened it): refused, it is
+        # dead-lettered at once (422), before any limit is spent. Not its size: the event a
+        # webhook or a pushed record makes may be larger than the body that was limited.
+        validate_made(invocation.event, deployed)
         principal = _principal(node, invocation.principal)
         # A first attempt whose request's admission counted it already spends no rate
         # bucket or quota again; quarantine and capacity are checked at every attempt.

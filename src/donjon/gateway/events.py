@@ -109,6 +109,16 @@ def validate(event: Any, deployed: Deployed) -> None:
 
 def validate_made(event: bytes, deployed: Deployed) -> None:
     """`validate` for an event the node made whole (an event source's record, a webhook's
-    delivery, a pushed notification's record): the JSON the handler will be given."""
-    if deployed.validator is not None:
-        validate(boundedjson.loads(event), deployed)
+    delivery, a pushed notification's record, a queued event at its delivery): the JSON the
+    handler will be given. A NaN, Infinity or number past a float in it is refused (422):
+    JSON has none, and NaN would pass every numeric bound of the schema."""
+    if deployed.validator is None:
+        return
+    try:
+        parsed = boundedjson.loads(event, finite=True)
+    except ValueError as e:  # JSONTooDeep (an Error: 400) goes through as it is
+        raise InvalidInput(
+            f"the event is not JSON the function's schema can check: {str(e)[:200]}",
+            hint=f"send an event that matches the input_schema of {deployed.name}",
+        ) from None
+    validate(parsed, deployed)

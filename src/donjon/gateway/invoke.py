@@ -322,7 +322,8 @@ async def _call_function(
     check_event_size(event, callee, body_limit(callee, node.settings.requests.max_body_bytes))
     await admit(node, callee, caller, chain.request_id, "function")
     try:
-        parsed = boundedjson.loads(event)
+        # Finite when a schema checks it: the caller's frame need not come from jsonwire.
+        parsed = boundedjson.loads(event, finite=callee.validator is not None)
     except (ValueError, boundedjson.JSONTooDeep) as e:
         raise BadRequest("the event is not JSON (or nested too deeply)") from e
     validate(parsed, callee)
@@ -411,7 +412,10 @@ async def handle_invoke(request: Request) -> Response:
         limits = plan.limits if plan is not None else None
         await admit(node, deployed, principal, request_id, "invoke", limits=limits)
         body = await read_event(request, deployed, limit, declared_checked=True) or b"{}"
-        validate(await parse_json(node, request, principal.label, body, request_id), deployed)
+        parsed = await parse_json(
+            node, request, principal.label, body, request_id, finite=deployed.validator is not None
+        )
+        validate(parsed, deployed)
         if wants_async(request):  # checked as a sync call is; queued, answered 202 at once
             return await respond_async(node, deployed, principal, body, request_id)
         return await _run(
@@ -460,7 +464,7 @@ async def handle_http_trigger(request: Request) -> Response:
         body = await read_event(request, deployed, limit)
         if deployed.validator is not None:  # the schema describes the request's JSON body
             actor = principal.label if principal else "anonymous"
-            parsed = await parse_json(node, request, actor, body or b"{}", request_id)
+            parsed = await parse_json(node, request, actor, body or b"{}", request_id, finite=True)
             validate(parsed, deployed)
         headers = function_headers(request, strip_auth=auth != "public")
         own_path = route_of(path)

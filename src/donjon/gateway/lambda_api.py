@@ -242,7 +242,10 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         await admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
-        validate(await parse_json(node, request, principal.label, event, request_id), deployed)
+        parsed = await parse_json(
+            node, request, principal.label, event, request_id, finite=deployed.validator is not None
+        )
+        validate(parsed, deployed)
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
             queued = await enqueue_checked(node, deployed, principal, event, request.url.path)
             headers = {**_lambda_headers(request_id), "x-donjon-invocation-id": queued.id}

@@ -9,6 +9,10 @@ and lookaround (the features that need backtracking) are refused with a clear er
 and `unevaluatedProperties` may not be combined with `patternProperties` (jsonschema
 would match those with `re`).
 
+The keywords jsonschema checks in more than linear time in the event (`uniqueItems`,
+`unevaluatedItems`, `unevaluatedProperties`) are redone in linear time, and `multipleOf`
+answers for integers past a float instead of raising (schema_keywords.py).
+
 An event that plainly matches a simple schema is let through by a quick check of
 its own (schema_check.py) without building jsonschema's validators; every other
 event, and every error message, is jsonschema's.
@@ -24,6 +28,7 @@ import re2
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 from donjon.manifest.schema_check import compile_check
+from donjon.manifest.schema_keywords import LINEAR_KEYWORDS
 
 __all__ = ["InputValidator", "check_patterns", "input_validator"]
 
@@ -121,6 +126,7 @@ _InputValidator = validators.extend(  # type: ignore[no-untyped-call]  # untyped
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
+        **LINEAR_KEYWORDS,  # uniqueItems, unevaluated*, multipleOf (schema_keywords.py)
     },
 )
 

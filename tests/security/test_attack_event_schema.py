@@ -1,0 +1,215 @@
+"""Attacks on a function's `input_schema` as the event paths apply it (signed webhooks, the
+async queue's deliveries, the invoke route), against a real node.
+
+The attacker sends events: as a webhook's sender (it holds the signing secret, or the hook
+is public), or as a caller with an invoker's key. The function's schema is what its author
+relies on: the handler must never get an event the schema of the version it runs refuses,
+and no event may hold the node's event loop while the schema is checked."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from async_support import wait_for
+from harness import LiveNode, start_node
+from triggers.webhook_signing import new_whsec, standard_headers
+from webhook_support import deliveries
+
+pytestmark = pytest.mark.slow
+
+HANDLER = """\
+import json
+def handler(event, context):
+    print("DELIVERY " + json.dumps({
+        "delivery_id": event["delivery_id"], "event_type": event["event_type"],
+        "body": event["body"], "trigger_headers": sorted(event["headers"]),
+    }, sort_keys=True))
+    return {"ok": True}
+"""
+#: Fails every call: the event goes to the dead-letter queue after its one attempt.
+FAILING = """\
+def handler(event, context):
+    raise RuntimeError("not yet")
+"""
+SECRET = "schema-hook-key"
+
+
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode, str]]:
+    live = start_node(tmp_path_factory.mktemp("evschema-node"))
+    key = new_whsec()
+    with live.client() as c:
+        assert c.post(f"/v1/secrets/{SECRET}", json={"value": key}).status_code == 201
+    try:
+        yield live, key
+    finally:
+        live.stop()
+
+
+def _deploy(
+    live: LiveNode, root: Path, name: str, schema: dict[str, Any] | None, code: str = HANDLER
+) -> None:
+    fn = root / name
+    fn.mkdir(exist_ok=True)
+    (fn / "main.py").write_text(code)
+    manifest = {
+        "name": name,
+        "handler": "main.handler",
+        "memory_mb": 64,
+        "limits": {"rate": "600/minute", "body": "1MiB"},
+        "retry": {"attempts": 1},
+        "triggers": [{"webhook": {"path": f"/{name}", "scheme": "standard", "secret": SECRET}}],
+    }
+    if schema is not None:
+        manifest["input_schema"] = schema
+    (fn / "donjon.yaml").write_text(json.dumps(manifest))  # JSON is YAML
+    live.deploy(fn)
+
+
+def _send(live: LiveNode, key: str, path: str, body: bytes, timeout: float = 60) -> httpx.Response:
+    headers = standard_headers(key, body, f"msg_{secrets.token_hex(6)}")
+    with httpx.Client(base_url=live.url, verify=live.tls, timeout=timeout) as c:
+        return c.post(f"/hooks{path}", content=body, headers=headers)
+
+
+def _body_schema(body: dict[str, Any]) -> dict[str, Any]:
+    """A webhook function's schema: the delivery's body (the event's `body`) is `body`."""
+    return {"type": "object", "required": ["body"], "properties": {"body": body}}
+
+
+def test_nan_and_infinity_do_not_pass_a_numeric_bound(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """`{"amount": NaN}` is no JSON (RFC 8259), yet Python's parser takes it, and NaN fails no
+    `minimum`/`maximum` comparison: a signed delivery whose amount is NaN, or a number too
+    large for a float (1e999, Infinity to the handler), is refused (422) for a schema bound
+    to 0..100 and never runs; the invoke route refuses it too. 50 is taken."""
+    live, key = hooked
+    bounded = {"type": "number", "minimum": 0, "maximum": 100}
+    amount = {"type": "object", "required": ["amount"], "properties": {"amount": bounded}}
+    _deploy(live, tmp_path, "nan-hook", _body_schema(amount))
+    for text in ("NaN", "Infinity", "-Infinity", "1e999"):
+        r = _send(live, key, "/nan-hook", b'{"amount": %s}' % text.encode())
+        assert r.status_code == 422, (text, r.status_code, r.text)
+    with live.client() as c:
+        r = c.post("/v1/functions/nan-hook/invoke", content=b'{"body": {"amount": NaN}}')
+    assert r.status_code in (400, 422), r.text
+    r = _send(live, key, "/nan-hook", b'{"amount": 50}')
+    assert r.status_code == 202, r.text
+    assert wait_for(live, r.json()["id"])["status"] == "succeeded"
+    assert [d["body"] for d in deliveries(live, "nan-hook")] == [{"amount": 50}]
+
+
+def test_unique_items_over_mixed_values_does_not_stall_the_node(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """A schema saying `tags` are unique numbers: jsonschema compares items pairwise when
+    they do not sort (numbers and one string), on the node's event loop. A delivery of
+    ~100 KB of such tags must be answered (422: the string is no number) without holding
+    the node: /healthz answers while it is checked, and the delivery's answer comes."""
+    live, key = hooked
+    tags = {"type": "array", "items": {"type": "number"}, "uniqueItems": True}
+    schema = {"type": "object", "properties": {"tags": tags}}
+    _deploy(live, tmp_path, "uniq-hook", _body_schema(schema))
+    body = json.dumps({"tags": [i + 0.5 for i in range(12000)] + ["x"]}).encode()
+    answer: list[httpx.Response | BaseException] = []
+
+    def attack() -> None:
+        try:
+            answer.append(_send(live, key, "/uniq-hook", body, timeout=30))
+        except BaseException as e:  # a timeout: the node held on the check
+            answer.append(e)
+
+    thread = threading.Thread(target=attack)
+    thread.start()
+    try:
+        with httpx.Client(base_url=live.url, verify=live.tls, timeout=15) as c:
+            assert c.get("/healthz").status_code == 200
+    finally:
+        thread.join()
+    got = answer[0]
+    assert isinstance(got, httpx.Response), repr(got)
+    assert got.status_code == 422, got.text
+    assert "/body/tags" in got.json()["detail"]
+
+
+def test_unevaluated_properties_over_many_keys_does_not_stall_the_node(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """`unevaluatedProperties: false` with `additionalProperties: {type: integer}`: jsonschema
+    looks each key up in a list of the keys evaluated, quadratic in the keys. A delivery of
+    75,000 keys (~960 KB, under a limits.body of 1 MiB) is answered, not held until the
+    client gives up."""
+    live, key = hooked
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "integer"}}
+    schema["unevaluatedProperties"] = False
+    _deploy(live, tmp_path, "uneval-hook", _body_schema(schema))
+    body = json.dumps({f"k{i}": 0 for i in range(75000)}).encode()
+    r = _send(live, key, "/uneval-hook", body, timeout=30)
+    assert r.status_code == 202, r.text
+
+
+def test_a_huge_integer_against_a_fractional_multiple_of_is_no_server_error(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """`multipleOf: 0.5` and an integer of 400 digits: jsonschema divides it as a float and
+    raises OverflowError. The delivery must get an answer about its event (any integer is a
+    multiple of 0.5: taken), not a 500."""
+    live, key = hooked
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 0.5}}}
+    _deploy(live, tmp_path, "multiple-hook", _body_schema(schema))
+    r = _send(live, key, "/multiple-hook", b'{"n": 1' + b"0" * 400 + b"}")
+    assert r.status_code == 202, r.text
+    r = _send(live, key, "/multiple-hook", b'{"n": 1.25}')
+    assert r.status_code == 422, r.text
+
+
+def test_a_redriven_event_is_checked_against_the_schema_it_now_runs_under(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """An event queued while the function had no schema (its first version failed it: dead
+    letter) is redriven after a version whose schema refuses it is deployed (the fix the
+    operator deploys against that input): it must not reach the new handler; it is dead
+    again with InvalidInput, and an event the schema takes still runs."""
+    live, key = hooked
+    _deploy(live, tmp_path, "redrive-hook", None, code=FAILING)
+    r = _send(live, key, "/redrive-hook", b'{"cmd": "rm -rf /"}')
+    assert r.status_code == 202, r.text
+    evil = r.json()["id"]
+    assert wait_for(live, evil)["status"] == "dead"
+    schema = {"type": "object", "required": ["cmd"], "properties": {"cmd": {"enum": ["ls"]}}}
+    _deploy(live, tmp_path, "redrive-hook", _body_schema(schema))
+    with live.client() as c:
+        assert c.post(f"/v1/dlq/{evil}/redrive").status_code == 200
+    ended = wait_for(live, evil)
+    assert ended["status"] == "dead", ended
+    assert ended["error"]["type"] == "InvalidInput", ended
+    r = _send(live, key, "/redrive-hook", b'{"cmd": "ls"}')
+    assert r.status_code == 202, r.text
+    assert wait_for(live, r.json()["id"])["status"] == "succeeded"
+    assert [d["body"] for d in deliveries(live, "redrive-hook")] == [{"cmd": "ls"}]
+
+
+def test_a_refused_delivery_leaks_no_header_value_into_the_audit_log(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """A delivery the schema refuses at its root shows the sender what it sent (the 422
+    names the field); the audit log keeps none of the event's values, and the problem
+    detail is bounded however large the event."""
+    live, key = hooked
+    _deploy(live, tmp_path, "leak-hook", {"type": "array"})
+    marker = "MARKER-" + secrets.token_hex(4)
+    r = _send(live, key, "/leak-hook", json.dumps({"v": marker * 4000}).encode())
+    assert r.status_code == 422, r.text
+    assert len(r.json()["detail"]) < 1200
+    with live.client() as c:
+        records = c.get("/v1/audit", params={"n": 500}).text
+    assert marker not in records
