@@ -201,15 +201,21 @@ def test_a_redriven_event_is_checked_against_the_schema_it_now_runs_under(
 def test_a_refused_delivery_leaks_no_header_value_into_the_audit_log(
     hooked: tuple[LiveNode, str], tmp_path: Path
 ) -> None:
-    """A delivery the schema refuses at its root shows the sender what it sent (the 422
-    names the field); the audit log keeps none of the event's values, and the problem
-    detail is bounded however large the event."""
+    """A delivery the schema refuses shows the sender what it sent (the 422 names the
+    field); the audit log keeps none of the event's values, and the problem detail (also
+    what the node logs for a refused SQS or NOTIFY event) is bounded however large the
+    refused value or the name of the failing field."""
     live, key = hooked
     _deploy(live, tmp_path, "leak-hook", {"type": "array"})
     marker = "MARKER-" + secrets.token_hex(4)
     r = _send(live, key, "/leak-hook", json.dumps({"v": marker * 4000}).encode())
     assert r.status_code == 422, r.text
     assert len(r.json()["detail"]) < 1200
+    integers = {"additionalProperties": {"type": "integer"}}
+    _deploy(live, tmp_path, "leak-key-hook", _body_schema(integers))
+    r = _send(live, key, "/leak-key-hook", json.dumps({marker * 8000: "one"}).encode())
+    assert r.status_code == 422, r.text
+    assert len(r.json()["detail"]) < 1200  # the failing field's pointer is bounded too
     with live.client() as c:
         records = c.get("/v1/audit", params={"n": 500}).text
     assert marker not in records

@@ -37,6 +37,10 @@ __all__ = [
 ]
 
 
+#: The longest pointer a refusal names (the node logs refusals of SQS and NOTIFY events).
+_MAX_POINTER = 256
+
+
 def body_limit(deployed: Deployed, node_max: int) -> int:
     """The most bytes of event a call of `deployed` takes: its `limits.body`, at most `node_max`."""
     return min(deployed.manifest.limits.body_bytes, node_max)
@@ -100,6 +104,8 @@ def validate(event: Any, deployed: Deployed) -> None:
         if missing:
             path.append(missing[0])
     pointer = json_pointer(path)
+    if len(pointer) > _MAX_POINTER:  # a key is the sender's: its name may be the whole body
+        pointer = pointer[:_MAX_POINTER] + "..."
     raise InvalidInput(
         f"input does not match the function's schema at {pointer or '(root)'}: "
         f"{first.message[:512]}",
