@@ -80,6 +80,11 @@ def _send(live: LiveNode, key: str, path: str, body: bytes, timeout: float = 60)
         return c.post(f"/hooks{path}", content=body, headers=headers)
 
 
+def _send_as(live: LiveNode, key: str, path: str, body: bytes, msg_id: str) -> httpx.Response:
+    with httpx.Client(base_url=live.url, verify=live.tls, timeout=60) as c:
+        return c.post(f"/hooks{path}", content=body, headers=standard_headers(key, body, msg_id))
+
+
 def _body_schema(body: dict[str, Any]) -> dict[str, Any]:
     """A webhook function's schema: the delivery's body (the event's `body`) is `body`."""
     return {"type": "object", "required": ["body"], "properties": {"body": body}}
@@ -198,7 +203,7 @@ def test_a_redriven_event_is_checked_against_the_schema_it_now_runs_under(
     assert [d["body"] for d in deliveries(live, "redrive-hook")] == [{"cmd": "ls"}]
 
 
-def test_a_refused_delivery_leaks_no_header_value_into_the_audit_log(
+def test_a_refused_delivery_leaks_nothing_to_the_audit_log_and_its_detail_is_bounded(
     hooked: tuple[LiveNode, str], tmp_path: Path
 ) -> None:
     """A delivery the schema refuses shows the sender what it sent (the 422 names the
@@ -219,3 +224,25 @@ def test_a_refused_delivery_leaks_no_header_value_into_the_audit_log(
     with live.client() as c:
         records = c.get("/v1/audit", params={"n": 500}).text
     assert marker not in records
+
+
+def test_a_refused_resend_gives_back_no_claim_it_did_not_take(
+    hooked: tuple[LiveNode, str], tmp_path: Path
+) -> None:
+    """The 422 gives a delivery's replay claim back: an attacker who captured an accepted
+    delivery resends its id with a body the schema refuses, hoping the refusal frees the
+    id. The resend is a replay (401) before the schema is asked, and the captured delivery
+    sent again verbatim is still a replay: it ran once."""
+    live, key = hooked
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    _deploy(live, tmp_path, "claim-hook", _body_schema(schema))
+    msg_id = f"msg_{secrets.token_hex(6)}"
+    good = b'{"n": 1}'
+    r = _send_as(live, key, "/claim-hook", good, msg_id)
+    assert r.status_code == 202, r.text
+    assert wait_for(live, r.json()["id"])["status"] == "succeeded"
+    r = _send_as(live, key, "/claim-hook", b'{"n": "x"}', msg_id)
+    assert r.status_code == 401, r.text
+    r = _send_as(live, key, "/claim-hook", good, msg_id)
+    assert r.status_code == 401, r.text
+    assert [d["body"] for d in deliveries(live, "claim-hook")] == [{"n": 1}]
