@@ -176,8 +176,9 @@ class InvocationQueue(abc.ABC):
         or none: `QueueFull` if its pending ones and these would pass `bound`."""
 
     @abc.abstractmethod
-    async def pending(self) -> dict[str, int]:
-        """How many invocations each function has pending (functions with none left out)."""
+    async def pending(self, function: str | None = None) -> dict[str, int]:
+        """How many invocations each function (or only `function`) has pending; functions
+        with none are left out."""
 
     @abc.abstractmethod
     async def claim(self, limit: int, lease_s: float) -> list[Lease]:

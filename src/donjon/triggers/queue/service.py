@@ -150,9 +150,10 @@ class AsyncInvocations:
             )
         )
 
-    async def pending(self) -> dict[str, int]:
-        """How many invocations each function has pending (those with none left out)."""
-        return await self.queue.pending()
+    async def pending(self, function: str | None = None) -> dict[str, int]:
+        """How many invocations each function (or only `function`) has pending; those
+        with none are left out."""
+        return await self.queue.pending(function)
 
     async def get(self, invocation_id: str) -> QueuedInvocation | None:
         return await self.queue.get(invocation_id)

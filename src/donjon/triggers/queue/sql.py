@@ -446,13 +446,14 @@ class SqlInvocationQueue(InvocationQueue):
 
     # -- reads -------------------------------------------------------------------
 
-    async def pending(self) -> dict[str, int]:
+    async def pending(self, function: str | None = None) -> dict[str, int]:
         def read() -> dict[str, int]:
-            statement = (
-                select(inv.c.function, func.count())
-                .where(inv.c.status.in_(_PENDING_VALUES))
-                .group_by(inv.c.function)
+            statement = select(inv.c.function, func.count()).where(
+                inv.c.status.in_(_PENDING_VALUES)
             )
+            if function is not None:
+                statement = statement.where(inv.c.function == function)
+            statement = statement.group_by(inv.c.function)
             with self._engine.connect() as conn:
                 return {str(f): int(n) for f, n in conn.execute(statement).all()}
 
