@@ -139,8 +139,10 @@ def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> Any:
     # Each value cast to its column's type: PostgreSQL types a SELECT list's parameters
     # by themselves (a NULL would be text), not by the columns they are inserted into.
     row = select(*[cast(literal(values[c], inv.c[c].type), inv.c[c].type) for c in columns])
-    return insert(inv).from_select(
-        columns, row.where(_pending_of(values["function"]) + wanted <= bound)
+    return (
+        insert(inv)
+        .from_select(columns, row.where(_pending_of(values["function"]) + wanted <= bound))
+        .returning(inv.c.id)
     )
 
 
@@ -280,7 +282,9 @@ class SqlInvocationQueue(InvocationQueue):
                     conn.execute(insert(inv), rows)
                     return True
                 _lock_function(conn, function)
-                if not conn.execute(bounded_insert(rows[0], len(rows), bound)).rowcount:
+                # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
+                # the rows it wrote with every driver (psycopg's was not, here).
+                if conn.execute(bounded_insert(rows[0], len(rows), bound)).first() is None:
                     return False  # nothing written: the transaction ends empty
                 if len(rows) > 1:  # under the lock the first insert took
                     conn.execute(insert(inv), rows[1:])
