@@ -165,7 +165,7 @@ def test_an_enqueue_waits_for_another_nodes_uncommitted_one_on_postgresql(
         values = a._values(envelope("pg-wait"), POLICY, False, time.time())
         with a_engine.begin() as conn:
             _lock_function(conn, "pg-wait")
-            assert conn.execute(bounded_insert(values, 1, 1)).first() is not None
+            assert conn.execute(*bounded_insert(values, 1, 1)).first() is not None
 
             def other_node() -> None:
                 try:

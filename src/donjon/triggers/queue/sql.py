@@ -44,6 +44,7 @@ The store is synchronous (SQLAlchemy Core); each call runs in a thread
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 import time
@@ -54,12 +55,13 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     and_,
+    bindparam,
     cast,
     delete,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -122,8 +124,8 @@ def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
 _PENDING_VALUES = sorted(status.value for status in PENDING)
 
 
-def _pending_of(function: str) -> Any:
-    """How many invocations `function` has pending (a scalar subquery)."""
+def _pending_of(function: Any) -> Any:
+    """How many invocations `function` (a value or a bound parameter) has pending."""
     return (
         select(func.count())
         .select_from(inv)
@@ -132,18 +134,29 @@ def _pending_of(function: str) -> Any:
     )
 
 
-def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> Any:
-    """Insert the row `values` only if its function's pending invocations and `wanted`
-    (this row and the rest of its batch) stay within `bound` (see the module's doc)."""
-    columns = list(values)
+@functools.cache
+def _bounded_insert(columns: tuple[str, ...]) -> Any:
+    """The bounded insert of a row of `columns`, built once: its values are bound
+    parameters named as the columns, plus `q_wanted` and `q_bound` (building it costs
+    more than running it)."""
     # Each value cast to its column's type: PostgreSQL types a SELECT list's parameters
     # by themselves (a NULL would be text), not by the columns they are inserted into.
-    row = select(*[cast(literal(values[c], inv.c[c].type), inv.c[c].type) for c in columns])
+    row = select(*[cast(bindparam(c, type_=inv.c[c].type), inv.c[c].type) for c in columns])
+    function = bindparam("function", type_=inv.c.function.type)
+    wanted = bindparam("q_wanted", type_=Integer())
+    bound = bindparam("q_bound", type_=Integer())
     return (
         insert(inv)
-        .from_select(columns, row.where(_pending_of(values["function"]) + wanted <= bound))
+        .from_select(list(columns), row.where(_pending_of(function) + wanted <= bound))
         .returning(inv.c.id)
     )
+
+
+def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> tuple[Any, dict[str, Any]]:
+    """The statement and parameters inserting the row `values` only if its function's
+    pending invocations and `wanted` (this row and the rest of its batch) stay within
+    `bound` (see the module's doc)."""
+    return _bounded_insert(tuple(values)), {**values, "q_wanted": wanted, "q_bound": bound}
 
 
 def _lock_function(conn: Connection, function: str) -> None:
@@ -284,7 +297,7 @@ class SqlInvocationQueue(InvocationQueue):
                 _lock_function(conn, function)
                 # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
                 # the rows it wrote with every driver (psycopg's was not, here).
-                if conn.execute(bounded_insert(rows[0], len(rows), bound)).first() is None:
+                if conn.execute(*bounded_insert(rows[0], len(rows), bound)).first() is None:
                     return False  # nothing written: the transaction ends empty
                 if len(rows) > 1:  # under the lock the first insert took
                     conn.execute(insert(inv), rows[1:])
