@@ -66,6 +66,10 @@ def test_defaults_deny_everything() -> None:
         ("name: a\nhandler: m.h\ntriggers: [{queue: q}]\n", "triggers[0]"),
         ("name: a\nhandler: m.h\nlimits: {rate: lots}\n", "limits.rate"),
         ("name: a\nhandler: m.h\nlimits: {concurrency: 0}\n", "limits.concurrency"),
+        ("name: a\nhandler: m.h\nlimits: {queued: 0}\n", "limits.queued"),
+        ("name: a\nhandler: m.h\nlimits: {queued: 1000001}\n", "limits.queued"),
+        ("name: a\nhandler: m.h\nlimits: {queued: true}\n", "limits.queued"),
+        ("name: a\nhandler: m.h\nlimits: {queued: 1.5}\n", "limits.queued"),
         ("name: a\nhandler: m.h\ninput_schema: {type: 12}\n", "input_schema"),
     ],
 )
@@ -126,3 +130,9 @@ def test_event_format_and_log_level_are_optional_and_checked() -> None:
         )
     assert any("event_format" in p for p in e.value.problems)
     assert any("log_level" in p for p in e.value.problems)
+
+
+def test_queued_defaults_to_ten_thousand_and_takes_a_bound() -> None:
+    """`limits.queued` is 10,000 when unset and the number given otherwise."""
+    assert parse_manifest("name: a\nhandler: m.h\n").limits.queued == 10_000
+    assert parse_manifest("name: a\nhandler: m.h\nlimits: {queued: 3}\n").limits.queued == 3

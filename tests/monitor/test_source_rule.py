@@ -31,6 +31,18 @@ def test_a_malformed_event_is_a_medium_finding() -> None:
     assert (finding.kind, finding.severity) == ("trigger.event.malformed", "medium")
 
 
+def test_a_dropped_notification_is_a_high_finding_naming_the_reason() -> None:
+    """trigger.event.dropped (a NOTIFY the node refused, lost) raises a high finding on the
+    function saying how many and why."""
+    (finding,) = EventSources().observe(_record(11, "trigger.event.dropped", "refused"), 1.0)
+    assert (finding.kind, str(finding.subject), finding.severity) == (
+        "trigger.event.dropped",
+        "function:orders-fn",
+        "high",
+    )
+    assert "refused and lost: refused" in finding.summary
+
+
 def test_the_end_of_an_outage_raises_nothing() -> None:
     """trigger.source.available (the source answers again) is recorded, not alerted."""
     assert EventSources().observe(_record(8, "trigger.source.available", "ok"), 1000.0) == []

@@ -107,3 +107,103 @@ def test_two_nodes_claiming_at_once_never_share_a_row(
         assert sorted(claimed) == sorted(ids)  # each once: no row claimed by two nodes
 
     asyncio.run(go())
+
+
+def test_nodes_enqueueing_at_once_never_pass_the_bound_on_postgresql(
+    queues: Callable[[], SqlInvocationQueue],
+) -> None:
+    """Two nodes (engines), four threads each, enqueueing one function at once: exactly its
+    `limits.queued` are taken (the advisory lock serialises the count and the insert)."""
+    import threading
+
+    from donjon.triggers.queue import QueueFull
+
+    nodes = [queues(), queues()]
+    taken: list[str] = []
+    refused: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker(queue: SqlInvocationQueue) -> None:
+        start.wait()
+        for _ in range(8):
+            try:
+                queued = asyncio.run(queue.enqueue(envelope("pg-bound"), POLICY, bound=20))
+            except QueueFull:
+                with lock:
+                    refused.append(1)
+            else:
+                with lock:
+                    taken.append(queued.id)
+
+    threads = [threading.Thread(target=worker, args=(nodes[n % 2],)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 20
+    assert len(refused) == 44
+    assert asyncio.run(nodes[0].pending("pg-bound")) == {"pg-bound": 20}
+
+
+def test_an_enqueue_waits_for_another_nodes_uncommitted_one_on_postgresql(
+    pg_url: str, queues: Callable[[], SqlInvocationQueue]
+) -> None:
+    """Node A has inserted the last place's row and not yet committed; node B's enqueue of
+    the same function waits for A's transaction (the function's advisory lock), then sees
+    its row and is refused: without the lock B would count 0 and insert a second row."""
+    import threading
+
+    from donjon.triggers.queue import QueueFull
+    from donjon.triggers.queue.sql import _lock_function, bounded_insert
+
+    a_engine = connect(pg_url)
+    b = queues()
+    outcome: list[object] = []
+    try:
+        a = SqlInvocationQueue(a_engine)
+        values = a._values(envelope("pg-wait"), POLICY, False, time.time())
+        with a_engine.begin() as conn:
+            _lock_function(conn, "pg-wait")
+            assert conn.execute(*bounded_insert(values, 1, 1)).first() is not None
+
+            def other_node() -> None:
+                try:
+                    outcome.append(asyncio.run(b.enqueue(envelope("pg-wait"), POLICY, bound=1)))
+                except QueueFull as e:
+                    outcome.append(e)
+
+            thread = threading.Thread(target=other_node)
+            thread.start()
+            thread.join(0.5)  # B is given time to overshoot, were it not held
+        thread.join()
+    finally:
+        a_engine.dispose()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], QueueFull)
+    assert asyncio.run(b.pending("pg-wait")) == {"pg-wait": 1}
+
+
+def test_a_batch_is_whole_or_nothing_on_postgresql(
+    queues: Callable[[], SqlInvocationQueue],
+) -> None:
+    """A batch of events with no principal (NULL columns) is stored whole when it fits, and
+    not at all when it does not."""
+    import dataclasses
+
+    from donjon.triggers.queue import QueueFull
+
+    async def go() -> None:
+        queue = queues()
+        sourced = dataclasses.replace(envelope("pg-batch"), principal=None, trigger="s3")
+        got = await queue.enqueue_all([sourced, sourced], POLICY, bound=3)
+        assert len(got) == 2
+        with pytest.raises(QueueFull):
+            await queue.enqueue_all([sourced, sourced], POLICY, bound=3)
+        assert await queue.pending("pg-batch") == {"pg-batch": 2}
+        stored = await queue.get(got[0].id)
+        assert stored is not None
+        assert stored.principal is None
+        assert not stored.admitted
+
+    asyncio.run(go())

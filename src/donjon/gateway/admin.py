@@ -62,6 +62,7 @@ from donjon.gateway.views import (
     KeyRotated,
     KeyView,
     LogEntry,
+    QueueDepth,
 )
 from donjon.identity import Action, Principal, Role, hash_key, new_api_key, new_secret
 from donjon.identity.sigv4 import derive_secret
@@ -163,7 +164,13 @@ async def list_functions(request: Request, node: Node, principal: Principal, _r:
 
 async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     name = request.path_params["name"]
-    return render(_function_view(node, name, await _advisories(node, [name])))
+    view = _function_view(node, name, await _advisories(node, [name]))
+    deployed = node.registry.get(name)
+    if node.invocations is not None and deployed is not None:
+        pending = (await node.invocations.pending(name)).get(name, 0)
+        depth = QueueDepth(pending=pending, limit=deployed.manifest.limits.queued)
+        view = view.model_copy(update={"queue": depth})
+    return render(view)
 
 
 async def delete_function(

@@ -13,8 +13,10 @@ limits apply to the delivery; a key revoked since is refused (401, not retried).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 
+from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.access import new_request_id
 from donjon.gateway.admission import admit
@@ -28,11 +30,13 @@ from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import SandboxUnavailable
+from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue import (
     AsyncInvocations,
     FunctionPolicy,
     Outcome,
     QueuedInvocation,
+    QueueFull,
     QueueWorkers,
     RetryPolicy,
     SqlInvocationQueue,
@@ -151,6 +155,32 @@ def _policy(node: Node, name: str) -> FunctionPolicy | None:
         RetryPolicy(retry.attempts, retry.backoff_s, retry.max_age_s),
         manifest.destinations.on_success,
         manifest.destinations.on_failure,
+        manifest.limits.queued,
+    )
+
+
+async def _refused(node: Node, envelope: Envelope, error: QueueFull) -> None:
+    """An enqueue refused by the function's `limits.queued`: counted
+    (`donjon_rate_limited_total{limit="queued"}`) and audited in aggregate like every
+    limit's refusal (`invocation.refused`, one record per sender, function and window)."""
+    node.metrics.rate_limited.labels(envelope.function, "queued").inc()
+    await node.denials.deny(
+        AuditEvent(
+            envelope.principal or envelope.trigger,
+            "invocation.refused",
+            envelope.function,
+            "denied",
+            {
+                "reason": "queue full",
+                "limit": "queued",
+                "bound": error.bound,
+                "wanted": error.wanted,
+                "trigger": envelope.trigger,
+                "source": envelope.source[:300],
+            },
+        ),
+        "-",
+        scope=envelope.function,
     )
 
 
@@ -163,8 +193,10 @@ def open_invocations(node: Node) -> QueueWorkers:
         node.audit,
         lambda name: _policy(node, name),
     )
+    service.on_full = functools.partial(_refused, node)
     node.invocations = service
     node.submit = service.submit
+    node.submit_all = service.submit_all
     settings = node.settings
     return QueueWorkers(
         service,

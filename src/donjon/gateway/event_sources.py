@@ -5,6 +5,8 @@ as every way in is), outages to its audit log."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from donjon.gateway.events import body_limit, check_event_size, validate_made
 from donjon.gateway.node import Node
 from donjon.triggers.envelope import Envelope, Submit
@@ -40,12 +42,22 @@ def node_sources(node: Node) -> EventSources:
         # Checked again: the registry may have changed since a source's own check.
         return await taker(envelope)(envelope)
 
+    async def submit_all(taken: Sequence[Envelope]) -> list[str]:
+        """The records of one message, all or none (QueueFull: none queued)."""
+        for envelope in taken:
+            taker(envelope)
+        take_all = node.submit_all
+        if take_all is None:
+            raise SourceError("the node is not taking events yet", hint="it is starting")
+        return await take_all(taken)
+
     sources = EventSources(
         lambda: ((d.name, d.manifest) for d in node.registry.all()),
         open_secret,
         submit,
         node.audit.record,
         check,
+        submit_all,
     )
     node.registry.watch(sources.changed)
     return sources

@@ -13,9 +13,11 @@ raises the monitor's credential stuffing alert). A trigger without a secret
 takes any caller: the deploy refuses it unless an admin passes
 ``--unsafe-allow-public``.
 
-When a submit fails part way (the node is shedding, say), the store gets the
-error and sends the notification again, so the records submitted before the
-failure run again: handlers tell by the delivery id (bucket/key/sequencer).
+The records of one notification are enqueued together, all or none: when the
+function's queue cannot take them all (`limits.queued`) or the queue's database
+fails, none is queued and the store gets a 503 with `Retry-After` and sends the
+notification again. Delivery is still at least once (a node that dies after the
+commit and before its 202): handlers tell by the delivery id (bucket/key/sequencer).
 """
 
 from __future__ import annotations
@@ -56,13 +58,15 @@ async def handle_s3_push(
             records = parse_notification(body)
         except MalformedEvent as e:
             raise BadRequest(e.message, hint=e.hint) from e
-        submit = node.submit
-        if submit is None:
+        submit_all = node.submit_all
+        if submit_all is None:
             raise SourceError("the node is not serving yet", hint="send the event again")
         taken = envelopes(deployed.name, spec, records)
         for envelope in taken:  # every record first: one refused (422) submits none
             validate_made(envelope.event, deployed)
-        ids = [await submit(envelope) for envelope in taken]
+        # All or none: a function whose queue cannot take every record (limits.queued)
+        # takes none of them (503 with Retry-After: the store sends it again).
+        ids = await submit_all(taken)
     except Error as e:
         return problem_from_error(e, request_id=request_id)
     return JSONResponse(

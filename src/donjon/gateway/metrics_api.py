@@ -8,6 +8,8 @@ scraper). The body is Prometheus' text exposition of this node's own registry
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,6 +22,8 @@ from donjon.obs import CONTENT_TYPE
 
 __all__ = ["metrics"]
 
+log = logging.getLogger("donjon")
+
 
 async def metrics(request: Request) -> Response:
     node: Node = request.app.state.node
@@ -29,4 +33,11 @@ async def metrics(request: Request) -> Response:
         await authorize(node, request, principal, Action.METRICS, request_id)
     except Error as e:
         return problem_from_error(e, request_id=request_id)
+    if node.invocations is not None:
+        try:  # one grouped count of the queue's pending rows per scrape
+            counts = await node.invocations.pending()
+        except Error as e:  # the rest of the metrics still answer
+            log.warning("metrics: the queue's pending counts could not be read: %s", e.message)
+        else:
+            node.metrics.pending(counts, [d.name for d in node.registry.all()])
     return Response(node.metrics.render(), media_type=CONTENT_TYPE)

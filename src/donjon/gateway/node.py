@@ -63,7 +63,7 @@ from donjon.store import (
     KeyStore,
     RoleStore,
 )
-from donjon.triggers.envelope import Submit
+from donjon.triggers.envelope import Submit, SubmitAll
 from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import MasterKey
 from donjon.vault.keyring import Keyring
@@ -127,6 +127,8 @@ class Node:
     #: Where triggers hand their events (triggers/envelope.py): the async queue's enqueue
     #: (`invocations`, triggers/queue/), both set by the app (gateway/deliveries.py).
     submit: Submit | None = None
+    #: The records of one message, all or none (`SubmitAll`, the same queue).
+    submit_all: SubmitAll | None = None
     invocations: AsyncInvocations | None = None
     #: The deploy-time scan, in a helper process that loads the advisories once.
     scanner: IsolatedScanner | None = None

@@ -50,8 +50,10 @@ QUEUE_OPERATIONS: dict[tuple[str, str], Operation] = {
         "Queue again every dead-lettered invocation of a function (audited invocation.redrive)",
         "dlq",
         {200: DlqRedriven},
-        BODY,
+        (*BODY, 503),
         DlqRedrive,
+        description="Stops at the function's `limits.queued`: 503 saying how many were"
+        " redriven; the rest stay dead.",
     ),
     ("GET", "/v1/dlq/{invocation_id}"): Operation(
         "getDeadLetter",
@@ -65,7 +67,8 @@ QUEUE_OPERATIONS: dict[tuple[str, str], Operation] = {
         "Queue a dead-lettered invocation again (audited invocation.redrive)",
         "dlq",
         {200: InvocationView},
-        (*AUTH, 404),
-        description="Its attempts and age start afresh, under its function's current `retry`.",
+        (*AUTH, 404, 503),
+        description="Its attempts and age start afresh, under its function's current `retry`."
+        " 503 (it stays dead) when its function's queue holds its `limits.queued`.",
     ),
 }

@@ -58,7 +58,7 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanError, ScanLimitExceeded
 from donjon.store import StoreConflict
-from donjon.triggers.queue import InvocationNotFound, QueueError, UnknownFunction
+from donjon.triggers.queue import InvocationNotFound, QueueError, QueueFull, UnknownFunction
 from donjon.triggers.webhooks import BadDelivery, WebhookError, WebhookMisconfigured
 from donjon.vault import SecretNotFound
 from donjon.vault.names import BadSecret
@@ -139,6 +139,10 @@ STATUS: dict[type[Error], int] = {
     LogTampered: 409,
     # The async queue (triggers/queue/): its database failing is a 503 (nothing changed).
     QueueError: 503,
+    # A function's queue holds its `limits.queued`: a condition of the function, shared by
+    # every sender, not of one caller's pace (429); 503 with Retry-After is what webhook
+    # senders and stores retry (docs/limits.md, "Pending async invocations").
+    QueueFull: 503,
     InvocationNotFound: 404,
     UnknownFunction: 404,
 }

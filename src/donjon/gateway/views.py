@@ -23,6 +23,7 @@ __all__ = [
     "KeyView",
     "LogEntry",
     "Problem",
+    "QueueDepth",
     "RekeyResult",
     "RoleApplied",
     "RoleRemoved",
@@ -104,6 +105,13 @@ class AdvisoryFinding(BaseModel):
     summary: str
 
 
+class QueueDepth(BaseModel):
+    pending: int = Field(
+        ge=0, description="async invocations queued, running or waiting for a retry"
+    )
+    limit: int = Field(ge=1, description="the most it may have pending (limits.queued)")
+
+
 class FunctionView(BaseModel):
     model_config = _example(
         name="hello",
@@ -126,6 +134,9 @@ class FunctionView(BaseModel):
         False, description="advisories cover its current version (docs/scanning.md)"
     )
     advisories: list[AdvisoryFinding] = Field(default_factory=list)
+    queue: QueueDepth | None = Field(
+        default=None, description="its durable async queue now (on GET of one function only)"
+    )
 
 
 class WebhookAccepted(BaseModel):

@@ -231,6 +231,11 @@ Trigger = Annotated[
 ]
 
 
+#: A function's `limits.queued` when its manifest sets none, and the most it may set.
+DEFAULT_QUEUED = 10_000
+MAX_QUEUED = 1_000_000
+
+
 class Limits(_Strict):
     rate: str | None = None
     #: The rate's bucket size (calls at once after a quiet spell); None: the rate's count.
@@ -240,6 +245,10 @@ class Limits(_Strict):
     #: ``2MiB`` (manifest/sizes.py); None: 1 MiB. Never over the node's maximum
     #: (DONJON_MAX_BODY_BYTES): a manifest asking more is refused at deploy.
     body: str | None = None
+    #: The most async invocations of this function pending in the durable queue at once
+    #: (queued, running or waiting for a retry; not dead-lettered, not finished). Past it
+    #: an enqueue is refused (QueueFull, 503) and nothing is queued (docs/limits.md).
+    queued: int = Field(default=DEFAULT_QUEUED, ge=1, le=MAX_QUEUED, strict=True)
 
     @field_validator("rate")
     @classmethod

@@ -24,6 +24,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
 )
@@ -110,6 +111,7 @@ class Metrics:
         self.rate_limited = Counter(
             "donjon_rate_limited",
             "Calls refused by a limit, by function and limit (rate, concurrency, overload;"
+            " queued: async invocations refused by a full queue;"
             " connect: new connections refused at accept, function '-')",
             ["function", "limit"],
             registry=r,
@@ -127,6 +129,13 @@ class Metrics:
             registry=r,
         )
         self.audit_records = Counter("donjon_audit_records", "Audit records committed", registry=r)
+        self.queue_pending = Gauge(
+            "donjon_queue_pending",
+            "Async invocations pending in the durable queue (queued, running, waiting for a"
+            " retry), by function, read from the database at each scrape (bound: limits.queued)",
+            ["function"],
+            registry=r,
+        )
         for kind in AUTH_FAILURE_KINDS:  # every kind shows, at 0, before the first
             self.auth_failures.labels(kind)
         for reason in KILL_REASONS.values():
@@ -166,6 +175,13 @@ class Metrics:
         self.audit_append.observe(batch.write_seconds)
         self.audit_batch.observe(len(batch.records))
         self.audit_records.inc(len(batch.records))
+
+    def pending(self, counts: dict[str, int], functions: list[str]) -> None:
+        """The queue's pending invocations by function, as read for this scrape: every
+        deployed function shows (0 when none), and any other that still has some."""
+        self.queue_pending.clear()
+        for function in sorted({*functions, *counts}):
+            self.queue_pending.labels(function).set(counts.get(function, 0))
 
     # -- scraping -------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ for `id`), so a handler sees the same attributes whatever the trigger.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["TRIGGER_KINDS", "Check", "Envelope", "Submit"]
+__all__ = ["TRIGGER_KINDS", "Check", "Envelope", "Submit", "SubmitAll"]
 
 #: The trigger kinds an envelope may come from (the audit records' `trigger`).
 TRIGGER_KINDS = frozenset({"invoke", "webhook", "s3", "postgres", "schedule"})
@@ -55,6 +55,10 @@ class Envelope:
 #: Hands an envelope to the node; returns the invocation id it will run under.
 #: Raises donjon.errors.Error (e.g. an unknown function, limits) when it cannot take it.
 Submit = Callable[[Envelope], Awaitable[str]]
+#: Hands the envelopes of one function (the records of one message) to the node, all or
+#: none: their invocation ids, or an Error (such as the function's queue being full:
+#: `QueueFull`) with none of them taken.
+SubmitAll = Callable[[Sequence[Envelope]], Awaitable[list[str]]]
 #: Raises donjon.errors.Error if the node would refuse the envelope for what it holds
 #: (over the function's body limit, refused by its input_schema); `Submit` checks the
 #: same. A source checks every envelope of a message first, so that one refused record

@@ -9,7 +9,10 @@ PostgreSQL keeps no notification for a listener that is not connected: while
 the connection is down (the server restarting, a network cut, the backend
 terminated), NOTIFYs sent are lost for this trigger. Delivery is therefore
 at most once across a disconnect, and exactly what the server sent while
-connected otherwise (less any the node could not submit: logged). A
+connected otherwise, less any the node refused (its function's queue full,
+`limits.queued`; its schema): each is logged and counted, and the first of a run of
+them is audited at once as `trigger.event.dropped` (alerted) and the run's count when
+it ends. A
 disconnect is an outage (source_health.py): the listener reconnects with a
 capped exponential backoff; the outage is alerted and audited once, and its
 end audited too. Every `IDLE_CHECK_S` the listener asks the server
@@ -48,11 +51,12 @@ import psycopg
 from psycopg import sql
 
 from donjon import boundedjson
+from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
 from donjon.triggers.source_errors import SourceSettingsError
-from donjon.triggers.source_health import Backoff, Record, SourceHealth
+from donjon.triggers.source_health import MAX_REASON, Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
 __all__ = ["IDLE_CHECK_S", "STANDBY_S", "PostgresListener", "event_of"]
@@ -104,10 +108,15 @@ class PostgresListener:
         self.spec = spec
         self._open_secret = open_secret
         self._submit = submit
+        self._record = record
         self.health = SourceHealth(record, function, "postgres", f"postgres channel {spec.channel}")
         self._redact = Redactor({})
         #: Notifications submitted.
         self.delivered = 0
+        #: Notifications the node refused (its queue full, say): lost, each counted.
+        self.dropped = 0
+        #: Those lost since the last one the node took (a run of refusals).
+        self._dropping = 0
         #: The session advisory lock that one listener of this trigger holds, whichever
         #: node it runs on: a 64-bit key from the function's name and the channel.
         self.lock_key = int.from_bytes(
@@ -202,18 +211,49 @@ class PostgresListener:
         )
         try:
             await self._submit(envelope)
-        except Error as e:  # NOTIFY cannot be asked again: the loss is logged
-            log.warning(
-                "%s: a notification on %s was not taken and is lost: %s",
-                self.function,
-                self.spec.channel,
-                e.message,
-            )
+        except Error as e:  # NOTIFY cannot be asked again: the loss is counted and audited
+            await self._dropped(delivery_id, e.message)
             return
         except Exception:  # a defect, not an outage of the database: logged, listening goes on
             log.exception("%s: a notification on %s is lost", self.function, self.spec.channel)
+            await self._dropped(delivery_id, "internal error")
             return
         self.delivered += 1
+        if self._dropping:  # the run of refusals ended: its count on the record
+            dropped, self._dropping = self._dropping, 0
+            await self._report_dropped(delivery_id, "the node takes notifications again", dropped)
+
+    async def _dropped(self, delivery_id: str, reason: str) -> None:
+        """A notification refused by the node (its function's queue full, its schema...):
+        lost, since NOTIFY cannot be asked again. Every one is logged and counted; the
+        first of a run is audited at once (`trigger.event.dropped`, alerted by the monitor's
+        `event_sources` rule) and the run's count when it ends."""
+        self.dropped += 1
+        self._dropping += 1
+        log.warning(
+            "%s: notification %s on %s was not taken and is lost: %s",
+            self.function,
+            delivery_id,
+            self.spec.channel,
+            reason,
+        )
+        if self._dropping == 1:
+            await self._report_dropped(delivery_id, reason, 1)
+
+    async def _report_dropped(self, delivery_id: str, reason: str, dropped: int) -> None:
+        detail = {
+            "trigger": "postgres",
+            "source": self.health.source,
+            "delivery_id": delivery_id[:128],
+            "reason": reason[:MAX_REASON],
+            "dropped": dropped,
+        }
+        try:
+            await self._record(
+                AuditEvent("system", "trigger.event.dropped", self.function, "refused", detail)
+            )
+        except Exception:  # the audit writer stopping with the node: the log line stays
+            log.exception("%s: the record of a dropped notification was not written", self.function)
 
     def _reason(self, error: BaseException) -> str:
         text = error.message if isinstance(error, Error) else f"{type(error).__name__}: {error}"

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from donjon.manifest import Manifest
 from donjon.manifest.event_triggers import PostgresSpec, S3Spec
-from donjon.triggers.envelope import Check, Submit
+from donjon.triggers.envelope import Check, Submit, SubmitAll
 from donjon.triggers.postgres_source import PostgresListener
 from donjon.triggers.source_health import Record, SourceHealth
 from donjon.triggers.sqs_source import SqsPoller
@@ -53,11 +53,13 @@ class EventSources:
         submit: Submit,
         record: Record,
         check: Check | None = None,
+        submit_all: SubmitAll | None = None,
     ) -> None:
         self._listing = listing
         self._open_secret = open_secret
         self._submit = submit
         self._check = check
+        self._submit_all = submit_all
         self._record = record
         self._running: dict[SourceKey, tuple[Source, asyncio.Task[None]]] = {}
         self._changed = asyncio.Event()
@@ -118,7 +120,13 @@ class EventSources:
         source: Source
         if isinstance(spec, S3Spec):
             source = SqsPoller(
-                name, spec, self._open_secret, self._submit, self._record, self._check
+                name,
+                spec,
+                self._open_secret,
+                self._submit,
+                self._record,
+                self._check,
+                self._submit_all,
             )
         else:
             source = PostgresListener(name, spec, self._open_secret, self._submit, self._record)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.manifest.event_triggers import S3Spec
-from donjon.triggers.envelope import Check, Submit
+from donjon.triggers.envelope import Check, Envelope, Submit, SubmitAll
 from donjon.triggers.s3_events import envelopes, parse_notification
 from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
@@ -122,6 +122,7 @@ class SqsPoller:
         submit: Submit,
         record: Record,
         check: Check | None = None,
+        submit_all: SubmitAll | None = None,
     ) -> None:
         if spec.source != "sqs" or spec.secret is None:
             raise SourceSettingsError(f"{function}: an s3 trigger read from SQS names its secret")
@@ -131,6 +132,7 @@ class SqsPoller:
         self._open_secret = open_secret
         self._submit = submit
         self._check = check
+        self._submit_all = submit_all
         self._record = record
         self.health = SourceHealth(record, function, "s3", f"sqs queue of secret {spec.secret}")
         self._malformed: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -198,18 +200,19 @@ class SqsPoller:
                 e.message,
             )
             return
-        for envelope in taken:
-            try:
-                await self._submit(envelope)
-            except Error as e:  # left on the queue: it comes back after its visibility timeout
-                log.warning(
-                    "%s: message %s of %s was not taken (it will be received again): %s",
-                    self.function,
-                    message_id,
-                    queue_url,
-                    e.message,
-                )
-                return
+        try:
+            # All or none: a function whose queue is full (limits.queued) takes none of
+            # the message's records, and the message stays on the queue for redelivery.
+            await self._submit_records(taken)
+        except Error as e:  # left on the queue: it comes back after its visibility timeout
+            log.warning(
+                "%s: message %s of %s was not taken (it will be received again): %s",
+                self.function,
+                message_id,
+                queue_url,
+                e.message,
+            )
+            return
         try:
             await self._call(
                 client.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
@@ -221,6 +224,13 @@ class SqsPoller:
                 message_id,
                 self._reason(e),
             )
+
+    async def _submit_records(self, taken: list[Envelope]) -> None:
+        if self._submit_all is not None:
+            await self._submit_all(taken)
+            return
+        for envelope in taken:  # a node without a batch submit: one at a time
+            await self._submit(envelope)
 
     async def _report_malformed(self, message_id: str, error: SourceError) -> None:
         if message_id in self._malformed:

@@ -8,6 +8,7 @@ from donjon.triggers.queue.interface import (
     Lease,
     QueuedInvocation,
     QueueError,
+    QueueFull,
     RetryPolicy,
     Status,
 )
@@ -17,6 +18,7 @@ from donjon.triggers.queue.service import (
     AuditSink,
     FunctionPolicy,
     Lookup,
+    Refused,
     UnknownFunction,
 )
 from donjon.triggers.queue.sql import SqlInvocationQueue
@@ -33,8 +35,10 @@ __all__ = [
     "Lookup",
     "Outcome",
     "QueueError",
+    "QueueFull",
     "QueueWorkers",
     "QueuedInvocation",
+    "Refused",
     "RetryPolicy",
     "SqlInvocationQueue",
     "Status",

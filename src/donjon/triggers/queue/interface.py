@@ -13,6 +13,7 @@ One implementation per module: `sql.py` (the node's own database).
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,10 +21,12 @@ from donjon.errors import Error
 from donjon.triggers.envelope import Envelope
 
 __all__ = [
+    "PENDING",
     "InvocationNotFound",
     "InvocationQueue",
     "Lease",
     "QueueError",
+    "QueueFull",
     "QueuedInvocation",
     "RetryPolicy",
     "Status",
@@ -42,6 +45,29 @@ class InvocationNotFound(QueueError):
     title = "Not found"
 
 
+#: Seconds a refusal for a full queue tells its sender to wait (`Retry-After`): the
+#: queue drains at the function's own pace, which the node cannot promise.
+QUEUE_FULL_RETRY_AFTER_S = 5.0
+
+
+class QueueFull(QueueError):
+    """The function already has its bound (`limits.queued`) of invocations pending:
+    nothing of what was asked was queued. The sender may try again later."""
+
+    title = "Queue full"
+
+    def __init__(self, function: str, bound: int, wanted: int = 1) -> None:
+        more = f" ({wanted} more asked)" if wanted > 1 else ""
+        super().__init__(
+            f"the queue of function {function} is full: {bound} invocations pending{more}",
+            hint="try again later; its owner may raise limits.queued or add capacity",
+        )
+        self.function = function
+        self.bound = bound
+        self.wanted = wanted
+        self.retry_after_s = QUEUE_FULL_RETRY_AFTER_S
+
+
 class Status(StrEnum):
     """Where an async invocation is.
 
@@ -54,6 +80,11 @@ class Status(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
+
+
+#: The states an invocation counts against its function's `limits.queued` in: not
+#: finished and not dead-lettered (queued, running, waiting for a retry).
+PENDING = frozenset({Status.QUEUED, Status.RUNNING, Status.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +158,27 @@ class InvocationQueue(abc.ABC):
 
     @abc.abstractmethod
     async def enqueue(
-        self, envelope: Envelope, retry: RetryPolicy, *, admitted: bool = False
+        self,
+        envelope: Envelope,
+        retry: RetryPolicy,
+        *,
+        admitted: bool = False,
+        bound: int | None = None,
     ) -> QueuedInvocation:
-        """Store one invocation, due now; durable once this returns."""
+        """Store one invocation, due now; durable once this returns. With `bound`,
+        `QueueFull` (nothing stored) if its function already has `bound` pending."""
+
+    @abc.abstractmethod
+    async def enqueue_all(
+        self, envelopes: Sequence[Envelope], retry: RetryPolicy, *, bound: int | None = None
+    ) -> list[QueuedInvocation]:
+        """Store invocations of one function (each `admitted` as its envelope says), all
+        or none: `QueueFull` if its pending ones and these would pass `bound`."""
+
+    @abc.abstractmethod
+    async def pending(self, function: str | None = None) -> dict[str, int]:
+        """How many invocations each function (or only `function`) has pending; functions
+        with none are left out."""
 
     @abc.abstractmethod
     async def claim(self, limit: int, lease_s: float) -> list[Lease]:
@@ -167,9 +216,12 @@ class InvocationQueue(abc.ABC):
         """Dead-lettered invocations (of one function, or all), oldest first."""
 
     @abc.abstractmethod
-    async def redrive(self, invocation_id: str, retry: RetryPolicy | None) -> QueuedInvocation:
+    async def redrive(
+        self, invocation_id: str, retry: RetryPolicy | None, *, bound: int | None = None
+    ) -> QueuedInvocation:
         """Queue a dead invocation again, its attempts and age starting afresh (under `retry`,
-        the function's current policy, if given). Raises InvocationNotFound."""
+        the function's current policy, if given). Raises InvocationNotFound, and QueueFull
+        (left dead) when its function already has `bound` pending."""
 
     @abc.abstractmethod
     async def dead_ids(self, function: str) -> list[str]:

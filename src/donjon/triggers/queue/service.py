@@ -6,7 +6,7 @@ queue's redrive and purge. Each is audited; no record carries an event's body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,10 +17,18 @@ from donjon.triggers.queue.interface import (
     InvocationQueue,
     QueuedInvocation,
     QueueError,
+    QueueFull,
     RetryPolicy,
 )
 
-__all__ = ["AsyncInvocations", "AuditSink", "FunctionPolicy", "Lookup", "UnknownFunction"]
+__all__ = [
+    "AsyncInvocations",
+    "AuditSink",
+    "FunctionPolicy",
+    "Lookup",
+    "Refused",
+    "UnknownFunction",
+]
 
 log = logging.getLogger("donjon.queue")
 
@@ -43,11 +51,22 @@ class UnknownFunction(QueueError):
 
 @dataclass(frozen=True, slots=True)
 class FunctionPolicy:
-    """A deployed function's `retry` and `destinations` (manifest/delivery.py)."""
+    """A deployed function's `retry` and `destinations` (manifest/delivery.py), and its
+    `limits.queued`: the most invocations it may have pending (None: no bound)."""
 
     retry: RetryPolicy
     on_success: str | None = None
     on_failure: str | None = None
+    queued: int | None = None
+
+
+#: Told of each enqueue refused because the function's queue is full (the node counts
+#: and audits it: gateway/deliveries.py), before the refusal goes to its sender.
+Refused = Callable[[Envelope, QueueFull], Awaitable[None]]
+
+
+async def _ignore(envelope: Envelope, error: QueueFull) -> None:
+    del envelope, error
 
 
 #: A deployed function's policy by name; None when it is not deployed.
@@ -63,6 +82,8 @@ class AsyncInvocations:
         self._lookup = lookup
         #: Called after each enqueue (the workers wake at once instead of at their poll).
         self.on_enqueue: Callable[[], None] = lambda: None
+        #: Called for each enqueue refused by the function's `limits.queued`.
+        self.on_full: Refused = _ignore
 
     def policy(self, function: str) -> FunctionPolicy | None:
         return self._lookup(function)
@@ -72,15 +93,46 @@ class AsyncInvocations:
         `Submit` (triggers/envelope.py)."""
         return (await self.enqueue(envelope)).id
 
+    async def submit_all(self, envelopes: Sequence[Envelope]) -> list[str]:
+        """Enqueue the envelopes of one function (the records of one message), all or
+        none: `QueueFull` when they do not all fit under its `limits.queued`."""
+        if not envelopes:
+            return []
+        first = envelopes[0]
+        policy = self._policy_of(first.function)
+        try:
+            queued = await self.queue.enqueue_all(envelopes, policy.retry, bound=policy.queued)
+        except QueueFull as e:
+            await self.on_full(first, e)
+            raise
+        for envelope, invocation in zip(envelopes, queued, strict=True):
+            await self._audit_enqueue(envelope, invocation)
+        self.on_enqueue()
+        return [invocation.id for invocation in queued]
+
     async def enqueue(self, envelope: Envelope) -> QueuedInvocation:
         """Enqueue `envelope`; when `envelope.admitted` (its request passed admission just
-        now), that admission stands for its first attempt's rate buckets and quotas."""
-        policy = self._lookup(envelope.function)
-        if policy is None:
-            raise UnknownFunction(
-                f"no function named {envelope.function!r}", hint="donjon ls lists them"
+        now), that admission stands for its first attempt's rate buckets and quotas.
+        `QueueFull` (nothing queued) when the function has its `limits.queued` pending."""
+        policy = self._policy_of(envelope.function)
+        try:
+            queued = await self.queue.enqueue(
+                envelope, policy.retry, admitted=envelope.admitted, bound=policy.queued
             )
-        queued = await self.queue.enqueue(envelope, policy.retry, admitted=envelope.admitted)
+        except QueueFull as e:
+            await self.on_full(envelope, e)
+            raise
+        await self._audit_enqueue(envelope, queued)
+        self.on_enqueue()
+        return queued
+
+    def _policy_of(self, function: str) -> FunctionPolicy:
+        policy = self._lookup(function)
+        if policy is None:
+            raise UnknownFunction(f"no function named {function!r}", hint="donjon ls lists them")
+        return policy
+
+    async def _audit_enqueue(self, envelope: Envelope, queued: QueuedInvocation) -> None:
         await self._audit.record(
             AuditEvent(
                 envelope.principal or envelope.trigger,
@@ -97,8 +149,11 @@ class AsyncInvocations:
                 },
             )
         )
-        self.on_enqueue()
-        return queued
+
+    async def pending(self, function: str | None = None) -> dict[str, int]:
+        """How many invocations each function (or only `function`) has pending; those
+        with none are left out."""
+        return await self.queue.pending(function)
 
     async def get(self, invocation_id: str) -> QueuedInvocation | None:
         return await self.queue.get(invocation_id)
@@ -115,7 +170,11 @@ class AsyncInvocations:
                 hint="donjon dlq ls lists them",
             )
         policy = self._lookup(found.function)
-        redriven = await self.queue.redrive(invocation_id, policy.retry if policy else None)
+        redriven = await self.queue.redrive(
+            invocation_id,
+            policy.retry if policy else None,
+            bound=policy.queued if policy else None,
+        )
         await self._audit.record(
             AuditEvent(
                 actor,
@@ -129,13 +188,18 @@ class AsyncInvocations:
         return redriven
 
     async def redrive_all(self, function: str, actor: str, request_id: str) -> list[str]:
-        """Queue again every dead invocation of `function`; their ids."""
+        """Queue again every dead invocation of `function`; their ids. Stops at the
+        function's `limits.queued`: `QueueFull` saying how many were redriven (the rest
+        stay dead, to redrive once the queue drains)."""
         done: list[str] = []
         for invocation_id in await self.queue.dead_ids(function):
             try:
                 await self.redrive(invocation_id, actor, request_id)
             except InvocationNotFound:  # redriven or purged meanwhile (another admin, node)
                 continue
+            except QueueFull as e:
+                e.message += f"; {len(done)} redriven, the rest left in the dead-letter queue"
+                raise
             done.append(invocation_id)
         return done
 

@@ -17,6 +17,23 @@ locked, and the lease columns say who owns a row once the transaction ends. Ever
 outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
 and was claimed again writes nothing.
 
+The bound on a function's pending invocations (`limits.queued`) is checked and the
+rows inserted in one transaction, so concurrent enqueues never pass it:
+
+    INSERT INTO invocations (...) SELECT :values
+    WHERE (SELECT count(*) FROM invocations WHERE function = :f
+           AND status IN ('queued', 'running', 'failed')) + :n <= :bound
+
+On SQLite that one statement takes the database's write lock before it counts (one
+writer at a time), so no other enqueue commits between the count and the insert; the
+other rows of a batch follow in the same transaction, under the same lock. On
+PostgreSQL, where concurrent transactions do not see each other's rows, the
+transaction first takes a transaction-scoped advisory lock keyed on the function
+(`pg_advisory_xact_lock`), so enqueues of one function, from every node sharing the
+database, count and insert one at a time; other functions' enqueues do not wait.
+The count reads the `(function, status)` index: its cost grows with the function's
+pending rows, at most its bound (bench/queue_bound.py measures it).
+
 Events and results are sealed at rest when the queue is given a sealer (the node's
 always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
 
@@ -27,29 +44,48 @@ The store is synchronous (SQLAlchemy Core); each call runs in a thread
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import Error
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.interface import (
+    PENDING,
     InvocationNotFound,
     InvocationQueue,
     Lease,
     QueuedInvocation,
     QueueError,
+    QueueFull,
     RetryPolicy,
     Status,
 )
 from donjon.vault.queueseal import QueueSealer, Sealed
 
-__all__ = ["SqlInvocationQueue", "claim_statement"]
+__all__ = ["SqlInvocationQueue", "bounded_insert", "claim_statement"]
 
 #: Bounds of what a row keeps of an error message.
 MAX_ERROR_CHARS = 2000
@@ -83,6 +119,53 @@ def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
         )
         .returning(*inv.c)
     )
+
+
+_PENDING_VALUES = sorted(status.value for status in PENDING)
+
+
+def _pending_of(function: Any) -> Any:
+    """How many invocations `function` (a value or a bound parameter) has pending."""
+    return (
+        select(func.count())
+        .select_from(inv)
+        .where(inv.c.function == function, inv.c.status.in_(_PENDING_VALUES))
+        .scalar_subquery()
+    )
+
+
+@functools.cache
+def _bounded_insert(columns: tuple[str, ...]) -> Any:
+    """The bounded insert of a row of `columns`, built once: its values are bound
+    parameters named as the columns, plus `q_wanted` and `q_bound` (building it costs
+    more than running it)."""
+    # Each value cast to its column's type: PostgreSQL types a SELECT list's parameters
+    # by themselves (a NULL would be text), not by the columns they are inserted into.
+    row = select(*[cast(bindparam(c, type_=inv.c[c].type), inv.c[c].type) for c in columns])
+    function = bindparam("function", type_=inv.c.function.type)
+    wanted = bindparam("q_wanted", type_=Integer())
+    bound = bindparam("q_bound", type_=Integer())
+    return (
+        insert(inv)
+        .from_select(list(columns), row.where(_pending_of(function) + wanted <= bound))
+        .returning(inv.c.id)
+    )
+
+
+def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> tuple[Any, dict[str, Any]]:
+    """The statement and parameters inserting the row `values` only if its function's
+    pending invocations and `wanted` (this row and the rest of its batch) stay within
+    `bound` (see the module's doc)."""
+    return _bounded_insert(tuple(values)), {**values, "q_wanted": wanted, "q_bound": bound}
+
+
+def _lock_function(conn: Connection, function: str) -> None:
+    """PostgreSQL: hold the function's enqueue lock until the transaction ends."""
+    if conn.dialect.name != "postgresql":
+        return  # SQLite: the statement's own write lock (one writer at a time)
+    digest = hashlib.blake2b(b"donjon/queue/" + function.encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 class SqlInvocationQueue(InvocationQueue):
@@ -152,12 +235,11 @@ class SqlInvocationQueue(InvocationQueue):
 
     # -- writes ------------------------------------------------------------------
 
-    async def enqueue(
-        self, envelope: Envelope, retry: RetryPolicy, *, admitted: bool = False
-    ) -> QueuedInvocation:
-        now = time.time()
+    def _values(
+        self, envelope: Envelope, retry: RetryPolicy, admitted: bool, now: float
+    ) -> dict[str, Any]:
         invocation_id = str(uuid.uuid4())
-        values = {
+        return {
             "id": invocation_id,
             "function": envelope.function,
             "trigger": envelope.trigger,
@@ -178,12 +260,52 @@ class SqlInvocationQueue(InvocationQueue):
             "updated_at": now,
         }
 
-        def write() -> None:
-            with self._engine.begin() as conn:
-                conn.execute(inv.insert().values(**values))
+    async def enqueue(
+        self,
+        envelope: Envelope,
+        retry: RetryPolicy,
+        *,
+        admitted: bool = False,
+        bound: int | None = None,
+    ) -> QueuedInvocation:
+        values = self._values(envelope, retry, admitted, time.time())
+        (queued,) = await self._insert([values], bound)
+        return queued
 
-        await self._run(write)
-        return self._row(_Values(values))
+    async def enqueue_all(
+        self, envelopes: Sequence[Envelope], retry: RetryPolicy, *, bound: int | None = None
+    ) -> list[QueuedInvocation]:
+        if not envelopes:
+            return []
+        if len({e.function for e in envelopes}) != 1:
+            raise QueueError("a batch enqueued at once is of one function")
+        now = time.time()
+        return await self._insert(
+            [self._values(e, retry, e.admitted, now) for e in envelopes], bound
+        )
+
+    async def _insert(
+        self, rows: list[dict[str, Any]], bound: int | None
+    ) -> list[QueuedInvocation]:
+        function = rows[0]["function"]
+
+        def write() -> bool:
+            with self._engine.begin() as conn:
+                if bound is None:
+                    conn.execute(insert(inv), rows)
+                    return True
+                _lock_function(conn, function)
+                # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
+                # the rows it wrote with every driver (psycopg's was not, here).
+                if conn.execute(*bounded_insert(rows[0], len(rows), bound)).first() is None:
+                    return False  # nothing written: the transaction ends empty
+                if len(rows) > 1:  # under the lock the first insert took
+                    conn.execute(insert(inv), rows[1:])
+                return True
+
+        if not await self._run(write):
+            raise QueueFull(function, bound or 0, len(rows))
+        return [self._row(_Values(values)) for values in rows]
 
     async def claim(self, limit: int, lease_s: float) -> list[Lease]:
         def write() -> tuple[list[QueuedInvocation], str, float]:
@@ -260,7 +382,12 @@ class SqlInvocationQueue(InvocationQueue):
             values["attempts"] = inv.c.attempts - 1
         return await self._owned(lease, **values)
 
-    async def redrive(self, invocation_id: str, retry: RetryPolicy | None) -> QueuedInvocation:
+    async def redrive(
+        self, invocation_id: str, retry: RetryPolicy | None, *, bound: int | None = None
+    ) -> QueuedInvocation:
+        found = await self.get(invocation_id)
+        function = found.function if found is not None else ""
+
         def write() -> None:
             now = time.time()
             values: dict[str, Any] = {
@@ -277,12 +404,21 @@ class SqlInvocationQueue(InvocationQueue):
                     backoff_s=retry.backoff_s,
                     max_age_s=retry.max_age_s,
                 )
+            statement = update(inv).where(
+                inv.c.id == invocation_id, inv.c.status == Status.DEAD.value
+            )
             with self._engine.begin() as conn:
-                done = conn.execute(
-                    update(inv)
-                    .where(inv.c.id == invocation_id, inv.c.status == Status.DEAD.value)
-                    .values(**values)
-                )
+                if bound is not None:
+                    _lock_function(conn, function)
+                    statement = statement.where(_pending_of(function) < bound)
+                done = conn.execute(statement.values(**values))
+            if (
+                not done.rowcount
+                and bound is not None
+                and function
+                and self._is_dead(invocation_id)
+            ):
+                raise QueueFull(function, bound)
             if not done.rowcount:
                 raise InvocationNotFound(
                     f"no dead-lettered invocation {invocation_id[:64]!r}",
@@ -320,7 +456,26 @@ class SqlInvocationQueue(InvocationQueue):
         count: int = await self._run(write)
         return count
 
+    def _is_dead(self, invocation_id: str) -> bool:
+        with self._engine.connect() as conn:
+            status = conn.execute(select(inv.c.status).where(inv.c.id == invocation_id)).scalar()
+        return status == Status.DEAD.value
+
     # -- reads -------------------------------------------------------------------
+
+    async def pending(self, function: str | None = None) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            statement = select(inv.c.function, func.count()).where(
+                inv.c.status.in_(_PENDING_VALUES)
+            )
+            if function is not None:
+                statement = statement.where(inv.c.function == function)
+            statement = statement.group_by(inv.c.function)
+            with self._engine.connect() as conn:
+                return {str(f): int(n) for f, n in conn.execute(statement).all()}
+
+        counts: dict[str, int] = await self._run(read)
+        return counts
 
     async def get(self, invocation_id: str) -> QueuedInvocation | None:
         def read() -> QueuedInvocation | None:

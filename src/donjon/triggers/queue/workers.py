@@ -276,7 +276,24 @@ class QueueWorkers:
                 )
             )
         except Error as e:
+            # The original keeps its outcome (succeeded, or dead in the dead-letter queue,
+            # where it can be redriven); the record it would have sent is not queued. A
+            # full destination queue (QueueFull) is not waited for: the worker goes on.
             log.warning("destination %s of %s: %s", target, invocation.function, e.message)
+            await self._audit.record(
+                AuditEvent(
+                    "system",
+                    "invocation.destination",
+                    invocation.function,
+                    "refused",
+                    {
+                        "invocation_id": invocation.id,
+                        "destination": target,
+                        "condition": "success" if outcome.ok else "failure",
+                        "reason": e.message[:300],
+                    },
+                )
+            )
 
 
 def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[str, object]:
