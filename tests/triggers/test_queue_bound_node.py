@@ -346,3 +346,49 @@ def test_a_notify_for_a_full_queue_is_dropped_counted_audited_and_alerted(
     assert len(closed) == 2
     assert [r["detail"]["dropped"] for r in closed] == [1, 1]
     run_cli(live.env(), "rm", "qb-pg")
+
+
+def test_a_notify_the_schema_refuses_leaks_no_value_into_the_audit_log(
+    live: LiveNode, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """A NOTIFY whose payload the function's input_schema refuses is dropped and audited
+    (`trigger.event.dropped`), but the record keeps none of the payload's values nor its
+    keys (the schema's message names both): the audit log is append-only and a database's
+    rows (a card number, an email) must not land in it."""
+    run_cli(live.env(), "secret", "set", "qb-leak-db", input=pg.dsn())
+    fn = tmp_path / "qb-leak"
+    fn.mkdir()
+    (fn / "main.py").write_text(HANDLER)
+    schema = "{type: object, additionalProperties: {type: integer}}"
+    (fn / "donjon.yaml").write_text(
+        "name: qb-leak\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+        f"input_schema: {schema}\n"
+        "triggers:\n  - postgres:\n      dsn: qb-leak-db\n      channel: qb_leak\n"
+    )
+    live.deploy(fn)
+
+    def listening() -> bool:
+        with pg.connect() as conn:
+            rows = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'LISTEN %%qb_leak%%'"
+            ).fetchall()
+        return bool(rows)
+
+    _until(listening, "the node's LISTEN")
+    value = "VALUE-" + secrets.token_hex(6)
+    key = "KEY-" + secrets.token_hex(6)
+    with pg.connect() as conn:
+        conn.execute("SELECT pg_notify('qb_leak', %s)", (json.dumps({"card": value}),))
+    _until(lambda: bool(_audit(live, "trigger.event.dropped", "qb-leak")), "the drop's record")
+    (dropped,) = _audit(live, "trigger.event.dropped", "qb-leak")
+    assert "InvalidInput" in dropped["detail"]["reason"]
+    with pg.connect() as conn:  # the run of refusals goes on: its key this time
+        conn.execute("SELECT pg_notify('qb_leak', %s)", (json.dumps({key: "x"}),))
+        conn.execute("SELECT pg_notify('qb_leak', %s)", (json.dumps({"ok": 1}),))
+    _until(lambda: {"ok": 1} in _events(live, "qb-leak"), "the call the schema takes")
+    _until(lambda: len(_audit(live, "trigger.event.dropped", "qb-leak")) == 2, "the run's end")
+    with live.client() as c:
+        records = c.get("/v1/audit", params={"n": 3000}).text
+    assert value not in records
+    assert key not in records
+    run_cli(live.env(), "rm", "qb-leak")

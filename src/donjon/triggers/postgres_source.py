@@ -55,6 +55,7 @@ from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.queue.interface import QueueFull
 from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.source_health import MAX_REASON, Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
@@ -91,6 +92,16 @@ def event_of(payload: str) -> bytes:
     except (ValueError, boundedjson.JSONTooDeep):  # too deep for a handler to be given
         return json.dumps({"payload": payload}).encode()
     return payload.encode()
+
+
+def _audited_reason(error: Error) -> str:
+    """What the audit record of a dropped notification says of why: a full queue's message
+    (the node's own words), else the refusal's kind only. A refusal's message may quote the
+    payload (an input_schema's names the refused value and field: a row's card number, an
+    email), and the audit log is append-only: it must hold none of an event's values."""
+    if isinstance(error, QueueFull):
+        return error.message
+    return f"{error.title} ({type(error).__name__}; the node's log has the detail)"
 
 
 class PostgresListener:
@@ -212,22 +223,23 @@ class PostgresListener:
         try:
             await self._submit(envelope)
         except Error as e:  # NOTIFY cannot be asked again: the loss is counted and audited
-            await self._dropped(delivery_id, e.message)
+            await self._dropped(delivery_id, e.message, _audited_reason(e))
             return
         except Exception:  # a defect, not an outage of the database: logged, listening goes on
             log.exception("%s: a notification on %s is lost", self.function, self.spec.channel)
-            await self._dropped(delivery_id, "internal error")
+            await self._dropped(delivery_id, "internal error", "internal error")
             return
         self.delivered += 1
         if self._dropping:  # the run of refusals ended: its count on the record
             dropped, self._dropping = self._dropping, 0
             await self._report_dropped(delivery_id, "the node takes notifications again", dropped)
 
-    async def _dropped(self, delivery_id: str, reason: str) -> None:
+    async def _dropped(self, delivery_id: str, reason: str, audited: str) -> None:
         """A notification refused by the node (its function's queue full, its schema...):
-        lost, since NOTIFY cannot be asked again. Every one is logged and counted; the
-        first of a run is audited at once (`trigger.event.dropped`, alerted by the monitor's
-        `event_sources` rule) and the run's count when it ends."""
+        lost, since NOTIFY cannot be asked again. Every one is logged (with `reason`, the
+        refusal's message) and counted; the first of a run is audited at once
+        (`trigger.event.dropped` with `audited`, a reason that holds nothing of the payload;
+        alerted by the monitor's `event_sources` rule) and the run's count when it ends."""
         self.dropped += 1
         self._dropping += 1
         log.warning(
@@ -238,7 +250,7 @@ class PostgresListener:
             reason,
         )
         if self._dropping == 1:
-            await self._report_dropped(delivery_id, reason, 1)
+            await self._report_dropped(delivery_id, audited, 1)
 
     async def _report_dropped(self, delivery_id: str, reason: str, dropped: int) -> None:
         detail = {
