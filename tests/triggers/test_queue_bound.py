@@ -136,6 +136,33 @@ def test_concurrent_enqueues_never_pass_the_bound(tmp_path: Path) -> None:
     assert asyncio.run(queue.pending()) == {"race": 25}
 
 
+def test_a_refusal_into_a_full_queue_takes_no_write_lock(tmp_path: Path) -> None:
+    """A flood into a full queue is the case the bound is for: each refusal is answered
+    from a read, without the database's write lock, so it neither waits for other writers
+    nor holds them up (on SQLite one writer at a time: a refusal that counted 1,000,000
+    pending rows under the write lock held every other function's enqueue, claim and
+    outcome ~75 ms). Here another connection holds the write lock: the refusal is still
+    QueueFull at once, not 'database is locked' after the busy timeout."""
+    import sqlite3
+    import time
+
+    queue = sqlite_queue(tmp_path)
+    asyncio.run(queue.enqueue(envelope("held"), POLICY, bound=1))
+    writer = sqlite3.connect(tmp_path / "queue.db", timeout=0, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    try:
+        start = time.monotonic()
+        with pytest.raises(QueueFull):
+            asyncio.run(queue.enqueue(envelope("held"), POLICY, bound=1))
+        with pytest.raises(QueueFull):
+            asyncio.run(queue.enqueue_all([envelope("held")] * 2, POLICY, bound=2))
+        assert time.monotonic() - start < 2.0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert asyncio.run(queue.pending()) == {"held": 1}
+
+
 def test_redrive_is_bounded_and_leaves_the_invocation_dead(tmp_path: Path) -> None:
     """A dead invocation redriven into a full queue stays dead (QueueFull); once there is
     room the redrive is taken."""

@@ -32,7 +32,11 @@ transaction first takes a transaction-scoped advisory lock keyed on the function
 (`pg_advisory_xact_lock`), so enqueues of one function, from every node sharing the
 database, count and insert one at a time; other functions' enqueues do not wait.
 The count reads the `(function, status)` index: its cost grows with the function's
-pending rows, at most its bound (bench/queue_bound.py measures it).
+pending rows, at most its bound (bench/queue_bound.py measures it). So that a flood into
+a full queue (what the bound is for) does not hold every other writer behind that count,
+the count is first read without the write lock (a WAL reader on SQLite, a plain read on
+PostgreSQL, before the advisory lock): a queue already full is refused from that read;
+only an enqueue that may fit takes the lock and counts again, exactly, as above.
 
 Events and results are sealed at rest when the queue is given a sealer (the node's
 always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
@@ -150,6 +154,13 @@ def _bounded_insert(columns: tuple[str, ...]) -> Any:
         .from_select(list(columns), row.where(_pending_of(function) + wanted <= bound))
         .returning(inv.c.id)
     )
+
+
+@functools.cache
+def _pending_count() -> Any:
+    """How many invocations the function bound as `function` has pending, as a statement
+    of its own (built once)."""
+    return select(_pending_of(bindparam("function", type_=inv.c.function.type)))
 
 
 def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> tuple[Any, dict[str, Any]]:
@@ -290,6 +301,8 @@ class SqlInvocationQueue(InvocationQueue):
         function = rows[0]["function"]
 
         def write() -> bool:
+            if bound is not None and self._count_pending(function) + len(rows) > bound:
+                return False  # full: refused from a read, without the write lock
             with self._engine.begin() as conn:
                 if bound is None:
                     conn.execute(insert(inv), rows)
@@ -454,6 +467,15 @@ class SqlInvocationQueue(InvocationQueue):
                 )
 
         count: int = await self._run(write)
+        return count
+
+    def _count_pending(self, function: str) -> int:
+        """`function`'s pending invocations, read without the write lock (a WAL reader on
+        SQLite, a plain read on PostgreSQL): a full queue's refusals neither wait for other
+        writers nor hold them up. Only a refusal is decided from it; what is taken is
+        decided by the bounded insert under the lock (the count may have moved since)."""
+        with self._engine.connect() as conn:
+            count: int = conn.execute(_pending_count(), {"function": function}).scalar_one()
         return count
 
     def _is_dead(self, invocation_id: str) -> bool:
