@@ -105,6 +105,25 @@ def test_a_batch_is_taken_whole_or_not_at_all(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def test_a_batch_larger_than_the_bound_is_told_it_can_never_fit(tmp_path: Path) -> None:
+    """A message of more records than the function's whole `limits.queued` (a pushed
+    notification of 3 records, a bound of 2) can never be queued, however the queue
+    drains: it is refused as such (BatchOverBound: not 'try again later', and not 'full'
+    when nothing is pending), with nothing stored."""
+    from donjon.triggers.queue import BatchOverBound
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        with pytest.raises(BatchOverBound) as refused:
+            await queue.enqueue_all([envelope("tiny")] * 3, POLICY, bound=2)
+        assert not isinstance(refused.value, QueueFull)
+        assert "never" in refused.value.message
+        assert "limits.queued" in refused.value.hint
+        assert await queue.pending() == {}
+
+    asyncio.run(go())
+
+
 def test_concurrent_enqueues_never_pass_the_bound(tmp_path: Path) -> None:
     """Enqueues from several threads at once (each its own connection): exactly the bound
     are taken, every other one refused."""

@@ -227,6 +227,14 @@ def test_a_pushed_notification_is_taken_whole_or_refused_503(
         e["Records"][0]["s3"]["object"]["key"] for e in _events(live, "qb-push") if "Records" in e
     )
     assert keys == ["a.png", "b.png"]
+    with httpx.Client(base_url=live.url, verify=live.tls, timeout=30) as c:
+        four = document(*(minio_record(f"{n}.png") for n in range(4)))
+        r = c.post("/hooks/qb-push", content=four, headers=headers)
+    # More records than the whole bound (3): never queued, however long the store waits.
+    assert r.status_code == 413, r.text
+    assert "retry-after" not in r.headers
+    assert "can never be queued together" in r.json()["detail"]
+    assert _queue(live, "qb-push")["pending"] == 0
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,13 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanError, ScanLimitExceeded
 from donjon.store import StoreConflict
-from donjon.triggers.queue import InvocationNotFound, QueueError, QueueFull, UnknownFunction
+from donjon.triggers.queue import (
+    BatchOverBound,
+    InvocationNotFound,
+    QueueError,
+    QueueFull,
+    UnknownFunction,
+)
 from donjon.triggers.webhooks import BadDelivery, WebhookError, WebhookMisconfigured
 from donjon.vault import SecretNotFound
 from donjon.vault.names import BadSecret
@@ -143,6 +149,9 @@ STATUS: dict[type[Error], int] = {
     # every sender, not of one caller's pace (429); 503 with Retry-After is what webhook
     # senders and stores retry (docs/limits.md, "Pending async invocations").
     QueueFull: 503,
+    # More records in one message than the function's whole bound: never queued, however
+    # long the sender waits (not a 503: no Retry-After to follow).
+    BatchOverBound: 413,
     InvocationNotFound: 404,
     UnknownFunction: 404,
 }

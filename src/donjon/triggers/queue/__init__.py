@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from donjon.triggers.queue.interface import (
+    BatchOverBound,
     InvocationNotFound,
     InvocationQueue,
     Lease,
@@ -27,6 +28,7 @@ from donjon.triggers.queue.workers import Deliver, QueueWorkers
 __all__ = [
     "AsyncInvocations",
     "AuditSink",
+    "BatchOverBound",
     "Deliver",
     "FunctionPolicy",
     "InvocationNotFound",

@@ -22,6 +22,7 @@ from donjon.triggers.envelope import Envelope
 
 __all__ = [
     "PENDING",
+    "BatchOverBound",
     "InvocationNotFound",
     "InvocationQueue",
     "Lease",
@@ -66,6 +67,24 @@ class QueueFull(QueueError):
         self.bound = bound
         self.wanted = wanted
         self.retry_after_s = QUEUE_FULL_RETRY_AFTER_S
+
+
+class BatchOverBound(QueueError):
+    """Invocations asked to be queued together (the records of one message) that are more
+    than the function's whole bound (`limits.queued`): they can never be queued together,
+    however the queue drains, so the sender is not told to try again. Nothing is queued."""
+
+    title = "Batch over the queue's bound"
+
+    def __init__(self, function: str, bound: int, wanted: int) -> None:
+        super().__init__(
+            f"{wanted} invocations of function {function} asked at once are more than its"
+            f" limits.queued ({bound}): they can never be queued together",
+            hint="send fewer records per message, or the function's owner may raise limits.queued",
+        )
+        self.function = function
+        self.bound = bound
+        self.wanted = wanted
 
 
 class Status(StrEnum):
@@ -173,7 +192,8 @@ class InvocationQueue(abc.ABC):
         self, envelopes: Sequence[Envelope], retry: RetryPolicy, *, bound: int | None = None
     ) -> list[QueuedInvocation]:
         """Store invocations of one function (each `admitted` as its envelope says), all
-        or none: `QueueFull` if its pending ones and these would pass `bound`."""
+        or none: `QueueFull` if its pending ones and these would pass `bound`,
+        `BatchOverBound` if these alone would."""
 
     @abc.abstractmethod
     async def pending(self, function: str | None = None) -> dict[str, int]:

@@ -78,6 +78,7 @@ from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.interface import (
     PENDING,
+    BatchOverBound,
     InvocationNotFound,
     InvocationQueue,
     Lease,
@@ -299,6 +300,8 @@ class SqlInvocationQueue(InvocationQueue):
         self, rows: list[dict[str, Any]], bound: int | None
     ) -> list[QueuedInvocation]:
         function = rows[0]["function"]
+        if bound is not None and len(rows) > bound:  # would not fit in an empty queue
+            raise BatchOverBound(function, bound, len(rows))
 
         def write() -> bool:
             if bound is not None and self._count_pending(function) + len(rows) > bound:
