@@ -207,3 +207,58 @@ def test_a_batch_is_whole_or_nothing_on_postgresql(
         assert not stored.admitted
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_the_bound_holds_on_a_database_whose_default_isolation_is_stricter(
+    pg_url: str, level: str
+) -> None:
+    """An operator may set `default_transaction_isolation` above READ COMMITTED. Under
+    REPEATABLE READ the transaction's snapshot was taken by its first statement, before
+    the advisory lock was granted, so the count missed the rows of the enqueue it had
+    waited for (24 taken of a bound of 20); under SERIALIZABLE enqueues failed as the
+    database's error (503) instead of being taken or refused. The bounded enqueue runs
+    at READ COMMITTED whatever the default."""
+    import secrets
+    import threading
+
+    import psycopg
+
+    from donjon.triggers.queue import QueueError, QueueFull
+
+    database = "iso_" + secrets.token_hex(4)
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+        admin.execute(f"ALTER DATABASE {database} SET default_transaction_isolation TO '{level}'")
+    engines = [connect(pg_url.rsplit("/", 1)[0] + "/" + database) for _ in range(2)]
+    try:
+        create_schema(engines[0])
+        nodes = [SqlInvocationQueue(engine) for engine in engines]
+        outcomes: list[str] = []
+        lock = threading.Lock()
+        start = threading.Barrier(8)
+
+        def worker(queue: SqlInvocationQueue) -> None:
+            start.wait()
+            for _ in range(10):
+                try:
+                    asyncio.run(queue.enqueue(envelope("pg-iso"), POLICY, bound=20))
+                    outcome = "taken"
+                except QueueFull:
+                    outcome = "full"
+                except QueueError as e:
+                    outcome = e.message
+                with lock:
+                    outcomes.append(outcome)
+
+        threads = [threading.Thread(target=worker, args=(nodes[n % 2],)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(set(outcomes)) == ["full", "taken"], outcomes
+        assert outcomes.count("taken") == 20
+        assert asyncio.run(nodes[0].pending("pg-iso")) == {"pg-iso": 20}
+    finally:
+        for engine in engines:
+            engine.dispose()

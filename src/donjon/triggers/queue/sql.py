@@ -48,12 +48,13 @@ The store is synchronous (SQLAlchemy Core); each call runs in a thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -169,6 +170,21 @@ def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> tuple[Any
     pending invocations and `wanted` (this row and the rest of its batch) stay within
     `bound` (see the module's doc)."""
     return _bounded_insert(tuple(values)), {**values, "q_wanted": wanted, "q_bound": bound}
+
+
+@contextlib.contextmanager
+def _counting(engine: Engine) -> Iterator[Connection]:
+    """A transaction that counts a function's pending rows and writes under its lock: on
+    PostgreSQL at READ COMMITTED whatever the database's `default_transaction_isolation`,
+    so that the count (a statement after the lock is granted) sees what the previous
+    holder committed. Under REPEATABLE READ the snapshot would be the first statement's,
+    taken before the lock was granted (the bound was passed: 24 of 20); under
+    SERIALIZABLE concurrent enqueues failed as serialization errors."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="READ COMMITTED")
+        with conn.begin():
+            yield conn
 
 
 def _lock_function(conn: Connection, function: str) -> None:
@@ -306,10 +322,11 @@ class SqlInvocationQueue(InvocationQueue):
         def write() -> bool:
             if bound is not None and self._count_pending(function) + len(rows) > bound:
                 return False  # full: refused from a read, without the write lock
-            with self._engine.begin() as conn:
-                if bound is None:
+            if bound is None:
+                with self._engine.begin() as conn:
                     conn.execute(insert(inv), rows)
-                    return True
+                return True
+            with _counting(self._engine) as conn:
                 _lock_function(conn, function)
                 # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
                 # the rows it wrote with every driver (psycopg's was not, here).
@@ -423,11 +440,14 @@ class SqlInvocationQueue(InvocationQueue):
             statement = update(inv).where(
                 inv.c.id == invocation_id, inv.c.status == Status.DEAD.value
             )
-            with self._engine.begin() as conn:
-                if bound is not None:
+            if bound is None:
+                with self._engine.begin() as conn:
+                    done = conn.execute(statement.values(**values))
+            else:
+                with _counting(self._engine) as conn:
                     _lock_function(conn, function)
                     statement = statement.where(_pending_of(function) < bound)
-                done = conn.execute(statement.values(**values))
+                    done = conn.execute(statement.values(**values))
             if (
                 not done.rowcount
                 and bound is not None
