@@ -36,7 +36,11 @@ pending rows, at most its bound (bench/queue_bound.py measures it). So that a fl
 a full queue (what the bound is for) does not hold every other writer behind that count,
 the count is first read without the write lock (a WAL reader on SQLite, a plain read on
 PostgreSQL, before the advisory lock): a queue already full is refused from that read;
-only an enqueue that may fit takes the lock and counts again, exactly, as above.
+only an enqueue that may fit takes the lock and counts again, exactly, as above. That
+first read is skipped while the last one, less than `ROOM_HINT_S` ago on this node, saw
+room for the enqueue: the count under the lock still decides, and a refusal there makes
+the next enqueues read first again (so a flood holds the lock for at most one refusal
+after each read that saw room), while an accepted enqueue counts once, not twice.
 
 Events and results are sealed at rest when the queue is given a sealer (the node's
 always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
@@ -196,12 +200,22 @@ def _lock_function(conn: Connection, function: str) -> None:
     conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+#: Seconds a count read without the lock that saw room lets the next enqueues of the
+#: function skip that read (the module's doc); functions remembered at most.
+ROOM_HINT_S = 1.0
+_MAX_HINTS = 10_000
+
+
 class SqlInvocationQueue(InvocationQueue):
     """The queue in a SQL database (SQLite by default; PostgreSQL: see the module doc)."""
 
     def __init__(self, engine: Engine, sealer: QueueSealer | None = None) -> None:
         self._engine = engine
         self._sealer = sealer
+        #: Per function: (its pending count as last read without the lock, or its bound
+        #: after a refusal under the lock; when, by the monotonic clock). Only decides
+        #: whether to read first: never what is taken.
+        self._room: dict[str, tuple[int, float]] = {}
 
     @property
     def engine(self) -> Engine:
@@ -320,8 +334,11 @@ class SqlInvocationQueue(InvocationQueue):
             raise BatchOverBound(function, bound, len(rows))
 
         def write() -> bool:
-            if bound is not None and self._count_pending(function) + len(rows) > bound:
-                return False  # full: refused from a read, without the write lock
+            if bound is not None and not self._had_room(function, len(rows), bound):
+                count = self._count_pending(function)
+                self._remember(function, count)
+                if count + len(rows) > bound:
+                    return False  # full: refused from a read, without the write lock
             if bound is None:
                 with self._engine.begin() as conn:
                     conn.execute(insert(inv), rows)
@@ -331,10 +348,12 @@ class SqlInvocationQueue(InvocationQueue):
                 # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
                 # the rows it wrote with every driver (psycopg's was not, here).
                 if conn.execute(*bounded_insert(rows[0], len(rows), bound)).first() is None:
+                    self._remember(function, bound)  # full: the next ones read first
                     return False  # nothing written: the transaction ends empty
                 if len(rows) > 1:  # under the lock the first insert took
                     conn.execute(insert(inv), rows[1:])
-                return True
+            self._taken(function, len(rows))
+            return True
 
         if not await self._run(write):
             raise QueueFull(function, bound or 0, len(rows))
@@ -491,6 +510,28 @@ class SqlInvocationQueue(InvocationQueue):
 
         count: int = await self._run(write)
         return count
+
+    def _had_room(self, function: str, wanted: int, bound: int) -> bool:
+        """Whether this node's last read of `function`'s count, within `ROOM_HINT_S`, saw
+        room for `wanted` more under `bound` (then the read before the lock is skipped)."""
+        seen = self._room.get(function)
+        return (
+            seen is not None
+            and time.monotonic() - seen[1] < ROOM_HINT_S
+            and seen[0] + wanted <= bound
+        )
+
+    def _taken(self, function: str, wanted: int) -> None:
+        """`wanted` more were taken: the count remembered grows by them (it is what this
+        node knows the queue holds at least; its clock is the read's)."""
+        seen = self._room.get(function)
+        if seen is not None:
+            self._room[function] = (seen[0] + wanted, seen[1])
+
+    def _remember(self, function: str, count: int) -> None:
+        if len(self._room) >= _MAX_HINTS and function not in self._room:
+            self._room.clear()  # a hint, not a record: losing them costs one read each
+        self._room[function] = (count, time.monotonic())
 
     def _count_pending(self, function: str) -> int:
         """`function`'s pending invocations, read without the write lock (a WAL reader on
