@@ -23,6 +23,8 @@ SCHEMAS: list[dict[str, Any]] = [
      "unevaluatedProperties": {"type": "null"}},
     {"multipleOf": 0.5},
     {"multipleOf": 3},
+    {"anyOf": [{"type": "string"}, {"items": {"type": "integer"}}]},
+    {"oneOf": [{"type": "integer"}, {"minimum": 0}, {"type": "array", "maxItems": 1}]},
 ]  # fmt: skip
 
 JSON = st.recursive(
@@ -58,3 +60,12 @@ def test_unique_items_tells_json_values_apart_as_json_schema_does() -> None:
     assert not unique.is_valid([1, 1.0])
     assert not unique.is_valid([{"a": 1, "b": [2]}, {"b": [2], "a": 1.0}])
     assert unique.is_valid([True, 1, [True], [1], False, 0, None, "", [], {}])
+
+
+@pytest.mark.parametrize("keyword", ["anyOf", "oneOf"])
+def test_a_failed_branch_keeps_a_few_of_its_errors(keyword: str) -> None:
+    """A branch of `anyOf` / `oneOf` that fails on each of 10,000 items keeps its first
+    few errors as the refusal's context, not one per item (jsonschema kept them all)."""
+    schema = {keyword: [{"items": {"type": "integer"}}, {"type": "string"}]}
+    (error,) = input_validator(schema).iter_errors(["a"] * 10_000)
+    assert 1 <= len(error.context) <= 9  # the first branch's first 8, the second's 1

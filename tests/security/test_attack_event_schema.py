@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,9 +263,9 @@ def test_a_megabyte_of_wrong_items_does_not_stall_the_node(
     """Every item of a ~1 MB array is wrong (200,000 strings where the schema says integers;
     a plain `items`, and the same inside `anyOf`, which gathers its branches' errors). The
     check collected every error (a ValidationError each, ~640 MB, 6 s on the node's event
-    loop) to name the first: it now stops after a few, and /healthz answers meanwhile."""
-    import time
-
+    loop) to name the first: it now stops after a few, and /healthz answers meanwhile. How
+    many errors a refusal makes is counted in tests/gateway/test_events.py and
+    tests/manifest/test_schema_keywords.py (no test here asserts a time)."""
     live, key = hooked
     name = f"wrong-{tags.get('type', 'anyof')}-hook"
     _deploy(live, tmp_path, name, _body_schema({"type": "object", "properties": {"tags": tags}}))
@@ -282,13 +283,10 @@ def test_a_megabyte_of_wrong_items_does_not_stall_the_node(
     try:
         time.sleep(0.3)  # the body is sent and being checked
         with httpx.Client(base_url=live.url, verify=live.tls, timeout=30) as c:
-            started = time.monotonic()
             assert c.get("/healthz").status_code == 200
-            waited = time.monotonic() - started
     finally:
         thread.join()
     got = answer[0]
     assert isinstance(got, httpx.Response), repr(got)
     assert got.status_code == 422, got.text
     assert "/body/tags" in got.json()["detail"]
-    assert waited < 1.5, f"/healthz waited {waited:.2f} s for the schema check"
