@@ -86,6 +86,40 @@ def _send_as(live: LiveNode, key: str, path: str, body: bytes, msg_id: str) -> h
         return c.post(f"/hooks{path}", content=body, headers=standard_headers(key, body, msg_id))
 
 
+def _send_asking_healthz(
+    live: LiveNode,
+    key: str,
+    path: str,
+    body: bytes,
+    *,
+    timeout: float,
+    healthz_timeout: float,
+    settle_s: float = 0.0,
+) -> httpx.Response:
+    """Send a delivery from a thread and, `settle_s` later (the body sent, being checked),
+    ask /healthz, which must answer 200 within `healthz_timeout` (a node held by the
+    schema check does not); the delivery's answer, which must come (not a timeout)."""
+    answer: list[httpx.Response | BaseException] = []
+
+    def attack() -> None:
+        try:
+            answer.append(_send(live, key, path, body, timeout=timeout))
+        except BaseException as e:  # a timeout: the node held on the check
+            answer.append(e)
+
+    thread = threading.Thread(target=attack)
+    thread.start()
+    try:
+        time.sleep(settle_s)
+        with httpx.Client(base_url=live.url, verify=live.tls, timeout=healthz_timeout) as c:
+            assert c.get("/healthz").status_code == 200
+    finally:
+        thread.join()
+    got = answer[0]
+    assert isinstance(got, httpx.Response), repr(got)
+    return got
+
+
 def _body_schema(body: dict[str, Any]) -> dict[str, Any]:
     """A webhook function's schema: the delivery's body (the event's `body`) is `body`."""
     return {"type": "object", "required": ["body"], "properties": {"body": body}}
@@ -126,23 +160,7 @@ def test_unique_items_over_mixed_values_does_not_stall_the_node(
     schema = {"type": "object", "properties": {"tags": tags}}
     _deploy(live, tmp_path, "uniq-hook", _body_schema(schema))
     body = json.dumps({"tags": [i + 0.5 for i in range(12000)] + ["x"]}).encode()
-    answer: list[httpx.Response | BaseException] = []
-
-    def attack() -> None:
-        try:
-            answer.append(_send(live, key, "/uniq-hook", body, timeout=30))
-        except BaseException as e:  # a timeout: the node held on the check
-            answer.append(e)
-
-    thread = threading.Thread(target=attack)
-    thread.start()
-    try:
-        with httpx.Client(base_url=live.url, verify=live.tls, timeout=15) as c:
-            assert c.get("/healthz").status_code == 200
-    finally:
-        thread.join()
-    got = answer[0]
-    assert isinstance(got, httpx.Response), repr(got)
+    got = _send_asking_healthz(live, key, "/uniq-hook", body, timeout=30, healthz_timeout=15)
     assert got.status_code == 422, got.text
     assert "/body/tags" in got.json()["detail"]
 
@@ -270,23 +288,8 @@ def test_a_megabyte_of_wrong_items_does_not_stall_the_node(
     name = f"wrong-{tags.get('type', 'anyof')}-hook"
     _deploy(live, tmp_path, name, _body_schema({"type": "object", "properties": {"tags": tags}}))
     body = json.dumps({"tags": ["a"] * 200_000}).encode()
-    answer: list[httpx.Response | BaseException] = []
-
-    def attack() -> None:
-        try:
-            answer.append(_send(live, key, f"/{name}", body, timeout=60))
-        except BaseException as e:
-            answer.append(e)
-
-    thread = threading.Thread(target=attack)
-    thread.start()
-    try:
-        time.sleep(0.3)  # the body is sent and being checked
-        with httpx.Client(base_url=live.url, verify=live.tls, timeout=30) as c:
-            assert c.get("/healthz").status_code == 200
-    finally:
-        thread.join()
-    got = answer[0]
-    assert isinstance(got, httpx.Response), repr(got)
+    got = _send_asking_healthz(
+        live, key, f"/{name}", body, timeout=60, healthz_timeout=30, settle_s=0.3
+    )
     assert got.status_code == 422, got.text
     assert "/body/tags" in got.json()["detail"]

@@ -155,7 +155,7 @@ def test_an_enqueue_waits_for_another_nodes_uncommitted_one_on_postgresql(
     import threading
 
     from donjon.triggers.queue import QueueFull
-    from donjon.triggers.queue.sql import _lock_function, bounded_insert
+    from donjon.triggers.queue.bound import bounded_insert, lock_function
 
     a_engine = connect(pg_url)
     b = queues()
@@ -164,7 +164,7 @@ def test_an_enqueue_waits_for_another_nodes_uncommitted_one_on_postgresql(
         a = SqlInvocationQueue(a_engine)
         values = a._values(envelope("pg-wait"), POLICY, False, time.time())
         with a_engine.begin() as conn:
-            _lock_function(conn, "pg-wait")
+            lock_function(conn, "pg-wait")
             assert conn.execute(*bounded_insert(values, 1, 1)).first() is not None
 
             def other_node() -> None:

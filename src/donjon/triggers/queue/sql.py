@@ -17,30 +17,7 @@ locked, and the lease columns say who owns a row once the transaction ends. Ever
 outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
 and was claimed again writes nothing.
 
-The bound on a function's pending invocations (`limits.queued`) is checked and the
-rows inserted in one transaction, so concurrent enqueues never pass it:
-
-    INSERT INTO invocations (...) SELECT :values
-    WHERE (SELECT count(*) FROM invocations WHERE function = :f
-           AND status IN ('queued', 'running', 'failed')) + :n <= :bound
-
-On SQLite that one statement takes the database's write lock before it counts (one
-writer at a time), so no other enqueue commits between the count and the insert; the
-other rows of a batch follow in the same transaction, under the same lock. On
-PostgreSQL, where concurrent transactions do not see each other's rows, the
-transaction first takes a transaction-scoped advisory lock keyed on the function
-(`pg_advisory_xact_lock`), so enqueues of one function, from every node sharing the
-database, count and insert one at a time; other functions' enqueues do not wait.
-The count reads the `(function, status)` index: its cost grows with the function's
-pending rows, at most its bound (bench/queue_bound.py measures it). So that a flood into
-a full queue (what the bound is for) does not hold every other writer behind that count,
-the count is first read without the write lock (a WAL reader on SQLite, a plain read on
-PostgreSQL, before the advisory lock): a queue already full is refused from that read;
-only an enqueue that may fit takes the lock and counts again, exactly, as above. That
-first read is skipped while the last one, less than `ROOM_HINT_S` ago on this node, saw
-room for the enqueue: the count under the lock still decides, and a refusal there makes
-the next enqueues read first again (so a flood holds the lock for at most one refusal
-after each read that saw room), while an accepted enqueue counts once, not twice.
+The bound on a function's pending invocations (`limits.queued`): bound.py.
 
 Events and results are sealed at rest when the queue is given a sealer (the node's
 always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
@@ -52,22 +29,15 @@ The store is synchronous (SQLAlchemy Core); each call runs in a thread
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Engine,
-    Integer,
     and_,
-    bindparam,
-    cast,
     delete,
     func,
     insert,
@@ -75,14 +45,21 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import text as sql_text
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import Error
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.bound import (
+    PENDING_VALUES,
+    RoomHints,
+    bounded_insert,
+    counting,
+    lock_function,
+    pending_count,
+    pending_of,
+)
 from donjon.triggers.queue.interface import (
-    PENDING,
     BatchOverBound,
     InvocationNotFound,
     InvocationQueue,
@@ -95,7 +72,7 @@ from donjon.triggers.queue.interface import (
 )
 from donjon.vault.queueseal import QueueSealer, Sealed
 
-__all__ = ["SqlInvocationQueue", "bounded_insert", "claim_statement"]
+__all__ = ["SqlInvocationQueue", "claim_statement"]
 
 #: Bounds of what a row keeps of an error message.
 MAX_ERROR_CHARS = 2000
@@ -131,91 +108,15 @@ def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
     )
 
 
-_PENDING_VALUES = sorted(status.value for status in PENDING)
-
-
-def _pending_of(function: Any) -> Any:
-    """How many invocations `function` (a value or a bound parameter) has pending."""
-    return (
-        select(func.count())
-        .select_from(inv)
-        .where(inv.c.function == function, inv.c.status.in_(_PENDING_VALUES))
-        .scalar_subquery()
-    )
-
-
-@functools.cache
-def _bounded_insert(columns: tuple[str, ...]) -> Any:
-    """The bounded insert of a row of `columns`, built once: its values are bound
-    parameters named as the columns, plus `q_wanted` and `q_bound` (building it costs
-    more than running it)."""
-    # Each value cast to its column's type: PostgreSQL types a SELECT list's parameters
-    # by themselves (a NULL would be text), not by the columns they are inserted into.
-    row = select(*[cast(bindparam(c, type_=inv.c[c].type), inv.c[c].type) for c in columns])
-    function = bindparam("function", type_=inv.c.function.type)
-    wanted = bindparam("q_wanted", type_=Integer())
-    bound = bindparam("q_bound", type_=Integer())
-    return (
-        insert(inv)
-        .from_select(list(columns), row.where(_pending_of(function) + wanted <= bound))
-        .returning(inv.c.id)
-    )
-
-
-@functools.cache
-def _pending_count() -> Any:
-    """How many invocations the function bound as `function` has pending, as a statement
-    of its own (built once)."""
-    return select(_pending_of(bindparam("function", type_=inv.c.function.type)))
-
-
-def bounded_insert(values: dict[str, Any], wanted: int, bound: int) -> tuple[Any, dict[str, Any]]:
-    """The statement and parameters inserting the row `values` only if its function's
-    pending invocations and `wanted` (this row and the rest of its batch) stay within
-    `bound` (see the module's doc)."""
-    return _bounded_insert(tuple(values)), {**values, "q_wanted": wanted, "q_bound": bound}
-
-
-@contextlib.contextmanager
-def _counting(engine: Engine) -> Iterator[Connection]:
-    """A transaction that counts a function's pending rows and writes under its lock: on
-    PostgreSQL at READ COMMITTED whatever the database's `default_transaction_isolation`,
-    so that the count (a statement after the lock is granted) sees what the previous
-    holder committed. Under REPEATABLE READ the snapshot would be the first statement's,
-    taken before the lock was granted (the bound was passed: 24 of 20); under
-    SERIALIZABLE concurrent enqueues failed as serialization errors."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="READ COMMITTED")
-        with conn.begin():
-            yield conn
-
-
-def _lock_function(conn: Connection, function: str) -> None:
-    """PostgreSQL: hold the function's enqueue lock until the transaction ends."""
-    if conn.dialect.name != "postgresql":
-        return  # SQLite: the statement's own write lock (one writer at a time)
-    digest = hashlib.blake2b(b"donjon/queue/" + function.encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
-    conn.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
-#: Seconds a count read without the lock that saw room lets the next enqueues of the
-#: function skip that read (the module's doc); functions remembered at most.
-ROOM_HINT_S = 1.0
-_MAX_HINTS = 10_000
-
-
 class SqlInvocationQueue(InvocationQueue):
     """The queue in a SQL database (SQLite by default; PostgreSQL: see the module doc)."""
 
     def __init__(self, engine: Engine, sealer: QueueSealer | None = None) -> None:
         self._engine = engine
         self._sealer = sealer
-        #: Per function: (its pending count as last read without the lock, or its bound
-        #: after a refusal under the lock; when, by the monotonic clock). Only decides
-        #: whether to read first: never what is taken.
-        self._room: dict[str, tuple[int, float]] = {}
+        #: What this node last saw of each function's count (bound.py): only whether to
+        #: read it before the lock, never what is taken.
+        self._room = RoomHints()
 
     @property
     def engine(self) -> Engine:
@@ -334,25 +235,25 @@ class SqlInvocationQueue(InvocationQueue):
             raise BatchOverBound(function, bound, len(rows))
 
         def write() -> bool:
-            if bound is not None and not self._had_room(function, len(rows), bound):
+            if bound is not None and not self._room.had_room(function, len(rows), bound):
                 count = self._count_pending(function)
-                self._remember(function, count)
+                self._room.remember(function, count)
                 if count + len(rows) > bound:
                     return False  # full: refused from a read, without the write lock
             if bound is None:
                 with self._engine.begin() as conn:
                     conn.execute(insert(inv), rows)
                 return True
-            with _counting(self._engine) as conn:
-                _lock_function(conn, function)
+            with counting(self._engine) as conn:
+                lock_function(conn, function)
                 # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
                 # the rows it wrote with every driver (psycopg's was not, here).
                 if conn.execute(*bounded_insert(rows[0], len(rows), bound)).first() is None:
-                    self._remember(function, bound)  # full: the next ones read first
+                    self._room.remember(function, bound)  # full: the next ones read first
                     return False  # nothing written: the transaction ends empty
                 if len(rows) > 1:  # under the lock the first insert took
                     conn.execute(insert(inv), rows[1:])
-            self._taken(function, len(rows))
+            self._room.taken(function, len(rows))
             return True
 
         if not await self._run(write):
@@ -437,10 +338,11 @@ class SqlInvocationQueue(InvocationQueue):
     async def redrive(
         self, invocation_id: str, retry: RetryPolicy | None, *, bound: int | None = None
     ) -> QueuedInvocation:
-        found = await self.get(invocation_id)
-        function = found.function if found is not None else ""
-
         def write() -> None:
+            # Its function (its bound's key), read alone: the row's sealed event is not opened.
+            with self._engine.connect() as conn:
+                named = conn.execute(select(inv.c.function).where(inv.c.id == invocation_id))
+                function = str(named.scalar() or "")
             now = time.time()
             values: dict[str, Any] = {
                 "status": Status.QUEUED.value,
@@ -463,9 +365,9 @@ class SqlInvocationQueue(InvocationQueue):
                 with self._engine.begin() as conn:
                     done = conn.execute(statement.values(**values))
             else:
-                with _counting(self._engine) as conn:
-                    _lock_function(conn, function)
-                    statement = statement.where(_pending_of(function) < bound)
+                with counting(self._engine) as conn:
+                    lock_function(conn, function)
+                    statement = statement.where(pending_of(function) < bound)
                     done = conn.execute(statement.values(**values))
             if (
                 not done.rowcount
@@ -511,35 +413,13 @@ class SqlInvocationQueue(InvocationQueue):
         count: int = await self._run(write)
         return count
 
-    def _had_room(self, function: str, wanted: int, bound: int) -> bool:
-        """Whether this node's last read of `function`'s count, within `ROOM_HINT_S`, saw
-        room for `wanted` more under `bound` (then the read before the lock is skipped)."""
-        seen = self._room.get(function)
-        return (
-            seen is not None
-            and time.monotonic() - seen[1] < ROOM_HINT_S
-            and seen[0] + wanted <= bound
-        )
-
-    def _taken(self, function: str, wanted: int) -> None:
-        """`wanted` more were taken: the count remembered grows by them (it is what this
-        node knows the queue holds at least; its clock is the read's)."""
-        seen = self._room.get(function)
-        if seen is not None:
-            self._room[function] = (seen[0] + wanted, seen[1])
-
-    def _remember(self, function: str, count: int) -> None:
-        if len(self._room) >= _MAX_HINTS and function not in self._room:
-            self._room.clear()  # a hint, not a record: losing them costs one read each
-        self._room[function] = (count, time.monotonic())
-
     def _count_pending(self, function: str) -> int:
         """`function`'s pending invocations, read without the write lock (a WAL reader on
         SQLite, a plain read on PostgreSQL): a full queue's refusals neither wait for other
         writers nor hold them up. Only a refusal is decided from it; what is taken is
         decided by the bounded insert under the lock (the count may have moved since)."""
         with self._engine.connect() as conn:
-            count: int = conn.execute(_pending_count(), {"function": function}).scalar_one()
+            count: int = conn.execute(pending_count(), {"function": function}).scalar_one()
         return count
 
     def _is_dead(self, invocation_id: str) -> bool:
@@ -551,9 +431,7 @@ class SqlInvocationQueue(InvocationQueue):
 
     async def pending(self, function: str | None = None) -> dict[str, int]:
         def read() -> dict[str, int]:
-            statement = select(inv.c.function, func.count()).where(
-                inv.c.status.in_(_PENDING_VALUES)
-            )
+            statement = select(inv.c.function, func.count()).where(inv.c.status.in_(PENDING_VALUES))
             if function is not None:
                 statement = statement.where(inv.c.function == function)
             statement = statement.group_by(inv.c.function)
