@@ -400,3 +400,31 @@ def test_a_notify_the_schema_refuses_leaks_no_value_into_the_audit_log(
     assert value not in records
     assert key not in records
     run_cli(live.env(), "rm", "qb-leak")
+
+
+def test_a_function_whose_pending_count_cannot_be_read_is_shown_with_it_unknown(
+    tmp_path: Path,
+) -> None:
+    """GET of a function answers 200 with its queue's count null (and describe says
+    unknown) while the queue's table cannot be read, the node logs why, /metrics still
+    answers; once the table is back the count is read again."""
+    node = start_node(tmp_path / "node")
+    try:
+        _deploy(node, tmp_path, "qb-unread", 5)
+        database = node.data_dir / "donjon.db"
+        with sqlite3.connect(database, timeout=30) as db:
+            db.execute("ALTER TABLE invocations RENAME TO invocations_away")
+        try:
+            assert _queue(node, "qb-unread") == {"pending": None, "limit": 5}
+            described = run_cli(node.env(), "describe", "qb-unread").stdout
+            assert "unknown (the count could not be read) pending of 5" in described
+            with node.client() as c:
+                assert c.get("/metrics").status_code == 200
+        finally:
+            with sqlite3.connect(database, timeout=30) as db:
+                db.execute("ALTER TABLE invocations_away RENAME TO invocations")
+        assert _queue(node, "qb-unread") == {"pending": 0, "limit": 5}
+        log = (node.data_dir / "serve.log").read_text(errors="replace")
+        assert "function qb-unread: its pending count could not be read" in log
+    finally:
+        node.stop()

@@ -301,7 +301,9 @@ def _describe_lines(view: dict[str, Any]) -> None:
         echo_text(f"{label + ':':<13}{value}")
     queue: dict[str, Any] | None = view.get("queue")
     if queue:
-        echo_text(f"{'queue:':<13}{queue['pending']} pending of {queue['limit']} (limits.queued)")
+        pending = queue["pending"]
+        count = "unknown (the count could not be read)" if pending is None else pending
+        echo_text(f"{'queue:':<13}{count} pending of {queue['limit']} (limits.queued)")
     triggers = [_trigger(t) for t in m.get("triggers") or []]
     echo_text(f"{'triggers:':<13}{triggers[0] if triggers else 'none (invoke only)'}")
     for more in triggers[1:]:

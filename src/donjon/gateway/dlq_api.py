@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.gateway.queue_views import (
     DlqPurged,
@@ -99,9 +99,9 @@ async def purge(request: Request, node: Node, principal: Principal, request_id: 
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/dlq", "GET", _guarded(Action.DLQ, list_dead)),
-    ("/v1/dlq", "DELETE", _guarded(Action.DLQ, purge)),
-    ("/v1/dlq/redrive", "POST", _guarded(Action.DLQ, redrive_all)),
-    ("/v1/dlq/{invocation_id}", "GET", _guarded(Action.DLQ, show_dead)),
-    ("/v1/dlq/{invocation_id}/redrive", "POST", _guarded(Action.DLQ, redrive_one)),
+    ("/v1/dlq", "GET", guarded(Action.DLQ, list_dead)),
+    ("/v1/dlq", "DELETE", guarded(Action.DLQ, purge)),
+    ("/v1/dlq/redrive", "POST", guarded(Action.DLQ, redrive_all)),
+    ("/v1/dlq/{invocation_id}", "GET", guarded(Action.DLQ, show_dead)),
+    ("/v1/dlq/{invocation_id}/redrive", "POST", guarded(Action.DLQ, redrive_one)),
 ]

@@ -20,8 +20,8 @@ from starlette.responses import Response
 
 from donjon.audit import AuditEvent
 from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.gateway.quota_check import next_reset
 from donjon.gateway.quota_views import Measure, QuotaRemoved, QuotaSet, QuotaView
@@ -137,7 +137,7 @@ async def remove_quota(
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/quotas", "GET", _guarded(Action.QUOTAS, list_quotas)),
-    ("/v1/quotas/{quota}", "PUT", _guarded(Action.QUOTAS, set_quota)),
-    ("/v1/quotas/{quota}", "DELETE", _guarded(Action.QUOTAS, remove_quota)),
+    ("/v1/quotas", "GET", guarded(Action.QUOTAS, list_quotas)),
+    ("/v1/quotas/{quota}", "PUT", guarded(Action.QUOTAS, set_quota)),
+    ("/v1/quotas/{quota}", "DELETE", guarded(Action.QUOTAS, remove_quota)),
 ]

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
@@ -154,9 +154,9 @@ async def add_throttle(
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/responses", "GET", _guarded(Action.ALERTS, list_responses)),
-    ("/v1/functions/{name}/quarantine", "POST", _guarded(Action.RESPONSES, quarantine_function)),
-    ("/v1/functions/{name}/release", "POST", _guarded(Action.RESPONSES, release_function)),
-    ("/v1/throttles/{subject}", "PUT", _guarded(Action.RESPONSES, add_throttle)),
-    ("/v1/throttles/{subject}", "DELETE", _guarded(Action.RESPONSES, lift_throttle)),
+    ("/v1/responses", "GET", guarded(Action.ALERTS, list_responses)),
+    ("/v1/functions/{name}/quarantine", "POST", guarded(Action.RESPONSES, quarantine_function)),
+    ("/v1/functions/{name}/release", "POST", guarded(Action.RESPONSES, release_function)),
+    ("/v1/throttles/{subject}", "PUT", guarded(Action.RESPONSES, add_throttle)),
+    ("/v1/throttles/{subject}", "DELETE", guarded(Action.RESPONSES, lift_throttle)),
 ]

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
@@ -74,6 +74,6 @@ async def function_provenance(request: Request, node: Node, _p: Principal, _r: s
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/functions/{name}/sbom", "GET", _guarded(Action.READ, function_sbom)),
-    ("/v1/functions/{name}/provenance", "GET", _guarded(Action.READ, function_provenance)),
+    ("/v1/functions/{name}/sbom", "GET", guarded(Action.READ, function_sbom)),
+    ("/v1/functions/{name}/provenance", "GET", guarded(Action.READ, function_provenance)),
 ]

@@ -22,8 +22,8 @@ from starlette.responses import JSONResponse, Response
 
 from donjon.audit.timeline import TimelineFilter, read_timeline
 from donjon.gateway.access import query_time
-from donjon.gateway.admin import _guarded
 from donjon.gateway.errors import BadRequest
+from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
@@ -88,5 +88,5 @@ async def audit_timeline(request: Request, node: Node, _p: Principal, _r: str) -
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/audit/timeline", "GET", _guarded(Action.AUDIT, audit_timeline)),
+    ("/v1/audit/timeline", "GET", guarded(Action.AUDIT, audit_timeline)),
 ]

@@ -106,8 +106,10 @@ class AdvisoryFinding(BaseModel):
 
 
 class QueueDepth(BaseModel):
-    pending: int = Field(
-        ge=0, description="async invocations queued, running or waiting for a retry"
+    pending: int | None = Field(
+        ge=0,
+        description="async invocations queued, running or waiting for a retry"
+        " (null: the count could not be read just now; the node's log says why)",
     )
     limit: int = Field(ge=1, description="the most it may have pending (limits.queued)")
 

@@ -1,0 +1,65 @@
+"""The admin API's one door: authenticate, authorize the route's action, run it.
+
+Every route under /v1/ but the invoke paths is wrapped by `guarded`: the
+caller is authenticated and authorized before the handler runs, and the
+subsystems' errors become problem documents (problems.py) with the
+request's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from donjon.errors import Error
+from donjon.gateway.access import authenticate, authorize, new_request_id
+from donjon.gateway.node import Node
+from donjon.gateway.problems import problem_from_error
+from donjon.identity import Action, Principal
+from donjon.lifecycle import DeployBlocked
+from donjon.manifest import ManifestError
+
+__all__ = ["Endpoint", "Handler", "guarded"]
+
+#: A route's own work, once its caller is known and allowed: (request, node, principal,
+#: request id) -> response.
+Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
+#: What Starlette calls.
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(action: Action, handler: Handler, *, self_service: bool = False) -> Endpoint:
+    """Authenticate, authorize `action`, then run `handler`.
+
+    With `self_service`, a principal may also act on its own key (revoke it).
+    """
+
+    async def endpoint(request: Request) -> Response:
+        node: Node = request.app.state.node
+        request_id = new_request_id()
+        try:
+            principal = await authenticate(node, request, request_id)
+            own_key = (
+                self_service
+                and principal.kind == "key"
+                and request.path_params.get("key_id") == principal.id
+            )
+            if not own_key:
+                await authorize(
+                    node, request, principal, action, request_id, request.path_params.get("name")
+                )
+            response = await handler(request, node, principal, request_id)
+        except ManifestError as e:
+            return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})
+        except DeployBlocked as e:
+            return problem_from_error(
+                e, request_id=request_id, extra={"problems": e.problems, "report": e.report_text}
+            )
+        except Error as e:
+            return problem_from_error(e, request_id=request_id)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    return endpoint
