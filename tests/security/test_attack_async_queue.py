@@ -52,6 +52,33 @@ def test_queued_events_of_a_revoked_key_do_not_run(node: LiveNode, tmp_path: Pat
     assert dead["result"] is None
 
 
+def test_a_revoked_keys_event_is_refused_as_unauthorized_before_its_schema_is_read(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A queued event of a key revoked since, which a later deploy's input_schema also
+    refuses, is dead as Unauthorized: the caller is checked before its event is read."""
+    fails_first = (
+        "def handler(event, context):\n"
+        "    if context.cloudevent['donjonattempt'] == '1':\n"
+        "        raise RuntimeError('first attempt fails')\n"
+        "    return {'ran': 'after revocation'}\n"
+    )
+    retry = "retry: {attempts: 3, backoff_s: 6, max_age_s: 600}\n"
+    node.deploy(bundle(tmp_path / "v1", "atk-revoked-schema", fails_first, retry))
+    made = node.create_key("atk-revoked-schema", "developer")
+    r = invoke_async(node, "atk-revoked-schema", {"n": "text"}, key=made["key"])
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    assert wait_for(node, invocation_id, ("failed",))["attempts"] == 1
+    schema = "input_schema: {type: object, properties: {n: {type: integer}}}\n"
+    node.deploy(bundle(tmp_path / "v2", "atk-revoked-schema", fails_first, retry + schema))
+    with node.client() as c:
+        assert c.delete(f"/v1/keys/{made['id']}").status_code in (200, 204)
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead"
+    assert dead["error"]["type"] == "Unauthorized"
+
+
 def test_reach_the_dead_letter_queue_without_dlq_manage(node: LiveNode, tmp_path: Path) -> None:
     """A developer can neither list, show, redrive nor purge dead-lettered events."""
     node.deploy(

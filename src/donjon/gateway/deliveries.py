@@ -111,12 +111,14 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         deployed = node.registry.get(invocation.function)
         if deployed is None:
             raise NotFound(f"no function named {invocation.function!r}")
+        # The caller first, as on every request: a key revoked since is refused (401)
+        # before its event is read.
+        principal = _principal(node, invocation.principal)
         # Checked against the schema of the version that runs it (a deploy since its
         # enqueue, or before its redrive, may have added or tightened it): refused, it is
         # dead-lettered at once (422), before any limit is spent. Not its size: the event a
         # webhook or a pushed record makes may be larger than the body that was limited.
         validate_made(invocation.event, deployed)
-        principal = _principal(node, invocation.principal)
         # A first attempt whose request's admission counted it already spends no rate
         # bucket or quota again; quarantine and capacity are checked at every attempt.
         first_admitted = invocation.admitted and invocation.attempts == 1
