@@ -115,3 +115,33 @@ def test_a_dead_helper_is_restarted(scanner: IsolatedScanner, tmp_path: Path) ->
         report = scanner.scan(tmp_path)
     assert len(report.findings) == 1
     assert scanner.pid not in (None, pid)
+
+
+def test_spawn_does_not_wait_for_the_helper_and_start_does(
+    shared_advisories: Path, advisory_cache: Path, tmp_path: Path
+) -> None:
+    """`spawn` starts the helper and returns before its ready report is read (nothing is
+    loaded yet as far as the caller knows); `start` then waits for it, and it scans."""
+    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache)
+    try:
+        s.spawn()
+        assert s.pid is not None
+        assert s.advisories_loaded == 0
+        s.start()
+        assert s.advisories_loaded > 0
+        bundle = tmp_path / "fn"
+        bundle.mkdir()
+        (bundle / "main.py").write_text(INJECTION)
+        assert any(f.rule_id == "DJ-PY-001" for f in s.scan(bundle).findings)
+    finally:
+        s.close()
+
+
+def test_a_spawned_helper_that_cannot_load_its_advisories_fails_start(tmp_path: Path) -> None:
+    """A helper spawned over advisories that do not load makes `start` raise ScanError and
+    leaves no helper running."""
+    s = IsolatedScanner(tmp_path / "no-such-advisories")
+    s.spawn()
+    with pytest.raises(ScanError):
+        s.start()
+    assert s.pid is None

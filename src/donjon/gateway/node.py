@@ -173,25 +173,34 @@ class Node:
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
         self.audit.prestart()  # the writer process starts while the rest below runs
-        host = await asyncio.to_thread(
-            SandboxHost.detect, self.settings.data_dir, self.settings.sandbox
-        )
-        self.sandbox_python = host.python
-        await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
-        await asyncio.to_thread(self.resources.sweep)
-        # Every sandbox of this node is made inside the node's cgroup, under its budget.
-        budget = node_budget(self.settings.sandbox)
-        await asyncio.to_thread(self.resources.open_node, budget, node_tag(self.settings.data_dir))
-        # Loads the advisories once (a bad database stops the node here, clearly);
-        # every deploy's scan then runs in a limited process forked from the helper.
+        # The scan helper too: it imports the scanners and loads the advisories (1-2 s)
+        # while the sandbox is checked and the rest is opened; waited for below.
         scanner = IsolatedScanner(
             self.settings.advisories_path,
             cache_dir=cache_dir_for(self.settings.data_dir),
             egress_networks=self.settings.egress.allow_networks,
         )
-        await asyncio.to_thread(scanner.start)
+        await asyncio.to_thread(scanner.spawn)
+        try:
+            host = await asyncio.to_thread(
+                SandboxHost.detect, self.settings.data_dir, self.settings.sandbox
+            )
+            self.sandbox_python = host.python
+            await asyncio.to_thread(self.bundles.sweep)  # staging a stopped node left behind
+            await asyncio.to_thread(self.resources.sweep)
+            # Every sandbox of this node is made inside the node's cgroup, under its budget.
+            budget = node_budget(self.settings.sandbox)
+            await asyncio.to_thread(
+                self.resources.open_node, budget, node_tag(self.settings.data_dir)
+            )
+            await asyncio.to_thread(check_sandbox, host)
+            # The helper has loaded the advisories once (a bad database stops the node
+            # here, clearly); every deploy's scan then runs in a process forked from it.
+            await asyncio.to_thread(scanner.start)
+        except BaseException:
+            await asyncio.to_thread(scanner.close)  # it is not left loading for nothing
+            raise
         self.scanner = scanner
-        await asyncio.to_thread(check_sandbox, host)
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         self.denials.start()
         await self._start_quotas()

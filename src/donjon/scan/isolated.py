@@ -81,11 +81,21 @@ class IsolatedScanner:
         self.limits = limits or ScanLimits()
         self.advisories_loaded = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        #: Whether `_proc` has said it is ready (`spawn` starts it without waiting).
+        self._ready = False
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------
+    def spawn(self) -> None:
+        """Start the helper without waiting for it: its load of the advisories runs while
+        the caller goes on; `start` (or the first scan) then waits for it to be ready."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._spawn()
+
     def start(self) -> None:
-        """Start the helper and wait until it has loaded the advisories; `ScanError` if not."""
+        """Start the helper (unless `spawn` did) and wait until it has loaded the
+        advisories; `ScanError` if it does not."""
         with self._lock:
             self._ensure_started()
 
@@ -99,8 +109,25 @@ class IsolatedScanner:
         return self._proc.pid if self._proc is not None else None
 
     def _ensure_started(self) -> subprocess.Popen[bytes]:
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            proc = self._spawn()
+        if self._ready:
+            return proc
+        header, body = self._read_reply(proc, self.limits.start_timeout_s)
+        if header.get("outcome") != "ready":
+            self._stop(kill=True)
+            problem = _json_object(body)
+            raise ScanError(
+                str(problem.get("message", "the scan helper did not start")),
+                hint=str(problem.get("hint", "")),
+            )
+        self.advisories_loaded = int(header.get("detail") or 0)
+        self._ready = True
+        return proc
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """A new helper in place of any old one; its ready report is not read yet."""
         self._stop(kill=True)
         argv: list[str | Path] = [sys.executable, "-I", "-m", "donjon.scan.worker"]
         if self.advisories is not None:
@@ -112,19 +139,11 @@ class IsolatedScanner:
         except CommandError as e:
             raise ScanError(e.message, hint=e.hint) from e
         self._proc = proc
-        header, body = self._read_reply(proc, self.limits.start_timeout_s)
-        if header.get("outcome") != "ready":
-            self._stop(kill=True)
-            problem = _json_object(body)
-            raise ScanError(
-                str(problem.get("message", "the scan helper did not start")),
-                hint=str(problem.get("hint", "")),
-            )
-        self.advisories_loaded = int(header.get("detail") or 0)
         return proc
 
     def _stop(self, *, kill: bool) -> None:
         proc, self._proc = self._proc, None
+        self._ready = False
         if proc is None:
             return
         if not kill and proc.stdin is not None:
