@@ -11,6 +11,8 @@ and misuse, hard-coded secrets, vulnerable dependencies and over-broad manifests
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from donjon.scan.baseline import Baseline, write_baseline
 from donjon.scan.deps import (
     OSV_PYPI_EXPORT_URL,
@@ -20,7 +22,6 @@ from donjon.scan.deps import (
     cache_dir_for,
     update_advisory_db,
 )
-from donjon.scan.engine import default_scanners, scan_path
 from donjon.scan.errors import ScanError
 from donjon.scan.format import FormatError, render_json, render_sarif, render_text, renderer_for
 from donjon.scan.interface import Scanner, ScannerOutput
@@ -39,6 +40,9 @@ from donjon.scan.model import (
     TaintStep,
 )
 from donjon.scan.rules import RULES, Rule
+
+if TYPE_CHECKING:
+    from donjon.scan.engine import default_scanners, scan_path
 
 __all__ = [
     "OSV_PYPI_EXPORT_URL",
@@ -76,3 +80,16 @@ __all__ = [
     "update_advisory_db",
     "write_baseline",
 ]
+
+#: Loaded on first use (PEP 562): the scanners (detect-secrets, the code analysis) run in
+#: the scan helper and `donjon scan`, never in the node's own process, which imports this
+#: package for its policy, report and helper types.
+_LAZY = frozenset({"default_scanners", "scan_path"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from donjon.scan import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

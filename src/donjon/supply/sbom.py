@@ -10,34 +10,22 @@ tree, so the same version always gives the same document (serial number included
 It is stored as the JSON this module makes (CycloneDX 1.6); the stored bytes are
 what `sbom_digest` hashes and what the JSON rendering returns, so the digest a
 provenance statement carries matches the JSON a client fetches. XML is rendered
-from the stored JSON.
+from the stored JSON. The library's part is cyclonedx_doc.py, imported where it is
+used: reading a stored SBOM back (what a node does at start) needs only JSON.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cyclonedx.contrib.license.factories import LicenseFactory
-from cyclonedx.model import HashAlgorithm, HashType, Property
-from cyclonedx.model.bom import Bom
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.output import make_outputter
-from cyclonedx.schema import OutputFormat, SchemaVersion
-from packageurl import PackageURL
-from packaging.utils import canonicalize_name
-
-from donjon import __version__
-from donjon.supply.distributions import Distribution, VendoredSet, read_vendored
+from donjon.supply.distributions import read_vendored
 from donjon.supply.errors import SupplyError
 
 __all__ = [
-    "SCHEMA_VERSION",
     "ComponentRef",
     "FunctionIdentity",
     "build_sbom",
@@ -47,10 +35,8 @@ __all__ = [
     "sbom_digest",
 ]
 
-SCHEMA_VERSION = SchemaVersion.V1_6
-_FORMATS = {"json": OutputFormat.JSON, "xml": OutputFormat.XML}
-#: How a bundle digest is made (bundle/archive.py), said in the SBOM beside it.
-_DIGEST_SCHEME = "sha256 of the sorted lines 'path NUL mode NUL sha256(content)' of the bundle"
+#: The renderings of a stored SBOM.
+FORMATS = ("json", "xml")
 
 
 @dataclass(frozen=True)
@@ -74,69 +60,11 @@ class ComponentRef:
     purl: str
 
 
-def _purl(dist: Distribution) -> PackageURL:
-    return PackageURL("pypi", name=str(canonicalize_name(dist.name)), version=dist.version)
-
-
-def _component(dist: Distribution, bom_ref: str) -> Component:
-    factory = LicenseFactory()
-    return Component(
-        name=dist.name,
-        version=dist.version,
-        type=ComponentType.LIBRARY,
-        bom_ref=bom_ref,
-        purl=_purl(dist),
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=dist.sha256)],
-        licenses=[factory.make_from_string(text) for text in dist.licenses],
-        properties=[
-            Property(name="donjon:files", value=str(dist.files)),
-            Property(name="donjon:record:altered", value=str(dist.altered)),
-            Property(name="donjon:record:missing", value=str(dist.missing)),
-        ],
-    )
-
-
-def _bom(function: FunctionIdentity, vendored: VendoredSet) -> Bom:
-    root = Component(
-        name=function.name,
-        version=str(function.version),
-        type=ComponentType.APPLICATION,
-        bom_ref=f"function:{function.name}@{function.version}",
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=function.digest)],
-        properties=[
-            Property(name="donjon:bundle-digest", value=f"sha256:{function.digest}"),
-            Property(name="donjon:bundle-digest-scheme", value=_DIGEST_SCHEME),
-            Property(name="donjon:deps:unattributed-files", value=str(vendored.unattributed)),
-        ],
-    )
-    serial = uuid.uuid5(
-        uuid.NAMESPACE_URL, f"donjon:sbom:{function.name}@{function.version}:{function.digest}"
-    )
-    bom = Bom(serial_number=serial)
-    bom.metadata.component = root
-    bom.metadata.timestamp = datetime.datetime.fromtimestamp(
-        round(function.deployed_at), datetime.UTC
-    )
-    bom.metadata.tools.components.add(
-        Component(type=ComponentType.APPLICATION, name="donjon", version=__version__)
-    )
-    seen: dict[str, int] = {}
-    components = []
-    for dist in vendored.distributions:
-        ref = _purl(dist).to_string()
-        seen[ref] = seen.get(ref, 0) + 1
-        if seen[ref] > 1:  # two copies of one release: each keeps a reference of its own
-            ref = f"{ref}#{seen[ref]}"
-        components.append(_component(dist, ref))
-    bom.components.update(components)
-    bom.register_dependency(root, components)
-    return bom
-
-
 def build_sbom(tree: Path, function: FunctionIdentity) -> str:
     """The SBOM (CycloneDX JSON) of the bundle tree `tree` deployed as `function`."""
-    bom = _bom(function, read_vendored(tree))
-    return make_outputter(bom, OutputFormat.JSON, SCHEMA_VERSION).output_as_string()
+    from donjon.supply.cyclonedx_doc import bom_json
+
+    return bom_json(function, read_vendored(tree))
 
 
 def sbom_digest(document: str) -> str:
@@ -146,18 +74,13 @@ def sbom_digest(document: str) -> str:
 
 def render_sbom(document: str, fmt: str) -> str:
     """A stored SBOM as `fmt` (json: the stored bytes as they are; xml)."""
-    if fmt not in _FORMATS:
+    if fmt not in FORMATS:
         raise SupplyError(f"unknown SBOM format {fmt!r}", hint="use json or xml")
     if fmt == "json":
         return document
-    try:
-        bom = Bom.from_json(json.loads(document))  # type: ignore[attr-defined]  # added by a decorator
-    except (ValueError, TypeError, KeyError) as e:
-        raise SupplyError(
-            f"the stored SBOM cannot be read ({type(e).__name__})",
-            hint="the database row was altered; it is made again from the bundle if removed",
-        ) from e
-    return str(make_outputter(bom, OutputFormat.XML, SCHEMA_VERSION).output_as_string())
+    from donjon.supply.cyclonedx_doc import json_as_xml
+
+    return json_as_xml(document)
 
 
 def _sha256(component: dict[str, Any]) -> str:

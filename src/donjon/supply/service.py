@@ -31,7 +31,6 @@ from donjon.manifest.grants import broad_grants
 from donjon.scan import ScanPolicy, ScanReport
 from donjon.scan.deps.advisory_cache import source_digest
 from donjon.store.supply import SupplyRecord, SupplyStore
-from donjon.supply.dsse import sign_envelope
 from donjon.supply.errors import SupplyNotFound
 from donjon.supply.provenance import DeployFacts, ScanVerdict, make_statement, statement_digest
 from donjon.supply.sbom import (
@@ -151,6 +150,9 @@ class SupplyChain:
             components=component_digests(sbom),
         )
         payload = make_statement(facts)
+        # securesystemslib (0.1-0.3 s to import) is loaded by the first deploy, not at start.
+        from donjon.supply.dsse import sign_envelope
+
         envelope = json.dumps(sign_envelope(payload, self._key), sort_keys=True)
         return SupplyRecord(
             name, deploy.version, sbom, sbom_digest(sbom), envelope, statement_digest(payload), now

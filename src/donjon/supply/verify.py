@@ -18,7 +18,6 @@ from typing import Any
 from donjon.audit import VerifierKey
 from donjon.bundle import tree_digest, unpack
 from donjon.bundle.archive import MAX_BUNDLE_BYTES
-from donjon.supply.dsse import open_envelope
 from donjon.supply.errors import ProvenanceInvalid
 from donjon.supply.provenance import PREDICATE_TYPE, STATEMENT_TYPE, statement_digest
 
@@ -82,6 +81,8 @@ def verify_provenance(
     `ProvenanceInvalid` (a `BundleError` for an archive that cannot be unpacked) names
     the first thing that failed.
     """
+    from donjon.supply.dsse import open_envelope  # securesystemslib: loaded when used
+
     payload = open_envelope(document, key)
     try:
         statement = json.loads(payload)

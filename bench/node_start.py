@@ -1,0 +1,175 @@
+"""A node's start: from `donjon serve` to its first answer, and its memory once up.
+
+    .venv/bin/python bench/node_start.py [--rounds 7]
+
+`donjon up` and every node a test starts pay this. One data dir is initialised
+once (`donjon init`, the advisory cache warmed by a first, unmeasured start);
+then, in rounds, each server is started, polled on GET /healthz over TLS until
+it answers 200, measured and stopped (SIGTERM):
+- `donjon serve`, nothing deployed (the node's own start: the gateway, its
+  audit writer and scanner helper processes);
+- the baseline, bare Starlette on uvicorn over HTTPS with the same certificate
+  (bench/baselines.py, as the warm bench serves it), started in the same round;
+  its first answer is its app's 404 for /healthz.
+Printed: the medians of the time to the first answer, the CPU its process tree
+used until then (the machine's load moves that much less than the time), and the
+RSS and USS of the server process and of its whole process tree once it
+answered; the ratios are Donjon's against the baseline's of the same rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+sys.path.insert(0, str(BENCH))
+
+import sandboxes
+
+from harness import donjon_env, free_port, run_cli
+
+
+def _first_answer(
+    proc: subprocess.Popen[bytes], url: str, tls: ssl.SSLContext, ready: int = 200
+) -> float:
+    """Seconds from now until GET /healthz answers `ready` (the process was just started;
+    the baseline has no such route: its first answer is a 404 from the app)."""
+    t0 = time.perf_counter()
+    deadline = t0 + 120
+    with httpx.Client(verify=tls, timeout=1) as client:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited ({proc.returncode}) before it answered")
+            try:
+                if client.get(f"{url}/healthz").status_code == ready:
+                    return time.perf_counter() - t0
+            except httpx.HTTPError:
+                time.sleep(0.01)
+    raise SystemExit("the server did not answer within 120 s")
+
+
+def _memory(pid: int) -> dict[str, float]:
+    """Memory and CPU so far of the server process and of its tree (CPU: reaped
+    children included, so the probes the node ran at start count)."""
+    own = sandboxes.smaps(pid) or {}
+    tree = [m for p in sandboxes.tree(pid) if (m := sandboxes.smaps(p)) is not None]
+    return {
+        "tree_cpu": sandboxes.tree_cpu(pid),
+        "rss": own.get("rss", 0),
+        "uss": own.get("uss", 0),
+        "tree_rss": sum(m["rss"] for m in tree),
+        "tree_uss": sum(m["uss"] for m in tree),
+        "processes": len(tree),
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _donjon(data_dir: Path) -> dict[str, Any]:
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    env = donjon_env(data_dir, url)
+    with open(data_dir / "serve.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    tls = ssl.create_default_context(cafile=str(data_dir / "tls" / "cert.pem"))
+    try:
+        seconds = _first_answer(proc, url, tls)
+        return {"s": seconds, **_memory(proc.pid)}
+    finally:
+        _stop(proc)
+
+
+def _starlette(data_dir: Path) -> dict[str, Any]:
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    cert, key = data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "baselines.py"), "starlette", str(port), str(cert), str(key)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    tls = ssl.create_default_context(cafile=str(cert))
+    try:
+        seconds = _first_answer(proc, url, tls, ready=404)
+        return {"s": seconds, **_memory(proc.pid)}
+    finally:
+        _stop(proc)
+
+
+def run(rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="donjon-start-") as tmp:
+        data_dir = Path(tmp) / "data"
+        env = donjon_env(data_dir)
+        run_cli(env, "init", "--json")
+        _donjon(data_dir)  # the advisory cache and the page cache: not measured
+        _starlette(data_dir)
+        donjon, bare = [], []
+        for _ in range(rounds):
+            donjon.append(_donjon(data_dir))
+            bare.append(_starlette(data_dir))
+    out: dict[str, Any] = {"rounds": rounds}
+    for name, runs in (("donjon", donjon), ("starlette", bare)):
+        out[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        out[name]["s_all"] = [round(r["s"], 3) for r in runs]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    out = run(args.rounds)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return
+    d, s = out["donjon"], out["starlette"]
+    mib = 2**20
+    print(f"node start, medians of {out['rounds']} rounds (load {os.getloadavg()[0]:.2f})")
+    print(
+        f"  first answer: donjon {d['s'] * 1e3:.0f} ms, starlette {s['s'] * 1e3:.0f} ms:"
+        f" {d['s'] / s['s']:.2f}x   (donjon's rounds: {d['s_all']})"
+    )
+    print(
+        f"  CPU of the tree until then: donjon {d['tree_cpu'] * 1e3:.0f} ms,"
+        f" starlette {s['tree_cpu'] * 1e3:.0f} ms: {d['tree_cpu'] / s['tree_cpu']:.2f}x"
+    )
+    print(
+        f"  server process: RSS {d['rss'] / mib:.1f} MiB against {s['rss'] / mib:.1f} MiB"
+        f" ({d['rss'] / s['rss']:.2f}x), USS {d['uss'] / mib:.1f} MiB"
+    )
+    print(
+        f"  whole tree: {d['processes']:.0f} processes, RSS {d['tree_rss'] / mib:.1f} MiB,"
+        f" USS {d['tree_uss'] / mib:.1f} MiB ({d['tree_uss'] / s['tree_uss']:.2f}x"
+        f" starlette's {s['tree_uss'] / mib:.1f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

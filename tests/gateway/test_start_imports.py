@@ -1,0 +1,50 @@
+"""What the node's own process imports to serve: the libraries of features it may never
+use (a postgres trigger's client, Redis, the SBOM and provenance libraries, the
+scanners that run in the scan helper) are loaded where they are used, not at start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+#: Each loaded by the first use of its feature: a postgres trigger (psycopg),
+#: DONJON_REDIS_URL (redis), a deploy's SBOM (cyclonedx) and provenance
+#: (securesystemslib, which loads boto3 when it is installed), a scan (detect_secrets,
+#: bandit: in the scan helper).
+LATER = ("psycopg", "redis", "cyclonedx", "securesystemslib", "boto3", "detect_secrets", "bandit")
+
+
+def test_the_gateway_loads_no_library_of_a_feature_not_used_yet() -> None:
+    """Importing the gateway (what `donjon serve` serves) loads none of them."""
+    probe = (
+        "import sys, donjon.gateway.app, donjon.cli.node\n"
+        f"print(' '.join(m for m in {LATER!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == []
+
+
+def test_the_features_still_load_them_when_used() -> None:
+    """The lazy imports resolve: each feature's module imports its library when asked."""
+    probe = (
+        "import sys\n"
+        "from donjon.triggers.postgres_source import PostgresListener\n"
+        "from donjon.ratelimit.redis import RedisLimiter\n"
+        "from donjon.supply.cyclonedx_doc import bom_json\n"
+        "from donjon.supply.dsse import sign_envelope\n"
+        "from donjon.scan import scan_path\n"
+        "print(' '.join(m for m in ('psycopg', 'redis', 'cyclonedx', 'securesystemslib',"
+        " 'detect_secrets') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == [
+        "psycopg",
+        "redis",
+        "cyclonedx",
+        "securesystemslib",
+        "detect_secrets",
+    ]
