@@ -1,0 +1,184 @@
+"""Attacks that try to make the platform copy what a caller sent (an event's values, a
+credential) into places other parties read: the node's own log (`donjon serve`'s
+stderr), the audit log, alerts, /metrics. Each plants a unique marker and looks for it
+in all of them, against a real node (and a real PostgreSQL or SQS where the path needs
+one).
+
+What a function prints is its own log (`donjon logs`), not the node's: these functions
+print nothing of their events."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import LiveNode, run_cli, start_node
+from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
+from postgres_support import PostgresServer
+
+pytestmark = pytest.mark.slow
+
+QUIET = """\
+def handler(event, context):
+    return {"ok": True}
+"""
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    node = start_node(tmp_path_factory.mktemp("leak-node"))
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("leak-moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _marker() -> str:
+    return f"LEAKMARK-{uuid.uuid4().hex}"
+
+
+def _write(root: Path, name: str, body: str) -> Path:
+    fn = root / name
+    fn.mkdir(exist_ok=True)
+    (fn / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\n{body}"
+    )
+    (fn / "main.py").write_text(QUIET)
+    return fn
+
+
+def _node_log(live: LiveNode) -> str:
+    return (live.data_dir / "serve.log").read_text(errors="replace")
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _everywhere_else(live: LiveNode) -> dict[str, str]:
+    """What other parties read of the node: its log, the audit log, the alerts, /metrics."""
+    with live.client() as c:
+        audit = c.get("/v1/audit", params={"n": 5000})
+        alerts = c.get("/v1/alerts", params={"n": 1000})
+        metrics = c.get("/metrics")
+    assert audit.status_code == alerts.status_code == metrics.status_code == 200
+    return {
+        "node log": _node_log(live),
+        "audit": audit.text,
+        "alerts": alerts.text,
+        "metrics": metrics.text,
+    }
+
+
+def _assert_nowhere(live: LiveNode, marker: str) -> None:
+    found = [place for place, text in _everywhere_else(live).items() if marker in text]
+    assert found == [], f"{marker} copied into: {', '.join(found)}"
+
+
+def test_a_notify_payload_the_schema_refuses_is_not_copied_to_the_node_log(
+    live: LiveNode, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """A NOTIFY payload refused by the input_schema (a card number where an integer goes)
+    is logged and audited as a refusal at its field, without the refused value."""
+    marker = _marker()
+    run_cli(live.env(), "secret", "set", "leak-db", input=pg.dsn())
+    live.deploy(
+        _write(
+            tmp_path,
+            "leak-notify",
+            "triggers:\n  - postgres: {dsn: leak-db, channel: leaknotify}\n"
+            "input_schema:\n  type: object\n  properties: {card: {type: integer}}\n",
+        )
+    )
+
+    def listening() -> bool:
+        with pg.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN \"leaknotify\"'"
+            ).fetchone()
+        return bool(row and row[0])
+
+    _until(listening, "the node's LISTEN")
+    with pg.connect() as conn:
+        conn.execute("SELECT pg_notify('leaknotify', %s)", (json.dumps({"card": marker}),))
+    _until(lambda: "leaknotify was not taken" in _node_log(live), "the refusal's log line")
+    assert "does not match the function's schema at /card" in _node_log(live)
+    _assert_nowhere(live, marker)
+    run_cli(live.env(), "rm", "leak-notify")
+
+
+def test_an_sqs_record_the_schema_refuses_is_not_copied_to_the_node_log(
+    live: LiveNode, moto: MotoServer, tmp_path: Path
+) -> None:
+    """An S3 notification from SQS whose object key the input_schema refuses (a file name
+    holding personal data) is logged at each receive as a refusal at its field, without
+    the key."""
+    marker = _marker()
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName="leak-keys", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    settings = {
+        "queue_url": url,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "endpoint_url": moto.url,
+    }
+    run_cli(live.env(), "secret", "set", "leak-queue", input=json.dumps(settings))
+    record: dict[str, Any] = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "photos"}, "object": {"key": f"in/{marker}", "sequencer": "1"}},
+    }
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [record]}))
+    schema = {
+        "type": "object",
+        "properties": {
+            "Records": {
+                "type": "array",
+                "items": {
+                    "properties": {
+                        "s3": {
+                            "properties": {
+                                "object": {"properties": {"key": {"pattern": "^in/ok-"}}}
+                            }
+                        }
+                    }
+                },
+            }
+        },
+    }
+    live.deploy(
+        _write(
+            tmp_path,
+            "leak-sqs",
+            "triggers:\n  - s3:\n      source: sqs\n      secret: leak-queue\n"
+            f"input_schema: {json.dumps(schema)}\n",
+        )
+    )
+    _until(lambda: "leak-sqs: message" in _node_log(live), "the refusal's log line")
+    run_cli(live.env(), "rm", "leak-sqs")
+    assert "does not match the function's schema at /Records/0/s3/object/key" in _node_log(live)
+    _assert_nowhere(live, marker)
