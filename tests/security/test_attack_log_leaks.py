@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from async_support import wait_for
 from harness import LiveNode, run_cli, start_node
 from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
 from postgres_support import PostgresServer
@@ -181,4 +182,51 @@ def test_an_sqs_record_the_schema_refuses_is_not_copied_to_the_node_log(
     _until(lambda: "leak-sqs: message" in _node_log(live), "the refusal's log line")
     run_cli(live.env(), "rm", "leak-sqs")
     assert "does not match the function's schema at /Records/0/s3/object/key" in _node_log(live)
+    _assert_nowhere(live, marker)
+
+
+FAILING = """\
+def handler(event, context):
+    raise RuntimeError("not yet")
+"""
+
+
+def _database_bytes(live: LiveNode) -> bytes:
+    """The node's SQLite database as it is on disk (the file and its write-ahead log)."""
+    return b"".join(
+        path.read_bytes() for path in sorted(live.data_dir.glob("donjon.db*")) if path.is_file()
+    )
+
+
+def test_a_redriven_event_the_new_schema_refuses_is_not_written_in_the_clear(
+    live: LiveNode, tmp_path: Path
+) -> None:
+    """An async event dead-lettered, then redriven under a version whose schema refuses it:
+    dead again with InvalidInput, and its refused value (sealed in the event) is not copied
+    in the clear into the database's error column, the node's log or the audit log."""
+    marker = _marker()
+    fn = _write(tmp_path, "leak-redrive", "retry: {attempts: 1}\n")
+    (fn / "main.py").write_text(FAILING)
+    live.deploy(fn)
+    with live.client() as c:
+        r = c.post(
+            "/v1/functions/leak-redrive/invoke",
+            json={"card": marker},
+            headers={"prefer": "respond-async"},
+        )
+    assert r.status_code == 202, r.text
+    invocation = r.json()["invocation_id"]
+    assert wait_for(live, invocation)["status"] == "dead"
+    (fn / "donjon.yaml").write_text(
+        (fn / "donjon.yaml").read_text()
+        + "input_schema:\n  type: object\n  properties: {card: {type: integer}}\n"
+    )
+    live.deploy(fn)
+    with live.client() as c:
+        assert c.post(f"/v1/dlq/{invocation}/redrive").status_code == 200
+    ended = wait_for(live, invocation)
+    assert ended["status"] == "dead", ended
+    assert ended["error"]["type"] == "InvalidInput", ended
+    assert marker.encode() not in _database_bytes(live)
+    assert "/card (type)" in ended["error"]["message"], ended
     _assert_nowhere(live, marker)
