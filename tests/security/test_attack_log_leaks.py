@@ -100,6 +100,26 @@ def _assert_nowhere(live: LiveNode, marker: str) -> None:
     assert found == [], f"{marker} copied into: {', '.join(found)}"
 
 
+def _queue_with_key(live: LiveNode, moto: MotoServer, name: str, key: str) -> None:
+    """An SQS queue `name` (its settings in the vault secret of the same name) holding one
+    S3 notification of an object `key`."""
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    settings = {
+        "queue_url": url,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "endpoint_url": moto.url,
+    }
+    run_cli(live.env(), "secret", "set", name, input=json.dumps(settings))
+    record: dict[str, Any] = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "photos"}, "object": {"key": key, "sequencer": "1"}},
+    }
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [record]}))
+
+
 def test_a_notify_payload_the_schema_refuses_is_not_copied_to_the_node_log(
     live: LiveNode, pg: PostgresServer, tmp_path: Path
 ) -> None:
@@ -139,21 +159,7 @@ def test_an_sqs_record_the_schema_refuses_is_not_copied_to_the_node_log(
     holding personal data) is logged at each receive as a refusal at its field, without
     the key."""
     marker = _marker()
-    sqs = moto.client("sqs")
-    url = sqs.create_queue(QueueName="leak-keys", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    run_cli(live.env(), "secret", "set", "leak-queue", input=json.dumps(settings))
-    record: dict[str, Any] = {
-        "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": "photos"}, "object": {"key": f"in/{marker}", "sequencer": "1"}},
-    }
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [record]}))
+    _queue_with_key(live, moto, "leak-keys", f"in/{marker}")
     schema = {
         "type": "object",
         "properties": {
@@ -175,7 +181,7 @@ def test_an_sqs_record_the_schema_refuses_is_not_copied_to_the_node_log(
         _write(
             tmp_path,
             "leak-sqs",
-            "triggers:\n  - s3:\n      source: sqs\n      secret: leak-queue\n"
+            "triggers:\n  - s3:\n      source: sqs\n      secret: leak-keys\n"
             f"input_schema: {json.dumps(schema)}\n",
         )
     )
@@ -229,4 +235,25 @@ def test_a_redriven_event_the_new_schema_refuses_is_not_written_in_the_clear(
     assert ended["error"]["type"] == "InvalidInput", ended
     assert marker.encode() not in _database_bytes(live)
     assert "/card (type)" in ended["error"]["message"], ended
+    _assert_nowhere(live, marker)
+
+
+def test_an_s3_object_key_is_not_copied_into_the_audit_log(
+    live: LiveNode, moto: MotoServer, tmp_path: Path
+) -> None:
+    """An S3 notification from SQS whose object key holds personal data runs the function;
+    the key (in the event, and in its delivery id) is in no audit record, alert, metric or
+    node log line."""
+    marker = _marker()
+    _queue_with_key(live, moto, "leak-taken", f"in/{marker}.pdf")
+    live.deploy(
+        _write(tmp_path, "leak-taken", "triggers:\n  - s3: {source: sqs, secret: leak-taken}\n")
+    )
+
+    def ran() -> bool:
+        out = run_cli(live.env(), "logs", "leak-taken", "-n", "10").stdout
+        return "END" in out
+
+    _until(ran, "the notification's call")
+    run_cli(live.env(), "rm", "leak-taken")
     _assert_nowhere(live, marker)
