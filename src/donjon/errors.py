@@ -22,6 +22,12 @@ class Error(Exception):
         self.message = message
         self.hint = hint
 
+    def summary(self) -> str:
+        """The message without anything of the input it refuses: what the node logs or
+        audits of a refusal of someone else's input (an event from a queue or a database).
+        The message itself, unless the error's message may quote that input."""
+        return self.message
+
     def diagnostics(self) -> str:
         """The message and, when there is one, how to fix it."""
         if self.hint:

@@ -48,3 +48,35 @@ def test_a_refusal_makes_a_few_errors_not_one_per_wrong_item() -> None:
         validate({"tags": ["a"] * 100_000}, cast(Any, deployed))
     assert "/tags/0" in str(refused.value)
     assert 1 <= made <= 32
+
+
+@pytest.mark.parametrize(
+    ("schema", "event", "summary"),
+    [
+        (
+            {"properties": {"card": {"type": "integer"}}},
+            {"card": "VALUE-4111111111111111"},
+            "input does not match the function's schema at /card (type)",
+        ),
+        (
+            {"properties": {"key": {"pattern": "^ok-"}}},
+            {"key": "VALUE-jane.doe@example.com"},
+            "input does not match the function's schema at /key (pattern)",
+        ),
+        (
+            {"type": "array"},
+            {"VALUE": 1},
+            "input does not match the function's schema at (root) (type)",
+        ),
+    ],
+)
+def test_a_refusals_summary_names_the_field_and_rule_never_the_value(
+    schema: dict[str, Any], event: dict[str, Any], summary: str
+) -> None:
+    """The caller's 422 quotes the refused value; the summary (what the node logs of an
+    event from a queue or a database) names the field and the failing keyword only."""
+    deployed = SimpleNamespace(name="fn", validator=input_validator(schema))
+    with pytest.raises(InvalidInput) as refused:
+        validate(event, cast(Any, deployed))
+    assert "VALUE" in refused.value.message
+    assert refused.value.summary() == summary

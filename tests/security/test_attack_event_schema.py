@@ -226,9 +226,9 @@ def test_a_refused_delivery_leaks_nothing_to_the_audit_log_and_its_detail_is_bou
     hooked: tuple[LiveNode, str], tmp_path: Path
 ) -> None:
     """A delivery the schema refuses shows the sender what it sent (the 422 names the
-    field); the audit log keeps none of the event's values, and the problem detail (also
-    what the node logs for a refused SQS or NOTIFY event) is bounded however large the
-    refused value or the name of the failing field."""
+    field); the audit log keeps none of the event's values, and the problem detail is
+    bounded however large the refused value or the name of the failing field (what the
+    node logs of a refused SQS or NOTIFY event: test_attack_log_leaks.py)."""
     live, key = hooked
     _deploy(live, tmp_path, "leak-hook", {"type": "array"})
     marker = "MARKER-" + secrets.token_hex(4)

@@ -4,6 +4,8 @@ success, dead-lettering, destinations, bounded concurrency, expired last leases,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -259,5 +261,25 @@ def test_unknown_function_is_refused_at_enqueue(tmp_path: Path) -> None:
             await service.enqueue(envelope("ghost"))
         assert records.events == []
         assert await queue.claim(10, 30) == []
+
+    asyncio.run(go())
+
+
+def test_an_enqueue_record_keeps_a_digest_of_the_delivery_id(tmp_path: Path) -> None:
+    """An S3 record's delivery id holds its object key: the audit record keeps its SHA-256
+    (which matches the known id), the invocation keeps the id itself."""
+    key_id = "photos/in/jane.doe@example.com.pdf/0055AED6DCD90281E5"
+
+    async def go() -> None:
+        records = KeptRecords()
+        queue = sqlite_queue(tmp_path)
+        service = _service(queue, records, {"echo": FunctionPolicy(FAST)})
+        queued = await service.enqueue(dataclasses.replace(envelope(), delivery_id=key_id))
+        (enqueued,) = [e for e in records.events if e.action == "invocation.enqueue"]
+        assert "jane.doe" not in json.dumps(enqueued.detail)
+        digest = hashlib.sha256(key_id.encode()).hexdigest()[:32]
+        assert enqueued.detail["delivery_sha256"] == digest
+        kept = await queue.get(queued.id)
+        assert kept is not None and kept.delivery_id == key_id
 
     asyncio.run(go())

@@ -91,7 +91,9 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
     elif isinstance(error, SandboxUnavailable):  # its message may name host paths
         kind, message = type(error).__name__, "the function's sandbox could not start"
     else:
-        kind, message = type(error).__name__, error.message
+        # The summary: an event its schema refuses now is sealed at rest, and the error
+        # column is not (the refusal's message quotes the refused value).
+        kind, message = type(error).__name__, error.summary()
     return Outcome(
         False,
         request_id,

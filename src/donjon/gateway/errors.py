@@ -26,9 +26,27 @@ class BadRequest(GatewayError):
 
 
 class InvalidInput(GatewayError):
-    """Well-formed JSON that the function's input_schema refuses."""
+    """Well-formed JSON that the function's input_schema refuses.
+
+    Its message quotes the refused value (the schema validator's words): it is for the
+    caller who sent the event. `summary` names only the failing field (`field`, a JSON
+    pointer of bounded length; None when the event is not JSON the schema can check) and
+    the schema keyword that failed (`rule`)."""
 
     title = "Unprocessable content"
+
+    def __init__(
+        self, message: str, *, hint: str = "", field: str | None = None, rule: str = ""
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.field = field
+        self.rule = rule
+
+    def summary(self) -> str:
+        if self.field is None:
+            return "the event is not JSON the function's schema can check"
+        rule = f" ({self.rule})" if self.rule else ""
+        return f"input does not match the function's schema at {self.field}{rule}"
 
 
 class Unauthorized(GatewayError):

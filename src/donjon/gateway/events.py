@@ -116,6 +116,8 @@ def validate(event: Any, deployed: Deployed) -> None:
         f"input does not match the function's schema at {pointer or '(root)'}: "
         f"{first.message[:512]}",
         hint=f"send an event that matches the input_schema of {deployed.name}",
+        field=pointer or "(root)",
+        rule=str(first.validator)[:64],
     )
 
 

@@ -35,9 +35,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def connect(url: str) -> Engine:
-    """An engine for `url`; SQLite files get WAL and full durability."""
+    """An engine for `url`; SQLite files get WAL and full durability. A statement that
+    fails keeps its SQL in the error, never its bound values (`hide_parameters`): an error
+    logged with its cause (`log.exception`) would copy what the row held into the node's
+    log (a queued event's routing fields, a function's error message, a key's digest)."""
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, hide_parameters=True)
     except (SQLAlchemyError, ValueError) as e:
         raise StoreError(f"cannot open database {url!r}: {e}") from e
     if engine.dialect.name == "sqlite":

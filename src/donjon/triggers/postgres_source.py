@@ -223,7 +223,7 @@ class PostgresListener:
         try:
             await self._submit(envelope)
         except Error as e:  # NOTIFY cannot be asked again: the loss is counted and audited
-            await self._dropped(delivery_id, e.message, _audited_reason(e))
+            await self._dropped(delivery_id, e.summary(), _audited_reason(e))
             return
         except Exception:  # a defect, not an outage of the database: logged, listening goes on
             log.exception("%s: a notification on %s is lost", self.function, self.spec.channel)
@@ -237,9 +237,10 @@ class PostgresListener:
     async def _dropped(self, delivery_id: str, reason: str, audited: str) -> None:
         """A notification refused by the node (its function's queue full, its schema...):
         lost, since NOTIFY cannot be asked again. Every one is logged (with `reason`, the
-        refusal's message) and counted; the first of a run is audited at once
-        (`trigger.event.dropped` with `audited`, a reason that holds nothing of the payload;
-        alerted by the monitor's `event_sources` rule) and the run's count when it ends."""
+        refusal's `summary`: a schema's refusal names the field, never the value) and
+        counted; the first of a run is audited at once (`trigger.event.dropped` with
+        `audited`, a reason that holds nothing of the payload; alerted by the monitor's
+        `event_sources` rule) and the run's count when it ends."""
         self.dropped += 1
         self._dropping += 1
         log.warning(

@@ -197,7 +197,7 @@ class SqsPoller:
                 self.function,
                 message_id,
                 queue_url,
-                e.message,
+                e.summary(),  # never the refused value: the record's field, at most
             )
             return
         try:
@@ -210,7 +210,7 @@ class SqsPoller:
                 self.function,
                 message_id,
                 queue_url,
-                e.message,
+                e.summary(),  # never the refused value: the record's field, at most
             )
             return
         try:

@@ -5,6 +5,7 @@ queue's redrive and purge. Each is audited; no record carries an event's body.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ class AsyncInvocations:
                     "trigger": envelope.trigger,
                     "source": envelope.source[:300],
                     "type": envelope.type[:200],
-                    **({"delivery_id": envelope.delivery_id[:200]} if envelope.delivery_id else {}),
+                    **(_delivery(envelope.delivery_id) if envelope.delivery_id else {}),
                     "bytes": len(envelope.event),
                 },
             )
@@ -216,3 +217,10 @@ class AsyncInvocations:
             )
         )
         return count
+
+
+def _delivery(delivery_id: str) -> dict[str, str]:
+    """The producer's delivery id as the append-only audit log keeps it: its SHA-256 (hex, 32
+    digits), which matches a known id without holding it. An S3 record's id holds its object
+    key (`bucket/key/sequencer`), a value of the event the audit log must not keep."""
+    return {"delivery_sha256": hashlib.sha256(delivery_id.encode()).hexdigest()[:32]}
