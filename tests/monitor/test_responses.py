@@ -180,8 +180,12 @@ def test_quarantine_survives_a_restart_until_released(tmp_path: Path) -> None:
     async def work(rig: Rig) -> None:
         finding = _finding("egress.refused", Subject("function", "fetcher@3"), "tried evil.test")
         await rig.responder.respond(finding, 12)
-        with pytest.raises(FunctionQuarantined, match=r"tried evil\.test, alert 12"):
+        with pytest.raises(FunctionQuarantined, match=r"\(egress\.refused, alert 12\)") as told:
             rig.quarantines.check("fetcher")
+        # Callers are told the finding's kind; the stored reason keeps its summary.
+        assert "evil.test" not in told.value.message
+        [stored] = rig.quarantines.all()
+        assert stored.reason == "egress.refused: tried evil.test"
         rig.quarantines.check("other")  # only that function
         again = Quarantines(QuarantineStore(rig.engine), rig.log)  # as a restarted node
         with pytest.raises(FunctionQuarantined) as refused:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -257,3 +259,52 @@ def test_deploy_without_the_scan_is_quarantined_automatically(blocking: LiveNode
     assert refused.json()["reason"].startswith("deploy.scan_skipped")
     _cli(blocking, "function", "release", "probe")
     assert blocking.invoke("probe", {}).status_code != 503
+
+
+LEAKY = """\
+import os
+
+
+def handler(event, context):
+    with open("/tmp/" + os.path.basename(event["name"]), "w") as f:
+        f.write("x")
+    return {"ok": True}
+"""
+
+
+def test_an_automatic_quarantine_shows_other_callers_the_findings_kind_only(
+    tmp_path: Path,
+) -> None:
+    """A quarantine the monitor made from one caller's call (a runtime policy that saw a
+    /tmp path built from that caller's event) tells the next callers its finding's kind
+    and alert, not the summary holding that path; admins still read the whole reason."""
+    node = start_node(
+        tmp_path / "node",
+        {"DONJON_MONITOR_MODES": "sandbox_violation=block", "DONJON_MONITOR_TICK_S": "0.2"},
+    )
+    try:
+        fn = tmp_path / "leaky"
+        fn.mkdir()
+        (fn / "main.py").write_text(LEAKY)
+        (fn / "donjon.yaml").write_text(
+            "name: leaky\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+            "policies: {tmp_write: alert}\n"
+        )
+        node.deploy(fn)
+        marker = "LEAKMARK-" + secrets.token_hex(6)
+        first = node.create_key("leaky-first", "invoker")["key"]
+        other = node.create_key("leaky-other", "invoker")["key"]
+        with node.client(first) as c:
+            c.post("/v1/functions/leaky/invoke", json={"name": marker})
+        alert = _wait_for(node, "alert.raised", "function:leaky")
+        _wait_for(node, "response.quarantine", "function:leaky")
+        with node.client(other) as c:
+            refused = c.post("/v1/functions/leaky/invoke", json={"name": "mine"})
+        assert refused.status_code == 503, refused.text
+        assert marker not in refused.text
+        assert refused.json()["reason"] == "sandbox.violation"
+        assert refused.json()["alert_seq"] == alert["seq"]
+        [listed] = _cli(node, "function", "quarantined", "--json")
+        assert marker in listed["reason"]  # for the admin who investigates
+    finally:
+        node.stop()

@@ -32,19 +32,31 @@ class FunctionQuarantined(Error):
 
     def __init__(self, record: QuarantineRecord) -> None:
         alert = f", alert {record.alert_seq}" if record.alert_seq is not None else ""
+        self.record = record
+        self.reason = shown_reason(record)
         super().__init__(
-            f"function {record.name} is quarantined ({record.reason}{alert})",
+            f"function {record.name} is quarantined ({self.reason}{alert})",
             hint="an admin releases it with `donjon function release NAME` once it is safe",
         )
-        self.record = record
 
     def problem_fields(self) -> dict[str, object]:
         """What the problem document adds: the error type, the reason and the alert."""
         return {
             "errorType": self.title,
-            "reason": self.record.reason,
+            "reason": self.reason,
             "alert_seq": self.record.alert_seq,
         }
+
+
+def shown_reason(record: QuarantineRecord) -> str:
+    """The reason the function's callers are told. An admin's (no alert) is theirs to
+    word, shown as written. The monitor's is "KIND: SUMMARY", and a summary may hold what
+    one call did with its caller's event (a runtime policy's sight of a /tmp path built
+    from it): other callers are told the kind only; admins read the whole reason in
+    `donjon function quarantined` and the alert."""
+    if record.alert_seq is None:
+        return record.reason
+    return record.reason.partition(": ")[0]
 
 
 class NotQuarantined(Error):
