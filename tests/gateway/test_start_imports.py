@@ -48,3 +48,16 @@ def test_the_features_still_load_them_when_used() -> None:
         "securesystemslib",
         "detect_secrets",
     ]
+
+
+def test_the_audit_writer_loads_no_http_client() -> None:
+    """The audit writer process (audit/writer.py) loads httpx, and the CLI libraries httpx
+    loads with it, only for a checkpoint webhook sink."""
+    probe = (
+        "import sys, donjon.audit.writer\n"
+        "print(' '.join(m for m in ('httpx', 'click', 'rich', 'pygments') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == []
