@@ -61,3 +61,20 @@ def test_the_audit_writer_loads_no_http_client() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.split() == []
+
+
+def test_checking_grants_does_not_load_the_egress_proxy() -> None:
+    """The manifest's model, the scan helper and the CLI check egress grants without
+    loading the proxy, and with it the audit log and the database layer."""
+    probe = (
+        "import sys, donjon.manifest, donjon.scan.worker, donjon.scan.engine\n"
+        "print(' '.join(m for m in ('donjon.egress.proxy', 'donjon.audit', 'sqlalchemy')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == []
+    from donjon.egress import EgressProxy  # still there for the node that serves it
+
+    assert EgressProxy.__module__ == "donjon.egress.proxy"
