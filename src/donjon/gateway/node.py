@@ -154,6 +154,8 @@ class Node:
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+    #: The scan helper `spawn_scanner` started, until `start` takes it.
+    _spawned: IsolatedScanner | None = None
 
     def __post_init__(self) -> None:
         # Read at scrape time; each commit of the audit writer is reported on the loop.
@@ -170,17 +172,34 @@ class Node:
         """The deployed functions, as `deployments` keeps them (read them, never write)."""
         return self.deployments.registry
 
+    def spawn_scanner(self) -> IsolatedScanner:
+        """Start the scan helper now, without waiting for it: it imports the scanners and
+        loads the advisories (1-2 s) while the server checks the controls and the node
+        opens the rest; `start` waits for it. `close_spawned` ends it if `start` never
+        runs."""
+        if self._spawned is None:
+            scanner = IsolatedScanner(
+                self.settings.advisories_path,
+                cache_dir=cache_dir_for(self.settings.data_dir),
+                egress_networks=self.settings.egress.allow_networks,
+            )
+            scanner.spawn()
+            self._spawned = scanner
+        return self._spawned
+
+    def close_spawned(self) -> None:
+        """End a scan helper `spawn_scanner` started for a `start` that will not run."""
+        scanner, self._spawned = self._spawned, None
+        if scanner is not None:
+            scanner.close()
+
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""
         self.audit.prestart()  # the writer process starts while the rest below runs
-        # The scan helper too: it imports the scanners and loads the advisories (1-2 s)
-        # while the sandbox is checked and the rest is opened; waited for below.
-        scanner = IsolatedScanner(
-            self.settings.advisories_path,
-            cache_dir=cache_dir_for(self.settings.data_dir),
-            egress_networks=self.settings.egress.allow_networks,
-        )
-        await asyncio.to_thread(scanner.spawn)
+        scanner = self._spawned  # spawned by the server before its controls check
+        if scanner is None:
+            scanner = await asyncio.to_thread(self.spawn_scanner)
+        self._spawned = None
         try:
             host = await asyncio.to_thread(
                 SandboxHost.detect, self.settings.data_dir, self.settings.sandbox

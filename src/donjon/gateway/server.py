@@ -244,12 +244,16 @@ def serve(
     listener = bind_listener(host, port)
     if announce is not None:
         announce()
+    node = None
     try:
         node = open_node(settings)
+        node.spawn_scanner()  # its start overlaps the controls check and the node's start
         # Refuse to serve without a working sandbox (a real probe), or with fewer controls
         # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
         node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
     except BaseException:
+        if node is not None:
+            node.close_spawned()
         listener.close()
         raise
     limits = settings.connections
