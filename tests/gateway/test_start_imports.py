@@ -78,3 +78,19 @@ def test_checking_grants_does_not_load_the_egress_proxy() -> None:
     from donjon.egress import EgressProxy  # still there for the node that serves it
 
     assert EgressProxy.__module__ == "donjon.egress.proxy"
+
+
+def test_the_scan_helper_runs_once_as_main() -> None:
+    """`python -m donjon.scan.worker` is not imported by its own package first (runpy would
+    run the module twice, and warns so): with that warning an error, it starts and says
+    it is ready."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-W", "error::RuntimeWarning", "-m", "donjon.scan.worker"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"outcome": "ready"' in done.stdout

@@ -31,9 +31,13 @@ from donjon.egress.addresses import IPNetwork
 from donjon.scan.errors import ScanError
 from donjon.scan.format.json import parse_json_report
 from donjon.scan.model import ScanReport
-from donjon.scan.worker import MAX_REPLY_BYTES
 
-__all__ = ["IsolatedScanner", "ScanLimitExceeded", "ScanLimits"]
+__all__ = ["MAX_REPLY_BYTES", "IsolatedScanner", "ScanLimitExceeded", "ScanLimits"]
+
+#: The largest report the helper relays; a bigger one is refused, not buffered. Here,
+#: not in worker.py: the helper runs as `python -m donjon.scan.worker`, which must not
+#: be imported by its own package first (runpy would run it twice, and warns).
+MAX_REPLY_BYTES = 32 * 1024 * 1024
 
 log = logging.getLogger("donjon")
 

@@ -42,12 +42,12 @@ from typing import Any, BinaryIO
 from donjon.egress.addresses import IPNetwork, parse_networks
 from donjon.errors import Error
 from donjon.scan.deps.advisories import AdvisoryDB
+from donjon.scan.engine import scan_path
 from donjon.scan.format import render_json
+from donjon.scan.isolated import MAX_REPLY_BYTES
 
-__all__ = ["MAX_REPLY_BYTES", "main"]
+__all__ = ["main"]
 
-#: The largest report the helper relays; a bigger one is refused, not buffered.
-MAX_REPLY_BYTES = 32 * 1024 * 1024
 _EXIT_MEMORY = 3
 
 
@@ -79,8 +79,6 @@ def _scan_child(
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    from donjon.scan.engine import scan_path  # loaded by `_warm_up` before any fork
-
     try:
         report = scan_path(
             Path(path), advisories=advisories, whole_tree=True, egress_networks=egress_networks
@@ -167,12 +165,7 @@ def _reply(out: BinaryIO, outcome: str, body: bytes = b"", detail: str = "") -> 
 
 
 def _warm_up(advisories: AdvisoryDB | None) -> None:
-    """Import what a scan imports lazily (Bandit's plugins...) once, before any fork.
-
-    The scanners themselves are imported here too, not at the top of this module: the
-    node's own process imports it (for MAX_REPLY_BYTES) and never scans."""
-    from donjon.scan.engine import scan_path
-
+    """Import what a scan imports lazily (Bandit's plugins...) once, before any fork."""
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "main.py").write_text("def handler(event, context):\n    return event\n")
         scan_path(Path(tmp), advisories=advisories)
