@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from donjon.gateway.heap import freeze_started_heap
+from donjon.gateway.heap import freeze_started_heap, pause_collector
 
 
 @pytest.fixture
@@ -52,8 +52,22 @@ def test_garbage_cycles_before_the_freeze_are_collected_not_frozen(thawed: None)
     assert gone() is None
 
 
+def test_the_collector_paused_for_the_start_runs_again_once_frozen(thawed: None) -> None:
+    """`pause_collector` turns the cyclic collector off; `freeze_started_heap` turns it on
+    (else cycles made after the start would never be freed)."""
+    try:
+        pause_collector()
+        assert not gc.isenabled()
+        freeze_started_heap()
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
 _SERVE = """
 import asyncio, gc, socket, sys
+from donjon.gateway.heap import pause_collector
+pause_collector()  # as `donjon serve` does before its imports
 import uvicorn
 from donjon.gateway.server import _GatewayServer
 
@@ -77,7 +91,7 @@ async def main():
     before = gc.get_freeze_count()
     await server.startup(sockets=[sock])
     walked = any(o is sentinel for o in gc.get_objects())
-    print(before, gc.get_freeze_count(), walked)
+    print(before, gc.get_freeze_count(), walked, gc.isenabled())
     await server.shutdown(sockets=[sock])
 
 asyncio.run(main())
@@ -85,11 +99,13 @@ asyncio.run(main())
 
 
 def test_the_gateway_server_freezes_its_heap_once_started() -> None:
-    """`donjon serve`'s server freezes what is alive once its startup is done."""
+    """`donjon serve`'s server freezes what is alive once its startup is done, and its
+    collector, paused for the start, runs again."""
     done = subprocess.run(
         [sys.executable, "-c", _SERVE], capture_output=True, text=True, timeout=60, check=True
     )
-    before, after, walked = done.stdout.split()
+    before, after, walked, collecting = done.stdout.split()
     assert int(before) == 0
     assert int(after) > 0
     assert walked == "False"
+    assert collecting == "True"  # paused for the start, running again once started

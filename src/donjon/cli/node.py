@@ -93,6 +93,9 @@ def serve(
     log_level: str,
 ) -> None:
     """Serve the gateway (HTTPS) and run functions in sandboxes."""
+    from donjon.gateway.heap import pause_collector
+
+    pause_collector()  # until the node has started (gateway/heap.py)
     from donjon.gateway.server import serve as run_server
     from donjon.obs import configure_logging
 
