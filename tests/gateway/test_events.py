@@ -43,7 +43,9 @@ def test_a_refusal_makes_a_few_errors_not_one_per_wrong_item() -> None:
             made += 1
             yield error
 
-    deployed = SimpleNamespace(name="tags", validator=SimpleNamespace(iter_errors=counted))
+    deployed = SimpleNamespace(
+        name="tags", validator=SimpleNamespace(iter_errors=counted, schema=validator.schema)
+    )
     with pytest.raises(InvalidInput) as refused:
         validate({"tags": ["a"] * 100_000}, cast(Any, deployed))
     assert "/tags/0" in str(refused.value)
@@ -80,3 +82,45 @@ def test_a_refusals_summary_names_the_field_and_rule_never_the_value(
         validate(event, cast(Any, deployed))
     assert "VALUE" in refused.value.message
     assert refused.value.summary() == summary
+
+
+@pytest.mark.parametrize(
+    ("schema", "event", "summary"),
+    [
+        (
+            {"additionalProperties": {"type": "integer"}},
+            {"VALUE-4111111111111111": "x"},
+            "input does not match the function's schema at /* (type)",
+        ),
+        (
+            {"patternProperties": {"@": {"type": "integer"}}},
+            {"VALUE-jane.doe@example.com": "x"},
+            "input does not match the function's schema at /* (type)",
+        ),
+        (
+            {
+                "properties": {
+                    "users": {"additionalProperties": {"properties": {"age": {"type": "integer"}}}}
+                }
+            },
+            {"users": {"VALUE-jane.doe@example.com": {"age": "x"}}},
+            "input does not match the function's schema at /users/*/age (type)",
+        ),
+        (
+            {"properties": {"tags": {"items": {"type": "integer"}}}},
+            {"tags": [1, "VALUE"]},
+            "input does not match the function's schema at /tags/1 (type)",
+        ),
+    ],
+)
+def test_a_refusals_summary_names_no_key_the_sender_chose(
+    schema: dict[str, Any], event: dict[str, Any], summary: str
+) -> None:
+    """A key the schema does not name (a map's key: an email, a card number) is the
+    sender's value: the summary shows it as `*`; the caller's 422 still names it."""
+    deployed = SimpleNamespace(name="fn", validator=input_validator(schema))
+    with pytest.raises(InvalidInput) as refused:
+        validate(event, cast(Any, deployed))
+    assert "VALUE" in refused.value.message
+    assert refused.value.summary() == summary
+    assert "VALUE" not in (refused.value.field or "")

@@ -4,8 +4,10 @@ scanners that run in the scan helper) are loaded where they are used, not at sta
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 #: Each loaded by the first use of its feature: a postgres trigger (psycopg),
 #: DONJON_REDIS_URL (redis), a deploy's SBOM (cyclonedx) and provenance
@@ -94,3 +96,41 @@ def test_the_scan_helper_runs_once_as_main() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '"outcome": "ready"' in done.stdout
+
+
+def test_the_names_loaded_on_first_use_are_still_checked_by_mypy(tmp_path: Path) -> None:
+    """A package's module `__getattr__` (PEP 562) makes mypy take any name of it as Any:
+    a misspelt import of donjon.scan or donjon.egress would pass the type check and fail
+    at run time. Their lazy names are typed by their TYPE_CHECKING imports; a name that
+    does not exist is an error."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from donjon.egress import EgressProxy, NoSuchProxy\n"
+        "from donjon.scan import NoSuchScan, scan_path\n"
+        "reveal_type(EgressProxy)\n"
+        "reveal_type(scan_path)\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            "--follow-imports",
+            "silent",
+            str(probe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+    out = done.stdout
+    assert 'Module "donjon.egress" has no attribute "NoSuchProxy"' in out, out
+    assert 'Module "donjon.scan" has no attribute "NoSuchScan"' in out, out
+    assert "donjon.egress.proxy.EgressProxy" in out, out
+    assert "def (path: pathlib.Path" in out, out

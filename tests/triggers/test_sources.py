@@ -5,6 +5,8 @@ and the backoff and outage reports they share."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -124,3 +126,51 @@ def test_an_outage_is_reported_once_and_its_end_once() -> None:
     ]
     assert records[0].detail == {"trigger": "s3", "source": "sqs https://q", "reason": "refused"}
     assert records[1].detail["attempts"] == 5
+
+
+def test_the_postgres_client_is_loaded_off_the_event_loop() -> None:
+    """The first postgres trigger a node starts imports its client (psycopg, 50-150 ms)
+    in a worker thread: on a serving node, a deploy must not stall every call in flight
+    (and the loop-lag shedding that watches them) for that import."""
+    probe = """\
+import asyncio, sys, threading
+from donjon.manifest import parse_manifest
+from donjon.triggers.sources import EventSources
+
+on_loop = []
+
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "donjon.triggers.postgres_source":
+            on_loop.append(threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Spy())
+manifest = parse_manifest(
+    "name: fn\\nhandler: main.handler\\n"
+    "triggers:\\n  - postgres: {dsn: db, channel: orders}\\n"
+)
+
+async def open_secret(name):
+    await asyncio.sleep(3600)  # never connects: only the import is looked at
+
+async def submit(envelope):
+    return "id"
+
+async def record(event):
+    return None
+
+async def go():
+    sources = EventSources(lambda: [("fn", manifest)], open_secret, submit, record)
+    await sources.reconcile()
+    assert len(sources.sources()) == 1
+    await sources.stop()
+
+asyncio.run(go())
+print(on_loop)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[False]"]

@@ -62,9 +62,11 @@ __all__ = [
 _PROXY = frozenset({"EgressProxy", "EgressProxyError", "SandboxEgress"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PROXY:
-        from donjon.egress import proxy
+if not TYPE_CHECKING:  # seen by mypy, a module __getattr__ would make any name of it Any
 
-        return getattr(proxy, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        if name in _PROXY:
+            from donjon.egress import proxy
+
+            return getattr(proxy, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

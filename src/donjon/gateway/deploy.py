@@ -3,7 +3,7 @@
 What a deploy does (the gate, the scan, prestart, the transaction, the switch,
 the audit records) lives in `donjon.lifecycle`; this handler only parses the
 request and renders the result. Its errors reach the client through
-admin.py's `_guarded`.
+guarded.py's `guarded`.
 """
 
 from __future__ import annotations

@@ -109,16 +109,43 @@ def validate(event: Any, deployed: Deployed) -> None:
         missing = [name for name in first.validator_value if name not in first.instance]
         if missing:
             path.append(missing[0])
-    pointer = json_pointer(path)
-    if len(pointer) > _MAX_POINTER:  # a key is the sender's: its name may be the whole body
-        pointer = pointer[:_MAX_POINTER] + "..."
+    pointer = _bounded(json_pointer(path))
+    # What the node logs or stores of the refusal: a key the schema does not name (a
+    # map's key, under additionalProperties or patternProperties) is the sender's value.
+    named = _named(deployed.validator.schema)
+    field = _bounded(json_pointer(p if isinstance(p, int) or p in named else "*" for p in path))
     raise InvalidInput(
         f"input does not match the function's schema at {pointer or '(root)'}: "
         f"{first.message[:512]}",
         hint=f"send an event that matches the input_schema of {deployed.name}",
-        field=pointer or "(root)",
+        field=field or "(root)",
         rule=str(first.validator)[:64],
     )
+
+
+def _bounded(pointer: str) -> str:
+    if len(pointer) > _MAX_POINTER:  # a key is the sender's: its name may be the whole body
+        return pointer[:_MAX_POINTER] + "..."
+    return pointer
+
+
+def _named(schema: Any) -> set[str]:
+    """The property names `schema` declares (`properties`, `required`), at any depth."""
+    names: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            declared = node.get("properties")
+            if isinstance(declared, dict):
+                names.update(k for k in declared if isinstance(k, str))
+            required = node.get("required")
+            if isinstance(required, list):
+                names.update(k for k in required if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
 
 
 def validate_made(event: bytes, deployed: Deployed) -> None:

@@ -29,6 +29,7 @@ from donjon.gateway.connections import protocol_for
 from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
+from donjon.gateway.node import Node
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -256,6 +257,25 @@ def serve(
             node.close_spawned()
         listener.close()
         raise
+    try:
+        return _serve_node(settings, node, listener, host, port, tls_cert, tls_key, unsafe_http)
+    finally:
+        # The node's start takes the helper; a serve that ends before it (uvicorn could not
+        # load the certificate, a signal before the lifespan) must not leave it running.
+        node.close_spawned()
+
+
+def _serve_node(
+    settings: Settings,
+    node: Node,
+    listener: socket.socket,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    unsafe_http: bool,
+) -> int | None:
+    """`serve`'s part once the node is open and its controls checked."""
     limits = settings.connections
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.

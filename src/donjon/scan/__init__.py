@@ -87,9 +87,11 @@ __all__ = [
 _LAZY = frozenset({"default_scanners", "scan_path"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from donjon.scan import engine
+if not TYPE_CHECKING:  # seen by mypy, a module __getattr__ would make any name of it Any
 
-        return getattr(engine, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY:
+            from donjon.scan import engine
+
+            return getattr(engine, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

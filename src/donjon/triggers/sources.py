@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
@@ -90,7 +91,14 @@ class EventSources:
         wanted = self.wanted()
         for key in [k for k in self._running if k not in wanted]:
             await self._stop(key)
-        for key in sorted(wanted - self._running.keys(), key=_order):
+        new = wanted - self._running.keys()
+        if any(isinstance(spec, PostgresSpec) for _, spec in new):
+            # psycopg (50-150 ms to import) is loaded by the first postgres trigger, in a
+            # worker thread: a deploy on a serving node must not stall the loop for it. A
+            # failed import is raised again, and logged per trigger, by `_start` below.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(importlib.import_module, "donjon.triggers.postgres_source")
+        for key in sorted(new, key=_order):
             try:
                 self._start(key)
             except Exception:  # one trigger that cannot start must not stop the others
@@ -129,7 +137,7 @@ class EventSources:
             )
         else:
             # Imported here: psycopg costs a node's start about 0.15 s and 20 MiB, and
-            # most nodes have no postgres trigger.
+            # most nodes have no postgres trigger (`reconcile` loaded it off the loop).
             from donjon.triggers.postgres_source import PostgresListener
 
             source = PostgresListener(name, spec, self._open_secret, self._submit, self._record)

@@ -1,0 +1,53 @@
+"""`serve` spawns the scan helper before the node starts (gateway/server.py): a serve that
+fails before the node's start takes the helper ends it, in every step of the way."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from donjon.bootstrap import initialize
+from donjon.config import Settings
+from donjon.gateway import server
+from donjon.gateway.node import Node
+from donjon.scan import IsolatedScanner
+from harness import free_port
+
+
+def test_a_serve_whose_tls_does_not_load_ends_the_spawned_scan_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate uvicorn cannot load stops `serve` after the helper was spawned and
+    before the node's start would take it: the helper is ended, not left running."""
+    settings = Settings(data_dir=tmp_path / "data", url="https://127.0.0.1:1", api_key=None)
+    initialize(settings)
+    spawned: list[IsolatedScanner] = []
+    spawn = Node.spawn_scanner
+
+    def spy(self: Node) -> IsolatedScanner:
+        scanner = spawn(self)
+        spawned.append(scanner)
+        return scanner
+
+    monkeypatch.setattr(Node, "spawn_scanner", spy)
+    # The sandbox probe is not what this test is about (tests/controls/ test it).
+    monkeypatch.setattr(server, "enforce", lambda _s, **_k: ())
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate\n")
+    try:
+        with pytest.raises(ssl.SSLError):
+            server.serve(
+                settings,
+                "127.0.0.1",
+                free_port(),
+                tls_cert=bad,
+                tls_key=bad,
+                unsafe_http=False,
+            )
+        assert len(spawned) == 1
+        assert spawned[0].pid is None
+    finally:
+        for scanner in spawned:
+            scanner.close()  # this test's own failure leaves no helper behind
