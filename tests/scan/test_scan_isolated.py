@@ -145,3 +145,17 @@ def test_a_spawned_helper_that_cannot_load_its_advisories_fails_start(tmp_path: 
     with pytest.raises(ScanError):
         s.start()
     assert s.pid is None
+
+
+def test_a_spawned_helper_closed_with_kill_is_killed_not_waited_for(
+    shared_advisories: Path, advisory_cache: Path
+) -> None:
+    """`close(kill=True)` ends a helper that may still be loading with SIGKILL, where a
+    plain close lets it read the end of its input and exit by itself."""
+    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache)
+    s.spawn()
+    proc = s._proc
+    assert proc is not None
+    s.close(kill=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert s.pid is None

@@ -188,10 +188,11 @@ class Node:
         return self._spawned
 
     def close_spawned(self) -> None:
-        """End a scan helper `spawn_scanner` started for a `start` that will not run."""
+        """End a scan helper `spawn_scanner` started for a `start` that will not run (killed:
+        a serve refused by its controls check must not wait for it to finish loading)."""
         scanner, self._spawned = self._spawned, None
         if scanner is not None:
-            scanner.close()
+            scanner.close(kill=True)
 
     async def start(self) -> None:
         """Check the sandbox (refusing to serve without it), then start writers and the pool."""

@@ -103,9 +103,11 @@ class IsolatedScanner:
         with self._lock:
             self._ensure_started()
 
-    def close(self) -> None:
+    def close(self, *, kill: bool = False) -> None:
+        """End the helper: it ends when its input does (up to 5 s), or at once with `kill`
+        (a helper no one will wait for: it may still be loading the advisories)."""
         with self._lock:
-            self._stop(kill=False)
+            self._stop(kill=kill)
 
     @property
     def pid(self) -> int | None:
