@@ -112,10 +112,17 @@ def query(node: LiveNode, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 
 class CommitWatch:
-    """Kills the node the moment a read of its database (`sql`) says the change committed."""
+    """Kills the node the moment a read of its database (`sql`) says the change committed
+    (or only the processes `victims`, if given)."""
 
-    def __init__(self, node: LiveNode, sql: str, committed: Callable[[list[Any]], bool]) -> None:
-        self.node, self.sql, self.committed = node, sql, committed
+    def __init__(
+        self,
+        node: LiveNode,
+        sql: str,
+        committed: Callable[[list[Any]], bool],
+        victims: list[int] | None = None,
+    ) -> None:
+        self.node, self.sql, self.committed, self.victims = node, sql, committed, victims
         self.fired = threading.Event()
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -139,11 +146,25 @@ class CommitWatch:
                 except sqlite3.OperationalError:
                     continue  # busy: read again
                 if self.committed(seen):
-                    kill_node(self.node, pids)
+                    if self.victims is None:
+                        kill_node(self.node, pids)
+                    else:
+                        for pid in self.victims:
+                            os.kill(pid, signal.SIGKILL)
                     self.fired.set()
                     return
         finally:
             conn.close()
+
+
+def audit_writers(node: LiveNode) -> list[int]:
+    """The node's audit writer processes (its children running donjon.audit.writer)."""
+    found = []
+    for pid in _tree(node.proc.pid)[1:]:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            if b"donjon.audit.writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
 
 
 def send(node: LiveNode, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
@@ -162,9 +183,15 @@ def status(node: LiveNode, key: str) -> int:
 
 
 def authenticates(node: LiveNode, key: str) -> bool:
-    """Whether the node takes `key` as a credential (any answer but 401)."""
+    """Whether the node takes `key` as a credential (an answer other than 401). A 5xx
+    (an audit writer being replaced fails audited requests closed) is asked again."""
+    deadline = time.monotonic() + 60
     with node.client(key) as c:
-        return c.get("/v1/functions").status_code != 401
+        while True:
+            code = c.get("/v1/functions").status_code
+            if code < 500 or time.monotonic() > deadline:
+                return code != 401
+            time.sleep(0.1)
 
 
 # -- functions and state the attacks use --------------------------------------------------
@@ -700,6 +727,31 @@ def test_admin_change_killed_at_its_commit_is_whole_and_audited(tmp_path: Path, 
         verify_intact(node)
     finally:
         node.stop()
+
+
+def test_key_revoke_whose_audit_writer_is_killed_at_its_commit_is_answered_done(
+    tmp_path: Path,
+) -> None:
+    """A revocation committed as the audit writer alone is killed: answered 204 (it was
+    done, not "not completed"), its record in the log without a restart."""
+    node = start_node(tmp_path / "data")
+    try:
+        key = node.create_key("victim", "invoker")
+        sql = f"SELECT revoked_at FROM api_keys WHERE id = '{key['id']}'"  # noqa: S608 - an id the node made
+        writers = audit_writers(node)
+        assert len(writers) == 1, writers
+        writer = writers[0]
+        with CommitWatch(node, sql, lambda rows: rows[0][0] is not None, [writer]) as watch:
+            answer = send(node, "DELETE", f"/v1/keys/{key['id']}")
+            assert watch.fired.wait(60)
+        assert answer is not None, "no answer"
+        assert answer.status_code == 204, answer.text  # the key is revoked: say so
+        assert not authenticates(node, key["key"])
+        assert audited(node, "key.revoke", f"key:{key['id']}")
+        assert audit_writers(node) != [writer]
+    finally:
+        node.stop()
+    verify_intact(node)
 
 
 # -- killed while a long operation runs ---------------------------------------------------

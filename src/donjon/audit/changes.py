@@ -6,6 +6,11 @@ row deleted. A node killed between the commit and the append finds the row at
 its next start (`recover`) and appends the record then, marked `recovered`. A
 node killed after the append and before the delete appends it once more at its
 next start, marked `recovered`: a record may be repeated, never missing.
+
+A change is committed before its record is appended: if the audit writer dies
+then (the node starts another, audit/remote.py), the append is tried again for
+up to APPEND_RETRY_S, so that a change that was made is answered as made. Past
+that the request fails and the record waits in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
+from donjon.audit.errors import AuditError
 from donjon.audit.log import AuditEvent
 from donjon.store.audit_outbox import PENDING, AuditOutbox, Pending
 
-__all__ = ["AuditedChanges", "Recorder"]
+__all__ = ["APPEND_RETRY_S", "AuditedChanges", "Recorder"]
 
 log = logging.getLogger("donjon")
+
+#: How long a committed change's record is tried again while the audit writer is replaced.
+APPEND_RETRY_S = 30.0
 
 
 class Recorder(Protocol):
@@ -69,9 +78,24 @@ class AuditedChanges:
         finally:
             PENDING.reset(token)
             if pending.enlisted:
-                await self._audit.record(_event(pending))
+                await self._append(_event(pending))
                 if outbox is not None:
                     await asyncio.to_thread(outbox.remove, pending.id)
+
+    async def _append(self, event: AuditEvent) -> None:
+        """Append the record of a committed change, again while the writer is replaced."""
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + APPEND_RETRY_S, 0.05
+        while True:
+            try:
+                await self._audit.record(event)
+                return
+            except AuditError:
+                if loop.time() >= deadline:
+                    raise  # the record stays in the outbox: appended at the next start
+                log.warning("the record of %s is tried again: the writer failed", event.action)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
 
     async def recover(self) -> int:
         """Append the records of changes a killed node committed and never logged (at
