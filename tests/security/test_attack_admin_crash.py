@@ -312,9 +312,9 @@ def test_function_rm_answered_then_killed_stays_removed(tmp_path: Path) -> None:
 
 
 def test_keys_answered_then_killed_keep_what_was_answered(tmp_path: Path) -> None:
-    """Keys created, rotated (no overlap) and revoked before the kill: after the restart,
-    the created key and the rotated key's new secret authenticate; the revoked key and
-    the rotated key's old secret do not, from the first request on."""
+    """Keys made, rotated and revoked before the kill authenticate as answered after it."""
+    # The made key and the rotated key's new secret authenticate; the revoked key and the
+    # rotated key's old secret (no overlap) do not, from the first request on.
     node = start_node(tmp_path / "data")
     try:
         made = node.create_key("made", "invoker")
@@ -337,8 +337,7 @@ def test_keys_answered_then_killed_keep_what_was_answered(tmp_path: Path) -> Non
 
 
 def test_secret_rotate_answered_then_killed_is_what_the_function_reads(tmp_path: Path) -> None:
-    """A secret rotated (201) before the kill: after the restart its function reads the
-    new version."""
+    """A secret rotated (201) before the kill is the version its function reads after it."""
     node = start_node(tmp_path / "data")
     try:
         set_secret(node, "token", "first value")
@@ -357,8 +356,8 @@ def test_secret_rotate_answered_then_killed_is_what_the_function_reads(tmp_path:
 
 
 def test_rekey_answered_then_killed_opens_every_secret(tmp_path: Path) -> None:
-    """Two rekeys answered before kills (the first makes vault.key, the second replaces
-    it): after each restart every secret opens for its function."""
+    """After each of two rekeys answered before a kill, every secret opens for its function."""
+    # The first rekey makes vault.key, the second replaces it.
     node = start_node(tmp_path / "data")
     try:
         names = tuple(f"s{i}" for i in range(5))
@@ -378,8 +377,8 @@ def test_rekey_answered_then_killed_opens_every_secret(tmp_path: Path) -> None:
 
 
 def test_roles_quotas_issuers_secrets_dlq_answered_then_killed_are_kept(tmp_path: Path) -> None:
-    """Role apply/rm, quota set/rm, issuer add/rm, secret set/rm and a DLQ purge, each
-    answered before a kill: after the restart each is in force and audited."""
+    """Roles, quotas, issuers, secrets and a DLQ purge answered before a kill stay, audited."""
+    # Role apply/rm, quota set/rm, issuer add/rm, secret set/rm, DLQ purge.
     node = start_node(tmp_path / "data")
     try:
         assert deploy(node, reader(tmp_path, "one")).status_code == 201
@@ -704,8 +703,7 @@ def _assert(holds: bool) -> None:
 
 @pytest.mark.parametrize("case", list(AT_COMMIT), ids=list(AT_COMMIT))
 def test_admin_change_killed_at_its_commit_is_whole_and_audited(tmp_path: Path, case: str) -> None:
-    """An admin change whose commit a reader saw before the kill is, after the restart,
-    in force, whole and in the audit log; the log verifies."""
+    """A change committed before the kill is in force, whole and audited after the restart."""
     attack = AT_COMMIT[case]
     node = start_node(tmp_path / "data")
     try:
@@ -732,8 +730,9 @@ def test_admin_change_killed_at_its_commit_is_whole_and_audited(tmp_path: Path, 
 def test_key_revoke_whose_audit_writer_is_killed_at_its_commit_is_answered_done(
     tmp_path: Path,
 ) -> None:
-    """A revocation committed as the audit writer alone is killed: answered 204 (it was
-    done, not "not completed"), its record in the log without a restart."""
+    """A revocation committed as its audit writer is killed is answered 204 and audited."""
+    # Not "not completed" (500) for a change that was made; its record in the log
+    # without a restart of the node.
     node = start_node(tmp_path / "data")
     try:
         key = node.create_key("victim", "invoker")
@@ -806,8 +805,7 @@ def _current(node: LiveNode, name: str) -> tuple[int, str] | None:
 
 
 def test_large_deploy_killed_midway_is_all_or_nothing(tmp_path: Path) -> None:
-    """A deploy of a large bundle killed at several points: after each restart the
-    function serves the old version or the new one, whole, and a new one is audited."""
+    """A large deploy killed midway leaves the old version or the new one, whole and audited."""
     node = start_node(tmp_path / "data")
     rng = random.Random(SEED)  # noqa: S311 - kill delays, not a secret
     try:
@@ -872,9 +870,8 @@ def _set_all(node: LiveNode, names: list[str], values: dict[str, str]) -> None:
 
 
 def test_rekey_of_many_secrets_killed_midway_opens_every_secret(tmp_path: Path) -> None:
-    """A rekey of 1,500 secrets killed at several points: after each restart every secret
-    opens, all rows name one key, no vault.key.new is left, and each rekey that committed
-    is audited."""
+    """A rekey of 1,500 secrets killed midway leaves every secret opening, under one key."""
+    # Also: no vault.key.new is left, and each rekey that committed is audited.
     node = start_node(tmp_path / "data")
     rng = random.Random(SEED + 1)  # noqa: S311 - kill delays, not a secret
     try:
