@@ -70,22 +70,7 @@ async def add_issuer(
             created_at=now,
             refreshed_at=now,
         )
-        await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name or iss taken
-    except Error as e:
-        await node.audit.record(
-            AuditEvent(
-                principal.label,
-                "issuer.add",
-                f"issuer:{str(name)[:63]}",
-                "refused",
-                {"request_id": request_id, "reason": e.message[:500]},
-            )
-        )
-        raise
-    # The fetch just made counts as the first of the once-a-minute refreshes.
-    node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
-    await node.audit.record(
-        AuditEvent(
+        event = AuditEvent(
             principal.label,
             "issuer.add",
             f"issuer:{record.name}",
@@ -99,7 +84,21 @@ async def add_issuer(
                 "key_ids": sorted(keys.keys),
             },
         )
-    )
+        async with node.changes.change(event):  # the issuer and its record, together
+            await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name/iss taken
+            # The fetch just made counts as the first of the once-a-minute refreshes.
+            node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
+    except Error as e:
+        await node.audit.record(
+            AuditEvent(
+                principal.label,
+                "issuer.add",
+                f"issuer:{str(name)[:63]}",
+                "refused",
+                {"request_id": request_id, "reason": e.message[:500]},
+            )
+        )
+        raise
     return render(_view(record, keys), 201)
 
 
@@ -116,12 +115,11 @@ async def remove_issuer(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     name = request.path_params["issuer"]
-    if not await asyncio.to_thread(node.issuers.remove, name):
-        raise NotFound(f"no issuer named {name!r}")
-    node.jwt.issuers.remove(name)  # its tokens are refused from the next request on
-    await node.audit.record(
-        AuditEvent(
-            principal.label, "issuer.remove", f"issuer:{name}", "ok", {"request_id": request_id}
-        )
+    event = AuditEvent(
+        principal.label, "issuer.remove", f"issuer:{name}", "ok", {"request_id": request_id}
     )
+    async with node.changes.change(event):  # the removal and its record, together
+        if not await asyncio.to_thread(node.issuers.remove, name):
+            raise NotFound(f"no issuer named {name!r}")
+        node.jwt.issuers.remove(name)  # its tokens are refused from the next request on
     return Response(status_code=204)

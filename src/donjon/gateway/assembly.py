@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from donjon.audit.changes import AuditedChanges
 from donjon.audit.denials import DenialLog
 from donjon.audit.opening import open_audit_log
 from donjon.bundle import BundleStore
@@ -49,6 +50,7 @@ from donjon.store import (
     connect,
     create_schema,
 )
+from donjon.store.audit_outbox import AuditOutbox
 from donjon.store.supply import SupplyStore
 from donjon.supply import SupplyChain
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
@@ -124,6 +126,7 @@ def open_node(settings: Settings) -> Node:
             egress_networks=settings.egress.allow_networks,
             max_body_bytes=settings.requests.max_body_bytes,
             supply=supply,
+            changes=AuditedChanges(audit, AuditOutbox(engine)),
         ),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
@@ -134,7 +137,9 @@ def open_node(settings: Settings) -> Node:
         skipped=skipped,
         roles=roles,
         policy=policy,
-        quarantines=Quarantines(QuarantineStore(engine), audit),
+        quarantines=Quarantines(
+            QuarantineStore(engine), audit, changes=AuditedChanges(audit, AuditOutbox(engine))
+        ),
         throttles=Throttles(limits.limiter),
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),

@@ -196,6 +196,7 @@ def open_invocations(node: Node) -> QueueWorkers:
         SqlInvocationQueue(node.engine, QueueSealer(node.master)),  # sealed at rest
         node.audit,
         lambda name: _policy(node, name),
+        node.changes,
     )
     service.on_full = functools.partial(_refused, node)
     node.invocations = service

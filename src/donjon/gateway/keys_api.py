@@ -119,24 +119,23 @@ async def create_key(
         expires_at,
         limits,
     )
-    await asyncio.to_thread(node.keys.add, key.record)
-    node.key_index.add(key.record)
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "key.create",
-            f"key:{key.record.id}",
-            "ok",
-            {
-                "request_id": request_id,
-                "role": role,
-                "name": key.record.name,
-                "functions": functions,
-                "expires_at": expires_at,
-                **({"limits": limits.as_dict()} if limits else {}),
-            },
-        )
+    event = AuditEvent(
+        principal.label,
+        "key.create",
+        f"key:{key.record.id}",
+        "ok",
+        {
+            "request_id": request_id,
+            "role": role,
+            "name": key.record.name,
+            "functions": functions,
+            "expires_at": expires_at,
+            **({"limits": limits.as_dict()} if limits else {}),
+        },
     )
+    async with node.changes.change(event):  # the key and its record, committed together
+        await asyncio.to_thread(node.keys.add, key.record)
+        node.key_index.add(key.record)
     return render(
         KeyCreated(
             id=key.record.id,
@@ -237,21 +236,20 @@ async def rotate_key(
         raise BadRequest(f"key {key_id} has expired", hint="create a new key")
     secret = new_secret(key_id)
     until = time.time() + overlap
-    record = await asyncio.to_thread(
-        node.keys.rotate, key_id, hash_key(node.master.derive(KEY_HASH_PURPOSE), secret), until
+    event = AuditEvent(
+        principal.label,
+        "key.rotate",
+        f"key:{key_id}",
+        "ok",
+        {"request_id": request_id, "overlap_s": overlap},
     )
-    if record is None:
-        raise NotFound(f"no live key with id {key_id!r}")
-    node.key_index.add(record)
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "key.rotate",
-            f"key:{key_id}",
-            "ok",
-            {"request_id": request_id, "overlap_s": overlap},
+    async with node.changes.change(event):  # the new digest and its record, together
+        record = await asyncio.to_thread(
+            node.keys.rotate, key_id, hash_key(node.master.derive(KEY_HASH_PURPOSE), secret), until
         )
-    )
+        if record is None:
+            raise NotFound(f"no live key with id {key_id!r}")
+        node.key_index.add(record)
     return render(
         KeyRotated(
             id=key_id,
@@ -272,9 +270,10 @@ async def revoke_key(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     key_id = request.path_params["key_id"]
-    if not await node.revoke_key(key_id):
-        raise NotFound(f"no live key with id {key_id!r}")
-    await node.audit.record(
-        AuditEvent(principal.label, "key.revoke", f"key:{key_id}", "ok", {"request_id": request_id})
+    event = AuditEvent(
+        principal.label, "key.revoke", f"key:{key_id}", "ok", {"request_id": request_id}
     )
+    async with node.changes.change(event):  # the revocation and its record, together
+        if not await node.revoke_key(key_id):
+            raise NotFound(f"no live key with id {key_id!r}")
     return Response(status_code=204)

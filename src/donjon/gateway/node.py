@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from donjon.audit import AuditEvent, AuditLog
+from donjon.audit.changes import AuditedChanges
 from donjon.audit.denials import DenialLog
 from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
@@ -63,6 +64,7 @@ from donjon.store import (
     KeyStore,
     RoleStore,
 )
+from donjon.store.audit_outbox import AuditOutbox
 from donjon.triggers.envelope import Submit, SubmitAll
 from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import MasterKey
@@ -151,6 +153,8 @@ class Node:
     metrics: Metrics = field(default_factory=Metrics)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
+    #: Admin changes and their audit records, committed together (audit/changes.py).
+    changes: AuditedChanges = field(init=False)
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
@@ -158,6 +162,7 @@ class Node:
     _spawned: IsolatedScanner | None = None
 
     def __post_init__(self) -> None:
+        self.changes = AuditedChanges(self.audit, AuditOutbox(self.engine))
         # Read at scrape time; each commit of the audit writer is reported on the loop.
         self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
         self.audit.add_listener(self.metrics.audit_committed)
@@ -222,6 +227,7 @@ class Node:
             raise
         self.scanner = scanner
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
+        await self.changes.recover()  # changes a killed node committed and never logged
         self.denials.start()
         await self._start_quotas()
         # After the writer (it raises alerts through it), before anything is served.

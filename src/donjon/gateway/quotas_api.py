@@ -98,21 +98,19 @@ async def set_quota(
         updated_at=time.time(),
         updated_by=principal.label,
     )
-    created = await node.quotas.put(record)
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "quota.set",
-            subject,
-            "ok",
-            {
-                "request_id": request_id,
-                "invocations": record.max_invocations,
-                "compute_ms": record.max_compute_ms,
-                "created": created,
-            },
-        )
+    event = AuditEvent(
+        principal.label,
+        "quota.set",
+        subject,
+        "ok",
+        {
+            "request_id": request_id,
+            "invocations": record.max_invocations,
+            "compute_ms": record.max_compute_ms,
+        },  # and "created", from the store
     )
+    async with node.changes.change(event):  # the quota and its record, committed together
+        created = await node.quotas.put(record)
     (view,) = await _views(node, [record])
     return render(view, 201 if created else 200)
 
@@ -128,11 +126,10 @@ async def remove_quota(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     subject, _, _ = _subject(request)
-    if not await node.quotas.remove(subject):  # the store decides (another node's quota too)
-        raise NotFound(f"{subject} has no quota", hint="donjon quota show lists them")
-    await node.audit.record(
-        AuditEvent(principal.label, "quota.rm", subject, "ok", {"request_id": request_id})
-    )
+    event = AuditEvent(principal.label, "quota.rm", subject, "ok", {"request_id": request_id})
+    async with node.changes.change(event):  # the removal and its record, committed together
+        if not await node.quotas.remove(subject):  # the store decides (another node's too)
+            raise NotFound(f"{subject} has no quota", hint="donjon quota show lists them")
     return render(QuotaRemoved(subject=subject, removed=True))
 
 

@@ -40,17 +40,17 @@ async def apply_role(
     body = await read_body(request, MAX_ROLE_BYTES)
     data = await parse_json(node, request, principal.label, body or b"null", request_id)
     doc = parse_role(data)
-    created = await asyncio.to_thread(_store(node).put, doc.name, doc.model_dump(exclude_none=True))
-    node.policy.put(doc)
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "role.apply",
-            f"role:{doc.name}",
-            "ok",
-            {"request_id": request_id, "created": created, "statements": len(doc.statements)},
-        )
+    event = AuditEvent(  # and "created", from the store
+        principal.label,
+        "role.apply",
+        f"role:{doc.name}",
+        "ok",
+        {"request_id": request_id, "statements": len(doc.statements)},
     )
+    async with node.changes.change(event):  # the role and its record, committed together
+        document = doc.model_dump(exclude_none=True)
+        created = await asyncio.to_thread(_store(node).put, doc.name, document)
+        node.policy.put(doc)
     applied = RoleApplied(
         name=doc.name, created=created, **doc.model_dump(exclude={"name"}, exclude_none=True)
     )
@@ -100,15 +100,14 @@ async def remove_role(
             hint="revoke those keys first, or remove it anyway with --force "
             "(those keys are then denied everything)",
         )
-    await asyncio.to_thread(_store(node).remove, name)
-    node.policy.remove(name)
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "role.remove",
-            f"role:{name}",
-            "ok",
-            {"request_id": request_id, "keys_left_without_rights": holders},
-        )
+    event = AuditEvent(
+        principal.label,
+        "role.remove",
+        f"role:{name}",
+        "ok",
+        {"request_id": request_id, "keys_left_without_rights": holders},
     )
+    async with node.changes.change(event):  # the removal and its record, committed together
+        await asyncio.to_thread(_store(node).remove, name)
+        node.policy.remove(name)
     return render(RoleRemoved(name=name, keys_left_without_rights=holders))

@@ -7,8 +7,6 @@ granted each. Every change is audited (name and version, never the value).
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,14 +42,9 @@ async def _value(
     return Secret(check_value(body["value"]))
 
 
-async def _audit(
-    node: Node, principal: Principal, action: str, name: str, request_id: str, **extra: Any
-) -> None:
-    await node.audit.record(
-        AuditEvent(
-            principal.label, action, f"secret:{name}", "ok", {"request_id": request_id, **extra}
-        )
-    )
+def _event(principal: Principal, action: str, name: str, request_id: str) -> AuditEvent:
+    """A secret change's record (the version, if any, is added by the store)."""
+    return AuditEvent(principal.label, action, f"secret:{name}", "ok", {"request_id": request_id})
 
 
 async def create_secret(
@@ -59,8 +52,8 @@ async def create_secret(
 ) -> Response:
     name = check_name(request.path_params["secret"])
     value = await _value(request, node, principal, request_id)
-    done = await node.vault.set(name, value, principal.label)
-    await _audit(node, principal, "secret.set", name, request_id, version=done.version)
+    async with node.changes.change(_event(principal, "secret.set", name, request_id)):
+        done = await node.vault.set(name, value, principal.label)
     return render(SecretVersion(name=name, version=done.version), 201)
 
 
@@ -69,8 +62,8 @@ async def rotate_secret(
 ) -> Response:
     name = check_name(request.path_params["secret"])
     value = await _value(request, node, principal, request_id)
-    done = await node.vault.rotate(name, value, principal.label)
-    await _audit(node, principal, "secret.rotate", name, request_id, version=done.version)
+    async with node.changes.change(_event(principal, "secret.rotate", name, request_id)):
+        done = await node.vault.rotate(name, value, principal.label)
     return render(SecretVersion(name=name, version=done.version), 201)
 
 
@@ -92,8 +85,8 @@ async def delete_secret(
             f"secret {name} is granted to {', '.join(sorted(users))}",
             hint="deploy them without the grant (or remove them) first",
         )
-    await node.vault.remove(name)
-    await _audit(node, principal, "secret.rm", name, request_id)
+    async with node.changes.change(_event(principal, "secret.rm", name, request_id)):
+        await node.vault.remove(name)
     return Response(status_code=204)
 
 
@@ -117,8 +110,11 @@ async def list_secrets(request: Request, node: Node, _p: Principal, _r: str) -> 
 async def rekey_vault(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
+    # The rekey's record is committed with the re-wrapped rows ("rewrapped", "kek_id").
+    event = AuditEvent(principal.label, "vault.rekey", "vault", "ok", {"request_id": request_id})
     try:
-        result = await rekey(node.vault, node.keyring)
+        async with node.changes.change(event):
+            result = await rekey(node.vault, node.keyring)
     except Exception as e:
         await node.audit.record(
             AuditEvent(
@@ -130,13 +126,4 @@ async def rekey_vault(
             )
         )
         raise
-    await node.audit.record(
-        AuditEvent(
-            principal.label,
-            "vault.rekey",
-            "vault",
-            "ok",
-            {"request_id": request_id, "rewrapped": result.rewrapped, "kek_id": result.kek_id},
-        )
-    )
     return render(RekeyResult(rewrapped=result.rewrapped, kek_id=result.kek_id))

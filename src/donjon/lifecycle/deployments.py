@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from donjon.audit import AuditEvent, AuditLog
+from donjon.audit.changes import AuditedChanges
 from donjon.bundle import BundleStore
 from donjon.bundle.target import RuntimeTarget
 from donjon.egress.addresses import IPNetwork
@@ -115,8 +116,11 @@ class Deployments:
         egress_networks: Sequence[IPNetwork] = (),
         max_body_bytes: int = 6 * 1024 * 1024,
         supply: SupplyChain | None = None,
+        changes: AuditedChanges | None = None,
     ) -> None:
         self.registry = registry
+        #: A version stored or a function removed, and its record, committed together.
+        self._changes = changes if changes is not None else AuditedChanges(audit, None)
         #: Each new version's SBOM and signed provenance (supply/), stored with it.
         self.supply = supply
         #: DONJON_MAX_BODY_BYTES: no manifest's `limits.body` may ask more.
@@ -333,23 +337,30 @@ class Deployments:
         manifest, digest = accepted.manifest, accepted.digest
         try:
             supply = await self._attest(accepted, version, principal, request_id, skip_scan)
-            record = await self._store_and_switch(accepted, version, principal, supply)
         except Exception as e:
             if self._pool is not None:
                 await self._pool.retire_version(manifest.name, version)
             await self._rejected(principal, request_id, e)
             raise
-        if self._pool is not None:
-            await self._pool.retire(record.name, keep_version=record.version, drain=True)
-        await self._audit.record(
-            AuditEvent(
-                principal.label,
-                "function.deploy",
-                f"{record.name}@{record.version}",
-                "ok",
-                {**audit_detail(request_id, accepted, skip_scan), **_supply_detail(supply)},
-            )
+        event = AuditEvent(
+            principal.label,
+            "function.deploy",
+            f"{manifest.name}@{version}",
+            "ok",
+            {**audit_detail(request_id, accepted, skip_scan), **_supply_detail(supply)},
         )
+        # The version's row and its record are committed together (audit/changes.py).
+        async with self._changes.change(event) as pending:
+            try:
+                record = await self._store_and_switch(accepted, version, principal, supply)
+            except Exception as e:
+                if self._pool is not None:
+                    await self._pool.retire_version(manifest.name, version)
+                if not pending.enlisted:  # refused before the commit: audited as such
+                    await self._rejected(principal, request_id, e)
+                raise
+            if self._pool is not None:
+                await self._pool.retire(record.name, keep_version=record.version, drain=True)
         warnings = unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(record, digest, accepted.report, warnings + not_yet_granted(manifest))
 
@@ -418,7 +429,12 @@ class Deployments:
         await self._to_the_end(self._remove(name, principal, request_id))
 
     async def _remove(self, name: str, principal: Principal, request_id: str) -> None:
-        async with self._name_locks.hold(name):  # never halfway through a deploy of it
+        event = AuditEvent(
+            principal.label, "function.delete", name, "ok", {"request_id": request_id}
+        )
+        # Never halfway through a deploy of it; the removal and its record are
+        # committed together (audit/changes.py).
+        async with self._name_locks.hold(name), self._changes.change(event):
             async with self._switch:
                 if self.registry.get(name) is None:
                     raise FunctionNotFound(name)
@@ -426,9 +442,6 @@ class Deployments:
                 self.registry.remove(name)
             if self._pool is not None:
                 await self._pool.retire(name)
-        await self._audit.record(
-            AuditEvent(principal.label, "function.delete", name, "ok", {"request_id": request_id})
-        )
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -12,9 +12,11 @@ the alert it answers, before any function code runs. The state is stored
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
+from donjon.audit.changes import AuditedChanges
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.errors import Error
 from donjon.store.quarantines import QuarantineRecord, QuarantineStore
@@ -69,11 +71,17 @@ class Quarantines:
     """The quarantined functions, in memory (the hot path reads a dict), kept with the store."""
 
     def __init__(
-        self, store: QuarantineStore, audit: AuditLog, clock: Callable[[], float] = time.time
+        self,
+        store: QuarantineStore,
+        audit: AuditLog,
+        clock: Callable[[], float] = time.time,
+        changes: AuditedChanges | None = None,
     ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        #: A quarantine or a release and its record, committed together (audit/changes.py).
+        self._changes = changes if changes is not None else AuditedChanges(audit, None)
         self._by_name: dict[str, QuarantineRecord] = {r.name: r for r in store.all()}
 
     def get(self, name: str) -> QuarantineRecord | None:
@@ -104,47 +112,40 @@ class Quarantines:
         record = QuarantineRecord(
             name, " ".join(reason.split())[:MAX_REASON], alert_seq, self._clock(), by
         )
-        added = await asyncio.to_thread(self._store.add, record)
-        if added:
-            self._by_name[name] = record
         detail: dict[str, object] = {"reason": record.reason, "alert_seq": alert_seq}
         if request_id is not None:
             detail["request_id"] = request_id
         if kind is not None:
             detail["kind"] = kind
-        await self._audit.record(
-            AuditEvent(
-                by,
-                "response.quarantine",
-                f"function:{name}",
-                "ok" if added else "unchanged",
-                detail,
-            )
-        )
+        event = AuditEvent(by, "response.quarantine", f"function:{name}", "ok", detail)
+        async with self._changes.change(event):  # recorded "ok" if the store added it
+            added = await asyncio.to_thread(self._store.add, record)
+            if added:
+                self._by_name[name] = record
+        if not added:
+            await self._audit.record(dataclasses.replace(event, outcome="unchanged"))
         return added
 
     async def release(self, name: str, *, by: str, request_id: str) -> None:
         """Serve `name` again; audited (`function.release`). `NotQuarantined` if it was not."""
         record = self._by_name.pop(name, None)
-        removed = await asyncio.to_thread(self._store.remove, name)
-        if not removed:
-            raise NotQuarantined(
-                f"function {name!r} is not quarantined",
-                hint="`donjon function quarantined` lists the quarantined functions",
-            )
-        await self._audit.record(
-            AuditEvent(
-                by,
-                "function.release",
-                f"function:{name}",
-                "ok",
-                {
-                    "request_id": request_id,
-                    # None only if another node quarantined it since this one started.
-                    "reason": record.reason if record else None,
-                    "alert_seq": record.alert_seq if record else None,
-                    "quarantined_since": record.since if record else None,
-                    "quarantined_by": record.by if record else None,
-                },
-            )
+        event = AuditEvent(
+            by,
+            "function.release",
+            f"function:{name}",
+            "ok",
+            {
+                "request_id": request_id,
+                # None only if another node quarantined it since this one started.
+                "reason": record.reason if record else None,
+                "alert_seq": record.alert_seq if record else None,
+                "quarantined_since": record.since if record else None,
+                "quarantined_by": record.by if record else None,
+            },
         )
+        async with self._changes.change(event):  # the release and its record, together
+            if not await asyncio.to_thread(self._store.remove, name):
+                raise NotQuarantined(
+                    f"function {name!r} is not quarantined",
+                    hint="`donjon function quarantined` lists the quarantined functions",
+                )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict, StoreError
 from donjon.store.tables import function_versions, functions
 
@@ -103,6 +104,7 @@ class FunctionStore:
                     check(record)
                 if also is not None:
                     also(conn)
+                enlist(conn)
         except SQLAlchemyError as e:
             # Never the statement in the message: it holds the manifest.
             raise StoreError(
@@ -128,4 +130,7 @@ class FunctionStore:
     def remove(self, name: str) -> bool:
         """Undeploy `name`; its version history stays for the audit trail."""
         with self._engine.begin() as conn:
-            return conn.execute(delete(functions).where(functions.c.name == name)).rowcount > 0
+            removed = conn.execute(delete(functions).where(functions.c.name == name)).rowcount > 0
+            if removed:
+                enlist(conn)
+        return removed

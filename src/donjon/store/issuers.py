@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict
 from donjon.store.tables import issuers
 
@@ -54,6 +55,7 @@ class IssuerStore:
                         refreshed_at=record.refreshed_at,
                     )
                 )
+                enlist(conn)
         except IntegrityError as e:
             raise StoreConflict(
                 f"an issuer named {record.name!r} or with issuer {record.issuer!r} exists already",
@@ -88,4 +90,7 @@ class IssuerStore:
 
     def remove(self, name: str) -> bool:
         with self._engine.begin() as conn:
-            return conn.execute(delete(issuers).where(issuers.c.name == name)).rowcount > 0
+            removed = conn.execute(delete(issuers).where(issuers.c.name == name)).rowcount > 0
+            if removed:
+                enlist(conn)
+        return removed

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert, select, update
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.tables import api_keys
 
 __all__ = ["KeyRecord", "KeyStore"]
@@ -61,6 +62,7 @@ class KeyStore:
                     concurrency=record.concurrency,
                 )
             )
+            enlist(conn)
 
     def all(self) -> list[KeyRecord]:
         with self._engine.connect() as conn:
@@ -96,6 +98,8 @@ class KeyStore:
                 .where((api_keys.c.id == key_id) & api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=time.time())
             )
+            if result.rowcount > 0:
+                enlist(conn)
         return result.rowcount > 0
 
     def rotate(self, key_id: str, digest: bytes, previous_until: float) -> KeyRecord | None:
@@ -115,6 +119,7 @@ class KeyStore:
                     digest=digest, previous_digest=bytes(row.digest), previous_until=previous_until
                 )
             )
+            enlist(conn)
         return self.get(key_id)
 
     def reissue(self, key_id: str, digest: bytes) -> None:

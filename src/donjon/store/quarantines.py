@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Column, Engine, Float, String, Table, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.tables import metadata
 
 __all__ = ["QuarantineRecord", "QuarantineStore", "quarantines"]
@@ -56,6 +57,7 @@ class QuarantineStore:
                         by=record.by,
                     )
                 )
+                enlist(conn)
         except IntegrityError:
             return False
         return True
@@ -63,7 +65,10 @@ class QuarantineStore:
     def remove(self, name: str) -> bool:
         """Release a function; False if it was not quarantined."""
         with self._engine.begin() as conn:
-            return conn.execute(delete(quarantines).where(quarantines.c.name == name)).rowcount > 0
+            removed = conn.execute(delete(quarantines).where(quarantines.c.name == name))
+            if removed.rowcount > 0:
+                enlist(conn)
+        return removed.rowcount > 0
 
     def all(self) -> list[QuarantineRecord]:
         with self._engine.connect() as conn:

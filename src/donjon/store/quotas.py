@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, Column, Engine, Float, String, Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.tables import metadata
 
 __all__ = ["QuotaRecord", "QuotaStore", "quota_usage", "quotas"]
@@ -84,15 +85,19 @@ class QuotaStore:
             done = conn.execute(
                 update(quotas).where(quotas.c.subject == record.subject).values(**values)
             )
-            if done.rowcount:
-                return False
-            conn.execute(quotas.insert().values(subject=record.subject, **values))
-        return True
+            created = not done.rowcount
+            if created:
+                conn.execute(quotas.insert().values(subject=record.subject, **values))
+            enlist(conn, created=created)
+        return created
 
     def remove(self, subject: str) -> bool:
         """Remove a subject's quota; False if it had none (its usage rows stay until pruned)."""
         with self._engine.begin() as conn:
-            return conn.execute(delete(quotas).where(quotas.c.subject == subject)).rowcount > 0
+            removed = conn.execute(delete(quotas).where(quotas.c.subject == subject)).rowcount > 0
+            if removed:
+                enlist(conn)
+        return removed
 
     def usage(self, day: str) -> dict[str, tuple[int, int]]:
         """Every subject's (invocations, compute ms) of `day`, as stored."""

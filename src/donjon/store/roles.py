@@ -7,6 +7,7 @@ import time
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.tables import roles
 
 __all__ = ["RoleStore"]
@@ -32,11 +33,15 @@ class RoleStore:
             done = conn.execute(
                 update(roles).where(roles.c.name == name).values(document=text, updated_at=now)
             )
-            if done.rowcount:
-                return False
-            conn.execute(insert(roles).values(name=name, document=text, updated_at=now))
-        return True
+            created = not done.rowcount
+            if created:
+                conn.execute(insert(roles).values(name=name, document=text, updated_at=now))
+            enlist(conn, created=created)
+        return created
 
     def remove(self, name: str) -> bool:
         with self._engine.begin() as conn:
-            return conn.execute(delete(roles).where(roles.c.name == name)).rowcount > 0
+            removed = conn.execute(delete(roles).where(roles.c.name == name)).rowcount > 0
+            if removed:
+                enlist(conn)
+        return removed

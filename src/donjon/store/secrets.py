@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict
 from donjon.store.tables import secret_versions, secrets
 
@@ -93,6 +94,7 @@ class SecretStore:
                         created_by=created_by,
                     )
                 )
+                enlist(conn, version=row.version)
         except IntegrityError as e:
             raise StoreConflict(
                 f"secret {row.name} (version {row.version}) exists already",
@@ -146,7 +148,10 @@ class SecretStore:
         """Delete the secret and every version of it; False if there was none."""
         with self._engine.begin() as conn:
             conn.execute(delete(secret_versions).where(secret_versions.c.name == name))
-            return conn.execute(delete(secrets).where(secrets.c.name == name)).rowcount > 0
+            removed = conn.execute(delete(secrets).where(secrets.c.name == name)).rowcount > 0
+            if removed:
+                enlist(conn)
+        return removed
 
     def all_versions(self) -> list[VersionRow]:
         query = select(secret_versions, secrets.c.secret_id).join(
@@ -172,6 +177,7 @@ class SecretStore:
                         f"secret {r.name} version {r.version} changed during the rekey",
                         hint="run `donjon vault rekey` again",
                     )
+            enlist(conn, rewrapped=len(rows))
 
 
 def _version(row: Row[Any]) -> VersionRow:

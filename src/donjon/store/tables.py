@@ -23,6 +23,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_head",
     "audit_log",
+    "audit_outbox",
     "function_supply",
     "function_versions",
     "functions",
@@ -112,6 +113,17 @@ audit_log = Table(
     Column("record", LargeBinary, nullable=False),
     #: The record's RFC 6962 leaf hash, SHA-256(0x00 || record) (v1: the chain hash).
     Column("hash", LargeBinary(32), nullable=False),
+)
+
+#: Admin changes' audit records, each written in the transaction of its change and
+#: deleted once the record is in the log (store/audit_outbox.py): a node killed in
+#: between appends it at its next start.
+audit_outbox = Table(
+    "audit_outbox",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("event", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
 )
 
 #: An index of the audit log (audit/usage.py): the newest record that shows a

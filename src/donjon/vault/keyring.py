@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.store import SecretStore
+from donjon.store.audit_outbox import note
 from donjon.vault.command import CommandKeyProvider
 from donjon.vault.interface import KeyProvider
 from donjon.vault.local import LocalKeyProvider, kek_of
@@ -88,12 +89,14 @@ async def rekey(vault: Vault, keyring: Keyring) -> RekeyResult:
     async with vault.writes:
         if keyring.kms_command:
             kms = CommandKeyProvider(keyring.kms_command, keyring.kms_timeout_s)
+            note(kek_id="kms")  # in the record committed with the rows (store/audit_outbox.py)
             count = await vault.rewrap_all(kms)
             vault.use(kms, keyring.local())
             return RekeyResult(count, "kms")
         pending = keyring.pending_path
         pending.unlink(missing_ok=True)
         fresh = LocalKeyProvider(MasterKey.create(pending))
+        note(kek_id=fresh.current_id)
         try:
             count = await vault.rewrap_all(fresh)
         except BaseException:

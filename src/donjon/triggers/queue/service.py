@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from donjon.audit import AuditEvent
+from donjon.audit.changes import AuditedChanges
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.interface import (
     InvocationNotFound,
@@ -77,10 +78,19 @@ Lookup = Callable[[str], FunctionPolicy | None]
 class AsyncInvocations:
     """The node's async invocations over one queue."""
 
-    def __init__(self, queue: InvocationQueue, audit: AuditSink, lookup: Lookup) -> None:
+    def __init__(
+        self,
+        queue: InvocationQueue,
+        audit: AuditSink,
+        lookup: Lookup,
+        changes: AuditedChanges | None = None,
+    ) -> None:
         self.queue = queue
         self._audit = audit
         self._lookup = lookup
+        #: A redrive or a purge and its record, committed together (audit/changes.py);
+        #: without an outbox, recorded after the change (a queue tested alone).
+        self._changes = changes if changes is not None else AuditedChanges(audit, None)
         #: Called after each enqueue (the workers wake at once instead of at their poll).
         self.on_enqueue: Callable[[], None] = lambda: None
         #: Called for each enqueue refused by the function's `limits.queued`.
@@ -171,20 +181,19 @@ class AsyncInvocations:
                 hint="donjon dlq ls lists them",
             )
         policy = self._lookup(found.function)
-        redriven = await self.queue.redrive(
-            invocation_id,
-            policy.retry if policy else None,
-            bound=policy.queued if policy else None,
+        event = AuditEvent(
+            actor,
+            "invocation.redrive",
+            found.function,
+            "ok",
+            {"invocation_id": found.id, "request_id": request_id},
         )
-        await self._audit.record(
-            AuditEvent(
-                actor,
-                "invocation.redrive",
-                redriven.function,
-                "ok",
-                {"invocation_id": redriven.id, "request_id": request_id},
+        async with self._changes.change(event):
+            redriven = await self.queue.redrive(
+                invocation_id,
+                policy.retry if policy else None,
+                bound=policy.queued if policy else None,
             )
-        )
         self.on_enqueue()
         return redriven
 
@@ -206,17 +215,11 @@ class AsyncInvocations:
 
     async def purge(self, function: str | None, actor: str, request_id: str) -> int:
         """Delete the dead-lettered invocations (of `function`, or all); how many."""
-        count = await self.queue.purge(function)
-        await self._audit.record(
-            AuditEvent(
-                actor,
-                "invocation.purge",
-                function or "*",
-                "ok",
-                {"purged": count, "request_id": request_id},
-            )
+        event = AuditEvent(  # and "purged", the count, from the store
+            actor, "invocation.purge", function or "*", "ok", {"request_id": request_id}
         )
-        return count
+        async with self._changes.change(event):
+            return await self.queue.purge(function)
 
 
 def _delivery(delivery_id: str) -> dict[str, str]:

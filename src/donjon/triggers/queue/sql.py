@@ -48,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import Error
+from donjon.store.audit_outbox import enlist
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.bound import (
@@ -364,11 +365,15 @@ class SqlInvocationQueue(InvocationQueue):
             if bound is None:
                 with self._engine.begin() as conn:
                     done = conn.execute(statement.values(**values))
+                    if done.rowcount:
+                        enlist(conn)
             else:
                 with counting(self._engine) as conn:
                     lock_function(conn, function)
                     statement = statement.where(pending_of(function) < bound)
                     done = conn.execute(statement.values(**values))
+                    if done.rowcount:
+                        enlist(conn)
             if (
                 not done.rowcount
                 and bound is not None
@@ -394,7 +399,9 @@ class SqlInvocationQueue(InvocationQueue):
             if function is not None:
                 statement = statement.where(inv.c.function == function)
             with self._engine.begin() as conn:
-                return int(conn.execute(statement).rowcount)
+                purged = int(conn.execute(statement).rowcount)
+                enlist(conn, purged=purged)
+            return purged
 
         count: int = await self._run(write)
         return count
