@@ -3,6 +3,7 @@ fails before the node's start takes the helper ends it, in every step of the way
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
@@ -20,7 +21,8 @@ def test_a_serve_whose_tls_does_not_load_ends_the_spawned_scan_helper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A certificate uvicorn cannot load stops `serve` after the helper was spawned and
-    before the node's start would take it: the helper is ended, not left running."""
+    before the node's start would take it: the helper is ended, not left running, and
+    the listening socket is closed."""
     settings = Settings(data_dir=tmp_path / "data", url="https://127.0.0.1:1", api_key=None)
     initialize(settings)
     spawned: list[IsolatedScanner] = []
@@ -32,6 +34,14 @@ def test_a_serve_whose_tls_does_not_load_ends_the_spawned_scan_helper(
         return scanner
 
     monkeypatch.setattr(Node, "spawn_scanner", spy)
+    listeners: list[socket.socket] = []
+    bind = server.bind_listener
+
+    def bound(host: str, port: int) -> socket.socket:
+        listeners.append(bind(host, port))
+        return listeners[-1]
+
+    monkeypatch.setattr(server, "bind_listener", bound)
     # The sandbox probe is not what this test is about (tests/controls/ test it).
     monkeypatch.setattr(server, "enforce", lambda _s, **_k: ())
     bad = tmp_path / "cert.pem"
@@ -48,6 +58,7 @@ def test_a_serve_whose_tls_does_not_load_ends_the_spawned_scan_helper(
             )
         assert len(spawned) == 1
         assert spawned[0].pid is None
+        assert [sock.fileno() for sock in listeners] == [-1]  # the port is given back
     finally:
         for scanner in spawned:
             scanner.close()  # this test's own failure leaves no helper behind

@@ -261,8 +261,10 @@ def serve(
         return _serve_node(settings, node, listener, host, port, tls_cert, tls_key, unsafe_http)
     finally:
         # The node's start takes the helper; a serve that ends before it (uvicorn could not
-        # load the certificate, a signal before the lifespan) must not leave it running.
+        # load the certificate, a signal before the lifespan) must not leave it running,
+        # nor its listening socket open.
         node.close_spawned()
+        listener.close()
 
 
 def _serve_node(
