@@ -88,8 +88,8 @@ def query(node: LiveNode, sql: str, *args: object) -> list[tuple[Any, ...]]:
 
 
 class CommitWatch:
-    """Kills the node the moment a read of its database (`sql`) says the change committed
-    (or only the processes `victims`, if given)."""
+    """Kills the node the moment a read of its database (`sql` with `args`) says the change
+    committed (or only the processes `victims`, if given)."""
 
     def __init__(
         self,
@@ -97,8 +97,10 @@ class CommitWatch:
         sql: str,
         committed: Callable[[list[Any]], bool],
         victims: list[int] | None = None,
+        args: tuple[object, ...] = (),
     ) -> None:
         self.node, self.sql, self.committed, self.victims = node, sql, committed, victims
+        self.args = args
         self.fired = threading.Event()
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -118,7 +120,7 @@ class CommitWatch:
         try:
             while not self.stop.is_set():
                 try:
-                    seen = conn.execute(self.sql).fetchall()
+                    seen = conn.execute(self.sql, self.args).fetchall()
                 except sqlite3.OperationalError:
                     continue  # busy: read again
                 if self.committed(seen):

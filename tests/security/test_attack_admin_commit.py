@@ -38,6 +38,8 @@ from harness import LiveNode, start_node
 pytestmark = pytest.mark.slow  # nodes of their own, killed on purpose
 
 Context = dict[str, Any]
+#: A read of the node's database: SQL and its parameters.
+Read = tuple[str, tuple[object, ...]]
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class AtCommit:
     #: Makes the state the change starts from; what the other steps need to know.
     prepare: Callable[[LiveNode, Path], Context]
     #: What a reader of the database runs, and when its rows say the change committed.
-    sql: Callable[[Context], str]
+    sql: Callable[[Context], Read]
     committed: Callable[[list[Any]], bool]
     #: The request: method, path and httpx keyword arguments.
     request: Callable[[Context], tuple[str, str, dict[str, Any]]]
@@ -89,8 +91,8 @@ def _with_setup(
     return prepare
 
 
-def _count(sql: str) -> Callable[[Context], str]:
-    return lambda _ctx: sql
+def _count(sql: str) -> Callable[[Context], Read]:
+    return lambda _ctx: (sql, ())
 
 
 def _reads(node: LiveNode, ctx: Context, tag: str = "one") -> None:
@@ -128,7 +130,7 @@ AT_COMMIT: dict[str, AtCommit] = {
     ),
     "key-revoke": AtCommit(
         _with_key,
-        lambda ctx: f"SELECT revoked_at FROM api_keys WHERE id = '{ctx['key']['id']}'",  # noqa: S608 - a key id the node made
+        lambda ctx: ("SELECT revoked_at FROM api_keys WHERE id = ?", (ctx["key"]["id"],)),
         lambda rows: rows[0][0] is not None,
         lambda ctx: ("DELETE", f"/v1/keys/{ctx['key']['id']}", {}),
         "key.revoke",
@@ -137,7 +139,7 @@ AT_COMMIT: dict[str, AtCommit] = {
     ),
     "key-rotate": AtCommit(
         _with_key,
-        lambda ctx: f"SELECT previous_digest FROM api_keys WHERE id = '{ctx['key']['id']}'",  # noqa: S608 - a key id the node made
+        lambda ctx: ("SELECT previous_digest FROM api_keys WHERE id = ?", (ctx["key"]["id"],)),
         lambda rows: rows[0][0] is not None,
         lambda ctx: ("POST", f"/v1/keys/{ctx['key']['id']}/rotate", {"json": {"overlap_s": 0}}),
         "key.rotate",
@@ -291,7 +293,7 @@ AT_COMMIT: dict[str, AtCommit] = {
     ),
     "dlq-redrive": AtCommit(
         _with_dead,
-        lambda ctx: f"SELECT status FROM invocations WHERE id = '{ctx['dead'][0]}'",  # noqa: S608 - an id the node made
+        lambda ctx: ("SELECT status FROM invocations WHERE id = ?", (ctx["dead"][0],)),
         lambda rows: rows[0][0] != "dead",
         lambda ctx: ("POST", f"/v1/dlq/{ctx['dead'][0]}/redrive", {}),
         "invocation.redrive",
@@ -313,15 +315,17 @@ def test_admin_change_killed_at_its_commit_is_whole_and_audited(tmp_path: Path, 
         ctx = attack.prepare(node, tmp_path)
         if case == "vault-rekey":
             MASTER_KEK[0] = query(node, "SELECT kek_id FROM secret_versions")[0][0]
-        sql = attack.sql(ctx)
-        assert not attack.committed(query(node, sql)), "the change is there before it is made"
+        sql, args = attack.sql(ctx)
+        assert not attack.committed(query(node, sql, *args)), (
+            "the change is there before it is made"
+        )
         method, path, kwargs = attack.request(ctx)
-        with CommitWatch(node, sql, attack.committed) as watch:
+        with CommitWatch(node, sql, attack.committed, args=args) as watch:
             answer = send(node, method, path, **kwargs)
             assert watch.fired.wait(60), answer.text if answer is not None else "no answer"
         assert answer is None or answer.is_success, answer.text
         node.serve_again()
-        assert attack.committed(query(node, sql))  # committed, so kept
+        assert attack.committed(query(node, sql, *args))  # committed, so kept
         mine = [r for r in records(node, attack.action) if attack.mine(r, ctx)]
         assert mine, f"{case}: the change was kept and the audit log does not show it"
         attack.works(node, ctx)
@@ -339,11 +343,13 @@ def test_key_revoke_whose_audit_writer_is_killed_at_its_commit_is_answered_done(
     node = start_node(tmp_path / "data")
     try:
         key = node.create_key("victim", "invoker")
-        sql = f"SELECT revoked_at FROM api_keys WHERE id = '{key['id']}'"  # noqa: S608 - an id the node made
+        sql = "SELECT revoked_at FROM api_keys WHERE id = ?"
         writers = audit_writers(node)
         assert len(writers) == 1, writers
         writer = writers[0]
-        with CommitWatch(node, sql, lambda rows: rows[0][0] is not None, [writer]) as watch:
+        with CommitWatch(
+            node, sql, lambda rows: rows[0][0] is not None, [writer], args=(key["id"],)
+        ) as watch:
             answer = send(node, "DELETE", f"/v1/keys/{key['id']}")
             assert watch.fired.wait(60)
         assert answer is not None, "no answer"

@@ -47,6 +47,7 @@ from donjon.lifecycle.errors import (
     SkipScanRefused,
 )
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
+from donjon.lifecycle.name_locks import NameLocks
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
 from donjon.manifest.sizes import format_size
@@ -76,27 +77,6 @@ class Deployment:
     warnings: tuple[str, ...]
     #: The function already ran this very bundle: nothing was stored, started or switched.
     unchanged: bool = False
-
-
-class _NameLocks:
-    """A lock per function name, held only while someone holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, name: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[name]
-            if users == 1:
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
 
 
 class Deployments:
@@ -145,7 +125,7 @@ class Deployments:
         # removal at a time: the routes checked are the routes switched.
         self._switch = asyncio.Lock()
         #: Deploys and removals of one function, one at a time (start to switch).
-        self._name_locks = _NameLocks()
+        self._name_locks = NameLocks()
         self._finishing: set[asyncio.Future[Any]] = set()
 
     def start(

@@ -362,18 +362,14 @@ class SqlInvocationQueue(InvocationQueue):
             statement = update(inv).where(
                 inv.c.id == invocation_id, inv.c.status == Status.DEAD.value
             )
-            if bound is None:
-                with self._engine.begin() as conn:
-                    done = conn.execute(statement.values(**values))
-                    if done.rowcount:
-                        enlist(conn)
-            else:
-                with counting(self._engine) as conn:
+            # Bounded: counted and written under the function's lock (bound.py).
+            with self._engine.begin() if bound is None else counting(self._engine) as conn:
+                if bound is not None:
                     lock_function(conn, function)
                     statement = statement.where(pending_of(function) < bound)
-                    done = conn.execute(statement.values(**values))
-                    if done.rowcount:
-                        enlist(conn)
+                done = conn.execute(statement.values(**values))
+                if done.rowcount:
+                    enlist(conn)  # its record is committed with it (audit/changes.py)
             if (
                 not done.rowcount
                 and bound is not None
