@@ -159,3 +159,49 @@ def test_a_spawned_helper_closed_with_kill_is_killed_not_waited_for(
     s.close(kill=True)
     assert proc.returncode == -signal.SIGKILL
     assert s.pid is None
+
+
+def test_a_spawned_helper_that_died_is_read_not_spawned_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spawned helper that exited before `start` (its advisories did not load) is not
+    replaced by a second one that would fail the same way: `start` reads the first one's
+    report, so the node pays one helper start for its ScanError."""
+    s = IsolatedScanner(tmp_path / "no-such-advisories")
+    spawned: list[int] = []
+    spawn = s._spawn
+
+    def counted() -> object:
+        proc = spawn()
+        spawned.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(s, "_spawn", counted)
+    s.spawn()
+    proc = s._proc
+    assert proc is not None
+    proc.wait(60)  # it reported why and exited before anyone asked
+    with pytest.raises(ScanError, match="advisor"):
+        s.start()
+    assert len(spawned) == 1
+    assert s.pid is None
+
+
+def test_a_helper_that_does_not_start_in_time_is_killed(
+    shared_advisories: Path, advisory_cache: Path
+) -> None:
+    """A start that times out kills the helper it waited for, so the next scan (or the
+    advisory watch's restart) starts a new one rather than waiting on the old one again."""
+    s = IsolatedScanner(
+        shared_advisories, ScanLimits(start_timeout_s=0.001), cache_dir=advisory_cache
+    )
+    try:
+        s.spawn()
+        proc = s._proc
+        assert proc is not None
+        with pytest.raises(ScanError, match="did not answer"):
+            s.start()
+        assert s.pid is None
+        assert proc.returncode is not None
+    finally:
+        s.close(kill=True)

@@ -116,11 +116,17 @@ class IsolatedScanner:
 
     def _ensure_started(self) -> subprocess.Popen[bytes]:
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        # A helper that was ready and died is replaced; one not ready yet is read even if
+        # it has exited: its report of why it could not start is in the pipe.
+        if proc is None or (self._ready and proc.poll() is not None):
             proc = self._spawn()
         if self._ready:
             return proc
-        header, body = self._read_reply(proc, self.limits.start_timeout_s)
+        try:
+            header, body = self._read_reply(proc, self.limits.start_timeout_s)
+        except ScanError:
+            self._stop(kill=True)  # not left loading: the next scan starts a new helper
+            raise
         if header.get("outcome") != "ready":
             self._stop(kill=True)
             problem = _json_object(body)
