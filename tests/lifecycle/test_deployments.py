@@ -19,6 +19,7 @@ import pytest
 from donjon.audit import AuditLog, SigningKey
 from donjon.bootstrap import initialize
 from donjon.bundle import BundleStore, build_bundle
+from donjon.bundle.archive import pack
 from donjon.config import Settings
 from donjon.identity import Principal, Role
 from donjon.lifecycle import (
@@ -239,6 +240,39 @@ def test_handler_that_fails_to_import_is_refused(settings: Settings, tmp_path: P
         assert s.pool.running() == 0
         rejected = [r for r in s.audited("function.deploy") if r["outcome"] == "rejected"]
         assert rejected[-1]["detail"]["error"] == "FunctionFailed"
+
+    run(settings, scenario)
+
+
+def test_a_refused_manifest_is_audited_without_its_values(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The deployer is told the validator's words, which quote the manifest; the audit log
+    (read by others, kept forever) names only where the manifest is refused."""
+    value = "sk_live_4f9a8b7c6d5e"
+    cases = {
+        # an unterminated string: a YAML error, whose text quotes the line
+        "badyaml": f'name: badyaml\nhandler: main.handler\nenv:\n  TOKEN: "{value}\n',
+        # a field's validator quotes the value
+        "badfield": f"name: badfield\nhandler: {value}\n",
+    }
+
+    async def scenario(s: Service) -> None:
+        for name, text in cases.items():
+            root = tmp_path / name  # packed as sent: build_bundle would refuse it here
+            root.mkdir()
+            (root / "donjon.yaml").write_text(text)
+            (root / "main.py").write_text("def handler(e, c):\n    return 1\n")
+            bundle = pack(root)
+            with pytest.raises(ManifestError) as refused:
+                await s.deployments.deploy(bundle, DEV, f"req-{name}")
+            assert value in refused.value.message  # the deployer's own answer keeps it
+        rejected = [r for r in s.audited("function.deploy") if r["outcome"] == "rejected"]
+        reasons = [r["detail"]["reason"] for r in rejected]
+        assert len(reasons) == 2
+        assert "not valid YAML (line" in reasons[0]
+        assert reasons[1] == "donjon.yaml has 1 problem(s), at handler"
+        assert not any(value in json.dumps(r) for r in rejected)
 
     run(settings, scenario)
 

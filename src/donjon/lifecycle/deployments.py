@@ -435,7 +435,7 @@ class Deployments:
 
     async def _rejected(self, principal: Principal, request_id: str, error: Exception) -> None:
         if isinstance(error, Error):
-            reason = error.message[:500]
+            reason = error.summary()[:500]  # the deployer has the message; the log, no values
         else:
             log.error("deploy %s failed", request_id, exc_info=error)
             reason = "internal error"

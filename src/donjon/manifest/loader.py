@@ -80,6 +80,11 @@ def load_yaml(text: str | bytes) -> Any:
         loader.dispose()
 
 
+#: What a refusal's summary names of the fields (the audit log keeps it).
+_MAX_SUMMARY_FIELDS = 10
+_MAX_SUMMARY_FIELD = 80
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     prev: int | str | None = None
@@ -108,8 +113,12 @@ def parse_manifest(text: str | bytes, *, source: str = MANIFEST_FILE) -> Manifes
             "share subschemas inside input_schema",
         ) from e
     except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise ManifestError(
-            f"{source} is not valid YAML: {e}", problems=[f"(root): not valid YAML: {e}"]
+            f"{source} is not valid YAML: {e}",
+            problems=[f"(root): not valid YAML: {e}"],
+            summary=f"{source} is not valid YAML{where}",
         ) from e
     return _validate(data, source)
 
@@ -132,11 +141,17 @@ def _validate(data: Any, source: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
-        problems = sorted({f"{_field_path(err['loc'])}: {err['msg']}" for err in e.errors()})
+        errors = e.errors()
+        problems = sorted({f"{_field_path(err['loc'])}: {err['msg']}" for err in errors})
+        fields = sorted({_field_path(err["loc"])[:_MAX_SUMMARY_FIELD] for err in errors})
+        named = ", ".join(fields[:_MAX_SUMMARY_FIELDS])
+        if len(fields) > _MAX_SUMMARY_FIELDS:
+            named += f" and {len(fields) - _MAX_SUMMARY_FIELDS} more"
         raise ManifestError(
             f"{source} has {len(problems)} problem(s):\n  " + "\n  ".join(problems),
             problems=problems,
             hint="fix the fields named above; unknown fields are errors",
+            summary=f"{source} has {len(problems)} problem(s), at {named}",
         ) from e
 
 

@@ -76,9 +76,22 @@ class ManifestError(Error):
 
     title = "Invalid manifest"
 
-    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[str] | None = None,
+        hint: str = "",
+        summary: str = "",
+    ) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []
+        self._summary = summary
+
+    def summary(self) -> str:
+        """Where the manifest is refused (its fields, or the YAML's line and column),
+        without the validator's words, which may quote the manifest's values."""
+        return self._summary or self.message
 
 
 @functools.lru_cache(maxsize=64)
