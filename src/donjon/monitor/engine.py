@@ -269,7 +269,8 @@ class Monitor:
             return []
         now = self._clock()
         found: list[Finding] = []
-        for step in self._reading(action):
+        steps = self._routes.get(action)  # (`_reading`'s own lookup, inline)
+        for step in self._reading(action) if steps is None else steps:
             try:
                 found += step.observe(record, now)
             except Exception:  # one detector's bug must not blind the others

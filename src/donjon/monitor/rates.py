@@ -124,9 +124,13 @@ class RateDetector(SeriesDetector[_Rate]):
         if amount is None:
             return
         bucket = int(now // self.bucket_s)
-        series, make = self.series, self.new_state
+        series, table = self.series, self.series.table
         for subject in subjects:
-            state = series.setdefault(subject, make)
+            state = table.get(subject)  # (`series.setdefault`, inline)
+            if state is None:
+                state = series.setdefault(subject, self.new_state)
+            else:
+                table.move_to_end(subject)
             if bucket > state.bucket:  # a new window (`_roll`'s own test, kept out of the call)
                 self._roll(state, bucket)
             state.amount += amount

@@ -223,13 +223,17 @@ def _median_deviation(ordered: list[float], median: float) -> float:
 class Bounded(Generic[K, V]):
     """A mapping of at most `cap` entries; the least recently used one goes first."""
 
-    __slots__ = ("_cap", "_items", "evicted")
+    __slots__ = ("_cap", "_items", "evicted", "table")
 
     def __init__(self, cap: int) -> None:
         if cap < 1:
             raise BaselineError(f"a cap of {cap} entries keeps nothing", hint="use 1 or more")
         self._cap = cap
         self._items: OrderedDict[K, V] = OrderedDict()
+        #: The same entries, read on the hot path (the baselines look up every call's
+        #: subjects): `table.get(key)`, then `table.move_to_end(key)` if found, is `get`
+        #: without a Python call; anything that adds an entry goes through `setdefault`.
+        self.table = self._items
         #: Entries dropped to keep the cap (a busy node has more subjects than it keeps).
         self.evicted = 0
 
