@@ -111,7 +111,10 @@ def read_view(record: CommittedRecord, now: float) -> _View:
     # (`read_change` and `event_time`, inline for a call, which is what most records are)
     change = None if record.event.action == "function.invoke" else read_change(record)
     call = read_call(record) if change is None else None
-    subjects = subjects_of(call) if call is not None else ()
+    if call is None:
+        subjects: tuple[Subject, ...] = ()
+    else:  # (`subjects_of`'s lookup, inline)
+        subjects = _PAIRS.get((call.version, call.principal)) or subjects_of(call)
     ts = record.ts
     view: _View = (change, call, ts if ts < now else now, subjects)
     _last_view = (record, now, view)

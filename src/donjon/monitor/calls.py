@@ -100,12 +100,14 @@ def _read_call(record: CommittedRecord) -> Call | None:
         return None
     detail = event.detail
     client = detail.get("client")
-    # (`_number`'s test of a float, inline: what JSON gives, two per call record)
+    # (`_number`'s tests of a float and an int, inline: what JSON gives, two per call record)
     duration = detail.get("duration_ms")
     if type(duration) is not float or not (duration >= 0 and duration != _INF):
         duration = _number(duration)
     memory = detail.get("memory_mb")
-    if type(memory) is not float or not (memory >= 0 and memory != _INF):
+    if type(memory) is int and memory >= 0:
+        memory = float(memory)
+    elif type(memory) is not float or not (memory >= 0 and memory != _INF):
         memory = _number(memory)
     # (the tuple made directly: what `Call(...)`'s generated `__new__` does, without it)
     return _new_call(

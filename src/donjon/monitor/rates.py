@@ -120,7 +120,8 @@ class RateDetector(SeriesDetector[_Rate]):
         self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
     ) -> None:
         """The call's amount and window, once for all its subjects; then each subject's."""
-        amount = self.measure(call)
+        measure = self.measure
+        amount = 1.0 if measure is _one else measure(call)  # (call_rate's, without a call)
         if amount is None:
             return
         bucket = int(now // self.bucket_s)
@@ -177,7 +178,11 @@ def _one(call: Call) -> float:
 
 
 def _gb_seconds(call: Call) -> float | None:
-    return call.gb_seconds
+    """`call.gb_seconds`, written out (this runs for every call)."""
+    duration, memory = call.duration_ms, call.memory_mb
+    if duration is None or memory is None:
+        return None
+    return (duration / 1000.0) * (memory / 1024.0)
 
 
 def call_rate(band: Band | None = None, *, bucket_s: float = 60.0, **kw: Any) -> RateDetector:
