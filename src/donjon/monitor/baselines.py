@@ -30,7 +30,8 @@ from typing import Generic, TypeVar
 from donjon.audit.log import CommittedRecord
 from donjon.monitor.calls import Call, Change, read_call, read_change
 from donjon.monitor.findings import Finding, Severity, Subject, SubjectKind
-from donjon.monitor.robust import Band, BaselineError, Bounded, RobustWindow
+from donjon.monitor.robust import Band, BaselineError, RobustWindow
+from donjon.monitor.series import SubjectTable
 
 __all__ = [
     "MAX_EVIDENCE",
@@ -137,7 +138,7 @@ class SeriesDetector(Generic[S]):
 
     def __init__(self, band: Band, max_subjects: int) -> None:
         self.band = band
-        self.series: Bounded[Subject, S] = Bounded(max_subjects)
+        self.series: SubjectTable[S] = SubjectTable(max_subjects)
 
     def new_state(self) -> S:
         """The state of a subject seen for the first time (learning)."""
@@ -246,11 +247,11 @@ class ErrorRateDetector(SeriesDetector[_Errors]):
         """Each subject's block in turn (one call for all of them: this runs for every call)."""
         table, block = self.series.table, self.block
         for subject in subjects:
-            state = table.get(subject)  # (`series.setdefault`, inline)
+            state = table.get(subject.text)  # (`series.setdefault`, inline)
             if state is None:
                 state = self.series.setdefault(subject, self.new_state)
             else:
-                table.move_to_end(subject)
+                table.move_to_end(subject.text)
             state.calls += 1
             if not call.ok:
                 state.errors += 1
@@ -356,11 +357,11 @@ class DurationDetector(SeriesDetector[_Durations]):
         for subject in subjects:
             if subject.kind == "function":
                 value = duration
-                state = table.get(subject)  # (`series.setdefault`, inline)
+                state = table.get(subject.text)  # (`series.setdefault`, inline)
                 if state is None:
                     state = self.series.setdefault(subject, self.new_state)
                 else:
-                    table.move_to_end(subject)
+                    table.move_to_end(subject.text)
                 if subject.id == call.version:
                     self._version = (call, state)
             else:
@@ -373,11 +374,11 @@ class DurationDetector(SeriesDetector[_Durations]):
                 if usual <= 0:
                     continue
                 value = duration / usual
-                state = table.get(subject)
+                state = table.get(subject.text)
                 if state is None:
                     state = self.series.setdefault(subject, self._new_ratio)
                 else:
-                    table.move_to_end(subject)
+                    table.move_to_end(subject.text)
             window = state.window
             outlier = window.is_anomalous(value)
             state.recent.append((call.seq, outlier))

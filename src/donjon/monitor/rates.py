@@ -127,11 +127,11 @@ class RateDetector(SeriesDetector[_Rate]):
         bucket = int(now // self.bucket_s)
         series, table = self.series, self.series.table
         for subject in subjects:
-            state = table.get(subject)  # (`series.setdefault`, inline)
+            state = table.get(subject.text)  # (`series.setdefault`, inline)
             if state is None:
                 state = series.setdefault(subject, self.new_state)
             else:
-                table.move_to_end(subject)
+                table.move_to_end(subject.text)
             if bucket > state.bucket:  # a new window (`_roll`'s own test, kept out of the call)
                 self._roll(state, bucket)
             state.amount += amount
