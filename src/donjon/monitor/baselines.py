@@ -379,11 +379,9 @@ class DurationDetector(SeriesDetector[_Durations]):
                     state = self.series.setdefault(subject, self._new_ratio)
                 else:
                     table.move_to_end(subject.text)
-            window = state.window
-            outlier = window.is_anomalous(value)
+            outlier = state.window.judge(value)  # (pushed if it is not)
             state.recent.append((call.seq, outlier))
             if not outlier:
-                window.push(value)
                 continue
             slow = [seq for seq, out in state.recent if out]
             if len(slow) < self.streak:

@@ -86,17 +86,10 @@ def read_call(record: CommittedRecord) -> Call | None:
     last = _last  # read once: another node's loop in another thread may replace it
     if last[0] is record:
         return last[1]
-    call = _read_call(record)
-    _last = (record, call)
-    return call
-
-
-def _read_call(record: CommittedRecord) -> Call | None:
     event = record.event
-    if event.action != "function.invoke":
-        return None
     name, at, version = event.target.rpartition("@")
-    if not at or not name or not version:
+    if event.action != "function.invoke" or not at or not name or not version:
+        _last = (record, None)
         return None
     detail = event.detail
     client = detail.get("client")
@@ -110,7 +103,7 @@ def _read_call(record: CommittedRecord) -> Call | None:
     elif type(memory) is not float or not (memory >= 0 and memory != _INF):
         memory = _number(memory)
     # (the tuple made directly: what `Call(...)`'s generated `__new__` does, without it)
-    return _new_call(
+    call: Call = _new_call(
         Call,
         (
             record.seq,
@@ -123,6 +116,8 @@ def _read_call(record: CommittedRecord) -> Call | None:
             client if isinstance(client, str) and client not in {"", "-"} else None,
         ),
     )
+    _last = (record, call)
+    return call
 
 
 _INF = math.inf

@@ -136,7 +136,7 @@ class RateDetector(SeriesDetector[_Rate]):
                 self._roll(state, bucket)
             state.amount += amount
             state.calls += 1
-            if len(state.evidence) < MAX_EVIDENCE:
+            if state.calls <= MAX_EVIDENCE:  # (the window's evidence is its first calls)
                 state.evidence.append(call.seq)
                 state.pending.append(amount)
             upper = state.limit

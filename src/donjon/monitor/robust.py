@@ -168,6 +168,18 @@ class RobustWindow:
             stats = self._fresh()
         return value > stats[2]
 
+    def judge(self, value: float) -> bool:
+        """`is_anomalous(value)`, and `push(value)` if it is not (one call: the duration
+        baseline judges every call's value this way)."""
+        if self.learned:
+            stats = self._stats  # (`is_anomalous`, inline)
+            if stats is None or self._stale >= self._refresh:
+                stats = self._fresh()
+            if value > stats[2]:
+                return True
+        self.push(value)
+        return False
+
 
 def _middle(ordered: list[float]) -> float:
     """The median of sorted values (0 for none)."""
