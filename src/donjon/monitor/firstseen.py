@@ -107,11 +107,17 @@ class FirstSeenDetector:
         else:
             since = self.started if call.principal.startswith("key:") else now
             profile = self._profile(call.principal, since, None)
-        learning = now - profile.since < self.learning_s
-        findings: list[Finding] = []
         source = (
             None if call.client is None else network_of(call.client, self.v4_prefix, self.v6_prefix)
         )
+        functions, sources = profile.functions.known.table, profile.sources.known.table
+        if call.function in functions and (source is None or source in sources):
+            functions.move_to_end(call.function)  # (most calls: both pairs known, used again)
+            if source is not None:
+                sources.move_to_end(source)
+            return []
+        learning = now - profile.since < self.learning_s
+        findings: list[Finding] = []
         checks: tuple[tuple[str, str | None, _Pairs, Severity], ...] = (
             ("function", call.function, profile.functions, "high"),
             ("source", source, profile.sources, "medium"),
