@@ -177,7 +177,15 @@ class RobustWindow:
                 stats = self._fresh()
             if value > stats[2]:
                 return True
-        self.push(value)
+        value = float(value)  # (`push`, inline)
+        values, ordered = self._values, self._ordered
+        if len(values) == values.maxlen:  # the oldest falls out
+            del ordered[bisect.bisect_left(ordered, values[0])]
+        values.append(value)
+        bisect.insort(ordered, value)
+        self._stale += 1
+        if not self.learned:
+            self.learned = len(values) >= self._band.min_history
         return False
 
 
