@@ -250,9 +250,10 @@ class Bounded(Generic[K, V]):
             raise BaselineError(f"a cap of {cap} entries keeps nothing", hint="use 1 or more")
         self._cap = cap
         self._items: OrderedDict[K, V] = OrderedDict()
-        #: The same entries, read on the hot path (the baselines look up every call's
-        #: subjects): `table.get(key)`, then `table.move_to_end(key)` if found, is `get`
-        #: without a Python call; anything that adds an entry goes through `setdefault`.
+        #: The same entries, read on the hot path (`first_seen` looks up every call's
+        #: principal and pairs; the baselines' own table is series.py's): `table.get(key)`,
+        #: then `table.move_to_end(key)` if found, is `get` without a Python call; anything
+        #: that adds an entry goes through `setdefault`.
         self.table = self._items
         #: Entries dropped to keep the cap (a busy node has more subjects than it keeps).
         self.evicted = 0
