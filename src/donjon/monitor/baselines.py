@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from donjon.audit.log import CommittedRecord
-from donjon.monitor.calls import Call, Change, event_time, read_call, read_change
+from donjon.monitor.calls import Call, Change, read_call, read_change
 from donjon.monitor.findings import Finding, Severity, Subject, SubjectKind
-from donjon.monitor.robust import Band, BaselineError, Bounded, RobustWindow
+from donjon.monitor.robust import Band, BaselineError, RobustWindow
+from donjon.monitor.series import SubjectTable
 
 __all__ = [
     "MAX_EVIDENCE",
@@ -71,14 +72,27 @@ def function_subject(version: str) -> Subject:
     return _interned(_FUNCTIONS, "function", version)
 
 
+#: (version, principal) -> the subjects of its calls, made of the interned ones above: one
+#: lookup a call instead of one (and a Python call) per subject. Only a cache, like them.
+_PAIRS: dict[tuple[str, str | None], tuple[Subject, ...]] = {}
+
+
 def subjects_of(call: Call) -> tuple[Subject, ...]:
     """The series one call feeds: its function version's, and its principal's if it has one."""
-    if call.principal is None:
-        return (function_subject(call.version),)
-    return (
-        function_subject(call.version),
-        _interned(_PRINCIPALS, "principal", call.principal),
-    )
+    pair = (call.version, call.principal)
+    subjects = _PAIRS.get(pair)
+    if subjects is None:
+        if len(_PAIRS) >= _MAX_INTERNED:
+            _PAIRS.clear()
+        subjects = _PAIRS[pair] = (
+            (function_subject(call.version),)
+            if call.principal is None
+            else (
+                function_subject(call.version),
+                _interned(_PRINCIPALS, "principal", call.principal),
+            )
+        )
+    return subjects
 
 
 #: What a baseline reads of a record: the deploy or removal it is, else the call it is,
@@ -95,10 +109,15 @@ def read_view(record: CommittedRecord, now: float) -> _View:
     last = _last_view  # read once: another node's loop in another thread may replace it
     if last[0] is record and last[1] == now:
         return last[2]
-    change = read_change(record)
+    # (`read_change` and `event_time`, inline for a call, which is what most records are)
+    change = None if record.event.action == "function.invoke" else read_change(record)
     call = read_call(record) if change is None else None
-    subjects = subjects_of(call) if call is not None else ()
-    view: _View = (change, call, event_time(record, now), subjects)
+    if call is None:
+        subjects: tuple[Subject, ...] = ()
+    else:  # (`subjects_of`'s lookup, inline)
+        subjects = _PAIRS.get((call.version, call.principal)) or subjects_of(call)
+    ts = record.ts
+    view: _View = (change, call, ts if ts < now else now, subjects)
     _last_view = (record, now, view)
     return view
 
@@ -119,7 +138,7 @@ class SeriesDetector(Generic[S]):
 
     def __init__(self, band: Band, max_subjects: int) -> None:
         self.band = band
-        self.series: Bounded[Subject, S] = Bounded(max_subjects)
+        self.series: SubjectTable[S] = SubjectTable(max_subjects)
 
     def new_state(self) -> S:
         """The state of a subject seen for the first time (learning)."""
@@ -218,39 +237,56 @@ class ErrorRateDetector(SeriesDetector[_Errors]):
             self.series.setdefault(subject, self.new_state).reference = learned[-1]
 
     def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
-        state = self.series.setdefault(subject, self.new_state)
-        state.calls += 1
-        if not call.ok:
-            state.errors += 1
-            if len(state.evidence) < MAX_EVIDENCE:
-                state.evidence.append(call.seq)
-        judge = state.window if state.window.learned else state.reference
-        found: Finding | None = None
-        if not state.flagged and judge is not None and judge.learned:
-            upper = judge.upper()
-            if state.errors > upper * self.block:
-                state.flagged = True
-                median, _ = judge.stats()
-                found = self.finding(
-                    subject,
-                    f"{subject}: {state.errors} of {state.calls} calls failed"
-                    f" (usual share {median:.0%}, band {upper:.0%} of {self.block})",
-                    state.evidence,
-                    now,
-                    errors=state.errors,
-                    calls=state.calls,
-                    block=self.block,
-                    median=_round(median),
-                    upper=_round(upper),
-                    reference=judge is state.reference,
-                )
-        if state.calls >= self.block:
-            if not state.flagged:
-                state.window.push(state.errors / state.calls)
-            state.calls = state.errors = 0
-            state.flagged = False
-            state.evidence = []
-        return found
+        found: list[Finding] = []
+        self.see_all((subject,), call, now, found)
+        return found[0] if found else None
+
+    def see_all(
+        self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
+    ) -> None:
+        """Each subject's block in turn (one call for all of them: this runs for every call)."""
+        table, block = self.series.table, self.block
+        for subject in subjects:
+            state = table.get(subject.text)  # (`series.setdefault`, inline)
+            if state is None:
+                state = self.series.setdefault(subject, self.new_state)
+            else:
+                table.move_to_end(subject.text)
+            state.calls += 1
+            if not call.ok:
+                state.errors += 1
+                if len(state.evidence) < MAX_EVIDENCE:
+                    state.evidence.append(call.seq)
+            judge = state.window if state.window.learned else state.reference
+            if not state.flagged and judge is not None and judge.learned:
+                upper = judge.upper()
+                if state.errors > upper * block:
+                    state.flagged = True
+                    found.append(self._finding(subject, state, judge, upper, now))
+            if state.calls >= block:
+                if not state.flagged:
+                    state.window.push(state.errors / state.calls)
+                state.calls = state.errors = 0
+                state.flagged = False
+                state.evidence = []
+
+    def _finding(
+        self, subject: Subject, state: _Errors, judge: RobustWindow, upper: float, now: float
+    ) -> Finding:
+        median, _ = judge.stats()
+        return self.finding(
+            subject,
+            f"{subject}: {state.errors} of {state.calls} calls failed"
+            f" (usual share {median:.0%}, band {upper:.0%} of {self.block})",
+            state.evidence,
+            now,
+            errors=state.errors,
+            calls=state.calls,
+            block=self.block,
+            median=_round(median),
+            upper=_round(upper),
+            reference=judge is state.reference,
+        )
 
 
 # -- duration -----------------------------------------------------------------------------
@@ -306,33 +342,63 @@ class DurationDetector(SeriesDetector[_Durations]):
         return _Durations(RobustWindow(self.ratio_band), deque(maxlen=self.recent))
 
     def see(self, subject: Subject, call: Call, now: float) -> Finding | None:
-        if call.duration_ms is None:
-            return None
-        if subject.kind == "function":
-            value, unit = call.duration_ms, "ms"
-            state = self.series.setdefault(subject, self.new_state)
-            if subject.id == call.version:
-                self._version = (call, state)
-        else:
-            seen, version = self._version
-            if seen is not call:  # (else its version's series was just looked up, and used)
-                version = self.series.get(function_subject(call.version))
-            if version is None or not version.window.learned:
-                return None
-            usual, _ = version.window.stats()
-            if usual <= 0:
-                return None
-            value, unit = call.duration_ms / usual, "x its function's median"
-            state = self.series.setdefault(subject, self._new_ratio)
-        outlier = state.window.is_anomalous(value)
-        state.recent.append((call.seq, outlier))
-        if not outlier:
-            state.window.push(value)
-            return None
-        slow = [seq for seq, out in state.recent if out]
-        if len(slow) < self.streak:
-            return None
-        state.recent.clear()
+        found: list[Finding] = []
+        self.see_all((subject,), call, now, found)
+        return found[0] if found else None
+
+    def see_all(  # noqa: PLR0912 - `see` for every subject, inline: this runs for every call
+        self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
+    ) -> None:
+        """Each subject's series in turn (one call for all of them: this runs for every call)."""
+        duration = call.duration_ms
+        if duration is None:
+            return
+        table = self.series.table
+        for subject in subjects:
+            if subject.kind == "function":
+                value = duration
+                state = table.get(subject.text)  # (`series.setdefault`, inline)
+                if state is None:
+                    state = self.series.setdefault(subject, self.new_state)
+                else:
+                    table.move_to_end(subject.text)
+                if subject.id == call.version:
+                    self._version = (call, state)
+            else:
+                seen, version = self._version
+                if seen is not call:  # (else its version's series was just looked up, and used)
+                    version = self.series.get(function_subject(call.version))
+                if version is None or not version.window.learned:
+                    continue
+                usual, _ = version.window.stats()
+                if usual <= 0:
+                    continue
+                value = duration / usual
+                state = table.get(subject.text)
+                if state is None:
+                    state = self.series.setdefault(subject, self._new_ratio)
+                else:
+                    table.move_to_end(subject.text)
+            outlier = state.window.judge(value)  # (pushed if it is not)
+            state.recent.append((call.seq, outlier))
+            if not outlier:
+                continue
+            slow = [seq for seq, out in state.recent if out]
+            if len(slow) < self.streak:
+                continue
+            state.recent.clear()
+            unit = "ms" if subject.kind == "function" else "x its function's median"
+            found.append(self._finding(subject, state, value, unit, slow, now))
+
+    def _finding(
+        self,
+        subject: Subject,
+        state: _Durations,
+        value: float,
+        unit: str,
+        slow: list[int],
+        now: float,
+    ) -> Finding:
         median, _ = state.window.stats()
         upper = state.window.upper()
         return self.finding(

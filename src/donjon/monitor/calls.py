@@ -86,30 +86,42 @@ def read_call(record: CommittedRecord) -> Call | None:
     last = _last  # read once: another node's loop in another thread may replace it
     if last[0] is record:
         return last[1]
-    call = _read_call(record)
+    event = record.event
+    name, at, version = event.target.rpartition("@")
+    if event.action != "function.invoke" or not at or not name or not version:
+        _last = (record, None)
+        return None
+    detail = event.detail
+    client = detail.get("client")
+    # (`_number`'s tests of a float and an int, inline: what JSON gives, two per call record)
+    duration = detail.get("duration_ms")
+    if type(duration) is not float or not (duration >= 0 and duration != _INF):
+        duration = _number(duration)
+    memory = detail.get("memory_mb")
+    if type(memory) is int and memory >= 0:
+        memory = float(memory)
+    elif type(memory) is not float or not (memory >= 0 and memory != _INF):
+        memory = _number(memory)
+    # (the tuple made directly: what `Call(...)`'s generated `__new__` does, without it)
+    call: Call = _new_call(
+        Call,
+        (
+            record.seq,
+            name,
+            event.target,
+            None if event.actor in UNNAMED_ACTORS else event.actor,
+            event.outcome == "ok",
+            duration,
+            memory,
+            client if isinstance(client, str) and client not in {"", "-"} else None,
+        ),
+    )
     _last = (record, call)
     return call
 
 
-def _read_call(record: CommittedRecord) -> Call | None:
-    event = record.event
-    if event.action != "function.invoke":
-        return None
-    name, at, version = event.target.rpartition("@")
-    if not at or not name or not version:
-        return None
-    detail = event.detail
-    client = detail.get("client")
-    return Call(
-        seq=record.seq,
-        function=name,
-        version=event.target,
-        principal=None if event.actor in UNNAMED_ACTORS else event.actor,
-        ok=event.outcome == "ok",
-        duration_ms=_number(detail.get("duration_ms")),
-        memory_mb=_number(detail.get("memory_mb")),
-        client=client if isinstance(client, str) and client not in {"", "-"} else None,
-    )
+_INF = math.inf
+_new_call = tuple.__new__
 
 
 def read_change(record: CommittedRecord) -> Change | None:

@@ -246,35 +246,36 @@ class Monitor:
     async def _examine_all(self, records: Iterable[CommittedRecord]) -> None:
         """Examine records in order: a batch in one loop, with no coroutine per record (a
         record's findings are raised before the next record is examined, as ever)."""
+        routes = self._routes
         for record in records:
             # In flight until its last finding is raised: the index watermark (at `seen`,
             # this record's seq) must not pass it while a response to an earlier one runs.
             self._inflight += 1
             try:
-                findings = self._examine(record)
+                # The findings of the record, from every detector that reads it, in their
+                # order (written out here rather than a method: this runs for every record).
+                if record.seq <= self.seen:  # replayed already
+                    continue
+                self.seen = record.seq
+                action = record.event.action
+                if action.startswith(_OWN_PREFIXES):
+                    continue
+                now = self._clock()
+                findings: list[Finding] = []
+                steps = routes.get(action)  # (`_reading`'s own lookup, inline)
+                for step in self._reading(action) if steps is None else steps:
+                    try:
+                        findings += step.observe(record, now)
+                    except Exception:  # one detector's bug must not blind the others
+                        log.exception(
+                            "monitor: detector %s failed on seq %d", step.name, record.seq
+                        )
                 for finding in findings:
                     await self._raise(finding)
             except Exception:  # the feed goes on whatever one record did
                 log.exception("monitor: examining seq %d failed", record.seq)
             finally:
                 self._inflight -= 1
-
-    def _examine(self, record: CommittedRecord) -> list[Finding]:
-        """The findings of one record, from every detector that reads it, in their order."""
-        if record.seq <= self.seen:  # replayed already
-            return []
-        self.seen = record.seq
-        action = record.event.action
-        if action.startswith(_OWN_PREFIXES):
-            return []
-        now = self._clock()
-        found: list[Finding] = []
-        for step in self._reading(action):
-            try:
-                found += step.observe(record, now)
-            except Exception:  # one detector's bug must not blind the others
-                log.exception("monitor: detector %s failed on seq %d", step.name, record.seq)
-        return found
 
     def _reading(self, action: str) -> list[Observer]:
         """What reads records of `action`: its detectors in their order (routes.py)."""

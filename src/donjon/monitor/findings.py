@@ -52,6 +52,9 @@ class Subject:
     #: The hash, computed once: subjects key the baselines' tables, which hash them
     #: for every call (the generated `__hash__` built a tuple each time).
     _hash: int = field(init=False, repr=False, compare=False)
+    #: `kind:id`, as `str` gives it: what the baselines' tables key a subject's series by
+    #: (series.py; a string hashes in C, once). A kind has no `:`, so it is one to one.
+    text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in _SUBJECT_KINDS:
@@ -59,6 +62,7 @@ class Subject:
                 f"unknown subject kind {self.kind!r}", hint=f"one of {', '.join(_SUBJECT_KINDS)}"
             )
         object.__setattr__(self, "_hash", hash((self.kind, self.id)))
+        object.__setattr__(self, "text", f"{self.kind}:{self.id}")
 
     def __hash__(self) -> int:
         return self._hash
@@ -69,7 +73,7 @@ class Subject:
 
     def __str__(self) -> str:
         """`kind:id`, the alert record's target."""
-        return f"{self.kind}:{self.id}"
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)

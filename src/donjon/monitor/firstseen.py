@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from donjon.audit.log import CommittedRecord
-from donjon.monitor.calls import event_time, network_of, read_call
+from donjon.monitor.calls import network_of, read_call
 from donjon.monitor.findings import Finding, Severity, Subject
 from donjon.monitor.robust import BaselineError, Bounded
 
@@ -88,7 +88,8 @@ class FirstSeenDetector:
         return self.profiles.setdefault(principal, make)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
-        now = event_time(record, now)
+        ts = record.ts  # (`event_time`, inline)
+        now = ts if ts < now else now
         if self.started is None:
             self.started = now
         event = record.event
@@ -99,21 +100,34 @@ class FirstSeenDetector:
         call = read_call(record)
         if call is None or call.principal is None:
             return []
-        profile = self.profiles.get(call.principal)
-        if profile is None:
+        profiles = self.profiles.table
+        profile = profiles.get(call.principal)  # (`profiles.get`, inline)
+        if profile is not None:
+            profiles.move_to_end(call.principal)
+        else:
             since = self.started if call.principal.startswith("key:") else now
             profile = self._profile(call.principal, since, None)
-        learning = now - profile.since < self.learning_s
-        findings: list[Finding] = []
         source = (
             None if call.client is None else network_of(call.client, self.v4_prefix, self.v6_prefix)
         )
+        functions, sources = profile.functions.known.table, profile.sources.known.table
+        if call.function in functions and (source is None or source in sources):
+            functions.move_to_end(call.function)  # (most calls: both pairs known, used again)
+            if source is not None:
+                sources.move_to_end(source)
+            return []
+        learning = now - profile.since < self.learning_s
+        findings: list[Finding] = []
         checks: tuple[tuple[str, str | None, _Pairs, Severity], ...] = (
             ("function", call.function, profile.functions, "high"),
             ("source", source, profile.sources, "medium"),
         )
         for what, value, pairs, severity in checks:
-            if value is None or pairs.known.get(value) is not None:
+            if value is None:
+                continue
+            known = pairs.known.table
+            if value in known:  # (`pairs.known.get`, inline: a known pair is used again)
+                known.move_to_end(value)
                 continue
             if learning:
                 pairs.known.setdefault(value, _true)

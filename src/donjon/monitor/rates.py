@@ -120,18 +120,23 @@ class RateDetector(SeriesDetector[_Rate]):
         self, subjects: tuple[Subject, ...], call: Call, now: float, found: list[Finding]
     ) -> None:
         """The call's amount and window, once for all its subjects; then each subject's."""
-        amount = self.measure(call)
+        measure = self.measure
+        amount = 1.0 if measure is _one else measure(call)  # (call_rate's, without a call)
         if amount is None:
             return
         bucket = int(now // self.bucket_s)
-        series, make = self.series, self.new_state
+        series, table = self.series, self.series.table
         for subject in subjects:
-            state = series.setdefault(subject, make)
+            state = table.get(subject.text)  # (`series.setdefault`, inline)
+            if state is None:
+                state = series.setdefault(subject, self.new_state)
+            else:
+                table.move_to_end(subject.text)
             if bucket > state.bucket:  # a new window (`_roll`'s own test, kept out of the call)
                 self._roll(state, bucket)
             state.amount += amount
             state.calls += 1
-            if len(state.evidence) < MAX_EVIDENCE:
+            if state.calls <= MAX_EVIDENCE:  # (the window's evidence is its first calls)
                 state.evidence.append(call.seq)
                 state.pending.append(amount)
             upper = state.limit
@@ -173,7 +178,11 @@ def _one(call: Call) -> float:
 
 
 def _gb_seconds(call: Call) -> float | None:
-    return call.gb_seconds
+    """`call.gb_seconds`, written out (this runs for every call)."""
+    duration, memory = call.duration_ms, call.memory_mb
+    if duration is None or memory is None:
+        return None
+    return (duration / 1000.0) * (memory / 1024.0)
 
 
 def call_rate(band: Band | None = None, *, bucket_s: float = 60.0, **kw: Any) -> RateDetector:

@@ -168,6 +168,26 @@ class RobustWindow:
             stats = self._fresh()
         return value > stats[2]
 
+    def judge(self, value: float) -> bool:
+        """`is_anomalous(value)`, and `push(value)` if it is not (one call: the duration
+        baseline judges every call's value this way)."""
+        if self.learned:
+            stats = self._stats  # (`is_anomalous`, inline)
+            if stats is None or self._stale >= self._refresh:
+                stats = self._fresh()
+            if value > stats[2]:
+                return True
+        value = float(value)  # (`push`, inline)
+        values, ordered = self._values, self._ordered
+        if len(values) == values.maxlen:  # the oldest falls out
+            del ordered[bisect.bisect_left(ordered, values[0])]
+        values.append(value)
+        bisect.insort(ordered, value)
+        self._stale += 1
+        if not self.learned:
+            self.learned = len(values) >= self._band.min_history
+        return False
+
 
 def _middle(ordered: list[float]) -> float:
     """The median of sorted values (0 for none)."""
@@ -223,13 +243,18 @@ def _median_deviation(ordered: list[float], median: float) -> float:
 class Bounded(Generic[K, V]):
     """A mapping of at most `cap` entries; the least recently used one goes first."""
 
-    __slots__ = ("_cap", "_items", "evicted")
+    __slots__ = ("_cap", "_items", "evicted", "table")
 
     def __init__(self, cap: int) -> None:
         if cap < 1:
             raise BaselineError(f"a cap of {cap} entries keeps nothing", hint="use 1 or more")
         self._cap = cap
         self._items: OrderedDict[K, V] = OrderedDict()
+        #: The same entries, read on the hot path (`first_seen` looks up every call's
+        #: principal and pairs; the baselines' own table is series.py's): `table.get(key)`,
+        #: then `table.move_to_end(key)` if found, is `get` without a Python call; anything
+        #: that adds an entry goes through `setdefault`.
+        self.table = self._items
         #: Entries dropped to keep the cap (a busy node has more subjects than it keeps).
         self.evicted = 0
 

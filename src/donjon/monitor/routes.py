@@ -59,7 +59,7 @@ class SeriesPass:
                         _failed(detector, record)
             return found
         for detector in self.detectors:
-            mark = len(found)
+            mark = len(found) if found else 0  # (most records find nothing)
             try:
                 detector.see_all(subjects, call, at, found)
             except Exception:  # as `observe` failing: none of this baseline's findings
