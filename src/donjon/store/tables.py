@@ -35,6 +35,7 @@ __all__ = [
     "roles",
     "secret_versions",
     "secrets",
+    "vault_rekeys",
     "webhook_deliveries",
 ]
 
@@ -209,6 +210,16 @@ secret_versions = Table(
     Column("kek_id", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), nullable=False),
+)
+
+#: The local keys each rekey committed to, written in the transaction of its re-wrapped
+#: rows (vault/keyring.py): a rekey of zero secrets names its key here alone, so the
+#: next start can tell that it committed (and finish the key file's rename).
+vault_rekeys = Table(
+    "vault_rekeys",
+    metadata,
+    Column("kek_id", String(128), primary_key=True),
+    Column("committed_at", Float, nullable=False),
 )
 
 issuers = Table(
