@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 
 from donjon.audit import AuditError, AuditEvent, AuditLog, verify_log
 from donjon.audit.changes import AuditedChanges
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
 from donjon.store.audit_outbox import AuditOutbox, enlist
+from donjon.store.tables import audit_outbox
+from postgres_support import PostgresServer, postgres_server
+
+__all__ = ["postgres_server"]  # the fixture, used by name below
 
 KEY = Secret(bytes(range(32)))
 
@@ -48,13 +52,12 @@ def _sql(engine: Engine, statement: str, *args: object) -> list[tuple[Any, ...]]
 def _put(engine: Engine, entry_id: str, created_at: float) -> None:
     """A row as an older node wrote it (no owner): only its id, record and time."""
     event = {"actor": "key:a", "action": "role.apply", "target": entry_id, "outcome": "ok"}
-    _sql(
-        engine,
-        "INSERT INTO audit_outbox (id, event, created_at) VALUES (?, ?, ?)",
-        entry_id,
-        json.dumps({**event, "detail": {}}),
-        created_at,
-    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(audit_outbox).values(
+                id=entry_id, event=json.dumps({**event, "detail": {}}), created_at=created_at
+            )
+        )
 
 
 def _logged(engine: Engine) -> list[dict[str, Any]]:
@@ -186,16 +189,16 @@ _CLAIMER = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # two processes
-def test_two_processes_claiming_at_once_each_take_every_row_once(engine: Engine) -> None:
-    """Two node processes that read the same 200 rows and claim them at once: each row is
+def _claim_race(engine: Engine) -> None:
+    """Two node processes read the same 200 rows, then claim them at once: each row is
     claimed by exactly one of them."""
     ids = [f"r{i:03d}" for i in range(200)]
     for entry_id in ids:
         _put(engine, entry_id, time.time() - 1000)
+    url = engine.url.render_as_string(hide_password=False)
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CLAIMER, str(engine.url), name],
+            [sys.executable, "-c", _CLAIMER, url, name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -211,8 +214,29 @@ def test_two_processes_claiming_at_once_each_take_every_row_once(engine: Engine)
     won = [set(child.communicate(timeout=60)[0].split()) for child in children]
     assert not won[0] & won[1], "a row claimed by both"
     assert won[0] | won[1] == set(ids)
-    claims = dict(_sql(engine, "SELECT id, claimed_by FROM audit_outbox"))
+    with engine.connect() as conn:
+        claims = dict(conn.execute(select(audit_outbox.c.id, audit_outbox.c.claimed_by)).all())
     assert {i for i, by in claims.items() if by == "node-a"} == won[0]
+
+
+@pytest.mark.slow  # two processes
+def test_two_processes_claiming_at_once_each_take_every_row_once(engine: Engine) -> None:
+    """Two node processes claiming the same rows at once in one SQLite file: each row is
+    claimed by exactly one of them."""
+    _claim_race(engine)
+
+
+@pytest.mark.slow  # two processes and a PostgreSQL
+def test_two_nodes_claiming_at_once_in_postgresql_each_take_every_row_once(
+    postgres_server: PostgresServer,
+) -> None:
+    """The same race in PostgreSQL (several nodes share one there): one claim per row."""
+    engine = connect(postgres_server.url)
+    try:
+        create_schema(engine)
+        _claim_race(engine)
+    finally:
+        engine.dispose()
 
 
 def test_a_node_drains_its_own_failed_append_at_once(engine: Engine, tmp_path: Path) -> None:
@@ -243,11 +267,13 @@ def test_a_node_drains_its_own_failed_append_at_once(engine: Engine, tmp_path: P
             _sql(engine, "DROP TRIGGER refuse")
             hold = asyncio.Event()
             running = asyncio.create_task(change("role:running", hold=hold))
-            while len(_outbox(engine)) < 2:
-                await asyncio.sleep(0.01)
-            first = await changes.drain()
-            hold.set()
-            await running
+            try:
+                while len(_outbox(engine)) < 2:
+                    await asyncio.sleep(0.01)
+                first = await changes.drain()
+            finally:  # the change ends (its record appended) before the writer stops
+                hold.set()
+                await running
             return first, await changes.drain()
         finally:
             log.stop()
@@ -281,12 +307,13 @@ def test_a_change_run_by_another_instance_in_the_process_is_never_drained(
                     await hold.wait()
 
             running = asyncio.create_task(deploy())
-            while not _outbox(engine):
-                await asyncio.sleep(0.01)
-            drained = await drainer.drain()
-            hold.set()
-            await running
-            return drained
+            try:
+                while not _outbox(engine):
+                    await asyncio.sleep(0.01)
+                return await drainer.drain()
+            finally:  # the change ends (its record appended) before the writer stops
+                hold.set()
+                await running
         finally:
             log.stop()
 
