@@ -383,3 +383,17 @@ def test_a_request_limit_out_of_range_is_refused(name: str, value: str) -> None:
     """Below 1 KiB, over the ceiling (32 MiB body, 6 MiB response), not bytes: named error."""
     with pytest.raises(ConfigError, match=name):
         _load(**{name: value})
+
+
+def test_the_audit_outbox_drain_is_read_and_bounded() -> None:
+    """The drain's cadence and lease are read (30 s and 300 s by default); a lease under
+    a second or a cadence of zero is refused, naming its variable."""
+    assert (_load().audit.outbox_drain_s, _load().audit.outbox_lease_s) == (30.0, 300.0)
+    audit = _load(DONJON_AUDIT_OUTBOX_DRAIN_S="0.5", DONJON_AUDIT_OUTBOX_LEASE_S="90").audit
+    assert (audit.outbox_drain_s, audit.outbox_lease_s) == (0.5, 90.0)
+    for name, value in (
+        ("DONJON_AUDIT_OUTBOX_DRAIN_S", "0"),
+        ("DONJON_AUDIT_OUTBOX_LEASE_S", "0.5"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            _load(**{name: value})

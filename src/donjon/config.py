@@ -133,7 +133,8 @@ class MonitorSettings:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """Signed checkpoints of the audit log (DONJON_AUDIT_CHECKPOINT_*; docs/security.md)."""
+    """Signed checkpoints of the audit log (DONJON_AUDIT_CHECKPOINT_*; docs/security.md),
+    and the audit outbox's drain (DONJON_AUDIT_OUTBOX_*)."""
 
     #: A checkpoint after this many new records (DONJON_AUDIT_CHECKPOINT_RECORDS) ...
     checkpoint_records: int = 1000
@@ -146,6 +147,14 @@ class AuditSettings:
     #: ... and sent to this syslog (DONJON_AUDIT_CHECKPOINT_SYSLOG: udp://HOST:PORT or
     #: unix:/PATH), RFC 5424.
     checkpoint_syslog: str | None = None
+    #: The audit outbox's drain (audit/changes.py): records of admin changes whose append
+    #: failed or was cut short are appended this often while the node serves
+    #: (DONJON_AUDIT_OUTBOX_DRAIN_S) ...
+    outbox_drain_s: float = 30.0
+    #: ... and rows another node process (alive, or on another host) wrote or claimed
+    #: only once they are this old (DONJON_AUDIT_OUTBOX_LEASE_S; shorter than a change
+    #: plus 30 s of append retries: a record may be appended twice, never lost).
+    outbox_lease_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -461,6 +470,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             checkpoint_s=raw.AUDIT_CHECKPOINT_S,
             checkpoint_webhook=raw.AUDIT_CHECKPOINT_WEBHOOK,
             checkpoint_syslog=raw.AUDIT_CHECKPOINT_SYSLOG,
+            outbox_drain_s=raw.AUDIT_OUTBOX_DRAIN_S,
+            outbox_lease_s=raw.AUDIT_OUTBOX_LEASE_S,
         ),
         limits=LimitSettings(
             rate_per_principal=parse_rate(raw.RATE_PER_PRINCIPAL),

@@ -192,6 +192,10 @@ class SettingsInput(BaseSettings):
     AUDIT_CHECKPOINT_SYSLOG: Annotated[
         str | None, BeforeValidator(checkpoint_syslog), BeforeValidator(blank_is_unset)
     ] = None
+    #: The audit outbox's drain (audit/changes.py): its cadence, and how old another
+    #: node's row must be before it is taken.
+    AUDIT_OUTBOX_DRAIN_S: Annotated[Seconds, Field(ge=0.1, le=3600)] = 30.0
+    AUDIT_OUTBOX_LEASE_S: Annotated[Seconds, Field(ge=1, le=86_400)] = 300.0
     MASTER_KEY_FILE: Annotated[
         str | None, BeforeValidator(absolute), BeforeValidator(blank_is_unset)
     ] = None

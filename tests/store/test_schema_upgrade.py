@@ -1,4 +1,5 @@
-"""A data dir made before roles, owners and key lifetimes opens and keeps working."""
+"""A data dir made before roles, owners, key lifetimes and outbox owners opens and keeps
+working."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from donjon.store import FunctionStore, KeyStore, connect, create_schema
+from donjon.store import FunctionStore, KeyStore, SecretStore, connect, create_schema
+from donjon.store.audit_outbox import AuditOutbox
 
 _OLD_SCHEMA = [
     "CREATE TABLE functions (name VARCHAR(63) PRIMARY KEY, version INTEGER NOT NULL)",
@@ -43,4 +45,27 @@ def test_old_data_dir_gets_the_new_columns_once(tmp_path: Path) -> None:
     assert key.role == "admin" and key.expires_at is None and key.last_used_at is None
     KeyStore(engine).touch({"k1": 5.0})
     assert KeyStore(engine).all()[0].last_used_at == 5.0
+    engine.dispose()
+
+
+def test_an_old_audit_outbox_gets_its_owner_and_claim_columns(tmp_path: Path) -> None:
+    """An outbox made before rows named their writer opens with the new columns; a row a
+    kill left in it is read without an owner and can be claimed; vault_rekeys is made."""
+    engine = connect(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE audit_outbox (id VARCHAR(32) PRIMARY KEY, event TEXT NOT NULL,"
+                " created_at FLOAT NOT NULL)"
+            )
+        )
+        conn.execute(text("INSERT INTO audit_outbox VALUES ('left', '{\"action\": \"x\"}', 1.0)"))
+    create_schema(engine)
+    create_schema(engine)
+    outbox = AuditOutbox(engine)
+    (row,) = outbox.waiting()
+    assert (row.id, row.owner, row.claimed_by, row.claimed_at) == ("left", None, None, None)
+    assert outbox.claim(row, "node-a", 2.0)
+    assert outbox.waiting()[0].claimed_by == "node-a"
+    assert SecretStore(engine).rekeyed("local:none") is False
     engine.dispose()

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from donjon.secret import Secret
 from donjon.store import SecretStore
-from donjon.store.tables import secret_versions
+from donjon.store.audit_outbox import PENDING, Pending
+from donjon.store.tables import audit_outbox, secret_versions
 from donjon.vault import MasterKey, VaultError
 from donjon.vault.keyring import Keyring, open_vault, rekey
 from donjon.vault.local import kek_of
@@ -96,6 +98,49 @@ def test_crash_after_commit_finishes_the_rename(
     reopened = open_vault(store, keyring)
     assert keyring.vault_key_path.exists() and not keyring.pending_path.exists()
     assert _values(reopened) == {"a": "alpha-2", "b": "beta-1"}
+
+
+def test_rekey_of_no_secrets_killed_before_the_rename_keeps_the_recorded_key(
+    store: SecretStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rekey of zero secrets whose record committed (in the outbox, "ok" with the new
+    key's id) and died before the rename: the next start keeps the key the record names."""
+    vault = open_vault(store, keyring)
+    old_kek = keyring.local().current_id
+
+    def crash(*_: object) -> None:
+        raise SystemExit("killed between the commit and the rename")
+
+    monkeypatch.setattr("donjon.vault.keyring.os.replace", crash)
+    pending = Pending(
+        "rekey-0",
+        {
+            "actor": "key:a",
+            "action": "vault.rekey",
+            "target": "vault",
+            "outcome": "ok",
+            "detail": {},
+        },
+    )
+    token = PENDING.set(pending)  # as audit/changes.py runs the rekey
+    try:
+        with pytest.raises(SystemExit):
+            asyncio.run(rekey(vault, keyring))
+    finally:
+        PENDING.reset(token)
+    monkeypatch.undo()
+    with store._engine.connect() as conn:  # the record committed with the rekey
+        (event,) = [json.loads(e) for e in conn.execute(select(audit_outbox.c.event)).scalars()]
+    assert event["outcome"] == "ok" and event["detail"]["rewrapped"] == 0
+    recorded = event["detail"]["kek_id"]
+    assert recorded != old_kek
+    open_vault(store, keyring)  # the next start
+    assert not keyring.pending_path.exists()
+    assert keyring.local().current_id == recorded, "the log says ok for a rekey discarded"
+    # A rekey of zero secrets killed before its commit is still undone.
+    MasterKey.create(keyring.pending_path)
+    open_vault(store, keyring)
+    assert not keyring.pending_path.exists() and keyring.local().current_id == recorded
 
 
 def test_failed_rewrap_changes_nothing(store: SecretStore, keyring: Keyring) -> None:

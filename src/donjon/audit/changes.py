@@ -2,15 +2,37 @@
 
 The change and its record are written in one store transaction (the outbox,
 store/audit_outbox.py); the record is then appended to the log and its outbox
-row deleted. A node killed between the commit and the append finds the row at
-its next start (`recover`) and appends the record then, marked `recovered`. A
-node killed after the append and before the delete appends it once more at its
-next start, marked `recovered`: a record may be repeated, never missing.
+row deleted. A record may be repeated, never missing: a row whose record was
+appended and not yet deleted when the node was killed is appended once more.
 
 A change is committed before its record is appended: if the audit writer dies
 then (the node starts another, audit/remote.py), the append is tried again for
 up to APPEND_RETRY_S, so that a change that was made is answered as made. Past
-that the request fails and the record waits in the outbox for the next start.
+that the request fails and the record waits in the outbox for a drain.
+
+The drain appends the records of rows no change is appending, marked `recovered`,
+then deletes the rows: once at start, before anything is served (`recover`), and
+every DONJON_AUDIT_OUTBOX_DRAIN_S while the node serves (`start`). Several nodes
+may share the database, and a row's change may still be running in another node,
+so a drain takes a row only when it is safe to say that no one else appends it:
+
+- a row of this node process (its `owner`) that no change here has in flight:
+  the process knows itself (`_IN_FLIGHT` holds its changes between their first
+  write and the deletion of their row, whichever instance runs them);
+- a row whose owner is gone: a process of this boot and this pid namespace that
+  no longer lives (store/outbox_owner.py), which is what a node restarted after a
+  kill finds: its leftovers are appended at once, before it serves;
+- any other row only once it is older than the lease (DONJON_AUDIT_OUTBOX_LEASE_S):
+  a live node appends a row's record when the change's block ends and tries for at
+  most APPEND_RETRY_S, so a lease well above the longest change plus APPEND_RETRY_S
+  means its writer has given up on it (the rows' times are their writers' clocks:
+  the lease covers the nodes' clock skew too). A lease set too short costs a
+  repeated record (two nodes append it), never a missing one.
+
+Before appending, a drain claims the row (store/audit_outbox.py's `claim`, a
+compare-and-set): of two drains that read a row, one appends it. A claim older
+than the lease, this process's own, or one by a gone process is taken over, so a
+drain killed midway (even a start's `recover`) leaves nothing stranded.
 """
 
 from __future__ import annotations
@@ -19,19 +41,30 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
 from donjon.audit.errors import AuditError
 from donjon.audit.log import AuditEvent
-from donjon.store.audit_outbox import PENDING, AuditOutbox, Pending
+from donjon.store.audit_outbox import PENDING, AuditOutbox, OutboxRow, Pending
+from donjon.store.outbox_owner import current, gone_here
 
-__all__ = ["APPEND_RETRY_S", "AuditedChanges", "Recorder"]
+__all__ = ["APPEND_RETRY_S", "OUTBOX_DRAIN_S", "OUTBOX_LEASE_S", "AuditedChanges", "Recorder"]
 
 log = logging.getLogger("donjon")
 
 #: How long a committed change's record is tried again while the audit writer is replaced.
 APPEND_RETRY_S = 30.0
+#: Defaults of DONJON_AUDIT_OUTBOX_DRAIN_S and DONJON_AUDIT_OUTBOX_LEASE_S.
+OUTBOX_DRAIN_S = 30.0
+OUTBOX_LEASE_S = 300.0
+
+#: The ids of this process's changes, from before their first write until their row is
+#: deleted (or their append failed), whichever `AuditedChanges` runs them (the node has
+#: several: its own, its deployments', its quarantines'): never drained. Process-wide,
+#: as rows name their owner: the process.
+_IN_FLIGHT: set[str] = set()
 
 
 class Recorder(Protocol):
@@ -45,15 +78,35 @@ def _event(pending: Pending) -> AuditEvent:
     return AuditEvent(e["actor"], e["action"], e["target"], e["outcome"], e["detail"])
 
 
+def _recovered(row: OutboxRow) -> AuditEvent:
+    e = row.event
+    detail = {**e.get("detail", {}), "recovered": True}
+    return AuditEvent(e["actor"], e["action"], e["target"], e["outcome"], detail)
+
+
 class AuditedChanges:
-    """Runs admin changes with their audit records in the outbox (module docstring).
+    """Runs admin changes with their audit records in the outbox, and drains the rows
+    left behind (module docstring).
 
     Without an outbox (a subsystem tested alone), a change a store write made is
     recorded after it, as before the outbox."""
 
-    def __init__(self, audit: Recorder, outbox: AuditOutbox | None) -> None:
+    def __init__(
+        self,
+        audit: Recorder,
+        outbox: AuditOutbox | None,
+        *,
+        lease_s: float = OUTBOX_LEASE_S,
+        append_retry_s: float = APPEND_RETRY_S,
+    ) -> None:
         self._audit = audit
         self._outbox = outbox
+        self._lease_s = lease_s
+        self._append_retry_s = append_retry_s
+        #: This node process, as rows and claims name it (store/outbox_owner.py).
+        self.owner = str(current())
+        self._drain_lock = asyncio.Lock()
+        self._drain_task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def change(self, event: AuditEvent) -> AsyncIterator[Pending]:
@@ -69,49 +122,99 @@ class AuditedChanges:
                 "outcome": event.outcome,
                 "detail": dict(event.detail),
             },
+            owner=self.owner,
         )
         outbox = self._outbox
         pending.stored = outbox is not None
         token = PENDING.set(pending)
+        _IN_FLIGHT.add(pending.id)  # before any write can enlist it
         try:
             yield pending
         finally:
             PENDING.reset(token)
-            if pending.enlisted:
-                await self._append(_event(pending))
-                if outbox is not None:
-                    await asyncio.to_thread(outbox.remove, pending.id)
+            try:
+                if pending.enlisted:
+                    await self._append(_event(pending))
+                    if outbox is not None:
+                        await asyncio.to_thread(outbox.remove, pending.id)
+            finally:
+                # After the deletion: a drain that read the row before it finds it gone.
+                _IN_FLIGHT.discard(pending.id)
 
     async def _append(self, event: AuditEvent) -> None:
         """Append the record of a committed change, again while the writer is replaced."""
         loop = asyncio.get_running_loop()
-        deadline, pause = loop.time() + APPEND_RETRY_S, 0.05
+        deadline, pause = loop.time() + self._append_retry_s, 0.05
         while True:
             try:
                 await self._audit.record(event)
                 return
             except AuditError:
                 if loop.time() >= deadline:
-                    raise  # the record stays in the outbox: appended at the next start
+                    raise  # the record stays in the outbox: a drain appends it
                 log.warning("the record of %s is tried again: the writer failed", event.action)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
 
-    async def recover(self) -> int:
-        """Append the records of changes a killed node committed and never logged (at
-        start, before anything is served); the count."""
+    def _takeable(self, row: OutboxRow, now: float) -> bool:
+        """Whether this process may append `row`'s record now (the module docstring)."""
+        if row.id in _IN_FLIGHT:
+            return False
+        stale = now - self._lease_s
+        if row.claimed_by is not None:
+            return (
+                row.claimed_by == self.owner
+                or (row.claimed_at is not None and row.claimed_at < stale)
+                or gone_here(row.claimed_by)
+            )
+        return row.owner == self.owner or row.created_at < stale or gone_here(row.owner)
+
+    async def drain(self) -> int:
+        """Append the records of the rows this process may take, marked `recovered`, and
+        delete the rows; the count appended. An append that fails ends the round (the
+        writer is down): the row keeps this process's claim, taken again next round."""
         outbox = self._outbox
         if outbox is None:
             return 0
-        waiting = await asyncio.to_thread(outbox.waiting)
-        for entry_id, event in waiting:
-            detail = {**event.get("detail", {}), "recovered": True}
-            await self._audit.record(
-                AuditEvent(
-                    event["actor"], event["action"], event["target"], event["outcome"], detail
-                )
+        async with self._drain_lock:
+            done = 0
+            for row in await asyncio.to_thread(outbox.waiting):
+                if not self._takeable(row, time.time()):
+                    continue
+                if not await asyncio.to_thread(outbox.claim, row, self.owner, time.time()):
+                    continue  # another drain claimed it first: it appends it
+                await self._audit.record(_recovered(row))
+                await asyncio.to_thread(outbox.remove, row.id)
+                done += 1
+        if done:
+            log.warning("appended %d audit records left in the outbox", done)
+        return done
+
+    async def recover(self) -> int:
+        """The drain at start, before anything is served: the rows a killed node process
+        of this host left are appended now (the module docstring); the count."""
+        return await self.drain()
+
+    def start(self, every_s: float) -> None:
+        """Drain every `every_s` seconds while the node serves, until `stop`."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(
+                self._drain_periodically(every_s), name="audit-outbox-drain"
             )
-            await asyncio.to_thread(outbox.remove, entry_id)
-        if waiting:
-            log.warning("appended %d audit records of changes made before a crash", len(waiting))
-        return len(waiting)
+
+    async def _drain_periodically(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.drain()
+            except Exception:  # the writer or the database is down: the next round retries
+                log.exception("draining the audit outbox failed")
+
+    async def stop(self) -> None:
+        """End the periodic drain (a round under way is cancelled: its claim is this
+        process's, stale after the lease, or taken at once once the process is gone)."""
+        task, self._drain_task = self._drain_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

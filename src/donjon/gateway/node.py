@@ -162,7 +162,9 @@ class Node:
     _spawned: IsolatedScanner | None = None
 
     def __post_init__(self) -> None:
-        self.changes = AuditedChanges(self.audit, AuditOutbox(self.engine))
+        self.changes = AuditedChanges(
+            self.audit, AuditOutbox(self.engine), lease_s=self.settings.audit.outbox_lease_s
+        )
         # Read at scrape time; each commit of the audit writer is reported on the loop.
         self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
         self.audit.add_listener(self.metrics.audit_committed)
@@ -228,6 +230,7 @@ class Node:
         self.scanner = scanner
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         await self.changes.recover()  # changes a killed node committed and never logged
+        self.changes.start(self.settings.audit.outbox_drain_s)  # and those of failed appends
         self.denials.start()
         await self._start_quotas()
         # After the writer (it raises alerts through it), before anything is served.
@@ -438,6 +441,7 @@ class Node:
             await self.limiter.close()
         except Exception:
             log.exception("closing the limiter failed")
+        await self.changes.stop()  # no drain appends once the writer is stopping
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops
             if self._monitor is not None:  # it examines them, and may alert, before it stops

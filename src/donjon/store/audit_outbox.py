@@ -6,9 +6,13 @@ commits: a node killed between them would keep a change the log never shows.
 An admin change therefore runs with a `Pending` record in a context variable
 (audit/changes.py sets it; `asyncio.to_thread` carries it to the store's thread),
 and the store method that makes the change calls `enlist(conn)` inside its own
-transaction when it changed something: the record is committed with the change.
-Once the record is in the log the row is deleted; a node finds the rows left by
-a kill at its next start and appends their records then.
+transaction when it changed something: the record is committed with the change,
+with the name of the node process that wrote it (`owner`, store/outbox_owner.py).
+Once the record is in the log the row is deleted. A row left by a kill, or by an
+append that failed, is appended by a node's drain (audit/changes.py), which first
+claims it (`claim`): a compare-and-set on (`claimed_by`, `claimed_at`) as it read
+them, so of two nodes that read the same row one claim succeeds and one sees
+rowcount 0. Which rows a drain may take, and when, is audit/changes.py's to say.
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from donjon.store.database import Engine
 from donjon.store.tables import audit_outbox
 
-__all__ = ["PENDING", "AuditOutbox", "Pending", "enlist", "note"]
+__all__ = ["PENDING", "AuditOutbox", "OutboxRow", "Pending", "enlist", "note"]
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Pending:
     enlisted: bool = False
     #: False where no outbox is kept (a subsystem tested alone): the facts only.
     stored: bool = True
+    #: The node process running the change (store/outbox_owner.py), written in the row.
+    owner: str | None = None
 
     def as_event(self) -> dict[str, Any]:
         return {**self.event, "detail": {**self.event.get("detail", {}), **self.facts}}
@@ -56,7 +62,10 @@ def enlist(conn: Connection, **facts: Any) -> None:
     if pending.stored:
         conn.execute(
             insert(audit_outbox).values(
-                id=pending.id, event=json.dumps(pending.as_event()), created_at=time.time()
+                id=pending.id,
+                event=json.dumps(pending.as_event()),
+                created_at=time.time(),
+                owner=pending.owner,
             )
         )
     pending.enlisted = True
@@ -69,19 +78,56 @@ def note(**facts: Any) -> None:
         pending.facts.update(facts)
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """A record whose change committed and whose append was not seen."""
+
+    id: str
+    event: dict[str, Any]
+    created_at: float
+    owner: str | None
+    claimed_by: str | None
+    claimed_at: float | None
+
+
 class AuditOutbox:
     """Queries over `audit_outbox`."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def waiting(self) -> list[tuple[str, dict[str, Any]]]:
-        """The records whose change committed and whose append was not seen, oldest first."""
+    def waiting(self) -> list[OutboxRow]:
+        """Every row, oldest first."""
+        t = audit_outbox.c
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(audit_outbox.c.id, audit_outbox.c.event).order_by(audit_outbox.c.created_at)
+                select(t.id, t.event, t.created_at, t.owner, t.claimed_by, t.claimed_at).order_by(
+                    t.created_at
+                )
             ).all()
-        return [(r.id, json.loads(r.event)) for r in rows]
+        return [
+            OutboxRow(r.id, json.loads(r.event), r.created_at, r.owner, r.claimed_by, r.claimed_at)
+            for r in rows
+        ]
+
+    def claim(self, row: OutboxRow, claimer: str, now: float) -> bool:
+        """Claim `row` for `claimer` if its claim is still the one read in `row`; whether
+        this call claimed it (a concurrent drain that claimed it first makes it False)."""
+        t = audit_outbox.c
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(audit_outbox)
+                .where(
+                    and_(
+                        t.id == row.id,
+                        func.coalesce(t.claimed_by, "") == (row.claimed_by or ""),
+                        func.coalesce(t.claimed_at, -1.0)
+                        == (row.claimed_at if row.claimed_at is not None else -1.0),
+                    )
+                )
+                .values(claimed_by=claimer, claimed_at=now)
+            )
+        return done.rowcount == 1
 
     def remove(self, entry_id: str) -> None:
         with self._engine.begin() as conn:

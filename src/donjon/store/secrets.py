@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict
-from donjon.store.tables import secret_versions, secrets
+from donjon.store.tables import secret_versions, secrets, vault_rekeys
 
 __all__ = ["SecretRow", "SecretStore", "SecretSummary", "VersionRow"]
 
@@ -160,9 +160,22 @@ class SecretStore:
         with self._engine.connect() as conn:
             return [_version(r) for r in conn.execute(query)]
 
-    def rewrap(self, rows: Sequence[VersionRow]) -> None:
-        """Replace the wrapped keys (and key ids) of `rows`, all in one transaction."""
+    def rekeyed(self, kek_id: str) -> bool:
+        """Whether a rekey to the local key `kek_id` committed (`rewrap`'s `committing`)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(vault_rekeys.c.kek_id).where(vault_rekeys.c.kek_id == kek_id)
+            ).first()
+        return found is not None
+
+    def rewrap(self, rows: Sequence[VersionRow], committing: str | None = None) -> None:
+        """Replace the wrapped keys (and key ids) of `rows`, all in one transaction; with
+        `committing`, the local key a rekey moves to is written in it too (`rekeyed`)."""
         with self._engine.begin() as conn:
+            if committing is not None:
+                conn.execute(
+                    insert(vault_rekeys).values(kek_id=committing, committed_at=time.time())
+                )
             for r in rows:
                 done = conn.execute(
                     update(secret_versions)

@@ -35,6 +35,7 @@ __all__ = [
     "roles",
     "secret_versions",
     "secrets",
+    "vault_rekeys",
     "webhook_deliveries",
 ]
 
@@ -116,14 +117,20 @@ audit_log = Table(
 )
 
 #: Admin changes' audit records, each written in the transaction of its change and
-#: deleted once the record is in the log (store/audit_outbox.py): a node killed in
-#: between appends it at its next start.
+#: deleted once the record is in the log (store/audit_outbox.py): a row left by a kill,
+#: or by an append that failed, is appended by a node's drain (audit/changes.py).
 audit_outbox = Table(
     "audit_outbox",
     metadata,
     Column("id", String(32), primary_key=True),
     Column("event", Text, nullable=False),
     Column("created_at", Float, nullable=False),
+    #: The node process that wrote the row (store/outbox_owner.py); NULL: an older node.
+    Column("owner", String(128)),
+    #: The node process appending the record now, and since when (audit/changes.py's
+    #: drain): a claim stops a second node from appending it too.
+    Column("claimed_by", String(128)),
+    Column("claimed_at", Float),
 )
 
 #: An index of the audit log (audit/usage.py): the newest record that shows a
@@ -209,6 +216,16 @@ secret_versions = Table(
     Column("kek_id", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(64), nullable=False),
+)
+
+#: The local keys each rekey committed to, written in the transaction of its re-wrapped
+#: rows (vault/keyring.py): a rekey of zero secrets names its key here alone, so the
+#: next start can tell that it committed (and finish the key file's rename).
+vault_rekeys = Table(
+    "vault_rekeys",
+    metadata,
+    Column("kek_id", String(128), primary_key=True),
+    Column("committed_at", Float, nullable=False),
 )
 
 issuers = Table(

@@ -7,14 +7,20 @@ served from opened values; sets wait):
 
 1. a fresh key is written to `vault.key.new` (0600);
 2. every data key is unwrapped and wrapped again under it, and all rows are
-   updated in ONE database transaction;
+   updated in ONE database transaction, which also writes the new key's id
+   (table `vault_rekeys`) and the rekey's audit record (the outbox,
+   store/audit_outbox.py);
 3. after the commit, `vault.key.new` replaces `vault.key` (an atomic rename).
 
-A crash before the commit leaves every row under the old key and a stray
-`vault.key.new`, deleted at the next start; a crash after the commit but before
-the rename leaves rows under the new key, and the next start finishes the
-rename (it looks which key the rows name). At no point are the rows
-unreadable with the files on disk.
+The commit decides: a crash before it leaves every row under the old key and a
+stray `vault.key.new`, deleted at the next start (and no record: the rekey
+did not happen); a crash after it but before the rename leaves the rows under
+the new key and its id in `vault_rekeys`, and the next start finishes the
+rename (it looks which keys the rows and `vault_rekeys` name). So the record
+committed with the rows ("ok", the new key's id) is true in both cases, a rekey
+of zero secrets included: with no rows to name the key, `vault_rekeys` alone
+says the rekey committed. At no point are the rows unreadable with the files on
+disk.
 
 KMS mode: every data key is unwrapped and wrapped again through the key
 provider (which wraps under its current key), in one transaction; rows wrapped
@@ -76,7 +82,7 @@ def open_vault(store: SecretStore, keyring: Keyring) -> Vault:
     pending = keyring.pending_path
     if pending.exists():
         new_id, _ = kek_of(MasterKey.load(pending))
-        if new_id in store.kek_ids():
+        if new_id in store.kek_ids() or store.rekeyed(new_id):
             os.replace(pending, keyring.vault_key_path)  # the rekey had committed
             _sync_dir(pending.parent)
         else:
@@ -98,7 +104,7 @@ async def rekey(vault: Vault, keyring: Keyring) -> RekeyResult:
         fresh = LocalKeyProvider(MasterKey.create(pending))
         note(kek_id=fresh.current_id)
         try:
-            count = await vault.rewrap_all(fresh)
+            count = await vault.rewrap_all(fresh, committing=fresh.current_id)
         except BaseException:
             pending.unlink(missing_ok=True)
             raise

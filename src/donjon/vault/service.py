@@ -89,11 +89,12 @@ class Vault:
                 raise SecretNotFound(f"no secret named {name}")
             self._forget(name)
 
-    async def rewrap_all(self, provider: KeyProvider) -> int:
+    async def rewrap_all(self, provider: KeyProvider, committing: str | None = None) -> int:
         """Re-wrap every data key under `provider`, in one transaction; the count re-wrapped.
 
         The values and their ciphertexts are untouched (the data keys stay the same);
-        on any failure nothing is changed. Caller holds `writes` (rekey.py).
+        on any failure nothing is changed. Caller holds `writes` (rekey.py), and names
+        the local key it moves to (`committing`), recorded in the same transaction.
         """
         rows = await asyncio.to_thread(self.store.all_versions)
         out = []
@@ -106,7 +107,7 @@ class Vault:
         readers = self._readers
         self._readers = (*readers, provider)
         try:
-            await asyncio.to_thread(self.store.rewrap, out)
+            await asyncio.to_thread(self.store.rewrap, out, committing)
         except BaseException:
             self._readers = readers
             raise

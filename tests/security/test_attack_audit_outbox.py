@@ -1,0 +1,110 @@
+"""The audit outbox on a live node (audit/changes.py): a change whose record could not be
+appended is not left out of the log until the next start, and a node killed while it
+appends the outbox at start loses nothing. Kills and checks: tests/crash_support.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from crash_support import _tree, audited, kill_node, query, records, send, verify_intact
+from harness import LiveNode, start_node
+
+pytestmark = pytest.mark.slow  # nodes of their own, killed on purpose
+
+
+def _write(node: LiveNode, sql: str, *args: object) -> None:
+    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
+        conn.execute(sql, args)
+
+
+def test_record_refused_past_the_retries_is_appended_while_the_node_serves(
+    tmp_path: Path,
+) -> None:
+    """A key revocation whose record the log refuses for longer than the node retries
+    (APPEND_RETRY_S) fails; once the log takes records again, the running node appends
+    it, marked recovered, without a restart."""
+    node = start_node(tmp_path / "data", {"DONJON_AUDIT_OUTBOX_DRAIN_S": "0.5"})
+    try:
+        key = node.create_key("victim", "invoker")
+        _write(  # the audit writer's transactions holding a revocation fail, as a full disk
+            node,
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_log WHEN instr(NEW.record,"
+            " CAST('\"key.revoke\"' AS BLOB)) > 0 BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        answer = send(node, "DELETE", f"/v1/keys/{key['id']}")
+        assert answer is None or answer.status_code >= 500, answer.text
+        assert query(node, "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = ?", key["id"])[
+            0
+        ][0]
+        assert query(node, "SELECT count(*) FROM audit_outbox")[0][0] == 1
+        _write(node, "DROP TRIGGER refuse")
+        deadline = time.monotonic() + 30
+        while not audited(node, "key.revoke", f"key:{key['id']}"):
+            assert time.monotonic() < deadline, "the record waits for the next start"
+            time.sleep(0.2)
+        (record,) = audited(node, "key.revoke", f"key:{key['id']}")
+        assert record["detail"]["recovered"] is True
+        assert query(node, "SELECT count(*) FROM audit_outbox")[0][0] == 0
+        verify_intact(node)
+    finally:
+        node.stop()
+
+
+#: Rows an earlier node left in the outbox for the attack below to be killed amid.
+LEFT = 400
+
+
+def test_node_killed_while_appending_the_outbox_at_start_loses_nothing(tmp_path: Path) -> None:
+    """A node SIGKILLed while its start appends the records a crash left in the outbox
+    (some appended, some not, one perhaps claimed): the next start appends every one
+    before it serves; a record may be repeated."""
+    node = start_node(tmp_path / "data")
+    node.stop()
+    event = {"actor": "key:a", "action": "role.apply", "outcome": "ok", "detail": {}}
+    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
+        conn.executemany(  # as a node of this host, SIGKILLed long ago, left them
+            "INSERT INTO audit_outbox (id, event, created_at) VALUES (?, ?, ?)",
+            [
+                (f"r{i:04d}", json.dumps({**event, "target": f"role:r{i:04d}"}), 1.0)
+                for i in range(LEFT)
+            ],
+        )
+    starting = threading.Thread(target=_start_quietly, args=(node,), daemon=True)
+    starting.start()
+    deadline = time.monotonic() + 120
+    while True:  # the moment the start has appended some and not all
+        assert time.monotonic() < deadline, "the start never appended the outbox"
+        try:
+            left = query(node, "SELECT count(*) FROM audit_outbox")[0][0]
+        except sqlite3.OperationalError:
+            continue
+        if 0 < left < LEFT - 20:
+            kill_node(node, _tree(node.proc.pid))
+            break
+    starting.join(120)
+    assert 0 < left < LEFT
+    node.serve_again()  # healthy: it serves
+    assert query(node, "SELECT count(*) FROM audit_outbox")[0][0] == 0
+    targets = {r["target"] for r in records(node, "role.apply")}
+    assert targets == {f"role:r{i:04d}" for i in range(LEFT)}
+    verify_intact(node)
+    node.stop()
+
+
+def _start_quietly(node: LiveNode) -> None:
+    """`serve_again`, which the attack kills before it is healthy."""
+    with contextlib.suppress(AssertionError, OSError):
+        node.serve_again()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hostile_warm_copies() -> None:
+    """Overrides tests/security/conftest.py's: this module starts nodes of its own, so the
+    session's shared node (and its hostile functions) is not started for it."""
