@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,6 +228,36 @@ def test_admin_changes_on_a_full_disk_are_refused_whole(tmp_path: Path) -> None:
             assert c.post("/v1/secrets/s-full", json={"value": "v"}).status_code == 201
         assert [r["target"] for r in records(node, "key.create")][-1] == f"key:{made['id']}"
         assert [r["target"] for r in records(node, "secret.set")] == ["secret:s-full"]
+        verify_intact(node)
+
+
+def test_change_that_failed_on_a_full_disk_is_not_audited_as_made(tmp_path: Path) -> None:
+    """A key whose store write failed for space is not in the log as created, even when
+    space comes back while its record is being retried."""
+    # The key's transaction (the key and its outbox row) fails to commit; the record is
+    # then appended on retry once the filler is deleted: a record of a change never made.
+    with node_on_small_disk(tmp_path) as (node, disk):
+        disk.fill()
+        answer: list[httpx.Response] = []
+
+        def create() -> None:
+            with node.client() as c:
+                answer.append(c.post("/v1/keys", json={"name": "k-ghost", "role": "invoker"}))
+
+        sender = threading.Thread(target=create, daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 30
+        while sender.is_alive() and time.monotonic() < deadline:
+            if "the record of key.create is tried again" in serve_log(node):
+                break
+            time.sleep(0.02)
+        disk.free()
+        sender.join(60)
+        assert answer and answer[0].status_code in (201, 503), answer
+        keys = {f"key:{i}" for (i,) in query(node, "SELECT id FROM api_keys")}
+        for record in records(node, "key.create"):
+            assert record["target"] in keys, f"audited as created, never made: {record}"
+        assert (answer[0].status_code == 201) == (len(keys) == 2), answer[0].text
         verify_intact(node)
 
 

@@ -10,7 +10,9 @@ next start, marked `recovered`: a record may be repeated, never missing.
 A change is committed before its record is appended: if the audit writer dies
 then (the node starts another, audit/remote.py), the append is tried again for
 up to APPEND_RETRY_S, so that a change that was made is answered as made. Past
-that the request fails and the record waits in the outbox for the next start.
+that the request fails and the record waits in the outbox for the next start. A
+change whose transaction did not commit (a full disk) has no outbox row and gets
+no record, even if it was enlisted.
 """
 
 from __future__ import annotations
@@ -77,7 +79,11 @@ class AuditedChanges:
             yield pending
         finally:
             PENDING.reset(token)
-            if pending.enlisted:
+            # Enlisted means written in the change's transaction, not that it committed:
+            # a commit that failed (a full disk) made no change, so it gets no record.
+            if pending.enlisted and (
+                outbox is None or await asyncio.to_thread(outbox.holds, pending.id)
+            ):
                 await self._append(_event(pending))
                 if outbox is not None:
                     await asyncio.to_thread(outbox.remove, pending.id)
