@@ -6,7 +6,7 @@ and audit log, bundles, function logs, checkpoints) is on a small tmpfs of its o
 fills that filesystem with a file of the test's until writes fail with ENOSPC (nothing
 left), and looks at what the node does: the answers (a clear 503 problem, never a 2xx
 without its record, never a hang), what it kept (nothing half-made, nothing accepted
-lost), its audit writer, and `donjon audit verify` once the file is
+lost), its audit writer, `donjon doctor`, and `donjon audit verify` once the file is
 deleted, without a restart of the node (or after a SIGKILL and a restart). The node's
 log is kept outside the tmpfs, so the reasons it gives can be read while it is full.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import subprocess
 import threading
 import time
@@ -35,7 +36,7 @@ from crash_support import (
     records,
     verify_intact,
 )
-from harness import LiveNode, start_node
+from harness import LiveNode, run_cli, start_node
 
 pytestmark = pytest.mark.slow  # nodes of their own, on filesystems of their own
 
@@ -282,7 +283,7 @@ def test_deploy_on_a_full_disk_leaves_no_version_and_no_files(tmp_path: Path) ->
 
 def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
     """The audit writer neither dies nor restarts on a full disk; the log names the
-    reason, /healthz still answers."""
+    reason, `donjon doctor` names the full disk, /healthz still answers."""
     with node_on_small_disk(tmp_path) as (node, disk):
         assert deploy(node, bundle(tmp_path / "src", "echo", ECHO)).status_code == 201
         writers = audit_writers(node)
@@ -292,6 +293,8 @@ def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
             refused_for_space(node.invoke("echo", {"n": n}))
         assert audit_writers(node) == writers
         assert "database or disk is full" in serve_log(node)
+        doctor = run_cli(node.env(), "doctor", "--output", "json", check=False)
+        assert json.loads(doctor.stdout)["data_dir_space"]["full"] is True, doctor.stdout
         with node.client() as c:
             assert c.get("/healthz").status_code in (200, 503)
         disk.free()
