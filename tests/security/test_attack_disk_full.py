@@ -232,6 +232,42 @@ def test_admin_changes_on_a_full_disk_are_refused_whole(tmp_path: Path) -> None:
         verify_intact(node)
 
 
+#: Bytes left on the disk for each admin change of the nearly-full attack: some fit the
+#: change and not its record, or the change and its record and not the outbox's cleanup.
+ROOMS_KIB = (4, 8, 12, 16, 24, 32, 48)
+
+
+def test_admin_changes_on_a_nearly_full_disk_are_answered_as_they_ended(tmp_path: Path) -> None:
+    """Secrets set on a disk left with a little room: a 201 is kept and audited; a 503
+    saying nothing was changed changed nothing; any other 503 that kept the change
+    keeps its record too (in the log, or in the outbox for the next start)."""
+    with node_on_small_disk(tmp_path) as (node, disk):
+        outcomes = []
+        for room in ROOMS_KIB:
+            name = f"s{room}"
+            disk.fill()
+            disk.leave(room << 10)
+            with node.client() as c:
+                r = c.post(f"/v1/secrets/{name}", json={"value": "v" * 50})
+            disk.free()
+            kept = bool(query(node, "SELECT name FROM secrets WHERE name = ?", name))
+            logged = [x for x in records(node, "secret.set") if x["target"] == f"secret:{name}"]
+            waiting = [
+                e for (e,) in query(node, "SELECT event FROM audit_outbox") if f"secret:{name}" in e
+            ]
+            outcomes.append((room, r.status_code, kept, len(logged), len(waiting)))
+            if r.status_code == 201:
+                assert kept and logged, outcomes
+                continue
+            refused_for_space(r)
+            if "nothing was changed" in r.json()["detail"]:
+                assert not kept and not logged, (outcomes, r.text)
+            elif kept:
+                assert logged or waiting, outcomes
+        print(f"\n(room KiB, status, kept, in the log, in the outbox): {outcomes}")
+        verify_intact(node)
+
+
 def test_change_that_failed_on_a_full_disk_is_not_audited_as_made(tmp_path: Path) -> None:
     """A key whose store write failed for space is not in the log as created, even when
     space comes back while its record is being retried."""

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from donjon.audit.errors import AuditError
 from donjon.audit.log import AuditEvent
+from donjon.store import storage_full
 from donjon.store.audit_outbox import PENDING, AuditOutbox, Pending
 
 __all__ = ["APPEND_RETRY_S", "AuditedChanges", "Recorder"]
@@ -86,7 +87,22 @@ class AuditedChanges:
             ):
                 await self._append(_event(pending))
                 if outbox is not None:
-                    await asyncio.to_thread(outbox.remove, pending.id)
+                    await self._forget(outbox, pending)
+
+    async def _forget(self, outbox: AuditOutbox, pending: Pending) -> None:
+        """Delete the outbox row of a change whose record is in the log. The change and
+        its record are both kept by then: a row that cannot be deleted for want of space
+        stays (its record is appended once more, marked recovered, at the next start),
+        and the change is answered as made, not as failed."""
+        try:
+            await asyncio.to_thread(outbox.remove, pending.id)
+        except Exception as e:
+            if not storage_full(e):
+                raise
+            log.warning(
+                "the outbox row of %s stays (the storage is full): its record is in the log",
+                pending.event["action"],
+            )
 
     async def _append(self, event: AuditEvent) -> None:
         """Append the record of a committed change, again while the writer is replaced."""
