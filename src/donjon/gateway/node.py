@@ -158,6 +158,7 @@ class Node:
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+    _outbox_task: asyncio.Task[None] | None = None
     #: The scan helper `spawn_scanner` started, until `start` takes it.
     _spawned: IsolatedScanner | None = None
 
@@ -228,6 +229,9 @@ class Node:
         self.scanner = scanner
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         await self.changes.recover()  # changes a killed node committed and never logged
+        self._outbox_task = asyncio.get_running_loop().create_task(
+            self.changes.drain(), name="audit-outbox"
+        )
         self.denials.start()
         await self._start_quotas()
         # After the writer (it raises alerts through it), before anything is served.
@@ -412,6 +416,11 @@ class Node:
             await self.pool.close()
 
     async def stop(self) -> None:
+        if self._outbox_task is not None:
+            self._outbox_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._outbox_task
+            self._outbox_task = None
         if self._purge_task is not None:
             self._purge_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -75,12 +75,14 @@ class AuditOutbox:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def waiting(self) -> list[tuple[str, dict[str, Any]]]:
-        """The records whose change committed and whose append was not seen, oldest first."""
+    def waiting(self, older_than_s: float = 0.0) -> list[tuple[str, dict[str, Any]]]:
+        """The records whose change committed and whose append was not seen, oldest first;
+        with `older_than_s`, only rows written at least that long ago."""
+        query = select(audit_outbox.c.id, audit_outbox.c.event).order_by(audit_outbox.c.created_at)
+        if older_than_s > 0:
+            query = query.where(audit_outbox.c.created_at < time.time() - older_than_s)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(audit_outbox.c.id, audit_outbox.c.event).order_by(audit_outbox.c.created_at)
-            ).all()
+            rows = conn.execute(query).all()
         return [(r.id, json.loads(r.event)) for r in rows]
 
     def holds(self, entry_id: str) -> bool:
