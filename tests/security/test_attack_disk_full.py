@@ -327,7 +327,8 @@ def test_deploy_on_a_full_disk_leaves_no_version_and_no_files(tmp_path: Path) ->
 
 def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
     """The audit writer neither dies nor restarts on a full disk; the log names the
-    reason, `donjon doctor` names the full disk, /healthz still answers."""
+    reason, `donjon doctor` names the full disk, `donjon audit verify` still checks the
+    log, /healthz still answers."""
     with node_on_small_disk(tmp_path) as (node, disk):
         assert deploy(node, bundle(tmp_path / "src", "echo", ECHO)).status_code == 201
         writers = audit_writers(node)
@@ -339,6 +340,11 @@ def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
         assert "database or disk is full" in serve_log(node)
         doctor = run_cli(node.env(), "doctor", "--output", "json", check=False)
         assert json.loads(doctor.stdout)["data_dir_space"]["full"] is True, doctor.stdout
+        # The log can be checked on the full disk (the incremental state, not saved).
+        checked = run_cli(node.env(), "audit", "verify", "--output", "json", check=False)
+        assert checked.returncode == 0, checked.stderr[-2000:]
+        assert json.loads(checked.stdout)["ok"] is True, checked.stdout
+        assert not list(node.data_dir.glob("*.tmp"))
         with node.client() as c:
             assert c.get("/healthz").status_code in (200, 503)
         disk.free()
