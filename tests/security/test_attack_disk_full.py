@@ -354,8 +354,9 @@ def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
 
 
 def test_node_killed_on_a_full_disk_restarts_with_nothing_lost(tmp_path: Path) -> None:
-    """A node SIGKILLed while its disk is full starts again once freed: its log verifies,
-    every 2xx call is in it, every 202'd call runs, every key made works."""
+    """A node SIGKILLed while its disk is full refuses to start on it, and starts once
+    freed: its log verifies, every 2xx call is in it, every 202'd call runs, every key
+    made works."""
     # A short lease: the async call the kill interrupted runs again 5 s after it, not 60.
     with node_on_small_disk(tmp_path, LEASE) as (node, disk):
         src = tmp_path / "src"
@@ -373,6 +374,9 @@ def test_node_killed_on_a_full_disk_restarts_with_nothing_lost(tmp_path: Path) -
         for n in range(3):
             assert node.invoke("echo", {"n": n}).status_code >= 500
         kill_node(node)
+        # Started again on the still full disk, it refuses to serve, and says why.
+        with pytest.raises(AssertionError, match="database or disk is full"):
+            node.serve_again(LEASE)
         disk.free()
         node.serve_again(LEASE)
         verify_intact(node)
