@@ -44,6 +44,7 @@ pytestmark = pytest.mark.slow  # nodes of their own, on filesystems of their own
 #: copied into it takes about 5 MiB.
 SIZE_MIB = 24
 ECHO = "def handler(event, context):\n    return event\n"
+WEB = "def handler(event, context):\n    return {'statusCode': 200, 'body': 'hi'}\n"
 #: An async function slow enough that calls are still queued when the disk fills.
 SLOW = "import time\ndef handler(event, context):\n    time.sleep(0.2)\n    return event\n"
 
@@ -136,12 +137,15 @@ def invoked(node: LiveNode) -> list[str]:
 
 
 def test_sync_calls_on_a_full_disk_fail_closed_and_recover(tmp_path: Path) -> None:
-    """Calls of an invocation and a warm function on a full disk are 503s; once freed, 200s,
-    and every call answered 200 is in a log that verifies."""
+    """Calls of an invocation and a warm function on a full disk (the invoke API, an http
+    trigger, the Lambda Invoke API) are 503s; once freed, 200s, and every call answered
+    200 is in a log that verifies."""
     with node_on_small_disk(tmp_path) as (node, disk):
         src = tmp_path / "src"
         assert deploy(node, bundle(src, "echo", ECHO)).status_code == 201
         assert deploy(node, bundle(src, "echow", ECHO, "isolation: warm\n")).status_code == 201
+        web = "triggers:\n  - http: {path: /web, methods: [GET], auth: key}\n"
+        assert deploy(node, bundle(src, "web", WEB, web)).status_code == 201
         ok = []
         for name in ("echo", "echow"):
             r = node.invoke(name, {"n": 1})
@@ -151,12 +155,17 @@ def test_sync_calls_on_a_full_disk_fail_closed_and_recover(tmp_path: Path) -> No
         for name in ("echo", "echow"):
             for n in range(3):
                 refused_for_space(node.invoke(name, {"n": n}))
+        with node.client() as c:  # an http trigger, AWS Lambda's Invoke API
+            refused_for_space(c.get("/fn/web"))
+            refused_for_space(c.post("/2015-03-31/functions/echo/invocations", content=b"{}"))
         assert node.proc.poll() is None
         disk.free()
         for name in ("echo", "echow"):
             r = node.invoke(name, {"n": 9})
             assert r.status_code == 200, r.text
             ok.append(r.headers["x-request-id"])
+        with node.client() as c:
+            assert c.get("/fn/web").status_code == 200
         assert set(ok) <= set(invoked(node))
         verify_intact(node)
 
