@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import traceback
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from donjon.store import connect
+from donjon.store import connect, storage_full
 
 
 def test_a_failed_statement_names_no_bound_value(tmp_path: Path) -> None:
@@ -27,3 +28,23 @@ def test_a_failed_statement_names_no_bound_value(tmp_path: Path) -> None:
     logged = "".join(traceback.format_exception(failed.value))
     assert "INSERT INTO t" in logged
     assert value not in logged
+
+
+def test_a_write_with_no_room_is_told_apart(tmp_path: Path) -> None:
+    """SQLite's SQLITE_FULL (a database at its page limit, as a full disk) and ENOSPC are
+    storage_full, through SQLAlchemy's wrapping; a constraint failure is not."""
+    engine = connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (v TEXT UNIQUE)"))
+        conn.execute(text("INSERT INTO t VALUES ('x')"))
+    with pytest.raises(IntegrityError) as clash, engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES ('x')"))
+    assert not storage_full(clash.value)
+    with engine.connect() as conn:
+        pages = conn.execute(text("PRAGMA page_count")).scalar_one()
+        conn.execute(text(f"PRAGMA max_page_count = {pages}"))
+        with pytest.raises(OperationalError) as full:
+            conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": "y" * 100_000})
+    assert storage_full(full.value)
+    assert storage_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not storage_full(OSError(errno.EACCES, "Permission denied"))

@@ -8,7 +8,9 @@ appended and not yet deleted when the node was killed is appended once more.
 A change is committed before its record is appended: if the audit writer dies
 then (the node starts another, audit/remote.py), the append is tried again for
 up to APPEND_RETRY_S, so that a change that was made is answered as made. Past
-that the request fails and the record waits in the outbox for a drain.
+that the request fails, saying the change was made, and the record waits in the
+outbox for a drain. A change whose transaction did not commit (a full disk) has
+no outbox row and gets no record, even if it was enlisted.
 
 The drain appends the records of rows no change is appending, marked `recovered`,
 then deletes the rows: once at start, before anything is served (`recover`), and
@@ -47,6 +49,7 @@ from typing import Protocol
 
 from donjon.audit.errors import AuditError
 from donjon.audit.log import AuditEvent
+from donjon.store import storage_full
 from donjon.store.audit_outbox import PENDING, AuditOutbox, OutboxRow, Pending
 from donjon.store.outbox_owner import current, gone_here
 
@@ -133,13 +136,32 @@ class AuditedChanges:
         finally:
             PENDING.reset(token)
             try:
-                if pending.enlisted:
+                # Enlisted means written in the change's transaction, not that it
+                # committed: a commit that failed (a full disk) made no change: no record.
+                if pending.enlisted and (
+                    outbox is None or await asyncio.to_thread(outbox.holds, pending.id)
+                ):
                     await self._append(_event(pending))
                     if outbox is not None:
-                        await asyncio.to_thread(outbox.remove, pending.id)
+                        await self._forget(outbox, pending)
             finally:
                 # After the deletion: a drain that read the row before it finds it gone.
                 _IN_FLIGHT.discard(pending.id)
+
+    async def _forget(self, outbox: AuditOutbox, pending: Pending) -> None:
+        """Delete the outbox row of a change whose record is in the log. The change and
+        its record are both kept by then: a row that cannot be deleted for want of space
+        stays (its record is appended once more, marked recovered, by a drain), and the
+        change is answered as made, not as failed."""
+        try:
+            await asyncio.to_thread(outbox.remove, pending.id)
+        except Exception as e:
+            if not storage_full(e):
+                raise
+            log.warning(
+                "the outbox row of %s stays (the storage is full): its record is in the log",
+                pending.event["action"],
+            )
 
     async def _append(self, event: AuditEvent) -> None:
         """Append the record of a committed change, again while the writer is replaced."""
@@ -149,9 +171,17 @@ class AuditedChanges:
             try:
                 await self._audit.record(event)
                 return
-            except AuditError:
+            except AuditError as e:
                 if loop.time() >= deadline:
-                    raise  # the record stays in the outbox: a drain appends it
+                    if self._outbox is None:
+                        raise
+                    # The change was made: the answer says so, and where its record is.
+                    raise type(e)(
+                        f"the change was made, but its audit record could not be appended to "
+                        f"the log yet ({e.message})",
+                        hint="the record was stored with the change; the node appends it to "
+                        "the log once it can be written (docs/security.md, the audit outbox)",
+                    ) from e
                 log.warning("the record of %s is tried again: the writer failed", event.action)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["AuditError"]
+__all__ = ["AuditError", "AuditStorageFull"]
 
 
 class AuditError(Error):
     """The audit log could not be written or read."""
 
     title = "Audit error"
+
+
+class AuditStorageFull(AuditError):
+    """The audit log's storage had no room for a record: the request it records failed."""
+
+    title = "Audit storage full"
+    #: Seconds a client waits before it sends again (a 503's Retry-After).
+    retry_after_s = 5

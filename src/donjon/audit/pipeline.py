@@ -43,7 +43,8 @@ import time
 from dataclasses import dataclass
 
 from donjon.audit.log import AuditLog, Prepared
-from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, frame
+from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, STORAGE_FULL, frame
+from donjon.store import storage_full
 
 __all__ = ["INLINE_MAX", "Pipeline"]
 
@@ -259,7 +260,7 @@ class Pipeline:
                 body = COMMITTED_BODY.pack(c.count, c.first, c.ts, seconds)
                 out.append(frame(COMMITTED, body))
             else:
-                why = c.reason if isinstance(c, _Refused) else type(error).__name__
+                why = c.reason if isinstance(c, _Refused) else _reason(error)
                 out.append(frame(FAILED, COUNT.pack(c.count) + why.encode()))
         try:
             self._sock.sendall(b"".join(out))
@@ -268,3 +269,10 @@ class Pipeline:
             with self._cond:
                 self.gone = True
                 self._cond.notify_all()
+
+
+def _reason(error: Exception | None) -> str:
+    """A failed transaction's reason on the wire: STORAGE_FULL, or the error's type."""
+    if error is not None and storage_full(error):
+        return STORAGE_FULL
+    return type(error).__name__

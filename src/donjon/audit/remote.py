@@ -40,10 +40,19 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from donjon.audit.entry import to_wire
-from donjon.audit.errors import AuditError
+from donjon.audit.errors import AuditError, AuditStorageFull
 from donjon.audit.events import CommittedBatch, CommittedRecord
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
-from donjon.audit.wire import COMMITTED, COMMITTED_BODY, COUNT, FAILED, RECORDS, FrameReader, frame
+from donjon.audit.wire import (
+    COMMITTED,
+    COMMITTED_BODY,
+    COUNT,
+    FAILED,
+    RECORDS,
+    STORAGE_FULL,
+    FrameReader,
+    frame,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -65,6 +74,13 @@ FLUSH_AT = 64
 
 
 def _failure(reason: str) -> AuditError:
+    if reason == STORAGE_FULL:
+        return AuditStorageFull(
+            "the node's storage is full: the audit record could not be written, "
+            "so the request was not completed",
+            hint="free space on the filesystem of the node's data dir (or its database); "
+            "the node recovers by itself, without a restart",
+        )
     return AuditError(
         "the audit log could not be written, so the request was not completed",
         hint=f"the server log says why ({reason})",

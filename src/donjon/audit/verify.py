@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,14 @@ def verify_log(
             run.start,
         )
     if state_file is not None and run.last_verified is not None:
-        _save_state(state_file, vkey, run.last_verified)
+        try:
+            _save_state(state_file, vkey, run.last_verified)
+        except OSError as e:  # a full disk: the log was verified all the same
+            note = (
+                f"{state_file.name} was not updated ({e.strerror}): the next verify reads "
+                "again the records this one read"
+            )
+            result = replace(result, warnings=(*result.warnings, note))
     return result
 
 
@@ -385,8 +392,12 @@ def _save_state(path: Path, key: VerifierKey, frontier: Frontier) -> None:
     }
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no half-written copy left beside the state
+        raise

@@ -5,7 +5,8 @@ Node to writer: INIT (once: JSON of the writer's configuration and keys),
 RECORDS (entries of audit/entry.py joined by newlines). Writer to node: READY
 (once: the log's size), COMMITTED (count, first seq, ts, seconds: the oldest
 `count` entries not yet answered are durable), FAILED (count, then the reason:
-they were not written), ERROR (at start: why the writer cannot run).
+they were not written; STORAGE_FULL when the storage had no room), ERROR (at
+start: why the writer cannot run).
 Answers come in the order the entries were sent: one socket, one writer.
 """
 
@@ -23,12 +24,15 @@ __all__ = [
     "INIT",
     "READY",
     "RECORDS",
+    "STORAGE_FULL",
     "FrameReader",
     "frame",
     "read_frame",
 ]
 
 INIT, RECORDS, READY, COMMITTED, FAILED, ERROR = 1, 2, 3, 4, 5, 6
+#: The reason of a FAILED frame whose transaction failed for want of space.
+STORAGE_FULL = "StorageFull"
 HEADER = struct.Struct("!IB")
 COMMITTED_BODY = struct.Struct("!IQdd")
 COUNT = struct.Struct("!I")

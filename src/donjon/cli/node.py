@@ -136,6 +136,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     from donjon.controls import load_baseline, survey
     from donjon.controls import record_baseline as record
     from donjon.controls.baseline import with_required
+    from donjon.controls.space import disk_space
     from donjon.sandbox import detect_resource_control
     from donjon.sandbox.callgroups import describe_call_isolation
 
@@ -152,6 +153,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     resources = detect_resource_control()
     procs, memory = describe_call_isolation(resources)
     limits = _limits_backend(settings)
+    space = disk_space(settings.data_dir)
     if output is OutputFormat.JSON:
         click.echo(
             json.dumps(
@@ -162,6 +164,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
                     "baseline": sorted(baseline) if baseline is not None else None,
                     "controls": [c.as_json() for c in marked],
                     "limits": limits,
+                    "data_dir_space": None if space is None else space.as_json(),
                 }
             )
         )
@@ -181,6 +184,8 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
             cast("bool | None", limits["answers"])
         ]
         click.echo(f"{'limits backend:':<{width}} {limits['backend']}{answers}: {limits['detail']}")
+        if space is not None:
+            click.echo(f"{'data dir space:':<{width}} {space.describe()}")
         if baseline is None:
             click.echo("baseline: none recorded yet (the first `donjon serve` records it)")
         else:

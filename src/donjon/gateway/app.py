@@ -28,7 +28,7 @@ from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
-from donjon.gateway.problems import problem, problem_from_error
+from donjon.gateway.problems import problem, problem_from_error, storage_full_problem
 from donjon.gateway.quotas_api import ROUTES as QUOTA_ROUTES
 from donjon.gateway.responses_api import ROUTES as RESPONSE_ROUTES
 from donjon.gateway.schemas import render
@@ -36,6 +36,7 @@ from donjon.gateway.supply_api import ROUTES as SUPPLY_ROUTES
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
 from donjon.gateway.views import Health
 from donjon.identity import Action
+from donjon.store import storage_full
 from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers import Scheduler
 from donjon.triggers.webhooks import WebhookService
@@ -90,6 +91,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     request_id = new_request_id()
     # The server's own log gets the traceback (Starlette re-raises it after this answer).
     log.error("request %s: internal error (%s)", request_id, type(exc).__name__)
+    if storage_full(exc):
+        return storage_full_problem(request_id)
     return problem(500, f"internal error (request {request_id})", request_id=request_id)
 
 

@@ -3,11 +3,12 @@
 Every route under /v1/ but the invoke paths is wrapped by `guarded`: the
 caller is authenticated and authorized before the handler runs, and the
 subsystems' errors become problem documents (problems.py) with the
-request's id.
+request's id, as does a store write that failed for want of space (a 503).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -16,12 +17,15 @@ from starlette.responses import Response
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.node import Node
-from donjon.gateway.problems import problem_from_error
+from donjon.gateway.problems import problem_from_error, storage_full_problem
 from donjon.identity import Action, Principal
 from donjon.lifecycle import DeployBlocked
 from donjon.manifest import ManifestError
+from donjon.store import storage_full
 
 __all__ = ["Endpoint", "Handler", "guarded"]
+
+log = logging.getLogger("donjon")
 
 #: A route's own work, once its caller is known and allowed: (request, node, principal,
 #: request id) -> response.
@@ -59,6 +63,13 @@ def guarded(action: Action, handler: Handler, *, self_service: bool = False) -> 
             )
         except Error as e:
             return problem_from_error(e, request_id=request_id)
+        except Exception as e:
+            if not storage_full(e):
+                raise  # a defect: the app's last handler answers 500
+            # A store write with no room (its driver's error): answered, not raised, so
+            # the connection stays open for the client's next request.
+            log.error("request %s: the storage is full (%s)", request_id, type(e).__name__)
+            return storage_full_problem(request_id)
         response.headers["x-request-id"] = request_id
         return response
 

@@ -10,6 +10,7 @@ import secrets
 
 from starlette.responses import Response
 
+from donjon.audit.errors import AuditStorageFull
 from donjon.audit.proofs import LogTampered, ProofError
 from donjon.audit.prover import CheckpointNotFound
 from donjon.audit.unused import BadWindow
@@ -57,7 +58,7 @@ from donjon.sandbox import (
     TooManyInvocations,
 )
 from donjon.scan import ScanError, ScanLimitExceeded
-from donjon.store import StoreConflict
+from donjon.store import StorageFull, StoreConflict, storage_full
 from donjon.triggers.queue import (
     BatchOverBound,
     InvocationNotFound,
@@ -76,6 +77,7 @@ __all__ = [
     "problem_from_error",
     "quarantined",
     "status_for",
+    "storage_full_problem",
     "title_for",
 ]
 
@@ -117,6 +119,10 @@ STATUS: dict[type[Error], int] = {
     # is refused (fail closed), with Retry-After (ratelimit/failover.py).
     LimiterUnavailable: 503,
     StoreConflict: 409,
+    # The data dir's filesystem (or the database's disk) is full: nothing was written,
+    # and the same request succeeds once space is freed (Retry-After).
+    StorageFull: 503,
+    AuditStorageFull: 503,
     WebhookError: 401,
     BadDelivery: 401,
     # The webhook's secret is unusable for its scheme: the sender retries once fixed.
@@ -251,6 +257,9 @@ def problem_from_error(
     error: Error, *, request_id: str = "", extra: dict[str, object] | None = None
 ) -> Response:
     status = _listed_status(error)
+    if status is None and storage_full(error):  # a store write that found no room
+        log.error("request %s: %s: %s", request_id or "-", type(error).__name__, error.message)
+        error, status = StorageFull(), STATUS[StorageFull]
     if status is None:
         # Not an answer to the caller's request (a database, the vault, a defect):
         # its message may name host paths or internals, so it goes to the log only.
@@ -270,6 +279,12 @@ def problem_from_error(
     if isinstance(headers, dict):
         response.headers.update(headers)
     return response
+
+
+def storage_full_problem(request_id: str) -> Response:
+    """The answer to a request that failed on a full disk outside any Error (a store
+    write's own exception reaching the app's last handler): a 503, as StorageFull."""
+    return problem_from_error(StorageFull(), request_id=request_id)
 
 
 def quarantined(error: FunctionQuarantined, request_id: str, *, public: bool = False) -> Response:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from donjon.store.database import Engine, StoreConflict, StoreError, connect, create_schema
+from donjon.store.database import (
+    Engine,
+    StorageFull,
+    StoreConflict,
+    StoreError,
+    connect,
+    create_schema,
+    storage_full,
+)
 from donjon.store.functions import FunctionRecord, FunctionStore
 from donjon.store.issuers import IssuerRecord, IssuerStore
 from donjon.store.keys import KeyRecord, KeyStore
@@ -30,6 +38,7 @@ __all__ = [
     "RoleStore",
     "SecretStore",
     "SecretSummary",
+    "StorageFull",
     "StoreConflict",
     "StoreError",
     "VersionFinding",
@@ -38,4 +47,5 @@ __all__ = [
     "connect",
     "create_schema",
     "metadata",
+    "storage_full",
 ]

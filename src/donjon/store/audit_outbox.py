@@ -129,6 +129,14 @@ class AuditOutbox:
             )
         return done.rowcount == 1
 
+    def holds(self, entry_id: str) -> bool:
+        """Whether the row `entry_id` is stored: the change written with it committed."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(audit_outbox.c.id).where(audit_outbox.c.id == entry_id)
+            ).first()
+        return found is not None
+
     def remove(self, entry_id: str) -> None:
         with self._engine.begin() as conn:
             conn.execute(delete(audit_outbox).where(audit_outbox.c.id == entry_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -10,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from donjon.errors import Error
 from donjon.store.tables import metadata
 
-__all__ = ["Engine", "StoreError", "connect", "create_schema"]
+__all__ = ["Engine", "StorageFull", "StoreError", "connect", "create_schema", "storage_full"]
 
 
 class StoreError(Error):
@@ -23,6 +25,52 @@ class StoreConflict(StoreError):
     """The database refused a write that a concurrent one made impossible."""
 
     title = "Storage conflict"
+
+
+class StorageFull(StoreError):
+    """The filesystem (or the database server's disk) has no room for a write: nothing of
+    the write was kept, and the same write succeeds once space is freed."""
+
+    title = "Storage full"
+    #: Seconds a client waits before it sends again (a 503's Retry-After).
+    retry_after_s = 5
+
+    def __init__(self, what: str = "the change") -> None:
+        super().__init__(
+            f"the node's storage is full: {what} could not be written, so nothing was changed",
+            hint="free space on the filesystem of the node's data dir (or its database); "
+            "the node recovers by itself, without a restart",
+        )
+
+
+#: SQLSTATE disk_full (PostgreSQL).
+_PG_DISK_FULL = "53100"
+
+
+def storage_full(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, says the storage had no room:
+    SQLite's SQLITE_FULL, PostgreSQL's disk_full, or ENOSPC/EDQUOT from a file write."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, StorageFull):
+            return True
+        if isinstance(e, sqlite3.Error) and e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if (
+            getattr(e, "sqlstate", None) == _PG_DISK_FULL
+            or getattr(e, "pgcode", None) == _PG_DISK_FULL
+        ):
+            return True
+        orig = getattr(e, "orig", None)  # SQLAlchemy's DBAPIError: the driver's error
+        todo.extend([e.__cause__, e.__context__, orig if isinstance(orig, BaseException) else None])
+    return False
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
