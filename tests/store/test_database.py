@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import sqlite3
 import traceback
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from donjon.store import connect, storage_full
 
@@ -48,3 +49,14 @@ def test_a_write_with_no_room_is_told_apart(tmp_path: Path) -> None:
     assert storage_full(full.value)
     assert storage_full(OSError(errno.ENOSPC, "No space left on device"))
     assert not storage_full(OSError(errno.EACCES, "Permission denied"))
+
+
+def test_an_error_of_the_sqlite_module_itself_is_not_storage_full(tmp_path: Path) -> None:
+    """An error the sqlite3 module raises without the SQLite library (wrong bindings, a
+    closed connection) has no error code: storage_full says False instead of raising."""
+    engine = connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with pytest.raises(ProgrammingError) as bindings, engine.connect() as conn:
+        conn.exec_driver_sql("SELECT ?", (1, 2))
+    assert not storage_full(bindings.value)
+    assert isinstance(bindings.value.orig, sqlite3.ProgrammingError)
+    assert not storage_full(bindings.value.orig)

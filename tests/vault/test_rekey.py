@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from donjon.secret import Secret
 from donjon.store import SecretStore
@@ -141,6 +144,42 @@ def test_rekey_of_no_secrets_killed_before_the_rename_keeps_the_recorded_key(
     MasterKey.create(keyring.pending_path)
     open_vault(store, keyring)
     assert not keyring.pending_path.exists() and keyring.local().current_id == recorded
+
+
+def test_rekey_cancelled_while_its_transaction_runs_keeps_the_key_it_commits(
+    store: SecretStore, keyring: Keyring, tmp_path: Path
+) -> None:
+    """A rekey cancelled (a request cut, a node stopping) while its transaction waits for
+    the database, which then commits it: the new key is kept, the running vault and the
+    next start open every secret."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+    old_kek = kek_of(keyring.master)[0]
+    blocker = sqlite3.connect(tmp_path / "donjon.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the write lock: the rekey's transaction waits for it
+    writing = threading.Event()
+
+    def seen(_c: object, _cur: object, statement: str, *_: object) -> None:
+        if "vault_rekeys" in statement:  # the transaction's first write, in its thread
+            writing.set()
+
+    event.listen(store._engine, "before_cursor_execute", seen)
+
+    async def cut() -> None:
+        task = asyncio.create_task(rekey(vault, keyring))
+        assert await asyncio.to_thread(writing.wait, 30), "the rekey never wrote"
+        task.cancel()
+        await asyncio.sleep(0)  # the cancellation is delivered while the thread waits
+        blocker.execute("ROLLBACK")  # the transaction goes on, and commits
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        assert await vault.open_granted(["a", "b"]) == {"a": "alpha-2", "b": "beta-1"}
+
+    asyncio.run(cut())  # (its end waits for the transaction's thread)
+    blocker.close()
+    assert old_kek not in store.kek_ids()  # the rows committed under the new key
+    assert _values(open_vault(store, keyring)) == {"a": "alpha-2", "b": "beta-1"}
 
 
 def test_failed_rewrap_changes_nothing(store: SecretStore, keyring: Keyring) -> None:

@@ -59,7 +59,14 @@ def storage_full(error: BaseException) -> bool:
         seen.add(id(e))
         if isinstance(e, StorageFull):
             return True
-        if isinstance(e, sqlite3.Error) and e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+        # Only errors of the SQLite library carry a code; the module's own (wrong
+        # bindings, a closed connection) have no such attribute.
+        code = getattr(e, "sqlite_errorcode", None)
+        if (
+            isinstance(e, sqlite3.Error)
+            and isinstance(code, int)
+            and code & 0xFF == sqlite3.SQLITE_FULL
+        ):
             return True
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return True

@@ -106,12 +106,25 @@ async def rekey(vault: Vault, keyring: Keyring) -> RekeyResult:
         try:
             count = await vault.rewrap_all(fresh, committing=fresh.current_id)
         except BaseException:
-            pending.unlink(missing_ok=True)
+            # A rekey cancelled once its transaction committed (rewrap_all waits for it),
+            # or whose commit failed after the database kept it: the rows name the new
+            # key, whose file must stay. (A read that fails leaves the file to the next
+            # start's `open_vault`, which decides the same way.)
+            if not vault.store.rekeyed(fresh.current_id):
+                pending.unlink(missing_ok=True)
+                raise
+            _keep(pending, keyring)
+            vault.use(fresh)
             raise
-        os.replace(pending, keyring.vault_key_path)
-        _sync_dir(pending.parent)
+        _keep(pending, keyring)
         vault.use(fresh)
         return RekeyResult(count, fresh.current_id)
+
+
+def _keep(pending: Path, keyring: Keyring) -> None:
+    """Make the committed rekey's key file the vault's key."""
+    os.replace(pending, keyring.vault_key_path)
+    _sync_dir(pending.parent)
 
 
 def _sync_dir(path: Path) -> None:

@@ -10,6 +10,7 @@ key provider. Writes are one at a time (a lock), so a rekey never races a set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets as _random
 import time
 from collections.abc import Iterable
@@ -106,10 +107,20 @@ class Vault:
         # Calls keep opening secrets meanwhile: from the commit on, rows name the new key.
         readers = self._readers
         self._readers = (*readers, provider)
+        thread = asyncio.ensure_future(asyncio.to_thread(self.store.rewrap, out, committing))
         try:
-            await asyncio.to_thread(self.store.rewrap, out, committing)
+            await asyncio.shield(thread)
         except BaseException:
-            self._readers = readers
+            # Cancelled (a request cut, a node stopping), the transaction runs on in its
+            # thread and may yet commit: what it did decides, so wait for it. Committed,
+            # the rows name the new key: it stays a reader (the caller keeps its file).
+            while not thread.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([thread])
+            if thread.cancelled() or thread.exception() is not None:
+                self._readers = readers
+            else:
+                self._forget(None)
             raise
         self._forget(None)
         return len(out)
