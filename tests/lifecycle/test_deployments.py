@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import event
 
 from donjon.audit import AuditLog, SigningKey
+from donjon.audit.changes import AuditedChanges
 from donjon.bootstrap import initialize
 from donjon.bundle import BundleStore, build_bundle
 from donjon.bundle.archive import pack
@@ -34,6 +37,7 @@ from donjon.manifest import ManifestError
 from donjon.sandbox import SandboxHost, SandboxPool, compile_filters, detect_resource_control
 from donjon.scan import ScanPolicy, ScanReport, scan_path
 from donjon.store import FunctionStore, connect
+from donjon.store.audit_outbox import AuditOutbox
 
 DEV = Principal("dev1", "dev", Role.DEVELOPER)
 ADMIN = Principal("adm1", "admin", Role.ADMIN)
@@ -86,6 +90,8 @@ def run(
     settings: Settings,
     scenario: Callable[[Service], Coroutine[Any, Any, T]],
     store: type[FunctionStore] = FunctionStore,
+    *,
+    outbox: bool = False,
 ) -> T:
     """Run `scenario` against a started service over the data dir of `settings`."""
 
@@ -96,7 +102,10 @@ def run(
         functions = store(engine)
         bundles = BundleStore(settings.bundles_dir)
         registry, _ = load_registry(functions, bundles)
-        deployments = Deployments(functions, bundles, registry, audit, ScanPolicy())
+        changes = AuditedChanges(audit, AuditOutbox(engine)) if outbox else None
+        deployments = Deployments(
+            functions, bundles, registry, audit, ScanPolicy(), changes=changes
+        )
         host = await asyncio.to_thread(SandboxHost.detect, settings.data_dir)
         pool = SandboxPool(detect_resource_control(), compile_filters(), host)
         audit.start()
@@ -293,6 +302,41 @@ def test_skipping_the_scan_needs_an_admin(settings: Settings, tmp_path: Path) ->
         assert ok[-1]["detail"]["unsafe_skip_scan"] is True
 
     run(settings, scenario)
+
+
+class CommitFailsStore(FunctionStore):
+    """A store whose version write fails at its COMMIT, after its rows (the version's and
+    the audit outbox's) were written: as SQLite's COMMIT fails on a full disk."""
+
+    def add_version(self, *args: Any, **kwargs: Any) -> Any:
+        def refuse(conn: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        event.listen(self._engine, "commit", refuse)
+        try:
+            return super().add_version(*args, **kwargs)
+        finally:
+            event.remove(self._engine, "commit", refuse)
+
+
+def test_a_deploy_whose_commit_fails_is_audited_as_rejected(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The version's rows and its record were written in one transaction whose COMMIT
+    failed: nothing is stored, and the log says the deploy was rejected (not nothing, and
+    not "ok")."""
+    bundle = archive(tmp_path / "fn", "hello", "def handler(e, c):\n    return 1\n")
+
+    async def scenario(s: Service) -> None:
+        with pytest.raises(Exception, match="disk is full"):
+            await s.deployments.deploy(bundle, DEV, "req-commit")
+        assert s.functions.current() == []
+        outcomes = [
+            (r["outcome"], r["detail"].get("request_id")) for r in s.audited("function.deploy")
+        ]
+        assert outcomes == [("rejected", "req-commit")]
+
+    run(settings, scenario, CommitFailsStore, outbox=True)
 
 
 class MeetingStore(FunctionStore):

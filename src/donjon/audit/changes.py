@@ -47,7 +47,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
-from donjon.audit.errors import AuditError
+from donjon.audit.errors import AuditError, RecordPending
 from donjon.audit.log import AuditEvent
 from donjon.store import storage_full
 from donjon.store.audit_outbox import PENDING, AuditOutbox, OutboxRow, Pending
@@ -138,15 +138,22 @@ class AuditedChanges:
             try:
                 # Enlisted means written in the change's transaction, not that it
                 # committed: a commit that failed (a full disk) made no change: no record.
-                if pending.enlisted and (
-                    outbox is None or await asyncio.to_thread(outbox.holds, pending.id)
-                ):
+                if await self.committed(pending):
                     await self._append(_event(pending))
                     if outbox is not None:
                         await self._forget(outbox, pending)
             finally:
                 # After the deletion: a drain that read the row before it finds it gone.
                 _IN_FLIGHT.discard(pending.id)
+
+    async def committed(self, pending: Pending) -> bool:
+        """Whether `pending`'s change committed: it was written with its record
+        (`enlist`), and that transaction's outbox row is stored (a commit can fail after
+        the write, as on a full disk; the block's own writes are then undone)."""
+        outbox = self._outbox
+        if not pending.enlisted:
+            return False
+        return outbox is None or await asyncio.to_thread(outbox.holds, pending.id)
 
     async def _forget(self, outbox: AuditOutbox, pending: Pending) -> None:
         """Delete the outbox row of a change whose record is in the log. The change and
@@ -175,8 +182,9 @@ class AuditedChanges:
                 if loop.time() >= deadline:
                     if self._outbox is None:
                         raise
-                    # The change was made: the answer says so, and where its record is.
-                    raise type(e)(
+                    # The change was made: the answer says so, and where its record is
+                    # (not the writer's error, whose 503 would ask the client to repeat it).
+                    raise RecordPending(
                         f"the change was made, but its audit record could not be appended to "
                         f"the log yet ({e.message})",
                         hint="the record was stored with the change; the node appends it to "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["AuditError", "AuditStorageFull"]
+__all__ = ["AuditError", "AuditStorageFull", "RecordPending"]
 
 
 class AuditError(Error):
@@ -19,3 +19,11 @@ class AuditStorageFull(AuditError):
     title = "Audit storage full"
     #: Seconds a client waits before it sends again (a 503's Retry-After).
     retry_after_s = 5
+
+
+class RecordPending(AuditError):
+    """A change was made and its record could not be appended yet: it waits in the audit
+    outbox (audit/changes.py). Answered 500 without Retry-After, never as a refusal to try
+    again: the change is kept, and a client repeating it would make it twice."""
+
+    title = "Change made, audit record pending"

@@ -336,7 +336,8 @@ class Deployments:
             except Exception as e:
                 if self._pool is not None:
                     await self._pool.retire_version(manifest.name, version)
-                if not pending.enlisted:  # refused before the commit: audited as such
+                # Refused before the commit, or the commit failed: audited as refused.
+                if not await self._changes.committed(pending):
                     await self._rejected(principal, request_id, e)
                 raise
             if self._pool is not None:
