@@ -321,3 +321,32 @@ def test_a_change_run_by_another_instance_in_the_process_is_never_drained(
     assert [(r["target"], r["detail"].get("recovered")) for r in _logged(engine)] == [
         ("role:deploying", None)
     ]
+
+
+def test_a_row_appended_and_not_deleted_is_not_appended_again(engine: Engine) -> None:
+    """A drain whose append succeeds and whose delete fails (the store's disk full, the
+    log's not) appends that record once: its next rounds only delete the row."""
+    _put(engine, "role:kept", time.time() - 1_000)  # an older node's, past the lease
+    log = AuditLog(engine, KEY)
+    changes = AuditedChanges(log, AuditOutbox(engine))
+    keep = (
+        "CREATE TRIGGER keep BEFORE DELETE ON audit_outbox"
+        " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+
+    async def run() -> list[int]:
+        log.start()
+        try:
+            _sql(engine, keep)
+            for _ in range(3):
+                with pytest.raises(Exception, match="disk is full"):
+                    await changes.drain()
+            _sql(engine, "DROP TRIGGER keep")
+            return [await changes.drain(), await changes.drain()]
+        finally:
+            log.stop()
+
+    assert asyncio.run(run()) == [0, 0]
+    logged = [(r["target"], r["detail"].get("recovered", False)) for r in _logged(engine)]
+    assert logged == [("role:kept", True)]
+    assert _outbox(engine) == []

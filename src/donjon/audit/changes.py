@@ -68,6 +68,10 @@ OUTBOX_LEASE_S = 300.0
 #: several: its own, its deployments', its quarantines'): never drained. Process-wide,
 #: as rows name their owner: the process.
 _IN_FLIGHT: set[str] = set()
+#: The ids of rows whose record this process appended and whose row it could not delete
+#: (a full disk): a drain deletes them without appending their records again. Lost with
+#: the process: a node started afterwards appends such a record once more (`recovered`).
+_APPENDED: set[str] = set()
 
 
 class Recorder(Protocol):
@@ -158,13 +162,15 @@ class AuditedChanges:
     async def _forget(self, outbox: AuditOutbox, pending: Pending) -> None:
         """Delete the outbox row of a change whose record is in the log. The change and
         its record are both kept by then: a row that cannot be deleted for want of space
-        stays (its record is appended once more, marked recovered, by a drain), and the
-        change is answered as made, not as failed."""
+        stays (a drain of this process deletes it; a node started after this process
+        appends its record once more, marked recovered), and the change is answered as
+        made, not as failed."""
         try:
             await asyncio.to_thread(outbox.remove, pending.id)
         except Exception as e:
             if not storage_full(e):
                 raise
+            _APPENDED.add(pending.id)  # a drain deletes the row, without a second record
             log.warning(
                 "the outbox row of %s stays (the storage is full): its record is in the log",
                 pending.event["action"],
@@ -221,9 +227,12 @@ class AuditedChanges:
                     continue
                 if not await asyncio.to_thread(outbox.claim, row, self.owner, time.time()):
                     continue  # another drain claimed it first: it appends it
-                await self._audit.record(_recovered(row))
+                if row.id not in _APPENDED:  # (else appended, its deletion failed: no more)
+                    await self._audit.record(_recovered(row))
+                    _APPENDED.add(row.id)
+                    done += 1
                 await asyncio.to_thread(outbox.remove, row.id)
-                done += 1
+                _APPENDED.discard(row.id)
         if done:
             log.warning("appended %d audit records left in the outbox", done)
         return done
