@@ -32,7 +32,7 @@ class DiskSpace:
         return self.free < FULL_BELOW
 
     def describe(self) -> str:
-        line = f"{self.free >> 10} KiB free of {self.total >> 20} MiB on {self.path}"
+        line = f"{_readable(self.free)} free of {_readable(self.total)} on {self.path}"
         if self.full:
             line += (
                 " (FULL: calls and admin changes are refused with 503 until space is freed;"
@@ -42,6 +42,14 @@ class DiskSpace:
 
     def as_json(self) -> dict[str, object]:
         return {"path": str(self.path), "free": self.free, "total": self.total, "full": self.full}
+
+
+def _readable(size: int) -> str:
+    """Bytes in the largest binary unit they fill: ``73.7 GiB``, ``512.0 KiB``, ``12 B``."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return f"{size / (1 << shift):.1f} {unit}"
+    return f"{size} B"
 
 
 def disk_space(data_dir: Path) -> DiskSpace | None:
