@@ -99,7 +99,7 @@ def node_on_small_disk(
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={SIZE_MIB}m,mode=0700", "tmpfs", str(mount)],  # noqa: S607
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE_MIB}m,mode=0700", "tmpfs", str(mount)],  # noqa: S607 - the system's mount, by PATH
         capture_output=True,
         text=True,
         check=False,
@@ -116,7 +116,7 @@ def node_on_small_disk(
     finally:
         if node is not None:
             node.stop()
-        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607
+        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607 - the system's umount
 
 
 def serve_log(node: LiveNode) -> str:

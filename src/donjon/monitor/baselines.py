@@ -109,7 +109,9 @@ def read_view(record: CommittedRecord, now: float) -> _View:
     last = _last_view  # read once: another node's loop in another thread may replace it
     if last[0] is record and last[1] == now:
         return last[2]
-    # (`read_change` and `event_time`, inline for a call, which is what most records are)
+    # A call is read as a call (no `read_change`: most records are calls). Its time is
+    # its commit time, or the monitor's clock if that is behind it (a test's fake clock):
+    # records replayed at a node's start so fall in their own minutes, not in now's.
     change = None if record.event.action == "function.invoke" else read_change(record)
     call = read_call(record) if change is None else None
     if call is None:

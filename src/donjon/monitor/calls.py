@@ -21,7 +21,6 @@ __all__ = [
     "UNNAMED_ACTORS",
     "Call",
     "Change",
-    "event_time",
     "network_of",
     "read_call",
     "read_change",
@@ -134,13 +133,6 @@ def read_change(record: CommittedRecord) -> Change | None:
     if event.action == "function.delete" and event.outcome == "ok":
         return Change(record.seq, event.target, None)
     return None
-
-
-def event_time(record: CommittedRecord, now: float) -> float:
-    """When a record's event happened, for windows and learning: its commit time, or the
-    monitor's clock if that is behind it (a test's fake clock). Records replayed at a
-    node's start (committed before it died) so fall in their own minutes, not in now's."""
-    return min(now, record.ts)
 
 
 @functools.lru_cache(maxsize=4096)

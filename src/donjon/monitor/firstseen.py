@@ -88,7 +88,7 @@ class FirstSeenDetector:
         return self.profiles.setdefault(principal, make)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
-        ts = record.ts  # (`event_time`, inline)
+        ts = record.ts  # its commit time, or the clock if behind it (baselines.read_view)
         now = ts if ts < now else now
         if self.started is None:
             self.started = now

@@ -177,15 +177,7 @@ class RobustWindow:
                 stats = self._fresh()
             if value > stats[2]:
                 return True
-        value = float(value)  # (`push`, inline)
-        values, ordered = self._values, self._ordered
-        if len(values) == values.maxlen:  # the oldest falls out
-            del ordered[bisect.bisect_left(ordered, values[0])]
-        values.append(value)
-        bisect.insort(ordered, value)
-        self._stale += 1
-        if not self.learned:
-            self.learned = len(values) >= self._band.min_history
+        self.push(value)
         return False
 
 
