@@ -82,6 +82,20 @@ def test_crash_before_commit_keeps_the_old_key(store: SecretStore, keyring: Keyr
     assert _values(reopened) == {"a": "alpha-2", "b": "beta-1"}
 
 
+def test_crash_while_the_new_key_is_written_keeps_the_old_key(
+    store: SecretStore, keyring: Keyring
+) -> None:
+    """A vault.key.new cut off by a kill inside `MasterKey.create` (empty: created, not
+    yet written) cannot have been committed to: it is deleted and the node opens."""
+    vault = open_vault(store, keyring)
+    _fill(vault)
+    fd = os.open(keyring.pending_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    reopened = open_vault(store, keyring)
+    assert not keyring.pending_path.exists() and not keyring.vault_key_path.exists()
+    assert _values(reopened) == {"a": "alpha-2", "b": "beta-1"}
+
+
 def test_crash_after_commit_finishes_the_rename(
     store: SecretStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:

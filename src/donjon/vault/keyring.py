@@ -38,7 +38,7 @@ from donjon.store.audit_outbox import note
 from donjon.vault.command import CommandKeyProvider
 from donjon.vault.interface import KeyProvider
 from donjon.vault.local import LocalKeyProvider, kek_of
-from donjon.vault.master import MasterKey
+from donjon.vault.master import KEY_BYTES, MasterKey
 from donjon.vault.service import Vault
 
 __all__ = ["Keyring", "RekeyResult", "open_vault", "rekey"]
@@ -80,6 +80,10 @@ def _providers(keyring: Keyring) -> tuple[KeyProvider, ...]:
 def open_vault(store: SecretStore, keyring: Keyring) -> Vault:
     """The node's vault; finishes or undoes a rekey a crash interrupted (blocking)."""
     pending = keyring.pending_path
+    if pending.exists() and pending.stat().st_size != KEY_BYTES:
+        # Killed while `MasterKey.create` wrote it: it fsyncs the key before the rekey
+        # goes on, so no commit can name a key whose file is not whole.
+        pending.unlink()
     if pending.exists():
         new_id, _ = kek_of(MasterKey.load(pending))
         if new_id in store.kek_ids() or store.rekeyed(new_id):

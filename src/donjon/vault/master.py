@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 _KEY_BYTES = 32
+#: A master key file's size (a shorter one was cut off while `create` wrote it).
+KEY_BYTES = _KEY_BYTES
 #: HKDF labels of the subkeys derived from the master key.
 KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
 AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
