@@ -344,7 +344,7 @@ def test_deploy_on_a_full_disk_leaves_no_version_and_no_files(tmp_path: Path) ->
 def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
     """The audit writer neither dies nor restarts on a full disk; the log names the
     reason, `donjon doctor` names the full disk, `donjon audit verify` still checks the
-    log, /healthz still answers."""
+    log, /healthz says alive (no restart is needed) and /readyz not ready until freed."""
     with node_on_small_disk(tmp_path) as (node, disk):
         assert deploy(node, bundle(tmp_path / "src", "echo", ECHO)).status_code == 201
         writers = audit_writers(node)
@@ -361,9 +361,19 @@ def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
         assert checked.returncode == 0, checked.stderr[-2000:]
         assert json.loads(checked.stdout)["ok"] is True, checked.stdout
         assert not list(node.data_dir.glob("*.tmp"))
-        with node.client() as c:
-            assert c.get("/healthz").status_code in (200, 503)
+        with node.client(key="") as c:  # as a balancer probes: alive, not ready
+            assert c.get("/healthz").status_code == 200
+            ready = c.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert ready.json() == {
+                "status": "not ready",
+                "audit": "ok",
+                "storage": "full",
+                "limits": "local",
+            }
         disk.free()
+        with node.client(key="") as c:
+            assert c.get("/readyz").status_code == 200
         assert node.invoke("echo", {"n": 9}).status_code == 200
         assert audit_writers(node) == writers
         verify_intact(node)

@@ -44,7 +44,7 @@ from donjon.audit.events import (
 )
 from donjon.audit.frontier import Frontier
 from donjon.audit.rawsql import RawStatements
-from donjon.audit.remote import RemoteWriter, WriterConfig
+from donjon.audit.remote import RemoteWriter, WriterConfig, WriterState
 from donjon.audit.rows import fill_rows
 from donjon.audit.sinks import CheckpointSink
 from donjon.audit.tree import load_tree, sign_head
@@ -232,6 +232,17 @@ class AuditLog:
         if checkpoint is not None:
             self._checkpointer.committed(checkpoint)
         return checkpoint
+
+    @property
+    def writer_state(self) -> WriterState:
+        """Whether records can be appended now: "ok", "restarting" (the writer process
+        died and a new one is starting), "failed" (its restarts stopped: the node must be
+        restarted) or "stopped" (no writer runs: not started, or stopped)."""
+        remote = self._remote
+        if remote is not None and not remote.stopped:
+            return remote.state
+        thread = self._thread
+        return "ok" if thread is not None and thread.is_alive() else "stopped"
 
     def hold_connection(self) -> None:
         """Keep one DB-API connection for every append (the writer process's)."""

@@ -37,7 +37,7 @@ import subprocess  # nosec B404  (our own interpreter, fixed argv, no shell)
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError, AuditStorageFull
@@ -59,7 +59,10 @@ if TYPE_CHECKING:
 
     from donjon.audit.events import AuditEvent, InvocationLog
 
-__all__ = ["RESTARTS", "RemoteWriter", "WriterConfig"]
+__all__ = ["RESTARTS", "RemoteWriter", "WriterConfig", "WriterState"]
+
+#: What `RemoteWriter.state` and `AuditLog.state` say of the log's writer.
+WriterState = Literal["ok", "restarting", "failed", "stopped"]
 
 log_ = logging.getLogger("donjon.audit")
 
@@ -105,6 +108,8 @@ class RemoteWriter:
         self._stopping = False
         #: Why records are refused now (the writer died), or None.
         self._down: str | None = None
+        #: Restarts stopped (too many deaths in a minute): refused until the node restarts.
+        self._given_up = False
         self._restarts: deque[float] = deque()
         self._early: concurrent.futures.Future[Spawned] | None = None
         #: The log's size as the writer last reported it.
@@ -113,6 +118,16 @@ class RemoteWriter:
     @property
     def stopped(self) -> bool:
         return self._stopping
+
+    @property
+    def state(self) -> WriterState:
+        """ "ok" (records are appended), "restarting" (a writer died; a new one is
+        starting) or "failed" (restarts stopped: only the node's restart ends it)."""
+        if self._given_up:
+            return "failed"
+        if self._sock is not None and self._down is None:
+            return "ok"
+        return "restarting"
 
     @property
     def pid(self) -> int | None:
@@ -329,6 +344,7 @@ class RemoteWriter:
                 "that must be audited until it is restarted",
                 RESTARTS,
             )
+            self._given_up = True
             return
         self._restarts.append(now)
         old = self._proc

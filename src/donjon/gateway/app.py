@@ -30,11 +30,12 @@ from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document
 from donjon.gateway.problems import problem, problem_from_error, storage_full_problem
 from donjon.gateway.quotas_api import ROUTES as QUOTA_ROUTES
+from donjon.gateway.readiness import Readiness
 from donjon.gateway.responses_api import ROUTES as RESPONSE_ROUTES
 from donjon.gateway.schemas import render
 from donjon.gateway.supply_api import ROUTES as SUPPLY_ROUTES
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
-from donjon.gateway.views import Health
+from donjon.gateway.views import Health, Ready
 from donjon.identity import Action
 from donjon.store import storage_full
 from donjon.store.webhook_replays import ReplayStore
@@ -49,9 +50,30 @@ _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 async def healthz(request: Request) -> Response:
+    """Liveness: 503 only if the node must be restarted to serve again (readiness.py)."""
     node: Node = request.app.state.node
     pool = node.pool
-    return render(Health(status="ok", version=__version__, sandboxes=pool.running() if pool else 0))
+    alive = request.app.state.readiness.alive()
+    health = Health(
+        status="ok" if alive else "failing",
+        version=__version__,
+        sandboxes=pool.running() if pool else 0,
+        failing=[] if alive else ["audit"],
+    )
+    return _no_store(render(health, 200 if alive else 503))
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: 503 while the node cannot complete calls now (readiness.py)."""
+    readiness: Readiness = request.app.state.readiness
+    ready, checks = readiness.checks()
+    body = Ready.model_validate({"status": "ready" if ready else "not ready", **checks})
+    return _no_store(render(body, 200 if ready else 503))
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["cache-control"] = "no-store"  # a probe's answer is of this moment
+    return response
 
 
 async def openapi(request: Request) -> Response:
@@ -129,6 +151,7 @@ def create_app(node: Node) -> Starlette:
     invoke = Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"])
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         invoke,
@@ -160,6 +183,7 @@ def create_app(node: Node) -> Starlette:
     # The warm path's route, served below the middleware and router (gateway/hot_route.py).
     app.hot = HotRoute(invoke, _server_error)
     app.state.node = node
+    app.state.readiness = Readiness(node)
     return app
 
 

@@ -125,7 +125,20 @@ _LAMBDA_ERRORS = Raw(
 #: (METHOD, path template) -> operation. Paths are the app's own route templates.
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/healthz"): Operation(
-        "health", "Liveness and version", "node", {200: v.Health}, (), auth="none"
+        "health",
+        "Liveness and version: 503 only if the node must be restarted",
+        "node",
+        {200: v.Health, 503: v.Health},
+        (),
+        auth="none",
+    ),
+    ("GET", "/readyz"): Operation(
+        "ready",
+        "Readiness: 503 while the node cannot complete calls now",
+        "node",
+        {200: v.Ready, 503: v.Ready},
+        (),
+        auth="none",
     ),
     ("GET", "/metrics"): Operation(
         "metrics",
