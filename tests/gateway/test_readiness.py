@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from crash_support import audit_writers
+from async_support import bundle
+from crash_support import audit_writers, deploy
 from donjon.audit.remote import RESTARTS
 from harness import LiveNode, start_node
 
@@ -63,9 +64,11 @@ def test_a_writer_killed_too_often_makes_the_node_unready_then_not_alive(
     """Each death of the audit writer makes the node unready until a new writer runs
     (calls are refused meanwhile), then ready again; past RESTARTS deaths in a minute the
     node stops restarting it: unready for good, and /healthz fails, since only a restart
-    of the node helps."""
+    of the node helps. Calls meanwhile get a 503 with Retry-After, not a 500."""
     node = start_node(tmp_path / "node")
     try:
+        echo = bundle(tmp_path / "src", "echo", "def handler(event, context):\n    return event\n")
+        assert deploy(node, echo).status_code == 201
         seen: set[str] = set()
         for death in range(RESTARTS):
             (writer,) = until(lambda: audit_writers(node), "an audit writer")
@@ -90,6 +93,10 @@ def test_a_writer_killed_too_often_makes_the_node_unready_then_not_alive(
         assert ready.status_code == 503
         assert ready.json()["audit"] == "failed" and ready.json()["status"] == "not ready"
         assert audit_writers(node) == []
-        assert node.invoke("nothing-here", {}).status_code >= 400
+        # A call now is refused before it runs, as the busy answer it is: nothing recorded.
+        r = node.invoke("echo", {"n": 1})
+        assert r.status_code == 503, r.text
+        assert "audit log is unavailable" in r.json()["detail"], r.text
+        assert r.headers["retry-after"] == "1"
     finally:
         node.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["AuditError", "AuditStorageFull", "RecordPending"]
+__all__ = ["AuditError", "AuditStorageFull", "AuditUnavailable", "RecordPending"]
 
 
 class AuditError(Error):
@@ -19,6 +19,16 @@ class AuditStorageFull(AuditError):
     title = "Audit storage full"
     #: Seconds a client waits before it sends again (a 503's Retry-After).
     retry_after_s = 5
+
+
+class AuditUnavailable(AuditError):
+    """No audit writer runs to append the record (it died and a new one is starting, its
+    restarts stopped, or the node is stopping): nothing was recorded, so the request was
+    not completed. A 503 with Retry-After: a new writer takes over within about a second,
+    and a node whose writer's restarts stopped fails its liveness probe (readiness.py)."""
+
+    title = "Audit log unavailable"
+    retry_after_s = 1
 
 
 class RecordPending(AuditError):

@@ -244,6 +244,14 @@ class AuditLog:
         thread = self._thread
         return "ok" if thread is not None and thread.is_alive() else "stopped"
 
+    def require_writer(self) -> None:
+        """Raise `AuditUnavailable` if this log's writer process runs no more (it died
+        and a new one is starting, or its restarts stopped): the node refuses a call
+        before it runs rather than run what it cannot record."""
+        remote = self._remote
+        if remote is not None:
+            remote.require()
+
     def hold_connection(self) -> None:
         """Keep one DB-API connection for every append (the writer process's)."""
         if self._raw is None:

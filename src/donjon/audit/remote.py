@@ -40,7 +40,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Literal
 
 from donjon.audit.entry import to_wire
-from donjon.audit.errors import AuditError, AuditStorageFull
+from donjon.audit.errors import AuditError, AuditStorageFull, AuditUnavailable
 from donjon.audit.events import CommittedBatch, CommittedRecord
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
 from donjon.audit.wire import (
@@ -74,6 +74,16 @@ STOP_TIMEOUT_S = 60.0
 #: Records queued in one loop iteration that are sent at once, before it ends: the
 #: writer works on them while the loop encodes the rest (the two overlap).
 FLUSH_AT = 64
+
+
+def _unavailable(reason: str) -> AuditUnavailable:
+    """No writer runs (`reason`: why): nothing was recorded; a new one starts by itself."""
+    return AuditUnavailable(
+        f"the audit log is unavailable ({reason}): nothing was recorded, so the request "
+        "was not completed",
+        hint="retry after the Retry-After seconds; if it lasts, the node needs a restart "
+        "(its GET /healthz then answers 503)",
+    )
 
 
 def _failure(reason: str) -> AuditError:
@@ -196,6 +206,12 @@ class RemoteWriter:
 
     # -- appending -------------------------------------------------------------
 
+    def require(self) -> None:
+        """Raise `AuditUnavailable` unless a writer runs to append (none between a death
+        and its successor, after its restarts stopped, or once stopping)."""
+        if self._down is not None or self._sock is None:
+            raise _unavailable(self._down or "the audit writer is stopped")
+
     async def record(self, event: AuditEvent, log: InvocationLog | None) -> None:
         await self.submit(event, log)
 
@@ -209,8 +225,7 @@ class RemoteWriter:
         if loop is not own:  # another thread's loop: hand it to the writer's loop
             elsewhere = asyncio.run_coroutine_threadsafe(self.record(event, log), own)
             return asyncio.wrap_future(elsewhere)
-        if self._down is not None or self._sock is None:
-            raise _failure(self._down or "the audit writer is stopped")
+        self.require()
         try:
             data = to_wire(event, log)
         except (TypeError, ValueError) as e:  # a detail that is not JSON

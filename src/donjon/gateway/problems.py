@@ -10,7 +10,7 @@ import secrets
 
 from starlette.responses import Response
 
-from donjon.audit.errors import AuditStorageFull, RecordPending
+from donjon.audit.errors import AuditStorageFull, AuditUnavailable, RecordPending
 from donjon.audit.proofs import LogTampered, ProofError
 from donjon.audit.prover import CheckpointNotFound
 from donjon.audit.unused import BadWindow
@@ -123,6 +123,8 @@ STATUS: dict[type[Error], int] = {
     # and the same request succeeds once space is freed (Retry-After).
     StorageFull: 503,
     AuditStorageFull: 503,
+    # No audit writer runs (restarting after a death, or given up): nothing recorded.
+    AuditUnavailable: 503,
     # A change made whose record waits in the outbox: said, and not to be sent again.
     RecordPending: 500,
     WebhookError: 401,
