@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -76,15 +77,13 @@ def main() -> None:
                 try:
                     with node.client(key) as c:
                         c.post("/v1/functions/held/invoke", json={}, timeout=150)
-                except Exception:  # noqa: S110 - ended with the node: only the hold matters
+                except Exception:  # ended with the node: only the hold matters
                     pass
 
             for _ in range(2):  # the slot, then the queue's one place
                 holders.append(threading.Thread(target=hold, daemon=True))
                 holders[-1].start()
-                import time
-
-                time.sleep(1.0)
+                time.sleep(1.0)  # taken before the next is sent
             url = f"{node.url}/v1/functions/held/invoke"
             req = loadgen.Request(url, b"{}", headers, node.cert)
             loadgen.run(req, args.connections, 1.0)  # warm up
