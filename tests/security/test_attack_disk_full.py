@@ -365,15 +365,12 @@ def test_audit_writer_on_a_full_disk_stays_and_says_why(tmp_path: Path) -> None:
             assert c.get("/healthz").status_code == 200
             ready = c.get("/readyz")
             assert ready.status_code == 503, ready.text
-            assert ready.json() == {
-                "status": "not ready",
-                "audit": "ok",
-                "storage": "full",
-                "limits": "local",
-            }
+            assert ready.json() == {"status": "not ready"}  # public: the verdict only
+        assert "readiness: not ready (data dir: full, " in serve_log(node)
         disk.free()
         with node.client(key="") as c:
             assert c.get("/readyz").status_code == 200
+        assert "readiness: ready again" in serve_log(node)
         assert node.invoke("echo", {"n": 9}).status_code == 200
         assert audit_writers(node) == writers
         verify_intact(node)
@@ -400,9 +397,12 @@ def test_node_killed_on_a_full_disk_restarts_with_nothing_lost(tmp_path: Path) -
         for n in range(3):
             assert node.invoke("echo", {"n": n}).status_code >= 500
         kill_node(node)
-        # Started again on the still full disk, it refuses to serve, and says why.
+        # Started again on the still full disk, it refuses to serve, and says why: the
+        # cause in one line, then the full filesystem and the remedy.
         with pytest.raises(AssertionError, match="database or disk is full"):
             node.serve_again(LEASE)
+        assert "error: the node could not start: " in serve_log(node)
+        assert "hint: the data dir's filesystem is full (" in serve_log(node)
         disk.free()
         node.serve_again(LEASE)
         verify_intact(node)

@@ -47,7 +47,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Protocol
 
-from donjon.audit.errors import AuditError, RecordPending
+from donjon.audit.errors import AuditError, AuditStorageFull, RecordPending
 from donjon.audit.log import AuditEvent
 from donjon.store import storage_full
 from donjon.store.audit_outbox import PENDING, AuditOutbox, OutboxRow, Pending
@@ -190,9 +190,14 @@ class AuditedChanges:
                         raise
                     # The change was made: the answer says so, and where its record is
                     # (not the writer's error, whose 503 would ask the client to repeat it).
+                    why = (  # not the writer's own words: "the request was not completed"
+                        "the node's storage is full"
+                        if isinstance(e, AuditStorageFull)
+                        else "the audit writer could not append it"
+                    )
                     raise RecordPending(
                         f"the change was made, but its audit record could not be appended to "
-                        f"the log yet ({e.message})",
+                        f"the log yet ({why})",
                         hint="the record was stored with the change; the node appends it to "
                         "the log once it can be written (docs/security.md, the audit outbox)",
                     ) from e

@@ -68,6 +68,9 @@ log_ = logging.getLogger("donjon.audit")
 
 #: Restarts of a writer that died, at most, in any minute.
 RESTARTS = 5
+#: Retry-After of a call refused once the restarts stopped: a supervisor restarting the
+#: node on its failed liveness probe (readiness.py) takes about this long.
+GIVEN_UP_RETRY_S = 30
 #: Seconds for a writer to open the log at start (it reads every leaf hash once).
 START_TIMEOUT_S = 600.0
 STOP_TIMEOUT_S = 60.0
@@ -76,14 +79,18 @@ STOP_TIMEOUT_S = 60.0
 FLUSH_AT = 64
 
 
-def _unavailable(reason: str) -> AuditUnavailable:
-    """No writer runs (`reason`: why): nothing was recorded; a new one starts by itself."""
-    return AuditUnavailable(
-        f"the audit log is unavailable ({reason}): nothing was recorded, so the request "
-        "was not completed",
+def _unavailable(reason: str, given_up: bool) -> AuditUnavailable:
+    """No writer runs (`reason`: why), so a call is refused before it is admitted; a new
+    writer starts by itself within about a second, unless its restarts were `given_up`
+    (the node must be restarted: Retry-After is then `GIVEN_UP_RETRY_S`)."""
+    error = AuditUnavailable(
+        f"the audit log is unavailable ({reason}): the call was refused before it ran",
         hint="retry after the Retry-After seconds; if it lasts, the node needs a restart "
         "(its GET /healthz then answers 503)",
     )
+    if given_up:
+        error.retry_after_s = GIVEN_UP_RETRY_S
+    return error
 
 
 def _failure(reason: str) -> AuditError:
@@ -208,9 +215,11 @@ class RemoteWriter:
 
     def require(self) -> None:
         """Raise `AuditUnavailable` unless a writer runs to append (none between a death
-        and its successor, after its restarts stopped, or once stopping)."""
+        and its successor, after its restarts stopped, or once stopping): asked before a
+        call is admitted, so nothing has been done yet. A record submitted meanwhile fails
+        as any failed record does (`submit`): its caller may already have acted."""
         if self._down is not None or self._sock is None:
-            raise _unavailable(self._down or "the audit writer is stopped")
+            raise _unavailable(self._down or "the audit writer is stopped", self._given_up)
 
     async def record(self, event: AuditEvent, log: InvocationLog | None) -> None:
         await self.submit(event, log)
@@ -225,7 +234,8 @@ class RemoteWriter:
         if loop is not own:  # another thread's loop: hand it to the writer's loop
             elsewhere = asyncio.run_coroutine_threadsafe(self.record(event, log), own)
             return asyncio.wrap_future(elsewhere)
-        self.require()
+        if self._down is not None or self._sock is None:  # the caller may have acted: 500
+            raise _failure(self._down or "the audit writer is stopped")
         try:
             data = to_wire(event, log)
         except (TypeError, ValueError) as e:  # a detail that is not JSON

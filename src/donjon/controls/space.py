@@ -31,8 +31,12 @@ class DiskSpace:
     def full(self) -> bool:
         return self.free < FULL_BELOW
 
+    def room(self) -> str:
+        """``73.7 GiB free of 252.0 GiB on /var/lib/donjon``."""
+        return f"{_readable(self.free)} free of {_readable(self.total)} on {self.path}"
+
     def describe(self) -> str:
-        line = f"{_readable(self.free)} free of {_readable(self.total)} on {self.path}"
+        line = self.room()
         if self.full:
             line += (
                 " (FULL: calls and admin changes are refused with 503 until space is freed;"

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
+from donjon.audit.errors import RecordPending
 from donjon.errors import Error
 from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import NotFound
@@ -88,6 +89,8 @@ async def add_issuer(
             await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name/iss taken
             # The fetch just made counts as the first of the once-a-minute refreshes.
             node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
+    except RecordPending:  # made: its record waits in the outbox, not a refusal
+        raise
     except Error as e:
         await node.audit.record(
             AuditEvent(

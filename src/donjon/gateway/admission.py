@@ -34,13 +34,17 @@ async def admit(
     spend: bool = True,
     limits: tuple[int, float, int, int] | None = None,
 ) -> None:
-    """The function's quarantine, rate limits and capacity, checked before its request body
-    is even read (a quarantined function answers 503 to every way in: monitor/quarantine.py).
+    """The audit writer, the function's quarantine, rate limits and capacity, checked
+    before its request body is even read (a quarantined function answers 503 to every way
+    in: monitor/quarantine.py).
     `client` is the caller's address: an `auth: public` trigger's calls spend its bucket.
     Without `spend` (the first attempt of an async call whose request was admitted as it
     was queued) the rate buckets and quotas are not spent twice for one call; quarantine,
     the monitor's throttle and the node's capacity are checked as they are now.
     `limits`: the principal's `caller_limits`, if already resolved (gateway/call_plan.py)."""
+    # No audit writer to record the call (restarting after a death, or given up): refused
+    # (503) before anything is spent, queued or run (audit/remote.py, `require`).
+    node.audit.require_writer()
     name = deployed.record.name  # (`Deployed.name` is a property)
     node.quarantines.check(name)
     if node.throttles:  # a function the monitor throttled (monitor/throttles.py)

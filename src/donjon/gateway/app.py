@@ -58,17 +58,14 @@ async def healthz(request: Request) -> Response:
         status="ok" if alive else "failing",
         version=__version__,
         sandboxes=pool.running() if pool else 0,
-        failing=[] if alive else ["audit"],
     )
     return _no_store(render(health, 200 if alive else 503))
 
 
 async def readyz(request: Request) -> Response:
     """Readiness: 503 while the node cannot complete calls now (readiness.py)."""
-    readiness: Readiness = request.app.state.readiness
-    ready, checks = readiness.checks()
-    body = Ready.model_validate({"status": "ready" if ready else "not ready", **checks})
-    return _no_store(render(body, 200 if ready else 503))
+    ready = request.app.state.readiness.ready()
+    return _no_store(render(Ready(status="ready" if ready else "not ready"), 200 if ready else 503))
 
 
 def _no_store(response: Response) -> Response:
@@ -124,7 +121,11 @@ def create_app(node: Node) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         workers = open_invocations(node)  # node.submit: the durable queue (triggers/queue/)
-        await node.start()
+        try:
+            await node.start()
+        except BaseException as e:  # uvicorn logs it and exits; serve then says why, plainly
+            node.start_failure = e
+            raise
         scheduler.start()
         # Webhooks (gateway/hooks.py): made with the node it serves, at start.
         webhooks = app.state.webhooks = WebhookService(

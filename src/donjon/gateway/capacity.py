@@ -38,6 +38,8 @@ log = logging.getLogger("donjon")
 #: Below this many requests in flight none is shed for the loop's lag: a lag then is
 #: one slow piece of work, not an overload.
 MIN_IN_FLIGHT = 8
+#: The liveness and readiness probes (readiness.py): never shed for capacity.
+PROBES = frozenset({"/healthz", "/readyz"})
 #: Told of each shed request (the scope, why); audits it (server.py).
 OnShed = Callable[[Scope, str], Awaitable[None]]
 
@@ -106,6 +108,9 @@ class InFlightLimit:
             return
         if self.max_lag_s > 0:
             self.lag.ensure_started()
+        if scope["path"] in PROBES:  # a balancer's question, not load: an overloaded node
+            await self.app(scope, receive, send)  # is alive and ready, and says so
+            return
         why = self._overloaded()
         if why:
             await self._shed(scope, receive, send, why)

@@ -133,7 +133,6 @@ async def _run(
     back however the call ends (answered, failed, timed out, disconnected, cancelled), and
     its time is charged to its compute quotas (gateway/quota_check.py). `plan`: a keyed
     call's checks resolved once (call_plan.py)."""
-    node.audit.require_writer()  # no writer to record it: refused (503) before it runs
     held = await hold_slots(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )

@@ -160,6 +160,8 @@ class Node:
     _purge_task: asyncio.Task[None] | None = None
     #: The scan helper `spawn_scanner` started, until `start` takes it.
     _spawned: IsolatedScanner | None = None
+    #: Why `start` failed, if it did (the lifespan keeps it for `donjon serve`'s last word).
+    start_failure: BaseException | None = None
 
     def __post_init__(self) -> None:
         self.changes = AuditedChanges(

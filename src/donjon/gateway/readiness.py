@@ -12,20 +12,22 @@ A load balancer or Kubernetes asks these, without credentials, every few seconds
   data dir's filesystem is full (controls/space.py: calls and changes are refused with
   a 503 there until space is freed). Shared rate limits whose store (Redis) is down do
   not make a node unready: rates fall back to each node's own and calls under a quota
-  are refused (ratelimit/failover.py), and every peer shares that store; the answer
-  says "degraded".
+  are refused (ratelimit/failover.py), and every peer shares that store.
 
 The node's database is a SQLite file in the data dir, read in WAL mode: no other
 process can keep the node from reading it, and what fails it is its filesystem, which
-the storage check reads. Each probe costs one `statvfs` and a few attribute reads, so
-a flood of probes is no heavier than a flood of any public request.
+the storage check reads. Each probe costs one `statvfs` and a few attribute reads, and
+neither is shed at the node's in-flight bound (gateway/capacity.py): an overloaded node
+is alive and ready, and says so.
 
-The answers are public, so they name each check and its state, never a path, a host
-or an error: those are in the server log, written when the condition began.
+The answers are public, so they say only the verdict: which check failed (the writer
+restarting or given up, a full disk) would tell whoever is attacking the node how far
+they got. The server's log says it, once each time the verdict changes.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from donjon.controls.space import disk_space
@@ -35,27 +37,41 @@ if TYPE_CHECKING:
 
 __all__ = ["Readiness"]
 
+log = logging.getLogger("donjon")
+
 
 class Readiness:
     """The node's liveness and readiness, read afresh at each probe."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        #: The failing checks the last probe saw ("" while ready): logged when it changes.
+        self._failing = ""
 
     def alive(self) -> bool:
         """False only if the node must be restarted to serve again."""
         return self.node.audit.writer_state != "failed"
 
-    def checks(self) -> tuple[bool, dict[str, str]]:
-        """(ready, each check's state by name)."""
+    def ready(self) -> bool:
+        failing = ", ".join(f"{name}: {state}" for name, state in self.checks().items())
+        if failing != self._failing:
+            if failing:
+                log.warning("readiness: not ready (%s)", failing)
+            else:
+                log.warning("readiness: ready again")
+            self._failing = failing
+        return not failing
+
+    def checks(self) -> dict[str, str]:
+        """Each failing check's state by name (empty: ready)."""
         node = self.node
+        failing: dict[str, str] = {}
         audit = node.audit.writer_state
+        if audit != "ok":
+            failing["audit writer"] = audit
         space = disk_space(node.settings.data_dir)
-        storage = "unreadable" if space is None else "full" if space.full else "ok"
-        shared = node.shared_limits
-        limits = "local" if shared is None else "ok" if shared.health.up else "degraded"
-        return audit == "ok" and storage == "ok", {
-            "audit": audit,
-            "storage": storage,
-            "limits": limits,
-        }
+        if space is None:
+            failing["data dir"] = "unreadable"
+        elif space.full:
+            failing["data dir"] = f"full, {space.room()}"
+        return failing

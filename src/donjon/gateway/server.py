@@ -20,6 +20,7 @@ import uvicorn
 
 from donjon.config import Settings
 from donjon.controls import enforce
+from donjon.controls.space import disk_space
 from donjon.errors import Error
 from donjon.gateway.accept_gate import AcceptGate, ConnectRate
 from donjon.gateway.app import create_app
@@ -30,6 +31,7 @@ from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
+from donjon.store import storage_full
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -252,10 +254,12 @@ def serve(
         # Refuse to serve without a working sandbox (a real probe), or with fewer controls
         # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
         node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
-    except BaseException:
+    except BaseException as e:
         if node is not None:
             node.close_spawned()
         listener.close()
+        if isinstance(e, Error) and _data_dir_full(settings, e) is not None:
+            raise start_failed(settings, e) from e
         raise
     try:
         return _serve_node(settings, node, listener, host, port, tls_cert, tls_key, unsafe_http)
@@ -337,5 +341,40 @@ def _serve_node(
         audit_connect_refusals(node.denials, node.metrics),
     )
     with asyncio.Runner(loop_factory=_loop_factory(limits.handshake_timeout_s, gate)) as runner:
-        runner.run(server.serve(sockets=[listener]))
+        try:
+            runner.run(server.serve(sockets=[listener]))
+        except SystemExit:  # uvicorn's exit when the app's start failed: say why, plainly
+            if node.start_failure is not None:
+                raise start_failed(settings, node.start_failure) from None
+            raise
     return server.stop_signal
+
+
+class NodeStartFailed(Error):
+    """The node could not start (its database, its audit log, its sandboxes...)."""
+
+    title = "Node start failed"
+
+
+def start_failed(settings: Settings, error: BaseException) -> NodeStartFailed:
+    """`donjon serve`'s last word when its node could not start: the cause in one line
+    (the log above has the rest) and, when the data dir's filesystem is full, that, with
+    the remedy: a full disk fails a start in several places, rarely saying so."""
+    if isinstance(error, Error):
+        cause, hint = error.message, error.hint
+    else:  # a library's error: its first line (SQL errors add a web link on the next)
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        cause, hint = f"{type(error).__name__}: {first}", "the log lines above say more"
+    room = _data_dir_full(settings, error)
+    if room is not None:
+        hint = f"the data dir's filesystem is full ({room}): free space there, then start again"
+    return NodeStartFailed(f"the node could not start: {cause}", hint=hint)
+
+
+def _data_dir_full(settings: Settings, error: BaseException) -> str | None:
+    """The data dir's room ("0 B free of 24.0 MiB on ...") if its filesystem is full, or
+    `error` says a write found no room; else None."""
+    space = disk_space(settings.data_dir)
+    if space is None or not (space.full or storage_full(error)):
+        return None
+    return space.room()

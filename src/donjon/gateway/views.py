@@ -77,36 +77,20 @@ class Problem(BaseModel):
 class Health(BaseModel):
     """Liveness: "failing" (503) only when the node must be restarted to serve again."""
 
-    model_config = _example(status="ok", version="0.1.0", sandboxes=2, failing=[])
+    model_config = _example(status="ok", version="0.1.0", sandboxes=2)
 
     status: Literal["ok", "failing"]
     version: str
     sandboxes: int = Field(ge=0, description="sandboxes running now")
-    failing: list[Literal["audit"]] = Field(
-        default_factory=list,
-        description="audit: the audit writer died too often in a minute; every audited "
-        "call is refused until the node restarts",
-    )
 
 
 class Ready(BaseModel):
-    """Readiness: "not ready" (503) while the node cannot complete calls now."""
+    """Readiness: "not ready" (503) while the node cannot complete calls now. Which check
+    failed is in the server's log, not here: this answer is public."""
 
-    model_config = _example(status="ready", audit="ok", storage="ok", limits="local")
+    model_config = _example(status="ready")
 
     status: Literal["ready", "not ready"]
-    audit: Literal["ok", "restarting", "failed", "stopped"] = Field(
-        description="the audit writer: appending, starting again after a death, given up "
-        "after too many deaths (restart the node), or not running"
-    )
-    storage: Literal["ok", "full", "unreadable"] = Field(
-        description="the data dir's filesystem (under 1 MiB free is full)"
-    )
-    limits: Literal["local", "ok", "degraded"] = Field(
-        description="shared rate limits: none (each node limits alone), their store "
-        "answers, or it does not (rates per node, calls under a quota refused); never "
-        "makes the node unready"
-    )
 
 
 class AdvisoryFinding(BaseModel):

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from donjon.audit import AuditEvent, AuditLog
 from donjon.audit.changes import AuditedChanges
+from donjon.audit.errors import RecordPending
 from donjon.bundle import BundleStore
 from donjon.bundle.target import RuntimeTarget
 from donjon.egress.addresses import IPNetwork
@@ -296,6 +297,8 @@ class Deployments:
         host internals reach the caller reworded (`_public`)."""
         try:
             yield
+        except RecordPending:  # made: its "ok" record waits in the outbox, not a rejection
+            raise
         except Error as e:
             await self._rejected(principal, request_id, e)
             public = _public(e, request_id)
