@@ -22,10 +22,11 @@ class AuditStorageFull(AuditError):
 
 
 class AuditUnavailable(AuditError):
-    """No audit writer runs to append the record (it died and a new one is starting, its
-    restarts stopped, or the node is stopping): nothing was recorded, so the request was
-    not completed. A 503 with Retry-After: a new writer takes over within about a second,
-    and a node whose writer's restarts stopped fails its liveness probe (readiness.py)."""
+    """No audit writer runs to record a call (it died and a new one is starting, its
+    restarts stopped, or the node is stopping), so the call is refused at its admission,
+    before anything is spent, queued or run (gateway/admission.py). A 503 with
+    Retry-After: a new writer takes over within about a second, and a node whose
+    writer's restarts stopped fails its liveness probe (gateway/readiness.py)."""
 
     title = "Audit log unavailable"
     retry_after_s = 1

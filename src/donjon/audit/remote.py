@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RESTARTS", "RemoteWriter", "WriterConfig", "WriterState"]
 
-#: What `RemoteWriter.state` and `AuditLog.state` say of the log's writer.
+#: What `RemoteWriter.state` and `AuditLog.writer_state` say of the log's writer.
 WriterState = Literal["ok", "restarting", "failed", "stopped"]
 
 log_ = logging.getLogger("donjon.audit")

@@ -53,6 +53,7 @@ class Readiness:
         return self.node.audit.writer_state != "failed"
 
     def ready(self) -> bool:
+        """True if no check fails; logs which fail whenever that changes."""
         failing = ", ".join(f"{name}: {state}" for name, state in self.checks().items())
         if failing != self._failing:
             if failing:
