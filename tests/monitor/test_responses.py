@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from donjon.audit.errors import RecordPending
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
 from donjon.monitor.engine import Monitor
@@ -280,6 +281,31 @@ def test_a_failing_response_is_audited_and_does_not_raise(tmp_path: Path) -> Non
         "kind": "first_seen.source",
         "error": "RuntimeError",
     }
+
+
+class PendingKeys(Keys):
+    """A revocation made whose record the writer could not append: it waits in the outbox."""
+
+    async def __call__(self, key_id: str) -> bool:
+        self.revoked.append(key_id)
+        raise RecordPending("the change was made, but its audit record could not be appended")
+
+
+def test_a_response_made_whose_record_is_pending_is_not_audited_as_failed(
+    tmp_path: Path,
+) -> None:
+    """The response was made: its "ok" record comes from the outbox, so no `failed`
+    record may contradict it."""
+    policy = ResponsePolicy(parse_responses("first_seen.source=revoke"))
+    keys = PendingKeys({"0123456789abcdef"})
+
+    async def work(rig: Rig) -> None:
+        subject = Subject("principal", "key:0123456789abcdef")
+        await rig.responder.respond(_finding("first_seen.source", subject), 12)
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work, keys))
+    assert keys.revoked == ["0123456789abcdef"]
+    assert rig.records("response.revoke") == []
 
 
 def test_monitor_in_block_mode_responds_with_the_alerts_seq(tmp_path: Path) -> None:

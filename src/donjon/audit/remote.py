@@ -79,12 +79,14 @@ STOP_TIMEOUT_S = 60.0
 FLUSH_AT = 64
 
 
-def _unavailable(reason: str, given_up: bool) -> AuditUnavailable:
-    """No writer runs (`reason`: why), so a call is refused before it is admitted; a new
-    writer starts by itself within about a second, unless its restarts were `given_up`
-    (the node must be restarted: Retry-After is then `GIVEN_UP_RETRY_S`)."""
+def _unavailable(given_up: bool) -> AuditUnavailable:
+    """No writer runs, so a call is refused before it is admitted; a new writer starts by
+    itself within about a second, unless its restarts were `given_up` (the node must be
+    restarted: Retry-After is then `GIVEN_UP_RETRY_S`). Why the writer is down is in the
+    server's log (said when it died), not in this answer, which a public trigger's
+    anonymous caller may get."""
     error = AuditUnavailable(
-        f"the audit log is unavailable ({reason}): the call was refused before it ran",
+        "the audit log is unavailable: the call was refused before it ran",
         hint="retry after the Retry-After seconds; if it lasts, the node needs a restart "
         "(its GET /healthz then answers 503)",
     )
@@ -219,7 +221,7 @@ class RemoteWriter:
         call is admitted, so nothing has been done yet. A record submitted meanwhile fails
         as any failed record does (`submit`): its caller may already have acted."""
         if self._down is not None or self._sock is None:
-            raise _unavailable(self._down or "the audit writer is stopped", self._given_up)
+            raise _unavailable(self._given_up)
 
     async def record(self, event: AuditEvent, log: InvocationLog | None) -> None:
         await self.submit(event, log)

@@ -123,21 +123,21 @@ def create_app(node: Node) -> Starlette:
         workers = open_invocations(node)  # node.submit: the durable queue (triggers/queue/)
         try:
             await node.start()
+            scheduler.start()
+            # Webhooks (gateway/hooks.py): made with the node it serves, at start.
+            webhooks = app.state.webhooks = WebhookService(
+                node.vault,
+                ReplayStore(node.engine),
+                grace_s=node.settings.webhook_secret_grace_s,
+                replay_ttl_s=node.settings.webhook_replay_ttl_s,
+            )
+            webhooks.start()
+            sources = node_sources(node)  # storage (SQS), database events (triggers/sources.py)
+            await sources.start()
+            workers.start()
         except BaseException as e:  # uvicorn logs it and exits; serve then says why, plainly
             node.start_failure = e
             raise
-        scheduler.start()
-        # Webhooks (gateway/hooks.py): made with the node it serves, at start.
-        webhooks = app.state.webhooks = WebhookService(
-            node.vault,
-            ReplayStore(node.engine),
-            grace_s=node.settings.webhook_secret_grace_s,
-            replay_ttl_s=node.settings.webhook_replay_ttl_s,
-        )
-        webhooks.start()
-        sources = node_sources(node)  # storage (SQS) and database events (triggers/sources.py)
-        await sources.start()
-        workers.start()
         try:
             yield
         finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+from collections.abc import Sequence
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
@@ -30,7 +31,7 @@ from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
 from donjon.ratelimit import RateLimitError
 from donjon.sandbox import SandboxUnavailable
-from donjon.triggers.envelope import Envelope
+from donjon.triggers.envelope import Envelope, Submit, SubmitAll
 from donjon.triggers.queue import (
     AsyncInvocations,
     FunctionPolicy,
@@ -188,6 +189,23 @@ async def _refused(node: Node, envelope: Envelope, error: QueueFull) -> None:
     )
 
 
+def _gated(node: Node, submit: Submit, submit_all: SubmitAll) -> tuple[Submit, SubmitAll]:
+    """`submit` and `submit_all` refusing (503, `AuditUnavailable`) while no audit writer
+    runs, before anything is queued: an event queued whose record then fails would be
+    sent again by its source (a storage push, a queue's message seen again), and queued
+    again each time (audit/remote.py, `require`)."""
+
+    async def gated(envelope: Envelope) -> str:
+        node.audit.require_writer()
+        return await submit(envelope)
+
+    async def gated_all(envelopes: Sequence[Envelope]) -> list[str]:
+        node.audit.require_writer()
+        return await submit_all(envelopes)
+
+    return gated, gated_all
+
+
 def open_invocations(node: Node) -> QueueWorkers:
     """The node's async invocations on its own database: `node.invocations` and
     `node.submit` (every trigger's way in), and the workers that deliver them (started
@@ -200,8 +218,7 @@ def open_invocations(node: Node) -> QueueWorkers:
     )
     service.on_full = functools.partial(_refused, node)
     node.invocations = service
-    node.submit = service.submit
-    node.submit_all = service.submit_all
+    node.submit, node.submit_all = _gated(node, service.submit, service.submit_all)
     settings = node.settings
     return QueueWorkers(
         service,

@@ -133,6 +133,9 @@ async def _run(
     back however the call ends (answered, failed, timed out, disconnected, cancelled), and
     its time is charged to its compute quotas (gateway/quota_check.py). `plan`: a keyed
     call's checks resolved once (call_plan.py)."""
+    # Again here: the writer may have died since the call's admission (its body read, its
+    # slot waited for); a call refused now spent a rate token, but runs unrecorded never.
+    node.audit.require_writer()
     held = await hold_slots(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )

@@ -20,9 +20,9 @@ the storage check reads. Each probe costs one `statvfs` and a few attribute read
 neither is shed at the node's in-flight bound (gateway/capacity.py): an overloaded node
 is alive and ready, and says so.
 
-The answers are public, so they say only the verdict: which check failed (the writer
-restarting or given up, a full disk) would tell whoever is attacking the node how far
-they got. The server's log says it, once each time the verdict changes.
+The answers are public and say only the verdict, all a balancer needs; which check
+failed is for the operator: the server's log says it, once each time the failing
+checks change.
 """
 
 from __future__ import annotations
@@ -53,26 +53,30 @@ class Readiness:
         return self.node.audit.writer_state != "failed"
 
     def ready(self) -> bool:
-        """True if no check fails; logs which fail whenever that changes."""
-        failing = ", ".join(f"{name}: {state}" for name, state in self.checks().items())
-        if failing != self._failing:
+        """True if no check fails; logs which fail whenever that changes (the checks and
+        their states, not the bytes free: those move with every block written)."""
+        failing = self.checks()
+        verdict = ", ".join(f"{name}: {state}" for name, state, _ in failing)
+        if verdict != self._failing:
             if failing:
-                log.warning("readiness: not ready (%s)", failing)
+                said = ", ".join(f"{name}: {state}{more}" for name, state, more in failing)
+                log.warning("readiness: not ready (%s)", said)
             else:
                 log.warning("readiness: ready again")
-            self._failing = failing
+            self._failing = verdict
         return not failing
 
-    def checks(self) -> dict[str, str]:
-        """Each failing check's state by name (empty: ready)."""
+    def checks(self) -> list[tuple[str, str, str]]:
+        """Each failing check: its name, its state and what more the log may say (empty:
+        ready)."""
         node = self.node
-        failing: dict[str, str] = {}
+        failing: list[tuple[str, str, str]] = []
         audit = node.audit.writer_state
         if audit != "ok":
-            failing["audit writer"] = audit
+            failing.append(("audit writer", audit, ""))
         space = disk_space(node.settings.data_dir)
         if space is None:
-            failing["data dir"] = "unreadable"
+            failing.append(("data dir", "unreadable", ""))
         elif space.full:
-            failing["data dir"] = f"full, {space.room()}"
+            failing.append(("data dir", "full", f", {space.room()}"))
         return failing

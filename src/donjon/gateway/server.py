@@ -31,7 +31,6 @@ from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
-from donjon.store import storage_full
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -258,7 +257,7 @@ def serve(
         if node is not None:
             node.close_spawned()
         listener.close()
-        if isinstance(e, Error) and _data_dir_full(settings, e) is not None:
+        if isinstance(e, Error) and _data_dir_full(settings) is not None:
             raise start_failed(settings, e) from e
         raise
     try:
@@ -364,17 +363,20 @@ def start_failed(settings: Settings, error: BaseException) -> NodeStartFailed:
         cause, hint = error.message, error.hint
     else:  # a library's error: its first line (SQL errors add a web link on the next)
         first = (str(error).strip().splitlines() or [""])[0][:300]
-        cause, hint = f"{type(error).__name__}: {first}", "the log lines above say more"
-    room = _data_dir_full(settings, error)
+        cause = f"{type(error).__name__}: {first}" if first else type(error).__name__
+        hint = "the log lines above say more"
+    room = _data_dir_full(settings)
     if room is not None:
         hint = f"the data dir's filesystem is full ({room}): free space there, then start again"
     return NodeStartFailed(f"the node could not start: {cause}", hint=hint)
 
 
-def _data_dir_full(settings: Settings, error: BaseException) -> str | None:
-    """The data dir's room ("0 B free of 24.0 MiB on ...") if its filesystem is full, or
-    `error` says a write found no room; else None."""
+def _data_dir_full(settings: Settings) -> str | None:
+    """The data dir's room ("0 B free of 24.0 MiB on ...") if its filesystem is full (under
+    1 MiB), else None. The error is not asked: SQLite starting on a full disk fails with a
+    "disk I/O error", which says nothing of room, and an ENOSPC elsewhere (/tmp) is not
+    the data dir's."""
     space = disk_space(settings.data_dir)
-    if space is None or not (space.full or storage_full(error)):
+    if space is None or not space.full:
         return None
     return space.room()

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from donjon.audit.errors import RecordPending
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
 from donjon.errors import Error
@@ -226,6 +227,8 @@ class Responder:
                 await self._revoke(finding, alert_seq)
             else:
                 await self._quarantine(finding, alert_seq)
+        except RecordPending:  # made: its record waits in the audit outbox, not a failure
+            log.warning("the %s response to alert %d: its record is pending", action, alert_seq)
         except Exception as e:  # a response's failure must not stop the monitor
             log.exception("the %s response to alert %d failed", action, alert_seq)
             try:
