@@ -52,6 +52,9 @@ class Denials:
 
 
 class Audit:
+    def require_writer(self) -> None:  # a writer runs: the call is not refused
+        return None
+
     async def record(self, *_args: Any) -> None:
         return None
 
@@ -96,6 +99,15 @@ async def _call(node: Any) -> Any:
     return await invoke._run(node, _deployed(), PRINCIPAL, b"{}", "r1", "invoke", _never_rendered)
 
 
+async def _running(call: asyncio.Task[Any], pool: Pool) -> None:
+    """Until `call` reached the pool; if it ends first, its error: never a wait forever."""
+    started = asyncio.create_task(pool.started.wait())
+    await asyncio.wait([call, started], return_when=asyncio.FIRST_COMPLETED)
+    if not started.done():
+        started.cancel()
+        raise AssertionError(f"the call ended before it ran: {call.result()!r}")
+
+
 def test_a_cancelled_call_gives_its_slots_back(tmp_path: Path) -> None:
     """A call cancelled while its sandbox runs (a client gone, the node stopping) leaves
     neither its principal's slot nor the node's held."""
@@ -104,7 +116,7 @@ def test_a_cancelled_call_gives_its_slots_back(tmp_path: Path) -> None:
         pool = Pool()
         node = _node(tmp_path, pool)
         task = asyncio.create_task(_call(node))
-        await pool.started.wait()
+        await _running(task, pool)
         during = await _held(node)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -136,7 +148,7 @@ def test_a_full_cap_refuses_after_the_bounded_wait_and_is_audited(tmp_path: Path
         pool = Pool()
         node = _node(tmp_path, pool, max_concurrency=1)
         running = asyncio.create_task(_call(node))
-        await pool.started.wait()
+        await _running(running, pool)
         other = Principal(id="fedcba9876543210", name="o", role="invoker")
         with pytest.raises(ConcurrencyFull) as refused:
             await hold_slots(node, _deployed(), other, "r2", "invoke")
