@@ -137,15 +137,20 @@ def test_the_probes_are_answered_at_the_in_flight_bound(tmp_path: Path) -> None:
     a balancer's questions, not load, and say the node is alive and ready."""
     node = start_node(tmp_path / "node", {"DONJON_MAX_IN_FLIGHT": "2"})
     holders: list[threading.Thread] = []
+    stop = threading.Event()
     try:
         manifest = "isolation: warm\ntimeout_s: 30\nlimits: {concurrency: 2}\n"
-        assert deploy(node, bundle(tmp_path / "src", "sleeper", SLEEPER, manifest)).status_code
+        sleeper = bundle(tmp_path / "src", "sleeper", SLEEPER, manifest)
+        assert deploy(node, sleeper).status_code == 201
+
+        def hold() -> None:
+            """One call in flight: sent again while the bound sheds it (the test's own
+            requests count too), until it is taken and sleeps."""
+            with contextlib.suppress(httpx.HTTPError):
+                while not stop.is_set() and node.invoke("sleeper", {}).status_code == 503:
+                    time.sleep(0.05)
+
         for _ in range(2):
-
-            def hold() -> None:
-                with contextlib.suppress(httpx.HTTPError):
-                    node.invoke("sleeper", {})
-
             holders.append(threading.Thread(target=hold, daemon=True))
             holders[-1].start()
 
@@ -158,6 +163,7 @@ def test_the_probes_are_answered_at_the_in_flight_bound(tmp_path: Path) -> None:
         assert probe(node, "/readyz").status_code == 200
         assert at_capacity()
     finally:
+        stop.set()
         node.stop()
         for holder in holders:
             holder.join(30)
