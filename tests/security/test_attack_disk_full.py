@@ -16,7 +16,6 @@ Mounting needs root (CAP_SYS_ADMIN): where it is refused, the attacks skip and s
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import subprocess
 import threading
@@ -36,6 +35,7 @@ from crash_support import (
     records,
     verify_intact,
 )
+from disk_support import fill_with
 from harness import LiveNode, run_cli, start_node
 
 pytestmark = pytest.mark.slow  # nodes of their own, on filesystems of their own
@@ -70,15 +70,7 @@ class Disk:
 
     def fill(self) -> None:
         """Write the filler until the filesystem has no block left (ENOSPC)."""
-        with open(self.filler, "ab", buffering=0) as f:
-            for chunk in (1 << 20, 4096, 512):
-                while True:
-                    try:
-                        f.write(b"\0" * chunk)
-                    except OSError as e:
-                        if e.errno != errno.ENOSPC:
-                            raise
-                        break
+        fill_with(self.filler)
 
     def leave(self, room: int) -> None:
         """Give `room` bytes back to the filesystem (the filler, shortened)."""

@@ -13,18 +13,17 @@ was made at start). Mounting needs root: where it is refused, the tests skip and
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from disk_support import fill_with
 from donjon.audit import AuditEvent, AuditLog, verify_log
 from donjon.audit.errors import AuditStorageFull
 from donjon.secret import Secret
@@ -61,21 +60,6 @@ def small_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(server.directory, ignore_errors=True)
 
 
-def fill(directory: Path) -> Path:
-    """Write a file in `directory` until its filesystem has no block left (ENOSPC)."""
-    filler = directory / "filler"
-    with open(filler, "ab", buffering=0) as f:
-        for chunk in (1 << 20, 8192, 512):
-            while True:
-                try:
-                    f.write(b"\0" * chunk)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    break
-    return filler
-
-
 def _insert_rows(engine: Engine, rows: int) -> None:
     with engine.begin() as conn:
         for _ in range(rows):
@@ -92,7 +76,7 @@ def test_a_full_disk_is_told_from_other_failures_on_postgresql(
     try:
         with engine.begin() as conn:
             conn.execute(text("CREATE TABLE fill (b text)"))
-        filler = fill(small_postgres.directory)
+        filler = fill_with(small_postgres.directory / "filler")
         with pytest.raises(DBAPIError) as caught:
             _insert_rows(engine, 2000)  # about 4 MiB: pages past what the table has
         assert getattr(caught.value.orig, "sqlstate", None) == "53100", caught.value
@@ -124,7 +108,7 @@ def test_the_audit_writer_on_postgresql_says_the_storage_is_full_and_recovers(
         log.start(process=True)
         try:
             await log.record(event(0))
-            filler = fill(small_postgres.directory)
+            filler = fill_with(small_postgres.directory / "filler")
             refused = 0
             for i in range(1, 4000):  # until a record needs a page the disk cannot give
                 try:
