@@ -29,7 +29,6 @@ from donjon.gateway.node import Node
 from donjon.gateway.problems import status_for
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
-from donjon.ratelimit import RateLimitError
 from donjon.sandbox import SandboxUnavailable
 from donjon.triggers.envelope import Envelope, Submit, SubmitAll
 from donjon.triggers.queue import (
@@ -102,8 +101,17 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
         error_type=kind,
         error=message,
         ran=ran,
-        retry_after_s=error.retry_after_s if isinstance(error, RateLimitError) else None,
+        # Every refusal's own Retry-After, as a sync caller is told it (problems.py): a
+        # rate limit's or quota's, a full queue's, the audit writer's (30 s once its
+        # restarts were given up, where the retry policy's backoff would try again every
+        # second or so until the event's max_age_s).
+        retry_after_s=_retry_after(error),
     )
+
+
+def _retry_after(error: Error) -> float | None:
+    wait = getattr(error, "retry_after_s", None)
+    return float(wait) if isinstance(wait, int | float) else None
 
 
 async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
