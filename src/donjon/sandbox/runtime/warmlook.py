@@ -90,7 +90,9 @@ class WarmLook:
         """Take the call in flight, if any, from the page into `calls` (worker pid ->
         call id and deadline); ended calls leave it and `watches`."""
         call_id, deadline, begun = self.page.read()
-        if begun != self.seen_begun:
+        if begun != self.seen_begun or call_id:
+            # Calls come, or one runs: looked at until DOZE_AFTER_S after it, so the end
+            # of a call longer than that is seen at once, not at its deadline.
             self.seen_begun = begun
             self.active_until = now + DOZE_AFTER_S
         if worker.pid in timed_out:
@@ -119,6 +121,9 @@ class WarmLook:
             return  # a call began meanwhile: its threads are its own
         if self.noisy_begun != begun:
             self.noisy_begun = begun
+            # Looked at again before dozing: one look late past the active window
+            # (a loaded machine) would otherwise leave the thread to the idle looks.
+            self.active_until = max(self.active_until, now + 2 * QUIET_LOOK_S)
             return
         worker.kill()  # reaping it ends the channel; the gateway replaces the sandbox
 
