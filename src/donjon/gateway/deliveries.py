@@ -145,7 +145,7 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
             request_id,
             invocation.trigger,
             lambda result: function_json_response(result.body, request_id),
-            cloudevent=cloudevent(invocation),
+            fields={"cloudevent": cloudevent(invocation)},
         )
         return Outcome(True, request_id, result=bytes(response.body))
     except Error as e:

@@ -86,14 +86,15 @@ def _meta(
     secrets: dict[str, str],
     timeout_s: float,
     max_result: int = MAX_RESULT,
-    cloudevent: dict[str, str] | None = None,
+    fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
 ) -> bytes:
     """The call's context, sent over the control channel (never env, argv or files):
     `secrets` holds the values of exactly the secrets the manifest grants, `max_result`
     is the largest result the runtime may return (DONJON_MAX_RESPONSE_BYTES; sent only
-    when lower than the runtime's own cap, which it is by default), `cloudevent` the
-    CloudEvents 1.0 attributes of an async delivery (gateway/deliveries.py).
+    when lower than the runtime's own cap, which it is by default), `fields` the call's
+    further context: an async delivery's CloudEvents 1.0 attributes (`cloudevent`:
+    gateway/deliveries.py), a Lambda caller's `client_context` (lambda_api.py).
 
     The same JSON `json.dumps` writes for that dict, put together from its parts (its
     encoder's set-up cost more than the encoding of seven fields); a keyed call's `plan`
@@ -104,8 +105,9 @@ def _meta(
         function = function_meta(deployed)
         label = _json_string(principal.label) if principal else "null"
     cap = f', "max_result": {int(max_result)}' if max_result < MAX_RESULT else ""
-    if cloudevent is not None:
-        cap += f', "cloudevent": {json.dumps(cloudevent)}'
+    if fields:
+        for name, value in fields.items():
+            cap += f", {_json_string(name)}: {json.dumps(value)}"
     return (
         f'{{"request_id": {_json_string(request_id)}{function}'
         f', "deadline": {float(time.time() + timeout_s)!r}, "principal": {label}'
@@ -125,7 +127,7 @@ async def _run(
     chain: Chain | None = None,
     on_log: Callable[[str], None] | None = None,
     client: str | None = None,
-    cloudevent: dict[str, str] | None = None,
+    fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
@@ -152,7 +154,7 @@ async def _run(
             chain,
             on_log,
             client,
-            cloudevent,
+            fields,
             plan,
         )
     finally:
@@ -173,7 +175,7 @@ async def _call(
     chain: Chain | None = None,
     on_log: Callable[[str], None] | None = None,
     client: str | None = None,
-    cloudevent: dict[str, str] | None = None,
+    fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
@@ -212,7 +214,7 @@ async def _call(
                     granted,
                     timeout_s,
                     max_result,
-                    cloudevent,
+                    fields,
                     plan,
                 ),
                 event,

@@ -4,7 +4,8 @@ So boto3's lambda client and the AWS CLI invoke Donjon functions unchanged
 (docs/lambda.md). In this order: the SigV4 header, date and scope -> the body,
 bounded -> the signature, against the key's SigV4 secret (identity/sigv4.py) ->
 `function:invoke` on the function (the policy and audit of every invoke) -> the
-function and qualifier -> `X-Amz-Invocation-Type` (DryRun answers here) -> rate
+function and qualifier -> `X-Amz-Invocation-Type` and `X-Amz-Client-Context` (DryRun
+answers here) -> rate
 limit -> input schema -> (Event: queued durably, 202; gateway/async_invoke.py) -> the
 call (invoke.py's `_run`: sandbox, redaction, a durable audit record) -> the answer as
 Lambda gives it.
@@ -13,6 +14,7 @@ Lambda gives it.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import datetime as dt
 import json
@@ -21,6 +23,7 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
+from donjon import boundedjson
 from donjon.errors import Error
 from donjon.gateway.access import (
     authorize,
@@ -58,6 +61,10 @@ from donjon.vault import SIGV4_SECRET_PURPOSE
 __all__ = ["LAMBDA_INVOKE_PATH", "handle_lambda_invoke"]
 
 LAMBDA_INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+#: AWS's bound on `X-Amz-Client-Context` (its base64 text), and the members of the object
+#: its mobile SDKs send there (the Python runtime's `context.client_context`).
+MAX_CLIENT_CONTEXT = 3583
+CLIENT_CONTEXT_MEMBERS = ("client", "custom", "env")
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TYPES = ("None", "Tail")
 #: X-Amz-Log-Result carries the end of the call's log, as Lambda does.
@@ -215,6 +222,29 @@ def _function_error(error: SandboxError, request_id: str, version: str, reveal: 
     return response
 
 
+def client_context(header: str | None) -> dict[str, object] | None:
+    """The caller's `X-Amz-Client-Context` (base64 of a JSON object whose `client`,
+    `custom` and `env` are objects), for the handler's `context.client_context`: its three
+    members, None where absent. None without the header; anything else is a 400 before
+    anything is spent or run."""
+    if header is None:
+        return None
+    bad = "X-Amz-Client-Context must be a base64-encoded JSON object"
+    if len(header) > MAX_CLIENT_CONTEXT:
+        raise BadRequest(f"{bad} of at most {MAX_CLIENT_CONTEXT} bytes; it has {len(header)}")
+    try:
+        parsed = boundedjson.loads(base64.b64decode(header, validate=True), finite=True)
+    except (binascii.Error, ValueError, boundedjson.JSONTooDeep):
+        raise BadRequest(bad) from None
+    if not isinstance(parsed, dict):
+        raise BadRequest(bad)
+    members = {name: parsed.get(name) for name in CLIENT_CONTEXT_MEMBERS}
+    for name, value in members.items():
+        if value is not None and not isinstance(value, dict):
+            raise BadRequest(f"{bad}: its {name!r} must be an object")
+    return members
+
+
 async def handle_lambda_invoke(request: Request) -> Response:
     node: Node = request.app.state.node
     request_id = new_request_id()
@@ -235,6 +265,8 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 f"X-Amz-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)} and "
                 f"X-Amz-Log-Type one of {', '.join(LOG_TYPES)}"
             )
+        # Checked for every type; Lambda hands it to synchronous calls only.
+        context = client_context(request.headers.get("x-amz-client-context"))
         if invocation == "DryRun":  # the caller may invoke it, and it exists
             return Response(status_code=204, headers=_lambda_headers(request_id, version))
         check_event_size(
@@ -261,6 +293,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 "lambda",
                 lambda result: function_json_response(result.body, request_id),
                 on_log=logs.append,
+                fields=None if context is None else {"client_context": context},
             )
             response.headers.update(_lambda_headers(request_id, version))
         except (*FUNCTION_FAILURES, FunctionResultTooLarge) as e:  # Lambda: 200, Unhandled

@@ -112,6 +112,13 @@ _LAMBDA_HEADERS = (
         {"type": "string", "enum": ["None", "Tail"]},
         "Tail: the last 4 KB of the call's log in X-Amz-Log-Result (callers allowed function:logs)",
     ),
+    Param(
+        "X-Amz-Client-Context",
+        "header",
+        {"type": "string", "maxLength": 3583},
+        "base64 of a JSON object (client, custom, env): the handler's context.client_context "
+        "(RequestResponse calls only, as Lambda)",
+    ),
     Param("Qualifier", "query", {"type": "string"}, "a version"),
 )
 _LAMBDA_ERRORS = Raw(

@@ -83,6 +83,40 @@ class Secrets(Mapping[str, str]):
         return f"Secrets({sorted(self._values)!r})"  # names only, never values
 
 
+class MobileClient:
+    """`context.client_context.client`: the calling app, as AWS's mobile SDKs name it
+    (each attribute None where the caller sent none)."""
+
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+
+class ClientContext:
+    """`context.client_context`: what a Lambda API caller sent in `X-Amz-Client-Context`
+    (the gateway checked it is a JSON object whose members are objects): `client` (a
+    MobileClient, or None), `custom` and `env` (dicts, or None)."""
+
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        client = fields.get("client")
+        self.client = MobileClient(client) if isinstance(client, dict) else None
+        self.custom: dict[str, Any] | None = fields.get("custom")
+        self.env: dict[str, Any] | None = fields.get("env")
+
+    def __repr__(self) -> str:
+        return f"ClientContext(custom={self.custom!r}, env={self.env!r})"
+
+
 class Context:
     """What a handler may know about its invocation. Secrets: only those granted.
 
@@ -138,9 +172,11 @@ class Context:
             dict(attributes) if isinstance(attributes, dict) else None
         )
         self.event_id: str | None = self.cloudevent.get("id") if self.cloudevent else None
-        # Lambda's are for its mobile SDKs' callers; no Donjon caller sends them.
+        # Lambda's identity is its Cognito callers' (none here); a Lambda API caller's
+        # X-Amz-Client-Context arrives as `client_context` (gateway/lambda_api.py).
         self.identity: object | None = None
-        self.client_context: object | None = None
+        sent = meta.get("client_context")
+        self.client_context = ClientContext(sent) if isinstance(sent, dict) else None
 
     # -- AWS Lambda's names -----------------------------------------------------
 
