@@ -56,7 +56,8 @@ def id_range(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     first, sep, last = value.strip().partition("-")
-    lo, hi = (int(first), int(last)) if sep and first.isdigit() and last.isdigit() else (0, -1)
+    digits = sep and f"{first}{last}".isascii() and first.isdigit() and last.isdigit()
+    lo, hi = (int(first), int(last)) if digits else (0, -1)
     if lo < 1000 or hi - lo + 1 < 1024 or hi >= 2**32 - 1:
         raise ValueError(
             "must be a range like 100000-165535: first-last, both above 999, "

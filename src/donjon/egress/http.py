@@ -36,6 +36,8 @@ MAX_HEADERS = 100
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _METHOD = re.compile(r"[A-Z]{3,16}")
 _PORT = re.compile(r"[0-9]{1,5}")
+#: A Content-Length: ASCII digits only (str.isdigit also takes "²", which int() refuses).
+_LENGTH = re.compile(r"[0-9]{1,15}")
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -203,7 +205,7 @@ def _absolute(
     if values(headers, "transfer-encoding"):
         raise BadRequest("request bodies must have a Content-Length", 411)
     lengths = values(headers, "content-length")
-    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()) or len("".join(lengths)) > 15:
+    if len(lengths) > 1 or (lengths and not _LENGTH.fullmatch(lengths[0])):
         raise BadRequest("malformed Content-Length")
     path = parts.path or "/"
     if parts.query:
@@ -265,7 +267,7 @@ def response_length(request: ProxyRequest, head: bytes) -> int | None:
     lengths = {v.strip() for v in values(headers, "content-length")}
     if len(lengths) == 1:
         (length,) = lengths
-        if length.isdigit() and len(length) <= 15:
+        if _LENGTH.fullmatch(length):
             return int(length)
     return None
 

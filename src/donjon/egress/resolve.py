@@ -151,7 +151,7 @@ def parse_dns_server(text: str) -> tuple[IPAddress, int]:
         address = ipaddress.ip_address(host)
     except ValueError:
         address = None
-    if address is None or not port.isdigit() or not 0 < int(port) < 65536:
+    if address is None or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ResolveError(
             f"DONJON_EGRESS_DNS {text!r} is not a DNS server address",
             hint="give an IP address and optional port, e.g. 10.0.0.2 or 127.0.0.1:5353",

@@ -83,7 +83,7 @@ def _resolve(root: Any, ref: str) -> Any:
         part = unquote(raw).replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
             raise ValueError(f"input_schema: $ref {ref[:80]!r} points at nothing")

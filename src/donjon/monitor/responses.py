@@ -163,7 +163,7 @@ class ResponsePolicy:
     def from_settings(cls, settings: MonitorSettings) -> ResponsePolicy:
         """The policy DONJON_MONITOR_RESPONSES and _THROTTLE(_S) describe; `ResponseConfigError`."""
         count, _, period = settings.throttle.partition("/")
-        if not count.isdigit() or int(count) < 1 or period not in _PERIODS:
+        if not (count.isascii() and count.isdigit()) or int(count) < 1 or period not in _PERIODS:
             raise ResponseConfigError(
                 f"DONJON_MONITOR_THROTTLE {settings.throttle[:40]!r} is not a rate",
                 hint="a rate reads like 10/minute (second, minute, hour or day)",
