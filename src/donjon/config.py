@@ -83,6 +83,13 @@ class EgressSettings:
     #: Seconds one connection may stay open (DONJON_EGRESS_MAX_CONNECTION_S); it never
     #: outlives its call either.
     max_connection_s: float = 60.0
+    #: Connections open through the proxy on this node at once, all functions together
+    #: (DONJON_EGRESS_NODE_CONNECTIONS); 0: an eighth of the open-file limit
+    #: (egress/budget.py).
+    max_connections_node: int = 0
+    #: Of those, at most this many of one function (DONJON_EGRESS_FUNCTION_CONNECTIONS);
+    #: 0: half of the node's.
+    max_connections_per_function: int = 0
 
 
 @dataclass(frozen=True)
@@ -445,6 +452,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_bytes_per_call=raw.EGRESS_MAX_BYTES,
             max_connections_per_call=raw.EGRESS_MAX_CONNECTIONS,
             max_connection_s=raw.EGRESS_MAX_CONNECTION_S,
+            max_connections_node=raw.EGRESS_NODE_CONNECTIONS,
+            max_connections_per_function=raw.EGRESS_FUNCTION_CONNECTIONS,
         ),
         monitor=MonitorSettings(
             modes=dict(raw.MONITOR_MODES),

@@ -224,6 +224,8 @@ class SettingsInput(BaseSettings):
     EGRESS_MAX_BYTES: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
     EGRESS_MAX_CONNECTIONS: Annotated[int, Field(ge=1)] = 32
     EGRESS_MAX_CONNECTION_S: Annotated[Seconds, Field(ge=0.1)] = 60.0
+    EGRESS_NODE_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
+    EGRESS_FUNCTION_CONNECTIONS: Annotated[int, Field(ge=0)] = 0
     #: The monitor (monitor/): detector modes, responses, learning, dedup, rules' thresholds.
     MONITOR_MODES: Annotated[
         tuple[tuple[str, str], ...], NoDecode, BeforeValidator(monitor_modes)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,8 +272,6 @@ def test_block_mode_ends_the_call_on_a_refused_attempt(proxy: ProxyRig) -> None:
 
 def test_ending_a_call_closes_its_tunnels(proxy: ProxyRig) -> None:
     """A tunnel open when its call ends is closed by the proxy."""
-    import socket
-
     sandbox = proxy.open([f"{API}:{proxy.http_port}"])
     token = proxy.begin(sandbox)
     port = proxy.relay(sandbox, token)
@@ -317,8 +317,6 @@ def test_a_long_runtime_dir_still_gets_its_socket(tmp_path: Path) -> None:
 
 def test_connections_that_name_no_call_are_bounded(proxy: ProxyRig) -> None:
     """Past MAX_PENDING silent connections on a sandbox's socket, more are refused at once."""
-    import socket
-
     from donjon.egress.proxy import MAX_PENDING
 
     sandbox = proxy.open([f"{API}:443"])
@@ -344,8 +342,6 @@ def test_connections_that_name_no_call_are_bounded(proxy: ProxyRig) -> None:
 
 def test_a_connection_ends_at_its_time_limit(tmp_path: Path) -> None:
     """An idle tunnel is closed at max_connection_s, and the refusal names its destination."""
-    import socket
-
     with rig(tmp_path, max_connection_s=3.0) as r:
         sandbox = r.open([f"{API}:{r.http_port}"])
         port = r.relay(sandbox, r.begin(sandbox))
@@ -373,3 +369,67 @@ def test_a_malformed_grant_opens_nothing(proxy: ProxyRig) -> None:
     with pytest.raises(EgressGrantError):
         proxy.open(["api.donjon.test"])
     assert list(proxy.proxy.runtime_dir.iterdir()) == []
+
+
+def _tunnel(port: int, target: str) -> tuple[socket.socket, bytes]:
+    """A CONNECT through the relay on `port`, left open: the socket and the proxy's answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return s, answer
+
+
+def test_open_connections_are_bounded_per_function_and_on_the_node(tmp_path: Path) -> None:
+    """One function's calls holding tunnels open take at most its share of the node's
+    egress connections, and all functions together at most the node's: past either, a
+    connection is refused (503) before it is read, audited, and the budget comes back as
+    connections close (helper-122's review: one function's held tunnels took every open
+    file of the node, and the node then failed everyone's calls with EMFILE)."""
+    with rig(tmp_path, max_connections_node=5, max_connections_per_function=3) as r:
+        target = f"{API}:{r.http_port}"
+        hog = r.run(r.proxy.open_sandbox("hog", 1, [target]))
+        victim = r.run(r.proxy.open_sandbox("victim", 1, [target]))
+        # Two calls of the hog: the per-call cap (32) is not what stops them.
+        hog_ports = [r.relay(hog, r.begin(hog, f"req-hog-{i}")) for i in range(2)]
+        victim_port = r.relay(victim, r.begin(victim, "req-victim"))
+        held: list[socket.socket] = []
+        try:
+            answers = []
+            for i in range(5):
+                s, answer = _tunnel(hog_ports[i % 2], target)
+                held.append(s)
+                answers.append(_status(answer))
+            assert answers == [200, 200, 200, 503, 503]
+            s, answer = _tunnel(hog_ports[0], target)
+            held.append(s)
+            assert b"function's egress connections" in answer
+            # The victim still has the node's other two.
+            for _ in range(2):
+                s, answer = _tunnel(victim_port, target)
+                held.append(s)
+                assert _status(answer) == 200
+            s, answer = _tunnel(victim_port, target)
+            held.append(s)
+            assert _status(answer) == 503 and b"node's egress connections (5)" in answer
+            assert r.proxy.budget.open == 5
+            # A closed tunnel gives its connection back.
+            held[-2].close()
+            deadline = time.monotonic() + 10
+            while r.call_soon(lambda: r.proxy.budget.open) > 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            s, answer = _tunnel(victim_port, target)
+            held.append(s)
+            assert _status(answer) == 200
+        finally:
+            for s in held:
+                s.close()
+        r.run(hog.close())
+        r.run(victim.close())
+        reasons = [rec["detail"]["reason"] for rec in r.records()]
+        assert any("function's egress connections" in reason for reason in reasons), reasons
+        assert any("node's egress connections (5)" in reason for reason in reasons), reasons

@@ -424,11 +424,17 @@ class RemoteWriter:
         """Write what is left, close our side, read answers until the writer closes its."""
         deadline = time.monotonic() + STOP_TIMEOUT_S
         shut = False
+        poller = select.poll()  # not select: the descriptor may be past its 1,024
         while time.monotonic() < deadline:
             if not self._out and not shut:
                 sock.shutdown(socket.SHUT_WR)
                 shut = True
-            readable, writable, _ = select.select([sock], [sock] if self._out else [], [], 1.0)
+            poller.register(sock, select.POLLIN | (select.POLLOUT if self._out else 0))
+            events = 0
+            for _, happened in poller.poll(1000):
+                events |= happened
+            writable = events & (select.POLLOUT | select.POLLERR)
+            readable = events & (select.POLLIN | select.POLLHUP | select.POLLERR)
             if writable:
                 try:
                     del self._out[: sock.send(self._out)]

@@ -81,9 +81,13 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
     reader = FrameReader()
     pipeline = Pipeline(sock, log, MAX_BATCH)
     closed = False
+    # poll, not select: the socket keeps the gateway's descriptor number, which may be
+    # past select's 1,024 in a gateway holding many connections (gateway/open_files.py).
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
     try:
         while not closed and not pipeline.gone:
-            ready, _, _ = select.select([sock], [], [], _PARENT_CHECK_S)
+            ready = poller.poll(_PARENT_CHECK_S * 1000)
             if os.getppid() != parent:
                 log_.warning("the node is gone: the audit writer stops")
                 return

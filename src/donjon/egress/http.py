@@ -55,6 +55,7 @@ _REASONS = {
     411: "Length Required",
     429: "Too Many Requests",
     502: "Bad Gateway",
+    503: "Service Unavailable",
     504: "Gateway Timeout",
 }
 

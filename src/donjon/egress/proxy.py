@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from donjon.audit.log import AuditLog
+from donjon.egress.budget import ConnectionBudget, budget_for
 from donjon.egress.calls import Call, CallTable
 from donjon.egress.grants import Allowlist, parse_grant_syntax
 from donjon.egress.http import MAX_HEAD_BYTES, status_response
@@ -64,10 +65,18 @@ class EgressProxyError(Error):
 class SandboxEgress:
     """The egress of one sandbox: its socket, its calls, and its function's grants."""
 
-    def __init__(self, socket_dir: Path, table: CallTable, ctx: SessionContext) -> None:
+    def __init__(
+        self,
+        socket_dir: Path,
+        table: CallTable,
+        ctx: SessionContext,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
         self.socket_dir = socket_dir
         self._table = table
         self._ctx = ctx
+        #: The node's open egress connections (egress/budget.py), shared by its sandboxes.
+        self._budget = budget or budget_for(ctx.settings)
         self._server: asyncio.Server | None = None
         self._pending: set[asyncio.Task[None]] = set()  # connections before their token
         self._unknown = Call(
@@ -131,6 +140,21 @@ class SandboxEgress:
         if task is None or self.closed:  # pragma: no cover - always run as a task
             writer.close()
             return
+        function = self._table.function
+        refused = self._budget.take(function)  # before anything is read: an open file
+        if refused is not None:
+            await self._refuse_unknown(writer, refused, 503)
+            writer.close()
+            return
+        try:
+            await self._named(task, reader, writer)
+        finally:
+            self._budget.give(function)
+
+    async def _named(
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Serve the connection for the call its token names (refused if none)."""
         if len(self._pending) >= MAX_PENDING:
             await self._refuse_unknown(writer, "too many connections waiting to name their call")
             writer.close()
@@ -170,13 +194,16 @@ class SandboxEgress:
         await self._refuse_unknown(writer, "unknown call token")
         return None
 
-    async def _refuse_unknown(self, writer: asyncio.StreamWriter, reason: str) -> None:
-        """Audit (aggregated per sandbox) and answer a connection that names no call."""
+    async def _refuse_unknown(
+        self, writer: asyncio.StreamWriter, reason: str, status: int = 403
+    ) -> None:
+        """Audit (aggregated per sandbox) and answer a connection refused before it named
+        its call."""
         table = self._table
         decision = Decision(table.function, table.version, "", "", "denied", reason)
         await self._ctx.records.note(self._unknown.id, decision)
         with contextlib.suppress(OSError):
-            writer.write(status_response(403, reason))
+            writer.write(status_response(status, reason))
 
     async def _serve(
         self, call: Call, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -248,6 +275,8 @@ class EgressProxy:
         self._audit = audit
         self._resolver = resolver
         self.records = EgressRecords(audit, window_s)
+        #: Every sandbox's connections together (egress/budget.py).
+        self.budget = budget_for(settings)
         self._window_s = window_s
         self._sandboxes: set[SandboxEgress] = set()
         self._task: asyncio.Task[None] | None = None
@@ -296,7 +325,7 @@ class EgressProxy:
         )
         directory = self.runtime_dir / secrets.token_hex(6)
         await asyncio.to_thread(_make_socket_dir, directory, owner_uid, owner_gid)
-        sandbox = SandboxEgress(directory, CallTable(function, version), ctx)
+        sandbox = SandboxEgress(directory, CallTable(function, version), ctx, self.budget)
         try:
             await sandbox.listen(owner_uid, owner_gid)
         except BaseException:

@@ -31,6 +31,7 @@ from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
+from donjon.gateway.open_files import raise_open_files
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -243,6 +244,8 @@ def serve(
 
     `announce` is called once the port is bound (a busy port raises `PortInUse` first).
     """
+    # Before anything is opened: the connection and egress bounds are shares of it.
+    raise_open_files()
     listener = bind_listener(host, port)
     if announce is not None:
         announce()
