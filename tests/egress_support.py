@@ -53,7 +53,7 @@ class TableResolver:
         self.table = table
         self.asked: list[str] = []
 
-    async def resolve(self, host: str) -> list[IPAddress]:
+    async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
         self.asked.append(host)
         if host not in self.table:
             raise ResolveError(f"{host}: no such name", hint="")

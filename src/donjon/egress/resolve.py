@@ -3,18 +3,32 @@
 The function never resolves a name that the proxy then trusts: the proxy asks its own
 resolver, checks every address it got (addresses.py), and dials one it checked, so a
 name whose answer changes between the check and the connection (DNS rebinding) cannot
-slip a loopback address through. Two resolvers: the system's (``getaddrinfo`` on the
-loop's executor) and a given DNS server (DONJON_EGRESS_DNS, ``host:port``), queried
+slip a loopback address through. Two resolvers: the system's (``getaddrinfo`` on
+threads of its own) and a given DNS server (DONJON_EGRESS_DNS, ``host:port``), queried
 for A and AAAA with dnspython, for nodes (and tests) whose egress names are served by
 a DNS server of their own.
+
+``getaddrinfo`` blocks its thread until the system's resolver answers or gives up (with
+glibc's defaults, 10 s and more per server), whoever stopped waiting for it. On the
+loop's own executor a function granted a wildcard whose names a server never answers
+held all four of libuv's threads with a handful of lookups, and every other function's
+names then failed to resolve, /etc/hosts' too, until glibc gave up (helper-122's
+review). So the system resolver runs lookups on `LOOKUP_THREADS` threads of its own and
+lets one function have at most `LOOKUPS_PER_FUNCTION` of them running, counted until
+each lookup's thread is done with it, not until its caller stops waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import ipaddress
+import queue
 import socket
-from typing import Protocol
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from donjon.egress.addresses import IPAddress, parse_ip_literal
 from donjon.errors import Error
@@ -32,6 +46,9 @@ __all__ = [
 MAX_ADDRESSES = 16
 #: Seconds one resolution may take, both record types together.
 RESOLVE_TIMEOUT_S = 5.0
+#: Threads the system resolver runs lookups on, and of them one function's at most.
+LOOKUP_THREADS = 32
+LOOKUPS_PER_FUNCTION = 4
 
 
 class ResolveError(Error):
@@ -43,8 +60,9 @@ class ResolveError(Error):
 class Resolver(Protocol):
     """Resolves a DNS name to its addresses (A and AAAA)."""
 
-    async def resolve(self, host: str) -> list[IPAddress]:
-        """The addresses of `host` (a name, never an IP literal); `ResolveError` if none."""
+    async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
+        """The addresses of `host` (a name, never an IP literal), asked for function
+        `caller`; `ResolveError` if none."""
         ...
 
 
@@ -64,16 +82,81 @@ def _unique(addresses: list[IPAddress], host: str) -> list[IPAddress]:
     return out[:MAX_ADDRESSES]
 
 
-class SystemResolver:
-    """The host's resolver (``getaddrinfo``, /etc/hosts and /etc/resolv.conf)."""
+class _LookupThreads:
+    """Daemon threads that run blocking lookups, started as needed up to `size`.
 
-    async def resolve(self, host: str) -> list[IPAddress]:
+    Not concurrent.futures' pool: its threads are joined when the interpreter exits,
+    and a lookup may block for glibc's whole timeout after its caller gave up, holding
+    the node's stop for that long."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]]]
+        self._jobs = queue.SimpleQueue()
+        self._threads = 0
+        self._unfinished = 0  # jobs queued or running
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            self._unfinished += 1
+            if self._unfinished > self._threads and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._run, name="egress-dns", daemon=True).start()
+        self._jobs.put((future, fn))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            future, fn = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = fn()
+                except BaseException as e:  # handed to the waiting caller, if any
+                    future.set_exception(e)
+                else:
+                    future.set_result(result)
+            with self._lock:
+                self._unfinished -= 1
+
+
+class SystemResolver:
+    """The host's resolver (``getaddrinfo``, /etc/hosts and /etc/resolv.conf), on threads
+    of its own, at most `per_function` lookups of one function running (see the module)."""
+
+    def __init__(
+        self, threads: int = LOOKUP_THREADS, per_function: int = LOOKUPS_PER_FUNCTION
+    ) -> None:
+        self._threads = _LookupThreads(threads)
+        self._per_function = per_function
+        self._running: dict[str, int] = {}
+
+    def running(self, caller: str) -> int:
+        """`caller`'s lookups whose threads are not done with them."""
+        return self._running.get(caller, 0)
+
+    async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
         name = _name(host)
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(name, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+        running = self.running(caller)
+        if running >= self._per_function:
+            raise ResolveError(
+                f"{host} was not looked up: {running} earlier lookups of this function are"
+                " still running"
             )
+        loop = asyncio.get_running_loop()
+        self._running[caller] = running + 1
+        lookup = self._threads.submit(
+            lambda: socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        )
+
+        def done(_: concurrent.futures.Future[Any]) -> None:  # in the lookup's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count
+                loop.call_soon_threadsafe(self._done, caller)
+
+        lookup.add_done_callback(done)
+        try:
+            infos = await asyncio.wait_for(asyncio.wrap_future(lookup), RESOLVE_TIMEOUT_S)
         except (OSError, UnicodeError, TimeoutError) as e:
             raise ResolveError(f"{host} did not resolve ({e or 'timed out'})") from None
         addresses: list[IPAddress] = []
@@ -82,6 +165,13 @@ class SystemResolver:
                 text = str(sockaddr[0]).split("%", 1)[0]
                 addresses.append(ipaddress.ip_address(text))
         return _unique(addresses, host)
+
+    def _done(self, caller: str) -> None:
+        left = self._running.get(caller, 0) - 1
+        if left > 0:
+            self._running[caller] = left
+        else:
+            self._running.pop(caller, None)
 
 
 class DnsServerResolver:
@@ -102,7 +192,7 @@ class DnsServerResolver:
         resolver.cache = None
         self._resolver = resolver
 
-    async def resolve(self, host: str) -> list[IPAddress]:
+    async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
         name = _name(host)
         answers = await asyncio.gather(
             self._query(name, "A"), self._query(name, "AAAA"), return_exceptions=True

@@ -112,7 +112,7 @@ async def _serve(
     request = progress.request = await _read_request(ctx, call, reader)
     if request is None:
         return
-    grant, addresses = await _check(ctx, request)
+    grant, addresses = await _check(ctx, request, call.function)
     up_reader, upstream, address = await _dial(addresses, request.port)
     progress.upstream = upstream
     allowed = ctx.decision(call, request.destination, "allowed", "granted", address, grant.text)
@@ -130,8 +130,11 @@ async def _serve(
     await relay(ctx, call, reader, writer, up_reader, upstream)
 
 
-async def _check(ctx: SessionContext, request: ProxyRequest) -> tuple[EgressGrant, list[IPAddress]]:
-    """The grant and the checked addresses for `request`, or Refused with the reason."""
+async def _check(
+    ctx: SessionContext, request: ProxyRequest, caller: str
+) -> tuple[EgressGrant, list[IPAddress]]:
+    """The grant and the checked addresses for `request` of function `caller`, or Refused
+    with the reason."""
     literal = parse_ip_literal(request.host)
     grant = ctx.allowlist.match(request.host, request.port)
     if literal is not None:
@@ -142,7 +145,7 @@ async def _check(ctx: SessionContext, request: ProxyRequest) -> tuple[EgressGran
         raise Refused("not granted (permissions.egress)")
     else:
         try:
-            addresses = await ctx.resolver.resolve(request.host)
+            addresses = await ctx.resolver.resolve(request.host, caller)
         except ResolveError as e:
             raise Refused(f"could not resolve: {e.message}", 502, "failed") from e
         if not addresses:
