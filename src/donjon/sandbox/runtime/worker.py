@@ -49,6 +49,13 @@ def vm_size() -> int:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _descriptor_bound() -> int:
+    """Above every descriptor this process may hold: its inherited open-file limits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    finite = [n for n in (soft, hard) if n != resource.RLIM_INFINITY]
+    return max([65536, *finite]) if finite else (1 << 31) - 1
+
+
 def _only_descriptors(handoff: sockets.Socket) -> sockets.Socket:
     """stdin/stdout/stderr to /dev/null, the hand-off socket at fd 3, nothing else open."""
     null = os.open("/dev/null", os.O_RDWR)
@@ -58,7 +65,10 @@ def _only_descriptors(handoff: sockets.Socket) -> sockets.Socket:
         os.close(null)
     if handoff.fileno() != HANDOFF_FD:
         os.dup2(handoff.fileno(), HANDOFF_FD)
-    os.closerange(HANDOFF_FD + 1, 65536)
+    # Every descriptor above, whatever its number (close_range(2)): the supervisor's
+    # control socket keeps the gateway's number for it, which passes 65,535 in a
+    # gateway whose open-file limit allows it (gateway/open_files.py).
+    os.closerange(HANDOFF_FD + 1, _descriptor_bound())
     handoff.detach()
     return sockets.Socket(fileno=HANDOFF_FD)
 
