@@ -147,3 +147,25 @@ def test_a_bad_dns_server_setting_is_an_error(text: str) -> None:
     with pytest.raises(ResolveError) as e:
         parse_dns_server(text)
     assert e.value.hint
+
+
+def test_a_lookup_whose_thread_cannot_start_counts_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No thread left to start one: the lookup is refused as a ResolveError (the proxy's
+    502, audited), and neither the function's count nor the pool's is left raised, so
+    lookups run again once threads can be started (helper-124's review)."""
+    import threading
+
+    resolver = SystemResolver(threads=1)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(ResolveError, match="can't start new thread"):
+            asyncio.run(resolver.resolve("localhost", "f"))
+    assert resolver.running("f") == 0
+    addresses = asyncio.run(resolver.resolve("localhost", "f"))
+    assert addresses and all(a.is_loopback for a in addresses)

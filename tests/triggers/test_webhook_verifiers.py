@@ -210,3 +210,18 @@ def test_stripe_signed_body_without_id() -> None:
     """A well-signed body that is not a Stripe event (no id) cannot be deduplicated: refused."""
     body = b'{"type": "x"}'
     assert _refused("stripe", stripe_headers("s", body), body, ["s"]) == "malformed"
+
+
+@pytest.mark.parametrize("timestamp", ["\xb2", "1\xb9", "\u0661\u0662"])
+def test_a_timestamp_of_digits_int_refuses_is_malformed(timestamp: str) -> None:
+    """Digits to str.isdigit that int() refuses (a superscript two; Arabic-Indic digits,
+    which int() would take as 12) are a malformed timestamp, refused like any (a 401),
+    not a ValueError and a 500 (helper-124's review)."""
+    secret = new_whsec()
+    headers = {**standard_headers(secret, BODY, "msg_x"), "webhook-timestamp": timestamp}
+    assert _refused("standard", headers, BODY, [secret]) == "malformed"
+    stripe = stripe_headers(secret, BODY)
+    stripe["stripe-signature"] = stripe["stripe-signature"].replace(
+        stripe["stripe-signature"].split(",")[0], f"t={timestamp}"
+    )
+    assert _refused("stripe", stripe, BODY, [secret]) == "malformed"

@@ -98,12 +98,15 @@ class _LookupThreads:
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """`fn`'s future; RuntimeError (nothing counted, nothing queued) when it needs a
+        thread and none could be started."""
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         with self._lock:
-            self._unfinished += 1
-            if self._unfinished > self._threads and self._threads < self._size:
+            if self._unfinished + 1 > self._threads and self._threads < self._size:
+                thread = threading.Thread(target=self._run, name="egress-dns", daemon=True)
+                thread.start()  # may raise (no thread left to the process): nothing changed
                 self._threads += 1
-                threading.Thread(target=self._run, name="egress-dns", daemon=True).start()
+            self._unfinished += 1
         self._jobs.put((future, fn))
         return future
 
@@ -145,10 +148,13 @@ class SystemResolver:
                 " still running"
             )
         loop = asyncio.get_running_loop()
+        try:
+            lookup = self._threads.submit(
+                lambda: socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            )
+        except RuntimeError as e:  # no thread could be started for it
+            raise ResolveError(f"{host} was not looked up: {e}") from None
         self._running[caller] = running + 1
-        lookup = self._threads.submit(
-            lambda: socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-        )
 
         def done(_: concurrent.futures.Future[Any]) -> None:  # in the lookup's thread
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count

@@ -226,7 +226,12 @@ async def read_body(request: Request, limit: int, *, check_declared: bool = True
     `check_declared`, the caller has already refused a Content-Length over `limit`)."""
     if check_declared:
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if (
+            declared is not None
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             raise PayloadTooLarge(
                 f"request body over {limit} bytes", hint=f"this route takes at most {limit} bytes"
             )

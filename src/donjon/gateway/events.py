@@ -62,7 +62,7 @@ def _too_large(deployed: Deployed, limit: int, size: int | None = None) -> Paylo
 def refuse_declared(request: Request, deployed: Deployed, limit: int) -> None:
     """`PayloadTooLarge` if the request's Content-Length says more than `limit`: nothing read."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(deployed, limit, int(declared))
 
 

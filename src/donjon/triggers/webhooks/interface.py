@@ -137,7 +137,7 @@ def check_token(value: str, name: str) -> str:
 
 def check_timestamp(raw: str, now: float) -> int:
     """A Unix time in seconds within TOLERANCE_S of `now`, or `BadDelivery`."""
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise BadDelivery("malformed", "the signed timestamp is not a Unix time in seconds")
     ts = int(raw)
     if abs(now - ts) > TOLERANCE_S:
