@@ -19,6 +19,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from async_support import wait_for
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.lambda_api import MAX_CLIENT_CONTEXT, client_context
 from harness import LiveNode
@@ -163,6 +164,10 @@ def test_an_event_invocation_checks_it_and_does_not_carry_it(
     header is still checked (a bad one is the same 400), and it is queued (202)."""
     r = lam.invoke(FunctionName=NAME, InvocationType="Event", ClientContext=_b64(SENT))
     assert r["StatusCode"] == 202
+    invocation_id = r["ResponseMetadata"]["HTTPHeaders"]["x-donjon-invocation-id"]
+    done = wait_for(node, invocation_id)
+    assert done["status"] == "succeeded", done
+    assert done["result"] == {"client_context": None}  # the delivery does not carry it
     assert _invoke_raw(node, invoker, "%%%", "Event").status_code == 400
 
 

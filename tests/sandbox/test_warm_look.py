@@ -6,7 +6,9 @@ caught at its end, not after its deadline."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -137,3 +139,28 @@ def test_a_call_begun_between_the_looks_keeps_its_threads() -> None:
     assert sup.worker.killed == 0
     sup.observe(0.5 + 2 * QUIET_LOOK_S)  # and again, with no call begun between
     assert sup.worker.killed == 1
+
+
+@pytest.mark.usefixtures("second_thread")
+def test_a_thread_seen_at_every_other_look_does_not_keep_the_supervisor_awake() -> None:
+    """Sightings that never come twice in a row extend the active window once per idle
+    period, not at each: the supervisor dozes (helper-124's review: it looked four times
+    a second forever)."""
+    quiet = subprocess.Popen(["sleep", "60"])  # noqa: S607 - one thread, by PATH
+    try:
+        sup = Supervisor()
+        worker = sup.worker
+        pids = itertools.cycle([[quiet.pid], [os.getpid()]])
+        worker.inner = lambda: next(pids)  # type: ignore[method-assign]  # alternate
+        sup.look.woken(0.0)
+        sup.page.begin(1)
+        sup.page.call_id = 0
+        now, nxt, looks = 0.1, sup.observe(0.1), 1
+        while nxt is not None and looks < 100:
+            now, looks = nxt, looks + 1
+            nxt = sup.observe(now)
+        assert nxt is None, f"still looking after {looks} looks ({now:.2f} s)"
+        assert sup.page.dozing and worker.killed == 0
+    finally:
+        quiet.kill()
+        quiet.wait()

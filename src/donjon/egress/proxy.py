@@ -143,11 +143,16 @@ class SandboxEgress:
         function = self._table.function
         refused = self._budget.take(function)  # before anything is read: an open file
         if refused is not None:
-            await self._refuse_unknown(writer, refused, 503)
-            writer.close()
+            try:
+                await self._refuse_unknown(writer, refused, 503)
+            finally:  # closed even if the refusal's audit failed
+                writer.close()
             return
         try:
             await self._named(task, reader, writer)
+        except BaseException:
+            writer.close()  # whatever ended it (an audit failure, a cancellation)
+            raise
         finally:
             self._budget.give(function)
 

@@ -66,6 +66,7 @@ class WarmLook:
         self.active_until = 0.0
         self.quiet_look_at = 0.0
         self.noisy_begun = -1
+        self.extended_begun = -1  # the calls begun when a sighting last kept us looking
 
     def woken(self, now: float) -> None:
         """The gateway says a call comes: look at the page often for a while."""
@@ -123,7 +124,11 @@ class WarmLook:
             self.noisy_begun = begun
             # Looked at again before dozing: one look late past the active window
             # (a loaded machine) would otherwise leave the thread to the idle looks.
-            self.active_until = max(self.active_until, now + 2 * QUIET_LOOK_S)
+            # Once per idle period: a thread seen at every other look must not keep
+            # the supervisor from dozing forever.
+            if self.extended_begun != begun:
+                self.extended_begun = begun
+                self.active_until = max(self.active_until, now + 2 * QUIET_LOOK_S)
             return
         worker.kill()  # reaping it ends the channel; the gateway replaces the sandbox
 
