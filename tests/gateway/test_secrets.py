@@ -172,3 +172,28 @@ def test_node_with_a_key_provider(tmp_path_factory: pytest.TempPathFactory) -> N
         assert kms_key.exists() and not (live.data_dir / "vault.key").exists()
     finally:
         live.stop()
+
+
+def test_a_secret_a_trigger_names_is_listed_with_it_and_not_removed(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A webhook's secret is the platform's (it verifies deliveries with it), not the
+    function's: it is listed as used by the function, and removing it is refused while the
+    function is deployed, as for a granted secret (helper-123's review: it was removed,
+    and every delivery after got 503)."""
+    assert _set(node, "hook-used", "whsec_" + "A" * 32) == 201
+    root = tmp_path / "hooked"
+    root.mkdir()
+    (root / "donjon.yaml").write_text(
+        "name: hooked\nhandler: main.handler\n"
+        "triggers:\n  - webhook: {path: /hooked, scheme: standard, secret: hook-used}\n"
+    )
+    (root / "main.py").write_text(HANDLER)
+    node.deploy(root)
+    with node.client() as c:
+        row = next(s for s in c.get("/v1/secrets").json() if s["name"] == "hook-used")
+        assert row["granted_to"] == ["hooked"]
+        r = c.delete("/v1/secrets/hook-used")
+        assert r.status_code == 409 and "hooked" in r.json()["detail"], r.text
+        assert c.delete("/v1/functions/hooked").status_code in (200, 204)
+        assert c.delete("/v1/secrets/hook-used").status_code == 204

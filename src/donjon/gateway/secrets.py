@@ -18,6 +18,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import RekeyResult, SecretSummary, SecretVersion
 from donjon.identity import Principal
+from donjon.manifest.exposure import trigger_secrets
 from donjon.secret import Secret
 from donjon.store import StoreConflict
 from donjon.vault.keyring import rekey
@@ -69,9 +70,13 @@ async def rotate_secret(
 
 
 def _grants(node: Node) -> dict[str, list[str]]:
+    """Secret -> the deployed functions that use it: granted to their code
+    (`permissions.secrets`) or named by their triggers (a webhook's, a storage event's,
+    a database event's: the platform reads those), each function once."""
     out: dict[str, list[str]] = {}
     for deployed in node.registry.all():
-        for secret in deployed.manifest.permissions.secrets:
+        manifest = deployed.manifest
+        for secret in sorted({*manifest.permissions.secrets, *trigger_secrets(manifest)}):
             out.setdefault(secret, []).append(deployed.name)
     return out
 
@@ -84,7 +89,7 @@ async def delete_secret(
     if users:
         raise StoreConflict(
             f"secret {name} is granted to {', '.join(sorted(users))}",
-            hint="deploy them without the grant (or remove them) first",
+            hint="deploy them without the grant or the trigger naming it (or remove them) first",
         )
     async with node.changes.change(_event(principal, "secret.rm", name, request_id)):
         await node.vault.remove(name)
