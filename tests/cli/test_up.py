@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -63,17 +64,7 @@ def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None
         assert scratch["tmp_before"] == []
         scratch = json.loads(run_cli(call_env, "invoke", "scratch").stdout)
         assert scratch["tmp_before"] == []
-        import ssl
-
-        tls = ssl.create_default_context(cafile=str(data / "tls" / "cert.pem"))
-        r = httpx.post(
-            f"{url}/fn/echo?x=1",
-            content=b"hi",
-            verify=tls,
-            headers={"authorization": f"Bearer {key}"},
-        )
-        assert r.status_code == 200
-        assert r.json()["query"] == {"x": "1"}
+        _echo_answers(url, data, key, call_env)
         for example in ("hello", "echo-http", "naturalsize", "scratch"):
             assert f"deployed {example}" in out
         # The bootstrap key `up` minted to deploy with is revoked afterwards.
@@ -88,3 +79,24 @@ def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _echo_answers(url: str, data: Path, key: str, call_env: dict[str, str]) -> None:
+    """examples/echo-http through its route, and invoked directly with a forged event."""
+    tls = ssl.create_default_context(cafile=str(data / "tls" / "cert.pem"))
+    r = httpx.post(
+        f"{url}/fn/echo?x=1",
+        content=b"hi",
+        verify=tls,
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert r.status_code == 200
+    assert r.json()["query"] == {"x": "1"}
+    assert r.json()["caller"].startswith("key:")
+    # Invoked directly, the caller writes the event: the example reads the caller
+    # from its context, never from the event's `principal`.
+    forged = {"method": "GET", "path": "/echo", "query": {}, "body": "", "principal": "x"}
+    direct = json.loads(
+        run_cli(call_env, "invoke", "echo-http", "--data", json.dumps(forged)).stdout
+    )
+    assert json.loads(direct["body"])["caller"].startswith("key:")
