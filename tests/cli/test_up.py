@@ -100,3 +100,82 @@ def _echo_answers(url: str, data: Path, key: str, call_env: dict[str, str]) -> N
         run_cli(call_env, "invoke", "echo-http", "--data", json.dumps(forged)).stdout
     )
     assert json.loads(direct["body"])["caller"].startswith("key:")
+
+
+def _up_until_serving(data: Path, examples: Path) -> tuple[subprocess.Popen[str], str, int]:
+    """`donjon up` started on `data` and read until it serves: the process, what it
+    printed, its port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "donjon.cli",
+            "up",
+            "--port",
+            str(port),
+            "--examples",
+            str(examples),
+        ],
+        env=donjon_env(data),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("serving;"):
+            break
+    return proc, "".join(lines), port
+
+
+def _stopped(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_up_audits_the_key_it_mints_and_reissues(tmp_path: Path) -> None:
+    """The developer key each `up` makes (the first) or reissues (the next ones) to deploy
+    with, before its node runs, is audited like any key change: its record waits in the
+    audit outbox with the change and the node appends it before it serves, ahead of the
+    deploys and the key's revocation (helper-123's review: no record at all)."""
+    data, examples = tmp_path / "data", tmp_path / "examples"
+    examples.mkdir()
+    admin = ""
+    for run in range(2):
+        proc, out, port = _up_until_serving(data, examples)
+        try:
+            assert "serving;" in out, out
+            if run == 0:
+                admin = next(
+                    ln.split("=", 1)[1].strip()
+                    for ln in out.splitlines()
+                    if "DONJON_API_KEY=" in ln
+                )
+            env = donjon_env(data, f"https://127.0.0.1:{port}", admin)
+            records = json.loads(
+                run_cli(env, "audit", "tail", "-n", "200", "--output", "json").stdout
+            )
+        finally:
+            _stopped(proc)
+        ups = [r for r in records if r["detail"].get("via") == "up"]
+        assert [r["action"] for r in ups] == ["key.create", "key.reissue"][: run + 1], ups
+        made = ups[-1]
+        assert made["detail"]["recovered"] is True and made["detail"]["name"] == "donjon-up"
+        revokes = [
+            r for r in records if r["action"] == "key.revoke" and r["target"] == made["target"]
+        ]
+        assert len(revokes) == run + 1 and revokes[-1]["seq"] > made["seq"], records

@@ -24,6 +24,7 @@ so a drain takes a row only when it is safe to say that no one else appends it:
 - a row whose owner is gone: a process of this boot and this pid namespace that
   no longer lives (store/outbox_owner.py), which is what a node restarted after a
   kill finds: its leftovers are appended at once, before it serves;
+- a row written with no node (owner `offline`: `donjon up`'s key), taken at once;
 - any other row only once it is older than the lease (DONJON_AUDIT_OUTBOX_LEASE_S):
   a live node appends a row's record when the change's block ends and tries for at
   most APPEND_RETRY_S, so a lease well above the longest change plus APPEND_RETRY_S
@@ -50,7 +51,7 @@ from typing import Protocol
 from donjon.audit.errors import AuditError, AuditStorageFull, RecordPending
 from donjon.audit.log import AuditEvent
 from donjon.store import storage_full
-from donjon.store.audit_outbox import PENDING, AuditOutbox, OutboxRow, Pending
+from donjon.store.audit_outbox import OFFLINE, PENDING, AuditOutbox, OutboxRow, Pending
 from donjon.store.outbox_owner import current, gone_here
 
 __all__ = ["APPEND_RETRY_S", "OUTBOX_DRAIN_S", "OUTBOX_LEASE_S", "AuditedChanges", "Recorder"]
@@ -216,7 +217,7 @@ class AuditedChanges:
                 or (row.claimed_at is not None and row.claimed_at < stale)
                 or gone_here(row.claimed_by)
             )
-        return row.owner == self.owner or row.created_at < stale or gone_here(row.owner)
+        return row.owner in (self.owner, OFFLINE) or row.created_at < stale or gone_here(row.owner)
 
     async def drain(self) -> int:
         """Append the records of the rows this process may take, marked `recovered`, and

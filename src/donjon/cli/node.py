@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shlex
 import signal
 import ssl
@@ -217,9 +218,13 @@ def _bootstrap_key(settings: Settings) -> tuple[str, str]:
 
     Each `up` reissues the same key id (a fresh secret; the last `up` revoked
     it), so the examples stay owned by one principal and `up` may redeploy them.
+    Audited like every key change: no node runs yet, so its record is committed with
+    the change in the audit outbox (store/audit_outbox.py, owner `offline`), and the
+    node `up` starts appends it before it serves.
     """
     from donjon.identity import Role, hash_key, new_api_key, new_secret
     from donjon.store import KeyStore, connect, create_schema
+    from donjon.store.audit_outbox import OFFLINE, PENDING, Pending
     from donjon.vault import KEY_HASH_PURPOSE, MasterKey
 
     master = MasterKey.load(settings.master_key_path)
@@ -228,16 +233,34 @@ def _bootstrap_key(settings: Settings) -> tuple[str, str]:
         create_schema(engine)  # a data dir from an older version gains its new columns
         store = KeyStore(engine)
         earlier = [k for k in store.all() if k.name == "donjon-up" and k.role == Role.DEVELOPER]
-        if earlier:
-            key_id = earlier[-1].id
-            secret = new_secret(key_id)
-            store.reissue(key_id, hash_key(master.derive(KEY_HASH_PURPOSE), secret))
-            return key_id, secret
-        key = new_api_key(master.derive(KEY_HASH_PURPOSE), "donjon-up", Role.DEVELOPER)
-        store.add(key.record)
+        key_id = earlier[-1].id if earlier else ""
+        key = (
+            None
+            if earlier
+            else new_api_key(master.derive(KEY_HASH_PURPOSE), "donjon-up", Role.DEVELOPER)
+        )
+        if key is not None:
+            key_id = key.record.id
+        event = {
+            "actor": "system",
+            "action": "key.reissue" if key is None else "key.create",
+            "target": f"key:{key_id}",
+            "outcome": "ok",
+            "detail": {"name": "donjon-up", "role": Role.DEVELOPER, "via": "up"},
+        }
+        token = PENDING.set(Pending(secrets.token_hex(16), event, owner=OFFLINE))
+        try:
+            if key is None:
+                secret = new_secret(key_id)
+                store.reissue(key_id, hash_key(master.derive(KEY_HASH_PURPOSE), secret))
+            else:
+                store.add(key.record)
+                secret = key.secret
+        finally:
+            PENDING.reset(token)
     finally:
         engine.dispose()
-    return key.record.id, key.secret
+    return key_id, secret
 
 
 def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: float) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from donjon.store.database import Engine
 from donjon.store.tables import audit_outbox
 
-__all__ = ["PENDING", "AuditOutbox", "OutboxRow", "Pending", "enlist", "note"]
+__all__ = ["OFFLINE", "PENDING", "AuditOutbox", "OutboxRow", "Pending", "enlist", "note"]
 
 
 @dataclass
@@ -51,6 +51,11 @@ class Pending:
 
 
 PENDING: ContextVar[Pending | None] = ContextVar("donjon_audit_pending", default=None)
+
+#: The owner of a row written by a command working on the data dir with no node of its
+#: own (`donjon up`'s key, made before its node starts): it never appends the record
+#: itself, so the next drain of any node takes the row at once (audit/changes.py).
+OFFLINE = "offline"
 
 
 def enlist(conn: Connection, **facts: Any) -> None:

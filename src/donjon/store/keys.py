@@ -136,6 +136,7 @@ class KeyStore:
                     previous_until=None,
                 )
             )
+            enlist(conn)
 
     def roles_in_use(self) -> dict[str, list[str]]:
         """Live key ids by role name."""
