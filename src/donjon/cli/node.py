@@ -386,12 +386,24 @@ def _stop_server(proc: subprocess.Popen[bytes], grace_s: float) -> None:
 
 
 def _revoke_quietly(settings: Settings, key_id: str) -> None:
+    """Revoke `up`'s key when its node never served (stopped first): recorded through the
+    audit outbox, as it was made (`_bootstrap_key`)."""
     from donjon.store import KeyStore, connect
+    from donjon.store.audit_outbox import OFFLINE, PENDING, Pending
 
+    event = {
+        "actor": "system",
+        "action": "key.revoke",
+        "target": f"key:{key_id}",
+        "outcome": "ok",
+        "detail": {"name": "donjon-up", "via": "up"},
+    }
     engine = connect(settings.database_url)
+    token = PENDING.set(Pending(secrets.token_hex(16), event, owner=OFFLINE))
     try:
         KeyStore(engine).revoke(key_id)
     finally:
+        PENDING.reset(token)
         engine.dispose()
 
 
