@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from harness import donjon_env, run_cli
+from harness import donjon_env, free_port, run_cli
 
 
 def test_init_creates_private_state(data_dir: Path) -> None:
@@ -75,6 +75,15 @@ def test_commands_without_init_explain(data_dir: Path) -> None:
     assert done.returncode == 1
     assert "donjon init" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_without_init_never_says_it_serves(data_dir: Path) -> None:
+    """`serve` on a data dir not initialised says why and exits 1, without saying first
+    that it serves (helper-123's review: "donjon serving on ..." came before the error)."""
+    done = run_cli(donjon_env(data_dir), "serve", "--port", str(free_port()), check=False)
+    assert done.returncode == 1
+    assert "donjon init" in done.stderr or "not initialised" in done.stderr, done.stderr
+    assert "serving on" not in done.stderr + done.stdout
 
 
 def test_serve_refuses_without_bubblewrap(data_dir: Path, tmp_path: Path) -> None:

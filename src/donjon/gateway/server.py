@@ -242,13 +242,12 @@ def serve(
 ) -> int | None:
     """Serve until SIGTERM or SIGINT; return the signal that stopped it (None: it ended).
 
-    `announce` is called once the port is bound (a busy port raises `PortInUse` first).
+    `announce` is called once the port is bound and the node opened (a busy port raises
+    `PortInUse` first, a data dir not initialised its error).
     """
     # Before anything is opened: the connection and egress bounds are shares of it.
     raise_open_files()
     listener = bind_listener(host, port)
-    if announce is not None:
-        announce()
     node = None
     try:
         node = open_node(settings)
@@ -256,6 +255,10 @@ def serve(
         # Refuse to serve without a working sandbox (a real probe), or with fewer controls
         # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
         node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
+        # Said once the port is bound and the data dir opened: a busy port, a data dir
+        # not initialised, or a missing control is refused before "serving" is said.
+        if announce is not None:
+            announce()
     except BaseException as e:
         if node is not None:
             node.close_spawned()
