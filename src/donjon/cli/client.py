@@ -132,8 +132,11 @@ def _problem(response: httpx.Response) -> ApiError:
     if body.get("report"):
         detail += "\n\n" + str(body["report"]).rstrip()
     rid = body.get("request_id")
+    # The request id once: some details name it already ("the function failed (request
+    # ...)", "see `donjon logs` for request ...").
+    named = isinstance(rid, str) and rid in detail
     return ApiError(
-        f"{response.status_code} {detail}" + (f" (request {rid})" if rid else ""),
+        f"{response.status_code} {detail}" + (f" (request {rid})" if rid and not named else ""),
         http_status=response.status_code,
         request_id=rid if isinstance(rid, str) else "",
     )
