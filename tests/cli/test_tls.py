@@ -70,6 +70,7 @@ def test_tls_renew_is_served_without_a_restart(own_node: LiveNode) -> None:
         ).stdout
     )
     assert "node.internal" in out["hostnames"]
+    assert len(out["hostnames"]) == len(set(out["hostnames"])), out  # each name once
     cert = x509.load_pem_x509_certificate(Path(own_node.cert).read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "node.internal" in san.get_values_for_type(x509.DNSName)

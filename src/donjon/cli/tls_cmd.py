@@ -57,19 +57,21 @@ def renew(hostnames: tuple[str, ...], days: int, output: OutputFormat) -> None:
         )
     names = tuple(_hostname(h) for h in hostnames)
     info = renew_self_signed(settings.tls_cert_path, settings.tls_key_path, names, days)
+    # The certificate's own names (localhost among them) after the loopback ones, once each.
+    every = list(dict.fromkeys(["localhost", "127.0.0.1", "::1", *info.hostnames]))
     if output is OutputFormat.JSON:
         echo_json(
             {
                 "cert": str(settings.tls_cert_path),
                 "not_after": info.not_after.isoformat(),
                 "sha256": info.sha256,
-                "hostnames": ["localhost", "127.0.0.1", "::1", *info.hostnames],
+                "hostnames": every,
             }
         )
         return
     click.echo(f"renewed {settings.tls_cert_path}")
     click.echo(f"  valid until  {info.not_after:%Y-%m-%d %H:%M} UTC")
     click.echo(f"  sha256       {info.sha256}")
-    click.echo(f"  names        {', '.join(['localhost', '127.0.0.1', '::1', *info.hostnames])}")
+    click.echo(f"  names        {', '.join(every)}")
     click.echo("a running donjon serve picks it up within seconds; clients that copied the old")
     click.echo("cert.pem (curl --cacert, DONJON_CA_BUNDLE elsewhere) need the new one")

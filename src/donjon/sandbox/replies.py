@@ -81,7 +81,7 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     kind = head.get("kind")
     error: SandboxError
     if kind == "memory":
-        error = FunctionMemoryExceeded("a MemoryError: the function asked for more memory than its limit")
+        error = FunctionMemoryExceeded("a MemoryError: it asked for more memory than its limit")
     elif kind == "too_large":  # the runtime refused it against the limit the call carried
         error = FunctionResultTooLarge.over(
             _bounded_int(head.get("limit")) or MAX_RESULT, _bounded_int(head.get("size"))
