@@ -79,6 +79,9 @@ def test_no_checkpoint_covering_the_record_is_a_clear_error(log: BuiltLog, prove
         conn.execute(text("DELETE FROM audit_checkpoints WHERE size = 13"))
     with pytest.raises(CheckpointNotFound, match="no checkpoint covers record 9"):
         prover.prove(9)
+    # A record that is not in the log is named so, not "not covered yet".
+    with pytest.raises(CheckpointNotFound, match="no record 99999: the log holds 13 records"):
+        prover.prove(99999)
     with pytest.raises(CheckpointNotFound, match="no checkpoint of size 7"):
         prover.prove(3, 7)
     with pytest.raises(CheckpointNotFound, match="does not cover record 6"):

@@ -116,6 +116,13 @@ class Prover:
         """The newest checkpoint, if it covers record `seq`."""
         newest = self.checkpoints(1)
         if not newest or newest[0].checkpoint.size < seq:
+            with self._engine.connect() as conn:
+                size = conn.execute(text("SELECT MAX(seq) FROM audit_log")).scalar() or 0
+            if seq > size:
+                raise CheckpointNotFound(
+                    f"no record {seq}: the log holds {size} records",
+                    hint="`donjon audit tail` shows the newest records and their seqs",
+                )
             raise CheckpointNotFound(
                 f"no checkpoint covers record {seq} yet",
                 hint="the next checkpoint is made within the checkpoint interval; try again then",

@@ -140,7 +140,7 @@ class CronExpression:
             ).get_next(dt.datetime)
         except CroniterBadDateError as e:
             raise CronError(
-                f"the schedule {self.text!r} can never fire (no such date, e.g. 30 February)"
+                f"the schedule {self.text!r} can never fire: no month it names has such a day"
             ) from e
         if not isinstance(found, dt.datetime):  # pragma: no cover - ret_type says datetime
             raise CronError(f"the schedule {self.text!r} gave no date")
