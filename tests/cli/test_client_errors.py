@@ -23,3 +23,6 @@ def test_the_request_id_is_named_once() -> None:
     assert str(named.message).count("abc123") == 1
     bare = _problem(_answer(404, {"detail": "no function named 'x'", "request_id": "abc123"}))
     assert bare.message == "404 no function named 'x' (request abc123)"
+    # A body from something else (a proxy) whose detail is not text is still worded.
+    odd = _problem(_answer(502, {"detail": 502, "request_id": "abc123"}))
+    assert odd.message == "502 502 (request abc123)"

@@ -33,3 +33,47 @@ def test_up_reissues_the_same_key_id(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert index.authenticate(second) is not None
     assert index.authenticate(first) is None
     assert [k.name for k in records].count("donjon-up") == 1
+
+
+@pytest.mark.slow
+def test_up_whose_node_never_comes_up_leaves_its_key_revoked_and_audited(tmp_path: Path) -> None:
+    """`up` mints its key, then its node refuses to start (no bubblewrap on PATH): the key
+    is revoked in the data dir, not left live, and the revocation waits in the audit outbox
+    for the next node, as the key's creation does (helper-125's review)."""
+    import json
+    import subprocess
+    import sys
+
+    from donjon.store.audit_outbox import OFFLINE, AuditOutbox
+    from harness import donjon_env, free_port
+
+    env = donjon_env(tmp_path / "data")
+    env["PATH"] = str(tmp_path / "empty")  # serve refuses to run functions unsandboxed
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "donjon.cli",
+            "up",
+            "--port",
+            str(free_port()),
+            "--examples",
+            str(tmp_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0 or "bubblewrap" in done.stderr + done.stdout
+    engine = connect(f"sqlite:///{tmp_path / 'data' / 'donjon.db'}")
+    try:
+        (key,) = [k for k in KeyStore(engine).all() if k.name == "donjon-up"]
+        rows = AuditOutbox(engine).waiting()
+    finally:
+        engine.dispose()
+    assert key.revoked_at is not None
+    waiting = [(r.owner, r.event["action"]) for r in rows]
+    assert waiting == [(OFFLINE, "key.create"), (OFFLINE, "key.revoke")], waiting
+    assert all(json.dumps(r.event["detail"]).count("donjon-up") for r in rows)

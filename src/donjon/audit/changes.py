@@ -87,8 +87,12 @@ def _event(pending: Pending) -> AuditEvent:
 
 
 def _recovered(row: OutboxRow) -> AuditEvent:
+    """The record of a row left behind, marked `recovered`; a row written with no node
+    (owner OFFLINE) was meant for a drain, so its record is as written."""
     e = row.event
-    detail = {**e.get("detail", {}), "recovered": True}
+    detail = dict(e.get("detail", {}))
+    if row.owner != OFFLINE:
+        detail["recovered"] = True
     return AuditEvent(e["actor"], e["action"], e["target"], e["outcome"], detail)
 
 
@@ -227,7 +231,7 @@ class AuditedChanges:
         if outbox is None:
             return 0
         async with self._drain_lock:
-            done = 0
+            done = offline = 0
             for row in await asyncio.to_thread(outbox.waiting):
                 if not self._takeable(row, time.time()):
                     continue
@@ -236,12 +240,17 @@ class AuditedChanges:
                 if row.id not in _APPENDED:  # (else appended, its deletion failed: no more)
                     await self._audit.record(_recovered(row))
                     _APPENDED.add(row.id)
-                    done += 1
+                    if row.owner == OFFLINE:
+                        offline += 1
+                    else:
+                        done += 1
                 await asyncio.to_thread(outbox.remove, row.id)
                 _APPENDED.discard(row.id)
         if done:
             log.warning("appended %d audit records left in the outbox", done)
-        return done
+        if offline:
+            log.info("appended %d audit records of changes made with no node running", offline)
+        return done + offline
 
     async def recover(self) -> int:
         """The drain at start, before anything is served: the rows a killed node process

@@ -124,8 +124,10 @@ def _problem(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
     except json.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):  # not a problem document: something else answered
         body = {"detail": response.text[:500]}
-    detail = body.get("detail") or body.get("title") or "request failed"
+    detail = str(body.get("detail") or body.get("title") or "request failed")
     problems = body.get("problems")
     if problems:
         detail += "\n  " + "\n  ".join(problems)

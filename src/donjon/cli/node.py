@@ -291,7 +291,6 @@ def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: fl
 def up(port: int, examples_dir: Path) -> None:
     """Init if needed, serve, deploy the examples and print how to call them."""
     from donjon.bootstrap import initialize
-    from donjon.cli.functions import deploy_dir
     from donjon.gateway.server import check_port_free
 
     settings = load_settings()
@@ -325,23 +324,10 @@ def up(port: int, examples_dir: Path) -> None:
             _revoke_quietly(settings, key_id)
         click.echo("donjon stopped", err=True)
         return
+    revoked: list[bool] = []  # set once the node revoked the key
     try:
         _wait_healthy(settings, proc, 30)
-        client = ApiClient(settings, api_key=secret)
-        try:
-            bundles = (
-                sorted(p for p in examples_dir.iterdir() if (p / "donjon.yaml").is_file())
-                if examples_dir.is_dir()
-                else []
-            )
-            for bundle in bundles:
-                result = deploy_dir(client, bundle)
-                echo_text(f"deployed {result['name']} v{result['version']}")
-        finally:
-            try:
-                client.request("DELETE", f"/v1/keys/{key_id}")
-            finally:
-                client.close()
+        bundles = _deploy_examples(settings, examples_dir, key_id, secret, revoked)
         _print_tour(url, settings, bundles, key_shown=bool(created.admin_key))
         click.echo("serving; Ctrl-C to stop")
         proc.wait()
@@ -349,7 +335,35 @@ def up(port: int, examples_dir: Path) -> None:
         pass
     finally:
         _stop_server(proc, settings.shutdown_grace_s)
+        if not revoked:  # the node never answered, or the revocation failed: offline
+            _revoke_quietly(settings, key_id)
     click.echo("donjon stopped", err=True)
+
+
+def _deploy_examples(
+    settings: Settings, examples_dir: Path, key_id: str, secret: str, revoked: list[bool]
+) -> list[Path]:
+    """Deploy every bundle in `examples_dir` with `up`'s key, then revoke the key through
+    the node (`revoked` gets True once it did); the bundles."""
+    from donjon.cli.functions import deploy_dir
+
+    client = ApiClient(settings, api_key=secret)
+    try:
+        bundles = (
+            sorted(p for p in examples_dir.iterdir() if (p / "donjon.yaml").is_file())
+            if examples_dir.is_dir()
+            else []
+        )
+        for bundle in bundles:
+            result = deploy_dir(client, bundle)
+            echo_text(f"deployed {result['name']} v{result['version']}")
+    finally:
+        try:
+            client.request("DELETE", f"/v1/keys/{key_id}")
+            revoked.append(True)
+        finally:
+            client.close()
+    return bundles
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -386,8 +400,9 @@ def _stop_server(proc: subprocess.Popen[bytes], grace_s: float) -> None:
 
 
 def _revoke_quietly(settings: Settings, key_id: str) -> None:
-    """Revoke `up`'s key when its node never served (stopped first): recorded through the
-    audit outbox, as it was made (`_bootstrap_key`)."""
+    """Revoke `up`'s key in the data dir, its node stopped or never started (Ctrl-C before
+    it, a node that did not come up, a revocation through the API that failed): recorded
+    through the audit outbox, as it was made (`_bootstrap_key`)."""
     from donjon.store import KeyStore, connect
     from donjon.store.audit_outbox import OFFLINE, PENDING, Pending
 

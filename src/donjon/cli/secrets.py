@@ -80,7 +80,8 @@ def secret_rotate(name: str, from_file: Path | None, output: OutputFormat) -> No
 @secret.command("ls")
 @output_option
 def secret_ls(output: OutputFormat) -> None:
-    """List secrets: names, versions, dates and the functions granted each."""
+    """List secrets: names, versions, dates and the functions using each (granted it, or
+    whose triggers name it)."""
     rows = ApiClient(load_settings()).json("GET", "/v1/secrets")
     emit(output, rows, lambda: _secret_table(rows))
 
@@ -106,7 +107,8 @@ def _secret_table(rows: list[dict[str, Any]]) -> None:
 @click.argument("name")
 @output_option
 def secret_rm(name: str, output: OutputFormat) -> None:
-    """Delete NAME and all its versions (refused while a deployed function is granted it)."""
+    """Delete NAME and all its versions (refused while a deployed function is granted it or
+    its triggers name it)."""
     check_name(name)
     ApiClient(load_settings()).request("DELETE", f"/v1/secrets/{name}")
     emit(output, {"removed": name}, lambda: echo_text(f"removed {name}"))

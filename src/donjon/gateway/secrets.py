@@ -88,7 +88,8 @@ async def delete_secret(
     users = _grants(node).get(name)
     if users:
         raise StoreConflict(
-            f"secret {name} is granted to {', '.join(sorted(users))}",
+            f"secret {name} is used by {', '.join(sorted(users))} (granted to their code, or"
+            " named by their triggers)",
             hint="deploy them without the grant or the trigger naming it (or remove them) first",
         )
     async with node.changes.change(_event(principal, "secret.rm", name, request_id)):

@@ -336,7 +336,11 @@ class SecretSummary(BaseModel):
     latest: int
     created_at: Epoch
     updated_at: Epoch
-    granted_to: list[str] = Field(description="deployed functions the secret is granted to")
+    granted_to: list[str] = Field(
+        description="deployed functions using the secret: granted to their code "
+        "(permissions.secrets) or named by their triggers (a webhook's, a storage or "
+        "database event's: the platform reads those, never the function)"
+    )
 
 
 class RekeyResult(BaseModel):
