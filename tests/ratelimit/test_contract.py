@@ -8,6 +8,7 @@ are merged. Nothing here asserts a duration: waits are for conditions, bounded.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +24,12 @@ from donjon.ratelimit import (
 )
 
 K = BucketKey(function="f")
-DAY = "2026-12-02"
+#: Today (UTC): a day's Redis keys expire two days after it ends (redis_quota.py), so a
+#: fixed date stopped being countable once that passed (these tests failed from
+#: 2026-12-05 00:00 UTC on).
+DAY = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+#: The day after, counted apart.
+NEXT_DAY = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%d")
 
 
 async def close(role: object) -> None:
@@ -217,7 +223,7 @@ def test_days_are_counted_apart(make_quotas: Callable[[], QuotaCounter]) -> None
         limit = QuotaLimit("key:k1", max_invocations=1)
         assert (await quotas.take([limit], DAY)).allowed
         assert not (await quotas.take([limit], DAY)).allowed
-        assert (await quotas.take([limit], "2026-12-03")).allowed
+        assert (await quotas.take([limit], NEXT_DAY)).allowed
         assert await quotas.usage(["key:nobody"], DAY) == {"key:nobody": (0, 0)}
 
     run(make_quotas, body)
