@@ -114,7 +114,7 @@ def serve(
         tls_key=tls_key,
         unsafe_http=unsafe_http,
         unsafe_fewer_controls=unsafe_fewer_controls,
-        # Once the port is bound and the node opened (gateway/server.py, `serve`).
+        # Once the node has started and listens (gateway/server.py, `serve`).
         announce=lambda: log.info("donjon serving on %s://%s:%d", scheme, host, port),
     )
     if stopped_by is not None:  # a log line like every other line `serve` writes

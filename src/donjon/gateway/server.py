@@ -94,6 +94,8 @@ class _GatewayServer(uvicorn.Server):
     #: Seconds calls in flight get once told to stop; then `end_calls` ends them.
     grace_s: float = 10.0
     end_calls: Callable[[], Awaitable[None]] | None = None
+    #: Said once the node has started and the server listens (`serve`'s `announce`).
+    announce: Callable[[], None] | None = None
 
     #: The certificate and key being served, re-read when they change on disk
     #: (`donjon tls renew`): checked every `_CERT_CHECK_TICKS` ticks of 0.1 s.
@@ -104,6 +106,8 @@ class _GatewayServer(uvicorn.Server):
         await super().startup(sockets=sockets)
         if self.started:  # the node and its app are up: full collections skip all that
             freeze_started_heap()
+            if self.announce is not None:
+                self.announce()
 
     async def on_tick(self, counter: int) -> bool:
         if self.cert_files is not None and counter % _CERT_CHECK_TICKS == 0:
@@ -242,8 +246,9 @@ def serve(
 ) -> int | None:
     """Serve until SIGTERM or SIGINT; return the signal that stopped it (None: it ended).
 
-    `announce` is called once the port is bound and the node opened (a busy port raises
-    `PortInUse` first, a data dir not initialised its error).
+    `announce` is called once the node has started and the server listens: a busy port,
+    a data dir not initialised, a missing control or a node whose start failed (its
+    database, audit writer, sandboxes, scanner) is refused before "serving" is said.
     """
     # Before anything is opened: the connection and egress bounds are shares of it.
     raise_open_files()
@@ -255,10 +260,6 @@ def serve(
         # Refuse to serve without a working sandbox (a real probe), or with fewer controls
         # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
         node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
-        # Said once the port is bound and the data dir opened: a busy port, a data dir
-        # not initialised, or a missing control is refused before "serving" is said.
-        if announce is not None:
-            announce()
     except BaseException as e:
         if node is not None:
             node.close_spawned()
@@ -267,7 +268,9 @@ def serve(
             raise start_failed(settings, e) from e
         raise
     try:
-        return _serve_node(settings, node, listener, host, port, tls_cert, tls_key, unsafe_http)
+        return _serve_node(
+            settings, node, listener, host, port, tls_cert, tls_key, unsafe_http, announce
+        )
     finally:
         # The node's start takes the helper; a serve that ends before it (uvicorn could not
         # load the certificate, a signal before the lifespan) must not leave it running,
@@ -285,6 +288,7 @@ def _serve_node(
     tls_cert: Path | None,
     tls_key: Path | None,
     unsafe_http: bool,
+    announce: Callable[[], None] | None = None,
 ) -> int | None:
     """`serve`'s part once the node is open and its controls checked."""
     limits = settings.connections
@@ -331,6 +335,7 @@ def _serve_node(
     )
     server = _GatewayServer(config)
     server.grace_s = settings.shutdown_grace_s
+    server.announce = announce
     if certfile is not None and keyfile is not None:
         server.cert_files = (Path(certfile), Path(keyfile))
         server._reload_certificate()  # the pair as loaded: later changes are renewals
