@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import ssl
 import subprocess
@@ -154,12 +155,15 @@ def test_up_audits_the_key_it_mints_and_reissues(tmp_path: Path) -> None:
     deploys and the key's revocation (helper-123's review: no record at all)."""
     data, examples = tmp_path / "data", tmp_path / "examples"
     examples.mkdir()
+    shutil.copytree(EXAMPLES / "hello", examples / "hello")
     admin = ""
     for run in range(2):
         proc, out, port = _up_until_serving(data, examples)
         try:
             assert "serving;" in out, out
             assert "left in the outbox" not in out, out  # no crash to recover from
+            # The second `up` finds hello as it was: said as `donjon deploy` says it.
+            assert ("deployed hello v1" if run == 0 else "unchanged hello v1") in out, out
             if run == 0:
                 admin = next(
                     ln.split("=", 1)[1].strip()

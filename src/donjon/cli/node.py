@@ -356,7 +356,8 @@ def _deploy_examples(
         )
         for bundle in bundles:
             result = deploy_dir(client, bundle)
-            echo_text(f"deployed {result['name']} v{result['version']}")
+            done = "unchanged" if result.get("unchanged") else "deployed"  # as `donjon deploy`
+            echo_text(f"{done} {result['name']} v{result['version']}")
     finally:
         try:
             client.request("DELETE", f"/v1/keys/{key_id}")
