@@ -21,38 +21,10 @@ from harness import EXAMPLES, donjon_env, free_port, run_cli
 def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None:
     """up prints the admin key once, deploys examples/ and each example answers."""
     data = tmp_path / "data"
-    port = free_port()
-    env = donjon_env(data)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "donjon.cli",
-            "up",
-            "--port",
-            str(port),
-            "--examples",
-            str(EXAMPLES),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
+    proc, out, port = _up_until_serving(data, EXAMPLES)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("serving;"):
-                break
-        out = "".join(lines)
         assert "serving;" in out, out
-        key = next(ln.split("=", 1)[1].strip() for ln in lines if "DONJON_API_KEY=" in ln)
+        key = _admin_key(out)
         url = f"https://127.0.0.1:{port}"
         call_env = donjon_env(data, url, key)
         hello = json.loads(run_cli(call_env, "invoke", "hello", "--data", '{"name": "up"}').stdout)
@@ -72,14 +44,7 @@ def test_up_initialises_serves_and_deploys_every_example(tmp_path: Path) -> None
         keys = json.loads(run_cli(call_env, "key", "ls", "--json").stdout)
         assert all(k["revoked_at"] for k in keys if k["name"] == "donjon-up")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _stopped(proc)
 
 
 def _echo_answers(url: str, data: Path, key: str, call_env: dict[str, str]) -> None:
@@ -136,6 +101,11 @@ def _up_until_serving(data: Path, examples: Path) -> tuple[subprocess.Popen[str]
     return proc, "".join(lines), port
 
 
+def _admin_key(out: str) -> str:
+    """The admin key `up` printed once, at its first run."""
+    return next(ln.split("=", 1)[1].strip() for ln in out.splitlines() if "DONJON_API_KEY=" in ln)
+
+
 def _stopped(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGINT)
     try:
@@ -165,11 +135,7 @@ def test_up_audits_the_key_it_mints_and_reissues(tmp_path: Path) -> None:
             # The second `up` finds hello as it was: said as `donjon deploy` says it.
             assert ("deployed hello v1" if run == 0 else "unchanged hello v1") in out, out
             if run == 0:
-                admin = next(
-                    ln.split("=", 1)[1].strip()
-                    for ln in out.splitlines()
-                    if "DONJON_API_KEY=" in ln
-                )
+                admin = _admin_key(out)
             env = donjon_env(data, f"https://127.0.0.1:{port}", admin)
             records = json.loads(
                 run_cli(env, "audit", "tail", "-n", "200", "--output", "json").stdout
