@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -39,16 +40,18 @@ class Page:
 
 
 class Worker:
-    """A worker whose process is this test's own, which runs a second thread."""
+    """A worker whose process is this test's own, which runs a second thread (or, with
+    `looks_at`, the processes it names look by look)."""
 
     pid = 4242
     busy = False
 
     def __init__(self) -> None:
         self.killed = 0
+        self.looks_at: Iterator[list[int]] | None = None
 
     def inner(self) -> list[int]:
-        return [os.getpid()]
+        return [os.getpid()] if self.looks_at is None else next(self.looks_at)
 
     def kill(self) -> None:
         self.killed += 1
@@ -83,7 +86,7 @@ class Supervisor:
         self.watches = Watches()
 
     def observe(self, now: float) -> float | None:
-        self.look.observe(now, self.worker, self.calls, set(), self.watches)  # type: ignore[arg-type]
+        self.look.observe(now, self.worker, self.calls, set(), self.watches)  # type: ignore[arg-type]  # stand-ins: what observe uses
         return self.look.next_look(now)
 
 
@@ -146,12 +149,11 @@ def test_a_thread_seen_at_every_other_look_does_not_keep_the_supervisor_awake() 
     """Sightings that never come twice in a row extend the active window once per idle
     period, not at each: the supervisor dozes (helper-124's review: it looked four times
     a second forever)."""
-    quiet = subprocess.Popen(["sleep", "60"])  # noqa: S607 - one thread, by PATH
+    quiet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # one thread
     try:
         sup = Supervisor()
         worker = sup.worker
-        pids = itertools.cycle([[quiet.pid], [os.getpid()]])
-        worker.inner = lambda: next(pids)  # type: ignore[method-assign]  # alternate
+        worker.looks_at = itertools.cycle([[quiet.pid], [os.getpid()]])  # by turns
         sup.look.woken(0.0)
         sup.page.begin(1)
         sup.page.call_id = 0

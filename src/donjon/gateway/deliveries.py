@@ -26,7 +26,7 @@ from donjon.gateway.events import validate_made
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
-from donjon.gateway.problems import status_for
+from donjon.gateway.problems import retry_after_of, status_for
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Principal
 from donjon.sandbox import SandboxUnavailable
@@ -105,13 +105,8 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
         # rate limit's or quota's, a full queue's, the audit writer's (30 s once its
         # restarts were given up, where the retry policy's backoff would try again every
         # second or so until the event's max_age_s).
-        retry_after_s=_retry_after(error),
+        retry_after_s=retry_after_of(error),
     )
-
-
-def _retry_after(error: Error) -> float | None:
-    wait = getattr(error, "retry_after_s", None)
-    return float(wait) if isinstance(wait, int | float) else None
 
 
 async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:

@@ -76,6 +76,7 @@ __all__ = [
     "problem",
     "problem_from_error",
     "quarantined",
+    "retry_after_of",
     "status_for",
     "storage_full_problem",
     "title_for",
@@ -257,6 +258,13 @@ def problem(
     )
 
 
+def retry_after_of(error: Error) -> float | None:
+    """The seconds a refusal asks its caller to wait before trying again (its
+    `retry_after_s`: a limit, a full queue, the audit writer, a full disk), else None."""
+    wait = getattr(error, "retry_after_s", None)
+    return float(wait) if isinstance(wait, int | float) else None
+
+
 def problem_from_error(
     error: Error, *, request_id: str = "", extra: dict[str, object] | None = None
 ) -> Response:
@@ -276,8 +284,8 @@ def problem_from_error(
         )
     detail = error.message if not error.hint else f"{error.message} ({error.hint})"
     response = problem(status, detail, request_id=request_id, title=error.title, extra=extra)
-    retry_after = getattr(error, "retry_after_s", None)  # busy: say when to come back
-    if isinstance(retry_after, int | float):
+    retry_after = retry_after_of(error)  # busy: say when to come back
+    if retry_after is not None:
         response.headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     headers = getattr(error, "headers", None)  # a limit's RateLimit fields (rate_buckets.py)
     if isinstance(headers, dict):
