@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -54,8 +55,41 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def main() -> None:
+def hold(node: Any, tmp: Path) -> dict[str, str]:
+    """Deploy `held` on `node` and leave two calls waiting (the slot, then the queue's
+    one place; the node needs `DONJON_MAX_QUEUED_PER_FUNCTION=1`), so that every further
+    call is shed from its head. The headers of a key that may invoke it."""
     from async_support import bundle
+
+    node.deploy(bundle(tmp / "src", "held", HELD, MANIFEST))
+    key = node.create_key("bench-held", "invoker", ["held"], UNTHROTTLED)["key"]
+
+    def call() -> None:
+        try:
+            with node.client(key) as c:
+                c.post("/v1/functions/held/invoke", json={}, timeout=150)
+        except Exception:  # ended with the node: only the hold matters
+            pass
+
+    for _ in range(2):
+        threading.Thread(target=call, daemon=True).start()
+        time.sleep(1.0)  # taken before the next is sent
+    return {"content-type": "application/json", "authorization": f"Bearer {key}"}
+
+
+def refusals(req: loadgen.Request, pid: int, connections: int, seconds: float) -> dict[str, Any]:
+    """One round of the closed loop against a target that refuses every call: the
+    answers, their rate and the CPU process `pid` used for them (every answer must be a
+    refusal)."""
+    before = cpu_s(pid)
+    out = loadgen.run(req, connections, seconds)
+    used = cpu_s(pid) - before
+    if out["errors"] != out["requests"]:
+        raise SystemExit(f"not every answer was a refusal: {out}")
+    return {"answers": out["requests"], "rps": out["rps"], "cpu_s": used}
+
+
+def main() -> None:
     from harness import start_node
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -67,38 +101,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="donjon-shedcost-") as tmp:
         os.chmod(tmp, 0o755)
         node = start_node(Path(tmp) / "node", env)
-        holders: list[threading.Thread] = []
         try:
-            node.deploy(bundle(Path(tmp) / "src", "held", HELD, MANIFEST))
-            key = node.create_key("bench", "invoker", ["held"], UNTHROTTLED)["key"]
-            headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-
-            def hold() -> None:
-                try:
-                    with node.client(key) as c:
-                        c.post("/v1/functions/held/invoke", json={}, timeout=150)
-                except Exception:  # ended with the node: only the hold matters
-                    pass
-
-            for _ in range(2):  # the slot, then the queue's one place
-                holders.append(threading.Thread(target=hold, daemon=True))
-                holders[-1].start()
-                time.sleep(1.0)  # taken before the next is sent
+            headers = hold(node, Path(tmp))
             url = f"{node.url}/v1/functions/held/invoke"
             req = loadgen.Request(url, b"{}", headers, node.cert)
             loadgen.run(req, args.connections, 1.0)  # warm up
             rounds = []
             for _ in range(max(1, args.rounds)):
-                before = cpu_s(node.proc.pid)
-                out = loadgen.run(req, args.connections, args.seconds)
-                used = cpu_s(node.proc.pid) - before
-                answers = out["requests"]
-                if out["errors"] != answers:
-                    raise SystemExit(f"not every answer was a refusal: {out}")
-                rounds.append({"answers": answers, "rps": out["rps"], "cpu_s": used})
+                rounds.append(refusals(req, node.proc.pid, args.connections, args.seconds))
+                r = rounds[-1]
                 sys.stderr.write(
-                    f"  {answers} refusals, {out['rps']:.0f}/s, gateway "
-                    f"{used / answers * 1e6:.1f} us each\n"
+                    f"  {r['answers']} refusals, {r['rps']:.0f}/s, gateway "
+                    f"{r['cpu_s'] / r['answers'] * 1e6:.1f} us each\n"
                 )
             per = [r["cpu_s"] / r["answers"] * 1e6 for r in rounds]
             print(

@@ -222,6 +222,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
+        self._answered: RequestResponseCycle | None = None  # `_finished_cycle`'s, made once
 
     # Connections
 
@@ -367,7 +368,14 @@ class GatewayProtocol(HttpToolsProtocol):
         return True
 
     def _finished_cycle(self) -> RequestResponseCycle:
-        """A cycle already answered: uvicorn's body callbacks drop what they get."""
+        """A cycle already answered: uvicorn's body callbacks drop what they get.
+
+        One per connection, made at its first early shed and the current cycle at each
+        one after: a finished cycle is only read (`response_complete`) and its event
+        set, by uvicorn and here, never written to again, and under an overload most
+        requests a connection carries are shed."""
+        if self._answered is not None:
+            return self._answered
         cycle = RequestResponseCycle(
             scope=self.scope,
             transport=self.transport,
@@ -382,6 +390,7 @@ class GatewayProtocol(HttpToolsProtocol):
             on_response=self.on_response_complete,
         )
         cycle.response_complete = True
+        self._answered = cycle
         return cycle
 
     def on_body(self, body: bytes) -> None:

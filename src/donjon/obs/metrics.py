@@ -18,7 +18,7 @@ outcome that is an error class name, a reason or kind from a fixed list).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +59,8 @@ _DURATION_BUCKETS = (
 )  # fmt: skip
 _APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+#: Labelled children kept for the hot refusal path (`Metrics.shed`); past it, looked up.
+_MAX_KEPT_CHILDREN = 4096
 
 
 def auth_failure_kind(action: str, reason: str) -> str | None:
@@ -116,6 +118,8 @@ class Metrics:
             ["function", "limit"],
             registry=r,
         )
+        #: `rate_limited`'s overload child per function (`shed`), at most _MAX_KEPT_CHILDREN.
+        self._shed_children: dict[str, Any] = {}
         self.audit_append = Histogram(
             "donjon_audit_append_seconds",
             "Time the audit writer spent writing and committing the transaction of one batch",
@@ -167,8 +171,18 @@ class Metrics:
         self.rate_limited.labels(function, "rate").inc()
 
     def shed(self, function: str) -> None:
-        """A call shed because its queue was full or it would wait too long (503)."""
-        self.rate_limited.labels(function, "overload").inc()
+        """A call shed because its queue was full or it would wait too long (503).
+
+        Under an overload this runs for most requests the node reads: the labelled
+        child is kept per function (a deployed one: the early shed sheds no other) so a
+        refusal does not pay prometheus_client's `labels` each time. Children are never
+        removed from this counter, so a kept one stays the one the scrape reads."""
+        child = self._shed_children.get(function)
+        if child is None:
+            child = self.rate_limited.labels(function, "overload")
+            if len(self._shed_children) < _MAX_KEPT_CHILDREN:
+                self._shed_children[function] = child
+        child.inc()
 
     def audit_committed(self, batch: CommittedBatch) -> None:
         """The audit log's listener (writer thread; prometheus_client is thread-safe)."""
