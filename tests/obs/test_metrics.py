@@ -79,6 +79,22 @@ def test_rate_and_concurrency_limits_count_apart() -> None:
     assert sample(m, "donjon_rate_limited_total", function="f", limit="concurrency") == 1
 
 
+def test_shed_calls_count_per_function_kept_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shed` keeps a labelled child per function for the hot path (up to a bound): every
+    call counts on the exposition, whether its function's child was kept or not."""
+    import donjon.obs.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "_MAX_KEPT_CHILDREN", 1)
+    m = Metrics()
+    for name in ("a", "b", "a", "b", "b", "a", "a"):
+        m.shed(name)
+    assert sample(m, "donjon_rate_limited_total", function="a", limit="overload") == 4
+    assert sample(m, "donjon_rate_limited_total", function="b", limit="overload") == 3
+    m.throttled("a")  # the same counter, another limit: apart
+    assert sample(m, "donjon_rate_limited_total", function="a", limit="overload") == 4
+    assert sample(m, "donjon_rate_limited_total", function="a", limit="rate") == 1
+
+
 @pytest.mark.parametrize(
     ("action", "reason", "kind"),
     [
