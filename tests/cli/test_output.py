@@ -46,3 +46,36 @@ def test_json_stays_the_same_json() -> None:
     shown = printable_json(text)
     assert json.loads(shown) == value
     assert not any(0x7F <= ord(c) <= 0x9F or c in "\r\u202e\u2028" for c in shown)
+
+
+def test_an_empty_table_says_so_when_told(capsys: pytest.CaptureFixture[str]) -> None:
+    """No rows: the `empty` line instead of a lone header; without one, the header; rows
+    print as a table either way."""
+    from donjon.cli.output import print_table
+
+    print_table(["NAME", "RATE"], [], empty="no throttles in force")
+    assert capsys.readouterr().out == "no throttles in force\n"
+    print_table(["NAME", "RATE"], [])
+    assert capsys.readouterr().out.split() == ["NAME", "RATE"]
+    print_table(["NAME", "RATE"], [["a", "1/s"]], empty="no throttles in force")
+    assert capsys.readouterr().out.split() == ["NAME", "RATE", "a", "1/s"]
+
+
+def test_empty_throttle_and_quarantine_lists_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`throttle ls` and `function quarantined` with nothing in force say so in words,
+    and print an empty JSON list with --output json."""
+    from click.testing import CliRunner
+
+    from donjon.cli import cli, responses
+
+    monkeypatch.setattr(responses, "_responses", lambda: {"throttles": [], "quarantined": []})
+    runner = CliRunner()
+    for args, line in (
+        (["throttle", "ls"], "no throttles in force"),
+        (["function", "quarantined"], "no function is quarantined"),
+    ):
+        done = runner.invoke(cli, args)
+        assert done.exit_code == 0, done.output
+        assert done.output == line + "\n"
+        done = runner.invoke(cli, [*args, "--output", "json"])
+        assert json.loads(done.output) == []

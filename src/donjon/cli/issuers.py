@@ -104,6 +104,7 @@ def _issuer_table(issuers: list[dict[str, Any]]) -> None:
             ]
             for i in issuers
         ],
+        empty="no trusted issuers",
     )
 
 

@@ -99,13 +99,17 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def print_table(columns: list[str], rows: list[list[str]]) -> None:
+def print_table(columns: list[str], rows: list[list[str]], empty: str = "") -> None:
     """A table for people: as wide as its cells, whatever the terminal's width.
 
     No cell is cut or wrapped (a key id, a digest, a name copied from a table
     must be whole): a table wider than the terminal is printed wider, and the
-    terminal wraps its lines.
+    terminal wraps its lines. With no rows and an `empty` line, that line instead
+    (a lone header row reads as a command that failed to print).
     """
+    if not rows and empty:
+        echo_text(empty)
+        return
     # rich is imported here, not on the CLI's start-up path: most commands print no table.
     from rich.console import Console
     from rich.measure import Measurement

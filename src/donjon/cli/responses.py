@@ -63,6 +63,7 @@ def function_quarantined(output: OutputFormat) -> None:
                 [q["function"], when(q["since"]), q["by"], _seq(q["alert_seq"]), q["reason"]]
                 for q in rows
             ],
+            empty="no function is quarantined",
         ),
     )
 
@@ -86,6 +87,7 @@ def throttle_ls(output: OutputFormat) -> None:
                 [t["subject"], t["rate"], when(t["until"]), _seq(t["alert_seq"]), t["reason"]]
                 for t in rows
             ],
+            empty="no throttles in force",
         ),
     )
 

@@ -100,6 +100,7 @@ def _secret_table(rows: list[dict[str, Any]]) -> None:
             ]
             for r in rows
         ],
+        empty="no secrets",
     )
 
 
