@@ -167,3 +167,44 @@ def test_a_head_shed_at_the_node_bound_alone_does_not_mark_the_queue_full(
     by_node, by_own = asyncio.run(go())
     assert not by_node
     assert by_own
+
+
+def test_heads_let_through_count_behind_the_waiting_when_no_slot_is_free(
+    bundle: Path,
+) -> None:
+    """With every slot taken, the calls already let through from their heads will all
+    wait behind the calls waiting now: the next head is asked with both ahead of it, as
+    `admit` will ask it (one slot, 4 service times of budget). With a slot free, calls
+    let through may take it: the head is asked with only those past the free slots."""
+    config = InstanceConfig("headsahead", 1, bundle, "main", "handler", True, 64, 8, 1)
+
+    async def go() -> list[str]:
+        pool = SandboxPool(
+            detect_resource_control(),
+            compile_filters(),
+            SandboxHost.detect(bundle.parent / "data"),
+            bounds=QueueBounds(per_function=64, node=512, wait_s=60.0),
+        )
+        slot = pool._new_slot(config)
+        slot.service.note(0.25)  # a budget of 1 s: 4 calls' service ahead of it at most
+
+        def asked(waiting: int, in_flight: int) -> str:
+            slot.waiting = waiting
+            try:
+                pool.check_in_flight(config, in_flight)
+            except CallShed as e:
+                return e.message
+            return ""
+
+        free = [asked(0, 3), asked(2, 2)]
+        await slot.gate.acquire()  # the one slot taken
+        taken = [asked(2, 1), asked(2, 2), asked(0, 4)]
+        slot.gate.release()
+        return free + taken
+
+    free_3, free_2_2, taken_2_1, taken_2_2, taken_0_4 = asyncio.run(go())
+    assert free_3 == ""  # 3 let through, one may take the free slot: 2 ahead, 0.75 s
+    assert free_2_2 == ""
+    assert taken_2_1 == ""  # 3 ahead: answers in 1 s, within the budget
+    assert "would answer in about 1250 ms" in taken_2_2  # 4 ahead, not max(2, 2 - 1)
+    assert "would answer in about 1250 ms" in taken_0_4

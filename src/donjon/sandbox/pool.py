@@ -191,10 +191,17 @@ class SandboxPool:
         slot = self._slots.get((config.function, config.version))
         if slot is None:
             return
-        ahead = max(slot.waiting, in_flight - config.concurrency)
-        if not slot.gate.locked():  # a slot is free, nobody waits: the queue has drained
+        locked = slot.gate.locked()
+        if locked:
+            # No slot is free: every call let through will wait behind those waiting
+            # now. Counting only the larger of the two let a turn's heads through that
+            # `admit` then refused after the whole app path, at about four times the
+            # cost of a refusal here (docs/performance.md, "the fourteenth round").
+            ahead = slot.waiting + in_flight
+        else:  # a slot is free, nobody waits: the queue has drained
             slot.queue.took_free_slot()
-        if ahead > 0 or slot.gate.locked():
+            ahead = max(slot.waiting, in_flight - config.concurrency)  # some take free slots
+        if ahead > 0 or locked:
             # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
             self._admit(slot, ahead, refusing=False)
 
