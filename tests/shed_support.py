@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,23 @@ def wait_for_metric(node: LiveNode, name: str, value: float, **labels: str) -> N
     while metric(node, name, **labels) != value:
         assert time.monotonic() < deadline, f"{name} never reached {value}"
         time.sleep(0.05)
+
+
+def saturate(node: LiveNode, function: str, answers: list[Any]) -> list[threading.Thread]:
+    """One call of `function` (a slow node's) running for 10 s and one waiting, each on a
+    thread of its own that puts its response in `answers`: with a queue of one place, the
+    next call is shed. Join the threads before the node stops."""
+
+    def call(sleep: float) -> None:
+        answers.append(node.invoke(function, {"sleep": sleep}))
+
+    running = threading.Thread(target=call, args=(10,))
+    running.start()
+    wait_for_metric(node, "donjon_sandboxes", 1, function=function, state="busy")
+    waiting = threading.Thread(target=call, args=(0,))
+    waiting.start()
+    wait_for_metric(node, "donjon_calls_waiting", 1)
+    return [running, waiting]
 
 
 def audit_records(data_dir: Path) -> list[dict[str, Any]]:

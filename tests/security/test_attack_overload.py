@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from harness import LiveNode, run_cli
-from shed_support import audit_records, metric, slow_node, wait_for_metric
+from shed_support import audit_records, metric, saturate, slow_node, wait_for_metric
 
 FLOOD = 12
 
@@ -103,21 +103,6 @@ def _exchange(conn: ssl.SSLSocket, request: bytes) -> tuple[bytes, bytes]:
     return head, body
 
 
-def _saturate(node: LiveNode, answers: list[httpx.Response]) -> list[threading.Thread]:
-    """One call of `slow` running (10 s) and one waiting: the next one would be shed."""
-
-    def call(sleep: float) -> None:
-        answers.append(node.invoke("slow", {"sleep": sleep}))
-
-    running = threading.Thread(target=call, args=(10,))
-    running.start()
-    wait_for_metric(node, "donjon_sandboxes", 1, function="slow", state="busy")
-    waiting = threading.Thread(target=call, args=(0,))
-    waiting.start()
-    wait_for_metric(node, "donjon_calls_waiting", 1)
-    return [running, waiting]
-
-
 def test_shed_call_body_is_dropped_and_its_connection_serves_on(
     shedding_node: LiveNode,
 ) -> None:
@@ -126,7 +111,7 @@ def test_shed_call_body_is_dropped_and_its_connection_serves_on(
     One that waits for 100 Continue gets the 503 and its connection is closed."""
     node = shedding_node
     answers: list[httpx.Response] = []
-    threads = _saturate(node, answers)
+    threads = saturate(node, "slow", answers)
     host, port = node.url.removeprefix("https://").split(":")
     body = json.dumps({"sleep": 0, "pad": "x" * 65536}).encode()
     request = (
@@ -175,7 +160,7 @@ def test_shed_tells_nothing_to_a_caller_who_may_not_invoke(shedding_node: LiveNo
     with node.client() as c:
         assert c.delete(f"/v1/keys/{revoked['id']}").status_code == 204
     answers: list[httpx.Response] = []
-    threads = _saturate(node, answers)
+    threads = saturate(node, "slow", answers)
     with node.client("") as anonymous:
         nothing = anonymous.post("/v1/functions/slow/invoke", content=b"{}")
         jwt = anonymous.post(

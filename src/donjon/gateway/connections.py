@@ -307,6 +307,15 @@ class GatewayProtocol(HttpToolsProtocol):
                     self.limits.body_deadline_s, self._body_overdue
                 )
 
+    def on_message_begin(self) -> None:
+        # A request has begun: the connection is not idle. uvicorn cancels its keep-alive
+        # timer only in `data_received`, but an early shed (`_shed_early`) completes its
+        # response, which arms that timer, while the same chunk is still being parsed: a
+        # request pipelined behind the shed in that chunk would be served with the timer
+        # running, and its connection closed under it when the timer fired.
+        self._unset_keepalive_if_required()
+        super().on_message_begin()
+
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
         if self._head_size > self.limits.max_head_bytes:
@@ -350,8 +359,13 @@ class GatewayProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             return False  # a pipelined request behind one being served: queued as usual
         # A client waiting for 100 Continue may send its body or not: the connection
-        # closes after the 503 rather than guess where the next request starts.
-        keep_alive = self.parser.should_keep_alive() and not self.expect_100_continue
+        # closes after the 503 rather than guess where the next request starts. HTTP/1.0
+        # closes after its answer whatever it asked, as uvicorn's own cycle has it.
+        keep_alive = (
+            self.parser.get_http_version() == "1.1"
+            and self.parser.should_keep_alive()
+            and not self.expect_100_continue
+        )
         name, answer = early_shed.answer(
             self.parser.get_method(), self.url, self.headers, self._address or "-", keep_alive
         )
