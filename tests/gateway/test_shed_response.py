@@ -18,7 +18,9 @@ def _parse(answer: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
     return status, fields, body  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("detail", [_DETAIL, _LAG_DETAIL, 'another detail, "quoted" é'])
+@pytest.mark.parametrize(
+    "detail", [_DETAIL, _LAG_DETAIL, 'another detail, "quoted" é', "zeros 0000000000000000000"]
+)
 @pytest.mark.parametrize("keep_alive", [True, False])
 @pytest.mark.parametrize("retry_after", [1, 7, 120, 86400])
 def test_the_answer_is_a_whole_problem_document(

@@ -81,7 +81,8 @@ def _shed_parts(detail: str) -> tuple[bytes, bytes, bytes]:
             "request_id": marker,
         }
     ).encode()
-    before, after = body.split(marker.encode())
+    # The id is the document's last value: its last occurrence, whatever `detail` holds.
+    before, _, after = body.rpartition(marker.encode())
     head = (
         "HTTP/1.1 503 Service Unavailable\r\n"
         "content-type: application/problem+json\r\n"
