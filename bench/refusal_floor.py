@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import ssl
 import statistics
 import subprocess
@@ -141,6 +140,8 @@ def serve(mode: str, port: int, cert: str, key: str) -> None:
 
 
 def _start_floor(mode: str, cert: Path, key: Path) -> tuple[subprocess.Popen[bytes], int]:
+    from warm_floor import _wait_port
+
     from harness import free_port
 
     port = free_port()
@@ -148,17 +149,8 @@ def _start_floor(mode: str, cert: Path, key: Path) -> tuple[subprocess.Popen[byt
         [sys.executable, __file__, "serve", mode, str(port), str(cert), str(key)],
         stdout=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the {mode} floor exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit(f"the {mode} floor did not start")
+    _wait_port(proc, port, f"the {mode} floor")
+    return proc, port
 
 
 def _per(out: dict[str, Any], cpu: float, refused: bool) -> float:
