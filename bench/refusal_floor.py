@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -66,7 +66,7 @@ def _raw(port: int, context: ssl.SSLContext) -> None:
             self.transport: asyncio.Transport | None = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport  # type: ignore[assignment]
+            self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
         def data_received(self, data: bytes) -> None:
             try:

@@ -68,6 +68,46 @@ def donjon_env(data_dir: Path, url: str = "", key: str = "") -> dict[str, str]:
     return env
 
 
+def start_up(
+    data_dir: Path,
+    port: int,
+    examples: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    new_session: bool = False,
+) -> subprocess.Popen[str]:
+    """`donjon up --port PORT [--examples DIR]` on `data_dir`, its output piped (text);
+    `new_session`: in a process group of its own, as a terminal would start it."""
+    argv = [sys.executable, "-m", "donjon.cli", "up", "--port", str(port)]
+    if examples is not None:
+        argv += ["--examples", str(examples)]
+    return subprocess.Popen(
+        argv,
+        env=donjon_env(data_dir),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=new_session,
+    )
+
+
+def read_until_serving(proc: subprocess.Popen[str], timeout_s: float = 300) -> list[str]:
+    """The lines `up` prints up to its "serving;" line, which ends the list, or until it
+    exits or `timeout_s` passes (then the list does not end with it)."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("serving;"):
+            break
+    return lines
+
+
 def run_cli(
     env: dict[str, str], *args: str, input: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,13 @@ def handler(event, context):
     time.sleep(event.get("sleep", 0))
     return {"slept": event.get("sleep", 0)}
 """
+#: A node where at most one call waits per function (as long as it takes) and the loop's
+#: lag sheds nothing (the machine's load must not decide what is shed).
+SHEDDING_ENV = {
+    "DONJON_MAX_QUEUED_PER_FUNCTION": "1",
+    "DONJON_MAX_QUEUE_WAIT_S": "300",
+    "DONJON_MAX_LOOP_LAG_S": "0",
+}
 MANIFEST = """\
 name: {name}
 handler: main.handler

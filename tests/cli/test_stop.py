@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import LiveNode, donjon_env, free_port, start_node
+from harness import LiveNode, donjon_env, free_port, read_until_serving, start_node, start_up
 from shed_support import wait_for_metric
 
 #: Bounds on waiting, generous for a loaded 2-core machine; no test asserts a timing.
@@ -122,40 +122,6 @@ def test_serve_stops_on_signal_with_a_call_in_flight(tmp_path: Path, sig: signal
     assert node.proc.returncode in (0, -signal.SIGTERM, -signal.SIGINT, 130), log
 
 
-def _start_up(data: Path, port: int, examples: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "donjon.cli",
-            "up",
-            "--port",
-            str(port),
-            "--examples",
-            str(examples),
-        ],
-        env=donjon_env(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal would give it
-    )
-
-
-def _read_until_serving(proc: subprocess.Popen[str]) -> list[str]:
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("serving;"):
-            return lines
-    raise AssertionError("".join(lines))
-
-
 @pytest.mark.parametrize(
     ("sig", "group"),
     [(signal.SIGTERM, False), (signal.SIGINT, True)],
@@ -168,9 +134,10 @@ def test_up_stops_on_signal_and_takes_its_server_along(
     examples = tmp_path / "examples"
     examples.mkdir()
     _sleeper(examples / "sleeper")
-    proc = _start_up(tmp_path / "data", free_port(), examples)
+    proc = start_up(tmp_path / "data", free_port(), examples, new_session=True)
     try:
-        _read_until_serving(proc)
+        lines = read_until_serving(proc)
+        assert lines and lines[-1].startswith("serving;"), "".join(lines)
         started = _descendants(proc.pid)
         assert any(b"serve" in c for c in started.values()), started
         if group:

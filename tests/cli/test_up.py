@@ -7,14 +7,12 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness import EXAMPLES, donjon_env, free_port, run_cli
+from harness import EXAMPLES, donjon_env, free_port, read_until_serving, run_cli, start_up
 
 
 @pytest.mark.slow
@@ -72,33 +70,8 @@ def _up_until_serving(data: Path, examples: Path) -> tuple[subprocess.Popen[str]
     """`donjon up` started on `data` and read until it serves: the process, what it
     printed, its port."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "donjon.cli",
-            "up",
-            "--port",
-            str(port),
-            "--examples",
-            str(examples),
-        ],
-        env=donjon_env(data),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("serving;"):
-            break
-    return proc, "".join(lines), port
+    proc = start_up(data, port, examples)
+    return proc, "".join(read_until_serving(proc, 240)), port
 
 
 def _admin_key(out: str) -> str:

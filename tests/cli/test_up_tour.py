@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from harness import EXAMPLES, donjon_env, free_port
+from harness import EXAMPLES, free_port, read_until_serving, start_up
 
 
 def _shell_lines(lines: list[str]) -> list[str]:
@@ -25,27 +24,10 @@ def _shell_lines(lines: list[str]) -> list[str]:
 def test_every_line_of_the_tour_runs_as_printed(tmp_path: Path) -> None:
     """Each printed line (the key export, the URL export, each invoke and curl) succeeds."""
     data = tmp_path / "data"
-    env = donjon_env(data)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli", "up", "--port", str(free_port())],
-        env=env,
-        cwd=EXAMPLES.parent,  # `up` deploys ./examples by default, as a user runs it
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
+    # `up` deploys ./examples by default, as a user runs it
+    proc = start_up(data, free_port(), cwd=EXAMPLES.parent, new_session=True)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("serving;"):
-                break
+        lines = read_until_serving(proc)
         out = "".join(lines)
         assert "serving;" in out, out
         shell = _shell_lines(lines)

@@ -36,6 +36,16 @@ def bundle(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _pool(bundle: Path, bounds: QueueBounds) -> SandboxPool:
+    """A real pool on this machine's sandbox, its data beside `bundle`, with `bounds`."""
+    return SandboxPool(
+        detect_resource_control(),
+        compile_filters(),
+        SandboxHost.detect(bundle.parent / "data"),
+        bounds=bounds,
+    )
+
+
 @pytest.mark.slow
 def test_a_drained_standing_queue_takes_a_burst_at_the_request_head(bundle: Path) -> None:
     """A's call holds the only slot while B and C wait (past the target, an interval
@@ -48,12 +58,7 @@ def test_a_drained_standing_queue_takes_a_burst_at_the_request_head(bundle: Path
     ).encode()
 
     async def go() -> tuple[list[CallResult | BaseException], bool, str]:
-        pool = SandboxPool(
-            detect_resource_control(),
-            compile_filters(),
-            SandboxHost.detect(bundle.parent / "data"),
-            bounds=QueueBounds(2, 100, 60.0, ShedTiming(target_s=0.05, interval_s=0.1)),
-        )
+        pool = _pool(bundle, QueueBounds(2, 100, 60.0, ShedTiming(target_s=0.05, interval_s=0.1)))
         try:
             await pool.prestart(config)
             await pool.invoke(config, meta, b'{"sleep": 0.2}', 30)  # a service time
@@ -96,12 +101,7 @@ def test_a_refusal_at_the_node_bound_does_not_make_a_function_queue_stand(
     service_s = 0.01
 
     async def go() -> tuple[bool, str]:
-        pool = SandboxPool(
-            detect_resource_control(),
-            compile_filters(),
-            SandboxHost.detect(bundle.parent / "data"),
-            bounds=QueueBounds(per_function=64, node=4, wait_s=60.0),
-        )
+        pool = _pool(bundle, QueueBounds(per_function=64, node=4, wait_s=60.0))
         slot = pool._new_slot(config)
         slot.service.note(service_s)
         await slot.gate.acquire()  # a call of it runs: the next ones queue
@@ -136,12 +136,7 @@ def test_a_head_shed_at_the_node_bound_alone_does_not_mark_the_queue_full(
     service_s = 0.01
 
     async def go() -> tuple[bool, bool]:
-        pool = SandboxPool(
-            detect_resource_control(),
-            compile_filters(),
-            SandboxHost.detect(bundle.parent / "data"),
-            bounds=QueueBounds(per_function=3, node=4, wait_s=60.0),
-        )
+        pool = _pool(bundle, QueueBounds(per_function=3, node=4, wait_s=60.0))
         slot = pool._new_slot(config)
         slot.service.note(service_s)
         await slot.gate.acquire()
@@ -179,12 +174,7 @@ def test_heads_let_through_count_behind_the_waiting_when_no_slot_is_free(
     config = InstanceConfig("headsahead", 1, bundle, "main", "handler", True, 64, 8, 1)
 
     async def go() -> list[str]:
-        pool = SandboxPool(
-            detect_resource_control(),
-            compile_filters(),
-            SandboxHost.detect(bundle.parent / "data"),
-            bounds=QueueBounds(per_function=64, node=512, wait_s=60.0),
-        )
+        pool = _pool(bundle, QueueBounds(per_function=64, node=512, wait_s=60.0))
         slot = pool._new_slot(config)
         slot.service.note(0.25)  # a budget of 1 s: 4 calls' service ahead of it at most
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from harness import LiveNode, run_cli
-from shed_support import audit_records, metric, saturate, slow_node, wait_for_metric
+from shed_support import SHEDDING_ENV, audit_records, metric, saturate, slow_node, wait_for_metric
 
 FLOOD = 12
 
@@ -34,12 +34,7 @@ def shedding_node(tmp_path: Path) -> Iterator[LiveNode]:
     with slow_node(
         tmp_path,
         "slow",
-        {
-            "DONJON_MAX_QUEUED_PER_FUNCTION": "1",
-            "DONJON_MAX_QUEUE_WAIT_S": "300",
-            "DONJON_MAX_LOOP_LAG_S": "0",
-            "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
-        },
+        {**SHEDDING_ENV, "DONJON_AUDIT_DENIAL_WINDOW_S": "3600"},
     ) as live:
         yield live
 

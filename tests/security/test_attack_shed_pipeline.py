@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness import LiveNode
-from shed_support import MANIFEST, SLOW, metric, saturate, slow_node
+from shed_support import MANIFEST, SHEDDING_ENV, SLOW, metric, saturate, slow_node
 
 
 @pytest.fixture
@@ -29,12 +29,7 @@ def mixed_node(tmp_path: Path) -> Iterator[LiveNode]:
     with slow_node(
         tmp_path,
         "slow",
-        {
-            "DONJON_MAX_QUEUED_PER_FUNCTION": "1",
-            "DONJON_MAX_QUEUE_WAIT_S": "300",
-            "DONJON_MAX_LOOP_LAG_S": "0",
-            "DONJON_KEEPALIVE_TIMEOUT_S": "2",
-        },
+        {**SHEDDING_ENV, "DONJON_KEEPALIVE_TIMEOUT_S": "2"},
     ) as live:
         fn = tmp_path / "fast"
         fn.mkdir(mode=0o755)

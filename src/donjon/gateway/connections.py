@@ -6,8 +6,8 @@ byte of a later request on a kept-alive connection), a deadline for body
 progress and one for the whole body however it trickles, limits on head
 size and header count checked as bytes arrive (431, before the head is
 buffered whole), and caps on open connections per
-client address and in all. Over a cap, the new connection is closed at once;
-other clients' connections are never touched.
+client address and in all (counted in client_caps.py). Over a cap, the new
+connection is closed at once; other clients' connections are never touched.
 
 A connection whose request was refused for the caller's own limits (429 with
 Retry-After: a rate limit, a quota, a throttle) rests before its next request is
@@ -26,27 +26,19 @@ import asyncio
 import http
 import ipaddress
 import itertools
-import logging
 import re
-import resource
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from donjon.config import ConnectionSettings
-from donjon.gateway.accept_gate import IPNetwork, in_networks
+from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
-log = logging.getLogger("donjon")
-
-
-LOG_EVERY_S = 10.0
 
 # A refusal's head as uvicorn writes it (Starlette's header names are lower-case).
 # Only 429, the caller's own limits: a 503 (the node's capacity, an overload shed) is
@@ -60,64 +52,6 @@ _SAYS_CLOSE = re.compile(rb"\r\nconnection:[^\r]*\bclose\b", re.IGNORECASE)
 # An interim answer to `Expect: 100-continue`: the response's head is the next write.
 _CONTINUE = b"HTTP/1.1 100 "
 _RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
-
-
-def connection_cap(settings: ConnectionSettings) -> int:
-    """The total cap: as set, else half the process's open-file limit (at least 64)."""
-    if settings.max_connections:
-        return settings.max_connections
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        soft = 65536
-    return max(64, soft // 2)
-
-
-@dataclass
-class ClientConnections:
-    """Open connections by client address, shared by every connection of one server."""
-
-    per_client: int
-    total: int
-    #: Trusted proxies carry many clients' connections: only the total cap applies to them.
-    proxies: tuple[IPNetwork, ...] = ()
-    by_address: dict[str, int] = field(default_factory=dict)
-    count: int = 0
-    refused: int = 0  # since the last warning, which is at most one per LOG_EVERY_S
-    warned_at: float = -LOG_EVERY_S
-
-    def admit(self, address: str) -> bool:
-        held = self.by_address.get(address, 0)
-        over_per_client = held >= self.per_client and not self.is_proxy(address)
-        if over_per_client or self.count >= self.total:
-            self._refused(address, "per-address" if over_per_client else "total")
-            return False
-        self.by_address[address] = held + 1
-        self.count += 1
-        return True
-
-    def is_proxy(self, address: str) -> bool:
-        return in_networks(address, self.proxies)
-
-    def _refused(self, address: str, cap: str) -> None:
-        self.refused += 1
-        now = time.monotonic()
-        if now - self.warned_at >= LOG_EVERY_S:
-            log.warning(
-                "refused %d connection(s) over the connection caps (last: %s, over the %s cap)",
-                self.refused,
-                address,
-                cap,
-            )
-            self.refused = 0
-            self.warned_at = now
-
-    def release(self, address: str) -> None:
-        held = self.by_address.get(address, 0) - 1
-        if held > 0:
-            self.by_address[address] = held
-        else:
-            self.by_address.pop(address, None)
-        self.count -= 1
 
 
 class _Refused(Exception):
