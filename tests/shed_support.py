@@ -1,10 +1,12 @@
 """A node with one slow function at concurrency 1, and reading what it sheds: the
-Prometheus metrics and the audit records (the overload attacks in tests/security)."""
+Prometheus metrics, the audit records and raw TLS connections read answer by answer
+(the overload attacks in tests/security)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -102,3 +104,67 @@ def audit_records(data_dir: Path) -> list[dict[str, Any]]:
             return [json.loads(bytes(raw)) for raw in rows.scalars()]
     finally:
         engine.dispose()
+
+
+class Connection:
+    """One raw TLS connection to the node, read response by response."""
+
+    def __init__(self, node: LiveNode) -> None:
+        self.host, port = node.url.removeprefix("https://").split(":")
+        raw = socket.create_connection((self.host, int(port)), timeout=30)
+        self.sock = node.tls.wrap_socket(raw, server_hostname=self.host)
+        self.key = node.admin_key
+        self.buf = b""
+
+    def invoke(
+        self,
+        function: str,
+        sleep: float,
+        version: str = "1.1",
+        extra: str = "",
+        auth: str | None = None,
+    ) -> bytes:
+        """An invoke request's bytes; `auth`: its Authorization value ("" none, None the
+        admin key)."""
+        body = json.dumps({"sleep": sleep}).encode()
+        auth = f"Bearer {self.key}" if auth is None else auth
+        credentials = f"authorization: {auth}\r\n" if auth else ""
+        return (
+            f"POST /v1/functions/{function}/invoke HTTP/{version}\r\nhost: {self.host}\r\n"
+            f"{credentials}content-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n{extra}\r\n"
+        ).encode() + body
+
+    def healthz(self) -> bytes:
+        return f"GET /healthz HTTP/1.1\r\nhost: {self.host}\r\n\r\n".encode()
+
+    def _more(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buf += chunk
+        return bool(chunk)
+
+    def response(self) -> tuple[int, dict[bytes, bytes], bytes]:
+        """The next response: status, fields (each once), body."""
+        while b"\r\n\r\n" not in self.buf:
+            assert self._more(), f"closed before a response: {self.buf!r}"
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        status_line, *lines = head.split(b"\r\n")
+        fields: dict[bytes, bytes] = {}
+        for line in lines:
+            name, _, value = line.partition(b":")
+            assert name.lower() not in fields, f"{name!r} twice in {head!r}"
+            fields[name.lower()] = value.strip()
+        length = int(fields[b"content-length"])
+        while len(rest) < length:
+            assert self._more(), f"closed in the body of {head!r}"
+            rest = self.buf.partition(b"\r\n\r\n")[2]
+        self.buf = rest[length:]
+        return int(status_line.split()[1]), fields, rest[:length]
+
+    def closed(self) -> bool:
+        """Whether the node closes the connection with nothing more sent (5 s at most)."""
+        self.sock.settimeout(5)
+        try:
+            return not self._more() and not self.buf
+        except TimeoutError:
+            return False

@@ -24,7 +24,11 @@ Deny by default (DESIGN.md invariant 1): any other head (no credential, a JWT, a
 SigV4 signature, an unknown, revoked or expired key, a principal without the grant)
 goes to the app untouched and gets the answer it gets without this shed (401/403,
 or a shed at `admit` once authenticated), so nothing about a function is told to a
-caller who has not authenticated. While the monitor throttles anything
+caller who has not authenticated. The heads let through in one turn of the loop reach
+`admit` together in the next, so each counts as waiting ahead of the heads after it;
+but before a call is shed, only those whose key may invoke the function count: the
+others get their 401 or 403 from the app and never queue, and heads without the grant
+must not shed the calls of a caller who has it. While the monitor throttles anything
 (monitor/throttles.py), every head goes to the app too: a throttle answers 429
 before the capacity is asked. A call not shed here goes through every check as
 before, and may still be shed at `admit` (calls admitted together). Other ways in
@@ -53,7 +57,7 @@ from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal, looks_like_jwt
 from donjon.obs.metrics import Metrics
-from donjon.sandbox import CallShed
+from donjon.sandbox import CallShed, InstanceConfig, SandboxPool
 
 __all__ = ["EarlyShed", "bearer_token", "early_shed_for"]
 
@@ -65,6 +69,9 @@ _INVOKE = re.compile(rb"/v1/functions/([a-z][a-z0-9-]{0,62})/invoke(?:\?|$)")
 MAX_QUEUED = 65536
 _DETAIL = "overloaded: the node is shedding calls to this function; retry after Retry-After"
 _LAG_DETAIL = "overloaded: the node runs late and sheds a share of calls; retry after Retry-After"
+#: A head let through (EarlyShed._on_way): whether its key may invoke the function, or
+#: its fields while that was not asked.
+_Head = bool | list[tuple[bytes, bytes]]
 
 
 def _shed_parts(detail: str) -> tuple[bytes, bytes, bytes]:
@@ -134,12 +141,15 @@ class EarlyShed:
         self.metrics = metrics
         #: Calls shed here since start (read by the tests and the bench).
         self.shed = 0
-        #: Calls let through per function whose task has not had its first step: the
-        #: heads parsed in one turn of the loop all reach `admit` in the next, so the
-        #: pool cannot see them yet, yet they will queue there. A call past `admit` is
-        #: not counted: one waiting for its caller's own slots (gateway/slots.py) must
-        #: not make another caller's calls look queued.
-        self._in_flight: dict[str, int] = {}
+        #: Heads let through per function whose task has not had its first step, in
+        #: order: the heads parsed in one turn of the loop all reach `admit` in the
+        #: next, so the pool cannot see them yet, yet they will queue there. Each is
+        #: whether its key may invoke the function, or its fields while not yet asked
+        #: (`_invokers`): a head the app refuses never reaches the queue, so only
+        #: invokers count when a call is shed. A call past `admit` is not counted:
+        #: one waiting for its caller's own slots (gateway/slots.py) must not make
+        #: another caller's calls look queued.
+        self._on_way: dict[str, collections.deque[_Head]] = {}
         #: Denials waiting for the writer task: bounded, so a flood faster than the
         #: audit log cannot grow memory (the metric still counts every refusal).
         self._queued: collections.deque[tuple[str, str, str, str]] = collections.deque(
@@ -170,26 +180,66 @@ class EarlyShed:
         deployed = self.node.registry.get(name)
         if deployed is None:
             return "", None
-        in_flight = self._in_flight.get(name, 0)
+        on_way = self._on_way.get(name)
+        head: _Head = headers
         try:
-            pool.check_in_flight(deployed.config, in_flight)
+            pool.check_in_flight(deployed.config, len(on_way) if on_way else 0)
         except CallShed as shed:
-            # Only now the credential: a call the pool takes pays nothing more here.
+            # Only now the credentials: a call the pool takes pays nothing more here.
             principal = self._invoker(headers, name)
+            head = principal is not None
             if principal is not None:
-                pool.refused_at_head(deployed.config, shed)
-                if self.lag is not None:
-                    self.lag.overflowed(name)
-                self._refused(name, principal, client, "overload")
-                return name, shed_response(max(1, round(shed.retry_after_s)), keep_alive)
+                refusal = self._recount(pool, deployed.config, on_way, shed)
+                if refusal is not None:
+                    pool.refused_at_head(deployed.config, refusal)
+                    if self.lag is not None:
+                        self.lag.overflowed(name)
+                    self._refused(name, principal, client, "overload")
+                    return name, shed_response(max(1, round(refusal.retry_after_s)), keep_alive)
         else:
             if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
+                head = principal is not None
                 if principal is not None:
                     self._refused(name, principal, client, "loop-lag")
                     return name, shed_response(1, keep_alive, _LAG_DETAIL)
-        self._in_flight[name] = in_flight + 1
+        if on_way is None:
+            on_way = self._on_way[name] = collections.deque()
+        on_way.append(head)
         return name, None
+
+    def _recount(
+        self,
+        pool: SandboxPool,
+        config: InstanceConfig,
+        on_way: collections.deque[_Head] | None,
+        shed: CallShed,
+    ) -> CallShed | None:
+        """The refusal of an invoker's call that the pool shed counting every head on its
+        way: asked again counting only the invokers among them, if some are not (None if
+        then it may wait). Heads without a credential the app accepts get their 401 or
+        403 there and never queue: counted, they would shed the callers who may invoke."""
+        if not on_way:
+            return shed
+        invokers = self._invokers(on_way, config.function)
+        if invokers == len(on_way):
+            return shed
+        try:
+            pool.check_in_flight(config, invokers)
+        except CallShed as again:
+            return again
+        return None
+
+    def _invokers(self, on_way: collections.deque[_Head], name: str) -> int:
+        """How many heads on their way may invoke `name`, each asked once (`_invoker`)."""
+        count = 0
+        for i, head in enumerate(on_way):
+            if isinstance(head, bool):
+                count += head
+            else:
+                invoker = on_way[i] = self._invoker(head, name) is not None
+                count += invoker
+        return count
 
     def _invoker(self, headers: list[tuple[bytes, bytes]], name: str) -> Principal | None:
         """The principal of the head's bearer API key if the key index verifies it and
@@ -206,11 +256,12 @@ class EarlyShed:
         """A call `answer` let through has had its first step in the app (the protocol
         calls this on the loop's turn after its task's first step: `admit` ran there,
         unless something before it had to wait, in which case `admit` sheds it)."""
-        left = self._in_flight.get(name, 0) - 1
-        if left > 0:
-            self._in_flight[name] = left
-        else:
-            self._in_flight.pop(name, None)
+        on_way = self._on_way.get(name)
+        if on_way is None:
+            return
+        on_way.popleft()  # the heads' first steps run in the order they were let through
+        if not on_way:
+            del self._on_way[name]
 
     def _refused(self, name: str, principal: Principal, client: str, reason: str) -> None:
         self.shed += 1
