@@ -95,6 +95,15 @@ def test_logs_since_keeps_only_recent_calls(node: LiveNode, printer: str) -> Non
     assert bad.returncode == 2 and "--since" in bad.stderr
 
 
+def test_logs_of_a_name_never_deployed_is_an_error(node: LiveNode) -> None:
+    """A misspelt name is not a function without calls: a clear error and a non-zero
+    exit, not "no invocations recorded"."""
+    done = run_cli(node.env(), "logs", "cli-printr", check=False)
+    assert done.returncode == 1, done
+    assert "no function named 'cli-printr' was ever deployed" in done.stderr
+    assert done.stdout == ""
+
+
 def test_logs_follow_prints_calls_as_they_end(node: LiveNode, printer: str) -> None:
     """`logs -f` keeps running and prints a call made after it started; Ctrl-C ends it cleanly."""
     # Started as a terminal would start it, with SIGINT at its default: a suite run in the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness import LiveNode
@@ -41,3 +43,27 @@ def test_a_malformed_filter_is_refused(node: LiveNode, params: dict[str, str]) -
         r = c.get("/v1/functions/probe/logs", params=params)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_name_never_deployed_is_not_found_and_a_removed_functions_logs_stay(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A name never deployed: 404 (it is a mistake, not a function without calls). A
+    function deployed and not yet called: no entries. Once called and removed: its entries
+    are still there for the record."""
+    fn = tmp_path / "logs-gone"
+    fn.mkdir(mode=0o755)
+    (fn / "main.py").write_text("def handler(event, context):\n    return 1\n")
+    (fn / "donjon.yaml").write_text("name: logs-gone\nhandler: main.handler\n")
+    fn.chmod(0o755)
+    with node.client() as c:
+        never = c.get("/v1/functions/logs-never/logs")
+        assert never.status_code == 404, never.text
+        assert never.json()["detail"] == "no function named 'logs-never' was ever deployed"
+        node.deploy(fn)
+        assert c.get("/v1/functions/logs-gone/logs").json() == []
+        rid = node.invoke("logs-gone", {}).headers["x-request-id"]
+        assert c.delete("/v1/functions/logs-gone").status_code in (200, 204)
+        entries = c.get("/v1/functions/logs-gone/logs").json()
+        assert [e["request_id"] for e in entries] == [rid]
+        assert c.get("/v1/functions/logs-gone/logs", params={"since": "4000000000"}).json() == []

@@ -139,6 +139,13 @@ async def function_logs(request: Request, node: Node, _p: Principal, _r: str) ->
             request_id=request_id,
         )
     )
+    # A removed function's logs stay readable; a name never deployed is a mistake.
+    if (
+        not rows
+        and node.registry.get(name) is None
+        and not await asyncio.to_thread(node.functions.ever_deployed, name)
+    ):
+        raise NotFound(f"no function named {name!r} was ever deployed")
     return render([LogEntry.model_validate(row) for row in rows])
 
 

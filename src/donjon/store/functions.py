@@ -45,6 +45,10 @@ class FunctionStore:
             ).scalar_one_or_none()
         return int(last or 0) + 1
 
+    def ever_deployed(self, name: str) -> bool:
+        """Whether a version of `name` was ever deployed (removed or not)."""
+        return self.next_version(name) > 1
+
     def add_version(
         self,
         name: str,
