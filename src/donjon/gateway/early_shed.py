@@ -49,6 +49,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 
 from donjon.audit import AuditEvent
 from donjon.audit.denials import DenialLog
@@ -127,6 +128,57 @@ def shed_response(retry_after_s: int, keep_alive: bool, detail: str = _DETAIL) -
     )
 
 
+class _OnWay:
+    """The heads of one function let through and not yet at `admit`, oldest first.
+
+    Each is whether its key may invoke the function, or its fields while that was not
+    asked: a head the app refuses (401, 403) never reaches the queue, so only invokers
+    count before a call is shed, and each head is asked once, oldest first, only then
+    (`invokers`). A call the pool takes pays no key check here.
+    """
+
+    __slots__ = ("_asked", "_invokers", "_unasked")
+
+    def __init__(self) -> None:
+        #: Heads asked (or known), each whether it may invoke: older than every unasked.
+        self._asked: collections.deque[bool] = collections.deque()
+        #: Heads not asked yet, each its fields (or what is known, behind an unasked one).
+        self._unasked: collections.deque[_Head] = collections.deque()
+        #: How many of `_asked` may invoke.
+        self._invokers = 0
+
+    @property
+    def count(self) -> int:
+        """Every head on its way, invoker or not."""
+        return len(self._asked) + len(self._unasked)
+
+    def add(self, head: _Head) -> None:
+        """One more head, the newest."""
+        if isinstance(head, bool) and not self._unasked:
+            self._asked.append(head)
+            self._invokers += head
+        else:
+            self._unasked.append(head)
+
+    def pop(self) -> bool:
+        """The oldest head reached `admit`: out of the count. Whether none is left."""
+        if self._asked:
+            self._invokers -= self._asked.popleft()
+        else:
+            self._unasked.popleft()
+        return not self._asked and not self._unasked
+
+    def invokers(self, invoker: Callable[[list[tuple[bytes, bytes]]], Principal | None]) -> int:
+        """How many heads on their way may invoke, asking `invoker` of each not yet asked."""
+        unasked, asked = self._unasked, self._asked
+        while unasked:
+            head = unasked.popleft()
+            known = head if isinstance(head, bool) else invoker(head) is not None
+            asked.append(known)
+            self._invokers += known
+        return self._invokers
+
+
 class EarlyShed:
     """Asks the pool, from a request's method and URL, whether an invoke call would be
     shed now; if so, counts it, queues its denial and gives the answer's bytes."""
@@ -142,14 +194,11 @@ class EarlyShed:
         #: Calls shed here since start (read by the tests and the bench).
         self.shed = 0
         #: Heads let through per function whose task has not had its first step, in
-        #: order: the heads parsed in one turn of the loop all reach `admit` in the
-        #: next, so the pool cannot see them yet, yet they will queue there. Each is
-        #: whether its key may invoke the function, or its fields while not yet asked
-        #: (`_invokers`): a head the app refuses never reaches the queue, so only
-        #: invokers count when a call is shed. A call past `admit` is not counted:
-        #: one waiting for its caller's own slots (gateway/slots.py) must not make
-        #: another caller's calls look queued.
-        self._on_way: dict[str, collections.deque[_Head]] = {}
+        #: order (`_OnWay`): the heads parsed in one turn of the loop all reach `admit`
+        #: in the next, so the pool cannot see them yet, yet they will queue there. A
+        #: call past `admit` is not counted: one waiting for its caller's own slots
+        #: (gateway/slots.py) must not make another caller's calls look queued.
+        self._on_way: dict[str, _OnWay] = {}
         #: Denials waiting for the writer task: bounded, so a flood faster than the
         #: audit log cannot grow memory (the metric still counts every refusal).
         self._queued: collections.deque[tuple[str, str, str, str]] = collections.deque(
@@ -183,7 +232,7 @@ class EarlyShed:
         on_way = self._on_way.get(name)
         head: _Head = headers
         try:
-            pool.check_in_flight(deployed.config, len(on_way) if on_way else 0)
+            pool.check_in_flight(deployed.config, on_way.count if on_way else 0)
         except CallShed as shed:
             # Only now the credentials: a call the pool takes pays nothing more here.
             principal = self._invoker(headers, name)
@@ -196,6 +245,9 @@ class EarlyShed:
                         self.lag.overflowed(name)
                     self._refused(name, principal, client, "overload")
                     return name, shed_response(max(1, round(refusal.retry_after_s)), keep_alive)
+                if self.lag is not None and self.lag.sheds(name):
+                    self._refused(name, principal, client, "loop-lag")
+                    return name, shed_response(1, keep_alive, _LAG_DETAIL)
         else:
             if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
@@ -204,42 +256,31 @@ class EarlyShed:
                     self._refused(name, principal, client, "loop-lag")
                     return name, shed_response(1, keep_alive, _LAG_DETAIL)
         if on_way is None:
-            on_way = self._on_way[name] = collections.deque()
-        on_way.append(head)
+            on_way = self._on_way[name] = _OnWay()
+        on_way.add(head)
         return name, None
 
     def _recount(
         self,
         pool: SandboxPool,
         config: InstanceConfig,
-        on_way: collections.deque[_Head] | None,
+        on_way: _OnWay | None,
         shed: CallShed,
     ) -> CallShed | None:
         """The refusal of an invoker's call that the pool shed counting every head on its
         way: asked again counting only the invokers among them, if some are not (None if
         then it may wait). Heads without a credential the app accepts get their 401 or
         403 there and never queue: counted, they would shed the callers who may invoke."""
-        if not on_way:
+        if on_way is None:
             return shed
-        invokers = self._invokers(on_way, config.function)
-        if invokers == len(on_way):
+        invokers = on_way.invokers(lambda headers: self._invoker(headers, config.function))
+        if invokers == on_way.count:
             return shed
         try:
             pool.check_in_flight(config, invokers)
         except CallShed as again:
             return again
         return None
-
-    def _invokers(self, on_way: collections.deque[_Head], name: str) -> int:
-        """How many heads on their way may invoke `name`, each asked once (`_invoker`)."""
-        count = 0
-        for i, head in enumerate(on_way):
-            if isinstance(head, bool):
-                count += head
-            else:
-                invoker = on_way[i] = self._invoker(head, name) is not None
-                count += invoker
-        return count
 
     def _invoker(self, headers: list[tuple[bytes, bytes]], name: str) -> Principal | None:
         """The principal of the head's bearer API key if the key index verifies it and
@@ -253,14 +294,11 @@ class EarlyShed:
         return principal
 
     def done(self, name: str) -> None:
-        """A call `answer` let through has had its first step in the app (the protocol
-        calls this on the loop's turn after its task's first step: `admit` ran there,
-        unless something before it had to wait, in which case `admit` sheds it)."""
+        """A call `answer` let through is about to take its first step in the app, where
+        `admit` runs unless something before it has to wait, in which case `admit` sheds
+        it (the protocol schedules this just before it makes the call's task)."""
         on_way = self._on_way.get(name)
-        if on_way is None:
-            return
-        on_way.popleft()  # the heads' first steps run in the order they were let through
-        if not on_way:
+        if on_way is not None and on_way.pop():
             del self._on_way[name]
 
     def _refused(self, name: str, principal: Principal, client: str, reason: str) -> None:

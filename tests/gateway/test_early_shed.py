@@ -1,0 +1,191 @@
+"""EarlyShed's count of the heads on their way: only invokers count before a shed, each
+head is asked once, and a call the recount lets through still meets the lag shed.
+
+The pool here is a stand-in with one rule (it sheds past `room` calls on their way);
+the real pool's answers and a real node are in tests/security/test_attack_keyless_heads.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from donjon.gateway import early_shed
+from donjon.gateway.early_shed import _LAG_DETAIL, EarlyShed, _OnWay
+from donjon.identity import Principal
+from donjon.sandbox import CallShed
+
+GOOD = "dj_may-invoke"
+_URL = b"/v1/functions/f/invoke"
+
+
+class _Pool:
+    """Sheds a call once `room` calls are on their way, or any call once `full`; records
+    what it was asked."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.full = False
+        self.asked: list[int] = []
+        self.refused = 0
+
+    def check_in_flight(self, config: Any, in_flight: int) -> None:
+        self.asked.append(in_flight)
+        if self.full or in_flight >= self.room:
+            raise CallShed("overloaded: full", retry_after_s=2.0)
+
+    def refused_at_head(self, config: Any, shed: CallShed) -> None:
+        self.refused += 1
+
+
+class _Keys:
+    """A key index that knows one key; counts the keys it is asked to check."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+
+    def check(self, token: str) -> tuple[Principal | None, None]:
+        self.checks += 1
+        principal = cast(Principal, SimpleNamespace(label="key:good"))
+        return (principal if token == GOOD else None), None
+
+
+class _Lag:
+    """A lag shed that sheds every call it is asked about."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def sheds(self, name: str) -> bool:
+        self.asked += 1
+        return True
+
+    def overflowed(self, name: str) -> None:
+        pass
+
+
+class _Denials:
+    async def deny(self, event: Any, client: str) -> None:
+        pass
+
+
+def _shed(room: int, lag: _Lag | None = None) -> tuple[EarlyShed, _Pool, _Keys]:
+    pool, keys = _Pool(room), _Keys()
+    node = SimpleNamespace(
+        pool=pool,
+        throttles=None,
+        key_index=keys,
+        registry={"f": SimpleNamespace(config=SimpleNamespace(function="f"))},
+    )
+    metrics = SimpleNamespace(shed=lambda name: None)
+    return (
+        EarlyShed(cast(Any, node), cast(Any, _Denials()), cast(Any, metrics), cast(Any, lag)),
+        pool,
+        keys,
+    )
+
+
+def _head(token: str | None) -> list[tuple[bytes, bytes]]:
+    head = [(b"host", b"node")]
+    if token is not None:
+        head.append((b"authorization", f"Bearer {token}".encode()))
+    return head
+
+
+@pytest.fixture(autouse=True)
+def _policy_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every principal the key index knows may invoke (the policy is not what is tested)."""
+    monkeypatch.setattr(early_shed, "decide", lambda *_: SimpleNamespace(allowed=True))
+
+
+def _status(answer: bytes | None) -> int:
+    return 200 if answer is None else int(answer.split(b" ", 2)[1])
+
+
+def test_on_way_counts_every_head_and_asks_each_once_oldest_first() -> None:
+    """Heads added, some known, some not: all count; `invokers` asks only the unasked,
+    once; `pop` takes the oldest out, its verdict with it, and says when none is left."""
+    on_way = _OnWay()
+    asked: list[bytes] = []
+
+    def invoker(head: list[tuple[bytes, bytes]]) -> Principal | None:
+        asked.append(head[0][1])
+        return cast(Principal, object()) if head[0][1] == b"yes" else None
+
+    on_way.add(True)
+    on_way.add([(b"h", b"no")])
+    on_way.add(True)  # known, behind an unasked head
+    on_way.add([(b"h", b"yes")])
+    assert on_way.count == 4
+    assert on_way.invokers(invoker) == 3
+    assert asked == [b"no", b"yes"]
+    assert on_way.invokers(invoker) == 3 and asked == [b"no", b"yes"]  # asked once
+    on_way.add([(b"h", b"no")])
+    assert on_way.invokers(invoker) == 3 and asked == [b"no", b"yes", b"no"]
+    assert not on_way.pop()  # the first, an invoker
+    assert on_way.count == 4 and on_way.invokers(invoker) == 2
+    assert not on_way.pop() and on_way.invokers(invoker) == 2  # "no"
+    assert not on_way.pop() and not on_way.pop()
+    assert on_way.invokers(invoker) == 0
+    assert on_way.pop()  # the last
+
+
+def test_heads_without_a_key_are_let_through_and_do_not_shed_an_invoker() -> None:
+    """Room for one call: three keyless heads go through (the app answers them 401);
+    the invoker's head behind them is not shed, the next invoker's is; each head's key
+    is checked once; `done` for each takes the count back to nothing."""
+
+    async def run() -> None:
+        shed, pool, keys = _shed(room=1)
+        for token in (None, "dj_unknown", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"):
+            assert shed.answer(b"POST", _URL, _head(token), "client", True) == ("f", None)
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        assert keys.checks == 3  # the unknown key and the two invokers (none, JWT: unasked)
+        assert pool.refused == 1 and shed.shed == 1
+        for _ in range(4):
+            shed.done("f")
+        assert shed._on_way == {}
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
+
+    asyncio.run(run())
+
+
+def test_a_call_the_recount_lets_through_still_meets_the_lag_shed() -> None:
+    """While the loop lags (a lag shed that sheds all): an invoker's call behind keyless
+    heads that the recount lets through is shed by the lag shed, as it is alone."""
+
+    async def run() -> None:
+        lag = _Lag()
+        shed, _, _ = _shed(room=1, lag=lag)
+        alone = shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]
+        assert alone is not None and _LAG_DETAIL.encode() in alone
+        shed, _, _ = _shed(room=1, lag=lag)
+        for _ in range(3):
+            assert shed.answer(b"POST", _URL, _head("dj_unknown"), "attacker", True)[1] is None
+        behind = shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]
+        assert behind is not None and _LAG_DETAIL.encode() in behind
+
+    asyncio.run(run())
+
+
+def test_many_keyed_sheds_behind_keyless_heads_check_each_key_once() -> None:
+    """500 keyless heads let through unasked, then the pool is full: 200 invokers' calls
+    are all shed, and 700 keys were checked in all (each head once), not one per head on
+    its way per shed."""
+
+    async def run() -> None:
+        shed, pool, keys = _shed(room=1000)
+        for i in range(500):
+            assert shed.answer(b"POST", _URL, _head(f"dj_bad{i}"), "attacker", True)[1] is None
+        assert keys.checks == 0  # the pool took them: nothing asked
+        pool.full = True
+        answers = [shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1] for _ in range(200)]
+        assert {_status(a) for a in answers} == {503}
+        assert keys.checks == 700
+        assert pool.asked[-2:] == [500, 0]  # every head on its way, then the invokers
+
+    asyncio.run(run())
