@@ -190,6 +190,10 @@ def test_heads_let_through_count_behind_the_waiting_when_no_slot_is_free(
         await slot.gate.acquire()  # the one slot taken
         taken = [asked(2, 1), asked(2, 2), asked(0, 4)]
         slot.gate.release()
+        # Asked is not refused: only the gateway's refusal counts as a call shed.
+        assert pool.backlog.shed == 0
+        pool.refused_at_head(config, CallShed("overloaded"))
+        assert pool.backlog.shed == 1
         return free + taken
 
     free_3, free_2_2, taken_2_1, taken_2_2, taken_0_4 = asyncio.run(go())

@@ -81,10 +81,14 @@ class Backlog:
         concurrency: int,
         service_s: float,
         standing_s: float | None = None,
+        *,
+        refusing: bool = True,
     ) -> None:
         """May one more call of `function` wait, with `ahead` calls already waiting for
         its `concurrency` slots? `standing_s`: its queue stands (standing.py), and this
-        is its target, the budget then. Raises `CallShed` if not; returns if it may."""
+        is its target, the budget then. Raises `CallShed` if not; returns if it may.
+        `refusing`: the call is refused if this raises (else it is only asked, and
+        counted in `shed` by the caller if it is refused after all)."""
         bounds = self.bounds
         expected = (ahead // max(1, concurrency) + 1) * service_s
         budget = min(bounds.wait_s, BUDGET_FACTOR * service_s)
@@ -110,7 +114,8 @@ class Backlog:
             )
         else:
             return
-        self.shed += 1
+        if refusing:
+            self.shed += 1
         raise CallShed(
             f"overloaded: {why}",
             hint="retry after the Retry-After seconds",

@@ -208,6 +208,7 @@ class SandboxPool:
     def refused_at_head(self, config: InstanceConfig, shed: CallShed) -> None:
         """The gateway shed a call `check_in_flight` refused with `shed`: its queue is
         full (standing.py), unless the node's bound alone refused it."""
+        self.backlog.shed += 1
         slot = self._slots.get((config.function, config.version))
         if slot is not None:
             _queue_full(slot, shed)
@@ -224,6 +225,7 @@ class SandboxPool:
                 slot.config.concurrency,
                 service_s,
                 slot.queue.budget(self.backlog.bounds.shed, service_s),
+                refusing=refusing,
             )
         except CallShed as e:
             if refusing:
