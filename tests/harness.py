@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -37,6 +38,37 @@ ADVISORIES = Path(__file__).parent.parent.parent / "shared" / "data" / "pypa-adv
 #: costs a node's start 1.3-2 s; the scan tests parse it themselves, as does the first
 #: node of a run.
 ADVISORY_CACHE = Path(tempfile.gettempdir()) / f"donjon-tests-advisories-{os.getuid()}"
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSLSocket that closes itself when its peer resets it before the handshake.
+
+    CPython's `SSLSocket._create` (3.11.2 here) finds a socket whose peer already reset it
+    not connected (getpeername: ENOTCONN), reads one byte to check for data sent before
+    the handshake, and raises that read's ECONNRESET without closing the new SSLSocket,
+    which holds the socket's descriptor (python/cpython#113280, fixed in later releases).
+    A node that exits while the harness polls it (a refused start) resets the poll's
+    connection there, and the leak's ResourceWarning failed whichever test's garbage
+    collection finalised it."""
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        try:
+            return super().recv(buflen, flags)
+        except OSError as e:
+            if getattr(self, "_sslobj", None) is None and e.errno not in (
+                errno.ENOTCONN,
+                errno.EINVAL,
+            ):
+                self.close()  # the check before the handshake: nobody else can close it
+            raise
+
+
+def client_tls(cafile: str | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting `cafile` (the default roots if None) whose sockets
+    are closed when a peer resets them before the handshake (`_ClosingSSLSocket`)."""
+    context = ssl.create_default_context(cafile=cafile)
+    context.sslsocket_class = _ClosingSSLSocket
+    return context
 
 
 def free_port() -> int:
@@ -141,7 +173,7 @@ class LiveNode:
 
     @property
     def tls(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.cert)
+        return client_tls(self.cert)
 
     def env(self, key: str | None = None) -> dict[str, str]:
         return donjon_env(self.data_dir, self.url, self.admin_key if key is None else key)

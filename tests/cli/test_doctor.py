@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from donjon.controls.model import ALWAYS_REQUIRED, CONTROL_NAMES
-from harness import donjon_env, free_port, run_cli, start_node
+from harness import client_tls, donjon_env, free_port, run_cli, start_node
 
 
 def _doctor(env: dict[str, str], *args: str) -> tuple[int, Any]:
@@ -106,7 +106,7 @@ def test_serve_refuses_to_start_with_fewer_controls_than_its_baseline(tmp_path: 
     text = out.decode()
     assert "refusing to serve" in text and "data-dir" in text and f"chmod 700 {data}" in text
     unsafe, url = _serve(env, "--unsafe-fewer-controls")
-    verify = ssl.create_default_context(cafile=str(data / "tls" / "cert.pem"))
+    verify = client_tls(str(data / "tls" / "cert.pem"))
     try:
         assert _healthy(unsafe, url, verify), "serve --unsafe-fewer-controls did not start"
         records = httpx.get(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from donjon.gateway.tls import create_self_signed
-from harness import donjon_env, free_port, run_cli
+from harness import client_tls, donjon_env, free_port, run_cli
 
 
 def _serve(
@@ -98,9 +98,9 @@ def test_serves_a_given_certificate(tmp_path: Path) -> None:
     port = free_port()
     proc, _ = _serve(data, "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key))
     try:
-        ours = ssl.create_default_context(cafile=str(cert))
+        ours = client_tls(str(cert))
         assert _wait(f"https://127.0.0.1:{port}/healthz", ours).status_code == 200
-        init_cert = ssl.create_default_context(cafile=str(data / "tls" / "cert.pem"))
+        init_cert = client_tls(str(data / "tls" / "cert.pem"))
         try:
             httpx.get(f"https://127.0.0.1:{port}/healthz", verify=init_cert, timeout=3)
             raise AssertionError("the init certificate should not be the one served")

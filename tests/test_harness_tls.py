@@ -1,0 +1,33 @@
+"""The harness's client TLS context: a connection its peer resets before the handshake
+leaves no socket open (CPython's SSLSocket leaked it: python/cpython#113280)."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import struct
+import time
+import warnings
+
+import pytest
+
+from harness import client_tls
+
+
+def test_a_connection_reset_before_the_handshake_is_closed() -> None:
+    """A server that accepts and resets at once, as a node exiting while it is polled:
+    the wrap raises ConnectionResetError, and no ResourceWarning follows. Before, the
+    SSLSocket kept the descriptor until garbage collection warned about it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        accepted.close()  # an RST, not a FIN
+        time.sleep(0.1)  # the RST is in before the wrap looks
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ConnectionResetError):
+                client_tls().wrap_socket(client, server_hostname="node")
+            gc.collect()
+        client.close()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
