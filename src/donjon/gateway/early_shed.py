@@ -238,13 +238,18 @@ class EarlyShed:
             principal = self._invoker(headers, name)
             head = principal is not None
             if principal is not None:
-                refusal = self._recount(pool, deployed.config, on_way, shed)
-                if refusal is not None:
-                    pool.refused_at_head(deployed.config, refusal)
-                    if self.lag is not None:
-                        self.lag.overflowed(name)
-                    self._refused(name, principal, client, "overload")
-                    return name, shed_response(max(1, round(refusal.retry_after_s)), keep_alive)
+                # No local name holds the refusal: it would make a cycle with its
+                # traceback, which holds this frame (a garbage collection per refusals).
+                answer = self._overloaded(
+                    self._recount(pool, deployed.config, on_way, shed),
+                    pool,
+                    deployed.config,
+                    principal,
+                    client,
+                    keep_alive,
+                )
+                if answer is not None:
+                    return name, answer
                 if self.lag is not None and self.lag.sheds(name):
                     self._refused(name, principal, client, "loop-lag")
                     return name, shed_response(1, keep_alive, _LAG_DETAIL)
@@ -259,6 +264,26 @@ class EarlyShed:
             on_way = self._on_way[name] = _OnWay()
         on_way.add(head)
         return name, None
+
+    def _overloaded(
+        self,
+        refusal: CallShed | None,
+        pool: SandboxPool,
+        config: InstanceConfig,
+        principal: Principal,
+        client: str,
+        keep_alive: bool,
+    ) -> bytes | None:
+        """The 503 for `principal`'s call the pool refuses with `refusal`, counted and
+        queued for the audit (None: it is not refused)."""
+        if refusal is None:
+            return None
+        name = config.function
+        pool.refused_at_head(config, refusal)
+        if self.lag is not None:
+            self.lag.overflowed(name)
+        self._refused(name, principal, client, "overload")
+        return shed_response(max(1, round(refusal.retry_after_s)), keep_alive)
 
     def _recount(
         self,
