@@ -28,9 +28,10 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
+from uvicorn._types import HTTPScope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from donjon.config import ConnectionSettings
@@ -321,11 +322,14 @@ class GatewayProtocol(HttpToolsProtocol):
         One per connection, made at its first early shed and the current cycle at each
         one after: a finished cycle is only read (`response_complete`) and its event
         set, by uvicorn and here, never written to again, and under an overload most
-        requests a connection carries are shed."""
+        requests a connection carries are shed. Its scope holds none of the first shed
+        request's fields (its credentials among them): nothing reads a finished
+        cycle's scope, and the connection may live long."""
         if self._answered is not None:
             return self._answered
+        scope = cast(HTTPScope, {"type": "http", "method": "POST", "headers": []})
         cycle = RequestResponseCycle(
-            scope=self.scope,
+            scope=scope,
             transport=self.transport,
             flow=self.flow,
             logger=self.logger,
