@@ -55,11 +55,9 @@ class _ClosingSSLSocket(ssl.SSLSocket):
         try:
             return super().recv(buflen, flags)
         except OSError as e:
-            if getattr(self, "_sslobj", None) is None and e.errno not in (
-                errno.ENOTCONN,
-                errno.EINVAL,
-            ):
-                self.close()  # the check before the handshake: nobody else can close it
+            # `_connected` is set once `_create`'s check is over: only that read closes.
+            if not hasattr(self, "_connected") and e.errno not in (errno.ENOTCONN, errno.EINVAL):
+                self.close()  # nobody else holds this SSLSocket to close it
             raise
 
 

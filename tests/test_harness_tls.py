@@ -3,6 +3,7 @@ leaves no socket open (CPython's SSLSocket leaked it: python/cpython#113280)."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import socket
 import struct
@@ -14,6 +15,24 @@ import pytest
 from harness import client_tls
 
 
+def _reset(sock: socket.socket) -> None:
+    """Wait until `sock`'s peer has reset it: no longer connected (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while _connected(sock):
+        assert time.monotonic() < deadline, "the reset never came"
+        time.sleep(0.01)
+
+
+def _connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            return False
+        raise
+    return True
+
+
 def test_a_connection_reset_before_the_handshake_is_closed() -> None:
     """A server that accepts and resets at once, as a node exiting while it is polled:
     the wrap raises ConnectionResetError, and no ResourceWarning follows. Before, the
@@ -23,7 +42,7 @@ def test_a_connection_reset_before_the_handshake_is_closed() -> None:
         accepted, _ = server.accept()
         accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         accepted.close()  # an RST, not a FIN
-        time.sleep(0.1)  # the RST is in before the wrap looks
+        _reset(client)  # before the wrap looks
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with pytest.raises(ConnectionResetError):

@@ -195,7 +195,7 @@ def test_many_keyed_sheds_behind_keyless_heads_check_each_key_once() -> None:
 def test_a_refusal_leaves_nothing_for_the_garbage_collector() -> None:
     """Refusals from the head, plain and after a recount, make no reference cycles: a
     refusal kept in a local of the frame its traceback holds made one (8 objects a
-    refusal, collected only by the cyclic collector: about 3 us a refusal on a node)."""
+    refusal, collected only by the cyclic collector: about 3.5 us a refusal on a node)."""
 
     async def run() -> int:
         shed, pool, _ = _shed(room=3)

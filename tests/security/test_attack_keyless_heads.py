@@ -6,14 +6,19 @@ Before, it counted every head, with a credential or not. A few heads without one
 in the same turn as a keyed caller's, made its call look queued behind them, and it was
 shed with 503 and Retry-After, though the app answers those heads 401 or 403 and they
 never queue: anyone who can reach the node could refuse a function to its callers.
-Found reviewing the head's count (stop 38's note).
+Found reviewing the head's count of calls ahead (docs/performance.md, the fourteenth
+round).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
+import struct
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +39,21 @@ def slow(tmp_path: Path) -> Iterator[LiveNode]:
         yield live
 
 
+def _delivered(conns: list[Connection]) -> None:
+    """Wait until every byte sent is in the node's socket buffers: acknowledged by its
+    kernel, which it does while the node is stopped (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while any(_unacknowledged(conn) for conn in conns):
+        assert time.monotonic() < deadline, "the node's kernel did not take the requests"
+        time.sleep(0.01)
+
+
+def _unacknowledged(conn: Connection) -> int:
+    """Bytes of `conn` sent and not yet acknowledged by the peer (TIOCOUTQ)."""
+    (queued,) = struct.unpack("i", fcntl.ioctl(conn.sock.fileno(), termios.TIOCOUTQ, bytes(4)))
+    return int(queued)
+
+
 def _in_one_turn(node: LiveNode, auths: list[str | None]) -> list[tuple[int, bytes]]:
     """One invoke of `slow` per entry of `auths` (its Authorization value: "" none, None
     the admin key), each on its own connection, all read by the node in one turn of its
@@ -43,6 +63,7 @@ def _in_one_turn(node: LiveNode, auths: list[str | None]) -> list[tuple[int, byt
     try:
         for conn, auth in zip(conns, auths, strict=True):
             conn.sock.sendall(conn.invoke("slow", 0, auth=auth))
+        _delivered(conns)
     finally:
         os.kill(node.proc.pid, signal.SIGCONT)
     answers = [conn.response() for conn in conns]

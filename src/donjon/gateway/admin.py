@@ -139,7 +139,8 @@ async def function_logs(request: Request, node: Node, _p: Principal, _r: str) ->
             request_id=request_id,
         )
     )
-    # A removed function's logs stay readable; a name never deployed is a mistake.
+    # A removed function's logs stay readable (to whom the policy lets read them: a
+    # role's `*` covers only functions deployed now); a name never deployed is a mistake.
     if (
         not rows
         and node.registry.get(name) is None

@@ -238,8 +238,9 @@ class EarlyShed:
             principal = self._invoker(headers, name)
             head = principal is not None
             if principal is not None:
-                # No local name holds the refusal: it would make a cycle with its
-                # traceback, which holds this frame (a garbage collection per refusals).
+                # No local name holds the refusal: with its traceback, which holds this
+                # frame, it would make a reference cycle each refusal (docs/performance.md,
+                # "the fifteenth round").
                 answer = self._overloaded(
                     self._recount(pool, deployed.config, on_way, shed),
                     pool,
@@ -251,19 +252,23 @@ class EarlyShed:
                 if answer is not None:
                     return name, answer
                 if self.lag is not None and self.lag.sheds(name):
-                    self._refused(name, principal, client, "loop-lag")
-                    return name, shed_response(1, keep_alive, _LAG_DETAIL)
+                    return name, self._lagging(name, principal, client, keep_alive)
         else:
             if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
                 head = principal is not None
                 if principal is not None:
-                    self._refused(name, principal, client, "loop-lag")
-                    return name, shed_response(1, keep_alive, _LAG_DETAIL)
+                    return name, self._lagging(name, principal, client, keep_alive)
         if on_way is None:
             on_way = self._on_way[name] = _OnWay()
         on_way.add(head)
         return name, None
+
+    def _lagging(self, name: str, principal: Principal, client: str, keep_alive: bool) -> bytes:
+        """The 503 for `principal`'s call shed while the loop lags (lag_shed.py), counted
+        and queued for the audit."""
+        self._refused(name, principal, client, "loop-lag")
+        return shed_response(1, keep_alive, _LAG_DETAIL)
 
     def _overloaded(
         self,

@@ -206,8 +206,9 @@ class SandboxPool:
             self._admit(slot, ahead, refusing=False)
 
     def refused_at_head(self, config: InstanceConfig, shed: CallShed) -> None:
-        """The gateway shed a call `check_in_flight` refused with `shed`: its queue is
-        full (standing.py), unless the node's bound alone refused it."""
+        """The gateway shed a call `check_in_flight` refused with `shed`: counted in
+        `backlog.shed`, and its queue is full (standing.py), unless the node's bound
+        alone refused it."""
         self.backlog.shed += 1
         slot = self._slots.get((config.function, config.version))
         if slot is not None:
