@@ -16,10 +16,13 @@ import pytest
 
 from donjon.gateway import early_shed
 from donjon.gateway.early_shed import _LAG_DETAIL, EarlyShed, _OnWay
+from donjon.gateway.limited_callers import LimitedCallers
 from donjon.identity import Principal
 from donjon.sandbox import CallShed
 
 GOOD = "dj_may-invoke"
+#: A key that may invoke, over its own rate in the tests that say so.
+OVER = "dj_over-its-rate"
 _URL = b"/v1/functions/f/invoke"
 
 
@@ -43,15 +46,15 @@ class _Pool:
 
 
 class _Keys:
-    """A key index that knows one key; counts the keys it is asked to check."""
+    """A key index that knows two keys; counts the keys it is asked to check."""
 
     def __init__(self) -> None:
         self.checks = 0
 
     def check(self, token: str) -> tuple[Principal | None, None]:
         self.checks += 1
-        principal = cast(Principal, SimpleNamespace(label="key:good"))
-        return (principal if token == GOOD else None), None
+        label = {GOOD: "key:good", OVER: "key:over"}.get(token)
+        return (None if label is None else cast(Principal, SimpleNamespace(label=label))), None
 
 
 class _Lag:
@@ -78,6 +81,7 @@ def _shed(room: int, lag: _Lag | None = None) -> tuple[EarlyShed, _Pool, _Keys]:
     node = SimpleNamespace(
         pool=pool,
         throttles=None,
+        limited=LimitedCallers(),
         key_index=keys,
         registry={"f": SimpleNamespace(config=SimpleNamespace(function="f"))},
     )
@@ -112,9 +116,9 @@ def test_on_way_counts_every_head_and_asks_each_once_oldest_first() -> None:
     on_way = _OnWay()
     asked: list[bytes] = []
 
-    def invoker(head: list[tuple[bytes, bytes]]) -> Principal | None:
+    def invoker(head: list[tuple[bytes, bytes]]) -> bool:
         asked.append(head[0][1])
-        return cast(Principal, object()) if head[0][1] == b"yes" else None
+        return head[0][1] == b"yes"
 
     on_way.add(True)
     on_way.add([(b"h", b"no")])
@@ -215,3 +219,27 @@ def test_a_refusal_leaves_nothing_for_the_garbage_collector() -> None:
             gc.enable()
 
     assert asyncio.run(run()) == 0
+
+
+@pytest.mark.parametrize("share", [None, "f"])
+def test_heads_of_a_caller_over_its_own_rate_do_not_shed_another_callers_call(
+    share: str | None,
+) -> None:
+    """A caller over its own rate (or its share of f's) gets 429 at admission and never
+    queues: room for one call, three of its heads on their way, then another caller's
+    head, which is let through; once its rate has room again its head counts."""
+
+    async def run() -> None:
+        shed, _, _ = _shed(room=1)
+        node = cast(Any, shed.node)
+        node.limited.refused("key:over", share, 60.0)
+        for _ in range(3):
+            assert shed.answer(b"POST", _URL, _head(OVER), "over", True)[1] is None
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
+        for _ in range(4):
+            shed.done("f")
+        node.limited = LimitedCallers()  # its rate has room again
+        assert shed.answer(b"POST", _URL, _head(OVER), "over", True)[1] is None
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+
+    asyncio.run(run())

@@ -93,3 +93,23 @@ def test_heads_with_the_grant_still_count_as_queued(slow: LiveNode) -> None:
     assert [status for status, _ in answers] == [200, 200, 503, 503, 503]
     for _, body in answers[2:]:
         assert json.loads(body)["detail"] == _DETAIL
+
+
+@pytest.mark.parametrize("limit", ["rate", "quota"])
+def test_heads_of_a_caller_over_its_own_limit_do_not_shed_another_callers_call(
+    slow: LiveNode, limit: str
+) -> None:
+    """A key allowed one call (a minute, or a day by its own quota), after its 429: four
+    of its heads, then the admin's call, in one turn: the four get 429, the call is
+    served. Before, the key's heads counted as queued (it may invoke `slow`)."""
+    limits = {"rate": "1/minute", "burst": 1} if limit == "rate" else None
+    over = slow.create_key(f"heads-over-{limit}", "invoker", ["slow"], limits)
+    if limit == "quota":
+        with slow.client() as c:
+            r = c.put(f"/v1/quotas/key:{over['id']}", json={"invocations": 1})
+            assert r.status_code == 201, r.text
+    assert slow.invoke("slow", {"sleep": 0}, key=over["key"]).status_code == 200
+    assert slow.invoke("slow", {"sleep": 0}, key=over["key"]).status_code == 429
+    auths: list[str | None] = [f"Bearer {over['key']}"] * 4 + [None]
+    statuses = [status for status, _ in _in_one_turn(slow, auths)]
+    assert statuses == [429, 429, 429, 429, 200]

@@ -70,8 +70,8 @@ _INVOKE = re.compile(rb"/v1/functions/([a-z][a-z0-9-]{0,62})/invoke(?:\?|$)")
 MAX_QUEUED = 65536
 _DETAIL = "overloaded: the node is shedding calls to this function; retry after Retry-After"
 _LAG_DETAIL = "overloaded: the node runs late and sheds a share of calls; retry after Retry-After"
-#: A head let through (EarlyShed._on_way): whether its key may invoke the function, or
-#: its fields while that was not asked.
+#: A head let through (EarlyShed._on_way): whether its call will queue, or its fields
+#: while that was not asked.
 _Head = bool | list[tuple[bytes, bytes]]
 
 
@@ -131,20 +131,21 @@ def shed_response(retry_after_s: int, keep_alive: bool, detail: str = _DETAIL) -
 class _OnWay:
     """The heads of one function let through and not yet at `admit`, oldest first.
 
-    Each is whether its key may invoke the function, or its fields while that was not
-    asked: a head the app refuses (401, 403) never reaches the queue, so only invokers
-    count before a call is shed, and each head is asked once, oldest first, only then
-    (`invokers`). A call the pool takes pays no key check here.
+    Each is whether its call will queue (its key may invoke the function, and no rate
+    bucket or quota of its own refuses it now), or its fields while that was not asked: a
+    head the app refuses (401, 403, 429) never reaches the queue, so only those that
+    will queue count before a call is shed, and each head is asked once, oldest first,
+    only then (`invokers`). A call the pool takes pays no key check here.
     """
 
     __slots__ = ("_asked", "_invokers", "_unasked")
 
     def __init__(self) -> None:
-        #: Heads asked (or known), each whether it may invoke: older than every unasked.
+        #: Heads asked (or known), each whether it will queue: older than every unasked.
         self._asked: collections.deque[bool] = collections.deque()
         #: Heads not asked yet, each its fields (or what is known, behind an unasked one).
         self._unasked: collections.deque[_Head] = collections.deque()
-        #: How many of `_asked` may invoke.
+        #: How many of `_asked` will queue.
         self._invokers = 0
 
     @property
@@ -168,12 +169,12 @@ class _OnWay:
             self._unasked.popleft()
         return not self._asked and not self._unasked
 
-    def invokers(self, invoker: Callable[[list[tuple[bytes, bytes]]], Principal | None]) -> int:
-        """How many heads on their way may invoke, asking `invoker` of each not yet asked."""
+    def invokers(self, queues: Callable[[list[tuple[bytes, bytes]]], bool]) -> int:
+        """How many heads on their way will queue, asking `queues` of each not yet asked."""
         unasked, asked = self._unasked, self._asked
         while unasked:
             head = unasked.popleft()
-            known = head if isinstance(head, bool) else invoker(head) is not None
+            known = head if isinstance(head, bool) else queues(head)
             asked.append(known)
             self._invokers += known
         return self._invokers
@@ -236,7 +237,7 @@ class EarlyShed:
         except CallShed as shed:
             # Only now the credentials: a call the pool takes pays nothing more here.
             principal = self._invoker(headers, name)
-            head = principal is not None
+            head = principal is not None and not self.node.limited.limited(principal.label, name)
             if principal is not None:
                 # No local name holds the refusal: with its traceback, which holds this
                 # frame, it would make a reference cycle each refusal (docs/performance.md,
@@ -256,7 +257,9 @@ class EarlyShed:
         else:
             if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
-                head = principal is not None
+                head = principal is not None and not self.node.limited.limited(
+                    principal.label, name
+                )
                 if principal is not None:
                     return name, self._lagging(name, principal, client, keep_alive)
         if on_way is None:
@@ -303,7 +306,7 @@ class EarlyShed:
         403 there and never queue: counted, they would shed the callers who may invoke."""
         if on_way is None:
             return shed
-        invokers = on_way.invokers(lambda headers: self._invoker(headers, config.function))
+        invokers = on_way.invokers(lambda headers: self._queues(headers, config.function))
         if invokers == on_way.count:
             return shed
         try:
@@ -311,6 +314,12 @@ class EarlyShed:
         except CallShed as again:
             return again
         return None
+
+    def _queues(self, headers: list[tuple[bytes, bytes]], name: str) -> bool:
+        """Whether the head's call will queue for `name`: its key may invoke it, and no
+        rate bucket or quota of its own refuses it now (limited_callers.py; else 429)."""
+        principal = self._invoker(headers, name)
+        return principal is not None and not self.node.limited.limited(principal.label, name)
 
     def _invoker(self, headers: list[tuple[bytes, bytes]], name: str) -> Principal | None:
         """The principal of the head's bearer API key if the key index verifies it and

@@ -18,6 +18,7 @@ from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
+from donjon.gateway.limited_callers import LimitedCallers
 from donjon.identity import (
     JwtVerifier,
     KeyIndex,
@@ -151,6 +152,8 @@ class Node:
     advisory_watch: AdvisoryWatch | None = None
     #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
     metrics: Metrics = field(default_factory=Metrics)
+    #: Callers a rate bucket of their own refused lately (gateway/limited_callers.py).
+    limited: LimitedCallers = field(default_factory=LimitedCallers)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
     #: Admin changes and their audit records, committed together (audit/changes.py).
