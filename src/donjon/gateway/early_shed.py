@@ -131,11 +131,12 @@ def shed_response(retry_after_s: int, keep_alive: bool, detail: str = _DETAIL) -
 class _OnWay:
     """The heads of one function let through and not yet at `admit`, oldest first.
 
-    Each is whether its call will queue (its key may invoke the function, and no rate
-    bucket or quota of its own refuses it now), or its fields while that was not asked: a
-    head the app refuses (401, 403, 429) never reaches the queue, so only those that
-    will queue count before a call is shed, and each head is asked once, oldest first,
-    only then (`invokers`). A call the pool takes pays no key check here.
+    Each is whether its call will queue (its key may invoke the function, and is not
+    recorded over a limit of its own: limited_callers.py), or its fields while that was
+    not asked: a head the app refuses (401, 403, or 429 to a key known to be over its
+    limit) never reaches the queue, so only the others count before a call is shed,
+    and each head is asked once, oldest first, only then (`invokers`). A call the pool
+    takes pays no key check here.
     """
 
     __slots__ = ("_asked", "_invokers", "_unasked")
@@ -257,11 +258,9 @@ class EarlyShed:
         else:
             if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
-                head = principal is not None and not self.node.limited.limited(
-                    principal.label, name
-                )
                 if principal is not None:
                     return name, self._lagging(name, principal, client, keep_alive)
+                head = False
         if on_way is None:
             on_way = self._on_way[name] = _OnWay()
         on_way.add(head)

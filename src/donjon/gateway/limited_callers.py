@@ -1,54 +1,64 @@
-"""Callers that a rate bucket or a daily quota of their own refused lately, until its
-Retry-After.
+"""API keys that a rate bucket or a daily quota of their own refused lately.
 
 Their calls are answered 429 at admission (gateway/rate_buckets.py, quota_check.py) and
-never queue for a sandbox. The early shed (early_shed.py) counts the invoke heads on their way to
-admission as calls queued ahead of the next one; a caller over its own rate, sending many
-heads at once, would make other callers' calls of the same function look queued behind
-calls that will never run, and have them shed with 503. So its heads do not count while
-it is known to be over its rate. Known per node, from its own refusals: another node's
-refusals (a shared Redis bucket) are learnt at this node's first.
+never queue for a sandbox. The early shed (early_shed.py) counts the invoke heads on
+their way to admission as calls queued ahead of the next one; a key over its own limit,
+sending many heads at once, would make other callers' calls of the same function look
+queued behind calls that will never run, and have them shed with 503. So its heads do
+not count while it is recorded here.
+
+A record lasts `HOLD_S` past the refusal's Retry-After, and at most `MAX_HOLD_S` in all;
+each further refusal renews it. Held past the Retry-After, a key that keeps sending
+past its rate is not counted again at each refill (up to its burst of those heads
+would then queue, and are judged at admission); capped, a quota an admin raises, or a
+rate of a few a day, leaves its heads uncounted for minutes, not a day. Any error here
+only under-counts, which sends calls to admission to be judged, as before the early
+shed. Known per node, from its own refusals: another node's refusals (a shared Redis
+bucket) are learnt at this node's first. Only API keys are recorded: the early shed
+verifies nothing else.
 """
 
 from __future__ import annotations
 
 import time
 
-__all__ = ["MAX_KEPT", "LimitedCallers"]
+__all__ = ["HOLD_S", "MAX_HOLD_S", "MAX_KEPT", "LimitedCallers"]
 
-#: Callers (or caller and function pairs) kept at most; past it the expired go, then
-#: the oldest (which then count again until their next refusal).
+#: Keys (or key and function pairs) kept at most; past it the least lately refused go
+#: (they count again until their next refusal).
 MAX_KEPT = 4096
+#: How long past its Retry-After a refusal is remembered, and how long at most in all.
+HOLD_S = 60.0
+MAX_HOLD_S = 300.0
 
 
 class LimitedCallers:
-    """Until when each caller, and each caller's share of a function, is over its rate."""
+    """Until when each key, and each key's share of a function, is over its limit."""
 
     __slots__ = ("_until",)
 
     def __init__(self) -> None:
-        #: By caller label, or by "label function" for a caller's share of one function.
-        self._until: dict[str, float] = {}
+        #: By (key label, None) for its own rate or quota, (key label, function) for its
+        #: share of one function's rate; in the order of their latest refusal.
+        self._until: dict[tuple[str, str | None], float] = {}
 
     def refused(self, label: str, function: str | None, retry_after_s: float) -> None:
-        """A bucket or quota of `label`'s own refused its call (of `function`: its share of
-        that function's rate; None: its own rate or quota, for every function) for
-        `retry_after_s`."""
+        """A limit of key `label`'s own refused its call (of `function`: its share of
+        that function's rate; None: its own rate or quota, for every function), asking
+        it to retry after `retry_after_s`."""
         until = self._until
-        key = label if function is None else f"{label} {function}"
-        until.pop(key, None)  # kept in the order of the latest refusal
-        if len(until) >= MAX_KEPT:
-            now = time.monotonic()
-            for expired in [k for k, end in until.items() if end <= now]:
-                del until[expired]
-            while len(until) >= MAX_KEPT:
-                del until[next(iter(until))]
-        until[key] = time.monotonic() + retry_after_s
+        key = (label, function)
+        until.pop(key, None)
+        while len(until) >= MAX_KEPT:
+            del until[next(iter(until))]  # the least lately refused
+        hold = min(max(retry_after_s, 0.0) + HOLD_S, MAX_HOLD_S)
+        until[key] = time.monotonic() + hold
 
     def limited(self, label: str, function: str) -> bool:
-        """Whether `label`'s call of `function` would be refused by a limit of its own."""
+        """Whether key `label`'s call of `function` is held to be refused by a limit of
+        its own."""
         until = self._until
         if not until:
             return False
         now = time.monotonic()
-        return until.get(label, 0.0) > now or until.get(f"{label} {function}", 0.0) > now
+        return until.get((label, None), 0.0) > now or until.get((label, function), 0.0) > now

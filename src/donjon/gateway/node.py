@@ -152,7 +152,7 @@ class Node:
     advisory_watch: AdvisoryWatch | None = None
     #: This node's Prometheus metrics, in a registry of its own (GET /metrics).
     metrics: Metrics = field(default_factory=Metrics)
-    #: Callers a rate bucket of their own refused lately (gateway/limited_callers.py).
+    #: API keys a rate bucket or quota of their own refused lately (limited_callers.py).
     limited: LimitedCallers = field(default_factory=LimitedCallers)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)

@@ -90,8 +90,12 @@ async def check_quota(
         return
     reset = next_reset(now)
     retry_after_s = max(1.0, math.ceil(reset.timestamp() - now))
-    if principal is not None and decision.subject != f"function:{deployed.name}":
-        # The caller's own quota (its key's or a role's): it is refused until the reset.
+    if (
+        principal is not None
+        and principal.kind == "key"
+        and decision.subject != f"function:{deployed.name}"
+    ):
+        # The key's own quota, or its role's: it is refused until the reset.
         node.limited.refused(principal.label, None, retry_after_s)
     await _audit_refusal(node, deployed, principal, request_id, trigger, decision, day, reset)
     raise QuotaExhausted(decision, reset, retry_after_s)

@@ -267,10 +267,11 @@ async def _refuse(
     """Count and audit the refusal (aggregated per caller, function and window), then raise."""
     node.metrics.throttled(deployed.name)
     name = deployed.name
-    if policy == "principal":
-        node.limited.refused(actor, None, retry_after_s)
-    elif policy == "principal-function":
-        node.limited.refused(actor, name, retry_after_s)
+    if actor.startswith("key:"):  # an API key's own bucket (limited_callers.py)
+        if policy == "principal":
+            node.limited.refused(actor, None, retry_after_s)
+        elif policy == "principal-function":
+            node.limited.refused(actor, name, retry_after_s)
     await node.denials.deny(
         AuditEvent(
             actor,
