@@ -26,9 +26,10 @@ goes to the app untouched and gets the answer it gets without this shed (401/403
 or a shed at `admit` once authenticated), so nothing about a function is told to a
 caller who has not authenticated. The heads let through in one turn of the loop reach
 `admit` together in the next, so each counts as waiting ahead of the heads after it;
-but before a call is shed, only those whose key may invoke the function count: the
-others get their 401 or 403 from the app and never queue, and heads without the grant
-must not shed the calls of a caller who has it. While the monitor throttles anything
+but before a call is shed, only those whose key may invoke the function and is not
+known to be over a limit of its own (limited_callers.py) count: the others get their
+401, 403 or 429 from the app and never queue, and must not shed the calls of a caller
+who may invoke. While the monitor throttles anything
 (monitor/throttles.py), every head goes to the app too: a throttle answers 429
 before the capacity is asked. A call not shed here goes through every check as
 before, and may still be shed at `admit` (calls admitted together). Other ways in
@@ -300,9 +301,10 @@ class EarlyShed:
         shed: CallShed,
     ) -> CallShed | None:
         """The refusal of an invoker's call that the pool shed counting every head on its
-        way: asked again counting only the invokers among them, if some are not (None if
-        then it may wait). Heads without a credential the app accepts get their 401 or
-        403 there and never queue: counted, they would shed the callers who may invoke."""
+        way: asked again counting only those that will queue, if some will not (None if
+        then it may wait). Heads without a credential the app accepts, or of a key over
+        a limit of its own, get 401, 403 or 429 there and never queue: counted, they
+        would shed the calls of the callers who may invoke."""
         if on_way is None:
             return shed
         invokers = on_way.invokers(lambda headers: self._queues(headers, config.function))
