@@ -1,5 +1,5 @@
 """LimitedCallers: which keys are held over a limit of their own, for how long, and which
-refusals of the rate buckets record them."""
+refusals of the rate buckets and quotas record them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import pytest
 
 from donjon.gateway import limited_callers
 from donjon.gateway.limited_callers import HOLD_S, MAX_HOLD_S, MAX_KEPT, LimitedCallers
+from donjon.gateway.quota_check import QuotaExhausted, check_quota
 from donjon.gateway.rate_buckets import RateLimited, take_rate_buckets
 from donjon.manifest.model import Rate
 from donjon.ratelimit import MemoryRateLimiter
+from donjon.ratelimit.memory_quota import MemoryQuotaCounter
+from donjon.ratelimit.quota_book import QuotaBook
+from donjon.store.quotas import QuotaRecord
 
 
 class _Clock:
@@ -144,3 +148,50 @@ def test_a_keys_own_bucket_records_it_and_the_functions_shared_one_does_not() ->
     assert shared._until == {}
     jwt, policies = _bucket_refusal(["jwt:iss:alice"] * 2, (1, 60.0, 1), None)
     assert policies == ["", "principal"] and jwt._until == {}
+
+
+def _quota_refusal(subject: str) -> tuple[LimitedCallers, int]:
+    """Two calls of function f by key k under a quota of one call a day on `subject`
+    (the real quota book and counter): the record, and how many calls were refused."""
+    limited = LimitedCallers()
+
+    async def audited(*_: Any, **__: Any) -> None:
+        pass
+
+    node = SimpleNamespace(
+        quotas=QuotaBook(),
+        quota_counter=MemoryQuotaCounter(),
+        limited=limited,
+        metrics=SimpleNamespace(
+            rate_limited=SimpleNamespace(labels=lambda *_: SimpleNamespace(inc=lambda: None))
+        ),
+        audit=SimpleNamespace(record=audited),
+        denials=SimpleNamespace(deny=audited),
+    )
+    deployed = SimpleNamespace(name="f", record=SimpleNamespace(version=1))
+    principal = SimpleNamespace(kind="key", id="k", label="key:k", role="invoker", more_roles=())
+
+    async def run() -> int:
+        await node.quotas.put(QuotaRecord(subject, 1, None, 0.0, "admin"))
+        refused = 0
+        for _ in range(2):
+            try:
+                await check_quota(
+                    cast(Any, node), cast(Any, deployed), cast(Any, principal), "rid", "invoke"
+                )
+            except QuotaExhausted:
+                refused += 1
+        return refused
+
+    return limited, asyncio.run(run())
+
+
+def test_a_keys_own_quota_records_it_and_the_functions_does_not() -> None:
+    """Over its key's quota, or its role's: recorded for every function. Over f's own
+    quota, which every caller of f meets: not recorded."""
+    for subject in ("key:k", "role:invoker"):
+        own, refused = _quota_refusal(subject)
+        assert refused == 1
+        assert own.limited("key:k", "f") and own.limited("key:k", "g")
+    function, refused = _quota_refusal("function:f")
+    assert refused == 1 and function._until == {}
