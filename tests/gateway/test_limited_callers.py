@@ -9,7 +9,6 @@ from typing import Any, cast
 
 import pytest
 
-from donjon.gateway import limited_callers
 from donjon.gateway.limited_callers import HOLD_S, MAX_HOLD_S, MAX_KEPT, LimitedCallers
 from donjon.gateway.quota_check import QuotaExhausted, check_quota
 from donjon.gateway.rate_buckets import RateLimited, take_rate_buckets
@@ -29,17 +28,15 @@ class _Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
-    clock = _Clock()
-    monkeypatch.setattr(limited_callers, "time", SimpleNamespace(monotonic=clock))
-    return clock
+def clock() -> _Clock:
+    return _Clock()
 
 
 def test_a_keys_own_limit_covers_every_function_its_share_only_that_one(clock: _Clock) -> None:
     """Refused by its own rate: held for every function; by its share of f's: for f
     alone; another key is not; nothing is before any refusal; a label holding a space
     is its own key, not a pair."""
-    limited = LimitedCallers()
+    limited = LimitedCallers(clock)
     assert not limited.limited("key:a", "f")
     limited.refused("key:a", None, 5)
     limited.refused("key:b", "f", 5)
@@ -53,7 +50,7 @@ def test_a_refusal_is_held_past_its_retry_after_and_at_most_max_hold(clock: _Clo
     """Held HOLD_S past its Retry-After (the refills in between would let only its burst
     through), never past MAX_HOLD_S (a quota until midnight, raised meanwhile), and
     renewed by each refusal."""
-    limited = LimitedCallers()
+    limited = LimitedCallers(clock)
     limited.refused("key:a", None, 5)
     limited.refused("key:q", None, 8 * 3600)
     clock.now += 5 + HOLD_S - 0.5
@@ -70,7 +67,7 @@ def test_a_refusal_is_held_past_its_retry_after_and_at_most_max_hold(clock: _Clo
 def test_at_most_max_kept_the_least_lately_refused_goes_first(clock: _Clock) -> None:
     """Past MAX_KEPT keys, the one refused least lately is forgotten (it counts again
     until its next refusal), the newest are kept, and the count stays bounded."""
-    limited = LimitedCallers()
+    limited = LimitedCallers(clock)
     for i in range(MAX_KEPT + 10):
         limited.refused(f"key:{i}", None, 60)
     assert not limited.limited("key:0", "f")

@@ -28,15 +28,17 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
-from uvicorn._types import HTTPScope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from donjon.config import ConnectionSettings
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
+
+if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
+    from uvicorn._types import HTTPScope
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
@@ -327,7 +329,7 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle's scope, and the connection may live long."""
         if self._answered is not None:
             return self._answered
-        scope = cast(HTTPScope, {"type": "http", "method": "POST", "headers": []})
+        scope = cast("HTTPScope", {"type": "http", "method": "POST", "headers": []})
         cycle = RequestResponseCycle(
             scope=scope,
             transport=self.transport,

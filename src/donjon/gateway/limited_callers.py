@@ -21,6 +21,7 @@ verifies nothing else.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 __all__ = ["HOLD_S", "MAX_HOLD_S", "MAX_KEPT", "LimitedCallers"]
 
@@ -35,9 +36,10 @@ MAX_HOLD_S = 300.0
 class LimitedCallers:
     """Until when each key, and each key's share of a function, is over its limit."""
 
-    __slots__ = ("_until",)
+    __slots__ = ("_clock", "_until")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         #: By (key label, None) for its own rate or quota, (key label, function) for its
         #: share of one function's rate; in the order of their latest refusal.
         self._until: dict[tuple[str, str | None], float] = {}
@@ -52,7 +54,7 @@ class LimitedCallers:
         while len(until) >= MAX_KEPT:
             del until[next(iter(until))]  # the least lately refused
         hold = min(max(retry_after_s, 0.0) + HOLD_S, MAX_HOLD_S)
-        until[key] = time.monotonic() + hold
+        until[key] = self._clock() + hold
 
     def limited(self, label: str, function: str) -> bool:
         """Whether key `label`'s call of `function` is held to be refused by a limit of
@@ -60,5 +62,5 @@ class LimitedCallers:
         until = self._until
         if not until:
             return False
-        now = time.monotonic()
+        now = self._clock()
         return until.get((label, None), 0.0) > now or until.get((label, function), 0.0) > now
