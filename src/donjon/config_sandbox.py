@@ -39,7 +39,7 @@ class SandboxSettings:
     #: The longest a call waits for a free slot (DONJON_MAX_QUEUE_WAIT_S); a call that
     #: would wait longer, judged from recent service times, is shed at once with 503.
     max_queue_wait_s: float = 5.0
-    #: A standing queue's target and interval (DONJON_SHED_TARGET_MS and
+    #: A standing (or overflowing) queue's target and interval (DONJON_SHED_TARGET_MS and
     #: DONJON_SHED_INTERVAL_MS, sandbox/standing.py); 0: one service time of the
     #: function, and the larger of 100 ms and 5 service times.
     shed_target_s: float = 0.0

@@ -152,8 +152,9 @@ class SettingsInput(BaseSettings):
     MAX_QUEUED_PER_FUNCTION: Annotated[int, Field(ge=0, le=100_000)] = 64
     MAX_QUEUED: Annotated[int, Field(ge=0, le=1_000_000)] = 512
     MAX_QUEUE_WAIT_S: Annotated[Seconds, Field(gt=0, le=3600)] = 5.0
-    #: A standing queue (sandbox/standing.py): the wait its calls may have, and how long
-    #: every call must wait past it for the queue to stand; 0: from the service time.
+    #: A standing or overflowing queue (sandbox/standing.py): the wait its calls may have,
+    #: and how long every call must wait past it for the queue to stand; 0: from the
+    #: service time.
     SHED_TARGET_MS: Annotated[float, Field(ge=0, le=3_600_000, allow_inf_nan=False)] = 0.0
     SHED_INTERVAL_MS: Annotated[float, Field(ge=0, le=3_600_000, allow_inf_nan=False)] = 0.0
     #: Issue 15 limits (docs/limits.md, "Rate limits" and "Concurrency"): each caller's

@@ -8,7 +8,7 @@ from donjon.config import ConfigError, load_settings
 from donjon.gateway.problems import problem_from_error, status_for
 from donjon.sandbox import CallShed, QueueBounds, ShedTiming
 from donjon.sandbox.backlog import Backlog
-from donjon.sandbox.standing import StandingQueue
+from donjon.sandbox.standing import OVERFLOW_REFUSALS, OVERFLOW_S, StandingQueue
 
 #: A function of 10 ms a call at concurrency 4; target 10 ms, interval 100 ms.
 SERVICE_S = 0.010
@@ -20,14 +20,14 @@ INTERVAL_S = TIMING.interval(SERVICE_S)
 AHEAD = 2 * CONCURRENCY
 
 
-def _admit(backlog: Backlog, queue: StandingQueue, ahead: int = AHEAD) -> None:
-    backlog.admit("f", ahead, CONCURRENCY, SERVICE_S, queue.budget(TIMING, SERVICE_S))
+def _admit(backlog: Backlog, queue: StandingQueue, ahead: int = AHEAD, now: float = 0.0) -> None:
+    backlog.admit("f", ahead, CONCURRENCY, SERVICE_S, queue.budget(TIMING, SERVICE_S, now))
 
 
 def _overflowing(queue: StandingQueue, start: float, seconds: float) -> float:
     """Calls leave the queue every ms for `seconds`, each after waiting 3 service times,
     and one call is refused at the queue's bounds; returns the clock at the end."""
-    queue.refused()
+    queue.refused(start)
     now = start
     while now < start + seconds:
         queue.waited(3 * SERVICE_S, now, TARGET_S, INTERVAL_S)
@@ -117,11 +117,12 @@ def test_a_closed_loop_queue_that_never_fills_is_not_shed() -> None:
 def test_no_service_time_yet_tells_nothing() -> None:
     """Before any call has finished (no service time), waits do not make a queue stand."""
     queue = StandingQueue()
-    queue.refused()
+    for _ in range(2 * OVERFLOW_REFUSALS):
+        queue.refused(100.0)
     for i in range(1000):
         queue.waited(1.0, 100.0 + i, ShedTiming().target(0.0), ShedTiming().interval(0.0))
     assert not queue.standing
-    assert queue.budget(TIMING, 0.0) is None
+    assert queue.budget(TIMING, 0.0, 100.0) is None
 
 
 def test_a_refusal_at_the_node_bound_tells_whether_the_function_was_past_its_own() -> None:
@@ -138,3 +139,41 @@ def test_a_refusal_at_the_node_bound_tells_whether_the_function_was_past_its_own
     with pytest.raises(CallShed, match="the node has 3") as standing:
         backlog.admit("f", CONCURRENCY, CONCURRENCY, SERVICE_S, TARGET_S)
     assert not standing.value.node_only
+
+
+def test_a_queue_refused_16_times_within_a_second_overflows_whatever_a_free_slot_says() -> None:
+    """The OVERFLOW_REFUSALS-th refusal at the bounds within OVERFLOW_S makes the budget
+    the target (two rounds ahead are shed, one still queues) for OVERFLOW_S after it, a
+    slot found free meanwhile notwithstanding; each later refusal extends it; then the
+    queue admits as before."""
+    queue, backlog = StandingQueue(), _backlog()
+    now = 100.0
+    for _ in range(OVERFLOW_REFUSALS - 1):
+        queue.refused(now)
+        now += 0.01
+    _admit(backlog, queue, now=now)  # one short of the count: a burst, queued
+    queue.refused(now)
+    assert queue.overflowing(now)
+    queue.took_free_slot()  # a slot found free: CoDel's standing queue would end here
+    with pytest.raises(CallShed, match="f has a standing queue"):
+        _admit(backlog, queue, now=now + OVERFLOW_S / 2)
+    _admit(backlog, queue, ahead=CONCURRENCY - 1, now=now + OVERFLOW_S / 2)  # one round
+    queue.refused(now + OVERFLOW_S / 2)  # still refused: held on
+    with pytest.raises(CallShed):
+        _admit(backlog, queue, now=now + OVERFLOW_S * 1.4)
+    _admit(backlog, queue, now=now + OVERFLOW_S * 1.6)  # a second after the last: over
+    assert not queue.overflowing(now + OVERFLOW_S * 1.6)
+    assert backlog.shed == 2
+
+
+def test_refusals_thinner_than_16_a_second_never_make_a_queue_overflow() -> None:
+    """A closed loop at the edge of the budget is refused now and then: a hundred
+    refusals, 15 in any second, never make the queue overflow."""
+    queue, backlog = StandingQueue(), _backlog()
+    now = 100.0
+    for _ in range(100):
+        queue.refused(now)
+        assert not queue.overflowing(now)
+        _admit(backlog, queue, now=now)
+        now += OVERFLOW_S / (OVERFLOW_REFUSALS - 1) + 0.001
+    assert backlog.shed == 0

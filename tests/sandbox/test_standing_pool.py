@@ -21,6 +21,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
+from donjon.sandbox.standing import OVERFLOW_REFUSALS
 
 HANDLER = """
 import time
@@ -202,3 +203,39 @@ def test_heads_let_through_count_behind_the_waiting_when_no_slot_is_free(
     assert taken_2_1 == ""  # 3 ahead: answers in 1 s, within the budget
     assert "would answer in about 1250 ms" in taken_2_2  # 4 ahead, not max(2, 2 - 1)
     assert "would answer in about 1250 ms" in taken_0_4
+
+
+def test_heads_shed_16_times_within_a_second_make_the_queue_overflow(bundle: Path) -> None:
+    """Heads the gateway shed at the function's own bounds (`refused_at_head`), sixteen
+    within a second: a head asked a moment later with a slot free (the queue drained,
+    for CoDel) and one call let through ahead of it is held to the target (one service
+    time), not to 4 service times. Refusals at the node's bound alone do not count."""
+    config = InstanceConfig("overflowing", 1, bundle, "main", "handler", True, 64, 8, 1)
+
+    async def go() -> list[str]:
+        pool = _pool(bundle, QueueBounds(per_function=64, node=512, wait_s=60.0))
+        slot = pool._new_slot(config)
+        slot.service.note(0.25)  # target 0.25 s; budget 1 s
+
+        def asked(in_flight: int) -> str:
+            try:
+                pool.check_in_flight(config, in_flight)
+            except CallShed as e:
+                return e.message
+            return ""
+
+        answers = [asked(2)]  # the slot free, 2 let through: 1 ahead, 0.5 s
+        for _ in range(OVERFLOW_REFUSALS):
+            pool.refused_at_head(config, CallShed("overloaded", node_only=True))
+        answers.append(asked(2))
+        for _ in range(OVERFLOW_REFUSALS):
+            pool.refused_at_head(config, CallShed("overloaded"))
+        answers.append(asked(2))
+        answers.append(asked(1))  # none ahead: within the target
+        return answers
+
+    before, by_node, overflowing, alone = asyncio.run(go())
+    assert before == ""
+    assert by_node == ""
+    assert "has a standing queue: it would answer in about 500 ms" in overflowing
+    assert alone == ""

@@ -65,7 +65,7 @@ def _queue_full(slot: _Slot, shed: CallShed) -> None:
     """`slot`'s call was refused with `shed`: its queue is full (standing.py), unless the
     node's bound alone refused it (other functions' calls filled the node's)."""
     if not shed.node_only:
-        slot.queue.refused()
+        slot.queue.refused(time.monotonic())
 
 
 class SandboxPool:
@@ -225,7 +225,7 @@ class SandboxPool:
                 ahead,
                 slot.config.concurrency,
                 service_s,
-                slot.queue.budget(self.backlog.bounds.shed, service_s),
+                slot.queue.budget(self.backlog.bounds.shed, service_s, time.monotonic()),
                 refusing=refusing,
             )
         except CallShed as e:

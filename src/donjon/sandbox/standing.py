@@ -26,6 +26,20 @@ standing when it drains: a call finds a slot free. A call that waited less than
 the Retry-After let the queue drain; callers that retry at once, faster than the
 function serves, keep it standing, and are shed as the overload they are.
 
+CoDel's rule alone rarely holds under a lasting overload of a warm function: its
+calls are refused at the request head by the thousand, yet now and then a call finds
+a slot free, which ends the standing queue, and the calls accepted then wait up to the
+4 service times again (measured under 4x the sustainable rate: 15-34 of about 36,000
+refusals were the standing queue's, and the slot wait's p99 was 28-35 ms against 6-7
+ms with the rule below; docs/performance.md, "the sixteenth round"). So, ours too: a
+queue refused at its bounds `OVERFLOW_REFUSALS` times within `OVERFLOW_S` is
+*overflowing* for `OVERFLOW_S` after the last of them, whatever a free slot says, and
+its budget is the target meanwhile, as a standing queue's. A burst refused a few times
+is not overflowing; an overload refused thousands of times a second is, until its
+refusals stop. Clients that retry at once without waiting the Retry-After keep it
+overflowing: while they do, calls beyond about twice the concurrency are shed, where a
+closed loop of up to 5 x concurrency callers is queued otherwise.
+
 Both are derived from the function's own service time (backlog.ServiceTime, a
 moving average), unless set: `target` is one service time (the calls waiting are at
 most one concurrency's worth), `interval` is the larger of 100 ms and
@@ -36,14 +50,20 @@ set them for every function (config.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["INTERVAL_SERVICES", "ShedTiming", "StandingQueue"]
+__all__ = ["INTERVAL_SERVICES", "OVERFLOW_REFUSALS", "OVERFLOW_S", "ShedTiming", "StandingQueue"]
 
 #: The interval is at least this many of the function's service times.
 INTERVAL_SERVICES = 5.0
 #: The interval when the function's service times do not ask for a longer one (CoDel's).
 DEFAULT_INTERVAL_S = 0.1
+#: A queue refused at its bounds this many times within OVERFLOW_S is overflowing, and
+#: stays so for OVERFLOW_S after the last of them (an overload refuses thousands a
+#: second; a closed loop at the edge of the budget, one now and then).
+OVERFLOW_REFUSALS = 16
+OVERFLOW_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,14 @@ class StandingQueue:
     """One function's queue, standing or not. Runs on the event loop only; the clock
     (`now`, seconds) is the caller's, so the rule is tested without sleeping."""
 
-    __slots__ = ("_first_above", "_full", "standing")
+    __slots__ = (
+        "_count_since",
+        "_first_above",
+        "_full",
+        "_overflow_until",
+        "_refusals",
+        "standing",
+    )
 
     def __init__(self) -> None:
         #: When the queue will be standing if no call waits less than the target till
@@ -76,16 +103,31 @@ class StandingQueue:
         #: than the target or found a slot free.
         self._full = False
         self.standing = False
+        #: Refusals at the bounds counted since `_count_since` (OVERFLOW_S windows), and
+        #: until when the queue is overflowing.
+        self._refusals = 0
+        self._count_since = -math.inf
+        self._overflow_until = -math.inf
 
     def took_free_slot(self) -> None:
-        """A call found a slot free: the queue has drained."""
+        """A call found a slot free: the queue has drained (an overflow's hold stays)."""
         self._first_above = 0.0
         self._full = False
         self.standing = False
 
-    def refused(self) -> None:
-        """A call was shed at the queue's bounds (backlog.py): the queue is full."""
+    def refused(self, now: float) -> None:
+        """A call was shed at the queue's bounds (backlog.py): the queue is full; the
+        OVERFLOW_REFUSALS-th refusal within OVERFLOW_S makes it overflow until OVERFLOW_S
+        from now."""
         self._full = True
+        if now - self._count_since >= OVERFLOW_S:
+            self._count_since, self._refusals = now, 0
+        self._refusals += 1
+        if self._refusals >= OVERFLOW_REFUSALS:
+            self._overflow_until = now + OVERFLOW_S
+
+    def overflowing(self, now: float) -> bool:
+        return now < self._overflow_until
 
     def waited(self, sojourn_s: float, now: float, target_s: float, interval_s: float) -> None:
         """A call took a slot after waiting `sojourn_s` (CoDel's test at dequeue); with
@@ -100,9 +142,9 @@ class StandingQueue:
         elif now >= self._first_above and self._full:
             self.standing = True
 
-    def budget(self, timing: ShedTiming, service_s: float) -> float | None:
-        """The queue-time budget while the queue stands (its target); None if it does
-        not, or if the function has no service time measured yet."""
-        if not self.standing or service_s <= 0.0:
+    def budget(self, timing: ShedTiming, service_s: float, now: float) -> float | None:
+        """The queue-time budget while the queue stands or overflows (its target); None
+        if it does neither, or if the function has no service time measured yet."""
+        if service_s <= 0.0 or not (self.standing or now < self._overflow_until):
             return None
         return timing.target(service_s)
