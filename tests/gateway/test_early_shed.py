@@ -35,14 +35,17 @@ class _Pool:
         self.full = False
         self.asked: list[int] = []
         self.refused = 0
+        #: The refusals that say the function's queue is full (`counts`).
+        self.counted = 0
 
     def check_in_flight(self, config: Any, in_flight: int) -> None:
         self.asked.append(in_flight)
         if self.full or in_flight >= self.room:
             raise CallShed("overloaded: full", retry_after_s=2.0)
 
-    def refused_at_head(self, config: Any, shed: CallShed) -> None:
+    def refused_at_head(self, config: Any, shed: CallShed, *, counts: bool = True) -> None:
         self.refused += 1
+        self.counted += counts
 
 
 class _Keys:
@@ -243,3 +246,21 @@ def test_heads_of_a_caller_over_its_own_rate_do_not_shed_another_callers_call(
         assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
 
     asyncio.run(run())
+
+
+def test_a_caller_over_its_own_rate_shed_at_the_head_does_not_count_as_a_full_queue() -> None:
+    """A head of a key known to be over its own rate is still shed when the function is
+    full, but its refusal does not tell the pool the queue is full (its call would have
+    got 429 and never queued, so it must not make the queue overflow); another caller's
+    does."""
+
+    async def run() -> tuple[int, int]:
+        shed, pool, _ = _shed(room=0)
+        cast(Any, shed.node).limited.refused("key:over", None, 60.0)
+        for _ in range(20):
+            assert _status(shed.answer(b"POST", _URL, _head(OVER), "over", True)[1]) == 503
+        over = pool.counted
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        return over, pool.counted - over
+
+    assert asyncio.run(run()) == (0, 1)

@@ -20,14 +20,14 @@ INTERVAL_S = TIMING.interval(SERVICE_S)
 AHEAD = 2 * CONCURRENCY
 
 
-def _admit(backlog: Backlog, queue: StandingQueue, ahead: int = AHEAD, now: float = 0.0) -> None:
+def _admit(backlog: Backlog, queue: StandingQueue, ahead: int = AHEAD, *, now: float) -> None:
     backlog.admit("f", ahead, CONCURRENCY, SERVICE_S, queue.budget(TIMING, SERVICE_S, now))
 
 
 def _overflowing(queue: StandingQueue, start: float, seconds: float) -> float:
     """Calls leave the queue every ms for `seconds`, each after waiting 3 service times,
     and one call is refused at the queue's bounds; returns the clock at the end."""
-    queue.refused(start)
+    queue.refused()
     now = start
     while now < start + seconds:
         queue.waited(3 * SERVICE_S, now, TARGET_S, INTERVAL_S)
@@ -71,9 +71,9 @@ def test_a_burst_shorter_than_the_interval_is_queued() -> None:
     queue, backlog = StandingQueue(), _backlog()
     now = _overflowing(queue, 100.0, INTERVAL_S / 2)
     queue.waited(TARGET_S / 2, now, TARGET_S, INTERVAL_S)  # the burst drained
-    _overflowing(queue, now, INTERVAL_S / 2)
+    now = _overflowing(queue, now, INTERVAL_S / 2)
     assert not queue.standing
-    _admit(backlog, queue)
+    _admit(backlog, queue, now=now)
     assert backlog.shed == 0
 
 
@@ -82,22 +82,22 @@ def test_a_standing_queue_is_shed_until_it_drains_then_admits_again() -> None:
     that would wait past the target is shed (503, Retry-After, counted), one within it
     still queues; once a call finds a slot free the queue admits as before."""
     queue, backlog = StandingQueue(), _backlog()
-    _admit(backlog, queue)  # before: two rounds ahead may wait
+    _admit(backlog, queue, now=100.0)  # before: two rounds ahead may wait
     now = _overflowing(queue, 100.0, INTERVAL_S * 1.5)
     assert queue.standing
     with pytest.raises(CallShed, match="f has a standing queue") as caught:
-        _admit(backlog, queue)
+        _admit(backlog, queue, now=now)
     assert backlog.shed == 1
     assert status_for(caught.value) == 503
     response = problem_from_error(caught.value, request_id="r")
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) >= 1
-    _admit(backlog, queue, ahead=CONCURRENCY - 1)  # one round: within the target
+    _admit(backlog, queue, ahead=CONCURRENCY - 1, now=now)  # one round: within the target
     queue.waited(TARGET_S / 2, now, TARGET_S, INTERVAL_S)  # a short wait alone: still full
     with pytest.raises(CallShed):
-        _admit(backlog, queue)
+        _admit(backlog, queue, now=now)
     queue.took_free_slot()  # drained
-    _admit(backlog, queue)
+    _admit(backlog, queue, now=now)
     assert backlog.shed == 2
 
 
@@ -110,7 +110,7 @@ def test_a_closed_loop_queue_that_never_fills_is_not_shed() -> None:
         queue.waited(3 * SERVICE_S, now, TARGET_S, INTERVAL_S)
         now += 0.001
     assert not queue.standing
-    _admit(backlog, queue)
+    _admit(backlog, queue, now=now)
     assert backlog.shed == 0
 
 
@@ -118,7 +118,8 @@ def test_no_service_time_yet_tells_nothing() -> None:
     """Before any call has finished (no service time), waits do not make a queue stand."""
     queue = StandingQueue()
     for _ in range(2 * OVERFLOW_REFUSALS):
-        queue.refused(100.0)
+        queue.refused()
+        queue.overflowed(100.0)
     for i in range(1000):
         queue.waited(1.0, 100.0 + i, ShedTiming().target(0.0), ShedTiming().interval(0.0))
     assert not queue.standing
@@ -142,23 +143,23 @@ def test_a_refusal_at_the_node_bound_tells_whether_the_function_was_past_its_own
 
 
 def test_a_queue_refused_16_times_within_a_second_overflows_whatever_a_free_slot_says() -> None:
-    """The OVERFLOW_REFUSALS-th refusal at the bounds within OVERFLOW_S makes the budget
+    """The OVERFLOW_REFUSALS-th refusal within OVERFLOW_S (none served) makes the budget
     the target (two rounds ahead are shed, one still queues) for OVERFLOW_S after it, a
     slot found free meanwhile notwithstanding; each later refusal extends it; then the
     queue admits as before."""
     queue, backlog = StandingQueue(), _backlog()
     now = 100.0
     for _ in range(OVERFLOW_REFUSALS - 1):
-        queue.refused(now)
+        queue.overflowed(now)
         now += 0.01
     _admit(backlog, queue, now=now)  # one short of the count: a burst, queued
-    queue.refused(now)
+    queue.overflowed(now)
     assert queue.overflowing(now)
     queue.took_free_slot()  # a slot found free: CoDel's standing queue would end here
     with pytest.raises(CallShed, match="f has a standing queue"):
         _admit(backlog, queue, now=now + OVERFLOW_S / 2)
     _admit(backlog, queue, ahead=CONCURRENCY - 1, now=now + OVERFLOW_S / 2)  # one round
-    queue.refused(now + OVERFLOW_S / 2)  # still refused: held on
+    queue.overflowed(now + OVERFLOW_S / 2)  # still refused: held on
     with pytest.raises(CallShed):
         _admit(backlog, queue, now=now + OVERFLOW_S * 1.4)
     _admit(backlog, queue, now=now + OVERFLOW_S * 1.6)  # a second after the last: over
@@ -168,12 +169,37 @@ def test_a_queue_refused_16_times_within_a_second_overflows_whatever_a_free_slot
 
 def test_refusals_thinner_than_16_a_second_never_make_a_queue_overflow() -> None:
     """A closed loop at the edge of the budget is refused now and then: a hundred
-    refusals, 15 in any second, never make the queue overflow."""
+    refusals, 15 in any window, never make the queue overflow."""
     queue, backlog = StandingQueue(), _backlog()
     now = 100.0
     for _ in range(100):
-        queue.refused(now)
+        queue.overflowed(now)
         assert not queue.overflowing(now)
         _admit(backlog, queue, now=now)
         now += OVERFLOW_S / (OVERFLOW_REFUSALS - 1) + 0.001
     assert backlog.shed == 0
+
+
+def test_a_queue_refused_less_often_than_it_serves_does_not_overflow() -> None:
+    """Callers past twice the concurrency that wait the Retry-After: 48 refusals a
+    second against 800 calls served does not make the queue overflow, nor hold an
+    overflow past its second; refused as often as served, it does."""
+    queue = StandingQueue()
+    now = 100.0
+    for _ in range(48):
+        queue.served += 16
+        queue.overflowed(now)
+        now += 0.02
+    assert not queue.overflowing(now)
+    now += OVERFLOW_S  # a new window: 16 refusals and no more served than that arm it
+    queue.overflowed(now)
+    for _ in range(OVERFLOW_REFUSALS - 1):
+        queue.served += 1
+        queue.overflowed(now)
+    assert queue.overflowing(now)
+    later = now + 0.5
+    for _ in range(48):  # still overflowing, now refused far less than served
+        queue.served += 16
+        queue.overflowed(later)
+    assert queue.overflowing(later)
+    assert not queue.overflowing(later + OVERFLOW_S + 0.01)  # not held on by those

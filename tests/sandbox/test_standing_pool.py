@@ -20,6 +20,7 @@ from donjon.sandbox import (
     ShedTiming,
     compile_filters,
     detect_resource_control,
+    standing,
 )
 from donjon.sandbox.standing import OVERFLOW_REFUSALS
 
@@ -205,11 +206,14 @@ def test_heads_let_through_count_behind_the_waiting_when_no_slot_is_free(
     assert "would answer in about 1250 ms" in taken_0_4
 
 
-def test_heads_shed_16_times_within_a_second_make_the_queue_overflow(bundle: Path) -> None:
-    """Heads the gateway shed at the function's own bounds (`refused_at_head`), sixteen
-    within a second: a head asked a moment later with a slot free (the queue drained,
-    for CoDel) and one call let through ahead of it is held to the target (one service
-    time), not to 4 service times. Refusals at the node's bound alone do not count."""
+def test_heads_shed_at_the_head_make_the_queue_overflow(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heads the gateway shed (`refused_at_head`) count towards the queue's overflow,
+    but not those the node's bound alone refused, nor those of callers over their own
+    limits (`counts`). Sixteen that count with no call served: a head asked then, with
+    a slot free and one call let through ahead of it, is held to the target (one
+    service time), not to 4 service times, until the overflow's hold is over."""
     config = InstanceConfig("overflowing", 1, bundle, "main", "handler", True, 64, 8, 1)
 
     async def go() -> list[str]:
@@ -224,18 +228,24 @@ def test_heads_shed_16_times_within_a_second_make_the_queue_overflow(bundle: Pat
                 return e.message
             return ""
 
+        def shed_heads(shed: CallShed, *, counts: bool = True) -> None:
+            for _ in range(OVERFLOW_REFUSALS):
+                pool.refused_at_head(config, shed, counts=counts)
+
         answers = [asked(2)]  # the slot free, 2 let through: 1 ahead, 0.5 s
-        for _ in range(OVERFLOW_REFUSALS):
-            pool.refused_at_head(config, CallShed("overloaded", node_only=True))
+        shed_heads(CallShed("overloaded", node_only=True))
+        shed_heads(CallShed("overloaded"), counts=False)
         answers.append(asked(2))
-        for _ in range(OVERFLOW_REFUSALS):
-            pool.refused_at_head(config, CallShed("overloaded"))
+        shed_heads(CallShed("overloaded"))
+        answers += [asked(2), asked(1)]  # none ahead: within the target
+        monkeypatch.setattr(standing, "OVERFLOW_S", 0.05)
+        shed_heads(CallShed("overloaded"))  # a new window, held 50 ms from now
+        await asyncio.sleep(0.2)
         answers.append(asked(2))
-        answers.append(asked(1))  # none ahead: within the target
         return answers
 
-    before, by_node, overflowing, alone = asyncio.run(go())
-    assert before == ""
-    assert by_node == ""
+    idle, not_counted, overflowing, alone, lapsed = asyncio.run(go())
+    assert idle == not_counted == ""
     assert "has a standing queue: it would answer in about 500 ms" in overflowing
     assert alone == ""
+    assert lapsed == ""

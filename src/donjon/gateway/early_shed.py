@@ -251,6 +251,7 @@ class EarlyShed:
                     principal,
                     client,
                     keep_alive,
+                    counts=head,
                 )
                 if answer is not None:
                     return name, answer
@@ -281,13 +282,17 @@ class EarlyShed:
         principal: Principal,
         client: str,
         keep_alive: bool,
+        *,
+        counts: bool,
     ) -> bytes | None:
         """The 503 for `principal`'s call the pool refuses with `refusal`, counted and
-        queued for the audit (None: it is not refused)."""
+        queued for the audit (None: it is not refused). `counts`: the caller is not known
+        to be over a limit of its own (its call would queue), so the refusal says the
+        function's queue is full."""
         if refusal is None:
             return None
         name = config.function
-        pool.refused_at_head(config, refusal)
+        pool.refused_at_head(config, refusal, counts=counts)
         if self.lag is not None:
             self.lag.overflowed(name)
         self._refused(name, principal, client, "overload")

@@ -15,8 +15,8 @@ holds anything:
   would answer too late to be worth serving, and make every later call later;
 - while the function's queue stands (standing.py: CoDel's rule, every call that took
   a slot over the last interval waited past the target, and the queue overflowed
-  these bounds meanwhile) or overflows (refused at these bounds 16 times within a
-  second, and for a second after), the budget is the target, about one service
+  these bounds meanwhile) or overflows (refused at these bounds at least as often as
+  it serves, and for a second after), the budget is the target, about one service
   time: a lasting overload is refused, a burst still queues.
 
 A call that did queue and still waits `wait_s` gives up as before

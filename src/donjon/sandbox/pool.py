@@ -65,7 +65,7 @@ def _queue_full(slot: _Slot, shed: CallShed) -> None:
     """`slot`'s call was refused with `shed`: its queue is full (standing.py), unless the
     node's bound alone refused it (other functions' calls filled the node's)."""
     if not shed.node_only:
-        slot.queue.refused(time.monotonic())
+        slot.queue.refused()
 
 
 class SandboxPool:
@@ -174,6 +174,7 @@ class SandboxPool:
             raise
         finally:
             slot.service.note(time.monotonic() - started)
+            slot.queue.served += 1
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
 
@@ -205,32 +206,43 @@ class SandboxPool:
             # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
             self._admit(slot, ahead, refusing=False)
 
-    def refused_at_head(self, config: InstanceConfig, shed: CallShed) -> None:
-        """The gateway shed a call `check_in_flight` refused with `shed`: counted in
-        `backlog.shed`, and its queue is full (standing.py), unless the node's bound
-        alone refused it."""
+    def refused_at_head(
+        self, config: InstanceConfig, shed: CallShed, *, counts: bool = True
+    ) -> None:
+        """The gateway shed a call `check_in_flight` refused with `shed` (counting the
+        calls waiting and, of the heads let through before it, those that will queue:
+        early_shed.py): counted in `backlog.shed`; its queue is full, and the refusal
+        counts towards its overflow (standing.py), unless the node's bound alone refused
+        it or the caller does not count (`counts`: one its own limits refuse, whose call
+        would never have queued)."""
         self.backlog.shed += 1
         slot = self._slots.get((config.function, config.version))
-        if slot is not None:
-            _queue_full(slot, shed)
+        if slot is None or not counts:
+            return
+        _queue_full(slot, shed)
+        if not shed.node_only:
+            slot.queue.overflowed(time.monotonic())
 
     def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
         """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
         target while its queue stands (standing.py), which a refusal tells it is full
         (`refusing`: the call is refused if this raises)."""
         service_s = slot.service.seconds
+        now = time.monotonic()
         try:
             self.backlog.admit(
                 slot.config.function,
                 ahead,
                 slot.config.concurrency,
                 service_s,
-                slot.queue.budget(self.backlog.bounds.shed, service_s, time.monotonic()),
+                slot.queue.budget(self.backlog.bounds.shed, service_s, now),
                 refusing=refusing,
             )
         except CallShed as e:
-            if refusing:
+            if refusing:  # `ahead` is the function's own waiting calls here
                 _queue_full(slot, e)
+                if not e.node_only:
+                    slot.queue.overflowed(now)
             raise
 
     async def _wait_for_slot(self, slot: _Slot) -> None:

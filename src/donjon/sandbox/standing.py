@@ -32,13 +32,21 @@ a slot free, which ends the standing queue, and the calls accepted then wait up 
 4 service times again (measured under 4x the sustainable rate: 15-34 of about 36,000
 refusals were the standing queue's, and the slot wait's p99 was 28-35 ms against 6-7
 ms with the rule below; docs/performance.md, "the sixteenth round"). So, ours too: a
-queue refused at its bounds `OVERFLOW_REFUSALS` times within `OVERFLOW_S` is
-*overflowing* for `OVERFLOW_S` after the last of them, whatever a free slot says, and
-its budget is the target meanwhile, as a standing queue's. A burst refused a few times
-is not overflowing; an overload refused thousands of times a second is, until its
-refusals stop. Clients that retry at once without waiting the Retry-After keep it
-overflowing: while they do, calls beyond about twice the concurrency are shed, where a
-closed loop of up to 5 x concurrency callers is queued otherwise.
+queue *overflows* while it refuses at least as many calls as it serves (and at least
+`OVERFLOW_REFUSALS`), counted in windows of `OVERFLOW_S`: the demand is twice what it
+serves or more. It then stays overflowing for `OVERFLOW_S` after the last such refusal,
+whatever a free slot says, and its budget is the target meanwhile, as a standing
+queue's. A refusal at the node's bound alone does not count, nor one of a caller that
+its own rate or quota refuses (its call would have got 429 and never queued). A
+closed loop of callers that honour the Retry-After is refused far less often than it
+is served, so an overflow lapses and it is queued as before; callers that retry at
+once, without waiting, are refused faster than they are served, and keep it
+overflowing while they do: calls beyond about twice the concurrency are then shed. A
+burst of heads read in one turn can make a lightly used function's queue overflow for
+a second, but only with calls that will queue (early_shed.py counts the heads let
+through of callers who may invoke and are not known to be over a limit of their own):
+a caller whose calls are then refused for its own limits is known so, and its
+refusals count no more.
 
 Both are derived from the function's own service time (backlog.ServiceTime, a
 moving average), unless set: `target` is one service time (the calls waiting are at
@@ -59,9 +67,10 @@ __all__ = ["INTERVAL_SERVICES", "OVERFLOW_REFUSALS", "OVERFLOW_S", "ShedTiming",
 INTERVAL_SERVICES = 5.0
 #: The interval when the function's service times do not ask for a longer one (CoDel's).
 DEFAULT_INTERVAL_S = 0.1
-#: A queue refused at its bounds this many times within OVERFLOW_S is overflowing, and
-#: stays so for OVERFLOW_S after the last of them (an overload refuses thousands a
-#: second; a closed loop at the edge of the budget, one now and then).
+#: A queue refused at its bounds at least this many times, and at least as many times as
+#: it served a call, within a window of OVERFLOW_S is overflowing, and stays so for
+#: OVERFLOW_S after the last such refusal (an overload refuses thousands a second; a
+#: closed loop at the edge of the budget, one now and then).
 OVERFLOW_REFUSALS = 16
 OVERFLOW_S = 1.0
 
@@ -83,8 +92,9 @@ class ShedTiming:
 
 
 class StandingQueue:
-    """One function's queue, standing or not. Runs on the event loop only; the clock
-    (`now`, seconds) is the caller's, so the rule is tested without sleeping."""
+    """One function's queue, standing or not, overflowing or not. Runs on the event loop
+    only; the clock (`now`, seconds) is the caller's, so the rules are tested without
+    sleeping."""
 
     __slots__ = (
         "_count_since",
@@ -92,6 +102,8 @@ class StandingQueue:
         "_full",
         "_overflow_until",
         "_refusals",
+        "_served_before",
+        "served",
         "standing",
     )
 
@@ -103,9 +115,12 @@ class StandingQueue:
         #: than the target or found a slot free.
         self._full = False
         self.standing = False
-        #: Refusals at the bounds counted since `_count_since` (OVERFLOW_S windows), and
-        #: until when the queue is overflowing.
+        #: Calls that took a slot and ended (the pool counts them).
+        self.served = 0
+        #: Refusals counted since `_count_since` (windows of OVERFLOW_S), `served` then,
+        #: and until when the queue overflows.
         self._refusals = 0
+        self._served_before = 0
         self._count_since = -math.inf
         self._overflow_until = -math.inf
 
@@ -115,15 +130,18 @@ class StandingQueue:
         self._full = False
         self.standing = False
 
-    def refused(self, now: float) -> None:
-        """A call was shed at the queue's bounds (backlog.py): the queue is full; the
-        OVERFLOW_REFUSALS-th refusal within OVERFLOW_S makes it overflow until OVERFLOW_S
-        from now."""
+    def refused(self) -> None:
+        """A call was shed at the queue's bounds (backlog.py): the queue is full."""
         self._full = True
+
+    def overflowed(self, now: float) -> None:
+        """A call was shed with the function's own waiting calls past its bounds: counted
+        in the window; once the window's refusals are OVERFLOW_REFUSALS or more and no
+        fewer than the calls it served, the queue overflows until OVERFLOW_S from now."""
         if now - self._count_since >= OVERFLOW_S:
-            self._count_since, self._refusals = now, 0
+            self._count_since, self._refusals, self._served_before = now, 0, self.served
         self._refusals += 1
-        if self._refusals >= OVERFLOW_REFUSALS:
+        if self._refusals >= max(OVERFLOW_REFUSALS, self.served - self._served_before):
             self._overflow_until = now + OVERFLOW_S
 
     def overflowing(self, now: float) -> bool:
