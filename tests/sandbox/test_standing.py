@@ -187,19 +187,43 @@ def test_a_queue_refused_less_often_than_it_serves_does_not_overflow() -> None:
     queue = StandingQueue()
     now = 100.0
     for _ in range(48):
-        queue.served += 16
+        for _ in range(16):
+            queue.served(now)
         queue.overflowed(now)
         now += 0.02
     assert not queue.overflowing(now)
-    now += OVERFLOW_S  # a new window: 16 refusals and no more served than that arm it
-    queue.overflowed(now)
-    for _ in range(OVERFLOW_REFUSALS - 1):
-        queue.served += 1
+    now += 5 * OVERFLOW_S  # long quiet: 16 refusals and fewer served arm it
+    for _ in range(OVERFLOW_REFUSALS):
+        queue.served(now)
         queue.overflowed(now)
     assert queue.overflowing(now)
     later = now + 0.5
     for _ in range(48):  # still overflowing, now refused far less than served
-        queue.served += 16
+        for _ in range(16):
+            queue.served(later)
         queue.overflowed(later)
     assert queue.overflowing(later)
-    assert not queue.overflowing(later + OVERFLOW_S + 0.01)  # not held on by those
+    assert not queue.overflowing(now + OVERFLOW_S + 0.01)  # not held on by those
+
+
+def test_refusals_back_together_each_second_do_not_hold_an_overflow_against_steady_service() -> (
+    None
+):
+    """Callers refused while the queue overflowed come back together a Retry-After (a
+    second) later, at the start of the next window: 48 refusals at once against 800
+    calls served over every second do not hold it (helper-131's case: counted from the
+    window's first refusal, they re-armed it every second)."""
+    queue = StandingQueue()
+    now = 100.0
+    for _ in range(OVERFLOW_REFUSALS):
+        queue.overflowed(now)
+    assert queue.overflowing(now)
+    for second in range(6):
+        start = now + second * OVERFLOW_S
+        for _ in range(48):
+            queue.overflowed(start + 0.0005)
+        if second:
+            assert not queue.overflowing(start + 0.0006), second
+        for i in range(800):
+            queue.served(start + 0.001 + i * 0.99 * OVERFLOW_S / 800)
+    assert not queue.overflowing(now + 6 * OVERFLOW_S)

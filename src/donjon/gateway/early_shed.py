@@ -293,7 +293,7 @@ class EarlyShed:
             return None
         name = config.function
         pool.refused_at_head(config, refusal, counts=counts)
-        if self.lag is not None:
+        if self.lag is not None and counts:
             self.lag.overflowed(name)
         self._refused(name, principal, client, "overload")
         return shed_response(max(1, round(refusal.retry_after_s)), keep_alive)

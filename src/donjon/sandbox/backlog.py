@@ -16,8 +16,9 @@ holds anything:
 - while the function's queue stands (standing.py: CoDel's rule, every call that took
   a slot over the last interval waited past the target, and the queue overflowed
   these bounds meanwhile) or overflows (refused at these bounds at least as often as
-  it serves, and for a second after), the budget is the target, about one service
-  time: a lasting overload is refused, a burst still queues.
+  it served over the last second, and for a second after), the budget is the
+  target, about one service time: a lasting overload is refused, a burst still
+  queues.
 
 A call that did queue and still waits `wait_s` gives up as before
 (`TooManyInvocations`, 429: the function's own concurrency limit).

@@ -173,8 +173,9 @@ class SandboxPool:
             log.warning("%s@%s killed: %s", config.function, config.version, e.message)
             raise
         finally:
-            slot.service.note(time.monotonic() - started)
-            slot.queue.served += 1
+            ended = time.monotonic()
+            slot.service.note(ended - started)
+            slot.queue.served(ended)
             for task in closing:  # a sandbox that ended with this call: closed before we answer
                 await task
 

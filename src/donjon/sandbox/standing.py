@@ -32,21 +32,23 @@ a slot free, which ends the standing queue, and the calls accepted then wait up 
 4 service times again (measured under 4x the sustainable rate: 15-34 of about 36,000
 refusals were the standing queue's, and the slot wait's p99 was 28-35 ms against 6-7
 ms with the rule below; docs/performance.md, "the sixteenth round"). So, ours too: a
-queue *overflows* while it refuses at least as many calls as it serves (and at least
-`OVERFLOW_REFUSALS`), counted in windows of `OVERFLOW_S`: the demand is twice what it
-serves or more. It then stays overflowing for `OVERFLOW_S` after the last such refusal,
+queue *overflows* while, over the last `OVERFLOW_S`, it refused at least as many calls
+as it served (and at least `OVERFLOW_REFUSALS`): the demand is twice what it serves or
+more. It then stays overflowing for `OVERFLOW_S` after the last such refusal,
 whatever a free slot says, and its budget is the target meanwhile, as a standing
-queue's. A refusal at the node's bound alone does not count, nor one of a caller that
-its own rate or quota refuses (its call would have got 429 and never queued). A
-closed loop of callers that honour the Retry-After is refused far less often than it
-is served, so an overflow lapses and it is queued as before; callers that retry at
-once, without waiting, are refused faster than they are served, and keep it
-overflowing while they do: calls beyond about twice the concurrency are then shed. A
-burst of heads read in one turn can make a lightly used function's queue overflow for
-a second, but only with calls that will queue (early_shed.py counts the heads let
-through of callers who may invoke and are not known to be over a limit of their own):
-a caller whose calls are then refused for its own limits is known so, and its
-refusals count no more.
+queue's. A refusal at the node's bound alone does not count, nor one of a caller known
+to be over its own rate or quota (limited_callers.py: its call would get 429 and never
+queue). A closed loop of callers that honour the Retry-After is refused far less often
+than it is served (even when the refused come back together), so an overflow lapses
+and it is queued as before; callers that retry at once, without waiting, are refused
+faster than they are served, and keep it overflowing while they do: calls beyond about
+twice the concurrency are then shed. A burst of heads read in one turn can make a
+lightly used function's queue overflow for a second, counting the heads let through of
+callers who may invoke and are not known to be over a limit of their own
+(early_shed.py); a caller not yet known so counts until its first 429 on this node, and
+no more for as long as it is remembered (a minute past its Retry-After at least).
+Refusals are counted over a sliding window estimated from two fixed ones (the share of
+the last one still within `OVERFLOW_S`), the calls served the same way.
 
 Both are derived from the function's own service time (backlog.ServiceTime, a
 moving average), unless set: `target` is one service time (the calls waiting are at
@@ -68,7 +70,7 @@ INTERVAL_SERVICES = 5.0
 #: The interval when the function's service times do not ask for a longer one (CoDel's).
 DEFAULT_INTERVAL_S = 0.1
 #: A queue refused at its bounds at least this many times, and at least as many times as
-#: it served a call, within a window of OVERFLOW_S is overflowing, and stays so for
+#: it served a call, over the last OVERFLOW_S is overflowing, and stays so for
 #: OVERFLOW_S after the last such refusal (an overload refuses thousands a second; a
 #: closed loop at the edge of the budget, one now and then).
 OVERFLOW_REFUSALS = 16
@@ -97,13 +99,14 @@ class StandingQueue:
     sleeping."""
 
     __slots__ = (
-        "_count_since",
         "_first_above",
         "_full",
         "_overflow_until",
-        "_refusals",
+        "_refused_before",
+        "_refused_now",
         "_served_before",
-        "served",
+        "_served_now",
+        "_window",
         "standing",
     )
 
@@ -115,13 +118,12 @@ class StandingQueue:
         #: than the target or found a slot free.
         self._full = False
         self.standing = False
-        #: Calls that took a slot and ended (the pool counts them).
-        self.served = 0
-        #: Refusals counted since `_count_since` (windows of OVERFLOW_S), `served` then,
-        #: and until when the queue overflows.
-        self._refusals = 0
-        self._served_before = 0
-        self._count_since = -math.inf
+        #: Refusals that count and calls served, in the current window of OVERFLOW_S
+        #: (`_window`, its index on the clock) and in the one before it.
+        self._window = 0
+        self._refused_now = self._refused_before = 0
+        self._served_now = self._served_before = 0
+        #: Until when the queue overflows.
         self._overflow_until = -math.inf
 
     def took_free_slot(self) -> None:
@@ -134,14 +136,36 @@ class StandingQueue:
         """A call was shed at the queue's bounds (backlog.py): the queue is full."""
         self._full = True
 
+    def _roll(self, now: float) -> float:
+        """Move the windows on to `now`'s; returns the share of the window before it that
+        is still within OVERFLOW_S of `now` (a sliding window, estimated from two)."""
+        position = now / OVERFLOW_S
+        window = math.floor(position)
+        if window != self._window:
+            if window == self._window + 1:
+                self._refused_before, self._served_before = self._refused_now, self._served_now
+            else:
+                self._refused_before = self._served_before = 0
+            self._refused_now = self._served_now = 0
+            self._window = window
+        return 1.0 - (position - window)
+
+    def served(self, now: float) -> None:
+        """A call that took a slot ended (the pool tells)."""
+        self._roll(now)
+        self._served_now += 1
+
     def overflowed(self, now: float) -> None:
-        """A call was shed with the function's own waiting calls past its bounds: counted
-        in the window; once the window's refusals are OVERFLOW_REFUSALS or more and no
-        fewer than the calls it served, the queue overflows until OVERFLOW_S from now."""
-        if now - self._count_since >= OVERFLOW_S:
-            self._count_since, self._refusals, self._served_before = now, 0, self.served
-        self._refusals += 1
-        if self._refusals >= max(OVERFLOW_REFUSALS, self.served - self._served_before):
+        """A call was shed at the function's own bounds (one that counts: the pool's
+        `refused_at_head`, `_admit`): once the refusals over the last OVERFLOW_S are
+        OVERFLOW_REFUSALS or more and no fewer than the calls served over it, the queue
+        overflows until OVERFLOW_S from now."""
+        before = self._roll(now)
+        self._refused_now += 1
+        refused = self._refused_now + before * self._refused_before
+        if refused >= OVERFLOW_REFUSALS and refused >= (
+            self._served_now + before * self._served_before
+        ):
             self._overflow_until = now + OVERFLOW_S
 
     def overflowing(self, now: float) -> bool:
