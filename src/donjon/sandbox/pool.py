@@ -226,8 +226,9 @@ class SandboxPool:
 
     def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
         """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
-        target while its queue stands (standing.py), which a refusal tells it is full
-        (`refusing`: the call is refused if this raises)."""
+        target while its queue stands or overflows (standing.py), which a refusal tells
+        it is full (`refusing`: the call is refused if this raises, and counts towards
+        the overflow)."""
         service_s = slot.service.seconds
         now = time.monotonic()
         try:

@@ -30,7 +30,7 @@ CoDel's rule alone rarely holds under a lasting overload of a warm function: its
 calls are refused at the request head by the thousand, yet now and then a call finds
 a slot free, which ends the standing queue, and the calls accepted then wait up to the
 4 service times again (measured under 4x the sustainable rate: 15-34 of about 36,000
-refusals were the standing queue's, and the slot wait's p99 was 28-35 ms against 6-7
+refusals were the standing queue's, and the slot wait's p99 was 37-59 ms against 5-11
 ms with the rule below; docs/performance.md, "the sixteenth round"). So, ours too: a
 queue *overflows* while, over the last `OVERFLOW_S`, it refused at least as many calls
 as it served (and at least `OVERFLOW_REFUSALS`): the demand is twice what it serves or
