@@ -17,22 +17,15 @@ from donjon.ratelimit import MemoryRateLimiter
 from donjon.ratelimit.memory_quota import MemoryQuotaCounter
 from donjon.ratelimit.quota_book import QuotaBook
 from donjon.store.quotas import QuotaRecord
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from monitor_support import FakeClock
 
 
 @pytest.fixture
-def clock() -> _Clock:
-    return _Clock()
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
 
 
-def test_a_keys_own_limit_covers_every_function_its_share_only_that_one(clock: _Clock) -> None:
+def test_a_keys_own_limit_covers_every_function_its_share_only_that_one(clock: FakeClock) -> None:
     """Refused by its own rate: held for every function; by its share of f's: for f
     alone; another key is not; nothing is before any refusal; a label holding a space
     is its own key, not a pair."""
@@ -46,7 +39,7 @@ def test_a_keys_own_limit_covers_every_function_its_share_only_that_one(clock: _
     assert not limited.limited("key:c", "f") and not limited.limited("key:d", "f")
 
 
-def test_a_refusal_is_held_past_its_retry_after_and_at_most_max_hold(clock: _Clock) -> None:
+def test_a_refusal_is_held_past_its_retry_after_and_at_most_max_hold(clock: FakeClock) -> None:
     """Held HOLD_S past its Retry-After (the refills in between would let only its burst
     through), never past MAX_HOLD_S (a quota until midnight, raised meanwhile), and
     renewed by each refusal."""
@@ -64,7 +57,7 @@ def test_a_refusal_is_held_past_its_retry_after_and_at_most_max_hold(clock: _Clo
     assert limited.limited("key:q", "f")
 
 
-def test_at_most_max_kept_the_least_lately_refused_goes_first(clock: _Clock) -> None:
+def test_at_most_max_kept_the_least_lately_refused_goes_first(clock: FakeClock) -> None:
     """Past MAX_KEPT keys, the one refused least lately is forgotten (it counts again
     until its next refusal), the newest are kept, and the count stays bounded."""
     limited = LimitedCallers(clock)

@@ -239,7 +239,7 @@ class EarlyShed:
         except CallShed as shed:
             # Only now the credentials: a call the pool takes pays nothing more here.
             principal = self._invoker(headers, name)
-            head = principal is not None and not self.node.limited.limited(principal.label, name)
+            head = self._will_queue(principal, name)
             if principal is not None:
                 # No local name holds the refusal: with its traceback, which holds this
                 # frame, it would make a reference cycle each refusal (docs/performance.md,
@@ -322,9 +322,13 @@ class EarlyShed:
         return None
 
     def _queues(self, headers: list[tuple[bytes, bytes]], name: str) -> bool:
-        """Whether the head's call will queue for `name`: its key may invoke it, and no
-        rate bucket or quota of its own refuses it now (limited_callers.py; else 429)."""
-        principal = self._invoker(headers, name)
+        """Whether the head's call will queue for `name` (`_will_queue`)."""
+        return self._will_queue(self._invoker(headers, name), name)
+
+    def _will_queue(self, principal: Principal | None, name: str) -> bool:
+        """Whether a call of `name` by `principal` (`_invoker`'s) will queue: its key may
+        invoke it, and no rate bucket or quota of its own refuses it now
+        (limited_callers.py; else 429)."""
         return principal is not None and not self.node.limited.limited(principal.label, name)
 
     def _invoker(self, headers: list[tuple[bytes, bytes]], name: str) -> Principal | None:

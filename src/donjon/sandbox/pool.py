@@ -61,11 +61,13 @@ class _Slot:
     queue: StandingQueue = field(default_factory=StandingQueue)
 
 
-def _queue_full(slot: _Slot, shed: CallShed) -> None:
-    """`slot`'s call was refused with `shed`: its queue is full (standing.py), unless the
-    node's bound alone refused it (other functions' calls filled the node's)."""
+def _queue_full(slot: _Slot, shed: CallShed, now: float) -> None:
+    """`slot`'s call was refused with `shed` at `now`: its queue is full, and the refusal
+    counts towards its overflow (standing.py), unless the node's bound alone refused it
+    (other functions' calls filled the node's)."""
     if not shed.node_only:
         slot.queue.refused()
+        slot.queue.overflowed(now)
 
 
 class SandboxPool:
@@ -218,11 +220,8 @@ class SandboxPool:
         would never have queued)."""
         self.backlog.shed += 1
         slot = self._slots.get((config.function, config.version))
-        if slot is None or not counts:
-            return
-        _queue_full(slot, shed)
-        if not shed.node_only:
-            slot.queue.overflowed(time.monotonic())
+        if slot is not None and counts:
+            _queue_full(slot, shed, time.monotonic())
 
     def _admit(self, slot: _Slot, ahead: int, *, refusing: bool = True) -> None:
         """`Backlog.admit` for one more call of `slot` with `ahead` waiting, with its
@@ -242,9 +241,7 @@ class SandboxPool:
             )
         except CallShed as e:
             if refusing:  # `ahead` is the function's own waiting calls here
-                _queue_full(slot, e)
-                if not e.node_only:
-                    slot.queue.overflowed(now)
+                _queue_full(slot, e, now)
             raise
 
     async def _wait_for_slot(self, slot: _Slot) -> None:
