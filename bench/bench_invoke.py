@@ -338,7 +338,10 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
         starlette_http, p2 = start_baseline("starlette", tmp)
         flask, p3 = start_baseline("flask", tmp)
         floor, p4 = warm_floor.start(tmp, node.cert, str(node.data_dir / "tls" / "key.pem"))
-        procs += [starlette_tls, starlette_http, flask, floor]
+        lean, p5 = warm_floor.start(
+            tmp, node.cert, str(node.data_dir / "tls" / "key.pem"), "monitor8", key
+        )
+        procs += [starlette_tls, starlette_http, flask, floor, lean]
         targets = [
             Target(
                 "donjon-warm",
@@ -381,6 +384,13 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
                 floor.pid,
                 node.cert,
                 "Donjon's processes from bare parts, no control (bench/warm_floor.py)",
+            ),
+            Target(
+                "lean-controls",
+                f"https://127.0.0.1:{p5}{warm_floor.PATH}",
+                lean.pid,
+                node.cert,
+                "the design floor, 8 workers, controls at their leanest (warm_floor.py monitor8)",
             ),
         ]
         log(

@@ -28,6 +28,11 @@ server process, so the CPU of its process tree is the whole architecture's.
 
 `--worker inproc` calls the handler in the server process (no worker, no hop);
 `--audit none` skips the append; `--workers N` spreads calls over N workers.
+`--controls KEY` adds target 1's controls at their leanest (bench/floor_controls.py),
+KEY the one API key they accept: the server checks the key, the policy, the rate
+limits, the slots, the body against the schema and the call's timeout, counts the
+metrics and the monitor's figures; the writer chains each record, writes its
+invocation row and signs each commit's head; the worker reads its resource use.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import asyncio
 import collections
 import json
 import os
+import resource
 import secrets
 import socket
 import sqlite3
@@ -49,6 +55,7 @@ from pathlib import Path
 from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "handler"))
+from floor_controls import Chain, Gate, Monitor, Refused
 from main import handler
 
 #: A frame: body length, then a number (a call's id; the writer's answers: a count).
@@ -151,7 +158,67 @@ def _call(body: bytes) -> bytes:
     return json.dumps(result, separators=(",", ":")).encode()
 
 
-def make_app(socks: list[socket.socket], writer: socket.socket | None) -> ASGIApp:
+async def controlled(
+    gate: Gate,
+    worker: WorkerChannel,
+    log: WriterChannel,
+    scope: Scope,
+    body: bytes,
+    rid: str,
+    started: float,
+    send: Callable[[Message], Awaitable[None]],
+) -> None:
+    """The floor's call with the lean controls around it (bench/floor_controls.py)."""
+    try:
+        principal = gate.authenticate(scope["headers"], started)
+        gate.allow(principal, started)
+    except Refused as refused:
+        await _refuse(refused, send)
+        return
+    try:
+        try:
+            Gate.event(body)
+        except Refused as refused:
+            await _refuse(refused, send)
+            return
+        call = worker.call(rid.encode() + b"\n" + body)
+        timeout = asyncio.get_running_loop().call_later(30.0, call.cancel)
+        try:
+            result = await call
+        finally:
+            timeout.cancel()
+    finally:
+        gate.release(principal)
+    seconds = time.time() - started
+    gate.observe(principal, 200, seconds)
+    if gate.monitor is not None:
+        gate.monitor.see(principal, gate.function, started, seconds)
+    client = scope["client"][0] if scope.get("client") else ""
+    await log.append(gate.record(principal, rid, started, seconds, client))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(result)),
+                (b"x-request-id", rid.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": result})
+
+
+async def _refuse(refused: Refused, send: Callable[[Message], Awaitable[None]]) -> None:
+    """A control's no: its status, no body (the lean floor measures the yes path)."""
+    headers = [(b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": refused.args[0], "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def make_app(
+    socks: list[socket.socket], writer: socket.socket | None, gate: Gate | None = None
+) -> ASGIApp:
     workers: list[WorkerChannel] = []
     log: list[WriterChannel] = []
     turn = 0
@@ -184,6 +251,10 @@ def make_app(socks: list[socket.socket], writer: socket.socket | None) -> ASGIAp
             more = msg.get("more_body", False)
         rid = secrets.token_hex(8)
         started = time.time()
+        if gate is not None:
+            turn = (turn + 1) % len(workers)
+            await controlled(gate, workers[turn], log[0], scope, body, rid, started, send)
+            return
         if workers:
             turn = (turn + 1) % len(workers)
             result = await workers[turn].call(rid.encode() + b"\n" + body)
@@ -230,10 +301,18 @@ def _child(kind: str, *args: str) -> socket.socket:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    socks = [_child("worker") for _ in range(args.workers)] if args.worker == "process" else []
-    writer = _child("writer", args.db) if args.audit == "process" else None
+    lean = ["--controls"] if args.controls else []
+    if args.controls and (args.worker != "process" or args.audit != "process"):
+        raise SystemExit("--controls needs the worker and writer processes")
+    socks = (
+        [_child("worker", *lean) for _ in range(args.workers)] if args.worker == "process" else []
+    )
+    writer = _child("writer", args.db, *lean) if args.audit == "process" else None
+    gate = Gate(args.controls) if args.controls else None
+    if gate is not None and args.monitor:
+        gate.monitor = Monitor()
     config = uvicorn.Config(
-        make_app(socks, writer),
+        make_app(socks, writer, gate),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
@@ -262,16 +341,24 @@ def _read(sock: socket.socket, buf: bytearray) -> bool:
         buf += data
 
 
-def worker(fd: int) -> None:
+def worker(fd: int, controls: bool = False) -> None:
     sock, buf = socket.socket(fileno=fd), bytearray()
+    call = _measured_call if controls else _call
     while _read(sock, buf):
         calls = frames(buf)
         sock.sendall(
-            b"".join(HEAD.pack(len(r), n) + r for n, r in ((n, _call(b)) for n, b in calls))
+            b"".join(HEAD.pack(len(r), n) + r for n, r in ((n, call(b)) for n, b in calls))
         )
 
 
-def writer(fd: int, db: str) -> None:
+def _measured_call(body: bytes) -> bytes:
+    """A call, then the worker's resource use read (the memory and CPU a call's record keeps)."""
+    result = _call(body)
+    resource.getrusage(resource.RUSAGE_SELF)
+    return result
+
+
+def writer(fd: int, db: str, controls: bool = False) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -279,6 +366,10 @@ def writer(fd: int, db: str) -> None:
         "CREATE TABLE IF NOT EXISTS t (seq INTEGER PRIMARY KEY, record BLOB NOT NULL,"
         " hash BLOB NOT NULL)"
     )
+    chain = Chain() if controls else None
+    if chain is not None:
+        for statement in Chain.SCHEMA:
+            conn.execute(statement)
     seq = conn.execute("SELECT coalesce(max(seq), 0) FROM t").fetchone()[0]
     digest = bytes(32)  # the audit's column, not its hash: no control here
     sock, buf = socket.socket(fileno=fd), bytearray()
@@ -287,11 +378,23 @@ def writer(fd: int, db: str) -> None:
         records = frames(buf)
         if not records:
             continue
-        rows = [(seq + i, body, digest) for i, (_, body) in enumerate(records, 1)]
-        seq += len(rows)
         started = time.perf_counter()
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO t (seq, record, hash) VALUES (?, ?, ?)", rows)
+        if chain is None:
+            rows = [(seq + i, body, digest) for i, (_, body) in enumerate(records, 1)]
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO t (seq, record, hash) VALUES (?, ?, ?)", rows)
+        else:
+            rows, calls = [], []
+            for i, (_, body) in enumerate(records, 1):
+                record, head, call = chain.link(body)
+                rows.append((seq + i, record, head))
+                calls.append((seq + i, *call))
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO t (seq, record, hash) VALUES (?, ?, ?)", rows)
+            conn.executemany("INSERT INTO calls VALUES (?, ?, ?, ?, ?)", calls)
+            last = seq + len(rows)
+            conn.execute("INSERT INTO heads VALUES (?, ?, ?)", (last, chain.head, chain.sign(last)))
+        seq += len(rows)
         conn.execute("COMMIT")
         stats["commit_s"] += time.perf_counter() - started
         sock.sendall(HEAD.pack(0, len(rows)))
@@ -314,18 +417,22 @@ def main() -> None:
     s.add_argument("--worker", choices=["process", "inproc"], default="process")
     s.add_argument("--audit", choices=["process", "none"], default="process")
     s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--controls", metavar="KEY", help="the lean controls, KEY the API key")
+    s.add_argument("--monitor", action="store_true", help="with --controls: Donjon's detectors")
     w = sub.add_parser("worker")
     w.add_argument("fd", type=int)
+    w.add_argument("--controls", action="store_true")
     a = sub.add_parser("writer")
     a.add_argument("fd", type=int)
     a.add_argument("db")
+    a.add_argument("--controls", action="store_true")
     args = parser.parse_args()
     if args.what == "serve":
         serve(args)
     elif args.what == "worker":
-        worker(args.fd)
+        worker(args.fd, args.controls)
     else:
-        writer(args.fd, args.db)
+        writer(args.fd, args.db, args.controls)
 
 
 if __name__ == "__main__":

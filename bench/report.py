@@ -102,7 +102,10 @@ def _warm_rows(load: dict[str, Any]) -> list[Row]:
 def _design_floor_rows(load: dict[str, Any]) -> list[Row]:
     """Target 1's floor (bench/warm_floor.py): the warm path's processes and hops (HTTPS,
     a worker process, a group-committed durable append in a writer process) with no
-    control, beside Starlette, and Donjon beside it: the design's share, the controls'."""
+    control, beside Starlette, and Donjon beside it: the design's share, the controls'.
+    Then the same floor with eight workers and the controls at their leanest
+    (bench/floor_controls.py, Donjon's detectors): what any Python gateway of this
+    design pays at least."""
     fl, s, w = load.get("design-floor"), load["starlette-tls"], load["donjon-warm"]
     if fl is None:
         return []
@@ -114,10 +117,21 @@ def _design_floor_rows(load: dict[str, Any]) -> list[Row]:
         ),
         rate_info("warm req/s vs the design floor (what the controls cost)", w["rps"], fl["rps"]),
     ]
-    for label, a, b in (
+    pairs = [
         ("design floor CPU per request vs bare Starlette HTTPS", fl, s),
         ("warm CPU per request vs the design floor", w, fl),
-    ):
+    ]
+    lean = load.get("lean-controls")
+    if lean is not None:  # the floor with target 1's controls at their leanest
+        rows.append(
+            rate_info(
+                "lean controls req/s vs bare Starlette HTTPS (floor, 8 workers, every control)",
+                lean["rps"],
+                s["rps"],
+            )
+        )
+        pairs.append(("lean controls CPU per request vs bare Starlette HTTPS", lean, s))
+    for label, a, b in pairs:
         ca, cb = a["cpu_ms_per_req"], b["cpu_ms_per_req"]
         rows.append(Row(label, f"{ca:.3f} ms", f"{cb:.3f} ms", _x(_ratio(ca, cb)), "-", "info"))
     return rows

@@ -19,7 +19,11 @@ counts Donjon's. The variants:
 - `inproc`: the handler in the server process, writer process (no worker hop);
 - `noaudit`: worker process, no append (no durable record);
 - `bare`: neither (uvicorn + the raw ASGI app alone, no Starlette);
-- `workers8`: the design with 8 workers (Donjon's bench function may run 8).
+- `workers8`: the design with 8 workers (Donjon's bench function may run 8);
+- `controls`, `controls8`: `floor` and `workers8` with target 1's controls at their
+  leanest (bench/floor_controls.py): a lower bound on any Python gateway's controls;
+- `monitor`, `monitor8`: `controls`, `controls8` with Donjon's own runtime detectors
+  fed every call.
 `start` is what bench_invoke.py calls to add the floor to its load phase.
 """
 
@@ -46,6 +50,8 @@ import sandboxes
 
 BODY = b'{"name": "bench"}'
 PATH = "/v1/functions/bench/invoke"
+#: The one key the `controls` variants accept (a fixed bench value, not a secret).
+CONTROLS_KEY = "dj_0123456789abcdef_" + "k" * 43
 
 VARIANTS: dict[str, list[str]] = {
     "floor": [],
@@ -53,6 +59,10 @@ VARIANTS: dict[str, list[str]] = {
     "noaudit": ["--audit", "none"],
     "bare": ["--worker", "inproc", "--audit", "none"],
     "workers8": ["--workers", "8"],
+    "controls": ["--controls", CONTROLS_KEY],
+    "controls8": ["--controls", CONTROLS_KEY, "--workers", "8"],
+    "monitor": ["--controls", CONTROLS_KEY, "--monitor"],
+    "monitor8": ["--controls", CONTROLS_KEY, "--monitor", "--workers", "8"],
 }
 
 
@@ -71,9 +81,10 @@ def _wait_port(proc: subprocess.Popen[bytes], port: int, what: str) -> None:
 
 
 def start(
-    tmp: Path, cert: str, key: str, variant: str = "floor"
+    tmp: Path, cert: str, key: str, variant: str = "floor", api_key: str = CONTROLS_KEY
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the floor server (`variant`) on a free port with this certificate."""
+    """Start the floor server (`variant`) on a free port with this certificate; a
+    `controls` or `monitor` variant accepts `api_key` as its one key."""
     from harness import free_port
 
     port = free_port()
@@ -81,7 +92,8 @@ def start(
     log = tmp / f"floor-{variant}-{port}.log"
     argv = [sys.executable, str(BENCH / "floor_server.py"), "serve", str(port), cert, key, str(db)]
     with log.open("wb") as f:
-        proc = subprocess.Popen([*argv, *VARIANTS[variant]], stdout=f, stderr=subprocess.STDOUT)
+        extra = [api_key if a == CONTROLS_KEY else a for a in VARIANTS[variant]]
+        proc = subprocess.Popen([*argv, *extra], stdout=f, stderr=subprocess.STDOUT)
     _wait_port(proc, port, f"the floor ({variant}); its log: {log}")
     return proc, port
 
@@ -112,9 +124,11 @@ def _writer_stats(pid: int) -> dict[str, float]:
         return {}
 
 
-def measure(url: str, pid: int, cafile: str, connections: int, seconds: float) -> dict[str, Any]:
+def measure(
+    url: str, pid: int, cafile: str, connections: int, seconds: float, key: str = "x"
+) -> dict[str, Any]:
     """bench_invoke.py's load step: warm-up, then `connections` for `seconds`, tree CPU."""
-    headers = {"content-type": "application/json", "authorization": "Bearer x"}
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     req = loadgen.Request(url, BODY, headers, cafile)
     loadgen.run(req, 8, 1)
     time.sleep(0.3)  # the writer's counters of the warm-up are written
@@ -168,7 +182,10 @@ def run(variants: list[str], rounds: int, seconds: float) -> dict[str, list[dict
         for r in range(rounds):
             for name, (proc, port) in servers.items():
                 path = PATH if name.startswith("floor") else "/v1/functions/b/invoke"
-                res = measure(f"https://127.0.0.1:{port}{path}", proc.pid, str(cert), 32, seconds)
+                keyed = "--controls" in VARIANTS.get(name.removeprefix("floor-"), [])
+                bearer = CONTROLS_KEY if keyed else "x"
+                url = f"https://127.0.0.1:{port}{path}"
+                res = measure(url, proc.pid, str(cert), 32, seconds, bearer)
                 out[name].append(res)
                 audit = (
                     f"  {res['records_per_group']:.1f} records/commit, {res['commit_ms']:.2f} ms"
