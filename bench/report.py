@@ -125,7 +125,7 @@ def _design_floor_rows(load: dict[str, Any]) -> list[Row]:
     if lean is not None:  # the floor with target 1's controls at their leanest
         rows.append(
             rate_info(
-                "lean controls req/s vs bare Starlette HTTPS (floor, 8 workers, every control)",
+                "lean controls req/s vs bare Starlette HTTPS (floor, 8 workers, the controls lean)",
                 lean["rps"],
                 s["rps"],
             )
