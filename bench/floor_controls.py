@@ -10,15 +10,16 @@ resource reading). Each is the real operation, not a stand-in: an HMAC-SHA256 an
 constant-time compare for the key, token buckets, a JSON document checked against
 the bench function's input schema, a SHA-256 chain, an Ed25519 signature.
 
-What it leaves out, so that what it measures is a lower bound on any Python
-implementation of those controls: quotas, per-principal memory, the monitor's
-learned detectors beyond one running mean, log capture, the Merkle tree, checkpoints,
-the call's meta, CloudEvents, structured logs, every error path and every answer
-but 200. `floor_server.py serve --controls KEY` runs it; `warm_floor.py` loads it as
-the `controls` and `controls8` variants with KEY as its bearer token. With
-`--monitor` (`monitor8`) the gate also feeds each call to Donjon's own runtime
-detectors (`Monitor`), the one piece taken whole from Donjon: a running mean is not
-what the platform's anomaly alerts are.
+What it leaves out, so that it prices those controls from below: quotas,
+per-principal memory, the monitor's learned detectors beyond one running mean (unless
+`--monitor`), log capture, checkpoints, the call's meta, CloudEvents, structured
+logs, and the work of every refusal. The route is one function's, looked up from the
+path as Donjon's registry would be. `floor_server.py serve --controls KEY` runs it;
+`warm_floor.py` loads it as the `controls` and `controls8` variants with KEY as its
+bearer token. With `--monitor` (`monitor8`) the gate also feeds each call to Donjon's
+own runtime detectors (`Monitor`), the one piece taken whole from Donjon (a running
+mean is not what the platform's anomaly alerts are), so with it this is no longer a
+lower bound: those detectors are Donjon's as they are, not written leaner.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from hashlib import sha256
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from donjon.audit.events import AuditEvent, CommittedRecord
 from donjon.audit.frontier import Frontier
+from donjon.config import MonitorSettings
+from donjon.monitor.service import default_detectors
 
 #: Donjon's key shape (identity/apikeys.py): an id and a 43-character secret.
 KEY_RE = re.compile(r"^dj_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -98,6 +103,7 @@ class Gate:
         self._grants = frozenset({("invoker", "function.invoke")})
         self._used: dict[str, float] = {}
         self.function = function
+        self._deployed = {function: 1}
         self._function_bucket = Bucket(1e9, 1e9, 1e9)
         self._caller_buckets: dict[str, Bucket] = {}
         self._function_slots, self._function_limit = 0, 64
@@ -108,6 +114,15 @@ class Gate:
         self._mean: dict[str, list[float]] = {function: [0.0, 0.0, 0.0]}  # n, mean, M2
         self.anomalies = 0
         self.monitor: Monitor | None = None
+
+    def route(self, method: str, path: str) -> None:
+        """The invoke route: POST /v1/functions/{name}/invoke, `name` deployed (404 else)."""
+        if not (path.startswith("/v1/functions/") and path.endswith("/invoke")):
+            raise Refused(404)
+        if path[14:-7] not in self._deployed:
+            raise Refused(404)
+        if method != "POST":
+            raise Refused(405)
 
     def authenticate(self, headers: list[tuple[bytes, bytes]], now: float) -> Principal:
         """The key check: the bearer token's id looked up, its HMAC compared in constant time."""
@@ -157,7 +172,7 @@ class Gate:
             raise Refused(413)
         try:
             doc = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Refused(400) from None
         if type(doc) is not dict or not SCHEMA_PROPERTIES.issuperset(doc):
             raise Refused(422)
@@ -182,25 +197,17 @@ class Gate:
     def record(
         self, principal: Principal, rid: str, started: float, seconds: float, client: str
     ) -> bytes:
-        """The audit record of the call, canonical JSON (sorted keys, no spaces), then its
+        """The audit record of the call, canonical JSON (sorted keys, no spaces: the bytes
+        `json.dumps(..., sort_keys=True)` makes, written from a template; the principal's
+        id, the request id and the function's name are of fixed safe alphabets), then its
         invocation row's fields, each after a unit separator (the writer splits them)."""
-        row = f"\x1f{self.function}\x1f{started!r}\x1fok\x1f{rid}".encode()
+        client_json = encode_basestring_ascii(client)
         return (
-            json.dumps(
-                {
-                    "action": "function.invoke",
-                    "actor": principal.id,
-                    "detail": {"client": client, "duration_ms": round(seconds * 1000, 3)},
-                    "outcome": "ok",
-                    "request_id": rid,
-                    "target": self.function + "@1",
-                    "ts": started,
-                },
-                separators=(",", ":"),
-                sort_keys=True,
-            ).encode()
-            + row
-        )
+            f'{{"action":"function.invoke","actor":"{principal.id}","detail":{{"client":'
+            f'{client_json},"duration_ms":{round(seconds * 1000, 3)!r}}},"outcome":"ok",'
+            f'"request_id":"{rid}","target":"{self.function}@1","ts":{started!r}}}'
+            f"\x1f{self.function}\x1f{started!r}\x1fok\x1f{rid}"
+        ).encode()
 
 
 class Monitor:
@@ -208,9 +215,6 @@ class Monitor:
     as the node's monitor is fed its committed records; `--monitor` adds it to the gate."""
 
     def __init__(self) -> None:
-        from donjon.config import MonitorSettings
-        from donjon.monitor.service import default_detectors
-
         action = "function.invoke"
         self._fed = [
             d
@@ -220,8 +224,6 @@ class Monitor:
         self._seq = 0
 
     def see(self, principal: Principal, function: str, started: float, seconds: float) -> None:
-        from donjon.audit.events import AuditEvent, CommittedRecord
-
         self._seq += 1
         detail = {"duration_ms": seconds * 1000, "trigger": "invoke", "memory_mb": 64}
         event = AuditEvent(principal.id, "function.invoke", function + "@1", "ok", detail)

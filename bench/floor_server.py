@@ -1,7 +1,7 @@
 """The warm path's architecture built from bare parts, with no control (bench/warm_floor.py).
 
     python bench/floor_server.py serve PORT CERT KEY DB [--worker process|inproc]
-        [--audit process|none] [--workers N]
+        [--audit process|none] [--workers N] [--controls KEY] [--shed N]
     python bench/floor_server.py worker FD          # started by `serve`
     python bench/floor_server.py writer FD DB       # started by `serve`
 
@@ -33,6 +33,10 @@ KEY the one API key they accept: the server checks the key, the policy, the rate
 limits, the slots, the body against the schema and the call's timeout, counts the
 metrics and the monitor's figures; the writer chains each record, writes its
 invocation row and signs each commit's head; the worker reads its resource use.
+`--shed N` bounds the calls in flight (admitted, not yet answered): with N of them, a
+new request is answered 503 at once (a short problem document, `retry-after: 1`),
+before its body is read or anything else checked: the cheapest shed the app can make
+(bench/overload_floor.py offers it 4x its sustainable rate, issue 14 target 6).
 """
 
 from __future__ import annotations
@@ -67,6 +71,21 @@ ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
     Awaitable[None],
 ]
+#: `--shed`'s answer: a short problem document (RFC 9457), made once.
+SHED_BODY = (
+    b'{"type": "about:blank", "title": "Service Unavailable", "status": 503,'
+    b' "detail": "The node is at its bound of calls in flight."}'
+)
+SHED_START: Message = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", b"%d" % len(SHED_BODY)),
+        (b"retry-after", b"1"),
+    ],
+}
+SHED_END: Message = {"type": "http.response.body", "body": SHED_BODY}
 
 
 def frames(buf: bytearray) -> list[tuple[int, bytes]]:
@@ -150,11 +169,19 @@ class WriterChannel(Channel):
             self._waiting.popleft().set_result(None)
 
 
+class Context:
+    """What the handler reads of its context (one class, not a class made per call)."""
+
+    __slots__ = ("request_id",)
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+
 def _call(body: bytes) -> bytes:
     """What the worker does per call: the event and context in, the result out."""
     rid, _, event = body.partition(b"\n")
-    context = type("Context", (), {"request_id": rid.decode()})()
-    result = handler(json.loads(event or b"{}"), context)
+    result = handler(json.loads(event or b"{}"), Context(rid.decode()))
     return json.dumps(result, separators=(",", ":")).encode()
 
 
@@ -170,6 +197,7 @@ async def controlled(
 ) -> None:
     """The floor's call with the lean controls around it (bench/floor_controls.py)."""
     try:
+        gate.route(scope["method"], scope["path"])
         principal = gate.authenticate(scope["headers"], started)
         gate.allow(principal, started)
     except Refused as refused:
@@ -286,6 +314,33 @@ def make_app(
     return app
 
 
+def bounded(inner: ASGIApp, limit: int) -> ASGIApp:
+    """`inner` with at most `limit` calls in flight (admitted, not yet answered): a request
+    beyond them is answered `SHED_START`/`SHED_END` at once, its body unread, nothing checked."""
+    inflight = 0
+
+    async def app(
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        nonlocal inflight
+        if scope["type"] != "http":  # the lifespan
+            await inner(scope, receive, send)
+            return
+        if inflight >= limit:
+            await send(SHED_START)
+            await send(SHED_END)
+            return
+        inflight += 1
+        try:
+            await inner(scope, receive, send)
+        finally:
+            inflight -= 1
+
+    return app
+
+
 def _child(kind: str, *args: str) -> socket.socket:
     """Start `kind` as a child with its end of a socketpair; our end, non-blocking."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -311,8 +366,11 @@ def serve(args: argparse.Namespace) -> None:
     gate = Gate(args.controls) if args.controls else None
     if gate is not None and args.monitor:
         gate.monitor = Monitor()
+    app = make_app(socks, writer, gate)
+    if args.shed is not None:
+        app = bounded(app, args.shed)
     config = uvicorn.Config(
-        make_app(socks, writer, gate),
+        app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",
@@ -419,6 +477,7 @@ def main() -> None:
     s.add_argument("--workers", type=int, default=1)
     s.add_argument("--controls", metavar="KEY", help="the lean controls, KEY the API key")
     s.add_argument("--monitor", action="store_true", help="with --controls: Donjon's detectors")
+    s.add_argument("--shed", type=int, metavar="N", help="503 at once with N calls in flight")
     w = sub.add_parser("worker")
     w.add_argument("fd", type=int)
     w.add_argument("--controls", action="store_true")
