@@ -422,6 +422,13 @@ def node_phase(tmp: Path, host: SandboxHost, plan: Plan, profile: Path | None) -
             node.admin_key,
             plan.overload_s,
         )
+        out["overload"]["client_floor"] = overload.client_floor(
+            out["overload"]["offered_rps"],
+            plan.overload_s,
+            tmp,
+            node.cert,
+            str(node.data_dir / "tls" / "key.pem"),
+        )
         log("cold starts through the gateway")
         out["gateway_cold"] = gateway_cold(node, tmp, plan)
         out["resource_control"] = _resource_mode()

@@ -19,7 +19,10 @@ Called from bench_invoke.py on its node's warm function. The steps:
 5. where the time went: the CPU of the node's whole process tree (gateway, audit
    writer, sandboxes) and of the load client during step 3, and of each accepted
    call the time from when it was due to when a connection took it (the client's
-   wait: every connection busy) and from then to its answer (the node's part).
+   wait: every connection busy) and from then to its answer (the node's part);
+6. the client's own floor (`client_floor`): the same open loop at the same rate
+   against a bare server (uvicorn and a raw app, no worker, writer or control), whose
+   accepted p99 is what no server can beat with this client on this machine.
 
 With `pin` (`--pin`) the node's processes run on CPU 0 and the load clients on the
 others, so the client never takes the node's core (and vice versa): the same
@@ -164,6 +167,39 @@ def shed_count(url: str, cafile: str | None, admin_key: str) -> float:
     return total
 
 
+def client_floor(
+    rate: float, seconds: float, tmp: Path, cert: str, key: str, pin: bool = False
+) -> dict[str, Any]:
+    """The load client's own p99 at `rate`: the same open loop (256 connections, the
+    same body) against a bare server (bench/warm_floor.py's `bare`: uvicorn and a raw
+    ASGI app over the same TLS, no worker, no writer, no control), pinned as the node
+    was. What no server can answer faster here, beside target 6's bar."""
+    import warm_floor
+
+    proc, port = warm_floor.start(tmp, cert, key, "bare")
+    own = os.sched_getaffinity(0)
+    try:
+        if pin:
+            pin_tree(proc.pid, {0})
+            os.sched_setaffinity(0, (own - {0}) or own)
+        req = loadgen.Request(f"https://127.0.0.1:{port}{warm_floor.PATH}", BODY, {}, cert)
+        loadgen.run(req, 8, 1)
+        cpu = tree_cpu(proc.pid)
+        load = loadgen.open_loop(req, rate, seconds, CONNECTIONS)
+        cpu = tree_cpu(proc.pid) - cpu
+    finally:
+        os.sched_setaffinity(0, own)
+        warm_floor.stop(proc)
+    acc = load["accepted"]
+    sys.stderr.write(
+        f"  the client's own floor: {rate:.0f} req/s offered to a bare server: accepted "
+        f"p99 {acc['p99_ms']:.1f} ms (waited for a connection p99 "
+        f"{load['accepted_queued']['p99_ms']:.1f} ms, sent to answered p99 "
+        f"{load['accepted_wire']['p99_ms']:.1f} ms), server CPU {cpu:.2f} s\n"
+    )
+    return {"open_loop": load, "server_cpu_s": cpu}
+
+
 def run(
     base_url: str,
     function: str,
@@ -292,6 +328,15 @@ def main() -> None:
                 )
                 for _ in range(max(1, args.rounds))
             ]
+            for out in rounds:  # the client's own p99 at each round's offered rate
+                out["client_floor"] = client_floor(
+                    out["offered_rps"],
+                    3.0 if args.quick else 5.0,
+                    Path(tmp),
+                    node.cert,
+                    str(node.data_dir / "tls" / "key.pem"),
+                    pin=args.pin,
+                )
         finally:
             node.stop()
             import shutil

@@ -151,7 +151,24 @@ def _overload_where(ov: dict[str, Any]) -> list[Row]:
     pinned = " (node on CPU 0, client apart)" if ov.get("pinned") else ""
     secs = max(ov.get("load_wall_s", load["seconds"]), 1e-9)
     answered = max(1, load["answered"])
+    floor = ov.get("client_floor")
+    client = []
+    if floor:  # the same open loop against a bare server: the client's own p99
+        fp99 = floor["open_loop"]["accepted"]["p99_ms"]
+        bar = 3 * ov["unloaded"]["p99_ms"]
+        client.append(
+            Row(
+                "overload: the load client's own accepted p99 at this rate, a bare server "
+                "(vs target 6's bar, 3x unloaded)",
+                _ms(fp99 / 1000),
+                _ms(bar / 1000),
+                _x(_ratio(fp99, bar)),
+                "-",
+                "info",
+            )
+        )
     return [
+        *client,
         Row(
             "overload: accepted p99, waiting for a free connection / sent to answered",
             f"{load['accepted_queued']['p99_ms']:.1f} / {load['accepted_wire']['p99_ms']:.1f} ms",
