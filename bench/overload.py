@@ -21,8 +21,8 @@ Called from bench_invoke.py on its node's warm function. The steps:
    call the time from when it was due to when a connection took it (the client's
    wait: every connection busy) and from then to its answer (the node's part);
 6. the client's own floor (`client_floor`): the same open loop at the same rate
-   against a bare server (uvicorn and a raw app, no worker, writer or control), whose
-   accepted p99 is what no server can beat with this client on this machine.
+   against a bare server (uvicorn and a raw app, no worker, writer or control): the
+   p99 this client reports against a server that does next to nothing.
 
 With `pin` (`--pin`) the node's processes run on CPU 0 and the load clients on the
 others, so the client never takes the node's core (and vice versa): the same
@@ -173,7 +173,8 @@ def client_floor(
     """The load client's own p99 at `rate`: the same open loop (256 connections, the
     same body) against a bare server (bench/warm_floor.py's `bare`: uvicorn and a raw
     ASGI app over the same TLS, no worker, no writer, no control), pinned as the node
-    was. What no server can answer faster here, beside target 6's bar."""
+    was: the p99 this client reports against a server that does next to nothing,
+    beside target 6's bar."""
     import warm_floor
 
     proc, port = warm_floor.start(tmp, cert, key, "bare")
