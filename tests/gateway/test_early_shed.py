@@ -33,6 +33,8 @@ class _Pool:
     def __init__(self, room: int) -> None:
         self.room = room
         self.full = False
+        #: Its refusals are at the node's bound alone (other functions filled the node).
+        self.node_only = False
         self.asked: list[int] = []
         self.refused = 0
         #: The refusals that say the function's queue is full (`counts`).
@@ -41,7 +43,7 @@ class _Pool:
     def check_in_flight(self, config: Any, in_flight: int) -> None:
         self.asked.append(in_flight)
         if self.full or in_flight >= self.room:
-            raise CallShed("overloaded: full", retry_after_s=2.0)
+            raise CallShed("overloaded: full", retry_after_s=2.0, node_only=self.node_only)
 
     def refused_at_head(self, config: Any, shed: CallShed, *, counts: bool = True) -> None:
         self.refused += 1
@@ -61,17 +63,19 @@ class _Keys:
 
 
 class _Lag:
-    """A lag shed that sheds every call it is asked about."""
+    """A lag shed that sheds every call it is asked about; records what armed it."""
 
-    def __init__(self) -> None:
+    def __init__(self, sheds: bool = True) -> None:
         self.asked = 0
+        self.shed_all = sheds
+        self.armed: list[str] = []
 
     def sheds(self, name: str) -> bool:
         self.asked += 1
-        return True
+        return self.shed_all
 
     def overflowed(self, name: str) -> None:
-        pass
+        self.armed.append(name)
 
 
 class _Denials:
@@ -276,3 +280,25 @@ def test_a_caller_over_its_own_rate_shed_at_the_head_does_not_count_as_a_full_qu
         return over, pool.counted - over
 
     assert asyncio.run(run()) == (0, 1)
+
+
+def test_a_refusal_at_the_nodes_bound_alone_does_not_arm_the_lag_shed() -> None:
+    """Other functions' calls filled the node's bound, so f's call is refused with f's
+    own queue not full (`node_only`): the refusal is counted, but f is not marked as
+    overflowing for the lag shed, which would shed a share of f's calls for a flood
+    that is not f's. A refusal at f's own bounds still arms it."""
+
+    async def run() -> tuple[list[str], list[str]]:
+        lag = _Lag(sheds=False)
+        shed, pool, _ = _shed(room=0, lag=lag)
+        pool.node_only = True
+        for _ in range(20):
+            assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        by_node = list(lag.armed)
+        pool.node_only = False
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        return by_node, lag.armed
+
+    by_node, armed = asyncio.run(run())
+    assert by_node == []
+    assert armed == ["f"]

@@ -215,6 +215,99 @@ def test_tenant_flooding_its_own_full_function_gets_no_other_callers_shed(
     assert len(answers) >= 200 and set(answers) == {"200"}, collections.Counter(answers)
 
 
+@pytest.fixture
+def node_bound_node(tmp_path: Path) -> Iterator[LiveNode]:
+    """As `lagging_node` (`slow`, and `fast` at concurrency 8), but two calls may wait per
+    function and two on the whole node, and `other` at concurrency 1, another tenant's."""
+    with slow_node(
+        tmp_path,
+        "slow",
+        {
+            "DONJON_LAG_TARGET_MS": "1",
+            "DONJON_LAG_INTERVAL_MS": "2",
+            "DONJON_MAX_LOOP_LAG_S": "60",
+            "DONJON_MAX_QUEUED_PER_FUNCTION": "2",
+            "DONJON_MAX_QUEUED": "2",
+            "DONJON_MAX_QUEUE_WAIT_S": "300",
+            "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
+        },
+    ) as live:
+        for name, concurrency in (("fast", 8), ("other", 1)):
+            fn = tmp_path / name
+            fn.mkdir(mode=0o755)
+            (fn / "main.py").write_text(SLOW)
+            manifest = MANIFEST.format(name=name)
+            (fn / "donjon.yaml").write_text(
+                manifest.replace("concurrency: 1", f"concurrency: {concurrency}")
+            )
+            live.deploy(fn)
+        yield live
+
+
+class _Victim(threading.Thread):
+    """Calls `other` one call at a time with `key`, each sleeping `sleep` s, until
+    stopped; keeps every answer's status and detail."""
+
+    def __init__(self, node: LiveNode, key: str, sleep: float) -> None:
+        super().__init__()
+        self.node, self.key, self.sleep = node, key, sleep
+        self.answers: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        body = f'{{"sleep": {self.sleep}}}'.encode()
+        with self.node.client(self.key) as c:
+            while not self.stop.is_set():
+                r = c.post("/v1/functions/other/invoke", content=body)
+                self.answers.append("200" if r.status_code == 200 else _detail(r))
+
+
+@pytest.mark.slow
+def test_a_tenant_refused_at_the_nodes_bound_is_not_shed_for_the_loops_lag(
+    node_bound_node: LiveNode,
+) -> None:
+    """`slow` is held full (one call running, two waiting: also every call the node lets
+    wait), and a flood of `slow` and `fast` calls from 24 connections is refused at their
+    own bounds, which arms the lag shed for them, and makes the loop run late. Another
+    tenant keeps `other` busy from one connection and calls it from another: a call that
+    finds it busy is refused at the node's bound, which the flood's calls fill (503, as it
+    must be: nothing may wait); a call that finds it free must be served. Before, a
+    refusal at the node's bound alone marked `other` as overflowing, and the lag shed
+    took a share of its calls that had room (503 "the node runs late")."""
+    node = node_bound_node
+    victim = node.create_key("bound-victim", "invoker", functions=["other"])["key"]
+    running = threading.Thread(target=node.invoke, args=("slow", {"sleep": 20}))
+    running.start()
+    wait_for_metric(node, "donjon_sandboxes", 1, function="slow", state="busy")
+    waiting = [threading.Thread(target=node.invoke, args=("slow", {"sleep": 0})) for _ in "ab"]
+    for t in waiting:
+        t.start()
+    wait_for_metric(node, "donjon_calls_waiting", 2)
+    busy, caller = _Victim(node, victim, 0.02), _Victim(node, victim, 0)
+    with _Flood(node) as flood:
+        busy.start()
+        caller.start()
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            flooded = flood.seen()
+            if flooded["lag"] >= 20 and caller.answers.count("200") >= 200:
+                break
+            time.sleep(0.05)
+        busy.stop.set()
+        caller.stop.set()
+        busy.join(120)
+        caller.join(120)
+    running.join(120)
+    for t in waiting:
+        t.join(120)
+    seen = collections.Counter(caller.answers + busy.answers)
+    assert flood.seen()["lag"] >= 20, flood.seen()  # the loop ran late: the flood was shed
+    full = sum(n for a, n in seen.items() if a.startswith("503") and _LAG not in a)
+    assert full >= 20, seen  # the victim's calls refused while the node's bound was full
+    assert seen["200"] >= 100, seen  # ...and the calls that found `other` free...
+    assert not [a for a in seen if _LAG in a], seen  # ...were never shed for the loop's lag
+
+
 def _detail(r: httpx.Response) -> str:
     """A refusal's status and problem detail (its request id left out)."""
     try:

@@ -288,12 +288,14 @@ class EarlyShed:
         """The 503 for `principal`'s call the pool refuses with `refusal`, counted and
         queued for the audit (None: it is not refused). `counts`: the caller is not known
         to be over a limit of its own (its call would queue), so the refusal says the
-        function's queue is full."""
+        function's queue is full, and arms the lag shed for it; unless the node's bound
+        alone refused it (`node_only`: other functions' calls filled the node), which
+        says nothing of this function's queue."""
         if refusal is None:
             return None
         name = config.function
         pool.refused_at_head(config, refusal, counts=counts)
-        if self.lag is not None and counts:
+        if self.lag is not None and counts and not refusal.node_only:
             self.lag.overflowed(name)
         self._refused(name, principal, client, "overload")
         return shed_response(max(1, round(refusal.retry_after_s)), keep_alive)
