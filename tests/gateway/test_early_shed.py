@@ -294,6 +294,7 @@ def test_a_refusal_at_the_nodes_bound_alone_does_not_arm_the_lag_shed() -> None:
         pool.node_only = True
         for _ in range(20):
             assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        assert pool.refused == 20  # each refusal is still told to the pool
         by_node = list(lag.armed)
         pool.node_only = False
         assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503

@@ -37,8 +37,9 @@ before, and may still be shed at `admit` (calls admitted together). Other ways i
 
 While the event loop lags under an overload, a share of the calls the pool would
 take is shed here too, the share set by PIE's controller on the loop's lag
-(lag_shed.py), of the functions whose calls the pool refused at its bounds lately:
-same rule, same 503 (Retry-After 1), audited with reason `loop-lag`.
+(lag_shed.py), of the functions whose calls the pool refused at their own bounds
+lately (not at the node's bound alone): same rule, same 503 (Retry-After 1), audited
+with reason `loop-lag`.
 """
 
 from __future__ import annotations

@@ -22,14 +22,17 @@ the target (the derivative alone, on noisy samples, would ratchet it up from 0).
 While the lag is below half the target and p is under `SAFE_P`, nothing is shed
 (RFC 8033's safeguard: a short burst is not shed). Each authenticated invoke head
 the pool would take is shed with probability p if the pool refused a call of its
-function at its bounds within `HOLD_S` (early_shed.py: the same 503, Retry-After and
+function at the function's own bounds within `HOLD_S` (a refusal at the node's bound
+alone, which other functions' calls filled, does not count: it says nothing of this
+function's queue; early_shed.py: the same 503, Retry-After and
 audit as the other sheds, and the same rule: only a bearer API key the index
 verifies and whose principal may invoke the function; any other head goes to the
 app). Only those functions': a tenant that floods its own full function arms the
 controller and makes the loop late, but sheds no other function's calls.
 
 Ours, so that ordinary load is never shed: p only *starts* to rise once the pool
-has refused `ARM_REFUSALS` calls at its bounds from their heads (`overflowed`, from
+has refused `ARM_REFUSALS` calls, of any functions, at their own bounds from their
+heads (`overflowed`, from
 early_shed.py: the node is demonstrably offered more than it serves) within `ARM_S`,
 and for `ARM_S` after; a closed loop of clients saturating the loop (the bench's
 sustainable run) fills the pool's queue once in a while at most, and a stall of a
@@ -102,8 +105,8 @@ class LagController:
         self._since = -ARM_S
 
     def overflowed(self, now: float) -> None:
-        """The pool refused a call at its bounds: the ARM_REFUSALS-th within ARM_S lets
-        p rise for ARM_S from now."""
+        """The pool refused a call at its function's own bounds: the ARM_REFUSALS-th
+        within ARM_S (of any functions) lets p rise for ARM_S from now."""
         if now - self._since >= ARM_S:
             self._refusals, self._since = 0, now
         self._refusals += 1
@@ -148,11 +151,11 @@ class LagShed:
         #: Which calls are shed only needs to be a fair share.
         self._draws = random.Random()  # noqa: S311  # nosec B311 - a fair share, not a secret
         #: Function -> the loop's time until which its calls may be shed (HOLD_S after
-        #: the pool last refused one at its bounds); deployed functions only.
+        #: the pool last refused one at its own bounds); deployed functions only.
         self._overflowing: dict[str, float] = {}
 
     def overflowed(self, name: str) -> None:
-        """The pool refused a call of `name` at its bounds (on the loop): arm, start the
+        """The pool refused a call of `name` at its own bounds (on the loop): arm, start the
         timer; `name`'s calls may be shed for HOLD_S."""
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -165,7 +168,7 @@ class LagShed:
 
     def sheds(self, name: str) -> bool:
         """Whether the call of `name` whose head was just read is shed: probability p,
-        if the pool refused a call of `name` at its bounds within HOLD_S."""
+        if the pool refused a call of `name` at its own bounds within HOLD_S."""
         if self.controller.p <= 0.0:
             return False
         until = self._overflowing.get(name)
