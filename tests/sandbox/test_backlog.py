@@ -17,10 +17,11 @@ from donjon.sandbox import (
     QueueBounds,
     SandboxHost,
     SandboxPool,
+    ShedTiming,
     compile_filters,
     detect_resource_control,
 )
-from donjon.sandbox.backlog import BUDGET_FACTOR, Backlog
+from donjon.sandbox.backlog import BUDGET_FACTOR, Backlog, node_bounds
 
 HANDLER = """
 import time
@@ -115,3 +116,21 @@ def test_the_pool_sheds_past_its_bound_and_serves_the_rest(bundle: Path) -> None
     assert len(refused) == 9 and all(isinstance(r, CallShed) for r in refused), refused
     assert waiting == 0
     assert shed == 9
+
+
+def test_a_nodes_bounds_keep_a_functions_own_within_the_nodes() -> None:
+    """DONJON_MAX_QUEUED_PER_FUNCTION above DONJON_MAX_QUEUED is taken as the node's: a
+    function whose own calls fill the node is refused at its own bound (its queue is
+    full: it counts towards its overflow), not as if other functions' calls had filled
+    the node (`node_only`), which would never let its refusals arm anything."""
+    bounds = node_bounds(64, 2, 5.0, ShedTiming())
+    assert (bounds.per_function, bounds.node) == (2, 2)
+    assert node_bounds(64, 512, 5.0, ShedTiming()).per_function == 64
+    backlog = Backlog(bounds)
+    backlog.waiting = 2  # both of them calls of f
+    with pytest.raises(CallShed, match="f has 2 calls waiting") as own:
+        backlog.admit("f", ahead=2, concurrency=1, service_s=0.0)
+    assert not own.value.node_only
+    with pytest.raises(CallShed, match="the node has 2 calls waiting") as others:
+        backlog.admit("g", ahead=0, concurrency=1, service_s=0.0)
+    assert others.value.node_only

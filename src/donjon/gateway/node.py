@@ -46,7 +46,6 @@ from donjon.ratelimit.backends import SharedLimits
 from donjon.ratelimit.memory_quota import MemoryQuotaCounter
 from donjon.ratelimit.quota_book import QuotaBook
 from donjon.sandbox import (
-    QueueBounds,
     ResourceControl,
     SandboxError,
     SandboxHost,
@@ -55,6 +54,7 @@ from donjon.sandbox import (
     check_sandbox,
     compile_filters,
 )
+from donjon.sandbox.backlog import node_bounds
 from donjon.sandbox.budget import node_budget, node_tag
 from donjon.scan import IsolatedScanner, ScanPolicy, cache_dir_for
 from donjon.store import (
@@ -268,7 +268,7 @@ class Node:
             host,
             idle_timeout_s=sandbox.idle_s,
             egress=self.egress,
-            bounds=QueueBounds(
+            bounds=node_bounds(
                 sandbox.max_queued_per_function,
                 sandbox.max_queued,
                 sandbox.max_queue_wait_s,

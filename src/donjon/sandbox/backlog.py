@@ -52,6 +52,15 @@ class QueueBounds:
     shed: ShedTiming = field(default_factory=ShedTiming)
 
 
+def node_bounds(per_function: int, node: int, wait_s: float, shed: ShedTiming) -> QueueBounds:
+    """A node's bounds from its settings (DONJON_MAX_QUEUED_PER_FUNCTION, DONJON_MAX_QUEUED,
+    ...): a function's own bound is at most the node's. A larger one is never reached, and
+    a function whose own calls filled the node would be refused as if other functions'
+    had (`node_only`), so its refusals would never make its queue overflow nor arm the
+    lag shed (standing.py, gateway/lag_shed.py)."""
+    return QueueBounds(min(per_function, node), node, wait_s, shed)
+
+
 class ServiceTime:
     """An exponentially weighted moving average of one function's call times (seconds)."""
 
