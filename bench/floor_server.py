@@ -223,17 +223,15 @@ async def controlled(
         gate.monitor.see(principal, gate.function, started, seconds)
     client = scope["client"][0] if scope.get("client") else ""
     await log.append(gate.record(principal, rid, started, seconds, client))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(result)),
-                (b"x-request-id", rid.encode()),
-            ],
-        }
-    )
+    await _ok(send, result, (b"x-request-id", rid.encode()))
+
+
+async def _ok(
+    send: Callable[[Message], Awaitable[None]], result: bytes, *extra: tuple[bytes, bytes]
+) -> None:
+    """200 with `result` (JSON) and `extra` headers."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(result))]
+    await send({"type": "http.response.start", "status": 200, "headers": [*headers, *extra]})
     await send({"type": "http.response.body", "body": result})
 
 
@@ -299,17 +297,7 @@ def make_app(
                 "ts": started,
             }
             await log[0].append(json.dumps(record, separators=(",", ":")).encode())
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", b"%d" % len(result)),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": result})
+        await _ok(send, result)
 
     return app
 

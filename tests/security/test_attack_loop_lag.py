@@ -36,26 +36,31 @@ _LAG = "overloaded: the node runs late"
 def lagging_node(tmp_path: Path) -> Iterator[LiveNode]:
     """A node whose lag target is 1 ms (any flood passes it), updated every 2 ms; the
     all-or-nothing bound far off (60 s); one call may wait per function."""
-    with slow_node(
-        tmp_path,
-        "slow",
-        {
-            "DONJON_LAG_TARGET_MS": "1",
-            "DONJON_LAG_INTERVAL_MS": "2",
-            "DONJON_MAX_LOOP_LAG_S": "60",
-            "DONJON_MAX_QUEUED_PER_FUNCTION": "1",
-            "DONJON_MAX_QUEUE_WAIT_S": "300",
-            "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
-        },
-    ) as live:
-        fast = tmp_path / "fast"
-        fast.mkdir(mode=0o755)
-        (fast / "main.py").write_text(SLOW)
-        (fast / "donjon.yaml").write_text(
-            MANIFEST.format(name="fast").replace("concurrency: 1", "concurrency: 8")
-        )
-        live.deploy(fast)
+    with slow_node(tmp_path, "slow", {**_LAGGING, "DONJON_MAX_QUEUED_PER_FUNCTION": "1"}) as live:
+        _deploy_slow(live, tmp_path, "fast", 8)
         yield live
+
+
+#: The lag target 1 ms, updated every 2 ms, the all-or-nothing bound far off (60 s).
+_LAGGING = {
+    "DONJON_LAG_TARGET_MS": "1",
+    "DONJON_LAG_INTERVAL_MS": "2",
+    "DONJON_MAX_LOOP_LAG_S": "60",
+    "DONJON_MAX_QUEUE_WAIT_S": "300",
+    "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
+}
+
+
+def _deploy_slow(live: LiveNode, tmp_path: Path, name: str, concurrency: int) -> None:
+    """Deploy `name`, a warm function sleeping the event's `sleep`, at `concurrency`."""
+    fn = tmp_path / name
+    fn.mkdir(mode=0o755)
+    (fn / "main.py").write_text(SLOW)
+    manifest = MANIFEST.format(name=name)
+    (fn / "donjon.yaml").write_text(
+        manifest.replace("concurrency: 1", f"concurrency: {concurrency}")
+    )
+    live.deploy(fn)
 
 
 def _hold_slow(node: LiveNode) -> list[threading.Thread]:
@@ -219,28 +224,10 @@ def test_tenant_flooding_its_own_full_function_gets_no_other_callers_shed(
 def node_bound_node(tmp_path: Path) -> Iterator[LiveNode]:
     """As `lagging_node` (`slow`, and `fast` at concurrency 8), but two calls may wait per
     function and two on the whole node, and `other` at concurrency 1, another tenant's."""
-    with slow_node(
-        tmp_path,
-        "slow",
-        {
-            "DONJON_LAG_TARGET_MS": "1",
-            "DONJON_LAG_INTERVAL_MS": "2",
-            "DONJON_MAX_LOOP_LAG_S": "60",
-            "DONJON_MAX_QUEUED_PER_FUNCTION": "2",
-            "DONJON_MAX_QUEUED": "2",
-            "DONJON_MAX_QUEUE_WAIT_S": "300",
-            "DONJON_AUDIT_DENIAL_WINDOW_S": "3600",
-        },
-    ) as live:
-        for name, concurrency in (("fast", 8), ("other", 1)):
-            fn = tmp_path / name
-            fn.mkdir(mode=0o755)
-            (fn / "main.py").write_text(SLOW)
-            manifest = MANIFEST.format(name=name)
-            (fn / "donjon.yaml").write_text(
-                manifest.replace("concurrency: 1", f"concurrency: {concurrency}")
-            )
-            live.deploy(fn)
+    limits = {"DONJON_MAX_QUEUED_PER_FUNCTION": "2", "DONJON_MAX_QUEUED": "2"}
+    with slow_node(tmp_path, "slow", {**_LAGGING, **limits}) as live:
+        _deploy_slow(live, tmp_path, "fast", 8)
+        _deploy_slow(live, tmp_path, "other", 1)
         yield live
 
 
