@@ -32,15 +32,6 @@ DEADLINE_S = 60.0
 _LAG = "overloaded: the node runs late"
 
 
-@pytest.fixture
-def lagging_node(tmp_path: Path) -> Iterator[LiveNode]:
-    """A node whose lag target is 1 ms (any flood passes it), updated every 2 ms; the
-    all-or-nothing bound far off (60 s); one call may wait per function."""
-    with slow_node(tmp_path, "slow", {**_LAGGING, "DONJON_MAX_QUEUED_PER_FUNCTION": "1"}) as live:
-        _deploy_slow(live, tmp_path, "fast", 8)
-        yield live
-
-
 #: The lag target 1 ms, updated every 2 ms, the all-or-nothing bound far off (60 s).
 _LAGGING = {
     "DONJON_LAG_TARGET_MS": "1",
@@ -61,6 +52,15 @@ def _deploy_slow(live: LiveNode, tmp_path: Path, name: str, concurrency: int) ->
         manifest.replace("concurrency: 1", f"concurrency: {concurrency}")
     )
     live.deploy(fn)
+
+
+@pytest.fixture
+def lagging_node(tmp_path: Path) -> Iterator[LiveNode]:
+    """A node whose lag target is 1 ms (any flood passes it), updated every 2 ms; the
+    all-or-nothing bound far off (60 s); one call may wait per function."""
+    with slow_node(tmp_path, "slow", {**_LAGGING, "DONJON_MAX_QUEUED_PER_FUNCTION": "1"}) as live:
+        _deploy_slow(live, tmp_path, "fast", 8)
+        yield live
 
 
 def _hold_slow(node: LiveNode) -> list[threading.Thread]:
