@@ -31,14 +31,14 @@ import re
 from dataclasses import dataclass, field
 from hashlib import sha256
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+if TYPE_CHECKING:
+    from donjon.audit.events import AuditEvent, CommittedRecord
 
-from donjon.audit.events import AuditEvent, CommittedRecord
-from donjon.audit.frontier import Frontier
-from donjon.config import MonitorSettings
-from donjon.monitor.service import default_detectors
+# Donjon's modules and cryptography are imported where a control is built (`Monitor`,
+# `Chain`), not here: floor_server.py imports this module in every variant, and the
+# floor without controls (and its workers) must stay the bare parts it measures.
 
 #: Donjon's key shape (identity/apikeys.py): an id and a 43-character secret.
 KEY_RE = re.compile(r"^dj_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -215,19 +215,25 @@ class Monitor:
     as the node's monitor is fed its committed records; `--monitor` adds it to the gate."""
 
     def __init__(self) -> None:
+        from donjon.audit.events import AuditEvent, CommittedRecord
+        from donjon.config import MonitorSettings
+        from donjon.monitor.service import default_detectors
+
         action = "function.invoke"
         self._fed = [
             d
             for d in default_detectors(MonitorSettings())
             if action in getattr(d, "actions", (action,))
         ]
+        self._event: type[AuditEvent] = AuditEvent
+        self._record: type[CommittedRecord] = CommittedRecord
         self._seq = 0
 
     def see(self, principal: Principal, function: str, started: float, seconds: float) -> None:
         self._seq += 1
         detail = {"duration_ms": seconds * 1000, "trigger": "invoke", "memory_mb": 64}
-        event = AuditEvent(principal.id, "function.invoke", function + "@1", "ok", detail)
-        record = CommittedRecord(self._seq, started, event)
+        event = self._event(principal.id, "function.invoke", function + "@1", "ok", detail)
+        record = self._record(self._seq, started, event)
         for detector in self._fed:
             detector.observe(record, started)
 
@@ -244,6 +250,10 @@ class Chain:
     )
 
     def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from donjon.audit.frontier import Frontier
+
         self.head = bytes(32)
         self.tree = Frontier()
         self._key = Ed25519PrivateKey.generate()
