@@ -309,7 +309,12 @@ def main() -> None:
             create_self_signed(cert, key)
             proc, port = warm_floor.start(tmp, str(cert), str(key), args.floor)
             url = f"https://127.0.0.1:{port}{warm_floor.PATH}"
-            req = loadgen.Request(url, BODY, {"content-type": "application/json"}, str(cert))
+            # The controls' variants check this key (a wrong one is a fast 401, not a call).
+            headers = {
+                "content-type": "application/json",
+                "authorization": f"Bearer {warm_floor.CONTROLS_KEY}",
+            }
+            req = loadgen.Request(url, BODY, headers, str(cert))
             root, name = proc.pid, f"the design floor (bench/floor_server.py, {args.floor})"
         else:
             node, req, root = _node_target(tmp)

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -216,3 +217,20 @@ def test_level_filters_lines(out: io.StringIO) -> None:
     structlog.get_logger("donjon").debug("quieter")
     logging.getLogger("donjon").warning("loud")
     assert [line["event"] for line in _lines(out)] == ["loud"]
+
+
+def test_request_ids_minted_together_sort_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request id is 16 hex digits: a 64ths-of-a-second clock (wrapping), then 48 random
+    bits, so ids of one instant share their first four digits and differ after them."""
+    from donjon.obs import logging as obs_logging
+
+    monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5)
+    ids = [obs_logging.mint_request_id() for _ in range(200)]
+    head = f"{int(1_700_000_000.5 * 64) & 0xFFFF:04x}"
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) and i.startswith(head) for i in ids)
+    assert len({i[4:] for i in ids}) == 200  # the random part
+    monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5 + 1024.0)
+    assert obs_logging.mint_request_id()[:4] == head  # 65,536 ticks: wrapped round
+    monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5 + 1 / 64)
+    later = obs_logging.mint_request_id()
+    assert later[:4] == f"{(int(head, 16) + 1) & 0xFFFF:04x}"
