@@ -27,6 +27,7 @@ from donjon.sandbox.callgroups import (
 )
 from donjon.sandbox.channel import ChannelClosed, send_with_fd
 from donjon.sandbox.control import ControlChannel
+from donjon.sandbox.deadlines import Deadlines, deadlines
 from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
 from donjon.sandbox.endings import CallEndings
 from donjon.sandbox.errors import (
@@ -89,12 +90,17 @@ class Instance:
         #: warm: the persistent channel to the worker, the page its supervisor reads,
         #: and (egress granted) the worker's relay, which gets each call's token
         self._warm: WarmChannel | None = None
+        #: The loop and its timeouts of calls (deadlines.py), known once started.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None
 
     # -- life cycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Spawn the sandbox and wait until the handler is imported."""
         self._host.pin(self.config.bundle, self)  # its staged copy (host.py) until closed
+        self._loop = asyncio.get_running_loop()
+        self._deadlines = deadlines()
         # Its proxy socket first (granted egress only): it is bound into the sandbox.
         self._network = await SandboxNetwork.open(self._egress, self.config, self._host)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -335,11 +341,11 @@ class Instance:
         from the call page, kills the worker past that deadline and reports
         only a worker that died.
         """
-        warm = self._warm
+        warm, loop, timeouts = self._warm, self._loop, self._deadlines
         link = warm.link if warm is not None else None
-        if warm is None or link is None:
+        if warm is None or link is None or loop is None or timeouts is None:
             raise FunctionCrashed("the function's sandbox is gone")
-        exit_fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        exit_fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._exits[call_id] = exit_fut
         self.active += 1
         started = time.monotonic()
@@ -350,7 +356,7 @@ class Instance:
                 with contextlib.suppress(OSError):  # full queue: it wakes by itself soon
                     self._ctrl.send(b'{"op":"wake"}')
             try:
-                async with asyncio.timeout(timeout_s + _GRACE_S):
+                async with timeouts.timeout(timeout_s + _GRACE_S):
                     head, body = await link.call(meta, event, subcalls)
             except TimeoutError:
                 await self.close()

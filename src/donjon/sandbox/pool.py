@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from donjon.sandbox.backlog import Backlog, QueueBounds, ServiceTime
+from donjon.sandbox.deadlines import Deadlines, deadlines
 from donjon.sandbox.egresslink import EgressOpener
 from donjon.sandbox.errors import (
     CallShed,
@@ -96,6 +97,8 @@ class SandboxPool:
         self._closing: set[asyncio.Future[None]] = set()
         #: Sandboxes started for a call that found none ready (read by the node's metrics).
         self.cold_starts = 0
+        #: The loop's timeouts of waits for a slot (deadlines.py), once a call waited.
+        self._deadlines: Deadlines | None = None
 
     def start(self) -> None:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
@@ -251,8 +254,11 @@ class SandboxPool:
         slot.waiting += 1
         backlog.waiting += 1
         admitted = time.monotonic()
+        timeouts = self._deadlines
+        if timeouts is None:
+            timeouts = self._deadlines = deadlines()
         try:
-            async with asyncio.timeout(backlog.bounds.wait_s):
+            async with timeouts.timeout(backlog.bounds.wait_s):
                 await slot.gate.acquire()
         finally:
             slot.waiting -= 1
