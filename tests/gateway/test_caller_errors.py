@@ -178,4 +178,4 @@ def test_every_problem_carries_the_request_id_and_the_status_phrase(
     assert r.headers["content-type"] == "application/problem+json"
     body = json.loads(r.content)
     assert body["type"] == "about:blank" and body["title"] == title
-    assert len(body["request_id"]) == 16 and body["request_id"] == r.headers["x-request-id"]
+    assert len(body["request_id"]) == 20 and body["request_id"] == r.headers["x-request-id"]

@@ -12,7 +12,7 @@ def test_invoke_returns_the_handlers_json(node: LiveNode) -> None:
     r = node.invoke("probe", {"op": "echo", "x": [1, 2]})
     assert r.status_code == 200
     assert r.json() == {"op": "echo", "x": [1, 2]}
-    assert len(r.headers["x-request-id"]) == 16
+    assert len(r.headers["x-request-id"]) == 20
 
 
 def test_context_carries_request_and_principal(node: LiveNode) -> None:

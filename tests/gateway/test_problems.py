@@ -69,7 +69,7 @@ def test_every_problem_carries_a_request_id_and_401s_a_challenge() -> None:
     """A problem made without a request id gets one; a 401 names the Bearer scheme."""
     response = problem(401, "no")
     body = json.loads(bytes(response.body))
-    assert len(body["request_id"]) == 16 and response.headers["x-request-id"] == body["request_id"]
+    assert len(body["request_id"]) == 20 and response.headers["x-request-id"] == body["request_id"]
     assert response.headers["www-authenticate"] == 'Bearer realm="donjon"'
     assert "www-authenticate" not in problem(403, "no").headers
 

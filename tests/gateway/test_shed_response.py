@@ -41,7 +41,7 @@ def test_the_answer_is_a_whole_problem_document(
     assert values[b"cache-control"] == b"no-store"
     assert values.get(b"connection", b"close") == b"close"
     request_id = values[b"x-request-id"].decode()
-    assert re.fullmatch(r"[0-9a-f]{16}", request_id)
+    assert re.fullmatch(r"[0-9a-f]{20}", request_id)
     assert json.loads(body) == {
         "type": "about:blank",
         "title": "Service Unavailable",

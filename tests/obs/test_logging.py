@@ -220,15 +220,16 @@ def test_level_filters_lines(out: io.StringIO) -> None:
 
 
 def test_request_ids_minted_together_sort_together(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A request id is 16 hex digits: a 64ths-of-a-second clock (wrapping), then 48 random
+    """A request id is 20 hex digits: a 64ths-of-a-second clock (wrapping), then 64 random
     bits, so ids of one instant share their first four digits and differ after them."""
     from donjon.obs import logging as obs_logging
 
     monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5)
     ids = [obs_logging.mint_request_id() for _ in range(200)]
     head = f"{int(1_700_000_000.5 * 64) & 0xFFFF:04x}"
-    assert all(re.fullmatch(r"[0-9a-f]{16}", i) and i.startswith(head) for i in ids)
+    assert all(re.fullmatch(r"[0-9a-f]{20}", i) and i.startswith(head) for i in ids)
     assert len({i[4:] for i in ids}) == 200  # the random part
+    assert obs_logging.REQUEST_ID_LENGTH == 20
     monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5 + 1024.0)
     assert obs_logging.mint_request_id()[:4] == head  # 65,536 ticks: wrapped round
     monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5 + 1 / 64)

@@ -396,15 +396,14 @@ class AuditLog:
         """Append; awaiting the result returns once the record is durable (a future,
         not a coroutine: one frame less per record on the hot path). A record the
         writer refuses raises AuditError when awaited."""
-        loop = asyncio.get_running_loop()
         if self._remote is not None:
             try:
                 return self._remote.submit(event, log)
             except AuditError as e:  # refused: raised when awaited, as from a coroutine
-                refused: asyncio.Future[None] = loop.create_future()
+                refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 refused.set_exception(e)
                 return refused
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put((event, log, done))
         return done
 

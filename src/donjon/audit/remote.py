@@ -116,6 +116,8 @@ class RemoteWriter:
         self._config = config
         self._listeners = listeners
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The thread that runs `_loop` (set with it).
+        self._thread = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._reader = FrameReader()
@@ -158,6 +160,7 @@ class RemoteWriter:
         """Start the writer and wait until it has opened the log (on the loop's thread)."""
         try:
             self._loop = asyncio.get_running_loop()
+            self._thread = threading.get_ident()
         except RuntimeError:
             raise AuditError(
                 "the audit writer process must be started from a running event loop",
@@ -229,10 +232,15 @@ class RemoteWriter:
     def submit(self, event: AuditEvent, log: InvocationLog | None) -> Awaitable[None]:
         """Queue the record (raising at once if it is refused); await the result to know
         it is durable. On the writer's loop that is a bare future: no coroutine."""
-        loop = asyncio.get_running_loop()
         own = self._loop
         if own is None:
             own = self._require_loop()  # raises: not started
+        # On the writer's loop's thread while it runs, that loop is the one running: no
+        # other can run there meanwhile (and asking the loop costs Python 3.11 a getpid).
+        if threading.get_ident() == self._thread and own.is_running():
+            loop = own
+        else:
+            loop = asyncio.get_running_loop()
         if loop is not own:  # another thread's loop: hand it to the writer's loop
             elsewhere = asyncio.run_coroutine_threadsafe(self.record(event, log), own)
             return asyncio.wrap_future(elsewhere)

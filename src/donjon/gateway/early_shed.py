@@ -48,7 +48,6 @@ import asyncio
 import collections
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -59,6 +58,7 @@ from donjon.gateway.access import decide
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal, looks_like_jwt
+from donjon.obs.logging import REQUEST_ID_LENGTH, mint_request_id
 from donjon.obs.metrics import Metrics
 from donjon.sandbox import CallShed, InstanceConfig, SandboxPool
 
@@ -81,7 +81,7 @@ def _shed_parts(detail: str) -> tuple[bytes, bytes, bytes]:
     """The 503's bytes around its two variable parts (the Retry-After seconds, then the
     request id, twice), for `detail`: the head up to `retry-after: `, the rest of the
     head up to the id's header value, and the body's two halves around the id."""
-    marker = "0" * 16  # a request id is 16 hex digits, so the body's length is fixed
+    marker = "0" * REQUEST_ID_LENGTH  # every request id has this many: a fixed length
     body = json.dumps(
         {
             "type": "about:blank",
@@ -114,7 +114,7 @@ def shed_response(retry_after_s: int, keep_alive: bool, detail: str = _DETAIL) -
     time cost a tenth of a refusal (docs/performance.md, "the fourteenth round")."""
     parts = _PARTS.get(detail) or _shed_parts(detail)
     head, before, after = parts
-    request_id = os.urandom(8).hex().encode()  # what secrets.token_hex(8) returns
+    request_id = mint_request_id().encode()
     return b"".join(
         (
             head,

@@ -6,7 +6,6 @@ import http
 import json
 import logging
 import math
-import secrets
 
 from starlette.responses import Response
 
@@ -44,6 +43,7 @@ from donjon.manifest import ManifestError
 from donjon.monitor.manual import BadSubject, NotThrottled
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
 from donjon.monitor.responses import ResponseConfigError
+from donjon.obs import mint_request_id
 from donjon.ratelimit import LimiterUnavailable, RateLimitError
 from donjon.sandbox import (
     CallShed,
@@ -237,7 +237,7 @@ def problem(
     `X-Request-Id`; a 401 carries `WWW-Authenticate` with `challenge`.
     """
     del title  # kept for callers; about:blank fixes the title (RFC 9457, 4.2.1)
-    request_id = request_id or secrets.token_hex(8)
+    request_id = request_id or mint_request_id()
     body: dict[str, object] = {
         "type": "about:blank",
         "title": title_for(status),

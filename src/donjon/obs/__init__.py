@@ -13,6 +13,7 @@ from __future__ import annotations
 from donjon.obs.collector import NodeCollector
 from donjon.obs.errors import ObservabilityError
 from donjon.obs.logging import (
+    REQUEST_ID_LENGTH,
     bind_request_id,
     clear_log_context,
     configure_logging,
@@ -29,6 +30,7 @@ from donjon.obs.redaction import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "REQUEST_ID_LENGTH",
     "Metrics",
     "NodeCollector",
     "ObservabilityError",

@@ -33,29 +33,38 @@ import structlog
 from donjon.obs.errors import ObservabilityError
 from donjon.obs.redaction import redact_event
 
-__all__ = ["LEVELS", "bind_request_id", "clear_log_context", "configure_logging", "mint_request_id"]
+__all__ = [
+    "LEVELS",
+    "REQUEST_ID_LENGTH",
+    "bind_request_id",
+    "clear_log_context",
+    "configure_logging",
+    "mint_request_id",
+]
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 #: Marks the handler this module installs, so configuring again replaces it.
 _HANDLER_NAME = "donjon-structlog"
 #: Ticks a second of a request id's leading clock (`mint_request_id`).
 _ID_CLOCK = 64
+#: Hex digits of a request id: the clock's four, then 64 random bits.
+REQUEST_ID_LENGTH = 20
 _clock = time.time
 
 
 def mint_request_id() -> str:
-    """A new request id (16 hex digits), not bound to anything.
+    """A new request id (`REQUEST_ID_LENGTH` = 20 hex digits), not bound to anything.
 
     The first four digits are a clock in 64ths of a second that wraps every 17 minutes
-    (`_ID_CLOCK`), the other twelve 48 bits of the kernel's CSPRNG. Ids minted together
+    (`_ID_CLOCK`), the other sixteen 64 bits of the kernel's CSPRNG. Ids minted together
     then sort together, so the calls the audit writer commits in one transaction add
     their `invocation_logs` rows to one or two pages of its unique index on `request_id`
-    rather than a random page each (docs/performance.md, "ids that sort together"). Over
-    time the clock spreads ids evenly over its 65,536 values, so two ids collide about as
-    rarely as two of 64 random bits would; the random part alone still never repeats in
-    practice among the ids of one 64th of a second. A request id is a name, never a
-    credential: what it names is checked against the caller (async_invoke.py)."""
-    return ((int(_clock() * _ID_CLOCK) & 0xFFFF).to_bytes(2, "big") + os.urandom(6)).hex()
+    rather than a random page each (docs/performance.md, the eighteenth round). The
+    random part alone is what 16 digits of ids were before, so two ids collide no more
+    often than then, however the calls bunch in time (with fewer random bits, calls a
+    cron starts at each minute would share the clock's few values). A request id is a
+    name, never a credential: what it names is checked against the caller."""
+    return ((int(_clock() * _ID_CLOCK) & 0xFFFF).to_bytes(2, "big") + os.urandom(8)).hex()
 
 
 def bind_request_id(request_id: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from donjon._subprocess import CommandError
+from donjon.deadlines import Deadlines, deadlines
 from donjon.sandbox.boot import InstanceConfig, boot_message, import_failure, send_boot
 from donjon.sandbox.callgroups import (
     protect_from_oom_killer,
@@ -27,7 +27,6 @@ from donjon.sandbox.callgroups import (
 )
 from donjon.sandbox.channel import ChannelClosed, send_with_fd
 from donjon.sandbox.control import ControlChannel
-from donjon.sandbox.deadlines import Deadlines, deadlines
 from donjon.sandbox.egresslink import EgressOpener, SandboxNetwork
 from donjon.sandbox.endings import CallEndings
 from donjon.sandbox.errors import (
@@ -392,12 +391,7 @@ class Instance:
     def _answer(self, call_id: int, raw_head: bytes, body: bytes) -> CallResult:
         """The call's result (or the error it reports), with its policy events."""
         head = reply_head(raw_head)
-        try:
-            result = reply_result(head, body)
-        except SandboxError as e:
-            e.policy_events = self._policy_events.of(call_id, head)
-            raise
-        return dataclasses.replace(result, policy_events=self._policy_events.of(call_id, head))
+        return reply_result(head, body, self._policy_events.of(call_id, head))
 
     def _check_ended(self, call_id: int, report: dict[str, Any], timeout_s: float) -> None:
         """Raise if a call that replied was still ended: by its egress policy, or at its

@@ -15,8 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from donjon.deadlines import Deadlines, deadlines
 from donjon.sandbox.backlog import Backlog, QueueBounds, ServiceTime
-from donjon.sandbox.deadlines import Deadlines, deadlines
 from donjon.sandbox.egresslink import EgressOpener
 from donjon.sandbox.errors import (
     CallShed,

@@ -71,13 +71,16 @@ def reply_head(raw: bytes) -> dict[str, Any]:
     return head
 
 
-def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
-    """The call's result, or the sandbox error its head reports (output and trace kept)."""
+def reply_result(
+    head: dict[str, Any], body: bytes, policy_events: tuple[PolicyEvent, ...] = ()
+) -> CallResult:
+    """The call's result, or the sandbox error its head reports (output and trace kept);
+    either carries `policy_events`, what the call did that its runtime policies watch."""
     output = str(head.get("out", ""))[-_MAX_OUTPUT:]
     read = secrets_read(head)
     memory = _memory_kb(head.get("mem_kb"))
     if head.get("ok"):
-        return CallResult(body=body, output=output, secrets_read=read, memory_kb=memory)
+        return CallResult(body, output, read, memory, policy_events)
     kind = head.get("kind")
     error: SandboxError
     if kind == "memory":
@@ -98,6 +101,7 @@ def reply_result(head: dict[str, Any], body: bytes) -> CallResult:
     error.trace = str(head.get("trace", ""))
     error.secrets_read = read
     error.memory_kb = memory
+    error.policy_events = policy_events
     raise error
 
 
