@@ -95,32 +95,34 @@ def test_a_transaction_across_insert_blocks_stores_every_record_in_order(
     assert result.ok and result.records == 261
 
 
+def _log(i: int) -> InvocationLog:
+    """Call i's log; call 9's carries call 7's request id."""
+    return InvocationLog("f", 1, "r7" if i == 9 else f"r{i}", "ok", f"out {i}")
+
+
 @pytest.mark.slow
 def test_on_postgresql_the_rows_go_through_executemany_and_verify(
     postgres_server: PostgresServer,
 ) -> None:
-    """On PostgreSQL (no multi-row blocks) a transaction of 261 records, two of them
-    with an invocation log, stores every record in order with its leaf hash, and the
-    log verifies."""
+    """On PostgreSQL (no multi-row blocks) a transaction of 261 records, three of them
+    with an invocation log (two under one request id), stores every record in order with
+    its leaf hash and the first of the two logs, and the log verifies."""
     engine = connect(postgres_server.url)
     try:
         create_schema(engine)
         log = AuditLog(engine, KEY)
         assert log._sql.blocks is None
-        log._write(
-            [
-                (_event(i), InvocationLog("f", 1, f"r{i}", "ok", "out") if i in (7, 200) else None)
-                for i in range(261)
-            ]
-        )
+        log._write([(_event(i), _log(i) if i in (7, 9, 200) else None) for i in range(261)])
         with engine.connect() as conn:
             stored = conn.exec_driver_sql(
                 "SELECT seq, record, hash FROM audit_log ORDER BY seq"
             ).all()
-            logs = conn.exec_driver_sql("SELECT count(*) FROM invocation_logs").scalar()
+            logs = conn.exec_driver_sql(
+                "SELECT request_id, output FROM invocation_logs ORDER BY id"
+            ).all()
         assert [s for s, _, _ in stored] == list(range(1, 262))
         assert all(bytes(h) == leaf_hash(bytes(r)) for _, r, h in stored)
-        assert logs == 2
+        assert [tuple(row) for row in logs] == [("r7", "out 7"), ("r200", "out 200")]
         result = verify_log(engine, KEY)
         assert result.ok and result.records == 261
     finally:

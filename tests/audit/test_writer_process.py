@@ -299,6 +299,36 @@ def test_a_record_that_is_not_json_fails_only_its_caller(engine: Engine) -> None
 
 
 @pytest.mark.slow
+def test_two_calls_logged_under_one_request_id_fail_nobody(engine: Engine) -> None:
+    """Two calls whose logs carry the same request id, committed together with a third:
+    every record commits and every caller returns; the second log row is dropped, not
+    the transaction. Before, the unique index on request_id failed the whole batch, and
+    every caller in it got AuditError (review of the eighteenth round)."""
+    log = AuditLog(engine, KEY)
+
+    def call(i: int, request_id: str) -> tuple[AuditEvent, InvocationLog]:
+        event = AuditEvent("key:a", "function.invoke", "f@1", "ok", {"request_id": request_id})
+        return event, InvocationLog("f", 1, request_id, "ok", f"printed by {i}", 1.0, 1024)
+
+    async def go() -> list[BaseException | None]:
+        log.start(process=True)
+        try:
+            calls = [call(1, "same"), call(2, "same"), call(3, "other")]
+            return await asyncio.gather(
+                *(log.record(event, out) for event, out in calls), return_exceptions=True
+            )
+        finally:
+            log.stop()
+
+    assert asyncio.run(go()) == [None, None, None]
+    assert log.size == 3
+    with _db(engine) as conn:
+        rows = conn.execute("SELECT request_id, output FROM invocation_logs ORDER BY id").fetchall()
+    assert rows == [("same", "printed by 1"), ("other", "printed by 3")]
+    assert verify_log(engine, KEY).ok
+
+
+@pytest.mark.slow
 def test_synchronous_writes_wait_for_the_process_to_stop(engine: Engine) -> None:
     """record_now() is refused while the writer process runs, and after it stopped
     continues the tree it left."""

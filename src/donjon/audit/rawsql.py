@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
 
 from donjon.audit.errors import AuditError
@@ -109,6 +111,30 @@ class _RecordBlocks:
             at = end
 
 
+def _log_insert(engine: Engine, values: dict[str, Any]) -> ClauseElement:
+    """The invocation log's INSERT: a row whose request id is already logged is dropped,
+    not an error. Two calls given one id (64 random bits each: rare, not impossible)
+    must not fail the transaction, which holds every record committed with theirs (their
+    callers would get errors for calls that ran, their security events unwritten); the
+    second call's record is kept, and it names the id."""
+    if engine.dialect.name == "sqlite":
+        return (
+            sqlite_insert(invocation_logs)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+        )
+    if engine.dialect.name == "postgresql":
+        return (
+            pg_insert(invocation_logs)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+        )
+    raise AuditError(
+        f"the audit log does not run on {engine.dialect.name}",
+        hint="use SQLite or PostgreSQL (DONJON_DATABASE_URL)",
+    )
+
+
 class RawStatements:
     """The writer's statements for one engine."""
 
@@ -126,9 +152,7 @@ class RawStatements:
         self.record = _Statement(
             insert(audit_log).values(**params(_RECORD_COLUMNS)), engine, _RECORD_COLUMNS
         )
-        self.log = _Statement(
-            insert(invocation_logs).values(**params(LOG_COLUMNS)), engine, LOG_COLUMNS
-        )
+        self.log = _Statement(_log_insert(engine, params(LOG_COLUMNS)), engine, LOG_COLUMNS)
         self.use = _Statement(UPSERT_USE, engine, _USE_COLUMNS)
         self.head = _Statement(
             text(
