@@ -102,7 +102,7 @@ def _log(i: int) -> InvocationLog:
 
 @pytest.mark.slow
 def test_on_postgresql_the_rows_go_through_executemany_and_verify(
-    postgres_server: PostgresServer,
+    postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """On PostgreSQL (no multi-row blocks) a transaction of 261 records, three of them
     with an invocation log (two under one request id), stores every record in order with
@@ -123,6 +123,7 @@ def test_on_postgresql_the_rows_go_through_executemany_and_verify(
         assert [s for s, _, _ in stored] == list(range(1, 262))
         assert all(bytes(h) == leaf_hash(bytes(r)) for _, r, h in stored)
         assert [tuple(row) for row in logs] == [("r7", "out 7"), ("r200", "out 200")]
+        assert "1 invocation log(s) not stored" in caplog.text
         result = verify_log(engine, KEY)
         assert result.ok and result.records == 261
     finally:

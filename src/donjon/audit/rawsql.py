@@ -15,6 +15,7 @@ one step, with the interpreter's lock released, instead of one step per row
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ from donjon.audit.usage import UPSERT_USE
 from donjon.store.tables import audit_checkpoints, audit_log, invocation_logs
 
 __all__ = ["LOG_COLUMNS", "RawStatements"]
+
+log_ = logging.getLogger("donjon.audit.writer")
 
 LOG_COLUMNS = (
     "function",
@@ -185,6 +188,12 @@ class RawStatements:
                 cur.executemany(self.record.sql, self.record.rows(row_tuples(records)))
             if logs:
                 cur.executemany(self.log.sql, self.log.rows(logs))
+                if 0 <= cur.rowcount < len(logs):  # (-1: the driver does not say)
+                    log_.warning(
+                        "audit: %d invocation log(s) not stored: their request id was"
+                        " logged already (each call's audit record is kept)",
+                        len(logs) - cur.rowcount,
+                    )
             if uses:
                 cur.executemany(self.use.sql, self.use.rows(uses))
         finally:

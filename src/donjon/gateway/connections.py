@@ -361,6 +361,13 @@ class GatewayProtocol(HttpToolsProtocol):
                 timer.cancel()
         self._body_timer = self._body_deadline = None
         super().on_message_complete()
+        # A request answered before its body had all come (a refusal from its head, an
+        # early shed) completed its response while the body was still arriving; the last
+        # of it cancelled the idle timer that response armed (`data_received`), and
+        # nothing armed another: the connection sat open with no timer at all.
+        cycle = self.cycle
+        if cycle is not None and cycle.response_complete and self._hold_timer is None:
+            self._arm_keepalive()
 
     # Resting after a refusal
 
@@ -411,6 +418,15 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.pipeline:  # that request is served now
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
+            return
+        self._arm_keepalive()
+
+    def _arm_keepalive(self) -> None:
+        """Close the connection if it stays idle for the keep-alive timeout (unless a
+        request is waiting to be served, or the timer runs already)."""
+        if self.pipeline or self.timeout_keep_alive_task is not None:
+            return
+        if self.transport.is_closing():
             return
         timers = self._timers
         if timers is None:
