@@ -42,6 +42,16 @@ limits: {{concurrency: 1}}
 
 
 @contextlib.contextmanager
+def bare_node(tmp_path: Path, env: dict[str, str]) -> Iterator[LiveNode]:
+    """A node started with `env`, nothing deployed."""
+    live = start_node(tmp_path / "data", env)
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@contextlib.contextmanager
 def slow_node(tmp_path: Path, name: str, env: dict[str, str]) -> Iterator[LiveNode]:
     """A node started with `env`, with `name` deployed: a warm function at concurrency 1
     whose handler sleeps the event's `sleep` seconds."""

@@ -12,18 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import LiveNode, start_node
-from shed_support import Connection
+from harness import LiveNode
+from shed_support import Connection, bare_node
 
 
 @pytest.fixture
 def idle_node(tmp_path: Path) -> Iterator[LiveNode]:
     """A node whose idle connections close after 2 s."""
-    live = start_node(tmp_path / "node", {"DONJON_KEEPALIVE_TIMEOUT_S": "2"})
-    try:
+    with bare_node(tmp_path, {"DONJON_KEEPALIVE_TIMEOUT_S": "2"}) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def test_an_idle_connection_is_closed_and_a_busy_one_is_not(idle_node: LiveNode) -> None:
