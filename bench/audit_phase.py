@@ -49,7 +49,8 @@ EVENT = AuditEvent(
 )
 
 
-#: Alternated rounds of the group-commit path and its floor (the median of each is kept).
+#: Alternated rounds of the group-commit path and its floors (the median of each is kept;
+#: the CPU per record is the last round's).
 ROUNDS = 3
 
 

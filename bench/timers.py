@@ -66,7 +66,8 @@ def main() -> None:
         for name, seconds in uvloop.run(_measure(args.n)).items():
             best[name] = min(best.get(name, seconds), seconds)
     load = Path("/proc/loadavg").read_text().split()[0]
-    print(f"{time.strftime('%H:%M:%S')} UTC, load {load}; best of {args.rounds} x {args.n}")
+    now = time.strftime("%H:%M:%S", time.gmtime())
+    print(f"{now} UTC, load {load}; best of {args.rounds} x {args.n}")
     for ours, theirs in (
         ("Deadlines.timeout", "asyncio.timeout"),
         ("Deadlines.call_later", "loop.call_later"),

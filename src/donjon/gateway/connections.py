@@ -431,8 +431,7 @@ class GatewayProtocol(HttpToolsProtocol):
         timers = self._timers
         if timers is None:
             timers = self._timers = deadlines()
-        # uvicorn's attribute, duck-typed: it only ever cancels it.
-        self.timeout_keep_alive_task = timers.call_later(  # type: ignore[assignment]
+        self.timeout_keep_alive_task = timers.call_later(  # type: ignore[assignment]  # uvicorn only cancels it
             self.timeout_keep_alive, self.timeout_keep_alive_handler
         )
 

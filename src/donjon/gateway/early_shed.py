@@ -58,7 +58,7 @@ from donjon.gateway.access import decide
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal, looks_like_jwt
-from donjon.obs.logging import REQUEST_ID_LENGTH, mint_request_id
+from donjon.obs import REQUEST_ID_LENGTH, mint_request_id
 from donjon.obs.metrics import Metrics
 from donjon.sandbox import CallShed, InstanceConfig, SandboxPool
 

@@ -251,12 +251,12 @@ class SandboxPool:
         """Wait, bounded in count and time, for a slot of a function at its limit."""
         backlog = self.backlog
         self._admit(slot, slot.waiting)
-        slot.waiting += 1
-        backlog.waiting += 1
-        admitted = time.monotonic()
         timeouts = self._deadlines
         if timeouts is None:
             timeouts = self._deadlines = deadlines()
+        slot.waiting += 1
+        backlog.waiting += 1
+        admitted = time.monotonic()
         try:
             async with timeouts.timeout(backlog.bounds.wait_s):
                 await slot.gate.acquire()
