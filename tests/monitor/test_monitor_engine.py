@@ -314,3 +314,45 @@ def test_watermark_waits_for_every_alert_of_a_record(tmp_path: Path) -> None:
     assert during is None or during < seq, (during, seq)
     assert after is not None and after >= seq
     assert len(AlertStore(engine).listing().alerts) == 2
+
+
+def test_batches_from_the_writer_process_are_queued_without_waking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """The writer process's answers come on the loop's own thread: the monitor queues their
+    batches there with `call_soon`, not through the loop's self-pipe (a write and a read
+    per batch), and still examines every record, in order."""
+    threadsafe: list[str] = []
+
+    async def run() -> tuple[list[dict[str, Any]], Sink]:
+        loop = asyncio.get_running_loop()
+        plain = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
+            threadsafe.append(getattr(callback, "__name__", repr(callback)))
+            return plain(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]  # counted
+        log = make_log(make_engine(tmp_path))
+        log.start(process=True)
+        sink = Sink()
+        monitor = Monitor(
+            log, [EveryDenial()], {"every_denial": "alert"}, clock=FakeClock(), sinks=[sink]
+        )
+        monitor.attach(loop)
+        try:
+            await asyncio.sleep(0)  # the feed has started on this loop
+            await asyncio.gather(*(log.record(_denial(f"10.0.0.{n}")) for n in range(1, 9)))
+            for n in range(9, 12):
+                await log.record(_denial(f"10.0.0.{n}"))
+            await monitor.settle()
+        finally:
+            await monitor.close()
+            log.stop()
+        return log.tail(100), sink
+
+    records, sink = asyncio.run(run())
+    targets = [r["target"] for r in records if r["action"] == "alert.raised"]
+    assert targets == [f"source:10.0.0.{n}" for n in range(1, 12)]
+    assert len(sink.alerts) == 11
+    assert "_enqueue" not in threadsafe

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -107,6 +108,8 @@ class Monitor:
         self._max_backlog = max_backlog
         self._max_dedup = max_dedup
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: The thread that runs `_loop` (known once the feed has started on it).
+        self._loop_thread = 0
         self._backlog: deque[CommittedBatch] = deque()
         self._backlog_records = 0
         self._wake = asyncio.Event()
@@ -191,9 +194,15 @@ class Monitor:
         self._tasks = []
 
     def _on_commit(self, batch: CommittedBatch) -> None:
-        """In the audit writer's thread: hand the batch to the loop, nothing more."""
+        """Hand the batch to the loop, nothing more. The writer process's answers come on
+        the loop's own thread (audit/remote.py): queued there without waking the loop
+        through its self-pipe (a write, then a read and one more pass of the loop, per
+        committed batch); from the in-process writer's thread, through it."""
         loop = self._loop
         if loop is None or self._closed:
+            return
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._enqueue, batch)  # the same order: after what is queued
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us
             loop.call_soon_threadsafe(self._enqueue, batch)
@@ -233,6 +242,7 @@ class Monitor:
     # -- feeding ------------------------------------------------------------------
 
     async def _feed(self) -> None:
+        self._loop_thread = threading.get_ident()
         await self._running.wait()
         while True:
             await self._wake.wait()
