@@ -316,20 +316,22 @@ def test_watermark_waits_for_every_alert_of_a_record(tmp_path: Path) -> None:
     assert len(AlertStore(engine).listing().alerts) == 2
 
 
-def test_batches_from_the_writer_process_are_queued_without_waking_the_loop(
+def test_batches_from_the_writer_process_skip_the_loops_wakeup_descriptor(
     tmp_path: Path,
 ) -> None:
-    """The writer process's answers come on the loop's own thread: the monitor queues their
-    batches there with `call_soon`, not through the loop's self-pipe (a write and a read
-    per batch), and still examines every record, in order."""
-    threadsafe: list[str] = []
+    """The writer process's answers come on the running loop's own thread: the monitor
+    queues their batches there with `call_soon`, not `call_soon_threadsafe` (a write to
+    the loop's wake-up descriptor and a read of it), and still examines every record, in
+    order."""
+    threadsafe: list[Any] = []  # every callback handed to call_soon_threadsafe
+    monitors: list[Monitor] = []
 
     async def run() -> tuple[list[dict[str, Any]], Sink]:
         loop = asyncio.get_running_loop()
         plain = loop.call_soon_threadsafe
 
         def counted(callback: Any, *args: Any, **kwargs: Any) -> asyncio.Handle:
-            threadsafe.append(getattr(callback, "__name__", repr(callback)))
+            threadsafe.append(callback)
             return plain(callback, *args, **kwargs)
 
         loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]  # counted
@@ -337,8 +339,14 @@ def test_batches_from_the_writer_process_are_queued_without_waking_the_loop(
         log.start(process=True)
         sink = Sink()
         monitor = Monitor(
-            log, [EveryDenial()], {"every_denial": "alert"}, clock=FakeClock(), sinks=[sink]
+            log,
+            [EveryDenial()],
+            {"every_denial": "alert"},
+            clock=FakeClock(),
+            sinks=[sink],
+            tick_s=3600,
         )
+        monitors.append(monitor)
         monitor.attach(loop)
         try:
             await asyncio.sleep(0)  # the feed has started on this loop
@@ -355,4 +363,5 @@ def test_batches_from_the_writer_process_are_queued_without_waking_the_loop(
     targets = [r["target"] for r in records if r["action"] == "alert.raised"]
     assert targets == [f"source:10.0.0.{n}" for n in range(1, 12)]
     assert len(sink.alerts) == 11
-    assert "_enqueue" not in threadsafe
+    # None of the monitor's own callbacks went through the loop's wake-up descriptor.
+    assert not [cb for cb in threadsafe if getattr(cb, "__self__", None) is monitors[0]]

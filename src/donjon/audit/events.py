@@ -55,5 +55,6 @@ class CommittedBatch:
 
 #: Called after each commit, before the batch's callers resume: in the writer thread,
 #: or on the loop's thread when the writer is a process. Must be quick and thread-safe
-#: (hand the batch to an event loop with `call_soon_threadsafe`, or bump counters).
+#: (hand the batch to an event loop with `call_soon_threadsafe`, or `call_soon` when on
+#: that running loop's own thread; or bump counters).
 Listener = Callable[[CommittedBatch], None]

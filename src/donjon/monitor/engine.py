@@ -1,7 +1,8 @@
 """The monitor: feeds committed audit records to the detectors and raises their alerts.
 
-The audit writer hands each committed batch to `Monitor._on_commit` in its own
-thread; that only schedules the batch on the event loop (bounded: past
+The audit log hands each committed batch to `Monitor._on_commit`, on the loop's
+thread (the writer process's answers) or in its writer thread; that only
+schedules the batch on the event loop (bounded: past
 `max_backlog` records, batches are dropped, counted and logged, never queued
 without limit). One task feeds the records, in seq order, to every detector,
 and a second ticks the detectors so that windows close without new records.
@@ -195,13 +196,14 @@ class Monitor:
 
     def _on_commit(self, batch: CommittedBatch) -> None:
         """Hand the batch to the loop, nothing more. The writer process's answers come on
-        the loop's own thread (audit/remote.py): queued there without waking the loop
-        through its self-pipe (a write, then a read and one more pass of the loop, per
-        committed batch); from the in-process writer's thread, through it."""
+        the running loop's own thread (audit/remote.py): queued there with `call_soon`,
+        without the write to the loop's wake-up descriptor (and the read of it) that
+        `call_soon_threadsafe` costs; from any other thread, or a loop not running,
+        through `call_soon_threadsafe` (a closed loop: dropped, as before)."""
         loop = self._loop
         if loop is None or self._closed:
             return
-        if threading.get_ident() == self._loop_thread:
+        if threading.get_ident() == self._loop_thread and loop.is_running():
             loop.call_soon(self._enqueue, batch)  # the same order: after what is queued
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us
@@ -233,7 +235,7 @@ class Monitor:
 
     async def settle(self) -> None:
         """Return once every batch received so far has been examined (tests, shutdown)."""
-        # Batches already committed may still be on their way through call_soon_threadsafe.
+        # Batches already committed may still be queued (call_soon or call_soon_threadsafe).
         await asyncio.sleep(0)
         if not self._tasks:
             return
