@@ -317,7 +317,7 @@ def test_watermark_waits_for_every_alert_of_a_record(tmp_path: Path) -> None:
 
 
 def test_batches_from_the_writer_process_skip_the_loops_wakeup_descriptor(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer process's answers come on the running loop's own thread: the monitor
     queues their batches there with `call_soon`, not `call_soon_threadsafe` (a write to
@@ -334,7 +334,7 @@ def test_batches_from_the_writer_process_skip_the_loops_wakeup_descriptor(
             threadsafe.append(callback)
             return plain(callback, *args, **kwargs)
 
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]  # counted
+        monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
         log = make_log(make_engine(tmp_path))
         log.start(process=True)
         sink = Sink()
