@@ -3,9 +3,10 @@
 # Lint, types, bandit and Donjon's own scan first; then pytest under coverage
 # (branches, and the `donjon` processes the tests start), which must stay at
 # or above the floor in pyproject.toml. pytest runs two workers, one per core
-# (pytest-xdist): whole test files are handed out as workers come free, so neither
-# core idles while the other still has a queue (the suite's files share a node
-# per file). With arguments, pytest gets them (`-n 0` runs in one process).
+# (pytest-xdist): whole test files are handed out as workers come free, longest
+# first (tests/file_order.py), so neither core idles while the other still has a
+# queue (the suite's files share a node per file). With arguments, pytest gets
+# them (`-n 0` runs in one process).
 # `--fast` (first argument) runs only the fast subset, `pytest -m "not slow"`: set-up,
 # then the unit tests, without lint or coverage (under a minute on two cores); any
 # further arguments go to pytest.
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 if [ "${1:-}" = "--fast" ]; then
   shift
-  exec .venv/bin/python -m pytest -m "not slow" -n 2 --dist loadfile "$@"
+  exec .venv/bin/python -m pytest -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder "$@"
 fi
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
@@ -26,6 +27,7 @@ export COVERAGE_FILE="$PWD/.coverage-data/coverage"
 if [ "$#" -eq 0 ]; then set -- tests; fi
 status=0
 .venv/bin/python -m coverage run -m pytest -p no:cacheprovider -n 2 --dist loadfile \
+  --no-loadscope-reorder \
   --durations=25 "$@" || status=$?
 .venv/bin/python -m coverage combine -q
 if [ "$status" -ne 0 ]; then

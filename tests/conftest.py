@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from file_order import Recorder, load_table, longest_first
 from harness import FUNCTIONS, LiveNode, start_node
 from trace_scores import SCORES, summary_lines
 
@@ -80,6 +81,8 @@ def _slow_as_a_whole(parts: tuple[str, ...]) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if _fast_run(config) and config.getoption("hypothesis_profile", None) is None:
         settings.load_profile("fast")
+    if Recorder.wanted():
+        config.pluginmanager.register(Recorder(), "donjon-durations")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -104,6 +107,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         uses_node = "node" in getattr(item, "fixturenames", ())
         if _slow_as_a_whole(parts) or uses_node:
             item.add_marker(pytest.mark.slow)
+    longest_first(items, load_table())  # the order xdist hands files out in (file_order.py)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
