@@ -20,7 +20,6 @@ from donjon.config_limits import (
     parse_rate,
 )
 from donjon.config_sandbox import DEFAULT_SANDBOX_ID_RANGE, SandboxSettings
-from donjon.config_sources import SettingsProblem, read_settings
 from donjon.errors import Error
 from donjon.secret import Secret
 
@@ -350,6 +349,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     Every malformed value is reported in one `ConfigError`, a line each.
     """
+    # Here, not at the top: pydantic-settings is for reading the settings, and the
+    # processes that import this module only for its types (the audit writer) never do.
+    from donjon.config_sources import SettingsProblem, read_settings
+
     env = dict(os.environ) if environ is None else dict(environ)
     try:
         raw = read_settings(env)

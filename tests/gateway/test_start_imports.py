@@ -14,18 +14,30 @@ from pathlib import Path
 #: (securesystemslib, which loads boto3 when it is installed), a scan (detect_secrets,
 #: bandit: in the scan helper).
 LATER = ("psycopg", "redis", "cyclonedx", "securesystemslib", "boto3", "detect_secrets", "bandit")
+#: Donjon's own modules of the scans: the scan package's names load their modules on
+#: first use (donjon/lazy_exports.py), and the node uses its types only; SARIF's
+#: renderer, with the rule catalog it describes, loads when that format is asked for.
+SCANS = ("donjon.scan.engine", "donjon.scan.format.sarif", "donjon.scan.iac.catalog")
+
+
+def _python(probe: str, *flags: str) -> str:
+    """What `probe` prints, run by a fresh interpreter (with `flags`)."""
+    return subprocess.run(
+        [sys.executable, *flags, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
 
 
 def test_the_gateway_loads_no_library_of_a_feature_not_used_yet() -> None:
     """Importing the gateway (what `donjon serve` serves) loads none of them."""
     probe = (
         "import sys, donjon.gateway.app, donjon.cli.node\n"
-        f"print(' '.join(m for m in {LATER!r} if m in sys.modules))\n"
+        f"print(' '.join(m for m in {LATER + SCANS!r} if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.split() == []
+    assert _python(probe).split() == []
 
 
 def test_the_features_still_load_them_when_used() -> None:
@@ -40,10 +52,7 @@ def test_the_features_still_load_them_when_used() -> None:
         "print(' '.join(m for m in ('psycopg', 'redis', 'cyclonedx', 'securesystemslib',"
         " 'detect_secrets') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.split() == [
+    assert _python(probe).split() == [
         "psycopg",
         "redis",
         "cyclonedx",
@@ -52,17 +61,18 @@ def test_the_features_still_load_them_when_used() -> None:
     ]
 
 
-def test_the_audit_writer_loads_no_http_client() -> None:
+def test_the_audit_writer_loads_no_http_client_and_no_settings_reader() -> None:
     """The audit writer process (audit/writer.py) loads httpx, and the CLI libraries httpx
-    loads with it, only for a checkpoint webhook sink."""
+    loads with it, only for a checkpoint webhook sink; it is given its settings, so it
+    loads no pydantic-settings (config.py reads them), and on SQLite no PostgreSQL
+    dialect."""
+    later = ("httpx", "click", "rich", "pygments", "pydantic_settings")
     probe = (
         "import sys, donjon.audit.writer\n"
-        "print(' '.join(m for m in ('httpx', 'click', 'rich', 'pygments') if m in sys.modules))\n"
+        f"print(' '.join(m for m in {(*later, 'sqlalchemy.dialects.postgresql')!r}"
+        " if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.split() == []
+    assert _python(probe).split() == []
 
 
 def test_checking_grants_does_not_load_the_egress_proxy() -> None:
@@ -73,13 +83,32 @@ def test_checking_grants_does_not_load_the_egress_proxy() -> None:
         "print(' '.join(m for m in ('donjon.egress.proxy', 'donjon.audit', 'sqlalchemy')"
         " if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.split() == []
+    assert _python(probe, "-I").split() == []
     from donjon.egress import EgressProxy  # still there for the node that serves it
 
     assert EgressProxy.__module__ == "donjon.egress.proxy"
+
+
+def test_each_lazy_package_name_loads() -> None:
+    """Every name the lazily exporting packages list in __all__ is there when asked
+    (`import *` asks for each), and a name none of them has is an AttributeError."""
+    probe = (
+        "import donjon.egress, donjon.identity, donjon.scan, donjon.scan.deps\n"
+        "from donjon.egress import *\n"
+        "from donjon.identity import *\n"
+        "from donjon.scan import *\n"
+        "from donjon.scan.deps import *\n"
+        "for p in (donjon.egress, donjon.identity, donjon.scan, donjon.scan.deps):\n"
+        "    assert all(n in vars(p) for n in p.__all__), p\n"
+        "    try:\n"
+        "        p.no_such_name\n"
+        "    except AttributeError as e:\n"
+        "        print(e)\n"
+    )
+    assert _python(probe).splitlines() == [
+        f"module {p!r} has no attribute 'no_such_name'"
+        for p in ("donjon.egress", "donjon.identity", "donjon.scan", "donjon.scan.deps")
+    ]
 
 
 def test_the_scan_helper_runs_once_as_main() -> None:
@@ -100,15 +129,19 @@ def test_the_scan_helper_runs_once_as_main() -> None:
 
 def test_the_names_loaded_on_first_use_are_still_checked_by_mypy(tmp_path: Path) -> None:
     """A package's module `__getattr__` (PEP 562) makes mypy take any name of it as Any:
-    a misspelt import of donjon.scan or donjon.egress would pass the type check and fail
-    at run time. Their lazy names are typed by their TYPE_CHECKING imports; a name that
-    does not exist is an error."""
+    a misspelt import of donjon.scan, donjon.scan.deps, donjon.identity or donjon.egress
+    would pass the type check and fail at run time. Their lazy names are typed by their
+    TYPE_CHECKING imports; a name that does not exist is an error."""
     probe = tmp_path / "probe.py"
     probe.write_text(
         "from donjon.egress import EgressProxy, NoSuchProxy\n"
         "from donjon.scan import NoSuchScan, scan_path\n"
+        "from donjon.scan.deps import AdvisoryDB, NoSuchDep\n"
+        "from donjon.identity import JwtVerifier, NoSuchIdentity\n"
         "reveal_type(EgressProxy)\n"
         "reveal_type(scan_path)\n"
+        "reveal_type(AdvisoryDB)\n"
+        "reveal_type(JwtVerifier)\n"
     )
     done = subprocess.run(
         [
@@ -132,5 +165,9 @@ def test_the_names_loaded_on_first_use_are_still_checked_by_mypy(tmp_path: Path)
     out = done.stdout
     assert 'Module "donjon.egress" has no attribute "NoSuchProxy"' in out, out
     assert 'Module "donjon.scan" has no attribute "NoSuchScan"' in out, out
+    assert 'Module "donjon.scan.deps" has no attribute "NoSuchDep"' in out, out
+    assert "donjon.scan.deps.advisories.AdvisoryDB" in out, out
+    assert 'Module "donjon.identity" has no attribute "NoSuchIdentity"' in out, out
+    assert "donjon.identity.jwt_verifier.JwtVerifier" in out, out
     assert "donjon.egress.proxy.EgressProxy" in out, out
     assert "def (path: pathlib.Path" in out, out

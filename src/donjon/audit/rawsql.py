@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, insert, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
 
@@ -127,6 +126,9 @@ def _log_insert(engine: Engine, values: dict[str, Any]) -> ClauseElement:
             .on_conflict_do_nothing(index_elements=["request_id"])
         )
     if engine.dialect.name == "postgresql":
+        # Imported here: a node on SQLite (and its audit writer) never loads the dialect.
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         return (
             pg_insert(invocation_logs)
             .values(**values)

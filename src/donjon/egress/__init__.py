@@ -10,7 +10,7 @@ context.py, transfer.py, http.py), its audit records (records.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from donjon.egress.addresses import (
     AddressError,
@@ -29,6 +29,7 @@ from donjon.egress.grants import (
 )
 from donjon.egress.resolve import ResolveError, Resolver, make_resolver
 from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
+from donjon.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from donjon.egress.proxy import EgressProxy, EgressProxyError, SandboxEgress
@@ -56,17 +57,11 @@ __all__ = [
     "refusal",
 ]
 
-#: Loaded on first use (PEP 562): the proxy brings the audit log and the database layer
-#: with it, which what only checks grants (the manifest's model, the scan helper, the
-#: CLI) must not pay for (0.35 s of the scan helper's start).
-_PROXY = frozenset({"EgressProxy", "EgressProxyError", "SandboxEgress"})
-
-
-if not TYPE_CHECKING:  # seen by mypy, a module __getattr__ would make any name of it Any
-
-    def __getattr__(name: str) -> Any:
-        if name in _PROXY:
-            from donjon.egress import proxy
-
-            return getattr(proxy, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The proxy's names are imported on first use (donjon/lazy_exports.py): it brings the
+# audit log and the database layer with it, which what only checks grants (the
+# manifest's model, the scan helper, the CLI) must not pay for (0.35 s of the scan
+# helper's start).
+if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
+    __getattr__ = lazy_exports(
+        __name__, {"proxy": ("EgressProxy", "EgressProxyError", "SandboxEgress")}
+    )

@@ -11,38 +11,45 @@ and misuse, hard-coded secrets, vulnerable dependencies and over-broad manifests
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from donjon.scan.baseline import Baseline, write_baseline
-from donjon.scan.deps import (
-    OSV_PYPI_EXPORT_URL,
-    Advisory,
-    AdvisoryDB,
-    advisories_dir,
-    cache_dir_for,
-    update_advisory_db,
-)
-from donjon.scan.errors import ScanError
-from donjon.scan.format import FormatError, render_json, render_sarif, render_text, renderer_for
-from donjon.scan.interface import Scanner, ScannerOutput
-from donjon.scan.isolated import IsolatedScanner, ScanLimitExceeded, ScanLimits
-from donjon.scan.model import (
-    AdvisoryRef,
-    Confidence,
-    Cwe,
-    Finding,
-    FindingKind,
-    Location,
-    SasCategory,
-    ScanPolicy,
-    ScanReport,
-    Severity,
-    TaintStep,
-)
-from donjon.scan.rules import RULES, Rule
+from donjon.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from donjon.scan.baseline import Baseline, write_baseline
+    from donjon.scan.deps import (
+        OSV_PYPI_EXPORT_URL,
+        Advisory,
+        AdvisoryDB,
+        advisories_dir,
+        cache_dir_for,
+        update_advisory_db,
+    )
     from donjon.scan.engine import default_scanners, scan_path
+    from donjon.scan.errors import ScanError
+    from donjon.scan.format import (
+        FormatError,
+        render_json,
+        render_sarif,
+        render_text,
+        renderer_for,
+    )
+    from donjon.scan.interface import Scanner, ScannerOutput
+    from donjon.scan.isolated import IsolatedScanner, ScanLimitExceeded, ScanLimits
+    from donjon.scan.model import (
+        AdvisoryRef,
+        Confidence,
+        Cwe,
+        Finding,
+        FindingKind,
+        Location,
+        SasCategory,
+        ScanPolicy,
+        ScanReport,
+        Severity,
+        TaintStep,
+    )
+    from donjon.scan.rules import RULES, Rule
 
 __all__ = [
     "OSV_PYPI_EXPORT_URL",
@@ -81,17 +88,36 @@ __all__ = [
     "write_baseline",
 ]
 
-#: Loaded on first use (PEP 562): the scanners (detect-secrets, the code analysis) run in
-#: the scan helper and `donjon scan`, never in the node's own process, which imports this
-#: package for its policy, report and helper types.
-_LAZY = frozenset({"default_scanners", "scan_path"})
-
-
-if not TYPE_CHECKING:  # seen by mypy, a module __getattr__ would make any name of it Any
-
-    def __getattr__(name: str) -> Any:
-        if name in _LAZY:
-            from donjon.scan import engine
-
-            return getattr(engine, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Each name is imported on first use (donjon/lazy_exports.py): the node imports this
+# package for its policy, report and helper types, and must not load with them the
+# scanners (they run in the scan helper and `donjon scan`), the rule catalog (SARIF)
+# or the OSV updater.
+if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
+    __getattr__ = lazy_exports(
+        __name__,
+        {
+            "baseline": ("Baseline", "write_baseline"),
+            "deps.advisories": ("Advisory", "AdvisoryDB"),
+            "deps.advisory_cache": ("cache_dir_for",),
+            "deps.osv_update": ("OSV_PYPI_EXPORT_URL", "advisories_dir", "update_advisory_db"),
+            "engine": ("default_scanners", "scan_path"),
+            "errors": ("ScanError",),
+            "format": ("FormatError", "render_json", "render_sarif", "render_text", "renderer_for"),
+            "interface": ("Scanner", "ScannerOutput"),
+            "isolated": ("IsolatedScanner", "ScanLimitExceeded", "ScanLimits"),
+            "model": (
+                "AdvisoryRef",
+                "Confidence",
+                "Cwe",
+                "Finding",
+                "FindingKind",
+                "Location",
+                "SasCategory",
+                "ScanPolicy",
+                "ScanReport",
+                "Severity",
+                "TaintStep",
+            ),
+            "rules": ("RULES", "Rule"),
+        },
+    )

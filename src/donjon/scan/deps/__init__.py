@@ -5,10 +5,19 @@ What `donjon.scan.scanners.dependencies` checks against; no findings are made he
 
 from __future__ import annotations
 
-from donjon.scan.deps.advisories import Advisory, AdvisoryDB, AffectedRange
-from donjon.scan.deps.advisory_cache import cache_dir_for
-from donjon.scan.deps.depfiles import Dependency, parse_dependency_file, parse_installed
-from donjon.scan.deps.osv_update import OSV_PYPI_EXPORT_URL, advisories_dir, update_advisory_db
+from typing import TYPE_CHECKING
+
+from donjon.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from donjon.scan.deps.advisories import Advisory, AdvisoryDB, AffectedRange
+    from donjon.scan.deps.advisory_cache import cache_dir_for
+    from donjon.scan.deps.depfiles import Dependency, parse_dependency_file, parse_installed
+    from donjon.scan.deps.osv_update import (
+        OSV_PYPI_EXPORT_URL,
+        advisories_dir,
+        update_advisory_db,
+    )
 
 __all__ = [
     "OSV_PYPI_EXPORT_URL",
@@ -22,3 +31,14 @@ __all__ = [
     "parse_installed",
     "update_advisory_db",
 ]
+
+if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
+    __getattr__ = lazy_exports(
+        __name__,
+        {
+            "advisories": ("Advisory", "AdvisoryDB", "AffectedRange"),
+            "advisory_cache": ("cache_dir_for",),
+            "depfiles": ("Dependency", "parse_dependency_file", "parse_installed"),
+            "osv_update": ("OSV_PYPI_EXPORT_URL", "advisories_dir", "update_advisory_db"),
+        },
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from donjon.scan.format.interface import FormatError, Renderer
 from donjon.scan.format.json import JsonRenderer
-from donjon.scan.format.sarif import SarifRenderer
 from donjon.scan.format.text import TextRenderer
 from donjon.scan.model import ScanReport
 
@@ -18,28 +19,33 @@ __all__ = [
     "renderer_for",
 ]
 
-FORMATS: dict[str, Renderer] = {
-    r.name: r for r in (TextRenderer(), JsonRenderer(), SarifRenderer())
-}
+#: The formats' names, in the order `--format` lists them.
+FORMATS = ("text", "json", "sarif")
 
 
+@cache
 def renderer_for(name: str) -> Renderer:
-    """The renderer called `name`; `FormatError` if there is none."""
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise FormatError(
-            f"unknown format {name!r}", hint=f"use one of: {', '.join(FORMATS)}"
-        ) from None
+    """The renderer called `name`; `FormatError` if there is none. SARIF's is imported
+    here, when first asked for: it describes every rule, the IaC catalog's among them,
+    which the node (it renders text for deploy refusals) would otherwise load at start."""
+    if name == "text":
+        return TextRenderer()
+    if name == "json":
+        return JsonRenderer()
+    if name == "sarif":
+        from donjon.scan.format.sarif import SarifRenderer
+
+        return SarifRenderer()
+    raise FormatError(f"unknown format {name!r}", hint=f"use one of: {', '.join(FORMATS)}")
 
 
 def render_text(report: ScanReport) -> str:
-    return FORMATS["text"].render(report)
+    return renderer_for("text").render(report)
 
 
 def render_json(report: ScanReport) -> str:
-    return FORMATS["json"].render(report)
+    return renderer_for("json").render(report)
 
 
 def render_sarif(report: ScanReport) -> str:
-    return FORMATS["sarif"].render(report)
+    return renderer_for("sarif").render(report)
