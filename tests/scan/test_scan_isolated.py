@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from donjon.scan import ScanError, scan_path
-from donjon.scan.isolated import IsolatedScanner, ScanLimitExceeded, ScanLimits
+from donjon.scan.isolated import HELPER_ENV, IsolatedScanner, ScanLimitExceeded, ScanLimits
 
 INJECTION = "import os\ndef handler(event, context):\n    return os.system(event['cmd'])\n"
 
@@ -34,6 +34,28 @@ def scanner(shared_advisories: Path, advisory_cache: Path) -> Iterator[IsolatedS
         yield s
     finally:
         s.close()
+
+
+def test_the_helper_is_given_none_of_the_nodes_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The helper reads untrusted bundles: of the node's environment it gets only
+    isolated.HELPER_ENV, not a database URL's password or cloud keys (nor the variables
+    of a coverage run, which are the tests' own)."""
+    monkeypatch.setenv("DONJON_DATABASE_URL", "postgresql://donjon:hunter2@db/donjon")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    helper = IsolatedScanner()  # no advisories: nothing to load
+    helper.start()
+    try:
+        assert helper.pid is not None
+        raw = Path(f"/proc/{helper.pid}/environ").read_bytes()
+    finally:
+        helper.close()
+    seen = dict(v.split("=", 1) for v in raw.decode().split("\0") if v)
+    assert seen == {k: os.environ[k] for k in HELPER_ENV if k in os.environ}
+    assert seen["TMPDIR"] == str(tmp_path)
+    assert "hunter2" not in raw.decode() and "canary-secret" not in raw.decode()
 
 
 def test_report_comes_back_whole(scanner: IsolatedScanner, tmp_path: Path) -> None:

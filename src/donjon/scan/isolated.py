@@ -42,6 +42,11 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 log = logging.getLogger("donjon")
 
 _MAX_HEADER = 4096
+#: All the scan helper is given of the node's environment. It reads untrusted bundles,
+#: and the node's environment may hold credentials a scan has no use for (a database
+#: URL with its password, a Redis URL, cloud keys for storage events): a scan that a
+#: bundle subverts finds none of them in its own /proc/self/environ.
+HELPER_ENV = ("PATH", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE")
 _HINT = (
     "simplify the bundle (smaller modules, fewer generated constants); the gate does "
     "not pass code it could not finish scanning"
@@ -147,7 +152,11 @@ class IsolatedScanner:
             if self.cache_dir is not None:
                 argv += ["--cache-dir", self.cache_dir]
         try:
-            proc = start(argv, hint="the deploy-time scan runs in a helper process")
+            proc = start(
+                argv,
+                env={k: v for k in HELPER_ENV if (v := os.environ.get(k)) is not None},
+                hint="the deploy-time scan runs in a helper process",
+            )
         except CommandError as e:
             raise ScanError(e.message, hint=e.hint) from e
         self._proc = proc
