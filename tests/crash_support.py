@@ -63,9 +63,10 @@ def kill_node(node: LiveNode, pids: list[int] | None = None) -> None:
     node.stop()  # closes its log; the process is gone already
 
 
-def kill_and_serve_again(node: LiveNode) -> None:
+def kill_and_serve_again(node: LiveNode, *, measured: bool = True) -> None:
+    """`kill_node`, then serve again (`measured`: False if that node is killed too)."""
     kill_node(node)
-    node.serve_again()
+    node.serve_again(measured=measured)
 
 
 def verify_intact(node: LiveNode) -> None:

@@ -224,14 +224,18 @@ class LiveNode:
         result: dict[str, Any] = r.json()
         return result
 
-    def serve_again(self, extra_env: dict[str, str] | None = None) -> None:
+    def serve_again(
+        self, extra_env: dict[str, str] | None = None, *, measured: bool = True
+    ) -> None:
         """Start `donjon serve` again (after `stop`) on the same data dir and port, with
-        `extra_env` for the server only; wait until it is healthy."""
+        `extra_env` for the server only; wait until it is healthy. `measured`: as for
+        `start_node`."""
         port = self.url.rsplit(":", 1)[1]
         self.log = open(self.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed by stop()
+        env = {**donjon_env(self.data_dir, self.url), **(extra_env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "donjon.cli", "serve", "--port", port],
-            env={**donjon_env(self.data_dir, self.url), **(extra_env or {})},
+            env=env if measured else unmeasured(env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -282,16 +286,31 @@ def _copy_cache_files(source: Path, target: Path) -> None:
         os.replace(tmp, target / path.name)
 
 
-def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveNode:
+#: The variables by which coverage starts itself in a Python the tests start
+#: (pyproject.toml: `patch = ["subprocess"]`), in a run under coverage.
+COVERAGE_VARS = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
+
+
+def unmeasured(env: dict[str, str]) -> dict[str, str]:
+    """`env` without COVERAGE_VARS: coverage does not start in the process."""
+    return {k: v for k, v in env.items() if k not in COVERAGE_VARS}
+
+
+def start_node(
+    data_dir: Path, extra_env: dict[str, str] | None = None, *, measured: bool = True
+) -> LiveNode:
     """Initialise `data_dir`, start serving on a free port and wait until healthy.
 
-    `extra_env` adds settings (DONJON_*) for the server only.
+    `extra_env` adds settings (DONJON_*) for the server only. `measured=False`: in a
+    run under coverage, coverage does not start in the server and its helpers, for a
+    node the test SIGKILLs: a killed process never saves what coverage measured in
+    it, and tracing it made its start alone take 1.8 s more CPU.
     """
     env = donjon_env(data_dir)
     init = json.loads(run_cli(env, "init", "--json").stdout)
     _copy_cache_files(ADVISORY_CACHE, data_dir / "cache" / "advisories")
     for _ in range(_PORT_TRIES):
-        node = _serve(data_dir, init["admin_key"], extra_env)
+        node = _serve(data_dir, init["admin_key"], extra_env, measured)
         if node is not None:
             return node
         # The free port was taken (by the other test worker) before serve bound it.
@@ -305,7 +324,9 @@ def start_node(data_dir: Path, extra_env: dict[str, str] | None = None) -> LiveN
 _PORT_TRIES = 3
 
 
-def _serve(data_dir: Path, admin_key: str, extra_env: dict[str, str] | None) -> LiveNode | None:
+def _serve(
+    data_dir: Path, admin_key: str, extra_env: dict[str, str] | None, measured: bool
+) -> LiveNode | None:
     """`donjon serve` on a free port, healthy; None if that port was taken meanwhile."""
     port = free_port()
     url = f"https://127.0.0.1:{port}"
@@ -316,7 +337,7 @@ def _serve(data_dir: Path, admin_key: str, extra_env: dict[str, str] | None) -> 
     env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
-        env=env,
+        env=env if measured else unmeasured(env),
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -60,7 +60,7 @@ pytestmark = pytest.mark.slow  # nodes of their own, killed on purpose
 
 def test_deploy_answered_then_killed_serves_the_new_version(tmp_path: Path) -> None:
     """A deploy answered 201 before the kill serves its version after the restart."""
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     try:
         assert deploy(node, reader(tmp_path, "one")).status_code == 201
         r = deploy(node, reader(tmp_path, "two"))
@@ -75,7 +75,7 @@ def test_deploy_answered_then_killed_serves_the_new_version(tmp_path: Path) -> N
 
 def test_function_rm_answered_then_killed_stays_removed(tmp_path: Path) -> None:
     """A function removed (204) before the kill is gone after the restart."""
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     try:
         assert deploy(node, reader(tmp_path, "one")).status_code == 201
         answered(node, "DELETE", "/v1/functions/reader", 204)
@@ -91,7 +91,7 @@ def test_keys_answered_then_killed_keep_what_was_answered(tmp_path: Path) -> Non
     """Keys made, rotated and revoked before the kill authenticate as answered after it."""
     # The made key and the rotated key's new secret authenticate; the revoked key and the
     # rotated key's old secret (no overlap) do not, from the first request on.
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     try:
         made = node.create_key("made", "invoker")
         rotated = node.create_key("rotated", "invoker")
@@ -114,7 +114,7 @@ def test_keys_answered_then_killed_keep_what_was_answered(tmp_path: Path) -> Non
 
 def test_secret_rotate_answered_then_killed_is_what_the_function_reads(tmp_path: Path) -> None:
     """A secret rotated (201) before the kill is the version its function reads after it."""
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     try:
         set_secret(node, "token", "first value")
         assert deploy(node, reader(tmp_path, "one", ("token",))).status_code == 201
@@ -134,7 +134,7 @@ def test_secret_rotate_answered_then_killed_is_what_the_function_reads(tmp_path:
 def test_rekey_answered_then_killed_opens_every_secret(tmp_path: Path) -> None:
     """After each of two rekeys answered before a kill, every secret opens for its function."""
     # The first rekey makes vault.key, the second replaces it.
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     try:
         names = tuple(f"s{i}" for i in range(5))
         for name in names:
@@ -144,7 +144,7 @@ def test_rekey_answered_then_killed_opens_every_secret(tmp_path: Path) -> None:
         for n in (1, 2):
             done = answered(node, "POST", "/v1/vault/rekey", 200)
             assert done["rewrapped"] == len(names)
-            kill_and_serve_again(node)
+            kill_and_serve_again(node, measured=n == 2)  # the first is killed again
             assert read(node)["secrets"] == want
             assert len(audited(node, "vault.rekey", "vault")) == n
         verify_intact(node)
@@ -155,7 +155,7 @@ def test_rekey_answered_then_killed_opens_every_secret(tmp_path: Path) -> None:
 def test_roles_quotas_issuers_secrets_dlq_answered_then_killed_are_kept(tmp_path: Path) -> None:
     """Roles, quotas, issuers, secrets and a DLQ purge answered before a kill stay, audited."""
     # Role apply/rm, quota set/rm, issuer add/rm, secret set/rm, DLQ purge.
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     try:
         assert deploy(node, reader(tmp_path, "one")).status_code == 201
         answered(node, "POST", "/v1/roles", 201, json=ROLE)
@@ -166,7 +166,7 @@ def test_roles_quotas_issuers_secrets_dlq_answered_then_killed_are_kept(tmp_path
         answered(node, "DELETE", "/v1/secrets/dropped", 204)
         dead = dead_letters(node, 2)
         assert answered(node, "DELETE", "/v1/dlq", 200)["purged"] == 2
-        kill_and_serve_again(node)
+        kill_and_serve_again(node, measured=False)  # killed again below
         roles = [r["name"] for r in answered(node, "GET", "/v1/roles", 200)]
         assert "auditor-crash" in roles
         quotas = [q["subject"] for q in answered(node, "GET", "/v1/quotas", 200)]
@@ -257,7 +257,7 @@ def _current(node: LiveNode, name: str) -> tuple[int, str] | None:
 
 def test_large_deploy_killed_midway_is_all_or_nothing(tmp_path: Path) -> None:
     """A large deploy killed midway leaves the old version or the new one, whole and audited."""
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     rng = random.Random(SEED)  # noqa: S311 - kill delays, not a secret
     try:
         assert deploy(node, reader(tmp_path, "r0")).status_code == 201
@@ -265,6 +265,7 @@ def test_large_deploy_killed_midway_is_all_or_nothing(tmp_path: Path) -> None:
         serving = "r1"
         outcomes = []
         for k in range(2, 2 + KILLS):
+            last = k == 1 + KILLS
             tag = f"r{k}"
             archive = build_bundle(reader(tmp_path, tag, padding=LARGE))[1]
             before = _current(node, "reader")
@@ -274,7 +275,7 @@ def test_large_deploy_killed_midway_is_all_or_nothing(tmp_path: Path) -> None:
             time.sleep(rng.uniform(0, SPAN * length))
             kill_node(node)
             answer = flight.join()
-            node.serve_again()
+            node.serve_again(measured=last)  # the others are killed in turn
             now = _current(node, "reader")
             assert now is not None
             tag_now = read(node)["tag"]  # the version the store names answers: its bundle is there
@@ -321,7 +322,7 @@ def _set_all(node: LiveNode, names: list[str], values: dict[str, str]) -> None:
 def test_rekey_of_many_secrets_killed_midway_opens_every_secret(tmp_path: Path) -> None:
     """A rekey of 1,500 secrets killed midway leaves every secret opening, under one key."""
     # Also: no vault.key.new is left, and each rekey that committed is audited.
-    node = start_node(tmp_path / "data")
+    node = start_node(tmp_path / "data", measured=False)  # killed
     rng = random.Random(SEED + 1)  # noqa: S311 - kill delays, not a secret
     try:
         values = {f"s{i:04d}": f"value {i}" for i in range(MANY)}
@@ -336,13 +337,13 @@ def test_rekey_of_many_secrets_killed_midway_opens_every_secret(tmp_path: Path) 
         length = _took(lambda: answered(node, "POST", "/v1/vault/rekey", 200))
         rekeys = 1
         outcomes = []
-        for _ in range(KILLS):
+        for kill in range(KILLS):
             (before,) = query(node, "SELECT DISTINCT kek_id FROM secret_versions")
             flight = InFlight(node, "POST", "/v1/vault/rekey")
             time.sleep(rng.uniform(0, SPAN * length))
             kill_node(node)
             flight.join()
-            node.serve_again()
+            node.serve_again(measured=kill == KILLS - 1)  # the others are killed in turn
             after = query(node, "SELECT DISTINCT kek_id FROM secret_versions")
             assert len(after) == 1, after  # one transaction: never some rows of each key
             assert not (node.data_dir / "vault.key.new").exists()
