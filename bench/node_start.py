@@ -1,6 +1,6 @@
 """A node's start: from `donjon serve` to its first answer, and its memory once up.
 
-    .venv/bin/python bench/node_start.py [--rounds 7]
+    .venv/bin/python bench/node_start.py [--rounds 7] [--coverage]
 
 `donjon up` and every node a test starts pay this. One data dir is initialised
 once (`donjon init`, the advisory cache warmed by a first, unmeasured start);
@@ -15,6 +15,11 @@ Printed: the medians of the time to the first answer, the CPU its process tree
 used until then (the machine's load moves that much less than the time), and the
 RSS and USS of the server process and of its whole process tree once it
 answered; the ratios are Donjon's against the baseline's of the same rounds.
+
+`--coverage` adds, in each round, `donjon serve` as the test suite's CI run starts it:
+coverage starting itself in the node's Pythons (pyproject.toml's configuration,
+`patch = ["subprocess"]`, its data in a temporary directory). The test suite starts
+about 190 nodes; this is what each costs it, and which process pays.
 """
 
 from __future__ import annotations
@@ -86,10 +91,34 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _donjon(data_dir: Path) -> dict[str, Any]:
+def _coverage_env(data: Path) -> dict[str, str]:
+    """What coverage's `patch = ["subprocess"]` puts in a child's environment."""
+    from coverage.config import read_coverage_config
+
+    config = read_coverage_config(str(BENCH.parent / "pyproject.toml"), warn=print)
+    return {"COVERAGE_PROCESS_CONFIG": config.serialize(), "COVERAGE_FILE": str(data / "cov")}
+
+
+def _by_process(root: int) -> dict[str, float]:
+    """CPU seconds so far of each process under `root` by what it runs (reaped children
+    counted with their parent)."""
+    out: dict[str, float] = {}
+    for pid in sandboxes.tree(root):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = next((a.decode() for a in argv if a.startswith(b"donjon.")), "other")
+        name = {"donjon.cli": "gateway"}.get(name, name.removeprefix("donjon."))
+        own = sandboxes.tree_cpu(pid) - sum(sandboxes.tree_cpu(c) for c in sandboxes.children(pid))
+        out[name] = out.get(name, 0.0) + own
+    return out
+
+
+def _donjon(data_dir: Path, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     port = free_port()
     url = f"https://127.0.0.1:{port}"
-    env = donjon_env(data_dir, url)
+    env = {**donjon_env(data_dir, url), **(extra_env or {})}
     with open(data_dir / "serve.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
@@ -100,7 +129,8 @@ def _donjon(data_dir: Path) -> dict[str, Any]:
     tls = ssl.create_default_context(cafile=str(data_dir / "tls" / "cert.pem"))
     try:
         seconds = _first_answer(proc, url, tls)
-        return {"s": seconds, **_memory(proc.pid)}
+        by_process = {f"cpu:{k}": v for k, v in _by_process(proc.pid).items()}
+        return {"s": seconds, **_memory(proc.pid), **by_process}
     finally:
         _stop(proc)
 
@@ -122,20 +152,26 @@ def _starlette(data_dir: Path) -> dict[str, Any]:
         _stop(proc)
 
 
-def run(rounds: int) -> dict[str, Any]:
+def run(rounds: int, coverage: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="donjon-start-") as tmp:
         data_dir = Path(tmp) / "data"
         env = donjon_env(data_dir)
         run_cli(env, "init", "--json")
         _donjon(data_dir)  # the advisory cache and the page cache: not measured
         _starlette(data_dir)
-        donjon, bare = [], []
+        covered = _coverage_env(Path(tmp)) if coverage else None
+        donjon: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
+        measured: list[dict[str, Any]] = []
         for _ in range(rounds):
             donjon.append(_donjon(data_dir))
             bare.append(_starlette(data_dir))
+            if covered is not None:
+                measured.append(_donjon(data_dir, covered))
     out: dict[str, Any] = {"rounds": rounds}
-    for name, runs in (("donjon", donjon), ("starlette", bare)):
-        out[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    sets = (("donjon", donjon), ("starlette", bare), ("coverage", measured))
+    for name, runs in [(n, r) for n, r in sets if r]:
+        out[name] = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0]}
         out[name]["s_all"] = [round(r["s"], 3) for r in runs]
     return out
 
@@ -144,8 +180,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--coverage", action="store_true", help="also start the node as CI's coverage run does"
+    )
     args = parser.parse_args()
-    out = run(args.rounds)
+    out = run(args.rounds, args.coverage)
     if args.json:
         print(json.dumps(out, indent=1))
         return
@@ -168,6 +207,22 @@ def main() -> None:
         f"  whole tree: {d['processes']:.0f} processes, RSS {d['tree_rss'] / mib:.1f} MiB,"
         f" USS {d['tree_uss'] / mib:.1f} MiB ({d['tree_uss'] / s['tree_uss']:.2f}x"
         f" starlette's {s['tree_uss'] / mib:.1f} MiB)"
+    )
+    print(f"  CPU by process: {_processes(d)}")
+    if "coverage" in out:
+        c = out["coverage"]
+        print(
+            f"  under coverage: first answer {c['s'] * 1e3:.0f} ms, CPU of the tree"
+            f" {c['tree_cpu'] * 1e3:.0f} ms ({c['tree_cpu'] / d['tree_cpu']:.2f}x without);"
+            f" by process: {_processes(c)}"
+        )
+
+
+def _processes(figures: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k.removeprefix('cpu:')} {v * 1e3:.0f} ms"
+        for k, v in sorted(figures.items())
+        if k.startswith("cpu:")
     )
 
 
