@@ -82,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if _fast_run(config) and config.getoption("hypothesis_profile", None) is None:
         settings.load_profile("fast")
     if Recorder.wanted():
-        config.pluginmanager.register(Recorder(), "donjon-durations")
+        config.pluginmanager.register(Recorder(config), "donjon-durations")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

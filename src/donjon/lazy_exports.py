@@ -7,7 +7,7 @@ instead which of its modules holds each name, imports them under TYPE_CHECKING f
 mypy, and installs::
 
     if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
-        __getattr__ = lazy_exports(__name__, {"module": ("Name", ...), ...})
+        __getattr__ = lazy_exports(globals(), {"module": ("Name", ...), ...})
 
 Written here rather than taken from a library (lazy_loader does this): it is these
 dozen lines, and a dependency of the node's process is one more package to trust.
@@ -16,25 +16,26 @@ dozen lines, and a dependency of the node's process is one more package to trust
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["lazy_exports"]
 
 
-def lazy_exports(package: str, modules: Mapping[str, Iterable[str]]) -> Callable[[str], Any]:
-    """A module `__getattr__` for `package`: each name of `modules[m]` is the attribute
-    of that name of the module `package.m`, imported on first use and then kept in the
-    package, so the next use is a plain attribute."""
+def lazy_exports(
+    namespace: dict[str, Any], modules: Mapping[str, Iterable[str]]
+) -> Callable[[str], Any]:
+    """A module `__getattr__` for the package whose globals are `namespace`: each name of
+    `modules[m]` is the attribute of that name of the package's module `m`, imported on
+    first use and then kept in `namespace`, so the next use is a plain attribute."""
+    package = str(namespace["__name__"])
     exports = {name: f"{package}.{m}" for m, names in modules.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        setattr(sys.modules[package], name, value)
+        value = namespace[name] = getattr(importlib.import_module(module), name)
         return value
 
     return __getattr__

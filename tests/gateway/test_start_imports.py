@@ -64,8 +64,8 @@ def test_the_features_still_load_them_when_used() -> None:
 def test_the_audit_writer_loads_no_http_client_and_no_settings_reader() -> None:
     """The audit writer process (audit/writer.py) loads httpx, and the CLI libraries httpx
     loads with it, only for a checkpoint webhook sink; it is given its settings, so it
-    loads no pydantic-settings (config.py reads them), and on SQLite no PostgreSQL
-    dialect."""
+    loads no pydantic-settings (config.py reads them); and it starts without the
+    PostgreSQL dialect (audit/rawsql.py loads it for a PostgreSQL database's insert)."""
     later = ("httpx", "click", "rich", "pygments", "pydantic_settings")
     probe = (
         "import sys, donjon.audit.writer\n"
@@ -89,26 +89,20 @@ def test_checking_grants_does_not_load_the_egress_proxy() -> None:
     assert EgressProxy.__module__ == "donjon.egress.proxy"
 
 
-def test_each_lazy_package_name_loads() -> None:
-    """Every name the lazily exporting packages list in __all__ is there when asked
-    (`import *` asks for each), and a name none of them has is an AttributeError."""
+def test_init_and_the_scan_helper_load_what_they_use() -> None:
+    """`donjon init` (bootstrap) loads no JWT verifier or PyJWT with the identity package's
+    keys; the scan helper loads no OSV updater, nor httpx, with the scan package's
+    advisories."""
     probe = (
-        "import donjon.egress, donjon.identity, donjon.scan, donjon.scan.deps\n"
-        "from donjon.egress import *\n"
-        "from donjon.identity import *\n"
-        "from donjon.scan import *\n"
-        "from donjon.scan.deps import *\n"
-        "for p in (donjon.egress, donjon.identity, donjon.scan, donjon.scan.deps):\n"
-        "    assert all(n in vars(p) for n in p.__all__), p\n"
-        "    try:\n"
-        "        p.no_such_name\n"
-        "    except AttributeError as e:\n"
-        "        print(e)\n"
+        "import sys, donjon.cli.node, donjon.bootstrap\n"
+        "print(' '.join(m for m in ('jwt', 'donjon.identity.jwt_verifier') if m in sys.modules))\n"
     )
-    assert _python(probe).splitlines() == [
-        f"module {p!r} has no attribute 'no_such_name'"
-        for p in ("donjon.egress", "donjon.identity", "donjon.scan", "donjon.scan.deps")
-    ]
+    assert _python(probe).split() == []
+    probe = (
+        "import sys, donjon.scan.worker\n"
+        "print(' '.join(m for m in ('httpx', 'donjon.scan.deps.osv_update') if m in sys.modules))\n"
+    )
+    assert _python(probe, "-I").split() == []
 
 
 def test_the_scan_helper_runs_once_as_main() -> None:

@@ -20,6 +20,7 @@ from donjon.scan import (
     scan_path,
     write_baseline,
 )
+from donjon.scan.format import FORMATS
 
 #: The OASIS SARIF 2.1.0 schema, as shipped in the npm package
 #: @microsoft/sarif-multitool-linux 5.7.0 (MIT licence): no PyPI package ships it.
@@ -114,7 +115,9 @@ def test_text_report_groups_by_file_with_fixes(report: ScanReport) -> None:
 
 
 def test_unknown_format_is_an_error() -> None:
-    """The CLI's --format goes through renderer_for."""
+    """The CLI's --format goes through renderer_for: each name is its renderer's own."""
+    assert FORMATS == ("text", "json", "sarif")
+    assert all(renderer_for(name).name == name for name in FORMATS)
     assert renderer_for("sarif").name == "sarif"
     with pytest.raises(FormatError, match="unknown format 'xml'"):
         renderer_for("xml")

@@ -11,6 +11,11 @@ import pytest
 
 from donjon.scan import ScanError, scan_path
 from donjon.scan.isolated import HELPER_ENV, IsolatedScanner, ScanLimitExceeded, ScanLimits
+from harness import COVERAGE_VARS
+
+#: Coverage's variables, which the helpers of these tests get (`environ`) so that a
+#: coverage run measures the helper (a node's gets HELPER_ENV's alone).
+MEASURED = {k: v for k in COVERAGE_VARS if (v := os.environ.get(k)) is not None}
 
 INJECTION = "import os\ndef handler(event, context):\n    return os.system(event['cmd'])\n"
 
@@ -28,7 +33,7 @@ def _heavy(path: Path) -> Path:
 def scanner(shared_advisories: Path, advisory_cache: Path) -> Iterator[IsolatedScanner]:
     """One helper for the module (each loads the advisory snapshot, seconds of CPU); the
     test that kills it leaves a restarted one behind, as the scanner promises."""
-    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache)
+    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache, environ=MEASURED)
     s.start()
     try:
         yield s
@@ -40,12 +45,12 @@ def test_the_helper_is_given_none_of_the_nodes_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The helper reads untrusted bundles: of the node's environment it gets only
-    isolated.HELPER_ENV, not a database URL's password or cloud keys (nor the variables
-    of a coverage run, which are the tests' own)."""
+    isolated.HELPER_ENV and what its `environ` adds (the other tests here add coverage's),
+    not a database URL's password or cloud keys."""
     monkeypatch.setenv("DONJON_DATABASE_URL", "postgresql://donjon:hunter2@db/donjon")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    helper = IsolatedScanner()  # no advisories: nothing to load
+    helper = IsolatedScanner(environ={"DONJON_SCAN_PROBE": "1"})  # no advisories to load
     helper.start()
     try:
         assert helper.pid is not None
@@ -53,7 +58,8 @@ def test_the_helper_is_given_none_of_the_nodes_credentials(
     finally:
         helper.close()
     seen = dict(v.split("=", 1) for v in raw.decode().split("\0") if v)
-    assert seen == {k: os.environ[k] for k in HELPER_ENV if k in os.environ}
+    given = {k: os.environ[k] for k in HELPER_ENV if k in os.environ}
+    assert seen == {**given, "DONJON_SCAN_PROBE": "1"}  # and what `environ` adds
     assert seen["TMPDIR"] == str(tmp_path)
     assert "hunter2" not in raw.decode() and "canary-secret" not in raw.decode()
 
@@ -95,7 +101,7 @@ def test_scan_errors_are_passed_on(scanner: IsolatedScanner, tmp_path: Path) -> 
 @pytest.mark.slow  # a helper of its own that fills its memory limit
 def test_memory_limit_fails_closed(tmp_path: Path) -> None:
     """A scan that needs more memory than allowed is refused, and the next scan works."""
-    s = IsolatedScanner(limits=ScanLimits(memory_mb=16))
+    s = IsolatedScanner(limits=ScanLimits(memory_mb=16), environ=MEASURED)
     s.start()
     try:
         big = tmp_path / "big"
@@ -114,7 +120,7 @@ def test_memory_limit_fails_closed(tmp_path: Path) -> None:
 @pytest.mark.slow  # a helper of its own that burns its CPU limit
 def test_cpu_limit_fails_closed(tmp_path: Path) -> None:
     """A scan past its CPU time is killed and the deploy refused with a clear message."""
-    s = IsolatedScanner(limits=ScanLimits(cpu_s=1, timeout_s=120))
+    s = IsolatedScanner(limits=ScanLimits(cpu_s=1, timeout_s=120), environ=MEASURED)
     s.start()
     try:
         with pytest.raises(ScanLimitExceeded, match="CPU time"):
@@ -144,7 +150,7 @@ def test_spawn_does_not_wait_for_the_helper_and_start_does(
 ) -> None:
     """`spawn` starts the helper and returns before its ready report is read (nothing is
     loaded yet as far as the caller knows); `start` then waits for it, and it scans."""
-    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache)
+    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache, environ=MEASURED)
     try:
         s.spawn()
         assert s.pid is not None
@@ -162,7 +168,7 @@ def test_spawn_does_not_wait_for_the_helper_and_start_does(
 def test_a_spawned_helper_that_cannot_load_its_advisories_fails_start(tmp_path: Path) -> None:
     """A helper spawned over advisories that do not load makes `start` raise ScanError and
     leaves no helper running."""
-    s = IsolatedScanner(tmp_path / "no-such-advisories")
+    s = IsolatedScanner(tmp_path / "no-such-advisories", environ=MEASURED)
     s.spawn()
     with pytest.raises(ScanError):
         s.start()
@@ -174,7 +180,7 @@ def test_a_spawned_helper_closed_with_kill_is_killed_not_waited_for(
 ) -> None:
     """`close(kill=True)` ends a helper that may still be loading with SIGKILL, where a
     plain close lets it read the end of its input and exit by itself."""
-    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache)
+    s = IsolatedScanner(shared_advisories, cache_dir=advisory_cache, environ=MEASURED)
     s.spawn()
     proc = s._proc
     assert proc is not None
@@ -189,7 +195,7 @@ def test_a_spawned_helper_that_died_is_read_not_spawned_again(
     """A spawned helper that exited before `start` (its advisories did not load) is not
     replaced by a second one that would fail the same way: `start` reads the first one's
     report, so the node pays one helper start for its ScanError."""
-    s = IsolatedScanner(tmp_path / "no-such-advisories")
+    s = IsolatedScanner(tmp_path / "no-such-advisories", environ=MEASURED)
     spawned: list[int] = []
     spawn = s._spawn
 
@@ -215,7 +221,10 @@ def test_a_helper_that_does_not_start_in_time_is_killed(
     """A start that times out kills the helper it waited for, so the next scan (or the
     advisory watch's restart) starts a new one rather than waiting on the old one again."""
     s = IsolatedScanner(
-        shared_advisories, ScanLimits(start_timeout_s=0.001), cache_dir=advisory_cache
+        shared_advisories,
+        ScanLimits(start_timeout_s=0.001),
+        cache_dir=advisory_cache,
+        environ=MEASURED,
     )
     try:
         s.spawn()

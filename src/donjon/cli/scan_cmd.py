@@ -15,6 +15,7 @@ import click
 from donjon.cli.output import printable, printable_json
 from donjon.config import load_settings
 from donjon.errors import Error
+from donjon.scan.format import FORMATS
 
 if TYPE_CHECKING:
     from donjon.scan import AdvisoryDB
@@ -30,7 +31,7 @@ _CONFIDENCES = ["low", "medium", "high"]
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "sarif"]),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="Report format.",

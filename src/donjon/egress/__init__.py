@@ -63,5 +63,5 @@ __all__ = [
 # helper's start).
 if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
     __getattr__ = lazy_exports(
-        __name__, {"proxy": ("EgressProxy", "EgressProxyError", "SandboxEgress")}
+        globals(), {"proxy": ("EgressProxy", "EgressProxyError", "SandboxEgress")}
     )

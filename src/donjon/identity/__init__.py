@@ -56,11 +56,11 @@ __all__ = [
 ]
 
 # Each name is imported on first use (donjon/lazy_exports.py): `donjon init` and the
-# CLI's key and role commands need the keys and the policy, not the JWT verifier with
-# its HTTP client (httpx) and PyJWT.
+# CLI's key and role commands need the keys and the policy, not the JWT verifier and
+# PyJWT.
 if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
     __getattr__ = lazy_exports(
-        __name__,
+        globals(),
         {
             "apikeys": (
                 "ApiKey",

@@ -90,11 +90,12 @@ __all__ = [
 
 # Each name is imported on first use (donjon/lazy_exports.py): the node imports this
 # package for its policy, report and helper types, and must not load with them the
-# scanners (they run in the scan helper and `donjon scan`), the rule catalog (SARIF)
-# or the OSV updater.
+# scanners (they run in the scan helper and `donjon scan`) or the rule catalog (SARIF's);
+# the scan helper, which imports the scanners' own modules, loads no OSV updater (nor
+# httpx) with them.
 if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
     __getattr__ = lazy_exports(
-        __name__,
+        globals(),
         {
             "baseline": ("Baseline", "write_baseline"),
             "deps.advisories": ("Advisory", "AdvisoryDB"),

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,12 @@ class IsolatedScanner:
         *,
         cache_dir: Path | None = None,
         egress_networks: Sequence[IPNetwork] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.advisories = advisories
+        #: Variables the helper gets beyond HELPER_ENV's: none in the node; the tests of
+        #: the helper give it coverage's, so that a coverage run measures it.
+        self.environ = dict(environ or {})
         #: The node's DONJON_EGRESS_ALLOW_NETWORKS: DJ-MF-002 judges grants as its proxy.
         self.egress_networks = tuple(egress_networks)
         #: Where the helper keeps the parsed advisory database (`AdvisoryDB.load`).
@@ -154,7 +158,10 @@ class IsolatedScanner:
         try:
             proc = start(
                 argv,
-                env={k: v for k in HELPER_ENV if (v := os.environ.get(k)) is not None},
+                env={
+                    **{k: v for k in HELPER_ENV if (v := os.environ.get(k)) is not None},
+                    **self.environ,
+                },
                 hint="the deploy-time scan runs in a helper process",
             )
         except CommandError as e:

@@ -34,7 +34,7 @@ __all__ = [
 
 if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
     __getattr__ = lazy_exports(
-        __name__,
+        globals(),
         {
             "advisories": ("Advisory", "AdvisoryDB", "AffectedRange"),
             "advisory_cache": ("cache_dir_for",),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable
 
 from donjon.scan.format.interface import FormatError, Renderer
 from donjon.scan.format.json import JsonRenderer
@@ -19,24 +19,36 @@ __all__ = [
     "renderer_for",
 ]
 
+
+def _sarif() -> Renderer:
+    """SARIF's renderer, imported when first asked for: it describes every rule, the IaC
+    catalog's among them, which the node (it renders text for deploy refusals) would
+    otherwise load at start."""
+    from donjon.scan.format.sarif import SarifRenderer
+
+    return SarifRenderer()
+
+
+#: Each format's name (as `--format` takes it) and how its renderer is made.
+_MAKERS: dict[str, Callable[[], Renderer]] = {
+    "text": TextRenderer,
+    "json": JsonRenderer,
+    "sarif": _sarif,
+}
 #: The formats' names, in the order `--format` lists them.
-FORMATS = ("text", "json", "sarif")
+FORMATS = tuple(_MAKERS)
+_MADE: dict[str, Renderer] = {}
 
 
-@cache
 def renderer_for(name: str) -> Renderer:
-    """The renderer called `name`; `FormatError` if there is none. SARIF's is imported
-    here, when first asked for: it describes every rule, the IaC catalog's among them,
-    which the node (it renders text for deploy refusals) would otherwise load at start."""
-    if name == "text":
-        return TextRenderer()
-    if name == "json":
-        return JsonRenderer()
-    if name == "sarif":
-        from donjon.scan.format.sarif import SarifRenderer
-
-        return SarifRenderer()
-    raise FormatError(f"unknown format {name!r}", hint=f"use one of: {', '.join(FORMATS)}")
+    """The renderer called `name` (made once); `FormatError` if there is none."""
+    made = _MADE.get(name)
+    if made is None:
+        maker = _MAKERS.get(name)
+        if maker is None:
+            raise FormatError(f"unknown format {name!r}", hint=f"use one of: {', '.join(FORMATS)}")
+        made = _MADE[name] = maker()
+    return made
 
 
 def render_text(report: ScanReport) -> str:
