@@ -349,8 +349,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     Every malformed value is reported in one `ConfigError`, a line each.
     """
-    # Here, not at the top: pydantic-settings is for reading the settings, and the
-    # processes that import this module only for its types (the audit writer) never do.
+    # Imported here: the audit writer imports this module for its types, never reading.
     from donjon.config_sources import SettingsProblem, read_settings
 
     env = dict(os.environ) if environ is None else dict(environ)
