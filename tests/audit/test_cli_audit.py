@@ -70,3 +70,41 @@ def test_verify_names_a_range_when_hashes_were_rewritten(data_dir: Path) -> None
     done = run_cli(env, "audit", "verify", check=False)
     assert done.returncode == 1
     assert "first bad record within 2..2" in done.stderr
+
+
+def test_verify_splits_a_long_log_over_processes(data_dir: Path) -> None:
+    """A log past verify_split.MIN_RECORDS verifies in two processes, and a record edited
+    in the second process's half is named as one process names it (test_tamper.py runs
+    every kind of tampering both ways); a process count below 1 is refused."""
+    from donjon.audit import AuditEvent, AuditLog, verify_split
+    from donjon.audit.entry import encode_entry
+    from donjon.store import connect
+
+    env = donjon_env(data_dir)
+    run_cli(env, "init", "--json")
+    engine = connect(f"sqlite:///{data_dir / 'donjon.db'}")
+    log = AuditLog(
+        engine,
+        SigningKey.load(data_dir / "audit-signing.key"),
+        checkpoint_file=data_dir / "audit-checkpoints.jsonl",
+    )
+    entry = encode_entry(AuditEvent("key:a", "function.invoke", "f@1", "ok", {"i": 0}))
+    total = verify_split.MIN_RECORDS + 5_000
+    while log.size < total:
+        log._append([entry] * min(20_000, total - log.size))
+    log.stop()
+    engine.dispose()
+    done = json.loads(
+        run_cli(env, "audit", "verify", "--processes", "2", "--output", "json").stdout
+    )
+    assert done["ok"] and done["records"] == total, done
+    bad = total - 100
+    with sqlite3.connect(data_dir / "donjon.db") as conn:
+        conn.execute(
+            "UPDATE audit_log SET record = replace(record, '\"ok\"', '\"no\"') WHERE seq = ?",
+            (bad,),
+        )
+    failed = run_cli(env, "audit", "verify", "--processes", "2", check=False)
+    assert failed.returncode == 1 and f"first bad record {bad}" in failed.stderr, failed.stderr
+    refused = run_cli(env, "audit", "verify", "--processes", "0", check=False)
+    assert refused.returncode == 2 and "--processes" in refused.stderr

@@ -90,3 +90,30 @@ def test_extend_in_chunks_builds_the_tree_append_builds() -> None:
             one_by_one.append(leaf)
         assert chunked == one_by_one
         assert chunked.root() == mth(leaves)
+
+
+def test_graft_joins_ranges_folded_apart_at_aligned_splits() -> None:
+    """Leaves split at any multiple of a power of two no smaller than what follows,
+    folded apart and grafted, give merkle.root of all of them, at every size up to 70."""
+    leaves = _leaves(70)
+    for cut in range(0, 70):
+        for n in range(1, 71 - cut):
+            if cut and cut % (1 << (n.bit_length() - 1)):
+                continue  # not aligned: refused (below)
+            joined = Frontier.from_leaves(leaves[:cut])
+            joined.graft(n, Frontier.from_leaves(leaves[cut : cut + n]).hashes)
+            assert joined == Frontier.from_leaves(leaves[: cut + n]), (cut, n)
+            assert joined.root() == root(leaves[: cut + n])
+
+
+def test_graft_refuses_what_would_not_be_the_trees_subtrees() -> None:
+    """A range whose largest block is not aligned at the frontier's size, a count of
+    hashes that is not the size's, or a hash of the wrong length: MerkleError, nothing
+    changed."""
+    leaves = _leaves(12)
+    frontier = Frontier.from_leaves(leaves[:6])
+    four = Frontier.from_leaves(leaves[6:10]).hashes
+    for size, hashes in ((4, four), (2, four + four), (3, [four[0], b"x" * 31])):
+        with pytest.raises(MerkleError):
+            frontier.graft(size, hashes)
+        assert frontier == Frontier.from_leaves(leaves[:6])

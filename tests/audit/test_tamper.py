@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from donjon.audit import AuditEvent, AuditLog, SigningKey, leaf_hash, verify_log
+from donjon.audit import AuditEvent, AuditLog, SigningKey, leaf_hash, verify_log, verify_split
 from donjon.audit.verify import VerifyResult
 from donjon.config import AuditSettings
 from donjon.store import connect, create_schema
@@ -27,6 +27,8 @@ class Log:
     dir: Path
     engine: Engine
     key: SigningKey
+    #: Processes verify reads the records in (`processes` fixture).
+    processes: int = 1
 
     @property
     def db(self) -> Path:
@@ -56,6 +58,7 @@ class Log:
             checkpoint_file=self.file,
             state_file=self.state,
             incremental=incremental,
+            processes=self.processes,
         )
 
     def sql(self, statement: str, *args: object) -> None:
@@ -63,11 +66,22 @@ class Log:
             conn.execute(statement, args)
 
 
+@pytest.fixture(params=["one process", "split"])
+def processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every case twice: read by one process, and split in blocks of 4 records over three
+    (verify_split.py), which must report every kind of tampering the same way."""
+    if request.param == "one process":
+        return 1
+    monkeypatch.setattr(verify_split, "BLOCK_BITS", 2)
+    monkeypatch.setattr(verify_split, "MIN_RECORDS", 0)
+    return 3
+
+
 @pytest.fixture
-def log(tmp_path: Path) -> Iterator[Log]:
+def log(tmp_path: Path, processes: int) -> Iterator[Log]:
     engine = connect(f"sqlite:///{tmp_path / 'a.db'}")
     create_schema(engine)
-    made = Log(tmp_path, engine, SigningKey.generate())
+    made = Log(tmp_path, engine, SigningKey.generate(), processes)
     made.fill(35)
     yield made
     engine.dispose()
@@ -146,11 +160,13 @@ def test_records_rewritten_with_leaf_hashes_give_the_range(log: Log) -> None:
     assert "cannot say which" in result.reason
 
 
-def test_rewrite_after_the_last_checkpoint_is_caught_by_the_head(tmp_path: Path) -> None:
+def test_rewrite_after_the_last_checkpoint_is_caught_by_the_head(
+    tmp_path: Path, processes: int
+) -> None:
     """Records rewritten with their hashes after the newest checkpoint fail at the head."""
     engine = connect(f"sqlite:///{tmp_path / 'a.db'}")
     create_schema(engine)
-    made = Log(tmp_path, engine, SigningKey.generate())
+    made = Log(tmp_path, engine, SigningKey.generate(), processes)
     writer = made.open()
     for i in range(15):
         writer.record_now(AuditEvent("key:a", "function.invoke", f"f{i}", "ok", {"i": i}))
@@ -270,5 +286,10 @@ def test_incremental_sees_a_rollback_below_the_verified_size(log: Log) -> None:
 
 def test_wrong_verifier_key_fails(log: Log) -> None:
     """Under another key no checkpoint and no head verifies."""
-    result = verify_log(log.engine, SigningKey.generate().verifier, checkpoint_file=log.file)
+    result = verify_log(
+        log.engine,
+        SigningKey.generate().verifier,
+        checkpoint_file=log.file,
+        processes=log.processes,
+    )
     assert not result.ok and "not a checkpoint signed by this log's key" in result.reason

@@ -29,6 +29,12 @@ def _perfect_root(level: list[bytes]) -> bytes:
     return level[0]
 
 
+def _check_sizes(hashes: Sequence[bytes], hint: str) -> None:
+    for h in hashes:
+        if len(h) != HASH_SIZE:
+            raise MerkleError(f"a frontier hash is {len(h)} bytes, not {HASH_SIZE}", hint=hint)
+
+
 class Frontier:
     """The compact range [0, size): the roots of its perfect subtrees, largest first."""
 
@@ -44,12 +50,7 @@ class Frontier:
                 f"not {len(hashes)}",
                 hint="pass the hashes of Frontier.hashes as they were saved",
             )
-        for h in hashes:
-            if len(h) != HASH_SIZE:
-                raise MerkleError(
-                    f"a frontier hash is {len(h)} bytes, not {HASH_SIZE}",
-                    hint="pass the hashes of Frontier.hashes as they were saved",
-                )
+        _check_sizes(hashes, "pass the hashes of Frontier.hashes as they were saved")
         self.size = size
         self.hashes = [bytes(h) for h in hashes]
 
@@ -103,6 +104,30 @@ class Frontier:
                 continue
             self._push(_perfect_root(leaves[i : i + block]), block.bit_length() - 1)
             i += block
+
+    def graft(self, size: int, hashes: Sequence[bytes]) -> None:
+        """Append the `size` leaves that follow this frontier's, given as their own compact
+        range (the `hashes` of a Frontier built from those leaves alone). The same tree as
+        extending with the leaves, provided the range's perfect subtrees are the whole
+        tree's: this frontier's size must be a multiple of the largest (`size` rounded
+        down to a power of two), which holds when both sides split at an aligned block.
+        So the leaves of a long log can be folded in separate processes, each from a
+        block boundary, and joined here (verify_split.py)."""
+        if size < 0 or len(hashes) != size.bit_count():
+            raise MerkleError(
+                f"a compact range of {size} leaves has {max(size, 0).bit_count()} hashes, "
+                f"not {len(hashes)}",
+                hint="pass the hashes of a Frontier built from those leaves alone",
+            )
+        if size and self.size % (1 << (size.bit_length() - 1)):
+            raise MerkleError(
+                f"{size} leaves cannot follow {self.size}: their subtrees would not be the tree's",
+                hint="split the leaves at a multiple of the largest block's size",
+            )
+        _check_sizes(hashes, "pass the hashes of a Frontier built from those leaves alone")
+        heights = [bit for bit in range(size.bit_length() - 1, -1, -1) if size >> bit & 1]
+        for h, height in zip(hashes, heights, strict=True):
+            self._push(bytes(h), height)
 
     def _push(self, h: bytes, height: int) -> None:
         """Add the root of a perfect subtree of 2**height leaves (size is a multiple)."""

@@ -19,6 +19,7 @@ What it finds, and what it names:
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import time
@@ -35,6 +36,16 @@ from donjon.audit.errors import AuditError
 from donjon.audit.frontier import Frontier
 from donjon.audit.merkle import MerkleError
 from donjon.audit.tree import HEAD_FORMAT
+from donjon.audit.verify_split import (
+    CHUNK,
+    RANGE,
+    Block,
+    fork_reader,
+    param,
+    plain_leaves,
+    read_range,
+    split,
+)
 from donjon.audit.witness import (
     Witnesses,
     read_file_checkpoints,
@@ -47,16 +58,8 @@ __all__ = ["VerifyResult", "verify_log"]
 
 _STATE_FORMAT = "donjon-audit-verified/1"
 _SEQ_KEY = b',"seq":'
-_SEQ_LEN = len(_SEQ_KEY)
-#: Rows fetched at once.
-_CHUNK = 50_000
 _BELOW = "SELECT COUNT(*), MAX(seq) FROM audit_log WHERE seq <= ?"
 _AFTER = "SELECT seq, record, hash FROM audit_log WHERE seq > ? ORDER BY seq"
-
-
-def _param(query: str, qmark: bool) -> str:
-    """The query in the driver's parameter style (SQLite's ?, else %s)."""
-    return query if qmark else query.replace("?", "%s")
 
 
 @dataclass(frozen=True)
@@ -97,19 +100,24 @@ def verify_log(
     checkpoint_file: Path | None = None,
     state_file: Path | None = None,
     incremental: bool = False,
+    processes: int | None = None,
 ) -> VerifyResult:
     """Verify the log against `key` (the verifier key, or the signing key or its seed).
 
     `checkpoint_file`: the append-only copy of the checkpoints, checked too.
     `state_file`: where the last verified checkpoint is kept; read when
     `incremental`, written after every successful verify.
+    `processes`: how many read and hash a long log's records at once (default: the
+    CPUs this process may run on; verify_split.py).
     """
+    if processes is None:
+        processes = len(os.sched_getaffinity(0))
     vkey = _verifier(key)
     start = _load_state(state_file, vkey) if incremental and state_file else Frontier()
     from_file = read_file_checkpoints(checkpoint_file, vkey)  # before the snapshot
     run = _Run(vkey, start, from_file)
     try:
-        run.read(engine)
+        run.read(engine, processes)
         result = run.finish()
     except _Bad as bad:
         return VerifyResult(
@@ -150,8 +158,9 @@ class _Run:
         self.last_verified: Frontier | None = None
         self.below = (0, 0)  # (count, max seq) of the rows at or before `start`
 
-    def read(self, engine: Engine) -> None:
-        """Read the head, the checkpoints and the records in one snapshot (WAL)."""
+    def read(self, engine: Engine, processes: int) -> None:
+        """Read the head, the checkpoints and the records in one snapshot (WAL); the
+        records in `processes` processes when the log is long (verify_split.py)."""
         qmark = engine.dialect.paramstyle == "qmark"
         raw = engine.raw_connection()
         try:
@@ -171,18 +180,71 @@ class _Run:
             self.table = read_table_checkpoints(list(cur.fetchall()), self.key)
             self._check_sources()
             if self.start:
-                cur.execute(_param(_BELOW, qmark), (self.start,))
+                cur.execute(param(_BELOW, qmark), (self.start,))
                 count, top = cur.fetchone() or (0, 0)
                 self.below = (int(count), int(top or 0))
                 self._check_start()
-            cur.execute(_param(_AFTER, qmark), (self.start,))
-            witnesses = set(self.table.roots) | set(self.file.roots)
-            while rows := cur.fetchmany(_CHUNK):
-                self._rows(rows, witnesses)
+            witnesses = sorted(set(self.table.roots) | set(self.file.roots))
+            if not self._read_split(engine, cur, qmark, witnesses, processes):
+                cur.execute(param(_AFTER, qmark), (self.start,))
+                while rows := cur.fetchmany(CHUNK):
+                    self._rows(rows, witnesses)
             cur.close()
         finally:
             raw.rollback()
             raw.close()
+
+    def _read_split(
+        self, engine: Engine, cur: Any, qmark: bool, witnesses: list[int], processes: int
+    ) -> bool:
+        """The records read by `processes` processes at once (verify_split.py): True when
+        they were all plainly good and every root matched. False when the one-process
+        path must read them (a short log, one CPU, or anything else), with the state as
+        it was, so that path finds and reports it as it always has."""
+        end = self.head.size if self.head is not None else 0
+        plan = split(self.start, end, processes)
+        if plan is None:
+            return False
+        cur.execute("SELECT MAX(seq) FROM audit_log")
+        if (cur.fetchone() or (None,))[0] != end:
+            return False  # rows beyond the signed head, or missing at its end
+        aligned, runs = plan
+        url = engine.url.render_as_string(hide_password=False)
+        saved = (self.frontier.copy(), self.matched, self.last_good, self.last_verified)
+        readers = [fork_reader(url, after, last, witnesses) for after, last in runs[1:]]
+        try:
+            if aligned > self.start:  # up to the first block boundary, read here
+                cur.execute(param(RANGE, qmark), (self.start, aligned))
+                while rows := cur.fetchmany(CHUNK):
+                    self._rows(rows, witnesses)
+            parts = [read_range(cur, qmark, *runs[0], witnesses)]
+            parts += [reader.result() for reader in readers]
+            if self.frontier.size != aligned or any(part is None for part in parts):
+                raise _Bad("not plainly good", None)
+            for part in parts:
+                self._graft(part or [])
+            if self.frontier.size != end:
+                raise _Bad("not plainly good", None)
+            return True
+        except (_Bad, MerkleError):
+            self.frontier, self.matched, self.last_good, self.last_verified = saved
+            return False
+        finally:
+            for reader in readers:
+                reader.kill()
+
+    def _graft(self, blocks: list[Block]) -> None:
+        """Blocks folded apart, joined to the tree in order, each checkpoint inside one
+        compared on the way (`_Bad` at the first that differs)."""
+        for block in blocks:
+            frontier = self.frontier
+            if frontier.size != block.first - 1:
+                raise _Bad("not plainly good", None)
+            for size, hashes in block.witnesses:
+                tree = frontier.copy()
+                tree.graft(size - frontier.size, hashes)
+                self._witness(size, tree)
+            frontier.graft(block.size, block.hashes)
 
     def _check_sources(self) -> None:
         problems = self.table.problems + self.file.problems
@@ -207,37 +269,30 @@ class _Run:
                     None,
                 )
 
-    def _rows(self, rows: Sequence[Any], witnesses: set[int]) -> None:
-        """`_record` for each row, with the usual case (a good row) inlined: its leaf
-        hash, the seq it names and the tree, in one loop and the frontier's `extend`.
-        Any row that is not plainly good, and each witness size, goes through the
-        general path, in order, so what is reported is the same."""
+    def _rows(self, rows: Sequence[Any], witnesses: Sequence[int]) -> None:
+        """`_record` for each row, with the usual case (a good row) taken in runs: their
+        leaf hashes, the seqs they name and the tree, in one loop (`plain_leaves`) and
+        the frontier's `extend`. Any row that is not plainly good, and each witness size
+        (`witnesses`, sorted), goes through the general path, in order, so what is
+        reported is the same."""
         frontier = self.frontier
-        leaves: list[bytes] = []
-        expected = frontier.size + 1
-        for seq, raw_record, raw_stored in rows:
-            record, stored = raw_record, raw_stored
-            if type(record) is not bytes or type(stored) is not bytes:
-                record, stored = _as_bytes(record), _as_bytes(stored)
-            leaf = sha256(b"\x00" + record).digest()
-            at = record.rfind(_SEQ_KEY)
-            if (
-                seq != expected
-                or leaf != stored
-                or at < 0
-                or not record.startswith(b"%d," % seq, at + _SEQ_LEN)
-            ):
-                frontier.extend(leaves)
-                leaves = []
-                self._record(int(seq), record, stored)  # raises, unless the seq was "007,"
-            else:
-                leaves.append(leaf)
-                if seq in witnesses:
-                    frontier.extend(leaves)
-                    leaves = []
-                    self._witness(seq)
-            expected += 1
-        frontier.extend(leaves)
+        at, n = 0, len(rows)
+        while at < n:
+            base = frontier.size
+            leaves = plain_leaves(rows, base + 1, at)
+            done = 0
+            lo = bisect.bisect_right(witnesses, base)
+            for size in witnesses[lo : bisect.bisect_right(witnesses, base + len(leaves))]:
+                frontier.extend(leaves[done : size - base])
+                done = size - base
+                self._witness(size)
+            frontier.extend(leaves[done:])
+            at += len(leaves)
+            if at < n:
+                seq, record, stored = rows[at]
+                # Raises, unless the seq was written "007,": then the row is good.
+                self._record(int(seq), _as_bytes(record), _as_bytes(stored))
+                at += 1
 
     def _record(self, seq: int, record: bytes, stored: bytes) -> None:
         expected = self.frontier.size + 1
@@ -260,12 +315,14 @@ class _Run:
         self.frontier.append(leaf)
         self._witness(seq)
 
-    def _witness(self, size: int) -> None:
-        """Compare the root at `size` with every checkpoint of that size."""
+    def _witness(self, size: int, tree: Frontier | None = None) -> None:
+        """Compare the root at `size` (of `tree`, by default the frontier) with every
+        checkpoint of that size."""
         sources = [s.roots[size] for s in (self.table, self.file) if size in s.roots]
         if not sources:
             return
-        root = self.frontier.root()
+        tree = tree or self.frontier
+        root = tree.root()
         for want, where in sources:
             if want != root:
                 first = self.last_good + 1
@@ -279,7 +336,7 @@ class _Run:
                 )
             self.matched += 1
         self.last_good = size
-        self.last_verified = self.frontier.copy()
+        self.last_verified = tree.copy()
 
     def finish(self) -> VerifyResult:
         count = self.frontier.size

@@ -211,8 +211,18 @@ def _verifier_key(settings: Settings, given: str | None) -> VerifierKey:
     metavar="VKEY_OR_FILE",
     help="The verifier key to trust (`donjon audit pubkey`); default: the data dir's.",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Read and hash a long log's records in N processes (default: one per CPU "
+    "this command may use; 1: this process alone).",
+)
 @output_option
-def audit_verify(incremental: bool, key_text: str | None, output: OutputFormat) -> None:
+def audit_verify(
+    incremental: bool, key_text: str | None, processes: int | None, output: OutputFormat
+) -> None:
     """Check every record, every signed checkpoint (database and checkpoint file) and the
     signed head (reads the data dir directly). Exits 1 naming the first bad record."""
     from donjon.audit import verify_log
@@ -230,6 +240,7 @@ def audit_verify(incremental: bool, key_text: str | None, output: OutputFormat) 
             checkpoint_file=settings.audit_checkpoints_path,
             state_file=settings.audit_verified_path,
             incremental=incremental,
+            processes=processes,
         )
     finally:
         engine.dispose()
