@@ -22,6 +22,9 @@ from donjon.audit.frontier import Frontier
 from donjon.audit.merkle import leaf_hash
 from donjon.config import AuditSettings
 from donjon.store import connect, create_schema
+from postgres_support import PostgresServer, postgres_server
+
+__all__ = ["postgres_server"]  # the fixture, used by name below
 
 CADENCE = AuditSettings(checkpoint_records=7, checkpoint_s=3600)
 
@@ -129,6 +132,32 @@ def test_a_bad_row_in_a_forked_run_is_reported_by_the_one_process_path(
     result = _verify(engine, key, tmp_path, 3)
     assert not result.ok and result.bad_seq == 57 and "edited" in result.reason
     assert spied.forked == [(24, 40), (40, 61)] and spied.rows_here == 61
+
+
+@pytest.mark.slow
+def test_on_postgresql_the_runs_are_read_over_connections_of_their_own(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the forked readers open their own connections from the engine's URL:
+    a good log is split as on SQLite (its rows come as bytes), with the same result."""
+    monkeypatch.setattr(verify_split, "BLOCK_BITS", 5)
+    monkeypatch.setattr(verify_split, "MIN_RECORDS", 0)
+    engine = connect(postgres_server.url)
+    try:
+        create_schema(engine)
+        key = SigningKey.generate()
+        log = AuditLog(engine, key, settings=AuditSettings(checkpoint_records=50))
+        log._write(
+            [(AuditEvent("key:a", "function.invoke", f"f{i}", "ok", {}), None) for i in range(200)]
+        )
+        log.stop()
+        alone = verify_log(engine, key.verifier, processes=1)
+        spied = Spied(monkeypatch)
+        split = verify_log(engine, key.verifier, processes=3)
+        assert split.ok and split == alone and split.records == 200
+        assert spied.forked == [(64, 128), (128, 200)] and spied.rows_here == 0
+    finally:
+        engine.dispose()
 
 
 def test_a_reader_that_fails_is_no_answer() -> None:
