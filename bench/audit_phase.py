@@ -10,7 +10,8 @@ Donjon side: `AuditLog` on a SQLite file opened with `donjon.store.connect`
   (/proc/PID/stat: a figure the machine's load moves less than the rate), and,
   for comparison, through the in-process writer thread it replaced;
 - `verify_log` over N records built quickly through `_append` in large batches
-  (one pre-encoded entry: the fill is not what is measured).
+  (one pre-encoded entry: the fill is not what is measured), as `donjon audit verify`
+  runs it (split over the CPUs: audit/verify_split.py).
 
 Floor: the sqlite3 module alone, same pragmas, inserting pre-encoded rows of
 the same size in batches of 1000 (the target's baseline: `executemany` of
@@ -28,6 +29,7 @@ under `rounds`): all three wait on this disk's fsync, which moves from run to ru
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sqlite3
 import statistics
@@ -238,9 +240,14 @@ def run(
         log._append([entry] * n)
         have += n
     out["fill_s"] = time.perf_counter() - t0
+    # As `donjon audit verify` runs it: split over the CPUs where this tree can.
+    kw: dict[str, Any] = {}
+    if "processes" in inspect.signature(verify_log).parameters:
+        kw["processes"] = len(os.sched_getaffinity(0))
     t0 = time.perf_counter()
-    result = verify_log(engine, key)
+    result = verify_log(engine, key, **kw)
     out["verify_s"] = time.perf_counter() - t0
+    out["verify_processes"] = getattr(result, "processes", 1)
     out["verify_ok"] = result.ok and result.records == verify_records
     engine.dispose()
 

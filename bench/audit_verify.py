@@ -5,8 +5,8 @@ large batches, as audit_phase.py does), then times, in alternated rounds:
 
 - a bare scan of the same rows with the sqlite3 module (the floor: reading is all it does);
 - `verify_log` in one process (`processes=1`);
-- `verify_log` as `donjon audit verify` runs it (the records split over the CPUs this
-  process may use: audit/verify_split.py).
+- `verify_log` as `donjon audit verify` runs it (`processes` = the CPUs this process
+  may use: a long log's records split, audit/verify_split.py).
 
     python bench/audit_verify.py [--records 1000000] [--rounds 3] [--keep DIR]
 
@@ -59,6 +59,7 @@ def scan(path: Path) -> float:
 
 
 def verify(path: Path, key: Secret[bytes], records: int, processes: int | None) -> float:
+    """One verify_log's seconds (`processes` None: a tree that cannot split)."""
     engine = connect(f"sqlite:///{path}")
     kw = {} if processes is None else {"processes": processes}
     started = time.perf_counter()
@@ -91,7 +92,7 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             figures = [scan(path), verify(path, key, args.records, 1 if splits else None)]
             if splits:
-                figures.append(verify(path, key, args.records, None))
+                figures.append(verify(path, key, args.records, cpus))
             said = []
             for (kind, seen), took in zip(kinds.items(), figures, strict=True):
                 seen.append(took)

@@ -264,6 +264,8 @@ def _audit_rows(a: dict[str, Any]) -> list[Row]:
         if n == 1_000_000
         else (f"audit verify_log, {n:,} records scaled to 1M")
     )
+    if a.get("verify_processes", 1) > 1:
+        label += f", {a['verify_processes']} processes"
     rows.append(
         Row(
             label + " (vs bare scan)",

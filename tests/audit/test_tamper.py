@@ -138,6 +138,18 @@ def test_reordered_records_are_named(log: Log) -> None:
     assert not result.ok and result.bad_seq == 3 and "reordered" in result.reason
 
 
+def test_a_record_after_the_signed_head_is_named(log: Log) -> None:
+    """A row appended after the head, whole (its seq, its leaf hash): not written by Donjon."""
+    record = (
+        b'{"action":"x","actor":"evil","detail":{},"outcome":"ok","seq":36,"target":"y","ts":1.0}'
+    )
+    log.sql(
+        "INSERT INTO audit_log (seq, record, hash) VALUES (36, ?, ?)", record, leaf_hash(record)
+    )
+    result = log.verify()
+    assert not result.ok and result.bad_seq == 36 and "not written by Donjon" in result.reason
+
+
 def test_truncated_tail_is_named(log: Log) -> None:
     """Deleting the newest records is caught by the signed head, at the first gone."""
     log.sql("DELETE FROM audit_log WHERE seq > 28")

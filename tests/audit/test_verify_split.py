@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,9 @@ class Spied:
             self.rows_here += len(batch)
             rows(run, batch, witnesses)
 
-        def counting_fork(url: str, after: int, last: int, witnesses: Any) -> Any:
+        def counting_fork(source: Any, after: int, last: int, witnesses: Any) -> Any:
             self.forked.append((after, last))
-            return fork(url, after, last, witnesses)
+            return fork(source, after, last, witnesses)
 
         monkeypatch.setattr(verify_mod._Run, "_rows", counting_rows)
         monkeypatch.setattr(verify_mod, "fork_reader", counting_fork)
@@ -88,7 +89,7 @@ def test_a_good_log_is_read_by_the_other_processes(
     alone = _verify(engine, key, tmp_path, 1)
     spied = Spied(monkeypatch)
     split = _verify(engine, key, tmp_path, 3)
-    assert split.ok and split == alone
+    assert split.ok and split.processes == 3 and replace(split, processes=1) == alone
     assert split.checkpoints == alone.checkpoints > 10  # every checkpoint, inside blocks too
     assert spied.forked == [(24, 40), (40, 61)]  # the verifier reads (0, 24] itself
     assert spied.rows_here == 0
@@ -110,7 +111,8 @@ def test_an_incremental_verify_from_inside_a_block(
     _fill(engine, key, tmp_path, 40)  # 61 records; the state is at 21
     spied = Spied(monkeypatch)
     results = [_verify(engine, key, tmp_path, n, incremental=True) for n in (3, 1)]
-    assert results[0] == results[1] and results[0].ok and results[0].since == 21
+    assert replace(results[0], processes=1) == results[1]
+    assert results[0].ok and results[0].since == 21 and results[0].processes == 3
     assert spied.forked[:2] == [(40, 48), (48, 61)]
     assert spied.rows_here == 3 + 40  # 22..24 in the split run; all 40 alone
     state = [json.loads((tmp_path / f"state-{n}.json").read_text()) for n in (1, 3)]
@@ -154,16 +156,85 @@ def test_on_postgresql_the_runs_are_read_over_connections_of_their_own(
         alone = verify_log(engine, key.verifier, processes=1)
         spied = Spied(monkeypatch)
         split = verify_log(engine, key.verifier, processes=3)
-        assert split.ok and split == alone and split.records == 200
+        assert split.ok and replace(split, processes=1) == alone and split.records == 200
         assert spied.forked == [(64, 128), (128, 200)] and spied.rows_here == 0
     finally:
         engine.dispose()
 
 
-def test_a_reader_that_fails_is_no_answer() -> None:
-    """A forked reader whose database cannot be opened exits non-zero: no blocks."""
-    reader = verify_split.fork_reader("sqlite:////nonexistent/dir/a.db", 0, 8, [])
-    assert reader.result() is None
+def test_a_reader_that_fails_is_no_answer(tmp_path: Path) -> None:
+    """A forked reader whose database cannot be opened, or that is another file than the
+    verifier's, exits non-zero or declines: no blocks."""
+    gone = verify_split.Source("sqlite:////nonexistent/dir/a.db", "/nonexistent/dir/a.db", (0, 0))
+    assert verify_split.fork_reader(gone, 0, 8, []).result() is None
+    other = tmp_path / "b.db"
+    create_schema(connect(f"sqlite:///{other}"))
+    st = other.stat()
+    moved = verify_split.Source(f"sqlite:///{other}", str(other), (st.st_dev, st.st_ino + 1))
+    assert verify_split.fork_reader(moved, 0, 8, []).result() is None
+
+
+def test_a_reader_that_exits_non_zero_is_no_answer_whatever_it_wrote() -> None:
+    """Blocks written by a process that then failed are not taken."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(wfd, b"[]")
+        os._exit(3)
+    os.close(wfd)
+    assert verify_split.Reader(pid, rfd).result() is None
+
+
+def test_a_database_in_memory_is_read_by_one_process() -> None:
+    """No reader can open another process's database in memory: no source, no split."""
+    made = connect("sqlite://")
+    raw = made.raw_connection()
+    try:
+        assert verify_split.source_of(made, raw.cursor()) is None
+    finally:
+        raw.close()
+        made.dispose()
+
+
+def test_a_fork_that_fails_is_read_in_one_process_and_leaves_nothing(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second fork fails (EAGAIN): the first reader is killed and reaped, no pipe is
+    left open, and the log is verified by one process as if never split."""
+    key = SigningKey.generate()
+    _fill(engine, key, tmp_path, 61)
+    alone = _verify(engine, key, tmp_path, 1)
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        if forked:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    fds = len(os.listdir("/proc/self/fd"))
+    result = _verify(engine, key, tmp_path, 3)
+    assert replace(result, processes=1) == alone and result.processes == 1
+    assert len(forked) == 1 and not Path(f"/proc/{forked[0]}").exists()
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_records_of_another_sql_type_verify_the_same_split_or_not(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Records retyped TEXT (the same bytes) are taken as their bytes on both paths."""
+    key = SigningKey.generate()
+    _fill(engine, key, tmp_path, 61)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE audit_log SET record = CAST(record AS TEXT)")
+        (kind,) = conn.exec_driver_sql("SELECT typeof(record) FROM audit_log LIMIT 1").one()
+    assert kind == "text"
+    split, alone = (_verify(engine, key, tmp_path, n) for n in (3, 1))
+    assert alone.ok and split.processes == 3 and replace(split, processes=1) == alone
 
 
 def test_the_wire_form_keeps_every_block() -> None:
@@ -176,7 +247,7 @@ def test_the_wire_form_keeps_every_block() -> None:
     for block in blocks:
         tree.graft(block.size, block.hashes)
     assert tree == Frontier.from_leaves(leaves)
-    assert blocks[0].witnesses[0] == (3, Frontier.from_leaves(leaves[:3]).hashes)
+    assert blocks[0].witnesses[0] == (3, tuple(Frontier.from_leaves(leaves[:3]).hashes))
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -39,11 +40,15 @@ from donjon.audit.tree import HEAD_FORMAT
 from donjon.audit.verify_split import (
     CHUNK,
     RANGE,
+    SEQ_KEY,
     Block,
+    Reader,
+    as_bytes,
     fork_reader,
     param,
     plain_leaves,
     read_range,
+    source_of,
     split,
 )
 from donjon.audit.witness import (
@@ -56,8 +61,9 @@ from donjon.secret import Secret
 
 __all__ = ["VerifyResult", "verify_log"]
 
+log = logging.getLogger("donjon.audit")
+
 _STATE_FORMAT = "donjon-audit-verified/1"
-_SEQ_KEY = b',"seq":'
 _BELOW = "SELECT COUNT(*), MAX(seq) FROM audit_log WHERE seq <= ?"
 _AFTER = "SELECT seq, record, hash FROM audit_log WHERE seq > ? ORDER BY seq"
 
@@ -77,6 +83,8 @@ class VerifyResult:
     warnings: tuple[str, ...] = ()
     #: Incremental: the size verified before, whose records were not read again.
     since: int = 0
+    #: How many processes read the records (more than 1: a long log split, verify_split.py).
+    processes: int = 1
 
 
 class _Bad(Exception):
@@ -100,18 +108,17 @@ def verify_log(
     checkpoint_file: Path | None = None,
     state_file: Path | None = None,
     incremental: bool = False,
-    processes: int | None = None,
+    processes: int = 1,
 ) -> VerifyResult:
     """Verify the log against `key` (the verifier key, or the signing key or its seed).
 
     `checkpoint_file`: the append-only copy of the checkpoints, checked too.
     `state_file`: where the last verified checkpoint is kept; read when
     `incremental`, written after every successful verify.
-    `processes`: how many read and hash a long log's records at once (default: the
-    CPUs this process may run on; verify_split.py).
+    `processes`: how many processes may read and hash a long log's records at once
+    (verify_split.py: forked, so give more than 1 only from a process with no other
+    thread, as `donjon audit verify`).
     """
-    if processes is None:
-        processes = len(os.sched_getaffinity(0))
     vkey = _verifier(key)
     start = _load_state(state_file, vkey) if incremental and state_file else Frontier()
     from_file = read_file_checkpoints(checkpoint_file, vkey)  # before the snapshot
@@ -157,6 +164,7 @@ class _Run:
         self.last_good = start.size  # the newest size whose root a witness confirmed
         self.last_verified: Frontier | None = None
         self.below = (0, 0)  # (count, max seq) of the rows at or before `start`
+        self.processes = 1  # how many read the records
 
     def read(self, engine: Engine, processes: int) -> None:
         """Read the head, the checkpoints and the records in one snapshot (WAL); the
@@ -167,6 +175,8 @@ class _Run:
             cur = raw.cursor()
             if engine.dialect.name == "sqlite":
                 cur.execute("BEGIN")
+            elif engine.dialect.name == "postgresql":  # one snapshot for every statement
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cur.execute("SELECT seq, hash, mac, format, ts_ms FROM audit_head WHERE id = 1")
             row = cur.fetchone()
             if row is not None and row[3] != HEAD_FORMAT:
@@ -199,47 +209,55 @@ class _Run:
     ) -> bool:
         """The records read by `processes` processes at once (verify_split.py): True when
         they were all plainly good and every root matched. False when the one-process
-        path must read them (a short log, one CPU, or anything else), with the state as
-        it was, so that path finds and reports it as it always has."""
+        path must read them (a short log, one process, a database the readers cannot be
+        sure to reach, or anything not plainly good), with the state as it was, so that
+        path finds and reports it as it always has."""
         end = self.head.size if self.head is not None else 0
         plan = split(self.start, end, processes)
         if plan is None:
             return False
         cur.execute("SELECT MAX(seq) FROM audit_log")
         if (cur.fetchone() or (None,))[0] != end:
-            return False  # rows beyond the signed head, or missing at its end
+            return False  # rows after the signed head, or missing at its end
+        source = source_of(engine, cur)
+        if source is None:
+            return False
         aligned, runs = plan
-        url = engine.url.render_as_string(hide_password=False)
         saved = (self.frontier.copy(), self.matched, self.last_good, self.last_verified)
-        readers = [fork_reader(url, after, last, witnesses) for after, last in runs[1:]]
+        readers: list[Reader] = []
         try:
+            for after, last in runs[1:]:
+                readers.append(fork_reader(source, after, last, witnesses))
             if aligned > self.start:  # up to the first block boundary, read here
                 cur.execute(param(RANGE, qmark), (self.start, aligned))
                 while rows := cur.fetchmany(CHUNK):
                     self._rows(rows, witnesses)
-            parts = [read_range(cur, qmark, *runs[0], witnesses)]
-            parts += [reader.result() for reader in readers]
-            if self.frontier.size != aligned or any(part is None for part in parts):
-                raise _Bad("not plainly good", None)
-            for part in parts:
-                self._graft(part or [])
+            self._graft(aligned, read_range(cur, qmark, *runs[0], witnesses))
+            for reader, (after, _) in zip(readers, runs[1:], strict=True):
+                self._graft(after, reader.result())
             if self.frontier.size != end:
-                raise _Bad("not plainly good", None)
+                raise _Bad("a run ended short", None)
+            self.processes = len(runs)
             return True
-        except (_Bad, MerkleError):
+        except (_Bad, MerkleError, OSError) as e:
+            reason = e.reason if isinstance(e, _Bad) else f"{type(e).__name__}: {e}"
+            log.info("audit verify: read again in one process (%s)", reason)
             self.frontier, self.matched, self.last_good, self.last_verified = saved
             return False
         finally:
             for reader in readers:
                 reader.kill()
 
-    def _graft(self, blocks: list[Block]) -> None:
-        """Blocks folded apart, joined to the tree in order, each checkpoint inside one
-        compared on the way (`_Bad` at the first that differs)."""
+    def _graft(self, after: int, blocks: list[Block] | None) -> None:
+        """The run of blocks after seq `after`, folded apart (None: not plainly good),
+        joined to the tree in order, each checkpoint inside a block compared on the way
+        (`_Bad` at the first that differs)."""
+        if blocks is None or self.frontier.size != after:
+            raise _Bad(f"the run after record {after} is not plainly good", None)
         for block in blocks:
             frontier = self.frontier
             if frontier.size != block.first - 1:
-                raise _Bad("not plainly good", None)
+                raise _Bad(f"the block from record {block.first} does not follow", None)
             for size, hashes in block.witnesses:
                 tree = frontier.copy()
                 tree.graft(size - frontier.size, hashes)
@@ -291,7 +309,7 @@ class _Run:
             if at < n:
                 seq, record, stored = rows[at]
                 # Raises, unless the seq was written "007,": then the row is good.
-                self._record(int(seq), _as_bytes(record), _as_bytes(stored))
+                self._record(int(seq), as_bytes(record), as_bytes(stored))
                 at += 1
 
     def _record(self, seq: int, record: bytes, stored: bytes) -> None:
@@ -321,7 +339,8 @@ class _Run:
         sources = [s.roots[size] for s in (self.table, self.file) if size in s.roots]
         if not sources:
             return
-        tree = tree or self.frontier
+        if tree is None:
+            tree = self.frontier
         root = tree.root()
         for want, where in sources:
             if want != root:
@@ -357,7 +376,12 @@ class _Run:
             if size not in self.table.roots:
                 self.warnings.append(f"{where} is not in the database (its row was deleted)")
         return VerifyResult(
-            True, count, checkpoints=self.matched, warnings=tuple(self.warnings), since=self.start
+            True,
+            count,
+            checkpoints=self.matched,
+            warnings=tuple(self.warnings),
+            since=self.start,
+            processes=self.processes,
         )
 
     def _check_head(self, count: int) -> None:
@@ -395,20 +419,14 @@ class _Run:
 def _named_seq(record: bytes) -> int | None:
     """The top-level "seq" of a canonical record: the last `,"seq":` in it (a key inside
     `detail` comes before it; inside a string the quote would be escaped)."""
-    at = record.rfind(_SEQ_KEY)
+    at = record.rfind(SEQ_KEY)
     if at < 0:
         return None
-    end = record.find(b",", at + len(_SEQ_KEY))
+    end = record.find(b",", at + len(SEQ_KEY))
     try:
-        return int(record[at + len(_SEQ_KEY) : end])
+        return int(record[at + len(SEQ_KEY) : end])
     except ValueError:
         return None
-
-
-def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return str(value).encode()
 
 
 def _why(seq: int, record: bytes) -> str:

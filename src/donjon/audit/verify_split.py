@@ -1,28 +1,33 @@
 """Verify's records read and hashed by several processes at once (issue 14, target 4).
 
-Verifying is CPU-bound: each record's leaf hash, its checks and the tree's fold,
-about 6 µs a record in Python on a slow core beside SQLite's 2 µs to read it (a
-million records took 7.9 s on one core). The tree splits without changing a
-hash: from a leaf index that is a multiple of a power of two, the leaves after it
-form perfect subtrees of the whole tree, so their compact range can be folded
-apart and grafted on (`Frontier.graft`). So the records after the verified start
-are cut at blocks of `BLOCK` leaves, each process reads its run of blocks over its
+Verifying is CPU-bound: each record's leaf hash, its checks and the tree's fold
+take about 3.5 µs a record in Python beside SQLite's 1.4 µs to read it (a
+million records took 4.8-5.2 s on one core of the machine docs/performance.md's
+twenty-first round names). The tree splits without changing a hash: from a leaf
+index that is a multiple of a power of two, the leaves after it form perfect
+subtrees of the whole tree, so their compact range can be folded apart and
+grafted on (`Frontier.graft`). So the records after the verified start are cut
+at blocks of 2**BLOCK_BITS leaves, each process reads its run of blocks over its
 own connection and returns, per block, the block's compact range and the compact
 range at each checkpoint's size inside it; the verifier grafts them in order and
 compares the roots at each checkpoint as it goes.
 
-Only what is plainly good is split. A process that meets any row that is not (a
-seq out of order, a leaf hash that differs, a record naming another seq), a range
-that ends short, or a process that fails, and any root that differs, sends the
-whole verification back to the one-process path over the verifier's own snapshot,
-so a bad log is reported exactly as it always was: which record, which range.
-The one-process path also runs for small logs (`MIN_RECORDS`) and on one CPU.
+Only what is plainly good is split. The log's largest seq must be the signed
+head's size (rows after the head, or missing at its end, are the one-process
+path's to name). A process that meets any row that is not plainly good (a seq
+out of order, a leaf hash that differs, a record naming another seq), a run that
+ends short, a process that fails, and any root that differs, send the whole
+verification back to the one-process path over the verifier's own snapshot, so a
+bad log is reported exactly as it always was: which record, which range. The
+one-process path also runs for short logs (`MIN_RECORDS`), for one process, and
+where a reader cannot be sure to read the verifier's database (`source_of`).
 
-Each process reads in its own snapshot. The log is append-only and the ranges stop
-at the signed head's size, so a snapshot taken later holds the same rows unless
-someone rewrote them meanwhile; whatever a process reads must still hash to the
-signed checkpoints and head, so a split run that passes has read records that
-the signatures vouch for.
+What each process reads: on PostgreSQL, the verifier's own snapshot (exported,
+and imported by each reader's transaction). On SQLite, the same file (its device
+and inode, checked by each reader) in a snapshot of its own, taken after the
+verifier's: the log is append-only and the runs stop at the head's size, so it
+holds the same rows unless someone rewrote them meanwhile, and whatever a
+process reads must still hash to the signed checkpoints and head.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ import bisect
 import contextlib
 import itertools
 import json
+import logging
 import os
+import re
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
+
+from sqlalchemy import Engine
 
 from donjon.audit.frontier import Frontier
 
@@ -63,9 +72,15 @@ MAX_PROCESSES = 4
 #: Rows fetched at once.
 CHUNK = 50_000
 
-_SEQ_KEY = b',"seq":'
-_SEQ_LEN = len(_SEQ_KEY)
+#: What precedes a canonical record's own seq: its last occurrence (a key inside
+#: `detail` comes before it; inside a string the quote would be escaped).
+SEQ_KEY = b',"seq":'
+_SEQ_LEN = len(SEQ_KEY)
 RANGE = "SELECT seq, record, hash FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq"
+#: A PostgreSQL snapshot id as `pg_export_snapshot()` writes it (put in SQL as text).
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+
+log = logging.getLogger("donjon.audit")
 
 
 def param(query: str, qmark: bool) -> str:
@@ -73,18 +88,29 @@ def param(query: str, qmark: bool) -> str:
     return query if qmark else query.replace("?", "%s")
 
 
+def as_bytes(value: object) -> bytes:
+    """A column's value as stored; tampering may have changed its SQL type."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
 def plain_leaves(rows: Sequence[Any], expected: int, start: int = 0) -> list[bytes]:
     """The leaf hashes of the rows from `rows[start]` on that are plainly good, up to the
     first that is not: a row is if it has seq `expected` (then the next), its record's
-    leaf hash is the stored one, and the record names its own seq (its last `,"seq":`,
-    which a key inside `detail` precedes and a string cannot hold unescaped)."""
+    leaf hash is the stored one, and the record names its own seq (its last `,"seq":`).
+    A record or hash of another SQL type is taken as its bytes, as the general path
+    takes it."""
     leaves: list[bytes] = []
     append = leaves.append
-    for seq, record, stored in itertools.islice(rows, start, None):
-        if type(record) is not bytes or type(stored) is not bytes or seq != expected:
+    for i in range(start, len(rows)):
+        seq, record, stored = rows[i]
+        if type(record) is not bytes or type(stored) is not bytes:
+            record, stored = as_bytes(record), as_bytes(stored)
+        if seq != expected:
             break
         leaf = sha256(b"\x00" + record).digest()
-        at = record.rfind(_SEQ_KEY)
+        at = record.rfind(SEQ_KEY)
         if leaf != stored or at < 0 or not record.startswith(b"%d," % seq, at + _SEQ_LEN):
             break
         append(leaf)
@@ -99,14 +125,14 @@ class Block:
     first: int
     size: int
     #: The block's own compact range (one hash for a whole block).
-    hashes: list[bytes]
+    hashes: tuple[bytes, ...]
     #: (tree size, the block's compact range up to it) at each checkpoint inside it.
-    witnesses: list[tuple[int, list[bytes]]]
+    witnesses: tuple[tuple[int, tuple[bytes, ...]], ...]
 
 
 def _block(first: int, leaves: list[bytes], witnesses: Sequence[int]) -> Block:
     local = Frontier()
-    seen: list[tuple[int, list[bytes]]] = []
+    seen: list[tuple[int, tuple[bytes, ...]]] = []
     base = first - 1
     lo = bisect.bisect_right(witnesses, base)
     hi = bisect.bisect_right(witnesses, base + len(leaves))
@@ -114,9 +140,9 @@ def _block(first: int, leaves: list[bytes], witnesses: Sequence[int]) -> Block:
     for size in witnesses[lo:hi]:
         local.extend(leaves[done : size - base])
         done = size - base
-        seen.append((size, list(local.hashes)))
+        seen.append((size, tuple(local.hashes)))
     local.extend(leaves[done:])
-    return Block(first, len(leaves), list(local.hashes), seen)
+    return Block(first, len(leaves), tuple(local.hashes), tuple(seen))
 
 
 def read_range(
@@ -173,6 +199,42 @@ def split(start: int, end: int, processes: int) -> tuple[int, list[tuple[int, in
 # -- the other processes --------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a forked reader finds the verifier's records: the engine's URL, and what
+    makes sure it reads the same ones. SQLite: the file's (device, inode), which the
+    reader checks on the file it opened; PostgreSQL: the verifier's snapshot
+    (`pg_export_snapshot()`), which the reader's transaction imports, so it reads the
+    verifier's own rows, and fails on any other server."""
+
+    url: str
+    sqlite: str | None = None
+    identity: tuple[int, int] | None = None
+    snapshot: str | None = None
+
+
+def source_of(engine: Engine, cursor: Any) -> Source | None:
+    """How forked readers reach the rows `cursor`'s transaction sees (PostgreSQL: begun
+    REPEATABLE READ), or None when they cannot (a database in memory, another kind)."""
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "sqlite":
+        path = engine.url.database
+        if not path or path == ":memory:" or engine.url.query.get("mode") == "memory":
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return Source(url, sqlite=path, identity=(st.st_dev, st.st_ino))
+    if engine.dialect.name == "postgresql":
+        cursor.execute("SELECT pg_export_snapshot()")
+        (snapshot,) = cursor.fetchone()
+        if not _SNAPSHOT_ID.fullmatch(str(snapshot)):
+            return None
+        return Source(url, snapshot=str(snapshot))
+    return None
+
+
 @dataclass
 class Reader:
     """A forked process reading one run of blocks; its answer comes through `fd`."""
@@ -186,10 +248,12 @@ class Reader:
         try:
             while data := os.read(self.fd, 1 << 20):
                 chunks.append(data)
-        finally:
-            os.close(self.fd)
-            self.fd = -1
-            _, status = os.waitpid(self.pid, 0)
+        except BaseException:  # interrupted: it is not waited for
+            self.kill()
+            raise
+        os.close(self.fd)
+        self.fd = -1
+        _, status = os.waitpid(self.pid, 0)
         if status != 0:
             return None
         try:
@@ -198,7 +262,7 @@ class Reader:
             return None
 
     def kill(self) -> None:
-        """End it unread (the verification failed before its answer was needed)."""
+        """End it unread (the verification failed, or goes on without it)."""
         if self.fd < 0:
             return
         os.close(self.fd)
@@ -208,15 +272,20 @@ class Reader:
         os.waitpid(self.pid, 0)
 
 
-def fork_reader(url: str, after: int, last: int, witnesses: Sequence[int]) -> Reader:
-    """Fork a process that opens the database at `url` itself and reads one run."""
+def fork_reader(source: Source, after: int, last: int, witnesses: Sequence[int]) -> Reader:
+    """Fork a process that opens the database itself and reads one run (`read_range`)."""
     rfd, wfd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(rfd)
+        os.close(wfd)
+        raise
     if pid == 0:  # pragma: no cover - the child ends in os._exit, so coverage never saves it
         code = 1
         try:
             os.close(rfd)
-            payload = _encode(_read_url(url, after, last, witnesses))
+            payload = _encode(_read_source(source, after, last, witnesses))
             with os.fdopen(wfd, "wb") as out:
                 out.write(payload)
             code = 0
@@ -226,19 +295,28 @@ def fork_reader(url: str, after: int, last: int, witnesses: Sequence[int]) -> Re
     return Reader(pid, rfd)
 
 
-def _read_url(  # pragma: no cover - runs in the forked reader
-    url: str, after: int, last: int, witnesses: Sequence[int]
+def _read_source(  # pragma: no cover - runs in the forked reader
+    source: Source, after: int, last: int, witnesses: Sequence[int]
 ) -> list[Block] | None:
     from donjon.store import connect
 
-    engine = connect(url)
+    engine = connect(source.url)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        sqlite = engine.dialect.name == "sqlite"
-        if sqlite:
+        if source.sqlite is not None:
             cursor.execute("BEGIN")
-        return read_range(cursor, engine.dialect.paramstyle == "qmark", after, last, witnesses)
+            cursor.execute("SELECT 1 FROM audit_head")  # the file is open, and read from
+            st = os.stat(source.sqlite)
+            if (st.st_dev, st.st_ino) != source.identity:
+                return None
+        elif source.snapshot is not None:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")  # nosec B608
+        else:
+            return None
+        qmark = engine.dialect.paramstyle == "qmark"
+        return read_range(cursor, qmark, after, last, witnesses)
     finally:
         raw.rollback()
         raw.close()
@@ -251,7 +329,7 @@ def _encode(blocks: list[Block] | None) -> bytes:
     return json.dumps([[b.first, b.size, _hex(b.hashes), _seen(b)] for b in blocks]).encode()
 
 
-def _hex(hashes: list[bytes]) -> list[str]:
+def _hex(hashes: Sequence[bytes]) -> list[str]:
     return [h.hex() for h in hashes]
 
 
@@ -267,8 +345,8 @@ def _decode(data: bytes) -> list[Block] | None:
         Block(
             int(first),
             int(size),
-            [bytes.fromhex(h) for h in hashes],
-            [(int(s), [bytes.fromhex(h) for h in hs]) for s, hs in seen],
+            tuple(bytes.fromhex(h) for h in hashes),
+            tuple((int(s), tuple(bytes.fromhex(h) for h in hs)) for s, hs in seen),
         )
         for first, size, hashes, seen in raw
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,8 +217,8 @@ def _verifier_key(settings: Settings, given: str | None) -> VerifierKey:
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Read and hash a long log's records in N processes (default: one per CPU "
-    "this command may use; 1: this process alone).",
+    help="Read and hash a long log's records in up to N processes (default: one per "
+    "CPU this command may use; at most 4; 1: this process alone).",
 )
 @output_option
 def audit_verify(
@@ -240,7 +241,7 @@ def audit_verify(
             checkpoint_file=settings.audit_checkpoints_path,
             state_file=settings.audit_verified_path,
             incremental=incremental,
-            processes=processes,
+            processes=len(os.sched_getaffinity(0)) if processes is None else processes,
         )
     finally:
         engine.dispose()
@@ -254,6 +255,7 @@ def audit_verify(
                 "reason": result.reason,
                 "checkpoints": result.checkpoints,
                 "since": result.since,
+                "processes": result.processes,
                 "warnings": list(result.warnings),
             }
         )
@@ -263,9 +265,10 @@ def audit_verify(
     if result.ok:
         if output is OutputFormat.TABLE:
             since = f", from record {result.since + 1}" if result.since else ""
+            split = f" (read by {result.processes} processes)" if result.processes > 1 else ""
             click.echo(
                 f"audit log intact: {result.records} records{since}, "
-                f"{result.checkpoints} signed checkpoints matched"
+                f"{result.checkpoints} signed checkpoints matched{split}"
             )
         return
     if output is OutputFormat.TABLE:
