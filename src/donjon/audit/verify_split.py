@@ -27,7 +27,9 @@ and imported by each reader's transaction). On SQLite, the same file (its device
 and inode, checked by each reader) in a snapshot of its own, taken after the
 verifier's: the log is append-only and the runs stop at the head's size, so it
 holds the same rows unless someone rewrote them meanwhile, and whatever a
-process reads must still hash to the signed checkpoints and head.
+process reads must still hash to the signed checkpoints and head. A reader has no
+deadline of its own: a database that stops answering holds the verification, as
+it would hold the verifier's own connection.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import bisect
 import contextlib
 import itertools
 import json
-import logging
 import os
 import re
 import signal
@@ -79,8 +80,6 @@ _SEQ_LEN = len(SEQ_KEY)
 RANGE = "SELECT seq, record, hash FROM audit_log WHERE seq > ? AND seq <= ? ORDER BY seq"
 #: A PostgreSQL snapshot id as `pg_export_snapshot()` writes it (put in SQL as text).
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
-
-log = logging.getLogger("donjon.audit")
 
 
 def param(query: str, qmark: bool) -> str:
