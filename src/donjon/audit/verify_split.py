@@ -147,7 +147,7 @@ def _block(first: int, leaves: list[bytes], witnesses: Sequence[int]) -> Block:
 def read_range(
     cursor: Any, qmark: bool, after: int, last: int, witnesses: Sequence[int]
 ) -> list[Block] | None:
-    """The blocks of seqs `after + 1`..`last` (`after` a multiple of `BLOCK`), each folded,
+    """The blocks of seqs `after + 1`..`last` (`after` a multiple of 2**BLOCK_BITS), each folded,
     with its compact range at each size in `witnesses` (sorted); None when a row is not
     plainly good or the range ends short."""
     block = 1 << BLOCK_BITS
