@@ -150,6 +150,17 @@ def test_a_record_after_the_signed_head_is_named(log: Log) -> None:
     assert not result.ok and result.bad_seq == 36 and "not written by Donjon" in result.reason
 
 
+def test_a_record_before_seq_1_is_named(log: Log) -> None:
+    """A row slid in below the first (seq 0, its own leaf hash): the records read start at
+    1, so it is looked for apart."""
+    record = (
+        b'{"action":"x","actor":"evil","detail":{},"outcome":"ok","seq":0,"target":"y","ts":1.0}'
+    )
+    log.sql("INSERT INTO audit_log (seq, record, hash) VALUES (0, ?, ?)", record, leaf_hash(record))
+    result = log.verify()
+    assert not result.ok and result.bad_seq == 0 and "before seq 1" in result.reason
+
+
 def test_truncated_tail_is_named(log: Log) -> None:
     """Deleting the newest records is caught by the signed head, at the first gone."""
     log.sql("DELETE FROM audit_log WHERE seq > 28")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -140,8 +141,10 @@ def test_a_bad_row_in_a_forked_run_is_reported_by_the_one_process_path(
 def test_on_postgresql_the_runs_are_read_over_connections_of_their_own(
     postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL the forked readers open their own connections from the engine's URL:
-    a good log is split as on SQLite (its rows come as bytes), with the same result."""
+    """On PostgreSQL the forked readers open their own connections from the engine's URL
+    and import the verifier's snapshot: a good log is split as on SQLite (its rows come as
+    bytes), with the same result; a failure that aborts the verifier's transaction while
+    the split is set up starts the verification again in one process."""
     monkeypatch.setattr(verify_split, "BLOCK_BITS", 5)
     monkeypatch.setattr(verify_split, "MIN_RECORDS", 0)
     engine = connect(postgres_server.url)
@@ -158,6 +161,12 @@ def test_on_postgresql_the_runs_are_read_over_connections_of_their_own(
         split = verify_log(engine, key.verifier, processes=3)
         assert split.ok and replace(split, processes=1) == alone and split.records == 200
         assert spied.forked == [(64, 128), (128, 200)] and spied.rows_here == 0
+
+        def aborting(engine: Engine, cursor: Any, opened: Any) -> None:
+            cursor.execute("SELECT donjon_no_such_function()")  # the transaction is aborted
+
+        monkeypatch.setattr(verify_mod, "source_of", aborting)
+        assert verify_log(engine, key.verifier, processes=3) == alone
     finally:
         engine.dispose()
 
@@ -190,10 +199,64 @@ def test_a_database_in_memory_is_read_by_one_process() -> None:
     made = connect("sqlite://")
     raw = made.raw_connection()
     try:
-        assert verify_split.source_of(made, raw.cursor()) is None
+        opened = verify_split.sqlite_identity(made)
+        assert opened is None and verify_split.source_of(made, raw.cursor(), opened) is None
     finally:
         raw.close()
         made.dispose()
+
+
+def test_a_file_replaced_since_the_verifier_opened_it_is_not_split(engine: Engine) -> None:
+    """Readers open the file by its path: if the path no longer names the file the
+    verifier opened, they would read another log, so there is no source."""
+    opened = verify_split.sqlite_identity(engine)
+    assert opened is not None
+    raw = engine.raw_connection()
+    try:
+        assert verify_split.source_of(engine, raw.cursor(), opened) is not None
+        moved = (opened[0], opened[1] + 1)
+        assert verify_split.source_of(engine, raw.cursor(), moved) is None
+    finally:
+        raw.close()
+
+
+def test_with_sigchld_ignored_the_readers_are_not_trusted_and_nothing_raises(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """With SIGCHLD ignored the kernel reaps the readers, so how they ended is unknown: the
+    verification is made in one process, with the same result."""
+    key = SigningKey.generate()
+    _fill(engine, key, tmp_path, 61)
+    alone = _verify(engine, key, tmp_path, 1)
+    before = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        result = _verify(engine, key, tmp_path, 3)
+    finally:
+        signal.signal(signal.SIGCHLD, before)
+    assert result == alone and result.processes == 1
+
+
+def test_a_split_that_cannot_be_set_up_starts_again_in_one_process(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readers' source failing (on PostgreSQL, a snapshot's export refused, which
+    aborts the transaction) does not fail the verification: it starts again in one
+    process, from the same start."""
+    key = SigningKey.generate()
+    _fill(engine, key, tmp_path, 21)
+    assert _verify(engine, key, tmp_path, 1).ok
+    (tmp_path / "state-3.json").write_text((tmp_path / "state-1.json").read_text())
+    _fill(engine, key, tmp_path, 40)
+    alone = _verify(engine, key, tmp_path, 1, incremental=True)
+
+    def refused(*args: Any) -> None:
+        raise RuntimeError("permission denied for function pg_export_snapshot")
+
+    monkeypatch.setattr(verify_mod, "source_of", refused)
+    result = _verify(engine, key, tmp_path, 3, incremental=True)
+    assert result == alone and result.ok and result.since == 21 and result.processes == 1
+    full = _verify(engine, key, tmp_path, 3)
+    assert full.ok and full.records == 61 and full.processes == 1
 
 
 def test_a_fork_that_fails_is_read_in_one_process_and_leaves_nothing(

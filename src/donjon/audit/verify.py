@@ -22,8 +22,6 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from hashlib import sha256
@@ -33,7 +31,6 @@ from typing import Any
 from sqlalchemy import Engine
 
 from donjon.audit.checkpoint import SigningKey, VerifierKey
-from donjon.audit.errors import AuditError
 from donjon.audit.frontier import Frontier
 from donjon.audit.merkle import MerkleError
 from donjon.audit.tree import HEAD_FORMAT
@@ -50,7 +47,9 @@ from donjon.audit.verify_split import (
     read_range,
     source_of,
     split,
+    sqlite_identity,
 )
+from donjon.audit.verify_state import load_state, save_state
 from donjon.audit.witness import (
     Witnesses,
     read_file_checkpoints,
@@ -63,7 +62,6 @@ __all__ = ["VerifyResult", "verify_log"]
 
 log = logging.getLogger("donjon.audit")
 
-_STATE_FORMAT = "donjon-audit-verified/1"
 _BELOW = "SELECT COUNT(*), MAX(seq) FROM audit_log WHERE seq <= ?"
 _AFTER = "SELECT seq, record, hash FROM audit_log WHERE seq > ? ORDER BY seq"
 
@@ -85,6 +83,10 @@ class VerifyResult:
     since: int = 0
     #: How many processes read the records (more than 1: a long log split, verify_split.py).
     processes: int = 1
+
+
+class _Restart(Exception):
+    """The split's set-up aborted the verifier's transaction: start again in one process."""
 
 
 class _Bad(Exception):
@@ -120,11 +122,15 @@ def verify_log(
     thread, as `donjon audit verify`).
     """
     vkey = _verifier(key)
-    start = _load_state(state_file, vkey) if incremental and state_file else Frontier()
+    start = load_state(state_file, vkey) if incremental and state_file else Frontier()
     from_file = read_file_checkpoints(checkpoint_file, vkey)  # before the snapshot
-    run = _Run(vkey, start, from_file)
+    run = _Run(vkey, start.copy(), from_file)
     try:
-        run.read(engine, processes)
+        try:
+            run.read(engine, processes)
+        except _Restart:  # nothing was reported yet: the same verification, one process
+            run = _Run(vkey, start, from_file)
+            run.read(engine, 1)
         result = run.finish()
     except _Bad as bad:
         return VerifyResult(
@@ -139,7 +145,7 @@ def verify_log(
         )
     if state_file is not None and run.last_verified is not None:
         try:
-            _save_state(state_file, vkey, run.last_verified)
+            save_state(state_file, vkey, run.last_verified)
         except OSError as e:  # a full disk: the log was verified all the same
             note = (
                 f"{state_file.name} was not updated ({e.strerror}): the next verify reads "
@@ -170,6 +176,7 @@ class _Run:
         """Read the head, the checkpoints and the records in one snapshot (WAL); the
         records in `processes` processes when the log is long (verify_split.py)."""
         qmark = engine.dialect.paramstyle == "qmark"
+        opened = sqlite_identity(engine)  # the file the connection opens (the split's readers')
         raw = engine.raw_connection()
         try:
             cur = raw.cursor()
@@ -194,8 +201,10 @@ class _Run:
                 count, top = cur.fetchone() or (0, 0)
                 self.below = (int(count), int(top or 0))
                 self._check_start()
+            else:
+                self._check_none_before(cur)
             witnesses = sorted(set(self.table.roots) | set(self.file.roots))
-            if not self._read_split(engine, cur, qmark, witnesses, processes):
+            if not self._read_split(engine, cur, qmark, witnesses, processes, opened):
                 cur.execute(param(_AFTER, qmark), (self.start,))
                 while rows := cur.fetchmany(CHUNK):
                     self._rows(rows, witnesses)
@@ -204,8 +213,25 @@ class _Run:
             raw.rollback()
             raw.close()
 
+    def _check_none_before(self, cur: Any) -> None:
+        """No row before seq 1: the records read start after it, so one slid in below would
+        go unread."""
+        cur.execute("SELECT COUNT(*), MIN(seq) FROM audit_log WHERE seq < 1")
+        count, first = cur.fetchone() or (0, 0)
+        if count:
+            raise _Bad(
+                f"{count} record(s) before seq 1 (the first at {first}) were not written by Donjon",
+                int(first),
+            )
+
     def _read_split(
-        self, engine: Engine, cur: Any, qmark: bool, witnesses: list[int], processes: int
+        self,
+        engine: Engine,
+        cur: Any,
+        qmark: bool,
+        witnesses: list[int],
+        processes: int,
+        opened: tuple[int, int] | None,
     ) -> bool:
         """The records read by `processes` processes at once (verify_split.py): True when
         they were all plainly good and every root matched. False when the one-process
@@ -219,7 +245,11 @@ class _Run:
         cur.execute("SELECT MAX(seq) FROM audit_log")
         if (cur.fetchone() or (None,))[0] != end:
             return False  # rows after the signed head, or missing at its end
-        source = source_of(engine, cur)
+        try:
+            source = source_of(engine, cur, opened)
+        except Exception as e:  # the snapshot's export refused: the transaction is aborted
+            log.info("audit verify: read again in one process (%s)", type(e).__name__)
+            raise _Restart from e
         if source is None:
             return False
         aligned, runs = plan
@@ -437,42 +467,3 @@ def _why(seq: int, record: bytes) -> str:
     if isinstance(body, dict) and body.get("seq") != seq:
         return f"record {seq} holds the record of seq {body.get('seq')}: the log was reordered"
     return f"record {seq} does not match its leaf hash: it was edited"
-
-
-def _load_state(path: Path, key: VerifierKey) -> Frontier:
-    hint = "run `donjon audit verify` without --incremental once"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return Frontier()
-    except ValueError:
-        raise AuditError(f"{path} is not JSON", hint=hint) from None
-    if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
-        raise AuditError(f"{path} is not a verify state file", hint=hint)
-    if data.get("verifier_key") != str(key):
-        raise AuditError(f"{path} was written for another verifier key", hint=hint)
-    try:
-        return Frontier.from_json(data)
-    except MerkleError as e:
-        raise AuditError(f"{path}: {e.message}", hint=hint) from None
-
-
-def _save_state(path: Path, key: VerifierKey, frontier: Frontier) -> None:
-    state = {
-        "format": _STATE_FORMAT,
-        "verifier_key": str(key),
-        "root": frontier.root().hex(),
-        "verified_at": round(time.time(), 3),
-        **frontier.to_json(),
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # no half-written copy left beside the state
-        raise

@@ -53,15 +53,21 @@ from donjon.audit.frontier import Frontier
 __all__ = [
     "BLOCK_BITS",
     "CHUNK",
+    "MAX_PROCESSES",
     "MIN_RECORDS",
     "RANGE",
+    "SEQ_KEY",
     "Block",
     "Reader",
+    "Source",
+    "as_bytes",
     "fork_reader",
     "param",
     "plain_leaves",
     "read_range",
+    "source_of",
     "split",
+    "sqlite_identity",
 ]
 
 #: Blocks of 2**BLOCK_BITS leaves: the unit a process folds alone.
@@ -212,19 +218,34 @@ class Source:
     snapshot: str | None = None
 
 
-def source_of(engine: Engine, cursor: Any) -> Source | None:
+def sqlite_identity(engine: Engine) -> tuple[int, int] | None:
+    """The (device, inode) of `engine`'s SQLite file, or None (not SQLite, in memory, or
+    not there)."""
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None
+    if engine.url.query.get("mode") == "memory":
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def source_of(engine: Engine, cursor: Any, opened: tuple[int, int] | None) -> Source | None:
     """How forked readers reach the rows `cursor`'s transaction sees (PostgreSQL: begun
-    REPEATABLE READ), or None when they cannot (a database in memory, another kind)."""
+    REPEATABLE READ), or None when they cannot: a database in memory, another kind, or a
+    SQLite file that is not the one there was when the verifier opened its connection
+    (`opened`: `sqlite_identity` just before). On PostgreSQL the snapshot's export may
+    fail (a role refused it): the transaction is then aborted, and the caller must
+    start again in one process."""
     url = engine.url.render_as_string(hide_password=False)
     if engine.dialect.name == "sqlite":
-        path = engine.url.database
-        if not path or path == ":memory:" or engine.url.query.get("mode") == "memory":
+        now = sqlite_identity(engine)
+        if now is None or now != opened:
             return None
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return Source(url, sqlite=path, identity=(st.st_dev, st.st_ino))
+        return Source(url, sqlite=engine.url.database, identity=now)
     if engine.dialect.name == "postgresql":
         cursor.execute("SELECT pg_export_snapshot()")
         (snapshot,) = cursor.fetchone()
@@ -242,17 +263,18 @@ class Reader:
     fd: int
 
     def result(self) -> list[Block] | None:
-        """Its blocks, or None if it found anything not plainly good or failed."""
+        """Its blocks, or None if it found anything not plainly good or failed (or its
+        end cannot be known: SIGCHLD ignored, so the kernel reaped it)."""
         chunks = []
         try:
             while data := os.read(self.fd, 1 << 20):
                 chunks.append(data)
-        except BaseException:  # interrupted: it is not waited for
+            os.close(self.fd)
+            self.fd = -1
+            status = self._reap()
+        except BaseException:  # interrupted: it is ended, not waited for
             self.kill()
             raise
-        os.close(self.fd)
-        self.fd = -1
-        _, status = os.waitpid(self.pid, 0)
         if status != 0:
             return None
         try:
@@ -261,14 +283,22 @@ class Reader:
             return None
 
     def kill(self) -> None:
-        """End it unread (the verification failed, or goes on without it)."""
-        if self.fd < 0:
-            return
-        os.close(self.fd)
-        self.fd = -1
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        """End it unread (the verification failed, or goes on without it), and reap it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> int | None:
+        """Its wait status (None: reaped by the kernel already, SIGCHLD being ignored)."""
+        pid, self.pid = self.pid, -1
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return None
 
 
 def fork_reader(source: Source, after: int, last: int, witnesses: Sequence[int]) -> Reader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +200,16 @@ def _verifier_key(settings: Settings, given: str | None) -> VerifierKey:
     )
 
 
+def _verify_processes(asked: int | None) -> int:
+    """How many processes may read the records: as asked, or one per CPU this command may
+    use. Its forked readers' ends are waited for, so an inherited SIG_IGN for SIGCHLD
+    (which would have the kernel reap them unseen) is undone."""
+    processes = len(os.sched_getaffinity(0)) if asked is None else asked
+    if processes > 1:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    return processes
+
+
 @audit.command("verify")
 @click.option(
     "--incremental",
@@ -233,6 +244,7 @@ def audit_verify(
     if not settings.db_path.exists():
         raise VaultError(f"no database in {settings.data_dir}", hint="run `donjon init`")
     vkey = _verifier_key(settings, key_text)
+    processes = _verify_processes(processes)
     engine = connect(settings.database_url)
     try:
         result = verify_log(
@@ -241,7 +253,7 @@ def audit_verify(
             checkpoint_file=settings.audit_checkpoints_path,
             state_file=settings.audit_verified_path,
             incremental=incremental,
-            processes=len(os.sched_getaffinity(0)) if processes is None else processes,
+            processes=processes,
         )
     finally:
         engine.dispose()
