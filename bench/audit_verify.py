@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from audit_phase import EVENT
 
@@ -61,9 +62,9 @@ def scan(path: Path) -> float:
 def verify(path: Path, key: Secret[bytes], records: int, processes: int | None) -> float:
     """One verify_log's seconds (`processes` None: a tree that cannot split)."""
     engine = connect(f"sqlite:///{path}")
-    kw = {} if processes is None else {"processes": processes}
+    kw: dict[str, Any] = {} if processes is None else {"processes": processes}
     started = time.perf_counter()
-    result = verify_log(engine, key, **kw)  # type: ignore[arg-type]
+    result = verify_log(engine, key, **kw)
     took = time.perf_counter() - started
     engine.dispose()
     if not (result.ok and result.records == records):

@@ -341,7 +341,8 @@ def _read_source(  # pragma: no cover - runs in the forked reader
                 return None
         elif source.snapshot is not None:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            cursor.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")  # nosec B608
+            # Not a parameter where PostgreSQL takes it: an id `_SNAPSHOT_ID` matched whole.
+            cursor.execute(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'")
         else:
             return None
         qmark = engine.dialect.paramstyle == "qmark"
