@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 
 from async_support import bundle, invoke_async, wait_for
+from donjon.audit import VerifierKey, verify_log
 from donjon.bundle import build_bundle
-from harness import LiveNode, run_cli
+from donjon.store import connect
+from harness import LiveNode
 from jwt_support import SigningKey, jwks
 
 # -- killing and restarting a node ---------------------------------------------------------
@@ -70,9 +72,20 @@ def kill_and_serve_again(node: LiveNode, *, measured: bool = True) -> None:
 
 
 def verify_intact(node: LiveNode) -> None:
-    done = run_cli(node.env(), "audit", "verify", "--output", "json", check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout)["ok"] is True, done.stdout
+    """The node's whole audit log verifies: every record, checkpoint (database and file)
+    and the signed head, as `donjon audit verify` checks them (it calls the same
+    `verify_log`; tests/audit/test_cli_audit.py runs the command). Called here, in the
+    test's process, it saves each check a Python start and its imports: 1-1.4 s of CPU."""
+    engine = connect(f"sqlite:///{node.data_dir / 'donjon.db'}")
+    try:
+        result = verify_log(
+            engine,
+            VerifierKey.parse((node.data_dir / "audit-signing.pub").read_text()),
+            checkpoint_file=node.data_dir / "audit-checkpoints.jsonl",
+        )
+    finally:
+        engine.dispose()
+    assert result.ok, result
 
 
 def records(node: LiveNode, action: str) -> list[dict[str, Any]]:
