@@ -205,6 +205,6 @@ def test_a_baseline_that_raises_in_the_pass_blinds_no_other() -> None:
     records = _stream()
     now = records[-1].ts + 1.0
     expected = _plain(records, now, flaky=True)
+    # Its findings are there (so the reference differs from the one without it).
     assert any(seen[1] == "flaky" for seen in expected)
-    assert expected != _plain(records, now)
     assert asyncio.run(_engine(records, now, seed=2, flaky=True)) == expected

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from donjon.audit.log import AuditEvent, AuditLog, CommittedBatch, CommittedRecord
 from donjon.monitor.alerts import ACTOR, RAISED, alert_view
 from donjon.monitor.detector import Detector
+from donjon.monitor.faults import FaultLog
 from donjon.monitor.findings import Finding, Mode
 from donjon.monitor.routes import Observer, route
 
@@ -131,6 +132,8 @@ class Monitor:
         self._through: int | None = 0
         #: Record action -> what reads it (its detectors' `actions`, detector.py; routes.py).
         self._routes: dict[str, list[Observer]] = {}
+        #: Detectors' failures, logged with a traceback at most once a minute each.
+        self.faults = FaultLog()
         #: Records dropped because the backlog was full (the monitor fell behind).
         self.dropped = 0
         #: The last seq fed to the detectors.
@@ -279,13 +282,14 @@ class Monitor:
                     try:
                         findings += step.observe(record, now)
                     except Exception:  # one detector's bug must not blind the others
-                        log.exception(
-                            "monitor: detector %s failed on seq %d", step.name, record.seq
+                        name = step.name
+                        self.faults.exception(
+                            name, "monitor: detector %s failed on seq %d", name, record.seq
                         )
                 for finding in findings:
                     await self._raise(finding)
             except Exception:  # the feed goes on whatever one record did
-                log.exception("monitor: examining seq %d failed", record.seq)
+                self.faults.exception("", "monitor: examining seq %d failed", record.seq)
             finally:
                 self._inflight -= 1
 
@@ -293,7 +297,7 @@ class Monitor:
         """What reads records of `action`: its detectors in their order (routes.py)."""
         found = self._routes.get(action)
         if found is None:
-            found = route(self._detectors, action)
+            found = route(self._detectors, action, self.faults)
             if len(self._routes) < _MAX_ROUTES:  # actions are a small set; a flood of made-up
                 self._routes[action] = found  # ones is routed again each time, not kept
         return found
@@ -310,7 +314,9 @@ class Monitor:
             try:
                 findings = detector.tick(now)
             except Exception:
-                log.exception("monitor: detector %s failed to tick", detector.name)
+                self.faults.exception(
+                    f"{detector.name} tick", "monitor: detector %s failed to tick", detector.name
+                )
                 continue
             for finding in findings:
                 await self._raise(finding)

@@ -10,24 +10,23 @@ by subject), as each one's `observe` would: the same findings in the same order,
 without a lookup of the record's view and a loop of its own per baseline.
 
 What the engine promises per detector holds per baseline inside the pass: one
-baseline's exception is logged under its name, costs that baseline the
-record's findings and nothing else, and the others still see the record.
+baseline's exception is logged under its name (no more than once a minute with its
+traceback: faults.py), costs that baseline the record's findings and nothing else,
+and the others still see the record.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from donjon.audit.log import CommittedRecord
 from donjon.monitor.baselines import SeriesDetector, read_view
 from donjon.monitor.detector import Detector
+from donjon.monitor.faults import FaultLog
 from donjon.monitor.findings import Finding
 
 __all__ = ["Observer", "SeriesPass", "route"]
-
-log = logging.getLogger("donjon.monitor")
 
 
 class Observer(Protocol):
@@ -41,11 +40,12 @@ class Observer(Protocol):
 class SeriesPass:
     """Learned baselines fed together: a record read once, each baseline in its turn."""
 
-    __slots__ = ("detectors", "name")
+    __slots__ = ("detectors", "faults", "name")
 
-    def __init__(self, detectors: Sequence[SeriesDetector[Any]]) -> None:
+    def __init__(self, detectors: Sequence[SeriesDetector[Any]], faults: FaultLog) -> None:
         self.detectors = tuple(detectors)
         self.name = "+".join(d.name for d in self.detectors)
+        self.faults = faults
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         change, call, at, subjects = read_view(record, now)
@@ -56,7 +56,7 @@ class SeriesPass:
                     try:
                         found += detector.observe(record, now)
                     except Exception:  # one baseline's bug must not blind the others
-                        _failed(detector, record)
+                        self._failed(detector, record)
             return found
         for detector in self.detectors:
             mark = len(found) if found else 0  # (most records find nothing)
@@ -64,12 +64,13 @@ class SeriesPass:
                 detector.see_all(subjects, call, at, found)
             except Exception:  # as `observe` failing: none of this baseline's findings
                 del found[mark:]
-                _failed(detector, record)
+                self._failed(detector, record)
         return found
 
-
-def _failed(detector: SeriesDetector[Any], record: CommittedRecord) -> None:
-    log.exception("monitor: detector %s failed on seq %d", detector.name, record.seq)
+    def _failed(self, detector: SeriesDetector[Any], record: CommittedRecord) -> None:
+        self.faults.exception(
+            detector.name, "monitor: detector %s failed on seq %d", detector.name, record.seq
+        )
 
 
 def _plain(detector: SeriesDetector[Any]) -> bool:
@@ -78,9 +79,10 @@ def _plain(detector: SeriesDetector[Any]) -> bool:
     return type(detector).observe is SeriesDetector.observe
 
 
-def route(detectors: Sequence[Detector], action: str) -> list[Observer]:
+def route(detectors: Sequence[Detector], action: str, faults: FaultLog) -> list[Observer]:
     """The steps a record of `action` goes through: the detectors that read it, in their
-    order, each run of two or more learned baselines as one `SeriesPass`."""
+    order, each run of two or more learned baselines as one `SeriesPass` (which logs its
+    baselines' failures to `faults`)."""
     reading = [d for d in detectors if action in getattr(d, "actions", (action,))]
     steps: list[Observer] = []
     run: list[SeriesDetector[Any]] = []
@@ -89,7 +91,7 @@ def route(detectors: Sequence[Detector], action: str) -> list[Observer]:
             run.append(detector)
             continue
         if len(run) > 1:
-            steps.append(SeriesPass(run))
+            steps.append(SeriesPass(run, faults))
         else:
             steps.extend(run)
         run = []
