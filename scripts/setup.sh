@@ -53,9 +53,22 @@ if ! venv_ok; then
   fi
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-# Install what was built, not the source tree (tests run against the installed package).
-# setuptools keeps build/ between runs and never prunes it: a moved module would live on.
-rm -rf build
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
-.venv/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+# What the package is built from (pyproject.toml, the files at the top it may name, src/):
+# its digest is kept in .venv after a whole install, and the install (15 s or so) is
+# skipped while it matches.
+source_digest() {
+  { find pyproject.toml README.md ./*.py src -type f -not -path '*/__pycache__/*' -print0 \
+      2>/dev/null || true; } | sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1
+}
+stamp=.venv/.installed-source
+digest=$(source_digest)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+  rm -f "$stamp"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  # Install what was built, not the source tree (tests run against the installed package).
+  # setuptools keeps build/ between runs and never prunes it: a moved module would live on.
+  rm -rf build
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check '.[dev]'
+  echo "$digest" > "$stamp"
+fi

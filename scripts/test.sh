@@ -15,6 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# pytest rewrites the test modules' asserts and keeps the result as bytecode, unless
+# PYTHONDONTWRITEBYTECODE is set (as on some machines): then every worker rewrites
+# every module on every run, 5-6 s of CPU each. The caches go to tests/**/__pycache__.
+unset PYTHONDONTWRITEBYTECODE
 if [ "${1:-}" = "--fast" ]; then
   shift
   exec .venv/bin/python -m pytest -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder "$@"

@@ -69,3 +69,35 @@ def test_a_half_made_venv_is_made_again(tmp_path: Path, break_venv: Callable[[Pa
         check=False,
     )
     assert probe.stdout.strip() == "42", probe.stderr
+
+
+def _answer(root: Path) -> str:
+    done = subprocess.run(
+        [
+            str(root / ".venv" / "bin" / "python"),
+            "-c",
+            "import setup_probe; print(setup_probe.ANSWER)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.slow
+def test_the_package_is_installed_again_only_when_its_source_changed(tmp_path: Path) -> None:
+    """A run with the source as it was installed leaves the install alone; a change to it
+    is installed by the next run (never a stale package)."""
+    root = _project(tmp_path / "project")
+    setup = ["/bin/bash", str(root / "scripts" / "setup.sh")]
+    subprocess.run(setup, capture_output=True, timeout=600, check=True)
+    assert _answer(root) == "42"
+    installed = next((root / ".venv").rglob("site-packages/setup_probe.py"))
+    before = installed.stat().st_mtime_ns
+    subprocess.run(setup, capture_output=True, timeout=600, check=True)
+    assert installed.stat().st_mtime_ns == before  # not installed again
+    (root / "setup_probe.py").write_text("ANSWER = 43\n")
+    subprocess.run(setup, capture_output=True, timeout=600, check=True)
+    assert _answer(root) == "43"
