@@ -53,16 +53,27 @@ if ! venv_ok; then
   fi
   "$PY" -m venv .venv
 fi
-# What the package is built from (pyproject.toml, the files at the top it may name, src/):
-# its digest is kept in .venv after a whole install, and the install (15 s or so) is
-# skipped while it matches.
+# What the package is built from (pyproject.toml, the files at the top it may name, src/,
+# not the egg-info the build writes there): its digest is kept in .venv after a whole
+# install, and the install (15 s or so) is skipped while it matches and the package is
+# still installed as built (not removed, not replaced by an editable install).
 source_digest() {
-  { find pyproject.toml README.md ./*.py src -type f -not -path '*/__pycache__/*' -print0 \
-      2>/dev/null || true; } | sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1
+  { find pyproject.toml README.md ./*.py src -type f -not -path '*/__pycache__/*' \
+      -not -path '*.egg-info/*' -print0 2>/dev/null || true; } |
+    LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -d' ' -f1
+}
+installed_as_built() {
+  .venv/bin/python -I - >/dev/null 2>&1 <<'PY'  # -I: not the egg-info a build leaves here
+import importlib.metadata, json, sys, tomllib
+with open("pyproject.toml", "rb") as f:
+    dist = importlib.metadata.distribution(tomllib.load(f)["project"]["name"])
+direct = json.loads(dist.read_text("direct_url.json") or "{}")
+sys.exit(1 if direct.get("dir_info", {}).get("editable") else 0)
+PY
 }
 stamp=.venv/.installed-source
 digest=$(source_digest)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
+if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ] || ! installed_as_built; then
   rm -f "$stamp"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   # Install what was built, not the source tree (tests run against the installed package).

@@ -76,7 +76,9 @@ def verify_intact(node: LiveNode) -> None:
     and the signed head, as `donjon audit verify` checks them (it calls the same
     `verify_log`; tests/audit/test_cli_audit.py runs the command). Called here, in the
     test's process, it saves each check a Python start and its imports: 1-1.4 s of CPU."""
-    engine = connect(f"sqlite:///{node.data_dir / 'donjon.db'}")
+    database = node.data_dir / "donjon.db"
+    assert database.is_file(), f"no database in {node.data_dir}"  # connect would make one
+    engine = connect(f"sqlite:///{database}")
     try:
         result = verify_log(
             engine,

@@ -298,16 +298,22 @@ def unmeasured(env: dict[str, str]) -> dict[str, str]:
 
 
 def start_node(
-    data_dir: Path, extra_env: dict[str, str] | None = None, *, measured: bool = True
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    measured: bool = True,
+    fresh: bool = False,
 ) -> LiveNode:
     """Initialise `data_dir`, start serving on a free port and wait until healthy.
 
     `extra_env` adds settings (DONJON_*) for the server only. `measured=False`: in a
     run under coverage, coverage does not start in the server and its helpers, for a
     node the test SIGKILLs: a killed process never saves what coverage measured in
-    it, and tracing it made its start alone take 1.8 s more CPU.
+    it, and tracing it made its start alone take 1.8 s more CPU. The nodes a test
+    process starts share their keys (`initialise`); `fresh=True` gives this one keys of
+    its own (a real `donjon init`), for a test that needs two nodes told apart.
     """
-    admin_key = initialise(data_dir)
+    admin_key = initialise(data_dir, fresh=fresh)
     _copy_cache_files(ADVISORY_CACHE, data_dir / "cache" / "advisories")
     for _ in range(_PORT_TRIES):
         node = _serve(data_dir, admin_key, extra_env, measured)
@@ -320,27 +326,36 @@ def start_node(
     )
 
 
-def initialise(data_dir: Path) -> str:
-    """`donjon init` of `data_dir`; its admin key.
+def initialise(data_dir: Path, *, fresh: bool = False) -> str:
+    """`donjon init` of `data_dir`; its admin key ("" for a dir initialised before: init
+    shows the key once).
 
     The first call in a test process runs `donjon init` into a data dir of its own, and
     each call for a `data_dir` that holds none of a data dir's files (other files may
     be there) copies that (modes kept): a copy of a fresh data dir is a fresh data dir,
     and the copy saves each node's start the 1-1.6 s of CPU an init takes. Nothing in a
     data dir names its path. The nodes of one test process share their keys (the
-    admin's, the vault's, the audit log's, TLS); tests of `donjon init` itself run it.
+    admin's, the vault's, the audit log's, TLS), so a node accepts another's admin key;
+    `fresh` runs `donjon init` itself. Tests of `donjon init` run the command.
     """
+    if fresh:
+        return _init(data_dir)
     if not _INIT_TEMPLATE:
         template = Path(tempfile.mkdtemp(prefix="donjon-tests-init-")) / "data"
         atexit.register(shutil.rmtree, template.parent, True)
-        init = json.loads(run_cli(donjon_env(template), "init", "--json").stdout)
-        _INIT_TEMPLATE.append((template, init["admin_key"]))
+        _INIT_TEMPLATE.append((template, _init(template)))
     template, admin_key = _INIT_TEMPLATE[0]
     if any((data_dir / path.name).exists() for path in template.iterdir()):
-        # A data dir already (a node started again on it): `donjon init` as ever.
-        return str(json.loads(run_cli(donjon_env(data_dir), "init", "--json").stdout)["admin_key"])
+        return _init(data_dir)  # a data dir already (a node started again on it)
     shutil.copytree(template, data_dir, dirs_exist_ok=True)
     return admin_key
+
+
+def _init(data_dir: Path) -> str:
+    """`donjon init` run on `data_dir`; the admin key it shows ("" if none: it was
+    initialised before)."""
+    shown = json.loads(run_cli(donjon_env(data_dir), "init", "--json").stdout)["admin_key"]
+    return str(shown or "")
 
 
 #: The data dir `initialise` copies, and its admin key: made once per test process.

@@ -88,8 +88,8 @@ def _answer(root: Path) -> str:
 
 @pytest.mark.slow
 def test_the_package_is_installed_again_only_when_its_source_changed(tmp_path: Path) -> None:
-    """A run with the source as it was installed leaves the install alone; a change to it
-    is installed by the next run (never a stale package)."""
+    """A run with the source as it was installed leaves the install alone; a change to it,
+    or the package removed, is installed by the next run (never a stale package)."""
     root = _project(tmp_path / "project")
     setup = ["/bin/bash", str(root / "scripts" / "setup.sh")]
     subprocess.run(setup, capture_output=True, timeout=600, check=True)
@@ -99,5 +99,11 @@ def test_the_package_is_installed_again_only_when_its_source_changed(tmp_path: P
     subprocess.run(setup, capture_output=True, timeout=600, check=True)
     assert installed.stat().st_mtime_ns == before  # not installed again
     (root / "setup_probe.py").write_text("ANSWER = 43\n")
+    subprocess.run(setup, capture_output=True, timeout=600, check=True)
+    assert _answer(root) == "43"
+    # Removed from the venv by hand, the source unchanged: installed again.
+    pip = [str(root / ".venv" / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q"]
+    subprocess.run([*pip, "setup-probe"], capture_output=True, timeout=120, check=True)
+    assert _answer(root) == ""
     subprocess.run(setup, capture_output=True, timeout=600, check=True)
     assert _answer(root) == "43"

@@ -44,7 +44,9 @@ def nodes(
     env = {"DONJON_REDIS_URL": redis.url}
     a = start_node(tmp_path_factory.mktemp("node-a"), env)
     try:
-        b = start_node(tmp_path_factory.mktemp("node-b"), env)
+        # Keys of its own: each node's admin is its own caller (a per-caller bucket
+        # must not pass for the shared one).
+        b = start_node(tmp_path_factory.mktemp("node-b"), env, fresh=True)
     except BaseException:
         a.stop()
         raise

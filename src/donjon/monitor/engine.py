@@ -189,6 +189,7 @@ class Monitor:
         with contextlib.suppress(TimeoutError):  # a stuck detector must not hold the shutdown
             await asyncio.wait_for(self.settle(), CLOSE_TIMEOUT_S)
         await self._save_watermark()
+        self.faults.flush(everything=True)
         self._closed = True
         for task in self._tasks:
             task.cancel()
@@ -289,7 +290,8 @@ class Monitor:
                 for finding in findings:
                     await self._raise(finding)
             except Exception:  # the feed goes on whatever one record did
-                self.faults.exception("", "monitor: examining seq %d failed", record.seq)
+                # Not rate-limited: a finding lost here may be an alert never raised.
+                log.exception("monitor: examining seq %d failed", record.seq)
             finally:
                 self._inflight -= 1
 
@@ -320,6 +322,7 @@ class Monitor:
                 continue
             for finding in findings:
                 await self._raise(finding)
+        self.faults.flush()  # failures counted and not logged, once their minute is over
         expired = [k for k, (at, _) in self._raised.items() if now - at >= self._dedup_s]
         for key in expired:
             del self._raised[key]

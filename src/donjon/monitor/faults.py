@@ -10,8 +10,9 @@ at the audit log's rate, enough to put the monitor behind the records it examine
 
 So each kind of failure (a detector's name, and what failed) is logged with its
 traceback at most once per interval, a minute by default; the failures in between are
-counted, and the next one logged says how many there were. A detector that fails once
-is logged at once, as before.
+counted, and said either by the next one logged or, once the interval has passed
+without one, by a line of their own (`flush`, at the monitor's tick and close). A
+detector that fails once is logged at once, as before.
 """
 
 from __future__ import annotations
@@ -57,7 +58,24 @@ class FaultLog:
         if last is not None and last[1]:
             message += " (%d more since the last one logged, %.0f s before, not logged)"
             args = (*args, last[1], now - last[0])
-        log.exception(message, *args)
+        log.exception(message, *args, stacklevel=2)  # the caller's line, not this one
+
+    def flush(self, *, everything: bool = False) -> None:
+        """Say the failures counted and not logged of each kind whose interval has passed
+        since its last one logged (of every kind, with `everything`: the monitor closing),
+        in a line without a traceback; the kind's next failure is logged in full."""
+        now = self._clock()
+        for kind, (at, unlogged) in list(self._kinds.items()):
+            if not everything and now - at < self._interval_s:
+                continue
+            del self._kinds[kind]
+            if unlogged:
+                log.error(
+                    "monitor: %s failed %d more times in the %.0f s after the one logged",
+                    kind,
+                    unlogged,
+                    now - at,
+                )
 
     def unlogged(self, kind: str) -> int:
         """The failures of `kind` counted and not logged since its last one logged."""
