@@ -5,14 +5,16 @@ from __future__ import annotations
 import socket
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from donjon.audit import AuditEvent, AuditLog, leaf_hash, verify_log
+from donjon.audit import AuditEvent, AuditLog, leaf_hash, rawsql, verify_log
 from donjon.audit.entry import encode_entry, fill, to_wire, ts_tail
 from donjon.audit.events import InvocationLog
 from donjon.audit.pipeline import Pipeline
+from donjon.audit.rawsql import RawStatements
 from donjon.audit.rows import fill_rows, row_tuples
 from donjon.audit.wire import COMMITTED, COMMITTED_BODY, FrameReader
 from donjon.secret import Secret
@@ -93,6 +95,36 @@ def test_a_transaction_across_insert_blocks_stores_every_record_in_order(
     assert [b'"i":%d' % i in r for i, (_, r, _) in enumerate(stored)] == [True] * 261
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 261
+
+
+def test_every_block_size_is_the_insert_sqlalchemy_compiles(engine: Engine) -> None:
+    """The n-row INSERTs made from the one-row statement are, byte for byte, those
+    SQLAlchemy compiles for the dialect, for every size the writer uses and others."""
+    blocks = RawStatements(engine).blocks
+    assert blocks is not None and blocks._parts is not None
+    for rows in (256, 128, 64, 32, 16, 8, 4, 3, 2, 1):
+        assert blocks.sql(rows) == blocks._compile(rows), rows
+    assert blocks.sql(3).count("(?, ?, ?)") == 3
+
+
+def test_a_dialect_whose_rows_are_not_a_repeated_tuple_is_compiled_per_size(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When SQLAlchemy's two-row INSERT is not the one-row VALUES tuple repeated, no size
+    is made by repeating it: each is SQLAlchemy's own compile."""
+    compiled: list[int] = []
+    real = rawsql._RecordBlocks._compile
+
+    def compile_(self: Any, rows: int) -> str:
+        compiled.append(rows)
+        sql = real(self, rows)
+        return sql.replace("), (", "),(") if rows > 1 else sql  # another dialect's spacing
+
+    monkeypatch.setattr(rawsql._RecordBlocks, "_compile", compile_)
+    blocks = RawStatements(engine).blocks
+    assert blocks is not None and blocks._parts is None
+    assert blocks.sql(8).count("),(") == 7
+    assert compiled == [1, 2, 8]
 
 
 def _log(i: int) -> InvocationLog:

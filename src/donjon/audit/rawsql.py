@@ -77,28 +77,50 @@ class _Statement:
 
 
 class _RecordBlocks:
-    """audit_log rows in multi-row INSERTs (SQLite): a block of 256, then powers of two."""
+    """audit_log rows in multi-row INSERTs (SQLite): a block of 256, then powers of two.
+
+    SQLAlchemy compiles the one-row and the two-row INSERT (dialect-correct SQL); the
+    n-row one is the one-row statement with its VALUES tuple repeated, which is what
+    SQLAlchemy writes for two rows (checked here: otherwise every size is compiled by
+    SQLAlchemy on first use). Compiling the 256-row statement took SQLAlchemy 18 ms
+    and all nine sizes 34 ms (docs/performance.md, the twenty-third round), paid by
+    the first large groups after a writer started."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._sql: dict[int, str] = {}
+        one, two = self._compile(1), self._compile(2)
+        head, values = _split_values(one)
+        #: The one-row statement before its VALUES tuple, and that tuple; None: SQLAlchemy
+        #: does not write the two-row statement as that tuple repeated (compile each).
+        self._parts = (head, values) if two == f"{head}{values}, {values}" else None
+        self._sql[1], self._sql[2] = one, two
+
+    def _compile(self, rows: int) -> str:
+        """SQLAlchemy's INSERT of `rows` rows, parameters seq, record, hash of each row."""
+        names = [f"{c}_{i}" for i in range(rows) for c in _RECORD_COLUMNS]
+        values: list[dict[str, Any]] = [
+            {c: bindparam(f"{c}_{i}") for c in _RECORD_COLUMNS} for i in range(rows)
+        ]
+        stmt = _Statement(insert(audit_log).values(values), self._engine, names)
+        if stmt.order != tuple(range(len(names))):  # not in row order: a Donjon bug
+            raise AuditError(
+                "the multi-row audit INSERT binds its parameters out of row order",
+                hint="a Donjon bug: report it with the database's dialect",
+            )
+        return stmt.sql
 
     def sql(self, rows: int) -> str:
         """The INSERT of `rows` rows whose parameters are seq, record, hash of each row
-        in turn (compiled on first use)."""
+        in turn (made on first use)."""
         sql = self._sql.get(rows)
         if sql is None:
-            names = [f"{c}_{i}" for i in range(rows) for c in _RECORD_COLUMNS]
-            values: list[dict[str, Any]] = [
-                {c: bindparam(f"{c}_{i}") for c in _RECORD_COLUMNS} for i in range(rows)
-            ]
-            stmt = _Statement(insert(audit_log).values(values), self._engine, names)
-            if stmt.order != tuple(range(len(names))):  # not in row order: a Donjon bug
-                raise AuditError(
-                    "the multi-row audit INSERT binds its parameters out of row order",
-                    hint="a Donjon bug: report it with the database's dialect",
-                )
-            sql = self._sql[rows] = stmt.sql
+            if self._parts is None:
+                sql = self._compile(rows)
+            else:
+                head, values = self._parts
+                sql = head + ", ".join([values] * rows)
+            self._sql[rows] = sql
         return sql
 
     def insert(self, cur: Any, params: list[Any]) -> None:
@@ -111,6 +133,14 @@ class _RecordBlocks:
             end = at + block
             cur.execute(sql, params[at * WIDTH : end * WIDTH])
             at = end
+
+
+def _split_values(sql: str) -> tuple[str, str]:
+    """A one-row INSERT as what precedes its VALUES tuple and the tuple."""
+    at = sql.rfind(" VALUES (")
+    if at < 0 or not sql.endswith(")"):
+        return sql, ""
+    return sql[: at + len(" VALUES ")], sql[at + len(" VALUES ") :]
 
 
 def _log_insert(engine: Engine, values: dict[str, Any]) -> ClauseElement:
