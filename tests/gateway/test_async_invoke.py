@@ -10,6 +10,7 @@ from pathlib import Path
 
 from async_support import audit_tail, bundle, invoke_async, of_invocation, wait_for
 from harness import LiveNode
+from utc_day import clear_of_utc_midnight
 
 ECHO = (
     "def handler(event, context):\n"
@@ -182,6 +183,7 @@ def test_bad_async_calls_are_refused_before_anything_is_queued(
 def test_an_async_call_is_counted_once_and_each_retry_again(node: LiveNode, tmp_path: Path) -> None:
     """The request's admission stands for the first attempt (quota +1, not +2); a retry is a
     call of its own (+1)."""
+    clear_of_utc_midnight()
     flaky = (
         "def handler(event, context):\n"
         "    if event.get('fail_first') and context.cloudevent['donjonattempt'] == '1':\n"

@@ -15,6 +15,7 @@ import pytest
 from async_support import wait_for
 from harness import LiveNode, run_cli, start_node
 from triggers.webhook_signing import github_headers, standard_headers, stripe_headers
+from utc_day import clear_of_utc_midnight
 from webhook_support import (
     HANDLER,
     HOOKS,
@@ -68,6 +69,7 @@ def test_a_delivery_spends_the_functions_quota_once(
 ) -> None:
     """A function with a quota of 2 invocations a day takes two deliveries, both run: the
     admission a delivery passed at /hooks stands for its first attempt's."""
+    clear_of_utc_midnight()
     node, keys = hooked
     fn = tmp_path / "hook-once"
     fn.mkdir()

@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from harness import LiveNode, run_cli, start_node
+from utc_day import clear_of_utc_midnight
 
 _HANDLER = """\
 import time
@@ -50,6 +51,12 @@ def qnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture(autouse=True)
+def _one_utc_day() -> None:
+    """Each test spends and counts a daily quota: it runs inside one UTC day."""
+    clear_of_utc_midnight()
 
 
 def _seconds_to_midnight() -> float:

@@ -21,6 +21,7 @@ from donjon.bundle import build_bundle
 from harness import LiveNode, free_port, run_cli, start_node
 from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
 from postgres_support import PostgresServer
+from utc_day import clear_of_utc_midnight
 
 pytestmark = pytest.mark.slow
 
@@ -165,6 +166,7 @@ def test_database_events_spend_the_functions_quota(
 ) -> None:
     """A flood of NOTIFYs is held to the function's daily quota as HTTP calls are: with
     `invocations: 2`, five notifications run the function twice, no more."""
+    clear_of_utc_midnight(120.0)
     _secret(live, "quota-db", pg.dsn())
     live.deploy(_write(tmp_path, "on-quota", "postgres: {dsn: quota-db, channel: quota}"))
     with live.client() as c:

@@ -27,6 +27,7 @@ import pytest
 from donjon.gateway.early_shed import _DETAIL
 from harness import LiveNode
 from shed_support import SHEDDING_ENV, Connection, slow_node
+from utc_day import clear_of_utc_midnight
 
 ROUNDS = 3
 
@@ -95,15 +96,6 @@ def test_heads_with_the_grant_still_count_as_queued(slow: LiveNode) -> None:
         assert json.loads(body)["detail"] == _DETAIL
 
 
-def _clear_of_utc_midnight(margin_s: float = 60.0) -> None:
-    """Wait out the last `margin_s` seconds of the UTC day, if it is in them: a daily
-    quota's count starts again at midnight, and a case that spends one must not see it
-    return between its 200 and its 429."""
-    left = 86400 - time.time() % 86400
-    if left < margin_s:
-        time.sleep(left + 1)
-
-
 @pytest.mark.parametrize("limit", ["rate", "quota"])
 def test_heads_of_a_caller_over_its_own_limit_do_not_shed_another_callers_call(
     slow: LiveNode, limit: str
@@ -114,7 +106,7 @@ def test_heads_of_a_caller_over_its_own_limit_do_not_shed_another_callers_call(
     limits = {"rate": "1/minute", "burst": 1} if limit == "rate" else None
     over = slow.create_key(f"heads-over-{limit}", "invoker", ["slow"], limits)
     if limit == "quota":
-        _clear_of_utc_midnight()
+        clear_of_utc_midnight()
         with slow.client() as c:
             r = c.put(f"/v1/quotas/key:{over['id']}", json={"invocations": 1})
             assert r.status_code == 201, r.text
