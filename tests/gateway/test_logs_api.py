@@ -50,7 +50,8 @@ def test_a_name_never_deployed_is_not_found_and_a_removed_functions_logs_stay(
 ) -> None:
     """To an admin: a name never deployed is a 404 (a mistake, not a function without
     calls); a function deployed and not yet called has no entries; once called and
-    removed its entries are still there. A developer gets 403 for both names alike."""
+    removed its entries are still there. A developer that never owned either gets 403
+    for both names alike."""
     fn = tmp_path / "logs-gone"
     fn.mkdir(mode=0o755)
     (fn / "main.py").write_text("def handler(event, context):\n    return 1\n")
@@ -67,7 +68,7 @@ def test_a_name_never_deployed_is_not_found_and_a_removed_functions_logs_stay(
         entries = c.get("/v1/functions/logs-gone/logs").json()
         assert [e["request_id"] for e in entries] == [rid]
         assert c.get("/v1/functions/logs-gone/logs", params={"since": "4000000000"}).json() == []
-    # A developer's `*` covers the functions deployed now: the others are refused alike.
+    # A developer's `*` reaches only what it owned (gateway/history.py): refused alike.
     developer = node.create_key("logs-developer", "developer")["key"]
     with node.client(developer) as c:
         for name in ("logs-never", "logs-gone"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from donjon.store import FunctionRecord, FunctionStore, connect, create_schema
 from donjon.store.database import StoreError
@@ -37,3 +38,62 @@ def test_a_failing_check_stores_nothing(tmp_path: Path) -> None:
         store.add_version("f", 2, "1" * 64, "{}", "tester", check=refuse)
     assert [(r.version, r.digest) for r in store.current()] == [(1, "0" * 64)]
     assert store.next_version("f") == 2
+
+
+def test_each_owner_has_the_runs_of_versions_it_deployed_between_removals(
+    tmp_path: Path,
+) -> None:
+    """A deploys 1-2 and removes; B deploys 3-4; A's runs are [1, 2] and B's [3, ...); once
+    B removes, [3, 4]; A again deploys 5: A has [1, 2] and [5, ...). Another admin's
+    version of B's function (B still its owner) stays in B's run."""
+    store = _store(tmp_path)
+    store.add_version("f", 1, "1" * 64, "{}", "key:a")
+    store.add_version("f", 2, "2" * 64, "{}", "key:a")
+    assert store.owned_versions("f", "key:a") == [(1, None)]
+    assert store.remove("f")
+    assert store.owned_versions("f", "key:a") == [(1, 2)]
+    store.add_version("f", 3, "3" * 64, "{}", "key:b")
+    store.add_version("f", 4, "4" * 64, "{}", "key:admin")
+    assert store.owned_versions("f", "key:b") == [(3, None)]
+    assert store.owned_versions("f", "key:admin") == []
+    assert store.owned_versions("f", "key:a") == [(1, 2)]
+    assert store.remove("f")
+    assert store.owned_versions("f", "key:b") == [(3, 4)]
+    store.add_version("f", 5, "5" * 64, "{}", "key:a")
+    assert store.owned_versions("f", "key:a") == [(1, 2), (5, None)]
+    assert store.owned_versions("g", "key:a") == []
+    assert not store.remove("g")
+
+
+def test_a_function_deployed_before_runs_were_kept_is_its_owners_from_version_one(
+    tmp_path: Path,
+) -> None:
+    """No run recorded (a data dir from before): the deployed function's owner has every
+    version, as before; removing it records that run, and a new owner's starts after it."""
+    store = _store(tmp_path)
+    store.add_version("old", 1, "1" * 64, "{}", "key:a")
+    store.add_version("old", 2, "2" * 64, "{}", "key:a")
+    with store._engine.begin() as conn:
+        conn.execute(text("DELETE FROM function_owners"))
+    assert store.owned_versions("old", "key:a") == [(1, None)]
+    assert store.owned_versions("old", "key:b") == []
+    assert store.remove("old")
+    assert store.owned_versions("old", "key:a") == [(1, 2)]
+    store.add_version("old", 3, "3" * 64, "{}", "key:b")
+    assert store.owned_versions("old", "key:b") == [(3, None)]
+    assert store.owned_versions("old", "key:a") == [(1, 2)]
+
+
+def test_an_unrecorded_run_starts_after_the_last_recorded_one(tmp_path: Path) -> None:
+    """A current function with no open run, behind a recorded run of another owner: its
+    owner's run starts after that one, never at version 1 (the other owner's)."""
+    store = _store(tmp_path)
+    store.add_version("f", 1, "1" * 64, "{}", "key:a")
+    assert store.remove("f")
+    store.add_version("f", 2, "2" * 64, "{}", "key:b")
+    with store._engine.begin() as conn:
+        conn.execute(text("DELETE FROM function_owners WHERE last_version IS NULL"))
+    assert store.owned_versions("f", "key:b") == [(2, None)]
+    assert store.remove("f")
+    assert store.owned_versions("f", "key:b") == [(2, 2)]
+    assert store.owned_versions("f", "key:a") == [(1, 1)]

@@ -137,10 +137,11 @@ async def function_logs(request: Request, node: Node, _p: Principal, _r: str) ->
             since=since,
             after=after,
             request_id=request_id,
+            versions=request.state.versions,  # its owner's runs (gateway/history.py)
         )
     )
-    # A removed function's logs stay readable (to whom the policy lets read them: a
-    # role's `*` covers only functions deployed now); a name never deployed is a mistake.
+    # A removed function's logs stay readable (to its owner then, and to whom the policy
+    # names it for: gateway/history.py); a name never deployed is a mistake.
     if (
         not rows
         and node.registry.get(name) is None
@@ -182,7 +183,7 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/functions", "GET", guarded(Action.READ, list_functions)),
     ("/v1/functions/{name}", "GET", guarded(Action.READ, get_function)),
     ("/v1/functions/{name}", "DELETE", guarded(Action.DELETE, delete_function)),
-    ("/v1/functions/{name}/logs", "GET", guarded(Action.LOGS, function_logs)),
+    ("/v1/functions/{name}/logs", "GET", guarded(Action.LOGS, function_logs, history=True)),
     (  # gateway/permissions.py
         "/v1/functions/{name}/permissions/unused",
         "GET",

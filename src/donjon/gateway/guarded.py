@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
+from donjon.gateway.history import authorize_history
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, storage_full_problem
 from donjon.identity import Action, Principal
@@ -34,10 +35,15 @@ Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def guarded(action: Action, handler: Handler, *, self_service: bool = False) -> Endpoint:
+def guarded(
+    action: Action, handler: Handler, *, self_service: bool = False, history: bool = False
+) -> Endpoint:
     """Authenticate, authorize `action`, then run `handler`.
 
-    With `self_service`, a principal may also act on its own key (revoke it).
+    With `self_service`, a principal may also act on its own key (revoke it). With
+    `history`, the route reads the history of the function it names (its versions' logs,
+    SBOMs, provenance): authorized by `authorize_history`, whose runs of versions the
+    handler finds in `request.state.versions` (None: every version).
     """
 
     async def endpoint(request: Request) -> Response:
@@ -50,7 +56,11 @@ def guarded(action: Action, handler: Handler, *, self_service: bool = False) -> 
                 and principal.kind == "key"
                 and request.path_params.get("key_id") == principal.id
             )
-            if not own_key:
+            if history:
+                request.state.versions = await authorize_history(
+                    node, request, principal, action, request_id, request.path_params["name"]
+                )
+            elif not own_key:
                 await authorize(
                     node, request, principal, action, request_id, request.path_params.get("name")
                 )

@@ -2,8 +2,10 @@
 
 Query: `version` (default: the version serving), and for the SBOM `format` (json,
 the default: the stored CycloneDX JSON, byte for byte; or xml). The provenance is
-the DSSE envelope of the version's signed in-toto statement (supply/). Reads of a
-function are not audited (as `GET /v1/functions/{name}`); refusals are.
+the DSSE envelope of the version's signed in-toto statement (supply/). A caller that
+reaches the function by owning it reads only its own runs of versions (a name removed
+and deployed again is a new owner's: gateway/history.py); another version is not
+found. Reads of a function are not audited (as `GET /v1/functions/{name}`); refusals are.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.responses import Response
 
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.guarded import guarded
+from donjon.gateway.history import readable
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
@@ -26,6 +29,8 @@ __all__ = ["MEDIA_TYPES", "ROUTES"]
 
 _FUNCTION = re.compile(NAME_RE)
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
+#: Why a version is not found to a caller that reaches the function by owning it.
+_OTHERS = "a name removed and deployed again is a new owner's: each keeps its own versions"
 #: The media type of each SBOM format (CycloneDX's registered ones).
 MEDIA_TYPES = {"json": "application/vnd.cyclonedx+json", "xml": "application/vnd.cyclonedx+xml"}
 
@@ -42,11 +47,17 @@ def _target(request: Request, node: Node) -> tuple[SupplyChain, str, int]:
     if raw is not None:
         if not _VERSION.fullmatch(raw):
             raise BadRequest("version must be a whole number from 1")
-        return supply, name, int(raw)
+        version = int(raw)
+        if not readable(version, request.state.versions):  # another owner's (history.py)
+            raise NotFound(f"{name} has no version {version} of yours", hint=_OTHERS)
+        return supply, name, version
     deployed = node.registry.get(name)
     if deployed is None:
         raise NotFound(f"no function named {name!r} is deployed", hint="name a version: ?version=N")
-    return supply, name, deployed.record.version
+    version = deployed.record.version
+    if not readable(version, request.state.versions):  # deployed by another meanwhile
+        raise NotFound(f"{name} has no version {version} of yours", hint=_OTHERS)
+    return supply, name, version
 
 
 async def function_sbom(request: Request, node: Node, _p: Principal, _r: str) -> Response:
@@ -74,6 +85,10 @@ async def function_provenance(request: Request, node: Node, _p: Principal, _r: s
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
-    ("/v1/functions/{name}/sbom", "GET", guarded(Action.READ, function_sbom)),
-    ("/v1/functions/{name}/provenance", "GET", guarded(Action.READ, function_provenance)),
+    ("/v1/functions/{name}/sbom", "GET", guarded(Action.READ, function_sbom, history=True)),
+    (
+        "/v1/functions/{name}/provenance",
+        "GET",
+        guarded(Action.READ, function_provenance, history=True),
+    ),
 ]

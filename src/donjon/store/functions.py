@@ -11,9 +11,12 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict, StoreError
-from donjon.store.tables import function_versions, functions
+from donjon.store.tables import function_owners, function_versions, functions
 
-__all__ = ["FunctionRecord", "FunctionStore"]
+__all__ = ["FunctionRecord", "FunctionStore", "VersionRuns"]
+
+#: Runs of a function's versions, each (first, last) with last None for "and after".
+VersionRuns = list[tuple[int, int | None]]
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,14 @@ class FunctionStore:
                 updated = conn.execute(
                     update(functions).where(functions.c.name == name).values(version=version)
                 )
-                if updated.rowcount == 0:
+                if updated.rowcount == 0:  # no function of that name: a new owner's run
                     conn.execute(
                         insert(functions).values(name=name, version=version, owner=created_by)
+                    )
+                    conn.execute(
+                        insert(function_owners).values(
+                            name=name, first_version=version, owner=created_by
+                        )
                     )
                 record = FunctionRecord(
                     **conn.execute(
@@ -132,9 +140,66 @@ class FunctionStore:
             return [FunctionRecord(**row._mapping) for row in conn.execute(query)]
 
     def remove(self, name: str) -> bool:
-        """Undeploy `name`; its version history stays for the audit trail."""
+        """Undeploy `name`; its version history stays for the audit trail, and its owner's
+        run of versions ends at the current one (`owned_versions`)."""
         with self._engine.begin() as conn:
-            removed = conn.execute(delete(functions).where(functions.c.name == name)).rowcount > 0
-            if removed:
-                enlist(conn)
-        return removed
+            row = conn.execute(
+                select(functions.c.version, functions.c.owner).where(functions.c.name == name)
+            ).one_or_none()
+            if row is None:
+                return False
+            if conn.execute(delete(functions).where(functions.c.name == name)).rowcount == 0:
+                return False  # removed meanwhile (another node): that removal closed the run
+            run = function_owners.c
+            closed = conn.execute(
+                update(function_owners)
+                .where((run.name == name) & run.last_version.is_(None))
+                .values(last_version=row.version)
+            ).rowcount
+            if closed == 0 and row.owner:  # deployed before runs were kept
+                conn.execute(
+                    insert(function_owners).values(
+                        name=name,
+                        first_version=_unrecorded_start(conn, name),
+                        last_version=row.version,
+                        owner=row.owner,
+                    )
+                )
+            enlist(conn)
+        return True
+
+    def owned_versions(self, name: str, owner: str) -> VersionRuns:
+        """The runs of `name`'s versions `owner` owned (deployed first after no function of
+        that name was), oldest first. A function deployed before runs were kept, and still
+        deployed, is its owner's from the version after the last recorded run (1 if none)."""
+        run = function_owners.c
+        with self._engine.connect() as conn:
+            runs: VersionRuns = [
+                (int(r.first_version), None if r.last_version is None else int(r.last_version))
+                for r in conn.execute(
+                    select(run.first_version, run.last_version)
+                    .where((run.name == name) & (run.owner == owner))
+                    .order_by(run.first_version)
+                )
+            ]
+            if runs and runs[-1][1] is None:
+                return runs
+            current = conn.execute(
+                select(functions.c.owner).where(functions.c.name == name)
+            ).scalar_one_or_none()
+            is_open = conn.execute(
+                select(run.first_version).where((run.name == name) & run.last_version.is_(None))
+            ).first()
+            if current == owner and is_open is None:
+                runs.append((_unrecorded_start(conn, name), None))
+        return runs
+
+
+def _unrecorded_start(conn: Connection, name: str) -> int:
+    """Where the run of a function deployed before runs were kept starts: after the last
+    recorded run of its name (1 if none)."""
+    run = function_owners.c
+    last = conn.execute(
+        select(func.max(run.last_version)).where(run.name == name)
+    ).scalar_one_or_none()
+    return int(last or 0) + 1

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, delete, desc, select
+from sqlalchemy import ColumnElement, Engine, and_, delete, desc, false, or_, select
 
+from donjon.store.functions import VersionRuns
 from donjon.store.tables import invocation_logs
 from donjon.vault.logseal import LogSealer, SealedLog
 
@@ -34,16 +35,20 @@ class InvocationLogStore:
         since: float | None = None,
         after: int | None = None,
         request_id: str | None = None,
+        versions: VersionRuns | None = None,
     ) -> list[dict[str, Any]]:
         """Entries of `function`, oldest first, opened; each row's id is its `cursor`.
 
         The last `n` of those at or after `since` (epoch seconds), or with
         `after` (a cursor) the first `n` newer than it: what `donjon logs -f`
-        polls for. `request_id` picks one call's entry.
+        polls for. `request_id` picks one call's entry. `versions`: only the calls of
+        those runs of versions (None: every version).
         Blocking: call it off the event loop. Each entry holds up to 64 KiB of output.
         """
         c = invocation_logs.c
         query = select(invocation_logs).where(c.function == function)
+        if versions is not None:
+            query = query.where(_in_runs(c.version, versions))
         if since is not None:
             query = query.where(c.ts >= since)
         if request_id is not None:
@@ -86,3 +91,15 @@ class InvocationLogStore:
         with self._engine.begin() as conn:
             result = conn.execute(delete(invocation_logs).where(invocation_logs.c.id.in_(ids)))
         return int(result.rowcount or 0)
+
+
+def _in_runs(version: Any, runs: VersionRuns) -> ColumnElement[bool]:
+    """`version` within one of `runs` (none: false)."""
+    if not runs:
+        return false()
+    return or_(
+        *(
+            version >= first if last is None else and_(version >= first, version <= last)
+            for first, last in runs
+        )
+    )

@@ -24,6 +24,7 @@ __all__ = [
     "audit_head",
     "audit_log",
     "audit_outbox",
+    "function_owners",
     "function_supply",
     "function_versions",
     "functions",
@@ -48,6 +49,19 @@ functions = Table(
     Column("version", Integer, nullable=False),
     #: The principal that first deployed it (since it was last removed).
     Column("owner", String(64), nullable=True),
+)
+
+#: Who owned each run of a function's versions (an incarnation: from a deploy that found
+#: no function of that name to its removal). `last_version` is NULL while it is deployed.
+#: A function deployed before this table has no open row: its current owner's run is
+#: taken to start at version 1, as every version was its owner's to read before.
+function_owners = Table(
+    "function_owners",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("first_version", Integer, primary_key=True),
+    Column("last_version", Integer, nullable=True),
+    Column("owner", String(64), nullable=False),
 )
 
 function_versions = Table(

@@ -1,0 +1,123 @@
+"""A function's name reused by another owner (gateway/history.py), attacked on a real node.
+
+Developer A deploys `reused`, calls it (it prints a marker of A's) and removes it;
+developer B deploys a function of the same name. Before, B's `*` then reached the
+name's whole history: `donjon logs reused` showed B what A's function printed, and
+`?version=1` its SBOM and provenance; and A, having removed its own function, got 403
+for its logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import LiveNode, run_cli
+
+NAME = "reused"
+
+
+def _deploy(node: LiveNode, key: str, tmp: Path, marker: str) -> None:
+    fn = tmp / marker
+    fn.mkdir(mode=0o755)
+    (fn / "donjon.yaml").write_text(f"name: {NAME}\nhandler: main.handler\nmemory_mb: 64\n")
+    (fn / "main.py").write_text(
+        f"def handler(event, context):\n    print({marker!r})\n    return {marker!r}\n"
+    )
+    run_cli(node.env(key), "deploy", str(fn))
+
+
+def _outputs(node: LiveNode, key: str | None) -> tuple[int, str]:
+    with node.client(key) as c:
+        r = c.get(f"/v1/functions/{NAME}/logs")
+    return r.status_code, r.text
+
+
+@pytest.fixture(scope="module")
+def owners(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A's function called and removed, then B's under the same name, called."""
+    tmp = tmp_path_factory.mktemp("reuse")
+    a = node.create_key("reuse-a", "developer")["key"]
+    b = node.create_key("reuse-b", "developer")["key"]
+    _deploy(node, a, tmp, "printed-by-a")
+    with node.client(a) as c:
+        assert c.post(f"/v1/functions/{NAME}/invoke", json={}).status_code == 200
+        assert c.delete(f"/v1/functions/{NAME}").status_code == 204
+    removed = _outputs(node, a)
+    _deploy(node, b, tmp, "printed-by-b")
+    with node.client(b) as c:
+        assert c.post(f"/v1/functions/{NAME}/invoke", json={}).status_code == 200
+    return {"a": a, "b": b, "removed": removed}
+
+
+def test_the_new_owner_does_not_read_what_the_earlier_function_printed(
+    node: LiveNode, owners: dict[str, Any]
+) -> None:
+    status, text = _outputs(node, owners["b"])
+    assert status == 200, text
+    assert "printed-by-b" in text
+    assert "printed-by-a" not in text
+
+
+def test_the_earlier_owner_reads_its_own_removed_functions_logs_and_no_more(
+    node: LiveNode, owners: dict[str, Any]
+) -> None:
+    status, text = owners["removed"]  # read once it was removed, before B deployed
+    assert status == 200, text
+    assert "printed-by-a" in text
+    status, text = _outputs(node, owners["a"])
+    assert status == 200, text
+    assert "printed-by-a" in text
+    assert "printed-by-b" not in text
+
+
+def test_the_admin_and_a_role_that_names_the_function_read_every_version(
+    node: LiveNode, owners: dict[str, Any]
+) -> None:
+    doc = {
+        "name": "reuse-reader",
+        "statements": [{"effect": "allow", "actions": ["function:logs"], "resources": [NAME]}],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json=doc).status_code == 201
+    reader = node.create_key("reuse-named", "reuse-reader")["key"]
+    for key in (None, reader):
+        status, text = _outputs(node, key)
+        assert status == 200, text
+        assert "printed-by-a" in text and "printed-by-b" in text
+
+
+def test_anyone_else_is_refused_and_the_refusal_audited(
+    node: LiveNode, owners: dict[str, Any]
+) -> None:
+    c_key = node.create_key("reuse-c", "developer")
+    status, text = _outputs(node, c_key["key"])
+    assert status == 403, text
+    with node.client() as c:
+        audit = c.get("/v1/audit", params={"n": 200}).json()
+    denied = [
+        r for r in audit if r["action"] == "authz.denied" and r["actor"] == f"key:{c_key['id']}"
+    ]
+    assert denied and "logs" in denied[-1]["detail"]["reason"], denied
+
+
+def test_an_earlier_owners_versions_sbom_and_provenance_are_not_the_new_owners(
+    node: LiveNode, owners: dict[str, Any]
+) -> None:
+    with node.client() as c:
+        versions = {
+            v: c.get(f"/v1/functions/{NAME}/sbom", params={"version": v}).status_code
+            for v in ("1", "2")
+        }
+        assert versions == {"1": 200, "2": 200}  # the admin: both
+    with node.client(owners["b"]) as c:
+        assert c.get(f"/v1/functions/{NAME}/sbom").status_code == 200  # its own, current
+        for path in ("sbom", "provenance"):
+            refused = c.get(f"/v1/functions/{NAME}/{path}", params={"version": "1"})
+            assert refused.status_code == 404, refused.text
+            assert c.get(f"/v1/functions/{NAME}/{path}", params={"version": "2"}).status_code == 200
+    with node.client(owners["a"]) as c:
+        assert c.get(f"/v1/functions/{NAME}/sbom", params={"version": "1"}).status_code == 200
+        assert c.get(f"/v1/functions/{NAME}/sbom", params={"version": "2"}).status_code == 404
