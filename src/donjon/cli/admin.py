@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from donjon.cli.output import (
 )
 from donjon.cli.roles import parse_duration
 from donjon.config import Settings, load_settings
+from donjon.cpus import usable_cpus
 from donjon.vault import VaultError
 
 if TYPE_CHECKING:
@@ -202,9 +202,10 @@ def _verifier_key(settings: Settings, given: str | None) -> VerifierKey:
 
 def _verify_processes(asked: int | None) -> int:
     """How many processes may read the records: as asked, or one per CPU this command may
-    use. Its forked readers' ends are waited for, so an inherited SIG_IGN for SIGCHLD
-    (which would have the kernel reap them unseen) is undone."""
-    processes = len(os.sched_getaffinity(0)) if asked is None else asked
+    use (its affinity, bounded by its cgroups' CPU quota: donjon.cpus). Its forked
+    readers' ends are waited for, so an inherited SIG_IGN for SIGCHLD (which would have
+    the kernel reap them unseen) is undone."""
+    processes = usable_cpus() if asked is None else asked
     if processes > 1:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     return processes
@@ -229,7 +230,8 @@ def _verify_processes(asked: int | None) -> int:
     default=None,
     metavar="N",
     help="Read and hash a long log's records in up to N processes (default: one per "
-    "CPU this command may use; at most 4; 1: this process alone).",
+    "CPU this command may use, its cgroup's CPU quota included; at most 4; 1: this "
+    "process alone).",
 )
 @output_option
 def audit_verify(
