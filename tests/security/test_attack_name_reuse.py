@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from async_support import invoke_async, wait_for
 from harness import LiveNode, run_cli
 
 NAME = "reused"
@@ -121,3 +122,42 @@ def test_an_earlier_owners_versions_sbom_and_provenance_are_not_the_new_owners(
     with node.client(owners["a"]) as c:
         assert c.get(f"/v1/functions/{NAME}/sbom", params={"version": "1"}).status_code == 200
         assert c.get(f"/v1/functions/{NAME}/sbom", params={"version": "2"}).status_code == 404
+
+
+def test_an_event_queued_for_a_removed_function_never_reaches_the_names_new_function(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A's function fails its first attempt at an async event (its retry 10 s later, longer
+    than a removal and a deploy take); A removes it and B deploys the name meanwhile.
+    Before, the retry ran B's code with A's caller's event. Now the event is
+    dead-lettered (404) unrun; an admin's redrive is a choice, and goes to the function
+    deployed then."""
+    name = "reused-async"
+    a = node.create_key("reuse-async-a", "developer")["key"]
+    b = node.create_key("reuse-async-b", "developer")["key"]
+    fa, fb = tmp_path / "a", tmp_path / "b"
+    for d, body, extra in (
+        (fa, "    raise RuntimeError('not yet')\n", "retry: {attempts: 3, backoff_s: 10}\n"),
+        (fb, "    print('b got', event)\n    return event\n", ""),
+    ):
+        d.mkdir(mode=0o755)
+        (d / "donjon.yaml").write_text(
+            f"name: {name}\nhandler: main.handler\nmemory_mb: 64\n{extra}"
+        )
+        (d / "main.py").write_text(f"def handler(event, context):\n{body}")
+    run_cli(node.env(a), "deploy", str(fa))
+    queued = invoke_async(node, name, {"card": "4111-of-a-caller"}, key=a)
+    assert queued.status_code == 202, queued.text
+    invocation_id = queued.json()["invocation_id"]
+    wait_for(node, invocation_id, ("failed",))  # its first attempt ran A's code
+    with node.client(a) as c:
+        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    run_cli(node.env(b), "deploy", str(fb))
+    dead = wait_for(node, invocation_id, ("dead", "succeeded"))
+    assert dead["status"] == "dead", dead
+    assert "was removed" in dead["error"]["message"], dead
+    with node.client(b) as c:
+        assert "4111-of-a-caller" not in c.get(f"/v1/functions/{name}/logs").text
+    with node.client() as c:  # an admin's choice: redriven to the function deployed now
+        assert c.post(f"/v1/dlq/{invocation_id}/redrive").status_code == 200
+    assert wait_for(node, invocation_id)["status"] == "succeeded"

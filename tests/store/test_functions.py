@@ -97,3 +97,14 @@ def test_an_unrecorded_run_starts_after_the_last_recorded_one(tmp_path: Path) ->
     assert store.remove("f")
     assert store.owned_versions("f", "key:b") == [(2, 2)]
     assert store.owned_versions("f", "key:a") == [(1, 1)]
+
+
+def test_a_record_names_the_first_version_of_its_owners_run(tmp_path: Path) -> None:
+    """`since_version`: 1 for the first run; a new version of it keeps it; after a
+    removal the next deploy's run starts at its own version."""
+    store = _store(tmp_path)
+    assert store.add_version("f", 1, "1" * 64, "{}", "key:a").since_version == 1
+    assert store.add_version("f", 2, "2" * 64, "{}", "key:admin").since_version == 1
+    assert store.remove("f")
+    assert store.add_version("f", 3, "3" * 64, "{}", "key:b").since_version == 3
+    assert [(r.version, r.owner, r.since_version) for r in store.current()] == [(3, "key:b", 3)]

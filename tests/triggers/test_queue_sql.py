@@ -293,3 +293,26 @@ def test_admitted_request_is_remembered_until_a_redrive(tmp_path: Path) -> None:
         assert not redriven.admitted
 
     asyncio.run(go())
+
+
+def test_the_version_queued_for_is_kept_and_a_redrive_sets_it_anew(tmp_path: Path) -> None:
+    """An invocation keeps the function's version it was queued for (one alone, a batch,
+    and none given: None); a redrive under a version records that one, without one
+    keeps the old."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        one = await queue.enqueue(envelope(), POLICY, version=3)
+        batch = await queue.enqueue_all([envelope(), envelope()], POLICY, version=4)
+        bare = await queue.enqueue(envelope(), POLICY)
+        assert (one.version, [b.version for b in batch], bare.version) == (3, [4, 4], None)
+        found = await queue.get(one.id)
+        assert found is not None and found.version == 3
+        claimed = {lease.invocation.id: lease for lease in await queue.claim(4, 60)}
+        assert claimed[batch[0].id].invocation.version == 4
+        for lease in claimed.values():
+            assert await queue.fail(lease, "Boom", "no", "r", None)
+        assert (await queue.redrive(one.id, None, version=7)).version == 7
+        assert (await queue.redrive(batch[0].id, None)).version == 4
+
+    asyncio.run(go())

@@ -8,6 +8,12 @@ attempt (handlers dedupe on it).
 
 The caller of an async invoke is the principal recorded with the event: its key's
 limits apply to the delivery; a key revoked since is refused (401, not retried).
+
+An event goes to the function it was queued for or to none: one queued for a version
+older than the current owner's run (store/functions.py `since_version`) was for a
+function removed since, and the name's new function (perhaps another owner's) must not
+get its callers' events: 404, dead-lettered. A redrive is an admin's choice and goes
+to the function deployed then.
 """
 
 from __future__ import annotations
@@ -117,6 +123,14 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         deployed = node.registry.get(invocation.function)
         if deployed is None:
             raise NotFound(f"no function named {invocation.function!r}")
+        if invocation.version is not None and invocation.version < deployed.record.since_version:
+            # Queued for a function since removed: the name is another deploy's now, perhaps
+            # another owner's, whose code must not get that function's callers' events.
+            # Not retried (404): dead-lettered, for an admin to redrive or purge.
+            raise NotFound(
+                f"the function {invocation.function!r} this was queued for (version"
+                f" {invocation.version}) was removed; the name was deployed again since"
+            )
         # The caller first, as on every request: a key revoked since is refused (401)
         # before its event is read.
         principal = _principal(node, invocation.principal)
@@ -164,6 +178,7 @@ def _policy(node: Node, name: str) -> FunctionPolicy | None:
         manifest.destinations.on_success,
         manifest.destinations.on_failure,
         manifest.limits.queued,
+        deployed.record.version,
     )
 
 

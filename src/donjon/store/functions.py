@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.store.audit_outbox import enlist
@@ -31,6 +32,9 @@ class FunctionRecord:
     created_by: str
     #: The principal that first deployed the function (the current row's owner).
     owner: str = ""
+    #: The first version of the owner's run (1 for a function deployed before runs were
+    #: kept): a version before it was another deploy's, perhaps another owner's.
+    since_version: int = 1
 
 
 class FunctionStore:
@@ -105,7 +109,7 @@ class FunctionStore:
                     )
                 record = FunctionRecord(
                     **conn.execute(
-                        select(function_versions, functions.c.owner)
+                        _with_owner(select(function_versions))
                         .join(functions, functions.c.name == function_versions.c.name)
                         .where(key)
                     )
@@ -128,7 +132,7 @@ class FunctionStore:
     def current(self) -> list[FunctionRecord]:
         """The current version of every deployed function, by name."""
         query = (
-            select(function_versions, functions.c.owner)
+            _with_owner(select(function_versions))
             .join(
                 functions,
                 (functions.c.name == function_versions.c.name)
@@ -193,6 +197,18 @@ class FunctionStore:
             if current == owner and is_open is None:
                 runs.append((_unrecorded_start(conn, name), None))
         return runs
+
+
+def _with_owner(query: Select[Any]) -> Select[Any]:
+    """`query` over function_versions (joined to functions by the caller) with the owner
+    and the first version of the owner's open run (`since_version`, 1 if none is kept)."""
+    run = function_owners.c
+    since = (
+        select(run.first_version)
+        .where((run.name == function_versions.c.name) & run.last_version.is_(None))
+        .scalar_subquery()
+    )
+    return query.add_columns(functions.c.owner, func.coalesce(since, 1).label("since_version"))
 
 
 def _unrecorded_start(conn: Connection, name: str) -> int:

@@ -318,6 +318,10 @@ invocations = Table(
     #: 1 when its request passed admission (rate buckets, quotas) as it was queued: that
     #: admission stands for its first attempt's, so one async call is counted once.
     Column("admitted", Integer, nullable=True),
+    #: The function's version it was queued for (or redriven under): delivered only while
+    #: that version's owner still holds the name (gateway/deliveries.py). NULL: queued
+    #: before this column.
+    Column("version", Integer, nullable=True),
     Column("enqueued_at", Float, nullable=False),
     Column("next_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

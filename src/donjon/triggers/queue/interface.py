@@ -145,6 +145,9 @@ class QueuedInvocation:
     admitted: bool = False
     #: The function's result (JSON bytes) once it succeeded.
     result: bytes | None = None
+    #: The function's version it was queued for, or redriven under (None: queued before
+    #: versions were kept): its delivery goes to that owner's function or nowhere.
+    version: int | None = None
     #: Why the last attempt failed: an error type and a message (never the event).
     error_type: str | None = None
     error: str | None = None
@@ -183,17 +186,24 @@ class InvocationQueue(abc.ABC):
         *,
         admitted: bool = False,
         bound: int | None = None,
+        version: int | None = None,
     ) -> QueuedInvocation:
-        """Store one invocation, due now; durable once this returns. With `bound`,
-        `QueueFull` (nothing stored) if its function already has `bound` pending."""
+        """Store one invocation, due now, for the function's `version`; durable once this
+        returns. With `bound`, `QueueFull` (nothing stored) if its function already has
+        `bound` pending."""
 
     @abc.abstractmethod
     async def enqueue_all(
-        self, envelopes: Sequence[Envelope], retry: RetryPolicy, *, bound: int | None = None
+        self,
+        envelopes: Sequence[Envelope],
+        retry: RetryPolicy,
+        *,
+        bound: int | None = None,
+        version: int | None = None,
     ) -> list[QueuedInvocation]:
-        """Store invocations of one function (each `admitted` as its envelope says), all
-        or none: `QueueFull` if its pending ones and these would pass `bound`,
-        `BatchOverBound` if these alone would."""
+        """Store invocations of one function (each `admitted` as its envelope says) for its
+        `version`, all or none: `QueueFull` if its pending ones and these would pass
+        `bound`, `BatchOverBound` if these alone would."""
 
     @abc.abstractmethod
     async def pending(self, function: str | None = None) -> dict[str, int]:
@@ -237,11 +247,17 @@ class InvocationQueue(abc.ABC):
 
     @abc.abstractmethod
     async def redrive(
-        self, invocation_id: str, retry: RetryPolicy | None, *, bound: int | None = None
+        self,
+        invocation_id: str,
+        retry: RetryPolicy | None,
+        *,
+        bound: int | None = None,
+        version: int | None = None,
     ) -> QueuedInvocation:
         """Queue a dead invocation again, its attempts and age starting afresh (under `retry`,
-        the function's current policy, if given). Raises InvocationNotFound, and QueueFull
-        (left dead) when its function already has `bound` pending."""
+        the function's current policy, and for its `version`, if given). Raises
+        InvocationNotFound, and QueueFull (left dead) when its function already has `bound`
+        pending."""
 
     @abc.abstractmethod
     async def dead_ids(self, function: str) -> list[str]:

@@ -60,6 +60,8 @@ class FunctionPolicy:
     on_success: str | None = None
     on_failure: str | None = None
     queued: int | None = None
+    #: The version deployed now: what an invocation queued now is for.
+    version: int | None = None
 
 
 #: Told of each enqueue refused because the function's queue is full (the node counts
@@ -112,7 +114,9 @@ class AsyncInvocations:
         first = envelopes[0]
         policy = self._policy_of(first.function)
         try:
-            queued = await self.queue.enqueue_all(envelopes, policy.retry, bound=policy.queued)
+            queued = await self.queue.enqueue_all(
+                envelopes, policy.retry, bound=policy.queued, version=policy.version
+            )
         except QueueFull as e:
             await self.on_full(first, e)
             raise
@@ -128,7 +132,11 @@ class AsyncInvocations:
         policy = self._policy_of(envelope.function)
         try:
             queued = await self.queue.enqueue(
-                envelope, policy.retry, admitted=envelope.admitted, bound=policy.queued
+                envelope,
+                policy.retry,
+                admitted=envelope.admitted,
+                bound=policy.queued,
+                version=policy.version,
             )
         except QueueFull as e:
             await self.on_full(envelope, e)
@@ -193,6 +201,7 @@ class AsyncInvocations:
                 invocation_id,
                 policy.retry if policy else None,
                 bound=policy.queued if policy else None,
+                version=policy.version if policy else None,
             )
         self.on_enqueue()
         return redriven

@@ -172,6 +172,7 @@ class SqlInvocationQueue(InvocationQueue):
             updated_at=float(r.updated_at),
             request_id=r.request_id,
             result=self._opened(r, "result"),
+            version=None if r.version is None else int(r.version),
             error_type=r.error_type,
             error=r.error,
             admitted=bool(r.admitted),
@@ -180,7 +181,12 @@ class SqlInvocationQueue(InvocationQueue):
     # -- writes ------------------------------------------------------------------
 
     def _values(
-        self, envelope: Envelope, retry: RetryPolicy, admitted: bool, now: float
+        self,
+        envelope: Envelope,
+        retry: RetryPolicy,
+        admitted: bool,
+        now: float,
+        version: int | None = None,
     ) -> dict[str, Any]:
         invocation_id = str(uuid.uuid4())
         return {
@@ -199,6 +205,7 @@ class SqlInvocationQueue(InvocationQueue):
             "backoff_s": retry.backoff_s,
             "max_age_s": retry.max_age_s,
             "admitted": 1 if admitted else None,
+            "version": version,
             "enqueued_at": now,
             "next_at": now,
             "updated_at": now,
@@ -211,13 +218,19 @@ class SqlInvocationQueue(InvocationQueue):
         *,
         admitted: bool = False,
         bound: int | None = None,
+        version: int | None = None,
     ) -> QueuedInvocation:
-        values = self._values(envelope, retry, admitted, time.time())
+        values = self._values(envelope, retry, admitted, time.time(), version)
         (queued,) = await self._insert([values], bound)
         return queued
 
     async def enqueue_all(
-        self, envelopes: Sequence[Envelope], retry: RetryPolicy, *, bound: int | None = None
+        self,
+        envelopes: Sequence[Envelope],
+        retry: RetryPolicy,
+        *,
+        bound: int | None = None,
+        version: int | None = None,
     ) -> list[QueuedInvocation]:
         if not envelopes:
             return []
@@ -225,7 +238,7 @@ class SqlInvocationQueue(InvocationQueue):
             raise QueueError("a batch enqueued at once is of one function")
         now = time.time()
         return await self._insert(
-            [self._values(e, retry, e.admitted, now) for e in envelopes], bound
+            [self._values(e, retry, e.admitted, now, version) for e in envelopes], bound
         )
 
     async def _insert(
@@ -337,7 +350,12 @@ class SqlInvocationQueue(InvocationQueue):
         return await self._owned(lease, **values)
 
     async def redrive(
-        self, invocation_id: str, retry: RetryPolicy | None, *, bound: int | None = None
+        self,
+        invocation_id: str,
+        retry: RetryPolicy | None,
+        *,
+        bound: int | None = None,
+        version: int | None = None,
     ) -> QueuedInvocation:
         def write() -> None:
             # Its function (its bound's key), read alone: the row's sealed event is not opened.
@@ -353,6 +371,8 @@ class SqlInvocationQueue(InvocationQueue):
                 "next_at": now,
                 "updated_at": now,
             }
+            if version is not None:  # the function it goes to now (an admin's choice)
+                values["version"] = version
             if retry is not None:
                 values.update(
                     max_attempts=retry.attempts,
