@@ -119,6 +119,20 @@ def test_an_earlier_owners_versions_sbom_and_provenance_are_not_the_new_owners(
             refused = c.get(f"/v1/functions/{NAME}/{path}", params={"version": "1"})
             assert refused.status_code == 404, refused.text
             assert c.get(f"/v1/functions/{NAME}/{path}", params={"version": "2"}).status_code == 200
+        missing = c.get(f"/v1/functions/{NAME}/sbom", params={"version": "77"}).json()
+        # Told apart from a version that does not exist by nothing but its number.
+        told = refused.json()
+        assert told["detail"] == missing["detail"].replace("77", "1")
+        assert sorted(told) == sorted(missing)
+        assert [told[k] for k in ("type", "title", "status")] == [
+            missing[k] for k in ("type", "title", "status")
+        ]
+    with node.client() as c:
+        audit = c.get("/v1/audit", params={"n": 200}).json()
+    assert any(
+        r["action"] == "authz.denied" and "another owner's version" in r["detail"]["reason"]
+        for r in audit
+    )
     with node.client(owners["a"]) as c:
         assert c.get(f"/v1/functions/{NAME}/sbom", params={"version": "1"}).status_code == 200
         assert c.get(f"/v1/functions/{NAME}/sbom", params={"version": "2"}).status_code == 404
@@ -161,3 +175,64 @@ def test_an_event_queued_for_a_removed_function_never_reaches_the_names_new_func
     with node.client() as c:  # an admin's choice: redriven to the function deployed now
         assert c.post(f"/v1/dlq/{invocation_id}/redrive").status_code == 200
     assert wait_for(node, invocation_id)["status"] == "succeeded"
+
+
+def _pair(node: LiveNode, tag: str) -> tuple[str, str]:
+    return (
+        node.create_key(f"reuse-{tag}-a", "developer")["key"],
+        node.create_key(f"reuse-{tag}-b", "developer")["key"],
+    )
+
+
+def _bundle(tmp: Path, name: str, code: str, extra: str = "") -> Path:
+    fn = tmp / f"{name}-{len(list(tmp.iterdir()))}"
+    fn.mkdir(mode=0o755)
+    (fn / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\nmemory_mb: 64\n{extra}")
+    (fn / "main.py").write_text(code)
+    return fn
+
+
+def test_the_new_functions_unused_grants_are_not_told_the_earlier_functions_uses(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A's function read a secret; B deploys the name granting the same secret and never
+    calls it: B's report says it unused (before, "used", with A's call's time)."""
+    name = "reused-grants"
+    with node.client() as c:
+        assert c.post("/v1/secrets/reuse-s", json={"value": "v" * 20}).status_code in (200, 201)
+    a, b = _pair(node, "grants")
+    reads = "def handler(event, context):\n    return len(context.secrets['reuse-s'])\n"
+    grant = "permissions: {secrets: [reuse-s]}\n"
+    run_cli(node.env(a), "deploy", str(_bundle(tmp_path, name, reads, grant)))
+    with node.client(a) as c:
+        assert c.post(f"/v1/functions/{name}/invoke", json={}).status_code == 200
+        used = c.get(f"/v1/functions/{name}/permissions/unused").json()
+        assert [u["name"] for u in used["used"]] == ["reuse-s"], used
+        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    quiet = "def handler(event, context):\n    return 0\n"
+    run_cli(node.env(b), "deploy", str(_bundle(tmp_path, name, quiet, grant)))
+    with node.client(b) as c:
+        report = c.get(f"/v1/functions/{name}/permissions/unused").json()
+    assert report["used"] == [] and report["unused"]["secrets"] == ["reuse-s"], report
+
+
+def test_an_async_calls_error_is_not_shown_to_the_names_next_owner(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """B calls A's function async (invoking is not owned); it fails and B is not shown
+    the message. Once A removed it and B deployed the name, B is still not shown it."""
+    name = "reused-reveal"
+    a, b = _pair(node, "reveal")
+    failing = "def handler(event, context):\n    raise ValueError('message-of-a')\n"
+    run_cli(node.env(a), "deploy", str(_bundle(tmp_path, name, failing, "retry: {attempts: 1}\n")))
+    queued = invoke_async(node, name, {}, key=b)
+    assert queued.status_code == 202, queued.text
+    invocation_id = queued.json()["invocation_id"]
+    before = wait_for(node, invocation_id, key=b)
+    assert before["status"] == "dead" and before["error"]["message"] is None, before
+    assert "message-of-a" in wait_for(node, invocation_id)["error"]["message"]  # the admin
+    with node.client(a) as c:
+        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    quiet = "def handler(event, context):\n    return 0\n"
+    run_cli(node.env(b), "deploy", str(_bundle(tmp_path, name, quiet)))
+    assert wait_for(node, invocation_id, key=b)["error"]["message"] is None

@@ -49,19 +49,22 @@ def test_each_owner_has_the_runs_of_versions_it_deployed_between_removals(
     store = _store(tmp_path)
     store.add_version("f", 1, "1" * 64, "{}", "key:a")
     store.add_version("f", 2, "2" * 64, "{}", "key:a")
-    assert store.owned_versions("f", "key:a") == [(1, None)]
+    assert store.owned_versions("f", "key:a") == ((1, None),)
     assert store.remove("f")
-    assert store.owned_versions("f", "key:a") == [(1, 2)]
+    assert store.owned_versions("f", "key:a") == ((1, 2),)
     store.add_version("f", 3, "3" * 64, "{}", "key:b")
     store.add_version("f", 4, "4" * 64, "{}", "key:admin")
-    assert store.owned_versions("f", "key:b") == [(3, None)]
-    assert store.owned_versions("f", "key:admin") == []
-    assert store.owned_versions("f", "key:a") == [(1, 2)]
+    assert store.owned_versions("f", "key:b") == ((3, None),)
+    assert store.owned_versions("f", "key:admin") == ()
+    assert store.owned_versions("f", "key:a") == ((1, 2),)
     assert store.remove("f")
-    assert store.owned_versions("f", "key:b") == [(3, 4)]
+    assert store.owned_versions("f", "key:b") == ((3, 4),)
     store.add_version("f", 5, "5" * 64, "{}", "key:a")
-    assert store.owned_versions("f", "key:a") == [(1, 2), (5, None)]
-    assert store.owned_versions("g", "key:a") == []
+    assert store.owned_versions("f", "key:a") == (
+        (1, 2),
+        (5, None),
+    )
+    assert store.owned_versions("g", "key:a") == ()
     assert not store.remove("g")
 
 
@@ -75,13 +78,13 @@ def test_a_function_deployed_before_runs_were_kept_is_its_owners_from_version_on
     store.add_version("old", 2, "2" * 64, "{}", "key:a")
     with store._engine.begin() as conn:
         conn.execute(text("DELETE FROM function_owners"))
-    assert store.owned_versions("old", "key:a") == [(1, None)]
-    assert store.owned_versions("old", "key:b") == []
+    assert store.owned_versions("old", "key:a") == ((1, None),)
+    assert store.owned_versions("old", "key:b") == ()
     assert store.remove("old")
-    assert store.owned_versions("old", "key:a") == [(1, 2)]
+    assert store.owned_versions("old", "key:a") == ((1, 2),)
     store.add_version("old", 3, "3" * 64, "{}", "key:b")
-    assert store.owned_versions("old", "key:b") == [(3, None)]
-    assert store.owned_versions("old", "key:a") == [(1, 2)]
+    assert store.owned_versions("old", "key:b") == ((3, None),)
+    assert store.owned_versions("old", "key:a") == ((1, 2),)
 
 
 def test_an_unrecorded_run_starts_after_the_last_recorded_one(tmp_path: Path) -> None:
@@ -93,10 +96,10 @@ def test_an_unrecorded_run_starts_after_the_last_recorded_one(tmp_path: Path) ->
     store.add_version("f", 2, "2" * 64, "{}", "key:b")
     with store._engine.begin() as conn:
         conn.execute(text("DELETE FROM function_owners WHERE last_version IS NULL"))
-    assert store.owned_versions("f", "key:b") == [(2, None)]
+    assert store.owned_versions("f", "key:b") == ((2, None),)
     assert store.remove("f")
-    assert store.owned_versions("f", "key:b") == [(2, 2)]
-    assert store.owned_versions("f", "key:a") == [(1, 1)]
+    assert store.owned_versions("f", "key:b") == ((2, 2),)
+    assert store.owned_versions("f", "key:a") == ((1, 1),)
 
 
 def test_a_record_names_the_first_version_of_its_owners_run(tmp_path: Path) -> None:
@@ -108,3 +111,40 @@ def test_a_record_names_the_first_version_of_its_owners_run(tmp_path: Path) -> N
     assert store.remove("f")
     assert store.add_version("f", 3, "3" * 64, "{}", "key:b").since_version == 3
     assert [(r.version, r.owner, r.since_version) for r in store.current()] == [(3, "key:b", 3)]
+
+
+def test_a_run_left_open_by_an_older_release_is_closed_and_read_as_ended(
+    tmp_path: Path,
+) -> None:
+    """A removal an older release made deletes the function's row and leaves A's run
+    open. A deploy that follows closes it before its own run; and while B's deploy by an
+    older release left no run of B's, A's ends before B's first version, not never."""
+    store = _store(tmp_path)
+    store.add_version("f", 1, "1" * 64, "{}", "key:a")
+    store.add_version("f", 2, "2" * 64, "{}", "key:a")
+    with store._engine.begin() as conn:  # removed by an older release
+        conn.execute(text("DELETE FROM functions WHERE name = 'f'"))
+    assert store.owned_versions("f", "key:a") == ((1, 2),)
+    store.add_version("f", 3, "3" * 64, "{}", "key:b")
+    assert store.owned_versions("f", "key:a") == ((1, 2),)
+    assert store.owned_versions("f", "key:b") == ((3, None),)
+    # Removed and deployed again by an older release: no run of C's, C's version 5.
+    with store._engine.begin() as conn:
+        conn.execute(text("DELETE FROM functions WHERE name = 'f'"))
+        conn.execute(text("UPDATE function_owners SET last_version = NULL WHERE first_version = 3"))
+    store.add_version("f", 4, "4" * 64, "{}", "key:b")  # B's, then removed again by old code
+    with store._engine.begin() as conn:
+        conn.execute(text("DELETE FROM functions WHERE name = 'f'"))
+        conn.execute(text("DELETE FROM function_owners WHERE first_version = 4"))
+        conn.execute(text("UPDATE function_owners SET last_version = NULL WHERE first_version = 3"))
+        conn.execute(
+            text(
+                "INSERT INTO function_versions (name, version, digest, manifest, created_at,"
+                " created_by) VALUES ('f', 5, :d, '{}', 0, 'key:c')"
+            ),
+            {"d": "5" * 64},
+        )
+        conn.execute(text("INSERT INTO functions (name, version, owner) VALUES ('f', 5, 'key:c')"))
+    assert store.owned_versions("f", "key:b") == ((3, 4),)
+    assert store.owned_versions("f", "key:c") == ((5, None),)
+    assert store.owned_versions("f", "key:a") == ((1, 2),)

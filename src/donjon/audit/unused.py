@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 
 from donjon.audit.usage import GrantUse, UseKind, grant_uses
 from donjon.errors import Error
-from donjon.store.tables import audit_log
+from donjon.store.tables import audit_log, function_versions
 from donjon.store.tables import grant_uses as grant_uses_table
 
 __all__ = ["DEFAULT_DAYS", "MAX_DAYS", "BadWindow", "UnusedGrants", "check_days", "unused_grants"]
@@ -102,9 +102,13 @@ def unused_grants(
     granted: dict[str, tuple[str, ...]],
     days: int,
     now: float | None = None,
+    run_from: int = 1,
 ) -> UnusedGrants:
     """Which of `granted` ({"secrets", "egress", "invoke"} -> names) `function` has not
-    used in the `days` before `now`. Blocking (reads the database): off the event loop."""
+    used in the `days` before `now`, counting only uses since version `run_from` was
+    deployed (the first version of its owner's run: a name removed and deployed again is
+    another function, whose uses are not this one's). Blocking (reads the database): off
+    the event loop."""
     days = check_days(days)
     since = (time.time() if now is None else now) - days * DAY_S
     secrets, invoke = granted.get("secrets", ()), granted.get("invoke", ())
@@ -119,6 +123,15 @@ def unused_grants(
         t.c.function == function, t.c.ts >= since
     )
     with engine.connect() as conn:
+        if run_from > 1:
+            began = conn.execute(
+                select(function_versions.c.created_at).where(
+                    (function_versions.c.name == function)
+                    & (function_versions.c.version == run_from)
+                )
+            ).scalar_one_or_none()
+            since = max(since, float(began or 0.0))
+            query = query.where(t.c.ts >= since)
         rows = [r for r in conn.execute(query) if (r.kind, r.name) in wanted]
         records = _records(conn, [int(r.seq) for r in rows])
     used: list[LastUse] = []

@@ -31,6 +31,7 @@ from donjon.gateway.audit_api import (
 from donjon.gateway.deploy import deploy
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.guarded import guarded
+from donjon.gateway.history import versions_of
 from donjon.gateway.keys_api import create_key, list_keys, revoke_key, rotate_key
 from donjon.gateway.node import Node
 from donjon.gateway.permissions import unused_permissions
@@ -137,7 +138,7 @@ async def function_logs(request: Request, node: Node, _p: Principal, _r: str) ->
             since=since,
             after=after,
             request_id=request_id,
-            versions=request.state.versions,  # its owner's runs (gateway/history.py)
+            versions=versions_of(request),  # the caller's runs of it (gateway/history.py)
         )
     )
     # A removed function's logs stay readable (to its owner then, and to whom the policy

@@ -6,7 +6,8 @@
   `Location: /v1/invocations/{id}` and `Preference-Applied: respond-async`.
 - `GET /v1/invocations/{id}`: its status, attempts, result or error. Only the caller
   that made it and holders of `dlq:manage` (admins) see it; to anyone else it does not
-  exist (404). Its error's message only to those who may read the function's logs.
+  exist (404). Its error's message only to those who may read the logs of the version it
+  was queued for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from donjon.errors import Error
 from donjon.gateway.access import authenticate, new_request_id
 from donjon.gateway.errors import NotFound
 from donjon.gateway.function_errors import may_read_logs
+from donjon.gateway.history import history_of, readable
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.queue_views import InvocationAccepted, InvocationView, invocation_view
@@ -83,6 +85,20 @@ async def respond_async(
     )
 
 
+async def _may_read_its_logs(
+    node: Node, principal: Principal, invocation: QueuedInvocation
+) -> bool:
+    """Whether `principal` may read the logs of the version the invocation was queued for
+    (the one it runs on: gateway/deliveries.py): a name deployed again since is another
+    function, perhaps another owner's (gateway/history.py). Queued before versions were
+    kept: the logs of the function deployed now, as before."""
+    if invocation.version is None:
+        deployed = node.registry.get(invocation.function)
+        return deployed is not None and may_read_logs(node, principal, deployed)
+    runs = await history_of(node, principal, Action.LOGS, invocation.function)
+    return readable(invocation.version, runs)
+
+
 def _may_see(node: Node, principal: Principal, invocation: QueuedInvocation) -> bool:
     if invocation.principal is not None and invocation.principal == principal.label:
         return True
@@ -100,8 +116,7 @@ async def get_invocation(request: Request) -> Response:
             found = await node.invocations.get(invocation_id)
         if found is None or not _may_see(node, principal, found):
             raise NotFound(f"no invocation {invocation_id[:_MAX_ID]!r}")
-        deployed = node.registry.get(found.function)
-        reveal = deployed is not None and may_read_logs(node, principal, deployed)
+        reveal = await _may_read_its_logs(node, principal, found)
         return render(InvocationView(**invocation_view(found, reveal=reveal)))
     except Error as e:
         return problem_from_error(e, request_id=request_id)

@@ -1,13 +1,13 @@
-"""Whose history a function's name holds: its versions' logs, SBOMs and provenance.
+"""Whose history a function's name holds: its versions' logs, SBOMs, provenance, events.
 
 A name is reused: a function removed and deployed again is a new owner's (the
 `functions.owner` column). What its earlier versions left behind (what they printed,
-their SBOMs and provenance) is its earlier owners', and `*` reaches only the caller's
-own functions (identity/policy_eval.py), so it reaches only the runs of versions the
-caller owned (store/functions.py `owned_versions`): a developer who deploys a removed
-function's name does not read what that function printed, and one who removed its
-own function still reads its logs. A statement that names the function, and the
-built-in admin, reach every version.
+their SBOMs and provenance, their async calls' errors) is its earlier owners', and `*`
+reaches only the caller's own functions (identity/policy_eval.py), so it reaches only
+the runs of versions the caller owned (store/functions.py `owned_versions`): a
+developer who deploys a removed function's name does not read what that function
+printed, and one who removed its own function still reads its logs. A statement that
+names the function, and the built-in admin, reach every version.
 """
 
 from __future__ import annotations
@@ -21,11 +21,20 @@ from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.store.functions import VersionRuns
 
-__all__ = ["authorize_history", "readable"]
+__all__ = ["authorize_history", "history_of", "readable", "versions_of"]
 
-#: An owner no principal is: "owned by someone else", for the policy's question
-#: whether the caller reaches the function without owning it.
-_SOMEONE_ELSE = "\x00"
+
+async def history_of(
+    node: Node, principal: Principal, action: Action, function: str
+) -> VersionRuns | None:
+    """The runs of `function`'s versions `principal` may do `action` on: None for every
+    version, () for none. Decided quietly (nothing is audited)."""
+    policy = node.policy
+    if policy.reaches_whoever_owns(principal, action, function):
+        return None
+    if not policy.reaches_own(principal, action, function):
+        return ()
+    return await asyncio.to_thread(node.functions.owned_versions, function, principal.label)
 
 
 async def authorize_history(
@@ -36,19 +45,20 @@ async def authorize_history(
     request_id: str,
     function: str,
 ) -> VersionRuns | None:
-    """The runs of `function`'s versions `principal` may do `action` on (None: all of
-    them), or `Forbidden`, audited as `authorize` audits it."""
-    policy = node.policy
-    if policy.decide(principal, action, function, _SOMEONE_ELSE).allowed:
-        return None  # named by a statement, or the admin: every version
-    runs: VersionRuns = []
-    if policy.decide(principal, action, function, principal.label).allowed:  # `*`: its own
-        runs = await asyncio.to_thread(node.functions.owned_versions, function, principal.label)
-    if not runs:
-        # Refused as any request is, decided on the function as it stands (audited with
-        # its statement). Allowed only if it was deployed as the caller's meanwhile: the
-        # runs read before it hold nothing, and nothing is shown.
-        await authorize(node, request, principal, action, request_id, function)
+    """`history_of`, or `Forbidden` (audited as `authorize` audits it) when it is none."""
+    runs = await history_of(node, principal, action, function)
+    if runs is None or runs:
+        return runs
+    # Refused as any request is, decided on the function as it stands (audited with its
+    # statement). Allowed only if it was deployed as the caller's meanwhile: the runs
+    # read before hold nothing, and nothing is shown.
+    await authorize(node, request, principal, action, request_id, function)
+    return runs
+
+
+def versions_of(request: Request) -> VersionRuns | None:
+    """The runs a `guarded(..., history=True)` route's caller may read (gateway/guarded.py)."""
+    runs: VersionRuns | None = request.state.versions  # set by the guard, or AttributeError
     return runs
 
 

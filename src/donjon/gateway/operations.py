@@ -256,6 +256,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "only the call with this request id",
             ),
         ),
+        description="A removed function's entries stay readable. Through a role's `*` a "
+        "caller reads the calls of the versions it owned only (a name removed and deployed "
+        "again is a new owner's); a statement naming the function, or the admin, reads all.",
     ),
     ("GET", "/v1/functions/{name}/permissions/unused"): Operation(
         "unusedPermissions",

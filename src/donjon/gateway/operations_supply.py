@@ -11,7 +11,8 @@ _VERSION = Param(
     "version",
     "query",
     {"type": "integer", "minimum": 1, "maximum": 999_999_999},
-    "the version (default: the one serving)",
+    "the version (default: the one serving). Through a role's `*`, only a version the "
+    "caller owned: another owner's is answered as a version that does not exist (audited)",
 )
 _SBOM = Raw(
     {

@@ -34,5 +34,7 @@ async def unused_permissions(request: Request, node: Node, _p: Principal, _r: st
             "invoke": permissions.invoke,
         },
         days,
+        None,
+        deployed.record.since_version,  # its owner's run: not an earlier function's uses
     )
     return JSONResponse(report.as_json())

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from donjon.gateway.access import deny
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.guarded import guarded
-from donjon.gateway.history import readable
+from donjon.gateway.history import readable, versions_of
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
@@ -29,13 +30,15 @@ __all__ = ["MEDIA_TYPES", "ROUTES"]
 
 _FUNCTION = re.compile(NAME_RE)
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
-#: Why a version is not found to a caller that reaches the function by owning it.
-_OTHERS = "a name removed and deployed again is a new owner's: each keeps its own versions"
+#: The hint of a version not found (as supply/service.py's).
+_NO_VERSION = "`donjon describe NAME` shows its version"
 #: The media type of each SBOM format (CycloneDX's registered ones).
 MEDIA_TYPES = {"json": "application/vnd.cyclonedx+json", "xml": "application/vnd.cyclonedx+xml"}
 
 
-def _target(request: Request, node: Node) -> tuple[SupplyChain, str, int]:
+async def _target(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> tuple[SupplyChain, str, int]:
     """The service, the function's name and the version asked for (default: current)."""
     name = request.path_params["name"]
     if not _FUNCTION.fullmatch(name):  # no function ever had that name
@@ -47,24 +50,40 @@ def _target(request: Request, node: Node) -> tuple[SupplyChain, str, int]:
     if raw is not None:
         if not _VERSION.fullmatch(raw):
             raise BadRequest("version must be a whole number from 1")
-        version = int(raw)
-        if not readable(version, request.state.versions):  # another owner's (history.py)
-            raise NotFound(f"{name} has no version {version} of yours", hint=_OTHERS)
-        return supply, name, version
+        return supply, name, await _readable(request, node, principal, request_id, int(raw))
     deployed = node.registry.get(name)
     if deployed is None:
         raise NotFound(f"no function named {name!r} is deployed", hint="name a version: ?version=N")
-    version = deployed.record.version
-    if not readable(version, request.state.versions):  # deployed by another meanwhile
-        raise NotFound(f"{name} has no version {version} of yours", hint=_OTHERS)
+    version = await _readable(request, node, principal, request_id, deployed.record.version)
     return supply, name, version
 
 
-async def function_sbom(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def _readable(
+    request: Request, node: Node, principal: Principal, request_id: str, version: int
+) -> int:
+    """`version`, if the caller may read it; else refused (audited) as a version that does
+    not exist is answered: another owner's versions are not told apart (history.py)."""
+    if readable(version, versions_of(request)):
+        return version
+    name = request.path_params["name"]
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"{Action.READ.value} on {name} version {version} denied: another owner's version",
+        request_id,
+    )
+    raise NotFound(f"{name} has no version {version}", hint=_NO_VERSION)
+
+
+async def function_sbom(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
     fmt = request.query_params.get("format", "json")
     if fmt not in MEDIA_TYPES:
         raise BadRequest("format must be json or xml")
-    supply, name, version = _target(request, node)
+    supply, name, version = await _target(request, node, principal, request_id)
     try:
         body, digest = await asyncio.to_thread(supply.sbom, name, version, fmt)
     except SupplyNotFound as e:
@@ -73,8 +92,10 @@ async def function_sbom(request: Request, node: Node, _p: Principal, _r: str) ->
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-async def function_provenance(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    supply, name, version = _target(request, node)
+async def function_provenance(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    supply, name, version = await _target(request, node, principal, request_id)
     try:
         envelope = await asyncio.to_thread(supply.provenance, name, version)
     except SupplyNotFound as e:

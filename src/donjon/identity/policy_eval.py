@@ -32,6 +32,8 @@ from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
 __all__ = ["NO_STATEMENT", "Decision", "Policy", "is_allowed"]
 
 NO_STATEMENT = "no statement allows"
+#: An owner no principal is (no label holds a NUL): a function "owned by someone else".
+_NOT_AN_OWNER = "\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,15 @@ class Policy:
                 return Decision(False, f"{NO_STATEMENT} (the function is owned by {owner})")
             return Decision(False, NO_STATEMENT)
         return Decision(True, allowed_by)
+
+    def reaches_whoever_owns(self, principal: Principal, action: Action, function: str) -> bool:
+        """Whether `principal` may do `action` on `function` whoever owns it: a statement
+        names the function (a pattern other than `*` alone), or the built-in admin."""
+        return self.decide(principal, action, function, _NOT_AN_OWNER).allowed
+
+    def reaches_own(self, principal: Principal, action: Action, function: str) -> bool:
+        """Whether `principal` may do `action` on `function` if it owns it (`*` included)."""
+        return self.decide(principal, action, function, principal.label).allowed
 
 
 _BUILTIN_POLICY = Policy()

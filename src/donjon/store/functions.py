@@ -17,7 +17,7 @@ from donjon.store.tables import function_owners, function_versions, functions
 __all__ = ["FunctionRecord", "FunctionStore", "VersionRuns"]
 
 #: Runs of a function's versions, each (first, last) with last None for "and after".
-VersionRuns = list[tuple[int, int | None]]
+VersionRuns = tuple[tuple[int, int | None], ...]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,12 @@ class FunctionStore:
                     conn.execute(
                         insert(functions).values(name=name, version=version, owner=created_by)
                     )
+                    run = function_owners.c
+                    conn.execute(  # one left open by a removal an older release made
+                        update(function_owners)
+                        .where((run.name == name) & run.last_version.is_(None))
+                        .values(last_version=version - 1)
+                    )
                     conn.execute(
                         insert(function_owners).values(
                             name=name, first_version=version, owner=created_by
@@ -146,69 +152,124 @@ class FunctionStore:
     def remove(self, name: str) -> bool:
         """Undeploy `name`; its version history stays for the audit trail, and its owner's
         run of versions ends at the current one (`owned_versions`)."""
-        with self._engine.begin() as conn:
-            row = conn.execute(
-                select(functions.c.version, functions.c.owner).where(functions.c.name == name)
-            ).one_or_none()
-            if row is None:
-                return False
-            if conn.execute(delete(functions).where(functions.c.name == name)).rowcount == 0:
-                return False  # removed meanwhile (another node): that removal closed the run
-            run = function_owners.c
-            closed = conn.execute(
-                update(function_owners)
-                .where((run.name == name) & run.last_version.is_(None))
-                .values(last_version=row.version)
-            ).rowcount
-            if closed == 0 and row.owner:  # deployed before runs were kept
-                conn.execute(
-                    insert(function_owners).values(
-                        name=name,
-                        first_version=_unrecorded_start(conn, name),
-                        last_version=row.version,
-                        owner=row.owner,
+        try:
+            with self._engine.begin() as conn:
+                row = conn.execute(
+                    delete(functions)
+                    .where(functions.c.name == name)
+                    .returning(functions.c.version, functions.c.owner)
+                ).one_or_none()
+                if row is None:
+                    return False
+                run = function_owners.c
+                closed = conn.execute(
+                    update(function_owners)
+                    .where((run.name == name) & run.last_version.is_(None))
+                    .values(last_version=row.version)
+                ).rowcount
+                if closed == 0 and row.owner:  # deployed before runs were kept
+                    conn.execute(
+                        insert(function_owners).values(
+                            name=name,
+                            first_version=_unrecorded_start(conn, name),
+                            last_version=row.version,
+                            owner=row.owner,
+                        )
                     )
-                )
-            enlist(conn)
+                enlist(conn)
+        except SQLAlchemyError as e:
+            raise StoreError(
+                f"the database did not remove {name} ({type(e).__name__})",
+                hint="remove it again; if it keeps failing, check the database",
+            ) from e
         return True
 
     def owned_versions(self, name: str, owner: str) -> VersionRuns:
-        """The runs of `name`'s versions `owner` owned (deployed first after no function of
-        that name was), oldest first. A function deployed before runs were kept, and still
-        deployed, is its owner's from the version after the last recorded run (1 if none)."""
+        """The runs of `name`'s versions `owner` owned, oldest first: each from a deploy that
+        found no function of that name to the removal that ended it (`_runs_of` says how
+        runs are read where the bookkeeping was not kept, or was left open)."""
         run = function_owners.c
-        with self._engine.connect() as conn:
-            runs: VersionRuns = [
-                (int(r.first_version), None if r.last_version is None else int(r.last_version))
-                for r in conn.execute(
-                    select(run.first_version, run.last_version)
-                    .where((run.name == name) & (run.owner == owner))
-                    .order_by(run.first_version)
-                )
-            ]
-            if runs and runs[-1][1] is None:
-                return runs
-            current = conn.execute(
-                select(functions.c.owner).where(functions.c.name == name)
-            ).scalar_one_or_none()
-            is_open = conn.execute(
-                select(run.first_version).where((run.name == name) & run.last_version.is_(None))
-            ).first()
-            if current == owner and is_open is None:
-                runs.append((_unrecorded_start(conn, name), None))
-        return runs
+        try:
+            with self._engine.connect() as conn:
+                recorded = [
+                    (int(r.first_version), _int(r.last_version), str(r.owner))
+                    for r in conn.execute(
+                        select(run.first_version, run.last_version, run.owner)
+                        .where(run.name == name)
+                        .order_by(run.first_version)
+                    )
+                ]
+                current = conn.execute(
+                    select(functions.c.owner).where(functions.c.name == name)
+                ).scalar_one_or_none()
+                versions = [
+                    (int(v.version), str(v.created_by))
+                    for v in conn.execute(
+                        select(function_versions.c.version, function_versions.c.created_by)
+                        .where(function_versions.c.name == name)
+                        .order_by(function_versions.c.version)
+                    )
+                ]
+        except SQLAlchemyError as e:
+            raise StoreError(
+                f"the database did not answer for {name}'s owners ({type(e).__name__})"
+            ) from e
+        return tuple(
+            (first, last)
+            for first, last, who in _runs_of(recorded, current, versions)
+            if who == owner
+        )
+
+
+def _int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def _runs_of(
+    recorded: list[tuple[int, int | None, str]],
+    current: str | None,
+    versions: list[tuple[int, str]],
+) -> list[tuple[int, int | None, str]]:
+    """Every run of a name's versions with its owner, from the `recorded` runs (first,
+    last or None, owner; oldest first), the `current` owner (None: not deployed) and the
+    name's `versions` (version, who deployed it; oldest first).
+
+    A run is open (last None) only while its owner holds the name. One left open by a
+    removal an older release made, the name since deployed again by another, ends before
+    the first version that other deployed after it (where none: at the newest version,
+    and the current owner's run is not known: nothing). A deployed function with no open
+    run (deployed before runs were kept) is its owner's from after the last recorded
+    run (from version 1 if none)."""
+    newest = versions[-1][0] if versions else 0
+    runs: list[tuple[int, int | None, str]] = []
+    unknown = False  # the current owner's run could not be told
+    for first, last, who in recorded:
+        if last is not None or who == current:
+            runs.append((first, last, who))
+            continue
+        # Left open, and the name is another's now (or no one's).
+        later = [v for v, by in versions if v > first and by == current]
+        if later:
+            runs += [(first, later[0] - 1, who), (later[0], None, str(current))]
+        else:
+            runs.append((first, newest, who))
+            unknown = current is not None
+    if current is not None and not unknown and all(last is not None for _, last, _ in runs):
+        start = max((last for _, last, _ in runs if last is not None), default=0) + 1
+        runs.append((start, None, current))
+    return runs
 
 
 def _with_owner(query: Select[Any]) -> Select[Any]:
     """`query` over function_versions (joined to functions by the caller) with the owner
-    and the first version of the owner's open run (`since_version`, 1 if none is kept)."""
+    and the first version of the owner's run (`since_version`): its open run's, else
+    after the last recorded run (a function deployed before runs were kept), else 1."""
     run = function_owners.c
-    since = (
-        select(run.first_version)
-        .where((run.name == function_versions.c.name) & run.last_version.is_(None))
-        .scalar_subquery()
-    )
-    return query.add_columns(functions.c.owner, func.coalesce(since, 1).label("since_version"))
+    same = run.name == function_versions.c.name
+    opened = select(run.first_version).where(same & run.last_version.is_(None))
+    after = select(func.max(run.last_version) + 1).where(same)
+    since = func.coalesce(opened.scalar_subquery(), after.scalar_subquery(), 1)
+    return query.add_columns(functions.c.owner, since.label("since_version"))
 
 
 def _unrecorded_start(conn: Connection, name: str) -> int:

@@ -54,7 +54,7 @@ functions = Table(
 #: Who owned each run of a function's versions (an incarnation: from a deploy that found
 #: no function of that name to its removal). `last_version` is NULL while it is deployed.
 #: A function deployed before this table has no open row: its current owner's run is
-#: taken to start at version 1, as every version was its owner's to read before.
+#: taken to start after the last recorded run, or at version 1 (store/functions.py).
 function_owners = Table(
     "function_owners",
     metadata,
