@@ -228,8 +228,9 @@ def test_tenant_flooding_its_own_full_function_gets_no_other_callers_shed(
     waiting.join(120)
     assert flood.count(503) >= 500  # the attacker's calls refused at slow's bounds
     # 500 answers are asked for; on a machine loaded by other work the deadline may come
-    # first (475 seen): 200 all served still tells the defect (258 of 500 shed) apart.
-    assert len(answers) >= 200 and set(answers) == {"200"}, collections.Counter(answers)
+    # first (475 seen; 169 with two other test runs beside this one's): 100 all served
+    # still tells the defect (258 of 500 shed, about one in two) apart.
+    assert len(answers) >= 100 and set(answers) == {"200"}, collections.Counter(answers)
 
 
 @pytest.fixture
