@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from donjon.store import Engine, connect, create_schema
 from donjon.triggers.queue import RetryPolicy, SqlInvocationQueue, Status
-from donjon.triggers.queue.sql import claim_statement
+from donjon.triggers.queue.claim import claim_statement
 from postgres_support import PostgresServer
 from queue_support import envelope
 

@@ -1,21 +1,8 @@
 """The embedded queue: the `invocations` table of the node's own database (store/tables.py).
 
-A claim is one statement, so the write lock it takes is the first thing it does:
-
-    UPDATE invocations SET status = 'running', lease_token = :t, lease_expires = :e,
-        attempts = attempts + 1
-    WHERE id IN (SELECT id FROM invocations WHERE <due> ORDER BY next_at LIMIT :n
-                 FOR UPDATE SKIP LOCKED)
-      AND <due>
-    RETURNING *
-
-SQLite has no row locks and leaves `FOR UPDATE SKIP LOCKED` out (SQLAlchemy does not
-render it there): its one writer at a time serialises claims, and the repeated `<due>`
-makes a row already claimed no longer match. On PostgreSQL the same statement, on the
-same schema, is the multi-node backend: each node's claim skips the rows another holds
-locked, and the lease columns say who owns a row once the transaction ends. Every
-outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
-and was claimed again writes nothing.
+A claim is one statement (claim.py), so the write lock it takes is the first thing it
+does, on SQLite and PostgreSQL alike; every outcome is written `WHERE id = :id AND
+lease_token = :t`: a worker whose lease expired and was claimed again writes nothing.
 
 The bound on a function's pending invocations (`limits.queued`): bound.py.
 
@@ -37,11 +24,9 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
-    and_,
     delete,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -60,6 +45,7 @@ from donjon.triggers.queue.bound import (
     pending_count,
     pending_of,
 )
+from donjon.triggers.queue.claim import claim_statement, due
 from donjon.triggers.queue.interface import (
     BatchOverBound,
     InvocationNotFound,
@@ -73,40 +59,10 @@ from donjon.triggers.queue.interface import (
 )
 from donjon.vault.queueseal import QueueSealer, Sealed
 
-__all__ = ["SqlInvocationQueue", "claim_statement"]
+__all__ = ["SqlInvocationQueue"]
 
 #: Bounds of what a row keeps of an error message.
 MAX_ERROR_CHARS = 2000
-
-
-def _due(now: float) -> Any:
-    return or_(
-        and_(inv.c.status.in_([Status.QUEUED.value, Status.FAILED.value]), inv.c.next_at <= now),
-        and_(inv.c.status == Status.RUNNING.value, inv.c.lease_expires <= now),
-    )
-
-
-def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
-    """The claim (see the module's doc): lease up to `limit` due rows under `token`."""
-    picked = (
-        select(inv.c.id)
-        .where(_due(now))
-        .order_by(inv.c.next_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return (
-        update(inv)
-        .where(inv.c.id.in_(picked), _due(now))
-        .values(
-            status=Status.RUNNING.value,
-            lease_token=token,
-            lease_expires=expires,
-            attempts=inv.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(*inv.c)
-    )
 
 
 class SqlInvocationQueue(InvocationQueue):
@@ -282,7 +238,7 @@ class SqlInvocationQueue(InvocationQueue):
             # A read first: an idle node's polls take no write lock (SQLite: none of
             # the audit writer's; PostgreSQL: no row lock).
             with self._engine.connect() as conn:
-                if conn.execute(select(inv.c.id).where(_due(now)).limit(1)).first() is None:
+                if conn.execute(select(inv.c.id).where(due(now)).limit(1)).first() is None:
                     return [], token, expires
             with self._engine.begin() as conn:
                 rows = conn.execute(claim_statement(now, limit, token, expires)).all()

@@ -1,0 +1,62 @@
+"""The queue's claim: lease up to N due invocations in one statement (sql.py runs it).
+
+A claim is one statement, so the write lock it takes is the first thing it does:
+
+    UPDATE invocations SET status = 'running', lease_token = :t, lease_expires = :e,
+        attempts = attempts + 1
+    WHERE id IN (SELECT id FROM invocations WHERE <due> ORDER BY next_at LIMIT :n
+                 FOR UPDATE SKIP LOCKED)
+      AND <due>
+    RETURNING *
+
+SQLite has no row locks and leaves `FOR UPDATE SKIP LOCKED` out (SQLAlchemy does not
+render it there): its one writer at a time serialises claims, and the repeated `<due>`
+makes a row already claimed no longer match. On PostgreSQL the same statement, on the
+same schema, is the multi-node backend: each node's claim skips the rows another holds
+locked, and the lease columns say who owns a row once the transaction ends. Every
+outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
+and was claimed again writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from donjon.store.tables import invocations as inv
+from donjon.triggers.queue.interface import Status
+
+__all__ = ["claim_statement", "due"]
+
+
+def due(now: float) -> Any:
+    """Rows a worker may claim at `now`: queued or failed and due, or running with an
+    expired lease."""
+    return or_(
+        and_(inv.c.status.in_([Status.QUEUED.value, Status.FAILED.value]), inv.c.next_at <= now),
+        and_(inv.c.status == Status.RUNNING.value, inv.c.lease_expires <= now),
+    )
+
+
+def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
+    """The claim (see above): lease up to `limit` due rows under `token`."""
+    picked = (
+        select(inv.c.id)
+        .where(due(now))
+        .order_by(inv.c.next_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(inv)
+        .where(inv.c.id.in_(picked), due(now))
+        .values(
+            status=Status.RUNNING.value,
+            lease_token=token,
+            lease_expires=expires,
+            attempts=inv.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*inv.c)
+    )
