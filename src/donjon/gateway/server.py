@@ -32,6 +32,7 @@ from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
+from donjon.store.node_lock import hold_node_lock
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -252,6 +253,28 @@ def serve(
     """
     # Before anything is opened: the connection and egress bounds are shares of it.
     raise_open_files()
+    # One node per data dir, refused before it binds, sweeps or opens anything of it.
+    lock = hold_node_lock(settings.data_dir) if settings.data_dir.is_dir() else None
+    try:
+        return _open_and_serve(
+            settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _open_and_serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    unsafe_http: bool,
+    announce: Callable[[], None] | None,
+    unsafe_fewer_controls: bool,
+) -> int | None:
+    """`serve` once the data dir is this process's: bind, open the node, check, serve."""
     listener = bind_listener(host, port)
     node = None
     try:

@@ -1,0 +1,107 @@
+"""One serving node per data dir: an exclusive lock held for the node's whole life.
+
+A node owns its data dir: its audit writer holds the log's head and Merkle tree in
+memory, and it sweeps the sandboxes' staging and cgroups named from the data dir as
+it starts. A second `donjon serve` on the same data dir (a unit started twice, a
+restart while the old process still lingers) did both: it swept the first node's
+sandboxes and its writer appended to the same log, so the first node answered every
+call and deploy 500 until it was stopped. Now the second one is refused, before it
+opens anything, with the pid of the node that holds the dir.
+
+The lock is `flock(2)` on `DATA_DIR/node.lock`: the kernel releases it when the holder
+ends, however it ends (SIGKILL included), so a crash never leaves a stale lock behind
+and the file's content (the holder's pid and start) is only what the error message
+says. The descriptor is close-on-exec: no process the node starts (the audit writer,
+the scan helper, sandboxes) keeps the lock alive after the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from donjon.errors import Error
+
+__all__ = ["LOCK_NAME", "NodeBusy", "NodeLock", "hold_node_lock"]
+
+#: The lock file's name in the data dir.
+LOCK_NAME = "node.lock"
+#: At most this much of the file is read for the message (its writer writes far less).
+_MAX_NOTE = 4096
+
+
+class NodeBusy(Error):
+    """Another process serves this data dir."""
+
+    title = "Data dir in use"
+
+
+class NodeLock:
+    """The held lock; `release` (or the process's end) gives it up."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd >= 0
+
+    def release(self) -> None:
+        """Give the data dir up (closing the descriptor releases the lock)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def hold_node_lock(data_dir: Path) -> NodeLock:
+    """Take `data_dir`'s node lock for this process, or raise `NodeBusy` naming its holder.
+
+    The data dir must exist (an uninitialised one is refused by the node's opening, with
+    its own message); the lock file is made 0600 if missing, and never followed if it is
+    a symlink."""
+    path = data_dir / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        raise Error(
+            f"cannot open the node lock {path}: {e.strerror}",
+            hint="the data dir must be a directory this user owns and may write",
+        ) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        note = _read_note(fd)
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise Error(f"cannot lock {path}: {e.strerror}") from e
+        raise NodeBusy(
+            f"{data_dir} is already served by another donjon process{note}",
+            hint="stop that node first; a data dir is served by one node at a time "
+            "(a second node needs a data dir of its own: DONJON_DATA_DIR)",
+        ) from None
+    with contextlib.suppress(OSError):  # only a refused second node's message would lack it
+        _write_note(fd)
+    return NodeLock(path, fd)
+
+
+def _write_note(fd: int) -> None:
+    note = {"pid": os.getpid(), "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(note).encode() + b"\n", 0)
+
+
+def _read_note(fd: int) -> str:
+    """` (pid N, serving since T)` from the holder's note, or "" if it says nothing usable."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        note = json.loads(os.pread(fd, _MAX_NOTE, 0))
+        pid, since = note["pid"], note["since"]
+        if isinstance(pid, int) and isinstance(since, str):
+            return f" (pid {pid}, serving since {since[:40]})"
+    return ""

@@ -1,0 +1,89 @@
+"""A second `donjon serve` on a data dir a node already serves (store/node_lock.py).
+
+Before the lock, the second one started: it swept the first node's sandbox staging and
+cgroups, and its audit writer appended to the same log, so the first node answered every
+deploy and call 500 ("the audit writer could not append it") until it was stopped. A
+unit started twice, or a restart while the old process lingers, did that. Now the second
+one is refused before it binds, sweeps or opens anything, naming the node that holds the
+dir, and the first serves on as if nothing happened. A node killed with SIGKILL leaves no
+stale lock: the kernel releases it, and the next `donjon serve` starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crash_support import kill_node, verify_intact
+from harness import EXAMPLES, LiveNode, donjon_env, free_port, start_node
+
+pytestmark = pytest.mark.slow  # a node of its own, killed on purpose
+
+
+def _second_serve(node: LiveNode) -> subprocess.CompletedProcess[str]:
+    """`donjon serve` on `node`'s data dir and another free port, run until it exits."""
+    port = free_port()
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
+            env=donjon_env(node.data_dir, f"https://127.0.0.1:{port}"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second node served the data dir another node serves")
+
+
+def _greets(node: LiveNode, name: str) -> None:
+    answer = node.invoke("hello", {"name": name})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"] == f"hello, {name}"
+
+
+def test_a_second_node_on_a_served_data_dir_is_refused_and_the_first_serves_on(
+    tmp_path: Path,
+) -> None:
+    node = start_node(tmp_path / "node")
+    try:
+        node.deploy(EXAMPLES / "hello")
+        _greets(node, "before")
+        second = _second_serve(node)
+        assert second.returncode != 0, second.stdout + second.stderr
+        said = second.stdout + second.stderr
+        assert "is already served by another donjon process" in said, said
+        assert f"(pid {node.proc.pid}, serving since " in said, said
+        assert "serving on" not in said  # it never came up
+        # The first node is untouched: its sandboxes, its writer, its log.
+        for i in range(5):
+            _greets(node, f"after-{i}")
+        changed = shutil.copytree(EXAMPLES / "hello", tmp_path / "hello")
+        with (changed / "main.py").open("a") as handler:
+            handler.write("# version 2\n")
+        assert node.deploy(changed)["version"] == 2
+        _greets(node, "redeployed")
+        with node.client() as c:
+            logs = c.get("/v1/functions/hello/logs", params={"limit": 20})
+        assert logs.status_code == 200, logs.text
+    finally:
+        node.stop()
+    verify_intact(node)
+
+
+def test_a_node_killed_with_sigkill_leaves_no_lock_behind(tmp_path: Path) -> None:
+    node = start_node(tmp_path / "node", measured=False)
+    try:
+        node.deploy(EXAMPLES / "hello")
+        kill_node(node)
+        node.serve_again()
+        _greets(node, "again")
+        second = _second_serve(node)  # and the new node holds the dir in turn
+        assert "is already served by another donjon process" in second.stdout + second.stderr
+    finally:
+        node.stop()
+    verify_intact(node)

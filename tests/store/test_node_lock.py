@@ -1,0 +1,66 @@
+"""The data dir's node lock (store/node_lock.py), in one process and across an exec."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from donjon.errors import Error
+from donjon.store.node_lock import LOCK_NAME, NodeBusy, hold_node_lock
+
+
+def test_a_held_dir_is_refused_naming_its_holder_until_released(tmp_path: Path) -> None:
+    lock = hold_node_lock(tmp_path)
+    assert lock.held
+    with pytest.raises(NodeBusy) as refused:
+        hold_node_lock(tmp_path)
+    assert f"(pid {os.getpid()}, serving since " in refused.value.message
+    assert "DONJON_DATA_DIR" in (refused.value.hint or "")
+    lock.release()
+    lock.release()  # twice is harmless
+    assert not lock.held
+    again = hold_node_lock(tmp_path)
+    again.release()
+    assert (tmp_path / LOCK_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_process_the_holder_starts_does_not_keep_the_lock(tmp_path: Path) -> None:
+    lock = hold_node_lock(tmp_path)
+    # close_fds=False: the child inherits every descriptor it may.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
+    try:
+        lock.release()
+        hold_node_lock(tmp_path).release()  # the child holds nothing: close-on-exec
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_an_unreadable_note_still_refuses_without_a_pid(tmp_path: Path) -> None:
+    lock = hold_node_lock(tmp_path)
+    try:
+        for note in (b"not json", b"[1, 2]", b'{"pid": "1"}', b'{"since": "x"}'):
+            (tmp_path / LOCK_NAME).write_bytes(note)
+            with pytest.raises(NodeBusy) as refused:
+                hold_node_lock(tmp_path)
+            assert refused.value.message.endswith("another donjon process")
+    finally:
+        lock.release()
+
+
+def test_a_symlink_in_place_of_the_lock_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("kept\n")
+    (tmp_path / LOCK_NAME).symlink_to(target)
+    with pytest.raises(Error, match="cannot open the node lock"):
+        hold_node_lock(tmp_path)
+    assert target.read_text() == "kept\n"
+
+
+def test_a_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(Error, match="cannot open the node lock"):
+        hold_node_lock(tmp_path / "absent")
