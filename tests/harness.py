@@ -314,6 +314,17 @@ def start_node(
     its own (a real `donjon init`), for a test that needs two nodes told apart.
     """
     admin_key = initialise(data_dir, fresh=fresh)
+    return serve_initialised(data_dir, admin_key, extra_env, measured=measured)
+
+
+def serve_initialised(
+    data_dir: Path,
+    admin_key: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    measured: bool = True,
+) -> LiveNode:
+    """`start_node` of a data dir the test initialised itself (its admin key given)."""
     _copy_cache_files(ADVISORY_CACHE, data_dir / "cache" / "advisories")
     for _ in range(_PORT_TRIES):
         node = _serve(data_dir, admin_key, extra_env, measured)
@@ -400,3 +411,25 @@ def _serve(
             time.sleep(0.05)
     node.stop()
     raise AssertionError("donjon serve did not become healthy")
+
+
+def refused_serve(data_dir: Path, extra_env: dict[str, str] | None = None) -> str:
+    """`donjon serve` of `data_dir` on a free port, which must exit without serving (a node
+    serves that data dir or its database already): what it said."""
+    import pytest
+
+    port = free_port()
+    env = {**donjon_env(data_dir, f"https://127.0.0.1:{port}"), **(extra_env or {})}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a second node served {data_dir} (or its database) beside the first")
+    assert done.returncode != 0, done.stdout + done.stderr
+    return done.stdout + done.stderr

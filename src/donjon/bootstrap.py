@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from donjon.audit import AuditEvent, AuditLog, SigningKey
 from donjon.audit.opening import key_created_event
 from donjon.config import Settings
+from donjon.errors import Error
 from donjon.gateway.tls import create_self_signed
 from donjon.identity import Role, new_api_key
-from donjon.store import KeyStore, connect, create_schema
+from donjon.store import KeyStore, connect, create_schema, holds_a_node
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey
 
 __all__ = ["InitResult", "initialize"]
@@ -26,8 +27,9 @@ class InitResult:
 
 def initialize(settings: Settings) -> InitResult:
     """Create everything missing; never overwrite what exists."""
-    if settings.db_path.exists() and settings.master_key_path.exists():
+    if settings.initialised and settings.master_key_path.exists():
         return InitResult(created=False, admin_key=None)
+    refuse_another_nodes_database(settings)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
     settings.bundles_dir.mkdir(mode=0o700, exist_ok=True)
@@ -47,7 +49,8 @@ def initialize(settings: Settings) -> InitResult:
     engine = connect(settings.database_url)
     try:
         create_schema(engine)
-        os.chmod(settings.db_path, 0o600)
+        if settings.sqlite_path is not None:
+            os.chmod(settings.sqlite_path, 0o600)
         key = new_api_key(master.derive(KEY_HASH_PURPOSE), "admin", Role.ADMIN)
         KeyStore(engine).add(key.record)
         audit = AuditLog(
@@ -71,3 +74,25 @@ def initialize(settings: Settings) -> InitResult:
     finally:
         engine.dispose()
     return InitResult(created=True, admin_key=key.secret)
+
+
+def refuse_another_nodes_database(settings: Settings) -> None:
+    """Before anything is made: a database of its own (DONJON_DATABASE_URL) that already
+    holds a node's keys and log belongs to that node's data dir. A new data dir's keys
+    would not open its vault or continue its log, so it is not written over, and one
+    database serves one data dir (several nodes sharing one is not supported yet)."""
+    path = settings.sqlite_path
+    if path is not None and (path.parent == settings.data_dir or not path.exists()):
+        return
+    engine = connect(settings.database_url)
+    try:
+        taken = holds_a_node(engine)
+    finally:
+        engine.dispose()
+    if taken:
+        raise Error(
+            f"the database {settings.database_shown} already holds another data dir's node; "
+            f"{settings.data_dir} was not initialised and nothing was changed",
+            hint="serve that node's data dir (DONJON_DATA_DIR), or give this one a database "
+            "of its own",
+        )

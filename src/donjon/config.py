@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 from donjon.config_limits import (
     ConnectionSettings,
     LimitSettings,
+    QueueSettings,
     RequestSettings,
     parse_rate,
 )
 from donjon.config_sandbox import DEFAULT_SANDBOX_ID_RANGE, SandboxSettings
+from donjon.config_urls import masked_url, sqlite_file
 from donjon.errors import Error
 from donjon.secret import Secret
 
@@ -51,19 +53,6 @@ class ConfigError(Error):
 
 
 #: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
-@dataclass(frozen=True)
-class QueueSettings:
-    """The async queue's workers on this node (triggers/queue/; docs/triggers.md)."""
-
-    #: Deliveries this node runs at once (DONJON_QUEUE_WORKERS).
-    workers: int = 4
-    #: Seconds a delivery's lease lasts; renewed while it runs, so it only expires when
-    #: its node died: then another claim runs it again (DONJON_QUEUE_LEASE_S).
-    lease_s: float = 60.0
-    #: Seconds between idle workers' looks for due invocations (DONJON_QUEUE_POLL_S).
-    poll_s: float = 1.0
-
-
 @dataclass(frozen=True)
 class EgressSettings:
     """What functions granted egress may reach, and how much (DONJON_EGRESS_*)."""
@@ -238,6 +227,8 @@ class Settings:
     #: (DONJON_REDIS_URL, redis://[:PASSWORD@]HOST:PORT/DB); None: in-process limits.
     #: Masked in repr; `redis_url_shown` is the form logs and `donjon doctor` print.
     redis_url: Secret[str] | None = None
+    #: DONJON_DATABASE_URL: the node's database (database_url); None: the data dir's SQLite.
+    database: Secret[str] | None = None
     #: The async queue's workers (DONJON_QUEUE_WORKERS, DONJON_QUEUE_LEASE_S, DONJON_QUEUE_POLL_S).
     queue: QueueSettings = QueueSettings()
 
@@ -251,18 +242,7 @@ class Settings:
     @property
     def redis_url_shown(self) -> str:
         """DONJON_REDIS_URL with its password (and user) masked; "" when unset."""
-        if self.redis_url is None:
-            return ""
-        parts = urlsplit(self.redis_url.reveal())
-        if "password" in parts.query.lower():  # redis://host/0?password=...
-            parts = parts._replace(query="***")
-        if parts.password is None and parts.username is None:
-            return parts.geturl()
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-        return parts._replace(netloc=netloc).geturl()
+        return "" if self.redis_url is None else masked_url(self.redis_url.reveal())
 
     @property
     def db_path(self) -> Path:
@@ -270,7 +250,25 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
+        """DONJON_DATABASE_URL (a password in it included), else the data dir's SQLite file."""
+        return self.database.reveal() if self.database else f"sqlite:///{self.db_path}"
+
+    @property
+    def database_shown(self) -> str:
+        """The database's URL with its password masked, for messages and `donjon doctor`."""
+        return masked_url(self.database_url)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file the node keeps its state in; None on a database server."""
+        return sqlite_file(self.database_url)
+
+    @property
+    def initialised(self) -> bool:
+        """Whether `donjon init` ran here, as the files tell: the SQLite file, or (on a
+        database server) the audit signing key init makes in the data dir."""
+        path = self.sqlite_path
+        return path.exists() if path is not None else self.audit_signing_key_path.exists()
 
     @property
     def master_key_path(self) -> Path:
@@ -494,6 +492,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             max_concurrency=raw.MAX_CONCURRENCY,
         ),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
+        database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,
         queue=QueueSettings(
             workers=raw.QUEUE_WORKERS, lease_s=raw.QUEUE_LEASE_S, poll_s=raw.QUEUE_POLL_S
         ),

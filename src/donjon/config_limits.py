@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConnectionSettings", "LimitSettings", "RequestSettings", "parse_rate"]
+__all__ = [
+    "ConnectionSettings",
+    "LimitSettings",
+    "QueueSettings",
+    "RequestSettings",
+    "parse_rate",
+]
 
 
 @dataclass(frozen=True)
@@ -93,3 +99,16 @@ class LimitSettings:
     #: (DONJON_CONCURRENCY_PER_PRINCIPAL), and on this node (DONJON_MAX_CONCURRENCY).
     concurrency_per_principal: int = 64
     max_concurrency: int = 256
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The async queue's workers on this node (triggers/queue/; docs/triggers.md)."""
+
+    #: Deliveries this node runs at once (DONJON_QUEUE_WORKERS).
+    workers: int = 4
+    #: Seconds a delivery's lease lasts; renewed while it runs, so it only expires when
+    #: its node died: then another claim runs it again (DONJON_QUEUE_LEASE_S).
+    lease_s: float = 60.0
+    #: Seconds between idle workers' looks for due invocations (DONJON_QUEUE_POLL_S).
+    poll_s: float = 1.0

@@ -33,6 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from donjon.config_urls import database_url, redis_url
 from donjon.config_validators import (
     absolute,
     advisory_source_url,
@@ -50,7 +51,6 @@ from donjon.config_validators import (
     monitor_responses,
     names,
     networks,
-    redis_url,
     url,
     webhook_secret,
 )
@@ -256,6 +256,10 @@ class SettingsInput(BaseSettings):
     REDIS_URL: Annotated[
         SecretStr | None, BeforeValidator(redis_url), BeforeValidator(blank_is_unset)
     ] = None
+    #: The node's database (config_urls.py); unset: the SQLite file in the data dir.
+    DATABASE_URL: Annotated[
+        SecretStr | None, BeforeValidator(database_url), BeforeValidator(blank_is_unset)
+    ] = None
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -359,8 +363,8 @@ def _describe(error: Any, env: Mapping[str, str]) -> str:
     name = f"{PREFIX}{field}"
     message = str(error.get("msg", "is malformed")).removeprefix("Value error, ")
     value = error.get("input")
-    if field in ("API_KEY", "REDIS_URL"):
-        value = "..."  # never echo a credential (a Redis URL may hold a password)
+    if field in ("API_KEY", "REDIS_URL", "DATABASE_URL"):
+        value = "..."  # never echo a credential (a URL may hold a password)
     elif isinstance(value, float) and not math.isfinite(value):
         value = str(value)
     shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""

@@ -32,7 +32,6 @@ __all__ = [
     "monitor_responses",
     "names",
     "networks",
-    "redis_url",
     "url",
     "webhook_secret",
 ]
@@ -157,23 +156,6 @@ def checkpoint_syslog(value: Any) -> Any:
     except SinkError as e:
         raise ValueError(f"{e.message}; {e.hint}") from None
     return value.strip()
-
-
-def redis_url(value: Any) -> Any:
-    """DONJON_REDIS_URL: redis://, rediss:// (TLS) or unix://, with a host or a path."""
-    if not isinstance(value, str):
-        return value
-    raw = value.strip()
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - a malformed port raises here
-    except ValueError:
-        raise ValueError("is not a URL; give redis://[:PASSWORD@]HOST:PORT/DB") from None
-    if parts.scheme in ("redis", "rediss") and parts.hostname:
-        return raw
-    if parts.scheme == "unix" and parts.path.startswith("/"):
-        return raw
-    raise ValueError("must be redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS) or unix:///PATH")
 
 
 def absolute(value: Any) -> Any:

@@ -243,7 +243,7 @@ def audit_verify(
     from donjon.store import connect
 
     settings = load_settings()
-    if not settings.db_path.exists():
+    if not settings.initialised:
         raise VaultError(f"no database in {settings.data_dir}", hint="run `donjon init`")
     vkey = _verifier_key(settings, key_text)
     processes = _verify_processes(processes)

@@ -144,7 +144,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     settings = load_settings()
     controls = survey(settings)
     if record_baseline:
-        if not settings.db_path.exists():
+        if not settings.initialised:
             raise Error(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
         baseline: frozenset[str] | None = record(settings.data_dir, controls)
     else:
@@ -165,6 +165,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
                     "baseline": sorted(baseline) if baseline is not None else None,
                     "controls": [c.as_json() for c in marked],
                     "limits": limits,
+                    "database": settings.database_shown,
                     "data_dir_space": None if space is None else space.as_json(),
                 }
             )
@@ -185,6 +186,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
             cast("bool | None", limits["answers"])
         ]
         click.echo(f"{'limits backend:':<{width}} {limits['backend']}{answers}: {limits['detail']}")
+        click.echo(f"{'database:':<{width}} {settings.database_shown}")
         if space is not None:
             click.echo(f"{'data dir space:':<{width}} {space.describe()}")
         if baseline is None:

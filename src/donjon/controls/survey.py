@@ -216,7 +216,7 @@ def _egress(settings: Settings) -> Control:
 
 def _data_dir(settings: Settings) -> Control:
     d = settings.data_dir
-    if not settings.db_path.exists():
+    if not settings.initialised:
         return Control("data-dir", False, f"{d} is not initialised", "donjon init")
     mode = d.stat().st_mode & 0o777
     if mode != 0o700:

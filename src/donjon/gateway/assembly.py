@@ -62,7 +62,7 @@ __all__ = ["open_node"]
 
 def open_node(settings: Settings) -> Node:
     """Open an initialised data dir; raise a clear error if it is not."""
-    if not settings.db_path.exists():
+    if not settings.initialised:
         raise VaultError(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
     master = MasterKey.load(settings.master_key_path)
     engine = connect(settings.database_url)

@@ -32,7 +32,7 @@ from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
-from donjon.store.node_lock import hold_node_lock
+from donjon.store.node_lock import hold_database_lock, hold_node_lock
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
 
@@ -253,13 +253,24 @@ def serve(
     """
     # Before anything is opened: the connection and egress bounds are shares of it.
     raise_open_files()
-    # One node per data dir, refused before it binds, sweeps or opens anything of it.
+    # One node per data dir and per database, refused before it binds, sweeps or opens
+    # anything of either (store/node_lock.py).
     lock = hold_node_lock(settings.data_dir) if settings.data_dir.is_dir() else None
+    database = None
     try:
+        if lock is not None and settings.initialised:
+            database = hold_database_lock(
+                settings.database_url,
+                settings.sqlite_path,
+                settings.data_dir,
+                settings.database_shown,
+            )
         return _open_and_serve(
             settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
         )
     finally:
+        if database is not None:
+            database.release()
         if lock is not None:
             lock.release()
 

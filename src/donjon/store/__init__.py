@@ -9,6 +9,7 @@ from donjon.store.database import (
     StoreError,
     connect,
     create_schema,
+    holds_a_node,
     storage_full,
 )
 from donjon.store.functions import FunctionRecord, FunctionStore
@@ -46,6 +47,7 @@ __all__ = [
     "VulnerabilityStore",
     "connect",
     "create_schema",
+    "holds_a_node",
     "metadata",
     "storage_full",
 ]

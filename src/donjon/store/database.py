@@ -6,13 +6,21 @@ import errno
 import sqlite3
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import Error
-from donjon.store.tables import metadata
+from donjon.store.tables import api_keys, audit_log, metadata
 
-__all__ = ["Engine", "StorageFull", "StoreError", "connect", "create_schema", "storage_full"]
+__all__ = [
+    "Engine",
+    "StorageFull",
+    "StoreError",
+    "connect",
+    "create_schema",
+    "holds_a_node",
+    "storage_full",
+]
 
 
 class StoreError(Error):
@@ -101,6 +109,23 @@ def connect(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def holds_a_node(engine: Engine) -> bool:
+    """Whether the database already holds a node's state (an API key or an audit record):
+    what `donjon init` of another data dir must not write over."""
+    try:
+        inspector = inspect(engine)
+        with engine.connect() as conn:
+            for table in (api_keys, audit_log):
+                if (
+                    inspector.has_table(table.name)
+                    and conn.execute(select(literal(1)).select_from(table).limit(1)).first()
+                ):
+                    return True
+    except SQLAlchemyError as e:
+        raise StoreError(f"cannot read the database: {e}") from e
+    return False
 
 
 def create_schema(engine: Engine) -> None:

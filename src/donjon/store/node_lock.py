@@ -13,6 +13,13 @@ ends, however it ends (SIGKILL included), so a crash never leaves a stale lock b
 and the file's content (the holder's pid and start) is only what the error message
 says. The descriptor is close-on-exec: no process the node starts (the audit writer,
 the scan helper, sandboxes) keeps the lock alive after the node.
+
+A node whose database is not the data dir's own SQLite file (DONJON_DATABASE_URL) also
+holds the database (`hold_database_lock`): a SQLite file elsewhere by the same kind of
+lock on a file beside it, a PostgreSQL database by a session advisory lock on a
+connection kept open for the node's life (the server releases it when that connection
+ends, the node's death included). Two data dirs on one database would be two audit
+writers on one log; several nodes sharing a database are not supported yet.
 """
 
 from __future__ import annotations
@@ -21,18 +28,34 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import hashlib
 import json
 import os
 from pathlib import Path
 
-from donjon.errors import Error
+from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
-__all__ = ["LOCK_NAME", "NodeBusy", "NodeLock", "hold_node_lock"]
+from donjon.errors import Error
+from donjon.store.database import StoreError
+
+__all__ = [
+    "DATABASE_LOCK_KEY",
+    "LOCK_NAME",
+    "DatabaseLock",
+    "NodeBusy",
+    "NodeLock",
+    "hold_database_lock",
+    "hold_node_lock",
+]
 
 #: The lock file's name in the data dir.
 LOCK_NAME = "node.lock"
 #: At most this much of the file is read for the message (its writer writes far less).
 _MAX_NOTE = 4096
+#: The PostgreSQL advisory lock a node holds on its database (the space is per database).
+DATABASE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"donjon.node").digest()[:8], "big", signed=True)
 
 
 class NodeBusy(Error):
@@ -65,7 +88,11 @@ def hold_node_lock(data_dir: Path) -> NodeLock:
     The data dir must exist (an uninitialised one is refused by the node's opening, with
     its own message); the lock file is made 0600 if missing, and never followed if it is
     a symlink."""
-    path = data_dir / LOCK_NAME
+    return _hold_file(data_dir / LOCK_NAME, str(data_dir))
+
+
+def _hold_file(path: Path, what: str) -> NodeLock:
+    """flock `path` (made 0600 if missing) for this process, or raise `NodeBusy`."""
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags, 0o600)
@@ -82,13 +109,67 @@ def hold_node_lock(data_dir: Path) -> NodeLock:
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise Error(f"cannot lock {path}: {e.strerror}") from e
         raise NodeBusy(
-            f"{data_dir} is already served by another donjon process{note}",
-            hint="stop that node first; a data dir is served by one node at a time "
-            "(a second node needs a data dir of its own: DONJON_DATA_DIR)",
+            f"{what} is already served by another donjon process{note}", hint=_HINT
         ) from None
     with contextlib.suppress(OSError):  # only a refused second node's message would lack it
         _write_note(fd)
     return NodeLock(path, fd)
+
+
+_HINT = (
+    "stop that node first; a data dir and its database are served by one node at a time "
+    "(a second node needs a data dir and a database of its own: DONJON_DATA_DIR, "
+    "DONJON_DATABASE_URL)"
+)
+
+
+class DatabaseLock:
+    """A node's hold on its database: a PostgreSQL connection holding the advisory lock,
+    or a lock file beside a SQLite file outside the data dir."""
+
+    def __init__(self, connection: Connection | None, file: NodeLock | None) -> None:
+        self._connection = connection
+        self._file = file
+
+    def release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                connection.close()
+            connection.engine.dispose()
+        if self._file is not None:
+            self._file.release()
+
+
+def hold_database_lock(
+    url: str, sqlite_path: Path | None, data_dir: Path, shown: str
+) -> DatabaseLock | None:
+    """Hold the node's database for this process (None: the data dir's own SQLite file,
+    which the data dir's lock holds already), or raise `NodeBusy`. `shown`: the URL as
+    messages may say it (no password)."""
+    if sqlite_path is not None:
+        if sqlite_path.parent == data_dir:
+            return None
+        return DatabaseLock(
+            None,
+            _hold_file(
+                sqlite_path.with_name(sqlite_path.name + ".node-lock"),
+                f"the database {sqlite_path}",
+            ),
+        )
+    engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+    try:
+        connection = engine.connect()
+        held = connection.execute(select(func.pg_try_advisory_lock(DATABASE_LOCK_KEY))).scalar()
+        connection.commit()  # a session lock: kept, with no transaction left open
+    except SQLAlchemyError as e:
+        engine.dispose()
+        raise StoreError(f"cannot reach the database {shown}: {e}") from e
+    if not held:
+        connection.close()
+        engine.dispose()
+        raise NodeBusy(f"the database {shown} is already served by another donjon node", hint=_HINT)
+    return DatabaseLock(connection, None)
 
 
 def _write_note(fd: int) -> None:

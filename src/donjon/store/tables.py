@@ -42,13 +42,18 @@ __all__ = [
 
 metadata = MetaData()
 
+#: Width of a column holding a principal's label (`kind:id`): a JWT's is
+#: `jwt:<issuer name>:<sub>`, up to 4 + 64 + 1 + 256 characters. PostgreSQL enforces a
+#: VARCHAR's length, SQLite does not: at 64 a deploy by a long JWT subject failed there.
+LABEL_LENGTH = 512
+
 functions = Table(
     "functions",
     metadata,
     Column("name", String(63), primary_key=True),
     Column("version", Integer, nullable=False),
     #: The principal that first deployed it (since it was last removed).
-    Column("owner", String(64), nullable=True),
+    Column("owner", String(LABEL_LENGTH), nullable=True),
 )
 
 #: Who owned each run of a function's versions (an incarnation: from a deploy that found
@@ -61,7 +66,7 @@ function_owners = Table(
     Column("name", String(63), primary_key=True),
     Column("first_version", Integer, primary_key=True),
     Column("last_version", Integer, nullable=True),
-    Column("owner", String(64), nullable=False),
+    Column("owner", String(LABEL_LENGTH), nullable=False),
 )
 
 function_versions = Table(
@@ -72,7 +77,7 @@ function_versions = Table(
     Column("digest", String(64), nullable=False),
     Column("manifest", Text, nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("created_by", String(64), nullable=False),
+    Column("created_by", String(LABEL_LENGTH), nullable=False),
 )
 
 #: Each version's supply chain records (supply/): its CycloneDX SBOM (JSON, as served)
@@ -217,7 +222,7 @@ secrets = Table(
     #: versions never accept an old one's ciphertexts.
     Column("secret_id", String(32), nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("created_by", String(64), nullable=False),
+    Column("created_by", String(LABEL_LENGTH), nullable=False),
 )
 
 secret_versions = Table(
@@ -229,7 +234,7 @@ secret_versions = Table(
     Column("wrapped_key", LargeBinary, nullable=False),
     Column("kek_id", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("created_by", String(64), nullable=False),
+    Column("created_by", String(LABEL_LENGTH), nullable=False),
 )
 
 #: The local keys each rekey committed to, written in the transaction of its re-wrapped
@@ -300,7 +305,7 @@ invocations = Table(
     Column("trigger", String(16), nullable=False),
     Column("source", String(512), nullable=False),
     Column("type", String(256), nullable=False),
-    Column("principal", String(300), nullable=True),
+    Column("principal", String(LABEL_LENGTH), nullable=True),
     Column("delivery_id", String(256), nullable=True),
     Column("subject", String(1024), nullable=True),
     #: The event; sealed (vault/queueseal.py) when `event_key` is set: then `event`
