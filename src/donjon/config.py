@@ -52,7 +52,6 @@ class ConfigError(Error):
     title = "Configuration error"
 
 
-#: Host uids (and gids) for sandboxes: one per function, from a range no account uses.
 @dataclass(frozen=True)
 class EgressSettings:
     """What functions granted egress may reach, and how much (DONJON_EGRESS_*)."""
