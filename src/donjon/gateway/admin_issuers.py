@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,8 +12,8 @@ from starlette.responses import Response
 from donjon.audit import AuditEvent
 from donjon.audit.errors import RecordPending
 from donjon.errors import Error
-from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.errors import NotFound
+from donjon.gateway.access import deny, parse_json, read_body
+from donjon.gateway.errors import Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import IssuerView
@@ -20,6 +21,7 @@ from donjon.identity import (
     Issuer,
     KeySet,
     Principal,
+    Role,
     fetch_jwks,
     parse_issuer_spec,
     parse_jwks,
@@ -45,6 +47,45 @@ def _view(record: IssuerRecord, keys: KeySet | None) -> IssuerView:
     )
 
 
+def _grants_within(principal: Principal, roles: Iterable[str]) -> bool:
+    """Whether an issuer that may grant `roles` gives no one more than `principal` holds.
+
+    Registering an issuer mints credentials: its keys' holder gets every role it may
+    grant, on every function (a token carries no function limit). So, as for keys
+    (keys_api.py), the built-in admin reaches every issuer; a custom role's
+    `issuer:manage` only issuers granting its own role alone, and only from a caller not
+    limited to some functions."""
+    if principal.role == Role.ADMIN:
+        return True
+    return principal.functions is None and set(roles) <= {principal.role}
+
+
+async def _check_grants(
+    node: Node,
+    request: Request,
+    principal: Principal,
+    request_id: str,
+    verb: str,
+    roles: Iterable[str],
+) -> None:
+    """`Forbidden` (audited `authz.denied`) unless `_grants_within(principal, roles)`."""
+    if _grants_within(principal, roles):
+        return
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"issuer:manage: only an admin may {verb} an issuer granting {', '.join(sorted(roles))}",
+        request_id,
+        {"role": principal.role, "statement": "only admins reach wider issuers"},
+    )
+    raise Forbidden(
+        f"only an admin may {verb} an issuer that grants another role than the caller's "
+        "own, or from a key limited to some functions"
+    )
+
+
 async def add_issuer(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
@@ -54,6 +95,7 @@ async def add_issuer(
     name = body.get("name") if isinstance(body, dict) else None
     try:
         spec = parse_issuer_spec(body, node.policy.exists)
+        await _check_grants(node, request, principal, request_id, "add", spec.allowed_roles)
         if spec.jwks_url is not None:
             ca = node.settings.jwks_ca_file
             keys = await fetch_jwks(spec.jwks_url, tls_context(str(ca) if ca else None))
@@ -89,7 +131,7 @@ async def add_issuer(
             await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name/iss taken
             # The fetch just made counts as the first of the once-a-minute refreshes.
             node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
-    except RecordPending:  # made: its record waits in the outbox, not a refusal
+    except (RecordPending, Forbidden):  # made (its record in the outbox), or authz.denied
         raise
     except Error as e:
         await node.audit.record(
@@ -118,6 +160,10 @@ async def remove_issuer(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     name = request.path_params["issuer"]
+    records = await asyncio.to_thread(node.issuers.all)
+    for found in records:
+        if found.name == name:
+            await _check_grants(node, request, principal, request_id, "remove", found.allowed_roles)
     event = AuditEvent(
         principal.label, "issuer.remove", f"issuer:{name}", "ok", {"request_id": request_id}
     )
