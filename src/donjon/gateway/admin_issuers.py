@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
+from donjon.audit.changes import AuditedChanges
 from donjon.audit.errors import RecordPending
 from donjon.errors import Error
 from donjon.gateway.access import deny, parse_json, read_body
@@ -28,9 +30,9 @@ from donjon.identity import (
     tls_context,
 )
 from donjon.identity.jwks import MAX_JWKS_BYTES
-from donjon.store import IssuerRecord
+from donjon.store import IssuerRecord, IssuerStore
 
-__all__ = ["add_issuer", "list_issuers", "remove_issuer"]
+__all__ = ["add_issuer", "list_issuers", "record_refresh", "remove_issuer"]
 
 
 def _view(record: IssuerRecord, keys: KeySet | None) -> IssuerView:
@@ -172,3 +174,45 @@ async def remove_issuer(
             raise NotFound(f"no issuer named {name!r}")
         node.jwt.issuers.remove(name)  # its tokens are refused from the next request on
     return Response(status_code=204)
+
+
+def _canonical(jwks: str) -> str:
+    """A JWKS document in one form (key order, spacing), so a refetch alike is alike."""
+    try:
+        return json.dumps(json.loads(jwks), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return jwks
+
+
+def _key_ids(jwks: str) -> list[str]:
+    try:
+        return sorted(parse_jwks(jwks).keys)
+    except Error:
+        return []
+
+
+async def record_refresh(store: IssuerStore, changes: AuditedChanges, issuer: Issuer) -> None:
+    """Store the JWKS a refresh fetched (identity/jwt_verifier.py, on a token's unknown kid).
+
+    From now on the node trusts those keys, and the request that made it fetch them may
+    be anyone's: when they differ from the stored ones, the write is an audited change
+    (`issuer.keys`, actor `system:jwks`, the key ids before and after), as an admin's
+    `issuer add` is. A refetch of the same keys only updates `refreshed_at`."""
+    record = issuer.record
+    stored = next((r for r in await asyncio.to_thread(store.all) if r.name == issuer.name), None)
+    if stored is None or _canonical(stored.jwks) == _canonical(record.jwks):
+        await asyncio.to_thread(store.set_jwks, issuer.name, record.jwks, record.refreshed_at)
+        return
+    event = AuditEvent(
+        "system:jwks",
+        "issuer.keys",
+        f"issuer:{issuer.name}",
+        "ok",
+        {
+            "jwks": record.jwks_url or "inline",
+            "key_ids": sorted(issuer.keys.keys),
+            "previous_key_ids": _key_ids(stored.jwks),
+        },
+    )
+    async with changes.change(event):  # the new keys and their record, committed together
+        await asyncio.to_thread(store.set_jwks, issuer.name, record.jwks, record.refreshed_at)
