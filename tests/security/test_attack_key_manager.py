@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from harness import LiveNode, fresh_source
+from jwt_support import SigningKey, claims, jwks
 from sec_support import assert_problem, audit_records
 
 
@@ -85,3 +86,29 @@ def test_function_limited_key_manager_cannot_rotate_a_wider_peer(node: LiveNode)
         r = c.post(f"/v1/keys/{wide['id']}/rotate", json={"overlap_s": 0})
     assert_problem(r, 403)
     assert node.invoke("sec-reply", {}, wide["key"]).status_code == 200
+
+
+def test_jwt_key_manager_cannot_mint_a_key_without_its_denies(node: LiveNode) -> None:
+    """A JWT holding invoker, a role denying one function and a custom key:manage: a key of
+    its built-in role would shed that deny (a key holds one role) and outlive the token.
+    Refused; the JWT itself stays denied the function."""
+    tag = secrets.token_hex(3)
+    no_reply, manager = f"sec-no-reply-{tag}", _manager_role(node)
+    deny = {"effect": "deny", "actions": ["function:invoke"], "resources": ["sec-reply"]}
+    key = SigningKey.generate(f"km-{tag}", "ES256")
+    iss = f"https://km-{tag}.example"
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": no_reply, "statements": [deny]}).status_code == 201
+        issuer = {
+            "name": f"sec-km-{tag}",
+            "issuer": iss,
+            "audience": "donjon",
+            "jwks": jwks(key),
+            "allowed_roles": ["invoker", no_reply, manager],
+        }
+        assert c.post("/v1/issuers", json=issuer).status_code == 201
+    token = key.sign(claims(iss, "donjon", roles=["invoker", no_reply, manager]))
+    assert node.invoke("sec-reply", {}, token).status_code == 403
+    with node.client(token, fresh_source()) as c:
+        r = c.post("/v1/keys", json={"name": "sec-km-shed", "role": "invoker"})
+    assert_problem(r, 403)

@@ -56,10 +56,12 @@ def _grants_within(principal: Principal, roles: Iterable[str]) -> bool:
     grant, on every function (a token carries no function limit). So, as for keys
     (keys_api.py), the built-in admin reaches every issuer; a custom role's
     `issuer:manage` only issuers granting its own role alone, and only from a caller not
-    limited to some functions."""
+    limited to some functions nor holding custom roles beside it (a JWT's: their denies
+    would be shed)."""
     if principal.role == Role.ADMIN:
         return True
-    return principal.functions is None and set(roles) <= {principal.role}
+    no_more = principal.functions is None and not principal.more_roles
+    return no_more and set(roles) <= {principal.role}
 
 
 async def _check_grants(

@@ -162,10 +162,12 @@ def _within_reach(principal: Principal, role: str, functions: Sequence[str] | No
     Rotating hands back the key's new secret, so it is as much as making the key: the
     built-in admin reaches every key; a custom role's `key:manage` only keys of its own
     role that reach no function its own key does not (a key limited to `a` neither mints
-    nor takes over a key for every function)."""
+    nor takes over a key for every function). A JWT holding custom roles beside its
+    built-in one reaches no key: a key holds one role, and would shed the others' denies
+    (and outlive the token)."""
     if principal.role == Role.ADMIN:
         return True
-    if role != principal.role:
+    if role != principal.role or principal.more_roles:
         return False
     return principal.functions is None or (
         functions is not None and set(functions) <= principal.functions
