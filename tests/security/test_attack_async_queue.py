@@ -8,6 +8,7 @@ from pathlib import Path
 
 from async_support import bundle, invoke_async, wait_for
 from harness import LiveNode
+from jwt_support import SigningKey, claims, jwks
 
 SECRET_RESULT = "def handler(event, context):\n    return {'private': event['v']}\n"
 
@@ -160,4 +161,40 @@ def test_queued_events_of_a_key_its_role_no_longer_allows_do_not_run(
     dead = wait_for(node, invocation_id)
     assert dead["status"] == "dead", dead
     assert dead["error"]["type"] == "Forbidden"
+    assert dead["result"] is None
+
+
+def test_queued_events_of_a_removed_issuers_token_do_not_run(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Removing an issuer stops the async invocations its tokens queued, as revoking a key
+    stops its own: the next attempt is refused (401), dead."""
+    fails_first = (
+        "def handler(event, context):\n"
+        "    if context.cloudevent['donjonattempt'] == '1':\n"
+        "        raise RuntimeError('first attempt fails')\n"
+        "    return {'ran': 'after the issuer was removed'}\n"
+    )
+    retry = "retry: {attempts: 3, backoff_s: 6, max_age_s: 600}\n"
+    node.deploy(bundle(tmp_path, "atk-issuer-gone", fails_first, retry))
+    key = SigningKey.generate("gone-1", "ES256")
+    issuer = {
+        "name": "atk-gone",
+        "issuer": "https://gone.example",
+        "audience": "donjon",
+        "jwks": jwks(key),
+        "allowed_roles": ["invoker"],
+    }
+    with node.client() as c:
+        assert c.post("/v1/issuers", json=issuer).status_code == 201
+    token = key.sign(claims("https://gone.example", "donjon", roles=["invoker"]))
+    r = invoke_async(node, "atk-issuer-gone", {}, key=token)
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    assert wait_for(node, invocation_id, ("failed",))["attempts"] == 1
+    with node.client() as c:
+        assert c.delete("/v1/issuers/atk-gone").status_code == 204
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead", dead
+    assert dead["error"]["type"] == "Unauthorized"
     assert dead["result"] is None

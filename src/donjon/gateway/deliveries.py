@@ -87,7 +87,10 @@ def _principal(node: Node, label: str | None) -> Principal | None:
             raise Unauthorized("the key that made this async invocation is revoked")
         return principal
     # A JWT's principal: its token is not kept; the delivery runs under the server's
-    # default per-caller limits, named as the caller was.
+    # default per-caller limits, named as the caller was, while its issuer is trusted
+    # (removing an issuer refuses its tokens' queued events, as revoking a key does).
+    if kind == "jwt" and node.jwt.issuers.by_name(ident.partition(":")[0]) is None:
+        raise Unauthorized("the issuer of the token that made this async invocation was removed")
     return Principal(id=ident, name=ident, role="jwt", kind=kind)
 
 
