@@ -8,6 +8,7 @@ from pathlib import Path
 
 from async_support import bundle, invoke_async, wait_for
 from harness import LiveNode
+from jwt_support import SigningKey, claims, jwks
 
 SECRET_RESULT = "def handler(event, context):\n    return {'private': event['v']}\n"
 
@@ -125,3 +126,75 @@ def test_bypass_input_checks_by_going_async(node: LiveNode, tmp_path: Path) -> N
             if r["action"] == "invocation.enqueue" and r["target"] == "atk-strict"
         ]
     assert queued == []
+
+
+def test_queued_events_of_a_key_its_role_no_longer_allows_do_not_run(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A role changed to deny the function stops its keys' queued invocations: the next
+    attempt is refused (403), dead, as a sync call of that key would be."""
+    fails_first = (
+        "def handler(event, context):\n"
+        "    if context.cloudevent['donjonattempt'] == '1':\n"
+        "        raise RuntimeError('first attempt fails')\n"
+        "    return {'ran': 'after the role denied it'}\n"
+    )
+    retry = "retry: {attempts: 3, backoff_s: 6, max_age_s: 600}\n"
+    node.deploy(bundle(tmp_path, "atk-denied-later", fails_first, retry))
+    role = "atk-denied-later-role"
+    allow = {"effect": "allow", "actions": ["function:invoke"], "resources": ["atk-*"]}
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": role, "statements": [allow]}).status_code in (
+            200,
+            201,
+        )
+    key = node.create_key("atk-denied-later", role)["key"]
+    r = invoke_async(node, "atk-denied-later", {}, key=key)
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    assert wait_for(node, invocation_id, ("failed",))["attempts"] == 1
+    deny = {"effect": "deny", "actions": ["function:invoke"], "resources": ["atk-denied-*"]}
+    with node.client() as c:
+        r = c.post("/v1/roles", json={"name": role, "statements": [allow, deny]})
+        assert r.status_code in (200, 201), r.text
+    assert node.invoke("atk-denied-later", {}, key).status_code == 403
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead", dead
+    assert dead["error"]["type"] == "Forbidden"
+    assert dead["result"] is None
+
+
+def test_queued_events_of_a_removed_issuers_token_do_not_run(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Removing an issuer stops the async invocations its tokens queued, as revoking a key
+    stops its own: the next attempt is refused (401), dead."""
+    fails_first = (
+        "def handler(event, context):\n"
+        "    if context.cloudevent['donjonattempt'] == '1':\n"
+        "        raise RuntimeError('first attempt fails')\n"
+        "    return {'ran': 'after the issuer was removed'}\n"
+    )
+    retry = "retry: {attempts: 3, backoff_s: 6, max_age_s: 600}\n"
+    node.deploy(bundle(tmp_path, "atk-issuer-gone", fails_first, retry))
+    key = SigningKey.generate("gone-1", "ES256")
+    issuer = {
+        "name": "atk-gone",
+        "issuer": "https://gone.example",
+        "audience": "donjon",
+        "jwks": jwks(key),
+        "allowed_roles": ["invoker"],
+    }
+    with node.client() as c:
+        assert c.post("/v1/issuers", json=issuer).status_code == 201
+    token = key.sign(claims("https://gone.example", "donjon", roles=["invoker"]))
+    r = invoke_async(node, "atk-issuer-gone", {}, key=token)
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    assert wait_for(node, invocation_id, ("failed",))["attempts"] == 1
+    with node.client() as c:
+        assert c.delete("/v1/issuers/atk-gone").status_code == 204
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead", dead
+    assert dead["error"]["type"] == "Unauthorized"
+    assert dead["result"] is None

@@ -217,3 +217,22 @@ def test_removed_issuer_tokens_stop_working(world: JwtWorld, tmp_path: Path) -> 
     assert _send(world.node, INVOKE, token).status_code == 200
     run_cli(env, "issuer", "rm", "temp")
     _refused(world, token, "no registered issuer")
+
+
+def test_keys_a_refresh_brings_in_are_audited(world: JwtWorld) -> None:
+    """corp's JWKS rotated at its URL, taken on a token's unknown kid (an anonymous request
+    makes the node trust a new key): the change is an audit record naming the keys before
+    and after."""
+    rotated = SigningKey.generate("corp-2", "RS256")
+    world.server.publish("/corp/jwks", jwks(world.corp, rotated))
+    # A restarted node refreshes at the first unknown kid (no refresh since its start).
+    world.node.stop()
+    world.node.serve_again({"DONJON_JWKS_CA_FILE": str(world.server.ca_file)})
+    token = rotated.sign(claims(CORP_ISS, AUD, roles=["invoker"]))
+    assert _send(world.node, INVOKE, token).status_code == 200
+    with world.node.client() as c:
+        tail = c.get("/v1/audit", params={"n": 500}).json()
+    taken = [r for r in tail if r["action"] == "issuer.keys" and r["target"] == "issuer:corp"]
+    assert len(taken) == 1, taken
+    assert taken[0]["detail"]["key_ids"] == ["corp-1", "corp-2"]
+    assert taken[0]["detail"]["previous_key_ids"] == ["corp-1"]

@@ -273,3 +273,22 @@ def test_custom_key_manager_cannot_mint_an_admin_key(node: LiveNode) -> None:
         assert c.post("/v1/keys", json={"name": "sec-peer", "role": role}).status_code == 201
     (record,) = audit_records(node, r.headers["x-request-id"])
     assert record["action"] == "authz.denied"
+
+
+def test_custom_role_manager_cannot_rewrite_its_own_role(node: LiveNode) -> None:
+    """A custom role holding role:manage alone rewriting itself into every action (then
+    reading the keys) is refused: 403, audited, and its key still cannot list keys."""
+    role = f"sec-rolemgr-{secrets.token_hex(3)}"
+    manage = {"effect": "allow", "actions": ["role:manage"], "resources": ["*"]}
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": role, "statements": [manage]}).status_code == 201
+    manager = _key(node, role)["key"]
+    everything = {"effect": "allow", "actions": ["key:manage", "role:manage"], "resources": ["*"]}
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/roles", json={"name": role, "statements": [everything]})
+        assert_problem(r, 403)
+        assert_problem(c.get("/v1/keys"), 403)
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    with node.client(manager, fresh_source()) as c:
+        assert_problem(c.delete(f"/v1/roles/{role}"), 403)

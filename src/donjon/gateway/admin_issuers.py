@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
+from donjon.audit.changes import AuditedChanges
 from donjon.audit.errors import RecordPending
 from donjon.errors import Error
-from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.errors import NotFound
+from donjon.gateway.access import deny, parse_json, read_body
+from donjon.gateway.errors import Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import IssuerView
@@ -20,15 +23,16 @@ from donjon.identity import (
     Issuer,
     KeySet,
     Principal,
+    Role,
     fetch_jwks,
     parse_issuer_spec,
     parse_jwks,
     tls_context,
 )
 from donjon.identity.jwks import MAX_JWKS_BYTES
-from donjon.store import IssuerRecord
+from donjon.store import IssuerRecord, IssuerStore
 
-__all__ = ["add_issuer", "list_issuers", "remove_issuer"]
+__all__ = ["add_issuer", "list_issuers", "record_refresh", "remove_issuer"]
 
 
 def _view(record: IssuerRecord, keys: KeySet | None) -> IssuerView:
@@ -45,6 +49,47 @@ def _view(record: IssuerRecord, keys: KeySet | None) -> IssuerView:
     )
 
 
+def _grants_within(principal: Principal, roles: Iterable[str]) -> bool:
+    """Whether an issuer that may grant `roles` gives no one more than `principal` holds.
+
+    Registering an issuer mints credentials: its keys' holder gets every role it may
+    grant, on every function (a token carries no function limit). So, as for keys
+    (keys_api.py), the built-in admin reaches every issuer; a custom role's
+    `issuer:manage` only issuers granting its own role alone, and only from a caller not
+    limited to some functions nor holding custom roles beside it (a JWT's: their denies
+    would be shed)."""
+    if principal.role == Role.ADMIN:
+        return True
+    no_more = principal.functions is None and not principal.more_roles
+    return no_more and set(roles) <= {principal.role}
+
+
+async def _check_grants(
+    node: Node,
+    request: Request,
+    principal: Principal,
+    request_id: str,
+    verb: str,
+    roles: Iterable[str],
+) -> None:
+    """`Forbidden` (audited `authz.denied`) unless `_grants_within(principal, roles)`."""
+    if _grants_within(principal, roles):
+        return
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"issuer:manage: only an admin may {verb} an issuer granting {', '.join(sorted(roles))}",
+        request_id,
+        {"role": principal.role, "statement": "only admins reach wider issuers"},
+    )
+    raise Forbidden(
+        f"only an admin may {verb} an issuer that grants another role than the caller's "
+        "own, or from a key limited to some functions"
+    )
+
+
 async def add_issuer(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
@@ -54,6 +99,7 @@ async def add_issuer(
     name = body.get("name") if isinstance(body, dict) else None
     try:
         spec = parse_issuer_spec(body, node.policy.exists)
+        await _check_grants(node, request, principal, request_id, "add", spec.allowed_roles)
         if spec.jwks_url is not None:
             ca = node.settings.jwks_ca_file
             keys = await fetch_jwks(spec.jwks_url, tls_context(str(ca) if ca else None))
@@ -89,7 +135,7 @@ async def add_issuer(
             await asyncio.to_thread(node.issuers.add, record)  # StoreConflict: name/iss taken
             # The fetch just made counts as the first of the once-a-minute refreshes.
             node.jwt.issuers.add(Issuer(record, keys, last_refresh=time.monotonic()))
-    except RecordPending:  # made: its record waits in the outbox, not a refusal
+    except (RecordPending, Forbidden):  # made (its record in the outbox), or authz.denied
         raise
     except Error as e:
         await node.audit.record(
@@ -118,6 +164,10 @@ async def remove_issuer(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     name = request.path_params["issuer"]
+    records = await asyncio.to_thread(node.issuers.all)
+    for found in records:
+        if found.name == name:
+            await _check_grants(node, request, principal, request_id, "remove", found.allowed_roles)
     event = AuditEvent(
         principal.label, "issuer.remove", f"issuer:{name}", "ok", {"request_id": request_id}
     )
@@ -126,3 +176,45 @@ async def remove_issuer(
             raise NotFound(f"no issuer named {name!r}")
         node.jwt.issuers.remove(name)  # its tokens are refused from the next request on
     return Response(status_code=204)
+
+
+def _canonical(jwks: str) -> str:
+    """A JWKS document in one form (key order, spacing), so a refetch alike is alike."""
+    try:
+        return json.dumps(json.loads(jwks), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return jwks
+
+
+def _key_ids(jwks: str) -> list[str]:
+    try:
+        return sorted(parse_jwks(jwks).keys)
+    except Error:
+        return []
+
+
+async def record_refresh(store: IssuerStore, changes: AuditedChanges, issuer: Issuer) -> None:
+    """Store the JWKS a refresh fetched (identity/jwt_verifier.py, on a token's unknown kid).
+
+    From now on the node trusts those keys, and the request that made it fetch them may
+    be anyone's: when they differ from the stored ones, the write is an audited change
+    (`issuer.keys`, actor `system:jwks`, the key ids before and after), as an admin's
+    `issuer add` is. A refetch of the same keys only updates `refreshed_at`."""
+    record = issuer.record
+    stored = next((r for r in await asyncio.to_thread(store.all) if r.name == issuer.name), None)
+    if stored is None or _canonical(stored.jwks) == _canonical(record.jwks):
+        await asyncio.to_thread(store.set_jwks, issuer.name, record.jwks, record.refreshed_at)
+        return
+    event = AuditEvent(
+        "system:jwks",
+        "issuer.keys",
+        f"issuer:{issuer.name}",
+        "ok",
+        {
+            "jwks": record.jwks_url or "inline",
+            "key_ids": sorted(issuer.keys.keys),
+            "previous_key_ids": _key_ids(stored.jwks),
+        },
+    )
+    async with changes.change(event):  # the new keys and their record, committed together
+        await asyncio.to_thread(store.set_jwks, issuer.name, record.jwks, record.refreshed_at)

@@ -6,7 +6,6 @@ Kept apart from node.py, which is what a running node does.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from donjon.audit.changes import AuditedChanges
@@ -14,6 +13,7 @@ from donjon.audit.denials import DenialLog
 from donjon.audit.opening import open_audit_log
 from donjon.bundle import BundleStore
 from donjon.config import Settings
+from donjon.gateway.admin_issuers import record_refresh
 from donjon.gateway.node import Node
 from donjon.gateway.node_limits import open_limits
 from donjon.identity import (
@@ -93,10 +93,10 @@ def open_node(settings: Settings) -> Node:
         advisories=settings.advisories_path,
     )
 
-    async def persist(issuer: Issuer) -> None:
-        await asyncio.to_thread(
-            issuers.set_jwks, issuer.name, issuer.record.jwks, issuer.record.refreshed_at
-        )
+    refreshes = AuditedChanges(audit, AuditOutbox(engine))
+
+    async def persist(issuer: Issuer) -> None:  # a refresh's keys, audited when new
+        await record_refresh(issuers, refreshes, issuer)
 
     verifier = JwtVerifier(
         IssuerRegistry(issuers.all()),

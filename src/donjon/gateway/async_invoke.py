@@ -102,7 +102,9 @@ async def _may_read_its_logs(
 def _may_see(node: Node, principal: Principal, invocation: QueuedInvocation) -> bool:
     if invocation.principal is not None and invocation.principal == principal.label:
         return True
-    return node.policy.decide(principal, Action.DLQ).allowed
+    # dlq:manage as decided on the invocation's function (a role's `billing-*` reaches
+    # billing functions' invocations only).
+    return node.policy.decide(principal, Action.DLQ, invocation.function).allowed
 
 
 async def get_invocation(request: Request) -> Response:

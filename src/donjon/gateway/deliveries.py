@@ -25,16 +25,17 @@ from collections.abc import Sequence
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
-from donjon.gateway.access import new_request_id
+from donjon.gateway.access import decide, new_request_id
 from donjon.gateway.admission import admit
-from donjon.gateway.errors import NotFound, Unauthorized
+from donjon.gateway.errors import Forbidden, NotFound, Unauthorized
 from donjon.gateway.events import validate_made
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
 from donjon.gateway.problems import retry_after_of, status_for
 from donjon.gateway.response_policy import function_json_response
-from donjon.identity import Principal
+from donjon.identity import Action, Principal
+from donjon.lifecycle import Deployed
 from donjon.sandbox import SandboxUnavailable
 from donjon.triggers.envelope import Envelope, Submit, SubmitAll
 from donjon.triggers.queue import (
@@ -86,8 +87,46 @@ def _principal(node: Node, label: str | None) -> Principal | None:
             raise Unauthorized("the key that made this async invocation is revoked")
         return principal
     # A JWT's principal: its token is not kept; the delivery runs under the server's
-    # default per-caller limits, named as the caller was.
+    # default per-caller limits, named as the caller was, while its issuer is trusted
+    # (removing an issuer refuses its tokens' queued events, as revoking a key does).
+    if kind == "jwt" and node.jwt.issuers.by_name(ident.partition(":")[0]) is None:
+        raise Unauthorized("the issuer of the token that made this async invocation was removed")
     return Principal(id=ident, name=ident, role="jwt", kind=kind)
+
+
+async def _check_allowed(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> None:
+    """`Forbidden` (403: dead-lettered, not retried; audited `authz.denied`) unless the
+    key that queued the event may still invoke the function, as its sync call would be
+    decided now: a role changed or removed since the enqueue, or a redrive to a function
+    it may not invoke, runs nothing. Events from a source (no principal) and a JWT's
+    (whose roles were the token's, not kept) are not decided again."""
+    if principal is None or principal.kind != "key":
+        return
+    decision = decide(node, principal, Action.INVOKE, deployed.name)
+    if decision.allowed:
+        return
+    reason = f"{Action.INVOKE.value} on {deployed.name} denied: {decision.statement}"
+    node.metrics.denied("authz.denied", reason)
+    await node.denials.deny(
+        AuditEvent(
+            principal.label,
+            "authz.denied",
+            deployed.name,
+            "denied",
+            {
+                "request_id": request_id,
+                "reason": reason,
+                "role": ",".join((principal.role, *principal.more_roles)),
+                "statement": decision.statement,
+                "permission": Action.INVOKE.value,
+                "trigger": trigger,
+            },
+        ),
+        principal.label,
+    )
+    raise Forbidden("the caller that queued this invocation may no longer invoke the function")
 
 
 def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
@@ -134,6 +173,7 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         # The caller first, as on every request: a key revoked since is refused (401)
         # before its event is read.
         principal = _principal(node, invocation.principal)
+        await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
         # Checked against the schema of the version that runs it (a deploy since its
         # enqueue, or before its redrive, may have added or tightened it): refused, it is
         # dead-lettered at once (422), before any limit is spent. Not its size: the event a

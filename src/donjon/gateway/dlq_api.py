@@ -7,6 +7,11 @@
 - `POST /v1/dlq/redrive` `{"function": NAME}`: the same for each of a function's.
 - `DELETE /v1/dlq[?function=NAME]`: delete them; audited `invocation.purge`.
 What a redrive or purge does lives in triggers/queue/service.py.
+
+`dlq:manage` is decided on the function each dead invocation was queued for: a role
+allowed it on `billing-*` lists, shows, redrives and purges billing functions' events
+only (another function's is a 403, audited); purging without `?function=` needs the
+action on every function (`*`, no deny).
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.access import authorize, decide, deny, parse_json, read_body
+from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.gateway.queue_views import (
@@ -31,7 +36,7 @@ from donjon.gateway.queue_views import (
 )
 from donjon.gateway.schemas import parse_body, render
 from donjon.identity import Action, Principal
-from donjon.triggers.queue import AsyncInvocations, Status
+from donjon.triggers.queue import AsyncInvocations, QueuedInvocation, Status
 
 __all__ = ["ROUTES"]
 
@@ -53,31 +58,45 @@ def _function(request: Request) -> str | None:
     return name
 
 
-async def list_dead(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    dead = await _service(node).dead(_function(request))
+async def list_dead(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    function = _function(request)
+    if function is not None:
+        await authorize(node, request, principal, Action.DLQ, request_id, function)
+    dead = [
+        d
+        for d in await _service(node).dead(function)
+        if decide(node, principal, Action.DLQ, d.function).allowed  # only what it reaches
+    ]
     return render([InvocationView(**invocation_view(d, reveal=True)) for d in dead])
 
 
-async def _dead_one(node: Node, invocation_id: str) -> Response:
+async def _dead_one(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> QueuedInvocation:
+    """The dead invocation the path names, once `principal` may manage its function's."""
+    invocation_id: str = request.path_params["invocation_id"]
     found = None if len(invocation_id) > _MAX_ID else await _service(node).get(invocation_id)
     if found is None or found.status is not Status.DEAD:
         raise NotFound(
             f"no dead-lettered invocation {invocation_id[:_MAX_ID]!r}",
             hint="donjon dlq ls lists them",
         )
-    return render(dead_view(found))
+    await authorize(node, request, principal, Action.DLQ, request_id, found.function)
+    return found
 
 
-async def show_dead(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return await _dead_one(node, request.path_params["invocation_id"])
+async def show_dead(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    return render(dead_view(await _dead_one(request, node, principal, request_id)))
 
 
 async def redrive_one(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
-    invocation_id: str = request.path_params["invocation_id"]
-    if len(invocation_id) > _MAX_ID:
-        raise NotFound("no dead-lettered invocation with that id")
+    invocation_id = (await _dead_one(request, node, principal, request_id)).id
     redriven = await _service(node).redrive(invocation_id, principal.label, request_id)
     return render(InvocationView(**invocation_view(redriven, reveal=True)))
 
@@ -89,12 +108,27 @@ async def redrive_all(
     wanted = parse_body(
         DlqRedrive, await parse_json(node, request, principal.label, body or b"null", request_id)
     )
+    await authorize(node, request, principal, Action.DLQ, request_id, wanted.function)
     ids = await _service(node).redrive_all(wanted.function, principal.label, request_id)
     return render(DlqRedriven(redriven=ids))
 
 
 async def purge(request: Request, node: Node, principal: Principal, request_id: str) -> Response:
-    count = await _service(node).purge(_function(request), principal.label, request_id)
+    function = _function(request)
+    if function is not None:
+        await authorize(node, request, principal, Action.DLQ, request_id, function)
+    elif not node.policy.reaches_every(principal, Action.DLQ):
+        await deny(
+            node,
+            request,
+            principal.label,
+            "authz.denied",
+            "dlq:manage: purging every function's dead invocations needs it on *",
+            request_id,
+            {"statement": "no statement allows it on every function"},
+        )
+        raise Forbidden("purge one function's dead invocations: ?function=NAME")
+    count = await _service(node).purge(function, principal.label, request_id)
     return render(DlqPurged(purged=count))
 
 

@@ -35,11 +35,30 @@ Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+def _function_of(request: Request, subject: str | None) -> str | None:
+    """The function the request acts on: the path's `name`, or with `subject` (the path
+    parameter of a `kind:name` subject: a throttle's, a quota's) the name of a
+    ``function:NAME`` subject (None for a principal's, a role's, a source's)."""
+    if subject is None:
+        return request.path_params.get("name")
+    kind, sep, name = str(request.path_params.get(subject, "")).partition(":")
+    return name if sep and kind == "function" else None
+
+
 def guarded(
-    action: Action, handler: Handler, *, self_service: bool = False, history: bool = False
+    action: Action,
+    handler: Handler,
+    *,
+    self_service: bool = False,
+    history: bool = False,
+    subject: str | None = None,
 ) -> Endpoint:
     """Authenticate, authorize `action`, then run `handler`.
 
+    With `subject`, the path parameter naming a `kind:name` subject: a ``function:NAME``
+    one is authorized on that function, as the routes under /v1/functions/{name} are (a
+    role allowed `response:manage` on `billing-*` throttles or sets the quota of
+    billing functions only, as it quarantines only them).
     With `self_service`, a principal may also act on its own key (revoke it). With
     `history`, the route reads the history of the function it names (its versions' logs,
     SBOMs, provenance): authorized by `authorize_history`, whose runs of versions the
@@ -62,7 +81,7 @@ def guarded(
                 )
             elif not own_key:
                 await authorize(
-                    node, request, principal, action, request_id, request.path_params.get("name")
+                    node, request, principal, action, request_id, _function_of(request, subject)
                 )
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:

@@ -2,8 +2,8 @@
 
 find the trigger by path (404) -> read the body within the function's limits.body
 (413) -> verify its signature against the trigger's vault secret before anything
-parses it (401) -> the function's admission (quarantine, rates, quotas, capacity;
-trigger "webhook") -> refuse a delivery id accepted before (401) -> the event it
+parses it (401) -> refuse a delivery id accepted before (401, spending nothing) -> the
+function's admission (quarantine, rates, quotas, capacity; trigger "webhook") -> the event it
 makes checked against the function's input_schema (422) -> submit it as an async
 invocation -> 202 with the invocation's id. What each step does lives in
 triggers/webhooks/; this handler parses, calls it, renders. Refusals are audited

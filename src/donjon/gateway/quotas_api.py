@@ -135,6 +135,6 @@ async def remove_quota(
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/quotas", "GET", guarded(Action.QUOTAS, list_quotas)),
-    ("/v1/quotas/{quota}", "PUT", guarded(Action.QUOTAS, set_quota)),
-    ("/v1/quotas/{quota}", "DELETE", guarded(Action.QUOTAS, remove_quota)),
+    ("/v1/quotas/{quota}", "PUT", guarded(Action.QUOTAS, set_quota, subject="quota")),
+    ("/v1/quotas/{quota}", "DELETE", guarded(Action.QUOTAS, remove_quota, subject="quota")),
 ]

@@ -157,6 +157,10 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/responses", "GET", guarded(Action.ALERTS, list_responses)),
     ("/v1/functions/{name}/quarantine", "POST", guarded(Action.RESPONSES, quarantine_function)),
     ("/v1/functions/{name}/release", "POST", guarded(Action.RESPONSES, release_function)),
-    ("/v1/throttles/{subject}", "PUT", guarded(Action.RESPONSES, add_throttle)),
-    ("/v1/throttles/{subject}", "DELETE", guarded(Action.RESPONSES, lift_throttle)),
+    ("/v1/throttles/{subject}", "PUT", guarded(Action.RESPONSES, add_throttle, subject="subject")),
+    (
+        "/v1/throttles/{subject}",
+        "DELETE",
+        guarded(Action.RESPONSES, lift_throttle, subject="subject"),
+    ),
 ]

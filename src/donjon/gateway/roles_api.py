@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
-from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.errors import NotFound
+from donjon.gateway.access import deny, parse_json, read_body
+from donjon.gateway.errors import Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import query_flag, render
 from donjon.gateway.views import RoleApplied, RoleRemoved, RoleView
@@ -34,12 +34,34 @@ def _store(node: Node) -> RoleStore:
     return node.roles
 
 
+async def _not_its_own(
+    node: Node, request: Request, principal: Principal, request_id: str, verb: str, name: str
+) -> None:
+    """`Forbidden` (audited `authz.denied`) when a principal other than the built-in admin
+    would change a role it holds itself: `role:manage` in a custom role must not rewrite
+    its own statements into every action (as keys_api.py keeps `key:manage` from minting
+    a wider key than its own)."""
+    if principal.role == Role.ADMIN or name not in (principal.role, *principal.more_roles):
+        return
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"role:manage: only an admin may {verb} a role the caller holds ({name})",
+        request_id,
+        {"role": principal.role, "statement": "only admins change the roles they hold"},
+    )
+    raise Forbidden(f"only an admin may {verb} a role the caller holds itself")
+
+
 async def apply_role(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     body = await read_body(request, MAX_ROLE_BYTES)
     data = await parse_json(node, request, principal.label, body or b"null", request_id)
     doc = parse_role(data)
+    await _not_its_own(node, request, principal, request_id, "apply", doc.name)
     event = AuditEvent(  # and "created", from the store
         principal.label,
         "role.apply",
@@ -92,6 +114,7 @@ async def remove_role(
         raise RoleError(f"{name!r} is a built-in role: it cannot be removed")
     if not any(d.name == name for d in node.policy.custom()):
         raise NotFound(f"no custom role named {name[:64]!r}")
+    await _not_its_own(node, request, principal, request_id, "remove", name)
     holders = (await asyncio.to_thread(node.keys.roles_in_use)).get(name, [])
     force = query_flag(request, "force")
     if holders and not force:

@@ -279,5 +279,8 @@ class IssuerRegistry:
     def by_iss(self, iss: str) -> Issuer | None:
         return self._by_iss.get(iss)
 
+    def by_name(self, name: str) -> Issuer | None:
+        return self._by_name.get(name)
+
     def __len__(self) -> int:
         return len(self._by_name)

@@ -200,6 +200,20 @@ class Policy:
             return Decision(False, NO_STATEMENT)
         return Decision(True, allowed_by)
 
+    def reaches_every(self, principal: Principal, action: Action) -> bool:
+        """Whether `principal` may do `action` on every function at once (a request that
+        spans them all, such as purging the whole dead-letter queue): an allow on `*`
+        alone, no deny of the action, and no key limit to some functions."""
+        if principal.functions is not None and action in FUNCTION_ACTIONS:
+            return False
+        known = [
+            self._roles[r] for r in (principal.role, *principal.more_roles) if r in self._roles
+        ]
+        statements = [s for role in known for s in role if action.value in s.actions]
+        if any(not s.allow for s in statements):
+            return False
+        return any(s.allow and s.star for s in statements)
+
     def reaches_whoever_owns(self, principal: Principal, action: Action, function: str) -> bool:
         """Whether `principal` may do `action` on `function` whoever owns it: a statement
         names the function (a pattern other than `*` alone), or the built-in admin."""

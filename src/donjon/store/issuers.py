@@ -82,11 +82,13 @@ class IssuerStore:
 
     def set_jwks(self, name: str, jwks: str, refreshed_at: float) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
+            updated = conn.execute(
                 update(issuers)
                 .where(issuers.c.name == name)
                 .values(jwks=jwks, refreshed_at=refreshed_at)
-            )
+            ).rowcount
+            if updated:
+                enlist(conn)  # the keys' change and its record (gateway/admin_issuers.py)
 
     def remove(self, name: str) -> bool:
         with self._engine.begin() as conn:

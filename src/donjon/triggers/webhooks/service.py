@@ -1,10 +1,13 @@
 """`WebhookService`: what taking one webhook delivery does, whoever serves the route.
 
 verify the signature (against the secret's accepted versions, before anything parses
-the body) -> the function's admission (quarantine, rates, quotas, capacity: the
-caller's) -> claim the delivery id in the replay cache (a conflict is a replay) ->
-submit the envelope. A delivery refused after its id was claimed (the submit failed)
-gives the id back, so the sender's retry is not taken for a replay.
+the body) -> claim the delivery id in the replay cache (a conflict is a replay) -> the
+function's admission (quarantine, rates, quotas, capacity: the caller's) -> submit the
+envelope. The claim comes before admission so that a replay spends nothing: a captured
+GitHub delivery (its signature never expires) sent again and again must not use up the
+function's rate buckets and daily quota. A delivery refused after its id was claimed
+(admission or the submit failed) gives the id back, so the sender's retry is not taken
+for a replay.
 """
 
 from __future__ import annotations
@@ -92,16 +95,17 @@ class WebhookService:
         admit: Callable[[], Awaitable[None]],
         submit: Submit,
     ) -> str:
-        """Admit, deduplicate and submit a verified delivery; the invocation id.
+        """Deduplicate, admit and submit a verified delivery; the invocation id.
 
-        `BadDelivery` (replay) if its id was accepted at this path before."""
-        await admit()
+        `BadDelivery` (replay) if its id was accepted at this path before: refused before
+        admission, so a replay spends none of the function's limits."""
         claimed = await self._claim(spec.path, verified)
-        envelope = dataclasses.replace(  # admitted just now: its first attempt spends nothing
-            webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified),
-            admitted=True,
-        )
         try:
+            await admit()
+            envelope = dataclasses.replace(  # admitted just now: its first attempt spends nothing
+                webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified),
+                admitted=True,
+            )
             return await submit(envelope)
         except BaseException:
             if claimed:

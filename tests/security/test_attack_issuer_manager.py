@@ -1,0 +1,90 @@
+"""A custom role granted `issuer:manage` against the roles it does not hold: registering an
+issuer (whose keys the attacker holds) that may grant `admin`, then minting itself an admin
+token; and removing the issuer the admins' own tokens come from. Each attack against a real
+node; the keys are given inline (a JWKS the attacker made)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from harness import LiveNode, fresh_source
+from jwt_support import SigningKey, claims, jwks
+from sec_support import assert_problem, audit_records
+
+
+def _manager(node: LiveNode, **extra: Any) -> tuple[str, str]:
+    """A custom role holding issuer:manage alone, and a key of it."""
+    role = f"sec-im-{secrets.token_hex(3)}"
+    doc = {
+        "name": role,
+        "statements": [{"effect": "allow", "actions": ["issuer:manage"], "resources": ["*"]}],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json=doc).status_code == 201
+    return role, node.create_key("sec-im", role, **extra)["key"]
+
+
+def _issuer(name: str, key: SigningKey, roles: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "issuer": f"https://{name}.attacker.example",
+        "audience": "donjon",
+        "jwks": jwks(key),
+        "allowed_roles": roles,
+    }
+
+
+def test_custom_issuer_manager_cannot_register_an_issuer_granting_admin(node: LiveNode) -> None:
+    """An issuer that may grant admin, with the manager's own keys, would make it an admin:
+    refused (403, audited), and a token of those keys gets nothing."""
+    _, manager = _manager(node)
+    key = SigningKey.generate("attacker-1", "ES256")
+    name = f"sec-evil-{secrets.token_hex(3)}"
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/issuers", json=_issuer(name, key, ["admin"]))
+    assert_problem(r, 403)
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    token = key.sign(claims(f"https://{name}.attacker.example", "donjon", roles=["admin"]))
+    with node.client(token) as c:
+        assert c.get("/v1/keys").status_code == 401
+
+
+def test_function_limited_issuer_manager_cannot_register_an_issuer_of_its_role(
+    node: LiveNode,
+) -> None:
+    """Tokens carry no function limit: a key limited to one function registering an issuer
+    of its own role would hand its tokens every function. Refused."""
+    role, manager = _manager(node, functions=["probe"])
+    key = SigningKey.generate("attacker-2", "ES256")
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/issuers", json=_issuer(f"sec-wide-{secrets.token_hex(3)}", key, [role]))
+    assert_problem(r, 403)
+
+
+def test_custom_issuer_manager_cannot_remove_an_admin_issuer(node: LiveNode) -> None:
+    """Removing an issuer that grants roles the manager does not hold (the admins' own
+    identity provider) is refused, and the issuer stays."""
+    name = f"sec-corp-{secrets.token_hex(3)}"
+    with node.client() as c:
+        made = c.post("/v1/issuers", json=_issuer(name, SigningKey.generate("corp"), ["admin"]))
+    assert made.status_code == 201, made.text
+    _, manager = _manager(node)
+    with node.client(manager, fresh_source()) as c:
+        r = c.delete(f"/v1/issuers/{name}")
+    assert_problem(r, 403)
+    with node.client() as c:
+        assert name in [i["name"] for i in c.get("/v1/issuers").json()]
+
+
+def test_custom_issuer_manager_manages_issuers_of_its_own_role(node: LiveNode) -> None:
+    """What it may do: an issuer granting only its own role, added and removed."""
+    role, manager = _manager(node)
+    name = f"sec-own-{secrets.token_hex(3)}"
+    with node.client(manager, fresh_source()) as c:
+        made = c.post(
+            "/v1/issuers", json=_issuer(name, SigningKey.generate("own", "ES256"), [role])
+        )
+        assert made.status_code == 201, made.text
+        assert c.delete(f"/v1/issuers/{name}").status_code == 204

@@ -1,0 +1,114 @@
+"""A custom role granted `key:manage` against the keys it does not hold: an admin's key,
+or a key wider than its own (another function reach), each attack against a real node.
+
+`key:manage` outside the built-in admin role mints only keys of the maker's own role
+(test_attack_policy.py); these attacks go around that through rotate (which hands back
+the rotated key's new secret), revoke, and a key made without the maker's function limit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from harness import LiveNode, fresh_source
+from jwt_support import SigningKey, claims, jwks
+from sec_support import assert_problem, audit_records
+
+
+def _manager_role(node: LiveNode, *, invoke: bool = False) -> str:
+    """A custom role with key:manage (and function:invoke on every function, if asked)."""
+    role = f"sec-km-{secrets.token_hex(3)}"
+    statements: list[dict[str, Any]] = [
+        {"effect": "allow", "actions": ["key:manage"], "resources": ["*"]}
+    ]
+    if invoke:
+        statements.append({"effect": "allow", "actions": ["function:invoke"], "resources": ["*"]})
+    with node.client() as c:
+        r = c.post("/v1/roles", json={"name": role, "statements": statements})
+    assert r.status_code == 201, r.text
+    return role
+
+
+def test_custom_key_manager_cannot_rotate_an_admin_key(node: LiveNode) -> None:
+    """Rotating an admin's key would hand the manager its new secret: refused, audited,
+    and the admin key keeps its secret."""
+    victim = node.create_key("sec-victim-admin", "admin")
+    manager = node.create_key("sec-km", _manager_role(node))["key"]
+    with node.client(manager, fresh_source()) as c:
+        r = c.post(f"/v1/keys/{victim['id']}/rotate", json={"overlap_s": 0})
+    assert_problem(r, 403)
+    assert "key" not in r.json()
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    with node.client(victim["key"]) as c:
+        assert c.get("/v1/keys").status_code == 200
+
+
+def test_custom_key_manager_cannot_revoke_an_admin_key(node: LiveNode) -> None:
+    """Revoking an admin's key (locking the admins out) is refused, audited."""
+    victim = node.create_key("sec-victim-admin", "admin")
+    manager = node.create_key("sec-km", _manager_role(node))["key"]
+    with node.client(manager, fresh_source()) as c:
+        r = c.delete(f"/v1/keys/{victim['id']}")
+    assert_problem(r, 403)
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    with node.client(victim["key"]) as c:
+        assert c.get("/v1/keys").status_code == 200
+
+
+def test_function_limited_key_manager_cannot_mint_an_unlimited_key(node: LiveNode) -> None:
+    """A key limited to one function cannot make a key of its role for every function."""
+    role = _manager_role(node, invoke=True)
+    limited = node.create_key("sec-km-limited", role, functions=["probe"])["key"]
+    assert node.invoke("sec-reply", {}, limited).status_code == 403
+    with node.client(limited, fresh_source()) as c:
+        wide = c.post("/v1/keys", json={"name": "sec-km-wide", "role": role})
+        other = c.post(
+            "/v1/keys", json={"name": "sec-km-other", "role": role, "functions": ["sec-reply"]}
+        )
+        same = c.post(
+            "/v1/keys", json={"name": "sec-km-same", "role": role, "functions": ["probe"]}
+        )
+    assert_problem(wide, 403)
+    assert_problem(other, 403)
+    assert same.status_code == 201, same.text
+
+
+def test_function_limited_key_manager_cannot_rotate_a_wider_peer(node: LiveNode) -> None:
+    """Rotating a key of the same role but a wider function reach is refused: its new secret
+    would reach what the manager's key does not."""
+    role = _manager_role(node, invoke=True)
+    wide = node.create_key("sec-km-wide", role)
+    limited = node.create_key("sec-km-limited", role, functions=["probe"])["key"]
+    with node.client(limited, fresh_source()) as c:
+        r = c.post(f"/v1/keys/{wide['id']}/rotate", json={"overlap_s": 0})
+    assert_problem(r, 403)
+    assert node.invoke("sec-reply", {}, wide["key"]).status_code == 200
+
+
+def test_jwt_key_manager_cannot_mint_a_key_without_its_denies(node: LiveNode) -> None:
+    """A JWT holding invoker, a role denying one function and a custom key:manage: a key of
+    its built-in role would shed that deny (a key holds one role) and outlive the token.
+    Refused; the JWT itself stays denied the function."""
+    tag = secrets.token_hex(3)
+    no_reply, manager = f"sec-no-reply-{tag}", _manager_role(node)
+    deny = {"effect": "deny", "actions": ["function:invoke"], "resources": ["sec-reply"]}
+    key = SigningKey.generate(f"km-{tag}", "ES256")
+    iss = f"https://km-{tag}.example"
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": no_reply, "statements": [deny]}).status_code == 201
+        issuer = {
+            "name": f"sec-km-{tag}",
+            "issuer": iss,
+            "audience": "donjon",
+            "jwks": jwks(key),
+            "allowed_roles": ["invoker", no_reply, manager],
+        }
+        assert c.post("/v1/issuers", json=issuer).status_code == 201
+    token = key.sign(claims(iss, "donjon", roles=["invoker", no_reply, manager]))
+    assert node.invoke("sec-reply", {}, token).status_code == 403
+    with node.client(token, fresh_source()) as c:
+        r = c.post("/v1/keys", json={"name": "sec-km-shed", "role": "invoker"})
+    assert_problem(r, 403)
