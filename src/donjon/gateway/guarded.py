@@ -35,10 +35,13 @@ Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _function_of(request: Request, subject: str | None) -> str | None:
-    """The function the request acts on: the path's `name`, or with `subject` (the path
-    parameter of a `kind:name` subject: a throttle's, a quota's) the name of a
-    ``function:NAME`` subject (None for a principal's, a role's, a source's)."""
+def _function_of(request: Request, subject: str | None, resource: str | None) -> str | None:
+    """The resource the request acts on: the path's `name` (a function's), the path
+    parameter `resource` names (a secret's), or with `subject` (the path parameter of a
+    `kind:name` subject: a throttle's, a quota's) the name of a ``function:NAME`` subject
+    (None for a principal's, a role's, a source's)."""
+    if resource is not None:
+        return request.path_params.get(resource)
     if subject is None:
         return request.path_params.get("name")
     kind, sep, name = str(request.path_params.get(subject, "")).partition(":")
@@ -52,8 +55,12 @@ def guarded(
     self_service: bool = False,
     history: bool = False,
     subject: str | None = None,
+    resource: str | None = None,
 ) -> Endpoint:
     """Authenticate, authorize `action`, then run `handler`.
+
+    With `resource`, the path parameter naming what the action is decided on (a secret:
+    a role allowed `secret:write` on `team-a-*` sets and rotates those secrets only).
 
     With `subject`, the path parameter naming a `kind:name` subject: a ``function:NAME``
     one is authorized on that function, as the routes under /v1/functions/{name} are (a
@@ -80,9 +87,8 @@ def guarded(
                     node, request, principal, action, request_id, request.path_params["name"]
                 )
             elif not own_key:
-                await authorize(
-                    node, request, principal, action, request_id, _function_of(request, subject)
-                )
+                on = _function_of(request, subject, resource)
+                await authorize(node, request, principal, action, request_id, on)
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:
             return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})

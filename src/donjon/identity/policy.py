@@ -43,6 +43,9 @@ class Action(StrEnum):
     LOGS = "function:logs"
     SECRET_WRITE = "secret:write"  # noqa: S105  # nosec B105 - an action name
     SECRET_LIST = "secret:list"  # noqa: S105  # nosec B105 - an action name
+    #: Grant a secret to a function one deploys (`permissions.secrets`, a trigger's secret):
+    #: its value then reaches the function, so a deploy grants only what this allows.
+    SECRET_USE = "secret:use"  # noqa: S105  # nosec B105 - an action name
     KEYS = "key:manage"
     ROLES = "role:manage"
     AUDIT = "audit:read"
@@ -93,7 +96,7 @@ BUILTIN_ROLES: dict[str, list[dict[str, object]]] = {
         {"effect": "allow", "actions": _DEV, "resources": ["*"]},
         {
             "effect": "allow",
-            "actions": [Action.SECRET_WRITE, Action.SECRET_LIST],
+            "actions": [Action.SECRET_WRITE, Action.SECRET_LIST, Action.SECRET_USE],
             "resources": ["*"],
         },
         _API_READ,

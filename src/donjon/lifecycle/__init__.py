@@ -21,6 +21,7 @@ from donjon.lifecycle.errors import (
     FunctionNotFound,
     InvokeGrantForbidden,
     LifecycleError,
+    SecretGrantForbidden,
     SkipScanRefused,
 )
 from donjon.lifecycle.gate import BundleScanner
@@ -48,6 +49,7 @@ __all__ = [
     "FunctionRegistry",
     "InvokeGrantForbidden",
     "LifecycleError",
+    "SecretGrantForbidden",
     "SkipScanRefused",
     "SkippedRecord",
     "instance_config",

@@ -45,12 +45,14 @@ from donjon.lifecycle.errors import (
     DeployForbidden,
     FunctionNotFound,
     InvokeGrantForbidden,
+    SecretGrantForbidden,
     SkipScanRefused,
 )
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
 from donjon.lifecycle.name_locks import NameLocks
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
+from donjon.manifest.exposure import trigger_secrets
 from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
@@ -207,13 +209,19 @@ class Deployments:
 
     async def _check_grants(self, manifest: Manifest, principal: Principal) -> None:
         """Grants must name what exists, and a deployer grants no more than it may do:
-        each function in `permissions.invoke` (other than this one) is deployed and
-        the deployer may invoke it; each secret is in the vault."""
+        each function in `permissions.invoke` (other than this one) is deployed and the
+        deployer may invoke it; it may use (`secret:use`) each secret granted or named by
+        a trigger (a webhook's signing secret, a DSN: the platform's, on the function's
+        behalf); each granted secret is in the vault."""
         others = [n for n in manifest.permissions.invoke if n != manifest.name]
         for name in others:  # rights first: a refused name says nothing of whether it exists
             decision = self.policy.decide(principal, Action.INVOKE, name)
             if not decision.allowed:
                 raise InvokeGrantForbidden(name, decision.statement)
+        for secret in sorted({*manifest.permissions.secrets, *trigger_secrets(manifest)}):
+            decision = self.policy.decide(principal, Action.SECRET_USE, secret)
+            if not decision.allowed:
+                raise SecretGrantForbidden(secret, decision.statement)
         absent = [n for n in others if self.registry.get(n) is None]
         if absent:
             raise ManifestError(

@@ -12,6 +12,7 @@ __all__ = [
     "FunctionNotFound",
     "InvokeGrantForbidden",
     "LifecycleError",
+    "SecretGrantForbidden",
     "SkipScanRefused",
 ]
 
@@ -82,6 +83,20 @@ class InvokeGrantForbidden(DeployForbidden):
             f"this credential may not grant permissions.invoke of {name!r}: "
             f"it may not invoke it itself ({statement})",
             hint="a deploy grants a function only what its deployer may do",
+        )
+        self.statement = statement
+
+
+class SecretGrantForbidden(DeployForbidden):
+    """A manifest grants a secret (or a trigger names one) its deployer may not use."""
+
+    def __init__(self, name: str, statement: str) -> None:
+        LifecycleError.__init__(
+            self,
+            f"this credential may not grant the secret {name!r} to a function: "
+            f"secret:use is not allowed on it ({statement})",
+            hint="a deploy grants a function only what its deployer may do; "
+            "an admin may allow secret:use on it in the deployer's role",
         )
         self.statement = statement
 
