@@ -112,3 +112,68 @@ def test_jwt_key_manager_cannot_mint_a_key_without_its_denies(node: LiveNode) ->
     with node.client(token, fresh_source()) as c:
         r = c.post("/v1/keys", json={"name": "sec-km-shed", "role": "invoker"})
     assert_problem(r, 403)
+
+
+def _bounded_manager(node: LiveNode, role: str) -> str:
+    """A key of `role` that expires in an hour, held to 5 calls a second, burst 5."""
+    with node.client() as c:
+        r = c.post(
+            "/v1/keys",
+            json={
+                "name": "sec-km-bounded",
+                "role": role,
+                "expires_in_s": 3600,
+                "rate": "5/second",
+                "burst": 5,
+                "concurrency": 2,
+            },
+        )
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+def test_a_bounded_key_manager_mints_no_looser_key(node: LiveNode) -> None:
+    """A key that expires in an hour and is held to 5 calls a second mints no key that
+    never expires, none of 500 a second and none left to the defaults; one within its own
+    bounds is made."""
+    role = _manager_role(node)
+    manager = _bounded_manager(node, role)
+    bounded = {"rate": "5/second", "burst": 5, "concurrency": 2, "expires_in_s": 600}
+    looser: list[dict[str, Any]] = [
+        {**bounded, "expires_in_s": None},
+        {**bounded, "expires_in_s": 7200},
+        {**bounded, "rate": "500/second"},
+        {**bounded, "rate": "301/minute"},
+        {**bounded, "burst": 6},
+        {**bounded, "concurrency": None},
+        {"expires_in_s": 600},
+    ]
+    with node.client(manager, fresh_source()) as c:
+        for i, fields in enumerate(looser):
+            body = {"name": "sec-km-minted", "role": role, **fields}
+            r = c.post("/v1/keys", json={k: v for k, v in body.items() if v is not None})
+            assert_problem(r, 403)
+            if i == 0:  # the window's first denial is written at once, the rest counted
+                (record,) = audit_records(node, r.headers["x-request-id"])
+                assert record["action"] == "authz.denied"
+                assert "outlive the caller's own key" in record["detail"]["reason"]
+        r = c.post("/v1/keys", json={"name": "sec-km-minted", "role": role, **bounded})
+        assert r.status_code == 201, r.text
+        r = c.post(
+            "/v1/keys", json={**bounded, "name": "sec-km-slower", "role": role, "rate": "60/minute"}
+        )
+        assert r.status_code == 201, r.text
+
+
+def test_a_bounded_key_manager_rotates_no_looser_peer(node: LiveNode) -> None:
+    """Rotating hands back the secret: a peer key of the same role that never expires is
+    not the bounded manager's to take; its own key it still rotates."""
+    role = _manager_role(node)
+    peer = node.create_key("sec-km-peer", role)
+    manager = _bounded_manager(node, role)
+    with node.client(manager, fresh_source()) as c:
+        r = c.post(f"/v1/keys/{peer['id']}/rotate", json={"overlap_s": 0})
+        assert_problem(r, 403)
+        own = manager.split("_")[1]
+        r = c.post(f"/v1/keys/{own}/rotate", json={"overlap_s": 0})
+    assert r.status_code == 201, r.text

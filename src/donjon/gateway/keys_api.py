@@ -21,6 +21,7 @@ from starlette.responses import Response
 from donjon.audit import AuditEvent
 from donjon.gateway.access import deny, parse_json, read_body
 from donjon.gateway.errors import BadRequest, Forbidden, NotFound
+from donjon.gateway.key_reach import Reach, check_reach
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import MAX_EXPIRY_S, KeyCreate, KeyRotate, parse_body, render
 from donjon.gateway.views import KeyCreated, KeyRotated, KeyView
@@ -110,7 +111,8 @@ async def create_key(
                 hint="omit it for every function its role allows (shown as functions: *)",
             )
     limits = _key_limits(body)
-    await _check_reach(node, request, principal, request_id, "create", role, functions)
+    reach = Reach(role, functions, expires_at, limits, bounded=True)
+    await check_reach(node, request, principal, request_id, "create", reach)
     parse_body(KeyCreate, body)  # the model /openapi.json shows agrees: they cannot drift
     key = new_api_key(
         node.master.derive(KEY_HASH_PURPOSE),
@@ -152,53 +154,6 @@ async def create_key(
             concurrency=limits.concurrency,
         ),
         201,
-    )
-
-
-def _within_reach(principal: Principal, role: str, functions: Sequence[str] | None) -> bool:
-    """Whether `principal` may make, rotate or revoke a key of `role` limited to `functions`
-    (None: every function its role allows).
-
-    Rotating hands back the key's new secret, so it is as much as making the key: the
-    built-in admin reaches every key; a custom role's `key:manage` only keys of its own
-    role that reach no function its own key does not (a key limited to `a` neither mints
-    nor takes over a key for every function). A JWT holding custom roles beside its
-    built-in one reaches no key: a key holds one role, and would shed the others' denies
-    (and outlive the token)."""
-    if principal.role == Role.ADMIN:
-        return True
-    if role != principal.role or principal.more_roles:
-        return False
-    return principal.functions is None or (
-        functions is not None and set(functions) <= principal.functions
-    )
-
-
-async def _check_reach(
-    node: Node,
-    request: Request,
-    principal: Principal,
-    request_id: str,
-    verb: str,
-    role: str,
-    functions: Sequence[str] | None,
-) -> None:
-    """`Forbidden` (audited `authz.denied`) unless the key is `_within_reach` of `principal`."""
-    if _within_reach(principal, role, functions):
-        return
-    await deny(
-        node,
-        request,
-        principal.label,
-        "authz.denied",
-        f"key:manage: only an admin may {verb} a key wider than the caller's own "
-        f"(role {role}, functions {', '.join(_reach(functions))})",
-        request_id,
-        {"role": principal.role, "statement": "only admins reach wider keys"},
-    )
-    raise Forbidden(
-        f"only an admin may {verb} a key of another role, or one that reaches more functions "
-        "than the caller's own key"
     )
 
 
@@ -280,9 +235,7 @@ async def rotate_key(
     current = await asyncio.to_thread(node.keys.get, key_id)
     if current is None or current.revoked_at is not None:
         raise NotFound(f"no live key with id {key_id!r}")
-    await _check_reach(
-        node, request, principal, request_id, "rotate", current.role, current.functions
-    )
+    await check_reach(node, request, principal, request_id, "rotate", Reach.of(current))
     if current.expires_at is not None and current.expires_at <= time.time():
         raise BadRequest(f"key {key_id} has expired", hint="create a new key")
     secret = new_secret(key_id)
@@ -323,9 +276,8 @@ async def revoke_key(
     key_id = request.path_params["key_id"]
     current = await asyncio.to_thread(node.keys.get, key_id)
     if current is not None:  # an unknown id: the 404 below, as before
-        await _check_reach(
-            node, request, principal, request_id, "revoke", current.role, current.functions
-        )
+        reach = Reach(current.role, current.functions)  # (its bounds: revoking ends it)
+        await check_reach(node, request, principal, request_id, "revoke", reach)
     event = AuditEvent(
         principal.label, "key.revoke", f"key:{key_id}", "ok", {"request_id": request_id}
     )

@@ -1,0 +1,107 @@
+"""What `key:manage` reaches outside the built-in admin: keys no wider than the caller's own.
+
+Making a key, or rotating one (which hands back its new secret), is as much as holding
+it. So a custom role's `key:manage` reaches only keys of its own role that reach no
+function its own key does not (helper-145: a role limited to `probe` minted a key for
+every function, and rotated an admin key into its hands), and, against the caller's own
+key, that outlive it by no second and are bounded by no looser limit: a key that expires
+tomorrow mints no key that never expires, and a key held to 5 calls a second mints none
+held to 500, nor one left to the role's or the server's defaults. Revoking is checked on
+role and functions alone (it ends a key; its bounds give nothing). A JWT holding custom
+roles beside its built-in one reaches no key: a key holds one role, and would shed the
+others' denies (and outlive the token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from donjon.gateway.access import deny
+from donjon.gateway.errors import Forbidden
+from donjon.gateway.node import Node
+from donjon.identity import Principal, Role
+from donjon.ratelimit.rates import CallerLimits, parse_rate
+from donjon.store import KeyRecord
+
+__all__ = ["Reach", "check_reach"]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """A key as `key:manage` weighs it: its role, functions (None: every one its role
+    allows), expiry (None: never) and own limits (unset fields: the defaults')."""
+
+    role: str
+    functions: Sequence[str] | None
+    expires_at: float | None = None
+    limits: CallerLimits = field(default_factory=CallerLimits)
+    #: Whether the expiry and limits are weighed too (a new key, a rotation: not a
+    #: revocation).
+    bounded: bool = False
+
+    @classmethod
+    def of(cls, record: KeyRecord) -> Reach:
+        limits = CallerLimits(record.rate, record.burst, record.concurrency)
+        return cls(record.role, record.functions, record.expires_at, limits, bounded=True)
+
+
+def _within(principal: Principal, reach: Reach) -> bool:
+    """Whether `reach`'s role and functions are within `principal`'s own."""
+    if reach.role != principal.role or principal.more_roles:
+        return False
+    return principal.functions is None or (
+        reach.functions is not None and set(reach.functions) <= principal.functions
+    )
+
+
+def _per_second(rate: str) -> float:
+    count, period = parse_rate(rate)
+    return count / period
+
+
+def looser(own: KeyRecord, reach: Reach) -> str | None:
+    """What in `reach` is looser than the caller's own key `own` (None: nothing)."""
+    if own.expires_at is not None and (
+        reach.expires_at is None or reach.expires_at > own.expires_at
+    ):
+        return "it would outlive the caller's own key"
+    mine = ((own.burst, reach.limits.burst), (own.concurrency, reach.limits.concurrency))
+    for (bound, theirs), what in zip(mine, ("burst", "concurrency"), strict=True):
+        if bound is not None and (theirs is None or theirs > bound):
+            return f"its {what} would be above the caller's own ({bound})"
+    if own.rate is not None and (
+        reach.limits.rate is None or _per_second(reach.limits.rate) > _per_second(own.rate)
+    ):
+        return f"its rate would be above the caller's own ({own.rate})"
+    return None
+
+
+async def check_reach(
+    node: Node, request: Request, principal: Principal, request_id: str, verb: str, reach: Reach
+) -> None:
+    """`Forbidden` (audited `authz.denied`) unless `principal` may `verb` the key `reach`
+    describes (the built-in admin may, whatever it is)."""
+    if principal.role == Role.ADMIN:
+        return
+    why = None if _within(principal, reach) else "another role, or more functions"
+    if why is None and reach.bounded and principal.kind == "key":
+        own = await asyncio.to_thread(node.keys.get, principal.id)
+        why = looser(own, reach) if own is not None else "the caller's key is gone"
+    if why is None:
+        return
+    functions = ", ".join(reach.functions) if reach.functions is not None else "*"
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"key:manage: only an admin may {verb} a key wider than the caller's own "
+        f"(role {reach.role}, functions {functions}: {why})",
+        request_id,
+        {"role": principal.role, "statement": "only admins reach wider keys"},
+    )
+    raise Forbidden(f"only an admin may {verb} a key wider than the caller's own key: {why}")
