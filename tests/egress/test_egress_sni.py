@@ -11,7 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
+from donjon.egress.sni import (
+    MAX_HELLO_RECORDS,
+    ClientHelloIncomplete,
+    NotClientHello,
+    client_hello_sni,
+)
 
 #: No deadline (a loaded 2-core machine), no example database written, the same examples
 #: every run.
@@ -77,6 +82,19 @@ def test_a_hello_split_over_records_is_reassembled() -> None:
     """The same name is read when the hello is fragmented over several records."""
     message = _handshake(_hello("bucket.s3.example.com"))
     assert client_hello_sni(_records(message, [3, 50, 7])) == "bucket.s3.example.com"
+
+
+def test_a_hello_in_more_records_than_the_cap_is_refused_at_the_first_extra_header() -> None:
+    """A hello may span MAX_HELLO_RECORDS records; one more record header, complete or not,
+    refuses it (a hello trickled in one-byte records made every read re-walk them all)."""
+    message = _handshake(_hello("bucket.s3.example.com"))
+    most = _records(message, [1] * (MAX_HELLO_RECORDS - 1))
+    assert client_hello_sni(most) == "bucket.s3.example.com"
+    too_many = _records(message, [1] * MAX_HELLO_RECORDS)
+    with pytest.raises(NotClientHello):
+        client_hello_sni(too_many)
+    with pytest.raises(NotClientHello):  # the extra record's header alone is enough
+        client_hello_sni(too_many[: len(_records(message[:MAX_HELLO_RECORDS], [1] * 99)) + 5])
 
 
 def test_every_short_prefix_asks_for_more() -> None:

@@ -122,6 +122,29 @@ def test_cannot_read_the_donjon_source_tree(node: LiveNode, fn: str) -> None:
     assert not {"gateway", "vault", "identity", "audit"} & set(runtime["listed"])
 
 
+#: The host's own configuration directories that /usr holds: software built into
+#: /usr/local keeps its settings (and their passwords and tokens) in /usr/local/etc;
+#: some distributions keep vendor settings in /usr/etc.
+_HOST_CONFIG_DIRS = ["/usr/local/etc", "/usr/etc"]
+
+
+@ATTACKERS
+def test_cannot_read_host_local_config(node: LiveNode, fn: str) -> None:
+    """/usr is mounted for its programs and libraries; the host's configuration kept under
+    it (/usr/local/etc: npm's global npmrc on this host) is not: listed empty if at all,
+    and each file the host has there unreadable."""
+    files = [
+        os.path.join(d, name)
+        for d in _HOST_CONFIG_DIRS
+        if os.path.isdir(d)
+        for name in os.listdir(d)
+    ]
+    seen = _seen(node, fn, [*_HOST_CONFIG_DIRS, *files])
+    for d in _HOST_CONFIG_DIRS:
+        assert seen.get(d, {"listed": []})["listed"] == [], d
+    assert not set(files) & set(seen), sorted(set(files) & set(seen))
+
+
 @ATTACKERS
 def test_cannot_read_host_site_packages(node: LiveNode, fn: str) -> None:
     """The host's and the venv's site-packages are hidden, and their packages do not import."""

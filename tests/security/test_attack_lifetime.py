@@ -69,7 +69,9 @@ for _name, _module in list(sys.modules.items()):
 
 
 #: An import that says "ready" itself, then starts the chain once it is idle: from a
-#: SIGALRM handler, which runs while the worker waits (a warm worker may keep no thread).
+#: SIGALRM handler, meant to run while the worker waits (a warm worker may keep no
+#: thread). Since 2026-12-06 a ready worker waits with its signals blocked, so it never
+#: does (`test_timer_armed_at_import_never_runs_before_a_call`).
 _CHAIN_LATER = """\
 import json
 import os
@@ -83,7 +85,7 @@ for _name, _module in list(sys.modules.items()):
 os.write(3, json.dumps({{"op": "ready", "caps": 0}}).encode())
 
 
-def _later(signum, frame):
+def _later(*args):
     if os.fork() == 0:
         _chain()
 
@@ -91,6 +93,12 @@ def _later(signum, frame):
 signal.signal(signal.SIGALRM, _later)
 signal.alarm(2)
 """ + _CHAIN.replace("if os.fork() == 0:\n    _chain()\n", "")
+#: The same from a thread, which a one-call worker's import may leave (a warm one's
+#: is refused at deploy: tests/security/test_attack_warm_deadline.py).
+_CHAIN_LATER_THREAD = _CHAIN_LATER.replace(
+    "signal.signal(signal.SIGALRM, _later)\nsignal.alarm(2)\n",
+    "import threading\n\nthreading.Timer(2, _later).start()\n",
+)
 
 
 def _named(name: str) -> list[int]:
@@ -305,13 +313,39 @@ def test_an_early_answer_does_not_free_the_calls_slot(
 
 
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
-def test_idle_worker_that_says_ready_early_then_forks_is_killed(
+def test_timer_armed_at_import_never_runs_before_a_call(
     node: LiveNode, tmp_path: Path, mode: str
 ) -> None:
-    """A worker that forges its own "ready", then starts a CPU chain while idle, is killed."""
+    """A worker that forges its own "ready" and arms a timer to start a CPU chain while it
+    is idle never runs the timer's handler: it waits for its call with signals blocked.
+    (Before, the chain started 2 s after the import and the supervisor had to kill it.)"""
+    mark = f"ct-{secrets.token_hex(4)}"
+    fn = f"sec-chain-timer-{mode}"
+    (tmp_path / "main.py").write_text(_CHAIN_LATER.format(mark=mark))
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
+        "policies: {child_processes: allow}\n"
+    )
+    try:
+        node.deploy(tmp_path)
+        until = time.monotonic() + 6  # three times the alarm's 2 s, looked at throughout
+        while time.monotonic() < until:
+            assert _named(mark) == [], "the timer's handler ran while the worker waited"
+            time.sleep(0.05)
+    finally:
+        with node.client() as c:
+            c.delete(f"/v1/functions/{fn}")
+
+
+def test_idle_worker_that_says_ready_early_then_forks_is_killed(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A worker that forges its own "ready", then starts a CPU chain while idle (from a
+    thread its import left), is killed."""
+    mode = "invocation"
     mark = f"cl-{secrets.token_hex(4)}"
     fn = f"sec-chain-later-{mode}"
-    (tmp_path / "main.py").write_text(_CHAIN_LATER.format(mark=mark))
+    (tmp_path / "main.py").write_text(_CHAIN_LATER_THREAD.format(mark=mark))
     (tmp_path / "donjon.yaml").write_text(
         f"name: {fn}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\nisolation: {mode}\n"
         # These imports fork on purpose: what is tested is what becomes of the processes.

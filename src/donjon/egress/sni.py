@@ -11,7 +11,13 @@ encrypted; the outer name is what is returned (docs/security.md says what remain
 
 from __future__ import annotations
 
-__all__ = ["MAX_CLIENT_HELLO", "ClientHelloIncomplete", "NotClientHello", "client_hello_sni"]
+__all__ = [
+    "MAX_CLIENT_HELLO",
+    "MAX_HELLO_RECORDS",
+    "ClientHelloIncomplete",
+    "NotClientHello",
+    "client_hello_sni",
+]
 
 _HANDSHAKE = 22
 _CLIENT_HELLO = 1
@@ -21,6 +27,11 @@ _RECORD_HEADER = 5
 _MAX_RECORD = 2**14 + 2048
 #: The largest ClientHello (handshake body) the parser reads; a bigger one is refused.
 MAX_CLIENT_HELLO = 64 * 1024
+#: The most TLS records a ClientHello may span. A client sends its hello in one record
+#: (records carry 16 KiB; the largest hello read here needs 5); the proxy parses what it
+#: has read after every read, so a hello trickled in one-byte records made each parse
+#: walk thousands of records on the node's event loop (tests/security/test_attack_hello_trickle.py).
+MAX_HELLO_RECORDS = 16
 
 
 class ClientHelloIncomplete(Exception):
@@ -54,10 +65,11 @@ class _Reader:
         return len(self.data) - self.pos
 
 
-def _handshake(data: bytes) -> bytes:
+def _handshake(data: bytes | bytearray) -> bytes:
     """The first handshake message's body, from as many TLS records as it spans."""
     message = bytearray()
     pos = 0
+    records = 0
     needed: int | None = None
     while needed is None or len(message) < needed:
         if len(data) - pos < _RECORD_HEADER:
@@ -65,6 +77,9 @@ def _handshake(data: bytes) -> bytes:
         kind, major, length = data[pos], data[pos + 1], int.from_bytes(data[pos + 3 : pos + 5])
         if kind != _HANDSHAKE or major != 3 or length == 0 or length > _MAX_RECORD:
             raise NotClientHello("not a TLS handshake record")
+        records += 1
+        if records > MAX_HELLO_RECORDS:
+            raise NotClientHello(f"the ClientHello spans more than {MAX_HELLO_RECORDS} records")
         if len(data) - pos - _RECORD_HEADER < length:
             raise ClientHelloIncomplete
         message += data[pos + _RECORD_HEADER : pos + _RECORD_HEADER + length]
@@ -82,7 +97,7 @@ def _handshake(data: bytes) -> bytes:
     return bytes(message[4:needed])
 
 
-def client_hello_sni(data: bytes) -> str | None:
+def client_hello_sni(data: bytes | bytearray) -> str | None:
     """The host name the ClientHello at the start of `data` asks for; None if it names none.
 
     `ClientHelloIncomplete` if `data` ends before the hello does; `NotClientHello` if the

@@ -33,8 +33,10 @@ CHUNK = 64 * 1024
 
 
 async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> bytes:
-    """The TLS ClientHello the client sends into the tunnel, its SNI checked against the host."""
-    data = b""
+    """The TLS ClientHello the client sends into the tunnel, its SNI checked against the host.
+
+    Read into one growing buffer (a chunk at a time is appended, not the whole copied)."""
+    data = bytearray()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + HELLO_TIMEOUT_S
     while True:
@@ -59,7 +61,7 @@ async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> b
             raise Refused(f"the TLS ClientHello names no server (SNI), expected {request.host}")
     elif sni.lower().rstrip(".") != request.host:
         raise Refused(f"the TLS SNI {sni[:255]!r} differs from the CONNECT host")
-    return data
+    return bytes(data)
 
 
 async def _pipe(

@@ -27,6 +27,11 @@ SANDBOX_TMP = "/tmp"  # nosec B108
 #: Where a sandbox granted egress finds its proxy socket (runtime/network.py's EGRESS_DIR).
 EGRESS_DIR = "/run/donjon-egress"
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin")
+#: The host's configuration kept under /usr, covered by an empty read-only tmpfs: software
+#: built into /usr/local keeps its settings, passwords and tokens in /usr/local/etc (npm's
+#: global npmrc, a locally built daemon's), some distributions vendor defaults in /usr/etc.
+#: /usr is mounted for its programs and libraries, which need neither.
+_HOST_CONFIG_DIRS = ("/usr/local/etc", "/usr/etc")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,15 @@ def _system_mounts() -> list[str]:
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
+    return args
+
+
+def _host_config_covers() -> list[str]:
+    """An empty read-only tmpfs over each host configuration directory /usr holds."""
+    args: list[str] = []
+    for d in _HOST_CONFIG_DIRS:
+        if os.path.isdir(d) and not os.path.islink(d):
+            args += ["--tmpfs", d, "--remount-ro", d]
     return args
 
 
@@ -126,6 +140,7 @@ def bwrap_argv(spec: SandboxSpec, host: SandboxHost, control_fd: int) -> list[st
         "--as-pid-1",
     ]
     argv += _system_mounts()
+    argv += _host_config_covers()
     argv += _python_mounts(host.python)
     argv += [
         "--ro-bind",

@@ -6,7 +6,7 @@ import os
 import resource
 import sys
 
-from . import jsonwire, lambda_env
+from . import jsonwire, lambda_env, signals
 from .context import Context, Secrets
 from .frames import FrameError, FrameReader, recv_frame, send_frames, send_reply
 from .policy_hooks import CallWatch
@@ -183,11 +183,16 @@ def serve_channel(
     reader = FrameReader(sock)
     output = ReusedOutput()
     peak = _own_peak_kb if end_leftovers is None else _peak_memory_kb
+    every = signals.valid_signals()
     while True:
+        # Between calls no function code runs: a thread is caught by the supervisor, and
+        # a timer's signal handler (no thread needed) waits, blocked, for the next call.
+        mask = signals.pthread_sigmask(signals.SIG_BLOCK, every)
         try:
             token, ctx_meta, event = reader.frames(3)
         except (OSError, FrameError):
             return  # the gateway closed the channel (or the function broke it)
+        signals.pthread_sigmask(signals.SIG_SETMASK, mask)  # what the calls had set
         output.begin()
         head, body = _invoke(sock, reader.frame, handler, watch, output, ctx_meta, event, peak)
         if end_leftovers is not None:

@@ -11,8 +11,38 @@ Imports nothing from donjon (this runs inside the sandbox).
 
 TYPE_CHECKING = False  # not typing's (mypy reads this as True)
 if TYPE_CHECKING:
-    from signal import SIG_DFL, SIGCHLD, SIGKILL, set_wakeup_fd, signal
+    from signal import (
+        SIG_BLOCK,
+        SIG_DFL,
+        SIG_SETMASK,
+        SIGCHLD,
+        SIGKILL,
+        pthread_sigmask,
+        set_wakeup_fd,
+        signal,
+        valid_signals,
+    )
 else:
-    from _signal import SIG_DFL, SIGCHLD, SIGKILL, set_wakeup_fd, signal
+    from _signal import (
+        SIG_BLOCK,
+        SIG_DFL,
+        SIG_SETMASK,
+        SIGCHLD,
+        SIGKILL,
+        pthread_sigmask,
+        set_wakeup_fd,
+        signal,
+        valid_signals,
+    )
 
-__all__ = ["SIGCHLD", "SIGKILL", "SIG_DFL", "set_wakeup_fd", "signal"]
+__all__ = [
+    "SIGCHLD",
+    "SIGKILL",
+    "SIG_BLOCK",
+    "SIG_DFL",
+    "SIG_SETMASK",
+    "pthread_sigmask",
+    "set_wakeup_fd",
+    "signal",
+    "valid_signals",
+]

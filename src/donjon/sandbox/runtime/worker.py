@@ -235,8 +235,12 @@ def _serve(handoff: sockets.Socket, config: dict[str, Any]) -> None:
         report = {"op": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "trace": _trace()}
         handoff.send(jsonwire.dumps(report).encode())
         os._exit(72)
+    # Until its call (or channel) comes, a ready worker runs no function code: a signal
+    # handler the import armed a timer for waits, blocked, like a warm worker's between calls.
+    mask = signals.pthread_sigmask(signals.SIG_BLOCK, signals.valid_signals())
     _say_ready(handoff)
     msg, fds = _next_message(handoff)
+    signals.pthread_sigmask(signals.SIG_SETMASK, mask)
     if not msg or not fds:
         return
     if config["warm"]:
