@@ -48,10 +48,13 @@ __all__ = [
     "NodeLock",
     "hold_database_lock",
     "hold_node_lock",
+    "sqlite_lock_path",
 ]
 
 #: The lock file's name in the data dir.
 LOCK_NAME = "node.lock"
+#: The name of a data dir's own SQLite file (config.py `db_path`).
+DATA_DIR_DATABASE = "donjon.db"
 #: At most this much of the file is read for the message (its writer writes far less).
 _MAX_NOTE = 4096
 #: The PostgreSQL advisory lock a node holds on its database (the space is per database).
@@ -148,15 +151,10 @@ def hold_database_lock(
     which the data dir's lock holds already), or raise `NodeBusy`. `shown`: the URL as
     messages may say it (no password)."""
     if sqlite_path is not None:
-        if sqlite_path.parent == data_dir:
+        lock_file = sqlite_lock_path(sqlite_path)
+        if lock_file == data_dir.resolve() / LOCK_NAME:
             return None
-        return DatabaseLock(
-            None,
-            _hold_file(
-                sqlite_path.with_name(sqlite_path.name + ".node-lock"),
-                f"the database {sqlite_path}",
-            ),
-        )
+        return DatabaseLock(None, _hold_file(lock_file, f"the database {sqlite_path}"))
     engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
     try:
         connection = engine.connect()
@@ -170,6 +168,18 @@ def hold_database_lock(
         engine.dispose()
         raise NodeBusy(f"the database {shown} is already served by another donjon node", hint=_HINT)
     return DatabaseLock(connection, None)
+
+
+def sqlite_lock_path(sqlite_path: Path) -> Path:
+    """The one lock file of a SQLite file, whichever node names it (and however: its real
+    path, a symlink to it names the same): a data dir's own `donjon.db` is held by that
+    data dir's node lock, which its node takes by default; any other file by a lock file
+    beside it. A copy of a data dir whose DONJON_DATABASE_URL names the first's donjon.db
+    is refused by the first's node lock."""
+    real = sqlite_path.resolve()
+    if real.name == DATA_DIR_DATABASE:
+        return real.parent / LOCK_NAME
+    return real.with_name(real.name + ".node-lock")
 
 
 def _write_note(fd: int) -> None:
