@@ -34,7 +34,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
 from donjon.store.node_lock import hold_database_lock, hold_node_lock
 
-__all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
+__all__ = ["PortInUse", "bind_listener", "check_port_free", "node_held", "serve"]
 
 log = logging.getLogger("donjon")
 
@@ -255,6 +255,17 @@ def serve(
     raise_open_files()
     # One node per data dir and per database, refused before it binds, sweeps or opens
     # anything of either (store/node_lock.py).
+    with node_held(settings):
+        return _open_and_serve(
+            settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
+        )
+
+
+@contextlib.contextmanager
+def node_held(settings: Settings) -> Iterator[None]:
+    """This process holds the data dir and its database inside the block (store/node_lock.py),
+    or `NodeBusy` is raised before anything of either is opened: `serve` for its life, `up`
+    while it initialises and mints its key (a refused `up` changes nothing)."""
     lock = hold_node_lock(settings.data_dir) if settings.data_dir.is_dir() else None
     database = None
     try:
@@ -265,9 +276,7 @@ def serve(
                 settings.data_dir,
                 settings.database_shown,
             )
-        return _open_and_serve(
-            settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
-        )
+        yield
     finally:
         if database is not None:
             database.release()
