@@ -91,3 +91,42 @@ def test_a_node_whose_lost_lock_another_node_took_is_told_to_stop(
             _until("the first node was not told to stop", lambda: lost == [True])
     finally:
         held.release()
+
+
+def test_two_inits_of_two_data_dirs_at_once_leave_one_node_in_the_database(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """Both found the (empty) database free of keys, and both wrote an admin key to it;
+    the second failed halfway ("the audit log's head is not signed by this node's audit
+    signing key"). Now one init at a time: the other is refused before it makes anything."""
+    import subprocess
+    import sys
+
+    from donjon.store import connect, create_schema
+    from harness import donjon_env
+
+    engine = connect(postgres_server.url)
+    try:
+        create_schema(engine)  # an empty database (as `donjon db upgrade` leaves one)
+    finally:
+        engine.dispose()
+    inits = [
+        subprocess.Popen(
+            [sys.executable, "-m", "donjon.cli", "init"],
+            env={**donjon_env(tmp_path / name), "DONJON_DATABASE_URL": postgres_server.url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two")
+    ]
+    said = [init.communicate(timeout=120) for init in inits]
+    codes = sorted(init.returncode for init in inits)
+    assert codes[0] == 0 and codes[1] != 0, said
+    refused = next(
+        name for name, init in zip(("one", "two"), inits, strict=True) if init.returncode
+    )
+    assert any("already holds another data dir's node" in err for _, err in said), said
+    assert not (tmp_path / refused / "master.key").exists()
+    with postgres_server.connect() as conn:
+        assert (conn.execute("SELECT count(*) FROM api_keys").fetchone() or [0])[0] == 1

@@ -33,13 +33,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, func, literal, select
+from sqlalchemy import Connection, Engine, create_engine, func, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from donjon.config_urls import sqlite_file
 from donjon.errors import Error
 from donjon.store.database import StoreError
 
@@ -51,6 +52,7 @@ __all__ = [
     "NodeBusy",
     "NodeLock",
     "hold_database_lock",
+    "hold_init_lock",
     "hold_node_lock",
     "sqlite_lock_path",
 ]
@@ -67,6 +69,9 @@ DATA_DIR_DATABASE = "donjon.db"
 _MAX_NOTE = 4096
 #: The PostgreSQL advisory lock a node holds on its database (the space is per database).
 DATABASE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"donjon.node").digest()[:8], "big", signed=True)
+#: The one `donjon init` writes a database server at a time holds, and how long another waits.
+INIT_LOCK_KEY = int.from_bytes(hashlib.sha256(b"donjon.init").digest()[:8], "big", signed=True)
+INIT_WAIT_S = 120
 
 
 class NodeBusy(Error):
@@ -230,6 +235,32 @@ def hold_database_lock(
         engine.dispose()
         raise NodeBusy(f"the database {shown} is already served by another donjon node", hint=_HINT)
     return DatabaseLock(connection, None, on_lost, watch_s)
+
+
+@contextlib.contextmanager
+def hold_init_lock(url: str, shown: str) -> Iterator[None]:
+    """On a database server, `donjon init` waits in here for another init of the same
+    database to end (its check that the database holds no node's keys, then its writes,
+    are then one at a time); on SQLite nothing is held."""
+    if sqlite_file(url) is not None:
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+    try:
+        try:
+            connection = engine.connect()
+            connection.execute(text(f"SET lock_timeout = '{INIT_WAIT_S}s'"))
+            connection.execute(select(func.pg_advisory_lock(INIT_LOCK_KEY)))
+            connection.commit()  # a session lock, released with the connection
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot reach the database {shown}: {e}") from e
+        try:
+            yield
+        finally:
+            with contextlib.suppress(SQLAlchemyError):
+                connection.close()
+    finally:
+        engine.dispose()
 
 
 def _take(engine: Engine) -> Connection | None:
