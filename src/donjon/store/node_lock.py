@@ -225,7 +225,7 @@ def hold_database_lock(
         if lock_file == data_dir.resolve() / LOCK_NAME:
             return None
         return DatabaseLock(None, _hold_file(lock_file, f"the database {sqlite_path}"))
-    engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+    engine = _engine(url, shown)
     try:
         connection = _take(engine)
     except SQLAlchemyError as e:
@@ -245,7 +245,7 @@ def hold_init_lock(url: str, shown: str) -> Iterator[None]:
     if sqlite_file(url) is not None:
         yield
         return
-    engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+    engine = _engine(url, shown)
     try:
         try:
             connection = engine.connect()
@@ -261,6 +261,14 @@ def hold_init_lock(url: str, shown: str) -> Iterator[None]:
                 connection.close()
     finally:
         engine.dispose()
+
+
+def _engine(url: str, shown: str) -> Engine:
+    """An engine of one connection at a time for `url`; its errors say `shown`, never `url`."""
+    try:
+        return create_engine(url, poolclass=NullPool, hide_parameters=True)
+    except (SQLAlchemyError, ValueError) as e:
+        raise StoreError(f"cannot open database {shown!r}: {str(e).replace(url, shown)}") from e
 
 
 def _take(engine: Engine) -> Connection | None:
