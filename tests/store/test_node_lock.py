@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,19 @@ def test_a_process_the_holder_starts_does_not_keep_the_lock(tmp_path: Path) -> N
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
     try:
         lock.release()
-        hold_node_lock(tmp_path).release()  # the child holds nothing: close-on-exec
+        # The child holds nothing: close-on-exec. Its kernel closes the descriptor a moment
+        # after Popen returns (a vfork parent resumes before exec closes them): waited for,
+        # bounded, the child still sleeping.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                hold_node_lock(tmp_path).release()
+                break
+            except NodeBusy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        assert child.poll() is None
     finally:
         child.kill()
         child.wait()
