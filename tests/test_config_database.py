@@ -75,3 +75,20 @@ def test_a_malformed_database_url_is_refused_without_echoing_it(bad: str, needle
     assert needle in info.value.message
     assert repr(bad) not in info.value.message and "pw" not in info.value.message
     assert "(got '...')" in info.value.message
+
+
+def test_a_database_url_sqlalchemy_refuses_is_not_echoed_with_its_password(
+    tmp_path: Path,
+) -> None:
+    """A URL the checks pass and SQLAlchemy refuses as it makes the engine (a `plugin` it
+    cannot load): `connect`'s error printed the URL whole, password included."""
+    from harness import donjon_env, run_cli
+
+    url = "postgresql://dj:Pw1Secret@db.internal/donjon?plugin=absent"
+    env = {**donjon_env(tmp_path / "node"), "DONJON_DATABASE_URL": url}
+    done = run_cli(env, "init", check=False)
+    assert done.returncode != 0, done.stdout
+    assert "cannot open database" in done.stderr, done.stderr
+    assert "postgresql+psycopg://***@db.internal/donjon" in done.stderr, done.stderr
+    assert "Pw1Secret" not in done.stdout + done.stderr
+    assert not (tmp_path / "node" / "master.key").exists()

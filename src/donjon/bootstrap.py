@@ -13,6 +13,7 @@ from donjon.errors import Error
 from donjon.gateway.tls import create_self_signed
 from donjon.identity import Role, new_api_key
 from donjon.store import KeyStore, connect, create_schema, holds_a_node
+from donjon.store.node_lock import hold_init_lock
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey
 
 __all__ = ["InitResult", "initialize"]
@@ -29,6 +30,13 @@ def initialize(settings: Settings) -> InitResult:
     """Create everything missing; never overwrite what exists."""
     if settings.initialised and settings.master_key_path.exists():
         return InitResult(created=False, admin_key=None)
+    # One init at a time on a database server: two inits of two data dirs at once both
+    # found it empty, and both wrote their admin key to it (store/node_lock.py).
+    with hold_init_lock(settings.database_url, settings.database_shown):
+        return _initialize(settings)
+
+
+def _initialize(settings: Settings) -> InitResult:
     refuse_another_nodes_database(settings)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)

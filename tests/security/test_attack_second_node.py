@@ -12,12 +12,13 @@ stale lock: the kernel releases it, and the next `donjon serve` starts.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from crash_support import kill_node, verify_intact
-from harness import EXAMPLES, LiveNode, refused_serve, start_node
+from harness import EXAMPLES, LiveNode, free_port, refused_serve, start_node, start_up
 
 pytestmark = pytest.mark.slow  # a node of its own, killed on purpose
 
@@ -64,6 +65,34 @@ def test_a_node_killed_with_sigkill_leaves_no_lock_behind(tmp_path: Path) -> Non
         _greets(node, "again")
         said = refused_serve(node.data_dir)  # and the new node holds the dir in turn
         assert "is already served by another donjon process" in said
+    finally:
+        node.stop()
+    verify_intact(node)
+
+
+def _keys_and_outbox(data_dir: Path) -> tuple[list[tuple[str, object]], int]:
+    with sqlite3.connect(data_dir / "donjon.db") as db:
+        keys = db.execute("SELECT id, revoked_at FROM api_keys ORDER BY id").fetchall()
+        outbox = db.execute("SELECT count(*) FROM audit_outbox").fetchone()[0]
+    return keys, int(outbox)
+
+
+def test_donjon_up_on_a_served_data_dir_is_refused_before_it_mints_a_key(
+    tmp_path: Path,
+) -> None:
+    """`up` minted its developer key in the served dir's database (and revoked it, both
+    through the audit outbox) before its `serve` was refused: now nothing is written."""
+    node = start_node(tmp_path / "node", measured=False)
+    try:
+        before = _keys_and_outbox(node.data_dir)
+        (tmp_path / "examples").mkdir()
+        up = start_up(node.data_dir, free_port(), tmp_path / "examples")
+        said, _ = up.communicate(timeout=60)
+        assert up.returncode != 0, said
+        assert "is already served by another donjon process" in said, said
+        assert _keys_and_outbox(node.data_dir) == before
+        with node.client() as c:
+            assert c.get("/healthz").status_code == 200  # the first serves on
     finally:
         node.stop()
     verify_intact(node)

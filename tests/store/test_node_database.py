@@ -112,3 +112,19 @@ def test_the_longest_label_a_jwt_gives_is_stored_on_postgresql(
         assert store.owned_versions("f", label) == ((1, None),)
     finally:
         engine.dispose()
+
+
+def test_audit_verify_of_a_database_that_does_not_answer_is_one_clear_line(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """Before: a 70-line traceback of psycopg's OperationalError (the password not in it)."""
+    database = f"postgresql://postgres@127.0.0.1:{postgres_server.port}/postgres"
+    _init(tmp_path / "node", database)
+    absent = f"postgresql://postgres:Pw1Secret@127.0.0.1:{postgres_server.port}/absent"
+    env = {**donjon_env(tmp_path / "node"), "DONJON_DATABASE_URL": absent}
+    done = run_cli(env, "audit", "verify", check=False)
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: cannot read the database postgresql+psycopg://***@")
+    assert 'database "absent" does not exist' in done.stderr, done.stderr
+    assert "Pw1Secret" not in done.stdout + done.stderr

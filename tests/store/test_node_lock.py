@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from donjon.errors import Error
-from donjon.store.node_lock import LOCK_NAME, NodeBusy, hold_node_lock
+from donjon.store.node_lock import (
+    LOCK_NAME,
+    DatabaseLock,
+    NodeBusy,
+    hold_database_lock,
+    hold_node_lock,
+)
 
 
 def test_a_held_dir_is_refused_naming_its_holder_until_released(tmp_path: Path) -> None:
@@ -34,7 +41,19 @@ def test_a_process_the_holder_starts_does_not_keep_the_lock(tmp_path: Path) -> N
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
     try:
         lock.release()
-        hold_node_lock(tmp_path).release()  # the child holds nothing: close-on-exec
+        # The child holds nothing: close-on-exec. Its kernel closes the descriptor a moment
+        # after Popen returns (a vfork parent resumes before exec closes them): waited for,
+        # bounded, the child still sleeping.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                hold_node_lock(tmp_path).release()
+                break
+            except NodeBusy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        assert child.poll() is None
     finally:
         child.kill()
         child.wait()
@@ -64,3 +83,44 @@ def test_a_symlink_in_place_of_the_lock_is_not_followed(tmp_path: Path) -> None:
 def test_a_missing_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(Error, match="cannot open the node lock"):
         hold_node_lock(tmp_path / "absent")
+
+
+def _hold_sqlite(data_dir: Path, database: Path) -> DatabaseLock | None:
+    return hold_database_lock(f"sqlite:///{database}", database, data_dir, str(database))
+
+
+def test_a_data_dirs_own_database_named_by_url_from_another_dir_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A copy of a data dir whose DONJON_DATABASE_URL names the first's donjon.db: the
+    first's node lock holds that file (before, the copy served beside it)."""
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    first.mkdir()
+    copy.mkdir()
+    lock = hold_node_lock(first)
+    try:
+        assert _hold_sqlite(first, first / "donjon.db") is None  # its own: held already
+        with pytest.raises(NodeBusy, match="is already served"):
+            _hold_sqlite(copy, first / "donjon.db")
+    finally:
+        lock.release()
+    held = _hold_sqlite(copy, first / "donjon.db")  # once the first is stopped
+    assert held is not None
+    held.release()
+
+
+def test_a_sqlite_file_is_held_whatever_path_names_it(tmp_path: Path) -> None:
+    """A file in a data dir other than its donjon.db, and the same file by a symlink."""
+    one, two, three = tmp_path / "one", tmp_path / "two", tmp_path / "three"
+    for d in (one, two, three):
+        d.mkdir()
+    (three / "link.db").symlink_to(one / "state.db")
+    held = _hold_sqlite(one, one / "state.db")
+    assert held is not None
+    try:
+        with pytest.raises(NodeBusy):
+            _hold_sqlite(two, one / "state.db")
+        with pytest.raises(NodeBusy):
+            _hold_sqlite(three, three / "link.db")
+    finally:
+        held.release()

@@ -239,8 +239,10 @@ def audit_verify(
 ) -> None:
     """Check every record, every signed checkpoint (database and checkpoint file) and the
     signed head (reads the data dir directly). Exits 1 naming the first bad record."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from donjon.audit import verify_log
-    from donjon.store import connect
+    from donjon.store import StoreError, connect
 
     settings = load_settings()
     if not settings.initialised:
@@ -249,6 +251,10 @@ def audit_verify(
     processes = _verify_processes(processes)
     engine = connect(settings.database_url)
     try:
+        try:  # a database server that does not answer: one clear line, not a traceback
+            engine.connect().close()
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot read the database {settings.database_shown}: {e}") from e
         result = verify_log(
             engine,
             vkey,

@@ -293,7 +293,7 @@ def _wait_healthy(settings: Settings, proc: subprocess.Popen[bytes], timeout: fl
 def up(port: int, examples_dir: Path) -> None:
     """Init if needed, serve, deploy the examples and print how to call them."""
     from donjon.bootstrap import initialize
-    from donjon.gateway.server import check_port_free
+    from donjon.gateway.server import check_port_free, node_held
 
     settings = load_settings()
     # Before anything is made: a busy port leaves no data dir, key or process behind.
@@ -305,8 +305,10 @@ def up(port: int, examples_dir: Path) -> None:
     env["DONJON_URL"] = url
     key_id = ""
     try:
-        with _signals_held():
-            # Not cut in half by a signal: an admin key is made and printed, or neither.
+        # Not cut in half by a signal: an admin key is made and printed, or neither. Held
+        # as its node will hold it: an `up` on a data dir (or database) another node
+        # serves is refused before it mints a key there; its `serve` takes them over.
+        with _signals_held(), node_held(settings):
             created = initialize(settings)
             if created.admin_key:
                 click.echo(f"initialised {settings.data_dir}")

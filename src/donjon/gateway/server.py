@@ -8,6 +8,7 @@ import errno
 import ipaddress
 import logging
 import math
+import os
 import signal
 import socket
 import ssl
@@ -34,7 +35,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
 from donjon.store.node_lock import hold_database_lock, hold_node_lock
 
-__all__ = ["PortInUse", "bind_listener", "check_port_free", "serve"]
+__all__ = ["PortInUse", "bind_listener", "check_port_free", "node_held", "serve"]
 
 log = logging.getLogger("donjon")
 
@@ -255,6 +256,23 @@ def serve(
     raise_open_files()
     # One node per data dir and per database, refused before it binds, sweeps or opens
     # anything of either (store/node_lock.py).
+    with node_held(settings, on_lost=_stop_self):
+        return _open_and_serve(
+            settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
+        )
+
+
+def _stop_self() -> None:
+    """Stop this node as SIGTERM does (its database was taken by another node)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def node_held(settings: Settings, on_lost: Callable[[], None] | None = None) -> Iterator[None]:
+    """This process holds the data dir and its database inside the block (store/node_lock.py),
+    or `NodeBusy` is raised before anything of either is opened: `serve` for its life, `up`
+    while it initialises and mints its key (a refused `up` changes nothing). `on_lost`: what
+    to do if another node took the database while its lock was lost (`DatabaseLock`)."""
     lock = hold_node_lock(settings.data_dir) if settings.data_dir.is_dir() else None
     database = None
     try:
@@ -264,10 +282,9 @@ def serve(
                 settings.sqlite_path,
                 settings.data_dir,
                 settings.database_shown,
+                on_lost,
             )
-        return _open_and_serve(
-            settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
-        )
+        yield
     finally:
         if database is not None:
             database.release()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from donjon.config_urls import masked_url
 from donjon.errors import Error
 from donjon.store.tables import api_keys, audit_log, metadata
 
@@ -105,7 +106,9 @@ def connect(url: str) -> Engine:
     try:
         engine = create_engine(url, future=True, hide_parameters=True)
     except (SQLAlchemyError, ValueError) as e:
-        raise StoreError(f"cannot open database {url!r}: {e}") from e
+        # Never the password of DONJON_DATABASE_URL, here nor in what SQLAlchemy said.
+        shown = masked_url(url)
+        raise StoreError(f"cannot open database {shown!r}: {str(e).replace(url, shown)}") from e
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -30,32 +30,48 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy import Connection, Engine, create_engine, func, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from donjon.config_urls import sqlite_file
 from donjon.errors import Error
 from donjon.store.database import StoreError
 
 __all__ = [
     "DATABASE_LOCK_KEY",
     "LOCK_NAME",
+    "WATCH_S",
     "DatabaseLock",
     "NodeBusy",
     "NodeLock",
     "hold_database_lock",
+    "hold_init_lock",
     "hold_node_lock",
+    "sqlite_lock_path",
 ]
 
+log_ = logging.getLogger("donjon")
+
+#: Seconds between a serving node's looks at the connection holding its PostgreSQL lock.
+WATCH_S = 2.0
 #: The lock file's name in the data dir.
 LOCK_NAME = "node.lock"
+#: The name of a data dir's own SQLite file (config.py `db_path`).
+DATA_DIR_DATABASE = "donjon.db"
 #: At most this much of the file is read for the message (its writer writes far less).
 _MAX_NOTE = 4096
 #: The PostgreSQL advisory lock a node holds on its database (the space is per database).
 DATABASE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"donjon.node").digest()[:8], "big", signed=True)
+#: The one `donjon init` writes a database server at a time holds, and how long another waits.
+INIT_LOCK_KEY = int.from_bytes(hashlib.sha256(b"donjon.init").digest()[:8], "big", signed=True)
+INIT_WAIT_S = 120
 
 
 class NodeBusy(Error):
@@ -125,13 +141,36 @@ _HINT = (
 
 class DatabaseLock:
     """A node's hold on its database: a PostgreSQL connection holding the advisory lock,
-    or a lock file beside a SQLite file outside the data dir."""
+    or a lock file beside a SQLite file outside the data dir.
 
-    def __init__(self, connection: Connection | None, file: NodeLock | None) -> None:
+    A session lock lives as long as its connection: a PostgreSQL restarted (or the
+    connection ended by the server: `pg_terminate_backend`, `idle_session_timeout`) under
+    the node released it, and a second node then served the same database. With `on_lost`
+    the connection is watched every `watch_s` seconds; once it is gone the lock is taken
+    again on a new one as soon as the server answers, and if another node took it first
+    `on_lost` is called (the node stops)."""
+
+    def __init__(
+        self,
+        connection: Connection | None,
+        file: NodeLock | None,
+        on_lost: Callable[[], None] | None = None,
+        watch_s: float = WATCH_S,
+    ) -> None:
         self._connection = connection
         self._file = file
+        self._stop = threading.Event()
+        self._watch: threading.Thread | None = None
+        if connection is not None and on_lost is not None:
+            self._watch = threading.Thread(
+                target=self._watch_lock, args=(on_lost, watch_s), name="database-lock", daemon=True
+            )
+            self._watch.start()
 
     def release(self) -> None:
+        self._stop.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join(timeout=5)  # at worst a connection that does not answer
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(SQLAlchemyError):
@@ -140,36 +179,124 @@ class DatabaseLock:
         if self._file is not None:
             self._file.release()
 
+    def _watch_lock(self, on_lost: Callable[[], None], watch_s: float) -> None:
+        connection = self._connection
+        while connection is not None and not self._stop.wait(watch_s):
+            try:
+                connection.execute(select(literal(1)))
+                connection.commit()
+                continue
+            except SQLAlchemyError:
+                log_.warning("the connection holding the database's lock was lost: taking it again")
+            with contextlib.suppress(SQLAlchemyError):
+                connection.close()
+            while not self._stop.is_set():
+                try:
+                    again = _take(connection.engine)
+                except SQLAlchemyError:  # the server does not answer yet: nobody can take it
+                    self._stop.wait(min(watch_s, 1.0))
+                    continue
+                if again is None:
+                    log_.error(
+                        "another donjon node took this node's database while its lock was "
+                        "lost (the database server restarted?): this node stops"
+                    )
+                    on_lost()
+                    return
+                self._connection = connection = again
+                log_.warning("the database's lock is held again")
+                break
+
 
 def hold_database_lock(
-    url: str, sqlite_path: Path | None, data_dir: Path, shown: str
+    url: str,
+    sqlite_path: Path | None,
+    data_dir: Path,
+    shown: str,
+    on_lost: Callable[[], None] | None = None,
+    watch_s: float = WATCH_S,
 ) -> DatabaseLock | None:
     """Hold the node's database for this process (None: the data dir's own SQLite file,
     which the data dir's lock holds already), or raise `NodeBusy`. `shown`: the URL as
-    messages may say it (no password)."""
+    messages may say it (no password). `on_lost`: called if a PostgreSQL lock lost with
+    its connection was taken by another node before this one took it again."""
     if sqlite_path is not None:
-        if sqlite_path.parent == data_dir:
+        lock_file = sqlite_lock_path(sqlite_path)
+        if lock_file == data_dir.resolve() / LOCK_NAME:
             return None
-        return DatabaseLock(
-            None,
-            _hold_file(
-                sqlite_path.with_name(sqlite_path.name + ".node-lock"),
-                f"the database {sqlite_path}",
-            ),
-        )
-    engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+        return DatabaseLock(None, _hold_file(lock_file, f"the database {sqlite_path}"))
+    engine = _engine(url, shown)
     try:
-        connection = engine.connect()
-        held = connection.execute(select(func.pg_try_advisory_lock(DATABASE_LOCK_KEY))).scalar()
-        connection.commit()  # a session lock: kept, with no transaction left open
+        connection = _take(engine)
     except SQLAlchemyError as e:
         engine.dispose()
         raise StoreError(f"cannot reach the database {shown}: {e}") from e
-    if not held:
-        connection.close()
+    if connection is None:
         engine.dispose()
         raise NodeBusy(f"the database {shown} is already served by another donjon node", hint=_HINT)
-    return DatabaseLock(connection, None)
+    return DatabaseLock(connection, None, on_lost, watch_s)
+
+
+@contextlib.contextmanager
+def hold_init_lock(url: str, shown: str) -> Iterator[None]:
+    """On a database server, `donjon init` waits in here for another init of the same
+    database to end (its check that the database holds no node's keys, then its writes,
+    are then one at a time); on SQLite nothing is held."""
+    if sqlite_file(url) is not None:
+        yield
+        return
+    engine = _engine(url, shown)
+    try:
+        try:
+            connection = engine.connect()
+            connection.execute(text(f"SET lock_timeout = '{INIT_WAIT_S}s'"))
+            connection.execute(select(func.pg_advisory_lock(INIT_LOCK_KEY)))
+            connection.commit()  # a session lock, released with the connection
+        except SQLAlchemyError as e:
+            raise StoreError(f"cannot reach the database {shown}: {e}") from e
+        try:
+            yield
+        finally:
+            with contextlib.suppress(SQLAlchemyError):
+                connection.close()
+    finally:
+        engine.dispose()
+
+
+def _engine(url: str, shown: str) -> Engine:
+    """An engine of one connection at a time for `url`; its errors say `shown`, never `url`."""
+    try:
+        return create_engine(url, poolclass=NullPool, hide_parameters=True)
+    except (SQLAlchemyError, ValueError) as e:
+        raise StoreError(f"cannot open database {shown!r}: {str(e).replace(url, shown)}") from e
+
+
+def _take(engine: Engine) -> Connection | None:
+    """A new connection holding the node's advisory lock; None if another session holds it."""
+    connection = engine.connect()
+    try:
+        held = connection.execute(select(func.pg_try_advisory_lock(DATABASE_LOCK_KEY))).scalar()
+        connection.commit()  # a session lock: kept, with no transaction left open
+    except BaseException:
+        with contextlib.suppress(SQLAlchemyError):
+            connection.close()
+        raise
+    if not held:
+        connection.close()
+        return None
+    return connection
+
+
+def sqlite_lock_path(sqlite_path: Path) -> Path:
+    """The one lock file of a SQLite file, whichever node names it (and however: its real
+    path, a symlink to it names the same): a data dir's own `donjon.db` is held by that
+    data dir's node lock, which its node takes by default; any other file by a lock file
+    beside it. A copy of a data dir whose DONJON_DATABASE_URL names the first's donjon.db
+    is refused by the first's node lock."""
+    real = sqlite_path.resolve()
+    if real.name == DATA_DIR_DATABASE:
+        return real.parent / LOCK_NAME
+    return real.with_name(real.name + ".node-lock")
 
 
 def _write_note(fd: int) -> None:
