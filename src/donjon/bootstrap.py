@@ -13,6 +13,7 @@ from donjon.errors import Error
 from donjon.gateway.tls import create_self_signed
 from donjon.identity import Role, new_api_key
 from donjon.store import KeyStore, connect, create_schema, holds_a_node
+from donjon.store.database_marker import check_database, record_database
 from donjon.store.node_lock import hold_init_lock
 from donjon.vault import KEY_HASH_PURPOSE, MasterKey
 
@@ -28,6 +29,7 @@ class InitResult:
 
 def initialize(settings: Settings) -> InitResult:
     """Create everything missing; never overwrite what exists."""
+    check_database(settings.data_dir, settings.database_shown, own_file=settings.database is None)
     if settings.initialised and settings.master_key_path.exists():
         return InitResult(created=False, admin_key=None)
     # One init at a time on a database server: two inits of two data dirs at once both
@@ -54,6 +56,8 @@ def _initialize(settings: Settings) -> InitResult:
     )
     if not settings.tls_cert_path.exists():
         create_self_signed(settings.tls_cert_path, settings.tls_key_path)
+    if settings.database is not None:  # which database the data dir's state is in
+        record_database(settings.data_dir, settings.database_shown)
     engine = connect(settings.database_url)
     try:
         create_schema(engine)

@@ -95,6 +95,9 @@ def test_a_team_scoped_role_reaches_its_own_secrets_only(node: LiveNode, tmp_pat
     (denial,) = audit_records(node, rotated.headers["x-request-id"])
     assert denial["action"] == "authz.denied" and denial["detail"]["permission"] == "secret:write"
     assert f"secret:write on {theirs} denied" in denial["detail"]["reason"]
+    with node.client(key) as c:
+        listed = [s["name"] for s in c.get("/v1/secrets").json()]
+    assert listed == [f"{team}token"]  # not the admin's, nor any other team's
     # A deploy grants only what its deployer may use.
     granted = _bundle(tmp_path, f"{team}fn", f"permissions:\n  secrets: [{theirs}]\n")
     _rejected(node, _deploy(node, key, granted), theirs)

@@ -69,6 +69,14 @@ def test_a_node_keeps_its_state_in_postgresql_and_holds_it_alone(
         doctor = run_cli(env, "doctor", "--output", "json", check=False)
         shown = f"postgresql+psycopg://***@127.0.0.1:{postgres_server.port}/postgres"
         assert json.loads(doctor.stdout)["database"] == shown
+        # The data dir names its database: a command that forgets DONJON_DATABASE_URL is
+        # refused before it makes a second, empty node on the data dir's own SQLite file.
+        assert (own / "database").read_text() == shown + "\n"
+        forgot = run_cli(donjon_env(own), "init", check=False)
+        assert forgot.returncode != 0 and f"keeps its state in {shown}" in forgot.stderr
+        said = refused_serve(copy)
+        assert f"keeps its state in {shown}" in said, said
+        assert not (own / "donjon.db").exists() and not (copy / "donjon.db").exists()
         node.stop()
         node.serve_again({"DONJON_DATABASE_URL": database})
         _greets(node, "restarted")  # the registry came back from PostgreSQL

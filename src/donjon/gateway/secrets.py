@@ -17,7 +17,7 @@ from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import RekeyResult, SecretSummary, SecretVersion
-from donjon.identity import Principal
+from donjon.identity import Action, Principal
 from donjon.manifest.exposure import trigger_secrets
 from donjon.secret import Secret
 from donjon.store import StoreConflict
@@ -97,7 +97,9 @@ async def delete_secret(
     return Response(status_code=204)
 
 
-async def list_secrets(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def list_secrets(request: Request, node: Node, principal: Principal, _r: str) -> Response:
+    """The secrets `secret:list` reaches by name (a statement on `team-a-*` lists those;
+    `*` all), with the functions using each; never a value."""
     grants = _grants(node)
     return render(
         [
@@ -110,6 +112,7 @@ async def list_secrets(request: Request, node: Node, _p: Principal, _r: str) -> 
                 granted_to=sorted(grants.get(s.name, [])),
             )
             for s in await node.vault.summaries()
+            if node.policy.decide(principal, Action.SECRET_LIST, s.name).allowed
         ]
     )
 

@@ -33,6 +33,7 @@ from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
+from donjon.store.database_marker import check_database
 from donjon.store.node_lock import hold_database_lock, hold_node_lock
 
 __all__ = ["PortInUse", "bind_listener", "check_port_free", "node_held", "serve"]
@@ -273,6 +274,9 @@ def node_held(settings: Settings, on_lost: Callable[[], None] | None = None) -> 
     or `NodeBusy` is raised before anything of either is opened: `serve` for its life, `up`
     while it initialises and mints its key (a refused `up` changes nothing). `on_lost`: what
     to do if another node took the database while its lock was lost (`DatabaseLock`)."""
+    if settings.data_dir.is_dir():  # the database its state is in, not another
+        own_file = settings.database is None
+        check_database(settings.data_dir, settings.database_shown, own_file=own_file)
     lock = hold_node_lock(settings.data_dir) if settings.data_dir.is_dir() else None
     database = None
     try:
