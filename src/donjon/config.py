@@ -21,7 +21,7 @@ from donjon.config_limits import (
     parse_rate,
 )
 from donjon.config_sandbox import DEFAULT_SANDBOX_ID_RANGE, SandboxSettings
-from donjon.config_urls import masked_url, sqlite_file
+from donjon.config_urls import DATA_DIR_DATABASE, masked_url, sqlite_file
 from donjon.errors import Error
 from donjon.secret import Secret
 
@@ -245,7 +245,7 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "donjon.db"
+        return self.data_dir / DATA_DIR_DATABASE
 
     @property
     def database_url(self) -> str:

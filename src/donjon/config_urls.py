@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["database_url", "masked_url", "redis_url", "sqlite_file"]
+__all__ = ["DATA_DIR_DATABASE", "database_url", "masked_url", "redis_url", "sqlite_file"]
 
+#: The name of a data dir's own SQLite file, its database unless DONJON_DATABASE_URL says.
+DATA_DIR_DATABASE = "donjon.db"
 #: Schemes of a PostgreSQL URL, all served by psycopg 3 (the driver Donjon installs).
 _POSTGRES = ("postgresql", "postgres", "postgresql+psycopg")
 

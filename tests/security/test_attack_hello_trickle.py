@@ -13,7 +13,6 @@ milliseconds to seconds (about 30 ms otherwise), some shed with 503 for the loop
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,7 +66,7 @@ def handler(event, context):
                 socks.remove(s)
         sent += 1
         time.sleep(0.001)
-    return {{"tunnels": tunnels, "records": sent}}
+    return {{"tunnels": tunnels, "records": sent, "closed": tunnels - len(socks)}}
 '''
 
 
@@ -157,7 +156,10 @@ def test_trickled_client_hello_does_not_stall_other_functions(
     lag_node: LiveNode, tmp_path: Path
 ) -> None:
     """While one function trickles ClientHellos in one-byte records on all its tunnels,
-    another function's calls are served as before (no multi-second lag, no shedding)."""
+    the proxy ends every tunnel at the hello's 17th record (before, it read on for the
+    10 s it waits for a hello, re-parsing each time), and another function's calls are
+    all served meanwhile (none shed for the loop's lag). Counts, not times: no test
+    asserts a timing."""
     node = lag_node
     _deploy(
         node,
@@ -169,7 +171,6 @@ def test_trickled_client_hello_does_not_stall_other_functions(
     _deploy(node, tmp_path / "victim", "bystander", "def handler(event, context):\n    return 1\n")
     for _ in range(3):  # both sandboxes started before the attack
         assert node.invoke("bystander", {}).status_code == 200
-    before = _latencies(node, lambda n: n < 20)
     outcome: dict[str, object] = {}
 
     def attack() -> None:
@@ -182,25 +183,21 @@ def test_trickled_client_hello_does_not_stall_other_functions(
     time.sleep(1.5)  # the tunnels are open and the trickle has begun
     # For as long as the trickle would last (after the fix the proxy ends it at once).
     until = time.monotonic() + TRICKLE_S - 2
-    during = _latencies(node, lambda n: time.monotonic() < until and n < 200)
+    _served(node, lambda n: time.monotonic() < until and n < 200)
     attacker.join(60)
     assert outcome.get("status") == 200, outcome
     body = outcome["body"]
     assert isinstance(body, dict) and body["tunnels"] == CONNECTIONS, body
-    # Within noise of the calls made before (a median twice theirs and 50 ms more).
-    bound = 2 * statistics.median(before) + 0.05
-    assert statistics.median(during) < bound, (sorted(before), sorted(during))
+    assert body["closed"] == CONNECTIONS, body  # every tunnel ended by the proxy
 
 
-def _latencies(node: LiveNode, more: Callable[[int], bool]) -> list[float]:
-    """Seconds each of the bystander's calls took, one after another while `more`(made so
-    far) holds; each must answer 200 (none shed for the loop's lag)."""
-    latencies: list[float] = []
+def _served(node: LiveNode, more: Callable[[int], bool]) -> None:
+    """The bystander's calls, one after another while `more`(made so far) holds: each
+    must answer 200 (none shed for the loop's lag)."""
+    made = 0
     with node.client() as c:
-        while more(len(latencies)):
-            began = time.monotonic()
+        while more(made):
             r = c.post("/v1/functions/bystander/invoke", json={})
-            latencies.append(time.monotonic() - began)
             assert r.status_code == 200, r.text
-    assert latencies
-    return latencies
+            made += 1
+    assert made

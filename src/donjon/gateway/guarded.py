@@ -35,7 +35,7 @@ Handler = Callable[[Request, Node, Principal, str], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _function_of(request: Request, subject: str | None, resource: str | None) -> str | None:
+def _resource_of(request: Request, subject: str | None, resource: str | None) -> str | None:
     """The resource the request acts on: the path's `name` (a function's), the path
     parameter `resource` names (a secret's), or with `subject` (the path parameter of a
     `kind:name` subject: a throttle's, a quota's) the name of a ``function:NAME`` subject
@@ -87,7 +87,7 @@ def guarded(
                     node, request, principal, action, request_id, request.path_params["name"]
                 )
             elif not own_key:
-                on = _function_of(request, subject, resource)
+                on = _resource_of(request, subject, resource)
                 await authorize(node, request, principal, action, request_id, on)
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:

@@ -63,7 +63,7 @@ def _per_second(rate: str) -> float:
     return count / period
 
 
-def looser(own: KeyRecord, reach: Reach) -> str | None:
+def _looser(own: KeyRecord, reach: Reach) -> str | None:
     """What in `reach` is looser than the caller's own key `own` (None: nothing)."""
     if own.expires_at is not None and (
         reach.expires_at is None or reach.expires_at > own.expires_at
@@ -90,7 +90,7 @@ async def check_reach(
     why = None if _within(principal, reach) else "another role, or more functions"
     if why is None and reach.bounded and principal.kind == "key":
         own = await asyncio.to_thread(node.keys.get, principal.id)
-        why = looser(own, reach) if own is not None else "the caller's key is gone"
+        why = _looser(own, reach) if own is not None else "the caller's key is gone"
     if why is None:
         return
     functions = ", ".join(reach.functions) if reach.functions is not None else "*"

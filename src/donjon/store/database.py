@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from donjon.config_urls import masked_url
 from donjon.errors import Error
@@ -98,13 +99,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def connect(url: str) -> Engine:
+def connect(url: str, *, pooled: bool = True) -> Engine:
     """An engine for `url`; SQLite files get WAL and full durability. A statement that
     fails keeps its SQL in the error, never its bound values (`hide_parameters`): an error
     logged with its cause (`log.exception`) would copy what the row held into the node's
-    log (a queued event's routing fields, a function's error message, a key's digest)."""
+    log (a queued event's routing fields, a function's error message, a key's digest).
+    `pooled=False`: each connection is opened for its user and closed with it (a lock held
+    by a connection of its own, node_lock.py)."""
     try:
-        engine = create_engine(url, future=True, hide_parameters=True)
+        pool = {} if pooled else {"poolclass": NullPool}
+        engine = create_engine(url, future=True, hide_parameters=True, **pool)
     except (SQLAlchemyError, ValueError) as e:
         # Never the password of DONJON_DATABASE_URL, here nor in what SQLAlchemy said.
         shown = masked_url(url)

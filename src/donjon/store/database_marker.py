@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from donjon.config_urls import DATA_DIR_DATABASE
 from donjon.errors import Error
 
 __all__ = ["MARKER_NAME", "DatabaseMismatch", "check_database", "record_database"]
@@ -47,7 +48,7 @@ def check_database(data_dir: Path, shown: str, *, own_file: bool) -> None:
     DONJON_DATABASE_URL)."""
     recorded = _recorded(data_dir / MARKER_NAME)
     if recorded is None:
-        own = data_dir / "donjon.db"
+        own = data_dir / DATA_DIR_DATABASE
         if not own_file and own.exists():
             raise DatabaseMismatch(
                 f"{data_dir} keeps its state in its own SQLite file ({own}), not in {shown}; "

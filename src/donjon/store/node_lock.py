@@ -36,13 +36,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, func, literal, select, text
+from sqlalchemy import Connection, Engine, func, literal, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
-from donjon.config_urls import sqlite_file
+from donjon.config_urls import DATA_DIR_DATABASE, sqlite_file
 from donjon.errors import Error
-from donjon.store.database import StoreError
+from donjon.store.database import StoreError, connect
 
 __all__ = [
     "DATABASE_LOCK_KEY",
@@ -63,8 +62,6 @@ log_ = logging.getLogger("donjon")
 WATCH_S = 2.0
 #: The lock file's name in the data dir.
 LOCK_NAME = "node.lock"
-#: The name of a data dir's own SQLite file (config.py `db_path`).
-DATA_DIR_DATABASE = "donjon.db"
 #: At most this much of the file is read for the message (its writer writes far less).
 _MAX_NOTE = 4096
 #: The PostgreSQL advisory lock a node holds on its database (the space is per database).
@@ -225,7 +222,7 @@ def hold_database_lock(
         if lock_file == data_dir.resolve() / LOCK_NAME:
             return None
         return DatabaseLock(None, _hold_file(lock_file, f"the database {sqlite_path}"))
-    engine = _engine(url, shown)
+    engine = connect(url, pooled=False)
     try:
         connection = _take(engine)
     except SQLAlchemyError as e:
@@ -245,7 +242,7 @@ def hold_init_lock(url: str, shown: str) -> Iterator[None]:
     if sqlite_file(url) is not None:
         yield
         return
-    engine = _engine(url, shown)
+    engine = connect(url, pooled=False)
     try:
         try:
             connection = engine.connect()
@@ -261,14 +258,6 @@ def hold_init_lock(url: str, shown: str) -> Iterator[None]:
                 connection.close()
     finally:
         engine.dispose()
-
-
-def _engine(url: str, shown: str) -> Engine:
-    """An engine of one connection at a time for `url`; its errors say `shown`, never `url`."""
-    try:
-        return create_engine(url, poolclass=NullPool, hide_parameters=True)
-    except (SQLAlchemyError, ValueError) as e:
-        raise StoreError(f"cannot open database {shown!r}: {str(e).replace(url, shown)}") from e
 
 
 def _take(engine: Engine) -> Connection | None:
