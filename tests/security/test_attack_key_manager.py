@@ -177,3 +177,65 @@ def test_a_bounded_key_manager_rotates_no_looser_peer(node: LiveNode) -> None:
         own = manager.split("_")[1]
         r = c.post(f"/v1/keys/{own}/rotate", json={"overlap_s": 0})
     assert r.status_code == 201, r.text
+
+
+def _jwt_manager(node: LiveNode, role: str) -> str:
+    """A token (five minutes left) of an issuer allowed to grant `role` alone."""
+    tag = secrets.token_hex(3)
+    key = SigningKey.generate(f"kmj-{tag}", "ES256")
+    iss = f"https://kmj-{tag}.example"
+    with node.client() as c:
+        issuer = {
+            "name": f"sec-kmj-{tag}",
+            "issuer": iss,
+            "audience": "donjon",
+            "jwks": jwks(key),
+            "allowed_roles": [role],
+        }
+        assert c.post("/v1/issuers", json=issuer).status_code == 201
+    return key.sign(claims(iss, "donjon", roles=[role]))
+
+
+def test_a_jwt_key_manager_mints_no_key_that_outlives_its_token(node: LiveNode) -> None:
+    """A token that ends in five minutes minted a key that never expired: the key would be
+    the token's rights kept for ever. Refused, and for an hour too; a key that ends within
+    the token's time is made, and rotating a peer that never expires is refused."""
+    role = _manager_role(node)
+    peer = node.create_key("sec-kmj-peer", role)
+    token = _jwt_manager(node, role)
+    with node.client(token, fresh_source()) as c:
+        forever = c.post("/v1/keys", json={"name": "sec-kmj-forever", "role": role})
+        hour = c.post("/v1/keys", json={"name": "sec-kmj-hour", "role": role, "expires_in_s": 3600})
+        rotated = c.post(f"/v1/keys/{peer['id']}/rotate", json={"overlap_s": 0})
+        brief = c.post("/v1/keys", json={"name": "sec-kmj-brief", "role": role, "expires_in_s": 60})
+    assert_problem(forever, 403)
+    (record,) = audit_records(node, forever.headers["x-request-id"])
+    assert "outlive the caller's own token" in record["detail"]["reason"]
+    assert_problem(hour, 403)
+    assert_problem(rotated, 403)
+    assert "key" not in rotated.json()
+    assert brief.status_code == 201, brief.text
+
+
+def test_a_key_left_to_the_defaults_mints_no_key_set_above_them(node: LiveNode) -> None:
+    """A key that sets no limits of its own is held to the server's (1,000 calls a second,
+    burst 1,000, 64 at once here): it minted keys set to a million a second. Refused for
+    each limit; a key set below the defaults, or left to them, is made."""
+    role = _manager_role(node)
+    manager = node.create_key("sec-km-default", role)["key"]
+    above: list[dict[str, Any]] = [
+        {"rate": "1000000/second"},
+        {"rate": "1001/second", "burst": 10},
+        {"burst": 100000},
+        {"concurrency": 65},
+    ]
+    with node.client(manager, fresh_source()) as c:
+        for fields in above:
+            r = c.post("/v1/keys", json={"name": "sec-km-above", "role": role, **fields})
+            assert_problem(r, 403)
+        below = {"rate": "10/second", "burst": 10, "concurrency": 4}
+        made = [
+            c.post("/v1/keys", json={"name": "sec-km-below", "role": role, **below}),
+            c.post("/v1/keys", json={"name": "sec-km-same", "role": role}),
+        ]
+    assert [r.status_code for r in made] == [201, 201], [r.text for r in made]

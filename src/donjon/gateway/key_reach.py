@@ -4,12 +4,15 @@ Making a key, or rotating one (which hands back its new secret), is as much as h
 it. So a custom role's `key:manage` reaches only keys of its own role that reach no
 function its own key does not (helper-145: a role limited to `probe` minted a key for
 every function, and rotated an admin key into its hands), and, against the caller's own
-key, that outlive it by no second and are bounded by no looser limit: a key that expires
-tomorrow mints no key that never expires, and a key held to 5 calls a second mints none
-held to 500, nor one left to the role's or the server's defaults. Revoking is checked on
-role and functions alone (it ends a key; its bounds give nothing). A JWT holding custom
-roles beside its built-in one reaches no key: a key holds one role, and would shed the
-others' denies (and outlive the token).
+credential, that outlive it by no second and are bounded by no looser limit: a key that
+expires tomorrow mints no key that never expires, and a key held to 5 calls a second
+mints none held to 500, nor one left to the role's or the server's defaults. Limits are
+weighed as the gateway enforces them (the key's own, else its role's, else the server's),
+so a key left to the defaults mints no key set above them; a JWT is bounded by its
+token's `exp` and its role's or the server's limits (it minted keys that never expired).
+Revoking is checked on role and functions alone (it ends a key; its bounds give nothing).
+A JWT holding custom roles beside its built-in one reaches no key: a key holds one role,
+and would shed the others' denies (and outlive the token).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from starlette.requests import Request
 from donjon.gateway.access import deny
 from donjon.gateway.errors import Forbidden
 from donjon.gateway.node import Node
+from donjon.gateway.rate_buckets import caller_limits
 from donjon.identity import Principal, Role
-from donjon.ratelimit.rates import CallerLimits, parse_rate
+from donjon.ratelimit.rates import CallerLimits
 from donjon.store import KeyRecord
 
 __all__ = ["Reach", "check_reach"]
@@ -58,25 +62,26 @@ def _within(principal: Principal, reach: Reach) -> bool:
     )
 
 
-def _per_second(rate: str) -> float:
-    count, period = parse_rate(rate)
-    return count / period
+def _bounds(node: Node, principal: Principal) -> tuple[float, int, int]:
+    """A principal's limits as the gateway enforces them (its own, else its roles', else the
+    server's): calls a second, burst and concurrency."""
+    count, period_s, burst, concurrency = caller_limits(node, principal)
+    return count / period_s, burst, concurrency
 
 
-def _looser(own: KeyRecord, reach: Reach) -> str | None:
-    """What in `reach` is looser than the caller's own key `own` (None: nothing)."""
-    if own.expires_at is not None and (
-        reach.expires_at is None or reach.expires_at > own.expires_at
-    ):
-        return "it would outlive the caller's own key"
-    mine = ((own.burst, reach.limits.burst), (own.concurrency, reach.limits.concurrency))
-    for (bound, theirs), what in zip(mine, ("burst", "concurrency"), strict=True):
-        if bound is not None and (theirs is None or theirs > bound):
+def _looser(node: Node, caller: Principal, expires_at: float | None, reach: Reach) -> str | None:
+    """What in `reach` is looser than the caller's own credential, which expires at
+    `expires_at` (None: nothing)."""
+    if expires_at is not None and (reach.expires_at is None or reach.expires_at > expires_at):
+        own = "key" if caller.kind == "key" else "token"
+        return f"it would outlive the caller's own {own}"
+    minted = Principal(id="", name="", role=reach.role, limits=reach.limits)
+    (rate, *counts), (their_rate, *theirs) = _bounds(node, caller), _bounds(node, minted)
+    for bound, their, what in zip(counts, theirs, ("burst", "concurrency"), strict=True):
+        if their > bound:
             return f"its {what} would be above the caller's own ({bound})"
-    if own.rate is not None and (
-        reach.limits.rate is None or _per_second(reach.limits.rate) > _per_second(own.rate)
-    ):
-        return f"its rate would be above the caller's own ({own.rate})"
+    if their_rate > rate:
+        return f"its rate would be above the caller's own ({rate:g} a second)"
     return None
 
 
@@ -88,9 +93,12 @@ async def check_reach(
     if principal.role == Role.ADMIN:
         return
     why = None if _within(principal, reach) else "another role, or more functions"
-    if why is None and reach.bounded and principal.kind == "key":
-        own = await asyncio.to_thread(node.keys.get, principal.id)
-        why = _looser(own, reach) if own is not None else "the caller's key is gone"
+    if why is None and reach.bounded:
+        expires_at = principal.expires_at
+        if principal.kind == "key":
+            own = await asyncio.to_thread(node.keys.get, principal.id)
+            expires_at = own.expires_at if own is not None else 0.0
+        why = _looser(node, principal, expires_at, reach)
     if why is None:
         return
     functions = ", ".join(reach.functions) if reach.functions is not None else "*"

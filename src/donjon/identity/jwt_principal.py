@@ -51,4 +51,12 @@ def principal_from_claims(
         role, more = roles[0], custom
     else:
         role, more = custom[0], custom[1:]
-    return Principal(id=f"{issuer.name}:{sub}", name=sub, role=role, kind="jwt", more_roles=more)
+    exp = claims.get("exp")
+    return Principal(
+        id=f"{issuer.name}:{sub}",
+        name=sub,
+        role=role,
+        kind="jwt",
+        more_roles=more,
+        expires_at=float(exp) if isinstance(exp, int | float) else None,
+    )

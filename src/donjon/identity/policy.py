@@ -134,6 +134,9 @@ class Principal:
     #: The key's own limits (rate, burst, concurrency); what it leaves unset comes from
     #: its roles' documents, else the server's defaults (gateway/limits.py resolves them).
     limits: CallerLimits = NO_LIMITS
+    #: When the credential stops authenticating, as a Unix time: a JWT's `exp` (a key's
+    #: expiry is its record's, read where it matters: None here).
+    expires_at: float | None = None
 
     @property
     def label(self) -> str:
