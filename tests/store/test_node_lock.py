@@ -124,3 +124,37 @@ def test_a_sqlite_file_is_held_whatever_path_names_it(tmp_path: Path) -> None:
             _hold_sqlite(three, three / "link.db")
     finally:
         held.release()
+
+
+class _FailingConnection:
+    """A database connection whose driver fails in a way SQLAlchemy does not wrap."""
+
+    def __init__(self) -> None:
+        self.engine = self
+        self.closed = 0
+
+    def execute(self, *_: object) -> None:
+        raise RuntimeError("a driver's own bug")
+
+    def commit(self) -> None:  # pragma: no cover - execute fails first
+        pass
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def dispose(self) -> None:
+        pass
+
+
+def test_a_watch_that_fails_otherwise_stops_the_node(tmp_path: Path) -> None:
+    """The watch over a PostgreSQL lock caught SQLAlchemy's errors alone: any other ended
+    its thread quietly, and the node served on with its lock no longer watched (a server
+    restart then let a second node serve beside it). Now the node is told to stop."""
+    lost: list[bool] = []
+    connection = _FailingConnection()
+    lock = DatabaseLock(connection, None, on_lost=lambda: lost.append(True), watch_s=0.01)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while not lost and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lock.release()
+    assert lost == [True]

@@ -177,6 +177,15 @@ class DatabaseLock:
             self._file.release()
 
     def _watch_lock(self, on_lost: Callable[[], None], watch_s: float) -> None:
+        """The watch; anything but the database's own errors ends the node, not the watch
+        alone (a node whose lock is no longer watched could serve beside another)."""
+        try:
+            self._watch_loop(on_lost, watch_s)
+        except Exception:
+            log_.exception("the watch over the database's lock failed: this node stops")
+            on_lost()
+
+    def _watch_loop(self, on_lost: Callable[[], None], watch_s: float) -> None:
         connection = self._connection
         while connection is not None and not self._stop.wait(watch_s):
             try:
