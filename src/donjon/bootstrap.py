@@ -32,9 +32,16 @@ def initialize(settings: Settings) -> InitResult:
     check_database(settings.data_dir, settings.database_shown, own_file=settings.database is None)
     if settings.initialised and settings.master_key_path.exists():
         return InitResult(created=False, admin_key=None)
-    # One init at a time on a database server: two inits of two data dirs at once both
-    # found it empty, and both wrote their admin key to it (store/node_lock.py).
+    # One init at a time on a database: two inits of two data dirs at once both found it
+    # empty, and both wrote their admin key to it (store/node_lock.py); two of one data
+    # dir both wrote theirs to its donjon.db. The data dir's own file is held by its node
+    # lock, inside it.
+    refuse_another_nodes_database(settings)  # at once, not after a wait for its node
+    if settings.sqlite_path is not None and settings.sqlite_path.parent == settings.data_dir:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with hold_init_lock(settings.database_url, settings.database_shown):
+        if settings.initialised and settings.master_key_path.exists():
+            return InitResult(created=False, admin_key=None)  # the other init made it
         return _initialize(settings)
 
 

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -127,6 +128,18 @@ def _hold_file(path: Path, what: str) -> NodeLock:
     with contextlib.suppress(OSError):  # only a refused second node's message would lack it
         _write_note(fd)
     return NodeLock(path, fd)
+
+
+def _wait_file(path: Path, what: str, wait_s: float) -> NodeLock:
+    """`_hold_file`, waiting up to `wait_s` seconds for the process holding it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _hold_file(path, what)
+        except NodeBusy:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 _HINT = (
@@ -248,8 +261,15 @@ def hold_init_lock(url: str, shown: str) -> Iterator[None]:
     """On a database server, `donjon init` waits in here for another init of the same
     database to end (its check that the database holds no node's keys, then its writes,
     are then one at a time); on SQLite nothing is held."""
-    if sqlite_file(url) is not None:
-        yield
+    path = sqlite_file(url)
+    if path is not None:
+        # The file's lock (the data dir's node lock for its own donjon.db): an init waits
+        # for another one, and for a node serving the file, as on a server.
+        lock = _wait_file(sqlite_lock_path(path), f"the database {path}", INIT_WAIT_S)
+        try:
+            yield
+        finally:
+            lock.release()
         return
     engine = connect(url, pooled=False)
     try:
