@@ -85,6 +85,17 @@ def _looser(node: Node, caller: Principal, expires_at: float | None, reach: Reac
     return None
 
 
+async def _looser_than_own(node: Node, principal: Principal, reach: Reach) -> str | None:
+    """`_looser` against the caller's credential: its key's record, or its token."""
+    expires_at = principal.expires_at  # a JWT's exp
+    if principal.kind == "key":
+        own = await asyncio.to_thread(node.keys.get, principal.id)
+        if own is None:
+            return "the caller's key is gone"
+        expires_at = own.expires_at
+    return _looser(node, principal, expires_at, reach)
+
+
 async def check_reach(
     node: Node, request: Request, principal: Principal, request_id: str, verb: str, reach: Reach
 ) -> None:
@@ -94,11 +105,7 @@ async def check_reach(
         return
     why = None if _within(principal, reach) else "another role, or more functions"
     if why is None and reach.bounded:
-        expires_at = principal.expires_at
-        if principal.kind == "key":
-            own = await asyncio.to_thread(node.keys.get, principal.id)
-            expires_at = own.expires_at if own is not None else 0.0
-        why = _looser(node, principal, expires_at, reach)
+        why = await _looser_than_own(node, principal, reach)
     if why is None:
         return
     functions = ", ".join(reach.functions) if reach.functions is not None else "*"

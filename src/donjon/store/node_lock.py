@@ -258,9 +258,10 @@ def hold_database_lock(
 
 @contextlib.contextmanager
 def hold_init_lock(url: str, shown: str) -> Iterator[None]:
-    """On a database server, `donjon init` waits in here for another init of the same
-    database to end (its check that the database holds no node's keys, then its writes,
-    are then one at a time); on SQLite nothing is held."""
+    """`donjon init` waits in here for another init of the same database to end (its
+    check that the database holds no node's keys, then its writes, are then one at a
+    time): on a server by an advisory lock, on a SQLite file by the file's lock, which a
+    node serving it holds too (`sqlite_lock_path`)."""
     path = sqlite_file(url)
     if path is not None:
         # The file's lock (the data dir's node lock for its own donjon.db): an init waits
