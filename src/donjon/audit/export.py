@@ -74,7 +74,9 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
     yield line(header, header_ts)
     for page in prover.records(since, until):
         for seq, record in page:
-            text = record.decode()
+            # A record edited into bytes that are not UTF-8 is carried all the same (the
+            # offline check then finds that the records no longer hash to their checkpoint).
+            text = record.decode("utf-8", "replace")
             yield line({"type": "record", "seq": seq, "record": text}, _record_ts(record))
     # Every checkpoint covering an exported record, oldest first.
     after = until + 1
