@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from donjon import boundedjson
 from donjon.audit import merkle
 from donjon.audit.checkpoint import VerifierKey
 from donjon.audit.frontier import Frontier
@@ -113,8 +114,8 @@ def json_of_line(line: str, number: int) -> dict[str, Any]:
             raise _bad(number, "is not an RFC 5424 line with a JSON message")
         body = parts[7]
     try:
-        obj = json.loads(body)
-    except ValueError as e:
+        obj = boundedjson.loads(body)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
         raise _bad(number, "is not JSON") from e
     if not isinstance(obj, dict):
         raise _bad(number, "is not a JSON object")
@@ -189,8 +190,8 @@ def _check_record(obj: dict[str, Any], expected: int, number: int, checkpoints: 
             hint="the export was altered",
         )
     try:
-        body = json.loads(record)
-    except ValueError as e:
+        body = boundedjson.loads(record)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
         raise ProofInvalid(f"record {seq} is not JSON: it was edited", hint="") from e
     if not isinstance(body, dict) or body.get("seq") != seq:
         raise ProofInvalid(f"record {seq} holds another record's seq", hint="it was moved")
