@@ -204,6 +204,16 @@ def test_edited_record_is_named(work: Path) -> None:
     assert _bad_seq(_tampered(work)) == seq
 
 
+def test_record_edited_into_deeply_nested_json_is_named(work: Path) -> None:
+    """A record's bytes replaced by brackets nested 100,000 deep: verify still names that
+    record (it ended in a RecursionError's traceback, naming nothing)."""
+    seq = _middle(work)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    _sql(work, ("UPDATE audit_log SET record = ? WHERE seq = ?", (deep, seq)))
+    verdict = _tampered(work)
+    assert _bad_seq(verdict) == seq and "Traceback" not in verdict.text
+
+
 def test_deleted_record_is_named(work: Path) -> None:
     """A record deleted from the middle: verify names the gap."""
     seq = _middle(work)
@@ -342,6 +352,17 @@ def test_edited_checkpoint_file_is_detected(work: Path) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     verdict = _tampered(work)
     assert "checkpoint" in verdict.text.lower(), verdict.text
+
+
+def test_checkpoint_file_line_nested_deep_is_detected(work: Path) -> None:
+    """A line of the checkpoint file replaced by JSON nested 100,000 deep: a problem that
+    verify names by its line, not a RecursionError."""
+    path = work / CHECKPOINTS
+    lines = path.read_text().splitlines()
+    lines[1] = "[" * 100_000 + "]" * 100_000
+    path.write_text("".join(line + "\n" for line in lines))
+    verdict = _tampered(work)
+    assert "line 2 of" in verdict.text and "Traceback" not in verdict.text, verdict.text
 
 
 def _roll_back(work: Path, early: Path) -> int:

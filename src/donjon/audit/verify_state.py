@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from donjon import boundedjson
 from donjon.audit.checkpoint import VerifierKey
 from donjon.audit.errors import AuditError
 from donjon.audit.frontier import Frontier
@@ -25,10 +26,10 @@ _STATE_FORMAT = "donjon-audit-verified/1"
 def load_state(path: Path, key: VerifierKey) -> Frontier:
     hint = "run `donjon audit verify` without --incremental once"
     try:
-        data = json.loads(path.read_text())
+        data = boundedjson.loads(path.read_bytes())
     except FileNotFoundError:
         return Frontier()
-    except ValueError:
+    except (ValueError, boundedjson.JSONTooDeep):
         raise AuditError(f"{path} is not JSON", hint=hint) from None
     if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
         raise AuditError(f"{path} is not a verify state file", hint=hint)
