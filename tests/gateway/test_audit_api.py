@@ -215,14 +215,18 @@ def test_damaged_rows_get_a_409_or_a_placeholder_never_a_500(tmp_path: Path) -> 
                 db.execute(
                     "UPDATE audit_checkpoints SET ts = ?, note = ? WHERE size = ?", (ts, note, seq)
                 )
-        with db:
-            db.execute("UPDATE audit_log SET record = ? WHERE seq = 1", (b"\xff not a record",))
-        page = _get(live, "/v1/audit", n="5", before="3")
-        assert page.status_code == 200, page.text
-        assert page.json()[0] == {**page.json()[0], "seq": 1, "action": "(unreadable)"}
-        export = _get(live, "/v1/audit/export")
-        assert export.status_code == 200 and '"seq":1,"type":"record"' in export.text
-        assert export.text.endswith("\n") and f'"size":{sizes[-1]},' in export.text
+        for record in (b"\xff not a record", b"[" * 100_000 + b"]" * 100_000):
+            with db:
+                db.execute("UPDATE audit_log SET record = ? WHERE seq = 1", (record,))
+            page = _get(live, "/v1/audit", n="5", before="3")
+            assert page.status_code == 200, page.text
+            assert page.json()[0] == {**page.json()[0], "seq": 1, "action": "(unreadable)"}
+            timeline = _get(live, "/v1/audit/timeline", n="5")
+            assert timeline.status_code == 200, timeline.text
+            assert timeline.json()["records"][0]["action"] == "(unreadable)"
+            export = _get(live, "/v1/audit/export")
+            assert export.status_code == 200 and '"seq":1,"type":"record"' in export.text
+            assert export.text.endswith("\n") and f'"size":{sizes[-1]},' in export.text
         db.close()
     finally:
         live.stop()

@@ -96,10 +96,10 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
 
 def _record_ts(record: bytes) -> float:
     try:
-        ts = json.loads(record).get("ts")
-    except (ValueError, AttributeError):
-        return 0.0
-    return float(ts) if isinstance(ts, int | float) else 0.0
+        ts = boundedjson.loads(record).get("ts")
+        return float(ts) if isinstance(ts, int | float) else 0.0
+    except (ValueError, AttributeError, OverflowError, boundedjson.JSONTooDeep):
+        return 0.0  # a record that is none (edited): the offline check names it
 
 
 # -- checking (offline) -------------------------------------------------------------
