@@ -410,3 +410,18 @@ def test_full_rollback_after_an_incremental_verify(work: Path, logs: Logs) -> No
     shutil.copy2(logs.early / CHECKPOINTS, work / CHECKPOINTS)
     verdict = _verify(work, "--incremental")
     assert verdict.code == 1 and verdict.body.get("ok") is False, verdict.text
+
+
+def test_verify_does_not_write_through_a_link_planted_in_the_data_dir(
+    work: Path, tmp_path: Path
+) -> None:
+    """Whoever writes the data dir (the node's user) links the verifier's temporary state file
+    to a file of the auditor's: verify, run by the auditor, leaves that file as it was."""
+    victim = tmp_path / "auditors-file"
+    victim.write_text("precious\n")
+    (work / "audit-verified.json.tmp").symlink_to(victim)
+    verdict = _verify(work)
+    assert verdict.code == 0, verdict.text
+    assert victim.read_text() == "precious\n"
+    state = work / "audit-verified.json"
+    assert not state.is_symlink() and json.loads(state.read_text())["size"] == _size(work)

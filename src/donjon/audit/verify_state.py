@@ -2,7 +2,8 @@
 
 `DATA_DIR/audit-verified.json` (0600) holds its size and Frontier, the verifier key it
 was checked under and the root; `donjon audit verify --incremental` starts from it
-(audit/verify.py). Written whole or not at all (a temporary file, fsynced, renamed).
+(audit/verify.py). Written whole or not at all (a temporary file, fsynced, renamed), and
+never through a link: the verifier may run as another user than the node's.
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ def save_state(path: Path, key: VerifierKey, frontier: Frontier) -> None:
         **frontier.to_json(),
     }
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Whoever writes the data dir (the node's user) may have left a link of that name to a
+    # file of the one who verifies: it is removed, and the new file made, never followed.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(state, f)
