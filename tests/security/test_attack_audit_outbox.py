@@ -98,6 +98,30 @@ def test_node_killed_while_appending_the_outbox_at_start_loses_nothing(tmp_path:
     node.stop()
 
 
+def test_a_damaged_outbox_row_neither_stops_the_node_nor_holds_back_the_others(
+    tmp_path: Path,
+) -> None:
+    """A row of the outbox edited into no record, before a record a crash left there: the
+    node starts, appends that record, and says in the log that the damaged row held none
+    (one such row made every start fail, and every drain, so the others never came)."""
+    node = start_node(tmp_path / "data")
+    node.stop()
+    event = {"actor": "key:a", "action": "role.apply", "target": "role:left", "outcome": "ok"}
+    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
+        conn.executemany(
+            "INSERT INTO audit_outbox (id, event, created_at) VALUES (?, ?, ?)",
+            [("damaged", '{"actor": "key:a", "act', 1.0), ("left", json.dumps(event), 2.0)],
+        )
+    node.serve_again()
+    try:
+        assert audited(node, "role.apply", "role:left")
+        assert audited(node, "audit.outbox.unreadable", "outbox:damaged")
+        assert query(node, "SELECT count(*) FROM audit_outbox")[0][0] == 0
+        verify_intact(node)
+    finally:
+        node.stop()
+
+
 def _start_quietly(node: LiveNode) -> None:
     """`serve_again`, which the attack kills before it is healthy."""
     with contextlib.suppress(AssertionError, OSError):

@@ -90,6 +90,10 @@ def _recovered(row: OutboxRow) -> AuditEvent:
     """The record of a row left behind, marked `recovered`; a row written with no node
     (owner OFFLINE) was meant for a drain, so its record is as written."""
     e = row.event
+    if e is None:  # the row holds no record: the log says so, and the row goes
+        return AuditEvent(
+            "system", "audit.outbox.unreadable", f"outbox:{row.id}", "error", {"owner": row.owner}
+        )
     detail = dict(e.get("detail", {}))
     if row.owner != OFFLINE:
         detail["recovered"] = True

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from donjon import boundedjson
 from donjon.store.database import Engine
 from donjon.store.tables import audit_outbox
 
@@ -88,7 +89,8 @@ class OutboxRow:
     """A record whose change committed and whose append was not seen."""
 
     id: str
-    event: dict[str, Any]
+    #: None: the row holds no record (edited, or torn by a disk): `_event_of`.
+    event: dict[str, Any] | None
     created_at: float
     owner: str | None
     claimed_by: str | None
@@ -111,7 +113,9 @@ class AuditOutbox:
                 )
             ).all()
         return [
-            OutboxRow(r.id, json.loads(r.event), r.created_at, r.owner, r.claimed_by, r.claimed_at)
+            OutboxRow(
+                r.id, _event_of(r.event), _time(r.created_at), r.owner, r.claimed_by, r.claimed_at
+            )
             for r in rows
         ]
 
@@ -145,3 +149,24 @@ class AuditOutbox:
     def remove(self, entry_id: str) -> None:
         with self._engine.begin() as conn:
             conn.execute(delete(audit_outbox).where(audit_outbox.c.id == entry_id))
+
+
+def _event_of(text: object) -> dict[str, Any] | None:
+    """A row's record, or None when it holds none: one damaged row must not stop the drain
+    (and the node's start) that appends every other (audit/changes.py records it)."""
+    try:
+        event = boundedjson.loads(str(text))
+    except (ValueError, boundedjson.JSONTooDeep):
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("detail", {}), dict):
+        return None
+    if not all(isinstance(event.get(k), str) for k in ("actor", "action", "target", "outcome")):
+        return None
+    return event
+
+
+def _time(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0  # a time edited into none: the row is as old as can be
