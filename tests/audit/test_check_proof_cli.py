@@ -122,3 +122,22 @@ def test_a_bad_key_or_a_file_that_is_no_proof_is_a_clear_error(
     junk.write_text("hello\nworld\n")
     done = _check(stranger, str(junk), "--key", str(key))
     assert done.returncode == 1 and "neither a proof" in done.stderr
+
+
+def test_json_nested_too_deep_is_invalid_not_a_crash(log: BuiltLog, stranger: Path) -> None:
+    """A proof, a proof's record or an export line nested 100,000 deep (what a hostile node
+    could hand a third party): exit 1 with the reason, never a RecursionError's traceback."""
+    key, inclusion, _, export = _files(log, stranger)
+    deep = "[" * 100_000 + "]" * 100_000
+    doc = json.loads(inclusion.read_text())
+    del doc["leaf_hash"]  # optional: the record is read before it is hashed into the tree
+    cases = {
+        "doc.json": deep,
+        "record.json": json.dumps({**doc, "record": deep}),
+        "export.jsonl": export.read_text().replace('{"record":', deep + '\n{"record":', 1),
+    }
+    for name, text in cases.items():
+        (stranger / name).write_text(text)
+        done = _check(stranger, name, "--key", str(key))
+        assert done.returncode == 1, (name, done.stderr)
+        assert done.stderr.startswith("INVALID: ") and "Traceback" not in done.stderr, name

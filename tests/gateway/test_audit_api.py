@@ -185,3 +185,48 @@ def test_a_rewritten_log_gets_a_409_not_a_proof(tmp_path: Path) -> None:
         assert "do not hash to the root" in r.json()["detail"]
     finally:
         live.stop()
+
+
+def test_damaged_rows_get_a_409_or_a_placeholder_never_a_500(tmp_path: Path) -> None:
+    """A leaf hash cut short, a checkpoint row's time or note edited: proofs are a 409 naming
+    it; a record that is no record: the page shows it unreadable, the export carries it."""
+    live = start_node(tmp_path / "data", {"DONJON_AUDIT_CHECKPOINT_S": "1"})
+    try:
+        seq = _checkpoint_covering(live, _records(live, 2))
+        sizes = [c["size"] for c in _get(live, "/v1/audit/checkpoints").json()]
+        db = sqlite3.connect(live.data_dir / "donjon.db")
+        (leaf,) = db.execute("SELECT hash FROM audit_log WHERE seq = 1").fetchone()
+        ts, note = db.execute(
+            "SELECT ts, note FROM audit_checkpoints WHERE size = ?", (seq,)
+        ).fetchone()
+        damage = (
+            ("UPDATE audit_log SET hash = ? WHERE seq = 1", leaf[:31]),
+            ("UPDATE audit_checkpoints SET ts = ? WHERE size = ?", "noon"),
+            ("UPDATE audit_checkpoints SET note = ? WHERE size = ?", note.replace("\n\n", "\n")),
+        )
+        for statement, value in damage:
+            with db:
+                db.execute(statement, (value, seq) if "size" in statement else (value,))
+            proof = _get(live, "/v1/audit/proof", seq=str(seq), size=str(seq))
+            consistency = _get(live, "/v1/audit/consistency", old=str(sizes[0]), new=str(seq))
+            assert (proof.status_code, consistency.status_code) == (409, 409), proof.text
+            with db:
+                db.execute("UPDATE audit_log SET hash = ? WHERE seq = 1", (leaf,))
+                db.execute(
+                    "UPDATE audit_checkpoints SET ts = ?, note = ? WHERE size = ?", (ts, note, seq)
+                )
+        for record in (b"\xff not a record", b"[" * 100_000 + b"]" * 100_000):
+            with db:
+                db.execute("UPDATE audit_log SET record = ? WHERE seq = 1", (record,))
+            page = _get(live, "/v1/audit", n="5", before="3")
+            assert page.status_code == 200, page.text
+            assert page.json()[0] == {**page.json()[0], "seq": 1, "action": "(unreadable)"}
+            timeline = _get(live, "/v1/audit/timeline", n="5")
+            assert timeline.status_code == 200, timeline.text
+            assert timeline.json()["records"][0]["action"] == "(unreadable)"
+            export = _get(live, "/v1/audit/export")
+            assert export.status_code == 200 and '"seq":1,"type":"record"' in export.text
+            assert export.text.endswith("\n") and f'"size":{sizes[-1]},' in export.text
+        db.close()
+    finally:
+        live.stop()

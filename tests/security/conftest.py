@@ -32,6 +32,7 @@ _HARMLESS: dict[str, tuple[Any, int]] = {
     "inv-ungranted2": ({}, 500),
     "inv-slow": ({"sleep": 0}, 200),
     "leak-raise": ({}, 500),  # raises with its secret, by design
+    "leak-cut": ({}, 500),
 }
 _COLD_STARTS = itertools.count(1)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from crash_support import _tree, audited, kill_node, query, records, send, verify_intact
+from donjon.store.audit_outbox import row_mac
+from donjon.vault import AUDIT_OUTBOX_PURPOSE, MasterKey
 from harness import LiveNode, start_node
 
 pytestmark = pytest.mark.slow  # nodes of their own, killed on purpose
@@ -22,6 +24,17 @@ pytestmark = pytest.mark.slow  # nodes of their own, killed on purpose
 def _write(node: LiveNode, sql: str, *args: object) -> None:
     with sqlite3.connect(node.data_dir / "donjon.db") as conn:
         conn.execute(sql, args)
+
+
+def _left(node: LiveNode, rows: list[tuple[str, str, float]]) -> None:
+    """Rows (id, event, created_at) as a node of this host, SIGKILLed long ago, left them:
+    no owner, and the MAC that node made with the data dir's master key."""
+    key = MasterKey.load(node.data_dir / "master.key").derive(AUDIT_OUTBOX_PURPOSE)
+    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
+        conn.executemany(
+            "INSERT INTO audit_outbox (id, event, created_at, mac) VALUES (?, ?, ?, ?)",
+            [(i, event, at, row_mac(key, i, None, event)) for i, event, at in rows],
+        )
 
 
 def test_record_refused_past_the_retries_is_appended_while_the_node_serves(
@@ -68,14 +81,13 @@ def test_node_killed_while_appending_the_outbox_at_start_loses_nothing(tmp_path:
     node = start_node(tmp_path / "data")
     node.stop()
     event = {"actor": "key:a", "action": "role.apply", "outcome": "ok", "detail": {}}
-    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
-        conn.executemany(  # as a node of this host, SIGKILLed long ago, left them
-            "INSERT INTO audit_outbox (id, event, created_at) VALUES (?, ?, ?)",
-            [
-                (f"r{i:04d}", json.dumps({**event, "target": f"role:r{i:04d}"}), 1.0)
-                for i in range(LEFT)
-            ],
-        )
+    _left(
+        node,
+        [
+            (f"r{i:04d}", json.dumps({**event, "target": f"role:r{i:04d}"}), 1.0)
+            for i in range(LEFT)
+        ],
+    )
     starting = threading.Thread(target=_start_quietly, args=(node,), daemon=True)
     starting.start()
     deadline = time.monotonic() + 120
@@ -96,6 +108,55 @@ def test_node_killed_while_appending_the_outbox_at_start_loses_nothing(tmp_path:
     assert targets == {f"role:r{i:04d}" for i in range(LEFT)}
     verify_intact(node)
     node.stop()
+
+
+def test_a_damaged_outbox_row_neither_stops_the_node_nor_holds_back_the_others(
+    tmp_path: Path,
+) -> None:
+    """A row of the outbox edited into no record, before a record a crash left there: the
+    node starts, appends that record, and says in the log that the damaged row held none
+    (one such row made every start fail, and every drain, so the others never came)."""
+    node = start_node(tmp_path / "data")
+    node.stop()
+    event = {"actor": "key:a", "action": "role.apply", "target": "role:left", "outcome": "ok"}
+    _left(node, [("damaged", '{"actor": "key:a", "act', 1.0), ("left", json.dumps(event), 2.0)])
+    node.serve_again()
+    try:
+        assert audited(node, "role.apply", "role:left")
+        assert audited(node, "audit.outbox.unreadable", "outbox:damaged")
+        assert query(node, "SELECT count(*) FROM audit_outbox")[0][0] == 0
+        verify_intact(node)
+    finally:
+        node.stop()
+
+
+def test_a_row_slid_into_the_outbox_is_not_signed_as_a_change(tmp_path: Path) -> None:
+    """Whoever can write the database (not the master key) inserts a well-formed record into
+    the outbox: the node's drain does not append it as a change it made, but as a row it
+    did not write, flagged, with what it claimed; the change records it wrote still go in."""
+    node = start_node(tmp_path / "data", {"DONJON_AUDIT_OUTBOX_DRAIN_S": "0.5"})
+    try:
+        forged = {"actor": "key:0badc0de", "action": "key.revoke", "target": "key:framed"}
+        _write(
+            node,
+            "INSERT INTO audit_outbox (id, event, created_at, owner) VALUES (?, ?, ?, ?)",
+            "forged",
+            json.dumps({**forged, "outcome": "ok", "detail": {}}),
+            time.time(),
+            "offline",
+        )
+        deadline = time.monotonic() + 30
+        while query(node, "SELECT count(*) FROM audit_outbox")[0][0]:
+            assert time.monotonic() < deadline, "the drain never took the row"
+            time.sleep(0.2)
+        assert audited(node, "key.revoke", "key:framed") == []
+        (flagged,) = audited(node, "audit.outbox.unauthenticated", "outbox:forged")
+        assert flagged["detail"]["claimed"]["actor"] == "key:0badc0de"
+        key = node.create_key("after", "invoker")  # a change's own record still goes in
+        assert audited(node, "key.create", f"key:{key['id']}")
+        verify_intact(node)
+    finally:
+        node.stop()
 
 
 def _start_quietly(node: LiveNode) -> None:

@@ -204,6 +204,16 @@ def test_edited_record_is_named(work: Path) -> None:
     assert _bad_seq(_tampered(work)) == seq
 
 
+def test_record_edited_into_deeply_nested_json_is_named(work: Path) -> None:
+    """A record's bytes replaced by brackets nested 100,000 deep: verify still names that
+    record (it ended in a RecursionError's traceback, naming nothing)."""
+    seq = _middle(work)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    _sql(work, ("UPDATE audit_log SET record = ? WHERE seq = ?", (deep, seq)))
+    verdict = _tampered(work)
+    assert _bad_seq(verdict) == seq and "Traceback" not in verdict.text
+
+
 def test_deleted_record_is_named(work: Path) -> None:
     """A record deleted from the middle: verify names the gap."""
     seq = _middle(work)
@@ -344,6 +354,17 @@ def test_edited_checkpoint_file_is_detected(work: Path) -> None:
     assert "checkpoint" in verdict.text.lower(), verdict.text
 
 
+def test_checkpoint_file_line_nested_deep_is_detected(work: Path) -> None:
+    """A line of the checkpoint file replaced by JSON nested 100,000 deep: a problem that
+    verify names by its line, not a RecursionError."""
+    path = work / CHECKPOINTS
+    lines = path.read_text().splitlines()
+    lines[1] = "[" * 100_000 + "]" * 100_000
+    path.write_text("".join(line + "\n" for line in lines))
+    verdict = _tampered(work)
+    assert "line 2 of" in verdict.text and "Traceback" not in verdict.text, verdict.text
+
+
 def _roll_back(work: Path, early: Path) -> int:
     """Replace `work`'s database with `early`'s (the checkpoint file kept); -> its size."""
     for f in _db_files(work):
@@ -389,3 +410,18 @@ def test_full_rollback_after_an_incremental_verify(work: Path, logs: Logs) -> No
     shutil.copy2(logs.early / CHECKPOINTS, work / CHECKPOINTS)
     verdict = _verify(work, "--incremental")
     assert verdict.code == 1 and verdict.body.get("ok") is False, verdict.text
+
+
+def test_verify_does_not_write_through_a_link_planted_in_the_data_dir(
+    work: Path, tmp_path: Path
+) -> None:
+    """Whoever writes the data dir (the node's user) links the verifier's temporary state file
+    to a file of the auditor's: verify, run by the auditor, leaves that file as it was."""
+    victim = tmp_path / "auditors-file"
+    victim.write_text("precious\n")
+    (work / "audit-verified.json.tmp").symlink_to(victim)
+    verdict = _verify(work)
+    assert verdict.code == 0, verdict.text
+    assert victim.read_text() == "precious\n"
+    state = work / "audit-verified.json"
+    assert not state.is_symlink() and json.loads(state.read_text())["size"] == _size(work)

@@ -35,6 +35,17 @@ LEAKERS = {
         "    v = context.secrets['leak-raise-s']\n"
         "    raise ValueError('could not connect with ' + v)\n"
     ),
+    # raises with a message so long that the runtime's caps cut the value in two: the
+    # error line (its first 2,000 characters) ends with the first half, the trace (its
+    # last 8,000) begins with the rest, and neither holds the whole value
+    "leak-cut": (
+        "def handler(event, context):\n"
+        "    v = context.secrets['leak-cut-s']\n"
+        "    half = len(v) // 2\n"
+        "    before = 2000 - len('ValueError: ') - half\n"
+        "    after = 8000 - len('\\n') - (len(v) - half)\n"
+        "    raise ValueError('e' * before + v + 't' * after)\n"
+    ),
     # chooses to return it: the one place a value may appear
     "leak-return": (
         "def handler(event, context):\n    return {'value': context.secrets['leak-return-s']}\n"
@@ -112,6 +123,21 @@ def test_cannot_leak_a_secret_through_an_error(
             logs = c.get(f"/v1/functions/{name}/logs")
             assert _leaks(logs.text, values) == []
             assert "could not connect with [secret:leak-raise-s]" in logs.text
+
+
+def test_cannot_leak_a_secret_the_runtimes_caps_cut_in_two(
+    node: LiveNode, values: dict[str, str], started: Ready
+) -> None:
+    """A value cut by the error line's cap and the trace's: neither half is stored or answered."""
+    value = values["leak-cut"]
+    halves = (value[: len(value) // 2], value[len(value) // 2 :])
+    with node.client() as c:
+        for name in _names("leak-cut"):
+            r = node.invoke(started(name), {})
+            logs = c.get(f"/v1/functions/{name}/logs")
+            assert r.status_code == 500 and logs.status_code == 200
+            assert [h for h in halves if h in r.text or h in logs.text] == []
+            assert logs.text.count("[secret:leak-cut-s]") >= 2
 
 
 def test_returned_secret_is_the_functions_choice(

@@ -12,7 +12,6 @@ from sqlalchemy import select, update
 from donjon.store.tables import invocations
 from donjon.triggers.queue import (
     InvocationNotFound,
-    QueueError,
     RetryPolicy,
     SqlInvocationQueue,
     Status,
@@ -248,7 +247,8 @@ def test_events_and_results_are_sealed_at_rest(tmp_path: Path) -> None:
 
 
 def test_a_sealed_event_moved_to_another_row_does_not_open(tmp_path: Path) -> None:
-    """A ciphertext copied onto another invocation's row is refused, not delivered."""
+    """A ciphertext copied onto another invocation's row is refused, not delivered: the
+    claim dead-letters it (and takes the other), reading it shows why, with no event."""
 
     async def go() -> None:
         queue = _sealed_queue(tmp_path)
@@ -265,11 +265,16 @@ def test_a_sealed_event_moved_to_another_row_does_not_open(tmp_path: Path) -> No
                 .where(invocations.c.id == two.id)
                 .values(event=row.event, event_key=row.event_key)
             )
-        with pytest.raises(QueueError):
-            await queue.get(two.id)
+        moved = await queue.get(two.id)
+        assert moved is not None and moved.event == b"" and moved.error_type == "Unreadable"
+        assert moved.error is not None and "does not decrypt" in moved.error
+        leases = await queue.claim(5, 30.0)
+        assert [lease.invocation.event for lease in leases] == [b'{"to": "alice"}']
+        dead = await queue.get(two.id)
+        assert dead is not None and dead.status is Status.DEAD, dead
         wrong_key = _sealed_queue(tmp_path, b"x" * 32)
-        with pytest.raises(QueueError):
-            await wrong_key.get(one.id)
+        other = await wrong_key.get(one.id)
+        assert other is not None and other.event == b"" and other.error_type == "Unreadable"
         queue.engine.dispose()
         wrong_key.engine.dispose()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from donjon.vault.redact import Redactor
+from donjon.vault.redact import PIECE, Redactor
 
 
 def test_values_and_their_escaped_forms_are_replaced() -> None:
@@ -17,3 +17,17 @@ def test_values_and_their_escaped_forms_are_replaced() -> None:
 def test_nothing_granted_changes_nothing() -> None:
     """With no secrets the text is returned as it was."""
     assert Redactor({})("hello") == "hello" and not Redactor({})
+
+
+def test_a_piece_a_cut_left_at_an_edge_is_replaced() -> None:
+    """A value's first part ending a text, or its rest beginning one (after a cap's note),
+    is replaced; a piece shorter than PIECE, or inside the text, is not a cut's and stays."""
+    value = "DJcut-0123456789abcdef"
+    redact = Redactor({"api": value})
+    assert redact("error: " + value[:10]) == "error: [secret:api]"
+    assert redact(value[9:] + "\ntrace") == "[secret:api]\ntrace"
+    dropped = "[70000 earlier bytes dropped]\n"
+    assert redact(dropped + value[4:] + " end") == dropped + "[secret:api] end"
+    assert redact("x " + value[: PIECE - 1]) == "x " + value[: PIECE - 1]
+    assert redact(value[1 - PIECE :] + " y") == value[1 - PIECE :] + " y"
+    assert redact("a " + value[:10] + " b") == "a " + value[:10] + " b"

@@ -90,6 +90,15 @@ def _recovered(row: OutboxRow) -> AuditEvent:
     """The record of a row left behind, marked `recovered`; a row written with no node
     (owner OFFLINE) was meant for a drain, so its record is as written."""
     e = row.event
+    if e is None:  # the row holds no record: the log says so, and the row goes
+        return AuditEvent(
+            "system", "audit.outbox.unreadable", f"outbox:{row.id}", "error", {"owner": row.owner}
+        )
+    if not row.authentic:  # not written by a node (its MAC): what it claimed, flagged
+        claimed = {"owner": row.owner, "claimed": e}
+        return AuditEvent(
+            "system", "audit.outbox.unauthenticated", f"outbox:{row.id}", "refused", claimed
+        )
     detail = dict(e.get("detail", {}))
     if row.owner != OFFLINE:
         detail["recovered"] = True
@@ -135,6 +144,7 @@ class AuditedChanges:
                 "detail": dict(event.detail),
             },
             owner=self.owner,
+            mac_key=None if self._outbox is None else self._outbox.mac_key,
         )
         outbox = self._outbox
         pending.stored = outbox is not None

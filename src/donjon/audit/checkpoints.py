@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from donjon import boundedjson
 from donjon.audit.checkpoint import Checkpoint, SigningKey
 from donjon.audit.sinks import CheckpointSink
 from donjon.config import AuditSettings
@@ -99,7 +100,9 @@ class CheckpointFile:
             result.warnings.append(f"the last line of {self.path.name} is incomplete: ignored")
         for number, raw in enumerate(lines, start=1):
             try:
-                value = json.loads(raw)
+                value = boundedjson.loads(raw)
+            except boundedjson.JSONTooDeep:
+                value = None  # JSON, but no entry: written by someone (a problem, below)
             except ValueError:
                 result.warnings.append(
                     f"line {number} of {self.path.name} is not JSON (a torn write, or an edit)"
@@ -135,8 +138,8 @@ class CheckpointFile:
 
 def _parse_line(raw: bytes) -> dict[str, Any] | None:
     try:
-        return _entry(json.loads(raw))
-    except ValueError:
+        return _entry(boundedjson.loads(raw))
+    except (ValueError, boundedjson.JSONTooDeep):
         return None
 
 

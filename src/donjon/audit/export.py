@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from donjon import boundedjson
 from donjon.audit import merkle
 from donjon.audit.checkpoint import VerifierKey
 from donjon.audit.frontier import Frontier
@@ -74,7 +75,9 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
     yield line(header, header_ts)
     for page in prover.records(since, until):
         for seq, record in page:
-            text = record.decode()
+            # A record edited into bytes that are not UTF-8 is carried all the same (the
+            # offline check then finds that the records no longer hash to their checkpoint).
+            text = record.decode("utf-8", "replace")
             yield line({"type": "record", "seq": seq, "record": text}, _record_ts(record))
     # Every checkpoint covering an exported record, oldest first.
     after = until + 1
@@ -93,10 +96,10 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
 
 def _record_ts(record: bytes) -> float:
     try:
-        ts = json.loads(record).get("ts")
-    except (ValueError, AttributeError):
-        return 0.0
-    return float(ts) if isinstance(ts, int | float) else 0.0
+        ts = boundedjson.loads(record).get("ts")
+        return float(ts) if isinstance(ts, int | float) else 0.0
+    except (ValueError, AttributeError, OverflowError, boundedjson.JSONTooDeep):
+        return 0.0  # a record that is none (edited): the offline check names it
 
 
 # -- checking (offline) -------------------------------------------------------------
@@ -111,8 +114,8 @@ def json_of_line(line: str, number: int) -> dict[str, Any]:
             raise _bad(number, "is not an RFC 5424 line with a JSON message")
         body = parts[7]
     try:
-        obj = json.loads(body)
-    except ValueError as e:
+        obj = boundedjson.loads(body)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
         raise _bad(number, "is not JSON") from e
     if not isinstance(obj, dict):
         raise _bad(number, "is not a JSON object")
@@ -187,8 +190,8 @@ def _check_record(obj: dict[str, Any], expected: int, number: int, checkpoints: 
             hint="the export was altered",
         )
     try:
-        body = json.loads(record)
-    except ValueError as e:
+        body = boundedjson.loads(record)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
         raise ProofInvalid(f"record {seq} is not JSON: it was edited", hint="") from e
     if not isinstance(body, dict) or body.get("seq") != seq:
         raise ProofInvalid(f"record {seq} holds another record's seq", hint="it was moved")

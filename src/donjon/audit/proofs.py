@@ -19,11 +19,11 @@ forget.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from donjon import boundedjson
 from donjon.audit import merkle
 from donjon.audit.checkpoint import Checkpoint, CheckpointError, VerifierKey, open_checkpoint
 from donjon.errors import Error
@@ -209,8 +209,8 @@ def check_inclusion(doc: Mapping[str, Any], key: VerifierKey) -> Checked:
     if "leaf_hash" in doc and _hex(doc["leaf_hash"], "leaf_hash") != leaf:
         raise _invalid("the record does not hash to the proof's leaf_hash: the record was edited")
     try:
-        body = json.loads(record)
-    except ValueError as e:
+        body = boundedjson.loads(record)
+    except (ValueError, boundedjson.JSONTooDeep) as e:
         raise _invalid("the record is not JSON: it was edited") from e
     if not isinstance(body, dict) or body.get("seq") != seq:
         raise _invalid(f"the record is not record {seq} (its own seq says otherwise)")

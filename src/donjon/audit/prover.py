@@ -9,17 +9,19 @@ the event loop.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, select, text
 
+from donjon import boundedjson
 from donjon.audit.checkpoint import Checkpoint, VerifierKey
+from donjon.audit.merkle import HASH_SIZE
 from donjon.audit.proofs import (
     LogTampered,
     ProofError,
+    ProofInvalid,
     consistency_document,
     inclusion_document,
     open_note,
@@ -57,15 +59,48 @@ def _bytes(value: object) -> bytes:
 
 def records_before(engine: Engine, before: int | None, n: int) -> list[dict[str, Any]]:
     """The newest `n` records older than `before` (all, if None), oldest first."""
-    query = "SELECT record FROM audit_log"
+    query = "SELECT seq, record FROM audit_log"
     params: dict[str, Any] = {"n": n}
     if before is not None:
         query += " WHERE seq < :before"
         params["before"] = before
     query += " ORDER BY seq DESC LIMIT :n"
     with engine.connect() as conn:
-        rows = conn.execute(text(query), params).scalars().all()
-    return [json.loads(_bytes(r)) for r in reversed(rows)]
+        rows = conn.execute(text(query), params).all()
+    return [_readable(int(seq), _bytes(r)) for seq, r in reversed(rows)]
+
+
+def _readable(seq: int, raw: bytes) -> dict[str, Any]:
+    """The record as stored; a row that holds no record (edited: `donjon audit verify` says
+    more) is shown as an unreadable record of its seq, not a failed page."""
+    try:
+        record = boundedjson.loads(raw, finite=True)
+    except (ValueError, boundedjson.JSONTooDeep):
+        record = None
+    if _is_record(record):
+        return record  # type: ignore[no-any-return]
+    shown = dict.fromkeys(("actor", "target", "outcome"), "")
+    return {**shown, "seq": seq, "ts": 0, "action": "(unreadable)", "detail": {}}
+
+
+def _is_record(value: object) -> bool:
+    """Whether `value` has a record's fields, of their types (audit/entry.py writes them)."""
+    if not isinstance(value, dict):
+        return False
+    seq, ts = value.get("seq"), value.get("ts")
+    return (
+        type(seq) is int
+        and seq >= 1
+        and isinstance(ts, int | float)
+        and not isinstance(ts, bool)
+        and -1e15 < ts < 1e15
+        and all(type(value.get(k)) is str for k in ("actor", "action", "target", "outcome"))
+        and type(value.get("detail")) is dict
+    )
+
+
+def _damaged(message: str) -> LogTampered:
+    return LogTampered(message, hint="the database was altered: run `donjon audit verify`")
 
 
 class Prover:
@@ -79,13 +114,19 @@ class Prover:
 
     def _stored(self, row: Any) -> StoredCheckpoint:
         note = str(row.note)
-        checkpoint = open_note(note, self.key, f"stored checkpoint {row.size}")
-        if checkpoint.size != int(row.size):
-            raise LogTampered(
-                f"checkpoint row {row.size} holds the signed note of size {checkpoint.size}",
-                hint="the database was altered: run `donjon audit verify`",
+        try:
+            checkpoint = open_note(note, self.key, f"stored checkpoint {row.size}")
+        except ProofInvalid as e:  # the node wrote it signed: the row was altered since
+            raise _damaged(e.message) from e
+        if str(checkpoint.size) != str(row.size):
+            raise _damaged(
+                f"checkpoint row {row.size} holds the signed note of size {checkpoint.size}"
             )
-        return StoredCheckpoint(checkpoint, note, float(row.ts))
+        try:
+            ts = float(row.ts)
+        except (TypeError, ValueError):
+            raise _damaged(f"checkpoint row {row.size}'s time is not a number") from None
+        return StoredCheckpoint(checkpoint, note, ts)
 
     def checkpoints(self, n: int, before: int | None = None) -> list[StoredCheckpoint]:
         """The newest `n` checkpoints (smaller than `before`), oldest first."""
@@ -137,10 +178,10 @@ class Prover:
         for page in self._pages("hash", first, last):
             out += [_bytes(h) for _, h in page]
         if len(out) != max(0, last - first + 1):
-            raise LogTampered(
-                f"records {first}..{last} are not all in the log ({len(out)} found)",
-                hint="the database was altered: run `donjon audit verify`",
-            )
+            raise _damaged(f"records {first}..{last} are not all in the log ({len(out)} found)")
+        for seq, leaf in enumerate(out, first):
+            if len(leaf) != HASH_SIZE:
+                raise _damaged(f"record {seq}'s stored leaf hash is not a SHA-256 hash")
         return out
 
     def records(self, first: int, last: int) -> Iterator[list[tuple[int, bytes]]]:

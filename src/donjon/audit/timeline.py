@@ -19,13 +19,14 @@ What the filters match (all given must match):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from donjon import boundedjson
+from donjon.audit.tree import as_bytes
 from donjon.store.tables import audit_log
 
 __all__ = ["TimelineFilter", "TimelinePage", "category", "describe", "read_timeline"]
@@ -113,7 +114,7 @@ def read_timeline(
             for seq, raw in rows:
                 position = int(seq)
                 scanned += 1
-                record = _parse(bytes(raw), position)
+                record = _parse(as_bytes(raw), position)
                 ts = record.get("ts")
                 if flt.until is not None and isinstance(ts, int | float) and ts > flt.until:
                     return TimelinePage(out, None, scanned)
@@ -127,8 +128,8 @@ def read_timeline(
 
 def _parse(raw: bytes, seq: int) -> dict[str, Any]:
     try:
-        record = json.loads(raw)
-    except ValueError:
+        record = boundedjson.loads(raw)
+    except (ValueError, boundedjson.JSONTooDeep):
         record = None
     if not isinstance(record, dict):  # shown as it is: `donjon audit verify` says more
         return {"seq": seq, "action": "(unreadable)", "detail": {}}
@@ -148,7 +149,7 @@ def _first_at(conn: Any, since: float | None, last: int) -> int:
             .order_by(audit_log.c.seq)
             .limit(1)
         ).first()
-        ts = _parse(bytes(row.record), int(row.seq)).get("ts") if row is not None else None
+        ts = _parse(as_bytes(row.record), int(row.seq)).get("ts") if row is not None else None
         if row is None or (isinstance(ts, int | float) and ts >= since):
             hi = mid
         else:

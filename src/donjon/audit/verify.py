@@ -20,7 +20,6 @@ What it finds, and what it names:
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from donjon import boundedjson
 from donjon.audit.checkpoint import SigningKey, VerifierKey
 from donjon.audit.frontier import Frontier
 from donjon.audit.merkle import MerkleError
@@ -461,8 +461,8 @@ def _named_seq(record: bytes) -> int | None:
 
 def _why(seq: int, record: bytes) -> str:
     try:
-        body: Any = json.loads(record)
-    except ValueError:
+        body: Any = boundedjson.loads(record)
+    except (ValueError, boundedjson.JSONTooDeep):
         return f"record {seq} is not valid JSON: it was edited"
     if isinstance(body, dict) and body.get("seq") != seq:
         return f"record {seq} holds the record of seq {body.get('seq')}: the log was reordered"

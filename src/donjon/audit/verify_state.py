@@ -2,7 +2,8 @@
 
 `DATA_DIR/audit-verified.json` (0600) holds its size and Frontier, the verifier key it
 was checked under and the root; `donjon audit verify --incremental` starts from it
-(audit/verify.py). Written whole or not at all (a temporary file, fsynced, renamed).
+(audit/verify.py). Written whole or not at all (a temporary file, fsynced, renamed), and
+never through a link: the verifier may run as another user than the node's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+from donjon import boundedjson
 from donjon.audit.checkpoint import VerifierKey
 from donjon.audit.errors import AuditError
 from donjon.audit.frontier import Frontier
@@ -25,10 +27,10 @@ _STATE_FORMAT = "donjon-audit-verified/1"
 def load_state(path: Path, key: VerifierKey) -> Frontier:
     hint = "run `donjon audit verify` without --incremental once"
     try:
-        data = json.loads(path.read_text())
+        data = boundedjson.loads(path.read_bytes())
     except FileNotFoundError:
         return Frontier()
-    except ValueError:
+    except (ValueError, boundedjson.JSONTooDeep):
         raise AuditError(f"{path} is not JSON", hint=hint) from None
     if not isinstance(data, dict) or data.get("format") != _STATE_FORMAT:
         raise AuditError(f"{path} is not a verify state file", hint=hint)
@@ -49,7 +51,10 @@ def save_state(path: Path, key: VerifierKey, frontier: Frontier) -> None:
         **frontier.to_json(),
     }
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Whoever writes the data dir (the node's user) may have left a link of that name to a
+    # file of the one who verifies: it is removed, and the new file made, never followed.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(state, f)

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from donjon import boundedjson
 from donjon.cli.client import ApiClient
 from donjon.cli.output import OutputFormat, echo_json, echo_text, emit, output_option, when
 from donjon.config import load_settings
@@ -236,15 +237,15 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
     try:
         first = handle.readline()
         try:
-            head = json.loads(first) if first.strip() else None
-        except ValueError:
+            head = boundedjson.loads(first) if first.strip() else None
+        except (ValueError, boundedjson.JSONTooDeep):
             head = None
         if first.startswith("<") or (isinstance(head, dict) and head.get("type") == "header"):
             checked = check_export(_lines(handle, first), verifier)
         else:
             try:
-                doc = json.loads(first + handle.read())
-            except ValueError as e:
+                doc = boundedjson.loads(first + handle.read())
+            except (ValueError, boundedjson.JSONTooDeep) as e:
                 raise ProofInvalid(
                     "the file is neither a proof (JSON) nor an export (JSON lines)",
                     hint="check the file `donjon audit prove`, `consistency` or `export` wrote",

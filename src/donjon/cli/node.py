@@ -227,9 +227,10 @@ def _bootstrap_key(settings: Settings) -> tuple[str, str]:
     from donjon.identity import Role, hash_key, new_api_key, new_secret
     from donjon.store import KeyStore, connect, create_schema
     from donjon.store.audit_outbox import OFFLINE, PENDING, Pending
-    from donjon.vault import KEY_HASH_PURPOSE, MasterKey
+    from donjon.vault import AUDIT_OUTBOX_PURPOSE, KEY_HASH_PURPOSE, MasterKey
 
     master = MasterKey.load(settings.master_key_path)
+    outbox_key = master.derive(AUDIT_OUTBOX_PURPOSE)  # the row's MAC (store/audit_outbox.py)
     engine = connect(settings.database_url)
     try:
         create_schema(engine)  # a data dir from an older version gains its new columns
@@ -250,7 +251,8 @@ def _bootstrap_key(settings: Settings) -> tuple[str, str]:
             "outcome": "ok",
             "detail": {"name": "donjon-up", "role": Role.DEVELOPER, "via": "up"},
         }
-        token = PENDING.set(Pending(secrets.token_hex(16), event, owner=OFFLINE))
+        pending = Pending(secrets.token_hex(16), event, owner=OFFLINE, mac_key=outbox_key)
+        token = PENDING.set(pending)
         try:
             if key is None:
                 secret = new_secret(key_id)
@@ -410,6 +412,7 @@ def _revoke_quietly(settings: Settings, key_id: str) -> None:
     through the audit outbox, as it was made (`_bootstrap_key`)."""
     from donjon.store import KeyStore, connect
     from donjon.store.audit_outbox import OFFLINE, PENDING, Pending
+    from donjon.vault import AUDIT_OUTBOX_PURPOSE, MasterKey
 
     event = {
         "actor": "system",
@@ -418,8 +421,9 @@ def _revoke_quietly(settings: Settings, key_id: str) -> None:
         "outcome": "ok",
         "detail": {"name": "donjon-up", "via": "up"},
     }
+    outbox_key = MasterKey.load(settings.master_key_path).derive(AUDIT_OUTBOX_PURPOSE)
     engine = connect(settings.database_url)
-    token = PENDING.set(Pending(secrets.token_hex(16), event, owner=OFFLINE))
+    token = PENDING.set(Pending(secrets.token_hex(16), event, owner=OFFLINE, mac_key=outbox_key))
     try:
         KeyStore(engine).revoke(key_id)
     finally:

@@ -53,7 +53,7 @@ from donjon.store import (
 from donjon.store.audit_outbox import AuditOutbox
 from donjon.store.supply import SupplyStore
 from donjon.supply import SupplyChain
-from donjon.vault import KEY_HASH_PURPOSE, MasterKey, VaultError
+from donjon.vault import AUDIT_OUTBOX_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.logseal import LogSealer
 
@@ -78,6 +78,7 @@ def open_node(settings: Settings) -> Node:
     # node with the role's name and the problem, never with a bare traceback.
     policy = Policy(parse_role(json.loads(document)) for _, document, _ in roles.all())
     scan_policy = ScanPolicy.from_strings(settings.scan_fail_on, settings.scan_min_confidence)
+    outbox_key = master.derive(AUDIT_OUTBOX_PURPOSE)  # its rows' MACs (store/audit_outbox.py)
     keyring = Keyring(master, settings.vault_key_path, settings.kms_command, settings.kms_timeout_s)
     vault = open_vault(SecretStore(engine), keyring)
     issuers = IssuerStore(engine)
@@ -93,7 +94,7 @@ def open_node(settings: Settings) -> Node:
         advisories=settings.advisories_path,
     )
 
-    refreshes = AuditedChanges(audit, AuditOutbox(engine))
+    refreshes = AuditedChanges(audit, AuditOutbox(engine, outbox_key))
 
     async def persist(issuer: Issuer) -> None:  # a refresh's keys, audited when new
         await record_refresh(issuers, refreshes, issuer)
@@ -126,7 +127,7 @@ def open_node(settings: Settings) -> Node:
             egress_networks=settings.egress.allow_networks,
             max_body_bytes=settings.requests.max_body_bytes,
             supply=supply,
-            changes=AuditedChanges(audit, AuditOutbox(engine)),
+            changes=AuditedChanges(audit, AuditOutbox(engine, outbox_key)),
         ),
         resources=detect_resource_control(),
         scan_policy=scan_policy,
@@ -138,7 +139,9 @@ def open_node(settings: Settings) -> Node:
         roles=roles,
         policy=policy,
         quarantines=Quarantines(
-            QuarantineStore(engine), audit, changes=AuditedChanges(audit, AuditOutbox(engine))
+            QuarantineStore(engine),
+            audit,
+            changes=AuditedChanges(audit, AuditOutbox(engine, outbox_key)),
         ),
         throttles=Throttles(limits.limiter),
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.

@@ -68,7 +68,7 @@ from donjon.store import (
 from donjon.store.audit_outbox import AuditOutbox
 from donjon.triggers.envelope import Submit, SubmitAll
 from donjon.triggers.queue import AsyncInvocations
-from donjon.vault import MasterKey
+from donjon.vault import AUDIT_OUTBOX_PURPOSE, MasterKey
 from donjon.vault.keyring import Keyring
 from donjon.vault.service import Vault
 
@@ -168,7 +168,9 @@ class Node:
 
     def __post_init__(self) -> None:
         self.changes = AuditedChanges(
-            self.audit, AuditOutbox(self.engine), lease_s=self.settings.audit.outbox_lease_s
+            self.audit,
+            AuditOutbox(self.engine, self.master.derive(AUDIT_OUTBOX_PURPOSE)),
+            lease_s=self.settings.audit.outbox_lease_s,
         )
         # Read at scrape time; each commit of the audit writer is reported on the loop.
         self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))

@@ -17,6 +17,8 @@ rowcount 0. Which rows a drain may take, and when, is audit/changes.py's to say.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from contextvars import ContextVar
@@ -25,10 +27,21 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
+from donjon import boundedjson
+from donjon.secret import Secret
 from donjon.store.database import Engine
 from donjon.store.tables import audit_outbox
 
-__all__ = ["OFFLINE", "PENDING", "AuditOutbox", "OutboxRow", "Pending", "enlist", "note"]
+__all__ = [
+    "OFFLINE",
+    "PENDING",
+    "AuditOutbox",
+    "OutboxRow",
+    "Pending",
+    "enlist",
+    "note",
+    "row_mac",
+]
 
 
 @dataclass
@@ -45,6 +58,8 @@ class Pending:
     stored: bool = True
     #: The node process running the change (store/outbox_owner.py), written in the row.
     owner: str | None = None
+    #: The key of the row's MAC (a subkey of the master key); None: no MAC (tests alone).
+    mac_key: Secret[bytes] | None = None
 
     def as_event(self) -> dict[str, Any]:
         return {**self.event, "detail": {**self.event.get("detail", {}), **self.facts}}
@@ -65,12 +80,15 @@ def enlist(conn: Connection, **facts: Any) -> None:
         return
     pending.facts.update(facts)
     if pending.stored:
+        text = json.dumps(pending.as_event())
+        key = pending.mac_key
         conn.execute(
             insert(audit_outbox).values(
                 id=pending.id,
-                event=json.dumps(pending.as_event()),
+                event=text,
                 created_at=time.time(),
                 owner=pending.owner,
+                mac=None if key is None else row_mac(key, pending.id, pending.owner, text),
             )
         )
     pending.enlisted = True
@@ -88,32 +106,51 @@ class OutboxRow:
     """A record whose change committed and whose append was not seen."""
 
     id: str
-    event: dict[str, Any]
+    #: None: the row holds no record (edited, or torn by a disk): `_event_of`.
+    event: dict[str, Any] | None
     created_at: float
     owner: str | None
     claimed_by: str | None
     claimed_at: float | None
+    #: False: the row's MAC is not its writer's (slid in through the database, or written
+    #: by a version before MACs): not appended as a change's record (audit/changes.py).
+    authentic: bool = True
 
 
 class AuditOutbox:
-    """Queries over `audit_outbox`."""
+    """Queries over `audit_outbox`; with `mac_key`, rows are read with their MAC checked."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, mac_key: Secret[bytes] | None = None) -> None:
         self._engine = engine
+        self.mac_key = mac_key
 
     def waiting(self) -> list[OutboxRow]:
         """Every row, oldest first."""
         t = audit_outbox.c
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(t.id, t.event, t.created_at, t.owner, t.claimed_by, t.claimed_at).order_by(
-                    t.created_at
-                )
+                select(
+                    t.id, t.event, t.created_at, t.owner, t.claimed_by, t.claimed_at, t.mac
+                ).order_by(t.created_at)
             ).all()
         return [
-            OutboxRow(r.id, json.loads(r.event), r.created_at, r.owner, r.claimed_by, r.claimed_at)
+            OutboxRow(
+                r.id,
+                _event_of(r.event),
+                _time(r.created_at),
+                r.owner,
+                r.claimed_by,
+                r.claimed_at,
+                self._authentic(r.id, r.owner, r.event, r.mac),
+            )
             for r in rows
         ]
+
+    def _authentic(self, row_id: object, owner: object, event: object, mac: object) -> bool:
+        if self.mac_key is None:
+            return True
+        expected = row_mac(self.mac_key, str(row_id), None if owner is None else str(owner), event)
+        return isinstance(mac, str) and hmac.compare_digest(mac, expected)
 
     def claim(self, row: OutboxRow, claimer: str, now: float) -> bool:
         """Claim `row` for `claimer` if its claim is still the one read in `row`; whether
@@ -145,3 +182,30 @@ class AuditOutbox:
     def remove(self, entry_id: str) -> None:
         with self._engine.begin() as conn:
             conn.execute(delete(audit_outbox).where(audit_outbox.c.id == entry_id))
+
+
+def _event_of(text: object) -> dict[str, Any] | None:
+    """A row's record, or None when it holds none: one damaged row must not stop the drain
+    (and the node's start) that appends every other (audit/changes.py records it)."""
+    try:
+        event = boundedjson.loads(str(text))
+    except (ValueError, boundedjson.JSONTooDeep):
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("detail", {}), dict):
+        return None
+    if not all(isinstance(event.get(k), str) for k in ("actor", "action", "target", "outcome")):
+        return None
+    return event
+
+
+def _time(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0  # a time edited into none: the row is as old as can be
+
+
+def row_mac(key: Secret[bytes], row_id: str, owner: str | None, event: object) -> str:
+    """The row's MAC: its id, writer and event, so none can be swapped for another's."""
+    body = f"{row_id}\0{owner or ''}\0{event}".encode("utf-8", "surrogatepass")
+    return hmac.new(key.reveal(), body, hashlib.sha256).hexdigest()

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Engine, and_, delete, desc, false, or_, se
 
 from donjon.store.functions import VersionRuns
 from donjon.store.tables import invocation_logs
+from donjon.vault.errors import VaultError
 from donjon.vault.logseal import LogSealer, SealedLog
 
 __all__ = ["InvocationLogStore"]
@@ -65,15 +66,24 @@ class InvocationLogStore:
             r["cursor"] = r.pop("id", None)
             sealed, wrapped, kek_id = (r.pop(col, None) for col in _SEALED_COLUMNS)
             if sealed is not None:
-                if self._sealer is None:
-                    r["output"] = "(sealed)"
-                else:
-                    r["output"] = self._sealer.open(
-                        r["function"],
-                        r["request_id"],
-                        SealedLog(bytes(sealed), bytes(wrapped), str(kek_id)),
-                    )
+                r["output"] = self._open(r, sealed, wrapped, kek_id)
         return rows
+
+    def _open(self, r: dict[str, Any], sealed: Any, wrapped: Any, kek_id: Any) -> str:
+        """One row's output. A row that does not open (edited, moved from another row, or
+        sealed under another master key) says so in its own entry: it must not take
+        every other call's log with it."""
+        if self._sealer is None:
+            return "(sealed)"
+        try:
+            return self._sealer.open(
+                r["function"],
+                r["request_id"],
+                SealedLog(bytes(sealed), bytes(wrapped or b""), str(kek_id)),
+            )
+        except (VaultError, TypeError, UnicodeDecodeError) as e:
+            reason = e.message if isinstance(e, VaultError) else "its columns were altered"
+            return f"[donjon] this call's log does not open: {reason}\n"
 
     def purge(self, before: float, batch: int = 1000) -> int:
         """Delete up to `batch` entries older than `before` (epoch seconds); the count deleted.

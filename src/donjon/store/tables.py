@@ -150,6 +150,9 @@ audit_outbox = Table(
     #: drain): a claim stops a second node from appending it too.
     Column("claimed_by", String(128)),
     Column("claimed_at", Float),
+    #: HMAC-SHA256 (hex) of the row's id, owner and event under a subkey of the master key:
+    #: a row whoever writes the database slid in is not appended as a change's record.
+    Column("mac", String(64)),
 )
 
 #: An index of the audit log (audit/usage.py): the newest record that shows a

@@ -9,6 +9,7 @@ from __future__ import annotations
 from donjon.vault.errors import SecretNotFound, VaultError
 from donjon.vault.master import (
     AUDIT_MAC_PURPOSE,
+    AUDIT_OUTBOX_PURPOSE,
     KEY_HASH_PURPOSE,
     SIGV4_SECRET_PURPOSE,
     VAULT_KEK_PURPOSE,
@@ -17,6 +18,7 @@ from donjon.vault.master import (
 
 __all__ = [
     "AUDIT_MAC_PURPOSE",
+    "AUDIT_OUTBOX_PURPOSE",
     "KEY_HASH_PURPOSE",
     "SIGV4_SECRET_PURPOSE",
     "VAULT_KEK_PURPOSE",

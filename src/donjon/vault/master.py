@@ -19,6 +19,7 @@ from donjon.vault.errors import VaultError
 
 __all__ = [
     "AUDIT_MAC_PURPOSE",
+    "AUDIT_OUTBOX_PURPOSE",
     "KEY_HASH_PURPOSE",
     "SIGV4_SECRET_PURPOSE",
     "VAULT_KEK_PURPOSE",
@@ -32,6 +33,9 @@ KEY_BYTES = _KEY_BYTES
 #: HKDF labels of the subkeys derived from the master key.
 KEY_HASH_PURPOSE = "donjon/api-key-hash/v1"
 AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
+#: The MAC of each audit outbox row (store/audit_outbox.py): a row its node did not write
+#: is not appended as a change's record.
+AUDIT_OUTBOX_PURPOSE = "donjon/audit-outbox-mac/v1"
 #: Keys' SigV4 secrets (identity/sigv4.py), each an HMAC of a key's stored hash.
 SIGV4_SECRET_PURPOSE = "donjon/sigv4-secret/v1"  # noqa: S105  # nosec B105 - an HKDF label
 #: The vault's key-encryption key (vault/local.py), wrapping each secret's data key.

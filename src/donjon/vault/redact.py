@@ -3,23 +3,36 @@
 Applied in the node to the captured stdout/stderr, the error line and the
 trace of every call before any of it is stored or answered (gateway/invoke.py).
 Each value is replaced by `[secret:NAME]` as it appears verbatim and in the
-escaped forms a print of a `repr` or of JSON gives it. What it cannot catch:
-a value the function transforms (encodes, reverses, splits) before printing,
-and the part of a value cut at the start of the kept 64 KiB output tail.
+escaped forms a print of a `repr` or of JSON gives it. The texts reach the node
+already cut (the runtime keeps the error line's first 2,000 characters, the
+trace's last 8,000 and the output's last 64 KiB), and a cut may fall inside a
+value: the error line then ends with its first part and the trace begins with
+the rest, neither of them the whole value. So a piece of a value at an edge of
+the text (or just after a leading "[N earlier ... dropped]" note) is replaced
+too, from `PIECE` characters on (half the value, if that is fewer, and at least
+3). What it cannot catch: a value the function transforms (encodes, reverses,
+splits) before printing, and the fewer than `PIECE` characters of a value a cut
+leaves at an edge.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
-__all__ = ["Redactor"]
+__all__ = ["PIECE", "Redactor"]
+
+#: The shortest piece of a value taken out where a cut left it at an edge of a text.
+PIECE = 6
+#: The note a cap puts before what it kept (sandbox/runtime/call.py, gateway/calllog.py).
+_DROPPED = re.compile(r"\[[0-9]+ earlier [a-z]+ dropped[^\]\n]*\]\n")
 
 
 class Redactor:
     """Replaces each of `values` (name -> value), longest first, in any text it is given."""
 
-    __slots__ = ("_pairs",)
+    __slots__ = ("_edges", "_pairs")
 
     def __init__(self, values: Mapping[str, str]) -> None:
         pairs: dict[str, str] = {}
@@ -28,6 +41,12 @@ class Redactor:
                 if form:
                     pairs.setdefault(form, f"[secret:{name}]")
         self._pairs = sorted(pairs.items(), key=lambda p: -len(p[0]))
+        #: (form, mark, its first and last pieces of the shortest length taken out at an edge)
+        self._edges: list[tuple[str, str, str, str]] = []
+        for form, mark in self._pairs:
+            if len(form) > 3:
+                least = max(3, min(PIECE, len(form) // 2))
+                self._edges.append((form, mark, form[:least], form[-least:]))
 
     def __bool__(self) -> bool:
         return bool(self._pairs)
@@ -36,7 +55,40 @@ class Redactor:
         for form, mark in self._pairs:
             if form in text:
                 text = text.replace(form, mark)
+        if not text:
+            return text
+        note = _DROPPED.match(text) if text[0] == "[" else None
+        at = note.end() if note else 0
+        for form, mark, head, tail in self._edges:
+            if head in text[1 - len(form) :] and (end := _piece_at_end(text, form, head)):
+                text = text[:-end] + mark
+            if tail in text[at : at + len(form) - 1] and (
+                start := _piece_at_start(text[at : at + len(form) - 1], form, tail)
+            ):
+                text = text[:at] + mark + text[at + start :]
         return text
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._pairs)} forms)"
+
+
+def _piece_at_end(text: str, form: str, head: str) -> int:
+    """The length of the longest `form[:k]` (len(head) <= k < len(form)) that ends `text`."""
+    at = text.find(head, max(0, len(text) - len(form) + 1))
+    while at >= 0:
+        if form.startswith(text[at:]):
+            return len(text) - at
+        at = text.find(head, at + 1)
+    return 0
+
+
+def _piece_at_start(text: str, form: str, tail: str) -> int:
+    """The length of the longest `form[-k:]` (len(tail) <= k < len(form)) that begins `text`
+    (`text` is at most len(form) - 1 long)."""
+    at = text.rfind(tail)
+    while at >= 0:
+        piece = at + len(tail)
+        if form.endswith(text[:piece]):
+            return piece
+        at = text.rfind(tail, 0, piece - 1)
+    return 0

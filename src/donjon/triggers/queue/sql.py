@@ -63,6 +63,8 @@ __all__ = ["SqlInvocationQueue"]
 
 #: Bounds of what a row keeps of an error message.
 MAX_ERROR_CHARS = 2000
+#: The error type of an invocation whose sealed event or result does not open.
+UNREADABLE = "Unreadable"
 
 
 class SqlInvocationQueue(InvocationQueue):
@@ -109,7 +111,15 @@ class SqlInvocationQueue(InvocationQueue):
             raise QueueError(f"invocation {r.id} is sealed and this queue has no key")
         return self._sealer.open(r.id, part, Sealed(bytes(raw), bytes(key), r.kek_id))
 
-    def _row(self, r: Any) -> QueuedInvocation:
+    def _row(self, r: Any, *, shown: bool = False) -> QueuedInvocation:
+        """`r` as an invocation. `shown`: a row whose event or result does not open (edited,
+        moved) is returned with neither, its error saying why; else that raises."""
+        try:
+            event, result, error = self._opened(r, "event"), self._opened(r, "result"), None
+        except Error as e:
+            if not shown:
+                raise
+            event, result, error = None, None, f"its sealed data does not open: {e.message}"
         return QueuedInvocation(
             id=r.id,
             function=r.function,
@@ -119,7 +129,7 @@ class SqlInvocationQueue(InvocationQueue):
             principal=r.principal,
             delivery_id=r.delivery_id,
             subject=r.subject,
-            event=self._opened(r, "event") or b"",
+            event=event or b"",
             status=Status(r.status),
             attempts=int(r.attempts),
             retry=RetryPolicy(int(r.max_attempts), float(r.backoff_s), int(r.max_age_s)),
@@ -127,10 +137,10 @@ class SqlInvocationQueue(InvocationQueue):
             next_at=float(r.next_at),
             updated_at=float(r.updated_at),
             request_id=r.request_id,
-            result=self._opened(r, "result"),
+            result=result,
             version=None if r.version is None else int(r.version),
-            error_type=r.error_type,
-            error=r.error,
+            error_type=r.error_type if error is None else UNREADABLE,
+            error=r.error if error is None else error[:MAX_ERROR_CHARS],
             admitted=bool(r.admitted),
         )
 
@@ -242,7 +252,21 @@ class SqlInvocationQueue(InvocationQueue):
                     return [], token, expires
             with self._engine.begin() as conn:
                 rows = conn.execute(claim_statement(now, limit, token, expires)).all()
-            return [self._row(r) for r in rows], token, expires
+            claimed, unreadable = [], []
+            for r in rows:
+                try:
+                    claimed.append(self._row(r))
+                except Error:  # dead-lettered, not the end of the claim and all it took
+                    unreadable.append(self._row(r, shown=True))
+            for dead in unreadable:  # no attempt can run what does not open
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        update(inv)
+                        .where(inv.c.id == dead.id, inv.c.lease_token == token)
+                        .values(status=Status.DEAD.value, error_type=UNREADABLE)
+                        .values(error=dead.error, lease_token=None, lease_expires=None)
+                    )
+            return claimed, token, expires
 
         claimed, token, expires = await self._run(write)
         return [Lease(c, token, expires) for c in claimed]
@@ -424,7 +448,7 @@ class SqlInvocationQueue(InvocationQueue):
         def read() -> QueuedInvocation | None:
             with self._engine.connect() as conn:
                 r = conn.execute(select(inv).where(inv.c.id == invocation_id)).first()
-            return None if r is None else self._row(r)
+            return None if r is None else self._row(r, shown=True)
 
         found: QueuedInvocation | None = await self._run(read)
         return found
@@ -436,7 +460,7 @@ class SqlInvocationQueue(InvocationQueue):
                 statement = statement.where(inv.c.function == function)
             statement = statement.order_by(inv.c.updated_at, inv.c.id).limit(limit)
             with self._engine.connect() as conn:
-                return [self._row(r) for r in conn.execute(statement).all()]
+                return [self._row(r, shown=True) for r in conn.execute(statement).all()]
 
         rows: list[QueuedInvocation] = await self._run(read)
         return rows
