@@ -108,6 +108,12 @@ def test_only_an_admin_releases_and_a_bad_release_changes_nothing(own: LiveNode)
             put = c.put(f"/v1/throttles/{subject}", json={"reason": "x"})
             assert put.status_code == 400, subject
         assert c.put("/v1/throttles/function:web", json={"reason": " "}).status_code == 400
+        for reason in (b'"\\ud800"', b'"a\\u0000b"', b'"a\\u001bb"'):  # not printable text
+            body = b'{"reason": ' + reason + b"}"
+            assert c.put("/v1/throttles/function:web", content=body).status_code == 400, body
+            quarantine = c.post("/v1/functions/web/quarantine", content=body)
+            assert quarantine.status_code == 400, (body, quarantine.text)
+        assert c.get("/v1/responses").json() == {"throttles": [], "quarantined": []}
     assert _cli(own, "throttle", "ls", "--json") == []
     assert _public(own) == 200
 
@@ -306,5 +312,42 @@ def test_an_automatic_quarantine_shows_other_callers_the_findings_kind_only(
         assert refused.json()["alert_seq"] == alert["seq"]
         [listed] = _cli(node, "function", "quarantined", "--json")
         assert marker in listed["reason"]  # for the admin who investigates
+    finally:
+        node.stop()
+
+
+def test_a_caller_cannot_blind_the_alerts_or_dodge_the_quarantine_with_a_lone_surrogate(
+    tmp_path: Path,
+) -> None:
+    """A caller whose event names a /tmp file `x\\udcff` (a lone surrogate: the file name's
+    undecodable byte) gets the same alert and quarantine as any other: the quarantine is
+    made, and the alerts and the audit log still list (before, both answered 500 for
+    everyone and the quarantine failed, so the function kept serving)."""
+    node = start_node(
+        tmp_path / "node",
+        {"DONJON_MONITOR_MODES": "sandbox_violation=block", "DONJON_MONITOR_TICK_S": "0.2"},
+    )
+    try:
+        fn = tmp_path / "leaky"
+        fn.mkdir()
+        (fn / "main.py").write_text(LEAKY)
+        (fn / "donjon.yaml").write_text(
+            "name: leaky\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+            "policies: {tmp_write: alert}\n"
+        )
+        node.deploy(fn)
+        with node.client() as c:
+            r = c.post("/v1/functions/leaky/invoke", content=b'{"name": "x\\udcff"}')
+        assert r.status_code == 200, r.text
+        quarantine = _wait_for(node, "response.quarantine", "function:leaky")
+        assert quarantine["outcome"] == "ok", quarantine
+        assert node.invoke("leaky", {"name": "y"}).status_code == 503
+        with node.client() as c:
+            alerts = c.get("/v1/alerts", params={"kind": "sandbox.violation"})
+            responses = c.get("/v1/responses")
+        assert alerts.status_code == 200, alerts.text
+        assert [a["subject"] for a in alerts.json()] == ["function:leaky"]
+        assert responses.status_code == 200, responses.text
+        assert "\\udcff" in responses.json()["quarantined"][0]["reason"]
     finally:
         node.stop()

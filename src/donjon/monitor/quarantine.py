@@ -109,9 +109,10 @@ class Quarantines:
         kind: str | None = None,
     ) -> bool:
         """Stop serving `name`; audited (`response.quarantine`). False if it already was."""
-        record = QuarantineRecord(
-            name, " ".join(reason.split())[:MAX_REASON], alert_seq, self._clock(), by
-        )
+        # As text any store takes: a finding's summary holds what a call did (a lone
+        # surrogate must not make the quarantine fail).
+        text = " ".join(reason.split())[:MAX_REASON].encode("utf-8", "backslashreplace")
+        record = QuarantineRecord(name, text.decode("utf-8"), alert_seq, self._clock(), by)
         detail: dict[str, object] = {"reason": record.reason, "alert_seq": alert_seq}
         if request_id is not None:
             detail["request_id"] = request_id

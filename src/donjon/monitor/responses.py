@@ -259,7 +259,7 @@ class Responder:
             p.throttle_period_s,
             now,
             now + p.throttle_s,
-            finding.summary[:500],
+            finding.summary[:500].encode("utf-8", "backslashreplace").decode("utf-8"),
             alert_seq,
         )
         replaced = self._throttles.add(throttle)
