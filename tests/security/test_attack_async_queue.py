@@ -198,3 +198,34 @@ def test_queued_events_of_a_removed_issuers_token_do_not_run(
     assert dead["status"] == "dead", dead
     assert dead["error"]["type"] == "Unauthorized"
     assert dead["result"] is None
+
+
+def test_a_lone_surrogate_in_an_event_does_not_hide_it_from_its_caller_or_the_admin(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """An event holding a lone surrogate (the JSON escape `\\ud800`, which a sync call
+    echoes back as written) stays readable: its caller reads the result, an admin the
+    dead event, and its error is the function's (before, both answered 500, and an
+    error message holding one failed the call as the node's own UnicodeEncodeError)."""
+    code = (
+        "def handler(event, context):\n"
+        "    if event['fail']:\n"
+        "        raise RuntimeError('refused \\udcff')\n"
+        "    return dict(event, **{'\\udcff': 1})\n"  # a key of its own: not text either
+    )
+    node.deploy(bundle(tmp_path, "atk-surrogate", code, "retry: {attempts: 1}\n"))
+    caller = node.create_key("atk-surrogate-caller", "invoker")["key"]
+    ids = {}
+    for fail in (False, True):
+        r = invoke_async(node, "atk-surrogate", {"fail": fail, "s": "\ud800"}, key=caller)
+        assert r.status_code == 202, r.text
+        ids[fail] = r.json()["invocation_id"]
+    done = wait_for(node, ids[False], key=caller)
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"fail": False, "s": "\ud800", "\udcff": 1}
+    dead = wait_for(node, ids[True], key=caller)
+    assert dead["status"] == "dead" and dead["error"]["type"] == "RuntimeError", dead
+    with node.client() as c:
+        shown = c.get(f"/v1/dlq/{ids[True]}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["event"] == {"fail": True, "s": "\ud800"}
