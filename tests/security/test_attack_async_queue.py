@@ -229,3 +229,31 @@ def test_a_lone_surrogate_in_an_event_does_not_hide_it_from_its_caller_or_the_ad
         shown = c.get(f"/v1/dlq/{ids[True]}")
     assert shown.status_code == 200, shown.text
     assert shown.json()["event"] == {"fail": True, "s": "\ud800"}
+
+
+def test_a_quarantined_functions_backlog_does_not_spin_the_workers(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Events queued before a quarantine wait a minute between refused attempts, not a
+    second or two: a backlog of limits.queued (10,000) would otherwise keep the node's
+    workers busy and write an invocation.attempt record per event every second or two
+    until max_age_s (an hour), ~100 records a second; released, they run."""
+    slow = "import time\ndef handler(event, context):\n    time.sleep(2)\n    return event\n"
+    node.deploy(bundle(tmp_path, "atk-quarantined", slow, "timeout_s: 10\n"))
+    ids = [
+        invoke_async(node, "atk-quarantined", {"n": n}).json()["invocation_id"] for n in range(8)
+    ]
+    with node.client() as c:
+        r = c.post("/v1/functions/atk-quarantined/quarantine", json={"reason": "looking"})
+    assert r.status_code == 201, r.text
+    try:
+        refused = [wait_for(node, i, ("failed", "succeeded")) for i in ids]
+        waiting = [i for i in refused if i["status"] == "failed"]
+        assert waiting, "every event ran before the quarantine: no refused attempt to check"
+        for invocation in waiting:
+            assert invocation["error"]["type"] == "FunctionQuarantined", invocation
+            assert invocation["attempts"] == 0  # a refusal gives its attempt back
+            assert invocation["next_attempt_at"] - invocation["updated_at"] >= 30, invocation
+    finally:
+        with node.client() as c:
+            assert c.post("/v1/functions/atk-quarantined/release").status_code == 200

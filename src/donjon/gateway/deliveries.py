@@ -36,6 +36,7 @@ from donjon.gateway.problems import retry_after_of, status_for
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
+from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.sandbox import SandboxUnavailable
 from donjon.triggers.envelope import Envelope, Submit, SubmitAll
 from donjon.triggers.queue import (
@@ -53,6 +54,11 @@ from donjon.vault.queueseal import QueueSealer
 __all__ = ["cloudevent", "deliver", "open_invocations"]
 
 log = logging.getLogger("donjon.queue")
+
+#: The wait after an attempt its function's quarantine refused: a quarantine lasts until
+#: a person releases it, so its backlog (up to limits.queued) must not be tried, and
+#: audited, every second or two until max_age_s; once released, it runs within this.
+QUARANTINED_RETRY_S = 60.0
 
 
 def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
@@ -149,8 +155,10 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
         # Every refusal's own Retry-After, as a sync caller is told it (problems.py): a
         # rate limit's or quota's, a full queue's, the audit writer's (30 s once its
         # restarts were given up, where the retry policy's backoff would try again every
-        # second or so until the event's max_age_s).
-        retry_after_s=retry_after_of(error),
+        # second or so until the event's max_age_s), and a quarantine's.
+        retry_after_s=(
+            QUARANTINED_RETRY_S if isinstance(error, FunctionQuarantined) else retry_after_of(error)
+        ),
     )
 
 
