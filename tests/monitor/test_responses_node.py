@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from async_support import bundle, invoke_async, wait_for
 from harness import FUNCTIONS, LiveNode, fresh_source, run_cli, start_node
 
 pytestmark = pytest.mark.slow
@@ -265,6 +266,30 @@ def test_deploy_without_the_scan_is_quarantined_automatically(blocking: LiveNode
     assert refused.json()["reason"].startswith("deploy.scan_skipped")
     _cli(blocking, "function", "release", "probe")
     assert blocking.invoke("probe", {}).status_code != 503
+
+
+def test_a_throttled_keys_queued_events_are_throttled_too(
+    blocking: LiveNode, tmp_path: Path
+) -> None:
+    """A principal throttled (here by hand, as the monitor does on a first_seen or cost
+    finding) has its queued async events held to the throttle at their delivery, as its
+    requests are: its two enqueues spent the bucket (2/hour), so both wait, refused
+    `Throttled` with their attempt given back (before, every queued event ran at once)."""
+    blocking.deploy(bundle(tmp_path, "queued-echo", "def handler(event, context):\n    return 1\n"))
+    suspect = blocking.create_key("queued-suspect", "invoker")
+    _cli(blocking, "throttle", "add", suspect["id"], "--reason", "a stolen key?", "--for", "1h")
+    try:
+        ids = []
+        for n in range(2):
+            r = invoke_async(blocking, "queued-echo", {"n": n}, key=suspect["key"])
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["invocation_id"])
+        for invocation_id in ids:
+            held = wait_for(blocking, invocation_id, ("failed", "succeeded"))
+            assert held["status"] == "failed", held
+            assert held["error"]["type"] == "Throttled" and held["attempts"] == 0, held
+    finally:
+        _cli(blocking, "throttle", "rm", suspect["id"])
 
 
 LEAKY = """\

@@ -37,6 +37,7 @@ from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.monitor.quarantine import FunctionQuarantined
+from donjon.monitor.throttles import Throttled
 from donjon.sandbox import SandboxUnavailable
 from donjon.triggers.envelope import Envelope, Submit, SubmitAll
 from donjon.triggers.queue import (
@@ -135,6 +136,30 @@ async def _check_allowed(
     raise Forbidden("the caller that queued this invocation may no longer invoke the function")
 
 
+async def _check_throttle(
+    node: Node, deployed: Deployed, principal: Principal, request_id: str, trigger: str
+) -> None:
+    """The monitor's throttle of the caller that queued the event (monitor/throttles.py),
+    at every attempt, as on its requests: a key throttled since its events were queued
+    (a first_seen or cost finding) does not have its backlog run at full speed. Refused,
+    `Throttled` (429: the attempt is given back, retried after its Retry-After), audited
+    `throttle.denied` like a request's."""
+    try:
+        await node.throttles.check("principal", principal.label)
+    except Throttled as e:
+        await node.denials.deny(
+            AuditEvent(
+                principal.label,
+                "throttle.denied",
+                deployed.name,
+                "denied",
+                {"request_id": request_id, "reason": e.message, "trigger": trigger},
+            ),
+            principal.label,
+        )
+        raise
+
+
 def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
     if isinstance(error, FUNCTION_FAILURES):
         fields = error_fields(error)
@@ -182,6 +207,8 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         # before its event is read.
         principal = _principal(node, invocation.principal)
         await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
+        if principal is not None and node.throttles:
+            await _check_throttle(node, deployed, principal, request_id, invocation.trigger)
         # Checked against the schema of the version that runs it (a deploy since its
         # enqueue, or before its redrive, may have added or tightened it): refused, it is
         # dead-lettered at once (422), before any limit is spent. Not its size: the event a
