@@ -135,3 +135,29 @@ def test_rare_schedules_fire(expr: str, after: dt.datetime, first: dt.datetime) 
     cron = CronExpression.parse(expr)
     cron.check_fires()
     assert cron.next_after(after) == first.replace(tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("expr", "fires_at_t", "only"),
+    [
+        # T is 08:15 on a Sunday, the 22nd of November.
+        ("5-5 * * * *", False, "5 * * * *"),
+        ("15-15 * * * *", True, "15 * * * *"),
+        ("15 9-9 * * *", False, "15 9 * * *"),
+        ("15 8 * * 3-3", False, "15 8 * * 3"),
+        ("15 8 * * wed-wed", False, "15 8 * * 3"),
+        ("15 8 21-21 * *", False, "15 8 21 * *"),
+        ("15 8 * dec-dec *", False, "15 8 * 12 *"),
+        ("5-5/2 * * * *", False, "5 * * * *"),
+        ("1,5-5 * * * *", False, "1,5 * * * *"),
+    ],
+)
+def test_a_one_value_range_is_that_value(expr: str, fires_at_t: bool, only: str) -> None:
+    """`5-5` is minute 5 only, as cron reads it (croniter took it for `*`: a schedule of
+    `5-5 * * * *` fired every minute, 60 times what its manifest asked, and `0 0 * * 3-3`
+    every day): it fires, and next fires, where the single value would."""
+    parsed, single = CronExpression.parse(expr), CronExpression.parse(only)
+    assert parsed.matches(T) is fires_at_t
+    for field in ("minutes", "hours", "days", "months", "weekdays"):
+        assert getattr(parsed, field) == getattr(single, field), field
+    assert parsed.next_after(T) == single.next_after(T)
