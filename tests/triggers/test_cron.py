@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -161,3 +162,31 @@ def test_a_one_value_range_is_that_value(expr: str, fires_at_t: bool, only: str)
     for field in ("minutes", "hours", "days", "months", "weekdays"):
         assert getattr(parsed, field) == getattr(single, field), field
     assert parsed.next_after(T) == single.next_after(T)
+
+
+def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
+    """The scheduler sleeps on the loop's monotonic clock to a wall-clock minute: a wall
+    clock slewed slow (NTP, 0.05%: 30 ms a minute) or stepped back wakes it before the
+    minute by its own reading. 12:00 fires once all the same (before, the next pass read
+    11:59:59.990, took 12:00 for the next minute, and fired it again 10 ms later)."""
+    start = dt.datetime(2026, 11, 22, 11, 59, 59, 950_000, tzinfo=dt.UTC)
+    readings = iter([start, start.replace(microsecond=990_000)])
+    fired: list[dt.datetime] = []
+
+    def clock() -> dt.datetime:
+        return next(readings, start.replace(microsecond=999_000))
+
+    async def fire(name: str, text: str, minute: dt.datetime) -> None:
+        fired.append(minute)
+
+    async def run() -> None:
+        scheduler = Scheduler(lambda: [("a", CronExpression.parse("* * * * *"))], fire, clock)
+        scheduler.start()
+        for _ in range(100):  # the old loop fired twice within ~60 ms; bounded either way
+            await asyncio.sleep(0.01)
+            if len(fired) > 1:
+                break
+        await scheduler.stop()
+
+    asyncio.run(run())
+    assert fired == [dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)]
