@@ -257,3 +257,15 @@ def test_a_quarantined_functions_backlog_does_not_spin_the_workers(
     finally:
         with node.client() as c:
             assert c.post("/v1/functions/atk-quarantined/release").status_code == 200
+
+
+def test_a_function_name_with_a_trailing_newline_is_refused_by_the_dlq(node: LiveNode) -> None:
+    """`?function=probe%0A` is not a function name: listing or purging with it is a 400
+    that writes nothing (before, `$` let the newline through: the purge answered 200 and
+    left an `invocation.purge` record naming a function that cannot exist)."""
+    with node.client() as c:
+        listed = c.get("/v1/dlq", params={"function": "probe\n"})
+        purged = c.delete("/v1/dlq", params={"function": "probe\n"})
+        records = c.get("/v1/audit", params={"n": 2000}).json()
+    assert (listed.status_code, purged.status_code) == (400, 400), (listed.text, purged.text)
+    assert not [r for r in records if r["action"] == "invocation.purge" and "\n" in r["target"]]
