@@ -376,3 +376,47 @@ def test_a_caller_cannot_blind_the_alerts_or_dodge_the_quarantine_with_a_lone_su
         assert "\\udcff" in responses.json()["quarantined"][0]["reason"]
     finally:
         node.stop()
+
+
+PICKY = """\
+def handler(event, context):
+    if event.get("bad"):
+        raise ValueError("not a thing I take")
+    return {"ok": True}
+"""
+
+
+def test_one_callers_bad_events_do_not_throttle_the_function_for_everyone(
+    tmp_path: Path,
+) -> None:
+    """An invoker sending events the handler refuses moves the function's error share:
+    with error_rate in block mode that is an alert, and no throttle of the function,
+    which would hold every other caller to 10 a minute for an hour (before, a handful of
+    bad events did that; the caller's own series, once learned, is still throttled)."""
+    node = start_node(
+        tmp_path / "node",
+        {"DONJON_MONITOR_MODES": "error_rate=block", "DONJON_MONITOR_TICK_S": "0.2"},
+    )
+    try:
+        node.deploy(bundle(tmp_path, "picky", PICKY, "memory_mb: 64\n"))
+        owner = node.create_key("picky-owner", "invoker")["key"]
+        rival = node.create_key("picky-rival", "invoker")["key"]
+        with node.client(owner) as c:
+            for i in range(120):  # five blocks of 20 learned, and one more
+                assert c.post("/v1/functions/picky/invoke", json={"i": i}).status_code == 200
+        with node.client(rival) as c:
+            for _ in range(10):
+                assert c.post("/v1/functions/picky/invoke", json={"bad": 1}).status_code == 500
+        alert = _wait_for(node, "alert.raised", "function:picky@1")
+        assert alert["detail"]["kind"] == "baseline.error_rate"
+        deadline = time.monotonic() + 5  # the response follows the alert at once, if any
+        while time.monotonic() < deadline and not _audit(node, "response.throttle"):
+            time.sleep(0.2)
+        assert _audit(node, "response.throttle") == []
+        with node.client(owner) as c:
+            statuses = {
+                c.post("/v1/functions/picky/invoke", json={}).status_code for _ in range(15)
+            }
+        assert statuses == {200}
+    finally:
+        node.stop()
