@@ -4,11 +4,16 @@ DLQ without `dlq:manage`, and smuggling a bad event past the checks by going asy
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
+import httpx
+
 from async_support import bundle, invoke_async, wait_for
+from donjon.bundle import build_bundle
 from harness import LiveNode
 from jwt_support import SigningKey, claims, jwks
+from sec_support import audit_records
 
 SECRET_RESULT = "def handler(event, context):\n    return {'private': event['v']}\n"
 
@@ -269,3 +274,45 @@ def test_a_function_name_with_a_trailing_newline_is_refused_by_the_dlq(node: Liv
         records = c.get("/v1/audit", params={"n": 2000}).json()
     assert (listed.status_code, purged.status_code) == (400, 400), (listed.text, purged.text)
     assert not [r for r in records if r["action"] == "invocation.purge" and "\n" in r["target"]]
+
+
+def test_a_deployer_cannot_send_its_events_to_a_function_it_may_not_invoke(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A role that may deploy and invoke team-* only cannot name another function as a
+    destination (403, audited, nothing deployed): before, its own function's failure
+    records, whose requestPayload is its event, were queued for `probe` and ran it,
+    with no principal to refuse them, as its permissions.invoke grant is refused."""
+    tag = secrets.token_hex(3)
+    role, team = f"sec-dest-{tag}", f"dest{tag}"
+    doc = {
+        "name": role,
+        "statements": [
+            {
+                "effect": "allow",
+                "actions": ["function:deploy", "function:invoke"],
+                "resources": [f"{team}-*"],
+            }
+        ],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json=doc).status_code == 201
+    key = node.create_key(role, role)["key"]
+    fails = "def handler(event, context):\n    raise ValueError('send it on')\n"
+
+    def deploy(name: str, target: str) -> httpx.Response:
+        extra = f"retry: {{attempts: 1}}\ndestinations: {{on_failure: {target}}}\n"
+        _, archive = build_bundle(bundle(tmp_path, name, fails, extra))
+        with node.client(key) as c:
+            return c.post(
+                "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+            )
+
+    refused = deploy(f"{team}-src", "probe")
+    assert refused.status_code == 403 and "probe" in refused.json()["detail"], refused.text
+    (record,) = audit_records(node, refused.headers["x-request-id"])
+    assert record["action"] == "function.deploy" and record["outcome"] == "rejected"
+    with node.client() as c:
+        assert c.get(f"/v1/functions/{team}-src").status_code == 404
+    assert deploy(f"{team}-sink", f"{team}-sink").status_code == 201  # itself: allowed
+    assert deploy(f"{team}-src", f"{team}-sink").status_code == 201  # inside team-*
