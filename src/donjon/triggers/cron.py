@@ -73,7 +73,7 @@ def _single_ranges(field: str, index: int) -> str:
     for part in field.split(","):
         body = part.partition("/")[0]
         low, dash, high = body.partition("-")
-        same = _NAMES[index].get(low, low) == _NAMES[index].get(high, high)
+        same = low != "*" and _NAMES[index].get(low, low) == _NAMES[index].get(high, high)
         one = dash and (same or (low.isdigit() and high.isdigit() and int(low) == int(high)))
         parts.append(low if one else part)
     return ",".join(parts)
