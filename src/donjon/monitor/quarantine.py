@@ -129,7 +129,7 @@ class Quarantines:
 
     async def release(self, name: str, *, by: str, request_id: str) -> None:
         """Serve `name` again; audited (`function.release`). `NotQuarantined` if it was not."""
-        record = self._by_name.pop(name, None)
+        record = self._by_name.get(name)
         event = AuditEvent(
             by,
             "function.release",
@@ -145,7 +145,11 @@ class Quarantines:
             },
         )
         async with self._changes.change(event):  # the release and its record, together
-            if not await asyncio.to_thread(self._store.remove, name):
+            removed = await asyncio.to_thread(self._store.remove, name)
+            # Once stored (a write that failed, on a full disk, released nothing: the
+            # function stays refused on this node as in the store and on the others).
+            self._by_name.pop(name, None)
+            if not removed:
                 raise NotQuarantined(
                     f"function {name!r} is not quarantined",
                     hint="`donjon function quarantined` lists the quarantined functions",
