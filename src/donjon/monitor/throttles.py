@@ -92,6 +92,11 @@ class Throttles:
         self._by_subject[key] = throttle
         return old
 
+    def get(self, kind: str, id_: str) -> Throttle | None:
+        """The subject's throttle in force now, if any."""
+        throttle = self._by_subject.get((kind, id_))
+        return throttle if throttle is not None and throttle.until > self._clock() else None
+
     def remove(self, kind: str, id_: str) -> Throttle | None:
         """Lift the subject's throttle; the one lifted (None: there was none in force)."""
         throttle = self._by_subject.pop((kind, id_), None)
