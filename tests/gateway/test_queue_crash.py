@@ -128,3 +128,73 @@ def test_sigterm_queues_calls_in_flight_again_without_charging_them(tmp_path: Pa
         assert outcomes[1] == "ok"
     finally:
         node.stop()
+
+
+SINK = (
+    "def handler(event, context):\n"
+    "    print('FOR', event['requestContext']['requestId'])\n"
+    "    return None\n"
+)
+DEAD_COUNT = 150
+
+
+def _dead(node: LiveNode) -> int:
+    with node.client() as c:
+        return len(c.get("/v1/dlq", params={"function": "crash-src"}).json())
+
+
+def _told(node: LiveNode) -> set[str]:
+    """The original invocations the on_failure destination was handed, by its logs."""
+    with node.client() as c:
+        entries = c.get("/v1/functions/crash-sink/logs", params={"n": 500}).json()
+    return {
+        line.split()[1]
+        for e in entries
+        for line in e["output"].splitlines()
+        if line.startswith("FOR ")
+    }
+
+
+@pytest.mark.slow
+def test_sigkill_while_events_are_dead_lettered_loses_no_destination_record(
+    tmp_path: Path,
+) -> None:
+    """Every event dead-lettered reaches its on_failure destination, though the node is
+    SIGKILLed three times while it dead-letters them (before, a kill between the outcome
+    and the destination's enqueue lost that record for good)."""
+    node = start_node(tmp_path, QUEUE_ENV)
+    try:
+        node.deploy(bundle(tmp_path / "src", "crash-sink", SINK, "timeout_s: 10\n"))
+        node.deploy(
+            bundle(
+                tmp_path / "src",
+                "crash-src",
+                "def handler(event, context):\n    raise ValueError('no')\n",
+                "retry: {attempts: 1}\ndestinations: {on_failure: crash-sink}\n",
+            )
+        )
+        ids = []
+        for n in range(DEAD_COUNT):
+            r = invoke_async(node, "crash-src", {"n": n})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["invocation_id"])
+        for kill in range(3):
+            seen = _dead(node)
+            deadline = time.monotonic() + 120
+            while _dead(node) < seen + 15 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            node.proc.send_signal(signal.SIGKILL)
+            node.proc.wait(30)
+            node.stop()
+            node.serve_again(QUEUE_ENV)
+            print(f"kill {kill + 1}: {seen} dead before")
+        assert {wait_for(node, i)["status"] for i in ids} == {"dead"}
+        told: set[str] = set()
+        deadline = time.monotonic() + 120
+        while not set(ids) <= told and time.monotonic() < deadline:
+            told = _told(node)
+            time.sleep(0.5)
+        missing = set(ids) - told
+        assert not missing, f"{len(missing)} dead event(s) never reached on_failure: {missing}"
+    finally:
+        node.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import Engine
@@ -23,7 +23,7 @@ from donjon.monitor.responses import (
     ResponsePolicy,
     parse_responses,
 )
-from donjon.monitor.throttles import Throttled, Throttles
+from donjon.monitor.throttles import MAX_THROTTLES, Throttle, Throttled, Throttles
 from donjon.ratelimit import MemoryRateLimiter
 from donjon.store import QuarantineStore
 from monitor_support import EveryDenial, FakeClock, make_engine, make_log
@@ -173,6 +173,27 @@ def test_throttle_of_a_principal_is_lifted_by_hand(tmp_path: Path) -> None:
         assert rig.keys.revoked == []  # throttled, never revoked by default
 
     asyncio.run(_with_rig(tmp_path, policy, work))
+
+
+def test_a_flood_of_source_throttles_does_not_lift_a_principals() -> None:
+    """Throttles are capped (MAX_THROTTLES): the addresses an attacker spreads credential
+    stuffing over (a /64 of IPv6 is 2**64 of them, 20 failures each) make room among
+    themselves, and never push out the throttle on its stolen key or on a function."""
+    clock = FakeClock()
+    throttles = Throttles(MemoryRateLimiter(clock), clock)
+
+    def throttle(kind: Literal["principal", "source", "function"], id_: str) -> Throttle:
+        return Throttle(kind, id_, 1, 3600.0, clock(), clock() + 3600, "seen", 1)
+
+    throttles.add(throttle("principal", "key:0123456789abcdef"))
+    throttles.add(throttle("function", "resize"))
+    for n in range(MAX_THROTTLES + 10):
+        throttles.add(throttle("source", f"2001:db8::{n:x}"))
+        clock.advance(0.001)
+    subjects = {t.subject for t in throttles.active()}
+    assert len(subjects) == MAX_THROTTLES
+    assert {"principal:key:0123456789abcdef", "function:resize"} <= subjects
+    assert "source:2001:db8::0" not in subjects  # the oldest sources made room
 
 
 def test_quarantine_survives_a_restart_until_released(tmp_path: Path) -> None:

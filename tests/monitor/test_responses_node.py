@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from async_support import bundle, invoke_async, wait_for
 from harness import FUNCTIONS, LiveNode, fresh_source, run_cli, start_node
 
 pytestmark = pytest.mark.slow
@@ -108,6 +109,12 @@ def test_only_an_admin_releases_and_a_bad_release_changes_nothing(own: LiveNode)
             put = c.put(f"/v1/throttles/{subject}", json={"reason": "x"})
             assert put.status_code == 400, subject
         assert c.put("/v1/throttles/function:web", json={"reason": " "}).status_code == 400
+        for reason in (b'"\\ud800"', b'"a\\u0000b"', b'"a\\u001bb"'):  # not printable text
+            body = b'{"reason": ' + reason + b"}"
+            assert c.put("/v1/throttles/function:web", content=body).status_code == 400, body
+            quarantine = c.post("/v1/functions/web/quarantine", content=body)
+            assert quarantine.status_code == 400, (body, quarantine.text)
+        assert c.get("/v1/responses").json() == {"throttles": [], "quarantined": []}
     assert _cli(own, "throttle", "ls", "--json") == []
     assert _public(own) == 200
 
@@ -261,6 +268,30 @@ def test_deploy_without_the_scan_is_quarantined_automatically(blocking: LiveNode
     assert blocking.invoke("probe", {}).status_code != 503
 
 
+def test_a_throttled_keys_queued_events_are_throttled_too(
+    blocking: LiveNode, tmp_path: Path
+) -> None:
+    """A principal throttled (here by hand, as the monitor does on a first_seen or cost
+    finding) has its queued async events held to the throttle at their delivery, as its
+    requests are: its two enqueues spent the bucket (2/hour), so both wait, refused
+    `Throttled` with their attempt given back (before, every queued event ran at once)."""
+    blocking.deploy(bundle(tmp_path, "queued-echo", "def handler(event, context):\n    return 1\n"))
+    suspect = blocking.create_key("queued-suspect", "invoker")
+    _cli(blocking, "throttle", "add", suspect["id"], "--reason", "a stolen key?", "--for", "1h")
+    try:
+        ids = []
+        for n in range(2):
+            r = invoke_async(blocking, "queued-echo", {"n": n}, key=suspect["key"])
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["invocation_id"])
+        for invocation_id in ids:
+            held = wait_for(blocking, invocation_id, ("failed", "succeeded"))
+            assert held["status"] == "failed", held
+            assert held["error"]["type"] == "Throttled" and held["attempts"] == 0, held
+    finally:
+        _cli(blocking, "throttle", "rm", suspect["id"])
+
+
 LEAKY = """\
 import os
 
@@ -306,5 +337,93 @@ def test_an_automatic_quarantine_shows_other_callers_the_findings_kind_only(
         assert refused.json()["alert_seq"] == alert["seq"]
         [listed] = _cli(node, "function", "quarantined", "--json")
         assert marker in listed["reason"]  # for the admin who investigates
+    finally:
+        node.stop()
+
+
+def test_a_caller_cannot_blind_the_alerts_or_dodge_the_quarantine_with_a_lone_surrogate(
+    tmp_path: Path,
+) -> None:
+    """A caller whose event names a /tmp file `x\\udcff` (a lone surrogate: the file name's
+    undecodable byte) gets the same alert and quarantine as any other: the quarantine is
+    made, and the alerts and the audit log still list (before, both answered 500 for
+    everyone and the quarantine failed, so the function kept serving)."""
+    node = start_node(
+        tmp_path / "node",
+        {"DONJON_MONITOR_MODES": "sandbox_violation=block", "DONJON_MONITOR_TICK_S": "0.2"},
+    )
+    try:
+        fn = tmp_path / "leaky"
+        fn.mkdir()
+        (fn / "main.py").write_text(LEAKY)
+        (fn / "donjon.yaml").write_text(
+            "name: leaky\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+            "policies: {tmp_write: alert}\n"
+        )
+        node.deploy(fn)
+        with node.client() as c:
+            r = c.post("/v1/functions/leaky/invoke", content=b'{"name": "x\\udcff"}')
+        assert r.status_code == 200, r.text
+        quarantine = _wait_for(node, "response.quarantine", "function:leaky")
+        assert quarantine["outcome"] == "ok", quarantine
+        assert node.invoke("leaky", {"name": "y"}).status_code == 503
+        with node.client() as c:
+            alerts = c.get("/v1/alerts", params={"kind": "sandbox.violation"})
+            responses = c.get("/v1/responses")
+        assert alerts.status_code == 200, alerts.text
+        assert [a["subject"] for a in alerts.json()] == ["function:leaky"]
+        assert responses.status_code == 200, responses.text
+        assert "\\udcff" in responses.json()["quarantined"][0]["reason"]
+    finally:
+        node.stop()
+
+
+PICKY = """\
+def handler(event, context):
+    if event.get("bad"):
+        raise ValueError("not a thing I take")
+    return {"ok": True}
+"""
+
+
+def test_one_callers_bad_events_do_not_throttle_the_function_for_everyone(
+    tmp_path: Path,
+) -> None:
+    """An invoker sending events the handler refuses moves the function's error share:
+    with error_rate in block mode that is an alert, and no throttle of the function,
+    which would hold every other caller to 10 a minute for an hour (before, a handful of
+    bad events did that; the caller's own series, once learned, is still throttled)."""
+    node = start_node(
+        tmp_path / "node",
+        {"DONJON_MONITOR_MODES": "error_rate=block", "DONJON_MONITOR_TICK_S": "0.2"},
+    )
+    try:
+        node.deploy(bundle(tmp_path, "picky", PICKY, "memory_mb: 64\n"))
+        owner = node.create_key("picky-owner", "invoker")["key"]
+        rival = node.create_key("picky-rival", "invoker")["key"]
+        with node.client(owner) as c:
+            for i in range(120):  # five blocks of 20 learned, and one more
+                assert c.post("/v1/functions/picky/invoke", json={"i": i}).status_code == 200
+        with node.client(rival) as c:
+            for _ in range(10):
+                assert c.post("/v1/functions/picky/invoke", json={"bad": 1}).status_code == 500
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [
+            a
+            for a in _audit(node, "alert.raised")
+            if a["target"] == "function:picky@1" and a["detail"]["kind"] == "baseline.error_rate"
+        ]:
+            time.sleep(0.2)
+        deadline = time.monotonic() + 5  # the response follows the alert at once, if any
+        while time.monotonic() < deadline and not _audit(node, "response.throttle"):
+            time.sleep(0.2)
+        kinds = {a["detail"]["kind"] for a in _audit(node, "alert.raised")}
+        assert "baseline.error_rate" in kinds, kinds
+        assert _audit(node, "response.throttle") == []
+        with node.client(owner) as c:
+            statuses = {
+                c.post("/v1/functions/picky/invoke", json={}).status_code for _ in range(15)
+            }
+        assert statuses == {200}
     finally:
         node.stop()

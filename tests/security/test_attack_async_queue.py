@@ -4,11 +4,16 @@ DLQ without `dlq:manage`, and smuggling a bad event past the checks by going asy
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
+import httpx
+
 from async_support import bundle, invoke_async, wait_for
+from donjon.bundle import build_bundle
 from harness import LiveNode
 from jwt_support import SigningKey, claims, jwks
+from sec_support import audit_records
 
 SECRET_RESULT = "def handler(event, context):\n    return {'private': event['v']}\n"
 
@@ -198,3 +203,116 @@ def test_queued_events_of_a_removed_issuers_token_do_not_run(
     assert dead["status"] == "dead", dead
     assert dead["error"]["type"] == "Unauthorized"
     assert dead["result"] is None
+
+
+def test_a_lone_surrogate_in_an_event_does_not_hide_it_from_its_caller_or_the_admin(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """An event holding a lone surrogate (the JSON escape `\\ud800`, which a sync call
+    echoes back as written) stays readable: its caller reads the result, an admin the
+    dead event, and its error is the function's (before, both answered 500, and an
+    error message holding one failed the call as the node's own UnicodeEncodeError)."""
+    code = (
+        "def handler(event, context):\n"
+        "    if event['fail']:\n"
+        "        raise RuntimeError('refused \\udcff')\n"
+        "    return dict(event, **{'\\udcff': 1})\n"  # a key of its own: not text either
+    )
+    node.deploy(bundle(tmp_path, "atk-surrogate", code, "retry: {attempts: 1}\n"))
+    caller = node.create_key("atk-surrogate-caller", "invoker")["key"]
+    ids = {}
+    for fail in (False, True):
+        r = invoke_async(node, "atk-surrogate", {"fail": fail, "s": "\ud800"}, key=caller)
+        assert r.status_code == 202, r.text
+        ids[fail] = r.json()["invocation_id"]
+    done = wait_for(node, ids[False], key=caller)
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"fail": False, "s": "\ud800", "\udcff": 1}
+    dead = wait_for(node, ids[True], key=caller)
+    assert dead["status"] == "dead" and dead["error"]["type"] == "RuntimeError", dead
+    with node.client() as c:
+        shown = c.get(f"/v1/dlq/{ids[True]}")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["event"] == {"fail": True, "s": "\ud800"}
+
+
+def test_a_quarantined_functions_backlog_does_not_spin_the_workers(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Events queued before a quarantine wait a minute between refused attempts, not a
+    second or two: a backlog of limits.queued (10,000) would otherwise keep the node's
+    workers busy and write an invocation.attempt record per event every second or two
+    until max_age_s (an hour), ~100 records a second; released, they run."""
+    slow = "import time\ndef handler(event, context):\n    time.sleep(2)\n    return event\n"
+    node.deploy(bundle(tmp_path, "atk-quarantined", slow, "timeout_s: 10\n"))
+    ids = [
+        invoke_async(node, "atk-quarantined", {"n": n}).json()["invocation_id"] for n in range(8)
+    ]
+    with node.client() as c:
+        r = c.post("/v1/functions/atk-quarantined/quarantine", json={"reason": "looking"})
+    assert r.status_code == 201, r.text
+    try:
+        refused = [wait_for(node, i, ("failed", "succeeded")) for i in ids]
+        waiting = [i for i in refused if i["status"] == "failed"]
+        assert waiting, "every event ran before the quarantine: no refused attempt to check"
+        for invocation in waiting:
+            assert invocation["error"]["type"] == "FunctionQuarantined", invocation
+            assert invocation["attempts"] == 0  # a refusal gives its attempt back
+            assert invocation["next_attempt_at"] - invocation["updated_at"] >= 30, invocation
+    finally:
+        with node.client() as c:
+            assert c.post("/v1/functions/atk-quarantined/release").status_code == 200
+
+
+def test_a_function_name_with_a_trailing_newline_is_refused_by_the_dlq(node: LiveNode) -> None:
+    """`?function=probe%0A` is not a function name: listing or purging with it is a 400
+    that writes nothing (before, `$` let the newline through: the purge answered 200 and
+    left an `invocation.purge` record naming a function that cannot exist)."""
+    with node.client() as c:
+        listed = c.get("/v1/dlq", params={"function": "probe\n"})
+        purged = c.delete("/v1/dlq", params={"function": "probe\n"})
+        records = c.get("/v1/audit", params={"n": 2000}).json()
+    assert (listed.status_code, purged.status_code) == (400, 400), (listed.text, purged.text)
+    assert not [r for r in records if r["action"] == "invocation.purge" and "\n" in r["target"]]
+
+
+def test_a_deployer_cannot_send_its_events_to_a_function_it_may_not_invoke(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A role that may deploy and invoke team-* only cannot name another function as a
+    destination (403, audited, nothing deployed): before, its own function's failure
+    records, whose requestPayload is its event, were queued for `probe` and ran it,
+    with no principal to refuse them, as its permissions.invoke grant is refused."""
+    tag = secrets.token_hex(3)
+    role, team = f"sec-dest-{tag}", f"dest{tag}"
+    doc = {
+        "name": role,
+        "statements": [
+            {
+                "effect": "allow",
+                "actions": ["function:deploy", "function:invoke"],
+                "resources": [f"{team}-*"],
+            }
+        ],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json=doc).status_code == 201
+    key = node.create_key(role, role)["key"]
+    fails = "def handler(event, context):\n    raise ValueError('send it on')\n"
+
+    def deploy(name: str, target: str) -> httpx.Response:
+        extra = f"retry: {{attempts: 1}}\ndestinations: {{on_failure: {target}}}\n"
+        _, archive = build_bundle(bundle(tmp_path, name, fails, extra))
+        with node.client(key) as c:
+            return c.post(
+                "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+            )
+
+    refused = deploy(f"{team}-src", "probe")
+    assert refused.status_code == 403 and "probe" in refused.json()["detail"], refused.text
+    (record,) = audit_records(node, refused.headers["x-request-id"])
+    assert record["action"] == "function.deploy" and record["outcome"] == "rejected"
+    with node.client() as c:
+        assert c.get(f"/v1/functions/{team}-src").status_code == 404
+    assert deploy(f"{team}-sink", f"{team}-sink").status_code == 201  # itself: allowed
+    assert deploy(f"{team}-src", f"{team}-sink").status_code == 201  # inside team-*

@@ -314,6 +314,47 @@ def test_change_that_failed_on_a_full_disk_is_not_audited_as_made(tmp_path: Path
         verify_intact(node)
 
 
+def test_release_refused_on_a_full_disk_leaves_the_function_quarantined(
+    tmp_path: Path,
+) -> None:
+    """A release that could not be stored (503, the storage is full) releases nothing:
+    once space is back the function still answers 503 Function.Quarantined (before, the
+    node had dropped it from its set already, so it served again until a restart, while
+    the store, and every other node, still held it quarantined)."""
+    with node_on_small_disk(tmp_path) as (node, disk):
+        deploy(node, bundle(tmp_path / "src", "held", ECHO))
+        with node.client() as c:
+            r = c.post("/v1/functions/held/quarantine", json={"reason": "under review"})
+            assert r.status_code == 201, r.text
+            disk.fill()
+            refused_for_space(c.post("/v1/functions/held/release"))
+            disk.free()
+            call = c.post("/v1/functions/held/invoke", json={})
+            listed = c.get("/v1/responses").json()["quarantined"]
+        assert call.status_code == 503 and call.json()["errorType"] == "Function.Quarantined"
+        assert [q["function"] for q in listed] == ["held"]
+        assert query(node, "SELECT name FROM quarantines") == [("held",)]
+
+
+def test_throttle_lift_refused_on_a_full_disk_lifts_nothing(tmp_path: Path) -> None:
+    """Lifting a throttle whose record cannot be written (a full disk) is refused and
+    lifts nothing: every lift is in the audit log (before, the throttle was gone though
+    the answer was a 503 and no `response.unthrottle` record was ever written)."""
+    with node_on_small_disk(tmp_path) as (node, disk):
+        suspect = node.create_key("suspect", "invoker")["id"]
+        subject = f"principal:key:{suspect}"
+        with node.client() as c:
+            r = c.put(f"/v1/throttles/{subject}", json={"reason": "looking into it"})
+            assert r.status_code == 201, r.text
+            disk.fill()
+            refused = c.delete(f"/v1/throttles/{subject}")
+            disk.free()
+            throttled = [t["subject"] for t in c.get("/v1/responses").json()["throttles"]]
+        assert refused.status_code == 503, refused.text
+        assert subject in throttled
+        assert records(node, "response.unthrottle") == []
+
+
 def test_deploy_on_a_full_disk_leaves_no_version_and_no_files(tmp_path: Path) -> None:
     """A deploy on a full disk is refused (503): no version stored, no bundle files left;
     once freed, it deploys."""

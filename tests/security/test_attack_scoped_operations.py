@@ -101,3 +101,45 @@ def test_scoped_dlq_manager_reaches_only_its_functions_dead_events(
     assert shown.status_code == 200 and shown.json()["event"] == {"n": 1}
     with node.client() as c:
         assert c.get(f"/v1/dlq/{other_id}").json()["event"] == {"card": "OTHER-TENANT-DATA"}
+
+
+def test_scoped_operator_cannot_throttle_or_free_a_principal_or_source(node: LiveNode) -> None:
+    """A role allowed response:manage on billing-* names no principal or source: throttling
+    another key (the admin's) or lifting the throttle an admin set on one is refused, 403,
+    audited, and the throttles stay as they were."""
+    key = _scoped_key(node)
+    victim = node.create_key("sec-throttle-victim", "invoker")["id"]
+    held = node.create_key("sec-throttle-held", "invoker")["id"]
+    with node.client() as c:
+        r = c.put(f"/v1/throttles/principal:key:{held}", json={"reason": "looking into it"})
+    assert r.status_code == 201, r.text
+    with node.client(key, fresh_source()) as c:
+        put = c.put(f"/v1/throttles/principal:key:{victim}", json={"reason": "starve it"})
+    with node.client(key, fresh_source()) as c:
+        lifted = c.delete(f"/v1/throttles/principal:key:{held}")
+    assert_problem(put, 403)
+    assert_problem(lifted, 403)
+    for r in (put, lifted):
+        (record,) = audit_records(node, r.headers["x-request-id"])
+        assert record["action"] == "authz.denied"
+    with node.client() as c:
+        throttled = [t["subject"] for t in c.get("/v1/responses").json()["throttles"]]
+        assert c.delete(f"/v1/throttles/principal:key:{held}").status_code == 204
+    assert f"principal:key:{victim}" not in throttled
+    assert f"principal:key:{held}" in throttled
+
+
+def test_scoped_operator_cannot_zero_a_keys_or_roles_quota(node: LiveNode) -> None:
+    """A role allowed quota:manage on billing-* may not set another key's or a whole
+    role's daily quota to nothing (every invoker refused until midnight): 403, unset."""
+    key = _scoped_key(node)
+    victim = node.create_key("sec-quota-victim", "invoker")["id"]
+    with node.client(key, fresh_source()) as c:
+        answers = [
+            c.put(f"/v1/quotas/key:{victim}", json={"invocations": 0}),
+            c.put("/v1/quotas/role:invoker", json={"invocations": 0}),
+        ]
+    assert [a.status_code for a in answers] == [403, 403], [a.text for a in answers]
+    with node.client() as c:
+        subjects = [q["subject"] for q in c.get("/v1/quotas").json()]
+    assert f"key:{victim}" not in subjects and "role:invoker" not in subjects

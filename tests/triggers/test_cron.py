@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -53,6 +54,7 @@ def test_matches(expr: str, fires: bool) -> None:
         "*/0 * * * *",
         "a * * * *",
         "5-1 * * * *",
+        "*-* * * * *",
         "",
         "* * * * * *",
         "0 0 1 1 * 2027",
@@ -135,3 +137,57 @@ def test_rare_schedules_fire(expr: str, after: dt.datetime, first: dt.datetime) 
     cron = CronExpression.parse(expr)
     cron.check_fires()
     assert cron.next_after(after) == first.replace(tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("expr", "fires_at_t", "only"),
+    [
+        # T is 08:15 on a Sunday, the 22nd of November.
+        ("5-5 * * * *", False, "5 * * * *"),
+        ("15-15 * * * *", True, "15 * * * *"),
+        ("15 9-9 * * *", False, "15 9 * * *"),
+        ("15 8 * * 3-3", False, "15 8 * * 3"),
+        ("15 8 * * wed-wed", False, "15 8 * * 3"),
+        ("15 8 21-21 * *", False, "15 8 21 * *"),
+        ("15 8 * dec-dec *", False, "15 8 * 12 *"),
+        ("5-5/2 * * * *", False, "5 * * * *"),
+        ("1,5-5 * * * *", False, "1,5 * * * *"),
+    ],
+)
+def test_a_one_value_range_is_that_value(expr: str, fires_at_t: bool, only: str) -> None:
+    """`5-5` is minute 5 only, as cron reads it (croniter took it for `*`: a schedule of
+    `5-5 * * * *` fired every minute, 60 times what its manifest asked, and `0 0 * * 3-3`
+    every day): it fires, and next fires, where the single value would."""
+    parsed, single = CronExpression.parse(expr), CronExpression.parse(only)
+    assert parsed.matches(T) is fires_at_t
+    for field in ("minutes", "hours", "days", "months", "weekdays"):
+        assert getattr(parsed, field) == getattr(single, field), field
+    assert parsed.next_after(T) == single.next_after(T)
+
+
+def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
+    """The scheduler sleeps on the loop's monotonic clock to a wall-clock minute: a wall
+    clock slewed slow (NTP, 0.05%: 30 ms a minute) or stepped back wakes it before the
+    minute by its own reading. 12:00 fires once all the same (before, the next pass read
+    11:59:59.990, took 12:00 for the next minute, and fired it again 10 ms later)."""
+    start = dt.datetime(2026, 11, 22, 11, 59, 59, 950_000, tzinfo=dt.UTC)
+    readings = iter([start, start.replace(microsecond=990_000)])
+    fired: list[dt.datetime] = []
+
+    def clock() -> dt.datetime:
+        return next(readings, start.replace(microsecond=999_000))
+
+    async def fire(name: str, text: str, minute: dt.datetime) -> None:
+        fired.append(minute)
+
+    async def run() -> None:
+        scheduler = Scheduler(lambda: [("a", CronExpression.parse("* * * * *"))], fire, clock)
+        scheduler.start()
+        for _ in range(100):  # the old loop fired twice within ~60 ms; bounded either way
+            await asyncio.sleep(0.01)
+            if len(fired) > 1:
+                break
+        await scheduler.stop()
+
+    asyncio.run(run())
+    assert fired == [dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)]

@@ -42,7 +42,7 @@ async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> R
     params = request.query_params
     since = query_time(request, "since")
     kind = params.get("kind")
-    if kind is not None and not _KIND.match(kind):
+    if kind is not None and not _KIND.fullmatch(kind):
         raise BadRequest("kind must be a finding kind such as auth.credential_stuffing")
     n = _whole(request, "n", 100, MAX_LIST) or 100
     before = _whole(request, "before", None, MAX_SEQ)

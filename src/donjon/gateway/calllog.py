@@ -19,8 +19,8 @@ _MARK = "[{n} earlier bytes dropped]\n"
 def _tail(text: str, cap: int) -> str:
     """The end of `text` within `cap` bytes, marked when something was dropped."""
     data = text.encode("utf-8", "replace")
-    if len(data) <= cap:
-        return text
+    if len(data) <= cap:  # as stored: a lone surrogate (an error's, a trace's) is a "?"
+        return data.decode("utf-8")
     room = max(0, cap - len(_MARK.format(n=len(data))))
     kept = data[len(data) - room :].decode("utf-8", "ignore")
     return _MARK.format(n=len(data) - len(kept.encode())) + kept

@@ -36,6 +36,8 @@ from donjon.gateway.problems import retry_after_of, status_for
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
+from donjon.monitor.quarantine import FunctionQuarantined
+from donjon.monitor.throttles import Throttled
 from donjon.sandbox import SandboxUnavailable
 from donjon.triggers.envelope import Envelope, Submit, SubmitAll
 from donjon.triggers.queue import (
@@ -53,6 +55,11 @@ from donjon.vault.queueseal import QueueSealer
 __all__ = ["cloudevent", "deliver", "open_invocations"]
 
 log = logging.getLogger("donjon.queue")
+
+#: The wait after an attempt its function's quarantine refused: a quarantine lasts until
+#: a person releases it, so its backlog (up to limits.queued) must not be tried, and
+#: audited, every second or two until max_age_s; once released, it runs within this.
+QUARANTINED_RETRY_S = 60.0
 
 
 def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
@@ -129,6 +136,30 @@ async def _check_allowed(
     raise Forbidden("the caller that queued this invocation may no longer invoke the function")
 
 
+async def _check_throttle(
+    node: Node, deployed: Deployed, principal: Principal, request_id: str, trigger: str
+) -> None:
+    """The monitor's throttle of the caller that queued the event (monitor/throttles.py),
+    at every attempt, as on its requests: a key throttled since its events were queued
+    (a first_seen or cost finding) does not have its backlog run at full speed. Refused,
+    `Throttled` (429: the attempt is given back, retried after its Retry-After), audited
+    `throttle.denied` like a request's."""
+    try:
+        await node.throttles.check("principal", principal.label)
+    except Throttled as e:
+        await node.denials.deny(
+            AuditEvent(
+                principal.label,
+                "throttle.denied",
+                deployed.name,
+                "denied",
+                {"request_id": request_id, "reason": e.message, "trigger": trigger},
+            ),
+            principal.label,
+        )
+        raise
+
+
 def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
     if isinstance(error, FUNCTION_FAILURES):
         fields = error_fields(error)
@@ -149,8 +180,10 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
         # Every refusal's own Retry-After, as a sync caller is told it (problems.py): a
         # rate limit's or quota's, a full queue's, the audit writer's (30 s once its
         # restarts were given up, where the retry policy's backoff would try again every
-        # second or so until the event's max_age_s).
-        retry_after_s=retry_after_of(error),
+        # second or so until the event's max_age_s), and a quarantine's.
+        retry_after_s=(
+            QUARANTINED_RETRY_S if isinstance(error, FunctionQuarantined) else retry_after_of(error)
+        ),
     )
 
 
@@ -174,6 +207,8 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         # before its event is read.
         principal = _principal(node, invocation.principal)
         await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
+        if principal is not None and node.throttles:
+            await _check_throttle(node, deployed, principal, request_id, invocation.trigger)
         # Checked against the schema of the version that runs it (a deploy since its
         # enqueue, or before its redrive, may have added or tightened it): refused, it is
         # dead-lettered at once (422), before any limit is spent. Not its size: the event a

@@ -53,7 +53,7 @@ def _service(node: Node) -> AsyncInvocations:
 
 def _function(request: Request) -> str | None:
     name = request.query_params.get("function")
-    if name is not None and not _NAME.match(name):
+    if name is not None and not _NAME.fullmatch(name):
         raise BadRequest(f"{name[:80]!r} is not a function name")
     return name
 

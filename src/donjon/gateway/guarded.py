@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, new_request_id
+from donjon.gateway.access import authenticate, authorize, deny, new_request_id
+from donjon.gateway.errors import Forbidden
 from donjon.gateway.history import authorize_history
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, storage_full_problem
@@ -48,6 +49,27 @@ def _resource_of(request: Request, subject: str | None, resource: str | None) ->
     return name if sep and kind == "function" else None
 
 
+async def _authorize_every(
+    node: Node, request: Request, principal: Principal, action: Action, request_id: str
+) -> None:
+    """A subject that names no function (a principal, a role, a source) reaches across
+    every function: `Forbidden` (audited) unless the action is allowed on `*` (a role
+    allowed `response:manage` on `billing-*` throttles no one's key, frees no throttled
+    source and zeroes no role's quota)."""
+    if node.policy.reaches_every(principal, action):
+        return
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"{action.value} on a subject that names no function needs it on *",
+        request_id,
+        {"statement": "no statement allows it on every function"},
+    )
+    raise Forbidden("this credential may act on function subjects only (function:NAME)")
+
+
 def guarded(
     action: Action,
     handler: Handler,
@@ -65,7 +87,8 @@ def guarded(
     With `subject`, the path parameter naming a `kind:name` subject: a ``function:NAME``
     one is authorized on that function, as the routes under /v1/functions/{name} are (a
     role allowed `response:manage` on `billing-*` throttles or sets the quota of
-    billing functions only, as it quarantines only them).
+    billing functions only, as it quarantines only them); any other (a principal's, a
+    role's, a source's) needs the action on `*`.
     With `self_service`, a principal may also act on its own key (revoke it). With
     `history`, the route reads the history of the function it names (its versions' logs,
     SBOMs, provenance): authorized by `authorize_history`, whose runs of versions the
@@ -89,6 +112,8 @@ def guarded(
             elif not own_key:
                 on = _resource_of(request, subject, resource)
                 await authorize(node, request, principal, action, request_id, on)
+                if subject is not None and on is None:
+                    await _authorize_every(node, request, principal, action, request_id)
             response = await handler(request, node, principal, request_id)
         except ManifestError as e:
             return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})

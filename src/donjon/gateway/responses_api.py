@@ -42,6 +42,16 @@ def _name(request: Request) -> str:
     return name
 
 
+def _reason(body: dict[str, object]) -> str:
+    """The body's `reason`, one line of printable text (a NUL, a control character or a
+    lone surrogate, from a JSON escape, is refused: 400, nothing changes)."""
+    reason = body.get("reason")
+    line = " ".join(reason.split()) if isinstance(reason, str) else ""
+    if not line or len(line) > MAX_REASON or not line.isprintable():
+        raise BadRequest(f"reason must be 1-{MAX_REASON} printable characters saying why")
+    return line
+
+
 async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -> Response:
     return JSONResponse(
         {
@@ -77,11 +87,9 @@ async def quarantine_function(
     body = await parse_json(
         node, request, principal.label, await read_body(request, 4096) or b"{}", request_id
     )
-    reason = body.get("reason") if isinstance(body, dict) else None
     if not isinstance(body, dict) or set(body) - {"reason"}:
         raise BadRequest('the body is {"reason": text}')
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-        raise BadRequest(f"reason must be 1-{MAX_REASON} characters saying why")
+    reason = _reason(body)
     if node.registry.get(name) is None:
         raise NotFound(f"no function named {name!r}")
     added = await node.quarantines.quarantine(
@@ -126,9 +134,7 @@ async def add_throttle(
     )
     if not isinstance(body, dict) or set(body) - _THROTTLE_FIELDS:
         raise BadRequest('the body is {"reason": text, "duration_s": seconds (optional)}')
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-        raise BadRequest(f"reason must be 1-{MAX_REASON} characters saying why")
+    reason = _reason(body)
     policy = node.response_policy
     duration = body.get("duration_s", policy.throttle_s)
     if (
@@ -144,7 +150,7 @@ async def add_throttle(
         count=policy.throttle_count,
         period_s=policy.throttle_period_s,
         duration_s=float(duration),
-        reason=" ".join(reason.split()),
+        reason=reason,
         by=principal.label,
         request_id=request_id,
     )

@@ -8,11 +8,12 @@ Request models are strict (a string is a string, a number is not a boolean);
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+import json
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from donjon.gateway.errors import BadRequest
 from donjon.manifest.model import NAME_RE
@@ -81,13 +82,24 @@ def query_flag(request: Request, name: str) -> bool:
     return _FLAGS[raw]
 
 
-def render(body: BaseModel | list[Any], status_code: int = 200) -> JSONResponse:
-    """A response shaped by its model (a model, or a list of models)."""
+def _dumped(body: BaseModel | list[Any], mode: Literal["json", "python"]) -> Any:
     if isinstance(body, BaseModel):
-        content: Any = body.model_dump(mode="json")
-    else:
-        content = [b.model_dump(mode="json") if isinstance(b, BaseModel) else b for b in body]
-    return JSONResponse(content, status_code=status_code)
+        return body.model_dump(mode=mode)
+    return [b.model_dump(mode=mode) if isinstance(b, BaseModel) else b for b in body]
+
+
+def render(body: BaseModel | list[Any], status_code: int = 200) -> Response:
+    """A response shaped by its model (a model, or a list of models)."""
+    try:
+        return JSONResponse(_dumped(body, "json"), status_code=status_code)
+    except UnicodeEncodeError:
+        # A lone surrogate (a `\\ud800` an event, a result or a summary held, as JSON
+        # allows) is sent as its escape, as a sync call's answer is, not failed as a 500
+        # to everyone who lists it.
+        text = json.dumps(
+            _dumped(body, "python"), allow_nan=False, separators=(",", ":"), default=str
+        )
+        return Response(text.encode("ascii"), status_code, media_type="application/json")
 
 
 class _Request(BaseModel):

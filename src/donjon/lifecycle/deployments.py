@@ -208,13 +208,13 @@ class Deployments:
             )
 
     async def _check_grants(self, manifest: Manifest, principal: Principal) -> None:
-        """Grants must name what exists, and a deployer grants no more than it may do:
-        each function in `permissions.invoke` (other than this one) is deployed and the
-        deployer may invoke it; it may use (`secret:use`) each secret granted or named by
-        a trigger (a webhook's signing secret, a DSN: the platform's, on the function's
-        behalf); each granted secret is in the vault."""
+        """A deployer grants no more than it may do, and grants name what exists: it may
+        invoke each function in `permissions.invoke` and `destinations` (whose records
+        carry its events) but this one, and those granted are deployed; it may use
+        (`secret:use`) each secret granted or named by a trigger; granted ones exist."""
         others = [n for n in manifest.permissions.invoke if n != manifest.name]
-        for name in others:  # rights first: a refused name says nothing of whether it exists
+        ends = manifest.destinations.on_success, manifest.destinations.on_failure
+        for name in [*others, *(d for d in ends if d and d != manifest.name)]:  # rights first
             decision = self.policy.decide(principal, Action.INVOKE, name)
             if not decision.allowed:
                 raise InvokeGrantForbidden(name, decision.statement)

@@ -75,13 +75,14 @@ class DeployForbidden(LifecycleError):
 
 
 class InvokeGrantForbidden(DeployForbidden):
-    """A manifest grants `context.invoke` of a function its deployer may not invoke itself."""
+    """A manifest grants `context.invoke` of a function, or names it as a destination, that
+    its deployer may not invoke itself."""
 
     def __init__(self, name: str, statement: str) -> None:
         LifecycleError.__init__(
             self,
-            f"this credential may not grant permissions.invoke of {name!r}: "
-            f"it may not invoke it itself ({statement})",
+            f"this credential may not grant permissions.invoke of {name!r} nor send it "
+            f"destination records: it may not invoke it itself ({statement})",
             hint="a deploy grants a function only what its deployer may do",
         )
         self.statement = statement

@@ -91,7 +91,8 @@ async def throttle(
     kind, subject_id = parse_subject(subject)
     now = time.time()
     new = Throttle(kind, subject_id, count, period_s, now, now + duration_s, reason, None)
-    replaced = throttles.add(new)
+    replaced = throttles.get(kind, subject_id)
+    # The record first: a throttle set or lifted by hand is in the log, or not made.
     await audit.record(
         AuditEvent(
             by,
@@ -109,6 +110,7 @@ async def throttle(
             },
         )
     )
+    throttles.add(new)
     return new
 
 
@@ -117,7 +119,7 @@ async def lift(
 ) -> Throttle:
     """Lift the throttle on `subject`; audited `response.unthrottle`. `NotThrottled` if none."""
     kind, subject_id = _lifted_subject(subject)
-    lifted = throttles.remove(kind, subject_id)
+    lifted = throttles.get(kind, subject_id)
     if lifted is None:
         raise NotThrottled(
             f"no throttle in force on {subject[:300]!r}",
@@ -132,4 +134,6 @@ async def lift(
             {"request_id": request_id, "alert_seq": lifted.alert_seq, "until": lifted.until},
         )
     )
+    if throttles.get(kind, subject_id) is lifted:  # not one the monitor set meanwhile
+        throttles.remove(kind, subject_id)
     return lifted

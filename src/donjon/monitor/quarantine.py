@@ -109,9 +109,10 @@ class Quarantines:
         kind: str | None = None,
     ) -> bool:
         """Stop serving `name`; audited (`response.quarantine`). False if it already was."""
-        record = QuarantineRecord(
-            name, " ".join(reason.split())[:MAX_REASON], alert_seq, self._clock(), by
-        )
+        # As text any store takes: a finding's summary holds what a call did (a lone
+        # surrogate must not make the quarantine fail).
+        text = " ".join(reason.split())[:MAX_REASON].encode("utf-8", "backslashreplace")
+        record = QuarantineRecord(name, text.decode("utf-8"), alert_seq, self._clock(), by)
         detail: dict[str, object] = {"reason": record.reason, "alert_seq": alert_seq}
         if request_id is not None:
             detail["request_id"] = request_id
@@ -128,7 +129,7 @@ class Quarantines:
 
     async def release(self, name: str, *, by: str, request_id: str) -> None:
         """Serve `name` again; audited (`function.release`). `NotQuarantined` if it was not."""
-        record = self._by_name.pop(name, None)
+        record = self._by_name.get(name)
         event = AuditEvent(
             by,
             "function.release",
@@ -144,7 +145,11 @@ class Quarantines:
             },
         )
         async with self._changes.change(event):  # the release and its record, together
-            if not await asyncio.to_thread(self._store.remove, name):
+            removed = await asyncio.to_thread(self._store.remove, name)
+            # Once stored (a write that failed, on a full disk, released nothing: the
+            # function stays refused on this node as in the store and on the others).
+            self._by_name.pop(name, None)
+            if not removed:
                 raise NotQuarantined(
                     f"function {name!r} is not quarantined",
                     hint="`donjon function quarantined` lists the quarantined functions",

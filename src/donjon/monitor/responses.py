@@ -38,6 +38,7 @@ from donjon.monitor.throttles import Throttle, Throttles
 
 __all__ = [
     "ACTIONS",
+    "CALLER_MOVED",
     "DEFAULT_RESPONSES",
     "KNOWN_KINDS",
     "Responder",
@@ -85,6 +86,11 @@ DEFAULT_RESPONSES: dict[str, ResponseAction] = {
     "first_seen.function": "throttle",
     "first_seen.source": "throttle",
 }
+#: Kinds any caller moves for a whole function with events of its own (events the handler
+#: refuses, slow ones): about a function they get no response unless configured, since a
+#: throttle of the function would hold every other caller to its rate (the caller's own
+#: series, once learned, is a principal's finding and is throttled).
+CALLER_MOVED: frozenset[str] = frozenset({"baseline.error_rate", "baseline.duration"})
 #: A kind not listed (a newer detector's): by what it is about.
 _BY_SUBJECT: dict[str, ResponseAction] = {
     "principal": "throttle",
@@ -176,7 +182,12 @@ class ResponsePolicy:
         )
 
     def action(self, finding: Finding) -> ResponseAction:
-        chosen = self.configured.get(finding.kind) or DEFAULT_RESPONSES.get(finding.kind)
+        configured = self.configured.get(finding.kind)
+        if configured is not None:
+            return configured
+        if finding.kind in CALLER_MOVED and finding.subject.kind == "function":
+            return "none"
+        chosen = DEFAULT_RESPONSES.get(finding.kind)
         return chosen or _BY_SUBJECT.get(finding.subject.kind, "none")
 
 
@@ -259,7 +270,7 @@ class Responder:
             p.throttle_period_s,
             now,
             now + p.throttle_s,
-            finding.summary[:500],
+            finding.summary[:500].encode("utf-8", "backslashreplace").decode("utf-8"),
             alert_seq,
         )
         replaced = self._throttles.add(throttle)

@@ -27,7 +27,8 @@ __all__ = ["MAX_THROTTLES", "Throttle", "ThrottleKind", "Throttled", "Throttles"
 
 ThrottleKind = Literal["principal", "source", "function"]
 _UNITS = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
-#: At most this many throttles at once: the oldest is lifted to make room.
+#: At most this many throttles at once: the oldest source's (else the oldest) is lifted
+#: to make room.
 MAX_THROTTLES = 10_000
 
 
@@ -84,9 +85,17 @@ class Throttles:
         key = (throttle.kind, throttle.id)
         old = self._by_subject.pop(key, None)
         while len(self._by_subject) >= MAX_THROTTLES:
-            del self._by_subject[next(iter(self._by_subject))]
+            # The oldest source's first: addresses are what an attacker has by the
+            # thousand, and a flood of them must not lift its stolen key's throttle.
+            sources = (k for k in self._by_subject if k[0] == "source")
+            del self._by_subject[next(sources, None) or next(iter(self._by_subject))]
         self._by_subject[key] = throttle
         return old
+
+    def get(self, kind: str, id_: str) -> Throttle | None:
+        """The subject's throttle in force now, if any."""
+        throttle = self._by_subject.get((kind, id_))
+        return throttle if throttle is not None and throttle.until > self._clock() else None
 
     def remove(self, kind: str, id_: str) -> Throttle | None:
         """Lift the subject's throttle; the one lifted (None: there was none in force)."""

@@ -34,12 +34,20 @@ class PolicyEvent:
     seen: str
 
 
+def _seen(value: object) -> str:
+    """What was seen, as text any store and any JSON answer takes: a lone surrogate (a
+    file name's undecodable byte, perhaps chosen by a caller's event) becomes its escape
+    (`\\udcff`), or the records holding it would fail the alerts, the audit listing and
+    the quarantine they call for."""
+    return str(value)[:_MAX_SEEN].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def from_control(msg: dict[str, Any], policies: RuntimePolicies) -> PolicyEvent | None:
     """The supervisor's report of a process call (None if it is not one)."""
     mode = policies.child_processes
     if msg.get("policy") != "child_processes" or mode is PolicyMode.ALLOW:
         return None
-    return PolicyEvent("child_processes", mode.value, str(msg.get("seen", ""))[:_MAX_SEEN])
+    return PolicyEvent("child_processes", mode.value, _seen(msg.get("seen", "")))
 
 
 def from_head(head: dict[str, Any] | None, policies: RuntimePolicies) -> list[PolicyEvent]:
@@ -50,7 +58,7 @@ def from_head(head: dict[str, Any] | None, policies: RuntimePolicies) -> list[Po
     out = []
     for name in _HOOKED:
         if getattr(policies, name) is PolicyMode.ALERT and name in said:
-            out.append(PolicyEvent(name, "alert", str(said[name])[:_MAX_SEEN]))
+            out.append(PolicyEvent(name, "alert", _seen(said[name])))
     return out
 
 

@@ -66,6 +66,19 @@ def _check_ranges(field: str, index: int) -> None:
             raise CronError(f"the range {body!r} in the {_FIELDS[index]} field runs backwards")
 
 
+def _single_ranges(field: str, index: int) -> str:
+    """`field` with each one-value range (`5-5`, `wed-wed`, `5-5/2`) written as its value:
+    croniter reads `a-a` as `*` (so `5-5 * * * *` would fire every minute), cron as `a`."""
+    parts = []
+    for part in field.split(","):
+        body = part.partition("/")[0]
+        low, dash, high = body.partition("-")
+        same = low != "*" and _NAMES[index].get(low, low) == _NAMES[index].get(high, high)
+        one = dash and (same or (low.isdigit() and high.isdigit() and int(low) == int(high)))
+        parts.append(low if one else part)
+    return ",".join(parts)
+
+
 def _values(expanded: Sequence[object], index: int) -> frozenset[int]:
     low, high = _RANGES[index]
     if expanded == ["*"]:
@@ -80,6 +93,9 @@ def _values(expanded: Sequence[object], index: int) -> frozenset[int]:
 class CronExpression:
     #: The schedule as written in the manifest (a macro stays a macro).
     text: str
+    #: The five fields this schedule stands for, as croniter reads them (a macro
+    #: expanded, lower case, one-value ranges as their value).
+    expression: str
     minutes: frozenset[int]
     hours: frozenset[int]
     days: frozenset[int]
@@ -108,6 +124,7 @@ class CronExpression:
             if not _FIELD.fullmatch(field) or not names <= _NAMES[index].keys():
                 raise CronError(f"bad value {shown[index]!r} in the {_FIELDS[index]} field")
             _check_ranges(field, index)
+        fields = [_single_ranges(field, index) for index, field in enumerate(fields)]
         try:
             expanded = croniter(" ".join(fields)).expanded
         except CroniterError as e:
@@ -115,6 +132,7 @@ class CronExpression:
         minutes, hours, days, months, weekdays = (_values(expanded[i], i) for i in range(5))
         return cls(
             text,
+            " ".join(fields),
             minutes,
             hours,
             days,
@@ -124,16 +142,11 @@ class CronExpression:
             weekdays_restricted=expanded[4] != ["*"],
         )
 
-    @property
-    def expression(self) -> str:
-        """The five fields this schedule stands for (a macro expanded)."""
-        return MACROS.get(self.text.strip().lower(), self.text.strip())
-
     def next_after(self, when: dt.datetime) -> dt.datetime:
         """The first minute after `when` that fires; `CronError` if none ever does."""
         try:
             found = croniter(
-                self.expression.lower(),
+                self.expression,
                 when,
                 ret_type=dt.datetime,
                 max_years_between_matches=_CYCLE_YEARS,

@@ -16,14 +16,21 @@ log = logging.getLogger("donjon.schedule")
 
 Fire = Callable[[str, str, dt.datetime], Awaitable[None]]
 Jobs = Callable[[], list[tuple[str, CronExpression]]]
+Clock = Callable[[], dt.datetime]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class Scheduler:
     """Wakes at each minute boundary (UTC) and fires the triggers that match it."""
 
-    def __init__(self, jobs: Jobs, fire: Fire) -> None:
+    def __init__(self, jobs: Jobs, fire: Fire, clock: Clock = _utc_now) -> None:
         self._jobs = jobs
         self._fire = fire
+        #: The wall clock the minutes are read on (UTC).
+        self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
 
@@ -44,10 +51,17 @@ class Scheduler:
         return [(name, cron.text) for name, cron in self._jobs() if cron.matches(minute)]
 
     async def _loop(self) -> None:
+        fired: dt.datetime | None = None
         while True:
-            now = dt.datetime.now(dt.UTC)
+            now = self._clock()
             minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+            if fired is not None and minute <= fired:
+                # The sleep runs on the loop's monotonic clock: a wall clock slewed slow
+                # (NTP) or stepped back reads a time before the minute just fired, which
+                # would be taken for the next one and fired again.
+                minute = fired + dt.timedelta(minutes=1)
             await asyncio.sleep((minute - now).total_seconds())
+            fired = minute
             for name, text in self.due(minute):
                 task = asyncio.get_running_loop().create_task(self._run(name, text, minute))
                 self._running.add(task)

@@ -316,8 +316,8 @@ class SqlInvocationQueue(InvocationQueue):
     ) -> bool:
         values: dict[str, Any] = {
             "status": (Status.DEAD if retry_at is None else Status.FAILED).value,
-            "error_type": error_type[:128],
-            "error": error[:MAX_ERROR_CHARS],
+            "error_type": _text(error_type[:128]),
+            "error": _text(error[:MAX_ERROR_CHARS]),
             "lease_token": None,  # nosec B105 - the lease column, cleared
             "lease_expires": None,
         }
@@ -477,6 +477,13 @@ class SqlInvocationQueue(InvocationQueue):
 
         ids: list[str] = await self._run(read)
         return ids
+
+
+def _text(value: str) -> str:
+    """`value` as text the database takes: a lone surrogate (a function's error message
+    may hold one) is kept as its escape, or the outcome could not be recorded and the
+    invocation would run again once its lease expired."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _Values:

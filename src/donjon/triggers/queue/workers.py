@@ -203,6 +203,12 @@ class QueueWorkers:
 
     async def _record(self, lease: Lease, outcome: Outcome, retry_at: float | None) -> None:
         invocation = lease.invocation
+        if outcome.ok or retry_at is None:
+            # Its destination's record first: written after the outcome, a node killed in
+            # between lost it for good (the outcome said there was nothing left to do).
+            # Queued first, a kill in between runs the event again once its lease expires
+            # and queues a second record: at least once, as the event itself.
+            await self._destination(invocation, outcome)
         if outcome.ok:
             kept = await self._queue.succeed(lease, outcome.result, outcome.request_id or "")
         else:
@@ -219,18 +225,16 @@ class QueueWorkers:
             return
         state = "succeeded" if outcome.ok else ("failed" if retry_at is not None else "dead")
         await self._audit_attempt(invocation, outcome, state, retry_at)
-        if outcome.ok or retry_at is None:
-            if not outcome.ok:
-                await self._audit.record(
-                    AuditEvent(
-                        "system",
-                        "invocation.dead",
-                        invocation.function,
-                        outcome.error_type or "error",
-                        {"invocation_id": invocation.id, "attempts": invocation.attempts},
-                    )
+        if not outcome.ok and retry_at is None:
+            await self._audit.record(
+                AuditEvent(
+                    "system",
+                    "invocation.dead",
+                    invocation.function,
+                    outcome.error_type or "error",
+                    {"invocation_id": invocation.id, "attempts": invocation.attempts},
                 )
-            await self._destination(invocation, outcome)
+            )
 
     async def _audit_attempt(
         self, invocation: QueuedInvocation, outcome: Outcome, state: str, retry_at: float | None
