@@ -27,7 +27,10 @@ from sqlalchemy import and_, or_, select, update
 from donjon.store.tables import invocations as inv
 from donjon.triggers.queue.interface import Status
 
-__all__ = ["claim_statement", "due"]
+__all__ = ["UNREADABLE", "claim_statement", "dead_unreadable", "due"]
+
+#: The error type of an invocation whose sealed event or result does not open.
+UNREADABLE = "Unreadable"
 
 
 def due(now: float) -> Any:
@@ -59,4 +62,15 @@ def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
             updated_at=now,
         )
         .returning(*inv.c)
+    )
+
+
+def dead_unreadable(invocation_id: str, token: str, error: str) -> Any:
+    """Dead-letter a claimed invocation whose sealed event does not open: no attempt can
+    run it, and it must not end the claim of the others taken with it."""
+    return (
+        update(inv)
+        .where(inv.c.id == invocation_id, inv.c.lease_token == token)
+        .values(status=Status.DEAD.value, error_type=UNREADABLE, error=error)
+        .values(lease_token=None, lease_expires=None)
     )

@@ -45,7 +45,7 @@ from donjon.triggers.queue.bound import (
     pending_count,
     pending_of,
 )
-from donjon.triggers.queue.claim import claim_statement, due
+from donjon.triggers.queue.claim import UNREADABLE, claim_statement, dead_unreadable, due
 from donjon.triggers.queue.interface import (
     BatchOverBound,
     InvocationNotFound,
@@ -63,8 +63,6 @@ __all__ = ["SqlInvocationQueue"]
 
 #: Bounds of what a row keeps of an error message.
 MAX_ERROR_CHARS = 2000
-#: The error type of an invocation whose sealed event or result does not open.
-UNREADABLE = "Unreadable"
 
 
 class SqlInvocationQueue(InvocationQueue):
@@ -260,12 +258,7 @@ class SqlInvocationQueue(InvocationQueue):
                     unreadable.append(self._row(r, shown=True))
             for dead in unreadable:  # no attempt can run what does not open
                 with self._engine.begin() as conn:
-                    conn.execute(
-                        update(inv)
-                        .where(inv.c.id == dead.id, inv.c.lease_token == token)
-                        .values(status=Status.DEAD.value, error_type=UNREADABLE)
-                        .values(error=dead.error, lease_token=None, lease_expires=None)
-                    )
+                    conn.execute(dead_unreadable(dead.id, token, dead.error or ""))
             return claimed, token, expires
 
         claimed, token, expires = await self._run(write)
