@@ -209,6 +209,41 @@ def test_a_batch_is_whole_or_nothing_on_postgresql(
     asyncio.run(go())
 
 
+def test_a_storage_event_of_a_long_object_key_is_queued_on_postgresql(
+    queues: Callable[[], SqlInvocationQueue],
+) -> None:
+    """An S3 object key may be 1,024 bytes: its record's delivery id (bucket/key/sequencer)
+    was stored as it was, past the 256 characters of the column, and PostgreSQL refused the
+    enqueue (DataError): from SQS the message came back forever and never ran, pushed the
+    store got 503 at each resend. The id is kept within the column (a digest past it), and
+    the same record still gets the same id."""
+    import json
+
+    from donjon.manifest.event_triggers import S3Spec
+    from donjon.triggers.s3_events import envelopes, parse_notification
+
+    key = "photos/" + "a" * 1000 + ".jpg"
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": key, "sequencer": "0055AED6DCD9"}},
+    }
+    body = json.dumps({"Records": [record]})
+    spec = S3Spec.model_validate({"source": "push", "path": "/long", "secret": "t"})
+    taken = envelopes("pg-long-key", spec, parse_notification(body))
+    again = envelopes("pg-long-key", spec, parse_notification(body))
+    assert taken[0].delivery_id == again[0].delivery_id
+
+    async def go() -> None:
+        queue = queues()
+        (queued,) = await queue.enqueue_all(taken, POLICY)
+        stored = await queue.get(queued.id)
+        assert stored is not None
+        assert stored.subject == key
+        assert stored.delivery_id == taken[0].delivery_id
+
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
 def test_the_bound_holds_on_a_database_whose_default_isolation_is_stricter(
     pg_url: str, level: str
