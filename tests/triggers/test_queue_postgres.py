@@ -244,6 +244,23 @@ def test_a_storage_event_of_a_long_object_key_is_queued_on_postgresql(
     asyncio.run(go())
 
 
+def test_a_claim_takes_the_least_busy_functions_event_first_on_postgresql(
+    queues: Callable[[], SqlInvocationQueue],
+) -> None:
+    """The fairness order (calls running per function, then age) with FOR UPDATE SKIP
+    LOCKED: a younger event of an idle function before an older one of a busy function."""
+
+    async def go() -> None:
+        queue = queues()
+        for _ in range(3):
+            await queue.enqueue(envelope("pg-busy"), POLICY)
+        await queue.enqueue(envelope("pg-idle"), POLICY)
+        (lease,) = await queue.claim(1, 60, {"pg-busy": 2})
+        assert lease.invocation.function == "pg-idle"
+
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
 def test_the_bound_holds_on_a_database_whose_default_isolation_is_stricter(
     pg_url: str, level: str
