@@ -244,18 +244,52 @@ def test_a_storage_event_of_a_long_object_key_is_queued_on_postgresql(
     asyncio.run(go())
 
 
+@pytest.fixture
+def fresh(pg_url: str) -> Iterator[SqlInvocationQueue]:
+    """A queue on a database of this test's own: no other test's due rows in it."""
+    import secrets
+
+    import psycopg
+
+    database = "fresh_" + secrets.token_hex(4)
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+    engine = connect(pg_url.rsplit("/", 1)[0] + "/" + database)
+    try:
+        create_schema(engine)
+        yield SqlInvocationQueue(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_claim_leases_no_more_than_its_limit_on_postgresql(fresh: SqlInvocationQueue) -> None:
+    """A claim of 2 with 12 due leases 2. The pick was `id IN (SELECT ... LIMIT n FOR UPDATE
+    SKIP LOCKED)`, which PostgreSQL ran as a nested loop, the subquery again for each row:
+    each run skipped the row just updated and gave the next, so one claim leased every due
+    row (all 12, and a node's workers ran all of them at once: DONJON_QUEUE_WORKERS held
+    nothing, and no other node got any). The pick is now a CTE, run once."""
+
+    async def go() -> None:
+        for i in range(12):
+            await fresh.enqueue(envelope(f"pg-limit-{i % 3}"), POLICY)
+        assert len(await fresh.claim(2, 60)) == 2
+        assert len(await fresh.claim(3, 60, {"pg-limit-0": 1})) == 3
+        assert await fresh.pending() == {"pg-limit-0": 4, "pg-limit-1": 4, "pg-limit-2": 4}
+
+    asyncio.run(go())
+
+
 def test_a_claim_takes_the_least_busy_functions_event_first_on_postgresql(
-    queues: Callable[[], SqlInvocationQueue],
+    fresh: SqlInvocationQueue,
 ) -> None:
     """The fairness order (calls running per function, then age) with FOR UPDATE SKIP
     LOCKED: a younger event of an idle function before an older one of a busy function."""
 
     async def go() -> None:
-        queue = queues()
         for _ in range(3):
-            await queue.enqueue(envelope("pg-busy"), POLICY)
-        await queue.enqueue(envelope("pg-idle"), POLICY)
-        (lease,) = await queue.claim(1, 60, {"pg-busy": 2})
+            await fresh.enqueue(envelope("pg-busy"), POLICY)
+        await fresh.enqueue(envelope("pg-idle"), POLICY)
+        (lease,) = await fresh.claim(1, 60, {"pg-busy": 2})
         assert lease.invocation.function == "pg-idle"
 
     asyncio.run(go())
