@@ -45,6 +45,8 @@ def limits_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
         data,
         {
             "DONJON_RATE_PER_CLIENT": "3/minute",
+            # The tests' own address is a proxy: its X-Forwarded-For names IPv6 callers.
+            "DONJON_TRUSTED_PROXIES": "127.0.0.1/32",
             "DONJON_MAX_QUEUE_WAIT_S": "1",
             "DONJON_MAX_LOOP_LAG_S": "0",  # the machine's load must not shed anything
             "DONJON_AUDIT_DENIAL_WINDOW_S": str(WINDOW_S),
@@ -149,6 +151,25 @@ def test_public_trigger_buckets_are_per_client_address(limits_node: LiveNode) ->
     assert [r.status_code for r in first] == [200, 200, 200, 429]
     assert first[-1].headers["ratelimit-policy"] == '"client";q=3;w=60'
     assert get("127.0.0.6").status_code == 200
+
+
+def test_a_public_callers_ipv6_addresses_share_the_bucket_of_their_64(
+    limits_node: LiveNode,
+) -> None:
+    """An IPv6 host has a whole /64: a new address for each call made each call a new
+    client bucket, and one caller took all of a public function's rate from the others
+    (the connect gate already counted per /64). Past 3/minute its /64 gets 429, whatever
+    address in it calls; another /64 is served."""
+    node = limits_node
+
+    def get(address: str) -> httpx.Response:
+        with node.client("", "127.0.0.1") as c:  # the trusted proxy, forwarding `address`
+            return c.get("/fn/lim-public", headers={"x-forwarded-for": address})
+
+    rotating = [get(f"2001:db8:7:1::{n}") for n in range(1, 5)]
+    assert [r.status_code for r in rotating] == [200, 200, 200, 429]
+    assert rotating[-1].headers["ratelimit-policy"] == '"client";q=3;w=60'
+    assert get("2001:db8:7:2::1").status_code == 200
 
 
 def _throttle_records(node: LiveNode, actor: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from donjon.ratelimit import BucketKey, LimiterUnavailable, QuotaLimit, Slot
+from donjon.ratelimit import BucketKey, LimiterUnavailable, QuotaDecision, QuotaLimit, Slot
 from donjon.ratelimit.redis import RedisLimiter
 from redis_support import RedisServer
 
@@ -172,5 +172,78 @@ def test_an_unreachable_server_is_unavailable(redis_server: RedisServer) -> None
                 await limiter.quotas.usage(["key:k"], DAY)
         finally:
             await limiter.close()
+
+    asyncio.run(main())
+
+
+class StallingProxy:
+    """A TCP proxy on loopback in front of the real server. Once `stall` is set, the
+    server's replies on the connections open then are held back forever (the commands
+    still reach the server and run): a Redis whose answer comes too late. Connections
+    opened after are served as usual."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.stalled = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        held = not self.stalled  # open before the stall: its replies are held once it starts
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        await asyncio.gather(
+            self._pipe(client_r, server_w, hold=False), self._pipe(server_r, client_w, hold=held)
+        )
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, hold: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if hold and self.stalled:
+                    continue  # the reply never comes
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+
+def test_a_reply_that_comes_too_late_is_not_run_again(redis_server: RedisServer) -> None:
+    """The server ran a quota take and a slot's acquire but their replies never came (a
+    slow server, a stalled network): the node gives up on each, and never sends it again.
+    Sent again, each ran twice: two invocations counted for one call, two slots held."""
+
+    async def main() -> None:
+        proxy = StallingProxy(redis_server.port)
+        await proxy.start()
+        limiter = RedisLimiter(f"redis://127.0.0.1:{proxy.port}/0")
+        limit = [QuotaLimit("key:late", max_invocations=100)]
+        try:
+            # The scripts are loaded, and two pooled connections open, before the stall.
+            warm = limiter.quotas.take([QuotaLimit("key:warm")], DAY)
+            await asyncio.gather(warm, limiter.acquire(K, 8, wait_s=0, lease_s=60))
+            proxy.stalled = True
+            late = limiter.quotas.take(limit, DAY), limiter.acquire(K, 8, wait_s=0, lease_s=60)
+            for outcome in await asyncio.gather(*late, return_exceptions=True):
+                # No answer: LimiterUnavailable (what the node does then is failover.py's).
+                assert outcome is None or isinstance(
+                    outcome, (LimiterUnavailable, QuotaDecision, Slot)
+                )
+        finally:
+            await limiter.close()
+            await proxy.close()
+        with redis_server.client() as c:
+            assert int(c.hget(f"donjon:quota:{{{DAY}}}:key:late", "inv") or 0) == 1
+            assert c.zcard('donjon:slots:["p","f",null]') == 2  # the warm one, and one more
 
     asyncio.run(main())

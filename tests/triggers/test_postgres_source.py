@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -175,6 +176,26 @@ def test_a_dsn_that_does_not_parse_is_an_outage_without_its_text() -> None:
     reason = str(sink.records[0].detail["reason"])
     assert "secret orders-db does not hold a PostgreSQL connection string" in reason
     assert "hunter2" not in reason
+
+
+def test_an_at_sign_left_in_the_password_keeps_the_password_out_of_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A password holding an @ not percent-encoded: libpq splits the URL at the first @,
+    so the rest of the password became the host, and the resolver's error quoted it
+    (`failed to resolve host 'tail-of-pw@127.0.0.1'`) into the outage's audit record and
+    the log. Such a DSN is refused like one that does not parse, its text never quoted."""
+    sink = Sink(f"postgresql://app:hunter2@tail-of-pw@127.0.0.1:{free_port()}/orders")
+
+    async def body(listener: PostgresListener) -> None:
+        await _until(lambda: listener.health.failures >= 2, "two failed attempts")
+
+    with caplog.at_level(logging.DEBUG, logger="donjon.sources"):
+        asyncio.run(_with_listener(sink, body))
+    assert sink.actions() == ["trigger.source.unavailable"]
+    assert "tail-of-pw" not in json.dumps(sink.records[0].detail)
+    assert "tail-of-pw" not in caplog.text
+    assert "secret orders-db" in str(sink.records[0].detail["reason"])
 
 
 @pytest.mark.slow

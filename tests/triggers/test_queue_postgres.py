@@ -209,6 +209,92 @@ def test_a_batch_is_whole_or_nothing_on_postgresql(
     asyncio.run(go())
 
 
+def test_a_storage_event_of_a_long_object_key_is_queued_on_postgresql(
+    queues: Callable[[], SqlInvocationQueue],
+) -> None:
+    """An S3 object key may be 1,024 bytes: its record's delivery id (bucket/key/sequencer)
+    was stored as it was, past the 256 characters of the column, and PostgreSQL refused the
+    enqueue (DataError): from SQS the message came back forever and never ran, pushed the
+    store got 503 at each resend. The id is kept within the column (a digest past it), and
+    the same record still gets the same id."""
+    import json
+
+    from donjon.manifest.event_triggers import S3Spec
+    from donjon.triggers.s3_events import envelopes, parse_notification
+
+    key = "photos/" + "a" * 1000 + ".jpg"
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": key, "sequencer": "0055AED6DCD9"}},
+    }
+    body = json.dumps({"Records": [record]})
+    spec = S3Spec.model_validate({"source": "push", "path": "/long", "secret": "t"})
+    taken = envelopes("pg-long-key", spec, parse_notification(body))
+    again = envelopes("pg-long-key", spec, parse_notification(body))
+    assert taken[0].delivery_id == again[0].delivery_id
+
+    async def go() -> None:
+        queue = queues()
+        (queued,) = await queue.enqueue_all(taken, POLICY)
+        stored = await queue.get(queued.id)
+        assert stored is not None
+        assert stored.subject == key
+        assert stored.delivery_id == taken[0].delivery_id
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def fresh(pg_url: str) -> Iterator[SqlInvocationQueue]:
+    """A queue on a database of this test's own: no other test's due rows in it."""
+    import secrets
+
+    import psycopg
+
+    database = "fresh_" + secrets.token_hex(4)
+    with psycopg.connect(pg_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {database}")
+    engine = connect(pg_url.rsplit("/", 1)[0] + "/" + database)
+    try:
+        create_schema(engine)
+        yield SqlInvocationQueue(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_claim_leases_no_more_than_its_limit_on_postgresql(fresh: SqlInvocationQueue) -> None:
+    """A claim of 2 with 12 due leases 2. The pick was `id IN (SELECT ... LIMIT n FOR UPDATE
+    SKIP LOCKED)`, which PostgreSQL ran as a nested loop, the subquery again for each row:
+    each run skipped the row just updated and gave the next, so one claim leased every due
+    row (all 12, and a node's workers ran all of them at once: DONJON_QUEUE_WORKERS held
+    nothing, and no other node got any). The pick is now a CTE, run once."""
+
+    async def go() -> None:
+        for i in range(12):
+            await fresh.enqueue(envelope(f"pg-limit-{i % 3}"), POLICY)
+        assert len(await fresh.claim(2, 60)) == 2
+        assert len(await fresh.claim(3, 60, {"pg-limit-0": 1})) == 3
+        assert await fresh.pending() == {"pg-limit-0": 4, "pg-limit-1": 4, "pg-limit-2": 4}
+
+    asyncio.run(go())
+
+
+def test_a_claim_takes_the_least_busy_functions_event_first_on_postgresql(
+    fresh: SqlInvocationQueue,
+) -> None:
+    """The fairness order (calls running per function, then age) with FOR UPDATE SKIP
+    LOCKED: a younger event of an idle function before an older one of a busy function."""
+
+    async def go() -> None:
+        for _ in range(3):
+            await fresh.enqueue(envelope("pg-busy"), POLICY)
+        await fresh.enqueue(envelope("pg-idle"), POLICY)
+        (lease,) = await fresh.claim(1, 60, {"pg-busy": 2})
+        assert lease.invocation.function == "pg-idle"
+
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
 def test_the_bound_holds_on_a_database_whose_default_isolation_is_stricter(
     pg_url: str, level: str

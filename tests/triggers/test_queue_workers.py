@@ -283,3 +283,52 @@ def test_an_enqueue_record_keeps_a_digest_of_the_delivery_id(tmp_path: Path) -> 
         assert kept is not None and kept.delivery_id == key_id
 
     asyncio.run(go())
+
+
+def test_a_functions_backlog_does_not_hold_another_functions_events_behind_it(
+    tmp_path: Path,
+) -> None:
+    """One function floods the node's queue with slow events (a tenant filling its own SQS
+    queue, NOTIFYing in a loop, or queueing async calls within its rates): the workers
+    are shared, and they took due events oldest first, so another function's event
+    waited behind the whole backlog (with 10,000 of 10 s each and 4 workers, hours: past
+    its max_age_s, dead-lettered without running). A freed worker now takes first the
+    events of the functions with the fewest calls running on the node."""
+    started: list[str] = []
+    go_on = asyncio.Semaphore(0)  # one release: one of the flood's calls ends
+
+    async def deliver(inv: QueuedInvocation) -> Outcome:
+        started.append(inv.function)
+        if inv.function == "flood":
+            await go_on.acquire()
+        return Outcome(True, "r", result=b"1")
+
+    async def until_started(n: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(started) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {started} started")
+            await asyncio.sleep(0.01)
+
+    async def go() -> None:
+        records = KeptRecords()
+        queue = sqlite_queue(tmp_path)
+        policies = {"flood": FunctionPolicy(FAST), "victim": FunctionPolicy(FAST)}
+        service = _service(queue, records, policies)
+        for _ in range(20):
+            await service.enqueue(envelope("flood"))
+        workers = _workers(service, deliver, records, n=2)
+        workers.start()
+        try:
+            await until_started(2)  # both workers hold one of the flood's calls
+            victim = await service.enqueue(envelope("victim"))
+            go_on.release()  # one of them ends: a worker is free
+            await until_started(3)
+            assert started[2] == "victim"  # not the flood's third, of 18 still due
+            await _until(queue, victim.id, Status.SUCCEEDED)
+        finally:
+            for _ in range(20):
+                go_on.release()
+            await workers.stop()
+
+    asyncio.run(go())

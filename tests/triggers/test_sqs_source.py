@@ -272,6 +272,37 @@ def test_a_malformed_message_is_audited_once_and_left_to_the_redrive_policy(
 
 
 @pytest.mark.slow
+def test_a_flood_of_malformed_messages_does_not_flood_the_audit_log(
+    moto_server: MotoServer,
+) -> None:
+    """Whoever writes to the queue (a tenant, to its own queue) sends 40 distinct junk
+    messages: each was audited, a durable record apiece, and past the 1,000 remembered
+    they were audited again at every redelivery, without end. Now one record a minute per
+    trigger, counting the others (`more`), and every message still kept."""
+    url = _queue(moto_server, visibility=10)
+    sqs = moto_server.client("sqs")
+    for i in range(40):
+        sqs.send_message(QueueUrl=url, MessageBody=f"junk {i}")
+    sink = Sink(_settings(moto_server, url))
+
+    def in_flight() -> int:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    async def body(poller: SqsPoller) -> None:
+        await _until(lambda: in_flight() == 40, "every message received")
+        await _until(lambda: poller.malformed_seen >= 40, "every message read")
+
+    _run(sink, SPEC, body)
+    actions = [r.action for r in sink.records]
+    assert actions == ["trigger.event.malformed"]
+    assert sink.envelopes == []
+    assert _kept(moto_server, url) == 40
+
+
+@pytest.mark.slow
 def test_an_unreachable_queue_is_one_outage_then_recovers(moto_server: MotoServer) -> None:
     """An endpoint nothing answers on: one outage record (the key kept out of it); settings
     rotated to the real queue: a recovery record, and events flow."""

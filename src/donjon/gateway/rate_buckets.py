@@ -23,6 +23,7 @@ import functools
 import math
 
 from donjon.audit import AuditEvent
+from donjon.gateway.accept_gate import client_key as network_of
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
@@ -78,7 +79,7 @@ def _cached(kind: str, name: str) -> BucketKey:
         if kind == "\0function":
             key = BucketKey(function=name)
         elif kind == "\0client":
-            key = BucketKey(client=name)
+            key = BucketKey(client=network_of(name))
         else:
             key = BucketKey(principal=name, scope="concurrency")
         _KEYS[pair] = key
@@ -90,6 +91,8 @@ def function_key(name: str) -> BucketKey:
 
 
 def client_key(address: str) -> BucketKey:
+    """A public caller's bucket: its address (IPv4), its /64 (IPv6: one host has a whole
+    /64, and a new address per call was a new bucket per call), as the connect gate counts."""
     return _cached("\0client", address)
 
 

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from donjon.ratelimit import redis_scripts as lua
@@ -82,8 +83,10 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
             timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             socket_timeout=timeout_s,
-            # Once more on a dropped connection (a server restarted since it was pooled).
-            retry=Retry(NoBackoff(), 1),
+            # Once more on a dropped connection (a server restarted since it was pooled),
+            # never after a timeout: the server may have run the script and only its reply
+            # be late, and a quota take or a slot's acquire sent again runs twice.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._client = aioredis.Redis.from_pool(pool)  # closes the pool with it
         self._rate = self.script(lua.RATE_TAKE)

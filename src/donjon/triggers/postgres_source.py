@@ -276,13 +276,20 @@ class PostgresListener:
 def _password(name: str, dsn: str) -> dict[str, str]:
     """The DSN's password, to keep it out of reasons. `SourceSettingsError` if the DSN does
     not parse: libpq's message quotes the part it could not read, which may be the password
-    (``invalid percent-encoded token: "<password>"``), so it is not passed on."""
+    (``invalid percent-encoded token: "<password>"``), so it is not passed on; nor does a
+    host holding an @ (the tail of a password whose @ is not encoded: its errors quote it)."""
+    refused = SourceSettingsError(
+        f"secret {name} does not hold a PostgreSQL connection string that parses",
+        hint=f"`donjon secret rotate {name}` with a postgresql:// URL or key=value DSN;"
+        " in a URL, a % or @ in the password is percent-encoded (%25, %40)",
+    )
     try:
-        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.Error:
-        raise SourceSettingsError(
-            f"secret {name} does not hold a PostgreSQL connection string that parses",
-            hint=f"`donjon secret rotate {name}` with a postgresql:// URL or key=value DSN;"
-            " in a URL, a % or @ in the password is percent-encoded (%25, %40)",
-        ) from None
+        raise refused from None
+    if "@" in str(parts.get("host") or ""):
+        # No host name holds an @: a URL's password with one not percent-encoded, split by
+        # libpq at its first @, the rest taken for the host, which its errors quote.
+        raise refused
+    password = parts.get("password")
     return {"password": str(password)} if password else {}

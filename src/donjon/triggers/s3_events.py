@@ -25,10 +25,19 @@ from donjon.manifest.event_triggers import S3Spec
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_errors import MalformedEvent
 
-__all__ = ["MAX_RECORDS", "S3Record", "envelopes", "matches", "parse_notification"]
+__all__ = [
+    "MAX_DELIVERY_ID",
+    "MAX_RECORDS",
+    "S3Record",
+    "envelopes",
+    "matches",
+    "parse_notification",
+]
 
 #: Records one document may hold (S3 sends one; a document past this is refused whole).
 MAX_RECORDS = 1000
+#: The longest delivery id the queue stores (its `delivery_id` column).
+MAX_DELIVERY_ID = 256
 _HINT = "an S3 event notification is a JSON object with a `Records` list (docs/triggers.md)"
 
 
@@ -49,12 +58,17 @@ class S3Record:
     @property
     def delivery_id(self) -> str:
         """Stable across redeliveries of the record: bucket/key/sequencer (or, without a
-        sequencer, bucket/key/a digest of the record)."""
+        sequencer, bucket/key/a digest of the record); past `MAX_DELIVERY_ID` characters (a
+        key may be 1,024 bytes), ``sha256:`` and the digest of that id, which the queue's
+        column holds."""
         tail = self.sequencer
         if tail is None:
             canonical = json.dumps(self.raw, sort_keys=True, separators=(",", ":"))
             tail = hashlib.sha256(canonical.encode()).hexdigest()[:32]
-        return f"{self.bucket}/{self.key}/{tail}"
+        full = f"{self.bucket}/{self.key}/{tail}"
+        if len(full) <= MAX_DELIVERY_ID:
+            return full
+        return "sha256:" + hashlib.sha256(full.encode()).hexdigest()
 
 
 def parse_notification(body: bytes | str) -> list[S3Record]:

@@ -13,7 +13,8 @@ accepted, so a node that dies (or a delete that fails) between the two gets the
 message again after the queue's visibility timeout, and its records are
 submitted again; handlers tell by the event's delivery id (bucket/key/sequencer).
 A malformed message is never deleted: it is logged and audited (once per message
-on a node) and left to the queue's redrive policy, which moves it to the queue's
+on a node, and at most once a minute per trigger, the next record counting the rest)
+and left to the queue's redrive policy, which moves it to the queue's
 own dead-letter queue. An unreachable queue or refused credentials are one
 outage (source_health.py): retried with a capped exponential backoff, alerted
 once, and its end recorded.
@@ -27,6 +28,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -41,7 +43,7 @@ from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSet
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
-__all__ = ["WAIT_S", "SqsPoller", "SqsSettings", "parse_settings"]
+__all__ = ["MALFORMED_WINDOW_S", "WAIT_S", "SqsPoller", "SqsSettings", "parse_settings"]
 
 log = logging.getLogger("donjon.sources")
 
@@ -52,6 +54,8 @@ WAIT_S = 10
 BATCH = 10
 #: Malformed messages remembered, so each is audited once per node, not at each receive.
 _SEEN_MALFORMED = 1000
+#: At most one `trigger.event.malformed` record per trigger in this many seconds.
+MALFORMED_WINDOW_S = 60.0
 
 OpenSecret = Callable[[str], Awaitable[str]]
 T = TypeVar("T")
@@ -136,6 +140,11 @@ class SqsPoller:
         self._record = record
         self.health = SourceHealth(record, function, "s3", f"sqs queue of secret {spec.secret}")
         self._malformed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        #: Malformed messages read (each receive of one counts).
+        self.malformed_seen = 0
+        #: When the last malformed message was audited, and how many were not since.
+        self._malformed_at: float | None = None
+        self._malformed_more = 0
         self._redact = Redactor({})
 
     async def run(self) -> None:
@@ -233,17 +242,29 @@ class SqsPoller:
             await self._submit(envelope)
 
     async def _report_malformed(self, message_id: str, error: SourceError) -> None:
+        """Log and audit a malformed message: once per message on this node, and at most one
+        record (and warning) per `MALFORMED_WINDOW_S` for the trigger, the next one counting
+        those left out (`more`): whoever writes to the queue sets how many there are, and
+        must not set how much the audit log and the node's log grow."""
+        self.malformed_seen += 1
         if message_id in self._malformed:
             return
         self._malformed[message_id] = None
         if len(self._malformed) > _SEEN_MALFORMED:
             self._malformed.popitem(last=False)
+        now = time.monotonic()
+        if self._malformed_at is not None and now - self._malformed_at < MALFORMED_WINDOW_S:
+            self._malformed_more += 1
+            log.debug("%s: message %s is not an S3 notification", self.function, message_id)
+            return
+        more, self._malformed_more, self._malformed_at = self._malformed_more, 0, now
         log.warning(
             "%s: message %s of %s is not an S3 notification (left to the queue's redrive "
-            "policy): %s",
+            "policy; %d more since the last one said): %s",
             self.function,
             message_id,
             self.health.source,
+            more,
             error.message,
         )
         detail = {
@@ -251,6 +272,7 @@ class SqsPoller:
             "source": self.health.source,
             "message_id": message_id[:128],
             "reason": error.message[:300],
+            "more": more,
         }
         try:
             await self._record(

@@ -2,27 +2,36 @@
 
 A claim is one statement, so the write lock it takes is the first thing it does:
 
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM invocations WHERE <due>
+        ORDER BY <calls of its function running on this node>, next_at LIMIT :n
+        FOR UPDATE SKIP LOCKED)
     UPDATE invocations SET status = 'running', lease_token = :t, lease_expires = :e,
         attempts = attempts + 1
-    WHERE id IN (SELECT id FROM invocations WHERE <due> ORDER BY next_at LIMIT :n
-                 FOR UPDATE SKIP LOCKED)
-      AND <due>
+    WHERE id IN (SELECT id FROM picked) AND <due>
     RETURNING *
 
 SQLite has no row locks and leaves `FOR UPDATE SKIP LOCKED` out (SQLAlchemy does not
-render it there): its one writer at a time serialises claims, and the repeated `<due>`
-makes a row already claimed no longer match. On PostgreSQL the same statement, on the
-same schema, is the multi-node backend: each node's claim skips the rows another holds
-locked, and the lease columns say who owns a row once the transaction ends. Every
-outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose lease expired
-and was claimed again writes nothing.
+render it there, nor MATERIALIZED): its one writer at a time serialises claims, and the
+repeated `<due>` makes a row already claimed no longer match. On PostgreSQL the same
+statement, on the same schema, is the multi-node backend: each node's claim skips the
+rows another holds locked, and the lease columns say who owns a row once the transaction
+ends. Every outcome is written `WHERE id = :id AND lease_token = :t`: a worker whose
+lease expired and was claimed again writes nothing.
+
+The node's workers are shared by every function, so a claim does not take the oldest
+due rows alone: it takes first those of the functions with the fewest calls running on
+this node, then the oldest. A function with a long backlog of slow events (a tenant
+flooding its own queue or channel) cannot hold another function's event behind all of
+it: that event is claimed by the next worker that frees.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 
 from donjon.store.tables import invocations as inv
 from donjon.triggers.queue.interface import Status
@@ -42,18 +51,29 @@ def due(now: float) -> Any:
     )
 
 
-def claim_statement(now: float, limit: int, token: str, expires: float) -> Any:
-    """The claim (see above): lease up to `limit` due rows under `token`."""
+def claim_statement(
+    now: float, limit: int, token: str, expires: float, running: Mapping[str, int] | None = None
+) -> Any:
+    """The claim (see above): lease up to `limit` due rows under `token`, those of the
+    functions with the fewest calls in `running` (function -> calls on this node) first."""
+    busy = {name: count for name, count in (running or {}).items() if count > 0}
+    order: list[Any] = [inv.c.next_at]
+    if busy:
+        order.insert(0, case(busy, value=inv.c.function, else_=0))
     picked = (
         select(inv.c.id)
         .where(due(now))
-        .order_by(inv.c.next_at)
+        .order_by(*order)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("picked")
+        # Run once: as `id IN (subquery)` PostgreSQL ran it again for each row of a nested
+        # loop, each run skipping the row just leased for the next, so one claim took all.
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     return (
         update(inv)
-        .where(inv.c.id.in_(picked), due(now))
+        .where(inv.c.id.in_(select(picked.c.id)), due(now))
         .values(
             status=Status.RUNNING.value,
             lease_token=token,

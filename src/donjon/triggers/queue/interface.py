@@ -13,7 +13,7 @@ One implementation per module: `sql.py` (the node's own database).
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -211,9 +211,12 @@ class InvocationQueue(abc.ABC):
         with none are left out."""
 
     @abc.abstractmethod
-    async def claim(self, limit: int, lease_s: float) -> list[Lease]:
+    async def claim(
+        self, limit: int, lease_s: float, running: Mapping[str, int] | None = None
+    ) -> list[Lease]:
         """Lease up to `limit` due invocations (queued, failed and due, or running with an
-        expired lease), counting an attempt on each."""
+        expired lease), counting an attempt on each: first those of the functions with the
+        fewest calls in `running` (function -> calls running on this node), then the oldest."""
 
     @abc.abstractmethod
     async def renew(self, lease: Lease, lease_s: float) -> bool:

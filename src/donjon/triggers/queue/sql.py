@@ -19,7 +19,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -238,7 +238,9 @@ class SqlInvocationQueue(InvocationQueue):
             raise QueueFull(function, bound or 0, len(rows))
         return [self._row(_Values(values)) for values in rows]
 
-    async def claim(self, limit: int, lease_s: float) -> list[Lease]:
+    async def claim(
+        self, limit: int, lease_s: float, running: Mapping[str, int] | None = None
+    ) -> list[Lease]:
         def write() -> tuple[list[QueuedInvocation], str, float]:
             now = time.time()
             token = secrets.token_hex(16)
@@ -249,7 +251,7 @@ class SqlInvocationQueue(InvocationQueue):
                 if conn.execute(select(inv.c.id).where(due(now)).limit(1)).first() is None:
                     return [], token, expires
             with self._engine.begin() as conn:
-                rows = conn.execute(claim_statement(now, limit, token, expires)).all()
+                rows = conn.execute(claim_statement(now, limit, token, expires, running)).all()
             claimed, unreadable = [], []
             for r in rows:
                 try:

@@ -9,6 +9,7 @@ a node that stops renewing (it died, or its database is unreachable) loses it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -59,7 +60,8 @@ class QueueWorkers:
         self._pruned_at = 0.0
         self._rng = rng or random.SystemRandom()
         self._wake = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        #: The deliveries running, each with its function (a claim takes the others' first).
+        self._running: dict[asyncio.Task[None], str] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         #: Set by `stop`: the loop claims nothing more and ends (it is not cancelled:
@@ -96,7 +98,8 @@ class QueueWorkers:
             leases: list[Lease] = []
             if free > 0:
                 try:
-                    leases = await self._queue.claim(free, self._lease_s)
+                    calls = collections.Counter(self._running.values())
+                    leases = await self._queue.claim(free, self._lease_s, calls)
                 except QueueError as e:
                     log.warning("claiming async invocations failed: %s", e.message)
             if self._closed:  # stopped during the claim: give them back, untouched
@@ -115,7 +118,7 @@ class QueueWorkers:
                 return
             for lease in leases:
                 task = asyncio.get_running_loop().create_task(self._guarded(lease))
-                self._running.add(task)
+                self._running[task] = lease.invocation.function
                 task.add_done_callback(self._done)
             if free > 0 and len(leases) == free:
                 continue  # more may be due now
@@ -136,7 +139,7 @@ class QueueWorkers:
             log.warning("pruning succeeded invocations failed: %s", e.message)
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._wake.set()  # a worker is free
 
     async def _guarded(self, lease: Lease) -> None:
