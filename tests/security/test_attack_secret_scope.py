@@ -138,3 +138,34 @@ def test_the_builtin_developer_still_uses_the_teams_vault(node: LiveNode, tmp_pa
     assert _set_secret(node, f"sd{tag}-token").status_code == 201  # the admin's
     granted = _bundle(tmp_path, f"sd{tag}-fn", f"permissions:\n  secrets: [sd{tag}-token]\n")
     assert _deploy(node, key, granted).status_code == 201
+
+
+def test_a_secrets_users_are_named_only_to_who_may_read_them(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """The listing named every deployed function using a secret, another owner's included,
+    to a role that may read none of them; a refused removal named them too. Now each names
+    the functions the caller may read, and counts the others."""
+    tag = _tag()
+    team = f"sc{tag}-"
+    key = _role(
+        node,
+        f"team-{tag}",
+        _allow(["function:deploy", "function:read"], f"{team}*"),
+        _allow(["secret:write", "secret:list", "secret:use"], f"{team}*"),
+    )
+    shared = f"{team}token"
+    assert _set_secret(node, shared, key).status_code == 201
+    own = _bundle(tmp_path, f"{team}own", f"permissions:\n  secrets: [{shared}]\n")
+    assert _deploy(node, key, own).status_code == 201
+    hidden = _bundle(tmp_path, f"hidden-{tag}", f"permissions:\n  secrets: [{shared}]\n")
+    assert _deploy(node, node.admin_key, hidden).status_code == 201
+    with node.client(key) as c:
+        (row,) = [s for s in c.get("/v1/secrets").json() if s["name"] == shared]
+        refused = c.delete(f"/v1/secrets/{shared}")
+    assert row["granted_to"] == [f"{team}own"]
+    body = assert_problem(refused, 409)
+    assert f"hidden-{tag}" not in body["detail"] and "1 other" in body["detail"]
+    with node.client() as c:
+        (row,) = [s for s in c.get("/v1/secrets").json() if s["name"] == shared]
+    assert row["granted_to"] == sorted([f"{team}own", f"hidden-{tag}"])

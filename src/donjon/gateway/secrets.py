@@ -18,6 +18,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import RekeyResult, SecretSummary, SecretVersion
 from donjon.identity import Action, Principal
+from donjon.lifecycle import Deployed
 from donjon.manifest.exposure import trigger_secrets
 from donjon.secret import Secret
 from donjon.store import StoreConflict
@@ -69,16 +70,24 @@ async def rotate_secret(
     return render(SecretVersion(name=name, version=done.version), 201)
 
 
-def _grants(node: Node) -> dict[str, list[str]]:
+def _grants(node: Node, reader: Principal | None = None) -> dict[str, list[str]]:
     """Secret -> the deployed functions that use it: granted to their code
     (`permissions.secrets`) or named by their triggers (a webhook's, a storage event's,
-    a database event's: the platform reads those), each function once."""
+    a database event's: the platform reads those), each function once; with `reader`,
+    only those it may read (`function:read`): a listing named every owner's functions."""
     out: dict[str, list[str]] = {}
     for deployed in node.registry.all():
+        if reader is not None and not _may_read(node, reader, deployed):
+            continue
         manifest = deployed.manifest
         for secret in sorted({*manifest.permissions.secrets, *trigger_secrets(manifest)}):
             out.setdefault(secret, []).append(deployed.name)
     return out
+
+
+def _may_read(node: Node, principal: Principal, deployed: Deployed) -> bool:
+    owner = deployed.record.owner or None
+    return node.policy.decide(principal, Action.READ, deployed.name, owner).allowed
 
 
 async def delete_secret(
@@ -87,9 +96,11 @@ async def delete_secret(
     name = check_name(request.path_params["secret"])
     users = _grants(node).get(name)
     if users:
+        shown = sorted(_grants(node, principal).get(name, []))
+        others = len(users) - len(shown)
+        named = ", ".join([*shown, *([f"{others} other function(s)"] if others else [])])
         raise StoreConflict(
-            f"secret {name} is used by {', '.join(sorted(users))} (granted to their code, or"
-            " named by their triggers)",
+            f"secret {name} is used by {named} (granted to their code, or named by their triggers)",
             hint="deploy them without the grant or the trigger naming it (or remove them) first",
         )
     async with node.changes.change(_event(principal, "secret.rm", name, request_id)):
@@ -100,7 +111,7 @@ async def delete_secret(
 async def list_secrets(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     """The secrets `secret:list` reaches by name (a statement on `team-a-*` lists those;
     `*` all), with the functions using each; never a value."""
-    grants = _grants(node)
+    grants = _grants(node, principal)
     return render(
         [
             SecretSummary(
