@@ -23,6 +23,10 @@ from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
 from postgres_support import PostgresServer
 from utc_day import clear_of_utc_midnight
 
+#: The loopback servers these tests stand up are internal addresses: opened to the node's
+#: sources as an admin opens an internal network (triggers/source_address.py).
+LOOPBACK = {"DONJON_EGRESS_ALLOW_NETWORKS": "127.0.0.0/8"}
+
 pytestmark = pytest.mark.slow
 
 PRINTER = """\
@@ -36,7 +40,7 @@ def handler(event, context):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    node = start_node(tmp_path_factory.mktemp("evsrc-node"))
+    node = start_node(tmp_path_factory.mktemp("evsrc-node"), LOOPBACK)
     yield node
     node.stop()
 

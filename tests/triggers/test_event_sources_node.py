@@ -17,6 +17,10 @@ from harness import LiveNode, free_port, run_cli, start_node
 from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
 from postgres_support import PostgresServer
 
+#: The loopback servers these tests stand up are internal addresses: opened to the node's
+#: sources as an admin opens an internal network (triggers/source_address.py).
+LOOPBACK = {"DONJON_EGRESS_ALLOW_NETWORKS": "127.0.0.0/8"}
+
 pytestmark = pytest.mark.slow
 
 PRINTER = """\
@@ -30,7 +34,7 @@ def handler(event, context):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    node = start_node(tmp_path_factory.mktemp("sources-node"))
+    node = start_node(tmp_path_factory.mktemp("sources-node"), LOOPBACK)
     yield node
     node.stop()
 

@@ -4,6 +4,7 @@ reconnection after the backend is killed, outages audited once."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
@@ -17,6 +18,10 @@ from donjon.triggers.envelope import Envelope
 from donjon.triggers.postgres_source import PostgresListener, event_of
 from harness import free_port
 from postgres_support import PostgresServer, postgres_server
+
+#: The loopback servers these tests stand up are internal addresses: opened to the sources
+#: as an admin opens an internal network (triggers/source_address.py).
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 __all__ = ["postgres_server"]  # the fixture, used by name below
 
@@ -63,7 +68,9 @@ async def _notify(server: PostgresServer, payload: str) -> None:
 
 
 async def _with_listener(sink: Sink, body: Callable[[PostgresListener], Awaitable[None]]) -> None:
-    listener = PostgresListener("orders-fn", SPEC, sink.open_secret, sink.submit, sink.record)
+    listener = PostgresListener(
+        "orders-fn", SPEC, sink.open_secret, sink.submit, sink.record, LOOPBACK
+    )
     task = asyncio.create_task(listener.run())
     try:
         await body(listener)
@@ -229,7 +236,9 @@ def test_of_several_nodes_one_listens_and_another_takes_over(
 
     async def go() -> None:
         pair = [
-            PostgresListener("orders-fn", SPEC, sink.open_secret, sink.submit, sink.record)
+            PostgresListener(
+                "orders-fn", SPEC, sink.open_secret, sink.submit, sink.record, LOOPBACK
+            )
             for _ in range(2)
         ]
         tasks = [asyncio.create_task(listener.run()) for listener in pair]

@@ -5,6 +5,7 @@ and the backoff and outage reports they share."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import subprocess
 import sys
 import time
@@ -18,6 +19,10 @@ from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_health import Backoff, SourceHealth
 from donjon.triggers.sources import EventSources
 from postgres_support import PostgresServer, postgres_server
+
+#: The loopback servers these tests stand up are internal addresses: opened to the sources
+#: as an admin opens an internal network (triggers/source_address.py).
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 __all__ = ["postgres_server"]  # the fixture, used by name below
 
@@ -65,7 +70,7 @@ def test_sources_follow_deploys_redeploys_and_removals(postgres_server: Postgres
         return None
 
     async def go() -> None:
-        sources = EventSources(deployed.items, open_secret, submit, record)
+        sources = EventSources(deployed.items, open_secret, submit, record, allow_networks=LOOPBACK)
         await sources.start()
         try:
             await _until(lambda: _channels(postgres_server) == ["orders"], "LISTEN orders")

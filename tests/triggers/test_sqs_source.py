@@ -4,6 +4,7 @@ an envelope per matching record, messages deleted only once submitted."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,10 @@ from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.sqs_source import SqsPoller, parse_settings
 from harness import free_port
 from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, moto_server
+
+#: The loopback servers these tests stand up are internal addresses: opened to the sources
+#: as an admin opens an internal network (triggers/source_address.py).
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 __all__ = ["moto_server"]  # the fixture, used by name below
 
@@ -124,7 +129,15 @@ async def _until(check: Callable[[], bool], what: str, timeout: float = 40.0) ->
 
 def _run(sink: Sink, spec: S3Spec, body: Callable[[SqsPoller], Awaitable[None]]) -> None:
     async def go() -> None:
-        poller = SqsPoller("resize", spec, sink.open_secret, sink.submit, sink.record, sink.check)
+        poller = SqsPoller(
+            "resize",
+            spec,
+            sink.open_secret,
+            sink.submit,
+            sink.record,
+            sink.check,
+            allow_networks=LOOPBACK,
+        )
         task = asyncio.create_task(poller.run())
         try:
             await body(poller)

@@ -58,6 +58,7 @@ def node_sources(node: Node) -> EventSources:
         node.audit.record,
         check,
         submit_all,
+        node.settings.egress.allow_networks,
     )
     node.registry.watch(sources.changed)
     return sources

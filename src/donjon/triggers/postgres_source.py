@@ -44,7 +44,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -52,10 +52,12 @@ from psycopg import sql
 
 from donjon import boundedjson
 from donjon.audit import AuditEvent
+from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
 from donjon.triggers.queue.interface import QueueFull
+from donjon.triggers.source_address import pin_dsn
 from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.source_health import MAX_REASON, Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
@@ -114,9 +116,11 @@ class PostgresListener:
         open_secret: OpenSecret,
         submit: Submit,
         record: Record,
+        allow_networks: Sequence[IPNetwork] = (),
     ) -> None:
         self.function = function
         self.spec = spec
+        self._allow_networks = allow_networks
         self._open_secret = open_secret
         self._submit = submit
         self._record = record
@@ -144,8 +148,10 @@ class PostgresListener:
             try:
                 dsn = (await self._open_secret(self.spec.dsn)).strip()
                 self._redact = Redactor({self.spec.dsn: dsn, **_password(self.spec.dsn, dsn)})
+                what = f"the DSN in secret {self.spec.dsn}"
+                pinned = await pin_dsn(dsn, self._allow_networks, what)
                 async with await psycopg.AsyncConnection.connect(
-                    dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    pinned, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                 ) as conn:
                     await self.health.succeeded()
                     backoff.reset()

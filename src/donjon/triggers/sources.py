@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
+from donjon.egress.addresses import IPNetwork
 from donjon.manifest import Manifest
 from donjon.manifest.event_triggers import PostgresSpec, S3Spec
 from donjon.triggers.envelope import Check, Submit, SubmitAll
@@ -54,8 +55,11 @@ class EventSources:
         record: Record,
         check: Check | None = None,
         submit_all: SubmitAll | None = None,
+        allow_networks: Sequence[IPNetwork] = (),
     ) -> None:
         self._listing = listing
+        #: Internal networks the sources may dial (source_address.py).
+        self._allow_networks = tuple(allow_networks)
         self._open_secret = open_secret
         self._submit = submit
         self._check = check
@@ -134,13 +138,16 @@ class EventSources:
                 self._record,
                 self._check,
                 self._submit_all,
+                self._allow_networks,
             )
         else:
             # Imported here: psycopg costs a node's start about 0.15 s and 20 MiB, and
             # most nodes have no postgres trigger (`reconcile` loaded it off the loop).
             from donjon.triggers.postgres_source import PostgresListener
 
-            source = PostgresListener(name, spec, self._open_secret, self._submit, self._record)
+            source = PostgresListener(
+                name, spec, self._open_secret, self._submit, self._record, self._allow_networks
+            )
         task = asyncio.get_running_loop().create_task(
             source.run(), name=f"source {name} {source.health.trigger}"
         )

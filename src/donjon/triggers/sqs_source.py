@@ -29,16 +29,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from donjon.audit import AuditEvent
+from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.manifest.event_triggers import S3Spec
 from donjon.triggers.envelope import Check, Envelope, Submit, SubmitAll
 from donjon.triggers.s3_events import envelopes, parse_notification
+from donjon.triggers.source_address import check_url
 from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
@@ -127,6 +129,7 @@ class SqsPoller:
         record: Record,
         check: Check | None = None,
         submit_all: SubmitAll | None = None,
+        allow_networks: Sequence[IPNetwork] = (),
     ) -> None:
         if spec.source != "sqs" or spec.secret is None:
             raise SourceSettingsError(f"{function}: an s3 trigger read from SQS names its secret")
@@ -138,6 +141,7 @@ class SqsPoller:
         self._check = check
         self._submit_all = submit_all
         self._record = record
+        self._allow_networks = allow_networks
         self.health = SourceHealth(record, function, "s3", f"sqs queue of secret {spec.secret}")
         self._malformed: collections.OrderedDict[str, None] = collections.OrderedDict()
         #: Malformed messages read (each receive of one counts).
@@ -152,6 +156,7 @@ class SqsPoller:
         opened: str | None = None
         client: Any = None
         queue_url = ""
+        endpoint: str | None = None
         while True:
             try:
                 text = (await self._open_secret(self.secret)).strip()
@@ -162,7 +167,11 @@ class SqsPoller:
                     )
                     client = await self._call(_client, settings)
                     opened, queue_url = text, settings.queue_url
+                    endpoint = settings.endpoint_url
                     self.health.source = f"sqs {queue_url}"
+                if endpoint is not None:  # each time: a name may resolve elsewhere now
+                    what = f"the endpoint_url in secret {self.secret}"
+                    await check_url(endpoint, self._allow_networks, what)
                 reply = await self._call(
                     client.receive_message,
                     QueueUrl=queue_url,

@@ -1,0 +1,131 @@
+"""Where an event source's own connection may go: the egress proxy's address rules.
+
+A `postgres` trigger's DSN and an `sqs` trigger's `endpoint_url` come from a secret,
+chosen by whoever may write secrets and deploy (a developer, by default), and the node
+dials them itself, outside any sandbox: they made the node open connections to any
+address it reaches, internal services and its own machine included (helper-150). So a
+source's destination is held to what a function's egress is held to
+(egress/addresses.py): a globally routable address, or one in a network the admin
+opened (`DONJON_EGRESS_ALLOW_NETWORKS`), never a cloud metadata endpoint. Every address
+a name resolves to is checked, at each connection; a DSN's connection is then made to
+the address checked (libpq's `hostaddr`), not to a second lookup of the name.
+
+A DSN is read by libpq, which also reads the node's own files and services for some of
+its parameters (`service`, `passfile`, `sslkey`, ...). Only the parameters that name a
+server and how to talk to it are taken; the node's password file is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from donjon.egress.addresses import IPAddress, IPNetwork, parse_ip_literal, refusal
+from donjon.errors import Error
+
+__all__ = ["DSN_PARAMETERS", "SourceAddressRefused", "allowed_addresses", "check_url", "pin_dsn"]
+
+#: The libpq parameters a trigger's DSN may set.
+DSN_PARAMETERS = frozenset(
+    {
+        "host",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "options",
+        "application_name",
+        "connect_timeout",
+        "target_session_attrs",
+        "load_balance_hosts",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "sslmode",
+        "sslrootcert",
+        "sslsni",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "channel_binding",
+        "require_auth",
+        "gssencmode",
+    }
+)
+_HINT = (
+    "an admin may open an internal network to event sources and functions' egress alike "
+    "with DONJON_EGRESS_ALLOW_NETWORKS (docs/triggers.md, 'Where a source connects')"
+)
+
+
+class SourceAddressRefused(Error):
+    """An event source's secret names a destination the node may not dial."""
+
+    title = "Event source destination refused"
+
+
+async def allowed_addresses(
+    host: str, port: int, allow_networks: Sequence[IPNetwork], what: str
+) -> list[IPAddress]:
+    """Every address `host` resolves to, each allowed; else `SourceAddressRefused`."""
+    literal = parse_ip_literal(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(
+            dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
+        )
+    for address in addresses:
+        why = refusal(address, allow_networks)
+        if why is not None:
+            raise SourceAddressRefused(
+                f"{what} names {host[:255]}, at {address}: {why}", hint=_HINT
+            )
+    return addresses
+
+
+async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> str:
+    """`dsn` with each host's checked address as its `hostaddr` and no password file;
+    `SourceAddressRefused` for a parameter outside `DSN_PARAMETERS`, a unix socket, or a
+    host at an address the node may not dial."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    other = sorted(set(params) - DSN_PARAMETERS)
+    if other:
+        raise SourceAddressRefused(
+            f"{what} sets {', '.join(other)}, which a trigger's DSN may not set (libpq would "
+            "read the node's own files or services for it)",
+            hint="keep to host, port, dbname, user, password and the ssl and timeout settings",
+        )
+    hosts = str(params.get("host") or "").split(",")
+    if any(not h or h.startswith(("/", "@")) for h in hosts):
+        raise SourceAddressRefused(
+            f"{what} names no TCP host (a unix socket is the node's own machine)",
+            hint="name the server by host and port: " + _HINT,
+        )
+    ports = str(params.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports *= len(hosts)
+    if len(ports) != len(hosts) or not all(p.isdigit() and 0 < int(p) < 65536 for p in ports):
+        raise SourceAddressRefused(f"{what} gives ports that do not match its hosts")
+    pinned = [
+        (await allowed_addresses(h, int(p), allow_networks, what))[0]
+        for h, p in zip(hosts, ports, strict=True)
+    ]
+    params["hostaddr"] = ",".join(str(a) for a in pinned)
+    params["passfile"] = os.devnull  # the node's ~/.pgpass answers no trigger's server
+    return make_conninfo("", **params)
+
+
+async def check_url(url: str, allow_networks: Sequence[IPNetwork], what: str) -> None:
+    """`SourceAddressRefused` unless every address of `url`'s host may be dialled."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    await allowed_addresses(parts.hostname or "", port, allow_networks, what)
