@@ -1,0 +1,128 @@
+"""What the deploy gate reads: credentials and vulnerable dependencies a bundle holds in
+forms or places the scan used to pass over. Each bundle is a hand-made archive sent to
+a real node; the gate must refuse it (422) as it refuses the same thing in main.py or
+requirements.txt."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator, Mapping
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from harness import LiveNode, start_node
+
+_MANIFEST = b"name: reach\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n"
+_MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
+_AWS_ID = "AKIAZ7QW4RT5YU8IOP3L"
+_AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYz9Qm3Lk2Vb"
+_GITHUB = "ghp_Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+#: requests 2.19.0: PYSEC-2018-28 (CVE-2018-18074), in the offline PyPA database.
+_VULNERABLE = ("requests", "2.19.0")
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    """A node of this module's own, with the offline advisory database."""
+    live = start_node(tmp_path_factory.mktemp("gate-reach"))
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def dev_key(own: LiveNode) -> str:
+    key: str = own.create_key("gate-reach", "developer")["key"]
+    return key
+
+
+def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Response:
+    """A bundle of `files` (with donjon.yaml and a clean main.py), sent as it is."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in {"donjon.yaml": _MANIFEST, "main.py": _MAIN, **files}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    with node.client(key) as c:
+        return c.post(
+            "/v1/functions",
+            content=buf.getvalue(),
+            timeout=300,
+            headers={"content-type": "application/gzip"},
+        )
+
+
+def _blocked(r: httpx.Response, rule: str) -> None:
+    assert r.status_code == 422, r.text
+    assert "block this deploy" in r.json()["detail"], r.text
+    assert any(p.startswith(rule) for p in r.json()["problems"]), r.text
+
+
+def _private_key() -> bytes:
+    """A fresh Ed25519 key in OpenSSH's format, as `ssh-keygen` writes `id_ed25519`."""
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+
+
+def test_private_key_file_without_a_suffix_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """An SSH private key shipped as `deploy/id_ed25519` (no suffix) blocks the deploy."""
+    r = _deploy(own, dev_key, {"deploy/id_ed25519": _private_key()})
+    _blocked(r, "DJ-SEC-002")
+
+
+def test_aws_credentials_file_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """An AWS shared credentials file (`.aws/credentials`) blocks the deploy."""
+    text = f"[default]\naws_access_key_id = {_AWS_ID}\naws_secret_access_key = {_AWS_SECRET}\n"
+    _blocked(_deploy(own, dev_key, {".aws/credentials": text.encode()}), "DJ-SEC-001")
+
+
+def test_token_in_a_notebook_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """A GitHub token in a Jupyter notebook's code cell blocks the deploy."""
+    notebook = {
+        "cells": [{"cell_type": "code", "source": [f'TOKEN = "{_GITHUB}"\n']}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    r = _deploy(own, dev_key, {"explore.ipynb": json.dumps(notebook, indent=1).encode()})
+    _blocked(r, "DJ-SEC-001")
+
+
+def test_token_in_a_template_file_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """A token in a Jinja template (`templates/page.html.j2`) blocks the deploy."""
+    page = f"<script>fetch(url, {{headers: {{a: '{_GITHUB}'}}}})</script>\n".encode()
+    _blocked(_deploy(own, dev_key, {"templates/page.html.j2": page}), "DJ-SEC-001")
+
+
+def test_dependency_vendored_at_the_bundle_root_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """A vulnerable distribution installed Lambda-style at the bundle's root (`pip install
+    -t .`, importable from /fn as much as from .deps/) blocks the deploy."""
+    name, version = _VULNERABLE
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode()
+    files = {
+        f"{name}/__init__.py": b"__version__ = '2.19.0'\n",
+        f"{name}-{version}.dist-info/METADATA": meta,
+    }
+    _blocked(_deploy(own, dev_key, files), "DJ-DEP-001")
+
+
+def test_requirement_include_without_a_space_is_read(own: LiveNode, dev_key: str) -> None:
+    """`-rbase.txt` (pip's short option with its value attached) is followed: a vulnerable
+    pin in the included file blocks the deploy."""
+    name, version = _VULNERABLE
+    files = {
+        "requirements.txt": b"-rbase.txt\n",
+        "base.txt": f"{name}=={version}\n".encode(),
+    }
+    _blocked(_deploy(own, dev_key, files), "DJ-DEP-001")
