@@ -5,8 +5,11 @@ requirements.txt."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import marshal
+import sys
 import tarfile
 from collections.abc import Iterator, Mapping
 
@@ -126,3 +129,60 @@ def test_requirement_include_without_a_space_is_read(own: LiveNode, dev_key: str
         "base.txt": f"{name}=={version}\n".encode(),
     }
     _blocked(_deploy(own, dev_key, files), "DJ-DEP-001")
+
+
+# -- byte-code the gate never read ------------------------------------------------------
+
+_SCANNED = b"def handler(event, context):\n    return {'ran': 'source'}\n"
+#: What the gate refuses (DJ-PY-002: event data reaches eval), compiled to byte-code.
+_HIDDEN = "def handler(event, context):\n    return {'ran': 'bytecode', 'v': eval(event['code'])}\n"
+
+
+def _unchecked_pyc(source: str, filename: str) -> bytes:
+    """`source` compiled as `donjon deploy` compiles a bundle: an unchecked-hash pyc,
+    which Python imports without looking at the source beside it."""
+    code = compile(source, filename, "exec", dont_inherit=True)
+    flags = (0b01).to_bytes(4, "little")  # hash-based, unchecked
+    return importlib.util.MAGIC_NUMBER + flags + b"\0" * 8 + marshal.dumps(code)
+
+
+@pytest.fixture(scope="module")
+def cache_tag(own: LiveNode) -> str:
+    """The sandbox's `sys.implementation.cache_tag` (the pyc's must be its own)."""
+    with own.client() as c:
+        version = c.get("/v1/runtime").json()["python"]["python_version"]
+    if version != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        pytest.skip(f"the sandbox runs Python {version}, these tests {sys.version}")
+    return sys.implementation.cache_tag
+
+
+def _ran(node: LiveNode, key: str, files: Mapping[str, bytes]) -> str:
+    """What a deploy of `files` runs when invoked: "refused" if the deploy is refused."""
+    r = _deploy(node, key, files)
+    if r.status_code != 201:
+        assert 400 <= r.status_code < 500, r.text
+        return "refused"
+    with node.client(key) as c:
+        called = c.post("/v1/functions/reach/invoke", content=b'{"code": "1"}')
+    assert called.status_code in (200, 502), called.text
+    return str(called.json().get("ran", "failed")) if called.status_code == 200 else "failed"
+
+
+def test_bytecode_beside_scanned_source_is_not_what_runs(
+    own: LiveNode, dev_key: str, cache_tag: str
+) -> None:
+    """A hand-made `__pycache__/main.<tag>.pyc` compiled from code the gate refuses, beside
+    a clean main.py, never runs: the function runs the source the gate scanned."""
+    pyc = _unchecked_pyc(_HIDDEN, "/fn/main.py")
+    files = {"main.py": _SCANNED, f"__pycache__/main.{cache_tag}.pyc": pyc}
+    assert _ran(own, dev_key, files) in ("source", "refused")
+
+
+def test_sourceless_bytecode_module_does_not_run(
+    own: LiveNode, dev_key: str, cache_tag: str
+) -> None:
+    """A module shipped only as byte-code (`impl.pyc`, no impl.py: Python imports it from
+    the bundle's root) is code the gate never read: it does not run."""
+    main = b"from impl import handler\n"
+    files = {"main.py": main, "impl.pyc": _unchecked_pyc(_HIDDEN, "/fn/impl.py")}
+    assert _ran(own, dev_key, files) in ("refused", "failed")
