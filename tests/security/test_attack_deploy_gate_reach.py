@@ -186,3 +186,22 @@ def test_sourceless_bytecode_module_does_not_run(
     main = b"from impl import handler\n"
     files = {"main.py": main, "impl.pyc": _unchecked_pyc(_HIDDEN, "/fn/impl.py")}
     assert _ran(own, dev_key, files) in ("refused", "failed")
+
+
+def test_module_with_a_latin1_comment_is_scanned(own: LiveNode, dev_key: str) -> None:
+    """A handler whose comment holds a byte that is not UTF-8 (an editor saved "café" in
+    Latin-1): Python 3.11 imports and runs it, so the gate reads it and blocks the shell
+    command event data builds."""
+    main = (
+        b"import os\n\n\n"
+        b"def handler(event, context):  # caf\xe9\n"
+        b"    return os.popen('ls ' + event['dir']).read()\n"
+    )
+    _blocked(_deploy(own, dev_key, {"main.py": main}), "DJ-PY-001")
+
+
+def test_config_file_with_a_latin1_comment_is_scanned(own: LiveNode, dev_key: str) -> None:
+    """A password in a YAML config whose comment is Latin-1 (not UTF-8) blocks the deploy:
+    one stray byte does not make the gate pass over the whole file."""
+    config = b"# owner: M\xfcller\ndatabase:\n  password: k9Jx2mQ8vLp4Rz7WbN3c\n"
+    _blocked(_deploy(own, dev_key, {"config.yaml": config}), "DJ-SEC-003")

@@ -204,12 +204,17 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
 
 def _decode(data: bytes, *, python: bool) -> str:
     """The file's text; Python source in the encoding it declares (``# -*- coding:
-    latin-1 -*-``), as Python reads it, UTF-8 otherwise."""
+    latin-1 -*-``), as Python reads it, UTF-8 otherwise.
+
+    A byte the encoding does not hold is read as U+FFFD, never a reason to skip the file:
+    Python 3.11 imports and runs a module with one in a comment (its tokenizer does not
+    decode comments: a "café" an editor saved in Latin-1), and a key in a config file is
+    no less hard-coded beside one."""
     if python:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         if encoding not in ("utf-8", "utf-8-sig"):
-            return data.decode(encoding)
-    return data.decode("utf-8-sig")
+            return data.decode(encoding, "replace")
+    return data.decode("utf-8-sig", "replace")
 
 
 def _is_text(name: str, *, whole_tree: bool = False) -> bool:
