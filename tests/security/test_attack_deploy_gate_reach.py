@@ -205,3 +205,22 @@ def test_config_file_with_a_latin1_comment_is_scanned(own: LiveNode, dev_key: st
     one stray byte does not make the gate pass over the whole file."""
     config = b"# owner: M\xfcller\ndatabase:\n  password: k9Jx2mQ8vLp4Rz7WbN3c\n"
     _blocked(_deploy(own, dev_key, {"config.yaml": config}), "DJ-SEC-003")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # a settings class's field: the line rule read `password: str` as an annotation
+        "class Settings:\n    db_password: str = 'k9Jx2mQ8vLp4Rz7WbN3c'\n",
+        # a default for an unset variable is the credential, hard-coded
+        "import os\nTOKEN = os.getenv('API_TOKEN', 'k9Jx2mQ8vLp4Rz7WbN3c')\n",
+        "import os\nos.environ.setdefault('DB_PASSWORD', 'k9Jx2mQ8vLp4Rz7WbN3c')\n",
+        # "token" is no keyword of the line rule's
+        "GITHUB_TOKEN = 'k9Jx2mQ8vLp4Rz7WbN3cQ4'\n",
+    ],
+    ids=["annotated-field", "getenv-default", "environ-setdefault", "token-name"],
+)
+def test_credential_assigned_in_python_is_blocked(own: LiveNode, dev_key: str, line: str) -> None:
+    """A random-looking literal that a Python name or environment variable says is a
+    credential blocks the deploy, in the forms the line rule did not read."""
+    _blocked(_deploy(own, dev_key, {"settings.py": line.encode()}), "DJ-SEC-003")

@@ -33,7 +33,7 @@ from donjon.scan.scanners.secret_python import (
     may_have_call_sites,
     python_facts,
 )
-from donjon.scan.scanners.secret_values import WORDS, not_a_secret
+from donjon.scan.scanners.secret_values import WORDS, Verdict, classify, not_a_secret
 from donjon.scan.scanners.secrets_prefilter import for_text
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
@@ -197,11 +197,17 @@ class SecretScanner(Scanner):
                     secret=site.value,
                 )
                 continue
-            reason = not_a_secret(site.value)
-            if reason and reason != WORDS:
-                continue
-            # A plain word passed as a password is one, if a poor one: reported, not gate level.
-            word = Confidence.LOW if reason else None
+            if site.assigned:  # the name says "credential": graded as the line rule grades
+                verdict = classify(site.value)
+                if verdict is Verdict.NOT_SECRET or at is not None:
+                    continue
+                word = Confidence.LOW if verdict is Verdict.WEAK else None
+            else:
+                reason = not_a_secret(site.value)
+                if reason and reason != WORDS:
+                    continue
+                # A plain word passed as a password is one, if a poor one: not gate level.
+                word = Confidence.LOW if reason else None
             if at is not None:
                 if found is not None and found.rule_id == "DJ-SEC-003" and low is None:
                     # The line rule found it, the call confirms it is a credential.
@@ -214,7 +220,8 @@ class SecretScanner(Scanner):
                 "DJ-SEC-003",
                 site.line,
                 site.col,
-                f"Credential argument of {site.call}: {mask(site.value)}",
+                f"Credential {'assigned to' if site.assigned else 'argument of'} "
+                f"{site.call}: {mask(site.value)}",
                 confidence=low or word or Confidence.MEDIUM,
                 snippet=snippet,
                 secret=site.value,
