@@ -217,10 +217,22 @@ def test_config_file_with_a_latin1_comment_is_scanned(own: LiveNode, dev_key: st
         "import os\nos.environ.setdefault('DB_PASSWORD', 'k9Jx2mQ8vLp4Rz7WbN3c')\n",
         # "token" is no keyword of the line rule's
         "GITHUB_TOKEN = 'k9Jx2mQ8vLp4Rz7WbN3cQ4'\n",
+        # the credential of an Authorization header, an auth pair, a login
+        "HEADERS = {'Authorization': 'Bearer k9Jx2mQ8vLp4Rz7WbN3c'}\n",
+        "import requests\nrequests.get('https://x', auth=('ops', 'k9Jx2mQ8vLp4Rz7WbN3c'))\n",
+        "def send(smtp):\n    smtp.login('bot@example.com', 'k9Jx2mQ8vLp4Rz7WbN3c')\n",
     ],
-    ids=["annotated-field", "getenv-default", "environ-setdefault", "token-name"],
+    ids=[
+        "annotated-field",
+        "getenv-default",
+        "environ-setdefault",
+        "token-name",
+        "bearer-header",
+        "auth-pair",
+        "login",
+    ],
 )
-def test_credential_assigned_in_python_is_blocked(own: LiveNode, dev_key: str, line: str) -> None:
-    """A random-looking literal that a Python name or environment variable says is a
-    credential blocks the deploy, in the forms the line rule did not read."""
+def test_credential_written_in_python_is_blocked(own: LiveNode, dev_key: str, line: str) -> None:
+    """A random-looking literal that its name, environment variable, header or call says
+    is a credential blocks the deploy, in the forms the line rule did not read."""
     _blocked(_deploy(own, dev_key, {"settings.py": line.encode()}), "DJ-SEC-003")

@@ -60,12 +60,21 @@ _PLAIN_CREDENTIAL = re.compile(r"(?i)passw|pwd|secret|key|cred")
 _MIN_TOKEN = 16
 #: Regular-expression syntax: a pattern for a credential (a scanner's), not one.
 _PATTERN = re.compile(r"\\[dswbDSWB]|\(\?|\[\^|\]\{\d|\]\+|\]\*")
+#: Calls whose argument at this position is a password (user name first).
+_PASSWORD_ARGUMENT: dict[str, int] = {
+    "requests.auth.HTTPBasicAuth": 1,
+    "requests.auth.HTTPDigestAuth": 1,
+    "requests.HTTPBasicAuth": 1,
+    "httpx.BasicAuth": 1,
+    "httpx.DigestAuth": 1,
+    "aiohttp.BasicAuth": 1,
+}
 #: Reads of the environment whose second argument is the value used when the variable is
 #: not set: ``os.getenv("API_TOKEN", "<literal>")`` hard-codes the credential all the same.
 _ENV_DEFAULTS = frozenset({"os.getenv", "os.environ.get", "os.environ.setdefault"})
 #: A cheap look at the text first: most files have neither, and need no parse.
 _WORTH_PARSING = re.compile(
-    r"jwt|hmac|Fernet|Serializer|Signer|AES\b|SECRET_KEY|secret_key|getenv|environ"
+    r"jwt|hmac|Fernet|Serializer|Signer|AES\b|SECRET_KEY|secret_key|getenv|environ|auth|login"
     r"|(?i:passw|pwd|secret|key|token|credential)\w*['\"\]]?\s*(?::[^=\n]{0,80})?="
     r"\s*[rbuRBU]{0,2}['\"]"
 )
@@ -228,6 +237,10 @@ def _call_sites(walk: _Walk) -> list[KeySite]:
             value = _literal(default, {}) if not isinstance(default, ast.Name) else None
             if variable is not None and _credential_name(variable) and value is not None:
                 sites.append(_site(default, value, f"{shown}({variable!r})", signing=False))
+        password = _password_argument(node, qual)
+        value = _literal(password, {}) if password is not None else None
+        if password is not None and value is not None:
+            sites.append(_site(password, value, f"{shown or 'login'}()", signing=False))
         for kw in node.keywords:
             if kw.arg in _FRAMEWORK_KEYS:
                 value = _literal(kw.value, {})
@@ -240,6 +253,21 @@ def _call_sites(walk: _Walk) -> list[KeySite]:
             if value is not None:
                 sites.append(_site(kw.value, value, f"{shown}()", signing=False))
     return sites + walk.settings
+
+
+def _password_argument(node: ast.Call, qual: str) -> ast.expr | None:
+    """The password a call is given as a user name and password pair, if any: of the basic
+    and digest auth classes (`_PASSWORD_ARGUMENT`), a ``.login(user, password)`` method
+    (smtplib, imaplib, ftplib, docker), and an ``auth=(user, password)`` tuple."""
+    position = _PASSWORD_ARGUMENT.get(qual)
+    if position is None and isinstance(node.func, ast.Attribute) and node.func.attr == "login":
+        position = 1
+    if position is not None and len(node.args) > position:
+        return node.args[position]
+    for kw in node.keywords:
+        if kw.arg == "auth" and isinstance(kw.value, ast.Tuple) and len(kw.value.elts) == 2:
+            return kw.value.elts[1]
+    return None
 
 
 def may_have_call_sites(text: str) -> bool:
