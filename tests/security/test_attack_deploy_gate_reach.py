@@ -236,3 +236,33 @@ def test_credential_written_in_python_is_blocked(own: LiveNode, dev_key: str, li
     """A random-looking literal that its name, environment variable, header or call says
     is a credential blocks the deploy, in the forms the line rule did not read."""
     _blocked(_deploy(own, dev_key, {"settings.py": line.encode()}), "DJ-SEC-003")
+
+
+# -- what the gate spends on a bundle --------------------------------------------------
+
+
+def _peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def test_wheel_tag_product_does_not_exhaust_the_node(own: LiveNode, dev_key: str) -> None:
+    """A vendored WHEEL file whose one compressed tag set (`a.b...-c.d...-e.f...`) names
+    millions of combinations in a kilobyte is refused without the node building them:
+    the check runs in the node's own process, before the scan."""
+    cp, abi, plat = (".".join(f"{p}{i}" for i in range(120)) for p in ("cp", "abi", "plat"))
+    wheel = f"Wheel-Version: 1.0\nTag: {cp}-{abi}-{plat}\n"
+    files = {
+        ".deps/bomb-1.0.dist-info/WHEEL": wheel.encode(),
+        ".deps/bomb-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: bomb\nVersion: 1.0\n",
+    }
+    before = _peak_rss_kib(own.proc.pid)
+    r = _deploy(own, dev_key, files)
+    grown = _peak_rss_kib(own.proc.pid) - before
+    assert 400 <= r.status_code < 500, r.text
+    assert grown < 256 * 1024, f"the node's peak RSS grew by {grown // 1024} MiB"
+    with own.client() as c:
+        assert c.get("/healthz").status_code == 200
