@@ -266,3 +266,25 @@ def test_wheel_tag_product_does_not_exhaust_the_node(own: LiveNode, dev_key: str
     assert grown < 256 * 1024, f"the node's peak RSS grew by {grown // 1024} MiB"
     with own.client() as c:
         assert c.get("/healthz").status_code == 200
+
+
+def test_records_claiming_the_same_files_again_and_again_are_refused(
+    own: LiveNode, dev_key: str
+) -> None:
+    """Fifty vendored distributions whose RECORDs each list the same thousand modules
+    (with their byte-code): the SBOM would hash and look up every file fifty times, in the
+    node's own process; the deploy is refused instead, and the node serves."""
+    files: dict[str, bytes] = {}
+    for i in range(1000):
+        files[f".deps/pkg/m{i}.py"] = b"X = 1\n"
+        files[f".deps/pkg/__pycache__/m{i}.cpython-311.pyc"] = b"not byte-code"
+    record = "".join(f"pkg/m{i}.py,,\n" for i in range(1000)).encode()
+    for d in range(50):
+        info = f".deps/dist{d}-1.0.dist-info"
+        files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: dist{d}\nVersion: 1.0\n".encode()
+        files[f"{info}/RECORD"] = record
+    r = _deploy(own, dev_key, files)
+    assert 400 <= r.status_code < 500, r.text
+    assert "RECORD" in r.json()["detail"], r.text
+    with own.client() as c:
+        assert c.get("/healthz").status_code == 200
