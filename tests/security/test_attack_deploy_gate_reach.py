@@ -5,12 +5,14 @@ requirements.txt."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
 import marshal
 import sys
 import tarfile
+import threading
 from collections.abc import Iterator, Mapping
 
 import httpx
@@ -286,5 +288,43 @@ def test_records_claiming_the_same_files_again_and_again_are_refused(
     r = _deploy(own, dev_key, files)
     assert 400 <= r.status_code < 500, r.text
     assert "RECORD" in r.json()["detail"], r.text
+    with own.client() as c:
+        assert c.get("/healthz").status_code == 200
+
+
+def test_archives_being_received_at_once_are_bounded(own: LiveNode, dev_key: str) -> None:
+    """Uploads held open mid-archive (each could carry 256 MiB into the node's memory)
+    take the deploy queue's places: once its ten are taken, another deploy is refused
+    (503) before its archive is read, not after."""
+    release = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield b"\x1f\x8b" + bytes(64 * 1024)
+        release.wait(120)
+
+    def upload() -> None:
+        with own.client(dev_key) as c, contextlib.suppress(httpx.HTTPError):
+            c.post("/v1/functions", content=slow_body(), timeout=180)
+
+    uploads = [threading.Thread(target=upload, daemon=True) for _ in range(12)]
+    replies: list[httpx.Response] = []
+    try:
+        for t in uploads:
+            t.start()
+        for _ in range(50):  # bounded: until the held uploads have taken their places
+            replies.append(_deploy(own, dev_key, {}))
+            if replies[-1].status_code == 503:
+                break
+            release.wait(0.2)
+    finally:
+        release.set()
+        for t in uploads:
+            t.join(60)
+    assert replies[-1].status_code == 503, [r.status_code for r in replies]
+    # Audited as every denial is: the first of its source's window at once (an upload
+    # refused the same way may be that first one; later ones are counted into it).
+    with own.client() as c:
+        tail = c.get("/v1/audit", params={"n": 200}).json()
+    assert any(r["action"] == "function.deploy" and r["outcome"] == "denied" for r in tail), tail
     with own.client() as c:
         assert c.get("/healthz").status_code == 200
