@@ -240,6 +240,19 @@ def test_credential_written_in_python_is_blocked(own: LiveNode, dev_key: str, li
     _blocked(_deploy(own, dev_key, {"settings.py": line.encode()}), "DJ-SEC-003")
 
 
+def test_credentials_past_column_4000_of_a_one_line_config_are_blocked(
+    own: LiveNode, dev_key: str
+) -> None:
+    """A JSON config written on one line (`json.dump` without indent) whose password and
+    token come after 4,000 characters of other settings blocks the deploy."""
+    config: dict[str, object] = {f"setting{i}": "v" * 20 for i in range(200)}
+    config["database"] = {"password": "k9Jx2mQ8vLp4Rz7WbN3c"}
+    config["github"] = _GITHUB
+    r = _deploy(own, dev_key, {"config.json": json.dumps(config).encode()})
+    _blocked(r, "DJ-SEC-001")
+    _blocked(r, "DJ-SEC-003")
+
+
 # -- what the gate spends on a bundle --------------------------------------------------
 
 
