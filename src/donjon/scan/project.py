@@ -100,6 +100,8 @@ _TEXT_NAMES = frozenset(
         "id_ed25519",
     }
 )
+#: Binary by their suffix beyond detect-secrets' list: compiled code, archives, databases.
+_BINARY = frozenset({".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".whl", ".egg", ".db"})
 #: A distribution's metadata directory, wherever it is installed.
 _DIST_INFO = (".dist-info", ".egg-info")
 
@@ -224,7 +226,7 @@ def _is_text(name: str, *, whole_tree: bool = False) -> bool:
     in main.py (files that turn out to be binary, with a NUL byte, are dropped after)."""
     if name in _TEXT_NAMES or name.startswith(".env") or Path(name).suffix in _TEXT_SUFFIXES:
         return True
-    return whole_tree and not is_non_text_file(name)
+    return whole_tree and not is_non_text_file(name) and Path(name).suffix not in _BINARY
 
 
 def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
@@ -294,6 +296,7 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
             d
             for d in dirnames
             if d != DEPS_DIR
+            and not d.endswith(_DIST_INFO)  # a third party's metadata, read as such above
             and not (here / d).is_symlink()
             and (whole_tree or (d not in _SKIP_DIRS and not (here / d / "pyvenv.cfg").exists()))
         )
