@@ -77,6 +77,7 @@ _TEXT_SUFFIXES = frozenset(
         ".pem",
         ".key",
         ".lock",
+        ".template",
         ".in",
         ".ipynb",
     }
