@@ -313,7 +313,11 @@ def test_archives_being_received_at_once_are_bounded(own: LiveNode, dev_key: str
 
     def slow_body() -> Iterator[bytes]:
         yield b"\x1f\x8b" + bytes(64 * 1024)
-        release.wait(120)
+        # A trickle: enough progress that the node's body stall timer never cuts it.
+        for _ in range(60):
+            if release.wait(2):
+                return
+            yield bytes(1024)
 
     def upload() -> None:
         with own.client(dev_key) as c, contextlib.suppress(httpx.HTTPError):
@@ -324,7 +328,7 @@ def test_archives_being_received_at_once_are_bounded(own: LiveNode, dev_key: str
     try:
         for t in uploads:
             t.start()
-        for _ in range(50):  # bounded: until the held uploads have taken their places
+        for _ in range(100):  # bounded: until the held uploads have taken their places
             replies.append(_deploy(own, dev_key, {}))
             if replies[-1].status_code == 503:
                 break
