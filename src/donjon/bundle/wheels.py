@@ -10,6 +10,7 @@ deploy is refused, naming each such wheel.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from packaging import tags
@@ -23,6 +24,11 @@ __all__ = ["check_vendored", "supported_tags"]
 #: Bounds on what is read: a bundle is already size-limited, these keep the check cheap.
 _MAX_DISTRIBUTIONS = 2000
 _MAX_WHEEL_FILE = 64 * 1024
+#: Tags one WHEEL file may name, its compressed sets expanded (a real wheel names a few:
+#: ``cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64`` is two). Counted before they
+#: are built: ``a.b...-c.d...-e.f...`` names the product of its three lists, millions
+#: from a kilobyte, and this runs in the node's process.
+_MAX_TAGS = 1024
 
 
 def supported_tags(target: RuntimeTarget) -> frozenset[str]:
@@ -46,6 +52,11 @@ def _wheel_tags(wheel_file: Path) -> list[str]:
         key, _, value = line.partition(":")
         if key.strip().lower() == "tag":
             # A compressed tag set ("cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64").
+            named = math.prod(len(part.split(".")) for part in value.strip().split("-"))
+            if len(out) + named > _MAX_TAGS:
+                raise BundleError(
+                    f"{wheel_file.parent.name}/WHEEL names more than {_MAX_TAGS} wheel tags"
+                )
             out += [str(t) for t in tags.parse_tag(value.strip())]
     return out
 

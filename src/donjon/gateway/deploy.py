@@ -18,6 +18,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.schemas import query_flag, render
 from donjon.gateway.views import DeployResult
 from donjon.identity import Principal, Role
+from donjon.lifecycle import DeployBusy
 from donjon.scan import render_text
 
 __all__ = ["deploy"]
@@ -54,7 +55,13 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
     skip_scan = await _hatch(request, node, principal, request_id, "unsafe_skip_scan")
     allow_broad = await _hatch(request, node, principal, request_id, "unsafe_allow_broad")
     allow_public = await _hatch(request, node, principal, request_id, "unsafe_allow_public")
-    archive = await read_body(request, MAX_BUNDLE_BYTES)
+    # A place in the deploy queue before the archive (up to 256 MiB) is read into memory.
+    try:
+        with node.deployments.queue.receiving():
+            archive = await read_body(request, MAX_BUNDLE_BYTES)
+    except DeployBusy as e:
+        await deny(node, request, principal.label, "function.deploy", e.message, request_id)
+        raise
     if not archive:
         raise BadRequest("the request body must be a bundle archive (tar.gz)")
     done = await node.deployments.deploy(

@@ -4,15 +4,18 @@ Unpacking and scanning a bundle is blocking work. It runs on threads of its own 
 the event loop's shared default pool, which the rest of the node needs), at most
 `slots` bundles at a time; up to `waiting` more deploys wait their turn, and beyond
 that a deploy is refused at once with 503 and Retry-After. So however many hostile
-deploys arrive together, /healthz and invocations keep their threads.
+deploys arrive together, /healthz and invocations keep their threads. An archive still
+being received holds a place too (`receiving`), so the archives in the node's memory
+are bounded however many uploads are held open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -44,6 +47,8 @@ class DeployQueue:
         self.waiting = waiting
         self.retry_after_s = retry_after_s
         self._admitted = 0
+        #: Archives being read now (`receiving`), not yet handed to `run`.
+        self._receiving = 0
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="deploy")
 
@@ -51,6 +56,24 @@ class DeployQueue:
     def admitted(self) -> int:
         """Deploys at work or waiting now."""
         return self._admitted
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Hold a place while a deploy's archive is read (`DeployBusy` if none is left):
+        archives held in memory, up to 256 MiB each, are as many as the deploys this
+        queue admits, whether they are still arriving or already at work."""
+        with self._lock:
+            if self._admitted + self._receiving >= self.slots + self.waiting:
+                raise DeployBusy(
+                    f"{self._admitted + self._receiving} deploys are in progress on this node",
+                    retry_after_s=self.retry_after_s,
+                )
+            self._receiving += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._receiving -= 1
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking deploy work `fn` on the deploy threads; `DeployBusy` if full."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from detect_secrets.filters.heuristic import is_non_text_file
 
 from donjon.manifest.loader import load_yaml
 from donjon.scan.errors import ScanError
@@ -76,11 +77,34 @@ _TEXT_SUFFIXES = frozenset(
         ".pem",
         ".key",
         ".lock",
+        ".template",
+        ".in",
+        ".ipynb",
     }
 )
 _TEXT_NAMES = frozenset(
-    {"Dockerfile", "Procfile", "Pipfile", ".env", ".npmrc", ".pypirc", ".netrc"}
+    {
+        "Dockerfile",
+        "Procfile",
+        "Pipfile",
+        ".env",
+        ".npmrc",
+        ".pypirc",
+        ".netrc",
+        ".pgpass",
+        ".git-credentials",
+        ".htpasswd",
+        "credentials",
+        "id_rsa",
+        "id_dsa",
+        "id_ecdsa",
+        "id_ed25519",
+    }
 )
+#: Binary by their suffix beyond detect-secrets' list: compiled code, archives, databases.
+_BINARY = frozenset({".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".whl", ".egg", ".db"})
+#: A distribution's metadata directory, wherever it is installed.
+_DIST_INFO = (".dist-info", ".egg-info")
 
 
 @dataclass(frozen=True)
@@ -183,16 +207,35 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
 
 def _decode(data: bytes, *, python: bool) -> str:
     """The file's text; Python source in the encoding it declares (``# -*- coding:
-    latin-1 -*-``), as Python reads it, UTF-8 otherwise."""
+    latin-1 -*-``), as Python reads it, UTF-8 otherwise.
+
+    A byte the encoding does not hold is read as U+FFFD, never a reason to skip the file:
+    Python 3.11 imports and runs a module with one in a comment (its tokenizer does not
+    decode comments: a "café" an editor saved in Latin-1), and a key in a config file is
+    no less hard-coded beside one."""
     if python:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         if encoding not in ("utf-8", "utf-8-sig"):
-            return data.decode(encoding)
-    return data.decode("utf-8-sig")
+            return data.decode(encoding, "replace")
+    return data.decode("utf-8-sig", "replace")
 
 
-def _is_text(name: str) -> bool:
-    return name in _TEXT_NAMES or name.startswith(".env") or Path(name).suffix in _TEXT_SUFFIXES
+def _is_text(name: str, *, whole_tree: bool = False) -> bool:
+    """Whether to read the file `name`. The gate (`whole_tree`) reads every file but those
+    detect-secrets calls binary by their suffix: a bundle's function can read any file it
+    holds, and a key in ``deploy/id_ed25519`` or ``page.html.j2`` is as hard-coded as one
+    in main.py (files that turn out to be binary, with a NUL byte, are dropped after)."""
+    if name in _TEXT_NAMES or name.startswith(".env") or Path(name).suffix in _TEXT_SUFFIXES:
+        return True
+    return whole_tree and not is_non_text_file(name) and Path(name).suffix not in _BINARY
+
+
+def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
+    """The METADATA (PKG-INFO) of the distribution whose metadata directory is `info`."""
+    meta = info / ("METADATA" if info.name.endswith(".dist-info") else "PKG-INFO")
+    if not meta.is_file() or meta.is_symlink():
+        return None
+    return _read(meta, meta.relative_to(root).as_posix(), notes)
 
 
 def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[SourceFile]:
@@ -203,13 +246,9 @@ def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[Source
             dirnames.clear()
             continue
         for name in sorted(dirnames):
-            meta = here / name / ("METADATA" if name.endswith(".dist-info") else "PKG-INFO")
-            wanted = name.endswith((".dist-info", ".egg-info"))
-            if wanted and meta.is_file() and not meta.is_symlink():
-                read = _read(meta, meta.relative_to(root).as_posix(), notes)
-                if read is not None:
-                    found.append(read)
-        dirnames[:] = [d for d in dirnames if not d.endswith((".dist-info", ".egg-info"))]
+            if name.endswith(_DIST_INFO) and (read := _metadata(here / name, root, notes)):
+                found.append(read)
+        dirnames[:] = [d for d in dirnames if not d.endswith(_DIST_INFO)]
     return found
 
 
@@ -249,10 +288,16 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
         here = Path(dirpath)
         if DEPS_DIR in dirnames:
             installed.extend(_installed_metadata(here / DEPS_DIR, root, notes))
+        # Distributions installed beside the code (`pip install -t .`, as Lambda's own
+        # packaging guide does) import from the bundle's root as .deps/'s do.
+        for name in sorted(d for d in dirnames if d.endswith(_DIST_INFO)):
+            if not (here / name).is_symlink() and (read := _metadata(here / name, root, notes)):
+                installed.append(read)
         dirnames[:] = sorted(
             d
             for d in dirnames
             if d != DEPS_DIR
+            and not d.endswith(_DIST_INFO)  # a third party's metadata, read as such above
             and not (here / d).is_symlink()
             and (whole_tree or (d not in _SKIP_DIRS and not (here / d / "pyvenv.cfg").exists()))
         )
@@ -261,7 +306,7 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
             if path.is_symlink():
                 skipped_links += 1
                 continue
-            if not _is_text(name):
+            if not _is_text(name, whole_tree=whole_tree):
                 continue
             if len(files) >= MAX_FILES:
                 raise ScanError(

@@ -5,8 +5,10 @@ advisory database once (its parsed form cached in DIR), says it is ready, then s
 requests from its stdin one at a time. Each scan runs in a fresh process forked from
 the helper (so it shares the loaded database without reloading it) with an
 address-space limit (RLIMIT_AS) and a CPU-time limit (RLIMIT_CPU), and is killed when
-its wall-clock time is up. Whatever a bundle makes
-the scanner do, it happens in that process: the node only ever reads a bounded reply.
+its wall-clock time is up. After the scan it removes the tree's byte-code that is not
+compiled from the source it read (bytecode.py), so what runs is what was scanned.
+Whatever a bundle makes the scanner do, it happens in that process: the node only ever
+reads a bounded reply.
 
 Protocol (`donjon.scan.isolated` is the other side). A request is one JSON line::
 
@@ -27,6 +29,7 @@ scan refused the target (`ScanError`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -41,6 +44,7 @@ from typing import Any, BinaryIO
 
 from donjon.egress.addresses import IPNetwork, parse_networks
 from donjon.errors import Error
+from donjon.scan.bytecode import drop_unverified_bytecode
 from donjon.scan.deps.advisories import AdvisoryDB
 from donjon.scan.engine import scan_path
 from donjon.scan.format import render_json
@@ -83,6 +87,11 @@ def _scan_child(
         report = scan_path(
             Path(path), advisories=advisories, whole_tree=True, egress_networks=egress_networks
         )
+        # What runs is what was scanned: byte-code not compiled from it goes (bytecode.py).
+        dropped = drop_unverified_bytecode(Path(path))
+        if dropped:
+            note = f"{dropped} byte-code file(s) not compiled from the scanned source removed"
+            report = dataclasses.replace(report, notes=(*report.notes, note))
         body = render_json(report).encode()
     except MemoryError:
         return _EXIT_MEMORY

@@ -16,13 +16,14 @@ are counted as unattributed.
 from __future__ import annotations
 
 import base64
+import bisect
 import csv
 import hashlib
 import io
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import compat32
 from pathlib import Path
@@ -36,6 +37,10 @@ __all__ = ["Distribution", "VendoredSet", "read_vendored"]
 MAX_DISTRIBUTIONS = 2000
 _MAX_METADATA = 1024 * 1024
 _MAX_RECORD = 8 * 1024 * 1024
+#: RECORD rows of all the distributions together. A bundle holds at most 20,000 files
+#: (unpack.MAX_MEMBERS), each claimed by one distribution; RECORDs that claim the same
+#: files again and again would have the node hash and look them up each time.
+MAX_RECORD_ROWS = 40_000
 #: A `License:` field longer than this (or of several lines) is a licence's text, not its name.
 _MAX_LICENSE_NAME = 100
 
@@ -63,6 +68,30 @@ class VendoredSet:
 
     distributions: tuple[Distribution, ...]
     unattributed: int
+
+
+@dataclass
+class _Seen:
+    """What one read of `.deps/` has hashed and listed, so nothing is done twice, and the
+    RECORD rows it may still read."""
+
+    rows_left: int = MAX_RECORD_ROWS
+    digests: dict[str, bytes] = field(default_factory=dict)
+    #: Each `__pycache__` folder's file names, sorted (bisected by a module's prefix).
+    listings: dict[str, list[str]] = field(default_factory=dict)
+
+    def digest(self, deps: Path, rel: str) -> bytes:
+        found = self.digests.get(rel)
+        if found is None:
+            found = self.digests[rel] = hashlib.sha256((deps / rel).read_bytes()).digest()
+        return found
+
+    def listing(self, cache: Path, key: str) -> list[str]:
+        found = self.listings.get(key)
+        if found is None:
+            ok = cache.is_dir() and not cache.is_symlink()
+            found = self.listings[key] = sorted(p.name for p in cache.iterdir()) if ok else []
+        return found
 
 
 def _regular(path: Path) -> bool:
@@ -112,7 +141,7 @@ def _metadata(dist_info: Path) -> dict[str, list[str]]:
     return fields
 
 
-def _record_rows(dist_info: Path) -> list[tuple[str, str]]:
+def _record_rows(dist_info: Path, seen: _Seen) -> list[tuple[str, str]]:
     """RECORD's (path, hash) rows, the RECORD itself left out; [] when there is none."""
     record = dist_info / "RECORD"
     if not record.exists():
@@ -122,6 +151,12 @@ def _record_rows(dist_info: Path) -> list[tuple[str, str]]:
     for row in csv.reader(io.StringIO(text)):
         if row and row[0] != f"{dist_info.name}/RECORD":
             rows.append((row[0], row[1] if len(row) > 1 else ""))
+    seen.rows_left -= len(rows)
+    if seen.rows_left < 0:
+        raise BundleError(
+            f"the vendored distributions' RECORD files list more than {MAX_RECORD_ROWS} files",
+            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
+        )
     return rows
 
 
@@ -141,21 +176,23 @@ def _recorded_matches(expected: str, digest: bytes) -> bool:
     return encoded == value
 
 
-def _compiled(deps: Path, rel: str) -> list[str]:
+def _compiled(deps: Path, rel: str, seen: _Seen) -> list[str]:
     """The byte-code of `rel` (a .py file) the bundle holds."""
     if not rel.endswith(".py"):
         return []
     folder, _, name = rel.rpartition("/")
-    cache = deps / folder / "__pycache__" if folder else deps / "__pycache__"
-    if not cache.is_dir() or cache.is_symlink():
-        return []
-    prefix = name[: -len(".py")] + "."
-    found = sorted(p.name for p in cache.iterdir() if p.name.startswith(prefix))
     base = f"{folder}/__pycache__" if folder else "__pycache__"
+    names = seen.listing(deps / base, base)
+    prefix = name[: -len(".py")] + "."
+    found = []
+    for n in names[bisect.bisect_left(names, prefix) :]:
+        if not n.startswith(prefix):
+            break
+        found.append(n)
     return [f"{base}/{n}" for n in found if n.endswith(".pyc")]
 
 
-def _distribution(deps: Path, dist_info: Path, claimed: set[str]) -> Distribution:
+def _distribution(deps: Path, dist_info: Path, claimed: set[str], seen: _Seen) -> Distribution:
     fields = _metadata(dist_info)
     name = _text((fields.get("name") or [""])[0])
     version = _text((fields.get("version") or [""])[0])
@@ -166,15 +203,15 @@ def _distribution(deps: Path, dist_info: Path, claimed: set[str]) -> Distributio
         )
     lines: dict[str, str] = {}
     altered = missing = 0
-    for rel, expected in _record_rows(dist_info):
+    for rel, expected in _record_rows(dist_info, seen):
         norm = _inside(rel)
         if norm is None or not _regular(deps / norm):
             missing += 1
             continue
-        for path in (norm, *_compiled(deps, norm)):
+        for path in (norm, *_compiled(deps, norm, seen)):
             if path in lines:
                 continue
-            digest = hashlib.sha256((deps / path).read_bytes()).digest()
+            digest = seen.digest(deps, path)
             if path == norm and not _recorded_matches(expected, digest):
                 altered += 1
             lines[path] = digest.hex()
@@ -215,8 +252,9 @@ def read_vendored(tree: Path) -> VendoredSet:
     if len(infos) > MAX_DISTRIBUTIONS:
         raise BundleError(f"the bundle vendors more than {MAX_DISTRIBUTIONS} distributions")
     claimed: set[str] = set()
+    seen = _Seen()
     try:
-        found = tuple(_distribution(deps, info, claimed) for info in infos)
+        found = tuple(_distribution(deps, info, claimed, seen) for info in infos)
         return VendoredSet(found, _unattributed(deps, claimed))
     except OSError as e:
         raise SupplyError(

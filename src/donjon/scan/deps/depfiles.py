@@ -27,6 +27,10 @@ from donjon.scan.project import SourceFile
 
 __all__ = ["Dependency", "Precision", "parse_dependency_file", "parse_installed"]
 
+#: `-r FILE`, `-c FILE`, their long forms, and the short ones with the value attached
+#: (`-rbase.txt`), as pip's option parser reads them.
+_INCLUDE = re.compile(r"^(?:(?:--requirement|--constraint)[\s=]+|-[rc]\s*)(\S+)")
+
 
 class Precision(enum.IntEnum):
     """How exactly a declaration says which version is in use."""
@@ -101,7 +105,7 @@ def _requirements(
         if not logical:
             continue
         text, logical = logical, ""
-        include = re.match(r"^(?:-r|-c|--requirement|--constraint)[\s=]+(\S+)", text)
+        include = _INCLUDE.match(text)
         if include:
             target = (PurePosixPath(source.rel).parent / include.group(1)).as_posix()
             if target in files and target not in seen:

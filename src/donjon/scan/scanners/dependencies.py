@@ -33,6 +33,8 @@ def _directory(dep: Dependency) -> str:
     parts = PurePosixPath(dep.location.path).parts
     if DEPS_DIR in parts:
         return "/".join(parts[: parts.index(DEPS_DIR)])
+    if len(parts) > 1 and parts[-2].endswith((".dist-info", ".egg-info")):
+        return "/".join(parts[:-2])  # installed beside the code: that directory's
     return "/".join(parts[:-1])
 
 

@@ -44,6 +44,11 @@ _ENTROPY_MARGIN = 1e-9
 #: A key=value connection string (libpq, ODBC, ADO.NET) and the password in it.
 _DSN = re.compile(r"(?i)\b(?:host|server|dbname|database|data source|uid|user id)\s*=")
 _DSN_PASSWORD = re.compile(r"(?i)(?<![\w-])(?:password|pwd)\s*=\s*([^\s;'\"{}$]{3,})(?=[\s;'\"]|$)")
+#: The credential of an HTTP Authorization header written out (``"Bearer <token>"``,
+#: ``"Basic <base64>"``), wherever it stands: a headers dict, a curl line, a YAML value.
+_AUTH_HEADER = re.compile(
+    r"(?i)(?<![\w-])(?:bearer|basic)\s+([A-Za-z0-9\-._~+/]{16,}=*)(?=['\"`\s,;)}\]]|$)"
+)
 #: Telegram's shape is matched by Donjon's own bounded format (tokens.py) instead.
 _SKIP_TYPES = frozenset({"Public IP (ipv4)", "Telegram Bot Token"})
 _RULE_BY_TYPE = {
@@ -263,6 +268,13 @@ def detect(
         for match in fmt.pattern.finditer(line):
             if not is_placeholder(match.group(1)):
                 found.append(Candidate("DJ-SEC-001", match.group(1), fmt.name))
+    for match in _AUTH_HEADER.finditer(line):
+        verdict = classify(match.group(1))
+        if verdict is not Verdict.NOT_SECRET:
+            weak = verdict is Verdict.WEAK
+            found.append(
+                Candidate("DJ-SEC-003", match.group(1), "Authorization header credential", weak)
+            )
     if _DSN.search(line):
         for match in _DSN_PASSWORD.finditer(line):
             if not not_a_secret(match.group(1)):

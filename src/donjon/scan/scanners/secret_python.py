@@ -53,10 +53,30 @@ _CREDENTIAL_PARAM = re.compile(
 #: Framework settings that are signing keys (Flask and Django sessions, flask-jwt-extended).
 _FRAMEWORK_KEYS = frozenset({"SECRET_KEY", "JWT_SECRET_KEY"})
 _NOT_CREDENTIAL_PARAM = re.compile(r"(?i)next|continuation|page|idempotency|request_token|_id$")
+#: A name that says "credential" without the ambiguous "token" (lexer, NLP and sentinel
+#: tokens: ``PAD_TOKEN = "[PAD]"``, ``_DEFAULT_TOKEN = "_sa_default"``).
+_PLAIN_CREDENTIAL = re.compile(r"(?i)passw|pwd|secret|key|cred")
+#: Shorter than this, a literal assigned to a ``*token`` name is taken for a marker.
+_MIN_TOKEN = 16
+#: Regular-expression syntax: a pattern for a credential (a scanner's), not one.
+_PATTERN = re.compile(r"\\[dswbDSWB]|\(\?|\[\^|\]\{\d|\]\+|\]\*")
+#: Calls whose argument at this position is a password (user name first).
+_PASSWORD_ARGUMENT: dict[str, int] = {
+    "requests.auth.HTTPBasicAuth": 1,
+    "requests.auth.HTTPDigestAuth": 1,
+    "requests.HTTPBasicAuth": 1,
+    "httpx.BasicAuth": 1,
+    "httpx.DigestAuth": 1,
+    "aiohttp.BasicAuth": 1,
+}
+#: Reads of the environment whose second argument is the value used when the variable is
+#: not set: ``os.getenv("API_TOKEN", "<literal>")`` hard-codes the credential all the same.
+_ENV_DEFAULTS = frozenset({"os.getenv", "os.environ.get", "os.environ.setdefault"})
 #: A cheap look at the text first: most files have neither, and need no parse.
 _WORTH_PARSING = re.compile(
-    r"jwt|hmac|Fernet|Serializer|Signer|AES\b|SECRET_KEY|secret_key"
-    r"|(?i:passw|pwd|secret|key|token|credential)\w*\s*=\s*[rbuRBU]{0,2}['\"]"
+    r"jwt|hmac|Fernet|Serializer|Signer|AES\b|SECRET_KEY|secret_key|getenv|environ|auth|login"
+    r"|(?i:passw|pwd|secret|key|token|credential)\w*['\"\]]?\s*(?::[^=\n]{0,80})?="
+    r"\s*[rbuRBU]{0,2}['\"]"
 )
 
 
@@ -74,6 +94,9 @@ class KeySite:
     value: str
     call: str
     signing: bool
+    #: Assigned to a name that says it is a credential (``password: str = "..."``), not
+    #: passed to a call: graded as the line rule grades keyword values.
+    assigned: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,8 @@ class _Walk:
                 if isinstance(target, ast.Name):
                     self.bindings[target.id] = self.bindings.get(target.id, 0) + 1
                 self._setting(target, node.value)
+                if not isinstance(node, ast.AugAssign):
+                    self._credential(target, node.value)
         for doc in syntax.strings:
             self.doc_lines.update(range(doc.lineno, (doc.end_lineno or doc.lineno) + 1))
         self.constants = self._module_constants(syntax.tree)
@@ -137,6 +162,28 @@ class _Walk:
         if name and value_node is not None and value:
             self.settings.append(_site(value_node, value, f"the {name} setting", signing=True))
 
+    def _credential(self, target: ast.expr, value_node: ast.expr | None) -> None:
+        """A literal assigned to a name that says it is a credential, annotated or not
+        (``password: str = "..."``, ``self.api_token = "..."``, ``cfg["TOKEN"] = "..."``):
+        the line rule reads ``password: str`` as a type annotation and stops there."""
+        if isinstance(target, ast.Name):
+            name = target.id
+        elif isinstance(target, ast.Attribute):
+            name = target.attr
+        elif isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+            name = str(target.slice.value)
+        else:
+            return
+        if not _credential_name(name) or name in _FRAMEWORK_KEYS:
+            return
+        value = _literal(value_node, {}) if not isinstance(value_node, ast.Name) else None
+        if not value or _PATTERN.search(value):
+            return
+        if not _PLAIN_CREDENTIAL.search(name) and len(value) < _MIN_TOKEN:
+            return
+        if value_node is not None:
+            self.settings.append(_site(value_node, value, name, signing=False, assigned=True))
+
     def _module_constants(self, tree: ast.Module) -> dict[str, str]:
         """Names bound once, at module level, to a string literal (``SECRET = "..."``)."""
         found: dict[str, str] = {}
@@ -150,14 +197,21 @@ class _Walk:
         return found
 
 
-def _site(node: ast.expr, value: str, call: str, *, signing: bool) -> KeySite:
+def _credential_name(name: str) -> bool:
+    """Whether a parameter, variable or key name says its value is a credential."""
+    return bool(_CREDENTIAL_PARAM.fullmatch(name)) and not _NOT_CREDENTIAL_PARAM.search(name)
+
+
+def _site(
+    node: ast.expr, value: str, call: str, *, signing: bool, assigned: bool = False
+) -> KeySite:
     if isinstance(node, ast.Name):  # a module constant: the line shows its name, not the value
-        return KeySite(node.lineno, node.col_offset + 1, NAMED, value, call, signing)
+        return KeySite(node.lineno, node.col_offset + 1, NAMED, value, call, signing, assigned)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
         node = node.func.value  # "...".encode(): the literal is the receiver
     literal = isinstance(node, ast.Constant) and node.end_lineno == node.lineno
     end = (node.end_col_offset or 0) if literal else 0
-    return KeySite(node.lineno, node.col_offset + 1, end, value, call, signing)
+    return KeySite(node.lineno, node.col_offset + 1, end, value, call, signing, assigned)
 
 
 def _call_sites(walk: _Walk) -> list[KeySite]:
@@ -178,20 +232,42 @@ def _call_sites(walk: _Walk) -> list[KeySite]:
             if arg is not None and value is not None:
                 sites.append(_site(arg, value, f"{shown}()", signing=True))
                 continue
+        if qual in _ENV_DEFAULTS and len(node.args) > 1:
+            variable, default = _literal(node.args[0], {}), node.args[1]
+            value = _literal(default, {}) if not isinstance(default, ast.Name) else None
+            if variable is not None and _credential_name(variable) and value is not None:
+                sites.append(_site(default, value, f"{shown}({variable!r})", signing=False))
+        password = _password_argument(node, qual)
+        value = _literal(password, {}) if password is not None else None
+        if password is not None and value is not None:
+            sites.append(_site(password, value, f"{shown or 'login'}()", signing=False))
         for kw in node.keywords:
             if kw.arg in _FRAMEWORK_KEYS:
                 value = _literal(kw.value, {})
                 if value:
                     sites.append(_site(kw.value, value, f"the {kw.arg} setting", signing=True))
                 continue
-            if kw.arg is None or not _CREDENTIAL_PARAM.fullmatch(kw.arg):
-                continue
-            if _NOT_CREDENTIAL_PARAM.search(kw.arg):
+            if kw.arg is None or not _credential_name(kw.arg):
                 continue
             value = _literal(kw.value, {})
             if value is not None:
                 sites.append(_site(kw.value, value, f"{shown}()", signing=False))
     return sites + walk.settings
+
+
+def _password_argument(node: ast.Call, qual: str) -> ast.expr | None:
+    """The password a call is given as a user name and password pair, if any: of the basic
+    and digest auth classes (`_PASSWORD_ARGUMENT`), a ``.login(user, password)`` method
+    (smtplib, imaplib, ftplib, docker), and an ``auth=(user, password)`` tuple."""
+    position = _PASSWORD_ARGUMENT.get(qual)
+    if position is None and isinstance(node.func, ast.Attribute) and node.func.attr == "login":
+        position = 1
+    if position is not None and len(node.args) > position:
+        return node.args[position]
+    for kw in node.keywords:
+        if kw.arg == "auth" and isinstance(kw.value, ast.Tuple) and len(kw.value.elts) == 2:
+            return kw.value.elts[1]
+    return None
 
 
 def may_have_call_sites(text: str) -> bool:

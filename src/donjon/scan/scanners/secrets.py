@@ -22,6 +22,7 @@ from donjon.scan.rules import rule
 from donjon.scan.scanners.secret_context import CODE_SUFFIXES, is_comment_line, is_sample_path
 from donjon.scan.scanners.secret_detect import (
     CANDIDATE_LINE,
+    Candidate,
     detect,
     detectors,
     keyword_regexes,
@@ -33,7 +34,7 @@ from donjon.scan.scanners.secret_python import (
     may_have_call_sites,
     python_facts,
 )
-from donjon.scan.scanners.secret_values import WORDS, not_a_secret
+from donjon.scan.scanners.secret_values import WORDS, Verdict, classify, not_a_secret
 from donjon.scan.scanners.secrets_prefilter import for_text
 
 __all__ = ["SecretScanner", "mask", "secret_fingerprint"]
@@ -55,6 +56,27 @@ _LOCK_FILES = frozenset(
     {"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json", "yarn.lock", "Cargo.lock"}
 )
 _MAX_LINE = 4000
+#: Characters a window shares with the one before: no credential is cut in two unseen.
+_OVERLAP = 512
+
+
+def _windows(line: str, *, whole: bool) -> list[tuple[int, str]]:
+    """`line` as the detectors read it, (start, text): its first _MAX_LINE characters, or
+    with `whole` (a data or config file, not code) all of it, in overlapping windows of
+    that length. A JSON config written on one line (``json.dump`` without indent) holds
+    its password past column 4,000 as often as not; a long line of code is minified code,
+    whose expressions the connection-string and keyword rules would take for values."""
+    if len(line) <= _MAX_LINE or not whole:
+        return [(0, line[:_MAX_LINE])]
+    step = _MAX_LINE - _OVERLAP
+    return [(i, line[i : i + _MAX_LINE]) for i in range(0, len(line) - _OVERLAP, step)]
+
+
+def _cut(line: str, start: int, at: int, cand: Candidate) -> bool:
+    """Whether a candidate touches an edge where its window cut `line`: part of a value
+    the overlapping window next to it holds whole."""
+    end = start + at + len(cand.secret)
+    return (start > 0 and at == 0) or (len(line) > start + _MAX_LINE and end >= start + _MAX_LINE)
 
 
 def secret_fingerprint(secret: str) -> str:
@@ -150,24 +172,29 @@ class SecretScanner(Scanner):
         scan = _FileScan(source)
         seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its finding
         candidates = [
-            (number, text)
-            for number, text in enumerate((x[:_MAX_LINE] for x in source.lines), start=1)
+            (number, start, text)
+            for number, line in enumerate(source.lines, start=1)
+            for start, text in _windows(line, whole=not scan.code)
             if CANDIDATE_LINE.search(text)
         ]
         # Speed only: the detectors that cannot match any candidate line are left out.
-        plugins = for_text(detectors(), "\n".join(text for _, text in candidates))
-        for number, text in candidates:
+        plugins = for_text(detectors(), "\n".join(text for _, _, text in candidates))
+        for number, start, text in candidates:
+            head = text if not start else source.line(number)[:_MAX_LINE]
             for cand in detect(text, regexes, scan.code, plugins):
-                column = text.find(cand.secret) + 1
+                at = text.find(cand.secret)
+                if (number, cand.secret) in seen or _cut(source.line(number), start, at, cand):
+                    continue
                 masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
+                near = text if len(text) <= 200 else text[max(at - 80, 0) : at + 120]
                 seen[(number, cand.secret)] = len(scan.out)
                 scan.add(
                     cand.rule_id,
                     number,
-                    column,
+                    start + at + 1,
                     f"{cand.kind}: {masked}",
-                    confidence=scan.grade(cand.rule_id, number, text, weak=cand.weak),
-                    snippet=text.strip().replace(cand.secret, masked),
+                    confidence=scan.grade(cand.rule_id, number, head, weak=cand.weak),
+                    snippet=near.strip().replace(cand.secret, masked),
                     secret=cand.secret,
                 )
         if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
@@ -197,11 +224,17 @@ class SecretScanner(Scanner):
                     secret=site.value,
                 )
                 continue
-            reason = not_a_secret(site.value)
-            if reason and reason != WORDS:
-                continue
-            # A plain word passed as a password is one, if a poor one: reported, not gate level.
-            word = Confidence.LOW if reason else None
+            if site.assigned:  # the name says "credential": graded as the line rule grades
+                verdict = classify(site.value)
+                if verdict is Verdict.NOT_SECRET or at is not None:
+                    continue
+                word = Confidence.LOW if verdict is Verdict.WEAK else None
+            else:
+                reason = not_a_secret(site.value)
+                if reason and reason != WORDS:
+                    continue
+                # A plain word passed as a password is one, if a poor one: not gate level.
+                word = Confidence.LOW if reason else None
             if at is not None:
                 if found is not None and found.rule_id == "DJ-SEC-003" and low is None:
                     # The line rule found it, the call confirms it is a credential.
@@ -214,7 +247,8 @@ class SecretScanner(Scanner):
                 "DJ-SEC-003",
                 site.line,
                 site.col,
-                f"Credential argument of {site.call}: {mask(site.value)}",
+                f"Credential {'assigned to' if site.assigned else 'argument of'} "
+                f"{site.call}: {mask(site.value)}",
                 confidence=low or word or Confidence.MEDIUM,
                 snippet=snippet,
                 secret=site.value,

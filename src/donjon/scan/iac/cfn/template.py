@@ -23,7 +23,9 @@ from donjon.scan.iac.model import TemplateKind, Unresolved, Where
 __all__ = ["Resource", "Template", "decode", "looks_like"]
 
 _CANDIDATE = re.compile(r"AWSTemplateFormatVersion|AWS::Serverless-2016-10-31|Type\W+AWS::")
-_SUFFIXES = (".yaml", ".yml", ".json")
+#: `.template`: CloudFormation's own extension (the console's, AWS's sample and solution
+#: stacks'), JSON or YAML.
+_SUFFIXES = (".yaml", ".yml", ".json", ".template")
 
 
 def looks_like(name: str, text: str) -> bool:
@@ -86,7 +88,7 @@ def _decode_text(path: str, text: str) -> object:
     from cfnlint.decode import cfn_json, cfn_yaml  # ~0.8 s: only once a candidate exists
 
     try:
-        if path.endswith(".json"):
+        if path.endswith(".json") or (path.endswith(".template") and text.lstrip()[:1] == "{"):
             return cfn_json.loads(text)
         return cfn_yaml.loads(text, path)
     except (ValueError, cfn_json.DuplicateError, RecursionError) as e:

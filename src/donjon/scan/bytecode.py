@@ -1,0 +1,71 @@
+"""Byte-code in a bundle that is not its scanned source's: removed before it can run.
+
+`donjon deploy` byte-compiles a bundle with unchecked-hash pycs, which Python imports
+without reading the source beside them, and a ``mod.pyc`` with no ``mod.py`` imports
+too. The scan reads the source; an archive made by hand can ship byte-code compiled from
+other code (reproduced in an attack review: a clean ``main.py`` passed the gate and the
+``eval`` of event data in its ``__pycache__/main.<tag>.pyc`` ran). So the deploy gate's
+scan helper keeps a pyc of the function's own modules only when it holds the code this
+interpreter compiles from the source beside it (code objects compared: instructions,
+names, constants, nested code); every other one (sourceless, of another interpreter or
+optimisation level, altered, unreadable) is removed, and the sandbox compiles that module
+from the source the gate read. Vendored ``.deps/`` is left as it is: its code is not
+analysed either (docs/scanning.md, "What the gate can and cannot see").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import marshal
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["drop_unverified_bytecode"]
+
+#: Magic number, flags, and the source's hash or mtime and size (PEP 552).
+_HEADER_BYTES = 16
+#: Where the sandbox mounts the bundle: the file name `donjon deploy` compiles with.
+_MOUNT = "/fn"
+
+
+def drop_unverified_bytecode(root: Path, keep: str = ".deps") -> int:
+    """Remove every ``*.pyc`` under `root` (but under `root/keep`) that is not what this
+    interpreter compiles from its source; returns how many were removed."""
+    removed = 0
+    stack = [root]
+    while stack:
+        here = stack.pop()
+        with os.scandir(here) as it:
+            entries = list(it)
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if not (here == root and e.name == keep):
+                    stack.append(Path(e.path))
+            elif e.name.endswith(".pyc") and not _verified(root, Path(e.path)):
+                os.unlink(e.path)
+                removed += 1
+    return removed
+
+
+def _verified(root: Path, pyc: Path) -> bool:
+    """Whether `pyc` holds exactly the code this interpreter compiles from its source."""
+    tag = sys.implementation.cache_tag
+    stem, dot, rest = pyc.name.partition(".")
+    if pyc.parent.name != "__pycache__" or not dot or rest != f"{tag}.pyc":
+        return False
+    source = pyc.parent.parent / f"{stem}.py"
+    if source.is_symlink() or not source.is_file() or pyc.is_symlink():
+        return False
+    try:
+        data = pyc.read_bytes()
+        if data[:4] != importlib.util.MAGIC_NUMBER:
+            return False
+        # Never run, only compared; in the scan process, whose limits bound what a
+        # hostile pyc makes the loader do (marshal is not hardened against one).
+        code = marshal.loads(data[_HEADER_BYTES:])  # noqa: S302  # nosec B302
+        rel = source.relative_to(root).as_posix()
+        expected = compile(source.read_bytes(), f"{_MOUNT}/{rel}", "exec", dont_inherit=True)
+    except (OSError, ValueError, EOFError, TypeError, SyntaxError, RecursionError):
+        return False
+    return bool(code == expected)
