@@ -43,13 +43,18 @@ def _name(request: Request) -> str:
 
 
 def _reason(body: dict[str, object]) -> str:
-    """The body's `reason`, one line of printable text (a NUL, a control character or a
-    lone surrogate, from a JSON escape, is refused: 400, nothing changes)."""
+    """The body's `reason` (1-500 characters, not all white space: as the API describes
+    it), kept as one line of printable text: a character that is not printable (a NUL, a
+    control, a lone surrogate from a JSON escape) is written as its escape, so no listing,
+    record or terminal breaks on it (a lone surrogate made GET /v1/responses a 500)."""
     reason = body.get("reason")
-    line = " ".join(reason.split()) if isinstance(reason, str) else ""
-    if not line or len(line) > MAX_REASON or not line.isprintable():
-        raise BadRequest(f"reason must be 1-{MAX_REASON} printable characters saying why")
-    return line
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise BadRequest(f"reason must be 1-{MAX_REASON} characters saying why")
+    line = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(reason.split())
+    )
+    return line[:MAX_REASON]
 
 
 async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -> Response:
