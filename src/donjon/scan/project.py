@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from detect_secrets.filters.heuristic import is_non_text_file
 
 from donjon.manifest.loader import load_yaml
 from donjon.scan.errors import ScanError
@@ -227,7 +226,13 @@ def _is_text(name: str, *, whole_tree: bool = False) -> bool:
     in main.py (files that turn out to be binary, with a NUL byte, are dropped after)."""
     if name in _TEXT_NAMES or name.startswith(".env") or Path(name).suffix in _TEXT_SUFFIXES:
         return True
-    return whole_tree and not is_non_text_file(name) and Path(name).suffix not in _BINARY
+    if not whole_tree:
+        return False
+    # Here, not at the top: the gateway imports this module at its start, and loads no
+    # scanning library before a scan (tests/gateway/test_start_imports.py).
+    from detect_secrets.filters.heuristic import is_non_text_file
+
+    return not is_non_text_file(name) and Path(name).suffix not in _BINARY
 
 
 def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
