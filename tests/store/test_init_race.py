@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness import donjon_env
+
+#: Two `donjon init` processes a test: slow by nature.
+pytestmark = pytest.mark.slow
 
 
 def _inits(envs: list[dict[str, str]]) -> list[tuple[int, str, str]]:
