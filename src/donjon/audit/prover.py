@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import Engine, select, text
 
@@ -78,12 +78,12 @@ def _readable(seq: int, raw: bytes) -> dict[str, Any]:
     except (ValueError, boundedjson.JSONTooDeep):
         record = None
     if _is_record(record):
-        return record  # type: ignore[no-any-return]
+        return record
     shown = dict.fromkeys(("actor", "target", "outcome"), "")
     return {**shown, "seq": seq, "ts": 0, "action": "(unreadable)", "detail": {}}
 
 
-def _is_record(value: object) -> bool:
+def _is_record(value: object) -> TypeGuard[dict[str, Any]]:
     """Whether `value` has a record's fields, of their types (audit/entry.py writes them)."""
     if not isinstance(value, dict):
         return False

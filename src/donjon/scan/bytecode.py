@@ -63,7 +63,7 @@ def _verified(root: Path, pyc: Path) -> bool:
             return False
         # Never run, only compared; in the scan process, whose limits bound what a
         # hostile pyc makes the loader do (marshal is not hardened against one).
-        code = marshal.loads(data[_HEADER_BYTES:])  # noqa: S302  # nosec B302
+        code = marshal.loads(data[_HEADER_BYTES:])  # noqa: S302  # nosec B302 - never run
         rel = source.relative_to(root).as_posix()
         expected = compile(source.read_bytes(), f"{_MOUNT}/{rel}", "exec", dont_inherit=True)
     except (OSError, ValueError, EOFError, TypeError, SyntaxError, RecursionError):

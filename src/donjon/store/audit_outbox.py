@@ -198,9 +198,9 @@ def _event_of(text: object) -> dict[str, Any] | None:
     return event
 
 
-def _time(value: object) -> float:
+def _time(value: Any) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except (TypeError, ValueError):
         return 0.0  # a time edited into none: the row is as old as can be
 
