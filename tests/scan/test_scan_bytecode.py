@@ -3,6 +3,7 @@ they hold the code compiled from the source beside them."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import py_compile
 import shutil
 import sys
@@ -80,3 +81,21 @@ def test_altered_sourceless_and_foreign_pycs_are_removed(tmp_path: Path) -> None
     vendored.write_bytes(b"left as it is")
     assert drop_unverified_bytecode(tmp_path) == 4
     assert _pycs(tmp_path) == [f".deps/lib/__pycache__/x.{tag}.pyc", f"__pycache__/main.{tag}.pyc"]
+
+
+def test_native_modules_shadowing_a_source_are_removed(tmp_path: Path) -> None:
+    """A native module named as a source beside it (every extension suffix, a package's
+    `__init__`) is removed; one with no source of its name, and those under .deps/, stay."""
+    pkg = tmp_path / "pkg"
+    (tmp_path / ".deps").mkdir()
+    pkg.mkdir()
+    for name in ("impl.py", "pkg/__init__.py", ".deps/lib.py"):
+        (tmp_path / name).write_text("X = 1\n")
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    shadows = [f"impl{s}" for s in suffixes] + [f"pkg/__init__{suffixes[0]}"]
+    kept = [f"fast{suffixes[0]}", f"impl.extra{suffixes[0]}", f".deps/lib{suffixes[0]}"]
+    for name in shadows + kept:
+        (tmp_path / name).write_bytes(b"\x7fELF")
+    assert drop_unverified_bytecode(tmp_path) == len(shadows)
+    assert all(not (tmp_path / name).exists() for name in shadows)
+    assert all((tmp_path / name).exists() for name in kept)

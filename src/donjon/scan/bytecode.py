@@ -11,10 +11,18 @@ names, constants, nested code); every other one (sourceless, of another interpre
 optimisation level, altered, unreadable) is removed, and the sandbox compiles that module
 from the source the gate read. Vendored ``.deps/`` is left as it is: its code is not
 analysed either (docs/scanning.md, "What the gate can and cannot see").
+
+A native extension module named as a scanned one (``impl.cpython-311-x86_64-linux-gnu.so``,
+``impl.abi3.so`` or ``impl.so`` beside ``impl.py``, ``__init__.so`` beside a package's
+``__init__.py``) shadows it the same way: Python's path finder tries extension suffixes
+before ``.py``. It is removed too, so the module imports from its scanned source. A native
+module with no source of its name beside it is imported by that name from code the gate
+reads, and stays.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import marshal
 import os
@@ -22,6 +30,9 @@ import sys
 from pathlib import Path
 
 __all__ = ["drop_unverified_bytecode"]
+
+#: Longest first, so ``impl.abi3.so`` is read as module ``impl``, not ``impl.abi3``.
+_NATIVE_SUFFIXES = tuple(sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True))
 
 #: Magic number, flags, and the source's hash or mtime and size (PEP 552).
 _HEADER_BYTES = 16
@@ -31,7 +42,8 @@ _MOUNT = "/fn"
 
 def drop_unverified_bytecode(root: Path, keep: str = ".deps") -> int:
     """Remove every ``*.pyc`` under `root` (but under `root/keep`) that is not what this
-    interpreter compiles from its source; returns how many were removed."""
+    interpreter compiles from its source, and every native module shadowing a scanned
+    source; returns how many files were removed."""
     removed = 0
     stack = [root]
     while stack:
@@ -42,10 +54,22 @@ def drop_unverified_bytecode(root: Path, keep: str = ".deps") -> int:
             if e.is_dir(follow_symlinks=False):
                 if not (here == root and e.name == keep):
                     stack.append(Path(e.path))
-            elif e.name.endswith(".pyc") and not _verified(root, Path(e.path)):
+            elif (e.name.endswith(".pyc") and not _verified(root, Path(e.path))) or _shadows(
+                e.name, here
+            ):
                 os.unlink(e.path)
                 removed += 1
     return removed
+
+
+def _shadows(name: str, here: Path) -> bool:
+    """Whether file `name` in `here` is a native module Python would import in place of
+    a source module of the same name beside it."""
+    for suffix in _NATIVE_SUFFIXES:
+        if name.endswith(suffix):
+            module = name[: -len(suffix)]
+            return bool(module) and "." not in module and os.path.lexists(here / f"{module}.py")
+    return False
 
 
 def _verified(root: Path, pyc: Path) -> bool:

@@ -87,10 +87,11 @@ def _scan_child(
         report = scan_path(
             Path(path), advisories=advisories, whole_tree=True, egress_networks=egress_networks
         )
-        # What runs is what was scanned: byte-code not compiled from it goes (bytecode.py).
+        # What runs is what was scanned: byte-code not compiled from it, and native modules
+        # shadowing it, go (bytecode.py).
         dropped = drop_unverified_bytecode(Path(path))
         if dropped:
-            note = f"{dropped} byte-code file(s) not compiled from the scanned source removed"
+            note = f"{dropped} file(s) of code other than the scanned source removed"
             report = dataclasses.replace(report, notes=(*report.notes, note))
         body = render_json(report).encode()
     except MemoryError:
