@@ -23,11 +23,13 @@ def vendor(
     *,
     metadata: str = "",
     extra_record: tuple[str, ...] = (),
+    site: str = ".deps",
 ) -> Path:
-    """Install distribution `name`==`version` into `tree/.deps` as pip would: its
-    `files`, a dist-info with METADATA (plus the lines `metadata`) and a RECORD listing
-    every file with its hash (and the raw lines `extra_record`). Returns the dist-info."""
-    deps = tree / ".deps"
+    """Install distribution `name`==`version` into `tree/<site>` (`.` for the bundle's
+    root, as `pip install -t .` does) as pip would: its `files`, a dist-info with METADATA
+    (plus the lines `metadata`) and a RECORD listing every file with its hash (and the raw
+    lines `extra_record`). Returns the dist-info."""
+    deps = tree / site
     info = deps / f"{name.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(

@@ -41,11 +41,14 @@ class World:
         store = VulnerabilityStore(self.engine)
         return AdvisoryWatch(self.settings, self.functions, self.bundles, store, self.audit)
 
-    def deploy(self, name: str, version: int, vendored: dict[str, str]) -> None:
-        """A stored version whose bundle vendors `vendored` (package -> version)."""
+    def deploy(
+        self, name: str, version: int, vendored: dict[str, str], site: str = ".deps"
+    ) -> None:
+        """A stored version whose bundle vendors `vendored` (package -> version) in
+        `site` (`.` for its root, as `pip install -t .` installs)."""
         digest = f"{name}{version}".ljust(64, "0")
         for package, at in vendored.items():
-            meta = self.bundles.path(digest) / ".deps" / f"{package}-{at}.dist-info"
+            meta = self.bundles.path(digest) / site / f"{package}-{at}.dist-info"
             meta.mkdir(parents=True)
             (meta / "METADATA").write_text(
                 f"Metadata-Version: 2.1\nName: {package}\nVersion: {at}\n"
@@ -129,6 +132,24 @@ def test_an_advisory_added_for_a_deployed_version_is_alerted_once(tmp_path: Path
         ["2.0"],
     )
     assert alert["evidence"] == [record["seq"]]
+
+
+def test_a_distribution_installed_at_the_bundle_root_is_watched(tmp_path: Path) -> None:
+    """A Lambda-style bundle (`pip install -t .`: the dist-info beside the code, no
+    `.deps/`): new data covering its version raises the alert too."""
+    world = _world(tmp_path)
+    write_export(world.data, osv("GHSA-old", "otherpkg"))
+    world.deploy("resize", 1, {"leftpad": "1.0"}, site=".")
+
+    async def steps() -> None:
+        watch = world.watch()
+        await _look(watch)
+        write_export(world.data, osv("GHSA-old", "otherpkg"), osv("GHSA-new", "leftpad"))
+        assert (await watch.check()).new == 1
+
+    _run(world, steps)
+    (alert,) = world.alerts()
+    assert (alert["subject"], alert["detail"]["package"]) == ("function:resize", "leftpad")
 
 
 def test_a_withdrawn_advisory_clears_the_finding(tmp_path: Path) -> None:

@@ -189,3 +189,26 @@ def test_an_altered_stored_document_is_a_clear_error() -> None:
         list_components('{"components": 3}')
     with pytest.raises(SupplyError, match="unknown SBOM format"):
         render_sbom("{}", "spdx")
+
+
+def test_a_distribution_installed_at_the_root_is_listed_with_its_location(tmp_path: Path) -> None:
+    """`pip install -t .` (a Lambda bundle): the distribution at the bundle's root is a
+    component like a vendored one, hashed over its files relative to the root, with
+    `donjon:location` "."; the root's own files are not unattributed."""
+    tree = function_tree(tmp_path / "fn")
+    vendor(tree, "certifi", "2024.2.2", {"certifi/__init__.py": b"x = 1\n"}, site=".")
+    vendor(tree, "oldpkg", "1.0", {"oldpkg.py": b"y = 2\n"})
+    document = build_sbom(tree, _identity(tree))
+    found = _components(document)
+    assert _props(found["certifi"])["donjon:location"] == "."
+    assert _props(found["oldpkg"])["donjon:location"] == ".deps"
+    info = "certifi-2024.2.2.dist-info"
+    outer = hashlib.sha256()
+    for rel in sorted(
+        ["certifi/__init__.py", f"{info}/METADATA", f"{info}/RECORD", f"{info}/WHEEL"]
+    ):
+        outer.update(f"{rel}\0{hashlib.sha256((tree / rel).read_bytes()).hexdigest()}\n".encode())
+    assert found["certifi"]["hashes"] == [{"alg": "SHA-256", "content": outer.hexdigest()}]
+    root = json.loads(document)["metadata"]["component"]
+    assert _props(root)["donjon:deps:unattributed-files"] == "0"
+    assert [c.name for c in list_components(document)] == ["certifi", "oldpkg"]

@@ -4,8 +4,9 @@ A node reads them from each version's stored SBOM (`sbom_components`: the SBOM t
 deploy made, or the one made from the stored bundle on first request for a version
 deployed before SBOMs were kept). Without an SBOM service (a watch built on its own,
 as tests do) they are read from the stored bundle: the distributions vendored under
-``.deps/`` (their ``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way
-the deploy scan reads installed distributions (`donjon.scan.deps.parse_installed`).
+``.deps/`` and those installed at its root (``pip install -t .``; their
+``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way the deploy scan reads
+installed distributions (`donjon.scan.deps.parse_installed`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = ["Component", "components_of", "sbom_components"]
 
 #: Directory levels under .deps/ looked into (as the deploy scan does).
 _MAX_DEPTH = 4
+_INFO_SUFFIXES = (".dist-info", ".egg-info")
 #: Bytes of one METADATA file read at most (the headers come first).
 _MAX_METADATA_BYTES = 256 * 1024
 
@@ -55,27 +57,38 @@ def sbom_components(supply: SupplyChain, record: FunctionRecord) -> list[Compone
 
 def components_of(bundles: BundleStore, record: FunctionRecord) -> list[Component]:
     """The vendored distributions of `record`'s stored bundle, by name (none: an empty list)."""
-    deps = bundles.path(record.digest) / DEPS_DIR
-    if not deps.is_dir() or deps.is_symlink():
-        return []
+    root = bundles.path(record.digest)
     found: dict[tuple[str, str], Component] = {}
-    for dirpath, dirnames, _ in os.walk(deps):
-        here = Path(dirpath)
-        if len(here.relative_to(deps).parts) > _MAX_DEPTH:
-            dirnames.clear()
-            continue
-        for name in sorted(dirnames):
-            if not name.endswith((".dist-info", ".egg-info")):
+    deps = root / DEPS_DIR
+    if deps.is_dir() and not deps.is_symlink():
+        for dirpath, dirnames, _ in os.walk(deps):
+            here = Path(dirpath)
+            if len(here.relative_to(deps).parts) > _MAX_DEPTH:
+                dirnames.clear()
                 continue
-            meta = here / name / ("METADATA" if name.endswith(".dist-info") else "PKG-INFO")
-            component = _read(meta, deps)
-            if component is not None:
-                found[(component.name, str(component.version))] = component
-        dirnames[:] = [d for d in dirnames if not d.endswith((".dist-info", ".egg-info"))]
+            _collect(here, sorted(dirnames), root, found)
+            dirnames[:] = [d for d in dirnames if not d.endswith(_INFO_SUFFIXES)]
+    if root.is_dir():  # installed beside the code: the root's own dist-info folders only
+        with os.scandir(root) as entries:
+            names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        _collect(root, names, root, found)
     return [found[k] for k in sorted(found)]
 
 
-def _read(meta: Path, deps: Path) -> Component | None:
+def _collect(
+    here: Path, names: list[str], root: Path, found: dict[tuple[str, str], Component]
+) -> None:
+    """The components of the `*.dist-info` and `*.egg-info` folders among `names`."""
+    for name in names:
+        if not name.endswith(_INFO_SUFFIXES):
+            continue
+        meta = here / name / ("METADATA" if name.endswith(".dist-info") else "PKG-INFO")
+        component = _read(meta, root)
+        if component is not None:
+            found[(component.name, str(component.version))] = component
+
+
+def _read(meta: Path, root: Path) -> Component | None:
     if meta.is_symlink() or not meta.is_file():
         return None
     try:
@@ -83,7 +96,7 @@ def _read(meta: Path, deps: Path) -> Component | None:
             text = f.read(_MAX_METADATA_BYTES).decode("utf-8", errors="replace")
     except OSError:
         return None
-    rel = meta.relative_to(deps.parent).as_posix()
+    rel = meta.relative_to(root).as_posix()
     installed = parse_installed(SourceFile(meta, rel, text))
     if installed is None or installed.version is None:
         return None

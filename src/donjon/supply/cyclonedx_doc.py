@@ -51,6 +51,7 @@ def _component(dist: Distribution, bom_ref: str) -> Component:
             Property(name="donjon:files", value=str(dist.files)),
             Property(name="donjon:record:altered", value=str(dist.altered)),
             Property(name="donjon:record:missing", value=str(dist.missing)),
+            Property(name="donjon:location", value=dist.location),
         ],
     )
 

@@ -11,6 +11,12 @@ RECORD hash is counted as altered, one RECORD lists that the bundle does not hol
 (console scripts, removed at build) as missing. Wheels are not kept in a bundle, so
 no hash of the wheel itself can be given. Files of ``.deps/`` that no RECORD claims
 are counted as unattributed.
+
+A distribution installed beside the code (``pip install -t .``, as Lambda bundles are
+made: ``requests-2.31.0.dist-info`` at the bundle's root, importable from ``/fn``) is read
+the same way, its paths relative to the root; the deploy scan checks it against the
+advisories already, and the SBOM (so the advisory watch) lists it with its location.
+The root's other files are the function's own, so none of them counts as unattributed.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ class Distribution:
     altered: int
     #: Files RECORD lists that the bundle does not hold (or that point outside `.deps/`).
     missing: int
+    #: Where it is installed: `.deps` (vendored by `donjon deploy`) or `.` (the root).
+    location: str = DEPS_DIR
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,9 @@ def _compiled(deps: Path, rel: str, seen: _Seen) -> list[str]:
     return [f"{base}/{n}" for n in found if n.endswith(".pyc")]
 
 
-def _distribution(deps: Path, dist_info: Path, claimed: set[str], seen: _Seen) -> Distribution:
+def _distribution(
+    deps: Path, dist_info: Path, claimed: set[str], seen: _Seen, location: str
+) -> Distribution:
     fields = _metadata(dist_info)
     name = _text((fields.get("name") or [""])[0])
     version = _text((fields.get("version") or [""])[0])
@@ -224,7 +234,7 @@ def _distribution(deps: Path, dist_info: Path, claimed: set[str], seen: _Seen) -
         outer.update(f"{path}\0{lines[path]}\n".encode())
     claimed.update(lines)
     return Distribution(
-        name, version, _licenses(fields), outer.hexdigest(), len(lines), altered, missing
+        name, version, _licenses(fields), outer.hexdigest(), len(lines), altered, missing, location
     )
 
 
@@ -239,23 +249,36 @@ def _unattributed(deps: Path, claimed: set[str]) -> int:
     return count
 
 
+def _dist_infos(site: Path) -> list[Path]:
+    """The `*.dist-info` folders of `site` (none if it is missing or a symlink)."""
+    if not site.is_dir() or site.is_symlink():
+        return []
+    return sorted(p for p in site.glob("*.dist-info") if p.is_dir() and not p.is_symlink())
+
+
 def read_vendored(tree: Path) -> VendoredSet:
-    """The distributions vendored in the bundle tree `tree` (none without `.deps/`).
+    """The distributions vendored in the bundle tree `tree`: in `.deps/`, then those
+    installed at its root.
 
     `BundleError` (the deploy is refused, nothing changed) for a distribution whose
     metadata is missing, oversized or lacks a name or version.
     """
     deps = tree / DEPS_DIR
-    if not deps.is_dir() or deps.is_symlink():
-        return VendoredSet((), 0)
-    infos = sorted(p for p in deps.glob("*.dist-info") if p.is_dir() and not p.is_symlink())
-    if len(infos) > MAX_DISTRIBUTIONS:
+    sites = [(deps, DEPS_DIR, _dist_infos(deps)), (tree, ".", _dist_infos(tree))]
+    if sum(len(infos) for _, _, infos in sites) > MAX_DISTRIBUTIONS:
         raise BundleError(f"the bundle vendors more than {MAX_DISTRIBUTIONS} distributions")
-    claimed: set[str] = set()
-    seen = _Seen()
+    found: list[Distribution] = []
+    unattributed = 0
+    rows_left = MAX_RECORD_ROWS
     try:
-        found = tuple(_distribution(deps, info, claimed, seen) for info in infos)
-        return VendoredSet(found, _unattributed(deps, claimed))
+        for site, location, infos in sites:
+            claimed: set[str] = set()
+            seen = _Seen(rows_left)  # one budget of RECORD rows for the whole bundle
+            found += (_distribution(site, info, claimed, seen, location) for info in infos)
+            rows_left = seen.rows_left
+            if location == DEPS_DIR and deps.is_dir() and not deps.is_symlink():
+                unattributed = _unattributed(deps, claimed)
+        return VendoredSet(tuple(found), unattributed)
     except OSError as e:
         raise SupplyError(
             f"cannot read the bundle's vendored distributions ({os.strerror(e.errno or 0)})",

@@ -1,11 +1,12 @@
 """A CycloneDX SBOM of one deployed version (cyclonedx-python-lib), and reading one back.
 
 The SBOM's metadata component is the function itself (its name, version and bundle
-digest); its components are the distributions vendored in the bundle's `.deps/`
-(distributions.py), each with its name, version, purl ``pkg:pypi/NAME@VERSION``,
-the SHA-256 of the files the bundle holds for it, and the licences its metadata
-names. Everything in it comes from the version's identity and its content-addressed
-tree, so the same version always gives the same document (serial number included).
+digest); its components are the distributions vendored in the bundle's `.deps/` and
+those installed at its root (distributions.py), each with its name, version, purl
+``pkg:pypi/NAME@VERSION``, the SHA-256 of the files the bundle holds for it, and the
+licences its metadata names. Everything in it comes from the version's identity and
+its content-addressed tree, so the same version always gives the same document (serial
+number included).
 
 It is stored as the JSON this module makes (CycloneDX 1.6); the stored bytes are
 what `sbom_digest` hashes and what the JSON rendering returns, so the digest a
