@@ -29,6 +29,7 @@ from donjon.monitor.learned import learned_detectors
 from donjon.monitor.limits_rule import LimitsUnavailable
 from donjon.monitor.rules import AuthFailures, EgressRefused, SandboxViolation, ScanSkipped
 from donjon.monitor.source_rule import EventSources
+from donjon.monitor.unanswered import unanswered
 from donjon.monitor.webhooks import WebhookSink
 
 __all__ = [
@@ -154,6 +155,10 @@ async def start_monitor(
                 missed[0].seq - 1,
                 MAX_REPLAY,
             )
+        if responder is not None:  # alerts raised and never answered (it died between)
+            for finding, seq in unanswered(missed, monitor.mode):
+                log.warning("monitor: alert seq %d was never answered: answering it now", seq)
+                await responder.respond(finding, seq)
         await monitor.replay(missed)
     monitor.resume()
     if denials is not None:
