@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from donjon.client_network import client_network
 from egress_realworld import World, build_world, deploy, function_source, node_settings
 from egress_world import DOMAIN
 from harness import LiveNode, fresh_source, run_cli, start_node
@@ -33,6 +34,9 @@ MONITOR = {
     "DONJON_MONITOR_THROTTLE": "3/minute",
     "DONJON_MONITOR_LEARNING_S": str(LEARNING_S),
     "DONJON_MONITOR_TICK_S": "1",
+    # 127.0.0.1 is a proxy: its X-Forwarded-For names IPv6 callers (fresh_source() never
+    # gives 127.0.0.1, so every other test's source is its own).
+    "DONJON_TRUSTED_PROXIES": "127.0.0.1/32",
 }
 #: Failed authentications a credential-stuffing source sends (the rule's default: 20).
 STUFFING = 30
@@ -190,6 +194,42 @@ def test_credential_stuffing_is_alerted_and_throttled(mon: LiveNode) -> None:
     print(f"\nafter the throttle, the admin key from {source}: {got}")
     # ... while the same key from anywhere else is served.
     assert mon.invoke("mon-echo", {}, source=fresh_source()).status_code == 200
+
+
+def test_credential_stuffing_from_a_rotating_ipv6_64_is_alerted_and_throttled(
+    mon: LiveNode,
+) -> None:
+    """Bad keys from a new IPv6 address each time, all in one /64 (a host has a whole
+    one): each address stays under the per-source threshold, the /64 does not. The alert
+    names the /64, and its throttle holds any address in it; another /64 is served."""
+    net = f"2001:db8:{secrets.randbelow(0xFFFF):x}"
+
+    def call(address: str, key: str | None = None) -> int:
+        with mon.client(key, "127.0.0.1") as c:  # the trusted proxy, forwarding `address`
+            return c.post(
+                "/v1/functions/mon-echo/invoke", content=b"{}", headers={"x-forwarded-for": address}
+            ).status_code
+
+    bad = {call(f"{net}:1::{n:x}", f"dj_{secrets.token_urlsafe(24)}") for n in range(STUFFING)}
+    assert bad <= {401, 429}, bad
+    subject = f"source:{client_network(f'{net}:1::1')}"
+    alert = _wait_for_alert(mon, "auth.credential_stuffing", lambda a: a["subject"] == subject)
+    assert alert["mode"] == "block", alert
+
+    def throttled() -> bool:
+        return any(
+            r["action"] == "response.throttle" and r["detail"].get("alert_seq") == alert["seq"]
+            for r in _records(mon).values()
+        )
+
+    for _ in range(120):
+        if throttled():
+            break
+        time.sleep(0.5)
+    assert throttled()
+    got = [call(f"{net}:1:ffff::{i}") for i in range(5)]  # the right key, a new address
+    assert 429 in got, got
+    assert call(f"{net}:2::1") == 200
 
 
 def test_credential_stuffing_spread_over_sources_is_alerted(mon: LiveNode) -> None:

@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from donjon.client_network import client_network
+
 __all__ = ["AcceptGate", "ConnectRate", "client_key"]
 
 log = logging.getLogger("donjon")
@@ -60,17 +62,8 @@ def in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
-def client_key(address: str) -> str:
-    """The bucket an address counts in: itself (IPv4), its /64 (IPv6)."""
-    if ":" not in address:
-        return address
-    try:
-        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return ip.exploded[:19] + "::/64"
+#: The bucket an address counts in: itself (IPv4), its /64 (IPv6).
+client_key = client_network
 
 
 class ConnectRate:

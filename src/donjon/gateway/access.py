@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from donjon import boundedjson
 from donjon.audit import AuditEvent
+from donjon.client_network import client_network
 from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
 from donjon.gateway.node import Node
 from donjon.identity import (
@@ -23,7 +24,7 @@ from donjon.identity import (
 )
 from donjon.identity.apikeys import key_id_of
 from donjon.identity.policy import OWNER_SCOPED
-from donjon.monitor.throttles import Throttled, ThrottleKind
+from donjon.monitor.throttles import Throttled
 from donjon.obs import bind_request_id, mint_request_id
 
 __all__ = [
@@ -108,10 +109,15 @@ async def check_throttles(
     like every denial) once the throttle's bucket is spent. Free while no throttle is set."""
     if not node.throttles:
         return
-    kind: ThrottleKind = "principal" if principal is not None else "source"
-    subject = principal.label if principal is not None else client_address(request)
     try:
-        await node.throttles.check(kind, subject)
+        if principal is not None:
+            await node.throttles.check("principal", principal.label)
+        else:  # the address, and its /64 (what the monitor's findings name for IPv6)
+            address = client_address(request)
+            await node.throttles.check("source", address)
+            network = client_network(address)
+            if network != address:
+                await node.throttles.check("source", network)
     except Throttled as e:
         actor = principal.label if principal is not None else "anonymous"
         await deny(node, request, actor, "throttle.denied", e.message, request_id)

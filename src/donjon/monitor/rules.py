@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from donjon.audit.log import AuditEvent, CommittedRecord
+from donjon.client_network import client_network
 from donjon.monitor.findings import Finding, Severity, Subject
 
 __all__ = ["AuthFailures", "EgressRefused", "SandboxViolation", "ScanSkipped", "function_of"]
@@ -92,7 +93,8 @@ class _Tally:
 
 
 class AuthFailures:
-    """Credential stuffing: a burst of failed authentications from one source, or across keys."""
+    """Credential stuffing: a burst of failed authentications from one source (an address;
+    an IPv6 /64, as a host has a whole one), or across keys."""
 
     name = "auth_failures"
     #: The only records it reads (the monitor feeds it no other: engine.py).
@@ -126,14 +128,14 @@ class AuthFailures:
         """
         if event.action != "auth.denied":
             return
-        self._tally(client, now).live.append(now)
+        self._tally(client_network(client), now).live.append(now)
         self._note_key(named or _named(event), now)
 
     def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
         event = record.event
         if event.action != "auth.denied":
             return []
-        client = str(event.detail.get("client", "-"))
+        client = client_network(str(event.detail.get("client", "-")))
         tally = self._tally(client, now)
         tally.recorded.append((now, _count(event.detail)))
         tally.evidence.append(record.seq)
