@@ -221,7 +221,9 @@ class StallingProxy:
 def test_a_reply_that_comes_too_late_is_not_run_again(redis_server: RedisServer) -> None:
     """The server ran a quota take and a slot's acquire but their replies never came (a
     slow server, a stalled network): the node gives up on each, and never sends it again.
-    Sent again, each ran twice: two invocations counted for one call, two slots held."""
+    Sent again, each ran twice: two invocations counted for one call, two slots held. The
+    slot the late acquire took is given back (it was held, unknown to the node, until its
+    lease ended)."""
 
     async def main() -> None:
         proxy = StallingProxy(redis_server.port)
@@ -244,6 +246,37 @@ def test_a_reply_that_comes_too_late_is_not_run_again(redis_server: RedisServer)
             await proxy.close()
         with redis_server.client() as c:
             assert int(c.hget(f"donjon:quota:{{{DAY}}}:key:late", "inv") or 0) == 1
-            assert c.zcard('donjon:slots:["p","f",null]') == 2  # the warm one, and one more
+            assert c.zcard('donjon:slots:["p","f",null]') == 1  # the warm one only
+
+    asyncio.run(main())
+
+
+def test_an_acquire_cancelled_before_its_reply_holds_no_slot(redis_server: RedisServer) -> None:
+    """The call waiting for a slot's reply is cancelled (its client left) after the server
+    took the slot: the slot is given back, not held until its lease ends (a client that
+    leaves again and again held the function's slots)."""
+
+    async def main() -> None:
+        proxy = StallingProxy(redis_server.port)
+        await proxy.start()
+        limiter = RedisLimiter(f"redis://127.0.0.1:{proxy.port}/0", timeout_s=30)
+        try:
+            await limiter.acquire(K, 8, wait_s=0, lease_s=60)  # the script loaded, pooled
+            proxy.stalled = True
+            waiting = asyncio.create_task(limiter.acquire(K, 8, wait_s=0, lease_s=600))
+            with redis_server.client() as c:
+                for _ in range(200):  # until the server has run it
+                    if c.zcard('donjon:slots:["p","f",null]') == 2:
+                        break
+                    await asyncio.sleep(0.01)
+                assert c.zcard('donjon:slots:["p","f",null]') == 2
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        finally:
+            await limiter.close()
+            await proxy.close()
+        with redis_server.client() as c:
+            assert c.zcard('donjon:slots:["p","f",null]') == 1  # the first acquire's only
 
     asyncio.run(main())

@@ -16,6 +16,7 @@ wrong shape) is raised as `LimiterUnavailable`; what the callers do then
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -50,6 +51,9 @@ MAX_CONNECTIONS = 64
 #: The bounded wait of `acquire` polls, its pause doubling from the first to the last.
 POLL_FIRST_S = 0.005
 POLL_MAX_S = 0.1
+
+
+log = logging.getLogger("donjon")
 
 
 class RedisUnavailable(LimiterUnavailable):
@@ -94,6 +98,8 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         self._held = self.script(lua.HELD)
         #: The third role, over the same connections (its `take` is not the buckets').
         self.quotas = RedisQuotaCounter(self)
+        #: Slots being given back after an acquire that failed (`_give_back_later`).
+        self._giving_back: set[asyncio.Task[None]] = set()
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -129,6 +135,7 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
             self.fail(e)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._giving_back, return_exceptions=True)
         await self._client.aclose()
 
     # -- rate -----------------------------------------------------------------------
@@ -160,7 +167,15 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         deadline = time.monotonic() + max(0.0, wait_s)
         pause = POLL_FIRST_S
         while True:
-            reply = await self.run(self._acquire, [name], [cap, lease_ms, token])
+            try:
+                reply = await self.run(self._acquire, [name], [cap, lease_ms, token])
+            except BaseException:
+                # The server may have run the script, taking a slot whose reply never came
+                # here (late past the timeout, or the call cancelled: its client left):
+                # given back now rather than held, unknown to the node, until its lease
+                # ends. The token is this call's alone: removing one never added does nothing.
+                self._give_back_later(name, token)
+                raise
             try:
                 got = int(reply[0])
             except (TypeError, ValueError, IndexError) as e:
@@ -172,6 +187,18 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
                 return None
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, POLL_MAX_S)
+
+    def _give_back_later(self, name: str, token: str) -> None:
+        """Remove `token` from the slot set `name`, on a task of its own (`close` waits)."""
+        task = asyncio.get_running_loop().create_task(self._give_back(name, token))
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+    async def _give_back(self, name: str, token: str) -> None:
+        try:
+            await self._client.zrem(name, token)
+        except (RedisError, OSError) as e:  # OSError: TimeoutError too
+            log.warning("a slot whose acquire failed is held until its lease ends: %s", e)
 
     async def release(self, slot: Slot) -> None:
         # One command: atomic by itself (no decision to make); a freed slot is a no-op.
