@@ -50,6 +50,18 @@ def test_broken_tf_file_is_a_report_note(tmp_path: Path) -> None:
     assert any(n.startswith("main.tf: not valid HCL") for n in report.notes)
 
 
+def test_terraform_json_syntax_is_a_report_note(tmp_path: Path) -> None:
+    """A module in Terraform's JSON syntax is not read by the IaC rules: the report says
+    so for each file instead of looking clean."""
+    (tmp_path / "main.tf.json").write_text(
+        '{"resource": {"aws_lambda_function_url": {"api": {"authorization_type": "NONE"}}}}\n'
+    )
+    (tmp_path / "dev.tfvars.json").write_text('{"region": "eu-west-1"}\n')
+    report = scan_path(tmp_path)
+    for name in ("main.tf.json", "dev.tfvars.json"):
+        assert any(n.startswith(f"{name}: Terraform's JSON syntax") for n in report.notes)
+
+
 def test_finding_carries_file_line_and_address(tmp_path: Path) -> None:
     """A check over the Terraform model reports at the property's line, in the file the
     resource is written in, with the Terraform address as the location's resource."""

@@ -4,7 +4,8 @@ into one `App` (AWS, Azure and Google resources together).
 A file that does not parse is a note naming it and why; the rest of its directory is
 still read (what the broken file declared is then missing, and the note says so).
 Files under ``.terraform/`` (modules and providers ``terraform init`` downloaded) are
-not the project's and are not read.
+not the project's and are not read. Terraform's JSON syntax (``*.tf.json``) is not read
+either: a note names each such file, so a report never looks complete without it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,16 @@ class TerraformFormat(TemplateFormat):
         directories: dict[str, tuple[list[Block], list[Block]]] = {}
         notes: list[str] = []
         for source in project.files:
-            if not source.rel.endswith((".tf", ".tfvars")) or _WORKDIR in source.rel.split("/"):
+            if _WORKDIR in source.rel.split("/"):
+                continue
+            if source.rel.endswith((".tf.json", ".tfvars.json")):
+                notes.append(
+                    f"{source.rel}: Terraform's JSON syntax is not read by the IaC rules"
+                    " (its secrets are still scanned); write the module in .tf files to have"
+                    " it checked"
+                )
+                continue
+            if not source.rel.endswith((".tf", ".tfvars")):
                 continue
             directory = str(PurePosixPath(source.rel).parent).removeprefix(".")
             blocks, tfvars = directories.setdefault(directory, ([], []))
