@@ -325,8 +325,11 @@ def test_records_claiming_the_same_files_again_and_again_are_refused(
 
 def test_archives_being_received_at_once_are_bounded(own: LiveNode, dev_key: str) -> None:
     """Uploads held open mid-archive (each could carry 256 MiB into the node's memory)
-    take the deploy queue's places: once its ten are taken, another deploy is refused
-    (503) before its archive is read, not after."""
+    take the deploy queue's places: once their caller holds its share (half of the ten),
+    its next deploy is refused (503) before its archive is read, not after; and another
+    developer still deploys (one caller's trickles held every place, refusing everyone's
+    deploys for as long as their bodies took)."""
+    other_key: str = own.create_key("gate-reach-other", "developer")["key"]
     release = threading.Event()
 
     def slow_body() -> Iterator[bytes]:
@@ -351,11 +354,14 @@ def test_archives_being_received_at_once_are_bounded(own: LiveNode, dev_key: str
             if replies[-1].status_code == 503:
                 break
             release.wait(0.2)
+        other = _deploy(own, other_key, {"other.py": b"X = 1\n"})
     finally:
         release.set()
         for t in uploads:
             t.join(60)
     assert replies[-1].status_code == 503, [r.status_code for r in replies]
+    assert "your deploys" in replies[-1].json()["detail"], replies[-1].text
+    assert other.status_code == 201, other.text
     # Audited as every denial is: the first of its source's window at once (an upload
     # refused the same way may be that first one; later ones are counted into it).
     with own.client() as c:

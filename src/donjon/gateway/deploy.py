@@ -57,7 +57,7 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
     allow_public = await _hatch(request, node, principal, request_id, "unsafe_allow_public")
     # A place in the deploy queue before the archive (up to 256 MiB) is read into memory.
     try:
-        with node.deployments.queue.receiving():
+        with node.deployments.queue.receiving(principal.label):
             archive = await read_body(request, MAX_BUNDLE_BYTES)
     except DeployBusy as e:
         await deny(node, request, principal.label, "function.deploy", e.message, request_id)

@@ -6,7 +6,9 @@ the event loop's shared default pool, which the rest of the node needs), at most
 that a deploy is refused at once with 503 and Retry-After. So however many hostile
 deploys arrive together, /healthz and invocations keep their threads. An archive still
 being received holds a place too (`receiving`), so the archives in the node's memory
-are bounded however many uploads are held open.
+are bounded however many uploads are held open; and one caller's archives being
+received hold at most half the places, so a developer trickling uploads (each within
+its body deadline) cannot keep every other deploy out.
 """
 
 from __future__ import annotations
@@ -47,8 +49,11 @@ class DeployQueue:
         self.waiting = waiting
         self.retry_after_s = retry_after_s
         self._admitted = 0
-        #: Archives being read now (`receiving`), not yet handed to `run`.
+        #: Archives being read now (`receiving`), not yet handed to `run`, and by whom.
         self._receiving = 0
+        self._receiving_by: dict[str, int] = {}
+        #: The places one caller's archives being read may hold at once.
+        self.share = max(1, (slots + waiting) // 2)
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="deploy")
 
@@ -58,22 +63,35 @@ class DeployQueue:
         return self._admitted
 
     @contextlib.contextmanager
-    def receiving(self) -> Iterator[None]:
-        """Hold a place while a deploy's archive is read (`DeployBusy` if none is left):
-        archives held in memory, up to 256 MiB each, are as many as the deploys this
-        queue admits, whether they are still arriving or already at work."""
+    def receiving(self, caller: str) -> Iterator[None]:
+        """Hold a place while `caller`'s deploy archive is read (`DeployBusy` if none is
+        left, or if `caller` holds its `share` of them already): archives held in memory,
+        up to 256 MiB each, are as many as the deploys this queue admits, whether they are
+        still arriving or already at work."""
         with self._lock:
             if self._admitted + self._receiving >= self.slots + self.waiting:
                 raise DeployBusy(
                     f"{self._admitted + self._receiving} deploys are in progress on this node",
                     retry_after_s=self.retry_after_s,
                 )
+            mine = self._receiving_by.get(caller, 0)
+            if mine >= self.share:
+                raise DeployBusy(
+                    f"{mine} of your deploys are being received by this node already",
+                    retry_after_s=self.retry_after_s,
+                )
             self._receiving += 1
+            self._receiving_by[caller] = mine + 1
         try:
             yield
         finally:
             with self._lock:
                 self._receiving -= 1
+                left = self._receiving_by[caller] - 1
+                if left:
+                    self._receiving_by[caller] = left
+                else:
+                    del self._receiving_by[caller]
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking deploy work `fn` on the deploy threads; `DeployBusy` if full."""
