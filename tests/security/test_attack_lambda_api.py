@@ -318,3 +318,16 @@ def test_event_invocation_is_queued_and_runs(node: LiveNode, lam: dict[str, Any]
     done = wait_for(node, invocation_id)
     assert done["status"] == "succeeded"
     assert done["attempts"] == 1
+
+
+def test_lambda_call_records_the_callers_address(node: LiveNode, lam: dict[str, Any]) -> None:
+    """A Lambda API call's record names its caller's address, as an invoke's does: the
+    monitor's first-seen sources see a stolen SigV4 secret used from a new network."""
+    source = fresh_source()
+    headers = _signed(node, lam["invoker"], b"{}")
+    with node.client("", source=source) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    assert r.status_code == 200, r.text
+    (record,) = audit_records(node, r.headers["x-amzn-requestid"])
+    assert record["action"] == "function.invoke" and record["detail"]["trigger"] == "lambda"
+    assert record["detail"].get("client") == source, record

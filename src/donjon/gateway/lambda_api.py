@@ -28,6 +28,7 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authorize,
     check_throttles,
+    client_address,
     deny,
     new_request_id,
     parse_json,
@@ -293,6 +294,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 "lambda",
                 lambda result: function_json_response(result.body, request_id),
                 on_log=logs.append,
+                client=client_address(request),  # the monitor's first-seen sources
                 fields=None if context is None else {"client_context": context},
             )
             response.headers.update(_lambda_headers(request_id, version))
