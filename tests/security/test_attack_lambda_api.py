@@ -331,3 +331,26 @@ def test_lambda_call_records_the_callers_address(node: LiveNode, lam: dict[str, 
     (record,) = audit_records(node, r.headers["x-amzn-requestid"])
     assert record["action"] == "function.invoke" and record["detail"]["trigger"] == "lambda"
     assert record["detail"].get("client") == source, record
+
+
+def test_event_call_is_on_record_under_its_request(node: LiveNode, lam: dict[str, Any]) -> None:
+    """An Event call's request id (the 202's) names its `invocation.enqueue` record, which
+    holds the caller's address: a call queued with a stolen secret is traced to its source."""
+    source = fresh_source()
+    signer = botocore.auth.SigV4Auth(
+        Credentials(lam["invoker"]["id"], lam["invoker"]["sigv4_secret"]), "lambda", REGION
+    )
+    request = AWSRequest(
+        method="POST",
+        url=node.url + PATH.format(ECHO),
+        data=b"{}",
+        headers={"X-Amz-Invocation-Type": "Event"},
+    )
+    signer.add_auth(request)
+    with node.client("", source=source) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=dict(request.headers.items()))
+    assert r.status_code == 202, r.text
+    records = audit_records(node, r.headers["x-amzn-requestid"])
+    assert [rec["action"] for rec in records] == ["invocation.enqueue"], records
+    assert records[0]["detail"]["invocation_id"] == r.headers["x-donjon-invocation-id"]
+    assert records[0]["detail"].get("client") == source, records

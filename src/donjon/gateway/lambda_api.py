@@ -280,7 +280,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         validate(parsed, deployed)
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
-            queued = await enqueue_checked(node, deployed, principal, event, request.url.path)
+            queued = await enqueue_checked(node, deployed, principal, event, request, request_id)
             headers = {**_lambda_headers(request_id), "x-donjon-invocation-id": queued.id}
             return Response(status_code=202, headers=headers)
         logs: list[str] = []
