@@ -39,6 +39,9 @@ class Records:
         event = AuditEvent(actor, "function.invoke", target, outcome, detail)
         return CommittedRecord(next(self._seq), now, event)
 
+    def record(self, now: float, event: AuditEvent) -> CommittedRecord:
+        return CommittedRecord(next(self._seq), now, event)
+
     def event(self, now: float, action: str, target: str, outcome: str = "ok") -> CommittedRecord:
         return CommittedRecord(
             next(self._seq), now, AuditEvent("key:admin", action, target, outcome)

@@ -47,6 +47,9 @@ def test_async_invoke_is_accepted_then_runs_to_succeeded(node: LiveNode, tmp_pat
     mine = of_invocation(records, invocation_id)
     assert [r["action"] for r in mine] == ["invocation.enqueue", "invocation.attempt"]
     assert mine[0]["actor"].startswith("key:")
+    # The 202's request id names the enqueue record, with the caller's address.
+    assert mine[0]["detail"]["request_id"] == r.json()["request_id"]
+    assert mine[0]["detail"]["client"] == "127.0.0.1"
     assert "order" not in json.dumps(mine)  # no record carries the event's body
     calls = [
         r

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from baseline_support import Records, feed
+from donjon.audit.log import AuditEvent
 from donjon.monitor.findings import Subject
 from donjon.monitor.firstseen import FirstSeenDetector
 from donjon.monitor.robust import BaselineError
@@ -122,3 +125,25 @@ def test_bad_learning_window_is_refused(learning_s: float) -> None:
     """A learning window that is not a duration is an error with a hint."""
     with pytest.raises(BaselineError, match="learning window"):
         FirstSeenDetector(learning_s)
+
+
+def _queued(records: Records, now: float, client: str | None, actor: str = "key:k1") -> Any:
+    """An `invocation.enqueue` record of an async invoke of f (gateway/async_invoke.py)."""
+    detail: dict[str, Any] = {"invocation_id": "i", "trigger": "invoke", "request_id": "r"}
+    if client is not None:
+        detail["client"] = client
+    return records.record(now, AuditEvent(actor, "invocation.enqueue", "f", "ok", detail))
+
+
+def test_an_async_call_from_a_new_network_is_found() -> None:
+    """A call queued (Lambda Event, Prefer: respond-async) from a network the key never
+    used is `first_seen.source` at once, as a sync call is: its delivery has no source."""
+    records = Records()
+    detector = _learned(records)
+    assert feed(detector, _queued(records, T0 + 2 * HOUR, "192.0.2.77")) == []
+    queued = _queued(records, T0 + 2 * HOUR, "198.51.100.7")
+    (finding,) = feed(detector, queued)
+    assert finding.kind == "first_seen.source" and finding.evidence == (queued.seq,)
+    assert finding.subject == Subject("principal", "key:k1")
+    # A trigger's enqueue (a webhook: no caller, no address) has no profile.
+    assert feed(detector, _queued(records, T0 + 2 * HOUR, None, actor="webhook")) == []

@@ -23,6 +23,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from async_support import wait_for
+from donjon.manifest.model import Manifest
 from harness import LiveNode, fresh_source
 from sec_support import assert_problem, audit_records
 
@@ -318,3 +319,63 @@ def test_event_invocation_is_queued_and_runs(node: LiveNode, lam: dict[str, Any]
     done = wait_for(node, invocation_id)
     assert done["status"] == "succeeded"
     assert done["attempts"] == 1
+
+
+def test_lambda_call_records_the_callers_address(node: LiveNode, lam: dict[str, Any]) -> None:
+    """A Lambda API call's record names its caller's address, as an invoke's does: the
+    monitor's first-seen sources see a stolen SigV4 secret used from a new network."""
+    source = fresh_source()
+    headers = _signed(node, lam["invoker"], b"{}")
+    with node.client("", source=source) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    assert r.status_code == 200, r.text
+    (record,) = audit_records(node, r.headers["x-amzn-requestid"])
+    assert record["action"] == "function.invoke" and record["detail"]["trigger"] == "lambda"
+    assert record["detail"].get("client") == source, record
+
+
+def test_event_call_is_on_record_under_its_request(node: LiveNode, lam: dict[str, Any]) -> None:
+    """An Event call's request id (the 202's) names its `invocation.enqueue` record, which
+    holds the caller's address: a call queued with a stolen secret is traced to its source."""
+    source = fresh_source()
+    signer = botocore.auth.SigV4Auth(
+        Credentials(lam["invoker"]["id"], lam["invoker"]["sigv4_secret"]), "lambda", REGION
+    )
+    request = AWSRequest(
+        method="POST",
+        url=node.url + PATH.format(ECHO),
+        data=b"{}",
+        headers={"X-Amz-Invocation-Type": "Event"},
+    )
+    signer.add_auth(request)
+    with node.client("", source=source) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=dict(request.headers.items()))
+    assert r.status_code == 202, r.text
+    records = audit_records(node, r.headers["x-amzn-requestid"])
+    assert [rec["action"] for rec in records] == ["invocation.enqueue"], records
+    assert records[0]["detail"]["invocation_id"] == r.headers["x-donjon-invocation-id"]
+    assert records[0]["detail"].get("client") == source, records
+
+
+def test_unsigned_body_is_bounded_by_the_largest_function_limit(
+    node: LiveNode, lam: dict[str, Any]
+) -> None:
+    """A request that passes the checks needing no secret (shape, date, scope) but is signed
+    by nobody is read no further than the largest event any deployed function takes (not
+    the node's 6 MiB): 413, refused before its key is looked at."""
+    with node.client() as c:
+        listed = c.get("/v1/functions").json()
+    largest = max(Manifest.model_validate(f["manifest"]).limits.body_bytes for f in listed)
+    assert largest < 6 * 1024 * 1024, "a function takes the node's maximum: nothing to bound"
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/"
+        f"{REGION}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}",
+        "X-Amz-Date": now,
+    }
+    r = _post(node, headers, b"x" * (largest + 1))
+    assert r.status_code == 413, r.text
+    assert r.headers["x-amzn-errortype"] == "RequestTooLargeException"
+    assert audit_records(node, r.headers["x-request-id"]) == []  # no key was looked at
+    # A body any function takes is still read, and the forged signature then refused.
+    _refused(node, _post(node, headers, b"x" * largest), "sigv4: invalid credentials")

@@ -18,8 +18,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.auth
 import httpx
 import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from donjon.client_network import client_network
 from egress_realworld import World, build_world, deploy, function_source, node_settings
@@ -348,3 +351,38 @@ def test_alerts_api_refuses_a_caller_without_alert_read(mon: LiveNode) -> None:
     assert r.status_code == 403, r.text
     with httpx.Client(base_url=mon.url, verify=mon.tls) as anonymous:
         assert anonymous.get("/v1/alerts").status_code == 401
+
+
+@pytest.mark.parametrize("invocation", ["RequestResponse", "Event"])
+def test_stolen_sigv4_secret_used_from_a_new_network(mon: LiveNode, invocation: str) -> None:
+    """A key's SigV4 secret used through the Lambda API (a call, or an Event queued) from a
+    network the key never used, after its learning window: `first_seen.source` names the
+    key, resting on the record that holds the new address."""
+    key = mon.create_key(f"sigv4-{secrets.token_hex(3)}", "invoker")
+    created = time.monotonic()
+    principal = f"key:{key['id']}"
+    for i in range(3):  # its usual traffic, learned: mon-echo from 127.0.0.1
+        assert mon.invoke("mon-echo", {"i": i}, key=key["key"]).status_code == 200
+    time.sleep(max(0.0, LEARNING_S + 1.0 - (time.monotonic() - created)))
+
+    attacker = fresh_source()
+    request = AWSRequest(
+        method="POST",
+        url=f"{mon.url}/2015-03-31/functions/mon-echo/invocations",
+        data=b"{}",
+        headers={"X-Amz-Invocation-Type": invocation},
+    )
+    credentials = Credentials(key["id"], key["sigv4_secret"])
+    botocore.auth.SigV4Auth(credentials, "lambda", "us-east-1").add_auth(request)
+    with mon.client("", source=attacker) as c:
+        r = c.post(request.url, content=b"{}", headers=dict(request.headers.items()))
+    assert r.status_code in (200, 202), r.text  # alert mode: served, and seen
+
+    alert = _wait_for_alert(
+        mon, "first_seen.source", lambda a: a["subject"] == f"principal:{principal}"
+    )
+    _assert_grounded(
+        mon,
+        alert,
+        lambda rec: rec["actor"] == principal and rec["detail"].get("client") == attacker,
+    )

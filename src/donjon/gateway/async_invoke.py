@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, new_request_id
+from donjon.gateway.access import authenticate, client_address, new_request_id
 from donjon.gateway.errors import NotFound
 from donjon.gateway.function_errors import may_read_logs
 from donjon.gateway.history import history_of, readable
@@ -46,10 +46,17 @@ def wants_async(request: Request) -> bool:
 
 
 async def enqueue_checked(
-    node: Node, deployed: Deployed, principal: Principal, body: bytes, source: str
+    node: Node,
+    deployed: Deployed,
+    principal: Principal,
+    body: bytes,
+    request: Request,
+    request_id: str,
 ) -> QueuedInvocation:
-    """Enqueue an event its caller's request has passed every check with (committed
-    before this returns): the invoke API's and the Lambda API's (InvocationType Event)."""
+    """Enqueue an event its caller's `request` has passed every check with (committed
+    before this returns): the invoke API's and the Lambda API's (InvocationType Event).
+    Its `invocation.enqueue` record names `request_id` and the caller's address, as a
+    sync call's `function.invoke` record does."""
     if node.invocations is None:
         raise NotFound("this node runs no async invocations")
     return await node.invocations.enqueue(
@@ -57,20 +64,26 @@ async def enqueue_checked(
             function=deployed.name,
             event=body,
             trigger="invoke",
-            source=source,
+            source=request.url.path,
             type="dev.donjon.invoke",
             principal=principal.label,
             admitted=True,  # its request passed admission just now
+            request_id=request_id,
+            client=client_address(request),
         )
     )
 
 
 async def respond_async(
-    node: Node, deployed: Deployed, principal: Principal, body: bytes, request_id: str
+    node: Node,
+    deployed: Deployed,
+    principal: Principal,
+    body: bytes,
+    request: Request,
+    request_id: str,
 ) -> Response:
     """Enqueue the checked event (committed before this returns) and answer 202."""
-    source = f"/v1/functions/{deployed.name}/invoke"
-    queued = await enqueue_checked(node, deployed, principal, body, source)
+    queued = await enqueue_checked(node, deployed, principal, body, request, request_id)
     location = f"/v1/invocations/{queued.id}"
     return JSONResponse(
         InvocationAccepted(

@@ -422,7 +422,7 @@ async def handle_invoke(request: Request) -> Response:
         )
         validate(parsed, deployed)
         if wants_async(request):  # checked as a sync call is; queued, answered 202 at once
-            return await respond_async(node, deployed, principal, body, request_id)
+            return await respond_async(node, deployed, principal, body, request, request_id)
         return await _run(
             node,
             deployed,

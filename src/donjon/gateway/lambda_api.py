@@ -28,6 +28,7 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authorize,
     check_throttles,
+    client_address,
     deny,
     new_request_id,
     parse_json,
@@ -139,9 +140,13 @@ async def _authenticate(node: Node, request: Request, request_id: str) -> tuple[
         # How the request is signed, not whether the key is good: the caller is told.
         await deny(node, request, "anonymous", "auth.denied", e.message, request_id)
         raise Unauthorized(e.message.removeprefix("sigv4: "), hint=_HINT) from None
-    # The body is signed: read (up to the node's maximum) before the key is known, and held
-    # to the function's own `limits.body` once the caller may learn the function exists.
-    body = await read_body(request, node.settings.requests.max_body_bytes)
+    # The body is signed: read before the key is known, and held to the function's own
+    # `limits.body` once the caller may learn the function exists. Until then, to no more
+    # than the largest event any function here takes (the node's maximum only if one takes
+    # that; it tells nothing of the function named): a flood of unsigned requests, which
+    # pass the checks above with no secret, buffers no more than a call could.
+    limit = min(node.settings.requests.max_body_bytes, node.registry.max_body())
+    body = await read_body(request, limit)
     signed = dataclasses.replace(head, body=body)
     subkey = node.master.derive(SIGV4_SECRET_PURPOSE)
 
@@ -279,7 +284,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         validate(parsed, deployed)
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
-            queued = await enqueue_checked(node, deployed, principal, event, request.url.path)
+            queued = await enqueue_checked(node, deployed, principal, event, request, request_id)
             headers = {**_lambda_headers(request_id), "x-donjon-invocation-id": queued.id}
             return Response(status_code=202, headers=headers)
         logs: list[str] = []
@@ -293,6 +298,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 "lambda",
                 lambda result: function_json_response(result.body, request_id),
                 on_log=logs.append,
+                client=client_address(request),  # the monitor's first-seen sources
                 fields=None if context is None else {"client_context": context},
             )
             response.headers.update(_lambda_headers(request_id, version))

@@ -124,6 +124,7 @@ class FunctionRegistry:
         self._functions: dict[str, Deployed] = {}
         self._routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         self._hooks: dict[str, tuple[Deployed, HookSpec]] = {}
+        self._max_body = 0
         self._watchers: list[Callable[[], None]] = []
 
     def watch(self, changed: Callable[[], None]) -> None:
@@ -154,6 +155,11 @@ class FunctionRegistry:
     def schedules(self) -> list[tuple[str, CronExpression]]:
         """Every schedule trigger, as (function, expression)."""
         return [(d.name, cron) for d in self._functions.values() for cron in d.schedules]
+
+    def max_body(self) -> int:
+        """The largest `limits.body` of the functions deployed, in bytes (0 with none): the
+        most any call's event may be, whichever function it names."""
+        return self._max_body
 
     def route(self, path: str, method: str) -> tuple[Deployed, HttpSpec] | None:
         """The function and the trigger (auth mode, event format) for an http request."""
@@ -189,6 +195,9 @@ class FunctionRegistry:
                 hooks[path] = (deployed, hook)
         self._routes = routes
         self._hooks = hooks
+        self._max_body = max(
+            (d.manifest.limits.body_bytes for d in self._functions.values()), default=0
+        )
 
 
 def manifest_json(manifest: Manifest) -> str:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from donjon.audit.log import CommittedRecord
-from donjon.monitor.calls import network_of, read_call
+from donjon.monitor.calls import UNNAMED_ACTORS, network_of, read_call
 from donjon.monitor.findings import Finding, Severity, Subject
 from donjon.monitor.robust import BaselineError, Bounded
 
@@ -98,28 +98,43 @@ class FirstSeenDetector:
             self._profile(event.target, now, record.seq)
             return []
         call = read_call(record)
-        if call is None or call.principal is None:
+        if call is None:
+            queued = _queued(record)
+            return [] if queued is None else self._judge(record, now, *queued)
+        if call.principal is None:
             return []
+        return self._judge(record, now, call.principal, call.function, call.client)
+
+    def _judge(
+        self,
+        record: CommittedRecord,
+        now: float,
+        principal: str,
+        function: str,
+        client: str | None,
+    ) -> list[Finding]:
+        """The findings of `principal` calling `function` from `client` (a call's record,
+        or an async invoke's `invocation.enqueue`: its delivery's record has no address)."""
         profiles = self.profiles.table
-        profile = profiles.get(call.principal)  # (`profiles.get`, inline)
+        profile = profiles.get(principal)  # (`profiles.get`, inline)
         if profile is not None:
-            profiles.move_to_end(call.principal)
+            profiles.move_to_end(principal)
         else:
-            since = self.started if call.principal.startswith("key:") else now
-            profile = self._profile(call.principal, since, None)
-        source = (
-            None if call.client is None else network_of(call.client, self.v4_prefix, self.v6_prefix)
-        )
+            # (`started` is set: `observe` set it before asking)
+            started = now if self.started is None else self.started
+            since = started if principal.startswith("key:") else now
+            profile = self._profile(principal, since, None)
+        source = None if client is None else network_of(client, self.v4_prefix, self.v6_prefix)
         functions, sources = profile.functions.known.table, profile.sources.known.table
-        if call.function in functions and (source is None or source in sources):
-            functions.move_to_end(call.function)  # (most calls: both pairs known, used again)
+        if function in functions and (source is None or source in sources):
+            functions.move_to_end(function)  # (most calls: both pairs known, used again)
             if source is not None:
                 sources.move_to_end(source)
             return []
         learning = now - profile.since < self.learning_s
         findings: list[Finding] = []
         checks: tuple[tuple[str, str | None, _Pairs, Severity], ...] = (
-            ("function", call.function, profile.functions, "high"),
+            ("function", function, profile.functions, "high"),
             ("source", source, profile.sources, "medium"),
         )
         for what, value, pairs, severity in checks:
@@ -135,9 +150,7 @@ class FirstSeenDetector:
             if value in pairs.flagged:
                 continue
             pairs.flagged.setdefault(value, _true)
-            findings.append(
-                self._finding(call.principal, what, value, severity, record, profile, now)
-            )
+            findings.append(self._finding(principal, what, value, severity, record, profile, now))
         return findings
 
     def _finding(
@@ -178,3 +191,13 @@ class FirstSeenDetector:
 
 def _true() -> bool:
     return True
+
+
+def _queued(record: CommittedRecord) -> tuple[str, str, str] | None:
+    """(principal, function, address) of an async invoke's `invocation.enqueue` record (the
+    invoke API's `Prefer: respond-async`, the Lambda API's Event), None for any other."""
+    event = record.event
+    client = event.detail.get("client") if event.action == "invocation.enqueue" else None
+    if not isinstance(client, str) or event.actor in UNNAMED_ACTORS:
+        return None
+    return event.actor, event.target, client

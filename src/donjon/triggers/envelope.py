@@ -46,6 +46,10 @@ class Envelope:
     #: attempt's; False (a source without an edge, such as SQS or NOTIFY): the first
     #: attempt spends them.
     admitted: bool = False
+    #: The HTTP request that queued it (an async invoke: its 202's request id) and the
+    #: caller's address, for its `invocation.enqueue` record only (not stored with it).
+    request_id: str | None = None
+    client: str | None = None
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGER_KINDS:

@@ -164,6 +164,8 @@ class AsyncInvocations:
                     "source": envelope.source[:300],
                     "type": envelope.type[:200],
                     **(_delivery(envelope.delivery_id) if envelope.delivery_id else {}),
+                    **({"request_id": envelope.request_id} if envelope.request_id else {}),
+                    **({"client": envelope.client} if envelope.client else {}),
                     "bytes": len(envelope.event),
                 },
             )
