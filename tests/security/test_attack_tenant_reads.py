@@ -166,3 +166,30 @@ def test_scoped_auditor_timeline_leaves_out_other_tenants(node: LiveNode, tenant
             break
     _names_only(json.dumps(every), tenants)
     assert any(tenants.a.function in json.dumps(r) for r in every)
+
+
+def test_scoped_alert_reader_sees_only_its_functions_alerts(
+    node: LiveNode, tenants: Tenants
+) -> None:
+    """GET /v1/alerts as A: the alert about A's function, not B's, nor a source's."""
+    alerts = _get(node, tenants.a.key, "/v1/alerts", n=1000).json()
+    assert {a["subject"] for a in alerts} == {f"function:{tenants.a.function}"}
+
+
+def test_scoped_alert_reader_sees_only_its_functions_responses(
+    node: LiveNode, tenants: Tenants
+) -> None:
+    """GET /v1/responses as A: neither B's quarantine nor a throttle on another subject."""
+    with node.client() as c:
+        r = c.post(f"/v1/functions/{tenants.b.function}/quarantine", json={"reason": "b only"})
+        assert r.status_code == 201, r.text
+        t = c.put("/v1/throttles/function:probe", json={"reason": "x", "duration_s": 30})
+        assert t.is_success, t.text
+    try:
+        seen = _get(node, tenants.a.key, "/v1/responses").text
+    finally:
+        with node.client() as c:
+            c.post(f"/v1/functions/{tenants.b.function}/release")
+            c.delete("/v1/throttles/function:probe")
+    _names_only(seen, tenants)
+    assert "probe" not in seen
