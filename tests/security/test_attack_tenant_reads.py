@@ -193,3 +193,23 @@ def test_scoped_alert_reader_sees_only_its_functions_responses(
             c.delete("/v1/throttles/function:probe")
     _names_only(seen, tenants)
     assert "probe" not in seen
+
+
+def test_scoped_quota_manager_lists_only_its_functions_quotas(
+    node: LiveNode, tenants: Tenants
+) -> None:
+    """GET /v1/quotas as A: A's function's quota only."""
+    quotas = _get(node, tenants.a.key, "/v1/quotas").json()
+    assert [q["subject"] for q in quotas] == [f"function:{tenants.a.function}"]
+
+
+def test_scoped_metrics_reader_cannot_scrape_the_whole_node(
+    node: LiveNode, tenants: Tenants
+) -> None:
+    """/metrics holds every function's series: a role allowed metrics:read on its own
+    functions only is refused (403), as the built-in metrics role is not."""
+    with node.client(tenants.a.key, fresh_source()) as c:
+        assert_problem(c.get("/metrics"), 403)
+    metrics_key = node.create_key("sec-scraper", "metrics")["key"]
+    with node.client(metrics_key, fresh_source()) as c:
+        assert c.get("/metrics").status_code == 200
