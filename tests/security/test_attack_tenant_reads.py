@@ -213,3 +213,23 @@ def test_scoped_metrics_reader_cannot_scrape_the_whole_node(
     metrics_key = node.create_key("sec-scraper", "metrics")["key"]
     with node.client(metrics_key, fresh_source()) as c:
         assert c.get("/metrics").status_code == 200
+
+
+def test_scoped_key_manager_lists_only_keys_it_reaches(node: LiveNode, tenants: Tenants) -> None:
+    """GET /v1/keys by a custom role's key:manage: the keys of its own role only (those
+    it could revoke), not B's key, nor the admin's, nor their names and roles."""
+    role = f"tenant-a-keys-{secrets.token_hex(3)}"
+    statement = {
+        "effect": "allow",
+        "actions": ["key:manage", "function:invoke"],
+        "resources": [f"{tenants.a.prefix}*"],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": role, "statements": [statement]}).is_success
+        every = c.get("/v1/keys").json()
+    key = node.create_key("sec-tenant-a-keys", role)["key"]
+    listed = _get(node, key, "/v1/keys").json()
+    assert {k["role"] for k in listed} == {role}
+    assert len(every) > len(listed) >= 1
+    _names_only(json.dumps(listed), tenants)
+    assert "tenant-b" not in json.dumps(listed)
