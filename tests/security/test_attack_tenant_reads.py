@@ -16,7 +16,8 @@ import pytest
 
 from async_support import bundle
 from donjon.bundle import build_bundle
-from harness import LiveNode, fresh_source
+from harness import LiveNode, fresh_source, run_cli
+from jwt_support import SigningKey, claims, jwks
 from sec_support import assert_problem
 
 _READS = ["audit:read", "alert:read", "quota:manage", "metrics:read"]
@@ -29,6 +30,7 @@ class Tenant:
     key: str
     function: str
     prefix: str
+    role: str
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def _tenant(node: LiveNode, root: Path, tag: str) -> Tenant:
     assert node.invoke(function, {"tenant": tag}, key).status_code == 200
     with node.client() as c:  # a quota on the function: B's shows in no listing of A's
         assert c.put(f"/v1/quotas/function:{function}", json={"invocations": 1000}).is_success
-    return Tenant(key, function, prefix)
+    return Tenant(key, function, prefix, role)
 
 
 def _deploy_unscanned(node: LiveNode, directory: Path) -> None:
@@ -233,3 +235,25 @@ def test_scoped_key_manager_lists_only_keys_it_reaches(node: LiveNode, tenants: 
     assert len(every) > len(listed) >= 1
     _names_only(json.dumps(listed), tenants)
     assert "tenant-b" not in json.dumps(listed)
+
+
+def test_scoped_jwt_reads_only_its_functions_records(
+    node: LiveNode, tenants: Tenants, tmp_path: Path
+) -> None:
+    """A JWT granted tenant A's role (an issuer allowed to grant it) reads as A's key does:
+    A's records and alerts, nothing of B's, and no export."""
+    signer = SigningKey.generate("tenant-a-1", "EdDSA")
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps(jwks(signer)))
+    issuer = f"https://tenant-a-{secrets.token_hex(3)}.example"
+    run_cli(node.env(), "issuer", "add", f"ta{secrets.token_hex(3)}", "--issuer", issuer,
+            "--jwks", str(keys), "--audience", "donjon-api",
+            "--allowed-roles", tenants.a.role)  # fmt: skip
+    token = signer.sign(claims(issuer, "donjon-api", roles=[tenants.a.role]))
+    records = _get(node, token, "/v1/audit", n=10000).json()
+    assert any(r["target"].startswith(f"{tenants.a.function}@") for r in records)
+    _names_only(json.dumps(records), tenants)
+    alerts = _get(node, token, "/v1/alerts").json()
+    assert {a["subject"] for a in alerts} == {f"function:{tenants.a.function}"}
+    with node.client(token, fresh_source()) as c:
+        assert_problem(c.get("/v1/audit/export"), 403)
