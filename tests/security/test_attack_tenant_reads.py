@@ -257,3 +257,19 @@ def test_scoped_jwt_reads_only_its_functions_records(
     assert {a["subject"] for a in alerts} == {f"function:{tenants.a.function}"}
     with node.client(token, fresh_source()) as c:
         assert_problem(c.get("/v1/audit/export"), 403)
+
+
+def test_auditor_key_limited_to_a_function_reads_only_its_records(
+    node: LiveNode, tenants: Tenants
+) -> None:
+    """An `auditor` key limited to A's function (`functions`) reads as if its role named
+    that function only: its records and alerts, not B's, no export, no /metrics."""
+    key = node.create_key("sec-limited-auditor", "auditor", [tenants.a.function])["key"]
+    records = _get(node, key, "/v1/audit", n=10000).json()
+    assert any(r["target"].startswith(f"{tenants.a.function}@") for r in records)
+    _names_only(json.dumps(records), tenants)
+    alerts = _get(node, key, "/v1/alerts").json()
+    assert {a["subject"] for a in alerts} == {f"function:{tenants.a.function}"}
+    with node.client(key, fresh_source()) as c:
+        assert_problem(c.get("/v1/audit/export"), 403)
+        assert_problem(c.get("/metrics"), 403)
