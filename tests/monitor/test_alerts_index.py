@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +83,21 @@ def test_watermark_never_moves_back(tmp_path: Path) -> None:
     assert db is not None
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT through FROM alerts_indexed").fetchall() == [(10,)]
+
+
+def test_list_keeps_only_what_the_reader_reaches_and_pages(tmp_path: Path) -> None:
+    """With `keep` (a reader scoped to some functions), n kept alerts, newest, and `more`
+    when older kept ones remain; `before` pages on among them."""
+    engine = make_engine(tmp_path)
+    store = AlertStore(engine)
+    for seq in range(1, 10):
+        subject = "function:mine" if seq % 3 == 0 else "function:theirs"
+        store.add_now({"seq": seq, "ts": 100.0 + seq, "kind": "k", "subject": subject})
+
+    def mine(alert: Mapping[str, Any]) -> bool:
+        return alert.get("subject") == "function:mine"
+
+    page = store.listing(n=2, keep=mine)
+    assert ([a["seq"] for a in page.alerts], page.more) == ([6, 9], True)
+    page = store.listing(n=2, keep=mine, before=6)
+    assert ([a["seq"] for a in page.alerts], page.more) == ([3], False)
