@@ -273,3 +273,25 @@ def test_auditor_key_limited_to_a_function_reads_only_its_records(
     with node.client(key, fresh_source()) as c:
         assert_problem(c.get("/v1/audit/export"), 403)
         assert_problem(c.get("/metrics"), 403)
+
+
+def test_auditor_denied_one_tenant_reads_none_of_its_records(
+    node: LiveNode, tenants: Tenants
+) -> None:
+    """A role allowed audit:read on `*` but denied it on B's functions reads A's records and
+    none of B's (the deny holds in a listing as it does on a request), nor the node-wide
+    records (they could name anything), nor the export."""
+    role = f"all-but-b-{secrets.token_hex(3)}"
+    statements = [
+        {"effect": "allow", "actions": ["audit:read"], "resources": ["*"]},
+        {"effect": "deny", "actions": ["audit:read"], "resources": [f"{tenants.b.prefix}*"]},
+    ]
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": role, "statements": statements}).is_success
+    key = node.create_key("sec-all-but-b", role)["key"]
+    records = _get(node, key, "/v1/audit", n=10000).json()
+    assert any(r["target"].startswith(f"{tenants.a.function}@") for r in records)
+    _names_only(json.dumps(records), tenants)
+    assert not any(r["action"].startswith(("key.", "role.")) for r in records)
+    with node.client(key, fresh_source()) as c:
+        assert_problem(c.get("/v1/audit/export"), 403)
