@@ -6,7 +6,8 @@ the page before it). Needs `alert:read`. Each alert names its `seq` in the audit
 log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
 A reader allowed `alert:read` on some functions only lists the alerts whose subject
 is one of them (`function:NAME`); the others (a source's, a key's) are node-wide
-(gateway/read_scope.py).
+(gateway/read_scope.py). Such a listing reads at most 20,000 alerts: one that ran out
+says where to go on in `x-donjon-next-before`.
 """
 
 from __future__ import annotations
@@ -60,4 +61,7 @@ async def list_alerts(request: Request, node: Node, principal: Principal, _r: st
         before=before,
         keep=None if scope.everything else lambda a: scope.subject(str(a.get("subject"))),
     )
-    return render([AlertView.model_validate(a) for a in page.alerts])
+    response = render([AlertView.model_validate(a) for a in page.alerts])
+    if page.go_on is not None:  # a scoped listing that ran out of reading: go on from there
+        response.headers["x-donjon-next-before"] = str(page.go_on)
+    return response

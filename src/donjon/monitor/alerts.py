@@ -88,6 +88,8 @@ class AlertPage:
 
     alerts: list[dict[str, Any]]
     more: bool
+    #: A filtered listing that read `MAX_SCAN` rows without filling: go on before this seq.
+    go_on: int | None = None
 
 
 class AlertStore:
@@ -145,10 +147,11 @@ class AlertStore:
                         page.append(alert)
                 if len(rows) < chunk:
                     break
-        more = len(page) > n or (read >= MAX_SCAN and len(page) < n)
+        ran_out = read >= MAX_SCAN and len(page) < n
+        more = len(page) > n or ran_out
         page = page[:n]
         page.reverse()
-        return AlertPage(page, more=more)
+        return AlertPage(page, more=more, go_on=before if ran_out else None)
 
     # -- the watermark ------------------------------------------------------------
 
