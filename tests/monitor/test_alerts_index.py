@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from donjon.audit.log import AuditEvent
+from donjon.monitor import alerts as alerts_module
 from donjon.monitor.alerts import ACTOR, RAISED, AlertsError, AlertStore
 from monitor_support import make_engine, make_log
 
@@ -81,3 +84,47 @@ def test_watermark_never_moves_back(tmp_path: Path) -> None:
     assert db is not None
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT through FROM alerts_indexed").fetchall() == [(10,)]
+
+
+def test_list_keeps_only_what_the_reader_reaches_and_pages(tmp_path: Path) -> None:
+    """With `keep` (a reader scoped to some functions), n kept alerts, newest, and `more`
+    when older kept ones remain; `before` pages on among them."""
+    engine = make_engine(tmp_path)
+    store = AlertStore(engine)
+    for seq in range(1, 10):
+        subject = "function:mine" if seq % 3 == 0 else "function:theirs"
+        store.add_now({"seq": seq, "ts": 100.0 + seq, "kind": "k", "subject": subject})
+
+    def mine(alert: Mapping[str, Any]) -> bool:
+        return alert.get("subject") == "function:mine"
+
+    page = store.listing(n=2, keep=mine)
+    assert ([a["seq"] for a in page.alerts], page.more) == ([6, 9], True)
+    page = store.listing(n=2, keep=mine, before=6)
+    assert ([a["seq"] for a in page.alerts], page.more) == ([3], False)
+
+
+def test_a_kept_listing_that_runs_out_of_reading_says_where_to_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filtered listing reads at most MAX_SCAN rows: one that ran out names the seq to
+    go on before (`go_on`), and going on from there finds the older kept alerts."""
+    monkeypatch.setattr(alerts_module, "MAX_SCAN", 3)
+    monkeypatch.setattr(alerts_module, "MAX_LIST", 3)  # one chunk is MAX_LIST rows
+    engine = make_engine(tmp_path)
+    store = AlertStore(engine)
+    for seq in range(1, 10):
+        subject = "function:mine" if seq in (1, 8) else "function:theirs"
+        store.add_now({"seq": seq, "ts": 100.0 + seq, "kind": "k", "subject": subject})
+
+    def mine(alert: Mapping[str, Any]) -> bool:
+        return alert.get("subject") == "function:mine"
+
+    page = store.listing(n=2, keep=mine)
+    assert ([a["seq"] for a in page.alerts], page.go_on) == ([8], 7)
+    page = store.listing(n=2, keep=mine, before=page.go_on)
+    assert ([a["seq"] for a in page.alerts], page.go_on) == ([], 4)
+    page = store.listing(n=2, keep=mine, before=page.go_on)
+    assert ([a["seq"] for a in page.alerts], page.go_on) == ([1], 1)  # it read 3 rows again
+    page = store.listing(n=2, keep=mine, before=page.go_on)
+    assert ([a["seq"] for a in page.alerts], page.go_on) == ([], None)  # the end

@@ -9,7 +9,7 @@ the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -28,10 +28,19 @@ from donjon.audit.proofs import (
 )
 from donjon.store.tables import audit_log
 
-__all__ = ["CheckpointNotFound", "Prover", "StoredCheckpoint", "records_before"]
+__all__ = [
+    "SCAN",
+    "CheckpointNotFound",
+    "Prover",
+    "StoredCheckpoint",
+    "kept_records_before",
+    "records_before",
+]
 
 #: Rows per query when walking the log.
 PAGE = 5000
+#: The most records one filtered page reads (`kept_records_before`).
+SCAN = 50_000
 
 
 class CheckpointNotFound(ProofError):
@@ -68,6 +77,38 @@ def records_before(engine: Engine, before: int | None, n: int) -> list[dict[str,
     with engine.connect() as conn:
         rows = conn.execute(text(query), params).all()
     return [_readable(int(seq), _bytes(r)) for seq, r in reversed(rows)]
+
+
+def kept_records_before(
+    engine: Engine,
+    before: int | None,
+    n: int,
+    keep: Callable[[Mapping[str, Any]], bool],
+    scan: int = SCAN,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The newest `n` records older than `before` that `keep` keeps, oldest first, and the
+    seq to page on from (`before=` it) when `scan` records were read before `n` were kept
+    (None: the page reached the first record or holds `n`)."""
+    kept: list[dict[str, Any]] = []
+    position = before
+    read = 0
+    while len(kept) < n and read < scan:
+        query = select(audit_log.c.seq, audit_log.c.record).order_by(audit_log.c.seq.desc())
+        if position is not None:
+            query = query.where(audit_log.c.seq < position)
+        with engine.connect() as conn:
+            rows = conn.execute(query.limit(min(PAGE, scan - read))).all()
+        if not rows:
+            return list(reversed(kept)), None
+        for seq, raw in rows:
+            position, read = int(seq), read + 1
+            record = _readable(position, _bytes(raw))
+            if keep(record):
+                kept.append(record)
+                if len(kept) == n:
+                    break
+    more = len(kept) < n and position is not None and position > 1
+    return list(reversed(kept)), position if more else None
 
 
 def _readable(seq: int, raw: bytes) -> dict[str, Any]:

@@ -19,7 +19,7 @@ What the filters match (all given must match):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,10 @@ def read_timeline(
     after: int | None = None,
     limit: int = 200,
     scan: int = 20_000,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> TimelinePage:
-    """One page of the timeline (blocking: off the event loop)."""
+    """One page of the timeline (blocking: off the event loop); with `keep`, only the
+    records it keeps too (what a reader scoped to some functions may read)."""
     with engine.connect() as conn:
         last = conn.execute(select(func.max(audit_log.c.seq))).scalar_one_or_none() or 0
         position = after if after is not None else _first_at(conn, flt.since, last) - 1
@@ -118,7 +120,7 @@ def read_timeline(
                 ts = record.get("ts")
                 if flt.until is not None and isinstance(ts, int | float) and ts > flt.until:
                     return TimelinePage(out, None, scanned)
-                if flt.matches(record):
+                if flt.matches(record) and (keep is None or keep(record)):
                     record["category"] = category(str(record.get("action", "")))
                     out.append(record)
                     if len(out) >= limit:

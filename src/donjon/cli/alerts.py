@@ -37,8 +37,13 @@ def fetch_alerts(
             params["kind"] = kind
         if before is not None:
             params["before"] = before
-        page: list[dict[str, Any]] = client.json("GET", "/v1/alerts", params=params)
+        response = client.request("GET", "/v1/alerts", params=params)
+        page: list[dict[str, Any]] = response.json()
         found = page + found
+        go_on = response.headers.get("x-donjon-next-before", "")
+        if go_on.isascii() and go_on.isdigit():  # a scoped page that ran out of reading
+            before = int(go_on)
+            continue
         if len(page) < n:
             break
         before = int(page[0]["seq"])

@@ -167,7 +167,9 @@ def tail(count: int, output: OutputFormat) -> None:
 
 def read_tail(client: ApiClient, count: int, page: int = PAGE) -> list[dict[str, Any]]:
     """The newest `count` records, oldest first, in pages of at most `page` (the API's cap)
-    walking back with `before`: each page ends just before the previous one's first seq."""
+    walking back with `before`: each page ends just before the previous one's first seq.
+    A key that reads some functions' records only gets short pages that say where to go
+    on (`x-donjon-next-before`): followed, as far as the start of the log."""
     pages: list[list[dict[str, Any]]] = []
     before: int | None = None
     left = count
@@ -176,12 +178,16 @@ def read_tail(client: ApiClient, count: int, page: int = PAGE) -> list[dict[str,
         params: dict[str, int] = {"n": n}
         if before is not None:
             params["before"] = before
-        got: list[dict[str, Any]] = client.json("GET", "/v1/audit", params=params)
+        response = client.request("GET", "/v1/audit", params=params)
+        got: list[dict[str, Any]] = response.json()
         if got:
             pages.append(got)
             left -= len(got)
             before = int(got[0]["seq"])
-        if len(got) < n or before == 1:
+        go_on = response.headers.get("x-donjon-next-before", "")
+        if go_on.isascii() and go_on.isdigit() and (before is None or int(go_on) <= before):
+            before = int(go_on)  # a scoped page that ran out of reading: go on from there
+        elif len(got) < n or before == 1:
             break  # the start of the log
     return [r for chunk in reversed(pages) for r in chunk]
 

@@ -4,6 +4,10 @@ Query: `since` (Unix seconds; the CLI reads ages and ISO 8601), `kind` (a findin
 kind: `auth.credential_stuffing`), `n` (1 to 1000, default 100), `before` (a seq:
 the page before it). Needs `alert:read`. Each alert names its `seq` in the audit
 log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
+A reader allowed `alert:read` on some functions only lists the alerts whose subject
+is one of them (`function:NAME`); the others (a source's, a key's) are node-wide
+(gateway/read_scope.py). Such a listing reads at most 20,000 alerts: one that ran out
+says where to go on in `x-donjon-next-before`.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from starlette.responses import Response
 from donjon.gateway.access import query_time
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
+from donjon.gateway.read_scope import read_scope
 from donjon.gateway.schemas import render
 from donjon.gateway.views import AlertView
-from donjon.identity import Principal
+from donjon.identity import Action, Principal
 from donjon.monitor.alerts import MAX_LIST, AlertStore
 
 __all__ = ["list_alerts"]
@@ -38,7 +43,7 @@ def _whole(request: Request, name: str, default: int | None, most: int) -> int |
     return int(raw)
 
 
-async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def list_alerts(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     params = request.query_params
     since = query_time(request, "since")
     kind = params.get("kind")
@@ -47,5 +52,16 @@ async def list_alerts(request: Request, node: Node, _p: Principal, _r: str) -> R
     n = _whole(request, "n", 100, MAX_LIST) or 100
     before = _whole(request, "before", None, MAX_SEQ)
     store = node.alerts or AlertStore(node.engine)
-    page = await asyncio.to_thread(store.listing, since=since, kind=kind, n=n, before=before)
-    return render([AlertView.model_validate(a) for a in page.alerts])
+    scope = read_scope(node, principal, Action.ALERTS)
+    page = await asyncio.to_thread(
+        store.listing,
+        since=since,
+        kind=kind,
+        n=n,
+        before=before,
+        keep=None if scope.everything else lambda a: scope.subject(str(a.get("subject"))),
+    )
+    response = render([AlertView.model_validate(a) for a in page.alerts])
+    if page.go_on is not None:  # a scoped listing that ran out of reading: go on from there
+        response.headers["x-donjon-next-before"] = str(page.go_on)
+    return response

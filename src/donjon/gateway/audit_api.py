@@ -9,25 +9,34 @@ GET /v1/audit/export?since=S&format=jsonl|syslog   streamed (donjon-audit-export
 Handlers parse, call audit/prover.py or audit/export.py off the event loop, and
 render; proofs are served only when the stored leaves still hash to the signed
 roots (audit/proofs.py).
+
+A reader allowed `audit:read` on some functions only (gateway/read_scope.py) pages
+through the records about them (a page that read `SCAN` records without filling
+says where to go on in `x-donjon-next-before`), proves only those (any other seq is
+404, as a seq the log does not hold), reads the checkpoints and consistency proofs
+(sizes and roots: what its proofs verify against), and may not export the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from donjon import boundedjson
 from donjon.audit.checkpoint import CheckpointError, VerifierKey
 from donjon.audit.export import ExportFormat, export_lines
-from donjon.audit.prover import Prover, records_before
+from donjon.audit.prover import Prover, kept_records_before, records_before
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
+from donjon.gateway.read_scope import ReadScope, read_scope, require_everything
 from donjon.gateway.schemas import render
 from donjon.gateway.views import AuditRecord
-from donjon.identity import Principal
+from donjon.identity import Action, Principal
 
 __all__ = [
     "MAX_PAGE",
@@ -85,11 +94,20 @@ def _prover(node: Node) -> Prover:
     return Prover(node.engine, key)
 
 
-async def audit_tail(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def audit_tail(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     n = _count(request)
     before = _int(request, "before", least=1)
-    records = await asyncio.to_thread(records_before, node.engine, before, n)
-    return render([AuditRecord.model_validate(r) for r in records])
+    scope = read_scope(node, principal, Action.AUDIT)
+    if scope.everything:
+        records = await asyncio.to_thread(records_before, node.engine, before, n)
+        return render([AuditRecord.model_validate(r) for r in records])
+    records, go_on = await asyncio.to_thread(
+        kept_records_before, node.engine, before, n, scope.record
+    )
+    response = render([AuditRecord.model_validate(r) for r in records])
+    if go_on is not None:
+        response.headers["x-donjon-next-before"] = str(go_on)
+    return response
 
 
 async def audit_checkpoints(request: Request, node: Node, _p: Principal, _r: str) -> Response:
@@ -99,10 +117,24 @@ async def audit_checkpoints(request: Request, node: Node, _p: Principal, _r: str
     return JSONResponse([s.view() for s in stored])
 
 
-async def audit_proof(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+def _prove_in_scope(prover: Prover, scope: ReadScope, seq: int, size: int | None) -> Any:
+    """The inclusion proof of record `seq` (it carries the record), if `scope` reads it."""
+    if not scope.everything:
+        try:
+            record = boundedjson.loads(prover.record(seq), finite=True)
+        except (ValueError, boundedjson.JSONTooDeep):
+            record = None
+        if not isinstance(record, dict) or not scope.record(record):
+            # The same answer as a seq the log does not hold: nothing tells them apart.
+            raise NotFound(f"no audit record {seq}", hint="seqs start at 1")
+    return prover.prove(seq, size)
+
+
+async def audit_proof(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     seq = _required(request, "seq", 1)
     size = _int(request, "size", least=1)
-    doc = await asyncio.to_thread(_prover(node).prove, seq, size)
+    scope = read_scope(node, principal, Action.AUDIT)
+    doc = await asyncio.to_thread(_prove_in_scope, _prover(node), scope, seq, size)
     return JSONResponse(doc)
 
 
@@ -122,7 +154,10 @@ _CHUNK = 64 * 1024
 _MEDIA = {"jsonl": "application/x-ndjson", "syslog": "text/plain; charset=utf-8"}
 
 
-async def audit_export(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def audit_export(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    await require_everything(node, request, principal, Action.AUDIT, request_id, "the export")
     since = _int(request, "since", least=1, default=1)
     fmt = request.query_params.get("format", "jsonl")
     if fmt not in _MEDIA:

@@ -31,7 +31,7 @@ from donjon.identity import Principal, Role
 from donjon.ratelimit.rates import CallerLimits
 from donjon.store import KeyRecord
 
-__all__ = ["Reach", "check_reach"]
+__all__ = ["Reach", "check_reach", "reaches_key"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,13 @@ def _within(principal: Principal, reach: Reach) -> bool:
     return principal.functions is None or (
         reach.functions is not None and set(reach.functions) <= principal.functions
     )
+
+
+def reaches_key(principal: Principal, record: KeyRecord) -> bool:
+    """Whether `principal` may see key `record` in a listing: the built-in admin sees every
+    key, any other `key:manage` only the keys it could revoke (its role, within its
+    functions): a listing named every tenant's keys, their roles and when they were used."""
+    return principal.role == Role.ADMIN or _within(principal, Reach(record.role, record.functions))
 
 
 def _bounds(node: Node, principal: Principal) -> tuple[float, int, int]:

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from donjon.audit import AuditEvent
 from donjon.gateway.access import deny, parse_json, read_body
 from donjon.gateway.errors import BadRequest, Forbidden, NotFound
-from donjon.gateway.key_reach import Reach, check_reach
+from donjon.gateway.key_reach import Reach, check_reach, reaches_key
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import MAX_EXPIRY_S, KeyCreate, KeyRotate, parse_body, render
 from donjon.gateway.views import KeyCreated, KeyRotated, KeyView
@@ -197,7 +197,7 @@ def _reach(functions: Sequence[str] | None) -> list[str]:
     return list(functions) if functions else ["*"]
 
 
-async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def list_keys(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     keys = await asyncio.to_thread(node.keys.all)
     return render(
         [
@@ -219,6 +219,7 @@ async def list_keys(request: Request, node: Node, _p: Principal, _r: str) -> Res
                 ),
             )
             for k in keys
+            if reaches_key(principal, k)
         ]
     )
 

@@ -4,6 +4,8 @@ The auditor and admin roles hold it, and so does the built-in `metrics` role,
 which holds nothing else (`donjon key create --role metrics` makes a key for a
 scraper). The body is Prometheus' text exposition of this node's own registry
 (obs/metrics.py); what it counts is listed in docs/observability.md ("Metrics").
+It holds every function's series and the node's: a role allowed `metrics:read` on
+some functions only is refused (gateway/read_scope.py `require_everything`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
+from donjon.gateway.read_scope import require_everything
 from donjon.identity import Action
 from donjon.obs import CONTENT_TYPE
 
@@ -31,6 +34,9 @@ async def metrics(request: Request) -> Response:
     try:
         principal = await authenticate(node, request, request_id)
         await authorize(node, request, principal, Action.METRICS, request_id)
+        await require_everything(
+            node, request, principal, Action.METRICS, request_id, "the metrics"
+        )
     except Error as e:
         return problem_from_error(e, request_id=request_id)
     if node.invocations is not None:

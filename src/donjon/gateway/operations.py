@@ -342,6 +342,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             count(10_000),
             whole("before", 1, "only records older than this seq (to page back)"),
         ),
+        description=(
+            "A credential allowed audit:read on some functions only reads the records "
+            "about them; records naming no function need it on *."
+        ),
+        headers={
+            "x-donjon-next-before": "a scoped page that read its most records without "
+            "filling: page on with before= this seq"
+        },
     ),
     ("GET", "/v1/secrets"): Operation(
         "listSecrets",

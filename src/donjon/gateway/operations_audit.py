@@ -217,6 +217,11 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
             ),
         ),
         description="Each alert is an alert.raised audit record (its seq) resting on the "
-        "records in `evidence`; both can be proved against a signed checkpoint.",
+        "records in `evidence`; both can be proved against a signed checkpoint. A "
+        "credential allowed alert:read on some functions only lists alerts about them.",
+        headers={
+            "x-donjon-next-before": "a scoped listing that read its most alerts without "
+            "filling: page on with before= this seq"
+        },
     ),
 }

@@ -25,6 +25,7 @@ from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.gateway.quota_check import next_reset
 from donjon.gateway.quota_views import Measure, QuotaRemoved, QuotaSet, QuotaView
+from donjon.gateway.read_scope import read_scope
 from donjon.gateway.schemas import parse_body, render
 from donjon.identity import Action, Principal, Role
 from donjon.ratelimit.memory_quota import utc_day
@@ -76,8 +77,11 @@ async def _views(node: Node, records: list[QuotaRecord]) -> list[QuotaView]:
     return [_view(r, usage.get(r.subject, (0, 0)), day, reset) for r in records]
 
 
-async def list_quotas(request: Request, node: Node, _p: Principal, _r: str) -> Response:
-    return render(await _views(node, node.quotas.all()))
+async def list_quotas(request: Request, node: Node, principal: Principal, _r: str) -> Response:
+    # A role allowed quota:manage on some functions lists their quotas only
+    # (gateway/read_scope.py): a key's or a role's quota is node-wide.
+    scope = read_scope(node, principal, Action.QUOTAS)
+    return render(await _views(node, [q for q in node.quotas.all() if scope.subject(q.subject)]))
 
 
 async def set_quota(

@@ -25,6 +25,7 @@ from donjon.gateway.access import parse_json, read_body
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
+from donjon.gateway.read_scope import read_scope
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
 from donjon.monitor import manual
@@ -57,7 +58,10 @@ def _reason(body: dict[str, object]) -> str:
     return line[:MAX_REASON]
 
 
-async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def list_responses(request: Request, node: Node, principal: Principal, _r: str) -> Response:
+    # A reader allowed alert:read on some functions sees their responses only
+    # (gateway/read_scope.py): a throttle on a key, a role or a source is node-wide.
+    scope = read_scope(node, principal, Action.ALERTS)
     return JSONResponse(
         {
             "throttles": [
@@ -70,6 +74,7 @@ async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -
                     "alert_seq": t.alert_seq,
                 }
                 for t in node.throttles.active()
+                if scope.subject(t.subject)
             ],
             "quarantined": [
                 {
@@ -80,6 +85,7 @@ async def list_responses(request: Request, node: Node, _p: Principal, _r: str) -
                     "by": q.by,
                 }
                 for q in node.quarantines.all()
+                if scope.function(q.name)
             ],
         }
     )

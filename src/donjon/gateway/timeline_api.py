@@ -6,7 +6,9 @@ previous page returned as `next`), `n` (matches per page, 1-1000). The body is
 `{"records": [...], "next": seq | null}`: each record as stored, with its
 `seq` and a `category`; `next` is where the following page starts (null: the
 end). What a page reads is bounded (audit/timeline.py), so a filter that
-matches little may return an empty page with a `next`: keep paging.
+matches little may return an empty page with a `next`: keep paging. A reader
+allowed `audit:read` on some functions only reads the records about them
+(gateway/read_scope.py), whatever the filters.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from donjon.gateway.access import query_time
 from donjon.gateway.errors import BadRequest
 from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
+from donjon.gateway.read_scope import read_scope
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
 
@@ -67,7 +70,7 @@ def timeline_filter(request: Request) -> TimelineFilter:
     )
 
 
-async def audit_timeline(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def audit_timeline(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     flt = timeline_filter(request)
     after = _match(request, "after", _CURSOR, "a cursor: the `next` of a previous page")
     raw_n = request.query_params.get("n", "200")
@@ -75,6 +78,7 @@ async def audit_timeline(request: Request, node: Node, _p: Principal, _r: str) -
         raw_n.isascii() and raw_n.isdigit() and len(raw_n) <= 4 and 1 <= int(raw_n) <= MAX_PAGE
     ):
         raise BadRequest(f"n must be a whole number from 1 to {MAX_PAGE}")
+    scope = read_scope(node, principal, Action.AUDIT)
     page = await asyncio.to_thread(
         functools.partial(
             read_timeline,
@@ -82,6 +86,7 @@ async def audit_timeline(request: Request, node: Node, _p: Principal, _r: str) -
             flt,
             after=None if after is None else int(after),
             limit=int(raw_n),
+            keep=None if scope.everything else scope.record,
         )
     )
     return JSONResponse({"records": page.records, "next": page.next_after})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ RAISED = "alert.raised"
 
 #: Alerts one listing returns at most.
 MAX_LIST = 1000
+#: Alerts one filtered listing reads at most.
+MAX_SCAN = 20_000
 #: The first bytes of every alert record (canonical JSON: "action" is the first key).
 _PREFIX = b'{"action":"alert.raised",'
 #: Records read per round while catching up.
@@ -86,6 +88,8 @@ class AlertPage:
 
     alerts: list[dict[str, Any]]
     more: bool
+    #: A filtered listing that read `MAX_SCAN` rows without filling: go on before this seq.
+    go_on: int | None = None
 
 
 class AlertStore:
@@ -118,22 +122,36 @@ class AlertStore:
         kind: str | None = None,
         n: int = 100,
         before: int | None = None,
+        keep: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> AlertPage:
-        """The newest `n` alerts at or after `since` (of `kind`; before seq `before`)."""
+        """The newest `n` alerts at or after `since` (of `kind`; before seq `before`); with
+        `keep`, those it keeps (reading at most `MAX_SCAN` rows: `more` says to go on)."""
         if not 1 <= n <= MAX_LIST:
             raise AlertsError(f"n must be 1 to {MAX_LIST}, not {n}", hint="page with `before`")
-        query = select(alerts.c.alert).order_by(alerts.c.seq.desc()).limit(n + 1)
+        query = select(alerts.c.seq, alerts.c.alert).order_by(alerts.c.seq.desc())
         if since is not None:
             query = query.where(alerts.c.ts >= since)
         if kind:
             query = query.where(alerts.c.kind == kind)
-        if before is not None:
-            query = query.where(alerts.c.seq < before)
+        chunk = n + 1 if keep is None else MAX_LIST
+        page: list[dict[str, Any]] = []
+        read = 0
         with self._engine.connect() as conn:
-            rows = list(conn.execute(query).scalars())
-        page = [json.loads(r) for r in rows[:n]]
+            while len(page) <= n and read < MAX_SCAN:
+                at = query if before is None else query.where(alerts.c.seq < before)
+                rows = conn.execute(at.limit(chunk)).all()
+                for seq, raw in rows:
+                    before, read = int(seq), read + 1
+                    alert = json.loads(raw)
+                    if keep is None or keep(alert):
+                        page.append(alert)
+                if len(rows) < chunk:
+                    break
+        ran_out = read >= MAX_SCAN and len(page) < n
+        more = len(page) > n or ran_out
+        page = page[:n]
         page.reverse()
-        return AlertPage(page, more=len(rows) > n)
+        return AlertPage(page, more=more, go_on=before if ran_out else None)
 
     # -- the watermark ------------------------------------------------------------
 
