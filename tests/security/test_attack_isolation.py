@@ -69,9 +69,17 @@ def _two_calls(node: LiveNode, fn: str) -> tuple[dict[str, Any], dict[str, Any]]
     r = box["r"]
     assert r.status_code == 200, r.text
     b: dict[str, Any] = r.json()
-    if fn == "sec-isolation" and a["pids_visible"]:
-        assert a["found"], a  # one sandbox serves both calls: A does see B's process
     return a, b
+
+
+@MODES
+def test_cannot_see_another_calls_processes_in_proc(node: LiveNode, fn: str) -> None:
+    """/proc lists no process of a concurrent call, nor the supervisor: not even the
+    entries no ptrace check guards (cmdline, stat, status), which show what a process
+    wrote over its arguments (a process title) and when it runs."""
+    a, _ = _two_calls(node, fn)
+    assert a["found"] == [], a
+    assert a["results"] == {}, a
 
 
 @MODES
