@@ -22,6 +22,7 @@ REFUSED = [
     "chroot",
     "netlink_high_bits",
     "vsock_high_bits",
+    "modify_ldt",
 ]
 
 
@@ -37,7 +38,8 @@ def warm_syscalls(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> s
 
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
 def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode: str) -> None:
-    """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot all fail with EPERM."""
+    """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot, modify_ldt all fail
+    with EPERM."""
     name = "syscalls" if mode == "invocation" else warm_syscalls
     r = node.invoke(name, {})
     assert r.status_code == 200, r.text

@@ -4,6 +4,8 @@ sandbox; and no call can drain a kernel resource that the whole host shares."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import secrets
 import signal
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from harness import LiveNode
 from sec_support import Ready, attack, bundle_dir, in_both_modes
@@ -69,9 +72,17 @@ def _two_calls(node: LiveNode, fn: str) -> tuple[dict[str, Any], dict[str, Any]]
     r = box["r"]
     assert r.status_code == 200, r.text
     b: dict[str, Any] = r.json()
-    if fn == "sec-isolation" and a["pids_visible"]:
-        assert a["found"], a  # one sandbox serves both calls: A does see B's process
     return a, b
+
+
+@MODES
+def test_cannot_see_another_calls_processes_in_proc(node: LiveNode, fn: str) -> None:
+    """/proc lists no process of a concurrent call, nor the supervisor: not even the
+    entries no ptrace check guards (cmdline, stat, status), which show what a process
+    wrote over its arguments (a process title) and when it runs."""
+    a, _ = _two_calls(node, fn)
+    assert a["found"] == [], a
+    assert a["results"] == {}, a
 
 
 @MODES
@@ -205,6 +216,35 @@ def test_two_functions_run_as_different_host_uids(node: LiveNode, started: Ready
     assert ours and theirs
     assert not ours & theirs, (ours, theirs)
     assert 0 not in ours | theirs
+
+
+def _twin_of(name: str) -> str:
+    """A function name whose host uid, by the unkeyed hash of a name over the default range
+    (100000-165535), is `name`'s: what a deployer could compute offline for any victim."""
+
+    def public_uid(function: str) -> int:
+        digest = hashlib.sha256(b"donjon-sandbox-uid\0" + function.encode()).digest()
+        return 100000 + int.from_bytes(digest[:8], "big") % 65536
+
+    target = public_uid(name)
+    return next(f"uid-twin-{i}" for i in itertools.count() if public_uid(f"uid-twin-{i}") == target)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes run as per-function uids under root")
+def test_a_name_chosen_to_share_anothers_host_uid_does_not(node: LiveNode, tmp_path: Path) -> None:
+    """A function named so that the public hash of its name gives another function's host
+    uid still runs as a uid of its own: it cannot drain that function's per-user counters
+    (inotify instances, pipe buffers, message queue bytes)."""
+    twin = _twin_of("sec-neighbour")
+    (tmp_path / "main.py").write_text("def handler(event, context):\n    return {}\n")
+    (tmp_path / "donjon.yaml").write_text(f"name: {twin}\nhandler: main.handler\n")
+    node.deploy(tmp_path)
+    assert node.invoke(twin, {}).status_code == 200
+    assert node.invoke("sec-neighbour", {"paths": []}).status_code == 200
+    ours = {_host_uid(p) for p in _supervisors(node, twin).values()}
+    theirs = {_host_uid(p) for p in _supervisors(node, "sec-neighbour").values()}
+    assert ours and theirs
+    assert not ours & theirs, (twin, ours, theirs)
 
 
 def _function_processes(node: LiveNode, fn: str) -> list[int]:

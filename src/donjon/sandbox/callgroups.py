@@ -240,13 +240,13 @@ def describe_call_isolation(resources: ResourceControl) -> list[str]:
     abi = landlock.abi_version()
     if abi >= landlock.SCOPES_ABI:
         procs = (
-            f"Landlock ABI {abi}: a domain per worker (no /proc entry, abstract unix "
-            "socket or signal of another call)"
+            f"a /proc of each worker's own; Landlock ABI {abi}: a domain per worker (no "
+            "process, abstract unix socket or signal of another call)"
         )
     elif abi >= 1:
         procs = (
-            f"Landlock ABI {abi}: a domain per worker (no /proc entry of another call; "
-            "no scopes before ABI 6: abstract sockets stay reachable)"
+            f"a /proc of each worker's own; Landlock ABI {abi}: a domain per worker (no "
+            "process of another call; no scopes before ABI 6: abstract sockets stay reachable)"
         )
     else:
         procs = (

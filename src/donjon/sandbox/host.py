@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import compileall
 import hashlib
+import hmac
 import os
+import secrets
 import shutil
 import stat
 import sys
@@ -61,6 +63,9 @@ class SandboxHost:
     #: Host uids/gids to spread functions over (one per function, hashed by name);
     #: None: every sandbox runs as `uid`/`gid` (DONJON_SANDBOX_UID set).
     id_range: tuple[int, int] | None = None
+    #: The node's secret key of that hash (`_uid_key`): no one can name a function to
+    #: land on another function's uid.
+    id_key: bytes = field(default=b"", repr=False)
     #: Staged bundles in use (by name: their digest) and by what, and the lock staging and
     #: collecting hold.
     _pins: dict[str, set[int]] = field(default_factory=dict, repr=False, compare=False)
@@ -100,6 +105,7 @@ class SandboxHost:
             staging / "runtime",
             staging,
             id_range,
+            _uid_key(data_dir) if id_range else b"",
         )
         _stage_runtime(staging, host.runtime)
         return host
@@ -129,7 +135,9 @@ class SandboxHost:
         if self.id_range is None or not function:
             return self.uid, self.gid
         lo, hi = self.id_range
-        digest = hashlib.sha256(b"donjon-sandbox-uid\0" + function.encode()).digest()
+        # Keyed: by a public hash of the name, a deployer could pick a name (a second of
+        # tries) whose uid is a victim function's, and drain its per-user counters.
+        digest = hmac.new(self.id_key, function.encode(), hashlib.sha256).digest()
         uid = lo + int.from_bytes(digest[:8], "big") % (hi - lo + 1)
         return uid, uid
 
@@ -196,6 +204,41 @@ class SandboxHost:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # another start staged it first
         return target
+
+
+#: The key of the uid hash, in the data dir (0600): the same across the node's restarts,
+#: so a function keeps its uid and the files it left (none outside its sandbox) their owner.
+_UID_KEY = "sandbox-uid.key"
+
+
+def _uid_key(data_dir: Path) -> bytes:
+    """The node's uid-hash key: read, or made once (published whole by a link, so two
+    processes starting at once both read the one that won)."""
+    path = data_dir / _UID_KEY
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = data_dir / f".{_UID_KEY}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        key = path.read_bytes()
+    if len(key) != 32:
+        raise SandboxUnavailable(
+            f"{path} is not a sandbox uid key (32 bytes)",
+            hint="remove it: the node makes a new one (functions then get new host uids)",
+        )
+    return key
 
 
 def _stage_runtime(staging: Path, target: Path) -> None:

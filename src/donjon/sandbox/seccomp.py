@@ -117,6 +117,9 @@ DENIED_ALWAYS = (
     "uselib",
     "nfsservctl",
     "personality",
+    # A local descriptor table: for 16-bit and Wine code only; the kernel's entry paths
+    # around custom segments have been a way to kernel privilege (CVE-2015-3290).
+    "modify_ldt",
 )
 #: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
 #: (fs.aio-max-nr, 65,536 events for every process of the host).

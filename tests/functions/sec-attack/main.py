@@ -257,12 +257,17 @@ def op_mount(event):
     return out
 
 
+def _other_pids():
+    """Every pid /proc shows and the first few of any namespace, but this process's own:
+    a /proc that shows none (a worker's own) must not leave the attacks without targets."""
+    shown = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+    return sorted((shown | set(range(1, 17))) - {os.getpid()})
+
+
 def op_ptrace(event):
     out = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or int(p) == os.getpid():
-            continue
-        pid = int(p)
+    for pid in _other_pids():
+        p = str(pid)
         rc = _libc.ptrace(PTRACE_ATTACH, pid, None, None)
         if rc == 0:
             out[p] = "attached"
@@ -276,9 +281,7 @@ def op_ptrace(event):
 def op_proc_mem(event):
     """Open the memory of every other visible process read-write (code injection without ptrace)."""
     out = {}
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or int(p) == os.getpid():
-            continue
+    for p in map(str, _other_pids()):
         try:
             os.close(os.open(f"/proc/{p}/mem", os.O_RDWR))
             out[p] = "opened"

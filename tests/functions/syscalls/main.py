@@ -5,6 +5,8 @@ import os
 import socket
 
 libc = ctypes.CDLL(None, use_errno=True)
+# struct user_desc: entry 0, base 0, limit 0xfffff; seg_32bit, limit_in_pages, useable
+_LDT_ENTRY = (ctypes.c_uint32 * 4)(0, 0, 0xFFFFF, 0x51)
 
 CALLS = {
     "unshare_net": lambda: libc.unshare(0x40000000),
@@ -20,6 +22,8 @@ CALLS = {
     # socket(AF_NETLINK | 1 << 32, SOCK_RAW): the kernel ignores the high bits
     "netlink_high_bits": lambda: libc.syscall(41, ctypes.c_long((1 << 32) | 16), 3, 0),
     "vsock_high_bits": lambda: libc.syscall(41, ctypes.c_long((1 << 32) | 40), 1, 0),
+    # modify_ldt(1, ...): a flat 32-bit data segment in a local descriptor table of its own
+    "modify_ldt": lambda: libc.syscall(154, 1, _LDT_ENTRY, 16),
 }
 
 

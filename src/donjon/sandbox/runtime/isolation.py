@@ -2,7 +2,7 @@
 
 Run in the short-lived parent that made the worker's pid and mount namespace
 (`before_fork`, no call data ever enters it) and in the worker itself
-(`in_worker`, before the handler is imported):
+(`in_worker` and `enter_domain`, before the handler is imported):
 
 - the out-of-memory killer's choice: the supervisor is kept out of it by the
   host (oom_score_adj -1000); a worker raises its own to the maximum, so when
@@ -14,8 +14,8 @@ Run in the short-lived parent that made the worker's pid and mount namespace
 - a memory and a pids cgroup of the call's own, when the host gave the
   supervisor them: what a call's socket buffers, memfds and pipes hold is
   charged to it alone, and its processes count against its own share only;
-- a Landlock domain of its own (see landlock.py), or, where the kernel has no
-  Landlock, a /proc that shows only the worker itself.
+- a /proc that shows only the worker itself, and a Landlock domain of its own
+  (see landlock.py) where the kernel has Landlock.
 
 Imports nothing from donjon (this runs inside the sandbox).
 """
@@ -120,18 +120,27 @@ def effective_capabilities() -> int:
     return int(data[0]) | int(data[3]) << 32
 
 
-def in_worker(landlock_abi: int) -> None:
-    """In the worker, after its own /tmp is mounted, before the call filter and the handler."""
+def in_worker() -> None:
+    """In the worker, after its own /tmp is mounted, before `enter_domain`.
+
+    The /proc of its own comes with Landlock too: a domain refuses only what a
+    ptrace check guards, and a concurrent call's `cmdline` (whatever it wrote over
+    its arguments: a process title, say), `stat` and `status` are behind none.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     limit = min(CALL_NOFILE, hard) if hard != resource.RLIM_INFINITY else CALL_NOFILE
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, limit), limit))
-    if landlock_abi >= 1:
-        landlock.restrict_self(landlock_abi)
-        return
     own_proc_only()
 
 
-#: Host-wide /proc files a function may read when it has no /proc of its own.
+def enter_domain(landlock_abi: int) -> None:
+    """The worker's Landlock domain, if the kernel has Landlock: after every mount change
+    of the worker's (a domain refuses them), before the call filter and the handler."""
+    if landlock_abi >= 1:
+        landlock.restrict_self(landlock_abi)
+
+
+#: Host-wide /proc files a function may read in the /proc of its own.
 _GLOBAL_PROC_FILES = (
     "cpuinfo",
     "meminfo",
@@ -141,14 +150,15 @@ _GLOBAL_PROC_FILES = (
     "version",
     "filesystems",
     "sysvipc",
+    "sys",
     "self",
     "thread-self",
 )
 
 
 def own_proc_only() -> None:
-    """Without Landlock: /proc becomes a read-only tmpfs holding this worker's own
-    entries as `self` and a few host-wide files, so no other process shows at all.
+    """/proc becomes a read-only tmpfs holding this worker's own entries as `self` and
+    a few host-wide files, so no other process shows at all.
 
     (A procfs of the worker's own pid namespace cannot be mounted under bubblewrap:
     its covers of /proc/sys and others are locked mounts, and the kernel refuses a
@@ -170,6 +180,7 @@ def own_proc_only() -> None:
             continue
         _mount(source.encode(), target.encode(), None, _MS_BIND, None)
     os.symlink("self/mounts", f"{stage}/mounts")
+    os.symlink("self/net", f"{stage}/net")  # the worker's own network namespace
     _mount(None, stage.encode(), None, _MS_REMOUNT | _MS_RDONLY | flags, None)
     _mount(stage.encode(), b"/proc", None, _MS_MOVE, None)
     os.rmdir(stage)

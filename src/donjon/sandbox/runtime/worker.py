@@ -78,16 +78,14 @@ def _confine(config: dict[str, Any]) -> int | None:
     policies = config.get("policies") or {}
     lowlevel.prctl(lowlevel.PR_SET_PDEATHSIG, signals.SIGKILL)
     lowlevel.private_mounts(config["tmp_mb"] * MIB)
-    # tmp_write: block. A Landlock domain refuses every mount change, so the remount comes
-    # first; without Landlock the /proc of the worker's own is staged in /tmp first.
-    block_tmp = policies.get("tmp_write") == "block"
-    if block_tmp and config["landlock"] >= 1:
-        tmp_read_only()
     if config.get("egress"):
         network.hide_egress_dir()  # the relay, not the function, holds the proxy's socket
-    isolation.in_worker(config["landlock"])
-    if block_tmp and config["landlock"] < 1:
+    # The /proc of the worker's own is staged in /tmp first, then /tmp goes read-only
+    # (tmp_write: block), then the Landlock domain, which refuses every mount change.
+    isolation.in_worker()
+    if policies.get("tmp_write") == "block":
         tmp_read_only()
+    isolation.enter_domain(config["landlock"])
     listener = None
     if policies.get("child_processes", "block") != "allow":
         # Every process call stops in the kernel until the supervisor answers (watch.py).
