@@ -317,6 +317,7 @@ def _open_and_serve(
         # Refuse to serve without a working sandbox (a real probe), or with fewer controls
         # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
         node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
+        node.plain_http = unsafe_http
     except BaseException as e:
         if node is not None:
             node.close_spawned()
