@@ -46,7 +46,14 @@ class ApiClient:
         verify: Any = True
         ca = settings.client_ca
         if settings.url.startswith("https://") and ca is not None:
-            verify = ssl.create_default_context(cafile=str(ca))
+            try:
+                verify = ssl.create_default_context(cafile=str(ca))
+            except (ssl.SSLError, OSError) as e:
+                raise ApiError(
+                    f"cannot load the CA file {ca}: {getattr(e, 'reason', None) or e}",
+                    hint="set DONJON_CA_BUNDLE to a PEM file of the CA that signed the node's "
+                    "certificate (for a node `donjon init` made: DATA_DIR/tls/cert.pem)",
+                ) from e
         self._ca = ca
         self._http = httpx.Client(
             base_url=settings.url,
