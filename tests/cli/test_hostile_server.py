@@ -17,11 +17,14 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from donjon.cli.client import ApiClient, ApiError
+from donjon.config import load_settings
 from donjon.gateway.tls import create_self_signed
 
 #: One way of answering: (handler) -> None, writing the whole response.
@@ -46,6 +49,17 @@ def _endless(h: http.server.BaseHTTPRequestHandler) -> None:
         h.wfile.write(b"[")
         for _ in range(4096):  # 4 GiB, more than any CLI should hold
             h.wfile.write(chunk)
+
+
+def _trickle(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("content-type", "application/json")
+    h.end_headers()
+    with contextlib.suppress(OSError):
+        for _ in range(600):  # a byte every 0.2 s: never idle long enough to time out
+            h.wfile.write(b" ")
+            h.wfile.flush()
+            time.sleep(0.2)
 
 
 def _redirect(h: http.server.BaseHTTPRequestHandler) -> None:
@@ -121,6 +135,17 @@ def test_an_endless_body_is_cut_off(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout[:200]
     assert "Traceback" not in done.stderr
     assert "larger than" in done.stderr
+
+
+def test_a_trickled_body_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    """An answer sent a byte at a time is refused once the client's timeout has passed."""
+    with _server(tmp_path, _trickle) as env:
+        client = ApiClient(load_settings(env), timeout=2.0)
+        started = time.monotonic()
+        with pytest.raises(ApiError, match="did not finish its answer"):
+            client.json("GET", "/v1/keys")
+        client.close()
+    assert time.monotonic() - started < 10
 
 
 @pytest.mark.parametrize("args", [("key", "ls"), ("invoke", "hello", "--data", "{}")])

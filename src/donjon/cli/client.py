@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,7 @@ class ApiClient:
                     "certificate (for a node `donjon init` made: DATA_DIR/tls/cert.pem)",
                 ) from e
         self._ca = ca
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=settings.url,
             verify=verify,
@@ -66,7 +68,7 @@ class ApiClient:
         """The answer, read whole up to MAX_ANSWER_BYTES; a problem or a redirect raises."""
         try:
             with self._http.stream(method, path, **kwargs) as streamed:
-                response = _read_bounded(streamed)
+                response = _read_bounded(streamed, self._timeout)
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
         _refuse_redirect(response)
@@ -111,7 +113,7 @@ class ApiClient:
         try:
             with self._http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 300:
-                    answer = _read_bounded(response)
+                    answer = _read_bounded(response, self._timeout)
                     _refuse_redirect(answer)
                     raise _problem(answer)
                 yield response
@@ -131,12 +133,19 @@ class ApiClient:
             ) from e
 
 
-def _read_bounded(response: httpx.Response) -> httpx.Response:
+def _read_bounded(response: httpx.Response, timeout: float) -> httpx.Response:
     """`response` with its body read, refused once past MAX_ANSWER_BYTES (a server that
-    never ends its answer is not held in memory)."""
+    never ends its answer is not held in memory) or `timeout` seconds (one that sends it
+    a byte at a time, never idle long enough for the read timeout)."""
     chunks: list[bytes] = []
     size = 0
+    deadline = time.monotonic() + timeout
     for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise ApiError(
+                f"{response.request.url.host} did not finish its answer within {timeout:g} s",
+                hint="is DONJON_URL a Donjon node? is the network to it slow?",
+            )
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
             raise ApiError(
