@@ -32,7 +32,7 @@ def _load(**env: str) -> Settings:
 )
 def test_a_value_that_is_not_utf8_is_refused(name: str, value: str) -> None:
     """An environment value of bytes that are not UTF-8 is refused, by name."""
-    with pytest.raises(ConfigError, match=f"{name}: .*not UTF-8") as info:
+    with pytest.raises(ConfigError, match=rf"{name}: .*not UTF-8") as info:
         _load(**{name: value})
     assert "\udcff" not in info.value.message
 
@@ -91,3 +91,18 @@ def test_a_settings_file_holding_a_credential_others_may_read_is_refused(
     assert "k" * 43 not in info.value.message and "hunter2" not in info.value.message
     path.chmod(0o600)
     _load(**{variable: str(path)})  # the same file, private: read
+
+
+@pytest.mark.parametrize("value", ["http://node.example:8443", "http://10.0.0.5:8443"])
+def test_a_plain_http_url_to_another_host_is_refused(value: str) -> None:
+    """The CLI sends its key to DONJON_URL: in clear only to loopback (a --unsafe-http node)."""
+    with pytest.raises(ConfigError, match=r"DONJON_URL: .*in clear"):
+        _load(DONJON_URL=value)
+
+
+@pytest.mark.parametrize(
+    "value", ["http://127.0.0.1:8443", "http://localhost:8443", "http://[::1]:1"]
+)
+def test_a_plain_http_url_to_loopback_is_read(value: str) -> None:
+    """A node on this host served with --unsafe-http is still reachable."""
+    assert _load(DONJON_URL=value).url == value

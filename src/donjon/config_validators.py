@@ -59,7 +59,21 @@ def url(value: Any) -> Any:
         raise ValueError("has a port out of range (1 to 65535)") from None
     if not parts.hostname:
         raise ValueError("names no host (set it to https://HOST:PORT)")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError(
+            "http:// would send the API key in clear; use https:// (http:// only to a "
+            "loopback address, for a node served with --unsafe-http)"
+        )
     return value.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 #: An API key as `donjon init` prints it: printable ASCII, no space (it goes in a header).
