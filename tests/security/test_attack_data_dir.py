@@ -111,3 +111,20 @@ def test_serve_refuses_a_data_dir_entry_owned_by_another_user(data_dir: Path) ->
     assert done.returncode == 1, done.stdout
     assert "Traceback" not in done.stderr
     assert "cert.pem" in done.stderr and f"uid {ATTACKER}" in done.stderr
+
+
+def test_recording_the_baseline_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    """A link planted at the baseline's temporary name is not followed: its target is
+    untouched and the baseline is still recorded."""
+    from donjon.config import load_settings
+    from donjon.controls import record_baseline, survey
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (data / f".controls.json.{os.getpid()}").symlink_to(victim)
+    settings = load_settings({"DONJON_DATA_DIR": str(data)})
+    record_baseline(data, survey(settings))
+    assert victim.read_text() == "precious\n"
+    assert (data / "controls.json").is_file() and not (data / "controls.json").is_symlink()
