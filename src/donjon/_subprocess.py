@@ -10,6 +10,7 @@ copying the caller (bubblewrap for each sandbox: sandbox/spawn.py).
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,6 +92,18 @@ def start(
         raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
 
 
+#: All of the node's environment a sandbox launcher (bubblewrap) is given. It runs as
+#: the sandbox's host uid, which can read its /proc/PID/environ; the node's environment
+#: may hold credentials (a database or Redis URL, an API key, cloud keys) it has no use
+#: for. The function inside gets the profile's own environment (--clearenv).
+LAUNCH_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE")
+
+
+def launch_environment() -> dict[str, str]:
+    """The environment of a program started by `start_async` or `spawn`: LAUNCH_ENV only."""
+    return {k: v for k in LAUNCH_ENV if (v := os.environ.get(k)) is not None}
+
+
 async def start_async(
     argv: Sequence[str | Path],
     *,
@@ -99,8 +112,9 @@ async def start_async(
     hint: str = "",
 ) -> asyncio.subprocess.Process:
     """Start a long-lived program from the event loop: no stdin or stdout, stderr piped
-    (the caller reads it to explain a failure), `pass_fds` kept open in the child, and
-    `before_exec` run in the child between fork and exec (joining a cgroup, say)."""
+    (the caller reads it to explain a failure), `pass_fds` kept open in the child,
+    `before_exec` run in the child between fork and exec (joining a cgroup, say), and
+    only `launch_environment()` of the node's environment."""
     args = [str(a) for a in argv]
     try:
         return await asyncio.create_subprocess_exec(
@@ -110,6 +124,7 @@ async def start_async(
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             preexec_fn=before_exec,
+            env=launch_environment(),
         )
     except FileNotFoundError as e:
         raise CommandError(f"{args[0]} is not installed", hint=hint) from e
@@ -122,7 +137,8 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start a long-lived program with no pre-exec step, so by vfork: the caller's memory
     is not copied, and the child starts in the calling thread's cgroups. stdin and
-    stdout are /dev/null, stderr is piped, `pass_fds` are kept open in the child."""
+    stdout are /dev/null, stderr is piped, `pass_fds` are kept open in the child; its
+    environment is `launch_environment()`."""
     args = [str(a) for a in argv]
     try:
         return subprocess.Popen(
@@ -131,6 +147,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=launch_environment(),
         )
     except FileNotFoundError as e:
         raise CommandError(f"{args[0]} is not installed", hint=hint) from e

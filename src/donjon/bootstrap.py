@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from donjon.audit import AuditEvent, AuditLog, SigningKey
 from donjon.audit.opening import key_created_event
 from donjon.config import Settings
+from donjon.datadir import check_data_dir
 from donjon.errors import Error
 from donjon.gateway.tls import create_self_signed
 from donjon.identity import Role, new_api_key
@@ -28,7 +29,9 @@ class InitResult:
 
 
 def initialize(settings: Settings) -> InitResult:
-    """Create everything missing; never overwrite what exists."""
+    """Create everything missing; never overwrite what exists, nor reuse what another
+    user could have put in the data dir (donjon/datadir.py)."""
+    check_data_dir(settings.data_dir)
     check_database(settings.data_dir, settings.database_shown, own_file=settings.database is None)
     if settings.initialised and settings.master_key_path.exists():
         return InitResult(created=False, admin_key=None)
@@ -49,6 +52,7 @@ def _initialize(settings: Settings) -> InitResult:
     refuse_another_nodes_database(settings)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
+    check_data_dir(settings.data_dir)  # again: nothing can enter it from here on
     settings.bundles_dir.mkdir(mode=0o700, exist_ok=True)
     if settings.master_key_path.exists():
         master = MasterKey.load(settings.master_key_path)

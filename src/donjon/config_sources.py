@@ -37,6 +37,7 @@ from donjon.config_urls import database_url, redis_url
 from donjon.config_validators import (
     absolute,
     advisory_source_url,
+    api_key,
     blank_is_unset,
     checkpoint_syslog,
     checkpoint_webhook,
@@ -89,7 +90,9 @@ class SettingsInput(BaseSettings):
 
     DATA_DIR: Text = None
     URL: Annotated[str | None, BeforeValidator(url), BeforeValidator(blank_is_unset)] = None
-    API_KEY: SecretStr | None = None
+    API_KEY: Annotated[
+        SecretStr | None, BeforeValidator(api_key), BeforeValidator(blank_is_unset)
+    ] = None
     DEBUG: Annotated[bool, BeforeValidator(lower)] = False
     SCAN_FAIL_ON: Annotated[
         Literal["low", "medium", "high", "critical"], BeforeValidator(lower)
@@ -306,7 +309,8 @@ def _env_file(environ: Mapping[str, str]) -> Path | None:
 
 
 def _toml_keys(path: Path) -> list[str]:
-    """Keys of the config file are the settings' names in lower case, without the prefix."""
+    """Keys of the config file are the settings' names in lower case, without the prefix;
+    returned as the settings' names."""
     import tomllib
 
     try:
@@ -314,16 +318,58 @@ def _toml_keys(path: Path) -> list[str]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise SettingsProblem([f"{path}: not a TOML file ({e})"]) from e
     known = {name.lower() for name in SettingsInput.model_fields}
-    return [f"{path}: unknown setting {key!r}" for key in data if key not in known]
+    unknown = [f"{path}: unknown setting {key!r}" for key in data if key not in known]
+    if unknown:
+        raise SettingsProblem(unknown)
+    return [key.upper() for key in data]
+
+
+def _env_file_keys(path: Path) -> list[str]:
+    """The settings a .env file sets, by name without the prefix."""
+    from dotenv import dotenv_values
+
+    return [k.removeprefix(PREFIX) for k in dotenv_values(path) if k.startswith(PREFIX)]
+
+
+#: Settings that are credentials: a file holding one is readable by its owner only.
+_CREDENTIALS = ("API_KEY", "DATABASE_URL", "REDIS_URL", "ALERT_WEBHOOK_SECRET")
+
+
+def _kept_private(path: Path, keys: list[str]) -> list[str]:
+    """A problem if the settings file `path` sets a credential and others may read it."""
+    held = [f"{PREFIX}{key}" for key in keys if key in _CREDENTIALS]
+    mode = path.stat().st_mode
+    if not held or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return []
+    return [
+        f"{path}: holds {', '.join(held)} and is readable by others (mode "
+        f"{stat.S_IMODE(mode):o}); chmod 600 it"
+    ]
+
+
+def _not_utf8(env: Mapping[str, str]) -> list[str]:
+    """Settings whose bytes were not UTF-8 (Python hands them over as lone surrogates)."""
+    return [
+        f"{name}: is not UTF-8 text; set it again from UTF-8 text"
+        for name, value in env.items()
+        if name.startswith(PREFIX) and any("\udc80" <= c <= "\udcff" for c in value)
+    ]
 
 
 def read_settings(environ: Mapping[str, str] | None = None) -> SettingsInput:
     """Read and validate every source; `SettingsProblem` lists every malformed value."""
     env = dict(os.environ) if environ is None else dict(environ)
+    if problems := _not_utf8(env):
+        raise SettingsProblem(problems)
     config_file = _config_file(env)
     env_file = _env_file(env)
-    if config_file is not None and (unknown := _toml_keys(config_file)):
-        raise SettingsProblem(unknown)
+    exposed: list[str] = []
+    if config_file is not None:
+        exposed += _kept_private(config_file, _toml_keys(config_file))
+    if env_file is not None:
+        exposed += _kept_private(env_file, _env_file_keys(env_file))
+    if exposed:
+        raise SettingsProblem(exposed)
 
     class _Bound(SettingsInput):
         @classmethod
@@ -363,7 +409,7 @@ def _describe(error: Any, env: Mapping[str, str]) -> str:
     name = f"{PREFIX}{field}"
     message = str(error.get("msg", "is malformed")).removeprefix("Value error, ")
     value = error.get("input")
-    if field in ("API_KEY", "REDIS_URL", "DATABASE_URL"):
+    if field in ("API_KEY", "REDIS_URL", "DATABASE_URL") or (field == "URL" and "@" in str(value)):
         value = "..."  # never echo a credential (a URL may hold a password)
     elif isinstance(value, float) and not math.isfinite(value):
         value = str(value)

@@ -46,9 +46,44 @@ def lower(value: Any) -> Any:
 
 
 def url(value: Any) -> Any:
-    if isinstance(value, str) and not value.startswith(("https://", "http://")):
+    if not isinstance(value, str):
+        return value
+    if not value.startswith(("https://", "http://")):
         raise ValueError("must start with https:// (set it to https://HOST:PORT)")
-    return value.rstrip("/") if isinstance(value, str) else value
+    parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must hold no user or password (the key goes in DONJON_API_KEY)")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port's range when it is read
+    except ValueError:
+        raise ValueError("has a port out of range (1 to 65535)") from None
+    if not parts.hostname:
+        raise ValueError("names no host (set it to https://HOST:PORT)")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError(
+            "http:// would send the API key in clear; use https:// (http:// only to a "
+            "loopback address, for a node served with --unsafe-http)"
+        )
+    return value.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: An API key as `donjon init` prints it: printable ASCII, no space (it goes in a header).
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+def api_key(value: Any) -> Any:
+    if isinstance(value, str) and not _TOKEN.fullmatch(value):
+        raise ValueError("must be printable ASCII with no space, as `donjon init` printed it")
+    return value
 
 
 def id_range(value: Any) -> Any:

@@ -19,6 +19,7 @@ import compileall
 import os
 import py_compile
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from donjon._subprocess import run
 from donjon.bundle.archive import BundleError, pack
 from donjon.bundle.requirements import read_requirements, render_requirements
 from donjon.bundle.target import RuntimeTarget
+from donjon.bundle.unpack import MAX_MEMBERS, MAX_UNPACKED_BYTES
 from donjon.manifest import Manifest, load_manifest
 
 __all__ = ["DEPS_DIR", "build_bundle", "pip_environment"]
@@ -48,10 +50,45 @@ _SKIP = {
 }
 
 
+def _skipped(name: str) -> bool:
+    return name in _SKIP or name.endswith(".pyc")
+
+
+def _survey(src: Path) -> None:
+    """Refuse, before anything is copied or opened, what no node would take: a link, a
+    file that is not a regular one (a pipe would hang the copy), and a tree larger than a
+    node unpacks (a sparse file costs its maker nothing and the copy all of the disk)."""
+    size = count = 0
+    for here, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if not _skipped(d)]
+        for name in [*dirs, *(f for f in files if not _skipped(f))]:
+            path = Path(here, name)
+            st = path.lstat()
+            rel = path.relative_to(src)
+            if stat.S_ISLNK(st.st_mode):
+                raise BundleError(
+                    f"{rel} is a symbolic link",
+                    hint="bundles hold regular files only; copy the file in instead",
+                )
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                raise BundleError(f"{rel} is not a regular file", hint=f"remove it from {src}")
+            size += st.st_size
+            count += 1
+            if size > MAX_UNPACKED_BYTES or count > MAX_MEMBERS:
+                raise BundleError(
+                    f"{src} is larger than a node takes ({MAX_UNPACKED_BYTES >> 20} MiB, "
+                    f"{MAX_MEMBERS} files)",
+                    hint="leave data and build output out of the function's directory",
+                )
+
+
 def _copy_tree(src: Path, dest: Path) -> None:
     def ignore(_dir: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in _SKIP or n.endswith(".pyc")}
+        return {n for n in names if _skipped(n)}
 
+    _survey(src)
     try:
         shutil.copytree(src, dest, ignore=ignore, symlinks=True)
     except shutil.Error as e:

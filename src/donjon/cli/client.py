@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
+from donjon.cli.output import printable
 from donjon.config import Settings
 from donjon.errors import Error
 
-__all__ = ["ApiClient", "ApiError"]
+__all__ = ["MAX_ANSWER_BYTES", "ApiClient", "ApiError"]
+
+#: The largest answer the CLI reads whole (`donjon logs -n 500` of long outputs fits).
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
 
 
 class ApiError(Error):
@@ -42,8 +47,16 @@ class ApiClient:
         verify: Any = True
         ca = settings.client_ca
         if settings.url.startswith("https://") and ca is not None:
-            verify = ssl.create_default_context(cafile=str(ca))
+            try:
+                verify = ssl.create_default_context(cafile=str(ca))
+            except (ssl.SSLError, OSError) as e:
+                raise ApiError(
+                    f"cannot load the CA file {ca}: {getattr(e, 'reason', None) or e}",
+                    hint="set DONJON_CA_BUNDLE to a PEM file of the CA that signed the node's "
+                    "certificate (for a node `donjon init` made: DATA_DIR/tls/cert.pem)",
+                ) from e
         self._ca = ca
+        self._timeout = timeout
         self._http = httpx.Client(
             base_url=settings.url,
             verify=verify,
@@ -52,10 +65,13 @@ class ApiClient:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer, read whole up to MAX_ANSWER_BYTES; a problem or a redirect raises."""
         try:
-            response = self._http.request(method, path, **kwargs)
+            with self._http.stream(method, path, **kwargs) as streamed:
+                response = _read_bounded(streamed, self._timeout)
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
+        _refuse_redirect(response)
         if response.status_code >= 400:
             raise _problem(response)
         return response
@@ -96,16 +112,69 @@ class ApiClient:
         """A response whose body is read as it comes (`iter_bytes`); errors as `request`."""
         try:
             with self._http.stream(method, path, **kwargs) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _problem(response)
+                if response.status_code >= 300:
+                    answer = _read_bounded(response, self._timeout)
+                    _refuse_redirect(answer)
+                    raise _problem(answer)
                 yield response
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+            raise ApiError(
+                f"{self.settings.url} answered {method} {path} with a body that is not JSON",
+                hint="is DONJON_URL a Donjon node?",
+            ) from e
+
+
+def _read_bounded(response: httpx.Response, timeout: float) -> httpx.Response:
+    """`response` with its body read, refused once past MAX_ANSWER_BYTES (a server that
+    never ends its answer is not held in memory) or `timeout` seconds (one that sends it
+    a byte at a time, never idle long enough for the read timeout)."""
+    chunks: list[bytes] = []
+    size = 0
+    deadline = time.monotonic() + timeout
+    for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise ApiError(
+                f"{response.request.url.host} did not finish its answer within {timeout:g} s",
+                hint="is DONJON_URL a Donjon node? is the network to it slow?",
+            )
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise ApiError(
+                f"the answer from {response.request.url.host} is larger than "
+                f"{MAX_ANSWER_BYTES >> 20} MiB; it was cut off",
+                hint="is DONJON_URL a Donjon node? (`donjon audit export` streams larger ones)",
+            )
+        chunks.append(chunk)
+    # Decoded already: the new response must not decode it again, nor trust the old length.
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=b"".join(chunks), request=response.request
+    )
+
+
+def _refuse_redirect(response: httpx.Response) -> None:
+    """A redirect is never followed (the API key would go along) nor taken for an answer."""
+    if 300 <= response.status_code < 400:
+        where = response.headers.get("location", "")
+        raise ApiError(
+            f"{response.request.url.host} answered {response.status_code}, a redirect to "
+            f"{where[:200] or 'nowhere'}; not followed (the API key is sent to DONJON_URL only)",
+            hint="set DONJON_URL to the node's own address",
+            http_status=response.status_code,
+        )
 
 
 def _certificate_error(e: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -120,6 +189,10 @@ def _certificate_error(e: BaseException) -> ssl.SSLCertVerificationError | None:
     return None
 
 
+def _indented(text: object) -> str:
+    return printable(text, multiline=True).replace("\n", "\n  ")
+
+
 def _problem(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
@@ -127,12 +200,14 @@ def _problem(response: httpx.Response) -> ApiError:
         body = None
     if not isinstance(body, dict):  # not a problem document: something else answered
         body = {"detail": response.text[:500]}
-    detail = str(body.get("detail") or body.get("title") or "request failed")
+    # Every line of the server's text after the first is indented: none can pass for the
+    # CLI's own `error:` or `hint:` line.
+    detail = _indented(body.get("detail") or body.get("title") or "request failed")
     problems = body.get("problems")
-    if problems:
-        detail += "\n  " + "\n  ".join(problems)
+    if isinstance(problems, list) and problems:
+        detail += "\n  " + "\n  ".join(_indented(p) for p in problems)
     if body.get("report"):
-        detail += "\n\n" + str(body["report"]).rstrip()
+        detail += "\n\n  " + _indented(str(body["report"]).rstrip())
     rid = body.get("request_id")
     # The request id once: some details name it already ("the function failed (request
     # ...)", "see `donjon logs` for request ...").

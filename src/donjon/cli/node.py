@@ -144,8 +144,11 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
     settings = load_settings()
     controls = survey(settings)
     if record_baseline:
+        from donjon.datadir import check_data_dir
+
         if not settings.initialised:
             raise Error(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
+        check_data_dir(settings.data_dir)  # written into: this user's alone (datadir.py)
         baseline: frozenset[str] | None = record(settings.data_dir, controls)
     else:
         baseline = load_baseline(settings.data_dir)

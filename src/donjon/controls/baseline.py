@@ -69,7 +69,8 @@ def record_baseline(data_dir: Path, controls: Iterable[Control]) -> frozenset[st
     names = sorted(c.name for c in controls if c.present)
     path = baseline_path(data_dir)
     tmp = path.with_name(f".{_FILE}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a leftover (or a planted link) is removed, never followed
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"recorded_at": int(time.time()), "controls": names}, f)
     os.replace(tmp, path)

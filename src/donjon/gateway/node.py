@@ -145,6 +145,8 @@ class Node:
     sandbox_python: Path | None = None
     #: Required controls found missing and served without (--unsafe-fewer-controls).
     controls_waived: tuple[str, ...] = ()
+    #: Served over plain HTTP (--unsafe-http): audited at every start, as the above.
+    plain_http: bool = False
     #: The alerts index (`GET /v1/alerts`), and the monitor once started (monitor/).
     alerts: AlertStore | None = None
     _monitor: MonitorService | None = None
@@ -312,6 +314,10 @@ class Node:
                     "warning",
                     {"flag": "--unsafe-fewer-controls", "missing": list(self.controls_waived)},
                 )
+            )
+        if self.plain_http:  # warned by the server as it binds
+            await self.audit.record(
+                AuditEvent("system", "node.unsafe", "node", "warning", {"flag": "--unsafe-http"})
             )
         for bad in self.skipped:
             await self.audit.record(

@@ -22,6 +22,7 @@ import uvicorn
 from donjon.config import Settings
 from donjon.controls import enforce
 from donjon.controls.space import disk_space
+from donjon.datadir import check_data_dir
 from donjon.errors import Error
 from donjon.gateway.accept_gate import AcceptGate, ConnectRate
 from donjon.gateway.app import create_app
@@ -274,6 +275,7 @@ def node_held(settings: Settings, on_lost: Callable[[], None] | None = None) -> 
     or `NodeBusy` is raised before anything of either is opened: `serve` for its life, `up`
     while it initialises and mints its key (a refused `up` changes nothing). `on_lost`: what
     to do if another node took the database while its lock was lost (`DatabaseLock`)."""
+    check_data_dir(settings.data_dir)  # before anything in it is opened (donjon/datadir.py)
     if settings.data_dir.is_dir():  # the database its state is in, not another
         own_file = settings.database is None
         check_database(settings.data_dir, settings.database_shown, own_file=own_file)
@@ -315,6 +317,7 @@ def _open_and_serve(
         # Refuse to serve without a working sandbox (a real probe), or with fewer controls
         # than this node requires (donjon.controls: its baseline, DONJON_REQUIRE_CONTROLS).
         node.controls_waived = enforce(settings, unsafe_fewer_controls=unsafe_fewer_controls)
+        node.plain_http = unsafe_http
     except BaseException as e:
         if node is not None:
             node.close_spawned()

@@ -93,7 +93,7 @@ def create_self_signed(
         .sign(key, hashes.SHA256())
     )
     cert_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(
             key.private_bytes(
@@ -102,4 +102,8 @@ def create_self_signed(
                 serialization.NoEncryption(),
             )
         )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # Never through a link, never writable by others whatever the umask (the CLI trusts it).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(cert_path, flags, 0o644), "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    os.chmod(cert_path, 0o644)

@@ -1,0 +1,77 @@
+"""The data dir is this user's alone, or the node neither initialises nor serves it.
+
+Init reuses what it finds (a master key, a TLS key pair, a signing key) so that
+a second init changes nothing. Found in a dir someone else could write, those
+could be theirs: a TLS key pair planted in a shared /tmp dir before `donjon
+init` is served by the node, and the CLI trusts its certificate, so the one
+who planted it reads every API key sent to the node. So before anything is
+written or opened: the dir, and each entry in it and in `tls/`, must belong to
+this user, and a dir others may write must still be empty.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from donjon.errors import Error
+
+__all__ = ["DataDirError", "check_data_dir"]
+
+#: Subdirectories whose entries init reuses as found (the node's TLS key pair).
+_CHECKED_SUBDIRS = ("tls",)
+
+
+class DataDirError(Error):
+    """The data dir, or something in it, could have been written by another user."""
+
+    title = "Unsafe data dir"
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse `data_dir` unless this user owns it and all in it (a missing dir is fine:
+    init makes it 0700); a dir group or others may write must be empty."""
+    try:
+        st = data_dir.stat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataDirError(
+            f"the data dir {data_dir} is not a directory", hint="set DONJON_DATA_DIR to a directory"
+        )
+    _check_owner(data_dir, st)
+    entries = _owned_entries(data_dir)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and entries:
+        raise DataDirError(
+            f"the data dir {data_dir} is writable by others (mode "
+            f"{stat.S_IMODE(st.st_mode):o}) and not empty: what is in it may not be yours; "
+            "nothing was changed",
+            hint=f"check what is in it, then `chmod 700 {data_dir}`; or use a new, empty dir",
+        )
+    for name in _CHECKED_SUBDIRS:
+        sub = data_dir / name
+        if name in entries and stat.S_ISDIR(entries[name]):
+            _owned_entries(sub)
+
+
+def _owned_entries(directory: Path) -> dict[str, int]:
+    """The modes of the entries of `directory` (not followed), each checked to be ours."""
+    found: dict[str, int] = {}
+    with os.scandir(directory) as it:
+        for entry in it:
+            st = entry.stat(follow_symlinks=False)
+            _check_owner(Path(entry.path), st)
+            found[entry.name] = st.st_mode
+    return found
+
+
+def _check_owner(path: Path, st: os.stat_result) -> None:
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise DataDirError(
+            f"{path} is owned by uid {st.st_uid}, not by this user (uid {uid}): another user "
+            "could have put it there; nothing was changed",
+            hint="use a data dir only this user can write (DONJON_DATA_DIR; default "
+            "~/.local/share/donjon), or chown what is in it after checking it",
+        )

