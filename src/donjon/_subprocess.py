@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,6 +70,7 @@ def start(
     *,
     env: dict[str, str] | None = None,
     pipes: bool = True,
+    die_with_parent: bool = False,
     hint: str = "",
 ) -> subprocess.Popen[bytes]:
     """Start a long-lived program.
@@ -76,11 +78,15 @@ def start(
     With `pipes` (a helper speaking over its stdin/stdout; stderr is inherited) it
     leads a session of its own, so it and whatever it forks can be killed together
     (``os.killpg(proc.pid, SIGKILL)``). Without, it shares the terminal and the
-    session (a server the user may stop with Ctrl-C)."""
+    session (a server the user may stop with Ctrl-C). `die_with_parent`: the program is
+    sent SIGTERM when this process ends, however it ends (a SIGKILL of `donjon up` left
+    its `serve` running, holding the node's data dir and port)."""
     args = [str(a) for a in argv]
     try:
         if not pipes:
-            return subprocess.Popen(args, env=env)
+            guard = _terminated_with(os.getpid()) if die_with_parent else None
+            # `guard` only calls prctl(2), getppid(2) and _exit: no lock another thread holds.
+            return subprocess.Popen(args, env=env, preexec_fn=guard)  # noqa: PLW1509
         return subprocess.Popen(
             args,
             stdin=subprocess.PIPE,
@@ -90,6 +96,20 @@ def start(
         )
     except OSError as e:
         raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
+
+
+def _terminated_with(parent: int) -> Callable[[], None]:
+    """In the child, between fork and exec: SIGTERM once `parent` ends (PR_SET_PDEATHSIG),
+    and an exit at once if it ended before that was set. (Imported here, before the fork:
+    the CLI's other commands do not load ctypes.)"""
+    from donjon.sandbox.runtime.lowlevel import PR_SET_PDEATHSIG, prctl
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 #: All of the node's environment a sandbox launcher (bubblewrap) is given. It runs as

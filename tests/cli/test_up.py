@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -82,7 +85,7 @@ def _admin_key(out: str) -> str:
 def _stopped(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(30)
+        proc.wait(90)  # up waits out its server's grace (and 30 s more) before a kill
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -124,3 +127,40 @@ def test_up_audits_the_key_it_mints_and_reissues(tmp_path: Path) -> None:
             r for r in records if r["action"] == "key.revoke" and r["target"] == made["target"]
         ]
         assert len(revokes) == run + 1 and revokes[-1]["seq"] > made["seq"], records
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_up_takes_its_server_with_it(tmp_path: Path) -> None:
+    """`up` killed outright (SIGKILL: no handler runs) does not leave its `serve` running,
+    holding the data dir and the port: the server is told to stop and does."""
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    proc, _, port = _up_until_serving(tmp_path / "data", examples)
+    (server,) = _children(proc.pid)
+    proc.kill()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    for _ in range(600):  # bounded: its grace and a margin
+        if not Path(f"/proc/{server}").exists() or "Z" in _state(server):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(server, signal.SIGKILL)
+        raise AssertionError(f"up's server {server} still runs after up was killed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"

@@ -327,6 +327,7 @@ def up(port: int, examples_dir: Path) -> None:
             [sys.executable, "-m", "donjon.cli", "serve", "--port", str(port)],
             env=env,
             pipes=False,
+            die_with_parent=True,
         )
     except KeyboardInterrupt:
         if key_id:
