@@ -1,5 +1,12 @@
 """The event an http trigger's function gets: the request's method, path, query, body
-(base64 when it is not UTF-8) and the headers it may see (never a platform credential)."""
+(base64 when it is not UTF-8) and the headers it may see (never a platform credential).
+
+X-Forwarded-For and X-Forwarded-Proto are the gateway's word, as a reverse proxy's (and
+API Gateway's) are: the caller's own X-Forwarded-For is kept, with the address the
+gateway saw appended unless it is last already (a trusted proxy put it there), and
+X-Forwarded-Proto is the scheme the request was served on. A caller's own value never
+passes for the last address, which functions and Lambda adapters take as the caller's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ import base64
 import json
 
 from starlette.requests import Request
+
+from donjon.gateway.access import client_address
 
 __all__ = ["function_headers", "http_event"]
 
@@ -22,10 +31,33 @@ def function_headers(request: Request, *, strip_auth: bool) -> list[tuple[str, s
     A platform credential never reaches a function: not the one that
     authenticated the call, nor a Donjon key sent to a public trigger.
     """
-    return [
+    kept = [
         (k, v)
         for k, v in request.headers.items()
-        if k != "authorization" or not (strip_auth or _is_platform_credential(v))
+        if k not in _FORWARDED
+        and (k != "authorization" or not (strip_auth or _is_platform_credential(v)))
+    ]
+    return [*kept, *_forwarded(request)]
+
+
+#: The headers the gateway writes itself (`_forwarded`), whatever the caller sent.
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
+
+
+def _forwarded(request: Request) -> list[tuple[str, str]]:
+    """X-Forwarded-For ending with the caller the gateway saw, and X-Forwarded-Proto."""
+    hops = [
+        hop.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    caller = client_address(request)
+    if not hops or hops[-1] != caller:
+        hops.append(caller)
+    return [
+        ("x-forwarded-for", ", ".join(hops)),
+        ("x-forwarded-proto", str(request.scope.get("scheme", "https"))),
     ]
 
 
