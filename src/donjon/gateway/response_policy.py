@@ -15,9 +15,10 @@ and its own path:
   platform's CSP, which sandboxes documents and allows no script; a
   function's own CSP is sent too and can only narrow it.
 - A header the server cannot send (a name that is not a token, a value with
-  control characters or outside Latin-1), a body it cannot encode, or a body
-  with a 204 or 304 status is the function's failure: `BadFunctionResponse`
-  (502), audited as such.
+  control characters or outside Latin-1), more than MAX_FIELDS header fields or
+  MAX_FIELD_BYTES of them (no client or proxy would read the response), a body
+  it cannot encode, or a body with a 204 or 304 status is the function's
+  failure: `BadFunctionResponse` (502), audited as such.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from donjon import boundedjson
 from donjon.gateway.errors import BadFunctionResponse
 
 __all__ = [
+    "MAX_FIELDS",
+    "MAX_FIELD_BYTES",
     "ORIGIN_WIDE",
     "PLATFORM_CSP",
     "RenderedResponse",
@@ -62,6 +65,7 @@ _FRAMING = frozenset(
         "proxy-authorization",
         "x-request-id",
         "x-content-type-options",  # always nosniff, set below
+        "date",  # the server's, on every response: a second one would go out beside it
     }
 )
 #: Headers whose effect reaches beyond this response, to the whole origin.
@@ -80,6 +84,11 @@ ORIGIN_WIDE = frozenset(
         "set-cookie2",
     }
 )
+#: The most header fields, and bytes of them, a function's response may carry: what the
+#: gateway itself takes in a request (DONJON_MAX_HEADERS, DONJON_MAX_HEAD_BYTES defaults).
+#: Past them clients and proxies refuse the whole response.
+MAX_FIELDS = 100
+MAX_FIELD_BYTES = 64 * 1024
 #: Statuses whose responses have no body (RFC 9110 6.4.1): the server cannot send one.
 _NO_BODY = frozenset({204, 304})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -169,6 +178,7 @@ def render_http(
     """
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
         raise BadFunctionResponse("the function returned a malformed http response")
+    _check_head_size(headers)
     out, refused = _headers_allowed(headers, route)
     if status in _NO_BODY and content:
         raise BadFunctionResponse(f"a {status} response carries no body; the function sent one")
@@ -202,6 +212,18 @@ def _headers_allowed(
             continue
         out.append((lower, value))
     return out, refused
+
+
+def _check_head_size(headers: list[tuple[str, str]]) -> None:
+    if len(headers) > MAX_FIELDS:
+        raise BadFunctionResponse(
+            f"the function's response has {len(headers)} header fields, more than {MAX_FIELDS}"
+        )
+    size = sum(len(name) + len(value) + 4 for name, value in headers)  # ": " and CRLF
+    if size > MAX_FIELD_BYTES:
+        raise BadFunctionResponse(
+            f"the function's response headers are {size} bytes, more than {MAX_FIELD_BYTES}"
+        )
 
 
 def _check_sendable(name: str, value: str) -> None:
