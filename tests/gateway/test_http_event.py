@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from donjon.gateway.http_event import function_headers
+from donjon.identity.issuers import IssuerRegistry
 
 
 def _request(client: str, scheme: str, headers: list[tuple[str, str]]) -> Request:
@@ -21,7 +22,7 @@ def _request(client: str, scheme: str, headers: list[tuple[str, str]]) -> Reques
 
 
 def _forwarded(request: Request) -> dict[str, str]:
-    seen = function_headers(request, strip_auth=True)
+    seen = function_headers(request, strip_auth=True, issuers=IssuerRegistry())
     return {k: v for k, v in seen if k.startswith("x-forwarded-")}
 
 

@@ -16,26 +16,34 @@ import json
 from starlette.requests import Request
 
 from donjon.gateway.access import client_address
+from donjon.identity.issuers import IssuerRegistry
+from donjon.identity.jwt_verifier import meant_for_the_platform
 
 __all__ = ["function_headers", "http_event"]
 
 
-def _is_platform_credential(value: str) -> bool:
+def _is_platform_credential(value: str, issuers: IssuerRegistry) -> bool:
     scheme, _, token = value.strip().partition(" ")
-    return scheme.lower() == "bearer" and token.strip().startswith("dj_")
+    if scheme.lower() != "bearer":
+        return False
+    token = token.strip()
+    return token.startswith("dj_") or meant_for_the_platform(token, issuers)
 
 
-def function_headers(request: Request, *, strip_auth: bool) -> list[tuple[str, str]]:
+def function_headers(
+    request: Request, *, strip_auth: bool, issuers: IssuerRegistry
+) -> list[tuple[str, str]]:
     """The request's headers a function may see, in order, repeats kept.
 
     A platform credential never reaches a function: not the one that
-    authenticated the call, nor a Donjon key sent to a public trigger.
+    authenticated the call, nor one sent to a public trigger (a Donjon key, or a
+    JWT naming a registered issuer and its audience, valid or not: `issuers`).
     """
     kept = [
         (k, v)
         for k, v in request.headers.items()
         if k not in _FORWARDED
-        and (k != "authorization" or not (strip_auth or _is_platform_credential(v)))
+        and (k != "authorization" or not (strip_auth or _is_platform_credential(v, issuers)))
     ]
     return [*kept, *_forwarded(request)]
 

@@ -471,7 +471,7 @@ async def handle_http_trigger(request: Request) -> Response:
             actor = principal.label if principal else "anonymous"
             parsed = await parse_json(node, request, actor, body or b"{}", request_id, finite=True)
             validate(parsed, deployed)
-        headers = function_headers(request, strip_auth=auth != "public")
+        headers = function_headers(request, strip_auth=auth != "public", issuers=node.jwt.issuers)
         own_path = route_of(path)
         label = principal.label if principal else None
         render: Callable[[bytes, str, str], RenderedResponse]
