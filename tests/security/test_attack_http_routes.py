@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from donjon.bundle import build_bundle
-from harness import LiveNode
+from harness import LiveNode, fresh_source
 from sec_support import assert_problem
 
 _THIEF = "def handler(event, context):\n    return {'seen': event['headers']}\n"
@@ -63,7 +63,8 @@ def test_function_cannot_serve_a_path_covering_another_functions_cookies(
         assert "a path of sec-reply" in r.json()["detail"], r.text
         stolen = browser.request(methods, "/fn" + path)
         assert "pref=1" not in stolen.text
-        assert_problem(stolen, 401)  # no such route: to anyone, it looks protected
+        # No such route: 405 on the victim's public path, else 401 (it looks protected).
+        assert_problem(stolen, 405 if path == "/sec-reply" else 401)
     with node.client() as c:
         assert c.get(f"/v1/functions/{name}").status_code == 404
 
@@ -79,3 +80,32 @@ def test_function_cannot_take_a_path_above_another_functions_route(
     assert "/sec-http is above /sec-http/public, a path of sec-http" in r.json()["detail"]
     with node.client() as c:
         assert c.get("/v1/functions/route-parent").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "HEAD", "DELETE"])
+def test_undeclared_method_on_a_public_path_is_no_failed_login(node: LiveNode, method: str) -> None:
+    """A CORS preflight, a HEAD or another method a public path does not declare is a 405
+    naming the methods it does, not a 401 audited as a failed authentication: 25 browsers'
+    preflights from one address raised a credential stuffing alert against it (and, in the
+    monitor's block mode, a throttle on everyone behind it)."""
+    source = fresh_source()
+    transport = httpx.HTTPTransport(verify=node.tls, local_address=source)
+    preflight = {"origin": "https://app.example", "access-control-request-method": "POST"}
+    with httpx.Client(base_url=node.url, transport=transport, timeout=60) as c:
+        replies = [c.request(method, "/fn/sec-reply", headers=preflight) for _ in range(3)]
+    for r in replies:
+        assert r.status_code == 405, r.text
+        assert r.headers["allow"] == "GET, POST"
+        if method != "HEAD":  # a HEAD's answer has no body
+            assert r.json()["status"] == 405
+    with node.client() as c:
+        records = c.get("/v1/audit", params={"limit": 500}).json()
+    assert not [r for r in records if r["detail"].get("client") == source], records
+
+
+def test_undeclared_method_on_a_keyed_path_still_looks_protected(node: LiveNode) -> None:
+    """Only a path with a public trigger says which methods it takes: anonymous callers of
+    a key-only path (or one that does not exist) get 401, as before."""
+    with node.client("") as c:
+        assert_problem(c.delete("/fn/sec-http/key"), 401)
+        assert_problem(c.delete("/fn/no-such-route"), 401)

@@ -127,6 +127,8 @@ class FunctionRegistry:
         self._max_body = 0
         #: Each http path, and the function serving it.
         self._paths: dict[str, str] = {}
+        #: The methods of each path's public http triggers.
+        self._public: dict[str, tuple[str, ...]] = {}
         self._watchers: list[Callable[[], None]] = []
 
     def watch(self, changed: Callable[[], None]) -> None:
@@ -167,6 +169,11 @@ class FunctionRegistry:
         """The function and the trigger (auth mode, event format) for an http request."""
         return self._routes.get((path, method))
 
+    def public_methods(self, path: str) -> tuple[str, ...]:
+        """The methods of `path`'s public http triggers, in the manifest's order (none: the
+        path has no public trigger, and may not say what it serves)."""
+        return self._public.get(path, ())
+
     def hook(self, path: str) -> tuple[Deployed, HookSpec] | None:
         """The function and the trigger (webhook or S3 push) served at POST /hooks{path}."""
         return self._hooks.get(path)
@@ -194,9 +201,12 @@ class FunctionRegistry:
         routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         hooks: dict[str, tuple[Deployed, HookSpec]] = {}
         paths: dict[str, str] = {}
+        public: dict[str, tuple[str, ...]] = {}
         for deployed in self._functions.values():
             for spec in deployed.manifest.http_triggers:
                 paths[spec.path] = deployed.name
+                if spec.auth == "public":
+                    public[spec.path] = (*public.get(spec.path, ()), *spec.methods)
                 for method in spec.methods:
                     routes[(spec.path, method)] = (deployed, spec)
             for path, hook in hook_paths(deployed.manifest):
@@ -207,6 +217,7 @@ class FunctionRegistry:
             (d.manifest.limits.body_bytes for d in self._functions.values()), default=0
         )
         self._paths = paths
+        self._public = public
 
 
 def _shares_cookies(path: str, other: str) -> bool:
