@@ -27,6 +27,9 @@ ORIGIN_WIDE = {
     "clear-site-data": "clear-site-data",
     "nel": "nel",
     "service-worker": "service-worker-allowed",
+    "accept-ch": "accept-ch",
+    "critical-ch": "critical-ch",
+    "set-login": "set-login",
 }
 
 

@@ -8,7 +8,8 @@ and its own path:
 - Framing and hop-by-hop headers are the gateway's: dropped.
 - Headers that act on the whole origin are refused (dropped, and named in the
   call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
-  Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials.
+  Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials,
+  Accept-CH and Critical-CH, Set-Login.
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
   a Path at or below the route (one is added when missing), else refused.
 - Every function response carries `X-Content-Type-Options: nosniff` and the
@@ -82,6 +83,11 @@ ORIGIN_WIDE = frozenset(
         "expect-ct",
         "access-control-allow-credentials",
         "set-cookie2",
+        # Kept by the browser for the whole origin: client hints it sends on every request
+        # (to every tenant), and FedCM's login status.
+        "accept-ch",
+        "critical-ch",
+        "set-login",
     }
 )
 #: The most header fields, and bytes of them, a function's response may carry: what the
