@@ -9,7 +9,8 @@ and its own path:
 - Headers that act on the whole origin are refused (dropped, and named in the
   call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
   Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials,
-  Accept-CH and Critical-CH, Set-Login.
+  Accept-CH and Critical-CH, Set-Login, and a WWW-Authenticate offering
+  Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
   a Path at or below the route (one is added when missing), else refused.
 - Every function response carries `X-Content-Type-Options: nosniff` and the
@@ -25,6 +26,7 @@ and its own path:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +97,9 @@ ORIGIN_WIDE = frozenset(
 #: Past them clients and proxies refuse the whole response.
 MAX_FIELDS = 100
 MAX_FIELD_BYTES = 64 * 1024
+#: Challenges a browser may answer unasked with the user's own (Windows) credentials, on
+#: an origin it counts as intranet: the function would get an NTLM exchange to relay.
+_AMBIENT = re.compile(r"\b(?:negotiate|ntlm|kerberos)\b", re.IGNORECASE)
 #: Statuses whose responses have no body (RFC 9110 6.4.1): the server cannot send one.
 _NO_BODY = frozenset({204, 304})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -206,7 +211,7 @@ def _headers_allowed(
         lower = name.lower()
         if lower in _FRAMING:
             continue
-        if lower in ORIGIN_WIDE:
+        if lower in ORIGIN_WIDE or (lower == "www-authenticate" and _AMBIENT.search(value)):
             refused.append(lower)
             continue
         if lower == "set-cookie":

@@ -37,6 +37,10 @@ CASES = {
     "critical-ch": {"critical-ch": "Sec-CH-UA-Model", "accept-ch": "Sec-CH-UA-Model"},
     # FedCM's login status of the whole origin.
     "set-login": {"set-login": "logged-out"},
+    # Challenges a browser answers with the user's Windows credentials, unasked, on an
+    # intranet origin: an NTLM exchange a tenant could relay.
+    "negotiate": {"www-authenticate": "Negotiate"},
+    "ntlm": {"www-authenticate": 'Basic realm="x", NTLM'},
     "html-script": {"content-type": "text/html"},
     "csp-loose": {
         "content-type": "text/html",
