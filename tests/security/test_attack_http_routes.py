@@ -6,6 +6,9 @@ So a function serving a path at, below or above another function's route would b
 handed that function's users' cookies (its sessions), or could set cookies for it.
 `sec-reply` is the victim (public at /sec-reply, sets `pref=1; Path=/fn/sec-reply`);
 the thief is another tenant, deployed with a developer key.
+
+A method a public path does not declare (a CORS preflight, a HEAD) is a 405, not a
+failed authentication counted towards the source's credential stuffing alert.
 """
 
 from __future__ import annotations
