@@ -55,10 +55,14 @@ def test_jwt_trigger_fails_closed(node: LiveNode) -> None:
         assert c.get("/fn/web/jwt").status_code == 401
 
 
-def test_method_not_in_trigger_is_404(node: LiveNode) -> None:
-    """A method the trigger does not list finds no function."""
+def test_method_not_in_trigger_finds_no_function(node: LiveNode) -> None:
+    """A method the trigger does not list finds no function: 405 on a public path (naming
+    the methods it takes), 404 elsewhere."""
     with node.client() as c:
-        assert c.delete("/fn/web/public").status_code == 404
+        r = c.delete("/fn/web/public")
+        assert r.status_code == 405
+        assert r.headers["allow"] == "GET, POST"
+        assert c.delete("/fn/web/private").status_code == 404
         assert c.get("/fn/nowhere").status_code == 404
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from harness import LiveNode
-from sec_support import Ready
+from sec_support import Ready, audit_records
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +101,33 @@ def test_function_cannot_inject_headers_with_crlf(node: LiveNode) -> None:
         {"statusCode": 200, "body": "x", "headers": {"x-sec": "a\r\nset-cookie: sec-injected=1"}},
     )
     assert ("set-cookie", "sec-injected=1") not in headers
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {f"x-sec-{i}": "v" for i in range(2000)},  # 2,000 fields: past any client's count
+        {"x-sec": "v" * 200_000},  # a 200 KB field: past any client's or proxy's head
+    ],
+    ids=["many", "huge"],
+)
+def test_function_cannot_send_a_head_no_client_reads(
+    node: LiveNode, headers: dict[str, str]
+) -> None:
+    """A head past what the gateway itself takes (100 fields, 64 KiB) is a 502 audited as
+    the function's failure, not a response clients drop that is audited as ok."""
+    status, sent = _raw_exchange(node, {"statusCode": 200, "body": "x", "headers": headers})
+    assert status.startswith("HTTP/1.1 502"), status
+    assert not [k for k, _ in sent if k.startswith("x-sec")]
+    (request_id,) = [v for k, v in sent if k == "x-request-id"]
+    (record,) = audit_records(node, request_id)
+    assert record["outcome"] == "BadFunctionResponse", record
+
+
+def test_function_cannot_add_a_second_date(node: LiveNode) -> None:
+    """The server's Date is the only one: a function's own is dropped, not sent beside it."""
+    _, headers = _raw_exchange(
+        node, {"statusCode": 200, "body": "x", "headers": {"date": "Thu, 01 Jan 1970 00:00:00 GMT"}}
+    )
+    dates = [v for k, v in headers if k == "date"]
+    assert len(dates) == 1 and "1970" not in dates[0], headers

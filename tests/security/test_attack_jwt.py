@@ -96,6 +96,35 @@ def test_valid_token_invokes_a_function_and_a_jwt_trigger(world: JwtWorld) -> No
     ]
 
 
+@pytest.mark.parametrize("audience", [AUD, ["other-app", AUD]])
+def test_platform_token_sent_to_a_public_trigger_never_reaches_the_function(
+    world: JwtWorld, audience: str | list[str]
+) -> None:
+    """A token of a registered issuer for the platform's audience (here an ops admin's) is a
+    platform credential: a public trigger's function never sees it, as with a Donjon key."""
+    token = world.ops.sign(claims(OPS_ISS, AUD, roles=["admin"]) | {"aud": audience})
+    with world.node.client(token) as c:
+        assert c.get("/v1/keys").status_code == 200  # what the function could do with it
+        r = c.get("/fn/sec-http/public")
+    assert r.status_code == 200, r.text
+    assert token not in r.text
+    assert "authorization" not in r.json()["event"]["headers"]
+
+
+def test_a_token_of_the_functions_own_still_reaches_a_public_trigger(world: JwtWorld) -> None:
+    """A token the platform would never take (another issuer, or another audience) is the
+    function's own business: it is passed on, for the function to check itself."""
+    own = [
+        world.corp.sign(claims("https://app.example", "app")),
+        world.corp.sign(claims(CORP_ISS, "the-apps-own-audience")),
+    ]
+    for token in own:
+        with world.node.client(token) as c:
+            r = c.get("/fn/sec-http/public")
+        assert r.status_code == 200, r.text
+        assert r.json()["event"]["headers"]["authorization"] == f"Bearer {token}"
+
+
 def test_alg_none_token_is_refused(world: JwtWorld) -> None:
     """alg none with no signature, claiming a real issuer and kid: 401."""
     token = forge({"alg": "none", "typ": "JWT", "kid": "corp-1"}, claims(CORP_ISS, AUD))

@@ -27,6 +27,11 @@ ORIGIN_WIDE = {
     "clear-site-data": "clear-site-data",
     "nel": "nel",
     "service-worker": "service-worker-allowed",
+    "accept-ch": "accept-ch",
+    "critical-ch": "critical-ch",
+    "set-login": "set-login",
+    "negotiate": "www-authenticate",
+    "ntlm": "www-authenticate",
 }
 
 
@@ -51,6 +56,15 @@ def test_function_cannot_set_origin_wide_headers(node: LiveNode, case: str) -> N
     (record,) = audit_records(node, r.headers["x-request-id"])
     assert record["outcome"] == "ok"
     assert ORIGIN_WIDE[case] in record["detail"]["refused_headers"]
+
+
+def test_function_may_still_ask_for_basic_or_bearer_credentials(node: LiveNode) -> None:
+    """A challenge the browser never answers on its own (Bearer) is the function's to send."""
+    with node.client("") as c:
+        body = {"respond": {"statusCode": 401, "headers": {"www-authenticate": "Bearer"}}}
+        r = c.post("/fn/sec-http/public", json=body)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
 
 
 def test_function_cookie_without_path_is_confined_to_its_route(node: LiveNode) -> None:

@@ -10,6 +10,7 @@ __all__ = [
     "Forbidden",
     "GatewayError",
     "InvalidInput",
+    "MethodNotAllowed",
     "NotFound",
     "NotImplementedYet",
     "PayloadTooLarge",
@@ -59,6 +60,16 @@ class Forbidden(GatewayError):
 
 class NotFound(GatewayError):
     title = "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    """A method the resource does not take; `headers` holds its Allow (RFC 9110, 15.5.6)."""
+
+    title = "Method Not Allowed"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.headers = {"allow": ", ".join(allowed)}
 
 
 class PayloadTooLarge(GatewayError):

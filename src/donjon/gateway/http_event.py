@@ -1,5 +1,12 @@
 """The event an http trigger's function gets: the request's method, path, query, body
-(base64 when it is not UTF-8) and the headers it may see (never a platform credential)."""
+(base64 when it is not UTF-8) and the headers it may see (never a platform credential).
+
+X-Forwarded-For and X-Forwarded-Proto are the gateway's word, as a reverse proxy's (and
+API Gateway's) are: the caller's own X-Forwarded-For is kept, with the address the
+gateway saw appended unless it is last already (a trusted proxy put it there), and
+X-Forwarded-Proto is the scheme the request was served on. A caller's own value never
+passes for the last address, which functions and Lambda adapters take as the caller's.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +15,57 @@ import json
 
 from starlette.requests import Request
 
+from donjon.gateway.access import client_address
+from donjon.identity.issuers import IssuerRegistry
+from donjon.identity.jwt_verifier import meant_for_the_platform
+
 __all__ = ["function_headers", "http_event"]
 
 
-def _is_platform_credential(value: str) -> bool:
+def _is_platform_credential(value: str, issuers: IssuerRegistry) -> bool:
     scheme, _, token = value.strip().partition(" ")
-    return scheme.lower() == "bearer" and token.strip().startswith("dj_")
+    if scheme.lower() != "bearer":
+        return False
+    token = token.strip()
+    return token.startswith("dj_") or meant_for_the_platform(token, issuers)
 
 
-def function_headers(request: Request, *, strip_auth: bool) -> list[tuple[str, str]]:
+def function_headers(
+    request: Request, *, strip_auth: bool, issuers: IssuerRegistry
+) -> list[tuple[str, str]]:
     """The request's headers a function may see, in order, repeats kept.
 
     A platform credential never reaches a function: not the one that
-    authenticated the call, nor a Donjon key sent to a public trigger.
+    authenticated the call, nor one sent to a public trigger (a Donjon key, or a
+    JWT naming a registered issuer and its audience, valid or not: `issuers`).
     """
-    return [
+    kept = [
         (k, v)
         for k, v in request.headers.items()
-        if k != "authorization" or not (strip_auth or _is_platform_credential(v))
+        if k not in _FORWARDED
+        and (k != "authorization" or not (strip_auth or _is_platform_credential(v, issuers)))
+    ]
+    return [*kept, *_forwarded(request)]
+
+
+#: The headers the gateway writes itself (`_forwarded`), whatever the caller sent.
+_FORWARDED = frozenset({"x-forwarded-for", "x-forwarded-proto"})
+
+
+def _forwarded(request: Request) -> list[tuple[str, str]]:
+    """X-Forwarded-For ending with the caller the gateway saw, and X-Forwarded-Proto."""
+    hops = [
+        hop.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    caller = client_address(request)
+    if not hops or hops[-1] != caller:
+        hops.append(caller)
+    return [
+        ("x-forwarded-for", ", ".join(hops)),
+        ("x-forwarded-proto", str(request.scope.get("scheme", "https"))),
     ]
 
 

@@ -46,6 +46,7 @@ from donjon.gateway.events import (
 )
 from donjon.gateway.function_calls import Chain, FunctionCalls
 from donjon.gateway.http_event import function_headers, http_event
+from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.problems import quarantined
@@ -446,10 +447,7 @@ async def handle_http_trigger(request: Request) -> Response:
     try:
         route = node.registry.route(path.rstrip("/") or "/", request.method)
         if route is None:
-            # Only a caller with a valid key learns that a route does not exist:
-            # to anyone else a missing route looks like a protected one.
-            await authenticate(node, request, request_id)
-            raise NotFound(f"no function serves {request.method} /fn{path}")
+            await refuse_unrouted(node, request, request_id, path.rstrip("/") or "/")
         deployed, spec = route
         auth = spec.auth
         principal: Principal | None = None
@@ -471,7 +469,7 @@ async def handle_http_trigger(request: Request) -> Response:
             actor = principal.label if principal else "anonymous"
             parsed = await parse_json(node, request, actor, body or b"{}", request_id, finite=True)
             validate(parsed, deployed)
-        headers = function_headers(request, strip_auth=auth != "public")
+        headers = function_headers(request, strip_auth=auth != "public", issuers=node.jwt.issuers)
         own_path = route_of(path)
         label = principal.label if principal else None
         render: Callable[[bytes, str, str], RenderedResponse]

@@ -89,13 +89,16 @@ def _trigger(method: str) -> Operation:
         f"{method} an http trigger",
         "invoke",
         {200: _FUNCTION_RESPONSE},
-        (*_CALL, 422),  # 422: a body the function's input_schema refuses
+        # 422: a body the function's input_schema refuses; 405: a method a public path
+        # does not declare
+        (*_CALL, 405, 422),
         None if method in ("GET", "HEAD", "OPTIONS") else _FUNCTION_RESPONSE,
         auth="optional",
         description="Served by the function whose http trigger owns the path; the trigger's "
         "`auth` (key, jwt, public) decides the credential. Any status may come from the "
         "function itself; the gateway's own are problem documents. To a caller without a "
-        "valid credential a missing route is a 401, like a protected one.",
+        "valid credential a missing route is a 401, like a protected one; a method a path "
+        "with a public trigger does not declare is a 405 naming those it does (Allow).",
     )
 
 

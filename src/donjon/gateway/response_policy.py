@@ -8,21 +8,25 @@ and its own path:
 - Framing and hop-by-hop headers are the gateway's: dropped.
 - Headers that act on the whole origin are refused (dropped, and named in the
   call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
-  Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials.
+  Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials,
+  Accept-CH and Critical-CH, Set-Login, and a WWW-Authenticate offering
+  Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
   a Path at or below the route (one is added when missing), else refused.
 - Every function response carries `X-Content-Type-Options: nosniff` and the
   platform's CSP, which sandboxes documents and allows no script; a
   function's own CSP is sent too and can only narrow it.
 - A header the server cannot send (a name that is not a token, a value with
-  control characters or outside Latin-1), a body it cannot encode, or a body
-  with a 204 or 304 status is the function's failure: `BadFunctionResponse`
-  (502), audited as such.
+  control characters or outside Latin-1), more than MAX_FIELDS header fields or
+  MAX_FIELD_BYTES of them (no client or proxy would read the response), a body
+  it cannot encode, or a body with a 204 or 304 status is the function's
+  failure: `BadFunctionResponse` (502), audited as such.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,8 @@ from donjon import boundedjson
 from donjon.gateway.errors import BadFunctionResponse
 
 __all__ = [
+    "MAX_FIELDS",
+    "MAX_FIELD_BYTES",
     "ORIGIN_WIDE",
     "PLATFORM_CSP",
     "RenderedResponse",
@@ -62,6 +68,7 @@ _FRAMING = frozenset(
         "proxy-authorization",
         "x-request-id",
         "x-content-type-options",  # always nosniff, set below
+        "date",  # the server's, on every response: a second one would go out beside it
     }
 )
 #: Headers whose effect reaches beyond this response, to the whole origin.
@@ -78,8 +85,21 @@ ORIGIN_WIDE = frozenset(
         "expect-ct",
         "access-control-allow-credentials",
         "set-cookie2",
+        # Kept by the browser for the whole origin: client hints it sends on every request
+        # (to every tenant), and FedCM's login status.
+        "accept-ch",
+        "critical-ch",
+        "set-login",
     }
 )
+#: The most header fields, and bytes of them, a function's response may carry: what the
+#: gateway itself takes in a request (DONJON_MAX_HEADERS, DONJON_MAX_HEAD_BYTES defaults).
+#: Past them clients and proxies refuse the whole response.
+MAX_FIELDS = 100
+MAX_FIELD_BYTES = 64 * 1024
+#: Challenges a browser may answer unasked with the user's own (Windows) credentials, on
+#: an origin it counts as intranet: the function would get an NTLM exchange to relay.
+_AMBIENT = re.compile(r"\b(?:negotiate|ntlm|kerberos)\b", re.IGNORECASE)
 #: Statuses whose responses have no body (RFC 9110 6.4.1): the server cannot send one.
 _NO_BODY = frozenset({204, 304})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -169,6 +189,7 @@ def render_http(
     """
     if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
         raise BadFunctionResponse("the function returned a malformed http response")
+    _check_head_size(headers)
     out, refused = _headers_allowed(headers, route)
     if status in _NO_BODY and content:
         raise BadFunctionResponse(f"a {status} response carries no body; the function sent one")
@@ -190,7 +211,7 @@ def _headers_allowed(
         lower = name.lower()
         if lower in _FRAMING:
             continue
-        if lower in ORIGIN_WIDE:
+        if lower in ORIGIN_WIDE or (lower == "www-authenticate" and _AMBIENT.search(value)):
             refused.append(lower)
             continue
         if lower == "set-cookie":
@@ -202,6 +223,18 @@ def _headers_allowed(
             continue
         out.append((lower, value))
     return out, refused
+
+
+def _check_head_size(headers: list[tuple[str, str]]) -> None:
+    if len(headers) > MAX_FIELDS:
+        raise BadFunctionResponse(
+            f"the function's response has {len(headers)} header fields, more than {MAX_FIELDS}"
+        )
+    size = sum(len(name) + len(value) + 4 for name, value in headers)  # ": " and CRLF
+    if size > MAX_FIELD_BYTES:
+        raise BadFunctionResponse(
+            f"the function's response headers are {size} bytes, more than {MAX_FIELD_BYTES}"
+        )
 
 
 def _check_sendable(name: str, value: str) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "TokenRejected",
     "VerifiedToken",
     "looks_like_jwt",
+    "meant_for_the_platform",
 ]
 
 log = logging.getLogger("donjon")
@@ -66,6 +67,27 @@ class VerifiedToken:
 def looks_like_jwt(token: str) -> bool:
     """Whether a bearer token has a JWT's shape (API keys read ``dj_...``)."""
     return token.count(".") == 2 and not token.startswith("dj_")
+
+
+def meant_for_the_platform(token: str, issuers: IssuerRegistry) -> bool:
+    """Whether `token`, unverified, names a registered issuer and that issuer's audience:
+    a credential of this platform, which no function may be handed (http_event.py).
+
+    A token of another issuer or for another audience is not one: the platform refuses
+    it, and a public trigger's function may check it itself."""
+    if len(token) > MAX_TOKEN_BYTES or not _JWT_SHAPE.match(token):
+        return False
+    try:
+        payload = _json_segment(token.split(".")[1], "payload")
+    except TokenRejected:
+        return False
+    iss = payload.get("iss")
+    issuer = issuers.by_iss(iss) if isinstance(iss, str) else None
+    if issuer is None:
+        return False
+    aud = payload.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return issuer.record.audience in audiences
 
 
 def _json_segment(segment: str, what: str) -> dict[str, Any]:

@@ -59,7 +59,10 @@ def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
     conflicts = registry.route_conflicts(manifest)
     if conflicts:
         raise ManifestError(
-            "trigger routes already taken: " + "; ".join(conflicts), problems=conflicts
+            "trigger routes already taken: " + "; ".join(conflicts),
+            problems=conflicts,
+            hint="give each function http paths of its own, none at or below another "
+            "function's: a browser sends a path's cookies to every path below it",
         )
 
 

@@ -125,6 +125,10 @@ class FunctionRegistry:
         self._routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         self._hooks: dict[str, tuple[Deployed, HookSpec]] = {}
         self._max_body = 0
+        #: Each http path, and the function serving it.
+        self._paths: dict[str, str] = {}
+        #: The methods of each path's public http triggers.
+        self._public: dict[str, tuple[str, ...]] = {}
         self._watchers: list[Callable[[], None]] = []
 
     def watch(self, changed: Callable[[], None]) -> None:
@@ -165,19 +169,28 @@ class FunctionRegistry:
         """The function and the trigger (auth mode, event format) for an http request."""
         return self._routes.get((path, method))
 
+    def public_methods(self, path: str) -> tuple[str, ...]:
+        """The methods of `path`'s public http triggers, in the manifest's order (none: the
+        path has no public trigger, and may not say what it serves)."""
+        return self._public.get(path, ())
+
     def hook(self, path: str) -> tuple[Deployed, HookSpec] | None:
         """The function and the trigger (webhook or S3 push) served at POST /hooks{path}."""
         return self._hooks.get(path)
 
     def route_conflicts(self, manifest: Manifest) -> list[str]:
-        """Routes of `manifest` (http, and paths under /hooks) already taken by another
-        function."""
+        """Paths of `manifest` (http, and under /hooks) another function already serves.
+
+        An http path is one function's for every method and every path below it: a
+        browser sends the cookies of `/fn/a` to `/fn/a` and `/fn/a/...` whatever the
+        method, and a function's event carries them, so a function beside, below or
+        above another would be handed its users' cookies (or could set cookies for it).
+        """
         out = []
-        for spec in manifest.http_triggers:
-            for method in spec.methods:
-                taken = self._routes.get((spec.path, method))
-                if taken is not None and taken[0].name != manifest.name:
-                    out.append(f"{method} {spec.path} belongs to {taken[0].name}")
+        for path in sorted({spec.path for spec in manifest.http_triggers}):
+            for other, owner in self._paths.items():
+                if owner != manifest.name and _shares_cookies(path, other):
+                    out.append(_shared_path(path, other, owner))
         for path, _ in hook_paths(manifest):
             hooked = self._hooks.get(path)
             if hooked is not None and hooked[0].name != manifest.name:
@@ -187,8 +200,13 @@ class FunctionRegistry:
     def _rebuild_routes(self) -> None:
         routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         hooks: dict[str, tuple[Deployed, HookSpec]] = {}
+        paths: dict[str, str] = {}
+        public: dict[str, tuple[str, ...]] = {}
         for deployed in self._functions.values():
             for spec in deployed.manifest.http_triggers:
+                paths[spec.path] = deployed.name
+                if spec.auth == "public":
+                    public[spec.path] = (*public.get(spec.path, ()), *spec.methods)
                 for method in spec.methods:
                     routes[(spec.path, method)] = (deployed, spec)
             for path, hook in hook_paths(deployed.manifest):
@@ -198,6 +216,24 @@ class FunctionRegistry:
         self._max_body = max(
             (d.manifest.limits.body_bytes for d in self._functions.values()), default=0
         )
+        self._paths = paths
+        self._public = public
+
+
+def _shares_cookies(path: str, other: str) -> bool:
+    """Whether a browser sends cookies of one of two http paths to the other (RFC 6265's
+    path-match: the same path, or one below the other by whole segments)."""
+    if path == other:
+        return True
+    short, long = sorted((path, other), key=len)
+    return long.startswith(short.rstrip("/") + "/")
+
+
+def _shared_path(path: str, other: str, owner: str) -> str:
+    if path == other:
+        return f"http path {path} belongs to {owner} (every method of a path is one function's)"
+    where = "below" if len(path) > len(other) else "above"
+    return f"http path {path} is {where} {other}, a path of {owner}"
 
 
 def manifest_json(manifest: Manifest) -> str:

@@ -32,6 +32,15 @@ CASES = {
         '"endpoints": [{"url": "https://attacker.example/"}]}',
     },
     "service-worker": {"service-worker-allowed": "/", "content-type": "text/javascript"},
+    # Client hints the browser keeps asking for, for the whole origin (every tenant's too).
+    "accept-ch": {"accept-ch": "Sec-CH-UA-Full-Version-List, Sec-CH-UA-Platform-Version"},
+    "critical-ch": {"critical-ch": "Sec-CH-UA-Model", "accept-ch": "Sec-CH-UA-Model"},
+    # FedCM's login status of the whole origin.
+    "set-login": {"set-login": "logged-out"},
+    # Challenges a browser answers with the user's Windows credentials, unasked, on an
+    # intranet origin: an NTLM exchange a tenant could relay.
+    "negotiate": {"www-authenticate": "Negotiate"},
+    "ntlm": {"www-authenticate": 'Basic realm="x", NTLM'},
     "html-script": {"content-type": "text/html"},
     "csp-loose": {
         "content-type": "text/html",
