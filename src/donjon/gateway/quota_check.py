@@ -30,7 +30,14 @@ from donjon.lifecycle import Deployed
 from donjon.ratelimit import QuotaDecision, RateLimitError
 from donjon.ratelimit.memory_quota import utc_day
 
-__all__ = ["QuotaExhausted", "charge_compute", "check_quota", "next_reset", "subjects_of"]
+__all__ = [
+    "QuotaExhausted",
+    "charge_compute",
+    "check_compute",
+    "check_quota",
+    "next_reset",
+    "subjects_of",
+]
 
 log = logging.getLogger("donjon")
 
@@ -88,6 +95,47 @@ async def check_quota(
     decision = await node.quota_counter.take(limits, day)
     if decision.allowed:
         return
+    await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+
+
+async def check_compute(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> None:
+    """Refuse (429) a call whose invocation was counted already (an async invocation's
+    first attempt: its enqueue took its quotas) if a compute quota of its subjects was
+    spent since. Compute is charged only once a call has run, so a backlog queued while
+    the usage was 0 ran whole past the quota (hE-52)."""
+    if not node.quotas:
+        return
+    limits = [
+        limit
+        for limit in node.quotas.limits_for(subjects_of(principal, deployed.name))
+        if limit.max_compute_ms is not None
+    ]
+    if not limits:
+        return
+    now = time.time()
+    used = await node.quota_counter.usage([limit.subject for limit in limits], utc_day(now))
+    for limit in limits:
+        ms = used.get(limit.subject, (0, 0))[1]
+        if limit.max_compute_ms is not None and ms >= limit.max_compute_ms:
+            decision = QuotaDecision(
+                False, limit.subject, "compute-seconds", ms, limit.max_compute_ms
+            )
+            await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+
+
+async def _refuse(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    decision: QuotaDecision,
+    now: float,
+) -> None:
+    """Audit the refusal by `decision` and raise `QuotaExhausted` (429 until the reset)."""
+    day = utc_day(now)
     reset = next_reset(now)
     retry_after_s = max(1.0, math.ceil(reset.timestamp() - now))
     if (

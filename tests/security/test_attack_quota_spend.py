@@ -1,0 +1,57 @@
+"""Attacks on the daily quotas (denial of wallet, docs/limits.md "Quotas") through ways in
+that count a call's compute after it runs: a key whose compute-seconds quota is set gets
+no more work out of the node than it allows by queueing its calls instead of waiting."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from async_support import bundle, invoke_async
+from harness import LiveNode
+
+SLOW = "import time\n\ndef handler(event, context):\n    time.sleep(1.1)\n    return {}\n"
+
+
+def _statuses(node: LiveNode, ids: list[str], key: str) -> list[str]:
+    with node.client(key) as c:
+        return [c.get(f"/v1/invocations/{i}").json()["status"] for i in ids]
+
+
+def test_async_invocations_queued_under_a_compute_quota_do_not_all_run(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A key held to 1 compute-second a day queued ten calls of 1.1 s before any had run
+    (each was admitted against a usage of 0, and a first attempt was not checked again):
+    all ten ran, 11 s of compute. Now an attempt whose key's compute quota was spent since
+    its enqueue is refused (429, given back until the reset): only those already running
+    when the quota ran out (one per queue worker, 4) finish."""
+    node.deploy(bundle(tmp_path, "atk-quota-slow", SLOW, "timeout_s: 5\n"))
+    made = node.create_key("atk-quota-compute", "developer")
+    with node.client() as c:
+        r = c.put(f"/v1/quotas/key:{made['id']}", json={"compute_seconds": 1})
+    assert r.status_code == 201, r.text
+    ids = []
+    for _ in range(10):
+        r = invoke_async(node, "atk-quota-slow", {}, key=made["key"])
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["invocation_id"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        statuses = _statuses(node, ids, made["key"])
+        if "running" not in statuses and statuses.count("succeeded") >= 1:
+            time.sleep(3)  # what a worker would pick up next has had its chance
+            statuses = _statuses(node, ids, made["key"])
+            if "running" not in statuses:
+                break
+        time.sleep(0.3)
+    assert 1 <= statuses.count("succeeded") <= 4, statuses
+    with node.client(made["key"]) as c:
+        held = [c.get(f"/v1/invocations/{i}").json() for i in ids]
+    held = [seen for seen in held if seen["status"] != "succeeded"]
+    assert {seen["error"]["type"] for seen in held} == {"QuotaExhausted"}, held
+    # The synchronous way in says the same: the quota is spent.
+    with node.client(made["key"]) as c:
+        refused = c.post("/v1/functions/atk-quota-slow/invoke", content=b"{}")
+    assert refused.status_code == 429, refused.text
+    assert "compute seconds" in refused.json()["detail"]
