@@ -5,7 +5,10 @@ no more work out of the node than it allows by queueing its calls instead of wai
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx
 
 from async_support import bundle, invoke_async
 from harness import LiveNode
@@ -54,4 +57,32 @@ def test_async_invocations_queued_under_a_compute_quota_do_not_all_run(
     with node.client(made["key"]) as c:
         refused = c.post("/v1/functions/atk-quota-slow/invoke", content=b"{}")
     assert refused.status_code == 429, refused.text
+    assert "compute seconds" in refused.json()["detail"]
+
+
+def test_concurrent_calls_under_a_compute_quota_do_not_all_run(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A key held to 1 compute-second a day sent eight calls of 1.1 s at once: each was
+    admitted against a usage of 0 (compute is charged when a call ends), and all eight ran,
+    8.8 s of compute. Now a call starts only while the quota covers the calls already
+    running (each reserves its timeout until it ends): one runs, the others are refused
+    (429, Retry-After to the reset)."""
+    node.deploy(bundle(tmp_path, "atk-quota-wide", SLOW, "timeout_s: 2\n"))
+    made = node.create_key("atk-quota-wide", "developer")
+    with node.client() as c:
+        r = c.put(f"/v1/quotas/key:{made['id']}", json={"compute_seconds": 1})
+    assert r.status_code == 201, r.text
+
+    def call(_: int) -> httpx.Response:
+        with node.client(made["key"]) as c:
+            return c.post("/v1/functions/atk-quota-wide/invoke", content=b"{}")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, range(8)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(429) == 7, statuses
+    refused = next(r for r in answers if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
     assert "compute seconds" in refused.json()["detail"]

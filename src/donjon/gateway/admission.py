@@ -14,7 +14,7 @@ from __future__ import annotations
 from donjon.audit import AuditEvent
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
-from donjon.gateway.quota_check import check_compute, check_quota
+from donjon.gateway.quota_check import check_quota
 from donjon.gateway.rate_buckets import take_rate_buckets
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
@@ -40,8 +40,7 @@ async def admit(
     `client` is the caller's address: an `auth: public` trigger's calls spend its bucket.
     Without `spend` (the first attempt of an async call whose request was admitted as it
     was queued) the rate buckets and quotas are not spent twice for one call; quarantine,
-    the monitor's throttle, the compute quotas (spent by calls run since) and the node's
-    capacity are checked as they are now.
+    the monitor's throttle and the node's capacity are checked as they are now.
     `limits`: the principal's `caller_limits`, if already resolved (gateway/call_plan.py)."""
     # No audit writer to record the call (restarting after a death, or given up): refused
     # (503) before anything is spent, queued or run (audit/remote.py, `require`).
@@ -53,8 +52,6 @@ async def admit(
     if spend:
         await take_rate_buckets(node, deployed, principal, request_id, trigger, client, limits)
         await check_quota(node, deployed, principal, request_id, trigger)
-    else:  # counted when it was queued; its compute quota may have been spent since
-        await check_compute(node, deployed, principal, request_id, trigger)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 
 

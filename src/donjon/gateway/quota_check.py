@@ -10,31 +10,35 @@ are audited in aggregate (`quota.refused`, audit/denials.py), and the first
 refusal of each subject's measure on a day gets one `quota.exhausted` record
 (per node).
 
-`charge_compute` runs at the end of every call (success, failure, timeout:
-`invoke._run`'s `finally`) and adds the call's wall time to the same subjects.
+`metered` holds a call's run (invoke._run): it refuses a call whose compute quotas do
+not cover the day's usage plus the timeouts of the calls running on this node, reserves
+the call's own timeout while it runs, and at its end (success, failure, timeout,
+disconnect) `charge_compute` adds its wall time to the same subjects.
 A node with no quota at all pays one truth test of an empty dict per call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 
 from donjon.audit import AuditEvent
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
-from donjon.ratelimit import QuotaDecision, RateLimitError
+from donjon.ratelimit import QuotaDecision, QuotaLimit, RateLimitError
 from donjon.ratelimit.memory_quota import utc_day
 
 __all__ = [
     "QuotaExhausted",
     "charge_compute",
-    "check_compute",
     "check_quota",
+    "metered",
     "next_reset",
     "subjects_of",
 ]
@@ -98,31 +102,58 @@ async def check_quota(
     await _refuse(node, deployed, principal, request_id, trigger, decision, now)
 
 
-async def check_compute(
+@contextlib.asynccontextmanager
+async def metered(
     node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
-) -> None:
-    """Refuse (429) a call whose invocation was counted already (an async invocation's
-    first attempt: its enqueue took its quotas) if a compute quota of its subjects was
-    spent since. Compute is charged only once a call has run, so a backlog queued while
-    the usage was 0 ran whole past the quota (hE-52)."""
+) -> AsyncIterator[None]:
+    """Around a call's run (invoke._run, its slots held): refuse it (429) unless each compute
+    quota of its subjects covers what they have used today plus the timeouts of their calls
+    running on this node, then reserve its own timeout until it ends; at its end (success,
+    failure, timeout, disconnect) its wall time is charged (`charge_compute`).
+
+    Compute is charged when a call ends: checked at admission alone, calls sent at once
+    (or queued, then run by the async workers) were all admitted at a usage of 0 and ran
+    whole past the quota (hE-52). Now the most a quota is passed by is one call's timeout
+    (per node, for subjects shared in Redis). An async invocation's first attempt, counted
+    when it was queued, is checked here too."""
+    subjects = _compute_subjects(node, principal, deployed.name)
+    reserve = round(deployed.manifest.timeout_s * 1000)
+    if subjects:
+        in_flight = node.compute_in_flight
+        now = time.time()
+        used = await node.quota_counter.usage([limit.subject for limit in subjects], utc_day(now))
+        # From here to the reservation nothing awaits (but a refusal): calls at once on
+        # this node see each other's reservations.
+        for limit in subjects:
+            ms = used.get(limit.subject, (0, 0))[1] + in_flight.get(limit.subject, 0)
+            if limit.max_compute_ms is not None and ms >= limit.max_compute_ms:
+                decision = QuotaDecision(
+                    False, limit.subject, "compute-seconds", ms, limit.max_compute_ms
+                )
+                await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+        for limit in subjects:
+            in_flight[limit.subject] = in_flight.get(limit.subject, 0) + reserve
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        try:  # charged before its reservation goes: never a moment counted in neither
+            await charge_compute(node, deployed, principal, time.perf_counter() - started)
+        finally:
+            for limit in subjects:
+                left = node.compute_in_flight.get(limit.subject, 0) - reserve
+                if left > 0:
+                    node.compute_in_flight[limit.subject] = left
+                else:
+                    node.compute_in_flight.pop(limit.subject, None)
+
+
+def _compute_subjects(node: Node, principal: Principal | None, function: str) -> list[QuotaLimit]:
+    """The quotas of the call's subjects that bound compute."""
     if not node.quotas:
-        return
-    limits = [
-        limit
-        for limit in node.quotas.limits_for(subjects_of(principal, deployed.name))
-        if limit.max_compute_ms is not None
-    ]
-    if not limits:
-        return
-    now = time.time()
-    used = await node.quota_counter.usage([limit.subject for limit in limits], utc_day(now))
-    for limit in limits:
-        ms = used.get(limit.subject, (0, 0))[1]
-        if limit.max_compute_ms is not None and ms >= limit.max_compute_ms:
-            decision = QuotaDecision(
-                False, limit.subject, "compute-seconds", ms, limit.max_compute_ms
-            )
-            await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+        return []
+    limits = node.quotas.limits_for(subjects_of(principal, function))
+    return [limit for limit in limits if limit.max_compute_ms is not None]
 
 
 async def _refuse(
