@@ -36,6 +36,7 @@ from donjon.ratelimit.memory_quota import utc_day
 
 __all__ = [
     "QuotaExhausted",
+    "QuotaHeld",
     "charge_compute",
     "check_quota",
     "metered",
@@ -55,6 +56,23 @@ class QuotaExhausted(RateLimitError):
         super().__init__(_reason(decision, reset), retry_after_s=retry_after_s)
         self.hint = "retry after the reset, or ask an admin to raise it (donjon quota set)"
         self.decision = decision
+
+
+class QuotaHeld(RateLimitError):
+    """What is left of a compute quota is reserved by its subject's calls running now: the
+    next may start once they end (`metered`). Not spent: no `quota.exhausted`."""
+
+    title = "Quota held by running calls"
+
+    def __init__(self, subject: str, spent: int, held: int, most: int, wait_s: float) -> None:
+        super().__init__(
+            f"the daily quota of {subject} has {max(0, most - spent) / 1000:g} of"
+            f" {most / 1000:g} compute seconds left today (UTC), reserved by its calls"
+            f" running now ({held / 1000:g} s, their timeouts): retry when they end",
+            retry_after_s=max(1.0, math.ceil(wait_s)),
+        )
+        self.hint = "retry after the Retry-After seconds, or ask an admin to raise the quota"
+        self.subject = subject
 
 
 def _reason(decision: QuotaDecision, reset: dt.datetime) -> str:
@@ -125,12 +143,15 @@ async def metered(
         # From here to the reservation nothing awaits (but a refusal): calls at once on
         # this node see each other's reservations.
         for limit in subjects:
-            ms = used.get(limit.subject, (0, 0))[1] + in_flight.get(limit.subject, 0)
-            if limit.max_compute_ms is not None and ms >= limit.max_compute_ms:
-                decision = QuotaDecision(
-                    False, limit.subject, "compute-seconds", ms, limit.max_compute_ms
-                )
+            spent, held = used.get(limit.subject, (0, 0))[1], in_flight.get(limit.subject, 0)
+            most = limit.max_compute_ms
+            if most is not None and spent >= most:
+                decision = QuotaDecision(False, limit.subject, "compute-seconds", spent, most)
                 await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+            if most is not None and spent + held >= most:
+                error = QuotaHeld(limit.subject, spent, held, most, deployed.manifest.timeout_s)
+                await _audit_held(node, deployed, principal, request_id, trigger, error)
+                raise error
         for limit in subjects:
             in_flight[limit.subject] = in_flight.get(limit.subject, 0) + reserve
     started = time.perf_counter()
@@ -195,6 +216,28 @@ async def charge_compute(
         )
     except Exception:  # never in the way of the call's own record (a shared backend down)
         log.exception("charging %s's compute to its quotas failed", deployed.name)
+
+
+async def _audit_held(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    error: QuotaHeld,
+) -> None:
+    """A `QuotaHeld` refusal, aggregated as every quota refusal is (`quota.refused`)."""
+    node.metrics.rate_limited.labels(deployed.name, "quota").inc()
+    detail: dict[str, object] = {
+        "request_id": request_id,
+        "reason": f"{error.subject} compute-seconds held by running calls",
+        "subject": error.subject,
+        "measure": "compute-seconds",
+        "trigger": trigger,
+    }
+    target = f"{deployed.name}@{deployed.record.version}"
+    actor = actor_of(principal, trigger)
+    await node.denials.deny(AuditEvent(actor, "quota.refused", target, "denied", detail), "-")
 
 
 async def _audit_refusal(
