@@ -33,6 +33,7 @@ from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
 from donjon.gateway.problems import retry_after_of, status_for
+from donjon.gateway.quota_check import QuotaHeld
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
@@ -60,6 +61,9 @@ log = logging.getLogger("donjon.queue")
 #: a person releases it, so its backlog (up to limits.queued) must not be tried, and
 #: audited, every second or two until max_age_s; once released, it runs within this.
 QUARANTINED_RETRY_S = 60.0
+#: (The same wait after an attempt refused because what is left of its compute quota is
+#: reserved by running calls, `QuotaHeld`: tried again at that Retry-After, the call's
+#: timeout, the backlog came round every few seconds, a record per event each time.)
 
 
 def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
@@ -182,7 +186,9 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
         # restarts were given up, where the retry policy's backoff would try again every
         # second or so until the event's max_age_s), and a quarantine's.
         retry_after_s=(
-            QUARANTINED_RETRY_S if isinstance(error, FunctionQuarantined) else retry_after_of(error)
+            QUARANTINED_RETRY_S
+            if isinstance(error, FunctionQuarantined | QuotaHeld)
+            else retry_after_of(error)
         ),
     )
 
