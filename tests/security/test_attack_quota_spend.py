@@ -4,6 +4,7 @@ no more work out of the node than it allows by queueing its calls instead of wai
 
 from __future__ import annotations
 
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 
 from async_support import bundle, invoke_async
 from harness import LiveNode
+from jwt_support import SigningKey, claims, jwks
 
 SLOW = "import time\n\ndef handler(event, context):\n    time.sleep(1.1)\n    return {}\n"
 
@@ -105,3 +107,40 @@ def test_concurrent_calls_under_a_compute_quota_do_not_all_run(
     assert spent.status_code == 429, spent.text
     assert "is exhausted" in spent.json()["detail"]
     assert int(spent.headers["retry-after"]) > 2 or time.gmtime().tm_hour == 23
+
+
+def test_a_tokens_queued_calls_are_held_to_its_roles_quota(node: LiveNode, tmp_path: Path) -> None:
+    """A token's async invocations ran under a stand-in role, `jwt`: the compute quota of
+    the role its token granted (and that role's limits) did not apply to them, and six
+    calls of 1.1 s queued by a role held to 1 compute-second all ran. Now the roles are
+    kept with the event (as far as its issuer still grants them): one runs."""
+    node.deploy(bundle(tmp_path, "atk-quota-jwt", SLOW, "timeout_s: 5\n"))
+    role = f"atk-jq-{secrets.token_hex(3)}"
+    statements = [{"effect": "allow", "actions": ["function:invoke"], "resources": ["*"]}]
+    signing = SigningKey.generate(f"jq-{role}", "ES256")
+    iss = f"https://{role}.example"
+    issuer = {
+        "name": role,
+        "issuer": iss,
+        "audience": "donjon",
+        "jwks": jwks(signing),
+        "allowed_roles": [role],
+    }
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": role, "statements": statements}).status_code == 201
+        assert c.post("/v1/issuers", json=issuer).status_code == 201
+        r = c.put(f"/v1/quotas/role:{role}", json={"compute_seconds": 1})
+        assert r.status_code == 201, r.text
+    token = signing.sign(claims(iss, "donjon", roles=[role]))
+    ids = []
+    for _ in range(6):
+        r = invoke_async(node, "atk-quota-jwt", {}, key=token)
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["invocation_id"])
+    deadline = time.monotonic() + 60
+    seen = _seen(node, ids, token)
+    while not _settled(seen) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = _seen(node, ids, token)
+    assert _settled(seen), seen
+    assert [s["status"] for s in seen].count("succeeded") == 1, seen

@@ -87,8 +87,9 @@ def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
     return attributes
 
 
-def _principal(node: Node, label: str | None) -> Principal | None:
+def _principal(node: Node, invocation: QueuedInvocation) -> Principal | None:
     """The caller recorded with the event, as it is now (None for events from a source)."""
+    label = invocation.principal
     if label is None:
         return None
     kind, _, ident = label.partition(":")
@@ -97,12 +98,22 @@ def _principal(node: Node, label: str | None) -> Principal | None:
         if principal is None or not node.key_index.is_live(ident):
             raise Unauthorized("the key that made this async invocation is revoked")
         return principal
-    # A JWT's principal: its token is not kept; the delivery runs under the server's
-    # default per-caller limits, named as the caller was, while its issuer is trusted
-    # (removing an issuer refuses its tokens' queued events, as revoking a key does).
-    if kind == "jwt" and node.jwt.issuers.by_name(ident.partition(":")[0]) is None:
+    # A JWT's principal: its token is not kept; the delivery runs under the roles its token
+    # granted (kept with the event), as far as its issuer still grants them, named as the
+    # caller was, while its issuer is trusted (removing an issuer refuses its tokens'
+    # queued events, as revoking a key does). Their limits and quotas apply: under a
+    # stand-in role, `jwt`, a role's compute quota let its queued calls all run (hE-52).
+    issuer = node.jwt.issuers.by_name(ident.partition(":")[0]) if kind == "jwt" else None
+    if kind == "jwt" and issuer is None:
         raise Unauthorized("the issuer of the token that made this async invocation was removed")
-    return Principal(id=ident, name=ident, role="jwt", kind=kind)
+    roles = [r for r in invocation.roles if issuer is None or r in issuer.record.allowed_roles]
+    if invocation.roles and not roles:
+        raise Unauthorized(
+            "the issuer of the token that made this async invocation no longer grants its roles"
+        )
+    if not roles:  # queued before roles were kept
+        return Principal(id=ident, name=ident, role="jwt", kind=kind)
+    return Principal(id=ident, name=ident, role=roles[0], kind=kind, more_roles=tuple(roles[1:]))
 
 
 async def _check_allowed(
@@ -211,7 +222,7 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
             )
         # The caller first, as on every request: a key revoked since is refused (401)
         # before its event is read.
-        principal = _principal(node, invocation.principal)
+        principal = _principal(node, invocation)
         await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
         if principal is not None and node.throttles:
             await _check_throttle(node, deployed, principal, request_id, invocation.trigger)
