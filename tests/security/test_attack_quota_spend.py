@@ -144,3 +144,30 @@ def test_a_tokens_queued_calls_are_held_to_its_roles_quota(node: LiveNode, tmp_p
         seen = _seen(node, ids, token)
     assert _settled(seen), seen
     assert [s["status"] for s in seen].count("succeeded") == 1, seen
+
+
+def test_queued_calls_do_not_run_past_a_quota_lowered_below_the_days_usage(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """An admin who lowers a key's invocations quota below what it used today wants no
+    more of its calls today: its queued ones (each counted as it was queued) all ran.
+    Now an attempt not yet started is refused (429, given back until the reset)."""
+    node.deploy(bundle(tmp_path, "atk-quota-lowered", SLOW, "timeout_s: 5\n"))
+    made = node.create_key("atk-quota-lowered", "developer")
+    subject = f"/v1/quotas/key:{made['id']}"
+    with node.client() as c:
+        assert c.put(subject, json={"invocations": 100}).status_code == 201
+    ids = []
+    for _ in range(10):
+        r = invoke_async(node, "atk-quota-lowered", {}, key=made["key"])
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["invocation_id"])
+    with node.client() as c:
+        assert c.put(subject, json={"invocations": 1}).status_code == 200
+    deadline = time.monotonic() + 60
+    seen = _seen(node, ids, made["key"])
+    while not _settled(seen) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = _seen(node, ids, made["key"])
+    assert _settled(seen), seen
+    assert [s["status"] for s in seen].count("succeeded") <= 5, seen  # those running

@@ -38,6 +38,7 @@ __all__ = [
     "QuotaExhausted",
     "QuotaHeld",
     "charge_compute",
+    "check_counted",
     "check_quota",
     "metered",
     "next_reset",
@@ -167,6 +168,28 @@ async def metered(
                     node.compute_in_flight[limit.subject] = left
                 else:
                     node.compute_in_flight.pop(limit.subject, None)
+
+
+async def check_counted(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> None:
+    """A call whose invocation was counted when it was queued (an async invocation's first
+    attempt) is refused (429) if an invocations quota of its subjects is now below the
+    day's usage (lowered by an admin to stop them: its queued calls all ran, hE-52). At
+    the usage it is not: the last call queued may have taken the last unit."""
+    if not node.quotas:
+        return
+    limits = node.quotas.limits_for(subjects_of(principal, deployed.name))
+    limits = [limit for limit in limits if limit.max_invocations is not None]
+    if not limits:
+        return
+    now = time.time()
+    used = await node.quota_counter.usage([limit.subject for limit in limits], utc_day(now))
+    for limit in limits:
+        calls, most = used.get(limit.subject, (0, 0))[0], limit.max_invocations
+        if most is not None and calls > most:
+            decision = QuotaDecision(False, limit.subject, "invocations", calls, most)
+            await _refuse(node, deployed, principal, request_id, trigger, decision, now)
 
 
 def _compute_subjects(node: Node, principal: Principal | None, function: str) -> list[QuotaLimit]:
