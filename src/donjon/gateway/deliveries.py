@@ -338,4 +338,5 @@ def open_invocations(node: Node) -> QueueWorkers:
         lease_s=settings.queue.lease_s,
         poll_s=settings.queue.poll_s,
         keep_s=settings.log_retention_days * 86400.0,
+        refusals=lambda event: node.denials.deny(event, "-", scope=event.target),
     )
