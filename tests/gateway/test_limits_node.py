@@ -172,6 +172,32 @@ def test_a_public_callers_ipv6_addresses_share_the_bucket_of_their_64(
     assert get("2001:db8:7:2::1").status_code == 200
 
 
+def test_a_public_callers_new_ipv6_addresses_are_not_a_record_each(
+    limits_node: LiveNode,
+) -> None:
+    """The refusals of a /64's client bucket were aggregated per address: a caller using a
+    new address of its /64 for each refused call had each written to the log at once, a
+    record per request. Now one record at once per /64 and window, the rest counted (an
+    aggregate naming the /64)."""
+    node = limits_node
+
+    def get(address: str) -> httpx.Response:
+        with node.client("", "127.0.0.1") as c:
+            return c.get("/fn/lim-public", headers={"x-forwarded-for": address})
+
+    statuses = [get(f"2001:db8:7:3::{n:x}").status_code for n in range(1, 16)]
+    assert statuses == [200] * 3 + [429] * 12
+    with node.client() as c:
+        records = c.get("/v1/audit", params={"n": 5000}).json()
+    written = [
+        r
+        for r in records
+        if r["action"] == "function.throttle"
+        and str(r["detail"].get("client", "")).startswith("2001:db8:7:3:")
+    ]
+    assert len(written) <= 2, written  # (a window of 5 s may close during the test)
+
+
 def _throttle_records(node: LiveNode, actor: str) -> list[dict[str, Any]]:
     with node.client() as c:
         records = c.get("/v1/audit", params={"n": 5000}).json()

@@ -5,11 +5,12 @@ DLQ without `dlq:manage`, and smuggling a bad event past the checks by going asy
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 import httpx
 
-from async_support import bundle, invoke_async, wait_for
+from async_support import audit_tail, bundle, invoke_async, of_invocation, wait_for
 from donjon.bundle import build_bundle
 from harness import LiveNode
 from jwt_support import SigningKey, claims, jwks
@@ -316,3 +317,27 @@ def test_a_deployer_cannot_send_its_events_to_a_function_it_may_not_invoke(
         assert c.get(f"/v1/functions/{team}-src").status_code == 404
     assert deploy(f"{team}-sink", f"{team}-sink").status_code == 201  # itself: allowed
     assert deploy(f"{team}-src", f"{team}-sink").status_code == 201  # inside team-*
+
+
+def test_throttled_retries_are_not_a_record_each(node: LiveNode, tmp_path: Path) -> None:
+    """Ten failing events of a key held to 1 call a second: their retries were refused by
+    its rate (429, the attempt given back, tried again at the Retry-After, a second) and
+    each refusal was an invocation.attempt record of its own, 84 in 10 s for 30 attempts
+    at most: a backlog of N events wrote N records a second while the rate drained them.
+    Throttled attempts are audited in aggregate, as the refusal itself is."""
+    fails = "def handler(event, context):\n    raise RuntimeError('no')\n"
+    retry = "retry: {attempts: 3, backoff_s: 1, max_age_s: 60}\n"
+    node.deploy(bundle(tmp_path, "atk-throttled-retries", fails, retry))
+    made = node.create_key("atk-throttled", "developer", limits={"rate": "1/second", "burst": 10})
+    ids = []
+    for _ in range(10):
+        r = invoke_async(node, "atk-throttled-retries", {}, key=made["key"])
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["invocation_id"])
+    time.sleep(10)
+    records = audit_tail(node, 5000)
+    attempts = [
+        [r for r in of_invocation(records, i) if r["action"] == "invocation.attempt"] for i in ids
+    ]
+    assert sum(len(a) for a in attempts) <= 31, [len(a) for a in attempts]
+    assert all(len(a) <= 4 for a in attempts), [len(a) for a in attempts]

@@ -239,3 +239,30 @@ def test_a_key_left_to_the_defaults_mints_no_key_set_above_them(node: LiveNode) 
             c.post("/v1/keys", json={"name": "sec-km-same", "role": role}),
         ]
     assert [r.status_code for r in made] == [201, 201], [r.text for r in made]
+
+
+def test_a_key_manager_under_a_daily_quota_mints_no_key_to_go_on_with(node: LiveNode) -> None:
+    """A key's daily quota (`key:<id>`) binds that key alone: a manager whose quota was spent
+    minted a key of its own role, bound by no quota, and called on with it (or rotated a
+    peer that has none, and took its secret). Refused while its own key has a quota; its
+    own key it still rotates (the id, so the quota, stays)."""
+    role = _manager_role(node, invoke=True)
+    peer = node.create_key("sec-kmq-peer", role)
+    manager = node.create_key("sec-kmq", role)
+    with node.client() as c:
+        r = c.put(f"/v1/quotas/key:{manager['id']}", json={"invocations": 1})
+    assert r.status_code == 201, r.text
+    assert node.invoke("probe", {}, manager["key"]).status_code == 200
+    assert_problem(node.invoke("probe", {}, manager["key"]), 429)
+    with node.client(manager["key"], fresh_source()) as c:
+        minted = c.post("/v1/keys", json={"name": "sec-kmq-fresh", "role": role})
+        rotated = c.post(f"/v1/keys/{peer['id']}/rotate", json={"overlap_s": 0})
+        own = c.post(f"/v1/keys/{manager['id']}/rotate", json={"overlap_s": 60})
+    assert_problem(minted, 403)
+    assert "key" not in minted.json()
+    (record,) = audit_records(node, minted.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    assert "daily quota" in record["detail"]["reason"]
+    assert_problem(rotated, 403)
+    assert "key" not in rotated.json()
+    assert own.status_code == 201, own.text

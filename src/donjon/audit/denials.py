@@ -1,7 +1,8 @@
 """Refused requests, audited per source and window instead of one record each.
 
 A flood of bad credentials must not grow the log by a record per request. For
-each (client, actor, action, scope) the first denial of a window is appended at once,
+each (client, actor, action, scope) the first denial of a window is appended at once
+(a client is its address; an IPv6 one counts in its /64, whose aggregate names it),
 as before, with its request id and `count: 1`. Later denials in that window
 are only counted in memory, and written as one record (`aggregated: true`,
 `count: n`, the reasons and paths seen, bounded) when the window closes or the
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from donjon.audit.log import AuditEvent, AuditLog
+from donjon.client_network import client_network
 
 __all__ = ["OVERFLOW", "DenialListener", "DenialLog"]
 
@@ -105,7 +107,9 @@ class DenialLog:
             await self._audit.record(_single(event))
             return
         now = self._clock()
-        key: _Key = (client, event.actor, event.action, scope)
+        # An IPv6 client counts in its /64 (client_network.py): a new address for each
+        # refused request was a new window each, every one written at once (hE-52).
+        key: _Key = (client_network(client), event.actor, event.action, scope)
         window = self._windows.get(key)
         if window is not None and now - window.opened >= self._window_s:
             await self._close(key)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from donjon.audit import AuditEvent
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
-from donjon.gateway.quota_check import check_quota
+from donjon.gateway.quota_check import check_counted, check_quota
 from donjon.gateway.rate_buckets import take_rate_buckets
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
@@ -40,7 +40,8 @@ async def admit(
     `client` is the caller's address: an `auth: public` trigger's calls spend its bucket.
     Without `spend` (the first attempt of an async call whose request was admitted as it
     was queued) the rate buckets and quotas are not spent twice for one call; quarantine,
-    the monitor's throttle and the node's capacity are checked as they are now.
+    the monitor's throttle, an invocations quota lowered below the day's usage since, and
+    the node's capacity are checked as they are now.
     `limits`: the principal's `caller_limits`, if already resolved (gateway/call_plan.py)."""
     # No audit writer to record the call (restarting after a death, or given up): refused
     # (503) before anything is spent, queued or run (audit/remote.py, `require`).
@@ -52,6 +53,8 @@ async def admit(
     if spend:
         await take_rate_buckets(node, deployed, principal, request_id, trigger, client, limits)
         await check_quota(node, deployed, principal, request_id, trigger)
+    else:  # counted as it was queued: refused if its quota was lowered below the usage since
+        await check_counted(node, deployed, principal, request_id, trigger)
     await _check_capacity(node, deployed, principal, request_id, trigger)
 
 

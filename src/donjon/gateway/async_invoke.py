@@ -67,11 +67,26 @@ async def enqueue_checked(
             source=request.url.path,
             type="dev.donjon.invoke",
             principal=principal.label,
+            # A token's roles (its token is not kept): its deliveries keep their limits.
+            roles=_token_roles(principal),
             admitted=True,  # its request passed admission just now
             request_id=request_id,
             client=client_address(request),
         )
     )
+
+
+def _token_roles(principal: Principal) -> tuple[str, ...]:
+    """A token caller's roles, whole names within the stored column's 1,024 characters
+    (the first decide its limits); () for a key, whose role is read again at delivery."""
+    if principal.kind != "jwt":
+        return ()
+    kept: list[str] = []
+    for role in (principal.role, *principal.more_roles):
+        if len(" ".join([*kept, role])) > 1024:
+            break
+        kept.append(role)
+    return tuple(kept)
 
 
 async def respond_async(

@@ -33,6 +33,7 @@ from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
 from donjon.gateway.problems import retry_after_of, status_for
+from donjon.gateway.quota_check import QuotaHeld
 from donjon.gateway.response_policy import function_json_response
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
@@ -60,6 +61,9 @@ log = logging.getLogger("donjon.queue")
 #: a person releases it, so its backlog (up to limits.queued) must not be tried, and
 #: audited, every second or two until max_age_s; once released, it runs within this.
 QUARANTINED_RETRY_S = 60.0
+#: (The same wait after an attempt refused because what is left of its compute quota is
+#: reserved by running calls, `QuotaHeld`: tried again at that Retry-After, the call's
+#: timeout, the backlog came round every few seconds, a record per event each time.)
 
 
 def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
@@ -83,8 +87,9 @@ def cloudevent(invocation: QueuedInvocation) -> dict[str, str]:
     return attributes
 
 
-def _principal(node: Node, label: str | None) -> Principal | None:
+def _principal(node: Node, invocation: QueuedInvocation) -> Principal | None:
     """The caller recorded with the event, as it is now (None for events from a source)."""
+    label = invocation.principal
     if label is None:
         return None
     kind, _, ident = label.partition(":")
@@ -93,12 +98,22 @@ def _principal(node: Node, label: str | None) -> Principal | None:
         if principal is None or not node.key_index.is_live(ident):
             raise Unauthorized("the key that made this async invocation is revoked")
         return principal
-    # A JWT's principal: its token is not kept; the delivery runs under the server's
-    # default per-caller limits, named as the caller was, while its issuer is trusted
-    # (removing an issuer refuses its tokens' queued events, as revoking a key does).
-    if kind == "jwt" and node.jwt.issuers.by_name(ident.partition(":")[0]) is None:
+    # A JWT's principal: its token is not kept; the delivery runs under the roles its token
+    # granted (kept with the event), as far as its issuer still grants them, named as the
+    # caller was, while its issuer is trusted (removing an issuer refuses its tokens'
+    # queued events, as revoking a key does). Their limits and quotas apply: under a
+    # stand-in role, `jwt`, a role's compute quota let its queued calls all run (hE-52).
+    issuer = node.jwt.issuers.by_name(ident.partition(":")[0]) if kind == "jwt" else None
+    if kind == "jwt" and issuer is None:
         raise Unauthorized("the issuer of the token that made this async invocation was removed")
-    return Principal(id=ident, name=ident, role="jwt", kind=kind)
+    roles = [r for r in invocation.roles if issuer is None or r in issuer.record.allowed_roles]
+    if invocation.roles and not roles:
+        raise Unauthorized(
+            "the issuer of the token that made this async invocation no longer grants its roles"
+        )
+    if not roles:  # queued before roles were kept
+        return Principal(id=ident, name=ident, role="jwt", kind=kind)
+    return Principal(id=ident, name=ident, role=roles[0], kind=kind, more_roles=tuple(roles[1:]))
 
 
 async def _check_allowed(
@@ -182,7 +197,9 @@ def _failure(error: Error, request_id: str | None, *, ran: bool) -> Outcome:
         # restarts were given up, where the retry policy's backoff would try again every
         # second or so until the event's max_age_s), and a quarantine's.
         retry_after_s=(
-            QUARANTINED_RETRY_S if isinstance(error, FunctionQuarantined) else retry_after_of(error)
+            QUARANTINED_RETRY_S
+            if isinstance(error, FunctionQuarantined | QuotaHeld)
+            else retry_after_of(error)
         ),
     )
 
@@ -205,7 +222,7 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
             )
         # The caller first, as on every request: a key revoked since is refused (401)
         # before its event is read.
-        principal = _principal(node, invocation.principal)
+        principal = _principal(node, invocation)
         await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
         if principal is not None and node.throttles:
             await _check_throttle(node, deployed, principal, request_id, invocation.trigger)
@@ -321,4 +338,5 @@ def open_invocations(node: Node) -> QueueWorkers:
         lease_s=settings.queue.lease_s,
         poll_s=settings.queue.poll_s,
         keep_s=settings.log_retention_days * 86400.0,
+        refusals=lambda event: node.denials.deny(event, "-", scope=event.target),
     )

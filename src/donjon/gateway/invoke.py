@@ -50,7 +50,7 @@ from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.problems import quarantined
-from donjon.gateway.quota_check import charge_compute
+from donjon.gateway.quota_check import metered
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
@@ -142,27 +142,24 @@ async def _run(
     held = await hold_slots(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )
-    started = time.perf_counter()
-    try:
-        return await _call(
-            node,
-            deployed,
-            principal,
-            event,
-            request_id,
-            trigger,
-            render,
-            chain,
-            on_log,
-            client,
-            fields,
-            plan,
-        )
+    try:  # within its compute quotas, its wall time charged to them on every path
+        async with metered(node, deployed, principal, request_id, trigger):
+            return await _call(
+                node,
+                deployed,
+                principal,
+                event,
+                request_id,
+                trigger,
+                render,
+                chain,
+                on_log,
+                client,
+                fields,
+                plan,
+            )
     finally:
-        try:  # the call's wall time, charged to its daily compute quotas on every path
-            await charge_compute(node, deployed, principal, time.perf_counter() - started)
-        finally:
-            await held.release()
+        await held.release()
 
 
 async def _call(

@@ -10,6 +10,8 @@ mints none held to 500, nor one left to the role's or the server's defaults. Lim
 weighed as the gateway enforces them (the key's own, else its role's, else the server's),
 so a key left to the defaults mints no key set above them; a JWT is bounded by its
 token's `exp` and its role's or the server's limits (it minted keys that never expired).
+A key under a daily quota of its own (`key:<id>`, which binds that key alone) mints no
+key and rotates none but itself: a spent quota went on with a fresh key (hE-52).
 Revoking is checked on role and functions alone (it ends a key; its bounds give nothing).
 A JWT holding custom roles beside its built-in one reaches no key: a key holds one role,
 and would shed the others' denies (and outlive the token).
@@ -46,11 +48,15 @@ class Reach:
     #: Whether the expiry and limits are weighed too (a new key, a rotation: not a
     #: revocation).
     bounded: bool = False
+    #: The key's id (None: a key not made yet).
+    key_id: str | None = None
 
     @classmethod
     def of(cls, record: KeyRecord) -> Reach:
         limits = CallerLimits(record.rate, record.burst, record.concurrency)
-        return cls(record.role, record.functions, record.expires_at, limits, bounded=True)
+        return cls(
+            record.role, record.functions, record.expires_at, limits, bounded=True, key_id=record.id
+        )
 
 
 def _within(principal: Principal, reach: Reach) -> bool:
@@ -96,6 +102,9 @@ async def _looser_than_own(node: Node, principal: Principal, reach: Reach) -> st
     """`_looser` against the caller's credential: its key's record, or its token."""
     expires_at = principal.expires_at  # a JWT's exp
     if principal.kind == "key":
+        if reach.key_id != principal.id and node.quotas.get(f"key:{principal.id}") is not None:
+            # The quota binds this key alone: any other key would be a budget of its own.
+            return f"the caller's key has a daily quota (key:{principal.id}) it would not have"
         own = await asyncio.to_thread(node.keys.get, principal.id)
         if own is None:
             return "the caller's key is gone"

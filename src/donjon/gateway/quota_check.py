@@ -10,27 +10,40 @@ are audited in aggregate (`quota.refused`, audit/denials.py), and the first
 refusal of each subject's measure on a day gets one `quota.exhausted` record
 (per node).
 
-`charge_compute` runs at the end of every call (success, failure, timeout:
-`invoke._run`'s `finally`) and adds the call's wall time to the same subjects.
+`metered` holds a call's run (invoke._run): it refuses a call whose compute quotas do
+not cover the day's usage plus the timeouts of the calls running on this node, reserves
+the call's own timeout while it runs, and at its end (success, failure, timeout,
+disconnect) `charge_compute` adds its wall time to the same subjects.
 A node with no quota at all pays one truth test of an empty dict per call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 
 from donjon.audit import AuditEvent
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
-from donjon.ratelimit import QuotaDecision, RateLimitError
+from donjon.ratelimit import QuotaDecision, QuotaLimit, RateLimitError
 from donjon.ratelimit.memory_quota import utc_day
 
-__all__ = ["QuotaExhausted", "charge_compute", "check_quota", "next_reset", "subjects_of"]
+__all__ = [
+    "QuotaExhausted",
+    "QuotaHeld",
+    "charge_compute",
+    "check_counted",
+    "check_quota",
+    "metered",
+    "next_reset",
+    "subjects_of",
+]
 
 log = logging.getLogger("donjon")
 
@@ -44,6 +57,23 @@ class QuotaExhausted(RateLimitError):
         super().__init__(_reason(decision, reset), retry_after_s=retry_after_s)
         self.hint = "retry after the reset, or ask an admin to raise it (donjon quota set)"
         self.decision = decision
+
+
+class QuotaHeld(RateLimitError):
+    """What is left of a compute quota is reserved by its subject's calls running now: the
+    next may start once they end (`metered`). Not spent: no `quota.exhausted`."""
+
+    title = "Quota held by running calls"
+
+    def __init__(self, subject: str, spent: int, held: int, most: int, wait_s: float) -> None:
+        super().__init__(
+            f"the daily quota of {subject} has {max(0, most - spent) / 1000:g} of"
+            f" {most / 1000:g} compute seconds left today (UTC), reserved by its calls"
+            f" running now ({held / 1000:g} s, their timeouts): retry when they end",
+            retry_after_s=max(1.0, math.ceil(wait_s)),
+        )
+        self.hint = "retry after the Retry-After seconds, or ask an admin to raise the quota"
+        self.subject = subject
 
 
 def _reason(decision: QuotaDecision, reset: dt.datetime) -> str:
@@ -88,6 +118,99 @@ async def check_quota(
     decision = await node.quota_counter.take(limits, day)
     if decision.allowed:
         return
+    await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+
+
+@contextlib.asynccontextmanager
+async def metered(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> AsyncIterator[None]:
+    """Around a call's run (invoke._run, its slots held): refuse it (429) unless each compute
+    quota of its subjects covers what they have used today plus the timeouts of their calls
+    running on this node, then reserve its own timeout until it ends; at its end (success,
+    failure, timeout, disconnect) its wall time is charged (`charge_compute`).
+
+    Compute is charged when a call ends: checked at admission alone, calls sent at once
+    (or queued, then run by the async workers) were all admitted at a usage of 0 and ran
+    whole past the quota (hE-52). Now the most a quota is passed by is one call's timeout
+    (per node, for subjects shared in Redis). An async invocation's first attempt, counted
+    when it was queued, is checked here too."""
+    subjects = _compute_subjects(node, principal, deployed.name)
+    reserve = round(deployed.manifest.timeout_s * 1000)
+    if subjects:
+        in_flight = node.compute_in_flight
+        now = time.time()
+        used = await node.quota_counter.usage([limit.subject for limit in subjects], utc_day(now))
+        # From here to the reservation nothing awaits (but a refusal): calls at once on
+        # this node see each other's reservations.
+        for limit in subjects:
+            spent, held = used.get(limit.subject, (0, 0))[1], in_flight.get(limit.subject, 0)
+            most = limit.max_compute_ms
+            if most is not None and spent >= most:
+                decision = QuotaDecision(False, limit.subject, "compute-seconds", spent, most)
+                await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+            if most is not None and spent + held >= most:
+                error = QuotaHeld(limit.subject, spent, held, most, deployed.manifest.timeout_s)
+                await _audit_held(node, deployed, principal, request_id, trigger, error)
+                raise error
+        for limit in subjects:
+            in_flight[limit.subject] = in_flight.get(limit.subject, 0) + reserve
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        try:  # charged before its reservation goes: never a moment counted in neither
+            await charge_compute(node, deployed, principal, time.perf_counter() - started)
+        finally:
+            for limit in subjects:
+                left = node.compute_in_flight.get(limit.subject, 0) - reserve
+                if left > 0:
+                    node.compute_in_flight[limit.subject] = left
+                else:
+                    node.compute_in_flight.pop(limit.subject, None)
+
+
+async def check_counted(
+    node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
+) -> None:
+    """A call whose invocation was counted when it was queued (an async invocation's first
+    attempt) is refused (429) if an invocations quota of its subjects is now below the
+    day's usage (lowered by an admin to stop them: its queued calls all ran, hE-52). At
+    the usage it is not: the last call queued may have taken the last unit."""
+    if not node.quotas:
+        return
+    limits = node.quotas.limits_for(subjects_of(principal, deployed.name))
+    limits = [limit for limit in limits if limit.max_invocations is not None]
+    if not limits:
+        return
+    now = time.time()
+    used = await node.quota_counter.usage([limit.subject for limit in limits], utc_day(now))
+    for limit in limits:
+        calls, most = used.get(limit.subject, (0, 0))[0], limit.max_invocations
+        if most is not None and calls > most:
+            decision = QuotaDecision(False, limit.subject, "invocations", calls, most)
+            await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+
+
+def _compute_subjects(node: Node, principal: Principal | None, function: str) -> list[QuotaLimit]:
+    """The quotas of the call's subjects that bound compute."""
+    if not node.quotas:
+        return []
+    limits = node.quotas.limits_for(subjects_of(principal, function))
+    return [limit for limit in limits if limit.max_compute_ms is not None]
+
+
+async def _refuse(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    decision: QuotaDecision,
+    now: float,
+) -> None:
+    """Audit the refusal by `decision` and raise `QuotaExhausted` (429 until the reset)."""
+    day = utc_day(now)
     reset = next_reset(now)
     retry_after_s = max(1.0, math.ceil(reset.timestamp() - now))
     if (
@@ -116,6 +239,28 @@ async def charge_compute(
         )
     except Exception:  # never in the way of the call's own record (a shared backend down)
         log.exception("charging %s's compute to its quotas failed", deployed.name)
+
+
+async def _audit_held(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    request_id: str,
+    trigger: str,
+    error: QuotaHeld,
+) -> None:
+    """A `QuotaHeld` refusal, aggregated as every quota refusal is (`quota.refused`)."""
+    node.metrics.rate_limited.labels(deployed.name, "quota").inc()
+    detail: dict[str, object] = {
+        "request_id": request_id,
+        "reason": f"{error.subject} compute-seconds held by running calls",
+        "subject": error.subject,
+        "measure": "compute-seconds",
+        "trigger": trigger,
+    }
+    target = f"{deployed.name}@{deployed.record.version}"
+    actor = actor_of(principal, trigger)
+    await node.denials.deny(AuditEvent(actor, "quota.refused", target, "denied", detail), "-")
 
 
 async def _audit_refusal(

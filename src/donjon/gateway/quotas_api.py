@@ -6,6 +6,8 @@
   only counted, for `donjon quota show`); the subject must exist
   (a live key's id, a built-in or custom role, a deployed function); audited `quota.set`.
 - `DELETE /v1/quotas/{quota}`: remove it; audited `quota.rm`.
+Outside the built-in admin, `quota:manage` sets and removes no quota that binds the
+caller's own calls (its key's, its roles'): 403, audited `authz.denied`.
 The book in force and the counter live in ratelimit/ (quota_book.py, memory_quota.py).
 """
 
@@ -19,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
-from donjon.gateway.access import parse_json, read_body
-from donjon.gateway.errors import BadRequest, NotFound
+from donjon.gateway.access import deny, parse_json, read_body
+from donjon.gateway.errors import BadRequest, Forbidden, NotFound
 from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
-from donjon.gateway.quota_check import next_reset
+from donjon.gateway.quota_check import next_reset, subjects_of
 from donjon.gateway.quota_views import Measure, QuotaRemoved, QuotaSet, QuotaView
 from donjon.gateway.read_scope import read_scope
 from donjon.gateway.schemas import parse_body, render
@@ -45,6 +47,30 @@ def _subject(request: Request) -> tuple[str, str, str]:
             f"{subject[:80]!r} is not a quota's subject: key:ID, role:NAME or function:NAME"
         )
     return subject, *parts
+
+
+async def _not_own(
+    node: Node, request: Request, principal: Principal, subject: str, verb: str, request_id: str
+) -> None:
+    """`Forbidden` (audited `authz.denied`) if `subject` is a quota bounding `principal`'s
+    own calls (its key's, one of its roles'), unless it is the built-in admin: `quota:manage`
+    granted to a custom role lifted its own quotas (hE-52), as `key:manage` mints no key
+    wider than its own (key_reach.py)."""
+    own = subjects_of(principal, "")[1:]  # its key's and its roles' (not a function's)
+    if principal.role == Role.ADMIN or subject not in own:
+        return
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"quota:manage: only an admin may {verb} a quota that binds the caller ({subject})",
+        request_id,
+        {"role": principal.role, "statement": "only admins manage their own quotas"},
+    )
+    raise Forbidden(
+        f"only an admin may {verb} the quota of {subject}: it binds the caller's own calls"
+    )
 
 
 async def _exists(node: Node, kind: str, name: str) -> bool:
@@ -88,6 +114,7 @@ async def set_quota(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     subject, kind, name = _subject(request)
+    await _not_own(node, request, principal, subject, "set", request_id)
     body = await read_body(request, MAX_QUOTA_BYTES)
     wanted = parse_body(
         QuotaSet, await parse_json(node, request, principal.label, body or b"null", request_id)
@@ -130,6 +157,7 @@ async def remove_quota(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     subject, _, _ = _subject(request)
+    await _not_own(node, request, principal, subject, "remove", request_id)
     event = AuditEvent(principal.label, "quota.rm", subject, "ok", {"request_id": request_id})
     async with node.changes.change(event):  # the removal and its record, committed together
         if not await node.quotas.remove(subject):  # the store decides (another node's too)

@@ -309,6 +309,9 @@ invocations = Table(
     Column("source", String(512), nullable=False),
     Column("type", String(256), nullable=False),
     Column("principal", String(LABEL_LENGTH), nullable=True),
+    #: A token caller's roles as its token granted them, space-separated (its token is not
+    #: kept): its deliveries are held to those roles' limits and quotas. NULL: none.
+    Column("roles", String(1024), nullable=True),
     Column("delivery_id", String(256), nullable=True),
     Column("subject", String(1024), nullable=True),
     #: The event; sealed (vault/queueseal.py) when `event_key` is set: then `event`

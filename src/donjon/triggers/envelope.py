@@ -36,6 +36,9 @@ class Envelope:
     type: str
     #: The principal id of the caller (async invokes); None for events from a source.
     principal: str | None = None
+    #: A token caller's roles, as its token granted them (its deliveries are held to their
+    #: limits and quotas); () for a key (its role is read again) or a source.
+    roles: tuple[str, ...] = ()
     #: The producer's own id for this delivery (``X-GitHub-Delivery``, ``webhook-id``,
     #: the S3 record's ``sequencer``...); None when the producer has none.
     delivery_id: str | None = None

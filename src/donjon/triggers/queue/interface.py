@@ -151,6 +151,8 @@ class QueuedInvocation:
     #: Why the last attempt failed: an error type and a message (never the event).
     error_type: str | None = None
     error: str | None = None
+    #: A token caller's roles as its token granted them (Envelope.roles).
+    roles: tuple[str, ...] = ()
 
     def envelope(self) -> Envelope:
         """The envelope it was enqueued from."""
@@ -161,6 +163,7 @@ class QueuedInvocation:
             source=self.source,
             type=self.type,
             principal=self.principal,
+            roles=self.roles,
             delivery_id=self.delivery_id,
             subject=self.subject,
         )

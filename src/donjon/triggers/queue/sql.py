@@ -22,14 +22,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.errors import Error
@@ -125,6 +118,7 @@ class SqlInvocationQueue(InvocationQueue):
             source=r.source,
             type=r.type,
             principal=r.principal,
+            roles=tuple((r.roles or "").split()),
             delivery_id=r.delivery_id,
             subject=r.subject,
             event=event or b"",
@@ -160,6 +154,7 @@ class SqlInvocationQueue(InvocationQueue):
             "source": envelope.source,
             "type": envelope.type,
             "principal": envelope.principal,
+            "roles": " ".join(envelope.roles) or None,
             "delivery_id": envelope.delivery_id,
             "subject": envelope.subject,
             **self._sealed(invocation_id, "event", envelope.event),

@@ -34,6 +34,10 @@ PRUNE_INTERVAL_S = 3600.0
 Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
 
 
+#: Audits a throttled attempt in aggregate (the node's `denials`, audit/denials.py).
+Refusals = Callable[[AuditEvent], Awaitable[None]]
+
+
 class QueueWorkers:
     """A poller that claims due invocations while fewer than `workers` run."""
 
@@ -48,8 +52,12 @@ class QueueWorkers:
         poll_s: float,
         keep_s: float = 30 * 86400.0,
         rng: random.Random | None = None,
+        refusals: Refusals | None = None,
     ) -> None:
         self._service = service
+        #: Where a throttled attempt's record goes, aggregated (audit/denials.py); None:
+        #: each is a record of its own.
+        self._refusals = refusals
         self._queue = service.queue
         self._deliver = deliver
         self._audit = audit
@@ -253,15 +261,20 @@ class QueueWorkers:
             detail["request_id"] = outcome.request_id
         if retry_at is not None:
             detail["retry_in_s"] = round(max(0.0, retry_at - time.time()), 3)
-        await self._audit.record(
-            AuditEvent(
-                "system",
-                "invocation.attempt",
-                invocation.function,
-                "ok" if outcome.ok else (outcome.error_type or "error"),
-                detail,
-            )
+        event = AuditEvent(
+            "system",
+            "invocation.attempt",
+            invocation.function,
+            "ok" if outcome.ok else (outcome.error_type or "error"),
+            detail,
         )
+        if self._refusals is not None and throttled(outcome) and state == "failed":
+            # Refused before it ran, given back: a backlog held by a rate tried each event
+            # again at every Retry-After, a record each time (N events, N records a
+            # second at 1 call a second: hE-52). Aggregated, as the refusal itself is.
+            await self._refusals(event)
+            return
+        await self._audit.record(event)
 
     async def _destination(self, invocation: QueuedInvocation, outcome: Outcome) -> None:
         policy = self._service.policy(invocation.function)
