@@ -50,11 +50,12 @@ from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.problems import quarantined
-from donjon.gateway.quota_check import metered
+from donjon.gateway.quota_check import reserve_compute, settle_compute
 from donjon.gateway.response_policy import (
     RenderedResponse,
     function_json_response,
     http_response,
+    refused_headers,
     route_of,
 )
 from donjon.gateway.slots import hold_slots
@@ -142,8 +143,14 @@ async def _run(
     held = await hold_slots(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )
-    try:  # within its compute quotas, its wall time charged to them on every path
-        async with metered(node, deployed, principal, request_id, trigger):
+    try:  # within its compute quotas (a refusal is charged nothing), reserved while it runs
+        reserved = (
+            await reserve_compute(node, deployed, principal, request_id, trigger)
+            if node.quotas
+            else None
+        )
+        started = time.perf_counter()
+        try:
             return await _call(
                 node,
                 deployed,
@@ -158,6 +165,10 @@ async def _run(
                 fields,
                 plan,
             )
+        finally:  # its wall time, charged on every path; then its reservation given back
+            if node.quotas or reserved is not None:
+                elapsed = time.perf_counter() - started
+                await settle_compute(node, deployed, principal, elapsed, reserved)
     finally:
         await held.release()
 
@@ -225,7 +236,7 @@ async def _call(
         output = redact(result.output)
         memory_kb = result.memory_kb
         rendered = render(result)
-        output += _refused_headers(detail, rendered)
+        output += refused_headers(detail, rendered)
         outcome = "ok"
         return rendered.response
     except SandboxError as e:
@@ -286,14 +297,6 @@ async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str],
         return {}, _NO_SECRETS
     granted = await node.vault.open_granted(grants)
     return granted, Redactor(granted)
-
-
-def _refused_headers(detail: dict[str, Any], rendered: RenderedResponse) -> str:
-    """Headers the response policy refused: in the record, and a line for the log."""
-    if not rendered.refused:
-        return ""
-    detail["refused_headers"] = rendered.refused
-    return f"[donjon] headers refused on the platform's origin: {', '.join(rendered.refused)}\n"
 
 
 def _subcalls(

@@ -127,7 +127,7 @@ class Node:
     quota_counter: QuotaCounter = field(default_factory=MemoryQuotaCounter)
     quotas: QuotaBook = field(default_factory=QuotaBook)
     #: Compute (ms) reserved by this node's running calls, per subject with a compute
-    #: quota: each call's timeout until it ends (gateway/quota_check.py, `metered`).
+    #: quota: each call's timeout until it ends (gateway/quota_check.py, `reserve_compute`).
     compute_in_flight: dict[str, int] = field(default_factory=dict)
     pool: SandboxPool | None = None
     #: Where triggers hand their events (triggers/envelope.py): the async queue's enqueue

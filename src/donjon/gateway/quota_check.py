@@ -10,21 +10,21 @@ are audited in aggregate (`quota.refused`, audit/denials.py), and the first
 refusal of each subject's measure on a day gets one `quota.exhausted` record
 (per node).
 
-`metered` holds a call's run (invoke._run): it refuses a call whose compute quotas do
-not cover the day's usage plus the timeouts of the calls running on this node, reserves
-the call's own timeout while it runs, and at its end (success, failure, timeout,
-disconnect) `charge_compute` adds its wall time to the same subjects.
+`reserve_compute` starts a call's run (invoke._run): it refuses a call whose compute
+quotas do not cover the day's usage plus the timeouts of the calls running on this node,
+and reserves the call's own timeout while it runs; at its end (success, failure, timeout,
+disconnect) `charge_compute` adds its wall time to the same subjects and
+`release_compute` gives the reservation back.
 A node with no quota at all pays one truth test of an empty dict per call.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from donjon.audit import AuditEvent
 from donjon.gateway.actors import actor_of
@@ -40,8 +40,10 @@ __all__ = [
     "charge_compute",
     "check_counted",
     "check_quota",
-    "metered",
     "next_reset",
+    "release_compute",
+    "reserve_compute",
+    "settle_compute",
     "subjects_of",
 ]
 
@@ -121,53 +123,77 @@ async def check_quota(
     await _refuse(node, deployed, principal, request_id, trigger, decision, now)
 
 
-@contextlib.asynccontextmanager
-async def metered(
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What `reserve_compute` holds for a running call: its timeout (ms) on each subject."""
+
+    subjects: tuple[str, ...]
+    ms: int
+
+
+async def reserve_compute(
     node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
-) -> AsyncIterator[None]:
-    """Around a call's run (invoke._run, its slots held): refuse it (429) unless each compute
+) -> Reservation | None:
+    """As a call starts (invoke._run, its slots held): refuse it (429) unless each compute
     quota of its subjects covers what they have used today plus the timeouts of their calls
-    running on this node, then reserve its own timeout until it ends; at its end (success,
-    failure, timeout, disconnect) its wall time is charged (`charge_compute`).
+    running on this node, then reserve its own timeout until `release_compute` (after its
+    wall time is charged, `charge_compute`). None: no compute quota bounds it.
 
     Compute is charged when a call ends: checked at admission alone, calls sent at once
     (or queued, then run by the async workers) were all admitted at a usage of 0 and ran
     whole past the quota (hE-52). Now the most a quota is passed by is one call's timeout
     (per node, for subjects shared in Redis). An async invocation's first attempt, counted
-    when it was queued, is checked here too."""
+    when it was queued, is checked here too. Plain calls, not a context manager: a call
+    with no quota pays a truth test (invoke._run), not a generator's frames."""
     subjects = _compute_subjects(node, principal, deployed.name)
+    if not subjects:
+        return None
     reserve = round(deployed.manifest.timeout_s * 1000)
-    if subjects:
-        in_flight = node.compute_in_flight
-        now = time.time()
-        used = await node.quota_counter.usage([limit.subject for limit in subjects], utc_day(now))
-        # From here to the reservation nothing awaits (but a refusal): calls at once on
-        # this node see each other's reservations.
-        for limit in subjects:
-            spent, held = used.get(limit.subject, (0, 0))[1], in_flight.get(limit.subject, 0)
-            most = limit.max_compute_ms
-            if most is not None and spent >= most:
-                decision = QuotaDecision(False, limit.subject, "compute-seconds", spent, most)
-                await _refuse(node, deployed, principal, request_id, trigger, decision, now)
-            if most is not None and spent + held >= most:
-                error = QuotaHeld(limit.subject, spent, held, most, deployed.manifest.timeout_s)
-                await _audit_held(node, deployed, principal, request_id, trigger, error)
-                raise error
-        for limit in subjects:
-            in_flight[limit.subject] = in_flight.get(limit.subject, 0) + reserve
-    started = time.perf_counter()
+    in_flight = node.compute_in_flight
+    now = time.time()
+    used = await node.quota_counter.usage([limit.subject for limit in subjects], utc_day(now))
+    # From here to the reservation nothing awaits (but a refusal): calls at once on this
+    # node see each other's reservations.
+    for limit in subjects:
+        spent, held = used.get(limit.subject, (0, 0))[1], in_flight.get(limit.subject, 0)
+        most = limit.max_compute_ms
+        if most is not None and spent >= most:
+            decision = QuotaDecision(False, limit.subject, "compute-seconds", spent, most)
+            await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+        if most is not None and spent + held >= most:
+            error = QuotaHeld(limit.subject, spent, held, most, deployed.manifest.timeout_s)
+            await _audit_held(node, deployed, principal, request_id, trigger, error)
+            raise error
+    for limit in subjects:
+        in_flight[limit.subject] = in_flight.get(limit.subject, 0) + reserve
+    return Reservation(tuple(limit.subject for limit in subjects), reserve)
+
+
+async def settle_compute(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    elapsed_s: float,
+    reservation: Reservation | None,
+) -> None:
+    """A call's end: its wall time charged (`charge_compute`), then its reservation given
+    back (never a moment counted in neither)."""
     try:
-        yield
+        await charge_compute(node, deployed, principal, elapsed_s)
     finally:
-        try:  # charged before its reservation goes: never a moment counted in neither
-            await charge_compute(node, deployed, principal, time.perf_counter() - started)
-        finally:
-            for limit in subjects:
-                left = node.compute_in_flight.get(limit.subject, 0) - reserve
-                if left > 0:
-                    node.compute_in_flight[limit.subject] = left
-                else:
-                    node.compute_in_flight.pop(limit.subject, None)
+        if reservation is not None:
+            release_compute(node, reservation)
+
+
+def release_compute(node: Node, reservation: Reservation) -> None:
+    """Give back what `reserve_compute` held."""
+    in_flight = node.compute_in_flight
+    for subject in reservation.subjects:
+        left = in_flight.get(subject, 0) - reservation.ms
+        if left > 0:
+            in_flight[subject] = left
+        else:
+            in_flight.pop(subject, None)
 
 
 async def check_counted(

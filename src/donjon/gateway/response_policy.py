@@ -43,6 +43,7 @@ __all__ = [
     "RenderedResponse",
     "function_json_response",
     "http_response",
+    "refused_headers",
     "render_http",
     "route_of",
 ]
@@ -272,3 +273,12 @@ def _confine_cookie(value: str, route: str) -> str | None:
 def route_of(path: str) -> str:
     """The public path of the http trigger at `path` (as routed: "/x/y")."""
     return "/fn" + (path.rstrip("/") or "/")
+
+
+def refused_headers(detail: dict[str, Any], rendered: RenderedResponse) -> str:
+    """Headers the response policy refused: in the call's record (`detail`), and a line
+    for its log."""
+    if not rendered.refused:
+        return ""
+    detail["refused_headers"] = rendered.refused
+    return f"[donjon] headers refused on the platform's origin: {', '.join(rendered.refused)}\n"
