@@ -23,7 +23,12 @@ from donjon.identity import (
     parse_jwks,
     principal_from_claims,
 )
-from donjon.identity.jwt_verifier import LEEWAY_S, MAX_TOKEN_BYTES, REFRESH_INTERVAL_S
+from donjon.identity.jwt_verifier import (
+    LEEWAY_S,
+    MAX_KEYS_AGE_S,
+    MAX_TOKEN_BYTES,
+    REFRESH_INTERVAL_S,
+)
 from donjon.store import IssuerRecord
 from jwt_support import SigningKey, claims, forge, hs256_with, jwks
 
@@ -204,6 +209,27 @@ def test_unknown_kid_refreshes_at_most_once_per_interval() -> None:
     assert _verify(verifier, token).sub == "alice"  # a known kid never fetches
     assert _verify(verifier, KEY.sign(claims(ISS, AUD))).sub == "alice"
     assert fetcher.calls == 2
+
+
+def test_keys_past_their_age_are_fetched_again_in_the_background() -> None:
+    """Keys held past MAX_KEYS_AGE_S: the token at hand is checked with them (no wait on
+    the network), a refresh runs beside it, and a key the issuer withdrew is then refused;
+    a burst of tokens on stale keys fetches once."""
+    fetcher = _Fetcher(jwks(SigningKey.generate("k2")))  # the issuer withdrew k1
+    stale = time.time() - MAX_KEYS_AGE_S - 1
+    record = _record(url="https://idp.example/jwks", refreshed_at=stale)
+
+    async def attack() -> None:
+        verifier = _verifier(KEY, record=record, fetch=fetcher)
+        token = KEY.sign(claims(ISS, AUD))
+        for _ in range(5):
+            assert (await verifier.verify(token)).sub == "alice"
+        await asyncio.sleep(0.01)  # the refresh's turn
+        assert fetcher.calls == 1
+        with pytest.raises(TokenRejected, match="unknown kid"):
+            await verifier.verify(token)
+
+    asyncio.run(attack())
 
 
 def test_inline_jwks_is_never_fetched() -> None:
