@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 import ssl
 import time
 from typing import Any
@@ -269,6 +271,27 @@ def test_short_rsa_keys_are_refused() -> None:
     weak = SigningKey("w", "RS256", short)
     with pytest.raises(JwksError, match="2048"):
         parse_jwks(json.dumps(jwks(weak)))
+
+
+def _rsa_jwk(modulus_bits: int, e: int) -> dict[str, Any]:
+    n = secrets.randbits(modulus_bits) | 1 << (modulus_bits - 1) | 1
+
+    def b64(i: int) -> str:
+        return base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")).decode()
+
+    return {"kty": "RSA", "kid": "r", "n": b64(n), "e": b64(e)}
+
+
+@pytest.mark.parametrize(
+    ("modulus_bits", "e", "error"),
+    [(4097, 65537, "over 4096 bits"), (3072, 2**40 + 1, "exponent over 32 bits")],
+)
+def test_rsa_keys_slow_to_check_are_refused(modulus_bits: int, e: int, error: str) -> None:
+    """An RSA key over 4096 bits, or with an exponent over 32 bits, makes the JWKS unusable
+    (each token naming it would cost milliseconds to check); 4096 bits and e = 65537 do."""
+    with pytest.raises(JwksError, match=error):
+        parse_jwks(json.dumps({"keys": [_rsa_jwk(modulus_bits, e)]}))
+    assert parse_jwks(json.dumps({"keys": [_rsa_jwk(4096, 65537)]})).get("r") is not None
 
 
 def test_key_alg_must_match_its_type() -> None:

@@ -37,6 +37,12 @@ FETCH_TIMEOUT_S = 5.0
 MAX_KEYS = 100
 #: RSA keys shorter than this are refused (NIST SP 800-131A).
 MIN_RSA_BITS = 2048
+#: RSA keys longer than this, or whose public exponent has more bits than
+#: MAX_RSA_EXPONENT_BITS, are refused: each token naming one (anyone's, forged) would
+#: cost milliseconds of the event loop to check (a 3072-bit exponent: ~8 ms) instead of
+#: tens of microseconds. Identity providers use 2048-4096 bits and e = 65537.
+MAX_RSA_BITS = 4096
+MAX_RSA_EXPONENT_BITS = 32
 
 
 #: What a usable JWKS is, for errors that do not say more.
@@ -104,6 +110,22 @@ def _load(raw: bytes | str) -> Any:
         raise JwksError(f"the JWKS is not JSON: {e}") from e
 
 
+def _check_rsa_size(kid: str, key: Any) -> None:
+    """`JwksError` unless the RSA public key is 2048-4096 bits with an exponent of 32 bits
+    at most (a longer one is no safer, only slower to check)."""
+    hint = f"publish RSA keys of {MIN_RSA_BITS}-{MAX_RSA_BITS} bits with e = 65537 (AQAB)"
+    if key.key_size < MIN_RSA_BITS:
+        raise JwksError(f"key {kid!r} of the JWKS is RSA under {MIN_RSA_BITS} bits", hint=hint)
+    if key.key_size > MAX_RSA_BITS:
+        raise JwksError(f"key {kid!r} of the JWKS is RSA over {MAX_RSA_BITS} bits", hint=hint)
+    if key.public_numbers().e.bit_length() > MAX_RSA_EXPONENT_BITS:
+        raise JwksError(
+            f"key {kid!r} of the JWKS is RSA with a public exponent over "
+            f"{MAX_RSA_EXPONENT_BITS} bits",
+            hint=hint,
+        )
+
+
 def parse_jwks(raw: bytes | str) -> KeySet:
     """The signing keys of a JWKS document; `JwksError` if it is malformed or has none."""
     doc = _load(raw)
@@ -130,8 +152,8 @@ def parse_jwks(raw: bytes | str) -> KeySet:
             key = jwt.PyJWK(jwk, algorithm).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
             raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
-        if algorithm == "RS256" and key.key_size < MIN_RSA_BITS:
-            raise JwksError(f"key {kid!r} of the JWKS is RSA under {MIN_RSA_BITS} bits")
+        if algorithm == "RS256":
+            _check_rsa_size(kid, key)
         keys[kid] = TrustedKey(kid, algorithm, key)
     if not keys:
         raise JwksError(
