@@ -178,6 +178,10 @@ class JwtVerifier:
             )
         except (jwt.PyJWTError, ValueError, TypeError) as e:  # whatever a token makes it raise
             raise TokenRejected(f"jwt: {type(e).__name__}: {e}") from e
+        for name in ("exp", "nbf", "iat"):  # PyJWT takes "1700000000" (a string) as well
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TokenRejected(f"jwt: {name} must be a number of seconds (NumericDate)")
         return claims
 
     def _refresh_if_stale(self, issuer: Issuer) -> None:
