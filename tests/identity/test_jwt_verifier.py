@@ -25,6 +25,7 @@ from donjon.identity import (
     parse_jwks,
     principal_from_claims,
 )
+from donjon.identity.jwks import internal_address
 from donjon.identity.jwt_verifier import (
     LEEWAY_S,
     MAX_KEYS_AGE_S,
@@ -329,3 +330,20 @@ def test_issuer_defaults_are_least_privilege() -> None:
         {"name": "corp", "issuer": ISS, "audience": AUD, "jwks_url": "https://x/j"}
     )
     assert spec.allowed_roles == ("invoker",) and spec.roles_claim == "roles"
+
+
+@pytest.mark.parametrize(
+    ("url", "internal"),
+    [
+        ("https://8.8.8.8/jwks", None),
+        ("https://[2001:4860:4860::8888]/jwks", None),
+        ("https://127.0.0.1:8443/jwks", "127.0.0.1"),
+        ("https://[::ffff:10.0.0.1]/jwks", "::ffff:10.0.0.1"),
+        ("https://100.64.0.1/jwks", "100.64.0.1"),
+        ("https://name-that-does-not-resolve.invalid/jwks", "name-that-does-not-resolve.invalid"),
+    ],
+)
+def test_internal_jwks_addresses_are_told_apart(url: str, internal: str | None) -> None:
+    """A JWKS URL's host is internal if any address of it is not global (an IPv4-mapped
+    one by its IPv4), or if it does not resolve; a global address is not."""
+    assert asyncio.run(internal_address(url)) == internal

@@ -118,3 +118,23 @@ def test_issuer_manager_cannot_register_a_key_that_makes_forged_tokens_slow(
         assert name not in [i["name"] for i in c.get("/v1/issuers").json()]
     records = audit_records(node, r.headers["x-request-id"])
     assert [(rec["action"], rec["outcome"]) for rec in records] == [("issuer.add", "refused")]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:1", "localhost:1", "[::1]:1", "169.254.169.254"])
+def test_issuer_manager_cannot_make_the_node_fetch_internal_urls(node: LiveNode, host: str) -> None:
+    """A JWKS URL on the node's own or an internal network: the fetch's error (refused,
+    timed out, TLS, not JSON, a status) would tell the manager what listens there, a port
+    scanner of the inside. Only an admin may: 403 (audited), nothing fetched or stored."""
+    role, manager = _manager(node)
+    name = f"sec-ssrf-{secrets.token_hex(3)}"
+    body = _issuer(name, SigningKey.generate("x"), [role])
+    del body["jwks"]
+    body["jwks_url"] = f"https://{host}/jwks"
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/issuers", json=body)
+        assert_problem(r, 403)
+        assert "refused" not in r.text.lower(), r.text
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    with node.client() as c:
+        assert name not in [i["name"] for i in c.get("/v1/issuers").json()]

@@ -9,6 +9,8 @@ encryption keys, other curves) is left out of the set.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ __all__ = [
     "KeySet",
     "TrustedKey",
     "fetch_jwks",
+    "internal_address",
     "parse_jwks",
 ]
 
@@ -169,6 +172,35 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
     return context
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone is not part of it
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global
+
+
+async def internal_address(url: str) -> str | None:
+    """The first address of `url`'s host that is not a global one (loopback, private,
+    link-local, ...): the host itself if it does not resolve in FETCH_TIMEOUT_S; None if
+    all its addresses are global. (The fetch resolves again: a name whose answer changes
+    in between is not caught.)"""
+    parsed = httpx.URL(url)
+    host = parsed.host
+    try:
+        return host if _internal(host) else None
+    except ValueError:
+        pass  # a name, not an address
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT_S):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, parsed.port or 443, type=socket.SOCK_STREAM
+            )
+    except (OSError, TimeoutError, UnicodeError):
+        return host
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if _internal(a)), None if addresses else host)
 
 
 async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
