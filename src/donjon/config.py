@@ -198,9 +198,10 @@ class Settings:
     kms_timeout_s: float = 10.0
     #: DONJON_LOG_RETENTION_DAYS: invocation logs older than this are purged.
     log_retention_days: int = 30
-    #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS over HTTPS
-    #: (DONJON_JWKS_CA_FILE), beside the system's; default none.
+    #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS (DONJON_JWKS_CA_FILE),
+    #: and the age past which fetched keys are fetched again (DONJON_JWKS_MAX_AGE_S).
     jwks_ca_file: Path | None = None
+    jwks_max_age_s: float = 300.0
     #: Seconds calls in flight get to finish once `donjon serve` is told to stop
     #: (SIGTERM, SIGINT); then they are cancelled and their sandboxes ended
     #: (DONJON_SHUTDOWN_GRACE_S).
@@ -441,6 +442,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kms_timeout_s=raw.KMS_TIMEOUT_S,
         log_retention_days=raw.LOG_RETENTION_DAYS,
         jwks_ca_file=_path(raw.JWKS_CA_FILE),
+        jwks_max_age_s=raw.JWKS_MAX_AGE_S,
         shutdown_grace_s=raw.SHUTDOWN_GRACE_S,
         ca_bundle=_path(raw.CA_BUNDLE),
         lambda_region=raw.LAMBDA_REGION,

@@ -207,6 +207,7 @@ class SettingsInput(BaseSettings):
     KMS_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
     LOG_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 30
     JWKS_CA_FILE: ExistingPath = None
+    JWKS_MAX_AGE_S: Annotated[Seconds, Field(ge=1, le=86_400)] = 300.0
     SHUTDOWN_GRACE_S: Annotated[Seconds, Field(ge=0)] = 10.0
     #: The async queue (triggers/queue/): deliveries run at once by this node, the lease
     #: a delivery holds (renewed while it runs; a dead node's expires after it), and how

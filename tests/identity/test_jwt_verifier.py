@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import secrets
 import ssl
 import time
 from typing import Any
@@ -23,7 +25,13 @@ from donjon.identity import (
     parse_jwks,
     principal_from_claims,
 )
-from donjon.identity.jwt_verifier import LEEWAY_S, MAX_TOKEN_BYTES, REFRESH_INTERVAL_S
+from donjon.identity.jwks import internal_address
+from donjon.identity.jwt_verifier import (
+    LEEWAY_S,
+    MAX_KEYS_AGE_S,
+    MAX_TOKEN_BYTES,
+    REFRESH_INTERVAL_S,
+)
 from donjon.store import IssuerRecord
 from jwt_support import SigningKey, claims, forge, hs256_with, jwks
 
@@ -206,6 +214,27 @@ def test_unknown_kid_refreshes_at_most_once_per_interval() -> None:
     assert fetcher.calls == 2
 
 
+def test_keys_past_their_age_are_fetched_again_in_the_background() -> None:
+    """Keys held past MAX_KEYS_AGE_S: the token at hand is checked with them (no wait on
+    the network), a refresh runs beside it, and a key the issuer withdrew is then refused;
+    a burst of tokens on stale keys fetches once."""
+    fetcher = _Fetcher(jwks(SigningKey.generate("k2")))  # the issuer withdrew k1
+    stale = time.time() - MAX_KEYS_AGE_S - 1
+    record = _record(url="https://idp.example/jwks", refreshed_at=stale)
+
+    async def attack() -> None:
+        verifier = _verifier(KEY, record=record, fetch=fetcher)
+        token = KEY.sign(claims(ISS, AUD))
+        for _ in range(5):
+            assert (await verifier.verify(token)).sub == "alice"
+        await asyncio.sleep(0.01)  # the refresh's turn
+        assert fetcher.calls == 1
+        with pytest.raises(TokenRejected, match="unknown kid"):
+            await verifier.verify(token)
+
+    asyncio.run(attack())
+
+
 def test_inline_jwks_is_never_fetched() -> None:
     """An issuer whose JWKS was given inline has no URL to refresh from."""
     fetcher = _Fetcher(jwks(KEY))
@@ -245,6 +274,27 @@ def test_short_rsa_keys_are_refused() -> None:
         parse_jwks(json.dumps(jwks(weak)))
 
 
+def _rsa_jwk(modulus_bits: int, e: int) -> dict[str, Any]:
+    n = secrets.randbits(modulus_bits) | 1 << (modulus_bits - 1) | 1
+
+    def b64(i: int) -> str:
+        return base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")).decode()
+
+    return {"kty": "RSA", "kid": "r", "n": b64(n), "e": b64(e)}
+
+
+@pytest.mark.parametrize(
+    ("modulus_bits", "e", "error"),
+    [(4097, 65537, "over 4096 bits"), (3072, 2**40 + 1, "exponent over 32 bits")],
+)
+def test_rsa_keys_slow_to_check_are_refused(modulus_bits: int, e: int, error: str) -> None:
+    """An RSA key over 4096 bits, or with an exponent over 32 bits, makes the JWKS unusable
+    (each token naming it would cost milliseconds to check); 4096 bits and e = 65537 do."""
+    with pytest.raises(JwksError, match=error):
+        parse_jwks(json.dumps({"keys": [_rsa_jwk(modulus_bits, e)]}))
+    assert parse_jwks(json.dumps({"keys": [_rsa_jwk(4096, 65537)]})).get("r") is not None
+
+
 def test_key_alg_must_match_its_type() -> None:
     """An RSA key declaring another algorithm is not used (no key, no set)."""
     with pytest.raises(JwksError):
@@ -280,3 +330,20 @@ def test_issuer_defaults_are_least_privilege() -> None:
         {"name": "corp", "issuer": ISS, "audience": AUD, "jwks_url": "https://x/j"}
     )
     assert spec.allowed_roles == ("invoker",) and spec.roles_claim == "roles"
+
+
+@pytest.mark.parametrize(
+    ("url", "internal"),
+    [
+        ("https://8.8.8.8/jwks", None),
+        ("https://[2001:4860:4860::8888]/jwks", None),
+        ("https://127.0.0.1:8443/jwks", "127.0.0.1"),
+        ("https://[::ffff:10.0.0.1]/jwks", "::ffff:10.0.0.1"),
+        ("https://100.64.0.1/jwks", "100.64.0.1"),
+        ("https://name-that-does-not-resolve.invalid/jwks", "name-that-does-not-resolve.invalid"),
+    ],
+)
+def test_internal_jwks_addresses_are_told_apart(url: str, internal: str | None) -> None:
+    """A JWKS URL's host is internal if any address of it is not global (an IPv4-mapped
+    one by its IPv4), or if it does not resolve; a global address is not."""
+    assert asyncio.run(internal_address(url)) == internal

@@ -5,8 +5,11 @@ node; the keys are given inline (a JWKS the attacker made)."""
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any
+
+import pytest
 
 from harness import LiveNode, fresh_source
 from jwt_support import SigningKey, claims, jwks
@@ -88,3 +91,50 @@ def test_custom_issuer_manager_manages_issuers_of_its_own_role(node: LiveNode) -
         )
         assert made.status_code == 201, made.text
         assert c.delete(f"/v1/issuers/{name}").status_code == 204
+
+
+def _b64_int(n: int) -> str:
+    return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).decode()
+
+
+@pytest.mark.parametrize(("modulus_bits", "exponent_bits"), [(3072, 3071), (16384, 64)])
+def test_issuer_manager_cannot_register_a_key_that_makes_forged_tokens_slow(
+    node: LiveNode, modulus_bits: int, exponent_bits: int
+) -> None:
+    """An RSA key with a huge public exponent (or modulus) makes each signature check cost
+    milliseconds of the node's event loop instead of microseconds (a 3072-bit exponent:
+    ~8 ms, 200 times an RS256 key's): anyone's forged token naming its kid would stall
+    every caller. `issuer add` refuses it (400, audited), and nothing is stored."""
+    role, manager = _manager(node)
+    n = secrets.randbits(modulus_bits) | 1 << (modulus_bits - 1) | 1
+    e = secrets.randbits(exponent_bits) | 1 << (exponent_bits - 1) | 1
+    jwk = {"kty": "RSA", "kid": "slow", "use": "sig", "n": _b64_int(n), "e": _b64_int(e)}
+    name = f"sec-slow-{secrets.token_hex(3)}"
+    body = {**_issuer(name, SigningKey.generate("x"), [role]), "jwks": {"keys": [jwk]}}
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/issuers", json=body)
+        assert_problem(r, 400)
+        assert "RSA" in r.json()["detail"], r.json()
+        assert name not in [i["name"] for i in c.get("/v1/issuers").json()]
+    records = audit_records(node, r.headers["x-request-id"])
+    assert [(rec["action"], rec["outcome"]) for rec in records] == [("issuer.add", "refused")]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:1", "localhost:1", "[::1]:1", "169.254.169.254"])
+def test_issuer_manager_cannot_make_the_node_fetch_internal_urls(node: LiveNode, host: str) -> None:
+    """A JWKS URL on the node's own or an internal network: the fetch's error (refused,
+    timed out, TLS, not JSON, a status) would tell the manager what listens there, a port
+    scanner of the inside. Only an admin may: 403 (audited), nothing fetched or stored."""
+    role, manager = _manager(node)
+    name = f"sec-ssrf-{secrets.token_hex(3)}"
+    body = _issuer(name, SigningKey.generate("x"), [role])
+    del body["jwks"]
+    body["jwks_url"] = f"https://{host}/jwks"
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/issuers", json=body)
+        assert_problem(r, 403)
+        assert "refused" not in r.text.lower(), r.text
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied"
+    with node.client() as c:
+        assert name not in [i["name"] for i in c.get("/v1/issuers").json()]

@@ -144,6 +144,16 @@ def test_expired_token_is_refused(world: JwtWorld) -> None:
     _refused(world, world.corp_token(iat=past - 300, exp=past), "ExpiredSignatureError")
 
 
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_time_claims_that_are_not_numbers_are_refused(world: JwtWorld, claim: str) -> None:
+    """exp, iat or nbf as a string of digits (PyJWT reads it with int()): 401, not a token
+    whose principal has no expiry (a key it minted could outlive it, key_reach.py)."""
+    now = int(time.time())
+    value = {"exp": now + 300, "iat": now, "nbf": now}[claim]
+    token = world.ops.sign(claims(OPS_ISS, AUD, roles=["admin"], **{claim: str(value)}))
+    _refused(world, token, f"{claim} must be a number")
+
+
 def test_not_yet_valid_token_is_refused(world: JwtWorld) -> None:
     """A token whose nbf is ten minutes ahead: 401."""
     _refused(world, world.corp_token(nbf=int(time.time()) + 600), "ImmatureSignatureError")

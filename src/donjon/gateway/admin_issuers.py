@@ -29,7 +29,7 @@ from donjon.identity import (
     parse_jwks,
     tls_context,
 )
-from donjon.identity.jwks import MAX_JWKS_BYTES
+from donjon.identity.jwks import MAX_JWKS_BYTES, internal_address
 from donjon.store import IssuerRecord, IssuerStore
 
 __all__ = ["add_issuer", "list_issuers", "record_refresh", "remove_issuer"]
@@ -90,6 +90,33 @@ async def _check_grants(
     )
 
 
+async def _check_address(
+    node: Node, request: Request, principal: Principal, request_id: str, url: str
+) -> None:
+    """`Forbidden` (audited `authz.denied`) if a caller other than the built-in admin names
+    a JWKS URL on an internal address: the fetch's error (refused, timed out, a TLS or
+    HTTP failure) would tell it what listens there, inside the node's network."""
+    if principal.role == Role.ADMIN:
+        return
+    address = await internal_address(url)
+    if address is None:
+        return
+    await deny(
+        node,
+        request,
+        principal.label,
+        "authz.denied",
+        f"issuer:manage: only an admin may register a JWKS URL on an internal address "
+        f"({address[:64]})",
+        request_id,
+        {"role": principal.role, "statement": "only admins reach internal addresses"},
+    )
+    raise Forbidden(
+        "only an admin may register an issuer whose JWKS URL is on an internal address "
+        "(or does not resolve)"
+    )
+
+
 async def add_issuer(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
@@ -101,6 +128,7 @@ async def add_issuer(
         spec = parse_issuer_spec(body, node.policy.exists)
         await _check_grants(node, request, principal, request_id, "add", spec.allowed_roles)
         if spec.jwks_url is not None:
+            await _check_address(node, request, principal, request_id, spec.jwks_url)
             ca = node.settings.jwks_ca_file
             keys = await fetch_jwks(spec.jwks_url, tls_context(str(ca) if ca else None))
         else:

@@ -104,6 +104,7 @@ def open_node(settings: Settings) -> Node:
         tls_context(str(settings.jwks_ca_file) if settings.jwks_ca_file else None),
         fetch=fetch_jwks,
         persist=persist,
+        max_age_s=settings.jwks_max_age_s,
     )
     return Node(
         settings=settings,

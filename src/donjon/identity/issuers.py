@@ -241,6 +241,8 @@ class Issuer:
     #: Monotonic time of the last refresh attempt (0: none since start).
     last_refresh: float = 0.0
     refresh_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The refresh of keys held past their age, while it runs (jwt_verifier.py).
+    refreshing: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:

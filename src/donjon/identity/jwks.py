@@ -9,6 +9,8 @@ encryption keys, other curves) is left out of the set.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,7 @@ __all__ = [
     "KeySet",
     "TrustedKey",
     "fetch_jwks",
+    "internal_address",
     "parse_jwks",
 ]
 
@@ -37,6 +40,12 @@ FETCH_TIMEOUT_S = 5.0
 MAX_KEYS = 100
 #: RSA keys shorter than this are refused (NIST SP 800-131A).
 MIN_RSA_BITS = 2048
+#: RSA keys longer than this, or whose public exponent has more bits than
+#: MAX_RSA_EXPONENT_BITS, are refused: each token naming one (anyone's, forged) would
+#: cost milliseconds of the event loop to check (a 3072-bit exponent: ~8 ms) instead of
+#: tens of microseconds. Identity providers use 2048-4096 bits and e = 65537.
+MAX_RSA_BITS = 4096
+MAX_RSA_EXPONENT_BITS = 32
 
 
 #: What a usable JWKS is, for errors that do not say more.
@@ -104,6 +113,22 @@ def _load(raw: bytes | str) -> Any:
         raise JwksError(f"the JWKS is not JSON: {e}") from e
 
 
+def _check_rsa_size(kid: str, key: Any) -> None:
+    """`JwksError` unless the RSA public key is 2048-4096 bits with an exponent of 32 bits
+    at most (a longer one is no safer, only slower to check)."""
+    hint = f"publish RSA keys of {MIN_RSA_BITS}-{MAX_RSA_BITS} bits with e = 65537 (AQAB)"
+    if key.key_size < MIN_RSA_BITS:
+        raise JwksError(f"key {kid!r} of the JWKS is RSA under {MIN_RSA_BITS} bits", hint=hint)
+    if key.key_size > MAX_RSA_BITS:
+        raise JwksError(f"key {kid!r} of the JWKS is RSA over {MAX_RSA_BITS} bits", hint=hint)
+    if key.public_numbers().e.bit_length() > MAX_RSA_EXPONENT_BITS:
+        raise JwksError(
+            f"key {kid!r} of the JWKS is RSA with a public exponent over "
+            f"{MAX_RSA_EXPONENT_BITS} bits",
+            hint=hint,
+        )
+
+
 def parse_jwks(raw: bytes | str) -> KeySet:
     """The signing keys of a JWKS document; `JwksError` if it is malformed or has none."""
     doc = _load(raw)
@@ -130,8 +155,8 @@ def parse_jwks(raw: bytes | str) -> KeySet:
             key = jwt.PyJWK(jwk, algorithm).key
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
             raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
-        if algorithm == "RS256" and key.key_size < MIN_RSA_BITS:
-            raise JwksError(f"key {kid!r} of the JWKS is RSA under {MIN_RSA_BITS} bits")
+        if algorithm == "RS256":
+            _check_rsa_size(kid, key)
         keys[kid] = TrustedKey(kid, algorithm, key)
     if not keys:
         raise JwksError(
@@ -147,6 +172,35 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     if ca_file:
         context.load_verify_locations(cafile=ca_file)
     return context
+
+
+def _internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone is not part of it
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global
+
+
+async def internal_address(url: str) -> str | None:
+    """The first address of `url`'s host that is not a global one (loopback, private,
+    link-local, ...): the host itself if it does not resolve in FETCH_TIMEOUT_S; None if
+    all its addresses are global. (The fetch resolves again: a name whose answer changes
+    in between is not caught.)"""
+    parsed = httpx.URL(url)
+    host = parsed.host
+    try:
+        return host if _internal(host) else None
+    except ValueError:
+        pass  # a name, not an address
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT_S):
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, parsed.port or 443, type=socket.SOCK_STREAM
+            )
+    except (OSError, TimeoutError, UnicodeError):
+        return host
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if _internal(a)), None if addresses else host)
 
 
 async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:

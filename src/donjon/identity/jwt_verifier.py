@@ -8,6 +8,7 @@ key's own algorithm -> exp, nbf, iat (LEEWAY_S), iss, aud -> sub -> roles.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -28,6 +29,7 @@ from donjon.identity.jwks import KeySet, TrustedKey, fetch_jwks
 
 __all__ = [
     "LEEWAY_S",
+    "MAX_KEYS_AGE_S",
     "MAX_TOKEN_BYTES",
     "REFRESH_INTERVAL_S",
     "JwtVerifier",
@@ -45,6 +47,8 @@ MAX_TOKEN_BYTES = 8 * 1024
 LEEWAY_S = 30
 #: An issuer's JWKS is fetched again (on an unknown kid) at most this often.
 REFRESH_INTERVAL_S = 60.0
+#: Seconds fetched keys are trusted before they are fetched again (the default).
+MAX_KEYS_AGE_S = 300.0
 
 _SEGMENT = r"[A-Za-z0-9_-]+"
 _JWT_SHAPE = re.compile(rf"^{_SEGMENT}\.{_SEGMENT}\.[A-Za-z0-9_-]*$")
@@ -115,12 +119,14 @@ class JwtVerifier:
         fetch: Fetch = fetch_jwks,
         persist: Persist | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_age_s: float = MAX_KEYS_AGE_S,
     ) -> None:
         self.issuers = issuers
         self._tls = tls
         self._fetch = fetch
         self._persist = persist
         self._clock = clock
+        self._max_age_s = max_age_s
 
     async def verify(self, token: str) -> VerifiedToken:
         """The issuer and claims of a valid token, or `TokenRejected` naming the failed check."""
@@ -143,6 +149,7 @@ class JwtVerifier:
         key = issuer.keys.get(kid) or await self._refresh(issuer, kid)
         if key is None:
             raise TokenRejected(f"jwt: unknown kid for issuer {issuer.name}")
+        self._refresh_if_stale(issuer)
         claims = self._decode(token, issuer, key)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub or len(sub) > 256 or not sub.isprintable():
@@ -171,16 +178,41 @@ class JwtVerifier:
             )
         except (jwt.PyJWTError, ValueError, TypeError) as e:  # whatever a token makes it raise
             raise TokenRejected(f"jwt: {type(e).__name__}: {e}") from e
+        for name in ("exp", "nbf", "iat"):  # PyJWT takes "1700000000" (a string) as well
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TokenRejected(f"jwt: {name} must be a number of seconds (NumericDate)")
         return claims
 
-    async def _refresh(self, issuer: Issuer, kid: str) -> TrustedKey | None:
-        """Fetch the issuer's JWKS again for an unknown kid, at most once per interval."""
+    def _refresh_if_stale(self, issuer: Issuer) -> None:
+        """Start fetching the issuer's keys again, in the background, if they are past
+        their age and no refresh ran within the interval (the token at hand is checked
+        with the keys held: the next ones, with what the issuer publishes)."""
+        if issuer.record.jwks_url is None or issuer.refreshing is not None:
+            return
+        if time.time() - issuer.record.refreshed_at < self._max_age_s:
+            return
+        if issuer.last_refresh and self._clock() - issuer.last_refresh < REFRESH_INTERVAL_S:
+            return
+        issuer.refreshing = asyncio.get_running_loop().create_task(self._refresh_stale(issuer))
+
+    async def _refresh_stale(self, issuer: Issuer) -> None:
+        try:
+            await self._refresh(issuer, None)
+        except Exception:  # a background task: nobody else would hear of it
+            log.exception("issuer %s: storing its refreshed JWKS failed", issuer.name)
+        finally:
+            issuer.refreshing = None
+
+    async def _refresh(self, issuer: Issuer, kid: str | None) -> TrustedKey | None:
+        """Fetch the issuer's JWKS again, for an unknown `kid` or (None) keys past their
+        age, at most once per interval; the key of that kid, if there is one now."""
         url = issuer.record.jwks_url
         if url is None:
             return None  # keys given inline change only through the admin
         async with issuer.refresh_lock:
-            key = issuer.keys.get(kid)  # another request may just have refreshed
-            if key is not None:
+            key = issuer.keys.get(kid) if kid is not None else None
+            if key is not None:  # another request may just have refreshed
                 return key
             now = self._clock()
             if issuer.last_refresh and now - issuer.last_refresh < REFRESH_INTERVAL_S:
@@ -194,4 +226,4 @@ class JwtVerifier:
             issuer.with_keys(keys)
             if self._persist is not None:
                 await self._persist(issuer)
-            return keys.get(kid)
+            return keys.get(kid) if kid is not None else None
