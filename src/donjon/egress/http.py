@@ -103,8 +103,8 @@ def destination(host: str, port: int) -> str:
 
 def split_authority(text: str, default_port: int | None) -> tuple[str, int]:
     """`host:port` (or `[v6]:port`) as (host, port); raise BadRequest if malformed."""
-    if not text or len(text) > 300 or not text.isascii():
-        raise BadRequest("malformed host")
+    if not text or len(text) > 300 or not text.isascii() or not text.isprintable():
+        raise BadRequest("malformed host")  # control characters: never logged or audited
     host, port_text = _bracketed(text) if text.startswith("[") else _plain(text)
     if port_text is None:
         if default_port is None:
