@@ -65,6 +65,17 @@ _CHILD = textwrap.dedent(
             )
             out[name] = answer.decode("latin-1")
         out["records"] = [rec["detail"] for rec in r.records()]
+
+    import asyncio
+    from donjon.triggers.source_address import SourceAddressRefused, allowed_addresses
+
+    async def source(host):
+        try:
+            return [str(a) for a in await allowed_addresses(host, port, (), "the trigger")]
+        except SourceAddressRefused as e:
+            return e.message
+
+    out["source"] = [asyncio.run(source(h)) for h in ("1.2.3.4", "[2a00:1450::1234]")]
     out["accepted"] = accepted
     print(json.dumps(out))
     """
@@ -112,3 +123,13 @@ def test_nodes_own_service_saw_nothing_and_the_refusals_are_audited(
     assert set(denied) == {"req-own", "req-own6", "req-ownmapped"}
     for record in denied.values():
         assert "an address of this host" in record["reason"]
+
+
+def test_event_source_cannot_dial_the_nodes_own_address(attempts: dict[str, object]) -> None:
+    """A trigger's DSN or endpoint (from a secret a developer writes) naming the node's
+    own public address is refused like a function's egress: the node dials it itself."""
+    answers = attempts["source"]
+    assert isinstance(answers, list) and len(answers) == 2
+    for answer in answers:
+        assert "an address of this host" in str(answer), answer
+    assert attempts["accepted"] == []
