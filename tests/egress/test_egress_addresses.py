@@ -13,6 +13,7 @@ from donjon.egress.addresses import (
     AddressError,
     IPAddress,
     embedded_ipv4,
+    own_address_refusal,
     parse_ip_literal,
     parse_networks,
     refusal,
@@ -202,3 +203,13 @@ def test_parse_networks_names_the_bad_entry(text: str) -> None:
     with pytest.raises(AddressError) as e:
         parse_networks(f"192.168.0.0/16,{text}")
     assert repr(text) in e.value.message and e.value.hint
+
+
+def test_own_address_refusal_is_by_route_and_yields_to_allowed_networks() -> None:
+    """This host's own addresses (routed over lo) are refused unless an admin opened them."""
+    mine = ipaddress.ip_address("127.0.0.5")
+    assert "an address of this host" in (own_address_refusal(mine, ()) or "")
+    assert own_address_refusal(ipaddress.ip_address("::ffff:127.0.0.5"), ()) is not None
+    assert own_address_refusal(mine, parse_networks("127.0.0.0/24")) is None
+    # Documentation space is no address of this host (it may have no route at all).
+    assert own_address_refusal(ipaddress.ip_address("203.0.113.9"), ()) is None

@@ -98,3 +98,22 @@ def test_the_response_head_says_close_and_its_length_bounds_the_body() -> None:
     # closes, as the proxy's one request per connection allows), never a crash.
     superscript = b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n"
     assert response_length(get, superscript) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"evil.example.com\nINFO-forged-line:443",  # a lone LF: the head is split on CRLF only
+        b"a\x1b[2Jb.example.com:443",  # a terminal escape
+        b"api.example.com\x7f:443",
+        b"api.example.com\x0b:443",
+    ],
+)
+def test_control_characters_in_a_target_host_are_malformed(target: bytes) -> None:
+    """A host with control characters is a 400, never a destination written to the
+    node's log and audit record as sent (the console log view prints it raw)."""
+    with pytest.raises(BadRequest, match="malformed host") as info:
+        parse_request(b"CONNECT " + target + b" HTTP/1.1\r\n\r\n")
+    assert info.value.status == 400
+    with pytest.raises(BadRequest, match="malformed"):
+        parse_request(b"GET http://a.example.com/ HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")

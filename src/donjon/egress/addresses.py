@@ -26,6 +26,7 @@ __all__ = [
     "IPAddress",
     "IPNetwork",
     "embedded_ipv4",
+    "own_address_refusal",
     "parse_ip_literal",
     "parse_networks",
     "refusal",
@@ -181,6 +182,39 @@ def refusal(address: IPAddress, allow_networks: Sequence[IPNetwork]) -> str | No
         return None
     reason = _special(address)
     return None if reason is None else f"not globally routable: {reason}"
+
+
+def own_address_refusal(address: IPAddress, allow_networks: Sequence[IPNetwork]) -> str | None:
+    """Why the proxy may not dial `address` as one of this host's own addresses; None if
+    it is not one, or if it is inside one of `allow_networks` (the admin opened it).
+
+    A host reaches its own addresses, public ones too, over `lo`, where services bound to
+    every interface and firewalled from the outside answer it; the proxy runs on the
+    host. Judged by the kernel's route, at each dial (addresses change)."""
+    address = _plain(address)
+    inner = embedded_ipv4(address)
+    if _within(address, allow_networks) or (
+        inner is not None and _within(inner[0], allow_networks)
+    ):
+        return None
+    if not _routed_locally(address):
+        return None
+    return "an address of this host (the node's own services are not egress)"
+
+
+def _routed_locally(address: IPAddress) -> bool:
+    """Does this host route `address` to itself? A UDP socket's connect looks the route
+    up and sends nothing: for a local destination the kernel's source is the address
+    itself (its local route's preferred source) or a loopback address."""
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((str(address), 9))
+            source = ipaddress.ip_address(str(probe.getsockname()[0]).split("%", 1)[0])
+    except (OSError, ValueError):
+        return False  # no route (or no such family here): the dial fails on its own
+    inner = embedded_ipv4(source)
+    return source == address or source.is_loopback or (inner is not None and inner[0].is_loopback)
 
 
 def parse_networks(text: str) -> tuple[IPNetwork, ...]:

@@ -48,6 +48,10 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+#: Headers the proxy checked and forwards as they are: `Connection` may not name them
+#: (without Content-Length the body reads as a second request; without Host the
+#: origin picks its default virtual host).
+_CHECKED = frozenset({"host", "content-length"})
 _REASONS = {
     200: "Connection established",
     400: "Bad Request",
@@ -99,8 +103,8 @@ def destination(host: str, port: int) -> str:
 
 def split_authority(text: str, default_port: int | None) -> tuple[str, int]:
     """`host:port` (or `[v6]:port`) as (host, port); raise BadRequest if malformed."""
-    if not text or len(text) > 300 or not text.isascii():
-        raise BadRequest("malformed host")
+    if not text or len(text) > 300 or not text.isascii() or not text.isprintable():
+        raise BadRequest("malformed host")  # control characters: never logged or audited
     host, port_text = _bracketed(text) if text.startswith("[") else _plain(text)
     if port_text is None:
         if default_port is None:
@@ -205,6 +209,13 @@ def _absolute(
         )
     if values(headers, "transfer-encoding"):
         raise BadRequest("request bodies must have a Content-Length", 411)
+    checked = sorted(_connection_names(headers) & _CHECKED)
+    if checked:  # stripped as hop-by-hop, they would leave the checked request upstream
+        raise BadRequest(
+            f"the Connection header names {', '.join(checked)}, which the proxy forwards",
+            400,
+            destination(host, port),
+        )
     lengths = values(headers, "content-length")
     if len(lengths) > 1 or (lengths and not _LENGTH.fullmatch(lengths[0])):
         raise BadRequest("malformed Content-Length")
@@ -221,13 +232,18 @@ def content_length(request: ProxyRequest) -> int:
     return int(lengths[0]) if lengths else 0
 
 
-def _strip(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    named = {
+def _connection_names(headers: tuple[tuple[str, str], ...]) -> set[str]:
+    """The header names the `Connection` fields list (hop-by-hop: removed when forwarded)."""
+    return {
         token.strip().lower()
         for value in values(headers, "connection")
         for token in value.split(",")
         if token.strip()
     }
+
+
+def _strip(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    named = _connection_names(headers)
     return [
         (k, v)
         for k, v in headers

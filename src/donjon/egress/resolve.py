@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ipaddress
+import itertools
 import queue
 import socket
 import threading
@@ -73,13 +74,13 @@ def _name(host: str) -> str:
 
 
 def _unique(addresses: list[IPAddress], host: str) -> list[IPAddress]:
-    out: list[IPAddress] = []
-    for address in addresses:
-        if address not in out:
-            out.append(address)
+    """The first `MAX_ADDRESSES` distinct `addresses`, in order. Linear: an answer may
+    hold thousands (a 64 KiB DNS message over TCP), and searching the list being built
+    stalled the node's event loop for seconds (tests/security/test_attack_egress_wide_answer.py)."""
+    out = list(dict.fromkeys(addresses))[:MAX_ADDRESSES]
     if not out:
         raise ResolveError(f"{host} has no address")
-    return out[:MAX_ADDRESSES]
+    return out
 
 
 class _LookupThreads:
@@ -228,7 +229,9 @@ class DnsServerResolver:
             raise ResolveError(f"{name} does not exist (NXDOMAIN)") from None
         except dns.exception.DNSException as e:
             raise ResolveError(f"{name} did not resolve ({e})") from None
-        return [ipaddress.ip_address(record.address) for record in answer]
+        # An RRset holds no duplicates: the first MAX_ADDRESSES are all `_unique` keeps.
+        records = itertools.islice(answer, MAX_ADDRESSES)
+        return [ipaddress.ip_address(record.address) for record in records]
 
 
 def parse_dns_server(text: str) -> tuple[IPAddress, int]:

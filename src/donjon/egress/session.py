@@ -3,8 +3,8 @@
 The order of checks reads top to bottom in `serve`: the request head (bounded
 in bytes and time), the grant (`permissions.egress`; an IP literal only when
 granted literally), the resolution (the proxy's own resolver), every address
-checked (non-global and metadata addresses refused), the dial (of an address
-just checked, never re-resolved), for CONNECT to 443 the ClientHello's SNI
+checked (non-global, metadata and the host's own addresses refused), the dial
+(of an address just checked, never re-resolved), for CONNECT to 443 the ClientHello's SNI
 against the CONNECT host, then the bytes, charged against the call's cap.
 Every decision is audited (records.py) before any byte goes upstream.
 """
@@ -16,7 +16,7 @@ import contextlib
 import socket
 from dataclasses import dataclass
 
-from donjon.egress.addresses import IPAddress, parse_ip_literal, refusal
+from donjon.egress.addresses import IPAddress, own_address_refusal, parse_ip_literal, refusal
 from donjon.egress.calls import Call, LimitReached
 from donjon.egress.context import Refused, SessionContext
 from donjon.egress.grants import EgressGrant
@@ -151,7 +151,8 @@ async def _check(
         if not addresses:
             raise Refused("the name has no address", 502, "failed")
     for address in addresses:  # one refused address refuses the name: no partial answers
-        reason = refusal(address, ctx.settings.allow_networks)
+        networks = ctx.settings.allow_networks
+        reason = refusal(address, networks) or own_address_refusal(address, networks)
         if reason is not None:
             raise Refused(f"resolves to {address}: {reason}")
     return grant, addresses

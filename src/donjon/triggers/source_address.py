@@ -6,7 +6,8 @@ dials them itself, outside any sandbox: they made the node open connections to a
 address it reaches, internal services and its own machine included (helper-150). So a
 source's destination is held to what a function's egress is held to
 (egress/addresses.py): a globally routable address, or one in a network the admin
-opened (`DONJON_EGRESS_ALLOW_NETWORKS`), never a cloud metadata endpoint. Every address
+opened (`DONJON_EGRESS_ALLOW_NETWORKS`), never a cloud metadata endpoint nor one of
+the node's own addresses (its public one reaches its own services over `lo`). Every address
 a name resolves to is checked, at each connection; a DSN's connection is then made to
 the address checked (libpq's `hostaddr`), not to a second lookup of the name.
 
@@ -24,7 +25,13 @@ import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from donjon.egress.addresses import IPAddress, IPNetwork, parse_ip_literal, refusal
+from donjon.egress.addresses import (
+    IPAddress,
+    IPNetwork,
+    own_address_refusal,
+    parse_ip_literal,
+    refusal,
+)
 from donjon.errors import Error
 
 __all__ = ["DSN_PARAMETERS", "SourceAddressRefused", "allowed_addresses", "check_url", "pin_dsn"]
@@ -82,7 +89,7 @@ async def allowed_addresses(
             dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
         )
     for address in addresses:
-        why = refusal(address, allow_networks)
+        why = refusal(address, allow_networks) or own_address_refusal(address, allow_networks)
         if why is not None:
             raise SourceAddressRefused(
                 f"{what} names {host[:255]}, at {address}: {why}", hint=_HINT

@@ -1,0 +1,135 @@
+"""Attack: a granted name whose DNS answer is as wide as a DNS message allows, to stall
+the node's event loop while the egress proxy digests it.
+
+A DNS answer over TCP may be 64 KiB: about 4,000 A records and, for the AAAA question,
+2,300 more. The function's author controls the granted name's zone. The proxy dropped
+duplicates by searching the list it was building (quadratic, comparing IPv4 with IPv6
+addresses through Python's `ipaddress`), on the node's event loop: 2.8 s per lookup
+measured, and a call may open 32 connections. Everything else on the node (the
+gateway, every other function's egress) waited.
+
+The DNS server here answers UDP with the truncation bit and TCP with the whole
+answer (what a recursive resolver relays), through the real `DnsServerResolver` and
+the real proxy (`ProxyRig`); a ticker on the proxy's loop measures its longest stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import cast
+
+import dns.flags
+import dns.message
+import dns.rdatatype
+import dns.rrset
+
+from donjon.egress.resolve import make_resolver
+from egress_support import raw_request, rig
+
+NAME = "wide.donjon.test."
+
+
+def _wide_answers() -> dict[int, bytes]:
+    """The whole answer's wire form per question type (id 0, patched per query)."""
+    query = dns.message.make_query(NAME, "A")
+    out: dict[int, bytes] = {}
+    # Private addresses only, so the proxy refuses the name whichever it judges first
+    # (and dials nothing).
+    v4 = [str(ipaddress.IPv4Address(0x0A000000 + i)) for i in range(4000)]
+    v6 = [str(ipaddress.IPv6Address((0xFD00 << 112) + i)) for i in range(2300)]
+    for kind, values in ((dns.rdatatype.A, v4), (dns.rdatatype.AAAA, v6)):
+        reply = dns.message.make_response(query)
+        reply.question[0].rdtype = kind
+        reply.answer.append(dns.rrset.from_text_list(NAME, 0, "IN", kind, values))
+        out[kind] = reply.to_wire(max_size=65535)
+    return out
+
+
+class WideZone:
+    """UDP: truncated (TC, no records); TCP: the whole answer."""
+
+    def __init__(self) -> None:
+        self.answers = _wide_answers()
+        self.tcp_answers = 0
+
+    def reply(self, data: bytes, *, truncated: bool) -> bytes:
+        query = dns.message.from_wire(data)
+        if truncated:
+            reply = dns.message.make_response(query)
+            reply.flags |= dns.flags.TC
+            return reply.to_wire()
+        self.tcp_answers += 1
+        wire = self.answers[query.question[0].rdtype]
+        return data[:2] + wire[2:]
+
+    async def tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            wire = self.reply(await reader.readexactly(length), truncated=False)
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, zone: WideZone) -> None:
+        self.zone = zone
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(self.zone.reply(data, truncated=True), addr)
+
+
+def test_a_wide_dns_answer_does_not_stall_the_nodes_event_loop(tmp_path: Path) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    tcp = socket.socket()
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind(("127.0.0.1", port))
+    tcp.listen(16)
+    zone = WideZone()
+    with rig(tmp_path, make_resolver(f"127.0.0.1:{port}")) as r:
+        stalls: list[float] = []
+
+        async def start() -> tuple[asyncio.BaseTransport, asyncio.Server, asyncio.Task[None]]:
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(zone), sock=udp)
+            server = await asyncio.start_server(zone.tcp, sock=tcp)
+
+            async def tick() -> None:
+                while True:
+                    before = time.monotonic()
+                    await asyncio.sleep(0.01)
+                    stalls.append(time.monotonic() - before - 0.01)
+
+            return transport, server, loop.create_task(tick())
+
+        transport, server, ticker = r.run(start())
+        try:
+            target = f"wide.donjon.test:{r.http_port}"
+            sandbox = r.open([target])
+            relay = r.relay(sandbox, r.begin(sandbox, "req-wide"))
+            request = f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n".encode()
+            answer = raw_request(relay, request)
+            assert answer.startswith(b"HTTP/1.1 403") and b"private 10/8" in answer, answer
+            assert zone.tcp_answers == 2  # both whole answers were read
+            assert r.upstream.heads == []
+            worst = max(stalls)
+            # The answer itself takes dnspython some tens of ms to parse on a loaded
+            # machine; the quadratic de-duplication took seconds.
+            assert worst < 0.5, f"the node's event loop stalled {worst:.2f} s"
+        finally:
+            r.call_soon(ticker.cancel)
+            r.call_soon(transport.close)
+            r.call_soon(server.close)
