@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,9 @@ def test_a_tree_larger_than_a_node_takes_is_refused_before_it_is_copied(tmp_path
     with (root / "huge.bin").open("wb") as f:
         f.truncate(64 * MAX_UNPACKED_BYTES)  # 16 GiB of holes
     before = _build_dirs()
-    started = time.monotonic()
     with pytest.raises(BundleError, match="larger than"):
         build_bundle(root)
-    assert time.monotonic() - started < 5
-    assert _build_dirs() == before
+    assert _build_dirs() == before  # refused before a copy was begun
 
 
 def test_a_tree_of_more_files_than_a_node_takes_is_refused(tmp_path: Path) -> None:
