@@ -1,13 +1,13 @@
 """Client connections: deadlines, head limits and caps, enforced while reading.
 
-uvicorn's httptools protocol, with what it lacks against slow or greedy
-clients: a deadline for each request head (from connecting, or from the first
-byte of a later request on a kept-alive connection), a deadline for body
-progress and one for the whole body however it trickles, limits on head
-size and header count checked as bytes arrive (431, before the head is
-buffered whole), and caps on open connections per
-client address and in all (counted in client_caps.py). Over a cap, the new
-connection is closed at once; other clients' connections are never touched.
+uvicorn's httptools protocol, with what it lacks against slow or greedy clients: a
+deadline for each request head (from connecting, or from the first byte of a later
+request on a kept-alive connection), a deadline for body progress and one for the
+whole body however it trickles, limits on head size and header count checked as bytes
+arrive (431, before the head is buffered whole), and caps on open connections per
+client address and in all (counted in client_caps.py). Over a cap, the new connection
+is closed at once; other clients' connections are never touched. A request asking for
+a protocol upgrade is refused from its head (501), its connection closed.
 
 A connection whose request was refused for the caller's own limits (429 with
 Retry-After: a rate limit, a quota, a throttle) rests before its next request is
@@ -48,8 +48,7 @@ __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_f
 # Only 429, the caller's own limits: a 503 (the node's capacity, an overload shed) is
 # no fault of the caller's, and may reach a client carrying many callers' requests.
 _REFUSAL = b"HTTP/1.1 429 "
-# A body refused for its size: when it is still arriving, the connection closes after
-# the answer instead of reading on what the limit refused (as a proxy in front would).
+# A body refused for its size: if still arriving, the connection closes after the answer.
 _TOO_LARGE = b"HTTP/1.1 413 "
 # uvicorn's own, when the client said close (or spoke HTTP/1.0): not to be said twice.
 _SAYS_CLOSE = re.compile(rb"\r\nconnection:[^\r]*\bclose\b", re.IGNORECASE)
@@ -224,9 +223,7 @@ class GatewayProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # no websockets here (ws="none"): served as plain HTTP, as uvicorn does
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # see on_headers_complete
             self._refuse(self._refusal or 400)
             return
         # Timers are armed only for what is left unfinished after this chunk.
@@ -274,6 +271,11 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self.parser.should_upgrade():
+            # An upgrade or CONNECT: httptools reads none of its body, drops the rest of
+            # this read and takes the next as a new request. None is served: refused.
+            self._refusal = http.HTTPStatus.NOT_IMPLEMENTED
+            raise _Refused
         self._in_head = False
         self._head_bytes = self._head_size = self._header_count = 0
         if self._head_timer is not None:

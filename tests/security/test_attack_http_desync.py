@@ -1,0 +1,133 @@
+"""Requests whose end two parsers in the chain could disagree about (hG-52).
+
+A request asking for a protocol upgrade (`Connection: upgrade` with `Upgrade:`, or the
+CONNECT method) stops httptools at its head: whatever follows in the same read is
+dropped, and what comes in a later read is parsed as a new request. The node serves no
+upgrade, so the request was served as plain HTTP with its body never read (the function
+saw an empty body under a Content-Length of its own), and the body, arriving a moment
+later, was answered as a request of its own: behind a proxy framing by Content-Length,
+one request got two answers (the second read as the next client's), and the request
+hidden in the body carried whatever forwarded address it named. Now such a request is
+refused from its head (501), and the connection ends there.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from harness import LiveNode, fresh_source, start_node
+
+ECHO = "desync-echo"
+#: A whole request with the admin's key, hidden in a body: never to be answered.
+HIDDEN = "GET /v1/keys HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def desync(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    """A node with an echo function, invoked and behind an http trigger."""
+    root = tmp_path_factory.mktemp("http-desync")
+    live = start_node(root / "node")
+    try:
+        d = root / f"{ECHO}-{secrets.token_hex(3)}"
+        d.mkdir()
+        (d / "donjon.yaml").write_text(
+            f"name: {ECHO}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+            f"triggers:\n  - http: {{path: /{ECHO}, methods: [GET, POST], auth: key}}\n"
+        )
+        (d / "main.py").write_text("def handler(event, context):\n    return {'event': event}\n")
+        live.deploy(d)
+        yield live
+    finally:
+        live.stop()
+
+
+def _tls(node: LiveNode) -> ssl.SSLSocket:
+    port = int(node.url.rsplit(":", 1)[1])
+    raw = socket.create_connection(
+        ("127.0.0.1", port), timeout=30, source_address=(fresh_source(), 0)
+    )
+    return node.tls.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _exchange(node: LiveNode, parts: list[bytes], within: float = 5.0) -> tuple[bytes, bool]:
+    """Send each part in a read of its own (a pause between them), then read what the
+    node answers within `within` seconds; whether it closed the connection."""
+    s = _tls(node)
+    data = b""
+    try:
+        for part in parts:
+            s.sendall(part)
+            time.sleep(0.3)
+        end = time.monotonic() + within
+        while (left := end - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                return data, False
+            except OSError:
+                return data, True
+            if not chunk:
+                return data, True
+            data += chunk
+        return data, False
+    finally:
+        s.close()
+
+
+def _statuses(data: bytes) -> list[bytes]:
+    return re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+
+
+@pytest.mark.parametrize("path", ["/v1/functions/{}/invoke", "/fn/{}"])
+def test_an_upgrade_with_a_body_is_refused_and_its_body_never_answered(
+    desync: LiveNode, path: str
+) -> None:
+    """A POST asking to upgrade to WebSocket, its body a whole request sent in a read of
+    its own: one 501, the connection closed, the hidden request never answered. Before:
+    the POST was served with an empty body, then the body answered 200 (the key list)."""
+    hidden = HIDDEN.format(key=desync.admin_key).encode()
+    head = (
+        f"POST {path.format(ECHO)} HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {desync.admin_key}\r\nContent-Type: application/json\r\n"
+        f"Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: {len(hidden)}\r\n\r\n"
+    ).encode()
+    data, closed = _exchange(desync, [head, hidden])
+    assert _statuses(data) == [b"501"], data[:600]
+    assert b'"keys"' not in data and b"sigv4" not in data
+    assert closed, "the connection stayed open after a refused upgrade"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ],
+    ids=["h2c", "connect"],
+)
+def test_an_upgrade_ends_the_connection_after_its_refusal(desync: LiveNode, head: str) -> None:
+    """An h2c upgrade or a CONNECT, a request pipelined behind it in the same read and
+    one more in a later read: one 501 and the close, nothing after it answered. Before:
+    the h2c GET was answered, the request in its read dropped without an answer, the
+    later one answered (CONNECT: no answer at all, the next request answered)."""
+    follow = HIDDEN.format(key=desync.admin_key).encode()
+    data, closed = _exchange(desync, [head.encode() + follow, follow])
+    assert _statuses(data) == [b"501"], data[:600]
+    assert closed
+
+
+def test_an_upgrade_header_alone_is_no_upgrade(desync: LiveNode) -> None:
+    """`Upgrade: h2c` without `Connection: upgrade` asks for nothing: served as usual,
+    and the request behind it too."""
+    h2c = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nUpgrade: h2c\r\n\r\n"
+    data, _ = _exchange(desync, [h2c, h2c], within=3)
+    assert _statuses(data) == [b"200", b"200"], data[:600]
