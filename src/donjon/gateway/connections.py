@@ -27,7 +27,7 @@ import http
 import ipaddress
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
@@ -37,6 +37,7 @@ from donjon.config import ConnectionSettings
 from donjon.deadlines import Deadlines, deadlines
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
+from donjon.gateway.response_writer import ResponseWriter
 
 if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
     from uvicorn._types import HTTPScope
@@ -44,16 +45,8 @@ if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
 
-# A refusal's head as uvicorn writes it (Starlette's header names are lower-case).
-# Only 429, the caller's own limits: a 503 (the node's capacity, an overload shed) is
-# no fault of the caller's, and may reach a client carrying many callers' requests.
-_REFUSAL = b"HTTP/1.1 429 "
-# A body refused for its size: if still arriving, the connection closes after the answer.
-_TOO_LARGE = b"HTTP/1.1 413 "
 # uvicorn's own, when the client said close (or spoke HTTP/1.0): not to be said twice.
 _SAYS_CLOSE = re.compile(rb"\r\nconnection:[^\r]*\bclose\b", re.IGNORECASE)
-# An interim answer to `Expect: 100-continue`: the response's head is the next write.
-_CONTINUE = b"HTTP/1.1 100 "
 _RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
 
 
@@ -73,61 +66,6 @@ def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> 
         body,
     ]
     return b"".join(lines)
-
-
-class _ResponseWriter:
-    """The transport as one request's cycle sees it: the response head is held until the
-    body's first write and sent with it, so a small response costs one TLS record and one
-    send instead of two (uvicorn writes the head and the body apart). Whatever is held
-    is sent before any later write, before a close, and at the latest on the loop's next
-    iteration (a streamed response whose body comes later)."""
-
-    __slots__ = ("_held", "_loop", "_on_refusal", "_on_too_large", "_transport", "_writes")
-
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        loop: asyncio.AbstractEventLoop,
-        on_refusal: Callable[[bytes], None] | None = None,
-        on_too_large: Callable[[bytes], bytes] | None = None,
-    ) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._on_refusal = on_refusal
-        self._on_too_large = on_too_large
-        self._held: bytes | None = None
-        self._writes = 0
-
-    def write(self, data: bytes) -> None:
-        if not self._writes and data.startswith(_CONTINUE):
-            self._transport.write(data)  # the client sends its body on this: at once
-            return
-        self._writes += 1
-        if self._writes == 1:  # the head: the body may follow at once
-            if self._on_refusal is not None and data.startswith(_REFUSAL):
-                self._on_refusal(data)
-            elif self._on_too_large is not None and data.startswith(_TOO_LARGE):
-                data = self._on_too_large(data)
-            self._held = data
-            self._loop.call_soon(self.flush)
-            return
-        held, self._held = self._held, None
-        self._transport.write(data if held is None else held + data)
-
-    def flush(self) -> None:
-        held, self._held = self._held, None
-        if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class GatewayProtocol(HttpToolsProtocol):
@@ -288,8 +226,12 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             # Its task runs from the next iteration on: nothing was written yet.
-            cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
-                self.transport, self.loop, self._refused if self._holds else None, self._too_large
+            cycle.transport = ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
+                self.transport,
+                self.loop,
+                self._refused if self._holds else None,
+                self._unread,
+                self.expect_100_continue,
             )
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
@@ -380,10 +322,12 @@ class GatewayProtocol(HttpToolsProtocol):
             rest = min(self.limits.refusal_hold_s, float(match.group(1)))
             self._hold_s = rest * self._rest_share
 
-    def _too_large(self, head: bytes) -> bytes:
-        """A 413 is going out: if its body is still arriving, it is the last response of
-        this connection, and its head says so (reading on would take in what the limit
-        refused, up to the body deadline, and answer it a second time then)."""
+    def _unread(self, head: bytes) -> bytes:
+        """A 413, or an answer instead of the 100 Continue its client waits for, is going
+        out: if the body is still to come, it is the last response of this connection, and
+        its head says so. Reading on would take in what the limit refused (answered a
+        second time at the body deadline), or, from a client that sends no body after a
+        final answer (RFC 9110 10.1.1), its next request as this one's body."""
         if not self._body_pending or not head.endswith(b"\r\n\r\n"):
             return head
         self._close_after = True
