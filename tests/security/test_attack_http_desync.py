@@ -83,7 +83,7 @@ def _exchange(node: LiveNode, parts: list[bytes], within: float = 5.0) -> tuple[
 
 
 def _statuses(data: bytes) -> list[bytes]:
-    return re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    return re.findall(rb"HTTP/1\.[01] (\d{3}) ", data)
 
 
 @pytest.mark.parametrize("path", ["/v1/functions/{}/invoke", "/fn/{}"])
@@ -167,3 +167,28 @@ def test_a_body_sent_after_100_continue_keeps_the_connection(desync: LiveNode) -
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", data) == [b"100", b"200", b"200"], data[:600]
     assert b'"a": 1' in data or b'"a":1' in data
     assert not closed
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [["localhost", "evil.example"], ["localhost", "localhost"], []],
+    ids=["two-differ", "two-same", "none"],
+)
+def test_a_request_without_exactly_one_host_is_400(desync: LiveNode, hosts: list[str]) -> None:
+    """Two Host fields, or none in HTTP/1.1 (RFC 9112 3.2: a server MUST answer 400).
+    Before, served: the function's event named the last Host, the API Gateway event's
+    domainName and anything reading `request.headers` the first."""
+    lines = "".join(f"Host: {host}\r\n" for host in hosts)
+    head = (
+        f"POST /fn/{ECHO} HTTP/1.1\r\n{lines}Authorization: Bearer {desync.admin_key}\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode()
+    data, closed = _exchange(desync, [head], within=3)
+    assert _statuses(data) == [b"400"], data[:600]
+    assert closed
+
+
+def test_http_1_0_without_host_is_served(desync: LiveNode) -> None:
+    """HTTP/1.0 has no Host to require: served as before."""
+    data, _ = _exchange(desync, [b"GET /healthz HTTP/1.0\r\n\r\n"], within=3)
+    assert _statuses(data) == [b"200"], data[:600]

@@ -214,6 +214,9 @@ class GatewayProtocol(HttpToolsProtocol):
             # this read and takes the next as a new request. None is served: refused.
             self._refusal = http.HTTPStatus.NOT_IMPLEMENTED
             raise _Refused
+        if not self._host_fits():
+            self._refusal = http.HTTPStatus.BAD_REQUEST
+            raise _Refused
         self._in_head = False
         self._head_bytes = self._head_size = self._header_count = 0
         if self._head_timer is not None:
@@ -233,6 +236,15 @@ class GatewayProtocol(HttpToolsProtocol):
                 self._unread,
                 self.expect_100_continue,
             )
+
+    def _host_fits(self) -> bool:
+        """One Host field, or none in HTTP/1.0 (RFC 9112 3.2: else 400). Two named two
+        hosts to the parts of the chain that read the first and the last."""
+        hosts = 0
+        for name, _ in self.headers:  # uvicorn's, names in lower case
+            if name == b"host":
+                hosts += 1
+        return hosts == 1 or (hosts == 0 and self.parser.get_http_version() == "1.0")
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
         """Answer 503 now if the call would be shed at admission and its API key may
