@@ -192,3 +192,27 @@ def test_http_1_0_without_host_is_served(desync: LiveNode) -> None:
     """HTTP/1.0 has no Host to require: served as before."""
     data, _ = _exchange(desync, [b"GET /healthz HTTP/1.0\r\n\r\n"], within=3)
     assert _statuses(data) == [b"200"], data[:600]
+
+
+@pytest.mark.parametrize("broken", ["too-many-fields", "nul-in-a-value"])
+def test_a_broken_head_pipelined_behind_a_call_is_refused_after_its_answer(
+    desync: LiveNode, broken: str
+) -> None:
+    """An invoke and, in the same read, a head the node refuses (431, 400): the call's
+    answer first, then the refusal, then the close. Before, the refusal was written at
+    once and the call's answer dropped: the client (or a proxy carrying other callers'
+    requests) took the refusal for the call's answer."""
+    body = b'{"n": 1}'
+    call = (
+        f"POST /v1/functions/{ECHO}/invoke HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {desync.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    fields = (
+        "".join(f"X-{i}: a\r\n" for i in range(150)) if broken == "too-many-fields" else "X: \0\r\n"
+    )
+    head = f"GET /healthz HTTP/1.1\r\nHost: localhost\r\n{fields}\r\n".encode()
+    data, closed = _exchange(desync, [call + head], within=5)
+    refusal = b"431" if broken == "too-many-fields" else b"400"
+    assert _statuses(data) == [b"200", refusal], data[:600]
+    assert b'"n": 1' in data or b'"n":1' in data
+    assert closed

@@ -99,6 +99,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
         self._answered: RequestResponseCycle | None = None  # `_finished_cycle`'s, made once
         self._timers: Deadlines | None = None  # the loop's shared timers, once needed
+        self._refused_after = 0  # a pipelined head's refusal, due once the answers before it
 
     # Connections
 
@@ -132,11 +133,15 @@ class GatewayProtocol(HttpToolsProtocol):
     def _refuse(self, status: int) -> None:
         """Answer `status` and close: the request broke a limit or a deadline."""
         self._cancel_timers()
-        self._in_head = False
+        in_head, self._in_head = self._in_head, False
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
+            if in_head:  # a head pipelined behind a request being served: its answer first
+                self._refused_after = status  # written in `_complete`; nothing more is read
+                self.flow.pause_reading()
+                return
             if cycle.response_started:  # too late for a status: just close
                 self.transport.close()
                 return
@@ -154,7 +159,7 @@ class GatewayProtocol(HttpToolsProtocol):
     # Reading
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused_after:
             return
         self._unset_keepalive_if_required()
         if self._in_head:
@@ -372,6 +377,12 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._unset_keepalive_if_required()
+        if self._refused_after and not self.pipeline:  # the answers before it are out
+            self.transport.write(
+                _error_response(self._refused_after, self.server_state.default_headers)
+            )
+            self.transport.close()
+            return
         self.flow.resume_reading()  # reading paused for a pipelined request: resumed
         if self.pipeline:  # that request is served now
             cycle, app = self.pipeline.pop()
