@@ -17,7 +17,8 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from donjon.config import ConnectionSettings
-from donjon.gateway.connections import _ResponseWriter, protocol_for
+from donjon.gateway.connections import protocol_for
+from donjon.gateway.response_writer import ResponseWriter
 from harness import free_port
 
 #: Lets the streamed route finish (set by the test once it has the first chunk).
@@ -43,10 +44,10 @@ class _Transport:
         return ("127.0.0.1", 1) if name == "peername" else None
 
 
-def _writer() -> tuple[_ResponseWriter, _Transport, asyncio.AbstractEventLoop]:
+def _writer() -> tuple[ResponseWriter, _Transport, asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
     transport = _Transport()
-    return _ResponseWriter(transport, loop), transport, loop  # type: ignore[arg-type]  # a fake transport
+    return ResponseWriter(transport, loop), transport, loop  # type: ignore[arg-type]  # a fake transport
 
 
 def test_head_and_body_go_in_one_write() -> None:

@@ -1,13 +1,13 @@
 """Client connections: deadlines, head limits and caps, enforced while reading.
 
-uvicorn's httptools protocol, with what it lacks against slow or greedy
-clients: a deadline for each request head (from connecting, or from the first
-byte of a later request on a kept-alive connection), a deadline for body
-progress and one for the whole body however it trickles, limits on head
-size and header count checked as bytes arrive (431, before the head is
-buffered whole), and caps on open connections per
-client address and in all (counted in client_caps.py). Over a cap, the new
-connection is closed at once; other clients' connections are never touched.
+uvicorn's httptools protocol, with what it lacks against slow or greedy clients: a
+deadline for each request head (from connecting, or from the first byte of a later
+request on a kept-alive connection), a deadline for body progress and one for the
+whole body however it trickles, limits on head size and header count checked as bytes
+arrive (431, before the head is buffered whole), and caps on open connections per
+client address and in all (counted in client_caps.py). Over a cap, the new connection
+is closed at once; other clients' connections are never touched. A request asking for
+a protocol upgrade is refused from its head (501), its connection closed.
 
 A connection whose request was refused for the caller's own limits (429 with
 Retry-After: a rate limit, a quota, a throttle) rests before its next request is
@@ -27,7 +27,7 @@ import http
 import ipaddress
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
@@ -37,6 +37,7 @@ from donjon.config import ConnectionSettings
 from donjon.deadlines import Deadlines, deadlines
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
+from donjon.gateway.response_writer import ResponseWriter
 
 if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
     from uvicorn._types import HTTPScope
@@ -44,17 +45,8 @@ if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
 
-# A refusal's head as uvicorn writes it (Starlette's header names are lower-case).
-# Only 429, the caller's own limits: a 503 (the node's capacity, an overload shed) is
-# no fault of the caller's, and may reach a client carrying many callers' requests.
-_REFUSAL = b"HTTP/1.1 429 "
-# A body refused for its size: when it is still arriving, the connection closes after
-# the answer instead of reading on what the limit refused (as a proxy in front would).
-_TOO_LARGE = b"HTTP/1.1 413 "
 # uvicorn's own, when the client said close (or spoke HTTP/1.0): not to be said twice.
 _SAYS_CLOSE = re.compile(rb"\r\nconnection:[^\r]*\bclose\b", re.IGNORECASE)
-# An interim answer to `Expect: 100-continue`: the response's head is the next write.
-_CONTINUE = b"HTTP/1.1 100 "
 _RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
 
 
@@ -74,61 +66,6 @@ def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> 
         body,
     ]
     return b"".join(lines)
-
-
-class _ResponseWriter:
-    """The transport as one request's cycle sees it: the response head is held until the
-    body's first write and sent with it, so a small response costs one TLS record and one
-    send instead of two (uvicorn writes the head and the body apart). Whatever is held
-    is sent before any later write, before a close, and at the latest on the loop's next
-    iteration (a streamed response whose body comes later)."""
-
-    __slots__ = ("_held", "_loop", "_on_refusal", "_on_too_large", "_transport", "_writes")
-
-    def __init__(
-        self,
-        transport: asyncio.Transport,
-        loop: asyncio.AbstractEventLoop,
-        on_refusal: Callable[[bytes], None] | None = None,
-        on_too_large: Callable[[bytes], bytes] | None = None,
-    ) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._on_refusal = on_refusal
-        self._on_too_large = on_too_large
-        self._held: bytes | None = None
-        self._writes = 0
-
-    def write(self, data: bytes) -> None:
-        if not self._writes and data.startswith(_CONTINUE):
-            self._transport.write(data)  # the client sends its body on this: at once
-            return
-        self._writes += 1
-        if self._writes == 1:  # the head: the body may follow at once
-            if self._on_refusal is not None and data.startswith(_REFUSAL):
-                self._on_refusal(data)
-            elif self._on_too_large is not None and data.startswith(_TOO_LARGE):
-                data = self._on_too_large(data)
-            self._held = data
-            self._loop.call_soon(self.flush)
-            return
-        held, self._held = self._held, None
-        self._transport.write(data if held is None else held + data)
-
-    def flush(self) -> None:
-        held, self._held = self._held, None
-        if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class GatewayProtocol(HttpToolsProtocol):
@@ -162,6 +99,7 @@ class GatewayProtocol(HttpToolsProtocol):
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
         self._answered: RequestResponseCycle | None = None  # `_finished_cycle`'s, made once
         self._timers: Deadlines | None = None  # the loop's shared timers, once needed
+        self._refused_after = 0  # a pipelined head's refusal, due once the answers before it
 
     # Connections
 
@@ -195,11 +133,15 @@ class GatewayProtocol(HttpToolsProtocol):
     def _refuse(self, status: int) -> None:
         """Answer `status` and close: the request broke a limit or a deadline."""
         self._cancel_timers()
-        self._in_head = False
+        in_head, self._in_head = self._in_head, False
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
+            if in_head:  # a head pipelined behind a request being served: its answer first
+                self._refused_after = status  # written in `_complete`; nothing more is read
+                self.flow.pause_reading()
+                return
             if cycle.response_started:  # too late for a status: just close
                 self.transport.close()
                 return
@@ -217,16 +159,14 @@ class GatewayProtocol(HttpToolsProtocol):
     # Reading
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused_after:
             return
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass  # no websockets here (ws="none"): served as plain HTTP, as uvicorn does
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # see on_headers_complete
             self._refuse(self._refusal or 400)
             return
         # Timers are armed only for what is left unfinished after this chunk.
@@ -274,6 +214,14 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self.parser.should_upgrade():
+            # An upgrade or CONNECT: httptools reads none of its body, drops the rest of
+            # this read and takes the next as a new request. None is served: refused.
+            self._refusal = http.HTTPStatus.NOT_IMPLEMENTED
+            raise _Refused
+        if not self._host_fits():
+            self._refusal = http.HTTPStatus.BAD_REQUEST
+            raise _Refused
         self._in_head = False
         self._head_bytes = self._head_size = self._header_count = 0
         if self._head_timer is not None:
@@ -286,9 +234,22 @@ class GatewayProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             # Its task runs from the next iteration on: nothing was written yet.
-            cycle.transport = _ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
-                self.transport, self.loop, self._refused if self._holds else None, self._too_large
+            cycle.transport = ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
+                self.transport,
+                self.loop,
+                self._refused if self._holds else None,
+                self._unread,
+                self.expect_100_continue,
             )
+
+    def _host_fits(self) -> bool:
+        """One Host field, or none in HTTP/1.0 (RFC 9112 3.2: else 400). Two named two
+        hosts to the parts of the chain that read the first and the last."""
+        hosts = 0
+        for name, _ in self.headers:  # uvicorn's, names in lower case
+            if name == b"host":
+                hosts += 1
+        return hosts == 1 or (hosts == 0 and self.parser.get_http_version() == "1.0")
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
         """Answer 503 now if the call would be shed at admission and its API key may
@@ -378,10 +339,12 @@ class GatewayProtocol(HttpToolsProtocol):
             rest = min(self.limits.refusal_hold_s, float(match.group(1)))
             self._hold_s = rest * self._rest_share
 
-    def _too_large(self, head: bytes) -> bytes:
-        """A 413 is going out: if its body is still arriving, it is the last response of
-        this connection, and its head says so (reading on would take in what the limit
-        refused, up to the body deadline, and answer it a second time then)."""
+    def _unread(self, head: bytes) -> bytes:
+        """A 413, or an answer instead of the 100 Continue its client waits for, is going
+        out: if the body is still to come, it is the last response of this connection, and
+        its head says so. Reading on would take in what the limit refused (answered a
+        second time at the body deadline), or, from a client that sends no body after a
+        final answer (RFC 9110 10.1.1), its next request as this one's body."""
         if not self._body_pending or not head.endswith(b"\r\n\r\n"):
             return head
         self._close_after = True
@@ -414,6 +377,12 @@ class GatewayProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._unset_keepalive_if_required()
+        if self._refused_after and not self.pipeline:  # the answers before it are out
+            self.transport.write(
+                _error_response(self._refused_after, self.server_state.default_headers)
+            )
+            self.transport.close()
+            return
         self.flow.resume_reading()  # reading paused for a pipelined request: resumed
         if self.pipeline:  # that request is served now
             cycle, app = self.pipeline.pop()
