@@ -354,7 +354,8 @@ def test_archives_being_received_at_once_are_bounded(own: LiveNode, dev_key: str
             if replies[-1].status_code == 503:
                 break
             release.wait(0.2)
-        other = _deploy(own, other_key, {"other.py": b"X = 1\n"})
+        other_manifest = _MANIFEST.replace(b"name: reach", b"name: reach-other")
+        other = _deploy(own, other_key, {"donjon.yaml": other_manifest})
     finally:
         release.set()
         for t in uploads:
