@@ -85,8 +85,7 @@ def start(
     try:
         if not pipes:
             guard = _terminated_with(os.getpid()) if die_with_parent else None
-            # `guard` only calls prctl(2), getppid(2) and _exit: no lock another thread holds.
-            return subprocess.Popen(args, env=env, preexec_fn=guard)  # noqa: PLW1509
+            return subprocess.Popen(args, env=env, preexec_fn=guard)  # noqa: PLW1509 - no lock: prctl, getppid
         return subprocess.Popen(
             args,
             stdin=subprocess.PIPE,

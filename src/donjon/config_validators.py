@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import ipaddress
 import re
 import shlex
@@ -27,6 +26,7 @@ __all__ = [
     "existing",
     "https_urls",
     "id_range",
+    "loopback_host",
     "lower",
     "monitor_modes",
     "monitor_responses",
@@ -59,7 +59,7 @@ def url(value: Any) -> Any:
         raise ValueError("has a port out of range (1 to 65535)") from None
     if not parts.hostname:
         raise ValueError("names no host (set it to https://HOST:PORT)")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not loopback_host(parts.hostname):
         raise ValueError(
             "http:// would send the API key in clear; use https:// (http:// only to a "
             "loopback address, for a node served with --unsafe-http)"
@@ -67,7 +67,8 @@ def url(value: Any) -> Any:
     return value.rstrip("/")
 
 
-def _loopback(host: str) -> bool:
+def loopback_host(host: str) -> bool:
+    """Whether a URL's host is this host's: `localhost` or a loopback address."""
     if host == "localhost":
         return True
     try:
@@ -172,10 +173,7 @@ def advisory_source_url(value: Any) -> Any:
         raise ValueError("not an http(s) URL of an OSV export zip")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials")
-    loopback = parts.hostname == "localhost"
-    with contextlib.suppress(ValueError):
-        loopback = loopback or ipaddress.ip_address(parts.hostname).is_loopback
-    if parts.scheme == "http" and not loopback:
+    if parts.scheme == "http" and not loopback_host(parts.hostname):
         raise ValueError("must be https:// unless it is on this host")
     return value.strip()
 

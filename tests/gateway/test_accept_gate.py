@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from donjon.gateway.accept_gate import ConnectRate, client_key
+from donjon.client_network import client_network as client_key
+from donjon.gateway.accept_gate import ConnectRate
 
 
 class _Clock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -69,7 +70,7 @@ def _died_before_answering(engine: Engine, log: AuditLog, store: AlertStore) -> 
     asyncio.run(go())
 
 
-def _actions(log: AuditLog, prefix: str) -> list[dict[str, object]]:
+def _actions(log: AuditLog, prefix: str) -> list[dict[str, Any]]:
     return [r for r in log.tail(1000) if str(r["action"]).startswith(prefix)]
 
 
@@ -89,7 +90,7 @@ def test_an_alert_never_answered_is_answered_at_the_next_start_once(tmp_path: Pa
         asyncio.run(_run_once(log, store, responder))
         (response,) = _actions(log, "response.")
         assert (response["action"], response["target"]) == ("response.quarantine", "function:f")
-        assert response["detail"]["alert_seq"] == alert["seq"]  # type: ignore[index]
+        assert response["detail"]["alert_seq"] == alert["seq"]
         assert len(_actions(log, "alert.raised")) == 1
         assert [q.name for q in QuarantineStore(engine).all()] == ["f"]
     finally:

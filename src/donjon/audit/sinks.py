@@ -9,7 +9,6 @@ never memory or appends.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import queue
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from donjon.config_validators import loopback_host
 from donjon.errors import Error
 
 __all__ = [
@@ -67,20 +67,11 @@ def parse_webhook_url(url: str) -> str:
         raise SinkError(f"the checkpoint webhook {url!r} is not an http(s) URL", hint=hint)
     if parts.username or parts.password:
         raise SinkError("the checkpoint webhook URL must not carry credentials", hint=hint)
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not loopback_host(parts.hostname):
         raise SinkError(
             "the checkpoint webhook must be https:// unless it is on this host", hint=hint
         )
     return url.strip()
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_syslog_target(target: str) -> tuple[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 
 from donjon.client_network import client_network
 
-__all__ = ["AcceptGate", "ConnectRate", "client_key"]
+__all__ = ["AcceptGate", "ConnectRate"]
 
 log = logging.getLogger("donjon")
 
@@ -60,10 +60,6 @@ def in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:
 
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
-
-
-#: The bucket an address counts in: itself (IPv4), its /64 (IPv6).
-client_key = client_network
 
 
 class ConnectRate:
@@ -100,7 +96,7 @@ class ConnectRate:
         """Take a token from `address`'s bucket: False if it has none."""
         if self.is_proxy(address):
             return True
-        key = client_key(address)
+        key = client_network(address)
         now = self._clock()
         buckets = self._buckets
         held = buckets.pop(key, None)  # re-inserted below: now the most recent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.requests import Request
 
@@ -34,6 +34,7 @@ __all__ = [
     "client_address",
     "decide",
     "deny",
+    "forbid",
     "new_request_id",
     "parse_json",
     "query_time",
@@ -99,6 +100,21 @@ async def deny(
         client,
         named,
     )
+
+
+async def forbid(
+    node: Node,
+    request: Request,
+    principal: Principal,
+    reason: str,
+    request_id: str,
+    extra: dict[str, str],
+    message: str,
+) -> NoReturn:
+    """Refuse `principal` what it asked (403 `message`), audited as `authz.denied` with
+    `reason` and `extra`, aggregated as every denial is."""
+    await deny(node, request, principal.label, "authz.denied", reason, request_id, extra)
+    raise Forbidden(message)
 
 
 async def check_throttles(

@@ -14,7 +14,7 @@ from donjon.audit import AuditEvent
 from donjon.audit.changes import AuditedChanges
 from donjon.audit.errors import RecordPending
 from donjon.errors import Error
-from donjon.gateway.access import deny, parse_json, read_body
+from donjon.gateway.access import forbid, parse_json, read_body
 from donjon.gateway.errors import Forbidden, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
@@ -75,18 +75,15 @@ async def _check_grants(
     """`Forbidden` (audited `authz.denied`) unless `_grants_within(principal, roles)`."""
     if _grants_within(principal, roles):
         return
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"issuer:manage: only an admin may {verb} an issuer granting {', '.join(sorted(roles))}",
         request_id,
         {"role": principal.role, "statement": "only admins reach wider issuers"},
-    )
-    raise Forbidden(
         f"only an admin may {verb} an issuer that grants another role than the caller's "
-        "own, or from a key limited to some functions"
+        "own, or from a key limited to some functions",
     )
 
 
@@ -101,19 +98,16 @@ async def _check_address(
     address = await internal_address(url)
     if address is None:
         return
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"issuer:manage: only an admin may register a JWKS URL on an internal address "
         f"({address[:64]})",
         request_id,
         {"role": principal.role, "statement": "only admins reach internal addresses"},
-    )
-    raise Forbidden(
         "only an admin may register an issuer whose JWKS URL is on an internal address "
-        "(or does not resolve)"
+        "(or does not resolve)",
     )
 
 

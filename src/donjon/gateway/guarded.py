@@ -15,8 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, deny, new_request_id
-from donjon.gateway.errors import Forbidden
+from donjon.gateway.access import authenticate, authorize, forbid, new_request_id
 from donjon.gateway.history import authorize_history
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, storage_full_problem
@@ -58,16 +57,15 @@ async def _authorize_every(
     source and zeroes no role's quota)."""
     if node.policy.reaches_every(principal, action):
         return
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"{action.value} on a subject that names no function needs it on *",
         request_id,
         {"statement": "no statement allows it on every function"},
+        "this credential may act on function subjects only (function:NAME)",
     )
-    raise Forbidden("this credential may act on function subjects only (function:NAME)")
 
 
 def guarded(

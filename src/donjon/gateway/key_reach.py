@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from donjon.gateway.access import deny
-from donjon.gateway.errors import Forbidden
+from donjon.gateway.access import forbid
 from donjon.gateway.node import Node
 from donjon.gateway.rate_buckets import caller_limits
 from donjon.identity import Principal, Role
@@ -125,14 +124,13 @@ async def check_reach(
     if why is None:
         return
     functions = ", ".join(reach.functions) if reach.functions is not None else "*"
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"key:manage: only an admin may {verb} a key wider than the caller's own "
         f"(role {reach.role}, functions {functions}: {why})",
         request_id,
         {"role": principal.role, "statement": "only admins reach wider keys"},
+        f"only an admin may {verb} a key wider than the caller's own key: {why}",
     )
-    raise Forbidden(f"only an admin may {verb} a key wider than the caller's own key: {why}")

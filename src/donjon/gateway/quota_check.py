@@ -25,6 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import NoReturn
 
 from donjon.audit import AuditEvent
 from donjon.gateway.actors import actor_of
@@ -234,7 +235,7 @@ async def _refuse(
     trigger: str,
     decision: QuotaDecision,
     now: float,
-) -> None:
+) -> NoReturn:
     """Audit the refusal by `decision` and raise `QuotaExhausted` (429 until the reset)."""
     day = utc_day(now)
     reset = next_reset(now)

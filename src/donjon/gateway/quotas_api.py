@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
-from donjon.gateway.access import deny, parse_json, read_body
-from donjon.gateway.errors import BadRequest, Forbidden, NotFound
+from donjon.gateway.access import forbid, parse_json, read_body
+from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.gateway.quota_check import next_reset, subjects_of
@@ -59,17 +59,14 @@ async def _not_own(
     own = subjects_of(principal, "")[1:]  # its key's and its roles' (not a function's)
     if principal.role == Role.ADMIN or subject not in own:
         return
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"quota:manage: only an admin may {verb} a quota that binds the caller ({subject})",
         request_id,
         {"role": principal.role, "statement": "only admins manage their own quotas"},
-    )
-    raise Forbidden(
-        f"only an admin may {verb} the quota of {subject}: it binds the caller's own calls"
+        f"only an admin may {verb} the quota of {subject}: it binds the caller's own calls",
     )
 
 

@@ -23,7 +23,7 @@ import functools
 import math
 
 from donjon.audit import AuditEvent
-from donjon.gateway.accept_gate import client_key as network_of
+from donjon.client_network import client_network
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
 from donjon.identity import Principal
@@ -79,7 +79,7 @@ def _cached(kind: str, name: str) -> BucketKey:
         if kind == "\0function":
             key = BucketKey(function=name)
         elif kind == "\0client":
-            key = BucketKey(client=network_of(name))
+            key = BucketKey(client=client_network(name))
         else:
             key = BucketKey(principal=name, scope="concurrency")
         _KEYS[pair] = key

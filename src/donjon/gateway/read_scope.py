@@ -21,8 +21,7 @@ from typing import Any
 from starlette.requests import Request
 
 from donjon.audit.subjects import functions_named
-from donjon.gateway.access import deny
-from donjon.gateway.errors import Forbidden
+from donjon.gateway.access import forbid
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.identity.policy_eval import Policy
@@ -84,15 +83,12 @@ async def require_everything(
     holds records about every function and the node."""
     if read_scope(node, principal, action).everything:
         return
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"{action.value} on {what} needs it on * (this credential reaches some functions only)",
         request_id,
         {"statement": "no statement allows it on every function", "permission": action.value},
-    )
-    raise Forbidden(
-        f"{what} covers every function: this credential may read its own functions' records only"
+        f"{what} covers every function: this credential may read its own functions' records only",
     )

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
-from donjon.gateway.access import deny, parse_json, read_body
-from donjon.gateway.errors import Forbidden, NotFound
+from donjon.gateway.access import forbid, parse_json, read_body
+from donjon.gateway.errors import NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import query_flag, render
 from donjon.gateway.views import RoleApplied, RoleRemoved, RoleView
@@ -43,16 +43,15 @@ async def _not_its_own(
     a wider key than its own)."""
     if principal.role == Role.ADMIN or name not in (principal.role, *principal.more_roles):
         return
-    await deny(
+    await forbid(
         node,
         request,
-        principal.label,
-        "authz.denied",
+        principal,
         f"role:manage: only an admin may {verb} a role the caller holds ({name})",
         request_id,
         {"role": principal.role, "statement": "only admins change the roles they hold"},
+        f"only an admin may {verb} a role the caller holds itself",
     )
-    raise Forbidden(f"only an admin may {verb} a role the caller holds itself")
 
 
 async def apply_role(

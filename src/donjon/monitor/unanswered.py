@@ -29,8 +29,9 @@ from donjon.monitor.findings import Finding, FindingError, Mode, Severity, Subje
 __all__ = ["unanswered"]
 
 _RESPONSE = "response."
-_KINDS: tuple[str, ...] = get_args(SubjectKind)
-_SEVERITIES: tuple[str, ...] = get_args(Severity)
+#: Each subject kind and severity by its name: a record's text looked up as the type.
+_KINDS: dict[str, SubjectKind] = {kind: kind for kind in get_args(SubjectKind)}
+_SEVERITIES: dict[str, Severity] = {severity: severity for severity in get_args(Severity)}
 
 
 def unanswered(
@@ -58,8 +59,9 @@ def _finding(record: CommittedRecord) -> Finding | None:
     `alert`-mode one, or a record too damaged to say what it was about)."""
     event = record.event
     detail: Mapping[str, Any] = event.detail
-    kind, _, subject_id = event.target.partition(":")
-    if detail.get("mode") != "block" or kind not in _KINDS or event.outcome not in _SEVERITIES:
+    kind_name, _, subject_id = event.target.partition(":")
+    kind, severity = _KINDS.get(kind_name), _SEVERITIES.get(event.outcome)
+    if detail.get("mode") != "block" or kind is None or severity is None:
         return None
     evidence = detail.get("evidence")
     inner = detail.get("detail")
@@ -67,8 +69,8 @@ def _finding(record: CommittedRecord) -> Finding | None:
         return Finding(
             str(detail.get("kind", "")),
             str(detail.get("detector", "")),
-            event.outcome,  # type: ignore[arg-type]  # one of the severities: checked above
-            Subject(kind, subject_id),  # type: ignore[arg-type]  # a subject kind: checked
+            severity,
+            Subject(kind, subject_id),
             str(detail.get("summary", "")),
             tuple(s for s in evidence if type(s) is int) if isinstance(evidence, list) else (),
             record.ts,
