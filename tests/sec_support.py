@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import ssl
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,3 +87,25 @@ def process_names() -> dict[int, str]:
             except OSError:
                 continue
     return out
+
+
+def read_until_closed(
+    s: ssl.SSLSocket, within: float, until: bytes | None = None
+) -> tuple[bytes, bool]:
+    """What the node sends within `within` seconds, and whether it closed meanwhile; with
+    `until`, only up to that marker, read byte by byte so nothing after it is taken (the
+    interim 100, a head before the body the test sends next)."""
+    data = b""
+    end = time.monotonic() + within
+    while (until is None or until not in data) and (left := end - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536 if until is None else 1)
+        except TimeoutError:
+            return data, False
+        except OSError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False

@@ -23,6 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from harness import LiveNode, fresh_source, start_node
+from sec_support import read_until_closed
 
 SMALL = "ea-small"  # limits.body 64KiB, with an http trigger
 PER_CLIENT = 8
@@ -76,28 +77,6 @@ def _head(node: LiveNode, path: str, extra: str, key: str | None = None) -> byte
     ).encode()
 
 
-def _read_until_closed(
-    s: ssl.SSLSocket, within: float, until: bytes | None = None
-) -> tuple[bytes, bool]:
-    """What the node sends within `within` seconds, and whether it closed meanwhile; with
-    `until`, only up to that marker, read byte by byte so nothing after it is taken (the
-    interim 100, a head before the body the test sends next)."""
-    data = b""
-    end = time.monotonic() + within
-    while (until is None or until not in data) and (left := end - time.monotonic()) > 0:
-        s.settimeout(left)
-        try:
-            chunk = s.recv(65536 if until is None else 1)
-        except TimeoutError:
-            return data, False
-        except OSError:
-            return data, True
-        if not chunk:
-            return data, True
-        data += chunk
-    return data, False
-
-
 def _responses(data: bytes) -> list[tuple[bytes, bytes]]:
     """The (head, body) of each whole response in `data` (content-length bodies)."""
     out = []
@@ -149,7 +128,7 @@ def test_declared_length_over_the_limit_gets_413_and_the_connection_ends(
     s = _tls(early)
     try:
         s.sendall(head)
-        data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+        data, closed = read_until_closed(s, BODY_TIMEOUT_S / 2)
     finally:
         s.close()
     answers = _responses(data)
@@ -170,7 +149,7 @@ def test_413_to_a_client_that_said_close_has_one_connection_header(early: LiveNo
                 "Content-Length: 200000\r\nConnection: close\r\n",
             )
         )
-        data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+        data, closed = read_until_closed(s, BODY_TIMEOUT_S / 2)
     finally:
         s.close()
     answers = _responses(data)
@@ -195,7 +174,7 @@ def test_chunked_body_past_the_limit_after_100_continue_ends_the_connection(
                 "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n",
             )
         )
-        interim, _ = _read_until_closed(s, 10, until=b"\r\n\r\n")
+        interim, _ = read_until_closed(s, 10, until=b"\r\n\r\n")
         assert interim.startswith(b"HTTP/1.1 100 "), interim
         closed = False
         end = time.monotonic() + 8  # keep sending: progress for the stall timer
@@ -206,10 +185,10 @@ def test_chunked_body_past_the_limit_after_100_continue_ends_the_connection(
                 closed = True
                 break
             if select.select([s], [], [], 0)[0] or s.pending():
-                more, closed = _read_until_closed(s, 0.05)
+                more, closed = read_until_closed(s, 0.05)
                 data += more
         if not closed:
-            more, closed = _read_until_closed(s, 0.5)
+            more, closed = read_until_closed(s, 0.5)
             data += more
     finally:
         s.close()
@@ -234,7 +213,7 @@ def test_request_pipelined_behind_a_chunked_413_is_never_a_hidden_ones(early: Li
             + body
             + HEALTH
         )
-        data, closed = _read_until_closed(s, 8)
+        data, closed = read_until_closed(s, 8)
     finally:
         s.close()
     answers = _responses(data)
@@ -267,7 +246,7 @@ def test_body_of_a_request_answered_early_is_drained_not_parsed(
                     key="dj_" + "x" * 40,
                 )
             )
-            first, _ = _read_until_closed(s, 10, until=b"\r\n\r\n")
+            first, _ = read_until_closed(s, 10, until=b"\r\n\r\n")
             first += s.recv(65536)  # the 401's body (one TLS record with its head)
             s.sendall(smuggled + HEALTH)
         else:
@@ -278,7 +257,7 @@ def test_body_of_a_request_answered_early_is_drained_not_parsed(
                 + HEALTH
             )
             first = b""
-        data, closed = _read_until_closed(s, 8)
+        data, closed = read_until_closed(s, 8)
     finally:
         s.close()
     answers = _responses(first + data)
@@ -308,12 +287,12 @@ def test_429_with_retry_after_still_rests_and_drains_its_body(early: LiveNode) -
     s = _tls(early)
     try:
         s.sendall(_head(early, path, f"Content-Length: {len(event)}\r\n", key) + event)
-        ok, _ = _read_until_closed(s, 30, until=b"}")
+        ok, _ = read_until_closed(s, 30, until=b"}")
         s.sendall(_head(early, path, f"Content-Length: {len(event)}\r\n", key))
-        refused, _ = _read_until_closed(s, 10, until=b"\r\n\r\n")
+        refused, _ = read_until_closed(s, 10, until=b"\r\n\r\n")
         started = time.monotonic()
         s.sendall(event + HEALTH)
-        data, closed = _read_until_closed(s, 20)
+        data, closed = read_until_closed(s, 20)
         waited = time.monotonic() - started
     finally:
         s.close()
@@ -341,7 +320,7 @@ def test_connections_of_refused_bodies_are_all_released(early: LiveNode) -> None
         s = _tls(early, source)
         try:
             s.sendall(_head(early, f"/v1/functions/{SMALL}/invoke", "Content-Length: 200000\r\n"))
-            data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+            data, closed = read_until_closed(s, BODY_TIMEOUT_S / 2)
         finally:
             s.close()
         assert data.startswith(b"HTTP/1.1 413 ") and closed, (n, data[:200])
@@ -365,9 +344,9 @@ def test_broken_chunked_body_after_an_early_answer_gets_no_second_answer(
                 key="dj_" + "x" * 40,
             )
         )
-        first, _ = _read_until_closed(s, 10, until=b"\r\n\r\n")
+        first, _ = read_until_closed(s, 10, until=b"\r\n\r\n")
         s.sendall(b"4\r\nabcd\r\nzz-not-a-size\r\n")
-        data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+        data, closed = read_until_closed(s, BODY_TIMEOUT_S / 2)
     finally:
         s.close()
     answers = _responses(first + data)
@@ -387,7 +366,7 @@ def test_refused_connections_the_client_keeps_are_released_in_time(early: LiveNo
             s = _tls(early, source)
             held.append(s)
             s.sendall(_head(early, f"/v1/functions/{SMALL}/invoke", "Content-Length: 200000\r\n"))
-            data, closed = _read_until_closed(s, BODY_TIMEOUT_S / 2)
+            data, closed = read_until_closed(s, BODY_TIMEOUT_S / 2)
             assert data.startswith(b"HTTP/1.1 413 ") and closed, (n, data[:200])
         started = time.monotonic()
         while time.monotonic() - started < 60:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import LiveNode, fresh_source, start_node
+from sec_support import read_until_closed
 
 ECHO = "desync-echo"
 #: A whole request with the admin's key, hidden in a body: never to be answered.
@@ -60,24 +61,11 @@ def _exchange(node: LiveNode, parts: list[bytes], within: float = 5.0) -> tuple[
     """Send each part in a read of its own (a pause between them), then read what the
     node answers within `within` seconds; whether it closed the connection."""
     s = _tls(node)
-    data = b""
     try:
         for part in parts:
             s.sendall(part)
             time.sleep(0.3)
-        end = time.monotonic() + within
-        while (left := end - time.monotonic()) > 0:
-            s.settimeout(left)
-            try:
-                chunk = s.recv(65536)
-            except TimeoutError:
-                return data, False
-            except OSError:
-                return data, True
-            if not chunk:
-                return data, True
-            data += chunk
-        return data, False
+        return read_until_closed(s, within)
     finally:
         s.close()
 
