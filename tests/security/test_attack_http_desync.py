@@ -204,3 +204,27 @@ def test_a_broken_head_pipelined_behind_a_call_is_refused_after_its_answer(
     assert _statuses(data) == [b"200", refusal], data[:600]
     assert b'"n": 1' in data or b'"n":1' in data
     assert closed
+
+
+@pytest.mark.parametrize("route", ["/v1/functions/{}/invoke", "/fn/{}"])
+def test_a_body_broken_on_its_way_is_no_server_error(desync: LiveNode, route: str) -> None:
+    """A chunked body whose framing breaks after its head was read: 400, and the node's
+    log says nothing of it. Before, the handler met Starlette's ClientDisconnect as an
+    unexpected exception: every such request wrote an `internal error` and a traceback of
+    about 2 KB to the node's log (a keyed client's cheap way to fill its disk)."""
+    path = route.format(ECHO)
+    log = desync.data_dir / "serve.log"
+    before = log.stat().st_size
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {desync.admin_key}"
+        "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        data, closed = _exchange(desync, [head, b"2\r\n{}\r\nZZ\r\n"], within=5)
+        assert _statuses(data) == [b"400"], data[:600]
+        assert closed
+    time.sleep(0.5)  # the handler's end, after the answer
+    with log.open("rb") as f:
+        f.seek(before)
+        written = f.read().decode(errors="replace")
+    assert "Traceback" not in written and "internal error" not in written, written[-3000:]

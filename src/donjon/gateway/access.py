@@ -7,7 +7,7 @@ import ipaddress
 import math
 from typing import Any, NoReturn
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from donjon import boundedjson
 from donjon.audit import AuditEvent
@@ -259,13 +259,19 @@ async def read_body(request: Request, limit: int, *, check_declared: bool = True
             )
     chunks = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(
-                f"request body over {limit} bytes", hint=f"this route takes at most {limit} bytes"
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(
+                    f"request body over {limit} bytes",
+                    hint=f"this route takes at most {limit} bytes",
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client left, or its framing broke (the connection answered 400 and closed):
+        # a request that never arrived whole, not the server's fault; nobody reads this.
+        raise BadRequest("the request body ended before it was whole") from None
     return b"".join(chunks)
 
 
