@@ -223,9 +223,19 @@ async def record_refresh(store: IssuerStore, changes: AuditedChanges, issuer: Is
     (`issuer.keys`, actor `system:jwks`, the key ids before and after), as an admin's
     `issuer add` is. A refetch of the same keys only updates `refreshed_at`."""
     record = issuer.record
-    stored = next((r for r in await asyncio.to_thread(store.all) if r.name == issuer.name), None)
-    if stored is None or _canonical(stored.jwks) == _canonical(record.jwks):
-        await asyncio.to_thread(store.set_jwks, issuer.name, record.jwks, record.refreshed_at)
+    stored = next(
+        (
+            r
+            for r in await asyncio.to_thread(store.all)
+            if r.name == issuer.name and r.created_at == record.created_at
+        ),
+        None,
+    )
+    if stored is None:  # removed, or removed and added again, while the fetch ran
+        return
+    write = (issuer.name, record.created_at, record.jwks, record.refreshed_at)
+    if _canonical(stored.jwks) == _canonical(record.jwks):
+        await asyncio.to_thread(store.set_jwks, *write)
         return
     event = AuditEvent(
         "system:jwks",
@@ -239,4 +249,4 @@ async def record_refresh(store: IssuerStore, changes: AuditedChanges, issuer: Is
         },
     )
     async with changes.change(event):  # the new keys and their record, committed together
-        await asyncio.to_thread(store.set_jwks, issuer.name, record.jwks, record.refreshed_at)
+        await asyncio.to_thread(store.set_jwks, *write)

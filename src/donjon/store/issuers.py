@@ -80,15 +80,18 @@ class IssuerStore:
             for r in rows
         ]
 
-    def set_jwks(self, name: str, jwks: str, refreshed_at: float) -> None:
+    def set_jwks(self, name: str, created_at: float, jwks: str, refreshed_at: float) -> bool:
+        """Store the keys fetched for the issuer `name` added at `created_at`; False (and
+        nothing written) if it was removed, or removed and added again, meanwhile."""
         with self._engine.begin() as conn:
             updated = conn.execute(
                 update(issuers)
-                .where(issuers.c.name == name)
+                .where(issuers.c.name == name, issuers.c.created_at == created_at)
                 .values(jwks=jwks, refreshed_at=refreshed_at)
             ).rowcount
             if updated:
                 enlist(conn)  # the keys' change and its record (gateway/admin_issuers.py)
+        return bool(updated)
 
     def remove(self, name: str) -> bool:
         with self._engine.begin() as conn:
