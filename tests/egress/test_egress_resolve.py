@@ -169,3 +169,40 @@ def test_a_lookup_whose_thread_cannot_start_counts_nothing(
     assert resolver.running("f") == 0
     addresses = asyncio.run(resolver.resolve("localhost", "f"))
     assert addresses and all(a.is_loopback for a in addresses)
+
+
+def test_a_dns_server_that_never_answers_holds_at_most_a_functions_share() -> None:
+    """The DNS server's resolver runs its questions on lookup threads, as the system's
+    does: a function whose names the server never answers has at most `per_function`
+    lookups running; its next is refused at once, and another function's is not."""
+    import socket
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # receives every question, answers none
+    port = silent.getsockname()[1]
+    resolver = DnsServerResolver(ipaddress.ip_address("127.0.0.1"), port, per_function=2)
+
+    async def go() -> tuple[list[str], str]:
+        async def attack(i: int) -> str:
+            try:
+                await resolver.resolve(f"r{i}.slow.donjon.test", "attacker")
+            except ResolveError as e:
+                return e.message
+            return "resolved"
+
+        first = [asyncio.ensure_future(attack(i)) for i in range(2)]
+        await asyncio.sleep(0.2)  # both on their threads
+        third = await attack(2)
+        other = await asyncio.gather(
+            resolver.resolve("a.slow.donjon.test", "victim"), return_exceptions=True
+        )
+        outcomes = await asyncio.gather(*first)
+        return [third, *outcomes], str(other[0])
+
+    try:
+        (third, *timed_out), other = asyncio.run(go())
+    finally:
+        silent.close()
+    assert "earlier lookups of this function are still running" in third
+    assert all("did not resolve" in o for o in timed_out), timed_out
+    assert "still running" not in other  # asked (and, the server being silent, timed out)

@@ -15,7 +15,9 @@ held all four of libuv's threads with a handful of lookups, and every other func
 names then failed to resolve, /etc/hosts' too, until glibc gave up (helper-122's
 review). So the system resolver runs lookups on `LOOKUP_THREADS` threads of its own and
 lets one function have at most `LOOKUPS_PER_FUNCTION` of them running, counted until
-each lookup's thread is done with it, not until its caller stops waiting.
+each lookup's thread is done with it, not until its caller stops waiting. The DNS
+server's resolver runs its questions the same way: dnspython parses an answer whole,
+which for the widest one a DNS message allows is too long for the loop.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from donjon.egress.addresses import IPAddress, parse_ip_literal
 from donjon.errors import Error
@@ -42,6 +44,8 @@ __all__ = [
     "make_resolver",
     "parse_dns_server",
 ]
+
+T = TypeVar("T")
 
 #: The most addresses one answer is taken from (the rest are ignored).
 MAX_ADDRESSES = 16
@@ -125,13 +129,12 @@ class _LookupThreads:
                 self._unfinished -= 1
 
 
-class SystemResolver:
-    """The host's resolver (``getaddrinfo``, /etc/hosts and /etc/resolv.conf), on threads
-    of its own, at most `per_function` lookups of one function running (see the module)."""
+class _Lookups:
+    """Blocking lookups on threads of their own (`_LookupThreads`), at most
+    `per_function` of one function running, counted until each lookup's thread is done
+    with it (see the module)."""
 
-    def __init__(
-        self, threads: int = LOOKUP_THREADS, per_function: int = LOOKUPS_PER_FUNCTION
-    ) -> None:
+    def __init__(self, threads: int, per_function: int) -> None:
         self._threads = _LookupThreads(threads)
         self._per_function = per_function
         self._running: dict[str, int] = {}
@@ -140,8 +143,9 @@ class SystemResolver:
         """`caller`'s lookups whose threads are not done with them."""
         return self._running.get(caller, 0)
 
-    async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
-        name = _name(host)
+    async def run(self, host: str, caller: str, lookup: Callable[[], T]) -> T:
+        """`lookup()` on a lookup thread, awaited at most `RESOLVE_TIMEOUT_S`; what it
+        raises is handed on, but a timeout and a thread refused are `ResolveError`."""
         running = self.running(caller)
         if running >= self._per_function:
             raise ResolveError(
@@ -150,9 +154,7 @@ class SystemResolver:
             )
         loop = asyncio.get_running_loop()
         try:
-            lookup = self._threads.submit(
-                lambda: socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-            )
+            future = self._threads.submit(lookup)
         except RuntimeError as e:  # no thread could be started for it
             raise ResolveError(f"{host} was not looked up: {e}") from None
         self._running[caller] = running + 1
@@ -161,17 +163,12 @@ class SystemResolver:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to count
                 loop.call_soon_threadsafe(self._done, caller)
 
-        lookup.add_done_callback(done)
+        future.add_done_callback(done)
         try:
-            infos = await asyncio.wait_for(asyncio.wrap_future(lookup), RESOLVE_TIMEOUT_S)
-        except (OSError, UnicodeError, TimeoutError) as e:
-            raise ResolveError(f"{host} did not resolve ({e or 'timed out'})") from None
-        addresses: list[IPAddress] = []
-        for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6):
-                text = str(sockaddr[0]).split("%", 1)[0]
-                addresses.append(ipaddress.ip_address(text))
-        return _unique(addresses, host)
+            result: T = await asyncio.wait_for(asyncio.wrap_future(future), RESOLVE_TIMEOUT_S)
+        except TimeoutError:
+            raise ResolveError(f"{host} did not resolve (timed out)") from None
+        return result
 
     def _done(self, caller: str) -> None:
         left = self._running.get(caller, 0) - 1
@@ -181,48 +178,88 @@ class SystemResolver:
             self._running.pop(caller, None)
 
 
-class DnsServerResolver:
-    """Asks one DNS server (A and AAAA at once), nothing else (no /etc/hosts)."""
+class SystemResolver:
+    """The host's resolver (``getaddrinfo``, /etc/hosts and /etc/resolv.conf), on threads
+    of its own, at most `per_function` lookups of one function running (see the module)."""
 
-    def __init__(self, server: IPAddress, port: int = 53) -> None:
-        # dnspython only where a DNS server is configured: settings and the grants
-        # import this module, and most nodes use the system resolver.
-        import dns.asyncresolver
+    def __init__(
+        self, threads: int = LOOKUP_THREADS, per_function: int = LOOKUPS_PER_FUNCTION
+    ) -> None:
+        self._lookups = _Lookups(threads, per_function)
 
-        self.server = server
-        self.port = port
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [str(server)]
-        resolver.port = port
-        resolver.lifetime = RESOLVE_TIMEOUT_S
-        resolver.timeout = RESOLVE_TIMEOUT_S / 2
-        resolver.cache = None
-        self._resolver = resolver
+    def running(self, caller: str) -> int:
+        """`caller`'s lookups whose threads are not done with them."""
+        return self._lookups.running(caller)
 
     async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
         name = _name(host)
-        answers = await asyncio.gather(
-            self._query(name, "A"), self._query(name, "AAAA"), return_exceptions=True
-        )
+        try:
+            infos = await self._lookups.run(
+                host, caller, lambda: socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            )
+        except (OSError, UnicodeError) as e:
+            raise ResolveError(f"{host} did not resolve ({e})") from None
         addresses: list[IPAddress] = []
-        problems: list[str] = []
-        for answer in answers:
-            if isinstance(answer, BaseException):
-                if not isinstance(answer, ResolveError):
-                    raise answer
-                problems.append(answer.message)
-            else:
-                addresses += answer
+        for family, _, _, _, sockaddr in infos:
+            if family in (socket.AF_INET, socket.AF_INET6):
+                text = str(sockaddr[0]).split("%", 1)[0]
+                addresses.append(ipaddress.ip_address(text))
+        return _unique(addresses, host)
+
+
+class DnsServerResolver:
+    """Asks one DNS server (A, then AAAA), nothing else (no /etc/hosts).
+
+    On lookup threads, as the system resolver: dnspython parses an answer whole, and one
+    over TCP may be 64 KiB (6,000 records, about 0.2 s of parsing on a loaded node); on
+    the event loop that stalled every request of every tenant as long, each question."""
+
+    def __init__(
+        self,
+        server: IPAddress,
+        port: int = 53,
+        threads: int = LOOKUP_THREADS,
+        per_function: int = LOOKUPS_PER_FUNCTION,
+    ) -> None:
+        # dnspython only where a DNS server is configured: settings and the grants
+        # import this module, and most nodes use the system resolver.
+        import dns.resolver
+
+        self.server = server
+        self.port = port
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [str(server)]
+        resolver.port = port
+        resolver.lifetime = RESOLVE_TIMEOUT_S / 2  # each question: both within the whole
+        resolver.timeout = RESOLVE_TIMEOUT_S / 4
+        resolver.cache = None
+        self._resolver = resolver
+        self._lookups = _Lookups(threads, per_function)
+
+    async def resolve(self, host: str, caller: str = "") -> list[IPAddress]:
+        name = _name(host)
+        addresses, problems = await self._lookups.run(host, caller, lambda: self._both(name))
         if not addresses:
             raise ResolveError(problems[0] if problems else f"{host} has no address")
         return _unique(addresses, host)
 
-    async def _query(self, name: str, kind: str) -> list[IPAddress]:
+    def _both(self, name: str) -> tuple[list[IPAddress], list[str]]:
+        """A's and AAAA's addresses, and what went wrong with either (a lookup thread's)."""
+        addresses: list[IPAddress] = []
+        problems: list[str] = []
+        for kind in ("A", "AAAA"):
+            try:
+                addresses += self._query(name, kind)
+            except ResolveError as e:
+                problems.append(e.message)
+        return addresses, problems
+
+    def _query(self, name: str, kind: str) -> list[IPAddress]:
         import dns.exception
         import dns.resolver
 
         try:
-            answer = await self._resolver.resolve(name, kind, search=False)
+            answer = self._resolver.resolve(name, kind, search=False)
         except dns.resolver.NoAnswer:
             return []
         except dns.resolver.NXDOMAIN:
