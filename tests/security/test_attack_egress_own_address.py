@@ -76,6 +76,34 @@ _CHILD = textwrap.dedent(
             return e.message
 
     out["source"] = [asyncio.run(source(h)) for h in ("1.2.3.4", "[2a00:1450::1234]")]
+
+    # An admin opens an internal network for its services; the node has an address in it.
+    import ipaddress
+    from donjon.egress.addresses import own_address_refusal, parse_networks
+
+    subprocess.run(["ip", "addr", "add", "10.9.8.7/32", "dev", "lo"], check=True)
+    cases = [
+        ("10.9.8.7", "10.0.0.0/8"),
+        ("::ffff:10.9.8.7", "10.0.0.0/8"),
+        ("1.2.3.4", "1.2.3.0/24"),
+        ("2a00:1450::1234", "2a00:1450::/32"),
+        ("10.9.8.7", "10.9.8.7/32"),
+        ("2a00:1450::1234", "2a00:1450::1234/128"),
+        ("127.0.0.5", "127.0.0.0/8"),
+    ]
+    out["opened"] = {
+        f"{a} in {n}": own_address_refusal(ipaddress.ip_address(a), parse_networks(n))
+        for a, n in cases
+    }
+
+    async def broad_source():
+        try:
+            wide = parse_networks("10.0.0.0/8")
+            return [str(a) for a in await allowed_addresses("10.9.8.7", port, wide, "the trigger")]
+        except SourceAddressRefused as e:
+            return e.message
+
+    out["broad_source"] = asyncio.run(broad_source())
     out["accepted"] = accepted
     print(json.dumps(out))
     """
@@ -133,3 +161,45 @@ def test_event_source_cannot_dial_the_nodes_own_address(attempts: dict[str, obje
     for answer in answers:
         assert "an address of this host" in str(answer), answer
     assert attempts["accepted"] == []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "10.9.8.7 in 10.0.0.0/8",
+        "::ffff:10.9.8.7 in 10.0.0.0/8",
+        "1.2.3.4 in 1.2.3.0/24",
+        "2a00:1450::1234 in 2a00:1450::/32",
+    ],
+)
+def test_a_broad_allowed_network_does_not_open_the_nodes_own_address_in_it(
+    attempts: dict[str, object], case: str
+) -> None:
+    """DONJON_EGRESS_ALLOW_NETWORKS=10.0.0.0/8 opens the internal services in it, not the
+    node's own 10.9.8.7 there (its services bound to every interface). Before, any
+    allowed network holding the address opened it (helper-159's open finding)."""
+    opened = attempts["opened"]
+    assert isinstance(opened, dict)
+    assert "an address of this host" in str(opened[case])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "10.9.8.7 in 10.9.8.7/32",
+        "2a00:1450::1234 in 2a00:1450::1234/128",
+        "127.0.0.5 in 127.0.0.0/8",
+    ],
+)
+def test_the_nodes_own_address_named_alone_or_loopback_opened_is_open(
+    attempts: dict[str, object], case: str
+) -> None:
+    opened = attempts["opened"]
+    assert isinstance(opened, dict)
+    assert opened[case] is None
+
+
+def test_an_event_source_in_a_broad_network_cannot_dial_the_nodes_own_address_there(
+    attempts: dict[str, object],
+) -> None:
+    assert "an address of this host" in str(attempts["broad_source"])

@@ -186,15 +186,18 @@ def refusal(address: IPAddress, allow_networks: Sequence[IPNetwork]) -> str | No
 
 def own_address_refusal(address: IPAddress, allow_networks: Sequence[IPNetwork]) -> str | None:
     """Why the proxy may not dial `address` as one of this host's own addresses; None if
-    it is not one, or if it is inside one of `allow_networks` (the admin opened it).
+    it is not one, or if the admin opened it: one of `allow_networks` names it alone (a
+    /32, a /128), or is a loopback network (every address in it is this host's).
 
     A host reaches its own addresses, public ones too, over `lo`, where services bound to
     every interface and firewalled from the outside answer it; the proxy runs on the
-    host. Judged by the kernel's route, at each dial (addresses change)."""
+    host. An internal network opened for its services (10.0.0.0/8) opens the other
+    hosts in it, not the node's own address there. Judged by the kernel's route, at
+    each dial (addresses change)."""
     address = _plain(address)
     inner = embedded_ipv4(address)
-    if _within(address, allow_networks) or (
-        inner is not None and _within(inner[0], allow_networks)
+    if _opens_own(address, allow_networks) or (
+        inner is not None and _opens_own(inner[0], allow_networks)
     ):
         return None
     if not _routed_locally(address):
@@ -241,6 +244,14 @@ def _plain(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
         return ipaddress.IPv6Address(int(address))
     return address
+
+
+def _opens_own(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    """Whether one of `networks` opens this host's own `address` (see own_address_refusal)."""
+    return any(
+        address.version == n.version and address in n and (n.num_addresses == 1 or n.is_loopback)
+        for n in networks
+    )
 
 
 def _within(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
