@@ -126,6 +126,10 @@ class JwksServer:
     port: int
     documents: dict[str, bytes] = field(default_factory=dict)
     fetches: dict[str, int] = field(default_factory=dict)
+    #: A Content-Encoding to declare for a path's (already encoded) document.
+    encodings: dict[str, str] = field(default_factory=dict)
+    #: The Accept-Encoding of each GET, in order.
+    accepted: list[str] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
@@ -163,8 +167,11 @@ def jwks_server(directory: Path) -> Iterator[JwksServer]:
         def do_GET(self) -> None:
             state.fetches[self.path] = state.fetches.get(self.path, 0) + 1
             body = state.documents.get(self.path)
+            state.accepted.append(self.headers.get("accept-encoding", ""))
             self.send_response(200 if body is not None else 404)
             self.send_header("content-type", "application/json")
+            if self.path in state.encodings:
+                self.send_header("content-encoding", state.encodings[self.path])
             self.send_header("content-length", str(len(body or b"")))
             self.end_headers()
             self.wfile.write(body or b"")

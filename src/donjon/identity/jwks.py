@@ -213,12 +213,22 @@ async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
             httpx.AsyncClient(
                 verify=context, timeout=FETCH_TIMEOUT_S, follow_redirects=False, trust_env=False
             ) as client,
-            client.stream("GET", url, headers={"accept": "application/json"}) as response,
+            client.stream(
+                "GET", url, headers={"accept": "application/json", "accept-encoding": "identity"}
+            ) as response,
         ):
             if response.status_code != 200:
                 raise JwksError(f"GET {url} answered {response.status_code}")
+            # Bounded as it arrives, so never decoded: a chunk of gzip read whole would
+            # expand a thousandfold before the bound saw it.
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise JwksError(
+                    f"the JWKS at {url} came with content-encoding {encoding!r}",
+                    hint="the node asks for it unencoded (accept-encoding: identity)",
+                )
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.aiter_raw():
                 body += chunk
                 if len(body) > MAX_JWKS_BYTES:
                     raise JwksError(f"the JWKS at {url} is over {MAX_JWKS_BYTES} bytes")
