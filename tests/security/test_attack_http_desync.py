@@ -182,6 +182,47 @@ def test_http_1_0_without_host_is_served(desync: LiveNode) -> None:
     assert _statuses(data) == [b"200"], data[:600]
 
 
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [
+        ("https://evil.example/fn/{}", "localhost"),
+        ("https://localhost:1/fn/{}", "localhost"),
+        ("http://[::1]/fn/{}", "localhost"),
+        ("https://evil.example/fn/{}", ""),
+    ],
+    ids=["other-host", "other-port", "v6-literal", "no-host"],
+)
+def test_an_absolute_target_naming_another_host_than_host_is_400(
+    desync: LiveNode, target: str, host: str
+) -> None:
+    """An absolute-form target names the request's host, and Host is to be ignored (RFC
+    9112 3.2.2); the node read only Host, so the function's event named one host and
+    the request another (helper-157's open finding). Now they must agree."""
+    field = f"Host: {host}\r\n" if host else ""
+    head = (
+        f"POST {target.format(ECHO)} HTTP/1.1\r\n{field}Authorization: Bearer "
+        f"{desync.admin_key}\r\nContent-Length: 2\r\n\r\n{{}}"
+    ).encode()
+    data, closed = _exchange(desync, [head], within=3)
+    assert _statuses(data) == [b"400"], data[:600]
+    assert closed
+
+
+@pytest.mark.parametrize(
+    ("target", "host"),
+    [("https://LocalHost/fn/{}", "localhost"), ("http://[::1]:8443/fn/{}", "[::1]:8443")],
+)
+def test_an_absolute_target_naming_the_host_is_served(
+    desync: LiveNode, target: str, host: str
+) -> None:
+    head = (
+        f"POST {target.format(ECHO)} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
+        f"{desync.admin_key}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    ).encode()
+    data, _ = _exchange(desync, [head], within=3)
+    assert _statuses(data) == [b"200"], data[:600]
+
+
 @pytest.mark.parametrize("broken", ["too-many-fields", "nul-in-a-value"])
 def test_a_broken_head_pipelined_behind_a_call_is_refused_after_its_answer(
     desync: LiveNode, broken: str

@@ -68,6 +68,19 @@ def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> 
     return b"".join(lines)
 
 
+def _authority(target: bytes) -> bytes | None:
+    """The host[:port] an absolute-form request target names, in lower case; None if it
+    names none the parser can read."""
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        return None
+    if not url.host:
+        return None
+    host = b"[%s]" % url.host if b":" in url.host else url.host  # an IPv6 literal
+    return host.lower() + (b":%d" % url.port if url.port is not None else b"")
+
+
 class GatewayProtocol(HttpToolsProtocol):
     """HTTP/1.1 over httptools with deadlines, head limits and connection caps."""
 
@@ -244,11 +257,17 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def _host_fits(self) -> bool:
         """One Host field, or none in HTTP/1.0 (RFC 9112 3.2: else 400). Two named two
-        hosts to the parts of the chain that read the first and the last."""
+        hosts to the parts of the chain that read the first and the last. A target in
+        absolute form (`https://host/path`) names the host instead of Host (RFC 9112
+        3.2.2), which everything after the parser reads: it must name the same one."""
         hosts = 0
-        for name, _ in self.headers:  # uvicorn's, names in lower case
+        host = b""
+        for name, value in self.headers:  # uvicorn's, names in lower case
             if name == b"host":
                 hosts += 1
+                host = value
+        if self.url[:1] != b"/" and self.url != b"*":
+            return hosts == 1 and _authority(self.url) == host.strip().lower()
         return hosts == 1 or (hosts == 0 and self.parser.get_http_version() == "1.0")
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
