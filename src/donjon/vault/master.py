@@ -72,11 +72,18 @@ class MasterKey:
 
     @classmethod
     def load(cls, path: Path) -> MasterKey:
-        """Read the key, refusing one that others can read."""
+        """Read the key, refusing one that others can read: another user's file (its
+        owner reads it, whatever its mode), or one group or others may read."""
         try:
             st = path.stat()
         except FileNotFoundError as e:
             raise VaultError(f"no master key at {path}", hint="run `donjon init`") from e
+        if st.st_uid != os.geteuid():
+            raise VaultError(
+                f"{path} is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}):"
+                " its owner can read every secret it protects",
+                hint=f"chown the file to the user the node runs as, then chmod 600 {path}",
+            )
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise VaultError(
                 f"{path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o})",
