@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from donjon.vault.redact import PIECE, Redactor
 
 
@@ -31,3 +33,11 @@ def test_a_piece_a_cut_left_at_an_edge_is_replaced() -> None:
     assert redact("x " + value[: PIECE - 1]) == "x " + value[: PIECE - 1]
     assert redact(value[1 - PIECE :] + " y") == value[1 - PIECE :] + " y"
     assert redact("a " + value[:10] + " b") == "a " + value[:10] + " b"
+
+
+def test_unescaped_json_and_bytes_forms_are_replaced() -> None:
+    """JSON with ensure_ascii=False and the repr of the value's UTF-8 bytes are replaced."""
+    value = 'Pässw"rd\\tail'
+    redact = Redactor({"api": value})
+    text = json.dumps({"v": value}, ensure_ascii=False) + " " + str(value.encode())
+    assert redact(text) == '{"v": "[secret:api]"} b\'[secret:api]\''

@@ -3,7 +3,8 @@
 Applied in the node to the captured stdout/stderr, the error line and the
 trace of every call before any of it is stored or answered (gateway/invoke.py).
 Each value is replaced by `[secret:NAME]` as it appears verbatim and in the
-escaped forms a print of a `repr` or of JSON gives it. The texts reach the node
+escaped forms a print of a `repr`, of JSON (ASCII or not: `ensure_ascii=False`) or
+of its UTF-8 bytes gives it. The texts reach the node
 already cut (the runtime keeps the error line's first 2,000 characters, the
 trace's last 8,000 and the output's last 64 KiB), and a cut may fall inside a
 value: the error line then ends with its first part and the trace begins with
@@ -37,7 +38,13 @@ class Redactor:
     def __init__(self, values: Mapping[str, str]) -> None:
         pairs: dict[str, str] = {}
         for name, value in values.items():
-            for form in (value, json.dumps(value)[1:-1], repr(value)[1:-1]):
+            for form in (
+                value,
+                json.dumps(value)[1:-1],
+                json.dumps(value, ensure_ascii=False)[1:-1],
+                repr(value)[1:-1],
+                repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+            ):
                 if form:
                     pairs.setdefault(form, f"[secret:{name}]")
         self._pairs = sorted(pairs.items(), key=lambda p: -len(p[0]))

@@ -1,0 +1,71 @@
+"""Redaction under attack, second round: forms of a value the first round missed, and the
+redactor's own time as a lever on the node.
+
+- A value holding a quote (or a backslash) and a non-ASCII letter, printed as JSON with
+  `ensure_ascii=False` (what structured loggers do) or as bytes (`print(v.encode())`),
+  was stored in the clear: the redactor knew the value, its `repr` and its ASCII JSON
+  form only.
+- The redactor runs on the node's event loop. Its search for a piece of a value a cut
+  left at an edge of a text tried every place the value's first (last) 6 characters
+  occur there, copying and comparing the rest each time: quadratic in the value's
+  length. A developer who set 30 secrets of 64 KiB that repeat one letter, granted them
+  to one function and printed 64 KiB of that letter stalled the whole node (every
+  tenant's requests, /healthz included) for about 3 s per call.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from donjon.bundle import build_bundle
+from harness import LiveNode
+
+#: Secrets of the stalling attack, and their length (the vault's largest value).
+STALLERS = 30
+LONG = 64 * 1024
+#: What /healthz may take while the attack runs (it took about 3 s before).
+PATIENCE_S = 1.0
+
+
+def _deploy(node: LiveNode, root: Path) -> None:
+    _, archive = build_bundle(root)
+    with node.client() as c:
+        r = c.post("/v1/functions", content=archive, params={"unsafe_skip_scan": "true"})
+    assert r.status_code == 201, r.text
+
+
+def _function(tmp: Path, name: str, code: str, granted: list[str]) -> Path:
+    root = tmp / name
+    root.mkdir()
+    (root / "main.py").write_text(code)
+    (root / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\npermissions: {{secrets: [{', '.join(granted)}]}}\n"
+    )
+    return root
+
+
+def test_cannot_leak_a_secret_by_printing_it_as_unescaped_json_or_bytes(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """`json.dumps(..., ensure_ascii=False)` and a print of the value's UTF-8 bytes are
+    redacted like its plain, `repr` and ASCII JSON forms."""
+    value = f'Pässw"rd\\{secrets.token_hex(8)}'
+    with node.client() as c:
+        assert c.post("/v1/secrets/unescaped-s", json={"value": value}).status_code == 201
+    code = (
+        "import json\n"
+        "def handler(event, context):\n"
+        "    v = context.secrets['unescaped-s']\n"
+        "    print(json.dumps({'v': v}, ensure_ascii=False))\n"
+        "    print(v.encode())\n"
+        "    return {'ok': True}\n"
+    )
+    _deploy(node, _function(tmp_path, "unescaped", code, ["unescaped-s"]))
+    assert node.invoke("unescaped", {}).status_code == 200
+    with node.client() as c:
+        logs = c.get("/v1/functions/unescaped/logs").json()
+    (entry,) = logs
+    tail = value.rsplit("\\", 1)[1]
+    assert tail not in entry["output"], entry["output"]
+    assert entry["output"].count("[secret:unescaped-s]") == 2
