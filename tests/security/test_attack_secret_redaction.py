@@ -16,7 +16,11 @@ redactor's own time as a lever on the node.
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from pathlib import Path
+
+import httpx
 
 from donjon.bundle import build_bundle
 from harness import LiveNode
@@ -69,3 +73,40 @@ def test_cannot_leak_a_secret_by_printing_it_as_unescaped_json_or_bytes(
     tail = value.rsplit("\\", 1)[1]
     assert tail not in entry["output"], entry["output"]
     assert entry["output"].count("[secret:unescaped-s]") == 2
+
+
+def test_many_long_secrets_do_not_stall_the_node(node: LiveNode, tmp_path: Path) -> None:
+    """A function granted many 64 KiB secrets that repeat one letter, printing 64 KiB of
+    that letter: its calls are served, and the node answers others meanwhile."""
+    names = [f"stall-{i}" for i in range(STALLERS)]
+    with node.client() as c:
+        for i, name in enumerate(names):
+            value = "a" * (LONG - 1) + chr(ord("A") + i)
+            assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+    code = (
+        "def handler(event, context):\n"
+        f"    print('a' * {LONG - 2} + 'c', end='')\n"
+        "    return {'ok': True}\n"
+    )
+    _deploy(node, _function(tmp_path, "stall", code, names))
+    assert node.invoke("stall", {}).status_code == 200  # started, its secrets opened
+    waits: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with httpx.Client(verify=node.tls, timeout=30) as c:
+            while not done.is_set():
+                began = time.perf_counter()
+                assert c.get(f"{node.url}/healthz").status_code == 200
+                waits.append(time.perf_counter() - began)
+                time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(3):
+            assert node.invoke("stall", {}).status_code == 200
+    finally:
+        done.set()
+        watcher.join()
+    assert waits and max(waits) < PATIENCE_S, f"/healthz waited {max(waits):.2f} s"
