@@ -44,13 +44,7 @@ class Redactor:
     def __init__(self, values: Mapping[str, str]) -> None:
         pairs: dict[str, str] = {}
         for name, value in values.items():
-            for form in (
-                value,
-                json.dumps(value)[1:-1],
-                json.dumps(value, ensure_ascii=False)[1:-1],
-                repr(value)[1:-1],
-                repr(value.encode("utf-8", "surrogatepass"))[2:-1],
-            ):
+            for form in _forms(value):
                 if form:
                     pairs.setdefault(form, f"[secret:{name}]")
         self._pairs = sorted(pairs.items(), key=lambda p: -len(p[0]))
@@ -83,6 +77,18 @@ class Redactor:
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._pairs)} forms)"
+
+
+def _forms(value: str) -> tuple[str, ...]:
+    """`value` and what a print of its `repr`, its JSON or its UTF-8 bytes shows of it."""
+    forms = (value, json.dumps(value)[1:-1], repr(value)[1:-1])
+    if value.isascii():  # JSON without ensure_ascii, and the bytes' repr, are the same
+        return forms
+    return (
+        *forms,
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+    )
 
 
 def _piece_at_end(text: str, form: str, head: str) -> int:
