@@ -10,7 +10,11 @@ redactor's own time as a lever on the node.
   occur there, copying and comparing the rest each time: quadratic in the value's
   length. A developer who set 30 secrets of 64 KiB that repeat one letter, granted them
   to one function and printed 64 KiB of that letter stalled the whole node (every
-  tenant's requests, /healthz included) for about 3 s per call.
+  tenant's requests, /healthz included) for about 3 s per call (0.3 s with the four a
+  call now carries, below).
+- Each call also sends every granted value to the sandbox and builds their redactor on
+  the event loop: 150 granted secrets of 64 KiB stalled the node about 0.4 s per call.
+  A call now carries at most MAX_GRANTED characters of values (four of the largest).
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from pathlib import Path
 import httpx
 
 from donjon.bundle import build_bundle
+from donjon.vault.service import MAX_GRANTED
 from harness import LiveNode
 
-#: Secrets of the stalling attack, and their length (the vault's largest value).
-STALLERS = 30
+#: Secrets of the stalling attack (as many as a call carries), and their length (the
+#: vault's largest value).
 LONG = 64 * 1024
-#: What /healthz may take while the attack runs (it took about 3 s before).
-PATIENCE_S = 1.0
+STALLERS = MAX_GRANTED // (LONG - 1)
+#: What /healthz may take while the attack runs (0.3 s with four secrets before; 2.6 s with
+#: the thirty a call carried before MAX_GRANTED).
+PATIENCE_S = 0.15
 
 
 def _deploy(node: LiveNode, root: Path) -> None:
@@ -110,3 +117,25 @@ def test_many_long_secrets_do_not_stall_the_node(node: LiveNode, tmp_path: Path)
         done.set()
         watcher.join()
     assert waits and max(waits) < PATIENCE_S, f"/healthz waited {max(waits):.2f} s"
+
+
+def test_a_function_granted_more_than_a_call_carries_is_refused_clearly(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Granted values over MAX_GRANTED characters together: the call ends with a clear
+    error naming the bound (nothing is sent to the sandbox); up to it, calls are served."""
+    size = LONG - 1
+    count = MAX_GRANTED // size + 1
+    names = [f"bulk-{i}" for i in range(count)]
+    with node.client() as c:
+        for name in names:
+            value = secrets.token_hex(size)[:size]
+            assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+    code = "def handler(event, context):\n    return {'n': len(context.secrets)}\n"
+    _deploy(node, _function(tmp_path, "bulk", code, names))
+    _deploy(node, _function(tmp_path, "bulk-fits", code, names[:-1]))
+    refused = node.invoke("bulk", {})
+    assert refused.status_code == 422, refused.text
+    assert f"over the {MAX_GRANTED} one call carries" in refused.json()["detail"]
+    served = node.invoke("bulk-fits", {})
+    assert served.status_code == 200 and served.json() == {"n": count - 1}
