@@ -1,6 +1,6 @@
 """A test key provider for DONJON_KMS_COMMAND: holds its own key, speaks the documented protocol.
 
-Usage: python kms_provider.py KEYFILE [--fail | --hang | --garbage | --not-object]
+Usage: python kms_provider.py KEYFILE [--fail | --hang | --garbage | --not-object | --echo]
 (the key file is created, 32 random bytes, on first use). Reads one JSON request
 on stdin, writes one JSON answer on stdout (docs/security.md, "The vault").
 """
@@ -23,6 +23,9 @@ def main() -> None:
     mode = sys.argv[2] if len(sys.argv) > 2 else ""
     if mode == "--fail":
         print("provider: access denied to key alias/donjon", file=sys.stderr)
+        sys.exit(3)
+    if mode == "--echo":  # fails, telling what it was asked (a script debugging itself)
+        print(f"provider: cannot serve {sys.stdin.read()}", file=sys.stderr)
         sys.exit(3)
     if mode == "--hang":
         time.sleep(60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,20 @@ def test_failing_provider_carries_its_stderr(tmp_path: Path) -> None:
     provider = CommandKeyProvider(kms_argv(tmp_path, "--fail"))
     with pytest.raises(VaultError, match="access denied to key alias/donjon"):
         asyncio.run(provider.wrap(bytes(32), AAD))
+
+
+def test_a_provider_echoing_its_request_does_not_put_the_data_key_in_the_error(
+    tmp_path: Path,
+) -> None:
+    """A failing provider that prints what it was asked: the error (a problem's detail, the
+    server's log) keeps its words but not the data key it was given to wrap."""
+    key = bytes(range(32))
+    provider = CommandKeyProvider(kms_argv(tmp_path, "--echo"))
+    with pytest.raises(VaultError) as failed:
+        asyncio.run(provider.wrap(key, AAD))
+    assert "provider: cannot serve" in failed.value.message
+    assert base64.b64encode(key).decode() not in str(failed.value)
+    assert base64.b64encode(AAD).decode() in failed.value.message  # not a secret: kept
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from donjon.vault.redact import PIECE, Redactor
+import json
+
+from donjon.vault.redact import MAX_TRIES, PIECE, Redactor
 
 
 def test_values_and_their_escaped_forms_are_replaced() -> None:
@@ -31,3 +33,22 @@ def test_a_piece_a_cut_left_at_an_edge_is_replaced() -> None:
     assert redact("x " + value[: PIECE - 1]) == "x " + value[: PIECE - 1]
     assert redact(value[1 - PIECE :] + " y") == value[1 - PIECE :] + " y"
     assert redact("a " + value[:10] + " b") == "a " + value[:10] + " b"
+
+
+def test_unescaped_json_and_bytes_forms_are_replaced() -> None:
+    """JSON with ensure_ascii=False and the repr of the value's UTF-8 bytes are replaced."""
+    value = 'Pässw"rd\\tail'
+    redact = Redactor({"api": value})
+    text = json.dumps({"v": value}, ensure_ascii=False) + " " + str(value.encode())
+    assert redact(text) == '{"v": "[secret:api]"} b\'[secret:api]\''
+
+
+def test_a_value_repeating_itself_near_an_edge_fails_closed() -> None:
+    """Past MAX_TRIES places where a piece could start (end), the text from the farthest
+    of them to the edge is replaced, instead of trying each one (quadratic)."""
+    value = "a" * 100 + "B"
+    redact = Redactor({"api": value})
+    assert redact("keep " + "a" * (MAX_TRIES + 60) + "c") == "keep [secret:api]"
+    backwards = Redactor({"api": value[::-1]})
+    assert backwards("c" + "a" * (MAX_TRIES + 60) + " keep") == "[secret:api] keep"
+    assert redact("keep " + "a" * 60) == "keep [secret:api]"  # a true piece, found first

@@ -46,6 +46,7 @@ from donjon.audit.wire import (
 )
 from donjon.config import AuditSettings
 from donjon.errors import Error
+from donjon.private_memory import keep_memory_private
 from donjon.secret import Secret
 from donjon.store import connect
 from donjon.vault.logseal import LogSealer
@@ -114,6 +115,7 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    keep_memory_private()  # before the seed arrives
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(

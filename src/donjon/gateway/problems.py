@@ -69,6 +69,7 @@ from donjon.triggers.queue import (
 )
 from donjon.triggers.webhooks import BadDelivery, WebhookError, WebhookMisconfigured
 from donjon.vault import SecretNotFound
+from donjon.vault.errors import GrantedTooLarge
 from donjon.vault.names import BadSecret
 
 __all__ = [
@@ -147,6 +148,8 @@ STATUS: dict[type[Error], int] = {
     ConcurrencyFull: 503,
     BadSecret: 422,
     SecretNotFound: 404,
+    # The function as deployed cannot be called: its grants carry more than a call may.
+    GrantedTooLarge: 422,
     BadWindow: 400,
     FunctionQuarantined: 503,
     NotQuarantined: 404,

@@ -34,6 +34,7 @@ from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
+from donjon.private_memory import keep_memory_private
 from donjon.store.database_marker import check_database
 from donjon.store.node_lock import hold_database_lock, hold_node_lock
 
@@ -254,6 +255,8 @@ def serve(
     a data dir not initialised, a missing control or a node whose start failed (its
     database, audit writer, sandboxes, scanner) is refused before "serving" is said.
     """
+    # Before any key or secret is read: none of them may reach a core file or another process.
+    keep_memory_private()
     # Before anything is opened: the connection and egress bounds are shares of it.
     raise_open_files()
     # One node per data dir and per database, refused before it binds, sweeps or opens

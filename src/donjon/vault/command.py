@@ -9,8 +9,8 @@ stdin and reads one JSON object from its stdout (docs/security.md, "The vault"):
 
 The program must bind `aad` to the ciphertext (AES-GCM's associated data, or
 a KMS's encryption context). A non-zero exit fails the operation with the
-program's stderr; so does a run past the timeout or output that is not that
-shape. Key ids are stored as `kms:` + the program's id.
+program's stderr (a data key in clear taken out); so does a run past the
+timeout or output that is not that shape. Key ids are stored as `kms:` + the program's id.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,10 @@ __all__ = ["KMS_PREFIX", "CommandKeyProvider"]
 
 KMS_PREFIX = "kms:"
 _MAX_KEY_ID = 120
+#: A data key in clear as the protocol carries it (a wrap's request, an unwrap's answer):
+#: taken out of what a failing program printed (its stderr, else its stdout), which
+#: becomes the error's message, and so the server's log.
+_PLAINTEXT = re.compile(r'"plaintext"\s*:\s*"[^"]*"')
 
 
 class CommandKeyProvider(KeyProvider):
@@ -85,7 +90,10 @@ class CommandKeyProvider(KeyProvider):
                 hint="check DONJON_KMS_COMMAND and the key provider's own logs",
             )
         except CommandError as e:
-            raise VaultError(f"the key provider failed: {e.message}", hint=e.hint) from None
+            said = _PLAINTEXT.sub('"plaintext": "[data key]"', e.message)
+            if "plaintext" in request:
+                said = said.replace(request["plaintext"], "[data key]")
+            raise VaultError(f"the key provider failed: {said}", hint=e.hint) from None
         try:
             out = json.loads(stdout)
         except ValueError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["SecretNotFound", "VaultError"]
+__all__ = ["GrantedTooLarge", "SecretNotFound", "VaultError"]
 
 
 class VaultError(Error):
@@ -17,3 +17,9 @@ class SecretNotFound(VaultError):
     """No secret of that name."""
 
     title = "No such secret"
+
+
+class GrantedTooLarge(VaultError):
+    """The values of the secrets a function is granted are more than one call carries."""
+
+    title = "Granted secrets too large"

@@ -3,14 +3,19 @@
 Applied in the node to the captured stdout/stderr, the error line and the
 trace of every call before any of it is stored or answered (gateway/invoke.py).
 Each value is replaced by `[secret:NAME]` as it appears verbatim and in the
-escaped forms a print of a `repr` or of JSON gives it. The texts reach the node
+escaped forms a print of a `repr`, of JSON (ASCII or not: `ensure_ascii=False`) or
+of its UTF-8 bytes gives it. The texts reach the node
 already cut (the runtime keeps the error line's first 2,000 characters, the
 trace's last 8,000 and the output's last 64 KiB), and a cut may fall inside a
 value: the error line then ends with its first part and the trace begins with
 the rest, neither of them the whole value. So a piece of a value at an edge of
 the text (or just after a leading "[N earlier ... dropped]" note) is replaced
 too, from `PIECE` characters on (half the value, if that is fewer, and at least
-3). What it cannot catch: a value the function transforms (encodes, reverses,
+3). A value repeating itself enough to put its first (or last) piece at more
+than `MAX_TRIES` places near an edge is not searched further: the text from the
+farthest such place to the edge is replaced (fail closed; the search was
+quadratic in the value's length, and ran on the node's event loop). What it
+cannot catch: a value the function transforms (encodes, reverses,
 splits) before printing, and the fewer than `PIECE` characters of a value a cut
 leaves at an edge.
 """
@@ -21,10 +26,12 @@ import json
 import re
 from collections.abc import Mapping
 
-__all__ = ["PIECE", "Redactor"]
+__all__ = ["MAX_TRIES", "PIECE", "Redactor"]
 
 #: The shortest piece of a value taken out where a cut left it at an edge of a text.
 PIECE = 6
+#: The most places near one edge where a piece of one value is tried (see above).
+MAX_TRIES = 8
 #: The note a cap puts before what it kept (sandbox/runtime/call.py, gateway/calllog.py).
 _DROPPED = re.compile(r"\[[0-9]+ earlier [a-z]+ dropped[^\]\n]*\]\n")
 
@@ -37,7 +44,7 @@ class Redactor:
     def __init__(self, values: Mapping[str, str]) -> None:
         pairs: dict[str, str] = {}
         for name, value in values.items():
-            for form in (value, json.dumps(value)[1:-1], repr(value)[1:-1]):
+            for form in _forms(value):
                 if form:
                     pairs.setdefault(form, f"[secret:{name}]")
         self._pairs = sorted(pairs.items(), key=lambda p: -len(p[0]))
@@ -72,23 +79,42 @@ class Redactor:
         return f"Redactor({len(self._pairs)} forms)"
 
 
+def _forms(value: str) -> tuple[str, ...]:
+    """`value` and what a print of its `repr`, its JSON or its UTF-8 bytes shows of it."""
+    forms = (value, json.dumps(value)[1:-1], repr(value)[1:-1])
+    if value.isascii():  # JSON without ensure_ascii, and the bytes' repr, are the same
+        return forms
+    return (
+        *forms,
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value.encode("utf-8", "surrogatepass"))[2:-1],
+    )
+
+
 def _piece_at_end(text: str, form: str, head: str) -> int:
-    """The length of the longest `form[:k]` (len(head) <= k < len(form)) that ends `text`."""
-    at = text.find(head, max(0, len(text) - len(form) + 1))
-    while at >= 0:
+    """The length of the longest `form[:k]` (len(head) <= k < len(form)) that ends `text`;
+    past MAX_TRIES places, all from the first place `head` is at."""
+    first = at = text.find(head, max(0, len(text) - len(form) + 1))
+    for _ in range(MAX_TRIES):
+        if at < 0:
+            return 0
         if form.startswith(text[at:]):
             return len(text) - at
         at = text.find(head, at + 1)
-    return 0
+    return len(text) - first if at >= 0 else 0
 
 
 def _piece_at_start(text: str, form: str, tail: str) -> int:
     """The length of the longest `form[-k:]` (len(tail) <= k < len(form)) that begins `text`
-    (`text` is at most len(form) - 1 long)."""
+    (`text` is at most len(form) - 1 long); past MAX_TRIES places, all up to the end of
+    the last place `tail` is at."""
     at = text.rfind(tail)
-    while at >= 0:
+    last = at + len(tail)
+    for _ in range(MAX_TRIES):
+        if at < 0:
+            return 0
         piece = at + len(tail)
         if form.endswith(text[:piece]):
             return piece
         at = text.rfind(tail, 0, piece - 1)
-    return 0
+    return last if at >= 0 else 0

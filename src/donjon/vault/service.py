@@ -19,17 +19,22 @@ from dataclasses import dataclass
 from donjon.secret import Secret
 from donjon.store import SecretStore, SecretSummary, StoreConflict, VersionRow
 from donjon.vault.envelope import aad_for, gcm_decrypt, gcm_encrypt, new_data_key
-from donjon.vault.errors import SecretNotFound, VaultError
+from donjon.vault.errors import GrantedTooLarge, SecretNotFound, VaultError
 from donjon.vault.interface import KeyProvider
 from donjon.vault.names import check_name, check_value
 
-__all__ = ["ACCEPTED_CACHE_S", "MAX_ACCEPTED", "Vault", "VersionInfo"]
+__all__ = ["ACCEPTED_CACHE_S", "MAX_ACCEPTED", "MAX_GRANTED", "Vault", "VersionInfo"]
 
 #: The versions a webhook accepts are read again at least this often (another node's
 #: rotation is seen within it).
 ACCEPTED_CACHE_S = 60.0
 #: At most this many versions of a secret are accepted at once (the newest ones).
 MAX_ACCEPTED = 4
+#: The most characters of secret values one call carries, all its function's grants
+#: together: each call sends them to the sandbox and builds their redactor (every value's
+#: escaped forms, searched for in what it printed), on the node's event loop. Four of the
+#: largest values; 150 of them stalled the node about 0.4 s per call.
+MAX_GRANTED = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -158,13 +163,22 @@ class Vault:
         return sorted(wanted - have)
 
     async def open_granted(self, names: Iterable[str]) -> dict[str, str]:
-        """The newest value of each of `names`, for one call. `SecretNotFound` if one is gone."""
+        """The newest value of each of `names`, for one call. `SecretNotFound` if one is gone,
+        `GrantedTooLarge` if together they are over MAX_GRANTED characters."""
         out = {}
+        total = 0
         for name in names:
             opened = self._opened.get(name)
             if opened is None:
                 opened = await self._open_latest(name)
-            out[name] = opened[1].reveal()
+            out[name] = value = opened[1].reveal()
+            total += len(value)
+        if total > MAX_GRANTED:
+            raise GrantedTooLarge(
+                f"the secrets this function is granted hold {total} characters together, "
+                f"over the {MAX_GRANTED} one call carries",
+                hint="grant it fewer or smaller secrets",
+            )
         return out
 
     async def open_accepted(self, name: str, grace_s: float) -> list[str]:

@@ -1,0 +1,141 @@
+"""Redaction under attack, second round: forms of a value the first round missed, and the
+redactor's own time as a lever on the node.
+
+- A value holding a quote (or a backslash) and a non-ASCII letter, printed as JSON with
+  `ensure_ascii=False` (what structured loggers do) or as bytes (`print(v.encode())`),
+  was stored in the clear: the redactor knew the value, its `repr` and its ASCII JSON
+  form only.
+- The redactor runs on the node's event loop. Its search for a piece of a value a cut
+  left at an edge of a text tried every place the value's first (last) 6 characters
+  occur there, copying and comparing the rest each time: quadratic in the value's
+  length. A developer who set 30 secrets of 64 KiB that repeat one letter, granted them
+  to one function and printed 64 KiB of that letter stalled the whole node (every
+  tenant's requests, /healthz included) for about 3 s per call (0.3 s with the four a
+  call now carries, below).
+- Each call also sends every granted value to the sandbox and builds their redactor on
+  the event loop: 150 granted secrets of 64 KiB stalled the node about 0.4 s per call.
+  A call now carries at most MAX_GRANTED characters of values (four of the largest).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from donjon.bundle import build_bundle
+from donjon.vault.service import MAX_GRANTED
+from harness import LiveNode
+
+#: Secrets of the stalling attack (as many as a call carries), and their length (the
+#: vault's largest value).
+LONG = 64 * 1024
+STALLERS = MAX_GRANTED // (LONG - 1)
+#: What /healthz may take while the attack runs (0.3 s with four secrets before; 2.6 s with
+#: the thirty a call carried before MAX_GRANTED).
+PATIENCE_S = 0.15
+
+
+def _deploy(node: LiveNode, root: Path) -> None:
+    _, archive = build_bundle(root)
+    with node.client() as c:
+        r = c.post("/v1/functions", content=archive, params={"unsafe_skip_scan": "true"})
+    assert r.status_code == 201, r.text
+
+
+def _function(tmp: Path, name: str, code: str, granted: list[str]) -> Path:
+    root = tmp / name
+    root.mkdir()
+    (root / "main.py").write_text(code)
+    (root / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\npermissions: {{secrets: [{', '.join(granted)}]}}\n"
+    )
+    return root
+
+
+def test_cannot_leak_a_secret_by_printing_it_as_unescaped_json_or_bytes(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """`json.dumps(..., ensure_ascii=False)` and a print of the value's UTF-8 bytes are
+    redacted like its plain, `repr` and ASCII JSON forms."""
+    value = f'Pässw"rd\\{secrets.token_hex(8)}'
+    with node.client() as c:
+        assert c.post("/v1/secrets/unescaped-s", json={"value": value}).status_code == 201
+    code = (
+        "import json\n"
+        "def handler(event, context):\n"
+        "    v = context.secrets['unescaped-s']\n"
+        "    print(json.dumps({'v': v}, ensure_ascii=False))\n"
+        "    print(v.encode())\n"
+        "    return {'ok': True}\n"
+    )
+    _deploy(node, _function(tmp_path, "unescaped", code, ["unescaped-s"]))
+    assert node.invoke("unescaped", {}).status_code == 200
+    with node.client() as c:
+        logs = c.get("/v1/functions/unescaped/logs").json()
+    (entry,) = logs
+    tail = value.rsplit("\\", 1)[1]
+    assert tail not in entry["output"], entry["output"]
+    assert entry["output"].count("[secret:unescaped-s]") == 2
+
+
+def test_many_long_secrets_do_not_stall_the_node(node: LiveNode, tmp_path: Path) -> None:
+    """A function granted many 64 KiB secrets that repeat one letter, printing 64 KiB of
+    that letter: its calls are served, and the node answers others meanwhile."""
+    names = [f"stall-{i}" for i in range(STALLERS)]
+    with node.client() as c:
+        for i, name in enumerate(names):
+            value = "a" * (LONG - 1) + chr(ord("A") + i)
+            assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+    code = (
+        "def handler(event, context):\n"
+        f"    print('a' * {LONG - 2} + 'c', end='')\n"
+        "    return {'ok': True}\n"
+    )
+    _deploy(node, _function(tmp_path, "stall", code, names))
+    assert node.invoke("stall", {}).status_code == 200  # started, its secrets opened
+    waits: list[float] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        with httpx.Client(verify=node.tls, timeout=30) as c:
+            while not done.is_set():
+                began = time.perf_counter()
+                assert c.get(f"{node.url}/healthz").status_code == 200
+                waits.append(time.perf_counter() - began)
+                time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for _ in range(3):
+            assert node.invoke("stall", {}).status_code == 200
+    finally:
+        done.set()
+        watcher.join()
+    assert waits and max(waits) < PATIENCE_S, f"/healthz waited {max(waits):.2f} s"
+
+
+def test_a_function_granted_more_than_a_call_carries_is_refused_clearly(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Granted values over MAX_GRANTED characters together: the call ends with a clear
+    error naming the bound (nothing is sent to the sandbox); up to it, calls are served."""
+    size = LONG - 1
+    count = MAX_GRANTED // size + 1
+    names = [f"bulk-{i}" for i in range(count)]
+    with node.client() as c:
+        for name in names:
+            value = secrets.token_hex(size)[:size]
+            assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+    code = "def handler(event, context):\n    return {'n': len(context.secrets)}\n"
+    _deploy(node, _function(tmp_path, "bulk", code, names))
+    _deploy(node, _function(tmp_path, "bulk-fits", code, names[:-1]))
+    refused = node.invoke("bulk", {})
+    assert refused.status_code == 422, refused.text
+    assert f"over the {MAX_GRANTED} one call carries" in refused.json()["detail"]
+    served = node.invoke("bulk-fits", {})
+    assert served.status_code == 200 and served.json() == {"n": count - 1}
