@@ -255,3 +255,20 @@ def test_the_data_dir_key_stays_private_after_renew(refusing_dir: Path) -> None:
     assert (tls / "key.pem").stat().st_mode & 0o777 == 0o600
     assert (tls / "cert.pem").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tls.iterdir()) == ["cert.pem", "key.pem"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_renew_refuses_a_data_dir_another_user_owns(refusing_dir: Path) -> None:
+    """`tls renew` run by root on the node user's data dir is refused before it writes:
+    a root-owned 0600 key would leave that node unable to read its own key."""
+    node_user = 65534
+    for path in (refusing_dir, *refusing_dir.rglob("*")):
+        os.lchown(path, node_user, node_user)
+    key = refusing_dir / "tls" / "key.pem"
+    before = key.read_bytes()
+    done = run_cli(donjon_env(refusing_dir), "tls", "renew", check=False)
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    assert f"uid {node_user}" in done.stderr, done.stderr
+    assert key.read_bytes() == before
+    assert key.stat().st_uid == node_user
