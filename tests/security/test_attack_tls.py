@@ -8,6 +8,7 @@ killed between the renames of its key and its certificate; a key and certificate
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -17,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from donjon.gateway.tls import create_self_signed
 from harness import LiveNode, donjon_env, free_port, initialise, run_cli, serve_initialised
 
 #: A host whose OpenSSL allows what it should not (RHEL's LEGACY policy, old distributions).
@@ -272,3 +275,68 @@ def test_renew_refuses_a_data_dir_another_user_owns(refusing_dir: Path) -> None:
     assert f"uid {node_user}" in done.stderr, done.stderr
     assert key.read_bytes() == before
     assert key.stat().st_uid == node_user
+
+
+def _leaf_signed_by(cert_path: Path, key_path: Path, name: str, out: Path) -> Path:
+    """A certificate for `name` signed with the node's key; chain and key in `out`."""
+    node_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    node_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(node_key, ec.EllipticCurvePrivateKey)
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(node_cert.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(node_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    out.write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + leaf.public_bytes(pem)
+        + node_cert.public_bytes(pem)
+    )
+    return out
+
+
+def _handshake_as(chain: Path, name: str, cafile: Path) -> None:
+    """A TLS handshake with a server presenting `chain`, by a client trusting `cafile`
+    and asking for `name`; raises what the client's verification raises."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(chain)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True) as s:
+                s.recv(1)
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        client = ssl.create_default_context(cafile=str(cafile))
+        try:
+            with (
+                socket.create_connection(listener.getsockname(), timeout=10) as raw,
+                client.wrap_socket(raw, server_hostname=name),
+            ):
+                pass
+        finally:
+            thread.join(10)
+
+
+def test_the_node_key_vouches_for_no_other_name(tmp_path: Path) -> None:
+    """Clients trust the node's certificate as a CA (curl --cacert, DONJON_CA_BUNDLE): a
+    certificate its key signs for another host (a stolen key.pem) is refused by them;
+    one for a name of the node's own still verifies."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    create_self_signed(cert, key, ("node.internal",))
+    evil = _leaf_signed_by(cert, key, "bank.example", tmp_path / "evil.pem")
+    with pytest.raises(ssl.SSLCertVerificationError, match="subtree"):
+        _handshake_as(evil, "bank.example", cert)
+    own = _leaf_signed_by(cert, key, "node.internal", tmp_path / "own.pem")
+    _handshake_as(own, "node.internal", cert)

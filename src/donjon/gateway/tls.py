@@ -124,6 +124,14 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _subtrees(names: list[x509.GeneralName]) -> list[x509.GeneralName]:
+    """The certificate's names as the subtrees it may vouch for (an address: itself alone)."""
+    return [
+        x509.IPAddress(ipaddress.ip_network(n.value)) if isinstance(n, x509.IPAddress) else n
+        for n in names
+    ]
+
+
 def create_self_signed(
     cert_path: Path, key_path: Path, hostnames: tuple[str, ...] = (), days: int = 365
 ) -> None:
@@ -149,6 +157,9 @@ def create_self_signed(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # Clients trust this certificate as a CA (curl --cacert, DONJON_CA_BUNDLE, a trust
+        # store): whatever its key signs is trusted only for the node's own names.
+        .add_extension(x509.NameConstraints(_subtrees(names), None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
