@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,3 +341,27 @@ def test_the_node_key_vouches_for_no_other_name(tmp_path: Path) -> None:
         _handshake_as(evil, "bank.example", cert)
     own = _leaf_signed_by(cert, key, "node.internal", tmp_path / "own.pem")
     _handshake_as(own, "node.internal", cert)
+
+
+def test_a_pair_swapped_under_a_running_node_is_refused_once(tmp_path: Path) -> None:
+    """A key that does not match the certificate put in place under a running node: it
+    keeps serving the old pair (with its key: handshakes still succeed) and says so once,
+    not every check of the files (a line every 2 s, for as long as the pair stays)."""
+    data_dir = tmp_path / "data"
+    live = serve_initialised(data_dir, initialise(data_dir))
+    try:
+        host, port = live.url.removeprefix("https://").rsplit(":", 1)
+        before = ssl.get_server_certificate((host, int(port)), timeout=10)
+        _, other_key = _pair(tmp_path, "other")
+        swapped = data_dir / "tls" / "key.pem.swap"
+        swapped.write_bytes(other_key.read_bytes())
+        swapped.chmod(0o600)
+        os.replace(swapped, data_dir / "tls" / "key.pem")
+        time.sleep(7)  # three checks or more
+        assert ssl.get_server_certificate((host, int(port)), timeout=10) == before
+        with live.client() as c:
+            assert c.get("/healthz").status_code == 200
+        said = (data_dir / "serve.log").read_text()
+        assert said.count("could not be loaded") == 1, said
+    finally:
+        live.stop()

@@ -112,6 +112,8 @@ class _GatewayServer(uvicorn.Server):
     #: (`donjon tls renew`): checked every `_CERT_CHECK_TICKS` ticks of 0.1 s.
     cert_files: tuple[Path, Path] | None = None
     _cert_stamp: tuple[tuple[int, int, int], ...] = ()
+    #: The files as they were when their pair was last refused: said once, not each check.
+    _refused_stamp: tuple[tuple[int, int, int], ...] = ()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -137,7 +139,7 @@ class _GatewayServer(uvicorn.Server):
         if not self._cert_stamp:
             self._cert_stamp = stamp
             return
-        if stamp == self._cert_stamp or self.config.ssl is None:
+        if stamp in (self._cert_stamp, self._refused_stamp) or self.config.ssl is None:
             return
         certfile, keyfile = self.cert_files
         try:
@@ -147,6 +149,7 @@ class _GatewayServer(uvicorn.Server):
             server_context(certfile, keyfile)
             load_pair(self.config.ssl, certfile, keyfile)
         except CertificateError as e:
+            self._refused_stamp = stamp
             log.warning(
                 "the renewed certificate %s could not be loaded (%s); still serving "
                 "the previous one",
