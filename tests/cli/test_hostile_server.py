@@ -175,3 +175,52 @@ def test_a_problem_detail_cannot_forge_the_cli_lines(tmp_path: Path) -> None:
     assert lines[0].startswith("error: 400 refused")
     assert not [line for line in lines if line.startswith("hint: run `curl")], lines
     assert not [line for line in lines[1:] if line.startswith("error:")], lines
+
+
+def _answer_json(value: object) -> Answer:
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        _send(h, 200, json.dumps(value).encode(), content_type="application/json")
+
+    return answer
+
+
+_ENTRY = {"request_id": "r1", "ts": 1.0, "version": 1, "output": "hi\n", "cursor": 7}
+
+
+@pytest.mark.parametrize(
+    ("answer", "args"),
+    [
+        ({"not": "a list"}, ()),
+        (["not an entry"], ()),
+        ([{**_ENTRY, "cursor": "not a cursor"}], ("-f",)),
+        ([{**_ENTRY, "cursor": [1]}], ("-f",)),
+    ],
+    ids=["object", "string-entry", "string-cursor", "list-cursor"],
+)
+def test_logs_of_the_wrong_shape_are_a_clear_error(
+    tmp_path: Path, answer: object, args: tuple[str, ...]
+) -> None:
+    """`donjon logs [-f]` given entries that are not what the node sends: one clear error
+    and exit 1, never a traceback (nor, with -f, a loop on a cursor it cannot use)."""
+    with _server(tmp_path, _answer_json(answer)) as env:
+        done = _cli(env, "logs", "fn", *args)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: "), done.stderr
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"ts": "yesterday", "duration_ms": 5}, {"ts": 1e300}, {"ts": 10.0, "duration_ms": 1e300}],
+    ids=["string-time", "far-time", "far-duration"],
+)
+def test_log_times_that_are_not_times_are_shown_as_unknown(
+    tmp_path: Path, fields: dict[str, object]
+) -> None:
+    """An entry whose time or duration cannot be a time is printed (a time it cannot
+    show as "-"), not a crash."""
+    with _server(tmp_path, _answer_json([{**_ENTRY, **fields}])) as env:
+        done = _cli(env, "logs", "fn")
+    assert done.returncode == 0, done.stderr
+    assert " START RequestId: r1 " in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr

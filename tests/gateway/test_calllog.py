@@ -34,3 +34,15 @@ def test_multibyte_output_is_cut_on_a_character_boundary() -> None:
     log = call_log("é" * 50_000)
     assert len(log.encode()) <= LOG_CAP
     log.encode("utf-8", "strict")
+
+
+def test_the_runtimes_cut_is_counted_in_the_mark() -> None:
+    """Output the runtime already cut (its note first, as runtime/call.py writes it) cut
+    again here: the one mark counts every byte dropped, the runtime's too. Before, 5 MB
+    printed showed as "[49182 earlier bytes dropped]"."""
+    kept = "x" * 65536
+    log = call_log("[4934464 earlier bytes dropped]\n" + kept)
+    assert len(log.encode()) <= LOG_CAP
+    note, _, rest = log.partition("\n")
+    assert rest == kept[len(kept) - len(rest) :]
+    assert note == f"[{4934464 + len(kept) - len(rest)} earlier bytes dropped]"

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from donjon.cli.client import ApiClient
+from donjon.cli.client import ApiClient, ApiError
 from donjon.cli.output import (
     OutputFormat,
     echo_json,
@@ -29,13 +29,15 @@ from donjon.cli.output import (
 from donjon.cli.roles import parse_duration
 from donjon.config import load_settings
 
-__all__ = ["fetch_call_log", "format_entry", "log_tail", "logs", "parse_since"]
+__all__ = ["fetch_call_log", "format_entry", "log_entries", "log_tail", "logs", "parse_since"]
 
 #: As the Lambda Invoke API's `X-Amz-Log-Type: Tail`: the last 4 KB of the log.
 TAIL_BYTES = 4096
 #: How often `--follow` asks for new entries, and how many it takes at once.
 FOLLOW_INTERVAL_S = 1.0
 _FOLLOW_BATCH = 500
+#: The last second `when` can print (9999-12-31 23:59:59 UTC).
+_LAST_MOMENT = 253_402_300_799
 
 
 def parse_since(text: str, now: float | None = None) -> float:
@@ -63,14 +65,20 @@ def _mb(kib: object) -> str:
     return f"{math.ceil(kib / 1024)} MB" if isinstance(kib, int) else "n/a"
 
 
+def _moment(value: object) -> float | None:
+    """`value` if it is a time `when` can print (epoch seconds), else None (shown "-")."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= _LAST_MOMENT else None
+
+
 def format_entry(entry: dict[str, Any]) -> list[str]:
     """One call as lines: START, its output (each line "| "-prefixed, escaped), END, REPORT."""
     rid = printable(entry.get("request_id", "?"))
-    end = entry.get("ts")
+    end = _moment(entry.get("ts"))
     duration = entry.get("duration_ms")
-    start = end
-    if isinstance(end, int | float) and isinstance(duration, int | float):
-        start = end - duration / 1000
+    took = _moment(duration)  # milliseconds, as far as a time can be
+    start = end if end is None or took is None else _moment(end - took / 1000)
     lines = [f"{when(start)} START RequestId: {rid} Version: {printable(entry.get('version'))}"]
     output = str(entry.get("output", "")).rstrip("\n")
     if output:
@@ -98,10 +106,39 @@ def log_tail(entry: dict[str, Any], most: int = TAIL_BYTES) -> str:
     return "\n".join(reversed(kept))
 
 
+def log_entries(answer: Any) -> list[dict[str, Any]]:
+    """The node's answer as log entries: a list of objects, each `cursor` a whole number.
+
+    Anything else is one clear error: an answer of another shape must not end the CLI
+    in a traceback, nor leave `--follow` polling with a cursor it cannot use. Fields
+    only printed are printed as they can be (`format_entry`).
+    """
+    if not isinstance(answer, list) or not all(isinstance(e, dict) for e in answer):
+        raise ApiError(
+            "the node's answer is not a list of log entries",
+            hint="is DONJON_URL a Donjon node of this version?",
+        )
+    for entry in answer:
+        cursor = entry.get("cursor")
+        if cursor is not None and (
+            isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0
+        ):
+            raise ApiError(
+                f"a log entry's cursor is not a whole number: {printable(repr(cursor)[:40])}",
+                hint="is DONJON_URL a Donjon node of this version?",
+            )
+    return answer
+
+
+def _cursor(entries: list[dict[str, Any]], after: int) -> int:
+    """The cursor to poll after: never back, whatever the entries say."""
+    return max([after, *(int(e.get("cursor") or 0) for e in entries)])
+
+
 def fetch_call_log(client: ApiClient, name: str, request_id: str) -> dict[str, Any] | None:
     """The log entry of one call (the node writes it before it answers the call)."""
-    rows = client.json(
-        "GET", f"/v1/functions/{name}/logs", params={"request_id": request_id, "n": 1}
+    rows = log_entries(
+        client.json("GET", f"/v1/functions/{name}/logs", params={"request_id": request_id, "n": 1})
     )
     return rows[0] if rows else None
 
@@ -138,7 +175,7 @@ def logs(name: str, count: int, follow: bool, since: str | None, output: OutputF
         params["since"] = repr(parse_since(since))
     client = ApiClient(load_settings())
     path = f"/v1/functions/{name}/logs"
-    entries: list[dict[str, Any]] = client.json("GET", path, params=params)
+    entries = log_entries(client.json("GET", path, params=params))
     if not follow:
         if not entries and output is OutputFormat.TABLE:
             click.echo(f"no invocations recorded for {printable(name)}")
@@ -146,15 +183,13 @@ def logs(name: str, count: int, follow: bool, since: str | None, output: OutputF
         return
     _show(entries, output, lines_of_json=True)
     # The last `count` entries came back; with none, none match yet: start at 0.
-    cursor = max((int(e.get("cursor") or 0) for e in entries), default=0)
+    cursor = _cursor(entries, 0)
     params["n"] = _FOLLOW_BATCH
     try:
         while True:
             time.sleep(FOLLOW_INTERVAL_S)
-            fresh: list[dict[str, Any]] = client.json(
-                "GET", path, params={**params, "after": cursor}
-            )
+            fresh = log_entries(client.json("GET", path, params={**params, "after": cursor}))
             _show(fresh, output, lines_of_json=True)
-            cursor = max((int(e.get("cursor") or 0) for e in fresh), default=cursor)
+            cursor = _cursor(fresh, cursor)
     except KeyboardInterrupt:
         return

@@ -47,9 +47,13 @@ def tls() -> None:
 def renew(hostnames: tuple[str, ...], days: int, output: OutputFormat) -> None:
     """Make a new key and self-signed certificate in the data dir; a running node serves it
     within seconds, and the CLI trusts it as before (it reads DATA_DIR/tls/cert.pem)."""
+    from donjon.datadir import check_data_dir
     from donjon.gateway.tls import renew_self_signed
 
     settings = load_settings()
+    # As the node's own user, as `serve` checks: a key another user (root) writes, 0600,
+    # is one the node cannot read, and it would not start again.
+    check_data_dir(settings.data_dir)
     if not settings.tls_cert_path.exists():
         raise Error(
             f"{settings.data_dir} has no node certificate to renew",

@@ -3,10 +3,13 @@
 A call's stored log is at most `LOG_CAP` bytes (UTF-8): the error line and
 the trace first, each within its own cap (the trace keeps its end, where the
 exception is), then as much of the captured output's end as still fits.
-Anything cut is marked, with the number of bytes dropped.
+Anything cut is marked, with the number of bytes dropped: what the runtime
+dropped before (its own note first, sandbox/runtime/call.py) counted in.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = ["LOG_CAP", "call_log"]
 
@@ -14,6 +17,8 @@ LOG_CAP = 16 * 1024
 _TRACE_CAP = 8 * 1024
 _ERROR_CAP = 2 * 1024
 _MARK = "[{n} earlier bytes dropped]\n"
+#: The note the runtime puts first when it kept only the end of a call's output.
+_RUNTIME_NOTE = re.compile(r"\[([0-9]{1,18}) earlier bytes dropped\]\n")
 
 
 def _tail(text: str, cap: int) -> str:
@@ -21,9 +26,13 @@ def _tail(text: str, cap: int) -> str:
     data = text.encode("utf-8", "replace")
     if len(data) <= cap:  # as stored: a lone surrogate (an error's, a trace's) is a "?"
         return data.decode("utf-8")
-    room = max(0, cap - len(_MARK.format(n=len(data))))
+    earlier = 0
+    if note := _RUNTIME_NOTE.match(text):  # cut here with the rest: its count is kept
+        earlier = int(note.group(1))
+        data = text[note.end() :].encode("utf-8", "replace")
+    room = max(0, cap - len(_MARK.format(n=earlier + len(data))))
     kept = data[len(data) - room :].decode("utf-8", "ignore")
-    return _MARK.format(n=len(data) - len(kept.encode())) + kept
+    return _MARK.format(n=earlier + len(data) - len(kept.encode())) + kept
 
 
 def call_log(output: str, trace: str = "", error: str = "") -> str:

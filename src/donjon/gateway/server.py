@@ -11,7 +11,6 @@ import math
 import os
 import signal
 import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -34,6 +33,14 @@ from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
 from donjon.gateway.node import Node
 from donjon.gateway.open_files import raise_open_files
+from donjon.gateway.tls import finish_renewal
+from donjon.gateway.tls_context import (
+    CertificateError,
+    ServedTls,
+    load_pair,
+    served_tls,
+    server_context,
+)
 from donjon.private_memory import keep_memory_private
 from donjon.store.database_marker import check_database
 from donjon.store.node_lock import hold_database_lock, hold_node_lock
@@ -106,6 +113,8 @@ class _GatewayServer(uvicorn.Server):
     #: (`donjon tls renew`): checked every `_CERT_CHECK_TICKS` ticks of 0.1 s.
     cert_files: tuple[Path, Path] | None = None
     _cert_stamp: tuple[tuple[int, int, int], ...] = ()
+    #: The files as they were when their pair was last refused: said once, not each check.
+    _refused_stamp: tuple[tuple[int, int, int], ...] = ()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -131,18 +140,22 @@ class _GatewayServer(uvicorn.Server):
         if not self._cert_stamp:
             self._cert_stamp = stamp
             return
-        if stamp == self._cert_stamp or self.config.ssl is None:
+        if stamp in (self._cert_stamp, self._refused_stamp) or self.config.ssl is None:
             return
         certfile, keyfile = self.cert_files
         try:
-            # New handshakes get the new pair; connections already open keep theirs.
-            self.config.ssl.load_cert_chain(str(certfile), str(keyfile))
-        except (ssl.SSLError, OSError) as e:
+            # Checked and loaded on a context of its own first: a pair refused half-way
+            # (a certificate loaded, its key not) must not leave the served one without
+            # its key. New handshakes get the new pair; connections open keep theirs.
+            server_context(certfile, keyfile)
+            load_pair(self.config.ssl, certfile, keyfile)
+        except CertificateError as e:
+            self._refused_stamp = stamp
             log.warning(
                 "the renewed certificate %s could not be loaded (%s); still serving "
                 "the previous one",
                 certfile,
-                e,
+                e.message,
             )
             return
         self._cert_stamp = stamp
@@ -262,9 +275,19 @@ def serve(
     # One node per data dir and per database, refused before it binds, sweeps or opens
     # anything of either (store/node_lock.py).
     with node_held(settings, on_lost=_stop_self):
+        # The pair is checked before the node opens anything: a refused one changes nothing.
+        tls = None if unsafe_http else _served_tls(settings, tls_cert, tls_key)
         return _open_and_serve(
-            settings, host, port, tls_cert, tls_key, unsafe_http, announce, unsafe_fewer_controls
+            settings, host, port, tls, unsafe_http, announce, unsafe_fewer_controls
         )
+
+
+def _served_tls(settings: Settings, tls_cert: Path | None, tls_key: Path | None) -> ServedTls:
+    """--tls-cert/--tls-key, or the data dir's pair (a renewal cut short finished first)."""
+    if tls_cert is not None and tls_key is not None:
+        return served_tls(tls_cert, tls_key)
+    finish_renewal(settings.tls_cert_path, settings.tls_key_path)
+    return served_tls(settings.tls_cert_path, settings.tls_key_path)
 
 
 def _stop_self() -> None:
@@ -305,8 +328,7 @@ def _open_and_serve(
     settings: Settings,
     host: str,
     port: int,
-    tls_cert: Path | None,
-    tls_key: Path | None,
+    tls: ServedTls | None,
     unsafe_http: bool,
     announce: Callable[[], None] | None,
     unsafe_fewer_controls: bool,
@@ -329,9 +351,7 @@ def _open_and_serve(
             raise start_failed(settings, e) from e
         raise
     try:
-        return _serve_node(
-            settings, node, listener, host, port, tls_cert, tls_key, unsafe_http, announce
-        )
+        return _serve_node(settings, node, listener, host, port, tls, unsafe_http, announce)
     finally:
         # The node's start takes the helper; a serve that ends before it (uvicorn could not
         # load the certificate, a signal before the lifespan) must not leave it running,
@@ -346,8 +366,7 @@ def _serve_node(
     listener: socket.socket,
     host: str,
     port: int,
-    tls_cert: Path | None,
-    tls_key: Path | None,
+    tls: ServedTls | None,
     unsafe_http: bool,
     announce: Callable[[], None] | None = None,
 ) -> int | None:
@@ -362,15 +381,10 @@ def _serve_node(
     lag_shed = (
         LagShed(limits.lag_target_s, limits.lag_interval_s) if limits.max_loop_lag_s else None
     )
-    certfile: str | None = None
-    keyfile: str | None = None
     if unsafe_http:
         log.warning(
             "UNSAFE: serving plain HTTP (--unsafe-http); credentials cross the network in clear"
         )
-    else:
-        certfile = str(tls_cert or settings.tls_cert_path)
-        keyfile = str(tls_key or settings.tls_key_path)
     # Proxy headers (X-Forwarded-For/-Proto) only from the configured proxies; none by default.
     trusted = list(settings.trusted_proxies)
     config = uvicorn.Config(
@@ -389,16 +403,16 @@ def _serve_node(
         timeout_keep_alive=limits.keepalive_timeout_s,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
+        # The node's own context (tls_context.py), not one uvicorn makes from the files.
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls.context),
         # uvicorn's own deadline, a backstop should ending the sandboxes not end a call.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + 15,
     )
     server = _GatewayServer(config)
     server.grace_s = settings.shutdown_grace_s
     server.announce = announce
-    if certfile is not None and keyfile is not None:
-        server.cert_files = (Path(certfile), Path(keyfile))
+    if tls is not None:
+        server.cert_files = (tls.cert_path, tls.key_path)
         server._reload_certificate()  # the pair as loaded: later changes are renewals
     server.end_calls = node.end_calls
     # New connections per client address, checked at accept: over the rate, closed
