@@ -15,28 +15,21 @@ redactor's own time as a lever on the node.
 - Each call also sends every granted value to the sandbox and builds their redactor on
   the event loop: 150 granted secrets of 64 KiB stalled the node about 0.4 s per call.
   A call now carries at most MAX_GRANTED characters of values (four of the largest).
+
+The redactor's search is counted, not timed, in tests/vault/test_redact.py.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
-import time
 from pathlib import Path
-
-import httpx
 
 from donjon.bundle import build_bundle
 from donjon.vault.service import MAX_GRANTED
 from harness import LiveNode
 
-#: Secrets of the stalling attack (as many as a call carries), and their length (the
-#: vault's largest value).
+#: The vault's largest value.
 LONG = 64 * 1024
-STALLERS = MAX_GRANTED // (LONG - 1)
-#: What /healthz may take while the attack runs (0.3 s with four secrets before; 2.6 s with
-#: the thirty a call carried before MAX_GRANTED).
-PATIENCE_S = 0.15
 
 
 def _deploy(node: LiveNode, root: Path) -> None:
@@ -80,43 +73,6 @@ def test_cannot_leak_a_secret_by_printing_it_as_unescaped_json_or_bytes(
     tail = value.rsplit("\\", 1)[1]
     assert tail not in entry["output"], entry["output"]
     assert entry["output"].count("[secret:unescaped-s]") == 2
-
-
-def test_many_long_secrets_do_not_stall_the_node(node: LiveNode, tmp_path: Path) -> None:
-    """A function granted many 64 KiB secrets that repeat one letter, printing 64 KiB of
-    that letter: its calls are served, and the node answers others meanwhile."""
-    names = [f"stall-{i}" for i in range(STALLERS)]
-    with node.client() as c:
-        for i, name in enumerate(names):
-            value = "a" * (LONG - 1) + chr(ord("A") + i)
-            assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
-    code = (
-        "def handler(event, context):\n"
-        f"    print('a' * {LONG - 2} + 'c', end='')\n"
-        "    return {'ok': True}\n"
-    )
-    _deploy(node, _function(tmp_path, "stall", code, names))
-    assert node.invoke("stall", {}).status_code == 200  # started, its secrets opened
-    waits: list[float] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        with httpx.Client(verify=node.tls, timeout=30) as c:
-            while not done.is_set():
-                began = time.perf_counter()
-                assert c.get(f"{node.url}/healthz").status_code == 200
-                waits.append(time.perf_counter() - began)
-                time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        for _ in range(3):
-            assert node.invoke("stall", {}).status_code == 200
-    finally:
-        done.set()
-        watcher.join()
-    assert waits and max(waits) < PATIENCE_S, f"/healthz waited {max(waits):.2f} s"
 
 
 def test_a_function_granted_more_than_a_call_carries_is_refused_clearly(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from donjon.vault.redact import MAX_TRIES, PIECE, Redactor
 
 
@@ -52,3 +54,35 @@ def test_a_value_repeating_itself_near_an_edge_fails_closed() -> None:
     backwards = Redactor({"api": value[::-1]})
     assert backwards("c" + "a" * (MAX_TRIES + 60) + " keep") == "[secret:api] keep"
     assert redact("keep " + "a" * 60) == "keep [secret:api]"  # a true piece, found first
+
+
+class _Tried(str):
+    """A value's form that counts the places the search compares it at."""
+
+    tries = 0
+
+    def startswith(self, prefix: str) -> bool:  # type: ignore[override]
+        _Tried.tries += 1
+        return super().startswith(prefix)
+
+    def endswith(self, suffix: str) -> bool:  # type: ignore[override]
+        _Tried.tries += 1
+        return super().endswith(suffix)
+
+
+@pytest.mark.parametrize("edge", ["end", "start"])
+def test_the_search_for_a_cut_piece_is_bounded_whatever_the_value(edge: str) -> None:
+    """A 64 KiB value repeating one letter, and 64 KiB of that letter printed: the search
+    for a piece of it cut at an edge compares at most MAX_TRIES places per form and edge.
+    Before, every place the piece's first (last) characters occur: about 65,000 copies and
+    compares of up to 64 KiB a call, on the node's event loop (a function granted 30 such
+    secrets stalled every tenant's requests about 3 s a call)."""
+    size = 64 * 1024
+    value = "a" * (size - 1) + "B" if edge == "end" else "B" + "a" * (size - 1)
+    redact = Redactor({"s": value})
+    redact._edges = [(_Tried(f), mark, head, tail) for f, mark, head, tail in redact._edges]
+    _Tried.tries = 0
+    printed = "a" * (size - 2) + "c" if edge == "end" else "c" + "a" * (size - 2)
+    out = redact(printed)
+    assert "[secret:s]" in out  # fail closed: the run that could be a piece is taken out
+    assert _Tried.tries <= MAX_TRIES * len(redact._edges), _Tried.tries
