@@ -78,20 +78,37 @@ def test_cannot_leak_a_secret_by_printing_it_as_unescaped_json_or_bytes(
 def test_a_function_granted_more_than_a_call_carries_is_refused_clearly(
     node: LiveNode, tmp_path: Path
 ) -> None:
-    """Granted values over MAX_GRANTED characters together: the call ends with a clear
-    error naming the bound (nothing is sent to the sandbox); up to it, calls are served."""
+    """Granted values over MAX_GRANTED characters together: the deploy is refused, naming
+    the bound; a function whose grants fit is served; and one whose secrets grew past it
+    by rotation after its deploy is refused at each call, nothing sent to the sandbox."""
     size = LONG - 1
     count = MAX_GRANTED // size + 1
     names = [f"bulk-{i}" for i in range(count)]
+    grown = [f"grows-{i}" for i in range(count)]
     with node.client() as c:
         for name in names:
             value = secrets.token_hex(size)[:size]
             assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+        for name in grown:
+            assert c.post(f"/v1/secrets/{name}", json={"value": "small"}).status_code == 201
     code = "def handler(event, context):\n    return {'n': len(context.secrets)}\n"
-    _deploy(node, _function(tmp_path, "bulk", code, names))
+    _, archive = build_bundle(_function(tmp_path, "bulk", code, names))
+    with node.client() as c:
+        refused = c.post("/v1/functions", content=archive, params={"unsafe_skip_scan": "true"})
+        assert refused.status_code == 422, refused.text
+        assert f"over the {MAX_GRANTED} one call carries" in refused.json()["detail"]
+        assert c.get("/v1/functions/bulk").status_code == 404
     _deploy(node, _function(tmp_path, "bulk-fits", code, names[:-1]))
-    refused = node.invoke("bulk", {})
-    assert refused.status_code == 422, refused.text
-    assert f"over the {MAX_GRANTED} one call carries" in refused.json()["detail"]
     served = node.invoke("bulk-fits", {})
     assert served.status_code == 200 and served.json() == {"n": count - 1}
+
+    _deploy(node, _function(tmp_path, "grows", code, grown))
+    assert node.invoke("grows", {}).status_code == 200
+    with node.client() as c:
+        for name in grown:
+            value = secrets.token_hex(size)[:size]
+            rotated = c.post(f"/v1/secrets/{name}/versions", json={"value": value})
+            assert rotated.status_code in (200, 201), rotated.text
+    refused_call = node.invoke("grows", {})
+    assert refused_call.status_code == 422, refused_call.text
+    assert f"over the {MAX_GRANTED} one call carries" in refused_call.json()["detail"]

@@ -19,7 +19,13 @@ from donjon.manifest.grants import broad_grants
 from donjon.store import FunctionRecord
 from donjon.vault.service import Vault
 
-__all__ = ["audit_detail", "check_trigger_secrets", "not_yet_granted", "unsafe_warnings"]
+__all__ = [
+    "audit_detail",
+    "check_granted_secrets",
+    "check_trigger_secrets",
+    "not_yet_granted",
+    "unsafe_warnings",
+]
 
 log = logging.getLogger("donjon")
 
@@ -91,3 +97,21 @@ async def check_trigger_secrets(vault: Vault | None, manifest: Manifest) -> None
             problems=[f"triggers: no secret named {n}" for n in missing],
             hint="create it first: `donjon secret set NAME` (the value from stdin)",
         )
+
+
+async def check_granted_secrets(vault: Vault | None, manifest: Manifest) -> None:
+    """`ManifestError` if `permissions.secrets` grants a secret the vault lacks;
+    `GrantedTooLarge` (422) if their values are more than one call carries together:
+    no call of this version could start (the vault checks each call too, as a rotation
+    may grow a value after the deploy)."""
+    names = manifest.permissions.secrets
+    if vault is None or not names:
+        return
+    missing = await vault.missing(names)
+    if missing:
+        raise ManifestError(
+            f"permissions.secrets grants {', '.join(missing)}, not in the vault",
+            problems=[f"permissions.secrets: no secret named {n}" for n in missing],
+            hint="create it first: `donjon secret set NAME` (the value from stdin)",
+        )
+    await vault.open_granted(names)

@@ -34,6 +34,7 @@ from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.deploy_notes import (
     audit_detail,
+    check_granted_secrets,
     check_trigger_secrets,
     not_yet_granted,
     unsafe_warnings,
@@ -211,7 +212,8 @@ class Deployments:
         """A deployer grants no more than it may do, and grants name what exists: it may
         invoke each function in `permissions.invoke` and `destinations` (whose records
         carry its events) but this one, and those granted are deployed; it may use
-        (`secret:use`) each secret granted or named by a trigger; granted ones exist."""
+        (`secret:use`) each secret granted or named by a trigger; granted ones exist and
+        fit in one call (deploy_notes.check_granted_secrets)."""
         others = [n for n in manifest.permissions.invoke if n != manifest.name]
         ends = manifest.destinations.on_success, manifest.destinations.on_failure
         for name in [*others, *(d for d in ends if d and d != manifest.name)]:  # rights first
@@ -229,15 +231,7 @@ class Deployments:
                 problems=[f"permissions.invoke: no function named {n}" for n in absent],
                 hint="deploy the functions it invokes first, or remove them from the grant",
             )
-        if self._vault is None or not manifest.permissions.secrets:
-            return
-        missing = await self._vault.missing(manifest.permissions.secrets)
-        if missing:
-            raise ManifestError(
-                f"permissions.secrets grants {', '.join(missing)}, not in the vault",
-                problems=[f"permissions.secrets: no secret named {n}" for n in missing],
-                hint="create it first: `donjon secret set NAME` (the value from stdin)",
-            )
+        await check_granted_secrets(self._vault, manifest)
 
     async def _start_and_switch(
         self, accepted: Accepted, principal: Principal, request_id: str, skip_scan: bool
