@@ -269,3 +269,26 @@ def test_a_body_broken_on_its_way_is_no_server_error(desync: LiveNode, route: st
         f.seek(before)
         written = f.read().decode(errors="replace")
     assert "Traceback" not in written and "internal error" not in written, written[-3000:]
+
+
+@pytest.mark.parametrize("route", ["/v1/functions/{}/invoke", "/fn/{}"])
+def test_a_broken_body_pipelined_behind_a_call_is_refused_after_its_answer(
+    desync: LiveNode, route: str
+) -> None:
+    """An invoke and, in the same read, a request whose chunked body breaks: the call's
+    answer first, then the 400, then the close; the broken request is never run. Before,
+    the 400 was written at once and the connection closed under the call, whose answer
+    was lost (helper-157's open finding: the head's case was mended, the body's not)."""
+    body = b'{"n": 2}'
+    call = (
+        f"POST /v1/functions/{ECHO}/invoke HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {desync.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    broken = (
+        f"POST {route.format(ECHO)} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+        f"{desync.admin_key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\nZZ\r\n"
+    ).encode()
+    data, closed = _exchange(desync, [call + broken], within=5)
+    assert _statuses(data) == [b"200", b"400"], data[:600]
+    assert b'"n": 2' in data or b'"n":2' in data
+    assert closed

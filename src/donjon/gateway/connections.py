@@ -151,7 +151,10 @@ class GatewayProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            if in_head:  # a head pipelined behind a request being served: its answer first
+            queued = bool(self.pipeline) and self.pipeline[0][0] is cycle
+            if in_head or queued:  # pipelined behind a request being served: its answer first
+                if queued:  # its body broke before it ever ran: it never will
+                    self.pipeline.popleft()
                 self._refused_after = status  # written in `_complete`; nothing more is read
                 self.flow.pause_reading()
                 return
