@@ -292,3 +292,30 @@ def test_a_broken_body_pipelined_behind_a_call_is_refused_after_its_answer(
     assert _statuses(data) == [b"200", b"400"], data[:600]
     assert b'"n": 2' in data or b'"n":2' in data
     assert closed
+
+
+def test_a_chunked_bodys_trailer_fields_are_dropped_and_bounded(desync: LiveNode) -> None:
+    """Trailer fields after a chunked body: read and dropped, and bounded as a head is.
+    Before, they were appended to the request's headers after its app had read them,
+    and counted against the limits of the connection's next head: 95 trailers made the
+    next request, with 10 fields, a 431."""
+    trailers = "".join(f"X-T{i}: a\r\n" for i in range(95))
+    first = (
+        f"POST /fn/{ECHO} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+        f"{desync.admin_key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n"
+        f"{trailers}\r\n"
+    ).encode()
+    fields = "".join(f"X-{i}: a\r\n" for i in range(8))
+    second = f"GET /healthz HTTP/1.1\r\nHost: localhost\r\n{fields}Connection: close\r\n\r\n"
+    data, closed = _exchange(desync, [first, second.encode()], within=5)
+    assert _statuses(data) == [b"200", b"200"], data[:800]
+    assert b"x-t1" not in data.lower()  # no trailer reached the function's event
+    assert closed
+    many = "".join(f"X-T{i}: a\r\n" for i in range(150))
+    over = (
+        f"POST /fn/{ECHO} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+        f"{desync.admin_key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n{many}\r\n"
+    ).encode()
+    data, closed = _exchange(desync, [over], within=5)
+    assert _statuses(data) == [b"431"], data[:600]
+    assert closed

@@ -227,7 +227,11 @@ class GatewayProtocol(HttpToolsProtocol):
         ):
             self._refusal = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
             raise _Refused
-        super().on_header(name, value)
+        if self._in_head:
+            super().on_header(name, value)
+        # Else a trailer field of a chunked body, bounded as a head's fields are and
+        # dropped: uvicorn appended it to the request's headers, which the function's
+        # event is made from after the body is read: fields no check of the head saw.
 
     def on_headers_complete(self) -> None:
         if self.parser.should_upgrade():
@@ -338,6 +342,7 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next is the next request's head
+        self._head_size = self._header_count = 0  # a chunked body's trailers counted
         self._body_pending = False
         for timer in (self._body_timer, self._body_deadline):
             if timer is not None:
