@@ -64,6 +64,12 @@ def test_standard_delivery_runs_the_function(hooked: tuple[LiveNode, dict[str, s
     assert invoked[0]["actor"] == "webhook"
 
 
+def _own_secret(node: LiveNode, name: str, value: str) -> None:
+    """A hook's secret of its own (a hook secret authenticates one path), with `value`."""
+    with node.client() as c:
+        assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+
+
 def test_a_delivery_spends_the_functions_quota_once(
     hooked: tuple[LiveNode, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -71,13 +77,14 @@ def test_a_delivery_spends_the_functions_quota_once(
     admission a delivery passed at /hooks stands for its first attempt's."""
     clear_of_utc_midnight()
     node, keys = hooked
+    _own_secret(node, "hook-once-key", keys["standard"])
     fn = tmp_path / "hook-once"
     fn.mkdir()
     (fn / "main.py").write_text(HANDLER)
     (fn / "donjon.yaml").write_text(
         "name: hook-once\nhandler: main.handler\nmemory_mb: 64\n"
         "limits: {rate: 600/minute}\n"
-        "triggers:\n  - webhook: {path: /once, scheme: standard, secret: hook-std-key}\n"
+        "triggers:\n  - webhook: {path: /once, scheme: standard, secret: hook-once-key}\n"
     )
     node.deploy(fn)
     with node.client() as c:
@@ -103,6 +110,7 @@ def test_a_delivery_the_input_schema_refuses_is_422_and_its_resend_is_taken(
     nor run; the same delivery id sent again, corrected, is taken (its replay claim was
     given back) and runs once."""
     node, keys = hooked
+    _own_secret(node, "hook-typed-key", keys["standard"])
     fn = tmp_path / "hook-typed"
     fn.mkdir()
     (fn / "main.py").write_text(HANDLER)
@@ -112,7 +120,7 @@ def test_a_delivery_the_input_schema_refuses_is_422_and_its_resend_is_taken(
         "input_schema:\n  type: object\n  required: [body]\n  properties:\n"
         "    body:\n      type: object\n      required: [amount]\n"
         "      properties: {amount: {type: integer}}\n"
-        "triggers:\n  - webhook: {path: /typed, scheme: standard, secret: hook-std-key}\n"
+        "triggers:\n  - webhook: {path: /typed, scheme: standard, secret: hook-typed-key}\n"
     )
     node.deploy(fn)
     msg_id = f"msg_{secrets.token_hex(6)}"

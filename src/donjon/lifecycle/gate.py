@@ -55,7 +55,8 @@ class Accepted:
 
 
 def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
-    """`ManifestError` if another function already serves one of `manifest`'s routes."""
+    """`ManifestError` if another function already serves one of `manifest`'s routes, or
+    a secret of one of its paths under /hooks authenticates another path too."""
     conflicts = registry.route_conflicts(manifest)
     if conflicts:
         raise ManifestError(
@@ -63,6 +64,14 @@ def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
             problems=conflicts,
             hint="give each function http paths of its own, none at or below another "
             "function's: a browser sends a path's cookies to every path below it",
+        )
+    shared = registry.shared_hook_secrets(manifest)
+    if shared:
+        raise ManifestError(
+            "hook secrets shared between paths: " + "; ".join(shared),
+            problems=shared,
+            hint="give each webhook and storage push path a secret of its own: a signature "
+            "covers the body, not the URL, so a delivery for one path passes at the other",
         )
 
 

@@ -197,6 +197,24 @@ class FunctionRegistry:
                 out.append(f"POST /hooks{path} belongs to {hooked[0].name}")
         return out
 
+    def shared_hook_secrets(self, manifest: Manifest) -> list[str]:
+        """Secrets a path of `manifest` under /hooks would share with another path (its
+        own, or another function's). A webhook's signature covers its body, not its URL,
+        and a storage push's bearer token neither: a delivery made for one path is taken
+        at every path that shares its secret."""
+        mine = [(path, spec.secret) for path, spec in hook_paths(manifest) if spec.secret]
+        out = []
+        for i, (path, secret) in enumerate(mine):
+            for other, same in mine[i + 1 :]:
+                if same == secret and other != path:
+                    out.append(f"secret {secret} authenticates both /hooks{path} and /hooks{other}")
+            for other, (deployed, spec) in self._hooks.items():
+                if deployed.name != manifest.name and spec.secret == secret and other != path:
+                    out.append(
+                        f"secret {secret} already authenticates /hooks{other} ({deployed.name})"
+                    )
+        return out
+
     def _rebuild_routes(self) -> None:
         routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         hooks: dict[str, tuple[Deployed, HookSpec]] = {}
