@@ -1,11 +1,13 @@
 """Attacks on schedules and the async queue, second round: a token's queued events run
-after its role was changed to deny the function."""
+after its role was changed to deny the function; a ring of destinations that never ends."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from async_support import bundle, invoke_async, wait_for
+from async_support import audit_tail, bundle, invoke_async, wait_for
+from donjon.triggers.queue.destinations import MAX_DESTINATION_CHAIN
 from harness import LiveNode
 from jwt_support import SigningKey, claims, jwks
 
@@ -52,3 +54,41 @@ def test_queued_events_of_a_token_its_role_no_longer_allows_do_not_run(
     assert dead["status"] == "dead", dead
     assert dead["error"]["type"] == "Forbidden"
     assert dead["result"] is None
+
+
+def test_a_destination_naming_its_own_function_does_not_loop_forever(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A function whose on_success is itself (or a ring of destinations) turned one async
+    call into an endless chain of calls, each event holding the one before it (one call
+    made ~1,000 calls and ~140 MB of events before the nesting broke the node's parser).
+    The chain stops at MAX_DESTINATION_CHAIN records: the next is refused and audited."""
+    echo = "def handler(event, context):\n    return {'ok': True}\n"
+    node.deploy(
+        bundle(tmp_path, "atk-dest-ring-a", echo, "destinations: {on_success: atk-dest-ring-b}\n")
+    )
+    node.deploy(
+        bundle(tmp_path, "atk-dest-ring-b", echo, "destinations: {on_success: atk-dest-ring-a}\n")
+    )
+    r = invoke_async(node, "atk-dest-ring-a", {"start": 1})
+    assert r.status_code == 202, r.text
+    first = r.json()["invocation_id"]
+    deadline = time.monotonic() + 60
+    refused: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not refused:
+        time.sleep(0.5)
+        refused = [
+            x
+            for x in audit_tail(node, 5000)
+            if x["action"] == "invocation.destination" and x["outcome"] == "refused"
+        ]
+    records = audit_tail(node, 5000)
+    calls = [
+        x
+        for x in records
+        if x["action"] == "function.invoke" and str(x["target"]).startswith("atk-dest-ring-")
+    ]
+    assert refused, f"no end to the chain: {len(calls)} calls so far"
+    assert len(calls) == MAX_DESTINATION_CHAIN + 1, len(calls)
+    assert "chain" in str(refused[0]["detail"]), refused[0]
+    assert wait_for(node, first)["status"] == "succeeded"

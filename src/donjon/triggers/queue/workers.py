@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.destinations import check_chain, destination_record, record_type
 from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
 from donjon.triggers.queue.service import AsyncInvocations, AuditSink
 
-__all__ = ["Deliver", "QueueWorkers", "destination_record"]
+__all__ = ["Deliver", "QueueWorkers", "destination_record"]  # the record: destinations.py
 
 log = logging.getLogger("donjon.queue")
 
@@ -283,22 +284,25 @@ class QueueWorkers:
         )
         if target is None:
             return
-        record = destination_record(invocation, outcome)
         try:
+            # A chain of records (a function naming itself, a ring) ends at its bound.
+            await check_chain(invocation, target, self._service.get)
+            record = destination_record(invocation, outcome)
             await self._service.enqueue(
                 Envelope(
                     function=target,
                     event=json.dumps(record).encode(),
                     trigger="invoke",
                     source=f"/functions/{invocation.function}",
-                    type="donjon.invocation." + ("success" if outcome.ok else "failure"),
+                    type=record_type(outcome.ok),
                     subject=invocation.id,
                 )
             )
         except Error as e:
             # The original keeps its outcome (succeeded, or dead in the dead-letter queue,
             # where it can be redriven); the record it would have sent is not queued. A
-            # full destination queue (QueueFull) is not waited for: the worker goes on.
+            # full destination queue (QueueFull) is not waited for: the worker goes on;
+            # nor is a chain at its bound (DestinationChainTooLong) gone on with.
             log.warning("destination %s of %s: %s", target, invocation.function, e.message)
             await self._audit.record(
                 AuditEvent(
@@ -314,40 +318,3 @@ class QueueWorkers:
                     },
                 )
             )
-
-
-def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[str, object]:
-    """What a destination function receives: Lambda's destination record shape."""
-    try:
-        payload: object = json.loads(invocation.event)
-    except ValueError:
-        payload = None
-    condition = "Success"
-    if not outcome.ok:
-        condition = (
-            "EventAgeExceeded" if outcome.error_type == "EventAgeExceeded" else "RetriesExhausted"
-        )
-    response: object
-    if outcome.ok:
-        try:
-            response = json.loads(outcome.result) if outcome.result else None
-        except ValueError:
-            response = None
-    else:
-        response = {"errorType": outcome.error_type, "errorMessage": outcome.error}
-    return {
-        "version": "1.0",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "requestContext": {
-            "requestId": invocation.id,
-            "functionArn": invocation.function,
-            "condition": condition,
-            "approximateInvokeCount": invocation.attempts,
-        },
-        "requestPayload": payload,
-        "responseContext": {
-            "statusCode": outcome.status,
-            **({} if outcome.ok else {"functionError": outcome.error_type}),
-        },
-        "responsePayload": response,
-    }
