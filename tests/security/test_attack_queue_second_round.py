@@ -1,5 +1,6 @@
 """Attacks on schedules and the async queue, second round: a token's queued events run
-after its role was changed to deny the function; a ring of destinations that never ends."""
+after its role was changed to deny the function; a ring of destinations that never ends;
+a result nested too deep for the node's parser."""
 
 from __future__ import annotations
 
@@ -92,3 +93,45 @@ def test_a_destination_naming_its_own_function_does_not_loop_forever(
     assert len(calls) == MAX_DESTINATION_CHAIN + 1, len(calls)
     assert "chain" in str(refused[0]["detail"]), refused[0]
     assert wait_for(node, first)["status"] == "succeeded"
+
+
+def test_a_result_nested_deeper_than_the_node_parses_is_recorded_once(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A function with a destination returning JSON nested 5,000 deep broke the recording of
+    its outcome (the record was parsed with no bound on nesting): the invocation stayed
+    `running` until its lease expired, then ran again, each attempt. It succeeds once; its
+    record's responsePayload is null (too deep to carry)."""
+    deep = (
+        "import sys\n"
+        "sys.setrecursionlimit(20000)\n"
+        "def handler(event, context):\n"
+        "    value = []\n"
+        "    for _ in range(5000):\n"
+        "        value = [value]\n"
+        "    return value\n"
+    )
+    sink = "def handler(event, context):\n    return {'kept': event['responsePayload']}\n"
+    node.deploy(bundle(tmp_path, "atk-deep-sink", sink))
+    node.deploy(
+        bundle(tmp_path, "atk-deep-result", deep, "destinations: {on_success: atk-deep-sink}\n")
+    )
+    r = invoke_async(node, "atk-deep-result", {})
+    assert r.status_code == 202, r.text
+    invocation_id = r.json()["invocation_id"]
+    deadline = time.monotonic() + 30
+    seen: dict[str, object] = {}
+    with node.client() as c:
+        while time.monotonic() < deadline and seen.get("status") != "succeeded":
+            time.sleep(0.2)
+            seen = c.get(f"/v1/invocations/{invocation_id}").json()
+    assert seen.get("status") == "succeeded", seen
+    assert seen["attempts"] == 1, seen
+    records = audit_tail(node, 5000)
+    sent = [
+        x for x in records if x["action"] == "invocation.enqueue" and x["target"] == "atk-deep-sink"
+    ]
+    assert len(sent) == 1, sent
+    record = wait_for(node, str(sent[0]["detail"]["invocation_id"]))
+    assert record["status"] == "succeeded", record
+    assert record["result"] == {"kept": None}, record

@@ -12,10 +12,10 @@ the worker audits it refused (`invocation.destination`), as it does a full queue
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 
+from donjon import boundedjson
 from donjon.triggers.queue.interface import QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome
 
@@ -80,12 +80,19 @@ async def check_chain(invocation: QueuedInvocation, target: str, get: Get) -> No
         )
 
 
+def _parsed(raw: bytes) -> object:
+    """An event or a result as JSON, None if it is none or nests deeper than the node
+    parses (boundedjson): a function's result nested 5,000 deep raised RecursionError
+    here, its outcome was never recorded, and it ran again at each lease's expiry."""
+    try:
+        return boundedjson.loads(raw)
+    except (ValueError, boundedjson.JSONTooDeep):
+        return None
+
+
 def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[str, object]:
     """What a destination function receives: Lambda's destination record shape."""
-    try:
-        payload: object = json.loads(invocation.event)
-    except ValueError:
-        payload = None
+    payload = _parsed(invocation.event)
     condition = "Success"
     if not outcome.ok:
         condition = (
@@ -93,10 +100,7 @@ def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[s
         )
     response: object
     if outcome.ok:
-        try:
-            response = json.loads(outcome.result) if outcome.result else None
-        except ValueError:
-            response = None
+        response = _parsed(outcome.result) if outcome.result else None
     else:
         response = {"errorType": outcome.error_type, "errorMessage": outcome.error}
     return {
