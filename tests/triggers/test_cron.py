@@ -191,3 +191,30 @@ def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
 
     asyncio.run(run())
     assert fired == [dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)]
+
+
+@pytest.mark.parametrize(
+    ("expr", "fires"),
+    [
+        # T is Sunday 22 November: an even day.
+        ("15 8 */2 * 0", False),  # odd days AND Sundays: '*/2' starts with '*'
+        ("15 8 */2 * 1", False),
+        ("15 8 1-31/2 * 0", True),  # odd days OR Sundays: neither field starts with '*'
+        ("15 8 22 * */2", True),  # day 22 AND Sun/Tue/Thu/Sat
+        ("15 8 22 * */3", True),  # day 22 AND Sun/Wed/Sat
+        ("15 8 21 * */2", False),
+        ("15 8 21 * 0-6", True),  # no '*': day 21 OR any weekday
+    ],
+)
+def test_a_day_field_starting_with_a_star_makes_both_needed(expr: str, fires: bool) -> None:
+    """Both day fields restricted fire on either only when neither starts with '*', as in
+    cron (Vixie, cronie: `*/2` counts as '*'); croniter alone fired `0 9 */2 * mon-fri` on
+    every weekday and every odd day, weekends too."""
+    assert CronExpression.parse(expr).matches(T) is fires
+
+
+def test_a_starred_day_field_with_a_day_that_never_comes_never_fires() -> None:
+    """`0 0 30 2 */1` is the 30th of February AND any weekday: refused at deploy, as
+    `0 0 30 2 *` is (croniter alone took it for every day of February)."""
+    with pytest.raises(CronError, match="can never fire"):
+        CronExpression.parse("0 0 30 2 */1").check_fires()

@@ -101,8 +101,8 @@ class CronExpression:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]
-    days_restricted: bool
-    weekdays_restricted: bool
+    #: A minute's day fires on either day field (neither starts with `*`), else on both.
+    days_either: bool
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
@@ -124,6 +124,10 @@ class CronExpression:
             if not _FIELD.fullmatch(field) or not names <= _NAMES[index].keys():
                 raise CronError(f"bad value {shown[index]!r} in the {_FIELDS[index]} field")
             _check_ranges(field, index)
+        # As cron (Vixie, cronie) decides it: a day field starting with `*` (`*/2` too)
+        # leaves the other one alone to decide; croniter took `*/2` for a restriction,
+        # and `0 9 */2 * mon-fri` fired on every weekday and on every odd day.
+        days_either = not (fields[2].startswith("*") or fields[4].startswith("*"))
         fields = [_single_ranges(field, index) for index, field in enumerate(fields)]
         try:
             expanded = croniter(" ".join(fields)).expanded
@@ -138,8 +142,7 @@ class CronExpression:
             days,
             months,
             weekdays,
-            days_restricted=expanded[2] != ["*"],
-            weekdays_restricted=expanded[4] != ["*"],
+            days_either=days_either,
         )
 
     def next_after(self, when: dt.datetime) -> dt.datetime:
@@ -149,6 +152,7 @@ class CronExpression:
                 self.expression,
                 when,
                 ret_type=dt.datetime,
+                day_or=self.days_either,
                 max_years_between_matches=_CYCLE_YEARS,
             ).get_next(dt.datetime)
         except CroniterBadDateError as e:
@@ -164,13 +168,14 @@ class CronExpression:
         self.next_after(_EPOCH)
 
     def matches(self, when: dt.datetime) -> bool:
-        """Does minute `when` fire? Day fields combine as cron does: either, when both set."""
+        """Does minute `when` fire? Day fields combine as cron does: either, when neither
+        starts with `*`; else both (a `*` field holds every day)."""
         if when.minute not in self.minutes or when.hour not in self.hours:
             return False
         if when.month not in self.months:
             return False
         day_ok = when.day in self.days
         weekday_ok = (when.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
+        if self.days_either:
             return day_ok or weekday_ok
         return day_ok and weekday_ok
