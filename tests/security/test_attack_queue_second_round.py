@@ -1,6 +1,7 @@
 """Attacks on schedules and the async queue, second round: a token's queued events run
 after its role was changed to deny the function; a ring of destinations that never ends;
-a result nested too deep for the node's parser."""
+a result nested too deep for the node's parser; another function's dead letters hiding a
+scoped manager's own."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from async_support import audit_tail, bundle, invoke_async, wait_for
 from donjon.triggers.queue.destinations import MAX_DESTINATION_CHAIN
+from donjon.triggers.queue.service import MAX_LISTED
 from harness import LiveNode
 from jwt_support import SigningKey, claims, jwks
 
@@ -135,3 +137,47 @@ def test_a_result_nested_deeper_than_the_node_parses_is_recorded_once(
     record = wait_for(node, str(sent[0]["detail"]["invocation_id"]))
     assert record["status"] == "succeeded", record
     assert record["result"] == {"kept": None}, record
+
+
+def test_another_functions_dead_letters_do_not_hide_ones_own_from_a_scoped_listing(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A manager allowed dlq:manage on some functions lists them without naming one: the
+    listing took the oldest MAX_LISTED dead invocations of every function and then kept
+    those it may see, so another tenant's 1,000 older dead events hid all of its own
+    (`donjon dlq ls` said there were none)."""
+    fails = "def handler(event, context):\n    raise RuntimeError('no')\n"
+    once = "retry: {attempts: 1, backoff_s: 1, max_age_s: 600}\n"
+    node.deploy(bundle(tmp_path, "atk-dlq-noise", fails, once))
+    node.deploy(bundle(tmp_path, "atk-dlq-mine", fails, once))
+    with node.client() as c:
+        ids = []
+        for _ in range(MAX_LISTED):
+            r = c.post(
+                "/v1/functions/atk-dlq-noise/invoke",
+                content="{}",
+                headers={"prefer": "respond-async"},
+            )
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["invocation_id"])
+    wait_for(node, ids[-1])
+    deadline = time.monotonic() + 120
+    with node.client() as c:
+        while time.monotonic() < deadline:
+            noise = c.get("/v1/dlq", params={"function": "atk-dlq-noise"}).json()
+            if len(noise) >= MAX_LISTED:
+                break
+            time.sleep(0.5)
+    r = invoke_async(node, "atk-dlq-mine", {})
+    mine = r.json()["invocation_id"]
+    assert wait_for(node, mine)["status"] == "dead"
+    role = "atk-dlq-mine-manager"
+    allow = {"effect": "allow", "actions": ["dlq:manage"], "resources": ["atk-dlq-mine*"]}
+    with node.client() as c:
+        r = c.post("/v1/roles", json={"name": role, "statements": [allow]})
+        assert r.status_code in (200, 201), r.text
+    key = node.create_key("atk-dlq-mine-manager", role)["key"]
+    with node.client(key) as c:
+        listed = c.get("/v1/dlq")
+        assert listed.status_code == 200, listed.text
+        assert [d["invocation_id"] for d in listed.json()] == [mine]
