@@ -152,6 +152,14 @@ def test_rare_schedules_fire(expr: str, after: dt.datetime, first: dt.datetime) 
         ("15 8 * dec-dec *", False, "15 8 * 12 *"),
         ("5-5/2 * * * *", False, "5 * * * *"),
         ("1,5-5 * * * *", False, "1,5 * * * *"),
+        # A name and a number for the same value (croniter took these for `*` too).
+        ("15 8 * * 3-wed", False, "15 8 * * 3"),
+        ("15 8 * * wed-3", False, "15 8 * * 3"),
+        ("15 8 * * 0-sun", True, "15 8 * * 0"),
+        ("15 8 * * sun-0", True, "15 8 * * 0"),
+        ("15 8 * jan-1 *", False, "15 8 * 1 *"),
+        ("15 8 * 12-DEC *", False, "15 8 * 12 *"),
+        ("15 8 * * 05-5", False, "15 8 * * 5"),
     ],
 )
 def test_a_one_value_range_is_that_value(expr: str, fires_at_t: bool, only: str) -> None:

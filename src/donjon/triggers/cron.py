@@ -66,16 +66,23 @@ def _check_ranges(field: str, index: int) -> None:
             raise CronError(f"the range {body!r} in the {_FIELDS[index]} field runs backwards")
 
 
+def _number(value: str, index: int) -> int | None:
+    """The number a field's value names (`wed` is 3, `05` is 5); None for anything else."""
+    if value in _NAMES[index]:
+        return _NAMES[index][value]
+    return int(value) if value.isdigit() else None
+
+
 def _single_ranges(field: str, index: int) -> str:
-    """`field` with each one-value range (`5-5`, `wed-wed`, `5-5/2`) written as its value:
-    croniter reads `a-a` as `*` (so `5-5 * * * *` would fire every minute), cron as `a`."""
+    """`field` with each one-value range (`5-5`, `wed-wed`, `3-wed`, `jan-1`, `5-5/2`)
+    written as its value: croniter reads `a-a` as `*` (so `5-5 * * * *` would fire every
+    minute, and `0 0 * jan-1 *` every month), cron as `a`."""
     parts = []
     for part in field.split(","):
         body = part.partition("/")[0]
         low, dash, high = body.partition("-")
-        same = low != "*" and _NAMES[index].get(low, low) == _NAMES[index].get(high, high)
-        one = dash and (same or (low.isdigit() and high.isdigit() and int(low) == int(high)))
-        parts.append(low if one else part)
+        one = dash and _number(low, index) is not None
+        parts.append(low if one and _number(low, index) == _number(high, index) else part)
     return ",".join(parts)
 
 
