@@ -1,7 +1,7 @@
 """Attacks on schedules and the async queue, second round: a token's queued events run
 after its role was changed to deny the function; a ring of destinations that never ends;
 a result nested too deep for the node's parser; another function's dead letters hiding a
-scoped manager's own."""
+scoped manager's own; a backlog spread over many functions holding another owner's event."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from async_support import audit_tail, bundle, invoke_async, wait_for
+from donjon.bundle import build_bundle
 from donjon.triggers.queue.destinations import MAX_DESTINATION_CHAIN
 from donjon.triggers.queue.service import MAX_LISTED
 from harness import LiveNode
@@ -181,3 +182,43 @@ def test_another_functions_dead_letters_do_not_hide_ones_own_from_a_scoped_listi
         listed = c.get("/v1/dlq")
         assert listed.status_code == 200, listed.text
         assert [d["invocation_id"] for d in listed.json()] == [mine]
+
+
+def test_a_tenants_backlog_spread_over_many_functions_does_not_hold_anothers_event(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """The queue's workers took first the events of the functions with the fewest calls
+    running, then the oldest: a developer spreading its backlog over more functions than
+    there are workers always had one with none running, and another owner's event waited
+    behind all of it. Calls are counted by the functions' owner: it is taken by the next
+    worker that frees."""
+    developer = node.create_key("atk-fair-dev", "developer")["key"]
+    slow = "import time\ndef handler(event, context):\n    time.sleep(1.5)\n    return 1\n"
+    names = [f"atk-fair-{i}" for i in range(6)]
+    for name in names:
+        _, archive = build_bundle(bundle(tmp_path, name, slow, "timeout_s: 10\n"))
+        with node.client(developer) as c:
+            r = c.post("/v1/functions", content=archive, params={})
+            assert r.status_code == 201, r.text
+    node.deploy(bundle(tmp_path, "atk-fair-victim", "def handler(event, context):\n    return 1\n"))
+    backlog = []
+    with node.client(developer) as c:
+        for _ in range(4):
+            for name in names:
+                r = c.post(
+                    f"/v1/functions/{name}/invoke",
+                    content="{}",
+                    headers={"prefer": "respond-async"},
+                )
+                assert r.status_code == 202, r.text
+                backlog.append(r.json()["invocation_id"])
+    r = invoke_async(node, "atk-fair-victim", {})
+    assert r.status_code == 202, r.text
+    assert wait_for(node, r.json()["invocation_id"])["status"] == "succeeded"
+    with node.client() as c:
+        done = [i for i in backlog if c.get(f"/v1/invocations/{i}").json()["status"] == "succeeded"]
+    # The workers (4) had each taken one of the backlog when the victim's event came; it
+    # is the next taken, not the 24th.
+    assert len(done) <= 8, f"{len(done)} of the backlog's {len(backlog)} ran first"
+    for invocation_id in backlog:
+        wait_for(node, invocation_id)

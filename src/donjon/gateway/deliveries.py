@@ -343,4 +343,5 @@ def open_invocations(node: Node) -> QueueWorkers:
         poll_s=settings.queue.poll_s,
         keep_s=settings.log_retention_days * 86400.0,
         refusals=lambda event: node.denials.deny(event, "-", scope=event.target),
+        owners=lambda: {d.name: d.record.owner for d in node.registry.all()},
     )

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
@@ -37,6 +37,8 @@ Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
 
 #: Audits a throttled attempt in aggregate (the node's `denials`, audit/denials.py).
 Refusals = Callable[[AuditEvent], Awaitable[None]]
+#: Each deployed function's owner, by name ("" when not kept).
+Owners = Callable[[], Mapping[str, str]]
 
 
 class QueueWorkers:
@@ -54,8 +56,11 @@ class QueueWorkers:
         keep_s: float = 30 * 86400.0,
         rng: random.Random | None = None,
         refusals: Refusals | None = None,
+        owners: Owners | None = None,
     ) -> None:
         self._service = service
+        #: Each deployed function's owner: a claim counts the calls running by owner.
+        self._owners = owners
         #: Where a throttled attempt's record goes, aggregated (audit/denials.py); None:
         #: each is a record of its own.
         self._refusals = refusals
@@ -107,7 +112,7 @@ class QueueWorkers:
             leases: list[Lease] = []
             if free > 0:
                 try:
-                    calls = collections.Counter(self._running.values())
+                    calls = self._by_owner(collections.Counter(self._running.values()))
                     leases = await self._queue.claim(free, self._lease_s, calls)
                 except QueueError as e:
                     log.warning("claiming async invocations failed: %s", e.message)
@@ -150,6 +155,21 @@ class QueueWorkers:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
         self._wake.set()  # a worker is free
+
+    def _by_owner(self, calls: collections.Counter[str]) -> Mapping[str, int]:
+        """What a claim orders functions by: for each function, the calls running of every
+        function its owner has (a function deployed before owners were kept, or removed
+        since, counts alone). Counted by function, an owner spreading its backlog over more
+        functions than there are workers always had one with none running, and another
+        owner's event waited behind all of that backlog."""
+        if not calls or self._owners is None:
+            return calls
+        owner_of = self._owners()
+        running: collections.Counter[str] = collections.Counter()
+        for function, count in calls.items():
+            running[owner_of.get(function) or function] += count
+        weights = {f: running[o] for f, o in owner_of.items() if o and running[o]}
+        return {**calls, **weights}
 
     async def _guarded(self, lease: Lease) -> None:
         try:
