@@ -1,7 +1,8 @@
 """Attacks on schedules and the async queue, second round: a token's queued events run
 after its role was changed to deny the function; a ring of destinations that never ends;
 a result nested too deep for the node's parser; another function's dead letters hiding a
-scoped manager's own; a backlog spread over many functions holding another owner's event."""
+scoped manager's own; a backlog spread over many functions holding another owner's event;
+a destination named before it exists, taken by another developer."""
 
 from __future__ import annotations
 
@@ -222,3 +223,22 @@ def test_a_tenants_backlog_spread_over_many_functions_does_not_hold_anothers_eve
     assert len(done) <= 8, f"{len(done)} of the backlog's {len(backlog)} ran first"
     for invocation_id in backlog:
         wait_for(node, invocation_id)
+
+
+def test_a_destination_not_deployed_cannot_be_squatted_by_another_developer(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A manifest could name as its destination a function not deployed: another
+    developer deploying that name then received every failure record, whose
+    requestPayload is the first one's callers' event. Refused at deploy (422, nothing
+    deployed), as a `permissions.invoke` grant of a function not deployed is."""
+    owner = node.create_key("atk-squat-owner", "developer")["key"]
+    fails = "def handler(event, context):\n    raise ValueError('no')\n"
+    extra = "retry: {attempts: 1}\ndestinations: {on_failure: atk-squat-sink}\n"
+    _, archive = build_bundle(bundle(tmp_path, "atk-squat-src", fails, extra))
+    with node.client(owner) as c:
+        r = c.post("/v1/functions", content=archive)
+        assert r.status_code == 422, r.text
+        assert "atk-squat-sink" in r.json()["detail"], r.text
+    with node.client() as c:
+        assert c.get("/v1/functions/atk-squat-src").status_code == 404
