@@ -85,6 +85,25 @@ def test_scheduler_lists_due_jobs() -> None:
     assert Scheduler(lambda: jobs, fire).due(T) == [("a", "*/5 * * * *")]
 
 
+def test_a_function_is_called_once_a_minute_however_many_of_its_schedules_match() -> None:
+    """A minute that matches calls the function once (docs/triggers.md): a manifest of 500
+    `* * * * *` schedules called it 500 times a minute (72 ran on a live node, the rest shed
+    by its concurrency), past every limit of the key that deployed it. The event names the
+    first schedule that matched."""
+    jobs = [
+        ("a", CronExpression.parse("15 * * * *")),
+        *[("a", CronExpression.parse("* * * * *")) for _ in range(500)],
+        ("a", CronExpression.parse("@daily")),
+        ("b", CronExpression.parse("*/5 * * * *")),
+        ("b", CronExpression.parse("15 8 * * *")),
+    ]
+
+    async def fire(name: str, text: str, minute: dt.datetime) -> None:
+        raise AssertionError("not called by due()")
+
+    assert Scheduler(lambda: jobs, fire).due(T) == [("a", "15 * * * *"), ("b", "*/5 * * * *")]
+
+
 @pytest.mark.parametrize(
     ("macro", "expression"),
     [
