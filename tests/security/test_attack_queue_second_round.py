@@ -69,11 +69,13 @@ def test_a_destination_naming_its_own_function_does_not_loop_forever(
     made ~1,000 calls and ~140 MB of events before the nesting broke the node's parser).
     The chain stops at MAX_DESTINATION_CHAIN records: the next is refused and audited."""
     echo = "def handler(event, context):\n    return {'ok': True}\n"
-    node.deploy(
-        bundle(tmp_path, "atk-dest-ring-a", echo, "destinations: {on_success: atk-dest-ring-b}\n")
-    )
+    # A destination must be deployed first: a ring is closed by deploying a again.
+    node.deploy(bundle(tmp_path, "atk-dest-ring-a", echo))
     node.deploy(
         bundle(tmp_path, "atk-dest-ring-b", echo, "destinations: {on_success: atk-dest-ring-a}\n")
+    )
+    node.deploy(
+        bundle(tmp_path, "atk-dest-ring-a", echo, "destinations: {on_success: atk-dest-ring-b}\n")
     )
     r = invoke_async(node, "atk-dest-ring-a", {"start": 1})
     assert r.status_code == 202, r.text
