@@ -85,6 +85,25 @@ def test_scheduler_lists_due_jobs() -> None:
     assert Scheduler(lambda: jobs, fire).due(T) == [("a", "*/5 * * * *")]
 
 
+def test_a_function_is_called_once_a_minute_however_many_of_its_schedules_match() -> None:
+    """A minute that matches calls the function once (docs/triggers.md): a manifest of 500
+    `* * * * *` schedules called it 500 times a minute (72 ran on a live node, the rest shed
+    by its concurrency), past every limit of the key that deployed it. The event names the
+    first schedule that matched."""
+    jobs = [
+        ("a", CronExpression.parse("15 * * * *")),
+        *[("a", CronExpression.parse("* * * * *")) for _ in range(500)],
+        ("a", CronExpression.parse("@daily")),
+        ("b", CronExpression.parse("*/5 * * * *")),
+        ("b", CronExpression.parse("15 8 * * *")),
+    ]
+
+    async def fire(name: str, text: str, minute: dt.datetime) -> None:
+        raise AssertionError("not called by due()")
+
+    assert Scheduler(lambda: jobs, fire).due(T) == [("a", "15 * * * *"), ("b", "*/5 * * * *")]
+
+
 @pytest.mark.parametrize(
     ("macro", "expression"),
     [
@@ -152,6 +171,14 @@ def test_rare_schedules_fire(expr: str, after: dt.datetime, first: dt.datetime) 
         ("15 8 * dec-dec *", False, "15 8 * 12 *"),
         ("5-5/2 * * * *", False, "5 * * * *"),
         ("1,5-5 * * * *", False, "1,5 * * * *"),
+        # A name and a number for the same value (croniter took these for `*` too).
+        ("15 8 * * 3-wed", False, "15 8 * * 3"),
+        ("15 8 * * wed-3", False, "15 8 * * 3"),
+        ("15 8 * * 0-sun", True, "15 8 * * 0"),
+        ("15 8 * * sun-0", True, "15 8 * * 0"),
+        ("15 8 * jan-1 *", False, "15 8 * 1 *"),
+        ("15 8 * 12-DEC *", False, "15 8 * 12 *"),
+        ("15 8 * * 05-5", False, "15 8 * * 5"),
     ],
 )
 def test_a_one_value_range_is_that_value(expr: str, fires_at_t: bool, only: str) -> None:
@@ -191,3 +218,30 @@ def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
 
     asyncio.run(run())
     assert fired == [dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)]
+
+
+@pytest.mark.parametrize(
+    ("expr", "fires"),
+    [
+        # T is Sunday 22 November: an even day.
+        ("15 8 */2 * 0", False),  # odd days AND Sundays: '*/2' starts with '*'
+        ("15 8 */2 * 1", False),
+        ("15 8 1-31/2 * 0", True),  # odd days OR Sundays: neither field starts with '*'
+        ("15 8 22 * */2", True),  # day 22 AND Sun/Tue/Thu/Sat
+        ("15 8 22 * */3", True),  # day 22 AND Sun/Wed/Sat
+        ("15 8 21 * */2", False),
+        ("15 8 21 * 0-6", True),  # no '*': day 21 OR any weekday
+    ],
+)
+def test_a_day_field_starting_with_a_star_makes_both_needed(expr: str, fires: bool) -> None:
+    """Both day fields restricted fire on either only when neither starts with '*', as in
+    cron (Vixie, cronie: `*/2` counts as '*'); croniter alone fired `0 9 */2 * mon-fri` on
+    every weekday and every odd day, weekends too."""
+    assert CronExpression.parse(expr).matches(T) is fires
+
+
+def test_a_starred_day_field_with_a_day_that_never_comes_never_fires() -> None:
+    """`0 0 30 2 */1` is the 30th of February AND any weekday: refused at deploy, as
+    `0 0 30 2 *` is (croniter alone took it for every day of February)."""
+    with pytest.raises(CronError, match="can never fire"):
+        CronExpression.parse("0 0 30 2 */1").check_fires()

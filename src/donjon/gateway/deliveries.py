@@ -61,6 +61,8 @@ log = logging.getLogger("donjon.queue")
 #: a person releases it, so its backlog (up to limits.queued) must not be tried, and
 #: audited, every second or two until max_age_s; once released, it runs within this.
 QUARANTINED_RETRY_S = 60.0
+#: The role a token's event queued before its roles were kept runs under (not decided).
+_LEGACY_JWT_ROLE = "jwt"
 #: (The same wait after an attempt refused because what is left of its compute quota is
 #: reserved by running calls, `QuotaHeld`: tried again at that Retry-After, the call's
 #: timeout, the backlog came round every few seconds, a record per event each time.)
@@ -112,7 +114,7 @@ def _principal(node: Node, invocation: QueuedInvocation) -> Principal | None:
             "the issuer of the token that made this async invocation no longer grants its roles"
         )
     if not roles:  # queued before roles were kept
-        return Principal(id=ident, name=ident, role="jwt", kind=kind)
+        return Principal(id=ident, name=ident, role=_LEGACY_JWT_ROLE, kind=kind)
     return Principal(id=ident, name=ident, role=roles[0], kind=kind, more_roles=tuple(roles[1:]))
 
 
@@ -120,11 +122,13 @@ async def _check_allowed(
     node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
 ) -> None:
     """`Forbidden` (403: dead-lettered, not retried; audited `authz.denied`) unless the
-    key that queued the event may still invoke the function, as its sync call would be
+    caller that queued the event may still invoke the function, as its sync call would be
     decided now: a role changed or removed since the enqueue, or a redrive to a function
-    it may not invoke, runs nothing. Events from a source (no principal) and a JWT's
-    (whose roles were the token's, not kept) are not decided again."""
-    if principal is None or principal.kind != "key":
+    it may not invoke, runs nothing. A token's caller is decided under the roles kept
+    with its event (before, it was not decided again: a role changed to deny the function
+    still ran its tokens' backlog). Events from a source (no principal) and a token's
+    queued before its roles were kept (the stand-in role `jwt`) are not decided again."""
+    if principal is None or (principal.kind == "jwt" and principal.role == _LEGACY_JWT_ROLE):
         return
     decision = decide(node, principal, Action.INVOKE, deployed.name)
     if decision.allowed:
@@ -339,4 +343,5 @@ def open_invocations(node: Node) -> QueueWorkers:
         poll_s=settings.queue.poll_s,
         keep_s=settings.log_retention_days * 86400.0,
         refusals=lambda event: node.denials.deny(event, "-", scope=event.target),
+        owners=lambda: {d.name: d.record.owner for d in node.registry.all()},
     )

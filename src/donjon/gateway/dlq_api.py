@@ -64,10 +64,12 @@ async def list_dead(
     function = _function(request)
     if function is not None:
         await authorize(node, request, principal, Action.DLQ, request_id, function)
-    dead = [
-        d
-        for d in await _service(node).dead(function)
-        if decide(node, principal, Action.DLQ, d.function).allowed  # only what it reaches
+
+    def reaches(name: str) -> bool:
+        return decide(node, principal, Action.DLQ, name).allowed
+
+    dead = [  # only what it reaches, read as such (not the oldest of all, then filtered)
+        d for d in await _service(node).dead(function, reaches=reaches) if reaches(d.function)
     ]
     return render([InvocationView(**invocation_view(d, reveal=True)) for d in dead])
 

@@ -34,7 +34,6 @@ from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.deploy_notes import (
     audit_detail,
-    check_granted_secrets,
     check_trigger_secrets,
     not_yet_granted,
     unsafe_warnings,
@@ -45,15 +44,13 @@ from donjon.lifecycle.errors import (
     AllowPublicRefused,
     DeployForbidden,
     FunctionNotFound,
-    InvokeGrantForbidden,
-    SecretGrantForbidden,
     SkipScanRefused,
 )
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
+from donjon.lifecycle.grants import check_grants
 from donjon.lifecycle.name_locks import NameLocks
 from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
 from donjon.manifest import Manifest, ManifestError
-from donjon.manifest.exposure import trigger_secrets
 from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
 from donjon.scan import ScanPolicy, ScanReport
@@ -187,7 +184,9 @@ class Deployments:
                 egress_networks=self.egress_networks,
             )
             self._check_limits(accepted.manifest)
-            await self._check_grants(accepted.manifest, principal)
+            await check_grants(
+                accepted.manifest, principal, self.policy, self.registry, self._vault
+            )
             await check_trigger_secrets(self._vault, accepted.manifest)
         # From here on a deploy runs to its end even if its caller goes away, one
         # at a time per function: the version it picks, the sandbox it starts and
@@ -207,31 +206,6 @@ class Deployments:
                 problems=[f"limits.body: at most {ceiling} on this node (DONJON_MAX_BODY_BYTES)"],
                 hint="lower limits.body, or ask the node's operator to raise DONJON_MAX_BODY_BYTES",
             )
-
-    async def _check_grants(self, manifest: Manifest, principal: Principal) -> None:
-        """A deployer grants no more than it may do, and grants name what exists: it may
-        invoke each function in `permissions.invoke` and `destinations` (whose records
-        carry its events) but this one, and those granted are deployed; it may use
-        (`secret:use`) each secret granted or named by a trigger; granted ones exist and
-        fit in one call (deploy_notes.check_granted_secrets)."""
-        others = [n for n in manifest.permissions.invoke if n != manifest.name]
-        ends = manifest.destinations.on_success, manifest.destinations.on_failure
-        for name in [*others, *(d for d in ends if d and d != manifest.name)]:  # rights first
-            decision = self.policy.decide(principal, Action.INVOKE, name)
-            if not decision.allowed:
-                raise InvokeGrantForbidden(name, decision.statement)
-        for secret in sorted({*manifest.permissions.secrets, *trigger_secrets(manifest)}):
-            decision = self.policy.decide(principal, Action.SECRET_USE, secret)
-            if not decision.allowed:
-                raise SecretGrantForbidden(secret, decision.statement)
-        absent = [n for n in others if self.registry.get(n) is None]
-        if absent:
-            raise ManifestError(
-                f"permissions.invoke grants {', '.join(absent)}, not deployed",
-                problems=[f"permissions.invoke: no function named {n}" for n in absent],
-                hint="deploy the functions it invokes first, or remove them from the grant",
-            )
-        await check_granted_secrets(self._vault, manifest)
 
     async def _start_and_switch(
         self, accepted: Accepted, principal: Principal, request_id: str, skip_scan: bool

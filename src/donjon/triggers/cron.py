@@ -66,16 +66,23 @@ def _check_ranges(field: str, index: int) -> None:
             raise CronError(f"the range {body!r} in the {_FIELDS[index]} field runs backwards")
 
 
+def _number(value: str, index: int) -> int | None:
+    """The number a field's value names (`wed` is 3, `05` is 5); None for anything else."""
+    if value in _NAMES[index]:
+        return _NAMES[index][value]
+    return int(value) if value.isdigit() else None
+
+
 def _single_ranges(field: str, index: int) -> str:
-    """`field` with each one-value range (`5-5`, `wed-wed`, `5-5/2`) written as its value:
-    croniter reads `a-a` as `*` (so `5-5 * * * *` would fire every minute), cron as `a`."""
+    """`field` with each one-value range (`5-5`, `wed-wed`, `3-wed`, `jan-1`, `5-5/2`)
+    written as its value: croniter reads `a-a` as `*` (so `5-5 * * * *` would fire every
+    minute, and `0 0 * jan-1 *` every month), cron as `a`."""
     parts = []
     for part in field.split(","):
         body = part.partition("/")[0]
         low, dash, high = body.partition("-")
-        same = low != "*" and _NAMES[index].get(low, low) == _NAMES[index].get(high, high)
-        one = dash and (same or (low.isdigit() and high.isdigit() and int(low) == int(high)))
-        parts.append(low if one else part)
+        one = dash and _number(low, index) is not None
+        parts.append(low if one and _number(low, index) == _number(high, index) else part)
     return ",".join(parts)
 
 
@@ -101,8 +108,8 @@ class CronExpression:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]
-    days_restricted: bool
-    weekdays_restricted: bool
+    #: A minute's day fires on either day field (neither starts with `*`), else on both.
+    days_either: bool
 
     @classmethod
     def parse(cls, text: str) -> CronExpression:
@@ -124,6 +131,10 @@ class CronExpression:
             if not _FIELD.fullmatch(field) or not names <= _NAMES[index].keys():
                 raise CronError(f"bad value {shown[index]!r} in the {_FIELDS[index]} field")
             _check_ranges(field, index)
+        # As cron (Vixie, cronie) decides it: a day field starting with `*` (`*/2` too)
+        # leaves the other one alone to decide; croniter took `*/2` for a restriction,
+        # and `0 9 */2 * mon-fri` fired on every weekday and on every odd day.
+        days_either = not (fields[2].startswith("*") or fields[4].startswith("*"))
         fields = [_single_ranges(field, index) for index, field in enumerate(fields)]
         try:
             expanded = croniter(" ".join(fields)).expanded
@@ -138,8 +149,7 @@ class CronExpression:
             days,
             months,
             weekdays,
-            days_restricted=expanded[2] != ["*"],
-            weekdays_restricted=expanded[4] != ["*"],
+            days_either=days_either,
         )
 
     def next_after(self, when: dt.datetime) -> dt.datetime:
@@ -149,6 +159,7 @@ class CronExpression:
                 self.expression,
                 when,
                 ret_type=dt.datetime,
+                day_or=self.days_either,
                 max_years_between_matches=_CYCLE_YEARS,
             ).get_next(dt.datetime)
         except CroniterBadDateError as e:
@@ -164,13 +175,14 @@ class CronExpression:
         self.next_after(_EPOCH)
 
     def matches(self, when: dt.datetime) -> bool:
-        """Does minute `when` fire? Day fields combine as cron does: either, when both set."""
+        """Does minute `when` fire? Day fields combine as cron does: either, when neither
+        starts with `*`; else both (a `*` field holds every day)."""
         if when.minute not in self.minutes or when.hour not in self.hours:
             return False
         if when.month not in self.months:
             return False
         day_ok = when.day in self.days
         weekday_ok = (when.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
+        if self.days_either:
             return day_ok or weekday_ok
         return day_ok and weekday_ok

@@ -47,8 +47,14 @@ class Scheduler:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def due(self, minute: dt.datetime) -> list[tuple[str, str]]:
-        """(function, expression) pairs that fire at `minute`."""
-        return [(name, cron.text) for name, cron in self._jobs() if cron.matches(minute)]
+        """(function, expression) pairs that fire at `minute`: each function once, with the
+        first of its schedules that matches (before, once for each: a manifest of 500
+        `* * * * *` schedules was called 500 times a minute, past its deployer's limits)."""
+        due: dict[str, str] = {}
+        for name, cron in self._jobs():
+            if name not in due and cron.matches(minute):
+                due[name] = cron.text
+        return list(due.items())
 
     async def _loop(self) -> None:
         fired: dt.datetime | None = None

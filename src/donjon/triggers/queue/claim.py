@@ -20,10 +20,11 @@ ends. Every outcome is written `WHERE id = :id AND lease_token = :t`: a worker w
 lease expired and was claimed again writes nothing.
 
 The node's workers are shared by every function, so a claim does not take the oldest
-due rows alone: it takes first those of the functions with the fewest calls running on
-this node, then the oldest. A function with a long backlog of slow events (a tenant
-flooding its own queue or channel) cannot hold another function's event behind all of
-it: that event is claimed by the next worker that frees.
+due rows alone: it takes first those of the functions whose owner has the fewest calls
+running on this node (workers.py counts them), then the oldest. A long backlog of slow
+events (a tenant flooding its own queue or channel, over one function or many) cannot
+hold another owner's event behind all of it: that event is claimed by the next worker
+that frees.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def claim_statement(
     now: float, limit: int, token: str, expires: float, running: Mapping[str, int] | None = None
 ) -> Any:
     """The claim (see above): lease up to `limit` due rows under `token`, those of the
-    functions with the fewest calls in `running` (function -> calls on this node) first."""
+    functions with the fewest calls in `running` (function -> the calls on this node that
+    order it: its owner's) first."""
     busy = {name: count for name, count in (running or {}).items() if count > 0}
     order: list[Any] = [inv.c.next_at]
     if busy:

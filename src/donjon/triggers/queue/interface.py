@@ -13,7 +13,7 @@ One implementation per module: `sql.py` (the node's own database).
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -248,8 +248,14 @@ class InvocationQueue(abc.ABC):
         """The invocation with that id, whatever its state."""
 
     @abc.abstractmethod
-    async def dead(self, function: str | None, limit: int) -> list[QueuedInvocation]:
-        """Dead-lettered invocations (of one function, or all), oldest first."""
+    async def dead(
+        self, function: str | Collection[str] | None, limit: int
+    ) -> list[QueuedInvocation]:
+        """Dead-lettered invocations (of one function, of some, or all), oldest first."""
+
+    @abc.abstractmethod
+    async def dead_functions(self) -> list[str]:
+        """The names of the functions with dead-lettered invocations."""
 
     @abc.abstractmethod
     async def redrive(

@@ -179,8 +179,22 @@ class AsyncInvocations:
     async def get(self, invocation_id: str) -> QueuedInvocation | None:
         return await self.queue.get(invocation_id)
 
-    async def dead(self, function: str | None, limit: int = MAX_LISTED) -> list[QueuedInvocation]:
-        return await self.queue.dead(function, min(limit, MAX_LISTED))
+    async def dead(
+        self,
+        function: str | None,
+        limit: int = MAX_LISTED,
+        reaches: Callable[[str], bool] | None = None,
+    ) -> list[QueuedInvocation]:
+        """Dead-lettered invocations (of `function`, or of every function `reaches` says
+        the reader may see), oldest first. The oldest of every function first and those
+        it may see then: another function's older dead events filled the page and hid
+        all of the reader's."""
+        limit = min(limit, MAX_LISTED)
+        if function is not None or reaches is None:
+            return await self.queue.dead(function, limit)
+        named = await self.queue.dead_functions()
+        seen = [name for name in named if reaches(name)]
+        return await self.queue.dead(None if seen == named else seen, limit)
 
     async def redrive(self, invocation_id: str, actor: str, request_id: str) -> QueuedInvocation:
         """Queue one dead invocation again under its function's current `retry`."""

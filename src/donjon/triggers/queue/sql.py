@@ -19,7 +19,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
@@ -50,6 +50,7 @@ from donjon.triggers.queue.interface import (
     RetryPolicy,
     Status,
 )
+from donjon.triggers.queue.rows import RowValues, db_text
 from donjon.vault.queueseal import QueueSealer, Sealed
 
 __all__ = ["SqlInvocationQueue"]
@@ -231,7 +232,7 @@ class SqlInvocationQueue(InvocationQueue):
 
         if not await self._run(write):
             raise QueueFull(function, bound or 0, len(rows))
-        return [self._row(_Values(values)) for values in rows]
+        return [self._row(RowValues(values)) for values in rows]
 
     async def claim(
         self, limit: int, lease_s: float, running: Mapping[str, int] | None = None
@@ -306,8 +307,8 @@ class SqlInvocationQueue(InvocationQueue):
     ) -> bool:
         values: dict[str, Any] = {
             "status": (Status.DEAD if retry_at is None else Status.FAILED).value,
-            "error_type": _text(error_type[:128]),
-            "error": _text(error[:MAX_ERROR_CHARS]),
+            "error_type": db_text(error_type[:128]),
+            "error": db_text(error[:MAX_ERROR_CHARS]),
             "lease_token": None,  # nosec B105 - the lease column, cleared
             "lease_expires": None,
         }
@@ -443,17 +444,30 @@ class SqlInvocationQueue(InvocationQueue):
         found: QueuedInvocation | None = await self._run(read)
         return found
 
-    async def dead(self, function: str | None, limit: int) -> list[QueuedInvocation]:
+    async def dead(
+        self, function: str | Collection[str] | None, limit: int
+    ) -> list[QueuedInvocation]:
         def read() -> list[QueuedInvocation]:
             statement = select(inv).where(inv.c.status == Status.DEAD.value)
-            if function is not None:
+            if isinstance(function, str):
                 statement = statement.where(inv.c.function == function)
+            elif function is not None:
+                statement = statement.where(inv.c.function.in_(sorted(function)))
             statement = statement.order_by(inv.c.updated_at, inv.c.id).limit(limit)
             with self._engine.connect() as conn:
                 return [self._row(r, shown=True) for r in conn.execute(statement).all()]
 
         rows: list[QueuedInvocation] = await self._run(read)
         return rows
+
+    async def dead_functions(self) -> list[str]:
+        def read() -> list[str]:
+            named = select(inv.c.function).where(inv.c.status == Status.DEAD.value).distinct()
+            with self._engine.connect() as conn:
+                return sorted(str(f) for f in conn.execute(named).scalars())
+
+        names: list[str] = await self._run(read)
+        return names
 
     async def dead_ids(self, function: str) -> list[str]:
         def read() -> list[str]:
@@ -467,29 +481,3 @@ class SqlInvocationQueue(InvocationQueue):
 
         ids: list[str] = await self._run(read)
         return ids
-
-
-def _text(value: str) -> str:
-    """`value` as text the database takes: a lone surrogate (a function's error message
-    may hold one) is kept as its escape, or the outcome could not be recorded and the
-    invocation would run again once its lease expired."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-class _Values:
-    """A dict of column values read as a row (for `_row` of what was just inserted)."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(
-            {
-                "request_id": None,
-                "result": None,
-                "result_key": None,
-                "event_key": None,
-                "kek_id": None,
-                "admitted": None,
-                "error_type": None,
-                "error": None,
-            },
-            **values,
-        )

@@ -15,16 +15,17 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.destinations import check_chain, destination_record, record_type
 from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
 from donjon.triggers.queue.service import AsyncInvocations, AuditSink
 
-__all__ = ["Deliver", "QueueWorkers", "destination_record"]
+__all__ = ["Deliver", "QueueWorkers", "destination_record"]  # the record: destinations.py
 
 log = logging.getLogger("donjon.queue")
 
@@ -36,6 +37,8 @@ Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
 
 #: Audits a throttled attempt in aggregate (the node's `denials`, audit/denials.py).
 Refusals = Callable[[AuditEvent], Awaitable[None]]
+#: Each deployed function's owner, by name ("" when not kept).
+Owners = Callable[[], Mapping[str, str]]
 
 
 class QueueWorkers:
@@ -53,8 +56,11 @@ class QueueWorkers:
         keep_s: float = 30 * 86400.0,
         rng: random.Random | None = None,
         refusals: Refusals | None = None,
+        owners: Owners | None = None,
     ) -> None:
         self._service = service
+        #: Each deployed function's owner: a claim counts the calls running by owner.
+        self._owners = owners
         #: Where a throttled attempt's record goes, aggregated (audit/denials.py); None:
         #: each is a record of its own.
         self._refusals = refusals
@@ -106,7 +112,7 @@ class QueueWorkers:
             leases: list[Lease] = []
             if free > 0:
                 try:
-                    calls = collections.Counter(self._running.values())
+                    calls = self._by_owner(collections.Counter(self._running.values()))
                     leases = await self._queue.claim(free, self._lease_s, calls)
                 except QueueError as e:
                     log.warning("claiming async invocations failed: %s", e.message)
@@ -149,6 +155,21 @@ class QueueWorkers:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
         self._wake.set()  # a worker is free
+
+    def _by_owner(self, calls: collections.Counter[str]) -> Mapping[str, int]:
+        """What a claim orders functions by: for each function, the calls running of every
+        function its owner has (a function deployed before owners were kept, or removed
+        since, counts alone). Counted by function, an owner spreading its backlog over more
+        functions than there are workers always had one with none running, and another
+        owner's event waited behind all of that backlog."""
+        if not calls or self._owners is None:
+            return calls
+        owner_of = self._owners()
+        running: collections.Counter[str] = collections.Counter()
+        for function, count in calls.items():
+            running[owner_of.get(function) or function] += count
+        weights = {f: running[o] for f, o in owner_of.items() if o and running[o]}
+        return {**calls, **weights}
 
     async def _guarded(self, lease: Lease) -> None:
         try:
@@ -283,22 +304,25 @@ class QueueWorkers:
         )
         if target is None:
             return
-        record = destination_record(invocation, outcome)
         try:
+            # A chain of records (a function naming itself, a ring) ends at its bound.
+            await check_chain(invocation, target, self._service.get)
+            record = destination_record(invocation, outcome)
             await self._service.enqueue(
                 Envelope(
                     function=target,
                     event=json.dumps(record).encode(),
                     trigger="invoke",
                     source=f"/functions/{invocation.function}",
-                    type="donjon.invocation." + ("success" if outcome.ok else "failure"),
+                    type=record_type(outcome.ok),
                     subject=invocation.id,
                 )
             )
         except Error as e:
             # The original keeps its outcome (succeeded, or dead in the dead-letter queue,
             # where it can be redriven); the record it would have sent is not queued. A
-            # full destination queue (QueueFull) is not waited for: the worker goes on.
+            # full destination queue (QueueFull) is not waited for: the worker goes on;
+            # nor is a chain at its bound (DestinationChainTooLong) gone on with.
             log.warning("destination %s of %s: %s", target, invocation.function, e.message)
             await self._audit.record(
                 AuditEvent(
@@ -314,40 +338,3 @@ class QueueWorkers:
                     },
                 )
             )
-
-
-def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[str, object]:
-    """What a destination function receives: Lambda's destination record shape."""
-    try:
-        payload: object = json.loads(invocation.event)
-    except ValueError:
-        payload = None
-    condition = "Success"
-    if not outcome.ok:
-        condition = (
-            "EventAgeExceeded" if outcome.error_type == "EventAgeExceeded" else "RetriesExhausted"
-        )
-    response: object
-    if outcome.ok:
-        try:
-            response = json.loads(outcome.result) if outcome.result else None
-        except ValueError:
-            response = None
-    else:
-        response = {"errorType": outcome.error_type, "errorMessage": outcome.error}
-    return {
-        "version": "1.0",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "requestContext": {
-            "requestId": invocation.id,
-            "functionArn": invocation.function,
-            "condition": condition,
-            "approximateInvokeCount": invocation.attempts,
-        },
-        "requestPayload": payload,
-        "responseContext": {
-            "statusCode": outcome.status,
-            **({} if outcome.ok else {"functionError": outcome.error_type}),
-        },
-        "responsePayload": response,
-    }
