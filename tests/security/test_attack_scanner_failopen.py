@@ -1,0 +1,81 @@
+"""The deploy gate's scanners as a target: a bundle that makes one of them give up on a
+file must fail the deploy, never pass as "no findings". Each bundle is a hand-made
+archive sent to a real node, and its code is code Python imports and runs in the
+sandbox, so a file the scan passed over would run unchecked."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator, Mapping
+
+import httpx
+import pytest
+
+from harness import LiveNode, start_node
+
+_MANIFEST = b"name: failopen\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n"
+#: Deeper than the scanner's parse reaches at the default recursion limit (about 2,900
+#: levels of unary minus), shallower than Python compiles once the limit is raised.
+_DEPTH = 4000
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    """A node of this module's own."""
+    live = start_node(tmp_path_factory.mktemp("scanner-failopen"))
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def dev_key(own: LiveNode) -> str:
+    key: str = own.create_key("scanner-failopen", "developer")["key"]
+    return key
+
+
+def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Response:
+    """A bundle of `files` with donjon.yaml, sent as it is."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in {"donjon.yaml": _MANIFEST, **files}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    with node.client(key) as c:
+        return c.post(
+            "/v1/functions",
+            content=buf.getvalue(),
+            timeout=300,
+            headers={"content-type": "application/gzip"},
+        )
+
+
+def _refused(r: httpx.Response, words: str) -> None:
+    """The deploy failed as a scan error (400), saying why."""
+    assert r.status_code == 400, r.text
+    assert words in r.json()["detail"], r.text
+
+
+def test_module_nested_past_the_scanners_parse_is_refused(own: LiveNode, dev_key: str) -> None:
+    """A module nested deeper than the scanner's parse reaches, imported by a handler that
+    first raises the recursion limit (Python then compiles it): its `eval` of event data
+    was noted as "code rules skipped" and deployed. The deploy is refused."""
+    main = b"import sys\n\nsys.setrecursionlimit(100000)\nimport impl  # noqa: E402\n\n\n"
+    main += b"def handler(event, context):\n    return impl.run(event)\n"
+    impl = b"PAD = " + b"-" * _DEPTH + b"1\n\n\ndef run(event):\n"
+    impl += b"    return {'result': eval(event['expr']), 'pad': PAD}\n"
+    _refused(_deploy(own, dev_key, {"main.py": main, "impl.py": impl}), "too deeply nested")
+
+
+def test_the_node_serves_a_clean_deploy_after_them(own: LiveNode, dev_key: str) -> None:
+    """The refusals above leave the gate working: a clean bundle deploys and runs."""
+    main = b"def handler(event, context):\n    return {'ok': True}\n"
+    assert _deploy(own, dev_key, {"main.py": main}).status_code == 201
+    with own.client(dev_key) as c:
+        r = c.post("/v1/functions/failopen/invoke", content=b"{}")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"ok": True}
