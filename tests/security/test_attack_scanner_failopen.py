@@ -71,6 +71,15 @@ def test_module_nested_past_the_scanners_parse_is_refused(own: LiveNode, dev_key
     _refused(_deploy(own, dev_key, {"main.py": main, "impl.py": impl}), "too deeply nested")
 
 
+def test_module_bandit_cannot_walk_is_refused(own: LiveNode, dev_key: str) -> None:
+    """Bandit's recursive walk gives up on a module of 2,000 nested lambdas (Python and
+    the code scanner read it): Bandit skipped the file in silence, and its rules (here a
+    world-writable chmod) passed. The deploy is refused."""
+    main = b"import os\n\nPAD = " + b"lambda: " * 2000 + b"1\n\n\n"
+    main += b"def handler(event, context):\n    os.chmod('/tmp/shared', 0o777)\n    return {}\n"
+    _refused(_deploy(own, dev_key, {"main.py": main}), "Bandit could not analyse")
+
+
 def test_the_node_serves_a_clean_deploy_after_them(own: LiveNode, dev_key: str) -> None:
     """The refusals above leave the gate working: a clean bundle deploys and runs."""
     main = b"def handler(event, context):\n    return {'ok': True}\n"

@@ -13,6 +13,7 @@ import warnings
 from functools import cache
 from typing import Any
 
+from donjon.scan.errors import ScanError
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location, Severity
 from donjon.scan.project import Project, SourceFile
@@ -93,6 +94,21 @@ def _bandit() -> tuple[Any, Any]:
     return manager, config
 
 
+def _refuse_skipped(skipped: list[tuple[str, str]], candidates: dict[str, SourceFile]) -> None:
+    """`ScanError` if Bandit gave up on a module the code scanner parsed (its recursive walk
+    ends in a RecursionError some levels before Python's compiler does): Bandit logs
+    that and goes on, and its rules would pass a module it never read. A module that
+    does not parse at all is noted by the code scanner (syntax.py) and cannot run."""
+    for fname, reason in skipped:
+        source = candidates.get(fname)
+        if source is not None and not isinstance(source.syntax, str):
+            raise ScanError(
+                f"{source.rel}: Bandit could not analyse this module ({reason})",
+                hint="simplify the module (deeply nested expressions, lambdas or calls); "
+                "the gate does not pass code it could not finish scanning",
+            )
+
+
 class BanditScanner(Scanner):
     """Flask debug, binding all interfaces, HTTP without timeout, Jinja2 autoescape, chmod,
     FTP/Telnet, paramiko host keys and weak key sizes."""
@@ -114,6 +130,7 @@ class BanditScanner(Scanner):
             )
             mgr.discover_files(sorted(candidates))
             mgr.run_tests()
+        _refuse_skipped(mgr.skipped, candidates)
         findings = []
         for issue in mgr.get_issue_list():
             source = candidates.get(issue.fname)
