@@ -88,3 +88,14 @@ def test_the_node_serves_a_clean_deploy_after_them(own: LiveNode, dev_key: str) 
         r = c.post("/v1/functions/failopen/invoke", content=b"{}")
     assert r.status_code == 200, r.text
     assert r.json() == {"ok": True}
+
+
+def test_module_in_the_idna_encoding_is_scanned(own: LiveNode, dev_key: str) -> None:
+    """A module whose coding line names idna (Python imports it; the codec refuses the
+    lenient decoding the scanner asked of it) crashed the scan: the deploy was refused as
+    "stopped unexpectedly", naming nothing. Its code is now read and judged."""
+    main = b"# coding: idna\n\n\ndef handler(event, context):\n    return eval(event['expr'])\n"
+    r = _deploy(own, dev_key, {"main.py": main})
+    assert r.status_code == 422, r.text
+    assert "block this deploy" in r.json()["detail"], r.text
+    assert any(p.startswith("DJ-PY-") for p in r.json()["problems"]), r.text

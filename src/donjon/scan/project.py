@@ -198,7 +198,7 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
         return None
     try:
         return SourceFile(path, rel, _decode(data, python=rel.endswith(".py")))
-    except (UnicodeDecodeError, LookupError, SyntaxError):
+    except (UnicodeError, LookupError, SyntaxError):
         if rel.endswith(".py"):
             notes.append(f"{rel}: skipped, not in the encoding it declares")
         return None
@@ -215,7 +215,12 @@ def _decode(data: bytes, *, python: bool) -> str:
     if python:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         if encoding not in ("utf-8", "utf-8-sig"):
-            return data.decode(encoding, "replace")
+            try:
+                return data.decode(encoding, "replace")
+            except UnicodeError:
+                # A codec with no error handler but "strict" (idna): Python decodes the
+                # source strictly, so a module it imports decodes here too.
+                return data.decode(encoding)
     return data.decode("utf-8-sig", "replace")
 
 
