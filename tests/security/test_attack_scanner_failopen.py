@@ -99,3 +99,27 @@ def test_module_in_the_idna_encoding_is_scanned(own: LiveNode, dev_key: str) -> 
     assert r.status_code == 422, r.text
     assert "block this deploy" in r.json()["detail"], r.text
     assert any(p.startswith("DJ-PY-") for p in r.json()["problems"]), r.text
+
+
+@pytest.mark.parametrize("name", ["Pipfile.lock", "pyproject.toml", "poetry.lock"])
+def test_dependency_file_nested_too_deeply_is_a_note(
+    own: LiveNode, dev_key: str, name: str
+) -> None:
+    """A lock file or pyproject.toml nested 5,000 deep crashed the scan (a RecursionError
+    no one caught; the deploy refused as "stopped unexpectedly"). It is an unreadable
+    dependency file like any other: noted in the report, and the deploy is judged on the
+    rest."""
+    nested = "[" * 5000 + "]" * 5000
+    text = (
+        '{"default": ' + nested + "}"
+        if name.endswith(".lock") and "Pip" in name
+        else (
+            f"[project]\nname = 'x'\ndependencies = {nested}\n"
+            if name == "pyproject.toml"
+            else f"x = {nested}\n"
+        )
+    )
+    main = b"def handler(event, context):\n    return {'ok': True}\n"
+    r = _deploy(own, dev_key, {"main.py": main, name: text.encode()})
+    assert r.status_code in (200, 201), r.text
+    assert f"{name}: could not be read" in r.json()["scan"]["report"], r.text

@@ -237,7 +237,8 @@ def parse_dependency_file(
         if name == "pyproject.toml":
             return list(_pyproject(source, notes))
         return list(_requirements(source, files, set(), notes))
-    except (ValueError, TypeError, AttributeError, KeyError) as e:
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+        # RecursionError: JSON or TOML nested thousands deep (json, tomllib recurse).
         notes.append(f"{source.rel}: could not be read as {name} ({type(e).__name__}: {e})")
         return []
 
