@@ -123,3 +123,14 @@ def test_dependency_file_nested_too_deeply_is_a_note(
     r = _deploy(own, dev_key, {"main.py": main, name: text.encode()})
     assert r.status_code in (200, 201), r.text
     assert f"{name}: could not be read" in r.json()["scan"]["report"], r.text
+
+
+def test_member_name_that_is_not_utf8_is_refused_clearly(own: LiveNode, dev_key: str) -> None:
+    """A member whose name is not UTF-8 (b"\\xff.py") made the deploy a 500: the bundle's
+    digest (and the scan's report, when a finding named it) wrote it as UTF-8. It is now
+    refused at unpack (422, as a member with an unsafe path is), naming the member."""
+    main = b"def handler(event, context):\n    return {'ok': True}\n"
+    name = b"\xff.py".decode("utf-8", "surrogateescape")
+    r = _deploy(own, dev_key, {"main.py": main, name: main})
+    assert r.status_code == 422, r.text
+    assert "UTF-8" in r.json()["detail"], r.text
