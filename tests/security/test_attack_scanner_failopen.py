@@ -134,3 +134,23 @@ def test_member_name_that_is_not_utf8_is_refused_clearly(own: LiveNode, dev_key:
     r = _deploy(own, dev_key, {"main.py": main, name: main})
     assert r.status_code == 422, r.text
     assert "UTF-8" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("where", ["", ".deps/"], ids=["at-the-root", "in-deps"])
+def test_vulnerable_distribution_whose_metadata_holds_a_nul_byte_is_blocked(
+    own: LiveNode, dev_key: str, where: str
+) -> None:
+    """A vendored requests 2.19.0 (in .deps/ or installed at the bundle's root) whose
+    METADATA has a NUL byte in its description: the scan dropped the file as binary,
+    without a word, though its headers come first (the SBOM, and so the advisory watch,
+    read them), and the vulnerable version deployed. The deploy is blocked. (A METADATA
+    padded past the 2 MiB the scan reads of a file is refused by the vendoring check.)"""
+    meta = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.19.0\n\n\0binary\n"
+    files = {
+        "main.py": b"def handler(event, context):\n    return {'ok': True}\n",
+        f"{where}requests/__init__.py": b"__version__ = '2.19.0'\n",
+        f"{where}requests-2.19.0.dist-info/METADATA": meta,
+    }
+    r = _deploy(own, dev_key, files)
+    assert r.status_code == 422, r.text
+    assert any(p.startswith("DJ-DEP-001") for p in r.json()["problems"]), r.text

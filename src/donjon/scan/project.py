@@ -30,6 +30,8 @@ MANIFEST_NAMES = frozenset({"donjon.yaml", "donjon.yml"})
 DEPENDENCY_NAMES = frozenset({"Pipfile.lock", "poetry.lock", "uv.lock", "pyproject.toml"})
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES = 20_000
+#: Bytes of a distribution's METADATA read: its headers come first.
+MAX_METADATA_BYTES = 256 * 1024
 
 _SKIP_DIRS = frozenset(
     {
@@ -241,11 +243,21 @@ def _is_text(name: str, *, whole_tree: bool = False) -> bool:
 
 
 def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
-    """The METADATA (PKG-INFO) of the distribution whose metadata directory is `info`."""
+    """The METADATA (PKG-INFO) of the distribution whose metadata directory is `info`: its
+    head alone, where the headers are (as the SBOM reads it, lifecycle/components.py). Not
+    `_read`: a NUL byte in the description made it "binary", dropped without a word, and
+    the distribution was never matched against the advisories."""
     meta = info / ("METADATA" if info.name.endswith(".dist-info") else "PKG-INFO")
     if not meta.is_file() or meta.is_symlink():
         return None
-    return _read(meta, meta.relative_to(root).as_posix(), notes)
+    rel = meta.relative_to(root).as_posix()
+    try:
+        with meta.open("rb") as f:
+            head = f.read(MAX_METADATA_BYTES)
+    except OSError as e:
+        notes.append(f"{rel}: could not be read ({e.strerror})")
+        return None
+    return SourceFile(meta, rel, head.decode("utf-8-sig", "replace"))
 
 
 def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[SourceFile]:
