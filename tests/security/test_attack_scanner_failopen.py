@@ -154,3 +154,26 @@ def test_vulnerable_distribution_whose_metadata_holds_a_nul_byte_is_blocked(
     r = _deploy(own, dev_key, files)
     assert r.status_code == 422, r.text
     assert any(p.startswith("DJ-DEP-001") for p in r.json()["problems"]), r.text
+
+
+@pytest.mark.parametrize(
+    "imports",
+    [
+        b"VERSION = 1; import telnetlib\n",
+        b"if True: import telnetlib\n",
+        b"import os, \\\n    telnetlib\n",
+    ],
+    ids=["after-a-semicolon", "in-a-one-line-if", "on-a-continuation-line"],
+)
+def test_import_bandit_reads_but_the_prefilter_missed_is_blocked(
+    own: LiveNode, dev_key: str, imports: bytes
+) -> None:
+    """A module goes to Bandit only if its text meets a check's precondition; the
+    precondition wanted the import at the start of a line, so `x = 1; import telnetlib`
+    (Python and Bandit read it) kept the module from Bandit and its cleartext Telnet
+    session (B312) deployed. The deploy is blocked."""
+    main = imports + b"\n\ndef handler(event, context):\n"
+    main += b"    return str(telnetlib.Telnet(event['host'], timeout=1))\n"
+    r = _deploy(own, dev_key, {"main.py": main})
+    assert r.status_code == 422, r.text
+    assert any(p.startswith("DJ-PY-106") for p in r.json()["problems"]), r.text
