@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -52,6 +54,19 @@ def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Respo
             timeout=300,
             headers={"content-type": "application/gzip"},
         )
+
+
+def _deploy_named(node: LiveNode, key: str, name: str, main: bytes) -> httpx.Response:
+    """A one-module bundle named `name`."""
+    manifest = _MANIFEST.replace(b"name: failopen", b"name: " + name.encode())
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for member, data in {"donjon.yaml": manifest, "main.py": main}.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with node.client(key) as c:
+        return c.post("/v1/functions", content=buf.getvalue(), timeout=600)
 
 
 def _refused(r: httpx.Response, words: str) -> None:
@@ -177,3 +192,38 @@ def test_import_bandit_reads_but_the_prefilter_missed_is_blocked(
     r = _deploy(own, dev_key, {"main.py": main})
     assert r.status_code == 422, r.text
     assert any(p.startswith("DJ-PY-106") for p in r.json()["problems"]), r.text
+
+
+def _slow_to_scan() -> dict[str, bytes]:
+    """About 1.5 MiB of plain Python: a 25 kB archive, some 10 s of the node's one scanner
+    (every scan takes its turn at it)."""
+    line = b"v = os.chmod  # padding\n"
+    body = b"import os\n" + line * ((1536 << 10) // len(line))
+    main = b"def handler(event, context):\n    return {'ok': True}\n"
+    return {"main.py": main, "slow.py": body}
+
+
+@pytest.mark.slow  # slow scans, one at a time
+def test_one_developers_slow_scans_do_not_keep_other_deploys_out(
+    own: LiveNode, dev_key: str
+) -> None:
+    """One developer sends ten deploys at once, each slow to scan: the node's ten deploy
+    places were all theirs (the per-caller share bounded only archives being received),
+    so another tenant's deploy was refused with 503 until the scans had run one by one.
+    Now one caller's deploys at work or waiting are at most the queue's slots: the others
+    are refused, and the other tenant's deploy is taken and done."""
+    other: str = own.create_key("scanner-failopen-other", "developer")["key"]
+    clean = b"def handler(event, context):\n    return {'ok': True}\n"
+    slow = _slow_to_scan()
+    with ThreadPoolExecutor(10) as pool:
+        hostile = [pool.submit(_deploy, own, dev_key, slow) for _ in range(10)]
+        time.sleep(3)  # the ten archives are received and waiting for the scanner
+        started = time.monotonic()
+        theirs = _deploy_named(own, other, "other-tenant", clean)
+        waited = time.monotonic() - started
+        statuses = sorted(f.result().status_code for f in hostile)
+    print(
+        f"hostile deploys: {statuses}; the other tenant's: {theirs.status_code} after {waited:.0f}s"
+    )
+    assert theirs.status_code == 201, theirs.text
+    assert statuses.count(503) >= 7, statuses
