@@ -227,3 +227,19 @@ def test_one_developers_slow_scans_do_not_keep_other_deploys_out(
     )
     assert theirs.status_code == 201, theirs.text
     assert statuses.count(503) >= 7, statuses
+
+
+def test_requirement_included_through_a_parent_directory_is_read(
+    own: LiveNode, dev_key: str
+) -> None:
+    """`deploy/requirements.txt` including `-r ../common/pins.txt` (pip resolves it against
+    the including file's directory): the scan looked up "deploy/../common/pins.txt", said
+    it was not found, and the vulnerable pin in it passed. The deploy is blocked."""
+    files = {
+        "main.py": b"def handler(event, context):\n    return {'ok': True}\n",
+        "deploy/requirements.txt": b"-r ../common/pins.txt\n",
+        "common/pins.txt": b"requests==2.19.0\n",
+    }
+    r = _deploy(own, dev_key, files)
+    assert r.status_code == 422, r.text
+    assert any(p.startswith("DJ-DEP-001") for p in r.json()["problems"]), r.text
