@@ -243,3 +243,21 @@ def test_requirement_included_through_a_parent_directory_is_read(
     r = _deploy(own, dev_key, files)
     assert r.status_code == 422, r.text
     assert any(p.startswith("DJ-DEP-001") for p in r.json()["problems"]), r.text
+
+
+def test_record_with_a_field_past_the_csv_limit_is_refused_clearly(
+    own: LiveNode, dev_key: str
+) -> None:
+    """A vendored distribution whose RECORD holds a 200,000-character field (past the csv
+    module's field limit): csv.Error reached no handler while the node read the bundle's
+    distributions. The deploy is refused as a bad bundle (422), naming the RECORD."""
+    meta = b"Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n\n"
+    files = {
+        "main.py": b"def handler(event, context):\n    return {'ok': True}\n",
+        ".deps/tiny/__init__.py": b"",
+        ".deps/tiny-1.0.dist-info/METADATA": meta,
+        ".deps/tiny-1.0.dist-info/RECORD": b"tiny/__init__.py,," + b"x" * 200_000 + b"\n",
+    }
+    r = _deploy(own, dev_key, files)
+    assert r.status_code == 422, r.text
+    assert "RECORD" in r.json()["detail"], r.text
