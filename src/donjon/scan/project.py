@@ -242,6 +242,14 @@ def _is_text(name: str, *, whole_tree: bool = False) -> bool:
     return not is_non_text_file(name) and Path(name).suffix not in _BINARY
 
 
+def _rel(path: Path, root: Path) -> str:
+    """`path` relative to `root` as reports show it: a byte of the name that is not UTF-8
+    (a Latin-1 checkout's, kept by os.walk as a lone surrogate) written as ``\\xff``, since
+    every report, digest and fingerprint writes the name as UTF-8."""
+    rel = path.relative_to(root).as_posix()
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
     """The METADATA (PKG-INFO) of the distribution whose metadata directory is `info`: its
     head alone, where the headers are (as the SBOM reads it, lifecycle/components.py). Not
@@ -250,7 +258,7 @@ def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
     meta = info / ("METADATA" if info.name.endswith(".dist-info") else "PKG-INFO")
     if not meta.is_file() or meta.is_symlink():
         return None
-    rel = meta.relative_to(root).as_posix()
+    rel = _rel(meta, root)
     try:
         with meta.open("rb") as f:
             head = f.read(MAX_METADATA_BYTES)
@@ -298,7 +306,7 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
     files: list[SourceFile] = []
     installed: list[SourceFile] = []
     if root.is_file():
-        one = _read(root, root.name, notes)
+        one = _read(root, _rel(root, root.parent), notes)
         return Project(
             root.parent,
             (one,) if one else (),
@@ -335,7 +343,7 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
                     f"{target} has more than {MAX_FILES} text files",
                     hint="scan a smaller directory",
                 )
-            read = _read(path, path.relative_to(root).as_posix(), notes)
+            read = _read(path, _rel(path, root), notes)
             if read is not None:
                 files.append(read)
     if skipped_links:
