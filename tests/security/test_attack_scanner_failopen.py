@@ -261,3 +261,19 @@ def test_record_with_a_field_past_the_csv_limit_is_refused_clearly(
     r = _deploy(own, dev_key, files)
     assert r.status_code == 422, r.text
     assert "RECORD" in r.json()["detail"], r.text
+
+
+def test_scan_cannot_write_lines_into_the_nodes_log(own: LiveNode, dev_key: str) -> None:
+    """A member named with newlines and a JSON record, in a module Bandit gives up on:
+    Bandit logged the file's path, and the scan process's stderr was the node's, so the
+    forged record stood as a line of its own in the node's log. Nothing the scan process
+    prints reaches the node's log now."""
+    forged = '{"event": "FORGED-BY-A-BUNDLE", "level": "INFO", "logger": "donjon"}'
+    name = f"x\n{forged}\n.py"
+    module = b"import os\n\nPAD = " + b"lambda: " * 2000 + b"1\n\n\n"
+    module += b"def run(event, context):\n    os.chmod('/tmp/shared', 0o777)\n"
+    main = b"def handler(event, context):\n    return {'ok': True}\n"
+    r = _deploy(own, dev_key, {"main.py": main, name: module})
+    assert r.status_code == 400, r.text
+    log = (own.data_dir / "serve.log").read_text()
+    assert forged not in log.splitlines(), "a bundle wrote a line of the node's log"
