@@ -277,3 +277,15 @@ def test_scan_cannot_write_lines_into_the_nodes_log(own: LiveNode, dev_key: str)
     assert r.status_code == 400, r.text
     log = (own.data_dir / "serve.log").read_text()
     assert forged not in log.splitlines(), "a bundle wrote a line of the node's log"
+
+
+def test_credential_written_with_a_surrogate_escape_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """A hard-coded password whose literal holds a lone surrogate escape (``\\ud800``):
+    hashing the value for its fingerprint raised UnicodeEncodeError and the scan process
+    crashed (refused as "stopped unexpectedly", naming nothing). The finding blocks the
+    deploy."""
+    main = b'PASSWORD = "k9Jx2mQ8\\ud800vLp4Rz7WbN3c"\n\n\n'
+    main += b"def handler(event, context):\n    return {'ok': True}\n"
+    r = _deploy(own, dev_key, {"main.py": main})
+    assert r.status_code == 422, r.text
+    assert any(p.startswith("DJ-SEC-003") for p in r.json()["problems"]), r.text
