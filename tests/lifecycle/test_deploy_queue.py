@@ -25,11 +25,11 @@ def test_beyond_slots_and_waiting_a_deploy_is_refused_with_retry_after() -> None
 
     async def scenario() -> tuple[list[int], DeployBusy]:
         queue = DeployQueue(slots=1, waiting=1, retry_after_s=3)
-        first = asyncio.ensure_future(queue.run(work))
-        second = asyncio.ensure_future(queue.run(work))
+        first = asyncio.ensure_future(queue.run("a", work))
+        second = asyncio.ensure_future(queue.run("b", work))
         await asyncio.to_thread(started.wait, 60)
         with pytest.raises(DeployBusy) as refused:
-            await queue.run(work)
+            await queue.run("c", work)
         release.set()
         done = [await first, await second]
         assert queue.admitted == 0
@@ -53,7 +53,7 @@ def test_a_caller_that_stops_waiting_keeps_its_place_until_the_work_ends() -> No
 
     async def scenario() -> int:
         queue = DeployQueue(slots=1, waiting=0)
-        task = asyncio.ensure_future(queue.run(work))
+        task = asyncio.ensure_future(queue.run("a", work))
         await asyncio.to_thread(started.wait, 60)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -64,6 +64,34 @@ def test_a_caller_that_stops_waiting_keeps_its_place_until_the_work_ends() -> No
         return held
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_one_caller_holds_at_most_the_slots() -> None:
+    """With 2 slots and 8 waiting places, a caller's third deploy at once is refused while
+    another caller's is taken: one caller's slow scans cannot fill the queue."""
+    release = threading.Event()
+
+    def work() -> int:
+        release.wait(60)
+        return 1
+
+    async def scenario() -> tuple[DeployBusy, int]:
+        queue = DeployQueue(slots=2, waiting=8)
+        mine = [asyncio.ensure_future(queue.run("dev", work)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(DeployBusy) as refused:
+            await queue.run("dev", work)
+        theirs = asyncio.ensure_future(queue.run("other", work))
+        await asyncio.sleep(0)
+        release.set()
+        done = sum([await m for m in mine]) + await theirs
+        assert queue.admitted == 0
+        queue.close()
+        return refused.value, done
+
+    busy, done = asyncio.run(scenario())
+    assert "2 of your deploys" in busy.message
+    assert done == 3
 
 
 def test_busy_answer_says_when_to_retry() -> None:

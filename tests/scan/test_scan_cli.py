@@ -112,3 +112,18 @@ def test_update_db_failure_is_clear(
     assert result.exit_code == 2
     assert "could not download the OSV advisory export" in result.stderr
     assert "hint: " in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif"])
+def test_a_file_name_that_is_not_utf8_is_reported_escaped(
+    runner: CliRunner, tmp_path: Path, fmt: str
+) -> None:
+    """A module named b"\\xff.py" (a Latin-1 checkout): its finding is reported under the
+    name with the byte escaped, in every format; the scan ended in a UnicodeEncodeError
+    traceback (the gate refuses such names at unpack)."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / b"\xff.py".decode("utf-8", "surrogateescape")).write_text(VULNERABLE)
+    result = runner.invoke(scan_command, ["--format", fmt, str(root)])
+    assert result.exit_code == 1, result.output
+    assert "xff.py" in result.stdout  # \xff.py (in SARIF's URI: %5Cxff.py)

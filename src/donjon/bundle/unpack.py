@@ -190,6 +190,14 @@ class _Writer:
 
 def _checked_name(name: str) -> PurePosixPath:
     shown = _shown(name)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # tarfile reads names with surrogateescape; every later step (the digest, the
+        # scan's report, the store) writes them as UTF-8 and failed with a 500.
+        raise BundleError(
+            f"{shown}: a member's name is not UTF-8", hint="rename the file in UTF-8"
+        ) from e
     if len(name.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
         raise BundleError(f"{shown}: a member's path is longer than {MAX_PATH_BYTES} bytes")
     path = PurePosixPath(name)

@@ -171,6 +171,7 @@ class Deployments:
             if allow_public and principal.role != Role.ADMIN:
                 raise AllowPublicRefused
             accepted = await self.queue.run(
+                principal.label,
                 accept_bundle,
                 archive,
                 bundles=self._bundles,

@@ -30,6 +30,8 @@ MANIFEST_NAMES = frozenset({"donjon.yaml", "donjon.yml"})
 DEPENDENCY_NAMES = frozenset({"Pipfile.lock", "poetry.lock", "uv.lock", "pyproject.toml"})
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES = 20_000
+#: Bytes of a distribution's METADATA read: its headers come first.
+MAX_METADATA_BYTES = 256 * 1024
 
 _SKIP_DIRS = frozenset(
     {
@@ -198,7 +200,7 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
         return None
     try:
         return SourceFile(path, rel, _decode(data, python=rel.endswith(".py")))
-    except (UnicodeDecodeError, LookupError, SyntaxError):
+    except (UnicodeError, LookupError, SyntaxError):
         if rel.endswith(".py"):
             notes.append(f"{rel}: skipped, not in the encoding it declares")
         return None
@@ -215,7 +217,12 @@ def _decode(data: bytes, *, python: bool) -> str:
     if python:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         if encoding not in ("utf-8", "utf-8-sig"):
-            return data.decode(encoding, "replace")
+            try:
+                return data.decode(encoding, "replace")
+            except UnicodeError:
+                # A codec with no error handler but "strict" (idna): Python decodes the
+                # source strictly, so a module it imports decodes here too.
+                return data.decode(encoding)
     return data.decode("utf-8-sig", "replace")
 
 
@@ -235,12 +242,30 @@ def _is_text(name: str, *, whole_tree: bool = False) -> bool:
     return not is_non_text_file(name) and Path(name).suffix not in _BINARY
 
 
+def _rel(path: Path, root: Path) -> str:
+    """`path` relative to `root` as reports show it: a byte of the name that is not UTF-8
+    (a Latin-1 checkout's, kept by os.walk as a lone surrogate) written as ``\\xff``, since
+    every report, digest and fingerprint writes the name as UTF-8."""
+    rel = path.relative_to(root).as_posix()
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
-    """The METADATA (PKG-INFO) of the distribution whose metadata directory is `info`."""
+    """The METADATA (PKG-INFO) of the distribution whose metadata directory is `info`: its
+    head alone, where the headers are (as the SBOM reads it, lifecycle/components.py). Not
+    `_read`: a NUL byte in the description made it "binary", dropped without a word, and
+    the distribution was never matched against the advisories."""
     meta = info / ("METADATA" if info.name.endswith(".dist-info") else "PKG-INFO")
     if not meta.is_file() or meta.is_symlink():
         return None
-    return _read(meta, meta.relative_to(root).as_posix(), notes)
+    rel = _rel(meta, root)
+    try:
+        with meta.open("rb") as f:
+            head = f.read(MAX_METADATA_BYTES)
+    except OSError as e:
+        notes.append(f"{rel}: could not be read ({e.strerror})")
+        return None
+    return SourceFile(meta, rel, head.decode("utf-8-sig", "replace"))
 
 
 def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[SourceFile]:
@@ -281,7 +306,7 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
     files: list[SourceFile] = []
     installed: list[SourceFile] = []
     if root.is_file():
-        one = _read(root, root.name, notes)
+        one = _read(root, _rel(root, root.parent), notes)
         return Project(
             root.parent,
             (one,) if one else (),
@@ -318,7 +343,7 @@ def discover(target: Path, *, whole_tree: bool = False) -> Project:
                     f"{target} has more than {MAX_FILES} text files",
                     hint="scan a smaller directory",
                 )
-            read = _read(path, path.relative_to(root).as_posix(), notes)
+            read = _read(path, _rel(path, root), notes)
             if read is not None:
                 files.append(read)
     if skipped_links:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from donjon.scan.errors import ScanError
+
 __all__ = ["Assignment", "Syntax", "compile_warnings_ignored", "parse"]
 
 Assignment = ast.Assign | ast.AnnAssign | ast.AugAssign
@@ -90,12 +92,21 @@ class Syntax:
 
 
 def parse(text: str, rel: str) -> Syntax | str:
-    """The module's indexed AST, or why it could not be parsed."""
+    """The module's indexed AST, or why it could not be parsed: a syntax error or a NUL
+    byte, which no Python imports either. `ScanError` if it is nested deeper than the
+    parse reaches: how deep Python compiles is `sys.setrecursionlimit`'s, which the
+    bundle's own code may raise before it imports the module, so a module skipped here
+    could run unchecked."""
     try:
         with compile_warnings_ignored():
             tree = ast.parse(text, filename=rel)
     except SyntaxError as e:
         return f"{rel}: not valid Python 3 (line {e.lineno}: {e.msg}); code rules skipped"
-    except (ValueError, RecursionError) as e:
+    except ValueError as e:
         return f"{rel}: could not be parsed ({e}); code rules skipped"
+    except RecursionError as e:
+        raise ScanError(
+            f"{rel}: too deeply nested to analyse",
+            hint="simplify the expression or split the module",
+        ) from e
     return Syntax.of(tree)

@@ -79,6 +79,10 @@ def _scan_child(
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)  # the protocol's pipes are the helper's alone: nothing the scan
     os.dup2(devnull, 1)  # prints can reach the node
+    # Nor its log (the helper's stderr is the node's): the libraries a scan runs log what
+    # the bundle holds (Bandit logs a file's name, newlines and all), and a bundle's line
+    # stood there as the node's own. A scan's failures come back in its reply.
+    os.dup2(devnull, 2)
     limit = _vm_size() + memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))

@@ -156,9 +156,15 @@ def _record_rows(dist_info: Path, seen: _Seen) -> list[tuple[str, str]]:
         return []
     text = _read(record, _MAX_RECORD, f"{dist_info.name}/RECORD").decode("utf-8", "replace")
     rows = []
-    for row in csv.reader(io.StringIO(text)):
-        if row and row[0] != f"{dist_info.name}/RECORD":
-            rows.append((row[0], row[1] if len(row) > 1 else ""))
+    try:
+        for row in csv.reader(io.StringIO(text)):
+            if row and row[0] != f"{dist_info.name}/RECORD":
+                rows.append((row[0], row[1] if len(row) > 1 else ""))
+    except csv.Error as e:  # a field past csv's limit (128 KiB): no path or hash is that long
+        raise BundleError(
+            f"{dist_info.name}/RECORD is not a RECORD pip writes ({e})",
+            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
+        ) from e
     seen.rows_left -= len(rows)
     if seen.rows_left < 0:
         raise BundleError(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import posixpath
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -107,7 +108,9 @@ def _requirements(
         text, logical = logical, ""
         include = _INCLUDE.match(text)
         if include:
-            target = (PurePosixPath(source.rel).parent / include.group(1)).as_posix()
+            # pip resolves an include against the including file's directory:
+            # "sub/../base.txt" is "base.txt" (out of the tree, it is not found).
+            target = posixpath.normpath(PurePosixPath(source.rel).parent / include.group(1))
             if target in files and target not in seen:
                 yield from _requirements(files[target], files, seen, notes)
             elif target not in files:
@@ -237,7 +240,8 @@ def parse_dependency_file(
         if name == "pyproject.toml":
             return list(_pyproject(source, notes))
         return list(_requirements(source, files, set(), notes))
-    except (ValueError, TypeError, AttributeError, KeyError) as e:
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+        # RecursionError: JSON or TOML nested thousands deep (json, tomllib recurse).
         notes.append(f"{source.rel}: could not be read as {name} ({type(e).__name__}: {e})")
         return []
 

@@ -13,6 +13,7 @@ import warnings
 from functools import cache
 from typing import Any
 
+from donjon.scan.errors import ScanError
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location, Severity
 from donjon.scan.project import Project, SourceFile
@@ -35,32 +36,27 @@ BANDIT_RULES = {
 }
 
 
-def _imports(*modules: str) -> re.Pattern[str]:
-    """An import statement naming one of `modules` as a top-level module."""
-    names = "|".join(modules)
-    return re.compile(
-        rf"^[ \t]*(?:from[ \t]+(?:{names})\b|import[ \t][^\n]*(?<![.\w])(?:{names})(?![\w]))",
-        re.MULTILINE,
-    )
-
-
-def _imports_like(module: str) -> re.Pattern[str]:
-    """An import statement whose module path contains `module` (Bandit's
-    ``is_module_imported_like``, and qualified names holding it as a component)."""
-    return re.compile(rf"^[ \t]*(?:from|import)[ \t][^\n]*{module}", re.MULTILINE)
+def _names(*modules: str) -> re.Pattern[str]:
+    """One of `modules`, anywhere in the text. Bandit's tests match a call's qualified
+    name, and an unresolved name stands for itself (``jinja2.Environment(...)`` is flagged
+    however `jinja2` came to be bound): so the module's name, not an import statement at
+    the start of a line (``x = 1; import telnetlib``, ``if True: import telnetlib`` and a
+    continuation line import it as well), is the precondition that never keeps a module
+    from Bandit that its test would flag."""
+    return re.compile("|".join(modules))
 
 
 #: What a file must contain for each check to fire (all of a row): a file that meets no
 #: row is not given to Bandit. Each row is the textual precondition of Bandit's own test.
 _NEEDS: tuple[tuple[re.Pattern[str], ...], ...] = (
-    (_imports_like("flask"), re.compile(r"debug")),  # B201: flask imported, .run(debug=)
+    (_names("flask"), re.compile(r"debug")),  # B201: flask imported, .run(debug=)
     (re.compile(r"0\.0\.0\.0"),),  # B104
-    (_imports("requests", "httpx"),),  # B113: the call's qualified name starts with them
-    (_imports_like("jinja2"), re.compile(r"Environment")),  # B701: jinja2...Environment(...)
+    (_names("requests", "httpx"),),  # B113: the call's qualified name starts with them
+    (_names("jinja2"), re.compile(r"Environment")),  # B701: jinja2...Environment(...)
     (re.compile(r"chmod"),),  # B103
-    (_imports("telnetlib", "ftplib"),),  # B312, B321
-    (_imports_like("paramiko"), re.compile(r"set_missing_host_key_policy")),  # B507
-    (_imports("cryptography", "Crypto", "Cryptodome"), re.compile(r"generate")),  # B505
+    (_names("telnetlib", "ftplib"),),  # B312, B321
+    (_names("paramiko"), re.compile(r"set_missing_host_key_policy")),  # B507
+    (_names("cryptography", "Crypto", "Cryptodome"), re.compile(r"generate")),  # B505
 )
 
 
@@ -93,6 +89,21 @@ def _bandit() -> tuple[Any, Any]:
     return manager, config
 
 
+def _refuse_skipped(skipped: list[tuple[str, str]], candidates: dict[str, SourceFile]) -> None:
+    """`ScanError` if Bandit gave up on a module the code scanner parsed (its recursive walk
+    ends in a RecursionError some levels before Python's compiler does): Bandit logs
+    that and goes on, and its rules would pass a module it never read. A module that
+    does not parse at all is noted by the code scanner (syntax.py) and cannot run."""
+    for fname, reason in skipped:
+        source = candidates.get(fname)
+        if source is not None and not isinstance(source.syntax, str):
+            raise ScanError(
+                f"{source.rel}: Bandit could not analyse this module ({reason})",
+                hint="simplify the module (deeply nested expressions, lambdas or calls); "
+                "the gate does not pass code it could not finish scanning",
+            )
+
+
 class BanditScanner(Scanner):
     """Flask debug, binding all interfaces, HTTP without timeout, Jinja2 autoescape, chmod,
     FTP/Telnet, paramiko host keys and weak key sizes."""
@@ -114,6 +125,7 @@ class BanditScanner(Scanner):
             )
             mgr.discover_files(sorted(candidates))
             mgr.run_tests()
+        _refuse_skipped(mgr.skipped, candidates)
         findings = []
         for issue in mgr.get_issue_list():
             source = candidates.get(issue.fname)

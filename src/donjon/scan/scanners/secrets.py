@@ -80,8 +80,10 @@ def _cut(line: str, start: int, at: int, cand: Candidate) -> bool:
 
 
 def secret_fingerprint(secret: str) -> str:
-    """detect-secrets' ``hashed_secret`` (SHA-1 of the value): baselines of either tool match."""
-    return hashlib.sha1(secret.encode(), usedforsecurity=False).hexdigest()
+    """detect-secrets' ``hashed_secret`` (SHA-1 of the value): baselines of either tool match.
+    A value Python's escapes made of a lone surrogate (``"\\ud800"``) is hashed as it is
+    stored, not refused: UTF-8 alone does not encode it, and the scan crashed."""
+    return hashlib.sha1(secret.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
 
 
 def mask(secret: str, *, show_prefix: bool = False) -> str:
