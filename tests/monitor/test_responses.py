@@ -397,3 +397,34 @@ def test_an_admin_key_is_never_revoked_automatically(tmp_path: Path) -> None:
     assert keys.revoked == []
     [record] = [r for r in log.tail(10) if r["action"] == "response.revoke"]
     assert record["outcome"] == "skipped" and "admin" in record["detail"]["reason"]
+
+
+def test_a_call_killed_for_its_memory_quarantines_nothing_unless_configured() -> None:
+    """A sandbox.violation from an OOM kill (its detail names the outcome) gets no response
+    by default: the caller's event decides a handler's memory, and one request would stop
+    the function for everyone. A runtime policy's violation is still quarantined, and an
+    operator who configures sandbox.violation=quarantine gets it for kills too."""
+    oom = Finding(
+        "sandbox.violation",
+        "sandbox_violation",
+        "medium",
+        Subject("function", "inflate"),
+        "inflate@1: a call was killed for exceeding its memory (OOM)",
+        (1,),
+        1_000_000.0,
+        {"outcome": "FunctionMemoryExceeded", "request_id": "r1"},
+    )
+    policy_block = Finding(
+        "sandbox.violation",
+        "sandbox_violation",
+        "high",
+        Subject("function", "inflate"),
+        "inflate@1: runtime policy child_processes blocked /bin/sh",
+        (2,),
+        1_000_000.0,
+        {"policy": "child_processes", "action": "policy.block", "request_id": "r2"},
+    )
+    assert ResponsePolicy().action(oom) == "none"
+    assert ResponsePolicy().action(policy_block) == "quarantine"
+    configured = ResponsePolicy(parse_responses("sandbox.violation=quarantine"))
+    assert configured.action(oom) == "quarantine"

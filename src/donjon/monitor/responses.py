@@ -34,6 +34,7 @@ from donjon.config import MonitorSettings
 from donjon.errors import Error
 from donjon.monitor.findings import Finding
 from donjon.monitor.quarantine import Quarantines
+from donjon.monitor.rules import KILLED_OUTCOMES
 from donjon.monitor.throttles import Throttle, Throttles
 
 __all__ = [
@@ -185,6 +186,11 @@ class ResponsePolicy:
         configured = self.configured.get(finding.kind)
         if configured is not None:
             return configured
+        if finding.kind == "sandbox.violation" and finding.detail.get("outcome") in KILLED_OUTCOMES:
+            # A call killed for its memory: the caller's event decides how much a handler
+            # takes (a body that inflates), so one request would stop the function for
+            # everyone. The sandbox ended that call; that is the response.
+            return "none"
         if finding.kind in CALLER_MOVED and finding.subject.kind == "function":
             return "none"
         chosen = DEFAULT_RESPONSES.get(finding.kind)

@@ -32,7 +32,14 @@ from donjon.audit.log import AuditEvent, CommittedRecord
 from donjon.client_network import client_network
 from donjon.monitor.findings import Finding, Severity, Subject
 
-__all__ = ["AuthFailures", "EgressRefused", "SandboxViolation", "ScanSkipped", "function_of"]
+__all__ = [
+    "KILLED_OUTCOMES",
+    "AuthFailures",
+    "EgressRefused",
+    "SandboxViolation",
+    "ScanSkipped",
+    "function_of",
+]
 
 #: Evidence seqs kept per tracked subject (a finding cites the newest ones).
 _MAX_EVIDENCE = 64
@@ -251,6 +258,9 @@ class EgressRefused:
 _KILLS: dict[str, tuple[Severity, str]] = {
     "FunctionMemoryExceeded": ("medium", "killed for exceeding its memory (OOM)"),
 }
+#: The outcomes a `sandbox.violation` finding's detail names when the sandbox killed the
+#: call (no runtime policy saw anything): what the call's event made it take.
+KILLED_OUTCOMES: frozenset[str] = frozenset(_KILLS)
 
 
 class SandboxViolation:

@@ -1,0 +1,115 @@
+"""Turning the monitor's automatic responses against someone else (issue 13, point 7).
+
+One node with its statistical and sandbox detectors in `block` mode, as an operator
+who wants the platform to act on its findings would run it. Each attack is real
+traffic against real functions in real sandboxes: a caller (anonymous, or the owner
+of a function others call) tries to make the monitor quarantine or throttle what is
+not its own. The alert is still raised (it is a fact worth knowing); the response
+must not fall on a party that did nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from async_support import bundle
+from harness import LiveNode, fresh_source, start_node
+
+pytestmark = pytest.mark.slow
+
+MONITOR = {
+    "DONJON_MONITOR_MODES": "sandbox_violation=block,error_rate=block,duration=block",
+    "DONJON_MONITOR_TICK_S": "0.2",
+}
+
+#: A public function that takes a gzip-compressed, base64 body, as senders of large
+#: payloads often do.
+INFLATE = """\
+import base64
+import gzip
+
+
+def handler(event, context):
+    data = gzip.decompress(base64.b64decode(event.get("body") or ""))
+    return {"statusCode": 200, "body": str(len(data))}
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hostile_warm_copies() -> None:
+    """Overrides tests/security/conftest.py's: this module starts a node of its own, so the
+    session's shared node (and its hostile functions) is not started for it."""
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    live = start_node(tmp_path_factory.mktemp("monitor-abuse"), MONITOR)
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def _records(node: LiveNode, action: str) -> list[dict[str, Any]]:
+    with node.client() as c:
+        records: list[dict[str, Any]] = c.get("/v1/audit", params={"n": 1000}).json()
+    return [r for r in records if r["action"] == action]
+
+
+def _alert(node: LiveNode, kind: str, subject: str) -> dict[str, Any]:
+    """The first alert of `kind` on `subject`, waited for (bounded: 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for alert in _records(node, "alert.raised"):
+            if alert["target"] == subject and alert["detail"]["kind"] == kind:
+                return alert
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind} alert on {subject} within 60 s")
+
+
+def _responses_to(node: LiveNode, alert: dict[str, Any]) -> list[dict[str, Any]]:
+    """The response records answering `alert`, after the moment its response would take."""
+    time.sleep(2)  # the responder acts right after the alert is written, if it acts
+    return [
+        r
+        for prefix in ("response.throttle", "response.quarantine", "response.revoke")
+        for r in _records(node, prefix)
+        if r["detail"].get("alert_seq") == alert["seq"]
+    ]
+
+
+def test_anonymous_caller_cannot_quarantine_a_public_function_with_a_memory_bomb(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """One anonymous request whose body inflates past the function's memory ends that call
+    (507) and raises sandbox.violation; it does not quarantine the function for every other
+    caller (before, a 250 KiB gzip of zeros made the monitor stop a public function until
+    an admin released it)."""
+    node.deploy(
+        bundle(
+            tmp_path,
+            "inflate",
+            INFLATE,
+            "memory_mb: 64\ntimeout_s: 10\nlimits: {rate: 600/minute}\n"
+            "triggers:\n  - http: {path: /inflate, methods: [POST], auth: public}\n",
+        )
+    )
+    small = base64.b64encode(gzip.compress(b"hello"))
+    bomb = base64.b64encode(gzip.compress(b"\0" * 200_000_000))
+    with node.client("", fresh_source()) as c:
+        assert c.post("/fn/inflate", content=small).status_code == 200
+        killed = c.post("/fn/inflate", content=bomb)
+    assert killed.status_code == 507, killed.text
+    alert = _alert(node, "sandbox.violation", "function:inflate")
+    assert alert["detail"]["detail"]["outcome"] == "FunctionMemoryExceeded"
+    assert _responses_to(node, alert) == []
+    with node.client("", fresh_source()) as c:  # anyone else: still served
+        served = c.post("/fn/inflate", content=small)
+    assert served.status_code == 200, served.text
