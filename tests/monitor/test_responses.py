@@ -428,3 +428,18 @@ def test_a_call_killed_for_its_memory_quarantines_nothing_unless_configured() ->
     assert ResponsePolicy().action(policy_block) == "quarantine"
     configured = ResponsePolicy(parse_responses("sandbox.violation=quarantine"))
     assert configured.action(oom) == "quarantine"
+
+
+@pytest.mark.parametrize("kind", ["baseline.error_rate", "baseline.duration"])
+@pytest.mark.parametrize("subject", [Subject("function", "svc@2"), Subject("principal", "key:k")])
+def test_error_rate_and_duration_findings_throttle_nothing_unless_configured(
+    kind: str, subject: Subject
+) -> None:
+    """Error shares and durations are moved by someone other than their subject: a caller
+    moves a function's with its own events, a function's owner moves its callers' (a
+    broken deploy failed every heavy caller's calls, and its key was throttled on every
+    function). Alert only by default; an operator may configure a throttle."""
+    assert ResponsePolicy().action(_finding(kind, subject)) == "none"
+    configured = ResponsePolicy(parse_responses(f"{kind}=throttle"))
+    assert configured.action(_finding(kind, subject)) == "throttle"
+    assert ResponsePolicy().action(_finding("baseline.call_rate", subject)) == "throttle"

@@ -39,7 +39,6 @@ from donjon.monitor.throttles import Throttle, Throttles
 
 __all__ = [
     "ACTIONS",
-    "CALLER_MOVED",
     "DEFAULT_RESPONSES",
     "KNOWN_KINDS",
     "Responder",
@@ -81,17 +80,17 @@ DEFAULT_RESPONSES: dict[str, ResponseAction] = {
     # A published advisory is no sign of an attack: say so, stop nothing unless configured.
     "dependency.vulnerable": "none",
     "baseline.call_rate": "throttle",
-    "baseline.error_rate": "throttle",
-    "baseline.duration": "throttle",
+    # Moved by someone other than their subject, so the alert only: any caller moves a
+    # function's error share and durations with events of its own (events the handler
+    # refuses, slow ones), and a function's owner moves its callers' (a broken deploy, a
+    # handler that fails or stalls one key's calls): a throttle would hold every other
+    # caller of the function, or the caller on every function, its own included.
+    "baseline.error_rate": "none",
+    "baseline.duration": "none",
     "baseline.cost": "throttle",
     "first_seen.function": "throttle",
     "first_seen.source": "throttle",
 }
-#: Kinds any caller moves for a whole function with events of its own (events the handler
-#: refuses, slow ones): about a function they get no response unless configured, since a
-#: throttle of the function would hold every other caller to its rate (the caller's own
-#: series, once learned, is a principal's finding and is throttled).
-CALLER_MOVED: frozenset[str] = frozenset({"baseline.error_rate", "baseline.duration"})
 #: A kind not listed (a newer detector's): by what it is about.
 _BY_SUBJECT: dict[str, ResponseAction] = {
     "principal": "throttle",
@@ -190,8 +189,6 @@ class ResponsePolicy:
             # A call killed for its memory: the caller's event decides how much a handler
             # takes (a body that inflates), so one request would stop the function for
             # everyone. The sandbox ended that call; that is the response.
-            return "none"
-        if finding.kind in CALLER_MOVED and finding.subject.kind == "function":
             return "none"
         chosen = DEFAULT_RESPONSES.get(finding.kind)
         return chosen or _BY_SUBJECT.get(finding.subject.kind, "none")
