@@ -140,3 +140,43 @@ def test_a_functions_owner_cannot_get_its_callers_keys_throttled(
             c.post("/v1/functions/callers-own/invoke", json={}).status_code for _ in range(15)
         ]
     assert set(statuses) == {200}, statuses
+
+
+#: INFLATE with a way to a process a caller can take (as an exploit of the handler would).
+INFLATE_AND_RUN = """\
+import base64
+import gzip
+import subprocess
+
+
+def handler(event, context):
+    if "echo" in event:
+        return subprocess.run(["/bin/echo", str(event["echo"])], check=False).returncode
+    return len(gzip.decompress(base64.b64decode(event.get("data") or "")))
+"""
+
+
+def test_a_memory_bomb_first_does_not_hide_the_exploit_that_follows(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A call killed for its memory (alerted, answered by nothing) does not stand for the
+    runtime policy block that follows on the same function within the alerts' window: the
+    exploit is alerted and the function quarantined (an attacker's memory bomb must not buy
+    five minutes of exploiting with no response)."""
+    node.deploy(bundle(tmp_path, "inflate-run", INFLATE_AND_RUN, "memory_mb: 64\ntimeout_s: 10\n"))
+    bomb = base64.b64encode(gzip.compress(b"\0" * 200_000_000)).decode()
+    caller = node.create_key("inflate-run-caller", "invoker")["key"]
+    with node.client(caller) as c:
+        killed = c.post("/v1/functions/inflate-run/invoke", json={"data": bomb})
+        assert killed.status_code == 507, killed.text
+        _alert(node, "sandbox.violation", "function:inflate-run")
+        c.post("/v1/functions/inflate-run/invoke", json={"echo": "pwned"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [
+        r for r in _records(node, "response.quarantine") if r["target"] == "function:inflate-run"
+    ]:
+        time.sleep(0.2)
+    with node.client(caller) as c:
+        refused = c.post("/v1/functions/inflate-run/invoke", json={"data": ""})
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["errorType"] == "Function.Quarantined"

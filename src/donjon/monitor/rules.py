@@ -276,6 +276,7 @@ class SandboxViolation:
             return []  # (most records: a call that ended without a kill)
         d = event.detail
         function = function_of(event)
+        key = ""
         if event.action in ("policy.block", "policy.alert"):
             blocked = event.action == "policy.block"
             policy = str(d.get("policy", "?"))
@@ -293,6 +294,9 @@ class SandboxViolation:
             severity, why = _KILLS[event.outcome]
             summary = f"{event.target}: a call was {why}"
             detail = {"outcome": event.outcome, "request_id": d.get("request_id", "")}
+            # Deduplicated apart from the policies' findings: a kill is answered by nothing
+            # (responses.py), and must not stand for a policy block that follows.
+            key = event.outcome
         else:
             return []
         return [
@@ -305,6 +309,7 @@ class SandboxViolation:
                 (record.seq,),
                 now,
                 detail,
+                key,
             )
         ]
 
