@@ -9,12 +9,14 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import Engine
 
+from baseline_support import Records, feed
 from donjon.audit.errors import RecordPending
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, Subject
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined, Quarantines
+from donjon.monitor.rates import call_rate, cost
 from donjon.monitor.responses import (
     DEFAULT_RESPONSES,
     KNOWN_KINDS,
@@ -430,16 +432,57 @@ def test_a_call_killed_for_its_memory_quarantines_nothing_unless_configured() ->
     assert configured.action(oom) == "quarantine"
 
 
-@pytest.mark.parametrize("kind", ["baseline.error_rate", "baseline.duration"])
+@pytest.mark.parametrize("kind", ["baseline.error_rate", "baseline.duration", "baseline.cost"])
 @pytest.mark.parametrize("subject", [Subject("function", "svc@2"), Subject("principal", "key:k")])
-def test_error_rate_and_duration_findings_throttle_nothing_unless_configured(
+def test_error_rate_duration_and_cost_findings_throttle_nothing_unless_configured(
     kind: str, subject: Subject
 ) -> None:
-    """Error shares and durations are moved by someone other than their subject: a caller
-    moves a function's with its own events, a function's owner moves its callers' (a
-    broken deploy failed every heavy caller's calls, and its key was throttled on every
+    """Error shares, durations and cost are moved by someone other than their subject: a
+    caller moves a function's with its own events, a function's owner moves its callers'
+    (a broken deploy failed every heavy caller's calls, and its key was throttled on every
     function). Alert only by default; an operator may configure a throttle."""
     assert ResponsePolicy().action(_finding(kind, subject)) == "none"
     configured = ResponsePolicy(parse_responses(f"{kind}=throttle"))
     assert configured.action(_finding(kind, subject)) == "throttle"
-    assert ResponsePolicy().action(_finding("baseline.call_rate", subject)) == "throttle"
+    assert ResponsePolicy().action(_finding(kind, subject)) == "none"
+
+
+def test_a_public_burst_raises_call_rate_on_the_function_and_throttles_nothing() -> None:
+    """Anonymous callers of a public trigger (no principal, no series of their own) that
+    burst a quiet function raise baseline.call_rate on it, and no throttle: one would hold
+    every caller of the function to 10 a minute for an hour (before: 16 calls did it). A
+    key's own burst is still throttled; an operator may configure the function's."""
+    detector, records = call_rate(), Records()
+    now = 1_700_000_000.0
+    for _ in range(40):
+        for i in range(5):
+            assert feed(detector, records.call(now + i, actor="public")) == []
+        now += 60
+    found = [f for i in range(20) for f in feed(detector, records.call(now + i, actor="public"))]
+    assert [str(f.subject) for f in found] == ["function:f@1"]
+    assert ResponsePolicy().action(found[0]) == "none"
+    key = _finding("baseline.call_rate", Subject("principal", "key:k1"))
+    assert ResponsePolicy().action(key) == "throttle"
+    configured = ResponsePolicy(parse_responses("baseline.call_rate=throttle"))
+    assert configured.action(found[0]) == "throttle"
+
+
+def test_a_functions_owner_moving_its_callers_cost_throttles_no_caller() -> None:
+    """A key calling a function at its usual rate, whose owner deploys a version that
+    takes 1 GB and two seconds a call, raises baseline.cost on the key (the principal's
+    series survives the deploy) and gets no throttle: the owner chose that cost, and the
+    throttle would hold the key on every function (before: it did)."""
+    detector, records = cost(), Records()
+    now = 1_700_000_000.0
+    for _ in range(40):
+        for i in range(5):
+            assert feed(detector, records.call(now + i, duration_ms=100.0)) == []
+        now += 60
+    feed(detector, records.event(now, "function.deploy", "f@2"))
+    found = [
+        f
+        for i in range(5)
+        for f in feed(detector, records.call(now + i, "f@2", duration_ms=2000.0, memory_mb=1024))
+    ]
+    assert [str(f.subject) for f in found] == ["principal:key:k1"]
+    assert ResponsePolicy().action(found[0]) == "none"

@@ -280,7 +280,7 @@ def test_deploy_without_the_scan_is_quarantined_automatically(blocking: LiveNode
 def test_a_throttled_keys_queued_events_are_throttled_too(
     blocking: LiveNode, tmp_path: Path
 ) -> None:
-    """A principal throttled (here by hand, as the monitor does on a first_seen or cost
+    """A principal throttled (here by hand, as the monitor does on a first_seen or call rate
     finding) has its queued async events held to the throttle at their delivery, as its
     requests are: a call and an enqueue spent the bucket (2/hour), so the queued event
     waits, refused `Throttled` with its attempt given back (before, every queued event ran

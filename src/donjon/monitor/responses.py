@@ -79,18 +79,26 @@ DEFAULT_RESPONSES: dict[str, ResponseAction] = {
     "deploy.scan_skipped": "quarantine",
     # A published advisory is no sign of an attack: say so, stop nothing unless configured.
     "dependency.vulnerable": "none",
+    # A principal's burst is its own doing: throttled. A function's is any caller's
+    # (anonymous ones of a public trigger too): none (`_CALLER_MOVED`, below).
     "baseline.call_rate": "throttle",
     # Moved by someone other than their subject, so the alert only: any caller moves a
-    # function's error share and durations with events of its own (events the handler
-    # refuses, slow ones), and a function's owner moves its callers' (a broken deploy, a
-    # handler that fails or stalls one key's calls): a throttle would hold every other
-    # caller of the function, or the caller on every function, its own included.
+    # function's error share, durations and cost with events of its own (events the
+    # handler refuses, slow ones), and a function's owner moves its callers' (a broken
+    # deploy, a handler that fails or stalls one key's calls, a memory limit raised): a
+    # throttle would hold every other caller of the function, or the caller on every
+    # function, its own included. A function's spend is bounded by its own limits
+    # (rate, concurrency, timeout, memory) and the quotas.
     "baseline.error_rate": "none",
     "baseline.duration": "none",
-    "baseline.cost": "throttle",
+    "baseline.cost": "none",
     "first_seen.function": "throttle",
     "first_seen.source": "throttle",
 }
+#: Kinds any caller moves when they are about a function: no response unless configured
+#: (16 anonymous calls in one minute of a public trigger that usually takes 5 held it to
+#: 10 a minute for an hour, for every caller).
+_CALLER_MOVED: frozenset[str] = frozenset({"baseline.call_rate"})
 #: A kind not listed (a newer detector's): by what it is about.
 _BY_SUBJECT: dict[str, ResponseAction] = {
     "principal": "throttle",
@@ -189,6 +197,8 @@ class ResponsePolicy:
             # A call killed for its memory: the caller's event decides how much a handler
             # takes (a body that inflates), so one request would stop the function for
             # everyone. The sandbox ended that call; that is the response.
+            return "none"
+        if finding.kind in _CALLER_MOVED and finding.subject.kind == "function":
             return "none"
         chosen = DEFAULT_RESPONSES.get(finding.kind)
         return chosen or _BY_SUBJECT.get(finding.subject.kind, "none")
