@@ -486,3 +486,37 @@ def test_a_functions_owner_moving_its_callers_cost_throttles_no_caller() -> None
     ]
     assert [str(f.subject) for f in found] == ["principal:key:k1"]
     assert ResponsePolicy().action(found[0]) == "none"
+
+
+def test_an_automatic_throttle_never_shortens_one_in_force(tmp_path: Path) -> None:
+    """A subject throttled by hand for a month, then found by a detector: the hour the
+    response would set does not replace the month (recorded `unchanged`, naming when the
+    one in force ends); a throttle in force that ends sooner is replaced, as before."""
+    policy = ResponsePolicy(throttle_count=5, throttle_period_s=60, throttle_s=3600)
+
+    async def work(rig: Rig) -> None:
+        now = rig.clock()
+        month = Throttle(
+            "principal", "key:0123456789abcdef", 5, 60, now, now + 30 * 86400, "?", None
+        )
+        rig.throttles.add(month)
+        subject = Subject("principal", "key:0123456789abcdef")
+        await rig.responder.respond(_finding("first_seen.function", subject), 5)
+        assert rig.throttles.get("principal", "key:0123456789abcdef") == month
+        brief = Throttle("function", "resize", 5, 60, now, now + 60, "?", None)
+        rig.throttles.add(brief)
+        configured = ResponsePolicy(parse_responses("baseline.call_rate=throttle"))
+        rig.responder = Responder(
+            rig.log, configured, rig.throttles, rig.quarantines, rig.keys, rig.clock
+        )
+        await rig.responder.respond(
+            _finding("baseline.call_rate", Subject("function", "resize")), 7
+        )
+        replaced = rig.throttles.get("function", "resize")
+        assert replaced is not None and replaced.alert_seq == 7
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    kept, extended = rig.records("response.throttle")
+    assert (kept["outcome"], kept["detail"]["alert_seq"]) == ("unchanged", 5)
+    assert kept["detail"]["until"] == pytest.approx(rig.clock() + 30 * 86400)
+    assert (extended["outcome"], extended["target"]) == ("ok", "function:resize")

@@ -180,3 +180,47 @@ def test_a_memory_bomb_first_does_not_hide_the_exploit_that_follows(
         refused = c.post("/v1/functions/inflate-run/invoke", json={"data": ""})
     assert refused.status_code == 503, refused.text
     assert refused.json()["errorType"] == "Function.Quarantined"
+
+
+def test_a_suspect_key_cannot_shorten_its_throttle_by_hand_with_a_finding(
+    tmp_path: Path,
+) -> None:
+    """An admin throttles a suspect key by hand for 30 days; the key then calls a function
+    it never called (first_seen.function, in block mode a throttle of an hour). The hour
+    does not replace the 30 days: the throttle in force ends later and stays (before, the
+    key's holder set off a finding on purpose and was free an hour later)."""
+    node = start_node(
+        tmp_path / "node",
+        {
+            "DONJON_MONITOR_MODES": "first_seen=block",
+            "DONJON_MONITOR_LEARNING_S": "3",
+            "DONJON_MONITOR_THROTTLE": "100/minute",
+            "DONJON_MONITOR_TICK_S": "0.2",
+        },
+    )
+    try:
+        node.deploy(bundle(tmp_path / "a", "known-fn", "def handler(e, c):\n    return 1\n"))
+        node.deploy(bundle(tmp_path / "b", "other-fn", "def handler(e, c):\n    return 2\n"))
+        suspect = node.create_key("suspect", "invoker")
+        subject = f"principal:key:{suspect['id']}"
+        with node.client(suspect["key"]) as c:
+            assert c.post("/v1/functions/known-fn/invoke", json={}).status_code == 200
+        month = 30 * 86400
+        with node.client() as c:
+            held = c.put(
+                f"/v1/throttles/{subject}", json={"reason": "a stolen key?", "duration_s": month}
+            )
+        assert held.status_code == 201, held.text
+        until = held.json()["until"]
+        time.sleep(4)  # past its learning window
+        with node.client(suspect["key"]) as c:
+            assert c.post("/v1/functions/other-fn/invoke", json={}).status_code == 200
+        alert = _alert(node, "first_seen.function", subject)
+        [response] = _responses_to(node, alert)
+        assert response["outcome"] == "unchanged", response
+        with node.client() as c:
+            throttles = c.get("/v1/responses").json()["throttles"]
+        [kept] = [t for t in throttles if t["subject"] == subject]
+        assert kept["until"] == until and kept["alert_seq"] is None, kept
+    finally:
+        node.stop()

@@ -276,6 +276,24 @@ class Responder:
         elif kind == "principal":
             subject_id = _principal(subject_id)
         p = self._policy
+        current = self._throttles.get(kind, subject_id)
+        if current is not None and current.until >= now + p.throttle_s:
+            # One in force ends later (a person's, for days): kept. Replaced, a subject
+            # throttled by hand set off a finding on purpose to be free within the hour.
+            await self._record(
+                "throttle",
+                current.subject,
+                "unchanged",
+                finding,
+                alert_seq,
+                {
+                    "rate": current.rate,
+                    "until": current.until,
+                    "reason": "a throttle in force ends later",
+                    "in_force_alert_seq": current.alert_seq,
+                },
+            )
+            return
         throttle = Throttle(
             kind,  # type: ignore[arg-type]  # principal, source or function (_FITS)
             subject_id,
