@@ -21,6 +21,8 @@ import pytest
 
 from async_support import bundle
 from harness import LiveNode, fresh_source, start_node
+from triggers.webhook_signing import new_whsec, standard_headers
+from webhook_support import post_hook
 
 pytestmark = pytest.mark.slow
 
@@ -222,5 +224,54 @@ def test_a_suspect_key_cannot_shorten_its_throttle_by_hand_with_a_finding(
             throttles = c.get("/v1/responses").json()["throttles"]
         [kept] = [t for t in throttles if t["subject"] == subject]
         assert kept["until"] == until and kept["alert_seq"] is None, kept
+    finally:
+        node.stop()
+
+
+def test_webhook_deliveries_are_no_principal_to_the_first_seen_detector(tmp_path: Path) -> None:
+    """Calls made by webhook deliveries are recorded under the trigger kind (`webhook`), as
+    public ones are under `public`: not a principal. A tenant's webhook function first
+    delivered after the detector's learning window raises no first_seen.function alert on
+    a `principal:webhook` (before, it was a high alert, and in block mode a throttle of a
+    `key:webhook` that exists nowhere)."""
+    node = start_node(
+        tmp_path / "node",
+        {
+            "DONJON_MONITOR_MODES": "first_seen=block",
+            "DONJON_MONITOR_LEARNING_S": "3",
+            "DONJON_MONITOR_TICK_S": "0.2",
+        },
+    )
+    try:
+        secret = new_whsec()
+        with node.client() as c:
+            assert c.post("/v1/secrets/hook-key", json={"value": secret}).status_code == 201
+        for name in ("hook-first", "hook-later"):
+            node.deploy(
+                bundle(
+                    tmp_path / name,
+                    name,
+                    "def handler(e, c):\n    return 1\n",
+                    "limits: {rate: 600/minute}\ntriggers:\n"
+                    f"  - webhook: {{path: /{name}, scheme: standard, secret: hook-key}}\n",
+                )
+            )
+        body = b'{"n": 1}'
+        assert (
+            post_hook(node, "/hook-first", body, standard_headers(secret, body)).status_code == 202
+        )
+        time.sleep(4)  # past the learning window
+        assert (
+            post_hook(node, "/hook-later", body, standard_headers(secret, body)).status_code == 202
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not [
+            r for r in _records(node, "function.invoke") if r["target"] == "hook-later@1"
+        ]:
+            time.sleep(0.2)
+        time.sleep(2)  # the monitor examines the call's record at once, if at all
+        kinds = {(a["detail"]["kind"], a["target"]) for a in _records(node, "alert.raised")}
+        assert ("first_seen.function", "principal:webhook") not in kinds, kinds
+        assert _records(node, "response.throttle") == []
     finally:
         node.stop()
