@@ -96,11 +96,12 @@ def test_a_jwt_subject_learns_from_its_first_call() -> None:
     assert feed(detector, records.call(T0 + 5 * HOUR, "f@1", actor="jwt:iss:alice")) == []
 
 
-def test_public_and_scheduled_calls_have_no_profile() -> None:
-    """Anyone may call a public trigger: no principal, no pairs."""
+def test_public_scheduled_and_event_source_calls_have_no_profile() -> None:
+    """Anyone may call a public trigger, and every tenant's webhooks, storage and database
+    events are recorded under their trigger's kind: no principal, no pairs."""
     records = Records()
     detector = _learned(records)
-    for actor in ("public", "schedule"):
+    for actor in ("public", "schedule", "webhook", "s3", "postgres"):
         assert feed(detector, records.call(T0 + 5 * HOUR, "z@1", actor=actor)) == []
     assert len(detector.profiles) == 1
 

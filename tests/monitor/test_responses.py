@@ -9,12 +9,14 @@ from typing import Any, Literal
 import pytest
 from sqlalchemy import Engine
 
+from baseline_support import Records, feed
 from donjon.audit.errors import RecordPending
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, Subject
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined, Quarantines
+from donjon.monitor.rates import call_rate, cost
 from donjon.monitor.responses import (
     DEFAULT_RESPONSES,
     KNOWN_KINDS,
@@ -397,3 +399,124 @@ def test_an_admin_key_is_never_revoked_automatically(tmp_path: Path) -> None:
     assert keys.revoked == []
     [record] = [r for r in log.tail(10) if r["action"] == "response.revoke"]
     assert record["outcome"] == "skipped" and "admin" in record["detail"]["reason"]
+
+
+def test_a_call_killed_for_its_memory_quarantines_nothing_unless_configured() -> None:
+    """A sandbox.violation from an OOM kill (its detail names the outcome) gets no response
+    by default: the caller's event decides a handler's memory, and one request would stop
+    the function for everyone. A runtime policy's violation is still quarantined, and an
+    operator who configures sandbox.violation=quarantine gets it for kills too."""
+    oom = Finding(
+        "sandbox.violation",
+        "sandbox_violation",
+        "medium",
+        Subject("function", "inflate"),
+        "inflate@1: a call was killed for exceeding its memory (OOM)",
+        (1,),
+        1_000_000.0,
+        {"outcome": "FunctionMemoryExceeded", "request_id": "r1"},
+    )
+    policy_block = Finding(
+        "sandbox.violation",
+        "sandbox_violation",
+        "high",
+        Subject("function", "inflate"),
+        "inflate@1: runtime policy child_processes blocked /bin/sh",
+        (2,),
+        1_000_000.0,
+        {"policy": "child_processes", "action": "policy.block", "request_id": "r2"},
+    )
+    assert ResponsePolicy().action(oom) == "none"
+    assert ResponsePolicy().action(policy_block) == "quarantine"
+    configured = ResponsePolicy(parse_responses("sandbox.violation=quarantine"))
+    assert configured.action(oom) == "quarantine"
+
+
+@pytest.mark.parametrize("kind", ["baseline.error_rate", "baseline.duration", "baseline.cost"])
+@pytest.mark.parametrize("subject", [Subject("function", "svc@2"), Subject("principal", "key:k")])
+def test_error_rate_duration_and_cost_findings_throttle_nothing_unless_configured(
+    kind: str, subject: Subject
+) -> None:
+    """Error shares, durations and cost are moved by someone other than their subject: a
+    caller moves a function's with its own events, a function's owner moves its callers'
+    (a broken deploy failed every heavy caller's calls, and its key was throttled on every
+    function). Alert only by default; an operator may configure a throttle."""
+    assert ResponsePolicy().action(_finding(kind, subject)) == "none"
+    configured = ResponsePolicy(parse_responses(f"{kind}=throttle"))
+    assert configured.action(_finding(kind, subject)) == "throttle"
+    assert ResponsePolicy().action(_finding(kind, subject)) == "none"
+
+
+def test_a_public_burst_raises_call_rate_on_the_function_and_throttles_nothing() -> None:
+    """Anonymous callers of a public trigger (no principal, no series of their own) that
+    burst a quiet function raise baseline.call_rate on it, and no throttle: one would hold
+    every caller of the function to 10 a minute for an hour (before: 16 calls did it). A
+    key's own burst is still throttled; an operator may configure the function's."""
+    detector, records = call_rate(), Records()
+    now = 1_700_000_000.0
+    for _ in range(40):
+        for i in range(5):
+            assert feed(detector, records.call(now + i, actor="public")) == []
+        now += 60
+    found = [f for i in range(20) for f in feed(detector, records.call(now + i, actor="public"))]
+    assert [str(f.subject) for f in found] == ["function:f@1"]
+    assert ResponsePolicy().action(found[0]) == "none"
+    key = _finding("baseline.call_rate", Subject("principal", "key:k1"))
+    assert ResponsePolicy().action(key) == "throttle"
+    configured = ResponsePolicy(parse_responses("baseline.call_rate=throttle"))
+    assert configured.action(found[0]) == "throttle"
+
+
+def test_a_functions_owner_moving_its_callers_cost_throttles_no_caller() -> None:
+    """A key calling a function at its usual rate, whose owner deploys a version that
+    takes 1 GB and two seconds a call, raises baseline.cost on the key (the principal's
+    series survives the deploy) and gets no throttle: the owner chose that cost, and the
+    throttle would hold the key on every function (before: it did)."""
+    detector, records = cost(), Records()
+    now = 1_700_000_000.0
+    for _ in range(40):
+        for i in range(5):
+            assert feed(detector, records.call(now + i, duration_ms=100.0)) == []
+        now += 60
+    feed(detector, records.event(now, "function.deploy", "f@2"))
+    found = [
+        f
+        for i in range(5)
+        for f in feed(detector, records.call(now + i, "f@2", duration_ms=2000.0, memory_mb=1024))
+    ]
+    assert [str(f.subject) for f in found] == ["principal:key:k1"]
+    assert ResponsePolicy().action(found[0]) == "none"
+
+
+def test_an_automatic_throttle_never_shortens_one_in_force(tmp_path: Path) -> None:
+    """A subject throttled by hand for a month, then found by a detector: the hour the
+    response would set does not replace the month (recorded `unchanged`, naming when the
+    one in force ends); a throttle in force that ends sooner is replaced, as before."""
+    policy = ResponsePolicy(throttle_count=5, throttle_period_s=60, throttle_s=3600)
+
+    async def work(rig: Rig) -> None:
+        now = rig.clock()
+        month = Throttle(
+            "principal", "key:0123456789abcdef", 5, 60, now, now + 30 * 86400, "?", None
+        )
+        rig.throttles.add(month)
+        subject = Subject("principal", "key:0123456789abcdef")
+        await rig.responder.respond(_finding("first_seen.function", subject), 5)
+        assert rig.throttles.get("principal", "key:0123456789abcdef") == month
+        brief = Throttle("function", "resize", 5, 60, now, now + 60, "?", None)
+        rig.throttles.add(brief)
+        configured = ResponsePolicy(parse_responses("baseline.call_rate=throttle"))
+        rig.responder = Responder(
+            rig.log, configured, rig.throttles, rig.quarantines, rig.keys, rig.clock
+        )
+        await rig.responder.respond(
+            _finding("baseline.call_rate", Subject("function", "resize")), 7
+        )
+        replaced = rig.throttles.get("function", "resize")
+        assert replaced is not None and replaced.alert_seq == 7
+
+    rig = asyncio.run(_with_rig(tmp_path, policy, work))
+    kept, extended = rig.records("response.throttle")
+    assert (kept["outcome"], kept["detail"]["alert_seq"]) == ("unchanged", 5)
+    assert kept["detail"]["until"] == pytest.approx(rig.clock() + 30 * 86400)
+    assert (extended["outcome"], extended["target"]) == ("ok", "function:resize")

@@ -280,7 +280,7 @@ def test_deploy_without_the_scan_is_quarantined_automatically(blocking: LiveNode
 def test_a_throttled_keys_queued_events_are_throttled_too(
     blocking: LiveNode, tmp_path: Path
 ) -> None:
-    """A principal throttled (here by hand, as the monitor does on a first_seen or cost
+    """A principal throttled (here by hand, as the monitor does on a first_seen or call rate
     finding) has its queued async events held to the throttle at their delivery, as its
     requests are: a call and an enqueue spent the bucket (2/hour), so the queued event
     waits, refused `Throttled` with its attempt given back (before, every queued event ran
@@ -401,7 +401,7 @@ def test_one_callers_bad_events_do_not_throttle_the_function_for_everyone(
     """An invoker sending events the handler refuses moves the function's error share:
     with error_rate in block mode that is an alert, and no throttle of the function,
     which would hold every other caller to 10 a minute for an hour (before, a handful of
-    bad events did that; the caller's own series, once learned, is still throttled)."""
+    bad events did that)."""
     node = start_node(
         tmp_path / "node",
         {"DONJON_MONITOR_MODES": "error_rate=block", "DONJON_MONITOR_TICK_S": "0.2"},

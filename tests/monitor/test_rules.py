@@ -154,10 +154,15 @@ def test_blocked_process_call_is_a_sandbox_violation() -> None:
 
 
 def test_oom_kill_is_a_sandbox_violation() -> None:
-    """A call killed for its memory is found; a call that merely failed is not."""
+    """A call killed for its memory is found, keyed apart from the policies' findings on
+    the same function (deduplicated apart: a kill gets no response, a policy block does);
+    a call that merely failed is not found."""
     oom = _rec("function.invoke", "FunctionMemoryExceeded", {}, target="hog@1")
     (finding,) = SandboxViolation().observe(oom, T0)
     assert finding.detail["outcome"] == "FunctionMemoryExceeded"
+    assert finding.key == "FunctionMemoryExceeded"
+    policy = _rec("policy.block", "blocked", {"function": "hog", "policy": "p"}, target="hog@1")
+    assert SandboxViolation().observe(policy, T0)[0].key == ""
     failed = _rec("function.invoke", "FunctionFailed", {}, target="hog@1")
     assert SandboxViolation().observe(failed, T0) == []
 

@@ -34,11 +34,11 @@ from donjon.config import MonitorSettings
 from donjon.errors import Error
 from donjon.monitor.findings import Finding
 from donjon.monitor.quarantine import Quarantines
+from donjon.monitor.rules import KILLED_OUTCOMES
 from donjon.monitor.throttles import Throttle, Throttles
 
 __all__ = [
     "ACTIONS",
-    "CALLER_MOVED",
     "DEFAULT_RESPONSES",
     "KNOWN_KINDS",
     "Responder",
@@ -79,18 +79,26 @@ DEFAULT_RESPONSES: dict[str, ResponseAction] = {
     "deploy.scan_skipped": "quarantine",
     # A published advisory is no sign of an attack: say so, stop nothing unless configured.
     "dependency.vulnerable": "none",
+    # A principal's burst is its own doing: throttled. A function's is any caller's
+    # (anonymous ones of a public trigger too): none (`_CALLER_MOVED`, below).
     "baseline.call_rate": "throttle",
-    "baseline.error_rate": "throttle",
-    "baseline.duration": "throttle",
-    "baseline.cost": "throttle",
+    # Moved by someone other than their subject, so the alert only: any caller moves a
+    # function's error share, durations and cost with events of its own (events the
+    # handler refuses, slow ones), and a function's owner moves its callers' (a broken
+    # deploy, a handler that fails or stalls one key's calls, a memory limit raised): a
+    # throttle would hold every other caller of the function, or the caller on every
+    # function, its own included. A function's spend is bounded by its own limits
+    # (rate, concurrency, timeout, memory) and the quotas.
+    "baseline.error_rate": "none",
+    "baseline.duration": "none",
+    "baseline.cost": "none",
     "first_seen.function": "throttle",
     "first_seen.source": "throttle",
 }
-#: Kinds any caller moves for a whole function with events of its own (events the handler
-#: refuses, slow ones): about a function they get no response unless configured, since a
-#: throttle of the function would hold every other caller to its rate (the caller's own
-#: series, once learned, is a principal's finding and is throttled).
-CALLER_MOVED: frozenset[str] = frozenset({"baseline.error_rate", "baseline.duration"})
+#: Kinds any caller moves when they are about a function: no response unless configured
+#: (16 anonymous calls in one minute of a public trigger that usually takes 5 held it to
+#: 10 a minute for an hour, for every caller).
+_CALLER_MOVED: frozenset[str] = frozenset({"baseline.call_rate"})
 #: A kind not listed (a newer detector's): by what it is about.
 _BY_SUBJECT: dict[str, ResponseAction] = {
     "principal": "throttle",
@@ -185,7 +193,12 @@ class ResponsePolicy:
         configured = self.configured.get(finding.kind)
         if configured is not None:
             return configured
-        if finding.kind in CALLER_MOVED and finding.subject.kind == "function":
+        if finding.kind == "sandbox.violation" and finding.detail.get("outcome") in KILLED_OUTCOMES:
+            # A call killed for its memory: the caller's event decides how much a handler
+            # takes (a body that inflates), so one request would stop the function for
+            # everyone. The sandbox ended that call; that is the response.
+            return "none"
+        if finding.kind in _CALLER_MOVED and finding.subject.kind == "function":
             return "none"
         chosen = DEFAULT_RESPONSES.get(finding.kind)
         return chosen or _BY_SUBJECT.get(finding.subject.kind, "none")
@@ -263,6 +276,24 @@ class Responder:
         elif kind == "principal":
             subject_id = _principal(subject_id)
         p = self._policy
+        current = self._throttles.get(kind, subject_id)
+        if current is not None and current.until >= now + p.throttle_s:
+            # One in force ends later (a person's, for days): kept. Replaced, a subject
+            # throttled by hand set off a finding on purpose to be free within the hour.
+            await self._record(
+                "throttle",
+                current.subject,
+                "unchanged",
+                finding,
+                alert_seq,
+                {
+                    "rate": current.rate,
+                    "until": current.until,
+                    "reason": "a throttle in force ends later",
+                    "in_force_alert_seq": current.alert_seq,
+                },
+            )
+            return
         throttle = Throttle(
             kind,  # type: ignore[arg-type]  # principal, source or function (_FITS)
             subject_id,

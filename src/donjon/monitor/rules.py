@@ -32,7 +32,14 @@ from donjon.audit.log import AuditEvent, CommittedRecord
 from donjon.client_network import client_network
 from donjon.monitor.findings import Finding, Severity, Subject
 
-__all__ = ["AuthFailures", "EgressRefused", "SandboxViolation", "ScanSkipped", "function_of"]
+__all__ = [
+    "KILLED_OUTCOMES",
+    "AuthFailures",
+    "EgressRefused",
+    "SandboxViolation",
+    "ScanSkipped",
+    "function_of",
+]
 
 #: Evidence seqs kept per tracked subject (a finding cites the newest ones).
 _MAX_EVIDENCE = 64
@@ -251,6 +258,9 @@ class EgressRefused:
 _KILLS: dict[str, tuple[Severity, str]] = {
     "FunctionMemoryExceeded": ("medium", "killed for exceeding its memory (OOM)"),
 }
+#: The outcomes a `sandbox.violation` finding's detail names when the sandbox killed the
+#: call (no runtime policy saw anything): what the call's event made it take.
+KILLED_OUTCOMES: frozenset[str] = frozenset(_KILLS)
 
 
 class SandboxViolation:
@@ -266,6 +276,7 @@ class SandboxViolation:
             return []  # (most records: a call that ended without a kill)
         d = event.detail
         function = function_of(event)
+        key = ""
         if event.action in ("policy.block", "policy.alert"):
             blocked = event.action == "policy.block"
             policy = str(d.get("policy", "?"))
@@ -283,6 +294,9 @@ class SandboxViolation:
             severity, why = _KILLS[event.outcome]
             summary = f"{event.target}: a call was {why}"
             detail = {"outcome": event.outcome, "request_id": d.get("request_id", "")}
+            # Deduplicated apart from the policies' findings: a kill is answered by nothing
+            # (responses.py), and must not stand for a policy block that follows.
+            key = event.outcome
         else:
             return []
         return [
@@ -295,6 +309,7 @@ class SandboxViolation:
                 (record.seq,),
                 now,
                 detail,
+                key,
             )
         ]
 
