@@ -244,16 +244,17 @@ def test_webhook_deliveries_are_no_principal_to_the_first_seen_detector(tmp_path
     )
     try:
         secret = new_whsec()
-        with node.client() as c:
-            assert c.post("/v1/secrets/hook-key", json={"value": secret}).status_code == 201
         for name in ("hook-first", "hook-later"):
+            with node.client() as c:  # a hook secret authenticates one path
+                r = c.post(f"/v1/secrets/{name}-key", json={"value": secret})
+                assert r.status_code == 201, r.text
             node.deploy(
                 bundle(
                     tmp_path / name,
                     name,
                     "def handler(e, c):\n    return 1\n",
                     "limits: {rate: 600/minute}\ntriggers:\n"
-                    f"  - webhook: {{path: /{name}, scheme: standard, secret: hook-key}}\n",
+                    f"  - webhook: {{path: /{name}, scheme: standard, secret: {name}-key}}\n",
                 )
             )
         body = b'{"n": 1}'
