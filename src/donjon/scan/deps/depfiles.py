@@ -243,24 +243,28 @@ def parse_dependency_file(
 
 
 def parse_installed(metadata: SourceFile) -> Dependency | None:
-    """The name and version a vendored distribution's METADATA declares."""
+    """The name and version a vendored distribution's METADATA declares.
+
+    Its field names are read in any case, as email headers are (importlib.metadata and
+    the SBOM read them so): a `name:` field hides nothing from the gate."""
     fields: dict[str, tuple[str, int]] = {}
     for number, line in enumerate(metadata.lines, start=1):
         if not line.strip():
             break
         key, _, value = line.partition(":")
-        if key in ("Name", "Version") and key not in fields:
+        key = key.lower()
+        if key in ("name", "version") and key not in fields:
             fields[key] = (value.strip(), number)
-    if "Name" not in fields or "Version" not in fields:
+    if "name" not in fields or "version" not in fields:
         return None
     try:
-        version = Version(fields["Version"][0])
+        version = Version(fields["version"][0])
     except InvalidVersion:
         return None
     return Dependency(
-        canonicalize_name(fields["Name"][0]),
+        canonicalize_name(fields["name"][0]),
         SpecifierSet(f"=={version}"),
         version,
         Precision.INSTALLED,
-        Location(metadata.rel, fields["Version"][1]),
+        Location(metadata.rel, fields["version"][1]),
     )
