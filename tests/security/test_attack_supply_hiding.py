@@ -5,7 +5,10 @@ distributions, however their metadata is laid out."""
 from __future__ import annotations
 
 import io
+import json
+import sqlite3
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,11 @@ from typing import Any
 import pytest
 
 from advisory_support import osv, write_export
-from harness import LiveNode, start_node
+from harness import LiveNode, run_cli, start_node
 
 #: Packages no real advisory names: only this file's exports speak of them.
 KNOWN = "donjon-hide-known"  # in the export from the start: the gate must refuse it
+LATER = "donjon-hide-later"  # in the export only after the deploy: the watch must alert
 
 
 def _archive(name: str, files: dict[str, str]) -> bytes:
@@ -34,6 +38,16 @@ def _archive(name: str, files: dict[str, str]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def _wait(what: str, probe: Any, timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +90,41 @@ def test_cannot_hide_a_known_vulnerable_distribution_by_the_case_of_its_fields(
     r = _deploy(node, "hide-case", files)
     assert r.status_code == 422, r.text
     assert "GHSA-hide-known" in r.json()["report"]
+
+
+@pytest.mark.parametrize("site", [".deps/", ""], ids=["deps", "root"])
+def test_cannot_hide_a_distribution_from_the_sbom_and_the_watch_as_an_egg_info(
+    world: tuple[LiveNode, Path], site: str
+) -> None:
+    """A distribution installed the legacy way (`*.egg-info/PKG-INFO`, as pip installed an
+    sdist before wheels) is importable like a wheel's: the SBOM lists it, and an advisory
+    published after the deploy alerts it."""
+    node, export = world
+    tag = "deps" if site else "root"
+    name, package = f"hide-egg-{tag}", f"{LATER}-{tag}"
+    module = package.replace("-", "_")
+    files = {
+        f"{site}{package}-1.0-py3.11.egg-info/PKG-INFO": (
+            f"Metadata-Version: 1.1\nName: {package}\nVersion: 1.0\n"
+        ),
+        f"{site}{package}-1.0-py3.11.egg-info/installed-files.txt": f"../{module}.py\n",
+        f"{site}{module}.py": "X = 1\n",
+    }
+    r = _deploy(node, name, files)
+    assert r.status_code == 201, r.text
+    with node.client() as c:
+        sbom = c.get(f"/v1/functions/{name}/sbom")
+    assert sbom.status_code == 200, sbom.text
+    components = {(c["name"], c["version"]) for c in sbom.json()["components"]}
+    assert (package, "1.0") in components
+
+    write_export(export, osv("GHSA-hide-known", KNOWN), osv(f"GHSA-hide-{tag}", package))
+
+    def alerted() -> bool:
+        out = run_cli(node.env(), "alerts", "--json", "--kind", "dependency.vulnerable")
+        return any(a["subject"] == f"function:{name}" for a in json.loads(out.stdout))
+
+    _wait("the watch's alert", alerted)
+    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
+        rows = list(conn.execute("SELECT 1 FROM advisory_checked WHERE function = ?", (name,)))
+    assert rows

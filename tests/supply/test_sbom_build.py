@@ -212,3 +212,25 @@ def test_a_distribution_installed_at_the_root_is_listed_with_its_location(tmp_pa
     root = json.loads(document)["metadata"]["component"]
     assert _props(root)["donjon:deps:unattributed-files"] == "0"
     assert [c.name for c in list_components(document)] == ["certifi", "oldpkg"]
+
+
+def test_a_legacy_egg_info_distribution_is_a_component(tmp_path: Path) -> None:
+    """An sdist installed the legacy way (`*.egg-info/PKG-INFO`, files listed in
+    `installed-files.txt` relative to it), in `.deps/` or at the root, is a component
+    whose hash covers the files it lists; a listed path outside the site is missing."""
+    tree = function_tree(tmp_path / "fn")
+    for site, name in ((tree / ".deps", "oldlib"), (tree, "rootlib")):
+        info = site / f"{name}-1.2-py3.11.egg-info"
+        info.mkdir(parents=True)
+        (info / "PKG-INFO").write_text(f"Metadata-Version: 1.1\nName: {name}\nVersion: 1.2\n")
+        (info / "installed-files.txt").write_text(f"../{name}.py\nPKG-INFO\n../../../x\n")
+        (site / f"{name}.py").write_text("X = 1\n")
+    document = build_sbom(tree, _identity(tree))
+    found = _components(document)
+    assert {n: c["version"] for n, c in found.items()} == {"oldlib": "1.2", "rootlib": "1.2"}
+    assert _props(found["oldlib"])["donjon:location"] == ".deps"
+    assert _props(found["rootlib"])["donjon:location"] == "."
+    assert _props(found["oldlib"])["donjon:files"] == "3"  # module, PKG-INFO, the listing
+    assert _props(found["oldlib"])["donjon:record:missing"] == "1"
+    root = json.loads(document)["metadata"]["component"]
+    assert _props(root)["donjon:deps:unattributed-files"] == "0"

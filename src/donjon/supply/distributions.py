@@ -17,6 +17,11 @@ made: ``requests-2.31.0.dist-info`` at the bundle's root, importable from ``/fn`
 the same way, its paths relative to the root; the deploy scan checks it against the
 advisories already, and the SBOM (so the advisory watch) lists it with its location.
 The root's other files are the function's own, so none of them counts as unattributed.
+
+A distribution pip installed from an sdist the legacy way (setuptools' ``*.egg-info``,
+with ``PKG-INFO`` for METADATA and ``installed-files.txt`` listing its files, relative to
+the egg-info, without hashes) is importable as a wheel's is, and read the same way: the
+deploy scan checks it, so the SBOM and the advisory watch list it too.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ _MAX_RECORD = 8 * 1024 * 1024
 #: (unpack.MAX_MEMBERS), each claimed by one distribution; RECORDs that claim the same
 #: files again and again would have the node hash and look them up each time.
 MAX_RECORD_ROWS = 40_000
+#: The metadata folder of a distribution installed from an sdist by setuptools (legacy).
+EGG_INFO = ".egg-info"
 #: A `License:` field longer than this (or of several lines) is a licence's text, not its name.
 _MAX_LICENSE_NAME = 100
 
@@ -140,8 +147,14 @@ def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _legacy(info: Path) -> bool:
+    """Whether `info` is a legacy `*.egg-info` (an sdist installed by setuptools)."""
+    return info.name.endswith(EGG_INFO)
+
+
 def _metadata(dist_info: Path) -> dict[str, list[str]]:
-    data = _read(dist_info / "METADATA", _MAX_METADATA, f"{dist_info.name}/METADATA")
+    member = "PKG-INFO" if _legacy(dist_info) else "METADATA"
+    data = _read(dist_info / member, _MAX_METADATA, f"{dist_info.name}/{member}")
     message = BytesParser(policy=compat32).parsebytes(data, headersonly=True)
     fields: dict[str, list[str]] = {}
     for key, value in message.items():
@@ -150,7 +163,29 @@ def _metadata(dist_info: Path) -> dict[str, list[str]]:
 
 
 def _record_rows(dist_info: Path, seen: _Seen) -> list[tuple[str, str]]:
-    """RECORD's (path, hash) rows, the RECORD itself left out; [] when there is none."""
+    """RECORD's (path, hash) rows, the RECORD itself left out; [] when there is none.
+
+    An `*.egg-info` has no RECORD: its `installed-files.txt` lists the files, relative
+    to the egg-info folder, without hashes."""
+    if _legacy(dist_info):
+        listing = dist_info / "installed-files.txt"
+        if not listing.exists():
+            return []
+        raw = _read(listing, _MAX_RECORD, f"{dist_info.name}/installed-files.txt")
+        lines = raw.decode("utf-8", "replace").splitlines()
+        rows = [(f"{dist_info.name}/{line.strip()}", "") for line in lines if line.strip()]
+    else:
+        rows = _wheel_rows(dist_info)
+    seen.rows_left -= len(rows)
+    if seen.rows_left < 0:
+        raise BundleError(
+            f"the vendored distributions' RECORD files list more than {MAX_RECORD_ROWS} files",
+            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
+        )
+    return rows
+
+
+def _wheel_rows(dist_info: Path) -> list[tuple[str, str]]:
     record = dist_info / "RECORD"
     if not record.exists():
         return []
@@ -159,12 +194,6 @@ def _record_rows(dist_info: Path, seen: _Seen) -> list[tuple[str, str]]:
     for row in csv.reader(io.StringIO(text)):
         if row and row[0] != f"{dist_info.name}/RECORD":
             rows.append((row[0], row[1] if len(row) > 1 else ""))
-    seen.rows_left -= len(rows)
-    if seen.rows_left < 0:
-        raise BundleError(
-            f"the vendored distributions' RECORD files list more than {MAX_RECORD_ROWS} files",
-            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
-        )
     return rows
 
 
@@ -250,10 +279,12 @@ def _unattributed(deps: Path, claimed: set[str]) -> int:
 
 
 def _dist_infos(site: Path) -> list[Path]:
-    """The `*.dist-info` folders of `site` (none if it is missing or a symlink)."""
+    """The `*.dist-info` and `*.egg-info` folders of `site` (none if it is missing or a
+    symlink): both are importable from it, so both are components."""
     if not site.is_dir() or site.is_symlink():
         return []
-    return sorted(p for p in site.glob("*.dist-info") if p.is_dir() and not p.is_symlink())
+    found = [*site.glob("*.dist-info"), *site.glob(f"*{EGG_INFO}")]
+    return sorted(p for p in found if p.is_dir() and not p.is_symlink())
 
 
 def read_vendored(tree: Path) -> VendoredSet:
