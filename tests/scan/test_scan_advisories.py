@@ -221,3 +221,16 @@ def test_update_db_failures_are_clear_and_leave_no_partial_file(
     with pytest.raises(ScanError, match="did not return a zip"):
         update_advisory_db(data, url=f"{export_server}/page.zip", timeout=5)
     assert list((data / "advisories").iterdir()) == []
+
+
+def test_a_local_version_is_matched_as_its_public_release(tmp_path: Path) -> None:
+    """`1.7+vendor1` is a build of 1.7: inside `last_affected: 1.7`, in a `versions` list
+    naming 1.7, and outside `fixed: 2.0.0` once at 2.0.0+vendor1."""
+    listed = _record("OSV-0005", "listed", [])
+    listed["affected"][0]["versions"] = ["1.7"]
+    db = AdvisoryDB([*RECORDS, listed])
+    assert [r.advisory.id for r in db.affecting("other", Version("1.7+vendor1"))] == ["OSV-0002"]
+    assert db.affecting("other", Version("1.7.1+vendor1")) == []
+    assert [r.advisory.id for r in db.affecting("listed", Version("1.7+x"))] == ["OSV-0005"]
+    assert db.affecting("demo-pkg", Version("2.0.0+vendor1")) == []
+    assert db.affecting("demo-pkg", Version("1.9+vendor1"))

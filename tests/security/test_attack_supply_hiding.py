@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
 import tarfile
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from advisory_support import osv, write_export
-from harness import LiveNode, run_cli, start_node
+from harness import ADVISORIES, LiveNode, run_cli, start_node
 
 #: Packages no real advisory names: only this file's exports speak of them.
 KNOWN = "donjon-hide-known"  # in the export from the start: the gate must refuse it
@@ -128,3 +129,35 @@ def test_cannot_hide_a_distribution_from_the_sbom_and_the_watch_as_an_egg_info(
     with sqlite3.connect(node.data_dir / "donjon.db") as conn:
         rows = list(conn.execute("SELECT 1 FROM advisory_checked WHERE function = ?", (name,)))
     assert rows
+
+
+@pytest.mark.parametrize(
+    ("package", "version", "advisory"),
+    [
+        ("py", "1.11.0+vendor1", "PYSEC-2022-42969"),  # introduced 0, last_affected 1.11.0
+        ("designate", "2015.1.0b2+vendor1", "PYSEC-2019-243"),  # a `versions` list only
+    ],
+)
+def test_cannot_hide_a_vulnerable_release_behind_a_local_version_label(
+    tmp_path: Path, package: str, version: str, advisory: str
+) -> None:
+    """`1.11.0+vendor1` is a local build of 1.11.0 (PEP 440: the label is ignored when
+    matched against public versions): the real CLI, on the PyPA snapshot, still finds the
+    advisory of 1.11.0, whether the record bounds it by `last_affected` or lists it."""
+    info = tmp_path / "fn" / ".deps" / f"{package}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DONJON_")}
+    env["DONJON_DATA_DIR"] = str(tmp_path / "data")
+    done = run_cli(
+        env,
+        "scan",
+        str(tmp_path / "fn"),
+        "--advisories",
+        str(ADVISORIES / "vulns"),
+        "--format",
+        "json",
+        check=False,
+    )
+    found = {f["advisory"]["id"] for f in json.loads(done.stdout)["findings"] if f["advisory"]}
+    assert advisory in found, done.stdout[:2000]

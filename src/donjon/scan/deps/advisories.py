@@ -127,6 +127,13 @@ class AffectedRange:
         )
 
     def affects(self, version: Version) -> bool:
+        """Whether `version` is affected. A local version (``1.11.0+vendor1``) is a build of
+        its public release and is matched as that release (PEP 440 ignores the label
+        against versions without one): else `last_affected: 1.11.0`, or a record listing
+        ``1.11.0``, would not name a local build of it."""
+        if version in self.versions:
+            return True  # a record may list a local version itself
+        version = Version(version.public)
         if version in self.versions:
             return True
         for events in self._ranges:
