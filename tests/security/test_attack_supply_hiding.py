@@ -161,3 +161,30 @@ def test_cannot_hide_a_vulnerable_release_behind_a_local_version_label(
     )
     found = {f["advisory"]["id"] for f in json.loads(done.stdout)["findings"] if f["advisory"]}
     assert advisory in found, done.stdout[:2000]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        "Name: " + "\u00e9" * 150_000 + "\nVersion: 1.0\n",
+        "Name: bloat\nVersion: 1." + "0" * 300_000 + "\n",
+        "Name: bloat\nVersion: 1.0\nLicense-Expression: " + "MIT OR " * 40_000 + "MIT\n",
+        "Name: bloat\nVersion: 1.0\n"
+        + "".join(f"Classifier: License :: L{i}\n" for i in range(20_000)),
+    ],
+    ids=["name", "version", "expression", "classifiers"],
+)
+def test_cannot_blow_up_the_sbom_with_huge_metadata_fields(
+    world: tuple[LiveNode, Path], fields: str
+) -> None:
+    """A METADATA field of hundreds of KB (a few KB compressed) would be copied several
+    times into the SBOM (name, purl, bom-ref, dependencies; percent- and JSON-escaped)
+    and the statement, in the node's memory and database: ten such files made a 420 MB
+    document. The deploy is refused, naming the field, and nothing is stored."""
+    node, _ = world
+    files = {".deps/bloat-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\n{fields}"}
+    r = _deploy(node, "hide-bloat", files)
+    assert r.status_code == 422, r.text[:300]
+    assert "METADATA" in r.json()["detail"]
+    with node.client() as c:
+        assert c.get("/v1/functions/hide-bloat").status_code == 404

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from donjon.bundle import BundleStore
 from donjon.scan.deps import parse_installed
@@ -50,7 +50,7 @@ def sbom_components(supply: SupplyChain, record: FunctionRecord) -> list[Compone
     for ref in supply.components(record.name, record.version):
         try:
             found[(ref.name, ref.version)] = Component(ref.name, Version(ref.version))
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or a number past int()'s digit limit
             continue
     return [found[k] for k in sorted(found)]
 

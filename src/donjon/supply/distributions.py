@@ -33,6 +33,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import stat
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -56,6 +57,17 @@ MAX_RECORD_ROWS = 40_000
 EGG_INFO = ".egg-info"
 #: A `License:` field longer than this (or of several lines) is a licence's text, not its name.
 _MAX_LICENSE_NAME = 100
+#: Bounds on the fields the SBOM copies (a name goes into its name, purl, bom-ref and
+#: dependencies, escaped): a METADATA of 1 MiB compresses to a few KB, and ten with one
+#: huge field made a 420 MB document in the node's memory. Real ones are far shorter.
+_MAX_NAME = 200
+_MAX_VERSION = 128
+_MAX_EXPRESSION = 1000
+_MAX_LICENSES = 32
+#: A distribution's name (PEP 508, the core metadata spec) and a version's characters.
+_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
+_VERSION = re.compile(r"[A-Za-z0-9.+!_-]+")
+_HINT = "vendor dependencies with `donjon deploy` (wheels installed by pip)"
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,10 @@ def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
     """PEP 639's License-Expression, else a short License field, else the classifiers."""
     expression = fields.get("license-expression", [])
     if expression and expression[0].strip():
+        if len(expression[0]) > _MAX_EXPRESSION:
+            raise BundleError(
+                f"a License-Expression is longer than {_MAX_EXPRESSION} characters", hint=_HINT
+            )
         return (_text(expression[0]),)
     text = (fields.get("license") or [""])[0].strip()
     if text and "\n" not in text and len(text) <= _MAX_LICENSE_NAME and text.upper() != "UNKNOWN":
@@ -143,8 +159,11 @@ def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
     for classifier in fields.get("classifier", []):
         parts = [p.strip() for p in classifier.split("::")]
         if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved":
-            out.append(_text(parts[-1]))
-    return tuple(dict.fromkeys(out))
+            out.append(_text(parts[-1][:_MAX_LICENSE_NAME]))
+    found = tuple(dict.fromkeys(out))
+    if len(found) > _MAX_LICENSES:
+        raise BundleError(f"more than {_MAX_LICENSES} licence classifiers", hint=_HINT)
+    return found
 
 
 def _legacy(info: Path) -> bool:
@@ -240,6 +259,22 @@ def _distribution(
             f"{dist_info.name}/METADATA has no Name or Version",
             hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
         )
+    if len(name) > _MAX_NAME or not _NAME.fullmatch(name):
+        raise BundleError(
+            f"{dist_info.name}/METADATA: Name is not a distribution name (PEP 508, at most "
+            f"{_MAX_NAME} characters)",
+            hint=_HINT,
+        )
+    if len(version) > _MAX_VERSION or not _VERSION.fullmatch(version):
+        raise BundleError(
+            f"{dist_info.name}/METADATA: Version is not a version (PEP 440, at most "
+            f"{_MAX_VERSION} characters)",
+            hint=_HINT,
+        )
+    try:
+        licenses = _licenses(fields)
+    except BundleError as e:
+        raise BundleError(f"{dist_info.name}/METADATA: {e.message}", hint=e.hint) from None
     lines: dict[str, str] = {}
     altered = missing = 0
     for rel, expected in _record_rows(dist_info, seen):
@@ -263,7 +298,7 @@ def _distribution(
         outer.update(f"{path}\0{lines[path]}\n".encode())
     claimed.update(lines)
     return Distribution(
-        name, version, _licenses(fields), outer.hexdigest(), len(lines), altered, missing, location
+        name, version, licenses, outer.hexdigest(), len(lines), altered, missing, location
     )
 
 

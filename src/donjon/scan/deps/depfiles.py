@@ -259,7 +259,7 @@ def parse_installed(metadata: SourceFile) -> Dependency | None:
         return None
     try:
         version = Version(fields["version"][0])
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a release number past int()'s digit limit
         return None
     return Dependency(
         canonicalize_name(fields["name"][0]),
