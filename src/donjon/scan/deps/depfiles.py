@@ -20,7 +20,7 @@ from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from donjon.scan.model import Location
 from donjon.scan.project import SourceFile
@@ -68,6 +68,12 @@ def _from_requirement(
 ) -> Dependency | None:
     """A PEP 508 string; None when it does not apply here or names no index version."""
     req = Requirement(text)
+    for spec in req.specifier:
+        try:
+            if spec.operator != "===":
+                Version(spec.version.removesuffix(".*"))
+        except ValueError as e:  # matching it would raise: a number past int()'s limit
+            raise InvalidRequirement(f"{spec.operator} names no version") from e
     try:
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             return None
@@ -80,8 +86,8 @@ def _from_requirement(
     if len(pins) == 1:
         try:
             version = Version(pins[0].version)
-        except InvalidVersion:
-            version = None
+        except ValueError:  # InvalidVersion, or a number past int()'s digit limit: this
+            version = None  # line is a range; never a reason to drop the file's other pins
     exact = Precision.PINNED if version is not None and precision == Precision.RANGE else precision
     return Dependency(
         canonicalize_name(req.name), req.specifier, version, exact, Location(source.rel, line)
@@ -141,7 +147,7 @@ def _pipfile_lock(source: SourceFile) -> Iterator[Dependency]:
 def _locked(name: str, raw: str, source: SourceFile, line: int) -> Dependency:
     try:
         version: Version | None = Version(raw)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number past int()'s digit limit
         version = None
     spec = SpecifierSet(f"=={raw}") if version is not None else SpecifierSet()
     return Dependency(
