@@ -75,14 +75,17 @@ def _deploy(node: LiveNode, name: str, files: dict[str, str]) -> Any:
     [
         f"metadata-version: 2.1\nname: {KNOWN}\nversion: 1.0\n",
         f"METADATA-VERSION: 2.1\nNAME: {KNOWN}\nVERSION: 1.0\n",
+        f"Metadata-Version: 2.1\n \t\nName: {KNOWN}\nVersion: 1.0\n",
+        f"Metadata-Version: 2.1\nSummary: x\f\nName: {KNOWN}\nVersion: 1.0\n",
     ],
-    ids=["lower", "upper"],
+    ids=["lower", "upper", "blank-looking-line", "form-feed"],
 )
 def test_cannot_hide_a_known_vulnerable_distribution_by_the_case_of_its_fields(
     world: tuple[LiveNode, Path], metadata: str
 ) -> None:
-    """Core metadata field names are case-insensitive (importlib.metadata reads them so):
-    a METADATA spelling `name:`/`version:` in another case is still checked by the gate."""
+    """METADATA is read as email headers (importlib.metadata and the SBOM read it so):
+    field names in another case, or after a line of only blanks (a continuation, not the
+    end of the headers) or a form feed (not a line break there), are still checked."""
     node, _ = world
     files = {
         f".deps/{KNOWN}-1.0.dist-info/METADATA": metadata,

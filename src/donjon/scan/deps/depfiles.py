@@ -32,6 +32,10 @@ __all__ = ["Dependency", "Precision", "parse_dependency_file", "parse_installed"
 _INCLUDE = re.compile(r"^(?:(?:--requirement|--constraint)[\s=]+|-[rc]\s*)(\S+)")
 
 
+#: What ends a line of an email header block (email.feedparser's NLCRE).
+_EMAIL_LINES = re.compile(r"\r\n|\r|\n")
+
+
 class Precision(enum.IntEnum):
     """How exactly a declaration says which version is in use."""
 
@@ -251,12 +255,17 @@ def parse_dependency_file(
 def parse_installed(metadata: SourceFile) -> Dependency | None:
     """The name and version a vendored distribution's METADATA declares.
 
-    Its field names are read in any case, as email headers are (importlib.metadata and
-    the SBOM read them so): a `name:` field hides nothing from the gate."""
+    It is read as email headers are (importlib.metadata and the SBOM read it so): field
+    names in any case, and only an empty line ends the headers (one of blanks continues
+    the field before it), so neither a `name:` field nor a line of spaces hides one."""
     fields: dict[str, tuple[str, int]] = {}
-    for number, line in enumerate(metadata.lines, start=1):
-        if not line.strip():
+    # Lines end at CR, LF or CRLF only, as the email parser splits them: str.splitlines()
+    # also ends one at a form feed or U+2028, and `Summary: x\f` would look like the end.
+    for number, line in enumerate(_EMAIL_LINES.split(metadata.text), start=1):
+        if not line:
             break
+        if line[0] in " \t":
+            continue  # a continuation of the field before
         key, _, value = line.partition(":")
         key = key.lower()
         if key in ("name", "version") and key not in fields:
