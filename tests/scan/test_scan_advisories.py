@@ -234,3 +234,11 @@ def test_a_local_version_is_matched_as_its_public_release(tmp_path: Path) -> Non
     assert [r.advisory.id for r in db.affecting("listed", Version("1.7+x"))] == ["OSV-0005"]
     assert db.affecting("demo-pkg", Version("2.0.0+vendor1")) == []
     assert db.affecting("demo-pkg", Version("1.9+vendor1"))
+
+
+def test_introduced_zero_covers_every_version_pre_releases_of_zero_too(tmp_path: Path) -> None:
+    """OSV's `introduced: "0"` is every version: 0a1, 0.0.0rc1 and 0.dev1 sort below the
+    version 0 in PEP 440, and are affected all the same."""
+    db = AdvisoryDB(RECORDS)
+    for low in ("0a1", "0.0.0rc1", "0.dev1", "0.0"):
+        assert [r.advisory.id for r in db.affecting("demo-pkg", Version(low))] == ["OSV-0001"]

@@ -30,6 +30,8 @@ from donjon.scan.model import Severity
 __all__ = ["Advisory", "AdvisoryDB", "AffectedRange"]
 
 _MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: OSV's `introduced: "0"`: the start of every version.
+_EVERY = Version("0")
 _GHSA_SEVERITY = {
     "CRITICAL": Severity.CRITICAL,
     "HIGH": Severity.HIGH,
@@ -100,9 +102,7 @@ class AffectedRange:
             for event in rng.get("events") or []:
                 for kind, raw in dict(event).items():
                     parsed = (
-                        Version("0")
-                        if (kind, str(raw)) == ("introduced", "0")
-                        else (_parse_version(raw))
+                        _EVERY if (kind, str(raw)) == ("introduced", "0") else (_parse_version(raw))
                     )
                     if parsed is not None:
                         events.append((str(kind), parsed))
@@ -139,7 +139,8 @@ class AffectedRange:
         for events in self._ranges:
             affected = False
             for kind, at in events:
-                if kind == "introduced" and at <= version:
+                # introduced: "0" is every version, 0a1 and 0.dev1 too (they sort below 0).
+                if kind == "introduced" and (at <= version or at == _EVERY):
                     affected = True
                 elif (kind in ("fixed", "limit") and at <= version) or (
                     kind == "last_affected" and at < version
