@@ -242,3 +242,14 @@ def test_introduced_zero_covers_every_version_pre_releases_of_zero_too(tmp_path:
     db = AdvisoryDB(RECORDS)
     for low in ("0a1", "0.0.0rc1", "0.dev1", "0.0"):
         assert [r.advisory.id for r in db.affecting("demo-pkg", Version(low))] == ["OSV-0001"]
+
+
+def test_a_record_with_an_unparsable_huge_version_is_skipped_not_fatal() -> None:
+    """An event or listed version past int()'s digit limit is dropped as an invalid one is:
+    one damaged record neither crashes a scan nor hides the others."""
+    huge = "1." + "0" * 5000
+    damaged = _record("OSV-0009", "demo-pkg", [{"introduced": "0"}, {"fixed": huge}])
+    damaged["affected"][0]["versions"] = [huge]
+    db = AdvisoryDB([*RECORDS, damaged])
+    found = sorted(r.advisory.id for r in db.affecting("demo-pkg", Version("1.0")))
+    assert found == ["OSV-0001", "OSV-0009"]

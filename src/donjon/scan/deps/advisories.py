@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from donjon.scan.deps.advisory_cache import read_cache, source_digest, write_cache
 from donjon.scan.deps.cvss import cvss3_base_score, severity_from_score
@@ -68,7 +68,7 @@ def _plain(node: yaml.Node, budget: list[int]) -> Any:
 def _parse_version(text: object) -> Version | None:
     try:
         return Version(str(text))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a release number past int()'s digit limit
         return None
 
 
