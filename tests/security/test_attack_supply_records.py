@@ -79,40 +79,52 @@ def _deploy(node: LiveNode, name: str, body: str, vendored: dict[str, str]) -> N
     assert r.status_code == 201, r.text
 
 
-def test_cannot_drop_a_component_from_a_stored_sbom(world: tuple[LiveNode, Path]) -> None:
+@pytest.mark.parametrize("strip", [False, True], ids=["kept", "stripped"])
+def test_cannot_drop_a_component_from_a_stored_sbom(
+    world: tuple[LiveNode, Path], strip: bool
+) -> None:
     """The SBOM rewritten without its vulnerable component (and its digest column with
-    it): the node refuses to serve it, and an advisory published later still alerts,
-    the watch reading the bundle itself."""
+    it; its statement kept, or removed as if it had been made before statements were
+    kept): the node does not serve it as signed, and an advisory published later still
+    alerts, the watch reading the bundle itself."""
     node, export = world
-    _deploy(node, "tampered-sbom", "a", {PACKAGE: "1.0"})
+    name, package = f"tampered-sbom-{int(strip)}", f"{PACKAGE}-{int(strip)}"
+    _deploy(node, name, "a", {package: "1.0"})
     _wait(
         "the watch to check the version",
-        lambda: _db(node, "SELECT 1 FROM advisory_checked WHERE function = 'tampered-sbom'"),
+        lambda: _db(node, "SELECT 1 FROM advisory_checked WHERE function = ?", name),
     )
-    ((stored,),) = _db(node, "SELECT sbom FROM function_supply WHERE name = 'tampered-sbom'")
+    ((stored,),) = _db(node, "SELECT sbom FROM function_supply WHERE name = ?", name)
     document = json.loads(stored)
-    assert [c["name"] for c in document["components"]] == [PACKAGE]
+    assert [c["name"] for c in document["components"]] == [package]
     document["components"] = document["dependencies"] = []
     forged = json.dumps(document, indent=2)
     with sqlite3.connect(node.data_dir / "donjon.db") as conn:
         conn.execute(
-            "UPDATE function_supply SET sbom = ?, sbom_digest = ? WHERE name = 'tampered-sbom'",
-            (forged, hashlib.sha256(forged.encode()).hexdigest()),
+            "UPDATE function_supply SET sbom = ?, sbom_digest = ? WHERE name = ?",
+            (forged, hashlib.sha256(forged.encode()).hexdigest(), name),
         )
-    with node.client() as c:
-        r = c.get("/v1/functions/tampered-sbom/sbom")
-    assert r.status_code == 409, r.text
-    assert "provenance" in r.json()["detail"]
+        if strip:
+            conn.execute(
+                "UPDATE function_supply SET provenance = NULL, statement_digest = NULL "
+                "WHERE name = ?",
+                (name,),
+            )
+    if not strip:
+        with node.client() as c:
+            r = c.get(f"/v1/functions/{name}/sbom")
+        assert r.status_code == 409, r.text
+        assert "provenance" in r.json()["detail"]
 
     write_export(
         export,
         osv("GHSA-tamper-unrelated", "some-other-pkg"),
-        osv("GHSA-tamper-probe", PACKAGE),
+        osv(f"GHSA-tamper-probe-{int(strip)}", package),
     )
 
     def alerted() -> bool:
         out = run_cli(node.env(), "alerts", "--json", "--kind", "dependency.vulnerable")
-        return any(a["subject"] == "function:tampered-sbom" for a in json.loads(out.stdout))
+        return any(a["subject"] == f"function:{name}" for a in json.loads(out.stdout))
 
     _wait("the watch's alert", alerted)
 

@@ -240,6 +240,9 @@ class SupplyChain:
             )
         return record.provenance
 
-    def components(self, name: str, version: int) -> list[ComponentRef]:
-        """The components (name, version, purl) of the version's stored SBOM."""
-        return list_components(self.record(name, version).sbom)
+    def components(self, name: str, version: int) -> list[ComponentRef] | None:
+        """The components (name, version, purl) of the version's stored SBOM, when its
+        signed statement vouches for it; None when it has none (deployed before statements
+        were kept, or its row stripped of it): then only the bundle itself can say."""
+        record = self.record(name, version)
+        return None if record.provenance is None else list_components(record.sbom)
