@@ -77,15 +77,17 @@ def _deploy(node: LiveNode, name: str, files: dict[str, str]) -> Any:
         f"METADATA-VERSION: 2.1\nNAME: {KNOWN}\nVERSION: 1.0\n",
         f"Metadata-Version: 2.1\n \t\nName: {KNOWN}\nVersion: 1.0\n",
         f"Metadata-Version: 2.1\nSummary: x\f\nName: {KNOWN}\nVersion: 1.0\n",
+        f"Metadata-Version: 2.1\nName: {KNOWN}\nVersion: 1.0\n\nA NUL \0 in the body\n",
     ],
-    ids=["lower", "upper", "blank-looking-line", "form-feed"],
+    ids=["lower", "upper", "blank-looking-line", "form-feed", "nul-in-body"],
 )
 def test_cannot_hide_a_known_vulnerable_distribution_by_the_case_of_its_fields(
     world: tuple[LiveNode, Path], metadata: str
 ) -> None:
     """METADATA is read as email headers (importlib.metadata and the SBOM read it so):
     field names in another case, or after a line of only blanks (a continuation, not the
-    end of the headers) or a form feed (not a line break there), are still checked."""
+    end of the headers) or a form feed (not a line break there), or with a NUL byte in
+    the description (not a binary file for them), are still checked."""
     node, _ = world
     files = {
         f".deps/{KNOWN}-1.0.dist-info/METADATA": metadata,
@@ -178,4 +180,12 @@ def test_cannot_hide_a_files_pins_behind_one_huge_version(tmp_path: Path, line: 
     (tmp_path / "fn").mkdir()
     huge = line + "0" * 5000
     (tmp_path / "fn" / "requirements.txt").write_text(f"PyYAML==5.3\n{huge}\n")
+    assert "PYSEC-2021-142" in _scan_advisories(tmp_path)
+
+
+def test_cannot_hide_a_requirements_file_behind_a_nul_byte(tmp_path: Path) -> None:
+    """A NUL byte in a comment made the scan take requirements.txt for a binary file and
+    skip it, while pip installs from it all the same: its pins are still checked."""
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "requirements.txt").write_bytes(b"PyYAML==5.3\n# \0 note\n")
     assert "PYSEC-2021-142" in _scan_advisories(tmp_path)

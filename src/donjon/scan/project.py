@@ -160,19 +160,21 @@ class Project:
 
     @cached_property
     def dependency_files(self) -> tuple[SourceFile, ...]:
-        def wanted(name: str) -> bool:
-            return name in DEPENDENCY_NAMES or (
-                name.startswith("requirements") and name.endswith((".txt", ".in"))
-            )
-
-        return tuple(f for f in self.files if wanted(f.path.name))
+        return tuple(f for f in self.files if _declares_dependencies(f.path.name))
 
     @property
     def lines(self) -> int:
         return sum(len(f.lines) for f in self.files)
 
 
-def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
+def _declares_dependencies(name: str) -> bool:
+    """Whether a file of this name is read as a dependency declaration."""
+    return name in DEPENDENCY_NAMES or (
+        name.startswith("requirements") and name.endswith((".txt", ".in"))
+    )
+
+
+def _read(path: Path, rel: str, notes: list[str], *, metadata: bool = False) -> SourceFile | None:
     try:
         info = path.lstat()
         if not stat.S_ISREG(info.st_mode):
@@ -194,7 +196,10 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
     except OSError as e:
         notes.append(f"{rel}: could not be read ({e.strerror})")
         return None
-    if b"\0" in data[:8192]:
+    if b"\0" in data[:8192] and not (metadata or _declares_dependencies(path.name)):
+        # A distribution's METADATA or a requirements file is read whatever else it holds:
+        # a NUL byte in a description or a comment hides nothing from importlib.metadata
+        # or pip, so it hides nothing from the scan either.
         return None
     try:
         return SourceFile(path, rel, _decode(data, python=rel.endswith(".py")))
@@ -240,7 +245,7 @@ def _metadata(info: Path, root: Path, notes: list[str]) -> SourceFile | None:
     meta = info / ("METADATA" if info.name.endswith(".dist-info") else "PKG-INFO")
     if not meta.is_file() or meta.is_symlink():
         return None
-    return _read(meta, meta.relative_to(root).as_posix(), notes)
+    return _read(meta, meta.relative_to(root).as_posix(), notes, metadata=True)
 
 
 def _installed_metadata(deps: Path, root: Path, notes: list[str]) -> list[SourceFile]:
