@@ -189,3 +189,18 @@ def test_cannot_hide_a_requirements_file_behind_a_nul_byte(tmp_path: Path) -> No
     (tmp_path / "fn").mkdir()
     (tmp_path / "fn" / "requirements.txt").write_bytes(b"PyYAML==5.3\n# \0 note\n")
     assert "PYSEC-2021-142" in _scan_advisories(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "rel", ["test-requirements.txt", "dev_requirements.in", "requirements/prod.txt"]
+)
+def test_cannot_hide_pins_in_a_requirements_file_named_another_way(
+    tmp_path: Path, rel: str
+) -> None:
+    """Requirements files as projects name them (OpenStack's test-requirements.txt, a
+    requirements/ folder) are read: only requirements*.txt were, so their pins were never
+    checked by `donjon scan`."""
+    path = tmp_path / "fn" / rel
+    path.parent.mkdir(parents=True)
+    path.write_text("PyYAML==5.3\n")
+    assert "PYSEC-2021-142" in _scan_advisories(tmp_path)

@@ -14,7 +14,7 @@ import stat
 import tokenize
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -160,18 +160,24 @@ class Project:
 
     @cached_property
     def dependency_files(self) -> tuple[SourceFile, ...]:
-        return tuple(f for f in self.files if _declares_dependencies(f.path.name))
+        return tuple(f for f in self.files if _declares_dependencies(f.rel))
 
     @property
     def lines(self) -> int:
         return sum(len(f.lines) for f in self.files)
 
 
-def _declares_dependencies(name: str) -> bool:
-    """Whether a file of this name is read as a dependency declaration."""
-    return name in DEPENDENCY_NAMES or (
-        name.startswith("requirements") and name.endswith((".txt", ".in"))
-    )
+def _declares_dependencies(rel: str) -> bool:
+    """Whether the file at `rel` is read as a dependency declaration: a lock file or
+    pyproject.toml; a requirements file as projects name them (``requirements-dev.txt``,
+    ``test-requirements.txt``, ``dev_requirements.in``), or any ``.txt``/``.in`` in a
+    ``requirements/`` folder (``requirements/prod.txt``)."""
+    path = PurePosixPath(rel)
+    if path.name in DEPENDENCY_NAMES:
+        return True
+    if path.suffix not in (".txt", ".in"):
+        return False
+    return "requirements" in path.stem or path.parent.name == "requirements"
 
 
 def _read(path: Path, rel: str, notes: list[str], *, metadata: bool = False) -> SourceFile | None:
@@ -196,7 +202,7 @@ def _read(path: Path, rel: str, notes: list[str], *, metadata: bool = False) -> 
     except OSError as e:
         notes.append(f"{rel}: could not be read ({e.strerror})")
         return None
-    if b"\0" in data[:8192] and not (metadata or _declares_dependencies(path.name)):
+    if b"\0" in data[:8192] and not (metadata or _declares_dependencies(rel)):
         # A distribution's METADATA or a requirements file is read whatever else it holds:
         # a NUL byte in a description or a comment hides nothing from importlib.metadata
         # or pip, so it hides nothing from the scan either.

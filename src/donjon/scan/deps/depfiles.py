@@ -1,8 +1,9 @@
 """Reading declared and installed dependencies from every format a Python project uses.
 
-requirements*.txt (pins, ranges, ``-r`` includes, markers), Pipfile.lock, poetry.lock,
-uv.lock, pyproject.toml (PEP 621, PEP 735 groups, Poetry's ``^``/``~`` constraints, uv)
-and the METADATA of distributions vendored in a bundle's ``.deps/``.
+requirements files (pins, ranges, ``-r`` includes, markers; which files are,
+project.py says), Pipfile.lock, poetry.lock, uv.lock, pyproject.toml (PEP 621, PEP 735
+groups, Poetry's ``^``/``~`` constraints, uv) and the METADATA of distributions vendored
+in a bundle's ``.deps/``.
 """
 
 from __future__ import annotations
