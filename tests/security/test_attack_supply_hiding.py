@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sqlite3
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -155,11 +156,11 @@ def test_cannot_hide_a_vulnerable_release_behind_a_local_version_label(
     assert advisory in _scan_advisories(tmp_path)
 
 
-def _scan_advisories(tmp_path: Path) -> set[str]:
-    """The advisories the real `donjon scan` of `tmp_path/fn` finds on the PyPA snapshot."""
+def _scan(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The real `donjon scan` of `tmp_path/fn` on the PyPA snapshot (JSON)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DONJON_")}
     env["DONJON_DATA_DIR"] = str(tmp_path / "data")
-    done = run_cli(
+    return run_cli(
         env,
         "scan",
         str(tmp_path / "fn"),
@@ -169,6 +170,11 @@ def _scan_advisories(tmp_path: Path) -> set[str]:
         "json",
         check=False,
     )
+
+
+def _scan_advisories(tmp_path: Path) -> set[str]:
+    """The advisories the real `donjon scan` of `tmp_path/fn` finds on the PyPA snapshot."""
+    done = _scan(tmp_path)
     return {f["advisory"]["id"] for f in json.loads(done.stdout)["findings"] if f["advisory"]}
 
 
@@ -204,3 +210,14 @@ def test_cannot_hide_pins_in_a_requirements_file_named_another_way(
     path.parent.mkdir(parents=True)
     path.write_text("PyYAML==5.3\n")
     assert "PYSEC-2021-142" in _scan_advisories(tmp_path)
+
+
+def test_cannot_hide_pins_in_a_requirements_file_past_the_read_limit(tmp_path: Path) -> None:
+    """A requirements file padded past the 2 MiB the scanner reads was skipped with a
+    note, its pins unchecked, while pip installs from it: the scan now fails, naming it."""
+    (tmp_path / "fn").mkdir()
+    padding = "# " + "x" * 100 + "\n"
+    (tmp_path / "fn" / "requirements.txt").write_text("PyYAML==5.3\n" + padding * 25_000)
+    done = _scan(tmp_path)
+    assert done.returncode != 0
+    assert "requirements.txt" in done.stderr and "dependency declarations" in done.stderr

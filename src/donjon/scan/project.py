@@ -196,6 +196,13 @@ def _read(path: Path, rel: str, notes: list[str], *, metadata: bool = False) -> 
                     f"({MAX_FILE_BYTES // 1024 // 1024} MiB)",
                     hint="split the module; code that is not analysed does not pass the gate",
                 )
+            if metadata or _declares_dependencies(rel):
+                # pip installs from it whatever its size: left unread, its pins would pass.
+                raise ScanError(
+                    f"{rel}: {size // 1024} KiB of dependency declarations, more than the "
+                    f"scanner reads ({MAX_FILE_BYTES // 1024 // 1024} MiB)",
+                    hint="split it; dependencies that are not checked do not pass the gate",
+                )
             notes.append(f"{rel}: skipped, larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
             return None
         data = path.read_bytes()
