@@ -221,3 +221,18 @@ def test_cannot_hide_pins_in_a_requirements_file_past_the_read_limit(tmp_path: P
     done = _scan(tmp_path)
     assert done.returncode != 0
     assert "requirements.txt" in done.stderr and "dependency declarations" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "PyYAML @ https://files.example/p/PyYAML-5.3-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "pyyaml @ https://files.example/p/PyYAML-5.3.tar.gz#sha256=e9df",
+    ],
+)
+def test_cannot_hide_a_pin_behind_a_direct_url_to_its_archive(tmp_path: Path, line: str) -> None:
+    """`name @ URL` naming a wheel or an sdist installs exactly the version its file name
+    gives: that version is checked, not skipped as a URL."""
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "requirements.txt").write_text(line + "\n")
+    assert "PYSEC-2021-142" in _scan_advisories(tmp_path)

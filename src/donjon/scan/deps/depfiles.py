@@ -1,9 +1,10 @@
 """Reading declared and installed dependencies from every format a Python project uses.
 
-requirements files (pins, ranges, ``-r`` includes, markers; which files are,
-project.py says), Pipfile.lock, poetry.lock, uv.lock, pyproject.toml (PEP 621, PEP 735
-groups, Poetry's ``^``/``~`` constraints, uv) and the METADATA of distributions vendored
-in a bundle's ``.deps/``.
+requirements files (pins, ranges, ``-r`` includes, markers, ``name @ URL`` of a wheel
+or sdist at the version its file name gives; which files are, project.py says),
+Pipfile.lock, poetry.lock, uv.lock, pyproject.toml (PEP 621, PEP 735 groups, Poetry's
+``^``/``~`` constraints, uv) and the METADATA of distributions vendored in a bundle's
+``.deps/``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 
 from donjon.scan.model import Location
@@ -68,6 +76,22 @@ def _line_of(source: SourceFile, needle: str, start: int = 0) -> int:
     return 1
 
 
+def _archive_version(name: str, url: str) -> Version | None:
+    """The version a ``name @ URL`` requirement installs when the URL names a wheel or an
+    sdist of `name` (``.../PyYAML-5.3-cp38-...whl``: pip installs exactly that)."""
+    filename = unquote(urlsplit(url).path.rpartition("/")[2])
+    try:
+        if filename.endswith(".whl"):
+            found, version, _, _ = parse_wheel_filename(filename)
+        elif filename.endswith((".tar.gz", ".zip")):
+            found, version = parse_sdist_filename(filename)
+        else:
+            return None
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return None
+    return version if found == canonicalize_name(name) else None
+
+
 def _from_requirement(
     text: str, source: SourceFile, line: int, precision: Precision
 ) -> Dependency | None:
@@ -85,7 +109,16 @@ def _from_requirement(
     except UndefinedEnvironmentName:
         pass
     if req.url:
-        return None
+        pinned = _archive_version(req.name, req.url)
+        if pinned is None:
+            return None  # a VCS or directory URL: no version to check
+        return Dependency(
+            canonicalize_name(req.name),
+            SpecifierSet(f"=={pinned}"),
+            pinned,
+            max(precision, Precision.PINNED),
+            Location(source.rel, line),
+        )
     pins = [s for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version]
     version = None
     if len(pins) == 1:
