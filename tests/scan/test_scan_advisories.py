@@ -221,3 +221,35 @@ def test_update_db_failures_are_clear_and_leave_no_partial_file(
     with pytest.raises(ScanError, match="did not return a zip"):
         update_advisory_db(data, url=f"{export_server}/page.zip", timeout=5)
     assert list((data / "advisories").iterdir()) == []
+
+
+def test_a_local_version_is_matched_as_its_public_release(tmp_path: Path) -> None:
+    """`1.7+vendor1` is a build of 1.7: inside `last_affected: 1.7`, in a `versions` list
+    naming 1.7, and outside `fixed: 2.0.0` once at 2.0.0+vendor1."""
+    listed = _record("OSV-0005", "listed", [])
+    listed["affected"][0]["versions"] = ["1.7"]
+    db = AdvisoryDB([*RECORDS, listed])
+    assert [r.advisory.id for r in db.affecting("other", Version("1.7+vendor1"))] == ["OSV-0002"]
+    assert db.affecting("other", Version("1.7.1+vendor1")) == []
+    assert [r.advisory.id for r in db.affecting("listed", Version("1.7+x"))] == ["OSV-0005"]
+    assert db.affecting("demo-pkg", Version("2.0.0+vendor1")) == []
+    assert db.affecting("demo-pkg", Version("1.9+vendor1"))
+
+
+def test_introduced_zero_covers_every_version_pre_releases_of_zero_too(tmp_path: Path) -> None:
+    """OSV's `introduced: "0"` is every version: 0a1, 0.0.0rc1 and 0.dev1 sort below the
+    version 0 in PEP 440, and are affected all the same."""
+    db = AdvisoryDB(RECORDS)
+    for low in ("0a1", "0.0.0rc1", "0.dev1", "0.0"):
+        assert [r.advisory.id for r in db.affecting("demo-pkg", Version(low))] == ["OSV-0001"]
+
+
+def test_a_record_with_an_unparsable_huge_version_is_skipped_not_fatal() -> None:
+    """An event or listed version past int()'s digit limit is dropped as an invalid one is:
+    one damaged record neither crashes a scan nor hides the others."""
+    huge = "1." + "0" * 5000
+    damaged = _record("OSV-0009", "demo-pkg", [{"introduced": "0"}, {"fixed": huge}])
+    damaged["affected"][0]["versions"] = [huge]
+    db = AdvisoryDB([*RECORDS, damaged])
+    found = sorted(r.advisory.id for r in db.affecting("demo-pkg", Version("1.0")))
+    assert found == ["OSV-0001", "OSV-0009"]

@@ -158,3 +158,12 @@ def test_installed_metadata() -> None:
         3,
     )
     assert parse_installed(SourceFile(Path("m"), "x/METADATA", "Name: x\n")) is None
+
+
+def test_installed_metadata_field_names_in_any_case() -> None:
+    """`name:`/`VERSION:` are the same fields (email headers): the version is still read."""
+    text = "metadata-version: 2.1\nname: Jinja2\nVERSION: 2.10\n"
+    meta = SourceFile(Path("m"), "x/METADATA", text)
+    dep = parse_installed(meta)
+    assert dep is not None
+    assert (dep.name, dep.version, dep.location.line) == ("jinja2", Version("2.10"), 3)

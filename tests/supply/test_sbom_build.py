@@ -212,3 +212,64 @@ def test_a_distribution_installed_at_the_root_is_listed_with_its_location(tmp_pa
     root = json.loads(document)["metadata"]["component"]
     assert _props(root)["donjon:deps:unattributed-files"] == "0"
     assert [c.name for c in list_components(document)] == ["certifi", "oldpkg"]
+
+
+def test_a_legacy_egg_info_distribution_is_a_component(tmp_path: Path) -> None:
+    """An sdist installed the legacy way (`*.egg-info/PKG-INFO`, files listed in
+    `installed-files.txt` relative to it), in `.deps/` or at the root, is a component
+    whose hash covers the files it lists; a listed path outside the site is missing."""
+    tree = function_tree(tmp_path / "fn")
+    for site, name in ((tree / ".deps", "oldlib"), (tree, "rootlib")):
+        info = site / f"{name}-1.2-py3.11.egg-info"
+        info.mkdir(parents=True)
+        (info / "PKG-INFO").write_text(f"Metadata-Version: 1.1\nName: {name}\nVersion: 1.2\n")
+        (info / "installed-files.txt").write_text(f"../{name}.py\nPKG-INFO\n../../../x\n")
+        (site / f"{name}.py").write_text("X = 1\n")
+    document = build_sbom(tree, _identity(tree))
+    found = _components(document)
+    assert {n: c["version"] for n, c in found.items()} == {"oldlib": "1.2", "rootlib": "1.2"}
+    assert _props(found["oldlib"])["donjon:location"] == ".deps"
+    assert _props(found["rootlib"])["donjon:location"] == "."
+    assert _props(found["oldlib"])["donjon:files"] == "3"  # module, PKG-INFO, the listing
+    assert _props(found["oldlib"])["donjon:record:missing"] == "1"
+    root = json.loads(document)["metadata"]["component"]
+    assert _props(root)["donjon:deps:unattributed-files"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "refused"),
+    [
+        ("https://evil.example/x", "1.0", "Name is not a distribution name"),
+        ("a" * 201, "1.0", "Name is not a distribution name"),
+        ("ok", "1.0 ; rm", "Version is not a version"),
+        ("ok", "1." + "0" * 200, "Version is not a version"),
+    ],
+)
+def test_a_name_or_version_that_is_not_one_is_refused(
+    tmp_path: Path, name: str, version: str, refused: str
+) -> None:
+    """A name that is a URL or too long, a version with spaces or too long: refused as a
+    BundleError naming the field, never copied into the document."""
+    root = function_tree(tmp_path / "shop")
+    info = vendor(root, "odd", "1.0", {"odd.py": b""})
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    with pytest.raises(BundleError, match=refused):
+        build_sbom(root, _identity(root))
+
+
+def test_licence_fields_are_bounded(tmp_path: Path) -> None:
+    """A License-Expression past 1,000 characters, or more than 32 licence classifiers,
+    is refused; a long classifier name is cut to 100 characters."""
+    root = function_tree(tmp_path / "shop")
+    info = vendor(root, "odd", "1.0", {"odd.py": b""})
+    head = "Metadata-Version: 2.1\nName: odd\nVersion: 1.0\n"
+    (info / "METADATA").write_text(head + "License-Expression: " + "MIT OR " * 200 + "MIT\n")
+    with pytest.raises(BundleError, match="License-Expression is longer"):
+        build_sbom(root, _identity(root))
+    many = "".join(f"Classifier: License :: L{i}\n" for i in range(33))
+    (info / "METADATA").write_text(head + many)
+    with pytest.raises(BundleError, match="more than 32 licence classifiers"):
+        build_sbom(root, _identity(root))
+    (info / "METADATA").write_text(head + "Classifier: License :: " + "x" * 500 + "\n")
+    (licence,) = _components(build_sbom(root, _identity(root)))["odd"]["licenses"]
+    assert len(licence["license"]["name"]) == 100

@@ -32,7 +32,7 @@ SUPPLY_OPERATIONS: dict[tuple[str, str], Operation] = {
         "A deployed version's SBOM (CycloneDX)",
         "functions",
         {200: _SBOM},
-        (400, *AUTH, 404),
+        (400, *AUTH, 404, 409),
         params=(
             _VERSION,
             Param(
@@ -44,7 +44,8 @@ SUPPLY_OPERATIONS: dict[tuple[str, str], Operation] = {
         ),
         description="Made at deploy and stored with the version; a version deployed before "
         "SBOMs were kept gets one made from its bundle on first request. Components: each "
-        "distribution of the bundle's .deps/ with its purl, SHA-256 and licences.",
+        "distribution of the bundle's .deps/ with its purl, SHA-256 and licences. A stored "
+        "document its signed provenance does not vouch for is refused (409).",
         headers={
             "x-sbom-digest": "sha256 of the stored JSON document",
             "x-function-version": "the version described",
@@ -55,11 +56,12 @@ SUPPLY_OPERATIONS: dict[tuple[str, str], Operation] = {
         "A deployed version's signed provenance statement",
         "functions",
         {200: _ENVELOPE},
-        (400, *AUTH, 404),
+        (400, *AUTH, 404, 409),
         params=(_VERSION,),
         description="Signed with the node's audit key: check it offline with `donjon "
         "verify-provenance FILE --key PUBKEY` (the key `donjon audit pubkey` prints). A "
-        "version deployed before provenance was kept has none (404).",
+        "version deployed before provenance was kept has none (404); a stored statement "
+        "that is not this version's, or does not verify, is refused (409).",
         headers={"x-function-version": "the version described"},
     ),
 }

@@ -60,6 +60,7 @@ from donjon.sandbox import (
 )
 from donjon.scan import ScanError, ScanLimitExceeded
 from donjon.store import StorageFull, StoreConflict, storage_full
+from donjon.supply.errors import SupplyTampered
 from donjon.triggers.queue import (
     BatchOverBound,
     InvocationNotFound,
@@ -159,6 +160,8 @@ STATUS: dict[type[Error], int] = {
     ProofError: 400,
     CheckpointNotFound: 404,
     LogTampered: 409,
+    # A stored SBOM or provenance row that its signed statement does not vouch for.
+    SupplyTampered: 409,
     # The async queue (triggers/queue/): its database failing is a 503 (nothing changed).
     QueueError: 503,
     # A function's queue holds its `limits.queued`: a condition of the function, shared by

@@ -304,11 +304,13 @@ class AdvisoryWatch:
         return {key: self._components_of(record) for key, record in versions.items()}
 
     def _components_of(self, record: FunctionRecord) -> list[Component]:
-        """From the version's SBOM; from its bundle if the SBOM cannot be read, so one
-        damaged SBOM does not stop the check of every other version."""
+        """From the version's SBOM; from its bundle if no signed statement vouches for the
+        SBOM, or it cannot be read (one damaged SBOM does not stop the other checks)."""
         if self._supply is not None:
             try:
-                return sbom_components(self._supply, record)
+                found = sbom_components(self._supply, record)
+                if found is not None:
+                    return found
             except SupplyError as e:
                 log.warning(
                     "advisory watch: %s@%s: SBOM unreadable (%s); reading its bundle",

@@ -1,12 +1,12 @@
 """The third-party components of a deployed version: what the advisory watch checks.
 
 A node reads them from each version's stored SBOM (`sbom_components`: the SBOM the
-deploy made, or the one made from the stored bundle on first request for a version
-deployed before SBOMs were kept). Without an SBOM service (a watch built on its own,
-as tests do) they are read from the stored bundle: the distributions vendored under
-``.deps/`` and those installed at its root (``pip install -t .``; their
-``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way the deploy scan reads
-installed distributions (`donjon.scan.deps.parse_installed`).
+deploy made, vouched for by its signed statement). For a version whose SBOM no statement
+vouches for (deployed before statements were kept), and without an SBOM service (a
+watch built on its own, as tests do), they are read from the stored bundle: the
+distributions vendored under ``.deps/`` and those installed at its root (``pip install
+-t .``; their ``*.dist-info/METADATA`` or ``*.egg-info/PKG-INFO``), read the way the
+deploy scan reads installed distributions (`donjon.scan.deps.parse_installed`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from donjon.bundle import BundleStore
 from donjon.scan.deps import parse_installed
@@ -40,17 +40,22 @@ class Component:
     version: Version
 
 
-def sbom_components(supply: SupplyChain, record: FunctionRecord) -> list[Component]:
-    """The components the version's stored SBOM lists (blocking: call it on a thread).
+def sbom_components(supply: SupplyChain, record: FunctionRecord) -> list[Component] | None:
+    """The components the version's stored SBOM lists (blocking: call it on a thread);
+    None when no signed statement vouches for that SBOM (read the bundle instead: a row
+    of the database is no evidence by itself).
 
     A component whose version is not a PEP 440 version cannot be matched against an
     advisory's ranges and is left out, as the deploy scan leaves it out.
     """
+    refs = supply.components(record.name, record.version)
+    if refs is None:
+        return None
     found: dict[tuple[str, str], Component] = {}
-    for ref in supply.components(record.name, record.version):
+    for ref in refs:
         try:
             found[(ref.name, ref.version)] = Component(ref.name, Version(ref.version))
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or a number past int()'s digit limit
             continue
     return [found[k] for k in sorted(found)]
 

@@ -14,7 +14,7 @@ import stat
 import tokenize
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -162,16 +162,24 @@ class Project:
 
     @cached_property
     def dependency_files(self) -> tuple[SourceFile, ...]:
-        def wanted(name: str) -> bool:
-            return name in DEPENDENCY_NAMES or (
-                name.startswith("requirements") and name.endswith((".txt", ".in"))
-            )
-
-        return tuple(f for f in self.files if wanted(f.path.name))
+        return tuple(f for f in self.files if _declares_dependencies(f.rel))
 
     @property
     def lines(self) -> int:
         return sum(len(f.lines) for f in self.files)
+
+
+def _declares_dependencies(rel: str) -> bool:
+    """Whether the file at `rel` is read as a dependency declaration: a lock file or
+    pyproject.toml; a requirements file as projects name them (``requirements-dev.txt``,
+    ``test-requirements.txt``, ``dev_requirements.in``), or any ``.txt``/``.in`` in a
+    ``requirements/`` folder (``requirements/prod.txt``)."""
+    path = PurePosixPath(rel)
+    if path.name in DEPENDENCY_NAMES:
+        return True
+    if path.suffix not in (".txt", ".in"):
+        return False
+    return "requirements" in path.stem or path.parent.name == "requirements"
 
 
 def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
@@ -190,13 +198,23 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
                     f"({MAX_FILE_BYTES // 1024 // 1024} MiB)",
                     hint="split the module; code that is not analysed does not pass the gate",
                 )
+            if _declares_dependencies(rel):
+                # pip installs from it whatever its size: left unread, its pins would pass.
+                raise ScanError(
+                    f"{rel}: {size // 1024} KiB of dependency declarations, more than the "
+                    f"scanner reads ({MAX_FILE_BYTES // 1024 // 1024} MiB)",
+                    hint="split it; dependencies that are not checked do not pass the gate",
+                )
             notes.append(f"{rel}: skipped, larger than {MAX_FILE_BYTES // 1024 // 1024} MiB")
             return None
         data = path.read_bytes()
     except OSError as e:
         notes.append(f"{rel}: could not be read ({e.strerror})")
         return None
-    if b"\0" in data[:8192]:
+    if b"\0" in data[:8192] and not _declares_dependencies(rel):
+        # A requirements file is read whatever else it holds (a distribution's METADATA
+        # too, `_metadata`): a NUL byte in a comment hides nothing from pip, so it hides
+        # nothing from the scan either.
         return None
     try:
         return SourceFile(path, rel, _decode(data, python=rel.endswith(".py")))

@@ -7,7 +7,7 @@ bundle/ is also what the deploying client imports to build bundles.
 
 from __future__ import annotations
 
-from donjon.supply.errors import ProvenanceInvalid, SupplyError, SupplyNotFound
+from donjon.supply.errors import ProvenanceInvalid, SupplyError, SupplyNotFound, SupplyTampered
 from donjon.supply.sbom import ComponentRef, list_components
 from donjon.supply.service import DeployInput, SupplyChain
 from donjon.supply.verify import VerifiedProvenance, bundle_digest_of, verify_provenance
@@ -19,6 +19,7 @@ __all__ = [
     "SupplyChain",
     "SupplyError",
     "SupplyNotFound",
+    "SupplyTampered",
     "VerifiedProvenance",
     "bundle_digest_of",
     "list_components",

@@ -17,6 +17,11 @@ made: ``requests-2.31.0.dist-info`` at the bundle's root, importable from ``/fn`
 the same way, its paths relative to the root; the deploy scan checks it against the
 advisories already, and the SBOM (so the advisory watch) lists it with its location.
 The root's other files are the function's own, so none of them counts as unattributed.
+
+A distribution pip installed from an sdist the legacy way (setuptools' ``*.egg-info``,
+with ``PKG-INFO`` for METADATA and ``installed-files.txt`` listing its files, relative to
+the egg-info, without hashes) is importable as a wheel's is, and read the same way: the
+deploy scan checks it, so the SBOM and the advisory watch list it too.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import stat
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -47,8 +53,21 @@ _MAX_RECORD = 8 * 1024 * 1024
 #: (unpack.MAX_MEMBERS), each claimed by one distribution; RECORDs that claim the same
 #: files again and again would have the node hash and look them up each time.
 MAX_RECORD_ROWS = 40_000
+#: The metadata folder of a distribution installed from an sdist by setuptools (legacy).
+EGG_INFO = ".egg-info"
 #: A `License:` field longer than this (or of several lines) is a licence's text, not its name.
 _MAX_LICENSE_NAME = 100
+#: Bounds on the fields the SBOM copies (a name goes into its name, purl, bom-ref and
+#: dependencies, escaped): a METADATA of 1 MiB compresses to a few KB, and ten with one
+#: huge field made a 420 MB document in the node's memory. Real ones are far shorter.
+_MAX_NAME = 200
+_MAX_VERSION = 128
+_MAX_EXPRESSION = 1000
+_MAX_LICENSES = 32
+#: A distribution's name (PEP 508, the core metadata spec) and a version's characters.
+_NAME = re.compile(r"[A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9]", re.IGNORECASE)
+_VERSION = re.compile(r"[A-Za-z0-9.+!_-]+")
+_HINT = "vendor dependencies with `donjon deploy` (wheels installed by pip)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,10 @@ def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
     """PEP 639's License-Expression, else a short License field, else the classifiers."""
     expression = fields.get("license-expression", [])
     if expression and expression[0].strip():
+        if len(expression[0]) > _MAX_EXPRESSION:
+            raise BundleError(
+                f"a License-Expression is longer than {_MAX_EXPRESSION} characters", hint=_HINT
+            )
         return (_text(expression[0]),)
     text = (fields.get("license") or [""])[0].strip()
     if text and "\n" not in text and len(text) <= _MAX_LICENSE_NAME and text.upper() != "UNKNOWN":
@@ -136,12 +159,21 @@ def _licenses(fields: dict[str, list[str]]) -> tuple[str, ...]:
     for classifier in fields.get("classifier", []):
         parts = [p.strip() for p in classifier.split("::")]
         if len(parts) >= 2 and parts[0] == "License" and parts[-1] != "OSI Approved":
-            out.append(_text(parts[-1]))
-    return tuple(dict.fromkeys(out))
+            out.append(_text(parts[-1][:_MAX_LICENSE_NAME]))
+    found = tuple(dict.fromkeys(out))
+    if len(found) > _MAX_LICENSES:
+        raise BundleError(f"more than {_MAX_LICENSES} licence classifiers", hint=_HINT)
+    return found
+
+
+def _legacy(info: Path) -> bool:
+    """Whether `info` is a legacy `*.egg-info` (an sdist installed by setuptools)."""
+    return info.name.endswith(EGG_INFO)
 
 
 def _metadata(dist_info: Path) -> dict[str, list[str]]:
-    data = _read(dist_info / "METADATA", _MAX_METADATA, f"{dist_info.name}/METADATA")
+    member = "PKG-INFO" if _legacy(dist_info) else "METADATA"
+    data = _read(dist_info / member, _MAX_METADATA, f"{dist_info.name}/{member}")
     message = BytesParser(policy=compat32).parsebytes(data, headersonly=True)
     fields: dict[str, list[str]] = {}
     for key, value in message.items():
@@ -150,7 +182,29 @@ def _metadata(dist_info: Path) -> dict[str, list[str]]:
 
 
 def _record_rows(dist_info: Path, seen: _Seen) -> list[tuple[str, str]]:
-    """RECORD's (path, hash) rows, the RECORD itself left out; [] when there is none."""
+    """RECORD's (path, hash) rows, the RECORD itself left out; [] when there is none.
+
+    An `*.egg-info` has no RECORD: its `installed-files.txt` lists the files, relative
+    to the egg-info folder, without hashes."""
+    if _legacy(dist_info):
+        listing = dist_info / "installed-files.txt"
+        if not listing.exists():
+            return []
+        raw = _read(listing, _MAX_RECORD, f"{dist_info.name}/installed-files.txt")
+        lines = raw.decode("utf-8", "replace").splitlines()
+        rows = [(f"{dist_info.name}/{line.strip()}", "") for line in lines if line.strip()]
+    else:
+        rows = _wheel_rows(dist_info)
+    seen.rows_left -= len(rows)
+    if seen.rows_left < 0:
+        raise BundleError(
+            f"the vendored distributions' RECORD files list more than {MAX_RECORD_ROWS} files",
+            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
+        )
+    return rows
+
+
+def _wheel_rows(dist_info: Path) -> list[tuple[str, str]]:
     record = dist_info / "RECORD"
     if not record.exists():
         return []
@@ -165,12 +219,6 @@ def _record_rows(dist_info: Path, seen: _Seen) -> list[tuple[str, str]]:
             f"{dist_info.name}/RECORD is not a RECORD pip writes ({e})",
             hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
         ) from e
-    seen.rows_left -= len(rows)
-    if seen.rows_left < 0:
-        raise BundleError(
-            f"the vendored distributions' RECORD files list more than {MAX_RECORD_ROWS} files",
-            hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
-        )
     return rows
 
 
@@ -217,6 +265,22 @@ def _distribution(
             f"{dist_info.name}/METADATA has no Name or Version",
             hint="vendor dependencies with `donjon deploy` (wheels installed by pip)",
         )
+    if len(name) > _MAX_NAME or not _NAME.fullmatch(name):
+        raise BundleError(
+            f"{dist_info.name}/METADATA: Name is not a distribution name (PEP 508, at most "
+            f"{_MAX_NAME} characters)",
+            hint=_HINT,
+        )
+    if len(version) > _MAX_VERSION or not _VERSION.fullmatch(version):
+        raise BundleError(
+            f"{dist_info.name}/METADATA: Version is not a version (PEP 440, at most "
+            f"{_MAX_VERSION} characters)",
+            hint=_HINT,
+        )
+    try:
+        licenses = _licenses(fields)
+    except BundleError as e:
+        raise BundleError(f"{dist_info.name}/METADATA: {e.message}", hint=e.hint) from None
     lines: dict[str, str] = {}
     altered = missing = 0
     for rel, expected in _record_rows(dist_info, seen):
@@ -240,7 +304,7 @@ def _distribution(
         outer.update(f"{path}\0{lines[path]}\n".encode())
     claimed.update(lines)
     return Distribution(
-        name, version, _licenses(fields), outer.hexdigest(), len(lines), altered, missing, location
+        name, version, licenses, outer.hexdigest(), len(lines), altered, missing, location
     )
 
 
@@ -256,10 +320,12 @@ def _unattributed(deps: Path, claimed: set[str]) -> int:
 
 
 def _dist_infos(site: Path) -> list[Path]:
-    """The `*.dist-info` folders of `site` (none if it is missing or a symlink)."""
+    """The `*.dist-info` and `*.egg-info` folders of `site` (none if it is missing or a
+    symlink): both are importable from it, so both are components."""
     if not site.is_dir() or site.is_symlink():
         return []
-    return sorted(p for p in site.glob("*.dist-info") if p.is_dir() and not p.is_symlink())
+    found = [*site.glob("*.dist-info"), *site.glob(f"*{EGG_INFO}")]
+    return sorted(p for p in found if p.is_dir() and not p.is_symlink())
 
 
 def read_vendored(tree: Path) -> VendoredSet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["ProvenanceInvalid", "SupplyError", "SupplyNotFound"]
+__all__ = ["ProvenanceInvalid", "SupplyError", "SupplyNotFound", "SupplyTampered"]
 
 
 class SupplyError(Error):
@@ -23,3 +23,9 @@ class ProvenanceInvalid(SupplyError):
     """A provenance statement failed an offline check: signature, payload type, subject."""
 
     title = "Provenance check failed"
+
+
+class SupplyTampered(SupplyError):
+    """A stored SBOM or statement is not what the node stored: its row was altered."""
+
+    title = "Supply chain record altered"

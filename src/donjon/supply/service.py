@@ -31,7 +31,7 @@ from donjon.manifest.grants import broad_grants
 from donjon.scan import ScanPolicy, ScanReport
 from donjon.scan.deps.advisory_cache import source_digest
 from donjon.store.supply import SupplyRecord, SupplyStore
-from donjon.supply.errors import SupplyNotFound
+from donjon.supply.errors import SupplyError, SupplyNotFound, SupplyTampered
 from donjon.supply.provenance import DeployFacts, ScanVerdict, make_statement, statement_digest
 from donjon.supply.sbom import (
     ComponentRef,
@@ -42,6 +42,7 @@ from donjon.supply.sbom import (
     render_sbom,
     sbom_digest,
 )
+from donjon.supply.verify import verify_provenance
 
 __all__ = ["DeployInput", "SupplyChain"]
 
@@ -166,7 +167,7 @@ class SupplyChain:
         """
         found = self._store.get(name, version)
         if found is not None:
-            return found
+            return self._vouched(found)
         row = self._store.version(name, version)
         if row is None:
             raise SupplyNotFound(
@@ -182,6 +183,45 @@ class SupplyChain:
         made = SupplyRecord(name, version, sbom, sbom_digest(sbom), None, None, self._clock())
         log.info("made the SBOM of %s@%s (deployed before SBOMs were kept)", name, version)
         return self._store.add_missing(made)
+
+    def _vouched(self, found: SupplyRecord) -> SupplyRecord:
+        """`found`, if it is what this node stored: the SBOM's bytes are the digest its row
+        gives and, when it has provenance, the one its statement names, and the statement
+        verifies by the node's key and is of this version and its bundle.
+
+        `SupplyTampered` if not: someone who could write the database, but not sign, changed
+        the row, and nothing of it is served (or checked by the watch) as the node's word.
+        """
+        digest = sbom_digest(found.sbom)
+        problem = None if digest == found.sbom_digest else "its SBOM is not the one stored"
+        if problem is None and found.provenance is not None:
+            problem = self._statement_problem(found, digest)
+        if problem is None:
+            return found
+        log.warning("supply records of %s@%s altered: %s", found.name, found.version, problem)
+        raise SupplyTampered(
+            f"the stored SBOM and provenance of {found.name} version {found.version} were "
+            f"altered: {problem}",
+            hint="restore the database row from a backup, or deploy the function again",
+        )
+
+    def _statement_problem(self, found: SupplyRecord, digest: str) -> str | None:
+        """What is wrong with `found`'s statement as a vouch for its SBOM (None: nothing)."""
+        try:
+            checked = verify_provenance((found.provenance or "").encode(), self._key.verifier)
+        except SupplyError as e:
+            return f"its provenance does not verify ({e.message})"
+        row = self._store.version(found.name, found.version)
+        if (
+            checked.subject != f"function:{found.name}@{found.version}"
+            or row is None
+            or checked.bundle_digest != row.digest
+            or checked.statement_digest != found.statement_digest
+        ):
+            return "its provenance is not this version's"
+        run = checked.statement.get("predicate", {}).get("runDetails", {})
+        named = [b.get("digest", {}).get("sha256") for b in run.get("byproducts", [])]
+        return None if named == [digest] else "its SBOM is not the one its provenance names"
 
     def sbom(self, name: str, version: int, fmt: str = "json") -> tuple[str, str]:
         """The version's SBOM rendered as `fmt` (json: the stored bytes; xml), and the
@@ -200,6 +240,9 @@ class SupplyChain:
             )
         return record.provenance
 
-    def components(self, name: str, version: int) -> list[ComponentRef]:
-        """The components (name, version, purl) of the version's stored SBOM."""
-        return list_components(self.record(name, version).sbom)
+    def components(self, name: str, version: int) -> list[ComponentRef] | None:
+        """The components (name, version, purl) of the version's stored SBOM, when its
+        signed statement vouches for it; None when it has none (deployed before statements
+        were kept, or its row stripped of it): then only the bundle itself can say."""
+        record = self.record(name, version)
+        return None if record.provenance is None else list_components(record.sbom)

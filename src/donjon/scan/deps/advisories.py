@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from donjon.scan.deps.advisory_cache import read_cache, source_digest, write_cache
 from donjon.scan.deps.cvss import cvss3_base_score, severity_from_score
@@ -30,6 +30,8 @@ from donjon.scan.model import Severity
 __all__ = ["Advisory", "AdvisoryDB", "AffectedRange"]
 
 _MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: OSV's `introduced: "0"`: the start of every version.
+_EVERY = Version("0")
 _GHSA_SEVERITY = {
     "CRITICAL": Severity.CRITICAL,
     "HIGH": Severity.HIGH,
@@ -66,7 +68,7 @@ def _plain(node: yaml.Node, budget: list[int]) -> Any:
 def _parse_version(text: object) -> Version | None:
     try:
         return Version(str(text))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a release number past int()'s digit limit
         return None
 
 
@@ -100,9 +102,7 @@ class AffectedRange:
             for event in rng.get("events") or []:
                 for kind, raw in dict(event).items():
                     parsed = (
-                        Version("0")
-                        if (kind, str(raw)) == ("introduced", "0")
-                        else (_parse_version(raw))
+                        _EVERY if (kind, str(raw)) == ("introduced", "0") else (_parse_version(raw))
                     )
                     if parsed is not None:
                         events.append((str(kind), parsed))
@@ -127,12 +127,20 @@ class AffectedRange:
         )
 
     def affects(self, version: Version) -> bool:
+        """Whether `version` is affected. A local version (``1.11.0+vendor1``) is a build of
+        its public release and is matched as that release (PEP 440 ignores the label
+        against versions without one): else `last_affected: 1.11.0`, or a record listing
+        ``1.11.0``, would not name a local build of it."""
+        if version in self.versions:
+            return True  # a record may list a local version itself
+        version = Version(version.public)
         if version in self.versions:
             return True
         for events in self._ranges:
             affected = False
             for kind, at in events:
-                if kind == "introduced" and at <= version:
+                # introduced: "0" is every version, 0a1 and 0.dev1 too (they sort below 0).
+                if kind == "introduced" and (at <= version or at == _EVERY):
                     affected = True
                 elif (kind in ("fixed", "limit") and at <= version) or (
                     kind == "last_affected" and at < version

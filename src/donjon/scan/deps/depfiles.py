@@ -1,8 +1,10 @@
 """Reading declared and installed dependencies from every format a Python project uses.
 
-requirements*.txt (pins, ranges, ``-r`` includes, markers), Pipfile.lock, poetry.lock,
-uv.lock, pyproject.toml (PEP 621, PEP 735 groups, Poetry's ``^``/``~`` constraints, uv)
-and the METADATA of distributions vendored in a bundle's ``.deps/``.
+requirements files (pins, ranges, ``-r`` includes, markers, ``name @ URL`` of a wheel
+or sdist at the version its file name gives; which files are, project.py says),
+Pipfile.lock, poetry.lock, uv.lock, pyproject.toml (PEP 621, PEP 735 groups, Poetry's
+``^``/``~`` constraints, uv) and the METADATA of distributions vendored in a bundle's
+``.deps/``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from packaging.markers import UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
 
 from donjon.scan.model import Location
 from donjon.scan.project import SourceFile
@@ -31,6 +40,10 @@ __all__ = ["Dependency", "Precision", "parse_dependency_file", "parse_installed"
 #: `-r FILE`, `-c FILE`, their long forms, and the short ones with the value attached
 #: (`-rbase.txt`), as pip's option parser reads them.
 _INCLUDE = re.compile(r"^(?:(?:--requirement|--constraint)[\s=]+|-[rc]\s*)(\S+)")
+
+
+#: What ends a line of an email header block (email.feedparser's NLCRE).
+_EMAIL_LINES = re.compile(r"\r\n|\r|\n")
 
 
 class Precision(enum.IntEnum):
@@ -64,25 +77,56 @@ def _line_of(source: SourceFile, needle: str, start: int = 0) -> int:
     return 1
 
 
+def _archive_version(name: str, url: str) -> Version | None:
+    """The version a ``name @ URL`` requirement installs when the URL names a wheel or an
+    sdist of `name` (``.../PyYAML-5.3-cp38-...whl``: pip installs exactly that)."""
+    filename = unquote(urlsplit(url).path.rpartition("/")[2])
+    try:
+        if filename.endswith(".whl"):
+            found, version, _, _ = parse_wheel_filename(filename)
+        elif filename.endswith((".tar.gz", ".zip")):
+            found, version = parse_sdist_filename(filename)
+        else:
+            return None
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return None
+    return version if found == canonicalize_name(name) else None
+
+
 def _from_requirement(
     text: str, source: SourceFile, line: int, precision: Precision
 ) -> Dependency | None:
     """A PEP 508 string; None when it does not apply here or names no index version."""
     req = Requirement(text)
+    for spec in req.specifier:
+        try:
+            if spec.operator != "===":
+                Version(spec.version.removesuffix(".*"))
+        except ValueError as e:  # matching it would raise: a number past int()'s limit
+            raise InvalidRequirement(f"{spec.operator} names no version") from e
     try:
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
             return None
     except UndefinedEnvironmentName:
         pass
     if req.url:
-        return None
+        pinned = _archive_version(req.name, req.url)
+        if pinned is None:
+            return None  # a VCS or directory URL: no version to check
+        return Dependency(
+            canonicalize_name(req.name),
+            SpecifierSet(f"=={pinned}"),
+            pinned,
+            max(precision, Precision.PINNED),
+            Location(source.rel, line),
+        )
     pins = [s for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version]
     version = None
     if len(pins) == 1:
         try:
             version = Version(pins[0].version)
-        except InvalidVersion:
-            version = None
+        except ValueError:  # InvalidVersion, or a number past int()'s digit limit: this
+            version = None  # line is a range; never a reason to drop the file's other pins
     exact = Precision.PINNED if version is not None and precision == Precision.RANGE else precision
     return Dependency(
         canonicalize_name(req.name), req.specifier, version, exact, Location(source.rel, line)
@@ -144,7 +188,7 @@ def _pipfile_lock(source: SourceFile) -> Iterator[Dependency]:
 def _locked(name: str, raw: str, source: SourceFile, line: int) -> Dependency:
     try:
         version: Version | None = Version(raw)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number past int()'s digit limit
         version = None
     spec = SpecifierSet(f"=={raw}") if version is not None else SpecifierSet()
     return Dependency(
@@ -247,24 +291,33 @@ def parse_dependency_file(
 
 
 def parse_installed(metadata: SourceFile) -> Dependency | None:
-    """The name and version a vendored distribution's METADATA declares."""
+    """The name and version a vendored distribution's METADATA declares.
+
+    It is read as email headers are (importlib.metadata and the SBOM read it so): field
+    names in any case, and only an empty line ends the headers (one of blanks continues
+    the field before it), so neither a `name:` field nor a line of spaces hides one."""
     fields: dict[str, tuple[str, int]] = {}
-    for number, line in enumerate(metadata.lines, start=1):
-        if not line.strip():
+    # Lines end at CR, LF or CRLF only, as the email parser splits them: str.splitlines()
+    # also ends one at a form feed or U+2028, and `Summary: x\f` would look like the end.
+    for number, line in enumerate(_EMAIL_LINES.split(metadata.text), start=1):
+        if not line:
             break
+        if line[0] in " \t":
+            continue  # a continuation of the field before
         key, _, value = line.partition(":")
-        if key in ("Name", "Version") and key not in fields:
+        key = key.lower()
+        if key in ("name", "version") and key not in fields:
             fields[key] = (value.strip(), number)
-    if "Name" not in fields or "Version" not in fields:
+    if "name" not in fields or "version" not in fields:
         return None
     try:
-        version = Version(fields["Version"][0])
-    except InvalidVersion:
+        version = Version(fields["version"][0])
+    except ValueError:  # InvalidVersion, or a release number past int()'s digit limit
         return None
     return Dependency(
-        canonicalize_name(fields["Name"][0]),
+        canonicalize_name(fields["name"][0]),
         SpecifierSet(f"=={version}"),
         version,
         Precision.INSTALLED,
-        Location(metadata.rel, fields["Version"][1]),
+        Location(metadata.rel, fields["version"][1]),
     )

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import PurePosixPath
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from donjon.scan.deps.advisories import AdvisoryDB, AffectedRange
 from donjon.scan.deps.depfiles import Dependency, parse_dependency_file, parse_installed
@@ -51,7 +51,7 @@ def _spec_versions(spec: SpecifierSet) -> set[Version]:
     for s in spec:
         try:
             out.add(Version(s.version))
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion (a wildcard), or past int()'s digit limit
             continue
     return out
 
