@@ -40,15 +40,15 @@ FAILING = """\
 def handler(event, context):
     raise RuntimeError("not yet")
 """
-SECRET = "schema-hook-key"
+#: The signing key of each node's hooks: every hook has a secret of its own (a hook secret
+#: authenticates one path), all holding this value.
+_KEYS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
 def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode, str]]:
     live = start_node(tmp_path_factory.mktemp("evschema-node"))
-    key = new_whsec()
-    with live.client() as c:
-        assert c.post(f"/v1/secrets/{SECRET}", json={"value": key}).status_code == 201
+    key = _KEYS[live.url] = new_whsec()
     try:
         yield live, key
     finally:
@@ -61,13 +61,17 @@ def _deploy(
     fn = root / name
     fn.mkdir(exist_ok=True)
     (fn / "main.py").write_text(code)
+    secret = f"{name}-key"
+    with live.client() as c:
+        made = c.post(f"/v1/secrets/{secret}", json={"value": _KEYS[live.url]})
+        assert made.status_code in (201, 409), made.text  # 409: a redeploy's, made before
     manifest = {
         "name": name,
         "handler": "main.handler",
         "memory_mb": 64,
         "limits": {"rate": "600/minute", "body": "1MiB"},
         "retry": {"attempts": 1},
-        "triggers": [{"webhook": {"path": f"/{name}", "scheme": "standard", "secret": SECRET}}],
+        "triggers": [{"webhook": {"path": f"/{name}", "scheme": "standard", "secret": secret}}],
     }
     if schema is not None:
         manifest["input_schema"] = schema

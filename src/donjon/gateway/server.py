@@ -286,6 +286,8 @@ def _served_tls(settings: Settings, tls_cert: Path | None, tls_key: Path | None)
     """--tls-cert/--tls-key, or the data dir's pair (a renewal cut short finished first)."""
     if tls_cert is not None and tls_key is not None:
         return served_tls(tls_cert, tls_key)
+    if not settings.initialised:  # said as the node's opening says it, not as a missing file
+        raise Error(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
     finish_renewal(settings.tls_cert_path, settings.tls_key_path)
     return served_tls(settings.tls_cert_path, settings.tls_key_path)
 
