@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from advisory_support import osv, write_export
+from crash_support import records
 from harness import LiveNode, run_cli, start_node
 
 PACKAGE = "donjon-tamper-probe"
@@ -148,3 +149,9 @@ def test_cannot_pass_one_versions_provenance_off_as_anothers(
         genuine = c.get("/v1/functions/moved-statement/provenance", params={"version": "1"})
     assert r.status_code == 409, r.text
     assert genuine.status_code == 200, genuine.text
+    # A change only someone who writes the database but cannot sign could make: audited
+    # (invariant 7), not only logged, with the request that found it.
+    (found,) = [r for r in records(node, "supply.tampered") if r["target"] == "moved-statement@2"]
+    assert found["outcome"] == "denied"
+    assert found["detail"]["request_id"] == r.headers["x-request-id"]
+    assert "provenance" in found["detail"]["reason"]

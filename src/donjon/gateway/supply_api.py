@@ -5,7 +5,9 @@ the default: the stored CycloneDX JSON, byte for byte; or xml). The provenance i
 the DSSE envelope of the version's signed in-toto statement (supply/). A caller that
 reaches the function by owning it reads only its own runs of versions (a name removed
 and deployed again is a new owner's: gateway/history.py); another version is not
-found. Reads of a function are not audited (as `GET /v1/functions/{name}`); refusals are.
+found. Reads of a function are not audited (as `GET /v1/functions/{name}`); refusals are,
+and so is a stored record found altered (409, `supply.tampered`): only someone who could
+write the database but not sign could have made that change.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from donjon.audit import AuditEvent
 from donjon.gateway.access import deny
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.guarded import guarded
@@ -24,9 +28,11 @@ from donjon.gateway.history import readable, versions_of
 from donjon.gateway.node import Node
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
-from donjon.supply import SupplyChain, SupplyNotFound
+from donjon.supply import SupplyChain, SupplyNotFound, SupplyTampered
 
 __all__ = ["MEDIA_TYPES", "ROUTES"]
+
+T = TypeVar("T")
 
 _FUNCTION = re.compile(NAME_RE)
 _VERSION = re.compile(r"[1-9][0-9]{0,8}")
@@ -77,6 +83,25 @@ async def _readable(
     raise NotFound(f"{name} has no version {version}", hint=_NO_VERSION)
 
 
+async def _read(node: Node, name: str, version: int, request_id: str, read: Callable[[], T]) -> T:
+    """`read()` off the loop; a record not kept is a 404, one found altered audited."""
+    try:
+        return await asyncio.to_thread(read)
+    except SupplyNotFound as e:
+        raise NotFound(e.message, hint=e.hint) from e
+    except SupplyTampered as e:
+        await node.audit.record(
+            AuditEvent(
+                "system",
+                "supply.tampered",
+                f"{name}@{version}",
+                "denied",
+                {"request_id": request_id, "reason": e.message[:500]},
+            )
+        )
+        raise
+
+
 async def function_sbom(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
@@ -84,10 +109,9 @@ async def function_sbom(
     if fmt not in MEDIA_TYPES:
         raise BadRequest("format must be json or xml")
     supply, name, version = await _target(request, node, principal, request_id)
-    try:
-        body, digest = await asyncio.to_thread(supply.sbom, name, version, fmt)
-    except SupplyNotFound as e:
-        raise NotFound(e.message, hint=e.hint) from e
+    body, digest = await _read(
+        node, name, version, request_id, lambda: supply.sbom(name, version, fmt)
+    )
     headers = {"x-sbom-digest": f"sha256:{digest}", "x-function-version": str(version)}
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -96,10 +120,9 @@ async def function_provenance(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     supply, name, version = await _target(request, node, principal, request_id)
-    try:
-        envelope = await asyncio.to_thread(supply.provenance, name, version)
-    except SupplyNotFound as e:
-        raise NotFound(e.message, hint=e.hint) from e
+    envelope = await _read(
+        node, name, version, request_id, lambda: supply.provenance(name, version)
+    )
     return Response(
         envelope, media_type="application/json", headers={"x-function-version": str(version)}
     )
