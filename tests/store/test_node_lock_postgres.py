@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from donjon.store.node_lock import (
     DATABASE_LOCK_KEY,
@@ -130,3 +131,26 @@ def test_two_inits_of_two_data_dirs_at_once_leave_one_node_in_the_database(
     assert not (tmp_path / refused / "master.key").exists()
     with postgres_server.connect() as conn:
         assert (conn.execute("SELECT count(*) FROM api_keys").fetchone() or [0])[0] == 1
+
+
+def test_a_lock_dropped_on_a_live_connection_is_noticed(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """A session that no longer holds the lock though its connection answers (a pooler's
+    `DISCARD ALL` between clients, or transaction pooling handing the locked session to
+    someone else) is a lost lock: before, the watch only ran `SELECT 1`, so a second node
+    took the database and both served it for as long as they ran."""
+    lost: list[bool] = []
+    held = _hold(postgres_server, tmp_path, lost)
+    try:
+        # What a pooler's reset does to the session, on the node's own connection.
+        connection = held._connection
+        assert connection is not None
+        connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        connection.commit()
+        with postgres_server.connect() as second:  # the second node's session
+            take = "SELECT pg_try_advisory_lock(%s)"
+            assert (second.execute(take, (DATABASE_LOCK_KEY,)).fetchone() or [False])[0]
+            _until("the first node was not told to stop", lambda: lost == [True])
+    finally:
+        held.release()

@@ -8,7 +8,6 @@ import errno
 import ipaddress
 import logging
 import math
-import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +27,7 @@ from donjon.gateway.app import create_app
 from donjon.gateway.assembly import open_node
 from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
+from donjon.gateway.crash_stop import stop_now
 from donjon.gateway.early_shed import early_shed_for
 from donjon.gateway.heap import freeze_started_heap
 from donjon.gateway.lag_shed import LagShed
@@ -274,7 +274,7 @@ def serve(
     raise_open_files()
     # One node per data dir and per database, refused before it binds, sweeps or opens
     # anything of either (store/node_lock.py).
-    with node_held(settings, on_lost=_stop_self):
+    with node_held(settings, on_lost=stop_now):
         # The pair is checked before the node opens anything: a refused one changes nothing.
         tls = None if unsafe_http else _served_tls(settings, tls_cert, tls_key)
         return _open_and_serve(
@@ -290,11 +290,6 @@ def _served_tls(settings: Settings, tls_cert: Path | None, tls_key: Path | None)
         raise Error(f"{settings.data_dir} is not initialised", hint="run `donjon init`")
     finish_renewal(settings.tls_cert_path, settings.tls_key_path)
     return served_tls(settings.tls_cert_path, settings.tls_key_path)
-
-
-def _stop_self() -> None:
-    """Stop this node as SIGTERM does (its database was taken by another node)."""
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

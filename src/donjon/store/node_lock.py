@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, func, literal, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.config_urls import DATA_DIR_DATABASE, sqlite_file
@@ -202,9 +202,11 @@ class DatabaseLock:
         connection = self._connection
         while connection is not None and not self._stop.wait(watch_s):
             try:
-                connection.execute(select(literal(1)))
-                connection.commit()
-                continue
+                if _holds(connection):
+                    continue
+                # The connection answers but its session no longer holds the lock (a
+                # pooler's `DISCARD ALL`, or transaction pooling): lost as well.
+                log_.warning("this node's session no longer holds the database's lock: taking it")
             except SQLAlchemyError:
                 log_.warning("the connection holding the database's lock was lost: taking it again")
             with contextlib.suppress(SQLAlchemyError):
@@ -288,6 +290,23 @@ def hold_init_lock(url: str, shown: str) -> Iterator[None]:
                 connection.close()
     finally:
         engine.dispose()
+
+
+#: The advisory lock's two halves as pg_locks shows a bigint key (objsubid 1).
+_KEY_HIGH = (DATABASE_LOCK_KEY >> 32) & 0xFFFFFFFF
+_KEY_LOW = DATABASE_LOCK_KEY & 0xFFFFFFFF
+_HOLDS = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND pid = pg_backend_pid() AND classid::bigint = :high AND objid::bigint = :low"
+    " AND objsubid = 1"
+)
+
+
+def _holds(connection: Connection) -> bool:
+    """Whether this connection's own session holds the node's lock (not merely answers)."""
+    held = connection.execute(_HOLDS, {"high": _KEY_HIGH, "low": _KEY_LOW}).scalar()
+    connection.commit()
+    return bool(held)
 
 
 def _take(engine: Engine) -> Connection | None:
