@@ -13,7 +13,7 @@ from typing import Any
 
 from donjon.gateway.operations import OPERATIONS
 
-__all__ = ["LISTINGS", "Case", "cases", "field_case"]
+__all__ = ["LISTINGS", "Case", "cases", "field_case", "nested_cases"]
 
 #: The listings a refused request must leave as they were.
 LISTINGS = (
@@ -205,3 +205,60 @@ def cases(params: dict[str, str]) -> Iterator[Case]:
                 yield Case(method, template, good, what, kwargs)
             for what, kwargs in _bodies(BASELINES.get((method, template), {})):
                 yield Case(method, template, good, what, kwargs)
+
+
+_STATEMENT = BASELINES[("POST", "/v1/roles")]["statements"][0]
+_ISSUER = BASELINES[("POST", "/v1/issuers")]
+
+
+def nested_cases() -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(method, path, what, body): every value of VALUES one level down, where a body nests
+    (a role's statements and limits, a key's functions, an issuer's roles and JWKS). A
+    null limit is the limit left out, so it is not sent."""
+    role = BASELINES[("POST", "/v1/roles")]
+    for v in VALUES:
+        for f in ("effect", "actions", "resources", "sweep_extra"):
+            yield (
+                "POST",
+                "/v1/roles",
+                field_case(f"statement.{f}", v),
+                {
+                    **role,
+                    "statements": [{**_STATEMENT, f: v}],
+                },
+            )
+        for f in ("actions", "resources"):
+            yield (
+                "POST",
+                "/v1/roles",
+                field_case(f"statement.{f}[0]", v),
+                {
+                    **role,
+                    "statements": [{**_STATEMENT, f: [v]}],
+                },
+            )
+        yield "POST", "/v1/roles", field_case("statements[0]", v), {**role, "statements": [v]}
+        for f in ("rate", "burst", "concurrency", "sweep_extra"):
+            if v is not None or f == "sweep_extra":
+                yield "POST", "/v1/roles", field_case(f"limits.{f}", v), {**role, "limits": {f: v}}
+        key = BASELINES[("POST", "/v1/keys")]
+        yield "POST", "/v1/keys", field_case("functions[0]", v), {**key, "functions": [v]}
+        yield (
+            "POST",
+            "/v1/issuers",
+            field_case("allowed_roles[0]", v),
+            {
+                **_ISSUER,
+                "allowed_roles": [v],
+            },
+        )
+        jwks_issuer = {k: x for k, x in _ISSUER.items() if k != "jwks_url"}
+        yield (
+            "POST",
+            "/v1/issuers",
+            field_case("jwks.keys[0]", v),
+            {
+                **jwks_issuer,
+                "jwks": {"keys": [v]},
+            },
+        )

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_sweep import LISTINGS, Case, cases, field_case
 
+from api_sweep import LISTINGS, Case, cases, field_case, nested_cases
 from harness import LiveNode
 
 #: Text a label or a reason may hold: kept, and shown escaped (cli/output.py, responses_api).
@@ -146,3 +146,16 @@ def test_a_lone_surrogate_in_a_refused_request_does_not_break_the_audit_timeline
     records = timeline.json()["records"]
     assert [rec["action"] for rec in records] == ["issuer.add"]
     assert "\ud800" in records[0]["target"]
+
+
+def test_hostile_values_nested_in_a_body_are_refused_and_change_nothing(node: LiveNode) -> None:
+    """Every JSON type one level down (a role's statement and limits, a key's functions, an
+    issuer's roles and keys): a role's `burst: true` was taken as a burst of 1."""
+    with node.client() as c:
+        before = _listings(c)
+        for method, path, what, body in nested_cases():
+            r = c.request(method, path, json=body)
+            case = Case(method, path, path, what)
+            assert 400 <= r.status_code < 500, f"{case}: {r.status_code} {r.text[:300]}"
+            _check(case, r, [])
+        assert _listings(c) == before
