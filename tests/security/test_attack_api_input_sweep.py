@@ -159,3 +159,18 @@ def test_hostile_values_nested_in_a_body_are_refused_and_change_nothing(node: Li
             assert 400 <= r.status_code < 500, f"{case}: {r.status_code} {r.text[:300]}"
             _check(case, r, [])
         assert _listings(c) == before
+
+
+def test_a_trailing_slash_is_a_404_problem_not_a_redirect_to_the_host_header(
+    node: LiveNode,
+) -> None:
+    """`/v1/keys/` was answered 307 with a Location built from the request's Host header
+    (any host the client names), and a POST or DELETE told to go again, body and all:
+    a path the API has not is a 404 problem document, as every other one is."""
+    with node.client() as c:
+        for method, path in (("GET", "/v1/keys/"), ("POST", "/v1/keys/"), ("DELETE", "/v1/dlq/")):
+            r = c.request(method, path, headers={"host": "attacker.example"})
+            assert r.status_code == 404, (method, path, r.status_code, r.headers)
+            assert "location" not in r.headers
+            assert r.headers["content-type"] == "application/problem+json"
+            assert f"nothing at {path}" in r.json()["detail"]
