@@ -13,7 +13,7 @@ from typing import Any
 
 from donjon.gateway.operations import OPERATIONS
 
-__all__ = ["LISTINGS", "Case", "cases", "field_case", "nested_cases"]
+__all__ = ["BASELINES", "LISTINGS", "Case", "cases", "field_case", "nested_cases"]
 
 #: The listings a refused request must leave as they were.
 LISTINGS = (

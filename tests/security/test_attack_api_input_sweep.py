@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from api_sweep import LISTINGS, Case, cases, field_case, nested_cases
+from api_sweep import BASELINES, LISTINGS, Case, cases, field_case, nested_cases
 from harness import LiveNode
 
 #: Text a label or a reason may hold: kept, and shown escaped (cli/output.py, responses_api).
@@ -174,3 +174,14 @@ def test_a_trailing_slash_is_a_404_problem_not_a_redirect_to_the_host_header(
             assert "location" not in r.headers
             assert r.headers["content-type"] == "application/problem+json"
             assert f"nothing at {path}" in r.json()["detail"]
+
+
+def test_an_issuers_unknown_field_is_named_cut_short_as_a_keys_is(node: LiveNode) -> None:
+    """A 60,000-character unknown field in an issuer came back whole in the problem's
+    detail; a key's is cut to 64 characters (keys_api.py), and now an issuer's too."""
+    with node.client() as c:
+        r = c.post("/v1/issuers", json={**BASELINES[("POST", "/v1/issuers")], "x" * 60_000: 1})
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("unknown fields: " + "x" * 64 + " "), detail[:200]
+    assert len(detail) < 1000, len(detail)
