@@ -10,6 +10,8 @@ are named in ACCEPTED, and nothing else is accepted.
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,35 @@ def test_an_issuers_unknown_field_is_named_cut_short_as_a_keys_is(node: LiveNode
     detail = r.json()["detail"]
     assert detail.startswith("unknown fields: " + "x" * 64 + " "), detail[:200]
     assert len(detail) < 1000, len(detail)
+
+
+def _targz(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_manifest_that_says_a_key_twice_is_refused_and_deploys_nothing(node: LiveNode) -> None:
+    """YAML keys are unique (YAML 1.2, 3.2.1.1); PyYAML keeps the last of two. A reviewer
+    reading the first `permissions:` (no egress) would pass a manifest whose second one
+    grants egress: the deploy is a 422 naming the key and its line, and nothing runs."""
+    manifest = (
+        b"name: sweep-twice\nhandler: main.handler\npermissions:\n  egress: []\n"
+        b"timeout_s: 5\npermissions:\n  egress: ['example.com:443']\n"
+    )
+    code = b"def handler(event, context):\n    return {}\n"
+    archive = _targz({"donjon.yaml": manifest, "main.py": code})
+    with node.client() as c:
+        r = c.post(
+            "/v1/functions",
+            content=archive,
+            headers={"content-type": "application/gzip"},
+            params={"unsafe_skip_scan": "true"},
+        )
+        assert r.status_code == 422, r.text
+        assert "line 6" in r.json()["detail"] and "'permissions'" in r.json()["detail"], r.text
+        assert c.get("/v1/functions/sweep-twice").status_code == 404
