@@ -112,3 +112,29 @@ def test_catastrophic_pattern_runs_in_linear_time() -> None:
     ]
     assert len(errors) == 2 and "does not match" in errors[0]
     assert "Additional properties" in errors[1]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "timeout_s: true",  # YAML 1.1 reads `yes` so too
+        'timeout_s: "10"',
+        "memory_mb: '128'",
+        "limits: {concurrency: true}",
+        "limits: {burst: '5'}",
+        "retry: {attempts: true}",
+        "retry: {backoff_s: true}",
+        "retry: {max_age_s: '60'}",
+    ],
+)
+def test_a_number_of_the_wrong_type_is_refused(extra: str) -> None:
+    """A bool or a string where a number is expected is refused, not read as one
+    (`timeout_s: true` was a timeout of 1 s, `limits: {concurrency: true}` 1)."""
+    with pytest.raises(ManifestError, match=r"valid (integer|number)"):
+        parse_manifest(f"name: a\nhandler: main.handler\n{extra}\n")
+
+
+def test_whole_numbers_still_serve_where_a_float_is_expected() -> None:
+    """`timeout_s: 5` and `backoff_s: 1` are numbers: taken."""
+    m = parse_manifest("name: a\nhandler: main.handler\ntimeout_s: 5\nretry: {backoff_s: 1}\n")
+    assert m.timeout_s == 5.0 and m.retry.backoff_s == 1.0

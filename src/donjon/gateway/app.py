@@ -181,6 +181,9 @@ def create_app(node: Node) -> Starlette:
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
+    # A path with a slash too many is a 404 problem like any path the API has not, not a
+    # 307 whose Location Starlette builds from the request's Host header (any host).
+    app.router.redirect_slashes = False
     # The warm path's route, served below the middleware and router (gateway/hot_route.py).
     app.hot = HotRoute(invoke, _server_error)
     app.state.node = node

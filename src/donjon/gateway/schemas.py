@@ -31,6 +31,7 @@ __all__ = [
     "parse_body",
     "query_flag",
     "render",
+    "render_json",
 ]
 
 #: The longest a key may be made to live, and the longest a rotated key keeps working.
@@ -90,15 +91,18 @@ def _dumped(body: BaseModel | list[Any], mode: Literal["json", "python"]) -> Any
 
 def render(body: BaseModel | list[Any], status_code: int = 200) -> Response:
     """A response shaped by its model (a model, or a list of models)."""
+    return render_json(_dumped(body, "json"), status_code)
+
+
+def render_json(data: Any, status_code: int = 200) -> Response:
+    """`data` (JSON values) as a JSON response, whatever strings it holds."""
     try:
-        return JSONResponse(_dumped(body, "json"), status_code=status_code)
+        return JSONResponse(data, status_code=status_code)
     except UnicodeEncodeError:
-        # A lone surrogate (a `\\ud800` an event, a result or a summary held, as JSON
-        # allows) is sent as its escape, as a sync call's answer is, not failed as a 500
-        # to everyone who lists it.
-        text = json.dumps(
-            _dumped(body, "python"), allow_nan=False, separators=(",", ":"), default=str
-        )
+        # A lone surrogate (a `\\ud800` an event, a result, a summary or an audit record
+        # held, as JSON allows) is sent as its escape, as a sync call's answer is, not
+        # failed as a 500 to everyone who lists it.
+        text = json.dumps(data, allow_nan=False, separators=(",", ":"), default=str)
         return Response(text.encode("ascii"), status_code, media_type="application/json")
 
 

@@ -20,7 +20,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from donjon.audit.timeline import TimelineFilter, read_timeline
 from donjon.gateway.access import query_time
@@ -28,6 +28,7 @@ from donjon.gateway.errors import BadRequest
 from donjon.gateway.guarded import guarded
 from donjon.gateway.node import Node
 from donjon.gateway.read_scope import read_scope
+from donjon.gateway.schemas import render_json
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
 
@@ -89,7 +90,9 @@ async def audit_timeline(request: Request, node: Node, principal: Principal, _r:
             keep=None if scope.everything else scope.record,
         )
     )
-    return JSONResponse({"records": page.records, "next": page.next_after})
+    # Records hold what callers sent (a refused request's lone surrogate): render_json
+    # escapes what UTF-8 cannot carry, so no record makes the timeline a 500.
+    return render_json({"records": page.records, "next": page.next_after})
 
 
 ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [

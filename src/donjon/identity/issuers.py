@@ -192,7 +192,9 @@ def parse_issuer_spec(body: Any, role_exists: Callable[[str], bool] | None = Non
         "name", "issuer", "jwks_url", "jwks", "audience", "roles_claim", "allowed_roles"
     }  # fmt: skip
     if unknown:
-        raise IssuerError(f"unknown fields: {', '.join(sorted(unknown))}", hint=usage)
+        # Each cut, as a key's are (keys_api.py): a field name may be the whole body long.
+        named = ", ".join(sorted(str(f)[:64] for f in unknown))
+        raise IssuerError(f"unknown fields: {named}", hint=usage)
     name = body.get("name")
     if not isinstance(name, str) or not ISSUER_NAME.match(name):
         raise IssuerError("name must match [a-z][a-z0-9-]{0,62}", hint=usage)

@@ -89,8 +89,9 @@ class RoleLimits(BaseModel):
     rate: str | None = Field(
         None, pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$", examples=["50/second"]
     )
-    burst: int | None = Field(None, ge=1, le=MAX_BURST)
-    concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY)
+    # strict: a whole number, not `true` (taken as 1), "8" or 8.0, as a key's own limits.
+    burst: int | None = Field(None, ge=1, le=MAX_BURST, strict=True)
+    concurrency: int | None = Field(None, ge=1, le=MAX_CONCURRENCY, strict=True)
 
     def caller_limits(self) -> CallerLimits:
         return CallerLimits(self.rate, self.burst, self.concurrency)

@@ -21,9 +21,10 @@ class Retry(_Strict):
     most `attempts` times, the n-th retry after about backoff_s * 2**(n-1) seconds (with
     jitter), and never once it is older than `max_age_s`."""
 
-    attempts: int = Field(default=3, ge=1, le=100)
-    backoff_s: float = Field(default=2.0, gt=0, le=3600)
-    max_age_s: int = Field(default=3600, ge=1, le=7 * 86400)
+    # strict: a number, not `true` (read as 1) or "3", as limits' queued.
+    attempts: int = Field(default=3, ge=1, le=100, strict=True)
+    backoff_s: float = Field(default=2.0, gt=0, le=3600, strict=True)
+    max_age_s: int = Field(default=3600, ge=1, le=7 * 86400, strict=True)
 
 
 class Destinations(_Strict):

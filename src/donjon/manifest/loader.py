@@ -15,6 +15,7 @@ __all__ = [
     "MANIFEST_FILE",
     "NoAliasLoader",
     "YamlAliasError",
+    "YamlDuplicateKeyError",
     "load_manifest",
     "load_yaml",
     "parse_manifest",
@@ -45,6 +46,14 @@ class YamlDepthError(yaml.YAMLError):
         self.line = line
 
 
+class YamlDuplicateKeyError(yaml.YAMLError):
+    """A mapping named one key twice (PyYAML would keep the last one, silently)."""
+
+    def __init__(self, line: int, key: str) -> None:
+        super().__init__(f"line {line}: {key[:80]!r} is given twice in one mapping")
+        self.line = line
+
+
 #: Deeper than any manifest needs (input_schema itself is capped at 32), and far
 #: below the depth where PyYAML's recursive composer would hit the recursion limit.
 MAX_YAML_DEPTH = 64
@@ -66,9 +75,23 @@ class NoAliasLoader(yaml.SafeLoader):
             raise YamlDepthError(event.start_mark.line + 1)
         self._depth += 1
         try:
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
+        if isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_keys(node)
+        return node
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    """YAML keys are unique (YAML 1.2, 3.2.1.1): a reviewer reading the first of two
+    `permissions:` would pass a manifest that PyYAML reads with the second."""
+    seen: set[tuple[str, str]] = set()
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode):
+            if (key.tag, key.value) in seen:
+                raise YamlDuplicateKeyError(key.start_mark.line + 1, key.value)
+            seen.add((key.tag, key.value))
 
 
 def load_yaml(text: str | bytes) -> Any:

@@ -252,8 +252,9 @@ MAX_QUEUED = 1_000_000
 class Limits(_Strict):
     rate: str | None = None
     #: The rate's bucket size (calls at once after a quiet spell); None: the rate's count.
-    burst: int | None = Field(default=None, ge=1, le=1_000_000_000)
-    concurrency: int = Field(default=8, ge=1, le=256)
+    # strict: a number, not `true` (read as 1) or "5", as queued below.
+    burst: int | None = Field(default=None, ge=1, le=1_000_000_000, strict=True)
+    concurrency: int = Field(default=8, ge=1, le=256, strict=True)
     #: The largest request body (event) a call of this function takes: ``512KiB``,
     #: ``2MiB`` (manifest/sizes.py); None: 1 MiB. Never over the node's maximum
     #: (DONJON_MAX_BODY_BYTES): a manifest asking more is refused at deploy.
@@ -292,8 +293,9 @@ class Manifest(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_RE)]
     handler: str
-    memory_mb: int = Field(default=128, ge=16, le=8192)
-    timeout_s: float = Field(default=10.0, gt=0, le=900)
+    # strict: a number, not `timeout_s: true` (read as 1 s) or "10".
+    memory_mb: int = Field(default=128, ge=16, le=8192, strict=True)
+    timeout_s: float = Field(default=10.0, gt=0, le=900, strict=True)
     isolation: Isolation = Isolation.INVOCATION
     permissions: Permissions = Permissions()
     #: Runtime policies (manifest/policies.py): child processes blocked by default.
