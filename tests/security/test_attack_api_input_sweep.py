@@ -12,13 +12,28 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from api_sweep import BASELINES, LISTINGS, Case, cases, field_case, nested_cases
-from harness import LiveNode
+from harness import LiveNode, start_node
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    """A node of this file's own: its listings change only by what the sweep sends. On the
+    session's node (`node`), another file's queued calls went on ending in the dead-letter
+    queue while a route's cases ran, and the sweep took that for a refused request's change."""
+    live = start_node(tmp_path_factory.mktemp("api-sweep-node"))
+    try:
+        yield live
+    finally:
+        live.stop()
+
 
 #: Text a label or a reason may hold: kept, and shown escaped (cli/output.py, responses_api).
 _TEXT = ("a\x00b", "a\r\nX-Injected: 1", "\u0430dmin", "\uff41dmin")
@@ -83,16 +98,16 @@ def _check(case: Case, r: httpx.Response, accepted: list[tuple[str, str, str]]) 
 
 
 def test_hostile_input_to_every_route_is_refused_clearly_and_changes_nothing(
-    node: LiveNode, tmp_path: Path
+    own: LiveNode, tmp_path: Path
 ) -> None:
     """Wrong types, huge numbers, NaN, NUL, lone surrogates, CR/LF, look-alikes, missing
     and extra fields, non-JSON bodies, bad query and path parameters, on every route."""
     # A function of its own: a reason the sweep sends may quarantine or throttle it.
     (tmp_path / "donjon.yaml").write_text("name: sweep-fn\nhandler: main.handler\n")
     (tmp_path / "main.py").write_text("def handler(event, context):\n    return {}\n")
-    node.deploy(tmp_path)
-    target = node.create_key("sweep-target", "auditor")
-    with node.client() as c:
+    own.deploy(tmp_path)
+    target = own.create_key("sweep-target", "auditor")
+    with own.client() as c:
         assert c.post("/v1/secrets/sweep-existing", json={"value": "v"}).status_code == 201
     params = {
         "name": "sweep-fn",
@@ -104,10 +119,10 @@ def test_hostile_input_to_every_route_is_refused_clearly_and_changes_nothing(
         "subject": "function:sweep-fn",
         "invocation_id": "0" * 32,
     }
-    log = node.data_dir / "serve.log"
+    log = own.data_dir / "serve.log"
     log_start = log.stat().st_size
     accepted: list[tuple[str, str, str]] = []
-    with node.client() as c:
+    with own.client() as c:
         before = _listings(c)
         group: tuple[str, str] | None = None
         for case in cases(params):
@@ -132,11 +147,11 @@ def test_hostile_input_to_every_route_is_refused_clearly_and_changes_nothing(
 
 
 def test_a_lone_surrogate_in_a_refused_request_does_not_break_the_audit_timeline(
-    node: LiveNode,
+    own: LiveNode,
 ) -> None:
     """A refused issuer whose body holds a lone surrogate (a JSON escape, kept in its audit
     record) made GET /v1/audit/timeline a 500 for every page that held the record."""
-    with node.client() as c:
+    with own.client() as c:
         r = c.post(
             "/v1/issuers",
             content=b'{"name": "\\ud800", "\\udfff": 1}',
@@ -150,10 +165,10 @@ def test_a_lone_surrogate_in_a_refused_request_does_not_break_the_audit_timeline
     assert "\ud800" in records[0]["target"]
 
 
-def test_hostile_values_nested_in_a_body_are_refused_and_change_nothing(node: LiveNode) -> None:
+def test_hostile_values_nested_in_a_body_are_refused_and_change_nothing(own: LiveNode) -> None:
     """Every JSON type one level down (a role's statement and limits, a key's functions, an
     issuer's roles and keys): a role's `burst: true` was taken as a burst of 1."""
-    with node.client() as c:
+    with own.client() as c:
         before = _listings(c)
         for method, path, what, body in nested_cases():
             r = c.request(method, path, json=body)
@@ -164,12 +179,12 @@ def test_hostile_values_nested_in_a_body_are_refused_and_change_nothing(node: Li
 
 
 def test_a_trailing_slash_is_a_404_problem_not_a_redirect_to_the_host_header(
-    node: LiveNode,
+    own: LiveNode,
 ) -> None:
     """`/v1/keys/` was answered 307 with a Location built from the request's Host header
     (any host the client names), and a POST or DELETE told to go again, body and all:
     a path the API has not is a 404 problem document, as every other one is."""
-    with node.client() as c:
+    with own.client() as c:
         for method, path in (("GET", "/v1/keys/"), ("POST", "/v1/keys/"), ("DELETE", "/v1/dlq/")):
             r = c.request(method, path, headers={"host": "attacker.example"})
             assert r.status_code == 404, (method, path, r.status_code, r.headers)
@@ -178,10 +193,10 @@ def test_a_trailing_slash_is_a_404_problem_not_a_redirect_to_the_host_header(
             assert f"nothing at {path}" in r.json()["detail"]
 
 
-def test_an_issuers_unknown_field_is_named_cut_short_as_a_keys_is(node: LiveNode) -> None:
+def test_an_issuers_unknown_field_is_named_cut_short_as_a_keys_is(own: LiveNode) -> None:
     """A 60,000-character unknown field in an issuer came back whole in the problem's
     detail; a key's is cut to 64 characters (keys_api.py), and now an issuer's too."""
-    with node.client() as c:
+    with own.client() as c:
         r = c.post("/v1/issuers", json={**BASELINES[("POST", "/v1/issuers")], "x" * 60_000: 1})
     assert r.status_code == 400, r.text
     detail = r.json()["detail"]
@@ -199,7 +214,7 @@ def _targz(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def test_a_manifest_that_says_a_key_twice_is_refused_and_deploys_nothing(node: LiveNode) -> None:
+def test_a_manifest_that_says_a_key_twice_is_refused_and_deploys_nothing(own: LiveNode) -> None:
     """YAML keys are unique (YAML 1.2, 3.2.1.1); PyYAML keeps the last of two. A reviewer
     reading the first `permissions:` (no egress) would pass a manifest whose second one
     grants egress: the deploy is a 422 naming the key and its line, and nothing runs."""
@@ -209,7 +224,7 @@ def test_a_manifest_that_says_a_key_twice_is_refused_and_deploys_nothing(node: L
     )
     code = b"def handler(event, context):\n    return {}\n"
     archive = _targz({"donjon.yaml": manifest, "main.py": code})
-    with node.client() as c:
+    with own.client() as c:
         r = c.post(
             "/v1/functions",
             content=archive,

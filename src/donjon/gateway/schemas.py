@@ -91,7 +91,11 @@ def _dumped(body: BaseModel | list[Any], mode: Literal["json", "python"]) -> Any
 
 def render(body: BaseModel | list[Any], status_code: int = 200) -> Response:
     """A response shaped by its model (a model, or a list of models)."""
-    return render_json(_dumped(body, "json"), status_code)
+    try:
+        data = _dumped(body, "json")
+    except UnicodeEncodeError:  # pydantic's JSON mode cannot carry a lone surrogate either
+        data = _dumped(body, "python")  # render_json escapes it (and says str() of the rest)
+    return render_json(data, status_code)
 
 
 def render_json(data: Any, status_code: int = 200) -> Response:
