@@ -23,7 +23,7 @@ import socket
 import struct
 import threading
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import dns.flags
 import dns.message
@@ -102,10 +102,10 @@ class _Parsing:
         self.threads: list[int] = []
         self._real = dns.message.from_wire
 
-    def __call__(self, wire: bytes, *args: object, **kwargs: object) -> dns.message.Message:
+    def __call__(self, wire: bytes, *args: Any, **kwargs: Any) -> dns.message.Message:
         if len(wire) > 4096:
             self.threads.append(threading.get_ident())
-        return self._real(wire, *args, **kwargs)  # type: ignore[arg-type]
+        return self._real(wire, *args, **kwargs)
 
 
 class _Counting:

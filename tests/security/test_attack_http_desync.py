@@ -70,6 +70,24 @@ def _exchange(node: LiveNode, parts: list[bytes], within: float = 5.0) -> tuple[
         s.close()
 
 
+def _keyed_post(
+    node: LiveNode, target: str, fields: str, body: bytes = b"", host: str | None = "localhost"
+) -> bytes:
+    """A POST to `target` with the admin's key and `host` (None: no Host field), then
+    `fields` (each ending in CRLF) and `body` after the head."""
+    field = "" if host is None else f"Host: {host}\r\n"
+    head = f"POST {target} HTTP/1.1\r\n{field}Authorization: Bearer {node.admin_key}\r\n"
+    return (head + fields + "\r\n").encode() + body
+
+
+def _call(node: LiveNode, n: int) -> bytes:
+    """An invoke of the echo function whose answer carries `n`."""
+    body = b'{"n": %d}' % n
+    return _keyed_post(
+        node, f"/v1/functions/{ECHO}/invoke", f"Content-Length: {len(body)}\r\n", body
+    )
+
+
 def _statuses(data: bytes) -> list[bytes]:
     return re.findall(rb"HTTP/1\.[01] (\d{3}) ", data)
 
@@ -198,11 +216,7 @@ def test_an_absolute_target_naming_another_host_than_host_is_400(
     """An absolute-form target names the request's host, and Host is to be ignored (RFC
     9112 3.2.2); the node read only Host, so the function's event named one host and
     the request another (helper-157's open finding). Now they must agree."""
-    field = f"Host: {host}\r\n" if host else ""
-    head = (
-        f"POST {target.format(ECHO)} HTTP/1.1\r\n{field}Authorization: Bearer "
-        f"{desync.admin_key}\r\nContent-Length: 2\r\n\r\n{{}}"
-    ).encode()
+    head = _keyed_post(desync, target.format(ECHO), "Content-Length: 2\r\n", b"{}", host or None)
     data, closed = _exchange(desync, [head], within=3)
     assert _statuses(data) == [b"400"], data[:600]
     assert closed
@@ -215,10 +229,8 @@ def test_an_absolute_target_naming_another_host_than_host_is_400(
 def test_an_absolute_target_naming_the_host_is_served(
     desync: LiveNode, target: str, host: str
 ) -> None:
-    head = (
-        f"POST {target.format(ECHO)} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer "
-        f"{desync.admin_key}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-    ).encode()
+    fields = "Content-Length: 2\r\nConnection: close\r\n"
+    head = _keyed_post(desync, target.format(ECHO), fields, b"{}", host)
     data, _ = _exchange(desync, [head], within=3)
     assert _statuses(data) == [b"200"], data[:600]
 
@@ -231,11 +243,7 @@ def test_a_broken_head_pipelined_behind_a_call_is_refused_after_its_answer(
     answer first, then the refusal, then the close. Before, the refusal was written at
     once and the call's answer dropped: the client (or a proxy carrying other callers'
     requests) took the refusal for the call's answer."""
-    body = b'{"n": 1}'
-    call = (
-        f"POST /v1/functions/{ECHO}/invoke HTTP/1.1\r\nHost: localhost\r\n"
-        f"Authorization: Bearer {desync.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    call = _call(desync, 1)
     fields = (
         "".join(f"X-{i}: a\r\n" for i in range(150)) if broken == "too-many-fields" else "X: \0\r\n"
     )
@@ -256,10 +264,8 @@ def test_a_body_broken_on_its_way_is_no_server_error(desync: LiveNode, route: st
     path = route.format(ECHO)
     log = desync.data_dir / "serve.log"
     before = log.stat().st_size
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {desync.admin_key}"
-        "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-    ).encode()
+    chunked = "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    head = _keyed_post(desync, path, chunked)
     for _ in range(3):
         data, closed = _exchange(desync, [head, b"2\r\n{}\r\nZZ\r\n"], within=5)
         assert _statuses(data) == [b"400"], data[:600]
@@ -279,16 +285,10 @@ def test_a_broken_body_pipelined_behind_a_call_is_refused_after_its_answer(
     answer first, then the 400, then the close; the broken request is never run. Before,
     the 400 was written at once and the connection closed under the call, whose answer
     was lost (helper-157's open finding: the head's case was mended, the body's not)."""
-    body = b'{"n": 2}'
-    call = (
-        f"POST /v1/functions/{ECHO}/invoke HTTP/1.1\r\nHost: localhost\r\n"
-        f"Authorization: Bearer {desync.admin_key}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    broken = (
-        f"POST {route.format(ECHO)} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
-        f"{desync.admin_key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\nZZ\r\n"
-    ).encode()
-    data, closed = _exchange(desync, [call + broken], within=5)
+    broken = _keyed_post(
+        desync, route.format(ECHO), "Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\nZZ\r\n"
+    )
+    data, closed = _exchange(desync, [_call(desync, 2) + broken], within=5)
     assert _statuses(data) == [b"200", b"400"], data[:600]
     assert b'"n": 2' in data or b'"n":2' in data
     assert closed
@@ -300,11 +300,10 @@ def test_a_chunked_bodys_trailer_fields_are_dropped_and_bounded(desync: LiveNode
     and counted against the limits of the connection's next head: 95 trailers made the
     next request, with 10 fields, a 431."""
     trailers = "".join(f"X-T{i}: a\r\n" for i in range(95))
-    first = (
-        f"POST /fn/{ECHO} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
-        f"{desync.admin_key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n"
-        f"{trailers}\r\n"
-    ).encode()
+    chunked = "Transfer-Encoding: chunked\r\n"
+    first = _keyed_post(
+        desync, f"/fn/{ECHO}", chunked, f"2\r\n{{}}\r\n0\r\n{trailers}\r\n".encode()
+    )
     fields = "".join(f"X-{i}: a\r\n" for i in range(8))
     second = f"GET /healthz HTTP/1.1\r\nHost: localhost\r\n{fields}Connection: close\r\n\r\n"
     data, closed = _exchange(desync, [first, second.encode()], within=5)
@@ -312,10 +311,7 @@ def test_a_chunked_bodys_trailer_fields_are_dropped_and_bounded(desync: LiveNode
     assert b"x-t1" not in data.lower()  # no trailer reached the function's event
     assert closed
     many = "".join(f"X-T{i}: a\r\n" for i in range(150))
-    over = (
-        f"POST /fn/{ECHO} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
-        f"{desync.admin_key}\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n{many}\r\n"
-    ).encode()
+    over = _keyed_post(desync, f"/fn/{ECHO}", chunked, f"2\r\n{{}}\r\n0\r\n{many}\r\n".encode())
     data, closed = _exchange(desync, [over], within=5)
     assert _statuses(data) == [b"431"], data[:600]
     assert closed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import SupportsIndex
 
 import pytest
 
@@ -61,13 +62,13 @@ class _Tried(str):
 
     tries = 0
 
-    def startswith(self, prefix: str) -> bool:  # type: ignore[override]
+    def startswith(self, prefix: str | tuple[str, ...], *bounds: SupportsIndex | None) -> bool:
         _Tried.tries += 1
-        return super().startswith(prefix)
+        return super().startswith(prefix, *bounds)
 
-    def endswith(self, suffix: str) -> bool:  # type: ignore[override]
+    def endswith(self, suffix: str | tuple[str, ...], *bounds: SupportsIndex | None) -> bool:
         _Tried.tries += 1
-        return super().endswith(suffix)
+        return super().endswith(suffix, *bounds)
 
 
 @pytest.mark.parametrize("edge", ["end", "start"])

@@ -10,6 +10,7 @@ so the manifest itself says which hatch a deploy used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from donjon.identity import Principal
 from donjon.lifecycle.gate import Accepted
@@ -88,15 +89,8 @@ def not_yet_granted(manifest: Manifest) -> tuple[str, ...]:
 async def check_trigger_secrets(vault: Vault | None, manifest: Manifest) -> None:
     """`ManifestError` if a trigger (webhook, s3, postgres) names a secret the vault lacks."""
     names = trigger_secrets(manifest)
-    if vault is None or not names:
-        return
-    missing = await vault.missing(names)
-    if missing:
-        raise ManifestError(
-            f"triggers name secrets {', '.join(missing)}, not in the vault",
-            problems=[f"triggers: no secret named {n}" for n in missing],
-            hint="create it first: `donjon secret set NAME` (the value from stdin)",
-        )
+    if vault is not None and names:
+        await _refuse_missing(vault, names, "triggers name secrets", "triggers")
 
 
 async def check_granted_secrets(vault: Vault | None, manifest: Manifest) -> None:
@@ -107,11 +101,15 @@ async def check_granted_secrets(vault: Vault | None, manifest: Manifest) -> None
     names = manifest.permissions.secrets
     if vault is None or not names:
         return
+    await _refuse_missing(vault, names, "permissions.secrets grants", "permissions.secrets")
+    await vault.open_granted(names)
+
+
+async def _refuse_missing(vault: Vault, names: Iterable[str], said: str, where: str) -> None:
     missing = await vault.missing(names)
     if missing:
         raise ManifestError(
-            f"permissions.secrets grants {', '.join(missing)}, not in the vault",
-            problems=[f"permissions.secrets: no secret named {n}" for n in missing],
+            f"{said} {', '.join(missing)}, not in the vault",
+            problems=[f"{where}: no secret named {n}" for n in missing],
             hint="create it first: `donjon secret set NAME` (the value from stdin)",
         )
-    await vault.open_granted(names)
