@@ -269,13 +269,22 @@ def _policy(node: Node, name: str) -> FunctionPolicy | None:
         return None
     manifest = deployed.manifest
     retry = manifest.retry
+    ends = {manifest.destinations.on_success, manifest.destinations.on_failure} - {None}
     return FunctionPolicy(
         RetryPolicy(retry.attempts, retry.backoff_s, retry.max_age_s),
         manifest.destinations.on_success,
         manifest.destinations.on_failure,
         manifest.limits.queued,
         deployed.record.version,
+        frozenset(n for n in ends if n is not None and _lapsed(node, deployed, n)),
     )
+
+
+def _lapsed(node: Node, deployed: Deployed, name: str) -> bool:
+    """A destination deployed again since `deployed` named it (perhaps by another owner,
+    who would get its callers' events); one not deployed is the enqueue's to refuse."""
+    target = node.registry.get(name)
+    return target is not None and not deployed.grant_holds(target)
 
 
 async def _refused(node: Node, envelope: Envelope, error: QueueFull) -> None:

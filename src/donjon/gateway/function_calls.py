@@ -3,8 +3,10 @@
 The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.py);
 `FunctionCalls` answers it. In order:
 
-1. the grant: the caller's manifest `permissions.invoke` names the callee
-   (else refused, audited as `authz.denied` by actor `function:<caller>`);
+1. the grant: the caller's manifest `permissions.invoke` names the callee, as
+   deployed when the caller's deploy checked the grant (a callee removed and
+   deployed again since, perhaps by another owner, is not granted); else refused,
+   audited as `authz.denied` by actor `function:<caller>`;
 2. the depth: a chain of calls (A -> B -> A ...) goes at most `MAX_DEPTH` deep;
 3. the deadline: the callee gets what is left of its caller's time (less half a
    second, for the caller to act on the outcome), at most its own timeout, so it
@@ -119,6 +121,13 @@ class FunctionCalls:
         callee = self._node.registry.get(name)
         if callee is None:
             return answer_error("not-found", f"no function named {name!r}")
+        if not self._caller.grant_holds(callee):
+            reason = (
+                f"{name} was removed and deployed again since {caller} was deployed:"
+                f" deploy {caller} again to grant the new {name}"
+            )
+            await self._deny(name, reason)
+            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         call_id = self._new_id()
         chain = Chain(self._chain.request_id, depth, deadline)
         try:

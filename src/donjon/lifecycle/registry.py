@@ -64,6 +64,14 @@ class Deployed:
     def name(self) -> str:
         return self.record.name
 
+    def grant_holds(self, grantee: Deployed) -> bool:
+        """Whether a grant this version's manifest makes to `grantee` by name (an invoke
+        grant, a destination) still names it: `grantee`'s owner run began before this
+        version was deployed, when the deploy checked the grant. A function of that name
+        removed and deployed again since, perhaps by another owner, is not what was
+        granted: it would get this function's events."""
+        return grantee.name == self.name or grantee.record.since_at <= self.record.created_at
+
 
 @dataclass(frozen=True)
 class SkippedRecord:

@@ -35,6 +35,9 @@ class FunctionRecord:
     #: The first version of the owner's run (1 for a function deployed before runs were
     #: kept): a version before it was another deploy's, perhaps another owner's.
     since_version: int = 1
+    #: When that first version was deployed (`created_at` of `since_version`): a grant
+    #: another function's deploy made before it named an earlier function of the name.
+    since_at: float = 0.0
 
 
 class FunctionStore:
@@ -266,10 +269,23 @@ def _with_owner(query: Select[Any]) -> Select[Any]:
     after the last recorded run (a function deployed before runs were kept), else 1."""
     run = function_owners.c
     same = run.name == function_versions.c.name
-    opened = select(run.first_version).where(same & run.last_version.is_(None))
-    after = select(func.max(run.last_version) + 1).where(same)
+    # Correlated to the outer query's version also where `since` sits in `began` below.
+    opened = (
+        select(run.first_version)
+        .where(same & run.last_version.is_(None))
+        .correlate_except(function_owners)
+    )
+    after = select(func.max(run.last_version) + 1).where(same).correlate_except(function_owners)
     since = func.coalesce(opened.scalar_subquery(), after.scalar_subquery(), 1)
-    return query.add_columns(functions.c.owner, since.label("since_version"))
+    first = function_versions.alias("run_first")
+    began = select(first.c.created_at).where(
+        (first.c.name == function_versions.c.name) & (first.c.version == since)
+    )
+    return query.add_columns(
+        functions.c.owner,
+        since.label("since_version"),
+        func.coalesce(began.scalar_subquery(), 0.0).label("since_at"),
+    )
 
 
 def _unrecorded_start(conn: Connection, name: str) -> int:

@@ -23,6 +23,7 @@ __all__ = [
     "DESTINATION_TYPES",
     "MAX_DESTINATION_CHAIN",
     "DestinationChainTooLong",
+    "DestinationLapsed",
     "chain_length",
     "check_chain",
     "destination_record",
@@ -42,6 +43,12 @@ class DestinationChainTooLong(QueueError):
     """A destination's record that would be the next of a chain already at its bound."""
 
     title = "Destination chain too long"
+
+
+class DestinationLapsed(QueueError):
+    """A destination removed and deployed again since its source's deploy named it."""
+
+    title = "Destination no longer granted"
 
 
 def record_type(ok: bool) -> str:

@@ -62,6 +62,9 @@ class FunctionPolicy:
     queued: int | None = None
     #: The version deployed now: what an invocation queued now is for.
     version: int | None = None
+    #: Destinations whose function was removed and deployed again since this version's
+    #: deploy checked them (lifecycle `Deployed.grant_holds`): no record goes to them.
+    lapsed: frozenset[str] = frozenset()
 
 
 #: Told of each enqueue refused because the function's queue is full (the node counts

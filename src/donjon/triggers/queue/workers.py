@@ -20,7 +20,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.triggers.envelope import Envelope
-from donjon.triggers.queue.destinations import check_chain, destination_record, record_type
+from donjon.triggers.queue.destinations import (
+    DestinationLapsed,
+    check_chain,
+    destination_record,
+    record_type,
+)
 from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
 from donjon.triggers.queue.service import AsyncInvocations, AuditSink
@@ -299,12 +304,18 @@ class QueueWorkers:
 
     async def _destination(self, invocation: QueuedInvocation, outcome: Outcome) -> None:
         policy = self._service.policy(invocation.function)
-        target = (
-            None if policy is None else (policy.on_success if outcome.ok else policy.on_failure)
-        )
+        if policy is None:
+            return
+        target = policy.on_success if outcome.ok else policy.on_failure
         if target is None:
             return
         try:
+            if target in policy.lapsed:
+                raise DestinationLapsed(
+                    f"{target} was removed and deployed again since {invocation.function}"
+                    " was deployed",
+                    hint=f"deploy {invocation.function} again to name the new {target}",
+                )
             # A chain of records (a function naming itself, a ring) ends at its bound.
             await check_chain(invocation, target, self._service.get)
             record = destination_record(invocation, outcome)
