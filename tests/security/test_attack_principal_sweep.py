@@ -14,6 +14,7 @@ unless the request named it or the principal's role reads the whole node.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -297,3 +298,17 @@ def test_a_refused_http_trigger_path_is_refused_as_a_missing_one(world: World) -
             other = _send(world, who, method, "/fn/{path}", world.ghost)
             a, b = assert_problem(mine, 403), assert_problem(other, 403)
             assert a["detail"] == b["detail"], (a, b)
+
+
+def test_a_deploy_refusal_does_not_name_the_owner(world: World, tmp_path: Path) -> None:
+    """Tenant A deploying B's function name was told `owned by key:<B's key id>` (for a
+    JWT owner, its issuer and subject: a user's identity): the 403 says it is another's;
+    the audit record keeps who."""
+    r = _deploy(world.node, world.bearers["tenant-a"], bundle(tmp_path, "tnb-fn", _A_CODE))
+    body = assert_problem(r, 403)
+    assert world.b["key_id"] not in body["detail"], body
+    assert "owned by another principal" in body["detail"], body
+    with world.node.client() as c:
+        records = c.get("/v1/audit", params={"n": 2000}).json()
+    (record,) = [x for x in records if x["detail"].get("request_id") == r.headers["x-request-id"]]
+    assert f"key:{world.b['key_id']}" in json.dumps(record)

@@ -266,7 +266,11 @@ class Deployments:
         owner = (current.record.owner or None) if current is not None else None
         decision = self.policy.decide(principal, Action.DEPLOY, name, owner)
         if not decision.allowed:
-            raise DeployForbidden(name, decision.statement)
+            # Another's function: its owner (a key id, a JWT's issuer and subject) is in
+            # the audit record; the caller is told only that it is someone else's.
+            other = owner is not None and owner != principal.label
+            shown = "the function is owned by another principal" if other else None
+            raise DeployForbidden(name, decision.statement, shown)
 
     @contextlib.asynccontextmanager
     async def _refusals_audited(self, principal: Principal, request_id: str) -> AsyncIterator[None]:
