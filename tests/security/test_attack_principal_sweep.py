@@ -15,6 +15,7 @@ unless the request named it or the principal's role reads the whole node.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -312,3 +313,31 @@ def test_a_deploy_refusal_does_not_name_the_owner(world: World, tmp_path: Path) 
         records = c.get("/v1/audit", params={"n": 2000}).json()
     (record,) = [x for x in records if x["detail"].get("request_id") == r.headers["x-request-id"]]
     assert f"key:{world.b['key_id']}" in json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "named"),
+    [
+        ("  - http: {path: /tnbpath, methods: [GET], auth: key}\n", "/tnbpath"),
+        ("  - http: {path: /tnbpath/below, methods: [GET], auth: key}\n", "/tnbpath/below"),
+        ("  - webhook: {path: /tnbhookp, scheme: standard, secret: tnaown}\n", "/hooks/tnbhookp"),
+        ("  - webhook: {path: /tnaother, scheme: standard, secret: tnbhook}\n", "tnbhook"),
+    ],
+)
+def test_a_route_conflict_does_not_name_another_tenants_function(
+    world: World, tmp_path: Path, trigger: str, named: str
+) -> None:
+    """A deploy whose path (or hook secret) another tenant's function holds is refused
+    (422), naming what the deployer sent, not the function (nor its paths) it may not
+    read: it was `http path /tnbpath belongs to tnb-fn`."""
+    name = f"tna-{secrets.token_hex(3)}"
+    manifest = f"triggers:\n{trigger}"
+    r = _deploy(world.node, world.bearers["tenant-a"], bundle(tmp_path, name, _A_CODE, manifest))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert named in body["detail"], body
+    assert "another owner's function" in body["detail"], body
+    text = json.dumps(body)
+    leaked = [m for m in ("tnb-fn", "tnbpath", "tnbhookp") if m in text and m not in named]
+    assert not leaked, body

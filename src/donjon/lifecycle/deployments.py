@@ -49,7 +49,13 @@ from donjon.lifecycle.errors import (
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
 from donjon.lifecycle.grants import check_grants
 from donjon.lifecycle.name_locks import NameLocks
-from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
+from donjon.lifecycle.registry import (
+    Deployed,
+    FunctionRegistry,
+    Shown,
+    instance_config,
+    make_deployed,
+)
 from donjon.manifest import Manifest, ManifestError
 from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
@@ -183,6 +189,7 @@ class Deployments:
                 allow_public=allow_public,
                 runtime=self._runtime,
                 egress_networks=self.egress_networks,
+                shown=self._readable_by(principal),
             )
             self._check_limits(accepted.manifest)
             await check_grants(
@@ -260,6 +267,17 @@ class Deployments:
             warnings + not_yet_granted(manifest),
             unchanged=True,
         )
+
+    def _readable_by(self, principal: Principal) -> Shown:
+        """Whether a refusal may name a deployed function to `principal`: one it may read
+        (a route conflict named another tenant's function, and its paths)."""
+
+        def shown(name: str) -> bool:
+            current = self.registry.get(name)
+            owner = (current.record.owner or None) if current is not None else None
+            return self.policy.decide(principal, Action.READ, name, owner).allowed
+
+        return shown
 
     def _may_deploy(self, principal: Principal, name: str) -> None:
         current = self.registry.get(name)
@@ -368,7 +386,7 @@ class Deployments:
 
         async with self._switch:
             # Checked again now: another deploy may have taken a route meanwhile.
-            route_conflicts(self.registry, accepted.manifest)
+            route_conflicts(self.registry, accepted.manifest, self._readable_by(principal))
             record = await asyncio.to_thread(
                 self._functions.add_version,
                 accepted.manifest.name,
