@@ -97,8 +97,9 @@ def _trigger(method: str) -> Operation:
         description="Served by the function whose http trigger owns the path; the trigger's "
         "`auth` (key, jwt, public) decides the credential. Any status may come from the "
         "function itself; the gateway's own are problem documents. To a caller without a "
-        "valid credential a missing route is a 401, like a protected one; a method a path "
-        "with a public trigger does not declare is a 405 naming those it does (Allow).",
+        "valid credential a missing route is a 401, like a protected one, and to one that may "
+        "invoke some functions only a 403, like another's; a method a path with a public "
+        "trigger does not declare is a 405 naming those it does (Allow).",
     )
 
 

@@ -49,7 +49,13 @@ from donjon.lifecycle.errors import (
 from donjon.lifecycle.gate import Accepted, BundleScanner, accept_bundle, route_conflicts
 from donjon.lifecycle.grants import check_grants
 from donjon.lifecycle.name_locks import NameLocks
-from donjon.lifecycle.registry import Deployed, FunctionRegistry, instance_config, make_deployed
+from donjon.lifecycle.registry import (
+    Deployed,
+    FunctionRegistry,
+    Shown,
+    instance_config,
+    make_deployed,
+)
 from donjon.manifest import Manifest, ManifestError
 from donjon.manifest.sizes import format_size
 from donjon.sandbox import FunctionFailed, SandboxPool, SandboxUnavailable
@@ -183,6 +189,7 @@ class Deployments:
                 allow_public=allow_public,
                 runtime=self._runtime,
                 egress_networks=self.egress_networks,
+                shown=self._readable_by(principal),
             )
             self._check_limits(accepted.manifest)
             await check_grants(
@@ -261,12 +268,27 @@ class Deployments:
             unchanged=True,
         )
 
+    def _readable_by(self, principal: Principal) -> Shown:
+        """Whether a refusal may name a deployed function to `principal`: one it may read
+        (a route conflict named another tenant's function, and its paths)."""
+
+        def shown(name: str) -> bool:
+            current = self.registry.get(name)
+            owner = (current.record.owner or None) if current is not None else None
+            return self.policy.decide(principal, Action.READ, name, owner).allowed
+
+        return shown
+
     def _may_deploy(self, principal: Principal, name: str) -> None:
         current = self.registry.get(name)
         owner = (current.record.owner or None) if current is not None else None
         decision = self.policy.decide(principal, Action.DEPLOY, name, owner)
         if not decision.allowed:
-            raise DeployForbidden(name, decision.statement)
+            # Another's function: its owner (a key id, a JWT's issuer and subject) is in
+            # the audit record; the caller is told only that it is someone else's.
+            other = owner is not None and owner != principal.label
+            shown = "the function is owned by another principal" if other else None
+            raise DeployForbidden(name, decision.statement, shown)
 
     @contextlib.asynccontextmanager
     async def _refusals_audited(self, principal: Principal, request_id: str) -> AsyncIterator[None]:
@@ -364,7 +386,7 @@ class Deployments:
 
         async with self._switch:
             # Checked again now: another deploy may have taken a route meanwhile.
-            route_conflicts(self.registry, accepted.manifest)
+            route_conflicts(self.registry, accepted.manifest, self._readable_by(principal))
             record = await asyncio.to_thread(
                 self._functions.add_version,
                 accepted.manifest.name,

@@ -66,9 +66,11 @@ class DeployForbidden(LifecycleError):
 
     title = "Forbidden"
 
-    def __init__(self, name: str, statement: str) -> None:
+    def __init__(self, name: str, statement: str, shown: str | None = None) -> None:
+        """`statement` decided it (the audit record keeps it); `shown`, if given, is what
+        the caller is told instead (a statement that names another principal)."""
         super().__init__(
-            f"this credential may not deploy {name!r} ({statement})",
+            f"this credential may not deploy {name!r} ({shown or statement})",
             hint="a developer deploys only functions it owns or that its role names",
         )
         self.statement = statement

@@ -19,7 +19,7 @@ from donjon.bundle.target import RuntimeTarget
 from donjon.bundle.wheels import check_vendored
 from donjon.egress.addresses import IPNetwork
 from donjon.lifecycle.errors import DeployBlocked
-from donjon.lifecycle.registry import FunctionRegistry, stored_manifest
+from donjon.lifecycle.registry import FunctionRegistry, Shown, stored_manifest
 from donjon.manifest import Manifest, ManifestError, load_manifest
 from donjon.manifest.exposure import public_triggers
 from donjon.manifest.grants import broad_grants, egress_refusals
@@ -54,10 +54,13 @@ class Accepted:
     source_digest: str = ""
 
 
-def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
+def route_conflicts(
+    registry: FunctionRegistry, manifest: Manifest, shown: Shown | None = None
+) -> None:
     """`ManifestError` if another function already serves one of `manifest`'s routes, or
-    a secret of one of its paths under /hooks authenticates another path too."""
-    conflicts = registry.route_conflicts(manifest)
+    a secret of one of its paths under /hooks authenticates another path too; naming
+    only the functions `shown` allows (None: every one)."""
+    conflicts = registry.route_conflicts(manifest, shown)
     if conflicts:
         raise ManifestError(
             "trigger routes already taken: " + "; ".join(conflicts),
@@ -65,7 +68,7 @@ def route_conflicts(registry: FunctionRegistry, manifest: Manifest) -> None:
             hint="give each function http paths of its own, none at or below another "
             "function's: a browser sends a path's cookies to every path below it",
         )
-    shared = registry.shared_hook_secrets(manifest)
+    shared = registry.shared_hook_secrets(manifest, shown)
     if shared:
         raise ManifestError(
             "hook secrets shared between paths: " + "; ".join(shared),
@@ -87,6 +90,7 @@ def accept_bundle(
     allow_public: bool = False,
     runtime: RuntimeTarget | None = None,
     egress_networks: Sequence[IPNetwork] = (),
+    shown: Shown | None = None,
 ) -> Accepted:
     """Unpack, validate manifest and routes, scan, and store the bundle content-addressed.
 
@@ -95,13 +99,14 @@ def accept_bundle(
     proxy would refuse fails the deploy, whoever asks.
     `allow_public`: an admin's --unsafe-allow-public lets through triggers that accept
     unauthenticated events (manifest/exposure.py); refused otherwise.
+    `shown`: the functions a refusal may name (the deployer's readable ones; None: all).
     """
 
     def inspect(tree: Path) -> tuple[Manifest, str, ScanReport | None]:
         # Messages name "the bundle" and its members, never the staging path.
         manifest = load_manifest(tree, label="the bundle")
         stored = stored_manifest(manifest)  # what is validated is what will be stored
-        route_conflicts(registry, manifest)
+        route_conflicts(registry, manifest, shown)
         if runtime is not None:
             check_vendored(tree, runtime)  # wheels built for another Python fail every import
         refused = egress_refusals(manifest.permissions, egress_networks)

@@ -30,6 +30,11 @@ from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord, FunctionStore
 from donjon.triggers import CronExpression
 
+#: Whether a refusal may name a function (deployed) to the deployer: one it may read.
+Shown = Callable[[str], bool]
+#: What a refusal says instead of a function the deployer may not read.
+_HIDDEN = "another owner's function"
+
 __all__ = [
     "Deployed",
     "FunctionRegistry",
@@ -186,30 +191,33 @@ class FunctionRegistry:
         """The function and the trigger (webhook or S3 push) served at POST /hooks{path}."""
         return self._hooks.get(path)
 
-    def route_conflicts(self, manifest: Manifest) -> list[str]:
+    def route_conflicts(self, manifest: Manifest, shown: Shown | None = None) -> list[str]:
         """Paths of `manifest` (http, and under /hooks) another function already serves.
 
         An http path is one function's for every method and every path below it: a
         browser sends the cookies of `/fn/a` to `/fn/a` and `/fn/a/...` whatever the
         method, and a function's event carries them, so a function beside, below or
         above another would be handed its users' cookies (or could set cookies for it).
+        With `shown`, a function it says no to (another tenant's) is not named, nor
+        its paths: what the deployer sent is.
         """
         out = []
         for path in sorted({spec.path for spec in manifest.http_triggers}):
             for other, owner in self._paths.items():
                 if owner != manifest.name and _shares_cookies(path, other):
-                    out.append(_shared_path(path, other, owner))
+                    named = shown is None or shown(owner)
+                    out.append(_shared_path(path, other, owner if named else None))
         for path, _ in hook_paths(manifest):
             hooked = self._hooks.get(path)
             if hooked is not None and hooked[0].name != manifest.name:
-                out.append(f"POST /hooks{path} belongs to {hooked[0].name}")
+                out.append(f"POST /hooks{path} belongs to {_name(hooked[0].name, shown)}")
         return out
 
-    def shared_hook_secrets(self, manifest: Manifest) -> list[str]:
+    def shared_hook_secrets(self, manifest: Manifest, shown: Shown | None = None) -> list[str]:
         """Secrets a path of `manifest` under /hooks would share with another path (its
         own, or another function's). A webhook's signature covers its body, not its URL,
         and a storage push's bearer token neither: a delivery made for one path is taken
-        at every path that shares its secret."""
+        at every path that shares its secret. `shown`: as for `route_conflicts`."""
         mine = [(path, spec.secret) for path, spec in hook_paths(manifest) if spec.secret]
         out = []
         for i, (path, secret) in enumerate(mine):
@@ -218,9 +226,12 @@ class FunctionRegistry:
                     out.append(f"secret {secret} authenticates both /hooks{path} and /hooks{other}")
             for other, (deployed, spec) in self._hooks.items():
                 if deployed.name != manifest.name and spec.secret == secret and other != path:
-                    out.append(
-                        f"secret {secret} already authenticates /hooks{other} ({deployed.name})"
+                    where = (
+                        f"/hooks{other} ({deployed.name})"
+                        if shown is None or shown(deployed.name)
+                        else f"a path of {_HIDDEN}"
                     )
+                    out.append(f"secret {secret} already authenticates {where}")
         return out
 
     def _rebuild_routes(self) -> None:
@@ -255,11 +266,19 @@ def _shares_cookies(path: str, other: str) -> bool:
     return long.startswith(short.rstrip("/") + "/")
 
 
-def _shared_path(path: str, other: str, owner: str) -> str:
+def _shared_path(path: str, other: str, owner: str | None) -> str:
+    """A conflict of `path` with `other`, a path of function `owner` (None: not named)."""
     if path == other:
-        return f"http path {path} belongs to {owner} (every method of a path is one function's)"
+        whose = owner or _HIDDEN
+        return f"http path {path} belongs to {whose} (every method of a path is one function's)"
     where = "below" if len(path) > len(other) else "above"
+    if owner is None:
+        return f"http path {path} is {where} a path of {_HIDDEN}"
     return f"http path {path} is {where} {other}, a path of {owner}"
+
+
+def _name(function: str, shown: Shown | None) -> str:
+    return function if shown is None or shown(function) else _HIDDEN
 
 
 def manifest_json(manifest: Manifest) -> str:
