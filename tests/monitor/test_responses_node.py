@@ -155,6 +155,32 @@ def test_a_principal_throttled_by_hand_gets_429_until_lifted(own: LiveNode) -> N
     assert lifted["actor"] == added["actor"]
 
 
+def test_a_throttle_outlives_a_restart_until_it_is_lifted(own: LiveNode) -> None:
+    """A throttle is kept: a restart (an upgrade, a crash) does not lift it, an admin's
+    nor one on a function; lifted, it stays lifted after the next restart. Before, the
+    node kept them in memory only, and every restart lifted them all."""
+    suspect = own.create_key("suspect-restart", "invoker")
+    _cli(own, "throttle", "add", suspect["id"], "--reason", "kept", "--for", "1h")
+    _cli(own, "throttle", "add", "function:web", "--reason", "kept too", "--for", "1h")
+    before = _cli(own, "throttle", "ls", "--json")
+    own.stop()
+    own.serve_again()
+    after = _cli(own, "throttle", "ls", "--json")
+    assert after == before, after
+    statuses: list[int] = []
+    with own.client(suspect["key"]) as c:  # in force: a 429 once its 10 are spent
+        while len(statuses) < 40 and 429 not in statuses:
+            statuses.append(c.get("/fn/web/private").status_code)
+    assert statuses[-1] == 429, statuses
+    _cli(own, "throttle", "rm", suspect["id"])
+    _cli(own, "throttle", "rm", "function:web")
+    own.stop()
+    own.serve_again()
+    assert _cli(own, "throttle", "ls", "--json") == []
+    with own.client(suspect["key"]) as c:
+        assert c.get("/fn/web/private").status_code == 200
+
+
 def test_timeline_tells_a_functions_story_with_seqs(own: LiveNode) -> None:
     """`donjon audit timeline --function web` lists its deploy, calls, quarantine and
     release in seq order; `--request` narrows to one call; each line starts with its seq."""

@@ -46,6 +46,7 @@ from donjon.store import (
     QuotaStore,
     RoleStore,
     SecretStore,
+    ThrottleStore,
     VulnerabilityStore,
     connect,
     create_schema,
@@ -144,7 +145,7 @@ def open_node(settings: Settings) -> Node:
             audit,
             changes=AuditedChanges(audit, AuditOutbox(engine, outbox_key)),
         ),
-        throttles=Throttles(limits.limiter),
+        throttles=Throttles(limits.limiter, store=ThrottleStore(engine)),
         # Checked here: a bad DONJON_MONITOR_RESPONSES stops the node before it serves.
         response_policy=ResponsePolicy.from_settings(settings.monitor),
         limiter=limits.limiter,

@@ -124,7 +124,7 @@ async def lift_throttle(
 ) -> Response:
     await manual.lift(
         node.throttles,
-        node.audit,
+        node.changes,
         request.path_params["subject"],
         by=principal.label,
         request_id=request_id,
@@ -156,7 +156,7 @@ async def add_throttle(
         raise BadRequest(f"duration_s must be 1 to {manual.MAX_DURATION_S} seconds")
     added = await manual.throttle(
         node.throttles,
-        node.audit,
+        node.changes,
         request.path_params["subject"],
         count=policy.throttle_count,
         period_s=policy.throttle_period_s,

@@ -14,7 +14,8 @@ import ipaddress
 import re
 import time
 
-from donjon.audit.log import AuditEvent, AuditLog
+from donjon.audit.changes import AuditedChanges
+from donjon.audit.log import AuditEvent
 from donjon.errors import Error
 from donjon.manifest.model import NAME_RE
 from donjon.monitor.throttles import Throttle, ThrottleKind, Throttles
@@ -77,7 +78,7 @@ def _lifted_subject(subject: str) -> tuple[str, str]:
 
 async def throttle(
     throttles: Throttles,
-    audit: AuditLog,
+    changes: AuditedChanges,
     subject: str,
     *,
     count: int,
@@ -92,30 +93,31 @@ async def throttle(
     now = time.time()
     new = Throttle(kind, subject_id, count, period_s, now, now + duration_s, reason, None)
     replaced = throttles.get(kind, subject_id)
-    # The record first: a throttle set or lifted by hand is in the log, or not made.
-    await audit.record(
-        AuditEvent(
-            by,
-            "response.throttle",
-            new.subject,
-            "ok",
-            {
-                "request_id": request_id,
-                "alert_seq": None,
-                "reason": reason,
-                "rate": new.rate,
-                "until": new.until,
-                "replaced_alert_seq": replaced.alert_seq if replaced else None,
-                "undo": f"donjon throttle rm {new.subject}",
-            },
-        )
+    # Kept with its record, in one transaction: a throttle set or lifted by hand is in
+    # the log, or not made (audit/changes.py).
+    event = AuditEvent(
+        by,
+        "response.throttle",
+        new.subject,
+        "ok",
+        {
+            "request_id": request_id,
+            "alert_seq": None,
+            "reason": reason,
+            "rate": new.rate,
+            "until": new.until,
+            "replaced_alert_seq": replaced.alert_seq if replaced else None,
+            "undo": f"donjon throttle rm {new.subject}",
+        },
     )
+    async with changes.change(event):
+        await throttles.keep(new)
     throttles.add(new)
     return new
 
 
 async def lift(
-    throttles: Throttles, audit: AuditLog, subject: str, *, by: str, request_id: str
+    throttles: Throttles, changes: AuditedChanges, subject: str, *, by: str, request_id: str
 ) -> Throttle:
     """Lift the throttle on `subject`; audited `response.unthrottle`. `NotThrottled` if none."""
     kind, subject_id = _lifted_subject(subject)
@@ -125,15 +127,15 @@ async def lift(
             f"no throttle in force on {subject[:300]!r}",
             hint="`donjon throttle ls` lists the throttles in force",
         )
-    await audit.record(
-        AuditEvent(
-            by,
-            "response.unthrottle",
-            lifted.subject,
-            "ok",
-            {"request_id": request_id, "alert_seq": lifted.alert_seq, "until": lifted.until},
-        )
+    event = AuditEvent(
+        by,
+        "response.unthrottle",
+        lifted.subject,
+        "ok",
+        {"request_id": request_id, "alert_seq": lifted.alert_seq, "until": lifted.until},
     )
+    async with changes.change(event):
+        await throttles.forget(lifted)
     if throttles.get(kind, subject_id) is lifted:  # not one the monitor set meanwhile
         throttles.remove(kind, subject_id)
     return lifted

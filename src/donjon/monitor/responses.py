@@ -305,6 +305,10 @@ class Responder:
             alert_seq,
         )
         replaced = self._throttles.add(throttle)
+        try:
+            await self._throttles.keep(throttle)
+        except Exception:  # in force here all the same; a restart would lift it
+            log.exception("keeping the throttle on %s failed", throttle.subject)
         await self._record(
             "throttle",
             throttle.subject,

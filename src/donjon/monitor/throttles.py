@@ -9,23 +9,32 @@ other limit; a spent bucket answers 429 with Retry-After. It ends by itself
 when its time is up, or when a person lifts it (`donjon throttle rm SUBJECT`,
 audited `response.unthrottle`).
 
-Throttles live in the node's memory, as the rate limiter's buckets do: a
-restart lifts them (the `response.throttle` record stays). The hot path pays
-one truthiness test while no throttle is set.
+Throttles are checked from the node's memory (the hot path pays one truthiness test
+while none is set) and kept in the database (store/throttles.py): a restart loads those
+not yet ended. Before, a restart lifted them, an admin's too, and a throttled key's
+holder had only to wait for the next upgrade. Each throttle's bucket starts full again
+after a restart, as every rate limit's does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from donjon.ratelimit import BucketKey, RateLimiter, RateLimitError
+from donjon.store.throttles import ThrottleRow, ThrottleStore
 
 __all__ = ["MAX_THROTTLES", "Throttle", "ThrottleKind", "Throttled", "Throttles"]
 
 ThrottleKind = Literal["principal", "source", "function"]
+_KINDS: dict[str, ThrottleKind] = {
+    "principal": "principal",
+    "source": "source",
+    "function": "function",
+}
 _UNITS = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
 #: At most this many throttles at once: the oldest source's (else the oldest) is lifted
 #: to make room.
@@ -72,10 +81,31 @@ class Throttle:
 class Throttles:
     """The throttles in force on this node, by subject. Runs on the event loop only."""
 
-    def __init__(self, limiter: RateLimiter, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        clock: Callable[[], float] = time.time,
+        store: ThrottleStore | None = None,
+    ) -> None:
         self._limiter = limiter
         self._clock = clock
+        self._store = store
         self._by_subject: dict[tuple[str, str], Throttle] = {}
+        for row in store.in_force(clock()) if store is not None else ():
+            kind = _KINDS.get(row.kind)
+            if kind is not None:
+                self.add(_throttle(row, kind))
+
+    async def keep(self, throttle: Throttle) -> None:
+        """Store `throttle` (in the transaction of its audit record, when one is pending:
+        store/audit_outbox.py), so that a restart keeps it."""
+        if self._store is not None:
+            await asyncio.to_thread(self._store.put, _row(throttle))
+
+    async def forget(self, throttle: Throttle) -> None:
+        """Delete the stored `throttle` (not one of its subject's set since)."""
+        if self._store is not None:
+            await asyncio.to_thread(self._store.remove, throttle.kind, throttle.id, throttle.since)
 
     def __bool__(self) -> bool:
         return bool(self._by_subject)
@@ -127,3 +157,14 @@ class Throttles:
                 + (f" to alert {throttle.alert_seq}" if throttle.alert_seq is not None else ""),
                 retry_after_s=decision.retry_after_s,
             )
+
+
+def _row(throttle: Throttle) -> ThrottleRow:
+    t = throttle
+    return ThrottleRow(t.kind, t.id, t.count, t.period_s, t.since, t.until, t.reason, t.alert_seq)
+
+
+def _throttle(row: ThrottleRow, kind: ThrottleKind) -> Throttle:
+    return Throttle(
+        kind, row.subject, row.count, row.period_s, row.since, row.until, row.reason, row.alert_seq
+    )

@@ -21,6 +21,7 @@ from donjon.store.quotas import QuotaRecord, QuotaStore
 from donjon.store.roles import RoleStore
 from donjon.store.secrets import SecretStore, SecretSummary, VersionRow
 from donjon.store.tables import metadata
+from donjon.store.throttles import ThrottleRow, ThrottleStore
 from donjon.store.vulnerabilities import VersionFinding, VulnerabilityStore
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "StorageFull",
     "StoreConflict",
     "StoreError",
+    "ThrottleRow",
+    "ThrottleStore",
     "VersionFinding",
     "VersionRow",
     "VulnerabilityStore",
