@@ -22,8 +22,10 @@ from donjon.lifecycle import Deployed
 from donjon.manifest.exposure import trigger_secrets
 from donjon.secret import Secret
 from donjon.store import StoreConflict
+from donjon.vault.errors import GrantedTooLarge
 from donjon.vault.keyring import rekey
 from donjon.vault.names import MAX_VALUE_BYTES, check_name, check_value
+from donjon.vault.service import MAX_GRANTED
 
 __all__ = ["create_secret", "delete_secret", "list_secrets", "rekey_vault", "rotate_secret"]
 
@@ -45,6 +47,34 @@ async def _value(
     return Secret(check_value(body["value"]))
 
 
+async def _check_fits(node: Node, name: str, value: Secret[str], principal: Principal) -> None:
+    """`GrantedTooLarge` (422, nothing changed) if `value` would take a deployed function's
+    granted secrets past what one call carries (vault MAX_GRANTED): every call of it would
+    be refused until the value shrank. Names only the functions `principal` may read."""
+    over: list[tuple[Deployed, int]] = []
+    for deployed in node.registry.all():
+        granted = deployed.manifest.permissions.secrets
+        if name not in granted:
+            continue
+        try:
+            others = await node.vault.open_granted([g for g in granted if g != name])
+        except GrantedTooLarge:  # past it already, whatever this value is
+            others = {"": "x" * MAX_GRANTED}
+        total = len(value.reveal()) + sum(len(v) for v in others.values())
+        if total > MAX_GRANTED:
+            over.append((deployed, total))
+    if not over:
+        return
+    shown = [f"{d.name} ({total})" for d, total in over if _may_read(node, principal, d)]
+    hidden = len(over) - len(shown)
+    named = ", ".join([*shown, *([f"{hidden} other function(s)"] if hidden else [])])
+    raise GrantedTooLarge(
+        f"secret {name} with this value would take the secrets granted to {named} past the"
+        f" {MAX_GRANTED} characters one call carries: their calls would all be refused",
+        hint="give it a smaller value, or grant those functions fewer or smaller secrets",
+    )
+
+
 def _event(principal: Principal, action: str, name: str, request_id: str) -> AuditEvent:
     """A secret change's record (the version, if any, is added by the store)."""
     return AuditEvent(principal.label, action, f"secret:{name}", "ok", {"request_id": request_id})
@@ -55,6 +85,7 @@ async def create_secret(
 ) -> Response:
     name = check_name(request.path_params["secret"])
     value = await _value(request, node, principal, request_id)
+    await _check_fits(node, name, value, principal)
     async with node.changes.change(_event(principal, "secret.set", name, request_id)):
         done = await node.vault.set(name, value, principal.label)
     return render(SecretVersion(name=name, version=done.version), 201)
@@ -65,6 +96,7 @@ async def rotate_secret(
 ) -> Response:
     name = check_name(request.path_params["secret"])
     value = await _value(request, node, principal, request_id)
+    await _check_fits(node, name, value, principal)
     async with node.changes.change(_event(principal, "secret.rotate", name, request_id)):
         done = await node.vault.rotate(name, value, principal.label)
     return render(SecretVersion(name=name, version=done.version), 201)
