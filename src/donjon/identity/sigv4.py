@@ -10,11 +10,11 @@ See docs/security.md, "The Lambda Invoke API".
 What is checked, each failure a `SignatureRejected` whose reason is for the
 audit: the Authorization header's shape and algorithm; `X-Amz-Date` (signed)
 within `MAX_SKEW_S` of the node's clock; the credential scope's date (the
-request's own), region (the node's) and service (`lambda`); `host` and every
-`x-amz-*` header signed; `X-Amz-Content-SHA256`, when sent, equal to the body's
-hash; the signature, compared in constant time, over the canonical request
-built from the request as received (so a changed body, path, query or signed
-header fails).
+request's own), region (the node's) and service (`lambda`); no session token
+(`X-Amz-Security-Token`: Donjon issues none); `host` and every `x-amz-*` header
+signed; `X-Amz-Content-SHA256`, when sent, equal to the body's hash; the
+signature, compared in constant time, over the canonical request built from the
+request as received (so a changed body, path, query or signed header fails).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 _REGION = re.compile(r"^[a-z0-9-]{1,64}$")
 #: What every SigV4 secret starts with, so people and secret scanners can tell it.
 _KIND_PREFIX = "djs_"
+#: Where AWS clients send a session token (STS), which Donjon never issues.
+_STS_HEADER = "x-amz-security-token"
 
 
 class SignatureRejected(IdentityError):
@@ -153,6 +155,11 @@ def check_scope(
         raise SignatureRejected(f"sigv4: the credential scope's region is not {region}")
     if auth.service != SERVICE:
         raise SignatureRejected(f"sigv4: the credential scope's service is not {SERVICE}")
+    if _STS_HEADER in request.headers:
+        raise SignatureRejected(
+            "sigv4: session tokens (X-Amz-Security-Token) are not accepted: sign with a "
+            "Donjon key's id and SigV4 secret alone"
+        )
     need = {"host", "x-amz-date"} | {h for h in request.headers if h.startswith("x-amz-")}
     missing = sorted(need - set(auth.signed_headers))
     if missing:
