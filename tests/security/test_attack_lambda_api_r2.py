@@ -4,6 +4,8 @@ bounded answer, changes nothing and runs nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -13,12 +15,14 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from harness import LiveNode
-from sec_support import audit_records
+from harness import LiveNode, fresh_source
+from sec_support import assert_problem, audit_records
 
 ECHO = "lam2-echo"
 PATH = "/2015-03-31/functions/{}/invocations"
 REGION = "us-east-1"
+#: The most a refusal's reason may hold, in the answer or its audit record.
+REASON_BOUND = 1024
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +85,57 @@ def test_session_token_is_refused(node: LiveNode, lam: dict[str, Any]) -> None:
     assert [rec["action"] for rec in records] == ["auth.denied"], records
     assert "session token" in records[0]["detail"]["reason"]
     assert _invokes(node) == before  # nothing ran
+
+
+def _unsigned_header_names() -> dict[str, str]:
+    """Ninety `x-amz-*` headers of 500-character names, none of them signed."""
+    return {f"x-amz-{i:02d}-" + "a" * 490: "1" for i in range(90)}
+
+
+def _bogus_signed_names() -> str:
+    """SignedHeaders naming 400 headers of 100 characters the request does not have."""
+    names = ["host", "x-amz-date", *(f"z{i:03d}" + "z" * 96 for i in range(400))]
+    return ";".join(sorted(names))
+
+
+@pytest.mark.parametrize("attack", ["unsigned-x-amz-headers", "absent-signed-headers"])
+def test_refusal_reason_is_bounded(node: LiveNode, lam: dict[str, Any], attack: str) -> None:
+    """An unsigned request that names tens of KiB of header names (x-amz-* headers left
+    unsigned, or SignedHeaders naming headers it lacks) is a 401 whose answer and audit
+    record stay small: no key, no secret, and one request wrote a 42 KB audit record."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    signed = "host;x-amz-date"
+    headers = {"X-Amz-Date": now}
+    if attack == "unsigned-x-amz-headers":
+        headers.update(_unsigned_header_names())
+    else:
+        signed = _bogus_signed_names()
+    headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/{REGION}/lambda/"
+        f"aws4_request, SignedHeaders={signed}, Signature={'0' * 64}"
+    )
+    with node.client("", source=fresh_source()) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    body = assert_problem(r, 401)
+    assert len(r.content) < 4 * REASON_BOUND, len(r.content)  # detail and message
+    assert "signed" in body["detail"]  # still says what is wrong
+    records = audit_records(node, r.headers["x-request-id"])
+    assert [rec["action"] for rec in records] == ["auth.denied"], records
+    reason = records[0]["detail"]["reason"]
+    assert "signed" in reason and len(reason) <= REASON_BOUND, len(reason)
+    assert len(json.dumps(records[0])) < 2 * REASON_BOUND
+
+
+def test_bounded_reason_still_names_the_header(node: LiveNode, lam: dict[str, Any]) -> None:
+    """An X-Amz-Log-Type added to a request unsigned: the 401 still names that header."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {
+        "X-Amz-Date": now,
+        "X-Amz-Log-Type": "Tail",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/"
+        f"{REGION}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}",
+    }
+    with node.client("", source=fresh_source()) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    body = assert_problem(r, 401)
+    assert body["detail"].startswith("headers that must be signed are not: x-amz-log-type (")
