@@ -139,3 +139,38 @@ def test_bounded_reason_still_names_the_header(node: LiveNode, lam: dict[str, An
         r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
     body = assert_problem(r, 401)
     assert body["detail"].startswith("headers that must be signed are not: x-amz-log-type (")
+
+
+def _version(node: LiveNode) -> str:
+    with node.client() as c:
+        r = c.get(f"/v1/functions/{ECHO}")
+    assert r.status_code == 200, r.text
+    return str(r.json()["version"])
+
+
+@pytest.mark.parametrize("how", ["qualifier", "name"])
+def test_event_pinned_to_a_version_is_refused(
+    node: LiveNode, lam: dict[str, Any], how: str
+) -> None:
+    """InvocationType Event pinned to a version (Qualifier=N, or FunctionName name:N) is a
+    400 and nothing is queued: a queued event runs on the version serving when it is
+    delivered, so a deploy meanwhile ran a caller's event pinned to version 2 on version 3."""
+    version = _version(node)
+    client = _lambda(node, lam)
+    pinned = (
+        {"FunctionName": ECHO, "Qualifier": version}
+        if how == "qualifier"
+        else {"FunctionName": f"{ECHO}:{version}"}
+    )
+    with pytest.raises(ClientError) as caught:
+        client.invoke(InvocationType="Event", Payload=b'{"pinned": 1}', **pinned)
+    response: dict[str, Any] = caught.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert response["Error"]["Code"] == "InvalidRequestContentException"
+    assert "$LATEST" in response["Error"]["Message"]
+    assert audit_records(node, response["ResponseMetadata"]["RequestId"]) == []  # not queued
+    # Unpinned ($LATEST, or no qualifier) is queued as before; a pinned sync call runs.
+    for unpinned in ({"Qualifier": "$LATEST"}, {}):
+        r = client.invoke(FunctionName=ECHO, InvocationType="Event", Payload=b"{}", **unpinned)
+        assert r["StatusCode"] == 202
+    assert client.invoke(InvocationType="RequestResponse", **pinned)["StatusCode"] == 200
