@@ -174,3 +174,37 @@ def test_event_pinned_to_a_version_is_refused(
         r = client.invoke(FunctionName=ECHO, InvocationType="Event", Payload=b"{}", **unpinned)
         assert r["StatusCode"] == 202
     assert client.invoke(InvocationType="RequestResponse", **pinned)["StatusCode"] == 200
+
+
+def _auth_failures(node: LiveNode) -> dict[str, float]:
+    """The node's `donjon_auth_failures_total`, by kind."""
+    with node.client() as c:
+        text = c.get("/metrics").text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("donjon_auth_failures_total{"):
+            labels, _, value = line.rpartition(" ")
+            counts[labels.split('"')[1]] = float(value)
+    return counts
+
+
+def test_unsigned_header_names_do_not_steer_the_failure_metric(
+    node: LiveNode, lam: dict[str, Any]
+) -> None:
+    """An unsigned `X-Amz-Revoked-Key` header is counted as the invalid request it is: the
+    header names a SigV4 refusal repeats are the sender's, and read as its kind they made
+    anyone's requests count as revoked (or expired, ...) keys on the operators' dashboards."""
+    before = _auth_failures(node)
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {
+        "X-Amz-Date": now,
+        "X-Amz-Revoked-Key": "1",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/"
+        f"{REGION}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}",
+    }
+    with node.client("", source=fresh_source()) as c:
+        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    assert "x-amz-revoked-key" in assert_problem(r, 401)["detail"]
+    after = _auth_failures(node)
+    assert after["invalid"] == before["invalid"] + 1, (before, after)
+    assert after["revoked"] == before["revoked"], (before, after)
