@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -87,6 +88,22 @@ def test_session_token_is_refused(node: LiveNode, lam: dict[str, Any]) -> None:
     assert _invokes(node) == before  # nothing ran
 
 
+def _unsigned_post(
+    node: LiveNode, extra: dict[str, str], signed: str = "host;x-amz-date"
+) -> httpx.Response:
+    """POST, from a new client address, a request whose shape, date and scope pass (no
+    secret needed) with `extra` headers, SignedHeaders `signed` and a signature by nobody."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    headers = {
+        "X-Amz-Date": now,
+        **extra,
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/"
+        f"{REGION}/lambda/aws4_request, SignedHeaders={signed}, Signature={'0' * 64}",
+    }
+    with node.client("", source=fresh_source()) as c:
+        return c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+
+
 def _unsigned_header_names() -> dict[str, str]:
     """Ninety `x-amz-*` headers of 500-character names, none of them signed."""
     return {f"x-amz-{i:02d}-" + "a" * 490: "1" for i in range(90)}
@@ -103,19 +120,10 @@ def test_refusal_reason_is_bounded(node: LiveNode, lam: dict[str, Any], attack: 
     """An unsigned request that names tens of KiB of header names (x-amz-* headers left
     unsigned, or SignedHeaders naming headers it lacks) is a 401 whose answer and audit
     record stay small: no key, no secret, and one request wrote a 42 KB audit record."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    signed = "host;x-amz-date"
-    headers = {"X-Amz-Date": now}
     if attack == "unsigned-x-amz-headers":
-        headers.update(_unsigned_header_names())
+        r = _unsigned_post(node, _unsigned_header_names())
     else:
-        signed = _bogus_signed_names()
-    headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/{REGION}/lambda/"
-        f"aws4_request, SignedHeaders={signed}, Signature={'0' * 64}"
-    )
-    with node.client("", source=fresh_source()) as c:
-        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+        r = _unsigned_post(node, {}, signed=_bogus_signed_names())
     body = assert_problem(r, 401)
     assert len(r.content) < 4 * REASON_BOUND, len(r.content)  # detail and message
     assert "signed" in body["detail"]  # still says what is wrong
@@ -128,15 +136,7 @@ def test_refusal_reason_is_bounded(node: LiveNode, lam: dict[str, Any], attack: 
 
 def test_bounded_reason_still_names_the_header(node: LiveNode, lam: dict[str, Any]) -> None:
     """An X-Amz-Log-Type added to a request unsigned: the 401 still names that header."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    headers = {
-        "X-Amz-Date": now,
-        "X-Amz-Log-Type": "Tail",
-        "Authorization": f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/"
-        f"{REGION}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}",
-    }
-    with node.client("", source=fresh_source()) as c:
-        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    r = _unsigned_post(node, {"X-Amz-Log-Type": "Tail"})
     body = assert_problem(r, 401)
     assert body["detail"].startswith("headers that must be signed are not: x-amz-log-type (")
 
@@ -195,15 +195,7 @@ def test_unsigned_header_names_do_not_steer_the_failure_metric(
     header names a SigV4 refusal repeats are the sender's, and read as its kind they made
     anyone's requests count as revoked (or expired, ...) keys on the operators' dashboards."""
     before = _auth_failures(node)
-    now = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    headers = {
-        "X-Amz-Date": now,
-        "X-Amz-Revoked-Key": "1",
-        "Authorization": f"AWS4-HMAC-SHA256 Credential={secrets.token_hex(8)}/{now[:8]}/"
-        f"{REGION}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}",
-    }
-    with node.client("", source=fresh_source()) as c:
-        r = c.post(PATH.format(ECHO), content=b"{}", headers=headers)
+    r = _unsigned_post(node, {"X-Amz-Revoked-Key": "1"})
     assert "x-amz-revoked-key" in assert_problem(r, 401)["detail"]
     after = _auth_failures(node)
     assert after["invalid"] == before["invalid"] + 1, (before, after)
