@@ -142,6 +142,7 @@ def test_bounded_reason_still_names_the_header(node: LiveNode, lam: dict[str, An
 
 
 def _version(node: LiveNode) -> str:
+    """The version of ECHO serving now."""
     with node.client() as c:
         r = c.get(f"/v1/functions/{ECHO}")
     assert r.status_code == 200, r.text
