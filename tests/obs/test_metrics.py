@@ -105,6 +105,7 @@ def test_shed_calls_count_per_function_kept_or_not(monkeypatch: pytest.MonkeyPat
         ("auth.denied", "rotated key past its overlap", "expired"),
         ("auth.denied", "sigv4: the signature does not match", "signature"),
         ("auth.denied", "sigv4: missing credentials", "missing"),
+        ("auth.denied", "sigv4: headers that must be signed are not: x-amz-revoked", "invalid"),
         ("auth.denied", "jwt: the token's audience is not accepted", "invalid"),
         ("authz.denied", "function:invoke on x denied: no statement allows it", "forbidden"),
         ("input.refused", "JSON nested past 64 levels", None),

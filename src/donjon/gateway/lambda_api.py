@@ -5,7 +5,7 @@ So boto3's lambda client and the AWS CLI invoke Donjon functions unchanged
 bounded -> the signature, against the key's SigV4 secret (identity/sigv4.py) ->
 `function:invoke` on the function (the policy and audit of every invoke) -> the
 function and qualifier -> `X-Amz-Invocation-Type` and `X-Amz-Client-Context` (DryRun
-answers here) -> rate
+answers here; an Event pinned to a version is refused) -> rate
 limit -> input schema -> (Event: queued durably, 202; gateway/async_invoke.py) -> the
 call (invoke.py's `_run`: sandbox, redaction, a durable audit record) -> the answer as
 Lambda gives it.
@@ -274,6 +274,12 @@ async def handle_lambda_invoke(request: Request) -> Response:
         context = client_context(request.headers.get("x-amz-client-context"))
         if invocation == "DryRun":  # the caller may invoke it, and it exists
             return Response(status_code=204, headers=_lambda_headers(request_id, version))
+        if invocation == "Event" and qualifier not in (None, "$LATEST"):
+            raise BadRequest(
+                f"InvocationType Event takes no version qualifier ({qualifier[:64]!r}): a queued "
+                "event runs on the version serving when it is delivered",
+                hint="leave the qualifier out (or give $LATEST), or invoke with RequestResponse",
+            )
         check_event_size(
             body, deployed, body_limit(deployed, node.settings.requests.max_body_bytes)
         )

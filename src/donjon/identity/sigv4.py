@@ -10,11 +10,12 @@ See docs/security.md, "The Lambda Invoke API".
 What is checked, each failure a `SignatureRejected` whose reason is for the
 audit: the Authorization header's shape and algorithm; `X-Amz-Date` (signed)
 within `MAX_SKEW_S` of the node's clock; the credential scope's date (the
-request's own), region (the node's) and service (`lambda`); `host` and every
-`x-amz-*` header signed; `X-Amz-Content-SHA256`, when sent, equal to the body's
-hash; the signature, compared in constant time, over the canonical request
-built from the request as received (so a changed body, path, query or signed
-header fails).
+request's own), region (the node's) and service (`lambda`); no session token
+(`X-Amz-Security-Token`: Donjon issues none); `host` and every `x-amz-*` header
+signed (a refusal names at most a few of them, cut short: they are the
+sender's); `X-Amz-Content-SHA256`, when sent, equal to the body's hash; the
+signature, compared in constant time, over the canonical request built from the
+request as received (so a changed body, path, query or signed header fails).
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 _REGION = re.compile(r"^[a-z0-9-]{1,64}$")
 #: What every SigV4 secret starts with, so people and secret scanners can tell it.
 _KIND_PREFIX = "djs_"
+#: How many header names, and how much of each, a refusal names: they are the sender's
+#: (a 64 KiB head of them made a 42 KB audit record and an 80 KB answer).
+_NAMED_HEADERS = 3
+_NAMED_LENGTH = 64
+#: Where AWS clients send a session token (STS), which Donjon never issues.
+_STS_HEADER = "x-amz-security-token"
 
 
 class SignatureRejected(IdentityError):
@@ -153,14 +160,27 @@ def check_scope(
         raise SignatureRejected(f"sigv4: the credential scope's region is not {region}")
     if auth.service != SERVICE:
         raise SignatureRejected(f"sigv4: the credential scope's service is not {SERVICE}")
+    if _STS_HEADER in request.headers:
+        raise SignatureRejected(
+            "sigv4: session tokens (X-Amz-Security-Token) are not accepted: sign with a "
+            "Donjon key's id and SigV4 secret alone"
+        )
     need = {"host", "x-amz-date"} | {h for h in request.headers if h.startswith("x-amz-")}
     missing = sorted(need - set(auth.signed_headers))
     if missing:
-        raise SignatureRejected(f"sigv4: headers that must be signed are not: {', '.join(missing)}")
+        raise SignatureRejected(f"sigv4: headers that must be signed are not: {_names(missing)}")
     absent = [h for h in auth.signed_headers if h not in request.headers]
     if absent:
-        raise SignatureRejected(f"sigv4: signed headers not in the request: {', '.join(absent)}")
+        raise SignatureRejected(f"sigv4: signed headers not in the request: {_names(absent)}")
     return dates[0]
+
+
+def _names(headers: Sequence[str]) -> str:
+    """The first few of `headers`, each cut short, and how many more: bounded, whatever
+    the sender put in its head."""
+    shown = [h if len(h) <= _NAMED_LENGTH else h[:_NAMED_LENGTH] + "..." for h in headers]
+    more = len(headers) - _NAMED_HEADERS
+    return ", ".join(shown[:_NAMED_HEADERS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _canonical_query(query: str) -> str:

@@ -75,6 +75,10 @@ def auth_failure_kind(action: str, reason: str) -> str | None:
     if action != "auth.denied":
         return None
     text = reason.lower()
+    if text.startswith("sigv4: "):
+        # What follows a SigV4 reason's own words (after a ": ") names the sender's
+        # headers: an unsigned `X-Amz-Revoked-Key` must not make the request a revoked key.
+        text = text.removeprefix("sigv4: ").partition(": ")[0]
     if "missing" in text:
         return "missing"
     if "revoked" in text:
