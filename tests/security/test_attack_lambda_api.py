@@ -13,19 +13,20 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import boto3
 import botocore.auth
 import httpx
 import pytest
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from async_support import wait_for
 from donjon.manifest.model import Manifest
 from harness import LiveNode, fresh_source
+from lambda_support import close_lambda_clients, lambda_client
 from sec_support import assert_problem, audit_records
+
+__all__ = ["close_lambda_clients"]  # the autouse fixture, used by name
 
 ECHO = "lam-echo"
 FAIL = "lam-fail"
@@ -86,15 +87,7 @@ def _key(node: LiveNode, name: str, role: str, **extra: Any) -> dict[str, Any]:
 
 def _lambda(node: LiveNode, key_id: str, secret: str, region: str = REGION) -> Any:
     """boto3's lambda client pointed at the node, trusting its CA, with no retries."""
-    return boto3.client(
-        "lambda",
-        endpoint_url=node.url,
-        region_name=region,
-        verify=node.cert,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=60, connect_timeout=10),
-    )
+    return lambda_client(node, key_id, secret, region)
 
 
 def _signed(

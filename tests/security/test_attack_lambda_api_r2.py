@@ -10,14 +10,15 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from harness import LiveNode, fresh_source
+from lambda_support import close_lambda_clients, lambda_client
 from sec_support import assert_problem, audit_records
+
+__all__ = ["close_lambda_clients"]  # the autouse fixture, used by name
 
 ECHO = "lam2-echo"
 PATH = "/2015-03-31/functions/{}/invocations"
@@ -44,16 +45,7 @@ def lam(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 def _lambda(node: LiveNode, key: dict[str, Any], **credentials: str) -> Any:
     """boto3's lambda client pointed at the node, trusting its CA, with no retries."""
-    return boto3.client(
-        "lambda",
-        endpoint_url=node.url,
-        region_name=REGION,
-        verify=node.cert,
-        aws_access_key_id=key["id"],
-        aws_secret_access_key=key["sigv4_secret"],
-        config=Config(retries={"total_max_attempts": 1}, read_timeout=60, connect_timeout=10),
-        **credentials,
-    )
+    return lambda_client(node, key["id"], key["sigv4_secret"], REGION, **credentials)
 
 
 def _invokes(node: LiveNode) -> int:
@@ -81,11 +73,14 @@ def test_session_token_is_refused(node: LiveNode, lam: dict[str, Any]) -> None:
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 401
     assert response["Error"]["Code"] == "UnrecognizedClientException"
     assert "session token" in response["Error"]["Message"]
-    request_id = response["ResponseMetadata"]["RequestId"]
-    records = audit_records(node, request_id)
+    assert _invokes(node) == before  # nothing ran
+    # Audited: from a new address, so that the denial is a record of its own (boto3's
+    # above may fall in a window other files' denials from 127.0.0.1 opened).
+    r = _unsigned_post(node, {"X-Amz-Security-Token": "FwoGZXIvYXdzE"})
+    assert r.status_code == 401, r.text
+    records = audit_records(node, r.headers["x-request-id"])
     assert [rec["action"] for rec in records] == ["auth.denied"], records
     assert "session token" in records[0]["detail"]["reason"]
-    assert _invokes(node) == before  # nothing ran
 
 
 def _unsigned_post(
