@@ -11,15 +11,36 @@ path, query, body and headers; nothing the platform writes itself is the caller'
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from harness import LiveNode, fresh_source, start_node
-from trigger_sweep import ECHO_HANDLER, post_raw
+from trigger_sweep import (
+    ECHO_HANDLER,
+    EVENT_HEADERS,
+    INJECTED,
+    ROUTES,
+    FnCase,
+    Reply,
+    fn_cases,
+    hook_cases,
+    hostile_records,
+    malformed_notifications,
+    notification,
+    post_raw,
+    record,
+    send_raw,
+    sign,
+    storage_token_cases,
+)
 from triggers.webhook_signing import github_headers, new_whsec, standard_headers
 
 pytestmark = pytest.mark.slow
@@ -83,3 +104,360 @@ def test_a_delivery_taken_before_a_hook_moved_is_a_replay_at_its_new_path(
         again = post_raw(own, f"/hooks/after-{kind}", headers, body, source=fresh_source())
         assert again.status == 401, (kind, again.status, again.text)
         assert "accepted before" in again.problem()["detail"]
+
+
+@pytest.fixture(scope="module")
+def routes(own: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One function per route of trigger_sweep.ROUTES, each answering the event it got."""
+    root = tmp_path_factory.mktemp("sweep-routes")
+    formats = {"v1": ", event_format: apigw-v1", "v2": ", event_format: apigw-v2"}
+    methods = "[GET, POST, PUT, DELETE, PATCH, OPTIONS]"
+    for route, (path, keyed) in ROUTES.items():
+        auth = "key" if keyed else "public"
+        _deploy(
+            own,
+            root,
+            f"sweep-{route}",
+            f"  - http: {{path: {path}, methods: {methods if keyed else '[GET, POST]'}, "
+            f"auth: {auth}{formats.get(route, '')}}}\n",
+        )
+
+
+def _serve_log(node: LiveNode, start: int) -> str:
+    with (node.data_dir / "serve.log").open("rb") as f:
+        f.seek(start)
+        return f.read().decode("utf-8", "replace")
+
+
+def _send_fn(node: LiveNode, case: FnCase, source: str) -> Reply:
+    path, keyed = ROUTES[case.route]
+    headers = [
+        (k, v.replace("{admin}", node.admin_key) if isinstance(v, str) else v)
+        for k, v in case.headers
+    ]
+    if keyed and not any(k == "authorization" for k, _ in headers):
+        headers.insert(0, ("authorization", f"Bearer {node.admin_key}"))
+    explicit = any(k == "content-length" for k, _ in headers)
+    return send_raw(
+        node,
+        case.method,
+        case.target or f"/fn{path}",
+        headers,
+        case.body,
+        source=source,
+        content_length=not explicit,
+    )
+
+
+def _check_event(node: LiveNode, case: FnCase, reply: Reply, source: str) -> None:
+    """The event of a request taken says what was sent, and nothing the platform writes
+    (the caller's address and scheme, the request id, the caller) is the caller's word."""
+    answer = reply.json()
+    event, path = answer["event"], ROUTES[case.route][0]
+    assert node.admin_key not in json.dumps(event), f"{case}: the platform key reached the function"
+    target = case.target if isinstance(case.target, str) else case.target.decode("latin-1")
+    query = urlsplit(target or f"/fn{path}").query
+    sent_headers = [(k, v if isinstance(v, str) else v.decode("latin-1")) for k, v in case.headers]
+    own_headers = {"x-forwarded-for", "x-forwarded-proto", "authorization", "host"}
+    expected_headers = {k: v for k, v in sent_headers if k not in own_headers}
+    body = case.body
+    if case.route in ("key", "public"):
+        assert event["method"] == case.method and event["path"] == path, f"{case}: {event}"
+        assert event["query"] == dict(parse_qsl(query, keep_blank_values=True)), case
+        got = (
+            base64.b64decode(event["body"])
+            if event["is_base64_encoded"]
+            else event["body"].encode()
+        )
+        assert got == body, case
+        headers = event["headers"]
+        assert event["principal"] == answer["principal"], case
+    else:
+        context = event["requestContext"]
+        assert context["requestId"] == reply.header("x-request-id") == answer["request_id"], case
+        method = event["httpMethod"] if case.route == "v1" else context["http"]["method"]
+        assert method == case.method, case
+        headers = event["headers"]
+        got = event.get("body") or ""
+        raw = base64.b64decode(got) if event["isBase64Encoded"] else got.encode()
+        assert raw == body, case
+    for name, value in expected_headers.items():
+        assert value in headers.get(name, ""), f"{case}: {name} {headers.get(name)!r:.80}"
+    forwarded = [h.strip() for h in headers["x-forwarded-for"].split(",")]
+    assert forwarded[-1] == source, f"{case}: {headers['x-forwarded-for']}"
+    assert headers["x-forwarded-proto"] == "https", case
+    keyed = ROUTES[case.route][1]
+    assert (answer["principal"] is not None) == keyed, case
+
+
+def test_hostile_requests_to_http_triggers_are_refused_clearly_or_seen_as_sent(
+    own: LiveNode, routes: None
+) -> None:
+    """Odd methods, encoded slashes, dots, NULs, bytes not UTF-8, over-long segments,
+    repeated and huge parameters, duplicate and conflicting headers, bodies empty, binary,
+    deep or not JSON, to each auth mode and event format: no 5xx, no traceback, a problem
+    document for each refusal, and each request taken is the event its function gets."""
+    start = (own.data_dir / "serve.log").stat().st_size
+    wrong: list[str] = []
+    unauthenticated: dict[str, FnCase] = {}
+    for case in fn_cases():
+        source = fresh_source()
+        reply = _send_fn(own, case, source)
+        if reply.status != (400 if case.expect == "http" else case.expect):
+            wrong.append(f"{case}: {reply.status} {reply.text[:160]}")
+            continue
+        if case.expect == "http":
+            continue
+        if reply.status >= 400:
+            if case.method != "HEAD":
+                reply.problem()
+            if reply.status == 401:
+                unauthenticated[source] = case
+            continue
+        _check_event(own, case, reply, source)
+    assert not wrong, "\n".join(wrong)
+    denials = _denials(own)
+    for source, case in unauthenticated.items():  # a failed authentication is audited
+        assert [r["action"] for r in denials.get(source, [])] == ["auth.denied"], case
+    grown = _serve_log(own, start)
+    assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
+
+
+#: The sweep's signed webhooks: (function, path) by scheme.
+SWEEP_HOOKS = {
+    "standard": ("sweep-hook-standard", "/sweep-std"),
+    "github": ("sweep-hook-github", "/sweep-gh"),
+    "stripe": ("sweep-hook-stripe", "/sweep-stripe"),
+}
+
+
+@pytest.fixture(scope="module")
+def hooks(own: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One echoing function per webhook scheme, each with a fresh secret; the secrets."""
+    root = tmp_path_factory.mktemp("sweep-hooks")
+    keys = {
+        "standard": new_whsec(),
+        "github": "gh-" + new_whsec(),
+        "stripe": "whsec_" + secrets.token_hex(16),
+    }
+    for scheme, (name, path) in SWEEP_HOOKS.items():
+        _set_secret(own, f"{name}-key", keys[scheme])
+        _deploy(
+            own,
+            root,
+            name,
+            f"  - webhook: {{path: {path}, scheme: {scheme}, secret: {name}-key}}\n",
+        )
+    return keys
+
+
+def _outcome(node: LiveNode, invocation: str) -> dict[str, Any]:
+    """The event an accepted delivery's run got (the echo function's result)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with node.client() as c:
+            seen = c.get(f"/v1/invocations/{invocation}").json()
+        if seen["status"] in ("succeeded", "dead"):
+            assert seen["status"] == "succeeded", seen
+            result: dict[str, Any] = json.loads(seen["result"]["body"])["event"]
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"invocation {invocation} never ended")
+
+
+def _runs(node: LiveNode, name: str) -> int:
+    with node.client() as c:
+        return len(c.get(f"/v1/functions/{name}/logs", params={"n": 500}).json())
+
+
+def _listings(node: LiveNode) -> dict[str, Any]:
+    with node.client() as c:
+        return {path: c.get(path).json() for path in ("/v1/functions", "/v1/dlq", "/v1/secrets")}
+
+
+def _denials(node: LiveNode) -> dict[str, list[dict[str, Any]]]:
+    """The audit's auth.denied and webhook.unknown records, by client address."""
+    with node.client() as c:
+        records = c.get("/v1/audit", params={"n": 5000}).json()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r["action"] in ("auth.denied", "webhook.unknown"):
+            out.setdefault(r["detail"].get("client", ""), []).append(r)
+    return out
+
+
+def test_hostile_signatures_are_refused_audited_and_run_nothing(
+    own: LiveNode, hooks: dict[str, str]
+) -> None:
+    """Signatures in the wrong encoding or with the wrong prefix, several values, timestamps
+    in the future, the past or not numbers, ids that are not tokens, bodies signed but not
+    events: each a 401 problem, audited as auth.denied with the scheme and the reason, and
+    none runs its function (a signed canary sent after them is the one new run)."""
+    start = (own.data_dir / "serve.log").stat().st_size
+    tag = secrets.token_hex(8)
+    before = {scheme: _runs(own, name) for scheme, (name, _) in SWEEP_HOOKS.items()}
+    listings = _listings(own)
+    sources: dict[str, tuple[str, str | None]] = {}
+    wrong: list[str] = []
+    for case in hook_cases(hooks, tag):
+        source = fresh_source()
+        reply = post_raw(
+            own,
+            "/hooks" + SWEEP_HOOKS[case.scheme][1],
+            list(case.headers),
+            case.body,
+            source=source,
+        )
+        if reply.status != 401:
+            wrong.append(f"{case}: {reply.status} {reply.text[:160]}")
+            continue
+        reply.problem()
+        sources[source] = (str(case), f"webhook {case.scheme}: {case.reason}")
+    assert not wrong, "\n".join(wrong)
+    denials = _denials(own)
+    for source, (what, reason) in sources.items():
+        got = [
+            (r["detail"].get("reason"), r["detail"].get("trigger")) for r in denials.get(source, [])
+        ]
+        assert got == [(reason, "webhook")], f"{what}: {got}"
+    for scheme, (name, path) in SWEEP_HOOKS.items():
+        canary = json.dumps({"id": f"evt_{secrets.token_hex(8)}", "type": "canary"}).encode()
+        reply = post_raw(own, "/hooks" + path, sign(hooks, scheme, canary), canary)
+        assert reply.status == 202, reply.text
+        assert _outcome(own, reply.json()["id"])["body"]["type"] == "canary"
+        assert _runs(own, name) == before[scheme] + 1, f"{scheme}: a refused delivery ran"
+    assert _listings(own) == listings
+    grown = _serve_log(own, start)
+    assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
+
+
+#: Bodies a signed delivery may carry, and what its event's body is then.
+_BODIES: tuple[tuple[str, bytes, Any, str | None], ...] = (
+    (
+        "JSON",
+        b'{"id": "evt_J", "type": "t", "a": [1, 2]}',
+        {"id": "evt_J", "type": "t", "a": [1, 2]},
+        None,
+    ),
+    ("text", b"id=evt_T&type=t", "id=evt_T&type=t", "text"),
+    ("binary", b"\xff\xfe\x00id", base64.b64encode(b"\xff\xfe\x00id").decode(), "base64"),
+    ("deep", b"[" * 200 + b"]" * 200, "[" * 200 + "]" * 200, "text"),
+    (
+        "lone surrogate",
+        b'{"id": "evt_S", "type": "t", "s": "\\ud800"}',
+        {"id": "evt_S", "type": "t", "s": "\ud800"},
+        None,
+    ),
+    ("empty", b"", None, None),
+)
+
+
+def test_a_signed_delivery_is_the_event_and_nothing_an_attacker_adds_reaches_it(
+    own: LiveNode, hooks: dict[str, str]
+) -> None:
+    """Bodies JSON, text, binary, deep, with a lone surrogate or empty, signed in each scheme
+    and sent with headers an attacker adds (a platform credential, a forwarded address, a
+    request id, an identity, a second Content-Type): the event holds the body as sent, the
+    scheme's id and type, and only the headers the docs name, with the values sent first."""
+    for scheme, (_, path) in SWEEP_HOOKS.items():
+        for what, body, expected, encoding in _BODIES:
+            if scheme == "stripe" and not isinstance(expected, dict):
+                continue  # a Stripe event is a JSON object with an id (the malformed sweep)
+            signed = sign(hooks, scheme, body)
+            headers = [*signed.items(), *INJECTED]
+            reply = post_raw(own, "/hooks" + path, headers, body)
+            assert reply.status == 202, (scheme, what, reply.text)
+            event = _outcome(own, reply.json()["id"])
+            assert event["body"] == expected and event.get("body_encoding") == encoding, (
+                scheme,
+                what,
+                event,
+            )
+            assert set(event["headers"]) <= EVENT_HEADERS[scheme], (scheme, what, event["headers"])
+            for name, value in event["headers"].items():
+                assert value == signed.get(name, value), (scheme, what, name, value)
+            assert event["headers"].get("content-type") == "application/json", (scheme, what)
+            assert event["delivery_id"] == reply.json()["delivery_id"], (scheme, what)
+            assert event["scheme"] == scheme and event["path"] == path, (scheme, what)
+
+
+@pytest.fixture(scope="module")
+def storage(own: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An echoing function with an s3 push trigger at /hooks/sweep-s3; its bearer token."""
+    token = secrets.token_hex(16)
+    _set_secret(own, "sweep-store", token)
+    _deploy(
+        own,
+        tmp_path_factory.mktemp("sweep-s3"),
+        "sweep-s3",
+        "  - s3: {source: push, path: /sweep-s3, secret: sweep-store}\n",
+    )
+    return token
+
+
+def test_hostile_storage_pushes_are_refused_or_run_as_sent(own: LiveNode, storage: str) -> None:
+    """A storage push with a missing, wrong or second token is a 401 audited with trigger s3;
+    a notification that is not one (not JSON, deep, no records, a lone surrogate in a key)
+    is a 400 problem that runs nothing; records with hostile keys and buckets (NUL, dots,
+    1,024 bytes, encoded bytes not UTF-8, non-finite numbers, duplicate keys) run once
+    each, with the record as the store sent it as their event."""
+    start = (own.data_dir / "serve.log").stat().st_size
+    path, good = "/hooks/sweep-s3", ("authorization", f"Bearer {storage}")
+    listings, runs = _listings(own), _runs(own, "sweep-s3")
+    refused: dict[str, str] = {}
+    for what, headers in storage_token_cases(storage):
+        source = fresh_source()
+        reply = post_raw(own, path, list(headers), notification(record("t/" + what)), source=source)
+        assert reply.status == 401, (what, reply.status, reply.text)
+        reply.problem()
+        refused[source] = what
+    for what, body in malformed_notifications():
+        reply = post_raw(own, path, [good], body)
+        assert reply.status in (400, 413), (what, reply.status, reply.text)
+        reply.problem()
+    denials = _denials(own)
+    for source, what in refused.items():
+        got = [(r["action"], r["detail"].get("trigger")) for r in denials.get(source, [])]
+        assert got == [("auth.denied", "s3")], (what, got)
+    assert _runs(own, "sweep-s3") == runs and _listings(own) == listings
+    for what, body, records in hostile_records():
+        reply = post_raw(own, path, [good, ("content-type", "application/json")], body)
+        assert reply.status == 202, (what, reply.status, reply.text)
+        ids = reply.json()["invocations"]
+        assert len(ids) == len(records), (what, reply.json())
+        for invocation, sent in zip(ids, records, strict=True):
+            assert _outcome(own, invocation) == {"Records": [sent]}, what
+    grown = _serve_log(own, start)
+    assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
+
+
+def test_a_removed_or_redeployed_hook_takes_nothing_meant_for_what_it_was(
+    own: LiveNode, tmp_path: Path
+) -> None:
+    """Deliveries signed for a hook whose function was removed are a 404 (audited as
+    webhook.unknown) and run nothing; once the function is deployed again with another
+    secret, deliveries signed with the old one are a 401, and the new one's are taken."""
+    old, new = new_whsec(), new_whsec()
+    _set_secret(own, "sweep-gone-old", old)
+    _set_secret(own, "sweep-gone-new", new)
+    hook = "  - webhook: {path: /sweep-gone, scheme: standard, secret: SECRET}\n"
+    _deploy(own, tmp_path, "sweep-gone", hook.replace("SECRET", "sweep-gone-old"))
+    body = json.dumps({"type": "gone", "n": secrets.token_hex(6)}).encode()
+    assert post_raw(own, "/hooks/sweep-gone", standard_headers(old, body), body).status == 202
+    with own.client() as c:
+        assert c.delete("/v1/functions/sweep-gone").status_code == 204
+    source = fresh_source()
+    late = post_raw(own, "/hooks/sweep-gone", standard_headers(old, body), body, source=source)
+    assert late.status == 404 and "no webhook" in late.problem()["detail"]
+    assert [r["action"] for r in _denials(own)[source]] == ["webhook.unknown"]
+    with own.client() as c:
+        assert "sweep-gone" not in json.dumps(c.get("/v1/functions").json())
+    _deploy(own, tmp_path, "sweep-gone", hook.replace("SECRET", "sweep-gone-new"))
+    source = fresh_source()
+    stale = post_raw(own, "/hooks/sweep-gone", standard_headers(old, body), body, source=source)
+    assert stale.status == 401, stale.text
+    reasons = [r["detail"]["reason"] for r in _denials(own)[source]]
+    assert reasons == ["webhook standard: signature"]
+    fresh = post_raw(own, "/hooks/sweep-gone", standard_headers(new, body), body)
+    assert fresh.status == 202, fresh.text
+    assert _outcome(own, fresh.json()["id"])["body"]["type"] == "gone"
