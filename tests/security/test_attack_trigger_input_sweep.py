@@ -461,3 +461,23 @@ def test_a_removed_or_redeployed_hook_takes_nothing_meant_for_what_it_was(
     fresh = post_raw(own, "/hooks/sweep-gone", standard_headers(new, body), body)
     assert fresh.status == 202, fresh.text
     assert _outcome(own, fresh.json()["id"])["body"]["type"] == "gone"
+
+
+def test_a_signed_body_at_the_depth_limit_is_taken_by_a_function_with_a_schema(
+    own: LiveNode, tmp_path: Path
+) -> None:
+    """A signed body nested 128 levels deep (the most the node parses) was parsed into the
+    event, one level deeper, which the function's input_schema check could then not parse:
+    a 400 saying the JSON was too deep, while 127 levels ran as JSON and 129 as text. A body
+    the event could not hold parsed is given as text, as any deeper one is."""
+    key = new_whsec()
+    _set_secret(own, "sweep-deep-std", key)
+    hook = "  - webhook: {path: /sweep-deep, scheme: standard, secret: sweep-deep-std}\n"
+    _deploy(own, tmp_path, "sweep-deep", hook + "input_schema: {type: object}\n")
+    for depth in (126, 127, 128, 129):
+        body = b"[" * depth + b"]" * depth
+        reply = post_raw(own, "/hooks/sweep-deep", sign({"standard": key}, "standard", body), body)
+        assert reply.status == 202, (depth, reply.status, reply.text)
+        event = _outcome(own, reply.json()["id"])
+        parsed = depth < 128
+        assert event.get("body_encoding") == (None if parsed else "text"), (depth, event)
