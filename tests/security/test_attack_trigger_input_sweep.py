@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from harness import LiveNode, fresh_source, start_node
+from trigger_node import denials, deploy_echo, listings, log_since, outcome, runs, set_secret
 from trigger_sweep import (
-    ECHO_HANDLER,
     EVENT_HEADERS,
     INJECTED,
     ROUTES,
@@ -56,22 +55,6 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
         live.stop()
 
 
-def _deploy(node: LiveNode, root: Path, name: str, triggers: str) -> None:
-    fn = root / name
-    fn.mkdir(parents=True, exist_ok=True)
-    (fn / "main.py").write_text(ECHO_HANDLER)
-    (fn / "donjon.yaml").write_text(
-        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
-        f"limits: {{rate: 6000/minute, body: 64KiB}}\ntriggers:\n{triggers}"
-    )
-    node.deploy(fn)
-
-
-def _set_secret(node: LiveNode, name: str, value: str) -> None:
-    with node.client() as c:
-        assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
-
-
 def test_a_delivery_taken_before_a_hook_moved_is_a_replay_at_its_new_path(
     own: LiveNode, tmp_path: Path
 ) -> None:
@@ -81,11 +64,11 @@ def test_a_delivery_taken_before_a_hook_moved_is_a_replay_at_its_new_path(
     Standard Webhooks one for 5 minutes. A delivery is remembered under the secret that
     signed it, so it is a replay wherever its secret is checked."""
     std, gh = new_whsec(), "gh-" + new_whsec()
-    _set_secret(own, "sweep-move-std", std)
-    _set_secret(own, "sweep-move-gh", gh)
+    set_secret(own, "sweep-move-std", std)
+    set_secret(own, "sweep-move-gh", gh)
 
     def deploy_at(prefix: str) -> None:
-        _deploy(
+        deploy_echo(
             own,
             tmp_path,
             "sweep-move",
@@ -114,19 +97,13 @@ def routes(own: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     methods = "[GET, POST, PUT, DELETE, PATCH, OPTIONS]"
     for route, (path, keyed) in ROUTES.items():
         auth = "key" if keyed else "public"
-        _deploy(
+        deploy_echo(
             own,
             root,
             f"sweep-{route}",
             f"  - http: {{path: {path}, methods: {methods if keyed else '[GET, POST]'}, "
             f"auth: {auth}{formats.get(route, '')}}}\n",
         )
-
-
-def _serve_log(node: LiveNode, start: int) -> str:
-    with (node.data_dir / "serve.log").open("rb") as f:
-        f.seek(start)
-        return f.read().decode("utf-8", "replace")
 
 
 def _send_fn(node: LiveNode, case: FnCase, source: str) -> Reply:
@@ -216,10 +193,10 @@ def test_hostile_requests_to_http_triggers_are_refused_clearly_or_seen_as_sent(
             continue
         _check_event(own, case, reply, source)
     assert not wrong, "\n".join(wrong)
-    denials = _denials(own)
+    audited = denials(own)
     for source, case in unauthenticated.items():  # a failed authentication is audited
-        assert [r["action"] for r in denials.get(source, [])] == ["auth.denied"], case
-    grown = _serve_log(own, start)
+        assert [r["action"] for r in audited.get(source, [])] == ["auth.denied"], case
+    grown = log_since(own, start)
     assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
 
 
@@ -241,49 +218,14 @@ def hooks(own: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         "stripe": "whsec_" + secrets.token_hex(16),
     }
     for scheme, (name, path) in SWEEP_HOOKS.items():
-        _set_secret(own, f"{name}-key", keys[scheme])
-        _deploy(
+        set_secret(own, f"{name}-key", keys[scheme])
+        deploy_echo(
             own,
             root,
             name,
             f"  - webhook: {{path: {path}, scheme: {scheme}, secret: {name}-key}}\n",
         )
     return keys
-
-
-def _outcome(node: LiveNode, invocation: str) -> dict[str, Any]:
-    """The event an accepted delivery's run got (the echo function's result)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with node.client() as c:
-            seen = c.get(f"/v1/invocations/{invocation}").json()
-        if seen["status"] in ("succeeded", "dead"):
-            assert seen["status"] == "succeeded", seen
-            result: dict[str, Any] = json.loads(seen["result"]["body"])["event"]
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"invocation {invocation} never ended")
-
-
-def _runs(node: LiveNode, name: str) -> int:
-    with node.client() as c:
-        return len(c.get(f"/v1/functions/{name}/logs", params={"n": 500}).json())
-
-
-def _listings(node: LiveNode) -> dict[str, Any]:
-    with node.client() as c:
-        return {path: c.get(path).json() for path in ("/v1/functions", "/v1/dlq", "/v1/secrets")}
-
-
-def _denials(node: LiveNode) -> dict[str, list[dict[str, Any]]]:
-    """The audit's auth.denied and webhook.unknown records, by client address."""
-    with node.client() as c:
-        records = c.get("/v1/audit", params={"n": 5000}).json()
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in records:
-        if r["action"] in ("auth.denied", "webhook.unknown"):
-            out.setdefault(r["detail"].get("client", ""), []).append(r)
-    return out
 
 
 def test_hostile_signatures_are_refused_audited_and_run_nothing(
@@ -295,8 +237,8 @@ def test_hostile_signatures_are_refused_audited_and_run_nothing(
     none runs its function (a signed canary sent after them is the one new run)."""
     start = (own.data_dir / "serve.log").stat().st_size
     tag = secrets.token_hex(8)
-    before = {scheme: _runs(own, name) for scheme, (name, _) in SWEEP_HOOKS.items()}
-    listings = _listings(own)
+    before = {scheme: runs(own, name) for scheme, (name, _) in SWEEP_HOOKS.items()}
+    listed = listings(own)
     sources: dict[str, tuple[str, str | None]] = {}
     wrong: list[str] = []
     for case in hook_cases(hooks, tag):
@@ -314,20 +256,20 @@ def test_hostile_signatures_are_refused_audited_and_run_nothing(
         reply.problem()
         sources[source] = (str(case), f"webhook {case.scheme}: {case.reason}")
     assert not wrong, "\n".join(wrong)
-    denials = _denials(own)
+    audited = denials(own)
     for source, (what, reason) in sources.items():
         got = [
-            (r["detail"].get("reason"), r["detail"].get("trigger")) for r in denials.get(source, [])
+            (r["detail"].get("reason"), r["detail"].get("trigger")) for r in audited.get(source, [])
         ]
         assert got == [(reason, "webhook")], f"{what}: {got}"
     for scheme, (name, path) in SWEEP_HOOKS.items():
         canary = json.dumps({"id": f"evt_{secrets.token_hex(8)}", "type": "canary"}).encode()
         reply = post_raw(own, "/hooks" + path, sign(hooks, scheme, canary), canary)
         assert reply.status == 202, reply.text
-        assert _outcome(own, reply.json()["id"])["body"]["type"] == "canary"
-        assert _runs(own, name) == before[scheme] + 1, f"{scheme}: a refused delivery ran"
-    assert _listings(own) == listings
-    grown = _serve_log(own, start)
+        assert outcome(own, reply.json()["id"])["body"]["type"] == "canary"
+        assert runs(own, name) == before[scheme] + 1, f"{scheme}: a refused delivery ran"
+    assert listings(own) == listed
+    grown = log_since(own, start)
     assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
 
 
@@ -367,7 +309,7 @@ def test_a_signed_delivery_is_the_event_and_nothing_an_attacker_adds_reaches_it(
             headers = [*signed.items(), *INJECTED]
             reply = post_raw(own, "/hooks" + path, headers, body)
             assert reply.status == 202, (scheme, what, reply.text)
-            event = _outcome(own, reply.json()["id"])
+            event = outcome(own, reply.json()["id"])
             assert event["body"] == expected and event.get("body_encoding") == encoding, (
                 scheme,
                 what,
@@ -385,8 +327,8 @@ def test_a_signed_delivery_is_the_event_and_nothing_an_attacker_adds_reaches_it(
 def storage(own: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An echoing function with an s3 push trigger at /hooks/sweep-s3; its bearer token."""
     token = secrets.token_hex(16)
-    _set_secret(own, "sweep-store", token)
-    _deploy(
+    set_secret(own, "sweep-store", token)
+    deploy_echo(
         own,
         tmp_path_factory.mktemp("sweep-s3"),
         "sweep-s3",
@@ -403,7 +345,7 @@ def test_hostile_storage_pushes_are_refused_or_run_as_sent(own: LiveNode, storag
     each, with the record as the store sent it as their event."""
     start = (own.data_dir / "serve.log").stat().st_size
     path, good = "/hooks/sweep-s3", ("authorization", f"Bearer {storage}")
-    listings, runs = _listings(own), _runs(own, "sweep-s3")
+    listed, ran = listings(own), runs(own, "sweep-s3")
     refused: dict[str, str] = {}
     for what, headers in storage_token_cases(storage):
         source = fresh_source()
@@ -415,19 +357,19 @@ def test_hostile_storage_pushes_are_refused_or_run_as_sent(own: LiveNode, storag
         reply = post_raw(own, path, [good], body)
         assert reply.status in (400, 413), (what, reply.status, reply.text)
         reply.problem()
-    denials = _denials(own)
+    audited = denials(own)
     for source, what in refused.items():
-        got = [(r["action"], r["detail"].get("trigger")) for r in denials.get(source, [])]
+        got = [(r["action"], r["detail"].get("trigger")) for r in audited.get(source, [])]
         assert got == [("auth.denied", "s3")], (what, got)
-    assert _runs(own, "sweep-s3") == runs and _listings(own) == listings
+    assert runs(own, "sweep-s3") == ran and listings(own) == listed
     for what, body, records in hostile_records():
         reply = post_raw(own, path, [good, ("content-type", "application/json")], body)
         assert reply.status == 202, (what, reply.status, reply.text)
         ids = reply.json()["invocations"]
         assert len(ids) == len(records), (what, reply.json())
         for invocation, sent in zip(ids, records, strict=True):
-            assert _outcome(own, invocation) == {"Records": [sent]}, what
-    grown = _serve_log(own, start)
+            assert outcome(own, invocation) == {"Records": [sent]}, what
+    grown = log_since(own, start)
     assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
 
 
@@ -438,10 +380,10 @@ def test_a_removed_or_redeployed_hook_takes_nothing_meant_for_what_it_was(
     webhook.unknown) and run nothing; once the function is deployed again with another
     secret, deliveries signed with the old one are a 401, and the new one's are taken."""
     old, new = new_whsec(), new_whsec()
-    _set_secret(own, "sweep-gone-old", old)
-    _set_secret(own, "sweep-gone-new", new)
+    set_secret(own, "sweep-gone-old", old)
+    set_secret(own, "sweep-gone-new", new)
     hook = "  - webhook: {path: /sweep-gone, scheme: standard, secret: SECRET}\n"
-    _deploy(own, tmp_path, "sweep-gone", hook.replace("SECRET", "sweep-gone-old"))
+    deploy_echo(own, tmp_path, "sweep-gone", hook.replace("SECRET", "sweep-gone-old"))
     body = json.dumps({"type": "gone", "n": secrets.token_hex(6)}).encode()
     assert post_raw(own, "/hooks/sweep-gone", standard_headers(old, body), body).status == 202
     with own.client() as c:
@@ -449,18 +391,18 @@ def test_a_removed_or_redeployed_hook_takes_nothing_meant_for_what_it_was(
     source = fresh_source()
     late = post_raw(own, "/hooks/sweep-gone", standard_headers(old, body), body, source=source)
     assert late.status == 404 and "no webhook" in late.problem()["detail"]
-    assert [r["action"] for r in _denials(own)[source]] == ["webhook.unknown"]
+    assert [r["action"] for r in denials(own)[source]] == ["webhook.unknown"]
     with own.client() as c:
         assert "sweep-gone" not in json.dumps(c.get("/v1/functions").json())
-    _deploy(own, tmp_path, "sweep-gone", hook.replace("SECRET", "sweep-gone-new"))
+    deploy_echo(own, tmp_path, "sweep-gone", hook.replace("SECRET", "sweep-gone-new"))
     source = fresh_source()
     stale = post_raw(own, "/hooks/sweep-gone", standard_headers(old, body), body, source=source)
     assert stale.status == 401, stale.text
-    reasons = [r["detail"]["reason"] for r in _denials(own)[source]]
+    reasons = [r["detail"]["reason"] for r in denials(own)[source]]
     assert reasons == ["webhook standard: signature"]
     fresh = post_raw(own, "/hooks/sweep-gone", standard_headers(new, body), body)
     assert fresh.status == 202, fresh.text
-    assert _outcome(own, fresh.json()["id"])["body"]["type"] == "gone"
+    assert outcome(own, fresh.json()["id"])["body"]["type"] == "gone"
 
 
 def test_a_signed_body_at_the_depth_limit_is_taken_by_a_function_with_a_schema(
@@ -471,13 +413,13 @@ def test_a_signed_body_at_the_depth_limit_is_taken_by_a_function_with_a_schema(
     a 400 saying the JSON was too deep, while 127 levels ran as JSON and 129 as text. A body
     the event could not hold parsed is given as text, as any deeper one is."""
     key = new_whsec()
-    _set_secret(own, "sweep-deep-std", key)
+    set_secret(own, "sweep-deep-std", key)
     hook = "  - webhook: {path: /sweep-deep, scheme: standard, secret: sweep-deep-std}\n"
-    _deploy(own, tmp_path, "sweep-deep", hook + "input_schema: {type: object}\n")
+    deploy_echo(own, tmp_path, "sweep-deep", hook + "input_schema: {type: object}\n")
     for depth in (126, 127, 128, 129):
         body = b"[" * depth + b"]" * depth
         reply = post_raw(own, "/hooks/sweep-deep", sign({"standard": key}, "standard", body), body)
         assert reply.status == 202, (depth, reply.status, reply.text)
-        event = _outcome(own, reply.json()["id"])
+        event = outcome(own, reply.json()["id"])
         parsed = depth < 128
         assert event.get("body_encoding") == (None if parsed else "text"), (depth, event)
