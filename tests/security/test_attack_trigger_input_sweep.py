@@ -84,9 +84,13 @@ def test_a_delivery_taken_before_a_hook_moved_is_a_replay_at_its_new_path(
         assert post_raw(own, f"/hooks/before-{kind}", headers, body).status == 401
     deploy_at("/after")
     for kind, headers in signed.items():
-        again = post_raw(own, f"/hooks/after-{kind}", headers, body, source=fresh_source())
+        source = fresh_source()
+        again = post_raw(own, f"/hooks/after-{kind}", headers, body, source=source)
         assert again.status == 401, (kind, again.status, again.text)
         assert "accepted before" in again.problem()["detail"]
+        scheme = "standard" if kind == "std" else "github"
+        reasons = [r["detail"]["reason"] for r in denials(own)[source]]
+        assert reasons == [f"webhook {scheme}: replay"], reasons
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +202,30 @@ def test_hostile_requests_to_http_triggers_are_refused_clearly_or_seen_as_sent(
         assert [r["action"] for r in audited.get(source, [])] == ["auth.denied"], case
     grown = log_since(own, start)
     assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
+
+
+def test_a_jwt_route_takes_no_api_key_however_the_request_is_dressed(
+    own: LiveNode, tmp_path: Path
+) -> None:
+    """Every request the sweep takes on a key route, sent to an `auth: jwt` route with the
+    admin's API key instead, is a 401 audited with the reason, and its function never runs."""
+    trigger = "  - http: {path: /sweep-jwt, methods: [GET, POST, PUT, DELETE, PATCH], auth: jwt}\n"
+    deploy_echo(own, tmp_path, "sweep-jwt", trigger)
+    refused: dict[str, FnCase] = {}
+    for case in fn_cases():
+        if case.route != "key" or case.expect != 200 or case.target:
+            continue
+        source = fresh_source()
+        headers = [("authorization", f"Bearer {own.admin_key}"), *case.headers]
+        reply = send_raw(own, case.method, "/fn/sweep-jwt", headers, case.body, source=source)
+        assert reply.status == 401, (case, reply.status, reply.text)
+        reply.problem()
+        refused[source] = case
+    audited = denials(own)
+    for source, case in refused.items():
+        reasons = [r["detail"].get("reason") for r in audited.get(source, [])]
+        assert reasons == ["jwt: the credential is not a JWT"], (case, reasons)
+    assert runs(own, "sweep-jwt") == 0
 
 
 #: The sweep's signed webhooks: (function, path) by scheme.
