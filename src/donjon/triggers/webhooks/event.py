@@ -11,7 +11,8 @@ The handler's event is a JSON object::
 otherwise it is the body as text (UTF-8) with ``"body_encoding": "text"``, or base64
 with ``"body_encoding": "base64"`` when it is not UTF-8. `headers` holds only the
 content type, the user agent and the scheme's own delivery headers, never the
-signature. For an unsigned webhook (deployed with --unsafe-allow-public) `delivery_id` may be null.
+signature. For an unsigned webhook (deployed with --unsafe-allow-public)
+`delivery_id` may be null.
 """
 
 from __future__ import annotations
