@@ -173,8 +173,8 @@ def test_github_ids_remembered_for_the_replay_ttl(tmp_path: Path) -> None:
     headers = github_headers("gh-secret", BODY, "d-9")
     asyncio.run(node.deliver(headers, spec))
     key = f"sha256:{hashlib.sha256(BODY).hexdigest()}"  # GitHub's id is not signed
-    assert node.replays.remembered("/gh", key, time.time() + 3000)
-    assert not node.replays.remembered("/gh", key, time.time() + 3700)
+    assert node.replays.remembered("secret:gh", key, time.time() + 3000)
+    assert not node.replays.remembered("secret:gh", key, time.time() + 3700)
     with pytest.raises(BadDelivery) as caught:  # the same delivery under a fresh id
         asyncio.run(node.deliver(github_headers("gh-secret", BODY, "d-10"), spec))
     assert caught.value.reason == "replay"

@@ -286,8 +286,9 @@ alerts_indexed = Table(
     Column("through", BigInteger, nullable=False),
 )
 
-#: The webhook replay cache (triggers/webhooks/): one row per delivery id accepted at a
-#: hook path, kept until `expires_at`; an INSERT that conflicts is a replay. Shared by
+#: The webhook replay cache (triggers/webhooks/): one row per delivery id accepted under a
+#: hook's secret (`hook`: ``secret:NAME``, or the path of a hook without one), kept until
+#: `expires_at`; an INSERT that conflicts is a replay. Shared by
 #: every node on the database, and kept across restarts; expired rows are purged.
 webhook_deliveries = Table(
     "webhook_deliveries",

@@ -1,4 +1,5 @@
-"""The webhook replay cache: delivery ids accepted at each hook path, until they expire.
+"""The webhook replay cache: delivery ids accepted under each hook's secret (its path, for
+a hook that checks none: triggers/webhooks/service.py, `replay_scope`), until they expire.
 
 `claim` is one INSERT: a conflict means the id was accepted before (a replay), on
 this node or on any other sharing the database, before or after a restart. An

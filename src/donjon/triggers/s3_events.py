@@ -161,22 +161,28 @@ def _record(raw: object, index: int) -> S3Record:
     fields = {"eventName": name, "s3.bucket.name": bucket_name, "s3.object.key": key}
     if isinstance(sequencer, str):
         fields["s3.object.sequencer"] = sequencer
+    decoded = unquote_plus(key)
+    fields["s3.object.key (decoded)"] = decoded
     for field, text in fields.items():
-        _unicode(text, f"{where}'s {field}")
+        _storable(text, f"{where}'s {field}")
     return S3Record(
         event_name=name.removeprefix("s3:"),
         bucket=bucket_name,
-        key=unquote_plus(key),
+        key=decoded,
         sequencer=sequencer if isinstance(sequencer, str) and sequencer else None,
         raw=raw,
     )
 
 
-def _unicode(text: str, what: str) -> None:
-    """`MalformedEvent` if `text` holds a lone surrogate (a JSON escape such as ``\\ud800``):
-    never in a real name or key, and no UTF-8 store or log can take it, so a record holding
-    one would fail at its submit after the records before it ran (and run again each time
-    the queue gives the message back)."""
+def _storable(text: str, what: str) -> None:
+    """`MalformedEvent` if `text` holds a lone surrogate (a JSON escape such as ``\\ud800``)
+    or a NUL (raw, or ``%00`` in an encoded key): never in a real name or key, and no UTF-8
+    store or log can take the one, nor a PostgreSQL text column the other, so a record
+    holding one would fail at its submit (and run again each time the queue gives the
+    message back). Before, a NUL reached the queue's INSERT: on PostgreSQL, a 503 for the
+    whole pushed notification, sent again by the store for ever."""
+    if "\x00" in text:
+        raise MalformedEvent(f"{what} holds a NUL character", hint=_HINT)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

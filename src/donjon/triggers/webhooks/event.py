@@ -7,11 +7,12 @@ The handler's event is a JSON object::
      "headers": {"x-github-event": "push", "content-type": "application/json", ...},
      "body": {...the delivery's JSON body, parsed...}}
 
-`body` is the parsed JSON when the delivery's body is JSON; otherwise it is the body
-as text (UTF-8) with ``"body_encoding": "text"``, or base64 with ``"body_encoding":
-"base64"`` when it is not UTF-8. `headers` holds only the content type, the user
-agent and the scheme's own delivery headers, never the signature. For an unsigned
-webhook (deployed with --unsafe-allow-public) `delivery_id` may be null.
+`body` is the parsed JSON when the delivery's body is JSON (nested at most 127 levels);
+otherwise it is the body as text (UTF-8) with ``"body_encoding": "text"``, or base64
+with ``"body_encoding": "base64"`` when it is not UTF-8. `headers` holds only the
+content type, the user agent and the scheme's own delivery headers, never the
+signature. For an unsigned webhook (deployed with --unsafe-allow-public)
+`delivery_id` may be null.
 """
 
 from __future__ import annotations
@@ -65,11 +66,18 @@ def webhook_envelope(
     )
 
 
+#: The deepest body parsed into the event: the event holds it one level down, and must
+#: itself parse within boundedjson's limit (its input_schema is checked on it, at each
+#: attempt). Before, a body of exactly MAX_DEPTH levels made an event the schema check
+#: refused as too deep (400), while one level less ran as JSON and one more as text.
+_BODY_DEPTH = boundedjson.MAX_DEPTH - 1
+
+
 def _body(body: bytes) -> dict[str, Any]:
     if not body:
         return {"body": None}
     try:
-        return {"body": boundedjson.loads(body)}
+        return {"body": boundedjson.loads(body, _BODY_DEPTH)}
     except (ValueError, boundedjson.JSONTooDeep):
         pass
     try:

@@ -35,7 +35,7 @@ from donjon.triggers.webhooks.stripe import StripeVerifier
 from donjon.vault.errors import SecretNotFound
 from donjon.vault.service import Vault
 
-__all__ = ["PURGE_INTERVAL_S", "VERIFIERS", "WebhookService"]
+__all__ = ["PURGE_INTERVAL_S", "VERIFIERS", "WebhookService", "replay_scope"]
 
 log = logging.getLogger("donjon.webhooks")
 
@@ -97,9 +97,11 @@ class WebhookService:
     ) -> str:
         """Deduplicate, admit and submit a verified delivery; the invocation id.
 
-        `BadDelivery` (replay) if its id was accepted at this path before: refused before
-        admission, so a replay spends none of the function's limits."""
-        claimed = await self._claim(spec.path, verified)
+        `BadDelivery` (replay) if its id was accepted under this secret before (at this
+        path or any other: `replay_scope`): refused before admission, so a replay spends
+        none of the function's limits."""
+        scope = replay_scope(spec)
+        claimed = await self._claim(scope, verified)
         try:
             await admit()
             envelope = dataclasses.replace(  # admitted just now: its first attempt spends nothing
@@ -109,17 +111,17 @@ class WebhookService:
             return await submit(envelope)
         except BaseException:
             if claimed:
-                await asyncio.to_thread(self._replays.release, spec.path, verified.replay_id)
+                await asyncio.to_thread(self._replays.release, scope, verified.replay_id)
             raise
 
-    async def _claim(self, path: str, verified: Verified) -> bool:
+    async def _claim(self, scope: str, verified: Verified) -> bool:
         key = verified.replay_id
         if not key:
             return False
         now = self._clock()
         until = verified.remember_until
         expires = max(until, now) + 60.0 if until is not None else now + self._replay_ttl_s
-        if not await asyncio.to_thread(self._replays.claim, path, key, expires, now):
+        if not await asyncio.to_thread(self._replays.claim, scope, key, expires, now):
             raise BadDelivery("replay", "this delivery was accepted before")
         return True
 
@@ -149,6 +151,14 @@ class WebhookService:
             except Exception:  # a busy database: the next round deletes them
                 log.exception("purging the webhook replay cache failed")
             await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+def replay_scope(spec: WebhookSpec) -> str:
+    """Where the replay cache remembers `spec`'s deliveries: under the secret that signs
+    them (``secret:NAME``), since no scheme signs the path; a hook that checks no secret,
+    at its path. Before, every hook's were kept per path, so a hook moved to a new path
+    (a redeploy, the same secret) took again every delivery taken at its old one."""
+    return f"secret:{spec.secret}" if spec.secret is not None else spec.path
 
 
 def _unsigned(verifier: Verifier, headers: Mapping[str, str], now: float) -> Verified:
