@@ -59,3 +59,20 @@ def test_no_forwarded_for_names_the_peer() -> None:
         "x-forwarded-for": "192.0.2.1",
         "x-forwarded-proto": "https",
     }
+
+
+def test_an_underscore_spelling_of_a_gateway_header_does_not_reach_the_function() -> None:
+    """`x_forwarded_for` is the same variable as `x-forwarded-for` to a WSGI adapter
+    (HTTP_X_FORWARDED_FOR): a caller's, beside the gateway's, was one an adapter keeping
+    the first value would take for the caller's address."""
+    request = _request(
+        "192.0.2.1",
+        "https",
+        [("x_forwarded_for", "6.6.6.6"), ("X_Forwarded_Proto", "http"), ("x_other", "kept")],
+    )
+    seen = function_headers(request, strip_auth=True, issuers=IssuerRegistry())
+    assert seen == [
+        ("x_other", "kept"),
+        ("x-forwarded-for", "192.0.2.1"),
+        ("x-forwarded-proto", "https"),
+    ]

@@ -42,7 +42,8 @@ def function_headers(
     kept = [
         (k, v)
         for k, v in request.headers.items()
-        if k not in _FORWARDED
+        # `x_forwarded_for` too: a WSGI adapter reads it as `x-forwarded-for`.
+        if k.lower().replace("_", "-") not in _FORWARDED
         and (k != "authorization" or not (strip_auth or _is_platform_credential(v, issuers)))
     ]
     return [*kept, *_forwarded(request)]
