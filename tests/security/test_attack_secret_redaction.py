@@ -121,3 +121,39 @@ def test_a_function_granted_more_than_a_call_carries_is_refused_clearly(
     assert versions[grown[len(statuses) - 1]]["latest"] == 1  # the refused one: unchanged
     served = node.invoke("grows", {})
     assert served.status_code == 200 and served.json() == {"n": count}
+
+
+def test_a_value_a_warm_worker_kept_does_not_outlive_its_rotation_in_clear(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A warm handler keeping its secret in a global printed, after a rotation, the old value,
+    which the call's redactor (knowing the new one only) left in clear in the log. A
+    change of a granted secret now starts the function's warm sandboxes afresh."""
+    old, new = secrets.token_hex(16), secrets.token_hex(16)
+    with node.client() as c:
+        assert c.post("/v1/secrets/kept-s", json={"value": old}).status_code == 201
+    code = (
+        "KEPT = None\n"
+        "def handler(event, context):\n"
+        "    global KEPT\n"
+        "    fresh = KEPT is None\n"
+        "    if fresh:\n"
+        "        KEPT = context.secrets['kept-s']\n"
+        "    print('kept', KEPT)\n"
+        "    return {'fresh': fresh}\n"
+    )
+    root = _function(tmp_path, "keeps", code, ["kept-s"])
+    manifest = root / "donjon.yaml"
+    manifest.write_text(manifest.read_text() + "isolation: warm\n")
+    _deploy(node, root)
+    assert node.invoke("keeps", {}).json() == {"fresh": True}
+    assert node.invoke("keeps", {}).json() == {"fresh": False}  # warm: the same worker
+    with node.client() as c:
+        r = c.post("/v1/secrets/kept-s/versions", json={"value": new})
+        assert r.status_code == 201, r.text
+    assert node.invoke("keeps", {}).json() == {"fresh": True}  # a new worker
+    with node.client() as c:
+        logs = c.get("/v1/functions/keeps/logs").json()
+    text = "".join(entry["output"] for entry in logs)
+    assert old not in text and new not in text, text
+    assert text.count("[secret:kept-s]") == 3

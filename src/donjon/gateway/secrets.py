@@ -88,6 +88,7 @@ async def create_secret(
     await _check_fits(node, name, value, principal)
     async with node.changes.change(_event(principal, "secret.set", name, request_id)):
         done = await node.vault.set(name, value, principal.label)
+    await _recycle(node, name)
     return render(SecretVersion(name=name, version=done.version), 201)
 
 
@@ -99,7 +100,19 @@ async def rotate_secret(
     await _check_fits(node, name, value, principal)
     async with node.changes.change(_event(principal, "secret.rotate", name, request_id)):
         done = await node.vault.rotate(name, value, principal.label)
+    await _recycle(node, name)
     return render(SecretVersion(name=name, version=done.version), 201)
+
+
+async def _recycle(node: Node, name: str) -> None:
+    """Start afresh the warm sandboxes of the functions granted `name`: none keeps the old
+    value past the change (a worker keeping it in a global printed it, unredacted, to the
+    log of a later call, whose redactor knows only the new value)."""
+    if node.pool is None:
+        return
+    for deployed in node.registry.all():
+        if name in deployed.manifest.permissions.secrets:
+            await node.pool.recycle(deployed.name)
 
 
 def _grants(node: Node, reader: Principal | None = None) -> dict[str, list[str]]:

@@ -80,6 +80,9 @@ class Instance:
         self.active = 0
         self.last_used = time.monotonic()
         self.closed = False
+        #: Takes no new call, and closes once its calls end: a secret granted to its
+        #: function changed, and its process may hold the old value (pool.recycle).
+        self.recycled = False
         self._closing: set[asyncio.Future[None]] = set()
         #: what calls in flight did that a runtime policy watches
         self._policy_events = CallPolicyEvents(config.policies)

@@ -281,7 +281,7 @@ class SandboxPool:
     def _call_over(self, slot: _Slot, instance: Instance) -> list[asyncio.Future[None]]:
         """A call's processes are gone: free its slot; close its sandbox if that is done too."""
         slot.gate.release()
-        done = instance.closed or (slot.retired and instance.active == 0)
+        done = instance.closed or ((slot.retired or instance.recycled) and instance.active == 0)
         if not (done and instance in slot.instances):
             return []
         slot.instances.remove(instance)
@@ -302,7 +302,7 @@ class SandboxPool:
             for inst in slot.instances:
                 # call() counts itself active before its first await, so no
                 # other task can take this instance in between.
-                if inst.active == 0 and not inst.closed:
+                if inst.active == 0 and not inst.closed and not inst.recycled:
                     return inst
         else:
             live = [i for i in slot.instances if not i.closed]
@@ -356,6 +356,24 @@ class SandboxPool:
         """
         for key in [k for k in self._slots if k[0] == function and k[1] != keep_version]:
             await self._retire_slot(key, drain=drain)
+
+    async def recycle(self, function: str) -> int:
+        """Start `function`'s warm sandboxes afresh: idle ones close now, busy ones once
+        their calls end, and new calls get new ones. A secret granted to it changed, and a
+        warm worker may keep what an earlier call gave it (a module global): printed
+        later, the old value was redacted by no call, whose redactor knows the new one
+        only. (A one-call worker holds nothing across calls.) How many were recycled."""
+        count = 0
+        for key, slot in list(self._slots.items()):
+            if key[0] != function or not slot.config.warm:
+                continue
+            for inst in list(slot.instances):
+                count += 1
+                inst.recycled = True
+                if inst.active == 0:
+                    slot.instances.remove(inst)
+                    await inst.close()
+        return count
 
     async def _retire_slot(self, key: tuple[str, int], *, drain: bool = False) -> None:
         slot = self._slots.pop(key, None)
