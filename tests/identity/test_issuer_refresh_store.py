@@ -76,16 +76,17 @@ def test_a_refresh_ending_after_its_issuer_was_replaced_stores_nothing(engine: E
     old = _record("https://old.example", _document("old-1"), 1_000.0)
     store.add(old)
     refreshing = Issuer(old, parse_jwks(old.jwks))
-    # The admin removes it and adds another under the same name while the fetch runs.
+    # The admin removes it and adds it again (new keys: a name is one issuer's for good)
+    # while the fetch runs.
     store.remove("corp")
-    new = _record("https://new.example", _document("new-1"), 2_000.0)
+    new = _record("https://old.example", _document("new-1"), 2_000.0)
     store.add(new)
     refreshing.with_keys(parse_jwks(_document("old-2")))  # what the old URL served
 
     _refresh(engine, store, refreshing)
 
     (stored,) = store.all()
-    assert stored.issuer == "https://new.example"
+    assert stored.created_at == 2_000.0
     assert stored.jwks == new.jwks, "the old issuer's refreshed keys landed on the new one"
     assert not [r for r in log_records(engine) if r["action"] == "issuer.keys"]
 

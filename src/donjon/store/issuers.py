@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict
-from donjon.store.tables import issuers
+from donjon.store.tables import issuer_names, issuers
 
 __all__ = ["IssuerRecord", "IssuerStore"]
 
@@ -32,6 +32,14 @@ class IssuerRecord:
     refreshed_at: float
 
 
+class _NameOfAnother(Exception):
+    """An issuer name first added for another issuer (the transaction rolls back)."""
+
+    def __init__(self, issuer: str) -> None:
+        super().__init__(issuer)
+        self.issuer = issuer
+
+
 class IssuerStore:
     """Queries over `issuers`."""
 
@@ -39,9 +47,21 @@ class IssuerStore:
         self._engine = engine
 
     def add(self, record: IssuerRecord) -> None:
-        """Store a new issuer; `StoreConflict` if the name or the issuer is taken."""
+        """Store a new issuer; `StoreConflict` if the name or the issuer is taken, or the
+        name was another issuer's before (`issuer_names`)."""
         try:
             with self._engine.begin() as conn:
+                named = conn.execute(
+                    select(issuer_names.c.issuer).where(issuer_names.c.name == record.name)
+                ).scalar_one_or_none()
+                if named is None:
+                    conn.execute(
+                        insert(issuer_names).values(
+                            name=record.name, issuer=record.issuer, first_added=record.created_at
+                        )
+                    )
+                elif named != record.issuer:
+                    raise _NameOfAnother(named)
                 conn.execute(
                     insert(issuers).values(
                         name=record.name,
@@ -56,6 +76,13 @@ class IssuerStore:
                     )
                 )
                 enlist(conn)
+        except _NameOfAnother as e:
+            raise StoreConflict(
+                f"the issuer name {record.name!r} named issuer {e.issuer[:200]!r} before: its"
+                f" principals (jwt:{record.name}:SUB) may own functions and invocations,"
+                " which another issuer's subjects of the same names must not get",
+                hint="pick another name (a name is one issuer's for good)",
+            ) from e
         except IntegrityError as e:
             raise StoreConflict(
                 f"an issuer named {record.name!r} or with issuer {record.issuer!r} exists already",
@@ -95,7 +122,15 @@ class IssuerStore:
 
     def remove(self, name: str) -> bool:
         with self._engine.begin() as conn:
-            removed = conn.execute(delete(issuers).where(issuers.c.name == name)).rowcount > 0
-            if removed:
+            gone = conn.execute(
+                delete(issuers).where(issuers.c.name == name).returning(issuers.c.issuer)
+            ).scalar_one_or_none()
+            if gone is not None:
+                # Its name stays its issuer's (one added before names were kept had none).
+                kept = select(issuer_names.c.name).where(issuer_names.c.name == name)
+                if conn.execute(kept).first() is None:
+                    conn.execute(
+                        insert(issuer_names).values(name=name, issuer=gone, first_added=0.0)
+                    )
                 enlist(conn)
-        return removed
+        return gone is not None

@@ -31,6 +31,7 @@ __all__ = [
     "grant_uses",
     "invocation_logs",
     "invocations",
+    "issuer_names",
     "issuers",
     "metadata",
     "roles",
@@ -262,6 +263,18 @@ issuers = Table(
     Column("allowed_roles", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("refreshed_at", Float, nullable=False),
+)
+
+#: Every issuer name ever added, with the issuer (`iss`) it first named: a token's
+#: principal is `jwt:<name>:<sub>`, and a name removed and added again for another
+#: issuer would make that issuer's subjects the owners of what the first one's owned
+#: (functions, async invocations and their results). Kept after the issuer goes.
+issuer_names = Table(
+    "issuer_names",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("issuer", String(512), nullable=False),
+    Column("first_added", Float, nullable=False),
 )
 
 #: The monitor's alerts index (monitor/alerts.py): a copy of each `alert.raised`
