@@ -109,6 +109,11 @@ def test_only_an_admin_releases_and_a_bad_release_changes_nothing(own: LiveNode)
             put = c.put(f"/v1/throttles/{subject}", json={"reason": "x"})
             assert put.status_code == 400, subject
         assert c.put("/v1/throttles/function:web", json={"reason": " "}).status_code == 400
+        # A name nothing serves, as for a quarantine: before, a 201 held back whoever
+        # deployed it next.
+        put = c.put("/v1/throttles/function:never-deployed", json={"reason": "x"})
+        assert put.status_code == 404, put.text
+        assert c.get("/v1/responses").json()["throttles"] == []
         # Not printable text (a lone surrogate made GET /v1/responses a 500): kept escaped.
         kept = {b'"\\ud800"': "\\ud800", b'"a\\u0000b"': "a\\x00b", b'"a\\u001bb"': "a\\x1bb"}
         for reason, shown in kept.items():

@@ -154,10 +154,16 @@ async def add_throttle(
         or not 1 <= duration <= manual.MAX_DURATION_S
     ):
         raise BadRequest(f"duration_s must be 1 to {manual.MAX_DURATION_S} seconds")
+    subject = request.path_params["subject"]
+    kind, subject_id = manual.parse_subject(subject)
+    if kind == "function" and node.registry.get(subject_id) is None:
+        # As a quarantine: a throttle on a name nothing serves would hold back whoever
+        # deploys it next (another owner, perhaps), and a mistyped name throttles nothing.
+        raise NotFound(f"no function named {subject_id!r}")
     added = await manual.throttle(
         node.throttles,
         node.changes,
-        request.path_params["subject"],
+        subject,
         count=policy.throttle_count,
         period_s=policy.throttle_period_s,
         duration_s=float(duration),
