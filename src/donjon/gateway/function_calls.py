@@ -5,8 +5,10 @@ The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.p
 
 1. the grant: the caller's manifest `permissions.invoke` names the callee, as
    deployed when the caller's deploy checked the grant (a callee removed and
-   deployed again since, perhaps by another owner, is not granted); else refused,
-   audited as `authz.denied` by actor `function:<caller>`;
+   deployed again since, perhaps by another owner, is not granted), and the
+   caller is not quarantined (a quarantine stops what its calls running now
+   start, not only its next calls); else refused, audited as `authz.denied` by
+   actor `function:<caller>`;
 2. the depth: a chain of calls (A -> B -> A ...) goes at most `MAX_DEPTH` deep;
 3. the deadline: the callee gets what is left of its caller's time (less half a
    second, for the caller to act on the outcome), at most its own timeout, so it
@@ -109,6 +111,10 @@ class FunctionCalls:
             reason = f"permissions.invoke of {caller} does not grant {name}"
             await self._deny(name, reason)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
+        if self._node.quarantines.get(caller) is not None:
+            reason = f"{caller} is quarantined"
+            await self._deny(name, reason, "quarantine")
+            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         depth = self._chain.depth + 1
         if depth > MAX_DEPTH:
             reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
@@ -143,8 +149,9 @@ class FunctionCalls:
             return _failure(name, call_id, e)
         return answer_ok(body)
 
-    async def _deny(self, callee: str, reason: str) -> None:
-        """Audit a refused call (aggregated per caller like any denial: a loop adds one record)."""
+    async def _deny(self, callee: str, reason: str, statement: str = "permissions.invoke") -> None:
+        """Audit a refused call (aggregated per caller like any denial: a loop adds one record);
+        `statement`: what decided it."""
         actor = f"function:{self._caller.name}"
         self._node.metrics.denied("authz.denied", reason)
         await self._node.denials.deny(
@@ -157,7 +164,7 @@ class FunctionCalls:
                     "request_id": self._chain.request_id,
                     "reason": reason,
                     "permission": "function:invoke",
-                    "statement": "permissions.invoke",
+                    "statement": statement,
                     "trigger": "function",
                 },
             ),

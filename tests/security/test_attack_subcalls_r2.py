@@ -1,0 +1,118 @@
+"""context.invoke, second round: a hostile caller inside a deployed function's sandbox."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from donjon.bundle import build_bundle
+from harness import LiveNode
+from sec_support import audit_records
+
+#: What a callee knows of its call.
+TARGET = (
+    "def handler(event, context):\n"
+    "    return {'principal': context.principal, 'request_id': context.request_id}\n"
+)
+#: Calls `event["to"]` again and again (up to `event["n"]` times, `event["pause"]` apart)
+#: until a call is refused; returns every outcome.
+PERSIST = (
+    "import time\n"
+    "def handler(event, context):\n"
+    "    out = []\n"
+    "    for _ in range(event.get('n', 40)):\n"
+    "        try:\n"
+    "            context.invoke(event['to'], {})\n"
+    "            out.append('ok')\n"
+    "        except context.InvokeError as e:\n"
+    "            out.append(e.kind + ': ' + e.reason)\n"
+    "            break\n"
+    "        time.sleep(event.get('pause', 0.2))\n"
+    "    return out\n"
+)
+
+
+def _write(root: Path, name: str, code: str, extra: str = "") -> Path:
+    d = root / f"{name}-{secrets.token_hex(3)}"
+    d.mkdir()
+    (d / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\nmemory_mb: 64\n{extra}")
+    (d / "main.py").write_text(code)
+    return d
+
+
+def _deploy(node: LiveNode, directory: Path) -> Any:
+    _, archive = build_bundle(directory)
+    with node.client() as c:
+        return c.post(
+            "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+        )
+
+
+@pytest.fixture(scope="module")
+def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = tmp_path_factory.mktemp("subcalls-r2")
+    plan = [
+        ("sc2-target", TARGET, ""),
+        ("sc2-persist", PERSIST, "timeout_s: 30\npermissions: {invoke: [sc2-target]}\n"),
+        (
+            "sc2-persist-warm",
+            PERSIST,
+            "timeout_s: 30\nisolation: warm\npermissions: {invoke: [sc2-target]}\n",
+        ),
+    ]
+    for name, code, extra in plan:
+        r = _deploy(node, _write(root, name, code, extra))
+        assert r.status_code == 201, r.text
+
+
+def _in_background(node: LiveNode, name: str, event: Any) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        out.append(node.invoke(name, event))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def _wait_for_a_call_by(node: LiveNode, caller: str) -> None:
+    for _ in range(200):
+        with node.client() as c:
+            recs = c.get("/v1/audit", params={"n": 200}).json()
+        if any(r["actor"] == f"function:{caller}" for r in recs):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{caller} made no call")
+
+
+@pytest.mark.usefixtures("functions")
+@pytest.mark.parametrize("caller", ["sc2-persist", "sc2-persist-warm"])
+def test_quarantined_caller_cannot_invoke_while_it_runs(node: LiveNode, caller: str) -> None:
+    """A function quarantined while it runs gets InvokeDenied (audited) on its next
+    context.invoke: the quarantine stops what a compromised call goes on to start."""
+    t, out = _in_background(node, caller, {"to": "sc2-target"})
+    _wait_for_a_call_by(node, caller)
+    with node.client() as c:
+        r = c.post(f"/v1/functions/{caller}/quarantine", json={"reason": "review"})
+        assert r.status_code == 201, r.text
+    try:
+        t.join(60)
+        r = out[0]
+        assert r.status_code == 200, r.text
+        outcomes = r.json()
+        assert outcomes[0] == "ok", outcomes
+        refused = f"denied: {caller} may not invoke sc2-target: {caller} is quarantined"
+        assert outcomes[-1] == refused, outcomes
+        records = audit_records(node, r.headers["x-request-id"])
+        (denial,) = [x for x in records if x["action"] == "authz.denied"]
+        assert denial["actor"] == f"function:{caller}" and denial["target"] == "sc2-target"
+        assert denial["detail"]["statement"] == "quarantine"
+    finally:
+        with node.client() as c:
+            c.post(f"/v1/functions/{caller}/release")
