@@ -116,3 +116,28 @@ def test_quarantined_caller_cannot_invoke_while_it_runs(node: LiveNode, caller: 
     finally:
         with node.client() as c:
             c.post(f"/v1/functions/{caller}/release")
+
+
+@pytest.mark.parametrize("mode", ["invocation", "warm"])
+def test_grant_taken_away_by_a_redeploy_stops_the_running_call(
+    node: LiveNode, mode: str, tmp_path: Path, functions: None
+) -> None:
+    """A redeploy that takes the invoke grant away holds for the call already running:
+    its next context.invoke is InvokeDenied (audited), not served until its deadline."""
+    name = f"sc2-revoked-{mode}"
+    extra = "timeout_s: 30\n" + ("isolation: warm\n" if mode == "warm" else "")
+    granted = extra + "permissions: {invoke: [sc2-target]}\n"
+    assert _deploy(node, _write(tmp_path, name, PERSIST, granted)).status_code == 201
+    t, out = _in_background(node, name, {"to": "sc2-target"})
+    _wait_for_a_call_by(node, name)
+    assert _deploy(node, _write(tmp_path, name, PERSIST, extra)).status_code == 201
+    t.join(60)
+    r = out[0]
+    assert r.status_code == 200, r.text
+    outcomes = r.json()
+    assert outcomes[0] == "ok", outcomes
+    refused = f"the version of {name} deployed now does not grant sc2-target"
+    assert outcomes[-1] == f"denied: {name} may not invoke sc2-target: {refused}", outcomes
+    records = audit_records(node, r.headers["x-request-id"])
+    (denial,) = [x for x in records if x["action"] == "authz.denied"]
+    assert denial["actor"] == f"function:{name}" and denial["detail"]["reason"] == refused

@@ -3,13 +3,14 @@
 The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.py);
 `FunctionCalls` answers it. In order:
 
-1. the grant: the caller's manifest `permissions.invoke` names the callee, as
-   deployed when the caller's deploy checked the grant (a callee removed and
-   deployed again since, perhaps by another owner, is not granted), and the
-   caller is not quarantined (a quarantine stops what its calls running now
-   start, not only its next calls); else refused, audited as `authz.denied` by
-   actor `function:<caller>`;
+1. the grant: the manifest `permissions.invoke` of the caller's running version, and of
+   its version deployed now, names the callee, as deployed when the caller's deploy
+   checked the grant (a callee removed and deployed again since, perhaps by another
+   owner, is not granted); the caller is not quarantined (a redeploy that takes the
+   grant away, and a quarantine, stop what its calls running now start, not only its
+   next calls);
 2. the depth: a chain of calls (A -> B -> A ...) goes at most `MAX_DEPTH` deep;
+   a refusal at 1 or 2 is audited as `authz.denied` by actor `function:<caller>`;
 3. the deadline: the callee gets what is left of its caller's time (less half a
    second, for the caller to act on the outcome), at most its own timeout, so it
    never outlives the call that made it;
@@ -107,19 +108,12 @@ class FunctionCalls:
 
     async def __call__(self, name: str, event: bytes) -> tuple[bytes, bytes]:
         caller = self._caller.name
-        if name not in self._caller.manifest.permissions.invoke:
-            reason = f"permissions.invoke of {caller} does not grant {name}"
-            await self._deny(name, reason)
-            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
-        if self._node.quarantines.get(caller) is not None:
-            reason = f"{caller} is quarantined"
-            await self._deny(name, reason, "quarantine")
+        refused = self._refusal(name)
+        if refused is not None:
+            reason, statement = refused
+            await self._deny(name, reason, statement)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         depth = self._chain.depth + 1
-        if depth > MAX_DEPTH:
-            reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
-            await self._deny(name, reason)
-            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         deadline = self._chain.deadline - _MARGIN_S
         left = deadline - time.monotonic()
         if left < _MIN_LEFT_S:
@@ -148,6 +142,27 @@ class FunctionCalls:
         except Error as e:
             return _failure(name, call_id, e)
         return answer_ok(body)
+
+    def _refusal(self, name: str) -> tuple[str, str] | None:
+        """Why the caller may not invoke `name` now, and what decided it; None if it may.
+
+        The grant must be in the version running and in the version deployed now: a
+        redeploy that takes a grant away (or a removal) holds for the calls already
+        running, not only the next ones; a grant added since gives them nothing."""
+        caller = self._caller.name
+        if name not in self._caller.manifest.permissions.invoke:
+            return f"permissions.invoke of {caller} does not grant {name}", "permissions.invoke"
+        current = self._node.registry.get(caller)
+        if current is None or name not in current.manifest.permissions.invoke:
+            reason = f"the version of {caller} deployed now does not grant {name}"
+            return reason, "permissions.invoke"
+        if self._node.quarantines.get(caller) is not None:
+            return f"{caller} is quarantined", "quarantine"
+        depth = self._chain.depth + 1
+        if depth > MAX_DEPTH:
+            reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
+            return reason, "permissions.invoke"
+        return None
 
     async def _deny(self, callee: str, reason: str, statement: str = "permissions.invoke") -> None:
         """Audit a refused call (aggregated per caller like any denial: a loop adds one record);
