@@ -19,6 +19,13 @@ TARGET = (
     "def handler(event, context):\n"
     "    return {'principal': context.principal, 'request_id': context.request_id}\n"
 )
+#: Writes its own /tmp (what the tmp_write policy watches), then answers its call's id.
+TMP_WRITER = (
+    "def handler(event, context):\n"
+    "    with open('/tmp/note', 'w') as f:\n"
+    "        f.write('x')\n"
+    "    return {'request_id': context.request_id}\n"
+)
 #: Calls `event["to"]` again and again (up to `event["n"]` times, `event["pause"]` apart)
 #: until a call is refused; returns every outcome.
 PERSIST = (
@@ -58,7 +65,13 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("subcalls-r2")
     plan = [
         ("sc2-target", TARGET, ""),
-        ("sc2-persist", PERSIST, "timeout_s: 30\npermissions: {invoke: [sc2-target]}\n"),
+        ("sc2-tmp", TMP_WRITER, "policies: {tmp_write: alert}\n"),
+        ("sc2-tmp-warm", TMP_WRITER, "isolation: warm\npolicies: {tmp_write: alert}\n"),
+        (
+            "sc2-persist",
+            PERSIST,
+            "timeout_s: 30\npermissions: {invoke: [sc2-target, sc2-tmp, sc2-tmp-warm]}\n",
+        ),
         (
             "sc2-persist-warm",
             PERSIST,
@@ -141,3 +154,26 @@ def test_grant_taken_away_by_a_redeploy_stops_the_running_call(
     records = audit_records(node, r.headers["x-request-id"])
     (denial,) = [x for x in records if x["action"] == "authz.denied"]
     assert denial["actor"] == f"function:{name}" and denial["detail"]["reason"] == refused
+
+
+@pytest.mark.usefixtures("functions")
+@pytest.mark.parametrize("callee", ["sc2-tmp", "sc2-tmp-warm"])
+def test_callee_policy_events_are_found_under_the_request_that_made_them(
+    node: LiveNode, callee: str
+) -> None:
+    """A callee's runtime policy record names the request from outside (`request_id`) and
+    its own call (`call_id`), as its invoke record does: what a call chain did at run time
+    is found under the request that started it."""
+    r = node.invoke("sc2-persist", {"to": callee, "n": 1})
+    assert r.status_code == 200 and r.json() == ["ok"], r.text
+    root = r.headers["x-request-id"]
+    records = audit_records(node, root)
+    (call,) = [
+        x
+        for x in records
+        if x["action"] == "function.invoke" and x["target"].startswith(callee + "@")
+    ]
+    (alert,) = [x for x in records if x["action"] == "policy.alert"]
+    assert alert["detail"]["policy"] == "tmp_write" and alert["actor"] == f"function:{callee}"
+    assert alert["detail"]["call_id"] == call["detail"]["call_id"] != root
+    assert alert["detail"]["caller"] == "function:sc2-persist"

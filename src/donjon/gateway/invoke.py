@@ -287,7 +287,9 @@ async def _call(
             ),
             log,
         )
-        await record_policy_events(node.audit, deployed, request_id, actor, policy_events, redact)
+        await record_policy_events(
+            node.audit, deployed, request_id, actor, policy_events, redact, chain
+        )
 
 
 async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str], Redactor]:
