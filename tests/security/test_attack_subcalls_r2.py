@@ -26,6 +26,24 @@ TMP_WRITER = (
     "        f.write('x')\n"
     "    return {'request_id': context.request_id}\n"
 )
+#: Writes a request of its own on its call socket (event frame: `event["body"]`).
+FORGER = (
+    "import json, struct\n"
+    "def frame(b):\n"
+    "    return struct.pack('>I', len(b)) + b\n"
+    "def recv(s, n):\n"
+    "    out = b''\n"
+    "    while len(out) < n:\n"
+    "        out += s.recv(n - len(out))\n"
+    "    return out\n"
+    "def handler(event, context):\n"
+    "    s = context._sock\n"
+    '    head = b\'{"op":"invoke","function":"sc2-target"}\'\n'
+    "    s.sendall(frame(head) + frame(event['body'].encode()))\n"
+    "    answer = json.loads(recv(s, struct.unpack('>I', recv(s, 4))[0]))\n"
+    "    recv(s, struct.unpack('>I', recv(s, 4))[0])\n"
+    "    return answer\n"
+)
 #: Calls `event["to"]` again and again (up to `event["n"]` times, `event["pause"]` apart)
 #: until a call is refused; returns every outcome.
 PERSIST = (
@@ -65,6 +83,7 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("subcalls-r2")
     plan = [
         ("sc2-target", TARGET, ""),
+        ("sc2-forger", FORGER, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-tmp", TMP_WRITER, "policies: {tmp_write: alert}\n"),
         ("sc2-tmp-warm", TMP_WRITER, "isolation: warm\npolicies: {tmp_write: alert}\n"),
         (
@@ -177,3 +196,18 @@ def test_callee_policy_events_are_found_under_the_request_that_made_them(
     assert alert["detail"]["policy"] == "tmp_write" and alert["actor"] == f"function:{callee}"
     assert alert["detail"]["call_id"] == call["detail"]["call_id"] != root
     assert alert["detail"]["caller"] == "function:sc2-persist"
+
+
+@pytest.mark.usefixtures("functions")
+def test_event_nested_too_deeply_is_refused_and_audited(node: LiveNode) -> None:
+    """A forged event frame nested past the bound is refused as invalid and audited as
+    `input.refused` by `function:<caller>`, as the same body from outside is; the callee
+    does not run."""
+    r = node.invoke("sc2-forger", {"body": "[" * 5000 + "]" * 5000})
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "invalid", r.json()
+    records = audit_records(node, r.headers["x-request-id"])
+    assert not [x for x in records if x["target"].startswith("sc2-target@")]
+    (refused,) = [x for x in records if x["action"] == "input.refused"]
+    assert refused["actor"] == "function:sc2-forger" and refused["target"] == "sc2-target"
+    assert refused["detail"]["trigger"] == "function"

@@ -30,8 +30,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
@@ -51,7 +52,14 @@ if TYPE_CHECKING:
     from donjon.gateway.node import Node
     from donjon.lifecycle import Deployed
 
-__all__ = ["MAX_DEPTH", "Chain", "FunctionCalls", "RunCallee", "function_principal"]
+__all__ = [
+    "MAX_DEPTH",
+    "Chain",
+    "FunctionCalls",
+    "RunCallee",
+    "function_principal",
+    "parse_event",
+]
 
 #: Calls below the request from outside, at most: A -> B -> C -> D -> E stops here.
 MAX_DEPTH = 4
@@ -185,6 +193,31 @@ class FunctionCalls:
             ),
             actor,
         )
+
+
+async def parse_event(
+    node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str
+) -> Any:
+    """The event a function sent `callee`, parsed as a body from outside is: `BadRequest` if
+    it is not JSON (finite when a schema checks it: the caller's frame need not come from
+    jsonwire); nesting past the bound is also audited (`input.refused` by the caller)."""
+    try:
+        return boundedjson.loads(event, finite=callee.validator is not None)
+    except boundedjson.JSONTooDeep as e:
+        node.metrics.denied("input.refused", e.message)
+        await node.denials.deny(
+            AuditEvent(
+                caller.label,
+                "input.refused",
+                callee.name,
+                "denied",
+                {"request_id": request_id, "reason": e.message, "trigger": "function"},
+            ),
+            caller.label,
+        )
+        raise BadRequest(e.message, hint=e.hint) from e
+    except ValueError as e:
+        raise BadRequest("the event is not JSON") from e
 
 
 def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:

@@ -18,7 +18,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
@@ -36,7 +35,7 @@ from donjon.gateway.async_invoke import respond_async, wants_async
 from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.call_plan import CallPlan, function_meta, plan_for
 from donjon.gateway.calllog import call_log
-from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
+from donjon.gateway.errors import BadFunctionResponse, NotFound
 from donjon.gateway.events import (
     body_limit,
     check_event_size,
@@ -44,7 +43,7 @@ from donjon.gateway.events import (
     refuse_declared,
     validate,
 )
-from donjon.gateway.function_calls import Chain, FunctionCalls
+from donjon.gateway.function_calls import Chain, FunctionCalls, parse_event
 from donjon.gateway.http_event import function_headers, http_event
 from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.node import Node
@@ -329,12 +328,7 @@ async def _call_function(
     """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
     check_event_size(event, callee, body_limit(callee, node.settings.requests.max_body_bytes))
     await admit(node, callee, caller, chain.request_id, "function")
-    try:
-        # Finite when a schema checks it: the caller's frame need not come from jsonwire.
-        parsed = boundedjson.loads(event, finite=callee.validator is not None)
-    except (ValueError, boundedjson.JSONTooDeep) as e:
-        raise BadRequest("the event is not JSON (or nested too deeply)") from e
-    validate(parsed, callee)
+    validate(await parse_event(node, callee, caller, event, chain.request_id), callee)
     response = await _run(
         node,
         callee,
