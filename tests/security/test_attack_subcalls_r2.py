@@ -52,7 +52,7 @@ PERSIST = (
     "    out = []\n"
     "    for _ in range(event.get('n', 40)):\n"
     "        try:\n"
-    "            context.invoke(event['to'], {})\n"
+    "            context.invoke(event['to'], event.get('event', {}))\n"
     "            out.append('ok')\n"
     "        except context.InvokeError as e:\n"
     "            out.append(e.kind + ': ' + e.reason)\n"
@@ -83,13 +83,15 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("subcalls-r2")
     plan = [
         ("sc2-target", TARGET, ""),
+        ("sc2-relay", PERSIST, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-forger", FORGER, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-tmp", TMP_WRITER, "policies: {tmp_write: alert}\n"),
         ("sc2-tmp-warm", TMP_WRITER, "isolation: warm\npolicies: {tmp_write: alert}\n"),
         (
             "sc2-persist",
             PERSIST,
-            "timeout_s: 30\npermissions: {invoke: [sc2-target, sc2-tmp, sc2-tmp-warm]}\n",
+            "timeout_s: 30\n"
+            "permissions: {invoke: [sc2-target, sc2-tmp, sc2-tmp-warm, sc2-relay]}\n",
         ),
         (
             "sc2-persist-warm",
@@ -211,3 +213,21 @@ def test_event_nested_too_deeply_is_refused_and_audited(node: LiveNode) -> None:
     (refused,) = [x for x in records if x["action"] == "input.refused"]
     assert refused["actor"] == "function:sc2-forger" and refused["target"] == "sc2-target"
     assert refused["detail"]["trigger"] == "function"
+
+
+@pytest.mark.usefixtures("functions")
+def test_each_call_of_a_chain_names_the_call_that_made_it(node: LiveNode) -> None:
+    """A -> B -> C: each callee's record names its caller's own call (`caller_call_id`), not
+    only the caller's name and the request from outside, so a chain whose calls repeat a
+    function can be told apart call by call."""
+    inner = {"to": "sc2-target", "n": 2, "pause": 0}
+    r = node.invoke("sc2-persist", {"to": "sc2-relay", "n": 2, "pause": 0, "event": inner})
+    assert r.status_code == 200 and r.json() == ["ok", "ok"], r.text
+    root = r.headers["x-request-id"]
+    calls = [x for x in audit_records(node, root) if x["action"] == "function.invoke"]
+    relays = [x["detail"] for x in calls if x["target"].startswith("sc2-relay@")]
+    targets = [x["detail"] for x in calls if x["target"].startswith("sc2-target@")]
+    assert len(relays) == 2 and len(targets) == 4, calls
+    assert all(d["caller_call_id"] == root for d in relays)
+    made_by = sorted(d["caller_call_id"] for d in targets)
+    assert made_by == sorted(2 * [d["call_id"] for d in relays])

@@ -17,7 +17,8 @@ The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.p
 4. then the callee runs as any call does (invoke.py): its rate limit, its input
    schema, its concurrency, its own secrets and redaction, and its audit record
    (`function.invoke`, actor `function:<caller>`, detail with the original
-   request id and `"trigger": "function"`).
+   request id, its own `call_id`, its caller's `caller_call_id` and
+   `"trigger": "function"`).
 
 What the caller's handler sees of a failure is a kind and one line (never the
 callee's trace or error text, as for any caller): context.py raises it as
@@ -80,6 +81,9 @@ class Chain:
     depth: int
     #: time.monotonic() by which every call of the chain below this one ends.
     deadline: float
+    #: The own id of the call whose `context.invoke` makes the calls below this point
+    #: (each callee's record names it, `caller_call_id`); the request's own at depth 0.
+    made_by: str = ""
 
 
 #: Runs `callee` for a caller: (node, callee, principal, event, the callee's own request
@@ -137,7 +141,7 @@ class FunctionCalls:
             await self._deny(name, reason)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         call_id = self._new_id()
-        chain = Chain(self._chain.request_id, depth, deadline)
+        chain = Chain(self._chain.request_id, depth, deadline, self._chain.made_by)
         try:
             # A backstop: the callee's own timeout ends it first, this ends a wait for
             # its concurrency or its sandbox's start before the caller's deadline.

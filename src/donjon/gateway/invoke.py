@@ -202,7 +202,9 @@ async def _call(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     memory_kb: int | None = None
-    detail: dict[str, Any] = {"call_id": request_id} if chain is not None else {}
+    detail: dict[str, Any] = (
+        {"call_id": request_id, "caller_call_id": chain.made_by} if chain is not None else {}
+    )
     policy_events: list[PolicyEvent] = []
     timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
     # What the function prints and its errors are redacted of its secrets' values
@@ -315,6 +317,7 @@ def _subcalls(
             chain.request_id if chain else request_id,
             chain.depth if chain else 0,
             time.monotonic() + timeout_s,
+            request_id,  # the calls it makes name it as the call that made them
         ),
         _call_function,
         mint_request_id,  # a sub-call's own id; the logs keep the chain's (bound by the gateway)
