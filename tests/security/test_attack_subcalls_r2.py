@@ -44,6 +44,15 @@ FORGER = (
     "    recv(s, struct.unpack('>I', recv(s, 4))[0])\n"
     "    return answer\n"
 )
+#: Writes its reply on its call socket at once, then runs on until its deadline kills it.
+LINGER = (
+    "import json, time\n"
+    "def handler(event, context):\n"
+    "    frames = (json.dumps({'ok': True, 'out': ''}).encode(), b'{\"early\": true}')\n"
+    "    context._sock.sendall(b''.join(len(p).to_bytes(4, 'big') + p for p in frames))\n"
+    "    time.sleep(60)\n"
+    "    return {'late': True}\n"
+)
 #: Calls `event["to"]` again and again (up to `event["n"]` times, `event["pause"]` apart)
 #: until a call is refused; returns every outcome.
 PERSIST = (
@@ -83,6 +92,7 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("subcalls-r2")
     plan = [
         ("sc2-target", TARGET, ""),
+        ("sc2-linger", LINGER, "timeout_s: 20\n"),
         ("sc2-relay", PERSIST, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-forger", FORGER, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-tmp", TMP_WRITER, "policies: {tmp_write: alert}\n"),
@@ -231,3 +241,26 @@ def test_each_call_of_a_chain_names_the_call_that_made_it(node: LiveNode) -> Non
     assert all(d["caller_call_id"] == root for d in relays)
     made_by = sorted(d["caller_call_id"] for d in targets)
     assert made_by == sorted(2 * [d["call_id"] for d in relays])
+
+
+@pytest.mark.usefixtures("functions")
+def test_early_answer_keeps_the_callers_concurrency_slot(node: LiveNode) -> None:
+    """A call that writes its answer early and runs on keeps its caller's concurrency slot
+    (and the node's) until its processes are gone, as it keeps the function's: a key
+    allowed one call at a time (or a function calling through context.invoke) cannot keep
+    several sandboxes running past the node's cap by answering early."""
+    key = node.create_key("sc2-one-at-a-time", "invoker", ["sc2-linger"], {"concurrency": 1})
+    first = node.invoke("sc2-linger", {}, key=key["key"])
+    assert first.status_code == 200 and first.json() == {"early": True}, first.text
+    second = node.invoke("sc2-linger", {}, key=key["key"])
+    assert second.status_code == 503, second.text
+    assert "your concurrency limit (1 calls at once)" in second.json()["detail"], second.text
+    # Once the first call's processes are gone (killed at its 20 s deadline), the slot is
+    # given back: the key is served again, nothing was leaked.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = node.invoke("sc2-linger", {}, key=key["key"])
+        if r.status_code == 200:
+            return
+        assert r.status_code == 503, r.text
+    raise AssertionError("the key was never served again")

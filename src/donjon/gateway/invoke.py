@@ -64,6 +64,7 @@ from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.obs import log_secrets, mint_request_id
 from donjon.sandbox import CallResult, SandboxError
 from donjon.sandbox.policy_events import PolicyEvent
+from donjon.sandbox.pool import RunsOn
 from donjon.sandbox.replies import MAX_RESULT, check_result_size
 from donjon.vault.redact import Redactor
 
@@ -163,13 +164,14 @@ async def _run(
                 client,
                 fields,
                 plan,
+                held.runs_on,
             )
         finally:  # its wall time, charged on every path; then its reservation given back
             if node.quotas or reserved is not None:
                 elapsed = time.perf_counter() - started
                 await settle_compute(node, deployed, principal, elapsed, reserved)
-    finally:
-        await held.release()
+    finally:  # (once its processes are gone, if they run on past its answer)
+        await held.end()
 
 
 async def _call(
@@ -185,6 +187,7 @@ async def _call(
     client: str | None = None,
     fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
+    runs_on: RunsOn | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -231,6 +234,7 @@ async def _call(
                 timeout_s,
                 subcalls,
                 request_id,
+                runs_on,
             )
         _note_reads(detail, result, granted, policy_events)
         check_result_size(result, max_result)
