@@ -93,6 +93,7 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     plan = [
         ("sc2-target", TARGET, ""),
         ("sc2-linger", LINGER, "timeout_s: 20\n"),
+        ("sc2-linger-short", LINGER, "timeout_s: 1\n"),
         ("sc2-relay", PERSIST, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-forger", FORGER, "permissions: {invoke: [sc2-target]}\n"),
         ("sc2-tmp", TMP_WRITER, "policies: {tmp_write: alert}\n"),
@@ -264,3 +265,17 @@ def test_early_answer_keeps_the_callers_concurrency_slot(node: LiveNode) -> None
             return
         assert r.status_code == 503, r.text
     raise AssertionError("the key was never served again")
+
+
+@pytest.mark.usefixtures("functions")
+def test_early_answer_is_charged_the_compute_its_processes_use(node: LiveNode) -> None:
+    """A call that answers early and runs on to its deadline is charged that time, and its
+    reservation is held until its processes are gone: a key held to 2 compute-seconds a day
+    cannot run ten calls of a second each by answering at once (each was charged the
+    milliseconds to its answer)."""
+    made = node.create_key("sc2-compute", "invoker", ["sc2-linger-short"])
+    with node.client() as c:
+        r = c.put(f"/v1/quotas/key:{made['id']}", json={"compute_seconds": 2})
+    assert r.status_code == 201, r.text
+    statuses = [node.invoke("sc2-linger-short", {}, key=made["key"]).status_code for _ in range(10)]
+    assert statuses.count(200) <= 3 and set(statuses) <= {200, 429}, statuses

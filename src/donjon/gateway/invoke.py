@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -134,9 +135,8 @@ async def _run(
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
     cap full for the bounded wait is refused (503) before it starts; the slots are given
-    back however the call ends (answered, failed, timed out, disconnected, cancelled), and
-    its time is charged to its compute quotas (gateway/quota_check.py). `plan`: a keyed
-    call's checks resolved once (call_plan.py)."""
+    back however the call ends (answered, failed, timed out, disconnected, cancelled), its
+    time charged to its compute quotas (quota_check.py). `plan`: call_plan.py."""
     # Again here: the writer may have died since the call's admission (its body read, its
     # slot waited for); a call refused now spent a rate token, but runs unrecorded never.
     node.audit.require_writer()
@@ -166,10 +166,10 @@ async def _run(
                 plan,
                 held.runs_on,
             )
-        finally:  # its wall time, charged on every path; then its reservation given back
+        finally:  # its wall time (to its processes' end), charged; its reservation given back
             if node.quotas or reserved is not None:
-                elapsed = time.perf_counter() - started
-                await settle_compute(node, deployed, principal, elapsed, reserved)
+                charge = functools.partial(settle_compute, node, deployed, principal)
+                await held.after(lambda: charge(time.perf_counter() - started, reserved))
     finally:  # (once its processes are gone, if they run on past its answer)
         await held.end()
 

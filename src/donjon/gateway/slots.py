@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
@@ -61,11 +61,12 @@ class Held:
     """The slots one call holds; `release` gives each back (idempotent), `end` too unless
     the call's processes run on past its answer (`runs_on`): then once they are gone."""
 
-    __slots__ = ("_runs_on", "_slots")
+    __slots__ = ("_after", "_runs_on", "_slots")
 
     def __init__(self) -> None:
         self._slots: list[tuple[ConcurrencyLimiter, Slot]] = []
         self._runs_on = False
+        self._after: list[Callable[[], Awaitable[None]]] = []
 
     def runs_on(self) -> Callable[[], None]:
         """The call answered but its processes run on (sandbox/pool.py, `RunsOn`): its slots
@@ -74,9 +75,25 @@ class Held:
         return self._release_soon
 
     def _release_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.release())
+        task = asyncio.get_running_loop().create_task(self._finish())
         _RELEASING.add(task)
         task.add_done_callback(_RELEASING.discard)
+
+    async def after(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` now, or once the call's processes are gone if they run on past its
+        answer (its compute is charged to then: gateway/invoke.py)."""
+        if self._runs_on:
+            self._after.append(step)
+        else:
+            await step()
+
+    async def _finish(self) -> None:
+        for step in self._after:
+            try:
+                await step()
+            except Exception:
+                log.exception("a step after a call's processes ended failed")
+        await self.release()
 
     async def end(self) -> None:
         """The call has returned: give the slots back, unless its processes run on."""
