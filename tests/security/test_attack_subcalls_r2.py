@@ -1,8 +1,12 @@
-"""context.invoke, second round: a hostile caller inside a deployed function's sandbox."""
+"""context.invoke, second round: a hostile caller inside a deployed function's sandbox.
+
+A call that keeps calling after it was quarantined or its grant was taken away, a forged
+event frame, what a chain of calls leaves in the audit log, and callees that answer early
+and run on (slots and compute held by the caller's principal). Round one is
+test_attack_function_calls.py."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -10,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from donjon.bundle import build_bundle
+from async_support import bundle
 from harness import LiveNode
 from sec_support import audit_records
 
@@ -26,23 +30,16 @@ TMP_WRITER = (
     "        f.write('x')\n"
     "    return {'request_id': context.request_id}\n"
 )
-#: Writes a request of its own on its call socket (event frame: `event["body"]`).
+#: Writes a request of its own (event frame: `event["body"]`) with the runtime's frames.
 FORGER = (
-    "import json, struct\n"
-    "def frame(b):\n"
-    "    return struct.pack('>I', len(b)) + b\n"
-    "def recv(s, n):\n"
-    "    out = b''\n"
-    "    while len(out) < n:\n"
-    "        out += s.recv(n - len(out))\n"
-    "    return out\n"
+    "import json, sys\n"
     "def handler(event, context):\n"
-    "    s = context._sock\n"
+    "    frames = sys.modules[type(context).__module__.rpartition('.')[0] + '.frames']\n"
     '    head = b\'{"op":"invoke","function":"sc2-target"}\'\n'
-    "    s.sendall(frame(head) + frame(event['body'].encode()))\n"
-    "    answer = json.loads(recv(s, struct.unpack('>I', recv(s, 4))[0]))\n"
-    "    recv(s, struct.unpack('>I', recv(s, 4))[0])\n"
-    "    return answer\n"
+    "    frames.send_frames(context._sock, head, event['body'].encode())\n"
+    "    answer = frames.recv_frame(context._sock)\n"
+    "    frames.recv_frame(context._sock)\n"
+    "    return json.loads(answer)\n"
 )
 #: Writes its reply on its call socket at once, then runs on until its deadline kills it.
 LINGER = (
@@ -71,22 +68,6 @@ PERSIST = (
 )
 
 
-def _write(root: Path, name: str, code: str, extra: str = "") -> Path:
-    d = root / f"{name}-{secrets.token_hex(3)}"
-    d.mkdir()
-    (d / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\nmemory_mb: 64\n{extra}")
-    (d / "main.py").write_text(code)
-    return d
-
-
-def _deploy(node: LiveNode, directory: Path) -> Any:
-    _, archive = build_bundle(directory)
-    with node.client() as c:
-        return c.post(
-            "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
-        )
-
-
 @pytest.fixture(scope="module")
 def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("subcalls-r2")
@@ -111,8 +92,7 @@ def functions(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> None:
         ),
     ]
     for name, code, extra in plan:
-        r = _deploy(node, _write(root, name, code, extra))
-        assert r.status_code == 201, r.text
+        node.deploy(bundle(root, name, code, "memory_mb: 64\n" + extra))
 
 
 def _in_background(node: LiveNode, name: str, event: Any) -> tuple[threading.Thread, list[Any]]:
@@ -136,6 +116,21 @@ def _wait_for_a_call_by(node: LiveNode, caller: str) -> None:
     raise AssertionError(f"{caller} made no call")
 
 
+def _outcomes(
+    node: LiveNode, t: threading.Thread, out: list[Any]
+) -> tuple[list[str], dict[str, Any]]:
+    """What a caller started by `_in_background` saw (its first call served), and the
+    audit record of its one refusal."""
+    t.join(60)
+    r = out[0]
+    assert r.status_code == 200, r.text
+    outcomes: list[str] = r.json()
+    assert outcomes[0] == "ok", outcomes
+    records = audit_records(node, r.headers["x-request-id"])
+    (denial,) = [x for x in records if x["action"] == "authz.denied"]
+    return outcomes, denial
+
+
 @pytest.mark.usefixtures("functions")
 @pytest.mark.parametrize("caller", ["sc2-persist", "sc2-persist-warm"])
 def test_quarantined_caller_cannot_invoke_while_it_runs(node: LiveNode, caller: str) -> None:
@@ -147,15 +142,9 @@ def test_quarantined_caller_cannot_invoke_while_it_runs(node: LiveNode, caller: 
         r = c.post(f"/v1/functions/{caller}/quarantine", json={"reason": "review"})
         assert r.status_code == 201, r.text
     try:
-        t.join(60)
-        r = out[0]
-        assert r.status_code == 200, r.text
-        outcomes = r.json()
-        assert outcomes[0] == "ok", outcomes
+        outcomes, denial = _outcomes(node, t, out)
         refused = f"denied: {caller} may not invoke sc2-target: {caller} is quarantined"
         assert outcomes[-1] == refused, outcomes
-        records = audit_records(node, r.headers["x-request-id"])
-        (denial,) = [x for x in records if x["action"] == "authz.denied"]
         assert denial["actor"] == f"function:{caller}" and denial["target"] == "sc2-target"
         assert denial["detail"]["statement"] == "quarantine"
     finally:
@@ -172,19 +161,13 @@ def test_grant_taken_away_by_a_redeploy_stops_the_running_call(
     name = f"sc2-revoked-{mode}"
     extra = "timeout_s: 30\n" + ("isolation: warm\n" if mode == "warm" else "")
     granted = extra + "permissions: {invoke: [sc2-target]}\n"
-    assert _deploy(node, _write(tmp_path, name, PERSIST, granted)).status_code == 201
+    node.deploy(bundle(tmp_path, name, PERSIST, granted))
     t, out = _in_background(node, name, {"to": "sc2-target"})
     _wait_for_a_call_by(node, name)
-    assert _deploy(node, _write(tmp_path, name, PERSIST, extra)).status_code == 201
-    t.join(60)
-    r = out[0]
-    assert r.status_code == 200, r.text
-    outcomes = r.json()
-    assert outcomes[0] == "ok", outcomes
+    node.deploy(bundle(tmp_path, name, PERSIST, extra))
+    outcomes, denial = _outcomes(node, t, out)
     refused = f"the version of {name} deployed now does not grant sc2-target"
     assert outcomes[-1] == f"denied: {name} may not invoke sc2-target: {refused}", outcomes
-    records = audit_records(node, r.headers["x-request-id"])
-    (denial,) = [x for x in records if x["action"] == "authz.denied"]
     assert denial["actor"] == f"function:{name}" and denial["detail"]["reason"] == refused
 
 
