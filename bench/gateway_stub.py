@@ -51,9 +51,12 @@ async def _invoke(
     timeout_s: float,
     subcalls: Any = None,
     request_id: str = "",
+    runs_on: Any = None,
 ) -> Any:
     if config.function != "bench-warm":
-        return await _real_invoke(self, config, meta, event, timeout_s, subcalls, request_id)
+        return await _real_invoke(
+            self, config, meta, event, timeout_s, subcalls, request_id, runs_on
+        )
     return CallResult(b'{"hello": "x"}', "")
 
 

@@ -3,18 +3,22 @@
 The sandbox carries a handler's request to the host mid-call (sandbox/subcalls.py);
 `FunctionCalls` answers it. In order:
 
-1. the grant: the caller's manifest `permissions.invoke` names the callee, as
-   deployed when the caller's deploy checked the grant (a callee removed and
-   deployed again since, perhaps by another owner, is not granted); else refused,
-   audited as `authz.denied` by actor `function:<caller>`;
+1. the grant: the manifest `permissions.invoke` of the caller's running version, and of
+   its version deployed now, names the callee, as deployed when the caller's deploy
+   checked the grant (a callee removed and deployed again since, perhaps by another
+   owner, is not granted); the caller is not quarantined (a redeploy that takes the
+   grant away, and a quarantine, stop what its calls running now start, not only its
+   next calls);
 2. the depth: a chain of calls (A -> B -> A ...) goes at most `MAX_DEPTH` deep;
+   a refusal at 1 or 2 is audited as `authz.denied` by actor `function:<caller>`;
 3. the deadline: the callee gets what is left of its caller's time (less half a
    second, for the caller to act on the outcome), at most its own timeout, so it
    never outlives the call that made it;
 4. then the callee runs as any call does (invoke.py): its rate limit, its input
    schema, its concurrency, its own secrets and redaction, and its audit record
    (`function.invoke`, actor `function:<caller>`, detail with the original
-   request id and `"trigger": "function"`).
+   request id, its own `call_id`, its caller's `caller_call_id` and
+   `"trigger": "function"`).
 
 What the caller's handler sees of a failure is a kind and one line (never the
 callee's trace or error text, as for any caller): context.py raises it as
@@ -27,8 +31,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
@@ -48,7 +53,14 @@ if TYPE_CHECKING:
     from donjon.gateway.node import Node
     from donjon.lifecycle import Deployed
 
-__all__ = ["MAX_DEPTH", "Chain", "FunctionCalls", "RunCallee", "function_principal"]
+__all__ = [
+    "MAX_DEPTH",
+    "Chain",
+    "FunctionCalls",
+    "RunCallee",
+    "function_principal",
+    "parse_event",
+]
 
 #: Calls below the request from outside, at most: A -> B -> C -> D -> E stops here.
 MAX_DEPTH = 4
@@ -69,6 +81,9 @@ class Chain:
     depth: int
     #: time.monotonic() by which every call of the chain below this one ends.
     deadline: float
+    #: The own id of the call whose `context.invoke` makes the calls below this point
+    #: (each callee's record names it, `caller_call_id`); the request's own at depth 0.
+    made_by: str = ""
 
 
 #: Runs `callee` for a caller: (node, callee, principal, event, the callee's own request
@@ -105,15 +120,12 @@ class FunctionCalls:
 
     async def __call__(self, name: str, event: bytes) -> tuple[bytes, bytes]:
         caller = self._caller.name
-        if name not in self._caller.manifest.permissions.invoke:
-            reason = f"permissions.invoke of {caller} does not grant {name}"
-            await self._deny(name, reason)
+        refused = self._refusal(name)
+        if refused is not None:
+            reason, statement = refused
+            await self._deny(name, reason, statement)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         depth = self._chain.depth + 1
-        if depth > MAX_DEPTH:
-            reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
-            await self._deny(name, reason)
-            return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         deadline = self._chain.deadline - _MARGIN_S
         left = deadline - time.monotonic()
         if left < _MIN_LEFT_S:
@@ -129,7 +141,7 @@ class FunctionCalls:
             await self._deny(name, reason)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         call_id = self._new_id()
-        chain = Chain(self._chain.request_id, depth, deadline)
+        chain = Chain(self._chain.request_id, depth, deadline, self._chain.made_by)
         try:
             # A backstop: the callee's own timeout ends it first, this ends a wait for
             # its concurrency or its sandbox's start before the caller's deadline.
@@ -143,8 +155,30 @@ class FunctionCalls:
             return _failure(name, call_id, e)
         return answer_ok(body)
 
-    async def _deny(self, callee: str, reason: str) -> None:
-        """Audit a refused call (aggregated per caller like any denial: a loop adds one record)."""
+    def _refusal(self, name: str) -> tuple[str, str] | None:
+        """Why the caller may not invoke `name` now, and what decided it; None if it may.
+
+        The grant must be in the version running and in the version deployed now: a
+        redeploy that takes a grant away (or a removal) holds for the calls already
+        running, not only the next ones; a grant added since gives them nothing."""
+        caller = self._caller.name
+        if name not in self._caller.manifest.permissions.invoke:
+            return f"permissions.invoke of {caller} does not grant {name}", "permissions.invoke"
+        current = self._node.registry.get(caller)
+        if current is None or name not in current.manifest.permissions.invoke:
+            reason = f"the version of {caller} deployed now does not grant {name}"
+            return reason, "permissions.invoke"
+        if self._node.quarantines.get(caller) is not None:
+            return f"{caller} is quarantined", "quarantine"
+        depth = self._chain.depth + 1
+        if depth > MAX_DEPTH:
+            reason = f"the chain of calls would be {depth} deep, over the limit of {MAX_DEPTH}"
+            return reason, "permissions.invoke"
+        return None
+
+    async def _deny(self, callee: str, reason: str, statement: str = "permissions.invoke") -> None:
+        """Audit a refused call (aggregated per caller like any denial: a loop adds one record);
+        `statement`: what decided it."""
         actor = f"function:{self._caller.name}"
         self._node.metrics.denied("authz.denied", reason)
         await self._node.denials.deny(
@@ -157,12 +191,37 @@ class FunctionCalls:
                     "request_id": self._chain.request_id,
                     "reason": reason,
                     "permission": "function:invoke",
-                    "statement": "permissions.invoke",
+                    "statement": statement,
                     "trigger": "function",
                 },
             ),
             actor,
         )
+
+
+async def parse_event(
+    node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str
+) -> Any:
+    """The event a function sent `callee`, parsed as a body from outside is: `BadRequest` if
+    it is not JSON (finite when a schema checks it: the caller's frame need not come from
+    jsonwire); nesting past the bound is also audited (`input.refused` by the caller)."""
+    try:
+        return boundedjson.loads(event, finite=callee.validator is not None)
+    except boundedjson.JSONTooDeep as e:
+        node.metrics.denied("input.refused", e.message)
+        await node.denials.deny(
+            AuditEvent(
+                caller.label,
+                "input.refused",
+                callee.name,
+                "denied",
+                {"request_id": request_id, "reason": e.message, "trigger": "function"},
+            ),
+            caller.label,
+        )
+        raise BadRequest(e.message, hint=e.hint) from e
+    except ValueError as e:
+        raise BadRequest("the event is not JSON") from e
 
 
 def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:

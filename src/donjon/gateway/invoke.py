@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import time
@@ -18,7 +19,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
@@ -36,7 +36,7 @@ from donjon.gateway.async_invoke import respond_async, wants_async
 from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.call_plan import CallPlan, function_meta, plan_for
 from donjon.gateway.calllog import call_log
-from donjon.gateway.errors import BadFunctionResponse, BadRequest, NotFound
+from donjon.gateway.errors import BadFunctionResponse, NotFound
 from donjon.gateway.events import (
     body_limit,
     check_event_size,
@@ -44,7 +44,7 @@ from donjon.gateway.events import (
     refuse_declared,
     validate,
 )
-from donjon.gateway.function_calls import Chain, FunctionCalls
+from donjon.gateway.function_calls import Chain, FunctionCalls, parse_event
 from donjon.gateway.http_event import function_headers, http_event
 from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.node import Node
@@ -65,6 +65,7 @@ from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.obs import log_secrets, mint_request_id
 from donjon.sandbox import CallResult, SandboxError
 from donjon.sandbox.policy_events import PolicyEvent
+from donjon.sandbox.pool import RunsOn
 from donjon.sandbox.replies import MAX_RESULT, check_result_size
 from donjon.vault.redact import Redactor
 
@@ -134,9 +135,8 @@ async def _run(
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
     cap full for the bounded wait is refused (503) before it starts; the slots are given
-    back however the call ends (answered, failed, timed out, disconnected, cancelled), and
-    its time is charged to its compute quotas (gateway/quota_check.py). `plan`: a keyed
-    call's checks resolved once (call_plan.py)."""
+    back however the call ends (answered, failed, timed out, disconnected, cancelled), its
+    time charged to its compute quotas (quota_check.py). `plan`: call_plan.py."""
     # Again here: the writer may have died since the call's admission (its body read, its
     # slot waited for); a call refused now spent a rate token, but runs unrecorded never.
     node.audit.require_writer()
@@ -164,13 +164,14 @@ async def _run(
                 client,
                 fields,
                 plan,
+                held.runs_on,
             )
-        finally:  # its wall time, charged on every path; then its reservation given back
+        finally:  # its wall time (to its processes' end), charged; its reservation given back
             if node.quotas or reserved is not None:
-                elapsed = time.perf_counter() - started
-                await settle_compute(node, deployed, principal, elapsed, reserved)
-    finally:
-        await held.release()
+                charge = functools.partial(settle_compute, node, deployed, principal)
+                await held.after(lambda: charge(time.perf_counter() - started, reserved))
+    finally:  # (once its processes are gone, if they run on past its answer)
+        await held.end()
 
 
 async def _call(
@@ -186,6 +187,7 @@ async def _call(
     client: str | None = None,
     fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
+    runs_on: RunsOn | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -203,7 +205,9 @@ async def _call(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     memory_kb: int | None = None
-    detail: dict[str, Any] = {"call_id": request_id} if chain is not None else {}
+    detail: dict[str, Any] = (
+        {"call_id": request_id, "caller_call_id": chain.made_by} if chain is not None else {}
+    )
     policy_events: list[PolicyEvent] = []
     timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
     # What the function prints and its errors are redacted of its secrets' values
@@ -230,6 +234,7 @@ async def _call(
                 timeout_s,
                 subcalls,
                 request_id,
+                runs_on,
             )
         _note_reads(detail, result, granted, policy_events)
         check_result_size(result, max_result)
@@ -287,7 +292,9 @@ async def _call(
             ),
             log,
         )
-        await record_policy_events(node.audit, deployed, request_id, actor, policy_events, redact)
+        await record_policy_events(
+            node.audit, deployed, request_id, actor, policy_events, redact, chain
+        )
 
 
 async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str], Redactor]:
@@ -314,6 +321,7 @@ def _subcalls(
             chain.request_id if chain else request_id,
             chain.depth if chain else 0,
             time.monotonic() + timeout_s,
+            request_id,  # the calls it makes name it as the call that made them
         ),
         _call_function,
         mint_request_id,  # a sub-call's own id; the logs keep the chain's (bound by the gateway)
@@ -327,12 +335,7 @@ async def _call_function(
     """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
     check_event_size(event, callee, body_limit(callee, node.settings.requests.max_body_bytes))
     await admit(node, callee, caller, chain.request_id, "function")
-    try:
-        # Finite when a schema checks it: the caller's frame need not come from jsonwire.
-        parsed = boundedjson.loads(event, finite=callee.validator is not None)
-    except (ValueError, boundedjson.JSONTooDeep) as e:
-        raise BadRequest("the event is not JSON (or nested too deeply)") from e
-    validate(parsed, callee)
+    validate(await parse_event(node, callee, caller, event, chain.request_id), callee)
     response = await _run(
         node,
         callee,

@@ -13,15 +13,17 @@ A call holds, for as long as it runs in its sandbox:
 A call that finds one full waits for it at most DONJON_MAX_QUEUE_WAIT_S (and at
 most DONJON_MAX_QUEUED_PER_FUNCTION calls wait per key, DONJON_MAX_QUEUED in
 all), then gets `ConcurrencyFull`: 503 with Retry-After, audited in aggregate.
-Slots are given back on every path (`Held.release` runs in the caller's
-`finally`: success, error, timeout, disconnect, cancellation), and are leased past
-the call's own deadline in case a holder dies without giving them back.
+Slots are given back on every path (`Held.end` runs in the caller's `finally`:
+success, error, timeout, disconnect, cancellation; for a call whose processes run on
+past an early answer, once they are gone), and are leased past the call's own
+deadline in case a holder dies without giving them back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
@@ -40,6 +42,8 @@ log = logging.getLogger("donjon")
 NODE_KEY = BucketKey(principal="*", scope="node")
 #: A lease outlives the call's deadline by this much (a holder that died frees it then).
 LEASE_MARGIN_S = 60.0
+#: Releases under way of calls whose processes ran on past their answer (kept referenced).
+_RELEASING: set[asyncio.Task[None]] = set()
 
 
 class ConcurrencyFull(Error):
@@ -54,12 +58,47 @@ class ConcurrencyFull(Error):
 
 
 class Held:
-    """The slots one call holds; `release` gives each back (idempotent)."""
+    """The slots one call holds; `release` gives each back (idempotent), `end` too unless
+    the call's processes run on past its answer (`runs_on`): then once they are gone."""
 
-    __slots__ = ("_slots",)
+    __slots__ = ("_after", "_runs_on", "_slots")
 
     def __init__(self) -> None:
         self._slots: list[tuple[ConcurrencyLimiter, Slot]] = []
+        self._runs_on = False
+        self._after: list[Callable[[], Awaitable[None]]] = []
+
+    def runs_on(self) -> Callable[[], None]:
+        """The call answered but its processes run on (sandbox/pool.py, `RunsOn`): its slots
+        stay held until then, so an early answer frees no slot of its caller or the node."""
+        self._runs_on = True
+        return self._release_soon
+
+    def _release_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._finish())
+        _RELEASING.add(task)
+        task.add_done_callback(_RELEASING.discard)
+
+    async def after(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` now, or once the call's processes are gone if they run on past its
+        answer (its compute is charged to then: gateway/invoke.py)."""
+        if self._runs_on:
+            self._after.append(step)
+        else:
+            await step()
+
+    async def _finish(self) -> None:
+        for step in self._after:
+            try:
+                await step()
+            except Exception:
+                log.exception("a step after a call's processes ended failed")
+        await self.release()
+
+    async def end(self) -> None:
+        """The call has returned: give the slots back, unless its processes run on."""
+        if not self._runs_on:
+            await self.release()
 
     def add(self, limiter: ConcurrencyLimiter, slot: Slot) -> None:
         self._slots.append((limiter, slot))

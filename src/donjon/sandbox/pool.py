@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from donjon.deadlines import Deadlines, deadlines
@@ -33,7 +34,7 @@ from donjon.sandbox.seccomp import Filters
 from donjon.sandbox.standing import StandingQueue
 from donjon.sandbox.subcalls import SubCall
 
-__all__ = ["SandboxPool"]
+__all__ = ["RunsOn", "SandboxPool"]
 
 _QUEUE_WAIT_S = 5.0
 #: Calls the sandbox ended by killing them: a line each in the server's log (with the
@@ -41,6 +42,11 @@ _QUEUE_WAIT_S = 5.0
 _KILLS = (FunctionTimeout, FunctionMemoryExceeded, FunctionBlocked)
 
 log = logging.getLogger("donjon.sandbox")
+
+
+#: Told that a call's processes run on after its answer; returns what to call once
+#: they are gone (gateway/slots.py: its concurrency slots are held until then).
+RunsOn = Callable[[], Callable[[], None]]
 
 
 @dataclass
@@ -124,14 +130,19 @@ class SandboxPool:
         timeout_s: float,
         subcalls: SubCall | None = None,
         request_id: str = "",
+        runs_on: RunsOn | None = None,
     ) -> CallResult:
         """Run one call of `config`; `subcalls` answers its handler's `context.invoke`;
-        `request_id` names the call in the egress proxy's records."""
+        `request_id` names the call in the egress proxy's records; `runs_on` is told
+        of a call whose processes run on after this returns (an invocation that answered
+        early): what it returns is called once they are gone."""
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
         slot.calls += 1  # before any await: the reaper leaves this slot alone
         try:
-            return await self._invoke_in(slot, meta, event, timeout_s, subcalls, request_id)
+            return await self._invoke_in(
+                slot, meta, event, timeout_s, subcalls, request_id, runs_on
+            )
         finally:
             slot.calls -= 1
 
@@ -143,6 +154,7 @@ class SandboxPool:
         timeout_s: float,
         subcalls: SubCall | None,
         request_id: str,
+        runs_on: RunsOn | None,
     ) -> CallResult:
         config = slot.config
         try:
@@ -164,20 +176,25 @@ class SandboxPool:
         # The slot is freed when the call's processes are gone, which for an
         # invocation may be after its answer (sandbox/instance.py, `call`).
         closing: list[asyncio.Future[None]] = []
+        gone: list[Callable[[], None]] = []  # what `runs_on` asked to be told
+        processes_gone = False
+
+        def over() -> None:
+            nonlocal processes_gone
+            processes_gone = True
+            closing.extend(self._call_over(slot, instance))
+            for then in gone:
+                then()
+
         started = time.monotonic()
         try:
-            return await instance.call(
-                meta,
-                event,
-                timeout_s,
-                lambda: closing.extend(self._call_over(slot, instance)),
-                subcalls,
-                request_id,
-            )
+            return await instance.call(meta, event, timeout_s, over, subcalls, request_id)
         except _KILLS as e:
             log.warning("%s@%s killed: %s", config.function, config.version, e.message)
             raise
         finally:
+            if not processes_gone and runs_on is not None:  # they run on: `over` comes later
+                gone.append(runs_on())
             ended = time.monotonic()
             slot.service.note(ended - started)
             slot.queue.served(ended)
