@@ -13,7 +13,7 @@ from donjon.bootstrap import initialize
 from donjon.bundle import build_bundle
 from donjon.config import Settings
 from donjon.gateway.assembly import open_node
-from donjon.gateway.invoke import run_scheduled
+from donjon.gateway.trigger_routes import run_scheduled
 from donjon.lifecycle import make_deployed, manifest_json
 from donjon.manifest import load_manifest
 from donjon.store.tables import audit_log

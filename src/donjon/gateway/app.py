@@ -23,7 +23,7 @@ from donjon.gateway.dlq_api import ROUTES as DLQ_ROUTES
 from donjon.gateway.event_sources import node_sources
 from donjon.gateway.hooks import handle_hook
 from donjon.gateway.hot_route import GatewayApp, HotRoute
-from donjon.gateway.invoke import handle_http_trigger, handle_invoke, run_scheduled
+from donjon.gateway.invoke import handle_invoke
 from donjon.gateway.lambda_api import LAMBDA_INVOKE_PATH, handle_lambda_invoke
 from donjon.gateway.metrics_api import metrics
 from donjon.gateway.node import Node
@@ -35,6 +35,7 @@ from donjon.gateway.responses_api import ROUTES as RESPONSE_ROUTES
 from donjon.gateway.schemas import render
 from donjon.gateway.supply_api import ROUTES as SUPPLY_ROUTES
 from donjon.gateway.timeline_api import ROUTES as TIMELINE_ROUTES
+from donjon.gateway.trigger_routes import handle_http_trigger, run_scheduled
 from donjon.gateway.views import Health, Ready
 from donjon.identity import Action
 from donjon.store import storage_full
