@@ -251,6 +251,7 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
             invocation.trigger,
             lambda result: function_json_response(result.body, request_id),
             fields={"cloudevent": cloudevent(invocation)},
+            attempt=invocation.attempts,
         )
         return Outcome(True, request_id, result=bytes(response.body))
     except Error as e:

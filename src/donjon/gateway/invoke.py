@@ -123,6 +123,7 @@ async def _run(
     client: str | None = None,
     fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
+    attempt: int | None = None,
 ) -> Response:
     """`_call` holding the call's concurrency slots (gateway/slots.py): a call that finds a
     cap full for the bounded wait is refused (503) before it starts; the slots are given
@@ -156,6 +157,7 @@ async def _run(
                 fields,
                 plan,
                 held.runs_on,
+                attempt,
             )
         finally:  # its wall time (to its processes' end), charged; its reservation given back
             if node.quotas or reserved is not None:
@@ -179,6 +181,7 @@ async def _call(
     fields: dict[str, object] | None = None,
     plan: CallPlan | None = None,
     runs_on: RunsOn | None = None,
+    attempt: int | None = None,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -188,6 +191,8 @@ async def _call(
     time, and its record names the request the chain started from.
     `on_log`, if given, receives the call's log as stored (redacted, bounded).
     `client`, the caller's address, is recorded (the monitor's first-seen sources).
+    `attempt`, an async delivery's (1 first): a retry is the platform's doing, not its
+    caller's (the monitor leaves it out of the caller's baselines: monitor/calls.py).
     """
     actor = actor_of(principal, trigger)
     if node.pool is None:
@@ -196,9 +201,7 @@ async def _call(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     memory_kb: int | None = None
-    detail: dict[str, Any] = (
-        {"call_id": request_id, "caller_call_id": chain.made_by} if chain is not None else {}
-    )
+    detail = _detail(request_id, chain, attempt)
     policy_events: list[PolicyEvent] = []
     timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
     # What the function prints and its errors are redacted of its secrets' values
@@ -286,6 +289,16 @@ async def _call(
         await record_policy_events(
             node.audit, deployed, request_id, actor, policy_events, redact, chain
         )
+
+
+def _detail(request_id: str, chain: Chain | None, attempt: int | None) -> dict[str, Any]:
+    """The call record's own fields to begin with: a sub-call's ids, a delivery's attempt."""
+    detail: dict[str, Any] = (
+        {"call_id": request_id, "caller_call_id": chain.made_by} if chain is not None else {}
+    )
+    if attempt is not None:
+        detail["attempt"] = attempt
+    return detail
 
 
 async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str], Redactor]:

@@ -112,7 +112,10 @@ def read_call(record: CommittedRecord) -> Call | None:
             record.seq,
             name,
             event.target,
-            None if event.actor in UNNAMED_ACTORS else event.actor,
+            # A retry (an async delivery's attempt after the first) is the platform's
+            # doing under its function's retry policy: counted as its caller's call, a
+            # failing function got each caller's key throttled for its own retries.
+            None if event.actor in UNNAMED_ACTORS or detail.get("attempt", 1) != 1 else event.actor,
             event.outcome == "ok",
             duration,
             memory,
