@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LOG_CAP", "call_log"]
+__all__ = ["LOG_CAP", "NOTE", "call_log", "printed"]
 
 LOG_CAP = 16 * 1024
 _TRACE_CAP = 8 * 1024
@@ -19,6 +19,20 @@ _ERROR_CAP = 2 * 1024
 _MARK = "[{n} earlier bytes dropped]\n"
 #: The note the runtime puts first when it kept only the end of a call's output.
 _RUNTIME_NOTE = re.compile(r"\[([0-9]{1,18}) earlier bytes dropped\]\n")
+
+
+#: What the node's own lines in a call's log begin with (a refused header, a response the
+#: gateway could not send: gateway/invoke.py, response_policy.py).
+NOTE = "[donjon]"
+
+
+def printed(output: str) -> str:
+    """What the function printed, its lines that begin as the node's own escaped (`\\`
+    first): a function printed `[donjon] ...` lines that passed for the node's."""
+    if NOTE not in output:  # the common case: one search
+        return output
+    escaped = output.replace("\n" + NOTE, "\n\\" + NOTE)
+    return "\\" + escaped if escaped.startswith(NOTE) else escaped
 
 
 def _tail(text: str, cap: int) -> str:

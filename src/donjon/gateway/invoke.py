@@ -32,7 +32,7 @@ from donjon.gateway.admission import actor_of, admit
 from donjon.gateway.async_invoke import respond_async, wants_async
 from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.call_plan import CallPlan, function_meta, plan_for
-from donjon.gateway.calllog import call_log
+from donjon.gateway.calllog import NOTE, call_log, printed
 from donjon.gateway.errors import BadFunctionResponse, NotFound
 from donjon.gateway.events import (
     body_limit,
@@ -232,7 +232,7 @@ async def _call(
             )
         _note_reads(detail, result, granted, policy_events)
         check_result_size(result, max_result)
-        output = redact(result.output)
+        output = printed(redact(result.output))
         memory_kb = result.memory_kb
         rendered = render(result)
         output += refused_headers(detail, rendered)
@@ -243,12 +243,12 @@ async def _call(
         _note_reads(detail, e, granted, policy_events)
         memory_kb = e.memory_kb
         _redact_error(e, redact)
-        output = call_log(redact(e.output), redact(e.trace), f"{e.title}: {e.message}")
+        output = call_log(printed(redact(e.output)), redact(e.trace), f"{e.title}: {e.message}")
         raise
     except BadFunctionResponse as e:
         outcome = type(e).__name__
         _redact_error(e, redact)
-        output += f"[donjon] {e.title}: {e.message}\n"
+        output += f"{NOTE} {e.title}: {e.message}\n"
         raise
     except Exception as e:
         outcome = type(e).__name__

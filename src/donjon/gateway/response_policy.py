@@ -33,6 +33,7 @@ from typing import Any
 from starlette.responses import Response
 
 from donjon import boundedjson
+from donjon.gateway.calllog import NOTE
 from donjon.gateway.errors import BadFunctionResponse
 
 __all__ = [
@@ -281,4 +282,4 @@ def refused_headers(detail: dict[str, Any], rendered: RenderedResponse) -> str:
     if not rendered.refused:
         return ""
     detail["refused_headers"] = rendered.refused
-    return f"[donjon] headers refused on the platform's origin: {', '.join(rendered.refused)}\n"
+    return f"{NOTE} headers refused on the platform's origin: {', '.join(rendered.refused)}\n"
