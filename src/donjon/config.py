@@ -495,6 +495,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
         database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,
         queue=QueueSettings(
-            workers=raw.QUEUE_WORKERS, lease_s=raw.QUEUE_LEASE_S, poll_s=raw.QUEUE_POLL_S
+            raw.QUEUE_WORKERS, raw.QUEUE_LEASE_S, raw.QUEUE_POLL_S, raw.QUEUE_MAX_DEAD
         ),
     )

@@ -112,3 +112,6 @@ class QueueSettings:
     lease_s: float = 60.0
     #: Seconds between idle workers' looks for due invocations (DONJON_QUEUE_POLL_S).
     poll_s: float = 1.0
+    #: Dead-lettered invocations a function keeps; at that many its enqueues are refused
+    #: until some are redriven or purged (DONJON_QUEUE_MAX_DEAD; docs/limits.md).
+    max_dead: int = 10_000

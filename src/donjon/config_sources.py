@@ -215,6 +215,8 @@ class SettingsInput(BaseSettings):
     QUEUE_WORKERS: Annotated[int, Field(ge=1, le=256)] = 4
     QUEUE_LEASE_S: Annotated[Seconds, Field(ge=1, le=3600)] = 60.0
     QUEUE_POLL_S: Annotated[Seconds, Field(gt=0, le=60)] = 1.0
+    #: Dead-lettered invocations a function keeps before its enqueues are refused.
+    QUEUE_MAX_DEAD: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     CA_BUNDLE: ExistingPath = None
     #: A region name such as us-east-1 (the Lambda Invoke API's SigV4 scope).
     LAMBDA_REGION: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = (

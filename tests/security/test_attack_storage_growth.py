@@ -1,0 +1,58 @@
+"""A tenant filling the node's database through what it keeps per function: a developer
+key whose function fails every async event fills its dead-letter queue, which is kept
+until redriven or purged (DONJON_QUEUE_MAX_DEAD bounds it; docs/limits.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from async_support import bundle, invoke_async, wait_for
+from donjon.bundle import build_bundle
+from harness import LiveNode, start_node
+
+pytestmark = pytest.mark.slow
+
+FAILS = "def handler(event, context):\n    raise RuntimeError('always')\n"
+ONCE = "retry: {attempts: 1, backoff_s: 1, max_age_s: 600}\n"
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    live = start_node(tmp_path_factory.mktemp("growth"), {"DONJON_QUEUE_MAX_DEAD": "3"})
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def _deploy_as(node: LiveNode, key: str, directory: Path) -> None:
+    _, archive = build_bundle(directory)
+    with node.client(key) as c:
+        r = c.post("/v1/functions", content=archive, headers={"content-type": "application/gzip"})
+    assert r.status_code == 201, r.text
+
+
+def test_dead_letters_of_one_function_are_bounded(bounded: LiveNode, tmp_path: Path) -> None:
+    """Three events dead of a bound of three: the fourth async call is refused 503 with
+    Retry-After naming the dead-letter queue, nothing of it is kept, the three dead are
+    all still there; once an admin purges them the function's events are taken again."""
+    node = bounded
+    developer = node.create_key("growth-dev", "developer")["key"]
+    _deploy_as(node, developer, bundle(tmp_path, "growth-dead", FAILS, ONCE))
+    for n in range(3):
+        r = invoke_async(node, "growth-dead", {"n": n}, key=developer)
+        assert r.status_code == 202, r.text
+        assert wait_for(node, r.json()["invocation_id"], key=developer)["status"] == "dead"
+    refused = invoke_async(node, "growth-dead", {"n": 3}, key=developer)
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "dead-letter queue of function growth-dead is full" in refused.json()["detail"]
+    with node.client() as c:
+        dead = c.get("/v1/dlq", params={"function": "growth-dead"}).json()
+        assert len(dead) == 3, dead
+        assert c.delete("/v1/dlq", params={"function": "growth-dead"}).status_code == 200
+    again = invoke_async(node, "growth-dead", {"n": 4}, key=developer)
+    assert again.status_code == 202, again.text
