@@ -1,7 +1,4 @@
-"""Settings: the only module that reads the environment.
-
-Everything else receives a `Settings` value.
-"""
+"""Settings: the only module that reads the environment; everything else gets `Settings`."""
 
 from __future__ import annotations
 
@@ -196,8 +193,10 @@ class Settings:
     kms_command: tuple[str, ...] = ()
     #: Seconds one key provider run may take (DONJON_KMS_TIMEOUT_S).
     kms_timeout_s: float = 10.0
-    #: DONJON_LOG_RETENTION_DAYS: invocation logs older than this are purged.
+    #: Invocation logs older than DONJON_LOG_RETENTION_DAYS are purged, and a function's
+    #: oldest past DONJON_LOG_MAX_PER_FUNCTION entries trimmed (docs/limits.md).
     log_retention_days: int = 30
+    log_max_per_function: int = 10_000
     #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS (DONJON_JWKS_CA_FILE),
     #: and the age past which fetched keys are fetched again (DONJON_JWKS_MAX_AGE_S).
     jwks_ca_file: Path | None = None
@@ -441,6 +440,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kms_command=raw.KMS_COMMAND,
         kms_timeout_s=raw.KMS_TIMEOUT_S,
         log_retention_days=raw.LOG_RETENTION_DAYS,
+        log_max_per_function=raw.LOG_MAX_PER_FUNCTION,
         jwks_ca_file=_path(raw.JWKS_CA_FILE),
         jwks_max_age_s=raw.JWKS_MAX_AGE_S,
         shutdown_grace_s=raw.SHUTDOWN_GRACE_S,

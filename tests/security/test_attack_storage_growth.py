@@ -1,9 +1,12 @@
 """A tenant filling the node's database through what it keeps per function: a developer
 key whose function fails every async event fills its dead-letter queue, which is kept
-until redriven or purged (DONJON_QUEUE_MAX_DEAD bounds it; docs/limits.md)."""
+until redriven or purged (DONJON_QUEUE_MAX_DEAD bounds it), and one whose function prints
+on every call fills the invocation log, kept for DONJON_LOG_RETENTION_DAYS whatever
+their number (DONJON_LOG_MAX_PER_FUNCTION bounds it; docs/limits.md)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +24,10 @@ ONCE = "retry: {attempts: 1, backoff_s: 1, max_age_s: 600}\n"
 
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    live = start_node(tmp_path_factory.mktemp("growth"), {"DONJON_QUEUE_MAX_DEAD": "3"})
+    live = start_node(
+        tmp_path_factory.mktemp("growth"),
+        {"DONJON_QUEUE_MAX_DEAD": "3", "DONJON_LOG_MAX_PER_FUNCTION": "5"},
+    )
     try:
         yield live
     finally:
@@ -56,3 +62,37 @@ def test_dead_letters_of_one_function_are_bounded(bounded: LiveNode, tmp_path: P
         assert c.delete("/v1/dlq", params={"function": "growth-dead"}).status_code == 200
     again = invoke_async(node, "growth-dead", {"n": 4}, key=developer)
     assert again.status_code == 202, again.text
+
+
+PRINTS = "def handler(event, context):\n    print('p' * 4000)\n    return event\n"
+
+
+def test_invocation_logs_of_one_function_are_bounded(bounded: LiveNode, tmp_path: Path) -> None:
+    """Twelve calls of a function that prints, of a bound of five entries: the five newest
+    calls' entries are kept (oldest first trimmed), another function's are its own; rows
+    counted in the node's database once it has stopped."""
+    node = bounded
+    developer = node.create_key("growth-printer", "developer")["key"]
+    _deploy_as(node, developer, bundle(tmp_path, "growth-logs", PRINTS))
+    _deploy_as(node, developer, bundle(tmp_path, "growth-other", PRINTS))
+    ids = []
+    for n in range(12):
+        r = node.invoke("growth-logs", {"n": n}, key=developer)
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-request-id"])
+    assert node.invoke("growth-other", {}, key=developer).status_code == 200
+    node.stop()
+    with sqlite3.connect(node.data_dir / "donjon.db") as db:
+        kept = [
+            row[0]
+            for row in db.execute(
+                "SELECT request_id FROM invocation_logs WHERE function = ? ORDER BY id",
+                ("growth-logs",),
+            )
+        ]
+        others = db.execute(
+            "SELECT count(*) FROM invocation_logs WHERE function = 'growth-other'"
+        ).fetchone()[0]
+    node.serve_again()
+    assert kept == ids[-5:]
+    assert others == 1
