@@ -16,6 +16,7 @@ from donjon.config_limits import (
     QueueSettings,
     RequestSettings,
     parse_rate,
+    queue_settings,
 )
 from donjon.config_sandbox import DEFAULT_SANDBOX_ID_RANGE, SandboxSettings
 from donjon.config_urls import DATA_DIR_DATABASE, masked_url, sqlite_file
@@ -494,7 +495,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
         database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,
-        queue=QueueSettings(
-            raw.QUEUE_WORKERS, raw.QUEUE_LEASE_S, raw.QUEUE_POLL_S, raw.QUEUE_MAX_DEAD
-        ),
+        queue=queue_settings(raw),
     )

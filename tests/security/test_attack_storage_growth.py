@@ -1,8 +1,10 @@
 """A tenant filling the node's database through what it keeps per function: a developer
 key whose function fails every async event fills its dead-letter queue, which is kept
-until redriven or purged (DONJON_QUEUE_MAX_DEAD bounds it), and one whose function prints
-on every call fills the invocation log, kept for DONJON_LOG_RETENTION_DAYS whatever
-their number (DONJON_LOG_MAX_PER_FUNCTION bounds it; docs/limits.md)."""
+until redriven or purged (DONJON_QUEUE_MAX_DEAD bounds it); one whose function prints
+on every call fills the invocation log, and one calling asynchronously keeps every
+succeeded invocation with its event and result, both kept for DONJON_LOG_RETENTION_DAYS
+whatever their number (DONJON_LOG_MAX_PER_FUNCTION, DONJON_QUEUE_KEEP_SUCCEEDED bound
+them; docs/limits.md)."""
 
 from __future__ import annotations
 
@@ -22,12 +24,17 @@ FAILS = "def handler(event, context):\n    raise RuntimeError('always')\n"
 ONCE = "retry: {attempts: 1, backoff_s: 1, max_age_s: 600}\n"
 
 
+#: The bounds the node serves with, low enough to pass in a few calls.
+BOUNDS = {
+    "DONJON_QUEUE_MAX_DEAD": "3",
+    "DONJON_LOG_MAX_PER_FUNCTION": "5",
+    "DONJON_QUEUE_KEEP_SUCCEEDED": "3",
+}
+
+
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
-    live = start_node(
-        tmp_path_factory.mktemp("growth"),
-        {"DONJON_QUEUE_MAX_DEAD": "3", "DONJON_LOG_MAX_PER_FUNCTION": "5"},
-    )
+    live = start_node(tmp_path_factory.mktemp("growth"), BOUNDS)
     try:
         yield live
     finally:
@@ -93,6 +100,33 @@ def test_invocation_logs_of_one_function_are_bounded(bounded: LiveNode, tmp_path
         others = db.execute(
             "SELECT count(*) FROM invocation_logs WHERE function = 'growth-other'"
         ).fetchone()[0]
-    node.serve_again()
+    node.serve_again(BOUNDS)
     assert kept == ids[-5:]
     assert others == 1
+
+
+def test_succeeded_invocations_of_one_function_are_bounded(
+    bounded: LiveNode, tmp_path: Path
+) -> None:
+    """Eight async calls that succeed, of a bound of three: the three newest are kept
+    (their results still read), the oldest forgotten (404), none pending or dead lost."""
+    node = bounded
+    developer = node.create_key("growth-async", "developer")["key"]
+    _deploy_as(node, developer, bundle(tmp_path, "growth-done", PRINTS))
+    ids = []
+    for n in range(8):
+        r = invoke_async(node, "growth-done", {"n": n, "pad": "x" * 10_000}, key=developer)
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["invocation_id"])
+        assert wait_for(node, ids[-1], key=developer)["status"] == "succeeded"
+    node.stop()
+    with sqlite3.connect(node.data_dir / "donjon.db") as db:
+        kept = {
+            row[0]
+            for row in db.execute("SELECT id FROM invocations WHERE function = 'growth-done'")
+        }
+    node.serve_again(BOUNDS)
+    assert kept == set(ids[-3:])
+    assert wait_for(node, ids[-1], key=developer)["result"]["n"] == 7
+    with node.client(developer) as c:
+        assert c.get(f"/v1/invocations/{ids[0]}").status_code == 404

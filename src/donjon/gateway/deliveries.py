@@ -354,6 +354,7 @@ def open_invocations(node: Node) -> QueueWorkers:
         lease_s=settings.queue.lease_s,
         poll_s=settings.queue.poll_s,
         keep_s=settings.log_retention_days * 86400.0,
+        keep_succeeded=settings.queue.keep_succeeded,
         refusals=lambda event: node.denials.deny(event, "-", scope=event.target),
         owners=lambda: {d.name: d.record.owner for d in node.registry.all()},
     )

@@ -166,7 +166,7 @@ async def _run(
                 plan,
             )
         finally:  # its wall time, charged on every path; then its reservation given back
-            node.log_bound.note(deployed.name)  # `_call` wrote its log entry (log_bound.py)
+            node.log_bound.note(deployed.name)  # `_call` wrote its log entry (store/trim.py)
             if node.quotas or reserved is not None:
                 elapsed = time.perf_counter() - started
                 await settle_compute(node, deployed, principal, elapsed, reserved)

@@ -19,7 +19,6 @@ from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
 from donjon.gateway.limited_callers import LimitedCallers
-from donjon.gateway.log_bound import LogBound
 from donjon.identity import (
     JwtVerifier,
     KeyIndex,
@@ -67,6 +66,7 @@ from donjon.store import (
     RoleStore,
 )
 from donjon.store.audit_outbox import AuditOutbox
+from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Submit, SubmitAll
 from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import AUDIT_OUTBOX_PURPOSE, MasterKey
@@ -167,15 +167,19 @@ class Node:
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
-    #: Each function's invocation log held to its newest entries (gateway/log_bound.py).
-    log_bound: LogBound = field(init=False)
+    #: Each function's invocation log held to its newest entries (store/trim.py).
+    log_bound: CountedTrim = field(init=False)
     #: The scan helper `spawn_scanner` started, until `start` takes it.
     _spawned: IsolatedScanner | None = None
     #: Why `start` failed, if it did (the lifespan keeps it for `donjon serve`'s last word).
     start_failure: BaseException | None = None
 
     def __post_init__(self) -> None:
-        self.log_bound = LogBound(self.logs, self.settings.log_max_per_function)
+        self.log_bound = CountedTrim(
+            "invocation log",
+            lambda function, keep, batch: asyncio.to_thread(self.logs.trim, function, keep, batch),
+            self.settings.log_max_per_function,
+        )
         self.changes = AuditedChanges(
             self.audit,
             AuditOutbox(self.engine, self.master.derive(AUDIT_OUTBOX_PURPOSE)),

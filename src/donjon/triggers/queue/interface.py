@@ -310,3 +310,8 @@ class InvocationQueue(abc.ABC):
     @abc.abstractmethod
     async def prune(self, before: float) -> int:
         """Delete succeeded invocations last updated before `before`; how many."""
+
+    @abc.abstractmethod
+    async def trim_succeeded(self, function: str, keep: int, batch: int) -> int:
+        """Delete up to `batch` of `function`'s oldest succeeded invocations past its
+        newest `keep`; how many."""

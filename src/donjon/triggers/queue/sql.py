@@ -41,6 +41,7 @@ from donjon.triggers.queue.bound import (
     pending_of,
 )
 from donjon.triggers.queue.claim import UNREADABLE, claim_statement, dead_unreadable, due
+from donjon.triggers.queue.finished import prune_succeeded, trim_succeeded
 from donjon.triggers.queue.interface import (
     BatchOverBound,
     DeadLettersFull,
@@ -412,17 +413,11 @@ class SqlInvocationQueue(InvocationQueue):
         return count
 
     async def prune(self, before: float) -> int:
-        def write() -> int:
-            with self._engine.begin() as conn:
-                return int(
-                    conn.execute(
-                        delete(inv).where(
-                            inv.c.status == Status.SUCCEEDED.value, inv.c.updated_at < before
-                        )
-                    ).rowcount
-                )
+        count: int = await self._run(prune_succeeded, self._engine, before)
+        return count
 
-        count: int = await self._run(write)
+    async def trim_succeeded(self, function: str, keep: int, batch: int) -> int:
+        count: int = await self._run(trim_succeeded, self._engine, function, keep, batch)
         return count
 
     def _count_pending(self, function: str) -> int:
