@@ -130,3 +130,36 @@ def test_succeeded_invocations_of_one_function_are_bounded(
     assert wait_for(node, ids[-1], key=developer)["result"]["n"] == 7
     with node.client(developer) as c:
         assert c.get(f"/v1/invocations/{ids[0]}").status_code == 404
+
+
+def _bundle_trees(node: LiveNode) -> set[str]:
+    return {p.name for p in (node.data_dir / "bundles").iterdir() if not p.name.startswith(".")}
+
+
+def test_refused_deploys_keep_no_bundle(bounded: LiveNode, tmp_path: Path) -> None:
+    """Deploys refused after their bundle was unpacked (a name another key owns: 403; a
+    handler that fails at import: 422) leave no bundle tree on the node; before, each
+    kept its tree (up to 256 MiB) for ever, so a refused key could fill the disk."""
+    node = bounded
+    owner = node.create_key("growth-owner", "developer")["key"]
+    other = node.create_key("growth-other-dev", "developer")["key"]
+    ok = "def handler(event, context):\n    return 1\n"
+    _deploy_as(node, owner, bundle(tmp_path / "owned", "growth-owned", ok))
+    before = _bundle_trees(node)
+    for n, (name, code, status) in enumerate(
+        [
+            ("growth-owned", ok, 403),
+            ("growth-owned", ok, 403),
+            ("growth-broken", "raise RuntimeError('at import')\n", 422),
+        ]
+    ):
+        directory = bundle(tmp_path / f"refused{n}", name, code)
+        (directory / "blob.bin").write_bytes(n.to_bytes(1, "big") * 100_000)
+        _, archive = build_bundle(directory)
+        with node.client(other) as c:
+            r = c.post(
+                "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+            )
+        assert r.status_code == status, r.text
+    assert _bundle_trees(node) == before
+    assert node.invoke("growth-owned", {}, key=owner).status_code == 200

@@ -32,6 +32,7 @@ from donjon.bundle.target import RuntimeTarget
 from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
+from donjon.lifecycle.bundle_claims import BundleClaims
 from donjon.lifecycle.deploy_notes import (
     audit_detail,
     check_trigger_secrets,
@@ -133,6 +134,7 @@ class Deployments:
         self._switch = asyncio.Lock()
         #: Deploys and removals of one function, one at a time (start to switch).
         self._name_locks = NameLocks()
+        self._claims = BundleClaims(bundles, functions.stores_digest)
         self._finishing: set[asyncio.Future[Any]] = set()
 
     def start(
@@ -191,17 +193,24 @@ class Deployments:
                 egress_networks=self.egress_networks,
                 shown=self._readable_by(principal),
             )
-            self._check_limits(accepted.manifest)
-            await check_grants(
-                accepted.manifest, principal, self.policy, self.registry, self._vault
-            )
-            await check_trigger_secrets(self._vault, accepted.manifest)
-        # From here on a deploy runs to its end even if its caller goes away, one
-        # at a time per function: the version it picks, the sandbox it starts and
-        # the row it stores are its own, never another deploy's of the same name.
+        # From here on a deploy runs to its end even if its caller goes away, one at a time
+        # per function: its version, sandbox and row are its own, never another deploy's.
         return await self._to_the_end(
-            self._start_and_switch(accepted, principal, request_id, skip_scan)
+            self._judge_and_switch(accepted, principal, request_id, skip_scan)
         )
+
+    async def _judge_and_switch(
+        self, accepted: Accepted, principal: Principal, request_id: str, skip_scan: bool
+    ) -> Deployment:
+        """Its checks, then the switch; refused, its tree goes unless stored (bundle_claims.py)."""
+        async with self._claims.claim(accepted.digest):
+            async with self._refusals_audited(principal, request_id):
+                self._check_limits(accepted.manifest)
+                await check_grants(
+                    accepted.manifest, principal, self.policy, self.registry, self._vault
+                )
+                await check_trigger_secrets(self._vault, accepted.manifest)
+            return await self._start_and_switch(accepted, principal, request_id, skip_scan)
 
     def _check_limits(self, manifest: Manifest) -> None:
         """A manifest asks no more of this node than it allows (`limits.body`)."""
