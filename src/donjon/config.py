@@ -492,6 +492,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             principal_share=raw.PRINCIPAL_SHARE,
             concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
             max_concurrency=raw.MAX_CONCURRENCY,
+            max_functions_per_owner=raw.MAX_FUNCTIONS_PER_OWNER,
         ),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
         database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,

@@ -104,6 +104,9 @@ class LimitSettings:
     #: (DONJON_CONCURRENCY_PER_PRINCIPAL), and on this node (DONJON_MAX_CONCURRENCY).
     concurrency_per_principal: int = 64
     max_concurrency: int = 256
+    #: Functions one principal may own (DONJON_MAX_FUNCTIONS_PER_OWNER): what each function
+    #: keeps (logs, dead letters, results, its bundle) is bounded per function.
+    max_functions_per_owner: int = 1000
 
 
 @dataclass(frozen=True)

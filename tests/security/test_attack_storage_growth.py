@@ -29,6 +29,7 @@ BOUNDS = {
     "DONJON_QUEUE_MAX_DEAD": "3",
     "DONJON_LOG_MAX_PER_FUNCTION": "5",
     "DONJON_QUEUE_KEEP_SUCCEEDED": "3",
+    "DONJON_MAX_FUNCTIONS_PER_OWNER": "2",
 }
 
 
@@ -163,3 +164,28 @@ def test_refused_deploys_keep_no_bundle(bounded: LiveNode, tmp_path: Path) -> No
         assert r.status_code == status, r.text
     assert _bundle_trees(node) == before
     assert node.invoke("growth-owned", {}, key=owner).status_code == 200
+
+
+def test_functions_one_key_owns_are_bounded(bounded: LiveNode, tmp_path: Path) -> None:
+    """Each function's storage is bounded, so how many one key owns bounds the whole: of
+    a bound of two, a third new function is refused (403, nothing deployed, no bundle kept),
+    a new version of an owned one is not, and removing one makes room."""
+    node = bounded
+    developer = node.create_key("growth-many", "developer")["key"]
+    code = "def handler(event, context):\n    return 2\n"
+    for name in ("growth-one", "growth-two"):
+        _deploy_as(node, developer, bundle(tmp_path / name, name, code))
+    trees = _bundle_trees(node)
+    _, archive = build_bundle(bundle(tmp_path / "three", "growth-three", code + "# 3\n"))
+    with node.client(developer) as c:
+        refused = c.post(
+            "/v1/functions", content=archive, headers={"content-type": "application/gzip"}
+        )
+        assert refused.status_code == 403, refused.text
+        assert "already owns 2 functions" in refused.json()["detail"]
+        with node.client() as admin:
+            assert admin.get("/v1/functions/growth-three").status_code == 404
+        assert _bundle_trees(node) == trees
+        _deploy_as(node, developer, bundle(tmp_path / "two-v2", "growth-two", code + "# v2\n"))
+        assert c.delete("/v1/functions/growth-one").status_code in (200, 204)
+    _deploy_as(node, developer, bundle(tmp_path / "three-again", "growth-three", code))

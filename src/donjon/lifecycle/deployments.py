@@ -40,6 +40,7 @@ from donjon.lifecycle.deploy_notes import (
     unsafe_warnings,
 )
 from donjon.lifecycle.deploy_queue import DeployQueue
+from donjon.lifecycle.deploy_rights import may_deploy
 from donjon.lifecycle.errors import (
     AllowBroadRefused,
     AllowPublicRefused,
@@ -103,6 +104,7 @@ class Deployments:
         vault: Vault | None = None,
         egress_networks: Sequence[IPNetwork] = (),
         max_body_bytes: int = 6 * 1024 * 1024,
+        max_owned: int = 1000,
         supply: SupplyChain | None = None,
         changes: AuditedChanges | None = None,
     ) -> None:
@@ -113,6 +115,8 @@ class Deployments:
         self.supply = supply
         #: DONJON_MAX_BODY_BYTES: no manifest's `limits.body` may ask more.
         self.max_body_bytes = max_body_bytes
+        #: DONJON_MAX_FUNCTIONS_PER_OWNER: functions one principal may own.
+        self.max_owned = max_owned
         #: DONJON_EGRESS_ALLOW_NETWORKS: egress grants are judged as the proxy judges them.
         self.egress_networks = tuple(egress_networks)
         #: Who may deploy which function (owners included): decided once the name is known.
@@ -231,7 +235,7 @@ class Deployments:
         async with self._name_locks.hold(name):
             async with self._refusals_audited(principal, request_id):
                 # Under the name's lock: the owner checked is the owner when it switches.
-                self._may_deploy(principal, name)
+                may_deploy(self.policy, self.registry, principal, name, self.max_owned)
                 current = self.registry.get(name)
                 if current is not None and current.record.digest == accepted.digest:
                     return await self._unchanged(
@@ -287,17 +291,6 @@ class Deployments:
             return self.policy.decide(principal, Action.READ, name, owner).allowed
 
         return shown
-
-    def _may_deploy(self, principal: Principal, name: str) -> None:
-        current = self.registry.get(name)
-        owner = (current.record.owner or None) if current is not None else None
-        decision = self.policy.decide(principal, Action.DEPLOY, name, owner)
-        if not decision.allowed:
-            # Another's function: its owner (a key id, a JWT's issuer and subject) is in
-            # the audit record; the caller is told only that it is someone else's.
-            other = owner is not None and owner != principal.label
-            shown = "the function is owned by another principal" if other else None
-            raise DeployForbidden(name, decision.statement, shown)
 
     @contextlib.asynccontextmanager
     async def _refusals_audited(self, principal: Principal, request_id: str) -> AsyncIterator[None]:
