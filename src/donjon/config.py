@@ -1,7 +1,4 @@
-"""Settings: the only module that reads the environment.
-
-Everything else receives a `Settings` value.
-"""
+"""Settings: the only module that reads the environment; everything else gets `Settings`."""
 
 from __future__ import annotations
 
@@ -19,6 +16,7 @@ from donjon.config_limits import (
     QueueSettings,
     RequestSettings,
     parse_rate,
+    queue_settings,
 )
 from donjon.config_sandbox import DEFAULT_SANDBOX_ID_RANGE, SandboxSettings
 from donjon.config_urls import DATA_DIR_DATABASE, masked_url, sqlite_file
@@ -196,8 +194,10 @@ class Settings:
     kms_command: tuple[str, ...] = ()
     #: Seconds one key provider run may take (DONJON_KMS_TIMEOUT_S).
     kms_timeout_s: float = 10.0
-    #: DONJON_LOG_RETENTION_DAYS: invocation logs older than this are purged.
+    #: Invocation logs older than DONJON_LOG_RETENTION_DAYS are purged, and a function's
+    #: oldest past DONJON_LOG_MAX_PER_FUNCTION entries trimmed (docs/limits.md).
     log_retention_days: int = 30
+    log_max_per_function: int = 10_000
     #: Extra CA certificates (PEM) trusted when fetching issuers' JWKS (DONJON_JWKS_CA_FILE),
     #: and the age past which fetched keys are fetched again (DONJON_JWKS_MAX_AGE_S).
     jwks_ca_file: Path | None = None
@@ -441,6 +441,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kms_command=raw.KMS_COMMAND,
         kms_timeout_s=raw.KMS_TIMEOUT_S,
         log_retention_days=raw.LOG_RETENTION_DAYS,
+        log_max_per_function=raw.LOG_MAX_PER_FUNCTION,
         jwks_ca_file=_path(raw.JWKS_CA_FILE),
         jwks_max_age_s=raw.JWKS_MAX_AGE_S,
         shutdown_grace_s=raw.SHUTDOWN_GRACE_S,
@@ -491,10 +492,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             principal_share=raw.PRINCIPAL_SHARE,
             concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
             max_concurrency=raw.MAX_CONCURRENCY,
+            max_functions_per_owner=raw.MAX_FUNCTIONS_PER_OWNER,
         ),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
         database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,
-        queue=QueueSettings(
-            workers=raw.QUEUE_WORKERS, lease_s=raw.QUEUE_LEASE_S, poll_s=raw.QUEUE_POLL_S
-        ),
+        queue=queue_settings(raw),
     )

@@ -4,6 +4,10 @@ values only; `donjon.config` reads them from the environment."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # values only: the sources are read by donjon.config
+    from donjon.config_sources import SettingsInput
 
 __all__ = [
     "ConnectionSettings",
@@ -11,6 +15,7 @@ __all__ = [
     "QueueSettings",
     "RequestSettings",
     "parse_rate",
+    "queue_settings",
 ]
 
 
@@ -99,6 +104,9 @@ class LimitSettings:
     #: (DONJON_CONCURRENCY_PER_PRINCIPAL), and on this node (DONJON_MAX_CONCURRENCY).
     concurrency_per_principal: int = 64
     max_concurrency: int = 256
+    #: Functions one principal may own (DONJON_MAX_FUNCTIONS_PER_OWNER): what each function
+    #: keeps (logs, dead letters, results, its bundle) is bounded per function.
+    max_functions_per_owner: int = 1000
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,20 @@ class QueueSettings:
     lease_s: float = 60.0
     #: Seconds between idle workers' looks for due invocations (DONJON_QUEUE_POLL_S).
     poll_s: float = 1.0
+    #: Dead-lettered invocations a function keeps; at that many its enqueues are refused
+    #: until some are redriven or purged (DONJON_QUEUE_MAX_DEAD; docs/limits.md).
+    max_dead: int = 10_000
+    #: Succeeded invocations (event and result) a function keeps, its newest; the oldest
+    #: past it are forgotten (DONJON_QUEUE_KEEP_SUCCEEDED; docs/limits.md).
+    keep_succeeded: int = 10_000
+
+
+def queue_settings(raw: SettingsInput) -> QueueSettings:
+    """The queue's settings as the environment (or config file) gave them."""
+    return QueueSettings(
+        workers=raw.QUEUE_WORKERS,
+        lease_s=raw.QUEUE_LEASE_S,
+        poll_s=raw.QUEUE_POLL_S,
+        max_dead=raw.QUEUE_MAX_DEAD,
+        keep_succeeded=raw.QUEUE_KEEP_SUCCEEDED,
+    )

@@ -206,6 +206,8 @@ class SettingsInput(BaseSettings):
     KMS_COMMAND: Annotated[tuple[str, ...], NoDecode, BeforeValidator(command)] = ()
     KMS_TIMEOUT_S: Annotated[Seconds, Field(ge=0.1)] = 10.0
     LOG_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 30
+    LOG_MAX_PER_FUNCTION: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    MAX_FUNCTIONS_PER_OWNER: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     JWKS_CA_FILE: ExistingPath = None
     JWKS_MAX_AGE_S: Annotated[Seconds, Field(ge=1, le=86_400)] = 300.0
     SHUTDOWN_GRACE_S: Annotated[Seconds, Field(ge=0)] = 10.0
@@ -215,6 +217,10 @@ class SettingsInput(BaseSettings):
     QUEUE_WORKERS: Annotated[int, Field(ge=1, le=256)] = 4
     QUEUE_LEASE_S: Annotated[Seconds, Field(ge=1, le=3600)] = 60.0
     QUEUE_POLL_S: Annotated[Seconds, Field(gt=0, le=60)] = 1.0
+    #: Dead-lettered invocations a function keeps before its enqueues are refused.
+    QUEUE_MAX_DEAD: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    #: Succeeded invocations a function keeps (its newest; the oldest are forgotten).
+    QUEUE_KEEP_SUCCEEDED: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     CA_BUNDLE: ExistingPath = None
     #: A region name such as us-east-1 (the Lambda Invoke API's SigV4 scope).
     LAMBDA_REGION: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = (

@@ -89,3 +89,20 @@ def test_since_and_request_id_pick_entries(tmp_path: Path) -> None:
     (one,) = store.recent("f", 10, request_id="f-1")
     assert one["output"] == "line 1\n"
     assert store.recent("g", 10, request_id="f-1") == []
+
+
+def test_trim_keeps_the_functions_newest_entries_in_batches(tmp_path: Path) -> None:
+    """trim(f, keep) deletes f's oldest entries past its newest `keep`, at most `batch` a
+    statement, and no other function's; trimming a function within its bound deletes none."""
+    engine = _engine(tmp_path)
+    audit = AuditLog(engine, KEY)
+    for i in range(7):
+        _call(audit, "f", i)
+        _call(audit, "g", i)
+    store = InvocationLogStore(engine)
+    assert store.trim("f", 3, batch=2) == 2
+    assert store.trim("f", 3, batch=2) == 2
+    assert store.trim("f", 3, batch=2) == 0
+    assert [r["output"] for r in store.recent("f", 10)] == ["line 4\n", "line 5\n", "line 6\n"]
+    assert len(store.recent("g", 10)) == 7
+    assert store.trim("g", 7) == 0

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
 from donjon.store import Engine, connect, create_schema
-from donjon.triggers.queue import RetryPolicy, SqlInvocationQueue, Status
+from donjon.triggers.queue import DeadLettersFull, RetryPolicy, SqlInvocationQueue, Status
 from donjon.triggers.queue.claim import claim_statement
 from postgres_support import PostgresServer
 from queue_support import envelope
@@ -348,3 +348,37 @@ def test_the_bound_holds_on_a_database_whose_default_isolation_is_stricter(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_dead_letter_bound_and_succeeded_trim_on_postgresql(pg_url: str) -> None:
+    """The dead-letter bound's count and the trim of succeeded invocations run on
+    PostgreSQL (other tests' rows in the module's database are left alone): two dead of a
+    bound of two refuse the next enqueue; of four succeeded, trimmed to two, the two
+    newest stay."""
+
+    async def go() -> None:
+        engine = connect(pg_url)
+        try:
+            queue = SqlInvocationQueue(engine, max_dead=2)
+            once = RetryPolicy(attempts=1, backoff_s=1.0, max_age_s=3600)
+            for _ in range(2):
+                await queue.enqueue(envelope("pg-dead"), once, bound=10)
+            for lease in await queue.claim(100, 60):  # other tests' rows left too: only ours
+                if lease.invocation.function == "pg-dead":
+                    assert await queue.fail(lease, "E", "no", "r", None)
+            with pytest.raises(DeadLettersFull):
+                await queue.enqueue(envelope("pg-dead"), once, bound=10)
+            for _ in range(4):
+                await queue.enqueue(envelope("pg-done"), once, bound=10)
+            ended = []
+            for lease in await queue.claim(100, 60):
+                if lease.invocation.function == "pg-done":
+                    assert await queue.succeed(lease, b"1", "r")
+                    ended.append(lease.invocation.id)
+            assert await queue.trim_succeeded("pg-done", 2, 1000) == 2
+            kept = [await queue.get(i) for i in ended]
+            assert [i is not None for i in kept] == [False, False, True, True]
+        finally:
+            engine.dispose()
+
+    asyncio.run(go())

@@ -128,6 +128,7 @@ def open_node(settings: Settings) -> Node:
             vault=vault,
             egress_networks=settings.egress.allow_networks,
             max_body_bytes=settings.requests.max_body_bytes,
+            max_owned=settings.limits.max_functions_per_owner,
             supply=supply,
             changes=AuditedChanges(audit, AuditOutbox(engine, outbox_key)),
         ),

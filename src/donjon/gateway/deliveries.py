@@ -289,10 +289,11 @@ def _lapsed(node: Node, deployed: Deployed, name: str) -> bool:
 
 
 async def _refused(node: Node, envelope: Envelope, error: QueueFull) -> None:
-    """An enqueue refused by the function's `limits.queued`: counted
-    (`donjon_rate_limited_total{limit="queued"}`) and audited in aggregate like every
-    limit's refusal (`invocation.refused`, one record per sender, function and window)."""
-    node.metrics.rate_limited.labels(envelope.function, "queued").inc()
+    """An enqueue refused by the function's `limits.queued` (or its dead letters'
+    bound): counted (`donjon_rate_limited_total{limit="queued"}`, `"dead"`) and audited in
+    aggregate like every limit's refusal (`invocation.refused`, one record per sender,
+    function and window)."""
+    node.metrics.rate_limited.labels(envelope.function, error.limit).inc()
     await node.denials.deny(
         AuditEvent(
             envelope.principal or envelope.trigger,
@@ -300,8 +301,8 @@ async def _refused(node: Node, envelope: Envelope, error: QueueFull) -> None:
             envelope.function,
             "denied",
             {
-                "reason": "queue full",
-                "limit": "queued",
+                "reason": error.reason,
+                "limit": error.limit,
                 "bound": error.bound,
                 "wanted": error.wanted,
                 "trigger": envelope.trigger,
@@ -335,7 +336,9 @@ def open_invocations(node: Node) -> QueueWorkers:
     `node.submit` (every trigger's way in), and the workers that deliver them (started
     and stopped by the app, DONJON_QUEUE_*)."""
     service = AsyncInvocations(
-        SqlInvocationQueue(node.engine, QueueSealer(node.master)),  # sealed at rest
+        SqlInvocationQueue(  # sealed at rest
+            node.engine, QueueSealer(node.master), max_dead=node.settings.queue.max_dead
+        ),
         node.audit,
         lambda name: _policy(node, name),
         node.changes,
@@ -352,6 +355,7 @@ def open_invocations(node: Node) -> QueueWorkers:
         lease_s=settings.queue.lease_s,
         poll_s=settings.queue.poll_s,
         keep_s=settings.log_retention_days * 86400.0,
+        keep_succeeded=settings.queue.keep_succeeded,
         refusals=lambda event: node.denials.deny(event, "-", scope=event.target),
         owners=lambda: {d.name: d.record.owner for d in node.registry.all()},
     )

@@ -160,6 +160,7 @@ async def _run(
                 attempt,
             )
         finally:  # its wall time (to its processes' end), charged; its reservation given back
+            node.log_bound.note(deployed.name)  # `_call` wrote its log entry (store/trim.py)
             if node.quotas or reserved is not None:
                 charge = functools.partial(settle_compute, node, deployed, principal)
                 await held.after(lambda: charge(time.perf_counter() - started, reserved))

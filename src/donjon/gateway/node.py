@@ -66,6 +66,7 @@ from donjon.store import (
     RoleStore,
 )
 from donjon.store.audit_outbox import AuditOutbox
+from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Submit, SubmitAll
 from donjon.triggers.queue import AsyncInvocations
 from donjon.vault import AUDIT_OUTBOX_PURPOSE, MasterKey
@@ -166,12 +167,19 @@ class Node:
     _runtime_target: RuntimeTarget | None = None
     _last_used_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+    #: Each function's invocation log held to its newest entries (store/trim.py).
+    log_bound: CountedTrim = field(init=False)
     #: The scan helper `spawn_scanner` started, until `start` takes it.
     _spawned: IsolatedScanner | None = None
     #: Why `start` failed, if it did (the lifespan keeps it for `donjon serve`'s last word).
     start_failure: BaseException | None = None
 
     def __post_init__(self) -> None:
+        self.log_bound = CountedTrim(
+            "invocation log",
+            lambda function, keep, batch: asyncio.to_thread(self.logs.trim, function, keep, batch),
+            self.settings.log_max_per_function,
+        )
         self.changes = AuditedChanges(
             self.audit,
             AuditOutbox(self.engine, self.master.derive(AUDIT_OUTBOX_PURPOSE)),
@@ -413,6 +421,7 @@ class Node:
                     break
         except Exception:  # a busy database: the next round deletes them
             log.exception("purging expired invocation logs failed")
+        await self.log_bound.trim_all([d.name for d in self.registry.all()])
         return total
 
     async def flush_last_used(self) -> None:
@@ -447,6 +456,7 @@ class Node:
         self.deployments.stop()
         if self.pool is not None:
             await self.pool.close()
+        await self.log_bound.close()  # its calls have ended: no entry is written after
         await asyncio.to_thread(self.resources.close_node)
         if self.scanner is not None:
             await asyncio.to_thread(self.scanner.close)

@@ -39,7 +39,7 @@ from donjon.lifecycle import (
     LifecycleError,
     SkipScanRefused,
 )
-from donjon.lifecycle.errors import AllowPublicRefused
+from donjon.lifecycle.errors import AllowPublicRefused, OwnedFunctionsLimit
 from donjon.manifest import ManifestError
 from donjon.monitor.manual import BadSubject, NotThrottled
 from donjon.monitor.quarantine import FunctionQuarantined, NotQuarantined
@@ -115,6 +115,7 @@ STATUS: dict[type[Error], int] = {
     SkipScanRefused: 403,
     AllowPublicRefused: 403,
     DeployForbidden: 403,
+    OwnedFunctionsLimit: 403,
     RoleError: 400,
     RoleConflict: 409,
     FunctionNotFound: 404,

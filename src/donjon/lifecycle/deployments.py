@@ -32,6 +32,7 @@ from donjon.bundle.target import RuntimeTarget
 from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
+from donjon.lifecycle.bundle_claims import BundleClaims
 from donjon.lifecycle.deploy_notes import (
     audit_detail,
     check_trigger_secrets,
@@ -39,6 +40,7 @@ from donjon.lifecycle.deploy_notes import (
     unsafe_warnings,
 )
 from donjon.lifecycle.deploy_queue import DeployQueue
+from donjon.lifecycle.deploy_rights import may_deploy
 from donjon.lifecycle.errors import (
     AllowBroadRefused,
     AllowPublicRefused,
@@ -102,6 +104,7 @@ class Deployments:
         vault: Vault | None = None,
         egress_networks: Sequence[IPNetwork] = (),
         max_body_bytes: int = 6 * 1024 * 1024,
+        max_owned: int = 1000,
         supply: SupplyChain | None = None,
         changes: AuditedChanges | None = None,
     ) -> None:
@@ -112,6 +115,8 @@ class Deployments:
         self.supply = supply
         #: DONJON_MAX_BODY_BYTES: no manifest's `limits.body` may ask more.
         self.max_body_bytes = max_body_bytes
+        #: DONJON_MAX_FUNCTIONS_PER_OWNER: functions one principal may own.
+        self.max_owned = max_owned
         #: DONJON_EGRESS_ALLOW_NETWORKS: egress grants are judged as the proxy judges them.
         self.egress_networks = tuple(egress_networks)
         #: Who may deploy which function (owners included): decided once the name is known.
@@ -133,6 +138,7 @@ class Deployments:
         self._switch = asyncio.Lock()
         #: Deploys and removals of one function, one at a time (start to switch).
         self._name_locks = NameLocks()
+        self._claims = BundleClaims(bundles, functions.stores_digest)
         self._finishing: set[asyncio.Future[Any]] = set()
 
     def start(
@@ -191,17 +197,24 @@ class Deployments:
                 egress_networks=self.egress_networks,
                 shown=self._readable_by(principal),
             )
-            self._check_limits(accepted.manifest)
-            await check_grants(
-                accepted.manifest, principal, self.policy, self.registry, self._vault
-            )
-            await check_trigger_secrets(self._vault, accepted.manifest)
-        # From here on a deploy runs to its end even if its caller goes away, one
-        # at a time per function: the version it picks, the sandbox it starts and
-        # the row it stores are its own, never another deploy's of the same name.
+        # From here on a deploy runs to its end even if its caller goes away, one at a time
+        # per function: its version, sandbox and row are its own, never another deploy's.
         return await self._to_the_end(
-            self._start_and_switch(accepted, principal, request_id, skip_scan)
+            self._judge_and_switch(accepted, principal, request_id, skip_scan)
         )
+
+    async def _judge_and_switch(
+        self, accepted: Accepted, principal: Principal, request_id: str, skip_scan: bool
+    ) -> Deployment:
+        """Its checks, then the switch; refused, its tree goes unless stored (bundle_claims.py)."""
+        async with self._claims.claim(accepted.digest):
+            async with self._refusals_audited(principal, request_id):
+                self._check_limits(accepted.manifest)
+                await check_grants(
+                    accepted.manifest, principal, self.policy, self.registry, self._vault
+                )
+                await check_trigger_secrets(self._vault, accepted.manifest)
+            return await self._start_and_switch(accepted, principal, request_id, skip_scan)
 
     def _check_limits(self, manifest: Manifest) -> None:
         """A manifest asks no more of this node than it allows (`limits.body`)."""
@@ -222,7 +235,7 @@ class Deployments:
         async with self._name_locks.hold(name):
             async with self._refusals_audited(principal, request_id):
                 # Under the name's lock: the owner checked is the owner when it switches.
-                self._may_deploy(principal, name)
+                may_deploy(self.policy, self.registry, principal, name, self.max_owned)
                 current = self.registry.get(name)
                 if current is not None and current.record.digest == accepted.digest:
                     return await self._unchanged(
@@ -278,17 +291,6 @@ class Deployments:
             return self.policy.decide(principal, Action.READ, name, owner).allowed
 
         return shown
-
-    def _may_deploy(self, principal: Principal, name: str) -> None:
-        current = self.registry.get(name)
-        owner = (current.record.owner or None) if current is not None else None
-        decision = self.policy.decide(principal, Action.DEPLOY, name, owner)
-        if not decision.allowed:
-            # Another's function: its owner (a key id, a JWT's issuer and subject) is in
-            # the audit record; the caller is told only that it is someone else's.
-            other = owner is not None and owner != principal.label
-            shown = "the function is owned by another principal" if other else None
-            raise DeployForbidden(name, decision.statement, shown)
 
     @contextlib.asynccontextmanager
     async def _refusals_audited(self, principal: Principal, request_id: str) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ __all__ = [
     "FunctionNotFound",
     "InvokeGrantForbidden",
     "LifecycleError",
+    "OwnedFunctionsLimit",
     "SecretGrantForbidden",
     "SkipScanRefused",
 ]
@@ -74,6 +75,20 @@ class DeployForbidden(LifecycleError):
             hint="a developer deploys only functions it owns or that its role names",
         )
         self.statement = statement
+
+
+class OwnedFunctionsLimit(LifecycleError):
+    """A deploy of a new function by a principal that owns this node's limit of them."""
+
+    title = "Forbidden"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"this credential already owns {limit} functions, this node's limit"
+            " (DONJON_MAX_FUNCTIONS_PER_OWNER); nothing deployed",
+            hint="remove one it owns (donjon rm NAME), or ask the node's operator to raise it",
+        )
+        self.limit = limit
 
 
 class InvokeGrantForbidden(DeployForbidden):

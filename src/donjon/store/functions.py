@@ -55,6 +55,12 @@ class FunctionStore:
             ).scalar_one_or_none()
         return int(last or 0) + 1
 
+    def stores_digest(self, digest: str) -> bool:
+        """Whether a version (of any function, deployed or not) runs the bundle `digest`."""
+        query = select(function_versions.c.name).where(function_versions.c.digest == digest)
+        with self._engine.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
     def ever_deployed(self, name: str) -> bool:
         """Whether a version of `name` was ever deployed (removed or not)."""
         return self.next_version(name) > 1

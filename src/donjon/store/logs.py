@@ -102,6 +102,29 @@ class InvocationLogStore:
             result = conn.execute(delete(invocation_logs).where(invocation_logs.c.id.in_(ids)))
         return int(result.rowcount or 0)
 
+    def trim(self, function: str, keep: int, batch: int = 1000) -> int:
+        """Delete up to `batch` of `function`'s oldest entries past its newest `keep`; the
+        count deleted. Blocking; call it until it returns less than `batch`."""
+        c = invocation_logs.c
+        newest_dropped = (
+            select(c.id)
+            .where(c.function == function)
+            .order_by(desc(c.id))
+            .offset(keep)
+            .limit(1)
+            .scalar_subquery()
+        )
+        ids = (
+            select(c.id)
+            .where(c.function == function, c.id <= newest_dropped)
+            .order_by(c.id)
+            .limit(batch)
+            .scalar_subquery()
+        )
+        with self._engine.begin() as conn:
+            result = conn.execute(delete(invocation_logs).where(c.id.in_(ids)))
+        return int(result.rowcount or 0)
+
 
 def _in_runs(version: Any, runs: VersionRuns) -> ColumnElement[bool]:
     """`version` within one of `runs` (none: false)."""

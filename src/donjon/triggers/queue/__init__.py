@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from donjon.triggers.queue.interface import (
     BatchOverBound,
+    DeadLettersFull,
     InvocationNotFound,
     InvocationQueue,
     Lease,
@@ -29,6 +30,7 @@ __all__ = [
     "AsyncInvocations",
     "AuditSink",
     "BatchOverBound",
+    "DeadLettersFull",
     "Deliver",
     "FunctionPolicy",
     "InvocationNotFound",

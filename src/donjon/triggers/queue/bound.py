@@ -25,6 +25,12 @@ first read is skipped while the last one, less than `ROOM_HINT_S` ago on this no
 room for the enqueue: the count under the lock still decides, and a refusal there makes
 the next enqueues read first again (so a flood holds the lock for at most one refusal
 after each read that saw room), while an accepted enqueue counts once, not twice.
+
+The same read refuses an enqueue of a function that has DONJON_QUEUE_MAX_DEAD dead
+invocations (`dead_at_least`): they are kept until redriven or purged, so a function
+that fails every event would otherwise fill the disk with them. Not exact, and need not
+be: what passes it is pending, and pending invocations are bounded (`limits.queued`), so
+a function holds at most that bound plus its pending ones dead.
 """
 
 from __future__ import annotations
@@ -40,14 +46,16 @@ from sqlalchemy import Connection, Engine, Integer, bindparam, cast, func, inser
 from sqlalchemy import text as sql_text
 
 from donjon.store.tables import invocations as inv
-from donjon.triggers.queue.interface import PENDING
+from donjon.triggers.queue.interface import PENDING, Status
 
 __all__ = [
+    "DEFAULT_MAX_DEAD",
     "PENDING_VALUES",
     "ROOM_HINT_S",
     "RoomHints",
     "bounded_insert",
     "counting",
+    "dead_full",
     "lock_function",
     "pending_count",
     "pending_of",
@@ -84,6 +92,32 @@ def _bounded_insert(columns: tuple[str, ...]) -> Any:
         .from_select(list(columns), row.where(pending_of(function) + wanted <= bound))
         .returning(inv.c.id)
     )
+
+
+#: The most dead-lettered invocations a function keeps before its enqueues are refused
+#: (DONJON_QUEUE_MAX_DEAD): dead letters are kept until redriven or purged, never dropped.
+DEFAULT_MAX_DEAD = 10_000
+
+
+@functools.cache
+def _dead_at_least() -> Any:
+    """Whether the function bound as `function` has at least `q_bound` dead invocations,
+    as a statement built once: it reads at most that many index entries, not all of them."""
+    function = bindparam("function", type_=inv.c.function.type)
+    some = (
+        select(inv.c.id)
+        .where(inv.c.function == function, inv.c.status == Status.DEAD.value)
+        .limit(bindparam("q_bound", type_=Integer()))
+        .subquery()
+    )
+    return select(func.count() >= bindparam("q_bound", type_=Integer())).select_from(some)
+
+
+def dead_full(engine: Engine, function: str, max_dead: int) -> bool:
+    """Whether `function` has `max_dead` dead invocations, read without the write lock."""
+    with engine.connect() as conn:
+        full = conn.execute(_dead_at_least(), {"function": function, "q_bound": max_dead})
+        return bool(full.scalar_one())
 
 
 @functools.cache
@@ -157,6 +191,11 @@ class RoomHints:
         seen = self._seen.get(function)
         if seen is not None:
             self._seen[function] = (seen[0] + wanted, seen[1])
+
+    def forget(self, function: str) -> None:
+        """The next enqueue of `function` reads before the lock (one of its invocations
+        was dead-lettered: its dead may be at their bound)."""
+        self._seen.pop(function, None)
 
     def remember(self, function: str, count: int) -> None:
         if len(self._seen) >= _MAX_HINTS and function not in self._seen:

@@ -23,6 +23,7 @@ from donjon.triggers.envelope import Envelope
 __all__ = [
     "PENDING",
     "BatchOverBound",
+    "DeadLettersFull",
     "InvocationNotFound",
     "InvocationQueue",
     "Lease",
@@ -56,17 +57,44 @@ class QueueFull(QueueError):
     nothing of what was asked was queued. The sender may try again later."""
 
     title = "Queue full"
+    #: The limit that refused, as counted and audited (`donjon_rate_limited_total`).
+    limit = "queued"
+    reason = "queue full"
 
-    def __init__(self, function: str, bound: int, wanted: int = 1) -> None:
+    def __init__(
+        self, function: str, bound: int, wanted: int = 1, *, message: str = "", hint: str = ""
+    ) -> None:
         more = f" ({wanted} more asked)" if wanted > 1 else ""
         super().__init__(
-            f"the queue of function {function} is full: {bound} invocations pending{more}",
-            hint="try again later; its owner may raise limits.queued or add capacity",
+            message
+            or f"the queue of function {function} is full: {bound} invocations pending{more}",
+            hint=hint or "try again later; its owner may raise limits.queued or add capacity",
         )
         self.function = function
         self.bound = bound
         self.wanted = wanted
         self.retry_after_s = QUEUE_FULL_RETRY_AFTER_S
+
+
+class DeadLettersFull(QueueFull):
+    """The function already has its bound (DONJON_QUEUE_MAX_DEAD) of dead-lettered
+    invocations: nothing new is queued until some are redriven or purged. The dead are
+    never dropped to make room (each was an accepted event); refusing new input instead
+    tells its sender to keep it, as a full queue does."""
+
+    limit = "dead"
+    reason = "dead-letter queue full"
+
+    def __init__(self, function: str, bound: int, wanted: int = 1) -> None:
+        super().__init__(
+            function,
+            bound,
+            wanted,
+            message=f"the dead-letter queue of function {function} is full:"
+            f" {bound} dead invocations",
+            hint="nothing more is queued until some are redriven or purged (dlq:manage:"
+            " donjon dlq ls, redrive, purge)",
+        )
 
 
 class BatchOverBound(QueueError):
@@ -282,3 +310,8 @@ class InvocationQueue(abc.ABC):
     @abc.abstractmethod
     async def prune(self, before: float) -> int:
         """Delete succeeded invocations last updated before `before`; how many."""
+
+    @abc.abstractmethod
+    async def trim_succeeded(self, function: str, keep: int, batch: int) -> int:
+        """Delete up to `batch` of `function`'s oldest succeeded invocations past its
+        newest `keep`; how many."""

@@ -30,17 +30,21 @@ from donjon.store.audit_outbox import enlist
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.bound import (
+    DEFAULT_MAX_DEAD,
     PENDING_VALUES,
     RoomHints,
     bounded_insert,
     counting,
+    dead_full,
     lock_function,
     pending_count,
     pending_of,
 )
 from donjon.triggers.queue.claim import UNREADABLE, claim_statement, dead_unreadable, due
+from donjon.triggers.queue.finished import prune_succeeded, trim_succeeded
 from donjon.triggers.queue.interface import (
     BatchOverBound,
+    DeadLettersFull,
     InvocationNotFound,
     InvocationQueue,
     Lease,
@@ -62,9 +66,16 @@ MAX_ERROR_CHARS = 2000
 class SqlInvocationQueue(InvocationQueue):
     """The queue in a SQL database (SQLite by default; PostgreSQL: see the module doc)."""
 
-    def __init__(self, engine: Engine, sealer: QueueSealer | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sealer: QueueSealer | None = None,
+        *,
+        max_dead: int = DEFAULT_MAX_DEAD,
+    ) -> None:
         self._engine = engine
         self._sealer = sealer
+        self._max_dead = max_dead  # dead invocations kept before enqueues are refused
         #: What this node last saw of each function's count (bound.py): only whether to
         #: read it before the lock, never what is taken.
         self._room = RoomHints()
@@ -208,8 +219,11 @@ class SqlInvocationQueue(InvocationQueue):
         if bound is not None and len(rows) > bound:  # would not fit in an empty queue
             raise BatchOverBound(function, bound, len(rows))
 
-        def write() -> bool:
-            if bound is not None and not self._room.had_room(function, len(rows), bound):
+        def write() -> bool | None:
+            read = bound is None or not self._room.had_room(function, len(rows), bound)
+            if read and dead_full(self._engine, function, self._max_dead):
+                return None  # its dead letters are kept: nothing new is taken
+            if bound is not None and read:
                 count = self._count_pending(function)
                 self._room.remember(function, count)
                 if count + len(rows) > bound:
@@ -230,7 +244,10 @@ class SqlInvocationQueue(InvocationQueue):
             self._room.taken(function, len(rows))
             return True
 
-        if not await self._run(write):
+        taken = await self._run(write)
+        if taken is None:
+            raise DeadLettersFull(function, self._max_dead, len(rows))
+        if not taken:
             raise QueueFull(function, bound or 0, len(rows))
         return [self._row(RowValues(values)) for values in rows]
 
@@ -318,6 +335,8 @@ class SqlInvocationQueue(InvocationQueue):
             values["next_at"] = retry_at
         if not charge:
             values["attempts"] = inv.c.attempts - 1
+        if retry_at is None:  # dead: the function's next enqueue reads its dead (bound.py)
+            self._room.forget(lease.invocation.function)
         return await self._owned(lease, **values)
 
     async def redrive(
@@ -394,24 +413,17 @@ class SqlInvocationQueue(InvocationQueue):
         return count
 
     async def prune(self, before: float) -> int:
-        def write() -> int:
-            with self._engine.begin() as conn:
-                return int(
-                    conn.execute(
-                        delete(inv).where(
-                            inv.c.status == Status.SUCCEEDED.value, inv.c.updated_at < before
-                        )
-                    ).rowcount
-                )
+        count: int = await self._run(prune_succeeded, self._engine, before)
+        return count
 
-        count: int = await self._run(write)
+    async def trim_succeeded(self, function: str, keep: int, batch: int) -> int:
+        count: int = await self._run(trim_succeeded, self._engine, function, keep, batch)
         return count
 
     def _count_pending(self, function: str) -> int:
-        """`function`'s pending invocations, read without the write lock (a WAL reader on
-        SQLite, a plain read on PostgreSQL): a full queue's refusals neither wait for other
-        writers nor hold them up. Only a refusal is decided from it; what is taken is
-        decided by the bounded insert under the lock (the count may have moved since)."""
+        """`function`'s pending invocations, read without the write lock (bound.py): a full
+        queue's refusals neither wait for other writers nor hold them up. Only a refusal is
+        decided from it; the bounded insert under the lock decides what is taken."""
         with self._engine.connect() as conn:
             count: int = conn.execute(pending_count(), {"function": function}).scalar_one()
         return count

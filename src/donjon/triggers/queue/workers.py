@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
+from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.destinations import (
     DestinationLapsed,
@@ -26,6 +27,7 @@ from donjon.triggers.queue.destinations import (
     destination_record,
     record_type,
 )
+from donjon.triggers.queue.finished import DEFAULT_KEEP_SUCCEEDED
 from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
 from donjon.triggers.queue.service import AsyncInvocations, AuditSink
@@ -59,6 +61,7 @@ class QueueWorkers:
         lease_s: float,
         poll_s: float,
         keep_s: float = 30 * 86400.0,
+        keep_succeeded: int = DEFAULT_KEEP_SUCCEEDED,
         rng: random.Random | None = None,
         refusals: Refusals | None = None,
         owners: Owners | None = None,
@@ -76,6 +79,10 @@ class QueueWorkers:
         self._lease_s = lease_s
         self._poll_s = poll_s
         self._keep_s = keep_s
+        #: Each function's succeeded invocations held to its newest (queue/finished.py).
+        self._succeeded = CountedTrim(
+            "succeeded invocations", self._queue.trim_succeeded, keep_succeeded
+        )
         self._pruned_at = 0.0
         self._rng = rng or random.SystemRandom()
         self._wake = asyncio.Event()
@@ -109,6 +116,7 @@ class QueueWorkers:
             if end_calls is not None:
                 await end_calls()
             await asyncio.gather(*self._running, return_exceptions=True)
+        await self._succeeded.close()
 
     async def _loop(self) -> None:
         while not self._closed:
@@ -147,7 +155,8 @@ class QueueWorkers:
                 self._wake.clear()
 
     async def _prune(self) -> None:
-        """Forget succeeded invocations older than the retention, once an hour."""
+        """Forget succeeded invocations older than the retention, and each deployed
+        function's past its newest `keep_succeeded` (counts a restart lost), once an hour."""
         now = time.time()
         if now - self._pruned_at < PRUNE_INTERVAL_S:
             return
@@ -156,6 +165,7 @@ class QueueWorkers:
             await self._queue.prune(now - self._keep_s)
         except QueueError as e:
             log.warning("pruning succeeded invocations failed: %s", e.message)
+        await self._succeeded.trim_all(self._owners() if self._owners is not None else ())
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
@@ -248,6 +258,8 @@ class QueueWorkers:
             await self._destination(invocation, outcome)
         if outcome.ok:
             kept = await self._queue.succeed(lease, outcome.result, outcome.request_id or "")
+            if kept:
+                self._succeeded.note(lease.invocation.function)
         else:
             kept = await self._queue.fail(
                 lease,

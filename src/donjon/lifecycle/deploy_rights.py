@@ -1,0 +1,33 @@
+"""Whether a principal may deploy a function of a given name: the policy (its owner's
+or its role's), then, for a new function, the functions it already owns
+(DONJON_MAX_FUNCTIONS_PER_OWNER). Each function keeps bounded logs, dead letters,
+results and a bundle; only a bound on how many functions one principal owns makes what
+it can keep bounded as a whole (docs/limits.md)."""
+
+from __future__ import annotations
+
+from donjon.identity import Action, Policy, Principal
+from donjon.lifecycle.errors import DeployForbidden, OwnedFunctionsLimit
+from donjon.lifecycle.registry import FunctionRegistry
+
+__all__ = ["may_deploy"]
+
+
+def may_deploy(
+    policy: Policy, registry: FunctionRegistry, principal: Principal, name: str, max_owned: int
+) -> None:
+    """Raise `DeployForbidden` or `OwnedFunctionsLimit` unless `principal` may deploy
+    `name` now. Run under the name's lock: the owner checked is the owner when it switches."""
+    current = registry.get(name)
+    owner = (current.record.owner or None) if current is not None else None
+    decision = policy.decide(principal, Action.DEPLOY, name, owner)
+    if not decision.allowed:
+        # Another's function: its owner (a key id, a JWT's issuer and subject) is in
+        # the audit record; the caller is told only that it is someone else's.
+        other = owner is not None and owner != principal.label
+        shown = "the function is owned by another principal" if other else None
+        raise DeployForbidden(name, decision.statement, shown)
+    if current is None:
+        owned = sum(1 for d in registry.all() if d.record.owner == principal.label)
+        if owned >= max_owned:
+            raise OwnedFunctionsLimit(max_owned)
