@@ -9,15 +9,19 @@ and its queued event, and the monitor's automatic responses killed at their comm
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from crash_support import CommitWatch, query, send, verify_intact
-from harness import LiveNode, start_node
+from async_support import bundle
+from crash_support import CommitWatch, audited, query, send, verify_intact
+from harness import LiveNode, fresh_source, start_node
 from triggers.webhook_signing import github_headers
 from webhook_support import HANDLER, post_hook, wait_for_delivery
 
@@ -82,6 +86,86 @@ def test_webhook_delivery_killed_after_its_replay_row_is_taken_when_sent_again(
             assert wait_for_delivery(node, "hook-crash", delivery)["body"]
             break
         assert hit, f"each of {TRIES} kills came after the event was queued"
+        verify_intact(node)
+    finally:
+        node.stop()
+
+
+#: A node whose credential-stuffing detector throttles the source (tests/monitor's).
+BLOCKING = {
+    "DONJON_MONITOR_MODES": "auth_failures=block",
+    "DONJON_MONITOR_AUTH_FAILURES": "5",
+    "DONJON_MONITOR_TICK_S": "0.2",
+}
+#: A key that authenticates nothing: six of them from one source are an attack.
+BAD_KEY = "dj_0123456789abcdef_" + "x" * 43
+
+
+def _stuff(node: LiveNode, source: str) -> None:
+    """Six bad keys from `source` (the node may be killed meanwhile)."""
+    with node.client(BAD_KEY, source) as c:
+        for _ in range(6):
+            with contextlib.suppress(httpx.HTTPError):
+                c.get("/v1/functions")
+
+
+def test_automatic_throttle_killed_at_its_commit_is_audited(tmp_path: Path) -> None:
+    """A throttle the monitor set, killed the moment it is stored, is in force after the
+    restart only with its `response.throttle` record, even once the detector no longer
+    blocks (the restart's unanswered alerts are answered only in `block` mode)."""
+    node = start_node(tmp_path / "data", BLOCKING, measured=False)  # killed
+    try:
+        for n in range(TRIES):
+            if n:
+                node.stop()
+                node.serve_again(BLOCKING, measured=False)
+            source = fresh_source()
+            sql = "SELECT count(*) FROM throttles WHERE kind = 'source' AND subject = ?"
+            with CommitWatch(node, sql, _more_than(0), args=(source,)) as watch:
+                _stuff(node, source)
+                assert watch.fired.wait(60)
+            node.serve_again(measured=n == TRIES - 1)  # the detector back to `alert`
+            assert query(node, sql, source) == [(1,)]  # kept, so in force
+            assert audited(node, "response.throttle", f"source:{source}"), "kept, unaudited"
+        verify_intact(node)
+    finally:
+        node.stop()
+
+
+#: A node that revokes a key calling a function it never called past the learning window.
+REVOKING = {
+    "DONJON_MONITOR_MODES": "first_seen=block",
+    "DONJON_MONITOR_RESPONSES": "first_seen.function=revoke",
+    "DONJON_MONITOR_LEARNING_S": "3",
+    "DONJON_MONITOR_TICK_S": "0.2",
+}
+
+
+def test_automatic_revocation_killed_at_its_commit_is_audited_as_made(tmp_path: Path) -> None:
+    """A key the monitor revoked, killed the moment the revocation is stored, is revoked
+    after the restart with its `response.revoke` record saying it was made (`ok`), even
+    once the detector no longer blocks."""
+    node = start_node(tmp_path / "data", REVOKING, measured=False)  # killed
+    try:
+        for name in ("usual", "unusual"):
+            node.deploy(bundle(tmp_path, name, "def handler(e, c):\n    return 1\n"))
+        for n in range(TRIES):
+            if n:
+                node.stop()
+                node.serve_again(REVOKING, measured=False)
+            key = node.create_key(f"victim-{n}", "invoker")
+            assert node.invoke("usual", {}, key["key"]).status_code == 200
+            time.sleep(4)  # past the learning window: the next function is a first
+            sql = "SELECT revoked_at FROM api_keys WHERE id = ?"
+            revoked = CommitWatch(node, sql, lambda rows: rows[0][0] is not None, args=(key["id"],))
+            with revoked:
+                with contextlib.suppress(httpx.HTTPError):
+                    node.invoke("unusual", {}, key["key"])
+                assert revoked.fired.wait(60)
+            node.serve_again(measured=n == TRIES - 1)  # the detector back to `alert`
+            assert query(node, sql, key["id"])[0][0] is not None
+            made = [r["outcome"] for r in audited(node, "response.revoke", f"key:{key['id']}")]
+            assert made and set(made) == {"ok"}, made  # (repeated if killed before its deletion)
         verify_intact(node)
     finally:
         node.stop()
