@@ -19,8 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
-from async_support import bundle
-from crash_support import CommitWatch, audited, query, send, verify_intact
+from async_support import bundle, wait_for
+from crash_support import (
+    CommitWatch,
+    audit_writers,
+    audited,
+    query,
+    records,
+    send,
+    verify_intact,
+)
 from harness import LiveNode, fresh_source, start_node
 from triggers.webhook_signing import github_headers
 from webhook_support import HANDLER, post_hook, wait_for_delivery
@@ -169,6 +177,44 @@ def test_automatic_revocation_killed_at_its_commit_is_audited_as_made(tmp_path: 
         verify_intact(node)
     finally:
         node.stop()
+
+
+def test_async_call_whose_audit_writer_is_killed_at_its_enqueue_is_answered_queued(
+    tmp_path: Path,
+) -> None:
+    """An async call queued as its audit writer is killed runs, so it is answered 202 (not
+    "the request was not completed", which has its client send it again), with its
+    `invocation.enqueue` record in the log."""
+    node = start_node(tmp_path / "data")
+    try:
+        node.deploy(bundle(tmp_path, "echo", "def handler(e, c):\n    return e\n"))
+        sql = "SELECT count(*) FROM invocations"
+        for n in range(TRIES):
+            held = query(node, sql)[0][0]
+            with CommitWatch(node, sql, _more_than(held), audit_writers(node)) as watch:
+                answer = send(
+                    node,
+                    "POST",
+                    "/v1/functions/echo/invoke",
+                    content=json.dumps({"n": n}),
+                    headers={"prefer": "respond-async"},
+                )
+                assert watch.fired.wait(60)
+            ((queued,),) = query(
+                node, "SELECT id FROM invocations ORDER BY enqueued_at DESC LIMIT 1"
+            )
+            assert wait_for(node, queued)["status"] == "succeeded"  # it ran: it was taken
+            assert answer is not None and answer.status_code == 202, (n, answer and answer.text)
+            assert answer.json()["invocation_id"] == queued
+            enqueued = [
+                r
+                for r in records(node, "invocation.enqueue")
+                if r["detail"]["invocation_id"] == queued
+            ]
+            assert enqueued, "queued and run, its enqueue unaudited"
+    finally:
+        node.stop()
+    verify_intact(node)
 
 
 @pytest.fixture(scope="session", autouse=True)
