@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from async_support import bundle, wait_for
+from async_support import bundle, invoke_async, wait_for
 from crash_support import (
+    FAILING,
     CommitWatch,
     audit_writers,
     audited,
@@ -215,6 +216,45 @@ def test_async_call_whose_audit_writer_is_killed_at_its_enqueue_is_answered_queu
     finally:
         node.stop()
     verify_intact(node)
+
+
+def test_dead_letter_whose_audit_writer_is_killed_at_its_commit_is_audited(
+    tmp_path: Path,
+) -> None:
+    """An event dead-lettered as its audit writer is killed has its `invocation.dead`
+    and last `invocation.attempt` records in the log, without a restart of the node."""
+    node = start_node(tmp_path / "data")
+    try:
+        extra = "retry: {attempts: 1, backoff_s: 0.1, max_age_s: 600}\n"
+        node.deploy(bundle(tmp_path, "failing", FAILING, extra))
+        for n in range(TRIES):
+            answer = invoke_async(node, "failing", {"n": n})
+            assert answer.status_code == 202, answer.text
+            invocation = answer.json()["invocation_id"]
+            sql = "SELECT status FROM invocations WHERE id = ?"
+            dead = CommitWatch(
+                node, sql, lambda rows: rows[0][0] == "dead", audit_writers(node), (invocation,)
+            )
+            with dead:
+                assert dead.fired.wait(60)
+            assert wait_for(node, invocation)["status"] == "dead"
+            mine = _of(node, "invocation.dead", invocation)
+            assert mine, f"dead-lettered, unaudited ({n})"
+            attempts = _of(node, "invocation.attempt", invocation)
+            assert [r["detail"]["state"] for r in attempts] == ["dead"], attempts
+    finally:
+        node.stop()
+    verify_intact(node)
+
+
+def _of(node: LiveNode, action: str, invocation: str) -> list[dict[str, Any]]:
+    """The `action` records about `invocation`, waited for while the writer is replaced."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = [r for r in records(node, action) if r["detail"]["invocation_id"] == invocation]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session", autouse=True)
