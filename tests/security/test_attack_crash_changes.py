@@ -23,6 +23,7 @@ from async_support import bundle, invoke_async, wait_for
 from crash_support import (
     FAILING,
     CommitWatch,
+    answered,
     audit_writers,
     audited,
     query,
@@ -175,6 +176,38 @@ def test_automatic_revocation_killed_at_its_commit_is_audited_as_made(tmp_path: 
             assert query(node, sql, key["id"])[0][0] is not None
             made = [r["outcome"] for r in audited(node, "response.revoke", f"key:{key['id']}")]
             assert made and set(made) == {"ok"}, made  # (repeated if killed before its deletion)
+        verify_intact(node)
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("lift", [False, True], ids=["add", "lift"])
+def test_throttle_by_hand_killed_at_its_commit_is_whole_and_audited(
+    tmp_path: Path, lift: bool
+) -> None:
+    """A throttle set (or lifted) by hand, killed the moment the store has it, is in force
+    (or lifted) after the restart, with its record."""
+    node = start_node(tmp_path / "data", measured=False)  # killed
+    try:
+        key = node.create_key("victim", "invoker")
+        subject = f"principal:key:{key['id']}"
+        path = f"/v1/throttles/{subject}"
+        if lift:
+            answered(node, "PUT", path, 201, json={"reason": "before"})
+        sql = "SELECT count(*) FROM throttles WHERE subject = ?"
+        done = (lambda rows: rows[0][0] == 0) if lift else _more_than(0)
+        with CommitWatch(node, sql, done, args=(f"key:{key['id']}",)) as watch:
+            if lift:
+                answer = send(node, "DELETE", path)
+            else:
+                answer = send(node, "PUT", path, json={"reason": "crash"})
+            assert watch.fired.wait(60)
+        assert answer is None or answer.is_success, answer.text
+        node.serve_again()
+        action = "response.unthrottle" if lift else "response.throttle"
+        assert audited(node, action, subject), "made, unaudited"
+        listed = answered(node, "GET", "/v1/responses", 200)["throttles"]
+        assert [t["subject"] for t in listed] == ([] if lift else [subject])
         verify_intact(node)
     finally:
         node.stop()
