@@ -33,28 +33,12 @@ from crash_support import (
 )
 from harness import LiveNode, fresh_source, start_node
 from triggers.webhook_signing import github_headers
-from webhook_support import HANDLER, post_hook, wait_for_delivery
+from webhook_support import HOOKS, deploy_hooks, post_hook, wait_for_delivery
 
 pytestmark = pytest.mark.slow  # nodes of their own, killed on purpose
 
 #: Deliveries killed at their replay-cache row, at most (each costs a restart).
 TRIES = 3
-
-
-def _webhook(node: LiveNode, root: Path) -> tuple[str, str]:
-    """A github webhook function, `hook-crash` at /crash; its path and secret value."""
-    name, path, secret, value = "hook-crash", "/crash", "hook-crash-key", "gh-crash-secret-1"
-    fn = root / name
-    fn.mkdir(parents=True)
-    (fn / "main.py").write_text(HANDLER)
-    (fn / "donjon.yaml").write_text(
-        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
-        f"triggers:\n  - webhook: {{path: {path}, scheme: github, secret: {secret}}}\n"
-    )
-    with node.client() as c:
-        assert c.post(f"/v1/secrets/{secret}", json={"value": value}).status_code == 201
-    node.deploy(fn)
-    return path, value
 
 
 def _more_than(count: int) -> Callable[[list[Any]], bool]:
@@ -74,7 +58,8 @@ def test_webhook_delivery_killed_after_its_replay_row_is_taken_when_sent_again(
     was never answered 202: the sender's retry of it is taken (202) and runs."""
     node = start_node(tmp_path / "data", measured=False)  # killed
     try:
-        path, secret = _webhook(node, tmp_path)
+        secret = deploy_hooks(node, tmp_path)["github"]
+        name, path, _ = HOOKS["github"]
         hit = False
         for n in range(TRIES):
             delivery = f"crash-delivery-{n}"
@@ -93,7 +78,7 @@ def test_webhook_delivery_killed_after_its_replay_row_is_taken_when_sent_again(
             assert answer is None or answer.status_code != 202, answer.text
             retry = post_hook(node, path, body, headers)
             assert retry.status_code == 202, (delivery, retry.status_code, retry.text)
-            assert wait_for_delivery(node, "hook-crash", delivery)["body"]
+            assert wait_for_delivery(node, name, delivery)["body"]
             break
         assert hit, f"each of {TRIES} kills came after the event was queued"
         verify_intact(node)

@@ -311,19 +311,13 @@ class Responder:
             alert_seq,
         )
         replaced = self._throttles.add(throttle)
-        event = _event(
-            "throttle",
-            throttle.subject,
-            "ok",
-            finding,
-            alert_seq,
-            {
-                "rate": throttle.rate,
-                "until": throttle.until,
-                "replaced_alert_seq": replaced.alert_seq if replaced else None,
-                "undo": f"donjon throttle rm {throttle.subject}",
-            },
-        )
+        about = {
+            "rate": throttle.rate,
+            "until": throttle.until,
+            "replaced_alert_seq": replaced.alert_seq if replaced else None,
+            "undo": f"donjon throttle rm {throttle.subject}",
+        }
+        event = _event("throttle", throttle.subject, "ok", _about(finding, alert_seq, about))
         kept = False
         async with self._changes.change(event) as pending:
             try:
@@ -358,7 +352,7 @@ class Responder:
             )
             return
         undo = {"undo": "a revoked key stays revoked: create a new key (`donjon key create`)"}
-        event = _event("revoke", label, "ok", finding, alert_seq, undo)
+        event = _event("revoke", label, "ok", _about(finding, alert_seq, undo))
         async with self._changes.change(event) as pending:
             revoked = await self._revoke_key(key_id)
         if not revoked:
@@ -384,25 +378,17 @@ class Responder:
         alert_seq: int,
         extra: Mapping[str, Any],
     ) -> None:
-        await self._audit.record(_event(action, target, outcome, finding, alert_seq, extra))
+        await self._audit.record(_event(action, target, outcome, _about(finding, alert_seq, extra)))
 
 
-def _event(
-    action: str,
-    target: str,
-    outcome: str,
-    finding: Finding,
-    alert_seq: int,
-    extra: Mapping[str, Any],
-) -> AuditEvent:
-    """The `response.ACTION` record answering alert `alert_seq`."""
-    return AuditEvent(
-        ACTOR,
-        f"response.{action}",
-        target,
-        outcome,
-        {"alert_seq": alert_seq, "kind": finding.kind, **extra},
-    )
+def _about(finding: Finding, alert_seq: int, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A response record's detail: the alert it answers, and `extra`."""
+    return {"alert_seq": alert_seq, "kind": finding.kind, **extra}
+
+
+def _event(action: str, target: str, outcome: str, detail: dict[str, Any]) -> AuditEvent:
+    """The `response.ACTION` record."""
+    return AuditEvent(ACTOR, f"response.{action}", target, outcome, detail)
 
 
 def _function(subject_id: str) -> str:
