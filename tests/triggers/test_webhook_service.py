@@ -5,22 +5,27 @@ grace only, and a failed submit giving its delivery id back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from donjon.errors import Error
 from donjon.manifest.event_triggers import WebhookSpec
 from donjon.secret import Secret
 from donjon.store import SecretStore, connect, create_schema
-from donjon.store.tables import secret_versions
+from donjon.store.outbox_owner import current
+from donjon.store.tables import secret_versions, webhook_deliveries
 from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
+from donjon.triggers.webhooks.service import CLAIM_LEASE_S
 from donjon.vault import MasterKey
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.service import Vault
@@ -30,6 +35,8 @@ from triggers.webhook_signing import github_headers, new_whsec, standard_headers
 KEY_NAME = "hook-key"
 SPEC = WebhookSpec(path="/hook", scheme="standard", secret=KEY_NAME)
 BODY = json.dumps({"type": "user.created", "data": {"id": 7}}).encode()
+#: This process, as the replay cache's claims name their node process.
+ME = str(current())
 
 
 class _Node:
@@ -126,12 +133,57 @@ def test_expired_ids_are_purged_and_reusable(tmp_path: Path) -> None:
     """An expired id is purged; an expired row not yet purged is taken over, once."""
     store = _Node(tmp_path).replays
     now = time.time()
-    assert store.claim("/h", "a", now - 1, now - 10)
-    assert store.claim("/h", "b", now - 1, now - 10)
+    assert store.claim("/h", "a", now - 1, now - 10, ME)
+    assert store.claim("/h", "b", now - 1, now - 10, ME)
     assert store.purge(now) == 2
-    assert store.claim("/h", "c", now - 1, now - 10)
-    assert store.claim("/h", "c", now + 100, now)  # expired: taken over
-    assert not store.claim("/h", "c", now + 100, now)  # now remembered
+    assert store.claim("/h", "c", now - 1, now - 10, ME)
+    assert store.claim("/h", "c", now + 100, now, ME)  # expired: taken over
+    assert not store.claim("/h", "c", now + 100, now, ME)  # now remembered
+
+
+def _ended_process() -> str:
+    """The name (store/outbox_owner.py) of a process of this host that has ended."""
+    child = subprocess.Popen(["sleep", "60"])  # noqa: S607 - a test's own child
+    ticks = int(Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    child.kill()
+    child.wait(30)
+    return str(dataclasses.replace(current(), pid=child.pid, ticks=ticks))
+
+
+def test_an_unsettled_claim_of_an_ended_process_is_taken_once(tmp_path: Path) -> None:
+    """An id claimed by a node process killed before its event was queued is taken at the
+    sender's retry (once); one a live process claimed, or one settled, is a replay."""
+    store = _Node(tmp_path).replays
+    now = time.time()
+    ended = _ended_process()
+    assert store.claim("/h", "left", now + 100, now, ended)
+    assert store.claim("/h", "left", now + 100, now, ME)  # its process is gone
+    assert not store.claim("/h", "left", now + 100, now, ME)  # now this one's
+    assert store.claim("/h", "queued", now + 100, now, ended)
+    store.settle("/h", "queued", now + 100, ended)
+    assert not store.claim("/h", "queued", now + 100, now, ME)  # settled: a replay
+
+
+def test_a_settled_delivery_is_remembered_for_its_whole_time(tmp_path: Path) -> None:
+    """A delivery is claimed for CLAIM_LEASE_S at most until its event is queued, then
+    remembered until its own expiry."""
+    node = _Node(tmp_path)
+    spec = WebhookSpec(path="/gh", scheme="github", secret=KEY_NAME)
+    asyncio.run(node.vault.set(KEY_NAME, Secret("gh-secret"), "key:t"))
+    asyncio.run(node.deliver(github_headers("gh-secret", BODY, "d-1"), spec))
+    rows = _rows(node)
+    assert [r[1] for r in rows] == [None], rows  # settled: no process holds it
+    assert rows[0][0] > time.time() + CLAIM_LEASE_S  # the replay TTL, not the lease
+
+
+def _rows(node: _Node) -> list[tuple[Any, ...]]:
+    with node.engine.connect() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(webhook_deliveries.c.expires_at, webhook_deliveries.c.claimed_by)
+            )
+        ]
 
 
 def test_rotated_secret_accepted_during_grace_only(tmp_path: Path) -> None:

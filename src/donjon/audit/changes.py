@@ -54,7 +54,14 @@ from donjon.store import storage_full
 from donjon.store.audit_outbox import OFFLINE, PENDING, AuditOutbox, OutboxRow, Pending
 from donjon.store.outbox_owner import current, gone_here
 
-__all__ = ["APPEND_RETRY_S", "OUTBOX_DRAIN_S", "OUTBOX_LEASE_S", "AuditedChanges", "Recorder"]
+__all__ = [
+    "APPEND_RETRY_S",
+    "OUTBOX_DRAIN_S",
+    "OUTBOX_LEASE_S",
+    "AuditedChanges",
+    "Recorder",
+    "append_again",
+]
 
 log = logging.getLogger("donjon")
 
@@ -103,6 +110,30 @@ def _recovered(row: OutboxRow) -> AuditEvent:
     if row.owner != OFFLINE:
         detail["recovered"] = True
     return AuditEvent(e["actor"], e["action"], e["target"], e["outcome"], detail)
+
+
+async def append_again(
+    audit: Recorder, event: AuditEvent, retry_s: float, *, while_full: bool = True
+) -> None:
+    """Append the record of something already committed, again while the audit writer is
+    replaced (for up to `retry_s`): a writer's death must not turn what was done into a
+    failure, which its client would repeat. `while_full`: a full storage is waited for
+    too (else raised at once). The last `AuditError` past `retry_s`."""
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + retry_s, 0.05
+    while True:
+        try:
+            await audit.record(event)
+            return
+        except AuditStorageFull:
+            if not while_full or loop.time() >= deadline:
+                raise
+        except AuditError:
+            if loop.time() >= deadline:
+                raise
+        log.warning("the record of %s is tried again: the writer failed", event.action)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 class AuditedChanges:
@@ -193,32 +224,24 @@ class AuditedChanges:
 
     async def _append(self, event: AuditEvent) -> None:
         """Append the record of a committed change, again while the writer is replaced."""
-        loop = asyncio.get_running_loop()
-        deadline, pause = loop.time() + self._append_retry_s, 0.05
-        while True:
-            try:
-                await self._audit.record(event)
-                return
-            except AuditError as e:
-                if loop.time() >= deadline:
-                    if self._outbox is None:
-                        raise
-                    # The change was made: the answer says so, and where its record is
-                    # (not the writer's error, whose 503 would ask the client to repeat it).
-                    why = (  # not the writer's own words: "the request was not completed"
-                        "the node's storage is full"
-                        if isinstance(e, AuditStorageFull)
-                        else "the audit writer could not append it"
-                    )
-                    raise RecordPending(
-                        f"the change was made, but its audit record could not be appended to "
-                        f"the log yet ({why})",
-                        hint="the record was stored with the change; the node appends it to "
-                        "the log once it can be written (docs/security.md, the audit outbox)",
-                    ) from e
-                log.warning("the record of %s is tried again: the writer failed", event.action)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 1.0)
+        try:
+            await append_again(self._audit, event, self._append_retry_s)
+        except AuditError as e:
+            if self._outbox is None:
+                raise
+            # The change was made: the answer says so, and where its record is
+            # (not the writer's error, whose 503 would ask the client to repeat it).
+            why = (  # not the writer's own words: "the request was not completed"
+                "the node's storage is full"
+                if isinstance(e, AuditStorageFull)
+                else "the audit writer could not append it"
+            )
+            raise RecordPending(
+                f"the change was made, but its audit record could not be appended to "
+                f"the log yet ({why})",
+                hint="the record was stored with the change; the node appends it to "
+                "the log once it can be written (docs/security.md, the audit outbox)",
+            ) from e
 
     def _takeable(self, row: OutboxRow, now: float) -> bool:
         """Whether this process may append `row`'s record now (the module docstring)."""

@@ -377,6 +377,7 @@ class Node:
             self.quarantines,
             self.revoke_key,
             protected=self._admin_key,
+            changes=self.changes,
         )
 
     def _admin_key(self, key_id: str) -> bool:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from donjon.audit.changes import AuditedChanges
 from donjon.audit.errors import RecordPending
 from donjon.audit.log import AuditEvent, AuditLog
 from donjon.config import MonitorSettings
@@ -221,8 +222,13 @@ class Responder:
         clock: Callable[[], float] = time.time,
         *,
         protected: Callable[[str], bool] = lambda _key_id: False,
+        changes: AuditedChanges | None = None,
     ) -> None:
         self._audit = audit
+        #: A throttle stored or a key revoked, and its record, committed together
+        #: (audit/changes.py): a kill between the two kept the change unaudited, and a
+        #: restart answers the alert again only while its detector still blocks.
+        self._changes = changes if changes is not None else AuditedChanges(audit, None)
         self._policy = policy
         self._throttles = throttles
         self._quarantines = quarantines
@@ -305,23 +311,22 @@ class Responder:
             alert_seq,
         )
         replaced = self._throttles.add(throttle)
-        try:
-            await self._throttles.keep(throttle)
-        except Exception:  # in force here all the same; a restart would lift it
-            log.exception("keeping the throttle on %s failed", throttle.subject)
-        await self._record(
-            "throttle",
-            throttle.subject,
-            "ok",
-            finding,
-            alert_seq,
-            {
-                "rate": throttle.rate,
-                "until": throttle.until,
-                "replaced_alert_seq": replaced.alert_seq if replaced else None,
-                "undo": f"donjon throttle rm {throttle.subject}",
-            },
-        )
+        about = {
+            "rate": throttle.rate,
+            "until": throttle.until,
+            "replaced_alert_seq": replaced.alert_seq if replaced else None,
+            "undo": f"donjon throttle rm {throttle.subject}",
+        }
+        event = _event("throttle", throttle.subject, "ok", _about(finding, alert_seq, about))
+        kept = False
+        async with self._changes.change(event) as pending:
+            try:
+                await self._throttles.keep(throttle)
+                kept = True
+            except Exception:  # in force here all the same; a restart would lift it
+                log.exception("keeping the throttle on %s failed", throttle.subject)
+        if not (kept and pending.enlisted):  # not stored with its record: recorded now
+            await self._audit.record(event)
 
     async def _revoke(self, finding: Finding, alert_seq: int) -> None:
         label = _principal(finding.subject.id)
@@ -346,15 +351,14 @@ class Responder:
                 {"reason": "an admin key is never revoked automatically: a person decides"},
             )
             return
-        revoked = await self._revoke_key(key_id)
-        await self._record(
-            "revoke",
-            label,
-            "ok" if revoked else "unchanged",
-            finding,
-            alert_seq,
-            {"undo": "a revoked key stays revoked: create a new key (`donjon key create`)"},
-        )
+        undo = {"undo": "a revoked key stays revoked: create a new key (`donjon key create`)"}
+        event = _event("revoke", label, "ok", _about(finding, alert_seq, undo))
+        async with self._changes.change(event) as pending:
+            revoked = await self._revoke_key(key_id)
+        if not revoked:
+            await self._record("revoke", label, "unchanged", finding, alert_seq, undo)
+        elif not pending.enlisted:  # revoked with no outbox (a subsystem tested alone)
+            await self._audit.record(event)
 
     async def _quarantine(self, finding: Finding, alert_seq: int) -> None:
         await self._quarantines.quarantine(
@@ -374,15 +378,17 @@ class Responder:
         alert_seq: int,
         extra: Mapping[str, Any],
     ) -> None:
-        await self._audit.record(
-            AuditEvent(
-                ACTOR,
-                f"response.{action}",
-                target,
-                outcome,
-                {"alert_seq": alert_seq, "kind": finding.kind, **extra},
-            )
-        )
+        await self._audit.record(_event(action, target, outcome, _about(finding, alert_seq, extra)))
+
+
+def _about(finding: Finding, alert_seq: int, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A response record's detail: the alert it answers, and `extra`."""
+    return {"alert_seq": alert_seq, "kind": finding.kind, **extra}
+
+
+def _event(action: str, target: str, outcome: str, detail: dict[str, Any]) -> AuditEvent:
+    """The `response.ACTION` record."""
+    return AuditEvent(ACTOR, f"response.{action}", target, outcome, detail)
 
 
 def _function(subject_id: str) -> str:

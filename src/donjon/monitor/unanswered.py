@@ -14,7 +14,9 @@ after the watermark, which the start reads for its replay anyway. Each `block`-m
 there with no `response.*` record naming its seq, whose detector is still in `block`
 mode, is answered now, under the node's response policy of now. Answering twice does no
 harm: a quarantine or a revocation made already is recorded `unchanged`, and a throttle
-replaces its own (throttles live in memory: a restart lifted the old one).
+replaces its own. A response made before the kill was committed with its record (the
+audit outbox, audit/changes.py): its record is appended at the start, even once its
+detector no longer blocks.
 """
 
 from __future__ import annotations

@@ -309,6 +309,9 @@ webhook_deliveries = Table(
     Column("hook", String(255), primary_key=True),
     Column("delivery_id", String(255), primary_key=True),
     Column("expires_at", Float, nullable=False, index=True),
+    #: The node process whose delivery this is until its event is queued
+    #: (store/outbox_owner.py); NULL once it is (or for a row of an older node).
+    Column("claimed_by", String(255), nullable=True),
 )
 
 #: The durable queue of async invocations (triggers/queue/sql.py): one row per event,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from donjon.audit import AuditEvent
-from donjon.audit.changes import AuditedChanges
+from donjon.audit.changes import APPEND_RETRY_S, AuditedChanges, append_again
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.interface import (
     InvocationNotFound,
@@ -155,7 +155,12 @@ class AsyncInvocations:
         return policy
 
     async def _audit_enqueue(self, envelope: Envelope, queued: QueuedInvocation) -> None:
-        await self._audit.record(
+        """The enqueue's record: the event is queued, and runs, so an audit writer that dies
+        now is waited for (APPEND_RETRY_S) rather than answered "not completed" (before, a
+        500, and its client sent again an event that ran). A full storage is not waited
+        for: its client gets a 503 at once."""
+        await append_again(
+            self._audit,
             AuditEvent(
                 envelope.principal or envelope.trigger,
                 "invocation.enqueue",
@@ -171,7 +176,9 @@ class AsyncInvocations:
                     **({"client": envelope.client} if envelope.client else {}),
                     "bytes": len(envelope.event),
                 },
-            )
+            ),
+            APPEND_RETRY_S,
+            while_full=False,
         )
 
     async def pending(self, function: str | None = None) -> dict[str, int]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from donjon.audit import AuditEvent
+from donjon.audit.changes import APPEND_RETRY_S, append_again
 from donjon.errors import Error
 from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Envelope
@@ -275,7 +276,7 @@ class QueueWorkers:
         state = "succeeded" if outcome.ok else ("failed" if retry_at is not None else "dead")
         await self._audit_attempt(invocation, outcome, state, retry_at)
         if not outcome.ok and retry_at is None:
-            await self._audit.record(
+            await self._append(
                 AuditEvent(
                     "system",
                     "invocation.dead",
@@ -312,7 +313,13 @@ class QueueWorkers:
             # second at 1 call a second: hE-52). Aggregated, as the refusal itself is.
             await self._refusals(event)
             return
-        await self._audit.record(event)
+        await self._append(event)
+
+    async def _append(self, event: AuditEvent) -> None:
+        """The record of an outcome already stored: an audit writer that dies now is waited
+        for while it is replaced (before, the record was lost: an event dead-lettered or
+        succeeded with no record of it). A full storage is not waited for."""
+        await append_again(self._audit, event, APPEND_RETRY_S, while_full=False)
 
     async def _destination(self, invocation: QueuedInvocation, outcome: Outcome) -> None:
         policy = self._service.policy(invocation.function)

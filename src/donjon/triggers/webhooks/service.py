@@ -7,7 +7,11 @@ envelope. The claim comes before admission so that a replay spends nothing: a ca
 GitHub delivery (its signature never expires) sent again and again must not use up the
 function's rate buckets and daily quota. A delivery refused after its id was claimed
 (admission or the submit failed) gives the id back, so the sender's retry is not taken
-for a replay.
+for a replay. Until its event is queued the id is this node process's, for at most
+CLAIM_LEASE_S (store/webhook_replays.py): a node killed in between leaves an id the next
+node takes again at the sender's retry, not a replay of a delivery that was never
+queued. A kill after the queueing and before the settling runs the retried delivery
+twice: like every event, a delivery runs at least once.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from donjon.manifest.event_triggers import WebhookSpec
+from donjon.store.outbox_owner import current
 from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers.envelope import Submit
 from donjon.triggers.webhooks.event import webhook_envelope
@@ -35,7 +40,7 @@ from donjon.triggers.webhooks.stripe import StripeVerifier
 from donjon.vault.errors import SecretNotFound
 from donjon.vault.service import Vault
 
-__all__ = ["PURGE_INTERVAL_S", "VERIFIERS", "WebhookService", "replay_scope"]
+__all__ = ["CLAIM_LEASE_S", "PURGE_INTERVAL_S", "VERIFIERS", "WebhookService", "replay_scope"]
 
 log = logging.getLogger("donjon.webhooks")
 
@@ -45,6 +50,9 @@ VERIFIERS: Mapping[str, Verifier] = {
 }
 #: Expired delivery ids are deleted from the replay cache this often.
 PURGE_INTERVAL_S = 600.0
+#: How long a delivery's id stays claimed before its event is queued, at most: past it
+#: (a node on another host that died between the two), the sender's retry is taken.
+CLAIM_LEASE_S = 300.0
 
 
 class WebhookService:
@@ -64,6 +72,8 @@ class WebhookService:
         self._grace_s = grace_s
         self._replay_ttl_s = replay_ttl_s
         self._clock = clock
+        #: This node process, as the replay cache's unsettled claims name it.
+        self._owner = str(current())
         self._purge_task: asyncio.Task[None] | None = None
 
     async def verify(self, spec: WebhookSpec, headers: Mapping[str, str], body: bytes) -> Verified:
@@ -101,29 +111,44 @@ class WebhookService:
         path or any other: `replay_scope`): refused before admission, so a replay spends
         none of the function's limits."""
         scope = replay_scope(spec)
-        claimed = await self._claim(scope, verified)
+        expires = await self._claim(scope, verified)
         try:
             await admit()
             envelope = dataclasses.replace(  # admitted just now: its first attempt spends nothing
                 webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified),
                 admitted=True,
             )
-            return await submit(envelope)
+            invocation = await submit(envelope)
         except BaseException:
-            if claimed:
+            if expires is not None:
                 await asyncio.to_thread(self._replays.release, scope, verified.replay_id)
             raise
+        if expires is not None:
+            await self._settle(scope, verified.replay_id, expires)
+        return invocation
 
-    async def _claim(self, scope: str, verified: Verified) -> bool:
+    async def _claim(self, scope: str, verified: Verified) -> float | None:
+        """Claim the delivery's id for this process; when to forget it once it is queued
+        (None: it has no id)."""
         key = verified.replay_id
         if not key:
-            return False
+            return None
         now = self._clock()
         until = verified.remember_until
         expires = max(until, now) + 60.0 if until is not None else now + self._replay_ttl_s
-        if not await asyncio.to_thread(self._replays.claim, scope, key, expires, now):
+        held = min(expires, now + CLAIM_LEASE_S)
+        if not await asyncio.to_thread(self._replays.claim, scope, key, held, now, self._owner):
             raise BadDelivery("replay", "this delivery was accepted before")
-        return True
+        return expires
+
+    async def _settle(self, scope: str, key: str, expires: float) -> None:
+        """The delivery is queued: its id is remembered until `expires`, whoever asks. A
+        failure leaves the claim to lapse at its lease; the event is queued all the same,
+        and answered so (a 5xx would have the sender send it again)."""
+        try:
+            await asyncio.to_thread(self._replays.settle, scope, key, expires, self._owner)
+        except Exception:
+            log.exception("webhook delivery %s is queued; settling its replay id failed", key)
 
     # -- the purge ----------------------------------------------------------------
 
