@@ -202,7 +202,7 @@ async def _call(
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     memory_kb: int | None = None
-    detail = _detail(request_id, chain, attempt)
+    detail = {} if chain is None and attempt is None else _detail(request_id, chain, attempt)
     policy_events: list[PolicyEvent] = []
     timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
     # What the function prints and its errors are redacted of its secrets' values
@@ -233,7 +233,8 @@ async def _call(
             )
         _note_reads(detail, result, granted, policy_events)
         check_result_size(result, max_result)
-        output = printed(redact(result.output))
+        # (`printed` called only when its search finds something: the hot path's calls)
+        output = printed(out) if NOTE in (out := redact(result.output)) else out
         memory_kb = result.memory_kb
         rendered = render(result)
         output += refused_headers(detail, rendered)

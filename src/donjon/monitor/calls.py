@@ -115,7 +115,9 @@ def read_call(record: CommittedRecord) -> Call | None:
             # A retry (an async delivery's attempt after the first) is the platform's
             # doing under its function's retry policy: counted as its caller's call, a
             # failing function got each caller's key throttled for its own retries.
-            None if event.actor in UNNAMED_ACTORS or detail.get("attempt", 1) != 1 else event.actor,
+            None
+            if event.actor in UNNAMED_ACTORS or ("attempt" in detail and detail["attempt"] != 1)
+            else event.actor,
             event.outcome == "ok",
             duration,
             memory,
