@@ -126,9 +126,10 @@ class ApiClient:
             return None
         try:
             return response.json()
-        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested past the stack
             raise ApiError(
-                f"{self.settings.url} answered {method} {path} with a body that is not JSON",
+                f"{self.settings.url} answered {method} {path} with a body that is not JSON "
+                "(or nested too deep to read)",
                 hint="is DONJON_URL a Donjon node?",
             ) from e
 
