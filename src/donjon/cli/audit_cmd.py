@@ -17,6 +17,7 @@ import click
 
 from donjon import boundedjson
 from donjon.cli.client import ApiClient
+from donjon.cli.files import InputFileError, key_text
 from donjon.cli.output import OutputFormat, echo_json, echo_text, emit, output_option, when
 from donjon.config import load_settings
 
@@ -208,14 +209,30 @@ def _audit_lines(records: list[dict[str, Any]]) -> None:
 def _read_key(value: str) -> Any:
     from donjon.audit.checkpoint import VerifierKey
 
-    path = Path(value)
-    text = path.read_text() if path.is_file() else value
-    return VerifierKey.parse(text.strip())
+    return VerifierKey.parse(key_text(value).strip())
+
+
+#: The most a proof document (or an export's first line) holds: a path of MAX_PATH hashes
+#: and two signed notes are some kilobytes.
+MAX_PROOF_CHARS = 1 << 20
+#: The most one line of an export holds (one record, or a checkpoint).
+MAX_EXPORT_LINE_CHARS = 64 << 20
 
 
 def _lines(handle: IO[str], first: str) -> Iterator[str]:
-    yield first
-    yield from handle
+    """An export's lines, each read to a bound: a line that never ends is refused."""
+    from donjon.audit.proofs import ProofInvalid
+
+    line, number = first, 1
+    while line:
+        if len(line) > MAX_EXPORT_LINE_CHARS:
+            raise ProofInvalid(
+                f"line {number} of the export is over {MAX_EXPORT_LINE_CHARS} characters: "
+                "not a record",
+                hint="check the file `donjon audit export` wrote",
+            )
+        yield line
+        line, number = handle.readline(MAX_EXPORT_LINE_CHARS + 1), number + 1
 
 
 @click.command("check-proof")
@@ -235,13 +252,14 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
 
     try:
         verifier = _read_key(key)
-    except (OSError, CheckpointError) as e:
+    except (OSError, CheckpointError, InputFileError) as e:
         raise click.BadParameter(
-            f"not a verifier key or a file holding one: {e}", param_hint="--key"
+            f"not a verifier key or a file holding one: {getattr(e, 'message', e)}",
+            param_hint="--key",
         ) from e
     handle: IO[str] = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - stdin is not ours to close; closed below
     try:
-        first = handle.readline()
+        first = handle.readline(MAX_PROOF_CHARS + 1)
         try:
             head = boundedjson.loads(first) if first.strip() else None
         except (ValueError, boundedjson.JSONTooDeep):
@@ -249,8 +267,14 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
         if first.startswith("<") or (isinstance(head, dict) and head.get("type") == "header"):
             checked = check_export(_lines(handle, first), verifier)
         else:
+            text = first + handle.read(MAX_PROOF_CHARS + 1 - len(first))
+            if len(text) > MAX_PROOF_CHARS:
+                raise ProofInvalid(
+                    f"the file is over {MAX_PROOF_CHARS} bytes: not a proof",
+                    hint="check the file `donjon audit prove` or `consistency` wrote",
+                )
             try:
-                doc = boundedjson.loads(first + handle.read())
+                doc = boundedjson.loads(text)
             except (ValueError, boundedjson.JSONTooDeep) as e:
                 raise ProofInvalid(
                     "the file is neither a proof (JSON) nor an export (JSON lines)",
