@@ -195,8 +195,8 @@ def main() -> None:
             raise
         click.echo(f"error: {type(e).__name__}: {printable(e)}", err=True)
         click.echo(
-            "hint: is DONJON_URL a Donjon node of this version? `donjon --debug ...` shows "
-            "where it failed",
+            "hint: an answer from DONJON_URL this CLI cannot read (another version, or not "
+            "a Donjon node), or a bug: `donjon --debug ...` shows where it failed",
             err=True,
         )
         sys.exit(1)
