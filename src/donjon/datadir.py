@@ -6,7 +6,10 @@ could be theirs: a TLS key pair planted in a shared /tmp dir before `donjon
 init` is served by the node, and the CLI trusts its certificate, so the one
 who planted it reads every API key sent to the node. So before anything is
 written or opened: the dir, and each entry in it and in `tls/`, must belong to
-this user, and a dir others may write must still be empty.
+this user, and a dir others may write must still be empty. And the node's keys
+and database are this user's to read alone: a tree restored with loose modes
+(the dir 755, the TLS key 644) would let any local user take the TLS key and
+pass for the node to the CLI, which trusts its certificate.
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ __all__ = ["DataDirError", "check_data_dir"]
 
 #: Subdirectories whose entries init reuses as found (the node's TLS key pair).
 _CHECKED_SUBDIRS = ("tls",)
+#: What no one but the node may read (the master key and the audit signing key are also
+#: refused where they are loaded).
+_PRIVATE = (
+    "master.key",
+    "audit-signing.key",
+    "sandbox-uid.key",
+    "donjon.db",
+    "donjon.db-wal",
+    "donjon.db-shm",
+    "tls/key.pem",
+)
 
 
 class DataDirError(Error):
@@ -53,6 +67,23 @@ def check_data_dir(data_dir: Path) -> None:
         sub = data_dir / name
         if name in entries and stat.S_ISDIR(entries[name]):
             _owned_entries(sub)
+    for name in _PRIVATE:
+        _check_private(data_dir / name, data_dir)
+
+
+def _check_private(path: Path, data_dir: Path) -> None:
+    """Refuse `path` (a link: the file it names) if group or others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise DataDirError(
+            f"{path} is readable by others than this user (mode {stat.S_IMODE(mode):o}): "
+            "the node keeps it to itself; nothing was changed",
+            hint=f"chmod 600 {path} (and chmod 700 {data_dir}), then check who could have "
+            "read it: a key others read is a key to replace",
+        )
 
 
 def _owned_entries(directory: Path) -> dict[str, int]:

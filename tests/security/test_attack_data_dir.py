@@ -128,3 +128,32 @@ def test_recording_the_baseline_never_writes_through_a_planted_link(tmp_path: Pa
     record_baseline(data, survey(settings))
     assert victim.read_text() == "precious\n"
     assert (data / "controls.json").is_file() and not (data / "controls.json").is_symlink()
+
+
+@pytest.mark.parametrize("name", ["tls/key.pem", "sandbox-uid.key", "donjon.db"])
+def test_serve_refuses_a_private_file_others_can_read(data_dir: Path, name: str) -> None:
+    """A data dir restored with loose modes (the dir 755, a key 644): serve refuses, naming
+    the file, before any local user could read the TLS key (and pass for the node to the
+    CLI, which trusts its certificate), the uid-hash key or the database."""
+    env = donjon_env(data_dir)
+    run_cli(env, "init")
+    private = data_dir / name
+    if not private.exists():
+        private.write_bytes(os.urandom(32))
+    os.chmod(data_dir, 0o755)  # noqa: S103 - the attack: a tree others can read
+    os.chmod(data_dir / "tls", 0o755)  # noqa: S103
+    os.chmod(private, 0o644)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "donjon.cli", "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve started with {name} readable by others")
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr
+    assert name in done.stderr and "readable by others" in done.stderr, done.stderr
