@@ -9,6 +9,7 @@ reads on until the host's memory is gone.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from donjon.audit import SigningKey
+from donjon.config import SandboxSettings
+from donjon.sandbox.errors import SandboxUnavailable
+from donjon.sandbox.host import SandboxHost
 from harness import donjon_env
 
 #: The address space the CLI is given: far more than it needs, far less than /dev/zero.
@@ -119,3 +123,42 @@ def test_an_export_line_that_never_ends_is_refused_at_a_bound(tmp_path: Path) ->
             writer.kill()
     assert done.returncode == 1, done.stdout
     assert "line 2 of the export is over" in done.stderr, done.stderr
+
+
+# -- the node's files: what a second local user could replace ---------------------------
+
+#: The second local user: any uid but the node's own.
+_OTHER_USER = 65534
+
+_needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="staging for other uids (and chown) needs root"
+)
+
+
+@_needs_root
+@pytest.mark.parametrize("where", ["owned", "open-parent"])
+def test_the_sandbox_staging_dir_cannot_be_another_users(tmp_path: Path, where: str) -> None:
+    """A staging dir another user owns, or under a dir others may write (not sticky), is
+    refused: whoever can rename in it could swap the runtime or a bundle every sandbox
+    mounts, and run code in every function with its secrets."""
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    if where == "owned":
+        os.chown(parent, _OTHER_USER, _OTHER_USER)  # the other user made it first
+    else:
+        os.chmod(parent, 0o777)  # noqa: S103 - the attack: a dir others can write
+    with pytest.raises(SandboxUnavailable, match="staging"):
+        SandboxHost.detect(tmp_path / "data", SandboxSettings(staging_dir=parent / "stage"))
+    assert not (parent / "stage").exists()
+
+
+@_needs_root
+def test_the_sandbox_staging_dir_may_sit_in_a_sticky_shared_dir(tmp_path: Path) -> None:
+    """Under a sticky dir others write (as /tmp), a staging dir of the node's own is fine:
+    no one else can rename or remove what the node made there."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # noqa: S103 - as /tmp is
+    os.chmod(tmp_path, 0o755)  # noqa: S103 - pytest's tmp dirs are 0700: reachable, as / is
+    host = SandboxHost.detect(tmp_path / "data", SandboxSettings(staging_dir=shared / "stage"))
+    assert host.staging is not None and host.runtime.is_dir()
