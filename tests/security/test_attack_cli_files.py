@@ -1,10 +1,13 @@
 """The CLI's own inputs, as someone who chose the paths it reads would use them.
 
-A role document, a JWKS file, a provenance statement, a proof or a verifier key
-file named on the command line may be a link (committed to a repository that CI
+A role document, a JWKS file, a provenance statement, a proof, a verifier key or a
+function's manifest named on the command line may be a link (committed to a repository that CI
 applies) to a device or a pipe that never ends, or a sparse file of terabytes.
 The CLI reads each to a bound and refuses the rest with a clear error: it never
 reads on until the host's memory is gone.
+
+And the node's files as a second local user sees them: nothing every sandbox
+mounts may sit where that user could swap it.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def _key() -> str:
         ("verify-provenance", "{statement}", "--key", "{sparse}"),
         ("audit", "check-proof", "{endless}", "--key", "{key}"),
         ("audit", "check-proof", "{statement}", "--key", "{sparse}"),
+        ("deploy", "{bundle}"),
     ],
-    ids=["role", "jwks", "statement", "statement-key", "proof", "proof-key"],
+    ids=["role", "jwks", "statement", "statement-key", "proof", "proof-key", "manifest"],
 )
 def test_an_input_file_that_never_ends_is_refused_at_a_bound(
     tmp_path: Path, args: tuple[str, ...]
@@ -79,11 +83,15 @@ def test_an_input_file_that_never_ends_is_refused_at_a_bound(
         f.truncate(4 << 30)  # 4 GiB that cost nothing on disk
     statement = tmp_path / "statement.json"
     statement.write_text("{}")
+    bundle = tmp_path / "fn"  # a function dir whose manifest is a link to the sparse file
+    bundle.mkdir()
+    (bundle / "donjon.yaml").symlink_to(sparse)
     values = {
         "endless": "/dev/zero",
         "key": _key(),
         "sparse": str(sparse),
         "statement": str(statement),
+        "bundle": str(bundle),
     }
     env = donjon_env(tmp_path / "data", "https://127.0.0.1:9", "dj_0123456789abcdef_x")
     done = _run(env, *(a.format(**values) for a in args))
