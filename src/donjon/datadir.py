@@ -47,6 +47,16 @@ def check_data_dir(data_dir: Path) -> None:
     """Refuse `data_dir` unless this user owns it and all in it (a missing dir is fine:
     init makes it 0700); a dir group or others may write must be empty."""
     try:
+        link = os.lstat(data_dir)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, os.geteuid()):
+        raise DataDirError(
+            f"the data dir {data_dir} is a link owned by uid {link.st_uid}, who could point "
+            "it elsewhere at any time; nothing was changed",
+            hint="set DONJON_DATA_DIR to the dir itself, or to a link of this user's",
+        )
+    try:
         st = data_dir.stat()
     except FileNotFoundError:
         return

@@ -157,3 +157,19 @@ def test_serve_refuses_a_private_file_others_can_read(data_dir: Path, name: str)
     assert done.returncode == 1, done.stdout
     assert "Traceback" not in done.stderr
     assert name in done.stderr and "readable by others" in done.stderr, done.stderr
+
+
+@needs_root
+def test_init_refuses_a_data_dir_that_is_another_users_link(tmp_path: Path) -> None:
+    """DONJON_DATA_DIR named in a shared dir, where another user put a link first (to a
+    dir of root's that passes every other check): refused, and nothing written there. The
+    link's owner could point it elsewhere at any time, under a running node."""
+    target = tmp_path / "roots-dir"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "data"
+    link.symlink_to(target)
+    os.lchown(link, ATTACKER, ATTACKER)
+    done = run_cli(donjon_env(link), "init", check=False)
+    assert done.returncode == 1, done.stdout
+    assert "link" in done.stderr and f"uid {ATTACKER}" in done.stderr, done.stderr
+    assert list(target.iterdir()) == []
