@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
+import pty
 import ssl
 import subprocess
 import sys
@@ -306,3 +308,37 @@ def test_an_answer_of_the_wrong_shape_is_one_line_of_error(tmp_path: Path, answe
     ends = json.loads(done.stdout)
     failed = [e for e in ends if e[1] != 0 and (e[1] != 1 or not e[2].startswith("error: "))]
     assert not failed, failed
+
+
+def test_an_export_shown_on_a_terminal_cannot_drive_it(tmp_path: Path) -> None:
+    """`donjon audit export` to a terminal shows a hostile export's control characters as
+    escapes (to a file or a pipe it still writes the bytes as sent)."""
+    hostile = b'{"type":"header"}\n\x1b]8;;https://attacker.example\x07x\x1b]8;;\x07\r\x1b[2J\n'
+
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        _send(h, 200, hostile, content_type="application/jsonl")
+
+    leader, follower = pty.openpty()
+    with _server(tmp_path, answer) as env:
+        done = subprocess.run(
+            [sys.executable, "-m", "donjon.cli", "audit", "export"],
+            env=env,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            timeout=90,
+            check=False,
+        )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert done.returncode == 0, done.stderr
+    assert b"attacker.example" in shown, shown
+    assert b"\x1b" not in shown and b"\x07" not in shown, shown

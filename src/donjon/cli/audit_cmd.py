@@ -7,6 +7,7 @@ wheel installed. It exits 0 when the file holds, 1 with the reason when not.
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 from collections.abc import Iterator
@@ -18,7 +19,15 @@ import click
 from donjon import boundedjson
 from donjon.cli.client import ApiClient
 from donjon.cli.files import InputFileError, key_text
-from donjon.cli.output import OutputFormat, echo_json, echo_text, emit, output_option, when
+from donjon.cli.output import (
+    OutputFormat,
+    echo_json,
+    echo_text,
+    emit,
+    output_option,
+    printable_json,
+    when,
+)
 from donjon.config import load_settings
 
 __all__ = ["AUDIT_COMMANDS", "read_tail"]
@@ -91,6 +100,17 @@ def checkpoints(count: int, output: OutputFormat) -> None:
     emit(output, rows, lines)
 
 
+class _TerminalText:
+    """Bytes from outside, written to the terminal as printable text (split characters
+    are decoded whole, across chunks)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, chunk: bytes) -> None:
+        sys.stdout.write(printable_json(self._decoder.decode(chunk)))
+
+
 @click.command("export")
 @click.option(
     "--since",
@@ -108,8 +128,11 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
     """Export records SINCE..the newest checkpoint, with the checkpoints covering them.
 
     The export goes to stdout (or -o FILE); what was written is summed up on
-    stderr (or, with -o, on stdout).
+    stderr (or, with -o, on stdout). On a terminal, control characters are shown
+    as escapes (a file or a pipe gets the bytes as the node sent them).
     """
+    # A person reads it: nothing of the server's may drive the terminal.
+    shown = _TerminalText() if out is None and sys.stdout.isatty() else None
     client = ApiClient(load_settings(), timeout=600.0)
     params: dict[str, Any] = {"since": since, "format": fmt}
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115 - stdout is not ours to close; closed below
@@ -120,11 +143,15 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
                 if len(first) < 65536 and b"\n" not in first:
                     first += chunk[:65536]
                 lines += chunk.count(b"\n")
-                sink.write(chunk)
+                if shown is not None:
+                    shown.write(chunk)
+                else:
+                    sink.write(chunk)
     finally:
         if out:
             sink.close()
         else:
+            sys.stdout.flush()
             sink.flush()
         client.close()
     from donjon.audit.export import json_of_line  # the audit package (SQLAlchemy): only here
