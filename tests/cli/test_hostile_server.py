@@ -342,3 +342,25 @@ def test_an_export_shown_on_a_terminal_cannot_drive_it(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert b"attacker.example" in shown, shown
     assert b"\x1b" not in shown and b"\x07" not in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("size", "args"),
+    [(40 << 20, ("key", "ls", "--output", "json")), (12 << 20, ("logs", "fn", "-n", "1"))],
+    ids=["admin-list", "one-log-entry"],
+)
+def test_an_answer_far_larger_than_asked_for_is_refused(
+    tmp_path: Path, size: int, args: tuple[str, ...]
+) -> None:
+    """An answer far past what the command can need (a key list of 40 MiB, one log entry
+    of 12 MiB) is refused before it is parsed: parsed and printed, each MiB of JSON costs
+    the CLI tens of MiB of memory (256 MiB of `[0,0,...]` took 11 GiB)."""
+    body = b"[" + b"0," * (size // 2) + b"0]"
+
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        _send(h, 200, body, content_type="application/json")
+
+    with _server(tmp_path, answer) as env:
+        done = _cli(env, *args)
+    assert done.returncode == 1, done.stderr
+    assert "larger than" in done.stderr, done.stderr

@@ -17,7 +17,7 @@ from typing import IO, Any
 import click
 
 from donjon import boundedjson
-from donjon.cli.client import ApiClient
+from donjon.cli.client import MAX_PAGE_BYTES, ApiClient
 from donjon.cli.files import InputFileError, key_text
 from donjon.cli.output import (
     OutputFormat,
@@ -185,7 +185,7 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
 @output_option
 def tail(count: int, output: OutputFormat) -> None:
     """Show the newest audit records, oldest first."""
-    client = ApiClient(load_settings())
+    client = ApiClient(load_settings(), max_answer_bytes=MAX_PAGE_BYTES)
     try:
         records = read_tail(client, count)
     finally:
