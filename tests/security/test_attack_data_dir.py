@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from donjon.gateway.tls import create_self_signed
-from harness import donjon_env, free_port, run_cli
+from harness import donjon_env, free_port, refused_serve, run_cli
 
 #: Who the attacker is: any uid but the node's own.
 ATTACKER = 65534
@@ -143,20 +143,9 @@ def test_serve_refuses_a_private_file_others_can_read(data_dir: Path, name: str)
     os.chmod(data_dir, 0o755)  # noqa: S103 - the attack: a tree others can read
     os.chmod(data_dir / "tls", 0o755)  # noqa: S103
     os.chmod(private, 0o644)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "donjon.cli", "serve", "--port", str(free_port())],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"serve started with {name} readable by others")
-    assert done.returncode == 1, done.stdout
-    assert "Traceback" not in done.stderr
-    assert name in done.stderr and "readable by others" in done.stderr, done.stderr
+    said = refused_serve(data_dir)
+    assert "Traceback" not in said
+    assert name in said and "readable by others" in said, said
 
 
 @needs_root
