@@ -45,7 +45,8 @@ class DataDirError(Error):
 
 def check_data_dir(data_dir: Path) -> None:
     """Refuse `data_dir` unless this user owns it and all in it (a missing dir is fine:
-    init makes it 0700); a dir group or others may write must be empty."""
+    init makes it 0700; a link to it is fine if root's or this user's); a dir group or
+    others may write must be empty; the node's keys and database are its alone to read."""
     try:
         link = os.lstat(data_dir)
     except FileNotFoundError:

@@ -297,7 +297,7 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
             text = first + handle.read(MAX_PROOF_CHARS + 1 - len(first))
             if len(text) > MAX_PROOF_CHARS:
                 raise ProofInvalid(
-                    f"the file is over {MAX_PROOF_CHARS} bytes: not a proof",
+                    f"the file is over {MAX_PROOF_CHARS} characters: not a proof",
                     hint="check the file `donjon audit prove` or `consistency` wrote",
                 )
             try:
