@@ -430,6 +430,6 @@ def refused_serve(data_dir: Path, extra_env: dict[str, str] | None = None) -> st
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"a second node served {data_dir} (or its database) beside the first")
+        pytest.fail(f"donjon serve served {data_dir}, where it had to refuse")
     assert done.returncode != 0, done.stdout + done.stderr
     return done.stdout + done.stderr

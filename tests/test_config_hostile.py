@@ -7,6 +7,7 @@ certificate, and a settings file that holds a credential others may read.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,20 @@ def test_a_plain_http_url_to_another_host_is_refused(value: str) -> None:
 def test_a_plain_http_url_to_loopback_is_read(value: str) -> None:
     """A node on this host served with --unsafe-http is still reachable."""
     assert _load(DONJON_URL=value).url == value
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+@pytest.mark.parametrize(
+    ("variable", "name"), [("DONJON_CONFIG_FILE", "config.toml"), ("DONJON_ENV_FILE", "x.env")]
+)
+def test_a_settings_file_another_user_owns_is_refused(
+    tmp_path: Path, variable: str, name: str
+) -> None:
+    """A settings file another user owns (0644: writable by that user alone) is theirs to
+    change: its DONJON_URL could send the CLI's API key to them. Refused, naming its owner."""
+    path = tmp_path / name
+    path.write_text('url = "https://node.example"\n' if name.endswith(".toml") else "")
+    path.chmod(0o644)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(ConfigError, match="owned by uid 65534"):
+        _load(**{variable: str(path)})

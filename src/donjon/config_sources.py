@@ -284,13 +284,21 @@ class _MappingEnvSource(EnvSettingsSource):
 
 
 def _private_file(path: Path, variable: str) -> Path:
-    """`path`, if it exists and only its owner (or root) may write it."""
+    """`path`, if it exists and only this user (or root) may write it: its owner, and no
+    one else by its mode."""
     try:
         info = path.stat()
     except OSError as e:
         raise SettingsProblem([f"{variable}: cannot read {path} ({e.strerror})"]) from e
     if not stat.S_ISREG(info.st_mode):
         raise SettingsProblem([f"{variable}: {path} is not a file"])
+    if info.st_uid not in (0, os.geteuid()):
+        raise SettingsProblem(
+            [
+                f"{variable}: {path} is owned by uid {info.st_uid}, who may change it (and "
+                "send the API key elsewhere); use a file of this user's"
+            ]
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise SettingsProblem(
             [

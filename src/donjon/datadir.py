@@ -6,7 +6,10 @@ could be theirs: a TLS key pair planted in a shared /tmp dir before `donjon
 init` is served by the node, and the CLI trusts its certificate, so the one
 who planted it reads every API key sent to the node. So before anything is
 written or opened: the dir, and each entry in it and in `tls/`, must belong to
-this user, and a dir others may write must still be empty.
+this user, and a dir others may write must still be empty. And the node's keys
+and database are this user's to read alone: a tree restored with loose modes
+(the dir 755, the TLS key 644) would let any local user take the TLS key and
+pass for the node to the CLI, which trusts its certificate.
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ __all__ = ["DataDirError", "check_data_dir"]
 
 #: Subdirectories whose entries init reuses as found (the node's TLS key pair).
 _CHECKED_SUBDIRS = ("tls",)
+#: What no one but the node may read (the master key and the audit signing key are also
+#: refused where they are loaded).
+_PRIVATE = (
+    "master.key",
+    "audit-signing.key",
+    "sandbox-uid.key",
+    "donjon.db",
+    "donjon.db-wal",
+    "donjon.db-shm",
+    "tls/key.pem",
+)
 
 
 class DataDirError(Error):
@@ -31,7 +45,18 @@ class DataDirError(Error):
 
 def check_data_dir(data_dir: Path) -> None:
     """Refuse `data_dir` unless this user owns it and all in it (a missing dir is fine:
-    init makes it 0700); a dir group or others may write must be empty."""
+    init makes it 0700; a link to it is fine if root's or this user's); a dir group or
+    others may write must be empty; the node's keys and database are its alone to read."""
+    try:
+        link = os.lstat(data_dir)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (0, os.geteuid()):
+        raise DataDirError(
+            f"the data dir {data_dir} is a link owned by uid {link.st_uid}, who could point "
+            "it elsewhere at any time; nothing was changed",
+            hint="set DONJON_DATA_DIR to the dir itself, or to a link of this user's",
+        )
     try:
         st = data_dir.stat()
     except FileNotFoundError:
@@ -53,6 +78,23 @@ def check_data_dir(data_dir: Path) -> None:
         sub = data_dir / name
         if name in entries and stat.S_ISDIR(entries[name]):
             _owned_entries(sub)
+    for name in _PRIVATE:
+        _check_private(data_dir / name, data_dir)
+
+
+def _check_private(path: Path, data_dir: Path) -> None:
+    """Refuse `path` (a link: the file it names) if group or others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise DataDirError(
+            f"{path} is readable by others than this user (mode {stat.S_IMODE(mode):o}): "
+            "the node keeps it to itself; nothing was changed",
+            hint=f"chmod 600 {path} (and chmod 700 {data_dir}), then check who could have "
+            "read it: a key others read is a key to replace",
+        )
 
 
 def _owned_entries(directory: Path) -> dict[str, int]:

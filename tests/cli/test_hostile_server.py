@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
+import pty
 import ssl
 import subprocess
 import sys
@@ -224,3 +226,141 @@ def test_log_times_that_are_not_times_are_shown_as_unknown(
     assert done.returncode == 0, done.stderr
     assert " START RequestId: r1 " in done.stdout, done.stdout
     assert "Traceback" not in done.stderr
+
+
+def _nested(depth: int) -> Answer:
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        _send(h, 200, b"[" * depth + b"]" * depth, content_type="application/json")
+
+    return answer
+
+
+#: Commands that read an answer and print it, each as a person and as a script would.
+_READERS = [
+    ("ls",),
+    ("describe", "fn"),
+    ("audit", "tail"),
+    ("audit", "timeline"),
+    ("audit", "checkpoints"),
+    ("alerts",),
+    ("dlq", "ls"),
+    ("dlq", "show", "x"),
+    ("key", "ls"),
+    ("key", "rotate", "k"),
+    ("role", "ls"),
+    ("secret", "ls"),
+    ("throttle", "ls"),
+    ("throttle", "add", "k", "--reason", "r"),
+    ("function", "quarantined"),
+    ("quota", "show"),
+    ("issuer", "ls"),
+    ("permissions", "unused", "fn"),
+    ("invoke", "fn", "--data", "{}", "--output", "json"),
+]
+
+
+#: Runs `donjon.cli.main` once per command of argv[1] (JSON) in one interpreter (one start,
+#: not one per command) and prints, per command, how it ended and what it wrote on stderr.
+_DRIVER = """
+import contextlib, io, json, sys
+from donjon.cli import main
+ends = []
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["donjon", *args]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        except Exception as e:
+            code = type(e).__name__ + ": " + str(e)[:100]
+    ends.append([args, code, err.getvalue()[:200]])
+print(json.dumps(ends))
+"""
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer_json({}),
+        _answer_json([{}]),
+        _answer_json({"functions": [{}], "throttles": [{}], "quarantined": [{}]}),
+        _answer_json([{"name": 5, "seq": "x", "ts": "x", "statements": 5, "manifest": 5}]),
+        _nested(100_000),
+    ],
+    ids=["empty-object", "empty-entries", "entries-in-object", "wrong-types", "deep"],
+)
+def test_an_answer_of_the_wrong_shape_is_one_line_of_error(tmp_path: Path, answer: Answer) -> None:
+    """Every command given an answer it cannot read (fields missing, of other types,
+    nested past the parser's stack) ends with an `error:` line and exit 1, no traceback."""
+    commands = [[*args, *output] for args in _READERS for output in ((), ("--output", "json"))]
+    with _server(tmp_path, answer) as env:
+        done = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", _DRIVER, json.dumps(commands)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+    ends = json.loads(done.stdout)
+    failed = [e for e in ends if e[1] != 0 and (e[1] != 1 or not e[2].startswith("error: "))]
+    assert not failed, failed
+
+
+def test_an_export_shown_on_a_terminal_cannot_drive_it(tmp_path: Path) -> None:
+    """`donjon audit export` to a terminal shows a hostile export's control characters as
+    escapes (to a file or a pipe it still writes the bytes as sent)."""
+    hostile = b'{"type":"header"}\n\x1b]8;;https://attacker.example\x07x\x1b]8;;\x07\r\x1b[2J\n'
+
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        _send(h, 200, hostile, content_type="application/jsonl")
+
+    leader, follower = pty.openpty()
+    with _server(tmp_path, answer) as env:
+        done = subprocess.run(
+            [sys.executable, "-m", "donjon.cli", "audit", "export"],
+            env=env,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            timeout=90,
+            check=False,
+        )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert done.returncode == 0, done.stderr
+    assert b"attacker.example" in shown, shown
+    assert b"\x1b" not in shown and b"\x07" not in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("size", "args"),
+    [(40 << 20, ("key", "ls", "--output", "json")), (12 << 20, ("logs", "fn", "-n", "1"))],
+    ids=["admin-list", "one-log-entry"],
+)
+def test_an_answer_far_larger_than_asked_for_is_refused(
+    tmp_path: Path, size: int, args: tuple[str, ...]
+) -> None:
+    """An answer far past what the command can need (a key list of 40 MiB, one log entry
+    of 12 MiB) is refused before it is parsed: parsed and printed, each MiB of JSON costs
+    the CLI tens of MiB of memory (256 MiB of `[0,0,...]` took 11 GiB)."""
+    body = b"[" + b"0," * (size // 2) + b"0]"
+
+    def answer(h: http.server.BaseHTTPRequestHandler) -> None:
+        _send(h, 200, body, content_type="application/json")
+
+    with _server(tmp_path, answer) as env:
+        done = _cli(env, *args)
+    assert done.returncode == 1, done.stderr
+    assert "larger than" in done.stderr, done.stderr

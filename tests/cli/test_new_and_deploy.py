@@ -72,6 +72,16 @@ def test_new_refuses_a_bad_name_or_an_existing_directory(tmp_path: Path) -> None
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
 
 
+def test_new_refuses_a_name_with_a_trailing_newline(tmp_path: Path) -> None:
+    """`name\n` is no function name (a regex's `$` matches before a final newline): refused,
+    no directory made whose name holds a control character and that no deploy takes."""
+    env = donjon_env(tmp_path / "data")
+    (tmp_path / "work").mkdir()
+    done = run_cli(env, "new", "fn\n", "--dir", str(tmp_path / "work"), check=False)
+    assert done.returncode == 2 and "function name" in done.stderr, done.stdout
+    assert list((tmp_path / "work").iterdir()) == []
+
+
 def test_describe_shows_the_deployed_version_and_its_settings(
     node: LiveNode, tmp_path: Path
 ) -> None:

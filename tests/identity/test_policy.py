@@ -220,3 +220,16 @@ def test_removed_custom_role_stops_allowing() -> None:
     assert not policy.decide(p, Action.AUDIT).allowed
     policy.remove("admin")  # built-ins stay
     assert policy.decide(ADMIN, Action.AUDIT).allowed
+
+
+@pytest.mark.parametrize("name", ["admin\n", "ops\n"])
+def test_a_role_name_with_a_trailing_newline_is_refused(name: str) -> None:
+    """`admin\\n` is no role name (a regex's `$` matches before a final newline): refused,
+    not stored beside `admin` to pass for it where a script strips what it reads."""
+    with pytest.raises(RoleError, match="role name"):
+        parse_role(
+            {
+                "name": name,
+                "statements": [{"effect": "allow", "actions": ["audit:read"], "resources": ["*"]}],
+            }
+        )

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from donjon.gateway.tls import create_self_signed
-from harness import donjon_env, free_port, run_cli
+from harness import donjon_env, free_port, refused_serve, run_cli
 
 #: Who the attacker is: any uid but the node's own.
 ATTACKER = 65534
@@ -128,3 +128,37 @@ def test_recording_the_baseline_never_writes_through_a_planted_link(tmp_path: Pa
     record_baseline(data, survey(settings))
     assert victim.read_text() == "precious\n"
     assert (data / "controls.json").is_file() and not (data / "controls.json").is_symlink()
+
+
+@pytest.mark.parametrize("name", ["tls/key.pem", "sandbox-uid.key", "donjon.db"])
+def test_serve_refuses_a_private_file_others_can_read(data_dir: Path, name: str) -> None:
+    """A data dir restored with loose modes (the dir 755, a key 644): serve refuses, naming
+    the file, before any local user could read the TLS key (and pass for the node to the
+    CLI, which trusts its certificate), the uid-hash key or the database."""
+    env = donjon_env(data_dir)
+    run_cli(env, "init")
+    private = data_dir / name
+    if not private.exists():
+        private.write_bytes(os.urandom(32))
+    os.chmod(data_dir, 0o755)  # noqa: S103 - the attack: a tree others can read
+    os.chmod(data_dir / "tls", 0o755)  # noqa: S103
+    os.chmod(private, 0o644)
+    said = refused_serve(data_dir)
+    assert "Traceback" not in said
+    assert name in said and "readable by others" in said, said
+
+
+@needs_root
+def test_init_refuses_a_data_dir_that_is_another_users_link(tmp_path: Path) -> None:
+    """DONJON_DATA_DIR named in a shared dir, where another user put a link first (to a
+    dir of root's that passes every other check): refused, and nothing written there. The
+    link's owner could point it elsewhere at any time, under a running node."""
+    target = tmp_path / "roots-dir"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "data"
+    link.symlink_to(target)
+    os.lchown(link, ATTACKER, ATTACKER)
+    done = run_cli(donjon_env(link), "init", check=False)
+    assert done.returncode == 1, done.stdout
+    assert "link" in done.stderr and f"uid {ATTACKER}" in done.stderr, done.stderr
+    assert list(target.iterdir()) == []

@@ -187,5 +187,18 @@ def main() -> None:
         sys.exit(1)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except Exception as e:
+        # An answer of a shape no command expects (a field missing, of another type: a
+        # node of another version, or something else at DONJON_URL) or a bug: one line, as
+        # every error, and the traceback only with --debug. Its words may be the server's.
+        if debug:
+            raise
+        click.echo(f"error: {type(e).__name__}: {printable(e)}", err=True)
+        click.echo(
+            "hint: an answer from DONJON_URL this CLI cannot read (another version, or not "
+            "a Donjon node), or a bug: `donjon --debug ...` shows where it failed",
+            err=True,
+        )
+        sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)

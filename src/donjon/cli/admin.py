@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from donjon.cli.client import ApiClient
+from donjon.cli.files import key_text
 from donjon.cli.output import (
     OutputFormat,
     echo_json,
@@ -187,8 +187,7 @@ def _verifier_key(settings: Settings, given: str | None) -> VerifierKey:
     from donjon.audit import SigningKey, VerifierKey
 
     if given is not None:
-        path = Path(given)
-        return VerifierKey.parse(path.read_text() if path.is_file() else given)
+        return VerifierKey.parse(key_text(given))
     pub = settings.audit_signing_pub_path
     if pub.is_file():
         return VerifierKey.parse(pub.read_text())

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from donjon.cli.client import ApiClient
+from donjon.cli.client import MAX_PAGE_BYTES, ApiClient
 from donjon.cli.logs import parse_since
 from donjon.cli.output import OutputFormat, emit, output_option, print_table, when
 from donjon.config import load_settings
@@ -70,7 +70,8 @@ def alerts(
     if ctx.invoked_subcommand is not None:
         return
     start = parse_since(since) if since is not None else None
-    found = fetch_alerts(ApiClient(load_settings()), since=start, kind=kind, count=count)
+    client = ApiClient(load_settings(), max_answer_bytes=MAX_PAGE_BYTES)
+    found = fetch_alerts(client, since=start, kind=kind, count=count)
     emit(output, found, lambda: _table(found))
 
 

@@ -7,6 +7,7 @@ wheel installed. It exits 0 when the file holds, 1 with the reason when not.
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 from collections.abc import Iterator
@@ -16,8 +17,17 @@ from typing import IO, Any
 import click
 
 from donjon import boundedjson
-from donjon.cli.client import ApiClient
-from donjon.cli.output import OutputFormat, echo_json, echo_text, emit, output_option, when
+from donjon.cli.client import MAX_PAGE_BYTES, ApiClient
+from donjon.cli.files import InputFileError, key_text
+from donjon.cli.output import (
+    OutputFormat,
+    echo_json,
+    echo_text,
+    emit,
+    output_option,
+    printable_json,
+    when,
+)
 from donjon.config import load_settings
 
 __all__ = ["AUDIT_COMMANDS", "read_tail"]
@@ -90,6 +100,17 @@ def checkpoints(count: int, output: OutputFormat) -> None:
     emit(output, rows, lines)
 
 
+class _TerminalText:
+    """Bytes from outside, written to the terminal as printable text (split characters
+    are decoded whole, across chunks)."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, chunk: bytes) -> None:
+        sys.stdout.write(printable_json(self._decoder.decode(chunk)))
+
+
 @click.command("export")
 @click.option(
     "--since",
@@ -107,8 +128,11 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
     """Export records SINCE..the newest checkpoint, with the checkpoints covering them.
 
     The export goes to stdout (or -o FILE); what was written is summed up on
-    stderr (or, with -o, on stdout).
+    stderr (or, with -o, on stdout). On a terminal, control characters are shown
+    as escapes (a file or a pipe gets the bytes as the node sent them).
     """
+    # A person reads it: nothing of the server's may drive the terminal.
+    shown = _TerminalText() if out is None and sys.stdout.isatty() else None
     client = ApiClient(load_settings(), timeout=600.0)
     params: dict[str, Any] = {"since": since, "format": fmt}
     sink: IO[bytes] = open(out, "wb") if out else sys.stdout.buffer  # noqa: SIM115 - stdout is not ours to close; closed below
@@ -119,11 +143,15 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
                 if len(first) < 65536 and b"\n" not in first:
                     first += chunk[:65536]
                 lines += chunk.count(b"\n")
-                sink.write(chunk)
+                if shown is not None:
+                    shown.write(chunk)
+                else:
+                    sink.write(chunk)
     finally:
         if out:
             sink.close()
         else:
+            sys.stdout.flush()
             sink.flush()
         client.close()
     from donjon.audit.export import json_of_line  # the audit package (SQLAlchemy): only here
@@ -157,7 +185,7 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
 @output_option
 def tail(count: int, output: OutputFormat) -> None:
     """Show the newest audit records, oldest first."""
-    client = ApiClient(load_settings())
+    client = ApiClient(load_settings(), max_answer_bytes=MAX_PAGE_BYTES)
     try:
         records = read_tail(client, count)
     finally:
@@ -208,14 +236,30 @@ def _audit_lines(records: list[dict[str, Any]]) -> None:
 def _read_key(value: str) -> Any:
     from donjon.audit.checkpoint import VerifierKey
 
-    path = Path(value)
-    text = path.read_text() if path.is_file() else value
-    return VerifierKey.parse(text.strip())
+    return VerifierKey.parse(key_text(value).strip())
+
+
+#: The most a proof document (or an export's first line) holds: a path of MAX_PATH hashes
+#: and two signed notes are some kilobytes.
+MAX_PROOF_CHARS = 1 << 20
+#: The most one line of an export holds (one record, or a checkpoint).
+MAX_EXPORT_LINE_CHARS = 64 << 20
 
 
 def _lines(handle: IO[str], first: str) -> Iterator[str]:
-    yield first
-    yield from handle
+    """An export's lines, each read to a bound: a line that never ends is refused."""
+    from donjon.audit.proofs import ProofInvalid
+
+    line, number = first, 1
+    while line:
+        if len(line) > MAX_EXPORT_LINE_CHARS:
+            raise ProofInvalid(
+                f"line {number} of the export is over {MAX_EXPORT_LINE_CHARS} characters: "
+                "not a record",
+                hint="check the file `donjon audit export` wrote",
+            )
+        yield line
+        line, number = handle.readline(MAX_EXPORT_LINE_CHARS + 1), number + 1
 
 
 @click.command("check-proof")
@@ -235,13 +279,14 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
 
     try:
         verifier = _read_key(key)
-    except (OSError, CheckpointError) as e:
+    except (OSError, CheckpointError, InputFileError) as e:
         raise click.BadParameter(
-            f"not a verifier key or a file holding one: {e}", param_hint="--key"
+            f"not a verifier key or a file holding one: {getattr(e, 'message', e)}",
+            param_hint="--key",
         ) from e
     handle: IO[str] = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - stdin is not ours to close; closed below
     try:
-        first = handle.readline()
+        first = handle.readline(MAX_PROOF_CHARS + 1)
         try:
             head = boundedjson.loads(first) if first.strip() else None
         except (ValueError, boundedjson.JSONTooDeep):
@@ -249,8 +294,14 @@ def check_proof(file: str, key: str, output: OutputFormat) -> None:
         if first.startswith("<") or (isinstance(head, dict) and head.get("type") == "header"):
             checked = check_export(_lines(handle, first), verifier)
         else:
+            text = first + handle.read(MAX_PROOF_CHARS + 1 - len(first))
+            if len(text) > MAX_PROOF_CHARS:
+                raise ProofInvalid(
+                    f"the file is over {MAX_PROOF_CHARS} characters: not a proof",
+                    hint="check the file `donjon audit prove` or `consistency` wrote",
+                )
             try:
-                doc = boundedjson.loads(first + handle.read())
+                doc = boundedjson.loads(text)
             except (ValueError, boundedjson.JSONTooDeep) as e:
                 raise ProofInvalid(
                     "the file is neither a proof (JSON) nor an export (JSON lines)",

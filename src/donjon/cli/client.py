@@ -15,10 +15,16 @@ from donjon.cli.output import printable
 from donjon.config import Settings
 from donjon.errors import Error
 
-__all__ = ["MAX_ANSWER_BYTES", "ApiClient", "ApiError"]
+__all__ = ["MAX_ANSWER_BYTES", "MAX_PAGE_BYTES", "ApiClient", "ApiError"]
 
-#: The largest answer the CLI reads whole (`donjon logs -n 500` of long outputs fits).
-MAX_ANSWER_BYTES = 256 * 1024 * 1024
+#: The largest answer the CLI reads whole unless a command asks for more (`donjon logs`):
+#: far above any admin list or result (a function's result is at most 6 MiB), far below
+#: what costs the host its memory once parsed and printed (each MiB of JSON takes tens of
+#: MiB as Python objects and as the text printed: 256 MiB of `[0,0,...]` took 11 GiB).
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+#: The bound of a page of the audit log, of its timeline or of alerts (up to 10,000
+#: records of any size the node kept): what the CLI took for every answer before.
+MAX_PAGE_BYTES = 256 * 1024 * 1024
 
 
 class ApiError(Error):
@@ -39,8 +45,15 @@ class ApiError(Error):
 class ApiClient:
     """Calls the gateway with the configured key; trusts the node's own certificate."""
 
-    def __init__(self, settings: Settings, api_key: str | None = None, timeout: float = 120.0):
+    def __init__(
+        self,
+        settings: Settings,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ):
         self.settings = settings
+        self._max_answer = max_answer_bytes
         key = api_key or (settings.api_key.reveal() if settings.api_key else None)
         if not key:
             raise ApiError("no API key", hint="set DONJON_API_KEY (printed by `donjon init`)")
@@ -65,10 +78,10 @@ class ApiClient:
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The answer, read whole up to MAX_ANSWER_BYTES; a problem or a redirect raises."""
+        """The answer, read whole up to the client's bound; a problem or a redirect raises."""
         try:
             with self._http.stream(method, path, **kwargs) as streamed:
-                response = _read_bounded(streamed, self._timeout)
+                response = _read_bounded(streamed, self._timeout, self._max_answer)
         except httpx.HTTPError as e:
             raise self._unreachable(e) from e
         _refuse_redirect(response)
@@ -113,7 +126,7 @@ class ApiClient:
         try:
             with self._http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 300:
-                    answer = _read_bounded(response, self._timeout)
+                    answer = _read_bounded(response, self._timeout, self._max_answer)
                     _refuse_redirect(answer)
                     raise _problem(answer)
                 yield response
@@ -126,15 +139,16 @@ class ApiClient:
             return None
         try:
             return response.json()
-        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
+        except (ValueError, RecursionError) as e:  # not JSON, not UTF-8, or nested past the stack
             raise ApiError(
-                f"{self.settings.url} answered {method} {path} with a body that is not JSON",
+                f"{self.settings.url} answered {method} {path} with a body that is not JSON "
+                "(or nested too deep to read)",
                 hint="is DONJON_URL a Donjon node?",
             ) from e
 
 
-def _read_bounded(response: httpx.Response, timeout: float) -> httpx.Response:
-    """`response` with its body read, refused once past MAX_ANSWER_BYTES (a server that
+def _read_bounded(response: httpx.Response, timeout: float, limit: int) -> httpx.Response:
+    """`response` with its body read, refused once past `limit` bytes (a server that
     never ends its answer is not held in memory) or `timeout` seconds (one that sends it
     a byte at a time, never idle long enough for the read timeout)."""
     chunks: list[bytes] = []
@@ -147,10 +161,10 @@ def _read_bounded(response: httpx.Response, timeout: float) -> httpx.Response:
                 hint="is DONJON_URL a Donjon node? is the network to it slow?",
             )
         size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
+        if size > limit:
             raise ApiError(
                 f"the answer from {response.request.url.host} is larger than "
-                f"{MAX_ANSWER_BYTES >> 20} MiB; it was cut off",
+                f"{limit / (1 << 20):g} MiB, more than this command can need; it was cut off",
                 hint="is DONJON_URL a Donjon node? (`donjon audit export` streams larger ones)",
             )
         chunks.append(chunk)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from donjon.cli.client import ApiClient, ApiError
+from donjon.cli.files import read_bounded
 from donjon.cli.functions import build_for_node, upload_bundle
 from donjon.cli.output import (
     OutputFormat,
@@ -51,13 +52,7 @@ class _Stack(BaseModel):
 
 def read_stack(path: Path) -> list[Path]:
     """The directories a stack file lists (`functions: [dir, ...]`), relative to it."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_STACK_BYTES + 1)
-    except OSError as e:
-        raise StackError(f"cannot read {path}: {e.strerror}") from e
-    if len(raw) > MAX_STACK_BYTES:
-        raise StackError(f"{path} is over {MAX_STACK_BYTES} bytes: not a stack file")
+    raw = read_bounded(path, MAX_STACK_BYTES, "a stack file")
     try:
         stack = _Stack.model_validate(yaml.safe_load(raw))
     except (yaml.YAMLError, UnicodeDecodeError) as e:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from donjon.cli.client import ApiClient
+from donjon.cli.files import InputFileError, read_bounded
 from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table, when
 from donjon.config import load_settings
 from donjon.identity.jwks import MAX_JWKS_BYTES
@@ -27,13 +28,10 @@ def _jwks_field(value: str) -> dict[str, Any]:
         return {"jwks_url": value}
     if "://" in value:
         raise click.BadParameter("a JWKS URL must be https://", param_hint="--jwks")
-    path = Path(value)
     try:
-        if path.stat().st_size > MAX_JWKS_BYTES:
-            raise click.BadParameter(f"over {MAX_JWKS_BYTES} bytes", param_hint="--jwks")
-        document = json.loads(path.read_bytes())
-    except OSError as e:
-        raise click.BadParameter(f"cannot read {value}: {e.strerror}", param_hint="--jwks") from e
+        document = json.loads(read_bounded(Path(value), MAX_JWKS_BYTES, "a JWKS"))
+    except InputFileError as e:
+        raise click.BadParameter(e.message, param_hint="--jwks") from e
     except ValueError as e:
         raise click.BadParameter(f"{value} is not JSON: {e}", param_hint="--jwks") from e
     return {"jwks": document}

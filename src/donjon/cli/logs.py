@@ -36,6 +36,8 @@ TAIL_BYTES = 4096
 #: How often `--follow` asks for new entries, and how many it takes at once.
 FOLLOW_INTERVAL_S = 1.0
 _FOLLOW_BATCH = 500
+#: The most one log entry takes as JSON (see `logs`).
+MAX_ENTRY_BYTES = 512 * 1024
 #: The last second `when` can print (9999-12-31 23:59:59 UTC).
 _LAST_MOMENT = 253_402_300_799
 
@@ -173,7 +175,10 @@ def logs(name: str, count: int, follow: bool, since: str | None, output: OutputF
     params: dict[str, str | int] = {"n": count}
     if since is not None:
         params["since"] = repr(parse_since(since))
-    client = ApiClient(load_settings())
+    # Each entry is one call's log (at most 64 KiB of output, up to six times that as JSON
+    # escapes): the answer is bounded by what was asked for, following or not.
+    asked = _FOLLOW_BATCH if follow else count
+    client = ApiClient(load_settings(), max_answer_bytes=asked * MAX_ENTRY_BYTES)
     path = f"/v1/functions/{name}/logs"
     entries = log_entries(client.json("GET", path, params=params))
     if not follow:

@@ -36,7 +36,7 @@ _NAME = re.compile(NAME_RE)
 @output_option
 def new(name: str, template: str, parent: Path, output: OutputFormat) -> None:
     """Make directory NAME with a manifest, a handler and a test that passes."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise click.BadParameter(
             "a function name is a lower-case letter, then up to 62 lower-case letters, digits or -",
             param_hint="NAME",

@@ -10,6 +10,7 @@ import click
 import yaml
 
 from donjon.cli.client import ApiClient
+from donjon.cli.files import read_bounded
 from donjon.cli.output import OutputFormat, echo_text, emit, output_option, print_table
 from donjon.config import load_settings
 
@@ -45,13 +46,9 @@ def role_apply(file: Path, output: OutputFormat) -> None:
     # import parse_duration from here (logs, key, throttle).
     from donjon.identity import RoleError, parse_role
 
-    if file.stat().st_size > MAX_ROLE_FILE_BYTES:
-        raise RoleError(
-            f"{file} is over {MAX_ROLE_FILE_BYTES} bytes: not a role document",
-            hint="a role document is a name and a list of statements",
-        )
+    raw = read_bounded(file, MAX_ROLE_FILE_BYTES, "a role document")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(raw)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise RoleError(
             f"{file} is not YAML or JSON: {e}",

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from donjon.cli.client import ApiClient
+from donjon.cli.files import key_text, read_bounded
 from donjon.cli.output import (
     OutputFormat,
     echo_json_text,
@@ -120,7 +121,7 @@ def _summary(statement: dict[str, Any]) -> dict[str, Any]:
 @click.argument("statement_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--key",
-    "key_text",
+    "key_given",
     required=True,
     metavar="PUBKEY_FILE",
     help="The node's public key: a file holding what `donjon audit pubkey` prints, or that line.",
@@ -133,7 +134,7 @@ def _summary(statement: dict[str, Any]) -> dict[str, Any]:
 )
 @output_option
 def verify_provenance_command(
-    statement_file: Path, key_text: str, bundle: Path | None, output: OutputFormat
+    statement_file: Path, key_given: str, bundle: Path | None, output: OutputFormat
 ) -> None:
     """Check a provenance statement offline: its signature, payload type and subject.
 
@@ -141,10 +142,11 @@ def verify_provenance_command(
     """
     from donjon.audit import VerifierKey
     from donjon.supply import verify_provenance
+    from donjon.supply.dsse import MAX_ENVELOPE_BYTES
 
-    key_path = Path(key_text)
-    key = VerifierKey.parse(key_path.read_text() if key_path.is_file() else key_text)
-    checked = verify_provenance(statement_file.read_bytes(), key, bundle)
+    key = VerifierKey.parse(key_text(key_given))
+    statement = read_bounded(statement_file, MAX_ENVELOPE_BYTES, "a provenance statement")
+    checked = verify_provenance(statement, key, bundle)
     result = {
         "ok": True,
         "subject": checked.subject,

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from donjon.cli.client import ApiClient
+from donjon.cli.client import MAX_PAGE_BYTES, ApiClient
 from donjon.cli.logs import parse_since
 from donjon.cli.output import OutputFormat, echo_json, echo_text, output_option, when
 from donjon.config import load_settings
@@ -63,7 +63,7 @@ def timeline(
     ):
         if value is not None:
             params[name] = value
-    client = ApiClient(load_settings())
+    client = ApiClient(load_settings(), max_answer_bytes=MAX_PAGE_BYTES)
     records: list[dict[str, Any]] = []
     for _ in range(_MAX_PAGES):
         page = client.json("GET", "/v1/audit/timeline", params=params)

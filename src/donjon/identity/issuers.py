@@ -196,7 +196,7 @@ def parse_issuer_spec(body: Any, role_exists: Callable[[str], bool] | None = Non
         named = ", ".join(sorted(str(f)[:64] for f in unknown))
         raise IssuerError(f"unknown fields: {named}", hint=usage)
     name = body.get("name")
-    if not isinstance(name, str) or not ISSUER_NAME.match(name):
+    if not isinstance(name, str) or not ISSUER_NAME.fullmatch(name):
         raise IssuerError("name must match [a-z][a-z0-9-]{0,62}", hint=usage)
     if ("jwks_url" in body) == ("jwks" in body):
         raise IssuerError("give exactly one of jwks_url and jwks", hint=usage)
@@ -209,7 +209,7 @@ def parse_issuer_spec(body: Any, role_exists: Callable[[str], bool] | None = Non
             raise IssuerError('jwks must be a JWKS object {"keys": [...]}', hint=usage)
         jwks = json.dumps(body["jwks"])
     roles_claim = body.get("roles_claim", DEFAULT_ROLES_CLAIM)
-    if not isinstance(roles_claim, str) or not _CLAIM_NAME.match(roles_claim):
+    if not isinstance(roles_claim, str) or not _CLAIM_NAME.fullmatch(roles_claim):
         raise IssuerError("roles_claim must be a claim name ([A-Za-z0-9_.:/-], 1-128)", hint=usage)
     allowed = _allowed_roles(body.get("allowed_roles", list(DEFAULT_ALLOWED_ROLES)), role_exists)
     _text(body, "issuer", 512)

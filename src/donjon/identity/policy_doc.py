@@ -137,7 +137,7 @@ class RoleDocument(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not ROLE_NAME_RE.match(name):
+        if not ROLE_NAME_RE.fullmatch(name):
             raise ValueError("a role name is 1-63 of a-z, 0-9 and '-', starting with a letter")
         return name
 

@@ -192,7 +192,10 @@ def load_manifest(bundle_dir: Path, *, label: str | None = None) -> Manifest:
             f"no {MANIFEST_FILE} in {where}",
             hint="a function bundle is a directory with donjon.yaml and its code",
         )
-    manifest = parse_manifest(path.read_bytes(), source=source)
+    # One byte past the bound, no more: a manifest linked to a huge file (or one that grows)
+    # is refused by parse_manifest, not read whole first.
+    with path.open("rb") as f:
+        manifest = parse_manifest(f.read(_MAX_MANIFEST_BYTES + 1), source=source)
     module_file = bundle_dir / (manifest.module.replace(".", "/") + ".py")
     package_init = bundle_dir / manifest.module.replace(".", "/") / "__init__.py"
     if not module_file.is_file() and not package_init.is_file():

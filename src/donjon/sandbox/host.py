@@ -243,6 +243,7 @@ def _uid_key(data_dir: Path) -> bytes:
 
 def _stage_runtime(staging: Path, target: Path) -> None:
     """A fresh, byte-compiled copy of the sandbox runtime the sandbox user can read."""
+    _check_staging(staging)
     _make_dirs(staging)
     fresh = staging / f".runtime-{os.getpid()}"
     shutil.rmtree(fresh, ignore_errors=True)
@@ -251,6 +252,38 @@ def _stage_runtime(staging: Path, target: Path) -> None:
     _share_read_only(fresh)
     shutil.rmtree(target, ignore_errors=True)
     os.rename(fresh, target)
+
+
+def _check_staging(staging: Path) -> None:
+    """Refuse a staging dir another user could change: whoever may rename in it or above it
+    can swap the runtime or a bundle every sandbox mounts, and so run code in every
+    function, with its secrets. It and each dir above it (links followed, and each link
+    checked too) must be root's or this user's, and none writable by group or others
+    unless sticky (as /tmp: there no one else can rename or remove what the node made)."""
+    uid = os.geteuid()
+    absolute = staging.absolute()
+    seen = [(p, False) for p in [absolute, *absolute.parents]]
+    seen += [(p, True) for p in [absolute.resolve(), *absolute.resolve().parents]]
+    for path, followed in seen:
+        try:
+            st = os.stat(path) if followed else os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_uid not in (0, uid):
+            raise SandboxUnavailable(
+                f"the sandbox staging dir {staging}: {path} is owned by uid {st.st_uid}, "
+                "who could swap what every sandbox mounts",
+                hint="set DONJON_SANDBOX_DIR under a dir only root or this user can write "
+                "(default /var/lib/donjon/sandbox)",
+            )
+        open_to_others = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if stat.S_ISDIR(st.st_mode) and open_to_others and not st.st_mode & stat.S_ISVTX:
+            raise SandboxUnavailable(
+                f"the sandbox staging dir {staging}: {path} is writable by others (mode "
+                f"{stat.S_IMODE(st.st_mode):o}), who could swap what every sandbox mounts",
+                hint=f"chmod go-w {path}, or set DONJON_SANDBOX_DIR elsewhere "
+                "(default /var/lib/donjon/sandbox)",
+            )
 
 
 def _make_dirs(path: Path) -> None:
