@@ -161,6 +161,18 @@ def audit_writers(node: LiveNode) -> list[int]:
     return found
 
 
+def writer_back(node: LiveNode, timeout_s: float = 90.0) -> None:
+    """Wait until the node's audit writer appends again (one was killed: the node starts
+    another, and refuses calls meanwhile, 503): `/readyz` answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError), node.client("") as c:
+            if c.get("/readyz").status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the node's audit writer did not append again in {timeout_s} s")
+
+
 def send(node: LiveNode, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
     """The answer to one admin request, or None if the node died before answering."""
     try:

@@ -88,6 +88,22 @@ def _healthy(proc: subprocess.Popen[bytes], url: str, verify: ssl.SSLContext) ->
     return False
 
 
+def _serve_healthy(
+    env: dict[str, str], verify: ssl.SSLContext, *extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`_serve` until one serves (a port taken meanwhile by another test's server: another
+    port), else fail with what serve printed."""
+    for _ in range(3):
+        proc, url = _serve(env, *extra)
+        if _healthy(proc, url, verify):
+            return proc, url
+        proc.terminate()
+        out = proc.communicate(timeout=60)[0].decode(errors="replace")
+        if "address already in use" not in out.lower():
+            break
+    raise AssertionError(f"serve {' '.join(extra)} did not start: {out[-3000:]}")
+
+
 def test_serve_refuses_to_start_with_fewer_controls_than_its_baseline(tmp_path: Path) -> None:
     """The first serve records the baseline; once a control in it is lost, serve exits
     non-zero naming it and its fix, and serves only with --unsafe-fewer-controls, which is
@@ -105,10 +121,9 @@ def test_serve_refuses_to_start_with_fewer_controls_than_its_baseline(tmp_path: 
     assert refused.returncode != 0
     text = out.decode()
     assert "refusing to serve" in text and "data-dir" in text and f"chmod 700 {data}" in text
-    unsafe, url = _serve(env, "--unsafe-fewer-controls")
     verify = client_tls(str(data / "tls" / "cert.pem"))
+    unsafe, url = _serve_healthy(env, verify, "--unsafe-fewer-controls")
     try:
-        assert _healthy(unsafe, url, verify), "serve --unsafe-fewer-controls did not start"
         records = httpx.get(
             f"{url}/v1/audit",
             params={"n": 50},

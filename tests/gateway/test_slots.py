@@ -24,6 +24,7 @@ from donjon.obs import Metrics
 from donjon.ratelimit import BucketKey, MemoryConcurrencyLimiter
 from donjon.ratelimit.quota_book import QuotaBook
 from donjon.sandbox import SandboxError
+from donjon.store.trim import CountedTrim
 
 PRINCIPAL = Principal(id="0123456789abcdef", name="t", role="invoker")
 OWN_KEY = BucketKey(principal=PRINCIPAL.label, scope="concurrency")
@@ -77,7 +78,13 @@ def _node(tmp_path: Path, pool: Pool, **limits: Any) -> Any:
         audit=Audit(),
         pool=pool,
         quotas=QuotaBook(),  # none set: nothing is charged
+        log_bound=CountedTrim("invocation log", _no_trim, 10),  # each call's entry counted
     )
+
+
+async def _no_trim(function: str, keep: int, batch: int) -> int:
+    del function, keep, batch
+    return 0
 
 
 def _deployed() -> Any:

@@ -30,6 +30,7 @@ from crash_support import (
     records,
     send,
     verify_intact,
+    writer_back,
 )
 from harness import LiveNode, fresh_source, start_node
 from triggers.webhook_signing import github_headers
@@ -209,6 +210,7 @@ def test_async_call_whose_audit_writer_is_killed_at_its_enqueue_is_answered_queu
         node.deploy(bundle(tmp_path, "echo", "def handler(e, c):\n    return e\n"))
         sql = "SELECT count(*) FROM invocations"
         for n in range(TRIES):
+            writer_back(node)  # the last try's killed writer replaced: else a 503, unqueued
             held = query(node, sql)[0][0]
             with CommitWatch(node, sql, _more_than(held), audit_writers(node)) as watch:
                 answer = send(
@@ -246,6 +248,7 @@ def test_dead_letter_whose_audit_writer_is_killed_at_its_commit_is_audited(
         extra = "retry: {attempts: 1, backoff_s: 0.1, max_age_s: 600}\n"
         node.deploy(bundle(tmp_path, "failing", FAILING, extra))
         for n in range(TRIES):
+            writer_back(node)  # the last try's killed writer replaced: else a 503, unqueued
             answer = invoke_async(node, "failing", {"n": n})
             assert answer.status_code == 202, answer.text
             invocation = answer.json()["invocation_id"]

@@ -88,10 +88,11 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("PUT", "/v1/throttles/{subject}"): Operation(
         "addThrottle",
-        "Throttle a principal or a function by hand, at the node's throttle rate",
+        "Throttle a principal or a function by hand, at the node's throttle rate (404: a "
+        "function nothing serves)",
         "responses",
         {201: Raw(_OBJECT, '{"subject": ..., "rate": "10/minute", "until": time}')},
-        BODY,
+        (*BODY, 404),
         _reason_body(
             {"reason": "looking into alert 42", "duration_s": 3600},
             '{"reason": text, "duration_s": seconds (optional)}',
