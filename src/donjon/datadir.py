@@ -6,10 +6,10 @@ could be theirs: a TLS key pair planted in a shared /tmp dir before `donjon
 init` is served by the node, and the CLI trusts its certificate, so the one
 who planted it reads every API key sent to the node. So before anything is
 written or opened: the dir, and each entry in it and in `tls/`, must belong to
-this user, and a dir others may write must still be empty. And the node's keys
-and database are this user's to read alone: a tree restored with loose modes
-(the dir 755, the TLS key 644) would let any local user take the TLS key and
-pass for the node to the CLI, which trusts its certificate.
+this user, and a dir others may write must still be empty. And in a dir others
+may enter, the node's keys and database are this user's to read alone: a tree
+restored with loose modes (the dir 755, the TLS key 644) would let any local user
+take the TLS key and pass for the node to the CLI, which trusts its certificate.
 """
 
 from __future__ import annotations
@@ -78,8 +78,12 @@ def check_data_dir(data_dir: Path) -> None:
         sub = data_dir / name
         if name in entries and stat.S_ISDIR(entries[name]):
             _owned_entries(sub)
-    for name in _PRIVATE:
-        _check_private(data_dir / name, data_dir)
+    if st.st_mode & (stat.S_IXGRP | stat.S_IXOTH):
+        # Only a dir others may enter exposes what is in it: in a 0700 one, a file's own
+        # mode gives no one else anything (SQLite makes its files 0644 as an init runs,
+        # and a second init's check then refused the first one's database: ci54c).
+        for name in _PRIVATE:
+            _check_private(data_dir / name, data_dir)
 
 
 def _check_private(path: Path, data_dir: Path) -> None:

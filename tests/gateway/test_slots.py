@@ -17,7 +17,7 @@ import pytest
 from donjon.audit import AuditEvent
 from donjon.config import LimitSettings, SandboxSettings, Settings
 from donjon.gateway import invoke
-from donjon.gateway.slots import NODE_KEY, ConcurrencyFull, hold_slots
+from donjon.gateway.slots import NODE_KEY, ConcurrencyFull, Held, hold_slots
 from donjon.identity import Policy, Principal
 from donjon.manifest import parse_manifest
 from donjon.obs import Metrics
@@ -171,3 +171,47 @@ def test_a_full_cap_refuses_after_the_bounded_wait_and_is_audited(tmp_path: Path
     assert held == (0, 1)  # its own slot given back; the node's still the running call's
     assert error.retry_after_s >= 1 and error.cap == "node"
     assert [e.action for e in events] == ["function.concurrency"]
+
+
+def test_a_step_after_processes_already_gone_runs_at_once() -> None:
+    """A call whose processes ran on past its answer, but ended before its caller asked
+    for the step after them (they often end while its record is written): the step runs
+    then. Before, it was kept for a finish that had already run: the call's compute was
+    never charged, and its reservation held the caller's quota for the rest of the day."""
+
+    async def main() -> list[str]:
+        ran: list[str] = []
+        held = Held()
+        gone = held.runs_on()
+        gone()  # the processes end: the finish runs (as a task)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+        async def step() -> None:
+            ran.append("charged")
+
+        await held.after(step)
+        await held.end()
+        return ran
+
+    assert asyncio.run(main()) == ["charged"]
+
+
+def test_a_step_kept_while_processes_run_on_runs_once_they_are_gone() -> None:
+    async def main() -> list[str]:
+        ran: list[str] = []
+        held = Held()
+        gone = held.runs_on()
+
+        async def step() -> None:
+            ran.append("charged")
+
+        await held.after(step)
+        await held.end()
+        assert ran == []  # still running: kept
+        gone()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return ran
+
+    assert asyncio.run(main()) == ["charged"]

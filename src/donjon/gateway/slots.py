@@ -61,11 +61,13 @@ class Held:
     """The slots one call holds; `release` gives each back (idempotent), `end` too unless
     the call's processes run on past its answer (`runs_on`): then once they are gone."""
 
-    __slots__ = ("_after", "_runs_on", "_slots")
+    __slots__ = ("_after", "_gone", "_runs_on", "_slots")
 
     def __init__(self) -> None:
         self._slots: list[tuple[ConcurrencyLimiter, Slot]] = []
         self._runs_on = False
+        #: The processes that ran on are gone (`_finish` started): a step runs at once.
+        self._gone = False
         self._after: list[Callable[[], Awaitable[None]]] = []
 
     def runs_on(self) -> Callable[[], None]:
@@ -82,13 +84,18 @@ class Held:
     async def after(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run `step` now, or once the call's processes are gone if they run on past its
         answer (its compute is charged to then: gateway/invoke.py)."""
-        if self._runs_on:
+        if self._runs_on and not self._gone:
             self._after.append(step)
         else:
+            # Gone already: they often end while the call's record is written, before its
+            # caller comes here; a step kept then never ran (the call's compute was never
+            # charged and its reservation held the quota for the day: ci54c).
             await step()
 
     async def _finish(self) -> None:
-        for step in self._after:
+        self._gone = True
+        while self._after:
+            step = self._after.pop(0)
             try:
                 await step()
             except Exception:
