@@ -122,15 +122,29 @@ class _Counting:
         return getattr(ipaddress, name)
 
 
+def _udp_and_tcp() -> tuple[socket.socket, socket.socket, int]:
+    """A UDP and a TCP socket on one free port (a DNS server's two), another port while the
+    TCP one is some other process's (ci54d: the UDP port's number was taken in TCP)."""
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket()
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind(("127.0.0.1", port))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        return udp, tcp, port
+    raise AssertionError("no port free in both UDP and TCP in 50 tries")
+
+
 def test_a_wide_dns_answer_is_not_digested_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket()
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", port))
+    udp, tcp, port = _udp_and_tcp()
     tcp.listen(16)
     zone = WideZone()
     counting = _Counting()
