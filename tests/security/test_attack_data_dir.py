@@ -141,7 +141,7 @@ def test_serve_refuses_a_private_file_others_can_read(data_dir: Path, name: str)
     if not private.exists():
         private.write_bytes(os.urandom(32))
     os.chmod(data_dir, 0o755)  # noqa: S103 - the attack: a tree others can read
-    os.chmod(data_dir / "tls", 0o755)  # noqa: S103
+    os.chmod(data_dir / "tls", 0o755)  # noqa: S103 - the attack, as for the dir above
     os.chmod(private, 0o644)
     said = refused_serve(data_dir)
     assert "Traceback" not in said

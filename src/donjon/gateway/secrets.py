@@ -52,15 +52,14 @@ async def _check_fits(node: Node, name: str, value: Secret[str], principal: Prin
     granted secrets past what one call carries (vault MAX_GRANTED): every call of it would
     be refused until the value shrank. Names only the functions `principal` may read."""
     over: list[tuple[Deployed, int]] = []
-    for deployed in node.registry.all():
+    size = len(value.reveal())
+    for deployed in _granted_to(node, name):
         granted = deployed.manifest.permissions.secrets
-        if name not in granted:
-            continue
         try:
             others = await node.vault.open_granted([g for g in granted if g != name])
+            total = size + sum(len(v) for v in others.values())
         except GrantedTooLarge:  # past it already, whatever this value is
-            others = {"": "x" * MAX_GRANTED}
-        total = len(value.reveal()) + sum(len(v) for v in others.values())
+            total = size + MAX_GRANTED
         if total > MAX_GRANTED:
             over.append((deployed, total))
     if not over:
@@ -110,9 +109,13 @@ async def _recycle(node: Node, name: str) -> None:
     log of a later call, whose redactor knows only the new value)."""
     if node.pool is None:
         return
-    for deployed in node.registry.all():
-        if name in deployed.manifest.permissions.secrets:
-            await node.pool.recycle(deployed.name)
+    for deployed in _granted_to(node, name):
+        await node.pool.recycle(deployed.name)
+
+
+def _granted_to(node: Node, name: str) -> list[Deployed]:
+    """The deployed functions whose code is granted secret `name` (`permissions.secrets`)."""
+    return [d for d in node.registry.all() if name in d.manifest.permissions.secrets]
 
 
 def _grants(node: Node, reader: Principal | None = None) -> dict[str, list[str]]:

@@ -18,8 +18,7 @@ def may_deploy(
 ) -> None:
     """Raise `DeployForbidden` or `OwnedFunctionsLimit` unless `principal` may deploy
     `name` now. Run under the name's lock: the owner checked is the owner when it switches."""
-    current = registry.get(name)
-    owner = (current.record.owner or None) if current is not None else None
+    owner = registry.owner_of(name)
     decision = policy.decide(principal, Action.DEPLOY, name, owner)
     if not decision.allowed:
         # Another's function: its owner (a key id, a JWT's issuer and subject) is in
@@ -27,7 +26,7 @@ def may_deploy(
         other = owner is not None and owner != principal.label
         shown = "the function is owned by another principal" if other else None
         raise DeployForbidden(name, decision.statement, shown)
-    if current is None:
+    if registry.get(name) is None:
         owned = sum(1 for d in registry.all() if d.record.owner == principal.label)
         if owned >= max_owned:
             raise OwnedFunctionsLimit(max_owned)

@@ -286,8 +286,7 @@ class Deployments:
         (a route conflict named another tenant's function, and its paths)."""
 
         def shown(name: str) -> bool:
-            current = self.registry.get(name)
-            owner = (current.record.owner or None) if current is not None else None
+            owner = self.registry.owner_of(name)
             return self.policy.decide(principal, Action.READ, name, owner).allowed
 
         return shown

@@ -166,6 +166,12 @@ class FunctionRegistry:
     def get(self, name: str) -> Deployed | None:
         return self._functions.get(name)
 
+    def owner_of(self, name: str) -> str | None:
+        """Who owns the function deployed as `name` (None: none is, or its owner is not
+        kept): what the policy's owner-scoped decisions take."""
+        current = self._functions.get(name)
+        return (current.record.owner or None) if current is not None else None
+
     def all(self) -> list[Deployed]:
         return [self._functions[n] for n in sorted(self._functions)]
 

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Engine, and_, delete, desc, false, or_, se
 
 from donjon.store.functions import VersionRuns
 from donjon.store.tables import invocation_logs
+from donjon.store.trim import oldest_past
 from donjon.vault.errors import VaultError
 from donjon.vault.logseal import LogSealer, SealedLog
 
@@ -106,23 +107,9 @@ class InvocationLogStore:
         """Delete up to `batch` of `function`'s oldest entries past its newest `keep`; the
         count deleted. Blocking; call it until it returns less than `batch`."""
         c = invocation_logs.c
-        newest_dropped = (
-            select(c.id)
-            .where(c.function == function)
-            .order_by(desc(c.id))
-            .offset(keep)
-            .limit(1)
-            .scalar_subquery()
-        )
-        ids = (
-            select(c.id)
-            .where(c.function == function, c.id <= newest_dropped)
-            .order_by(c.id)
-            .limit(batch)
-            .scalar_subquery()
-        )
+        statement = oldest_past(invocation_logs, c.function == function, c.id, keep, batch)
         with self._engine.begin() as conn:
-            result = conn.execute(delete(invocation_logs).where(c.id.in_(ids)))
+            result = conn.execute(statement)
         return int(result.rowcount or 0)
 
 

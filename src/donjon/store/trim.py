@@ -19,8 +19,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
-__all__ = ["TRIM_BATCH", "TRIM_MAX_BATCHES", "CountedTrim", "Trim"]
+from sqlalchemy import ColumnElement, Delete, Table, delete, desc, select
+
+__all__ = ["TRIM_BATCH", "TRIM_MAX_BATCHES", "CountedTrim", "Trim", "oldest_past"]
 
 log = logging.getLogger("donjon")
 
@@ -87,3 +90,21 @@ class CountedTrim:
             for task in list(self._trims.values()):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def oldest_past(
+    table: Table, mine: ColumnElement[bool], order: Any, keep: int, batch: int
+) -> Delete:
+    """The statement deleting up to `batch` of the rows `mine` selects, oldest by `order`
+    first, past its newest `keep` (a table's `id` names the rows)."""
+    newest_dropped = (
+        select(order).where(mine).order_by(desc(order)).offset(keep).limit(1).scalar_subquery()
+    )
+    ids = (
+        select(table.c.id)
+        .where(mine, order <= newest_dropped)
+        .order_by(order)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    return delete(table).where(table.c.id.in_(ids))

@@ -10,9 +10,10 @@ trimmed here: they are accepted events still to be run or acted on.
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, desc, select
+from sqlalchemy import Engine, delete
 
 from donjon.store.tables import invocations as inv
+from donjon.store.trim import oldest_past
 from donjon.triggers.queue.interface import Status
 
 __all__ = ["DEFAULT_KEEP_SUCCEEDED", "prune_succeeded", "trim_succeeded"]
@@ -33,21 +34,7 @@ def prune_succeeded(engine: Engine, before: float) -> int:
 def trim_succeeded(engine: Engine, function: str, keep: int, batch: int) -> int:
     """Delete up to `batch` of `function`'s oldest succeeded invocations past its newest
     `keep` (by when they ended); the count. Call it until it returns less than `batch`."""
-    mine = (inv.c.function == function, inv.c.status == _SUCCEEDED)
-    newest_dropped = (
-        select(inv.c.updated_at)
-        .where(*mine)
-        .order_by(desc(inv.c.updated_at))
-        .offset(keep)
-        .limit(1)
-        .scalar_subquery()
-    )
-    ids = (
-        select(inv.c.id)
-        .where(*mine, inv.c.updated_at <= newest_dropped)
-        .order_by(inv.c.updated_at)
-        .limit(batch)
-        .scalar_subquery()
-    )
+    mine = (inv.c.function == function) & (inv.c.status == _SUCCEEDED)
+    statement = oldest_past(inv, mine, inv.c.updated_at, keep, batch)
     with engine.begin() as conn:
-        return int(conn.execute(delete(inv).where(inv.c.id.in_(ids))).rowcount)
+        return int(conn.execute(statement).rowcount)

@@ -166,7 +166,7 @@ class QueueWorkers:
             await self._queue.prune(now - self._keep_s)
         except QueueError as e:
             log.warning("pruning succeeded invocations failed: %s", e.message)
-        await self._succeeded.trim_all(self._owners() if self._owners is not None else ())
+        await self._succeeded.trim_all(self._owners().keys() if self._owners is not None else ())
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
