@@ -161,14 +161,19 @@ def audit_writers(node: LiveNode) -> list[int]:
     return found
 
 
-def writer_back(node: LiveNode, timeout_s: float = 90.0) -> None:
+def writer_back(node: LiveNode, killed: list[int] | None = None, timeout_s: float = 90.0) -> None:
     """Wait until the node's audit writer appends again (one was killed: the node starts
-    another, and refuses calls meanwhile, 503): `/readyz` answers 200."""
+    another, and refuses calls meanwhile, 503): none of the `killed` writers lives on, a
+    writer runs, and `/readyz` answers 200. Waiting for the killed ones first matters: a
+    writer just killed may not have been seen dead by the node yet, which answers
+    `/readyz` 200 until it does."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError), node.client("") as c:
-            if c.get("/readyz").status_code == 200:
-                return
+        running = audit_writers(node)  # a killed, unreaped writer (a zombie) has no cmdline
+        if running and not set(running) & set(killed or ()):
+            with contextlib.suppress(httpx.HTTPError), node.client("") as c:
+                if c.get("/readyz").status_code == 200:
+                    return
         time.sleep(0.2)
     raise AssertionError(f"the node's audit writer did not append again in {timeout_s} s")
 

@@ -209,10 +209,12 @@ def test_async_call_whose_audit_writer_is_killed_at_its_enqueue_is_answered_queu
     try:
         node.deploy(bundle(tmp_path, "echo", "def handler(e, c):\n    return e\n"))
         sql = "SELECT count(*) FROM invocations"
+        killed: list[int] = []
         for n in range(TRIES):
-            writer_back(node)  # the last try's killed writer replaced: else a 503, unqueued
+            writer_back(node, killed)  # the last try's killed writer replaced: else a 503
             held = query(node, sql)[0][0]
-            with CommitWatch(node, sql, _more_than(held), audit_writers(node)) as watch:
+            killed = audit_writers(node)
+            with CommitWatch(node, sql, _more_than(held), killed) as watch:
                 answer = send(
                     node,
                     "POST",
@@ -247,15 +249,15 @@ def test_dead_letter_whose_audit_writer_is_killed_at_its_commit_is_audited(
     try:
         extra = "retry: {attempts: 1, backoff_s: 0.1, max_age_s: 600}\n"
         node.deploy(bundle(tmp_path, "failing", FAILING, extra))
+        killed: list[int] = []
         for n in range(TRIES):
-            writer_back(node)  # the last try's killed writer replaced: else a 503, unqueued
+            writer_back(node, killed)  # the last try's killed writer replaced: else a 503
             answer = invoke_async(node, "failing", {"n": n})
             assert answer.status_code == 202, answer.text
             invocation = answer.json()["invocation_id"]
             sql = "SELECT status FROM invocations WHERE id = ?"
-            dead = CommitWatch(
-                node, sql, lambda rows: rows[0][0] == "dead", audit_writers(node), (invocation,)
-            )
+            killed = audit_writers(node)
+            dead = CommitWatch(node, sql, lambda rows: rows[0][0] == "dead", killed, (invocation,))
             with dead:
                 assert dead.fired.wait(60)
             assert wait_for(node, invocation)["status"] == "dead"
