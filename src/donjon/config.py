@@ -125,8 +125,7 @@ class MonitorSettings:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """Signed checkpoints of the audit log (DONJON_AUDIT_CHECKPOINT_*; docs/security.md),
-    and the audit outbox's drain (DONJON_AUDIT_OUTBOX_*)."""
+    """Signed checkpoints (DONJON_AUDIT_CHECKPOINT_*), the outbox's drain (_OUTBOX_*)."""
 
     #: A checkpoint after this many new records (DONJON_AUDIT_CHECKPOINT_RECORDS) ...
     checkpoint_records: int = 1000
@@ -493,6 +492,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
             max_concurrency=raw.MAX_CONCURRENCY,
             max_functions_per_owner=raw.MAX_FUNCTIONS_PER_OWNER,
+            keep_bundles=raw.KEEP_BUNDLES,
         ),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
         database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,

@@ -107,6 +107,9 @@ class LimitSettings:
     #: Functions one principal may own (DONJON_MAX_FUNCTIONS_PER_OWNER): what each function
     #: keeps (logs, dead letters, results, its bundle) is bounded per function.
     max_functions_per_owner: int = 1000
+    #: Versions whose bundle trees a deployed function keeps, its newest and the current
+    #: one (DONJON_KEEP_BUNDLES; lifecycle/bundle_prune.py): older trees are removed.
+    keep_bundles: int = 5
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,7 @@ class SettingsInput(BaseSettings):
     LOG_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 30
     LOG_MAX_PER_FUNCTION: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     MAX_FUNCTIONS_PER_OWNER: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    KEEP_BUNDLES: Annotated[int, Field(ge=1, le=1000)] = 5
     JWKS_CA_FILE: ExistingPath = None
     JWKS_MAX_AGE_S: Annotated[Seconds, Field(ge=1, le=86_400)] = 300.0
     SHUTDOWN_GRACE_S: Annotated[Seconds, Field(ge=0)] = 10.0

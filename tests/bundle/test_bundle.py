@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -130,3 +132,28 @@ def test_refused_bundle_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(BundleError):
         store.add(archive, refuse)
     assert list((tmp_path / "s").iterdir()) == []
+
+
+def test_unkept_trees_are_removed_once_old_and_a_reused_one_is_young_again(
+    tmp_path: Path,
+) -> None:
+    """`remove_unkept` removes the old trees nothing wants, never a young or wanted one,
+    nor anything that is not a tree (a staging directory); a tree a deploy reuses is young
+    again, so a prune cannot remove it before its deploy holds it."""
+    store = BundleStore(tmp_path / "s")
+    digests = [
+        store.add(
+            build_bundle(_fn(tmp_path / str(n), f"def handler(e, c):\n    return {n}\n"))[1],
+            lambda p: None,
+        )[0]
+        for n in range(3)
+    ]
+    (store.root / ".incoming-left").mkdir()
+    old = time.time() - 7200
+    for digest in digests:
+        os.utime(store.path(digest), (old, old))
+    again = build_bundle(tmp_path / "0")[1]  # the first tree, deployed again
+    assert store.add(again, lambda p: None)[0] == digests[0]
+    assert store.remove_unkept(lambda d: d == digests[1], 3600) == [digests[2]]
+    assert {p.name for p in store.root.iterdir()} == {*digests[:2], ".incoming-left"}
+    assert store.remove_unkept(lambda d: False, 0) == sorted(digests[:2])

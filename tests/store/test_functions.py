@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from donjon.store import FunctionRecord, FunctionStore, connect, create_schema
 from donjon.store.database import StoreError
+from postgres_support import PostgresServer
 
 
 def _store(tmp_path: Path) -> FunctionStore:
@@ -148,3 +149,37 @@ def test_a_run_left_open_by_an_older_release_is_closed_and_read_as_ended(
     assert store.owned_versions("f", "key:b") == ((3, 4),)
     assert store.owned_versions("f", "key:c") == ((5, None),)
     assert store.owned_versions("f", "key:a") == ((1, 2),)
+
+
+def _kept_digests_cases(store: FunctionStore) -> None:
+    """f: versions 1-4 (4 runs v1's tree again); g: 1-2; h: removed. With two kept: f's
+    3 and 4 (4's tree is v1's), g's both, none of h's."""
+    for version, digest in enumerate(["a", "b", "c", "a"], start=1):
+        store.add_version("f", version, digest * 64, "{}", "key:a")
+    for version, digest in enumerate(["d", "e"], start=1):
+        store.add_version("g", version, digest * 64, "{}", "key:a")
+    store.add_version("h", 1, "f" * 64, "{}", "key:a")
+    assert store.remove("h")
+    assert store.kept_digests(2) == {"c" * 64, "a" * 64, "d" * 64, "e" * 64}
+    assert store.kept_digests(1) == {"a" * 64, "e" * 64}
+
+
+def test_kept_digests_are_the_newest_versions_of_deployed_functions(tmp_path: Path) -> None:
+    """lifecycle/bundle_prune.py keeps these trees: each deployed function's newest."""
+    _kept_digests_cases(_store(tmp_path))
+
+
+@pytest.mark.slow
+def test_kept_digests_on_postgresql() -> None:
+    """The same query (a window function) on PostgreSQL."""
+    server = PostgresServer()
+    server.start()
+    try:
+        engine = connect(server.url)
+        create_schema(engine)
+        try:
+            _kept_digests_cases(FunctionStore(engine))
+        finally:
+            engine.dispose()
+    finally:
+        server.stop()

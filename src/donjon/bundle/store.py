@@ -3,14 +3,19 @@
 A bundle is unpacked into a staging directory (``bundles/.incoming-*``),
 inspected, and renamed under its digest; whatever happens, the staging
 directory is removed afterwards, and `sweep` removes any that a node which
-stopped mid-deploy left behind.
+stopped mid-deploy left behind. `remove_unkept` removes the trees no version kept
+needs (lifecycle/bundle_prune.py says which); it and `add`'s keeping of a tree run one
+at a time, so a tree a deploy reuses is never removed under it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -28,12 +33,17 @@ log = logging.getLogger("donjon")
 
 T = TypeVar("T")
 
+#: The name of a kept tree: its digest (bundle/archive.py's `tree_digest`).
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
 
 class BundleStore:
     """Unpacked, read-only bundle trees, one per content digest."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: `_keep` and `remove_unkept`, one at a time.
+        self._trees = threading.Lock()
 
     def path(self, digest: str) -> Path:
         return self.root / digest
@@ -72,14 +82,45 @@ class BundleStore:
 
     def _keep(self, staging: Path, digest: str) -> None:
         final = self.path(digest)
-        if final.exists():
-            return
         make_read_only(staging)
-        try:
-            os.rename(staging, final)
-        except OSError:
-            if not final.is_dir():  # else a concurrent deploy of the same tree won
-                raise
+        with self._trees:
+            if final.exists():
+                # A tree another version runs (or ran): young again, so that a prune
+                # leaves it to this deploy until a version row or a claim holds it.
+                os.utime(final)
+                return
+            os.utime(staging)  # its age is its keeping's, not its unpacking's
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not final.is_dir():  # else a concurrent deploy of the same tree won
+                    raise
+
+    def remove_unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
+        """Remove every tree that `wanted` does not want and that was not kept in the last
+        `young_s` seconds (a deploy's on its way to its claim); the digests removed. A
+        tree that cannot be removed is logged and left for the next time."""
+        with self._trees:
+            try:
+                with os.scandir(self.root) as entries:
+                    trees = [
+                        (e.name, e.stat(follow_symlinks=False).st_mtime)
+                        for e in entries
+                        if _DIGEST.fullmatch(e.name)
+                    ]
+            except FileNotFoundError:
+                return []
+            except OSError as e:
+                log.warning("cannot list the bundles in %s: %s", self.root, e.strerror)
+                return []
+            now = time.time()
+            removed = []
+            for digest, kept_at in sorted(trees):
+                if now - kept_at < young_s or wanted(digest):
+                    continue
+                if remove_tree(self.path(digest)):
+                    removed.append(digest)
+            return removed
 
     def sweep(self) -> int:
         """Remove staging directories left by a node that stopped mid-deploy.

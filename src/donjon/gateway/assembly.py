@@ -129,6 +129,7 @@ def open_node(settings: Settings) -> Node:
             egress_networks=settings.egress.allow_networks,
             max_body_bytes=settings.requests.max_body_bytes,
             max_owned=settings.limits.max_functions_per_owner,
+            keep_bundles=settings.limits.keep_bundles,
             supply=supply,
             changes=AuditedChanges(audit, AuditOutbox(engine, outbox_key)),
         ),

@@ -269,7 +269,7 @@ class Node:
         self._last_used_task = asyncio.get_running_loop().create_task(
             self._write_last_used(), name="key-last-used"
         )
-        await self.purge_logs()  # at start, then periodically
+        await self.housekeeping()  # at start, then periodically
         self._purge_task = asyncio.get_running_loop().create_task(
             self._purge_logs_periodically(), name="log-retention"
         )
@@ -408,7 +408,13 @@ class Node:
     async def _purge_logs_periodically(self) -> None:
         while True:
             await asyncio.sleep(LOG_PURGE_INTERVAL_S)
-            await self.purge_logs()
+            await self.housekeeping()
+
+    async def housekeeping(self) -> None:
+        """At start (no sandbox runs yet) and hourly: expired invocation logs purged, and
+        the bundle trees no kept version runs removed (lifecycle/bundle_prune.py)."""
+        await self.purge_logs()
+        await self.deployments.prune.run()
 
     async def purge_logs(self) -> int:
         """Delete invocation logs older than the retention, in bounded batches; the count."""
@@ -455,6 +461,7 @@ class Node:
         if self.advisory_watch is not None:
             await self.advisory_watch.stop()
         self.deployments.stop()
+        await self.deployments.prune.stop()
         if self.pool is not None:
             await self.pool.close()
         await self.log_bound.close()  # its calls have ended: no entry is written after

@@ -52,6 +52,10 @@ class BundleClaims:
             if not ended and digest not in self._held:
                 await asyncio.shield(asyncio.to_thread(self._discard, digest))
 
+    def holds(self, digest: str) -> bool:
+        """Whether a deploy in flight holds `digest` (a dict lookup: safe off the loop)."""
+        return digest in self._held
+
     def _discard(self, digest: str) -> None:
         try:
             if self._stored(digest):

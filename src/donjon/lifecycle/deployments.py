@@ -33,6 +33,7 @@ from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.identity import Action, Policy, Principal, Role
 from donjon.lifecycle.bundle_claims import BundleClaims
+from donjon.lifecycle.bundle_prune import KEEP_BUNDLES, BundlePrune
 from donjon.lifecycle.deploy_notes import (
     audit_detail,
     check_trigger_secrets,
@@ -107,6 +108,7 @@ class Deployments:
         max_owned: int = 1000,
         supply: SupplyChain | None = None,
         changes: AuditedChanges | None = None,
+        keep_bundles: int = KEEP_BUNDLES,
     ) -> None:
         self.registry = registry
         #: A version stored or a function removed, and its record, committed together.
@@ -139,6 +141,8 @@ class Deployments:
         #: Deploys and removals of one function, one at a time (start to switch).
         self._name_locks = NameLocks()
         self._claims = BundleClaims(bundles, functions.stores_digest)
+        #: DONJON_KEEP_BUNDLES: old versions' trees removed after a deploy or removal.
+        self.prune = BundlePrune(functions, bundles, self._claims, audit, keep_bundles)
         self._finishing: set[asyncio.Future[Any]] = set()
 
     def start(
@@ -148,7 +152,7 @@ class Deployments:
         runtime: RuntimeTarget | None = None,
     ) -> None:
         """Use the node's started sandbox pool and deploy-time scanner from now on."""
-        self._pool = pool
+        self._pool = self.prune.pins = pool
         self._scanner = scanner
         self._runtime = runtime
 
@@ -345,6 +349,7 @@ class Deployments:
                 raise
             if self._pool is not None:
                 await self._pool.retire(record.name, keep_version=record.version, drain=True)
+        self.prune.soon()
         warnings = unsafe_warnings(principal, record, manifest, skip_scan)
         return Deployment(record, digest, accepted.report, warnings + not_yet_granted(manifest))
 
@@ -426,6 +431,7 @@ class Deployments:
                 self.registry.remove(name)
             if self._pool is not None:
                 await self._pool.retire(name)
+        self.prune.soon()
 
     # -- helpers ----------------------------------------------------------------------
 

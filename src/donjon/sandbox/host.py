@@ -165,6 +165,11 @@ class SandboxHost:
             if not holders:
                 self._pins.pop(bundle.name, None)
 
+    def pinned(self, name: str) -> bool:
+        """Whether a version or a sandbox uses the bundle `name` (its digest)."""
+        with self._staging_lock:
+            return name in self._pins
+
     def collect_staging(self) -> list[str]:
         """Remove the staged bundles no pin holds (and half-made copies); their names."""
         if self.staging is None:

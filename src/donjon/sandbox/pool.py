@@ -449,6 +449,11 @@ class SandboxPool:
             sizes[function] = (busy, idle)
         return sizes
 
+    def holds(self, digest: str) -> bool:
+        """Whether a version or sandbox of this pool uses the bundle `digest` (a draining
+        one of a replaced version too): its tree must stay."""
+        return self._host.pinned(digest)
+
     def draining(self) -> int:
         """Sandboxes of replaced versions still finishing their calls."""
         return len(self._draining)

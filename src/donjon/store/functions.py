@@ -61,6 +61,25 @@ class FunctionStore:
         with self._engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
+    def kept_digests(self, keep: int) -> set[str]:
+        """The bundles of each deployed function's current version and of its newest
+        `keep` versions (a removed function keeps none): lifecycle/bundle_prune.py."""
+        v = function_versions.c
+        ranked = (
+            select(
+                v.digest,
+                (functions.c.version == v.version).label("current"),
+                func.row_number()
+                .over(partition_by=v.name, order_by=v.version.desc())
+                .label("newest"),
+            )
+            .select_from(function_versions.join(functions, functions.c.name == v.name))
+            .subquery()
+        )
+        query = select(ranked.c.digest).where(ranked.c.current | (ranked.c.newest <= keep))
+        with self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def ever_deployed(self, name: str) -> bool:
         """Whether a version of `name` was ever deployed (removed or not)."""
         return self.next_version(name) > 1
