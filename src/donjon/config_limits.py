@@ -129,6 +129,9 @@ class QueueSettings:
     #: Succeeded invocations (event and result) a function keeps, its newest; the oldest
     #: past it are forgotten (DONJON_QUEUE_KEEP_SUCCEEDED; docs/limits.md).
     keep_succeeded: int = 10_000
+    #: Pending invocations the node holds, every function's together; past it enqueues
+    #: are refused (DONJON_QUEUE_MAX_PENDING; docs/limits.md).
+    max_pending: int = 100_000
 
 
 def queue_settings(raw: SettingsInput) -> QueueSettings:
@@ -139,4 +142,5 @@ def queue_settings(raw: SettingsInput) -> QueueSettings:
         poll_s=raw.QUEUE_POLL_S,
         max_dead=raw.QUEUE_MAX_DEAD,
         keep_succeeded=raw.QUEUE_KEEP_SUCCEEDED,
+        max_pending=raw.QUEUE_MAX_PENDING,
     )

@@ -222,6 +222,8 @@ class SettingsInput(BaseSettings):
     QUEUE_MAX_DEAD: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
     #: Succeeded invocations a function keeps (its newest; the oldest are forgotten).
     QUEUE_KEEP_SUCCEEDED: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    #: Pending invocations the node holds, every function's together (node_bound.py).
+    QUEUE_MAX_PENDING: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
     CA_BUNDLE: ExistingPath = None
     #: A region name such as us-east-1 (the Lambda Invoke API's SigV4 scope).
     LAMBDA_REGION: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")] = (

@@ -289,10 +289,10 @@ def _lapsed(node: Node, deployed: Deployed, name: str) -> bool:
 
 
 async def _refused(node: Node, envelope: Envelope, error: QueueFull) -> None:
-    """An enqueue refused by the function's `limits.queued` (or its dead letters'
-    bound): counted (`donjon_rate_limited_total{limit="queued"}`, `"dead"`) and audited in
-    aggregate like every limit's refusal (`invocation.refused`, one record per sender,
-    function and window)."""
+    """An enqueue refused by the function's `limits.queued`, its dead letters' bound or
+    the node's ceiling: counted (`donjon_rate_limited_total{limit="queued"}`, `"dead"`,
+    `"node_queued"`) and audited in aggregate like every limit's refusal
+    (`invocation.refused`, one record per sender, function and window)."""
     node.metrics.rate_limited.labels(envelope.function, error.limit).inc()
     await node.denials.deny(
         AuditEvent(
@@ -337,7 +337,10 @@ def open_invocations(node: Node) -> QueueWorkers:
     and stopped by the app, DONJON_QUEUE_*)."""
     service = AsyncInvocations(
         SqlInvocationQueue(  # sealed at rest
-            node.engine, QueueSealer(node.master), max_dead=node.settings.queue.max_dead
+            node.engine,
+            QueueSealer(node.master),
+            max_dead=node.settings.queue.max_dead,
+            max_pending=node.settings.queue.max_pending,
         ),
         node.audit,
         lambda name: _policy(node, name),

@@ -97,6 +97,24 @@ class DeadLettersFull(QueueFull):
         )
 
 
+class NodeQueueFull(QueueFull):
+    """The node holds its ceiling (DONJON_QUEUE_MAX_PENDING) of pending invocations,
+    every function's together (node_bound.py): nothing was queued."""
+
+    limit = "node_queued"
+    reason = "node queue full"
+
+    def __init__(self, function: str, ceiling: int, wanted: int = 1) -> None:
+        super().__init__(
+            function,
+            ceiling,
+            wanted,
+            message=f"this node's queue is full: {ceiling} invocations pending, every"
+            " function's together (DONJON_QUEUE_MAX_PENDING)",
+            hint="try again later; the node's operator may raise DONJON_QUEUE_MAX_PENDING",
+        )
+
+
 class BatchOverBound(QueueError):
     """Invocations asked to be queued together (the records of one message) that are more
     than the function's whole bound (`limits.queued`): they can never be queued together,

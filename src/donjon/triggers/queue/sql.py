@@ -4,13 +4,11 @@ A claim is one statement (claim.py), so the write lock it takes is the first thi
 does, on SQLite and PostgreSQL alike; every outcome is written `WHERE id = :id AND
 lease_token = :t`: a worker whose lease expired and was claimed again writes nothing.
 
-The bound on a function's pending invocations (`limits.queued`): bound.py.
+Bounds: a function's pending invocations (`limits.queued`), bound.py; the node's, all
+functions' (DONJON_QUEUE_MAX_PENDING), node_bound.py. Events and results are sealed at
+rest (vault/queueseal.py): a row keeps the ciphertext and the wrapped data key.
 
-Events and results are sealed at rest when the queue is given a sealer (the node's
-always is: vault/queueseal.py); a row keeps the ciphertext and the wrapped data key.
-
-The store is synchronous (SQLAlchemy Core); each call runs in a thread
-(`asyncio.to_thread`), as store/quotas.py's callers do, so the event loop stays free.
+Each call of the (synchronous) store runs in a thread, so the event loop stays free.
 """
 
 from __future__ import annotations
@@ -48,12 +46,14 @@ from donjon.triggers.queue.interface import (
     InvocationNotFound,
     InvocationQueue,
     Lease,
+    NodeQueueFull,
     QueuedInvocation,
     QueueError,
     QueueFull,
     RetryPolicy,
     Status,
 )
+from donjon.triggers.queue.node_bound import DEFAULT_MAX_PENDING, NodePending
 from donjon.triggers.queue.rows import RowValues, db_text
 from donjon.vault.queueseal import QueueSealer, Sealed
 
@@ -72,13 +72,13 @@ class SqlInvocationQueue(InvocationQueue):
         sealer: QueueSealer | None = None,
         *,
         max_dead: int = DEFAULT_MAX_DEAD,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self._engine = engine
         self._sealer = sealer
         self._max_dead = max_dead  # dead invocations kept before enqueues are refused
-        #: What this node last saw of each function's count (bound.py): only whether to
-        #: read it before the lock, never what is taken.
-        self._room = RoomHints()
+        self._room = RoomHints()  # each function's count as last seen (bound.py)
+        self._node = NodePending(max_pending)  # every function's together (node_bound.py)
 
     @property
     def engine(self) -> Engine:
@@ -220,6 +220,8 @@ class SqlInvocationQueue(InvocationQueue):
             raise BatchOverBound(function, bound, len(rows))
 
         def write() -> bool | None:
+            if not self._node.has_room(self._engine, len(rows)):
+                raise NodeQueueFull(function, self._node.ceiling, len(rows))
             read = bound is None or not self._room.had_room(function, len(rows), bound)
             if read and dead_full(self._engine, function, self._max_dead):
                 return None  # its dead letters are kept: nothing new is taken
@@ -231,6 +233,7 @@ class SqlInvocationQueue(InvocationQueue):
             if bound is None:
                 with self._engine.begin() as conn:
                     conn.execute(insert(inv), rows)
+                self._node.taken(len(rows))
                 return True
             with counting(self._engine) as conn:
                 lock_function(conn, function)
@@ -242,6 +245,7 @@ class SqlInvocationQueue(InvocationQueue):
                 if len(rows) > 1:  # under the lock the first insert took
                     conn.execute(insert(inv), rows[1:])
             self._room.taken(function, len(rows))
+            self._node.taken(len(rows))
             return True
 
         taken = await self._run(write)
