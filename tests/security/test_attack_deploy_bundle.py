@@ -201,13 +201,15 @@ def test_bad_stored_record_does_not_stop_the_node(own: LiveNode, dev_key: str) -
     good = _deploy(own, dev_key, _archive("name: survivor\nhandler: main.handler\n"))
     assert good.status_code == 201, good.text
     db = sqlite3.connect(own.data_dir / "donjon.db")
-    with db:
+    with db:  # as an older version wrote it: with no MAC, given one at the next start
         db.execute(
-            "INSERT INTO function_versions VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO function_versions (name, version, digest, manifest, created_at,"
+            " created_by) VALUES (?, ?, ?, ?, ?, ?)",
             ("rotten", 1, "0" * 64, '{"name": "rotten", "handler": 7}', time.time(), "test"),
         )
         db.execute("INSERT INTO functions (name, version) VALUES (?, ?)", ("rotten", 1))
     db.close()
+    (own.data_dir / "versions-sealed").unlink()
     _restart(own)
     assert _names(own) == {"survivor"}
     with own.client() as c:
@@ -215,6 +217,7 @@ def test_bad_stored_record_does_not_stop_the_node(own: LiveNode, dev_key: str) -
         assert c.post("/v1/functions/survivor/invoke", json={}).json() == {"ok": True}
     skipped = [a for a in audit if a["action"] == "function.load"]
     assert [(a["target"], a["outcome"]) for a in skipped] == [("rotten@1", "skipped")]
+    assert skipped[0]["detail"]["error"] == "ManifestError"  # sealed, then read: not its MAC
     log = (own.data_dir / "serve.log").read_text()
     assert "WARNING" in log and "rotten" in log
 

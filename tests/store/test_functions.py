@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from donjon.secret import Secret
 from donjon.store import FunctionRecord, FunctionStore, connect, create_schema
 from donjon.store.database import StoreError
 from postgres_support import PostgresServer
@@ -183,3 +185,26 @@ def test_kept_digests_on_postgresql() -> None:
             engine.dispose()
     finally:
         server.stop()
+
+
+def test_rows_carry_a_mac_of_what_is_served_and_old_rows_are_sealed(tmp_path: Path) -> None:
+    """With a MAC key, a stored row is authentic; any change to its digest, manifest or
+    deployer is not; a row without a MAC (from before them) is not, until sealed."""
+    engine = connect(f"sqlite:///{tmp_path / 'donjon.db'}")
+    create_schema(engine)
+    FunctionStore(engine).add_version("old", 1, "a" * 64, "{}", "key:a")  # no MAC
+    store = FunctionStore(engine, Secret(b"k" * 32))
+    store.add_version("f", 1, "0" * 64, '{"name": "f"}', "key:a")
+    (f,) = [r for r in store.current() if r.name == "f"]
+    assert store.authentic(f)
+    for changed in (
+        dataclasses.replace(f, digest="1" * 64),
+        dataclasses.replace(f, manifest="{}"),
+        dataclasses.replace(f, created_by="key:b"),
+    ):
+        assert not store.authentic(changed)
+    (old,) = [r for r in store.current() if r.name == "old"]
+    assert not store.authentic(old)
+    assert store.seal_unsealed() == 1
+    assert all(store.authentic(r) for r in store.current())
+    assert not FunctionStore(engine, Secret(b"x" * 32)).authentic(f)

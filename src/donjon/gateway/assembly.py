@@ -53,8 +53,15 @@ from donjon.store import (
 )
 from donjon.store.audit_outbox import AuditOutbox
 from donjon.store.supply import SupplyStore
+from donjon.store.version_mac import sealed, write_sealed
 from donjon.supply import SupplyChain
-from donjon.vault import AUDIT_OUTBOX_PURPOSE, KEY_HASH_PURPOSE, MasterKey, VaultError
+from donjon.vault import (
+    AUDIT_OUTBOX_PURPOSE,
+    KEY_HASH_PURPOSE,
+    VERSION_MAC_PURPOSE,
+    MasterKey,
+    VaultError,
+)
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.logseal import LogSealer
 
@@ -68,7 +75,10 @@ def open_node(settings: Settings) -> Node:
     master = MasterKey.load(settings.master_key_path)
     engine = connect(settings.database_url)
     create_schema(engine)
-    functions = FunctionStore(engine)
+    functions = FunctionStore(engine, master.derive(VERSION_MAC_PURPOSE))
+    if not sealed(settings.data_dir):  # rows written before MACs: once (version_mac.py)
+        functions.seal_unsealed()
+        write_sealed(settings.data_dir)
     keys = KeyStore(engine)
     bundles = BundleStore(settings.bundles_dir)
     registry, skipped = load_registry(functions, bundles)

@@ -40,6 +40,7 @@ __all__ = [
     "FunctionRegistry",
     "HookSpec",
     "SkippedRecord",
+    "VersionUnauthenticated",
     "hook_paths",
     "instance_config",
     "load_registry",
@@ -86,6 +87,19 @@ class SkippedRecord:
     version: int
     reason: str
     error: str
+
+
+class VersionUnauthenticated(Error):
+    """A stored version whose row lacks this node's MAC (store/version_mac.py): not served."""
+
+    title = "Version not authenticated"
+
+    def __init__(self, record: FunctionRecord) -> None:
+        super().__init__(
+            f"the stored row of {record.name} version {record.version} does not carry this"
+            " node's MAC: it was changed in the database, or written without its master key",
+            hint="deploy the function again, or restore the database from a backup",
+        )
 
 
 def instance_config(manifest: Manifest, version: int, bundle: Path) -> InstanceConfig:
@@ -330,6 +344,8 @@ def load_registry(
     skipped: list[SkippedRecord] = []
     for record in functions.current():
         try:
+            if not functions.authentic(record):
+                raise VersionUnauthenticated(record)
             deployed = make_deployed(record, bundles.path(record.digest))
         except Exception as e:  # whatever is wrong with it, skip it
             reason = (e.message if isinstance(e, Error) else str(e))[:500]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,9 +11,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from donjon.secret import Secret
 from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict, StoreError
 from donjon.store.tables import function_owners, function_versions, functions
+from donjon.store.version_mac import version_mac
 
 __all__ = ["FunctionRecord", "FunctionStore", "VersionRuns"]
 
@@ -38,13 +41,46 @@ class FunctionRecord:
     #: When that first version was deployed (`created_at` of `since_version`): a grant
     #: another function's deploy made before it named an earlier function of the name.
     since_at: float = 0.0
+    #: The row's MAC (store/version_mac.py): None in a row written before MACs.
+    mac: str | None = None
 
 
 class FunctionStore:
     """Queries over `functions` and `function_versions`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, mac_key: Secret[bytes] | None = None) -> None:
         self._engine = engine
+        #: The rows' MAC key (store/version_mac.py); None: rows unMACed (tests alone).
+        self._mac_key = mac_key
+
+    def _mac(self, name: str, version: int, digest: str, manifest: str, by: str) -> str | None:
+        key = self._mac_key
+        return None if key is None else version_mac(key, name, version, digest, manifest, by)
+
+    def authentic(self, record: FunctionRecord) -> bool:
+        """Whether `record`'s row carries the MAC this node writes (always, with no key)."""
+        if self._mac_key is None:
+            return True
+        mac = self._mac(
+            record.name, record.version, record.digest, record.manifest, record.created_by
+        )
+        return record.mac is not None and mac is not None and hmac.compare_digest(record.mac, mac)
+
+    def seal_unsealed(self) -> int:
+        """Give every row written before MACs its MAC (once: `version_mac.sealed`)."""
+        if self._mac_key is None:
+            return 0
+        v = function_versions.c
+        with self._engine.begin() as conn:
+            rows = conn.execute(select(function_versions).where(v.mac.is_(None))).all()
+            for r in rows:
+                mac = self._mac(r.name, r.version, r.digest, r.manifest, r.created_by)
+                conn.execute(
+                    update(function_versions)
+                    .where((v.name == r.name) & (v.version == r.version))
+                    .values(mac=mac)
+                )
+        return len(rows)
 
     def next_version(self, name: str) -> int:
         with self._engine.connect() as conn:
@@ -116,6 +152,7 @@ class FunctionStore:
                             manifest=manifest,
                             created_at=time.time(),
                             created_by=created_by,
+                            mac=self._mac(name, version, digest, manifest, created_by),
                         )
                     )
                 except IntegrityError as e:

@@ -79,6 +79,8 @@ function_versions = Table(
     Column("manifest", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(LABEL_LENGTH), nullable=False),
+    #: HMAC of the row (store/version_mac.py); NULL only in rows written before MACs.
+    Column("mac", String(64)),
 )
 
 #: Each version's supply chain records (supply/): its CycloneDX SBOM (JSON, as served)

@@ -13,6 +13,7 @@ from donjon.vault.master import (
     KEY_HASH_PURPOSE,
     SIGV4_SECRET_PURPOSE,
     VAULT_KEK_PURPOSE,
+    VERSION_MAC_PURPOSE,
     MasterKey,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "KEY_HASH_PURPOSE",
     "SIGV4_SECRET_PURPOSE",
     "VAULT_KEK_PURPOSE",
+    "VERSION_MAC_PURPOSE",
     "MasterKey",
     "SecretNotFound",
     "VaultError",

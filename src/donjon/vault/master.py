@@ -23,6 +23,7 @@ __all__ = [
     "KEY_HASH_PURPOSE",
     "SIGV4_SECRET_PURPOSE",
     "VAULT_KEK_PURPOSE",
+    "VERSION_MAC_PURPOSE",
     "MasterKey",
     "VaultError",
 ]
@@ -36,6 +37,9 @@ AUDIT_MAC_PURPOSE = "donjon/audit-head-mac/v1"
 #: The MAC of each audit outbox row (store/audit_outbox.py): a row its node did not write
 #: is not appended as a change's record.
 AUDIT_OUTBOX_PURPOSE = "donjon/audit-outbox-mac/v1"
+#: The MAC of each function version's row (store/version_mac.py): a version the node did
+#: not write is not served.
+VERSION_MAC_PURPOSE = "donjon/function-version-mac/v1"
 #: Keys' SigV4 secrets (identity/sigv4.py), each an HMAC of a key's stored hash.
 SIGV4_SECRET_PURPOSE = "donjon/sigv4-secret/v1"  # noqa: S105  # nosec B105 - an HKDF label
 #: The vault's key-encryption key (vault/local.py), wrapping each secret's data key.
