@@ -141,3 +141,22 @@ def test_json_nested_too_deep_is_invalid_not_a_crash(log: BuiltLog, stranger: Pa
         done = _check(stranger, name, "--key", str(key))
         assert done.returncode == 1, (name, done.stderr)
         assert done.stderr.startswith("INVALID: ") and "Traceback" not in done.stderr, name
+
+
+def test_an_export_cut_short_is_invalid(log: BuiltLog, stranger: Path) -> None:
+    """An export cut after its header, or after an earlier checkpoint (the records and
+    checkpoints past it gone), is not the export of records since..until its header names:
+    exit 1 (it used to pass, "records 2..1 (0) verified")."""
+    key, _, _, export = _files(log, stranger)
+    lines = export.read_text().splitlines()
+    kinds = [json.loads(x)["type"] for x in lines]
+    assert kinds == ["header"] + ["record"] * 6 + ["checkpoint"] * 2  # records 2..7; 3, 7
+    cuts = {
+        "header.jsonl": lines[:1],
+        "at3.jsonl": [*lines[:3], lines[7]],  # records 2, 3 and the checkpoint of 3
+    }
+    for name, kept in cuts.items():
+        (stranger / name).write_text("\n".join(kept) + "\n")
+        done = _check(stranger, name, "--key", str(key))
+        assert done.returncode == 1, (name, done.stdout)
+        assert "until 7" in done.stderr and "cut" in done.stderr, done.stderr

@@ -141,10 +141,12 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
     header = json_of_line(first[1], first[0])
     if header.get("type") != "header" or header.get("format") != EXPORT_FORMAT:
         raise _bad(first[0], f"is not a {EXPORT_FORMAT} header")
-    since = header.get("since")
+    since, until = header.get("since"), header.get("until")
     raw_prefix = header.get("prefix")
     if not isinstance(since, int) or since < 1 or not isinstance(raw_prefix, list):
         raise _bad(first[0], "has no valid since and prefix")
+    if not isinstance(until, int) or isinstance(until, bool) or until < since - 1:
+        raise _bad(first[0], f"has no valid until (a size from {since - 1} on)")
     try:
         prefix = [bytes.fromhex(h) for h in raw_prefix]
     except (ValueError, TypeError) as e:
@@ -165,6 +167,13 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
         else:
             raise _bad(number, f"has an unknown type {kind!r}")
     last = since - 1 + len(leaves)
+    if last != until:
+        # The header is not signed: this tells a cut file from a whole one, not a forger.
+        raise ProofInvalid(
+            f"the export holds records {since}..{last} but its header says until {until}: "
+            "it was cut short (or extended)",
+            hint="export again; a whole export ends at the checkpoint its header names",
+        )
     sizes = _check_checkpoints(frontier, leaves, checkpoints, key)
     if leaves and (not sizes or sizes[-1] < last):
         raise ProofInvalid(
