@@ -28,7 +28,7 @@ from donjon import boundedjson
 from donjon.audit import merkle
 from donjon.audit.checkpoint import VerifierKey
 from donjon.audit.frontier import Frontier
-from donjon.audit.proofs import Checked, ProofInvalid, open_note
+from donjon.audit.proofs import Checked, ProofInvalid, open_note, record_bytes
 from donjon.audit.prover import Prover
 
 __all__ = ["EXPORT_FORMAT", "ExportFormat", "check_export", "export_lines", "json_of_line"]
@@ -161,7 +161,7 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
         kind = obj.get("type")
         if kind == "record":
             _check_record(obj, since + len(leaves), number, checkpoints)
-            leaves.append(merkle.leaf_hash(obj["record"].encode()))
+            leaves.append(merkle.leaf_hash(record_bytes(obj["record"], f"line {number}'s record")))
         elif kind == "checkpoint":
             checkpoints.append((number, len(leaves), obj.get("note")))
         else:

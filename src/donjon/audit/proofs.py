@@ -42,6 +42,7 @@ __all__ = [
     "hex_list",
     "inclusion_document",
     "open_note",
+    "record_bytes",
 ]
 
 INCLUSION_FORMAT = "donjon-inclusion-proof/1"
@@ -194,10 +195,19 @@ def _hex(value: object, what: str) -> bytes:
     raise _invalid(f"{what} is not a hex SHA-256 hash")
 
 
+def record_bytes(record: str, what: str) -> bytes:
+    """The UTF-8 bytes of a record carried as text; text no UTF-8 holds (a lone surrogate
+    escape) is no record the node wrote."""
+    try:
+        return record.encode()
+    except UnicodeEncodeError as e:
+        raise _invalid(f"{what} is not UTF-8 text: it was edited") from e
+
+
 def check_inclusion(doc: Mapping[str, Any], key: VerifierKey) -> Checked:
     """Check an inclusion proof document; raise ProofInvalid if it does not hold."""
     seq = _field(doc, "seq", int)
-    record = _field(doc, "record", str).encode()
+    record = record_bytes(_field(doc, "record", str), "the proof's record")
     size = _field(doc, "tree_size", int)
     path = _hashes(doc, "path")
     checkpoint = open_note(doc.get("checkpoint"), key)
