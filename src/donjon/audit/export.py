@@ -57,7 +57,7 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
     newest = prover.checkpoints(1)
     until = newest[0].checkpoint.size if newest else 0
     since = min(since, until + 1)  # nothing signed after `until` yet: an empty export
-    prefix = Frontier.from_leaves(prover.leaf_hashes(1, since - 1))
+    prefix = prover.fold(since - 1).frontier
     header = {
         "type": "header",
         "format": EXPORT_FORMAT,
