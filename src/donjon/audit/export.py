@@ -79,17 +79,8 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
             # offline check then finds that the records no longer hash to their checkpoint).
             text = record.decode("utf-8", "replace")
             yield line({"type": "record", "seq": seq, "record": text}, _record_ts(record))
-    # Every checkpoint covering an exported record, oldest first.
-    after = until + 1
-    covering = []
-    while True:
-        batch = [s for s in prover.checkpoints(1000, before=after) if s.checkpoint.size >= since]
-        covering += batch
-        if len(batch) < 1000:
-            break
-        after = batch[0].checkpoint.size
-    covering.sort(key=lambda s: s.checkpoint.size)
-    for stored in covering:
+    # Every checkpoint covering an exported record, oldest first, a page at a time.
+    for stored in prover.checkpoints_within(since, until):
         obj = {"type": "checkpoint", "size": stored.checkpoint.size, "ts": stored.ts}
         yield line({**obj, "note": stored.note}, stored.ts)
 

@@ -183,6 +183,22 @@ class Prover:
             rows = conn.execute(text(query), params).all()
         return [self._stored(r) for r in reversed(rows)]
 
+    def checkpoints_within(self, first: int, last: int) -> Iterator[StoredCheckpoint]:
+        """The checkpoints of sizes first..last, oldest first, read a page at a time."""
+        query = (
+            "SELECT size, ts, note FROM audit_checkpoints"
+            " WHERE size >= :first AND size <= :last ORDER BY size LIMIT :n"
+        )
+        while first <= last:
+            with self._engine.connect() as conn:
+                rows = conn.execute(text(query), {"first": first, "last": last, "n": 1000}).all()
+            if not rows:
+                return
+            for row in rows:
+                stored = self._stored(row)
+                yield stored
+            first = stored.checkpoint.size + 1
+
     def checkpoint(self, size: int) -> StoredCheckpoint:
         """The checkpoint of exactly `size` records."""
         with self._engine.connect() as conn:
