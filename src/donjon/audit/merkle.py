@@ -104,7 +104,7 @@ def inclusion_ranges(size: int, index: int) -> list[tuple[int, int]]:
     if not 0 <= index < size:
         raise MerkleError(
             f"leaf index {index} is outside a tree of {size} leaves",
-            hint=f"ask for an index from 0 to {size - 1}" if size > 0 else "the tree is empty",
+            hint=f"ask for an index from 0 to {size - 1}" if size else "the tree is empty",
         )
     ranges: list[tuple[int, int]] = []
     lo, hi, m = 0, size, index
@@ -123,7 +123,7 @@ def inclusion_ranges(size: int, index: int) -> list[tuple[int, int]]:
 def consistency_ranges(size: int, old_size: int) -> list[tuple[int, int]]:
     """The leaf ranges [lo, hi) whose tree hashes are the proof that the tree of the first
     `old_size` leaves is a prefix of the tree of `size` (RFC 9162 2.1.4.1), in proof
-    order. None when old_size is 0 or the full size."""
+    order. Empty when old_size is 0 or the full size."""
     if not 0 <= old_size <= size:
         raise MerkleError(
             f"old size {old_size} is outside a tree of {size} leaves",
