@@ -19,7 +19,12 @@ from starlette.responses import Response
 
 from donjon.audit.export import check_export
 from donjon.audit.proofs import check_document
-from donjon.gateway.audit_api import audit_consistency, audit_export, audit_proof
+from donjon.gateway.audit_api import (
+    audit_checkpoints,
+    audit_consistency,
+    audit_export,
+    audit_proof,
+)
 from donjon.gateway.node import Node
 from donjon.gateway.proof_work import ProofsBusy, ProofWork
 from donjon.identity import Principal, Role
@@ -69,12 +74,14 @@ async def _body(response: Response) -> str:
 
 
 def test_proof_routes_leave_the_default_executor_alone(log: BuiltLog, tmp_path: Path) -> None:
-    """A proof, a consistency proof and an export's prefix are built, valid, and the loop's
-    default executor was handed none of that work."""
+    """The checkpoints (each signature checked: up to 10,000 a page), a proof, a consistency
+    proof and an export's prefix are built, valid, and the loop's default executor was
+    handed none of that work."""
     node = _node(log, tmp_path)
     admin = Principal("1", "admin", Role.ADMIN)
     watched = _Watched()
     calls = (
+        (audit_checkpoints, "/v1/audit/checkpoints", "n=10000"),
         (audit_proof, "/v1/audit/proof", "seq=7&size=40"),
         (audit_consistency, "/v1/audit/consistency", "old=20&new=40"),
         (audit_export, "/v1/audit/export", "since=30"),
@@ -90,7 +97,8 @@ def test_proof_routes_leave_the_default_executor_alone(log: BuiltLog, tmp_path: 
             bodies.append(await _body(response))
         return bodies
 
-    proof, consistency, export = asyncio.run(run())
+    checkpoints, proof, consistency, export = asyncio.run(run())
+    assert [c["size"] for c in json.loads(checkpoints)] == [20, 40]
     check_document(json.loads(proof), log.key.verifier)
     check_document(json.loads(consistency), log.key.verifier)
     assert "records 30..40" in check_export(export.splitlines(), log.key.verifier).summary

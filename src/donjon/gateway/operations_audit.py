@@ -140,7 +140,7 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
         "The signed checkpoints of the audit log, oldest first",
         "audit",
         {200: Raw({"application/json": {"schema": {"type": "array", "items": _CHECKPOINT}}})},
-        (400, *AUTH),
+        (400, *AUTH, 409, 503),
         params=(
             count(10_000),
             whole("before", 0, "only checkpoints smaller than this size (to page back)"),
