@@ -141,3 +141,43 @@ def test_json_nested_too_deep_is_invalid_not_a_crash(log: BuiltLog, stranger: Pa
         done = _check(stranger, name, "--key", str(key))
         assert done.returncode == 1, (name, done.stderr)
         assert done.stderr.startswith("INVALID: ") and "Traceback" not in done.stderr, name
+
+
+def test_an_export_cut_short_is_invalid(log: BuiltLog, stranger: Path) -> None:
+    """An export cut after its header, or after an earlier checkpoint (the records and
+    checkpoints past it gone), is not the export of records since..until its header names:
+    exit 1 (it used to pass, "records 2..1 (0) verified")."""
+    key, _, _, export = _files(log, stranger)
+    lines = export.read_text().splitlines()
+    kinds = [json.loads(x)["type"] for x in lines]
+    assert kinds == ["header"] + ["record"] * 6 + ["checkpoint"] * 2  # records 2..7; 3, 7
+    cuts = {
+        "header.jsonl": lines[:1],
+        "at3.jsonl": [*lines[:3], lines[7]],  # records 2, 3 and the checkpoint of 3
+    }
+    for name, kept in cuts.items():
+        (stranger / name).write_text("\n".join(kept) + "\n")
+        done = _check(stranger, name, "--key", str(key))
+        assert done.returncode == 1, (name, done.stdout)
+        assert "until 7" in done.stderr and "cut" in done.stderr, done.stderr
+
+
+def test_a_record_with_a_lone_surrogate_is_invalid_not_a_crash(
+    log: BuiltLog, stranger: Path
+) -> None:
+    """A proof's record (or an export's) holding a lone surrogate escape is no UTF-8 text
+    and so no record the node wrote: exit 1 with the reason, never a UnicodeEncodeError."""
+    key, inclusion, _, export = _files(log, stranger)
+    doc = json.loads(inclusion.read_text())
+    lone = "\ud800"  # json.dumps writes it as the escape \ud800, which JSON allows
+    doc["record"] = doc["record"].replace('"outcome":"ok"', f'"outcome":"{lone}"')
+    lines = export.read_text().splitlines()
+    record = json.loads(lines[2])
+    record["record"] = record["record"].replace('"outcome":"ok"', f'"outcome":"{lone}"')
+    lines[2] = json.dumps(record)
+    cases = {"proof.json": json.dumps(doc), "export.jsonl": "\n".join(lines) + "\n"}
+    for name, text in cases.items():
+        (stranger / name).write_text(text)
+        done = _check(stranger, name, "--key", str(key))
+        assert done.returncode == 1, (name, done.stderr)
+        assert done.stderr.startswith("INVALID: ") and "Traceback" not in done.stderr, name

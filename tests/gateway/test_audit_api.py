@@ -230,3 +230,32 @@ def test_damaged_rows_get_a_409_or_a_placeholder_never_a_500(tmp_path: Path) -> 
         db.close()
     finally:
         live.stop()
+
+
+def test_an_export_the_node_cuts_short_is_named_so(tmp_path: Path) -> None:
+    """A checkpoint row edited in the database: the node has answered 200 and sent the
+    header when it finds it, so it ends the stream. `donjon audit export` exits 1 saying
+    the export was cut short and the file is incomplete, not that the node cannot be
+    reached (it said "is `donjon serve` running?"); check-proof refuses the file."""
+    live = start_node(tmp_path / "data", {"DONJON_AUDIT_CHECKPOINT_RECORDS": "1"})
+    try:
+        newest = _checkpoint_covering(live, _records(live, 3))
+        sizes = [c["size"] for c in _get(live, "/v1/audit/checkpoints").json()]
+        assert sizes[-1] == newest and len(sizes) > 2
+        with sqlite3.connect(live.data_dir / "donjon.db") as db:
+            (note,) = db.execute(
+                "SELECT note FROM audit_checkpoints WHERE size = ?", (sizes[1],)
+            ).fetchone()
+            db.execute(
+                "UPDATE audit_checkpoints SET note = ? WHERE size = ?",
+                (note.replace("\n\n", "\n"), sizes[1]),
+            )
+        out = tmp_path / "export.jsonl"
+        done = run_cli(live.env(), "audit", "export", "-o", str(out), check=False)
+        assert done.returncode == 1, done.stdout
+        assert "cut short" in done.stderr and "cannot reach" not in done.stderr, done.stderr
+        assert str(out) in done.stderr and "incomplete" in done.stderr, done.stderr
+        code, text = _check_offline(tmp_path, live, out)
+        assert code == 1, text
+    finally:
+        live.stop()

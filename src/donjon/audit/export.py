@@ -28,7 +28,7 @@ from donjon import boundedjson
 from donjon.audit import merkle
 from donjon.audit.checkpoint import VerifierKey
 from donjon.audit.frontier import Frontier
-from donjon.audit.proofs import Checked, ProofInvalid, open_note
+from donjon.audit.proofs import Checked, ProofInvalid, open_note, record_bytes
 from donjon.audit.prover import Prover
 
 __all__ = ["EXPORT_FORMAT", "ExportFormat", "check_export", "export_lines", "json_of_line"]
@@ -57,7 +57,7 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
     newest = prover.checkpoints(1)
     until = newest[0].checkpoint.size if newest else 0
     since = min(since, until + 1)  # nothing signed after `until` yet: an empty export
-    prefix = Frontier.from_leaves(prover.leaf_hashes(1, since - 1))
+    prefix = prover.fold(since - 1).frontier
     header = {
         "type": "header",
         "format": EXPORT_FORMAT,
@@ -79,17 +79,8 @@ def export_lines(prover: Prover, since: int = 1, fmt: ExportFormat = "jsonl") ->
             # offline check then finds that the records no longer hash to their checkpoint).
             text = record.decode("utf-8", "replace")
             yield line({"type": "record", "seq": seq, "record": text}, _record_ts(record))
-    # Every checkpoint covering an exported record, oldest first.
-    after = until + 1
-    covering = []
-    while True:
-        batch = [s for s in prover.checkpoints(1000, before=after) if s.checkpoint.size >= since]
-        covering += batch
-        if len(batch) < 1000:
-            break
-        after = batch[0].checkpoint.size
-    covering.sort(key=lambda s: s.checkpoint.size)
-    for stored in covering:
+    # Every checkpoint covering an exported record, oldest first, a page at a time.
+    for stored in prover.checkpoints_within(since, until):
         obj = {"type": "checkpoint", "size": stored.checkpoint.size, "ts": stored.ts}
         yield line({**obj, "note": stored.note}, stored.ts)
 
@@ -141,10 +132,12 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
     header = json_of_line(first[1], first[0])
     if header.get("type") != "header" or header.get("format") != EXPORT_FORMAT:
         raise _bad(first[0], f"is not a {EXPORT_FORMAT} header")
-    since = header.get("since")
+    since, until = header.get("since"), header.get("until")
     raw_prefix = header.get("prefix")
     if not isinstance(since, int) or since < 1 or not isinstance(raw_prefix, list):
         raise _bad(first[0], "has no valid since and prefix")
+    if not isinstance(until, int) or isinstance(until, bool) or until < since - 1:
+        raise _bad(first[0], f"has no valid until (a size from {since - 1} on)")
     try:
         prefix = [bytes.fromhex(h) for h in raw_prefix]
     except (ValueError, TypeError) as e:
@@ -159,12 +152,19 @@ def check_export(lines: Iterable[str], key: VerifierKey) -> Checked:
         kind = obj.get("type")
         if kind == "record":
             _check_record(obj, since + len(leaves), number, checkpoints)
-            leaves.append(merkle.leaf_hash(obj["record"].encode()))
+            leaves.append(merkle.leaf_hash(record_bytes(obj["record"], f"line {number}'s record")))
         elif kind == "checkpoint":
             checkpoints.append((number, len(leaves), obj.get("note")))
         else:
             raise _bad(number, f"has an unknown type {kind!r}")
     last = since - 1 + len(leaves)
+    if last != until:
+        # The header is not signed: this tells a cut file from a whole one, not a forger.
+        raise ProofInvalid(
+            f"the export holds records {since}..{last} but its header says until {until}: "
+            "it was cut short (or extended)",
+            hint="export again; a whole export ends at the checkpoint its header names",
+        )
     sizes = _check_checkpoints(frontier, leaves, checkpoints, key)
     if leaves and (not sizes or sizes[-1] < last):
         raise ProofInvalid(

@@ -27,7 +27,9 @@ __all__ = [
     "InvalidProof",
     "MerkleError",
     "consistency_proof",
+    "consistency_ranges",
     "inclusion_proof",
+    "inclusion_ranges",
     "leaf_hash",
     "node_hash",
     "root",
@@ -95,35 +97,33 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     return _root(leaf_hashes)
 
 
-def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
-    """The audit path of leaf `index` in the tree of these leaves (RFC 9162 2.1.3.1),
-    from the leaf's sibling up to the root's child."""
-    _check_leaves(leaf_hashes)
-    size = len(leaf_hashes)
+def inclusion_ranges(size: int, index: int) -> list[tuple[int, int]]:
+    """The leaf ranges [lo, hi) whose tree hashes are the audit path of leaf `index` in a
+    tree of `size` leaves (RFC 9162 2.1.3.1), from the leaf's sibling up: disjoint, and
+    with the leaf they cover the tree."""
     if not 0 <= index < size:
         raise MerkleError(
             f"leaf index {index} is outside a tree of {size} leaves",
             hint=f"ask for an index from 0 to {size - 1}" if size else "the tree is empty",
         )
-    path: list[bytes] = []
+    ranges: list[tuple[int, int]] = []
     lo, hi, m = 0, size, index
     while hi - lo > 1:
         k = _split(hi - lo)
         if m < k:
-            path.append(_root(leaf_hashes[lo + k : hi]))
+            ranges.append((lo + k, hi))
             hi = lo + k
         else:
-            path.append(_root(leaf_hashes[lo : lo + k]))
+            ranges.append((lo, lo + k))
             lo, m = lo + k, m - k
-    path.reverse()
-    return path
+    ranges.reverse()
+    return ranges
 
 
-def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
-    """The proof that the tree of the first `old_size` leaves is a prefix of the tree
-    of all of them (RFC 9162 2.1.4.1). Empty when old_size is 0 or the full size."""
-    _check_leaves(leaf_hashes)
-    size = len(leaf_hashes)
+def consistency_ranges(size: int, old_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [lo, hi) whose tree hashes are the proof that the tree of the first
+    `old_size` leaves is a prefix of the tree of `size` (RFC 9162 2.1.4.1), in proof
+    order. Empty when old_size is 0 or the full size."""
     if not 0 <= old_size <= size:
         raise MerkleError(
             f"old size {old_size} is outside a tree of {size} leaves",
@@ -131,20 +131,35 @@ def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes
         )
     if old_size in (0, size):
         return []
-    proof: list[bytes] = []
+    ranges: list[tuple[int, int]] = []
     lo, hi, m, whole = 0, size, old_size, True
     while m != hi - lo:
         k = _split(hi - lo)
         if m <= k:
-            proof.append(_root(leaf_hashes[lo + k : hi]))
+            ranges.append((lo + k, hi))
             hi = lo + k
         else:
-            proof.append(_root(leaf_hashes[lo : lo + k]))
+            ranges.append((lo, lo + k))
             lo, m, whole = lo + k, m - k, False
     if not whole:
-        proof.append(_root(leaf_hashes[lo:hi]))
-    proof.reverse()
-    return proof
+        ranges.append((lo, hi))
+    ranges.reverse()
+    return ranges
+
+
+def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
+    """The audit path of leaf `index` in the tree of these leaves (RFC 9162 2.1.3.1),
+    from the leaf's sibling up to the root's child."""
+    _check_leaves(leaf_hashes)
+    return [_root(leaf_hashes[lo:hi]) for lo, hi in inclusion_ranges(len(leaf_hashes), index)]
+
+
+def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
+    """The proof that the tree of the first `old_size` leaves is a prefix of the tree
+    of all of them (RFC 9162 2.1.4.1). Empty when old_size is 0 or the full size."""
+    _check_leaves(leaf_hashes)
+    ranges = consistency_ranges(len(leaf_hashes), old_size)
+    return [_root(leaf_hashes[lo:hi]) for lo, hi in ranges]
 
 
 def _check_hash(what: str, value: bytes) -> None:

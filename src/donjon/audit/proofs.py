@@ -9,8 +9,8 @@ checkpoints and proofs"):
     {"format": "donjon-consistency-proof/1", "old_checkpoint": "<signed note>",
      "new_checkpoint": "<signed note>", "path": ["<hex>", ...]}
 
-Building (`inclusion_document`, `consistency_document`) takes the stored leaf
-hashes and a signed checkpoint; checking (`check_inclusion`,
+Building (`inclusion_document`, `consistency_document`) takes the roots folded
+from the stored leaf hashes and a signed checkpoint; checking (`check_inclusion`,
 `check_consistency`, `check_document`) needs only the document and the
 verifier key: no node, no settings, no database. Every failure raises
 `ProofInvalid` naming what does not hold; the checks never return a flag to
@@ -42,6 +42,7 @@ __all__ = [
     "hex_list",
     "inclusion_document",
     "open_note",
+    "record_bytes",
 ]
 
 INCLUSION_FORMAT = "donjon-inclusion-proof/1"
@@ -91,25 +92,32 @@ def hex_list(hashes: Sequence[bytes]) -> list[str]:
 
 
 def inclusion_document(
-    seq: int, record: bytes, leaf_hashes: Sequence[bytes], checkpoint: Checkpoint, note: str
+    seq: int,
+    record: bytes,
+    stored_leaf: bytes,
+    root: bytes,
+    path: Sequence[bytes],
+    checkpoint: Checkpoint,
+    note: str,
 ) -> dict[str, Any]:
     """The proof that record `seq` is in the tree of `checkpoint`.
 
-    `leaf_hashes` are the stored leaf hashes of records 1..checkpoint.size. They
-    must hash to the checkpoint's root and hold this record's hash, or the
-    database no longer matches what was signed: refused rather than served.
+    `stored_leaf` is the record's stored leaf hash, `root` the tree hash of the stored
+    leaf hashes of records 1..checkpoint.size and `path` the audit path read from them
+    (audit/prover.py folds them). The record must hash to its leaf and the leaves to the
+    checkpoint's root, or the database no longer matches what was signed: refused
+    rather than served.
     """
     size = checkpoint.size
-    if len(leaf_hashes) != size or not 1 <= seq <= size:
+    if not 1 <= seq <= size:
         raise ProofError(
-            f"record {seq} is not among the {len(leaf_hashes)} leaves read "
-            f"for a checkpoint of {size}",
+            f"record {seq} is not in a checkpoint of {size}",
             hint="ask for a record the checkpoint covers",
         )
     leaf = merkle.leaf_hash(record)
-    if leaf != leaf_hashes[seq - 1]:
+    if leaf != stored_leaf:
         raise _tampered(f"record {seq} does not match its stored leaf hash")
-    if merkle.root(leaf_hashes) != checkpoint.root:
+    if root != checkpoint.root:
         raise _tampered(f"the stored leaves do not hash to the root of checkpoint {size}")
     return {
         "format": INCLUSION_FORMAT,
@@ -117,13 +125,14 @@ def inclusion_document(
         "record": record.decode(),
         "leaf_hash": leaf.hex(),
         "tree_size": size,
-        "path": hex_list(merkle.inclusion_proof(leaf_hashes, seq - 1)),
+        "path": hex_list(path),
         "checkpoint": note,
     }
 
 
 def consistency_document(
-    leaf_hashes: Sequence[bytes],
+    roots: tuple[bytes, bytes],
+    path: Sequence[bytes],
     old: Checkpoint,
     old_note: str,
     new: Checkpoint,
@@ -131,23 +140,24 @@ def consistency_document(
 ) -> dict[str, Any]:
     """The proof that the tree of `old` is a prefix of the tree of `new`.
 
-    `leaf_hashes` are the stored leaf hashes of records 1..new.size; both roots
-    are recomputed from them before the proof is served.
+    `roots` are the tree hashes of the stored leaf hashes of records 1..old.size and
+    1..new.size, `path` the proof read from them: both roots must be the signed ones
+    before the proof is served.
     """
-    if not old.size <= new.size == len(leaf_hashes):
+    if old.size > new.size:
         raise ProofError(
             f"no consistency proof from size {old.size} to size {new.size}",
             hint="name the older checkpoint first",
         )
-    if merkle.root(leaf_hashes[: old.size]) != old.root:
+    if roots[0] != old.root:
         raise _tampered(f"the stored leaves do not hash to the root of checkpoint {old.size}")
-    if merkle.root(leaf_hashes) != new.root:
+    if roots[1] != new.root:
         raise _tampered(f"the stored leaves do not hash to the root of checkpoint {new.size}")
     return {
         "format": CONSISTENCY_FORMAT,
         "old_checkpoint": old_note,
         "new_checkpoint": new_note,
-        "path": hex_list(merkle.consistency_proof(leaf_hashes, old.size)),
+        "path": hex_list(path),
     }
 
 
@@ -194,10 +204,19 @@ def _hex(value: object, what: str) -> bytes:
     raise _invalid(f"{what} is not a hex SHA-256 hash")
 
 
+def record_bytes(record: str, what: str) -> bytes:
+    """The UTF-8 bytes of a record carried as text; text no UTF-8 holds (a lone surrogate
+    escape) is no record the node wrote."""
+    try:
+        return record.encode()
+    except UnicodeEncodeError as e:
+        raise _invalid(f"{what} is not UTF-8 text: it was edited") from e
+
+
 def check_inclusion(doc: Mapping[str, Any], key: VerifierKey) -> Checked:
     """Check an inclusion proof document; raise ProofInvalid if it does not hold."""
     seq = _field(doc, "seq", int)
-    record = _field(doc, "record", str).encode()
+    record = record_bytes(_field(doc, "record", str), "the proof's record")
     size = _field(doc, "tree_size", int)
     path = _hashes(doc, "path")
     checkpoint = open_note(doc.get("checkpoint"), key)

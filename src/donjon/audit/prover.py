@@ -9,14 +9,16 @@ the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from sqlalchemy import Engine, select, text
 
 from donjon import boundedjson
+from donjon.audit import merkle
 from donjon.audit.checkpoint import Checkpoint, VerifierKey
+from donjon.audit.folding import Folded, LeafFold
 from donjon.audit.merkle import HASH_SIZE
 from donjon.audit.proofs import (
     LogTampered,
@@ -181,6 +183,22 @@ class Prover:
             rows = conn.execute(text(query), params).all()
         return [self._stored(r) for r in reversed(rows)]
 
+    def checkpoints_within(self, first: int, last: int) -> Iterator[StoredCheckpoint]:
+        """The checkpoints of sizes first..last, oldest first, read a page at a time."""
+        query = (
+            "SELECT size, ts, note FROM audit_checkpoints"
+            " WHERE size >= :first AND size <= :last ORDER BY size LIMIT :n"
+        )
+        while first <= last:
+            with self._engine.connect() as conn:
+                rows = conn.execute(text(query), {"first": first, "last": last, "n": 1000}).all()
+            if not rows:
+                return
+            for row in rows:
+                stored = self._stored(row)
+                yield stored
+            first = stored.checkpoint.size + 1
+
     def checkpoint(self, size: int) -> StoredCheckpoint:
         """The checkpoint of exactly `size` records."""
         with self._engine.connect() as conn:
@@ -213,17 +231,28 @@ class Prover:
 
     # -- leaves and records ---------------------------------------------------------
 
-    def leaf_hashes(self, first: int, last: int) -> list[bytes]:
-        """The stored leaf hashes of records first..last (seqs, inclusive), in order."""
-        out: list[bytes] = []
-        for page in self._pages("hash", first, last):
-            out += [_bytes(h) for _, h in page]
-        if len(out) != max(0, last - first + 1):
-            raise _damaged(f"records {first}..{last} are not all in the log ({len(out)} found)")
-        for seq, leaf in enumerate(out, first):
-            if len(leaf) != HASH_SIZE:
-                raise _damaged(f"record {seq}'s stored leaf hash is not a SHA-256 hash")
-        return out
+    def fold(self, size: int, ranges: Sequence[tuple[int, int]] = ()) -> Folded:
+        """The stored leaf hashes of records 1..size folded, page by page, into their tree
+        and the tree hashes of `ranges` (leaf indexes, audit/folding.py): one page of
+        leaves held at a time, however long the log."""
+        fold = LeafFold(ranges)
+        expected = 1
+        for page in self._pages("hash", 1, size):
+            leaves = []
+            for seq, raw in page:
+                leaf = _bytes(raw)
+                if int(seq) != expected:
+                    break
+                if len(leaf) != HASH_SIZE:
+                    raise _damaged(f"record {seq}'s stored leaf hash is not a SHA-256 hash")
+                leaves.append(leaf)
+                expected += 1
+            fold.add(leaves)
+            if len(leaves) < len(page):
+                break
+        if expected != size + 1:
+            raise _damaged(f"records 1..{size} are not all in the log (record {expected} is not)")
+        return fold.done()
 
     def records(self, first: int, last: int) -> Iterator[list[tuple[int, bytes]]]:
         """Records first..last as pages of (seq, record bytes)."""
@@ -269,8 +298,10 @@ class Prover:
                 f"checkpoint {cp.size} does not cover record {seq}",
                 hint="name a checkpoint at least as large as the record's seq",
             )
-        leaves = self.leaf_hashes(1, cp.size)
-        return inclusion_document(seq, self.record(seq), leaves, cp, stored.note)
+        folded = self.fold(cp.size, [(seq - 1, seq), *merkle.inclusion_ranges(cp.size, seq - 1)])
+        leaf, path = folded.roots[0], folded.roots[1:]
+        root = folded.frontier.root()
+        return inclusion_document(seq, self.record(seq), leaf, root, path, cp, stored.note)
 
     def consistency(self, old: int, new: int) -> dict[str, Any]:
         """A consistency proof between the checkpoints of sizes `old` and `new`."""
@@ -280,7 +311,8 @@ class Prover:
                 hint="name the older (smaller) checkpoint first",
             )
         older, newer = self.checkpoint(old), self.checkpoint(new)
-        leaves = self.leaf_hashes(1, new)
+        folded = self.fold(new, [(0, old), *merkle.consistency_ranges(new, old)])
+        roots = (folded.roots[0], folded.frontier.root())
         return consistency_document(
-            leaves, older.checkpoint, older.note, newer.checkpoint, newer.note
+            roots, folded.roots[1:], older.checkpoint, older.note, newer.checkpoint, newer.note
         )

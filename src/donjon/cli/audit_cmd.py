@@ -17,7 +17,7 @@ from typing import IO, Any
 import click
 
 from donjon import boundedjson
-from donjon.cli.client import MAX_PAGE_BYTES, ApiClient
+from donjon.cli.client import MAX_PAGE_BYTES, AnswerCut, ApiClient
 from donjon.cli.files import InputFileError, key_text
 from donjon.cli.output import (
     OutputFormat,
@@ -147,6 +147,13 @@ def export(since: int, fmt: str, out: str | None, output: OutputFormat) -> None:
                     shown.write(chunk)
                 else:
                     sink.write(chunk)
+    except AnswerCut as e:
+        where = out or "what was written"
+        raise AnswerCut(
+            f"the export was cut short after {lines} lines: {where} is incomplete ({e.message})",
+            hint="the node ends an export it cannot finish (a checkpoint row edited: run "
+            "`donjon audit verify` there); `donjon audit check-proof` refuses the file",
+        ) from e
     finally:
         if out:
             sink.close()

@@ -15,7 +15,7 @@ from donjon.cli.output import printable
 from donjon.config import Settings
 from donjon.errors import Error
 
-__all__ = ["MAX_ANSWER_BYTES", "MAX_PAGE_BYTES", "ApiClient", "ApiError"]
+__all__ = ["MAX_ANSWER_BYTES", "MAX_PAGE_BYTES", "AnswerCut", "ApiClient", "ApiError"]
 
 #: The largest answer the CLI reads whole unless a command asks for more (`donjon logs`):
 #: far above any admin list or result (a function's result is at most 6 MiB), far below
@@ -40,6 +40,10 @@ class ApiError(Error):
         self.http_status = http_status
         #: The request id the problem document carried ("" if none).
         self.request_id = request_id
+
+
+class AnswerCut(ApiError):
+    """The node answered, then ended its answer before the end (a streamed body)."""
 
 
 class ApiClient:
@@ -123,14 +127,21 @@ class ApiClient:
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
         """A response whose body is read as it comes (`iter_bytes`); errors as `request`."""
+        answered = False
         try:
             with self._http.stream(method, path, **kwargs) as response:
                 if response.status_code >= 300:
                     answer = _read_bounded(response, self._timeout, self._max_answer)
                     _refuse_redirect(answer)
                     raise _problem(answer)
+                answered = True
                 yield response
         except httpx.HTTPError as e:
+            if answered:  # reached, and it answered: what came is not all there was
+                raise AnswerCut(
+                    f"{self.settings.url} ended its answer to {method} {path} before its end: {e}",
+                    hint="what was received is incomplete; the node's log says why",
+                ) from e
             raise self._unreachable(e) from e
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -6,9 +6,10 @@ GET /v1/audit/proof?seq=S[&size=N]        an inclusion proof (donjon-inclusion-p
 GET /v1/audit/consistency?old=A&new=B     a consistency proof (donjon-consistency-proof/1)
 GET /v1/audit/export?since=S&format=jsonl|syslog   streamed (donjon-audit-export/1)
 
-Handlers parse, call audit/prover.py or audit/export.py off the event loop, and
-render; proofs are served only when the stored leaves still hash to the signed
-roots (audit/proofs.py).
+Handlers parse, call audit/prover.py or audit/export.py off the event loop (what
+reads the whole log, on the proof threads: gateway/proof_work.py), and render;
+proofs are served only when the stored leaves still hash to the signed roots
+(audit/proofs.py).
 
 A reader allowed `audit:read` on some functions only (gateway/read_scope.py) pages
 through the records about them (a page that read `SCAN` records without filling
@@ -110,10 +111,13 @@ async def audit_tail(request: Request, node: Node, principal: Principal, _r: str
     return response
 
 
-async def audit_checkpoints(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def audit_checkpoints(
+    request: Request, node: Node, principal: Principal, _r: str
+) -> Response:
     n = _count(request)
     before = _int(request, "before", least=0)
-    stored = await asyncio.to_thread(_prover(node).checkpoints, n, before)
+    # Each note's signature is checked: a page of 10,000 is a second or more of work.
+    stored = await node.proof_work.run(principal.label, _prover(node).checkpoints, n, before)
     return JSONResponse([s.view() for s in stored])
 
 
@@ -134,11 +138,14 @@ async def audit_proof(request: Request, node: Node, principal: Principal, _r: st
     seq = _required(request, "seq", 1)
     size = _int(request, "size", least=1)
     scope = read_scope(node, principal, Action.AUDIT)
-    doc = await asyncio.to_thread(_prove_in_scope, _prover(node), scope, seq, size)
+    prover = _prover(node)
+    doc = await node.proof_work.run(principal.label, _prove_in_scope, prover, scope, seq, size)
     return JSONResponse(doc)
 
 
-async def audit_consistency(request: Request, node: Node, _p: Principal, _r: str) -> Response:
+async def audit_consistency(
+    request: Request, node: Node, principal: Principal, _r: str
+) -> Response:
     old = _required(request, "old", 0)
     new = _required(request, "new", 0)
     if old > new:  # well-formed, but no such proof exists
@@ -146,7 +153,7 @@ async def audit_consistency(request: Request, node: Node, _p: Principal, _r: str
             f"no consistency proof from size {old} to the smaller size {new}",
             hint="name the older (smaller) checkpoint first",
         )
-    doc = await asyncio.to_thread(_prover(node).consistency, old, new)
+    doc = await node.proof_work.run(principal.label, _prover(node).consistency, old, new)
     return JSONResponse(doc)
 
 
@@ -167,7 +174,8 @@ async def audit_export(
     lines = export_lines(prover, since or 1, export_format)
     # The header is read before the status is sent, so a broken key or store is a
     # problem document, not a truncated 200.
-    first = await asyncio.to_thread(next, lines)
+    # ... and read on the proof threads: it folds every leaf before `since`.
+    first = await node.proof_work.run(principal.label, next, lines)
 
     def body() -> Iterator[bytes]:
         # Starlette pulls each chunk in its thread pool: chunks of ~64 KiB, not lines.

@@ -19,6 +19,7 @@ from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
 from donjon.gateway.limited_callers import LimitedCallers
+from donjon.gateway.proof_work import ProofWork
 from donjon.identity import (
     JwtVerifier,
     KeyIndex,
@@ -160,6 +161,9 @@ class Node:
     metrics: Metrics = field(default_factory=Metrics)
     #: API keys a rate bucket or quota of their own refused lately (limited_callers.py).
     limited: LimitedCallers = field(default_factory=LimitedCallers)
+    #: Audit proofs and export prefixes (whole-log work): threads of their own, a few
+    #: at a time (gateway/proof_work.py).
+    proof_work: ProofWork = field(default_factory=ProofWork)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
     #: Admin changes and their audit records, committed together (audit/changes.py).
@@ -462,6 +466,7 @@ class Node:
             await self.advisory_watch.stop()
         self.deployments.stop()
         await self.deployments.prune.stop()
+        self.proof_work.close()
         if self.pool is not None:
             await self.pool.close()
         await self.log_bound.close()  # its calls have ended: no entry is written after

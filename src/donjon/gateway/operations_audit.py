@@ -140,7 +140,7 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
         "The signed checkpoints of the audit log, oldest first",
         "audit",
         {200: Raw({"application/json": {"schema": {"type": "array", "items": _CHECKPOINT}}})},
-        (400, *AUTH),
+        (400, *AUTH, 409, 503),
         params=(
             count(10_000),
             whole("before", 0, "only checkpoints smaller than this size (to page back)"),
@@ -151,7 +151,7 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
         "An inclusion proof of one audit record (donjon-inclusion-proof/1)",
         "audit",
         {200: _PROOF},
-        (400, *AUTH, 404, 409),
+        (400, *AUTH, 404, 409, 503),
         params=(
             whole("seq", 1, "the record's seq", required=True),
             whole("size", 1, "the checkpoint to prove against (default: the newest)"),
@@ -163,7 +163,7 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
         "A consistency proof between two checkpoints (donjon-consistency-proof/1)",
         "audit",
         {200: _PROOF},
-        (400, *AUTH, 404, 409),
+        (400, *AUTH, 404, 409, 503),
         params=(
             whole("old", 0, "the older checkpoint's size", required=True),
             whole("new", 0, "the newer checkpoint's size", required=True),
@@ -182,7 +182,7 @@ AUDIT_OPERATIONS: dict[tuple[str, str], Operation] = {
                 "JSON lines (format=jsonl) or RFC 5424 lines (format=syslog)",
             )
         },
-        (400, *AUTH, 409),
+        (400, *AUTH, 409, 503),
         params=(
             whole("since", 1, "the first record's seq (default 1)"),
             Param(
