@@ -19,7 +19,7 @@ probe at a time. The first answer after that is logged and reported
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -189,7 +189,9 @@ class FailoverRateLimiter(RateLimiter):
 
 class FailoverConcurrencyLimiter(ConcurrencyLimiter):
     """Shared slots while the store answers; the node's own slots when not. A slot goes
-    back to whichever gave it."""
+    back to whichever gave it: a shared one whose release found the store down is owed,
+    and given back before the next shared acquire or count (else a blip of the store held
+    it, on every node, until its lease ended)."""
 
     def __init__(
         self, shared: ConcurrencyLimiter, fallback: ConcurrencyLimiter, health: BackendHealth
@@ -199,12 +201,25 @@ class FailoverConcurrencyLimiter(ConcurrencyLimiter):
         self.health = health
         #: Tokens of the slots the fallback gave (released there).
         self._local: set[str] = set()
+        #: Shared slots released while the store was down (at most those held then).
+        self._owed: list[Slot] = []
+
+    async def _give_back_owed(self) -> None:
+        """Release the owed slots on the store (`LimiterUnavailable` if it is still down)."""
+        while self._owed:
+            slot = self._owed.pop()
+            try:
+                await self.health.ask(functools.partial(self.shared.release, slot))
+            except BaseException:
+                self._owed.append(slot)
+                raise
 
     async def acquire(
         self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
     ) -> Slot | None:
         deadline = time.monotonic() + max(0.0, wait_s)
         try:
+            await self._give_back_owed()
             return await self.health.ask(
                 lambda: self.shared.acquire(key, cap, wait_s=wait_s, lease_s=lease_s)
             )
@@ -220,11 +235,14 @@ class FailoverConcurrencyLimiter(ConcurrencyLimiter):
             self._local.discard(slot.token)
             await self.fallback.release(slot)
             return
-        with contextlib.suppress(LimiterUnavailable):  # else its lease frees it on the server
+        try:
             await self.health.ask(lambda: self.shared.release(slot))
+        except LimiterUnavailable:
+            self._owed.append(slot)  # given back when the store answers (or by its lease)
 
     async def held(self, key: BucketKey) -> int:
         try:
+            await self._give_back_owed()
             return await self.health.ask(lambda: self.shared.held(key))
         except LimiterUnavailable:
             return await self.fallback.held(key)
