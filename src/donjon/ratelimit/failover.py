@@ -6,7 +6,9 @@
   alternative, refusing every call, would let a Redis outage take the whole
   platform down; a limit per node is the smaller harm.
 - Quotas fail closed: a call whose quota cannot be checked is refused (503,
-  `LimiterUnavailable`), because a quota is a promise about money.
+  `LimiterUnavailable`), because a quota is a promise about money; the compute of
+  calls that end in an outage is owed and charged once the store answers.
+- A shared slot released in an outage is owed too: given back once the store answers.
 
 `BackendHealth` notices an outage once: the first failure is logged and
 reported (`on_change(False, reason)`: the node writes a `limits.unavailable`
@@ -49,6 +51,8 @@ log = logging.getLogger("donjon.ratelimit")
 
 #: Seconds between attempts to reach the store during an outage.
 RETRY_S = 2.0
+#: Most (day, subjects) whose compute an outage keeps owed (past it the oldest is dropped).
+MAX_OWED = 10_000
 
 OnChange = Callable[[bool, str], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -249,17 +253,50 @@ class FailoverConcurrencyLimiter(ConcurrencyLimiter):
 
 
 class FailClosedQuotaCounter(QuotaCounter):
-    """Quotas in the shared store, refused (`LimiterUnavailable`) while it is unreachable."""
+    """Quotas in the shared store, refused (`LimiterUnavailable`) while it is unreachable.
+
+    A finished call's compute that cannot be added then is owed, not dropped (the call
+    ran: its compute is spent money), and added before the next take, charge or usage
+    once the store answers. A charge whose answer never came may have been counted: owed
+    too, it is counted twice, over and never under."""
 
     def __init__(self, shared: QuotaCounter, health: BackendHealth) -> None:
         self.shared = shared
         self.health = health
+        #: Compute (ms) owed by (day, subjects), in the order owed.
+        self._owed: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def _owe(self, day: str, subjects: tuple[str, ...], compute_ms: int) -> None:
+        key = (day, subjects)
+        if key not in self._owed and len(self._owed) >= MAX_OWED:
+            (old_day, old), ms = next(iter(self._owed.items()))
+            del self._owed[(old_day, old)]
+            log.error("limits: %d ms of compute owed by %s on %s dropped", ms, old, old_day)
+        self._owed[key] = self._owed.get(key, 0) + compute_ms
+
+    async def _charge_owed(self) -> None:
+        """Add the owed compute to the store (`LimiterUnavailable` if it is still down)."""
+        while self._owed:
+            (day, subjects), ms = next(iter(self._owed.items()))
+            del self._owed[(day, subjects)]
+            try:
+                await self.health.ask(functools.partial(self.shared.add_compute, subjects, day, ms))
+            except BaseException:
+                self._owe(day, subjects, ms)
+                raise
 
     async def take(self, limits: Sequence[QuotaLimit], day: str) -> QuotaDecision:
+        await self._charge_owed()
         return await self.health.ask(lambda: self.shared.take(limits, day))
 
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
-        await self.health.ask(lambda: self.shared.add_compute(subjects, day, compute_ms))
+        try:
+            await self._charge_owed()
+            await self.health.ask(lambda: self.shared.add_compute(subjects, day, compute_ms))
+        except LimiterUnavailable:
+            if subjects and compute_ms > 0:
+                self._owe(day, tuple(subjects), compute_ms)
 
     async def usage(self, subjects: Sequence[str], day: str) -> dict[str, tuple[int, int]]:
+        await self._charge_owed()
         return await self.health.ask(lambda: self.shared.usage(subjects, day))
