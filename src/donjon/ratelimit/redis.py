@@ -134,6 +134,27 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         except (RedisError, OSError) as e:  # OSError: TimeoutError too
             self.fail(e)
 
+    @property
+    def authenticates(self) -> bool:
+        """Whether the client sends a password (the URL's, as the client read it)."""
+        return bool(self._client.connection_pool.connection_kwargs.get("password"))
+
+    async def info(self, section: str) -> dict[str, Any]:
+        """A section of the server's INFO; `LimiterUnavailable` if it does not answer."""
+        try:
+            return dict(await self._client.info(section))
+        except (RedisError, OSError) as e:  # OSError: TimeoutError too
+            self.fail(e)
+
+    async def setting(self, name: str) -> str | None:
+        """A CONFIG GET value; None if the server refuses CONFIG (managed ones often do)."""
+        try:
+            found: dict[Any, Any] = dict(await self._client.config_get(name))
+        except (RedisError, OSError):
+            return None
+        value = found.get(name, found.get(name.encode()))
+        return value.decode() if isinstance(value, bytes) else value
+
     async def close(self) -> None:
         await asyncio.gather(*self._giving_back, return_exceptions=True)
         await self._client.aclose()
