@@ -45,6 +45,7 @@ __all__ = [
     "FailoverConcurrencyLimiter",
     "FailoverRateLimiter",
     "LimitsDown",
+    "QuotasUnchecked",
 ]
 
 log = logging.getLogger("donjon.ratelimit")
@@ -62,6 +63,19 @@ class LimitsDown(LimiterUnavailable):
     """A shared limit cannot be checked now (its store is down): 503, come back soon."""
 
     retry_after_s = 5.0
+
+
+class QuotasUnchecked(LimitsDown):
+    """Quotas cannot be checked (their store is down): what a caller is told, naming no
+    URL, host or client error (a public trigger's caller is anyone); the operator has the
+    cause in the log, the `limits.unavailable` record and alert, and `donjon doctor`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "quotas cannot be checked now: the shared limits store is unavailable",
+            hint="retry in a few seconds; calls under a quota are refused rather than "
+            "counted nowhere",
+        )
 
 
 class BackendHealth:
@@ -286,8 +300,11 @@ class FailClosedQuotaCounter(QuotaCounter):
                 raise
 
     async def take(self, limits: Sequence[QuotaLimit], day: str) -> QuotaDecision:
-        await self._charge_owed()
-        return await self.health.ask(lambda: self.shared.take(limits, day))
+        try:
+            await self._charge_owed()
+            return await self.health.ask(lambda: self.shared.take(limits, day))
+        except LimiterUnavailable as e:
+            raise QuotasUnchecked() from e
 
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
         try:
@@ -298,5 +315,8 @@ class FailClosedQuotaCounter(QuotaCounter):
                 self._owe(day, tuple(subjects), compute_ms)
 
     async def usage(self, subjects: Sequence[str], day: str) -> dict[str, tuple[int, int]]:
-        await self._charge_owed()
-        return await self.health.ask(lambda: self.shared.usage(subjects, day))
+        try:
+            await self._charge_owed()
+            return await self.health.ask(lambda: self.shared.usage(subjects, day))
+        except LimiterUnavailable as e:
+            raise QuotasUnchecked() from e
