@@ -62,6 +62,8 @@ def test_cannot_learn_the_redis_address_from_a_quota_refusal(
         assert "quota" in body["detail"] and "unavailable" in body["detail"], body
         for leak in (str(redis.port), "127.0.0.1", "redis://", "Error", "onnect"):
             assert leak not in answer.text, (leak, answer.text)
+    log = (live.data_dir / "serve.log").read_text()
+    assert "limits risk: Redis answers clients without a password" in log  # said at start
     with live.client() as c:
         records = c.get("/v1/audit", params={"n": 500}).json()
     (down,) = [r for r in records if r["action"] == "limits.unavailable"]
