@@ -127,6 +127,27 @@ def test_every_key_is_prefixed_and_expires(redis_server: RedisServer) -> None:
         assert any(k.startswith('donjon:slots:["p","f",null]') for k in keys)
 
 
+def test_a_node_whose_clock_is_days_behind_still_counts_its_quota(
+    redis_server: RedisServer,
+) -> None:
+    """A node whose clock is four days behind counts under a day whose keys' expiry (two
+    days after it) is past by the server's clock: its quota still holds (3 calls of a
+    2-invocation quota: the third refused) and the key still expires. Before, EXPIREAT in
+    the past deleted each count as it was made: that node's quotas never filled."""
+    behind = (dt.datetime.now(dt.UTC) - dt.timedelta(days=4)).strftime("%Y-%m-%d")
+    limit = [QuotaLimit("key:skewed", max_invocations=2)]
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        answers = [(await a.quotas.take(limit, behind)).allowed for _ in range(3)]
+        assert answers == [True, True, False]
+        await a.quotas.add_compute(["key:skewed"], behind, 5)
+        assert await b.quotas.usage(["key:skewed"], behind) == {"key:skewed": (2, 5)}
+
+    with_two(redis_server, body)
+    with redis_server.client() as c:
+        assert int(c.pttl(f"donjon:quota:{{{behind}}}:key:skewed")) > 0
+
+
 def test_a_flushed_script_cache_is_loaded_again(redis_server: RedisServer) -> None:
     """SCRIPT FLUSH (as after a server restart) between calls: the next call still works."""
 
