@@ -4,7 +4,8 @@ A Redis that takes clients without a password lets anyone who reaches it reset e
 quota or hold every slot; one reached in clear on another host carries the password
 and the counts unencrypted; one whose maxmemory-policy evicts keys drops quotas and
 held slots (every Donjon key has a TTL); one that keeps nothing forgets the day's
-quotas when it restarts. Information, like the backend's line: the exit code does not
+quotas when it restarts; one on a network functions may be granted egress to is theirs
+to reset. Information, like the backend's line: the exit code does not
 change.
 """
 
@@ -20,8 +21,8 @@ from redis_support import RedisServer, redis_server
 __all__ = ["redis_server"]
 
 
-def _limits(data: Path, url: str) -> tuple[dict[str, Any], str]:
-    env = {**donjon_env(data), "DONJON_REDIS_URL": url}
+def _limits(data: Path, url: str, **more: str) -> tuple[dict[str, Any], str]:
+    env = {**donjon_env(data), "DONJON_REDIS_URL": url, **more}
     done = run_cli(env, "doctor", "--output", "json", check=False)
     text = run_cli(env, "doctor", check=False).stdout
     limits: dict[str, Any] = json.loads(done.stdout)["limits"]
@@ -65,3 +66,16 @@ def test_doctor_warns_of_a_redis_reached_in_clear_on_another_host(tmp_path: Path
     unverified = "rediss://:pw@192.0.2.7:6379/0?ssl_cert_reqs=none"
     limits, _ = _limits(tmp_path / "data", unverified)
     assert any("does not verify" in r for r in limits["risks"]), limits
+
+
+def test_doctor_warns_when_functions_may_be_granted_egress_to_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """DONJON_EGRESS_ALLOW_NETWORKS opens the network Redis is on: a function granted
+    egress to it can reset every quota or hold every slot. Said, naming the network."""
+    data = tmp_path / "data"
+    limits, _ = _limits(data, redis_server.url)
+    assert not any("egress" in r for r in limits["risks"]), limits
+    limits, _ = _limits(data, redis_server.url, DONJON_EGRESS_ALLOW_NETWORKS="127.0.0.0/8")
+    (risk,) = [r for r in limits["risks"] if "egress" in r]
+    assert "127.0.0.0/8" in risk and "DONJON_EGRESS_ALLOW_NETWORKS" in risk, risk

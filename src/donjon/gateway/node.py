@@ -356,7 +356,9 @@ class Node:
         log.info("limits: shared with other nodes in %s", shared.health.name)
         if self.settings.redis_url is not None:
             url = self.settings.redis_url.reveal()
-            for risk in await redis_risks(shared.backend, url, answers=True):
+            networks = self.settings.egress.allow_networks
+            risks = await redis_risks(shared.backend, url, answers=True, egress_networks=networks)
+            for risk in risks:
                 log.warning("limits risk: %s", risk)
 
     async def _start_quotas(self) -> None:

@@ -87,7 +87,12 @@ async def describe_backend(settings: Settings) -> tuple[str, bool | None, str, l
             answers, detail = False, e.message
         else:
             answers, detail = True, f"shared by every node using {settings.redis_url_shown}"
-        risks = await redis_risks(backend, settings.redis_url.reveal(), answers=answers)
+        risks = await redis_risks(
+            backend,
+            settings.redis_url.reveal(),
+            answers=answers,
+            egress_networks=settings.egress.allow_networks,
+        )
     finally:
         await backend.close()
     return "redis", answers, detail, risks

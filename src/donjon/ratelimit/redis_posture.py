@@ -11,7 +11,9 @@ Each risk is one sentence saying what it lets happen and how to close it:
   `volatile-*` policy as much as an `allkeys-*` one drops quota usage and held slots
   under memory pressure (the day's quotas counted again from 0);
 - it keeps nothing on disk (no AOF, no RDB snapshots): a restart forgets the day's
-  quota usage.
+  quota usage;
+- its address is in DONJON_EGRESS_ALLOW_NETWORKS: a function granted egress there can
+  reach it, and do what any client without a password can.
 
 Information for the operator, not a control: a Redis that does not answer is judged
 from its URL alone.
@@ -19,14 +21,18 @@ from its URL alone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
+import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from donjon.ratelimit.interface import LimiterUnavailable
 
 if TYPE_CHECKING:
+    from donjon.egress.addresses import IPNetwork
     from donjon.ratelimit.redis import RedisLimiter
 
 __all__ = ["redis_risks"]
@@ -83,10 +89,36 @@ async def _server_risks(backend: RedisLimiter) -> list[str]:
     return risks
 
 
-async def redis_risks(backend: RedisLimiter, url: str, *, answers: bool) -> list[str]:
+async def _egress_risk(url: str, networks: Sequence[IPNetwork]) -> list[str]:
+    """The network of `networks` that opens Redis's address to functions, if one does."""
+    parts = urlsplit(url)
+    if not networks or parts.scheme == "unix" or not parts.hostname:
+        return []
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, parts.port or 6379, type=socket.SOCK_STREAM
+        )
+    except OSError:  # not resolved here: nothing to judge
+        return []
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        for network in networks:
+            if address.version == network.version and address in network:
+                return [
+                    f"Redis's address {address} is in DONJON_EGRESS_ALLOW_NETWORKS ({network}): "
+                    "a function granted egress to it can reset every quota or hold every "
+                    "slot; keep Redis out of the networks functions may reach"
+                ]
+    return []
+
+
+async def redis_risks(
+    backend: RedisLimiter, url: str, *, answers: bool, egress_networks: Sequence[IPNetwork] = ()
+) -> list[str]:
     """Risks of the Redis at `url` (`backend`) to the limits; from the URL alone if the
-    server does not answer."""
-    risks = _url_risks(url)
+    server does not answer. `egress_networks`: the internal networks functions may be
+    granted (DONJON_EGRESS_ALLOW_NETWORKS)."""
+    risks = _url_risks(url) + await _egress_risk(url, egress_networks)
     if answers:
         with contextlib.suppress(LimiterUnavailable):  # it stopped answering: the URL's
             risks += await _server_risks(backend)
