@@ -33,7 +33,12 @@ def open_shared(settings: Settings) -> RedisLimiter | None:
         return None
     from donjon.ratelimit.redis import RedisLimiter  # redis.asyncio: 20 MiB, 0.1 s to import
 
-    return RedisLimiter(settings.redis_url.reveal(), shown_url=settings.redis_url_shown)
+    return RedisLimiter(
+        settings.redis_url.reveal(),
+        shown_url=settings.redis_url_shown,
+        max_waiters=settings.sandbox.max_queued_per_function,
+        max_waiting=settings.sandbox.max_queued,
+    )
 
 
 @dataclass(frozen=True)
