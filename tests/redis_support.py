@@ -14,16 +14,17 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import pytest
 import redis
 
-from harness import free_port
+from harness import LiveNode, free_port, start_node
 from process_support import end_server
 
-__all__ = ["RedisServer", "redis_binary", "redis_server"]
+__all__ = ["RedisServer", "redis_binary", "redis_server", "two_nodes"]
 
 
 def redis_binary() -> str:
@@ -120,3 +121,23 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def two_nodes(
+    factory: pytest.TempPathFactory, env: dict[str, str], *, fresh: bool = True
+) -> Iterator[tuple[LiveNode, LiveNode]]:
+    """Two nodes with data dirs of their own and `env` (DONJON_REDIS_URL), as a load
+    balancer's peers; both stopped after. `fresh`: the second with admin keys of its own
+    (each node's admin its own caller: a per-caller bucket must not pass for a shared one)."""
+    a = start_node(factory.mktemp("node-a"), env)
+    try:
+        b = start_node(factory.mktemp("node-b"), env, fresh=fresh)
+    except BaseException:
+        a.stop()
+        raise
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()

@@ -341,6 +341,22 @@ def test_the_redis_url_is_read_and_its_password_never_shown() -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "redis://10.0.0.7:6379/0?pass%77ord=s3cr3t",  # the client decodes the name
+        "redis://10.0.0.7:6379/0?db=0&%50ASSWORD=s3cr3t",
+        "rediss://10.0.0.7/0?ssl_pass%77ord=s3cr3t",
+    ],
+)
+def test_a_password_given_in_an_encoded_query_is_masked_too(url: str) -> None:
+    """The Redis client reads `?pass%77ord=` as its password (query names are decoded): the
+    form logs, audit records and doctor show masks it as it masks `?password=`."""
+    settings = load_settings({"DONJON_DATA_DIR": "/tmp/x", "DONJON_REDIS_URL": url})
+    assert "s3cr3t" not in settings.redis_url_shown
+    assert settings.redis_url_shown.startswith("redis")
+
+
+@pytest.mark.parametrize(
     "bad", ["http://:pw@10.0.0.7:6379", "redis://:pw@", "redis://h:99999/pw", "unix://relative"]
 )
 def test_a_malformed_redis_url_is_refused_without_echoing_it(bad: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 __all__ = ["DATA_DIR_DATABASE", "database_url", "masked_url", "redis_url", "sqlite_file"]
 
@@ -21,7 +21,7 @@ _POSTGRES = ("postgresql", "postgres", "postgresql+psycopg")
 def masked_url(url: str) -> str:
     """`url` with its user and password (and a query naming a password) masked."""
     parts = urlsplit(url)
-    if "password" in parts.query.lower():  # redis://host/0?password=...
+    if _names_a_password(parts.query):  # redis://host/0?password=...
         parts = parts._replace(query="***")
     if parts.password is None and parts.username is None:
         return parts.geturl()
@@ -30,6 +30,13 @@ def masked_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
     return parts._replace(netloc=netloc).geturl()
+
+
+def _names_a_password(query: str) -> bool:
+    """Whether a URL's query sets a password, its names read as the clients read them
+    (decoded: redis-py and libpq take `?pass%77ord=` for `?password=`)."""
+    names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
+    return any("password" in name.lower() for name in [query, *names])
 
 
 def database_url(value: Any) -> Any:

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from harness import FUNCTIONS, LiveNode, donjon_env, free_port, run_cli, start_node
-from redis_support import RedisServer
+from harness import FUNCTIONS, LiveNode, donjon_env, free_port, run_cli
+from redis_support import RedisServer, two_nodes
 
 #: The function's limit: N calls a minute over every node.
 N = 5
@@ -41,20 +41,10 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 def nodes(
     redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveNode, LiveNode]]:
-    env = {"DONJON_REDIS_URL": redis.url}
-    a = start_node(tmp_path_factory.mktemp("node-a"), env)
-    try:
-        # Keys of its own: each node's admin is its own caller (a per-caller bucket
-        # must not pass for the shared one).
-        b = start_node(tmp_path_factory.mktemp("node-b"), env, fresh=True)
-    except BaseException:
-        a.stop()
-        raise
-    try:
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
+    # The second with keys of its own: each node's admin is its own caller (a per-caller
+    # bucket must not pass for the shared one).
+    with two_nodes(tmp_path_factory, {"DONJON_REDIS_URL": redis.url}) as pair:
+        yield pair
 
 
 def _function(root: Path, name: str, rate: str) -> Path:

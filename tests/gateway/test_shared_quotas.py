@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import EXAMPLES, FUNCTIONS, LiveNode, start_node
-from redis_support import RedisServer
+from harness import EXAMPLES, FUNCTIONS, LiveNode
+from redis_support import RedisServer, two_nodes
 
 pytestmark = pytest.mark.slow  # two nodes and a Redis
 
@@ -27,18 +27,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode, 
     redis = RedisServer(tmp_path_factory.mktemp("redis"))
     redis.start()
     try:
-        env = {"DONJON_REDIS_URL": redis.url}
-        a = start_node(tmp_path_factory.mktemp("node-a"), env)
-        try:
-            b = start_node(tmp_path_factory.mktemp("node-b"), env)
-        except BaseException:
-            a.stop()
-            raise
-        try:
-            yield a, b
-        finally:
-            a.stop()
-            b.stop()
+        with two_nodes(tmp_path_factory, {"DONJON_REDIS_URL": redis.url}, fresh=False) as pair:
+            yield pair
     finally:
         redis.stop()
 

@@ -162,3 +162,82 @@ def test_during_an_outage_the_store_is_asked_once_per_retry() -> None:
         assert health.up and health.outages == 1
 
     asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_a_slot_released_during_a_blip_is_given_back_once_the_store_answers(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stalls past the timeout for a moment (its data kept): a shared slot whose call
+    ends in the outage window is given back once Redis answers, not held until its lease
+    ends (a one-second blip held a function's slots, on every node, for its timeout plus a
+    minute: every call of it 503)."""
+
+    async def main() -> None:
+        shared = share(
+            RedisLimiter(redis_server.url, timeout_s=0.5),
+            rate_fallback=MemoryRateLimiter(),
+            slots_fallback=LocalSlots(),
+        )
+        assert shared.slots is not None
+        try:
+            slot = await shared.slots.acquire(K, 1, wait_s=0, lease_s=600)
+            assert slot is not None and not slot.token.startswith("local-")
+            with redis_server.client() as c:
+                c.client_pause(1500, all=True)  # a stall: the reply is late, nothing lost
+            await shared.rates.take(BucketKey(function="g"), 9, 60)  # times out: an outage
+            assert not shared.health.up
+            await shared.slots.release(slot)  # the call ends during the outage
+
+            async def shared_slot() -> bool:
+                assert shared.slots is not None
+                got = await shared.slots.acquire(K, 1, wait_s=0, lease_s=600)
+                if got is None or got.token.startswith("local-"):
+                    if got is not None:
+                        await shared.slots.release(got)
+                    return False
+                return True
+
+            await until(shared_slot, "the shared slot was given back", limit_s=20)
+        finally:
+            await shared.rates.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_compute_charged_during_a_blip_is_counted_once_the_store_answers(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stalls past the timeout for a moment: the compute of calls that end in the
+    outage window is added to their quotas once Redis answers, once, not dropped (calls
+    ending then ran free of their compute quota: a denial of wallet)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+
+    async def main() -> None:
+        shared = share(
+            RedisLimiter(redis_server.url, timeout_s=0.5), rate_fallback=MemoryRateLimiter()
+        )
+        try:
+            await shared.quotas.add_compute(["key:k1", "role:r"], day, 1000)
+            with redis_server.client() as c:
+                c.client_pause(1500, all=True)  # a stall: the reply is late, nothing lost
+            await shared.rates.take(BucketKey(function="g"), 9, 60)  # times out: an outage
+            assert not shared.health.up
+            for _ in range(3):  # three calls end during the outage: owed, no error
+                await shared.quotas.add_compute(["key:k1", "role:r"], day, 2000)
+
+            async def counted() -> bool:
+                try:
+                    used = await shared.quotas.usage(["key:k1", "role:r"], day)
+                except LimiterUnavailable:
+                    return False
+                assert used["key:k1"][1] in (1000, 7000), used
+                return used == {"key:k1": (0, 7000), "role:r": (0, 7000)}
+
+            await until(counted, "the compute of the outage was charged", limit_s=20)
+            assert await shared.quotas.usage(["key:k1"], day) == {"key:k1": (0, 7000)}
+        finally:
+            await shared.rates.close()
+
+    asyncio.run(main())

@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from donjon.config import load_settings
 from donjon.ratelimit import BucketKey, LimiterUnavailable, QuotaDecision, QuotaLimit, Slot
+from donjon.ratelimit.backends import open_shared
 from donjon.ratelimit.redis import RedisLimiter
 from redis_support import RedisServer
 
@@ -125,6 +127,27 @@ def test_every_key_is_prefixed_and_expires(redis_server: RedisServer) -> None:
         assert names[0].startswith(f"donjon:quota:{{{DAY}}}:")
         assert any(k.startswith('donjon:rate:["p","f",null]') for k in keys)
         assert any(k.startswith('donjon:slots:["p","f",null]') for k in keys)
+
+
+def test_a_node_whose_clock_is_days_behind_still_counts_its_quota(
+    redis_server: RedisServer,
+) -> None:
+    """A node whose clock is four days behind counts under a day whose keys' expiry (two
+    days after it) is past by the server's clock: its quota still holds (3 calls of a
+    2-invocation quota: the third refused) and the key still expires. Before, EXPIREAT in
+    the past deleted each count as it was made: that node's quotas never filled."""
+    behind = (dt.datetime.now(dt.UTC) - dt.timedelta(days=4)).strftime("%Y-%m-%d")
+    limit = [QuotaLimit("key:skewed", max_invocations=2)]
+
+    async def body(a: RedisLimiter, b: RedisLimiter) -> None:
+        answers = [(await a.quotas.take(limit, behind)).allowed for _ in range(3)]
+        assert answers == [True, True, False]
+        await a.quotas.add_compute(["key:skewed"], behind, 5)
+        assert await b.quotas.usage(["key:skewed"], behind) == {"key:skewed": (2, 5)}
+
+    with_two(redis_server, body)
+    with redis_server.client() as c:
+        assert int(c.pttl(f"donjon:quota:{{{behind}}}:key:skewed")) > 0
 
 
 def test_a_flushed_script_cache_is_loaded_again(redis_server: RedisServer) -> None:
@@ -278,5 +301,49 @@ def test_an_acquire_cancelled_before_its_reply_holds_no_slot(redis_server: Redis
             await proxy.close()
         with redis_server.client() as c:
             assert c.zcard('donjon:slots:["p","f",null]') == 1  # the first acquire's only
+
+    asyncio.run(main())
+
+
+def test_calls_waiting_for_a_shared_slot_are_bounded_in_count(
+    redis_server: RedisServer,
+) -> None:
+    """DONJON_MAX_QUEUED_PER_FUNCTION bounds the calls that wait for a full key with Redis
+    too: past it a call gets None at once, as with the node's own slots. Before, every
+    call waited, polling Redis up to ten times a second: a flood at one full cap was
+    unbounded work for Redis and for the node's few connections to it."""
+    settings = load_settings(
+        {
+            "DONJON_DATA_DIR": "/tmp/x",
+            "DONJON_REDIS_URL": redis_server.url,
+            "DONJON_MAX_QUEUED_PER_FUNCTION": "2",
+        }
+    )
+
+    async def main() -> None:
+        limiter = open_shared(settings)
+        assert limiter is not None
+        waits: list[asyncio.Task[Slot | None]] = []
+        try:
+            held = await limiter.acquire(K, 1, wait_s=0, lease_s=60)
+            assert held is not None
+            waits += [
+                asyncio.create_task(limiter.acquire(K, 1, wait_s=60, lease_s=60)) for _ in range(6)
+            ]
+            for _ in range(1500):  # until four are answered (bounded), the slot still held
+                if sum(t.done() for t in waits) >= 4:
+                    break
+                await asyncio.sleep(0.02)
+            refused = [t for t in waits if t.done() and t.result() is None]
+            assert len(refused) == 4, f"{len(refused)} of 6 refused while the slot was held"
+            await limiter.release(held)
+            waiting = [t for t in waits if not t.done()]
+            got, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            assert [t.result() is not None for t in got] == [True]  # a waiter got it
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            await limiter.close()
 
     asyncio.run(main())

@@ -185,10 +185,7 @@ def doctor(output: OutputFormat, record_baseline: bool) -> None:
         click.echo(f"{'cpu limit:':<{width}} {resources.describe_cpu()}")
         click.echo(f"{'call isolation:':<{width}} {procs}")
         click.echo(f"{'call memory:':<{width}} {memory}")
-        answers = {None: "", True: " (answers)", False: " (NOT ANSWERING)"}[
-            cast("bool | None", limits["answers"])
-        ]
-        click.echo(f"{'limits backend:':<{width}} {limits['backend']}{answers}: {limits['detail']}")
+        click.echo("\n".join(_limits_lines(limits, width)))
         click.echo(f"{'database:':<{width}} {settings.database_shown}")
         if space is not None:
             click.echo(f"{'data dir space:':<{width}} {space.describe()}")
@@ -209,13 +206,24 @@ def _limits_backend(settings: Settings) -> dict[str, object]:
 
     from donjon.ratelimit.backends import describe_backend
 
-    backend, answers, detail = asyncio.run(describe_backend(settings))
+    backend, answers, detail, risks = asyncio.run(describe_backend(settings))
     return {
         "backend": backend,
         "answers": answers,
         "url": settings.redis_url_shown or None,
         "detail": detail,
+        "risks": risks,
     }
+
+
+def _limits_lines(limits: dict[str, object], width: int) -> list[str]:
+    """The limits backend as doctor's text shows it: one line, then one per risk."""
+    answers = {None: "", True: " (answers)", False: " (NOT ANSWERING)"}[
+        cast("bool | None", limits["answers"])
+    ]
+    lines = [f"{'limits backend:':<{width}} {limits['backend']}{answers}: {limits['detail']}"]
+    lines += [f"{'limits risk:':<{width}} {risk}" for risk in cast("list[str]", limits["risks"])]
+    return lines
 
 
 def _bootstrap_key(settings: Settings) -> tuple[str, str]:

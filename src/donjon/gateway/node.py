@@ -46,6 +46,7 @@ from donjon.ratelimit import (
 from donjon.ratelimit.backends import SharedLimits
 from donjon.ratelimit.memory_quota import MemoryQuotaCounter
 from donjon.ratelimit.quota_book import QuotaBook
+from donjon.ratelimit.redis_posture import redis_risks
 from donjon.sandbox import (
     ResourceControl,
     SandboxError,
@@ -347,7 +348,8 @@ class Node:
 
     async def _check_shared_limits(self) -> None:
         """Ask the shared limits store once at start: an outage is reported now (logged,
-        audited, alerted), not at the first call; the node serves either way."""
+        audited, alerted), not at the first call; the node serves either way. What in it
+        puts the limits at risk (no password, in clear, evicting, forgetful) is logged."""
         shared = self.shared_limits
         if shared is None:
             return
@@ -356,6 +358,12 @@ class Node:
         except LimiterUnavailable:
             return  # reported by the health check, once
         log.info("limits: shared with other nodes in %s", shared.health.name)
+        if self.settings.redis_url is not None:
+            url = self.settings.redis_url.reveal()
+            networks = self.settings.egress.allow_networks
+            risks = await redis_risks(shared.backend, url, answers=True, egress_networks=networks)
+            for risk in risks:
+                log.warning("limits risk: %s", risk)
 
     async def _start_quotas(self) -> None:
         """The quotas in force and today's usage so far (a restart does not reset a day)."""

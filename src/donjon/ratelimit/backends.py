@@ -33,7 +33,12 @@ def open_shared(settings: Settings) -> RedisLimiter | None:
         return None
     from donjon.ratelimit.redis import RedisLimiter  # redis.asyncio: 20 MiB, 0.1 s to import
 
-    return RedisLimiter(settings.redis_url.reveal(), shown_url=settings.redis_url_shown)
+    return RedisLimiter(
+        settings.redis_url.reveal(),
+        shown_url=settings.redis_url_shown,
+        max_waiters=settings.sandbox.max_queued_per_function,
+        max_waiting=settings.sandbox.max_queued,
+    )
 
 
 @dataclass(frozen=True)
@@ -70,16 +75,29 @@ def share(
     )
 
 
-async def describe_backend(settings: Settings) -> tuple[str, bool | None, str]:
-    """(backend, answers, detail) for `donjon doctor`: "memory" (answers None: nothing to
-    ask) or "redis" and whether it answered a PING just now."""
+async def describe_backend(settings: Settings) -> tuple[str, bool | None, str, list[str]]:
+    """(backend, answers, detail, risks) for `donjon doctor`: "memory" (answers None:
+    nothing to ask) or "redis", whether it answered a PING just now, and what in it puts
+    the limits at risk (ratelimit/redis_posture.py)."""
     backend = open_shared(settings)
-    if backend is None:
-        return "memory", None, "in this process (DONJON_REDIS_URL unset): each node limits alone"
+    if backend is None or settings.redis_url is None:
+        detail = "in this process (DONJON_REDIS_URL unset): each node limits alone"
+        return "memory", None, detail, []
+    from donjon.ratelimit.redis_posture import redis_risks
+
     try:
-        await backend.ping()
-    except LimiterUnavailable as e:
-        return "redis", False, e.message
+        try:
+            await backend.ping()
+        except LimiterUnavailable as e:
+            answers, detail = False, e.message
+        else:
+            answers, detail = True, f"shared by every node using {settings.redis_url_shown}"
+        risks = await redis_risks(
+            backend,
+            settings.redis_url.reveal(),
+            answers=answers,
+            egress_networks=settings.egress.allow_networks,
+        )
     finally:
         await backend.close()
-    return "redis", True, f"shared by every node using {settings.redis_url_shown}"
+    return "redis", answers, detail, risks

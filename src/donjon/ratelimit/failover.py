@@ -6,7 +6,9 @@
   alternative, refusing every call, would let a Redis outage take the whole
   platform down; a limit per node is the smaller harm.
 - Quotas fail closed: a call whose quota cannot be checked is refused (503,
-  `LimiterUnavailable`), because a quota is a promise about money.
+  `LimiterUnavailable`), because a quota is a promise about money; the compute of
+  calls that end in an outage is owed and charged once the store answers.
+- A shared slot released in an outage is owed too: given back once the store answers.
 
 `BackendHealth` notices an outage once: the first failure is logged and
 reported (`on_change(False, reason)`: the node writes a `limits.unavailable`
@@ -19,7 +21,7 @@ probe at a time. The first answer after that is logged and reported
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -43,12 +45,15 @@ __all__ = [
     "FailoverConcurrencyLimiter",
     "FailoverRateLimiter",
     "LimitsDown",
+    "QuotasUnchecked",
 ]
 
 log = logging.getLogger("donjon.ratelimit")
 
 #: Seconds between attempts to reach the store during an outage.
 RETRY_S = 2.0
+#: Most (day, subjects) whose compute an outage keeps owed (past it the oldest is dropped).
+MAX_OWED = 10_000
 
 OnChange = Callable[[bool, str], Coroutine[Any, Any, None]]
 T = TypeVar("T")
@@ -58,6 +63,19 @@ class LimitsDown(LimiterUnavailable):
     """A shared limit cannot be checked now (its store is down): 503, come back soon."""
 
     retry_after_s = 5.0
+
+
+class QuotasUnchecked(LimitsDown):
+    """Quotas cannot be checked (their store is down): what a caller is told, naming no
+    URL, host or client error (a public trigger's caller is anyone); the operator has the
+    cause in the log, the `limits.unavailable` record and alert, and `donjon doctor`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "quotas cannot be checked now: the shared limits store is unavailable",
+            hint="retry in a few seconds; calls under a quota are refused rather than "
+            "counted nowhere",
+        )
 
 
 class BackendHealth:
@@ -189,7 +207,9 @@ class FailoverRateLimiter(RateLimiter):
 
 class FailoverConcurrencyLimiter(ConcurrencyLimiter):
     """Shared slots while the store answers; the node's own slots when not. A slot goes
-    back to whichever gave it."""
+    back to whichever gave it: a shared one whose release found the store down is owed,
+    and given back before the next shared acquire or count (else a blip of the store held
+    it, on every node, until its lease ended)."""
 
     def __init__(
         self, shared: ConcurrencyLimiter, fallback: ConcurrencyLimiter, health: BackendHealth
@@ -199,12 +219,25 @@ class FailoverConcurrencyLimiter(ConcurrencyLimiter):
         self.health = health
         #: Tokens of the slots the fallback gave (released there).
         self._local: set[str] = set()
+        #: Shared slots released while the store was down (at most those held then).
+        self._owed: list[Slot] = []
+
+    async def _give_back_owed(self) -> None:
+        """Release the owed slots on the store (`LimiterUnavailable` if it is still down)."""
+        while self._owed:
+            slot = self._owed.pop()
+            try:
+                await self.health.ask(functools.partial(self.shared.release, slot))
+            except BaseException:
+                self._owed.append(slot)
+                raise
 
     async def acquire(
         self, key: BucketKey, cap: int, *, wait_s: float, lease_s: float
     ) -> Slot | None:
         deadline = time.monotonic() + max(0.0, wait_s)
         try:
+            await self._give_back_owed()
             return await self.health.ask(
                 lambda: self.shared.acquire(key, cap, wait_s=wait_s, lease_s=lease_s)
             )
@@ -220,28 +253,70 @@ class FailoverConcurrencyLimiter(ConcurrencyLimiter):
             self._local.discard(slot.token)
             await self.fallback.release(slot)
             return
-        with contextlib.suppress(LimiterUnavailable):  # else its lease frees it on the server
+        try:
             await self.health.ask(lambda: self.shared.release(slot))
+        except LimiterUnavailable:
+            self._owed.append(slot)  # given back when the store answers (or by its lease)
 
     async def held(self, key: BucketKey) -> int:
         try:
+            await self._give_back_owed()
             return await self.health.ask(lambda: self.shared.held(key))
         except LimiterUnavailable:
             return await self.fallback.held(key)
 
 
 class FailClosedQuotaCounter(QuotaCounter):
-    """Quotas in the shared store, refused (`LimiterUnavailable`) while it is unreachable."""
+    """Quotas in the shared store, refused (`LimiterUnavailable`) while it is unreachable.
+
+    A finished call's compute that cannot be added then is owed, not dropped (the call
+    ran: its compute is spent money), and added before the next take, charge or usage
+    once the store answers. A charge whose answer never came may have been counted: owed
+    too, it is counted twice, over and never under."""
 
     def __init__(self, shared: QuotaCounter, health: BackendHealth) -> None:
         self.shared = shared
         self.health = health
+        #: Compute (ms) owed by (day, subjects), in the order owed.
+        self._owed: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def _owe(self, day: str, subjects: tuple[str, ...], compute_ms: int) -> None:
+        key = (day, subjects)
+        if key not in self._owed and len(self._owed) >= MAX_OWED:
+            (old_day, old), ms = next(iter(self._owed.items()))
+            del self._owed[(old_day, old)]
+            log.error("limits: %d ms of compute owed by %s on %s dropped", ms, old, old_day)
+        self._owed[key] = self._owed.get(key, 0) + compute_ms
+
+    async def _charge_owed(self) -> None:
+        """Add the owed compute to the store (`LimiterUnavailable` if it is still down)."""
+        while self._owed:
+            (day, subjects), ms = next(iter(self._owed.items()))
+            del self._owed[(day, subjects)]
+            try:
+                await self.health.ask(functools.partial(self.shared.add_compute, subjects, day, ms))
+            except BaseException:
+                self._owe(day, subjects, ms)
+                raise
 
     async def take(self, limits: Sequence[QuotaLimit], day: str) -> QuotaDecision:
-        return await self.health.ask(lambda: self.shared.take(limits, day))
+        try:
+            await self._charge_owed()
+            return await self.health.ask(lambda: self.shared.take(limits, day))
+        except LimiterUnavailable as e:
+            raise QuotasUnchecked() from e
 
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
-        await self.health.ask(lambda: self.shared.add_compute(subjects, day, compute_ms))
+        try:
+            await self._charge_owed()
+            await self.health.ask(lambda: self.shared.add_compute(subjects, day, compute_ms))
+        except LimiterUnavailable:
+            if subjects and compute_ms > 0:
+                self._owe(day, tuple(subjects), compute_ms)
 
     async def usage(self, subjects: Sequence[str], day: str) -> dict[str, tuple[int, int]]:
-        return await self.health.ask(lambda: self.shared.usage(subjects, day))
+        try:
+            await self._charge_owed()
+            return await self.health.ask(lambda: self.shared.usage(subjects, day))
+        except LimiterUnavailable as e:
+            raise QuotasUnchecked() from e

@@ -77,6 +77,8 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         prefix: str = PREFIX,
         timeout_s: float = TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
+        max_waiters: int = 64,
+        max_waiting: int = 512,
     ) -> None:
         #: The URL as logs and errors show it (its password masked).
         self.shown_url = shown_url or "redis"
@@ -100,6 +102,13 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         self.quotas = RedisQuotaCounter(self)
         #: Slots being given back after an acquire that failed (`_give_back_later`).
         self._giving_back: set[asyncio.Task[None]] = set()
+        #: Calls of this node polling for a full key, per key and in all (bounded as the
+        #: memory slots' waiters are: DONJON_MAX_QUEUED_PER_FUNCTION, DONJON_MAX_QUEUED).
+        self._max_waiters = max(0, max_waiters)
+        self._max_waiting = max(0, max_waiting)
+        self._waiters: dict[BucketKey, int] = {}
+        #: Calls of this node waiting for a slot now, over every key.
+        self.waiting = 0
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -134,6 +143,27 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         except (RedisError, OSError) as e:  # OSError: TimeoutError too
             self.fail(e)
 
+    @property
+    def authenticates(self) -> bool:
+        """Whether the client sends a password (the URL's, as the client read it)."""
+        return bool(self._client.connection_pool.connection_kwargs.get("password"))
+
+    async def info(self, section: str) -> dict[str, Any]:
+        """A section of the server's INFO; `LimiterUnavailable` if it does not answer."""
+        try:
+            return dict(await self._client.info(section))
+        except (RedisError, OSError) as e:  # OSError: TimeoutError too
+            self.fail(e)
+
+    async def setting(self, name: str) -> str | None:
+        """A CONFIG GET value; None if the server refuses CONFIG (managed ones often do)."""
+        try:
+            found: dict[Any, Any] = dict(await self._client.config_get(name))
+        except (RedisError, OSError):
+            return None
+        value = found.get(name, found.get(name.encode()))
+        return value.decode() if isinstance(value, bytes) else value
+
     async def close(self) -> None:
         await asyncio.gather(*self._giving_back, return_exceptions=True)
         await self._client.aclose()
@@ -165,28 +195,43 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         token = secrets.token_hex(16)
         lease_ms = max(1, round(lease_s * 1000))
         deadline = time.monotonic() + max(0.0, wait_s)
-        pause = POLL_FIRST_S
-        while True:
-            try:
-                reply = await self.run(self._acquire, [name], [cap, lease_ms, token])
-            except BaseException:
-                # The server may have run the script, taking a slot whose reply never came
-                # here (late past the timeout, or the call cancelled: its client left):
-                # given back now rather than held, unknown to the node, until its lease
-                # ends. The token is this call's alone: removing one never added does nothing.
-                self._give_back_later(name, token)
-                raise
-            try:
-                got = int(reply[0])
-            except (TypeError, ValueError, IndexError) as e:
-                self.fail(e)
-            if got == 1:
-                return Slot(key, token)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, POLL_MAX_S)
+        if await self._try_acquire(name, cap, lease_ms, token):
+            return Slot(key, token)
+        waiters = self._waiters.get(key, 0)
+        if wait_s <= 0 or waiters >= self._max_waiters or self.waiting >= self._max_waiting:
+            return None  # full, and as many calls wait as may: refused at once
+        self._waiters[key] = waiters + 1
+        self.waiting += 1
+        try:
+            pause = POLL_FIRST_S
+            while (left := deadline - time.monotonic()) > 0:
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, POLL_MAX_S)
+                if await self._try_acquire(name, cap, lease_ms, token):
+                    return Slot(key, token)
+            return None
+        finally:
+            self.waiting -= 1
+            if self._waiters[key] <= 1:
+                del self._waiters[key]
+            else:
+                self._waiters[key] -= 1
+
+    async def _try_acquire(self, name: str, cap: int, lease_ms: int, token: str) -> bool:
+        """One attempt: whether `token` now holds one of the `cap` slots of set `name`."""
+        try:
+            reply = await self.run(self._acquire, [name], [cap, lease_ms, token])
+        except BaseException:
+            # The server may have run the script, taking a slot whose reply never came
+            # here (late past the timeout, or the call cancelled: its client left):
+            # given back now rather than held, unknown to the node, until its lease
+            # ends. The token is this call's alone: removing one never added does nothing.
+            self._give_back_later(name, token)
+            raise
+        try:
+            return int(reply[0]) == 1
+        except (TypeError, ValueError, IndexError) as e:
+            self.fail(e)
 
     def _give_back_later(self, name: str, token: str) -> None:
         """Remove `token` from the slot set `name`, on a task of its own (`close` waits)."""

@@ -4,7 +4,8 @@ A subject's usage of a day is one hash (`inv`, `ms`) named
 `donjon:quota:{DAY}:SUBJECT`; the day in braces keeps a day's keys in one hash
 slot. A take checks every subject and counts one invocation for each, or
 nothing, in one script (redis_scripts.QUOTA_TAKE). Keys expire two days after
-their day ends, from the date itself (no node's clock). A failure is raised,
+their day ends, from the date itself, and never sooner than a day after their last
+count by the server's clock (a node days behind still fills them). A failure is raised,
 never guessed past: quotas fail closed (ratelimit/failover.py).
 """
 

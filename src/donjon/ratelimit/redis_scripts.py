@@ -74,11 +74,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
 
+#: When a day's keys expire: ARGV[1] (unix seconds, from the day), but never sooner than a
+#: day from now by the server's clock. A node whose clock is days behind names a day whose
+#: expiry is past: EXPIREAT then deleted each count as it was made (its quotas never
+#: filled); its counts now live a day past its last.
+_EXPIRY = """
+local expiry = math.max(tonumber(ARGV[1]), tonumber(redis.call('TIME')[1]) + 86400)
+"""
+
 #: All-or-nothing quotas. KEYS: one hash per subject of the day (fields inv, ms). ARGV[1]:
 #: when the keys expire (unix seconds); then per key two limits, invocations and compute
 #: ms (-1: unlimited). Returns {1} when every subject had room (one invocation counted
 #: for each), else {0, index of the subject, measure, used, limit} and nothing counted.
-QUOTA_TAKE = """
+QUOTA_TAKE = (
+    _EXPIRY
+    + """
 for i, key in ipairs(KEYS) do
   local max_inv = tonumber(ARGV[2 * i])
   local max_ms = tonumber(ARGV[2 * i + 1])
@@ -94,19 +104,23 @@ for i, key in ipairs(KEYS) do
 end
 for _, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'inv', 1)
-  redis.call('EXPIREAT', key, ARGV[1])
+  redis.call('EXPIREAT', key, expiry)
 end
 return {1}
 """
+)
 
 #: A finished call's compute. KEYS: the subjects' hashes. ARGV: expiry (unix s), ms.
-ADD_COMPUTE = """
+ADD_COMPUTE = (
+    _EXPIRY
+    + """
 for _, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'ms', ARGV[2])
-  redis.call('EXPIREAT', key, ARGV[1])
+  redis.call('EXPIREAT', key, expiry)
 end
 return #KEYS
 """
+)
 
 #: Usage of the subjects' hashes: a flat list {inv1, ms1, inv2, ms2, ...}.
 USAGE = """
