@@ -59,7 +59,9 @@ async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> b
     if sni is None:
         if not literal:
             raise Refused(f"the TLS ClientHello names no server (SNI), expected {request.host}")
-    elif sni.lower().rstrip(".") != request.host:
+    elif sni.endswith(".") or sni.lower() != request.host:
+        # Exactly the host, in any case: no trailing dot (RFC 6066), which a front end
+        # routing by the name as sent would not match to the granted host.
         raise Refused(f"the TLS SNI {sni[:255]!r} differs from the CONNECT host")
     return bytes(data)
 
