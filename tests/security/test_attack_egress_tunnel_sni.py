@@ -1,29 +1,83 @@
 """Attack: a TLS tunnel through the egress proxy whose ClientHello names another server
 than the one the grant and the CONNECT name.
 
-A server name with trailing dots (`api.donjon.test....`): the proxy compared the name
-with every trailing dot stripped, so the hello reached the server naming a host no
-grant names, which a front end routing by the exact name sends to its default virtual
-host (RFC 6066: a server name has no trailing dot). The tunnel is now closed before the
-hello goes upstream and audited as denied with the call's function and destination.
+Two ways past the SNI check, both relaying the hello to the granted address:
+
+- a server name with trailing dots (`api.donjon.test....`): the proxy compared the
+  name with every trailing dot stripped, so the hello reached the server naming a host
+  no grant names, which a front end routing by the exact name sends to its default
+  virtual host (RFC 6066: a server name has no trailing dot);
+- a tunnel to a granted port other than 443 (8443, 993, 6380...): the ClientHello was
+  not read at all, so a function granted `api:8443` could ask the server at that address
+  for any other name it serves (domain fronting on a shared front end).
+
+Each refused tunnel is closed before the hello goes upstream and audited as denied
+with the call's function and destination.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from egress_support import API, ProxyRig, rig
+from egress_support import API, OTHER, ProxyRig, rig
+
+
+class Sink:
+    """A TCP server on the rig's address that greets each connection (as SMTP or MySQL
+    servers speak first) and keeps every byte it is sent."""
+
+    GREETING = b"220 sink ready\r\n"
+
+    def __init__(self, address: str) -> None:
+        self._sock = socket.create_server((address, 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.received = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(self.GREETING)
+            while data := conn.recv(65536):
+                with self._lock:
+                    self.received += data
+
+    def seen(self) -> bytes:
+        with self._lock:
+            return bytes(self.received)
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 @pytest.fixture
 def proxy(tmp_path: Path) -> Iterator[ProxyRig]:
     with rig(tmp_path) as r:
         yield r
+
+
+@pytest.fixture
+def sink(proxy: ProxyRig) -> Iterator[Sink]:
+    s = Sink(proxy.address)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 def hello(server_name: str) -> bytes:
@@ -83,3 +137,42 @@ def test_the_granted_name_in_another_case_still_passes(proxy: ProxyRig) -> None:
     token = proxy.begin(sandbox)
     _, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", hello(API.upper()))
     assert back.startswith(b"\x16\x03"), back[:40]  # the server's ServerHello
+
+
+def test_a_tunnel_to_another_port_cannot_ask_for_another_server(
+    proxy: ProxyRig, sink: Sink
+) -> None:
+    """CONNECT api:PORT (granted, not 443), then a ClientHello for other: closed, audited."""
+    sandbox = proxy.open([f"{API}:{sink.port}"])
+    token = proxy.begin(sandbox, "req-front")
+    answer, _ = tunnel(proxy.relay(sandbox, token), f"{API}:{sink.port}", hello(OTHER))
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    proxy.run(sandbox.end_call(token))
+    assert OTHER.encode() not in sink.seen()  # the server never heard the other name
+    denied = [r for r in proxy.records() if r["outcome"] == "denied"]
+    assert denied, proxy.records()
+    detail = denied[0]["detail"]
+    assert "SNI" in detail["reason"] and detail["destination"] == f"{API}:{sink.port}"
+    assert detail["function"] == "fn" and detail["request_id"] == "req-front"
+
+
+def test_a_tunnel_to_another_port_still_carries_its_own_protocol(
+    proxy: ProxyRig, sink: Sink
+) -> None:
+    """The same tunnel with the granted name in its hello, or with no TLS at all, is relayed;
+    a server that speaks first is heard before the client sends a byte."""
+    sandbox = proxy.open([f"{API}:{sink.port}"])
+    token = proxy.begin(sandbox)
+    port = proxy.relay(sandbox, token)
+    tunnel(port, f"{API}:{sink.port}", hello(API))
+    tunnel(port, f"{API}:{sink.port}", b"*1\r\n$4\r\nPING\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(f"CONNECT {API}:{sink.port} HTTP/1.1\r\n\r\n".encode())
+        heard = b""
+        while Sink.GREETING not in heard and (chunk := s.recv(4096)):
+            heard += chunk  # the server's greeting arrives before the client says anything
+    assert heard.endswith(Sink.GREETING), heard
+    proxy.run(sandbox.end_call(token))
+    seen = sink.seen()
+    assert API.encode() in seen and b"PING" in seen, seen[:80]
+    assert {r["outcome"] for r in proxy.records()} == {"allowed"}

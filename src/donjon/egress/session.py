@@ -5,7 +5,8 @@ in bytes and time), the grant (`permissions.egress`; an IP literal only when
 granted literally), the resolution (the proxy's own resolver), every address
 checked (non-global, metadata and the host's own addresses refused), the dial
 (of an address just checked, never re-resolved), for CONNECT to 443 the ClientHello's SNI
-against the CONNECT host, then the bytes, charged against the call's cap.
+against the CONNECT host (on another port, when the tunnel opens with TLS), then the
+bytes, charged against the call's cap.
 Every decision is audited (records.py) before any byte goes upstream.
 """
 
@@ -127,7 +128,8 @@ async def _serve(
     if first:
         call.charge(len(first), ctx.settings.max_bytes_per_call)
         upstream.write(first)
-    await relay(ctx, call, reader, writer, up_reader, upstream)
+    # On 443 the hello was read above; on another port the tunnel's opening is, if TLS.
+    await relay(ctx, call, reader, writer, up_reader, upstream, None if first else request)
 
 
 async def _check(

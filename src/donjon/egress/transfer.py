@@ -24,22 +24,36 @@ from donjon.egress.http import (
 )
 from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
 
-__all__ = ["client_hello", "forward", "relay"]
+__all__ = ["client_hello", "forward", "opening", "relay"]
 
 #: Seconds for a ClientHello (and for a response head: three times that); its bytes at most.
 HELLO_TIMEOUT_S = 10.0
 MAX_HELLO_BYTES = 64 * 1024
 CHUNK = 64 * 1024
+#: The first byte of a TLS handshake record (RFC 8446 section 5.1).
+_TLS_HANDSHAKE = b"\x16"
 
 
-async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> bytes:
-    """The TLS ClientHello the client sends into the tunnel, its SNI checked against the host.
+async def client_hello(
+    reader: asyncio.StreamReader, request: ProxyRequest, start: bytes = b""
+) -> bytes:
+    """The TLS ClientHello the client sends into the tunnel (beginning with `start`, already
+    read), its SNI checked against the host.
 
     Read into one growing buffer (a chunk at a time is appended, not the whole copied)."""
-    data = bytearray()
+    data = bytearray(start)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + HELLO_TIMEOUT_S
     while True:
+        if data:
+            try:
+                sni = client_hello_sni(data)
+                break
+            except ClientHelloIncomplete:
+                if len(data) >= MAX_HELLO_BYTES:
+                    raise Refused("the TLS ClientHello is too large") from None
+            except NotClientHello:
+                raise Refused(f"CONNECT to port {request.port} must carry TLS") from None
         try:
             chunk = await asyncio.wait_for(reader.read(CHUNK), max(0.0, deadline - loop.time()))
         except TimeoutError:
@@ -47,14 +61,6 @@ async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> b
         if not chunk:
             raise Refused("the tunnel closed before a TLS ClientHello")
         data += chunk
-        try:
-            sni = client_hello_sni(data)
-            break
-        except ClientHelloIncomplete:
-            if len(data) >= MAX_HELLO_BYTES:
-                raise Refused("the TLS ClientHello is too large") from None
-        except NotClientHello:
-            raise Refused("CONNECT to port 443 must carry TLS") from None
     literal = parse_ip_literal(request.host) is not None
     if sni is None:
         if not literal:
@@ -89,6 +95,33 @@ async def _pipe(
             dst.write_eof()
 
 
+async def opening(reader: asyncio.StreamReader, request: ProxyRequest) -> bytes:
+    """The first bytes of a tunnel to a port other than 443, whenever the client sends them
+    (the server may speak first). If they begin a TLS handshake record, they must be a
+    ClientHello whose SNI is the CONNECT host, as on 443: a TLS server on any granted port
+    may serve other names too (a shared front end on 8443)."""
+    first = await reader.read(CHUNK)
+    if first[:1] != _TLS_HANDSHAKE or first[1:2] not in (b"", b"\x03"):
+        return first  # not TLS (a TLS server refuses a first record that is not 22, 3.x)
+    return await client_hello(reader, request, first)
+
+
+async def _outbound(
+    ctx: SessionContext,
+    call: Call,
+    reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+    request: ProxyRequest | None,
+) -> None:
+    """The client's side of a tunnel: its opening checked (with `request`), then the rest."""
+    if request is not None:
+        first = await opening(reader, request)
+        call.charge(len(first), ctx.settings.max_bytes_per_call)
+        upstream.write(first)
+        await upstream.drain()
+    await _pipe(ctx, call, reader, upstream)
+
+
 async def relay(
     ctx: SessionContext,
     call: Call,
@@ -96,10 +129,12 @@ async def relay(
     writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     upstream: asyncio.StreamWriter,
+    request: ProxyRequest | None = None,
 ) -> None:
-    """Both directions of a tunnel until both ends are done (a cap or an error ends both)."""
+    """Both directions of a tunnel until both ends are done (a cap or an error ends both).
+    With `request`, the client's first bytes are checked by `opening` before any goes up."""
     tasks = [
-        asyncio.ensure_future(_pipe(ctx, call, reader, upstream)),
+        asyncio.ensure_future(_outbound(ctx, call, reader, upstream, request)),
         asyncio.ensure_future(_pipe(ctx, call, up_reader, writer)),
     ]
     try:
