@@ -9,7 +9,10 @@ Two ways past the SNI check, both relaying the hello to the granted address:
   virtual host (RFC 6066: a server name has no trailing dot);
 - a tunnel to a granted port other than 443 (8443, 993, 6380...): the ClientHello was
   not read at all, so a function granted `api:8443` could ask the server at that address
-  for any other name it serves (domain fronting on a shared front end).
+  for any other name it serves (domain fronting on a shared front end);
+- a hello with Encrypted Client Hello: the granted name outside, the name the server
+  acts on encrypted inside, where the proxy cannot read it (a front end that supports
+  ECH, a CDN's, serves every site it fronts to whoever names the granted one outside).
 
 Each refused tunnel is closed before the hello goes upstream and audited as denied
 with the call's function and destination.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +97,21 @@ def hello(server_name: str) -> bytes:
     first = outgoing.read()
     assert first.count(carrier.encode()) == 1
     return first.replace(carrier.encode(), server_name.encode())
+
+
+def with_extension(first: bytes, kind: int, data: bytes) -> bytes:
+    """`first` (one TLS record holding a ClientHello) with one more extension at its end."""
+    extension = struct.pack("!HH", kind, len(data)) + data
+    record, body = first[:5], bytearray(first[5:])
+    pos = 4 + 2 + 32
+    pos += 1 + body[pos]  # session id
+    pos += 2 + int.from_bytes(body[pos : pos + 2])  # cipher suites
+    pos += 1 + body[pos]  # compression methods
+    total = int.from_bytes(body[pos : pos + 2]) + len(extension)
+    body[pos : pos + 2] = total.to_bytes(2, "big")
+    body += extension
+    body[1:4] = (len(body) - 4).to_bytes(3, "big")
+    return record[:3] + len(body).to_bytes(2, "big") + bytes(body)
 
 
 def tunnel(port: int, target: str, data: bytes) -> tuple[bytes, bytes]:
@@ -176,3 +195,35 @@ def test_a_tunnel_to_another_port_still_carries_its_own_protocol(
     seen = sink.seen()
     assert API.encode() in seen and b"PING" in seen, seen[:80]
     assert {r["outcome"] for r in proxy.records()} == {"allowed"}
+
+
+#: An outer encrypted_client_hello (RFC 9849 draft-ietf-tls-esni): type 0 (outer), HPKE
+#: KDF and AEAD, a config id, an encapsulated key and a payload that is the real hello.
+OUTER_ECH = b"\x00" + struct.pack("!HHB", 1, 1, 7) + struct.pack("!H", 32) + b"k" * 32
+OUTER_ECH += struct.pack("!H", 200) + b"p" * 200
+
+
+@pytest.mark.parametrize("kind", [0xFE0D, 0xFFCE], ids=["ech", "esni"])
+def test_a_hello_that_hides_its_server_name_is_refused(proxy: ProxyRig, kind: int) -> None:
+    """The granted name outside, another encrypted inside (ECH, or the older ESNI): the
+    proxy cannot check the name the server acts on, so the tunnel is closed, audited."""
+    sandbox = proxy.open([f"{API}:443"])
+    token = proxy.begin(sandbox, "req-ech")
+    first = with_extension(hello(API), kind, OUTER_ECH)
+    answer, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", first)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert back == b"", back[:40]  # no ServerHello: the hello never reached the server
+    proxy.run(sandbox.end_call(token))
+    [record] = proxy.records()
+    detail = record["detail"]
+    assert record["outcome"] == "denied" and "encrypt" in detail["reason"], record
+    assert detail["destination"] == f"{API}:443" and detail["request_id"] == "req-ech"
+
+
+def test_a_hello_with_another_unknown_extension_still_passes(proxy: ProxyRig) -> None:
+    """The refusal is ECH's alone: an extension the proxy does not know is relayed."""
+    sandbox = proxy.open([f"{API}:443"])
+    token = proxy.begin(sandbox)
+    first = with_extension(hello(API), 0xFAFA, b"")  # a GREASE value (RFC 8701)
+    _, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", first)
+    assert back.startswith(b"\x16\x03"), back[:40]  # the server's ServerHello

@@ -5,8 +5,9 @@ CONNECTs to a granted host but asks the server, inside TLS, for another name (do
 fronting on a shared front end) is refused. Only what RFC 8446 section 4.1.2 and RFC
 6066 section 3 define is read; a handshake message split over several TLS records
 is put back together. Anything malformed is `NotClientHello`: the proxy refuses it.
-A hello with Encrypted Client Hello carries the public name outside and the real one
-encrypted; the outer name is what is returned (docs/security.md says what remains).
+A hello with Encrypted Client Hello (or the older encrypted SNI) carries the granted name
+outside and the one the server acts on encrypted inside, where it cannot be compared:
+it is `EncryptedServerName`, and the proxy refuses it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "MAX_CLIENT_HELLO",
     "MAX_HELLO_RECORDS",
     "ClientHelloIncomplete",
+    "EncryptedServerName",
     "NotClientHello",
     "client_hello_sni",
 ]
@@ -22,6 +24,8 @@ __all__ = [
 _HANDSHAKE = 22
 _CLIENT_HELLO = 1
 _SERVER_NAME = 0
+#: encrypted_client_hello (RFC 9849) and the draft encrypted_server_name it replaced.
+_ENCRYPTED_NAMES = frozenset({0xFE0D, 0xFFCE})
 _HOST_NAME = 0
 _RECORD_HEADER = 5
 _MAX_RECORD = 2**14 + 2048
@@ -40,6 +44,11 @@ class ClientHelloIncomplete(Exception):
 
 class NotClientHello(Exception):
     """The bytes are not a well-formed TLS ClientHello."""
+
+
+class EncryptedServerName(Exception):
+    """A well-formed ClientHello that encrypts the server name it asks for (ECH, ESNI):
+    the name in its server_name extension is not the one the server acts on."""
 
 
 class _Reader:
@@ -101,7 +110,8 @@ def client_hello_sni(data: bytes | bytearray) -> str | None:
     """The host name the ClientHello at the start of `data` asks for; None if it names none.
 
     `ClientHelloIncomplete` if `data` ends before the hello does; `NotClientHello` if the
-    bytes are not a well-formed hello (or name a host in more than one entry).
+    bytes are not a well-formed hello (or name a host in more than one entry);
+    `EncryptedServerName` if it is one that encrypts its real server name.
     """
     body = _Reader(_handshake(data))
     body.take(2 + 32)  # legacy_version, random
@@ -126,6 +136,8 @@ def client_hello_sni(data: bytes | bytearray) -> str | None:
         seen.add(kind)
         if kind == _SERVER_NAME:
             name = _server_name(value)
+    if seen & _ENCRYPTED_NAMES:
+        raise EncryptedServerName("the ClientHello encrypts its server name")
     return name
 
 

@@ -22,7 +22,12 @@ from donjon.egress.http import (
     rewrite_response_head,
     status_response,
 )
-from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
+from donjon.egress.sni import (
+    ClientHelloIncomplete,
+    EncryptedServerName,
+    NotClientHello,
+    client_hello_sni,
+)
 
 __all__ = ["client_hello", "forward", "opening", "relay"]
 
@@ -54,6 +59,11 @@ async def client_hello(
                     raise Refused("the TLS ClientHello is too large") from None
             except NotClientHello:
                 raise Refused(f"CONNECT to port {request.port} must carry TLS") from None
+            except EncryptedServerName:
+                raise Refused(
+                    "the TLS ClientHello encrypts the server name it asks for (ECH): the"
+                    f" proxy cannot check it is {request.host}"
+                ) from None
         try:
             chunk = await asyncio.wait_for(reader.read(CHUNK), max(0.0, deadline - loop.time()))
         except TimeoutError:
