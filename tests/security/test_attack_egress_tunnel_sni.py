@@ -13,6 +13,9 @@ Two ways past the SNI check, both relaying the hello to the granted address:
 - a hello with Encrypted Client Hello: the granted name outside, the name the server
   acts on encrypted inside, where the proxy cannot read it (a front end that supports
   ECH, a CDN's, serves every site it fronts to whoever names the granted one outside).
+- a second hello after a TLS 1.3 HelloRetryRequest, in the clear like the first but
+  never read: the server acts on its name, so the first named the granted host and the
+  second another.
 
 Each refused tunnel is closed before the hello goes upstream and audited as denied
 with the call's function and destination.
@@ -20,6 +23,7 @@ with the call's function and destination.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -227,3 +231,103 @@ def test_a_hello_with_another_unknown_extension_still_passes(proxy: ProxyRig) ->
     first = with_extension(hello(API), 0xFAFA, b"")  # a GREASE value (RFC 8701)
     _, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", first)
     assert back.startswith(b"\x16\x03"), back[:40]  # the server's ServerHello
+
+
+FRONT = "front.donjon.test"  # as long as OTHER: one name is written over the other
+assert len(FRONT) == len(OTHER)
+
+
+class RetryServer:
+    """A TLS server that asks every client to retry its hello (it takes only P-256 key
+    shares, Python's client offers X25519 first) and keeps each server name it was asked
+    for, as a front end picking its virtual host by SNI does."""
+
+    def __init__(self, address: str, cert: Path, key: Path) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.context.set_ecdh_curve("prime256v1")
+        self.names: list[str] = []
+        self.context.sni_callback = self._named
+        self._sock = socket.create_server((address, 0))
+        self.port: int = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _named(self, _tls: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        self.names.append(name or "")
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            conn.settimeout(10)
+            with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True):
+                pass
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def retried_handshake(proxy: ProxyRig, server: RetryServer, asked: str) -> bool:
+    """A TLS handshake through the proxy to `server` whose client asks for `asked`, its
+    first hello rewritten on the wire to ask for FRONT; whether it completed."""
+    sandbox = proxy.open([f"{FRONT}:{server.port}"])
+    token = proxy.begin(sandbox, "req-retry")
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client.wrap_bio(incoming, outgoing, server_hostname=asked)
+    done = False
+    with socket.create_connection(("127.0.0.1", proxy.relay(sandbox, token)), timeout=20) as s:
+        s.sendall(f"CONNECT {FRONT}:{server.port} HTTP/1.1\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        for flight in range(4):
+            try:
+                tls.do_handshake()
+                done = True
+                break
+            except ssl.SSLWantReadError:
+                out = outgoing.read()
+                if flight == 0:
+                    out = out.replace(asked.encode(), FRONT.encode())
+                s.sendall(out)
+                data = s.recv(65536)
+                if not data:
+                    break
+                incoming.write(data)
+            except (ssl.SSLError, OSError):
+                break
+    proxy.run(sandbox.end_call(token))
+    return done
+
+
+@pytest.fixture
+def retry_server(proxy: ProxyRig, tmp_path: Path) -> Iterator[RetryServer]:
+    proxy.resolver.table[FRONT] = [proxy.address]
+    server = RetryServer(proxy.address, proxy.ca, tmp_path / "key.pem")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_retried_hello_cannot_ask_for_another_server(
+    proxy: ProxyRig, retry_server: RetryServer
+) -> None:
+    """TLS 1.3 HelloRetryRequest: the first hello names the granted host, the second
+    (sent after the server's retry request, in the clear) names another. The server acts
+    on the second; the proxy checks it too."""
+    assert not retried_handshake(proxy, retry_server, OTHER)
+    assert OTHER not in retry_server.names, retry_server.names  # never acted on the other
+    assert retry_server.names == [FRONT], retry_server.names  # a retry was asked for
+    denied = [r for r in proxy.records() if r["outcome"] == "denied"]
+    assert denied and "SNI" in denied[0]["detail"]["reason"], proxy.records()
+
+
+def test_a_retried_hello_for_the_same_server_completes(
+    proxy: ProxyRig, retry_server: RetryServer
+) -> None:
+    """The same retry with the same name in both hellos: the handshake completes."""
+    assert retried_handshake(proxy, retry_server, FRONT)
+    assert retry_server.names == [FRONT, FRONT], retry_server.names

@@ -19,6 +19,7 @@ __all__ = [
     "EncryptedServerName",
     "NotClientHello",
     "client_hello_sni",
+    "read_client_hello",
 ]
 
 _HANDSHAKE = 22
@@ -74,8 +75,9 @@ class _Reader:
         return len(self.data) - self.pos
 
 
-def _handshake(data: bytes | bytearray) -> bytes:
-    """The first handshake message's body, from as many TLS records as it spans."""
+def _handshake(data: bytes | bytearray) -> tuple[bytes, int]:
+    """The first handshake message's body, from as many TLS records as it spans, and the
+    bytes of `data` those records take."""
     message = bytearray()
     pos = 0
     records = 0
@@ -103,17 +105,24 @@ def _handshake(data: bytes | bytearray) -> bytes:
         # Another handshake message shares the record: no client sends that before
         # the server's answer, so it is refused rather than read around.
         raise NotClientHello("data follows the ClientHello in its records")
-    return bytes(message[4:needed])
+    return bytes(message[4:needed]), pos
 
 
 def client_hello_sni(data: bytes | bytearray) -> str | None:
+    """The host name the ClientHello at the start of `data` asks for (`read_client_hello`)."""
+    return read_client_hello(data)[0]
+
+
+def read_client_hello(data: bytes | bytearray) -> tuple[str | None, int]:
     """The host name the ClientHello at the start of `data` asks for; None if it names none.
 
     `ClientHelloIncomplete` if `data` ends before the hello does; `NotClientHello` if the
     bytes are not a well-formed hello (or name a host in more than one entry);
-    `EncryptedServerName` if it is one that encrypts its real server name.
+    `EncryptedServerName` if it is one that encrypts its real server name. With the name,
+    the bytes of `data` the hello's records take (what follows is not the hello's).
     """
-    body = _Reader(_handshake(data))
+    message, end = _handshake(data)
+    body = _Reader(message)
     body.take(2 + 32)  # legacy_version, random
     body.vector(1)  # legacy_session_id
     suites = body.vector(2)
@@ -122,7 +131,7 @@ def client_hello_sni(data: bytes | bytearray) -> str | None:
     if not body.vector(1):  # legacy_compression_methods
         raise NotClientHello("no compression methods")
     if body.left == 0:
-        return None  # no extensions at all
+        return None, end  # no extensions at all
     extensions = _Reader(body.vector(2))
     if body.left:
         raise NotClientHello("bytes after the extensions")
@@ -138,7 +147,7 @@ def client_hello_sni(data: bytes | bytearray) -> str | None:
             name = _server_name(value)
     if seen & _ENCRYPTED_NAMES:
         raise EncryptedServerName("the ClientHello encrypts its server name")
-    return name
+    return name, end
 
 
 def _server_name(value: bytes) -> str | None:
