@@ -30,33 +30,28 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from egress_support import API, OTHER, ProxyRig, rig
+from egress_support import API, OTHER, ProxyRig, connect_head, rig
+from sec_support import Listener
 
 
-class Sink:
+class Sink(Listener):
     """A TCP server on the rig's address that greets each connection (as SMTP or MySQL
-    servers speak first) and keeps every byte it is sent."""
+    servers speak first), keeps every byte it is sent and answers each read (a TLS
+    client's further bytes wait in the proxy for the server's answer to its hello)."""
 
     GREETING = b"220 sink ready\r\n"
 
     def __init__(self, address: str) -> None:
-        self._sock = socket.create_server((address, 0))
-        self.port: int = self._sock.getsockname()[1]
         self.received = bytearray()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(address)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn: socket.socket) -> None:
         with conn:
@@ -64,13 +59,11 @@ class Sink:
             while data := conn.recv(65536):
                 with self._lock:
                     self.received += data
+                conn.sendall(b"+OK\r\n")
 
     def seen(self) -> bytes:
         with self._lock:
             return bytes(self.received)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 @pytest.fixture
@@ -121,13 +114,9 @@ def with_extension(first: bytes, kind: int, data: bytes) -> bytes:
 def tunnel(port: int, target: str, data: bytes) -> tuple[bytes, bytes]:
     """CONNECT `target`, send `data` into the tunnel; (the proxy's answer, what came back)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = s.recv(4096)
-            if not chunk:
-                return answer, b""
-            answer += chunk
+        answer = connect_head(s, target)
+        if b"\r\n\r\n" not in answer:
+            return answer, b""
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
         back = b""
@@ -136,29 +125,43 @@ def tunnel(port: int, target: str, data: bytes) -> tuple[bytes, bytes]:
     return answer, back
 
 
+def through(
+    proxy: ProxyRig, grant: str, data: bytes, request_id: str = "req-1"
+) -> tuple[bytes, bytes]:
+    """One call granted `grant` tunnels `data` to it, then ends: (the proxy's answer to
+    CONNECT, what came back)."""
+    sandbox = proxy.open([grant])
+    token = proxy.begin(sandbox, request_id)
+    try:
+        return tunnel(proxy.relay(sandbox, token), grant, data)
+    finally:
+        proxy.run(sandbox.end_call(token))
+
+
+def denied_detail(proxy: ProxyRig, request_id: str) -> dict[str, Any]:
+    """The call's first denied egress record's detail (the test's call named `request_id`)."""
+    denied = [r for r in proxy.records() if r["outcome"] == "denied"]
+    assert denied, proxy.records()
+    detail: dict[str, Any] = denied[0]["detail"]
+    assert detail["function"] == "fn" and detail["request_id"] == request_id, detail
+    return detail
+
+
 @pytest.mark.parametrize("server_name", [f"{API}.", f"{API}....", f"{API.upper()}.."])
 def test_a_server_name_with_trailing_dots_is_not_the_granted_host(
     proxy: ProxyRig, server_name: str
 ) -> None:
     """SNI `api.donjon.test....` on a tunnel to api.donjon.test:443: closed, never relayed."""
-    sandbox = proxy.open([f"{API}:443"])
-    token = proxy.begin(sandbox, "req-dots")
-    answer, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", hello(server_name))
+    answer, back = through(proxy, f"{API}:443", hello(server_name), "req-dots")
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert back == b"", back[:40]  # no ServerHello: the hello never reached the server
-    proxy.run(sandbox.end_call(token))
-    [record] = proxy.records()
-    detail = record["detail"]
-    assert record["outcome"] == "denied" and "SNI" in detail["reason"], record
-    assert detail["function"] == "fn" and detail["destination"] == f"{API}:443"
-    assert detail["request_id"] == "req-dots"
+    detail = denied_detail(proxy, "req-dots")
+    assert "SNI" in detail["reason"] and detail["destination"] == f"{API}:443"
 
 
 def test_the_granted_name_in_another_case_still_passes(proxy: ProxyRig) -> None:
     """Server names compare case-insensitively, as DNS names do: `API.DONJON.TEST` is it."""
-    sandbox = proxy.open([f"{API}:443"])
-    token = proxy.begin(sandbox)
-    _, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", hello(API.upper()))
+    _, back = through(proxy, f"{API}:443", hello(API.upper()))
     assert back.startswith(b"\x16\x03"), back[:40]  # the server's ServerHello
 
 
@@ -166,17 +169,11 @@ def test_a_tunnel_to_another_port_cannot_ask_for_another_server(
     proxy: ProxyRig, sink: Sink
 ) -> None:
     """CONNECT api:PORT (granted, not 443), then a ClientHello for other: closed, audited."""
-    sandbox = proxy.open([f"{API}:{sink.port}"])
-    token = proxy.begin(sandbox, "req-front")
-    answer, _ = tunnel(proxy.relay(sandbox, token), f"{API}:{sink.port}", hello(OTHER))
+    answer, _ = through(proxy, f"{API}:{sink.port}", hello(OTHER), "req-front")
     assert answer.startswith(b"HTTP/1.1 200"), answer
-    proxy.run(sandbox.end_call(token))
     assert OTHER.encode() not in sink.seen()  # the server never heard the other name
-    denied = [r for r in proxy.records() if r["outcome"] == "denied"]
-    assert denied, proxy.records()
-    detail = denied[0]["detail"]
+    detail = denied_detail(proxy, "req-front")
     assert "SNI" in detail["reason"] and detail["destination"] == f"{API}:{sink.port}"
-    assert detail["function"] == "fn" and detail["request_id"] == "req-front"
 
 
 def test_a_tunnel_to_another_port_still_carries_its_own_protocol(
@@ -211,25 +208,18 @@ OUTER_ECH += struct.pack("!H", 200) + b"p" * 200
 def test_a_hello_that_hides_its_server_name_is_refused(proxy: ProxyRig, kind: int) -> None:
     """The granted name outside, another encrypted inside (ECH, or the older ESNI): the
     proxy cannot check the name the server acts on, so the tunnel is closed, audited."""
-    sandbox = proxy.open([f"{API}:443"])
-    token = proxy.begin(sandbox, "req-ech")
     first = with_extension(hello(API), kind, OUTER_ECH)
-    answer, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", first)
+    answer, back = through(proxy, f"{API}:443", first, "req-ech")
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert back == b"", back[:40]  # no ServerHello: the hello never reached the server
-    proxy.run(sandbox.end_call(token))
-    [record] = proxy.records()
-    detail = record["detail"]
-    assert record["outcome"] == "denied" and "encrypt" in detail["reason"], record
-    assert detail["destination"] == f"{API}:443" and detail["request_id"] == "req-ech"
+    detail = denied_detail(proxy, "req-ech")
+    assert "encrypt" in detail["reason"] and detail["destination"] == f"{API}:443"
 
 
 def test_a_hello_with_another_unknown_extension_still_passes(proxy: ProxyRig) -> None:
     """The refusal is ECH's alone: an extension the proxy does not know is relayed."""
-    sandbox = proxy.open([f"{API}:443"])
-    token = proxy.begin(sandbox)
     first = with_extension(hello(API), 0xFAFA, b"")  # a GREASE value (RFC 8701)
-    _, back = tunnel(proxy.relay(sandbox, token), f"{API}:443", first)
+    _, back = through(proxy, f"{API}:443", first)
     assert back.startswith(b"\x16\x03"), back[:40]  # the server's ServerHello
 
 
@@ -237,7 +227,7 @@ FRONT = "front.donjon.test"  # as long as OTHER: one name is written over the ot
 assert len(FRONT) == len(OTHER)
 
 
-class RetryServer:
+class RetryServer(Listener):
     """A TLS server that asks every client to retry its hello (it takes only P-256 key
     shares, Python's client offers X25519 first) and keeps each server name it was asked
     for, as a front end picking its virtual host by SNI does."""
@@ -248,25 +238,15 @@ class RetryServer:
         self.context.set_ecdh_curve("prime256v1")
         self.names: list[str] = []
         self.context.sni_callback = self._named
-        self._sock = socket.create_server((address, 0))
-        self.port: int = self._sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(address)
 
     def _named(self, _tls: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
         self.names.append(name or "")
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            conn.settimeout(10)
-            with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True):
-                pass
-
-    def close(self) -> None:
-        self._sock.close()
+    def handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True):
+            pass
 
 
 def retried_handshake(proxy: ProxyRig, server: RetryServer, asked: str) -> bool:

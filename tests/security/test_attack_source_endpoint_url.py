@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -27,31 +25,10 @@ from donjon.manifest.event_triggers import S3Spec
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_address import SourceAddressRefused, check_url
 from donjon.triggers.sqs_source import SqsPoller
+from sec_support import Listener
 
 PUBLIC = "93.184.216.34"  # a globally routable literal: the check needs no DNS
 SPEC = S3Spec(source="sqs", secret="queue", prefix="", suffix="")  # noqa: S106 - a vault name
-
-
-class Listener:
-    """A loopback service the node must never be made to dial; counts who connected."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 @pytest.fixture
