@@ -25,7 +25,7 @@ from donjon.egress.sni import (
     read_client_hello,
 )
 
-__all__ = ["CHUNK", "HelloWatch", "client_hello", "starts_tls"]
+__all__ = ["HelloWatch", "client_hello", "starts_tls"]
 
 #: Seconds for a ClientHello; its bytes at most; what one read takes.
 HELLO_TIMEOUT_S = 10.0
