@@ -249,9 +249,12 @@ class RetryServer(Listener):
             pass
 
 
-def retried_handshake(proxy: ProxyRig, server: RetryServer, asked: str) -> bool:
+def retried_handshake(
+    proxy: ProxyRig, server: RetryServer, asked: str, before_second: bytes = b""
+) -> bool:
     """A TLS handshake through the proxy to `server` whose client asks for `asked`, its
-    first hello rewritten on the wire to ask for FRONT; whether it completed."""
+    first hello rewritten on the wire to ask for FRONT (and `before_second` sent before
+    its second flight); whether it completed."""
     sandbox = proxy.open([f"{FRONT}:{server.port}"])
     token = proxy.begin(sandbox, "req-retry")
     client = ssl.create_default_context()
@@ -271,6 +274,8 @@ def retried_handshake(proxy: ProxyRig, server: RetryServer, asked: str) -> bool:
                 out = outgoing.read()
                 if flight == 0:
                     out = out.replace(asked.encode(), FRONT.encode())
+                elif flight == 1:
+                    out = before_second + out
                 s.sendall(out)
                 data = s.recv(65536)
                 if not data:
@@ -311,3 +316,15 @@ def test_a_retried_hello_for_the_same_server_completes(
     """The same retry with the same name in both hellos: the handshake completes."""
     assert retried_handshake(proxy, retry_server, FRONT)
     assert retry_server.names == [FRONT, FRONT], retry_server.names
+
+
+def test_a_retried_hello_behind_many_change_cipher_specs_is_refused(
+    proxy: ProxyRig, retry_server: RetryServer
+) -> None:
+    """A client sends one ChangeCipherSpec before its second hello; a stream of them
+    (each one the proxy would step over, on the node's event loop) is refused."""
+    spec = b"\x14\x03\x03\x00\x01\x01"
+    assert not retried_handshake(proxy, retry_server, FRONT, spec * 1000)
+    assert retry_server.names == [FRONT], retry_server.names
+    detail = denied_detail(proxy, "req-retry")
+    assert "must carry TLS" in detail["reason"], detail

@@ -140,14 +140,11 @@ class HelloWatch:
         if not self.retry:
             return data
         deadline = asyncio.get_running_loop().time() + HELLO_TIMEOUT_S
-        spec = b""
-        while True:
-            if data.startswith(_CHANGE_CIPHER_SPEC):
-                spec += _CHANGE_CIPHER_SPEC
-                data = data[len(_CHANGE_CIPHER_SPEC) :]
-            elif not data or _CHANGE_CIPHER_SPEC.startswith(data):
-                data += await _read(reader, deadline, "no second TLS ClientHello in time")
-            else:
-                break
-        second, rest = await client_hello(reader, self.request, data)
+        while not data or (
+            len(data) < len(_CHANGE_CIPHER_SPEC) and _CHANGE_CIPHER_SPEC.startswith(data)
+        ):
+            data += await _read(reader, deadline, "no second TLS ClientHello in time")
+        # One ChangeCipherSpec at most (a client sends one), then the hello.
+        spec = _CHANGE_CIPHER_SPEC if data.startswith(_CHANGE_CIPHER_SPEC) else b""
+        second, rest = await client_hello(reader, self.request, data[len(spec) :])
         return spec + second + rest
