@@ -279,19 +279,26 @@ def raw_request(port: int, data: bytes, timeout: float = 30.0) -> bytes:
     return b"".join(chunks)
 
 
+def connect_head(s: socket.socket, target: str) -> bytes:
+    """Send `CONNECT target` on `s` (a connection to a relay); the proxy's answer's head
+    (and whatever came with it), or what came before the proxy closed."""
+    s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
 def connect_tls(
     rig_: ProxyRig, port: int, target: str, server_hostname: str | None
 ) -> tuple[bytes, bytes]:
     """CONNECT `target` through the relay, then TLS with `server_hostname` as SNI and
     GET /; returns (the proxy's answer to CONNECT, the HTTPS response or b"")."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = s.recv(4096)
-            if not chunk:
-                return answer, b""
-            answer += chunk
+        answer = connect_head(s, target)
         if not answer.startswith(b"HTTP/1.1 200"):
             return answer, b""
         ctx = rig_.client_context()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,3 +111,30 @@ def read_until_closed(
             return data, True
         data += chunk
     return data, False
+
+
+class Listener:
+    """A TCP server on `address` (loopback) that counts the connections it accepts and
+    hands each to `handle` (which closes it), on a thread of its own."""
+
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        self._sock = socket.create_server((address, 0))
+        self.port = int(self._sock.getsockname()[1])
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.close()
+
+    def close(self) -> None:
+        self._sock.close()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from donjon.egress.sni import (
     MAX_HELLO_RECORDS,
     ClientHelloIncomplete,
+    EncryptedServerName,
     NotClientHello,
     client_hello_sni,
 )
@@ -150,21 +151,30 @@ def test_a_handcrafted_hello_is_read() -> None:
 
 @PROPERTY
 @given(st.binary(max_size=600))
-def test_any_bytes_give_a_name_or_one_of_the_two_errors(data: bytes) -> None:
-    """Arbitrary input never raises anything but the parser's own two exceptions."""
+def test_any_bytes_give_a_name_or_one_of_the_parsers_errors(data: bytes) -> None:
+    """Arbitrary input never raises anything but the parser's own exceptions."""
     try:
         result = client_hello_sni(data)
-    except (ClientHelloIncomplete, NotClientHello):
+    except (ClientHelloIncomplete, NotClientHello, EncryptedServerName):
         return
     assert result is None or isinstance(result, str)
 
 
 @PROPERTY
 @given(st.binary(min_size=1, max_size=300))
-def test_mutated_hellos_give_a_name_or_one_of_the_two_errors(noise: bytes) -> None:
+def test_mutated_hellos_give_a_name_or_one_of_the_parsers_errors(noise: bytes) -> None:
     """A real hello with bytes overwritten never crashes the parser."""
     hello = bytearray(_hello("api.example.com"))
     for i, b in enumerate(noise):
         hello[(i * 7919) % len(hello)] = b
-    with contextlib.suppress(ClientHelloIncomplete, NotClientHello):
+    with contextlib.suppress(ClientHelloIncomplete, NotClientHello, EncryptedServerName):
         client_hello_sni(bytes(hello))
+
+
+@pytest.mark.parametrize("kind", [0xFE0D, 0xFFCE])
+def test_a_hello_that_encrypts_its_server_name_is_told_apart(kind: int) -> None:
+    """ECH (or the draft ESNI) beside a plain server_name: the plain name is not the one
+    the server acts on, so the parser says so rather than return it."""
+    extensions = _sni_extension(b"api.example.com") + struct.pack("!HH", kind, 1) + b"\x00"
+    with pytest.raises(EncryptedServerName):
+        client_hello_sni(_with_extensions(extensions))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from egress_support import API, OTHER, ProxyRig, connect_tls, raw_request, rig
+from egress_support import API, OTHER, ProxyRig, connect_head, connect_tls, raw_request, rig
 
 
 @pytest.fixture
@@ -378,14 +378,7 @@ def test_a_malformed_grant_opens_nothing(proxy: ProxyRig) -> None:
 def _tunnel(port: int, target: str) -> tuple[socket.socket, bytes]:
     """A CONNECT through the relay on `port`, left open: the socket and the proxy's answer."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(f"CONNECT {target} HTTP/1.1\r\n\r\n".encode())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        answer += chunk
-    return s, answer
+    return s, connect_head(s, target)
 
 
 def test_open_connections_are_bounded_per_function_and_on_the_node(tmp_path: Path) -> None:

@@ -10,7 +10,10 @@ host's credentials or platform state were judged like any address:
   firewall lets only root reach it, and the node runs as root);
 - EKS Pod Identity's agent (169.254.170.23, fd00:ec2::23), Google's IPv6 metadata server
   (fd20:ce::254) and OpenStack's (fe80::a9fe:a9fe) were dialled once an admin opened a
-  network holding them (an internal IPv6 range, say).
+  network holding them (an internal IPv6 range, say); until 2026-12-07 so were Tencent
+  Cloud's metadata service (169.254.0.23, metadata.tencentyun.com: an instance role's
+  credentials), Scaleway's (169.254.42.42, fd00:42::42) and the IPv6 addresses of
+  Akamai's (fd00:a9fe:a9fe::1) and Alibaba's (fd00:100::100:200).
 
 Before the fix: each literal grant below deployed (201), and a granted name resolving
 to fd00:ec2::23 was dialled (the proxy answered 502 "could not connect" here, where
@@ -27,12 +30,16 @@ from typing import Any
 import pytest
 
 from donjon.bundle import build_bundle
+from donjon.manifest.model import ManifestError
 from egress_world import DnsServer
 from harness import LiveNode, start_node
 
 DOMAIN = "platform.test"
 #: Networks the node's admin opened, each holding a platform endpoint.
-OPENED = "fd00:ec2::/32,fd20:ce::/64,169.254.170.0/24,fe80::/64"
+OPENED = (
+    "fd00:ec2::/32,fd20:ce::/64,169.254.170.0/24,fe80::/64,"
+    "169.254.0.0/24,169.254.42.0/24,fd00:42::/64,fd00:a9fe:a9fe::/64,fd00:100::/64"
+)
 
 _HANDLER = """\
 import urllib.error
@@ -114,6 +121,11 @@ def _denial(node: LiveNode, request_id: str) -> dict[str, Any] | None:
         "[fd00:ec2::23]:80",
         "[fd20:ce::254]:80",
         "[fe80::a9fe:a9fe]:80",
+        "169.254.0.23:80",  # Tencent Cloud (metadata.tencentyun.com)
+        "169.254.42.42:80",  # Scaleway
+        "[fd00:42::42]:80",  # Scaleway over IPv6
+        "[fd00:a9fe:a9fe::1]:80",  # Akamai (Linode) over IPv6
+        "[fd00:100::100:200]:80",  # Alibaba Cloud over IPv6
     ],
 )
 def test_deploy_refuses_a_grant_of_a_platform_endpoint(
@@ -143,3 +155,12 @@ def test_cannot_reach_a_platform_endpoint_through_a_granted_name(
     assert record is not None
     assert record["detail"]["decision"] == "denied", record
     assert "cloud metadata address" in record["detail"]["reason"], record
+
+
+def test_a_manifest_cannot_grant_a_platform_metadata_name(
+    platform_node: LiveNode, tmp_path: Path
+) -> None:
+    """Tencent Cloud's metadata name is refused like Google's, whatever it resolves to: the
+    manifest does not load (the bundle is never built, nothing reaches the node)."""
+    with pytest.raises(ManifestError, match="cloud metadata service"):
+        _deploy(platform_node, tmp_path, "platform-named", ["metadata.tencentyun.com:80"])

@@ -13,8 +13,6 @@ say why in their outage record.
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,34 +21,12 @@ from typing import Any
 import pytest
 
 from harness import LiveNode, run_cli, start_node
+from sec_support import Listener
 
 PRINTER = """\
 def handler(event, context):
     return event
 """
-
-
-class Listener:
-    """A TCP listener on loopback that counts the connections it accepts."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._sock.getsockname()[1])
-        self.accepted = 0
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 @pytest.fixture(scope="module")

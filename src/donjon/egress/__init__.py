@@ -5,7 +5,7 @@ This package holds what the proxy decides with: which addresses may be dialled
 proxy's own name resolution (resolve.py) and the TLS ClientHello's server name
 (sni.py); and the proxy itself: one unix socket per sandbox and one token per
 call (proxy.py, calls.py), one connection's checks and bytes (session.py,
-context.py, transfer.py, http.py), its audit records (records.py).
+context.py, transfer.py, hello.py, http.py), its audit records (records.py).
 """
 
 from __future__ import annotations

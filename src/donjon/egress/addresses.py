@@ -49,9 +49,11 @@ class AddressError(Error):
 #: credentials or platform state on: AWS/GCP/Azure/OpenStack (169.254.169.254), AWS over
 #: IPv6 (fd00:ec2::254), ECS task metadata (169.254.170.2), EKS Pod Identity's agent
 #: (169.254.170.23, fd00:ec2::23), GCP over IPv6 (fd20:ce::254), OpenStack over IPv6
-#: (fe80::a9fe:a9fe), Alibaba (100.100.100.200), and Azure's WireServer (168.63.129.16:
-#: the VM agent's goal state and extension settings). The last is a public address, so
-#: the routability check alone lets any name whose DNS an author controls reach it.
+#: (fe80::a9fe:a9fe), Alibaba (100.100.100.200, fd00:100::100:200), Tencent Cloud
+#: (169.254.0.23), Scaleway (169.254.42.42, fd00:42::42), Akamai over IPv6
+#: (fd00:a9fe:a9fe::1), and Azure's WireServer (168.63.129.16: the VM agent's goal state
+#: and extension settings). The last is a public address, so the routability check alone
+#: lets any name whose DNS an author controls reach it.
 METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     {
         ipaddress.IPv4Address("169.254.169.254"),
@@ -59,10 +61,15 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
         ipaddress.IPv4Address("169.254.170.23"),
         ipaddress.IPv4Address("100.100.100.200"),
         ipaddress.IPv4Address("168.63.129.16"),
+        ipaddress.IPv4Address("169.254.0.23"),
+        ipaddress.IPv4Address("169.254.42.42"),
         ipaddress.IPv6Address("fd00:ec2::254"),
         ipaddress.IPv6Address("fd00:ec2::23"),
         ipaddress.IPv6Address("fd20:ce::254"),
         ipaddress.IPv6Address("fe80::a9fe:a9fe"),
+        ipaddress.IPv6Address("fd00:100::100:200"),
+        ipaddress.IPv6Address("fd00:42::42"),
+        ipaddress.IPv6Address("fd00:a9fe:a9fe::1"),
     }
 )
 

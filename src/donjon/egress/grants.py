@@ -40,6 +40,7 @@ _SENSITIVE_NAMES = frozenset(
         "metadata.azure.internal",
         "instance-data",
         "instance-data.ec2.internal",
+        "metadata.tencentyun.com",
     }
 )
 _HINT = (

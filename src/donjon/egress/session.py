@@ -5,7 +5,9 @@ in bytes and time), the grant (`permissions.egress`; an IP literal only when
 granted literally), the resolution (the proxy's own resolver), every address
 checked (non-global, metadata and the host's own addresses refused), the dial
 (of an address just checked, never re-resolved), for CONNECT to 443 the ClientHello's SNI
-against the CONNECT host, then the bytes, charged against the call's cap.
+against the CONNECT host (on another port, when the tunnel opens with TLS; a second
+hello a HelloRetryRequest asks for too, hello.py), then the bytes, charged against the
+call's cap.
 Every decision is audited (records.py) before any byte goes upstream.
 """
 
@@ -20,6 +22,7 @@ from donjon.egress.addresses import IPAddress, own_address_refusal, parse_ip_lit
 from donjon.egress.calls import Call, LimitReached
 from donjon.egress.context import Refused, SessionContext
 from donjon.egress.grants import EgressGrant
+from donjon.egress.hello import HelloWatch, client_hello
 from donjon.egress.http import (
     MAX_HEAD_BYTES,
     BadRequest,
@@ -28,7 +31,7 @@ from donjon.egress.http import (
     status_response,
 )
 from donjon.egress.resolve import ResolveError
-from donjon.egress.transfer import client_hello, forward, relay
+from donjon.egress.transfer import forward, relay
 
 __all__ = ["Refused", "SessionContext", "serve"]
 
@@ -122,12 +125,17 @@ async def _serve(
         return
     writer.write(status_response(200, ""))
     progress.tunnelled = True
-    first = await client_hello(reader, request) if request.port == 443 else b""
+    if request.port != 443:  # the tunnel's opening is read in the relay (TLS or not)
+        await ctx.records.note(call.id, allowed)
+        await relay(ctx, call, reader, writer, up_reader, upstream, request)
+        return
+    first, rest = await client_hello(reader, request)
     await ctx.records.note(call.id, allowed)  # durable before any byte goes upstream
-    if first:
-        call.charge(len(first), ctx.settings.max_bytes_per_call)
-        upstream.write(first)
-    await relay(ctx, call, reader, writer, up_reader, upstream)
+    watch = HelloWatch(request)
+    watch.hello_sent(rest)  # the rest waits for the server's answer to the hello
+    call.charge(len(first), ctx.settings.max_bytes_per_call)
+    upstream.write(first)
+    await relay(ctx, call, reader, writer, up_reader, upstream, request, watch)
 
 
 async def _check(

@@ -5,8 +5,9 @@ CONNECTs to a granted host but asks the server, inside TLS, for another name (do
 fronting on a shared front end) is refused. Only what RFC 8446 section 4.1.2 and RFC
 6066 section 3 define is read; a handshake message split over several TLS records
 is put back together. Anything malformed is `NotClientHello`: the proxy refuses it.
-A hello with Encrypted Client Hello carries the public name outside and the real one
-encrypted; the outer name is what is returned (docs/security.md says what remains).
+A hello with Encrypted Client Hello (or the older encrypted SNI) carries the granted name
+outside and the one the server acts on encrypted inside, where it cannot be compared:
+it is `EncryptedServerName`, and the proxy refuses it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ __all__ = [
     "MAX_CLIENT_HELLO",
     "MAX_HELLO_RECORDS",
     "ClientHelloIncomplete",
+    "EncryptedServerName",
     "NotClientHello",
     "client_hello_sni",
+    "read_client_hello",
 ]
 
 _HANDSHAKE = 22
 _CLIENT_HELLO = 1
 _SERVER_NAME = 0
+#: encrypted_client_hello (RFC 9849) and the draft encrypted_server_name it replaced.
+_ENCRYPTED_NAMES = frozenset({0xFE0D, 0xFFCE})
 _HOST_NAME = 0
 _RECORD_HEADER = 5
 _MAX_RECORD = 2**14 + 2048
@@ -40,6 +45,11 @@ class ClientHelloIncomplete(Exception):
 
 class NotClientHello(Exception):
     """The bytes are not a well-formed TLS ClientHello."""
+
+
+class EncryptedServerName(Exception):
+    """A well-formed ClientHello that encrypts the server name it asks for (ECH, ESNI):
+    the name in its server_name extension is not the one the server acts on."""
 
 
 class _Reader:
@@ -65,8 +75,9 @@ class _Reader:
         return len(self.data) - self.pos
 
 
-def _handshake(data: bytes | bytearray) -> bytes:
-    """The first handshake message's body, from as many TLS records as it spans."""
+def _handshake(data: bytes | bytearray) -> tuple[bytes, int]:
+    """The first handshake message's body, from as many TLS records as it spans, and the
+    bytes of `data` those records take."""
     message = bytearray()
     pos = 0
     records = 0
@@ -94,16 +105,24 @@ def _handshake(data: bytes | bytearray) -> bytes:
         # Another handshake message shares the record: no client sends that before
         # the server's answer, so it is refused rather than read around.
         raise NotClientHello("data follows the ClientHello in its records")
-    return bytes(message[4:needed])
+    return bytes(message[4:needed]), pos
 
 
 def client_hello_sni(data: bytes | bytearray) -> str | None:
+    """The host name the ClientHello at the start of `data` asks for (`read_client_hello`)."""
+    return read_client_hello(data)[0]
+
+
+def read_client_hello(data: bytes | bytearray) -> tuple[str | None, int]:
     """The host name the ClientHello at the start of `data` asks for; None if it names none.
 
     `ClientHelloIncomplete` if `data` ends before the hello does; `NotClientHello` if the
-    bytes are not a well-formed hello (or name a host in more than one entry).
+    bytes are not a well-formed hello (or name a host in more than one entry);
+    `EncryptedServerName` if it is one that encrypts its real server name. With the name,
+    the bytes of `data` the hello's records take (what follows is not the hello's).
     """
-    body = _Reader(_handshake(data))
+    message, end = _handshake(data)
+    body = _Reader(message)
     body.take(2 + 32)  # legacy_version, random
     body.vector(1)  # legacy_session_id
     suites = body.vector(2)
@@ -112,7 +131,7 @@ def client_hello_sni(data: bytes | bytearray) -> str | None:
     if not body.vector(1):  # legacy_compression_methods
         raise NotClientHello("no compression methods")
     if body.left == 0:
-        return None  # no extensions at all
+        return None, end  # no extensions at all
     extensions = _Reader(body.vector(2))
     if body.left:
         raise NotClientHello("bytes after the extensions")
@@ -126,7 +145,9 @@ def client_hello_sni(data: bytes | bytearray) -> str | None:
         seen.add(kind)
         if kind == _SERVER_NAME:
             name = _server_name(value)
-    return name
+    if seen & _ENCRYPTED_NAMES:
+        raise EncryptedServerName("the ClientHello encrypts its server name")
+    return name, end
 
 
 def _server_name(value: bytes) -> str | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
-from donjon.egress.addresses import parse_ip_literal
 from donjon.egress.calls import Call
-from donjon.egress.context import Refused, SessionContext
+from donjon.egress.context import SessionContext
+from donjon.egress.hello import HelloWatch, client_hello, starts_tls
 from donjon.egress.http import (
     BadRequest,
     ProxyRequest,
@@ -22,46 +23,12 @@ from donjon.egress.http import (
     rewrite_response_head,
     status_response,
 )
-from donjon.egress.sni import ClientHelloIncomplete, NotClientHello, client_hello_sni
 
-__all__ = ["client_hello", "forward", "relay"]
+__all__ = ["forward", "relay"]
 
-#: Seconds for a ClientHello (and for a response head: three times that); its bytes at most.
-HELLO_TIMEOUT_S = 10.0
-MAX_HELLO_BYTES = 64 * 1024
+#: Seconds for a response head (three times a hello's).
+HEAD_WAIT_S = 30.0
 CHUNK = 64 * 1024
-
-
-async def client_hello(reader: asyncio.StreamReader, request: ProxyRequest) -> bytes:
-    """The TLS ClientHello the client sends into the tunnel, its SNI checked against the host.
-
-    Read into one growing buffer (a chunk at a time is appended, not the whole copied)."""
-    data = bytearray()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + HELLO_TIMEOUT_S
-    while True:
-        try:
-            chunk = await asyncio.wait_for(reader.read(CHUNK), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            raise Refused("no TLS ClientHello in time") from None
-        if not chunk:
-            raise Refused("the tunnel closed before a TLS ClientHello")
-        data += chunk
-        try:
-            sni = client_hello_sni(data)
-            break
-        except ClientHelloIncomplete:
-            if len(data) >= MAX_HELLO_BYTES:
-                raise Refused("the TLS ClientHello is too large") from None
-        except NotClientHello:
-            raise Refused("CONNECT to port 443 must carry TLS") from None
-    literal = parse_ip_literal(request.host) is not None
-    if sni is None:
-        if not literal:
-            raise Refused(f"the TLS ClientHello names no server (SNI), expected {request.host}")
-    elif sni.lower().rstrip(".") != request.host:
-        raise Refused(f"the TLS SNI {sni[:255]!r} differs from the CONNECT host")
-    return bytes(data)
 
 
 async def _pipe(
@@ -70,11 +37,15 @@ async def _pipe(
     src: asyncio.StreamReader,
     dst: asyncio.StreamWriter,
     left: int | None = None,
+    seen: Callable[[bytes], None] | None = None,
 ) -> None:
-    """Copy `src` to `dst` (at most `left` bytes), charging the call; half-close at the end."""
+    """Copy `src` to `dst` (at most `left` bytes), charging the call; half-close at the end.
+    `seen` is shown each chunk before it goes on (b"" at the end)."""
     limit = ctx.settings.max_bytes_per_call
     while left is None or left > 0:
         chunk = await src.read(CHUNK if left is None else min(CHUNK, left))
+        if seen is not None:
+            seen(chunk)
         if not chunk:
             break
         call.charge(len(chunk), limit)
@@ -87,6 +58,36 @@ async def _pipe(
             dst.write_eof()
 
 
+async def _outbound(
+    ctx: SessionContext,
+    call: Call,
+    reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+    request: ProxyRequest | None,
+    watch: HelloWatch | None,
+) -> None:
+    """The client's side of a tunnel. With `request` (a port other than 443), its first
+    bytes are read whenever it sends them (the server may speak first) and, if they open
+    TLS, must be a ClientHello for the CONNECT host, as on 443: a TLS server on any granted
+    port may serve other names too (a shared front end on 8443). While `watch` holds a
+    hello the server has not answered, the rest waits for that answer."""
+    limit = ctx.settings.max_bytes_per_call
+    if request is not None and watch is not None:
+        first = await reader.read(CHUNK)
+        if starts_tls(first):
+            first, rest = await client_hello(reader, request, first)
+            watch.hello_sent(rest)
+        call.charge(len(first), limit)
+        upstream.write(first)
+        await upstream.drain()
+    if watch is not None and watch.sent:
+        more = await watch.after_answer(reader)
+        call.charge(len(more), limit)
+        upstream.write(more)
+        await upstream.drain()
+    await _pipe(ctx, call, reader, upstream)
+
+
 async def relay(
     ctx: SessionContext,
     call: Call,
@@ -94,11 +95,19 @@ async def relay(
     writer: asyncio.StreamWriter,
     up_reader: asyncio.StreamReader,
     upstream: asyncio.StreamWriter,
+    request: ProxyRequest,
+    watch: HelloWatch | None = None,
 ) -> None:
-    """Both directions of a tunnel until both ends are done (a cap or an error ends both)."""
+    """Both directions of a tunnel until both ends are done (a cap or an error ends both).
+    `watch`: the hello already sent (443); without it, the client's first bytes are read
+    for one (`_outbound`)."""
+    checked = watch is None
+    watch = watch or HelloWatch(request)
     tasks = [
-        asyncio.ensure_future(_pipe(ctx, call, reader, upstream)),
-        asyncio.ensure_future(_pipe(ctx, call, up_reader, writer)),
+        asyncio.ensure_future(
+            _outbound(ctx, call, reader, upstream, request if checked else None, watch)
+        ),
+        asyncio.ensure_future(_pipe(ctx, call, up_reader, writer, seen=watch.server_bytes)),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -127,7 +136,7 @@ async def forward(
     upstream.write(head)
     await _pipe(ctx, call, reader, upstream, content_length(request))
     try:
-        response = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), HELLO_TIMEOUT_S * 3)
+        response = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), HEAD_WAIT_S)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
         writer.write(status_response(502, "the upstream server sent no complete response head"))
         return

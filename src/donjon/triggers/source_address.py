@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -68,6 +69,10 @@ _HINT = (
     "an admin may open an internal network to event sources and functions' egress alike "
     "with DONJON_EGRESS_ALLOW_NETWORKS (docs/triggers.md, 'Where a source connects')"
 )
+
+
+#: An endpoint's authority: a name or IPv4 address, or an IPv6 one in brackets, and a port.
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
 
 
 class SourceAddressRefused(Error):
@@ -132,7 +137,19 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
 
 
 async def check_url(url: str, allow_networks: Sequence[IPNetwork], what: str) -> None:
-    """`SourceAddressRefused` unless every address of `url`'s host may be dialled."""
+    """`SourceAddressRefused` unless `url` is a plain http(s) URL whose host every HTTP
+    client reads alike and every address of that host may be dialled."""
     parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or "\\" in url
+        or not _AUTHORITY.fullmatch(parts.netloc)
+    ):
+        # urlsplit and urllib3 (botocore's) end the host at different characters: with a
+        # backslash or user information, the host checked here was not the one dialled.
+        raise SourceAddressRefused(
+            f"{what} is not a plain http(s)://host[:port] URL (no user information, no backslash)",
+            hint="write the endpoint as https://host:port/ with nothing before the host",
+        )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     await allowed_addresses(parts.hostname or "", port, allow_networks, what)
