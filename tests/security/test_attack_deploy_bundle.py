@@ -4,6 +4,7 @@ staging files behind, names no host path, and never stops a node from (re)starti
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import sqlite3
@@ -294,6 +295,35 @@ def test_too_many_members_are_refused(node: LiveNode, shared_dev_key: str) -> No
         _archive("name: many\nhandler: main.handler\n", [(f"m/{i}", b"") for i in range(25_000)]),
     )
     assert "members" in body["detail"] or "files" in body["detail"], body
+
+
+def _chained_headers(kind: str, count: int) -> bytes:
+    """A bundle whose main.py follows `count` extended (pax) or GNU long-name headers in a
+    row, each a block of its own: tarfile reads each next header by calling itself."""
+    raw = io.BytesIO()
+
+    def member(info: tarfile.TarInfo, data: bytes) -> None:
+        info.size = len(data)
+        raw.write(info.tobuf(tarfile.GNU_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE))
+
+    member(tarfile.TarInfo("donjon.yaml"), b"name: chain\nhandler: main.handler\n")
+    header = tarfile.TarInfo("././@LongLink")
+    header.type = tarfile.XHDTYPE if kind == "pax" else tarfile.GNUTYPE_LONGNAME
+    for _ in range(count):
+        member(header, b"13 comment=x\n" if kind == "pax" else b"main.py\0")
+    member(tarfile.TarInfo("main.py"), _MAIN)
+    raw.write(bytes(2 * tarfile.BLOCKSIZE))
+    return gzip.compress(raw.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["pax", "gnu"])
+def test_thousands_of_chained_headers_are_refused_clearly(
+    node: LiveNode, shared_dev_key: str, kind: str
+) -> None:
+    """3,000 extended (or long-name) headers in a row before one member, 13 KB of archive:
+    a clear 4xx naming the headers, audited, nothing left (was a 500, RecursionError)."""
+    body = _bundle_attack(node, shared_dev_key, _chained_headers(kind, 3_000))
+    assert "headers in a row" in body["detail"], body
 
 
 # -- 11: errors name members, never host paths ------------------------------------------
