@@ -258,6 +258,25 @@ def test_credential_written_in_python_is_blocked(own: LiveNode, dev_key: str, li
     _blocked(_deploy(own, dev_key, {"settings.py": line.encode()}), "DJ-SEC-003")
 
 
+@pytest.mark.parametrize(
+    ("source", "rule"),
+    [
+        # wrapped for the line length, as formatters and reviewers ask: one string to Python
+        (f'TOKEN = (\n    "{_GITHUB[:20]}"\n    "{_GITHUB[20:]}"\n)\n', "DJ-SEC-001"),
+        (f'KEY_ID = "{_AWS_ID[:8]}" "{_AWS_ID[8:]}"\n', "DJ-SEC-001"),
+        (f'TOKEN = "{_GITHUB[:20]}" + "{_GITHUB[20:]}"\n', "DJ-SEC-001"),
+        ('DB_PASSWORD = ("k9Jx2mQ8vL"\n    "p4Rz7WbN3c")\n', "DJ-SEC-003"),
+    ],
+    ids=["implicit-over-lines", "implicit-on-one-line", "plus", "keyword-over-lines"],
+)
+def test_credential_split_across_literals_is_blocked(
+    own: LiveNode, dev_key: str, source: str, rule: str
+) -> None:
+    """A credential written as literals joined into one string (implicit concatenation,
+    `+`) blocks the deploy as it does written whole: no line holds it."""
+    _blocked(_deploy(own, dev_key, {"settings.py": source.encode()}), rule)
+
+
 def test_credentials_past_column_4000_of_a_one_line_config_are_blocked(
     own: LiveNode, dev_key: str
 ) -> None:

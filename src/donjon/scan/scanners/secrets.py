@@ -10,10 +10,12 @@ Reports never carry a secret: the value is masked in messages and snippets.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import PurePosixPath
 
 from detect_secrets.filters import heuristic
+from detect_secrets.plugins.base import BasePlugin
 
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
@@ -29,8 +31,10 @@ from donjon.scan.scanners.secret_detect import (
 )
 from donjon.scan.scanners.secret_python import (
     NAMED,
+    JoinedLiteral,
     KeySite,
     PythonFacts,
+    joined_literals,
     may_have_call_sites,
     python_facts,
 )
@@ -179,8 +183,11 @@ class SecretScanner(Scanner):
             for start, text in _windows(line, whole=not scan.code)
             if CANDIDATE_LINE.search(text)
         ]
+        pieces = joined_literals(source) if scan.python else []
+        joined = [j for j in pieces if CANDIDATE_LINE.search(j.text)]
         # Speed only: the detectors that cannot match any candidate line are left out.
-        plugins = for_text(detectors(), "\n".join(text for _, _, text in candidates))
+        texts = [*(text for _, _, text in candidates), *(j.text for j in joined)]
+        plugins = for_text(detectors(), "\n".join(texts))
         for number, start, text in candidates:
             head = text if not start else source.line(number)[:_MAX_LINE]
             for cand in detect(text, regexes, scan.code, plugins):
@@ -199,9 +206,40 @@ class SecretScanner(Scanner):
                     snippet=near.strip().replace(cand.secret, masked),
                     secret=cand.secret,
                 )
+        for literal in joined:
+            self._joined(scan, literal, regexes, plugins, seen)
         if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
             self._call_sites(scan, scan.facts, seen)
         return [f for f in scan.out if f is not None], scan.values
+
+    @staticmethod
+    def _joined(
+        scan: _FileScan,
+        literal: JoinedLiteral,
+        regexes: dict[re.Pattern[str], int],
+        plugins: tuple[BasePlugin, ...],
+        seen: dict[tuple[int, str], int],
+    ) -> None:
+        """The secrets of a string written in pieces that no line holds whole (a secret a
+        line holds is the line rule's to find, or to let pass)."""
+        lines = "\n".join(scan.source.lines[literal.line - 1 : literal.end_line])
+        text = literal.text[:_MAX_LINE]
+        for cand in detect(text, regexes, True, plugins):
+            if cand.secret in lines or (literal.line, cand.secret) in seen:
+                continue  # written whole: the line rule's to report, or to let pass
+            masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
+            seen[(literal.line, cand.secret)] = len(scan.out)
+            scan.add(
+                cand.rule_id,
+                literal.line,
+                text.find(cand.secret) + 1,
+                f"{cand.kind}, written in pieces: {masked}",
+                confidence=scan.grade(
+                    cand.rule_id, literal.line, scan.source.line(literal.line), weak=cand.weak
+                ),
+                snippet=text.strip().replace(cand.secret, masked),
+                secret=cand.secret,
+            )
 
     @staticmethod
     def _call_sites(scan: _FileScan, facts: PythonFacts, seen: dict[tuple[int, str], int]) -> None:
