@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import sqlite3
 import tarfile
@@ -18,8 +19,10 @@ import httpx
 import pytest
 
 from donjon.bundle import BundleError, build_bundle
+from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from harness import EXAMPLES, LiveNode, run_cli, start_node
 from sec_support import audit_records
+from trigger_sweep import send_raw
 
 _MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
 
@@ -324,6 +327,22 @@ def test_thousands_of_chained_headers_are_refused_clearly(
     a clear 4xx naming the headers, audited, nothing left (was a 500, RecursionError)."""
     body = _bundle_attack(node, shared_dev_key, _chained_headers(kind, 3_000))
     assert "headers in a row" in body["detail"], body
+
+
+@pytest.mark.parametrize(
+    ("kind", "length", "status"), [("empty", 0, 400), ("oversized", MAX_BUNDLE_BYTES + 1, 413)]
+)
+def test_a_deploy_without_a_bundle_is_refused_and_audited(
+    node: LiveNode, kind: str, length: int, status: int
+) -> None:
+    """A deploy whose body is empty, or declared larger than a bundle may be, is refused
+    and its refusal is in the audit log as every other refused deploy's is."""
+    key = node.create_key(f"no-bundle-{kind}", "developer")["key"]
+    headers = {"authorization": f"Bearer {key}", "content-length": str(length)}
+    reply = send_raw(node, "POST", "/v1/functions", headers)
+    assert reply.status == status, reply.text
+    records = audit_records(node, json.loads(reply.body)["request_id"])
+    assert [(a["action"], a["outcome"]) for a in records] == [("function.deploy", "denied")]
 
 
 # -- 11: errors name members, never host paths ------------------------------------------
