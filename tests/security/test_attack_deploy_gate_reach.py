@@ -111,6 +111,16 @@ def test_token_in_a_template_file_is_blocked(own: LiveNode, dev_key: str) -> Non
     _blocked(_deploy(own, dev_key, {"templates/page.html.j2": page}), "DJ-SEC-001")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_token_in_a_utf16_config_file_is_blocked(
+    own: LiveNode, dev_key: str, encoding: str
+) -> None:
+    """A token in a config file saved as UTF-16 with its byte order mark (what Windows
+    PowerShell's `>` writes) blocks the deploy: its NUL bytes do not make it binary."""
+    text = json.dumps({"github_token": _GITHUB}, indent=1)
+    _blocked(_deploy(own, dev_key, {"config.json": text.encode(encoding)}), "DJ-SEC-001")
+
+
 def test_dependency_vendored_at_the_bundle_root_is_blocked(own: LiveNode, dev_key: str) -> None:
     """A vulnerable distribution installed Lambda-style at the bundle's root (`pip install
     -t .`, importable from /fn as much as from .deps/) blocks the deploy."""
