@@ -121,6 +121,19 @@ def test_token_in_a_utf16_config_file_is_blocked(
     _blocked(_deploy(own, dev_key, {"config.json": text.encode(encoding)}), "DJ-SEC-001")
 
 
+def test_token_in_a_source_map_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """A token in the sources a JavaScript source map embeds (`sourcesContent`, served
+    beside a bundled front end) blocks the deploy: a `.map` is text, not binary."""
+    source_map = {
+        "version": 3,
+        "sources": ["src/api.js"],
+        "sourcesContent": [f"export const client = new Octokit({{auth: '{_GITHUB}'}});\n"],
+        "mappings": "AAAA,OAAO,MAAM",
+    }
+    r = _deploy(own, dev_key, {"static/app.js.map": json.dumps(source_map).encode()})
+    _blocked(r, "DJ-SEC-001")
+
+
 def test_dependency_vendored_at_the_bundle_root_is_blocked(own: LiveNode, dev_key: str) -> None:
     """A vulnerable distribution installed Lambda-style at the bundle's root (`pip install
     -t .`, importable from /fn as much as from .deps/) blocks the deploy."""

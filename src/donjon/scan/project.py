@@ -82,6 +82,8 @@ _TEXT_SUFFIXES = frozenset(
         ".template",
         ".in",
         ".ipynb",
+        # A source map's sourcesContent is the sources it maps, verbatim.
+        ".map",
     }
 )
 _TEXT_NAMES = frozenset(

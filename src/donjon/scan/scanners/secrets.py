@@ -59,6 +59,9 @@ _CONFIDENCE = {
 _LOCK_FILES = frozenset(
     {"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json", "yarn.lock", "Cargo.lock"}
 )
+#: Suffixes detect-secrets skips as build output that hold sources all the same: a
+#: JavaScript source map embeds the files it maps (sourcesContent), keys and all.
+_SOURCES = frozenset({".map"})
 _MAX_LINE = 4000
 #: Characters a window shares with the one before: no credential is cut in two unseen.
 _OVERLAP = 512
@@ -166,7 +169,9 @@ class SecretScanner(Scanner):
         secrets: set[str] = set()
         for source in project.files:
             name = PurePosixPath(source.rel).name
-            if name in _LOCK_FILES or heuristic.is_non_text_file(name):
+            if name in _LOCK_FILES or (
+                heuristic.is_non_text_file(name) and PurePosixPath(name).suffix not in _SOURCES
+            ):
                 continue
             found, values = self._scan_file(source)
             findings.extend(found)
