@@ -231,6 +231,21 @@ def test_native_module_beside_scanned_source_is_not_what_runs(
     assert _ran(own, dev_key, files) == "source"
 
 
+@pytest.mark.parametrize("suffix", importlib.machinery.EXTENSION_SUFFIXES)
+def test_native_package_shadowing_scanned_source_is_not_what_runs(
+    own: LiveNode, dev_key: str, suffix: str
+) -> None:
+    """A directory `impl/` holding only a native `__init__<suffix>`, beside a scanned
+    impl.py: Python's import takes the package before the module, so the code that ran
+    was one the gate never read. The function runs its scanned source."""
+    files = {
+        "main.py": b"def handler(event, context):\n    import impl\n    return impl.run()\n",
+        "impl.py": f"def run():  # {suffix}\n    return {{'ran': 'source'}}\n".encode(),
+        f"impl/__init__{suffix}": b"\x7fELF not the scanned module",
+    }
+    assert _ran(own, dev_key, files) == "source"
+
+
 def test_module_with_a_latin1_comment_is_scanned(own: LiveNode, dev_key: str) -> None:
     """A handler whose comment holds a byte that is not UTF-8 (an editor saved "café" in
     Latin-1): Python 3.11 imports and runs it, so the gate reads it and blocks the shell
