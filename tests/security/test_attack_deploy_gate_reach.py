@@ -328,6 +328,19 @@ def test_credentials_past_column_4000_of_a_one_line_config_are_blocked(
     _blocked(r, "DJ-SEC-003")
 
 
+@pytest.mark.parametrize("name", ["static/app.min.js", "settings.py"])
+def test_token_past_column_4000_of_a_line_of_code_is_blocked(
+    own: LiveNode, dev_key: str, name: str
+) -> None:
+    """A token after 4,000 characters of a line of code (a minified front-end bundle, a
+    long literal table) blocks the deploy: a token's own format needs no context."""
+    if name.endswith(".js"):
+        code = "var a=1;" * 600 + f'var t="{_GITHUB}";\n'
+    else:
+        code = "CFG = {" + ", ".join(f'"k{i}": {i}' for i in range(600)) + f', "g": "{_GITHUB}"}}\n'
+    _blocked(_deploy(own, dev_key, {name: code.encode()}), "DJ-SEC-001")
+
+
 # -- what the gate spends on a bundle --------------------------------------------------
 
 

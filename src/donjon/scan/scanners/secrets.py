@@ -63,18 +63,22 @@ _LOCK_FILES = frozenset(
 #: JavaScript source map embeds the files it maps (sourcesContent), keys and all.
 _SOURCES = frozenset({".map"})
 _MAX_LINE = 4000
+#: Token formats (`ghp_`, `AKIA`...): the one rule read all along a line of code.
+_FORMAT_RULE = "DJ-SEC-001"
 #: Characters a window shares with the one before: no credential is cut in two unseen.
 _OVERLAP = 512
 
 
-def _windows(line: str, *, whole: bool) -> list[tuple[int, str]]:
-    """`line` as the detectors read it, (start, text): its first _MAX_LINE characters, or
-    with `whole` (a data or config file, not code) all of it, in overlapping windows of
-    that length. A JSON config written on one line (``json.dump`` without indent) holds
-    its password past column 4,000 as often as not; a long line of code is minified code,
-    whose expressions the connection-string and keyword rules would take for values."""
-    if len(line) <= _MAX_LINE or not whole:
-        return [(0, line[:_MAX_LINE])]
+def _windows(line: str) -> list[tuple[int, str]]:
+    """`line` as the detectors read it, (start, text): all of it, in overlapping windows of
+    _MAX_LINE characters. A JSON config written on one line (``json.dump`` without indent)
+    holds its password past column 4,000 as often as not, and a minified front-end bundle
+    its API token. In code, only the first window is read by every rule, the others by the
+    token formats alone (`_FORMAT_RULE`): a long line of code is minified code, whose
+    expressions the connection-string and keyword rules would take for values, while a
+    token's own format needs no context."""
+    if len(line) <= _MAX_LINE:
+        return [(0, line)]
     step = _MAX_LINE - _OVERLAP
     return [(i, line[i : i + _MAX_LINE]) for i in range(0, len(line) - _OVERLAP, step)]
 
@@ -185,7 +189,7 @@ class SecretScanner(Scanner):
         candidates = [
             (number, start, text)
             for number, line in enumerate(source.lines, start=1)
-            for start, text in _windows(line, whole=not scan.code)
+            for start, text in _windows(line)
             if CANDIDATE_LINE.search(text)
         ]
         pieces = joined_literals(source) if scan.python else []
@@ -196,6 +200,8 @@ class SecretScanner(Scanner):
         for number, start, text in candidates:
             head = text if not start else source.line(number)[:_MAX_LINE]
             for cand in detect(text, regexes, scan.code, plugins):
+                if start and scan.code and cand.rule_id != _FORMAT_RULE:
+                    continue  # past the first window of a line of code: formats alone
                 at = text.find(cand.secret)
                 if (number, cand.secret) in seen or _cut(source.line(number), start, at, cand):
                     continue
