@@ -27,6 +27,7 @@ from donjon.scan.scanners.secret_detect import (
     Candidate,
     detect,
     detectors,
+    format_detectors,
     keyword_regexes,
 )
 from donjon.scan.scanners.secret_python import (
@@ -197,11 +198,14 @@ class SecretScanner(Scanner):
         # Speed only: the detectors that cannot match any candidate line are left out.
         texts = [*(text for _, _, text in candidates), *(j.text for j in joined)]
         plugins = for_text(detectors(), "\n".join(texts))
+        formats = format_detectors(plugins)
         for number, start, text in candidates:
             head = text if not start else source.line(number)[:_MAX_LINE]
-            for cand in detect(text, regexes, scan.code, plugins):
-                if start and scan.code and cand.rule_id != _FORMAT_RULE:
-                    continue  # past the first window of a line of code: formats alone
+            # Past the first window of a line of code, the token formats alone.
+            beyond = bool(start and scan.code)
+            for cand in detect(text, regexes, scan.code, formats if beyond else plugins):
+                if beyond and cand.rule_id != _FORMAT_RULE:
+                    continue
                 at = text.find(cand.secret)
                 if (number, cand.secret) in seen or _cut(source.line(number), start, at, cand):
                     continue
