@@ -305,3 +305,26 @@ def test_examples_in_docstrings_and_comments_are_graded_below_the_gate(tmp_path:
     )
     found = _scan_files(tmp_path / "p", {"m.py": code})
     assert found == [("m.py", 2, "DJ-SEC-003", "low"), ("m.py", 3, "DJ-SEC-003", "low")]
+
+
+def test_a_secret_written_in_pieces_is_found_once_and_prose_is_not(tmp_path: Path) -> None:
+    """Literals joined into one string (implicit concatenation over lines, `+`, escapes)
+    are read whole: a token in them is found once, at its first line; wrapped prose, URL
+    pieces and a token a line holds whole add nothing."""
+    escaped = "".join(f"\\x{ord(c):02x}" for c in TOKEN)
+    (tmp_path / "settings.py").write_text(
+        f'WRAPPED = (\n    "{TOKEN[:20]}"\n    "{TOKEN[20:]}"\n)\n'
+        f'PLUS = "{TOKEN[:10]}" + "{TOKEN[10:]}"\n'
+        f'ESCAPED = "{escaped}"\n'
+        f'WHOLE = ("{TOKEN}"\n    "-suffix")\n'
+        'MESSAGE = ("The quick brown fox jumps over "\n    "the lazy dog again and again")\n'
+        'URL = "https://example.com/" + "path/to/thing"\n'
+    )
+    report = scan_path(tmp_path)
+    assert [(f.rule_id, f.location.line) for f in report.findings] == [
+        ("DJ-SEC-001", 2),
+        ("DJ-SEC-001", 5),
+        ("DJ-SEC-001", 6),
+        ("DJ-SEC-001", 7),
+    ]
+    assert all(TOKEN not in f.snippet and TOKEN not in f.message for f in report.findings)

@@ -4,7 +4,9 @@ staging files behind, names no host path, and never stops a node from (re)starti
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 import os
 import sqlite3
 import tarfile
@@ -17,8 +19,10 @@ import httpx
 import pytest
 
 from donjon.bundle import BundleError, build_bundle
+from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from harness import EXAMPLES, LiveNode, run_cli, start_node
 from sec_support import audit_records
+from trigger_sweep import send_raw
 
 _MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
 
@@ -297,6 +301,51 @@ def test_too_many_members_are_refused(node: LiveNode, shared_dev_key: str) -> No
         _archive("name: many\nhandler: main.handler\n", [(f"m/{i}", b"") for i in range(25_000)]),
     )
     assert "members" in body["detail"] or "files" in body["detail"], body
+
+
+def _chained_headers(kind: str, count: int) -> bytes:
+    """A bundle whose main.py follows `count` extended (pax) or GNU long-name headers in a
+    row, each a block of its own: tarfile reads each next header by calling itself."""
+    raw = io.BytesIO()
+
+    def member(info: tarfile.TarInfo, data: bytes) -> None:
+        info.size = len(data)
+        raw.write(info.tobuf(tarfile.GNU_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE))
+
+    member(tarfile.TarInfo("donjon.yaml"), b"name: chain\nhandler: main.handler\n")
+    header = tarfile.TarInfo("././@LongLink")
+    header.type = tarfile.XHDTYPE if kind == "pax" else tarfile.GNUTYPE_LONGNAME
+    for _ in range(count):
+        member(header, b"13 comment=x\n" if kind == "pax" else b"main.py\0")
+    member(tarfile.TarInfo("main.py"), _MAIN)
+    raw.write(bytes(2 * tarfile.BLOCKSIZE))
+    return gzip.compress(raw.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["pax", "gnu"])
+def test_thousands_of_chained_headers_are_refused_clearly(
+    node: LiveNode, shared_dev_key: str, kind: str
+) -> None:
+    """3,000 extended (or long-name) headers in a row before one member, 13 KB of archive:
+    a clear 4xx naming the headers, audited, nothing left (was a 500, RecursionError)."""
+    body = _bundle_attack(node, shared_dev_key, _chained_headers(kind, 3_000))
+    assert "headers in a row" in body["detail"], body
+
+
+@pytest.mark.parametrize(
+    ("kind", "length", "status"), [("empty", 0, 400), ("oversized", MAX_BUNDLE_BYTES + 1, 413)]
+)
+def test_a_deploy_without_a_bundle_is_refused_and_audited(
+    node: LiveNode, kind: str, length: int, status: int
+) -> None:
+    """A deploy whose body is empty, or declared larger than a bundle may be, is refused
+    and its refusal is in the audit log as every other refused deploy's is."""
+    key = node.create_key(f"no-bundle-{kind}", "developer")["key"]
+    headers = {"authorization": f"Bearer {key}", "content-length": str(length)}
+    reply = send_raw(node, "POST", "/v1/functions", headers)
+    assert reply.status == status, reply.text
+    records = audit_records(node, json.loads(reply.body)["request_id"])
+    assert [(a["action"], a["outcome"]) for a in records] == [("function.deploy", "denied")]
 
 
 # -- 11: errors name members, never host paths ------------------------------------------

@@ -111,6 +111,29 @@ def test_token_in_a_template_file_is_blocked(own: LiveNode, dev_key: str) -> Non
     _blocked(_deploy(own, dev_key, {"templates/page.html.j2": page}), "DJ-SEC-001")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_token_in_a_utf16_config_file_is_blocked(
+    own: LiveNode, dev_key: str, encoding: str
+) -> None:
+    """A token in a config file saved as UTF-16 with its byte order mark (what Windows
+    PowerShell's `>` writes) blocks the deploy: its NUL bytes do not make it binary."""
+    text = json.dumps({"github_token": _GITHUB}, indent=1)
+    _blocked(_deploy(own, dev_key, {"config.json": text.encode(encoding)}), "DJ-SEC-001")
+
+
+def test_token_in_a_source_map_is_blocked(own: LiveNode, dev_key: str) -> None:
+    """A token in the sources a JavaScript source map embeds (`sourcesContent`, served
+    beside a bundled front end) blocks the deploy: a `.map` is text, not binary."""
+    source_map = {
+        "version": 3,
+        "sources": ["src/api.js"],
+        "sourcesContent": [f"export const client = new Octokit({{auth: '{_GITHUB}'}});\n"],
+        "mappings": "AAAA,OAAO,MAAM",
+    }
+    r = _deploy(own, dev_key, {"static/app.js.map": json.dumps(source_map).encode()})
+    _blocked(r, "DJ-SEC-001")
+
+
 def test_dependency_vendored_at_the_bundle_root_is_blocked(own: LiveNode, dev_key: str) -> None:
     """A vulnerable distribution installed Lambda-style at the bundle's root (`pip install
     -t .`, importable from /fn as much as from .deps/) blocks the deploy."""
@@ -208,6 +231,21 @@ def test_native_module_beside_scanned_source_is_not_what_runs(
     assert _ran(own, dev_key, files) == "source"
 
 
+@pytest.mark.parametrize("suffix", importlib.machinery.EXTENSION_SUFFIXES)
+def test_native_package_shadowing_scanned_source_is_not_what_runs(
+    own: LiveNode, dev_key: str, suffix: str
+) -> None:
+    """A directory `impl/` holding only a native `__init__<suffix>`, beside a scanned
+    impl.py: Python's import takes the package before the module, so the code that ran
+    was one the gate never read. The function runs its scanned source."""
+    files = {
+        "main.py": b"def handler(event, context):\n    import impl\n    return impl.run()\n",
+        "impl.py": f"def run():  # {suffix}\n    return {{'ran': 'source'}}\n".encode(),
+        f"impl/__init__{suffix}": b"\x7fELF not the scanned module",
+    }
+    assert _ran(own, dev_key, files) == "source"
+
+
 def test_module_with_a_latin1_comment_is_scanned(own: LiveNode, dev_key: str) -> None:
     """A handler whose comment holds a byte that is not UTF-8 (an editor saved "café" in
     Latin-1): Python 3.11 imports and runs it, so the gate reads it and blocks the shell
@@ -258,6 +296,25 @@ def test_credential_written_in_python_is_blocked(own: LiveNode, dev_key: str, li
     _blocked(_deploy(own, dev_key, {"settings.py": line.encode()}), "DJ-SEC-003")
 
 
+@pytest.mark.parametrize(
+    ("source", "rule"),
+    [
+        # wrapped for the line length, as formatters and reviewers ask: one string to Python
+        (f'TOKEN = (\n    "{_GITHUB[:20]}"\n    "{_GITHUB[20:]}"\n)\n', "DJ-SEC-001"),
+        (f'KEY_ID = "{_AWS_ID[:8]}" "{_AWS_ID[8:]}"\n', "DJ-SEC-001"),
+        (f'TOKEN = "{_GITHUB[:20]}" + "{_GITHUB[20:]}"\n', "DJ-SEC-001"),
+        ('DB_PASSWORD = ("k9Jx2mQ8vL"\n    "p4Rz7WbN3c")\n', "DJ-SEC-003"),
+    ],
+    ids=["implicit-over-lines", "implicit-on-one-line", "plus", "keyword-over-lines"],
+)
+def test_credential_split_across_literals_is_blocked(
+    own: LiveNode, dev_key: str, source: str, rule: str
+) -> None:
+    """A credential written as literals joined into one string (implicit concatenation,
+    `+`) blocks the deploy as it does written whole: no line holds it."""
+    _blocked(_deploy(own, dev_key, {"settings.py": source.encode()}), rule)
+
+
 def test_credentials_past_column_4000_of_a_one_line_config_are_blocked(
     own: LiveNode, dev_key: str
 ) -> None:
@@ -269,6 +326,19 @@ def test_credentials_past_column_4000_of_a_one_line_config_are_blocked(
     r = _deploy(own, dev_key, {"config.json": json.dumps(config).encode()})
     _blocked(r, "DJ-SEC-001")
     _blocked(r, "DJ-SEC-003")
+
+
+@pytest.mark.parametrize("name", ["static/app.min.js", "settings.py"])
+def test_token_past_column_4000_of_a_line_of_code_is_blocked(
+    own: LiveNode, dev_key: str, name: str
+) -> None:
+    """A token after 4,000 characters of a line of code (a minified front-end bundle, a
+    long literal table) blocks the deploy: a token's own format needs no context."""
+    if name.endswith(".js"):
+        code = "var a=1;" * 600 + f'var t="{_GITHUB}";\n'
+    else:
+        code = "CFG = {" + ", ".join(f'"k{i}": {i}' for i in range(600)) + f', "g": "{_GITHUB}"}}\n'
+    _blocked(_deploy(own, dev_key, {name: code.encode()}), "DJ-SEC-001")
 
 
 # -- what the gate spends on a bundle --------------------------------------------------

@@ -20,6 +20,7 @@ import io
 import lzma
 import os
 import tarfile
+import threading
 import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -61,10 +62,18 @@ _META_TYPES = frozenset(
         tarfile.GNUTYPE_LONGLINK,
     }
 )
+#: Such headers in a row before the member they describe: a real archive has at most a
+#: global and a member's pax header, or a GNU long name and long link. tarfile reads the
+#: header after each one by calling itself, so thousands in a row (13 KB gzipped) ended
+#: the deploy in a RecursionError, a 500.
+MAX_META_RUN = 8
+#: The headers read in a row so far, on this thread (each unpack runs on one thread).
+_meta_run = threading.local()
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
-    """A header whose metadata records are refused past MAX_META_BYTES before they are read.
+    """A header whose metadata records are refused past MAX_META_BYTES before they are read,
+    and past MAX_META_RUN of them in a row.
 
     `fromtarfile` is tarfile's own three steps (read a block, parse it, process the
     member), with the size check between the second and the third; the extended
@@ -76,13 +85,24 @@ class _BoundedTarInfo(tarfile.TarInfo):
         fileobj: Any = tarfile_.fileobj
         buf = fileobj.read(tarfile.BLOCKSIZE)
         obj = cls.frombuf(buf, tarfile_.encoding, tarfile_.errors)
-        if obj.type in _META_TYPES and obj.size > MAX_META_BYTES:
-            raise tarfile.HeaderError(
-                f"an extended or long-name header of {obj.size} bytes (at most {MAX_META_BYTES})"
-            )
+        run: int = getattr(_meta_run, "count", 0)
+        if obj.type in _META_TYPES:
+            if obj.size > MAX_META_BYTES:
+                raise tarfile.HeaderError(
+                    f"an extended or long-name header of {obj.size} bytes "
+                    f"(at most {MAX_META_BYTES})"
+                )
+            if run >= MAX_META_RUN:
+                raise tarfile.HeaderError(
+                    f"more than {MAX_META_RUN} extended or long-name headers in a row"
+                )
+            _meta_run.count = run + 1
         obj.offset = fileobj.tell() - tarfile.BLOCKSIZE
-        # tarfile's own third step (private, unchanged since Python 3.2):
-        member: _BoundedTarInfo = obj._proc_member(tarfile_)  # type: ignore[attr-defined]  # private in tarfile
+        try:
+            # tarfile's own third step (private, unchanged since Python 3.2):
+            member: _BoundedTarInfo = obj._proc_member(tarfile_)  # type: ignore[attr-defined]  # private in tarfile
+        finally:
+            _meta_run.count = run
         return member
 
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from donjon.bundle.archive import MAX_BUNDLE_BYTES
 from donjon.gateway.access import deny, read_body
-from donjon.gateway.errors import BadRequest, Forbidden
+from donjon.gateway.errors import BadRequest, Forbidden, PayloadTooLarge
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import query_flag, render
 from donjon.gateway.views import DeployResult
@@ -59,11 +59,12 @@ async def deploy(request: Request, node: Node, principal: Principal, request_id:
     try:
         with node.deployments.queue.receiving(principal.label):
             archive = await read_body(request, MAX_BUNDLE_BYTES)
-    except DeployBusy as e:
+        if not archive:
+            raise BadRequest("the request body must be a bundle archive (tar.gz)")
+    except (DeployBusy, BadRequest, PayloadTooLarge) as e:
+        # Refused before the deploy began: audited as every refused deploy is.
         await deny(node, request, principal.label, "function.deploy", e.message, request_id)
         raise
-    if not archive:
-        raise BadRequest("the request body must be a bundle archive (tar.gz)")
     done = await node.deployments.deploy(
         archive,
         principal,

@@ -15,9 +15,10 @@ analysed either (docs/scanning.md, "What the gate can and cannot see").
 A native extension module named as a scanned one (``impl.cpython-311-x86_64-linux-gnu.so``,
 ``impl.abi3.so`` or ``impl.so`` beside ``impl.py``, ``__init__.so`` beside a package's
 ``__init__.py``) shadows it the same way: Python's path finder tries extension suffixes
-before ``.py``. It is removed too, so the module imports from its scanned source. A native
-module with no source of its name beside it is imported by that name from code the gate
-reads, and stays.
+before ``.py``; and so does a directory ``impl/`` holding a native ``__init__`` beside
+``impl.py`` (a package is found before a module). It is removed too, so the module imports
+from its scanned source. A native module with no source of its name beside it is imported
+by that name from code the gate reads, and stays.
 """
 
 from __future__ import annotations
@@ -55,20 +56,29 @@ def drop_unverified_bytecode(root: Path, keep: str = ".deps") -> int:
                 if not (here == root and e.name == keep):
                     stack.append(Path(e.path))
             elif (e.name.endswith(".pyc") and not _verified(root, Path(e.path))) or _shadows(
-                e.name, here
+                e.name, here, root
             ):
                 os.unlink(e.path)
                 removed += 1
     return removed
 
 
-def _shadows(name: str, here: Path) -> bool:
+def _shadows(name: str, here: Path, root: Path) -> bool:
     """Whether file `name` in `here` is a native module Python would import in place of
-    a source module of the same name beside it."""
+    a source module of the same name: beside it, or, as a package's ``__init__``, the
+    module named as the package beside its directory (a package is found first)."""
     for suffix in _NATIVE_SUFFIXES:
         if name.endswith(suffix):
             module = name[: -len(suffix)]
-            return bool(module) and "." not in module and os.path.lexists(here / f"{module}.py")
+            if not module or "." in module:
+                return False
+            if os.path.lexists(here / f"{module}.py"):
+                return True
+            return (
+                module == "__init__"
+                and here != root
+                and os.path.lexists(here.parent / f"{here.name}.py")
+            )
     return False
 
 

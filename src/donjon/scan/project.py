@@ -8,6 +8,7 @@ dependencies (``.deps/``) as installed distributions, not as user code.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import stat
@@ -81,6 +82,8 @@ _TEXT_SUFFIXES = frozenset(
         ".template",
         ".in",
         ".ipynb",
+        # A source map's sourcesContent is the sources it maps, verbatim.
+        ".map",
     }
 )
 _TEXT_NAMES = frozenset(
@@ -211,6 +214,9 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
     except OSError as e:
         notes.append(f"{rel}: could not be read ({e.strerror})")
         return None
+    wide = None if rel.endswith(".py") else _wide_encoding(data)
+    if wide is not None:
+        return SourceFile(path, rel, data.decode(wide, "replace"))
     if b"\0" in data[:8192] and not _declares_dependencies(rel):
         # A requirements file is read whatever else it holds (a distribution's METADATA
         # too, `_metadata`): a NUL byte in a comment hides nothing from pip, so it hides
@@ -222,6 +228,21 @@ def _read(path: Path, rel: str, notes: list[str]) -> SourceFile | None:
         if rel.endswith(".py"):
             notes.append(f"{rel}: skipped, not in the encoding it declares")
         return None
+
+
+#: Byte order marks of the wide encodings, UTF-32's first (its LE mark starts as UTF-16's).
+_WIDE_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """UTF-16 or UTF-32 when the file starts with its byte order mark (what Windows
+    PowerShell's `>` writes): text all the same, though every other byte is NUL."""
+    return next((name for mark, name in _WIDE_MARKS if data.startswith(mark)), None)
 
 
 def _decode(data: bytes, *, python: bool) -> str:

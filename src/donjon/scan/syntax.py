@@ -49,6 +49,10 @@ class Syntax:
     assignments: tuple[Assignment, ...]
     #: Bare string statements: docstrings and other documentation.
     strings: tuple[ast.Expr, ...]
+    #: Strings the source may write in pieces: every `+`, and string literals not
+    #: written whole on one line (implicit concatenation, ``("ab"\n "cd")``), documentation
+    #: left out. The secret scanner reads them whole (secret_python.joined_literals).
+    joined: tuple[ast.BinOp | ast.Constant, ...] = ()
 
     @classmethod
     def of(cls, tree: ast.Module) -> Syntax:
@@ -57,6 +61,8 @@ class Syntax:
         calls: list[ast.Call] = []
         assignments: list[Assignment] = []
         strings: list[ast.Expr] = []
+        joined: list[ast.BinOp | ast.Constant] = []
+        documentation: set[int] = set()
         statements = 0
         order: list[ast.AST] = [tree]
         for node in order:  # grows as it goes: breadth first, as ast.walk
@@ -78,8 +84,15 @@ class Syntax:
                     and isinstance(node.value.value, str)
                 ):
                     strings.append(node)
+                    documentation.add(id(node.value))
             elif isinstance(node, ast.Call):
                 calls.append(node)
+            elif (node.__class__ is ast.BinOp and isinstance(node.op, ast.Add)) or (
+                node.__class__ is ast.Constant
+                and _in_pieces(node)
+                and id(node) not in documentation
+            ):
+                joined.append(node)
         return cls(
             tree,
             len(order),
@@ -88,7 +101,24 @@ class Syntax:
             tuple(calls),
             tuple(assignments),
             tuple(strings),
+            tuple(joined),
         )
+
+
+#: Characters below which a string is not worth reading whole again.
+_SHORTEST = 8
+
+
+def _in_pieces(node: ast.Constant) -> bool:
+    """Whether a string literal may not be written whole on one line: over several lines,
+    or not simply quoted (implicit concatenation, escapes, a prefix; secret_python checks
+    which). Short strings hold no credential."""
+    if not isinstance(node.value, str) or len(node.value) < _SHORTEST:
+        return False
+    if node.end_lineno != node.lineno:
+        return True
+    written = (node.end_col_offset or 0) - node.col_offset  # in UTF-8 bytes
+    return written != len(node.value) + 2
 
 
 def parse(text: str, rel: str) -> Syntax | str:

@@ -33,7 +33,7 @@ from donjon.scan.scanners.tokens import (
     is_whole_token,
 )
 
-__all__ = ["CANDIDATE_LINE", "Candidate", "detect", "keyword_regexes"]
+__all__ = ["CANDIDATE_LINE", "Candidate", "detect", "format_detectors", "keyword_regexes"]
 
 #: A line that matches none of this cannot hold anything the detectors report.
 CANDIDATE_LINE = re.compile(
@@ -250,6 +250,11 @@ def _plugin_candidates(
 def detectors() -> tuple[BasePlugin, ...]:
     """detect-secrets' detectors, in the order `detect` runs them."""
     return _plugins()
+
+
+def format_detectors(plugins: tuple[BasePlugin, ...]) -> tuple[BasePlugin, ...]:
+    """Those of `plugins` that match a token's own shape (a prefix and a length)."""
+    return tuple(p for p in plugins if str(p.secret_type) in _FORMAT_TYPES)
 
 
 def detect(

@@ -20,7 +20,15 @@ from donjon.scan.project import SourceFile
 from donjon.scan.python.imports import LOCAL, ImportMap
 from donjon.scan.syntax import Syntax
 
-__all__ = ["NAMED", "KeySite", "PythonFacts", "may_have_call_sites", "python_facts"]
+__all__ = [
+    "NAMED",
+    "JoinedLiteral",
+    "KeySite",
+    "PythonFacts",
+    "joined_literals",
+    "may_have_call_sites",
+    "python_facts",
+]
 
 #: Calls whose argument is a signing or encryption key: qualified name -> (position, keyword).
 _KEY_ARGUMENT: dict[str, tuple[int, str]] = {
@@ -283,3 +291,54 @@ def python_facts(source: SourceFile) -> PythonFacts | None:
     walk = _Walk(syntax)
     sites = _call_sites(walk) if may_have_call_sites(source.text) else []
     return PythonFacts(frozenset(walk.doc_lines), tuple(sites))
+
+
+@dataclass(frozen=True)
+class JoinedLiteral:
+    """A string the source writes in pieces, as a line the detectors can read."""
+
+    line: int
+    end_line: int
+    #: The text before the string on its first line, then the whole value, quoted: what a
+    #: line would hold had it been written whole (``TOKEN = "ghp_..."``).
+    text: str
+
+
+def joined_literals(source: SourceFile) -> list[JoinedLiteral]:
+    """The strings of a Python file that no line holds whole: literals joined by `+` or by
+    implicit concatenation (``("ghp_abc"\n "def")``, one string to Python), or written with
+    escapes; each as the line it would be (`JoinedLiteral.text`)."""
+    syntax = source.syntax
+    if isinstance(syntax, str):
+        return []
+    out: list[JoinedLiteral] = []
+    covered: set[int] = set()
+    for node in syntax.joined:  # an outer `+` before the pieces it holds
+        if id(node) in covered:
+            continue
+        value = _folded(node, covered)
+        end = node.end_lineno or node.lineno
+        if value is None or value in "\n".join(source.lines[node.lineno - 1 : end]):
+            continue  # a line holds it whole: the line rules read it there
+        head = source.line(node.lineno).encode()[: node.col_offset].decode(errors="replace")
+        # `KEY = ("ab"`: the keyword rules read `KEY = "abcd"`.
+        head = head.rstrip("( \t") + " " if head.strip() else ""
+        out.append(JoinedLiteral(node.lineno, end, f'{head}"{value}"'))
+    return out
+
+
+def _folded(node: ast.expr, covered: set[int]) -> str | None:
+    """The value of a `+` of string literals (or of one literal); None if any piece is not
+    one. Without recursion: a chain of `+` is as deep as it is long."""
+    parts: list[str] = []
+    stack = [node]
+    while stack:
+        here = stack.pop()
+        covered.add(id(here))
+        if isinstance(here, ast.BinOp) and isinstance(here.op, ast.Add):
+            stack += [here.right, here.left]
+        elif isinstance(here, ast.Constant) and isinstance(here.value, str):
+            parts.append(here.value)
+        else:
+            return None
+    return "".join(parts)

@@ -10,10 +10,12 @@ Reports never carry a secret: the value is masked in messages and snippets.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import PurePosixPath
 
 from detect_secrets.filters import heuristic
+from detect_secrets.plugins.base import BasePlugin
 
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
@@ -25,12 +27,15 @@ from donjon.scan.scanners.secret_detect import (
     Candidate,
     detect,
     detectors,
+    format_detectors,
     keyword_regexes,
 )
 from donjon.scan.scanners.secret_python import (
     NAMED,
+    JoinedLiteral,
     KeySite,
     PythonFacts,
+    joined_literals,
     may_have_call_sites,
     python_facts,
 )
@@ -55,19 +60,26 @@ _CONFIDENCE = {
 _LOCK_FILES = frozenset(
     {"poetry.lock", "uv.lock", "Pipfile.lock", "package-lock.json", "yarn.lock", "Cargo.lock"}
 )
+#: Suffixes detect-secrets skips as build output that hold sources all the same: a
+#: JavaScript source map embeds the files it maps (sourcesContent), keys and all.
+_SOURCES = frozenset({".map"})
 _MAX_LINE = 4000
+#: Token formats (`ghp_`, `AKIA`...): the one rule read all along a line of code.
+_FORMAT_RULE = "DJ-SEC-001"
 #: Characters a window shares with the one before: no credential is cut in two unseen.
 _OVERLAP = 512
 
 
-def _windows(line: str, *, whole: bool) -> list[tuple[int, str]]:
-    """`line` as the detectors read it, (start, text): its first _MAX_LINE characters, or
-    with `whole` (a data or config file, not code) all of it, in overlapping windows of
-    that length. A JSON config written on one line (``json.dump`` without indent) holds
-    its password past column 4,000 as often as not; a long line of code is minified code,
-    whose expressions the connection-string and keyword rules would take for values."""
-    if len(line) <= _MAX_LINE or not whole:
-        return [(0, line[:_MAX_LINE])]
+def _windows(line: str) -> list[tuple[int, str]]:
+    """`line` as the detectors read it, (start, text): all of it, in overlapping windows of
+    _MAX_LINE characters. A JSON config written on one line (``json.dump`` without indent)
+    holds its password past column 4,000 as often as not, and a minified front-end bundle
+    its API token. In code, only the first window is read by every rule, the others by the
+    token formats alone (`_FORMAT_RULE`): a long line of code is minified code, whose
+    expressions the connection-string and keyword rules would take for values, while a
+    token's own format needs no context."""
+    if len(line) <= _MAX_LINE:
+        return [(0, line)]
     step = _MAX_LINE - _OVERLAP
     return [(i, line[i : i + _MAX_LINE]) for i in range(0, len(line) - _OVERLAP, step)]
 
@@ -162,7 +174,9 @@ class SecretScanner(Scanner):
         secrets: set[str] = set()
         for source in project.files:
             name = PurePosixPath(source.rel).name
-            if name in _LOCK_FILES or heuristic.is_non_text_file(name):
+            if name in _LOCK_FILES or (
+                heuristic.is_non_text_file(name) and PurePosixPath(name).suffix not in _SOURCES
+            ):
                 continue
             found, values = self._scan_file(source)
             findings.extend(found)
@@ -176,14 +190,22 @@ class SecretScanner(Scanner):
         candidates = [
             (number, start, text)
             for number, line in enumerate(source.lines, start=1)
-            for start, text in _windows(line, whole=not scan.code)
+            for start, text in _windows(line)
             if CANDIDATE_LINE.search(text)
         ]
+        pieces = joined_literals(source) if scan.python else []
+        joined = [j for j in pieces if CANDIDATE_LINE.search(j.text)]
         # Speed only: the detectors that cannot match any candidate line are left out.
-        plugins = for_text(detectors(), "\n".join(text for _, _, text in candidates))
+        texts = [*(text for _, _, text in candidates), *(j.text for j in joined)]
+        plugins = for_text(detectors(), "\n".join(texts))
+        formats = format_detectors(plugins)
         for number, start, text in candidates:
             head = text if not start else source.line(number)[:_MAX_LINE]
-            for cand in detect(text, regexes, scan.code, plugins):
+            # Past the first window of a line of code, the token formats alone.
+            beyond = bool(start and scan.code)
+            for cand in detect(text, regexes, scan.code, formats if beyond else plugins):
+                if beyond and cand.rule_id != _FORMAT_RULE:
+                    continue
                 at = text.find(cand.secret)
                 if (number, cand.secret) in seen or _cut(source.line(number), start, at, cand):
                     continue
@@ -199,9 +221,40 @@ class SecretScanner(Scanner):
                     snippet=near.strip().replace(cand.secret, masked),
                     secret=cand.secret,
                 )
+        for literal in joined:
+            self._joined(scan, literal, regexes, plugins, seen)
         if scan.python and may_have_call_sites(source.text) and scan.facts is not None:
             self._call_sites(scan, scan.facts, seen)
         return [f for f in scan.out if f is not None], scan.values
+
+    @staticmethod
+    def _joined(
+        scan: _FileScan,
+        literal: JoinedLiteral,
+        regexes: dict[re.Pattern[str], int],
+        plugins: tuple[BasePlugin, ...],
+        seen: dict[tuple[int, str], int],
+    ) -> None:
+        """The secrets of a string written in pieces that no line holds whole (a secret a
+        line holds is the line rule's to find, or to let pass)."""
+        lines = "\n".join(scan.source.lines[literal.line - 1 : literal.end_line])
+        text = literal.text[:_MAX_LINE]
+        for cand in detect(text, regexes, True, plugins):
+            if cand.secret in lines or (literal.line, cand.secret) in seen:
+                continue  # written whole: the line rule's to report, or to let pass
+            masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
+            seen[(literal.line, cand.secret)] = len(scan.out)
+            scan.add(
+                cand.rule_id,
+                literal.line,
+                text.find(cand.secret) + 1,
+                f"{cand.kind}, written in pieces: {masked}",
+                confidence=scan.grade(
+                    cand.rule_id, literal.line, scan.source.line(literal.line), weak=cand.weak
+                ),
+                snippet=text.strip().replace(cand.secret, masked),
+                secret=cand.secret,
+            )
 
     @staticmethod
     def _call_sites(scan: _FileScan, facts: PythonFacts, seen: dict[tuple[int, str], int]) -> None:
