@@ -17,6 +17,7 @@ log = logging.getLogger("donjon.schedule")
 Fire = Callable[[str, str, dt.datetime], Awaitable[None]]
 Jobs = Callable[[], list[tuple[str, CronExpression]]]
 Clock = Callable[[], dt.datetime]
+EndCalls = Callable[[], Awaitable[None]]
 
 
 def _utc_now() -> dt.datetime:
@@ -38,12 +39,22 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        """Fire nothing more; the calls in flight run on until `drain`."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        # Let scheduled calls in flight finish (each ends with its audit record).
+            self._task = None
+
+    async def drain(self, grace_s: float, end_calls: EndCalls) -> None:
+        """Give the scheduled calls in flight `grace_s` to end, then `end_calls` (the node
+        ends their sandboxes): each ends as a crashed sandbox does, with its audit record.
+        Before, the node's stop waited for them whole, up to their `timeout_s`, and the
+        supervisor that gave up first killed the node with the call unrecorded."""
         if self._running:
+            await asyncio.wait(set(self._running), timeout=grace_s)
+        if self._running:
+            await end_calls()
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def due(self, minute: dt.datetime) -> list[tuple[str, str]]:
