@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from donjon.triggers.cron import CronExpression
 
-__all__ = ["Scheduler"]
+__all__ = ["MAX_STEP_BACK", "Scheduler"]
 
 log = logging.getLogger("donjon.schedule")
 
@@ -18,6 +18,13 @@ Fire = Callable[[str, str, dt.datetime], Awaitable[None]]
 Jobs = Callable[[], list[tuple[str, CronExpression]]]
 Clock = Callable[[], dt.datetime]
 EndCalls = Callable[[], Awaitable[None]]
+
+
+#: A wall clock read further back than this from the minute last fired was corrected (it
+#: had been ahead): the scheduler resumes on it, and the minutes it fired while wrong fire
+#: again when they come (their events carry the same `time`). Within it, the minutes up to
+#: the one fired are not fired again.
+MAX_STEP_BACK = dt.timedelta(minutes=5)
 
 
 def _utc_now() -> dt.datetime:
@@ -72,10 +79,12 @@ class Scheduler:
         while True:
             now = self._clock()
             minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-            if fired is not None and minute <= fired:
+            if fired is not None and fired - MAX_STEP_BACK < minute <= fired:
                 # The sleep runs on the loop's monotonic clock: a wall clock slewed slow
-                # (NTP) or stepped back reads a time before the minute just fired, which
-                # would be taken for the next one and fired again.
+                # (NTP) or stepped back a little reads a time before the minute just fired,
+                # which would be taken for the next one and fired again. Stepped back
+                # further, the clock was wrong and is now corrected: waiting for the minute
+                # after the one fired (a year on, after a bad RTC) fired nothing meanwhile.
                 minute = fired + dt.timedelta(minutes=1)
             await asyncio.sleep((minute - now).total_seconds())
             fired = minute
