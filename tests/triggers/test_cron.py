@@ -277,3 +277,24 @@ def test_a_clock_stepped_back_a_little_fires_no_minute_twice() -> None:
     assert _fired_after_a_step_back(wrong, right) == [
         dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "said"),
+    [
+        ("5-5/0 * * * *", "step"),  # `5/0` and `*/0` were refused, `5-5/0` ran as minute 5
+        ("5-5/- * * * *", "step"),
+        ("5-5/2/3 * * * *", "step"),
+        ("0 0 * * mon-mon/0", "step"),
+        ("0 0 * * 1-1/sun", "step"),
+        ("9" * 5000 + " * * * *", "digits"),  # was Python's int() limit, told as it is
+        ("1-" + "9" * 5000 + " * * * *", "digits"),
+        ("0 0 */" + "1" * 40 + " * *", "digits"),
+    ],
+)
+def test_a_bad_step_or_number_is_refused_with_its_reason(expr: str, said: str) -> None:
+    """A one-value range is read as its value (cron's `a-a`), but its step was dropped
+    unread: `5-5/0` and `5-5/-` deployed as `5`. A number past a few digits got Python's
+    own "Exceeds the limit (4300 digits)" message."""
+    with pytest.raises(CronError, match=said):
+        CronExpression.parse(expr)
