@@ -1,5 +1,7 @@
 """Attacks on schedule triggers with a real node: a scheduled call that outlives the node's
-stop; a manifest of thousands of schedules.
+stop; a manifest of thousands of schedules; and, at one minute's fire, what held: whose
+identity a scheduled call has, a deleted or redeployed function's old schedule, a function
+quota spent.
 
 A scheduled call is not an HTTP request, so the server's shutdown did not wait for it, nor
 end it after the grace period (DONJON_SHUTDOWN_GRACE_S): the scheduler's stop waited for
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import subprocess
 import tarfile
 import time
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from async_support import audit_tail
 from crash_support import kill_node, records
 from donjon.manifest.model import MAX_SCHEDULES
 from harness import LiveNode, start_node
@@ -97,3 +101,73 @@ def test_a_manifest_of_thousands_of_schedules_is_refused_at_deploy(node: LiveNod
         assert r.status_code == 422, r.text
         assert f"at most {MAX_SCHEDULES} schedule triggers" in r.text, r.text
         assert c.get("/v1/functions/sched-many").status_code == 404
+
+
+WHO = (
+    "import json\n"
+    "def handler(event, context):\n"
+    "    try:\n"
+    "        context.invoke('sched-target', {})\n"
+    "        called = 'called'\n"
+    "    except Exception as e:\n"
+    "        called = type(e).__name__\n"
+    "    print('WHO', json.dumps([context.principal, event['trigger'], called]))\n"
+)
+EVERY_MINUTE = "triggers:\n  - schedule: '* * * * *'\n"
+
+
+def _function(root: Path, name: str, code: str, extra: str = "") -> Path:
+    fn = root / name
+    fn.mkdir(exist_ok=True)
+    (fn / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n{extra}"
+    )
+    (fn / "main.py").write_text(code)
+    return fn
+
+
+def test_at_a_fire_the_call_is_no_one_and_old_schedules_are_gone(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """At one minute's fire: the scheduled call has no principal and no grant it was not
+    given (its context.invoke of a function it was not granted is refused); a function
+    deleted, or redeployed without its schedule, is not called; a function whose quota is
+    spent is refused and audited, its handler never run."""
+    quiet = "def handler(event, context):\n    print('RAN')\n"
+    if dt.datetime.now(dt.UTC).second > 40:  # the deploys below all before one boundary
+        _sleep_past_the_next_minute(1)
+    node.deploy(_function(tmp_path, "sched-target", quiet))
+    node.deploy(_function(tmp_path, "sched-who", WHO, EVERY_MINUTE))
+    node.deploy(_function(tmp_path, "sched-gone", quiet, EVERY_MINUTE))
+    node.deploy(_function(tmp_path, "sched-changed", quiet, EVERY_MINUTE))
+    node.deploy(_function(tmp_path, "sched-changed", quiet + "# v2\n"))
+    node.deploy(_function(tmp_path, "sched-spent", quiet, EVERY_MINUTE))
+    with node.client() as c:
+        assert c.delete("/v1/functions/sched-gone").status_code in (200, 204)
+        r = c.put("/v1/quotas/function:sched-spent", json={"invocations": 0})
+        assert r.status_code in (200, 201), r.text
+    _sleep_past_the_next_minute(8)
+    tail = audit_tail(node)
+    called = {
+        r["target"].split("@")[0]: r
+        for r in tail
+        if r["action"] == "function.invoke" and r["actor"] == "schedule"
+    }
+    assert "sched-gone" not in called
+    assert "sched-changed" not in called
+    assert "sched-spent" not in called
+    assert called["sched-who"]["outcome"] == "ok", called["sched-who"]
+    refused = [
+        r for r in tail if r["action"].startswith("quota.") and "sched-spent" in json.dumps(r)
+    ]
+    assert refused, "the spent quota's refusal is not audited"
+    with node.client() as c:
+        who = c.get("/v1/functions/sched-who/logs", params={"n": 5}).json()
+        ran = c.get("/v1/functions/sched-spent/logs", params={"n": 5}).json()
+    said = [line for row in who for line in row["output"].splitlines() if line.startswith("WHO")]
+    assert said, who
+    principal, trigger, invoked = json.loads(said[-1][4:])
+    assert principal in (None, ""), principal
+    assert trigger == "schedule"
+    assert invoked != "called", invoked
+    assert not any("RAN" in row["output"] for row in ran), ran
