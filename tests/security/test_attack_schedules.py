@@ -14,10 +14,8 @@ record. Now it gets the grace period, then its sandbox is ended and its record w
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from async_support import audit_tail
 from crash_support import kill_node, records
 from donjon.manifest.model import MAX_SCHEDULES
 from harness import LiveNode, start_node
+from sec_support import targz
 
 pytestmark = pytest.mark.slow  # waits for a minute to start, a node of its own
 
@@ -35,14 +34,17 @@ SLEEPER = (
 )
 
 
-def _targz(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
+EVERY_MINUTE = "triggers:\n  - schedule: '* * * * *'\n"
+
+
+def _function(root: Path, name: str, code: str, extra: str = "", timeout_s: int = 10) -> Path:
+    fn = root / name
+    fn.mkdir(exist_ok=True)
+    (fn / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: {timeout_s}\n{extra}"
+    )
+    (fn / "main.py").write_text(code)
+    return fn
 
 
 def _sleep_past_the_next_minute(seconds: float) -> None:
@@ -59,14 +61,7 @@ def test_a_scheduled_call_running_at_stop_gets_the_grace_then_is_ended_and_audit
     its record and exits, as it does for calls over HTTP and async deliveries."""
     node = start_node(tmp_path / "node", {"DONJON_SHUTDOWN_GRACE_S": "1"}, measured=False)
     try:
-        fn = tmp_path / "sched-sleeper"
-        fn.mkdir()
-        (fn / "donjon.yaml").write_text(
-            "name: sched-sleeper\nhandler: main.handler\ntimeout_s: 900\n"
-            "triggers:\n  - schedule: '* * * * *'\n"
-        )
-        (fn / "main.py").write_text(SLEEPER)
-        node.deploy(fn)
+        node.deploy(_function(tmp_path, "sched-sleeper", SLEEPER, EVERY_MINUTE, timeout_s=900))
         _sleep_past_the_next_minute(5)  # the call has started and sleeps
         node.proc.terminate()
         try:
@@ -90,7 +85,7 @@ def test_a_manifest_of_thousands_of_schedules_is_refused_at_deploy(node: LiveNod
     taken (one expression's lists name any set of minutes); more is refused, with why."""
     lines = [f"  - schedule: '{i % 60} {i // 60 % 24} * * *'" for i in range(2000)]
     manifest = "name: sched-many\nhandler: main.handler\ntriggers:\n" + "\n".join(lines)
-    archive = _targz(  # by hand: build_bundle checks the manifest first, as the node does
+    archive = targz(
         {
             "donjon.yaml": manifest.encode() + b"\n",
             "main.py": b"def handler(event, context):\n    return None\n",
@@ -113,17 +108,6 @@ WHO = (
     "        called = type(e).__name__\n"
     "    print('WHO', json.dumps([context.principal, event['trigger'], called]))\n"
 )
-EVERY_MINUTE = "triggers:\n  - schedule: '* * * * *'\n"
-
-
-def _function(root: Path, name: str, code: str, extra: str = "") -> Path:
-    fn = root / name
-    fn.mkdir(exist_ok=True)
-    (fn / "donjon.yaml").write_text(
-        f"name: {name}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n{extra}"
-    )
-    (fn / "main.py").write_text(code)
-    return fn
 
 
 def test_at_a_fire_the_call_is_no_one_and_old_schedules_are_gone(
