@@ -320,7 +320,7 @@ class Manifest(_Strict):
     @field_validator("triggers", mode="before")
     @classmethod
     def _few_schedules(cls, value: Any) -> Any:
-        """Counted before any is parsed: 2,400 fit in a manifest, 15 MB of the node's memory."""
+        """Counted before any is parsed: thousands fit in a manifest, ~6 KB each once parsed."""
         if isinstance(value, list | tuple):
             count = sum(1 for t in value if isinstance(t, dict) and "schedule" in t)
             if count > MAX_SCHEDULES:

@@ -71,7 +71,7 @@ def _check_ranges(field: str, index: int) -> None:
             raise CronError(f"the range {body!r} in the {_FIELDS[index]} field runs backwards")
 
 
-def _check_numbers(field: str, index: int) -> None:
+def _check_parts(field: str, index: int) -> None:
     """Refuse a step that is not a whole number from 1 (`5-5/0`, `5-5/-`: a one-value range
     drops its step, which croniter then never read), a number too long to be a value, and
     a list longer than a field has values."""
@@ -159,7 +159,7 @@ class CronExpression:
             names = set(re.findall("[a-z]+", field))
             if not _FIELD.fullmatch(field) or not names <= _NAMES[index].keys():
                 raise CronError(f"bad value {shown[index]!r} in the {_FIELDS[index]} field")
-            _check_numbers(field, index)
+            _check_parts(field, index)
             _check_ranges(field, index)
         # As cron (Vixie, cronie) decides it: a day field starting with `*` (`*/2` too)
         # leaves the other one alone to decide; croniter took `*/2` for a restriction,
