@@ -1,7 +1,7 @@
 """Attacks on schedule triggers with a real node: a scheduled call that outlives the node's
-stop; a manifest of thousands of schedules; and, at one minute's fire, what held: whose
-identity a scheduled call has, a deleted or redeployed function's old schedule, a function
-quota spent.
+stop, running or waiting for its slot; a manifest of thousands of schedules; and, at one
+minute's fire, what held: whose identity a scheduled call has, a deleted or redeployed
+function's old schedule, a function quota spent.
 
 A scheduled call is not an HTTP request, so the server's shutdown did not wait for it, nor
 end it after the grace period (DONJON_SHUTDOWN_GRACE_S): the scheduler's stop waited for
@@ -47,6 +47,18 @@ def _function(root: Path, name: str, code: str, extra: str = "", timeout_s: int 
     return fn
 
 
+def _stop(node: LiveNode) -> None:
+    """SIGTERM the node; it must exit well within 90 s (its grace is 1 s), else it is
+    killed and the test fails."""
+    node.proc.terminate()
+    try:
+        node.proc.wait(90)
+    except subprocess.TimeoutExpired:
+        kill_node(node)
+        pytest.fail("the node did not stop while a scheduled call ran or waited")
+    node.stop()
+
+
 def _sleep_past_the_next_minute(seconds: float) -> None:
     """Sleep until `seconds` past the next whole minute (UTC), when a schedule fires."""
     now = dt.datetime.now(dt.UTC)
@@ -63,13 +75,7 @@ def test_a_scheduled_call_running_at_stop_gets_the_grace_then_is_ended_and_audit
     try:
         node.deploy(_function(tmp_path, "sched-sleeper", SLEEPER, EVERY_MINUTE, timeout_s=900))
         _sleep_past_the_next_minute(5)  # the call has started and sleeps
-        node.proc.terminate()
-        try:
-            node.proc.wait(90)  # grace 1 s; the old node waited out the call's 600 s
-        except subprocess.TimeoutExpired:
-            kill_node(node)
-            pytest.fail("the node did not stop while a scheduled call ran")
-        node.stop()
+        _stop(node)  # grace 1 s; the old node waited out the call's 600 s
     finally:
         if node.proc.poll() is None:
             kill_node(node)
@@ -155,3 +161,26 @@ def test_at_a_fire_the_call_is_no_one_and_old_schedules_are_gone(
     assert trigger == "schedule"
     assert invoked != "called", invoked
     assert not any("RAN" in row["output"] for row in ran), ran
+
+
+def test_a_scheduled_call_waiting_for_a_slot_at_stop_does_not_start_after_it(
+    tmp_path: Path,
+) -> None:
+    """`limits.concurrency: 1` and a call that sleeps: the next minute's call waits for the
+    slot. SIGTERM then: the node ends the running call, and the waiting one must not take
+    the freed slot and run on in a sandbox of its own after the node ended them all (both
+    end FunctionCrashed, recorded, and the node exits)."""
+    extra = {"DONJON_SHUTDOWN_GRACE_S": "1", "DONJON_MAX_QUEUE_WAIT_S": "60"}
+    node = start_node(tmp_path / "node", extra, measured=False)
+    try:
+        limits = EVERY_MINUTE + "limits: {concurrency: 1}\n"
+        node.deploy(_function(tmp_path, "sched-queued", SLEEPER, limits, timeout_s=900))
+        _sleep_past_the_next_minute(2)  # the first call sleeps
+        _sleep_past_the_next_minute(5)  # the second waits for its slot
+        _stop(node)
+    finally:
+        if node.proc.poll() is None:
+            kill_node(node)
+    calls = [r for r in records(node, "function.invoke") if r["actor"] == "schedule"]
+    assert calls, "no scheduled call was recorded"
+    assert all(r["outcome"] != "ok" for r in calls), calls
