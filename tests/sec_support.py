@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import ssl
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -69,6 +71,18 @@ def audit_records(node: LiveNode, request_id: str, n: int = 2000) -> list[dict[s
         r = c.get("/v1/audit", params={"n": n})
     assert r.status_code == 200, r.text
     return [rec for rec in r.json() if rec["detail"].get("request_id") == request_id]
+
+
+def targz(files: dict[str, bytes]) -> bytes:
+    """A bundle archive (tar.gz) of `files` made by hand: `build_bundle` would check the
+    manifest first, as the node does, and refuse what an attack sends."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 def bundle_dir(node: LiveNode, name: str) -> Path:

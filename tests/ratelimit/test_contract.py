@@ -216,6 +216,27 @@ def test_compute_counts_against_its_quota(make_quotas: Callable[[], QuotaCounter
     run(make_quotas, body)
 
 
+def test_a_quota_of_zero_refuses_the_first_call(make_quotas: Callable[[], QuotaCounter]) -> None:
+    """An invocations quota of 0 (an admin's "no more calls today") refuses the day's first
+    take; in memory, a subject not yet counted that day was skipped, and one call ran."""
+
+    async def body(quotas: QuotaCounter) -> None:
+        none = QuotaLimit("function:f", max_invocations=0)
+        refused = await quotas.take([QuotaLimit("key:k", max_invocations=5), none], DAY)
+        assert (refused.allowed, refused.subject, refused.used, refused.limit) == (
+            False,
+            "function:f",
+            0,
+            0,
+        )
+        assert await quotas.usage(["key:k", "function:f"], DAY) == {
+            "key:k": (0, 0),
+            "function:f": (0, 0),
+        }
+
+    run(make_quotas, body)
+
+
 def test_days_are_counted_apart(make_quotas: Callable[[], QuotaCounter]) -> None:
     """A spent quota of one day leaves the next day's whole; unknown subjects read (0, 0)."""
 

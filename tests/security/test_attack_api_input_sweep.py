@@ -10,8 +10,6 @@ are named in ACCEPTED, and nothing else is accepted.
 
 from __future__ import annotations
 
-import io
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 
 from api_sweep import BASELINES, LISTINGS, Case, cases, field_case, nested_cases
 from harness import LiveNode, start_node
+from sec_support import targz
 
 
 @pytest.fixture(scope="module")
@@ -204,16 +203,6 @@ def test_an_issuers_unknown_field_is_named_cut_short_as_a_keys_is(own: LiveNode)
     assert len(detail) < 1000, len(detail)
 
 
-def _targz(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
-
-
 def test_a_manifest_that_says_a_key_twice_is_refused_and_deploys_nothing(own: LiveNode) -> None:
     """YAML keys are unique (YAML 1.2, 3.2.1.1); PyYAML keeps the last of two. A reviewer
     reading the first `permissions:` (no egress) would pass a manifest whose second one
@@ -223,7 +212,7 @@ def test_a_manifest_that_says_a_key_twice_is_refused_and_deploys_nothing(own: Li
         b"timeout_s: 5\npermissions:\n  egress: ['example.com:443']\n"
     )
     code = b"def handler(event, context):\n    return {}\n"
-    archive = _targz({"donjon.yaml": manifest, "main.py": code})
+    archive = targz({"donjon.yaml": manifest, "main.py": code})
     with own.client() as c:
         r = c.post(
             "/v1/functions",

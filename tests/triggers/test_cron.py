@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from donjon.triggers import CronError, CronExpression, Scheduler
+from donjon.triggers.schedule import MAX_STEP_BACK
 
 T = dt.datetime(2026, 11, 22, 8, 15, tzinfo=dt.UTC)  # a Sunday
 
@@ -192,17 +193,14 @@ def test_a_one_value_range_is_that_value(expr: str, fires_at_t: bool, only: str)
     assert parsed.next_after(T) == single.next_after(T)
 
 
-def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
-    """The scheduler sleeps on the loop's monotonic clock to a wall-clock minute: a wall
-    clock slewed slow (NTP, 0.05%: 30 ms a minute) or stepped back wakes it before the
-    minute by its own reading. 12:00 fires once all the same (before, the next pass read
-    11:59:59.990, took 12:00 for the next minute, and fired it again 10 ms later)."""
-    start = dt.datetime(2026, 11, 22, 11, 59, 59, 950_000, tzinfo=dt.UTC)
-    readings = iter([start, start.replace(microsecond=990_000)])
+def _fired_after_a_step_back(wrong: dt.datetime, right: dt.datetime) -> list[dt.datetime]:
+    """The minutes a `* * * * *` schedule fires when the clock reads `wrong`, then `right`
+    (its first fire made, the clock stepped back), within about a second."""
+    readings = iter([wrong, right])
     fired: list[dt.datetime] = []
 
     def clock() -> dt.datetime:
-        return next(readings, start.replace(microsecond=999_000))
+        return next(readings, right.replace(microsecond=999_000))
 
     async def fire(name: str, text: str, minute: dt.datetime) -> None:
         fired.append(minute)
@@ -210,14 +208,25 @@ def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
     async def run() -> None:
         scheduler = Scheduler(lambda: [("a", CronExpression.parse("* * * * *"))], fire, clock)
         scheduler.start()
-        for _ in range(100):  # the old loop fired twice within ~60 ms; bounded either way
+        for _ in range(100):  # each wait is ~50 ms once the clock is read right
             await asyncio.sleep(0.01)
             if len(fired) > 1:
                 break
         await scheduler.stop()
 
     asyncio.run(run())
-    assert fired == [dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)]
+    return fired
+
+
+def test_a_minute_fires_once_though_the_wall_clock_lags_the_sleep() -> None:
+    """The scheduler sleeps on the loop's monotonic clock to a wall-clock minute: a wall
+    clock slewed slow (NTP, 0.05%: 30 ms a minute) or stepped back wakes it before the
+    minute by its own reading. 12:00 fires once all the same (before, the next pass read
+    11:59:59.990, took 12:00 for the next minute, and fired it again 10 ms later)."""
+    start = dt.datetime(2026, 11, 22, 11, 59, 59, 950_000, tzinfo=dt.UTC)
+    assert _fired_after_a_step_back(start, start.replace(microsecond=990_000)) == [
+        dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -245,3 +254,60 @@ def test_a_starred_day_field_with_a_day_that_never_comes_never_fires() -> None:
     `0 0 30 2 *` is (croniter alone took it for every day of February)."""
     with pytest.raises(CronError, match="can never fire"):
         CronExpression.parse("0 0 30 2 */1").check_fires()
+
+
+def test_a_clock_stepped_back_far_resumes_firing_on_the_corrected_time() -> None:
+    """A node that booted with its clock a year ahead (a bad RTC) fires 12:00 of that year;
+    then NTP steps the clock back. The scheduler waited for the minute after the one it had
+    fired, a year on: no schedule fired until the node restarted. A step back of more than
+    MAX_STEP_BACK is taken for a corrected clock and firing resumes on it."""
+    wrong = dt.datetime(2027, 11, 22, 11, 59, 59, 950_000, tzinfo=dt.UTC)
+    right = dt.datetime(2026, 11, 22, 11, 59, 59, 970_000, tzinfo=dt.UTC)
+    assert _fired_after_a_step_back(wrong, right) == [
+        dt.datetime(2027, 11, 22, 12, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC),
+    ]
+
+
+def test_a_clock_stepped_back_a_little_fires_no_minute_twice() -> None:
+    """Stepped back by less than MAX_STEP_BACK, the minutes up to the one fired are not
+    fired again: 11:59 and 12:00 do not come round a second time."""
+    wrong = dt.datetime(2026, 11, 22, 11, 59, 59, 950_000, tzinfo=dt.UTC)
+    right = wrong - MAX_STEP_BACK + dt.timedelta(minutes=1, milliseconds=20)
+    assert _fired_after_a_step_back(wrong, right) == [
+        dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "said"),
+    [
+        ("5-5/0 * * * *", "step"),  # `5/0` and `*/0` were refused, `5-5/0` ran as minute 5
+        ("5-5/- * * * *", "step"),
+        ("5-5/2/3 * * * *", "step"),
+        ("0 0 * * mon-mon/0", "step"),
+        ("0 0 * * 1-1/sun", "step"),
+        ("9" * 5000 + " * * * *", "digits"),  # was Python's int() limit, told as it is
+        ("1-" + "9" * 5000 + " * * * *", "digits"),
+        ("0 0 */" + "1" * 40 + " * *", "digits"),
+    ],
+)
+def test_a_bad_step_or_number_is_refused_with_its_reason(expr: str, said: str) -> None:
+    """A one-value range is read as its value (cron's `a-a`), but its step was dropped
+    unread: `5-5/0` and `5-5/-` deployed as `5`. A number past a few digits got Python's
+    own "Exceeds the limit (4300 digits)" message."""
+    with pytest.raises(CronError, match=said):
+        CronExpression.parse(expr)
+
+
+def test_a_field_of_thousands_of_list_items_is_refused() -> None:
+    """`1,1,1,...` 20,000 times fits in a manifest: croniter took 0.2 s of CPU to read it at
+    each deploy and at each node start, for every such function (a developer's 1,000
+    functions: minutes of a start). A field lists at most 60 items (a minute field's 60
+    values, each written once); every minute listed once still parses."""
+    every = ",".join(str(m) for m in range(60))
+    assert CronExpression.parse(f"{every} * * * *").minutes == frozenset(range(60))
+    with pytest.raises(CronError, match="at most 60"):
+        CronExpression.parse(",".join(["1"] * 20_000) + " * * * *")
+    with pytest.raises(CronError, match="at most 60"):
+        CronExpression.parse("0 0 " + ",".join(["1"] * 61) + " * *")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -145,9 +146,14 @@ def create_app(node: Node) -> Starlette:
             await sources.stop()
             await webhooks.stop()
             await scheduler.stop()
+            grace_s = node.settings.shutdown_grace_s
+            until = asyncio.get_running_loop().time() + grace_s
             # Deliveries in flight get the grace period, then the node ends their
             # sandboxes; each is queued again, its attempt given back.
-            await workers.stop(node.settings.shutdown_grace_s, node.end_calls)
+            await workers.stop(grace_s, node.end_calls)
+            # Scheduled calls get what is left of the same grace period, then theirs end.
+            left_s = max(0.0, until - asyncio.get_running_loop().time())
+            await scheduler.drain(left_s, node.end_calls)
             await node.stop()
 
     invoke = Route("/v1/functions/{name}/invoke", handle_invoke, methods=["POST"])

@@ -41,6 +41,7 @@ from donjon.manifest.sizes import DEFAULT_BODY_BYTES, parse_size
 from donjon.triggers.cron import CronError, CronExpression
 
 __all__ = [
+    "MAX_SCHEDULES",
     "Destinations",
     "FunctionName",
     "HttpTrigger",
@@ -244,6 +245,12 @@ Trigger = Annotated[
 ]
 
 
+#: The most schedule triggers a manifest may hold: one expression's lists and ranges name
+#: any set of minutes, and a minute calls the function once however many match; each
+#: parsed is kept in the node's memory (a few KB) for as long as the function is deployed.
+MAX_SCHEDULES = 16
+
+
 #: A function's `limits.queued` when its manifest sets none, and the most it may set.
 DEFAULT_QUEUED = 10_000
 MAX_QUEUED = 1_000_000
@@ -309,6 +316,19 @@ class Manifest(_Strict):
     destinations: Destinations = Destinations()
     #: The root logger's level, as Lambda's ApplicationLogLevel; None: Python's (WARNING).
     log_level: LogLevel | None = None
+
+    @field_validator("triggers", mode="before")
+    @classmethod
+    def _few_schedules(cls, value: Any) -> Any:
+        """Counted before any is parsed: thousands fit in a manifest, ~6 KB each once parsed."""
+        if isinstance(value, list | tuple):
+            count = sum(1 for t in value if isinstance(t, dict) and "schedule" in t)
+            if count > MAX_SCHEDULES:
+                raise ValueError(
+                    f"{count} schedule triggers; a function has at most {MAX_SCHEDULES} "
+                    "schedule triggers (one expression's lists name any minutes: '0,30 9-17 * * *')"
+                )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

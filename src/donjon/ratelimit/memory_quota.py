@@ -42,6 +42,8 @@ KEEP_DAYS = 8
 _READ_BACK_S = 10.0
 
 _ALLOWED = QuotaDecision(True)
+#: What a subject not yet counted on a day has used: (invocations, compute ms).
+_NONE_USED = (0, 0)
 
 
 def utc_day(at: float | None = None) -> str:
@@ -103,9 +105,8 @@ class MemoryQuotaCounter(QuotaCounter):
     async def take(self, limits: Sequence[QuotaLimit], day: str) -> QuotaDecision:
         counts = self._day(day).counts
         for limit in limits:  # every limit is checked before anything is counted
-            used = counts.get(limit.subject)
-            if used is None:
-                continue
+            # Not yet counted today is 0 used (before, skipped: a quota of 0 let one through).
+            used = counts.get(limit.subject, _NONE_USED)
             if limit.max_invocations is not None and used[0] >= limit.max_invocations:
                 return QuotaDecision(
                     False, limit.subject, "invocations", used[0], limit.max_invocations

@@ -43,6 +43,11 @@ _NAMES: tuple[dict[str, int], ...] = (
 )
 #: Digits, `*`, names, and the `,` `-` `/` that join them: nothing else in a field.
 _FIELD = re.compile(r"[0-9a-z*,/-]+")
+#: The longest number a field may hold (leading zeros included): values are at most 59.
+_MAX_DIGITS = 4
+#: The most items a field's list may hold: a minute field's 60 values, each written once
+#: (croniter took 0.2 s to read 20,000, at every deploy and node start).
+_MAX_ITEMS = 60
 #: Since any schedule that can fire does so within a 28-year calendar cycle (leap
 #: days and weekdays repeat), a search from a fixed start that finds nothing within
 #: that span proves it never will.
@@ -64,6 +69,30 @@ def _check_ranges(field: str, index: int) -> None:
         values = [_NAMES[index].get(v, int(v) if v.isdigit() else -1) for v in (low, high)]
         if -1 not in values and values[0] > values[1]:
             raise CronError(f"the range {body!r} in the {_FIELDS[index]} field runs backwards")
+
+
+def _check_parts(field: str, index: int) -> None:
+    """Refuse a step that is not a whole number from 1 (`5-5/0`, `5-5/-`: a one-value range
+    drops its step, which croniter then never read), a number too long to be a value, and
+    a list longer than a field has values."""
+    if field.count(",") >= _MAX_ITEMS:
+        raise CronError(
+            f"the {_FIELDS[index]} field lists {field.count(',') + 1} items; a field lists "
+            f"at most {_MAX_ITEMS} (use ranges and steps: '0-30/5')"
+        )
+    for number in re.findall("[0-9]+", field):
+        if len(number) > _MAX_DIGITS:
+            raise CronError(
+                f"a number in the {_FIELDS[index]} field has {len(number)} digits; "
+                f"a value or step has at most {_MAX_DIGITS}"
+            )
+    for part in field.split(","):
+        _, slash, step = part.partition("/")
+        if slash and not (step.isdigit() and int(step) > 0):
+            raise CronError(
+                f"bad step {step!r} in the {_FIELDS[index]} field: a step is a whole number "
+                "from 1 (`*/15`, `0-30/5`)"
+            )
 
 
 def _number(value: str, index: int) -> int | None:
@@ -130,6 +159,7 @@ class CronExpression:
             names = set(re.findall("[a-z]+", field))
             if not _FIELD.fullmatch(field) or not names <= _NAMES[index].keys():
                 raise CronError(f"bad value {shown[index]!r} in the {_FIELDS[index]} field")
+            _check_parts(field, index)
             _check_ranges(field, index)
         # As cron (Vixie, cronie) decides it: a day field starting with `*` (`*/2` too)
         # leaves the other one alone to decide; croniter took `*/2` for a restriction,

@@ -10,13 +10,21 @@ from collections.abc import Awaitable, Callable
 
 from donjon.triggers.cron import CronExpression
 
-__all__ = ["Scheduler"]
+__all__ = ["MAX_STEP_BACK", "Scheduler"]
 
 log = logging.getLogger("donjon.schedule")
 
 Fire = Callable[[str, str, dt.datetime], Awaitable[None]]
 Jobs = Callable[[], list[tuple[str, CronExpression]]]
 Clock = Callable[[], dt.datetime]
+EndCalls = Callable[[], Awaitable[None]]
+
+
+#: A wall clock read further back than this from the minute last fired was corrected (it
+#: had been ahead): the scheduler resumes on it, and the minutes it fired while wrong fire
+#: again when they come (their events carry the same `time`). Within it, the minutes up to
+#: the one fired are not fired again.
+MAX_STEP_BACK = dt.timedelta(minutes=5)
 
 
 def _utc_now() -> dt.datetime:
@@ -38,12 +46,22 @@ class Scheduler:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        """Fire nothing more; the calls in flight run on until `drain`."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        # Let scheduled calls in flight finish (each ends with its audit record).
+            self._task = None
+
+    async def drain(self, grace_s: float, end_calls: EndCalls) -> None:
+        """Give the scheduled calls in flight `grace_s` to end, then `end_calls` (the node
+        ends their sandboxes): each ends as a crashed sandbox does, with its audit record.
+        Before, the node's stop waited for them whole, up to their `timeout_s`, and the
+        supervisor that gave up first killed the node with the call unrecorded."""
         if self._running:
+            await asyncio.wait(set(self._running), timeout=grace_s)
+        if self._running:
+            await end_calls()
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def due(self, minute: dt.datetime) -> list[tuple[str, str]]:
@@ -61,10 +79,12 @@ class Scheduler:
         while True:
             now = self._clock()
             minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-            if fired is not None and minute <= fired:
+            if fired is not None and fired - MAX_STEP_BACK < minute <= fired:
                 # The sleep runs on the loop's monotonic clock: a wall clock slewed slow
-                # (NTP) or stepped back reads a time before the minute just fired, which
-                # would be taken for the next one and fired again.
+                # (NTP) or stepped back a little reads a time before the minute just fired,
+                # which would be taken for the next one and fired again. Stepped back
+                # further, the clock was wrong and is now corrected: waiting for the minute
+                # after the one fired (a year on, after a bad RTC) fired nothing meanwhile.
                 minute = fired + dt.timedelta(minutes=1)
             await asyncio.sleep((minute - now).total_seconds())
             fired = minute
