@@ -4,8 +4,11 @@ A bundle is unpacked into a staging directory (``bundles/.incoming-*``),
 inspected, and renamed under its digest; whatever happens, the staging
 directory is removed afterwards, and `sweep` removes any that a node which
 stopped mid-deploy left behind. `remove_unkept` removes the trees no version kept
-needs (lifecycle/bundle_prune.py says which); it and `add`'s keeping of a tree run one
-at a time, so a tree a deploy reuses is never removed under it.
+needs (lifecycle/bundle_prune.py says which), and `discard` the tree of a refused deploy
+(lifecycle/bundle_claims.py); they and `add`'s keeping of a tree run one at a time, and
+each tree `add` gives a deploy is counted until the deploy `release`s it, so a tree that
+another deploy has just been given (the same content, deployed at once) is never
+discarded under it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -42,8 +46,10 @@ class BundleStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        #: `_keep` and `remove_unkept`, one at a time.
+        #: `_keep`, `discard` and `remove_unkept`, one at a time.
         self._trees = threading.Lock()
+        #: The trees `add` gave deploys that have not released them yet.
+        self._given: Counter[str] = Counter()
 
     def path(self, digest: str) -> Path:
         return self.root / digest
@@ -88,13 +94,30 @@ class BundleStore:
                 # A tree another version runs (or ran): young again, so that a prune
                 # leaves it to this deploy until a version row or a claim holds it.
                 os.utime(final)
-                return
-            os.utime(staging)  # its age is its keeping's, not its unpacking's
-            try:
-                os.rename(staging, final)
-            except OSError:
-                if not final.is_dir():  # else a concurrent deploy of the same tree won
-                    raise
+            else:
+                os.utime(staging)  # its age is its keeping's, not its unpacking's
+                try:
+                    os.rename(staging, final)
+                except OSError:
+                    if not final.is_dir():  # else a concurrent deploy of the same tree won
+                        raise
+            self._given[digest] += 1
+
+    def release(self, digest: str) -> None:
+        """The deploy `add` gave `digest` to has ended (stored, refused or failed)."""
+        with self._trees:
+            self._given[digest] -= 1
+            if self._given[digest] <= 0:
+                del self._given[digest]
+
+    def discard(self, digest: str, stored: Callable[[str], bool]) -> bool:
+        """Remove a refused deploy's tree (after its `release`) unless another deploy was
+        given it and has not released it, or `stored` says a version runs it; whether
+        it is gone."""
+        with self._trees:
+            if self._given[digest] > 0 or stored(digest):
+                return False
+            return remove_tree(self.path(digest))
 
     def remove_unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
         """Remove every tree that `wanted` does not want and that was not kept in the last

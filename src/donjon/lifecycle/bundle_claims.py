@@ -7,7 +7,9 @@ MiB, DONJON's bundle limit): a key refused again and again (a name another key o
 a handler that fails at import) filled the disk and changed something after all. A
 claim holds the tree while its deploy runs; a deploy that does not end stored gives it
 back, and the tree goes unless a version row names it (content-addressed: another
-function may run the same tree) or another deploy in flight holds it.
+function may run the same tree) or another deploy holds it: from the moment the store
+gave it the tree (bundle/store.py counts them, under the lock its keeping and this
+removal share), not only once that deploy reached its claim.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from donjon.bundle.store import BundleStore
-from donjon.bundle.tree import remove_tree
 
 __all__ = ["BundleClaims"]
 
@@ -49,6 +50,7 @@ class BundleClaims:
             self._held[digest] -= 1
             if self._held[digest] <= 0:
                 del self._held[digest]
+            self._bundles.release(digest)  # the tree `add` gave this deploy
             if not ended and digest not in self._held:
                 await asyncio.shield(asyncio.to_thread(self._discard, digest))
 
@@ -57,11 +59,7 @@ class BundleClaims:
         return digest in self._held
 
     def _discard(self, digest: str) -> None:
-        try:
-            if self._stored(digest):
-                return
+        try:  # kept if another deploy was given it or a version runs it (bundle/store.py)
+            self._bundles.discard(digest, self._stored)
         except Exception:  # a busy database: keep it (a leak, never a loss)
             log.exception("cannot tell whether bundle %s is stored; kept", digest)
-            return
-        if not remove_tree(self._bundles.path(digest)):
-            log.warning("the bundle tree of a refused deploy (%s) could not be removed", digest)
