@@ -46,10 +46,13 @@ class BundleStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        #: `_keep`, `discard` and `remove_unkept`, one at a time.
+        #: `_keep`, `discard` and `remove_unkept`, one at a time (held while trees are
+        #: removed: never taken on the event loop).
         self._trees = threading.Lock()
-        #: The trees `add` gave deploys that have not released them yet.
+        #: The trees `add` gave deploys that have not released them yet, under a lock of
+        #: their own that is held for a count's change only (`release` runs on the loop).
         self._given: Counter[str] = Counter()
+        self._counting = threading.Lock()
 
     def path(self, digest: str) -> Path:
         return self.root / digest
@@ -101,21 +104,26 @@ class BundleStore:
                 except OSError:
                     if not final.is_dir():  # else a concurrent deploy of the same tree won
                         raise
-            self._given[digest] += 1
+            with self._counting:
+                self._given[digest] += 1
 
     def release(self, digest: str) -> None:
         """The deploy `add` gave `digest` to has ended (stored, refused or failed)."""
-        with self._trees:
+        with self._counting:
             self._given[digest] -= 1
             if self._given[digest] <= 0:
                 del self._given[digest]
+
+    def _is_given(self, digest: str) -> bool:
+        with self._counting:
+            return self._given[digest] > 0
 
     def discard(self, digest: str, stored: Callable[[str], bool]) -> bool:
         """Remove a refused deploy's tree (after its `release`) unless another deploy was
         given it and has not released it, or `stored` says a version runs it; whether
         it is gone."""
         with self._trees:
-            if self._given[digest] > 0 or stored(digest):
+            if self._is_given(digest) or stored(digest):
                 return False
             return remove_tree(self.path(digest))
 
