@@ -154,6 +154,8 @@ def test_unkept_trees_are_removed_once_old_and_a_reused_one_is_young_again(
         os.utime(store.path(digest), (old, old))
     again = build_bundle(tmp_path / "0")[1]  # the first tree, deployed again
     assert store.add(again, lambda p: None)[0] == digests[0]
-    assert store.remove_unkept(lambda d: d == digests[1], 3600) == [digests[2]]
+    assert store.unkept(lambda d: d == digests[1], 3600) == [digests[2]]
+    assert store.remove_unkept(lambda d: d == digests[1], 3600, digests) == [digests[2]]
     assert {p.name for p in store.root.iterdir()} == {*digests[:2], ".incoming-left"}
-    assert store.remove_unkept(lambda d: False, 0) == sorted(digests[:2])
+    assert store.remove_unkept(lambda d: False, 0, [digests[0]]) == [digests[0]]  # only those
+    assert store.remove_unkept(lambda d: d == digests[1], 0, digests) == []  # wanted now

@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
@@ -127,31 +127,40 @@ class BundleStore:
                 return False
             return remove_tree(self.path(digest))
 
-    def remove_unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
-        """Remove every tree that `wanted` does not want and that was not kept in the last
-        `young_s` seconds (a deploy's on its way to its claim); the digests removed. A
-        tree that cannot be removed is logged and left for the next time."""
+    def unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
+        """The trees that `wanted` does not want and that were not kept in the last
+        `young_s` seconds (a deploy's on its way to its claim), by digest."""
         with self._trees:
-            try:
-                with os.scandir(self.root) as entries:
-                    trees = [
-                        (e.name, e.stat(follow_symlinks=False).st_mtime)
-                        for e in entries
-                        if _DIGEST.fullmatch(e.name)
-                    ]
-            except FileNotFoundError:
-                return []
-            except OSError as e:
-                log.warning("cannot list the bundles in %s: %s", self.root, e.strerror)
-                return []
-            now = time.time()
-            removed = []
-            for digest, kept_at in sorted(trees):
-                if now - kept_at < young_s or wanted(digest):
-                    continue
-                if remove_tree(self.path(digest)):
-                    removed.append(digest)
-            return removed
+            return self._unkept(wanted, young_s)
+
+    def remove_unkept(
+        self, wanted: Callable[[str], bool], young_s: float, among: Collection[str]
+    ) -> list[str]:
+        """Remove the trees of `among` that are still `unkept` (asked again, under the
+        lock); the digests removed. One that cannot be removed is logged and left."""
+        with self._trees:
+            chosen = set(among)
+            return [
+                digest
+                for digest in self._unkept(wanted, young_s)
+                if digest in chosen and remove_tree(self.path(digest))
+            ]
+
+    def _unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
+        try:
+            with os.scandir(self.root) as entries:
+                trees = [
+                    (e.name, e.stat(follow_symlinks=False).st_mtime)
+                    for e in entries
+                    if _DIGEST.fullmatch(e.name)
+                ]
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            log.warning("cannot list the bundles in %s: %s", self.root, e.strerror)
+            return []
+        now = time.time()
+        return [d for d, kept_at in sorted(trees) if now - kept_at >= young_s and not wanted(d)]
 
     def sweep(self) -> int:
         """Remove staging directories left by a node that stopped mid-deploy.

@@ -16,8 +16,9 @@ A prune removes every tree that none of these needs:
 - a sandbox still running it (a replaced version's, draining its calls): the pool's pin.
 
 It runs after a deploy switched to a new version, after a removal, at a node's start
-and with the hourly retention purge (gateway/node.py), one at a time, off the loop; it
-is audited (`bundle.prune`, by `system`) when it removed something.
+and with the hourly retention purge (gateway/node.py), one at a time, off the loop. What
+it is about to remove is audited first (`bundle.prune`, by `system`); a prune whose
+record is not written removes nothing (and the node's housekeeping goes on).
 """
 
 from __future__ import annotations
@@ -90,11 +91,21 @@ class BundlePrune:
                     or (pins is not None and pins.holds(digest))
                 )
 
-            removed = await asyncio.to_thread(self._bundles.remove_unkept, wanted, self.young_s)
-        if removed:
-            log.info("removed %d bundle tree(s) no kept version runs", len(removed))
-            detail = {"count": len(removed), "digests": removed[:_NAMED], "keep": self.keep}
-            await self._audit.record(AuditEvent("system", "bundle.prune", "bundles", "ok", detail))
+            unkept = await asyncio.to_thread(self._bundles.unkept, wanted, self.young_s)
+            if not unkept:
+                return []
+            detail = {"count": len(unkept), "digests": unkept[:_NAMED], "keep": self.keep}
+            try:  # recorded before anything is removed: a prune unrecorded removes nothing
+                await self._audit.record(
+                    AuditEvent("system", "bundle.prune", "bundles", "ok", detail)
+                )
+            except Exception:
+                log.exception("the bundle prune's record was not written; nothing removed")
+                return []
+            removed = await asyncio.to_thread(
+                self._bundles.remove_unkept, wanted, self.young_s, unkept
+            )
+        log.info("removed %d bundle tree(s) no kept version runs", len(removed))
         return removed
 
     def soon(self) -> None:
