@@ -179,3 +179,33 @@ def test_queued_calls_do_not_run_past_a_quota_lowered_below_the_days_usage(
         seen = _seen(node, ids, made["key"])
     assert _settled(seen), seen
     assert [s["status"] for s in seen].count("succeeded") <= 5, seen  # those running
+
+
+FANS_OUT = (
+    "def handler(event, context):\n"
+    "    return [context.invoke('atk-quota-leaf', {'n': n}) for n in range(2)]\n"
+)
+
+
+def test_calls_a_function_makes_for_a_key_spend_that_keys_invocations(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A key held to 3 invocations a day calls a function that invokes another twice:
+    the three calls spend the key's three (before, only the first did, so a key's quota
+    bounded its requests, not the work they fanned out to), and its next call is refused
+    429; the callee's own function quota is spent as before."""
+    node.deploy(bundle(tmp_path, "atk-quota-leaf", "def handler(event, context):\n    return 1\n"))
+    grant = "permissions: {invoke: [atk-quota-leaf]}\n"
+    node.deploy(bundle(tmp_path, "atk-quota-fan", FANS_OUT, grant))
+    made = node.create_key("atk-quota-fanner", "invoker")
+    with node.client() as c:
+        r = c.put(f"/v1/quotas/key:{made['id']}", json={"invocations": 3})
+        assert r.status_code == 201, r.text
+    first = node.invoke("atk-quota-fan", {}, key=made["key"])
+    assert first.status_code == 200, first.text
+    assert first.json() == [1, 1]
+    again = node.invoke("atk-quota-fan", {}, key=made["key"])
+    assert again.status_code == 429, again.text
+    with node.client() as c:
+        quotas = {q["subject"]: q for q in c.get("/v1/quotas").json()}
+    assert quotas[f"key:{made['id']}"]["invocations"]["used"] >= 3, quotas

@@ -37,6 +37,7 @@ from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
+from donjon.gateway.quota_check import subjects_of
 from donjon.gateway.slots import ConcurrencyFull
 from donjon.identity import Principal
 from donjon.ratelimit import RateLimitError
@@ -84,6 +85,9 @@ class Chain:
     #: The own id of the call whose `context.invoke` makes the calls below this point
     #: (each callee's record names it, `caller_call_id`); the request's own at depth 0.
     made_by: str = ""
+    #: Who made the request from outside (None: a schedule, a public trigger): every call
+    #: of the chain spends its quotas too, so a function's fan-out is its caller's bill.
+    payer: Principal | None = None
 
 
 #: Runs `callee` for a caller: (node, callee, principal, event, the callee's own request
@@ -91,12 +95,14 @@ class Chain:
 RunCallee = Callable[["Node", "Deployed", Principal, bytes, str, Chain], Awaitable[bytes]]
 
 
-def function_principal(caller: str) -> Principal:
+def function_principal(caller: str, payer: Principal | None = None) -> Principal:
     """Who a function is when it calls another: `function:<caller>`, with no role.
 
-    Its rights are its manifest's grants, checked here, never the policy's roles.
+    Its rights are its manifest's grants, checked here, never the policy's roles. Its
+    calls spend the quotas of `payer` (the chain's caller from outside) too.
     """
-    return Principal(id=caller, name=caller, role="", kind="function")
+    charged = () if payer is None else tuple(subjects_of(payer, "")[1:])
+    return Principal(id=caller, name=caller, role="", kind="function", charged_to=charged)
 
 
 class FunctionCalls:
@@ -141,14 +147,15 @@ class FunctionCalls:
             await self._deny(name, reason)
             return answer_error("denied", f"{caller} may not invoke {name}: {reason}")
         call_id = self._new_id()
-        chain = Chain(self._chain.request_id, depth, deadline, self._chain.made_by)
+        chain = Chain(
+            self._chain.request_id, depth, deadline, self._chain.made_by, self._chain.payer
+        )
         try:
             # A backstop: the callee's own timeout ends it first, this ends a wait for
             # its concurrency or its sandbox's start before the caller's deadline.
             async with asyncio.timeout(left + _MARGIN_S / 2):
-                body = await self._run(
-                    self._node, callee, function_principal(caller), event, call_id, chain
-                )
+                principal = function_principal(caller, self._chain.payer)
+                body = await self._run(self._node, callee, principal, event, call_id, chain)
         except TimeoutError:
             return answer_error("timeout", f"{name} did not answer before the caller's deadline")
         except Error as e:

@@ -204,7 +204,7 @@ async def _call(
     memory_kb: int | None = None
     detail = {} if chain is None and attempt is None else _detail(request_id, chain, attempt)
     policy_events: list[PolicyEvent] = []
-    timeout_s, subcalls = _subcalls(node, deployed, request_id, chain)
+    timeout_s, subcalls = _subcalls(node, deployed, request_id, chain, principal)
     # What the function prints and its errors are redacted of its secrets' values
     # before anything is stored or answered; its own result is its choice.
     redact = _NO_SECRETS
@@ -313,10 +313,11 @@ async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str],
 
 
 def _subcalls(
-    node: Node, deployed: Deployed, request_id: str, chain: Chain | None
+    node: Node, deployed: Deployed, request_id: str, chain: Chain | None, caller: Principal | None
 ) -> tuple[float, FunctionCalls]:
     """The call's timeout (never past its caller's deadline) and what answers its
-    `context.invoke` requests (function_calls.py)."""
+    `context.invoke` requests (function_calls.py), which spend `caller`'s quotas too (the
+    chain's caller from outside)."""
     timeout_s = deployed.manifest.timeout_s
     if chain is not None:
         timeout_s = max(0.01, min(timeout_s, chain.deadline - time.monotonic()))
@@ -328,6 +329,7 @@ def _subcalls(
             chain.depth if chain else 0,
             time.monotonic() + timeout_s,
             request_id,  # the calls it makes name it as the call that made them
+            chain.payer if chain else caller,
         ),
         _call_function,
         mint_request_id,  # a sub-call's own id; the logs keep the chain's (bound by the gateway)

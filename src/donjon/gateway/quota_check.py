@@ -97,13 +97,16 @@ def next_reset(now: float | None = None) -> dt.datetime:
 
 
 def subjects_of(principal: Principal | None, function: str) -> list[str]:
-    """The subjects whose quotas a call of `function` by `principal` spends."""
+    """The subjects whose quotas a call of `function` by `principal` spends (a call a
+    function makes for a request also spends its caller's: `Principal.charged_to`)."""
     subjects = [f"function:{function}"]
     if principal is not None:
         if principal.kind == "key":
             subjects.append(f"key:{principal.id}")
         subjects.append(f"role:{principal.role}")
         subjects.extend(f"role:{role}" for role in principal.more_roles)
+        if principal.charged_to:
+            subjects.extend(s for s in principal.charged_to if s not in subjects)
     return subjects
 
 

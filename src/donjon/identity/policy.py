@@ -137,6 +137,9 @@ class Principal:
     #: When the credential stops authenticating, as a Unix time: a JWT's `exp` (a key's
     #: expiry is its record's, read where it matters: None here).
     expires_at: float | None = None
+    #: Quota subjects a call by it spends besides its own: a function calling another
+    #: for a request spends the quotas of that request's caller too (function_calls.py).
+    charged_to: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
