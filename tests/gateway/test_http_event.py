@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from donjon.gateway.http_event import function_headers
+from donjon.gateway.http_event import function_headers, joined
 from donjon.identity.issuers import IssuerRegistry
 
 
@@ -76,3 +76,16 @@ def test_an_underscore_spelling_of_a_gateway_header_does_not_reach_the_function(
         ("x-forwarded-for", "192.0.2.1"),
         ("x-forwarded-proto", "https"),
     ]
+
+
+def test_a_headers_repeated_lines_are_joined_not_the_last_kept() -> None:
+    """The native event holds one value per name: repeats joined with ", ", cookies with
+    "; " (before, only the last line reached the function)."""
+    request = _request(
+        "198.51.100.4",
+        "https",
+        [("x-tag", "first"), ("cookie", "a=1"), ("x-tag", "second"), ("cookie", "b=2")],
+    )
+    seen = joined(function_headers(request, strip_auth=True, issuers=IssuerRegistry()))
+    assert seen["x-tag"] == "first, second"
+    assert seen["cookie"] == "a=1; b=2"

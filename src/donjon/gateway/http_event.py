@@ -19,7 +19,7 @@ from donjon.gateway.access import client_address
 from donjon.identity.issuers import IssuerRegistry
 from donjon.identity.jwt_verifier import meant_for_the_platform
 
-__all__ = ["function_headers", "http_event"]
+__all__ = ["function_headers", "http_event", "joined"]
 
 
 def _is_platform_credential(value: str, issuers: IssuerRegistry) -> bool:
@@ -70,6 +70,20 @@ def _forwarded(request: Request) -> list[tuple[str, str]]:
     ]
 
 
+def joined(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """One value per header name: a name's repeated lines joined with ", " (RFC 9110
+    5.3), "; " for `cookie` (RFC 6265 5.4), as API Gateway's 2.0 event does. Keeping only
+    the last line hid the others from the function: what a proxy or a WAF in front saw
+    first was not what the handler read."""
+    out: dict[str, str] = {}
+    for name, value in headers:
+        if name in out:
+            out[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            out[name] = value
+    return out
+
+
 def http_event(
     request: Request, path: str, body: bytes, principal: str | None, headers: list[tuple[str, str]]
 ) -> bytes:
@@ -82,7 +96,7 @@ def http_event(
         {
             "method": request.method,
             "path": path,
-            "headers": dict(headers),
+            "headers": joined(headers),
             "query": dict(request.query_params),
             "body": text,
             "is_base64_encoded": encoded,
