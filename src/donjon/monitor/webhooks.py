@@ -14,7 +14,10 @@ its own alerts. A full queue drops the alert, counts it (`dropped`) and logs
 it; the alert stays in the audit log and `GET /v1/alerts`. A failed attempt
 (a connection error, a timeout, any status but 2xx) is retried with
 exponential backoff (1 s, 2 s, 4 s ... capped), `max_attempts` in all; a
-redirect is a failure (never followed).
+redirect is a failure (never followed). Only the answer's status is read, never
+its body, and each attempt ends within `timeout_s` in all: a receiver answering
+without end, or a byte at a time, costs bounded memory and holds its queue for
+one attempt's time at most.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class WebhookSink:
         self._first_delay_s = first_delay_s
         self._max_delay_s = max_delay_s
         self._clock = clock
+        self._timeout_s = timeout_s
         context = ssl.create_default_context()
         if ca_file is not None:
             context.load_verify_locations(cafile=str(ca_file))
@@ -169,6 +173,14 @@ class WebhookSink:
         }
         return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
+    async def _attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """One POST's status, within `timeout_s` in all; the answer's body is left unread."""
+        async with (
+            asyncio.timeout(self._timeout_s),
+            self._client.stream("POST", url, content=body, headers=headers) as response,
+        ):
+            return response.status_code
+
     async def _send(self, url: str, alert: Mapping[str, Any]) -> None:
         msg_id = str(alert.get("id") or f"alert_seq_{alert.get('seq')}")
         body = self._body(alert)
@@ -183,14 +195,16 @@ class WebhookSink:
                 "webhook-signature": sign(self._key, msg_id, timestamp, body),
             }
             try:
-                response = await self._client.post(url, content=body, headers=headers)
+                status = await self._attempt(url, body, headers)
+            except TimeoutError:
+                why = f"no answer within {self._timeout_s:g} s"
             except httpx.HTTPError as e:
                 why = f"{type(e).__name__}: {e}"
             else:
-                if 200 <= response.status_code < 300:
+                if 200 <= status < 300:
                     self.delivered += 1
                     return
-                why = f"status {response.status_code}"
+                why = f"status {status}"
             if attempt < self._max_attempts:
                 log.info("alert webhook %s: attempt %d failed (%s)", url, attempt, why)
                 await asyncio.sleep(delay)
