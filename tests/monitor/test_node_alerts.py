@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from async_support import bundle
 from donjon.bundle import build_bundle
 from harness import FUNCTIONS, LiveNode, fresh_source, run_cli, start_node
 from monitor_support import WebhookReceiver
@@ -153,3 +154,41 @@ def test_alerts_survive_a_restart(live: LiveNode) -> None:
     live.serve_again(ENV_OF[live.data_dir])
     after = {a["seq"] for a in _alerts(live, n=1000)}
     assert before <= after
+
+
+def _metric(text: str, line_start: str) -> float:
+    found = [ln for ln in text.splitlines() if ln.startswith(line_start + " ")]
+    assert found, f"{line_start} is not in /metrics"
+    return float(found[0].rsplit(" ", 1)[1])
+
+
+def test_alert_deliveries_and_losses_are_counted_in_metrics(
+    live: LiveNode, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """/metrics counts alerts raised, webhook deliveries by outcome (delivered, failed,
+    dropped for a full queue) and records the monitor never examined: a flood that makes
+    a real alert's push or examination be lost shows where an operator's monitoring looks
+    (before, only a log line said so)."""
+    _, archive = build_bundle(bundle(tmp_path, "counted", "def handler(e, c):\n    return 1\n"))
+    with live.client() as c:
+        r = c.post(
+            "/v1/functions",
+            content=archive,
+            headers={"content-type": "application/gzip"},
+            params={"unsafe_skip_scan": "true"},
+        )
+    assert r.status_code == 201, r.text
+    _wait_alert(live, "deploy.scan_skipped", "function:counted")
+    deadline = time.monotonic() + 60
+    while True:
+        with live.client() as c:
+            text = c.get("/metrics").text
+        delivered = 'donjon_alert_webhook_alerts_total{outcome="delivered"}'
+        if _metric(text, delivered) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert _metric(text, delivered) >= 1
+    assert _metric(text, 'donjon_alert_webhook_alerts_total{outcome="dropped"}') == 0
+    assert _metric(text, 'donjon_alert_webhook_alerts_total{outcome="failed"}') == 0
+    assert _metric(text, "donjon_alerts_raised_total") >= 1
+    assert _metric(text, "donjon_monitor_records_dropped_total") == 0
