@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 import ssl
 import threading
@@ -22,6 +23,7 @@ import pytest
 from donjon.monitor.webhooks import WebhookSink
 from donjon.secret import Secret
 from egress_world import TestCA
+from monitor_support import WebhookReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 #: The bytes a huge answer offers: far more than any alert receiver needs to say.
@@ -126,3 +128,51 @@ def test_a_trickling_answer_ends_the_attempt(trickle: HostileReceiver) -> None:
     sink = asyncio.run(_deliver(trickle, grace_s=30, max_attempts=1, timeout_s=1.0))
     assert trickle.requests == 1
     assert (sink.delivered, sink.failed) == (0, 1)
+
+
+def test_a_flood_of_one_kind_does_not_push_out_another_kinds_alert(tmp_path: Path) -> None:
+    """Credential stuffing from many networks fills a URL's queue with one kind of alert;
+    the sandbox violation raised next still goes, in place of one of the flood's (before,
+    the full queue dropped it: the attack the flood covered was never pushed)."""
+    receiver = WebhookReceiver(tmp_path)
+    try:
+        flood = [_alert(seq) | {"kind": "auth.credential_stuffing"} for seq in range(1, 6)]
+        real = _alert(6) | {"kind": "sandbox.violation"}
+        sink = WebhookSink([receiver.url], Secret(SECRET), ca_file=receiver.ca_file, max_queue=5)
+
+        async def deliver() -> None:
+            sink.start()
+            for alert in [*flood, real]:
+                sink.deliver(alert)
+            await sink.close(grace_s=60)
+
+        asyncio.run(deliver())
+        sent = [json.loads(d.body)["data"] for d in receiver.delivered()]
+        assert real["id"] in [a["id"] for a in sent]
+        assert [a["kind"] for a in sent].count("auth.credential_stuffing") == 4
+        assert (sink.delivered, sink.dropped) == (5, 1)
+    finally:
+        receiver.close()
+
+
+def test_a_flood_of_one_kind_gives_way_to_itself_alone(tmp_path: Path) -> None:
+    """Past a full queue, more alerts of the kind that fills it are dropped, newest first,
+    and never one of another kind that was queued."""
+    receiver = WebhookReceiver(tmp_path)
+    try:
+        first = _alert(1) | {"kind": "egress.refused"}
+        flood = [_alert(seq) | {"kind": "auth.credential_stuffing"} for seq in range(2, 9)]
+        sink = WebhookSink([receiver.url], Secret(SECRET), ca_file=receiver.ca_file, max_queue=3)
+
+        async def deliver() -> None:
+            sink.start()
+            for alert in [first, *flood]:
+                sink.deliver(alert)
+            await sink.close(grace_s=60)
+
+        asyncio.run(deliver())
+        sent = [json.loads(d.body)["data"]["seq"] for d in receiver.delivered()]
+        assert sent == [1, 2, 3]
+        assert sink.dropped == 5
+    finally:
+        receiver.close()
