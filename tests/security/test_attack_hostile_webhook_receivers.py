@@ -1,9 +1,10 @@
-"""A hostile alert-webhook receiver: a huge answer, or one that trickles.
+"""Hostile receivers of the alert and checkpoint webhooks: a huge answer, one that trickles,
+and a flood of alerts that fills a receiver's queue.
 
 The receiver is whoever holds the URL (a chat service, a SIEM, or a host an
 attacker took over); what it answers must cost the node bounded memory and
 bounded time per attempt, or one bad receiver holds its queue (every later
-alert to it waits) and grows the node's memory with its answer.
+alert or checkpoint to it waits) and grows the node's memory with its answer.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from donjon.audit.sinks import ATTEMPTS
+from donjon.audit.sinks import WebhookSink as CheckpointWebhook
 from donjon.monitor.webhooks import WebhookSink
 from donjon.secret import Secret
 from egress_world import TestCA
@@ -176,3 +179,30 @@ def test_a_flood_of_one_kind_gives_way_to_itself_alone(tmp_path: Path) -> None:
         assert sink.dropped == 5
     finally:
         receiver.close()
+
+
+def _checkpoint(receiver: HostileReceiver) -> CheckpointWebhook:
+    """A checkpoint webhook sink given one checkpoint, stopped once it has tried it."""
+    sink = CheckpointWebhook(
+        receiver.url,
+        verify=ssl.create_default_context(cafile=str(receiver.ca_file)),
+        timeout_s=1.0,
+    )
+    sink.deliver({"size": 1, "root": "00" * 32, "ts": 1764547200.0, "note": "n"})
+    sink.close(timeout=60)
+    return sink
+
+
+def test_a_huge_answer_is_not_read_into_the_audit_writer(huge: HostileReceiver) -> None:
+    """The checkpoint webhook reads a 2xx's status, not its 256 MiB body."""
+    sink = _checkpoint(huge)
+    assert huge.sent < 32 << 20, f"the writer read {huge.sent} bytes of the receiver's answer"
+    assert sink.delivered == 1
+
+
+def test_a_trickling_answer_ends_the_checkpoint_attempt(trickle: HostileReceiver) -> None:
+    """A receiver trickling header bytes cannot hold a checkpoint's attempt past its timeout:
+    the attempts end (five, then the checkpoint is logged as not delivered)."""
+    sink = _checkpoint(trickle)
+    assert trickle.requests == ATTEMPTS
+    assert sink.delivered == 0
