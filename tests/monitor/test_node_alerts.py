@@ -105,10 +105,10 @@ def test_failures_across_keys_are_alerted(live: LiveNode) -> None:
     assert alert["detail"]["distinct_keys"] >= _DISTINCT
 
 
-def test_deploy_without_scan_is_alerted_and_listed_by_the_cli(live: LiveNode) -> None:
-    """--unsafe-skip-scan raises deploy.scan_skipped, listed by `donjon alerts --json`."""
-    _, archive = build_bundle(FUNCTIONS / "web")
-    with live.client() as c:
+def _deploy_unscanned(node: LiveNode, directory: Path) -> str:
+    """Deploy `directory` with --unsafe-skip-scan; the function's name."""
+    _, archive = build_bundle(directory)
+    with node.client() as c:
         r = c.post(
             "/v1/functions",
             content=archive,
@@ -116,7 +116,13 @@ def test_deploy_without_scan_is_alerted_and_listed_by_the_cli(live: LiveNode) ->
             params={"unsafe_skip_scan": "true"},
         )
     assert r.status_code == 201, r.text
-    name = r.json()["name"]
+    name: str = r.json()["name"]
+    return name
+
+
+def test_deploy_without_scan_is_alerted_and_listed_by_the_cli(live: LiveNode) -> None:
+    """--unsafe-skip-scan raises deploy.scan_skipped, listed by `donjon alerts --json`."""
+    name = _deploy_unscanned(live, FUNCTIONS / "web")
     alert = _wait_alert(live, "deploy.scan_skipped", f"function:{name}")
     out = run_cli(live.env(), "alerts", "--json", "--since", "1h", "--kind", "deploy.scan_skipped")
     listed = json.loads(out.stdout)
@@ -169,16 +175,10 @@ def test_alert_deliveries_and_losses_are_counted_in_metrics(
     dropped for a full queue) and records the monitor never examined: a flood that makes
     a real alert's push or examination be lost shows where an operator's monitoring looks
     (before, only a log line said so)."""
-    _, archive = build_bundle(bundle(tmp_path, "counted", "def handler(e, c):\n    return 1\n"))
-    with live.client() as c:
-        r = c.post(
-            "/v1/functions",
-            content=archive,
-            headers={"content-type": "application/gzip"},
-            params={"unsafe_skip_scan": "true"},
-        )
-    assert r.status_code == 201, r.text
-    _wait_alert(live, "deploy.scan_skipped", "function:counted")
+    name = _deploy_unscanned(
+        live, bundle(tmp_path, "counted", "def handler(e, c):\n    return 1\n")
+    )
+    _wait_alert(live, "deploy.scan_skipped", f"function:{name}")
     deadline = time.monotonic() + 60
     while True:
         with live.client() as c:

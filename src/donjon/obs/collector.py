@@ -96,16 +96,17 @@ class MonitorCollector(Collector):
         service = self._service()
         monitor = service.monitor if service is not None else None
         webhooks = service.webhooks if service is not None else None
-        raised = CounterMetricFamily("donjon_alerts_raised", "Alerts the monitor raised")
-        raised.add_metric([], monitor.raised if monitor is not None else 0)
-        yield raised
-        dropped = CounterMetricFamily(
+        yield CounterMetricFamily(
+            "donjon_alerts_raised",
+            "Alerts the monitor raised",
+            value=monitor.raised if monitor is not None else 0,
+        )
+        yield CounterMetricFamily(
             "donjon_monitor_records_dropped",
             "Audit records the monitor never examined: its backlog was full (no detector"
             " saw them, so no alert of theirs was raised)",
+            value=monitor.dropped if monitor is not None else 0,
         )
-        dropped.add_metric([], monitor.dropped if monitor is not None else 0)
-        yield dropped
         sent = CounterMetricFamily(
             "donjon_alert_webhook_alerts",
             "Alerts per webhook URL by outcome: delivered, failed (every attempt),"
