@@ -13,11 +13,11 @@ queue and one sending task per URL, so a slow or dead receiver delays only
 its own alerts. A full queue gives up one alert, counts it (`dropped`) and
 logs it; the alert stays in the audit log and `GET /v1/alerts`. The alert
 given up is of the kind the queue holds most of: the newest queued one of that
-kind, or the new alert if it is of that kind, so a flood of one kind (credential
-stuffing from a thousand networks) never pushes out another kind's alert. A failed attempt
-(a connection error, a timeout, any status but 2xx) is retried with
-exponential backoff (1 s, 2 s, 4 s ... capped), `max_attempts` in all; a
-redirect is a failure (never followed). Only the answer's status is read, never
+kind, or the new alert if it is of that kind, so a flood of one kind
+(credential stuffing from a thousand networks) never pushes out another kind's
+alert. A failed attempt (a connection error, a timeout, any status but 2xx) is
+retried with exponential backoff (1 s, 2 s, 4 s ... capped), `max_attempts` in
+all; a redirect is a failure (never followed). Only the answer's status is read, never
 its body, and each attempt ends within `timeout_s` in all: a receiver answering
 without end, or a byte at a time, costs bounded memory and holds its queue for
 one attempt's time at most.
