@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from async_support import bundle
 from donjon.bundle import build_bundle
 from harness import FUNCTIONS, LiveNode, fresh_source, run_cli, start_node
 from monitor_support import WebhookReceiver
@@ -104,10 +105,10 @@ def test_failures_across_keys_are_alerted(live: LiveNode) -> None:
     assert alert["detail"]["distinct_keys"] >= _DISTINCT
 
 
-def test_deploy_without_scan_is_alerted_and_listed_by_the_cli(live: LiveNode) -> None:
-    """--unsafe-skip-scan raises deploy.scan_skipped, listed by `donjon alerts --json`."""
-    _, archive = build_bundle(FUNCTIONS / "web")
-    with live.client() as c:
+def _deploy_unscanned(node: LiveNode, directory: Path) -> str:
+    """Deploy `directory` with --unsafe-skip-scan; the function's name."""
+    _, archive = build_bundle(directory)
+    with node.client() as c:
         r = c.post(
             "/v1/functions",
             content=archive,
@@ -115,7 +116,13 @@ def test_deploy_without_scan_is_alerted_and_listed_by_the_cli(live: LiveNode) ->
             params={"unsafe_skip_scan": "true"},
         )
     assert r.status_code == 201, r.text
-    name = r.json()["name"]
+    name: str = r.json()["name"]
+    return name
+
+
+def test_deploy_without_scan_is_alerted_and_listed_by_the_cli(live: LiveNode) -> None:
+    """--unsafe-skip-scan raises deploy.scan_skipped, listed by `donjon alerts --json`."""
+    name = _deploy_unscanned(live, FUNCTIONS / "web")
     alert = _wait_alert(live, "deploy.scan_skipped", f"function:{name}")
     out = run_cli(live.env(), "alerts", "--json", "--since", "1h", "--kind", "deploy.scan_skipped")
     listed = json.loads(out.stdout)
@@ -153,3 +160,35 @@ def test_alerts_survive_a_restart(live: LiveNode) -> None:
     live.serve_again(ENV_OF[live.data_dir])
     after = {a["seq"] for a in _alerts(live, n=1000)}
     assert before <= after
+
+
+def _metric(text: str, line_start: str) -> float:
+    found = [ln for ln in text.splitlines() if ln.startswith(line_start + " ")]
+    assert found, f"{line_start} is not in /metrics"
+    return float(found[0].rsplit(" ", 1)[1])
+
+
+def test_alert_deliveries_and_losses_are_counted_in_metrics(
+    live: LiveNode, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    """/metrics counts alerts raised, webhook deliveries by outcome (delivered, failed,
+    dropped for a full queue) and records the monitor never examined: a flood that makes
+    a real alert's push or examination be lost shows where an operator's monitoring looks
+    (before, only a log line said so)."""
+    name = _deploy_unscanned(
+        live, bundle(tmp_path, "counted", "def handler(e, c):\n    return 1\n")
+    )
+    _wait_alert(live, "deploy.scan_skipped", f"function:{name}")
+    deadline = time.monotonic() + 60
+    while True:
+        with live.client() as c:
+            text = c.get("/metrics").text
+        delivered = 'donjon_alert_webhook_alerts_total{outcome="delivered"}'
+        if _metric(text, delivered) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert _metric(text, delivered) >= 1
+    assert _metric(text, 'donjon_alert_webhook_alerts_total{outcome="dropped"}') == 0
+    assert _metric(text, 'donjon_alert_webhook_alerts_total{outcome="failed"}') == 0
+    assert _metric(text, "donjon_alerts_raised_total") >= 1
+    assert _metric(text, "donjon_monitor_records_dropped_total") == 0

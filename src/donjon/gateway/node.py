@@ -34,7 +34,7 @@ from donjon.monitor.quarantine import Quarantines
 from donjon.monitor.responses import Responder, ResponsePolicy
 from donjon.monitor.service import MonitorService, start_monitor
 from donjon.monitor.throttles import Throttles
-from donjon.obs import Metrics, NodeCollector
+from donjon.obs import Metrics, MonitorCollector, NodeCollector
 from donjon.ratelimit import (
     ConcurrencyLimiter,
     LimiterUnavailable,
@@ -192,6 +192,7 @@ class Node:
         )
         # Read at scrape time; each commit of the audit writer is reported on the loop.
         self.metrics.watch(NodeCollector(lambda: self.pool, lambda: self.egress))
+        self.metrics.watch(MonitorCollector(lambda: self._monitor))
         self.audit.add_listener(self.metrics.audit_committed)
 
     @property

@@ -5,12 +5,12 @@ JSON (a console view on a terminal) through one redaction step
 (redaction.py), with the request id bound by the gateway; `Metrics`
 (metrics.py) holds a node's metrics in a registry of its own, and
 `NodeCollector` (collector.py) reads what the pool and the egress proxy count
-at scrape time.
+at scrape time, `MonitorCollector` what the monitor and its webhooks count.
 """
 
 from __future__ import annotations
 
-from donjon.obs.collector import NodeCollector
+from donjon.obs.collector import MonitorCollector, NodeCollector
 from donjon.obs.errors import ObservabilityError
 from donjon.obs.logging import (
     REQUEST_ID_LENGTH,
@@ -32,6 +32,7 @@ __all__ = [
     "CONTENT_TYPE",
     "REQUEST_ID_LENGTH",
     "Metrics",
+    "MonitorCollector",
     "NodeCollector",
     "ObservabilityError",
     "auth_failure_kind",

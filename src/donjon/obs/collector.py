@@ -1,7 +1,9 @@
 """What the node's subsystems count themselves, read at scrape time.
 
 The sandbox pool counts its cold starts and knows its sandboxes; the egress
-proxy counts its decisions. They keep plain numbers (nothing of Prometheus
+proxy counts its decisions; the monitor counts the alerts it raised and the
+records it never examined, and its webhooks the alerts delivered, failed and
+dropped. They keep plain numbers (nothing of Prometheus
 on their paths); `NodeCollector` turns them into metric families each time
 `GET /metrics` is served, on the event loop, so the reads need no lock.
 """
@@ -18,12 +20,15 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from donjon.egress import EgressProxy
+    from donjon.monitor.service import MonitorService
     from donjon.sandbox import SandboxPool
 
-__all__ = ["EGRESS_DECISIONS", "NodeCollector"]
+__all__ = ["EGRESS_DECISIONS", "WEBHOOK_OUTCOMES", "MonitorCollector", "NodeCollector"]
 
 #: Every decision shows, at 0, before the first.
 EGRESS_DECISIONS = ("allowed", "denied", "failed")
+#: Every outcome of an alert's webhook delivery shows, at 0, before the first.
+WEBHOOK_OUTCOMES = ("delivered", "failed", "dropped")
 
 
 class NodeCollector(Collector):
@@ -77,3 +82,46 @@ class NodeCollector(Collector):
         for decision in sorted({*EGRESS_DECISIONS, *counts}):
             connections.add_metric([decision], counts.get(decision, 0))
         yield connections
+
+
+class MonitorCollector(Collector):
+    """Alerts raised, records left unexamined, and webhook deliveries by outcome: every
+    alert a flood made the node lose (its push, or the examination that would raise it)
+    is counted where an operator's monitoring looks, not only in a log line."""
+
+    def __init__(self, service: Callable[[], MonitorService | None]) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        service = self._service()
+        monitor = service.monitor if service is not None else None
+        webhooks = service.webhooks if service is not None else None
+        yield CounterMetricFamily(
+            "donjon_alerts_raised",
+            "Alerts the monitor raised",
+            value=monitor.raised if monitor is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "donjon_monitor_records_dropped",
+            "Audit records the monitor never examined: its backlog was full (no detector"
+            " saw them, so no alert of theirs was raised)",
+            value=monitor.dropped if monitor is not None else 0,
+        )
+        sent = CounterMetricFamily(
+            "donjon_alert_webhook_alerts",
+            "Alerts per webhook URL by outcome: delivered, failed (every attempt),"
+            " dropped (its queue was full)",
+            labels=["outcome"],
+        )
+        counts = (
+            {
+                "delivered": webhooks.delivered,
+                "failed": webhooks.failed,
+                "dropped": webhooks.dropped,
+            }
+            if webhooks is not None
+            else {}
+        )
+        for outcome in WEBHOOK_OUTCOMES:
+            sent.add_metric([outcome], counts.get(outcome, 0))
+        yield sent
