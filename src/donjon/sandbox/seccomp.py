@@ -6,7 +6,8 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
   calls no function needs and that widen the kernel's attack surface
   (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), new
   namespaces other than the mount, pid, IPC, network and cgroup namespaces the
-  supervisor makes for its workers, and socket families other than unix and IP;
+  supervisor makes for its workers, and socket families (in socket and
+  socketpair) other than unix and IP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
   namespaced clone, and no prctl(PR_SET_PDEATHSIG);
@@ -120,6 +121,10 @@ DENIED_ALWAYS = (
     # A local descriptor table: for 16-bit and Wine code only; the kernel's entry paths
     # around custom segments have been a way to kernel privilege (CVE-2015-3290).
     "modify_ldt",
+    # Memory taken out of the kernel's direct map: each mapping splits the host's huge
+    # pages for good, and its pages have been reached by paths that skip the check.
+    "memfd_secret",
+    "quotactl_fd",
 )
 #: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
 #: (fs.aio-max-nr, 65,536 events for every process of the host).
@@ -246,7 +251,10 @@ class _Compiler:
                 if family not in _ALLOWED_FAMILIES:
                     # The kernel reads the family as a 32-bit int: compare only those
                     # bits, or high bits set by the caller would slip past the rule.
-                    self._rule(ctx, "socket", [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, family)])
+                    # socketpair makes a socket of the family (loading its module)
+                    # before it finds the family has no pairs: it is refused alike.
+                    for call in ("socket", "socketpair"):
+                        self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, family)])
 
     def _export(self, ctx: int) -> bytes:
         fd = os.memfd_create("bpf", 0)
