@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from donjon.sandbox import InstanceConfig, SandboxHost, SandboxPool, compile_fil
 from donjon.sandbox.callgroups import sandbox_pids_max
 from donjon.sandbox.cgroupfs import ResourceMode
 from donjon.sandbox.limits import ResourceControl
+from sec_support import call_meta
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +50,6 @@ def handler(event, context):
 """
 
 
-def _meta() -> bytes:
-    return json.dumps(
-        {"request_id": "r", "function": "rlbomb", "version": 1, "deadline": time.time() + 30}
-    ).encode()
-
-
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "invocation"])
 def test_fork_bomb_is_capped_without_cgroups(tmp_path: Path, warm: bool) -> None:
     """With rlimits only, a call that forks without end stops at the sandbox's process
@@ -71,8 +65,8 @@ def test_fork_bomb_is_capped_without_cgroups(tmp_path: Path, warm: bool) -> None
         host = SandboxHost.detect(tmp_path / "data")
         pool = SandboxPool(ResourceControl(ResourceMode.RLIMIT, {}), compile_filters(), host)
         try:
-            bomb = await pool.invoke(config, _meta(), b"{}", 30)
-            after = await pool.invoke(config, _meta(), b"{}", 30)
+            bomb = await pool.invoke(config, call_meta("rlbomb"), b"{}", 30)
+            after = await pool.invoke(config, call_meta("rlbomb"), b"{}", 30)
             return [json.loads(bomb.body), json.loads(after.body)]
         finally:
             await pool.close()

@@ -121,10 +121,10 @@ DENIED_ALWAYS = (
     # A local descriptor table: for 16-bit and Wine code only; the kernel's entry paths
     # around custom segments have been a way to kernel privilege (CVE-2015-3290).
     "modify_ldt",
-    # Memory taken out of the kernel's direct map: each mapping splits the host's huge
-    # pages for good, and its pages have been reached by paths that skip the check.
+    # Memory taken out of the kernel's direct map: each mapping splits the huge pages
+    # that map the host's memory, a cost to every process of the host.
     "memfd_secret",
-    "quotactl_fd",
+    "quotactl_fd",  # quotactl by descriptor
 )
 #: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
 #: (fs.aio-max-nr, 65,536 events for every process of the host).
