@@ -30,6 +30,8 @@ CALLS = {
     "socketpair_netlink": lambda: libc.syscall(53, 16, 3, 0, _PAIR),
     # memfd_secret(0): memory taken out of the kernel's direct map
     "memfd_secret": lambda: libc.syscall(447, 0),
+    # open_tree_attr(AT_FDCWD, "/tmp", OPEN_TREE_CLOEXEC, NULL, 0): open_tree's twin (6.15)
+    "open_tree_attr": lambda: libc.syscall(467, -100, b"/tmp", 0x80000, None, 0),
 }
 
 
