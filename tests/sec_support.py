@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import ssl
@@ -53,6 +54,13 @@ def attack(node: LiveNode, fn: str, op: str, **args: Any) -> dict[str, Any]:
     assert r.status_code == 200, f"{fn} {op}: {r.status_code} {r.text[:2000]}"
     result: dict[str, Any] = r.json()  # every op replies with a JSON object
     return result
+
+
+def call_meta(function: str, seconds: float = 30) -> bytes:
+    """The metadata of one call for `SandboxPool.invoke`, its deadline `seconds` away."""
+    return json.dumps(
+        {"request_id": "r", "function": function, "version": 1, "deadline": time.time() + seconds}
+    ).encode()
 
 
 def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -23,6 +23,9 @@ REFUSED = [
     "netlink_high_bits",
     "vsock_high_bits",
     "modify_ldt",
+    "socketpair_netlink",
+    "memfd_secret",
+    "open_tree_attr",
 ]
 
 
@@ -38,8 +41,9 @@ def warm_syscalls(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> s
 
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
 def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode: str) -> None:
-    """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot, modify_ldt all fail
-    with EPERM."""
+    """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot, modify_ldt, a pair
+    of sockets of a refused family, memfd_secret and open_tree_attr (a call newer than some
+    libseccomp) all fail with EPERM."""
     name = "syscalls" if mode == "invocation" else warm_syscalls
     r = node.invoke(name, {})
     assert r.status_code == 200, r.text

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import resource
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from donjon.sandbox import (
     compile_filters,
     detect_resource_control,
 )
+from sec_support import call_meta
 
 pytestmark = pytest.mark.slow
 
@@ -53,12 +53,6 @@ def handler(event, context):
 """
 
 
-def _meta() -> bytes:
-    return json.dumps(
-        {"request_id": "r", "function": "highfds", "version": 1, "deadline": time.time() + 30}
-    ).encode()
-
-
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "invocation"])
 def test_a_worker_holds_no_descriptor_numbered_past_65535(tmp_path: Path, warm: bool) -> None:
     (tmp_path / "main.py").write_text(HANDLER)
@@ -78,7 +72,7 @@ def test_a_worker_holds_no_descriptor_numbered_past_65535(tmp_path: Path, warm: 
             host = SandboxHost.detect(tmp_path.parent / "data")
             pool = SandboxPool(detect_resource_control(), compile_filters(), host)
             try:
-                result = await pool.invoke(config, _meta(), b"{}", 30)
+                result = await pool.invoke(config, call_meta("highfds"), b"{}", 30)
                 return json.loads(result.body)
             finally:
                 await pool.close()

@@ -34,7 +34,7 @@ def survey(settings: Settings) -> list[Control]:
             "rlimits",
             True,
             "per worker: RLIMIT_AS (the function's memory), RLIMIT_NOFILE, RLIMIT_CORE 0, "
-            "RLIMIT_CPU (one-call workers)",
+            "RLIMIT_CPU (one-call workers), RLIMIT_NPROC (where no pids cgroup)",
         )
     )
     out.append(_egress(settings))

@@ -66,9 +66,12 @@ def boot_message(
     preload: list[str],
     slot_width: int,
     slots: int,
+    process_ceiling: int = 0,
 ) -> bytes:
     """The supervisor's configuration: the handler, its limits, filters and policies
-    (`slots`: how many per-call cgroup descriptors `send_boot` sends after it)."""
+    (`slots`: how many per-call cgroup descriptors `send_boot` sends after it;
+    `process_ceiling`: each worker's RLIMIT_NPROC where no pids cgroup bounds the
+    sandbox, 0 where one does)."""
     return json.dumps(
         {
             "module": config.module,
@@ -81,6 +84,7 @@ def boot_message(
             "memory_mb": config.memory_mb,
             "tmp_mb": config.tmp_mb,
             "timeout_s": config.timeout_s,
+            "process_ceiling": process_ceiling,
             # Invocation: calls at once at most, which bounds the spares (runtime/spares.py).
             "concurrency": config.calls_per_instance,
             "egress": egress,

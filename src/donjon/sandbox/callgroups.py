@@ -264,7 +264,7 @@ def describe_call_isolation(resources: ResourceControl) -> list[str]:
             "supervisor never the OOM victim"
         )
     else:
-        memory = "rlimits only (no cgroup): RLIMIT_AS per worker"
+        memory = "rlimits only (no cgroup): RLIMIT_AS and RLIMIT_NPROC per worker"
     if os.geteuid() != 0:
         memory += " (not root: oom_score_adj left as is)"
     return [procs, memory]

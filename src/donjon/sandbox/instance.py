@@ -136,6 +136,7 @@ class Instance:
                 preload=list(await preload),
                 slot_width=self._cgroups.slot_width,
                 slots=len(slot_fds),
+                process_ceiling=self._cgroups.process_ceiling(),
             )
             try:
                 send_boot(ours, config, handed, slot_fds)

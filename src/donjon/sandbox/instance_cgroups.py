@@ -48,6 +48,18 @@ class InstanceCgroups:
         )
         return self.cgroup
 
+    def process_ceiling(self) -> int:
+        """RLIMIT_NPROC for the sandbox's workers where no pids cgroup bounds its processes
+        (rlimits only, or no pids controller); 0 where one does.
+
+        The sandbox's uid is its own in its user namespace, so the count covers its
+        processes alone: at the ceiling its pids cgroup would have had.
+        """
+        dirs = self.cgroup.dirs if self.cgroup is not None else ()
+        if any((d / "pids.max").exists() for d in dirs):
+            return 0
+        return sandbox_pids_max(self._config.calls_per_instance)
+
     def _slots(self) -> int:
         """Workers alive at once at most: calls in flight, the spare, one being replaced."""
         return self._config.calls_per_instance + 2

@@ -7,6 +7,7 @@ import socket
 libc = ctypes.CDLL(None, use_errno=True)
 # struct user_desc: entry 0, base 0, limit 0xfffff; seg_32bit, limit_in_pages, useable
 _LDT_ENTRY = (ctypes.c_uint32 * 4)(0, 0, 0xFFFFF, 0x51)
+_PAIR = (ctypes.c_int * 2)()
 
 CALLS = {
     "unshare_net": lambda: libc.unshare(0x40000000),
@@ -24,6 +25,13 @@ CALLS = {
     "vsock_high_bits": lambda: libc.syscall(41, ctypes.c_long((1 << 32) | 40), 1, 0),
     # modify_ldt(1, ...): a flat 32-bit data segment in a local descriptor table of its own
     "modify_ldt": lambda: libc.syscall(154, 1, _LDT_ENTRY, 16),
+    # socketpair(AF_NETLINK, SOCK_RAW): the kernel makes the family's socket (loading its
+    # module if need be) before it finds the family has no pairs
+    "socketpair_netlink": lambda: libc.syscall(53, 16, 3, 0, _PAIR),
+    # memfd_secret(0): memory taken out of the kernel's direct map
+    "memfd_secret": lambda: libc.syscall(447, 0),
+    # open_tree_attr(AT_FDCWD, "/tmp", OPEN_TREE_CLOEXEC, NULL, 0): open_tree's twin (6.15)
+    "open_tree_attr": lambda: libc.syscall(467, -100, b"/tmp", 0x80000, None, 0),
 }
 
 

@@ -97,6 +97,11 @@ def _confine(config: dict[str, Any]) -> int | None:
     limit = config["base_vm"] + config["memory_mb"] * MIB
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if config.get("process_ceiling"):
+        # No pids cgroup: the count of the sandbox's uid (its own, in its user namespace)
+        # is what stops a call forking without end.
+        ceiling = int(config["process_ceiling"])
+        resource.setrlimit(resource.RLIMIT_NPROC, (ceiling, ceiling))
     if config["warm"]:
         # The supervisor reads this worker's /proc/<pid>/syscall and fd to see
         # it back waiting after each call (waiting.py); those belong to root
