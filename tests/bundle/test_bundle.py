@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import subprocess
+import sys
 import tarfile
 import time
 import zipfile
@@ -157,3 +160,42 @@ def test_unkept_trees_are_removed_once_old_and_a_reused_one_is_young_again(
     assert store.remove_unkept(lambda d: d == digests[1], 3600) == [digests[2]]
     assert {p.name for p in store.root.iterdir()} == {*digests[:2], ".incoming-left"}
     assert store.remove_unkept(lambda d: False, 0) == sorted(digests[:2])
+
+
+_KILLED_MID_REMOVAL = """
+import os, signal, sys
+from pathlib import Path
+from donjon.bundle import BundleStore
+
+unlink = os.unlink
+left = [3]
+
+def dying(path, *a, **k):  # the node is killed after its third file
+    unlink(path, *a, **k)
+    left[0] -= 1
+    if not left[0]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.unlink = dying
+BundleStore(Path(sys.argv[1])).remove_unkept(lambda d: False, 0)
+"""
+
+
+def test_a_tree_whose_removal_was_killed_is_never_served_again(tmp_path: Path) -> None:
+    """A node killed mid-prune leaves no half-removed tree under its digest: the same
+    bytes deployed after the restart are kept whole, not 'reused' with files missing."""
+    src = _fn(tmp_path / "a")
+    for n in range(8):
+        (src / f"mod{n}.py").write_text(f"VALUE = {n}\n")
+    _, archive = build_bundle(src)
+    store = BundleStore(tmp_path / "s")
+    digest, _ = store.add(archive, lambda p: None)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_REMOVAL, str(store.root)], check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    restarted = BundleStore(store.root)
+    restarted.sweep()
+    assert restarted.add(archive, lambda p: None)[0] == digest
+    assert tree_digest(restarted.path(digest)) == digest
+    assert [p.name for p in store.root.iterdir()] == [digest]

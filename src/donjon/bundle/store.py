@@ -8,7 +8,8 @@ needs (lifecycle/bundle_prune.py says which), and `discard` the tree of a refuse
 (lifecycle/bundle_claims.py); they and `add`'s keeping of a tree run one at a time, and
 each tree `add` gives a deploy is counted until the deploy `release`s it, so a tree that
 another deploy has just been given (the same content, deployed at once) is never
-discarded under it.
+discarded under it. A tree is renamed out of its digest's name before it is removed, so a
+removal cut short leaves no part of a tree for a deploy of the same bytes to reuse.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +31,12 @@ from donjon.bundle.tree import make_read_only, remove_tree
 from donjon.bundle.unpack import unpack
 from donjon.errors import Error
 
-__all__ = ["STAGING_PREFIX", "BundleStore"]
+__all__ = ["REMOVING_PREFIX", "STAGING_PREFIX", "BundleStore"]
 
 STAGING_PREFIX = ".incoming-"
+#: A tree being removed is renamed first: a removal cut short (a SIGKILL, a file that
+#: would not go) never leaves part of a tree under its digest for a deploy to reuse.
+REMOVING_PREFIX = ".removing-"
 
 log = logging.getLogger("donjon")
 
@@ -117,7 +122,7 @@ class BundleStore:
         with self._trees:
             if self._given[digest] > 0 or stored(digest):
                 return False
-            return remove_tree(self.path(digest))
+            return self._remove(digest)
 
     def remove_unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
         """Remove every tree that `wanted` does not want and that was not kept in the last
@@ -141,19 +146,35 @@ class BundleStore:
             for digest, kept_at in sorted(trees):
                 if now - kept_at < young_s or wanted(digest):
                     continue
-                if remove_tree(self.path(digest)):
+                if self._remove(digest):
                     removed.append(digest)
             return removed
 
+    def _remove(self, digest: str) -> bool:
+        """Remove a tree (under `_trees`): renamed out of its digest's name first, then
+        removed (what is left of it, `sweep` removes); whether no tree has its name now."""
+        doomed = self.root / f"{REMOVING_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.path(digest), doomed)
+        except FileNotFoundError:
+            return True
+        except OSError as e:
+            log.warning("cannot remove bundle %s: %s", digest, e.strerror)
+            return False
+        remove_tree(doomed)  # logs what it could not remove; the next start's sweep
+        return True
+
     def sweep(self) -> int:
-        """Remove staging directories left by a node that stopped mid-deploy.
+        """Remove staging directories left by a node that stopped mid-deploy, and trees
+        whose removal was cut short (`_remove`).
 
         Run at node start, when no deploy of this node is in flight; returns how
         many were removed.
         """
+        prefixes = (STAGING_PREFIX, REMOVING_PREFIX)
         try:
             with os.scandir(self.root) as entries:
-                stale = [e.path for e in entries if e.name.startswith(STAGING_PREFIX)]
+                stale = [e.path for e in entries if e.name.startswith(prefixes)]
         except FileNotFoundError:
             return 0
         except OSError as e:  # never a reason not to start
@@ -165,5 +186,5 @@ class BundleStore:
         for path in stale:
             if remove_tree(Path(path)):
                 removed += 1
-                log.warning("removed a stale deploy staging directory %s", path)
+                log.warning("removed a stale staging or half-removed tree %s", path)
         return removed
