@@ -204,3 +204,21 @@ def test_an_owner_changed_in_the_database_gives_no_one_the_function(
     assert node.invoke("owned", {}).json() != "mallory"
     node.deploy(mine)  # the admin puts it back
     assert node.invoke("owned", {}).json() == "alice"
+
+
+def test_a_function_skipped_at_start_is_still_its_owners(own: LiveNode, tmp_path: Path) -> None:
+    """A function whose version row no longer loads (one byte changed) is not a free
+    name: another developer's deploy of it is refused; its owner's puts it back."""
+    node = own
+    alice = node.create_key("alice", "developer")["key"]
+    mallory = node.create_key("mallory", "developer")["key"]
+    mine = bundle(tmp_path / "a", "kept", "def handler(e, c):\n    return 'alice'\n")
+    assert _deploy_as(node, alice, mine) == 201
+    node.stop()
+    _edit(node, "UPDATE function_versions SET created_by = 'key:x' WHERE name = 'kept'")
+    node.serve_again()
+    assert _skipped(node, "kept@1")
+    theirs = bundle(tmp_path / "m", "kept", "def handler(e, c):\n    return 'mallory'\n")
+    assert _deploy_as(node, mallory, theirs) == 403
+    assert _deploy_as(node, alice, mine) == 201
+    assert node.invoke("kept", {}).json() == "alice"

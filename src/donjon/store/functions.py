@@ -90,20 +90,20 @@ class FunctionStore:
         v, f = function_versions.c, functions.c
         sealed = 0
         with self._engine.begin() as conn:
-            rows = conn.execute(select(function_versions).where(v.mac.is_(None))).all()
-            for r in rows if versions else []:
-                mac = self._mac(r.name, r.version, r.digest, r.manifest, r.created_by)
-                conn.execute(
-                    update(function_versions)
-                    .where((v.name == r.name) & (v.version == r.version))
-                    .values(mac=mac)
-                )
-                sealed += 1
-            current = conn.execute(select(functions).where(f.mac.is_(None))).all()
-            for r in current if pointers else []:
-                mac = self._pointer(r.name, r.version, r.owner)
-                conn.execute(update(functions).where(f.name == r.name).values(mac=mac))
-                sealed += 1
+            if versions:
+                for r in conn.execute(select(function_versions).where(v.mac.is_(None))).all():
+                    mac = self._mac(r.name, r.version, r.digest, r.manifest, r.created_by)
+                    conn.execute(
+                        update(function_versions)
+                        .where((v.name == r.name) & (v.version == r.version))
+                        .values(mac=mac)
+                    )
+                    sealed += 1
+            if pointers:
+                for r in conn.execute(select(functions).where(f.mac.is_(None))).all():
+                    mac = self._pointer(r.name, r.version, r.owner)
+                    conn.execute(update(functions).where(f.name == r.name).values(mac=mac))
+                    sealed += 1
         return sealed
 
     def next_version(self, name: str) -> int:
