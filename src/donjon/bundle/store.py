@@ -19,7 +19,6 @@ import os
 import re
 import tempfile
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -95,12 +94,9 @@ class BundleStore:
         final = self.path(digest)
         make_read_only(staging)
         with self._trees:
-            if final.exists():
-                # A tree another version runs (or ran): young again, so that a prune
-                # leaves it to this deploy until a version row or a claim holds it.
-                os.utime(final)
-            else:
-                os.utime(staging)  # its age is its keeping's, not its unpacking's
+            # A tree another version runs (or ran) is this deploy's too: counted as given,
+            # a prune leaves it to the deploy until a version row names it.
+            if not final.exists():
                 try:
                     os.rename(staging, final)
                 except OSError:
@@ -124,27 +120,27 @@ class BundleStore:
                 return False
             return self._remove(digest)
 
-    def remove_unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
-        """Remove every tree that `wanted` does not want and that was not kept in the last
-        `young_s` seconds (a deploy's on its way to its claim); the digests removed. A
-        tree that cannot be removed is logged and left for the next time."""
+    def remove_unkept(
+        self, wanted: Callable[[str], bool], kept: Callable[[], set[str]]
+    ) -> list[str]:
+        """Remove every tree that no deploy was given and has yet to release, that `kept()`
+        does not name and `wanted` does not want; the digests removed. `kept()` (the trees
+        stored versions keep) is read under the lock `release` takes: a deploy has stored
+        its version before its tree stops counting as given. A tree that cannot be removed
+        is logged and left for the next time."""
         with self._trees:
             try:
                 with os.scandir(self.root) as entries:
-                    trees = [
-                        (e.name, e.stat(follow_symlinks=False).st_mtime)
-                        for e in entries
-                        if _DIGEST.fullmatch(e.name)
-                    ]
+                    trees = [e.name for e in entries if _DIGEST.fullmatch(e.name)]
             except FileNotFoundError:
                 return []
             except OSError as e:
                 log.warning("cannot list the bundles in %s: %s", self.root, e.strerror)
                 return []
-            now = time.time()
+            stored = kept()
             removed = []
-            for digest, kept_at in sorted(trees):
-                if now - kept_at < young_s or wanted(digest):
+            for digest in sorted(trees):
+                if self._given[digest] > 0 or digest in stored or wanted(digest):
                     continue
                 if self._remove(digest):
                     removed.append(digest)
