@@ -118,7 +118,11 @@ class BundleStore:
         with self._trees:
             if self._given[digest] > 0 or stored(digest):
                 return False
-            return self._remove(digest)
+            doomed = self._doom(digest)
+        if doomed is None:
+            return False
+        remove_tree(doomed)  # renamed: what it cannot remove, the next start's sweep does
+        return True
 
     def remove_unkept(
         self, wanted: Callable[[str], bool], kept: Callable[[], set[str]]
@@ -126,8 +130,8 @@ class BundleStore:
         """Remove every tree that no deploy was given and has yet to release, that `kept()`
         does not name and `wanted` does not want; the digests removed. `kept()` (the trees
         stored versions keep) is read under the lock `release` takes: a deploy has stored
-        its version before its tree stops counting as given. A tree that cannot be removed
-        is logged and left for the next time."""
+        its version before its tree stops counting as given. A tree that cannot be renamed
+        is logged and left for the next time; the lock is not held while trees are removed."""
         with self._trees:
             try:
                 with os.scandir(self.root) as entries:
@@ -138,31 +142,35 @@ class BundleStore:
                 log.warning("cannot list the bundles in %s: %s", self.root, e.strerror)
                 return []
             stored = kept()
-            removed = []
+            doomed = {}
             for digest in sorted(trees):
                 if self._given[digest] > 0 or digest in stored or wanted(digest):
                     continue
-                if self._remove(digest):
-                    removed.append(digest)
-            return removed
+                if (renamed := self._doom(digest)) is not None:
+                    doomed[digest] = renamed
+        # Removed outside the lock (renamed, no deploy can be given them any more); what
+        # cannot be removed is logged, and the next start's sweep removes it.
+        for renamed in doomed.values():
+            remove_tree(renamed)
+        return list(doomed)
 
-    def _remove(self, digest: str) -> bool:
-        """Remove a tree (under `_trees`): renamed out of its digest's name first, then
-        removed (what is left of it, `sweep` removes); whether no tree has its name now."""
+    def _doom(self, digest: str) -> Path | None:
+        """Rename a tree out of its digest's name (under `_trees`), so that a removal cut
+        short leaves no part of it for a deploy to take as whole (`sweep` removes what is
+        left); where it is now (a path that may not exist: it was gone), None if it stays."""
         doomed = self.root / f"{REMOVING_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
         try:
             os.rename(self.path(digest), doomed)
         except FileNotFoundError:
-            return True
+            return doomed
         except OSError as e:
             log.warning("cannot remove bundle %s: %s", digest, e.strerror)
-            return False
-        remove_tree(doomed)  # logs what it could not remove; the next start's sweep
-        return True
+            return None
+        return doomed
 
     def sweep(self) -> int:
         """Remove staging directories left by a node that stopped mid-deploy, and trees
-        whose removal was cut short (`_remove`).
+        whose removal was cut short (`_doom`).
 
         Run at node start, when no deploy of this node is in flight; returns how
         many were removed.
