@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
-import os
+import signal
+import subprocess
+import sys
 import tarfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -134,28 +135,67 @@ def test_refused_bundle_leaves_nothing(tmp_path: Path) -> None:
     assert list((tmp_path / "s").iterdir()) == []
 
 
-def test_unkept_trees_are_removed_once_old_and_a_reused_one_is_young_again(
-    tmp_path: Path,
-) -> None:
-    """`remove_unkept` removes the old trees nothing wants, never a young or wanted one,
-    nor anything that is not a tree (a staging directory); a tree a deploy reuses is young
-    again, so a prune cannot remove it before its deploy holds it."""
+def test_unkept_trees_are_removed_unless_a_deploy_still_holds_one(tmp_path: Path) -> None:
+    """`remove_unkept` removes the trees nothing keeps or wants, never one a stored version
+    keeps, one wanted, or one a deploy was given and has not released (a tree reused by
+    a deploy of the same bytes too), nor anything that is not a tree (staging)."""
     store = BundleStore(tmp_path / "s")
     digests = [
         store.add(
             build_bundle(_fn(tmp_path / str(n), f"def handler(e, c):\n    return {n}\n"))[1],
             lambda p: None,
         )[0]
-        for n in range(3)
+        for n in range(4)
     ]
-    (store.root / ".incoming-left").mkdir()
-    old = time.time() - 7200
     for digest in digests:
-        os.utime(store.path(digest), (old, old))
-    again = build_bundle(tmp_path / "0")[1]  # the first tree, deployed again
+        store.release(digest)
+    (store.root / ".incoming-left").mkdir()
+    again = build_bundle(tmp_path / "0")[1]  # the first tree, deployed again: held
     assert store.add(again, lambda p: None)[0] == digests[0]
-    assert store.unkept(lambda d: d == digests[1], 3600) == [digests[2]]
-    assert store.remove_unkept(lambda d: d == digests[1], 3600, digests) == [digests[2]]
-    assert {p.name for p in store.root.iterdir()} == {*digests[:2], ".incoming-left"}
-    assert store.remove_unkept(lambda d: False, 0, [digests[0]]) == [digests[0]]  # only those
-    assert store.remove_unkept(lambda d: d == digests[1], 0, digests) == []  # wanted now
+    assert store.unkept(lambda d: d == digests[1], lambda: {digests[2]}) == [digests[3]]
+    removed = store.remove_unkept(lambda d: d == digests[1], lambda: {digests[2]}, digests)
+    assert removed == [digests[3]]
+    assert {p.name for p in store.root.iterdir()} == {*digests[:3], ".incoming-left"}
+    store.release(digests[0])
+    assert store.remove_unkept(lambda d: False, set, [digests[0]]) == [digests[0]]  # only those
+    assert store.remove_unkept(lambda d: d == digests[1], set, digests) == [digests[2]]
+
+
+_KILLED_MID_REMOVAL = """
+import os, signal, sys
+from pathlib import Path
+from donjon.bundle import BundleStore
+
+unlink = os.unlink
+left = [3]
+
+def dying(path, *a, **k):  # the node is killed after its third file
+    unlink(path, *a, **k)
+    left[0] -= 1
+    if not left[0]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.unlink = dying
+store = BundleStore(Path(sys.argv[1]))
+store.remove_unkept(lambda d: False, set, store.unkept(lambda d: False, set))
+"""
+
+
+def test_a_tree_whose_removal_was_killed_is_never_served_again(tmp_path: Path) -> None:
+    """A node killed mid-prune leaves no half-removed tree under its digest: the same
+    bytes deployed after the restart are kept whole, not 'reused' with files missing."""
+    src = _fn(tmp_path / "a")
+    for n in range(8):
+        (src / f"mod{n}.py").write_text(f"VALUE = {n}\n")
+    _, archive = build_bundle(src)
+    store = BundleStore(tmp_path / "s")
+    digest, _ = store.add(archive, lambda p: None)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_REMOVAL, str(store.root)], check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    restarted = BundleStore(store.root)
+    restarted.sweep()
+    assert restarted.add(archive, lambda p: None)[0] == digest
+    assert tree_digest(restarted.path(digest)) == digest
+    assert [p.name for p in store.root.iterdir()] == [digest]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,39 @@ def test_a_stored_tree_is_never_discarded(tmp_path: Path) -> None:
     claims = BundleClaims(store, lambda d: d == digest)
     asyncio.run(_refused(claims, digest))
     assert store.path(digest).is_dir()
+
+
+def test_a_deploy_ending_during_a_prune_does_not_stall_the_loop(tmp_path: Path) -> None:
+    """A deploy ends (its tree released) while a prune holds the store's lock (reading the
+    kept versions from a busy database, removing trees): the event loop serves on
+    meanwhile; the release waited for the lock on the loop, and every call stalled."""
+    store = BundleStore(tmp_path / "bundles")
+    digest, _ = store.add(_archive(tmp_path / "src"), lambda p: None)
+    claims = BundleClaims(store, lambda d: True)
+    reading, served = threading.Event(), threading.Event()
+    answered: list[bool] = []
+
+    def kept() -> set[str]:  # the database answers once the loop has served
+        reading.set()
+        answered.append(served.wait(10))
+        return set()
+
+    async def serve() -> None:
+        await asyncio.to_thread(reading.wait, 10)
+        await asyncio.sleep(0.05)  # the deploy below has reached its release
+        served.set()
+
+    async def deploy_ends() -> None:
+        async with claims.claim(digest):
+            await asyncio.to_thread(reading.wait, 10)
+
+    async def main() -> None:
+        prune = asyncio.create_task(
+            asyncio.to_thread(store.remove_unkept, lambda d: False, kept, [digest])
+        )
+        await asyncio.gather(deploy_ends(), serve())
+        await prune
+
+    asyncio.run(main())
+    assert answered == [True], "the loop stalled while the prune held the store's lock"
+    assert store.path(digest).is_dir()  # still given when the prune decided: kept

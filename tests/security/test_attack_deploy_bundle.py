@@ -213,7 +213,8 @@ def test_bad_stored_record_does_not_stop_the_node(own: LiveNode, dev_key: str) -
         )
         db.execute("INSERT INTO functions (name, version) VALUES (?, ?)", ("rotten", 1))
     db.close()
-    (own.data_dir / "versions-sealed").unlink()
+    for marker in ("versions-sealed", "functions-sealed"):
+        (own.data_dir / marker).unlink()
     _restart(own)
     assert _names(own) == {"survivor"}
     with own.client() as c:

@@ -18,6 +18,7 @@ import pytest
 
 from async_support import bundle
 from crash_support import records
+from donjon.bundle import build_bundle
 from harness import LiveNode, start_node
 
 pytestmark = pytest.mark.slow
@@ -116,17 +117,108 @@ def test_rows_from_before_macs_are_sealed_once_then_a_lost_mac_is_refused(
     own: LiveNode, tmp_path: Path
 ) -> None:
     """A data dir whose rows have no MAC (written by an earlier version) serves them, each
-    given its MAC at that start; after that, a row whose MAC was removed is not served."""
+    given its MAC at that start (version rows and functions rows); after that, a row whose
+    MAC was removed is not served."""
     node = own
     node.deploy(bundle(tmp_path, "older", "def handler(e, c):\n    return 'older'\n"))
     node.stop()
     _edit(node, "UPDATE function_versions SET mac = NULL")
+    _edit(node, "UPDATE functions SET mac = NULL")
     (node.data_dir / "versions-sealed").unlink()
+    (node.data_dir / "functions-sealed").unlink()
     node.serve_again()
     assert node.invoke("older", {}).json() == "older"
     assert (node.data_dir / "versions-sealed").exists()
+    assert (node.data_dir / "functions-sealed").exists()
     node.stop()
     _edit(node, "UPDATE function_versions SET mac = NULL")
     node.serve_again()
     assert not _served(node, "older")
     assert _skipped(node, "older@1")
+
+
+def _deploy_as(node: LiveNode, key: str, directory: Path) -> int:
+    with node.client(key) as c:
+        r = c.post(
+            "/v1/functions",
+            content=build_bundle(directory)[1],
+            headers={"content-type": "application/gzip"},
+        )
+    return r.status_code
+
+
+def _owner(node: LiveNode, name: str) -> str:
+    with sqlite3.connect(node.data_dir / "donjon.db") as conn:
+        (owner,) = conn.execute("SELECT owner FROM functions WHERE name = ?", (name,)).fetchone()
+    return str(owner)
+
+
+def test_the_current_version_pointer_rolled_back_is_not_served(
+    own: LiveNode, tmp_path: Path
+) -> None:
+    """The functions row pointed back at an older version (its row and MAC intact: a
+    trigger made public or a grant the newer version dropped comes back): not served."""
+    node = own
+    node.deploy(bundle(tmp_path / "1", "rolled", "def handler(e, c):\n    return 'old'\n"))
+    node.deploy(bundle(tmp_path / "2", "rolled", "def handler(e, c):\n    return 'new'\n"))
+    node.stop()
+    _edit(node, "UPDATE functions SET version = 1 WHERE name = 'rolled'")
+    node.serve_again()
+    assert node.invoke("rolled", {}).status_code == 404
+    assert _skipped(node, "rolled@1")
+
+
+def test_a_removed_function_put_back_in_the_database_is_not_served(
+    own: LiveNode, tmp_path: Path
+) -> None:
+    """A removed function's row written again (its old version's row and MAC intact)."""
+    node = own
+    node.deploy(bundle(tmp_path, "gone", "def handler(e, c):\n    return 'back'\n"))
+    owner = _owner(node, "gone")
+    with node.client() as c:
+        assert c.delete("/v1/functions/gone").status_code == 204
+    node.stop()
+    _edit(node, "INSERT INTO functions (name, version, owner) VALUES ('gone', 1, ?)", owner)
+    node.serve_again()
+    assert node.invoke("gone", {}).status_code == 404
+
+
+def test_an_owner_changed_in_the_database_gives_no_one_the_function(
+    own: LiveNode, tmp_path: Path
+) -> None:
+    """Another developer written in as a function's owner is not its owner after the
+    restart; and a function skipped at load (here for that change) is not free for any
+    developer to deploy over: its owner or an admin redeploys it."""
+    node = own
+    alice = node.create_key("alice", "developer")["key"]
+    made = node.create_key("mallory", "developer")
+    mallory = made["key"]
+    mine = bundle(tmp_path / "a", "owned", "def handler(e, c):\n    return 'alice'\n")
+    assert _deploy_as(node, alice, mine) == 201
+    theirs = bundle(tmp_path / "m", "owned", "def handler(e, c):\n    return 'mallory'\n")
+    assert _deploy_as(node, mallory, theirs) == 403
+    node.stop()
+    _edit(node, "UPDATE functions SET owner = ? WHERE name = 'owned'", f"key:{made['id']}")
+    node.serve_again()
+    assert _deploy_as(node, mallory, theirs) == 403
+    assert node.invoke("owned", {}).json() != "mallory"
+    node.deploy(mine)  # the admin puts it back
+    assert node.invoke("owned", {}).json() == "alice"
+
+
+def test_a_function_skipped_at_start_is_still_its_owners(own: LiveNode, tmp_path: Path) -> None:
+    """A function whose version row no longer loads (one byte changed) is not a free
+    name: another developer's deploy of it is refused; its owner's puts it back."""
+    node = own
+    alice = node.create_key("alice", "developer")["key"]
+    mallory = node.create_key("mallory", "developer")["key"]
+    mine = bundle(tmp_path / "a", "kept", "def handler(e, c):\n    return 'alice'\n")
+    assert _deploy_as(node, alice, mine) == 201
+    node.stop()
+    _edit(node, "UPDATE function_versions SET created_by = 'key:x' WHERE name = 'kept'")
+    node.serve_again()
+    assert _skipped(node, "kept@1")
+    theirs = bundle(tmp_path / "m", "kept", "def handler(e, c):\n    return 'mallory'\n")
+    assert _deploy_as(node, mallory, theirs) == 403
+    assert _deploy_as(node, alice, mine) == 201
+    assert node.invoke("kept", {}).json() == "alice"

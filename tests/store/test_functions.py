@@ -201,10 +201,14 @@ def test_rows_carry_a_mac_of_what_is_served_and_old_rows_are_sealed(tmp_path: Pa
         dataclasses.replace(f, digest="1" * 64),
         dataclasses.replace(f, manifest="{}"),
         dataclasses.replace(f, created_by="key:b"),
+        dataclasses.replace(f, owner="key:b"),
+        dataclasses.replace(f, pointer_mac=None),
     ):
         assert not store.authentic(changed)
     (old,) = [r for r in store.current() if r.name == "old"]
     assert not store.authentic(old)
-    assert store.seal_unsealed() == 1
+    assert store.seal_unsealed(versions=False) == 1  # its functions row alone
+    assert not store.authentic(next(r for r in store.current() if r.name == "old"))
+    assert store.seal_unsealed() == 1  # its version row
     assert all(store.authentic(r) for r in store.current())
     assert not FunctionStore(engine, Secret(b"x" * 32)).authentic(f)

@@ -8,7 +8,8 @@ needs (lifecycle/bundle_prune.py says which), and `discard` the tree of a refuse
 (lifecycle/bundle_claims.py); they and `add`'s keeping of a tree run one at a time, and
 each tree `add` gives a deploy is counted until the deploy `release`s it, so a tree that
 another deploy has just been given (the same content, deployed at once) is never
-discarded under it.
+discarded under it. A tree is renamed out of its digest's name before it is removed, so a
+removal cut short leaves no part of a tree for a deploy of the same bytes to reuse.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import re
 import tempfile
 import threading
-import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -29,9 +30,12 @@ from donjon.bundle.tree import make_read_only, remove_tree
 from donjon.bundle.unpack import unpack
 from donjon.errors import Error
 
-__all__ = ["STAGING_PREFIX", "BundleStore"]
+__all__ = ["REMOVING_PREFIX", "STAGING_PREFIX", "BundleStore"]
 
 STAGING_PREFIX = ".incoming-"
+#: A tree being removed is renamed first: a removal cut short (a SIGKILL, a file that
+#: would not go) never leaves part of a tree under its digest for a deploy to reuse.
+REMOVING_PREFIX = ".removing-"
 
 log = logging.getLogger("donjon")
 
@@ -46,13 +50,11 @@ class BundleStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        #: `_keep`, `discard` and `remove_unkept`, one at a time (held while trees are
-        #: removed: never taken on the event loop).
+        #: `_keep`, `release`, `discard` and `remove_unkept`, one at a time (never taken on
+        #: the event loop: a prune holds it while it reads the database).
         self._trees = threading.Lock()
-        #: The trees `add` gave deploys that have not released them yet, under a lock of
-        #: their own that is held for a count's change only (`release` runs on the loop).
+        #: The trees `add` gave deploys that have not released them yet.
         self._given: Counter[str] = Counter()
-        self._counting = threading.Lock()
 
     def path(self, digest: str) -> Path:
         return self.root / digest
@@ -93,84 +95,103 @@ class BundleStore:
         final = self.path(digest)
         make_read_only(staging)
         with self._trees:
-            if final.exists():
-                # A tree another version runs (or ran): young again, so that a prune
-                # leaves it to this deploy until a version row or a claim holds it.
-                os.utime(final)
-            else:
-                os.utime(staging)  # its age is its keeping's, not its unpacking's
+            # A tree another version runs (or ran) is this deploy's too: counted as given,
+            # a prune leaves it to the deploy until a version row names it.
+            if not final.exists():
                 try:
                     os.rename(staging, final)
                 except OSError:
                     if not final.is_dir():  # else a concurrent deploy of the same tree won
                         raise
-            with self._counting:
-                self._given[digest] += 1
+            self._given[digest] += 1
 
     def release(self, digest: str) -> None:
         """The deploy `add` gave `digest` to has ended (stored, refused or failed)."""
-        with self._counting:
+        with self._trees:
             self._given[digest] -= 1
             if self._given[digest] <= 0:
                 del self._given[digest]
-
-    def _is_given(self, digest: str) -> bool:
-        with self._counting:
-            return self._given[digest] > 0
 
     def discard(self, digest: str, stored: Callable[[str], bool]) -> bool:
         """Remove a refused deploy's tree (after its `release`) unless another deploy was
         given it and has not released it, or `stored` says a version runs it; whether
         it is gone."""
         with self._trees:
-            if self._is_given(digest) or stored(digest):
+            if self._given[digest] > 0 or stored(digest):
                 return False
-            return remove_tree(self.path(digest))
+            doomed = self._doom(digest)
+        if doomed is None:
+            return False
+        remove_tree(doomed)  # renamed: what it cannot remove, the next start's sweep does
+        return True
 
-    def unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
-        """The trees that `wanted` does not want and that were not kept in the last
-        `young_s` seconds (a deploy's on its way to its claim), by digest."""
+    def unkept(self, wanted: Callable[[str], bool], kept: Callable[[], set[str]]) -> list[str]:
+        """The trees that no deploy was given and has yet to release, that `kept()` does
+        not name and `wanted` does not want, by digest (what `remove_unkept` would remove
+        now). `kept()` (the trees stored versions keep) is read under the lock `release`
+        takes: a deploy has stored its version before its tree stops counting as given."""
         with self._trees:
-            return self._unkept(wanted, young_s)
+            return self._unkept(wanted, kept)
 
     def remove_unkept(
-        self, wanted: Callable[[str], bool], young_s: float, among: Collection[str]
+        self, wanted: Callable[[str], bool], kept: Callable[[], set[str]], among: Collection[str]
     ) -> list[str]:
         """Remove the trees of `among` that are still `unkept` (asked again, under the
-        lock); the digests removed. One that cannot be removed is logged and left."""
+        lock); the digests removed. A tree that cannot be renamed is logged and left for
+        the next time; the lock is not held while trees are removed."""
+        chosen = set(among)
         with self._trees:
-            chosen = set(among)
-            return [
-                digest
-                for digest in self._unkept(wanted, young_s)
-                if digest in chosen and remove_tree(self.path(digest))
-            ]
+            doomed = {}
+            for digest in self._unkept(wanted, kept):
+                if digest in chosen and (renamed := self._doom(digest)) is not None:
+                    doomed[digest] = renamed
+        # Removed outside the lock (renamed, no deploy can be given them any more); what
+        # cannot be removed is logged, and the next start's sweep removes it.
+        for renamed in doomed.values():
+            remove_tree(renamed)
+        return list(doomed)
 
-    def _unkept(self, wanted: Callable[[str], bool], young_s: float) -> list[str]:
+    def _unkept(self, wanted: Callable[[str], bool], kept: Callable[[], set[str]]) -> list[str]:
         try:
             with os.scandir(self.root) as entries:
-                trees = [
-                    (e.name, e.stat(follow_symlinks=False).st_mtime)
-                    for e in entries
-                    if _DIGEST.fullmatch(e.name)
-                ]
+                trees = [e.name for e in entries if _DIGEST.fullmatch(e.name)]
         except FileNotFoundError:
             return []
         except OSError as e:
             log.warning("cannot list the bundles in %s: %s", self.root, e.strerror)
             return []
-        now = time.time()
-        return [d for d, kept_at in sorted(trees) if now - kept_at >= young_s and not wanted(d)]
+        stored = kept()
+        return [
+            digest
+            for digest in sorted(trees)
+            if self._given[digest] <= 0 and digest not in stored and not wanted(digest)
+        ]
+
+    def _doom(self, digest: str) -> Path | None:
+        """Rename a tree out of its digest's name (under `_trees`), so that a removal cut
+        short leaves no part of it for a deploy to take as whole (`sweep` removes what is
+        left); where it is now (a path that may not exist: it was gone), None if it stays."""
+        doomed = self.root / f"{REMOVING_PREFIX}{digest}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.path(digest), doomed)
+        except FileNotFoundError:
+            return doomed
+        except OSError as e:
+            log.warning("cannot remove bundle %s: %s", digest, e.strerror)
+            return None
+        return doomed
 
     def sweep(self) -> int:
-        """Remove staging directories left by a node that stopped mid-deploy.
+        """Remove staging directories left by a node that stopped mid-deploy, and trees
+        whose removal was cut short (`_doom`).
 
         Run at node start, when no deploy of this node is in flight; returns how
         many were removed.
         """
+        prefixes = (STAGING_PREFIX, REMOVING_PREFIX)
         try:
             with os.scandir(self.root) as entries:
-                stale = [e.path for e in entries if e.name.startswith(STAGING_PREFIX)]
+                stale = [e.path for e in entries if e.name.startswith(prefixes)]
         except FileNotFoundError:
             return 0
         except OSError as e:  # never a reason not to start
@@ -182,5 +203,5 @@ class BundleStore:
         for path in stale:
             if remove_tree(Path(path)):
                 removed += 1
-                log.warning("removed a stale deploy staging directory %s", path)
+                log.warning("removed a stale staging or half-removed tree %s", path)
         return removed

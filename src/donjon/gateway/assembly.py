@@ -53,7 +53,7 @@ from donjon.store import (
 )
 from donjon.store.audit_outbox import AuditOutbox
 from donjon.store.supply import SupplyStore
-from donjon.store.version_mac import sealed, write_sealed
+from donjon.store.version_mac import POINTERS_SEALED, SEALED_MARKER, sealed, write_sealed
 from donjon.supply import SupplyChain
 from donjon.vault import (
     AUDIT_OUTBOX_PURPOSE,
@@ -76,9 +76,13 @@ def open_node(settings: Settings) -> Node:
     engine = connect(settings.database_url)
     create_schema(engine)
     functions = FunctionStore(engine, master.derive(VERSION_MAC_PURPOSE))
-    if not sealed(settings.data_dir):  # rows written before MACs: once (version_mac.py)
-        functions.seal_unsealed()
-        write_sealed(settings.data_dir)
+    unsealed = [m for m in (SEALED_MARKER, POINTERS_SEALED) if not sealed(settings.data_dir, m)]
+    if unsealed:  # rows written before MACs: once each kind (version_mac.py)
+        functions.seal_unsealed(
+            versions=SEALED_MARKER in unsealed, pointers=POINTERS_SEALED in unsealed
+        )
+        for marker in unsealed:
+            write_sealed(settings.data_dir, marker)
     keys = KeyStore(engine)
     bundles = BundleStore(settings.bundles_dir)
     registry, skipped = load_registry(functions, bundles)

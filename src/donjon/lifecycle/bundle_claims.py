@@ -50,15 +50,19 @@ class BundleClaims:
             self._held[digest] -= 1
             if self._held[digest] <= 0:
                 del self._held[digest]
-            self._bundles.release(digest)  # the tree `add` gave this deploy
-            if not ended and digest not in self._held:
-                await asyncio.shield(asyncio.to_thread(self._discard, digest))
+            discard = not ended and digest not in self._held
+            # Off the loop: the store's lock may be a prune's, reading the database.
+            await asyncio.shield(asyncio.to_thread(self._end, digest, discard))
 
     def holds(self, digest: str) -> bool:
         """Whether a deploy in flight holds `digest` (a dict lookup: safe off the loop)."""
         return digest in self._held
 
-    def _discard(self, digest: str) -> None:
+    def _end(self, digest: str, discard: bool) -> None:
+        """The deploy's tree released (`add` gave it) and, if `discard`, removed."""
+        self._bundles.release(digest)
+        if not discard:
+            return
         try:  # kept if another deploy was given it or a version runs it (bundle/store.py)
             self._bundles.discard(digest, self._stored)
         except Exception:  # a busy database: keep it (a leak, never a loss)

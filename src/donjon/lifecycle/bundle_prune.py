@@ -10,9 +10,12 @@ A prune removes every tree that none of these needs:
 - the current version, and the newest `keep` versions, of a deployed function (a
   removed function keeps none; trees are shared by content, so a tree stays while any
   function keeps a version of it);
-- a deploy in flight (its claim, lifecycle/bundle_claims.py), or one on its way to its
-  claim: a tree kept or reused in the last `YOUNG_S` seconds stays (bundle/store.py
-  touches a reused tree, under the lock that a prune holds while it removes);
+- a deploy in flight: from the moment the store gave it the tree (bundle/store.py counts
+  them until each deploy releases it, after its version is stored; the kept versions are
+  read under the same lock, so a deploy that has just stored is seen either way) and
+  while it holds its claim (lifecycle/bundle_claims.py). Before, a tree kept in the last
+  hour stayed, so a key redeploying new code as fast as the node took it kept every tree
+  of that hour;
 - a sandbox still running it (a replaced version's, draining its calls): the pool's pin.
 
 It runs after a deploy switched to a new version, after a removal, at a node's start
@@ -33,15 +36,12 @@ from donjon.bundle.store import BundleStore
 from donjon.lifecycle.bundle_claims import BundleClaims
 from donjon.store.functions import FunctionStore
 
-__all__ = ["KEEP_BUNDLES", "YOUNG_S", "BundlePrune"]
+__all__ = ["KEEP_BUNDLES", "BundlePrune"]
 
 log = logging.getLogger("donjon")
 
 #: Versions whose trees a deployed function keeps, by default (DONJON_KEEP_BUNDLES).
 KEEP_BUNDLES = 5
-#: A tree kept or reused this recently stays: its deploy may not hold its claim yet
-#: (it has just left the deploy queue) or may have just stored its version.
-YOUNG_S = 3600.0
 #: Digests named in one `bundle.prune` record (the count is always whole).
 _NAMED = 100
 
@@ -60,10 +60,8 @@ class BundlePrune:
         claims: BundleClaims,
         audit: AuditLog,
         keep: int = KEEP_BUNDLES,
-        young_s: float = YOUNG_S,
     ) -> None:
         self.keep = keep
-        self.young_s = young_s
         #: The node's sandbox pool, once started: a draining version's tree stays.
         self.pins: _Pins | None = None
         self._functions = functions
@@ -77,21 +75,19 @@ class BundlePrune:
     async def run(self) -> list[str]:
         """Prune now (after any prune under way); the digests removed."""
         async with self._one:
-            try:
-                kept = await asyncio.to_thread(self._functions.kept_digests, self.keep)
-            except Exception:  # a busy database: nothing is removed, the next one does
-                log.exception("cannot tell which bundles are kept; none removed")
-                return []
             pins, claims = self.pins, self._claims
 
             def wanted(digest: str) -> bool:
-                return (
-                    digest in kept
-                    or claims.holds(digest)
-                    or (pins is not None and pins.holds(digest))
-                )
+                return claims.holds(digest) or (pins is not None and pins.holds(digest))
 
-            unkept = await asyncio.to_thread(self._bundles.unkept, wanted, self.young_s)
+            def kept() -> set[str]:  # read under the store's lock (bundle/store.py)
+                return self._functions.kept_digests(self.keep)
+
+            try:
+                unkept = await asyncio.to_thread(self._bundles.unkept, wanted, kept)
+            except Exception:  # a busy database: nothing is removed, the next one does
+                log.exception("cannot tell which bundles are kept; none removed")
+                return []
             if not unkept:
                 return []
             detail = {"count": len(unkept), "digests": unkept[:_NAMED], "keep": self.keep}
@@ -102,9 +98,11 @@ class BundlePrune:
             except Exception:
                 log.exception("the bundle prune's record was not written; nothing removed")
                 return []
-            removed = await asyncio.to_thread(
-                self._bundles.remove_unkept, wanted, self.young_s, unkept
-            )
+            try:  # those of them still unkept now (asked again under the store's lock)
+                removed = await asyncio.to_thread(self._bundles.remove_unkept, wanted, kept, unkept)
+            except Exception:
+                log.exception("cannot tell which bundles are kept; none removed")
+                return []
         log.info("removed %d bundle tree(s) no kept version runs", len(removed))
         return removed
 

@@ -28,6 +28,7 @@ from donjon.manifest.input_validator import input_validator
 from donjon.manifest.model import HttpSpec
 from donjon.sandbox import InstanceConfig
 from donjon.store import FunctionRecord, FunctionStore
+from donjon.store.version_mac import UNKNOWN_OWNER
 from donjon.triggers import CronExpression
 
 #: Whether a refusal may name a function (deployed) to the deployer: one it may read.
@@ -96,9 +97,11 @@ class VersionUnauthenticated(Error):
 
     def __init__(self, record: FunctionRecord) -> None:
         super().__init__(
-            f"the stored row of {record.name} version {record.version} does not carry this"
-            " node's MAC: it was changed in the database, or written without its master key",
-            hint="deploy the function again, or restore the database from a backup",
+            f"the stored row of {record.name} version {record.version}, or the one that makes"
+            " it current and names its owner, does not carry this node's MAC: it was changed"
+            " in the database, or written without its master key",
+            hint="its owner (an admin, if the owner's row is the one changed) may deploy it"
+            " again; or restore the database from a backup",
         )
 
 
@@ -157,6 +160,9 @@ class FunctionRegistry:
         #: The methods of each path's public http triggers.
         self._public: dict[str, tuple[str, ...]] = {}
         self._watchers: list[Callable[[], None]] = []
+        #: Functions stored but not served (their record did not load), with the owner
+        #: that stands for them until one is deployed again: never a name free to take.
+        self._held: dict[str, str | None] = {}
 
     def watch(self, changed: Callable[[], None]) -> None:
         """Call `changed` after each put or remove (the event sources reconcile then)."""
@@ -164,6 +170,7 @@ class FunctionRegistry:
 
     def put(self, deployed: Deployed) -> None:
         self._functions[deployed.name] = deployed
+        self._held.pop(deployed.name, None)
         self._rebuild_routes()
         self._notify()
 
@@ -177,14 +184,21 @@ class FunctionRegistry:
         for changed in self._watchers:
             changed()
 
+    def hold(self, name: str, owner: str | None) -> None:
+        """`name` is stored but not served (skipped at start): `owner` owns it still."""
+        self._held[name] = owner
+
     def get(self, name: str) -> Deployed | None:
         return self._functions.get(name)
 
     def owner_of(self, name: str) -> str | None:
         """Who owns the function deployed as `name` (None: none is, or its owner is not
-        kept): what the policy's owner-scoped decisions take."""
+        kept): what the policy's owner-scoped decisions take. A function skipped at start
+        keeps its owner (`hold`): deploying it again is its owner's, not anyone's."""
         current = self._functions.get(name)
-        return (current.record.owner or None) if current is not None else None
+        if current is None:
+            return self._held.get(name)
+        return current.record.owner or None
 
     def all(self) -> list[Deployed]:
         return [self._functions[n] for n in sorted(self._functions)]
@@ -356,6 +370,8 @@ def load_registry(
                 reason.splitlines()[0] if reason else "",
             )
             skipped.append(SkippedRecord(record.name, record.version, reason, type(e).__name__))
+            trusted = functions.pointer_authentic(record)
+            registry.hold(record.name, (record.owner or None) if trusted else UNKNOWN_OWNER)
             continue
         registry.put(deployed)
     return registry, skipped

@@ -15,7 +15,7 @@ from donjon.secret import Secret
 from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict, StoreError
 from donjon.store.tables import function_owners, function_versions, functions
-from donjon.store.version_mac import version_mac
+from donjon.store.version_mac import pointer_mac, version_mac
 
 __all__ = ["FunctionRecord", "FunctionStore", "VersionRuns"]
 
@@ -43,6 +43,8 @@ class FunctionRecord:
     since_at: float = 0.0
     #: The row's MAC (store/version_mac.py): None in a row written before MACs.
     mac: str | None = None
+    #: The MAC of the `functions` row that makes it current and names `owner`.
+    pointer_mac: str | None = None
 
 
 class FunctionStore:
@@ -57,30 +59,52 @@ class FunctionStore:
         key = self._mac_key
         return None if key is None else version_mac(key, name, version, digest, manifest, by)
 
+    def _pointer(self, name: str, version: int, owner: str | None) -> str | None:
+        key = self._mac_key
+        return None if key is None else pointer_mac(key, name, version, owner)
+
     def authentic(self, record: FunctionRecord) -> bool:
-        """Whether `record`'s row carries the MAC this node writes (always, with no key)."""
+        """Whether `record`'s version row and the `functions` row that makes it current
+        carry the MACs this node writes (always, with no key)."""
         if self._mac_key is None:
             return True
         mac = self._mac(
             record.name, record.version, record.digest, record.manifest, record.created_by
         )
-        return record.mac is not None and mac is not None and hmac.compare_digest(record.mac, mac)
+        return _same(record.mac, mac) and self.pointer_authentic(record)
 
-    def seal_unsealed(self) -> int:
-        """Give every row written before MACs its MAC (once: `version_mac.sealed`)."""
+    def pointer_authentic(self, record: FunctionRecord) -> bool:
+        """Whether the `functions` row (current version, owner) of `record` is this node's."""
+        return self._pointed(record.name, record.version, record.owner, record.pointer_mac)
+
+    def _pointed(self, name: str, version: int, owner: str | None, mac: str | None) -> bool:
+        if self._mac_key is None:
+            return True
+        return _same(mac, self._pointer(name, version, owner or None))
+
+    def seal_unsealed(self, *, versions: bool = True, pointers: bool = True) -> int:
+        """Give every row written before MACs its MAC (once each: `version_mac.sealed`):
+        the version rows, the `functions` rows; how many were sealed."""
         if self._mac_key is None:
             return 0
-        v = function_versions.c
+        v, f = function_versions.c, functions.c
+        sealed = 0
         with self._engine.begin() as conn:
-            rows = conn.execute(select(function_versions).where(v.mac.is_(None))).all()
-            for r in rows:
-                mac = self._mac(r.name, r.version, r.digest, r.manifest, r.created_by)
-                conn.execute(
-                    update(function_versions)
-                    .where((v.name == r.name) & (v.version == r.version))
-                    .values(mac=mac)
-                )
-        return len(rows)
+            if versions:
+                for r in conn.execute(select(function_versions).where(v.mac.is_(None))).all():
+                    mac = self._mac(r.name, r.version, r.digest, r.manifest, r.created_by)
+                    conn.execute(
+                        update(function_versions)
+                        .where((v.name == r.name) & (v.version == r.version))
+                        .values(mac=mac)
+                    )
+                    sealed += 1
+            if pointers:
+                for r in conn.execute(select(functions).where(f.mac.is_(None))).all():
+                    mac = self._pointer(r.name, r.version, r.owner)
+                    conn.execute(update(functions).where(f.name == r.name).values(mac=mac))
+                    sealed += 1
+        return sealed
 
     def next_version(self, name: str) -> int:
         with self._engine.connect() as conn:
@@ -160,13 +184,19 @@ class FunctionStore:
                         f"{name} version {version} exists already: another deploy won the race",
                         hint="deploy again",
                     ) from e
-                updated = conn.execute(
-                    update(functions).where(functions.c.name == name).values(version=version)
-                )
-                if updated.rowcount == 0:  # no function of that name: a new owner's run
+                was = conn.execute(select(functions).where(functions.c.name == name)).first()
+                # An owner its row's MAC does not vouch for is no owner: the deployer's run.
+                owned = was is not None and self._pointed(name, was.version, was.owner, was.mac)
+                owner = was.owner if owned and was is not None else created_by
+                pointer = {"version": version, "owner": owner}
+                pointer["mac"] = self._pointer(name, version, owner)
+                if was is None:
+                    conn.execute(insert(functions).values(name=name, **pointer))
+                else:
                     conn.execute(
-                        insert(functions).values(name=name, version=version, owner=created_by)
+                        update(functions).where(functions.c.name == name).values(**pointer)
                     )
+                if not owned:  # no function of that name: a new owner's run
                     run = function_owners.c
                     conn.execute(  # one left open by a removal an older release made
                         update(function_owners)
@@ -286,6 +316,10 @@ class FunctionStore:
         )
 
 
+def _same(stored: str | None, mac: str | None) -> bool:
+    return stored is not None and mac is not None and hmac.compare_digest(stored, mac)
+
+
 def _int(value: object) -> int | None:
     return None if value is None else int(str(value))
 
@@ -345,6 +379,7 @@ def _with_owner(query: Select[Any]) -> Select[Any]:
     )
     return query.add_columns(
         functions.c.owner,
+        functions.c.mac.label("pointer_mac"),
         since.label("since_version"),
         func.coalesce(began.scalar_subquery(), 0.0).label("since_at"),
     )

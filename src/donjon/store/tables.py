@@ -55,6 +55,8 @@ functions = Table(
     Column("version", Integer, nullable=False),
     #: The principal that first deployed it (since it was last removed).
     Column("owner", String(LABEL_LENGTH), nullable=True),
+    #: HMAC of the row's name, version and owner (store/version_mac.py's `pointer_mac`).
+    Column("mac", String(64)),
 )
 
 #: Who owned each run of a function's versions (an incarnation: from a deploy that found

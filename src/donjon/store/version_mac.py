@@ -12,9 +12,17 @@ current version only if its MAC matches; one that does not is skipped, logged an
 audited (`function.load`, `skipped`: lifecycle/registry.py's `load_registry`), as any
 record that does not load.
 
+The `functions` row that points at a name's current version and names its owner carries
+a MAC too (`pointer_mac`), written with every deploy: without it, that writer pointed a
+function back at an older version (a public trigger or a grant a newer one dropped), put
+a removed function back, or wrote another developer in as its owner, and each was served.
+A row replayed whole (an old pointer and its MAC, from a backup) is the one rollback no
+MAC can tell from the real thing: docs/security.md.
+
 Rows written before MACs: a node's first start with them MACs every row that has none,
-then writes `DATA_DIR/versions-sealed`, outside the database (out of that writer's
-reach); from then on a row without a MAC is one that lost it, and it is not served.
+then writes `DATA_DIR/versions-sealed` (`DATA_DIR/functions-sealed` for the pointers),
+outside the database (out of that writer's reach); from then on a row without a MAC is
+one that lost it, and it is not served.
 """
 
 from __future__ import annotations
@@ -27,10 +35,23 @@ from pathlib import Path
 
 from donjon.secret import Secret
 
-__all__ = ["SEALED_MARKER", "sealed", "version_mac", "write_sealed"]
+__all__ = [
+    "POINTERS_SEALED",
+    "SEALED_MARKER",
+    "UNKNOWN_OWNER",
+    "pointer_mac",
+    "sealed",
+    "version_mac",
+    "write_sealed",
+]
 
 #: The file, in the data dir, that says every version row has its MAC.
 SEALED_MARKER = "versions-sealed"
+#: The file that says every `functions` row (current version, owner) has its MAC.
+POINTERS_SEALED = "functions-sealed"
+#: The owner of a function whose `functions` row's MAC fails: no principal's label (a
+#: label is `kind:id`), so only a role free of owners (the admin) may deploy it again.
+UNKNOWN_OWNER = "(unauthenticated)"
 
 
 def version_mac(
@@ -41,18 +62,24 @@ def version_mac(
     return hmac.new(key.reveal(), body.encode(), hashlib.sha256).hexdigest()
 
 
-def sealed(data_dir: Path) -> bool:
-    """Whether every version row of this data dir's database was given its MAC."""
-    return (data_dir / SEALED_MARKER).exists()
+def pointer_mac(key: Secret[bytes], name: str, version: int, owner: str | None) -> str:
+    """The MAC of a `functions` row: the version it serves and its owner (hex)."""
+    body = json.dumps(["current", name, version, owner or ""], ensure_ascii=True)
+    return hmac.new(key.reveal(), body.encode(), hashlib.sha256).hexdigest()
 
 
-def write_sealed(data_dir: Path) -> None:
-    """Record (durably) that every version row has its MAC."""
-    path = data_dir / SEALED_MARKER
+def sealed(data_dir: Path, marker: str = SEALED_MARKER) -> bool:
+    """Whether every row `marker` stands for in this data dir's database has its MAC."""
+    return (data_dir / marker).exists()
+
+
+def write_sealed(data_dir: Path, marker: str = SEALED_MARKER) -> None:
+    """Record (durably) that every row `marker` stands for has its MAC."""
+    path = data_dir / marker
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
     try:
-        os.write(fd, b"every function version row carries its MAC (store/version_mac.py)\n")
+        os.write(fd, f"every row {marker} stands for carries its MAC (version_mac.py)\n".encode())
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -46,7 +46,6 @@ from donjon.triggers.queue.interface import (
     InvocationNotFound,
     InvocationQueue,
     Lease,
-    NodeQueueFull,
     QueuedInvocation,
     QueueError,
     QueueFull,
@@ -220,8 +219,6 @@ class SqlInvocationQueue(InvocationQueue):
             raise BatchOverBound(function, bound, len(rows))
 
         def write() -> bool | None:
-            if not self._node.has_room(self._engine, len(rows)):
-                raise NodeQueueFull(function, self._node.ceiling, len(rows))
             read = bound is None or not self._room.had_room(function, len(rows), bound)
             if read and dead_full(self._engine, function, self._max_dead):
                 return None  # its dead letters are kept: nothing new is taken
@@ -233,7 +230,6 @@ class SqlInvocationQueue(InvocationQueue):
             if bound is None:
                 with self._engine.begin() as conn:
                     conn.execute(insert(inv), rows)
-                self._node.taken(len(rows))
                 return True
             with counting(self._engine) as conn:
                 lock_function(conn, function)
@@ -245,10 +241,9 @@ class SqlInvocationQueue(InvocationQueue):
                 if len(rows) > 1:  # under the lock the first insert took
                     conn.execute(insert(inv), rows[1:])
             self._room.taken(function, len(rows))
-            self._node.taken(len(rows))
             return True
 
-        taken = await self._run(write)
+        taken = await self._run(self._node.bounded, self._engine, function, len(rows), write)
         if taken is None:
             raise DeadLettersFull(function, self._max_dead, len(rows))
         if not taken:
