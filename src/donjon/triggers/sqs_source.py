@@ -47,6 +47,7 @@ from donjon.triggers.s3_events import envelopes, parse_notification
 from donjon.triggers.source_address import check_url
 from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
+from donjon.triggers.sqs_responses import bound_responses
 from donjon.vault.redact import Redactor
 
 __all__ = [
@@ -120,11 +121,12 @@ def hidden_for(receives: int, visibility: int) -> int:
 
 
 def _client(settings: SqsSettings) -> Any:
-    """botocore's SQS client for `settings` (made in the poller's thread: it reads files)."""
+    """botocore's SQS client for `settings` (made in the poller's thread: it reads files),
+    each response read within `MAX_RESPONSE` (sqs_responses.py)."""
     import botocore.config
     import botocore.session
 
-    return botocore.session.get_session().create_client(
+    client = botocore.session.get_session().create_client(
         "sqs",
         region_name=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -136,6 +138,7 @@ def _client(settings: SqsSettings) -> Any:
             retries={"mode": "standard", "max_attempts": 2},
         ),
     )
+    return bound_responses(client)
 
 
 class SqsPoller:

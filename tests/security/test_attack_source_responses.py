@@ -1,0 +1,132 @@
+"""Attack: an SQS trigger's endpoint (a developer writes its secret) that answers the
+node's poller with a response of any size.
+
+botocore reads a whole response into memory, then parses it: a queue endpoint of the
+developer's own answered each receive with 64 MiB and the poller read 704 MiB in 8 s, the
+process's memory growing about four times the body; a gigabyte was the node's end, and
+every tenant's. No SQS response is near `MAX_RESPONSE` (ten messages of at most 1 MiB
+each): past it the read stops, the connection is closed, and the source is in an outage
+that says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from donjon.audit import AuditEvent
+from donjon.manifest.event_triggers import S3Spec
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.sqs_source import SqsPoller
+from sec_support import Listener
+
+SPEC = S3Spec(source="sqs", secret="queue", prefix="", suffix="")  # noqa: S106 - a vault name
+#: The body the endpoint sends to each request (never held whole: sent a chunk at a time).
+HUGE = 128 << 20
+_CHUNK = 1 << 20
+
+
+class Flood(Listener):
+    """Answers every request with 200 and `HUGE` bytes of JSON whitespace; counts what it
+    got to send of each before the poller closed the connection (past what the poller
+    read, at most the two sockets' buffers: here 32 MiB to receive, 64 KiB to send)."""
+
+    def __init__(self, declared: bool) -> None:
+        self.declared = declared
+        self.sent: list[int] = []
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            while length is not None and len(body) < int(length[1]):
+                body += conn.recv(65536)  # read it all: a close with unread bytes resets
+            lead = b'{"Messages": []}'
+            size = (
+                b"Content-Length: %d" % (len(lead) + HUGE)
+                if self.declared
+                else b"Connection: close"
+            )
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                + size
+                + b"\r\n\r\n"
+                + lead
+            )
+            done, chunk = 0, b" " * _CHUNK
+            try:
+                while done < HUGE:
+                    conn.sendall(chunk)
+                    done += _CHUNK
+            except OSError:  # the poller closed the connection
+                pass
+            self.sent.append(done)
+
+
+@pytest.fixture(params=[True, False], ids=["content-length", "read-to-close"])
+def flood(request: pytest.FixtureRequest) -> Iterator[Flood]:
+    service = Flood(bool(request.param))
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def test_a_queue_endpoint_answering_gigabytes_is_not_read_whole(flood: Flood) -> None:
+    """Each receive's response is read up to the bound, not further; the poller is in an
+    outage whose record says the response was too large, and nothing is submitted."""
+    endpoint = f"http://127.0.0.1:{flood.port}"
+    settings = json.dumps(
+        {
+            "queue_url": f"{endpoint}/123456789012/events",
+            "region": "eu-west-1",
+            "access_key_id": "AKIDEXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMIEXAMPLEKEY",
+            "endpoint_url": endpoint,
+        }
+    )
+    records: list[AuditEvent] = []
+
+    async def open_secret(name: str) -> str:
+        return settings
+
+    async def submit(envelope: Envelope) -> str:
+        raise AssertionError("nothing may be submitted")
+
+    async def record(event: AuditEvent) -> None:
+        records.append(event)
+
+    async def go() -> None:
+        loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+        poller = SqsPoller("resize", SPEC, open_secret, submit, record, allow_networks=loopback)
+        task = asyncio.create_task(poller.run())
+        deadline = time.monotonic() + 120
+        while len(flood.sent) < 2 and not records:
+            if time.monotonic() > deadline:
+                raise AssertionError("the poller neither read two responses nor failed")
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    deadline = time.monotonic() + 30
+    while not flood.sent and time.monotonic() < deadline:  # its thread sees the close
+        time.sleep(0.05)
+    assert flood.sent, "the endpoint was never asked"
+    assert max(flood.sent) < HUGE // 2, flood.sent  # the bound and the buffers, no more
+    [outage] = [r for r in records if r.action == "trigger.source.unavailable"]
+    assert "larger than" in outage.detail["reason"], outage.detail
