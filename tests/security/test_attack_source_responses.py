@@ -16,15 +16,17 @@ import ipaddress
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from donjon.audit import AuditEvent
 from donjon.manifest.event_triggers import S3Spec
 from donjon.triggers.envelope import Envelope
-from donjon.triggers.sqs_source import SqsPoller
+from donjon.triggers.sqs_source import BATCH, SqsPoller
 from sec_support import Listener
 
 SPEC = S3Spec(source="sqs", secret="queue", prefix="", suffix="")  # noqa: S106 - a vault name
@@ -130,3 +132,92 @@ def test_a_queue_endpoint_answering_gigabytes_is_not_read_whole(flood: Flood) ->
     assert max(flood.sent) < HUGE // 2, flood.sent  # the bound and the buffers, no more
     [outage] = [r for r in records if r.action == "trigger.source.unavailable"]
     assert "larger than" in outage.detail["reason"], outage.detail
+
+
+class Crowd(ThreadingHTTPServer):
+    """An SQS endpoint (JSON protocol) whose every receive returns `MANY` messages that
+    are not S3 notifications; it counts the receives and the other calls it gets."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        super().__init__(("127.0.0.1", 0), _CrowdHandler)
+
+
+#: Messages one receive of `Crowd` returns (SQS returns at most ten).
+MANY = 3000
+
+
+class _CrowdHandler(BaseHTTPRequestHandler):
+    server: Crowd
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        action = str(self.headers.get("x-amz-target", "")).rpartition(".")[2]
+        self.server.calls[action] = self.server.calls.get(action, 0) + 1
+        reply: dict[str, object] = {}
+        if action == "ReceiveMessage":
+            reply = {
+                "Messages": [
+                    {"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": "not a notification"}
+                    for i in range(MANY)
+                ]
+            }
+        body = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/x-amz-json-1.0")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_receive_answering_thousands_of_messages_is_taken_ten_at_a_time() -> None:
+    """An endpoint whose receive returns 3,000 messages (SQS returns at most ten): the
+    poller handles ten of them, not each (before, each was parsed, reported and hidden with
+    a call of its own: the endpoint's one answer set the node's work)."""
+    crowd = Crowd()
+    threading.Thread(target=crowd.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{crowd.server_address[1]}"
+    settings = json.dumps(
+        {
+            "queue_url": f"{endpoint}/123456789012/events",
+            "region": "eu-west-1",
+            "access_key_id": "AKIDEXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMIEXAMPLEKEY",
+            "endpoint_url": endpoint,
+        }
+    )
+
+    async def open_secret(name: str) -> str:
+        return settings
+
+    async def submit(envelope: Envelope) -> str:
+        raise AssertionError("nothing may be submitted")
+
+    async def record(event: AuditEvent) -> None:
+        pass
+
+    async def go() -> None:
+        loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+        poller = SqsPoller("resize", SPEC, open_secret, submit, record, allow_networks=loopback)
+        task = asyncio.create_task(poller.run())
+        deadline = time.monotonic() + 120
+        while crowd.calls.get("ReceiveMessage", 0) < 3:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the poller made no third receive: {crowd.calls}")
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(go())
+    finally:
+        crowd.shutdown()
+        crowd.server_close()
+    receives = crowd.calls["ReceiveMessage"]
+    assert crowd.calls.get("ChangeMessageVisibility", 0) <= BATCH * receives, crowd.calls

@@ -216,7 +216,9 @@ class SqsPoller:
                 continue
             await self.health.succeeded()
             backoff.reset()
-            for message in reply.get("Messages", []):
+            # SQS returns at most BATCH; more is an endpoint that is not SQS, whose answer
+            # must not set how many calls and log lines the node makes.
+            for message in reply.get("Messages", [])[:BATCH]:
                 try:
                     taken = await self._take(client, queue_url, message)
                 except Exception:  # a defect: the message stays queued, the poller goes on
