@@ -11,7 +11,6 @@ that says why.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import re
@@ -23,13 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from donjon.audit import AuditEvent
-from donjon.manifest.event_triggers import S3Spec
-from donjon.triggers.envelope import Envelope
-from donjon.triggers.sqs_source import BATCH, SqsPoller
+from donjon.triggers.sqs_source import BATCH
+from poller_support import run_poller
 from sec_support import Listener
 
-SPEC = S3Spec(source="sqs", secret="queue", prefix="", suffix="")  # noqa: S106 - a vault name
+#: The endpoints these tests stand up are on loopback: opened as an admin opens a network.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 #: The body the endpoint sends to each request (never held whole: sent a chunk at a time).
 HUGE = 128 << 20
 _CHUNK = 1 << 20
@@ -90,41 +88,12 @@ def flood(request: pytest.FixtureRequest) -> Iterator[Flood]:
 def test_a_queue_endpoint_answering_gigabytes_is_not_read_whole(flood: Flood) -> None:
     """Each receive's response is read up to the bound, not further; the poller is in an
     outage whose record says the response was too large, and nothing is submitted."""
-    endpoint = f"http://127.0.0.1:{flood.port}"
-    settings = json.dumps(
-        {
-            "queue_url": f"{endpoint}/123456789012/events",
-            "region": "eu-west-1",
-            "access_key_id": "AKIDEXAMPLE",
-            "secret_access_key": "wJalrXUtnFEMIEXAMPLEKEY",
-            "endpoint_url": endpoint,
-        }
+    records = run_poller(
+        f"http://127.0.0.1:{flood.port}",
+        lambda poller: len(flood.sent) >= 2 or bool(poller.health.failures),
+        LOOPBACK,
+        120,
     )
-    records: list[AuditEvent] = []
-
-    async def open_secret(name: str) -> str:
-        return settings
-
-    async def submit(envelope: Envelope) -> str:
-        raise AssertionError("nothing may be submitted")
-
-    async def record(event: AuditEvent) -> None:
-        records.append(event)
-
-    async def go() -> None:
-        loopback = (ipaddress.ip_network("127.0.0.0/8"),)
-        poller = SqsPoller("resize", SPEC, open_secret, submit, record, allow_networks=loopback)
-        task = asyncio.create_task(poller.run())
-        deadline = time.monotonic() + 120
-        while len(flood.sent) < 2 and not records:
-            if time.monotonic() > deadline:
-                raise AssertionError("the poller neither read two responses nor failed")
-            await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(go())
     deadline = time.monotonic() + 30
     while not flood.sent and time.monotonic() < deadline:  # its thread sees the close
         time.sleep(0.05)
@@ -181,41 +150,13 @@ def test_a_receive_answering_thousands_of_messages_is_taken_ten_at_a_time() -> N
     a call of its own: the endpoint's one answer set the node's work)."""
     crowd = Crowd()
     threading.Thread(target=crowd.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{crowd.server_address[1]}"
-    settings = json.dumps(
-        {
-            "queue_url": f"{endpoint}/123456789012/events",
-            "region": "eu-west-1",
-            "access_key_id": "AKIDEXAMPLE",
-            "secret_access_key": "wJalrXUtnFEMIEXAMPLEKEY",
-            "endpoint_url": endpoint,
-        }
-    )
-
-    async def open_secret(name: str) -> str:
-        return settings
-
-    async def submit(envelope: Envelope) -> str:
-        raise AssertionError("nothing may be submitted")
-
-    async def record(event: AuditEvent) -> None:
-        pass
-
-    async def go() -> None:
-        loopback = (ipaddress.ip_network("127.0.0.0/8"),)
-        poller = SqsPoller("resize", SPEC, open_secret, submit, record, allow_networks=loopback)
-        task = asyncio.create_task(poller.run())
-        deadline = time.monotonic() + 120
-        while crowd.calls.get("ReceiveMessage", 0) < 3:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the poller made no third receive: {crowd.calls}")
-            await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
     try:
-        asyncio.run(go())
+        run_poller(
+            f"http://127.0.0.1:{crowd.server_address[1]}",
+            lambda poller: crowd.calls.get("ReceiveMessage", 0) >= 3,
+            LOOPBACK,
+            120,
+        )
     finally:
         crowd.shutdown()
         crowd.server_close()
