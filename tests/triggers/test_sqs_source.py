@@ -373,4 +373,4 @@ def test_a_message_not_taken_is_hidden_longer_at_each_receive() -> None:
     assert [hidden_for(n, 0) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
     assert [hidden_for(n, 30) for n in (1, 2, 5, 6)] == [30, 60, 480, 900]
     assert hidden_for(10**9, 1) == MAX_HIDDEN_S
-    assert hidden_for(3, 43200) == 43200
+    assert hidden_for(3, 43200) == hidden_for(1, 99999) == 43200  # SQS's most

@@ -72,6 +72,7 @@ _SEEN_MALFORMED = 1000
 MALFORMED_WINDOW_S = 60.0
 #: The longest a message not taken is hidden (unless the queue's own timeout is longer).
 MAX_HIDDEN_S = 900
+_SQS_MAX_VISIBILITY_S = 43200
 
 OpenSecret = Callable[[str], Awaitable[str]]
 T = TypeVar("T")
@@ -115,8 +116,9 @@ def parse_settings(name: str, text: str) -> SqsSettings:
 def hidden_for(receives: int, visibility: int) -> int:
     """Seconds a message not taken is hidden after its `receives`-th receive from a queue
     whose visibility timeout is `visibility`: that timeout (at least 1 s) at the first,
-    doubled at each next, at most `MAX_HIDDEN_S` (or the queue's own, if longer)."""
-    base = max(visibility, 1)
+    doubled at each next, at most `MAX_HIDDEN_S` (or the queue's own, if longer, up to
+    SQS's most, 12 hours: an endpoint that is not SQS may say anything)."""
+    base = min(max(visibility, 1), _SQS_MAX_VISIBILITY_S)
     return min(base << min(max(receives, 1) - 1, 16), max(MAX_HIDDEN_S, base))
 
 
