@@ -7,6 +7,7 @@ by `client(service)` use its endpoint, region us-east-1 and moto's account.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -52,6 +53,18 @@ class MotoServer:
             region_name=REGION,
             aws_access_key_id=ACCESS_KEY_ID,
             aws_secret_access_key=SECRET_ACCESS_KEY,
+        )
+
+    def queue_settings(self, url: str) -> str:
+        """An sqs trigger's secret (JSON) for this server's queue at `url`."""
+        return json.dumps(
+            {
+                "queue_url": url,
+                "region": REGION,
+                "access_key_id": ACCESS_KEY_ID,
+                "secret_access_key": SECRET_ACCESS_KEY,
+                "endpoint_url": self.url,
+            }
         )
 
     def start(self) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from donjon.bundle import build_bundle
 from harness import LiveNode, free_port, run_cli, start_node
-from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
+from moto_support import SECRET_ACCESS_KEY, MotoServer
 from postgres_support import PostgresServer
 from utc_day import clear_of_utc_midnight
 
@@ -209,14 +209,7 @@ def test_poison_messages_block_neither_the_queue_nor_other_buckets_reach_the_fun
     good record behind them runs once."""
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName="poison", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    _secret(live, "poison-queue", json.dumps(settings))
+    _secret(live, "poison-queue", moto.queue_settings(url))
     sqs.send_message(QueueUrl=url, MessageBody=_record("photos", "in/" + "a" * 2000, "01"))
     sqs.send_message(QueueUrl=url, MessageBody='{"Records": [{"s3": ')
     sqs.send_message(QueueUrl=url, MessageBody=_record("secrets", "in/theirs", "02"))
@@ -308,14 +301,7 @@ def test_a_record_whose_key_is_not_unicode_is_malformed_and_runs_nothing(
     bad = json.dumps({"Records": records}).replace("in/sur?x", "in/sur\\ud800x")
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName="surrogate", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    _secret(live, "surrogate-queue", json.dumps(settings))
+    _secret(live, "surrogate-queue", moto.queue_settings(url))
     _secret(live, "surrogate-token", "t0ken-for-the-push-of-this-attack")
     sqs.send_message(QueueUrl=url, MessageBody=bad)
     sqs.send_message(QueueUrl=url, MessageBody=_record("photos", "in/after", "12"))
@@ -365,14 +351,7 @@ def _queue(live: LiveNode, moto: MotoServer, name: str) -> str:
     url: str = moto.client("sqs").create_queue(
         QueueName=name, Attributes={"VisibilityTimeout": "1"}
     )["QueueUrl"]
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    _secret(live, name, json.dumps(settings))
+    _secret(live, name, moto.queue_settings(url))
     return url
 
 
@@ -449,3 +428,42 @@ def test_a_notification_the_input_schema_refuses_runs_nothing(
     assert _events(live, "on-schema") == [{"id": 7}]
     assert "does not match the function's schema" in (live.data_dir / "serve.log").read_text()
     run_cli(live.env(), "rm", "on-schema")
+
+
+def test_a_refused_message_on_a_queue_that_never_hides_it_is_not_received_in_a_loop(
+    live: LiveNode, moto: MotoServer, tmp_path: Path
+) -> None:
+    """The queue's owner sets its visibility timeout to 0 and puts on it a record over the
+    function's `limits.body` and a body that is not JSON: each refused message is hidden
+    by the poller (1 s, doubled at each receive), not received again at once, in a loop
+    that spun the node and wrote a warning per receive (1,200 in 10 s for one message
+    before). Neither runs nor is deleted."""
+    sqs = moto.client("sqs")
+    url = sqs.create_queue(QueueName="spin", Attributes={"VisibilityTimeout": "0"})["QueueUrl"]
+    _secret(live, "spin-queue", moto.queue_settings(url))
+    sqs.send_message(QueueUrl=url, MessageBody=_record("photos", "in/" + "a" * 2000, "01"))
+    sqs.send_message(QueueUrl=url, MessageBody="spin: not a notification")
+    log = live.data_dir / "serve.log"
+    start = log.stat().st_size
+
+    def said() -> int:
+        """The poller's warnings of a message of on-spin not taken."""
+        with log.open("rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace").count("on-spin: message")
+
+    live.deploy(
+        _write(
+            tmp_path, "on-spin", "s3: {source: sqs, secret: spin-queue}", "limits: {body: 1KiB}\n"
+        )
+    )
+    _until(lambda: said() >= 2, "the poller's first refusal of each message")
+    time.sleep(3)  # received again at once, each would have come back ~300 times by now
+    assert said() <= 6  # the refused one's receives at 0, 1 and 3 s; the malformed one's once
+    assert _events(live, "on-spin") == []
+    run_cli(live.env(), "rm", "on-spin")
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert sum(int(v) for v in attrs.values()) == 2  # neither deleted

@@ -20,7 +20,7 @@ import pytest
 
 from async_support import wait_for
 from harness import LiveNode, run_cli, start_node
-from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
+from moto_support import MotoServer
 from postgres_support import PostgresServer
 
 #: The loopback servers these tests stand up are internal addresses: opened to the node's
@@ -109,14 +109,7 @@ def _queue_with_key(live: LiveNode, moto: MotoServer, name: str, key: str) -> No
     S3 notification of an object `key`."""
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    run_cli(live.env(), "secret", "set", name, input=json.dumps(settings))
+    run_cli(live.env(), "secret", "set", name, input=moto.queue_settings(url))
     record: dict[str, Any] = {
         "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": "photos"}, "object": {"key": key, "sequencer": "1"}},

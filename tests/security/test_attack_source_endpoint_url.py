@@ -14,21 +14,16 @@ anything is dialled, and the outage record says why.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from donjon.audit import AuditEvent
-from donjon.manifest.event_triggers import S3Spec
-from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_address import SourceAddressRefused, check_url
-from donjon.triggers.sqs_source import SqsPoller
+from poller_support import run_poller
 from sec_support import Listener
 
 PUBLIC = "93.184.216.34"  # a globally routable literal: the check needs no DNS
-SPEC = S3Spec(source="sqs", secret="queue", prefix="", suffix="")  # noqa: S106 - a vault name
 
 
 @pytest.fixture
@@ -42,40 +37,7 @@ def listener() -> Iterator[Listener]:
 
 def _poll(endpoint: str, listener: Listener) -> list[AuditEvent]:
     """Run a real poller with `endpoint` until it reached the listener or failed once."""
-    records: list[AuditEvent] = []
-    settings = json.dumps(
-        {
-            "queue_url": f"{endpoint.rstrip('/')}/123456789012/events",
-            "region": "eu-west-1",
-            "access_key_id": "AKIDEXAMPLE",
-            "secret_access_key": "wJalrXUtnFEMIEXAMPLEKEY",
-            "endpoint_url": endpoint,
-        }
-    )
-
-    async def open_secret(name: str) -> str:
-        return settings
-
-    async def submit(envelope: Envelope) -> str:
-        raise AssertionError("nothing may be submitted")
-
-    async def record(event: AuditEvent) -> None:
-        records.append(event)
-
-    async def go() -> None:
-        poller = SqsPoller("resize", SPEC, open_secret, submit, record, allow_networks=())
-        task = asyncio.create_task(poller.run())
-        deadline = time.monotonic() + 60
-        while not listener.accepted and not poller.health.failures:
-            if time.monotonic() > deadline:
-                raise AssertionError("the poller neither dialled nor failed")
-            await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(go())
-    return records
+    return run_poller(endpoint, lambda poller: bool(listener.accepted or poller.health.failures))
 
 
 def test_a_backslash_in_the_endpoint_cannot_send_the_poller_to_loopback(

@@ -401,6 +401,33 @@ def test_hostile_storage_pushes_are_refused_or_run_as_sent(own: LiveNode, storag
     assert "Traceback" not in grown, grown[grown.index("Traceback") - 300 :][:3000]
 
 
+def test_a_malformed_storage_push_is_audited_as_a_malformed_sqs_message_is(
+    own: LiveNode, storage: str
+) -> None:
+    """A notification that is not one, pushed with the store's token (a leaked token's
+    holder probing the parser, or a store gone wrong), is a 400 and an `input.refused`
+    record naming trigger s3 and the function, one per source and window as every refusal:
+    the same from SQS is audited (`trigger.event.malformed`), and a JSON body nested too
+    deep on the invoke route is too. Before, nothing of it reached the audit log."""
+    good = ("authorization", f"Bearer {storage}")
+    sent: dict[str, str] = {}
+    for what, body in malformed_notifications():
+        source = fresh_source()
+        reply = post_raw(own, "/hooks/sweep-s3", [good], body, source=source)
+        assert reply.status in (400, 413), (what, reply.status, reply.text)
+        if reply.status == 400:
+            sent[source] = what
+    with own.client() as c:
+        records = c.get("/v1/audit", params={"n": 5000}).json()
+    for source, what in sent.items():
+        got = [
+            (r["action"], r["target"], r["detail"].get("trigger"), r["detail"].get("function"))
+            for r in records
+            if r["detail"].get("client") == source
+        ]
+        assert got == [("input.refused", "/hooks/sweep-s3", "s3", "sweep-s3")], (what, got)
+
+
 def test_a_removed_or_redeployed_hook_takes_nothing_meant_for_what_it_was(
     own: LiveNode, tmp_path: Path
 ) -> None:

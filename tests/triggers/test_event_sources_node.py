@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness import LiveNode, free_port, run_cli, start_node
-from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
+from moto_support import SECRET_ACCESS_KEY, MotoServer
 from postgres_support import PostgresServer
 
 #: The loopback servers these tests stand up are internal addresses: opened to the node's
@@ -110,14 +110,7 @@ def test_bucket_events_from_sqs_run_the_function_once_per_matching_record(
             ]
         },
     )
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    _secret(live, "photo-queue", json.dumps(settings))
+    _secret(live, "photo-queue", moto.queue_settings(url))
     _deploy(
         live,
         tmp_path,

@@ -26,7 +26,7 @@ import pytest
 from async_support import invoke_async, wait_for
 from harness import LiveNode, run_cli, start_node
 from hooks_s3_support import document, minio_record
-from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer
+from moto_support import MotoServer
 from postgres_support import PostgresServer
 from triggers.webhook_signing import new_whsec, standard_headers
 
@@ -257,14 +257,7 @@ def test_an_sqs_message_for_a_full_queue_stays_on_sqs_with_none_of_its_records_q
     message is deleted."""
     sqs = moto.client("sqs")
     url = sqs.create_queue(QueueName="qb-events", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
-    settings = {
-        "queue_url": url,
-        "region": REGION,
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "endpoint_url": moto.url,
-    }
-    run_cli(live.env(), "secret", "set", "qb-queue", input=json.dumps(settings))
+    run_cli(live.env(), "secret", "set", "qb-queue", input=moto.queue_settings(url))
     _deploy(live, tmp_path, "qb-sqs", 3, "  - s3:\n      source: sqs\n      secret: qb-queue\n")
     held = _fill(live, "qb-sqs", 2)
     sqs.send_message(

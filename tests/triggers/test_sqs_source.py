@@ -17,7 +17,7 @@ from donjon.errors import Error
 from donjon.manifest.event_triggers import S3Spec
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.source_errors import SourceSettingsError
-from donjon.triggers.sqs_source import SqsPoller, parse_settings
+from donjon.triggers.sqs_source import MAX_HIDDEN_S, SqsPoller, hidden_for, parse_settings
 from harness import free_port
 from moto_support import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoServer, moto_server
 
@@ -364,3 +364,13 @@ def _settings_like() -> dict[str, str]:
         "access_key_id": "AKID",
         "secret_access_key": "k",
     }
+
+
+def test_a_message_not_taken_is_hidden_longer_at_each_receive() -> None:
+    """The hiding of a message the poller did not take: the queue's own visibility timeout
+    (at least a second) at its first receive, doubled at each next, capped at 15 minutes
+    unless the queue's own is longer."""
+    assert [hidden_for(n, 0) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert [hidden_for(n, 30) for n in (1, 2, 5, 6)] == [30, 60, 480, 900]
+    assert hidden_for(10**9, 1) == MAX_HIDDEN_S
+    assert hidden_for(3, 43200) == hidden_for(1, 99999) == 43200  # SQS's most

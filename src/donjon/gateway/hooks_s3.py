@@ -5,7 +5,9 @@ MinIO and Ceph POST their event notifications to a webhook endpoint with
 In order: the token is compared, in constant time, with the trigger's secret
 (opened from the vault by the node) before anything of the body is read; the
 body is read up to the function's `limits.body` (413 past it); it is parsed as
-an S3 notification (400 if it is not one: nothing is submitted); each record
+an S3 notification (400 if it is not one: nothing is submitted, and the refusal is
+audited as `input.refused`, aggregated per source and window, as a malformed message
+from SQS is audited: before, nothing of it reached the log); each record
 the trigger's filters take is submitted, and the store gets 202 with the
 invocation ids. A refused token is a 401, audited as `auth.denied` (trigger s3,
 aggregated per source and window like every failed authentication, so a burst
@@ -57,6 +59,10 @@ async def handle_s3_push(
         try:
             records = parse_notification(body)
         except MalformedEvent as e:
+            detail = {"trigger": "s3", "function": deployed.name}
+            await deny(
+                node, request, "anonymous", "input.refused", e.message[:300], request_id, detail
+            )
             raise BadRequest(e.message, hint=e.hint) from e
         submit_all = node.submit_all
         if submit_all is None:

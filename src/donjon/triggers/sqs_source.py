@@ -15,7 +15,11 @@ submitted again; handlers tell by the event's delivery id (bucket/key/sequencer)
 A malformed message is never deleted: it is logged and audited (once per message
 on a node, and at most once a minute per trigger, the next record counting the rest)
 and left to the queue's redrive policy, which moves it to the queue's
-own dead-letter queue. An unreachable queue or refused credentials are one
+own dead-letter queue. A message not taken (malformed, refused, or its function's
+queue full) is hidden for the queue's visibility timeout (at least a second), doubled at
+each receive of it, up to 15 minutes (`hidden_for`): before, on a queue whose timeout
+is 0, one such message came back at once, for ever, spinning the poller and writing a
+warning per receive (120 a second). An unreachable queue or refused credentials are one
 outage (source_health.py): retried with a capped exponential backoff, alerted
 once, and its end recorded.
 """
@@ -43,9 +47,17 @@ from donjon.triggers.s3_events import envelopes, parse_notification
 from donjon.triggers.source_address import check_url
 from donjon.triggers.source_errors import MalformedEvent, SourceError, SourceSettingsError
 from donjon.triggers.source_health import Backoff, Record, SourceHealth
+from donjon.triggers.sqs_responses import bound_responses
 from donjon.vault.redact import Redactor
 
-__all__ = ["MALFORMED_WINDOW_S", "WAIT_S", "SqsPoller", "SqsSettings", "parse_settings"]
+__all__ = [
+    "MALFORMED_WINDOW_S",
+    "WAIT_S",
+    "SqsPoller",
+    "SqsSettings",
+    "hidden_for",
+    "parse_settings",
+]
 
 log = logging.getLogger("donjon.sources")
 
@@ -58,6 +70,9 @@ BATCH = 10
 _SEEN_MALFORMED = 1000
 #: At most one `trigger.event.malformed` record per trigger in this many seconds.
 MALFORMED_WINDOW_S = 60.0
+#: The longest a message not taken is hidden (unless the queue's own timeout is longer).
+MAX_HIDDEN_S = 900
+_SQS_MAX_VISIBILITY_S = 43200
 
 OpenSecret = Callable[[str], Awaitable[str]]
 T = TypeVar("T")
@@ -98,12 +113,22 @@ def parse_settings(name: str, text: str) -> SqsSettings:
         ) from None
 
 
+def hidden_for(receives: int, visibility: int) -> int:
+    """Seconds a message not taken is hidden after its `receives`-th receive from a queue
+    whose visibility timeout is `visibility`: that timeout (at least 1 s) at the first,
+    doubled at each next, at most `MAX_HIDDEN_S` (or the queue's own, if longer, up to
+    SQS's most, 12 hours: an endpoint that is not SQS may say anything)."""
+    base = min(max(visibility, 1), _SQS_MAX_VISIBILITY_S)
+    return min(base << min(max(receives, 1) - 1, 16), max(MAX_HIDDEN_S, base))
+
+
 def _client(settings: SqsSettings) -> Any:
-    """botocore's SQS client for `settings` (made in the poller's thread: it reads files)."""
+    """botocore's SQS client for `settings` (made in the poller's thread: it reads files),
+    each response read within `MAX_RESPONSE` (sqs_responses.py)."""
     import botocore.config
     import botocore.session
 
-    return botocore.session.get_session().create_client(
+    client = botocore.session.get_session().create_client(
         "sqs",
         region_name=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -115,6 +140,7 @@ def _client(settings: SqsSettings) -> Any:
             retries={"mode": "standard", "max_attempts": 2},
         ),
     )
+    return bound_responses(client)
 
 
 class SqsPoller:
@@ -150,6 +176,10 @@ class SqsPoller:
         self._malformed_at: float | None = None
         self._malformed_more = 0
         self._redact = Redactor({})
+        #: Whether a failure to hide a message was said (once per poller: then debug).
+        self._hide_failed = False
+        #: The queue's visibility timeout, read once per client (0: unknown).
+        self._visibility: int | None = None
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -166,17 +196,21 @@ class SqsPoller:
                         {"secret_access_key": settings.secret_access_key, self.secret: text}
                     )
                     client = await self._call(_client, settings)
+                    self._visibility = None
                     opened, queue_url = text, settings.queue_url
                     endpoint = settings.endpoint_url
                     self.health.source = f"sqs {queue_url}"
                 if endpoint is not None:  # each time: a name may resolve elsewhere now
                     what = f"the endpoint_url in secret {self.secret}"
                     await check_url(endpoint, self._allow_networks, what)
+                if self._visibility is None:
+                    self._visibility = await self._queue_visibility(client, queue_url)
                 reply = await self._call(
                     client.receive_message,
                     QueueUrl=queue_url,
                     MaxNumberOfMessages=BATCH,
                     WaitTimeSeconds=WAIT_S,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
                 )
             except Exception as e:  # any failure is an outage: retried, never fatal
                 await self.health.failed(self._reason(e))
@@ -184,22 +218,27 @@ class SqsPoller:
                 continue
             await self.health.succeeded()
             backoff.reset()
-            for message in reply.get("Messages", []):
+            # SQS returns at most BATCH; more is an endpoint that is not SQS, whose answer
+            # must not set how many calls and log lines the node makes.
+            for message in reply.get("Messages", [])[:BATCH]:
                 try:
-                    await self._take(client, queue_url, message)
+                    taken = await self._take(client, queue_url, message)
                 except Exception:  # a defect: the message stays queued, the poller goes on
+                    taken = False
                     log.exception(
                         "%s: a message of %s could not be taken", self.function, queue_url
                     )
+                if not taken:
+                    await self._hide(client, queue_url, message)
 
-    async def _take(self, client: Any, queue_url: str, message: dict[str, Any]) -> None:
-        """Submit the message's records, then delete it (or leave it, saying why)."""
+    async def _take(self, client: Any, queue_url: str, message: dict[str, Any]) -> bool:
+        """Submit the message's records, then delete it; False if it was left (said why)."""
         message_id = str(message.get("MessageId", ""))
         try:
             records = parse_notification(str(message.get("Body", "")))
         except MalformedEvent as e:
             await self._report_malformed(message_id, e)
-            return
+            return False
         taken = envelopes(self.function, self.spec, records)
         try:
             # Every record first: one the node refuses leaves the whole message on the
@@ -217,7 +256,7 @@ class SqsPoller:
                 queue_url,
                 e.summary(),  # never the refused value: the record's field, at most
             )
-            return
+            return False
         try:
             # All or none: a function whose queue is full (limits.queued) takes none of
             # the message's records, and the message stays on the queue for redelivery.
@@ -230,7 +269,7 @@ class SqsPoller:
                 queue_url,
                 e.summary(),  # never the refused value: the record's field, at most
             )
-            return
+            return False
         try:
             await self._call(
                 client.delete_message, QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"]
@@ -240,6 +279,46 @@ class SqsPoller:
                 "%s: message %s was submitted but not deleted (it will be received again): %s",
                 self.function,
                 message_id,
+                self._reason(e),
+            )
+        return True
+
+    async def _queue_visibility(self, client: Any, queue_url: str) -> int:
+        """The queue's visibility timeout in seconds; 0 if it cannot be read."""
+        try:
+            reply = await self._call(
+                client.get_queue_attributes,
+                QueueUrl=queue_url,
+                AttributeNames=["VisibilityTimeout"],
+            )
+            raw = str(reply.get("Attributes", {}).get("VisibilityTimeout", "0"))
+        except Exception as e:  # no sqs:GetQueueAttributes: hidden from 1 s, doubling
+            log.debug("%s: the queue's visibility timeout: %s", self.function, self._reason(e))
+            return 0
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 6 else 0
+
+    async def _hide(self, client: Any, queue_url: str, message: dict[str, Any]) -> None:
+        """Hide a message not taken for `hidden_for` its receive count: the queue's own
+        visibility timeout may be 0. A failure (credentials without
+        sqs:ChangeMessageVisibility) is said once, then the queue's timeout rules."""
+        attributes = message.get("Attributes") or {}
+        raw = str(attributes.get("ApproximateReceiveCount", "1"))
+        receives = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else 1
+        try:
+            await self._call(
+                client.change_message_visibility,
+                QueueUrl=queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=hidden_for(receives, self._visibility or 0),
+            )
+        except Exception as e:
+            level = logging.DEBUG if self._hide_failed else logging.WARNING
+            self._hide_failed = True
+            log.log(
+                level,
+                "%s: a message not taken could not be hidden (it comes back at the queue's "
+                "visibility timeout; grant sqs:ChangeMessageVisibility): %s",
+                self.function,
                 self._reason(e),
             )
 
