@@ -1,7 +1,8 @@
 """The one wrapper through which Donjon runs other programs.
 
 argv lists only, never a shell; a failure carries the program's stderr.
-`run` runs a program to its end (pip, the sandbox probe); `start` starts a
+`run` runs a program to its end (pip, the sandbox probe), `run_async` from the event
+loop, holding no thread (the vault's key provider, once per call); `start` starts a
 long-lived one (the scan helper, `donjon serve` under `donjon up`);
 `start_async` starts one from the event loop, `spawn` from any thread without
 copying the caller (bubblewrap for each sandbox: sandbox/spawn.py).
@@ -10,15 +11,20 @@ copying the caller (bubblewrap for each sandbox: sandbox/spawn.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from donjon.errors import Error
 
-__all__ = ["CommandError", "run", "spawn", "start", "start_async"]
+__all__ = ["MAX_OUTPUT", "CommandError", "run", "run_async", "spawn", "start", "start_async"]
+
+#: What `run_async` reads of a program's stdout, and of its stderr, at most.
+MAX_OUTPUT = 1024 * 1024
 
 
 class CommandError(Error):
@@ -60,9 +66,115 @@ def run(
     except OSError as e:
         raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
     if done.returncode != 0:
-        tail = done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]
-        raise CommandError(f"{args[0]} failed (exit {done.returncode}): {tail}", hint=hint)
+        raise _failed(args[0], done.returncode, done.stderr, done.stdout, hint)
     return done.stdout
+
+
+def _failed(program: str, code: int, stderr: str, stdout: str, hint: str) -> CommandError:
+    """A program's non-zero exit, with the end of its stderr (else of its stdout)."""
+    tail = stderr.strip()[-2000:] or stdout.strip()[-2000:]
+    return CommandError(f"{program} failed (exit {code}): {tail}", hint=hint)
+
+
+class _TooMuchOutput(Exception):
+    pass
+
+
+async def run_async(
+    argv: Sequence[str | Path],
+    *,
+    input: str,
+    timeout: float,
+    hint: str = "",
+    max_output: int = MAX_OUTPUT,
+) -> str:
+    """`run` from the event loop: `input` written to its stdin, its stdout returned, and no
+    thread held while it runs (a program that hung held one of the loop's few default
+    threads each, which the stores and the admin API wait for). It leads a session of its
+    own, killed whole at `timeout`, or as soon as it prints more than `max_output` bytes
+    on stdout or stderr (read into the node's memory); `CommandError` then, as on a
+    non-zero exit."""
+    args = [str(a) for a in argv]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except FileNotFoundError as e:
+        raise CommandError(f"{args[0]} is not installed", hint=hint) from e
+    except OSError as e:
+        raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
+    if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover
+        raise CommandError(f"{args[0]} started without its pipes", hint=hint)
+    feed = asyncio.ensure_future(_feed(proc.stdin, input.encode()))
+    read_out = asyncio.ensure_future(_read_at_most(proc.stdout, max_output))
+    read_err = asyncio.ensure_future(_read_at_most(proc.stderr, max_output))
+    pipes: list[asyncio.Future[Any]] = [feed, read_out, read_err]
+    try:
+        async with asyncio.timeout(timeout):
+            _, out, err = await asyncio.gather(feed, read_out, read_err)
+            code = await proc.wait()
+    except TimeoutError:
+        raise CommandError(f"{args[0]} did not finish within {timeout:.0f}s", hint=hint) from None
+    except _TooMuchOutput:
+        raise CommandError(f"{args[0]} printed more than {max_output} bytes", hint=hint) from None
+    finally:
+        if proc.returncode is None or not all(p.done() for p in pipes):
+            await _end(proc, pipes)
+    stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if code != 0:
+        raise _failed(args[0], code, stderr, stdout, hint)
+    return stdout
+
+
+#: The ends of programs cut short that outlived `END_WAIT_S`, until their pipes close.
+_ENDING: set[asyncio.Future[None]] = set()
+#: How long the caller of a program cut short waits for its end.
+END_WAIT_S = 5.0
+
+
+async def _end(proc: asyncio.subprocess.Process, pipes: list[asyncio.Future[Any]]) -> None:
+    """Kill `proc` and whatever it started (its session), and reap it: its exit is known
+    once its pipes are read to their end, at once unless something that left its session
+    holds them; the caller waits END_WAIT_S for that at most (then it goes on alone)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pipe in pipes:
+        pipe.cancel()
+    ending = asyncio.ensure_future(_reap(proc, pipes))
+    _ENDING.add(ending)
+    ending.add_done_callback(_ENDING.discard)
+    await asyncio.wait([ending], timeout=END_WAIT_S)
+
+
+async def _reap(proc: asyncio.subprocess.Process, pipes: list[asyncio.Future[Any]]) -> None:
+    await asyncio.gather(*pipes, return_exceptions=True)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            while await stream.read(64 * 1024):
+                pass
+    await proc.wait()
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    """Write `data` and close; a program that exits without reading it is not an error here."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        stdin.write(data)
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+
+
+async def _read_at_most(stream: asyncio.StreamReader, most: int) -> bytes:
+    data = bytearray()
+    while chunk := await stream.read(64 * 1024):
+        data += chunk
+        if len(data) > most:
+            raise _TooMuchOutput
+    return bytes(data)
 
 
 def start(

@@ -157,3 +157,23 @@ def test_a_value_a_warm_worker_kept_does_not_outlive_its_rotation_in_clear(
     text = "".join(entry["output"] for entry in logs)
     assert old not in text and new not in text, text
     assert text.count("[secret:kept-s]") == 3
+
+
+def test_cannot_leak_a_secret_as_the_name_of_the_exception_raised(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """An exception class named by the value: the answer's errorType was taken from the
+    error line before it was redacted, and carried the value in clear (errorMessage and
+    the logs were redacted)."""
+    value = f"tok_{secrets.token_hex(12)}"
+    with node.client() as c:
+        assert c.post("/v1/secrets/as-type-s", json={"value": value}).status_code == 201
+    code = (
+        "def handler(event, context):\n"
+        "    raise type(context.secrets['as-type-s'], (Exception,), {})('failed')\n"
+    )
+    _deploy(node, _function(tmp_path, "as-type", code, ["as-type-s"]))
+    failed = node.invoke("as-type", {})
+    assert failed.status_code == 500, failed.text
+    assert value not in failed.text
+    assert failed.json()["errorType"] == "[secret:as-type-s]"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from donjon._subprocess import MAX_OUTPUT
 from donjon.config import ConfigError, load_settings
 from donjon.secret import Secret
 from donjon.store import SecretStore
@@ -70,6 +71,15 @@ def test_hanging_provider_times_out(tmp_path: Path) -> None:
     provider = CommandKeyProvider(kms_argv(tmp_path, "--hang"), timeout_s=1.0)
     with pytest.raises(VaultError, match="did not finish within"):
         asyncio.run(provider.wrap(bytes(32), AAD))
+
+
+def test_a_provider_printing_without_end_is_cut_off(tmp_path: Path) -> None:
+    """An answer of the protocol's shape 64 MiB long: the provider is stopped once it has
+    printed MAX_OUTPUT bytes, and the operation fails saying so (before, all of it was
+    read into the node's memory, then refused as a key of the wrong size)."""
+    provider = CommandKeyProvider(kms_argv(tmp_path, "--huge"))
+    with pytest.raises(VaultError, match=f"printed more than {MAX_OUTPUT} bytes"):
+        asyncio.run(provider.unwrap(b"x" * 60, AAD, "kms:test-0"))
 
 
 @pytest.mark.parametrize("mode", ["--garbage", "--not-object"])

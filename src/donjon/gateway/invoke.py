@@ -374,12 +374,16 @@ def _note_reads(
 
 
 def _redact_error(error: Error, redact: Redactor) -> None:
-    """The error's message (and `str(error)`) without the function's secret values."""
+    """The error's message (and `str(error)`) without the function's secret values; so its
+    `errorType` and `errorMessage` too, both taken from the function's error line before
+    (an exception class named by a value put it in errorType, in clear)."""
     if redact:
         error.message = redact(error.message)
         error.args = (error.message,)
-        if isinstance(error, SandboxError) and error.error_message is not None:
-            error.error_message = redact(error.error_message)
+        if isinstance(error, SandboxError):
+            error.error_type = redact(error.error_type)
+            if error.error_message is not None:
+                error.error_message = redact(error.error_message)
 
 
 async def handle_invoke(request: Request) -> Response:

@@ -10,12 +10,13 @@ stdin and reads one JSON object from its stdout (docs/security.md, "The vault"):
 The program must bind `aad` to the ciphertext (AES-GCM's associated data, or
 a KMS's encryption context). A non-zero exit fails the operation with the
 program's stderr (a data key in clear taken out); so does a run past the
-timeout or output that is not that shape. Key ids are stored as `kms:` + the program's id.
+timeout, more than MAX_OUTPUT bytes printed, or output that is not that shape.
+The program runs from the event loop, holding none of its threads (_subprocess.py's
+`run_async`). Key ids are stored as `kms:` + the program's id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -23,7 +24,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from donjon._subprocess import CommandError, run
+from donjon._subprocess import CommandError, run_async
 from donjon.vault.errors import VaultError
 from donjon.vault.interface import KeyProvider
 
@@ -82,8 +83,7 @@ class CommandKeyProvider(KeyProvider):
 
     async def _call(self, request: dict[str, str]) -> dict[str, Any]:
         try:
-            stdout = await asyncio.to_thread(
-                run,
+            stdout = await run_async(
                 self.argv,
                 input=json.dumps(request),
                 timeout=self.timeout_s,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets as _random
 import time
 from collections.abc import Iterable
@@ -51,6 +52,8 @@ class Vault:
         self.provider = provider
         self._readers: tuple[KeyProvider, ...] = (provider, *readers)
         self._opened: dict[str, tuple[int, Secret[str]]] = {}
+        #: name -> the one open of it under way, which every call asking meanwhile awaits.
+        self._opening: dict[str, asyncio.Future[tuple[int, Secret[str]]]] = {}
         #: name -> (read again after, in monotonic seconds; the accepted values, newest first).
         self._accepted: dict[str, tuple[float, tuple[Secret[str], ...]]] = {}
         self._writes = asyncio.Lock()
@@ -135,9 +138,11 @@ class Vault:
         if name is None:
             self._opened.clear()
             self._accepted.clear()
+            self._opening.clear()
         else:
             self._opened.pop(name, None)
             self._accepted.pop(name, None)
+            self._opening.pop(name, None)
 
     @property
     def writes(self) -> asyncio.Lock:
@@ -170,7 +175,7 @@ class Vault:
         for name in names:
             opened = self._opened.get(name)
             if opened is None:
-                opened = await self._open_latest(name)
+                opened = await self._open_shared(name)
             out[name] = value = opened[1].reveal()
             total += len(value)
         if total > MAX_GRANTED:
@@ -221,6 +226,23 @@ class Vault:
             data_key, row.ciphertext, aad, f"secret {row.name} version {row.version}"
         )
         return plain.decode("utf-8")
+
+    async def _open_shared(self, name: str) -> tuple[int, Secret[str]]:
+        """`_open_latest(name)`, run once for every call asking while it runs: a burst of
+        calls meeting a cold cache (a start, a rotation, a rekey) ran the key provider
+        once each. One caller cancelled does not cancel it for the others."""
+        opening = self._opening.get(name)
+        if opening is None:
+            opening = asyncio.ensure_future(self._open_latest(name))
+            self._opening[name] = opening
+            opening.add_done_callback(functools.partial(self._opened_once, name))
+        return await asyncio.shield(opening)
+
+    def _opened_once(self, name: str, opening: asyncio.Future[tuple[int, Secret[str]]]) -> None:
+        if self._opening.get(name) is opening:
+            del self._opening[name]
+        if not opening.cancelled():
+            opening.exception()  # retrieved: its callers (if any are left) have it too
 
     async def _open_latest(self, name: str) -> tuple[int, Secret[str]]:
         generation = self._generation
