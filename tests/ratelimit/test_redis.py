@@ -336,8 +336,9 @@ def test_calls_waiting_for_a_shared_slot_are_bounded_in_count(
                 await asyncio.sleep(0.02)
             refused = [t for t in waits if t.done() and t.result() is None]
             assert len(refused) == 4, f"{len(refused)} of 6 refused while the slot was held"
-            await limiter.release(held)
+            # The waiters, named before the release: one may take the slot during it.
             waiting = [t for t in waits if not t.done()]
+            await limiter.release(held)
             got, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
             assert [t.result() is not None for t in got] == [True]  # a waiter got it
         finally:
