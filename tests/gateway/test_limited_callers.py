@@ -159,7 +159,9 @@ def _quota_refusal(subject: str) -> tuple[LimitedCallers, int]:
         denials=SimpleNamespace(deny=audited),
     )
     deployed = SimpleNamespace(name="f", record=SimpleNamespace(version=1))
-    principal = SimpleNamespace(kind="key", id="k", label="key:k", role="invoker", more_roles=())
+    principal = SimpleNamespace(
+        kind="key", id="k", label="key:k", role="invoker", more_roles=(), charged_to=()
+    )
 
     async def run() -> int:
         await node.quotas.put(QuotaRecord(subject, 1, None, 0.0, "admin"))

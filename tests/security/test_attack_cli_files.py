@@ -103,7 +103,9 @@ def test_an_input_file_that_never_ends_is_refused_at_a_bound(
 #: Writes an export's header line, then one line that never ends.
 _ENDLESS_EXPORT = """
 import sys
-sys.stdout.write('{"type":"header","format":"donjon-audit-export/1","since":1,"prefix":[]}\\n')
+sys.stdout.write(
+    '{"type":"header","format":"donjon-audit-export/1","since":1,"until":1,"prefix":[]}\\n'
+)
 while True:
     sys.stdout.write("a" * 65536)
 """

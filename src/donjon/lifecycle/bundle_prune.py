@@ -13,9 +13,8 @@ A prune removes every tree that none of these needs:
 - a deploy in flight: from the moment the store gave it the tree (bundle/store.py counts
   them until each deploy releases it, after its version is stored; the kept versions are
   read under the same lock, so a deploy that has just stored is seen either way) and
-  while it holds its claim (lifecycle/bundle_claims.py). Before, a tree kept in the last
-  hour stayed, so a key redeploying new code as fast as the node took it kept every tree
-  of that hour;
+  while it holds its claim (lifecycle/bundle_claims.py): exact counts, not an age, so a
+  key redeploying new code as fast as the node takes it keeps no more trees;
 - a sandbox still running it (a replaced version's, draining its calls): the pool's pin.
 
 It runs after a deploy switched to a new version, after a removal, at a node's start
