@@ -107,11 +107,12 @@ async def run_async(
         raise CommandError(f"{args[0]} is not installed", hint=hint) from e
     except OSError as e:
         raise CommandError(f"{args[0]} could not start: {e.strerror}", hint=hint) from e
-    if proc.stdin is None or proc.stdout is None or proc.stderr is None:  # pragma: no cover
+    to_in, from_out, from_err = proc.stdin, proc.stdout, proc.stderr
+    if to_in is None or from_out is None or from_err is None:  # pragma: no cover - all piped
         raise CommandError(f"{args[0]} started without its pipes", hint=hint)
-    feed = asyncio.ensure_future(_feed(proc.stdin, input.encode()))
-    read_out = asyncio.ensure_future(_read_at_most(proc.stdout, max_output))
-    read_err = asyncio.ensure_future(_read_at_most(proc.stderr, max_output))
+    feed = asyncio.ensure_future(_feed(to_in, input.encode()))
+    read_out = asyncio.ensure_future(_read_at_most(from_out, max_output))
+    read_err = asyncio.ensure_future(_read_at_most(from_err, max_output))
     pipes: list[asyncio.Future[Any]] = [feed, read_out, read_err]
     try:
         async with asyncio.timeout(timeout):

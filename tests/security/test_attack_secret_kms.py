@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from async_support import bundle
 from harness import LiveNode, start_node
 
 PROVIDER = Path(__file__).parent.parent / "vault" / "kms_provider.py"
@@ -55,15 +56,8 @@ def kms_node(tmp_path_factory: pytest.TempPathFactory, hold: Path) -> Iterator[L
 
 
 def _function(live: LiveNode, tmp: Path, name: str, secret: str) -> None:
-    root = tmp / name
-    root.mkdir()
-    (root / "main.py").write_text(
-        f"def handler(event, context):\n    return {{'n': len(context.secrets['{secret}'])}}\n"
-    )
-    (root / "donjon.yaml").write_text(
-        f"name: {name}\nhandler: main.handler\npermissions: {{secrets: [{secret}]}}\n"
-    )
-    live.deploy(root)
+    code = f"def handler(event, context):\n    return {{'n': len(context.secrets['{secret}'])}}\n"
+    live.deploy(bundle(tmp, name, code, f"permissions: {{secrets: [{secret}]}}\n"))
 
 
 def _rotate(live: LiveNode, name: str, value: str) -> None:

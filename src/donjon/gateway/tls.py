@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from donjon.durable import sync_directory
+
 __all__ = [
     "CertificateInfo",
     "create_self_signed",
@@ -70,7 +72,7 @@ def renew_self_signed(
     create_self_signed(new_cert, new_key, names, days=days)
     os.replace(new_key, key_path)
     os.replace(new_cert, cert_path)
-    _sync_directory(cert_path.parent)
+    sync_directory(cert_path.parent)  # a power cut keeps both renames
     return describe_certificate(cert_path)
 
 
@@ -87,7 +89,7 @@ def finish_renewal(cert_path: Path, key_path: Path) -> bool:
     if _public_key_of_cert(pending) != key:
         return False
     os.replace(pending, cert_path)
-    _sync_directory(cert_path.parent)
+    sync_directory(cert_path.parent)  # a power cut keeps both renames
     return True
 
 
@@ -113,15 +115,6 @@ def _public_key_of_key(path: Path) -> bytes | None:
     return key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the renames in `directory` durable (a power cut must not undo one of two)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _subtrees(names: list[x509.GeneralName]) -> list[x509.GeneralName]:

@@ -33,6 +33,7 @@ import json
 import os
 from pathlib import Path
 
+from donjon.durable import sync_directory
 from donjon.secret import Secret
 
 __all__ = [
@@ -58,13 +59,17 @@ def version_mac(
     key: Secret[bytes], name: str, version: int, digest: str, manifest: str, created_by: str
 ) -> str:
     """The row's MAC over what the node serves from it (hex)."""
-    body = json.dumps([name, version, digest, manifest, created_by], ensure_ascii=True)
-    return hmac.new(key.reveal(), body.encode(), hashlib.sha256).hexdigest()
+    return _mac(key, [name, version, digest, manifest, created_by])
 
 
 def pointer_mac(key: Secret[bytes], name: str, version: int, owner: str | None) -> str:
     """The MAC of a `functions` row: the version it serves and its owner (hex)."""
-    body = json.dumps(["current", name, version, owner or ""], ensure_ascii=True)
+    return _mac(key, ["current", name, version, owner or ""])
+
+
+def _mac(key: Secret[bytes], fields: list[object]) -> str:
+    """HMAC-SHA256 of `fields` as a JSON list (no field can run into the next one)."""
+    body = json.dumps(fields, ensure_ascii=True)
     return hmac.new(key.reveal(), body.encode(), hashlib.sha256).hexdigest()
 
 
@@ -83,8 +88,4 @@ def write_sealed(data_dir: Path, marker: str = SEALED_MARKER) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    dir_fd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    sync_directory(data_dir)

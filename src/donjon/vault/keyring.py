@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from donjon.durable import sync_directory
 from donjon.store import SecretStore
 from donjon.store.audit_outbox import note
 from donjon.vault.command import CommandKeyProvider
@@ -88,7 +89,7 @@ def open_vault(store: SecretStore, keyring: Keyring) -> Vault:
         new_id, _ = kek_of(MasterKey.load(pending))
         if new_id in store.kek_ids() or store.rekeyed(new_id):
             os.replace(pending, keyring.vault_key_path)  # the rekey had committed
-            _sync_dir(pending.parent)
+            sync_directory(pending.parent)
         else:
             pending.unlink()  # it had not: the rows are all under the old key
     return Vault(store, *_providers(keyring))
@@ -128,12 +129,4 @@ async def rekey(vault: Vault, keyring: Keyring) -> RekeyResult:
 def _keep(pending: Path, keyring: Keyring) -> None:
     """Make the committed rekey's key file the vault's key."""
     os.replace(pending, keyring.vault_key_path)
-    _sync_dir(pending.parent)
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_directory(pending.parent)
