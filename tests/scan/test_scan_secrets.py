@@ -328,3 +328,28 @@ def test_a_secret_written_in_pieces_is_found_once_and_prose_is_not(tmp_path: Pat
         ("DJ-SEC-001", 7),
     ]
     assert all(TOKEN not in f.snippet and TOKEN not in f.message for f in report.findings)
+
+
+def test_a_manifests_secret_names_are_names_not_values(tmp_path: Path) -> None:
+    """A trigger's `secret:` and a grant in donjon.yaml name vault secrets by contract;
+    a name with a digit in it (`s3p-token`, `gh2-hook`) was taken for a hard-coded
+    password, block or flow style, and the deploy gate refused a correct manifest. The
+    same value as a password anywhere else (in code, under another key) still is one."""
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "handler.py").write_text(
+        'def main(event, context):\n    return {}\n\nDB_PASSWORD = "gh2-hook"\n'
+    )
+    (root / "donjon.yaml").write_text(
+        "name: s3p\nhandler: handler.main\nmemory_mb: 64\ntimeout_s: 3\n"
+        "permissions:\n  secrets: [db-pass2]\n"
+        "triggers:\n"
+        "  - s3: {source: push, path: /s3p, secret: s3p-token}\n"
+        "  - webhook:\n      path: /gh\n      secret: gh2-hook\n"
+        "  - webhook: {path: /gh3, secret: 'gh3-hook'}\n"
+        "settings:\n  api_password: Tr0ub4dor-3x\n  db_password: s3p-token\n"
+    )
+    report = scan_path(root)
+    secrets = [f for f in report.findings if f.kind is FindingKind.SECRET]
+    found = sorted((f.location.path, f.location.line) for f in secrets)
+    assert found == [("donjon.yaml", 14), ("donjon.yaml", 15), ("handler.py", 4)], found

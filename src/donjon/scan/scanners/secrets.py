@@ -19,7 +19,7 @@ from detect_secrets.plugins.base import BasePlugin
 
 from donjon.scan.interface import Scanner, ScannerOutput
 from donjon.scan.model import Confidence, Finding, Location
-from donjon.scan.project import Project, SourceFile
+from donjon.scan.project import ManifestDoc, Project, SourceFile
 from donjon.scan.rules import rule
 from donjon.scan.scanners.secret_context import CODE_SUFFIXES, is_comment_line, is_sample_path
 from donjon.scan.scanners.secret_detect import (
@@ -68,6 +68,34 @@ _MAX_LINE = 4000
 _FORMAT_RULE = "DJ-SEC-001"
 #: Characters a window shares with the one before: no credential is cut in two unseen.
 _OVERLAP = 512
+#: A vault secret's name (vault/names.py), as a manifest names one.
+_VAULT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+#: What a line of a manifest says before a value its contract makes a secret's name: a
+#: trigger's `secret:` or `dsn:`, or an entry of `secrets: [...]` (a flow list).
+_NAME_KEY = re.compile(r"(?:^|[\s{,])(?:secrets?|dsn)\s*:\s*(?:\[[^\[\]]*)?['\"]?$")
+
+
+def _named_secrets(doc: ManifestDoc) -> frozenset[str]:
+    """The vault secrets a parsed manifest names: its grants, and its triggers' `secret`
+    and `dsn` (manifest/event_triggers.py). Names by contract, whatever they look like."""
+    data = doc.data or {}
+    permissions = data.get("permissions")
+    grants = permissions.get("secrets") if isinstance(permissions, dict) else None
+    names = list(grants) if isinstance(grants, list) else []
+    triggers = data.get("triggers")
+    for trigger in triggers if isinstance(triggers, list) else []:
+        for spec in trigger.values() if isinstance(trigger, dict) else ():
+            if isinstance(spec, dict):
+                names += [spec.get("secret"), spec.get("dsn")]
+    return frozenset(n for n in names if isinstance(n, str) and _VAULT_NAME.fullmatch(n))
+
+
+def _is_named(cand: Candidate, line: str, at: int, names: frozenset[str]) -> bool:
+    """Whether a keyword candidate on a manifest's line is one of the secrets' names it
+    gives (`secret: s3p-token`, `secrets: [db-pass2]`), where the manifest names one. The
+    same value under any other key (`password: s3p-token`) is still a password."""
+    core = cand.secret.strip().rstrip("}]),;").strip("'\"`")
+    return cand.rule_id in _CONTEXTUAL and core in names and bool(_NAME_KEY.search(line[:at]))
 
 
 def _windows(line: str) -> list[tuple[int, str]]:
@@ -172,18 +200,23 @@ class SecretScanner(Scanner):
     def scan(self, project: Project) -> ScannerOutput:
         findings: list[Finding] = []
         secrets: set[str] = set()
+        named = {doc.source.rel: _named_secrets(doc) for doc in project.manifests}
         for source in project.files:
             name = PurePosixPath(source.rel).name
             if name in _LOCK_FILES or (
                 heuristic.is_non_text_file(name) and PurePosixPath(name).suffix not in _SOURCES
             ):
                 continue
-            found, values = self._scan_file(source)
+            found, values = self._scan_file(source, named.get(source.rel, frozenset()))
             findings.extend(found)
             secrets.update(values)
         return ScannerOutput(tuple(findings), secrets=frozenset(secrets))
 
-    def _scan_file(self, source: SourceFile) -> tuple[list[Finding], set[str]]:
+    def _scan_file(
+        self, source: SourceFile, named: frozenset[str]
+    ) -> tuple[list[Finding], set[str]]:
+        """The findings of one file; `named`: the secrets' names its manifest gives, if it
+        is one (`_is_named`)."""
         regexes = keyword_regexes(source.rel)
         scan = _FileScan(source)
         seen: dict[tuple[int, str], int] = {}  # (line, value) -> index of its finding
@@ -208,6 +241,8 @@ class SecretScanner(Scanner):
                     continue
                 at = text.find(cand.secret)
                 if (number, cand.secret) in seen or _cut(source.line(number), start, at, cand):
+                    continue
+                if named and _is_named(cand, text, at, named):
                     continue
                 masked = mask(cand.secret, show_prefix=cand.rule_id == "DJ-SEC-001")
                 near = text if len(text) <= 200 else text[max(at - 80, 0) : at + 120]
