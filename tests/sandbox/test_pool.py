@@ -17,6 +17,7 @@ from donjon.sandbox import (
     InstanceConfig,
     SandboxHost,
     SandboxPool,
+    SandboxUnavailable,
     TooManyInvocations,
     compile_filters,
     detect_resource_control,
@@ -236,3 +237,22 @@ def test_a_sweep_by_another_node_leaves_a_live_sandboxs_call_cgroups(
             await pool.close()
 
     assert _run(go()) == [16] * 6
+
+
+def test_a_closed_pool_starts_no_sandbox(bundle: Path) -> None:
+    """After `close` (the node stopping), a call that still reaches the pool (a schedule,
+    a queue's worker, a request in flight) is refused with 503, and no sandbox is started
+    that nothing would ever close: before, it made a new slot and started one."""
+
+    async def go() -> tuple[int, int]:
+        pool = SandboxPool(detect_resource_control(), compile_filters(), _host(bundle))
+        cfg = _config(bundle, warm=True)
+        await pool.invoke(cfg, _meta(), b"{}", 5)  # a sandbox, then the node stops
+        await pool.close()
+        with pytest.raises(SandboxUnavailable) as refused:
+            await pool.invoke(cfg, _meta(), b"{}", 5)
+        assert status_for(refused.value) == 503
+        assert "stopping" in refused.value.message
+        return pool.cold_starts, pool.running()
+
+    assert _run(go()) == (1, 0)

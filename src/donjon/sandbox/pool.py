@@ -25,6 +25,7 @@ from donjon.sandbox.errors import (
     FunctionCrashed,
     FunctionMemoryExceeded,
     FunctionTimeout,
+    SandboxUnavailable,
     TooManyInvocations,
 )
 from donjon.sandbox.host import SandboxHost
@@ -105,11 +106,14 @@ class SandboxPool:
         self.cold_starts = 0
         #: The loop's timeouts of waits for a slot (deadlines.py), once a call waited.
         self._deadlines: Deadlines | None = None
+        #: Closed (the node stopping): no call starts, so no sandbox outlives the pool.
+        self._closed = False
 
     def start(self) -> None:
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle())
 
     async def close(self) -> None:
+        self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,6 +140,7 @@ class SandboxPool:
         `request_id` names the call in the egress proxy's records; `runs_on` is told
         of a call whose processes run on after this returns (an invocation that answered
         early): what it returns is called once they are gone."""
+        self._check_open()
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
         slot.calls += 1  # before any await: the reaper leaves this slot alone
@@ -284,6 +289,14 @@ class SandboxPool:
         now, shed, service_s = time.monotonic(), backlog.bounds.shed, slot.service.seconds
         slot.queue.waited(now - admitted, now, shed.target(service_s), shed.interval(service_s))
 
+    def _check_open(self) -> None:
+        """Refuse a call or a start once the pool is closed (the node stopping): a sandbox
+        started now would outlive the pool, with nothing left to stop it."""
+        if self._closed:
+            raise SandboxUnavailable(
+                "the node is stopping: no call starts", hint="call again once it is up"
+            )
+
     def _new_slot(self, config: InstanceConfig) -> _Slot:
         slot = _Slot(config, asyncio.Semaphore(config.concurrency))
         self._slots[(config.function, config.version)] = slot
@@ -348,6 +361,7 @@ class SandboxPool:
 
         Raises what the start raises (an import error is `FunctionFailed`).
         """
+        self._check_open()
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
         slot.calls += 1  # the reaper leaves a slot alone while its sandbox starts
