@@ -24,9 +24,15 @@ def _build_dirs() -> set[str]:
     return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("donjon-build-")}
 
 
-def test_a_tree_larger_than_a_node_takes_is_refused_before_it_is_copied(tmp_path: Path) -> None:
+def test_a_tree_larger_than_a_node_takes_is_refused_before_it_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sparse file past the unpacked limit (costing no disk) is refused by its size at once,
     not copied out byte by byte and read into memory."""
+    # A temporary directory of this test's own: other processes' builds (a test worker
+    # beside this one) come and go in the shared one.
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     root = _fn(tmp_path / "fn")
     with (root / "huge.bin").open("wb") as f:
         f.truncate(64 * MAX_UNPACKED_BYTES)  # 16 GiB of holes
