@@ -1,0 +1,122 @@
+"""A secret's lifecycle under attack. Against a real node.
+
+A rotated webhook secret kept verifying deliveries for the node's grace (24 h by
+  default), and nothing ended it sooner: an operator who knew the old value had leaked
+  could not stop its holder from signing deliveries all day. `rotate` with `no_grace`
+  (`donjon secret rotate NAME --no-grace`), the admin's or the secret's creator's, now
+  drops every older version in the rotation's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from donjon.bundle import build_bundle
+from harness import LiveNode, run_cli
+from sec_support import assert_problem, audit_records
+from triggers.webhook_signing import github_headers
+from webhook_support import HANDLER, post_hook
+
+#: The vault's largest value, in characters.
+LONG = 64 * 1024 - 1
+
+
+def _tag() -> str:
+    """A fresh tag of letters only (hex in a manifest reads as a hard-coded value)."""
+    return secrets.token_hex(3).translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
+def _deploy(node: LiveNode, root: Path, key: str | None = None) -> httpx.Response:
+    _, archive = build_bundle(root)
+    with node.client(key) as c:
+        return c.post("/v1/functions", content=archive, params={"unsafe_skip_scan": "true"})
+
+
+def _function(tmp: Path, name: str, manifest: str, code: str = HANDLER) -> Path:
+    root = tmp / name
+    root.mkdir()
+    (root / "main.py").write_text(code)
+    (root / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\n{manifest}")
+    return root
+
+
+def _role_key(node: LiveNode, name: str, resources: str) -> str:
+    """A key of a new role that may write and use the secrets `resources` names."""
+    statement = {
+        "effect": "allow",
+        "actions": ["secret:write", "secret:list", "secret:use"],
+        "resources": [resources],
+    }
+    with node.client() as c:
+        r = c.post("/v1/roles", json={"name": name, "statements": [statement]})
+        assert r.status_code == 201, r.text
+        r = c.post("/v1/keys", json={"name": name, "role": name})
+        assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+def _signed(node: LiveNode, path: str, value: str) -> int:
+    """The status of a fresh delivery to /hooks`path` signed with `value`."""
+    body = json.dumps({"ref": secrets.token_hex(8)}).encode()
+    return post_hook(node, path, body, github_headers(value, body)).status_code
+
+
+def _rotate(node: LiveNode, name: str, body: dict[str, Any], key: str | None = None) -> Any:
+    with node.client(key) as c:
+        return c.post(f"/v1/secrets/{name}/versions", json=body)
+
+
+def test_a_leaked_hook_secret_is_revoked_at_once_by_a_rotation_without_grace(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """After a rotation the old value signs deliveries for the grace; a rotation with
+    `no_grace` (the admin's or the secret's creator's, audited) ends it for every older
+    value at once. Another writer of the secret may not."""
+    tag = _tag()
+    name, path = f"lk{tag}-hook", f"/lk{tag}"
+    owner = _role_key(node, f"lk{tag}-owner", f"lk{tag}-*")
+    writer = _role_key(node, f"lk{tag}-writer", f"lk{tag}-*")
+    leaked, second = "gh-" + secrets.token_hex(16), "gh-" + secrets.token_hex(16)
+    with node.client(owner) as c:
+        assert c.post(f"/v1/secrets/{name}", json={"value": leaked}).status_code == 201
+    hook = f"triggers:\n  - webhook: {{path: {path}, scheme: github, secret: {name}}}\n"
+    assert _deploy(node, _function(tmp_path, f"lk{tag}-fn", hook)).status_code == 201
+    assert _signed(node, path, leaked) == 202
+
+    assert _rotate(node, name, {"value": second}, owner).status_code == 201
+    assert _signed(node, path, leaked) == 202  # the grace: the leaked value still signs
+
+    third = "gh-" + secrets.token_hex(16)
+    refused = _rotate(node, name, {"value": third, "no_grace": True}, writer)
+    assert "creator" in assert_problem(refused, 403)["detail"]
+    (denial,) = audit_records(node, refused.headers["x-request-id"])
+    assert (denial["action"], denial["outcome"]) == ("secret.rotate", "denied"), denial
+    assert _signed(node, path, leaked) == 202  # refused: nothing changed
+    with node.client() as c:
+        (summary,) = [s for s in c.get("/v1/secrets").json() if s["name"] == name]
+    assert summary["latest"] == 2, summary
+
+    # The creator, through the CLI (`donjon secret rotate NAME --no-grace`).
+    done = run_cli(
+        node.env(owner), "secret", "rotate", name, "--no-grace", "--output", "json", input=third
+    )
+    assert json.loads(done.stdout) == {"name": name, "version": 3}
+    assert _signed(node, path, leaked) == 401
+    assert _signed(node, path, second) == 401
+    assert _signed(node, path, third) == 202
+    with node.client() as c:
+        records = c.get("/v1/audit", params={"n": 200}).json()
+    (record,) = [
+        r for r in records if r["target"] == f"secret:{name}" and r["detail"].get("version") == 3
+    ]
+    assert (record["action"], record["outcome"]) == ("secret.rotate", "ok"), record
+    assert (record["detail"]["no_grace"], record["detail"]["revoked"]) == (True, 2), record
+    assert third not in json.dumps(records)
+    with node.client() as c:
+        (summary,) = [s for s in c.get("/v1/secrets").json() if s["name"] == name]
+    assert (summary["latest"], summary["versions"]) == (3, 1), summary
