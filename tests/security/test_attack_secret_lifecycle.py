@@ -1,10 +1,17 @@
-"""A secret's lifecycle under attack. Against a real node.
+"""A secret's lifecycle under attack: a leaked webhook secret, and a rotation's fit check
+read as an oracle. Against a real node.
 
-A rotated webhook secret kept verifying deliveries for the node's grace (24 h by
+- A rotated webhook secret kept verifying deliveries for the node's grace (24 h by
   default), and nothing ended it sooner: an operator who knew the old value had leaked
   could not stop its holder from signing deliveries all day. `rotate` with `no_grace`
   (`donjon secret rotate NAME --no-grace`), the admin's or the secret's creator's, now
   drops every older version in the rotation's transaction.
+- A rotation was refused as too large for a function's grants by the length of that
+  function's other granted values: a role that may write one of them (and may not use
+  the others) learned their length to the character, from the total the refusal named
+  (a function it may read), else by trying values of growing size (201 or 422). The fit
+  check now weighs only the functions whose other grants the caller may use, and no
+  refusal (a rotation's, a call's) names a length.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 import httpx
 
 from donjon.bundle import build_bundle
+from donjon.vault.service import MAX_GRANTED
 from harness import LiveNode, run_cli
 from sec_support import assert_problem, audit_records
 from triggers.webhook_signing import github_headers
@@ -120,3 +128,46 @@ def test_a_leaked_hook_secret_is_revoked_at_once_by_a_rotation_without_grace(
     with node.client() as c:
         (summary,) = [s for s in c.get("/v1/secrets").json() if s["name"] == name]
     assert (summary["latest"], summary["versions"]) == (3, 1), summary
+
+
+def test_a_rotation_refused_as_too_large_tells_no_other_value_length(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A role that may write one of a function's granted secrets, and not use the others,
+    learns nothing of their lengths from a rotation: before, the refusal named the total
+    of the function's grants, so the others' length to the character."""
+    tag = _tag()
+    theirs = [f"ol{tag}-admin-{i}" for i in range(3)]
+    hidden = f"ol{tag}-admin-hidden"
+    own = f"ol{tag}-team-own"
+    hidden_len = 20_000 + secrets.randbelow(1000)
+    team = _role_key(node, f"ol{tag}-team", f"ol{tag}-team-*")
+    with node.client() as c:
+        for name in theirs:
+            value = secrets.token_hex(LONG)[:LONG]
+            assert c.post(f"/v1/secrets/{name}", json={"value": value}).status_code == 201
+        value = secrets.token_hex(hidden_len)[:hidden_len]
+        assert c.post(f"/v1/secrets/{hidden}", json={"value": value}).status_code == 201
+    with node.client(team) as c:
+        assert c.post(f"/v1/secrets/{own}", json={"value": "small"}).status_code == 201
+    grants = ", ".join([*theirs, hidden, own])
+    code = "def handler(event, context):\n    return {'n': len(context.secrets)}\n"
+    fn = f"ol{tag}-fn"
+    manifest = f"permissions: {{secrets: [{grants}]}}\n"
+    assert _deploy(node, _function(tmp_path, fn, manifest, code)).status_code == 201
+    assert node.invoke(fn, {}).status_code == 200
+    others = LONG * len(theirs) + hidden_len
+
+    lengths = (str(others + LONG), str(hidden_len))
+    rotated = _rotate(node, own, {"value": "x" * LONG}, team)
+    assert not any(n in rotated.json().get("detail", "") for n in lengths), rotated.text
+    assert rotated.status_code == 201, rotated.text  # the team may not weigh the others
+    body = assert_problem(node.invoke(fn, {}), 422)
+    assert f"over the {MAX_GRANTED}" in body["detail"]
+    assert not any(n in body["detail"] for n in lengths), body
+    # The admin, who may use every grant, is refused the same rotation, told no length.
+    refused = _rotate(node, own, {"value": "y" * LONG})
+    body = assert_problem(refused, 422)
+    assert fn in body["detail"] and not any(n in body["detail"] for n in lengths), body
+    assert _rotate(node, own, {"value": "small"}).status_code == 201
+    assert node.invoke(fn, {}).status_code == 200

@@ -56,21 +56,27 @@ async def _value(
 async def _check_fits(node: Node, name: str, value: Secret[str], principal: Principal) -> None:
     """`GrantedTooLarge` (422, nothing changed) if `value` would take a deployed function's
     granted secrets past what one call carries (vault MAX_GRANTED): every call of it would
-    be refused until the value shrank. Names only the functions `principal` may read."""
-    over: list[tuple[Deployed, int]] = []
+    be refused until the value shrank. Names only the functions `principal` may read.
+
+    Weighed only for the functions whose other granted secrets `principal` may use (a
+    function it deployed would read them): otherwise the refusal, said or not, told a
+    writer of one secret the others' length, by trying values of growing size. Those
+    functions' calls are refused instead, as after any value that breaks them."""
+    over: list[Deployed] = []
     size = len(value.reveal())
     for deployed in _granted_to(node, name):
-        granted = deployed.manifest.permissions.secrets
+        others = [g for g in deployed.manifest.permissions.secrets if g != name]
+        if not all(node.policy.decide(principal, Action.SECRET_USE, g).allowed for g in others):
+            continue
         try:
-            others = await node.vault.open_granted([g for g in granted if g != name])
-            total = size + sum(len(v) for v in others.values())
+            total = size + sum(len(v) for v in (await node.vault.open_granted(others)).values())
         except GrantedTooLarge:  # past it already, whatever this value is
             total = size + MAX_GRANTED
         if total > MAX_GRANTED:
-            over.append((deployed, total))
+            over.append(deployed)
     if not over:
         return
-    shown = [f"{d.name} ({total})" for d, total in over if _may_read(node, principal, d)]
+    shown = [d.name for d in over if _may_read(node, principal, d)]
     hidden = len(over) - len(shown)
     named = ", ".join([*shown, *([f"{hidden} other function(s)"] if hidden else [])])
     raise GrantedTooLarge(

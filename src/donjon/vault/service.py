@@ -195,9 +195,10 @@ class Vault:
             out[name] = value = opened[1].reveal()
             total += len(value)
         if total > MAX_GRANTED:
+            # Not how many: the caller may not read them (their length is theirs too).
             raise GrantedTooLarge(
-                f"the secrets this function is granted hold {total} characters together, "
-                f"over the {MAX_GRANTED} one call carries",
+                "the values of the secrets this function is granted are together, in "
+                f"characters, over the {MAX_GRANTED} one call carries",
                 hint="grant it fewer or smaller secrets",
             )
         return out
