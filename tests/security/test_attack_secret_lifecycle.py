@@ -1,5 +1,5 @@
-"""A secret's lifecycle under attack: a leaked webhook secret, and a rotation's fit check
-read as an oracle. Against a real node.
+"""A secret's lifecycle under attack: a leaked webhook secret, a rotation's fit check read
+as an oracle, and a removal racing a deploy that grants the secret. Against a real node.
 
 - A rotated webhook secret kept verifying deliveries for the node's grace (24 h by
   default), and nothing ended it sooner: an operator who knew the old value had leaked
@@ -12,12 +12,18 @@ read as an oracle. Against a real node.
   (a function it may read), else by trying values of growing size (201 or 422). The fit
   check now weighs only the functions whose other grants the caller may use, and no
   refusal (a rotation's, a call's) names a length.
+- `secret rm` checked the deployed functions' grants while a deploy that granted the
+  secret had checked it existed and was starting its sandbox: both succeeded, and the
+  function was deployed granted a secret no longer in the vault. The deploy now checks
+  again in its switch, and the removal's check and delete hold that switch.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +177,55 @@ def test_a_rotation_refused_as_too_large_tells_no_other_value_length(
     assert fn in body["detail"] and not any(n in body["detail"] for n in lengths), body
     assert _rotate(node, own, {"value": "small"}).status_code == 201
     assert node.invoke(fn, {}).status_code == 200
+
+
+#: A handler whose import (run in the new version's sandbox before its switch) is slow.
+_SLOW_IMPORT = "import time\ntime.sleep(3)\ndef handler(event, context):\n    return {}\n"
+
+
+def _race(node: LiveNode, root: Path, secret: str, delay_s: float) -> tuple[Any, Any]:
+    """Deploy `root` and, `delay_s` into it, remove `secret`; both answers."""
+    answers: dict[str, Any] = {}
+
+    def deploy() -> None:
+        answers["deploy"] = _deploy(node, root)
+
+    thread = threading.Thread(target=deploy)
+    thread.start()
+    time.sleep(delay_s)
+    with node.client() as c:
+        answers["rm"] = c.delete(f"/v1/secrets/{secret}")
+    thread.join(120)
+    return answers["deploy"], answers["rm"]
+
+
+def test_a_secret_removed_during_a_deploy_granting_it_is_never_left_granted(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """`secret rm` while a deploy granting the secret is between its grant check and its
+    switch (its sandbox importing the handler): the deploy is refused, or the removal is;
+    never both made, a function granted a secret the vault lacks (before, both were)."""
+    tag = _tag()
+    caught = 0
+    for attempt, delay_s in enumerate((1.0, 1.5, 2.0, 0.5)):
+        secret, fn = f"rr{tag}-{attempt}", f"rr{tag}-fn-{attempt}"
+        with node.client() as c:
+            assert c.post(f"/v1/secrets/{secret}", json={"value": "v"}).status_code == 201
+        manifest = f"permissions: {{secrets: [{secret}]}}\n"
+        root = _function(tmp_path, fn, manifest, _SLOW_IMPORT)
+        deployed, removed = _race(node, root, secret, delay_s)
+        assert not (deployed.status_code == 201 and removed.status_code == 204), (
+            f"both made: {fn} is deployed granted {secret}, which is gone"
+        )
+        if removed.status_code == 204:
+            assert deployed.status_code == 422, deployed.text
+            caught += "removed while this deploy ran" in deployed.json()["detail"]
+            with node.client() as c:
+                assert c.get(f"/v1/functions/{fn}").status_code == 404
+        else:
+            assert deployed.status_code == 201, deployed.text
+            assert_problem(removed, 409)
+            assert node.invoke(fn, {}).status_code == 200
+        if caught:
+            break
+    assert caught, "no removal landed between the deploy's check and its switch"

@@ -176,10 +176,8 @@ def _may_read(node: Node, principal: Principal, deployed: Deployed) -> bool:
     return node.policy.decide(principal, Action.READ, deployed.name, owner).allowed
 
 
-async def delete_secret(
-    request: Request, node: Node, principal: Principal, request_id: str
-) -> Response:
-    name = check_name(request.path_params["secret"])
+def _refuse_used(node: Node, name: str, principal: Principal) -> None:
+    """`StoreConflict` if a deployed function uses secret `name` (`_grants`)."""
     users = _grants(node).get(name)
     if users:
         shown = sorted(_grants(node, principal).get(name, []))
@@ -189,7 +187,17 @@ async def delete_secret(
             f"secret {name} is used by {named} (granted to their code, or named by their triggers)",
             hint="deploy them without the grant or the trigger naming it (or remove them) first",
         )
-    async with node.changes.change(_event(principal, "secret.rm", name, request_id)):
+
+
+async def delete_secret(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = check_name(request.path_params["secret"])
+    # Checked and removed with no deploy switching meanwhile: one granting it that started
+    # before checks again in its switch (lifecycle/deploy_notes.py).
+    event = _event(principal, "secret.rm", name, request_id)
+    async with node.changes.change(event), node.deployments.switching:
+        _refuse_used(node, name, principal)
         await node.vault.remove(name)
     return Response(status_code=204)
 
