@@ -19,7 +19,7 @@ from donjon.gateway import queue_views, quota_views, views
 from donjon.gateway.app import create_app
 from donjon.gateway.node import Node
 from donjon.gateway.openapi import openapi_document, served_operations, template
-from donjon.gateway.schemas import KeyCreate, KeyRotate, SecretValue
+from donjon.gateway.schemas import KeyCreate, KeyRotate, SecretRotation, SecretValue
 from donjon.gateway.views import KeyView, Problem
 from donjon.identity.issuers import IssuerRequest
 from donjon.identity.policy_doc import RoleDocument
@@ -27,7 +27,10 @@ from harness import LiveNode
 
 _REF = "#/components/schemas/{model}"
 _MODELS: dict[str, type[BaseModel]] = {
-    **{m.__name__: m for m in (KeyCreate, KeyRotate, SecretValue, RoleDocument, IssuerRequest)},
+    **{
+        m.__name__: m
+        for m in (KeyCreate, KeyRotate, SecretValue, SecretRotation, RoleDocument, IssuerRequest)
+    },
     **{name: getattr(views, name) for name in views.__all__},
     **{name: getattr(quota_views, name) for name in quota_views.__all__},
     **{

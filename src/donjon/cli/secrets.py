@@ -66,14 +66,22 @@ def secret_set(name: str, from_file: Path | None, output: OutputFormat) -> None:
 @secret.command("rotate")
 @click.argument("name")
 @_FROM_FILE
+@click.option(
+    "--no-grace",
+    is_flag=True,
+    help="Delete the older versions too: webhooks stop accepting them at once (a leaked "
+    "value). An admin's or the secret's creator's only.",
+)
 @output_option
-def secret_rotate(name: str, from_file: Path | None, output: OutputFormat) -> None:
-    """Give NAME a new version; every call from now on gets it."""
+def secret_rotate(name: str, from_file: Path | None, no_grace: bool, output: OutputFormat) -> None:
+    """Give NAME a new version; every call from now on gets it. Webhooks accept the older
+    versions for DONJON_WEBHOOK_SECRET_GRACE_S more, unless --no-grace."""
     check_name(name)
     value = _read_value(from_file)
-    done = ApiClient(load_settings()).json(
-        "POST", f"/v1/secrets/{name}/versions", json={"value": value}
-    )
+    body: dict[str, object] = {"value": value}
+    if no_grace:
+        body["no_grace"] = True
+    done = ApiClient(load_settings()).json("POST", f"/v1/secrets/{name}/versions", json=body)
     emit(output, done, lambda: echo_text(f"rotated {done['name']} to version {done['version']}"))
 
 

@@ -376,7 +376,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "secrets",
         {201: v.SecretVersion},
         (*BODY, 404, 409, 422),
-        s.SecretValue,
+        s.SecretRotation,
     ),
     ("DELETE", "/v1/secrets/{secret}"): Operation(
         "removeSecret",

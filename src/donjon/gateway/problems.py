@@ -71,7 +71,7 @@ from donjon.triggers.queue import (
 )
 from donjon.triggers.webhooks import BadDelivery, WebhookError, WebhookMisconfigured
 from donjon.vault import SecretNotFound
-from donjon.vault.errors import GrantedTooLarge
+from donjon.vault.errors import GraceEndForbidden, GrantedTooLarge
 from donjon.vault.names import BadSecret
 
 __all__ = [
@@ -155,6 +155,7 @@ STATUS: dict[type[Error], int] = {
     SecretNotFound: 404,
     # The function as deployed cannot be called: its grants carry more than a call may.
     GrantedTooLarge: 422,
+    GraceEndForbidden: 403,
     BadWindow: 400,
     FunctionQuarantined: 503,
     NotQuarantined: 404,

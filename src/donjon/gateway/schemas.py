@@ -27,6 +27,7 @@ __all__ = [
     "Integer",
     "KeyCreate",
     "KeyRotate",
+    "SecretRotation",
     "SecretValue",
     "parse_body",
     "query_flag",
@@ -169,4 +170,19 @@ class SecretValue(_Request):
     value: str = Field(
         description="text of 1 byte to 64 KiB, no NUL; never answered back",
         json_schema_extra={"minLength": 1, "maxLength": 65536, "pattern": "^[^\\u0000]*$"},
+    )
+
+
+class SecretRotation(SecretValue):
+    model_config = ConfigDict(
+        strict=True,
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"value": "an example value", "no_grace": True}]},
+    )
+
+    no_grace: bool = Field(
+        False,
+        description="delete the older versions with this one: no webhook accepts them from "
+        "now on (a leaked value); the admin's or the secret's creator's only",
     )

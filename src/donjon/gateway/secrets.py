@@ -17,12 +17,12 @@ from donjon.gateway.errors import BadRequest
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import RekeyResult, SecretSummary, SecretVersion
-from donjon.identity import Action, Principal
+from donjon.identity import Action, Principal, Role
 from donjon.lifecycle import Deployed
 from donjon.manifest.exposure import trigger_secrets
 from donjon.secret import Secret
 from donjon.store import StoreConflict
-from donjon.vault.errors import GrantedTooLarge
+from donjon.vault.errors import GraceEndForbidden, GrantedTooLarge
 from donjon.vault.keyring import rekey
 from donjon.vault.names import MAX_VALUE_BYTES, check_name, check_value
 from donjon.vault.service import MAX_GRANTED
@@ -34,37 +34,49 @@ _MAX_BODY = MAX_VALUE_BYTES * 6 + 1024
 
 
 async def _value(
-    request: Request, node: Node, principal: Principal, request_id: str
-) -> Secret[str]:
+    request: Request, node: Node, principal: Principal, request_id: str, *, rotation: bool = False
+) -> tuple[Secret[str], bool]:
+    """The body's value, and (a `rotation`'s) whether it asks for no grace."""
     body = await parse_json(
         node, request, principal.label, await read_body(request, _MAX_BODY) or b"null", request_id
     )
-    if not isinstance(body, dict) or set(body) != {"value"}:
+    allowed = {"value", "no_grace"} if rotation else {"value"}
+    if not isinstance(body, dict) or "value" not in body or not set(body) <= allowed:
+        shown = '{"value": "...", "no_grace": false}' if rotation else '{"value": "..."}'
         raise BadRequest(
-            'the body must be {"value": "..."} and nothing else',
+            f"the body must be {shown} and nothing else",
             hint="`donjon secret set NAME` reads the value from stdin or --from-file",
         )
-    return Secret(check_value(body["value"]))
+    no_grace = body.get("no_grace", False)
+    if not isinstance(no_grace, bool):
+        raise BadRequest("no_grace must be true or false")
+    return Secret(check_value(body["value"])), no_grace
 
 
 async def _check_fits(node: Node, name: str, value: Secret[str], principal: Principal) -> None:
     """`GrantedTooLarge` (422, nothing changed) if `value` would take a deployed function's
     granted secrets past what one call carries (vault MAX_GRANTED): every call of it would
-    be refused until the value shrank. Names only the functions `principal` may read."""
-    over: list[tuple[Deployed, int]] = []
+    be refused until the value shrank. Names only the functions `principal` may read.
+
+    Weighed only for the functions whose other granted secrets `principal` may use (a
+    function it deployed would read them): otherwise the refusal, said or not, told a
+    writer of one secret the others' length, by trying values of growing size. Those
+    functions' calls are refused instead, as after any value that breaks them."""
+    over: list[Deployed] = []
     size = len(value.reveal())
     for deployed in _granted_to(node, name):
-        granted = deployed.manifest.permissions.secrets
+        others = [g for g in deployed.manifest.permissions.secrets if g != name]
+        if not all(node.policy.decide(principal, Action.SECRET_USE, g).allowed for g in others):
+            continue
         try:
-            others = await node.vault.open_granted([g for g in granted if g != name])
-            total = size + sum(len(v) for v in others.values())
+            total = size + sum(len(v) for v in (await node.vault.open_granted(others)).values())
         except GrantedTooLarge:  # past it already, whatever this value is
             total = size + MAX_GRANTED
         if total > MAX_GRANTED:
-            over.append((deployed, total))
+            over.append(deployed)
     if not over:
         return
-    shown = [f"{d.name} ({total})" for d, total in over if _may_read(node, principal, d)]
+    shown = [d.name for d in over if _may_read(node, principal, d)]
     hidden = len(over) - len(shown)
     named = ", ".join([*shown, *([f"{hidden} other function(s)"] if hidden else [])])
     raise GrantedTooLarge(
@@ -74,16 +86,29 @@ async def _check_fits(node: Node, name: str, value: Secret[str], principal: Prin
     )
 
 
-def _event(principal: Principal, action: str, name: str, request_id: str) -> AuditEvent:
+def _event(
+    principal: Principal,
+    action: str,
+    name: str,
+    request_id: str,
+    outcome: str = "ok",
+    detail: dict[str, object] | None = None,
+) -> AuditEvent:
     """A secret change's record (the version, if any, is added by the store)."""
-    return AuditEvent(principal.label, action, f"secret:{name}", "ok", {"request_id": request_id})
+    return AuditEvent(
+        principal.label,
+        action,
+        f"secret:{name}",
+        outcome,
+        {"request_id": request_id, **(detail or {})},
+    )
 
 
 async def create_secret(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
     name = check_name(request.path_params["secret"])
-    value = await _value(request, node, principal, request_id)
+    value, _ = await _value(request, node, principal, request_id)
     await _check_fits(node, name, value, principal)
     async with node.changes.change(_event(principal, "secret.set", name, request_id)):
         done = await node.vault.set(name, value, principal.label)
@@ -94,11 +119,24 @@ async def create_secret(
 async def rotate_secret(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
+    """A new version of the secret; with `no_grace` (the admin's or the secret's creator's)
+    its older versions are deleted with it: a webhook accepts none of them from now on."""
     name = check_name(request.path_params["secret"])
-    value = await _value(request, node, principal, request_id)
+    value, no_grace = await _value(request, node, principal, request_id, rotation=True)
     await _check_fits(node, name, value, principal)
-    async with node.changes.change(_event(principal, "secret.rotate", name, request_id)):
-        done = await node.vault.rotate(name, value, principal.label)
+    extra: dict[str, object] = {"no_grace": True} if no_grace else {}
+    try:
+        async with node.changes.change(
+            _event(principal, "secret.rotate", name, request_id, detail=extra)
+        ):
+            done = await node.vault.rotate(
+                name, value, principal.label, no_grace=no_grace, admin=principal.role == Role.ADMIN
+            )
+    except GraceEndForbidden:
+        await node.audit.record(
+            _event(principal, "secret.rotate", name, request_id, "denied", extra)
+        )
+        raise
     await _recycle(node, name)
     return render(SecretVersion(name=name, version=done.version), 201)
 
@@ -138,10 +176,8 @@ def _may_read(node: Node, principal: Principal, deployed: Deployed) -> bool:
     return node.policy.decide(principal, Action.READ, deployed.name, owner).allowed
 
 
-async def delete_secret(
-    request: Request, node: Node, principal: Principal, request_id: str
-) -> Response:
-    name = check_name(request.path_params["secret"])
+def _refuse_used(node: Node, name: str, principal: Principal) -> None:
+    """`StoreConflict` if a deployed function uses secret `name` (`_grants`)."""
     users = _grants(node).get(name)
     if users:
         shown = sorted(_grants(node, principal).get(name, []))
@@ -151,7 +187,17 @@ async def delete_secret(
             f"secret {name} is used by {named} (granted to their code, or named by their triggers)",
             hint="deploy them without the grant or the trigger naming it (or remove them) first",
         )
-    async with node.changes.change(_event(principal, "secret.rm", name, request_id)):
+
+
+async def delete_secret(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Response:
+    name = check_name(request.path_params["secret"])
+    # Checked and removed with no deploy switching meanwhile: one granting it that started
+    # before checks again in its switch (lifecycle/deploy_notes.py).
+    event = _event(principal, "secret.rm", name, request_id)
+    async with node.changes.change(event), node.deployments.switching:
+        _refuse_used(node, name, principal)
         await node.vault.remove(name)
     return Response(status_code=204)
 

@@ -18,13 +18,16 @@ from donjon.manifest import Manifest, ManifestError
 from donjon.manifest.exposure import public_triggers, trigger_secrets
 from donjon.manifest.grants import broad_grants
 from donjon.store import FunctionRecord
+from donjon.store.supply import SupplyRecord
 from donjon.vault.service import Vault
 
 __all__ = [
     "audit_detail",
     "check_granted_secrets",
+    "check_secrets_kept",
     "check_trigger_secrets",
     "not_yet_granted",
+    "supply_detail",
     "unsafe_warnings",
 ]
 
@@ -103,6 +106,28 @@ async def check_granted_secrets(vault: Vault | None, manifest: Manifest) -> None
         return
     await _refuse_missing(vault, names, "permissions.secrets grants", "permissions.secrets")
     await vault.open_granted(names)
+
+
+async def check_secrets_kept(vault: Vault | None, manifest: Manifest) -> None:
+    """`ManifestError` if a secret the deploy granted or its triggers name was removed
+    since they were checked: called in the switch, which a removal's check holds too
+    (before, a removal landing while the new version's sandbox started left the function
+    deployed granted a secret the vault lacked)."""
+    names = {*manifest.permissions.secrets, *trigger_secrets(manifest)}
+    gone = await vault.missing(names) if vault is not None and names else []
+    if gone:
+        raise ManifestError(
+            f"secret {', '.join(gone)} was removed while this deploy ran",
+            problems=[f"no secret named {n} any more" for n in gone],
+            hint="set it again (`donjon secret set NAME`), then deploy again",
+        )
+
+
+def supply_detail(supply: SupplyRecord | None) -> dict[str, object]:
+    """What the deploy's audit record says of the version's SBOM and provenance."""
+    if supply is None:
+        return {}
+    return {"sbom_digest": supply.sbom_digest, "provenance_digest": supply.statement_digest}
 
 
 async def _refuse_missing(vault: Vault, names: Iterable[str], said: str, where: str) -> None:

@@ -36,8 +36,10 @@ from donjon.lifecycle.bundle_claims import BundleClaims
 from donjon.lifecycle.bundle_prune import KEEP_BUNDLES, BundlePrune
 from donjon.lifecycle.deploy_notes import (
     audit_detail,
+    check_secrets_kept,
     check_trigger_secrets,
     not_yet_granted,
+    supply_detail,
     unsafe_warnings,
 )
 from donjon.lifecycle.deploy_queue import DeployQueue
@@ -334,7 +336,7 @@ class Deployments:
             "function.deploy",
             f"{manifest.name}@{version}",
             "ok",
-            {**audit_detail(request_id, accepted, skip_scan), **_supply_detail(supply)},
+            {**audit_detail(request_id, accepted, skip_scan), **supply_detail(supply)},
         )
         # The version's row and its record are committed together (audit/changes.py).
         async with self._changes.change(event) as pending:
@@ -391,8 +393,10 @@ class Deployments:
             loaded.append(make_deployed(stored, bundle))
 
         async with self._switch:
-            # Checked again now: another deploy may have taken a route meanwhile.
+            # Checked again now: another deploy may have taken a route meanwhile, and a
+            # secret it grants may have been removed (a removal holds `switching`).
             route_conflicts(self.registry, accepted.manifest, self._readable_by(principal))
+            await check_secrets_kept(self._vault, accepted.manifest)
             record = await asyncio.to_thread(
                 self._functions.add_version,
                 accepted.manifest.name,
@@ -407,6 +411,11 @@ class Deployments:
             )
             self.registry.put(loaded[-1])
         return record
+
+    @property
+    def switching(self) -> asyncio.Lock:
+        """Held by every switch: what deployed functions use, checked under it, holds."""
+        return self._switch
 
     # -- remove -----------------------------------------------------------------------
 
@@ -465,13 +474,6 @@ class Deployments:
                 },
             )
         )
-
-
-def _supply_detail(supply: SupplyRecord | None) -> dict[str, object]:
-    """What the deploy's audit record says of the version's SBOM and provenance."""
-    if supply is None:
-        return {}
-    return {"sbom_digest": supply.sbom_digest, "provenance_digest": supply.statement_digest}
 
 
 def _settled(finishing: set[asyncio.Future[Any]]) -> Any:

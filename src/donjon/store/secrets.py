@@ -25,6 +25,8 @@ __all__ = ["SecretRow", "SecretStore", "SecretSummary", "VersionRow"]
 class SecretRow:
     name: str
     secret_id: str
+    #: The principal that created it (its label): with an admin, who may end a grace.
+    created_by: str
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class SecretStore:
     def get(self, name: str) -> SecretRow | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(secrets).where(secrets.c.name == name)).one_or_none()
-        return None if row is None else SecretRow(row.name, row.secret_id)
+        return None if row is None else SecretRow(row.name, row.secret_id, row.created_by)
 
     def next_version(self, name: str) -> int:
         with self._engine.connect() as conn:
@@ -66,8 +68,11 @@ class SecretStore:
             ).scalar_one_or_none()
         return int(last or 0) + 1
 
-    def add(self, row: VersionRow, created_by: str, *, create: bool) -> None:
-        """Store a sealed version; with `create`, the secret's row too, in one transaction.
+    def add(
+        self, row: VersionRow, created_by: str, *, create: bool, drop_older: bool = False
+    ) -> None:
+        """Store a sealed version; with `create`, the secret's row too, in one transaction;
+        with `drop_older`, every older version is deleted in it (no webhook accepts them).
 
         `StoreConflict` if the secret exists already (`create`) or that version does.
         """
@@ -94,7 +99,13 @@ class SecretStore:
                         created_by=created_by,
                     )
                 )
-                enlist(conn, version=row.version)
+                facts: dict[str, int] = {"version": row.version}
+                if drop_older:
+                    older = (secret_versions.c.name == row.name) & (
+                        secret_versions.c.version < row.version
+                    )
+                    facts["revoked"] = conn.execute(delete(secret_versions).where(older)).rowcount
+                enlist(conn, **facts)
         except IntegrityError as e:
             raise StoreConflict(
                 f"secret {row.name} (version {row.version}) exists already",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from donjon.errors import Error
 
-__all__ = ["GrantedTooLarge", "SecretNotFound", "VaultError"]
+__all__ = ["GraceEndForbidden", "GrantedTooLarge", "SecretNotFound", "VaultError"]
 
 
 class VaultError(Error):
@@ -23,3 +23,9 @@ class GrantedTooLarge(VaultError):
     """The values of the secrets a function is granted are more than one call carries."""
 
     title = "Granted secrets too large"
+
+
+class GraceEndForbidden(VaultError):
+    """A rotation without grace asked by neither an admin nor the secret's creator."""
+
+    title = "Forbidden"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from donjon.secret import Secret
 from donjon.store import SecretStore, SecretSummary, StoreConflict, VersionRow
 from donjon.vault.envelope import aad_for, gcm_decrypt, gcm_encrypt, new_data_key
-from donjon.vault.errors import GrantedTooLarge, SecretNotFound, VaultError
+from donjon.vault.errors import GraceEndForbidden, GrantedTooLarge, SecretNotFound, VaultError
 from donjon.vault.interface import KeyProvider
 from donjon.vault.names import check_name, check_value
 
@@ -77,17 +77,33 @@ class Vault:
             self._forget(name)
         return VersionInfo(name, 1)
 
-    async def rotate(self, name: str, value: Secret[str], actor: str) -> VersionInfo:
-        """Add a version to `name`; calls from now on get it."""
+    async def rotate(
+        self,
+        name: str,
+        value: Secret[str],
+        actor: str,
+        *,
+        no_grace: bool = False,
+        admin: bool = False,
+    ) -> VersionInfo:
+        """Add a version to `name`; calls from now on get it. With `no_grace` every older
+        version is deleted with it, so no webhook accepts them past this node's next read
+        (another node's, within ACCEPTED_CACHE_S): for a value known to have leaked. Only
+        an `admin` or the secret's creator may (`GraceEndForbidden`: nothing changed)."""
         check_name(name)
         check_value(value.reveal())
         async with self._writes:
             existing = await asyncio.to_thread(self.store.get, name)
             if existing is None:
                 raise SecretNotFound(f"no secret named {name}", hint=f"`donjon secret set {name}`")
+            if no_grace and not (admin or existing.created_by == actor):
+                raise GraceEndForbidden(
+                    f"only an admin or the creator of secret {name} may end its grace",
+                    hint="rotate it with its grace, or ask an admin to rotate it without",
+                )
             version = await asyncio.to_thread(self.store.next_version, name)
             row = await self._seal(name, existing.secret_id, version, value)
-            await asyncio.to_thread(self.store.add, row, actor, create=False)
+            await asyncio.to_thread(self.store.add, row, actor, create=False, drop_older=no_grace)
             self._forget(name)
         return VersionInfo(name, version)
 
@@ -179,9 +195,10 @@ class Vault:
             out[name] = value = opened[1].reveal()
             total += len(value)
         if total > MAX_GRANTED:
+            # Not how many: the caller may not read them (their length is theirs too).
             raise GrantedTooLarge(
-                f"the secrets this function is granted hold {total} characters together, "
-                f"over the {MAX_GRANTED} one call carries",
+                "the values of the secrets this function is granted are together, in "
+                f"characters, over the {MAX_GRANTED} one call carries",
                 hint="grant it fewer or smaller secrets",
             )
         return out
