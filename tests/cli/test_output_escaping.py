@@ -68,3 +68,14 @@ def test_tables_escape_control_characters_and_markup(node: LiveNode) -> None:
     assert not _UNSAFE.search(out), out
     assert "\u202e" not in out.decode()
     assert "k\\x1b[31m[bold]red\\x07\\u202e" in out.decode()
+
+
+def test_audit_tail_shows_a_lone_surrogate_escaped(node: LiveNode) -> None:
+    """A lone surrogate kept in an audit record is printed as its escape by `audit tail`,
+    not an encoding error that ends the listing at that record."""
+    with node.client() as c:
+        body = b'{"name": "i\\ud800", "issuer": "https://i.example"}'
+        r = c.post("/v1/issuers", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    out = _cli(node, "audit", "tail", "-n", "50").decode()
+    assert "issuer:i\\ud800" in out, out

@@ -2,10 +2,11 @@
 
 What the CLI prints from the server was written by others: request paths,
 key names, a function's output. `printable` is the one gate for all of it: C0
-and C1 control characters, DEL, and the Unicode characters that reorder or
-break lines (bidirectional overrides, U+2028/2029) are shown as escapes, so no
-escape sequence (window title, OSC 52 clipboard write, erased line, cursor
-move) reaches the terminal and no carriage return overwrites what is shown.
+and C1 control characters, DEL, the Unicode characters that reorder or break
+lines (bidirectional overrides, U+2028/2029) and lone surrogates are shown as
+escapes, so no escape sequence (window title, OSC 52 clipboard write, erased
+line, cursor move) reaches the terminal, no carriage return overwrites what is
+shown, and no character the terminal's encoding cannot write ends the command.
 """
 
 from __future__ import annotations
@@ -34,16 +35,15 @@ __all__ = [
     "when",
 ]
 
-#: C0 (but tab and newline, decided by the caller), DEL, C1, bidirectional
-#: embeddings, overrides and isolates, the line and paragraph separators.
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-_UNSAFE_BUT_NEWLINE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
+#: Past C0: DEL, C1, bidirectional embeddings, overrides and isolates, the line and
+#: paragraph separators, and lone surrogates (text decoded from a JSON \\ud800 escape:
+#: no terminal encoding can write one, so it would end the command).
+_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+#: C0 (but tab and newline, decided by the caller) and the rest.
+_UNSAFE = re.compile(f"[\x00-\x08\x0a-\x1f{_BEYOND_C0}]")
+_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x08\x0b-\x1f{_BEYOND_C0}]")
 #: In JSON text these can only stand inside strings, where \\u escapes mean the same.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSAFE_IN_JSON = re.compile(f"[{_BEYOND_C0}]")
 
 
 def _escape(match: re.Match[str]) -> str:
