@@ -79,8 +79,8 @@ def test_a_jwt_principal_takes_the_first_of_its_roles_that_sets_a_limit() -> Non
 
 
 def test_a_rate_with_a_trailing_newline_is_refused() -> None:
-    """A key's or role's rate "50/second\\n" is a BadRate, as any other text that is not
-    a rate (the pattern's `$` matched before the final newline)."""
+    """parse_rate refuses "50/second\\n" on its own, as any other text that is not a rate
+    (the pattern's `$` matched before the final newline; keys and roles check first)."""
     assert parse_rate("50/second") == (50, 1.0)
     with pytest.raises(BadRate):
         parse_rate("50/second\n")
