@@ -19,6 +19,7 @@ from donjon.cli.output import printable, printable_json, printable_lines
         ("a\u202eb", "a\\u202eb"),
         ("line\u2028break", "line\\u2028break"),
         ("tab\there", "tab\there"),
+        ("lone\ud800surrogate", "lone\\ud800surrogate"),
         ("caf\u00e9 \u2603", "caf\u00e9 \u2603"),
     ],
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from harness import LiveNode, fresh_source
 
@@ -68,3 +69,32 @@ def test_tables_escape_control_characters_and_markup(node: LiveNode) -> None:
     assert not _UNSAFE.search(out), out
     assert "\u202e" not in out.decode()
     assert "k\\x1b[31m[bold]red\\x07\\u202e" in out.decode()
+
+
+def test_audit_tail_shows_a_lone_surrogate_escaped(node: LiveNode) -> None:
+    """A lone surrogate kept in an audit record is printed as its escape by `audit tail`,
+    not an encoding error that ends the listing at that record."""
+    with node.client() as c:
+        body = b'{"name": "i\\ud800", "issuer": "https://i.example"}'
+        r = c.post("/v1/issuers", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    out = _cli(node, "audit", "tail", "-n", "50").decode()
+    assert "issuer:i\\ud800" in out, out
+
+
+def test_deploy_report_names_a_file_on_one_line(node: LiveNode, tmp_path: Path) -> None:
+    """A bundle file named with newlines and a line of the CLI's ("deployed ..."): the
+    gate's report printed by `donjon deploy` shows the name escaped, on one line."""
+    fn = tmp_path / "nl-name"
+    fn.mkdir()
+    (fn / "donjon.yaml").write_text(
+        "name: nl-name\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\n"
+    )
+    (fn / "main.py").write_text("def handler(event, context):\n    return 1\n")
+    forged = "x\ndeployed nl-name version 9 digest sha256:0\n0 finding(s)\n\x1b]0;t\x07.py"
+    # A weak hash: a finding the gate reports but does not block on.
+    (fn / forged).write_text("import hashlib\n\ndef f(b):\n    return hashlib.md5(b).digest()\n")
+    out = _cli(node, "deploy", str(fn)).decode()
+    lines = out.splitlines()
+    assert not any(line.startswith(("deployed nl-name version 9", "0 finding")) for line in lines)
+    assert "x\\x0adeployed nl-name version 9 digest sha256:0\\x0a0 finding(s)" in out, out

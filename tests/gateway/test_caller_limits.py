@@ -7,10 +7,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from donjon.config import LimitSettings, Settings
 from donjon.gateway.rate_buckets import caller_limits
 from donjon.identity import Policy, Principal, parse_role
-from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
+from donjon.ratelimit.rates import NO_LIMITS, BadRate, CallerLimits, parse_rate
 
 STATEMENTS = [{"effect": "allow", "actions": ["function:invoke"], "resources": ["*"]}]
 
@@ -74,3 +76,11 @@ def test_a_jwt_principal_takes_the_first_of_its_roles_that_sets_a_limit() -> Non
         7,
         4,
     )
+
+
+def test_a_rate_with_a_trailing_newline_is_refused() -> None:
+    """parse_rate refuses "50/second\\n" on its own, as any other text that is not a rate
+    (the pattern's `$` matched before the final newline; keys and roles check first)."""
+    assert parse_rate("50/second") == (50, 1.0)
+    with pytest.raises(BadRate):
+        parse_rate("50/second\n")

@@ -71,6 +71,11 @@ def test_defaults_deny_everything() -> None:
         ("name: a\nhandler: m.h\nlimits: {queued: true}\n", "limits.queued"),
         ("name: a\nhandler: m.h\nlimits: {queued: 1.5}\n", "limits.queued"),
         ("name: a\nhandler: m.h\ninput_schema: {type: 12}\n", "input_schema"),
+        # A final newline is not matched by a pattern's `$` (re.match took it).
+        ('name: a\nhandler: m.h\ntriggers: [{http: {path: "/x\\n"}}]\n', "triggers[0].http.path"),
+        ('name: a\nhandler: "m.h\\n"\n', "handler"),
+        ('name: a\nhandler: m.h\nlimits: {rate: "100/minute\\n"}\n', "limits.rate"),
+        ('name: a\nhandler: m.h\nlimits: {body: "1MiB\\n"}\n', "limits.body"),
     ],
 )
 def test_each_problem_is_named_by_its_field_path(text: str, path: str) -> None:

@@ -127,3 +127,18 @@ def test_a_file_name_that_is_not_utf8_is_reported_escaped(
     result = runner.invoke(scan_command, ["--format", fmt, str(root)])
     assert result.exit_code == 1, result.output
     assert "xff.py" in result.stdout  # \xff.py (in SARIF's URI: %5Cxff.py)
+
+
+def test_a_file_name_with_line_breaks_cannot_forge_report_lines(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A module whose name holds newlines and lines of a clean report: the text report
+    names it on one line, escaped, so no line of the report is the name's."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "x\n\n0 finding(s)\nscan clean.py").write_text(VULNERABLE)
+    result = runner.invoke(scan_command, ["--format", "text", str(root)])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert "0 finding(s)" not in lines and "scan clean.py" not in lines, result.stdout
+    assert "x\\x0a\\x0a0 finding(s)\\x0ascan clean.py" in lines, result.stdout

@@ -17,6 +17,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -425,3 +426,25 @@ def test_verify_does_not_write_through_a_link_planted_in_the_data_dir(
     assert victim.read_text() == "precious\n"
     state = work / "audit-verified.json"
     assert not state.is_symlink() and json.loads(state.read_text())["size"] == _size(work)
+
+
+def test_forged_seq_cannot_rewrite_the_verdict_on_a_terminal(work: Path) -> None:
+    """A record edited to claim a "seq" made of escape sequences (a window title, cursor
+    up, erase, a carriage return and a line of success): verify's TAMPERED line shows
+    them as text. (Click strips CSI sequences when stderr is not a terminal, so the
+    OSC title and the carriage return are what a capture can see arrive.)"""
+    seq = _middle(work)
+    body = json.loads(_record(work, seq))
+    body["seq"] = "\x1b]0;pwned\x07\x1b[1A\x1b[2K\raudit log intact: 99 records"
+    _sql(work, ("UPDATE audit_log SET record = ? WHERE seq = ?", (json.dumps(body).encode(), seq)))
+    done = subprocess.run(
+        [sys.executable, "-m", "donjon.cli", "audit", "verify"],
+        env=donjon_env(work),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert b"\x1b" not in done.stderr and b"\r" not in done.stderr, done.stderr
+    assert b"audit log TAMPERED" in done.stderr and b"\\x1b]0;pwned" in done.stderr, done.stderr
+    assert _bad_seq(_tampered(work)) == seq  # --output json names it, as before

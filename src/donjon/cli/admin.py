@@ -279,8 +279,9 @@ def audit_verify(
             }
         )
     else:
+        # A reason or a warning may quote what the database holds: whoever edited it.
         for warning in result.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            echo_text(f"warning: {warning}", err=True)
     if result.ok:
         if output is OutputFormat.TABLE:
             since = f", from record {result.since + 1}" if result.since else ""
@@ -297,7 +298,7 @@ def audit_verify(
             where = f"first bad record within {result.bad_range[0]}..{result.bad_range[1]}"
         else:
             where = "no record named"
-        click.echo(f"audit log TAMPERED: {where}: {result.reason}", err=True)
+        echo_text(f"audit log TAMPERED: {where}: {result.reason}", err=True)
     raise SystemExit(1)
 
 

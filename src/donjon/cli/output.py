@@ -1,11 +1,9 @@
 """Printing for the CLI: JSON for scripts, tables for people, and nothing that drives a terminal.
 
 What the CLI prints from the server was written by others: request paths,
-key names, a function's output. `printable` is the one gate for all of it: C0
-and C1 control characters, DEL, and the Unicode characters that reorder or
-break lines (bidirectional overrides, U+2028/2029) are shown as escapes, so no
-escape sequence (window title, OSC 52 clipboard write, erased line, cursor
-move) reaches the terminal and no carriage return overwrites what is shown.
+key names, a function's output. `printable` (donjon.printable) is the one gate
+for all of it, so no escape sequence reaches the terminal and no line of
+outside text passes for one of the CLI's own.
 """
 
 from __future__ import annotations
@@ -14,11 +12,12 @@ import datetime as dt
 import enum
 import functools
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from donjon.printable import printable, printable_json
 
 __all__ = [
     "OutputFormat",
@@ -34,28 +33,6 @@ __all__ = [
     "when",
 ]
 
-#: C0 (but tab and newline, decided by the caller), DEL, C1, bidirectional
-#: embeddings, overrides and isolates, the line and paragraph separators.
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-_UNSAFE_BUT_NEWLINE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
-)
-#: In JSON text these can only stand inside strings, where \\u escapes mean the same.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(value: object, *, multiline: bool = False) -> str:
-    """`value` as text safe for a terminal: controls shown as \\xNN (\\n kept if `multiline`)."""
-    text = value if isinstance(value, str) else str(value)
-    return (_UNSAFE_BUT_NEWLINE if multiline else _UNSAFE).sub(_escape, text)
-
 
 def printable_lines(text: str, marker: str = "| ") -> str:
     """Multi-line text from outside, escaped, each line prefixed with `marker`.
@@ -69,17 +46,6 @@ def printable_lines(text: str, marker: str = "| ") -> str:
 def echo_text(value: object, *, err: bool = False) -> None:
     """`click.echo` of one line made of outside data."""
     click.echo(printable(value), err=err)
-
-
-def printable_json(text: str) -> str:
-    """JSON text from outside, safe for a terminal and still the same JSON when it was JSON.
-
-    Valid JSON holds C0 controls only as escapes, except CR (and tab, newline)
-    as whitespace between tokens; other controls can only stand inside strings,
-    where a \\u escape means the same. Text that is not JSON is escaped as text.
-    """
-    text = _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\r", " "))
-    return printable(text, multiline=True)
 
 
 def echo_json(value: Any) -> None:

@@ -40,7 +40,7 @@ SecretName = Annotated[str, Field(pattern=_VAULT_NAME_RE)]
 
 def check_path(value: str) -> str:
     """An absolute URL path like /resize, without `//` or `..` segments; no trailing `/`."""
-    if not _PATH_RE.match(value) or "//" in value or "/../" in f"{value}/":
+    if not _PATH_RE.fullmatch(value) or "//" in value or "/../" in f"{value}/":
         raise ValueError(f"path must be an absolute URL path like /resize, got {value!r}")
     return value.rstrip("/") or "/"
 

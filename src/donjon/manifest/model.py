@@ -138,7 +138,7 @@ class Rate(_Strict):
 
     @classmethod
     def parse(cls, text: str) -> Rate:
-        m = _RATE_RE.match(text)
+        m = _RATE_RE.fullmatch(text)
         if not m:
             raise ValueError(
                 f"rate must look like '100/minute' (second|minute|hour|day), got {text!r}"
@@ -338,7 +338,7 @@ class Manifest(_Strict):
     @field_validator("handler")
     @classmethod
     def _handler(cls, value: str) -> str:
-        if not _HANDLER_RE.match(value):
+        if not _HANDLER_RE.fullmatch(value):
             raise ValueError(f"handler must be module.function (like main.handler), got {value!r}")
         return value
 

@@ -25,7 +25,7 @@ _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024}
 @functools.lru_cache(maxsize=256)
 def parse_size(text: str) -> int:
     """The number of bytes `text` names; ValueError if it is not ``<int>B|KiB|MiB`` in range."""
-    m = _SIZE_RE.match(text)
+    m = _SIZE_RE.fullmatch(text)
     if m is None:
         raise ValueError(
             f"a size must look like 512KiB, 2MiB or 4096B (a whole number and B, KiB or MiB), "

@@ -38,7 +38,7 @@ class BadRate(Error):
 
 def parse_rate(text: str) -> tuple[int, float]:
     """`"50/second"` -> (50, 1.0); `BadRate` for anything else."""
-    m = _RATE_RE.match(text)
+    m = _RATE_RE.fullmatch(text)
     if m is None:
         raise BadRate(
             f"a rate reads like '50/second' (second|minute|hour|day), got {text[:64]!r}",

@@ -1,9 +1,15 @@
-"""The human format: findings grouped by file, each with its fix and its taint path."""
+"""The human format: findings grouped by file, each with its fix and its taint path.
+
+What the scanned code chose (a file's name, a resource's, a message naming its
+values, a quoted line) is one line each, escaped (`printable`): a name holding
+newlines or escape sequences cannot add a line of its own to the report.
+"""
 
 from __future__ import annotations
 
 from itertools import groupby
 
+from donjon.printable import printable
 from donjon.scan.format.interface import Renderer
 from donjon.scan.model import Finding, ScanReport
 
@@ -17,18 +23,24 @@ def _finding(f: Finding) -> list[str]:
     lines = [
         f"  {where:<8} {f.severity.label.upper():<8} {f.confidence.label:<6} confidence  "
         f"{f.rule_id} {f.title} ({f.cwe.label}, {f.category.value})",
-        f"           {f.message}",
+        f"           {printable(f.message)}",
     ]
     if f.location.resource:
-        lines.insert(1, f"           resource: {f.location.resource}")
+        lines.insert(1, f"           resource: {printable(f.location.resource)}")
     if f.snippet:
-        lines.append(f"           > {f.snippet}")
+        lines.append(f"           > {printable(f.snippet)}")
     if f.taint_path:
         lines.append("           path:")
         if all(s.location.path == f.location.path for s in f.taint_path):
-            lines += [f"             {s.location.line:>4}  {s.description}" for s in f.taint_path]
+            lines += [
+                f"             {s.location.line:>4}  {printable(s.description)}"
+                for s in f.taint_path
+            ]
         else:  # a path through several files of the bundle: each step says its file
-            lines += [f"             {s.location}  {s.description}" for s in f.taint_path]
+            lines += [
+                f"             {printable(s.location)}  {printable(s.description)}"
+                for s in f.taint_path
+            ]
     lines.append(f"           fix: {f.fix}")
     return lines
 
@@ -53,10 +65,10 @@ class TextRenderer(Renderer):
             f"{report.advisories_loaded} advisories, {report.duration_s:.2f} s",
         ]
         for path, group in groupby(report.findings, key=lambda f: f.location.path):
-            out += ["", path]
+            out += ["", printable(path)]
             for f in group:
                 out += _finding(f)
         out += ["", _summary(report)]
         if report.notes:
-            out += ["notes:"] + [f"  - {n}" for n in report.notes]
+            out += ["notes:"] + [f"  - {printable(n)}" for n in report.notes]
         return "\n".join(out) + "\n"
