@@ -20,10 +20,10 @@ __all__ = [
     "USAGE",
 ]
 
-#: A token bucket. KEYS[1]: the bucket (a hash: tokens, stamp). ARGV: rate per second,
-#: capacity. Returns {allowed 0|1, retry_after_s, remaining (whole tokens), reset_s}.
-#: The key expires once the bucket would be full again: a missing bucket is a full one.
-RATE_TAKE = """
+#: A bucket's state, read by both of its scripts. KEYS[1]: the bucket (a hash: tokens,
+#: stamp). ARGV: rate per second, capacity. `tokens` and `stamp` are nil for a missing
+#: bucket (a full one).
+_BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate = tonumber(ARGV[1])
@@ -31,6 +31,14 @@ local capacity = tonumber(ARGV[2])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
 local tokens = tonumber(state[1])
 local stamp = tonumber(state[2])
+"""
+
+#: A token bucket. KEYS[1]: the bucket (a hash: tokens, stamp). ARGV: rate per second,
+#: capacity. Returns {allowed 0|1, retry_after_s, remaining (whole tokens), reset_s}.
+#: The key expires once the bucket would be full again: a missing bucket is a full one.
+RATE_TAKE = (
+    _BUCKET
+    + """
 if tokens == nil or stamp == nil then
   tokens = capacity
   stamp = now
@@ -54,17 +62,13 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(reset * 1000) + 1000)
 return {allowed, tostring(retry), math.floor(tokens), tostring(reset)}
 """
+)
 
 #: One token back into a bucket (RATE_TAKE's keys and arguments), never past its capacity.
 #: A missing bucket is a full one: nothing to do. Returns the whole tokens now held.
-RATE_GIVE_BACK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
-local tokens = tonumber(state[1])
-local stamp = tonumber(state[2])
+RATE_GIVE_BACK = (
+    _BUCKET
+    + """
 if tokens == nil or stamp == nil then
   return capacity
 end
@@ -77,6 +81,7 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(reset * 1000) + 1000)
 return math.floor(tokens)
 """
+)
 
 #: One slot of a concurrency key. KEYS[1]: a sorted set of holders' tokens scored by
 #: their lease's end (ms, server time). ARGV: cap, lease (ms), token. Expired leases are
