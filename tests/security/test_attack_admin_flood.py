@@ -63,12 +63,14 @@ def test_scoped_auditor_cannot_flood_the_audit_reads(flood_node: LiveNode) -> No
 
 def test_key_flooding_any_admin_route_is_refused_before_the_work(flood_node: LiveNode) -> None:
     """An invoker key sends admin requests it may not make (403s, each one authorized and
-    audited) and listings it may: past its admin bucket each is 429 before any of that."""
+    audited), listings it may, and invocation lookups (404s): past its admin bucket each
+    is 429 before any of that."""
     key = flood_node.create_key("sec-flood-invoker", "invoker", ["probe"])["key"]
+    # Routes behind guarded(), and the two reads outside it: an invocation's status (a
+    # store read) and the metrics (a count of the queue).
+    paths = ["/v1/keys", "/v1/functions", "/v1/invocations/none", "/metrics"]
     with flood_node.client(key) as c:
-        statuses = [
-            c.get("/v1/keys" if i % 2 else "/v1/functions").status_code for i in range(BURST + 4)
-        ]
+        statuses = [c.get(paths[i % len(paths)]).status_code for i in range(BURST + 4)]
     assert statuses[BURST:] == [429] * 4, statuses
     assert 429 not in statuses[:BURST], statuses
     # Invoking is not an admin request: its own buckets, untouched.

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, client_address, new_request_id
+from donjon.gateway.admin_rate import take_admin_token
 from donjon.gateway.admission import give_back
 from donjon.gateway.errors import NotFound
 from donjon.gateway.function_errors import may_read_logs
@@ -147,6 +148,7 @@ async def get_invocation(request: Request) -> Response:
     invocation_id: str = request.path_params["invocation_id"]
     try:
         principal = await authenticate(node, request, request_id)
+        await take_admin_token(node, request, principal, request_id)  # a store read
         found = None
         if node.invocations is not None and len(invocation_id) <= _MAX_ID:
             found = await node.invocations.get(invocation_id)
