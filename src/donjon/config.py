@@ -15,7 +15,7 @@ from donjon.config_limits import (
     LimitSettings,
     QueueSettings,
     RequestSettings,
-    parse_rate,
+    limit_settings,
     queue_settings,
 )
 from donjon.config_sandbox import DEFAULT_SANDBOX_ID_RANGE, SandboxSettings
@@ -483,17 +483,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             outbox_drain_s=raw.AUDIT_OUTBOX_DRAIN_S,
             outbox_lease_s=raw.AUDIT_OUTBOX_LEASE_S,
         ),
-        limits=LimitSettings(
-            rate_per_principal=parse_rate(raw.RATE_PER_PRINCIPAL),
-            burst_per_principal=raw.BURST_PER_PRINCIPAL,
-            rate_per_client=parse_rate(raw.RATE_PER_CLIENT),
-            burst_per_client=raw.BURST_PER_CLIENT,
-            principal_share=raw.PRINCIPAL_SHARE,
-            concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
-            max_concurrency=raw.MAX_CONCURRENCY,
-            max_functions_per_owner=raw.MAX_FUNCTIONS_PER_OWNER,
-            keep_bundles=raw.KEEP_BUNDLES,
-        ),
+        limits=limit_settings(raw),
         redis_url=Secret(raw.REDIS_URL.get_secret_value()) if raw.REDIS_URL else None,
         database=Secret(raw.DATABASE_URL.get_secret_value()) if raw.DATABASE_URL else None,
         queue=queue_settings(raw),

@@ -104,6 +104,11 @@ class LimitSettings:
     #: (DONJON_CONCURRENCY_PER_PRINCIPAL), and on this node (DONJON_MAX_CONCURRENCY).
     concurrency_per_principal: int = 64
     max_concurrency: int = 256
+    #: Each principal's bucket for the admin API, every route under /v1/ but the invoke
+    #: paths, whatever its key or role sets for calls (DONJON_ADMIN_RATE_PER_PRINCIPAL,
+    #: DONJON_ADMIN_BURST_PER_PRINCIPAL; gateway/admin_rate.py).
+    admin_rate_per_principal: tuple[int, float] = (100, 1.0)
+    admin_burst_per_principal: int = 1000
     #: Functions one principal may own (DONJON_MAX_FUNCTIONS_PER_OWNER): what each function
     #: keeps (logs, dead letters, results, its bundle) is bounded per function.
     max_functions_per_owner: int = 1000
@@ -132,6 +137,23 @@ class QueueSettings:
     #: Pending invocations the node holds, every function's together; past it enqueues
     #: are refused (DONJON_QUEUE_MAX_PENDING; docs/limits.md).
     max_pending: int = 100_000
+
+
+def limit_settings(raw: SettingsInput) -> LimitSettings:
+    """The rate buckets and caps as the environment (or config file) gave them."""
+    return LimitSettings(
+        rate_per_principal=parse_rate(raw.RATE_PER_PRINCIPAL),
+        burst_per_principal=raw.BURST_PER_PRINCIPAL,
+        rate_per_client=parse_rate(raw.RATE_PER_CLIENT),
+        burst_per_client=raw.BURST_PER_CLIENT,
+        principal_share=raw.PRINCIPAL_SHARE,
+        concurrency_per_principal=raw.CONCURRENCY_PER_PRINCIPAL,
+        max_concurrency=raw.MAX_CONCURRENCY,
+        admin_rate_per_principal=parse_rate(raw.ADMIN_RATE_PER_PRINCIPAL),
+        admin_burst_per_principal=raw.ADMIN_BURST_PER_PRINCIPAL,
+        max_functions_per_owner=raw.MAX_FUNCTIONS_PER_OWNER,
+        keep_bundles=raw.KEEP_BUNDLES,
+    )
 
 
 def queue_settings(raw: SettingsInput) -> QueueSettings:

@@ -175,6 +175,11 @@ class SettingsInput(BaseSettings):
     PRINCIPAL_SHARE: Annotated[float, Field(gt=0, le=1)] = 0.5
     CONCURRENCY_PER_PRINCIPAL: Annotated[int, Field(ge=1, le=100_000)] = 64
     MAX_CONCURRENCY: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    #: Each principal's bucket for the admin API (gateway/admin_rate.py).
+    ADMIN_RATE_PER_PRINCIPAL: Annotated[
+        str, Field(pattern=r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$")
+    ] = "100/second"
+    ADMIN_BURST_PER_PRINCIPAL: Annotated[int, Field(ge=1, le=1_000_000_000)] = 1000
     #: Seconds a sandbox may stay idle before it is stopped (sandbox/pool.py).
     SANDBOX_IDLE_S: Annotated[Seconds, Field(gt=0, le=86_400)] = 300.0
     AUDIT_DENIAL_WINDOW_S: Annotated[Seconds, Field(ge=0)] = 60.0

@@ -24,9 +24,11 @@ from donjon.gateway.audit_api import (
     audit_consistency,
     audit_export,
     audit_proof,
+    audit_tail,
 )
 from donjon.gateway.node import Node
-from donjon.gateway.proof_work import ProofsBusy, ProofWork
+from donjon.gateway.proof_work import AuditReads, AuditReadsBusy, ProofsBusy, ProofWork
+from donjon.gateway.timeline_api import audit_timeline
 from donjon.identity import Principal, Role
 from donjon.identity.policy_eval import Policy
 from proof_support import BuiltLog, build_log
@@ -56,7 +58,11 @@ def _node(log: BuiltLog, tmp_path: Path) -> Node:
     pub.write_text(str(log.key.verifier) + "\n")
     settings = SimpleNamespace(audit_signing_pub_path=pub)
     stand_in = SimpleNamespace(
-        settings=settings, engine=log.engine, policy=Policy(), proof_work=ProofWork()
+        settings=settings,
+        engine=log.engine,
+        policy=Policy(),
+        proof_work=ProofWork(),
+        audit_reads=AuditReads(),
     )
     return cast(Node, stand_in)
 
@@ -138,3 +144,54 @@ def test_proof_work_refuses_past_its_places_and_one_callers_share() -> None:
 
     asyncio.run(run())
     assert threads and all(name.startswith("donjon-proofs") for name in threads)
+
+
+def test_audit_pages_leave_the_default_executor_alone(log: BuiltLog, tmp_path: Path) -> None:
+    """`GET /v1/audit` and the timeline, read by the admin and by an auditor scoped to one
+    function (each page filtered for it), run on the audit read threads: the loop's
+    default executor, which sandbox starts wait for, was handed none of that work."""
+    node = _node(log, tmp_path)
+    admin = Principal("1", "admin", Role.ADMIN)
+    scoped = Principal("2", "reader", Role.AUDITOR, functions=frozenset({"probe"}))
+    watched = _Watched()
+    calls = (
+        (audit_tail, "/v1/audit", "n=10000"),
+        (audit_timeline, "/v1/audit/timeline", "n=1000"),
+    )
+
+    async def run() -> list[int]:
+        asyncio.get_running_loop().set_default_executor(watched)
+        statuses = []
+        for principal in (admin, scoped):
+            for handler, path, query in calls:
+                handed = len(watched.handed)
+                response = await handler(_request(path, query), node, principal, "r1")
+                assert watched.handed[handed:] == [], (path, watched.handed[handed:])
+                statuses.append(response.status_code)
+        return statuses
+
+    assert asyncio.run(run()) == [200] * 4
+
+
+def test_audit_reads_refuse_past_one_callers_share() -> None:
+    """Two threads and six waiting: a caller holds two places at most, the rest of its
+    reads are AuditReadsBusy (503, Retry-After) while another caller is still served."""
+    reads = AuditReads(slots=2, waiting=6)
+    gate = threading.Event()
+
+    def held() -> str:
+        gate.wait(60)
+        return "read"
+
+    async def run() -> None:
+        mine = [asyncio.ensure_future(reads.run("key:a", held)) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(AuditReadsBusy, match="of your audit reads") as busy:
+            await reads.run("key:a", held)
+        assert busy.value.retry_after_s > 0
+        other = asyncio.ensure_future(reads.run("key:b", held))
+        await asyncio.sleep(0)
+        gate.set()
+        assert [await f for f in [*mine, other]] == ["read"] * 3
+
+    asyncio.run(run())

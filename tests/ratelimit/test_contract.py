@@ -76,6 +76,35 @@ def test_burst_sets_the_bucket_size(make_rates: Callable[[], RateLimiter]) -> No
     run(make_rates, body)
 
 
+def test_a_token_given_back_is_taken_again_never_past_the_burst(
+    make_rates: Callable[[], RateLimiter],
+) -> None:
+    """1/hour, burst 2: a token given back after the bucket is spent lets one more call
+    through; tokens given back to a full bucket (or one never taken from) add nothing."""
+
+    async def body(rates: RateLimiter) -> None:
+        assert [(await rates.take(K, 1, 3600, burst=2)).allowed for _ in range(3)] == [
+            True,
+            True,
+            False,
+        ]
+        await rates.give_back(K, 1, 3600, burst=2)
+        assert [(await rates.take(K, 1, 3600, burst=2)).allowed for _ in range(2)] == [
+            True,
+            False,
+        ]
+        other = BucketKey(function="g")
+        for _ in range(3):
+            await rates.give_back(other, 1, 3600, burst=2)
+        assert [(await rates.take(other, 1, 3600, burst=2)).allowed for _ in range(3)] == [
+            True,
+            True,
+            False,
+        ]
+
+    run(make_rates, body)
+
+
 def test_buckets_of_different_keys_are_apart(make_rates: Callable[[], RateLimiter]) -> None:
     """A principal's, a function's, a pair's and a client's buckets never share tokens."""
     keys = [
@@ -193,6 +222,33 @@ def test_a_quota_take_is_all_or_nothing(make_quotas: Callable[[], QuotaCounter])
             "key:k1": (2, 0),
             "function:f": (2, 0),
         }
+
+    run(make_quotas, body)
+
+
+def test_an_invocation_given_back_is_uncounted_never_below_zero(
+    make_quotas: Callable[[], QuotaCounter],
+) -> None:
+    """A quota of 2 spent, one invocation given back: one more call passes; a subject
+    never counted is not taken below zero (its quota is not raised by gifts)."""
+
+    async def body(quotas: QuotaCounter) -> None:
+        limits = [QuotaLimit("key:a", max_invocations=2), QuotaLimit("function:f")]
+        assert [(await quotas.take(limits, DAY)).allowed for _ in range(3)] == [
+            True,
+            True,
+            False,
+        ]
+        await quotas.give_back(["key:a", "function:f"], DAY)
+        used = await quotas.usage(["key:a", "function:f"], DAY)
+        assert used == {"key:a": (1, 0), "function:f": (1, 0)}
+        assert (await quotas.take(limits, DAY)).allowed
+        assert not (await quotas.take(limits, DAY)).allowed
+        for _ in range(2):
+            await quotas.give_back(["key:b"], DAY)
+        assert (await quotas.usage(["key:b"], DAY))["key:b"] == (0, 0)
+        once = [QuotaLimit("key:b", max_invocations=1)]
+        assert [(await quotas.take(once, DAY)).allowed for _ in range(2)] == [True, False]
 
     run(make_quotas, body)
 

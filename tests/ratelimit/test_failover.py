@@ -104,10 +104,14 @@ def test_an_outage_falls_back_per_node_refuses_quotas_and_recovers(
         # Rates: the node's own bucket of 3/hour, enforced alone.
         local = [(await shared.rates.take(K, 3, 3600)).allowed for _ in range(5)]
         assert local == [True, True, True, False, False]
-        # Quotas: refused, never counted nowhere.
+        # A token given back (a call refused after its take) goes to the buckets in force.
+        await shared.rates.give_back(K, 3, 3600)
+        assert [(await shared.rates.take(K, 3, 3600)).allowed for _ in range(2)] == [True, False]
+        # Quotas: refused, never counted nowhere; a unit given back stays counted, unraised.
         for _ in range(5):
             with pytest.raises(LimiterUnavailable):
                 await shared.quotas.take(quota, DAY)
+        await shared.quotas.give_back(["key:k1"], DAY)
         # Slots: the node's own.
         slot = await shared.slots.acquire(K, 1, wait_s=0, lease_s=30) if shared.slots else None
         assert slot is not None and slot.token.startswith("local-")

@@ -7,20 +7,27 @@ capacity: a call that
 could only queue past its bounds is shed with 503 (sandbox/backlog.py). Every way in
 (invoke, http triggers, the Lambda API, schedules, `context.invoke`) goes through
 `admit`. Concurrency slots are held around the call itself (gateway/slots.py).
+A call admitted, then refused before it was run or queued (its queue was full: an async
+call's), is given back what `admit` spent (`give_back`): a refused call costs nothing.
 """
 
 from __future__ import annotations
 
+import logging
+
 from donjon.audit import AuditEvent
+from donjon.errors import Error
 from donjon.gateway.actors import actor_of
 from donjon.gateway.node import Node
-from donjon.gateway.quota_check import check_counted, check_quota
-from donjon.gateway.rate_buckets import take_rate_buckets
+from donjon.gateway.quota_check import check_counted, check_quota, give_back_quota
+from donjon.gateway.rate_buckets import give_back_rate_buckets, take_rate_buckets
 from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.sandbox import CallShed
 
-__all__ = ["actor_of", "admit"]
+__all__ = ["actor_of", "admit", "give_back"]
+
+log = logging.getLogger("donjon")
 
 
 async def admit(
@@ -80,3 +87,23 @@ async def _check_capacity(
             "-",
         )
         raise
+
+
+async def give_back(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    trigger: str,
+    *,
+    client: str | None = None,
+) -> None:
+    """Give back what `admit` (with `spend`) took for a call refused after it: a token of
+    each rate bucket and the quotas' invocation, in every counter they were taken from
+    (memory, or Redis shared by the nodes). A failure here is logged, never raised: the
+    caller is answered the refusal, and a unit not given back is counted (over, never
+    under)."""
+    try:
+        await give_back_rate_buckets(node, deployed, principal, trigger, client)
+        await give_back_quota(node, deployed, principal)
+    except Error as e:
+        log.warning("what a refused call of %s spent was not all given back: %s", deployed.name, e)

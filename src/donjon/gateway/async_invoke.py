@@ -17,6 +17,8 @@ from starlette.responses import JSONResponse, Response
 
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, client_address, new_request_id
+from donjon.gateway.admin_rate import take_admin_token
+from donjon.gateway.admission import give_back
 from donjon.gateway.errors import NotFound
 from donjon.gateway.function_errors import may_read_logs
 from donjon.gateway.history import history_of, readable
@@ -27,7 +29,7 @@ from donjon.gateway.schemas import render
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.triggers.envelope import Envelope
-from donjon.triggers.queue import QueuedInvocation
+from donjon.triggers.queue import QueuedInvocation, QueueFull
 
 __all__ = ["enqueue_checked", "get_invocation", "respond_async", "wants_async"]
 
@@ -59,21 +61,26 @@ async def enqueue_checked(
     sync call's `function.invoke` record does."""
     if node.invocations is None:
         raise NotFound("this node runs no async invocations")
-    return await node.invocations.enqueue(
-        Envelope(
-            function=deployed.name,
-            event=body,
-            trigger="invoke",
-            source=request.url.path,
-            type="dev.donjon.invoke",
-            principal=principal.label,
-            # A token's roles (its token is not kept): its deliveries keep their limits.
-            roles=_token_roles(principal),
-            admitted=True,  # its request passed admission just now
-            request_id=request_id,
-            client=client_address(request),
-        )
+    envelope = Envelope(
+        function=deployed.name,
+        event=body,
+        trigger="invoke",
+        source=request.url.path,
+        type="dev.donjon.invoke",
+        principal=principal.label,
+        # A token's roles (its token is not kept): its deliveries keep their limits.
+        roles=_token_roles(principal),
+        admitted=True,  # its request passed admission just now
+        request_id=request_id,
+        client=client_address(request),
     )
+    try:
+        return await node.invocations.enqueue(envelope)
+    except QueueFull:
+        # Refused, nothing queued: the rate tokens and the quota unit its admission took
+        # are given back (a refused call costs nothing: retrying it would spend them again).
+        await give_back(node, deployed, principal, "invoke")
+        raise
 
 
 def _token_roles(principal: Principal) -> tuple[str, ...]:
@@ -141,6 +148,7 @@ async def get_invocation(request: Request) -> Response:
     invocation_id: str = request.path_params["invocation_id"]
     try:
         principal = await authenticate(node, request, request_id)
+        await take_admin_token(node, request, principal, request_id)  # a store read
         found = None
         if node.invocations is not None and len(invocation_id) <= _MAX_ID:
             found = await node.invocations.get(invocation_id)

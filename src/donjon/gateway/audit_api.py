@@ -7,7 +7,8 @@ GET /v1/audit/consistency?old=A&new=B     a consistency proof (donjon-consistenc
 GET /v1/audit/export?since=S&format=jsonl|syslog   streamed (donjon-audit-export/1)
 
 Handlers parse, call audit/prover.py or audit/export.py off the event loop (what
-reads the whole log, on the proof threads: gateway/proof_work.py), and render;
+reads the whole log on the proof threads, the pages on the audit read threads:
+gateway/proof_work.py), and render;
 proofs are served only when the stored leaves still hash to the signed roots
 (audit/proofs.py).
 
@@ -20,7 +21,6 @@ says where to go on in `x-donjon-next-before`), proves only those (any other seq
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,10 +100,12 @@ async def audit_tail(request: Request, node: Node, principal: Principal, _r: str
     before = _int(request, "before", least=1)
     scope = read_scope(node, principal, Action.AUDIT)
     if scope.everything:
-        records = await asyncio.to_thread(records_before, node.engine, before, n)
+        records = await node.audit_reads.run(
+            principal.label, records_before, node.engine, before, n
+        )
         return render([AuditRecord.model_validate(r) for r in records])
-    records, go_on = await asyncio.to_thread(
-        kept_records_before, node.engine, before, n, scope.record
+    records, go_on = await node.audit_reads.run(
+        principal.label, kept_records_before, node.engine, before, n, scope.record
     )
     response = render([AuditRecord.model_validate(r) for r in records])
     if go_on is not None:

@@ -1,7 +1,8 @@
 """The admin API's one door: authenticate, authorize the route's action, run it.
 
 Every route under /v1/ but the invoke paths is wrapped by `guarded`: the
-caller is authenticated and authorized before the handler runs, and the
+caller is authenticated, spends a token of its admin bucket (admin_rate.py) and is
+authorized before the handler runs, and the
 subsystems' errors become problem documents (problems.py) with the
 request's id, as does a store write that failed for want of space (a 503).
 """
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, forbid, new_request_id
+from donjon.gateway.admin_rate import take_admin_token
 from donjon.gateway.history import authorize_history
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, storage_full_problem
@@ -98,6 +100,7 @@ def guarded(
         request_id = new_request_id()
         try:
             principal = await authenticate(node, request, request_id)
+            await take_admin_token(node, request, principal, request_id)
             own_key = (
                 self_service
                 and principal.kind == "key"

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
-from donjon.gateway.admission import admit
+from donjon.gateway.admission import admit, give_back
 from donjon.gateway.errors import NotFound
 from donjon.gateway.events import body_limit, read_event, validate_made
 from donjon.gateway.hooks_s3 import handle_s3_push
@@ -33,6 +33,7 @@ from donjon.lifecycle import Deployed
 from donjon.manifest.event_triggers import S3Spec, WebhookSpec
 from donjon.monitor.quarantine import FunctionQuarantined
 from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.queue import QueueFull
 from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
 
 __all__ = ["handle_hook"]
@@ -68,7 +69,7 @@ async def handle_hook(request: Request) -> Response:
                 body,
                 verified,
                 functools.partial(admit, node, deployed, None, request_id, "webhook"),
-                functools.partial(_validated, submit, deployed),
+                functools.partial(_validated, node, submit, deployed),
             )
         except BadDelivery as e:
             await deny(
@@ -95,9 +96,14 @@ def _max_body(node: Node) -> int:
     return node.settings.requests.max_body_bytes
 
 
-async def _validated(submit: Submit, deployed: Deployed, envelope: Envelope) -> str:
+async def _validated(node: Node, submit: Submit, deployed: Deployed, envelope: Envelope) -> str:
     """Submit a delivery's event only if the function's input_schema takes it (else
     `InvalidInput`, 422, after admission as on the invoke route; the delivery's replay
-    claim is given back, so a corrected resend is taken)."""
+    claim is given back, so a corrected resend is taken). Refused for a full queue, it
+    is given back what its admission spent: a refused delivery costs the function nothing."""
     validate_made(envelope.event, deployed)
-    return await submit(envelope)
+    try:
+        return await submit(envelope)
+    except QueueFull:
+        await give_back(node, deployed, None, "webhook")
+        raise

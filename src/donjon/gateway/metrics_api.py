@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
+from donjon.gateway.admin_rate import take_admin_token
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.gateway.read_scope import require_everything
@@ -33,6 +34,7 @@ async def metrics(request: Request) -> Response:
     request_id = new_request_id()
     try:
         principal = await authenticate(node, request, request_id)
+        await take_admin_token(node, request, principal, request_id)  # a count of the queue
         await authorize(node, request, principal, Action.METRICS, request_id)
         await require_everything(
             node, request, principal, Action.METRICS, request_id, "the metrics"

@@ -19,7 +19,7 @@ from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
 from donjon.gateway.limited_callers import LimitedCallers
-from donjon.gateway.proof_work import ProofWork
+from donjon.gateway.proof_work import AuditReads, ProofWork
 from donjon.identity import (
     JwtVerifier,
     KeyIndex,
@@ -122,8 +122,7 @@ class Node:
     #: `node_slots` counts this node's own calls, always in memory (gateway/slots.py).
     slots: ConcurrencyLimiter = field(default_factory=MemoryConcurrencyLimiter)
     node_slots: MemoryConcurrencyLimiter = field(default_factory=MemoryConcurrencyLimiter)
-    #: The limits shared with other nodes in Redis (DONJON_REDIS_URL); None: memory only.
-    #: When set, `limiter` is its rates (falling back to memory buckets in an outage).
+    #: The limits shared in Redis (DONJON_REDIS_URL; None: memory only): `limiter`'s rates.
     shared_limits: SharedLimits | None = None
     #: Daily quotas (denial of wallet): the usage counter, and the quotas in force
     #: (loaded at start, refreshed every DONJON_QUOTA_REFRESH_S; ratelimit/quota_book.py).
@@ -162,9 +161,9 @@ class Node:
     metrics: Metrics = field(default_factory=Metrics)
     #: API keys a rate bucket or quota of their own refused lately (limited_callers.py).
     limited: LimitedCallers = field(default_factory=LimitedCallers)
-    #: Audit proofs and export prefixes (whole-log work): threads of their own, a few
-    #: at a time (gateway/proof_work.py).
+    #: Audit proofs and export prefixes, and audit pages: threads of their own (proof_work.py).
     proof_work: ProofWork = field(default_factory=ProofWork)
+    audit_reads: AuditReads = field(default_factory=AuditReads)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
     #: Admin changes and their audit records, committed together (audit/changes.py).
@@ -476,6 +475,7 @@ class Node:
         self.deployments.stop()
         await self.deployments.prune.stop()
         self.proof_work.close()
+        self.audit_reads.close()
         if self.pool is not None:
             await self.pool.close()
         await self.log_bound.close()  # its calls have ended: no entry is written after

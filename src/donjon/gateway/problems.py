@@ -28,7 +28,7 @@ from donjon.gateway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from donjon.gateway.proof_work import ProofsBusy
+from donjon.gateway.proof_work import AuditReadsBusy, ProofsBusy
 from donjon.gateway.slots import ConcurrencyFull
 from donjon.identity import IdentityError, IssuerError, JwksError, RoleError
 from donjon.identity.policy_doc import RoleConflict
@@ -123,6 +123,7 @@ STATUS: dict[type[Error], int] = {
     DeployBusy: 503,
     # Audit proofs being built fill their threads and queue (gateway/proof_work.py).
     ProofsBusy: 503,
+    AuditReadsBusy: 503,
     RateLimitError: 429,
     # The shared limits store (Redis) is down: a quota cannot be checked, so the call
     # is refused (fail closed), with Retry-After (ratelimit/failover.py).

@@ -41,6 +41,7 @@ __all__ = [
     "charge_compute",
     "check_counted",
     "check_quota",
+    "give_back_quota",
     "next_reset",
     "release_compute",
     "reserve_compute",
@@ -125,6 +126,16 @@ async def check_quota(
     if decision.allowed:
         return
     await _refuse(node, deployed, principal, request_id, trigger, decision, now)
+
+
+async def give_back_quota(node: Node, deployed: Deployed, principal: Principal | None) -> None:
+    """Uncount the invocation `check_quota` counted for a call refused after it (its
+    queue was full): a refused call costs nothing."""
+    if not node.quotas:
+        return
+    limits = node.quotas.limits_for(subjects_of(principal, deployed.name))
+    if limits:
+        await node.quota_counter.give_back([limit.subject for limit in limits], utc_day())
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,13 @@ from donjon.lifecycle import Deployed
 from donjon.ratelimit import BucketKey, MemoryRateLimiter, RateLimitError
 from donjon.ratelimit.rates import CallerLimits, parse_rate
 
-__all__ = ["RateLimited", "caller_limits", "concurrency_key", "take_rate_buckets"]
+__all__ = [
+    "RateLimited",
+    "caller_limits",
+    "concurrency_key",
+    "give_back_rate_buckets",
+    "take_rate_buckets",
+]
 
 
 class RateLimited(RateLimitError):
@@ -253,6 +259,41 @@ async def take_rate_buckets(
                 trigger,
                 client,
             )
+
+
+async def give_back_rate_buckets(
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    trigger: str,
+    client: str | None,
+) -> None:
+    """Return the token `take_rate_buckets` spent in each bucket of a call it let through
+    and that was refused after (its queue was full): a refused call costs nothing."""
+    limiter = node.limiter
+    name = deployed.name
+    rate = deployed.rate
+    if rate is not None:
+        burst = deployed.manifest.limits.burst
+        await limiter.give_back(function_key(name), rate.count, rate.period_s, burst)
+    if principal is not None:
+        count, period_s, burst, _ = caller_limits(node, principal)
+        label = principal.label
+        if rate is not None:
+            share = node.settings.limits.principal_share
+            await limiter.give_back(
+                _pair_key(label, name),
+                rate.count,
+                rate.period_s / share,
+                deployed.manifest.limits.burst or rate.count,
+            )
+        await limiter.give_back(_key_of(label), count, period_s, burst)
+    elif client is not None and trigger == "http":
+        limits = node.settings.limits
+        count, period_s = limits.rate_per_client
+        await limiter.give_back(
+            client_key(client), count, period_s, limits.burst_per_client or count
+        )
 
 
 async def _refuse(

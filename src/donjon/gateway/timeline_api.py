@@ -13,8 +13,6 @@ allowed `audit:read` on some functions only reads the records about them
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable
@@ -80,15 +78,15 @@ async def audit_timeline(request: Request, node: Node, principal: Principal, _r:
     ):
         raise BadRequest(f"n must be a whole number from 1 to {MAX_PAGE}")
     scope = read_scope(node, principal, Action.AUDIT)
-    page = await asyncio.to_thread(
-        functools.partial(
-            read_timeline,
-            node.engine,
-            flt,
-            after=None if after is None else int(after),
-            limit=int(raw_n),
-            keep=None if scope.everything else scope.record,
-        )
+    # On the audit read threads, a few at a time (gateway/proof_work.py).
+    page = await node.audit_reads.run(
+        principal.label,
+        read_timeline,
+        node.engine,
+        flt,
+        after=None if after is None else int(after),
+        limit=int(raw_n),
+        keep=None if scope.everything else scope.record,
     )
     # Records hold what callers sent (a refused request's lone surrogate): render_json
     # escapes what UTF-8 cannot carry, so no record makes the timeline a 500.

@@ -118,7 +118,8 @@ class Metrics:
             "donjon_rate_limited",
             "Calls refused by a limit, by function and limit (rate, concurrency, overload;"
             " queued: async invocations refused by a full queue;"
-            " connect: new connections refused at accept, function '-')",
+            " connect: new connections refused at accept, function '-';"
+            " admin: admin requests over their principal's admin bucket, function '-')",
             ["function", "limit"],
             registry=r,
         )
@@ -173,6 +174,10 @@ class Metrics:
     def throttled(self, function: str) -> None:
         """A call refused by its function's rate limit."""
         self.rate_limited.labels(function, "rate").inc()
+
+    def admin_throttled(self) -> None:
+        """An admin request refused by its principal's admin bucket (gateway/admin_rate.py)."""
+        self.rate_limited.labels("-", "admin").inc()
 
     def shed(self, function: str) -> None:
         """A call shed because its queue was full or it would wait too long (503).

@@ -199,6 +199,15 @@ class FailoverRateLimiter(RateLimiter):
         except LimiterUnavailable:
             return await self.fallback.take(key, count, period_s, burst)
 
+    async def give_back(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> None:
+        """To the buckets in force now (the shared ones, else the node's own)."""
+        try:
+            await self.health.ask(lambda: self.shared.give_back(key, count, period_s, burst))
+        except LimiterUnavailable:
+            await self.fallback.give_back(key, count, period_s, burst)
+
     async def close(self) -> None:
         await self.health.settle()
         await self.shared.close()
@@ -305,6 +314,14 @@ class FailClosedQuotaCounter(QuotaCounter):
             return await self.health.ask(lambda: self.shared.take(limits, day))
         except LimiterUnavailable as e:
             raise QuotasUnchecked() from e
+
+    async def give_back(self, subjects: Sequence[str], day: str) -> None:
+        """Uncounted in the store; while it is down the unit stays counted (over, never
+        under: the quotas are refused then anyway)."""
+        try:
+            await self.health.ask(lambda: self.shared.give_back(subjects, day))
+        except LimiterUnavailable:
+            log.warning("limits: an invocation refused after its quota was taken stays counted")
 
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
         try:

@@ -108,6 +108,13 @@ class RateLimiter(ABC):
     ) -> Decision:
         """Spend one token of bucket `key`, or say when one will be there."""
 
+    @abstractmethod
+    async def give_back(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> None:
+        """Return one token that `take` spent on a call refused after it (a full queue):
+        a refused call costs nothing. Never past the bucket's `burst`."""
+
     async def close(self) -> None:
         """Release what the backend holds (connections); the default holds nothing."""
         return
@@ -171,6 +178,11 @@ class QuotaCounter(ABC):
         """All or nothing: if no subject of `limits` has used up a measure (invocations
         at or past `max_invocations`, compute at or past `max_compute_ms`), count one
         invocation for every subject and allow; else count nothing and refuse."""
+
+    @abstractmethod
+    async def give_back(self, subjects: Sequence[str], day: str) -> None:
+        """Uncount one invocation that `take` counted for each of `subjects` on `day`, for
+        a call refused after it (a full queue): never below zero."""
 
     @abstractmethod
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:

@@ -48,6 +48,17 @@ class MemoryRateLimiter(RateLimiter):
         self._buckets[key] = (tokens, now, capacity, rate)
         return Decision(False, (1.0 - tokens) / rate, 0, (capacity - tokens) / rate)
 
+    async def give_back(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> None:
+        found = self._buckets.get(key)
+        if found is None:  # refilled and forgotten since: full
+            return
+        now = self._clock()
+        tokens, stamp, capacity, rate = found
+        tokens = min(capacity, tokens + (now - stamp) * rate + 1.0)
+        self._buckets[key] = (tokens, now, capacity, rate)
+
     def _forget_refilled(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no state."""
         for key, (tokens, stamp, capacity, rate) in list(self._buckets.items()):

@@ -118,6 +118,12 @@ class MemoryQuotaCounter(QuotaCounter):
         self._count(day, [limit.subject for limit in limits], 1, 0)
         return _ALLOWED
 
+    async def give_back(self, subjects: Sequence[str], day: str) -> None:
+        counts = self._day(day).counts
+        # Only what is counted: a day's usage read back from the store since (another
+        # node's) never goes below zero here either.
+        self._count(day, [s for s in subjects if counts.get(s, [0])[0] > 0], -1, 0)
+
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
         if compute_ms > 0:
             self._count(day, subjects, 0, int(compute_ms))

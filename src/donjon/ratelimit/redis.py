@@ -96,6 +96,7 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
         )
         self._client = aioredis.Redis.from_pool(pool)  # closes the pool with it
         self._rate = self.script(lua.RATE_TAKE)
+        self._rate_back = self.script(lua.RATE_GIVE_BACK)
         self._acquire = self.script(lua.ACQUIRE)
         self._held = self.script(lua.HELD)
         #: The third role, over the same connections (its `take` is not the buckets').
@@ -183,6 +184,13 @@ class RedisLimiter(RateLimiter, ConcurrencyLimiter):
             return Decision(bool(int(allowed)), float(retry), int(remaining), float(reset))
         except (TypeError, ValueError) as e:
             self.fail(e)
+
+    async def give_back(
+        self, key: BucketKey, count: int, period_s: float, burst: int | None = None
+    ) -> None:
+        capacity = burst if burst is not None else count
+        args = [repr(count / period_s), capacity]
+        await self.run(self._rate_back, [self.key("rate", str(key))], args)
 
     # -- concurrency ----------------------------------------------------------------
 

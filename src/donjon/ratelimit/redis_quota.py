@@ -66,6 +66,7 @@ class RedisQuotaCounter(QuotaCounter):
         self._backend = backend
         self._take = backend.script(lua.QUOTA_TAKE)
         self._add = backend.script(lua.ADD_COMPUTE)
+        self._give_back = backend.script(lua.QUOTA_GIVE_BACK)
         self._usage = backend.script(lua.USAGE)
 
     async def close(self) -> None:
@@ -94,6 +95,12 @@ class RedisQuotaCounter(QuotaCounter):
             return QuotaDecision(False, subject, text, int(used), int(limit_))
         except (TypeError, ValueError, IndexError) as e:
             self._backend.fail(e)
+
+    async def give_back(self, subjects: Sequence[str], day: str) -> None:
+        expiry_of(day)  # the day is checked as everywhere
+        unique = list(dict.fromkeys(subjects))
+        if unique:
+            await self._backend.run(self._give_back, [self._key(day, s) for s in unique], [])
 
     async def add_compute(self, subjects: Sequence[str], day: str, compute_ms: int) -> None:
         expiry = expiry_of(day)

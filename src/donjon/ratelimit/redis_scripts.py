@@ -9,12 +9,21 @@ truncates Lua numbers to integers on the way out).
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "ADD_COMPUTE", "HELD", "QUOTA_TAKE", "RATE_TAKE", "USAGE"]
+__all__ = [
+    "ACQUIRE",
+    "ADD_COMPUTE",
+    "HELD",
+    "QUOTA_GIVE_BACK",
+    "QUOTA_TAKE",
+    "RATE_GIVE_BACK",
+    "RATE_TAKE",
+    "USAGE",
+]
 
-#: A token bucket. KEYS[1]: the bucket (a hash: tokens, stamp). ARGV: rate per second,
-#: capacity. Returns {allowed 0|1, retry_after_s, remaining (whole tokens), reset_s}.
-#: The key expires once the bucket would be full again: a missing bucket is a full one.
-RATE_TAKE = """
+#: A bucket's state, read by both of its scripts. KEYS[1]: the bucket (a hash: tokens,
+#: stamp). ARGV: rate per second, capacity. `tokens` and `stamp` are nil for a missing
+#: bucket (a full one).
+_BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rate = tonumber(ARGV[1])
@@ -22,6 +31,14 @@ local capacity = tonumber(ARGV[2])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
 local tokens = tonumber(state[1])
 local stamp = tonumber(state[2])
+"""
+
+#: A token bucket. KEYS[1]: the bucket (a hash: tokens, stamp). ARGV: rate per second,
+#: capacity. Returns {allowed 0|1, retry_after_s, remaining (whole tokens), reset_s}.
+#: The key expires once the bucket would be full again: a missing bucket is a full one.
+RATE_TAKE = (
+    _BUCKET
+    + """
 if tokens == nil or stamp == nil then
   tokens = capacity
   stamp = now
@@ -45,6 +62,26 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(reset * 1000) + 1000)
 return {allowed, tostring(retry), math.floor(tokens), tostring(reset)}
 """
+)
+
+#: One token back into a bucket (RATE_TAKE's keys and arguments), never past its capacity.
+#: A missing bucket is a full one: nothing to do. Returns the whole tokens now held.
+RATE_GIVE_BACK = (
+    _BUCKET
+    + """
+if tokens == nil or stamp == nil then
+  return capacity
+end
+if now > stamp then
+  tokens = tokens + (now - stamp) * rate
+end
+tokens = math.min(capacity, tokens + 1)
+local reset = (capacity - tokens) / rate
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(reset * 1000) + 1000)
+return math.floor(tokens)
+"""
+)
 
 #: One slot of a concurrency key. KEYS[1]: a sorted set of holders' tokens scored by
 #: their lease's end (ms, server time). ARGV: cap, lease (ms), token. Expired leases are
@@ -109,6 +146,20 @@ end
 return {1}
 """
 )
+
+#: One invocation uncounted per subject (QUOTA_TAKE's keys), none below zero. Returns how
+#: many were uncounted.
+QUOTA_GIVE_BACK = """
+local n = 0
+for _, key in ipairs(KEYS) do
+  local inv = tonumber(redis.call('HGET', key, 'inv')) or 0
+  if inv > 0 then
+    redis.call('HINCRBY', key, 'inv', -1)
+    n = n + 1
+  end
+end
+return n
+"""
 
 #: A finished call's compute. KEYS: the subjects' hashes. ARGV: expiry (unix s), ms.
 ADD_COMPUTE = (
