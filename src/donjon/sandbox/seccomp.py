@@ -147,7 +147,25 @@ DENIED_PRCTL_IN_CALLS = (PR_SET_PDEATHSIG,)
 
 #: Calls some libseccomp releases do not know, by number (from 424 on, Linux numbers a new
 #: call alike on its architectures, alpha aside): left out, a call would be allowed.
-_NEWER_THAN_LIBSECCOMP = {"open_tree_attr": 467}
+_NEWER_THAN_LIBSECCOMP = {
+    "statmount": 457,
+    "listmount": 458,
+    "lsm_get_self_attr": 459,
+    "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461,
+    "mseal": 462,
+    "setxattrat": 463,
+    "getxattrat": 464,
+    "listxattrat": 465,
+    "removexattrat": 466,
+    "open_tree_attr": 467,
+    "file_getattr": 468,
+    "file_setattr": 469,
+}
+#: What libseccomp answers for a name it does not know at all; a name it knows that this
+#: architecture lacks (fork on arm64) resolves to a pseudo number below it, and can be
+#: left out: no process can make that call here.
+_UNKNOWN_NAME = -1
 
 
 class _ArgCmp(ctypes.Structure):
@@ -276,19 +294,27 @@ class _Compiler:
             os.close(fd)
 
     def numbers(self, names: Iterable[str]) -> dict[int, str]:
-        """System call numbers of `names` on this architecture (unknown names left out)."""
-        out: dict[int, str] = {}
-        for name in names:
-            nr = self._lib.seccomp_syscall_resolve_name(name.encode())
-            if nr >= 0:
-                out[nr] = name
-        return out
+        """System call numbers of `names` on this architecture (calls it lacks left out)."""
+        return {nr: name for name in names if (nr := self._resolve(name)) is not None}
+
+    def _resolve(self, name: str) -> int | None:
+        """`name`'s number here, None if this architecture has no such call;
+        `SandboxUnavailable` if neither libseccomp nor Donjon knows the name: a rule
+        left out would allow the call (the filters deny what they list)."""
+        nr: int = self._lib.seccomp_syscall_resolve_name(name.encode())
+        if nr == _UNKNOWN_NAME:
+            nr = _NEWER_THAN_LIBSECCOMP.get(name, _UNKNOWN_NAME)
+        if nr == _UNKNOWN_NAME:
+            raise SandboxUnavailable(
+                f"the seccomp filter cannot deny {name}: libseccomp does not know that "
+                "system call, and a filter without its rule would allow it",
+                hint="install a newer libseccomp (2.6 or later)",
+            )
+        return nr if nr >= 0 else None
 
     def _rule(self, ctx: int, name: str, args: list[_ArgCmp], action: int = _ERRNO) -> None:
-        nr = self._lib.seccomp_syscall_resolve_name(name.encode())
-        if nr < 0:
-            nr = _NEWER_THAN_LIBSECCOMP.get(name, -1)
-        if nr < 0:
+        nr = self._resolve(name)
+        if nr is None:
             return  # not a system call on this architecture
         array = (_ArgCmp * len(args))(*args) if args else None
         rc = self._lib.seccomp_rule_add_array(ctx, action, nr, len(args), array)
