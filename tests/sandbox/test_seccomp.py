@@ -26,6 +26,18 @@ REFUSED = [
     "socketpair_netlink",
     "memfd_secret",
     "open_tree_attr",
+    "listmount",
+    "statmount",
+    "mseal",
+    "lsm_list_modules",
+    "lsm_get_self_attr",
+    "lsm_set_self_attr",
+    "setxattrat",
+    "getxattrat",
+    "listxattrat",
+    "removexattrat",
+    "file_getattr",
+    "file_setattr",
 ]
 
 
@@ -42,8 +54,9 @@ def warm_syscalls(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> s
 @pytest.mark.parametrize("mode", ["invocation", "warm"])
 def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode: str) -> None:
     """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot, modify_ldt, a pair
-    of sockets of a refused family, memfd_secret and open_tree_attr (a call newer than some
-    libseccomp) all fail with EPERM."""
+    of sockets of a refused family, memfd_secret, and calls newer than some libseccomp
+    (open_tree_attr, listmount, statmount, mseal, the lsm_* calls, the *xattrat calls,
+    file_getattr and file_setattr) all fail with EPERM."""
     name = "syscalls" if mode == "invocation" else warm_syscalls
     r = node.invoke(name, {})
     assert r.status_code == 200, r.text

@@ -126,6 +126,23 @@ DENIED_ALWAYS = (
     # that map the host's memory, a cost to every process of the host.
     "memfd_secret",
     "quotactl_fd",  # quotactl by descriptor
+    # The mount table by mount id: the host paths of the mounts' sources (the data dir,
+    # the runtime's and the bundle's staging directories), as mountinfo shows them.
+    "listmount",
+    "statmount",
+    # The host's security modules, and a process's attributes in them.
+    "lsm_list_modules",
+    "lsm_get_self_attr",
+    "lsm_set_self_attr",
+    # Sealing mappings; extended attributes and inode flags by path (Linux 6.10 to 6.17):
+    # new kernel code no function needs (the *xattr and ioctl calls stay).
+    "mseal",
+    "setxattrat",
+    "getxattrat",
+    "listxattrat",
+    "removexattrat",
+    "file_getattr",
+    "file_setattr",
 )
 #: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
 #: (fs.aio-max-nr, 65,536 events for every process of the host).
