@@ -96,6 +96,13 @@ DENIED_ALWAYS = (
     "iopl",
     "ioperm",
     "fanotify_init",
+    "fanotify_mark",
+    # A watch is on the inode, not the mount: on the trees every sandbox shares (the
+    # standard library under /usr, the runtime), one tenant's watch saw each file another
+    # tenant's function opened. No copy per sandbox is to be had of the host's /usr.
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
