@@ -38,6 +38,13 @@ REFUSED = [
     "removexattrat",
     "file_getattr",
     "file_setattr",
+    "mptcp",
+    "mptcp6",
+    "mptcp_high_bits",
+    "udplite",
+    "udplite6",
+    "sctp",
+    "socketpair_mptcp",
 ]
 
 
@@ -56,7 +63,8 @@ def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode
     """Namespaces, mount, ptrace, keyctl, bpf, io_uring, setns, chroot, modify_ldt, a pair
     of sockets of a refused family, memfd_secret, and calls newer than some libseccomp
     (open_tree_attr, listmount, statmount, mseal, the lsm_* calls, the *xattrat calls,
-    file_getattr and file_setattr) all fail with EPERM."""
+    file_getattr and file_setattr), and IP sockets of protocols other than TCP and UDP
+    (MPTCP, UDP-Lite, SCTP) all fail with EPERM; TCP and UDP sockets open."""
     name = "syscalls" if mode == "invocation" else warm_syscalls
     r = node.invoke(name, {})
     assert r.status_code == 200, r.text
@@ -65,6 +73,7 @@ def test_dangerous_syscalls_are_refused(node: LiveNode, warm_syscalls: str, mode
         assert out[call]["rc"] == -1, (call, out[call])
         assert out[call]["errno"] in (1, 38), (call, out[call])  # EPERM (or ENOSYS)
     assert out["netlink"] != "opened" and out["packet"] != "opened"
+    assert [out[s] for s in ("tcp", "tcp_named", "udp_named", "unix")] == ["opened"] * 4
     assert out["seccomp"] == "2"
     assert out["fork"] == 7
 

@@ -7,7 +7,7 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
   (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), new
   namespaces other than the mount, pid, IPC, network and cgroup namespaces the
   supervisor makes for its workers, and socket families (in socket and
-  socketpair) other than unix and IP;
+  socketpair) other than unix and IP, and protocols other than TCP and UDP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
   namespaced clone, and no prctl(PR_SET_PDEATHSIG);
@@ -62,6 +62,13 @@ _NAMESPACE_FLAGS = {
 }
 _ALLOWED_FAMILIES = {1, 2, 10}  # AF_UNIX, AF_INET, AF_INET6
 _MAX_FAMILY = 46
+#: socket()'s protocol: the family's default (0), IPPROTO_TCP, IPPROTO_UDP. Any other is
+#: refused, in every family: MPTCP (262), UDP-Lite (136), SCTP, SMC over IP, ... reach
+#: only the worker's loopback, but each is a kernel protocol no function needs.
+_ALLOWED_PROTOCOLS = {0, 6, 17}
+#: Every allowed protocol is below 1 << 5: a protocol with any bit from there up is refused
+#: by one rule per bit, the 32 below by one rule each.
+_PROTOCOL_LOW_BITS = 5
 
 #: Never needed by a function; each has been a way into the kernel.
 DENIED_ALWAYS = (
@@ -303,6 +310,20 @@ class _Compiler:
                     # before it finds the family has no pairs: it is refused alike.
                     for call in ("socket", "socketpair"):
                         self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, family)])
+            self._protocol_rules(ctx)
+
+    def _protocol_rules(self, ctx: int) -> None:
+        """Refuse socket() and socketpair() (which makes the sockets before it finds IP has
+        no pairs) a protocol outside `_ALLOWED_PROTOCOLS`, comparing its 32 bits alone."""
+        refused = [(1 << bit, 1 << bit) for bit in range(_PROTOCOL_LOW_BITS, 32)]
+        refused += [
+            (0xFFFFFFFF, protocol)
+            for protocol in range(1 << _PROTOCOL_LOW_BITS)
+            if protocol not in _ALLOWED_PROTOCOLS
+        ]
+        for call in ("socket", "socketpair"):
+            for mask, value in refused:
+                self._rule(ctx, call, [_ArgCmp(2, _CMP_MASKED_EQ, mask, value)])
 
     def _export(self, ctx: int) -> bytes:
         fd = os.memfd_create("bpf", 0)

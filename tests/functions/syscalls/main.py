@@ -59,6 +59,22 @@ CALLS = {
     "removexattrat": lambda: libc.syscall(466, -100, _NOTE, 0, b"user.a"),
     "file_getattr": lambda: libc.syscall(468, -100, _NOTE, _BUF, 32, 0),
     "file_setattr": lambda: libc.syscall(469, -100, _NOTE, _BUF, 32, 0),
+    # IP sockets of protocols other than TCP and UDP: MPTCP and UDP-Lite (the kernel knows
+    # both here), SCTP; the protocol with high bits set, which the kernel ignores
+    "mptcp": lambda: libc.syscall(41, 2, 1, 262),
+    "mptcp6": lambda: libc.syscall(41, 10, 1, 262),
+    "mptcp_high_bits": lambda: libc.syscall(41, 2, 1, ctypes.c_long((1 << 32) | 262)),
+    "udplite": lambda: libc.syscall(41, 2, 2, 136),
+    "udplite6": lambda: libc.syscall(41, 10, 2, 136),
+    "sctp": lambda: libc.syscall(41, 2, 1, 132),
+    "socketpair_mptcp": lambda: libc.syscall(53, 2, 1, 262, _PAIR),
+}
+#: What a function does need: TCP and UDP, with the protocol left to the kernel or named.
+ALLOWED_SOCKETS = {
+    "tcp": (socket.AF_INET, socket.SOCK_STREAM, 0),
+    "tcp_named": (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP),
+    "udp_named": (socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP),
+    "unix": (socket.AF_UNIX, socket.SOCK_STREAM, 0),
 }
 
 
@@ -76,6 +92,9 @@ def handler(event, context):
             out[label] = "opened"
         except OSError as e:
             out[label] = e.errno
+    for name, (family, kind, protocol) in ALLOWED_SOCKETS.items():
+        socket.socket(family, kind, protocol).close()
+        out[name] = "opened"
     with open("/proc/self/status") as f:
         out["seccomp"] = next(ln.split()[1] for ln in f if ln.startswith("Seccomp:"))
     pid = os.fork()  # ordinary forks (clone without namespace flags) still work
