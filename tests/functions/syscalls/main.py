@@ -82,10 +82,11 @@ def handler(event, context):
     out = {}
     with open(_NOTE, "w"):
         pass
+    out["calls"] = {}
     for name, call in CALLS.items():
         ctypes.set_errno(0)
         rc = call()
-        out[name] = {"rc": rc, "errno": ctypes.get_errno()}
+        out["calls"][name] = {"rc": rc, "errno": ctypes.get_errno()}
     for family, label in ((socket.AF_NETLINK, "netlink"), (socket.AF_PACKET, "packet")):
         try:
             socket.socket(family, socket.SOCK_RAW).close()
