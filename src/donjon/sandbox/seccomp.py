@@ -140,8 +140,8 @@ DENIED_ALWAYS = (
     # that map the host's memory, a cost to every process of the host.
     "memfd_secret",
     "quotactl_fd",  # quotactl by descriptor
-    # The mount table by mount id: the host paths of the mounts' sources (the data dir,
-    # the runtime's and the bundle's staging directories), as mountinfo shows them.
+    # The mount table by mount id: the host paths of the mounts' sources (the staging
+    # directories of the runtime and of the function's bundle), as mountinfo shows them.
     "listmount",
     "statmount",
     # The host's security modules, and a process's attributes in them.
@@ -353,7 +353,7 @@ class _Compiler:
             raise SandboxUnavailable(
                 f"the seccomp filter cannot deny {name}: libseccomp does not know that "
                 "system call, and a filter without its rule would allow it",
-                hint="install a newer libseccomp (2.6 or later)",
+                hint=f"install a newer libseccomp, one that knows {name} (2.6 or later)",
             )
         return nr if nr >= 0 else None
 
