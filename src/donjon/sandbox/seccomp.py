@@ -7,7 +7,7 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
   (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), new
   namespaces other than the mount, pid, IPC, network and cgroup namespaces the
   supervisor makes for its workers, and socket families (in socket and
-  socketpair) other than unix and IP;
+  socketpair) other than unix and IP, and protocols other than TCP and UDP;
 - the call filter, loaded by each worker once its private mounts are made
   and before any function code: no more mount, unshare, setns or any
   namespaced clone, and no prctl(PR_SET_PDEATHSIG);
@@ -62,6 +62,13 @@ _NAMESPACE_FLAGS = {
 }
 _ALLOWED_FAMILIES = {1, 2, 10}  # AF_UNIX, AF_INET, AF_INET6
 _MAX_FAMILY = 46
+#: socket()'s protocol: the family's default (0), IPPROTO_TCP, IPPROTO_UDP. Any other is
+#: refused, in every family: MPTCP (262), UDP-Lite (136), SCTP, SMC over IP, ... reach
+#: only the worker's loopback, but each is a kernel protocol no function needs.
+_ALLOWED_PROTOCOLS = {0, 6, 17}
+#: Every allowed protocol is below 1 << 5: a protocol with any bit from there up is refused
+#: by one rule per bit, the 32 below by one rule each.
+_PROTOCOL_LOW_BITS = 5
 
 #: Never needed by a function; each has been a way into the kernel.
 DENIED_ALWAYS = (
@@ -96,6 +103,13 @@ DENIED_ALWAYS = (
     "iopl",
     "ioperm",
     "fanotify_init",
+    "fanotify_mark",
+    # A watch is on the inode, not the mount: on the trees every sandbox shares (the
+    # standard library under /usr, the runtime), one tenant's watch saw each file another
+    # tenant's function opened. No copy per sandbox is to be had of the host's /usr.
+    "inotify_init",
+    "inotify_init1",
+    "inotify_add_watch",
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
@@ -126,6 +140,23 @@ DENIED_ALWAYS = (
     # that map the host's memory, a cost to every process of the host.
     "memfd_secret",
     "quotactl_fd",  # quotactl by descriptor
+    # The mount table by mount id: the host paths of the mounts' sources (the staging
+    # directories of the runtime and of the function's bundle), as mountinfo shows them.
+    "listmount",
+    "statmount",
+    # The host's security modules, and a process's attributes in them.
+    "lsm_list_modules",
+    "lsm_get_self_attr",
+    "lsm_set_self_attr",
+    # Sealing mappings; extended attributes and inode flags by path (Linux 6.10 to 6.17):
+    # new kernel code no function needs (the *xattr and ioctl calls stay).
+    "mseal",
+    "setxattrat",
+    "getxattrat",
+    "listxattrat",
+    "removexattrat",
+    "file_getattr",
+    "file_setattr",
 )
 #: Draw on counters the whole host shares and no sandbox can bound: Linux AIO
 #: (fs.aio-max-nr, 65,536 events for every process of the host).
@@ -147,7 +178,25 @@ DENIED_PRCTL_IN_CALLS = (PR_SET_PDEATHSIG,)
 
 #: Calls some libseccomp releases do not know, by number (from 424 on, Linux numbers a new
 #: call alike on its architectures, alpha aside): left out, a call would be allowed.
-_NEWER_THAN_LIBSECCOMP = {"open_tree_attr": 467}
+_NEWER_THAN_LIBSECCOMP = {
+    "statmount": 457,
+    "listmount": 458,
+    "lsm_get_self_attr": 459,
+    "lsm_set_self_attr": 460,
+    "lsm_list_modules": 461,
+    "mseal": 462,
+    "setxattrat": 463,
+    "getxattrat": 464,
+    "listxattrat": 465,
+    "removexattrat": 466,
+    "open_tree_attr": 467,
+    "file_getattr": 468,
+    "file_setattr": 469,
+}
+#: What libseccomp answers for a name it does not know at all; a name it knows that this
+#: architecture lacks (fork on arm64) resolves to a pseudo number below it, and can be
+#: left out: no process can make that call here.
+_UNKNOWN_NAME = -1
 
 
 class _ArgCmp(ctypes.Structure):
@@ -261,6 +310,20 @@ class _Compiler:
                     # before it finds the family has no pairs: it is refused alike.
                     for call in ("socket", "socketpair"):
                         self._rule(ctx, call, [_ArgCmp(0, _CMP_MASKED_EQ, 0xFFFFFFFF, family)])
+            self._protocol_rules(ctx)
+
+    def _protocol_rules(self, ctx: int) -> None:
+        """Refuse socket() and socketpair() (which makes the sockets before it finds IP has
+        no pairs) a protocol outside `_ALLOWED_PROTOCOLS`, comparing its 32 bits alone."""
+        refused = [(1 << bit, 1 << bit) for bit in range(_PROTOCOL_LOW_BITS, 32)]
+        refused += [
+            (0xFFFFFFFF, protocol)
+            for protocol in range(1 << _PROTOCOL_LOW_BITS)
+            if protocol not in _ALLOWED_PROTOCOLS
+        ]
+        for call in ("socket", "socketpair"):
+            for mask, value in refused:
+                self._rule(ctx, call, [_ArgCmp(2, _CMP_MASKED_EQ, mask, value)])
 
     def _export(self, ctx: int) -> bytes:
         fd = os.memfd_create("bpf", 0)
@@ -276,19 +339,27 @@ class _Compiler:
             os.close(fd)
 
     def numbers(self, names: Iterable[str]) -> dict[int, str]:
-        """System call numbers of `names` on this architecture (unknown names left out)."""
-        out: dict[int, str] = {}
-        for name in names:
-            nr = self._lib.seccomp_syscall_resolve_name(name.encode())
-            if nr >= 0:
-                out[nr] = name
-        return out
+        """System call numbers of `names` on this architecture (calls it lacks left out)."""
+        return {nr: name for name in names if (nr := self._resolve(name)) is not None}
+
+    def _resolve(self, name: str) -> int | None:
+        """`name`'s number here, None if this architecture has no such call;
+        `SandboxUnavailable` if neither libseccomp nor Donjon knows the name: a rule
+        left out would allow the call (the filters deny what they list)."""
+        nr: int = self._lib.seccomp_syscall_resolve_name(name.encode())
+        if nr == _UNKNOWN_NAME:
+            nr = _NEWER_THAN_LIBSECCOMP.get(name, _UNKNOWN_NAME)
+        if nr == _UNKNOWN_NAME:
+            raise SandboxUnavailable(
+                f"the seccomp filter cannot deny {name}: libseccomp does not know that "
+                "system call, and a filter without its rule would allow it",
+                hint=f"install a newer libseccomp, one that knows {name} (2.6 or later)",
+            )
+        return nr if nr >= 0 else None
 
     def _rule(self, ctx: int, name: str, args: list[_ArgCmp], action: int = _ERRNO) -> None:
-        nr = self._lib.seccomp_syscall_resolve_name(name.encode())
-        if nr < 0:
-            nr = _NEWER_THAN_LIBSECCOMP.get(name, -1)
-        if nr < 0:
+        nr = self._resolve(name)
+        if nr is None:
             return  # not a system call on this architecture
         array = (_ArgCmp * len(args))(*args) if args else None
         rc = self._lib.seccomp_rule_add_array(ctx, action, nr, len(args), array)
