@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from donjon.deadlines import Deadlines, deadlines
 from donjon.sandbox.backlog import Backlog, QueueBounds, ServiceTime
@@ -140,7 +141,8 @@ class SandboxPool:
         `request_id` names the call in the egress proxy's records; `runs_on` is told
         of a call whose processes run on after this returns (an invocation that answered
         early): what it returns is called once they are gone."""
-        self._check_open()
+        if self._closed:  # (a test, not a call: this runs for every call)
+            self._refuse_closed()
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
         slot.calls += 1  # before any await: the reaper leaves this slot alone
@@ -289,13 +291,13 @@ class SandboxPool:
         now, shed, service_s = time.monotonic(), backlog.bounds.shed, slot.service.seconds
         slot.queue.waited(now - admitted, now, shed.target(service_s), shed.interval(service_s))
 
-    def _check_open(self) -> None:
-        """Refuse a call or a start once the pool is closed (the node stopping): a sandbox
-        started now would outlive the pool, with nothing left to stop it."""
-        if self._closed:
-            raise SandboxUnavailable(
-                "the node is stopping: no call starts", hint="call again once it is up"
-            )
+    @staticmethod
+    def _refuse_closed() -> NoReturn:
+        """A call or a start once the pool is closed (the node stopping) is refused: a
+        sandbox started now would outlive the pool, with nothing left to stop it."""
+        raise SandboxUnavailable(
+            "the node is stopping: no call starts", hint="call again once it is up"
+        )
 
     def _new_slot(self, config: InstanceConfig) -> _Slot:
         slot = _Slot(config, asyncio.Semaphore(config.concurrency))
@@ -361,7 +363,8 @@ class SandboxPool:
 
         Raises what the start raises (an import error is `FunctionFailed`).
         """
-        self._check_open()
+        if self._closed:
+            self._refuse_closed()
         key = (config.function, config.version)
         slot = self._slots.get(key) or self._new_slot(config)
         slot.calls += 1  # the reaper leaves a slot alone while its sandbox starts
