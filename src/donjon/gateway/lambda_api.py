@@ -290,7 +290,12 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         validate(parsed, deployed)
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
-            queued = await enqueue_checked(node, deployed, principal, event, request, request_id)
+            # Its source is the function's path, not the caller's: a FunctionName may be an
+            # ARN of any length and bytes (a NUL the PostgreSQL queue row refuses).
+            source = LAMBDA_INVOKE_PATH.format(name=deployed.name)
+            queued = await enqueue_checked(
+                node, deployed, principal, event, request, request_id, source
+            )
             headers = {**_lambda_headers(request_id), "x-donjon-invocation-id": queued.id}
             return Response(status_code=202, headers=headers)
         logs: list[str] = []

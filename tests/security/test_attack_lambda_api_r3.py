@@ -1,0 +1,61 @@
+"""The Lambda Invoke API, third round: what test_attack_lambda_api.py and its second round
+left, with boto3's own client and raw requests. Each attack is refused, or bounded, and
+changes nothing it should not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from async_support import wait_for
+from harness import LiveNode
+from lambda_support import close_lambda_clients, lambda_client
+
+__all__ = ["close_lambda_clients"]  # the autouse fixture, used by name
+
+ECHO = "lam3-echo"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def lam(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A function that echoes its event and the CloudEvents source it was delivered from,
+    and an invoker key to call it with."""
+    root = tmp_path_factory.mktemp("lam3")
+    (root / "donjon.yaml").write_text(
+        f"name: {ECHO}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+    )
+    (root / "main.py").write_text(
+        "def handler(event, context):\n"
+        "    source = (context.cloudevent or {}).get('source')\n"
+        "    return {'got': event, 'source': source}\n"
+    )
+    node.deploy(Path(root))
+    key: dict[str, Any] = node.create_key("lam3-invoker", "invoker")
+    return key
+
+
+def _lambda(node: LiveNode, key: dict[str, Any]) -> Any:
+    """boto3's lambda client pointed at the node, trusting its CA, with no retries."""
+    return lambda_client(node, key["id"], key["sigv4_secret"], REGION)
+
+
+def test_event_source_is_the_functions_path_not_the_callers_arn(
+    node: LiveNode, lam: dict[str, Any]
+) -> None:
+    """An Event whose FunctionName is an ARN with a 3,000-character account holding a NUL is
+    queued with the function's own path as its source: the caller's text went whole into
+    the queue row (a 512-character column, which PostgreSQL enforces and whose text takes
+    no NUL) and reached the function as the event's CloudEvents source."""
+    arn = f"arn:aws:lambda:{REGION}:{'9' * 3000}\x00:function:{ECHO}"
+    r = _lambda(node, lam).invoke(FunctionName=arn, InvocationType="Event", Payload=b'{"n": 1}')
+    assert r["StatusCode"] == 202
+    invocation_id = r["ResponseMetadata"]["HTTPHeaders"]["x-donjon-invocation-id"]
+    done = wait_for(node, invocation_id, key=lam["key"])
+    assert done["status"] == "succeeded", done
+    assert done["result"] == {
+        "got": {"n": 1},
+        "source": f"/2015-03-31/functions/{ECHO}/invocations",
+    }
