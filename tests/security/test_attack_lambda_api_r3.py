@@ -4,14 +4,17 @@ changes nothing it should not."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from async_support import wait_for
 from harness import LiveNode
 from lambda_support import close_lambda_clients, lambda_client
+from sec_support import audit_records
 
 __all__ = ["close_lambda_clients"]  # the autouse fixture, used by name
 
@@ -59,3 +62,21 @@ def test_event_source_is_the_functions_path_not_the_callers_arn(
         "got": {"n": 1},
         "source": f"/2015-03-31/functions/{ECHO}/invocations",
     }
+
+
+def test_client_context_nested_too_deep_is_audited(node: LiveNode, lam: dict[str, Any]) -> None:
+    """An X-Amz-Client-Context nested 200 deep is a 400 and an `input.refused` record, as
+    an event nested too deep is: it was refused with no record, so nesting probes sent
+    there left no trace where the same probe in the payload did."""
+    deep = b'{"custom": {"x": ' + b"[" * 200 + b"]" * 200 + b"}}"
+    with pytest.raises(ClientError) as caught:
+        _lambda(node, lam).invoke(
+            FunctionName=ECHO, Payload=b"{}", ClientContext=base64.b64encode(deep).decode()
+        )
+    response: dict[str, Any] = caught.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "X-Amz-Client-Context" in response["Error"]["Message"]
+    records = audit_records(node, response["ResponseMetadata"]["RequestId"])
+    assert [(r["action"], r["actor"]) for r in records] == [
+        ("input.refused", f"key:{lam['id']}")
+    ], records
