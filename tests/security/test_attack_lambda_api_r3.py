@@ -5,6 +5,7 @@ changes nothing it should not."""
 from __future__ import annotations
 
 import base64
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sec_support import audit_records
 __all__ = ["close_lambda_clients"]  # the autouse fixture, used by name
 
 ECHO = "lam3-echo"
+LEAKER = "lam3-leaker"
 REGION = "us-east-1"
 
 
@@ -80,3 +82,41 @@ def test_client_context_nested_too_deep_is_audited(node: LiveNode, lam: dict[str
     assert [(r["action"], r["actor"]) for r in records] == [
         ("input.refused", f"key:{lam['id']}")
     ], records
+
+
+def test_log_tail_has_no_url_encoded_secret(
+    node: LiveNode, lam: dict[str, Any], tmp_path: Path
+) -> None:
+    """A function that logs a URL or form holding its secret (`urlencode`, `quote`, as an
+    HTTP library's debug log prints the URL it fetches) has it redacted in the log tail a
+    log reader gets (X-Amz-Log-Result) and in its stored log: the value's percent-encoded
+    forms went out in the clear, only the value, its repr and JSON forms were known."""
+    value = "Zx9+q/Lm3=" + secrets.token_hex(6) + "&V w!"
+    with node.client() as c:
+        assert c.post("/v1/secrets/lam3-tok", json={"value": value}).status_code == 201
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: {LEAKER}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+        "permissions: {secrets: [lam3-tok]}\n"
+    )
+    (tmp_path / "main.py").write_text(
+        "import urllib.parse\n"
+        "def handler(event, context):\n"
+        "    v = context.secrets['lam3-tok']\n"
+        "    print('GET /api?' + urllib.parse.urlencode({'key': v}))\n"
+        "    print('GET /api/' + urllib.parse.quote(v, safe=''))\n"
+        "    print('GET /' + urllib.parse.quote(v))\n"
+        "    return {'ok': True}\n"
+    )
+    node.deploy(tmp_path)
+    admin = node.create_key("lam3-admin", "admin")
+    r = lambda_client(node, admin["id"], admin["sigv4_secret"], REGION).invoke(
+        FunctionName=LEAKER, LogType="Tail"
+    )
+    assert r["StatusCode"] == 200 and "FunctionError" not in r
+    tail = base64.b64decode(r["LogResult"]).decode()
+    with node.client() as c:
+        (entry,) = c.get(f"/v1/functions/{LEAKER}/logs").json()
+    hidden = value.split("=")[1][:12]  # the random part, in every form
+    for text in (tail, entry["output"]):
+        assert hidden not in text, text
+        assert text.count("[secret:lam3-tok]") == 3, text

@@ -3,21 +3,21 @@
 Applied in the node to the captured stdout/stderr, the error line and the
 trace of every call before any of it is stored or answered (gateway/invoke.py).
 Each value is replaced by `[secret:NAME]` as it appears verbatim and in the
-escaped forms a print of a `repr`, of JSON (ASCII or not: `ensure_ascii=False`) or
-of its UTF-8 bytes gives it. The texts reach the node
-already cut (the runtime keeps the error line's first 2,000 characters, the
-trace's last 8,000 and the output's last 64 KiB), and a cut may fall inside a
-value: the error line then ends with its first part and the trace begins with
-the rest, neither of them the whole value. So a piece of a value at an edge of
-the text (or just after a leading "[N earlier ... dropped]" note) is replaced
-too, from `PIECE` characters on (half the value, if that is fewer, and at least
-3). A value repeating itself enough to put its first (or last) piece at more
+escaped forms a print of a `repr`, of JSON (ASCII or not: `ensure_ascii=False`),
+of its UTF-8 bytes or of a URL or form holding it (percent-encoded) gives it. The
+texts reach the node already cut (the runtime keeps the error line's first 2,000
+characters, the trace's last 8,000 and the output's last 64 KiB), and a cut may
+fall inside a value: the error line then ends with its first part and the trace
+begins with the rest, neither of them the whole value. So a piece of a value at an
+edge of the text (or just after a leading "[N earlier ... dropped]" note) is
+replaced too, from `PIECE` characters on (half the value, if that is fewer, and at
+least 3). A value repeating itself enough to put its first (or last) piece at more
 than `MAX_TRIES` places near an edge is not searched further: the text from the
 farthest such place to the edge is replaced (fail closed; the search was
 quadratic in the value's length, and ran on the node's event loop). What it
-cannot catch: a value the function transforms (encodes, reverses,
-splits) before printing, and the fewer than `PIECE` characters of a value a cut
-leaves at an edge.
+cannot catch: a value the function transforms otherwise (base64, hashes,
+reverses, splits) before printing, and the fewer than `PIECE` characters of a
+value a cut leaves at an edge.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from urllib.parse import quote, quote_plus
 
 __all__ = ["MAX_TRIES", "PIECE", "Redactor"]
 
@@ -80,8 +81,9 @@ class Redactor:
 
 
 def _forms(value: str) -> tuple[str, ...]:
-    """`value` and what a print of its `repr`, its JSON or its UTF-8 bytes shows of it."""
-    forms = (value, json.dumps(value)[1:-1], repr(value)[1:-1])
+    """`value` and what a print of its `repr`, its JSON or its UTF-8 bytes shows of it,
+    and the value percent-encoded as a URL or a form carries it (`quote`, `urlencode`)."""
+    forms = (value, json.dumps(value)[1:-1], repr(value)[1:-1], *_url_forms(value))
     if value.isascii():  # JSON without ensure_ascii, and the bytes' repr, are the same
         return forms
     return (
@@ -89,6 +91,14 @@ def _forms(value: str) -> tuple[str, ...]:
         json.dumps(value, ensure_ascii=False)[1:-1],
         repr(value.encode("utf-8", "surrogatepass"))[2:-1],
     )
+
+
+def _url_forms(value: str) -> tuple[str, ...]:
+    """`value` in a URL's path (`quote`, "/" kept), as one of its parts (`safe=""`) and in
+    a query or form (`quote_plus`, as `urlencode` writes it). A logged URL is a print
+    of these: an HTTP library's debug log prints every URL it fetches."""
+    data = value.encode("utf-8", "surrogatepass")
+    return (quote(data), quote(data, safe=""), quote_plus(data, safe=""))
 
 
 def _piece_at_end(text: str, form: str, head: str) -> int:
