@@ -21,6 +21,7 @@ __all__ = ["close_lambda_clients"]  # the autouse fixture, used by name
 
 ECHO = "lam3-echo"
 LEAKER = "lam3-leaker"
+QUARANTINED = "lam3-quarantined"
 REGION = "us-east-1"
 
 
@@ -120,3 +121,29 @@ def test_log_tail_has_no_url_encoded_secret(
     for text in (tail, entry["output"]):
         assert hidden not in text, text
         assert text.count("[secret:lam3-tok]") == 3, text
+
+
+def test_dry_run_of_a_quarantined_function_is_refused(
+    node: LiveNode, lam: dict[str, Any], tmp_path: Path
+) -> None:
+    """DryRun of a quarantined function is the 503 every way into it answers: it said 204
+    (the call would be taken) for a function the monitor or an admin had stopped."""
+    (tmp_path / "donjon.yaml").write_text(
+        f"name: {QUARANTINED}\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 10\n"
+    )
+    (tmp_path / "main.py").write_text("def handler(event, context):\n    return {}\n")
+    node.deploy(tmp_path)
+    client = _lambda(node, lam)
+    assert client.invoke(FunctionName=QUARANTINED, InvocationType="DryRun")["StatusCode"] == 204
+    with node.client() as c:
+        r = c.post(f"/v1/functions/{QUARANTINED}/quarantine", json={"reason": "review"})
+    assert r.status_code == 201, r.text
+    for invocation in ("DryRun", "RequestResponse"):
+        with pytest.raises(ClientError) as caught:
+            client.invoke(FunctionName=QUARANTINED, InvocationType=invocation)
+        response: dict[str, Any] = caught.value.response
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 503, (invocation, response)
+        assert "quarantined" in response["Error"]["Message"], (invocation, response)
+    with node.client() as c:
+        assert c.post(f"/v1/functions/{QUARANTINED}/release").status_code == 200
+    assert client.invoke(FunctionName=QUARANTINED, InvocationType="DryRun")["StatusCode"] == 204

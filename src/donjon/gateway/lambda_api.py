@@ -290,7 +290,8 @@ async def handle_lambda_invoke(request: Request) -> Response:
             )
         # Checked for every type; Lambda hands it to synchronous calls only.
         context = await _checked_client_context(node, request, principal, request_id)
-        if invocation == "DryRun":  # the caller may invoke it, and it exists
+        if invocation == "DryRun":  # the caller may invoke it, it exists and it serves
+            node.quarantines.check(deployed.record.name)  # 503, as every way into it
             return Response(status_code=204, headers=_lambda_headers(request_id, version))
         if invocation == "Event" and qualifier not in (None, "$LATEST"):
             raise BadRequest(
