@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import SupportsIndex
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 
@@ -55,6 +55,10 @@ def test_percent_encoded_forms_are_replaced() -> None:
     url = "/" + quote(value) + "/" + quote(value, safe="") + "?" + urlencode({"k": value})
     assert redact(url) == "/[secret:api]/[secret:api]?k=[secret:api]"
     assert redact("?k=abc-123_XYZ") == "?k=[secret:plain]"
+    for odd in ("%41~\x00/", "\U0001f600 +", "a\ud800b"):  # as urllib encodes each
+        data = odd.encode("utf-8", "surrogatepass")
+        for form in (quote(data), quote(data, safe=""), quote_plus(data)):
+            assert Redactor({"odd": odd})(form) == "[secret:odd]", (odd, form)
 
 
 def test_a_value_repeating_itself_near_an_edge_fails_closed() -> None:
