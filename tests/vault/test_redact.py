@@ -49,7 +49,7 @@ def test_unescaped_json_and_bytes_forms_are_replaced() -> None:
 
 def test_percent_encoded_forms_are_replaced() -> None:
     """The value in a URL's path, as one of its parts, and in a query or form
-    (`urlencode`), non-ASCII as UTF-8, is replaced; a value no encoding changes once."""
+    (`urlencode`), non-ASCII as UTF-8, is replaced; a value they leave as it is, as itself."""
     value = "Pä+s/s=w&rd x"
     redact = Redactor({"api": value, "plain": "abc-123_XYZ"})
     url = "/" + quote(value) + "/" + quote(value, safe="") + "?" + urlencode({"k": value})

@@ -105,7 +105,7 @@ def _url_forms(value: str) -> tuple[str, ...]:
     """`value` in a URL's path (`quote`, "/" kept), as one of its parts (`safe=""`) and in
     a query or form (`quote_plus`, as `urlencode` writes it), of its UTF-8 bytes: a logged
     URL is a print of these (an HTTP library's debug log prints every URL it fetches).
-    None for a value longer than `URL_FORM_MAX` (a password, a token or an API key is
+    No forms for a value longer than `URL_FORM_MAX` (a password, a token or an API key is
     shorter): each call's redactor is built on the node's event loop, and encoding
     4 x 64 KiB of values three ways took it 90 ms a call."""
     if len(value) > URL_FORM_MAX:
