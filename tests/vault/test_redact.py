@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import SupportsIndex
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 
@@ -44,6 +45,20 @@ def test_unescaped_json_and_bytes_forms_are_replaced() -> None:
     redact = Redactor({"api": value})
     text = json.dumps({"v": value}, ensure_ascii=False) + " " + str(value.encode())
     assert redact(text) == '{"v": "[secret:api]"} b\'[secret:api]\''
+
+
+def test_percent_encoded_forms_are_replaced() -> None:
+    """The value in a URL's path, as one of its parts, and in a query or form
+    (`urlencode`), non-ASCII as UTF-8, is replaced; a value they leave as it is, as itself."""
+    value = "Pä+s/s=w&rd x"
+    redact = Redactor({"api": value, "plain": "abc-123_XYZ"})
+    url = "/" + quote(value) + "/" + quote(value, safe="") + "?" + urlencode({"k": value})
+    assert redact(url) == "/[secret:api]/[secret:api]?k=[secret:api]"
+    assert redact("?k=abc-123_XYZ") == "?k=[secret:plain]"
+    for odd in ("%41~\x00/", "\U0001f600 +", "a\ud800b"):  # as urllib encodes each
+        data = odd.encode("utf-8", "surrogatepass")
+        for form in (quote(data), quote(data, safe=""), quote_plus(data)):
+            assert Redactor({"odd": odd})(form) == "[secret:odd]", (odd, form)
 
 
 def test_a_value_repeating_itself_near_an_edge_fails_closed() -> None:

@@ -54,18 +54,20 @@ async def enqueue_checked(
     body: bytes,
     request: Request,
     request_id: str,
+    source: str | None = None,
 ) -> QueuedInvocation:
     """Enqueue an event its caller's `request` has passed every check with (committed
     before this returns): the invoke API's and the Lambda API's (InvocationType Event).
     Its `invocation.enqueue` record names `request_id` and the caller's address, as a
-    sync call's `function.invoke` record does."""
+    sync call's `function.invoke` record does. `source`, its CloudEvents source: the
+    request's path unless the route names the function in a form of the caller's own."""
     if node.invocations is None:
         raise NotFound("this node runs no async invocations")
     envelope = Envelope(
         function=deployed.name,
         event=body,
         trigger="invoke",
-        source=request.url.path,
+        source=request.url.path if source is None else source,
         type="dev.donjon.invoke",
         principal=principal.label,
         # A token's roles (its token is not kept): its deliveries keep their limits.

@@ -227,6 +227,22 @@ def _function_error(error: SandboxError, request_id: str, version: str, reveal: 
     return response
 
 
+class ClientContextTooDeep(BadRequest):
+    """An `X-Amz-Client-Context` nested deeper than the platform parses (audited)."""
+
+
+async def _checked_client_context(
+    node: Node, request: Request, principal: Principal, request_id: str
+) -> dict[str, object] | None:
+    """`client_context` of the request's header; nesting past the bound is also audited
+    (`input.refused`), as an event's is (access.parse_json)."""
+    try:
+        return client_context(request.headers.get("x-amz-client-context"))
+    except ClientContextTooDeep as e:
+        await deny(node, request, principal.label, "input.refused", e.message, request_id)
+        raise
+
+
 def client_context(header: str | None) -> dict[str, object] | None:
     """The caller's `X-Amz-Client-Context` (base64 of a JSON object whose `client`,
     `custom` and `env` are objects), for the handler's `context.client_context`: its three
@@ -239,8 +255,10 @@ def client_context(header: str | None) -> dict[str, object] | None:
         raise BadRequest(f"{bad} of at most {MAX_CLIENT_CONTEXT} bytes; it has {len(header)}")
     try:
         parsed = boundedjson.loads(base64.b64decode(header, validate=True), finite=True)
-    except (binascii.Error, ValueError, boundedjson.JSONTooDeep):
+    except (binascii.Error, ValueError):
         raise BadRequest(bad) from None
+    except boundedjson.JSONTooDeep as e:
+        raise ClientContextTooDeep(f"{bad}: {e.message}") from None
     if not isinstance(parsed, dict):
         raise BadRequest(bad)
     members = {name: parsed.get(name) for name in CLIENT_CONTEXT_MEMBERS}
@@ -271,8 +289,9 @@ async def handle_lambda_invoke(request: Request) -> Response:
                 f"X-Amz-Log-Type one of {', '.join(LOG_TYPES)}"
             )
         # Checked for every type; Lambda hands it to synchronous calls only.
-        context = client_context(request.headers.get("x-amz-client-context"))
-        if invocation == "DryRun":  # the caller may invoke it, and it exists
+        context = await _checked_client_context(node, request, principal, request_id)
+        if invocation == "DryRun":  # the caller may invoke it, it exists and it serves
+            node.quarantines.check(deployed.record.name)  # 503, as every way into it
             return Response(status_code=204, headers=_lambda_headers(request_id, version))
         if invocation == "Event" and qualifier not in (None, "$LATEST"):
             raise BadRequest(
@@ -290,7 +309,12 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         validate(parsed, deployed)
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
-            queued = await enqueue_checked(node, deployed, principal, event, request, request_id)
+            # Its source is the function's path, not the caller's: a FunctionName may be an
+            # ARN of any length and bytes (a NUL the PostgreSQL queue row refuses).
+            source = LAMBDA_INVOKE_PATH.format(name=deployed.name)
+            queued = await enqueue_checked(
+                node, deployed, principal, event, request, request_id, source
+            )
             headers = {**_lambda_headers(request_id), "x-donjon-invocation-id": queued.id}
             return Response(status_code=202, headers=headers)
         logs: list[str] = []
