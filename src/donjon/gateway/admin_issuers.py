@@ -210,7 +210,7 @@ def _canonical(jwks: str) -> str:
 
 def _key_ids(jwks: str) -> list[str]:
     try:
-        return sorted(parse_jwks(jwks).keys)
+        return sorted(parse_jwks(jwks, strict=False).keys)
     except Error:
         return []
 

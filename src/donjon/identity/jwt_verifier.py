@@ -25,7 +25,7 @@ from donjon import boundedjson
 from donjon.errors import Error
 from donjon.identity.apikeys import IdentityError
 from donjon.identity.issuers import Issuer, IssuerRegistry
-from donjon.identity.jwks import KeySet, TrustedKey, fetch_jwks
+from donjon.identity.jwks import KeySet, TrustedKey, refetch_jwks
 
 __all__ = [
     "LEEWAY_S",
@@ -116,7 +116,7 @@ class JwtVerifier:
         issuers: IssuerRegistry,
         tls: ssl.SSLContext,
         *,
-        fetch: Fetch = fetch_jwks,
+        fetch: Fetch = refetch_jwks,
         persist: Persist | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_age_s: float = MAX_KEYS_AGE_S,
