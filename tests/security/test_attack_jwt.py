@@ -154,6 +154,17 @@ def test_time_claims_that_are_not_numbers_are_refused(world: JwtWorld, claim: st
     _refused(world, token, f"{claim} must be a number")
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"), [("exp", 10**400), ("exp", 2**60), ("nbf", -(10**400))]
+)
+def test_time_claims_beyond_any_date_are_refused(world: JwtWorld, claim: str, value: int) -> None:
+    """An ops admin token (signed by its key) whose exp or nbf is far beyond any date: 401,
+    audited (an exp of 10**400 was a 500 and no audit record: its principal's expiry,
+    float(exp), overflowed; one of 2**60, some 36 billion years ahead, passed)."""
+    token = world.ops.sign(claims(OPS_ISS, AUD, roles=["admin"]) | {claim: value})
+    _refused(world, token, f"{claim} must be within")
+
+
 def test_not_yet_valid_token_is_refused(world: JwtWorld) -> None:
     """A token whose nbf is ten minutes ahead: 401."""
     _refused(world, world.corp_token(nbf=int(time.time()) + 600), "ImmatureSignatureError")

@@ -30,6 +30,7 @@ from donjon.identity.jwks import KeySet, TrustedKey, refetch_jwks
 __all__ = [
     "LEEWAY_S",
     "MAX_KEYS_AGE_S",
+    "MAX_NUMERIC_DATE",
     "MAX_TOKEN_BYTES",
     "REFRESH_INTERVAL_S",
     "JwtVerifier",
@@ -45,6 +46,9 @@ log = logging.getLogger("donjon")
 MAX_TOKEN_BYTES = 8 * 1024
 #: Seconds of clock skew allowed on exp, nbf and iat.
 LEEWAY_S = 30
+#: exp, nbf and iat further from 1970 than this (2**53 s: some 285 million years, where
+#: a float still holds every second) are refused: no issuer means them.
+MAX_NUMERIC_DATE = 2**53
 #: An issuer's JWKS is fetched again (on an unknown kid) at most this often.
 REFRESH_INTERVAL_S = 60.0
 #: Seconds fetched keys are trusted before they are fetched again (the default).
@@ -180,8 +184,14 @@ class JwtVerifier:
             raise TokenRejected(f"jwt: {type(e).__name__}: {e}") from e
         for name in ("exp", "nbf", "iat"):  # PyJWT takes "1700000000" (a string) as well
             value = claims.get(name)
-            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if name not in claims:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TokenRejected(f"jwt: {name} must be a number of seconds (NumericDate)")
+            if abs(value) > MAX_NUMERIC_DATE:  # an exp of 10**400 was a 500 (float() of it)
+                raise TokenRejected(
+                    f"jwt: {name} must be within {MAX_NUMERIC_DATE} seconds of 1970"
+                )
         return claims
 
     def _refresh_if_stale(self, issuer: Issuer) -> None:
