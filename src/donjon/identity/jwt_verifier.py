@@ -150,7 +150,13 @@ class JwtVerifier:
         issuer = self.issuers.by_iss(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise TokenRejected("jwt: iss names no registered issuer")
-        key = issuer.keys.get(kid) or await self._refresh(issuer, kid)
+        key = issuer.keys.get(kid)
+        if key is None:
+            key = await self._refresh(issuer, kid)
+            if self.issuers.by_iss(issuer.record.issuer) is not issuer:
+                # Removed (or replaced) while its keys were fetched: `issuer rm` has
+                # answered, and no token of it passes after that.
+                raise TokenRejected(f"jwt: issuer {issuer.name} was removed meanwhile")
         if key is None:
             raise TokenRejected(f"jwt: unknown kid for issuer {issuer.name}")
         self._refresh_if_stale(issuer)
