@@ -212,11 +212,15 @@ async def remove_issuer(
 
 
 def _canonical(jwks: str) -> str:
-    """A JWKS document in one form (key order, spacing), so a refetch alike is alike."""
+    """A JWKS document in one form (member order, spacing, the order of its keys), so a
+    refetch alike is alike: one whose servers list the same keys in another order is."""
     try:
-        return json.dumps(json.loads(jwks), sort_keys=True, separators=(",", ":"))
+        doc = json.loads(jwks)
     except ValueError:
         return jwks
+    if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
+        doc["keys"] = sorted(json.dumps(k, sort_keys=True) for k in doc["keys"])
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def _key_ids(jwks: str) -> list[str]:
