@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -215,6 +216,25 @@ def test_role_only_another_issuer_may_grant_is_dropped(world: JwtWorld) -> None:
     ]
     ops_admin = world.ops.sign(claims(OPS_ISS, AUD, sub="root", roles=["admin"]))
     assert _send(world.node, ("GET", "/v1/keys"), ops_admin).status_code == 200
+
+
+@pytest.mark.parametrize("sub", ["a b", "\u00e5lice", "x" * 256, "https://idp.example/u/7"])
+def test_a_jwt_caller_of_any_subject_can_be_throttled_by_hand(world: JwtWorld, sub: str) -> None:
+    """A token's sub may be any 1-256 printable characters, and names its principal: an
+    operator throttles that principal by hand, and its calls are held to the throttle's
+    rate; then lifts it. Before: a sub with a space, a non-ASCII letter or a slash, or
+    a long one, was a 400 (or 404), and the caller could not be throttled at all."""
+    token = world.corp.sign(claims(CORP_ISS, AUD, sub=sub, roles=["invoker"]))
+    assert _send(world.node, INVOKE, token).status_code == 200
+    path = "/v1/throttles/" + quote(f"principal:jwt:corp:{sub}", safe="")
+    with world.node.client() as c:
+        put = c.put(path, json={"reason": "looking into it", "duration_s": 600})
+    assert put.status_code == 201, put.text
+    assert put.json()["subject"] == f"principal:jwt:corp:{sub}"
+    statuses = [_send(world.node, INVOKE, token).status_code for _ in range(12)]
+    assert 429 in statuses, statuses  # 10 a minute at most
+    with world.node.client() as c:
+        assert c.delete(path).status_code in (200, 204)
 
 
 def test_oversized_token_is_refused(world: JwtWorld) -> None:

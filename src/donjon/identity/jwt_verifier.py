@@ -26,6 +26,7 @@ from donjon.errors import Error
 from donjon.identity.apikeys import IdentityError
 from donjon.identity.issuers import Issuer, IssuerRegistry
 from donjon.identity.jwks import KeySet, TrustedKey, refetch_jwks
+from donjon.identity.jwt_principal import MAX_SUB, is_subject
 
 __all__ = [
     "LEEWAY_S",
@@ -162,8 +163,8 @@ class JwtVerifier:
         self._refresh_if_stale(issuer)
         claims = self._decode(token, issuer, key)
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 256 or not sub.isprintable():
-            raise TokenRejected("jwt: sub must be a printable string of 1-256 characters")
+        if not is_subject(sub):
+            raise TokenRejected(f"jwt: sub must be a printable string of 1-{MAX_SUB} characters")
         return VerifiedToken(issuer, sub, claims)
 
     def _decode(self, token: str, issuer: Issuer, key: TrustedKey) -> dict[str, Any]:
