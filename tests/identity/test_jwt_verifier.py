@@ -25,7 +25,7 @@ from donjon.identity import (
     parse_jwks,
     principal_from_claims,
 )
-from donjon.identity.jwks import internal_address
+from donjon.identity.jwks import MAX_KEYS, internal_address
 from donjon.identity.jwt_verifier import (
     LEEWAY_S,
     MAX_KEYS_AGE_S,
@@ -361,3 +361,7 @@ def test_a_refetched_jwks_keeps_only_the_keys_it_can_use() -> None:
     mixed = {"keys": [SigningKey.generate("k2", "EdDSA").jwk(), {**KEY.jwk(), "d": "AQAB"}]}
     assert sorted(parse_jwks(json.dumps(mixed), strict=False).keys) == ["k2"]
     assert parse_jwks('{"keys": []}', strict=False).keys == {}
+    many = {"keys": [{**KEY.jwk(), "kid": f"k{i}"} for i in range(MAX_KEYS + 1)]}
+    with pytest.raises(JwksError, match="more than"):
+        parse_jwks(json.dumps(many))
+    assert len(parse_jwks(json.dumps(many), strict=False).keys) == MAX_KEYS

@@ -157,24 +157,26 @@ def parse_jwks(raw: bytes | str, *, strict: bool = True) -> KeySet:
     """The signing keys of a JWKS document; `JwksError` if it is malformed.
 
     `strict` (a JWKS an admin gives, `issuer add`): a key unfit for its kind, a kid named
-    twice, or no usable key at all is an error too. Not strict (what a trusted issuer
-    publishes later, or stored): such keys are left out, and a set left with none is
-    empty. The document is the issuer's word on which keys it stands behind: a key it
-    withdrew is never kept because the keys published beside it are not all usable.
+    twice, more than MAX_KEYS keys, or no usable key at all is an error too. Not strict
+    (what a trusted issuer publishes later, or stored): such keys are left out, and a set
+    left with none is empty. The document is the issuer's word on which keys it stands
+    behind: a key it withdrew is never kept because the keys published beside it are not
+    all usable.
     """
     doc = _load(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise JwksError('the JWKS must be a JSON object {"keys": [...]}')
-    if len(doc["keys"]) > MAX_KEYS:
+    if len(doc["keys"]) > MAX_KEYS and strict:
         raise JwksError(f"the JWKS has more than {MAX_KEYS} keys")
+    listed = doc["keys"][:MAX_KEYS]  # not strict: the keys past them are left out
     # The kids of the keys we would verify with, each as often as it is named.
     kids = Counter(
         jwk["kid"]
-        for jwk in doc["keys"]
+        for jwk in listed
         if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str) and _algorithm(jwk)
     )
     keys: dict[str, TrustedKey] = {}
-    for i, jwk in enumerate(doc["keys"]):
+    for i, jwk in enumerate(listed):
         try:
             key = _trusted(i, jwk)
         except JwksError:
