@@ -130,6 +130,8 @@ class JwksServer:
     encodings: dict[str, str] = field(default_factory=dict)
     #: The Accept-Encoding of each GET, in order.
     accepted: list[str] = field(default_factory=list)
+    #: A path whose GETs are answered only once its event is set (10 s at most).
+    held: dict[str, threading.Event] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
@@ -168,6 +170,8 @@ def jwks_server(directory: Path) -> Iterator[JwksServer]:
             state.fetches[self.path] = state.fetches.get(self.path, 0) + 1
             body = state.documents.get(self.path)
             state.accepted.append(self.headers.get("accept-encoding", ""))
+            if self.path in state.held:
+                state.held[self.path].wait(10)
             self.send_response(200 if body is not None else 404)
             self.send_header("content-type", "application/json")
             if self.path in state.encodings:

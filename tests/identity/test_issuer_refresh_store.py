@@ -105,3 +105,23 @@ def test_a_refresh_of_the_same_issuer_is_stored(engine: Engine) -> None:
     assert stored.jwks == fresh
     (logged,) = [r for r in log_records(engine) if r["action"] == "issuer.keys"]
     assert logged["detail"]["key_ids"] == ["k2"]
+
+
+def test_the_same_keys_in_another_order_are_no_change(engine: Engine) -> None:
+    """An identity provider whose servers list its keys in another order (a refresh anyone
+    may set off once a minute, by a token naming an unknown kid) changes nothing: the
+    document is stored, and no `issuer.keys` record claims new keys (before: one each
+    time, the key ids before and after alike)."""
+    store = IssuerStore(engine)
+    first, second = SigningKey.generate("k1"), SigningKey.generate("k2", "ES256")
+    record = _record("https://idp.example", json.dumps(jwks(first, second)), 1_000.0)
+    store.add(record)
+    issuer = Issuer(record, parse_jwks(record.jwks))
+    reordered = json.dumps(jwks(second, first))
+    issuer.with_keys(parse_jwks(reordered))
+
+    _refresh(engine, store, issuer)
+
+    (stored,) = store.all()
+    assert stored.jwks == reordered
+    assert not [r for r in log_records(engine) if r["action"] == "issuer.keys"]

@@ -25,7 +25,7 @@ from donjon.identity import (
     parse_jwks,
     principal_from_claims,
 )
-from donjon.identity.jwks import internal_address
+from donjon.identity.jwks import MAX_KEYS, internal_address
 from donjon.identity.jwt_verifier import (
     LEEWAY_S,
     MAX_KEYS_AGE_S,
@@ -347,3 +347,21 @@ def test_internal_jwks_addresses_are_told_apart(url: str, internal: str | None) 
     """A JWKS URL's host is internal if any address of it is not global (an IPv4-mapped
     one by its IPv4), or if it does not resolve; a global address is not."""
     assert asyncio.run(internal_address(url)) == internal
+
+
+def test_a_refetched_jwks_keeps_only_the_keys_it_can_use() -> None:
+    """What a trusted issuer publishes later is parsed leniently: a kid named twice is
+    trusted under neither key, an unusable key is left out, and none at all is an empty
+    set (not an error that would keep the keys held before)."""
+    other = SigningKey.generate("k1", "ES256")
+    document = {"keys": [KEY.jwk(), other.jwk(), {"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}
+    with pytest.raises(JwksError, match="two keys"):
+        parse_jwks(json.dumps(document))
+    assert parse_jwks(json.dumps(document), strict=False).keys == {}
+    mixed = {"keys": [SigningKey.generate("k2", "EdDSA").jwk(), {**KEY.jwk(), "d": "AQAB"}]}
+    assert sorted(parse_jwks(json.dumps(mixed), strict=False).keys) == ["k2"]
+    assert parse_jwks('{"keys": []}', strict=False).keys == {}
+    many = {"keys": [{**KEY.jwk(), "kid": f"k{i}"} for i in range(MAX_KEYS + 1)]}
+    with pytest.raises(JwksError, match="more than"):
+        parse_jwks(json.dumps(many))
+    assert len(parse_jwks(json.dumps(many), strict=False).keys) == MAX_KEYS

@@ -66,6 +66,32 @@ def test_function_limited_issuer_manager_cannot_register_an_issuer_of_its_role(
     assert_problem(r, 403)
 
 
+@pytest.mark.parametrize(
+    ("bounds", "why"),
+    [
+        ({"expires_in_s": 3600}, "outlive the caller's own key"),
+        ({"rate": "1/second"}, "above the caller's own"),
+    ],
+)
+def test_bounded_issuer_manager_cannot_register_an_issuer_its_bounds_do_not_hold(
+    node: LiveNode, bounds: dict[str, Any], why: str
+) -> None:
+    """Registering an issuer mints credentials, as making a key does (key_reach.py): a
+    manager key that expires in an hour, or is held to 1 call a second, registering an
+    issuer of its own role would hand itself tokens that never stop, under the role's
+    limits alone. Refused (403, audited; before: 201), as such a key would be."""
+    role, manager = _manager(node, limits=bounds)
+    key = SigningKey.generate("attacker-3", "ES256")
+    name = f"sec-lasting-{secrets.token_hex(3)}"
+    with node.client(manager, fresh_source()) as c:
+        r = c.post("/v1/issuers", json=_issuer(name, key, [role]))
+    assert_problem(r, 403)
+    (record,) = audit_records(node, r.headers["x-request-id"])
+    assert record["action"] == "authz.denied" and why in record["detail"]["reason"], record
+    with node.client() as c:
+        assert name not in [i["name"] for i in c.get("/v1/issuers").json()]
+
+
 def test_custom_issuer_manager_cannot_remove_an_admin_issuer(node: LiveNode) -> None:
     """Removing an issuer that grants roles the manager does not hold (the admins' own
     identity provider) is refused, and the issuer stays."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -154,6 +155,17 @@ def test_time_claims_that_are_not_numbers_are_refused(world: JwtWorld, claim: st
     _refused(world, token, f"{claim} must be a number")
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"), [("exp", 10**400), ("exp", 2**60), ("nbf", -(10**400))]
+)
+def test_time_claims_beyond_any_date_are_refused(world: JwtWorld, claim: str, value: int) -> None:
+    """An ops admin token (signed by its key) whose exp or nbf is far beyond any date: 401,
+    audited (an exp of 10**400 was a 500 and no audit record: its principal's expiry,
+    float(exp), overflowed; one of 2**60, some 36 billion years ahead, passed)."""
+    token = world.ops.sign(claims(OPS_ISS, AUD, roles=["admin"]) | {claim: value})
+    _refused(world, token, f"{claim} must be within")
+
+
 def test_not_yet_valid_token_is_refused(world: JwtWorld) -> None:
     """A token whose nbf is ten minutes ahead: 401."""
     _refused(world, world.corp_token(nbf=int(time.time()) + 600), "ImmatureSignatureError")
@@ -204,6 +216,25 @@ def test_role_only_another_issuer_may_grant_is_dropped(world: JwtWorld) -> None:
     ]
     ops_admin = world.ops.sign(claims(OPS_ISS, AUD, sub="root", roles=["admin"]))
     assert _send(world.node, ("GET", "/v1/keys"), ops_admin).status_code == 200
+
+
+@pytest.mark.parametrize("sub", ["a b", "\u00e5lice", "x" * 256, "https://idp.example/u/7"])
+def test_a_jwt_caller_of_any_subject_can_be_throttled_by_hand(world: JwtWorld, sub: str) -> None:
+    """A token's sub may be any 1-256 printable characters, and names its principal: an
+    operator throttles that principal by hand, and its calls are held to the throttle's
+    rate; then lifts it. Before: a sub with a space, a non-ASCII letter or a slash, or
+    a long one, was a 400 (or 404), and the caller could not be throttled at all."""
+    token = world.corp.sign(claims(CORP_ISS, AUD, sub=sub, roles=["invoker"]))
+    assert _send(world.node, INVOKE, token).status_code == 200
+    path = "/v1/throttles/" + quote(f"principal:jwt:corp:{sub}", safe="")
+    with world.node.client() as c:
+        put = c.put(path, json={"reason": "looking into it", "duration_s": 600})
+    assert put.status_code == 201, put.text
+    assert put.json()["subject"] == f"principal:jwt:corp:{sub}"
+    statuses = [_send(world.node, INVOKE, token).status_code for _ in range(12)]
+    assert 429 in statuses, statuses  # 10 a minute at most
+    with world.node.client() as c:
+        assert c.delete(path).status_code in (200, 204)
 
 
 def test_oversized_token_is_refused(world: JwtWorld) -> None:

@@ -16,6 +16,7 @@ from donjon.audit.errors import RecordPending
 from donjon.errors import Error
 from donjon.gateway.access import forbid, parse_json, read_body
 from donjon.gateway.errors import Forbidden, NotFound
+from donjon.gateway.key_reach import Reach, looser_than_own
 from donjon.gateway.node import Node
 from donjon.gateway.schemas import render
 from donjon.gateway.views import IssuerView
@@ -72,18 +73,28 @@ async def _check_grants(
     verb: str,
     roles: Iterable[str],
 ) -> None:
-    """`Forbidden` (audited `authz.denied`) unless `_grants_within(principal, roles)`."""
-    if _grants_within(principal, roles):
+    """`Forbidden` (audited `authz.denied`) unless `_grants_within(principal, roles)`; to
+    add one, also unless its tokens' principals are bounded as the caller's own credential
+    is (key_reach.py): they never expire and have their role's limits, so a key that
+    expires, has limits or a daily quota of its own, or a token (it has an exp), would
+    outlast or outrun itself through them."""
+    if principal.role == Role.ADMIN:
+        return
+    why = None if _grants_within(principal, roles) else "another role, or limited functions"
+    if why is None and verb == "add":
+        why = await looser_than_own(node, principal, Reach(principal.role, None, bounded=True))
+    if why is None:
         return
     await forbid(
         node,
         request,
         principal,
-        f"issuer:manage: only an admin may {verb} an issuer granting {', '.join(sorted(roles))}",
+        f"issuer:manage: only an admin may {verb} an issuer granting "
+        f"{', '.join(sorted(roles))} ({why})",
         request_id,
         {"role": principal.role, "statement": "only admins reach wider issuers"},
         f"only an admin may {verb} an issuer that grants another role than the caller's "
-        "own, or from a key limited to some functions",
+        f"own, or from a key limited to some functions, or bounded in time, rate or quota: {why}",
     )
 
 
@@ -201,16 +212,20 @@ async def remove_issuer(
 
 
 def _canonical(jwks: str) -> str:
-    """A JWKS document in one form (key order, spacing), so a refetch alike is alike."""
+    """A JWKS document in one form (member order, spacing, the order of its keys), so a
+    refetch alike is alike: one whose servers list the same keys in another order is."""
     try:
-        return json.dumps(json.loads(jwks), sort_keys=True, separators=(",", ":"))
+        doc = json.loads(jwks)
     except ValueError:
         return jwks
+    if isinstance(doc, dict) and isinstance(doc.get("keys"), list):
+        doc["keys"] = sorted(json.dumps(k, sort_keys=True) for k in doc["keys"])
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def _key_ids(jwks: str) -> list[str]:
     try:
-        return sorted(parse_jwks(jwks).keys)
+        return sorted(parse_jwks(jwks, strict=False).keys)
     except Error:
         return []
 

@@ -22,8 +22,8 @@ from donjon.identity import (
     JwtVerifier,
     KeyIndex,
     Policy,
-    fetch_jwks,
     parse_role,
+    refetch_jwks,
     tls_context,
 )
 from donjon.lifecycle import Deployments, load_registry
@@ -117,7 +117,7 @@ def open_node(settings: Settings) -> Node:
     verifier = JwtVerifier(
         IssuerRegistry(issuers.all()),
         tls_context(str(settings.jwks_ca_file) if settings.jwks_ca_file else None),
-        fetch=fetch_jwks,
+        fetch=refetch_jwks,
         persist=persist,
         max_age_s=settings.jwks_max_age_s,
     )

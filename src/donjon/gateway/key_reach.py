@@ -32,7 +32,7 @@ from donjon.identity import Principal, Role
 from donjon.ratelimit.rates import CallerLimits
 from donjon.store import KeyRecord
 
-__all__ = ["Reach", "check_reach", "reaches_key"]
+__all__ = ["Reach", "check_reach", "looser_than_own", "reaches_key"]
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,9 @@ def _looser(node: Node, caller: Principal, expires_at: float | None, reach: Reac
     return None
 
 
-async def _looser_than_own(node: Node, principal: Principal, reach: Reach) -> str | None:
-    """`_looser` against the caller's credential: its key's record, or its token."""
+async def looser_than_own(node: Node, principal: Principal, reach: Reach) -> str | None:
+    """What in `reach` is looser than the caller's own credential (its key's record, or
+    its token): None if nothing is."""
     expires_at = principal.expires_at  # a JWT's exp
     if principal.kind == "key":
         if reach.key_id != principal.id and node.quotas.get(f"key:{principal.id}") is not None:
@@ -120,7 +121,7 @@ async def check_reach(
         return
     why = None if _within(principal, reach) else "another role, or more functions"
     if why is None and reach.bounded:
-        why = await _looser_than_own(node, principal, reach)
+        why = await looser_than_own(node, principal, reach)
     if why is None:
         return
     functions = ", ".join(reach.functions) if reach.functions is not None else "*"

@@ -180,9 +180,14 @@ ROUTES: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = [
     ("/v1/responses", "GET", guarded(Action.ALERTS, list_responses)),
     ("/v1/functions/{name}/quarantine", "POST", guarded(Action.RESPONSES, quarantine_function)),
     ("/v1/functions/{name}/release", "POST", guarded(Action.RESPONSES, release_function)),
-    ("/v1/throttles/{subject}", "PUT", guarded(Action.RESPONSES, add_throttle, subject="subject")),
+    # A path: a JWT's subject may hold a slash (`principal:jwt:corp:https://idp/u/1`).
     (
-        "/v1/throttles/{subject}",
+        "/v1/throttles/{subject:path}",
+        "PUT",
+        guarded(Action.RESPONSES, add_throttle, subject="subject"),
+    ),
+    (
+        "/v1/throttles/{subject:path}",
         "DELETE",
         guarded(Action.RESPONSES, lift_throttle, subject="subject"),
     ),

@@ -16,7 +16,14 @@ if TYPE_CHECKING:
         new_secret,
     )
     from donjon.identity.issuers import Issuer, IssuerError, IssuerRegistry, parse_issuer_spec
-    from donjon.identity.jwks import JwksError, KeySet, fetch_jwks, parse_jwks, tls_context
+    from donjon.identity.jwks import (
+        JwksError,
+        KeySet,
+        fetch_jwks,
+        parse_jwks,
+        refetch_jwks,
+        tls_context,
+    )
     from donjon.identity.jwt_principal import principal_from_claims
     from donjon.identity.jwt_verifier import JwtVerifier, TokenRejected, looks_like_jwt
     from donjon.identity.policy import Action, Principal, Role
@@ -52,6 +59,7 @@ __all__ = [
     "parse_jwks",
     "parse_role",
     "principal_from_claims",
+    "refetch_jwks",
     "tls_context",
 ]
 
@@ -71,7 +79,14 @@ if not TYPE_CHECKING:  # mypy would make every name of a module __getattr__ Any
                 "new_secret",
             ),
             "issuers": ("Issuer", "IssuerError", "IssuerRegistry", "parse_issuer_spec"),
-            "jwks": ("JwksError", "KeySet", "fetch_jwks", "parse_jwks", "tls_context"),
+            "jwks": (
+                "JwksError",
+                "KeySet",
+                "fetch_jwks",
+                "parse_jwks",
+                "refetch_jwks",
+                "tls_context",
+            ),
             "jwt_principal": ("principal_from_claims",),
             "jwt_verifier": ("JwtVerifier", "TokenRejected", "looks_like_jwt"),
             "policy": ("Action", "Principal", "Role"),

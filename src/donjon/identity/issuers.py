@@ -262,10 +262,11 @@ class IssuerRegistry:
         self._by_name: dict[str, Issuer] = {}
         self._by_iss: dict[str, Issuer] = {}
         for record in records:
-            # A stored JWKS was checked when stored; one that no longer parses is skipped
-            # (its tokens are refused) rather than stopping the node.
+            # A stored JWKS was checked when stored (a refresh's may hold no usable key: the
+            # issuer withdrew them); one that no longer parses is skipped (its tokens are
+            # refused) rather than stopping the node.
             try:
-                keys = parse_jwks(record.jwks)
+                keys = parse_jwks(record.jwks, strict=False)
             except Error as e:
                 log.warning("issuer %s skipped: its stored JWKS: %s", record.name, e.message)
                 continue

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "fetch_jwks",
     "internal_address",
     "parse_jwks",
+    "refetch_jwks",
 ]
 
 #: The largest JWKS document read, fetched or given (real ones are a few KiB).
@@ -129,36 +131,68 @@ def _check_rsa_size(kid: str, key: Any) -> None:
         )
 
 
-def parse_jwks(raw: bytes | str) -> KeySet:
-    """The signing keys of a JWKS document; `JwksError` if it is malformed or has none."""
+def _trusted(i: int, jwk: Any) -> TrustedKey | None:
+    """Key `i` of a JWKS as a trusted key; None if it is not one we verify with (or could
+    never name); `JwksError` if it claims to be one and is not fit for it."""
+    if not isinstance(jwk, dict):
+        raise JwksError(f"key {i} of the JWKS is not a JSON object")
+    kid = jwk.get("kid")
+    algorithm = _algorithm(jwk)
+    if algorithm is None or not isinstance(kid, str) or not kid or len(kid) > 256:
+        return None
+    if any(name in jwk for name in ("d", "p", "q", "dp", "dq", "qi")):
+        raise JwksError(
+            f"key {kid!r} of the JWKS holds a private key", hint="publish only the public keys"
+        )
+    try:
+        key = jwt.PyJWK(jwk, algorithm).key
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
+        raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
+    if algorithm == "RS256":
+        _check_rsa_size(kid, key)
+    return TrustedKey(kid, algorithm, key)
+
+
+def parse_jwks(raw: bytes | str, *, strict: bool = True) -> KeySet:
+    """The signing keys of a JWKS document; `JwksError` if it is malformed.
+
+    `strict` (a JWKS an admin gives, `issuer add`): a key unfit for its kind, a kid named
+    twice, more than MAX_KEYS keys, or no usable key at all is an error too. Not strict
+    (what a trusted issuer publishes later, or stored): such keys are left out, and a set
+    left with none is empty. The document is the issuer's word on which keys it stands
+    behind: a key it withdrew is never kept because the keys published beside it are not
+    all usable.
+    """
     doc = _load(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
         raise JwksError('the JWKS must be a JSON object {"keys": [...]}')
-    if len(doc["keys"]) > MAX_KEYS:
+    if len(doc["keys"]) > MAX_KEYS and strict:
         raise JwksError(f"the JWKS has more than {MAX_KEYS} keys")
+    listed = doc["keys"][:MAX_KEYS]  # not strict: the keys past them are left out
+    # The kids of the keys we would verify with, each as often as it is named.
+    kids = Counter(
+        jwk["kid"]
+        for jwk in listed
+        if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str) and _algorithm(jwk)
+    )
     keys: dict[str, TrustedKey] = {}
-    for i, jwk in enumerate(doc["keys"]):
-        if not isinstance(jwk, dict):
-            raise JwksError(f"key {i} of the JWKS is not a JSON object")
-        kid = jwk.get("kid")
-        algorithm = _algorithm(jwk)
-        if algorithm is None or not isinstance(kid, str) or not kid or len(kid) > 256:
-            continue  # a key we would never verify with (or could never name)
-        if kid in keys:
-            raise JwksError(f"the JWKS names two keys {kid!r}", hint="each kid must be unique")
-        if any(name in jwk for name in ("d", "p", "q", "dp", "dq", "qi")):
-            raise JwksError(
-                f"key {kid!r} of the JWKS holds a private key",
-                hint="publish only the public keys",
-            )
+    for i, jwk in enumerate(listed):
         try:
-            key = jwt.PyJWK(jwk, algorithm).key
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as e:
-            raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
-        if algorithm == "RS256":
-            _check_rsa_size(kid, key)
-        keys[kid] = TrustedKey(kid, algorithm, key)
-    if not keys:
+            key = _trusted(i, jwk)
+        except JwksError:
+            if strict:
+                raise
+            continue
+        if key is None:
+            continue
+        if kids[key.kid] > 1:
+            if strict:
+                raise JwksError(
+                    f"the JWKS names two keys {key.kid!r}", hint="each kid must be unique"
+                )
+            continue  # which of them a token means is unknown: none is trusted
+        keys[key.kid] = key
+    if not keys and strict:
         raise JwksError(
             "the JWKS holds no usable signing key",
             hint="keys need a kid and kty RSA (RS256), EC P-256 (ES256) or OKP Ed25519 (EdDSA)",
@@ -203,8 +237,9 @@ async def internal_address(url: str) -> str | None:
     return next((a for a in addresses if _internal(a)), None if addresses else host)
 
 
-async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
-    """GET `url` over verified HTTPS, bounded in time and size, and parse it."""
+async def fetch_jwks(url: str, context: ssl.SSLContext, *, strict: bool = True) -> KeySet:
+    """GET `url` over verified HTTPS, bounded in time and size, and parse it (`parse_jwks`,
+    `strict` or not)."""
     if not url.startswith("https://"):
         raise JwksError(f"a JWKS URL must be https:// (got {url!r})")
     try:
@@ -239,4 +274,10 @@ async def fetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
             f"cannot fetch the JWKS at {url}: {type(e).__name__}: {e}",
             hint="check the URL, and that the node can reach it over verified HTTPS",
         ) from e
-    return parse_jwks(bytes(body))
+    return parse_jwks(bytes(body), strict=strict)
+
+
+async def refetch_jwks(url: str, context: ssl.SSLContext) -> KeySet:
+    """`fetch_jwks` for an issuer already trusted: the keys it now publishes that can be
+    used, none if it publishes none (it withdrew them all)."""
+    return await fetch_jwks(url, context, strict=False)

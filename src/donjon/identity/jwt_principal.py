@@ -10,16 +10,26 @@ custom role removed since grants nothing (the policy no longer knows it).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from donjon.identity.policy import Principal, Role
 from donjon.store.issuers import IssuerRecord
 
-__all__ = ["claimed_roles", "granted_roles", "principal_from_claims"]
+__all__ = ["MAX_SUB", "claimed_roles", "granted_roles", "is_subject", "principal_from_claims"]
+
+#: The longest `sub` a principal is named by (its label, `jwt:<issuer>:<sub>`, is the
+#: actor of audit records and the subject of throttles).
+MAX_SUB = 256
 
 #: Most powerful first.
 _RANK = (Role.ADMIN, Role.DEVELOPER, Role.AUDITOR, Role.INVOKER, Role.METRICS)
 _BUILTIN = frozenset(r.value for r in Role)
+
+
+def is_subject(sub: Any) -> TypeGuard[str]:
+    """Whether a token's `sub` may name a principal: 1-MAX_SUB printable characters (no
+    control, format or separator character but the space, for the logs and the CLI)."""
+    return isinstance(sub, str) and 0 < len(sub) <= MAX_SUB and sub.isprintable()
 
 
 def claimed_roles(claims: dict[str, Any], claim: str) -> list[str]:

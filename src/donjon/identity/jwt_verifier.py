@@ -25,11 +25,13 @@ from donjon import boundedjson
 from donjon.errors import Error
 from donjon.identity.apikeys import IdentityError
 from donjon.identity.issuers import Issuer, IssuerRegistry
-from donjon.identity.jwks import KeySet, TrustedKey, fetch_jwks
+from donjon.identity.jwks import KeySet, TrustedKey, refetch_jwks
+from donjon.identity.jwt_principal import MAX_SUB, is_subject
 
 __all__ = [
     "LEEWAY_S",
     "MAX_KEYS_AGE_S",
+    "MAX_NUMERIC_DATE",
     "MAX_TOKEN_BYTES",
     "REFRESH_INTERVAL_S",
     "JwtVerifier",
@@ -45,6 +47,9 @@ log = logging.getLogger("donjon")
 MAX_TOKEN_BYTES = 8 * 1024
 #: Seconds of clock skew allowed on exp, nbf and iat.
 LEEWAY_S = 30
+#: exp, nbf and iat further from 1970 than this (2**53 s: some 285 million years, where
+#: a float still holds every second) are refused: no issuer means them.
+MAX_NUMERIC_DATE = 2**53
 #: An issuer's JWKS is fetched again (on an unknown kid) at most this often.
 REFRESH_INTERVAL_S = 60.0
 #: Seconds fetched keys are trusted before they are fetched again (the default).
@@ -116,7 +121,7 @@ class JwtVerifier:
         issuers: IssuerRegistry,
         tls: ssl.SSLContext,
         *,
-        fetch: Fetch = fetch_jwks,
+        fetch: Fetch = refetch_jwks,
         persist: Persist | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_age_s: float = MAX_KEYS_AGE_S,
@@ -146,14 +151,20 @@ class JwtVerifier:
         issuer = self.issuers.by_iss(iss) if isinstance(iss, str) else None
         if issuer is None:
             raise TokenRejected("jwt: iss names no registered issuer")
-        key = issuer.keys.get(kid) or await self._refresh(issuer, kid)
+        key = issuer.keys.get(kid)
+        if key is None:
+            key = await self._refresh(issuer, kid)
+            if self.issuers.by_iss(issuer.record.issuer) is not issuer:
+                # Removed (or replaced) while its keys were fetched: `issuer rm` has
+                # answered, and no token of it passes after that.
+                raise TokenRejected(f"jwt: issuer {issuer.name} was removed meanwhile")
         if key is None:
             raise TokenRejected(f"jwt: unknown kid for issuer {issuer.name}")
         self._refresh_if_stale(issuer)
         claims = self._decode(token, issuer, key)
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub or len(sub) > 256 or not sub.isprintable():
-            raise TokenRejected("jwt: sub must be a printable string of 1-256 characters")
+        if not is_subject(sub):
+            raise TokenRejected(f"jwt: sub must be a printable string of 1-{MAX_SUB} characters")
         return VerifiedToken(issuer, sub, claims)
 
     def _decode(self, token: str, issuer: Issuer, key: TrustedKey) -> dict[str, Any]:
@@ -180,8 +191,14 @@ class JwtVerifier:
             raise TokenRejected(f"jwt: {type(e).__name__}: {e}") from e
         for name in ("exp", "nbf", "iat"):  # PyJWT takes "1700000000" (a string) as well
             value = claims.get(name)
-            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if name not in claims:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TokenRejected(f"jwt: {name} must be a number of seconds (NumericDate)")
+            if abs(value) > MAX_NUMERIC_DATE:  # an exp of 10**400 was a 500 (float() of it)
+                raise TokenRejected(
+                    f"jwt: {name} must be within {MAX_NUMERIC_DATE} seconds of 1970"
+                )
         return claims
 
     def _refresh_if_stale(self, issuer: Issuer) -> None:

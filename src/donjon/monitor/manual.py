@@ -17,6 +17,7 @@ import time
 from donjon.audit.changes import AuditedChanges
 from donjon.audit.log import AuditEvent
 from donjon.errors import Error
+from donjon.identity.jwt_principal import is_subject
 from donjon.manifest.model import NAME_RE
 from donjon.monitor.throttles import Throttle, ThrottleKind, Throttles
 
@@ -30,12 +31,12 @@ __all__ = [
     "throttle",
 ]
 
-#: What a person may throttle by hand: a principal (a key, a bare key id, a JWT subject) or a
-#: function. Source addresses are throttled by the monitor; anyone may lift those.
+#: What a person may throttle by hand: a principal (a key, a bare key id, a JWT's: its
+#: issuer's name and any `sub` a token may carry, jwt_principal.is_subject) or a function.
+#: Source addresses are throttled by the monitor; anyone may lift those.
 SUBJECT_PATTERN = (
-    r"^(principal:((key:)?[0-9a-f]{16}|jwt:[!-~]{1,240})|function:"
-    + NAME_RE.removeprefix("^").removesuffix("$")
-    + ")$"
+    r"^(principal:((key:)?[0-9a-f]{16}|jwt:[a-z][a-z0-9-]{0,62}:[^\x00-\x1f\x7f-\x9f]{1,256})"
+    r"|function:" + NAME_RE.removeprefix("^").removesuffix("$") + ")$"
 )
 _SUBJECT = re.compile(SUBJECT_PATTERN)
 _HINT = "principal:key:ID (or a bare key id), principal:jwt:ISSUER:SUB, or function:NAME"
@@ -57,7 +58,10 @@ class NotThrottled(Error):
 
 def parse_subject(subject: str) -> tuple[ThrottleKind, str]:
     """A subject a person may throttle (SUBJECT_PATTERN): `BadSubject` otherwise."""
-    if not _SUBJECT.fullmatch(subject):
+    jwt_sub = subject.removeprefix("principal:jwt:").partition(":")[2]
+    if not _SUBJECT.fullmatch(subject) or (
+        subject.startswith("principal:jwt:") and not is_subject(jwt_sub)
+    ):
         raise BadSubject(f"{subject[:80]!r} cannot be throttled by hand", hint=_HINT)
     kind, _, value = subject.partition(":")
     if kind == "principal":
