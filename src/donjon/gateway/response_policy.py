@@ -12,7 +12,8 @@ and its own path:
   Accept-CH and Critical-CH, Set-Login, and a WWW-Authenticate offering
   Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
-  a Path at or below the route (one is added when missing), else refused.
+  a Path at or below the route (one is added when missing) and no longer than a
+  browser keeps (MAX_COOKIE_PATH), else refused.
 - Every function response carries `X-Content-Type-Options: nosniff` and the
   platform's CSP, which sandboxes documents and allows no script; a
   function's own CSP is sent too and can only narrow it.
@@ -37,6 +38,7 @@ from donjon.gateway.calllog import NOTE
 from donjon.gateway.errors import BadFunctionResponse
 
 __all__ = [
+    "MAX_COOKIE_PATH",
     "MAX_FIELDS",
     "MAX_FIELD_BYTES",
     "ORIGIN_WIDE",
@@ -99,6 +101,10 @@ ORIGIN_WIDE = frozenset(
 #: Past them clients and proxies refuse the whole response.
 MAX_FIELDS = 100
 MAX_FIELD_BYTES = 64 * 1024
+#: The longest cookie attribute value a browser keeps (RFC 6265bis 5.6). A longer Path is
+#: ignored and the cookie takes the default path, the request path's directory: /fn for a
+#: route /fn/x, every tenant's routes.
+MAX_COOKIE_PATH = 1024
 #: Challenges a browser may answer unasked with the user's own (Windows) credentials, on
 #: an origin it counts as intranet: the function would get an NTLM exchange to relay.
 _AMBIENT = re.compile(r"\b(?:negotiate|ntlm|kerberos)\b", re.IGNORECASE)
@@ -252,7 +258,10 @@ def _check_sendable(name: str, value: str) -> None:
 
 
 def _confine_cookie(value: str, route: str) -> str | None:
-    """`value` with its Path inside `route` (added if missing), or None to refuse it."""
+    """`value` with its Path inside `route` (added if missing), or None to refuse it.
+
+    Lengths are counted before whitespace is trimmed (a browser may count either way):
+    a value sendable here is Latin-1, one byte a character on the wire."""
     name, _, _ = value.partition("=")
     parts = [p.strip() for p in value.split(";")]
     if name.strip().lower().startswith("__host-"):
@@ -266,9 +275,13 @@ def _confine_cookie(value: str, route: str) -> str | None:
         if key == "path":
             has_path = True
             path = arg.strip()
+            if len(arg) > MAX_COOKIE_PATH:
+                return None  # the browser drops it: the cookie would take the default path
             if path != route and not path.startswith(route.rstrip("/") + "/"):
                 return None
-    return value if has_path else f"{value}; Path={route}"
+    if has_path:
+        return value
+    return f"{value}; Path={route}" if len(route) <= MAX_COOKIE_PATH else None
 
 
 def route_of(path: str) -> str:
