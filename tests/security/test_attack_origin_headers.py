@@ -120,6 +120,7 @@ def test_plain_json_results_get_the_safe_defaults(node: LiveNode) -> None:
         "bad-name",
         "surrogate-body",
         "204-body",
+        "205-body",
         "304-body",
     ],
 )

@@ -20,7 +20,7 @@ and its own path:
 - A header the server cannot send (a name that is not a token, a value with
   control characters or outside Latin-1), more than MAX_FIELDS header fields or
   MAX_FIELD_BYTES of them (no client or proxy would read the response), a body
-  it cannot encode, or a body with a 204 or 304 status is the function's
+  it cannot encode, or a body with a 204, 205 or 304 status is the function's
   failure: `BadFunctionResponse` (502), audited as such.
 """
 
@@ -108,8 +108,10 @@ MAX_COOKIE_PATH = 1024
 #: Challenges a browser may answer unasked with the user's own (Windows) credentials, on
 #: an origin it counts as intranet: the function would get an NTLM exchange to relay.
 _AMBIENT = re.compile(r"\b(?:negotiate|ntlm|kerberos)\b", re.IGNORECASE)
-#: Statuses whose responses have no body (RFC 9110 6.4.1): the server cannot send one.
-_NO_BODY = frozenset({204, 304})
+#: Statuses whose responses have no body (RFC 9110 6.4.1, and 15.3.6: a server MUST NOT
+#: send content with a 205): a client that frames them so would read a body as the next
+#: response on the connection.
+_NO_BODY = frozenset({204, 205, 304})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: What HTTP lets a field value hold and the server can send: tab, visible
 #: ASCII, space, and Latin-1 beyond the C1 controls.

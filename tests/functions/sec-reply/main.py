@@ -87,7 +87,7 @@ def handler(event, context):
         for _ in range(300):
             value = [value]
         return {"statusCode": 200, "body": value}
-    if case in ("204-body", "304-body"):  # statuses that carry no body, with one
+    if case in ("204-body", "205-body", "304-body"):  # statuses that carry no body, with one
         return {"statusCode": int(case[:3]), "body": "not empty"}
     if case == "surrogate-body":
         return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "\ud800"}
