@@ -32,6 +32,8 @@ ORIGIN_WIDE = {
     "set-login": "set-login",
     "negotiate": "www-authenticate",
     "ntlm": "www-authenticate",
+    "basic": "www-authenticate",
+    "digest": "www-authenticate",
 }
 
 
@@ -58,7 +60,7 @@ def test_function_cannot_set_origin_wide_headers(node: LiveNode, case: str) -> N
     assert ORIGIN_WIDE[case] in record["detail"]["refused_headers"]
 
 
-def test_function_may_still_ask_for_basic_or_bearer_credentials(node: LiveNode) -> None:
+def test_function_may_still_ask_for_bearer_credentials(node: LiveNode) -> None:
     """A challenge the browser never answers on its own (Bearer) is the function's to send."""
     with node.client("") as c:
         body = {"respond": {"statusCode": 401, "headers": {"www-authenticate": "Bearer"}}}

@@ -10,7 +10,8 @@ and its own path:
   call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
   Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials,
   Accept-CH and Critical-CH, Set-Login, and a WWW-Authenticate offering
-  Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials).
+  Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials)
+  or Basic or Digest (whose credentials the browser then sends to every tenant).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
   a Path at or below the route (one is added when missing) and no longer than a
   browser keeps (MAX_COOKIE_PATH), else refused.
@@ -105,9 +106,13 @@ MAX_FIELD_BYTES = 64 * 1024
 #: ignored and the cookie takes the default path, the request path's directory: /fn for a
 #: route /fn/x, every tenant's routes.
 MAX_COOKIE_PATH = 1024
-#: Challenges a browser may answer unasked with the user's own (Windows) credentials, on
-#: an origin it counts as intranet: the function would get an NTLM exchange to relay.
-_AMBIENT = re.compile(r"\b(?:negotiate|ntlm|kerberos)\b", re.IGNORECASE)
+#: Challenges a browser answers itself. Negotiate, NTLM, Kerberos: unasked, with the user's
+#: own (Windows) credentials, on an origin it counts as intranet: the function would get an
+#: NTLM exchange to relay. Basic and Digest: with what the user typed, which the browser
+#: keeps and sends unasked with every request under the route's directory (/fn/ for /fn/x,
+#: RFC 7617 2.2), or the whole origin (Digest without `domain`, RFC 7616 3.3): to every
+#: tenant's functions, which a public trigger hands the header.
+_BROWSER_AUTH = re.compile(r"\b(?:negotiate|ntlm|kerberos|basic|digest)\b", re.IGNORECASE)
 #: Statuses whose responses have no body (RFC 9110 6.4.1, and 15.3.6: a server MUST NOT
 #: send content with a 205): a client that frames them so would read a body as the next
 #: response on the connection.
@@ -221,7 +226,7 @@ def _headers_allowed(
         lower = name.lower()
         if lower in _FRAMING:
             continue
-        if lower in ORIGIN_WIDE or (lower == "www-authenticate" and _AMBIENT.search(value)):
+        if lower in ORIGIN_WIDE or (lower == "www-authenticate" and _BROWSER_AUTH.search(value)):
             refused.append(lower)
             continue
         if lower == "set-cookie":

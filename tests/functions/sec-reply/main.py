@@ -41,6 +41,10 @@ CASES = {
     # intranet origin: an NTLM exchange a tenant could relay.
     "negotiate": {"www-authenticate": "Negotiate"},
     "ntlm": {"www-authenticate": 'Basic realm="x", NTLM'},
+    # Challenges whose credentials the browser keeps and sends unasked to every path
+    # under the route's directory (/fn/ for /fn/sec-reply): to every tenant.
+    "basic": {"www-authenticate": 'Basic realm="sec-reply", charset="UTF-8"'},
+    "digest": {"www-authenticate": 'Digest realm="sec-reply", qop="auth", nonce="n0"'},
     "html-script": {"content-type": "text/html"},
     "csp-loose": {
         "content-type": "text/html",
