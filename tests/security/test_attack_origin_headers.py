@@ -30,6 +30,7 @@ ORIGIN_WIDE = {
     "accept-ch": "accept-ch",
     "critical-ch": "critical-ch",
     "set-login": "set-login",
+    "session-registration": "secure-session-registration",
     "negotiate": "www-authenticate",
     "ntlm": "www-authenticate",
     "basic": "www-authenticate",
@@ -55,6 +56,7 @@ def test_function_cannot_set_origin_wide_headers(node: LiveNode, case: str) -> N
     assert r.status_code == 200, r.text
     assert ORIGIN_WIDE[case] not in r.headers, r.headers
     assert "report-to" not in r.headers
+    assert "sec-session-registration" not in r.headers
     (record,) = audit_records(node, r.headers["x-request-id"])
     assert record["outcome"] == "ok"
     assert ORIGIN_WIDE[case] in record["detail"]["refused_headers"]

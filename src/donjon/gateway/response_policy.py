@@ -9,9 +9,10 @@ and its own path:
 - Headers that act on the whole origin are refused (dropped, and named in the
   call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
   Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials,
-  Accept-CH and Critical-CH, Set-Login, and a WWW-Authenticate offering
-  Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials)
-  or Basic or Digest (whose credentials the browser then sends to every tenant).
+  Accept-CH and Critical-CH, Set-Login, a device bound session's registration,
+  and a WWW-Authenticate offering Negotiate, NTLM or Kerberos (answered unasked
+  with the user's own credentials) or Basic or Digest (whose credentials the
+  browser then sends to every tenant).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
   a Path at or below the route (one is added when missing) and no longer than a
   browser keeps (MAX_COOKIE_PATH), else refused.
@@ -95,6 +96,10 @@ ORIGIN_WIDE = frozenset(
         "accept-ch",
         "critical-ch",
         "set-login",
+        # A device bound session (DBSC), scoped to the origin by default: the browser holds
+        # back requests to every route until the registering function's refresh answers.
+        "secure-session-registration",
+        "sec-session-registration",
     }
 )
 #: The most header fields, and bytes of them, a function's response may carry: what the

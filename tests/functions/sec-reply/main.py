@@ -37,6 +37,12 @@ CASES = {
     "critical-ch": {"critical-ch": "Sec-CH-UA-Model", "accept-ch": "Sec-CH-UA-Model"},
     # FedCM's login status of the whole origin.
     "set-login": {"set-login": "logged-out"},
+    # A device bound session (DBSC) whose scope is the whole origin by default: the
+    # browser holds back requests to every route until this function's refresh answers.
+    "session-registration": {
+        "secure-session-registration": '(ES256 RS256);path="/fn/sec-reply";challenge="c"',
+        "sec-session-registration": '(ES256 RS256);path="/fn/sec-reply";challenge="c"',
+    },
     # Challenges a browser answers with the user's Windows credentials, unasked, on an
     # intranet origin: an NTLM exchange a tenant could relay.
     "negotiate": {"www-authenticate": "Negotiate"},
