@@ -3,7 +3,8 @@
 A browser ignores a cookie attribute whose value is longer than 1024 bytes (RFC 6265bis
 5.6; Chrome and Firefox both do) and then scopes the cookie to the default path: the
 directory of the request's path. For a function at /fn/x that is /fn, so a Path the
-gateway checked but the browser drops put the cookie on every tenant's routes.
+gateway checked but the browser drops put the cookie on every tenant's routes. So did a
+Path the gateway found by trimming more than a browser trims (spaces and tabs only).
 """
 
 from __future__ import annotations
@@ -67,3 +68,18 @@ def test_cookie_on_a_route_too_long_for_a_path_is_refused(node: LiveNode, tmp_pa
         r = c.get(f"/fn{route}")
     assert r.status_code == 200, r.text
     assert r.headers.get_list("set-cookie") == []
+
+
+def test_cookie_path_a_browser_does_not_read_as_one_is_refused(node: LiveNode) -> None:
+    """A no-break space (U+00A0, sendable Latin-1) around `Path` or its value is no
+    whitespace to a browser, which trims only spaces and tabs: `Path\\xa0=` is an unknown
+    attribute and `Path=\\xa0/...` a value not starting with "/", either way the default
+    path (/fn). A cookie with a character outside ASCII is refused."""
+    for cookie in (
+        "sid=planted; Path\xa0=/fn/sec-http/public",
+        "sid=planted; Path=\xa0/fn/sec-http/public",
+        "sid=planted;\xa0Path=/fn/sec-http/public",
+    ):
+        r = _respond(node, {"statusCode": 200, "headers": {"set-cookie": cookie}, "body": "x"})
+        assert r.status_code == 200, r.text
+        assert r.headers.get_list("set-cookie") == [], cookie

@@ -15,7 +15,7 @@ and its own path:
   browser then sends to every tenant).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
   a Path at or below the route (one is added when missing) and no longer than a
-  browser keeps (MAX_COOKIE_PATH), else refused.
+  browser keeps (MAX_COOKIE_PATH), nothing outside ASCII, else refused.
 - Every function response carries `X-Content-Type-Options: nosniff` and the
   platform's CSP, which sandboxes documents and allows no script; a
   function's own CSP is sent too and can only narrow it.
@@ -272,8 +272,13 @@ def _check_sendable(name: str, value: str) -> None:
 def _confine_cookie(value: str, route: str) -> str | None:
     """`value` with its Path inside `route` (added if missing), or None to refuse it.
 
-    Lengths are counted before whitespace is trimmed (a browser may count either way):
-    a value sendable here is Latin-1, one byte a character on the wire."""
+    Read as a browser reads it, or refused: outside ASCII, Python's `strip` takes more
+    than a browser trims (spaces and tabs). A no-break space (U+00A0) after `Path` (an
+    unknown attribute to a browser) or before its value (a value not starting with "/")
+    would pass for the route's Path here, while the browser gives the cookie the default
+    path (/fn). Lengths are counted before trimming (a browser may count either way)."""
+    if not value.isascii():
+        return None
     name, _, _ = value.partition("=")
     parts = [p.strip() for p in value.split(";")]
     if name.strip().lower().startswith("__host-"):
