@@ -9,17 +9,20 @@ and its own path:
 - Headers that act on the whole origin are refused (dropped, and named in the
   call's audit record and log): HSTS, Alt-Svc, Clear-Site-Data, NEL and
   Report-To, Service-Worker-Allowed, Public-Key-Pins, CORS credentials,
-  Accept-CH and Critical-CH, Set-Login, and a WWW-Authenticate offering
-  Negotiate, NTLM or Kerberos (answered unasked with the user's own credentials).
+  Accept-CH and Critical-CH, Set-Login, a device bound session's registration,
+  and a WWW-Authenticate offering Negotiate, NTLM or Kerberos (answered unasked
+  with the user's own credentials) or Basic or Digest (whose credentials the
+  browser then sends to every tenant).
 - Set-Cookie stays on the function's own route: no Domain, no `__Host-` name,
-  a Path at or below the route (one is added when missing), else refused.
+  a Path at or below the route (one is added when missing) and no longer than a
+  browser keeps (MAX_COOKIE_PATH), nothing outside ASCII, else refused.
 - Every function response carries `X-Content-Type-Options: nosniff` and the
   platform's CSP, which sandboxes documents and allows no script; a
   function's own CSP is sent too and can only narrow it.
 - A header the server cannot send (a name that is not a token, a value with
   control characters or outside Latin-1), more than MAX_FIELDS header fields or
   MAX_FIELD_BYTES of them (no client or proxy would read the response), a body
-  it cannot encode, or a body with a 204 or 304 status is the function's
+  it cannot encode, or a body with a 204, 205 or 304 status is the function's
   failure: `BadFunctionResponse` (502), audited as such.
 """
 
@@ -37,6 +40,7 @@ from donjon.gateway.calllog import NOTE
 from donjon.gateway.errors import BadFunctionResponse
 
 __all__ = [
+    "MAX_COOKIE_PATH",
     "MAX_FIELDS",
     "MAX_FIELD_BYTES",
     "ORIGIN_WIDE",
@@ -92,6 +96,10 @@ ORIGIN_WIDE = frozenset(
         "accept-ch",
         "critical-ch",
         "set-login",
+        # A device bound session (DBSC), scoped to the origin by default: the browser holds
+        # back requests to every route until the registering function's refresh answers.
+        "secure-session-registration",
+        "sec-session-registration",
     }
 )
 #: The most header fields, and bytes of them, a function's response may carry: what the
@@ -99,11 +107,21 @@ ORIGIN_WIDE = frozenset(
 #: Past them clients and proxies refuse the whole response.
 MAX_FIELDS = 100
 MAX_FIELD_BYTES = 64 * 1024
-#: Challenges a browser may answer unasked with the user's own (Windows) credentials, on
-#: an origin it counts as intranet: the function would get an NTLM exchange to relay.
-_AMBIENT = re.compile(r"\b(?:negotiate|ntlm|kerberos)\b", re.IGNORECASE)
-#: Statuses whose responses have no body (RFC 9110 6.4.1): the server cannot send one.
-_NO_BODY = frozenset({204, 304})
+#: The longest cookie attribute value a browser keeps (RFC 6265bis 5.6). A longer Path is
+#: ignored and the cookie takes the default path, the request path's directory: /fn for a
+#: route /fn/x, every tenant's routes.
+MAX_COOKIE_PATH = 1024
+#: Challenges a browser answers itself. Negotiate, NTLM, Kerberos: unasked, with the user's
+#: own (Windows) credentials, on an origin it counts as intranet: the function would get an
+#: NTLM exchange to relay. Basic and Digest: with what the user typed, which the browser
+#: keeps and sends unasked with every request under the route's directory (/fn/ for /fn/x,
+#: RFC 7617 2.2), or the whole origin (Digest without `domain`, RFC 7616 3.3): to every
+#: tenant's functions, which a public trigger hands the header.
+_BROWSER_AUTH = re.compile(r"\b(?:negotiate|ntlm|kerberos|basic|digest)\b", re.IGNORECASE)
+#: Statuses whose responses have no body (RFC 9110 6.4.1, and 15.3.6: a server MUST NOT
+#: send content with a 205): a client that frames them so would read a body as the next
+#: response on the connection.
+_NO_BODY = frozenset({204, 205, 304})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: What HTTP lets a field value hold and the server can send: tab, visible
 #: ASCII, space, and Latin-1 beyond the C1 controls.
@@ -213,7 +231,7 @@ def _headers_allowed(
         lower = name.lower()
         if lower in _FRAMING:
             continue
-        if lower in ORIGIN_WIDE or (lower == "www-authenticate" and _AMBIENT.search(value)):
+        if lower in ORIGIN_WIDE or (lower == "www-authenticate" and _BROWSER_AUTH.search(value)):
             refused.append(lower)
             continue
         if lower == "set-cookie":
@@ -252,7 +270,15 @@ def _check_sendable(name: str, value: str) -> None:
 
 
 def _confine_cookie(value: str, route: str) -> str | None:
-    """`value` with its Path inside `route` (added if missing), or None to refuse it."""
+    """`value` with its Path inside `route` (added if missing), or None to refuse it.
+
+    Read as a browser reads it, or refused: outside ASCII, Python's `strip` takes more
+    than a browser trims (spaces and tabs). A no-break space (U+00A0) after `Path` (an
+    unknown attribute to a browser) or before its value (a value not starting with "/")
+    would pass for the route's Path here, while the browser gives the cookie the default
+    path (/fn). Lengths are counted before trimming (a browser may count either way)."""
+    if not value.isascii():
+        return None
     name, _, _ = value.partition("=")
     parts = [p.strip() for p in value.split(";")]
     if name.strip().lower().startswith("__host-"):
@@ -266,9 +292,13 @@ def _confine_cookie(value: str, route: str) -> str | None:
         if key == "path":
             has_path = True
             path = arg.strip()
+            if len(arg) > MAX_COOKIE_PATH:
+                return None  # the browser drops it: the cookie would take the default path
             if path != route and not path.startswith(route.rstrip("/") + "/"):
                 return None
-    return value if has_path else f"{value}; Path={route}"
+    if has_path:
+        return value
+    return f"{value}; Path={route}" if len(route) <= MAX_COOKIE_PATH else None
 
 
 def route_of(path: str) -> str:

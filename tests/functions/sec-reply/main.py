@@ -37,10 +37,20 @@ CASES = {
     "critical-ch": {"critical-ch": "Sec-CH-UA-Model", "accept-ch": "Sec-CH-UA-Model"},
     # FedCM's login status of the whole origin.
     "set-login": {"set-login": "logged-out"},
+    # A device bound session (DBSC) whose scope is the whole origin by default: the
+    # browser holds back requests to every route until this function's refresh answers.
+    "session-registration": {
+        "secure-session-registration": '(ES256 RS256);path="/fn/sec-reply";challenge="c"',
+        "sec-session-registration": '(ES256 RS256);path="/fn/sec-reply";challenge="c"',
+    },
     # Challenges a browser answers with the user's Windows credentials, unasked, on an
     # intranet origin: an NTLM exchange a tenant could relay.
     "negotiate": {"www-authenticate": "Negotiate"},
     "ntlm": {"www-authenticate": 'Basic realm="x", NTLM'},
+    # Challenges whose credentials the browser keeps and sends unasked to every path
+    # under the route's directory (/fn/ for /fn/sec-reply): to every tenant.
+    "basic": {"www-authenticate": 'Basic realm="sec-reply", charset="UTF-8"'},
+    "digest": {"www-authenticate": 'Digest realm="sec-reply", qop="auth", nonce="n0"'},
     "html-script": {"content-type": "text/html"},
     "csp-loose": {
         "content-type": "text/html",
@@ -87,7 +97,7 @@ def handler(event, context):
         for _ in range(300):
             value = [value]
         return {"statusCode": 200, "body": value}
-    if case in ("204-body", "304-body"):  # statuses that carry no body, with one
+    if case in ("204-body", "205-body", "304-body"):  # statuses that carry no body, with one
         return {"statusCode": int(case[:3]), "body": "not empty"}
     if case == "surrogate-body":
         return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "\ud800"}
