@@ -277,6 +277,7 @@ def _policy(node: Node, name: str) -> FunctionPolicy | None:
         manifest.destinations.on_failure,
         manifest.limits.queued,
         deployed.record.version,
+        deployed.record.since_version,
         frozenset(n for n in ends if n is not None and _lapsed(node, deployed, n)),
     )
 

@@ -62,6 +62,9 @@ class FunctionPolicy:
     queued: int | None = None
     #: The version deployed now: what an invocation queued now is for.
     version: int | None = None
+    #: The first version of its owner run (store/functions.py `since_version`): an
+    #: invocation queued for an older one was for a function removed since.
+    since: int | None = None
     #: Destinations whose function was removed and deployed again since this version's
     #: deploy checked them (lifecycle `Deployed.grant_holds`): no record goes to them.
     lapsed: frozenset[str] = frozenset()

@@ -31,7 +31,7 @@ from donjon.triggers.queue.destinations import (
 from donjon.triggers.queue.finished import DEFAULT_KEEP_SUCCEEDED
 from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
-from donjon.triggers.queue.service import AsyncInvocations, AuditSink
+from donjon.triggers.queue.service import AsyncInvocations, AuditSink, FunctionPolicy
 
 __all__ = ["Deliver", "QueueWorkers", "destination_record"]  # the record: destinations.py
 
@@ -47,6 +47,18 @@ Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
 Refusals = Callable[[AuditEvent], Awaitable[None]]
 #: Each deployed function's owner, by name ("" when not kept).
 Owners = Callable[[], Mapping[str, str]]
+
+
+def _removed_since(invocation: QueuedInvocation, policy: FunctionPolicy) -> bool:
+    """Whether `invocation` was queued for a function since removed (its name deployed
+    again, perhaps by another owner): the destinations of the function deployed now are
+    not that function's, and its record (the caller's event as requestPayload) must not
+    reach them."""
+    return (
+        invocation.version is not None
+        and policy.since is not None
+        and invocation.version < policy.since
+    )
 
 
 class QueueWorkers:
@@ -329,6 +341,12 @@ class QueueWorkers:
         if target is None:
             return
         try:
+            if _removed_since(invocation, policy):
+                raise DestinationLapsed(
+                    f"{invocation.function} was removed and deployed again since this"
+                    " invocation was queued: its destinations are the new function's",
+                    hint="redrive it (dlq:manage) to send it to the function deployed now",
+                )
             if target in policy.lapsed:
                 raise DestinationLapsed(
                     f"{target} was removed and deployed again since {invocation.function}"

@@ -1,0 +1,56 @@
+"""Attacks on async invocations, the dead-letter queue and destinations, third round: two
+developers (tenants) sharing a node, a function's name reused by the second after the
+first removed it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from async_support import bundle, invoke_async, wait_for
+from harness import LiveNode, run_cli
+
+FAILS_FIRST = (
+    "def handler(event, context):\n"
+    "    if context.cloudevent['donjonattempt'] == '1':\n"
+    "        raise RuntimeError('first attempt fails')\n"
+    "    return {'ran': True}\n"
+)
+PRINTS = "def handler(event, context):\n    print('sink got', event)\n    return 0\n"
+
+
+def test_the_names_new_owner_gets_no_failure_record_of_the_removed_functions_event(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A's function fails its first attempt at an async event (retried 10 s later); A removes
+    it and B deploys the name with an `on_failure` of B's own. The event is dead-lettered
+    unrun (404), but its failure record, whose requestPayload is A's caller's event, went to
+    B's destination: the policy of the function deployed now, not the one it was queued for."""
+    name, sink = "reused-dest", "reused-dest-sink"
+    a = node.create_key("dest-reuse-a", "developer")["key"]
+    b = node.create_key("dest-reuse-b", "developer")["key"]
+    retry = "retry: {attempts: 3, backoff_s: 10}\n"
+    run_cli(node.env(a), "deploy", str(bundle(tmp_path / "a", name, FAILS_FIRST, retry)))
+    queued = invoke_async(node, name, {"card": "4111-of-a-caller"}, key=a)
+    assert queued.status_code == 202, queued.text
+    invocation_id = queued.json()["invocation_id"]
+    wait_for(node, invocation_id, ("failed",))  # its first attempt ran A's code
+    with node.client(a) as c:
+        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    run_cli(node.env(b), "deploy", str(bundle(tmp_path / "b", sink, PRINTS)))
+    to_sink = f"destinations: {{on_failure: {sink}}}\n"
+    run_cli(node.env(b), "deploy", str(bundle(tmp_path / "b", name, PRINTS, to_sink)))
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead" and "was removed" in dead["error"]["message"], dead
+    with node.client(b) as c:
+        assert "4111-of-a-caller" not in c.get(f"/v1/functions/{sink}/logs").text
+    with node.client() as c:
+        records = c.get("/v1/audit", params={"n": 3000}).json()
+    refused = [
+        x
+        for x in records
+        if x["action"] == "invocation.destination"
+        and x["detail"].get("invocation_id") == invocation_id
+    ]
+    assert refused and refused[-1]["outcome"] == "refused", refused
+    enqueued = [x for x in records if x["action"] == "invocation.enqueue" and x["target"] == sink]
+    assert enqueued == [], enqueued
