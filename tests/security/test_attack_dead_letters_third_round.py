@@ -4,9 +4,12 @@ first removed it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
-from async_support import bundle, invoke_async, wait_for
+from async_support import audit_tail, bundle, invoke_async, wait_for
+from donjon.triggers.queue.destinations import MAX_DESTINATION_CHAIN
 from harness import LiveNode, run_cli
 
 FAILS_FIRST = (
@@ -54,3 +57,34 @@ def test_the_names_new_owner_gets_no_failure_record_of_the_removed_functions_eve
     assert refused and refused[-1]["outcome"] == "refused", refused
     enqueued = [x for x in records if x["action"] == "invocation.enqueue" and x["target"] == sink]
     assert enqueued == [], enqueued
+
+
+def test_a_ring_of_destinations_does_not_grow_its_records_past_the_body_limit(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Two functions naming each other `on_success`, each returning 700 KB: each record's
+    requestPayload is the record before it, so the k-th held k results (the 16th, ~11 MB
+    past any body limit, ~95 MB queued from one call). A record larger than its
+    destination's body limit is queued with its payloads null."""
+    big = "def handler(event, context):\n    return 'x' * 700_000\n"
+    a, b = "atk-grow-ring-a", "atk-grow-ring-b"
+    node.deploy(bundle(tmp_path / "1", a, big))
+    node.deploy(bundle(tmp_path / "2", b, big, f"destinations: {{on_success: {a}}}\n"))
+    node.deploy(bundle(tmp_path / "3", a, big, f"destinations: {{on_success: {b}}}\n"))
+    r = invoke_async(node, a, {"start": 1})
+    assert r.status_code == 202, r.text
+    limit = 1024 * 1024  # limits.body's default, both functions'
+    deadline = time.monotonic() + 90
+    records: list[dict[str, Any]] = []
+    ended = False
+    while time.monotonic() < deadline and not ended:
+        time.sleep(0.5)
+        records = [x for x in audit_tail(node, 5000) if str(x["target"]) in (a, b)]
+        ended = any(
+            x["action"] == "invocation.destination" or x["detail"].get("bytes", 0) > limit
+            for x in records
+        )
+    enqueued = [x["detail"]["bytes"] for x in records if x["action"] == "invocation.enqueue"]
+    assert ended, enqueued
+    assert max(enqueued) <= limit, enqueued
+    assert len(enqueued) == MAX_DESTINATION_CHAIN + 1, enqueued

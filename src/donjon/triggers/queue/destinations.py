@@ -12,6 +12,7 @@ the worker audits it refused (`invocation.destination`), as it does a full queue
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,7 @@ __all__ = [
     "DestinationLapsed",
     "chain_length",
     "check_chain",
+    "destination_event",
     "destination_record",
     "record_type",
 ]
@@ -126,3 +128,18 @@ def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[s
         },
         "responsePayload": response,
     }
+
+
+def destination_event(invocation: QueuedInvocation, outcome: Outcome, limit: int | None) -> bytes:
+    """The record as the destination's event: at most `limit` bytes (its body limit), its
+    payloads null past that, the request's first. In a chain each record's requestPayload
+    is the record before it: a ring of functions each returning 700 KB queued records of
+    k * 700 KB, past every body limit (~95 MB from one call over 16 links)."""
+    record = destination_record(invocation, outcome)
+    event = json.dumps(record).encode()
+    for payload in ("requestPayload", "responsePayload"):
+        if limit is None or len(event) <= limit:
+            break
+        record[payload] = None
+        event = json.dumps(record).encode()
+    return event

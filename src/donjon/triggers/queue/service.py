@@ -65,6 +65,9 @@ class FunctionPolicy:
     #: The first version of its owner run (store/functions.py `since_version`): an
     #: invocation queued for an older one was for a function removed since.
     since: int | None = None
+    #: The most bytes of event a call of it takes (its `limits.body`, at most the node's):
+    #: a destination record past it is queued with its payloads null.
+    body: int | None = None
     #: Destinations whose function was removed and deployed again since this version's
     #: deploy checked them (lifecycle `Deployed.grant_holds`): no record goes to them.
     lapsed: frozenset[str] = frozenset()

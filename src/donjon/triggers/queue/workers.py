@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import random
 import time
@@ -25,6 +24,7 @@ from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.destinations import (
     DestinationLapsed,
     check_chain,
+    destination_event,
     destination_record,
     record_type,
 )
@@ -355,11 +355,11 @@ class QueueWorkers:
                 )
             # A chain of records (a function naming itself, a ring) ends at its bound.
             await check_chain(invocation, target, self._service.get)
-            record = destination_record(invocation, outcome)
+            to = self._service.policy(target)
             await self._service.enqueue(
                 Envelope(
                     function=target,
-                    event=json.dumps(record).encode(),
+                    event=destination_event(invocation, outcome, to.body if to else None),
                     trigger="invoke",
                     source=f"/functions/{invocation.function}",
                     type=record_type(outcome.ok),
