@@ -88,3 +88,37 @@ def test_a_ring_of_destinations_does_not_grow_its_records_past_the_body_limit(
     assert ended, enqueued
     assert max(enqueued) <= limit, enqueued
     assert len(enqueued) == MAX_DESTINATION_CHAIN + 1, enqueued
+
+
+def test_a_redrive_refused_for_a_full_queue_is_audited(node: LiveNode, tmp_path: Path) -> None:
+    """A dead letter redriven while its function's queue holds its `limits.queued`: 503, it
+    stays dead, and the refusal is in the audit log (before, only a redrive that went
+    through was: the admin's refused attempt left no record)."""
+    name = "atk-redrive-full"
+    code = (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    if event.get('sleep'):\n"
+        "        time.sleep(event['sleep'])\n"
+        "        return 0\n"
+        "    raise ValueError('no')\n"
+    )
+    node.deploy(bundle(tmp_path, name, code, "retry: {attempts: 1}\nlimits: {queued: 1}\n"))
+    dead = invoke_async(node, name, {})
+    assert dead.status_code == 202, dead.text
+    dead_id = dead.json()["invocation_id"]
+    assert wait_for(node, dead_id)["status"] == "dead"
+    held = invoke_async(node, name, {"sleep": 6})
+    assert held.status_code == 202, held.text
+    wait_for(node, held.json()["invocation_id"], ("running",))
+    with node.client() as c:
+        refused = c.post(f"/v1/dlq/{dead_id}/redrive")
+        assert refused.status_code == 503, refused.text
+        assert c.get(f"/v1/dlq/{dead_id}").status_code == 200  # still dead
+    records = [
+        x
+        for x in audit_tail(node, 2000)
+        if x["action"] == "invocation.redrive" and x["detail"].get("invocation_id") == dead_id
+    ]
+    assert [x["outcome"] for x in records] == ["refused"], records
+    assert records[0]["detail"]["reason"] == "queue full", records

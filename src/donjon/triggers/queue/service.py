@@ -228,13 +228,25 @@ class AsyncInvocations:
             "ok",
             {"invocation_id": found.id, "request_id": request_id},
         )
-        async with self._changes.change(event):
-            redriven = await self.queue.redrive(
-                invocation_id,
-                policy.retry if policy else None,
-                bound=policy.queued if policy else None,
-                version=policy.version if policy else None,
+        try:
+            async with self._changes.change(event):
+                redriven = await self.queue.redrive(
+                    invocation_id,
+                    policy.retry if policy else None,
+                    bound=policy.queued if policy else None,
+                    version=policy.version if policy else None,
+                )
+        except QueueFull as e:  # left dead: the refusal is recorded, as an enqueue's is
+            await self._audit.record(
+                AuditEvent(
+                    actor,
+                    "invocation.redrive",
+                    found.function,
+                    "refused",
+                    {**event.detail, "reason": e.reason, "bound": e.bound},
+                )
             )
+            raise
         self.on_enqueue()
         return redriven
 
