@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from async_support import audit_tail, bundle, invoke_async, wait_for
+from async_support import audit_tail, bundle, fail_once_then_remove, invoke_async, wait_for
 from donjon.triggers.queue.destinations import MAX_DESTINATION_CHAIN
 from harness import LiveNode, run_cli
 
@@ -33,12 +33,7 @@ def test_the_names_new_owner_gets_no_failure_record_of_the_removed_functions_eve
     b = node.create_key("dest-reuse-b", "developer")["key"]
     retry = "retry: {attempts: 3, backoff_s: 10}\n"
     run_cli(node.env(a), "deploy", str(bundle(tmp_path / "a", name, FAILS_FIRST, retry)))
-    queued = invoke_async(node, name, {"card": "4111-of-a-caller"}, key=a)
-    assert queued.status_code == 202, queued.text
-    invocation_id = queued.json()["invocation_id"]
-    wait_for(node, invocation_id, ("failed",))  # its first attempt ran A's code
-    with node.client(a) as c:
-        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    invocation_id = fail_once_then_remove(node, name, {"card": "4111-of-a-caller"}, a)
     run_cli(node.env(b), "deploy", str(bundle(tmp_path / "b", sink, PRINTS)))
     to_sink = f"destinations: {{on_failure: {sink}}}\n"
     run_cli(node.env(b), "deploy", str(bundle(tmp_path / "b", name, PRINTS, to_sink)))

@@ -277,9 +277,9 @@ def _policy(node: Node, name: str) -> FunctionPolicy | None:
         manifest.destinations.on_failure,
         manifest.limits.queued,
         deployed.record.version,
-        deployed.record.since_version,
-        body_limit(deployed, node.settings.requests.max_body_bytes),
-        frozenset(n for n in ends if n is not None and _lapsed(node, deployed, n)),
+        since=deployed.record.since_version,
+        body=body_limit(deployed, node.settings.requests.max_body_bytes),
+        lapsed=frozenset(n for n in ends if n is not None and _lapsed(node, deployed, n)),
     )
 
 
