@@ -117,3 +117,32 @@ def test_a_redrive_refused_for_a_full_queue_is_audited(node: LiveNode, tmp_path:
     ]
     assert [x["outcome"] for x in records] == ["refused"], records
     assert records[0]["detail"]["reason"] == "queue full", records
+
+
+def test_a_revoked_keys_queued_event_reaches_no_destination(node: LiveNode, tmp_path: Path) -> None:
+    """An invoker key queues an event (its first attempt fails) and is revoked: the event is
+    dead (401) unrun, but its failure record, the revoked caller's event as requestPayload,
+    went on to the function's `on_failure`, whose code ran it after the revocation. A
+    caller no longer allowed (401, 403) sends no record; the refusal is audited."""
+    name, sink = "atk-revoked-dest", "atk-revoked-dest-sink"
+    node.deploy(bundle(tmp_path / "s", sink, PRINTS))
+    extra = f"retry: {{attempts: 3, backoff_s: 6}}\ndestinations: {{on_failure: {sink}}}\n"
+    node.deploy(bundle(tmp_path / "f", name, FAILS_FIRST, extra))
+    made = node.create_key("atk-revoked-dest-caller", "invoker")
+    queued = invoke_async(node, name, {"order": "of-a-revoked-key"}, key=made["key"])
+    assert queued.status_code == 202, queued.text
+    invocation_id = queued.json()["invocation_id"]
+    wait_for(node, invocation_id, ("failed",))
+    with node.client() as c:
+        assert c.delete(f"/v1/keys/{made['id']}").status_code in (200, 204)
+    dead = wait_for(node, invocation_id)
+    assert dead["status"] == "dead" and dead["error"]["type"] == "Unauthorized", dead
+    with node.client() as c:
+        assert "of-a-revoked-key" not in c.get(f"/v1/functions/{sink}/logs").text
+    refused = [
+        x
+        for x in audit_tail(node, 2000)
+        if x["action"] == "invocation.destination"
+        and x["detail"].get("invocation_id") == invocation_id
+    ]
+    assert [x["outcome"] for x in refused] == ["refused"], refused

@@ -23,9 +23,11 @@ from donjon.triggers.queue.retry import Outcome
 __all__ = [
     "DESTINATION_TYPES",
     "MAX_DESTINATION_CHAIN",
+    "CallerRefused",
     "DestinationChainTooLong",
     "DestinationLapsed",
     "chain_length",
+    "check_caller",
     "check_chain",
     "destination_event",
     "destination_record",
@@ -45,6 +47,29 @@ class DestinationChainTooLong(QueueError):
     """A destination's record that would be the next of a chain already at its bound."""
 
     title = "Destination chain too long"
+
+
+class CallerRefused(QueueError):
+    """An outcome of a caller no longer allowed (its key revoked, its role denying the
+    function): its event goes to no destination."""
+
+    title = "Caller no longer allowed"
+
+
+#: The statuses of an attempt refused because its caller is no longer allowed (401, 403:
+#: gateway/deliveries.py): the event never ran, and its record would give the caller's
+#: event to the destination's code after its credential was revoked.
+_CALLER_REFUSED = frozenset({401, 403})
+
+
+def check_caller(invocation: QueuedInvocation, outcome: Outcome, target: str) -> None:
+    """`CallerRefused` if `outcome` is its caller's refusal: no record goes to `target`."""
+    if not outcome.ok and outcome.status in _CALLER_REFUSED:
+        raise CallerRefused(
+            f"the caller that queued {invocation.id} is no longer allowed"
+            f" ({outcome.error_type}): its event is not sent to {target}",
+            hint="its event stays in the dead-letter queue (dlq:manage)",
+        )
 
 
 class DestinationLapsed(QueueError):

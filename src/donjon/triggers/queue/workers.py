@@ -23,6 +23,7 @@ from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.destinations import (
     DestinationLapsed,
+    check_caller,
     check_chain,
     destination_event,
     destination_record,
@@ -353,6 +354,7 @@ class QueueWorkers:
                     " was deployed",
                     hint=f"deploy {invocation.function} again to name the new {target}",
                 )
+            check_caller(invocation, outcome, target)  # a revoked key's event: none
             # A chain of records (a function naming itself, a ring) ends at its bound.
             await check_chain(invocation, target, self._service.get)
             to = self._service.policy(target)
