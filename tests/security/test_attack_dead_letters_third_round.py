@@ -146,3 +146,37 @@ def test_a_revoked_keys_queued_event_reaches_no_destination(node: LiveNode, tmp_
         and x["detail"].get("invocation_id") == invocation_id
     ]
     assert [x["outcome"] for x in refused] == ["refused"], refused
+
+
+def test_a_key_limited_to_one_function_reaches_no_other_functions_dead_letters(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """A key of a role allowed `dlq:manage` on `*`, limited to one function (`functions`):
+    before, the limit held for `function:*` actions only, and the key listed, showed and
+    redrove every function's dead letters (their callers' events) and purged them all. Now
+    it reaches its function's only, as if its role named that one."""
+    fails = "def handler(event, context):\n    raise ValueError('no')\n"
+    ids: dict[str, str] = {}
+    for name in ("atk-dlq-limit-own", "atk-dlq-limit-other"):
+        node.deploy(bundle(tmp_path, name, fails, "retry: {attempts: 1}\n"))
+        queued = invoke_async(node, name, {"secret": f"event-of-{name}"})
+        assert queued.status_code == 202, queued.text
+        ids[name] = queued.json()["invocation_id"]
+        assert wait_for(node, ids[name])["status"] == "dead"
+    role = "atk-dlq-limit-role"
+    allow = {"effect": "allow", "actions": ["dlq:manage"], "resources": ["*"]}
+    with node.client() as c:
+        r = c.post("/v1/roles", json={"name": role, "statements": [allow]})
+        assert r.status_code in (200, 201), r.text
+    key = node.create_key("atk-dlq-limited", role, ["atk-dlq-limit-own"])["key"]
+    other = ids["atk-dlq-limit-other"]
+    with node.client(key) as c:
+        listed = {d["invocation_id"] for d in c.get("/v1/dlq").json()}
+        assert ids["atk-dlq-limit-own"] in listed and other not in listed, listed
+        assert c.get(f"/v1/dlq/{other}").status_code == 403
+        assert c.post(f"/v1/dlq/{other}/redrive").status_code == 403
+        assert c.get(f"/v1/invocations/{other}").status_code == 404
+        assert c.delete("/v1/dlq").status_code == 403
+        assert c.get(f"/v1/dlq/{ids['atk-dlq-limit-own']}").status_code == 200
+    with node.client() as c:
+        assert c.get(f"/v1/dlq/{other}").status_code == 200  # still dead, untouched
