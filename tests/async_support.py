@@ -58,3 +58,15 @@ def audit_tail(node: LiveNode, n: int = 3000) -> list[dict[str, Any]]:
 def of_invocation(records: list[dict[str, Any]], invocation_id: str) -> list[dict[str, Any]]:
     """The queue's records about one invocation, oldest first."""
     return [r for r in records if r.get("detail", {}).get("invocation_id") == invocation_id]
+
+
+def fail_once_then_remove(node: LiveNode, name: str, event: Any, key: str) -> str:
+    """Queue `event` for `key`'s function `name` (which fails its first attempt), wait for
+    that attempt, then remove the function as `key`; the invocation id."""
+    queued = invoke_async(node, name, event, key=key)
+    assert queued.status_code == 202, queued.text
+    invocation_id: str = queued.json()["invocation_id"]
+    wait_for(node, invocation_id, ("failed",))  # its first attempt ran the owner's code
+    with node.client(key) as c:
+        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    return invocation_id

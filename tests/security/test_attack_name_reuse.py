@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from async_support import invoke_async, wait_for
+from async_support import fail_once_then_remove, invoke_async, wait_for
 from harness import LiveNode, run_cli
 
 NAME = "reused"
@@ -161,12 +161,7 @@ def test_an_event_queued_for_a_removed_function_never_reaches_the_names_new_func
         )
         (d / "main.py").write_text(f"def handler(event, context):\n{body}")
     run_cli(node.env(a), "deploy", str(fa))
-    queued = invoke_async(node, name, {"card": "4111-of-a-caller"}, key=a)
-    assert queued.status_code == 202, queued.text
-    invocation_id = queued.json()["invocation_id"]
-    wait_for(node, invocation_id, ("failed",))  # its first attempt ran A's code
-    with node.client(a) as c:
-        assert c.delete(f"/v1/functions/{name}").status_code == 204
+    invocation_id = fail_once_then_remove(node, name, {"card": "4111-of-a-caller"}, a)
     run_cli(node.env(b), "deploy", str(fb))
     dead = wait_for(node, invocation_id, ("dead", "succeeded"))
     assert dead["status"] == "dead", dead

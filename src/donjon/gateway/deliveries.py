@@ -28,7 +28,7 @@ from donjon.errors import Error
 from donjon.gateway.access import decide, new_request_id
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import Forbidden, NotFound, Unauthorized
-from donjon.gateway.events import validate_made
+from donjon.gateway.events import body_limit, validate_made
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
@@ -277,7 +277,9 @@ def _policy(node: Node, name: str) -> FunctionPolicy | None:
         manifest.destinations.on_failure,
         manifest.limits.queued,
         deployed.record.version,
-        frozenset(n for n in ends if n is not None and _lapsed(node, deployed, n)),
+        since=deployed.record.since_version,
+        body=body_limit(deployed, node.settings.requests.max_body_bytes),
+        lapsed=frozenset(n for n in ends if n is not None and _lapsed(node, deployed, n)),
     )
 
 

@@ -14,6 +14,7 @@ from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
 __all__ = [
     "BUILTIN_ROLES",
     "FUNCTION_ACTIONS",
+    "KEY_LIMITED",
     "LEGACY_ACTIONS",
     "OWNER_SCOPED",
     "Action",
@@ -82,6 +83,11 @@ LEGACY_ACTIONS: dict[str, Action] = {
 FUNCTION_ACTIONS = frozenset(
     {Action.INVOKE, Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS}
 )
+#: Actions a key limited to some functions (`functions`) does on those only: the
+#: `function:*` actions and `dlq:manage`, decided on the function each dead invocation was
+#: queued for (before, such a key reached every function's dead letters, their callers'
+#: events, and purged them all).
+KEY_LIMITED = FUNCTION_ACTIONS | {Action.DLQ}
 #: Actions where `*` reaches only the functions the principal owns (see policy_eval).
 OWNER_SCOPED = frozenset({Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS})
 

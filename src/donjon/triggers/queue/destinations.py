@@ -12,6 +12,7 @@ the worker audits it refused (`invocation.destination`), as it does a full queue
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 
@@ -22,10 +23,13 @@ from donjon.triggers.queue.retry import Outcome
 __all__ = [
     "DESTINATION_TYPES",
     "MAX_DESTINATION_CHAIN",
+    "CallerRefused",
     "DestinationChainTooLong",
     "DestinationLapsed",
     "chain_length",
+    "check_caller",
     "check_chain",
+    "destination_event",
     "destination_record",
     "record_type",
 ]
@@ -43,6 +47,29 @@ class DestinationChainTooLong(QueueError):
     """A destination's record that would be the next of a chain already at its bound."""
 
     title = "Destination chain too long"
+
+
+class CallerRefused(QueueError):
+    """An outcome of a caller no longer allowed (its key revoked, its role denying the
+    function): its event goes to no destination."""
+
+    title = "Caller no longer allowed"
+
+
+#: The statuses of an attempt refused because its caller is no longer allowed (401, 403:
+#: gateway/deliveries.py): the event never ran, and its record would give the caller's
+#: event to the destination's code after its credential was revoked.
+_CALLER_REFUSED = frozenset({401, 403})
+
+
+def check_caller(invocation: QueuedInvocation, outcome: Outcome, target: str) -> None:
+    """`CallerRefused` if `outcome` is its caller's refusal: no record goes to `target`."""
+    if not outcome.ok and outcome.status in _CALLER_REFUSED:
+        raise CallerRefused(
+            f"the caller that queued {invocation.id} is no longer allowed"
+            f" ({outcome.error_type}): its event is not sent to {target}",
+            hint="its event stays in the dead-letter queue (dlq:manage)",
+        )
 
 
 class DestinationLapsed(QueueError):
@@ -126,3 +153,18 @@ def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[s
         },
         "responsePayload": response,
     }
+
+
+def destination_event(invocation: QueuedInvocation, outcome: Outcome, limit: int | None) -> bytes:
+    """The record as the destination's event: at most `limit` bytes (its body limit), its
+    payloads null past that, the request's first. In a chain each record's requestPayload
+    is the record before it: a ring of functions each returning 700 KB queued records of
+    k * 700 KB, past every body limit (~95 MB from one call over 16 links)."""
+    record = destination_record(invocation, outcome)
+    event = json.dumps(record).encode()
+    for payload in ("requestPayload", "responsePayload"):
+        if limit is None or len(event) <= limit:
+            break
+        record[payload] = None
+        event = json.dumps(record).encode()
+    return event

@@ -62,6 +62,12 @@ class FunctionPolicy:
     queued: int | None = None
     #: The version deployed now: what an invocation queued now is for.
     version: int | None = None
+    #: The first version of its owner run (store/functions.py `since_version`): an
+    #: invocation queued for an older one was for a function removed since.
+    since: int | None = None
+    #: The most bytes of event a call of it takes (its `limits.body`, at most the node's):
+    #: a destination record past it is queued with its payloads null.
+    body: int | None = None
     #: Destinations whose function was removed and deployed again since this version's
     #: deploy checked them (lifecycle `Deployed.grant_holds`): no record goes to them.
     lapsed: frozenset[str] = frozenset()
@@ -222,13 +228,25 @@ class AsyncInvocations:
             "ok",
             {"invocation_id": found.id, "request_id": request_id},
         )
-        async with self._changes.change(event):
-            redriven = await self.queue.redrive(
-                invocation_id,
-                policy.retry if policy else None,
-                bound=policy.queued if policy else None,
-                version=policy.version if policy else None,
+        try:
+            async with self._changes.change(event):
+                redriven = await self.queue.redrive(
+                    invocation_id,
+                    policy.retry if policy else None,
+                    bound=policy.queued if policy else None,
+                    version=policy.version if policy else None,
+                )
+        except QueueFull as e:  # left dead: the refusal is recorded, as an enqueue's is
+            await self._audit.record(
+                AuditEvent(
+                    actor,
+                    "invocation.redrive",
+                    found.function,
+                    "refused",
+                    {**event.detail, "reason": e.reason, "bound": e.bound},
+                )
             )
+            raise
         self.on_enqueue()
         return redriven
 

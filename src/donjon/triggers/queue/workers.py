@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 import random
 import time
@@ -24,14 +23,16 @@ from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.destinations import (
     DestinationLapsed,
+    check_caller,
     check_chain,
+    destination_event,
     destination_record,
     record_type,
 )
 from donjon.triggers.queue.finished import DEFAULT_KEEP_SUCCEEDED
 from donjon.triggers.queue.interface import Lease, QueuedInvocation, QueueError
 from donjon.triggers.queue.retry import Outcome, next_attempt, throttled
-from donjon.triggers.queue.service import AsyncInvocations, AuditSink
+from donjon.triggers.queue.service import AsyncInvocations, AuditSink, FunctionPolicy
 
 __all__ = ["Deliver", "QueueWorkers", "destination_record"]  # the record: destinations.py
 
@@ -47,6 +48,18 @@ Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
 Refusals = Callable[[AuditEvent], Awaitable[None]]
 #: Each deployed function's owner, by name ("" when not kept).
 Owners = Callable[[], Mapping[str, str]]
+
+
+def _removed_since(invocation: QueuedInvocation, policy: FunctionPolicy) -> bool:
+    """Whether `invocation` was queued for a function since removed (its name deployed
+    again, perhaps by another owner): the destinations of the function deployed now are
+    not that function's, and its record (the caller's event as requestPayload) must not
+    reach them."""
+    return (
+        invocation.version is not None
+        and policy.since is not None
+        and invocation.version < policy.since
+    )
 
 
 class QueueWorkers:
@@ -329,19 +342,26 @@ class QueueWorkers:
         if target is None:
             return
         try:
+            if _removed_since(invocation, policy):
+                raise DestinationLapsed(
+                    f"{invocation.function} was removed and deployed again since this"
+                    " invocation was queued: its destinations are the new function's",
+                    hint="redrive it (dlq:manage) to send it to the function deployed now",
+                )
             if target in policy.lapsed:
                 raise DestinationLapsed(
                     f"{target} was removed and deployed again since {invocation.function}"
                     " was deployed",
                     hint=f"deploy {invocation.function} again to name the new {target}",
                 )
+            check_caller(invocation, outcome, target)  # a revoked key's event: none
             # A chain of records (a function naming itself, a ring) ends at its bound.
             await check_chain(invocation, target, self._service.get)
-            record = destination_record(invocation, outcome)
+            to = self._service.policy(target)
             await self._service.enqueue(
                 Envelope(
                     function=target,
-                    event=json.dumps(record).encode(),
+                    event=destination_event(invocation, outcome, to.body if to else None),
                     trigger="invoke",
                     source=f"/functions/{invocation.function}",
                     type=record_type(outcome.ok),
