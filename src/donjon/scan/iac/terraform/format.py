@@ -1,11 +1,12 @@
 """`TerraformFormat`: every directory of ``.tf`` files of a project read as one module
-into one `App` (AWS, Azure and Google resources together).
+into one `App` (AWS, Azure and Google resources together). Files in Terraform's JSON
+syntax (``*.tf.json``, ``*.tfvars.json``, `json_syntax.py`) are part of their
+directory's module as the native ones are.
 
 A file that does not parse is a note naming it and why; the rest of its directory is
 still read (what the broken file declared is then missing, and the note says so).
 Files under ``.terraform/`` (modules and providers ``terraform init`` downloaded) are
-not the project's and are not read. Terraform's JSON syntax (``*.tf.json``) is not read
-either: a note names each such file, so a report never looks complete without it.
+not the project's and are not read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from donjon.scan.iac.terraform.aws_lambda import lambda_functions, log_groups
 from donjon.scan.iac.terraform.aws_resources import apis, buckets, queues, user_pools
 from donjon.scan.iac.terraform.azure import azure_functions, storage
 from donjon.scan.iac.terraform.gcp import gcp_functions, gcs_buckets
+from donjon.scan.iac.terraform.json_syntax import parse_json_file
 from donjon.scan.iac.terraform.literals import template_literals
 from donjon.scan.iac.terraform.module import Module
 from donjon.scan.iac.terraform.syntax import Block, parse_file
@@ -58,23 +60,22 @@ class TerraformFormat(TemplateFormat):
         for source in project.files:
             if _WORKDIR in source.rel.split("/"):
                 continue
-            if source.rel.endswith((".tf.json", ".tfvars.json")):
-                notes.append(
-                    f"{source.rel}: Terraform's JSON syntax is not read by the IaC rules"
-                    " (its secrets are still scanned); write the module in .tf files to have"
-                    " it checked"
-                )
-                continue
-            if not source.rel.endswith((".tf", ".tfvars")):
+            json_syntax = source.rel.endswith((".tf.json", ".tfvars.json"))
+            if not json_syntax and not source.rel.endswith((".tf", ".tfvars")):
                 continue
             directory = str(PurePosixPath(source.rel).parent).removeprefix(".")
             blocks, tfvars = directories.setdefault(directory, ([], []))
             try:
-                parsed = parse_file(source.rel, source.text)
+                if json_syntax:
+                    parsed, unknown = parse_json_file(source.rel, source.text)
+                    notes.extend(unknown)
+                else:
+                    parsed = parse_file(source.rel, source.text)
             except IacError as e:
                 notes.append(f"{e.message}; the rest of its module is read without it")
                 continue
-            (tfvars if source.rel.endswith(".tfvars") else blocks).extend(parsed)
+            is_tfvars = source.rel.endswith((".tfvars", ".tfvars.json"))
+            (tfvars if is_tfvars else blocks).extend(parsed)
         apps = []
         for directory, (blocks, tfvars) in sorted(directories.items()):
             if not blocks:

@@ -14,11 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lark import Token, Tree
-from lark.exceptions import LarkError
+from lark.exceptions import LarkError, UnexpectedInput
 
 from donjon.scan.iac.interface import IacError
 
-__all__ = ["Attribute", "Block", "Expr", "parse_expression", "parse_file", "string_value"]
+__all__ = [
+    "Attribute",
+    "Block",
+    "Expr",
+    "HclError",
+    "parse_expression",
+    "parse_file",
+    "parse_values",
+    "string_value",
+]
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,14 @@ def _block(node: Tree[Token], source: str, path: str) -> Block:
     return Block(names[0], tuple(names[1:]), line_of(node), path, attributes, tuple(blocks))
 
 
+class HclError(IacError):
+    """Text that does not parse as HCL; `line` is where the parser stopped (0: not known)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 def _parse(text: str, what: str) -> Tree[Token]:
     import hcl2
 
@@ -159,7 +176,9 @@ def _parse(text: str, what: str) -> Tree[Token]:
         return hcl2.parses_to_tree(text)
     except (LarkError, RuntimeError, ValueError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IacError(f"{what}: not valid HCL ({first[:200]})") from e
+        line = getattr(e, "line", 0) if isinstance(e, UnexpectedInput) else 0
+        line = line if isinstance(line, int) and line > 0 else 0  # Lark may give "?" or -1
+        raise HclError(f"{what}: not valid HCL ({first[:200]})", line) from e
 
 
 def parse_file(path: str, text: str) -> tuple[Block, ...]:
@@ -174,6 +193,15 @@ def parse_file(path: str, text: str) -> tuple[Block, ...]:
     if path.endswith(".tfvars"):
         return (Block("tfvars", (), 1, path, attributes, ()),)
     return tuple(blocks)
+
+
+def parse_values(text: str, what: str) -> list[Expr]:
+    """The expressions of a body of ``name = expression`` lines, in order (how
+    `json_syntax.py` writes a JSON file's arguments, to parse them at once); `HclError`
+    when it does not parse."""
+    tree = _parse(text, what)
+    items = _trees(_trees(tree)[0])
+    return [Expr(_trees(item)[-1], text) for item in items if item.data == "attribute"]
 
 
 def parse_expression(text: str) -> Expr:
