@@ -121,3 +121,15 @@ def test_the_same_module_fixed_deploys(node: LiveNode, developer: str) -> None:
     text = _json(_module(aws_lambda_function_url=_url("AWS_IAM")))
     r = _deploy(node, developer, {"infra/main.tf.json": text})
     assert r.status_code == 201, r.text
+
+
+def test_override_file_cannot_reopen_a_function_url(node: LiveNode, developer: str) -> None:
+    """main.tf.json says AWS_IAM, main_override.tf.json (which Terraform merges over it)
+    says NONE: the deploy is refused for the URL Terraform would create."""
+    override = {"resource": {"aws_lambda_function_url": {"api": {"authorization_type": "NONE"}}}}
+    files = {
+        "infra/main.tf.json": _json(_module(aws_lambda_function_url=_url("AWS_IAM"))),
+        "infra/main_override.tf.json": _json(override),
+    }
+    problems = _problems(_deploy(node, developer, files))
+    assert any(p.startswith("DJ-IAC-010 infra/main.tf.json:") for p in problems), problems

@@ -3,6 +3,9 @@ into one `App` (AWS, Azure and Google resources together). Files in Terraform's 
 syntax (``*.tf.json``, ``*.tfvars.json``, `json_syntax.py`) are part of their
 directory's module as the native ones are.
 
+Override files (``override.tf``, ``*_override.tf`` and their ``.json`` forms) merge
+into the blocks they name, after the rest, as Terraform merges them (`overrides.py`).
+
 A file that does not parse is a note naming it and why; the rest of its directory is
 still read (what the broken file declared is then missing, and the note says so).
 Files under ``.terraform/`` (modules and providers ``terraform init`` downloaded) are
@@ -23,6 +26,7 @@ from donjon.scan.iac.terraform.gcp import gcp_functions, gcs_buckets
 from donjon.scan.iac.terraform.json_syntax import parse_json_file
 from donjon.scan.iac.terraform.literals import template_literals
 from donjon.scan.iac.terraform.module import Module
+from donjon.scan.iac.terraform.overrides import apply_overrides, is_override
 from donjon.scan.iac.terraform.syntax import Block, parse_file
 
 if TYPE_CHECKING:
@@ -55,7 +59,7 @@ class TerraformFormat(TemplateFormat):
     name = "terraform"
 
     def load(self, project: Project) -> Loaded:
-        directories: dict[str, tuple[list[Block], list[Block]]] = {}
+        directories: dict[str, tuple[list[Block], list[Block], list[tuple[str, Block]]]] = {}
         notes: list[str] = []
         for source in project.files:
             if _WORKDIR in source.rel.split("/"):
@@ -64,7 +68,7 @@ class TerraformFormat(TemplateFormat):
             if not json_syntax and not source.rel.endswith((".tf", ".tfvars")):
                 continue
             directory = str(PurePosixPath(source.rel).parent).removeprefix(".")
-            blocks, tfvars = directories.setdefault(directory, ([], []))
+            blocks, tfvars, overrides = directories.setdefault(directory, ([], [], []))
             try:
                 if json_syntax:
                     parsed, unknown = parse_json_file(source.rel, source.text)
@@ -74,14 +78,20 @@ class TerraformFormat(TemplateFormat):
             except IacError as e:
                 notes.append(f"{e.message}; the rest of its module is read without it")
                 continue
-            is_tfvars = source.rel.endswith((".tfvars", ".tfvars.json"))
-            (tfvars if is_tfvars else blocks).extend(parsed)
+            if source.rel.endswith((".tfvars", ".tfvars.json")):
+                tfvars.extend(parsed)
+            elif is_override(source.rel):
+                overrides.extend((source.rel, block) for block in parsed)
+            else:
+                blocks.extend(parsed)
         apps = []
-        for directory, (blocks, tfvars) in sorted(directories.items()):
-            if not blocks:
-                continue
+        for directory, (blocks, tfvars, overrides) in sorted(directories.items()):
+            ordered = [block for _, block in sorted(overrides, key=lambda o: o[0])]
             try:
-                apps.append(build_app(Module(directory, blocks, tfvars)))
+                merged, merges = apply_overrides(blocks, ordered)
+                notes.extend(merges)
+                if merged:
+                    apps.append(build_app(Module(directory, merged, tfvars)))
             except RecursionError:
                 notes.append(f"{directory or '.'}: Terraform module nested too deeply to read")
         return Loaded(tuple(apps), tuple(notes))

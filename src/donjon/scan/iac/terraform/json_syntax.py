@@ -36,7 +36,14 @@ from lark import Token, Tree
 
 from donjon.scan.iac.interface import IacError
 from donjon.scan.iac.terraform.json_values import MAX_DEPTH, JsonObject, decode_json, write_hcl
-from donjon.scan.iac.terraform.syntax import Attribute, Block, Expr, HclError, parse_values
+from donjon.scan.iac.terraform.syntax import (
+    Attribute,
+    Block,
+    Expr,
+    HclError,
+    parse_values,
+    shift_lines,
+)
 
 __all__ = ["MAX_DEPTH", "MAX_UNPARSED", "NESTED_BLOCKS", "parse_json_file"]
 
@@ -198,7 +205,7 @@ class _Reader:
                 continue
             for index, expr, written in zip(range(low, high), values, starts, strict=True):
                 attributes, name, _, line = self._pending[index]
-                _shift(expr.tree, line - written)
+                shift_lines(expr.tree, line - written)
                 attributes[name] = Attribute(name, expr, line)
 
     def _unknown(self, argument: tuple[dict[str, Attribute], str, str, int], why: str) -> None:
@@ -220,21 +227,6 @@ def _is_blocks(value: Any) -> bool:
     return isinstance(value, JsonObject) or (
         isinstance(value, list) and all(isinstance(v, JsonObject) for v in value)
     )
-
-
-def _shift(tree: Tree[Token], by: int) -> None:
-    """Move a parsed expression's lines by `by` (to the line of its JSON key)."""
-    if by == 0:
-        return
-    for node in tree.iter_subtrees():
-        if not node.meta.empty:
-            node.meta.line += by
-            node.meta.end_line += by
-        for child in node.children:
-            if isinstance(child, Token) and child.line is not None:
-                child.line += by
-                if child.end_line is not None:
-                    child.end_line += by
 
 
 def parse_json_file(path: str, text: str) -> tuple[tuple[Block, ...], tuple[str, ...]]:

@@ -26,6 +26,7 @@ __all__ = [
     "parse_expression",
     "parse_file",
     "parse_values",
+    "shift_lines",
     "string_value",
 ]
 
@@ -78,6 +79,22 @@ class Block:
     def first(self, kind: str) -> Block | None:
         found = self.nested(kind)
         return found[0] if found else None
+
+
+def shift_lines(tree: Tree[Token], by: int) -> None:
+    """Move a parsed expression's lines by `by` (to where it stands in the module: the
+    line of a JSON key, the argument an override replaces)."""
+    if by == 0:
+        return
+    for node in tree.iter_subtrees():
+        if not node.meta.empty:
+            node.meta.line += by
+            node.meta.end_line += by
+        for child in node.children:
+            if isinstance(child, Token) and child.line is not None:
+                child.line += by
+                if child.end_line is not None:
+                    child.end_line += by
 
 
 def line_of(node: Tree[Token] | Token) -> int:
