@@ -167,6 +167,17 @@ def test_labels_arrays_and_comments(tmp_path: Path) -> None:
     assert blocks[2].attributes["bucket"].line == 13
 
 
+def test_repeated_block_type_keys_are_all_read() -> None:
+    """A block type written twice at the root (valid in Terraform's JSON syntax, where
+    json.loads would keep only the last) gives the blocks of both."""
+    text = '{"resource": {"aws_s3_bucket": {"a": {}}},\n "resource": {"aws_s3_bucket": {"b": {}}}}'
+    blocks, _ = parse_json_file("main.tf.json", text)
+    assert [(b.labels, b.line) for b in blocks] == [
+        (("aws_s3_bucket", "a"), 1),
+        (("aws_s3_bucket", "b"), 2),
+    ]
+
+
 def test_template_text_round_trips(tmp_path: Path) -> None:
     """Quotes, backslashes, newlines and ``$${`` in a template are text; a ``}`` in a
     string inside an interpolation (even in an interpolation of that string) does not end
