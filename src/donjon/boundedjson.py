@@ -28,7 +28,14 @@ from typing import Any
 
 from donjon.errors import Error
 
-__all__ = ["MAX_DEPTH", "JSONTooDeep", "check_depth", "loads"]
+__all__ = [
+    "MAX_DEPTH",
+    "JSONTooDeep",
+    "check_depth",
+    "finite_float",
+    "loads",
+    "refuse_constant",
+]
 
 #: Levels of arrays and objects accepted. Far beyond what events need, far below
 #: what json.loads can take at any stack depth of the gateway (~1000 frames).
@@ -41,11 +48,13 @@ _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _DECODER = json.JSONDecoder()
 
 
-def _no_constant(name: str) -> Any:
+def refuse_constant(name: str) -> Any:
+    """A `json.JSONDecoder` ``parse_constant`` refusing NaN, Infinity and -Infinity."""
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite_float(text: str) -> float:
+def finite_float(text: str) -> float:
+    """A `json.JSONDecoder` ``parse_float`` refusing a number no float holds (``1e999``)."""
     value = float(text)
     if math.isinf(value):
         raise ValueError(f"the number {text[:40]} is out of range (no JSON number is infinite)")
@@ -53,7 +62,7 @@ def _finite_float(text: str) -> float:
 
 
 #: `_DECODER`, refusing NaN, Infinity, -Infinity and numbers a float cannot hold.
-_FINITE_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+_FINITE_DECODER = json.JSONDecoder(parse_constant=refuse_constant, parse_float=finite_float)
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 _STEP = [0] * 256
 _STEP[ord("[")] = _STEP[ord("{")] = 1

@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import importlib.machinery
 import importlib.util
-import io
 import json
 import marshal
 import sys
-import tarfile
 import threading
 from collections.abc import Iterator, Mapping
 
@@ -50,20 +48,7 @@ def dev_key(own: LiveNode) -> str:
 
 def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Response:
     """A bundle of `files` (with donjon.yaml and a clean main.py), sent as it is."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in {"donjon.yaml": _MANIFEST, "main.py": _MAIN, **files}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    with node.client(key) as c:
-        return c.post(
-            "/v1/functions",
-            content=buf.getvalue(),
-            timeout=300,
-            headers={"content-type": "application/gzip"},
-        )
+    return node.deploy_files(key, {"donjon.yaml": _MANIFEST, "main.py": _MAIN, **files})
 
 
 def _blocked(r: httpx.Response, rule: str) -> None:

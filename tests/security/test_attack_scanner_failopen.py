@@ -40,20 +40,7 @@ def dev_key(own: LiveNode) -> str:
 
 def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Response:
     """A bundle of `files` with donjon.yaml, sent as it is."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in {"donjon.yaml": _MANIFEST, **files}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    with node.client(key) as c:
-        return c.post(
-            "/v1/functions",
-            content=buf.getvalue(),
-            timeout=300,
-            headers={"content-type": "application/gzip"},
-        )
+    return node.deploy_files(key, {"donjon.yaml": _MANIFEST, **files})
 
 
 def _deploy_named(node: LiveNode, key: str, name: str, main: bytes) -> httpx.Response:

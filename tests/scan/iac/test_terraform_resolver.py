@@ -90,6 +90,30 @@ def test_other_tfvars_files_are_alternatives(tmp_path: Path) -> None:
     assert fn.runtime.conditional
 
 
+def test_string_of_one_interpolation_is_its_value(tmp_path: Path) -> None:
+    """``"${x}"`` is x itself (HCL's rule, Terraform 0.11's style): a map variable in
+    quotes is the function's environment, and one of two tfvars values stays a choice."""
+    main = LAMBDA.replace('  handler       = "app.handler"\n', "").replace(
+        "runtime       = var.runtime", 'runtime = "${var.runtime}"\n  handler = "${var.h}"'
+    )
+    main = main.replace("}\n", '  environment {\n    variables = "${var.env}"\n  }\n}\n', 1)
+    fn = _fn(
+        _app(
+            tmp_path,
+            {
+                "main.tf": main + 'variable "runtime" {}\nlocals { name = "n" }\n'
+                'variable "h" { default = "app.handler" }\n'
+                'variable "env" { default = { STAGE = "prod" } }\n',
+                "dev.tfvars": 'runtime = "python3.6"\n',
+                "prod.tfvars": 'runtime = "python3.12"\n',
+            },
+        )
+    )
+    assert [(e.name, e.value.one) for e in fn.environment] == [("STAGE", "prod")]
+    assert set(fn.runtime.known) == {"python3.6", "python3.12"}
+    assert fn.handler.one == "app.handler"
+
+
 def test_variable_without_default_is_unresolved(tmp_path: Path) -> None:
     """A variable nobody sets is unresolved, named as written, never a guess."""
     fn = _fn(_app(tmp_path, {"main.tf": LAMBDA + 'variable "runtime" {}\nlocals { name = "n" }\n'}))

@@ -50,16 +50,25 @@ def test_broken_tf_file_is_a_report_note(tmp_path: Path) -> None:
     assert any(n.startswith("main.tf: not valid HCL") for n in report.notes)
 
 
-def test_terraform_json_syntax_is_a_report_note(tmp_path: Path) -> None:
-    """A module in Terraform's JSON syntax is not read by the IaC rules: the report says
-    so for each file instead of looking clean."""
+def test_terraform_json_syntax_is_read(tmp_path: Path) -> None:
+    """A module in Terraform's JSON syntax is checked as the same module in .tf files
+    is: the open function URL is found at its JSON key's line, and nothing is a note."""
     (tmp_path / "main.tf.json").write_text(
-        '{"resource": {"aws_lambda_function_url": {"api": {"authorization_type": "NONE"}}}}\n'
+        '{"resource": {"aws_lambda_function": {"api": {"function_name": "api"}}}}\n'
     )
-    (tmp_path / "dev.tfvars.json").write_text('{"region": "eu-west-1"}\n')
-    report = scan_path(tmp_path)
-    for name in ("main.tf.json", "dev.tfvars.json"):
-        assert any(n.startswith(f"{name}: Terraform's JSON syntax") for n in report.notes)
+    (tmp_path / "url.tf.json").write_text(
+        '{"resource": {"aws_lambda_function_url": {"api": {\n'
+        '  "function_name": "${aws_lambda_function.api.function_name}",\n'
+        '  "authorization_type": "${var.auth}"\n'
+        "}}}}\n"
+    )
+    (tmp_path / "terraform.tfvars.json").write_text('{"auth": "NONE"}\n')
+    (tmp_path / "vars.tf").write_text('variable "auth" {}\n')
+    scanner = IacScanner(template_formats=[TerraformFormat()], checks=[_public_urls])
+    report = scan_path(tmp_path, scanners=[scanner])
+    assert report.notes == ()
+    (finding,) = report.findings
+    assert (finding.location.path, finding.location.line) == ("url.tf.json", 3)
 
 
 def test_finding_carries_file_line_and_address(tmp_path: Path) -> None:

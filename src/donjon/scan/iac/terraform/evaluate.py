@@ -124,6 +124,11 @@ class Evaluator:
         return Unresolved(expr.written(node), f"{what} not evaluated")
 
     def _string(self, expr: Expr, node: Tree[Token]) -> Any:
+        only = _trees(node)[0].children[0] if len(_trees(node)) == 1 else None
+        if isinstance(only, Tree) and only.data == "interpolation":
+            # ``"${x}"`` is x itself, not x as text: a list stays a list, a reference a
+            # reference (HCL's rule; the JSON syntax writes every expression so).
+            return self._eval(expr, _trees(only)[0])
         parts: list[str] = []
         for part in _trees(node):
             child = part.children[0]

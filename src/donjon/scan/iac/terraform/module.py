@@ -3,10 +3,10 @@
 What a reference resolves to:
 
 - ``var.x``: the variable's default, overridden by ``terraform.tfvars`` and
-  ``*.auto.tfvars`` (which Terraform always loads); another ``*.tfvars`` in the
-  directory (passed with ``-var-file``) is one more value the variable may take, so
-  a variable set differently by ``dev.tfvars`` and ``prod.tfvars`` is a `Choice`. A
-  variable with neither is unresolved.
+  ``*.auto.tfvars`` (which Terraform always loads; their ``.json`` forms too); another
+  ``*.tfvars`` in the directory (passed with ``-var-file``) is one more value the
+  variable may take, so a variable set differently by ``dev.tfvars`` and
+  ``prod.tfvars`` is a `Choice`. A variable with neither is unresolved.
 - ``local.x``: the local's expression, evaluated in turn (a cycle is unresolved).
 - ``TYPE.NAME.attr`` of a resource of the module: the attribute as written there when
   it is, a few computed ones (an S3 bucket's ``id`` and ``arn``), else a `Ref` (known
@@ -202,8 +202,9 @@ def _skip_index(steps: list[Step]) -> list[Step]:
 
 
 def _tfvars_order(path: str) -> tuple[int, str]:
-    """terraform.tfvars, then *.auto.tfvars (both always loaded), then the others."""
+    """terraform.tfvars, then *.auto.tfvars (both always loaded), then the others; each
+    name's ``.json`` form (Terraform's JSON syntax) after it."""
     name = path.rsplit("/", 1)[-1]
-    if name == "terraform.tfvars":
+    if name in ("terraform.tfvars", "terraform.tfvars.json"):
         return 0, name
-    return (1 if name.endswith(".auto.tfvars") else 2), name
+    return (1 if name.endswith((".auto.tfvars", ".auto.tfvars.json")) else 2), name

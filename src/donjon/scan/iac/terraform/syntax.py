@@ -14,11 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lark import Token, Tree
-from lark.exceptions import LarkError
+from lark.exceptions import LarkError, UnexpectedInput
 
 from donjon.scan.iac.interface import IacError
 
-__all__ = ["Attribute", "Block", "Expr", "parse_expression", "parse_file", "string_value"]
+__all__ = [
+    "Attribute",
+    "Block",
+    "Expr",
+    "HclError",
+    "parse_expression",
+    "parse_file",
+    "parse_values",
+    "shift_lines",
+    "string_value",
+]
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,22 @@ class Block:
     def first(self, kind: str) -> Block | None:
         found = self.nested(kind)
         return found[0] if found else None
+
+
+def shift_lines(tree: Tree[Token], by: int) -> None:
+    """Move a parsed expression's lines by `by` (to where it stands in the module: the
+    line of a JSON key, the argument an override replaces)."""
+    if by == 0:
+        return
+    for node in tree.iter_subtrees():
+        if not node.meta.empty:
+            node.meta.line += by
+            node.meta.end_line += by
+        for child in node.children:
+            if isinstance(child, Token) and child.line is not None:
+                child.line += by
+                if child.end_line is not None:
+                    child.end_line += by
 
 
 def line_of(node: Tree[Token] | Token) -> int:
@@ -152,6 +178,14 @@ def _block(node: Tree[Token], source: str, path: str) -> Block:
     return Block(names[0], tuple(names[1:]), line_of(node), path, attributes, tuple(blocks))
 
 
+class HclError(IacError):
+    """Text that does not parse as HCL; `line` is where the parser stopped (0: not known)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 def _parse(text: str, what: str) -> Tree[Token]:
     import hcl2
 
@@ -159,7 +193,9 @@ def _parse(text: str, what: str) -> Tree[Token]:
         return hcl2.parses_to_tree(text)
     except (LarkError, RuntimeError, ValueError, IndexError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise IacError(f"{what}: not valid HCL ({first[:200]})") from e
+        line = getattr(e, "line", 0) if isinstance(e, UnexpectedInput) else 0
+        line = line if isinstance(line, int) and line > 0 else 0  # Lark may give "?" or -1
+        raise HclError(f"{what}: not valid HCL ({first[:200]})", line) from e
 
 
 def parse_file(path: str, text: str) -> tuple[Block, ...]:
@@ -174,6 +210,15 @@ def parse_file(path: str, text: str) -> tuple[Block, ...]:
     if path.endswith(".tfvars"):
         return (Block("tfvars", (), 1, path, attributes, ()),)
     return tuple(blocks)
+
+
+def parse_values(text: str, what: str) -> list[Expr]:
+    """The expressions of a body of ``name = expression`` lines, in order (how
+    `json_syntax.py` writes a JSON file's arguments, to parse them at once); `HclError`
+    when it does not parse."""
+    tree = _parse(text, what)
+    items = _trees(_trees(tree)[0])
+    return [Expr(_trees(item)[-1], text) for item in items if item.data == "attribute"]
 
 
 def parse_expression(text: str) -> Expr:
