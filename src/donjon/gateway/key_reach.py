@@ -12,6 +12,9 @@ so a key left to the defaults mints no key set above them; a JWT is bounded by i
 token's `exp` and its role's or the server's limits (it minted keys that never expired).
 A key under a daily quota of its own (`key:<id>`, which binds that key alone) mints no
 key and rotates none but itself: a spent quota went on with a fresh key (hE-52).
+A secret a rotation retired ends with its overlap (apikeys.py), and so bounds what it
+makes: during the overlap it rotated its own key into a fresh secret (every key may
+rotate itself), locking out the new secret's holder, or minted a key that never expired.
 Revoking is checked on role and functions alone (it ends a key; its bounds give nothing).
 A JWT holding custom roles beside its built-in one reaches no key: a key holds one role,
 and would shed the others' denies (and outlive the token).
@@ -98,8 +101,9 @@ def _looser(node: Node, caller: Principal, expires_at: float | None, reach: Reac
 
 
 async def _looser_than_own(node: Node, principal: Principal, reach: Reach) -> str | None:
-    """`_looser` against the caller's credential: its key's record, or its token."""
-    expires_at = principal.expires_at  # a JWT's exp
+    """`_looser` against the caller's credential: its key's record, or its token (a JWT's
+    `exp`; a key's secret that a rotation retired ends with the overlap, apikeys.py)."""
+    expires_at = principal.expires_at
     if principal.kind == "key":
         if reach.key_id != principal.id and node.quotas.get(f"key:{principal.id}") is not None:
             # The quota binds this key alone: any other key would be a budget of its own.
@@ -107,7 +111,8 @@ async def _looser_than_own(node: Node, principal: Principal, reach: Reach) -> st
         own = await asyncio.to_thread(node.keys.get, principal.id)
         if own is None:
             return "the caller's key is gone"
-        expires_at = own.expires_at
+        if own.expires_at is not None and (expires_at is None or own.expires_at < expires_at):
+            expires_at = own.expires_at
     return _looser(node, principal, expires_at, reach)
 
 
