@@ -9,7 +9,9 @@ role) outlast the overlap, or become the peer.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
+from donjon.bundle import build_bundle
 from harness import LiveNode, fresh_source
 from sec_support import assert_problem, audit_records
 
@@ -53,3 +55,51 @@ def test_a_retired_secret_mints_no_key_that_outlives_its_overlap(node: LiveNode)
         assert "outlive" in record["detail"]["reason"]
         short = c.post("/v1/keys", json={"name": "sec-short", "role": role, "expires_in_s": 60})
     assert short.status_code == 201, short.text
+
+
+def _team_role(node: LiveNode) -> str:
+    """A custom role that manages its own keys and deploys: a team lead's."""
+    role = f"sec-team-{secrets.token_hex(3)}"
+    statements = [
+        {"effect": "allow", "actions": ["key:manage"], "resources": ["*"]},
+        {
+            "effect": "allow",
+            "actions": ["function:deploy", "function:read", "function:delete"],
+            "resources": ["*"],
+        },
+    ]
+    with node.client() as c:
+        assert c.post("/v1/roles", json={"name": role, "statements": statements}).is_success
+    return role
+
+
+def test_a_key_manager_cannot_rotate_a_peer_into_its_functions(
+    node: LiveNode, tmp_path: Path
+) -> None:
+    """Rotating a peer's key of the same role hands back its new secret, and with it what
+    the peer owns (its functions, which `*` does not reach for anyone else): refused,
+    audited, and the peer's function and secret stay its own."""
+    role = _team_role(node)
+    peer = node.create_key("sec-peer", role)
+    manager = node.create_key("sec-lead", role)
+    name = f"sec-peers-{secrets.token_hex(3)}"
+    d = tmp_path / name
+    d.mkdir()
+    (d / "donjon.yaml").write_text(f"name: {name}\nhandler: main.handler\nmemory_mb: 64\n")
+    (d / "main.py").write_text("def handler(event, context):\n    return 1\n")
+    _, archive = build_bundle(d)
+    with node.client(peer["key"]) as c:
+        r = c.post("/v1/functions", content=archive, headers={"content-type": "application/gzip"})
+    assert r.status_code == 201, r.text
+    with node.client(manager["key"], fresh_source()) as c:
+        assert_problem(c.delete(f"/v1/functions/{name}"), 403)
+    with node.client(manager["key"], fresh_source()) as c:
+        r = c.post(f"/v1/keys/{peer['id']}/rotate", json={"overlap_s": 0})
+        assert_problem(r, 403)
+        assert "key" not in r.json()
+        (record,) = audit_records(node, r.headers["x-request-id"])
+        assert record["action"] == "authz.denied"
+        own = c.post(f"/v1/keys/{manager['id']}/rotate", json={"overlap_s": 0})
+    assert own.status_code == 201, own.text
+    with node.client(peer["key"]) as c:
+        assert c.get(f"/v1/functions/{name}").status_code == 200

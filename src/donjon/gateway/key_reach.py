@@ -16,6 +16,10 @@ A secret a rotation retired ends with its overlap (apikeys.py), and so bounds wh
 makes: during the overlap it rotated its own key into a fresh secret (every key may
 rotate itself), locking out the new secret's holder, or minted a key that never expired.
 Revoking is checked on role and functions alone (it ends a key; its bounds give nothing).
+Rotating hands back a key that already is someone: outside the built-in admin, a key
+rotates only itself. A peer's key of the same role and reach, rotated, made its maker
+that peer: the functions it owns (which `*` reaches for no one else), its async results,
+its name in the audit. A peer's key may still be revoked, and a new one made.
 A JWT holding custom roles beside its built-in one reaches no key: a key holds one role,
 and would shed the others' denies (and outlive the token).
 """
@@ -50,7 +54,8 @@ class Reach:
     #: Whether the expiry and limits are weighed too (a new key, a rotation: not a
     #: revocation).
     bounded: bool = False
-    #: The key's id (None: a key not made yet).
+    #: The id of a key whose new secret the caller gets (a rotation); None: a key not
+    #: made yet, or one only revoked.
     key_id: str | None = None
 
     @classmethod
@@ -116,6 +121,11 @@ async def _looser_than_own(node: Node, principal: Principal, reach: Reach) -> st
     return _looser(node, principal, expires_at, reach)
 
 
+def _own_key(principal: Principal) -> str | None:
+    """The id of the key `principal` authenticated with (None: a token)."""
+    return principal.id if principal.kind == "key" else None
+
+
 async def check_reach(
     node: Node, request: Request, principal: Principal, request_id: str, verb: str, reach: Reach
 ) -> None:
@@ -124,6 +134,8 @@ async def check_reach(
     if principal.role == Role.ADMIN:
         return
     why = None if _within(principal, reach) else "another role, or more functions"
+    if why is None and reach.key_id is not None and reach.key_id != _own_key(principal):
+        why = "it is another principal's key (its functions, its results, its name in the audit)"
     if why is None and reach.bounded:
         why = await _looser_than_own(node, principal, reach)
     if why is None:
