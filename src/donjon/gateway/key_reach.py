@@ -35,7 +35,7 @@ from starlette.requests import Request
 from donjon.gateway.access import forbid
 from donjon.gateway.node import Node
 from donjon.gateway.rate_buckets import caller_limits
-from donjon.identity import Principal, Role
+from donjon.identity import Principal
 from donjon.ratelimit.rates import CallerLimits
 from donjon.store import KeyRecord
 
@@ -79,7 +79,7 @@ def reaches_key(principal: Principal, record: KeyRecord) -> bool:
     """Whether `principal` may see key `record` in a listing: the built-in admin sees every
     key, any other `key:manage` only the keys it could revoke (its role, within its
     functions): a listing named every tenant's keys, their roles and when they were used."""
-    return principal.role == Role.ADMIN or _within(principal, Reach(record.role, record.functions))
+    return principal.sole_admin or _within(principal, Reach(record.role, record.functions))
 
 
 def _bounds(node: Node, principal: Principal) -> tuple[float, int, int]:
@@ -130,8 +130,9 @@ async def check_reach(
     node: Node, request: Request, principal: Principal, request_id: str, verb: str, reach: Reach
 ) -> None:
     """`Forbidden` (audited `authz.denied`) unless `principal` may `verb` the key `reach`
-    describes (the built-in admin may, whatever it is)."""
-    if principal.role == Role.ADMIN:
+    describes (the built-in admin may, whatever it is, unless a custom role beside it
+    denies it something: Principal.sole_admin)."""
+    if principal.sole_admin:
         return
     why = None if _within(principal, reach) else "another role, or more functions"
     if why is None and reach.key_id is not None and reach.key_id != _own_key(principal):

@@ -144,3 +144,10 @@ class Principal:
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @property
+    def sole_admin(self) -> bool:
+        """Whether it holds the built-in admin role and no other: a token granted a custom
+        role beside it is bound by that role's denies, which a key, a role or an issuer
+        it made or rewrote would shed, so it reaches them as any other role does."""
+        return self.role == Role.ADMIN and not self.more_roles
