@@ -14,6 +14,7 @@ from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
 __all__ = [
     "BUILTIN_ROLES",
     "FUNCTION_ACTIONS",
+    "FUNCTION_LIMITED",
     "LEGACY_ACTIONS",
     "OWNER_SCOPED",
     "Action",
@@ -82,6 +83,11 @@ LEGACY_ACTIONS: dict[str, Action] = {
 FUNCTION_ACTIONS = frozenset(
     {Action.INVOKE, Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS}
 )
+#: Actions a key limited to some functions (`functions`) is denied on any other: all but
+#: the secrets' (decided on a secret's name). Its operators' actions too, decided on the
+#: function a dead event, a quarantine, a throttle or a quota is about: before, the limit
+#: held for the `function:*` actions alone, and such a key read any function's dead events.
+FUNCTION_LIMITED = frozenset(Action) - {Action.SECRET_WRITE, Action.SECRET_LIST, Action.SECRET_USE}
 #: Actions where `*` reaches only the functions the principal owns (see policy_eval).
 OWNER_SCOPED = frozenset({Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS})
 
