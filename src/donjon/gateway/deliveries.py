@@ -126,9 +126,9 @@ async def _check_allowed(
     decided now: a role changed or removed since the enqueue, or a redrive to a function
     it may not invoke, runs nothing. A token's caller is decided under the roles kept
     with its event (before, it was not decided again: a role changed to deny the function
-    still ran its tokens' backlog). Events from a source (no principal) and a token's
-    queued before its roles were kept (the stand-in role `jwt`) are not decided again."""
-    if principal is None or (principal.kind == "jwt" and principal.role == _LEGACY_JWT_ROLE):
+    still ran its tokens' backlog). Events from a source (no principal) are not decided
+    again, nor (by the caller) a token's queued before its roles were kept."""
+    if principal is None:
         return
     decision = decide(node, principal, Action.INVOKE, deployed.name)
     if decision.allowed:
@@ -227,7 +227,11 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         # The caller first, as on every request: a key revoked since is refused (401)
         # before its event is read.
         principal = _principal(node, invocation)
-        await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
+        # A token's event queued before its roles were kept runs under the stand-in role
+        # (not decided): told by its missing roles, never by the role's name (a custom
+        # role may be named `jwt`: its tokens' backlog ran after the role denied it).
+        if principal is None or principal.kind != "jwt" or invocation.roles:
+            await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
         if principal is not None and node.throttles:
             await _check_throttle(node, deployed, principal, request_id, invocation.trigger)
         # Checked against the schema of the version that runs it (a deploy since its
