@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+import time
 from typing import Any, NoReturn
 
 from starlette.requests import ClientDisconnect, Request
@@ -30,6 +31,7 @@ from donjon.obs import bind_request_id, mint_request_id
 __all__ = [
     "authenticate",
     "authorize",
+    "check_still_live",
     "check_throttles",
     "client_address",
     "decide",
@@ -200,6 +202,35 @@ async def _authenticate_jwt(node: Node, request: Request, request_id: str, token
         )
         raise Forbidden("this credential does not allow that")
     return principal
+
+
+async def check_still_live(
+    node: Node, principal: Principal, function: str, request_id: str, trigger: str
+) -> None:
+    """`Unauthorized` (audited `auth.denied`) if `principal`'s credential stopped
+    authenticating since its request's head was checked: its key revoked or expired, its
+    token's `exp` or its retired secret's overlap passed. A call runs only once its body
+    has arrived and it holds its slots, which a slow client stretched at will: a key
+    revoked meanwhile still ran its call. A dict lookup (keys) and a comparison."""
+    now = time.time()
+    reason = node.key_index.ended(principal.id, now) if principal.kind == "key" else None
+    if reason is None and principal.expires_at is not None and now >= principal.expires_at:
+        reason = "credential expired"
+    if reason is None:
+        return
+    reason = f"{reason} while its request was on its way"
+    node.metrics.denied("auth.denied", reason)
+    await node.denials.deny(
+        AuditEvent(
+            principal.label,
+            "auth.denied",
+            function,
+            "denied",
+            {"request_id": request_id, "reason": reason, "trigger": trigger},
+        ),
+        principal.label,
+    )
+    raise Unauthorized("missing, invalid or revoked credentials")
 
 
 def decide(

@@ -24,6 +24,7 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authenticate,
     authorize,
+    check_still_live,
     client_address,
     new_request_id,
     parse_json,
@@ -136,6 +137,8 @@ async def _run(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )
     try:  # within its compute quotas (a refusal is charged nothing), reserved while it runs
+        if principal is not None:  # its credential, again: its body and slots took time
+            await check_still_live(node, principal, deployed.name, request_id, trigger)
         reserved = (
             await reserve_compute(node, deployed, principal, request_id, trigger)
             if node.quotas

@@ -176,10 +176,22 @@ class KeyIndex:
     def is_live(self, key_id: str, now: float | None = None) -> bool:
         """Whether the key `key_id` is known, not revoked and not expired (async deliveries
         made by a key run only while it is)."""
+        return self.ended(key_id, now) is None
+
+    def ended(self, key_id: str, now: float | None = None) -> str | None:
+        """Why the key `key_id` no longer authenticates ("revoked key", "expired key", as
+        `check` says; unknown: "invalid credentials"), or None while it does."""
         entry = self._keys.get(key_id)
-        if entry is None or entry.revoked:
-            return False
-        return entry.expires_at is None or (time.time() if now is None else now) < entry.expires_at
+        if entry is None:
+            return "invalid credentials"
+        if entry.revoked:
+            return "revoked key"
+        if (
+            entry.expires_at is not None
+            and (time.time() if now is None else now) >= entry.expires_at
+        ):
+            return "expired key"
+        return None
 
     def revoke(self, key_id: str) -> None:
         entry = self._keys.get(key_id)
