@@ -205,13 +205,14 @@ async def _authenticate_jwt(node: Node, request: Request, request_id: str, token
 
 
 async def check_still_live(
-    node: Node, principal: Principal, function: str, request_id: str, trigger: str
+    node: Node, principal: Principal, target: str, request_id: str, **detail: str
 ) -> None:
-    """`Unauthorized` (audited `auth.denied`) if `principal`'s credential stopped
-    authenticating since its request's head was checked: its key revoked or expired, its
-    token's `exp` or its retired secret's overlap passed. A call runs only once its body
-    has arrived and it holds its slots, which a slow client stretched at will: a key
-    revoked meanwhile still ran its call. A dict lookup (keys) and a comparison."""
+    """`Unauthorized` (audited `auth.denied` on `target`, with `detail`) if `principal`'s
+    credential stopped authenticating since its request's head was checked: its key
+    revoked or expired, its token's `exp` or its retired secret's overlap passed. A call
+    runs, and an admin change is made, only once the body has arrived (and a call holds
+    its slots), which a slow client stretched at will: a key revoked meanwhile still ran
+    its call, and an admin key minted a key that outlived it. A dict lookup (keys)."""
     now = time.time()
     reason = node.key_index.ended(principal.id, now) if principal.kind == "key" else None
     if reason is None and principal.expires_at is not None and now >= principal.expires_at:
@@ -224,9 +225,9 @@ async def check_still_live(
         AuditEvent(
             principal.label,
             "auth.denied",
-            function,
+            target,
             "denied",
-            {"request_id": request_id, "reason": reason, "trigger": trigger},
+            {"request_id": request_id, "reason": reason, **detail},
         ),
         principal.label,
     )

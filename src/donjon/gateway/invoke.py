@@ -138,7 +138,7 @@ async def _run(
     )
     try:  # within its compute quotas (a refusal is charged nothing), reserved while it runs
         if principal is not None:  # its credential, again: its body and slots took time
-            await check_still_live(node, principal, deployed.name, request_id, trigger)
+            await check_still_live(node, principal, deployed.name, request_id, trigger=trigger)
         reserved = (
             await reserve_compute(node, deployed, principal, request_id, trigger)
             if node.quotas
