@@ -34,6 +34,7 @@ __all__ = [
     "check_still_live",
     "check_throttles",
     "client_address",
+    "credential_ended",
     "decide",
     "deny",
     "forbid",
@@ -204,19 +205,25 @@ async def _authenticate_jwt(node: Node, request: Request, request_id: str, token
     return principal
 
 
-async def check_still_live(
-    node: Node, principal: Principal, target: str, request_id: str, **detail: str
-) -> None:
-    """`Unauthorized` (audited `auth.denied` on `target`, with `detail`) if `principal`'s
-    credential stopped authenticating since its request's head was checked: its key
-    revoked or expired, its token's `exp` or its retired secret's overlap passed. A call
-    runs, and an admin change is made, only once the body has arrived (and a call holds
-    its slots), which a slow client stretched at will: a key revoked meanwhile still ran
-    its call, and an admin key minted a key that outlived it. A dict lookup (keys)."""
+def credential_ended(node: Node, principal: Principal) -> str | None:
+    """Why `principal`'s credential stopped authenticating since its request's head was
+    checked (its key revoked or expired, its token's `exp` or its retired secret's
+    overlap passed), or None. A dict lookup and a comparison: the hot path asks it."""
     now = time.time()
     reason = node.key_index.ended(principal.id, now) if principal.kind == "key" else None
     if reason is None and principal.expires_at is not None and now >= principal.expires_at:
         reason = "credential expired"
+    return reason
+
+
+async def check_still_live(
+    node: Node, principal: Principal, target: str, request_id: str, **detail: str
+) -> None:
+    """`Unauthorized` (audited `auth.denied` on `target`, with `detail`) if
+    `credential_ended`. A call runs, and an admin change is made, only once the body has
+    arrived (and a call holds its slots), which a slow client stretched at will: a key
+    revoked meanwhile still ran its call, and an admin key minted a key that outlived it."""
+    reason = credential_ended(node, principal)
     if reason is None:
         return
     reason = f"{reason} while its request was on its way"

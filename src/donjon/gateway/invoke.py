@@ -26,6 +26,7 @@ from donjon.gateway.access import (
     authorize,
     check_still_live,
     client_address,
+    credential_ended,
     new_request_id,
     parse_json,
 )
@@ -137,7 +138,8 @@ async def _run(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )
     try:  # within its compute quotas (a refusal is charged nothing), reserved while it runs
-        if principal is not None:  # its credential, again: its body and slots took time
+        # Its credential, again (its body and its slots took time); audited if it ended.
+        if principal is not None and credential_ended(node, principal) is not None:
             await check_still_live(node, principal, deployed.name, request_id, trigger=trigger)
         reserved = (
             await reserve_compute(node, deployed, principal, request_id, trigger)
