@@ -37,6 +37,7 @@ __all__ = [
     "credential_ended",
     "decide",
     "deny",
+    "deny_caller",
     "forbid",
     "new_request_id",
     "parse_json",
@@ -227,18 +228,31 @@ async def check_still_live(
     if reason is None:
         return
     reason = f"{reason} while its request was on its way"
-    node.metrics.denied("auth.denied", reason)
-    await node.denials.deny(
-        AuditEvent(
-            principal.label,
-            "auth.denied",
-            target,
-            "denied",
-            {"request_id": request_id, "reason": reason, **detail},
-        ),
-        principal.label,
-    )
+    await deny_caller(node, principal, "auth.denied", target, request_id, reason, detail)
     raise Unauthorized("missing, invalid or revoked credentials")
+
+
+async def deny_caller(
+    node: Node,
+    principal: Principal,
+    action: str,
+    target: str,
+    request_id: str,
+    reason: str,
+    detail: dict[str, str],
+) -> None:
+    """Audit a refusal of `principal`'s call where no request is at hand to name its source
+    (a delivery's, a call's on its way): counted, aggregated per principal as `deny` does
+    per client."""
+    node.metrics.denied(action, reason)
+    event = AuditEvent(
+        principal.label,
+        action,
+        target,
+        "denied",
+        {"request_id": request_id, "reason": reason, **detail},
+    )
+    await node.denials.deny(event, principal.label)
 
 
 def decide(

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
-from donjon.gateway.access import decide, new_request_id
+from donjon.gateway.access import decide, deny_caller, new_request_id
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import Forbidden, NotFound, Unauthorized
 from donjon.gateway.events import validate_made
@@ -134,24 +134,13 @@ async def _check_allowed(
     if decision.allowed:
         return
     reason = f"{Action.INVOKE.value} on {deployed.name} denied: {decision.statement}"
-    node.metrics.denied("authz.denied", reason)
-    await node.denials.deny(
-        AuditEvent(
-            principal.label,
-            "authz.denied",
-            deployed.name,
-            "denied",
-            {
-                "request_id": request_id,
-                "reason": reason,
-                "role": ",".join((principal.role, *principal.more_roles)),
-                "statement": decision.statement,
-                "permission": Action.INVOKE.value,
-                "trigger": trigger,
-            },
-        ),
-        principal.label,
-    )
+    detail = {
+        "role": ",".join((principal.role, *principal.more_roles)),
+        "statement": decision.statement,
+        "permission": Action.INVOKE.value,
+        "trigger": trigger,
+    }
+    await deny_caller(node, principal, "authz.denied", deployed.name, request_id, reason, detail)
     raise Forbidden("the caller that queued this invocation may no longer invoke the function")
 
 
