@@ -14,7 +14,7 @@ from harness import LiveNode, fresh_source
 from jwt_support import SigningKey, claims, jwks
 from sec_support import assert_problem, audit_records
 
-_DENY_ROLES = {"effect": "deny", "actions": ["function:delete"], "resources": ["*"]}
+_NO_DELETE = {"effect": "deny", "actions": ["function:delete"], "resources": ["*"]}
 
 
 def _denied_admin(node: LiveNode) -> tuple[str, str]:
@@ -24,7 +24,7 @@ def _denied_admin(node: LiveNode) -> tuple[str, str]:
     key = SigningKey.generate(f"da-{tag}", "ES256")
     iss = f"https://da-{tag}.example"
     with node.client() as c:
-        r = c.post("/v1/roles", json={"name": role, "statements": [_DENY_ROLES]})
+        r = c.post("/v1/roles", json={"name": role, "statements": [_NO_DELETE]})
         assert r.status_code == 201, r.text
         issuer = {
             "name": f"sec-da-{tag}",
@@ -61,7 +61,7 @@ def test_an_admin_token_with_a_deny_cannot_rewrite_the_denying_role(node: LiveNo
         assert_problem(c.delete(f"/v1/roles/{role}"), 403)
     with node.client() as c:
         (doc,) = [r for r in c.get("/v1/roles").json() if r["name"] == role]
-    assert doc["statements"] == [_DENY_ROLES]
+    assert doc["statements"] == [_NO_DELETE]
 
 
 def test_an_admin_token_with_a_deny_adds_no_issuer_granting_admin_alone(

@@ -17,6 +17,7 @@ from sec_support import assert_problem, audit_records
 
 
 def _rotate(node: LiveNode, key_id: str, overlap_s: int, key: str | None = None) -> str:
+    """Rotate `key_id` with `key` (the admin's if None); its new secret."""
     with node.client(key) as c:
         r = c.post(f"/v1/keys/{key_id}/rotate", json={"overlap_s": overlap_s})
     assert r.status_code == 201, r.text
