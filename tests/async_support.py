@@ -70,3 +70,30 @@ def fail_once_then_remove(node: LiveNode, name: str, event: Any, key: str) -> st
     with node.client(key) as c:
         assert c.delete(f"/v1/functions/{name}").status_code == 204
     return invocation_id
+
+
+def assert_dead_reach(node: LiveNode, key: str, source: str, mine: str, other: str) -> None:
+    """`key` (from `source`) reaches the dead invocation `mine` (event {"n": 1}) and not
+    `other` (event {"card": "OTHER-TENANT-DATA"}, of another function): `other` is left out
+    of the list, 403 to show, redrive or purge (its function's, or the whole queue), and
+    404 as an invocation, its event never shown; the admin still reads it."""
+    with node.client() as c:
+        other_fn = c.get(f"/v1/dlq/{other}").json()["function"]
+    with node.client(key, source) as c:
+        listed = [d["invocation_id"] for d in c.get("/v1/dlq").json()]
+        answers = [
+            c.get(f"/v1/dlq/{other}"),
+            c.post(f"/v1/dlq/{other}/redrive"),
+            c.post("/v1/dlq/redrive", json={"function": other_fn}),
+            c.delete("/v1/dlq", params={"function": other_fn}),
+            c.delete("/v1/dlq"),
+        ]
+        as_invocation = c.get(f"/v1/invocations/{other}")
+        shown = c.get(f"/v1/dlq/{mine}")
+    assert mine in listed and other not in listed
+    assert [a.status_code for a in answers] == [403] * 5
+    assert all("OTHER-TENANT-DATA" not in a.text for a in [*answers, as_invocation])
+    assert as_invocation.status_code == 404
+    assert shown.status_code == 200 and shown.json()["event"] == {"n": 1}
+    with node.client() as c:
+        assert c.get(f"/v1/dlq/{other}").json()["event"] == {"card": "OTHER-TENANT-DATA"}

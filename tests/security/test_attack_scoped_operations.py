@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from async_support import bundle, invoke_async, wait_for
+from async_support import assert_dead_reach, bundle, invoke_async, wait_for
 from harness import LiveNode, fresh_source
 from sec_support import assert_problem, audit_records
 
@@ -82,25 +82,7 @@ def test_scoped_dlq_manager_reaches_only_its_functions_dead_events(
     mine = invoke_async(node, "billing-dlq", {"n": 1}).json()
     for invocation in (other, mine):
         assert wait_for(node, invocation["invocation_id"])["status"] == "dead"
-    other_id, mine_id = other["invocation_id"], mine["invocation_id"]
-    with node.client(key, fresh_source()) as c:
-        listed = [d["invocation_id"] for d in c.get("/v1/dlq").json()]
-        answers = [
-            c.get(f"/v1/dlq/{other_id}"),
-            c.post(f"/v1/dlq/{other_id}/redrive"),
-            c.post("/v1/dlq/redrive", json={"function": "sec-dlq-other"}),
-            c.delete("/v1/dlq", params={"function": "sec-dlq-other"}),
-            c.delete("/v1/dlq"),
-        ]
-        as_invocation = c.get(f"/v1/invocations/{other_id}")
-        shown = c.get(f"/v1/dlq/{mine_id}")
-    assert mine_id in listed and other_id not in listed
-    assert [a.status_code for a in answers] == [403] * 5
-    assert all("OTHER-TENANT-DATA" not in a.text for a in [*answers, as_invocation])
-    assert as_invocation.status_code == 404
-    assert shown.status_code == 200 and shown.json()["event"] == {"n": 1}
-    with node.client() as c:
-        assert c.get(f"/v1/dlq/{other_id}").json()["event"] == {"card": "OTHER-TENANT-DATA"}
+    assert_dead_reach(node, key, fresh_source(), mine["invocation_id"], other["invocation_id"])
 
 
 def test_scoped_operator_cannot_throttle_or_free_a_principal_or_source(node: LiveNode) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import math
+import time
 from typing import Any, NoReturn
 
 from starlette.requests import ClientDisconnect, Request
@@ -30,10 +31,13 @@ from donjon.obs import bind_request_id, mint_request_id
 __all__ = [
     "authenticate",
     "authorize",
+    "check_still_live",
     "check_throttles",
     "client_address",
+    "credential_ended",
     "decide",
     "deny",
+    "deny_caller",
     "forbid",
     "new_request_id",
     "parse_json",
@@ -200,6 +204,55 @@ async def _authenticate_jwt(node: Node, request: Request, request_id: str, token
         )
         raise Forbidden("this credential does not allow that")
     return principal
+
+
+def credential_ended(node: Node, principal: Principal) -> str | None:
+    """Why `principal`'s credential stopped authenticating since its request's head was
+    checked (its key revoked or expired, its token's `exp` or its retired secret's
+    overlap passed), or None. A dict lookup and a comparison: the hot path asks it."""
+    now = time.time()
+    reason = node.key_index.ended(principal.id, now) if principal.kind == "key" else None
+    if reason is None and principal.expires_at is not None and now >= principal.expires_at:
+        reason = "credential expired"
+    return reason
+
+
+async def check_still_live(
+    node: Node, principal: Principal, target: str, request_id: str, **detail: str
+) -> None:
+    """`Unauthorized` (audited `auth.denied` on `target`, with `detail`) if
+    `credential_ended`. A call runs, and an admin change is made, only once the body has
+    arrived (and a call holds its slots), which a slow client stretched at will: a key
+    revoked meanwhile still ran its call, and an admin key minted a key that outlived it."""
+    reason = credential_ended(node, principal)
+    if reason is None:
+        return
+    reason = f"{reason} while its request was on its way"
+    await deny_caller(node, principal, "auth.denied", target, request_id, reason, detail)
+    raise Unauthorized("missing, invalid or revoked credentials")
+
+
+async def deny_caller(
+    node: Node,
+    principal: Principal,
+    action: str,
+    target: str,
+    request_id: str,
+    reason: str,
+    detail: dict[str, str],
+) -> None:
+    """Audit a refusal of `principal`'s call where no request is at hand to name its source
+    (a delivery's, a call's on its way): counted, aggregated per principal as `deny` does
+    per client."""
+    node.metrics.denied(action, reason)
+    event = AuditEvent(
+        principal.label,
+        action,
+        target,
+        "denied",
+        {"request_id": request_id, "reason": reason, **detail},
+    )
+    await node.denials.deny(event, principal.label)
 
 
 def decide(

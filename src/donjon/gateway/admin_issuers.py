@@ -58,8 +58,8 @@ def _grants_within(principal: Principal, roles: Iterable[str]) -> bool:
     (keys_api.py), the built-in admin reaches every issuer; a custom role's
     `issuer:manage` only issuers granting its own role alone, and only from a caller not
     limited to some functions nor holding custom roles beside it (a JWT's: their denies
-    would be shed)."""
-    if principal.role == Role.ADMIN:
+    would be shed; so too beside the built-in admin: Principal.sole_admin)."""
+    if principal.sole_admin:
         return True
     no_more = principal.functions is None and not principal.more_roles
     return no_more and set(roles) <= {principal.role}

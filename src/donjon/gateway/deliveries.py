@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
-from donjon.gateway.access import decide, new_request_id
+from donjon.gateway.access import decide, deny_caller, new_request_id
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import Forbidden, NotFound, Unauthorized
 from donjon.gateway.events import body_limit, validate_made
@@ -126,32 +126,21 @@ async def _check_allowed(
     decided now: a role changed or removed since the enqueue, or a redrive to a function
     it may not invoke, runs nothing. A token's caller is decided under the roles kept
     with its event (before, it was not decided again: a role changed to deny the function
-    still ran its tokens' backlog). Events from a source (no principal) and a token's
-    queued before its roles were kept (the stand-in role `jwt`) are not decided again."""
-    if principal is None or (principal.kind == "jwt" and principal.role == _LEGACY_JWT_ROLE):
+    still ran its tokens' backlog). Events from a source (no principal) are not decided
+    again, nor (by the caller) a token's queued before its roles were kept."""
+    if principal is None:
         return
     decision = decide(node, principal, Action.INVOKE, deployed.name)
     if decision.allowed:
         return
     reason = f"{Action.INVOKE.value} on {deployed.name} denied: {decision.statement}"
-    node.metrics.denied("authz.denied", reason)
-    await node.denials.deny(
-        AuditEvent(
-            principal.label,
-            "authz.denied",
-            deployed.name,
-            "denied",
-            {
-                "request_id": request_id,
-                "reason": reason,
-                "role": ",".join((principal.role, *principal.more_roles)),
-                "statement": decision.statement,
-                "permission": Action.INVOKE.value,
-                "trigger": trigger,
-            },
-        ),
-        principal.label,
-    )
+    detail = {
+        "role": ",".join((principal.role, *principal.more_roles)),
+        "statement": decision.statement,
+        "permission": Action.INVOKE.value,
+        "trigger": trigger,
+    }
+    await deny_caller(node, principal, "authz.denied", deployed.name, request_id, reason, detail)
     raise Forbidden("the caller that queued this invocation may no longer invoke the function")
 
 
@@ -227,7 +216,11 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         # The caller first, as on every request: a key revoked since is refused (401)
         # before its event is read.
         principal = _principal(node, invocation)
-        await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
+        # A token's event queued before its roles were kept runs under the stand-in role
+        # (not decided): told by its missing roles, never by the role's name (a custom
+        # role may be named `jwt`: its tokens' backlog ran after the role denied it).
+        if principal is None or principal.kind != "jwt" or invocation.roles:
+            await _check_allowed(node, deployed, principal, request_id, invocation.trigger)
         if principal is not None and node.throttles:
             await _check_throttle(node, deployed, principal, request_id, invocation.trigger)
         # Checked against the schema of the version that runs it (a deploy since its

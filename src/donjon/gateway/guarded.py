@@ -14,9 +14,16 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from donjon.errors import Error
-from donjon.gateway.access import authenticate, authorize, forbid, new_request_id
+from donjon.gateway.access import (
+    authenticate,
+    authorize,
+    check_still_live,
+    forbid,
+    new_request_id,
+)
 from donjon.gateway.admin_rate import take_admin_token
 from donjon.gateway.history import authorize_history
 from donjon.gateway.node import Node
@@ -70,6 +77,25 @@ async def _authorize_every(
     )
 
 
+def _credential_checked(
+    request: Request, node: Node, principal: Principal, request_id: str
+) -> Request:
+    """`request`, whose body's last part is taken only while `principal`'s credential still
+    authenticates (`check_still_live`): a handler changes nothing before its body is whole,
+    and a key revoked while a slow body arrived still made its change (a leaked admin key
+    minted an admin key that outlived its revocation)."""
+    receive = request.receive
+
+    async def checked() -> Message:
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            path, method = request.url.path[:256], request.method
+            await check_still_live(node, principal, path, request_id, method=method)
+        return message
+
+    return Request(request.scope, checked)
+
+
 def guarded(
     action: Action,
     handler: Handler,
@@ -115,7 +141,8 @@ def guarded(
                 await authorize(node, request, principal, action, request_id, on)
                 if subject is not None and on is None:
                     await _authorize_every(node, request, principal, action, request_id)
-            response = await handler(request, node, principal, request_id)
+            checked = _credential_checked(request, node, principal, request_id)
+            response = await handler(checked, node, principal, request_id)
         except ManifestError as e:
             return problem_from_error(e, request_id=request_id, extra={"problems": e.problems})
         except DeployBlocked as e:

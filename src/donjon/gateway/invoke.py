@@ -24,7 +24,9 @@ from donjon.errors import Error
 from donjon.gateway.access import (
     authenticate,
     authorize,
+    check_still_live,
     client_address,
+    credential_ended,
     new_request_id,
     parse_json,
 )
@@ -136,6 +138,9 @@ async def _run(
         node, deployed, principal, request_id, trigger, plan.limits if plan is not None else None
     )
     try:  # within its compute quotas (a refusal is charged nothing), reserved while it runs
+        # Its credential, again (its body and its slots took time); audited if it ended.
+        if principal is not None and credential_ended(node, principal) is not None:
+            await check_still_live(node, principal, deployed.name, request_id, trigger=trigger)
         reserved = (
             await reserve_compute(node, deployed, principal, request_id, trigger)
             if node.quotas

@@ -12,7 +12,14 @@ so a key left to the defaults mints no key set above them; a JWT is bounded by i
 token's `exp` and its role's or the server's limits (it minted keys that never expired).
 A key under a daily quota of its own (`key:<id>`, which binds that key alone) mints no
 key and rotates none but itself: a spent quota went on with a fresh key (hE-52).
+A secret a rotation retired ends with its overlap (apikeys.py), and so bounds what it
+makes: during the overlap it rotated its own key into a fresh secret (every key may
+rotate itself), locking out the new secret's holder, or minted a key that never expired.
 Revoking is checked on role and functions alone (it ends a key; its bounds give nothing).
+Rotating hands back a key that already is someone: outside the built-in admin, a key
+rotates only itself. A peer's key of the same role and reach, rotated, made its maker
+that peer: the functions it owns (which `*` reaches for no one else), its async results,
+its name in the audit. A peer's key may still be revoked, and a new one made.
 A JWT holding custom roles beside its built-in one reaches no key: a key holds one role,
 and would shed the others' denies (and outlive the token).
 """
@@ -28,7 +35,7 @@ from starlette.requests import Request
 from donjon.gateway.access import forbid
 from donjon.gateway.node import Node
 from donjon.gateway.rate_buckets import caller_limits
-from donjon.identity import Principal, Role
+from donjon.identity import Principal
 from donjon.ratelimit.rates import CallerLimits
 from donjon.store import KeyRecord
 
@@ -47,7 +54,8 @@ class Reach:
     #: Whether the expiry and limits are weighed too (a new key, a rotation: not a
     #: revocation).
     bounded: bool = False
-    #: The key's id (None: a key not made yet).
+    #: The id of a key whose new secret the caller gets (a rotation); None: a key not
+    #: made yet, or one only revoked.
     key_id: str | None = None
 
     @classmethod
@@ -71,7 +79,7 @@ def reaches_key(principal: Principal, record: KeyRecord) -> bool:
     """Whether `principal` may see key `record` in a listing: the built-in admin sees every
     key, any other `key:manage` only the keys it could revoke (its role, within its
     functions): a listing named every tenant's keys, their roles and when they were used."""
-    return principal.role == Role.ADMIN or _within(principal, Reach(record.role, record.functions))
+    return principal.sole_admin or _within(principal, Reach(record.role, record.functions))
 
 
 def _bounds(node: Node, principal: Principal) -> tuple[float, int, int]:
@@ -98,9 +106,9 @@ def _looser(node: Node, caller: Principal, expires_at: float | None, reach: Reac
 
 
 async def looser_than_own(node: Node, principal: Principal, reach: Reach) -> str | None:
-    """What in `reach` is looser than the caller's own credential (its key's record, or
-    its token): None if nothing is."""
-    expires_at = principal.expires_at  # a JWT's exp
+    """`_looser` against the caller's credential: its key's record, or its token (a JWT's
+    `exp`; a key's secret that a rotation retired ends with the overlap, apikeys.py)."""
+    expires_at = principal.expires_at
     if principal.kind == "key":
         if reach.key_id != principal.id and node.quotas.get(f"key:{principal.id}") is not None:
             # The quota binds this key alone: any other key would be a budget of its own.
@@ -108,18 +116,27 @@ async def looser_than_own(node: Node, principal: Principal, reach: Reach) -> str
         own = await asyncio.to_thread(node.keys.get, principal.id)
         if own is None:
             return "the caller's key is gone"
-        expires_at = own.expires_at
+        if own.expires_at is not None and (expires_at is None or own.expires_at < expires_at):
+            expires_at = own.expires_at
     return _looser(node, principal, expires_at, reach)
+
+
+def _own_key(principal: Principal) -> str | None:
+    """The id of the key `principal` authenticated with (None: a token)."""
+    return principal.id if principal.kind == "key" else None
 
 
 async def check_reach(
     node: Node, request: Request, principal: Principal, request_id: str, verb: str, reach: Reach
 ) -> None:
     """`Forbidden` (audited `authz.denied`) unless `principal` may `verb` the key `reach`
-    describes (the built-in admin may, whatever it is)."""
-    if principal.role == Role.ADMIN:
+    describes (the built-in admin may, whatever it is, unless a custom role beside it
+    denies it something: Principal.sole_admin)."""
+    if principal.sole_admin:
         return
     why = None if _within(principal, reach) else "another role, or more functions"
+    if why is None and reach.key_id is not None and reach.key_id != _own_key(principal):
+        why = "it is another principal's key (its functions, its results, its name in the audit)"
     if why is None and reach.bounded:
         why = await looser_than_own(node, principal, reach)
     if why is None:

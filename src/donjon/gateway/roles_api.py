@@ -40,8 +40,9 @@ async def _not_its_own(
     """`Forbidden` (audited `authz.denied`) when a principal other than the built-in admin
     would change a role it holds itself: `role:manage` in a custom role must not rewrite
     its own statements into every action (as keys_api.py keeps `key:manage` from minting
-    a wider key than its own)."""
-    if principal.role == Role.ADMIN or name not in (principal.role, *principal.more_roles):
+    a wider key than its own), nor an admin's token the custom role that denies it
+    something (Principal.sole_admin)."""
+    if principal.sole_admin or name not in (principal.role, *principal.more_roles):
         return
     await forbid(
         node,

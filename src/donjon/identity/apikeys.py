@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import sha256
 
 from donjon.errors import Error
@@ -113,6 +113,26 @@ class _Entry:
     expires_at: float | None
     previous_digest: bytes | None
     previous_until: float | None
+    #: Who the previous secret is during its overlap: the key's principal, ending at the
+    #: overlap's end (`Principal.expires_at`), so what it does outlives it by no second.
+    retired: Principal | None = None
+
+
+def _retired(principal: Principal, record: KeyRecord) -> Principal | None:
+    """The principal of `record`'s previous secret (None: it has none): `principal` ending
+    when the overlap does (or the key, if sooner). A secret a rotation retired must not
+    outlast it: it would rotate its key into a fresh secret, or mint a key, that does."""
+    if record.previous_digest is None or record.previous_until is None:
+        return None
+    ends = record.previous_until
+    if record.expires_at is not None:
+        ends = min(ends, record.expires_at)
+    return replace(principal, expires_at=ends)
+
+
+def _by(entry: _Entry, current: bool) -> Principal:
+    """The principal a checked secret authenticates: the retired one's for the previous."""
+    return entry.principal if current or entry.retired is None else entry.retired
 
 
 class KeyIndex:
@@ -145,6 +165,7 @@ class KeyIndex:
             record.expires_at,
             record.previous_digest,
             record.previous_until,
+            _retired(principal, record),
         )
 
     def principal_of(self, key_id: str) -> Principal | None:
@@ -155,10 +176,22 @@ class KeyIndex:
     def is_live(self, key_id: str, now: float | None = None) -> bool:
         """Whether the key `key_id` is known, not revoked and not expired (async deliveries
         made by a key run only while it is)."""
+        return self.ended(key_id, now) is None
+
+    def ended(self, key_id: str, now: float | None = None) -> str | None:
+        """Why the key `key_id` no longer authenticates ("revoked key", "expired key", as
+        `check` says; unknown: "invalid credentials"), or None while it does."""
         entry = self._keys.get(key_id)
-        if entry is None or entry.revoked:
-            return False
-        return entry.expires_at is None or (time.time() if now is None else now) < entry.expires_at
+        if entry is None:
+            return "invalid credentials"
+        if entry.revoked:
+            return "revoked key"
+        if (
+            entry.expires_at is not None
+            and (time.time() if now is None else now) >= entry.expires_at
+        ):
+            return "expired key"
+        return None
 
     def revoke(self, key_id: str) -> None:
         entry = self._keys.get(key_id)
@@ -194,7 +227,7 @@ class KeyIndex:
         if not current and (entry.previous_until is None or now >= entry.previous_until):
             return None, "rotated key past its overlap"
         self._used[entry.principal.id] = now
-        return entry.principal, ""
+        return _by(entry, current), ""
 
     def check_signed(
         self, key_id: str, signed_by: Callable[[bytes | None], bool], now: float | None = None
@@ -220,7 +253,7 @@ class KeyIndex:
         if not current and (entry.previous_until is None or now >= entry.previous_until):
             return None, "sigv4: rotated key past its overlap"
         self._used[entry.principal.id] = now
-        return entry.principal, ""
+        return _by(entry, current), ""
 
     def take_used(self) -> dict[str, float]:
         """The last-used times since the last call (for one batched write)."""

@@ -14,7 +14,7 @@ from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
 __all__ = [
     "BUILTIN_ROLES",
     "FUNCTION_ACTIONS",
-    "KEY_LIMITED",
+    "FUNCTION_LIMITED",
     "LEGACY_ACTIONS",
     "OWNER_SCOPED",
     "Action",
@@ -83,11 +83,11 @@ LEGACY_ACTIONS: dict[str, Action] = {
 FUNCTION_ACTIONS = frozenset(
     {Action.INVOKE, Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS}
 )
-#: Actions a key limited to some functions (`functions`) does on those only: the
-#: `function:*` actions and `dlq:manage`, decided on the function each dead invocation was
-#: queued for (before, such a key reached every function's dead letters, their callers'
-#: events, and purged them all).
-KEY_LIMITED = FUNCTION_ACTIONS | {Action.DLQ}
+#: Actions a key limited to some functions (`functions`) is denied on any other: all but
+#: the secrets' (decided on a secret's name). Its operators' actions too, decided on the
+#: function a dead event, a quarantine, a throttle or a quota is about: before, the limit
+#: held for the `function:*` actions alone, and such a key read any function's dead events.
+FUNCTION_LIMITED = frozenset(Action) - {Action.SECRET_WRITE, Action.SECRET_LIST, Action.SECRET_USE}
 #: Actions where `*` reaches only the functions the principal owns (see policy_eval).
 OWNER_SCOPED = frozenset({Action.DEPLOY, Action.READ, Action.DELETE, Action.LOGS})
 
@@ -150,3 +150,10 @@ class Principal:
     @property
     def label(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @property
+    def sole_admin(self) -> bool:
+        """Whether it holds the built-in admin role and no other: a token granted a custom
+        role beside it is bound by that role's denies, which a key, a role or an issuer
+        it made or rewrote would shed, so it reaches them as any other role does."""
+        return self.role == Role.ADMIN and not self.more_roles

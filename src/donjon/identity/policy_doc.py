@@ -72,7 +72,7 @@ class Statement(BaseModel):
     @classmethod
     def _patterns(cls, resources: list[str]) -> list[str]:
         for r in resources:
-            if not _RESOURCE_RE.match(r):
+            if not _RESOURCE_RE.fullmatch(r):  # (`$` alone takes a final newline)
                 raise ValueError(
                     f"bad resource pattern {r[:80]!r}: a function name with an optional "
                     "'*' at its start and/or end, or '*' alone"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from donjon.identity.policy import (
     BUILTIN_ROLES,
-    KEY_LIMITED,
+    FUNCTION_LIMITED,
     OWNER_SCOPED,
     Action,
     Principal,
@@ -161,7 +161,7 @@ class Policy:
         if (
             function is not None
             and principal.functions is not None
-            and action in KEY_LIMITED
+            and action in FUNCTION_LIMITED
             and function not in principal.functions
         ):
             return Decision(False, "the key is limited to other functions")
@@ -204,7 +204,7 @@ class Policy:
         """Whether `principal` may do `action` on every function at once (a request that
         spans them all, such as purging the whole dead-letter queue): an allow on `*`
         alone, no deny of the action, and no key limit to some functions."""
-        if principal.functions is not None and action in KEY_LIMITED:
+        if principal.functions is not None and action in FUNCTION_LIMITED:
             return False
         known = [
             self._roles[r] for r in (principal.role, *principal.more_roles) if r in self._roles
