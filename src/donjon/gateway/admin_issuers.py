@@ -77,8 +77,9 @@ async def _check_grants(
     add one, also unless its tokens' principals are bounded as the caller's own credential
     is (key_reach.py): they never expire and have their role's limits, so a key that
     expires, has limits or a daily quota of its own, or a token (it has an exp), would
-    outlast or outrun itself through them."""
-    if principal.role == Role.ADMIN:
+    outlast or outrun itself through them. The built-in admin alone passes (a custom role
+    beside it may deny it something: Principal.sole_admin)."""
+    if principal.sole_admin:
         return
     why = None if _grants_within(principal, roles) else "another role, or limited functions"
     if why is None and verb == "add":
