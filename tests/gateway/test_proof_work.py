@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from donjon.audit.export import check_export
 from donjon.audit.proofs import check_document
+from donjon.gateway.alerts_api import list_alerts
 from donjon.gateway.audit_api import (
     audit_checkpoints,
     audit_consistency,
@@ -63,6 +64,7 @@ def _node(log: BuiltLog, tmp_path: Path) -> Node:
         policy=Policy(),
         proof_work=ProofWork(),
         audit_reads=AuditReads(),
+        alerts=None,
     )
     return cast(Node, stand_in)
 
@@ -147,8 +149,9 @@ def test_proof_work_refuses_past_its_places_and_one_callers_share() -> None:
 
 
 def test_audit_pages_leave_the_default_executor_alone(log: BuiltLog, tmp_path: Path) -> None:
-    """`GET /v1/audit` and the timeline, read by the admin and by an auditor scoped to one
-    function (each page filtered for it), run on the audit read threads: the loop's
+    """`GET /v1/audit`, the timeline and the alerts (an index of the log's alert records),
+    read by the admin and by an auditor scoped to one function (each page filtered for
+    it: up to 20,000 alerts read for one page), run on the audit read threads: the loop's
     default executor, which sandbox starts wait for, was handed none of that work."""
     node = _node(log, tmp_path)
     admin = Principal("1", "admin", Role.ADMIN)
@@ -157,6 +160,7 @@ def test_audit_pages_leave_the_default_executor_alone(log: BuiltLog, tmp_path: P
     calls = (
         (audit_tail, "/v1/audit", "n=10000"),
         (audit_timeline, "/v1/audit/timeline", "n=1000"),
+        (list_alerts, "/v1/alerts", "n=1000"),
     )
 
     async def run() -> list[int]:
@@ -170,7 +174,7 @@ def test_audit_pages_leave_the_default_executor_alone(log: BuiltLog, tmp_path: P
                 statuses.append(response.status_code)
         return statuses
 
-    assert asyncio.run(run()) == [200] * 4
+    assert asyncio.run(run()) == [200] * 6
 
 
 def test_audit_reads_refuse_past_one_callers_share() -> None:

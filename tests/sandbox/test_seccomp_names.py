@@ -3,8 +3,10 @@ resolve stops the filter (and the node's start) instead of leaving the call allo
 
 from __future__ import annotations
 
+import ctypes
 import platform
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -54,3 +56,41 @@ def test_doctor_reports_the_unknown_name_and_the_sandbox_missing(
     assert not controls["seccomp"].present
     assert _NO_SUCH_CALL in controls["seccomp"].detail
     assert "libseccomp" in controls["seccomp"].fix
+
+
+#: Linux numbers a new call alike on every architecture from this one on (alpha aside).
+_FIRST_UNIFORM = 424
+
+
+class _OlderLibseccomp:
+    """libseccomp as a release older than the calls from `_FIRST_UNIFORM` on knows it
+    (Debian 11's and Ubuntu 20.04's 2.5.1 knows none past Linux 5.9): every call numbered
+    from there on is unknown to it; everything else is the real library."""
+
+    def __init__(self, lib: object) -> None:
+        self._real = lib
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def seccomp_syscall_resolve_name(self, name: bytes) -> int:
+        nr: int = self._real.seccomp_syscall_resolve_name(name)  # type: ignore[attr-defined]
+        return -1 if nr >= _FIRST_UNIFORM else nr
+
+
+def test_an_older_libseccomp_compiles_the_same_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A libseccomp 2.5 that does not know the listed calls of Linux 5.1 to 5.14
+    (mount_setattr, quotactl_fd, memfd_secret, ...) still makes the same filters: each is
+    denied by its number, and the node starts as it did before names were checked."""
+    expected = seccomp.compile_filters()
+    real_init = seccomp._Compiler.__init__
+
+    def older(self: seccomp._Compiler) -> None:
+        real_init(self)
+        self._lib = cast(ctypes.CDLL, _OlderLibseccomp(self._lib))
+
+    monkeypatch.setattr(seccomp._Compiler, "__init__", older)
+    older_filters = seccomp.compile_filters()
+    assert older_filters.sandbox == expected.sandbox
+    assert (older_filters.call, older_filters.call_watch) == (expected.call, expected.call_watch)
+    assert older_filters.process_calls == expected.process_calls

@@ -66,9 +66,10 @@ def test_key_flooding_any_admin_route_is_refused_before_the_work(flood_node: Liv
     audited), listings it may, and invocation lookups (404s): past its admin bucket each
     is 429 before any of that."""
     key = flood_node.create_key("sec-flood-invoker", "invoker", ["probe"])["key"]
-    # Routes behind guarded(), and the two reads outside it: an invocation's status (a
-    # store read) and the metrics (a count of the queue).
-    paths = ["/v1/keys", "/v1/functions", "/v1/invocations/none", "/metrics"]
+    # Routes behind guarded(), and the three reads outside it: an invocation's status (a
+    # store read), the metrics (a count of the queue) and the API's description (170 KB of
+    # JSON rendered on the event loop).
+    paths = ["/v1/keys", "/v1/functions", "/v1/invocations/none", "/metrics", "/openapi.json"]
     with flood_node.client(key) as c:
         statuses = [c.get(paths[i % len(paths)]).status_code for i in range(BURST + 4)]
     assert statuses[BURST:] == [429] * 4, statuses

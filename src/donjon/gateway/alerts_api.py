@@ -7,12 +7,12 @@ log, and the audit seqs it rests on (`evidence`): `donjon audit prove SEQ`.
 A reader allowed `alert:read` on some functions only lists the alerts whose subject
 is one of them (`function:NAME`); the others (a source's, a key's) are node-wide
 (gateway/read_scope.py). Such a listing reads at most 20,000 alerts: one that ran out
-says where to go on in `x-donjon-next-before`.
+says where to go on in `x-donjon-next-before`. Read on the audit read threads, as the
+audit pages are, a few at a time (gateway/proof_work.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from starlette.requests import Request
@@ -53,7 +53,8 @@ async def list_alerts(request: Request, node: Node, principal: Principal, _r: st
     before = _whole(request, "before", None, MAX_SEQ)
     store = node.alerts or AlertStore(node.engine)
     scope = read_scope(node, principal, Action.ALERTS)
-    page = await asyncio.to_thread(
+    page = await node.audit_reads.run(
+        principal.label,
         store.listing,
         since=since,
         kind=kind,

@@ -18,6 +18,7 @@ from donjon import __version__
 from donjon.errors import Error
 from donjon.gateway.access import authenticate, authorize, new_request_id
 from donjon.gateway.admin import ROUTES
+from donjon.gateway.admin_rate import take_admin_token
 from donjon.gateway.async_invoke import get_invocation
 from donjon.gateway.deliveries import open_invocations
 from donjon.gateway.dlq_api import ROUTES as DLQ_ROUTES
@@ -80,13 +81,16 @@ async def openapi(request: Request) -> Response:
     request_id = new_request_id()
     try:
         principal = await authenticate(node, request, request_id)
+        # 170 KB of JSON: an admin read like the others (admin_rate.py).
+        await take_admin_token(node, request, principal, request_id)
         await authorize(node, request, principal, Action.API_READ, request_id)
     except Error as e:
         return problem_from_error(e, request_id=request_id)
-    document = getattr(request.app.state, "openapi", None)
-    if document is None:  # built once, from the routes this app serves
-        document = request.app.state.openapi = openapi_document(__version__, request.app.routes)
-    return JSONResponse(document)
+    body = getattr(request.app.state, "openapi", None)
+    if body is None:  # built and rendered once, from the routes this app serves
+        document = openapi_document(__version__, request.app.routes)
+        body = request.app.state.openapi = JSONResponse(document).body
+    return Response(body, media_type="application/json")
 
 
 async def _not_found(request: Request, exc: Any) -> Response:
