@@ -20,6 +20,10 @@ end audited too. Every `IDLE_CHECK_S` the listener asks the server
 noticed, and a rotated DSN is taken up; notifications that arrive meanwhile are
 kept by psycopg and delivered next.
 
+The connection goes through a relay of the node's (postgres_relay.py), which passes on
+at most `MAX_AHEAD` bytes of the server's past the listener's last step: libpq reads
+a message whole, so a server of the developer's own set the node's memory otherwise.
+
 With several nodes, each runs a listener, but only one LISTENs: the one whose
 connection holds the trigger's session advisory lock (``pg_try_advisory_lock``
 on a key from the function's name and the channel). The others wait, trying
@@ -45,7 +49,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -56,6 +60,7 @@ from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.postgres_relay import Relays, relayed
 from donjon.triggers.queue.interface import QueueFull
 from donjon.triggers.source_address import pin_dsn
 from donjon.triggers.source_errors import SourceSettingsError
@@ -126,6 +131,8 @@ class PostgresListener:
         self._record = record
         self.health = SourceHealth(record, function, "postgres", f"postgres channel {spec.channel}")
         self._redact = Redactor({})
+        #: The relays of the connection (postgres_relay.py): what its server sends is bounded.
+        self._relays = Relays(CONNECT_TIMEOUT_S)
         #: Notifications submitted.
         self.delivered = 0
         #: Notifications the node refused (its queue full, say): lost, each counted.
@@ -150,18 +157,23 @@ class PostgresListener:
                 self._redact = Redactor({self.spec.dsn: dsn, **_password(self.spec.dsn, dsn)})
                 what = f"the DSN in secret {self.spec.dsn}"
                 pinned = await pin_dsn(dsn, self._allow_networks, what)
-                async with await psycopg.AsyncConnection.connect(
-                    pinned, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                ) as conn:
+                async with (
+                    relayed(pinned, CONNECT_TIMEOUT_S) as (via, self._relays),
+                    await psycopg.AsyncConnection.connect(
+                        via, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    ) as conn,
+                ):
+                    self._relays.close_door()
                     await self.health.succeeded()
                     backoff.reset()
                     if await self._lead(conn, dsn):
-                        await conn.execute(
-                            sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
-                        )
+                        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
+                        await conn.execute(listen)
+                        self._relays.step()
                         await self._listen(conn, dsn)
             except Exception as e:  # a lost connection, a bad DSN, a missing secret: retried
-                await self.health.failed(self._reason(e))
+                await self.health.failed(self._relays.why(e) or self._reason(e))
+            self._relays = Relays(CONNECT_TIMEOUT_S)
             self.leading = False
             await asyncio.sleep(backoff.next())
 
@@ -169,10 +181,7 @@ class PostgresListener:
         """Wait until this connection holds the trigger's advisory lock (True), or the DSN
         changes (False). One node of several listens; the others wait their turn here."""
         while True:
-            cur = await asyncio.wait_for(
-                conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)),
-                CONNECT_TIMEOUT_S,
-            )
+            cur = await self._ask(conn, "SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
             row = await cur.fetchone()
             if row is not None and row[0] is True:
                 self.leading = True
@@ -189,7 +198,7 @@ class PostgresListener:
         role, a stranger who computed the (documented) key and silences the trigger, every
         NOTIFY lost: an outage, alerted, until the lock is this listener's."""
         high, low = (self.lock_key >> 32) & 0xFFFFFFFF, self.lock_key & 0xFFFFFFFF
-        cur = await asyncio.wait_for(conn.execute(_STRANGE_HOLDERS, (high, low)), CONNECT_TIMEOUT_S)
+        cur = await self._ask(conn, _STRANGE_HOLDERS, (high, low))
         strangers = [str(r[0]) for r in await cur.fetchall()]
         if strangers:
             await self.health.failed(
@@ -204,10 +213,11 @@ class PostgresListener:
         while True:
             async for notify in conn.notifies(timeout=IDLE_CHECK_S):
                 n += 1
+                self._relays.step()
                 await self._deliver(notify.payload, f"{session}.{n}")
             # Every IDLE_CHECK_S: is the server still there? (A silently cut connection
             # would otherwise wait for TCP to give up, many minutes.)
-            await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT_S)
+            await self._ask(conn, "SELECT 1")
             if (await self._open_secret(self.spec.dsn)).strip() != dsn:
                 log.info(
                     "%s: the DSN of channel %s changed; reconnecting",
@@ -215,6 +225,17 @@ class PostgresListener:
                     self.spec.channel,
                 )
                 return
+
+    async def _ask(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        query: LiteralString | sql.Composed,
+        params: tuple[int, ...] = (),
+    ) -> psycopg.AsyncCursor[Any]:
+        """`query`'s answer, in at most `CONNECT_TIMEOUT_S`; a step of the relay's."""
+        cur = await asyncio.wait_for(conn.execute(query, params or None), CONNECT_TIMEOUT_S)
+        self._relays.step()
+        return cur
 
     async def _deliver(self, payload: str, delivery_id: str) -> None:
         envelope = Envelope(

@@ -1,0 +1,157 @@
+"""Attack: a `postgres` trigger whose DSN (a developer writes its secret) names a server of
+the developer's own, which speaks the wire protocol and then misbehaves.
+
+libpq reads a message whole before handing it on, and a result's rows whole before a
+query returns: one notification of 256 MiB grew the node by 1.6 GB and was submitted as
+an event of 256 MiB; rows that never ended grew it by 700 MB in the ten seconds the lock's
+query was given. A gigabyte is the node's end, and every tenant's. The listener's
+connection now goes through a relay that passes on at most `MAX_AHEAD` bytes past the
+listener's last step (triggers/postgres_relay.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from donjon.audit import AuditEvent
+from donjon.manifest.event_triggers import PostgresSpec
+from donjon.triggers import postgres_source
+from donjon.triggers.envelope import Envelope
+from donjon.triggers.postgres_relay import MAX_AHEAD
+from donjon.triggers.postgres_source import PostgresListener
+from harness import LiveNode, run_cli, start_node
+from pg_wire_support import HUGE, HostilePostgres
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+#: What the server may get to send past what the relay passes on: the sockets' buffers.
+SLACK = 16 << 20
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listener's checks every second, each answer awaited two seconds."""
+    monkeypatch.setattr(postgres_source, "IDLE_CHECK_S", 1.0)
+    monkeypatch.setattr(postgres_source, "CONNECT_TIMEOUT_S", 2)
+
+
+def _until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return found
+
+
+def _listen(server: HostilePostgres, extra: str = "") -> tuple[list[AuditEvent], list[Envelope]]:
+    """Run a listener on `server` until its first outage; its records and envelopes."""
+    records: list[AuditEvent] = []
+    envelopes: list[Envelope] = []
+
+    async def open_secret(name: str) -> str:
+        return server.dsn(extra)
+
+    async def submit(envelope: Envelope) -> str:
+        envelopes.append(envelope)
+        return "id"
+
+    async def record(event: AuditEvent) -> None:
+        records.append(event)
+
+    async def go() -> None:
+        spec = PostgresSpec(dsn="orders-db", channel="orders")
+        listener = PostgresListener("orders-fn", spec, open_secret, submit, record, LOOPBACK)
+        task = asyncio.create_task(listener.run())
+        deadline = time.monotonic() + 60
+        while not records and not envelopes and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    return records, envelopes
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[HostilePostgres]:
+    hostile = HostilePostgres(str(request.param))
+    yield hostile
+    hostile.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["huge_payload", "huge_rows"], indirect=True)
+def test_a_message_of_hundreds_of_mib_is_never_read_whole(
+    server: HostilePostgres, quick: None
+) -> None:
+    """A notification of 256 MiB, or rows that never end: the relay passes on `MAX_AHEAD`
+    bytes, the listener's check times out, and its outage says why. Nothing is submitted."""
+    records, envelopes = _listen(server)
+    assert envelopes == []
+    assert records, "no outage was recorded"
+    assert records[0].action == "trigger.source.unavailable"
+    assert f"more than {MAX_AHEAD} bytes" in str(records[0].detail["reason"])
+    sent = _until(lambda: server.sent, "the server's count")
+    assert max(sent) < SLACK < HUGE, sent
+
+
+@pytest.mark.parametrize("server", ["cleartext"], indirect=True)
+def test_a_server_without_tls_gets_no_password_when_the_dsn_requires_tls(
+    server: HostilePostgres,
+) -> None:
+    """`sslmode=require` and a server that answers "no TLS" and asks for the password in
+    clear: libpq refuses, the password is never sent, the outage says so."""
+    records, _ = _listen(server, "sslmode=require")
+    assert server.passwords == []
+    assert "SSL was required" in str(records[0].detail["reason"])
+    assert "pw-hunter2" not in json.dumps(records[0].detail)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
+    env = {"DONJON_EGRESS_ALLOW_NETWORKS": "127.0.0.0/8"}
+    node = start_node(tmp_path_factory.mktemp("pg-server-node"), env)
+    yield node
+    node.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["huge_rows"], indirect=True)
+def test_a_node_reads_no_endless_answer_from_a_developers_server(
+    live: LiveNode, server: HostilePostgres, tmp_path: Path
+) -> None:
+    """On a real node: the trigger's outage is audited with why, the server got to send
+    a bounded part of its rows, and the node goes on serving."""
+    run_cli(live.env(), "secret", "set", "hostile-db", input=server.dsn())
+    fn = tmp_path / "hostile-pg"
+    fn.mkdir()
+    (fn / "donjon.yaml").write_text(
+        "name: hostile-pg\nhandler: main.handler\nmemory_mb: 64\ntimeout_s: 5\n"
+        "triggers:\n  - postgres: {dsn: hostile-db, channel: orders}\n"
+    )
+    (fn / "main.py").write_text("def handler(event, context):\n    return event\n")
+    live.deploy(fn)
+
+    def outage() -> dict[str, Any] | None:
+        with live.client() as c:
+            records: list[dict[str, Any]] = c.get("/v1/audit", params={"n": 2000}).json()
+        found = [r for r in records if r["action"] == "trigger.source.unavailable"]
+        return found[-1] if found else None
+
+    record = _until(outage, "the outage record")
+    assert f"more than {MAX_AHEAD} bytes" in json.dumps(record)
+    assert "pw-hunter2" not in json.dumps(record)
+    sent = _until(lambda: server.sent, "the server's count")
+    assert max(sent) < SLACK < HUGE, sent
+    with live.client() as c:
+        assert c.get("/v1/functions").status_code == 200
+    run_cli(live.env(), "rm", "hostile-pg")
