@@ -70,7 +70,7 @@ def _listen(server: HostilePostgres, extra: str = "") -> tuple[list[AuditEvent],
         spec = PostgresSpec(dsn="orders-db", channel="orders")
         listener = PostgresListener("orders-fn", spec, open_secret, submit, record, LOOPBACK)
         task = asyncio.create_task(listener.run())
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while not records and not envelopes and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         task.cancel()
@@ -102,6 +102,20 @@ def test_a_message_of_hundreds_of_mib_is_never_read_whole(
     assert f"more than {MAX_AHEAD} bytes" in str(records[0].detail["reason"])
     sent = _until(lambda: server.sent, "the server's count")
     assert max(sent) < SLACK < HUGE, sent
+
+
+@pytest.mark.parametrize("server", ["mute_listen"], indirect=True)
+def test_a_listen_never_answered_is_an_outage_not_a_silent_hang(
+    server: HostilePostgres, quick: None
+) -> None:
+    """A server that lets the listener in and takes its lock, then never answers its
+    LISTEN: the listener waited for ever, its trigger silent and its health "available".
+    Now every query is given `CONNECT_TIMEOUT_S`, and the outage names what went
+    unanswered."""
+    records, _ = _listen(server)
+    assert records, "no outage was recorded"
+    assert records[0].action == "trigger.source.unavailable"
+    assert "did not answer LISTEN" in str(records[0].detail["reason"])
 
 
 @pytest.mark.parametrize("server", ["cleartext"], indirect=True)

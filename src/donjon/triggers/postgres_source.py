@@ -168,8 +168,7 @@ class PostgresListener:
                     backoff.reset()
                     if await self._lead(conn, dsn):
                         listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
-                        await conn.execute(listen)
-                        self._relays.step()
+                        await self._ask(conn, "LISTEN", listen)
                         await self._listen(conn, dsn)
             except Exception as e:  # a lost connection, a bad DSN, a missing secret: retried
                 await self.health.failed(self._relays.why(e) or self._reason(e))
@@ -181,7 +180,9 @@ class PostgresListener:
         """Wait until this connection holds the trigger's advisory lock (True), or the DSN
         changes (False). One node of several listens; the others wait their turn here."""
         while True:
-            cur = await self._ask(conn, "SELECT pg_try_advisory_lock(%s)", (self.lock_key,))
+            cur = await self._ask(
+                conn, "the lock's query", "SELECT pg_try_advisory_lock(%s)", (self.lock_key,)
+            )
             row = await cur.fetchone()
             if row is not None and row[0] is True:
                 self.leading = True
@@ -198,7 +199,9 @@ class PostgresListener:
         role, a stranger who computed the (documented) key and silences the trigger, every
         NOTIFY lost: an outage, alerted, until the lock is this listener's."""
         high, low = (self.lock_key >> 32) & 0xFFFFFFFF, self.lock_key & 0xFFFFFFFF
-        cur = await self._ask(conn, _STRANGE_HOLDERS, (high, low))
+        cur = await self._ask(
+            conn, "the query of the lock's holders", _STRANGE_HOLDERS, (high, low)
+        )
         strangers = [str(r[0]) for r in await cur.fetchall()]
         if strangers:
             await self.health.failed(
@@ -217,7 +220,7 @@ class PostgresListener:
                 await self._deliver(notify.payload, f"{session}.{n}")
             # Every IDLE_CHECK_S: is the server still there? (A silently cut connection
             # would otherwise wait for TCP to give up, many minutes.)
-            await self._ask(conn, "SELECT 1")
+            await self._ask(conn, "its check (SELECT 1)", "SELECT 1")
             if (await self._open_secret(self.spec.dsn)).strip() != dsn:
                 log.info(
                     "%s: the DSN of channel %s changed; reconnecting",
@@ -229,11 +232,19 @@ class PostgresListener:
     async def _ask(
         self,
         conn: psycopg.AsyncConnection[Any],
+        what: str,
         query: LiteralString | sql.Composed,
         params: tuple[int, ...] = (),
     ) -> psycopg.AsyncCursor[Any]:
-        """`query`'s answer, in at most `CONNECT_TIMEOUT_S`; a step of the relay's."""
-        cur = await asyncio.wait_for(conn.execute(query, params or None), CONNECT_TIMEOUT_S)
+        """`query`'s answer, in at most `CONNECT_TIMEOUT_S` (else `TimeoutError` naming
+        `what`); a step of the relay's. A server that never answered the LISTEN held the
+        listener for ever, its trigger silent and its health "available"."""
+        try:
+            cur = await asyncio.wait_for(conn.execute(query, params or None), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the server did not answer {what} in {CONNECT_TIMEOUT_S} s"
+            ) from None
         self._relays.step()
         return cur
 
