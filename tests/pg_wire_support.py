@@ -7,23 +7,32 @@ Modes (what the server does once the listener has sent LISTEN, unless said other
 sends one well-formed notification whose payload is `HUGE` bytes; ``huge_rows`` answers
 the lock's query with rows that never end; ``flood`` sends small notifications for ever;
 ``mute_listen`` never answers the LISTEN; ``cleartext`` asks for the password in clear
-instead of letting the client in. `sent` counts the bytes of the attack each connection
-got to send before the client closed it; `passwords` holds what clients sent as their
-password.
+instead of letting the client in; ``tls`` takes TLS (`self_signed` makes its certificate)
+and asks for the client's certificate, which it keeps in `client_certs`. `sent` counts
+the bytes of the attack each connection got to send before the client closed it;
+`passwords` holds what clients sent as their password.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from harness import free_port
 
-__all__ = ["HUGE", "HostilePostgres"]
+__all__ = ["HUGE", "HostilePostgres", "self_signed"]
 
 #: The size of what the server sends as one message (never held whole: a chunk at a time).
 HUGE = 256 << 20
@@ -51,6 +60,36 @@ def _one_row(oid: int, value: bytes, tag: bytes) -> bytes:
     return described + row + _message(b"C", tag + b"\0")
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key (mode 0600, as libpq
+    wants a client key): a ``tls`` server's, or a node's client certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "postgresql.crt", directory / "postgresql.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
 def _exactly(reader: BinaryIO, n: int) -> bytes:
     data = reader.read(n)
     if len(data) < n:
@@ -70,6 +109,9 @@ class HostilePostgres:
         self.sent: list[int] = []
         self.passwords: list[bytes] = []
         self.connections = 0
+        self.client_certs: list[bytes] = []
+        #: The certificate and key files of a ``tls`` server (its own CA too).
+        self.tls: tuple[Path, Path] | None = None
         self._sock = socket.create_server(("127.0.0.1", free_port()))
         self.port = int(self._sock.getsockname()[1])
         self._closed = threading.Event()
@@ -100,7 +142,11 @@ class HostilePostgres:
 
     def _converse(self, conn: socket.socket) -> None:
         reader: BinaryIO = conn.makefile("rb")
-        self._start(conn, reader)
+        conn = self._start(conn, reader)
+        with conn:  # a TLS socket of its own, if it took TLS
+            self._answer(conn, conn.makefile("rb"))
+
+    def _answer(self, conn: socket.socket, reader: BinaryIO) -> None:
         text = b""
         while True:
             kind, body = self._read(reader)
@@ -127,14 +173,27 @@ class HostilePostgres:
             else:
                 conn.sendall(answer + _one_row(23, b"1", b"SELECT 1") + _message(b"Z", b"I"))
 
-    def _start(self, conn: socket.socket, reader: BinaryIO) -> None:
-        """SSLRequest, GSSENCRequest: refused; the startup message: let in (or asked for
-        the password in clear, `cleartext`)."""
+    def _start(self, conn: socket.socket, reader: BinaryIO) -> socket.socket:
+        """SSLRequest: refused, or taken by a ``tls`` server; GSSENCRequest: refused; the
+        startup message: let in (or asked for the password in clear, ``cleartext``). The
+        connection to go on with."""
         while True:
             (length,) = struct.unpack("!I", _exactly(reader, 4))
             body = _exactly(reader, length - 4)
-            if struct.unpack("!I", body[:4])[0] not in (_SSL_REQUEST, _GSS_REQUEST):
+            code = struct.unpack("!I", body[:4])[0]
+            if code not in (_SSL_REQUEST, _GSS_REQUEST):
                 break
+            if code == _SSL_REQUEST and self.tls is not None:
+                conn.sendall(b"S")
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.tls[0])
+                context.load_cert_chain(*self.tls)
+                context.verify_mode = ssl.CERT_OPTIONAL
+                conn = context.wrap_socket(conn, server_side=True)
+                peer = conn.getpeercert(binary_form=True)
+                if peer:
+                    self.client_certs.append(peer)
+                reader = conn.makefile("rb")
+                continue
             conn.sendall(b"N")
         if self.mode == "cleartext":
             conn.sendall(_message(b"R", struct.pack("!I", 3)))
@@ -142,6 +201,7 @@ class HostilePostgres:
             if kind == b"p":
                 self.passwords.append(body.rstrip(b"\0"))
         conn.sendall(_ready())
+        return conn
 
     @staticmethod
     def _read(reader: BinaryIO) -> tuple[bytes, bytes]:

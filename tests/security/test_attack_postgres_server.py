@@ -28,7 +28,7 @@ from donjon.triggers.envelope import Envelope
 from donjon.triggers.postgres_relay import MAX_AHEAD
 from donjon.triggers.postgres_source import PostgresListener
 from harness import LiveNode, run_cli, start_node
-from pg_wire_support import HUGE, HostilePostgres
+from pg_wire_support import HUGE, HostilePostgres, self_signed
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 #: What the server may get to send past what the relay passes on: the sockets' buffers.
@@ -128,6 +128,25 @@ def test_a_server_without_tls_gets_no_password_when_the_dsn_requires_tls(
     assert server.passwords == []
     assert "SSL was required" in str(records[0].detail["reason"])
     assert "pw-hunter2" not in json.dumps(records[0].detail)
+
+
+@pytest.mark.parametrize("server", ["tls"], indirect=True)
+def test_the_nodes_own_client_certificate_is_never_presented(
+    server: HostilePostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's user has a client certificate where libpq looks by default
+    (~/.postgresql/postgresql.crt: how the node may log in to its own store's database).
+    libpq presented it to every trigger's server that asked: a DSN naming the node's own
+    database server (on a network the admin opened) with the node's role logged in as the
+    node. A trigger's connection sends no client certificate."""
+    home = tmp_path / "home"
+    (home / ".postgresql").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    # The server trusts the node's certificate (it is the node's own database server).
+    server.tls = self_signed(home / ".postgresql")
+    _listen(server, "sslmode=require")
+    assert server.connections >= 1
+    assert server.client_certs == []
 
 
 @pytest.fixture(scope="module")
