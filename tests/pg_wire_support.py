@@ -117,8 +117,10 @@ class HostilePostgres:
         self._closed = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
 
-    def dsn(self, extra: str = "") -> str:
-        return f"host=127.0.0.1 port={self.port} dbname=orders user=app password=pw-hunter2 {extra}"
+    def dsn(self, extra: str = "", with_password: bool = True) -> str:
+        """A DSN naming this server, with the password pw-hunter2 or none."""
+        secret = " password=pw-hunter2" if with_password else ""
+        return f"host=127.0.0.1 port={self.port} dbname=orders user=app{secret} {extra}"
 
     def close(self) -> None:
         self._closed.set()

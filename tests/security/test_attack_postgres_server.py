@@ -51,13 +51,15 @@ def _until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
     return found
 
 
-def _listen(server: HostilePostgres, extra: str = "") -> tuple[list[AuditEvent], list[Envelope]]:
+def _listen(
+    server: HostilePostgres, extra: str = "", with_password: bool = True
+) -> tuple[list[AuditEvent], list[Envelope]]:
     """Run a listener on `server` until its first outage; its records and envelopes."""
     records: list[AuditEvent] = []
     envelopes: list[Envelope] = []
 
     async def open_secret(name: str) -> str:
-        return server.dsn(extra)
+        return server.dsn(extra, with_password)
 
     async def submit(envelope: Envelope) -> str:
         envelopes.append(envelope)
@@ -128,6 +130,20 @@ def test_a_server_without_tls_gets_no_password_when_the_dsn_requires_tls(
     assert server.passwords == []
     assert "SSL was required" in str(records[0].detail["reason"])
     assert "pw-hunter2" not in json.dumps(records[0].detail)
+
+
+@pytest.mark.parametrize("server", ["cleartext"], indirect=True)
+def test_the_nodes_pgpassword_is_never_sent_for_a_dsn_without_a_password(
+    server: HostilePostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's environment holds PGPASSWORD (how an admin may give the node its store's
+    password): libpq used it for any DSN without a password of its own, and a developer's
+    server that asked for the password in clear was sent it. Now a DSN's password is its
+    own or none, and the outage says none was supplied."""
+    monkeypatch.setenv("PGPASSWORD", "node-store-password")
+    records, _ = _listen(server, with_password=False)
+    assert server.passwords == []
+    assert "no password supplied" in str(records[0].detail["reason"])
 
 
 @pytest.mark.parametrize("server", ["tls"], indirect=True)

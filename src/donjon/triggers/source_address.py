@@ -13,8 +13,9 @@ the address checked (libpq's `hostaddr`), not to a second lookup of the name.
 
 A DSN is read by libpq, which also reads the node's own files and services for some of
 its parameters (`service`, `passfile`, `sslkey`, ...). Only the parameters that name a
-server and how to talk to it are taken; the node's password file is never read, and
-its client certificate (libpq's default, ~/.postgresql/postgresql.crt) never sent.
+server and how to talk to it are taken; the node's password file and PGPASSWORD are
+never read, and its client certificate (libpq's default, ~/.postgresql/postgresql.crt)
+never sent.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ async def allowed_addresses(
 
 
 async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> str:
-    """`dsn` with each host's checked address as its `hostaddr`, no password file and no
-    client certificate;
+    """`dsn` with each host's checked address as its `hostaddr`, no password but its own
+    (neither the node's password file nor its PGPASSWORD) and no client certificate;
     `SourceAddressRefused` for a parameter outside `DSN_PARAMETERS`, a unix socket, or a
     host at an address the node may not dial."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -135,6 +136,7 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
     ]
     params["hostaddr"] = ",".join(str(a) for a in pinned)
     params["passfile"] = os.devnull  # the node's ~/.pgpass answers no trigger's server
+    params.setdefault("password", "")  # nor its PGPASSWORD: libpq takes it for a DSN's none
     # Nor does its client certificate (~/.postgresql/postgresql.crt, libpq's default): it
     # may be how the node logs in to its own database, which a DSN could name.
     params["sslcertmode"] = "disable"
