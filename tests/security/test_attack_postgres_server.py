@@ -27,6 +27,7 @@ from donjon.triggers import postgres_source
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.postgres_relay import MAX_AHEAD
 from donjon.triggers.postgres_source import PostgresListener
+from donjon.triggers.source_health import Backoff
 from harness import LiveNode, run_cli, start_node
 from pg_wire_support import HUGE, HostilePostgres, self_signed
 
@@ -52,9 +53,13 @@ def _until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
 
 
 def _listen(
-    server: HostilePostgres, extra: str = "", with_password: bool = True
+    server: HostilePostgres,
+    extra: str = "",
+    with_password: bool = True,
+    until: Callable[[], bool] | None = None,
 ) -> tuple[list[AuditEvent], list[Envelope]]:
-    """Run a listener on `server` until its first outage; its records and envelopes."""
+    """Run a listener on `server` until `until()` (by default: its first record or
+    envelope), at most 30 s; its records and envelopes."""
     records: list[AuditEvent] = []
     envelopes: list[Envelope] = []
 
@@ -73,7 +78,8 @@ def _listen(
         listener = PostgresListener("orders-fn", spec, open_secret, submit, record, LOOPBACK)
         task = asyncio.create_task(listener.run())
         deadline = time.monotonic() + 30
-        while not records and not envelopes and time.monotonic() < deadline:
+        done = until or (lambda: bool(records or envelopes))
+        while not done() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -104,6 +110,28 @@ def test_a_message_of_hundreds_of_mib_is_never_read_whole(
     assert f"more than {MAX_AHEAD} bytes" in str(records[0].detail["reason"])
     sent = _until(lambda: server.sent, "the server's count")
     assert max(sent) < SLACK < HUGE, sent
+
+
+@pytest.mark.parametrize("server", ["huge_length"], indirect=True)
+def test_a_server_that_fails_each_connection_at_once_is_retried_with_growing_delays(
+    server: HostilePostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that lets the listener in, answers its LISTEN and breaks the connection
+    (a notification declared 2 GiB long, which libpq refuses): the backoff was reset at
+    every connection made, so the listener reconnected every half second for ever, two
+    audit records (available, unavailable) each time. The backoff now starts again only
+    once a connection has served (a notification or a check of it answered)."""
+    resets: list[int] = []
+
+    class Counted(Backoff):
+        def reset(self) -> None:
+            resets.append(1)
+            super().reset()
+
+    monkeypatch.setattr(postgres_source, "Backoff", lambda: Counted(first=0.01, cap=0.05))
+    _listen(server, until=lambda: server.connections >= 5)
+    assert server.connections >= 5
+    assert resets == []
 
 
 @pytest.mark.parametrize("server", ["mute_listen"], indirect=True)

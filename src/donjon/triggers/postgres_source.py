@@ -14,8 +14,10 @@ connected otherwise, less any the node refused (its function's queue full,
 them is audited at once as `trigger.event.dropped` (alerted) and the run's count when
 it ends. A
 disconnect is an outage (source_health.py): the listener reconnects with a
-capped exponential backoff; the outage is alerted and audited once, and its
-end audited too. Every `IDLE_CHECK_S` the listener asks the server
+capped exponential backoff, started again only once a connection has served (a
+notification delivered, a check answered; a server that broke each connection at
+once was reconnected to twice a second, two audit records each time); the outage is
+alerted and audited once, and its end audited too. Every `IDLE_CHECK_S` the listener asks the server
 (``SELECT 1``, `CONNECT_TIMEOUT_S` to answer), so a silently dead connection is
 noticed, and a rotated DSN is taken up; notifications that arrive meanwhile are
 kept by psycopg and delivered next.
@@ -146,11 +148,14 @@ class PostgresListener:
             "big",
             signed=True,
         )
+        #: Started again once a connection has served (a notification or a check answered),
+        #: not when one is made: a server that broke each connection at once was
+        #: reconnected to twice a second.
+        self._backoff = Backoff()
         #: Whether this listener's connection holds the lock (it LISTENs) now.
         self.leading = False
 
     async def run(self) -> None:
-        backoff = Backoff()
         while True:
             try:
                 dsn = (await self._open_secret(self.spec.dsn)).strip()
@@ -165,7 +170,6 @@ class PostgresListener:
                 ):
                     self._relays.close_door()
                     await self.health.succeeded()
-                    backoff.reset()
                     if await self._lead(conn, dsn):
                         listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
                         await self._ask(conn, "LISTEN", listen)
@@ -174,15 +178,19 @@ class PostgresListener:
                 await self.health.failed(self._relays.why(e) or self._reason(e))
             self._relays = Relays(CONNECT_TIMEOUT_S)
             self.leading = False
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(self._backoff.next())
 
     async def _lead(self, conn: psycopg.AsyncConnection[Any], dsn: str) -> bool:
         """Wait until this connection holds the trigger's advisory lock (True), or the DSN
         changes (False). One node of several listens; the others wait their turn here."""
+        rounds = 0
         while True:
             cur = await self._ask(
                 conn, "the lock's query", "SELECT pg_try_advisory_lock(%s)", (self.lock_key,)
             )
+            rounds += 1
+            if rounds > 1:  # a standby that has waited a round: its connection served
+                self._backoff.reset()
             row = await cur.fetchone()
             if row is not None and row[0] is True:
                 self.leading = True
@@ -217,10 +225,12 @@ class PostgresListener:
             async for notify in conn.notifies(timeout=IDLE_CHECK_S):
                 n += 1
                 self._relays.step()
+                self._backoff.reset()
                 await self._deliver(notify.payload, f"{session}.{n}")
             # Every IDLE_CHECK_S: is the server still there? (A silently cut connection
             # would otherwise wait for TCP to give up, many minutes.)
             await self._ask(conn, "its check (SELECT 1)", "SELECT 1")
+            self._backoff.reset()
             if (await self._open_secret(self.spec.dsn)).strip() != dsn:
                 log.info(
                     "%s: the DSN of channel %s changed; reconnecting",
