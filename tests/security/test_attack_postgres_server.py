@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from donjon.triggers import postgres_source
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.postgres_relay import MAX_AHEAD
 from donjon.triggers.postgres_source import PostgresListener
+from donjon.triggers.queue.interface import QueueFull
 from donjon.triggers.source_health import Backoff
 from harness import LiveNode, run_cli, start_node
 from pg_wire_support import HUGE, HostilePostgres, self_signed
@@ -57,6 +59,7 @@ def _listen(
     extra: str = "",
     with_password: bool = True,
     until: Callable[[], bool] | None = None,
+    submit: Callable[[Envelope], Awaitable[str]] | None = None,
 ) -> tuple[list[AuditEvent], list[Envelope]]:
     """Run a listener on `server` until `until()` (by default: its first record or
     envelope), at most 30 s; its records and envelopes."""
@@ -66,7 +69,7 @@ def _listen(
     async def open_secret(name: str) -> str:
         return server.dsn(extra, with_password)
 
-    async def submit(envelope: Envelope) -> str:
+    async def take(envelope: Envelope) -> str:
         envelopes.append(envelope)
         return "id"
 
@@ -75,7 +78,9 @@ def _listen(
 
     async def go() -> None:
         spec = PostgresSpec(dsn="orders-db", channel="orders")
-        listener = PostgresListener("orders-fn", spec, open_secret, submit, record, LOOPBACK)
+        listener = PostgresListener(
+            "orders-fn", spec, open_secret, submit or take, record, LOOPBACK
+        )
         task = asyncio.create_task(listener.run())
         deadline = time.monotonic() + 30
         done = until or (lambda: bool(records or envelopes))
@@ -132,6 +137,29 @@ def test_a_server_that_fails_each_connection_at_once_is_retried_with_growing_del
     _listen(server, until=lambda: server.connections >= 5)
     assert server.connections >= 5
     assert resets == []
+
+
+@pytest.mark.parametrize("server", ["flood"], indirect=True)
+def test_a_flood_of_notifications_to_a_full_queue_is_not_a_log_line_each(
+    server: HostilePostgres, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that sends small notifications as fast as it can while the function's
+    queue is full: each was lost with a warning of its own (452,000 lines in 8 s), the
+    node's log growing at the developer's pace. Now a run of losses is logged at its
+    first and at every `LOG_EVERY`-th, and audited at its first, as before."""
+    lost: list[int] = []
+
+    async def full(envelope: Envelope) -> str:
+        lost.append(1)
+        raise QueueFull("the queue of orders-fn is full", 10)
+
+    monkeypatch.setattr(postgres_source, "LOG_EVERY", 1000)
+    with caplog.at_level(logging.WARNING, logger="donjon.sources"):
+        records, _ = _listen(server, until=lambda: len(lost) >= 5000, submit=full)
+    warnings = [r for r in caplog.records if "is lost" in r.getMessage()]
+    assert len(lost) >= 5000
+    assert 1 <= len(warnings) <= 1 + len(lost) // 1000
+    assert [r.action for r in records] == ["trigger.event.dropped"]
 
 
 @pytest.mark.parametrize("server", ["mute_listen"], indirect=True)

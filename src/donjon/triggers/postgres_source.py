@@ -10,10 +10,10 @@ the connection is down (the server restarting, a network cut, the backend
 terminated), NOTIFYs sent are lost for this trigger. Delivery is therefore
 at most once across a disconnect, and exactly what the server sent while
 connected otherwise, less any the node refused (its function's queue full,
-`limits.queued`; its schema): each is logged and counted, and the first of a run of
-them is audited at once as `trigger.event.dropped` (alerted) and the run's count when
-it ends. A
-disconnect is an outage (source_health.py): the listener reconnects with a
+`limits.queued`; its schema): each is counted, the first of a run of them (and every
+`LOG_EVERY`-th) logged, and the first of a run is audited at once as
+`trigger.event.dropped` (alerted) and the run's count when it ends. A disconnect is
+an outage (source_health.py): the listener reconnects with a
 capped exponential backoff, started again only once a connection has served (a
 notification delivered, a check answered; a server that broke each connection at
 once was reconnected to twice a second, two audit records each time); the outage is
@@ -69,7 +69,7 @@ from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.source_health import MAX_REASON, Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
-__all__ = ["IDLE_CHECK_S", "STANDBY_S", "PostgresListener", "event_of"]
+__all__ = ["IDLE_CHECK_S", "LOG_EVERY", "STANDBY_S", "PostgresListener", "event_of"]
 
 log = logging.getLogger("donjon.sources")
 
@@ -79,6 +79,8 @@ IDLE_CHECK_S = 30.0
 CONNECT_TIMEOUT_S = 10
 #: Seconds between a standby listener's tries at the trigger's lock.
 STANDBY_S = 2.0
+#: Of a run of lost notifications, every how many is logged as a warning (and the first).
+LOG_EVERY = 10_000
 
 OpenSecret = Callable[[str], Awaitable[str]]
 
@@ -284,18 +286,23 @@ class PostgresListener:
 
     async def _dropped(self, delivery_id: str, reason: str, audited: str) -> None:
         """A notification refused by the node (its function's queue full, its schema...):
-        lost, since NOTIFY cannot be asked again. Every one is logged (with `reason`, the
-        refusal's `summary`: a schema's refusal names the field, never the value) and
-        counted; the first of a run is audited at once (`trigger.event.dropped` with
-        `audited`, a reason that holds nothing of the payload; alerted by the monitor's
-        `event_sources` rule) and the run's count when it ends."""
+        lost, since NOTIFY cannot be asked again. Every one is counted; the first of a run,
+        and every `LOG_EVERY`-th, is logged (with `reason`, the refusal's `summary`: a
+        schema's refusal names the field, never the value), the others at debug level: a
+        server that sent notifications as fast as it could to a full queue wrote a warning
+        each, 452,000 in 8 s. The first of a run is audited at once (`trigger.event.dropped`
+        with `audited`, a reason that holds nothing of the payload; alerted by the
+        monitor's `event_sources` rule) and the run's count when it ends."""
         self.dropped += 1
         self._dropping += 1
-        log.warning(
-            "%s: notification %s on %s was not taken and is lost: %s",
+        loud = self._dropping == 1 or self._dropping % LOG_EVERY == 0
+        log.log(
+            logging.WARNING if loud else logging.DEBUG,
+            "%s: notification %s on %s was not taken and is lost (%d of this run): %s",
             self.function,
             delivery_id,
             self.spec.channel,
+            self._dropping,
             reason,
         )
         if self._dropping == 1:
