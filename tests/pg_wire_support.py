@@ -7,7 +7,8 @@ Modes (what the server does once the listener has sent LISTEN, unless said other
 sends one well-formed notification whose payload is `HUGE` bytes; ``huge_rows`` answers
 the lock's query with rows that never end; ``flood`` sends small notifications for ever;
 ``mute_listen`` never answers the LISTEN; ``cleartext`` asks for the password in clear
-instead of letting the client in; ``tls`` takes TLS (`self_signed` makes its certificate)
+instead of letting the client in; ``gss`` asks for Kerberos (GSSAPI) authentication and
+keeps what comes back in `passwords`; ``tls`` takes TLS (`self_signed` makes its certificate)
 and asks for the client's certificate, which it keeps in `client_certs`. `sent` counts
 the bytes of the attack each connection got to send before the client closed it;
 `passwords` holds what clients sent as their password.
@@ -197,6 +198,11 @@ class HostilePostgres:
                 reader = conn.makefile("rb")
                 continue
             conn.sendall(b"N")
+        if self.mode == "gss":  # AuthenticationGSS: the client's Kerberos credentials
+            conn.sendall(_message(b"R", struct.pack("!I", 7)))
+            kind, body = self._read(reader)
+            self.passwords.append(kind + body)
+            return conn
         if self.mode == "cleartext":
             conn.sendall(_message(b"R", struct.pack("!I", 3)))
             kind, body = self._read(reader)

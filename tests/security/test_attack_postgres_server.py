@@ -29,6 +29,7 @@ from donjon.triggers.envelope import Envelope
 from donjon.triggers.postgres_relay import MAX_AHEAD
 from donjon.triggers.postgres_source import PostgresListener
 from donjon.triggers.queue.interface import QueueFull
+from donjon.triggers.source_address import SourceAddressRefused, pin_dsn
 from donjon.triggers.source_health import Backoff
 from harness import LiveNode, run_cli, start_node
 from pg_wire_support import HUGE, HostilePostgres, self_signed
@@ -200,6 +201,34 @@ def test_the_nodes_pgpassword_is_never_sent_for_a_dsn_without_a_password(
     records, _ = _listen(server, with_password=False)
     assert server.passwords == []
     assert "no password supplied" in str(records[0].detail["reason"])
+
+
+@pytest.mark.parametrize("server", ["gss"], indirect=True)
+def test_the_nodes_kerberos_credentials_are_never_offered(server: HostilePostgres) -> None:
+    """A server that asks for GSSAPI (Kerberos) authentication: libpq answered it with the
+    node's own credentials (its default ticket cache, where an admin's kinit or keytab puts
+    the node's principal), so a DSN naming a server that trusts that principal logged in as
+    the node. A trigger's connection now refuses GSSAPI, and says so."""
+    records, _ = _listen(server)
+    reason = str(records[0].detail["reason"])
+    assert "GSSAPI continuation" not in reason, reason
+    assert "gss" in reason, reason
+    assert server.passwords == []
+
+
+def test_a_dsn_asking_for_kerberos_is_refused() -> None:
+    """`gssencmode=require` or a `require_auth` that lets GSSAPI in: refused, naming why,
+    before anything is dialled."""
+    for dsn in (
+        "host=127.0.0.1 port=1 gssencmode=require",
+        "host=127.0.0.1 port=1 require_auth=gss",
+        "host=127.0.0.1 port=1 require_auth=scram-sha-256,sspi",
+    ):
+        with pytest.raises(SourceAddressRefused, match="Kerberos"):
+            asyncio.run(pin_dsn(dsn, LOOPBACK, "the DSN"))
+    pinned = asyncio.run(pin_dsn("host=127.0.0.1 require_auth=!password", LOOPBACK, "it"))
+    assert "gssencmode=disable" in pinned
+    assert "require_auth=!password,!gss,!sspi " in pinned
 
 
 @pytest.mark.parametrize("server", ["tls"], indirect=True)

@@ -14,8 +14,8 @@ the address checked (libpq's `hostaddr`), not to a second lookup of the name.
 A DSN is read by libpq, which also reads the node's own files and services for some of
 its parameters (`service`, `passfile`, `sslkey`, ...). Only the parameters that name a
 server and how to talk to it are taken; the node's password file and PGPASSWORD are
-never read, and its client certificate (libpq's default, ~/.postgresql/postgresql.crt)
-never sent.
+never read, its client certificate (libpq's default, ~/.postgresql/postgresql.crt)
+never sent, and its Kerberos credentials never offered (no GSSAPI).
 """
 
 from __future__ import annotations
@@ -119,6 +119,7 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
             "read the node's own files or services for it)",
             hint="keep to host, port, dbname, user, password and the ssl and timeout settings",
         )
+    _refuse_kerberos(params, what)
     hosts = str(params.get("host") or "").split(",")
     if any(not h or h.startswith(("/", "@")) for h in hosts):
         raise SourceAddressRefused(
@@ -141,6 +142,25 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
     # may be how the node logs in to its own database, which a DSN could name.
     params["sslcertmode"] = "disable"
     return make_conninfo("", **params)
+
+
+def _refuse_kerberos(params: dict[str, str | int | None], what: str) -> None:
+    """GSSAPI kept out of `params`: libpq answers it with the node's own Kerberos
+    credentials (its default ticket cache), so a server that trusts the node's principal
+    would take a trigger's connection for the node. `SourceAddressRefused` for a DSN that
+    asks for it."""
+    gssencmode = str(params.get("gssencmode") or "disable")
+    methods = [m for m in str(params.get("require_auth") or "").split(",") if m]
+    allowing = any(m in ("gss", "sspi") for m in methods)
+    if gssencmode != "disable" or allowing:
+        raise SourceAddressRefused(
+            f"{what} asks for GSSAPI (Kerberos), which would log in with the node's own "
+            "credentials",
+            hint="log in with a password (scram-sha-256) or over TLS; leave out gssencmode",
+        )
+    params["gssencmode"] = "disable"
+    if not methods or all(m.startswith("!") for m in methods):
+        params["require_auth"] = ",".join(dict.fromkeys([*methods, "!gss", "!sspi"]))
 
 
 async def check_url(url: str, allow_networks: Sequence[IPNetwork], what: str) -> None:
