@@ -17,7 +17,6 @@ the bytes of the attack each connection got to send before the client closed it;
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import socket
 import ssl
 import struct
@@ -26,11 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from donjon.gateway.tls import create_self_signed
 from harness import free_port
 
 __all__ = ["HUGE", "HostilePostgres", "self_signed"]
@@ -62,32 +57,10 @@ def _one_row(oid: int, value: bytes, tag: bytes) -> bytes:
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 that is its own CA, and its key (mode 0600, as libpq
+    """A certificate for loopback that is its own CA, and its key (mode 0600, as libpq
     wants a client key): a ``tls`` server's, or a node's client certificate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
     cert_path, key_path = directory / "postgresql.crt", directory / "postgresql.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
+    create_self_signed(cert_path, key_path)
     return cert_path, key_path
 
 
