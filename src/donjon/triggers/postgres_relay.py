@@ -69,7 +69,8 @@ class _Relay:
                 self._owner.connect_timeout,
             )
         except (OSError, TimeoutError) as e:
-            self._owner.error = f"{self._address} port {self._upstream_port}: {e or 'timed out'}"
+            why = str(e) or "timed out"
+            self._owner.error = f"{self._address} port {self._upstream_port}: {why}"
             writer.close()
             return
         try:

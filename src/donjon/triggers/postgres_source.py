@@ -13,11 +13,11 @@ connected otherwise, less any the node refused (its function's queue full,
 `limits.queued`; its schema): each is counted, the first of a run of them (and every
 `LOG_EVERY`-th) logged, and the first of a run is audited at once as
 `trigger.event.dropped` (alerted) and the run's count when it ends. A disconnect is
-an outage (source_health.py): the listener reconnects with a
-capped exponential backoff, started again only once a connection has served (a
-notification delivered, a check answered; a server that broke each connection at
-once was reconnected to twice a second, two audit records each time); the outage is
-alerted and audited once, and its end audited too. Every `IDLE_CHECK_S` the listener asks the server
+an outage (source_health.py): the listener reconnects with a capped exponential
+backoff, started again only once a connection has served (a notification delivered,
+a check answered; a server that broke each connection at once was reconnected to
+twice a second, two audit records each time); the outage is alerted and audited
+once, and its end audited too. Every `IDLE_CHECK_S` the listener asks the server
 (``SELECT 1``, `CONNECT_TIMEOUT_S` to answer), so a silently dead connection is
 noticed, and a rotated DSN is taken up; notifications that arrive meanwhile are
 kept by psycopg and delivered next.
