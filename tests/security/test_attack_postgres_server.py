@@ -15,6 +15,8 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -229,6 +231,39 @@ def test_a_dsn_asking_for_kerberos_is_refused() -> None:
     pinned = asyncio.run(pin_dsn("host=127.0.0.1 require_auth=!password", LOOPBACK, "it"))
     assert "gssencmode=disable" in pinned
     assert "require_auth=!password,!gss,!sspi " in pinned
+
+
+@pytest.mark.parametrize("server", ["tls"], indirect=True)
+def test_a_root_certificate_path_on_the_nodes_host_is_never_read(
+    server: HostilePostgres, tmp_path: Path
+) -> None:
+    """`sslrootcert=<a FIFO on the node's host>` (systemd keeps some under /run): libpq
+    opened it on the node's event loop, which then waited for ever for a writer; every
+    tenant's requests with it. Any path was read (and which exist and hold certificates
+    told by the outage's reason). Only `sslrootcert=system` is taken; here a thread
+    stands in as the FIFO's writer, so that a test of the old code ends."""
+    server.tls = self_signed(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    opened: list[bool] = []
+    stop = threading.Event()
+
+    def writer() -> None:  # opening for writing succeeds only once a reader has it open
+        while not stop.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                time.sleep(0.05)
+                continue
+            opened.append(True)
+
+    threading.Thread(target=writer, daemon=True).start()
+    try:
+        records, _ = _listen(server, f"sslmode=verify-ca sslrootcert={fifo}")
+    finally:
+        stop.set()
+    assert opened == []
+    assert "sslrootcert" in str(records[0].detail["reason"])
 
 
 @pytest.mark.parametrize("server", ["tls"], indirect=True)

@@ -15,7 +15,8 @@ A DSN is read by libpq, which also reads the node's own files and services for s
 its parameters (`service`, `passfile`, `sslkey`, ...). Only the parameters that name a
 server and how to talk to it are taken; the node's password file and PGPASSWORD are
 never read, its client certificate (libpq's default, ~/.postgresql/postgresql.crt)
-never sent, and its Kerberos credentials never offered (no GSSAPI).
+never sent, and its Kerberos credentials never offered (no GSSAPI). Nor is a path to
+a root certificate taken (only `sslrootcert=system`): libpq read any file named.
 """
 
 from __future__ import annotations
@@ -118,6 +119,14 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
             f"{what} sets {', '.join(other)}, which a trigger's DSN may not set (libpq would "
             "read the node's own files or services for it)",
             hint="keep to host, port, dbname, user, password and the ssl and timeout settings",
+        )
+    if params.get("sslrootcert") not in (None, "system"):
+        # A path on the node's host: libpq opens it on the event loop (a FIFO there held
+        # the node for ever), and its errors told which files exist.
+        raise SourceAddressRefused(
+            f"{what} sets sslrootcert to a path, a file of the node's own host",
+            hint="sslrootcert=system checks the server against the host's trusted roots; an "
+            "admin adds a private CA to them",
         )
     _refuse_kerberos(params, what)
     hosts = str(params.get("host") or "").split(",")
