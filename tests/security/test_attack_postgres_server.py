@@ -7,6 +7,11 @@ an event of 256 MiB; rows that never ended grew it by 700 MB in the ten seconds 
 query was given. A gigabyte is the node's end, and every tenant's. The listener's
 connection now goes through a relay that passes on at most `MAX_AHEAD` bytes past the
 listener's last step (triggers/postgres_relay.py).
+
+The same server also asks for what the node holds of its own: its PGPASSWORD, its client
+certificate, its Kerberos credentials, a file of its host named as a root certificate
+(source_address.py keeps each out); and it misbehaves in time: a LISTEN never answered,
+a connection broken at once, a flood of notifications to a full queue.
 """
 
 from __future__ import annotations
