@@ -10,15 +10,21 @@ the connection is down (the server restarting, a network cut, the backend
 terminated), NOTIFYs sent are lost for this trigger. Delivery is therefore
 at most once across a disconnect, and exactly what the server sent while
 connected otherwise, less any the node refused (its function's queue full,
-`limits.queued`; its schema): each is logged and counted, and the first of a run of
-them is audited at once as `trigger.event.dropped` (alerted) and the run's count when
-it ends. A
-disconnect is an outage (source_health.py): the listener reconnects with a
-capped exponential backoff; the outage is alerted and audited once, and its
-end audited too. Every `IDLE_CHECK_S` the listener asks the server
+`limits.queued`; its schema): each is counted, the first of a run of them (and every
+`LOG_EVERY`-th) logged, and the first of a run is audited at once as
+`trigger.event.dropped` (alerted) and the run's count when it ends. A disconnect is
+an outage (source_health.py): the listener reconnects with a capped exponential
+backoff, started again only once a connection has served (a notification delivered,
+a check answered; a server that broke each connection at once was reconnected to
+twice a second, two audit records each time); the outage is alerted and audited
+once, and its end audited too. Every `IDLE_CHECK_S` the listener asks the server
 (``SELECT 1``, `CONNECT_TIMEOUT_S` to answer), so a silently dead connection is
 noticed, and a rotated DSN is taken up; notifications that arrive meanwhile are
 kept by psycopg and delivered next.
+
+The connection goes through a relay of the node's (postgres_relay.py), which passes on
+at most `MAX_AHEAD` bytes of the server's past the listener's last step: libpq reads
+a message whole, so a server of the developer's own set the node's memory otherwise.
 
 With several nodes, each runs a listener, but only one LISTENs: the one whose
 connection holds the trigger's session advisory lock (``pg_try_advisory_lock``
@@ -45,7 +51,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -56,13 +62,14 @@ from donjon.egress.addresses import IPNetwork
 from donjon.errors import Error
 from donjon.manifest.event_triggers import PostgresSpec
 from donjon.triggers.envelope import Envelope, Submit
+from donjon.triggers.postgres_relay import Relays, relayed
 from donjon.triggers.queue.interface import QueueFull
 from donjon.triggers.source_address import pin_dsn
 from donjon.triggers.source_errors import SourceSettingsError
 from donjon.triggers.source_health import MAX_REASON, Backoff, Record, SourceHealth
 from donjon.vault.redact import Redactor
 
-__all__ = ["IDLE_CHECK_S", "STANDBY_S", "PostgresListener", "event_of"]
+__all__ = ["IDLE_CHECK_S", "LOG_EVERY", "STANDBY_S", "PostgresListener", "event_of"]
 
 log = logging.getLogger("donjon.sources")
 
@@ -72,6 +79,8 @@ IDLE_CHECK_S = 30.0
 CONNECT_TIMEOUT_S = 10
 #: Seconds between a standby listener's tries at the trigger's lock.
 STANDBY_S = 2.0
+#: Of a run of lost notifications, every how many is logged as a warning (and the first).
+LOG_EVERY = 10_000
 
 OpenSecret = Callable[[str], Awaitable[str]]
 
@@ -126,6 +135,8 @@ class PostgresListener:
         self._record = record
         self.health = SourceHealth(record, function, "postgres", f"postgres channel {spec.channel}")
         self._redact = Redactor({})
+        #: The relays of the connection (postgres_relay.py): what its server sends is bounded.
+        self._relays = Relays(CONNECT_TIMEOUT_S)
         #: Notifications submitted.
         self.delivered = 0
         #: Notifications the node refused (its queue full, say): lost, each counted.
@@ -139,40 +150,49 @@ class PostgresListener:
             "big",
             signed=True,
         )
+        #: Started again once a connection has served (a notification or a check answered),
+        #: not when one is made: a server that broke each connection at once was
+        #: reconnected to twice a second.
+        self._backoff = Backoff()
         #: Whether this listener's connection holds the lock (it LISTENs) now.
         self.leading = False
 
     async def run(self) -> None:
-        backoff = Backoff()
         while True:
             try:
                 dsn = (await self._open_secret(self.spec.dsn)).strip()
                 self._redact = Redactor({self.spec.dsn: dsn, **_password(self.spec.dsn, dsn)})
                 what = f"the DSN in secret {self.spec.dsn}"
                 pinned = await pin_dsn(dsn, self._allow_networks, what)
-                async with await psycopg.AsyncConnection.connect(
-                    pinned, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                ) as conn:
+                async with (
+                    relayed(pinned, CONNECT_TIMEOUT_S) as (via, self._relays),
+                    await psycopg.AsyncConnection.connect(
+                        via, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    ) as conn,
+                ):
+                    self._relays.close_door()
                     await self.health.succeeded()
-                    backoff.reset()
                     if await self._lead(conn, dsn):
-                        await conn.execute(
-                            sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
-                        )
+                        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.spec.channel))
+                        await self._ask(conn, "LISTEN", listen)
                         await self._listen(conn, dsn)
             except Exception as e:  # a lost connection, a bad DSN, a missing secret: retried
-                await self.health.failed(self._reason(e))
+                await self.health.failed(self._relays.why(e) or self._reason(e))
+            self._relays = Relays(CONNECT_TIMEOUT_S)
             self.leading = False
-            await asyncio.sleep(backoff.next())
+            await asyncio.sleep(self._backoff.next())
 
     async def _lead(self, conn: psycopg.AsyncConnection[Any], dsn: str) -> bool:
         """Wait until this connection holds the trigger's advisory lock (True), or the DSN
         changes (False). One node of several listens; the others wait their turn here."""
+        rounds = 0
         while True:
-            cur = await asyncio.wait_for(
-                conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)),
-                CONNECT_TIMEOUT_S,
+            cur = await self._ask(
+                conn, "the lock's query", "SELECT pg_try_advisory_lock(%s)", (self.lock_key,)
             )
+            rounds += 1
+            if rounds > 1:  # a standby that has waited a round: its connection served
+                self._backoff.reset()
             row = await cur.fetchone()
             if row is not None and row[0] is True:
                 self.leading = True
@@ -189,7 +209,9 @@ class PostgresListener:
         role, a stranger who computed the (documented) key and silences the trigger, every
         NOTIFY lost: an outage, alerted, until the lock is this listener's."""
         high, low = (self.lock_key >> 32) & 0xFFFFFFFF, self.lock_key & 0xFFFFFFFF
-        cur = await asyncio.wait_for(conn.execute(_STRANGE_HOLDERS, (high, low)), CONNECT_TIMEOUT_S)
+        cur = await self._ask(
+            conn, "the query of the lock's holders", _STRANGE_HOLDERS, (high, low)
+        )
         strangers = [str(r[0]) for r in await cur.fetchall()]
         if strangers:
             await self.health.failed(
@@ -204,10 +226,13 @@ class PostgresListener:
         while True:
             async for notify in conn.notifies(timeout=IDLE_CHECK_S):
                 n += 1
+                self._relays.step()
+                self._backoff.reset()
                 await self._deliver(notify.payload, f"{session}.{n}")
             # Every IDLE_CHECK_S: is the server still there? (A silently cut connection
             # would otherwise wait for TCP to give up, many minutes.)
-            await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT_S)
+            await self._ask(conn, "its check (SELECT 1)", "SELECT 1")
+            self._backoff.reset()
             if (await self._open_secret(self.spec.dsn)).strip() != dsn:
                 log.info(
                     "%s: the DSN of channel %s changed; reconnecting",
@@ -215,6 +240,25 @@ class PostgresListener:
                     self.spec.channel,
                 )
                 return
+
+    async def _ask(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        what: str,
+        query: LiteralString | sql.Composed,
+        params: tuple[int, ...] = (),
+    ) -> psycopg.AsyncCursor[Any]:
+        """`query`'s answer, in at most `CONNECT_TIMEOUT_S` (else `TimeoutError` naming
+        `what`); a step of the relay's. A server that never answered the LISTEN held the
+        listener for ever, its trigger silent and its health "available"."""
+        try:
+            cur = await asyncio.wait_for(conn.execute(query, params or None), CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the server did not answer {what} in {CONNECT_TIMEOUT_S} s"
+            ) from None
+        self._relays.step()
+        return cur
 
     async def _deliver(self, payload: str, delivery_id: str) -> None:
         envelope = Envelope(
@@ -242,18 +286,23 @@ class PostgresListener:
 
     async def _dropped(self, delivery_id: str, reason: str, audited: str) -> None:
         """A notification refused by the node (its function's queue full, its schema...):
-        lost, since NOTIFY cannot be asked again. Every one is logged (with `reason`, the
-        refusal's `summary`: a schema's refusal names the field, never the value) and
-        counted; the first of a run is audited at once (`trigger.event.dropped` with
-        `audited`, a reason that holds nothing of the payload; alerted by the monitor's
-        `event_sources` rule) and the run's count when it ends."""
+        lost, since NOTIFY cannot be asked again. Every one is counted; the first of a run,
+        and every `LOG_EVERY`-th, is logged (with `reason`, the refusal's `summary`: a
+        schema's refusal names the field, never the value), the others at debug level: a
+        server that sent notifications as fast as it could to a full queue wrote a warning
+        each, 452,000 in 8 s. The first of a run is audited at once (`trigger.event.dropped`
+        with `audited`, a reason that holds nothing of the payload; alerted by the
+        monitor's `event_sources` rule) and the run's count when it ends."""
         self.dropped += 1
         self._dropping += 1
-        log.warning(
-            "%s: notification %s on %s was not taken and is lost: %s",
+        loud = self._dropping == 1 or self._dropping % LOG_EVERY == 0
+        log.log(
+            logging.WARNING if loud else logging.DEBUG,
+            "%s: notification %s on %s was not taken and is lost (%d of this run): %s",
             self.function,
             delivery_id,
             self.spec.channel,
+            self._dropping,
             reason,
         )
         if self._dropping == 1:

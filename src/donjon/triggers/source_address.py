@@ -13,7 +13,10 @@ the address checked (libpq's `hostaddr`), not to a second lookup of the name.
 
 A DSN is read by libpq, which also reads the node's own files and services for some of
 its parameters (`service`, `passfile`, `sslkey`, ...). Only the parameters that name a
-server and how to talk to it are taken; the node's password file is never read.
+server and how to talk to it are taken; the node's password file and PGPASSWORD are
+never read, its client certificate (libpq's default, ~/.postgresql/postgresql.crt)
+never sent, and its Kerberos credentials never offered (no GSSAPI). Nor is a path to
+a root certificate taken (only `sslrootcert=system`): libpq read any file named.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ async def allowed_addresses(
 
 
 async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> str:
-    """`dsn` with each host's checked address as its `hostaddr` and no password file;
+    """`dsn` with each host's checked address as its `hostaddr`, no password but its own
+    (neither the node's password file nor its PGPASSWORD) and no client certificate;
     `SourceAddressRefused` for a parameter outside `DSN_PARAMETERS`, a unix socket, or a
     host at an address the node may not dial."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -116,6 +120,15 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
             "read the node's own files or services for it)",
             hint="keep to host, port, dbname, user, password and the ssl and timeout settings",
         )
+    if params.get("sslrootcert") not in (None, "system"):
+        # A path on the node's host: libpq opens it on the event loop (a FIFO there held
+        # the node for ever), and its errors told which files exist.
+        raise SourceAddressRefused(
+            f"{what} sets sslrootcert to a path, a file of the node's own host",
+            hint="sslrootcert=system checks the server against the host's trusted roots; an "
+            "admin adds a private CA to them",
+        )
+    _refuse_kerberos(params, what)
     hosts = str(params.get("host") or "").split(",")
     if any(not h or h.startswith(("/", "@")) for h in hosts):
         raise SourceAddressRefused(
@@ -133,7 +146,30 @@ async def pin_dsn(dsn: str, allow_networks: Sequence[IPNetwork], what: str) -> s
     ]
     params["hostaddr"] = ",".join(str(a) for a in pinned)
     params["passfile"] = os.devnull  # the node's ~/.pgpass answers no trigger's server
+    params.setdefault("password", "")  # nor its PGPASSWORD: libpq takes it for a DSN's none
+    # Nor does its client certificate (~/.postgresql/postgresql.crt, libpq's default): it
+    # may be how the node logs in to its own database, which a DSN could name.
+    params["sslcertmode"] = "disable"
     return make_conninfo("", **params)
+
+
+def _refuse_kerberos(params: dict[str, str | int | None], what: str) -> None:
+    """GSSAPI kept out of `params`: libpq answers it with the node's own Kerberos
+    credentials (its default ticket cache), so a server that trusts the node's principal
+    would take a trigger's connection for the node. `SourceAddressRefused` for a DSN that
+    asks for it."""
+    gssencmode = str(params.get("gssencmode") or "disable")
+    methods = [m for m in str(params.get("require_auth") or "").split(",") if m]
+    allowing = any(m in ("gss", "sspi") for m in methods)
+    if gssencmode != "disable" or allowing:
+        raise SourceAddressRefused(
+            f"{what} asks for GSSAPI (Kerberos), which would log in with the node's own "
+            "credentials",
+            hint="log in with a password (scram-sha-256) or over TLS; leave out gssencmode",
+        )
+    params["gssencmode"] = "disable"
+    if not methods or all(m.startswith("!") for m in methods):
+        params["require_auth"] = ",".join(dict.fromkeys([*methods, "!gss", "!sspi"]))
 
 
 async def check_url(url: str, allow_networks: Sequence[IPNetwork], what: str) -> None:
