@@ -316,13 +316,19 @@ def test_a_node_reads_no_endless_answer_from_a_developers_server(
     live.deploy(fn)
 
     def outage() -> dict[str, Any] | None:
+        # The outage that names the bound: on a loaded machine an attempt may end first
+        # for another reason (its connection's check timing out), and the next one shows it.
         with live.client() as c:
             records: list[dict[str, Any]] = c.get("/v1/audit", params={"n": 2000}).json()
-        found = [r for r in records if r["action"] == "trigger.source.unavailable"]
+        found = [
+            r
+            for r in records
+            if r["action"] == "trigger.source.unavailable"
+            and f"more than {MAX_AHEAD} bytes" in json.dumps(r)
+        ]
         return found[-1] if found else None
 
-    record = _until(outage, "the outage record")
-    assert f"more than {MAX_AHEAD} bytes" in json.dumps(record)
+    record = _until(outage, "the outage record naming the bound")
     assert "pw-hunter2" not in json.dumps(record)
     sent = _until(lambda: server.sent, "the server's count")
     assert max(sent) < SLACK < HUGE, sent
