@@ -34,20 +34,6 @@ def _render(result: Any, fmt: str) -> RenderedResponse:
     return http_response(_result_body(result, {"response": fmt}), "0123456789abcdef", _ROUTE)
 
 
-@pytest.fixture
-def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the JSON texts parsed in this thread meanwhile."""
-    sizes: list[int] = []
-    decode = json.JSONDecoder.decode
-
-    def counting(self: json.JSONDecoder, s: str, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(s))
-        return decode(self, s, *args, **kwargs)
-
-    monkeypatch.setattr(json.JSONDecoder, "decode", counting)
-    return sizes
-
-
 @pytest.mark.parametrize(
     ("fmt", "result", "content"),
     [
@@ -57,19 +43,19 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     ],
 )
 def test_large_proxy_body_is_not_parsed_by_the_gateway(
-    parsed: list[int], fmt: str, result: dict[str, Any], content: str | None
+    parsed_json: list[int], fmt: str, result: dict[str, Any], content: str | None
 ) -> None:
     """A 6 MiB proxy response: the gateway parses its head only, and sends its body whole."""
     rendered = _render(result, fmt)
-    assert sum(parsed) <= MAX_PROXY_HEAD, f"the gateway parsed {sum(parsed)} bytes"
+    assert sum(parsed_json) <= MAX_PROXY_HEAD, f"the gateway parsed {sum(parsed_json)} bytes"
     assert rendered.response.status_code == result["statusCode"]
     assert rendered.response.body == (content or result["body"]).encode()
 
 
-def test_plain_result_is_sent_unparsed(parsed: list[int]) -> None:
+def test_plain_result_is_sent_unparsed(parsed_json: list[int]) -> None:
     """A result that is no proxy response is a 200 with it as JSON, as the invoke route's."""
     rendered = _render({"items": [0] * 100_000}, "http")
-    assert parsed == []
+    assert parsed_json == []
     assert json.loads(bytes(rendered.response.body)) == {"items": [0] * 100_000}
     assert rendered.response.headers["content-type"] == "application/json"
 

@@ -9,55 +9,23 @@ record then proved too large: a fraction of a second of every tenant's time per 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from donjon.triggers.queue import Outcome, QueuedInvocation, RetryPolicy, Status
+from donjon.triggers.queue import Outcome
 from donjon.triggers.queue.destinations import MAX_RECORD_PAYLOAD, destination_event
+from queue_support import queued
 
 _LARGE = json.dumps([0] * 3_000_000, separators=(",", ":")).encode()  # 6 MiB
 
 
-def _invocation(event: bytes) -> QueuedInvocation:
-    return QueuedInvocation(
-        id="i",
-        function="f",
-        trigger="invoke",
-        source="/s",
-        type="t",
-        principal="key:k",
-        delivery_id=None,
-        subject=None,
-        event=event,
-        status=Status.RUNNING,
-        attempts=1,
-        retry=RetryPolicy(),
-        enqueued_at=0.0,
-        next_at=0.0,
-        updated_at=0.0,
-    )
-
-
-@pytest.fixture
-def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the JSON texts parsed in this thread meanwhile."""
-    sizes: list[int] = []
-    decode = json.JSONDecoder.decode
-
-    def counting(self: json.JSONDecoder, s: str, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(s))
-        return decode(self, s, *args, **kwargs)
-
-    monkeypatch.setattr(json.JSONDecoder, "decode", counting)
-    return sizes
-
-
 @pytest.mark.parametrize("limit", [6 * 1024 * 1024, 1024 * 1024, None])
-def test_large_result_is_not_parsed_for_the_record(parsed: list[int], limit: int | None) -> None:
+def test_large_result_is_not_parsed_for_the_record(
+    parsed_json: list[int], limit: int | None
+) -> None:
     """A 6 MiB result (and event) is null in the record, and never parsed."""
-    event = destination_event(_invocation(_LARGE), Outcome(True, "r", result=_LARGE), limit)
-    assert sum(parsed) <= 2 * MAX_RECORD_PAYLOAD, f"parsed {sum(parsed)} bytes"
+    event = destination_event(queued(_LARGE), Outcome(True, "r", result=_LARGE), limit)
+    assert sum(parsed_json) <= 2 * MAX_RECORD_PAYLOAD, f"parsed {sum(parsed_json)} bytes"
     record = json.loads(event)
     assert record["requestPayload"] is None
     assert record["responsePayload"] is None
@@ -66,6 +34,6 @@ def test_large_result_is_not_parsed_for_the_record(parsed: list[int], limit: int
 def test_small_payloads_are_in_the_record() -> None:
     """Payloads within the bound are in the record, as JSON values."""
     small = json.dumps({"items": [0] * 1000}).encode()
-    event = destination_event(_invocation(small), Outcome(True, "r", result=small), None)
+    event = destination_event(queued(small), Outcome(True, "r", result=small), None)
     record = json.loads(event)
     assert record["requestPayload"] == record["responsePayload"] == {"items": [0] * 1000}
