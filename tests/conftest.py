@@ -14,9 +14,11 @@ suite runs every test, with each property's own number of examples.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -162,3 +164,18 @@ def pytest_terminal_summary(
     terminalreporter.section("monitor: precision and recall on the synthetic trace")
     for line in summary_lines(trace):
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def parsed_json(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the JSON texts parsed in this thread meanwhile (json's decoder, which
+    `json.loads` and `donjon.boundedjson` use): the parsing a test counts, not times."""
+    sizes: list[int] = []
+    decode = json.JSONDecoder.decode
+
+    def counting(self: json.JSONDecoder, s: str, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(s))
+        return decode(self, s, *args, **kwargs)
+
+    monkeypatch.setattr(json.JSONDecoder, "decode", counting)
+    return sizes

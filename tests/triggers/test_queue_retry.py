@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
-from donjon.triggers.queue import Outcome, QueuedInvocation, RetryPolicy, Status
+from donjon.triggers.queue import Outcome, QueuedInvocation, RetryPolicy
 from donjon.triggers.queue.retry import MAX_BACKOFF_S, backoff_s, next_attempt, retryable
+from queue_support import queued
 
 NOW = 1_000_000.0
 
@@ -17,23 +19,7 @@ def _rng(seed: int) -> random.Random:
 
 
 def _invocation(attempts: int, policy: RetryPolicy, age_s: float = 0.0) -> QueuedInvocation:
-    return QueuedInvocation(
-        id="i",
-        function="f",
-        trigger="invoke",
-        source="/s",
-        type="t",
-        principal=None,
-        delivery_id=None,
-        subject=None,
-        event=b"{}",
-        status=Status.RUNNING,
-        attempts=attempts,
-        retry=policy,
-        enqueued_at=NOW - age_s,
-        next_at=NOW,
-        updated_at=NOW,
-    )
+    return replace(queued(attempts=attempts, retry=policy, at=NOW), enqueued_at=NOW - age_s)
 
 
 def _failed(status: int, *, ran: bool = True, retry_after: float | None = None) -> Outcome:

@@ -4,7 +4,9 @@ In: the request as API Gateway's proxy event, payload format 1.0 (REST APIs) or 
 (HTTP APIs), so ASGI/WSGI adapters (Mangum) and aws-lambda-powertools' event
 handlers take it unchanged. Out: the function's proxy response (`statusCode`,
 `headers`, `multiValueHeaders`, `cookies`, `body`, `isBase64Encoded`) mapped back to
-HTTP through the same response policy as every http trigger (`render_http`).
+HTTP through the same response policy as every http trigger (`render_http`): the
+function's worker maps it to a status, headers and content (sandbox/runtime/
+httpresult.py), so the gateway's loop never parses its body.
 
 The path a function sees is its trigger's path, without the gateway's `/fn` prefix
 (as behind an API Gateway custom domain). The caller is `requestContext.authorizer`'s
@@ -16,19 +18,13 @@ own event (the caller gives them as `headers`).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 from starlette.requests import Request
 
-from donjon import boundedjson
-from donjon.gateway.errors import BadFunctionResponse
-from donjon.gateway.response_policy import RenderedResponse, function_json_response, render_http
-
-__all__ = ["EventFormat", "apigw_event", "apigw_response"]
+__all__ = ["EventFormat", "apigw_event"]
 
 EventFormat = Literal["apigw-v1", "apigw-v2"]
 
@@ -155,84 +151,3 @@ def apigw_event(
         if text is not None:
             event["body"] = text
     return json.dumps(event).encode()
-
-
-def apigw_response(
-    version: EventFormat,
-) -> Callable[[bytes, str, str], RenderedResponse]:
-    """The renderer of a function's proxy response in `version`'s payload format."""
-
-    def render(body: bytes, request_id: str, route: str) -> RenderedResponse:
-        try:
-            result: Any = boundedjson.loads(body)
-        except (ValueError, boundedjson.JSONTooDeep) as e:
-            raise BadFunctionResponse("the function returned a malformed response") from e
-        if not (isinstance(result, dict) and "statusCode" in result):
-            if version == "apigw-v2":
-                # As HTTP APIs do: a result with no statusCode is a 200 with it as JSON.
-                return function_json_response(body, request_id)
-            raise BadFunctionResponse(
-                "the function's result is not an API Gateway proxy response (no statusCode)"
-            )
-        return render_http(
-            result["statusCode"],
-            _headers(result, version),
-            _content(result),
-            request_id,
-            route,
-        )
-
-    return render
-
-
-def _headers(result: dict[str, Any], version: EventFormat) -> list[tuple[str, str]]:
-    """`headers`, `multiValueHeaders` (1.0: its values win for a name in both) and
-    `cookies` (2.0: one Set-Cookie each) as (name, value) pairs."""
-    single = result.get("headers") or {}
-    multi = (result.get("multiValueHeaders") or {}) if version == "apigw-v1" else {}
-    cookies = (result.get("cookies") or []) if version == "apigw-v2" else []
-    if not (isinstance(single, dict) and isinstance(multi, dict) and isinstance(cookies, list)):
-        raise BadFunctionResponse(
-            "the function's proxy response has headers, multiValueHeaders or cookies "
-            "of the wrong type"
-        )
-    pairs: list[tuple[str, str]] = []
-    in_multi = {str(k).lower() for k in multi}
-    for name, value in single.items():
-        if str(name).lower() not in in_multi:
-            pairs.append((str(name), _scalar(value)))
-    for name, values in multi.items():
-        if not isinstance(values, list):
-            raise BadFunctionResponse(
-                f"multiValueHeaders[{str(name)[:64]!r}] is not a list of values"
-            )
-        pairs += [(str(name), _scalar(v)) for v in values]
-    pairs += [("set-cookie", _scalar(c)) for c in cookies]
-    return pairs
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise BadFunctionResponse("a header value of the function's proxy response is not a string")
-
-
-def _content(result: dict[str, Any]) -> bytes:
-    payload = result.get("body")
-    if payload is None:
-        return b""
-    if not isinstance(payload, str):
-        raise BadFunctionResponse("the body of the function's proxy response is not a string")
-    if result.get("isBase64Encoded") is True:
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise BadFunctionResponse(
-                "the function's body says isBase64Encoded but is not base64"
-            ) from e
-    try:
-        return payload.encode("utf-8")
-    except UnicodeEncodeError as e:  # a lone surrogate, from a \ud800 escape
-        raise BadFunctionResponse("the function's body is not valid Unicode") from e

@@ -28,7 +28,6 @@ and its own path:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from starlette.responses import Response
 from donjon import boundedjson
 from donjon.gateway.calllog import NOTE
 from donjon.gateway.errors import BadFunctionResponse
+from donjon.sandbox.runtime.httpresult import MARK
 
 __all__ = [
     "MAX_COOKIE_PATH",
@@ -107,6 +107,9 @@ ORIGIN_WIDE = frozenset(
 #: Past them clients and proxies refuse the whole response.
 MAX_FIELDS = 100
 MAX_FIELD_BYTES = 64 * 1024
+#: The most of a split proxy response's head (status and headers as JSON) read: twice
+#: MAX_FIELD_BYTES, what the worker sends at most (sandbox/runtime/httpresult.py).
+MAX_PROXY_HEAD = 2 * MAX_FIELD_BYTES + 1024
 #: The longest cookie attribute value a browser keeps (RFC 6265bis 5.6). A longer Path is
 #: ignored and the cookie takes the default path, the request path's directory: /fn for a
 #: route /fn/x, every tenant's routes.
@@ -174,29 +177,41 @@ def function_json_response(body: bytes, request_id: str) -> RenderedResponse:
 
 
 def http_response(body: bytes, request_id: str, route: str) -> RenderedResponse:
-    """The HTTP response for an http trigger's result, after the policy. `route`: /fn/..."""
-    try:
-        result: Any = boundedjson.loads(body)
-    except (ValueError, boundedjson.JSONTooDeep) as e:
-        # Only a function writing its own frames gets here.
-        raise BadFunctionResponse("the function returned a malformed response") from e
-    if not (isinstance(result, dict) and "statusCode" in result):
+    """The HTTP response for an http trigger's result, after the policy. `route`: /fn/...
+
+    The function's worker split a proxy response into its status and headers (a small
+    head, parsed here) and its content (bytes, sent on unparsed): sandbox/runtime/
+    httpresult.py. Any other result is a plain JSON result, sent as it came, as the
+    invoke route sends one. Nothing of it is trusted: function code can write its own
+    reply, and gets no more than a proxy response (or a JSON result) would."""
+    if not body.startswith(MARK):
         return function_json_response(body, request_id)
-    status = result.get("statusCode")
-    headers = result.get("headers") or {}
-    payload = result.get("body", "")
-    if not isinstance(headers, dict):
-        raise BadFunctionResponse("the function returned a malformed http response")
-    pairs = [(str(k), str(v)) for k, v in headers.items()]
-    if not isinstance(payload, str):
-        payload = json.dumps(payload)
-        if not any(k.lower() == "content-type" for k, _ in pairs):
-            pairs.append(("content-type", "application/json"))
+    start = len(MARK) + 4
+    size = int.from_bytes(body[len(MARK) : start], "big")
+    if size > MAX_PROXY_HEAD or start + size > len(body):
+        raise BadFunctionResponse("the function returned a malformed response")
     try:
-        content = payload.encode("utf-8")
-    except UnicodeEncodeError as e:  # a lone surrogate, from a \ud800 escape
-        raise BadFunctionResponse("the function's body is not valid Unicode") from e
-    return render_http(status, pairs, content, request_id, route)
+        head: Any = boundedjson.loads(body[start : start + size])
+    except (ValueError, boundedjson.JSONTooDeep) as e:
+        raise BadFunctionResponse("the function returned a malformed response") from e
+    if not isinstance(head, dict):
+        raise BadFunctionResponse("the function returned a malformed response")
+    if "error" in head:  # the worker found the proxy response one the policy refuses
+        raise BadFunctionResponse(str(head["error"])[:500])
+    headers = head.get("headers")
+    if not (
+        isinstance(headers, list)
+        and all(
+            isinstance(pair, list)
+            and len(pair) == 2
+            and isinstance(pair[0], str)
+            and isinstance(pair[1], str)
+            for pair in headers
+        )
+    ):
+        raise BadFunctionResponse("the function returned a malformed http response")
+    pairs = [(name, value) for name, value in headers]
+    return render_http(head.get("status"), pairs, body[start + size :], request_id, route)
 
 
 def render_http(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,7 +20,7 @@ from donjon.gateway.access import (
     parse_json,
 )
 from donjon.gateway.admission import admit
-from donjon.gateway.apigw import apigw_event, apigw_response
+from donjon.gateway.apigw import apigw_event
 from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.events import body_limit, read_event, refuse_declared, validate
 from donjon.gateway.http_event import function_headers, http_event
@@ -30,7 +29,6 @@ from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
 from donjon.gateway.problems import quarantined
 from donjon.gateway.response_policy import (
-    RenderedResponse,
     function_json_response,
     http_response,
     route_of,
@@ -97,15 +95,12 @@ async def handle_http_trigger(request: Request) -> Response:
         headers = function_headers(request, strip_auth=auth != "public", issuers=node.jwt.issuers)
         own_path = route_of(path)
         label = principal.label if principal else None
-        render: Callable[[bytes, str, str], RenderedResponse]
         if spec.event_format is None:
             event = http_event(request, path, body, label, headers)
-            render = http_response
         else:  # API Gateway's proxy event and response (apigw.py)
             event = apigw_event(
                 spec.event_format, request, path, spec.path, headers, body, label, request_id
             )
-            render = apigw_response(spec.event_format)
         return await _run(
             node,
             deployed,
@@ -113,8 +108,10 @@ async def handle_http_trigger(request: Request) -> Response:
             event,
             request_id,
             "http",
-            lambda result: render(result.body, request_id, own_path),
+            lambda result: http_response(result.body, request_id, own_path),
             client=client_address(request),
+            # The worker splits a proxy response in this format (sandbox/runtime/httpresult.py).
+            fields={"response": spec.event_format or "http"},
         )
     except FunctionQuarantined as e:  # anyone at all (public) is not told why
         return quarantined(e, request_id, public=caller is not None and caller[0] is None)

@@ -9,6 +9,8 @@ import os
 import sys
 
 DEPTH = 100_000
+#: How the runtime starts an http trigger's split reply (sandbox/runtime/httpresult.py).
+SPLIT = b"\x00http:"
 SCRIPT = "<script>fetch('/v1/keys').then(r => r.text()).then(alert)</script>"
 
 CASES = {
@@ -86,8 +88,9 @@ def _forge(head, body):
 def handler(event, context):
     query = event.get("query") or {}
     case = query.get("case") or event.get("case", "")
-    if case == "deep-body":  # a reply the gateway must parse: 100,000 levels deep
-        _forge(b'{"ok":true,"out":""}', b"[" * DEPTH + b"]" * DEPTH)
+    if case == "deep-body":  # a split http reply whose head the gateway parses: as deep
+        head = b"[" * DEPTH + b"]" * DEPTH
+        _forge(b'{"ok":true,"out":""}', SPLIT + len(head).to_bytes(4, "big") + head)
         return None
     if case == "deep-head":  # the reply's own head, as deep
         _forge(b"[" * DEPTH + b"]" * DEPTH, b"{}")
@@ -97,6 +100,8 @@ def handler(event, context):
         for _ in range(300):
             value = [value]
         return {"statusCode": 200, "body": value}
+    if case == "large-list":  # a 6 MiB body the gateway used to parse and serialise again
+        return {"statusCode": 200, "body": [0] * 2_000_000}
     if case in ("204-body", "205-body", "304-body"):  # statuses that carry no body, with one
         return {"statusCode": int(case[:3]), "body": "not empty"}
     if case == "surrogate-body":

@@ -6,7 +6,7 @@ import os
 import resource
 import sys
 
-from . import jsonwire, lambda_env, signals
+from . import httpresult, jsonwire, lambda_env, signals
 from .context import Context, Secrets
 from .frames import FrameError, FrameReader, recv_frame, send_frames, send_reply
 from .policy_hooks import CallWatch
@@ -140,6 +140,17 @@ def _result_limit(ctx_meta: Any) -> int:
     return MAX_RESULT
 
 
+def _result_body(result: Any, ctx_meta: Any) -> bytes:
+    """The reply's body: the result as JSON, or an http trigger's proxy response split in
+    its head and content (httpresult.py), as the call's context asks."""
+    response = ctx_meta.get("response") if type(ctx_meta) is dict else None
+    if response in httpresult.FORMATS:
+        split = httpresult.proxy_body(result, response)
+        if split is not None:
+            return split
+    return jsonwire.dumps(result, compact=True, allow_nan=False).encode()
+
+
 def _trace() -> str:
     import traceback  # only on failure: every import here costs each cold start
 
@@ -241,7 +252,7 @@ def _invoke(
             }
         else:
             try:
-                body = jsonwire.dumps(result, compact=True, allow_nan=False).encode()
+                body = _result_body(result, ctx_meta)
                 limit = _result_limit(ctx_meta)
                 if len(body) > limit:
                     meta = {

@@ -23,6 +23,7 @@ from donjon.triggers.queue.retry import Outcome
 __all__ = [
     "DESTINATION_TYPES",
     "MAX_DESTINATION_CHAIN",
+    "MAX_RECORD_PAYLOAD",
     "CallerRefused",
     "DestinationChainTooLong",
     "DestinationLapsed",
@@ -38,6 +39,12 @@ __all__ = [
 MAX_DESTINATION_CHAIN = 16
 #: The CloudEvents type of a destination's record: its event was made by the node.
 DESTINATION_TYPES = frozenset({"donjon.invocation.success", "donjon.invocation.failure"})
+
+#: The most bytes of an event or a result parsed into a record, on the node's one event
+#: loop: a larger one is null there, as one past the destination's body limit is (a 6 MiB
+#: result of `[0, 0, ...]` took the loop about 0.5 s per record, every tenant's time).
+#: Lambda's asynchronous invocations took payloads of at most 256 KB.
+MAX_RECORD_PAYLOAD = 256 * 1024
 
 #: An invocation by id (the queue's `get`), None once it is gone.
 Get = Callable[[str], Awaitable[QueuedInvocation | None]]
@@ -114,19 +121,26 @@ async def check_chain(invocation: QueuedInvocation, target: str, get: Get) -> No
         )
 
 
-def _parsed(raw: bytes) -> object:
-    """An event or a result as JSON, None if it is none or nests deeper than the node
-    parses (boundedjson): a function's result nested 5,000 deep raised RecursionError
-    here, its outcome was never recorded, and it ran again at each lease's expiry."""
+def _parsed(raw: bytes, room: int) -> object:
+    """An event or a result as JSON, None if it is none, is larger than `room` (unparsed),
+    or nests deeper than the node parses (boundedjson): a function's result nested 5,000
+    deep raised RecursionError here, its outcome was never recorded, and it ran again at
+    each lease's expiry."""
+    if len(raw) > room:
+        return None
     try:
         return boundedjson.loads(raw)
     except (ValueError, boundedjson.JSONTooDeep):
         return None
 
 
-def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[str, object]:
-    """What a destination function receives: Lambda's destination record shape."""
-    payload = _parsed(invocation.event)
+def destination_record(
+    invocation: QueuedInvocation, outcome: Outcome, room: int = MAX_RECORD_PAYLOAD
+) -> dict[str, object]:
+    """What a destination function receives: Lambda's destination record shape; an event or
+    a result over `room` bytes (at most MAX_RECORD_PAYLOAD) is null, unparsed."""
+    room = min(room, MAX_RECORD_PAYLOAD)
+    payload = _parsed(invocation.event, room)
     condition = "Success"
     if not outcome.ok:
         condition = (
@@ -134,7 +148,7 @@ def destination_record(invocation: QueuedInvocation, outcome: Outcome) -> dict[s
         )
     response: object
     if outcome.ok:
-        response = _parsed(outcome.result) if outcome.result else None
+        response = _parsed(outcome.result, room) if outcome.result else None
     else:
         response = {"errorType": outcome.error_type, "errorMessage": outcome.error}
     return {
@@ -159,8 +173,9 @@ def destination_event(invocation: QueuedInvocation, outcome: Outcome, limit: int
     """The record as the destination's event: at most `limit` bytes (its body limit), its
     payloads null past that, the request's first. In a chain each record's requestPayload
     is the record before it: a ring of functions each returning 700 KB queued records of
-    k * 700 KB, past every body limit (~95 MB from one call over 16 links)."""
-    record = destination_record(invocation, outcome)
+    k * 700 KB, past every body limit (~95 MB from one call over 16 links). A payload
+    larger than `limit` alone is not parsed: it could not be in the record."""
+    record = destination_record(invocation, outcome, MAX_RECORD_PAYLOAD if limit is None else limit)
     event = json.dumps(record).encode()
     for payload in ("requestPayload", "responsePayload"):
         if limit is None or len(event) <= limit:
