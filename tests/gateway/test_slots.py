@@ -79,7 +79,18 @@ def _node(tmp_path: Path, pool: Pool, **limits: Any) -> Any:
         pool=pool,
         quotas=QuotaBook(),  # none set: nothing is charged
         log_bound=CountedTrim("invocation log", _no_trim, 10),  # each call's entry counted
+        key_index=_EveryKeyLive(),
     )
+
+
+class _EveryKeyLive:
+    """The key index as a call asks it again once it holds its slots (gateway/access.py
+    `credential_ended`): every key live here (a key revoked in flight is
+    tests/security/test_attack_revoked_in_flight.py's)."""
+
+    def ended(self, key_id: str, now: float | None = None) -> str | None:
+        del key_id, now
+        return None
 
 
 async def _no_trim(function: str, keep: int, batch: int) -> int:
