@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import platform
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -67,14 +67,14 @@ class _OlderLibseccomp:
     (Debian 11's and Ubuntu 20.04's 2.5.1 knows none past Linux 5.9): every call numbered
     from there on is unknown to it; everything else is the real library."""
 
-    def __init__(self, lib: object) -> None:
-        self._real = lib
+    def __init__(self, lib: Any) -> None:
+        self._real: Any = lib  # the ctypes library: its functions are looked up by name
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._real, name)
 
     def seccomp_syscall_resolve_name(self, name: bytes) -> int:
-        nr: int = self._real.seccomp_syscall_resolve_name(name)  # type: ignore[attr-defined]
+        nr: int = self._real.seccomp_syscall_resolve_name(name)
         return -1 if nr >= _FIRST_UNIFORM else nr
 
 

@@ -25,7 +25,7 @@ from jwt_support import SigningKey, claims, jwks, jwks_server
 
 AUD = "donjon-api"
 # A weak key is the input under test: the node must leave it out, not keep the old keys.
-_WEAK = SigningKey("weak-1", "RS256", rsa.generate_private_key(65537, 1024))  # noqa: S505
+_WEAK = SigningKey("weak-1", "RS256", rsa.generate_private_key(65537, 1024))  # noqa: S505 - the weak key under test
 _HMAC = {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ", "kid": "hs-1", "alg": "HS256"}
 #: The issuers, by name: what each publishes once its first key is withdrawn (beside
 #: its current key, when the flag says so).

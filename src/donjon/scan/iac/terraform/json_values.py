@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import re
 from bisect import bisect_left
-
-# Both in CPython's json package since 2.6, neither in typeshed's stubs.
-from json.decoder import scanstring  # type: ignore[attr-defined]
-from json.scanner import py_make_scanner  # type: ignore[attr-defined]
+from json.decoder import scanstring  # type: ignore[attr-defined]  # not in typeshed
+from json.scanner import py_make_scanner  # type: ignore[attr-defined]  # not in typeshed
 from typing import Any
 
 from donjon.boundedjson import JSONTooDeep, check_depth, finite_float, refuse_constant
