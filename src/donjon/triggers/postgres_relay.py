@@ -43,6 +43,7 @@ class _Relay:
         self._upstream_port = upstream_port
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     async def start(self) -> None:
@@ -55,34 +56,43 @@ class _Relay:
 
     async def close(self) -> None:
         self.close_door()
+        await asyncio.sleep(0)  # a connection accepted just now registers its task
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:  # a peer that stopped reading holds a close's flush
+            writer.transport.abort()
+        self._writers.clear()
+        await asyncio.sleep(0)  # the aborted transports' sockets are closed
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        self._writers.add(writer)
+        up_writer: asyncio.StreamWriter | None = None
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(self._address, self._upstream_port),
-                self._owner.connect_timeout,
-            )
-        except (OSError, TimeoutError) as e:
-            why = str(e) or "timed out"
-            self._owner.error = f"{self._address} port {self._upstream_port}: {why}"
-            writer.close()
-            return
-        try:
+            try:
+                up_reader, upstream = await asyncio.wait_for(
+                    asyncio.open_connection(self._address, self._upstream_port),
+                    self._owner.connect_timeout,
+                )
+            except (OSError, TimeoutError) as e:
+                why = str(e) or "timed out"
+                self._owner.error = f"{self._address} port {self._upstream_port}: {why}"
+                return
+            up_writer = upstream
+            self._writers.add(upstream)
             await asyncio.gather(
-                self._pump(reader, up_writer, bounded=False),
+                self._pump(reader, upstream, bounded=False),
                 self._pump(up_reader, writer, bounded=True),
             )
         except (OSError, asyncio.IncompleteReadError):
             pass
-        finally:
+        finally:  # cancelled too (the listener stopping): both sockets closed
             writer.close()
-            up_writer.close()
+            if up_writer is not None:
+                up_writer.close()
             if task is not None:
                 self._tasks.discard(task)
 
