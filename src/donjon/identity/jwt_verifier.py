@@ -71,6 +71,8 @@ class VerifiedToken:
     issuer: Issuer
     sub: str
     claims: dict[str, Any]
+    #: The kid of the issuer's key that signed it.
+    kid: str = ""
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -165,7 +167,7 @@ class JwtVerifier:
         sub = claims.get("sub")
         if not is_subject(sub):
             raise TokenRejected(f"jwt: sub must be a printable string of 1-{MAX_SUB} characters")
-        return VerifiedToken(issuer, sub, claims)
+        return VerifiedToken(issuer, sub, claims, kid)
 
     def _decode(self, token: str, issuer: Issuer, key: TrustedKey) -> dict[str, Any]:
         try:

@@ -146,6 +146,9 @@ class Principal:
     #: Quota subjects a call by it spends besides its own: a function calling another
     #: for a request spends the quotas of that request's caller too (function_calls.py).
     charged_to: tuple[str, ...] = ()
+    #: A JWT's: the kid of its issuer's key that signed it (its queued calls run only
+    #: while the issuer still publishes that key: triggers' deliveries.py).
+    signed_by: str | None = None
 
     @property
     def label(self) -> str:

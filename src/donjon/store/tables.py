@@ -333,6 +333,9 @@ invocations = Table(
     #: A token caller's roles as its token granted them, space-separated (its token is not
     #: kept): its deliveries are held to those roles' limits and quotas. NULL: none.
     Column("roles", String(1024), nullable=True),
+    #: The kid of the issuer's key that signed a token caller's token (a JWKS kid is at
+    #: most 256 characters: identity/jwks.py): its deliveries stop once it is withdrawn.
+    Column("signed_by", String(256), nullable=True),
     Column("delivery_id", String(256), nullable=True),
     Column("subject", String(1024), nullable=True),
     #: The event; sealed (vault/queueseal.py) when `event_key` is set: then `event`

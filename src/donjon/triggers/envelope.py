@@ -39,6 +39,10 @@ class Envelope:
     #: A token caller's roles, as its token granted them (its deliveries are held to their
     #: limits and quotas); () for a key (its role is read again) or a source.
     roles: tuple[str, ...] = ()
+    #: A token caller's: the kid of its issuer's key that signed the token (its deliveries
+    #: stop once the issuer withdraws that key); None for a key, a source, or an event
+    #: queued before it was kept.
+    signed_by: str | None = None
     #: The producer's own id for this delivery (``X-GitHub-Delivery``, ``webhook-id``,
     #: the S3 record's ``sequencer``...); None when the producer has none.
     delivery_id: str | None = None

@@ -199,6 +199,8 @@ class QueuedInvocation:
     error: str | None = None
     #: A token caller's roles as its token granted them (Envelope.roles).
     roles: tuple[str, ...] = ()
+    #: The kid of the key that signed a token caller's token (Envelope.signed_by).
+    signed_by: str | None = None
 
     def envelope(self) -> Envelope:
         """The envelope it was enqueued from."""
@@ -210,6 +212,7 @@ class QueuedInvocation:
             type=self.type,
             principal=self.principal,
             roles=self.roles,
+            signed_by=self.signed_by,
             delivery_id=self.delivery_id,
             subject=self.subject,
         )
