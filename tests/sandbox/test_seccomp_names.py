@@ -4,6 +4,8 @@ resolve stops the filter (and the node's start) instead of leaving the call allo
 from __future__ import annotations
 
 import ctypes
+import errno
+import os
 import platform
 from pathlib import Path
 from typing import Any, cast
@@ -94,3 +96,71 @@ def test_an_older_libseccomp_compiles_the_same_filters(monkeypatch: pytest.Monke
     assert older_filters.sandbox == expected.sandbox
     assert (older_filters.call, older_filters.call_watch) == (expected.call, expected.call_watch)
     assert older_filters.process_calls == expected.process_calls
+
+
+def _errno_of_getpid_under(program: bytes) -> int:
+    """In a child with `program` loaded as its seccomp filter: getpid's errno (0 if the
+    call ran)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: load the filter, try the call, write its errno, leave
+        os.close(read)
+        code = 1
+        try:
+            buffer = ctypes.create_string_buffer(program, len(program))
+            fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+            if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 and (
+                libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0
+            ):
+                ctypes.set_errno(0)
+                answer = libc.syscall(_GETPID)
+                os.write(write, str(ctypes.get_errno() if answer < 0 else 0).encode())
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child could not load the filter"
+    return int(said)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
+_GETPID = 39  # x86_64's number
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="getpid's number is x86_64's")
+def test_calls_numbered_past_the_newest_named_answer_enosys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every number from the first no named call uses is refused with ENOSYS (a call a
+    later kernel adds: a library falls back as on a kernel without it). Shown with the
+    bound moved onto a call that exists (getpid), since on this kernel the numbers past
+    the real bound answer ENOSYS anyway."""
+
+    def compile_unnamed() -> bytes:
+        return seccomp._Compiler().compile(
+            (), namespaces=False, families=False, deny_newns=False, unnamed=True
+        )
+
+    assert _errno_of_getpid_under(compile_unnamed()) == 0
+    monkeypatch.setattr(seccomp, "FIRST_UNNAMED", _GETPID)
+    monkeypatch.setattr(seccomp, "UNNAMED_UNTIL", _GETPID + 1)
+    assert _errno_of_getpid_under(compile_unnamed()) == errno.ENOSYS
+
+
+def test_the_unnamed_range_starts_past_every_named_call() -> None:
+    """The bound follows the table: a call named there is never in the ENOSYS range (its
+    own rule decides it), and the sandbox filter carries the range."""
+    assert max(seccomp._NEWER_THAN_LIBSECCOMP.values()) < seccomp.FIRST_UNNAMED
+    assert seccomp.UNNAMED_UNTIL > seccomp.FIRST_UNNAMED
+    plain = seccomp._Compiler().compile(
+        (), namespaces=False, families=False, deny_newns=False, unnamed=False
+    )
+    assert len(seccomp.compile_filters().sandbox) > len(plain)

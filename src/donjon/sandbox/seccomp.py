@@ -4,7 +4,8 @@ Two filters, both "allow unless listed" with EPERM for what is listed:
 
 - the sandbox filter, loaded by bubblewrap before the runtime starts: system
   calls no function needs and that widen the kernel's attack surface
-  (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), new
+  (ptrace, bpf, keyctl, io_uring, Linux AIO, module loading, ...), every call
+  numbered after the newest Donjon names (ENOSYS: calls a later kernel adds), new
   namespaces other than the mount, pid, IPC, network and cgroup namespaces the
   supervisor makes for its workers, and socket families (in socket and
   socketpair) other than unix and IP, and protocols other than TCP and UDP;
@@ -208,6 +209,12 @@ _NEWER_THAN_LIBSECCOMP = {
     "file_getattr": 468,
     "file_setattr": 469,
 }
+#: The calls Linux adds after those above (the first number no release up to 6.18 uses, to
+#: a bound a century of new calls will not reach): ENOSYS, as a kernel without them
+#: answers, so a library that tries one falls back. Unlisted, a call the kernel gains
+#: later (new kernel code no function needs yet) would be allowed by default.
+FIRST_UNNAMED = max(_NEWER_THAN_LIBSECCOMP.values()) + 1
+UNNAMED_UNTIL = 600
 #: What libseccomp answers for a name it does not know at all; a name it knows that this
 #: architecture lacks (fork on arm64) resolves to a pseudo number below it, and can be
 #: left out: no process can make that call here.
@@ -283,6 +290,7 @@ class _Compiler:
         deny_newns: bool,
         prctl_options: Iterable[int] = (),
         watch_processes: bool = False,
+        unnamed: bool = False,
     ) -> bytes:
         lib = self._lib
         ctx = lib.seccomp_init(_ALLOW)
@@ -299,6 +307,9 @@ class _Compiler:
                     self._rule(ctx, name, [], action=_NOTIFY)
                 # A namespaced clone is refused above (EPERM outranks a notification).
                 self._rule(ctx, "clone", [_ArgCmp(0, _CMP_MASKED_EQ, CLONE_THREAD, 0)], _NOTIFY)
+            if unnamed:
+                for nr in range(FIRST_UNNAMED, UNNAMED_UNTIL):
+                    self._number_rule(ctx, nr, str(nr), [], _ENOSYS)
             return self._export(ctx)
         finally:
             lib.seccomp_release(ctx)
@@ -376,6 +387,9 @@ class _Compiler:
         nr = self._resolve(name)
         if nr is None:
             return  # not a system call on this architecture
+        self._number_rule(ctx, nr, name, args, action)
+
+    def _number_rule(self, ctx: int, nr: int, name: str, args: list[_ArgCmp], action: int) -> None:
         array = (_ArgCmp * len(args))(*args) if args else None
         rc = self._lib.seccomp_rule_add_array(ctx, action, nr, len(args), array)
         if rc != 0:
@@ -386,7 +400,11 @@ def compile_filters() -> Filters:
     """Both filters; `SandboxUnavailable` when libseccomp is missing or refuses."""
     compiler = _Compiler()
     sandbox = compiler.compile(
-        (*DENIED_ALWAYS, *DENIED_HOST_COUNTERS), namespaces=True, families=True, deny_newns=False
+        (*DENIED_ALWAYS, *DENIED_HOST_COUNTERS),
+        namespaces=True,
+        families=True,
+        deny_newns=False,
+        unnamed=True,
     )
     call, call_watch = (
         compiler.compile(
