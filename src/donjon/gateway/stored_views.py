@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from donjon.gateway.queue_views import InvocationView, dead_view, invocation_view
-from donjon.gateway.schemas import render
+from donjon.gateway.schemas import render, rendered_list
 from donjon.own_threads import OwnThreads, ThreadsBusy
 from donjon.triggers.queue import QueuedInvocation
 
@@ -81,6 +83,14 @@ class StoredViews(OwnThreads):
             body = rendered(invocation, reveal=reveal, dead=dead)
         else:
             body = await self.run(caller, self._in_child, invocation, reveal, dead)
+        return Response(body, media_type="application/json")
+
+    async def respond_list(self, caller: str, items: Sequence[BaseModel], size: int) -> Response:
+        """The 200 answering `items` (`size` bytes of stored text among them) for `caller`:
+        made on a thread of these, an item at a time, past `ON_LOOP_BYTES`."""
+        if size <= ON_LOOP_BYTES:
+            return render(list(items))
+        body = await self.run(caller, rendered_list, items)
         return Response(body, media_type="application/json")
 
     def _in_child(self, invocation: QueuedInvocation, reveal: bool, dead: bool) -> bytes:
