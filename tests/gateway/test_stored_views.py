@@ -9,7 +9,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from donjon.gateway.body_chunks import CHUNK, BodyChunks
-from donjon.gateway.schemas import render, rendered_list
+from donjon.gateway.schemas import render, render_json, rendered_list
 from donjon.gateway.views import LogEntry
 
 
@@ -67,3 +67,15 @@ def test_a_large_body_goes_out_whole_in_pieces() -> None:
     assert all(len(m["body"]) <= CHUNK for m in sent) and len(sent) == -(-len(body) // CHUNK)
     assert [m["more_body"] for m in sent] == [True] * (len(sent) - 1) + [False]
     assert asyncio.run(run(small)) == [{"type": "http.response.body", "body": b"{}"}]
+
+
+@pytest.mark.parametrize(
+    "records",
+    [[{"seq": 1, "detail": {"path": "/é"}}], [{"seq": 2, "detail": {"path": "/\udcff"}}]],
+    ids=["utf8", "surrogate"],
+)
+def test_rendered_list_of_json_values_is_what_render_json_answers(
+    records: list[dict[str, object]],
+) -> None:
+    """Plain JSON values (the timeline's records) render as render_json renders them."""
+    assert rendered_list(records) == bytes(render_json(records).body)

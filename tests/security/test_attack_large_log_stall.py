@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime
 
 import pytest
 
 from harness import LiveNode, start_node
+from loop_support import PROBED, slow_request_steps
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ READS = 4
 def noisy_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode, str]]:
     """A node in asyncio's debug mode; tenant A's `noisy` (deployed with A's developer key)
     with ENTRIES calls' logs of 16 KiB of control characters each."""
-    live = start_node(tmp_path_factory.mktemp("large-logs"), {"PYTHONASYNCIODEBUG": "1"})
+    live = start_node(tmp_path_factory.mktemp("large-logs"), PROBED)
     try:
         key = live.create_key("tenant-a", "developer", ["noisy"])["key"]
         files = {"donjon.yaml": MANIFEST.encode(), "main.py": NOISY.encode()}
@@ -48,19 +48,6 @@ def noisy_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveN
         yield live, key
     finally:
         live.stop()
-
-
-def _slow_request_steps(node: LiveNode, start: float, end: float) -> list[str]:
-    """The probe's lines between `start` and `end`: a request's task held the loop."""
-    found = []
-    for line in (node.data_dir / "serve.log").read_text().splitlines():
-        if '"logger": "asyncio"' not in line or " took " not in line:
-            continue
-        record = json.loads(line)
-        at = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
-        if start <= at <= end and "RequestResponseCycle" in record["event"]:
-            found.append(record["event"][-40:])
-    return found
 
 
 def test_rereading_large_logs_does_not_hold_the_loop(noisy_node: tuple[LiveNode, str]) -> None:
@@ -79,5 +66,5 @@ def test_rereading_large_logs_does_not_hold_the_loop(noisy_node: tuple[LiveNode,
         assert all("\x01" * 16000 in e["output"] for e in entries)
         assert r.content == json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
     node.stop()  # its log complete
-    slow = _slow_request_steps(node, start, end)
+    slow = slow_request_steps(node, start, end)
     assert len(slow) <= 1, slow

@@ -89,10 +89,14 @@ def query_flag(request: Request, name: str) -> bool:
 _COMPACT = (",", ":")
 
 
+def _dumped_one(item: Any, mode: Literal["json", "python"]) -> Any:
+    return item.model_dump(mode=mode) if isinstance(item, BaseModel) else item
+
+
 def _dumped(body: BaseModel | list[Any], mode: Literal["json", "python"]) -> Any:
     if isinstance(body, BaseModel):
         return body.model_dump(mode=mode)
-    return [b.model_dump(mode=mode) if isinstance(b, BaseModel) else b for b in body]
+    return [_dumped_one(b, mode) for b in body]
 
 
 def render(body: BaseModel | list[Any], status_code: int = 200) -> Response:
@@ -109,14 +113,15 @@ def _utf8_json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=_COMPACT).encode()
 
 
-def rendered_list(items: Sequence[BaseModel]) -> bytes:
-    """The body `render(list(items))` answers, made one item at a time: json's encoder
-    holds the GIL for a whole document, and between items a thread doing this lets the
-    event loop run (gateway/stored_views.py). The same fallbacks, for every item alike."""
+def rendered_list(items: Sequence[Any]) -> bytes:
+    """The body `render(list(items))` answers (models, or JSON values as `render_json`
+    takes them), made one item at a time: json's encoder holds the GIL for a whole
+    document, and between items a thread doing this lets the event loop run
+    (gateway/stored_views.py). The same fallbacks, for every item alike."""
     try:
-        data = [item.model_dump(mode="json") for item in items]
+        data = [_dumped_one(item, "json") for item in items]
     except UnicodeEncodeError:
-        data = [item.model_dump(mode="python") for item in items]
+        data = [_dumped_one(item, "python") for item in items]
     try:
         parts = [
             json.dumps(d, ensure_ascii=False, allow_nan=False, separators=_COMPACT).encode()
