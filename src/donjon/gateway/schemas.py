@@ -123,10 +123,7 @@ def rendered_list(items: Sequence[Any]) -> bytes:
     except UnicodeEncodeError:
         data = [_dumped_one(item, "python") for item in items]
     try:
-        parts = [
-            json.dumps(d, ensure_ascii=False, allow_nan=False, separators=_COMPACT).encode()
-            for d in data
-        ]
+        parts = [_utf8_json(d) for d in data]
     except UnicodeEncodeError:
         parts = [
             json.dumps(d, allow_nan=False, separators=_COMPACT, default=str).encode("ascii")

@@ -1,5 +1,5 @@
-"""Where an async invocation's view is made when its stored JSON is large: in a child
-process, a few at a time.
+"""Where a view of large stored data is made: an async invocation's in a child process, a
+function's logs on a thread, a few at a time.
 
 `GET /v1/invocations/{id}` answers a succeeded invocation's result (up to 6 MiB) and
 `GET /v1/dlq/{id}` a dead one's event, both stored as the bytes the function (or the
@@ -11,10 +11,13 @@ parser and encoder hold the GIL for a whole document, and the loop waits for the
 
 So a view whose stored JSON is past `ON_LOOP_BYTES` is made in a child process (its own
 interpreter and GIL) by the very code that makes a small one on the loop, `rendered`:
-the answer's bytes are the same either way. `StoredViews` bounds that work as the audit
-reads are bounded (donjon/own_threads.py): one view at a time, three more waiting, two of
-those places one caller's, the rest refused at once (503, Retry-After). Who may read an
-invocation is decided before any of this runs (gateway/async_invoke.py, dlq_api.py).
+the answer's bytes are the same either way. A list of stored text (a function's logs: 500
+entries of 16 KiB) parses nothing: it is rendered on a thread of these an entry at a time
+(`respond_list`, schemas.rendered_list), the loop taking the GIL between entries.
+`StoredViews` bounds that work as the audit reads are bounded (donjon/own_threads.py): one
+at a time, three more waiting, two of those places one caller's, the rest refused at once
+(503, Retry-After). Who may read is decided before any of this runs (gateway/admin.py,
+async_invoke.py, dlq_api.py).
 """
 
 from __future__ import annotations
@@ -56,14 +59,14 @@ def _stored_size(invocation: QueuedInvocation, *, dead: bool) -> int:
 
 
 class StoredViewsBusy(ThreadsBusy):
-    """As many large invocation views as this node makes at once are being made or wait."""
+    """As many large views as this node makes at once are being made or wait."""
 
 
 class StoredViews(OwnThreads):
-    """At most `slots` large views made at once (each by a thread waiting on the child
-    process) and `waiting` more queued, half of those places one caller's."""
+    """At most `slots` large views made at once (an invocation's by a thread waiting on
+    the child process) and `waiting` more queued, half of those places one caller's."""
 
-    noun = "reads of large invocation results"
+    noun = "reads of large invocation results and logs"
 
     def __init__(self, slots: int = 1, waiting: int = 3, retry_after_s: float = 2.0) -> None:
         share = max(1, (slots + waiting) // 2)
