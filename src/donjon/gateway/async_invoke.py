@@ -24,8 +24,7 @@ from donjon.gateway.function_errors import may_read_logs
 from donjon.gateway.history import history_of, readable
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
-from donjon.gateway.queue_views import InvocationAccepted, InvocationView, invocation_view
-from donjon.gateway.schemas import render
+from donjon.gateway.queue_views import InvocationAccepted
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
 from donjon.triggers.envelope import Envelope
@@ -158,6 +157,6 @@ async def get_invocation(request: Request) -> Response:
         if found is None or not _may_see(node, principal, found):
             raise NotFound(f"no invocation {invocation_id[:_MAX_ID]!r}")
         reveal = await _may_read_its_logs(node, principal, found)
-        return render(InvocationView(**invocation_view(found, reveal=reveal)))
+        return await node.stored_views.respond(principal.label, found, reveal=reveal)
     except Error as e:
         return problem_from_error(e, request_id=request_id)

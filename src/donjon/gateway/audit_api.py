@@ -21,7 +21,7 @@ says where to go on in `x-donjon-next-before`), proves only those (any other seq
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -35,7 +35,7 @@ from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, NotFound
 from donjon.gateway.node import Node
 from donjon.gateway.read_scope import ReadScope, read_scope, require_everything
-from donjon.gateway.schemas import render
+from donjon.gateway.schemas import rendered_list
 from donjon.gateway.views import AuditRecord
 from donjon.identity import Action, Principal
 
@@ -95,19 +95,26 @@ def _prover(node: Node) -> Prover:
     return Prover(node.engine, key)
 
 
+def _tail_page(
+    node: Node, before: int | None, n: int, keep: Callable[[Mapping[str, Any]], bool] | None
+) -> tuple[bytes, int | None]:
+    """A page of the tail as its JSON body, and where a scoped reader goes on. Rendered
+    here, on an audit read thread, a record at a time: 10,000 records rendered on the
+    loop held it for 0.4 s a read, every other tenant's calls waiting."""
+    if keep is None:
+        records, go_on = records_before(node.engine, before, n), None
+    else:
+        records, go_on = kept_records_before(node.engine, before, n, keep)
+    return rendered_list([AuditRecord.model_validate(r) for r in records]), go_on
+
+
 async def audit_tail(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     n = _count(request)
     before = _int(request, "before", least=1)
     scope = read_scope(node, principal, Action.AUDIT)
-    if scope.everything:
-        records = await node.audit_reads.run(
-            principal.label, records_before, node.engine, before, n
-        )
-        return render([AuditRecord.model_validate(r) for r in records])
-    records, go_on = await node.audit_reads.run(
-        principal.label, kept_records_before, node.engine, before, n, scope.record
-    )
-    response = render([AuditRecord.model_validate(r) for r in records])
+    keep = None if scope.everything else scope.record
+    body, go_on = await node.audit_reads.run(principal.label, _tail_page, node, before, n, keep)
+    response = Response(body, media_type="application/json")
     if go_on is not None:
         response.headers["x-donjon-next-before"] = str(go_on)
     return response

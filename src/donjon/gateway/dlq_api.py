@@ -31,7 +31,6 @@ from donjon.gateway.queue_views import (
     DlqRedrive,
     DlqRedriven,
     InvocationView,
-    dead_view,
     invocation_view,
 )
 from donjon.gateway.schemas import parse_body, render
@@ -92,7 +91,8 @@ async def _dead_one(
 async def show_dead(
     request: Request, node: Node, principal: Principal, request_id: str
 ) -> Response:
-    return render(dead_view(await _dead_one(request, node, principal, request_id)))
+    found = await _dead_one(request, node, principal, request_id)
+    return await node.stored_views.respond(principal.label, found, reveal=True, dead=True)
 
 
 async def redrive_one(

@@ -20,12 +20,8 @@ from donjon.config import Settings
 from donjon.egress import EgressProxy
 from donjon.gateway.limited_callers import LimitedCallers
 from donjon.gateway.proof_work import AuditReads, ProofWork
-from donjon.identity import (
-    JwtVerifier,
-    KeyIndex,
-    Policy,
-    Role,
-)
+from donjon.gateway.stored_views import StoredViews
+from donjon.identity import JwtVerifier, KeyIndex, Policy, Role
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord
 from donjon.lifecycle.advisory_watch import AdvisoryWatch, restart_scanner
 from donjon.monitor.alerts import AlertStore
@@ -161,9 +157,10 @@ class Node:
     metrics: Metrics = field(default_factory=Metrics)
     #: API keys a rate bucket or quota of their own refused lately (limited_callers.py).
     limited: LimitedCallers = field(default_factory=LimitedCallers)
-    #: Audit proofs and export prefixes, and audit pages: threads of their own (proof_work.py).
+    #: Audit proofs, export prefixes, audit pages, large invocation views: their own threads.
     proof_work: ProofWork = field(default_factory=ProofWork)
     audit_reads: AuditReads = field(default_factory=AuditReads)
+    stored_views: StoredViews = field(default_factory=StoredViews)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
     #: Admin changes and their audit records, committed together (audit/changes.py).
@@ -474,8 +471,8 @@ class Node:
             await self.advisory_watch.stop()
         self.deployments.stop()
         await self.deployments.prune.stop()
-        self.proof_work.close()
-        self.audit_reads.close()
+        for work in (self.proof_work, self.audit_reads, self.stored_views):
+            work.close()
         if self.pool is not None:
             await self.pool.close()
         await self.log_bound.close()  # its calls have ended: no entry is written after

@@ -30,6 +30,7 @@ from donjon.gateway.errors import (
 )
 from donjon.gateway.proof_work import AuditReadsBusy, ProofsBusy
 from donjon.gateway.slots import ConcurrencyFull
+from donjon.gateway.stored_views import StoredViewsBusy
 from donjon.identity import IdentityError, IssuerError, JwksError, RoleError
 from donjon.identity.policy_doc import RoleConflict
 from donjon.lifecycle import (
@@ -124,6 +125,7 @@ STATUS: dict[type[Error], int] = {
     # Audit proofs being built fill their threads and queue (gateway/proof_work.py).
     ProofsBusy: 503,
     AuditReadsBusy: 503,
+    StoredViewsBusy: 503,  # large invocation views (gateway/stored_views.py)
     RateLimitError: 429,
     # The shared limits store (Redis) is down: a quota cannot be checked, so the call
     # is refused (fail closed), with Retry-After (ratelimit/failover.py).

@@ -9,6 +9,7 @@ Request models are strict (a string is a string, a number is not a boolean);
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -33,6 +34,7 @@ __all__ = [
     "query_flag",
     "render",
     "render_json",
+    "rendered_list",
 ]
 
 #: The longest a key may be made to live, and the longest a rotated key keeps working.
@@ -84,10 +86,17 @@ def query_flag(request: Request, name: str) -> bool:
     return _FLAGS[raw]
 
 
+_COMPACT = (",", ":")
+
+
+def _dumped_one(item: Any, mode: Literal["json", "python"]) -> Any:
+    return item.model_dump(mode=mode) if isinstance(item, BaseModel) else item
+
+
 def _dumped(body: BaseModel | list[Any], mode: Literal["json", "python"]) -> Any:
     if isinstance(body, BaseModel):
         return body.model_dump(mode=mode)
-    return [b.model_dump(mode=mode) if isinstance(b, BaseModel) else b for b in body]
+    return [_dumped_one(b, mode) for b in body]
 
 
 def render(body: BaseModel | list[Any], status_code: int = 200) -> Response:
@@ -99,6 +108,30 @@ def render(body: BaseModel | list[Any], status_code: int = 200) -> Response:
     return render_json(data, status_code)
 
 
+def _utf8_json(data: Any) -> bytes:
+    """`data` as JSONResponse renders it."""
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=_COMPACT).encode()
+
+
+def rendered_list(items: Sequence[Any]) -> bytes:
+    """The body `render(list(items))` answers (models, or JSON values as `render_json`
+    takes them), made one item at a time: json's encoder holds the GIL for a whole
+    document, and between items a thread doing this lets the event loop run
+    (gateway/stored_views.py). The same fallbacks, for every item alike."""
+    try:
+        data = [_dumped_one(item, "json") for item in items]
+    except UnicodeEncodeError:
+        data = [_dumped_one(item, "python") for item in items]
+    try:
+        parts = [_utf8_json(d) for d in data]
+    except UnicodeEncodeError:
+        parts = [
+            json.dumps(d, allow_nan=False, separators=_COMPACT, default=str).encode("ascii")
+            for d in data
+        ]
+    return b"[" + b",".join(parts) + b"]"
+
+
 def render_json(data: Any, status_code: int = 200) -> Response:
     """`data` (JSON values) as a JSON response, whatever strings it holds."""
     try:
@@ -107,7 +140,7 @@ def render_json(data: Any, status_code: int = 200) -> Response:
         # A lone surrogate (a `\\ud800` an event, a result, a summary or an audit record
         # held, as JSON allows) is sent as its escape, as a sync call's answer is, not
         # failed as a 500 to everyone who lists it.
-        text = json.dumps(data, allow_nan=False, separators=(",", ":"), default=str)
+        text = json.dumps(data, allow_nan=False, separators=_COMPACT, default=str)
         return Response(text.encode("ascii"), status_code, media_type="application/json")
 
 
