@@ -12,8 +12,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from donjon.gateway.app import _server_error, create_app
+from donjon.gateway.body_chunks import CHUNK
 from donjon.gateway.hot_route import GatewayApp, HotRoute
 from donjon.gateway.node import Node
 from donjon.gateway.response_policy import _safe_defaults, function_json_response
@@ -139,3 +141,53 @@ def test_json_result_headers_as_starlette_builds_them() -> None:
     assert got.raw_headers == expected.raw_headers
     assert got.body == expected.body and got.status_code == expected.status_code
     assert got.headers["x-content-type-options"] == "nosniff"
+
+
+_LARGE = bytes(range(256)) * (CHUNK // 100)
+
+
+async def _large(request: Request) -> Response:
+    return Response(_LARGE, media_type="application/octet-stream")
+
+
+def _bodies(app: Any, path: str) -> list[Message]:
+    """The body messages `app` sends for a POST to `path`."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [],
+        "scheme": "https",
+        "server": ("127.0.0.1", 443),
+        "client": ("127.0.0.1", 1),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+    }
+    asyncio.run(app(scope, receive, send))
+    return [m for m in sent if m["type"] == "http.response.body"]
+
+
+@pytest.mark.parametrize("path", ["/v1/functions/big/invoke", "/other"])
+def test_a_large_body_goes_out_in_pieces_on_every_route(path: str) -> None:
+    """A body past CHUNK bytes leaves as pieces of CHUNK, in its order (helper-202: one
+    write encrypted it all on the loop, every tenant waiting), on the hot route (which
+    sends them itself) and through Starlette (the app's send wrapper) alike."""
+    _, hot = _apps(_large)
+    hot.router.routes.append(Route("/other", _large, methods=["POST"]))
+    bodies = _bodies(hot, path)
+    assert b"".join(m["body"] for m in bodies) == _LARGE
+    assert len(bodies) == -(-len(_LARGE) // CHUNK)
+    assert all(len(m["body"]) <= CHUNK for m in bodies)
+    assert [m.get("more_body", False) for m in bodies][-1] is False
+    assert all(m["more_body"] for m in bodies[:-1])

@@ -16,38 +16,46 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CHUNK", "BodyChunks"]
+__all__ = ["CHUNK", "BodyChunks", "in_pieces", "send_body"]
 
 #: The most of a body encrypted in one loop iteration (about a millisecond of AES-GCM).
 CHUNK = 256 * 1024
 
 
+async def send_body(send: Send, body: bytes | memoryview, more_body: bool = False) -> None:
+    """Send `body` as pieces of at most `CHUNK` bytes, each in a loop iteration of its own
+    (the last says `more_body`)."""
+    view = memoryview(body)
+    for start in range(0, len(view), CHUNK):
+        end = start + CHUNK
+        last = end >= len(view)
+        piece = bytes(view[start:end])
+        await send(
+            {"type": "http.response.body", "body": piece, "more_body": more_body or not last}
+        )
+        if not last:
+            await asyncio.sleep(0)  # the other connections' turn
+
+
+def in_pieces(send: Send) -> Send:
+    """`send`, its response bodies past `CHUNK` bytes sent by `send_body`."""
+
+    async def send_in_pieces(message: Message) -> None:
+        body = message.get("body", b"")
+        if message["type"] != "http.response.body" or len(body) <= CHUNK:
+            await send(message)
+            return
+        await send_body(send, body, message.get("more_body", False))
+
+    return send_in_pieces
+
+
 class BodyChunks:
-    """Wraps an ASGI app: its response bodies past `CHUNK` bytes are sent in pieces."""
+    """Wraps an ASGI app: its response bodies past `CHUNK` bytes are sent in pieces. (The
+    gateway's own app does this itself, its hot route with no wrapper: hot_route.py.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_in_pieces(message: Message) -> None:
-            body = message.get("body", b"")
-            if message["type"] != "http.response.body" or len(body) <= CHUNK:
-                await send(message)
-                return
-            more = message.get("more_body", False)
-            view = memoryview(body)
-            for start in range(0, len(view), CHUNK):
-                end = start + CHUNK
-                last = end >= len(view)
-                piece = bytes(view[start:end])
-                await send(
-                    {"type": "http.response.body", "body": piece, "more_body": more or not last}
-                )
-                if not last:
-                    await asyncio.sleep(0)  # the other connections' turn
-
-        await self.app(scope, receive, send_in_pieces)
+        await self.app(scope, receive, in_pieces(send) if scope["type"] == "http" else send)

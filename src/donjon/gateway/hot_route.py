@@ -31,6 +31,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from donjon.gateway.body_chunks import CHUNK, in_pieces, send_body
+
 __all__ = ["GatewayApp", "HotRoute"]
 
 #: The app's answer to an exception no handler caught (its 500 problem).
@@ -73,7 +75,9 @@ class HotRoute:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            await pieces(message)
+
+        pieces = in_pieces(send)  # a large body in pieces, the loop free between them
 
         try:
             response = await self._endpoint(Request(scope, receive, send))
@@ -87,7 +91,11 @@ class HotRoute:
                         "headers": response.raw_headers,
                     }
                 )
-                await send({"type": "http.response.body", "body": response.body})
+                body = response.body
+                if len(body) > CHUNK:  # (body_chunks.py: in pieces, the loop free between)
+                    await send_body(send, body)
+                else:
+                    await send({"type": "http.response.body", "body": body})
                 if response.background is not None:
                     await response.background()
             else:  # a response of its own making (streamed, a file...): as it sends itself
@@ -105,12 +113,14 @@ class GatewayApp(Starlette):
     hot: HotRoute | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hot = self.hot
-        if hot is not None and scope["type"] == "http":
-            params = hot.match(scope)
-            if params is not None:
+        if scope["type"] == "http":
+            hot = self.hot
+            params = hot.match(scope) if hot is not None else None
+            if params is not None and hot is not None:
                 scope["app"] = self
                 scope["path_params"] = params
                 await hot(scope, receive, send)
                 return
+            # Its large bodies in pieces, the loop free between them (body_chunks.py).
+            send = in_pieces(send)
         await super().__call__(scope, receive, send)

@@ -25,7 +25,6 @@ from donjon.errors import Error
 from donjon.gateway.accept_gate import AcceptGate, ConnectRate
 from donjon.gateway.app import create_app
 from donjon.gateway.assembly import open_node
-from donjon.gateway.body_chunks import BodyChunks
 from donjon.gateway.capacity import InFlightLimit, audit_connect_refusals, audit_sheds
 from donjon.gateway.connections import protocol_for
 from donjon.gateway.crash_stop import stop_now
@@ -372,12 +371,9 @@ def _serve_node(
     limits = settings.connections
     # Only requests whose head is complete count against capacity; idle and
     # half-sent connections are bounded by the protocol's deadlines and caps.
-    # Large bodies go out in pieces, the loop free between them (body_chunks.py).
+    # (Large bodies go out in pieces, the loop free between them: hot_route.py's GatewayApp.)
     app = InFlightLimit(
-        BodyChunks(create_app(node)),
-        limits.max_in_flight,
-        limits.max_loop_lag_s,
-        audit_sheds(node.denials),
+        create_app(node), limits.max_in_flight, limits.max_loop_lag_s, audit_sheds(node.denials)
     )
     # A share of the invoke calls shed in proportion to the loop's lag (lag_shed.py).
     lag_shed = (
