@@ -103,11 +103,15 @@ def test_reading_the_reply_does_not_wake_the_waiting_worker(
     assert spurious == 0
 
 
+@pytest.mark.parametrize("how", ["frames", "next_call"])
 @pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
-def test_messages_of_three_frames_are_read_whole_however_they_are_split(piece: int) -> None:
+def test_messages_of_three_frames_are_read_whole_however_they_are_split(
+    piece: int, how: str
+) -> None:
     """A warm call's message (token, context, event) comes back whole and in order from
-    `frames(3)`, whether the stream arrives a byte at a time or many messages at once;
-    the reader's `frame` then reads on from where it stopped."""
+    `frames(3)` (a call's own reads) and from `next_call` (the wait between calls, with
+    every signal blocked), whether the stream arrives a byte at a time or many messages
+    at once; the reader's `frame` then reads on from where it stopped."""
     messages = [(b"%016d" % i, b'{"call": %d}' % i, b"e" * (i * 3000)) for i in range(6)]
     stream = b"".join(len(p).to_bytes(4, "big") + p for m in messages for p in m)
     stream += (3).to_bytes(4, "big") + b"end"
@@ -121,7 +125,8 @@ def test_messages_of_three_frames_are_read_whole_however_they_are_split(piece: i
     writer.start()
     try:
         reader = FrameReader(theirs)
-        assert [tuple(reader.frames(3)) for _ in messages] == messages
+        read = reader.next_call if how == "next_call" else lambda: reader.frames(3)
+        assert [tuple(read()) for _ in messages] == messages
         assert reader.frame() == b"end"
     finally:
         writer.join()
@@ -183,35 +188,3 @@ def test_no_signal_handler_runs_while_waiting_for_the_next_call() -> None:
     assert general["frames"] == blocked["frames"]
     assert isinstance(general["waited"], int) and general["waited"] >= 5, general
     assert general["mask"] == blocked["mask"]
-
-
-@pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
-def test_next_call_reads_what_frames_reads(piece: int) -> None:
-    """`next_call` (the wait between calls) and `frames(3)` (a call's own reads) give the
-    same messages from the same stream, however it is split, and leave the reader at the
-    same place."""
-    messages = [(b"%016d" % i, b'{"call": %d}' % i, b"e" * (i * 3000)) for i in range(6)]
-    stream = b"".join(len(p).to_bytes(4, "big") + p for m in messages for p in m)
-    stream += (3).to_bytes(4, "big") + b"end"
-    read: dict[str, list[tuple[bytes, ...]]] = {}
-    for how in ("next_call", "frames"):
-        ours, theirs = socket.socketpair()
-
-        def write(to: socket.socket = ours) -> None:
-            for i in range(0, len(stream), piece):
-                to.sendall(stream[i : i + piece])
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        try:
-            reader = FrameReader(theirs)
-            read[how] = [
-                tuple(reader.next_call() if how == "next_call" else reader.frames(3))
-                for _ in messages
-            ]
-            assert reader.frame() == b"end"
-        finally:
-            writer.join()
-            ours.close()
-            theirs.close()
-    assert read["next_call"] == read["frames"] == messages
