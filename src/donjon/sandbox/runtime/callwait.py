@@ -8,8 +8,8 @@ puts the calls' own mask back as it ends, so a signal that came meanwhile stays
 pending until the next call's frames arrive (or the channel's end, when the gateway
 is closing the sandbox and kills it next). `pthread_sigmask` before and after a
 `poll` did the same with two system calls more and about 15,000 instructions more
-a call, most of them in making Python sets of the masks (docs/performance.md,
-"The warm worker's signal mask in its wait").
+a call, most of them in making Python sets of the masks (bench/worker_python.py
+`--mode callgrind`, bench/worker_syscalls.py).
 
 The set is glibc's `sigfillset`, what `signal.valid_signals()` holds (every signal
 but glibc's own two, which its `pthread_sigmask` never blocks either); the kernel
