@@ -183,6 +183,15 @@ def _callgrind(calls: int, warmup: int, tmp: Path) -> float:
     return (totals[1] - totals[0]) / (2 * calls)
 
 
+def print_counts(out: Path, top: int) -> None:
+    """What a `count` run wrote: function calls per call, the total and the `top` most."""
+    data = json.loads(out.read_text())
+    n, counts = data["calls"], Counter(data["counts"])
+    print(f"{n} calls: {sum(counts.values()) / n:.1f} function calls per call")
+    for name, c in counts.most_common(top):
+        print(f"  {c / n:6.2f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5000)
@@ -214,11 +223,7 @@ def main() -> None:
         elif args.mode == "count":
             out = tmp / "counts.json"
             _run("count", args.calls, args.warmup, str(out))
-            data = json.loads(out.read_text())
-            n, counts = data["calls"], Counter(data["counts"])
-            print(f"{n} calls: {sum(counts.values()) / n:.1f} function calls per call")
-            for name, c in counts.most_common(args.top):
-                print(f"  {c / n:6.2f}  {name}")
+            print_counts(out, args.top)
         else:
             import pstats
 

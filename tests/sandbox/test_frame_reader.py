@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -101,11 +103,15 @@ def test_reading_the_reply_does_not_wake_the_waiting_worker(
     assert spurious == 0
 
 
+@pytest.mark.parametrize("how", ["frames", "next_call"])
 @pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
-def test_messages_of_three_frames_are_read_whole_however_they_are_split(piece: int) -> None:
+def test_messages_of_three_frames_are_read_whole_however_they_are_split(
+    piece: int, how: str
+) -> None:
     """A warm call's message (token, context, event) comes back whole and in order from
-    `frames(3)`, whether the stream arrives a byte at a time or many messages at once;
-    the reader's `frame` then reads on from where it stopped."""
+    `frames(3)` (a call's own reads) and from `next_call` (the wait between calls, with
+    every signal blocked), whether the stream arrives a byte at a time or many messages
+    at once; the reader's `frame` then reads on from where it stopped."""
     messages = [(b"%016d" % i, b'{"call": %d}' % i, b"e" * (i * 3000)) for i in range(6)]
     stream = b"".join(len(p).to_bytes(4, "big") + p for m in messages for p in m)
     stream += (3).to_bytes(4, "big") + b"end"
@@ -119,9 +125,66 @@ def test_messages_of_three_frames_are_read_whole_however_they_are_split(piece: i
     writer.start()
     try:
         reader = FrameReader(theirs)
-        assert [tuple(reader.frames(3)) for _ in messages] == messages
+        read = reader.next_call if how == "next_call" else lambda: reader.frames(3)
+        assert [tuple(read()) for _ in messages] == messages
         assert reader.frame() == b"end"
     finally:
         writer.join()
         ours.close()
         theirs.close()
+
+
+def _ticks_while_waiting(between_calls: bool) -> dict[str, object]:
+    """In a forked reader: a 100 Hz SIGALRM timer with a handler, SIGUSR1 blocked by the
+    call's own mask; how many ticks the handler saw while the reader waited 0.3 s for a
+    message (by `next_call` or by `frames(3)`), the mask after, and whether ticks come
+    again once it returned."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            ticks = [0]
+            signal.signal(signal.SIGALRM, lambda *_: ticks.__setitem__(0, ticks[0] + 1))
+            signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGUSR1})
+            reader = FrameReader(theirs)
+            signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)
+            got = reader.next_call() if between_calls else reader.frames(3)
+            waited = ticks[0]
+            mask = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            time.sleep(0.2)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            report = {"frames": [f.decode() for f in got], "waited": waited, "mask": mask}
+            report["after"] = ticks[0] - waited
+            send_frames(theirs, json.dumps(report).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    theirs.close()
+    try:
+        time.sleep(0.3)
+        send_frames(ours, b"token", b"{}", b"event")
+        reply = FrameReader(ours).frame()
+    finally:
+        ours.close()
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    result: dict[str, object] = json.loads(reply)
+    return result
+
+
+def test_no_signal_handler_runs_while_waiting_for_the_next_call() -> None:
+    """`next_call` sleeps with every signal blocked: a timer's handler runs at most once by
+    the time the call's frames are read (a tick pending when they came), the call's own
+    mask is back afterwards and the handler runs again; `frames(3)`, the same read as a
+    call makes it, lets the handler run while it waits (what the blocked wait changes)."""
+    blocked = _ticks_while_waiting(between_calls=True)
+    assert blocked["frames"] == ["token", "{}", "event"]
+    assert isinstance(blocked["waited"], int) and blocked["waited"] <= 1, blocked
+    assert blocked["mask"] == [int(signal.SIGUSR1)]
+    assert isinstance(blocked["after"], int) and blocked["after"] >= 5, blocked
+    general = _ticks_while_waiting(between_calls=False)
+    assert general["frames"] == blocked["frames"]
+    assert isinstance(general["waited"], int) and general["waited"] >= 5, general
+    assert general["mask"] == blocked["mask"]

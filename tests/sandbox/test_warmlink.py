@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from donjon.sandbox.replies import MAX_RESULT
 from donjon.sandbox.warmlink import (
     END,
     TOKEN_BYTES,
@@ -165,3 +166,44 @@ def test_the_call_page_holds_the_call_in_flight() -> None:
     finally:
         view.close()
         page.close()
+
+
+def _body_over_limit() -> bytes:
+    """A body frame's length over what the gateway reads of a result."""
+    return struct.pack(">I", MAX_RESULT + 1)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (lambda t: [b'{"ok":true}', b"42", END + t], (b'{"ok":true}', b"42")),
+        (lambda t: [b'{"ok":true}', b"", END + t], (b'{"ok":true}', b"")),
+        (lambda t: [b'{"ok":true}', b"1", END + bytes(TOKEN_BYTES)], ChannelViolation),
+        (lambda t: [b'{"ok":true}', b"1", END + t + b"x"], ChannelViolation),
+        (lambda t: [b'{"ok":true}', None], ChannelViolation),
+    ],
+)
+def test_a_reply_read_whole_is_read_as_a_reply_read_frame_by_frame(
+    reply: Callable[[bytes], list[bytes | None]], expected: object
+) -> None:
+    """The same reply gives the same answer, or the same violation, whether it arrives in
+    one write (its body and end taken from the buffer with its head) or a frame at a time,
+    each write read before the next (every frame waited for)."""
+    outcomes = []
+    for whole in (True, False):
+
+        async def worker(sock: socket.socket, whole: bool = whole) -> None:
+            token, _, _ = await _read_call(sock)
+            parts = [_body_over_limit() if p is None else _frames(p) for p in reply(token)]
+            loop = asyncio.get_running_loop()
+            if whole:
+                await loop.sock_sendall(sock, b"".join(parts))
+                return
+            for part in parts:
+                await loop.sock_sendall(sock, part)
+                await asyncio.sleep(0.02)
+
+        results, _ = asyncio.run(_run(worker))
+        outcome = results[0]
+        outcomes.append(type(outcome) if isinstance(outcome, Exception) else outcome)
+    assert outcomes == [expected, expected]

@@ -6,7 +6,7 @@ import os
 import resource
 import sys
 
-from . import httpresult, jsonwire, lambda_env, signals
+from . import httpresult, jsonwire, lambda_env
 from .context import Context, Secrets
 from .frames import FrameError, FrameReader, recv_frame, send_frames, send_reply
 from .policy_hooks import CallWatch
@@ -194,16 +194,14 @@ def serve_channel(
     reader = FrameReader(sock)
     output = ReusedOutput()
     peak = _own_peak_kb if end_leftovers is None else _peak_memory_kb
-    every = signals.valid_signals()
     while True:
         # Between calls no function code runs: a thread is caught by the supervisor, and
-        # a timer's signal handler (no thread needed) waits, blocked, for the next call.
-        mask = signals.pthread_sigmask(signals.SIG_BLOCK, every)
+        # a timer's signal handler (no thread needed) waits, blocked, for the next call
+        # (the wait blocks every signal while it sleeps: callwait.py).
         try:
-            token, ctx_meta, event = reader.frames(3)
+            token, ctx_meta, event = reader.next_call()
         except (OSError, FrameError):
             return  # the gateway closed the channel (or the function broke it)
-        signals.pthread_sigmask(signals.SIG_SETMASK, mask)  # what the calls had set
         output.begin()
         head, body = _invoke(sock, reader.frame, handler, watch, output, ctx_meta, event, peak)
         if end_leftovers is not None:

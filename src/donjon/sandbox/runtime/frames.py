@@ -6,10 +6,12 @@ import select
 import struct
 
 from . import jsonwire
+from .callwait import CallWait
 
 #: Not typing's: importing typing costs a sandbox start 3-8 ms (mypy reads this as True).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from .sockets import Socket
@@ -74,20 +76,35 @@ class FrameReader:
     nothing and sleep again, two wake-ups a call. `poll`'s wait is keyed to
     POLLIN, so that wake-up passes it by (docs/performance.md, "The warm worker:
     one wake-up per call"; bench/worker_wakeups.py).
+
+    `next_call` waits for a call's frames with every signal blocked while it
+    sleeps (callwait.py: no function code between calls); `frame` and `frames`,
+    which a call itself reads through (`context.invoke`), wait as the call's own
+    signal mask says.
     """
 
     def __init__(self, sock: Socket) -> None:
         self._sock = sock
         self._buf = bytearray()
         self._pos = 0
-        self._input = select.poll()
-        self._input.register(sock.fileno(), select.POLLIN)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        self._input = poller.poll
+        self._between_calls = CallWait(sock.fileno())
 
     def frame(self) -> bytes:
-        return self.frames(1)[0]
+        return self._read(1, self._input)[0]
 
     def frames(self, count: int) -> list[bytes]:
-        """The next `count` frames (a warm call's message is three), read as they come."""
+        """The next `count` frames, read as they come."""
+        return self._read(count, self._input)
+
+    def next_call(self) -> list[bytes]:
+        """A warm call's message, its three frames (token, context, event), waited for
+        with every signal blocked."""
+        return self._read(3, self._between_calls)
+
+    def _read(self, count: int, wait: Callable[[], object]) -> list[bytes]:
         out: list[bytes] = []
         buf = self._buf
         while True:
@@ -108,7 +125,7 @@ class FrameReader:
                         buf.clear()
                         self._pos = 0
                     return out
-            self._input.poll()  # until input, the channel's end or an error: recv then says
+            wait()  # until input, the channel's end or an error: recv then says
             chunk = self._sock.recv(max(65536, need - avail))
             if not chunk:
                 raise FrameError("peer closed the channel")
