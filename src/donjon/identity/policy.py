@@ -6,7 +6,7 @@ decides a request against the roles); this module names what they talk about.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
@@ -146,10 +146,11 @@ class Principal:
     #: Quota subjects a call by it spends besides its own: a function calling another
     #: for a request spends the quotas of that request's caller too (function_calls.py).
     charged_to: tuple[str, ...] = ()
+    #: "<kind>:<id>": made once, with the principal (the hot path reads it several times).
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        return f"{self.kind}:{self.id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.kind}:{self.id}")
 
     @property
     def sole_admin(self) -> bool:

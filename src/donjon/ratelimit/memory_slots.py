@@ -64,14 +64,19 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         """A slot at once if one of `key`'s is free and no call waits for one; else None
         (then `acquire` decides: it waits its turn or refuses). Never suspends."""
         state = self._keys.get(key)
+        now = self._clock()
         if state is None:
             state = self._keys[key] = _Key()
         else:
-            self._expire(key, state)
+            held = state.held
+            if held and min(held.values()) <= now:  # (`_expire`'s test: rarely true)
+                self._expire(key, state)
             while state.waiters and len(state.held) < cap:  # a cap raised since they came
                 self._hand_on(state)
         if len(state.held) < cap and not state.waiters:
-            return self._grant(key, state, lease_s)
+            token = str(next(self._tokens))
+            state.held[token] = now + lease_s
+            return Slot(key, token)
         return None
 
     async def acquire(
@@ -106,8 +111,8 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
                 self._expire(key, state)  # a lease that ran out goes to the oldest waiter
             return Slot(key, future.result()) if _handed(future) else None
         except BaseException:  # cancelled: a slot handed to us meanwhile goes on
-            if _handed(future):
-                self._release_token(key, state, future.result())
+            if _handed(future):  # (its key's state is `state`: our slot holds it)
+                self.release_now(Slot(key, future.result()))
             raise
         finally:
             self.waiting -= 1
@@ -120,9 +125,14 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
 
     def release_now(self, slot: Slot) -> None:
         """`release`, at once (it never waits)."""
-        state = self._keys.get(slot.key)
-        if state is not None:
-            self._release_token(slot.key, state, slot.token)
+        key = slot.key
+        state = self._keys.get(key)
+        if state is None or state.held.pop(slot.token, None) is None:
+            return  # released already, or its lease ran out
+        if state.waiters:  # (`_hand_on` and `_forget_if_idle`, asked only when they act)
+            self._hand_on(state)
+        if len(self._keys) > self._max_idle_keys:
+            self._forget_if_idle(key, state)
 
     async def held(self, key: BucketKey) -> int:
         state = self._keys.get(key)
@@ -130,17 +140,6 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
             return 0
         self._expire(key, state)
         return len(state.held)
-
-    def _grant(self, key: BucketKey, state: _Key, lease_s: float) -> Slot:
-        token = str(next(self._tokens))
-        state.held[token] = self._clock() + lease_s
-        return Slot(key, token)
-
-    def _release_token(self, key: BucketKey, state: _Key, token: str) -> None:
-        if state.held.pop(token, None) is None:
-            return  # released already, or its lease ran out
-        self._hand_on(state)
-        self._forget_if_idle(key, state)
 
     def _hand_on(self, state: _Key) -> None:
         """Give a free slot to the oldest waiter still waiting (one per free slot)."""
