@@ -7,6 +7,9 @@ HMAC-SHA256 under a subkey of the master key, and compared in constant time.
 
 from __future__ import annotations
 
+# CPython's OpenSSL binding, which `hmac.digest` calls: its HMAC object is copied per key
+# checked (`KeyIndex`), where `hmac`'s own class wraps each step in a Python call.
+import _hashlib
 import hmac
 import re
 import secrets
@@ -144,7 +147,9 @@ class KeyIndex:
     """
 
     def __init__(self, hash_key_bytes: Secret[bytes], records: list[KeyRecord]) -> None:
-        self._hash_key = hash_key_bytes
+        #: `hash_key`'s HMAC-SHA256 under `hash_key_bytes`, keyed once: a check copies it
+        #: (the same digest; the key's two padded blocks are not hashed again per call).
+        self._keyed = _hashlib.hmac_new(hash_key_bytes.reveal(), digestmod="sha256")
         self._keys: dict[str, _Entry] = {}
         self._used: dict[str, float] = {}
         for record in records:
@@ -209,7 +214,9 @@ class KeyIndex:
             return None, "invalid credentials"
         entry = self._keys.get(m.group(1))
         # Hash even for unknown ids, so timing does not tell which ids exist.
-        digest = hash_key(self._hash_key, presented)
+        keyed = self._keyed.copy()  # (`hash_key(hash_key_bytes, presented)`)
+        keyed.update(presented.encode())
+        digest = keyed.digest()
         if entry is None:
             hmac.compare_digest(digest, digest)
             return None, "invalid credentials"
