@@ -55,7 +55,8 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         self._clock = clock
         #: Keys with nothing held or waiting are kept for reuse up to this many, then swept.
         self._max_idle_keys = max(0, max_idle_keys)
-        self._keys: dict[BucketKey, _Key] = {}
+        #: Keys' states, by the key's `parts` (its fields: a tuple's hash is C's).
+        self._keys: dict[tuple[object, ...], _Key] = {}
         self._tokens = itertools.count(1)
         #: Calls waiting now, over every key.
         self.waiting = 0
@@ -63,10 +64,10 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
     def try_acquire(self, key: BucketKey, cap: int, *, lease_s: float) -> Slot | None:
         """A slot at once if one of `key`'s is free and no call waits for one; else None
         (then `acquire` decides: it waits its turn or refuses). Never suspends."""
-        state = self._keys.get(key)
+        state = self._keys.get(key.parts)
         now = self._clock()
         if state is None:
-            state = self._keys[key] = _Key()
+            state = self._keys[key.parts] = _Key()
         else:
             held = state.held
             if held and min(held.values()) <= now:  # (`_expire`'s test: rarely true)
@@ -85,7 +86,7 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         slot = self.try_acquire(key, cap, lease_s=lease_s)
         if slot is not None:
             return slot
-        state = self._keys[key]  # (made by try_acquire)
+        state = self._keys[key.parts]  # (made by try_acquire)
         if (
             wait_s <= 0
             or len(state.waiters) >= self._max_waiters
@@ -126,7 +127,7 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
     def release_now(self, slot: Slot) -> None:
         """`release`, at once (it never waits)."""
         key = slot.key
-        state = self._keys.get(key)
+        state = self._keys.get(key.parts)
         if state is None or state.held.pop(slot.token, None) is None:
             return  # released already, or its lease ran out
         if state.waiters:  # (`_hand_on` and `_forget_if_idle`, asked only when they act)
@@ -135,7 +136,7 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
             self._forget_if_idle(key, state)
 
     async def held(self, key: BucketKey) -> int:
-        state = self._keys.get(key)
+        state = self._keys.get(key.parts)
         if state is None:
             return 0
         self._expire(key, state)
