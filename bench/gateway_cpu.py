@@ -171,7 +171,10 @@ def limits_per_call() -> dict[str, float]:
         node_slots=MemoryConcurrencyLimiter(),
     )
     deployed: Any = SimpleNamespace(
-        name="bench-warm", manifest=manifest, rate=manifest.limits.parsed_rate
+        name="bench-warm",
+        record=SimpleNamespace(name="bench-warm", version=1),
+        manifest=manifest,
+        rate=manifest.limits.parsed_rate,
     )
     principal = Principal(  # the bench key's own limits: never refused (docs/limits.md)
         id="0123456789abcdef",

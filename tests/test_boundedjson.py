@@ -106,3 +106,22 @@ def test_finite_takes_large_and_precise_numbers() -> None:
     """Numbers a float holds, and integers of any size json takes, are read as json reads them."""
     text = "[1e308, -1.5e-320, 0.1, 12345678901234567890123456789, 1E2]"
     assert loads(text, finite=True) == json.loads(text)
+
+
+def _outcome(parse: object, data: bytes) -> object:
+    try:
+        return ("value", json.dumps(parse(data)))  # type: ignore[operator]
+    except ValueError as e:
+        return (type(e), str(e))
+
+
+def test_bytes_read_as_json_loads_reads_them_whatever_their_first_two_bytes() -> None:
+    """`loads` takes bytes that start with an ASCII byte and no NUL straight as UTF-8 (what
+    `json.detect_encoding` answers for them); every first two bytes, before tails that read
+    differently in UTF-8, UTF-16 and UTF-32, give what `json.loads` gives."""
+    tails = [b"", b"1", "2".encode("utf-16-le"), "2".encode("utf-16-be"), b' , "x"]']
+    for first in range(256):
+        for second in range(256):
+            for tail in tails:
+                data = bytes((first, second)) + tail
+                assert _outcome(loads, data) == _outcome(json.loads, data), data

@@ -112,7 +112,9 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH, *, finite: bool = False
     # One UTF-8 byte order mark is dropped by the decoding `_utf8` detects (utf-8-sig), as
     # json.loads(bytes) drops it, and no more: a second is not JSON there, nor here (nor in
     # the function's runtime, which reads the body as json.loads does: jsonwire.py).
-    utf8 = _utf8(data)
+    # Taken as it is where `json.detect_encoding` would answer UTF-8 (no call): no byte
+    # order mark starts with an ASCII byte, and no NUL in the first two (UTF-16 or 32).
+    utf8 = data if len(data) > 1 and 0 < data[0] < 0x80 and data[1] else _utf8(data)
     check_depth(utf8, max_depth)
     # What json.loads(data) parses: `data` decoded as detected (once, in `_utf8`).
     return decoder.decode(utf8.decode("utf-8", "surrogatepass"))

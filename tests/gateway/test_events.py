@@ -44,7 +44,8 @@ def test_a_refusal_makes_a_few_errors_not_one_per_wrong_item() -> None:
             yield error
 
     deployed = SimpleNamespace(
-        name="tags", validator=SimpleNamespace(iter_errors=counted, schema=validator.schema)
+        name="tags",
+        validator=SimpleNamespace(iter_errors=counted, schema=validator.schema, quick=None),
     )
     with pytest.raises(InvalidInput) as refused:
         validate({"tags": ["a"] * 100_000}, cast(Any, deployed))
@@ -124,3 +125,35 @@ def test_a_refusals_summary_names_no_key_the_sender_chose(
     assert "VALUE" in refused.value.message
     assert refused.value.summary() == summary
     assert "VALUE" not in (refused.value.field or "")
+
+
+def _verdict(event: Any, deployed: Any) -> str:
+    try:
+        validate(event, deployed)
+    except InvalidInput as e:
+        return f"{e} {e.hint} {e.field} {e.rule}"
+    return "valid"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"name": {"type": "string", "maxLength": 3}},
+         "additionalProperties": False},
+        {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}},
+        {"type": "array", "items": {"type": "number", "maximum": 1.5}, "maxItems": 2},
+        {"type": "object", "properties": {"a": {"enum": [1, 2]}}},
+    ],
+)  # fmt: skip
+def test_the_quick_yes_gives_what_the_full_validator_gives(schema: dict[str, Any]) -> None:
+    """`validate` answers a plainly valid event from the quick check alone; with it and
+    without it, every event gets the same verdict (valid, or the same 422)."""
+    validator = input_validator(schema)
+    full = SimpleNamespace(iter_errors=validator._full.iter_errors, schema=schema, quick=None)
+    events: list[Any] = [
+        {}, {"name": "ab"}, {"name": "abcd"}, {"name": 1}, {"a": 1}, {"a": "1"}, {"a": 3},
+        {"x": 1}, [], [1, 2], [1, 2, 3], [2.0], ["1"], None, "s", 1.0, {"a": True},
+    ]  # fmt: skip
+    for event in events:
+        quick = _verdict(event, SimpleNamespace(name="f", validator=validator))
+        assert quick == _verdict(event, SimpleNamespace(name="f", validator=full)), event

@@ -96,7 +96,7 @@ def _bucket_refusal(
         name="f",
         rate=rate,
         manifest=SimpleNamespace(limits=SimpleNamespace(burst=None)),
-        record=SimpleNamespace(version=1),
+        record=SimpleNamespace(name="f", version=1),
     )
 
     async def run() -> list[str]:

@@ -72,3 +72,20 @@ def test_roles() -> None:
     assert is_allowed(inv, Action.INVOKE, "f") and not is_allowed(inv, Action.INVOKE, "g")
     assert not is_allowed(inv, Action.DEPLOY) and not is_allowed(inv, Action.READ)
     assert is_allowed(anyinv, Action.INVOKE, "g")
+
+
+def test_the_index_hashes_a_presented_key_as_hash_key_does() -> None:
+    """`KeyIndex.check` hashes with an HMAC keyed once and copied per key presented: the
+    digest `hash_key` gives (what every stored record holds), and a copy leaves the keyed
+    state as it was, so each check starts from the key alone."""
+    keys = [new_api_key(HK, f"n{i}", Role.INVOKER) for i in range(50)]
+    index = KeyIndex(HK, [key.record for key in keys])
+    for key in keys:
+        keyed = index._keyed.copy()
+        keyed.update(key.secret.encode())
+        assert keyed.digest() == hash_key(HK, key.secret) == key.record.digest
+        assert index.authenticate(key.secret) is not None
+        wrong = key.secret[:-1] + ("A" if key.secret[-1] != "A" else "B")
+        assert index.check(wrong) == (None, "invalid credentials")
+    other = KeyIndex(Secret(b"o" * 32), [key.record for key in keys])
+    assert all(other.authenticate(key.secret) is None for key in keys)

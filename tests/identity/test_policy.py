@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 
 from donjon.identity import Action, Policy, Principal, RoleError, parse_role
@@ -233,3 +236,17 @@ def test_a_role_name_with_a_trailing_newline_is_refused(name: str) -> None:
                 "statements": [{"effect": "allow", "actions": ["audit:read"], "resources": ["*"]}],
             }
         )
+
+
+def test_a_principals_label_is_its_kind_and_id_however_it_was_made() -> None:
+    """`label` is made with the principal (not a property read per call): "<kind>:<id>"
+    after `replace` and a deep copy (what a pickle does) too, and neither its repr nor its equality
+    takes it in."""
+    key = Principal(id="k1", name="n", role="invoker")
+    assert key.label == "key:k1"
+    token = dataclasses.replace(key, id="iss:sub", kind="jwt")
+    assert token.label == "jwt:iss:sub"
+    assert copy.deepcopy(token).label == "jwt:iss:sub"
+    assert "label" not in repr(key)
+    assert key == Principal(id="k1", name="n", role="invoker")
+    assert hash(key) == hash(Principal(id="k1", name="n", role="invoker"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from donjon.manifest.input_validator import _InputValidator, input_validator
-from donjon.manifest.schema_check import compile_check
+from donjon.manifest.schema_check import Check, _every, compile_check
 
 SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "properties": {"name": {"type": "string", "maxLength": 3}},
@@ -78,3 +79,21 @@ def test_errors_are_jsonschemas() -> None:
         e.message for e in _InputValidator(SCHEMAS[0]).iter_errors({"name": "abcd", "extra": 1})
     )
     assert len(errors) == 2
+
+
+def test_every_answers_as_all_over_its_checks() -> None:
+    """The checks of one schema joined (`_every`: none, one, two, or a loop over more) say
+    what `all` over them says, for every choice of checks and values."""
+    pool: list[Check] = [
+        lambda v: type(v) is int,
+        lambda v: v != 0,
+        lambda v: v != 1,
+        lambda v: type(v) is not str or len(v) < 2,
+        lambda v: v is not None,
+    ]
+    values: list[Any] = [0, 1, 2, -1, "", "a", "ab", None, 1.5, [], {}]
+    for size in range(len(pool) + 1):
+        for checks in itertools.permutations(pool, size):
+            joined = _every(list(checks))
+            for value in values:
+                assert joined(value) is all(check(value) for check in checks), (checks, value)

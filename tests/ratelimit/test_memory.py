@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from donjon.ratelimit import BucketKey, MemoryRateLimiter
+from donjon.ratelimit import BucketKey, MemoryConcurrencyLimiter, MemoryRateLimiter
 
 K = BucketKey(function="k")
 
@@ -88,3 +88,39 @@ def test_take_now_spends_the_same_bucket_as_take() -> None:
     assert not take(limiter, K, 2, 60)
     clock.now += 30
     assert limiter.take_now(K, 2, 60).allowed
+
+
+KEYS = [
+    BucketKey(principal="a"),
+    BucketKey(principal="a", scope="concurrency"),
+    BucketKey(principal="a", scope="throttle"),
+    BucketKey(principal="a", function="f"),
+    BucketKey(function="a"),
+    BucketKey(client="a"),
+    BucketKey(principal="b"),
+    BucketKey(principal="*", scope="node"),
+]
+
+
+def test_the_tables_key_by_parts_exactly_as_by_key() -> None:
+    """The memory limiters key their tables by `BucketKey.parts`: equal exactly when the
+    keys are, so a key made again finds its bucket and its slots, and keys that differ in
+    any field (scope included) never share one."""
+    for one in KEYS:
+        for other in KEYS:
+            assert (one.parts == other.parts) is (one == other)
+    limiter = MemoryRateLimiter(Clock())
+    for key in KEYS:  # a bucket of one each: the second take of any key is refused
+        assert take(limiter, key, 1, 60)
+    for key in KEYS:
+        again = BucketKey(key.principal, key.function, key.client, key.scope)
+        assert again is not key and not take(limiter, again, 1, 60)
+    slots = MemoryConcurrencyLimiter()
+    held = [slots.try_acquire(key, 1, lease_s=60) for key in KEYS]
+    assert all(slot is not None for slot in held)
+    remade = [BucketKey(k.principal, k.function, k.client, k.scope) for k in KEYS]
+    assert [slots.try_acquire(key, 1, lease_s=60) for key in remade] == [None] * len(KEYS)
+    for slot in held:
+        assert slot is not None
+        slots.release_now(slot)
+    assert all(slots.try_acquire(key, 1, lease_s=60) is not None for key in remade)

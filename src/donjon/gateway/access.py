@@ -39,6 +39,7 @@ __all__ = [
     "deny",
     "deny_caller",
     "forbid",
+    "header",
     "new_request_id",
     "parse_json",
     "query_time",
@@ -58,7 +59,18 @@ def client_address(request: Request) -> str:
 
     Only an IP address is recorded; anything else a proxy forwarded is "-".
     """
-    return _canonical_address(request.client.host if request.client else "")
+    client = request.scope.get("client")  # what `request.client` reads, without its tuple
+    return _canonical_address(client[0] if client is not None else "")
+
+
+def header(request: Request, name: bytes) -> str | None:
+    """The request's first field `name` (lower case), as `request.headers.get` reads it
+    (the same list, latin-1), without making Starlette's `Headers`: the hot path reads two."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -154,20 +166,22 @@ async def authenticate(
     A throttled source is refused before its credential is looked at, a throttled
     principal once it is known (`check_throttles`).
     """
-    await check_throttles(node, request, request_id)
+    if node.throttles:  # (free while no throttle is set: no coroutine then)
+        await check_throttles(node, request, request_id)
     principal = await _authenticate(node, request, request_id, jwt_only=jwt_only)
-    await check_throttles(node, request, request_id, principal)
+    if node.throttles:
+        await check_throttles(node, request, request_id, principal)
     return principal
 
 
 async def _authenticate(
     node: Node, request: Request, request_id: str, *, jwt_only: bool = False
 ) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    field = header(request, b"authorization") or ""
+    scheme, _, token = field.partition(" ")
     token = token.strip()
     principal = None
-    reason = "missing credentials" if not header else "invalid credentials"
+    reason = "missing credentials" if not field else "invalid credentials"
     named = ""  # the key id a refused key names: for the monitor only, never recorded
     if scheme.lower() == "bearer" and token:
         if looks_like_jwt(token):
@@ -176,7 +190,8 @@ async def _authenticate(
             reason = "jwt: the credential is not a JWT"
         else:
             principal, reason = node.key_index.check(token)
-            named = key_id_of(token) or ""
+            if principal is None:
+                named = key_id_of(token) or ""
     if principal is None:
         await deny(node, request, "anonymous", "auth.denied", reason, request_id, named=named)
         raise Unauthorized("missing, invalid or revoked credentials")
@@ -300,7 +315,7 @@ async def read_body(request: Request, limit: int, *, check_declared: bool = True
     """The request body, refusing more than `limit` bytes before reading it all (without
     `check_declared`, the caller has already refused a Content-Length over `limit`)."""
     if check_declared:
-        declared = request.headers.get("content-length")
+        declared = header(request, b"content-length")
         if (
             declared is not None
             and declared.isascii()

@@ -59,34 +59,35 @@ async def admit(
         await node.throttles.check("function", name)
     if spend:
         await take_rate_buckets(node, deployed, principal, request_id, trigger, client, limits)
-        await check_quota(node, deployed, principal, request_id, trigger)
+        if node.quotas:  # (`check_quota`'s own first test: no coroutine while none is set)
+            await check_quota(node, deployed, principal, request_id, trigger)
     else:  # counted as it was queued: refused if its quota was lowered below the usage since
         await check_counted(node, deployed, principal, request_id, trigger)
-    await _check_capacity(node, deployed, principal, request_id, trigger)
+    # Shed the call now (503, Retry-After) if it could only queue past the bounds
+    # (sandbox/backlog.py); audited per actor and window, not a record per call.
+    if node.pool is not None:
+        try:
+            node.pool.check_capacity(deployed.config)
+        except CallShed:
+            await _shed(node, deployed, principal, request_id, trigger)
+            raise
 
 
-async def _check_capacity(
+async def _shed(
     node: Node, deployed: Deployed, principal: Principal | None, request_id: str, trigger: str
 ) -> None:
-    """Shed the call now (503, Retry-After) if it could only queue past the bounds
-    (sandbox/backlog.py); audited per actor and window, not a record per call."""
-    if node.pool is None:
-        return
-    try:
-        node.pool.check_capacity(deployed.config)
-    except CallShed:
-        node.metrics.shed(deployed.name)
-        await node.denials.deny(
-            AuditEvent(
-                actor_of(principal, trigger),
-                "function.shed",
-                f"{deployed.name}@{deployed.record.version}",
-                "denied",
-                {"request_id": request_id, "reason": "overload", "trigger": trigger},
-            ),
-            "-",
-        )
-        raise
+    """Count and audit a call shed by `admit` (aggregated per actor and window)."""
+    node.metrics.shed(deployed.name)
+    await node.denials.deny(
+        AuditEvent(
+            actor_of(principal, trigger),
+            "function.shed",
+            f"{deployed.name}@{deployed.record.version}",
+            "denied",
+            {"request_id": request_id, "reason": "overload", "trigger": trigger},
+        ),
+        "-",
+    )
 
 
 async def give_back(

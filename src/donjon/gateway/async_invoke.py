@@ -38,8 +38,10 @@ _MAX_ID = 64
 
 def wants_async(request: Request) -> bool:
     """Whether the request's `Prefer` fields hold the `respond-async` preference."""
-    for field in request.headers.getlist("prefer"):
-        for preference in field.split(","):
+    for key, value in request.scope["headers"]:  # `request.headers.getlist("prefer")`'s
+        if key != b"prefer":
+            continue
+        for preference in value.decode("latin-1").split(","):
             name = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
             if name == "respond-async":
                 return True

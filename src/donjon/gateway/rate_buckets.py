@@ -163,15 +163,16 @@ async def take_rate_buckets(
     # The node's own buckets answer at once: asked without a coroutine per bucket (exactly
     # the memory class; anything else, a shared backend or a wrapper, is awaited).
     local = limiter if type(limiter) is MemoryRateLimiter else None
-    name = deployed.name
+    name = deployed.record.name  # (`Deployed.name` is a property)
     rate = deployed.rate
     if principal is not None:
         count, period_s, burst, _ = resolved or caller_limits(node, principal)
         label = principal.label
+        key = _KEYS.get(label) or _key_of(label)  # (made once: its lookup without a call)
         decision = (
-            local.take_now(_key_of(label), count, period_s, burst)
+            local.take_now(key, count, period_s, burst)
             if local is not None
-            else await limiter.take(_key_of(label), count, period_s, burst)
+            else await limiter.take(key, count, period_s, burst)
         )
         if not decision.allowed:
             await _refuse(

@@ -138,19 +138,20 @@ async def hold_slots(
     settings = node.settings
     wait_s = settings.sandbox.max_queue_wait_s
     lease_s = deployed.manifest.timeout_s + LEASE_MARGIN_S
+    slots, node_slots = node.slots, node.node_slots
     try:
         if principal is not None:
             cap = (limits or caller_limits(node, principal))[3]
             key = concurrency_key(principal.label)
-            if not _grab(held, node.slots, key, cap, lease_s):
-                await _take(node, held, node.slots, key, cap, wait_s, lease_s, "principal")
-        if not isinstance(node.slots, MemoryConcurrencyLimiter):  # shared across nodes
+            if not _grab(held, slots, key, cap, lease_s):
+                await _take(node, held, slots, key, cap, wait_s, lease_s, "principal")
+        if not isinstance(slots, MemoryConcurrencyLimiter):  # shared across nodes
             key = BucketKey(function=deployed.name, scope="concurrency")
             cap = deployed.manifest.limits.concurrency
-            await _take(node, held, node.slots, key, cap, wait_s, lease_s, "function")
+            await _take(node, held, slots, key, cap, wait_s, lease_s, "function")
         limit = settings.limits.max_concurrency
-        if not _grab(held, node.node_slots, NODE_KEY, limit, lease_s):
-            await _take(node, held, node.node_slots, NODE_KEY, limit, wait_s, lease_s, "node")
+        if not _grab(held, node_slots, NODE_KEY, limit, lease_s):
+            await _take(node, held, node_slots, NODE_KEY, limit, wait_s, lease_s, "node")
     except ConcurrencyFull as e:
         await held.release()
         await _audit(node, deployed, principal, request_id, trigger, e)
@@ -172,7 +173,7 @@ def _grab(
     slot = limiter.try_acquire(key, cap, lease_s=lease_s)
     if slot is None:
         return False
-    held.add(limiter, slot)
+    held._slots.append((limiter, slot))  # (`add`, without its call)
     return True
 
 

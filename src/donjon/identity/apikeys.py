@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from hashlib import sha256
+from typing import Any
 
 from donjon.errors import Error
 from donjon.identity.policy import Principal
@@ -57,6 +58,15 @@ def key_id_of(presented: str) -> str | None:
     it is not shaped like a key. The id is not secret: keys are listed by it."""
     m = _KEY_RE.match(presented)
     return m.group(1) if m else None
+
+
+try:  # CPython's OpenSSL binding, which `hmac.digest` calls: its HMAC object is copied per
+    # key checked (`KeyIndex`), where `hmac`'s own class wraps each step in a Python call.
+    import _hashlib
+
+    _keyed_hmac: Callable[..., Any] = _hashlib.hmac_new
+except ImportError:  # (an interpreter without it: the public class, the same digest)
+    _keyed_hmac = hmac.new
 
 
 def hash_key(hash_key_bytes: Secret[bytes], key: str) -> bytes:
@@ -144,7 +154,9 @@ class KeyIndex:
     """
 
     def __init__(self, hash_key_bytes: Secret[bytes], records: list[KeyRecord]) -> None:
-        self._hash_key = hash_key_bytes
+        #: `hash_key`'s HMAC-SHA256 under `hash_key_bytes`, keyed once: a check copies it
+        #: (the same digest; the key's two padded blocks are not hashed again per call).
+        self._keyed = _keyed_hmac(hash_key_bytes.reveal(), digestmod="sha256")
         self._keys: dict[str, _Entry] = {}
         self._used: dict[str, float] = {}
         for record in records:
@@ -209,7 +221,9 @@ class KeyIndex:
             return None, "invalid credentials"
         entry = self._keys.get(m.group(1))
         # Hash even for unknown ids, so timing does not tell which ids exist.
-        digest = hash_key(self._hash_key, presented)
+        keyed = self._keyed.copy()  # (`hash_key(hash_key_bytes, presented)`)
+        keyed.update(presented.encode())
+        digest = keyed.digest()
         if entry is None:
             hmac.compare_digest(digest, digest)
             return None, "invalid credentials"

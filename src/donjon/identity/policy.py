@@ -6,7 +6,7 @@ decides a request against the roles); this module names what they talk about.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from donjon.ratelimit.rates import NO_LIMITS, CallerLimits
@@ -149,10 +149,11 @@ class Principal:
     #: A JWT's: the kid of its issuer's key that signed it (its queued calls run only
     #: while the issuer still publishes that key: triggers' deliveries.py).
     signed_by: str | None = None
+    #: "<kind>:<id>": made once, with the principal (the hot path reads it several times).
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        return f"{self.kind}:{self.id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.kind}:{self.id}")
 
     @property
     def sole_admin(self) -> bool:

@@ -135,18 +135,19 @@ class InputValidator:
     """The validator of one schema: `iter_errors` says nothing for an event the quick check
     (schema_check.py) finds valid, and asks jsonschema about every other one."""
 
-    __slots__ = ("_check", "_full")
+    __slots__ = ("_full", "quick")
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self._full = _InputValidator(schema)
-        self._check = compile_check(schema)
+        #: The quick check (schema_check.py): True is "valid"; None, no quick check.
+        self.quick = compile_check(schema)
 
     @property
     def schema(self) -> Any:
         return self._full.schema
 
     def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
-        if self._check is not None and self._check(instance):
+        if self.quick is not None and self.quick(instance):
             return iter(())
         errors: Iterator[ValidationError] = self._full.iter_errors(instance)
         return errors

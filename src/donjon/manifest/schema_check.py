@@ -70,9 +70,28 @@ def compile_check(schema: Any) -> Check | None:
         if made is None:
             return None
         checks.extend(made)
+    return _every(checks)
+
+
+def _every(checks: list[Check]) -> Check:
+    """One check that is true when each of `checks` is, asked in order (the common one or
+    two without a generator: a call per check, where `all` over a generator took three)."""
+    if not checks:
+        return lambda _value: True
     if len(checks) == 1:
         return checks[0]
-    return lambda value: all(check(value) for check in checks)
+    if len(checks) == 2:
+        first, second = checks
+        return lambda value: first(value) and second(value)
+
+    def check_every(value: Any) -> bool:
+        # A loop, not `all` over a generator (SIM110): a call per check, not three.
+        for check in checks:  # noqa: SIM110
+            if not check(value):
+                return False
+        return True
+
+    return check_every
 
 
 def _object_checks(schema: Mapping[str, Any]) -> list[Check] | None:

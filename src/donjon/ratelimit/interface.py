@@ -20,7 +20,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from donjon.errors import Error
@@ -71,10 +71,17 @@ class BucketKey:
     #: What the bucket is for, when not the manifest's limits: "throttle" is a
     #: temporary, tighter bucket the monitor put on a caller (monitor/throttles.py).
     scope: str = ""
+    #: The four fields as a tuple, made once: what the memory limiters key their tables by
+    #: (equal exactly when the keys are; a tuple's hash is C's, where a frozen dataclass's
+    #: `__hash__` is a Python call per lookup, several per call).
+    parts: tuple[str | None, str | None, str | None, str] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.principal is None and self.function is None and self.client is None:
             raise ValueError("a bucket key names at least one of principal, function, client")
+        object.__setattr__(self, "parts", (self.principal, self.function, self.client, self.scope))
 
     def __str__(self) -> str:
         """A stable, unambiguous text form (what a shared backend names the bucket by)."""

@@ -22,8 +22,8 @@ class MemoryRateLimiter(RateLimiter):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # key -> (tokens, stamp, capacity, rate per second)
-        self._buckets: dict[BucketKey, tuple[float, float, float, float]] = {}
+        # key (its `parts`) -> (tokens, stamp, capacity, rate per second)
+        self._buckets: dict[tuple[object, ...], tuple[float, float, float, float]] = {}
 
     async def take(
         self, key: BucketKey, count: int, period_s: float, burst: int | None = None
@@ -37,27 +37,28 @@ class MemoryRateLimiter(RateLimiter):
         now = self._clock()
         rate = count / period_s
         capacity = float(burst if burst is not None else count)
-        tokens, stamp, _, _ = self._buckets.get(key, (capacity, now, capacity, rate))
+        parts = key.parts
+        tokens, stamp, _, _ = self._buckets.get(parts, (capacity, now, capacity, rate))
         tokens = min(capacity, tokens + (now - stamp) * rate)
         if tokens >= 1.0:
             tokens -= 1.0
-            self._buckets[key] = (tokens, now, capacity, rate)
+            self._buckets[parts] = (tokens, now, capacity, rate)
             if len(self._buckets) > _MAX_KEYS:
                 self._forget_refilled(now)
             return Decision(True, 0.0, int(tokens), (capacity - tokens) / rate)
-        self._buckets[key] = (tokens, now, capacity, rate)
+        self._buckets[parts] = (tokens, now, capacity, rate)
         return Decision(False, (1.0 - tokens) / rate, 0, (capacity - tokens) / rate)
 
     async def give_back(
         self, key: BucketKey, count: int, period_s: float, burst: int | None = None
     ) -> None:
-        found = self._buckets.get(key)
+        found = self._buckets.get(key.parts)
         if found is None:  # refilled and forgotten since: full
             return
         now = self._clock()
         tokens, stamp, capacity, rate = found
         tokens = min(capacity, tokens + (now - stamp) * rate + 1.0)
-        self._buckets[key] = (tokens, now, capacity, rate)
+        self._buckets[key.parts] = (tokens, now, capacity, rate)
 
     def _forget_refilled(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no state."""

@@ -55,7 +55,8 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         self._clock = clock
         #: Keys with nothing held or waiting are kept for reuse up to this many, then swept.
         self._max_idle_keys = max(0, max_idle_keys)
-        self._keys: dict[BucketKey, _Key] = {}
+        #: Keys' states, by the key's `parts` (its fields: a tuple's hash is C's).
+        self._keys: dict[tuple[object, ...], _Key] = {}
         self._tokens = itertools.count(1)
         #: Calls waiting now, over every key.
         self.waiting = 0
@@ -63,15 +64,20 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
     def try_acquire(self, key: BucketKey, cap: int, *, lease_s: float) -> Slot | None:
         """A slot at once if one of `key`'s is free and no call waits for one; else None
         (then `acquire` decides: it waits its turn or refuses). Never suspends."""
-        state = self._keys.get(key)
+        state = self._keys.get(key.parts)
+        now = self._clock()
         if state is None:
-            state = self._keys[key] = _Key()
+            state = self._keys[key.parts] = _Key()
         else:
-            self._expire(key, state)
+            held = state.held
+            if held and min(held.values()) <= now:  # (`_expire`'s test: rarely true)
+                self._expire(key, state)
             while state.waiters and len(state.held) < cap:  # a cap raised since they came
                 self._hand_on(state)
         if len(state.held) < cap and not state.waiters:
-            return self._grant(key, state, lease_s)
+            token = str(next(self._tokens))
+            state.held[token] = now + lease_s
+            return Slot(key, token)
         return None
 
     async def acquire(
@@ -80,7 +86,7 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
         slot = self.try_acquire(key, cap, lease_s=lease_s)
         if slot is not None:
             return slot
-        state = self._keys[key]  # (made by try_acquire)
+        state = self._keys[key.parts]  # (made by try_acquire)
         if (
             wait_s <= 0
             or len(state.waiters) >= self._max_waiters
@@ -106,8 +112,8 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
                 self._expire(key, state)  # a lease that ran out goes to the oldest waiter
             return Slot(key, future.result()) if _handed(future) else None
         except BaseException:  # cancelled: a slot handed to us meanwhile goes on
-            if _handed(future):
-                self._release_token(key, state, future.result())
+            if _handed(future):  # (its key's state is `state`: our slot holds it)
+                self.release_now(Slot(key, future.result()))
             raise
         finally:
             self.waiting -= 1
@@ -120,27 +126,21 @@ class MemoryConcurrencyLimiter(ConcurrencyLimiter):
 
     def release_now(self, slot: Slot) -> None:
         """`release`, at once (it never waits)."""
-        state = self._keys.get(slot.key)
-        if state is not None:
-            self._release_token(slot.key, state, slot.token)
+        key = slot.key
+        state = self._keys.get(key.parts)
+        if state is None or state.held.pop(slot.token, None) is None:
+            return  # released already, or its lease ran out
+        if state.waiters:  # (`_hand_on` and `_forget_if_idle`, asked only when they act)
+            self._hand_on(state)
+        if len(self._keys) > self._max_idle_keys:
+            self._forget_if_idle(key, state)
 
     async def held(self, key: BucketKey) -> int:
-        state = self._keys.get(key)
+        state = self._keys.get(key.parts)
         if state is None:
             return 0
         self._expire(key, state)
         return len(state.held)
-
-    def _grant(self, key: BucketKey, state: _Key, lease_s: float) -> Slot:
-        token = str(next(self._tokens))
-        state.held[token] = self._clock() + lease_s
-        return Slot(key, token)
-
-    def _release_token(self, key: BucketKey, state: _Key, token: str) -> None:
-        if state.held.pop(token, None) is None:
-            return  # released already, or its lease ran out
-        self._hand_on(state)
-        self._forget_if_idle(key, state)
 
     def _hand_on(self, state: _Key) -> None:
         """Give a free slot to the oldest waiter still waiting (one per free slot)."""
