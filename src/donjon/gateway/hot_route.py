@@ -77,8 +77,6 @@ class HotRoute:
                 started = True
             await pieces(message)
 
-        pieces = in_pieces(send)  # a large body in pieces, the loop free between them
-
         try:
             response = await self._endpoint(Request(scope, receive, send))
             if type(response).__call__ is Response.__call__:
@@ -99,6 +97,7 @@ class HotRoute:
                 if response.background is not None:
                     await response.background()
             else:  # a response of its own making (streamed, a file...): as it sends itself
+                pieces = in_pieces(send)  # a large body in pieces, the loop free between
                 await response(scope, receive, sending)
         except Exception as exc:
             if not started:  # as ServerErrorMiddleware: the 500 problem, unless too late

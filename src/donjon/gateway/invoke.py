@@ -58,7 +58,7 @@ from donjon.lifecycle import Deployed
 from donjon.obs import log_secrets, mint_request_id
 from donjon.sandbox import CallResult, SandboxError
 from donjon.sandbox.policy_events import PolicyEvent
-from donjon.sandbox.pool import RunsOn
+from donjon.sandbox.pool import RunsOn, SandboxPool
 from donjon.sandbox.replies import MAX_RESULT, check_result_size
 from donjon.vault.redact import Redactor
 
@@ -141,9 +141,10 @@ async def _run(
         # Its credential, again (its body and its slots took time); audited if it ended.
         if principal is not None and credential_ended(node, principal) is not None:
             await check_still_live(node, principal, deployed.name, request_id, trigger=trigger)
+        quotas = bool(node.quotas)  # (a method's answer, asked once)
         reserved = (
             await reserve_compute(node, deployed, principal, request_id, trigger)
-            if node.quotas
+            if quotas
             else None
         )
         started = time.perf_counter()
@@ -165,8 +166,9 @@ async def _run(
                 attempt,
             )
         finally:  # its wall time (to its processes' end), charged; its reservation given back
-            node.log_bound.note(deployed.name)  # `_call` wrote its log entry (store/trim.py)
-            if node.quotas or reserved is not None:
+            # `_call` wrote its log entry (store/trim.py); (`record.name`: no property call)
+            node.log_bound.note(deployed.record.name)
+            if quotas or reserved is not None:
                 charge = functools.partial(settle_compute, node, deployed, principal)
                 await held.after(lambda: charge(time.perf_counter() - started, reserved))
     finally:  # (once its processes are gone, if they run on past its answer)
@@ -216,26 +218,23 @@ async def _call(
     granted: dict[str, str] = {}
     max_result = node.settings.requests.max_response_bytes
     try:
-        granted, redact = await _open_secrets(node, deployed)
-        with log_secrets(redact):  # the server's lines meanwhile lose them too (obs/)
-            result = await node.pool.invoke(
-                deployed.config,
-                _meta(
-                    deployed,
-                    request_id,
-                    principal,
-                    granted,
-                    timeout_s,
-                    max_result,
-                    fields,
-                    plan,
-                ),
-                event,
-                timeout_s,
-                subcalls,
-                request_id,
-                runs_on,
-            )
+        # (a coroutine only for a function granted secrets: most are granted none)
+        granted, redact = (
+            await _open_secrets(node, deployed)
+            if deployed.manifest.permissions.secrets
+            else (granted, redact)
+        )
+        result = await _in_sandbox(
+            node.pool,
+            deployed,
+            _meta(deployed, request_id, principal, granted, timeout_s, max_result, fields, plan),
+            event,
+            timeout_s,
+            subcalls,
+            request_id,
+            runs_on,
+            redact,
+        )
         _note_reads(detail, result, granted, policy_events)
         check_result_size(result, max_result)
         # (`printed` called only when its search finds something: the hot path's calls)
@@ -262,11 +261,11 @@ async def _call(
         raise
     finally:
         elapsed = time.perf_counter() - started
-        node.metrics.invocation(deployed.name, outcome, elapsed)
+        node.metrics.invocation(deployed.record.name, outcome, elapsed)  # (no property call)
         # Every call leaves its entry (`donjon logs` prints START/END/REPORT for
         # each), its output bounded whatever the function printed (calllog.py).
         log = InvocationLog(
-            deployed.name,
+            deployed.record.name,
             deployed.record.version,
             request_id,
             outcome,
@@ -293,8 +292,32 @@ async def _call(
             ),
             log,
         )
-        await record_policy_events(
-            node.audit, deployed, request_id, actor, policy_events, redact, chain
+        if policy_events:
+            await record_policy_events(
+                node.audit, deployed, request_id, actor, policy_events, redact, chain
+            )
+
+
+async def _in_sandbox(
+    pool: SandboxPool,
+    deployed: Deployed,
+    meta: bytes,
+    event: bytes,
+    timeout_s: float,
+    subcalls: FunctionCalls,
+    request_id: str,
+    runs_on: RunsOn | None,
+    redact: Redactor,
+) -> CallResult:
+    """The call in the sandbox; meanwhile the server's lines lose its secrets' values too
+    (obs/: nothing to bind for a function granted none, as most are)."""
+    if redact is _NO_SECRETS:
+        return await pool.invoke(
+            deployed.config, meta, event, timeout_s, subcalls, request_id, runs_on
+        )
+    with log_secrets(redact):
+        return await pool.invoke(
+            deployed.config, meta, event, timeout_s, subcalls, request_id, runs_on
         )
 
 
@@ -372,9 +395,9 @@ def _note_reads(
     and what it did that its runtime policies watch (into `policy_events`).
 
     The worker reports the names and is trusted for nothing: only granted names are kept."""
-    policy_events.extend(call.policy_events)
-    read = [name for name in call.secrets_read if name in granted]
-    if read:
+    if call.policy_events:
+        policy_events.extend(call.policy_events)
+    if call.secrets_read and (read := [name for name in call.secrets_read if name in granted]):
         detail["secrets_read"] = read
 
 
