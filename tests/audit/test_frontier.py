@@ -34,10 +34,16 @@ def test_from_leaves_and_copy_are_independent() -> None:
     leaves = _leaves(37)
     frontier = Frontier.from_leaves(leaves[:20])
     copy = frontier.copy()
+    assert copy == frontier and copy.hashes is not frontier.hashes
     frontier.extend(leaves[20:])
     assert copy.root() == root(leaves[:20])
     assert frontier.root() == root(leaves)
     assert Frontier.from_leaves(leaves) == frontier
+    # ... nor the original a copy's appends (the writer extends a copy of its tip)
+    tip = frontier.copy()
+    tip.extend(_leaves(40)[37:])
+    assert frontier.size == 37 and frontier.root() == root(leaves)
+    assert tip.root() == root(_leaves(40))
 
 
 def test_json_round_trip() -> None:

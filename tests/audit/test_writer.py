@@ -22,6 +22,7 @@ from donjon.audit import (
     verify_log,
 )
 from donjon.audit.merkle import EMPTY_ROOT, root
+from donjon.audit.tree import sign_head
 from donjon.config import AuditSettings
 from donjon.store import connect, create_schema
 
@@ -65,6 +66,14 @@ def test_rows_hold_leaf_hashes_and_the_head_is_signed(engine: Engine) -> None:
     assert head_root == root([bytes(h) for _, h in rows])
     body = Checkpoint(key.origin, 7, bytes(head_root), int(ts_ms)).body()
     assert key.verifier.verify(body, bytes(signature))
+    # The writer binds the root and the signature as bytearrays: stored as the BLOBs
+    # sign_head makes (Ed25519 is deterministic), as the records' bytes and leaf hashes.
+    assert signature == sign_head(key, 7, head_root, int(ts_ms)).signature
+    types = "SELECT typeof(hash), typeof(mac) FROM audit_head"
+    assert _rows(engine, types) == [("blob", "blob")]
+    assert set(_rows(engine, "SELECT typeof(record), typeof(hash) FROM audit_log")) == {
+        ("blob", "blob")
+    }
 
 
 def test_new_log_has_a_signed_empty_head(engine: Engine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -325,6 +326,31 @@ def test_two_calls_logged_under_one_request_id_fail_nobody(engine: Engine) -> No
     with _db(engine) as conn:
         rows = conn.execute("SELECT request_id, output FROM invocation_logs ORDER BY id").fetchall()
     assert rows == [("same", "printed by 1"), ("other", "printed by 3")]
+    assert verify_log(engine, KEY).ok
+
+
+@pytest.mark.slow
+def test_records_sent_in_more_than_one_read_are_all_stored_in_order(engine: Engine) -> None:
+    """Records sent faster than the writer reads, over 2 MiB in all (the writer reads at
+    most 1 MiB at a time, and stops reading at a read that finds the socket emptied),
+    are each stored once, in the order they were sent, and the log verifies."""
+    log = AuditLog(engine, KEY)
+    pad = "x" * 4096
+
+    def big(i: int) -> AuditEvent:
+        return AuditEvent("key:a", "function.invoke", "f@1", "ok", {"i": i, "pad": pad})
+
+    async def go() -> None:
+        log.start(process=True)
+        try:
+            await asyncio.gather(*(log.record(big(i)) for i in range(600)))
+        finally:
+            log.stop()
+
+    asyncio.run(go())
+    with _db(engine) as conn:
+        records = [r for (r,) in conn.execute("SELECT record FROM audit_log ORDER BY seq")]
+    assert [json.loads(r)["detail"]["i"] for r in records] == list(range(600))
     assert verify_log(engine, KEY).ok
 
 

@@ -146,7 +146,7 @@ class Frontier:
         it = reversed(self.hashes)
         acc = next(it)
         for h in it:
-            acc = node_hash(h, acc)
+            acc = sha256(b"\x01" + h + acc).digest()  # merkle.node_hash(h, acc)
         return acc
 
     @classmethod
@@ -156,7 +156,12 @@ class Frontier:
         return frontier
 
     def copy(self) -> Frontier:
-        return Frontier(self.size, self.hashes)
+        # Not through __init__: this frontier's hashes were checked when they came in,
+        # and no frontier changes a hash in place, so the copy needs only a list of its own.
+        twin = Frontier.__new__(Frontier)
+        twin.size = self.size
+        twin.hashes = self.hashes.copy()
+        return twin
 
     def to_json(self) -> dict[str, object]:
         """{"size": n, "hashes": [hex, ...]} (the incremental verifier's state)."""

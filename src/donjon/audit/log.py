@@ -214,12 +214,17 @@ class AuditLog:
             self._checkpointer.make(seq, root, now) if self._checkpointer.due(seq, now) else None
         )
         raw = self._raw if self._raw is not None else self._engine.raw_connection()
+        # The driver's connection itself: the pool's proxy finds `commit` only through
+        # its __getattr__, after a failed lookup (an AttributeError made and dropped).
+        driver = raw.dbapi_connection
         try:
             for chunk in chunks:
-                self._sql.insert(raw, chunk.params, chunk.logs, chunk.uses)
+                self._sql.insert(driver, chunk.params, chunk.logs, chunk.uses)
             self._sql.finish(
-                raw,
-                (seq, root, head_.signature, head_.ts_ms),
+                driver,
+                # bytearrays, as the records' (audit/rows.py): sqlite3 binds one directly,
+                # where bytes first fail a formatted adapter lookup. The same BLOBs.
+                (seq, bytearray(root), bytearray(head_.signature), head_.ts_ms),
                 None if checkpoint is None else _checkpoint_row(checkpoint),
             )
         except BaseException:

@@ -57,6 +57,10 @@ log_ = logging.getLogger("donjon.audit.writer")
 
 #: Records in one transaction, at most.
 MAX_BATCH = 8192
+#: Bytes read from the node at most per `recv`. A unix stream socket's read takes all
+#: that waits, up to this: after a shorter one the next would fail EAGAIN, and what
+#: comes meanwhile is read after the next poll, as it would be after that failure.
+_RECV = 1 << 20
 #: Seconds between looks at whether the parent is still there.
 _PARENT_CHECK_S = 1.0
 
@@ -98,7 +102,7 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
             entries: list[bytes] = []
             while len(entries) < MAX_BATCH:
                 try:
-                    data = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+                    data = sock.recv(_RECV, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
                 if not data:
@@ -107,6 +111,8 @@ def _serve(sock: socket.socket, log: AuditLog, parent: int) -> None:
                 for kind, body in reader.feed(data):
                     if kind == RECORDS:
                         entries.extend(body.split(b"\n"))
+                if len(data) < _RECV:  # the socket held no more: no read to fail EAGAIN
+                    break
             if entries:
                 pipeline.submit(entries)
     finally:
