@@ -24,12 +24,11 @@ from donjon.audit.log import CommittedRecord
 from donjon.config import MonitorSettings
 from donjon.monitor.baselines import DurationDetector, ErrorRateDetector
 from donjon.monitor.detector import Detector
-from donjon.monitor.engine import Monitor
 from donjon.monitor.firstseen import FirstSeenDetector
 from donjon.monitor.rates import call_rate, cost
 from donjon.monitor.robust import RobustWindow
 from donjon.monitor.service import rule_detectors
-from monitor.test_examine_equivalence import _alert_seen, _Log, _seen
+from monitor.test_examine_equivalence import _alert_seen, _Log, _seen, alerting
 from monitor.test_trace import LEARNING_S
 
 __all__ = ["CAPS", "digest", "runs"]
@@ -98,15 +97,7 @@ async def _engine(
 ) -> list[Any]:
     log = _Log()
     now = [records[0].ts]
-    monitor = Monitor(
-        log,  # type: ignore[arg-type]  # a stand-in AuditLog: listeners and alerts only
-        detectors,
-        dict.fromkeys((d.name for d in detectors), "alert"),
-        clock=lambda: now[0],
-        dedup_s=0.0,
-        tick_s=3600.0,
-    )
-    monitor.attach(asyncio.get_running_loop())
+    monitor = alerting(log, detectors, lambda: now[0])
     rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not a secret
     try:
         i = 0
