@@ -368,6 +368,13 @@ def test_batches_from_the_writer_process_skip_the_loops_wakeup_descriptor(
     assert not [cb for cb in threadsafe if getattr(cb, "__self__", None) is monitors[0]]
 
 
+class _NoLog:
+    """The audit log's listener hook, and nothing else (nothing is raised here)."""
+
+    def add_listener(self, listener: Any) -> None:
+        pass
+
+
 def test_a_batch_on_the_loops_thread_waits_behind_those_on_their_way() -> None:
     """A batch committed on the loop's own thread is enqueued at once, unless batches
     handed over from another thread are still on their way through the loop's queue:
@@ -401,8 +408,3 @@ def test_a_batch_on_the_loops_thread_waits_behind_those_on_their_way() -> None:
         return detector.seen
 
     assert asyncio.run(go()) == [str(seq) for seq in range(1, 11)]
-
-
-class _NoLog:
-    def add_listener(self, listener: Any) -> None:
-        pass

@@ -205,8 +205,8 @@ class Monitor:
     def _on_commit(self, batch: CommittedBatch) -> None:
         """Hand the batch to the loop, nothing more. The writer process's answers come on
         the running loop's own thread (audit/remote.py): enqueued there and then, with
-        nothing queued on the loop for it (a `call_soon` a batch cost about 9,000
-        instructions: its handle, and its turn of the loop), unless batches from another
+        nothing queued on the loop for it (a `call_soon` cost about 7,500 instructions a
+        batch: its handle, and its turn of the loop), unless batches from another
         thread are still on their way (then behind them). From any other thread, or a
         loop not running, through `call_soon_threadsafe` (a closed loop: dropped, as
         before). `_enqueue` only queues the batch for the feed task, which examines it."""
