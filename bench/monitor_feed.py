@@ -11,8 +11,11 @@ does, and the process CPU per record is measured once the feed has examined
 them. Every detector is in `learn` mode, so a finding costs its detection and
 no alert record (there is no audit log here).
 
-    python bench/monitor_feed.py [--batch 8] [--records 40000] [--repeat 5]
-    python bench/monitor_feed.py --instructions [--python PY] [--records 10000]
+    python bench/monitor_feed.py [--batch 8] [--records 40000] [--repeat 5] [--keys 1]
+    python bench/monitor_feed.py --instructions [--python PY] [--records 10000] [--keys 1]
+
+`--keys N` spreads the calls over N keys in turn (each call's key the next one's: no
+call has the subjects of the one before it, the learned baselines' worst case).
 
 Runs against any installed tree (use that tree's interpreter): it uses only the
 engine's hand-over (`_on_commit`) and `settle`, which every tree since the
@@ -48,9 +51,16 @@ class _NoLog:
         pass
 
 
-def _batches(records: list[Any], size: int) -> list[Any]:
+def _batches(records: list[Any], size: int, keys: int = 1) -> list[Any]:
+    from dataclasses import replace
+
     from donjon.audit.log import CommittedBatch, CommittedRecord
 
+    if keys > 1:  # the calls' keys in turn
+        records = [
+            CommittedRecord(r.seq, r.ts, replace(r.event, actor=f"key:k{r.seq % keys}"))
+            for r in records
+        ]
     out = []
     for i in range(0, len(records), size):
         chunk = records[i : i + size]
@@ -59,7 +69,7 @@ def _batches(records: list[Any], size: int) -> list[Any]:
     return out
 
 
-async def _feed(batch_size: int, n: int, repeat: int) -> float:
+async def _feed(batch_size: int, n: int, repeat: int, keys: int = 1) -> float:
     from gateway_cpu import _records
 
     from donjon.config import MonitorSettings
@@ -75,7 +85,7 @@ async def _feed(batch_size: int, n: int, repeat: int) -> float:
     )
     monitor.attach(asyncio.get_running_loop())
     records = _records(n * (max(repeat, 1) + 1))  # as many whatever is timed (--instructions)
-    batches = _batches(records, batch_size)
+    batches = _batches(records, batch_size, keys)
     per = n // batch_size
     best = float("inf")
     try:
@@ -94,14 +104,14 @@ async def _feed(batch_size: int, n: int, repeat: int) -> float:
     return best if repeat else 0.0
 
 
-def _instructions(python: str, batch: int, n: int) -> float:
+def _instructions(python: str, batch: int, n: int, keys: int = 1) -> float:
     """Instructions per record: a run with one round more than another, under callgrind."""
     totals = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in (0, 1):
             out = Path(tmp) / f"callgrind.{repeat}"
             argv = [python, __file__, "--batch", str(batch), "--records", str(n)]
-            argv += ["--repeat", str(repeat)]
+            argv += ["--repeat", str(repeat), "--keys", str(keys)]
             subprocess.run(
                 ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
                 check=True,
@@ -119,6 +129,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="records per committed batch")
     parser.add_argument("--records", type=int, default=40_000, help="records per round")
     parser.add_argument("--repeat", type=int, default=5, help="rounds timed (best kept)")
+    parser.add_argument("--keys", type=int, default=1, help="keys calling, in turn")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions under callgrind"
@@ -126,10 +137,13 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="the tree's interpreter")
     args = parser.parse_args()
     if args.instructions:
-        count = _instructions(args.python, args.batch, args.records)
-        print(f"monitor feed, batches of {args.batch}: {count:,.0f} instructions per call record")
+        count = _instructions(args.python, args.batch, args.records, args.keys)
+        print(
+            f"monitor feed, batches of {args.batch}, {args.keys} key(s):"
+            f" {count:,.0f} instructions per call record"
+        )
         return
-    us = asyncio.run(_feed(args.batch, args.records, args.repeat))
+    us = asyncio.run(_feed(args.batch, args.records, args.repeat, args.keys))
     if args.json:
         print(json.dumps({"batch": args.batch, "us_per_record": us}))
     else:

@@ -153,21 +153,27 @@ def _plain(records: list[CommittedRecord], now: float, flaky: bool = False) -> l
     return found
 
 
+def alerting(log: _Log, detectors: list[Detector], clock: Callable[[], float]) -> Monitor:
+    """The node's engine over `log`, attached to the running loop: every detector in
+    `alert` mode, no deduplication, no ticks but those asked for."""
+    monitor = Monitor(
+        log,  # type: ignore[arg-type]  # a stand-in AuditLog: listeners and alerts only
+        detectors,
+        dict.fromkeys((d.name for d in detectors), "alert"),
+        clock=clock,
+        dedup_s=0.0,
+        tick_s=3600.0,
+    )
+    monitor.attach(asyncio.get_running_loop())
+    return monitor
+
+
 async def _engine(
     records: list[CommittedRecord], now: float, seed: int, flaky: bool = False
 ) -> list[Seen]:
     """The node's engine, fed the stream in committed batches of 1 to 16 records."""
     log = _Log()
-    detectors = _detectors(flaky)
-    monitor = Monitor(
-        log,  # type: ignore[arg-type]  # a stand-in AuditLog: listeners and alerts only
-        detectors,
-        dict.fromkeys((d.name for d in detectors), "alert"),
-        clock=lambda: now,
-        dedup_s=0.0,
-        tick_s=3600.0,
-    )
-    monitor.attach(asyncio.get_running_loop())
+    monitor = alerting(log, _detectors(flaky), lambda: now)
     rng = random.Random(seed)  # noqa: S311 - a seeded simulation, not a secret
     try:
         i = 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from donjon.audit.log import AuditEvent, CommittedRecord
+from donjon.audit.log import AuditEvent, CommittedBatch, CommittedRecord
 from donjon.monitor.alerts import AlertStore
 from donjon.monitor.engine import Monitor
 from donjon.monitor.findings import Finding, FindingError, Mode, Subject
@@ -320,7 +321,7 @@ def test_batches_from_the_writer_process_skip_the_loops_wakeup_descriptor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The writer process's answers come on the running loop's own thread: the monitor
-    queues their batches there with `call_soon`, not `call_soon_threadsafe` (a write to
+    enqueues their batches there and then, not through `call_soon_threadsafe` (a write to
     the loop's wake-up descriptor and a read of it), and still examines every record, in
     order."""
     threadsafe: list[Any] = []  # every callback handed to call_soon_threadsafe
@@ -365,3 +366,45 @@ def test_batches_from_the_writer_process_skip_the_loops_wakeup_descriptor(
     assert len(sink.alerts) == 11
     # None of the monitor's own callbacks went through the loop's wake-up descriptor.
     assert not [cb for cb in threadsafe if getattr(cb, "__self__", None) is monitors[0]]
+
+
+class _NoLog:
+    """The audit log's listener hook, and nothing else (nothing is raised here)."""
+
+    def add_listener(self, listener: Any) -> None:
+        pass
+
+
+def test_a_batch_on_the_loops_thread_waits_behind_those_on_their_way() -> None:
+    """A batch committed on the loop's own thread is enqueued at once, unless batches
+    handed over from another thread are still on their way through the loop's queue:
+    then after them, so every record is examined, in seq order (enqueued first, the
+    later batch would make the earlier one's records look replayed, and skip them)."""
+
+    def batch(first: int) -> CommittedBatch:
+        event = AuditEvent("anonymous", "auth.denied", "/", "denied", {})
+        return CommittedBatch(tuple(CommittedRecord(first + i, 0.0, event) for i in (0, 1)), 0.0)
+
+    class Seqs(_Seen):
+        def observe(self, record: CommittedRecord, now: float) -> list[Finding]:
+            self.seen.append(str(record.seq))
+            return []
+
+    async def go() -> list[str]:
+        detector = Seqs("seqs", None)
+        monitor = Monitor(_NoLog(), [detector], {}, tick_s=3600)  # type: ignore[arg-type]
+        monitor.attach(asyncio.get_running_loop())
+        await asyncio.sleep(0)  # the feed has started on this loop's thread
+        monitor._on_commit(batch(1))  # on the loop's thread, nothing on its way: at once
+        other = threading.Thread(target=monitor._on_commit, args=(batch(3),))
+        other.start()
+        other.join()  # handed over: on its way through the loop's queue
+        monitor._on_commit(batch(5))  # behind it
+        monitor._on_commit(batch(7))
+        await monitor.settle()
+        monitor._on_commit(batch(9))  # nothing on its way again
+        await monitor.settle()
+        await monitor.close()
+        return detector.seen
+
+    assert asyncio.run(go()) == [str(seq) for seq in range(1, 11)]

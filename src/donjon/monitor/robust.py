@@ -195,41 +195,45 @@ def _median_deviation(ordered: list[float], median: float) -> float:
 
     The deviations of the values below the median, read downwards, and of the rest,
     read upwards, are two ascending runs (`median - v` is exactly `abs(v - median)`
-    there); the k-th smallest of the two is found by bisecting how many come from
-    the first run.
+    there). The middle one (the lower of the two middle ones for an even count) is
+    found by bisecting how many of the smallest come from the first run; the upper
+    middle one is then the smaller of each run's next (one bisection, not two: this
+    runs at every refresh of every window).
     """
     n = len(ordered)
     if n == 0:
         return 0.0
     split = bisect.bisect_left(ordered, median)  # ordered[:split] < median <= ordered[split:]
     # The i-th smallest deviation of the values below is `median - ordered[split - 1 - i]`,
-    # of the rest `ordered[split + i] - median` (written out below: this runs at every
-    # refresh of every window).
-
-    def kth(k: int) -> float:  # the k-th smallest deviation (0-based)
-        n_below, n_above = split, n - split
-        lo, hi = max(0, k + 1 - n_above), min(k + 1, n_below)
-        while True:
-            i = (lo + hi) // 2  # deviations taken from below; k + 1 - i from above
-            j = k + 1 - i
-            if (
-                i < n_below
-                and j > 0
-                and ordered[split + j - 1] - median > median - ordered[split - 1 - i]
-            ):
-                lo = i + 1
-            elif (
-                i > 0 and j < n_above and median - ordered[split - i] > ordered[split + j] - median
-            ):
-                hi = i - 1
-            else:
-                return max(
-                    median - ordered[split - i] if i > 0 else -math.inf,
-                    ordered[split + j - 1] - median if j > 0 else -math.inf,
-                )
-
-    half = n // 2
-    return kth(half) if n % 2 else (kth(half - 1) + kth(half)) / 2
+    # of the rest `ordered[split + i] - median`. The `k + 1` smallest of both are the first
+    # `i` of the values below and the first `j` of the rest, `i + j = k + 1`.
+    above = n - split
+    k = (n - 1) // 2  # the middle deviation's rank (0-based), the lower middle for even n
+    lo, hi = max(0, k + 1 - above), min(k + 1, split)
+    while True:
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if (
+            i < split
+            and j > 0
+            and ordered[split + j - 1] - median > median - ordered[split - 1 - i]
+        ):
+            lo = i + 1  # the rest's j-th is above the next from below: take more from below
+        elif i > 0 and j < above and median - ordered[split - i] > ordered[split + j] - median:
+            hi = i - 1  # the other way round
+        else:
+            break
+    middle = max(
+        median - ordered[split - i] if i > 0 else -math.inf,
+        ordered[split + j - 1] - median if j > 0 else -math.inf,
+    )
+    if n % 2:
+        return middle
+    following = min(  # the (k + 1)-th: the smaller of each run's next deviation
+        median - ordered[split - 1 - i] if i < split else math.inf,
+        ordered[split + j] - median if j < above else math.inf,
+    )
+    return (middle + following) / 2
 
 
 class Bounded(Generic[K, V]):
