@@ -4,13 +4,17 @@ schemas.rendered_list), and large bodies go out whole in pieces (gateway/body_ch
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from donjon.gateway.body_chunks import CHUNK, BodyChunks
 from donjon.gateway.schemas import render, render_json, rendered_list
+from donjon.gateway.stored_views import StoredViews, StoredViewsBusy
 from donjon.gateway.views import LogEntry
+from donjon.triggers.queue import Status
+from queue_support import queued
 
 
 def _entry(output: str) -> LogEntry:
@@ -79,3 +83,14 @@ def test_rendered_list_of_json_values_is_what_render_json_answers(
 ) -> None:
     """Plain JSON values (the timeline's records) render as render_json renders them."""
     assert rendered_list(records) == bytes(render_json(records).body)
+
+
+def test_a_view_begun_as_the_node_stops_starts_no_child() -> None:
+    """A large view whose thread had begun when `close` ran (the node stopping) is refused
+    (503), and no child process is started that nothing would end."""
+    views = StoredViews()
+    big = replace(queued(), status=Status.SUCCEEDED, result=b"[" + b"1," * 40_000 + b"1]")
+    views.close()
+    with pytest.raises(StoredViewsBusy):
+        views._in_child(big, False, False)  # what that thread does next
+    assert views._pool is None

@@ -74,6 +74,8 @@ class StoredViews(OwnThreads):
         self._children = slots
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        #: `close` has run: no child is started after it (nothing would end that one).
+        self._closed = False
 
     def _busy(self, message: str) -> StoredViewsBusy:
         return StoredViewsBusy(message, retry_after_s=self.retry_after_s)
@@ -100,6 +102,8 @@ class StoredViews(OwnThreads):
         """`rendered` in the child process (started at the first use); this thread waits
         for it without the GIL. A child that died (killed for its memory) is replaced."""
         with self._pool_lock:
+            if self._closed:  # its thread began as the node stopped
+                raise self._busy("this node is stopping")
             if self._pool is None:
                 # Spawned, not forked: a fork of the node would copy its threads' locks.
                 context = multiprocessing.get_context("spawn")
@@ -115,11 +119,16 @@ class StoredViews(OwnThreads):
                     self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
             raise self._busy("the process reading large invocation results ended") from None
+        except RuntimeError:  # (a broken pool's is above) `close` shut the pool meanwhile
+            if not self._closed:
+                raise
+            raise self._busy("this node is stopping") from None
 
     def close(self) -> None:
         """Refuse new views, drop those waiting, and end the child."""
         super().close()
         with self._pool_lock:
+            self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
