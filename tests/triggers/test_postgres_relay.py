@@ -8,8 +8,20 @@ import asyncio
 import gc
 import socket
 import warnings
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from donjon.triggers.postgres_relay import Relays
+
+
+def _leaks(go: Callable[[], Coroutine[Any, Any, None]]) -> list[str]:
+    """The sockets left open (ResourceWarnings) once `go` has run and the garbage is
+    collected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(go())
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def _stalled_server() -> tuple[socket.socket, list[socket.socket]]:
@@ -39,15 +51,10 @@ def test_a_listener_stopped_while_the_relay_dials_leaves_no_socket_open() -> Non
         await writer.wait_closed()
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            asyncio.run(go())
-            gc.collect()
+        assert _leaks(go) == []
     finally:
         for sock in (server, *fillers):
             sock.close()
-    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert leaks == []
 
 
 def test_a_listener_stopped_mid_relay_leaves_no_socket_open() -> None:
@@ -67,11 +74,6 @@ def test_a_listener_stopped_mid_relay_leaves_no_socket_open() -> None:
         upstream.close()
 
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            asyncio.run(go())
-            gc.collect()
+        assert _leaks(go) == []
     finally:
         server.close()
-    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
-    assert leaks == []
