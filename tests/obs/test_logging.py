@@ -90,6 +90,24 @@ def test_bound_request_id_is_on_every_line_of_its_context(out: io.StringIO) -> N
     assert by_id == {"aaaa000000000001": 2, "bbbb000000000002": 2, None: 1}
 
 
+def test_a_lines_own_request_id_wins_and_clearing_drops_the_bound_one(
+    out: io.StringIO,
+) -> None:
+    """A line that names a request id of its own keeps it (as structlog's merge of bound
+    values would); once the context is cleared its lines carry none."""
+
+    async def served() -> None:
+        bind_request_id("aaaa000000000001")
+        structlog.get_logger("donjon.egress").info("relayed", request_id="cccc000000000003")
+        logging.getLogger("donjon").info("bound")
+        clear_log_context()
+        logging.getLogger("donjon").info("cleared")
+
+    asyncio.run(served())
+    ids = {line["event"]: line.get("request_id") for line in _lines(out)}
+    assert ids == {"relayed": "cccc000000000003", "bound": "aaaa000000000001", "cleared": None}
+
+
 def test_console_rendering_on_a_terminal() -> None:
     """Without a choice, a terminal gets the console view and anything else gets JSON."""
     root = logging.getLogger()
