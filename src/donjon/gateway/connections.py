@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from donjon.config import ConnectionSettings
 from donjon.deadlines import Deadlines, deadlines
+from donjon.gateway.checked_head import CheckedCycle
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
 from donjon.gateway.response_writer import ResponseWriter
@@ -253,6 +254,7 @@ class GatewayProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
+            cycle.__class__ = CheckedCycle  # a checked head written as is (checked_head.py)
             # Its task runs from the next iteration on: nothing was written yet.
             cycle.transport = ResponseWriter(  # type: ignore[assignment]  # duck-typed transport
                 self.transport,

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from donjon.gateway.body_chunks import CHUNK, in_pieces, send_body
+from donjon.gateway.checked_head import CHECKED_HEAD
 
 __all__ = ["GatewayApp", "HotRoute"]
 
@@ -82,13 +83,15 @@ class HotRoute:
             if type(response).__call__ is Response.__call__:
                 # What `Response.__call__` sends for an http scope, sent here: no wrapper.
                 started = True
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": response.status_code,
-                        "headers": response.raw_headers,
-                    }
-                )
+                start = {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response.raw_headers,
+                }
+                checked = getattr(response, "checked_head", None)  # (a function's JSON result)
+                if checked is not None:  # its head's lines, made checked (checked_head.py)
+                    start[CHECKED_HEAD] = checked
+                await send(start)
                 body = response.body
                 if len(body) > CHUNK:  # (body_chunks.py: in pieces, the loop free between)
                     await send_body(send, body)
