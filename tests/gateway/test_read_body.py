@@ -1,0 +1,69 @@
+"""`read_body` on the ASGI messages themselves answers what it answered through Starlette's
+`Request.stream()`: the same body, the same refusals, and the body kept for a later read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from donjon.errors import Error
+from donjon.gateway import access
+
+_CASES: dict[str, list[dict[str, Any]]] = {
+    "one message": [{"type": "http.request", "body": b'{"a": 1}'}],
+    "no body": [{"type": "http.request"}],
+    "in pieces": [
+        {"type": "http.request", "body": b'{"a"', "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": b": 2}", "more_body": False},
+    ],
+    "at the limit": [{"type": "http.request", "body": b"x" * 16}],
+    "past the limit": [
+        {"type": "http.request", "body": b"x" * 10, "more_body": True},
+        {"type": "http.request", "body": b"x" * 7, "more_body": False},
+    ],
+    "cut short": [
+        {"type": "http.request", "body": b"{", "more_body": True},
+        {"type": "http.disconnect"},
+    ],
+}
+
+
+def _read(messages: list[dict[str, Any]], *, through_stream: bool) -> tuple[Any, Any, bool]:
+    """What `read_body` answers (bytes, or the error's type and message), what a later
+    `request.body()` gets, and whether the request was marked disconnected."""
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    async def go() -> tuple[Any, Any, bool]:
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+        if through_stream:  # (not False: read_body takes Starlette's stream, as before)
+            request._stream_consumed = 0  # type: ignore[assignment]
+        try:
+            answer = await access.read_body(request, 16)
+        except Error as e:
+            return _refusal(e), None, request._is_disconnected
+        kept = None if through_stream else await request.body()
+        return answer, kept, request._is_disconnected
+
+    return asyncio.run(go())
+
+
+def _refusal(error: Exception) -> tuple[str, str]:
+    return type(error).__name__, str(error)
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_read_body_answers_as_starlettes_stream(case: str) -> None:
+    messages = _CASES[case]
+    fast, kept, disconnected = _read(messages, through_stream=False)
+    plain, _, plain_disconnected = _read(messages, through_stream=True)
+    assert fast == plain
+    assert disconnected == plain_disconnected
+    if isinstance(fast, bytes):
+        assert kept == fast  # a later read gets the same body, not a hang
