@@ -150,5 +150,8 @@ def test_an_outage_is_alerted_once_limits_go_per_node_and_come_back(
         assert time.monotonic() < deadline, "the node never used Redis again"
         a.invoke("outage-rate", {})
         time.sleep(0.3)
+    # The store may have been found again by another of the call's asks (its slots) while
+    # its rate bucket was taken in memory (ci57a, under load): the next call shares it.
+    a.invoke("outage-rate", {})
     with redis.client() as c:
         assert c.exists('donjon:rate:[null,"outage-rate",null]') == 1

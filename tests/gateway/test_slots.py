@@ -101,7 +101,10 @@ async def _no_trim(function: str, keep: int, batch: int) -> int:
 def _deployed() -> Any:
     manifest = parse_manifest("name: slotted\nhandler: main.handler\n")
     return SimpleNamespace(
-        name="slotted", manifest=manifest, record=SimpleNamespace(version=1), config=None
+        name="slotted",
+        manifest=manifest,
+        record=SimpleNamespace(name="slotted", version=1),
+        config=None,
     )
 
 
