@@ -43,7 +43,7 @@ def _read(messages: list[dict[str, Any]], *, through_stream: bool) -> tuple[Any,
     async def go() -> tuple[Any, Any, bool]:
         request = Request({"type": "http", "method": "POST", "headers": []}, receive)
         if through_stream:  # (not False: read_body takes Starlette's stream, as before)
-            request._stream_consumed = 0  # type: ignore[assignment]
+            request._stream_consumed = 0  # type: ignore[assignment]  # not False, on purpose
         try:
             answer = await access.read_body(request, 16)
         except Error as e:

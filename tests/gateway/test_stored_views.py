@@ -63,7 +63,7 @@ def test_a_large_body_goes_out_whole_in_pieces() -> None:
         async def send(message: Message) -> None:
             sent.append(message)
 
-        await BodyChunks(inner)({"type": "http"}, receive, send)  # type: ignore[arg-type]
+        await BodyChunks(inner)({"type": "http"}, receive, send)  # type: ignore[arg-type]  # a bare scope
         return sent
 
     sent = asyncio.run(run(app))[1:]

@@ -392,7 +392,7 @@ def test_a_batch_on_the_loops_thread_waits_behind_those_on_their_way() -> None:
 
     async def go() -> list[str]:
         detector = Seqs("seqs", None)
-        monitor = Monitor(_NoLog(), [detector], {}, tick_s=3600)  # type: ignore[arg-type]
+        monitor = Monitor(_NoLog(), [detector], {}, tick_s=3600)  # type: ignore[arg-type]  # a stand-in log
         monitor.attach(asyncio.get_running_loop())
         await asyncio.sleep(0)  # the feed has started on this loop's thread
         monitor._on_commit(batch(1))  # on the loop's thread, nothing on its way: at once
