@@ -74,6 +74,7 @@ _TEXT_SUFFIXES = frozenset(
         ".js",
         ".ts",
         ".tf",
+        ".tofu",
         ".tfvars",
         ".txt",
         ".pem",

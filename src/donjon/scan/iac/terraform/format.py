@@ -3,6 +3,13 @@ into one `App` (AWS, Azure and Google resources together). Files in Terraform's 
 syntax (``*.tf.json``, ``*.tfvars.json``, `json_syntax.py`) are part of their
 directory's module as the native ones are.
 
+OpenTofu's own files (``*.tofu``, ``*.tofu.json``) are part of the module too, as OpenTofu
+reads it: a ``.tofu`` file takes the place of the ``.tf`` file of the same name
+(``main.tofu`` in place of ``main.tf``; ``.tofu.json`` of ``.tf.json``), which OpenTofu
+then does not read. Terraform reads no ``.tofu`` file, so a directory where a ``.tofu``
+file stands in for a ``.tf`` one (a module written for both tools) is also read as
+Terraform reads it, the ``.tf`` files alone: what either tool would apply is judged.
+
 Override files (``override.tf``, ``*_override.tf`` and their ``.json`` forms) merge
 into the blocks they name, after the rest, as Terraform merges them (`overrides.py`).
 
@@ -30,13 +37,20 @@ from donjon.scan.iac.terraform.overrides import apply_overrides, is_override
 from donjon.scan.iac.terraform.syntax import Block, parse_file
 
 if TYPE_CHECKING:
-    from donjon.scan.project import Project
+    from donjon.scan.project import Project, SourceFile
 
 __all__ = ["TerraformFormat", "build_app"]
 
 #: Terraform's working directory (``terraform init`` downloads modules and providers
 #: there): third-party code, not the project's templates.
 _WORKDIR = ".terraform"
+#: A module's files by their suffix (tfvars files are read by both tools).
+_VARS = (".tfvars", ".tfvars.json")
+_JSON = (".tf.json", ".tofu.json", ".tfvars.json")
+_MODULE = (".tf", ".tofu", ".tf.json", ".tofu.json", *_VARS)
+#: OpenTofu's suffixes and the Terraform suffix each replaces.
+_TOFU = ((".tofu", ".tf"), (".tofu.json", ".tf.json"))
+_OPENTOFU = (".tofu", ".tofu.json")
 
 
 def build_app(module: Module) -> App:
@@ -59,39 +73,68 @@ class TerraformFormat(TemplateFormat):
     name = "terraform"
 
     def load(self, project: Project) -> Loaded:
-        directories: dict[str, tuple[list[Block], list[Block], list[tuple[str, Block]]]] = {}
-        notes: list[str] = []
+        directories: dict[str, list[SourceFile]] = {}
         for source in project.files:
-            if _WORKDIR in source.rel.split("/"):
-                continue
-            json_syntax = source.rel.endswith((".tf.json", ".tfvars.json"))
-            if not json_syntax and not source.rel.endswith((".tf", ".tfvars")):
+            if _WORKDIR in source.rel.split("/") or not source.rel.endswith(_MODULE):
                 continue
             directory = str(PurePosixPath(source.rel).parent).removeprefix(".")
-            blocks, tfvars, overrides = directories.setdefault(directory, ([], [], []))
-            try:
-                if json_syntax:
-                    parsed, unknown = parse_json_file(source.rel, source.text)
-                    notes.extend(unknown)
-                else:
-                    parsed = parse_file(source.rel, source.text)
-            except IacError as e:
-                notes.append(f"{e.message}; the rest of its module is read without it")
-                continue
-            if source.rel.endswith((".tfvars", ".tfvars.json")):
-                tfvars.extend(parsed)
-            elif is_override(source.rel):
-                overrides.extend((source.rel, block) for block in parsed)
-            else:
-                blocks.extend(parsed)
+            directories.setdefault(directory, []).append(source)
         apps = []
-        for directory, (blocks, tfvars, overrides) in sorted(directories.items()):
-            ordered = [block for _, block in sorted(overrides, key=lambda o: o[0])]
-            try:
-                merged, merges = apply_overrides(blocks, ordered)
-                notes.extend(merges)
-                if merged:
-                    apps.append(build_app(Module(directory, merged, tfvars)))
-            except RecursionError:
-                notes.append(f"{directory or '.'}: Terraform module nested too deeply to read")
-        return Loaded(tuple(apps), tuple(notes))
+        notes: list[str] = []
+        for directory, files in sorted(directories.items()):
+            shadowed = _shadowed([source.rel for source in files])
+            readings = [[source for source in files if source.rel not in shadowed]]
+            if shadowed:
+                readings.append([source for source in files if not source.rel.endswith(_OPENTOFU)])
+                notes.append(
+                    f"{directory or '.'}: OpenTofu reads a .tofu file in place of "
+                    f"{', '.join(sorted(shadowed))}; the module is judged as OpenTofu reads "
+                    "it and as Terraform reads it (without the .tofu files)"
+                )
+            for read in readings:
+                # Each reading parses its files anew: an override moves the lines of
+                # what it brings in place, so two readings may not share the blocks.
+                app = _module_app(directory, read, notes)
+                if app is not None:
+                    apps.append(app)
+        return Loaded(tuple(apps), tuple(dict.fromkeys(notes)))
+
+
+def _shadowed(files: list[str]) -> set[str]:
+    """The ``.tf`` (``.tf.json``) files of one directory that OpenTofu does not read, a
+    ``.tofu`` (``.tofu.json``) file of the same name standing in for each."""
+    replaced = {
+        rel.removesuffix(tofu) + tf for rel in files for tofu, tf in _TOFU if rel.endswith(tofu)
+    }
+    return replaced & set(files)
+
+
+def _module_app(directory: str, files: list[SourceFile], notes: list[str]) -> App | None:
+    """The `App` of one directory's files (None when they declare nothing)."""
+    blocks: list[Block] = []
+    tfvars: list[Block] = []
+    overrides: list[tuple[str, Block]] = []
+    for source in files:
+        try:
+            if source.rel.endswith(_JSON):
+                parsed, unknown = parse_json_file(source.rel, source.text)
+                notes.extend(unknown)
+            else:
+                parsed = parse_file(source.rel, source.text)
+        except IacError as e:
+            notes.append(f"{e.message}; the rest of its module is read without it")
+            continue
+        if source.rel.endswith(_VARS):
+            tfvars.extend(parsed)
+        elif is_override(source.rel):
+            overrides.extend((source.rel, block) for block in parsed)
+        else:
+            blocks.extend(parsed)
+    ordered = [block for _, block in sorted(overrides, key=lambda o: o[0])]
+    try:
+        merged, merges = apply_overrides(blocks, ordered)
+        notes.extend(merges)
+        return build_app(Module(directory, merged, tfvars)) if merged else None
+    except RecursionError:
+        notes.append(f"{directory or '.'}: Terraform module nested too deeply to read")
+        return None

@@ -24,9 +24,12 @@ __all__ = ["apply_overrides", "is_override"]
 
 
 def is_override(path: str) -> bool:
-    """Whether Terraform reads the file at `path` as an override file."""
+    """Whether Terraform (or OpenTofu, for its ``.tofu`` forms) reads the file at `path`
+    as an override file."""
     name = path.rsplit("/", 1)[-1].removesuffix(".json")
-    return name == "override.tf" or name.endswith("_override.tf")
+    return name in ("override.tf", "override.tofu") or name.endswith(
+        ("_override.tf", "_override.tofu")
+    )
 
 
 def apply_overrides(
