@@ -33,7 +33,7 @@ def _loaded(tmp_path: Path, files: dict[str, str]) -> Loaded:
     return TerraformFormat().load(discover(tmp_path))
 
 
-def _auths(loaded: Loaded) -> list[tuple[str, str, str]]:
+def _auths(loaded: Loaded) -> list[tuple[str | None, str | None, str]]:
     """(function, authorization, file of the URL) of every function URL of every app."""
     return [
         (fn.name.one, trigger.auth.one, trigger.where.path)
