@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from donjon.audit import AuditEvent
+from donjon.audit.errors import AuditUnavailable
+from donjon.audit.inflight import IN_FLIGHT, CallsInFlight, read_notes
 from donjon.config import LimitSettings, SandboxSettings, Settings
 from donjon.gateway import invoke
 from donjon.gateway.slots import NODE_KEY, ConcurrencyFull, Held, hold_slots
@@ -80,6 +82,7 @@ def _node(tmp_path: Path, pool: Pool, **limits: Any) -> Any:
         quotas=QuotaBook(),  # none set: nothing is charged
         log_bound=CountedTrim("invocation log", _no_trim, 10),  # each call's entry counted
         key_index=_EveryKeyLive(),
+        calls_in_flight=CallsInFlight(tmp_path / IN_FLIGHT),  # (audit/inflight.py)
     )
 
 
@@ -108,8 +111,13 @@ def _deployed() -> Any:
     )
 
 
-async def _held(node: Any) -> tuple[int, int]:
-    return await node.slots.held(OWN_KEY), await node.node_slots.held(NODE_KEY)
+async def _held(node: Any) -> tuple[int, int, int]:
+    """The principal's slots held, the node's, and the calls noted in flight."""
+    return (
+        await node.slots.held(OWN_KEY),
+        await node.node_slots.held(NODE_KEY),
+        node.calls_in_flight.in_flight(),
+    )
 
 
 def _never_rendered(result: Any) -> Any:  # the stand-in pool never returns a result
@@ -131,9 +139,10 @@ async def _running(call: asyncio.Task[Any], pool: Pool) -> None:
 
 def test_a_cancelled_call_gives_its_slots_back(tmp_path: Path) -> None:
     """A call cancelled while its sandbox runs (a client gone, the node stopping) leaves
-    neither its principal's slot nor the node's held."""
+    neither its principal's slot nor the node's held, nor its note of a call in flight
+    (its record was written as it ended)."""
 
-    async def go() -> tuple[tuple[int, int], tuple[int, int]]:
+    async def go() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         pool = Pool()
         node = _node(tmp_path, pool)
         task = asyncio.create_task(_call(node))
@@ -145,20 +154,41 @@ def test_a_cancelled_call_gives_its_slots_back(tmp_path: Path) -> None:
         return during, await _held(node)
 
     during, after = asyncio.run(go())
-    assert during == (1, 1)
-    assert after == (0, 0)
+    assert during == (1, 1, 1)
+    assert after == (0, 0, 0)
 
 
 def test_a_failed_call_gives_its_slots_back(tmp_path: Path) -> None:
-    """A call whose sandbox fails leaves no slot held."""
+    """A call whose sandbox fails leaves no slot held and no note of a call in flight."""
 
-    async def go() -> tuple[int, int]:
+    async def go() -> tuple[int, int, int]:
         node = _node(tmp_path, Pool(SandboxError("the sandbox failed")))
         with pytest.raises(SandboxError):
             await _call(node)
         return await _held(node)
 
-    assert asyncio.run(go()) == (0, 0)
+    assert asyncio.run(go()) == (0, 0, 0)
+
+
+class _RefusingAudit(Audit):
+    async def record(self, *_args: Any) -> None:
+        raise AuditUnavailable("the writer is gone")
+
+
+def test_a_call_whose_record_failed_stays_noted_in_flight(tmp_path: Path) -> None:
+    """A call whose record the log refused ended with no record: its note stays in the
+    journal, so the node's next start records it `interrupted` (its slots are freed)."""
+
+    async def go() -> tuple[int, int, int]:
+        node = _node(tmp_path, Pool(SandboxError("the sandbox failed")))
+        node.audit = _RefusingAudit()
+        with pytest.raises(AuditUnavailable):
+            await _call(node)
+        return await _held(node)
+
+    assert asyncio.run(go()) == (0, 0, 1)
+    (left,) = read_notes(tmp_path / IN_FLIGHT)
+    assert (left.request_id, left.target, left.trigger) == ("r1", "slotted@1", "invoke")
 
 
 def test_a_full_cap_refuses_after_the_bounded_wait_and_is_audited(tmp_path: Path) -> None:

@@ -37,7 +37,11 @@ resource "aws_iam_role" "api" {{
   name = "api"
   assume_role_policy = jsonencode({{
     Version   = "2012-10-17"
-    Statement = [{{ Effect = "Allow", Action = "sts:AssumeRole", Principal = {{ Service = "lambda.amazonaws.com" }} }}]
+    Statement = [{{
+      Effect    = "Allow"
+      Action    = "sts:AssumeRole"
+      Principal = {{ Service = "lambda.amazonaws.com" }}
+    }}]
   }})
 }}
 

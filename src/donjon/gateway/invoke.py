@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from donjon.audit import AuditEvent
+from donjon.audit.errors import AuditError
 from donjon.audit.log import InvocationLog
 from donjon.errors import Error
 from donjon.gateway.access import (
@@ -148,6 +149,20 @@ async def _run(
             else None
         )
         started = time.perf_counter()
+        # Noted where the node's kill cannot take it, until its own record is durable
+        # (a node killed meanwhile records it `interrupted` at its next start).
+        journal = node.calls_in_flight  # (None: a node not started, with no pool to call in)
+        note = (
+            journal.begin(
+                chain.request_id if chain is not None else request_id,
+                plan.target if plan is not None else f"{deployed.name}@{deployed.record.version}",
+                trigger,
+                actor_of(principal, trigger),
+                started,
+            )
+            if journal is not None
+            else -1
+        )
         try:
             return await _call(
                 node,
@@ -165,7 +180,12 @@ async def _run(
                 held.runs_on,
                 attempt,
             )
+        except AuditError:  # its record was not written: the note stays, for the next start
+            note = -1
+            raise
         finally:  # its wall time (to its processes' end), charged; its reservation given back
+            if journal is not None and note >= 0:
+                journal.end(note)
             # `_call` wrote its log entry (store/trim.py); (`record.name`: no property call)
             node.log_bound.note(deployed.record.name)
             if quotas or reserved is not None:

@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from donjon.audit import AuditEvent, AuditLog
+from donjon.audit import AuditLog
 from donjon.audit.changes import AuditedChanges
 from donjon.audit.denials import DenialLog
+from donjon.audit.inflight import IN_FLIGHT, CallsInFlight, reopen
 from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
 from donjon.gateway.limited_callers import LimitedCallers
 from donjon.gateway.proof_work import AuditReads, ProofWork
+from donjon.gateway.start_records import record_start
 from donjon.gateway.stored_views import StoredViews
 from donjon.identity import JwtVerifier, KeyIndex, Policy, Role
 from donjon.lifecycle import Deployments, FunctionRegistry, SkippedRecord
@@ -128,6 +130,8 @@ class Node:
     #: quota: each call's timeout until it ends (gateway/quota_check.py, `reserve_compute`).
     compute_in_flight: dict[str, int] = field(default_factory=dict)
     pool: SandboxPool | None = None
+    #: Calls in flight, noted where the node's kill cannot take them (audit/inflight.py).
+    calls_in_flight: CallsInFlight | None = None
     #: Where triggers hand their events (triggers/envelope.py): the async queue's enqueue
     #: (`invocations`, triggers/queue/), both set by the app (gateway/deliveries.py).
     submit: Submit | None = None
@@ -252,6 +256,8 @@ class Node:
         self.scanner = scanner
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         await self.changes.recover()  # changes a killed node committed and never logged
+        # (and the calls it left in flight: an `interrupted` record each, before any call)
+        self.calls_in_flight = await reopen(self.settings.data_dir / IN_FLIGHT, self.audit)
         self.changes.start(self.settings.audit.outbox_drain_s)  # and those of failed appends
         self.denials.start()
         await self._start_quotas()
@@ -301,47 +307,7 @@ class Node:
         self.deployments.start(self.pool, scanner, self._runtime_target)
         if self.advisory_watch is not None:  # after the monitor: its alerts go through it
             self.advisory_watch.start(functools.partial(restart_scanner, scanner))
-        # Through the writer process, like every other append made on the event loop.
-        await self.audit.record(
-            AuditEvent(
-                "system",
-                "node.start",
-                "node",
-                "ok",
-                {
-                    "resource_control": self.resources.mode.value,
-                    "memory_budget_bytes": budget.memory_bytes,
-                    "pids_budget": budget.pids,
-                },
-            )
-        )
-        if self.controls_waived:
-            log.warning(
-                "UNSAFE: serving without required controls: %s", ", ".join(self.controls_waived)
-            )
-            await self.audit.record(
-                AuditEvent(
-                    "system",
-                    "node.unsafe",
-                    "node",
-                    "warning",
-                    {"flag": "--unsafe-fewer-controls", "missing": list(self.controls_waived)},
-                )
-            )
-        if self.plain_http:  # warned by the server as it binds
-            await self.audit.record(
-                AuditEvent("system", "node.unsafe", "node", "warning", {"flag": "--unsafe-http"})
-            )
-        for bad in self.skipped:
-            await self.audit.record(
-                AuditEvent(
-                    "system",
-                    "function.load",
-                    f"{bad.name}@{bad.version}",
-                    "skipped",
-                    {"reason": bad.reason, "error": bad.error},
-                )
-            )
+        await record_start(self, budget)  # (node.start, unsafe flags, versions skipped)
 
     async def _check_shared_limits(self) -> None:
         """Ask the shared limits store once at start: an outage is reported now (logged,
@@ -456,15 +422,13 @@ class Node:
             await self.pool.close()
 
     async def stop(self) -> None:
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge_task
-            self._purge_task = None
+        for task in (self._purge_task, self._last_used_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._purge_task = None
         if self._last_used_task is not None:
-            self._last_used_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._last_used_task
             self._last_used_task = None
             await self.flush_last_used()
         if self.advisory_watch is not None:
@@ -494,4 +458,6 @@ class Node:
                 self._monitor = None
         finally:
             self.audit.stop()
+        if self.calls_in_flight is not None:  # (notes left in it: calls with no record)
+            self.calls_in_flight.close()
         self.engine.dispose()

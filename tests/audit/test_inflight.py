@@ -1,0 +1,144 @@
+"""The journal of calls in flight (audit/inflight.py): what a process killed in the
+middle of its calls leaves noted, read back whole, and nothing for calls that ended."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from donjon.audit import inflight
+from donjon.audit.inflight import CallsInFlight, InFlightFull, Interrupted, read_notes, reopen
+from donjon.audit.log import AuditEvent
+
+
+def test_calls_noted_and_not_ended_are_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "calls-in-flight"
+    journal = CallsInFlight(path)
+    a = journal.begin("req-a", "echo@3", "http", "key:ops", time.perf_counter())
+    b = journal.begin("req-b", "thumb@1", "s3", "s3", time.perf_counter())
+    journal.end(a)
+    assert journal.in_flight() == 1
+    (left,) = read_notes(path)
+    assert left == Interrupted("req-b", "thumb@1", "s3", "s3", left.started_at, False)
+    # Its start in wall time, from the monotonic time noted (this minute: not a timing).
+    assert left.started_at == pytest.approx(time.time(), abs=60)
+    journal.end(b)
+    assert read_notes(path) == []
+    journal.close()
+
+
+def test_notes_outlive_a_sigkill_of_the_process_that_made_them(tmp_path: Path) -> None:
+    """A child notes three calls, ends one and is killed with SIGKILL: its two calls in
+    flight are in the file, whole."""
+    path = tmp_path / "calls-in-flight"
+    child = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from donjon.audit.inflight import CallsInFlight
+        journal = CallsInFlight(Path({str(path)!r}))
+        journal.begin("r1", "f@1", "http", "key:a", 1.0)
+        done = journal.begin("r2", "f@1", "http", "key:b", 2.0)
+        journal.begin("r3", "g@2", "schedule", "schedule", 3.0)
+        journal.end(done)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", child], check=False, timeout=60)
+    assert proc.returncode == -9
+    assert [(c.request_id, c.target, c.actor) for c in read_notes(path)] == [
+        ("r1", "f@1", "key:a"),
+        ("r3", "g@2", "schedule"),
+    ]
+
+
+def test_the_journal_grows_past_its_first_slots(tmp_path: Path) -> None:
+    path = tmp_path / "calls-in-flight"
+    journal = CallsInFlight(path)
+    slots = [journal.begin(f"r{i}", "f@1", "http", "public", float(i)) for i in range(600)]
+    assert len(set(slots)) == 600
+    assert sorted(c.request_id for c in read_notes(path)) == sorted(f"r{i}" for i in range(600))
+    for slot in slots[:599]:
+        journal.end(slot)
+    assert [c.request_id for c in read_notes(path)] == ["r599"]
+    journal.close()
+
+
+def test_past_the_most_slots_a_call_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inflight, "MAX_SLOTS", 512)
+    journal = CallsInFlight(tmp_path / "calls-in-flight")
+    for i in range(511):  # (the file's first slot is its header)
+        journal.begin(f"r{i}", "f@1", "http", "public", 0.0)
+    with pytest.raises(InFlightFull):
+        journal.begin("one-more", "f@1", "http", "public", 0.0)
+    journal.close()
+
+
+def test_a_note_too_long_for_its_slot_is_cut_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "calls-in-flight"
+    journal = CallsInFlight(path)
+    journal.begin("req", "f@1", "http", "jwt:" + "é" * 400, 5.0)
+    (call,) = read_notes(path)
+    assert (call.request_id, call.target, call.trigger, call.cut) == ("req", "f@1", "http", True)
+    assert call.actor.startswith("jwt:éé")
+    assert call.event().detail["note_cut"] is True
+    journal.close()
+
+
+def test_a_journal_opened_anew_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "calls-in-flight"
+    old = CallsInFlight(path)
+    old.begin("left", "f@1", "http", "public", 0.0)
+    assert len(read_notes(path)) == 1
+    old.close()
+    CallsInFlight(path).close()
+    assert read_notes(path) == []
+
+
+class _Log:
+    """What `reopen` asks of the audit log: `record`, awaited."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    async def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+def test_reopen_records_each_call_left_then_clears(tmp_path: Path) -> None:
+    path = tmp_path / "calls-in-flight"
+    old = CallsInFlight(path)
+    old.begin("req-1", "echo@2", "http", "key:dev", time.perf_counter())
+    log = _Log()
+    journal = asyncio.run(reopen(path, log))  # type: ignore[arg-type]  # a stand-in log
+    (event,) = log.events
+    assert (event.actor, event.action, event.target, event.outcome) == (
+        "key:dev",
+        "function.invoke",
+        "echo@2",
+        "interrupted",
+    )
+    assert event.detail["request_id"] == "req-1"
+    assert event.detail["trigger"] == "http"
+    assert event.detail["started_at"] == pytest.approx(time.time(), abs=60)
+    assert read_notes(path) == []
+    journal.close()
+    old.close()
+
+
+def test_a_file_of_another_layout_is_not_read_as_notes(tmp_path: Path) -> None:
+    """Only a journal's own header makes its slots notes (a file of another layout, or
+    cut short, is none: no record is made up from it)."""
+    path = tmp_path / "calls-in-flight"
+    path.write_bytes(b"\x01" * 4096)
+    assert read_notes(path) == []
+    path.write_bytes(b"dj-fly-1")
+    assert read_notes(path) == []
