@@ -12,37 +12,24 @@ the client does not read stays in the node.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import socket
 import ssl
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from harness import LiveNode, fresh_source, start_node
+from sec_support import string_function
 
 PER_CLIENT = 8
 #: The answer's JSON string: 6 MB, under the node's 6 MiB response limit.
 ANSWER = 6_000_000
-#: What the slow reader reads: more than the kernel's buffers hold, over several timeouts.
+#: What the slow reader reads: about 15 s at its pace, several body timeouts.
 SLOW_READ = 600_000
 #: A generous bound for what the node must end on its own (its timer here is 2 s).
 CLOSE_BOUND_S = 120
-#: Returns a string of `n` bytes (its JSON is n + 2).
-BIG = "def handler(event, context):\n    return 'a' * event['n']\n"
-
-
-def _write(root: Path, name: str, extra: str = "") -> Path:
-    d = root / f"{name}-{secrets.token_hex(3)}"
-    d.mkdir()
-    (d / "donjon.yaml").write_text(
-        f"name: {name}\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n{extra}"
-    )
-    (d / "main.py").write_text(BIG)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +44,8 @@ def slow_read(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
         },
     )
     try:
-        live.deploy(_write(root, "sr-big"))
-        live.deploy(_write(root, "sr-big-warm", "isolation: warm\n"))
+        live.deploy(string_function(root, "sr-big"))
+        live.deploy(string_function(root, "sr-big-warm", "isolation: warm\n"))
         yield live
     finally:
         live.stop()
