@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import socket
 import ssl
 import tarfile
@@ -91,6 +92,18 @@ def targz(files: dict[str, bytes]) -> bytes:
             info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def string_function(root: Path, name: str, extra: str = "") -> Path:
+    """A new function directory under `root` whose handler returns a string of
+    `event["n"]` bytes (its JSON is n + 2); `extra`: more manifest lines."""
+    d = root / f"{name}-{secrets.token_hex(3)}"
+    d.mkdir()
+    (d / "donjon.yaml").write_text(
+        f"name: {name}\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n{extra}"
+    )
+    (d / "main.py").write_text("def handler(event, context):\n    return 'a' * event['n']\n")
+    return d
 
 
 def bundle_dir(node: LiveNode, name: str) -> Path:

@@ -28,7 +28,8 @@ class ConnectionSettings:
     #: Seconds for a whole request head, from its first byte or from connecting
     #: (DONJON_HEAD_TIMEOUT_S).
     head_timeout_s: float = 10.0
-    #: Seconds a request body may go without progress (DONJON_BODY_TIMEOUT_S).
+    #: Seconds a request body, or an answer the client reads, may go without progress
+    #: (DONJON_BODY_TIMEOUT_S; gateway/write_stall.py for the answer).
     body_timeout_s: float = 30.0
     #: Seconds an idle keep-alive connection stays open (DONJON_KEEPALIVE_TIMEOUT_S).
     keepalive_timeout_s: int = 5

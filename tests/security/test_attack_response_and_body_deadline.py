@@ -8,32 +8,18 @@ reaches the sandbox too), a 4 s whole-body deadline and 8 connections per addres
 from __future__ import annotations
 
 import contextlib
-import secrets
 import socket
 import ssl
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from harness import LiveNode, fresh_source, start_node
-from sec_support import assert_problem, audit_records
+from sec_support import assert_problem, audit_records, string_function
 
 RESPONSE_LIMIT = 1024 * 1024
 PER_CLIENT = 8
-#: Returns a string of `n` bytes (its JSON is n + 2).
-BIG = "def handler(event, context):\n    return 'a' * event['n']\n"
-
-
-def _write(root: Path, name: str, extra: str = "") -> Path:
-    d = root / f"{name}-{secrets.token_hex(3)}"
-    d.mkdir()
-    (d / "donjon.yaml").write_text(
-        f"name: {name}\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n{extra}"
-    )
-    (d / "main.py").write_text(BIG)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +37,8 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
         },
     )
     try:
-        live.deploy(_write(root, "rq-big"))
-        live.deploy(_write(root, "rq-big-warm", "isolation: warm\n"))
+        live.deploy(string_function(root, "rq-big"))
+        live.deploy(string_function(root, "rq-big-warm", "isolation: warm\n"))
         yield live
     finally:
         live.stop()

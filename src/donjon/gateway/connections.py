@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from donjon.config import ConnectionSettings
 from donjon.deadlines import Deadlines, deadlines
@@ -39,6 +39,7 @@ from donjon.gateway.checked_head import CheckedCycle
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
 from donjon.gateway.response_writer import ResponseWriter
+from donjon.gateway.write_stall import WriteStallProtocol
 
 if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
     from uvicorn._types import HTTPScope
@@ -82,10 +83,10 @@ def _authority(target: bytes) -> bytes | None:
     return host.lower() + (b":%d" % url.port if url.port is not None else b"")
 
 
-class GatewayProtocol(HttpToolsProtocol):
-    """HTTP/1.1 over httptools with deadlines, head limits and connection caps."""
+class GatewayProtocol(WriteStallProtocol):
+    """HTTP/1.1 over httptools with deadlines (a stalled answer's too: write_stall.py),
+    head limits and connection caps."""
 
-    limits: ClassVar[ConnectionSettings] = ConnectionSettings()
     clients: ClassVar[ClientConnections] = ClientConnections(per_client=64, total=512)
     #: Sheds an invoke call from its head alone, before the app (early_shed.py).
     early_shed: ClassVar[EarlyShed | None] = None
