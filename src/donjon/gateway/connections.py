@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from donjon.config import ConnectionSettings
@@ -193,7 +194,7 @@ class GatewayProtocol(HttpToolsProtocol):
         if self._head_size > self.limits.max_head_bytes:
             self._refusal = http.HTTPStatus.REQUEST_URI_TOO_LONG
             raise _Refused
-        super().on_url(url)
+        self.url += url  # uvicorn's `on_url`
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -204,8 +205,11 @@ class GatewayProtocol(HttpToolsProtocol):
         ):
             self._refusal = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
             raise _Refused
-        if self._in_head:
-            super().on_header(name, value)
+        if self._in_head:  # uvicorn's `on_header`, inline (tests/gateway/test_parser_callbacks.py)
+            name = name.lower()
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
         # Else a trailer field of a chunked body, bounded as a head's fields are and
         # dropped: uvicorn appended it to the request's headers, which the function's
         # event is made from after the body is read: fields no check of the head saw.
@@ -301,7 +305,14 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
-        super().on_body(body)
+        # uvicorn's `on_body`, inline (tests/gateway/test_parser_callbacks.py).
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next is the next request's head
@@ -311,12 +322,16 @@ class GatewayProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._body_timer = self._body_deadline = None
-        super().on_message_complete()
+        cycle = self.cycle  # then uvicorn's `on_message_complete`, inline
+        if not (
+            (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete
+        ):
+            cycle.more_body = False
+            cycle.message_event.set()
         # A request answered before its body had all come (a refusal from its head, an
         # early shed) completed its response while the body was still arriving; the last
         # of it cancelled the idle timer that response armed (`data_received`), and
         # nothing armed another: the connection sat open with no timer at all.
-        cycle = self.cycle
         if cycle is not None and cycle.response_complete and self._hold_timer is None:
             self._arm_keepalive()
 
@@ -370,7 +385,8 @@ class GatewayProtocol(HttpToolsProtocol):
             )
             self.transport.close()
             return
-        self.flow.resume_reading()  # reading paused for a pipelined request: resumed
+        if self.flow.read_paused:  # paused for a pipelined request: resumed
+            self.flow.resume_reading()
         if self.pipeline:  # that request is served now
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
