@@ -15,34 +15,7 @@ from uvicorn.server import ServerState
 
 from donjon.config import ConnectionSettings
 from donjon.gateway.connections import protocol_for
-
-
-class _Transport:
-    """A connection that keeps what is written and whether reading is paused."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.reading: list[bool] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.reading.append(False)
-
-    def resume_reading(self) -> None:
-        self.reading.append(True)
-
-    def get_extra_info(self, name: str) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8443)}.get(name)
-
+from transport_support import KeptTransport
 
 Seen = list[tuple[str, str, bytes, list[tuple[bytes, bytes]], bytes]]
 
@@ -67,7 +40,7 @@ def _app(seen: Seen) -> Any:
 def _serve(kind: type[HttpToolsProtocol], chunks: list[bytes]) -> tuple[Seen, bytes, list[bool]]:
     """What the app saw, what was written and the reading pauses, `chunks` read in turn."""
     seen: Seen = []
-    transport = _Transport()
+    transport = KeptTransport()
 
     async def go() -> None:
         config = Config(app=_app(seen), timeout_keep_alive=30, log_config=None)
