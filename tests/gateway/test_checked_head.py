@@ -15,29 +15,9 @@ from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from donjon.gateway.checked_head import CHECKED_HEAD, CheckedCycle, default_lines
 from donjon.gateway.response_policy import function_json_response
 from donjon.obs import mint_request_id
+from transport_support import KeptTransport
 
 _DATE = [(b"date", b"Mon, 07 Dec 2026 10:00:00 GMT")]
-
-
-class _Transport:
-    """What a cycle writes, kept."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
 
 
 def _run(
@@ -48,7 +28,7 @@ def _run(
     defaults: list[tuple[bytes, bytes]] = _DATE,
 ) -> tuple[bytes, dict[str, Any]]:
     """What a cycle of `kind` writes for `messages`, and its state after."""
-    transport = _Transport()
+    transport = KeptTransport()
 
     async def go() -> RequestResponseCycle:
         cycle = kind(

@@ -1,7 +1,8 @@
 """Idle kept-alive connections close after DONJON_KEEPALIVE_TIMEOUT_S (gateway/connections.py).
 
-The idle timer is armed after every answer and cancelled by the next request's first
-bytes; it runs on the loop's shared timers (deadlines.py), not one of the loop's own.
+A connection is idle from an answer until the next request's first bytes; one alarm a
+connection, on the loop's shared timers (deadlines.py), reads when it became idle and
+closes it a whole timeout after that, or waits on.
 """
 
 from __future__ import annotations
@@ -40,4 +41,36 @@ def test_an_idle_connection_is_closed_and_a_busy_one_is_not(idle_node: LiveNode)
         assert time.monotonic() - started >= 1.5  # not before its time (2 s from its answer)
     finally:
         idle.sock.close()
+        busy.sock.close()
+
+
+def test_the_idle_time_counts_from_the_last_answer_across_the_alarms(
+    idle_node: LiveNode,
+) -> None:
+    """Each connection's one idle alarm is armed by its first answer. `later` is idle
+    since a second answer when it fires (it waits on for the rest), `busy` has a request
+    half sent (it leaves it open and the next answer arms another): each connection closes
+    a whole timeout after its last answer, never sooner, and does close."""
+    later, busy = Connection(idle_node), Connection(idle_node)
+    try:
+        for conn in (later, busy):
+            conn.sock.sendall(conn.healthz())
+            assert conn.response()[0] == 200  # the alarms: about 2 s from here
+        time.sleep(1.2)
+        later.sock.sendall(later.healthz())
+        assert later.response()[0] == 200
+        later_at = time.monotonic()
+        time.sleep(0.3)
+        head = busy.healthz()
+        busy.sock.sendall(head[:10])  # still half sent when its alarm fires
+        time.sleep(1.0)
+        busy.sock.sendall(head[10:])
+        assert busy.response()[0] == 200
+        busy_at = time.monotonic()
+        assert later.closed()
+        assert time.monotonic() - later_at >= 1.5  # 2 s from its last answer
+        assert busy.closed()
+        assert time.monotonic() - busy_at >= 1.5
+    finally:
+        later.sock.close()
         busy.sock.close()

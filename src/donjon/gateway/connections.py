@@ -16,8 +16,7 @@ its own share, so that a flood's connections refused together do not wake togeth
 A client flooding past its limits on kept-alive connections then costs the gateway
 one refusal per connection and rest, not one per request it can send; reading is
 paused, so its requests wait in its own socket buffers, at no cost to anyone else.
-Trusted proxies, which carry other clients' requests on the same connections, are
-never held.
+Trusted proxies (carrying other clients' requests on the same connections) are never held.
 """
 
 from __future__ import annotations
@@ -26,18 +25,19 @@ import asyncio
 import http
 import ipaddress
 import itertools
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from donjon.config import ConnectionSettings
-from donjon.deadlines import Deadlines, deadlines
+from donjon.deadlines import Alarm, Deadlines, deadlines
 from donjon.gateway.checked_head import CheckedCycle
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
+from donjon.gateway.head_rules import closing_head, error_response, host_fits, retry_after_s
 from donjon.gateway.response_writer import ResponseWriter
 from donjon.gateway.write_stall import WriteStallProtocol
 
@@ -47,40 +47,8 @@ if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
 
-# uvicorn's own, when the client said close (or spoke HTTP/1.0): not to be said twice.
-_SAYS_CLOSE = re.compile(rb"\r\nconnection:[^\r]*\bclose\b", re.IGNORECASE)
-_RETRY_AFTER = re.compile(rb"\r\nretry-after: *([0-9]{1,9})\r\n")
-
-
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing a request that breaks a limit."""
-
-
-def _error_response(status: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    phrase = http.HTTPStatus(status).phrase
-    body = f"{phrase}\n".encode()
-    lines = [f"HTTP/1.1 {status} {phrase}\r\n".encode()]
-    lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
-    lines += [
-        b"content-type: text/plain; charset=utf-8\r\n",
-        f"content-length: {len(body)}\r\n".encode(),
-        b"connection: close\r\n\r\n",
-        body,
-    ]
-    return b"".join(lines)
-
-
-def _authority(target: bytes) -> bytes | None:
-    """The host[:port] an absolute-form request target names, in lower case; None if it
-    names none the parser can read."""
-    try:
-        url = httptools.parse_url(target)
-    except httptools.HttpParserInvalidURLError:
-        return None
-    if not url.host:
-        return None
-    host = b"[%s]" % url.host if b":" in url.host else url.host  # an IPv6 literal
-    return host.lower() + (b":%d" % url.port if url.port is not None else b"")
 
 
 class GatewayProtocol(WriteStallProtocol):
@@ -114,6 +82,10 @@ class GatewayProtocol(WriteStallProtocol):
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
         self._answered: RequestResponseCycle | None = None  # `_finished_cycle`'s, made once
         self._timers: Deadlines | None = None  # the loop's shared timers, once needed
+        # Idle since (the loop's clock): an answer completed and nothing read since; None
+        # while a request is on its way. One alarm a connection (`_idle_alarm`) reads it.
+        self._idle_at: float | None = None
+        self._idle_alarm: Alarm | None = None
         self._refused_after = 0  # a pipelined head's refusal, due once the answers before it
 
     # Connections
@@ -131,6 +103,10 @@ class GatewayProtocol(WriteStallProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        self._idle_at = None
+        if self._idle_alarm is not None:
+            self._idle_alarm.cancel()
+            self._idle_alarm = None
         if self._hold_timer is not None:
             self._hold_timer.cancel()
             self._hold_timer = None
@@ -171,7 +147,7 @@ class GatewayProtocol(WriteStallProtocol):
             # second (the 408) would be read as the next request's. Just close.
             self.transport.close()
             return
-        self.transport.write(_error_response(status, self.server_state.default_headers))
+        self.transport.write(error_response(status, self.server_state.default_headers))
         self.transport.close()
 
     # Reading
@@ -179,7 +155,7 @@ class GatewayProtocol(WriteStallProtocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing() or self._refused_after:
             return
-        self._unset_keepalive_if_required()
+        self._idle_at = None  # not idle: the alarm, when it fires, leaves it open
         if self._in_head:
             self._head_bytes += len(data)
         try:
@@ -210,7 +186,7 @@ class GatewayProtocol(WriteStallProtocol):
         # response, which arms that timer, while the same chunk is still being parsed: a
         # request pipelined behind the shed in that chunk would be served with the timer
         # running, and its connection closed under it when the timer fired.
-        self._unset_keepalive_if_required()
+        self._idle_at = None
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
@@ -218,7 +194,7 @@ class GatewayProtocol(WriteStallProtocol):
         if self._head_size > self.limits.max_head_bytes:
             self._refusal = http.HTTPStatus.REQUEST_URI_TOO_LONG
             raise _Refused
-        super().on_url(url)
+        self.url += url  # uvicorn's `on_url`
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -229,8 +205,11 @@ class GatewayProtocol(WriteStallProtocol):
         ):
             self._refusal = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
             raise _Refused
-        if self._in_head:
-            super().on_header(name, value)
+        if self._in_head:  # uvicorn's `on_header`, inline (tests/gateway/test_parser_callbacks.py)
+            name = name.lower()
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
         # Else a trailer field of a chunked body, bounded as a head's fields are and
         # dropped: uvicorn appended it to the request's headers, which the function's
         # event is made from after the body is read: fields no check of the head saw.
@@ -241,7 +220,7 @@ class GatewayProtocol(WriteStallProtocol):
             # this read and takes the next as a new request. None is served: refused.
             self._refusal = http.HTTPStatus.NOT_IMPLEMENTED
             raise _Refused
-        if not self._host_fits():
+        if not host_fits(self.headers, self.url, self.parser):
             self._refusal = http.HTTPStatus.BAD_REQUEST
             raise _Refused
         self._in_head = False
@@ -264,21 +243,6 @@ class GatewayProtocol(WriteStallProtocol):
                 self._unread,
                 self.expect_100_continue,
             )
-
-    def _host_fits(self) -> bool:
-        """One Host field, or none in HTTP/1.0 (RFC 9112 3.2: else 400). Two named two
-        hosts to the parts of the chain that read the first and the last. A target in
-        absolute form (`https://host/path`) names the host instead of Host (RFC 9112
-        3.2.2), which everything after the parser reads: it must name the same one."""
-        hosts = 0
-        host = b""
-        for name, value in self.headers:  # uvicorn's, names in lower case
-            if name == b"host":
-                hosts += 1
-                host = value
-        if self.url[:1] != b"/" and self.url != b"*":
-            return hosts == 1 and _authority(self.url) == host.strip().lower()
-        return hosts == 1 or (hosts == 0 and self.parser.get_http_version() == "1.0")
 
     def _shed_early(self, early_shed: EarlyShed) -> bool:
         """Answer 503 now if the call would be shed at admission and its API key may
@@ -341,7 +305,14 @@ class GatewayProtocol(WriteStallProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
-        super().on_body(body)
+        # uvicorn's `on_body`, inline (tests/gateway/test_parser_callbacks.py).
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what comes next is the next request's head
@@ -351,12 +322,16 @@ class GatewayProtocol(WriteStallProtocol):
             if timer is not None:
                 timer.cancel()
         self._body_timer = self._body_deadline = None
-        super().on_message_complete()
+        cycle = self.cycle  # then uvicorn's `on_message_complete`, inline
+        if not (
+            (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete
+        ):
+            cycle.more_body = False
+            cycle.message_event.set()
         # A request answered before its body had all come (a refusal from its head, an
         # early shed) completed its response while the body was still arriving; the last
         # of it cancelled the idle timer that response armed (`data_received`), and
         # nothing armed another: the connection sat open with no timer at all.
-        cycle = self.cycle
         if cycle is not None and cycle.response_complete and self._hold_timer is None:
             self._arm_keepalive()
 
@@ -364,10 +339,9 @@ class GatewayProtocol(WriteStallProtocol):
 
     def _refused(self, head: bytes) -> None:
         """A 429 is going out: with a Retry-After, the connection rests after it."""
-        match = _RETRY_AFTER.search(head)
-        if match is not None:
-            rest = min(self.limits.refusal_hold_s, float(match.group(1)))
-            self._hold_s = rest * self._rest_share
+        retry_after = retry_after_s(head)
+        if retry_after is not None:
+            self._hold_s = min(self.limits.refusal_hold_s, retry_after) * self._rest_share
 
     def _unread(self, head: bytes) -> bytes:
         """A 413, or an answer instead of the 100 Continue its client waits for, is going
@@ -378,9 +352,7 @@ class GatewayProtocol(WriteStallProtocol):
         if not self._body_pending or not head.endswith(b"\r\n\r\n"):
             return head
         self._close_after = True
-        if _SAYS_CLOSE.search(head):
-            return head
-        return head[:-2] + b"connection: close\r\n\r\n"
+        return closing_head(head)
 
     def on_response_complete(self) -> None:
         if self._close_after:
@@ -399,21 +371,22 @@ class GatewayProtocol(WriteStallProtocol):
 
     def _complete(self) -> None:
         """uvicorn's own `on_response_complete` (0.54, pinned in pyproject.toml), its
-        keep-alive timer on the loop's shared timers (deadlines.py) rather than one of the
-        loop's: armed after nearly every answer and cancelled by the next request's first
-        bytes, it almost never fires, and a timer of uvloop's costs about 2.3 µs to arm
-        and cancel. It may close an idle connection up to a tick late."""
+        keep-alive timer an idle stamp read by one alarm on the loop's shared timers
+        (`_arm_keepalive`, deadlines.py) rather than a timer of the loop's armed after
+        every answer and cancelled by the next request's first bytes (about 2.3 µs each
+        under uvloop). It may close an idle connection up to a tick late."""
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._unset_keepalive_if_required()
+        self._idle_at = None
         if self._refused_after and not self.pipeline:  # the answers before it are out
             self.transport.write(
-                _error_response(self._refused_after, self.server_state.default_headers)
+                error_response(self._refused_after, self.server_state.default_headers)
             )
             self.transport.close()
             return
-        self.flow.resume_reading()  # reading paused for a pipelined request: resumed
+        if self.flow.read_paused:  # paused for a pipelined request: resumed
+            self.flow.resume_reading()
         if self.pipeline:  # that request is served now
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
@@ -422,17 +395,47 @@ class GatewayProtocol(WriteStallProtocol):
 
     def _arm_keepalive(self) -> None:
         """Close the connection if it stays idle for the keep-alive timeout (unless a
-        request is waiting to be served, or the timer runs already)."""
-        if self.pipeline or self.timeout_keep_alive_task is not None:
+        request is waiting to be served, or it is idle already: from then on).
+
+        Idle is a time stamp, not a timer: a request's first bytes clear it and its
+        answer sets it again, while the connection's one alarm, armed when none runs,
+        reads it when it fires (`_idle_check`). uvicorn's timer was armed after every
+        answer and cancelled by the next request; this one is armed about once a
+        timeout, whatever the requests between."""
+        if self.pipeline or self._idle_at is not None:
             return
         if self.transport.is_closing():
             return
+        self._idle_at = self.loop.time()
+        if self._idle_alarm is None:
+            self._idle_alarm = self._idle_timers().call_later(
+                self.timeout_keep_alive, self._idle_check
+            )
+
+    def _idle_timers(self) -> Deadlines:
         timers = self._timers
         if timers is None:
             timers = self._timers = deadlines()
-        self.timeout_keep_alive_task = timers.call_later(  # type: ignore[assignment]  # uvicorn only cancels it
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        return timers
+
+    def _idle_check(self) -> None:
+        """The alarm: close the connection if it has been idle for the whole timeout; if
+        it is idle since later, wait for the rest; if it is not idle, nothing (its next
+        answer arms another)."""
+        self._idle_alarm = None
+        idle_at = self._idle_at
+        if idle_at is None or self.transport.is_closing():
+            return
+        left = idle_at + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self._idle_alarm = self._idle_timers().call_later(left, self._idle_check)
+            return
+        self._idle_at = None
+        self.timeout_keep_alive_handler()
+
+    def _unset_keepalive_if_required(self) -> None:
+        """uvicorn's, where it still calls it (`connection_lost`): not idle."""
+        self._idle_at = None
 
     def _rested(self) -> None:
         self._hold_timer = None
