@@ -99,5 +99,6 @@ class LargeEvents(ChildWork):
     async def refusal(self, caller: str, deployed: Deployed, event: bytes) -> Refusal | None:
         """`refusal` of `event` for `deployed`, in the child, for `caller`."""
         schema = deployed.manifest.input_schema
-        shown = None if schema is None else json.dumps(schema, sort_keys=True)
+        # Its keys in their order: errors at one path are named in the schema's order.
+        shown = None if schema is None else json.dumps(schema)
         return await self.run(caller, self.in_child, refusal, event, shown, deployed.name)
