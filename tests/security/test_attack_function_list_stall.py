@@ -15,14 +15,13 @@ such a line from its request's task (tests/loop_support.py).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from harness import LiveNode, start_node
-from loop_support import PROBED, slow_request_steps
+from loop_support import PROBED, slow_request_steps, while_another_calls
 
 pytestmark = pytest.mark.slow
 
@@ -86,25 +85,11 @@ def test_listing_many_large_manifests_does_not_stall_another_tenant(
     function keep completing, and no more than one of the reads has a step of its request
     hold the loop past 0.1 s (before: every read did)."""
     node, a, b = tenants
-    done = threading.Event()
-    statuses: list[int] = []
-
-    def other_tenant() -> None:
-        with node.client(b) as c:
-            while not done.is_set():
-                statuses.append(c.post("/v1/functions/tiny/invoke", content=b"{}").status_code)
-
-    caller = threading.Thread(target=other_tenant)
-    with node.client(b) as c:
-        c.post("/v1/functions/tiny/invoke", content=b"{}")  # warm: B's calls are all alike
     start = time.time()
     with node.client(a) as c:
-        caller.start()
-        try:
-            reads = [c.get("/v1/functions") for _ in range(READS)]
-        finally:
-            done.set()
-            caller.join(120)
+        reads, statuses = while_another_calls(
+            node, b, "tiny", lambda: [c.get("/v1/functions") for _ in range(READS)]
+        )
     end = time.time()
     assert [r.status_code for r in reads] == [200] * READS, reads[0].text[:300]
     assert all(len(r.json()) == FUNCTIONS for r in reads)

@@ -15,14 +15,13 @@ the loop leaves such a line from its request's task (tests/loop_support.py).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from harness import LiveNode, start_node
-from loop_support import PROBED, slow_request_steps
+from loop_support import PROBED, slow_request_steps, while_another_calls
 from sec_support import audit_records
 
 pytestmark = pytest.mark.slow
@@ -98,25 +97,14 @@ def test_large_events_do_not_stall_another_tenant(tenants: tuple[LiveNode, str, 
     request hold the loop past 0.1 s (before: every call did)."""
     node, a, b = tenants
     event = _large(list(range(ITEMS)))
-    done = threading.Event()
-    statuses: list[int] = []
-
-    def other_tenant() -> None:
-        with node.client(b) as c:
-            while not done.is_set():
-                statuses.append(c.post("/v1/functions/tiny/invoke", content=b"{}").status_code)
-
-    caller = threading.Thread(target=other_tenant)
-    with node.client(b) as c:
-        c.post("/v1/functions/tiny/invoke", content=b"{}")  # warm: B's calls are all alike
     start = time.time()
     with node.client(a) as c:
-        caller.start()
-        try:
-            calls = [c.post("/v1/functions/counts/invoke", content=event) for _ in range(CALLS)]
-        finally:
-            done.set()
-            caller.join(120)
+        calls, statuses = while_another_calls(
+            node,
+            b,
+            "tiny",
+            lambda: [c.post("/v1/functions/counts/invoke", content=event) for _ in range(CALLS)],
+        )
     end = time.time()
     assert [(r.status_code, r.json()) for r in calls] == [(200, ITEMS)] * CALLS
     assert statuses and set(statuses) == {200}, statuses
