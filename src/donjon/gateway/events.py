@@ -22,8 +22,9 @@ from typing import Any
 from starlette.requests import Request
 
 from donjon import boundedjson
-from donjon.gateway.access import deny, header, not_json, read_body
+from donjon.gateway.access import deny, header, not_json, parse_json, read_body
 from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
+from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.schema_refusal import json_pointer, refuse_invalid
 from donjon.lifecycle import Deployed
@@ -31,6 +32,7 @@ from donjon.manifest.sizes import format_size
 
 __all__ = [
     "body_limit",
+    "check_event",
     "check_event_size",
     "check_large",
     "json_pointer",
@@ -128,3 +130,16 @@ async def check_large(
         await deny(node, request, actor, "input.refused", refused.message, request_id)
         raise BadRequest(refused.message, hint=refused.hint)
     raise not_json(refused.message)
+
+
+async def check_event(
+    node: Node, request: Request, actor: str, deployed: Deployed, event: bytes, request_id: str
+) -> None:
+    """`parse_json` and `validate` of `event` for `deployed`: on the loop up to
+    `ON_LOOP_BYTES`, past it in the child (`check_large`). (The invoke route does this
+    inline: its warm path makes no call more.)"""
+    if event[PAST_LOOP]:
+        await check_large(node, request, actor, deployed, event, request_id)
+        return
+    finite = deployed.validator is not None
+    validate(await parse_json(node, request, actor, event, request_id, finite=finite), deployed)
