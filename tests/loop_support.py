@@ -5,9 +5,14 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from harness import LiveNode
+
+T = TypeVar("T")
 
 #: The environment that turns the probe on, for `start_node` or `serve_again`.
 PROBED = {"PYTHONASYNCIODEBUG": "1"}
@@ -26,3 +31,31 @@ def slow_request_steps(node: LiveNode, start: float, end: float) -> list[str]:
         if start <= at <= end and "RequestResponseCycle" in record["event"]:
             found.append(record["event"][-40:])
     return found
+
+
+def while_another_calls(
+    node: LiveNode, key: str, function: str, work: Callable[[], T]
+) -> tuple[T, list[int]]:
+    """`work()`'s result, done while another tenant (`key`) calls its warm `function` with
+    `{}` in a loop, and the statuses of those calls (the function is called once first:
+    warm, its calls are all alike)."""
+    done = threading.Event()
+    statuses: list[int] = []
+
+    def other_tenant() -> None:
+        with node.client(key) as c:
+            while not done.is_set():
+                statuses.append(
+                    c.post(f"/v1/functions/{function}/invoke", content=b"{}").status_code
+                )
+
+    with node.client(key) as c:
+        c.post(f"/v1/functions/{function}/invoke", content=b"{}")
+    caller = threading.Thread(target=other_tenant)
+    caller.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        caller.join(120)
+    return result, statuses

@@ -11,7 +11,6 @@ time: the other tenant's calls go on while it is made, and the answer is the sam
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 from async_support import bundle, invoke_async, wait_for
 from harness import LiveNode, start_node
+from loop_support import while_another_calls
 
 pytestmark = pytest.mark.slow
 
@@ -67,23 +67,10 @@ def test_rereading_a_large_result_does_not_stall_another_tenant(
     function keep completing: at least PER_READ of them a read."""
     node, a, b = tenants
     big = _succeeded(node, a, PAIRS)
-    done = threading.Event()
-    statuses: list[int] = []
-
-    def other_tenant() -> None:
-        with node.client(b) as c:
-            while not done.is_set():
-                statuses.append(c.post("/v1/functions/tiny/invoke", content=b"{}").status_code)
-
-    caller = threading.Thread(target=other_tenant)
     with node.client(a) as c:
-        c.post("/v1/functions/tiny/invoke", content=b"{}")  # warm: B's calls are all alike
-        caller.start()
-        try:
-            reads = [c.get(f"/v1/invocations/{big}") for _ in range(READS)]
-        finally:
-            done.set()
-            caller.join(120)
+        reads, statuses = while_another_calls(
+            node, b, "tiny", lambda: [c.get(f"/v1/invocations/{big}") for _ in range(READS)]
+        )
     assert [r.status_code for r in reads] == [200] * READS, reads[0].text[:300]
     assert set(statuses) == {200}, statuses
     assert len(statuses) >= PER_READ * READS, len(statuses)

@@ -41,6 +41,7 @@ __all__ = [
     "forbid",
     "header",
     "new_request_id",
+    "not_json",
     "parse_json",
     "query_time",
     "read_body",
@@ -389,9 +390,14 @@ async def parse_json(
         await deny(node, request, actor, "input.refused", e.message, request_id)
         raise BadRequest(e.message, hint=e.hint) from e
     except ValueError as e:
-        raise BadRequest(
-            f"the request body is not valid JSON: {e}", hint="send a JSON document (UTF-8)"
-        ) from e
+        raise not_json(str(e)) from e
+
+
+def not_json(reason: str) -> BadRequest:
+    """The 400 for a request body json cannot parse, saying json's `reason`."""
+    return BadRequest(
+        f"the request body is not valid JSON: {reason}", hint="send a JSON document (UTF-8)"
+    )
 
 
 def query_time(request: Request, name: str) -> float | None:

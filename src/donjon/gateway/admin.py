@@ -37,7 +37,7 @@ from donjon.gateway.node import Node
 from donjon.gateway.permissions import unused_permissions
 from donjon.gateway.roles_api import apply_role, list_roles, remove_role
 from donjon.gateway.runtime_api import runtime_target
-from donjon.gateway.schemas import render
+from donjon.gateway.schemas import render, rendered_list
 from donjon.gateway.secrets import (
     create_secret,
     delete_secret,
@@ -45,9 +45,11 @@ from donjon.gateway.secrets import (
     rekey_vault,
     rotate_secret,
 )
+from donjon.gateway.stored_views import ON_LOOP_BYTES
 from donjon.gateway.views import AdvisoryFinding, FunctionView, LogEntry, QueueDepth
 from donjon.identity import Action, Principal
 from donjon.manifest.model import NAME_RE
+from donjon.store import FunctionRecord
 
 __all__ = ["ROUTES"]
 
@@ -62,8 +64,14 @@ def _function_view(
     deployed = node.registry.get(name)
     if deployed is None:
         raise NotFound(f"no function named {name!r}")
-    r = deployed.record
-    advisories = (found or {}).get(name, [])
+    return _view_of(deployed.record, found)
+
+
+def _view_of(
+    r: FunctionRecord, found: dict[str, list[AdvisoryFinding]] | None = None
+) -> FunctionView:
+    """The view of the version `r`, its stored manifest parsed."""
+    advisories = (found or {}).get(r.name, [])
     return FunctionView(
         name=r.name,
         version=r.version,
@@ -91,15 +99,28 @@ async def _advisories(node: Node, names: list[str]) -> dict[str, list[AdvisoryFi
     }
 
 
+def _rendered_views(
+    records: list[FunctionRecord], found: dict[str, list[AdvisoryFinding]]
+) -> bytes:
+    """The list of `records`' views, each manifest parsed and rendered in turn (on a
+    thread of the stored views: the loop takes the GIL between them)."""
+    return rendered_list([_view_of(r, found) for r in records])
+
+
 async def list_functions(request: Request, node: Node, principal: Principal, _r: str) -> Response:
     # Only the functions this principal may read (its own, or those its role names).
-    names = [
-        d.name
+    records = [
+        d.record
         for d in node.registry.all()
         if node.policy.decide(principal, Action.READ, d.name, d.record.owner or None).allowed
     ]
-    found = await _advisories(node, names)
-    return render([_function_view(node, name, found) for name in names])
+    found = await _advisories(node, [r.name for r in records])
+    # Each manifest is up to 64 KiB and an owner may have hundreds: parsed and rendered on
+    # the loop, a large list held every other tenant's calls while it was made.
+    if sum(len(r.manifest) for r in records) <= ON_LOOP_BYTES:
+        return render([_view_of(r, found) for r in records])
+    body = await node.stored_views.run(principal.label, _rendered_views, records, found)
+    return Response(body, media_type="application/json")
 
 
 async def get_function(request: Request, node: Node, _p: Principal, _r: str) -> Response:

@@ -17,31 +17,29 @@ function still receives the whole http event.
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any
 
 from starlette.requests import Request
 
 from donjon import boundedjson
-from donjon.gateway.access import header, read_body
-from donjon.gateway.errors import InvalidInput, PayloadTooLarge
+from donjon.gateway.access import deny, header, not_json, parse_json, read_body
+from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
+from donjon.gateway.large_events import PAST_LOOP
+from donjon.gateway.node import Node
+from donjon.gateway.schema_refusal import json_pointer, refuse_invalid
 from donjon.lifecycle import Deployed
 from donjon.manifest.sizes import format_size
 
 __all__ = [
     "body_limit",
+    "check_event",
     "check_event_size",
+    "check_large",
     "json_pointer",
     "read_event",
     "refuse_declared",
     "validate",
 ]
-
-
-#: The longest pointer a refusal names (the node logs refusals of SQS and NOTIFY events).
-_MAX_POINTER = 256
-#: The most schema errors an event's check makes before it names the first of them.
-_MAX_ERRORS = 32
 
 
 def body_limit(deployed: Deployed, node_max: int) -> int:
@@ -86,11 +84,6 @@ def check_event_size(event: bytes, deployed: Deployed, limit: int) -> None:
         raise _too_large(deployed, limit, len(event))
 
 
-def json_pointer(path: Any) -> str:
-    """The RFC 6901 pointer of a path of keys and indexes ("" is the whole document)."""
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
-
-
 def validate(event: Any, deployed: Deployed) -> None:
     """`InvalidInput` (422) naming the first failing field if `event` does not match the
     function's input_schema; nothing if it declares none."""
@@ -100,56 +93,7 @@ def validate(event: Any, deployed: Deployed) -> None:
     quick = validator.quick
     if quick is not None and quick(event):  # plainly valid: what `iter_errors` says at once
         return
-    # The first few errors, not all: an event of 200,000 wrong items made as many (~640 MB,
-    # seconds on the event loop) to name one. The one named is the first by path of those.
-    found = islice(validator.iter_errors(event), _MAX_ERRORS)
-    errors = sorted(found, key=lambda err: list(err.path))
-    if not errors:
-        return
-    first = errors[0]
-    path = list(first.path)
-    if first.validator == "required" and isinstance(first.instance, dict):
-        # The field that fails is the one missing, not the object that lacks it.
-        missing = [name for name in first.validator_value if name not in first.instance]
-        if missing:
-            path.append(missing[0])
-    pointer = _bounded(json_pointer(path))
-    # What the node logs or stores of the refusal: a key the schema does not name (a
-    # map's key, under additionalProperties or patternProperties) is the sender's value.
-    named = _named(validator.schema)
-    field = _bounded(json_pointer(p if isinstance(p, int) or p in named else "*" for p in path))
-    raise InvalidInput(
-        f"input does not match the function's schema at {pointer or '(root)'}: "
-        f"{first.message[:512]}",
-        hint=f"send an event that matches the input_schema of {deployed.name}",
-        field=field or "(root)",
-        rule=str(first.validator)[:64],
-    )
-
-
-def _bounded(pointer: str) -> str:
-    if len(pointer) > _MAX_POINTER:  # a key is the sender's: its name may be the whole body
-        return pointer[:_MAX_POINTER] + "..."
-    return pointer
-
-
-def _named(schema: Any) -> set[str]:
-    """The property names `schema` declares (`properties`, `required`), at any depth."""
-    names: set[str] = set()
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            declared = node.get("properties")
-            if isinstance(declared, dict):
-                names.update(k for k in declared if isinstance(k, str))
-            required = node.get("required")
-            if isinstance(required, list):
-                names.update(k for k in required if isinstance(k, str))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return names
+    refuse_invalid(event, validator, deployed.name)  # (schema_refusal.py)
 
 
 def validate_made(event: bytes, deployed: Deployed) -> None:
@@ -167,3 +111,35 @@ def validate_made(event: bytes, deployed: Deployed) -> None:
             hint=f"send an event that matches the input_schema of {deployed.name}",
         ) from None
     validate(parsed, deployed)
+
+
+async def check_large(
+    node: Node, request: Request, actor: str, deployed: Deployed, event: bytes, request_id: str
+) -> None:
+    """`parse_json` and `validate` of `event` (past `ON_LOOP_BYTES`) for `deployed`, done in
+    the child (large_events.py): the same refusals (a 400, audited if nested too deep; a
+    422), raised here."""
+    refused = await node.large_events.refusal(actor, deployed, event)
+    if refused is None:
+        return
+    if refused.kind == "schema":
+        raise InvalidInput(
+            refused.message, hint=refused.hint, field=refused.field, rule=refused.rule
+        )
+    if refused.kind == "deep":
+        await deny(node, request, actor, "input.refused", refused.message, request_id)
+        raise BadRequest(refused.message, hint=refused.hint)
+    raise not_json(refused.message)
+
+
+async def check_event(
+    node: Node, request: Request, actor: str, deployed: Deployed, event: bytes, request_id: str
+) -> None:
+    """`parse_json` and `validate` of `event` for `deployed`: on the loop up to
+    `ON_LOOP_BYTES`, past it in the child (`check_large`). (The invoke route does this
+    inline: its warm path makes no call more.)"""
+    if event[PAST_LOOP]:
+        await check_large(node, request, actor, deployed, event, request_id)
+        return
+    finite = deployed.validator is not None
+    validate(await parse_json(node, request, actor, event, request_id, finite=finite), deployed)

@@ -40,11 +40,13 @@ from donjon.gateway.errors import BadFunctionResponse, NotFound
 from donjon.gateway.events import (
     body_limit,
     check_event_size,
+    check_large,
     read_event,
     refuse_declared,
     validate,
 )
 from donjon.gateway.function_calls import Chain, FunctionCalls, parse_event
+from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
 from donjon.gateway.quota_check import reserve_compute, settle_compute
@@ -459,10 +461,20 @@ async def handle_invoke(request: Request) -> Response:
         limits = plan.limits if plan is not None else None
         await admit(node, deployed, principal, request_id, "invoke", limits=limits)
         body = await read_event(request, deployed, limit, declared_checked=True) or b"{}"
-        parsed = await parse_json(
-            node, request, principal.label, body, request_id, finite=deployed.validator is not None
-        )
-        validate(parsed, deployed)
+        # Past ON_LOOP_BYTES (a slice, not len(): no call on the warm path): parsed and
+        # checked in a child process, the loop free (large_events.py).
+        if body[PAST_LOOP]:
+            await check_large(node, request, principal.label, deployed, body, request_id)
+        else:
+            parsed = await parse_json(
+                node,
+                request,
+                principal.label,
+                body,
+                request_id,
+                finite=deployed.validator is not None,
+            )
+            validate(parsed, deployed)
         if wants_async(request):  # checked as a sync call is; queued, answered 202 at once
             return await respond_async(node, deployed, principal, body, request, request_id)
         return await _run(

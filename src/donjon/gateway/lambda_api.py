@@ -31,14 +31,13 @@ from donjon.gateway.access import (
     client_address,
     deny,
     new_request_id,
-    parse_json,
     read_body,
 )
 from donjon.gateway.admission import admit
 from donjon.gateway.async_invoke import enqueue_checked
 from donjon.gateway.call_errors import error_response
 from donjon.gateway.errors import BadRequest, NotFound, Unauthorized
-from donjon.gateway.events import body_limit, check_event_size, validate
+from donjon.gateway.events import body_limit, check_event, check_event_size
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields, may_read_logs
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
@@ -304,10 +303,7 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         await admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
-        parsed = await parse_json(
-            node, request, principal.label, event, request_id, finite=deployed.validator is not None
-        )
-        validate(parsed, deployed)
+        await check_event(node, request, principal.label, deployed, event, request_id)
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
             # Its source is the function's path, not the caller's: a FunctionName may be an
             # ARN of any length and bytes (a NUL the PostgreSQL queue row refuses).

@@ -19,6 +19,7 @@ from donjon.bundle import BundleError, BundleStore
 from donjon.bundle.target import RuntimeTarget, probe_target
 from donjon.config import Settings
 from donjon.egress import EgressProxy
+from donjon.gateway.large_events import LargeEvents
 from donjon.gateway.limited_callers import LimitedCallers
 from donjon.gateway.proof_work import AuditReads, ProofWork
 from donjon.gateway.start_records import record_start
@@ -161,10 +162,11 @@ class Node:
     metrics: Metrics = field(default_factory=Metrics)
     #: API keys a rate bucket or quota of their own refused lately (limited_callers.py).
     limited: LimitedCallers = field(default_factory=LimitedCallers)
-    #: Audit proofs, export prefixes, audit pages, large invocation views: their own threads.
+    #: Audit proofs, export prefixes, audit pages, large views and events: their own threads.
     proof_work: ProofWork = field(default_factory=ProofWork)
     audit_reads: AuditReads = field(default_factory=AuditReads)
     stored_views: StoredViews = field(default_factory=StoredViews)
+    large_events: LargeEvents = field(default_factory=LargeEvents)
     #: Keyed callers' checks per function version, resolved once (gateway/call_plan.py).
     call_plans: dict[tuple[int, str], CallPlan] = field(default_factory=dict)
     #: Admin changes and their audit records, committed together (audit/changes.py).
@@ -435,7 +437,7 @@ class Node:
             await self.advisory_watch.stop()
         self.deployments.stop()
         await self.deployments.prune.stop()
-        for work in (self.proof_work, self.audit_reads, self.stored_views):
+        for work in (self.proof_work, self.audit_reads, self.stored_views, self.large_events):
             work.close()
         if self.pool is not None:
             await self.pool.close()

@@ -28,6 +28,7 @@ from donjon.gateway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from donjon.gateway.large_events import LargeEventsBusy
 from donjon.gateway.proof_work import AuditReadsBusy, ProofsBusy
 from donjon.gateway.slots import ConcurrencyFull
 from donjon.gateway.stored_views import StoredViewsBusy
@@ -126,6 +127,7 @@ STATUS: dict[type[Error], int] = {
     ProofsBusy: 503,
     AuditReadsBusy: 503,
     StoredViewsBusy: 503,  # large invocation views (gateway/stored_views.py)
+    LargeEventsBusy: 503,  # large events' checks (gateway/large_events.py)
     RateLimitError: 429,
     # The shared limits store (Redis) is down: a quota cannot be checked, so the call
     # is refused (fail closed), with Retry-After (ratelimit/failover.py).

@@ -13,8 +13,10 @@ So a view whose stored JSON is past `ON_LOOP_BYTES` is made in a child process (
 interpreter and GIL) by the very code that makes a small one on the loop, `rendered`:
 the answer's bytes are the same either way. A list of stored text (a function's logs: 500
 entries of 16 KiB) parses nothing: it is rendered on a thread of these an entry at a time
-(`respond_list`, schemas.rendered_list), the loop taking the GIL between entries.
-`StoredViews` bounds that work as the audit reads are bounded (donjon/own_threads.py): one
+(`respond_list`, schemas.rendered_list), the loop taking the GIL between entries. So is
+a list of functions whose stored manifests (up to 64 KiB each, hundreds an owner) are
+large: each is parsed and rendered in turn there (gateway/admin.py).
+`StoredViews` bounds that work as the audit reads are bounded (gateway/child_work.py): one
 at a time, three more waiting, two of those places one caller's, the rest refused at once
 (503, Retry-After). Who may read is decided before any of this runs (gateway/admin.py,
 async_invoke.py, dlq_api.py).
@@ -22,19 +24,16 @@ async_invoke.py, dlq_api.py).
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from donjon.gateway.child_work import ChildWork
 from donjon.gateway.queue_views import InvocationView, dead_view, invocation_view
 from donjon.gateway.schemas import render, rendered_list
-from donjon.own_threads import OwnThreads, ThreadsBusy
+from donjon.own_threads import ThreadsBusy
 from donjon.triggers.queue import QueuedInvocation
 
 __all__ = ["ON_LOOP_BYTES", "StoredViews", "StoredViewsBusy", "rendered"]
@@ -62,20 +61,14 @@ class StoredViewsBusy(ThreadsBusy):
     """As many large views as this node makes at once are being made or wait."""
 
 
-class StoredViews(OwnThreads):
+class StoredViews(ChildWork):
     """At most `slots` large views made at once (an invocation's by a thread waiting on
     the child process) and `waiting` more queued, half of those places one caller's."""
 
-    noun = "reads of large invocation results and logs"
+    noun = "reads of large invocation results, logs and function lists"
 
     def __init__(self, slots: int = 1, waiting: int = 3, retry_after_s: float = 2.0) -> None:
-        share = max(1, (slots + waiting) // 2)
-        super().__init__(slots, waiting, share, retry_after_s, "donjon-stored-views")
-        self._children = slots
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-        #: `close` has run: no child is started after it (nothing would end that one).
-        self._closed = False
+        super().__init__(slots, waiting, retry_after_s, "donjon-stored-views")
 
     def _busy(self, message: str) -> StoredViewsBusy:
         return StoredViewsBusy(message, retry_after_s=self.retry_after_s)
@@ -99,36 +92,7 @@ class StoredViews(OwnThreads):
         return Response(body, media_type="application/json")
 
     def _in_child(self, invocation: QueuedInvocation, reveal: bool, dead: bool) -> bytes:
-        """`rendered` in the child process (started at the first use); this thread waits
-        for it without the GIL. A child that died (killed for its memory) is replaced."""
-        with self._pool_lock:
-            if self._closed:  # its thread began as the node stopped
-                raise self._busy("this node is stopping")
-            if self._pool is None:
-                # Spawned, not forked: a fork of the node would copy its threads' locks.
-                context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self._children, mp_context=context)
-            pool = self._pool
-        try:
-            # Not the event when it is not shown: the child gets only what it renders.
-            sent = invocation if dead else replace(invocation, event=b"")
-            return pool.submit(rendered, sent, reveal=reveal, dead=dead).result()
-        except BrokenProcessPool:
-            with self._pool_lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise self._busy("the process reading large invocation results ended") from None
-        except RuntimeError:  # (a broken pool's is above) `close` shut the pool meanwhile
-            if not self._closed:
-                raise
-            raise self._busy("this node is stopping") from None
-
-    def close(self) -> None:
-        """Refuse new views, drop those waiting, and end the child."""
-        super().close()
-        with self._pool_lock:
-            self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        """`rendered` in the child process (child_work.py)."""
+        # Not the event when it is not shown: the child gets only what it renders.
+        sent = invocation if dead else replace(invocation, event=b"")
+        return self.in_child(rendered, sent, reveal=reveal, dead=dead)

@@ -17,12 +17,11 @@ from donjon.gateway.access import (
     check_throttles,
     client_address,
     new_request_id,
-    parse_json,
 )
 from donjon.gateway.admission import admit
 from donjon.gateway.apigw import apigw_event
 from donjon.gateway.call_errors import error_response, reveals
-from donjon.gateway.events import body_limit, read_event, refuse_declared, validate
+from donjon.gateway.events import body_limit, check_event, read_event, refuse_declared
 from donjon.gateway.http_event import function_headers, http_event
 from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.invoke import _run
@@ -90,8 +89,7 @@ async def handle_http_trigger(request: Request) -> Response:
         body = await read_event(request, deployed, limit)
         if deployed.validator is not None:  # the schema describes the request's JSON body
             actor = principal.label if principal else "anonymous"
-            parsed = await parse_json(node, request, actor, body or b"{}", request_id, finite=True)
-            validate(parsed, deployed)
+            await check_event(node, request, actor, deployed, body or b"{}", request_id)
         headers = function_headers(request, strip_auth=auth != "public", issuers=node.jwt.issuers)
         own_path = route_of(path)
         label = principal.label if principal else None

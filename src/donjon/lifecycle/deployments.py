@@ -240,8 +240,9 @@ class Deployments:
         name = accepted.manifest.name
         async with self._name_locks.hold(name):
             async with self._refusals_audited(principal, request_id):
-                # Under the name's lock: the owner checked is the owner when it switches.
-                may_deploy(self.policy, self.registry, principal, name, self.max_owned)
+                await may_deploy(  # under the name's lock: the owner then is the owner checked
+                    self.policy, self.registry, self._functions, principal, name, self.max_owned
+                )
                 current = self.registry.get(name)
                 if current is not None and current.record.digest == accepted.digest:
                     return await self._unchanged(
@@ -430,8 +431,7 @@ class Deployments:
         event = AuditEvent(
             principal.label, "function.delete", name, "ok", {"request_id": request_id}
         )
-        # Never halfway through a deploy of it; the removal and its record are
-        # committed together (audit/changes.py).
+        # Never halfway through a deploy of it; removal and record committed together (changes.py).
         async with self._name_locks.hold(name), self._changes.change(event):
             async with self._switch:
                 if self.registry.get(name) is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from donjon.errors import Error
 
 __all__ = [
@@ -82,12 +84,25 @@ class OwnedFunctionsLimit(LifecycleError):
 
     title = "Forbidden"
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"this credential already owns {limit} functions, this node's limit"
-            " (DONJON_MAX_FUNCTIONS_PER_OWNER); nothing deployed",
-            hint="remove one it owns (donjon rm NAME), or ask the node's operator to raise it",
-        )
+    def __init__(self, limit: int, removed: Sequence[str] = ()) -> None:
+        if not removed:
+            super().__init__(
+                f"this credential already owns {limit} functions, this node's limit"
+                " (DONJON_MAX_FUNCTIONS_PER_OWNER); nothing deployed",
+                hint="remove one it owns (donjon rm NAME), or ask the node's operator to raise it",
+            )
+        else:  # removed functions whose dead letters (or pending invocations) remain
+            shown = ", ".join(removed[:5]) + (
+                f" and {len(removed) - 5} more" if len(removed) > 5 else ""
+            )
+            super().__init__(
+                f"this credential already owns {limit} functions, this node's limit"
+                f" (DONJON_MAX_FUNCTIONS_PER_OWNER), counting {len(removed)} removed ones"
+                f" whose dead letters or pending invocations remain ({shown}); nothing deployed",
+                hint="have their dead letters redriven or purged (donjon dlq purge NAME), "
+                "remove a function it owns (donjon rm NAME), or ask the node's operator to "
+                "raise the limit",
+            )
         self.limit = limit
 
 

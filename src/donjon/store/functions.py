@@ -14,10 +14,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from donjon.secret import Secret
 from donjon.store.audit_outbox import enlist
 from donjon.store.database import StoreConflict, StoreError
-from donjon.store.tables import function_owners, function_versions, functions
+from donjon.store.tables import function_owners, function_versions, functions, invocations
 from donjon.store.version_mac import pointer_mac, version_mac
 
 __all__ = ["FunctionRecord", "FunctionStore", "VersionRuns"]
+
+#: The statuses of an invocation kept until it runs or is redriven or purged (not yet
+#: succeeded): triggers/queue/interface.py's Status, as stored.
+_KEPT = ("queued", "running", "failed", "dead")
 
 #: Runs of a function's versions, each (first, last) with last None for "and after".
 VersionRuns = tuple[tuple[int, int | None], ...]
@@ -143,6 +147,35 @@ class FunctionStore:
     def ever_deployed(self, name: str) -> bool:
         """Whether a version of `name` was ever deployed (removed or not)."""
         return self.next_version(name) > 1
+
+    def removed_holding(self, owner: str) -> set[str]:
+        """The names `owner` deployed and removed, not deployed now, whose invocations of
+        `owner`'s versions are still dead-lettered or pending: they keep what a function
+        keeps (lifecycle/deploy_rights.py counts them as owned)."""
+        run, inv = function_owners.c, invocations.c
+        kept = (
+            select(inv.id)
+            .where(
+                (inv.function == run.name)
+                & inv.status.in_(_KEPT)
+                & (inv.version.is_(None) | inv.version.between(run.first_version, run.last_version))
+            )
+            .exists()
+        )
+        deployed = select(functions.c.name).where(functions.c.name == run.name).exists()
+        query = (
+            select(run.name)
+            .where((run.owner == owner) & run.last_version.is_not(None) & ~deployed & kept)
+            .distinct()
+        )
+        try:
+            with self._engine.connect() as conn:
+                return set(conn.execute(query).scalars())
+        except SQLAlchemyError as e:
+            raise StoreError(
+                f"the database did not answer for the removed functions of {owner}"
+                f" ({type(e).__name__})"
+            ) from e
 
     def add_version(
         self,

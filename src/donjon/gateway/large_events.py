@@ -1,0 +1,104 @@
+"""Where a large event of a call is parsed and checked: in a child process, a few at a time.
+
+Every call's event is parsed at the gateway (it must be JSON; finite when the function's
+input_schema checks it) and checked against that schema (gateway/events.py). For an
+event of 6 MiB that was about 0.4 s of the event loop's time at every call (boundedjson's
+depth scan and json's parser: C code holding the GIL throughout): a tenant calling its
+own function with large events stalled every other tenant's calls. So an event past
+`ON_LOOP_BYTES` is parsed and checked in a child process (gateway/child_work.py) by the
+very code that checks a small one on the loop, and the answers are the same
+(events.check_large): 400 for a body that is not JSON or nests too deep (the latter
+audited, as on the loop), 422 naming the first field the schema refuses. The child gets
+the body and the schema and answers the refusal, if any: nothing parsed comes back (the
+function's runtime parses the event itself). `LargeEvents` bounds the work: one at a
+time, seven more waiting, four of those one caller's, the rest refused at once (503,
+Retry-After). An event up to the bound is checked on the loop as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from donjon import boundedjson
+from donjon.gateway.child_work import ChildWork
+from donjon.gateway.errors import InvalidInput
+from donjon.gateway.schema_refusal import refuse_invalid
+from donjon.manifest.input_validator import InputValidator, input_validator
+from donjon.own_threads import ThreadsBusy
+
+if TYPE_CHECKING:
+    from donjon.lifecycle import Deployed
+
+__all__ = ["ON_LOOP_BYTES", "PAST_LOOP", "LargeEvents", "LargeEventsBusy", "Refusal", "refusal"]
+
+#: Events up to this size are parsed and checked on the loop (gateway/invoke.py).
+ON_LOOP_BYTES = 64 * 1024
+#: `event[PAST_LOOP]` is empty unless `event` is past `ON_LOOP_BYTES`: a test of its size
+#: that calls nothing (and copies at most a byte).
+PAST_LOOP = slice(ON_LOOP_BYTES, ON_LOOP_BYTES + 1)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an event is refused, as the child says it: `kind` is "deep" (nested too deep),
+    "json" (not JSON) or "schema" (the schema refuses it: `field` and `rule` say where)."""
+
+    kind: str
+    message: str
+    hint: str = ""
+    field: str | None = None
+    rule: str = ""
+
+
+@functools.lru_cache(maxsize=32)
+def _validator(schema: str) -> InputValidator:
+    """The validator of `schema` (JSON), made once a child (as the registry makes it)."""
+    return input_validator(json.loads(schema))
+
+
+def refusal(event: bytes, schema: str | None, name: str) -> Refusal | None:
+    """Why `event` is refused for function `name` whose input_schema is `schema` (JSON;
+    None: it declares none), or None: what `parse_json` and `validate` decide."""
+    try:
+        parsed = boundedjson.loads(event, finite=schema is not None)
+    except boundedjson.JSONTooDeep as e:
+        return Refusal("deep", e.message, e.hint)
+    except ValueError as e:
+        return Refusal("json", str(e))
+    if schema is None:
+        return None
+    validator = _validator(schema)
+    if validator.quick is not None and validator.quick(parsed):
+        return None
+    try:
+        refuse_invalid(parsed, validator, name)
+    except InvalidInput as e:
+        return Refusal("schema", e.message, e.hint, e.field, e.rule)
+    return None
+
+
+class LargeEventsBusy(ThreadsBusy):
+    """As many large events as this node checks at once are being checked or wait."""
+
+
+class LargeEvents(ChildWork):
+    """At most `slots` large events checked at once and `waiting` more queued, half of
+    those places one caller's."""
+
+    noun = "checks of large events"
+
+    def __init__(self, slots: int = 1, waiting: int = 7, retry_after_s: float = 2.0) -> None:
+        super().__init__(slots, waiting, retry_after_s, "donjon-large-events")
+
+    def _busy(self, message: str) -> LargeEventsBusy:
+        return LargeEventsBusy(message, retry_after_s=self.retry_after_s)
+
+    async def refusal(self, caller: str, deployed: Deployed, event: bytes) -> Refusal | None:
+        """`refusal` of `event` for `deployed`, in the child, for `caller`."""
+        schema = deployed.manifest.input_schema
+        # Its keys in their order: errors at one path are named in the schema's order.
+        shown = None if schema is None else json.dumps(schema)
+        return await self.run(caller, self.in_child, refusal, event, shown, deployed.name)
