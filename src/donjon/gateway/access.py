@@ -167,17 +167,9 @@ async def authenticate(
     A throttled source is refused before its credential is looked at, a throttled
     principal once it is known (`check_throttles`).
     """
-    if node.throttles:  # (free while no throttle is set: no coroutine then)
+    # (`in_force`: the throttles' truth without a call; free while none is set)
+    if node.throttles.in_force:
         await check_throttles(node, request, request_id)
-    principal = await _authenticate(node, request, request_id, jwt_only=jwt_only)
-    if node.throttles:
-        await check_throttles(node, request, request_id, principal)
-    return principal
-
-
-async def _authenticate(
-    node: Node, request: Request, request_id: str, *, jwt_only: bool = False
-) -> Principal:
     field = header(request, b"authorization") or ""
     scheme, _, token = field.partition(" ")
     token = token.strip()
@@ -186,8 +178,8 @@ async def _authenticate(
     named = ""  # the key id a refused key names: for the monitor only, never recorded
     if scheme.lower() == "bearer" and token:
         if looks_like_jwt(token):
-            return await _authenticate_jwt(node, request, request_id, token)
-        if jwt_only:
+            principal = await _authenticate_jwt(node, request, request_id, token)
+        elif jwt_only:
             reason = "jwt: the credential is not a JWT"
         else:
             principal, reason = node.key_index.check(token)
@@ -196,6 +188,8 @@ async def _authenticate(
     if principal is None:
         await deny(node, request, "anonymous", "auth.denied", reason, request_id, named=named)
         raise Unauthorized("missing, invalid or revoked credentials")
+    if node.throttles.in_force:
+        await check_throttles(node, request, request_id, principal)
     return principal
 
 

@@ -55,11 +55,11 @@ async def admit(
     node.audit.require_writer()
     name = deployed.record.name  # (`Deployed.name` is a property)
     node.quarantines.check(name)
-    if node.throttles:  # a function the monitor throttled (monitor/throttles.py)
+    if node.throttles.in_force:  # a function the monitor throttled (monitor/throttles.py)
         await node.throttles.check("function", name)
     if spend:
         await take_rate_buckets(node, deployed, principal, request_id, trigger, client, limits)
-        if node.quotas:  # (`check_quota`'s own first test: no coroutine while none is set)
+        if node.quotas.in_force:  # (`check_quota`'s first test: no coroutine while none is set)
             await check_quota(node, deployed, principal, request_id, trigger)
     else:  # counted as it was queued: refused if its quota was lowered below the usage since
         await check_counted(node, deployed, principal, request_id, trigger)

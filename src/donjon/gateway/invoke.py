@@ -144,7 +144,7 @@ async def _run(
         # Its credential, again (its body and its slots took time); audited if it ended.
         if principal is not None and credential_ended(node, principal) is not None:
             await check_still_live(node, principal, deployed.name, request_id, trigger=trigger)
-        quotas = bool(node.quotas)  # (a method's answer, asked once)
+        quotas = bool(node.quotas.in_force)  # (whether any quota is set: no call)
         reserved = (
             await reserve_compute(node, deployed, principal, request_id, trigger)
             if quotas
@@ -194,7 +194,8 @@ async def _run(
                 charge = functools.partial(settle_compute, node, deployed, principal)
                 await held.after(lambda: charge(time.perf_counter() - started, reserved))
     finally:  # (once its processes are gone, if they run on past its answer)
-        await held.end()
+        if not held.end_now():  # (the node's own slots given back without a coroutine)
+            await held.end()
 
 
 async def _call(
@@ -259,17 +260,19 @@ async def _call(
         )
         _note_reads(detail, result, granted, policy_events)
         check_result_size(result, max_result)
-        # (`printed` called only when its search finds something: the hot path's calls)
-        output = printed(out) if NOTE in (out := redact(result.output)) else out
+        # (`printed` called only when its search finds something; a redactor of no secret,
+        # which returns its text as given, not called)
+        out = result.output if redact is _NO_SECRETS else redact(result.output)
+        output = printed(out) if NOTE in out else out
         memory_kb = result.memory_kb
         rendered = render(result)
-        output += refused_headers(detail, rendered)
+        # (`refused_headers`' own test first: most responses have none refused)
+        output += refused_headers(detail, rendered) if rendered.refused else ""
         outcome = "ok"
         return rendered.response
     except SandboxError as e:
-        outcome = type(e).__name__
+        outcome, memory_kb = type(e).__name__, e.memory_kb
         _note_reads(detail, e, granted, policy_events)
-        memory_kb = e.memory_kb
         _redact_error(e, redact)
         output = call_log(printed(redact(e.output)), redact(e.trace), f"{e.title}: {e.message}")
         raise
@@ -291,7 +294,7 @@ async def _call(
             deployed.record.version,
             request_id,
             outcome,
-            call_log(output),
+            call_log(output) if output else "",  # (`call_log`'s own answer for none)
             duration_ms=round(elapsed * 1000, 3),
             memory_kb=memory_kb,
         )
@@ -437,13 +440,14 @@ def _redact_error(error: Error, redact: Redactor) -> None:
 
 
 async def handle_invoke(request: Request) -> Response:
-    node: Node = request.app.state.node
+    scope = request.scope  # (what `request.app` and `request.path_params` read, no call)
+    node: Node = scope["app"].state.node
     request_id = new_request_id()
-    name = request.path_params["name"]
+    name = scope["path_params"]["name"]
     caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
         principal = await authenticate(node, request, request_id)
-        deployed = node.registry.get(name)
+        deployed = node.deployments.registry.get(name)  # (`node.registry`, no property)
         # A keyed caller's checks on this version, resolved once (call_plan.py); a refusal,
         # a JWT's principal or a missing function is decided (and audited) as it comes.
         plan = plan_for(node, principal, deployed) if deployed is not None else None

@@ -103,7 +103,8 @@ def client_key(address: str) -> BucketKey:
 
 
 def concurrency_key(principal: str) -> BucketKey:
-    return _cached("\0concurrency", principal)
+    # (made once: found without `_cached`'s call)
+    return _KEYS.get(("\0concurrency", principal)) or _cached("\0concurrency", principal)
 
 
 def _pair_key(principal: str, function: str) -> BucketKey:

@@ -165,8 +165,10 @@ class _JSONResult(Response):
     def __init__(self, body: bytes, request_id: str) -> None:
         self.status_code = 200
         self.background = None
-        self.body = self.render(body)
-        rid, length = request_id.encode("latin-1"), str(len(self.body)).encode("latin-1")
+        # (bytes are what `render` returns them as: not called for them)
+        self.body = body if type(body) is bytes else self.render(body)
+        size = len(self.body)
+        rid, length = request_id.encode("latin-1"), str(size).encode("latin-1")
         self.raw_headers = [
             (b"x-request-id", rid),
             (b"content-length", length),
@@ -177,7 +179,7 @@ class _JSONResult(Response):
         self.checked_head = (
             (
                 b"x-request-id: %s\r\ncontent-length: %s\r\n%s" % (rid, length, _JSON_RESULT_LINES),
-                len(self.body),
+                size,
             )
             if request_id.isalnum() and request_id.isascii()
             else None

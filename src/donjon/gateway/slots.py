@@ -107,6 +107,25 @@ class Held:
         if not self._runs_on:
             await self.release()
 
+    def end_now(self) -> bool:
+        """`end` without a coroutine as far as it goes: the node's own (memory) slots given
+        back at once, newest first, as `release` gives them. True if nothing is left to
+        give back (or the processes run on: `end` does nothing then); else `end` gives
+        the rest (a shared backend's slot, and every one under it)."""
+        if self._runs_on:
+            return True
+        slots = self._slots
+        while slots:
+            limiter, slot = slots[-1]
+            if type(limiter) is not MemoryConcurrencyLimiter:
+                break
+            slots.pop()
+            try:
+                limiter.release_now(slot)
+            except Exception:
+                log.exception("releasing a concurrency slot failed; its lease will free it")
+        return not slots
+
     def add(self, limiter: ConcurrencyLimiter, slot: Slot) -> None:
         self._slots.append((limiter, slot))
 
@@ -139,19 +158,46 @@ async def hold_slots(
     wait_s = settings.sandbox.max_queue_wait_s
     lease_s = deployed.manifest.timeout_s + LEASE_MARGIN_S
     slots, node_slots = node.slots, node.node_slots
+    # In order: the caller's, the function's across nodes (a shared backend only: on one
+    # node the pool's own semaphore is that cap), the node's (always in its memory).
+    caller = (
+        (
+            slots,
+            concurrency_key(principal.label),
+            (limits or caller_limits(node, principal))[3],
+            "principal",
+        )
+        if principal is not None
+        else None
+    )
+    function = (
+        (
+            slots,
+            BucketKey(function=deployed.name, scope="concurrency"),
+            deployed.manifest.limits.concurrency,
+            "function",
+        )
+        if not isinstance(slots, MemoryConcurrencyLimiter)
+        else None
+    )
+    own = (node_slots, NODE_KEY, settings.limits.max_concurrency, "node")
     try:
-        if principal is not None:
-            cap = (limits or caller_limits(node, principal))[3]
-            key = concurrency_key(principal.label)
-            if not _grab(held, slots, key, cap, lease_s):
-                await _take(node, held, slots, key, cap, wait_s, lease_s, "principal")
-        if not isinstance(slots, MemoryConcurrencyLimiter):  # shared across nodes
-            key = BucketKey(function=deployed.name, scope="concurrency")
-            cap = deployed.manifest.limits.concurrency
-            await _take(node, held, slots, key, cap, wait_s, lease_s, "function")
-        limit = settings.limits.max_concurrency
-        if not _grab(held, node_slots, NODE_KEY, limit, lease_s):
-            await _take(node, held, node_slots, NODE_KEY, limit, wait_s, lease_s, "node")
+        for step in (caller, function, own):
+            if step is None:
+                continue
+            limiter, key, cap, what = step
+            # A free slot of the node's own (memory) limiter is taken at once, without a
+            # coroutine (exactly that class: a shared backend, or any wrapper, is awaited);
+            # a full key goes through `_take`, which waits its turn or refuses.
+            slot = (
+                limiter.try_acquire(key, cap, lease_s=lease_s)
+                if type(limiter) is MemoryConcurrencyLimiter
+                else None
+            )
+            if slot is not None:
+                held._slots.append((limiter, slot))
+            else:
+                await _take(node, held, limiter, key, cap, wait_s, lease_s, what)
     except ConcurrencyFull as e:
         await held.release()
         await _audit(node, deployed, principal, request_id, trigger, e)
@@ -160,21 +206,6 @@ async def hold_slots(
         await asyncio.shield(held.release())
         raise
     return held
-
-
-def _grab(
-    held: Held, limiter: ConcurrencyLimiter, key: BucketKey, cap: int, lease_s: float
-) -> bool:
-    """Whether a free slot was taken at once, without a coroutine: the node's own (memory)
-    slots only (exactly that class: a shared backend, or any wrapper, is awaited in
-    `_take`); a full key goes through `_take` too, which waits its turn or refuses."""
-    if type(limiter) is not MemoryConcurrencyLimiter:
-        return False
-    slot = limiter.try_acquire(key, cap, lease_s=lease_s)
-    if slot is None:
-        return False
-    held._slots.append((limiter, slot))  # (`add`, without its call)
-    return True
 
 
 async def _take(

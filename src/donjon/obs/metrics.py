@@ -9,7 +9,8 @@ observation. What other subsystems count (cold starts and pool sizes in the
 sandbox pool, egress decisions in the egress proxy) they keep as plain numbers
 too, read at scrape time by `NodeCollector` (collector.py), so they import
 nothing of Prometheus. The audit writer's append time and batch sizes come
-through `AuditLog.add_listener`.
+through `AuditLog.add_listener`, as plain numbers too (`AuditCollector`,
+audit_metrics.py).
 
 Names and units follow Prometheus' conventions: base units (seconds), a
 `_total` suffix on counters, labels of bounded sets only (a function name, an
@@ -25,11 +26,11 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
 )
 from prometheus_client.exposition import generate_latest
 
+from donjon.obs.audit_metrics import AuditCollector
 from donjon.obs.calls import CallCollector
 
 if TYPE_CHECKING:
@@ -125,19 +126,10 @@ class Metrics:
         )
         #: `rate_limited`'s overload child per function (`shed`), at most _MAX_KEPT_CHILDREN.
         self._shed_children: dict[str, Any] = {}
-        self.audit_append = Histogram(
-            "donjon_audit_append_seconds",
-            "Time the audit writer spent writing and committing the transaction of one batch",
-            buckets=_APPEND_BUCKETS,
-            registry=r,
-        )
-        self.audit_batch = Histogram(
-            "donjon_audit_batch_records",
-            "Records per audit commit (group commit)",
-            buckets=_BATCH_BUCKETS,
-            registry=r,
-        )
-        self.audit_records = Counter("donjon_audit_records", "Audit records committed", registry=r)
+        #: `donjon_audit_append_seconds`, `donjon_audit_batch_records` and
+        #: `donjon_audit_records_total` (audit_metrics.py), in that order.
+        self.audit = AuditCollector(_APPEND_BUCKETS, _BATCH_BUCKETS)
+        r.register(self.audit)
         self.queue_pending = Gauge(
             "donjon_queue_pending",
             "Async invocations pending in the durable queue (queued, running, waiting for a"
@@ -194,10 +186,9 @@ class Metrics:
         child.inc()
 
     def audit_committed(self, batch: CommittedBatch) -> None:
-        """The audit log's listener (writer thread; prometheus_client is thread-safe)."""
-        self.audit_append.observe(batch.write_seconds)
-        self.audit_batch.observe(len(batch.records))
-        self.audit_records.inc(len(batch.records))
+        """The audit log's listener (on the loop, or the writer's thread: the collector
+        locks)."""
+        self.audit.committed(batch.write_seconds, len(batch.records))
 
     def pending(self, counts: dict[str, int], functions: list[str]) -> None:
         """The queue's pending invocations by function, as read for this scrape: every

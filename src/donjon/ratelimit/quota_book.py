@@ -44,24 +44,27 @@ class QuotaBook:
         self._store = store
         self._refresh_s = refresh_s
         self._records: dict[str, QuotaRecord] = {}
-        self._limits: dict[str, QuotaLimit] = {}
+        #: subject -> its limit, replaced whole (never changed in place) by `_replace`. Its
+        #: truth, whether any quota is set, is what the hot path asks (tested in C, where
+        #: `bool(self)` is a Python call).
+        self.in_force: dict[str, QuotaLimit] = {}
         self._task: asyncio.Task[None] | None = None
         #: (subject, measure, day) refused at least once here (`first_refusal`).
         self._refused: set[tuple[str, str, str]] = set()
 
     def __bool__(self) -> bool:
-        return bool(self._limits)
+        return bool(self.in_force)
 
     def _replace(self, records: Iterable[QuotaRecord]) -> None:
         self._records = {r.subject: r for r in records}
-        self._limits = {
+        self.in_force = {
             r.subject: QuotaLimit(r.subject, r.max_invocations, r.max_compute_ms)
             for r in self._records.values()
         }
 
     def limits_for(self, subjects: Iterable[str]) -> list[QuotaLimit]:
         """The quotas of those of `subjects` that have one, in the order given."""
-        limits = self._limits
+        limits = self.in_force
         return [limits[s] for s in subjects if s in limits]
 
     def get(self, subject: str) -> QuotaRecord | None:
