@@ -261,7 +261,8 @@ class ErrorRateDetector(SeriesDetector[_Errors]):
                     state.evidence.append(call.seq)
             judge = state.window if state.window.learned else state.reference
             if not state.flagged and judge is not None and judge.learned:
-                upper = judge.upper()
+                stats = judge.current  # (`judge.upper()`, inline)
+                upper = (stats if stats is not None else judge.fresh())[2]
                 if state.errors > upper * block:
                     state.flagged = True
                     found.append(self._finding(subject, state, judge, upper, now))
@@ -372,7 +373,8 @@ class DurationDetector(SeriesDetector[_Durations]):
                     version = self.series.get(function_subject(call.version))
                 if version is None or not version.window.learned:
                     continue
-                usual, _ = version.window.stats()
+                stats = version.window.current  # (`stats()`, inline)
+                usual = (stats if stats is not None else version.window.fresh())[0]
                 if usual <= 0:
                     continue
                 value = duration / usual

@@ -118,7 +118,10 @@ class Monitor:
         #: them, so batches are enqueued in the order they were committed.
         self._handed: deque[CommittedBatch] = deque()
         self._backlog_records = 0
-        self._wake = asyncio.Event()
+        #: What the feed task waits on for the next batch while it has none (made in
+        #: `attach`, then by the task each time it runs out); None while it examines, or
+        #: has a batch to. `_idle` is set exactly while there is one.
+        self._parked: asyncio.Future[None] | None = None
         self._running = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -161,6 +164,7 @@ class Monitor:
         self._loop = loop
         if not paused:
             self._running.set()
+        self._parked = loop.create_future()
         self._audit.add_listener(self._on_commit)
         self._tasks = [
             loop.create_task(self._feed(), name="monitor-feed"),
@@ -230,11 +234,8 @@ class Monitor:
             self._enqueue(handed.popleft())
 
     def _enqueue(self, batch: CommittedBatch) -> None:
-        for record in batch.records:  # the seq of an alert being raised, first of all
-            if record.event.action == RAISED and record.event.actor == ACTOR:
-                waiting = self._waiting.pop(str(record.event.detail.get("id", "")), None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result((record.seq, record.ts))
+        if self._waiting:  # the seq of an alert being raised, first of all
+            self._resolve(batch)
         if self._closed:
             return
         if self._backlog_records + len(batch.records) > self._max_backlog:
@@ -250,8 +251,20 @@ class Monitor:
             return
         self._backlog.append(batch)
         self._backlog_records += len(batch.records)
-        self._idle.clear()
-        self._wake.set()
+        parked = self._parked
+        if parked is not None:  # the feed task waits for a batch: wake it
+            self._parked = None
+            self._idle.clear()
+            if not parked.done():  # (a feed task cancelled: its future with it)
+                parked.set_result(None)
+
+    def _resolve(self, batch: CommittedBatch) -> None:
+        """Hand the alerts being raised in `batch` their seq and time (`_raise` waits)."""
+        for record in batch.records:
+            if record.event.action == RAISED and record.event.actor == ACTOR:
+                waiting = self._waiting.pop(str(record.event.detail.get("id", "")), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result((record.seq, record.ts))
 
     async def settle(self) -> None:
         """Return once every batch received so far has been examined (tests, shutdown)."""
@@ -264,58 +277,71 @@ class Monitor:
     # -- feeding ------------------------------------------------------------------
 
     async def _feed(self) -> None:
+        """Examine the batches in the order they were enqueued; between them, wait on a
+        future of its own (`_parked`, which `_enqueue` resolves: an `asyncio.Event`'s
+        `wait`, `set` and `clear` cost three Python calls and a coroutine a batch)."""
         self._loop_thread = threading.get_ident()
         await self._running.wait()
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._backlog:
-                batch = self._backlog.popleft()
+            parked = self._parked
+            if parked is not None:  # (None: a batch came meanwhile)
+                await parked
+            backlog = self._backlog
+            while backlog:
+                batch = backlog.popleft()
                 self._backlog_records -= len(batch.records)
                 await self._examine_all(batch.records)
             self._idle.set()
+            self._parked = loop.create_future()
 
     async def _examine_all(self, records: Iterable[CommittedRecord]) -> None:
         """Examine records in order: a batch in one loop, with no coroutine per record (a
         record's findings are raised before the next record is examined, as ever)."""
         routes = self._routes
-        for record in records:
-            # In flight until its last finding is raised: the index watermark (at `seen`,
-            # this record's seq) must not pass it while a response to an earlier one runs.
-            self._inflight += 1
-            try:
-                # The findings of the record, from every detector that reads it, in their
-                # order (written out here rather than a method: this runs for every record).
-                if record.seq <= self.seen:  # replayed already
-                    continue
-                self.seen = record.seq
-                action = record.event.action
-                if action.startswith(_OWN_PREFIXES):
-                    continue
-                now = self._clock()
-                findings: list[Finding] = []
-                steps = routes.get(action)  # (`_reading`'s own lookup, inline)
-                for step in self._reading(action) if steps is None else steps:
-                    try:
-                        findings += step.observe(record, now)
-                    except Exception:  # one detector's bug must not blind the others
-                        name = step.name
-                        self.faults.exception(
-                            name, "monitor: detector %s failed on seq %d", name, record.seq
-                        )
-                for finding in findings:
-                    await self._raise(finding)
-            except Exception:  # the feed goes on whatever one record did
-                # Not rate-limited: a finding lost here may be an alert never raised.
-                log.exception("monitor: examining seq %d failed", record.seq)
-            finally:
-                self._inflight -= 1
+        # In flight until the last record's last finding is raised: the index watermark (at
+        # `seen`) must not pass a record while a response to an earlier one runs. Counted
+        # once for the batch: the loop yields only inside `_raise`, a record in flight then.
+        self._inflight += 1
+        try:
+            for record in records:
+                try:
+                    # The findings of the record, from every detector that reads it, in
+                    # their order (written out here, not a method: this runs for every record).
+                    if record.seq <= self.seen:  # replayed already
+                        continue
+                    self.seen = record.seq
+                    action = record.event.action
+                    steps = routes.get(action)  # (`_reading`'s own lookup, inline)
+                    if steps is None:
+                        steps = self._reading(action)
+                    if not steps:  # the monitor's own records, and what no detector reads
+                        continue
+                    now = self._clock()
+                    findings: list[Finding] = []
+                    for step in steps:
+                        try:
+                            findings += step.observe(record, now)
+                        except Exception:  # one detector's bug must not blind the others
+                            name = step.name
+                            self.faults.exception(
+                                name, "monitor: detector %s failed on seq %d", name, record.seq
+                            )
+                    for finding in findings:
+                        await self._raise(finding)
+                except Exception:  # the feed goes on whatever one record did
+                    # Not rate-limited: a finding lost here may be an alert never raised.
+                    log.exception("monitor: examining seq %d failed", record.seq)
+        finally:
+            self._inflight -= 1
 
     def _reading(self, action: str) -> list[Observer]:
-        """What reads records of `action`: its detectors in their order (routes.py)."""
+        """What reads records of `action`: its detectors in their order (routes.py); none
+        for the monitor's own records and the responder's (it must not feed on itself)."""
         found = self._routes.get(action)
         if found is None:
-            found = route(self._detectors, action, self.faults)
+            own = action.startswith(_OWN_PREFIXES)
+            found = [] if own else route(self._detectors, action, self.faults)
             if len(self._routes) < _MAX_ROUTES:  # actions are a small set; a flood of made-up
                 self._routes[action] = found  # ones is routed again each time, not kept
         return found

@@ -121,7 +121,15 @@ class RateDetector(SeriesDetector[_Rate]):
     ) -> None:
         """The call's amount and window, once for all its subjects; then each subject's."""
         measure = self.measure
-        amount = 1.0 if measure is _one else measure(call)  # (call_rate's, without a call)
+        if measure is _one:  # (call_rate's measure, without a call)
+            amount: float | None = 1.0
+        elif measure is _gb_seconds:  # (cost's, likewise: `_gb_seconds`, written out)
+            duration, memory = call.duration_ms, call.memory_mb
+            if duration is None or memory is None:
+                return
+            amount = (duration / 1000.0) * (memory / 1024.0)
+        else:
+            amount = measure(call)
         if amount is None:
             return
         bucket = int(now // self.bucket_s)

@@ -85,17 +85,31 @@ class Band:
 class RobustWindow:
     """The last `band.size` values of one series, their median, MAD and upper band."""
 
-    __slots__ = ("_band", "_ordered", "_refresh", "_stale", "_stats", "_values", "learned")
+    __slots__ = (
+        "_band",
+        "_ordered",
+        "_refresh",
+        "_stale",
+        "_stats",
+        "_values",
+        "current",
+        "learned",
+    )
 
     def __init__(self, band: Band) -> None:
         self._band = band
         self._values: deque[float] = deque(maxlen=band.size)
         #: The same values, in order.
         self._ordered: list[float] = []
+        #: The statistics (median, sigma, upper) as last computed.
         self._stats: tuple[float, float, float] | None = None
-        #: Values pushed since the statistics were computed; they are computed again
-        #: once a twentieth of the window is new (sorting per value would cost more than
-        #: the call being judged), and always while the series is still learning.
+        #: The same while they stand, None once they are to be computed again (`fresh()`):
+        #: when a twentieth of the window is new since they were (sorting per value would
+        #: cost more than the call being judged), and always while the series is still
+        #: learning. Kept so by `push`, read by the baselines for every call without a
+        #: method's frame (`current`, else `fresh()`).
+        self.current: tuple[float, float, float] | None = None
+        #: Values pushed since the statistics were computed.
         self._stale = 0
         self._refresh = max(1, band.size // 20)
         #: Whether the series has enough values to judge (`band.min_history`): set by
@@ -114,8 +128,12 @@ class RobustWindow:
         values.append(value)
         bisect.insort(ordered, value)
         self._stale += 1
+        if self._stale >= self._refresh:  # (while learning, `current` is None already)
+            self.current = None
         if not self.learned:
             self.learned = len(values) >= self._band.min_history
+            if self.learned and self._stale < self._refresh:  # (those read while learning)
+                self.current = self._stats
 
     def push_many(self, value: float, count: int) -> None:
         """Add `count` copies of `value` (quiet windows), at most a window's worth."""
@@ -126,55 +144,57 @@ class RobustWindow:
         self._ordered = sorted(self._values)
         self._stale += count
         self.learned = len(self._values) >= self._band.min_history
+        fresh = self.learned and self._stale < self._refresh
+        self.current = self._stats if fresh else None
 
-    def _fresh(self) -> tuple[float, float, float]:
-        """(median, sigma, upper), computed again if a twentieth of the window is new."""
-        if self._stats is None or self._stale >= self._refresh or not self.learned:
-            values = self._ordered
-            median = _middle(values)
-            sigma = MAD_TO_SIGMA * _median_deviation(values, median)
-            band = self._band
-            upper = median + max(
-                band.k * sigma,
-                band.poisson_k * math.sqrt(max(median, 0.0)),
-                band.rel * median,
-                band.abs_min,
-            )
-            self._stats = (median, sigma, upper)
-            self._stale = 0
-        return self._stats
+    def fresh(self) -> tuple[float, float, float]:
+        """(median, sigma, upper), computed now: what a read does when `current` is None."""
+        values = self._ordered
+        median = _middle(values)
+        sigma = MAD_TO_SIGMA * _median_deviation(values, median)
+        band = self._band
+        upper = median + max(
+            band.k * sigma,
+            band.poisson_k * math.sqrt(max(median, 0.0)),
+            band.rel * median,
+            band.abs_min,
+        )
+        stats = self._stats = (median, sigma, upper)
+        self._stale = 0
+        self.current = stats if self.learned else None
+        return stats
 
     def stats(self) -> tuple[float, float]:
         """(median, sigma = 1.4826 x MAD) of the window; (0, 0) when empty."""
-        stats = self._stats  # (`_fresh`'s test, inline: baselines read it for every call)
-        if stats is None or self._stale >= self._refresh or not self.learned:
-            stats = self._fresh()
+        stats = self.current
+        if stats is None:
+            stats = self.fresh()
         return stats[0], stats[1]
 
     def upper(self) -> float:
         """The value above which a new value is anomalous: the median plus the largest of
         k sigma, poisson_k x sqrt(median), rel x median and abs_min."""
-        stats = self._stats  # (`_fresh`'s test, inline: baselines read it for every call)
-        if stats is None or self._stale >= self._refresh or not self.learned:
-            stats = self._fresh()
+        stats = self.current
+        if stats is None:
+            stats = self.fresh()
         return stats[2]
 
     def is_anomalous(self, value: float) -> bool:
         """Whether `value` is above the band of a learned series (never while learning)."""
         if not self.learned:
             return False
-        stats = self._stats  # (`_fresh`'s test, inline: this runs for every call's duration)
-        if stats is None or self._stale >= self._refresh:
-            stats = self._fresh()
+        stats = self.current
+        if stats is None:
+            stats = self.fresh()
         return value > stats[2]
 
     def judge(self, value: float) -> bool:
         """`is_anomalous(value)`, and `push(value)` if it is not (one call: the duration
         baseline judges every call's value this way)."""
         if self.learned:
-            stats = self._stats  # (`is_anomalous`, inline)
-            if stats is None or self._stale >= self._refresh:
-                stats = self._fresh()
+            stats = self.current  # (`is_anomalous`, inline)
+            if stats is None:
+                stats = self.fresh()
             if value > stats[2]:
                 return True
         self.push(value)
