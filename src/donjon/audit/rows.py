@@ -25,11 +25,13 @@ from donjon.audit.entry import Entry, from_wire
 __all__ = ["Rows", "fill_rows", "row_tuples"]
 
 _SEP = b"\x01"
-#: The record's bytes: a bytearray, as its hash in `params`. The sqlite3 module binds
-#: a bytearray as a BLOB directly, where it first looks for an adapter for bytes (a
-#: failed attribute lookup on its protocol type, formatted and thrown away: about 40 %
-#: of what binding a row of bytes costs it). The stored BLOB is the same bytes.
-_FILL = bytearray(b"%s%d%s%s")
+#: The leaf hash's prefix (RFC 6962) and the record's bytes, in one bytearray: hashed as
+#: it is, then its first byte dropped, which a bytearray does in place without a copy
+#: (no `b"\x00" + record` made per record). A bytearray, as its hash in `params`: the
+#: sqlite3 module binds one as a BLOB directly, where it first looks for an adapter for
+#: bytes (a failed attribute lookup on its protocol type, formatted and thrown away:
+#: about 40 % of what binding a row of bytes costs it). The stored BLOB is the record.
+_FILL = bytearray(b"\x00%s%d%s%s")
 #: Columns of an audit_log row: seq, record, hash.
 WIDTH = 3
 
@@ -73,7 +75,10 @@ def fill_rows(entries: Sequence[Entry | bytes], after: int, tail: bytes) -> Rows
             if entry.log is not None or entry.uses:
                 extras.append((seq, entry))
         record = _FILL % (head, seq, rest, tail)
-        digest = sha256(b"\x00" + record).digest()
+        digest = sha256(record).digest()  # merkle.leaf_hash: SHA-256(0x00 || record)
+        # The record alone, as stored. (A bytearray's % makes a bytearray; typeshed
+        # says bytes.)
+        del record[0]  # type: ignore[attr-defined]
         params += (seq, record, bytearray(digest))
         add(digest)
     return Rows(seq - after, params, hashes, extras)
