@@ -24,12 +24,15 @@ NULs and cut to `_NOTE` bytes (a note that fills its slot is reported as maybe c
 The state is stored last, in a write of its own, so a live slot's note is whole. The
 file grows by doubling when every slot is taken, up to `MAX_SLOTS`: calls in flight are
 bounded far below that by the node's admission (concurrency slots, queue bounds), and a
-call past it is refused rather than run unnoted.
+call past it is refused rather than run unnoted. The file's blocks are allocated as it is
+made and as it grows (`_allocate`): a full filesystem is a refusal (503), never a SIGBUS
+at a note's first write into a page with no block behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
 import struct
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.audit.log import AuditEvent, AuditLog
+from donjon.store.database import StorageFull
 
 __all__ = [
     "IN_FLIGHT",
@@ -98,17 +102,18 @@ class Interrupted:
 class CallsInFlight:
     """The journal of one node's calls in flight (`path`, a file of the data dir)."""
 
-    __slots__ = ("_free", "_map", "_slots")
+    __slots__ = ("_fd", "_free", "_map", "_slots")
 
     def __init__(self, path: Path) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             os.ftruncate(fd, 0)  # (what a killed node left is read by `read_notes` first)
-            os.ftruncate(fd, _FIRST_SLOTS * _SLOT)
-            # (the map keeps a descriptor of its own: resize grows the file through it)
+            _allocate(fd, _FIRST_SLOTS * _SLOT)
             self._map = mmap.mmap(fd, _FIRST_SLOTS * _SLOT, mmap.MAP_SHARED)
-        finally:
+        except BaseException:
             os.close(fd)
+            raise
+        self._fd = fd
         _HEADER.pack_into(self._map, 0, _MAGIC, time.time() - time.perf_counter())
         self._slots = _FIRST_SLOTS
         self._free = list(range(_FIRST_SLOTS - 1, 0, -1))  # a stack: slot 1 first
@@ -134,16 +139,31 @@ class CallsInFlight:
 
     def close(self) -> None:
         self._map.close()
+        os.close(self._fd)
 
     def _grow(self) -> int:
         """A free slot, the file doubled to make it."""
         if self._slots >= MAX_SLOTS:
             raise InFlightFull(f"{MAX_SLOTS - 1} calls in flight on this node")
         grown = min(self._slots * 2, MAX_SLOTS)
-        self._map.resize(grown * _SLOT)  # the file grows with it (zeros: free slots)
+        _allocate(self._fd, grown * _SLOT)  # (StorageFull: this call is refused, 503)
+        self._map.resize(grown * _SLOT)  # (zeros: free slots)
         self._free.extend(range(grown - 1, self._slots - 1, -1))
         self._slots = grown
         return self._free.pop()
+
+
+def _allocate(fd: int, size: int) -> None:
+    """The file at `fd` `size` bytes long, its blocks allocated now: a page of a shared
+    mapping with no block behind it is allocated when it is first written, and on a full
+    filesystem that write is a SIGBUS, which kills the node. So the room is taken here,
+    where a full filesystem is an error (`StorageFull`) the caller answers."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull("a note of a call in flight (audit/inflight.py)") from e
+        raise
 
 
 def read_notes(path: Path) -> list[Interrupted]:
