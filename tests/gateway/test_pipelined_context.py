@@ -8,19 +8,15 @@ import io
 import json
 import logging
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
-import uvicorn
 
 from donjon.config import ConnectionSettings
-from donjon.gateway.connections import protocol_for
 from donjon.obs import bind_request_id, configure_logging
-from harness import free_port
+from protocol_support import read_until, served
 
 #: What the request served before set in its own context (the app's, besides the id).
 _PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_path", default=None)
@@ -43,43 +39,19 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[tuple[str, int], io.StringIO]]:
+def server() -> Iterator[tuple[tuple[str, int], io.StringIO]]:
     """A server with the gateway's protocol (a short rest after a 429), its log lines."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     stream = io.StringIO()
     configure_logging(json=True, stream=stream, level="info")
-    port = free_port()
-    settings = ConnectionSettings(refusal_hold_s=0.2)
-    config = uvicorn.Config(
-        _app, host="127.0.0.1", port=port, log_config=None, http=protocol_for(settings)
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started
     try:
-        yield ("127.0.0.1", port), stream
+        with served(_app, ConnectionSettings(refusal_hold_s=0.2)) as address:
+            yield address, stream
     finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
         root.handlers[:] = handlers
         root.setLevel(level)
         structlog.reset_defaults()
-
-
-def _read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
-    sock.settimeout(30)
-    data = b""
-    while not done(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _starts(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -89,16 +61,16 @@ def _starts(stream: io.StringIO) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("first", ["/first", "/refused"])
 def test_a_pipelined_request_starts_without_the_previous_requests_context(
-    served: tuple[tuple[str, int], io.StringIO], first: str
+    server: tuple[tuple[str, int], io.StringIO], first: str
 ) -> None:
     """The second of two pipelined requests (started when the first's answer completes,
     or when its rest after a 429 ends) logs no request id and sees no context of the
     first before binding its own."""
-    address, stream = served
+    address, stream = server
     with socket.create_connection(address) as sock:
         heads = [f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n" for path in (first, "/second")]
         sock.sendall("".join(heads).encode())
-        data = _read_until(sock, lambda d: d.count(b"\r\n\r\nok") == 2)
+        data = read_until(sock, lambda d: d.count(b"\r\n\r\nok") == 2)
     assert data.count(b"\r\n\r\nok") == 2
     by_event = {line["event"].split(":")[0]: line for line in _starts(stream)}
     assert set(by_event) == {f"start {first}", "start /second"}
