@@ -7,22 +7,18 @@ under that kid is still that key."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from async_support import bundle, invoke_async, wait_for
-from harness import FUNCTIONS, fresh_source, run_cli, start_node
-from jwt_support import SigningKey, claims, jwks, jwks_server
-
-AUD = "donjon-api"
-ISS = "https://reused.example"
-
-FAILS_FIRST = (
-    "def handler(event, context):\n"
-    "    if context.cloudevent['donjonattempt'] == '1':\n"
-    "        raise RuntimeError('first attempt fails')\n"
-    "    return {'ran': 'after the kid was given to a new key'}\n"
+from harness import start_node
+from jwt_queued_support import (
+    assert_refused_for_its_key,
+    invoke_status,
+    queue_failed_once,
+    republish_and_refetch,
 )
+from jwt_support import SigningKey, jwks_server
+
+ISSUER = ("reused", "https://reused.example")
 
 
 def test_calls_queued_by_a_leaked_key_do_not_run_once_its_kid_names_a_new_key(
@@ -36,40 +32,9 @@ def test_calls_queued_by_a_leaked_key_do_not_run_once_its_kid_names_a_new_key(
         env = {"DONJON_JWKS_CA_FILE": str(server.ca_file), "DONJON_JWKS_MAX_AGE_S": "1"}
         node = start_node(tmp_path / "node", env)
         try:
-            node.deploy(FUNCTIONS / "sec-http")
-            retry = "retry: {attempts: 3, backoff_s: 20, max_age_s: 600}\n"
-            node.deploy(bundle(tmp_path, "atk-reused", FAILS_FIRST, retry))
-            url = server.publish("/reused/jwks", jwks(leaked))
-            run_cli(node.env(), "issuer", "add", "reused", "--issuer", ISS,
-                    "--jwks", url, "--audience", AUD)  # fmt: skip
-            token = leaked.sign(claims(ISS, AUD, roles=["invoker"]))
-            r = invoke_async(node, "atk-reused", {}, key=token)
-            assert r.status_code == 202, r.text
-            invocation_id = r.json()["invocation_id"]
-            assert wait_for(node, invocation_id, ("failed",))["attempts"] == 1
-
-            # The issuer publishes its new key under the leaked one's kid; the node
-            # fetches its JWKS again (its stored keys past their age after a restart).
-            server.publish("/reused/jwks", jwks(successor))
-            node.stop()
-            time.sleep(1.2)
-            node.serve_again(env)
-            fresh = successor.sign(claims(ISS, AUD, roles=["invoker"]))
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                with node.client(fresh, fresh_source()) as c:
-                    if c.post("/v1/functions/sec-http/invoke", content=b"{}").status_code == 200:
-                        break
-                time.sleep(0.2)
-            else:
-                raise AssertionError("the node never took the issuer's new key")
-            with node.client(token, fresh_source()) as c:  # the leaked key: refused now
-                assert c.post("/v1/functions/sec-http/invoke", content=b"{}").status_code == 401
-
-            dead = wait_for(node, invocation_id)
-            assert dead["status"] == "dead", dead
-            assert dead["error"]["type"] == "Unauthorized", dead
-            assert "no longer publishes the key" in dead["error"]["message"], dead
-            assert dead["result"] is None
+            queued = queue_failed_once(node, tmp_path, server, ISSUER, [leaked], leaked)
+            republish_and_refetch(node, env, server, ISSUER, [successor], successor, 200)
+            assert invoke_status(node, leaked, ISSUER[1]) == 401  # the leaked key: refused
+            assert_refused_for_its_key(node, queued)
         finally:
             node.stop()
