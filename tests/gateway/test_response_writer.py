@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from donjon.config import ConnectionSettings
-from donjon.gateway.connections import protocol_for
 from donjon.gateway.response_writer import ResponseWriter
-from harness import free_port
+from protocol_support import read_until, served
 
 #: Lets the streamed route finish (set by the test once it has the first chunk).
 _RELEASE = threading.Event()
@@ -129,41 +126,18 @@ def server() -> Iterator[tuple[str, int]]:
             Route("/streamed", streamed),
         ]
     )
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, http=protocol_for(ConnectionSettings())
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uv.started
     try:
-        yield "127.0.0.1", port
+        with served(app, ConnectionSettings()) as address:
+            yield address
     finally:
         release.set()
-        uv.should_exit = True
-        thread.join(timeout=10)
-
-
-def _read_until(sock: socket.socket, done: Callable[[bytes], bool]) -> bytes:
-    sock.settimeout(30)
-    data = b""
-    while not done(data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def test_pipelined_requests_are_answered_in_order(server: tuple[str, int]) -> None:
     """Three requests sent at once get their three responses, whole and in order."""
     with socket.create_connection(server) as sock:
         sock.sendall(b"".join(b"GET /small/%d HTTP/1.1\r\nhost: x\r\n\r\n" % i for i in range(3)))
-        data = _read_until(sock, lambda d: d.count(b"/small/") == 3)
+        data = read_until(sock, lambda d: d.count(b"/small/") == 3)
     assert data.count(b"HTTP/1.1 200 OK") == 3
     assert data.index(b"/small/0:0") < data.index(b"/small/1:0") < data.index(b"/small/2:0")
 
@@ -175,10 +149,10 @@ def test_expect_100_continue_still_gets_its_interim_response(server: tuple[str, 
             b"POST /small/9 HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n"
             b"expect: 100-continue\r\n\r\n"
         )
-        interim = _read_until(sock, lambda d: b"\r\n\r\n" in d)
+        interim = read_until(sock, lambda d: b"\r\n\r\n" in d)
         assert interim.startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"abcd")
-        data = _read_until(sock, lambda d: b"/small/9:4" in d)
+        data = read_until(sock, lambda d: b"/small/9:4" in d)
     assert b"HTTP/1.1 200 OK" in data
 
 
@@ -188,10 +162,10 @@ def test_a_streamed_head_is_not_held_for_the_rest_of_the_body(server: tuple[str,
     try:
         with socket.create_connection(server) as sock:
             sock.sendall(b"GET /streamed HTTP/1.1\r\nhost: x\r\n\r\n")
-            head = _read_until(sock, lambda d: b"first" in d)
+            head = read_until(sock, lambda d: b"first" in d)
             assert head.startswith(b"HTTP/1.1 200 OK") and b"second" not in head
             release.set()
-            rest = _read_until(sock, lambda d: b"0\r\n\r\n" in d)
+            rest = read_until(sock, lambda d: b"0\r\n\r\n" in d)
         assert b"second" in rest
     finally:
         release.set()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from donjon.store.tables import invocations
 from donjon.triggers.queue import (
@@ -319,5 +320,29 @@ def test_the_version_queued_for_is_kept_and_a_redrive_sets_it_anew(tmp_path: Pat
             assert await queue.fail(lease, "Boom", "no", "r", None)
         assert (await queue.redrive(one.id, None, version=7)).version == 7
         assert (await queue.redrive(batch[0].id, None)).version == 4
+
+    asyncio.run(go())
+
+
+def test_a_tokens_key_is_kept_with_its_call_and_old_rows_read_without_it(
+    tmp_path: Path,
+) -> None:
+    """The kid and the key fingerprint a token call queued with read back (a redrive's
+    envelope too); a database made before the fingerprint was kept gets its column at
+    start, and the rows queued before it read back with their kid and no fingerprint."""
+
+    async def go() -> None:
+        queue = sqlite_queue(tmp_path)
+        signed = replace(envelope(), principal="jwt:corp:alice", signed_by="k1")
+        old = await queue.enqueue(signed, POLICY)
+        with queue.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE invocations DROP COLUMN signed_key"))
+        again = sqlite_queue(tmp_path)  # a start: the column is added, NULL in old rows
+        before = await again.get(old.id)
+        assert before is not None and (before.signed_by, before.signed_key) == ("k1", None)
+        new = await again.enqueue(replace(signed, signed_key="ab" * 32), POLICY)
+        after = await sqlite_queue(tmp_path).get(new.id)
+        assert after is not None and (after.signed_by, after.signed_key) == ("k1", "ab" * 32)
+        assert after.envelope().signed_key == "ab" * 32
 
     asyncio.run(go())

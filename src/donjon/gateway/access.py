@@ -201,7 +201,9 @@ async def _authenticate_jwt(node: Node, request: Request, request_id: str, token
         await deny(node, request, "anonymous", "auth.denied", e.message, request_id)
         raise Unauthorized("missing, invalid or revoked credentials") from None
     issuer = verified.issuer.record
-    principal = principal_from_claims(issuer, verified.sub, verified.claims, verified.kid)
+    principal = principal_from_claims(
+        issuer, verified.sub, verified.claims, verified.kid, verified.fingerprint
+    )
     if principal is None:
         await deny(
             node,

@@ -74,6 +74,7 @@ async def enqueue_checked(
         # A token's roles (its token is not kept): its deliveries keep their limits.
         roles=_token_roles(principal),
         signed_by=principal.signed_by if principal.kind == "jwt" else None,
+        signed_key=principal.signed_key if principal.kind == "jwt" else None,
         admitted=True,  # its request passed admission just now
         request_id=request_id,
         client=client_address(request),

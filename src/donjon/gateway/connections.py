@@ -22,11 +22,12 @@ Trusted proxies (carrying other clients' requests on the same connections) are n
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import http
 import ipaddress
 import itertools
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
@@ -37,12 +38,10 @@ from donjon.deadlines import Alarm, Deadlines, deadlines
 from donjon.gateway.checked_head import CheckedCycle
 from donjon.gateway.client_caps import ClientConnections, connection_cap
 from donjon.gateway.early_shed import EarlyShed
+from donjon.gateway.finished_cycle import finished_cycle
 from donjon.gateway.head_rules import closing_head, error_response, host_fits, retry_after_s
 from donjon.gateway.response_writer import ResponseWriter
 from donjon.gateway.write_stall import WriteStallProtocol
-
-if TYPE_CHECKING:  # uvicorn's private types module: not imported to run
-    from uvicorn._types import HTTPScope
 
 __all__ = ["ClientConnections", "GatewayProtocol", "connection_cap", "protocol_for"]
 
@@ -87,6 +86,9 @@ class GatewayProtocol(WriteStallProtocol):
         self._idle_at: float | None = None
         self._idle_alarm: Alarm | None = None
         self._refused_after = 0  # a pipelined head's refusal, due once the answers before it
+        # The context the connection's first request starts from: a pipelined request's
+        # too (`_complete`), not its predecessor's task's (its request id and the rest).
+        self._context = contextvars.copy_context()
 
     # Connections
 
@@ -280,28 +282,13 @@ class GatewayProtocol(WriteStallProtocol):
         One per connection, made at its first early shed and the current cycle at each
         one after: a finished cycle is only read (`response_complete`) and its event
         set, by uvicorn and here, never written to again, and under an overload most
-        requests a connection carries are shed. Its scope holds none of the first shed
-        request's fields (its credentials among them): nothing reads a finished
-        cycle's scope, and the connection may live long."""
-        if self._answered is not None:
-            return self._answered
-        scope = cast("HTTPScope", {"type": "http", "method": "POST", "headers": []})
-        cycle = RequestResponseCycle(
-            scope=scope,
-            transport=self.transport,
-            flow=self.flow,
-            logger=self.logger,
-            access_logger=self.access_logger,
-            access_log=False,
-            default_headers=[],
-            message_event=asyncio.Event(),
-            expect_100_continue=False,
-            keep_alive=True,
-            on_response=self.on_response_complete,
-        )
-        cycle.response_complete = True
-        self._answered = cycle
-        return cycle
+        requests a connection carries are shed (finished_cycle.py)."""
+        if self._answered is None:
+            on_response = self.on_response_complete
+            self._answered = finished_cycle(
+                self.transport, self.flow, self.logger, self.access_logger, on_response
+            )
+        return self._answered
 
     def on_body(self, body: bytes) -> None:
         self._body_progress = True
@@ -389,7 +376,9 @@ class GatewayProtocol(WriteStallProtocol):
             self.flow.resume_reading()
         if self.pipeline:  # that request is served now
             cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
+            # Its task starts from a copy of the connection's context: this runs in the
+            # task of the request answered before it (or in the rest timer it armed).
+            self._context.run(self._start_asgi_task, cycle, app)
             return
         self._arm_keepalive()
 

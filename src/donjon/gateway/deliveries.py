@@ -109,13 +109,17 @@ def _principal(node: Node, invocation: QueuedInvocation) -> Principal | None:
     if kind == "jwt" and issuer is None:
         raise Unauthorized("the issuer of the token that made this async invocation was removed")
     # The key that signed its token, withdrawn since (an IdP revoking a leaked key, as the
-    # node last fetched its JWKS): the token would be refused now, and so is this.
+    # node last fetched its JWKS), or its kid given to another key: the token would be
+    # refused now, and so is this. A call queued before the key's fingerprint was kept
+    # is held to its kid alone.
     signed_by = invocation.signed_by
-    if issuer is not None and signed_by is not None and issuer.keys.get(signed_by) is None:
-        raise Unauthorized(
-            "the issuer no longer publishes the key that signed the token that made"
-            " this async invocation"
-        )
+    if issuer is not None and signed_by is not None:
+        key = issuer.keys.get(signed_by)
+        if key is None or invocation.signed_key not in (None, key.fingerprint):
+            raise Unauthorized(
+                "the issuer no longer publishes the key that signed the token that made"
+                " this async invocation"
+            )
     roles = [r for r in invocation.roles if issuer is None or r in issuer.record.allowed_roles]
     if invocation.roles and not roles:
         raise Unauthorized(

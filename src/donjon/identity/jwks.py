@@ -9,6 +9,7 @@ encryption keys, other curves) is left out of the set.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import socket
 import ssl
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives import serialization
 
 from donjon import boundedjson
 from donjon.errors import Error
@@ -73,6 +75,9 @@ class TrustedKey:
     kid: str
     algorithm: str
     key: Any  # a `cryptography` public key object
+    #: SHA-256 of its SubjectPublicKeyInfo (DER), hex: names this key whatever its kid
+    #: (an issuer may give a kid to another key: a queued call stays bound to its own).
+    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,10 @@ def _trusted(i: int, jwk: Any) -> TrustedKey | None:
         raise JwksError(f"key {kid!r} of the JWKS is not a valid {algorithm} key: {e}") from e
     if algorithm == "RS256":
         _check_rsa_size(kid, key)
-    return TrustedKey(kid, algorithm, key)
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return TrustedKey(kid, algorithm, key, hashlib.sha256(spki).hexdigest())
 
 
 def parse_jwks(raw: bytes | str, *, strict: bool = True) -> KeySet:

@@ -50,10 +50,14 @@ def granted_roles(issuer: IssuerRecord, claims: dict[str, Any]) -> list[str]:
 
 
 def principal_from_claims(
-    issuer: IssuerRecord, sub: str, claims: dict[str, Any], kid: str | None = None
+    issuer: IssuerRecord,
+    sub: str,
+    claims: dict[str, Any],
+    kid: str | None = None,
+    fingerprint: str | None = None,
 ) -> Principal | None:
-    """The principal a verified token stands for (`kid`: its signing key's), or None if it
-    is granted no role."""
+    """The principal a verified token stands for (`kid` and `fingerprint`: its signing
+    key's), or None if it is granted no role."""
     roles = granted_roles(issuer, claims)
     if not roles:
         return None
@@ -71,4 +75,5 @@ def principal_from_claims(
         more_roles=more,
         expires_at=float(exp) if isinstance(exp, int | float) else None,
         signed_by=kid,
+        signed_key=fingerprint,
     )

@@ -71,8 +71,9 @@ class VerifiedToken:
     issuer: Issuer
     sub: str
     claims: dict[str, Any]
-    #: The kid of the issuer's key that signed it.
+    #: The kid of the issuer's key that signed it, and that key's fingerprint.
     kid: str = ""
+    fingerprint: str = ""
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -167,7 +168,7 @@ class JwtVerifier:
         sub = claims.get("sub")
         if not is_subject(sub):
             raise TokenRejected(f"jwt: sub must be a printable string of 1-{MAX_SUB} characters")
-        return VerifiedToken(issuer, sub, claims, kid)
+        return VerifiedToken(issuer, sub, claims, kid, key.fingerprint)
 
     def _decode(self, token: str, issuer: Issuer, key: TrustedKey) -> dict[str, Any]:
         try:

@@ -149,6 +149,9 @@ class Principal:
     #: A JWT's: the kid of its issuer's key that signed it (its queued calls run only
     #: while the issuer still publishes that key: triggers' deliveries.py).
     signed_by: str | None = None
+    #: A JWT's: the fingerprint of that key (jwks.py `TrustedKey`): its queued calls run
+    #: only while the issuer's key under `signed_by` is still this one.
+    signed_key: str | None = None
     #: "<kind>:<id>": made once, with the principal (the hot path reads it several times).
     label: str = field(init=False, repr=False, compare=False)
 

@@ -336,6 +336,9 @@ invocations = Table(
     #: The kid of the issuer's key that signed a token caller's token (a JWKS kid is at
     #: most 256 characters: identity/jwks.py): its deliveries stop once it is withdrawn.
     Column("signed_by", String(256), nullable=True),
+    #: That key's fingerprint (SHA-256 hex): its deliveries stop once the kid names
+    #: another key. NULL: queued before it was kept (then the kid alone is checked).
+    Column("signed_key", String(64), nullable=True),
     Column("delivery_id", String(256), nullable=True),
     Column("subject", String(1024), nullable=True),
     #: The event; sealed (vault/queueseal.py) when `event_key` is set: then `event`

@@ -43,6 +43,10 @@ class Envelope:
     #: stop once the issuer withdraws that key); None for a key, a source, or an event
     #: queued before it was kept.
     signed_by: str | None = None
+    #: The fingerprint of that key (identity/jwks.py `TrustedKey`): its deliveries stop
+    #: once the issuer's key under that kid is another; None as for `signed_by`, or for an
+    #: event queued before it was kept.
+    signed_key: str | None = None
     #: The producer's own id for this delivery (``X-GitHub-Delivery``, ``webhook-id``,
     #: the S3 record's ``sequencer``...); None when the producer has none.
     delivery_id: str | None = None

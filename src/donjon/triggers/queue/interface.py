@@ -201,6 +201,8 @@ class QueuedInvocation:
     roles: tuple[str, ...] = ()
     #: The kid of the key that signed a token caller's token (Envelope.signed_by).
     signed_by: str | None = None
+    #: The fingerprint of that key (Envelope.signed_key).
+    signed_key: str | None = None
 
     def envelope(self) -> Envelope:
         """The envelope it was enqueued from."""
@@ -213,6 +215,7 @@ class QueuedInvocation:
             principal=self.principal,
             roles=self.roles,
             signed_by=self.signed_by,
+            signed_key=self.signed_key,
             delivery_id=self.delivery_id,
             subject=self.subject,
         )
