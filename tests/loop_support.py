@@ -18,17 +18,20 @@ T = TypeVar("T")
 PROBED = {"PYTHONASYNCIODEBUG": "1"}
 
 
-def slow_request_steps(node: LiveNode, start: float, end: float) -> list[str]:
+def slow_request_steps(
+    node: LiveNode, start: float, end: float, of: str = "RequestResponseCycle"
+) -> list[str]:
     """The probe's lines between `start` and `end` (epoch seconds) about a request's task
-    (uvicorn's RequestResponseCycle): a step of a request held the loop. Read once the
-    node has stopped, its log complete."""
+    (uvicorn's RequestResponseCycle; `of`: another task's coroutine named so, such as a
+    queued delivery's `_guarded`): a step of it held the loop. Read once the node has
+    stopped, its log complete."""
     found = []
     for line in (node.data_dir / "serve.log").read_text().splitlines():
         if '"logger": "asyncio"' not in line or " took " not in line:
             continue
         record = json.loads(line)
         at = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
-        if start <= at <= end and "RequestResponseCycle" in record["event"]:
+        if start <= at <= end and of in record["event"]:
             found.append(record["event"][-40:])
     return found
 
