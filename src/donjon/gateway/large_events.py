@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from donjon import boundedjson
 from donjon.gateway.child_work import ChildWork
@@ -32,7 +32,15 @@ from donjon.own_threads import ThreadsBusy
 if TYPE_CHECKING:
     from donjon.lifecycle import Deployed
 
-__all__ = ["ON_LOOP_BYTES", "PAST_LOOP", "LargeEvents", "LargeEventsBusy", "Refusal", "refusal"]
+__all__ = [
+    "ON_LOOP_BYTES",
+    "PAST_LOOP",
+    "LargeEvents",
+    "LargeEventsBusy",
+    "Refusal",
+    "event_json",
+    "refusal",
+]
 
 #: Events up to this size are parsed and checked on the loop (gateway/invoke.py).
 ON_LOOP_BYTES = 64 * 1024
@@ -80,6 +88,11 @@ def refusal(event: bytes, schema: str | None, name: str) -> Refusal | None:
     return None
 
 
+def event_json(event: dict[str, Any]) -> bytes:
+    """The JSON of an event the gateway made (an http trigger's): json's defaults, ASCII."""
+    return json.dumps(event).encode()
+
+
 class LargeEventsBusy(ThreadsBusy):
     """As many large events as this node checks at once are being checked or wait."""
 
@@ -102,3 +115,7 @@ class LargeEvents(ChildWork):
         # Its keys in their order: errors at one path are named in the schema's order.
         shown = None if schema is None else json.dumps(schema)
         return await self.run(caller, self.in_child, refusal, event, shown, deployed.name)
+
+    async def encoded(self, caller: str, event: dict[str, Any]) -> bytes:
+        """`event_json(event)` (an event holding a large body), in the child, for `caller`."""
+        return await self.run(caller, self.in_child, event_json, event)
