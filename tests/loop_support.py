@@ -36,6 +36,24 @@ def slow_request_steps(
     return found
 
 
+#: Tenant B's function, called while another tenant's large work runs.
+TINY = "def handler(event, context):\n    return {'ok': True}\n"
+
+
+def other_tenant_key(node: LiveNode) -> str:
+    """The developer key of tenant B, who deployed its warm `tiny` with it."""
+    key: str = node.create_key("tenant-b", "developer", ["tiny"])["key"]
+    files = {"donjon.yaml": b"name: tiny\nhandler: main.handler\nisolation: warm\n"}
+    deployed = node.deploy_files(key, {**files, "main.py": TINY.encode()})
+    assert deployed.status_code == 201, deployed.text
+    return key
+
+
+def items_event(items: list[object]) -> bytes:
+    """`{"items": items}` as compact JSON: 900,000 integers are 5.9 MB."""
+    return json.dumps({"items": items}, separators=(",", ":")).encode()
+
+
 def while_another_calls(
     node: LiveNode, key: str, function: str, work: Callable[[], T]
 ) -> tuple[T, list[int]]:

@@ -17,7 +17,6 @@ a delivery's is the queue workers' `_guarded` (tests/loop_support.py).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
@@ -25,7 +24,13 @@ import pytest
 
 from async_support import wait_for
 from harness import LiveNode, start_node
-from loop_support import PROBED, slow_request_steps, while_another_calls
+from loop_support import (
+    PROBED,
+    items_event,
+    other_tenant_key,
+    slow_request_steps,
+    while_another_calls,
+)
 from triggers.webhook_signing import new_whsec, standard_headers
 from webhook_support import post_hook
 
@@ -33,15 +38,10 @@ pytestmark = pytest.mark.slow
 
 COUNTS = "def handler(event, context):\n    return len(event['items'])\n"
 ITEMS_SCHEMA = "{type: array, items: {type: integer}}"
-TINY = "def handler(event, context):\n    return {'ok': True}\n"
 HOOKED = "def handler(event, context):\n    return len(event['body']['items'])\n"
 #: Items of a large event: 900,000 of them are 5.9 MB of JSON.
 ITEMS = 900_000
 CALLS = 3
-
-
-def _large(items: list[object]) -> bytes:
-    return json.dumps({"items": items}, separators=(",", ":")).encode()
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode
         files = {"donjon.yaml": hooked.encode(), "main.py": HOOKED.encode()}
         deployed = live.deploy_files(live.admin_key, files)
         assert deployed.status_code == 201, deployed.text
-        b = live.create_key("tenant-b", "developer", ["tiny"])["key"]
-        tiny = b"name: tiny\nhandler: main.handler\nisolation: warm\n"
-        assert (
-            live.deploy_files(b, {"donjon.yaml": tiny, "main.py": TINY.encode()}).status_code == 201
-        )
+        b = other_tenant_key(live)
         yield live, a, b, secret
     finally:
         live.stop()
@@ -88,14 +84,14 @@ def test_a_large_webhook_is_refused_as_a_small_one_is(
     """A large delivery whose event the schema refuses is a 422 naming the first failing
     field of the event; one the schema takes is accepted and runs."""
     node, _, _, secret = tenants
-    wrong = _large([*range(ITEMS), "x"])
+    wrong = items_event([*range(ITEMS), "x"])
     refused = post_hook(node, "/big", wrong, standard_headers(secret, wrong))
     assert refused.status_code == 422, refused.text[:300]
     assert refused.json()["detail"] == (
         f"input does not match the function's schema at /body/items/{ITEMS}: "
         "'x' is not of type 'integer' (send an event that matches the input_schema of hooked)"
     )
-    right = _large(list(range(ITEMS)))
+    right = items_event(list(range(ITEMS)))
     accepted = post_hook(node, "/big", right, standard_headers(secret, right))
     assert accepted.status_code == 202, accepted.text[:300]
     ran = wait_for(node, accepted.json()["id"])
@@ -109,7 +105,7 @@ def test_large_queued_events_do_not_stall_another_tenant(
     tenant B's calls of its own function keep completing, and no more than one of the
     deliveries has a step hold the loop past 0.1 s (before: every delivery did)."""
     node, a, b, _ = tenants
-    event = _large(list(range(ITEMS)))
+    event = items_event(list(range(ITEMS)))
 
     def queue_and_wait() -> list[dict[str, object]]:
         with node.client(a) as c:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import LiveNode, start_node
-from loop_support import PROBED, slow_request_steps, while_another_calls
+from loop_support import PROBED, other_tenant_key, slow_request_steps, while_another_calls
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,6 @@ def handler(event, context):
     headers = {'content-type': 'application/json'}
     return {'statusCode': 200, 'headers': headers, 'body': json.dumps(event)}
 """
-TINY = "def handler(event, context):\n    return {'ok': True}\n"
 #: A body of 5.9 MB of JSON.
 BODY = json.dumps({"items": list(range(900_000))}, separators=(",", ":")).encode()
 CALLS = 3
@@ -58,11 +57,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode
         files = {"donjon.yaml": manifest.encode(), "main.py": SEES.encode()}
         deployed = live.deploy_files(a, files)
         assert deployed.status_code == 201, deployed.text
-        b = live.create_key("tenant-b", "developer", ["tiny"])["key"]
-        tiny = b"name: tiny\nhandler: main.handler\nisolation: warm\n"
-        assert (
-            live.deploy_files(b, {"donjon.yaml": tiny, "main.py": TINY.encode()}).status_code == 201
-        )
+        b = other_tenant_key(live)
         yield live, a, b
     finally:
         live.stop()

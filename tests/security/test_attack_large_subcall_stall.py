@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import LiveNode, start_node
-from loop_support import PROBED, slow_request_steps, while_another_calls
+from loop_support import PROBED, other_tenant_key, slow_request_steps, while_another_calls
 from sec_support import audit_records
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,6 @@ def handler(event, context):
     except Exception as e:
         return {'error': type(e).__name__, 'message': str(e)}
 """
-TINY = "def handler(event, context):\n    return {'ok': True}\n"
 ITEMS = 700_000
 CALLS = 3
 
@@ -70,11 +69,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveNode
         )
         files = {"donjon.yaml": caller.encode(), "main.py": CALLER.encode()}
         assert live.deploy_files(a, files).status_code == 201
-        b = live.create_key("tenant-b", "developer", ["tiny"])["key"]
-        tiny = b"name: tiny\nhandler: main.handler\nisolation: warm\n"
-        assert (
-            live.deploy_files(b, {"donjon.yaml": tiny, "main.py": TINY.encode()}).status_code == 201
-        )
+        b = other_tenant_key(live)
         yield live, a, b
     finally:
         live.stop()

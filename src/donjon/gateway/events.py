@@ -130,10 +130,7 @@ async def check_made(node: Node, caller: str, event: bytes, deployed: Deployed) 
     refused = await node.large_events.refusal(caller, deployed, event)
     if refused is None:
         return
-    if refused.kind == "schema":
-        raise InvalidInput(
-            refused.message, hint=refused.hint, field=refused.field, rule=refused.rule
-        )
+    refused.raise_schema()
     if refused.kind == "deep":
         raise boundedjson.JSONTooDeep(refused.message, hint=refused.hint)
     raise _not_checkable(refused.message, deployed)
@@ -148,10 +145,7 @@ async def check_large(
     refused = await node.large_events.refusal(actor, deployed, event)
     if refused is None:
         return
-    if refused.kind == "schema":
-        raise InvalidInput(
-            refused.message, hint=refused.hint, field=refused.field, rule=refused.rule
-        )
+    refused.raise_schema()
     if refused.kind == "deep":
         await deny(node, request, actor, "input.refused", refused.message, request_id)
         raise BadRequest(refused.message, hint=refused.hint)

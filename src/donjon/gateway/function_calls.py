@@ -235,10 +235,7 @@ async def check_sent(
     refused = await node.large_events.refusal(caller.label, callee, event)
     if refused is None:
         return
-    if refused.kind == "schema":
-        raise InvalidInput(
-            refused.message, hint=refused.hint, field=refused.field, rule=refused.rule
-        )
+    refused.raise_schema()
     if refused.kind == "deep":
         await _refuse_deep(node, callee, caller, refused.message, request_id)
         raise BadRequest(refused.message, hint=refused.hint)

@@ -60,6 +60,11 @@ class Refusal:
     field: str | None = None
     rule: str = ""
 
+    def raise_schema(self) -> None:
+        """The schema's `InvalidInput` (422) as the loop raises it, if the schema refused."""
+        if self.kind == "schema":
+            raise InvalidInput(self.message, hint=self.hint, field=self.field, rule=self.rule)
+
 
 @functools.lru_cache(maxsize=32)
 def _validator(schema: str) -> InputValidator:
