@@ -12,7 +12,10 @@ audited, as on the loop), 422 naming the first field the schema refuses. The chi
 the body and the schema and answers the refusal, if any: nothing parsed comes back (the
 function's runtime parses the event itself). `LargeEvents` bounds the work: one at a
 time, seven more waiting, four of those one caller's, the rest refused at once (503,
-Retry-After). An event up to the bound is checked on the loop as before.
+Retry-After). An event up to the bound is checked on the loop as before. The same
+child checks a large `context.invoke` event (function_calls.py) and one the node made
+(events.check_made: a queued event at its delivery, a webhook's, a pushed record's), and
+encodes an http trigger's event of a large body (`event_json`, trigger_routes.py).
 """
 
 from __future__ import annotations
