@@ -18,19 +18,40 @@ T = TypeVar("T")
 PROBED = {"PYTHONASYNCIODEBUG": "1"}
 
 
-def slow_request_steps(node: LiveNode, start: float, end: float) -> list[str]:
+def slow_request_steps(
+    node: LiveNode, start: float, end: float, of: str = "RequestResponseCycle"
+) -> list[str]:
     """The probe's lines between `start` and `end` (epoch seconds) about a request's task
-    (uvicorn's RequestResponseCycle): a step of a request held the loop. Read once the
-    node has stopped, its log complete."""
+    (uvicorn's RequestResponseCycle; `of`: another task's coroutine named so, such as a
+    queued delivery's `_guarded`): a step of it held the loop. Read once the node has
+    stopped, its log complete."""
     found = []
     for line in (node.data_dir / "serve.log").read_text().splitlines():
         if '"logger": "asyncio"' not in line or " took " not in line:
             continue
         record = json.loads(line)
         at = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
-        if start <= at <= end and "RequestResponseCycle" in record["event"]:
+        if start <= at <= end and of in record["event"]:
             found.append(record["event"][-40:])
     return found
+
+
+#: Tenant B's function, called while another tenant's large work runs.
+TINY = "def handler(event, context):\n    return {'ok': True}\n"
+
+
+def other_tenant_key(node: LiveNode) -> str:
+    """The developer key of tenant B, who deployed its warm `tiny` with it."""
+    key: str = node.create_key("tenant-b", "developer", ["tiny"])["key"]
+    files = {"donjon.yaml": b"name: tiny\nhandler: main.handler\nisolation: warm\n"}
+    deployed = node.deploy_files(key, {**files, "main.py": TINY.encode()})
+    assert deployed.status_code == 201, deployed.text
+    return key
+
+
+def items_event(items: list[object]) -> bytes:
+    """`{"items": items}` as compact JSON: 900,000 integers are 5.9 MB."""
+    return json.dumps({"items": items}, separators=(",", ":")).encode()
 
 
 def while_another_calls(

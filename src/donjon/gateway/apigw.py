@@ -18,7 +18,6 @@ own event (the caller gives them as `headers`).
 from __future__ import annotations
 
 import base64
-import json
 import time
 from typing import Any, Literal
 
@@ -69,9 +68,10 @@ def apigw_event(
     body: bytes,
     principal: str | None,
     request_id: str,
-) -> bytes:
-    """The proxy event of `request`; `path` as routed ("/x"), `route` the trigger's path,
-    `headers` those the function may see (credentials already removed)."""
+) -> dict[str, Any]:
+    """The proxy event of `request`, to encode (`event_json`); `path` as routed ("/x"),
+    `route` the trigger's path, `headers` those the function may see (credentials already
+    removed)."""
     now = time.time()
     text, encoded = _body(body)
     source = request.client.host if request.client else ""
@@ -150,4 +150,4 @@ def apigw_event(
             event["queryStringParameters"] = {k: ",".join(v) for k, v in _multi(query).items()}
         if text is not None:
             event["body"] = text
-    return json.dumps(event).encode()
+    return event

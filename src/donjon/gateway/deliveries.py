@@ -28,7 +28,7 @@ from donjon.errors import Error
 from donjon.gateway.access import decide, deny_caller, new_request_id
 from donjon.gateway.admission import admit
 from donjon.gateway.errors import Forbidden, NotFound, Unauthorized
-from donjon.gateway.events import body_limit, validate_made
+from donjon.gateway.events import body_limit, check_made
 from donjon.gateway.function_errors import FUNCTION_FAILURES, error_fields
 from donjon.gateway.invoke import _run
 from donjon.gateway.node import Node
@@ -239,7 +239,9 @@ async def deliver(node: Node, invocation: QueuedInvocation) -> Outcome:
         # enqueue, or before its redrive, may have added or tightened it): refused, it is
         # dead-lettered at once (422), before any limit is spent. Not its size: the event a
         # webhook or a pushed record makes may be larger than the body that was limited.
-        validate_made(invocation.event, deployed)
+        # Past 64 KiB, in a child (large_events.py): the loop free for the other callers.
+        caller = principal.label if principal is not None else f"queue:{deployed.name}"
+        await check_made(node, caller, invocation.event, deployed)
         # A first attempt whose request's admission counted it already spends no rate
         # bucket or quota again; quarantine and capacity are checked at every attempt.
         first_admitted = invocation.admitted and invocation.attempts == 1

@@ -35,6 +35,7 @@ __all__ = [
     "check_event",
     "check_event_size",
     "check_large",
+    "check_made",
     "json_pointer",
     "read_event",
     "refuse_declared",
@@ -106,11 +107,33 @@ def validate_made(event: bytes, deployed: Deployed) -> None:
     try:
         parsed = boundedjson.loads(event, finite=True)
     except ValueError as e:  # JSONTooDeep (an Error: 400) goes through as it is
-        raise InvalidInput(
-            f"the event is not JSON the function's schema can check: {str(e)[:200]}",
-            hint=f"send an event that matches the input_schema of {deployed.name}",
-        ) from None
+        raise _not_checkable(str(e), deployed) from None
     validate(parsed, deployed)
+
+
+def _not_checkable(reason: str, deployed: Deployed) -> InvalidInput:
+    return InvalidInput(
+        f"the event is not JSON the function's schema can check: {reason[:200]}",
+        hint=f"send an event that matches the input_schema of {deployed.name}",
+    )
+
+
+async def check_made(node: Node, caller: str, event: bytes, deployed: Deployed) -> None:
+    """`validate_made`: on the loop up to `ON_LOOP_BYTES`, past it in the child
+    (large_events.py) for `caller` (whose share of its places it takes), with the same
+    refusals."""
+    if deployed.validator is None:
+        return
+    if not event[PAST_LOOP]:
+        validate_made(event, deployed)
+        return
+    refused = await node.large_events.refusal(caller, deployed, event)
+    if refused is None:
+        return
+    refused.raise_schema()
+    if refused.kind == "deep":
+        raise boundedjson.JSONTooDeep(refused.message, hint=refused.hint)
+    raise _not_checkable(refused.message, deployed)
 
 
 async def check_large(
@@ -122,10 +145,7 @@ async def check_large(
     refused = await node.large_events.refusal(actor, deployed, event)
     if refused is None:
         return
-    if refused.kind == "schema":
-        raise InvalidInput(
-            refused.message, hint=refused.hint, field=refused.field, rule=refused.rule
-        )
+    refused.raise_schema()
     if refused.kind == "deep":
         await deny(node, request, actor, "input.refused", refused.message, request_id)
         raise BadRequest(refused.message, hint=refused.hint)

@@ -37,6 +37,8 @@ from donjon import boundedjson
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
+from donjon.gateway.events import validate
+from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.quota_check import subjects_of
 from donjon.gateway.slots import ConcurrencyFull
 from donjon.identity import Principal
@@ -59,6 +61,7 @@ __all__ = [
     "Chain",
     "FunctionCalls",
     "RunCallee",
+    "check_sent",
     "function_principal",
     "parse_event",
 ]
@@ -215,20 +218,49 @@ async def parse_event(
     try:
         return boundedjson.loads(event, finite=callee.validator is not None)
     except boundedjson.JSONTooDeep as e:
-        node.metrics.denied("input.refused", e.message)
-        await node.denials.deny(
-            AuditEvent(
-                caller.label,
-                "input.refused",
-                callee.name,
-                "denied",
-                {"request_id": request_id, "reason": e.message, "trigger": "function"},
-            ),
-            caller.label,
-        )
+        await _refuse_deep(node, callee, caller, e.message, request_id)
         raise BadRequest(e.message, hint=e.hint) from e
     except ValueError as e:
-        raise BadRequest("the event is not JSON") from e
+        raise BadRequest(_NOT_JSON) from e
+
+
+async def check_sent(
+    node: Node, callee: Deployed, caller: Principal, event: bytes, request_id: str
+) -> None:
+    """`parse_event` and `validate` of an event a function sent `callee`: on the loop up to
+    `ON_LOOP_BYTES`, past it in the child (large_events.py), with the same refusals."""
+    if not event[PAST_LOOP]:
+        validate(await parse_event(node, callee, caller, event, request_id), callee)
+        return
+    refused = await node.large_events.refusal(caller.label, callee, event)
+    if refused is None:
+        return
+    refused.raise_schema()
+    if refused.kind == "deep":
+        await _refuse_deep(node, callee, caller, refused.message, request_id)
+        raise BadRequest(refused.message, hint=refused.hint)
+    raise BadRequest(_NOT_JSON)
+
+
+#: What the caller learns of an event that is not JSON (never the parser's words).
+_NOT_JSON = "the event is not JSON"
+
+
+async def _refuse_deep(
+    node: Node, callee: Deployed, caller: Principal, reason: str, request_id: str
+) -> None:
+    """Audit an event nested too deep (`input.refused` by the caller, aggregated)."""
+    node.metrics.denied("input.refused", reason)
+    await node.denials.deny(
+        AuditEvent(
+            caller.label,
+            "input.refused",
+            callee.name,
+            "denied",
+            {"request_id": request_id, "reason": reason, "trigger": "function"},
+        ),
+        caller.label,
+    )
 
 
 def _failure(name: str, call_id: str, error: Error) -> tuple[bytes, bytes]:

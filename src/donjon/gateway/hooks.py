@@ -23,7 +23,7 @@ from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
 from donjon.gateway.admission import admit, give_back
 from donjon.gateway.errors import NotFound
-from donjon.gateway.events import body_limit, read_event, validate_made
+from donjon.gateway.events import body_limit, check_made, read_event
 from donjon.gateway.hooks_s3 import handle_s3_push
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, quarantined
@@ -101,7 +101,7 @@ async def _validated(node: Node, submit: Submit, deployed: Deployed, envelope: E
     `InvalidInput`, 422, after admission as on the invoke route; the delivery's replay
     claim is given back, so a corrected resend is taken). Refused for a full queue, it
     is given back what its admission spent: a refused delivery costs the function nothing."""
-    validate_made(envelope.event, deployed)
+    await check_made(node, f"webhook:{deployed.name}", envelope.event, deployed)
     try:
         return await submit(envelope)
     except QueueFull:

@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
 from donjon.gateway.errors import BadRequest, Unauthorized
-from donjon.gateway.events import body_limit, read_event, validate_made
+from donjon.gateway.events import body_limit, check_made, read_event
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.lifecycle import Deployed
@@ -69,7 +69,7 @@ async def handle_s3_push(
             raise SourceError("the node is not serving yet", hint="send the event again")
         taken = envelopes(deployed.name, spec, records)
         for envelope in taken:  # every record first: one refused (422) submits none
-            validate_made(envelope.event, deployed)
+            await check_made(node, f"s3:{deployed.name}", envelope.event, deployed)
         # All or none: a function whose queue cannot take every record (limits.queued)
         # takes none of them (503 with Retry-After: the store sends it again).
         ids = await submit_all(taken)

@@ -11,7 +11,7 @@ passes for the last address, which functions and Lambda adapters take as the cal
 from __future__ import annotations
 
 import base64
-import json
+from typing import Any
 
 from starlette.requests import Request
 
@@ -86,20 +86,20 @@ def joined(headers: list[tuple[str, str]]) -> dict[str, str]:
 
 def http_event(
     request: Request, path: str, body: bytes, principal: str | None, headers: list[tuple[str, str]]
-) -> bytes:
+) -> dict[str, Any]:
+    """The event of `request` to encode (`event_json`): its body as text, or base64 when
+    it is not UTF-8."""
     try:
         text: str = body.decode()
         encoded = False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode(), True
-    return json.dumps(
-        {
-            "method": request.method,
-            "path": path,
-            "headers": joined(headers),
-            "query": dict(request.query_params),
-            "body": text,
-            "is_base64_encoded": encoded,
-            "principal": principal,
-        }
-    ).encode()
+    return {
+        "method": request.method,
+        "path": path,
+        "headers": joined(headers),
+        "query": dict(request.query_params),
+        "body": text,
+        "is_base64_encoded": encoded,
+        "principal": principal,
+    }

@@ -45,7 +45,7 @@ from donjon.gateway.events import (
     refuse_declared,
     validate,
 )
-from donjon.gateway.function_calls import Chain, FunctionCalls, parse_event
+from donjon.gateway.function_calls import Chain, FunctionCalls, check_sent
 from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
@@ -396,7 +396,7 @@ async def _call_function(
     """One `context.invoke` (function_calls.py): the callee's checks, call and record."""
     check_event_size(event, callee, body_limit(callee, node.settings.requests.max_body_bytes))
     await admit(node, callee, caller, chain.request_id, "function")
-    validate(await parse_event(node, callee, caller, event, chain.request_id), callee)
+    await check_sent(node, callee, caller, event, chain.request_id)  # past 64 KiB: a child's
     response = await _run(
         node,
         callee,

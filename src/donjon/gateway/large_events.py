@@ -12,7 +12,10 @@ audited, as on the loop), 422 naming the first field the schema refuses. The chi
 the body and the schema and answers the refusal, if any: nothing parsed comes back (the
 function's runtime parses the event itself). `LargeEvents` bounds the work: one at a
 time, seven more waiting, four of those one caller's, the rest refused at once (503,
-Retry-After). An event up to the bound is checked on the loop as before.
+Retry-After). An event up to the bound is checked on the loop as before. The same
+child checks a large `context.invoke` event (function_calls.py) and one the node made
+(events.check_made: a queued event at its delivery, a webhook's, a pushed record's), and
+encodes an http trigger's event of a large body (`event_json`, trigger_routes.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from donjon import boundedjson
 from donjon.gateway.child_work import ChildWork
@@ -32,7 +35,15 @@ from donjon.own_threads import ThreadsBusy
 if TYPE_CHECKING:
     from donjon.lifecycle import Deployed
 
-__all__ = ["ON_LOOP_BYTES", "PAST_LOOP", "LargeEvents", "LargeEventsBusy", "Refusal", "refusal"]
+__all__ = [
+    "ON_LOOP_BYTES",
+    "PAST_LOOP",
+    "LargeEvents",
+    "LargeEventsBusy",
+    "Refusal",
+    "event_json",
+    "refusal",
+]
 
 #: Events up to this size are parsed and checked on the loop (gateway/invoke.py).
 ON_LOOP_BYTES = 64 * 1024
@@ -51,6 +62,11 @@ class Refusal:
     hint: str = ""
     field: str | None = None
     rule: str = ""
+
+    def raise_schema(self) -> None:
+        """The schema's `InvalidInput` (422) as the loop raises it, if the schema refused."""
+        if self.kind == "schema":
+            raise InvalidInput(self.message, hint=self.hint, field=self.field, rule=self.rule)
 
 
 @functools.lru_cache(maxsize=32)
@@ -80,6 +96,11 @@ def refusal(event: bytes, schema: str | None, name: str) -> Refusal | None:
     return None
 
 
+def event_json(event: dict[str, Any]) -> bytes:
+    """The JSON of an event the gateway made (an http trigger's): json's defaults, ASCII."""
+    return json.dumps(event).encode()
+
+
 class LargeEventsBusy(ThreadsBusy):
     """As many large events as this node checks at once are being checked or wait."""
 
@@ -102,3 +123,7 @@ class LargeEvents(ChildWork):
         # Its keys in their order: errors at one path are named in the schema's order.
         shown = None if schema is None else json.dumps(schema)
         return await self.run(caller, self.in_child, refusal, event, shown, deployed.name)
+
+    async def encoded(self, caller: str, event: dict[str, Any]) -> bytes:
+        """`event_json(event)` (an event holding a large body), in the child, for `caller`."""
+        return await self.run(caller, self.in_child, event_json, event)

@@ -25,6 +25,7 @@ from donjon.gateway.events import body_limit, check_event, read_event, refuse_de
 from donjon.gateway.http_event import function_headers, http_event
 from donjon.gateway.http_routes import refuse_unrouted
 from donjon.gateway.invoke import _run
+from donjon.gateway.large_events import PAST_LOOP, event_json
 from donjon.gateway.node import Node
 from donjon.gateway.problems import quarantined
 from donjon.gateway.response_policy import (
@@ -94,11 +95,17 @@ async def handle_http_trigger(request: Request) -> Response:
         own_path = route_of(path)
         label = principal.label if principal else None
         if spec.event_format is None:
-            event = http_event(request, path, body, label, headers)
+            made = http_event(request, path, body, label, headers)
         else:  # API Gateway's proxy event and response (apigw.py)
-            event = apigw_event(
+            made = apigw_event(
                 spec.event_format, request, path, spec.path, headers, body, label, request_id
             )
+        # Past ON_LOOP_BYTES, encoded in a child (large_events.py): the loop free.
+        event = (
+            await node.large_events.encoded(label or "anonymous", made)
+            if body[PAST_LOOP]
+            else event_json(made)
+        )
         return await _run(
             node,
             deployed,
