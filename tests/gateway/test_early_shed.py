@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 from types import FrameType, SimpleNamespace
 from typing import Any, cast
 
@@ -120,7 +121,8 @@ def _status(answer: bytes | None) -> int:
 def test_on_way_counts_every_head_and_asks_each_once_oldest_first() -> None:
     """Heads added, some known, some not: all count; `invokers` asks only the unasked,
     once; `pop` takes the oldest out, its verdict with it, and says when none is left."""
-    on_way = _OnWay()
+    table: dict[str, _OnWay] = {}
+    on_way = table["f"] = _OnWay(table, "f")
     asked: list[bytes] = []
 
     def invoker(head: list[tuple[bytes, bytes]]) -> bool:
@@ -141,25 +143,30 @@ def test_on_way_counts_every_head_and_asks_each_once_oldest_first() -> None:
     assert on_way.count == 4 and on_way.invokers(invoker) == 2
     assert not on_way.pop() and on_way.invokers(invoker) == 2  # "no"
     assert not on_way.pop() and not on_way.pop()
-    assert on_way.invokers(invoker) == 0
-    assert on_way.pop()  # the last
+    assert on_way.invokers(invoker) == 0 and table == {"f": on_way}
+    assert on_way.pop() and table == {}  # the last, and with it the function's entry
 
 
 def test_heads_without_a_key_are_let_through_and_do_not_shed_an_invoker() -> None:
     """Room for one call: three keyless heads go through (the app answers them 401);
     the invoker's head behind them is not shed, the next invoker's is; each head's key
-    is checked once; `done` for each takes the count back to nothing."""
+    is checked once; the pop `answer` gave each takes the count back to nothing."""
 
     async def run() -> None:
         shed, pool, keys = _shed(room=1)
-        for token in (None, "dj_unknown", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"):
-            assert shed.answer(b"POST", _URL, _head(token), "client", True) == ("f", None)
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        let_through = [
+            shed.answer(b"POST", _URL, _head(token), "client", True)
+            for token in (None, "dj_unknown", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln", GOOD)
+        ]
+        assert [answer for _, answer in let_through] == [None] * 4
+        shed_off = shed.answer(b"POST", _URL, _head(GOOD), "client", True)
+        assert shed_off[0] is None and _status(shed_off[1]) == 503
         assert keys.checks == 3  # the unknown key and the two invokers (none, JWT: unasked)
         assert pool.refused == 1 and shed.shed == 1
-        for _ in range(4):
-            shed.done("f")
+        for done, _ in let_through:
+            assert shed._on_way["f"].count > 0
+            assert done is not None
+            done()
         assert shed._on_way == {}
         assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
 
@@ -252,11 +259,13 @@ def test_heads_of_a_caller_over_its_own_rate_do_not_shed_another_callers_call(
         shed, _, _ = _shed(room=1)
         node = cast(Any, shed.node)
         node.limited.refused("key:over", share, 60.0)
-        for _ in range(3):
-            assert shed.answer(b"POST", _URL, _head(OVER), "over", True)[1] is None
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
-        for _ in range(4):
-            shed.done("f")
+        let_through = [shed.answer(b"POST", _URL, _head(OVER), "over", True) for _ in range(3)]
+        let_through.append(shed.answer(b"POST", _URL, _head(GOOD), "client", True))
+        assert [answer for _, answer in let_through] == [None] * 4
+        for done, _ in let_through:
+            assert done is not None
+            done()
+        assert shed._on_way == {}
         node.limited = LimitedCallers()  # its rate has room again
         assert shed.answer(b"POST", _URL, _head(OVER), "over", True)[1] is None
         assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
@@ -303,3 +312,27 @@ def test_a_refusal_at_the_nodes_bound_alone_does_not_arm_the_lag_shed() -> None:
     by_node, armed = asyncio.run(run())
     assert by_node == []
     assert armed == ["f"]
+
+
+def test_on_way_count_is_always_every_head_on_its_way() -> None:
+    """`count`, kept as heads come and go, equals the heads held (asked and unasked)
+    after every step of a long mixed run: adds of known and unknown heads, recounts and
+    pops, down to none (when the function's entry leaves the table)."""
+    rng = random.Random(210)  # noqa: S311 - a repeatable run of steps, not a secret
+    table: dict[str, _OnWay] = {}
+    on_way = table["f"] = _OnWay(table, "f")
+    held = 0
+    for _ in range(5000):
+        step = rng.random()
+        if step < 0.45 or held == 0:
+            on_way.add(rng.random() < 0.5 if rng.random() < 0.5 else [(b"h", b"x")])
+            held += 1
+        elif step < 0.6:
+            on_way.invokers(lambda head: rng.random() < 0.5)
+        else:
+            held -= 1
+            assert on_way.pop() == (held == 0)
+            if held == 0:
+                assert table == {}
+                on_way = table["f"] = _OnWay(table, "f")
+        assert on_way.count == held == len(on_way._asked) + len(on_way._unasked)

@@ -261,12 +261,12 @@ class GatewayProtocol(WriteStallProtocol):
             and self.parser.should_keep_alive()
             and not self.expect_100_continue
         )
-        name, answer = early_shed.answer(
+        done, answer = early_shed.answer(
             self.parser.get_method(), self.url, self.headers, self._address or "-", keep_alive
         )
         if answer is None:
-            if name:  # counted until its task's first step has run (it reaches `admit` there)
-                self.loop.call_soon(early_shed.done, name)
+            if done is not None:  # counted until its task's first step (`admit` is there)
+                self.loop.call_soon(done)
             return False
         self.cycle = self._finished_cycle()
         self.transport.write(answer)

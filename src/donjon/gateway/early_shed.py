@@ -141,23 +141,25 @@ class _OnWay:
     takes pays no key check here.
     """
 
-    __slots__ = ("_asked", "_invokers", "_unasked")
+    __slots__ = ("_asked", "_invokers", "_name", "_table", "_unasked", "count")
 
-    def __init__(self) -> None:
+    def __init__(self, table: dict[str, _OnWay], name: str) -> None:
+        #: The early shed's heads on their way by function, where this is `name`'s
+        #: while any head is on its way (`pop` takes it out with the last).
+        self._table, self._name = table, name
         #: Heads asked (or known), each whether it will queue: older than every unasked.
         self._asked: collections.deque[bool] = collections.deque()
         #: Heads not asked yet, each its fields (or what is known, behind an unasked one).
         self._unasked: collections.deque[_Head] = collections.deque()
         #: How many of `_asked` will queue.
         self._invokers = 0
-
-    @property
-    def count(self) -> int:
-        """Every head on its way, invoker or not."""
-        return len(self._asked) + len(self._unasked)
+        #: Every head on its way, invoker or not: `len(_asked) + len(_unasked)`, kept as
+        #: they change (an attribute: the early shed reads it for every head).
+        self.count = 0
 
     def add(self, head: _Head) -> None:
         """One more head, the newest."""
+        self.count += 1
         if isinstance(head, bool) and not self._unasked:
             self._asked.append(head)
             self._invokers += head
@@ -165,12 +167,18 @@ class _OnWay:
             self._unasked.append(head)
 
     def pop(self) -> bool:
-        """The oldest head reached `admit`: out of the count. Whether none is left."""
+        """The oldest head is about to reach `admit`: out of the count. Whether none is
+        left, and then this is out of the early shed's table too (the protocol schedules
+        this just before it makes the head's task: `EarlyShed.answer`)."""
+        self.count -= 1
         if self._asked:
             self._invokers -= self._asked.popleft()
         else:
             self._unasked.popleft()
-        return not self._asked and not self._unasked
+        if self.count:
+            return False
+        del self._table[self._name]
+        return True
 
     def invokers(self, queues: Callable[[list[tuple[bytes, bytes]]], bool]) -> int:
         """How many heads on their way will queue, asking `queues` of each not yet asked."""
@@ -219,20 +227,22 @@ class EarlyShed:
         headers: list[tuple[bytes, bytes]],
         client: str,
         keep_alive: bool,
-    ) -> tuple[str, bytes | None]:
-        """For this head (`headers` as parsed, names in lower case): the function it
-        invokes ("" if none that is deployed) and the 503 to write, or None to let it
-        through; a call let through is counted as on its way until `done`."""
+    ) -> tuple[Callable[[], object] | None, bytes | None]:
+        """For this head (`headers` as parsed, names in lower case): the 503 to write, or
+        None to let it through. A call let through to a deployed function is counted as
+        on its way until the first of the pair (else None) is called: the protocol
+        schedules it just before it makes the call's task, whose first step runs
+        `admit` unless something before it has to wait, in which case `admit` sheds it."""
         pool = self.node.pool
         if pool is None or method != b"POST" or self.node.throttles:
-            return "", None
+            return None, None
         match = _INVOKE.match(url)
         if match is None:
-            return "", None
+            return None, None
         name = match.group(1).decode("ascii")
         deployed = self.node.registry.get(name)
         if deployed is None:
-            return "", None
+            return None, None
         on_way = self._on_way.get(name)
         head: _Head = headers
         try:
@@ -255,19 +265,19 @@ class EarlyShed:
                     counts=head,
                 )
                 if answer is not None:
-                    return name, answer
+                    return None, answer
                 if self.lag is not None and self.lag.sheds(name):
-                    return name, self._lagging(name, principal, client, keep_alive)
+                    return None, self._lagging(name, principal, client, keep_alive)
         else:
             if self.lag is not None and self.lag.sheds(name):
                 principal = self._invoker(headers, name)
                 if principal is not None:
-                    return name, self._lagging(name, principal, client, keep_alive)
+                    return None, self._lagging(name, principal, client, keep_alive)
                 head = False
         if on_way is None:
-            on_way = self._on_way[name] = _OnWay()
+            on_way = self._on_way[name] = _OnWay(self._on_way, name)
         on_way.add(head)
-        return name, None
+        return on_way.pop, None
 
     def _lagging(self, name: str, principal: Principal, client: str, keep_alive: bool) -> bytes:
         """The 503 for `principal`'s call shed while the loop lags (lag_shed.py), counted
@@ -344,14 +354,6 @@ class EarlyShed:
         if principal is None or not decide(self.node, principal, Action.INVOKE, name).allowed:
             return None
         return principal
-
-    def done(self, name: str) -> None:
-        """A call `answer` let through is about to take its first step in the app, where
-        `admit` runs unless something before it has to wait, in which case `admit` sheds
-        it (the protocol schedules this just before it makes the call's task)."""
-        on_way = self._on_way.get(name)
-        if on_way is not None and on_way.pop():
-            del self._on_way[name]
 
     def _refused(self, name: str, principal: Principal, client: str, reason: str) -> None:
         self.shed += 1
