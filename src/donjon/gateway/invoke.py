@@ -217,17 +217,17 @@ async def _call(
     runs_on: RunsOn | None = None,
     attempt: int | None = None,
 ) -> Response:
-    """Run the function and build its response; audit the real outcome (durably) whatever it is
-    (the record's `actor`: `actor_of(principal, trigger)`, made once by `_run`).
+    """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
-        The response is built before the record is written, so a result the gateway
-        cannot send is audited as the failure it is, and returned only once durable.
-        A call made by another function (`chain`) gets what is left of its caller's
-        time, and its record names the request the chain started from.
-        `on_log`, if given, receives the call's log as stored (redacted, bounded).
-        `client`, the caller's address, is recorded (the monitor's first-seen sources).
-        `attempt`, an async delivery's (1 first): a retry is the platform's doing, not its
-        caller's (the monitor leaves it out of the caller's baselines: monitor/calls.py).
+    The response is built before the record is written, so a result the gateway
+    cannot send is audited as the failure it is, and returned only once durable.
+    A call made by another function (`chain`) gets what is left of its caller's
+    time, and its record names the request the chain started from.
+    `actor`, the record's: `actor_of(principal, trigger)`, made once by `_run`.
+    `on_log`, if given, receives the call's log as stored (redacted, bounded).
+    `client`, the caller's address, is recorded (the monitor's first-seen sources).
+    `attempt`, an async delivery's (1 first): a retry is the platform's doing, not its
+    caller's (the monitor leaves it out of the caller's baselines: monitor/calls.py).
     """
     if node.pool is None:
         raise SandboxError("the node is not serving")
@@ -373,7 +373,7 @@ def _subcalls(
 ) -> tuple[float, SubCall]:
     """The call's timeout (never past its caller's deadline) and what answers its
     `context.invoke` requests (function_calls.py), which spend `caller`'s quotas too (the
-    chain's caller from outside): its `FunctionCalls` and `Chain` made by the first."""
+    chain's caller from outside): its `FunctionCalls` and `Chain` made by each sub-call."""
     timeout_s = deployed.manifest.timeout_s
     if chain is not None:
         timeout_s = max(0.01, min(timeout_s, chain.deadline - time.monotonic()))
