@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from starlette.requests import Request
 
 from donjon.errors import Error
-from donjon.gateway import access
+from donjon.gateway import access, events
 
 _CASES: dict[str, list[dict[str, Any]]] = {
     "one message": [{"type": "http.request", "body": b'{"a": 1}'}],
@@ -67,3 +68,36 @@ def test_read_body_answers_as_starlettes_stream(case: str) -> None:
     assert disconnected == plain_disconnected
     if isinstance(fast, bytes):
         assert kept == fast  # a later read gets the same body, not a hang
+
+
+def _read_event(messages: list[dict[str, Any]], *, through_stream: bool, checked: bool) -> Any:
+    """What `events.read_event` answers for a function `fn` with a limit of 16 bytes."""
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    async def go() -> Any:
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+        if through_stream:
+            request._stream_consumed = 0  # type: ignore[assignment]  # not False, on purpose
+        deployed: Any = SimpleNamespace(name="fn")
+        try:
+            return await events.read_event(request, deployed, 16, declared_checked=checked)
+        except Error as e:
+            return _refusal(e)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize("case", list(_CASES))
+def test_read_event_refuses_as_it_did_on_both_reads(case: str, checked: bool) -> None:
+    """`read_event` hands `read_body` the function's own refusal (no coroutine of its own
+    catching the route's): the same 413, naming the function, on either read."""
+    fast = _read_event(_CASES[case], through_stream=False, checked=checked)
+    plain = _read_event(_CASES[case], through_stream=True, checked=checked)
+    assert fast == plain
+    if case == "past the limit":
+        assert fast == ("PayloadTooLarge", str(events._too_large(SimpleNamespace(name="fn"), 16)))  # type: ignore[arg-type]
+        assert "function fn" in fast[1]

@@ -65,6 +65,11 @@ __all__ = [
 
 log_ = logging.getLogger("donjon.audit")
 
+
+def _writes_here() -> None:
+    """`AuditLog.require_writer` with no writer process: this process writes (a thread)."""
+
+
 _Item = tuple[AuditEvent, InvocationLog | None, "Any"]
 _INSERT_CHECKPOINT = insert(audit_checkpoints)
 
@@ -123,6 +128,11 @@ class AuditLog:
         self._checkpoint_path = checkpoint_file
         #: The writer process, when `start(process=True)` made one (audit/remote.py).
         self._remote: RemoteWriter | None = None
+        #: Raises `AuditUnavailable` if this log's writer process runs no more (it died and
+        #: a new one is starting, or its restarts stopped): the node refuses a call before
+        #: it runs rather than run what it cannot record. The writer's own `require` while
+        #: it is `_remote` (no call of the log's own: asked twice a call), else a no-op.
+        self.require_writer: Callable[[], None] = _writes_here
         self._early: RemoteWriter | None = None  # `prestart` began this one
         self._key = key if isinstance(key, SigningKey) else SigningKey.from_seed(key.reveal())
         self._clock = clock
@@ -249,14 +259,6 @@ class AuditLog:
         thread = self._thread
         return "ok" if thread is not None and thread.is_alive() else "stopped"
 
-    def require_writer(self) -> None:
-        """Raise `AuditUnavailable` if this log's writer process runs no more (it died
-        and a new one is starting, or its restarts stopped): the node refuses a call
-        before it runs rather than run what it cannot record."""
-        remote = self._remote
-        if remote is not None:
-            remote.require()
-
     def hold_connection(self) -> None:
         """Keep one DB-API connection for every append (the writer process's)."""
         if self._raw is None:
@@ -343,6 +345,7 @@ class AuditLog:
         if state.last_checkpoint is not None:
             self._checkpointer.last_size, self._checkpointer.last_time = state.last_checkpoint
         self._remote = None
+        self.require_writer = _writes_here
 
     def start(self, *, process: bool = False) -> None:
         """Start the writer, with a checkpoint of the log as it is: a thread of this
@@ -355,6 +358,7 @@ class AuditLog:
             self._early = None
             remote.start()
             self._remote = remote
+            self.require_writer = remote.require
             return
         self.checkpoint()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)

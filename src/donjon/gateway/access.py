@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import math
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from starlette.requests import ClientDisconnect, Request
@@ -308,9 +309,18 @@ async def authorize(
         raise Forbidden("this credential does not allow that")
 
 
-async def read_body(request: Request, limit: int, *, check_declared: bool = True) -> bytes:
+async def read_body(
+    request: Request,
+    limit: int,
+    *,
+    check_declared: bool = True,
+    too_large: Callable[[], PayloadTooLarge] | None = None,
+) -> bytes:
     """The request body, refusing more than `limit` bytes before reading it all (without
-    `check_declared`, the caller has already refused a Content-Length over `limit`)."""
+    `check_declared`, the caller has already refused a Content-Length over `limit`);
+    `too_large` makes the refusal (else this route's own, naming `limit`)."""
+    if too_large is None:
+        too_large = functools.partial(_too_large, limit)
     if check_declared:
         declared = header(request, b"content-length")
         if (
@@ -319,27 +329,31 @@ async def read_body(request: Request, limit: int, *, check_declared: bool = True
             and declared.isdigit()
             and int(declared) > limit
         ):
-            raise _too_large(limit)
-    if getattr(request, "_stream_consumed", None) is False and not hasattr(request, "_body"):
-        return await _received(request, limit)
+            raise too_large()
+    # (Starlette's own fields: the stream not read, no body kept; one look-up, no getattr)
+    fields = request.__dict__
+    if fields.get("_stream_consumed") is False and "_body" not in fields:
+        return await _received(request, limit, too_large)
     chunks = []
     total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise _too_large(limit)
+                raise too_large()
             chunks.append(chunk)
     except ClientDisconnect:
         raise _cut_short() from None
     return b"".join(chunks)
 
 
-async def _received(request: Request, limit: int) -> bytes:
+async def _received(
+    request: Request, limit: int, too_large: Callable[[], PayloadTooLarge]
+) -> bytes:
     """`read_body`'s loop on the ASGI messages themselves, as Starlette's `stream()` reads
     them, without its async generator (about fifteen Python calls a request, the warm
     path's); the body kept as `Request.body()` keeps it, so a later read gets it too."""
-    receive = request.receive
+    receive = request._receive  # (what its `receive` property returns, without the call)
     chunks = []
     total = 0
     while True:
@@ -349,7 +363,7 @@ async def _received(request: Request, limit: int) -> bytes:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > limit:
-                raise _too_large(limit)
+                raise too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break

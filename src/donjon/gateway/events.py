@@ -17,6 +17,8 @@ function still receives the whole http event.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -65,17 +67,20 @@ def refuse_declared(request: Request, deployed: Deployed, limit: int) -> None:
         raise _too_large(deployed, limit, int(declared))
 
 
-async def read_event(
+def read_event(
     request: Request, deployed: Deployed, limit: int, *, declared_checked: bool = False
-) -> bytes:
+) -> Awaitable[bytes]:
     """The request's body, refused (413) once it passes `limit`, declared or as it arrives
-    (`declared_checked`: the caller has already called `refuse_declared`)."""
+    (`declared_checked`: the caller has already called `refuse_declared`). No coroutine of
+    its own: `read_body`'s, which makes this function's refusal."""
     if not declared_checked:
         refuse_declared(request, deployed, limit)
-    try:
-        return await read_body(request, limit, check_declared=not declared_checked)
-    except PayloadTooLarge:
-        raise _too_large(deployed, limit) from None
+    return read_body(
+        request,
+        limit,
+        check_declared=not declared_checked,
+        too_large=functools.partial(_too_large, deployed, limit),
+    )
 
 
 def check_event_size(event: bytes, deployed: Deployed, limit: int) -> None:

@@ -59,8 +59,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_DEPTH",
     "Chain",
+    "ChainParts",
     "FunctionCalls",
     "RunCallee",
+    "answer_call",
     "check_sent",
     "function_principal",
     "parse_event",
@@ -106,6 +108,26 @@ def function_principal(caller: str, payer: Principal | None = None) -> Principal
     """
     charged = () if payer is None else tuple(subjects_of(payer, "")[1:])
     return Principal(id=caller, name=caller, role="", kind="function", charged_to=charged)
+
+
+#: A `Chain`'s fields, in its order (`answer_call`: made into one only when it is needed).
+ChainParts = tuple[str, int, float, str, Principal | None]
+
+
+async def answer_call(
+    node: Node,
+    caller: Deployed,
+    parts: ChainParts,
+    run: RunCallee,
+    new_id: Callable[[], str],
+    name: str,
+    event: bytes,
+) -> tuple[bytes, bytes]:
+    """`FunctionCalls(node, caller, Chain(*parts), run, new_id)(name, event)`: a call's
+    `context.invoke` answered, bound with `functools.partial` (gateway/invoke.py) so the
+    calls that make none (most) build neither (it holds nothing from one request to the
+    next: each is answered the same by one made for it)."""
+    return await FunctionCalls(node, caller, Chain(*parts), run, new_id)(name, event)
 
 
 class FunctionCalls:

@@ -28,7 +28,6 @@ from donjon.gateway.access import (
     check_still_live,
     client_address,
     credential_ended,
-    new_request_id,
     parse_json,
 )
 from donjon.gateway.admission import actor_of, admit
@@ -45,7 +44,7 @@ from donjon.gateway.events import (
     refuse_declared,
     validate,
 )
-from donjon.gateway.function_calls import Chain, FunctionCalls, check_sent
+from donjon.gateway.function_calls import Chain, ChainParts, answer_call, check_sent
 from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.policy_audit import record_policy_events
@@ -58,11 +57,12 @@ from donjon.gateway.response_policy import (
 from donjon.gateway.slots import hold_slots
 from donjon.identity import Action, Principal
 from donjon.lifecycle import Deployed
-from donjon.obs import log_secrets, mint_request_id
+from donjon.obs import bind_request_id, log_secrets, mint_request_id
 from donjon.sandbox import CallResult, SandboxError
 from donjon.sandbox.policy_events import PolicyEvent
 from donjon.sandbox.pool import RunsOn, SandboxPool
 from donjon.sandbox.replies import MAX_RESULT, check_result_size
+from donjon.sandbox.subcalls import SubCall
 from donjon.vault.redact import Redactor
 
 __all__ = ["Render", "handle_invoke"]
@@ -151,6 +151,7 @@ async def _run(
             else None
         )
         started = time.perf_counter()
+        actor = actor_of(principal, trigger)  # (once: the journal's and the record's)
         # Noted where the node's kill cannot take it, until its own record is durable
         # (a node killed meanwhile records it `interrupted` at its next start).
         journal = node.calls_in_flight  # (None: a node not started, with no pool to call in)
@@ -159,7 +160,7 @@ async def _run(
                 chain.request_id if chain is not None else request_id,
                 plan.target if plan is not None else f"{deployed.name}@{deployed.record.version}",
                 trigger,
-                actor_of(principal, trigger),
+                actor,
                 started,
             )
             if journal is not None
@@ -170,6 +171,7 @@ async def _run(
                 node,
                 deployed,
                 principal,
+                actor,
                 event,
                 request_id,
                 trigger,
@@ -202,6 +204,7 @@ async def _call(
     node: Node,
     deployed: Deployed,
     principal: Principal | None,
+    actor: str,
     event: bytes,
     request_id: str,
     trigger: str,
@@ -220,12 +223,12 @@ async def _call(
     cannot send is audited as the failure it is, and returned only once durable.
     A call made by another function (`chain`) gets what is left of its caller's
     time, and its record names the request the chain started from.
+    `actor`, the record's: `actor_of(principal, trigger)`, made once by `_run`.
     `on_log`, if given, receives the call's log as stored (redacted, bounded).
     `client`, the caller's address, is recorded (the monitor's first-seen sources).
     `attempt`, an async delivery's (1 first): a retry is the platform's doing, not its
     caller's (the monitor leaves it out of the caller's baselines: monitor/calls.py).
     """
-    actor = actor_of(principal, trigger)
     if node.pool is None:
         raise SandboxError("the node is not serving")
     started = time.perf_counter()
@@ -329,7 +332,7 @@ async def _in_sandbox(
     meta: bytes,
     event: bytes,
     timeout_s: float,
-    subcalls: FunctionCalls,
+    subcalls: SubCall,
     request_id: str,
     runs_on: RunsOn | None,
     redact: Redactor,
@@ -367,26 +370,22 @@ async def _open_secrets(node: Node, deployed: Deployed) -> tuple[dict[str, str],
 
 def _subcalls(
     node: Node, deployed: Deployed, request_id: str, chain: Chain | None, caller: Principal | None
-) -> tuple[float, FunctionCalls]:
+) -> tuple[float, SubCall]:
     """The call's timeout (never past its caller's deadline) and what answers its
     `context.invoke` requests (function_calls.py), which spend `caller`'s quotas too (the
-    chain's caller from outside)."""
+    chain's caller from outside): its `FunctionCalls` and `Chain` made by each sub-call."""
     timeout_s = deployed.manifest.timeout_s
     if chain is not None:
         timeout_s = max(0.01, min(timeout_s, chain.deadline - time.monotonic()))
-    calls = FunctionCalls(
-        node,
-        deployed,
-        Chain(
-            chain.request_id if chain else request_id,
-            chain.depth if chain else 0,
-            time.monotonic() + timeout_s,
-            request_id,  # the calls it makes name it as the call that made them
-            chain.payer if chain else caller,
-        ),
-        _call_function,
-        mint_request_id,  # a sub-call's own id; the logs keep the chain's (bound by the gateway)
+    parts: ChainParts = (
+        chain.request_id if chain else request_id,
+        chain.depth if chain else 0,
+        time.monotonic() + timeout_s,
+        request_id,  # the calls it makes name it as the call that made them
+        chain.payer if chain else caller,
     )
+    # (a sub-call's own id: mint_request_id; the logs keep the chain's, bound by the gateway)
+    calls = functools.partial(answer_call, node, deployed, parts, _call_function, mint_request_id)
     return timeout_s, calls
 
 
@@ -442,7 +441,8 @@ def _redact_error(error: Error, redact: Redactor) -> None:
 async def handle_invoke(request: Request) -> Response:
     scope = request.scope  # (what `request.app` and `request.path_params` read, no call)
     node: Node = scope["app"].state.node
-    request_id = new_request_id()
+    request_id = mint_request_id()  # `new_request_id`'s two steps, without its own call
+    bind_request_id(request_id)
     name = scope["path_params"]["name"]
     caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
