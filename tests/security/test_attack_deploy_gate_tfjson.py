@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from gate_support import deploy_with, gate_problems
 from harness import LiveNode
 
 _MANIFEST = b"name: tfjson\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n"
-_MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
 _KMS = "arn:aws:kms:eu-west-1:111122223333:key/0d1c5b1e-7f4a-4c3e-9a52-2b7e1f0c9d11"
 _ASSUME = (
     '${jsonencode({Version = "2012-10-17", Statement = [{Effect = "Allow",'
@@ -62,15 +62,7 @@ def _url(auth: str) -> dict[str, Any]:
 
 
 def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Response:
-    """The bundle (donjon.yaml, a clean main.py, `files`) sent as it is."""
-    return node.deploy_files(key, {"donjon.yaml": _MANIFEST, "main.py": _MAIN, **files})
-
-
-def _problems(r: httpx.Response) -> list[str]:
-    assert r.status_code == 422, r.text
-    assert "block this deploy" in r.json()["detail"], r.text
-    problems: list[str] = r.json()["problems"]
-    return problems
+    return deploy_with(node, key, _MANIFEST, files)
 
 
 def _json(module: dict[str, Any]) -> bytes:
@@ -82,7 +74,7 @@ def test_public_function_url_in_tf_json_is_refused(node: LiveNode, developer: st
     deploy, reported at the file and line of its JSON key."""
     text = _json(_module(aws_lambda_function_url=_url("NONE")))
     line = next(n for n, t in enumerate(text.splitlines(), 1) if b'"NONE"' in t)
-    problems = _problems(_deploy(node, developer, {"infra/main.tf.json": text}))
+    problems = gate_problems(_deploy(node, developer, {"infra/main.tf.json": text}))
     assert any(p.startswith(f"DJ-IAC-010 infra/main.tf.json:{line}") for p in problems), problems
 
 
@@ -111,7 +103,7 @@ def test_admin_policy_split_across_syntaxes_is_refused(node: LiveNode, developer
         "infra/terraform.tfvars.json": b'{"policy": "arn:aws:iam::aws:policy/AdministratorAccess"}',
         "infra/fn.tf.json": _json(function),
     }
-    problems = _problems(_deploy(node, developer, files))
+    problems = gate_problems(_deploy(node, developer, files))
     assert any(p.startswith("DJ-IAC-001 infra/iam.tf.json:") for p in problems), problems
 
 
@@ -131,5 +123,5 @@ def test_override_file_cannot_reopen_a_function_url(node: LiveNode, developer: s
         "infra/main.tf.json": _json(_module(aws_lambda_function_url=_url("AWS_IAM"))),
         "infra/main_override.tf.json": _json(override),
     }
-    problems = _problems(_deploy(node, developer, files))
+    problems = gate_problems(_deploy(node, developer, files))
     assert any(p.startswith("DJ-IAC-010 infra/main.tf.json:") for p in problems), problems

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 import httpx
 import pytest
 
+from gate_support import deploy_with, gate_problems
 from harness import LiveNode
 
 _MANIFEST = b"name: tofu\nhandler: main.handler\nmemory_mb: 128\ntimeout_s: 10\n"
-_MAIN = b"def handler(event, context):\n    return {'ok': True}\n"
 _KMS = "arn:aws:kms:eu-west-1:111122223333:key/0d1c5b1e-7f4a-4c3e-9a52-2b7e1f0c9d11"
 
 
@@ -68,21 +68,13 @@ def developer(node: LiveNode) -> str:
 
 
 def _deploy(node: LiveNode, key: str, files: Mapping[str, bytes]) -> httpx.Response:
-    """The bundle (donjon.yaml, a clean main.py, `files`) sent as it is."""
-    return node.deploy_files(key, {"donjon.yaml": _MANIFEST, "main.py": _MAIN, **files})
-
-
-def _problems(r: httpx.Response) -> list[str]:
-    assert r.status_code == 422, r.text
-    assert "block this deploy" in r.json()["detail"], r.text
-    problems: list[str] = r.json()["problems"]
-    return problems
+    return deploy_with(node, key, _MANIFEST, files)
 
 
 def test_public_function_url_in_a_tofu_file_is_refused(node: LiveNode, developer: str) -> None:
     """A function URL with authorization_type NONE in infra/main.tofu blocks the deploy,
     reported at its file and line."""
-    problems = _problems(_deploy(node, developer, {"infra/main.tofu": _module("NONE")}))
+    problems = gate_problems(_deploy(node, developer, {"infra/main.tofu": _module("NONE")}))
     assert any(p.startswith(f"DJ-IAC-010 infra/main.tofu:{_URL_LINE}") for p in problems), problems
 
 
@@ -92,7 +84,7 @@ def test_tofu_file_standing_in_for_a_clean_tf_file_is_judged(
     """main.tf says AWS_IAM, main.tofu (which OpenTofu reads in its place) says NONE: the
     deploy is refused for the URL OpenTofu would create."""
     files = {"infra/main.tf": _module("AWS_IAM"), "infra/main.tofu": _module("NONE")}
-    problems = _problems(_deploy(node, developer, files))
+    problems = gate_problems(_deploy(node, developer, files))
     assert any(p.startswith(f"DJ-IAC-010 infra/main.tofu:{_URL_LINE}") for p in problems), problems
 
 
@@ -100,7 +92,7 @@ def test_tf_file_a_tofu_file_stands_in_for_is_still_judged(node: LiveNode, devel
     """main.tofu says AWS_IAM, main.tf (which Terraform applies, not reading .tofu files)
     says NONE: the deploy is refused for the URL Terraform would create."""
     files = {"infra/main.tf": _module("NONE"), "infra/main.tofu": _module("AWS_IAM")}
-    problems = _problems(_deploy(node, developer, files))
+    problems = gate_problems(_deploy(node, developer, files))
     assert any(p.startswith(f"DJ-IAC-010 infra/main.tf:{_URL_LINE}") for p in problems), problems
 
 
@@ -112,7 +104,7 @@ def test_tofu_override_file_cannot_reopen_a_function_url(node: LiveNode, develop
         "infra/main.tofu": _module("AWS_IAM"),
         "infra/main_override.tofu.json": json.dumps(override).encode(),
     }
-    problems = _problems(_deploy(node, developer, files))
+    problems = gate_problems(_deploy(node, developer, files))
     assert any(p.startswith(f"DJ-IAC-010 infra/main.tofu:{_URL_LINE}") for p in problems), problems
 
 
@@ -124,7 +116,7 @@ def test_secret_in_a_tofu_file_is_refused(node: LiveNode, developer: str) -> Non
         "-----END RSA PRIVATE KEY-----\n"
     )
     text = _module("AWS_IAM") + f"\nlocals {{\n  key = <<EOT\n{pem}EOT\n}}\n".encode()
-    problems = _problems(_deploy(node, developer, {"infra/main.tofu": text}))
+    problems = gate_problems(_deploy(node, developer, {"infra/main.tofu": text}))
     assert any("infra/main.tofu:" in p and p.startswith("DJ-SEC") for p in problems), problems
 
 
