@@ -15,6 +15,7 @@ import pytest
 from donjon.audit import inflight
 from donjon.audit.inflight import CallsInFlight, InFlightFull, Interrupted, read_notes, reopen
 from donjon.audit.log import AuditEvent
+from donjon.gateway.problems import STATUS, retry_after_of
 
 
 def test_calls_noted_and_not_ended_are_read_back(tmp_path: Path) -> None:
@@ -77,9 +78,12 @@ def test_past_the_most_slots_a_call_is_refused(
     journal = CallsInFlight(tmp_path / "calls-in-flight")
     for i in range(511):  # (the file's first slot is its header)
         journal.begin(f"r{i}", "f@1", "http", "public", 0.0)
-    with pytest.raises(InFlightFull):
+    with pytest.raises(InFlightFull) as refused:
         journal.begin("one-more", "f@1", "http", "public", 0.0)
     journal.close()
+    # A refusal the caller may retry (503 with Retry-After), not a failure of the node.
+    assert STATUS[InFlightFull] == 503
+    assert retry_after_of(refused.value) == 1.0
 
 
 def test_a_note_too_long_for_its_slot_is_cut_and_says_so(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ not outlive a power cut (it is not fsynced: that would put a disk write on every
 and a power cut takes the calls' processes' effects with it as well). The slot is freed
 once the call's own record is durable. At its next start, before it serves, the node
 appends a `function.invoke` record with outcome `interrupted` for each note left
-(`recover`), then clears the file.
+(`reopen`), then clears the file.
 
 The file's first `_SLOT` bytes say how to read the rest: the wall time less the
 monotonic clock's when it was opened, so a slot holds the monotonic time its call
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.audit.log import AuditEvent, AuditLog
+from donjon.errors import Error
 from donjon.store.database import StorageFull
 
 __all__ = [
@@ -70,8 +71,12 @@ _LIVE = 1
 _SEP = "\x1f"  # (between a note's fields; `begin` writes it in its f-string)
 
 
-class InFlightFull(RuntimeError):
-    """Every slot of the journal is taken (MAX_SLOTS calls in flight): the call is refused."""
+class InFlightFull(Error):
+    """Every slot of the journal is taken (MAX_SLOTS calls in flight): the call is
+    refused (503) rather than run unnoted."""
+
+    title = "Too many calls in flight"
+    retry_after_s = 1.0
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,10 @@ class CallsInFlight:
     def _grow(self) -> int:
         """A free slot, the file doubled to make it."""
         if self._slots >= MAX_SLOTS:
-            raise InFlightFull(f"{MAX_SLOTS - 1} calls in flight on this node")
+            raise InFlightFull(
+                f"{MAX_SLOTS - 1} calls are in flight on this node, as many as it notes",
+                hint="retry after the Retry-After seconds",
+            )
         grown = min(self._slots * 2, MAX_SLOTS)
         _allocate(self._fd, grown * _SLOT)  # (StorageFull: this call is refused, 503)
         self._map.resize(grown * _SLOT)  # (zeros: free slots)

@@ -10,6 +10,7 @@ import math
 from starlette.responses import Response
 
 from donjon.audit.errors import AuditStorageFull, AuditUnavailable, RecordPending
+from donjon.audit.inflight import InFlightFull
 from donjon.audit.proofs import LogTampered, ProofError
 from donjon.audit.prover import CheckpointNotFound
 from donjon.audit.unused import BadWindow
@@ -156,6 +157,7 @@ STATUS: dict[type[Error], int] = {
     TooManyInvocations: 429,
     CallShed: 503,
     ConcurrencyFull: 503,
+    InFlightFull: 503,
     BadSecret: 422,
     SecretNotFound: 404,
     # The function as deployed cannot be called: its grants carry more than a call may.
