@@ -78,7 +78,7 @@ def fill_rows(entries: Sequence[Entry | bytes], after: int, tail: bytes) -> Rows
         digest = sha256(record).digest()  # merkle.leaf_hash: SHA-256(0x00 || record)
         # The record alone, as stored. (A bytearray's % makes a bytearray; typeshed
         # says bytes.)
-        del record[0]  # type: ignore[attr-defined]
+        del record[0]  # type: ignore[attr-defined]  # a bytearray; typeshed says bytes
         params += (seq, record, bytearray(digest))
         add(digest)
     return Rows(seq - after, params, hashes, extras)

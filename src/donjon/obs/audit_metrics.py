@@ -43,7 +43,7 @@ class _Histogram:
         #: Upper bounds, ascending; a value equal to a bound falls in that bucket (le).
         self.bounds = tuple(float(b) for b in buckets)
         # The library's own formatting of a bound (untyped there).
-        self.les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        self.les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]  # prometheus_client untyped
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
 
