@@ -10,6 +10,7 @@ proxy would honour it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -120,6 +121,18 @@ def parse_grant_syntax(text: str) -> EgressGrant:
     check: which networks are open is the node's, decided at deploy)."""
     if not isinstance(text, str) or not text:
         raise EgressGrantError(str(text), "empty")
+    return _parsed(text)
+
+
+#: Grants parsed, by their text: a deploy reads each grant about eight times (the manifest
+#: model twice, the gate's refusals and broad grants, the audit detail, the warnings) and
+#: every sandbox's allowlist again at its start; the same grants recur across a tenant's
+#: functions. An EgressGrant is immutable; a refused grant is not kept (raised each time).
+_GRANTS_KEPT = 8192
+
+
+@functools.lru_cache(maxsize=_GRANTS_KEPT)
+def _parsed(text: str) -> EgressGrant:
     if text != text.strip() or any(c.isspace() for c in text):
         raise EgressGrantError(text, "contains white space")
     host, port = _split(text)
