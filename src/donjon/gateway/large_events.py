@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from donjon import boundedjson
 from donjon.gateway.child_work import ChildWork
@@ -44,6 +45,9 @@ __all__ = [
     "event_json",
     "refusal",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: Events up to this size are parsed and checked on the loop (gateway/invoke.py).
 ON_LOOP_BYTES = 64 * 1024
@@ -127,3 +131,9 @@ class LargeEvents(ChildWork):
     async def encoded(self, caller: str, event: dict[str, Any]) -> bytes:
         """`event_json(event)` (an event holding a large body), in the child, for `caller`."""
         return await self.run(caller, self.in_child, event_json, event)
+
+    async def made(self, caller: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)` (a module's pure function of a large body: a webhook's
+        reading and event, a pushed notification's envelopes), in the child, for `caller`."""
+        work = functools.partial(fn, *args, **kwargs)  # picklable: `fn` is a module's
+        return await self.run(caller, self.in_child, work)
