@@ -20,6 +20,10 @@ function's queue cannot take them all (`limits.queued`) or the queue's database
 fails, none is queued and the store gets a 503 with `Retry-After` and sends the
 notification again. Delivery is still at least once (a node that dies after the
 commit and before its 202): handlers tell by the delivery id (bucket/key/sequencer).
+
+A notification past `ON_LOOP_BYTES` (64 KiB) is parsed, and its records' events made, in
+the large events' child (large_events.py), by the same function (`pushed_envelopes`),
+to the same answers: 5.9 MB held the loop 0.33 s, every other tenant's calls waiting.
 """
 
 from __future__ import annotations

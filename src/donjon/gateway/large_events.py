@@ -14,8 +14,10 @@ function's runtime parses the event itself). `LargeEvents` bounds the work: one 
 time, seven more waiting, four of those one caller's, the rest refused at once (503,
 Retry-After). An event up to the bound is checked on the loop as before. The same
 child checks a large `context.invoke` event (function_calls.py) and one the node made
-(events.check_made: a queued event at its delivery, a webhook's, a pushed record's), and
-encodes an http trigger's event of a large body (`event_json`, trigger_routes.py).
+(events.check_made: a queued event at its delivery, a webhook's, a pushed record's),
+encodes an http trigger's event of a large body (`event_json`, trigger_routes.py), reads
+a large webhook delivery and makes its event (hooks.py) and makes a large pushed
+notification's events (hooks_s3.py): `made`.
 """
 
 from __future__ import annotations
