@@ -10,13 +10,17 @@ import hashlib
 import json
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+from unittest.mock import ANY
 
 import pytest
 from sqlalchemy import select, update
 
+from donjon import boundedjson
 from donjon.errors import Error
+from donjon.gateway.large_events import LargeEvents
 from donjon.manifest.event_triggers import WebhookSpec
 from donjon.secret import Secret
 from donjon.store import SecretStore, connect, create_schema
@@ -24,12 +28,18 @@ from donjon.store.outbox_owner import current
 from donjon.store.tables import secret_versions, webhook_deliveries
 from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers.envelope import Envelope
-from donjon.triggers.webhooks import BadDelivery, WebhookMisconfigured, WebhookService
+from donjon.triggers.webhooks import (
+    BadDelivery,
+    OffLoop,
+    Verified,
+    WebhookMisconfigured,
+    WebhookService,
+)
 from donjon.triggers.webhooks.service import CLAIM_LEASE_S
 from donjon.vault import MasterKey
 from donjon.vault.keyring import Keyring, open_vault
 from donjon.vault.service import Vault
-from triggers.webhook_signing import github_headers, new_whsec, standard_headers
+from triggers.webhook_signing import github_headers, new_whsec, standard_headers, stripe_headers
 
 #: The vault name of the webhook's secret (a name, not a value).
 KEY_NAME = "hook-key"
@@ -37,6 +47,9 @@ SPEC = WebhookSpec(path="/hook", scheme="standard", secret=KEY_NAME)
 BODY = json.dumps({"type": "user.created", "data": {"id": 7}}).encode()
 #: This process, as the replay cache's claims name their node process.
 ME = str(current())
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class _Node:
@@ -230,3 +243,79 @@ def test_github_ids_remembered_for_the_replay_ttl(tmp_path: Path) -> None:
     with pytest.raises(BadDelivery) as caught:  # the same delivery under a fresh id
         asyncio.run(node.deliver(github_headers("gh-secret", BODY, "d-10"), spec))
     assert caught.value.reason == "replay"
+
+
+def _deep(levels: int) -> bytes:
+    """A JSON object nested `levels` deep in all (the body of the event is one more)."""
+    return b'{"type":"deep.one","a":' + b"[" * (levels - 1) + b"]" * (levels - 1) + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        BODY,
+        _deep(boundedjson.MAX_DEPTH - 1),  # the deepest body the event holds parsed
+        _deep(boundedjson.MAX_DEPTH),  # the scheme reads its type, the event holds text
+        b'{"type": "not json"',
+        b"plain text, \xc3\xa9",
+    ],
+)
+def test_a_delivery_read_off_the_loop_is_the_one_read_on_it(tmp_path: Path, body: bytes) -> None:
+    """A delivery whose body is read and whose event is made in the large events' child
+    (as a large body's are) has the id, type and event bytes it has when done inline."""
+    node = _Node(tmp_path)
+    secret = new_whsec()
+    asyncio.run(node.vault.set("hook-key", Secret(secret), "key:t"))
+    large = LargeEvents()
+
+    def in_child(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        return large.made("webhook:fn", fn, *args, **kwargs)
+
+    headers = standard_headers(secret, body, "msg_same")
+
+    async def deliver(off_loop: OffLoop | None) -> Verified:
+        verified = await node.service.verify(SPEC, headers, body, off_loop)
+        await node.service.accept(
+            "fn", SPEC, headers, body, verified, _admitted, node.submit, off_loop
+        )
+        return verified
+
+    try:
+        inline = asyncio.run(deliver(None))
+        node.replays.release("secret:hook-key", "msg_same")
+        child = asyncio.run(deliver(in_child))
+    finally:
+        large.close()
+    assert child == inline and inline.delivery_id == "msg_same"
+    first, second = node.submitted
+    assert second == first
+    assert json.loads(first.event)["event_type"] == (inline.event_type or None)
+
+
+def test_a_stripe_delivery_read_off_the_loop_is_refused_as_on_it(tmp_path: Path) -> None:
+    """A signed Stripe body that names no event id is refused alike whether it is read on
+    the loop or in the large events' child, and one that names it gives the same id."""
+    secret = "whsec_s1"
+    spec = WebhookSpec(path="/stripe", scheme="stripe", secret=KEY_NAME)
+    node = _Node(tmp_path)
+    asyncio.run(node.vault.set("hook-key", Secret(secret), "key:t"))
+    large = LargeEvents()
+
+    def in_child(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        return large.made("webhook:fn", fn, *args, **kwargs)
+
+    now = time.time()
+
+    def verify(body: bytes, off_loop: OffLoop | None) -> Verified | tuple[str, str]:
+        headers = stripe_headers(secret, body, now)
+        try:
+            return asyncio.run(node.service.verify(spec, headers, body, off_loop))
+        except BadDelivery as e:
+            return e.reason, e.diagnostics()
+
+    try:
+        for body in (b'{"type": "invoice.paid"}', b'{"id": "evt_1", "type": "invoice.paid"}'):
+            assert verify(body, in_child) == verify(body, None)
+    finally:
+        large.close()
+    assert verify(b'{"id": "evt_1"}', None) == Verified("evt_1", "", ANY)

@@ -20,6 +20,10 @@ function's queue cannot take them all (`limits.queued`) or the queue's database
 fails, none is queued and the store gets a 503 with `Retry-After` and sends the
 notification again. Delivery is still at least once (a node that dies after the
 commit and before its 202): handlers tell by the delivery id (bucket/key/sequencer).
+
+A notification past `ON_LOOP_BYTES` (64 KiB) is parsed, and its records' events made, in
+the large events' child (large_events.py), by the same function (`pushed_envelopes`),
+to the same answers: 5.9 MB held the loop 0.33 s, every other tenant's calls waiting.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
 from donjon.gateway.errors import BadRequest, Unauthorized
 from donjon.gateway.events import body_limit, check_made, read_event
+from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
 from donjon.lifecycle import Deployed
 from donjon.manifest.event_triggers import S3Spec
-from donjon.triggers.s3_events import envelopes, parse_notification
-from donjon.triggers.source_errors import MalformedEvent, SourceError
+from donjon.triggers.s3_events import pushed_envelopes
+from donjon.triggers.source_errors import SourceError
 
 __all__ = ["handle_s3_push"]
 
@@ -56,18 +61,24 @@ async def handle_s3_push(
         body = await read_event(
             request, deployed, body_limit(deployed, node.settings.requests.max_body_bytes)
         )
-        try:
-            records = parse_notification(body)
-        except MalformedEvent as e:
+        # Past ON_LOOP_BYTES, parsed and its events made in a child (large_events.py).
+        taken = (
+            await node.large_events.made(
+                f"s3:{deployed.name}", pushed_envelopes, deployed.name, spec, body
+            )
+            if body[PAST_LOOP]
+            else pushed_envelopes(deployed.name, spec, body)
+        )
+        if isinstance(taken, tuple):  # not a notification: its MalformedEvent's words
+            message, hint = taken
             detail = {"trigger": "s3", "function": deployed.name}
             await deny(
-                node, request, "anonymous", "input.refused", e.message[:300], request_id, detail
+                node, request, "anonymous", "input.refused", message[:300], request_id, detail
             )
-            raise BadRequest(e.message, hint=e.hint) from e
+            raise BadRequest(message, hint=hint)
         submit_all = node.submit_all
         if submit_all is None:
             raise SourceError("the node is not serving yet", hint="send the event again")
-        taken = envelopes(deployed.name, spec, records)
         for envelope in taken:  # every record first: one refused (422) submits none
             await check_made(node, f"s3:{deployed.name}", envelope.event, deployed)
         # All or none: a function whose queue cannot take every record (limits.queued)

@@ -14,16 +14,19 @@ function's runtime parses the event itself). `LargeEvents` bounds the work: one 
 time, seven more waiting, four of those one caller's, the rest refused at once (503,
 Retry-After). An event up to the bound is checked on the loop as before. The same
 child checks a large `context.invoke` event (function_calls.py) and one the node made
-(events.check_made: a queued event at its delivery, a webhook's, a pushed record's), and
-encodes an http trigger's event of a large body (`event_json`, trigger_routes.py).
+(events.check_made: a queued event at its delivery, a webhook's, a pushed record's),
+encodes an http trigger's event of a large body (`event_json`, trigger_routes.py), reads
+a large webhook delivery and makes its event (hooks.py) and makes a large pushed
+notification's events (hooks_s3.py): `made`.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from donjon import boundedjson
 from donjon.gateway.child_work import ChildWork
@@ -44,6 +47,9 @@ __all__ = [
     "event_json",
     "refusal",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: Events up to this size are parsed and checked on the loop (gateway/invoke.py).
 ON_LOOP_BYTES = 64 * 1024
@@ -127,3 +133,9 @@ class LargeEvents(ChildWork):
     async def encoded(self, caller: str, event: dict[str, Any]) -> bytes:
         """`event_json(event)` (an event holding a large body), in the child, for `caller`."""
         return await self.run(caller, self.in_child, event_json, event)
+
+    async def made(self, caller: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args, **kwargs)` (a module's pure function of a large body: a webhook's
+        reading and event, a pushed notification's envelopes), in the child, for `caller`."""
+        work = functools.partial(fn, *args, **kwargs)  # picklable: `fn` is a module's
+        return await self.run(caller, self.in_child, work)

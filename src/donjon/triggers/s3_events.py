@@ -32,6 +32,7 @@ __all__ = [
     "envelopes",
     "matches",
     "parse_notification",
+    "pushed_envelopes",
 ]
 
 #: Records one document may hold (S3 sends one; a document past this is refused whole).
@@ -129,6 +130,18 @@ def envelopes(function: str, spec: S3Spec, records: list[S3Record]) -> list[Enve
         for r in records
         if matches(spec, r)
     ]
+
+
+def pushed_envelopes(function: str, spec: S3Spec, body: bytes) -> list[Envelope] | tuple[str, str]:
+    """`envelopes` of the pushed notification `body`, or its `MalformedEvent`'s message
+    and hint. A pure function of its arguments, so a large body's are made off the event
+    loop (gateway/hooks_s3.py) to the same envelopes (an exception does not come back from
+    a child whole)."""
+    try:
+        records = parse_notification(body)
+    except MalformedEvent as e:
+        return e.message, e.hint
+    return envelopes(function, spec, records)
 
 
 def _json(text: bytes | str, what: str) -> Any:

@@ -11,12 +11,13 @@ from donjon.triggers.webhooks.interface import (
     WebhookError,
     WebhookMisconfigured,
 )
-from donjon.triggers.webhooks.service import VERIFIERS, WebhookService
+from donjon.triggers.webhooks.service import VERIFIERS, OffLoop, WebhookService
 
 __all__ = [
     "TOLERANCE_S",
     "VERIFIERS",
     "BadDelivery",
+    "OffLoop",
     "Verified",
     "Verifier",
     "WebhookError",

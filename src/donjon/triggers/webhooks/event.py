@@ -27,7 +27,7 @@ from donjon.manifest.event_triggers import WebhookSpec
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.webhooks.interface import Verified, Verifier
 
-__all__ = ["webhook_envelope"]
+__all__ = ["event_head", "event_json", "webhook_envelope"]
 
 #: Headers every webhook event carries (when sent), besides the scheme's own.
 _COMMON_HEADERS = ("content-type", "user-agent")
@@ -35,16 +35,12 @@ _COMMON_HEADERS = ("content-type", "user-agent")
 _TYPE_PREFIX = {"github": "com.github.", "stripe": "com.stripe.", "standard": "webhook."}
 
 
-def webhook_envelope(
-    function: str,
-    spec: WebhookSpec,
-    verifier: Verifier,
-    headers: Mapping[str, str],
-    body: bytes,
-    verified: Verified,
-) -> Envelope:
-    """The envelope of an accepted delivery (its signature, if any, checked)."""
-    event: dict[str, Any] = {
+def event_head(
+    spec: WebhookSpec, verifier: Verifier, headers: Mapping[str, str], verified: Verified
+) -> dict[str, Any]:
+    """The event of an accepted delivery (its signature, if any, checked) but its body:
+    small (each header at most 1 KiB)."""
+    return {
         "scheme": spec.scheme,
         "path": spec.path,
         "delivery_id": verified.delivery_id or None,
@@ -55,10 +51,22 @@ def webhook_envelope(
             if name in headers
         },
     }
-    event.update(_body(body))
+
+
+def event_json(head: dict[str, Any], body: bytes) -> bytes:
+    """The handler's event of a delivery: its `event_head` and its body, as JSON. A pure
+    function of its arguments, so a large body's is made off the event loop (gateway/
+    hooks.py) to the same bytes."""
+    return json.dumps({**head, **_body(body)}, separators=(",", ":")).encode()
+
+
+def webhook_envelope(
+    function: str, spec: WebhookSpec, verified: Verified, event: bytes
+) -> Envelope:
+    """The envelope of an accepted delivery whose event (`event_json`) is `event`."""
     return Envelope(
         function=function,
-        event=json.dumps(event, separators=(",", ":")).encode(),
+        event=event,
         trigger="webhook",
         source=f"/hooks{spec.path}",
         type=_TYPE_PREFIX[spec.scheme] + (verified.event_type or "delivery"),

@@ -34,7 +34,7 @@ class GitHubVerifier(Verifier):
     scheme = "github"
     event_headers = ("x-github-delivery", "x-github-event", "x-github-hook-id")
 
-    def verify(
+    def check(
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float
     ) -> Verified:
         signature = header(headers, "x-hub-signature-256", 256)

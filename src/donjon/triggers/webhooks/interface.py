@@ -92,19 +92,34 @@ class Verified:
 
 
 class Verifier(ABC):
-    """One signature scheme."""
+    """One signature scheme: `check` the signature, then `read` what the signed body says
+    (a scheme whose headers say it all reads nothing)."""
 
     #: The manifest's `scheme:` value.
     scheme: str
     #: The request headers the function's event carries (lower case).
     event_headers: tuple[str, ...]
+    #: Whether `read` parses the body (the service reads a large one off the event loop).
+    reads_body: bool = False
 
-    @abstractmethod
     def verify(
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float
     ) -> Verified:
         """`BadDelivery` unless `body` is signed under one of `secrets` (newest first);
         nothing of `body` is parsed before its signature checked out."""
+        return self.read(self.check(headers, body, secrets, now), body)
+
+    @abstractmethod
+    def check(
+        self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float
+    ) -> Verified:
+        """`verify`'s signature and headers: what they say of the delivery, nothing of
+        `body` parsed."""
+
+    def read(self, signed: Verified, body: bytes) -> Verified:
+        """The delivery `check` found signed, with what its body says (`BadDelivery` if
+        the scheme needs it to say more); a pure function of its arguments."""
+        return signed
 
 
 def any_matches(expected: Sequence[bytes], offered: Sequence[bytes]) -> bool:

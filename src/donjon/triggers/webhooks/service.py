@@ -22,12 +22,13 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import ParamSpec, Protocol, TypeVar
 
 from donjon.manifest.event_triggers import WebhookSpec
 from donjon.store.outbox_owner import current
 from donjon.store.webhook_replays import ReplayStore
 from donjon.triggers.envelope import Submit
-from donjon.triggers.webhooks.event import webhook_envelope
+from donjon.triggers.webhooks.event import event_head, event_json, webhook_envelope
 from donjon.triggers.webhooks.github import GitHubVerifier
 from donjon.triggers.webhooks.interface import (
     BadDelivery,
@@ -40,7 +41,15 @@ from donjon.triggers.webhooks.stripe import StripeVerifier
 from donjon.vault.errors import SecretNotFound
 from donjon.vault.service import Vault
 
-__all__ = ["CLAIM_LEASE_S", "PURGE_INTERVAL_S", "VERIFIERS", "WebhookService", "replay_scope"]
+__all__ = [
+    "CLAIM_LEASE_S",
+    "PURGE_INTERVAL_S",
+    "VERIFIERS",
+    "OffLoop",
+    "WebhookService",
+    "read_delivery",
+    "replay_scope",
+]
 
 log = logging.getLogger("donjon.webhooks")
 
@@ -53,6 +62,19 @@ PURGE_INTERVAL_S = 600.0
 #: How long a delivery's id stays claimed before its event is queued, at most: past it
 #: (a node on another host that died between the two), the sender's retry is taken.
 CLAIM_LEASE_S = 300.0
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class OffLoop(Protocol):
+    """Runs `fn(*args)` (a module's function, its arguments picklable) off the event loop,
+    its answer the same: how the gateway has a large delivery's body read and its event
+    made in a child process (gateway/large_events.py), the loop free for other callers."""
+
+    def __call__(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        """`fn(*args, **kwargs)`, awaited."""
+        ...
 
 
 class WebhookService:
@@ -76,8 +98,15 @@ class WebhookService:
         self._owner = str(current())
         self._purge_task: asyncio.Task[None] | None = None
 
-    async def verify(self, spec: WebhookSpec, headers: Mapping[str, str], body: bytes) -> Verified:
-        """`BadDelivery` unless `body` is signed by one of the secret's accepted versions.
+    async def verify(
+        self,
+        spec: WebhookSpec,
+        headers: Mapping[str, str],
+        body: bytes,
+        off_loop: OffLoop | None = None,
+    ) -> Verified:
+        """`BadDelivery` unless `body` is signed by one of the secret's accepted versions;
+        what the signed body says is read by `off_loop` when given (a large body).
 
         A webhook without a secret (deployed with --unsafe-allow-public) checks nothing;
         its delivery id is the scheme's header when one is sent (and then deduplicated)."""
@@ -93,7 +122,13 @@ class WebhookService:
                 "this webhook cannot verify deliveries now",
                 hint="the node's operator must restore the webhook's secret",
             ) from None
-        return verifier.verify(headers, body, secrets, self._clock())
+        signed = verifier.check(headers, body, secrets, self._clock())
+        if off_loop is None or not verifier.reads_body:
+            return verifier.read(signed, body)
+        read = await off_loop(read_delivery, spec.scheme, signed, body)
+        if isinstance(read, Verified):
+            return read
+        raise BadDelivery(*read)
 
     async def accept(
         self,
@@ -104,8 +139,10 @@ class WebhookService:
         verified: Verified,
         admit: Callable[[], Awaitable[None]],
         submit: Submit,
+        off_loop: OffLoop | None = None,
     ) -> str:
-        """Deduplicate, admit and submit a verified delivery; the invocation id.
+        """Deduplicate, admit and submit a verified delivery; the invocation id. Its event
+        is made by `off_loop` when given (a large body).
 
         `BadDelivery` (replay) if its id was accepted under this secret before (at this
         path or any other: `replay_scope`): refused before admission, so a replay spends
@@ -114,9 +151,14 @@ class WebhookService:
         expires = await self._claim(scope, verified)
         try:
             await admit()
+            head = event_head(spec, VERIFIERS[spec.scheme], headers, verified)
+            event = (
+                event_json(head, body)
+                if off_loop is None
+                else await off_loop(event_json, head, body)
+            )
             envelope = dataclasses.replace(  # admitted just now: its first attempt spends nothing
-                webhook_envelope(function, spec, VERIFIERS[spec.scheme], headers, body, verified),
-                admitted=True,
+                webhook_envelope(function, spec, verified, event), admitted=True
             )
             invocation = await submit(envelope)
         except BaseException:
@@ -176,6 +218,16 @@ class WebhookService:
             except Exception:  # a busy database: the next round deletes them
                 log.exception("purging the webhook replay cache failed")
             await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+def read_delivery(scheme: str, signed: Verified, body: bytes) -> Verified | tuple[str, str]:
+    """`read` of scheme `scheme`'s verifier (a pure function: run off the loop for a large
+    body), or its `BadDelivery`'s reason and message (an exception does not come back
+    from a child whole)."""
+    try:
+        return VERIFIERS[scheme].read(signed, body)
+    except BadDelivery as e:
+        return e.reason, e.message
 
 
 def replay_scope(spec: WebhookSpec) -> str:

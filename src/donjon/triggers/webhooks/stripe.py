@@ -33,8 +33,9 @@ _MAX_SIGNATURES = 8
 class StripeVerifier(Verifier):
     scheme = "stripe"
     event_headers = ()
+    reads_body = True
 
-    def verify(
+    def check(
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float
     ) -> Verified:
         raw_ts, offered = _parse(header(headers, "stripe-signature", 2048))
@@ -45,6 +46,9 @@ class StripeVerifier(Verifier):
         ]
         if not any_matches(expected, offered):
             raise BadDelivery("signature", "no v1 signature matches the body")
+        return Verified("", "", float(ts + TOLERANCE_S))
+
+    def read(self, signed: Verified, body: bytes) -> Verified:
         # Signed: now, and only now, is the body read.
         try:
             event = boundedjson.loads(body)
@@ -56,7 +60,7 @@ class StripeVerifier(Verifier):
         return Verified(
             check_token(event["id"], "event id"),
             check_token(kind, "event type") if isinstance(kind, str) else "",
-            float(ts + TOLERANCE_S),
+            signed.remember_until,
         )
 
 
