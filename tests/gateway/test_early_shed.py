@@ -91,7 +91,9 @@ def _shed(room: int, lag: _Lag | None = None) -> tuple[EarlyShed, _Pool, _Keys]:
         throttles=SimpleNamespace(in_force={}),
         limited=LimitedCallers(),
         key_index=keys,
-        registry={"f": SimpleNamespace(config=SimpleNamespace(function="f"))},
+        registry=SimpleNamespace(
+            by_name={"f": SimpleNamespace(config=SimpleNamespace(function="f"))}
+        ),
     )
     metrics = SimpleNamespace(shed=lambda name: None)
     return (
@@ -397,7 +399,7 @@ def test_throttles_in_force_and_registry_are_read_at_each_head() -> None:
         assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 503
         later = b"/v1/functions/g/invoke"
         assert shed.answer(b"POST", later, _head(GOOD), "client", _kept) == (None, None)
-        node.registry["g"] = SimpleNamespace(config=SimpleNamespace(function="g"))
+        node.registry.by_name["g"] = SimpleNamespace(config=SimpleNamespace(function="g"))
         assert _status(shed.answer(b"POST", later, _head(GOOD), "client", _kept)[1]) == 503
 
     asyncio.run(run())

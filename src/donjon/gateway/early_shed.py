@@ -199,9 +199,9 @@ class EarlyShed:
         self, node: Node, denials: DenialLog, metrics: Metrics, lag: LagShed | None = None
     ) -> None:
         self.node = node
-        #: The deployed functions (`node.registry`: one object for the node's life), held
-        #: here: every head of an invoke call asks it, and the property was a call each.
-        self.registry = node.registry
+        #: The deployed functions by name (`node.registry`'s, one mapping for the node's
+        #: life), held here: every invoke call's head looks its name up.
+        self.deployed = node.registry.by_name
         #: Sheds a share of the calls the pool takes while the loop lags (None: none).
         self.lag = lag
         self.denials = denials
@@ -246,7 +246,7 @@ class EarlyShed:
         if match is None:
             return None, None
         name = match.group(1).decode("ascii")
-        deployed = self.registry.get(name)
+        deployed = self.deployed.get(name)
         if deployed is None:
             return None, None
         on_way = self._on_way.get(name)

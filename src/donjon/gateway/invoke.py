@@ -451,7 +451,7 @@ async def handle_invoke(request: Request) -> Response:
     caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
         principal = await authenticate(node, request, request_id)
-        deployed = node.deployments.registry.get(name)  # (`node.registry`, no property)
+        deployed = node.deployments.registry.by_name.get(name)  # (no property, no method)
         # A keyed caller's checks on this version, resolved once (call_plan.py); a refusal,
         # a JWT's principal or a missing function is decided (and audited) as it comes.
         plan = plan_for(node, principal, deployed) if deployed is not None else None
