@@ -403,3 +403,21 @@ def test_throttles_in_force_and_registry_are_read_at_each_head() -> None:
         assert _status(shed.answer(b"POST", later, _head(GOOD), "client", _kept)[1]) == 503
 
     asyncio.run(run())
+
+
+def test_a_known_head_is_counted_at_once_unless_an_unasked_one_is_before_it() -> None:
+    """`add` of a verdict (True or False, told apart from fields by their type) with no
+    head unasked before it goes with the asked ones, counted; behind an unasked head it
+    waits its turn with the unasked, its fields never asked of."""
+    table: dict[str, _OnWay] = {}
+    on_way = table["f"] = _OnWay(table, "f")
+    on_way.add(True)
+    on_way.add(False)
+    assert list(on_way._asked) == [True, False] and not on_way._unasked
+    assert on_way.invokers(lambda head: pytest.fail("nothing is unasked")) == 1
+    fields = [(b"authorization", b"Bearer x")]
+    on_way.add(fields)
+    on_way.add(True)
+    assert list(on_way._unasked) == [fields, True]
+    assert on_way.invokers(lambda head: head is fields) == 3
+    assert on_way.count == 4

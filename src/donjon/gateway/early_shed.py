@@ -160,7 +160,7 @@ class _OnWay:
     def add(self, head: _Head) -> None:
         """One more head, the newest."""
         self.count += 1
-        if isinstance(head, bool) and not self._unasked:
+        if type(head) is bool and not self._unasked:  # (`isinstance`: bool has no subclass)
             self._asked.append(head)
             self._invokers += head
         else:
@@ -245,7 +245,7 @@ class EarlyShed:
         match = _INVOKE.match(url)
         if match is None:
             return None, None
-        name = match.group(1).decode("ascii")
+        name = match[1].decode("ascii")  # (`match.group(1)`, without its call)
         deployed = self.deployed.get(name)
         if deployed is None:
             return None, None
