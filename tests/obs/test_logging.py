@@ -261,7 +261,7 @@ def test_request_id_is_the_clock_and_random_bytes_in_hex(monkeypatch: pytest.Mon
     from donjon.obs import logging as obs_logging
 
     random_part = bytes(range(0xF8, 0x100))
-    monkeypatch.setattr(obs_logging.os, "urandom", lambda n: random_part[:n])
+    monkeypatch.setattr("os.urandom", lambda n: random_part[:n])
     for tick in (*range(0x10000), 0x10000, 0x1FFFF, 3 * 0x10000 + 7):
         monkeypatch.setattr(obs_logging, "_clock", lambda tick=tick: (tick + 0.5) / 64)
         expected = ((tick & 0xFFFF).to_bytes(2, "big") + random_part).hex()
